@@ -1,1 +1,23 @@
+//! x86_64 mechanisms for Exo-OS, no policy: boot entry (PVH), descriptor tables, trap entry,
+//! the local APIC, TSC, paging, the AP trampoline, serial console and QEMU exit.
+//!
+//! Most of the project's `unsafe` lives here; each block says why it is sound.
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(target_os = "none")]
+pub mod boot;
+pub mod apic;
+pub mod backtrace;
+pub mod cpu;
+pub mod exit;
+pub mod gdt;
+pub mod paging;
+pub mod port;
+pub mod pvh;
+pub mod serial;
+#[cfg(target_os = "none")]
+pub mod smp;
+#[cfg(target_os = "none")]
+pub mod trap;
+pub mod tsc;

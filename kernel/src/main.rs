@@ -1,2 +1,20 @@
+//! Exo-OS: the bootable kernel `exo`. Boots by PVH, brings every CPU online from the ACPI
+//! MADT, then runs the job named on the command line (`exo.job=boot|test|bench|contended`).
 #![no_std]
 #![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod boot;
+mod cmdline;
+mod console;
+mod cpus;
+mod ktest;
+mod memory;
+mod panic;
+mod smp;
+mod sys;
+mod time;
+mod traps;
+mod tsc_sync;

@@ -1,1 +1,206 @@
+//! The GS-based per-CPU block of Exo-OS: its layout (the one place it is defined), GS set-up,
+//! and accessors that need proof the caller stays on its CPU.
+//!
+//! Layout: `#[repr(C)]` [`PerCpu<E>`] = the hot header [`Hot`] at offset 0 (self pointer,
+//! cpu id, APIC id, current thread, kernel stack top, preempt count, ...) followed by the
+//! kernel's own per-CPU state `E`. Hot fields are read with one `gs:`-relative instruction;
+//! their offsets are constants checked at compile time, shared with assembly.
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod cell;
+mod guard;
+
+pub use cell::{BorrowError, CpuCell};
+pub use guard::{IrqGuard, Pinned, PreemptGuard};
+
+use core::arch::asm;
+use core::sync::atomic::AtomicU32;
+
+/// Offset of the self pointer.
+pub const OFF_SELF: usize = 0;
+/// Offset of the logical CPU id (u32).
+pub const OFF_CPU_ID: usize = 8;
+/// Offset of the APIC id (u32).
+pub const OFF_APIC_ID: usize = 12;
+/// Offset of the current thread pointer (usize).
+pub const OFF_CURRENT: usize = 16;
+/// Offset of the kernel stack top (u64), used by syscall entry.
+pub const OFF_KSTACK_TOP: usize = 24;
+/// Offset of the preemption-disable count (u32).
+pub const OFF_PREEMPT: usize = 32;
+/// Offset of the user stack scratch slot (u64), used by syscall entry.
+pub const OFF_USER_RSP: usize = 40;
+/// Offset of the process id slot (u64): `getpid` is one `mov` from here.
+pub const OFF_PID: usize = 48;
+
+/// Logical CPU number: 0 is the boot CPU, APs follow in MADT order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CpuId(pub u32);
+
+/// The hot header: fields the fast paths read through `gs:`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Hot {
+    /// Points at the block itself (so `gs:[0]` yields a normal pointer).
+    pub self_ptr: usize,
+    /// Logical CPU id.
+    pub cpu_id: u32,
+    /// Local APIC id.
+    pub apic_id: u32,
+    /// Current thread (opaque to this crate).
+    pub current: usize,
+    /// Top of this CPU's kernel stack.
+    pub kstack_top: u64,
+    /// Preemption-disable nesting count (only this CPU writes it).
+    pub preempt: AtomicU32,
+    _pad0: u32,
+    /// Scratch slot for the user RSP on syscall entry.
+    pub user_rsp: u64,
+    /// Process id of the current thread.
+    pub pid: u64,
+    _pad1: u64,
+}
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Hot, self_ptr) == OFF_SELF);
+    assert!(offset_of!(Hot, cpu_id) == OFF_CPU_ID);
+    assert!(offset_of!(Hot, apic_id) == OFF_APIC_ID);
+    assert!(offset_of!(Hot, current) == OFF_CURRENT);
+    assert!(offset_of!(Hot, kstack_top) == OFF_KSTACK_TOP);
+    assert!(offset_of!(Hot, preempt) == OFF_PREEMPT);
+    assert!(offset_of!(Hot, user_rsp) == OFF_USER_RSP);
+    assert!(offset_of!(Hot, pid) == OFF_PID);
+    assert!(core::mem::size_of::<Hot>() == 64);
+};
+
+/// One CPU's block: the hot header then the kernel's per-CPU state. Cache-line aligned so
+/// no two CPUs' blocks share a line.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct PerCpu<E> {
+    /// Hot header, at offset 0.
+    pub hot: Hot,
+    /// Kernel-defined per-CPU state.
+    pub ext: E,
+}
+
+const _: () = assert!(core::mem::offset_of!(PerCpu<u8>, hot) == 0);
+
+impl<E> PerCpu<E> {
+    /// A block for `cpu` with APIC id `apic_id`; the self pointer is set by [`install`].
+    pub const fn new(cpu: CpuId, apic_id: u32, kstack_top: u64, ext: E) -> Self {
+        PerCpu {
+            hot: Hot {
+                self_ptr: 0,
+                cpu_id: cpu.0,
+                apic_id,
+                current: 0,
+                kstack_top,
+                preempt: AtomicU32::new(0),
+                _pad0: 0,
+                user_rsp: 0,
+                pid: 0,
+                _pad1: 0,
+            },
+            ext,
+        }
+    }
+}
+
+const IA32_GS_BASE: u32 = 0xC000_0101;
+const IA32_KERNEL_GS_BASE: u32 = 0xC000_0102;
+
+/// Makes `block` this CPU's per-CPU block: sets its self pointer and the GS base, and clears
+/// KERNEL_GS_BASE (the user GS value that `swapgs` will exchange in later).
+///
+/// # Safety
+/// Called once per CPU during bring-up, with interrupts off, before anything reads `gs:`;
+/// `block` must never be freed or moved and must not be installed on another CPU.
+pub unsafe fn install<E>(block: &'static mut PerCpu<E>) {
+    let p = block as *mut PerCpu<E>;
+    // SAFETY: `block` is exclusively ours ('static mut); the MSR writes point GS at it, which
+    // the caller guarantees happens once, on this CPU only, before any gs: access.
+    unsafe {
+        (*p).hot.self_ptr = p as usize;
+        exo_arch::cpu::wrmsr(IA32_GS_BASE, p as u64);
+        exo_arch::cpu::wrmsr(IA32_KERNEL_GS_BASE, 0);
+    }
+}
+
+/// Is a per-CPU block installed on this CPU? (GS base non-zero; usable in panic paths.)
+pub fn installed() -> bool {
+    // SAFETY: reading IA32_GS_BASE has no side effect.
+    unsafe { exo_arch::cpu::rdmsr(IA32_GS_BASE) != 0 }
+}
+
+macro_rules! gs_read32 {
+    ($off:expr) => {{
+        let v: u32;
+        // SAFETY: GS points at this CPU's installed block (guaranteed by `install` before any
+        // guard can exist), and the offset is a checked u32 field of the hot header.
+        unsafe { asm!("mov {0:e}, gs:[{off}]", out(reg) v, off = const $off, options(nostack, preserves_flags, readonly)) };
+        v
+    }};
+}
+
+macro_rules! gs_read64 {
+    ($off:expr) => {{
+        let v: u64;
+        // SAFETY: as in `gs_read32`, for a 64-bit field.
+        unsafe { asm!("mov {0}, gs:[{off}]", out(reg) v, off = const $off, options(nostack, preserves_flags, readonly)) };
+        v
+    }};
+}
+
+/// This CPU's id: one `mov eax, gs:[8]`. The guard proves the answer stays true while it lives.
+#[inline(always)]
+pub fn cpu_id(_pinned: &impl Pinned) -> CpuId {
+    CpuId(gs_read32!(OFF_CPU_ID))
+}
+
+/// This CPU's id without a guard: correct at the instant of the read, a hint afterwards
+/// (logging, panic messages). Interrupt handlers may use it freely: they cannot migrate.
+#[inline(always)]
+pub fn cpu_id_hint() -> CpuId {
+    CpuId(gs_read32!(OFF_CPU_ID))
+}
+
+/// This CPU's APIC id.
+#[inline(always)]
+pub fn apic_id(_pinned: &impl Pinned) -> u32 {
+    gs_read32!(OFF_APIC_ID)
+}
+
+/// The pid slot: `getpid` is this single `mov rax, gs:[48]`.
+#[inline(always)]
+pub fn pid() -> u64 {
+    gs_read64!(OFF_PID)
+}
+
+/// This CPU's block, for the guard's lifetime.
+#[inline(always)]
+pub fn this_cpu<'g, E>(_pinned: &'g impl Pinned) -> &'g PerCpu<E> {
+    let p = gs_read64!(OFF_SELF) as *const PerCpu<E>;
+    // SAFETY: gs:[0] is the self pointer of the block installed on this CPU, which lives
+    // forever; the caller names the same `E` the kernel installed (the kernel has one `E`).
+    // The guard keeps us on this CPU, so the reference means "this CPU's block" while it lives.
+    unsafe { &*p }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_layout() {
+        assert_eq!(core::mem::size_of::<Hot>(), 64);
+        assert_eq!(core::mem::align_of::<PerCpu<u64>>(), 64);
+        assert_eq!(core::mem::offset_of!(PerCpu<[u64; 3]>, ext), 64);
+        let b = PerCpu::new(CpuId(3), 7, 0x1000, 5u8);
+        assert_eq!(b.hot.cpu_id, 3);
+        assert_eq!(b.hot.apic_id, 7);
+        assert_eq!(b.hot.kstack_top, 0x1000);
+    }
+}

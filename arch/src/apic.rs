@@ -1,0 +1,266 @@
+//! The local APIC, x2APIC (MSRs) or xAPIC (MMIO) behind one `Copy` handle, and the legacy
+//! PICs (remapped and masked).
+//!
+//! Why not the `x2apic` crate's `LocalApic`: it always picks x2APIC when CPUID offers it (the
+//! test matrix needs xAPIC on a CPU that has both), it is `!Send` so it cannot sit in a static
+//! shared by the NMI/panic path, its xAPIC `id()` is the raw register, and its ICR writes do
+//! not wait for delivery with a deadline. The register protocol itself is small: it is here.
+
+use crate::cpu::{rdmsr, wrmsr};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+const IA32_APIC_BASE: u32 = 0x1B;
+const BASE_ENABLE: u64 = 1 << 11;
+const BASE_X2APIC: u64 = 1 << 10;
+
+const REG_ID: u32 = 0x20;
+const REG_TPR: u32 = 0x80;
+const REG_EOI: u32 = 0xB0;
+const REG_SVR: u32 = 0xF0;
+const REG_ESR: u32 = 0x280;
+const REG_ICR_LO: u32 = 0x300;
+const REG_ICR_HI: u32 = 0x310;
+const REG_LVT_TIMER: u32 = 0x320;
+const REG_LVT_LINT0: u32 = 0x350;
+const REG_LVT_LINT1: u32 = 0x360;
+const REG_LVT_ERROR: u32 = 0x370;
+const REG_TIMER_INIT: u32 = 0x380;
+const REG_TIMER_CUR: u32 = 0x390;
+const REG_TIMER_DIV: u32 = 0x3E0;
+
+const LVT_MASKED: u32 = 1 << 16;
+const ICR_PENDING: u32 = 1 << 12;
+
+/// Which register interface the local APICs use (the same on every CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// MSR interface, 32-bit APIC ids.
+    X2Apic,
+    /// MMIO interface at the given (identity-mapped, uncached) physical base, 8-bit ids.
+    XApic,
+}
+
+impl Mode {
+    /// The name printed in the `SMP,...` line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::X2Apic => "x2apic",
+            Mode::XApic => "xapic",
+        }
+    }
+}
+
+static MODE: AtomicU8 = AtomicU8::new(0); // 0 unset, 1 x2apic, 2 xapic
+static XAPIC_BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
+
+/// Errors of IPI delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApicError {
+    /// The xAPIC ICR stayed busy past its deadline.
+    IcrTimeout,
+    /// The destination id does not fit the mode (xAPIC ids are 8 bits).
+    BadDestination(u32),
+}
+
+impl core::fmt::Display for ApicError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ApicError::IcrTimeout => write!(f, "local APIC ICR still busy after its deadline"),
+            ApicError::BadDestination(id) => write!(f, "APIC id {id} does not fit xAPIC's 8 bits"),
+        }
+    }
+}
+
+/// Chooses the mode for the whole machine (BSP, once): x2APIC if CPUID offers it and
+/// `allow_x2apic`, or if firmware already switched to it (x2APIC cannot go back to xAPIC
+/// without a disable). `mmio_base` is the MADT's local APIC address.
+pub fn select_mode(has_x2apic: bool, allow_x2apic: bool, mmio_base: u64) -> Mode {
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU with an APIC.
+    let base = unsafe { rdmsr(IA32_APIC_BASE) };
+    let already_x2 = base & BASE_X2APIC != 0;
+    let mode = if has_x2apic && (allow_x2apic || already_x2) { Mode::X2Apic } else { Mode::XApic };
+    XAPIC_BASE.store(mmio_base & !0xFFF, Ordering::Relaxed);
+    MODE.store(if mode == Mode::X2Apic { 1 } else { 2 }, Ordering::Release);
+    mode
+}
+
+/// The selected mode (xAPIC until `select_mode` ran).
+#[inline(always)]
+pub fn mode() -> Mode {
+    if MODE.load(Ordering::Relaxed) == 1 { Mode::X2Apic } else { Mode::XApic }
+}
+
+#[inline(always)]
+fn read(reg: u32) -> u32 {
+    match mode() {
+        // SAFETY: x2APIC register MSRs 0x800.. exist once x2APIC mode is enabled on this CPU.
+        Mode::X2Apic => unsafe { rdmsr(0x800 + (reg >> 4)) as u32 },
+        // SAFETY: the xAPIC page is identity-mapped uncached by the kernel page tables (and
+        // by the boot tables below 4 GiB); `reg` is a valid register offset.
+        Mode::XApic => unsafe {
+            core::ptr::read_volatile((XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg)) as *const u32)
+        },
+    }
+}
+
+#[inline(always)]
+fn write(reg: u32, value: u32) {
+    match mode() {
+        // SAFETY: as in `read`; writes to local APIC registers affect only this CPU's APIC.
+        Mode::X2Apic => unsafe { wrmsr(0x800 + (reg >> 4), u64::from(value)) },
+        // SAFETY: as in `read`.
+        Mode::XApic => unsafe {
+            core::ptr::write_volatile((XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg)) as *mut u32, value)
+        },
+    }
+}
+
+/// Enables this CPU's local APIC in the selected mode: software-enabled with `spurious`
+/// vector, LINT0/LINT1 and the timer masked, errors to `error_vector`, TPR 0.
+pub fn enable_local(spurious: u8, error_vector: u8) {
+    // SAFETY: IA32_APIC_BASE read-modify-write keeps the base address and BSP bit; setting
+    // the enable (and x2APIC) bits is the architectural way to turn the APIC on.
+    unsafe {
+        let base = rdmsr(IA32_APIC_BASE);
+        let mut new = base | BASE_ENABLE;
+        if mode() == Mode::X2Apic {
+            new |= BASE_X2APIC;
+        }
+        if new != base {
+            wrmsr(IA32_APIC_BASE, new);
+        }
+    }
+    write(REG_TPR, 0);
+    write(REG_LVT_TIMER, LVT_MASKED);
+    write(REG_LVT_LINT0, LVT_MASKED);
+    write(REG_LVT_LINT1, LVT_MASKED);
+    write(REG_LVT_ERROR, u32::from(error_vector));
+    write(REG_ESR, 0);
+    write(REG_SVR, 0x100 | u32::from(spurious));
+}
+
+/// This CPU's APIC id (32-bit in x2APIC mode, 8-bit in xAPIC mode).
+pub fn id() -> u32 {
+    match mode() {
+        Mode::X2Apic => read(REG_ID),
+        Mode::XApic => read(REG_ID) >> 24,
+    }
+}
+
+/// Signals end of interrupt.
+#[inline(always)]
+pub fn eoi() {
+    write(REG_EOI, 0);
+}
+
+/// Delivery modes of the ICR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Fixed vector.
+    Fixed(u8),
+    /// Non-maskable interrupt.
+    Nmi,
+    /// INIT (assert, level).
+    Init,
+    /// Start-up at page `vector * 4 KiB`.
+    StartUp(u8),
+}
+
+/// Destinations of the ICR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// One CPU by APIC id.
+    Id(u32),
+    /// Every CPU but this one.
+    AllButSelf,
+    /// This CPU.
+    SelfOnly,
+}
+
+/// Sends an IPI. In xAPIC mode waits (bounded) for the previous and this ICR write to be
+/// accepted; x2APIC ICR writes are not pending-tracked by the architecture.
+pub fn send_ipi(dest: Dest, delivery: Delivery) -> Result<(), ApicError> {
+    let (vector, dm, level) = match delivery {
+        Delivery::Fixed(v) => (v, 0b000u32, 1u32),
+        Delivery::Nmi => (0, 0b100, 1),
+        Delivery::Init => (0, 0b101, 1),
+        Delivery::StartUp(v) => (v, 0b110, 1),
+    };
+    let (shorthand, id) = match dest {
+        Dest::Id(id) => (0u32, id),
+        Dest::SelfOnly => (0b01, 0),
+        Dest::AllButSelf => (0b11, 0),
+    };
+    let lo = u32::from(vector) | (dm << 8) | (level << 14) | (shorthand << 18);
+    match mode() {
+        Mode::X2Apic => {
+            // SAFETY: ICR MSR 0x830 takes the destination in the high dword; sending an IPI
+            // has no memory effect on this CPU.
+            unsafe { wrmsr(0x830, (u64::from(id) << 32) | u64::from(lo)) };
+            Ok(())
+        }
+        Mode::XApic => {
+            if id > 0xFF {
+                return Err(ApicError::BadDestination(id));
+            }
+            wait_icr_idle()?;
+            write(REG_ICR_HI, id << 24);
+            write(REG_ICR_LO, lo);
+            wait_icr_idle()
+        }
+    }
+}
+
+fn wait_icr_idle() -> Result<(), ApicError> {
+    // Deadline in TSC ticks, generous for TCG: delivery normally takes well under 1 µs.
+    let start = crate::tsc::rdtsc();
+    while read(REG_ICR_LO) & ICR_PENDING != 0 {
+        if crate::tsc::rdtsc().wrapping_sub(start) > 100_000_000 {
+            return Err(ApicError::IcrTimeout);
+        }
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
+/// Timer divide-by-1 encoding for the divide configuration register.
+const DIV_1: u32 = 0b1011;
+
+/// Arms the local APIC timer in one-shot mode, divide by 1, `count` ticks, on `vector`
+/// (`masked` for calibration without an interrupt).
+pub fn timer_oneshot(vector: u8, count: u32, masked: bool) {
+    write(REG_TIMER_DIV, DIV_1);
+    write(REG_LVT_TIMER, u32::from(vector) | if masked { LVT_MASKED } else { 0 });
+    write(REG_TIMER_INIT, count);
+}
+
+/// Current count of the local APIC timer.
+pub fn timer_current() -> u32 {
+    read(REG_TIMER_CUR)
+}
+
+/// Stops and masks the local APIC timer.
+pub fn timer_stop() {
+    write(REG_TIMER_INIT, 0);
+    write(REG_LVT_TIMER, LVT_MASKED);
+}
+
+/// Remaps both 8259 PICs to vectors 0x20..0x30 (away from exceptions) and masks every line.
+/// SeaBIOS leaves the PIT line unmasked on vector 8, which would look like a #DF at `sti`.
+pub fn disable_legacy_pic() {
+    use crate::port::outb;
+    // SAFETY: the 8259 command/data ports are owned by the BSP during boot; the ICW sequence
+    // is the standard initialisation, ending with every line masked.
+    unsafe {
+        outb(0x20, 0x11);
+        outb(0xA0, 0x11);
+        outb(0x21, 0x20);
+        outb(0xA1, 0x28);
+        outb(0x21, 0x04);
+        outb(0xA1, 0x02);
+        outb(0x21, 0x01);
+        outb(0xA1, 0x01);
+        outb(0x21, 0xFF);
+        outb(0xA1, 0xFF);
+    }
+}

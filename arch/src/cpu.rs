@@ -1,0 +1,220 @@
+//! CPU feature set-up and small privileged instructions.
+
+use core::arch::asm;
+use raw_cpuid::CpuId;
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+use x86_64::registers::model_specific::{Efer, EferFlags};
+
+/// What `enable_features` turned on for this CPU (printed once at boot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// No-execute page bit (EFER.NXE).
+    pub nx: bool,
+    /// Supervisor-mode execution prevention.
+    pub smep: bool,
+    /// Supervisor-mode access prevention.
+    pub smap: bool,
+    /// User-mode instruction prevention.
+    pub umip: bool,
+    /// `rdgsbase`/`wrgsbase` usable (CR4.FSGSBASE).
+    pub fsgsbase: bool,
+    /// XSAVE enabled (CR4.OSXSAVE) with x87+SSE(+AVX) in XCR0.
+    pub xsave: bool,
+    /// AVX state enabled in XCR0.
+    pub avx: bool,
+    /// The CPU offers x2APIC.
+    pub x2apic: bool,
+    /// Invariant TSC (CPUID 0x8000_0007 EDX bit 8).
+    pub invariant_tsc: bool,
+    /// TSC-deadline timer mode in the local APIC.
+    pub tsc_deadline: bool,
+}
+
+/// Detects what the CPU offers without changing anything.
+pub fn detect() -> Features {
+    let id = CpuId::new();
+    let fi = id.get_feature_info();
+    let ext = id.get_extended_feature_info();
+    let epi = id.get_extended_processor_and_feature_identifiers();
+    Features {
+        nx: epi.as_ref().is_some_and(|e| e.has_execute_disable()),
+        smep: ext.as_ref().is_some_and(|e| e.has_smep()),
+        smap: ext.as_ref().is_some_and(|e| e.has_smap()),
+        umip: ext.as_ref().is_some_and(|e| e.has_umip()),
+        fsgsbase: ext.as_ref().is_some_and(|e| e.has_fsgsbase()),
+        xsave: fi.as_ref().is_some_and(|f| f.has_xsave()),
+        avx: fi.as_ref().is_some_and(|f| f.has_avx()),
+        x2apic: fi.as_ref().is_some_and(|f| f.has_x2apic()),
+        invariant_tsc: id
+            .get_advanced_power_mgmt_info()
+            .is_some_and(|a| a.has_invariant_tsc()),
+        tsc_deadline: fi.as_ref().is_some_and(|f| f.has_tsc_deadline()),
+    }
+}
+
+/// Turns on NX, SSE, SMEP/SMAP/UMIP, FSGSBASE and XSAVE where offered, on the calling CPU.
+/// Every CPU calls it once during its bring-up, before it loads the kernel page tables.
+pub fn enable_features() -> Features {
+    let f = detect();
+    // SAFETY: each bit is set only when CPUID reports the feature; none of them changes the
+    // meaning of memory the kernel already uses (no user pages exist yet, so SMEP/SMAP
+    // cannot fault kernel accesses), and SSE/XSAVE only enable instructions.
+    unsafe {
+        if f.nx {
+            Efer::update(|e| e.insert(EferFlags::NO_EXECUTE_ENABLE));
+        }
+        Cr0::update(|c| {
+            c.remove(Cr0Flags::EMULATE_COPROCESSOR);
+            c.insert(Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR);
+        });
+        let mut cr4 = Cr4::read();
+        cr4.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE);
+        if f.smep {
+            cr4.insert(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION);
+        }
+        if f.smap {
+            cr4.insert(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION);
+        }
+        if f.umip {
+            cr4.insert(Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION);
+        }
+        if f.fsgsbase {
+            cr4.insert(Cr4Flags::FSGSBASE);
+        }
+        if f.xsave {
+            cr4.insert(Cr4Flags::OSXSAVE);
+        }
+        Cr4::write(cr4);
+        if f.xsave {
+            // x87 | SSE, plus AVX when offered.
+            let xcr0: u64 = if f.avx { 0b111 } else { 0b11 };
+            asm!("xsetbv", in("ecx") 0, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32,
+                 options(nomem, nostack));
+        }
+    }
+    f
+}
+
+/// This CPU's initial APIC id from CPUID (leaf 0xB when present: the 32-bit x2APIC id).
+pub fn apic_id_from_cpuid() -> u32 {
+    let id = CpuId::new();
+    if let Some(mut topo) = id.get_extended_topology_info()
+        && let Some(level) = topo.next()
+    {
+        return level.x2apic_id();
+    }
+    id.get_feature_info()
+        .map(|f| u32::from(f.initial_local_apic_id()))
+        .unwrap_or(0)
+}
+
+/// The CPU brand string, or the vendor when there is none.
+pub fn model_name(buf: &mut [u8; 48]) -> &str {
+    let id = CpuId::new();
+    if let Some(b) = id.get_processor_brand_string() {
+        let s = b.as_str().trim();
+        let n = s.len().min(48);
+        buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+        return core::str::from_utf8(&buf[..n]).unwrap_or("unknown");
+    }
+    "unknown"
+}
+
+/// Are we running under a hypervisor, and is it KVM? (CPUID leaf 1 ECX bit 31, leaf 0x4000_0000.)
+pub fn hypervisor_is_kvm() -> bool {
+    let id = CpuId::new();
+    id.get_hypervisor_info()
+        .is_some_and(|h| matches!(h.identify(), raw_cpuid::Hypervisor::KVM))
+}
+
+/// Disables interrupts on this CPU.
+#[inline(always)]
+pub fn cli() {
+    x86_64::instructions::interrupts::disable();
+}
+
+/// Enables interrupts on this CPU.
+#[inline(always)]
+pub fn sti() {
+    x86_64::instructions::interrupts::enable();
+}
+
+/// Are interrupts enabled on this CPU?
+#[inline(always)]
+pub fn interrupts_enabled() -> bool {
+    x86_64::instructions::interrupts::are_enabled()
+}
+
+/// Atomically enables interrupts and halts until the next one (the idle primitive).
+#[inline(always)]
+pub fn sti_hlt() {
+    x86_64::instructions::interrupts::enable_and_hlt();
+}
+
+/// Stops this CPU for good: interrupts off, halt forever (NMIs return into the loop).
+pub fn halt_forever() -> ! {
+    loop {
+        cli();
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Spin-wait hint.
+#[inline(always)]
+pub fn pause() {
+    core::hint::spin_loop();
+}
+
+/// Runs `f` with interrupts disabled, restoring the previous state after.
+#[inline(always)]
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(f)
+}
+
+/// Executes `int3` (the test of the #BP path).
+#[inline(always)]
+pub fn breakpoint() {
+    x86_64::instructions::interrupts::int3();
+}
+
+/// Reads CR2 (the faulting address of the last #PF).
+pub fn cr2() -> u64 {
+    x86_64::registers::control::Cr2::read_raw()
+}
+
+/// Loads `pml4` into CR3 (which flushes non-global TLB entries).
+///
+/// # Safety
+/// `pml4` must be the physical address of a valid PML4 that maps the running code, its stack
+/// and every structure the CPU uses (GDT, IDT, TSS) at the same addresses as the current one.
+pub unsafe fn load_cr3(pml4: u64) {
+    // SAFETY: the caller guarantees the new tables map everything in use identically.
+    unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
+}
+
+/// Current CR3.
+pub fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effect.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads an MSR.
+///
+/// # Safety
+/// `msr` must exist on this CPU (or #GP follows) and reading it must have no side effect the
+/// caller did not intend.
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::registers::model_specific::Msr::new(msr).read() }
+}
+
+/// Writes an MSR.
+///
+/// # Safety
+/// `msr` must exist and the write must not break memory safety (e.g. GS base of live code).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::registers::model_specific::Msr::new(msr).write(value) }
+}

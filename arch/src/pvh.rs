@@ -1,0 +1,160 @@
+//! The PVH `hvm_start_info` handed over in `ebx`: command line, RSDP and memory map.
+
+use arrayvec::{ArrayString, ArrayVec};
+
+const MAGIC: u32 = 0x336e_c578;
+/// Longest command line kept (longer ones are cut, with a warning by the kernel).
+pub const CMDLINE_MAX: usize = 512;
+/// Most memory-map entries kept.
+pub const MEMMAP_MAX: usize = 64;
+
+/// Memory-map entry types (E820 numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemKind {
+    /// Usable RAM.
+    Ram,
+    /// Reserved.
+    Reserved,
+    /// ACPI tables (reclaimable after parsing).
+    AcpiReclaim,
+    /// ACPI non-volatile storage.
+    AcpiNvs,
+    /// Bad memory.
+    Unusable,
+    /// Other type number.
+    Other(u32),
+}
+
+impl MemKind {
+    fn from_raw(t: u32) -> Self {
+        match t {
+            1 => MemKind::Ram,
+            2 => MemKind::Reserved,
+            3 => MemKind::AcpiReclaim,
+            4 => MemKind::AcpiNvs,
+            5 => MemKind::Unusable,
+            x => MemKind::Other(x),
+        }
+    }
+}
+
+/// One memory-map region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemRegion {
+    /// Start (physical).
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// What it is.
+    pub kind: MemKind,
+}
+
+/// What the kernel keeps of the start info.
+#[derive(Debug, Clone)]
+pub struct BootInfo {
+    /// Kernel command line (cut at `CMDLINE_MAX`).
+    pub cmdline: ArrayString<CMDLINE_MAX>,
+    /// The command line was longer than `CMDLINE_MAX`.
+    pub cmdline_truncated: bool,
+    /// RSDP physical address, 0 if not given.
+    pub rsdp: u64,
+    /// Memory map (first `MEMMAP_MAX` entries).
+    pub memmap: ArrayVec<MemRegion, MEMMAP_MAX>,
+    /// Entries beyond `MEMMAP_MAX` that were dropped.
+    pub memmap_dropped: u32,
+    /// start_info version.
+    pub version: u32,
+}
+
+/// Why the start info is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PvhError {
+    /// No start info (null pointer): not booted through PVH.
+    Missing,
+    /// Wrong magic number.
+    BadMagic(u32),
+    /// Version 0 has no memory map, and this kernel needs one.
+    NoMemoryMap,
+}
+
+impl core::fmt::Display for PvhError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PvhError::Missing => write!(f, "no PVH start_info (ebx was 0)"),
+            PvhError::BadMagic(m) => write!(f, "PVH start_info magic {m:#x}, expected {MAGIC:#x}"),
+            PvhError::NoMemoryMap => write!(f, "PVH start_info has no memory map (version 0)"),
+        }
+    }
+}
+
+/// Reads the start info at `paddr`.
+///
+/// # Safety
+/// `paddr` must be the value the PVH loader passed in `ebx`, with the start info, its command
+/// line and memory map identity-mapped and not yet reused.
+pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
+    if paddr == 0 {
+        return Err(PvhError::Missing);
+    }
+    let rd32 = |off: u64| {
+        // SAFETY: inside the start_info structure the caller vouches for.
+        unsafe { ((paddr + off) as *const u32).read_unaligned() }
+    };
+    let rd64 = |off: u64| {
+        // SAFETY: as above.
+        unsafe { ((paddr + off) as *const u64).read_unaligned() }
+    };
+    let magic = rd32(0);
+    if magic != MAGIC {
+        return Err(PvhError::BadMagic(magic));
+    }
+    let version = rd32(4);
+    let cmdline_paddr = rd64(24);
+    let rsdp = rd64(32);
+    let mut info = BootInfo {
+        cmdline: ArrayString::new(),
+        cmdline_truncated: false,
+        rsdp,
+        memmap: ArrayVec::new(),
+        memmap_dropped: 0,
+        version,
+    };
+    if cmdline_paddr != 0 {
+        for i in 0..4096u64 {
+            // SAFETY: the NUL-terminated command line the loader placed; bounded to 4 KiB.
+            let b = unsafe { ((cmdline_paddr + i) as *const u8).read() };
+            if b == 0 {
+                break;
+            }
+            let c = if b.is_ascii() && !b.is_ascii_control() { b as char } else { ' ' };
+            if info.cmdline.try_push(c).is_err() {
+                info.cmdline_truncated = true;
+                break;
+            }
+        }
+    }
+    if version < 1 {
+        return Err(PvhError::NoMemoryMap);
+    }
+    let mm = rd64(40);
+    let n = rd32(48).min(1024);
+    if mm == 0 || n == 0 {
+        return Err(PvhError::NoMemoryMap);
+    }
+    for i in 0..u64::from(n) {
+        let e = mm + i * 24;
+        // SAFETY: entry i of the loader's memory map, `n` entries of 24 bytes.
+        let (start, len, kind) = unsafe {
+            (
+                (e as *const u64).read_unaligned(),
+                ((e + 8) as *const u64).read_unaligned(),
+                ((e + 16) as *const u32).read_unaligned(),
+            )
+        };
+        let r = MemRegion { start, len, kind: MemKind::from_raw(kind) };
+        if info.memmap.try_push(r).is_err() {
+            info.memmap_dropped += 1;
+        }
+    }
+    Ok(info)
+}

@@ -1,0 +1,157 @@
+//! The AP start-up trampoline: real mode at `TRAMPOLINE_PADDR` -> protected mode -> long mode
+//! on the boot page tables -> a stack picked by ticket -> `entry(ticket)` in the kernel.
+//! APs may start in parallel: each takes a ticket with `lock xadd` and uses `stacks[ticket]`.
+
+/// Physical address the trampoline is copied to (SIPI vector = address / 4 KiB).
+pub const TRAMPOLINE_PADDR: u64 = 0x8000;
+
+core::arch::global_asm!(
+    r#"
+    .section .rodata.ap_trampoline, "a"
+    .p2align 12
+    .global exo_ap_tramp_start
+    .global exo_ap_tramp_end
+    .global exo_ap_tramp_cr3
+    .global exo_ap_tramp_efer
+    .set TB, 0x8000
+exo_ap_tramp_start:
+    .code16
+    cli
+    cld
+    xorw %ax, %ax
+    movw %ax, %ds
+    lgdtl TB + (tramp_gdt_ptr - exo_ap_tramp_start)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $(TB + (tramp_pm32 - exo_ap_tramp_start))
+
+    .code32
+tramp_pm32:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %cr4, %eax
+    orl $(1 << 5), %eax
+    movl %eax, %cr4
+    movl TB + (exo_ap_tramp_cr3 - exo_ap_tramp_start), %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl TB + (exo_ap_tramp_efer - exo_ap_tramp_start), %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $((1 << 31) | (1 << 16)), %eax
+    movl %eax, %cr0
+    ljmpl $0x18, $(TB + (tramp_lm64 - exo_ap_tramp_start))
+
+    .code64
+tramp_lm64:
+    movabsq $exo_ap_entry64, %rax
+    jmp *%rax
+
+    .p2align 3
+tramp_gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff        /* 0x08: 32-bit code */
+    .quad 0x00cf92000000ffff        /* 0x10: data */
+    .quad 0x00af9a000000ffff        /* 0x18: 64-bit code */
+tramp_gdt_end:
+tramp_gdt_ptr:
+    .word tramp_gdt_end - tramp_gdt - 1
+    .long TB + (tramp_gdt - exo_ap_tramp_start)
+    .p2align 3
+exo_ap_tramp_cr3:     .quad 0
+exo_ap_tramp_efer:    .long 0
+exo_ap_tramp_end:
+
+    /* In kernel text, mapped in the boot and the final tables alike: switch to the final
+       tables (EFER.NXE is already on), take a ticket, take that ticket's stack, call Rust. */
+    .section .text.ap_entry, "ax"
+    .global exo_ap_entry64
+exo_ap_entry64:
+    movq exo_ap_final_cr3(%rip), %rcx
+    movq %rcx, %cr3
+    movl $1, %eax
+    lock xaddl %eax, exo_ap_ticket(%rip)
+    cmpl exo_ap_nstacks(%rip), %eax
+    jae 9f                          /* more CPUs than stacks: park */
+    movq exo_ap_stacks(%rip), %rbx
+    movq (%rbx,%rax,8), %rsp
+    xorl %ebp, %ebp
+    movl %eax, %edi
+    call *exo_ap_rust_entry(%rip)
+9:  cli
+    hlt
+    jmp 9b
+
+    .section .data.ap_entry, "aw"
+    .p2align 3
+exo_ap_final_cr3:   .quad 0
+exo_ap_stacks:      .quad 0
+exo_ap_rust_entry:  .quad 0
+exo_ap_nstacks:     .long 0
+    .global exo_ap_ticket
+exo_ap_ticket:      .long 0
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static exo_ap_tramp_start: u8;
+    static exo_ap_tramp_end: u8;
+    static exo_ap_tramp_cr3: u8;
+    static exo_ap_tramp_efer: u8;
+    static mut exo_ap_final_cr3: u64;
+    static mut exo_ap_stacks: u64;
+    static mut exo_ap_rust_entry: u64;
+    static mut exo_ap_nstacks: u32;
+    static exo_ap_ticket: core::sync::atomic::AtomicU32;
+}
+
+fn off(sym: *const u8) -> u64 {
+    sym as u64 - &raw const exo_ap_tramp_start as u64
+}
+
+/// The kernel function each AP calls on its stack with its ticket (0-based start order).
+pub type ApEntry = extern "C" fn(ticket: u32) -> !;
+
+/// Copies the trampoline to `TRAMPOLINE_PADDR` and fills its parameters: APs enter long mode
+/// on `boot_cr3` (identity map of 4 GiB), switch to `final_cr3`, take ticket `t` and stack
+/// `stacks[t]` (for `t < nstacks`, else they park) and call `entry(t)`.
+///
+/// # Safety
+/// The 4 KiB at `TRAMPOLINE_PADDR` must be identity-mapped, writable, and owned by the caller
+/// (reserved from every allocator); `stacks` must point to `nstacks` valid, 16-byte aligned
+/// stack tops mapped in `final_cr3` that stay valid for the APs' lifetime; `boot_cr3` must be
+/// the boot tables and `final_cr3` tables mapping the kernel image; no AP may be running.
+pub unsafe fn install_trampoline(boot_cr3: u64, final_cr3: u64, nx: bool, stacks: *const u64, nstacks: u32, entry: ApEntry) {
+    let (start, end) = (&raw const exo_ap_tramp_start, &raw const exo_ap_tramp_end);
+    let len = end as usize - start as usize;
+    assert!(len <= 4096, "AP trampoline larger than a page");
+    let dst = TRAMPOLINE_PADDR as *mut u8;
+    // SAFETY: the caller owns the destination page and guarantees no AP runs yet, so the
+    // kernel-side parameters are not being read concurrently.
+    unsafe {
+        core::ptr::copy_nonoverlapping(start, dst, len);
+        (dst.add(off(&raw const exo_ap_tramp_cr3) as usize) as *mut u64).write_volatile(boot_cr3);
+        let efer: u32 = (1 << 8) | if nx { 1 << 11 } else { 0 };
+        (dst.add(off(&raw const exo_ap_tramp_efer) as usize) as *mut u32).write_volatile(efer);
+        (&raw mut exo_ap_final_cr3).write_volatile(final_cr3);
+        (&raw mut exo_ap_stacks).write_volatile(stacks as u64);
+        (&raw mut exo_ap_rust_entry).write_volatile(entry as usize as u64);
+        (&raw mut exo_ap_nstacks).write_volatile(nstacks);
+    }
+}
+
+/// The SIPI vector for the trampoline page.
+pub const fn sipi_vector() -> u8 {
+    (TRAMPOLINE_PADDR >> 12) as u8
+}
+
+/// How many APs have taken a ticket so far (reached the kernel's 64-bit entry).
+pub fn tickets_taken() -> u32 {
+    // SAFETY: the ticket counter is a u32 in .data, only ever updated atomically (lock xadd).
+    unsafe { exo_ap_ticket.load(core::sync::atomic::Ordering::Acquire) }
+}

@@ -1,0 +1,242 @@
+//! The time-stamp counter: serialized reads, frequency discovery and calibration, and the
+//! pure arithmetic of cross-CPU offset estimation (host-tested).
+
+use core::arch::x86_64::{_mm_lfence, _rdtsc};
+
+/// Plain `rdtsc` (may be reordered with surrounding instructions).
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc is available on every x86_64 CPU and CR4.TSD is never set by Exo-OS.
+    unsafe { _rdtsc() }
+}
+
+/// `lfence; rdtsc; lfence`: earlier instructions have completed before the read and later
+/// ones start after it. The timing primitive of the bench harness.
+#[inline(always)]
+pub fn rdtsc_precise() -> u64 {
+    // SAFETY: lfence and rdtsc have no memory effects; see `rdtsc`.
+    unsafe {
+        _mm_lfence();
+        let t = _rdtsc();
+        _mm_lfence();
+        t
+    }
+}
+
+/// Where the TSC frequency came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreqSource {
+    /// CPUID leaf 0x15 (crystal ratio), with 0x16 for the crystal when needed.
+    Cpuid15,
+    /// CPUID leaf 0x16 (base frequency in MHz).
+    Cpuid16,
+    /// Hypervisor timing leaf 0x4000_0010 (KVM/VMware convention).
+    Hypervisor,
+    /// Measured against the PIT.
+    PitCalibrated,
+    /// Nothing worked; a nominal value is assumed.
+    Assumed,
+}
+
+/// The frequency reported by CPUID, if any leaf gives it.
+pub fn freq_from_cpuid() -> Option<(u64, FreqSource)> {
+    let id = raw_cpuid::CpuId::new();
+    if let Some(tsc) = id.get_tsc_info() {
+        if let Some(hz) = tsc.tsc_frequency() {
+            if hz > 0 {
+                return Some((hz, FreqSource::Cpuid15));
+            }
+        }
+    }
+    if let Some(f) = id.get_processor_frequency_info() {
+        let mhz = u64::from(f.processor_base_frequency());
+        if mhz > 0 {
+            return Some((mhz * 1_000_000, FreqSource::Cpuid16));
+        }
+    }
+    if id.get_hypervisor_info().is_some() {
+        // Leaf 0x4000_0010: EAX = TSC kHz, when the hypervisor's max leaf reaches it.
+        let max = core::arch::x86_64::__cpuid(0x4000_0000).eax;
+        if max >= 0x4000_0010 {
+            let khz = core::arch::x86_64::__cpuid(0x4000_0010).eax;
+            if khz > 0 {
+                return Some((u64::from(khz) * 1000, FreqSource::Hypervisor));
+            }
+        }
+    }
+    None
+}
+
+const PIT_HZ: u64 = 1_193_182;
+
+/// Measures the TSC against PIT channel 2 over `ms` milliseconds (one-shot, gate on port
+/// 0x61). Returns `None` when the PIT does not count (no PIT, or a stuck gate): the loop is
+/// bounded by a TSC budget, so a missing PIT cannot hang boot.
+pub fn calibrate_with_pit(ms: u64) -> Option<u64> {
+    use crate::port::{inb, outb};
+    let count = PIT_HZ * ms / 1000;
+    if count > 0xFFFF {
+        return None;
+    }
+    // SAFETY: ports 0x42/0x43/0x61 are the PIT channel 2 and its gate, owned by the BSP at
+    // boot while nothing else uses them.
+    unsafe {
+        let gate = inb(0x61);
+        outb(0x61, (gate & !0x02) | 0x01); // gate on, speaker off
+        outb(0x43, 0b1011_0000); // channel 2, lobyte/hibyte, mode 0
+        outb(0x42, (count & 0xFF) as u8);
+        outb(0x42, (count >> 8) as u8);
+        let start = rdtsc_precise();
+        // Budget: 2^36 ticks (~17 s at 4 GHz, more under TCG) before giving up.
+        let budget = 1u64 << 36;
+        loop {
+            if inb(0x61) & 0x20 != 0 {
+                break;
+            }
+            if rdtsc().wrapping_sub(start) > budget {
+                outb(0x61, gate);
+                return None;
+            }
+        }
+        let end = rdtsc_precise();
+        outb(0x61, gate);
+        let ticks = end.wrapping_sub(start);
+        if ticks == 0 {
+            return None;
+        }
+        Some(ticks * 1000 / ms)
+    }
+}
+
+/// Converts TSC ticks to nanoseconds at `hz` without overflow for any u64 input.
+pub const fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
+    if hz == 0 {
+        return 0;
+    }
+    ((ticks as u128 * 1_000_000_000) / hz as u128) as u64
+}
+
+/// Converts nanoseconds to TSC ticks at `hz`, saturating.
+pub const fn ns_to_ticks(ns: u64, hz: u64) -> u64 {
+    let t = (ns as u128 * hz as u128) / 1_000_000_000;
+    if t > u64::MAX as u128 { u64::MAX } else { t as u64 }
+}
+
+/// One exchange of a cross-CPU offset probe: the reference CPU reads `t1`, the other CPU
+/// answers with its own read `t2`, the reference reads `t3` when the answer arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncSample {
+    /// Reference CPU, before sending.
+    pub t1: u64,
+    /// Remote CPU, on receipt.
+    pub t2: u64,
+    /// Reference CPU, on the answer.
+    pub t3: u64,
+}
+
+/// Estimated offset of a CPU's TSC to the reference CPU: `remote = reference + offset`,
+/// true offset within `offset ± uncertainty`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TscOffset {
+    /// Remote minus reference, in ticks.
+    pub offset: i64,
+    /// Half the round trip of the best exchange, in ticks.
+    pub uncertainty: u64,
+}
+
+impl SyncSample {
+    /// The offset this exchange implies. The remote read happened somewhere in `[t1, t3]` of
+    /// reference time, so the offset lies in `[t2 - t3, t2 - t1]`; the midpoint is the estimate
+    /// and half the width is the bound. `None` if `t3 < t1` (a broken sample).
+    pub fn offset(&self) -> Option<TscOffset> {
+        if self.t3 < self.t1 {
+            return None;
+        }
+        let rtt = self.t3 - self.t1;
+        let mid = self.t1 as i128 + (rtt / 2) as i128;
+        let off = self.t2 as i128 - mid;
+        let off = off.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        Some(TscOffset { offset: off, uncertainty: rtt.div_ceil(2) })
+    }
+}
+
+/// Best estimate over many exchanges: the intersection of every sample's interval, which is
+/// never wider than the tightest single sample. Returns `None` for no valid sample, and flags
+/// an empty intersection (inconsistent samples: a TSC that moved during the probe) by falling
+/// back to the tightest sample with its own bound.
+pub fn estimate_offset(samples: &[SyncSample]) -> Option<TscOffset> {
+    let mut lo = i128::MIN;
+    let mut hi = i128::MAX;
+    let mut best: Option<TscOffset> = None;
+    for s in samples {
+        let Some(o) = s.offset() else { continue };
+        lo = lo.max(s.t2 as i128 - s.t3 as i128);
+        hi = hi.min(s.t2 as i128 - s.t1 as i128);
+        if best.is_none_or(|b| o.uncertainty < b.uncertainty) {
+            best = Some(o);
+        }
+    }
+    let best = best?;
+    if lo > hi {
+        return Some(best);
+    }
+    let mid = lo + (hi - lo) / 2;
+    let half = ((hi - lo) as u128).div_ceil(2) as u64;
+    Some(TscOffset { offset: mid.clamp(i64::MIN as i128, i64::MAX as i128) as i64, uncertainty: half })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_round_trip_and_do_not_overflow() {
+        assert_eq!(ticks_to_ns(3_000_000_000, 3_000_000_000), 1_000_000_000);
+        assert_eq!(ns_to_ticks(1_000, 2_500_000_000), 2_500);
+        assert_eq!(ticks_to_ns(u64::MAX, 1_000_000_000), u64::MAX);
+        assert_eq!(ticks_to_ns(5, 0), 0);
+        assert_eq!(ns_to_ticks(u64::MAX, u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn single_sample_offset_and_bound() {
+        // Remote is ahead by 1000; the message takes 50 each way.
+        let s = SyncSample { t1: 10_000, t2: 10_000 + 50 + 1000, t3: 10_100 };
+        let o = s.offset().unwrap();
+        assert_eq!(o, TscOffset { offset: 1000, uncertainty: 50 });
+        assert!(SyncSample { t1: 5, t2: 0, t3: 4 }.offset().is_none());
+    }
+
+    #[test]
+    fn negative_offset() {
+        let s = SyncSample { t1: 1_000_000, t2: 999_000 + 40, t3: 1_000_080 };
+        let o = s.offset().unwrap();
+        assert_eq!(o.offset, -1000);
+        assert_eq!(o.uncertainty, 40);
+    }
+
+    #[test]
+    fn intersection_is_tighter_than_any_sample_and_contains_truth() {
+        let truth: i64 = -12_345;
+        // Asymmetric delays: the intersection narrows around the truth.
+        let mk = |t1: u64, d_out: u64, d_back: u64| SyncSample {
+            t1,
+            t2: (t1 as i64 + d_out as i64 + truth) as u64,
+            t3: t1 + d_out + d_back,
+        };
+        let samples = [mk(100_000, 10, 90), mk(200_000, 80, 20), mk(300_000, 30, 30)];
+        let est = estimate_offset(&samples).unwrap();
+        let tightest = samples.iter().filter_map(|s| s.offset()).map(|o| o.uncertainty).min().unwrap();
+        assert!(est.uncertainty <= tightest);
+        assert!((est.offset - truth).unsigned_abs() <= est.uncertainty);
+    }
+
+    #[test]
+    fn inconsistent_samples_fall_back_to_tightest() {
+        let a = SyncSample { t1: 0, t2: 1000, t3: 10 };
+        let b = SyncSample { t1: 100, t2: 0, t3: 120 };
+        let est = estimate_offset(&[a, b]).unwrap();
+        assert_eq!(est, a.offset().unwrap(), "a has the tighter bound (5 vs 10)");
+        assert!(estimate_offset(&[]).is_none());
+    }
+}

@@ -1,0 +1,237 @@
+//! The boot sequence in phases, one `BOOT,<phase>,<tsc>` line each.
+
+use crate::cmdline::{self, Job, Options};
+use crate::cpus::{self, VEC_APIC_ERROR, VEC_SPURIOUS};
+use crate::{kprintln, memory, smp, time, tsc_sync};
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use exo_arch::apic;
+use exo_arch::exit::{ExitCode, exit};
+use exo_arch::tsc::{FreqSource, rdtsc};
+use exo_percpu::CpuId;
+use log::{error, info, warn};
+
+/// What the later jobs need to know about boot.
+#[derive(Debug)]
+pub struct BootState {
+    /// Command-line options.
+    pub opts: Options,
+    /// APIC ids of the usable CPUs the MADT lists (BSP included), in CPU-id order.
+    pub madt_apic_ids: Vec<u32>,
+    /// The AP start-up outcome.
+    pub smp: smp::SmpReport,
+    /// APIC mode.
+    pub apic_mode: apic::Mode,
+    /// TSC Hz and where it came from.
+    pub tsc: (u64, FreqSource),
+    /// Local APIC timer ticks per second.
+    pub apic_timer_hz: u64,
+    /// TSC stamps of the phases.
+    pub first_tsc: u64,
+    /// CPU features.
+    pub features: exo_arch::cpu::Features,
+}
+
+fn phase(name: &str) -> u64 {
+    let t = rdtsc();
+    kprintln!("BOOT,{name},{t}");
+    t
+}
+
+fn fail(msg: core::fmt::Arguments<'_>) -> ! {
+    kprintln!("BOOT FAILED: {msg}");
+    exit(ExitCode::Failure)
+}
+
+/// The BSP's Rust entry (called from the PVH boot code).
+pub fn bsp_main(start_info: u64) -> ! {
+    let first = exo_arch::boot::first_instruction_tsc();
+    crate::console::init(log::LevelFilter::Info);
+    kprintln!("BOOT,entry,{first}");
+    let bi = crate::sys::read_start_info(start_info).unwrap_or_else(|e| fail(format_args!("{e}")));
+    let opts = cmdline::parse(&bi.cmdline, |b| warn!("ignored bad option {:?}", b.0));
+    log::set_max_level(opts.log_level);
+    if bi.cmdline_truncated {
+        warn!("command line longer than {} bytes was cut", exo_arch::pvh::CMDLINE_MAX);
+    }
+    let features = exo_arch::cpu::enable_features();
+    for r in &bi.memmap {
+        log::debug!("memmap {:#014x}..{:#014x} {:?}", r.start, r.start.saturating_add(r.len), r.kind);
+    }
+    let (mib, _) = memory::init(&bi.memmap, features.nx).unwrap_or_else(|e| fail(format_args!("memory: {e}")));
+    info!("memory: {mib} MiB usable in {} map entries, kernel tables loaded (NX {})", bi.memmap.len(), features.nx);
+    phase("memory");
+
+    crate::traps::init();
+    let (lo, hi) = exo_arch::boot::boot_stack();
+    match smp::prepare_tables(hi) {
+        Ok(t) => exo_arch::gdt::load(t),
+        Err(e) => fail(format_args!("BSP descriptor tables: {e}")),
+    }
+    exo_arch::trap::load_idt();
+
+    let (madt_ids, lapic_base) = discover_cpus(&opts, bi.rsdp);
+    phase("acpi");
+
+    apic::disable_legacy_pic();
+    let mode = apic::select_mode(features.x2apic, opts.allow_x2apic, lapic_base);
+    apic::enable_local(VEC_SPURIOUS, VEC_APIC_ERROR);
+    let bsp_apic = apic::id();
+    cpus::install_this_cpu(CpuId(0), bsp_apic, (lo, hi));
+    let tsc = calibrate_tsc();
+    time::set_tsc_hz(tsc.0);
+    let apic_timer_hz = calibrate_apic_timer(tsc.0);
+    info!(
+        "APIC {} (BSP id {bsp_apic}), TSC {} MHz ({:?}, invariant {}), APIC timer {} MHz, SMEP {} SMAP {} UMIP {}",
+        mode.name(), tsc.0 / 1_000_000, tsc.1, features.invariant_tsc, apic_timer_hz / 1_000_000,
+        features.smep, features.smap, features.umip
+    );
+    if let Some(b) = cpus::get(CpuId(0)) {
+        b.ext.online_tsc.store(rdtsc(), Ordering::Relaxed);
+        b.ext.online.store(true, Ordering::Release);
+    }
+    exo_arch::cpu::sti();
+    phase("apic");
+
+    let mut order: Vec<u32> = Vec::new();
+    order.push(bsp_apic);
+    let mut aps: Vec<u32> = madt_ids.iter().copied().filter(|&id| id != bsp_apic).collect();
+    if !madt_ids.contains(&bsp_apic) && !madt_ids.is_empty() {
+        warn!("the BSP's APIC id {bsp_apic} is not in the MADT");
+    }
+    if let Some(p) = opts.phantom_apic_id {
+        info!("adding phantom APIC id {p} (exo.phantom_apic): no CPU will answer it");
+        aps.push(p);
+    }
+    order.extend(aps.iter().copied());
+    let cr3 = exo_arch::cpu::read_cr3();
+    let report = smp::start_aps(&aps, opts.ap_timeout_ms, features.nx, cr3);
+    phase("aps");
+    tsc_sync::check_all();
+    kprintln!("SMP,{},{},{}", report.online, report.expected, mode.name());
+    for b in cpus::online() {
+        kprintln!(
+            "CPU,{},{},{},{}",
+            b.hot.cpu_id,
+            b.hot.apic_id,
+            b.ext.tsc_offset.load(Ordering::Relaxed),
+            b.ext.tsc_uncertainty.load(Ordering::Relaxed)
+        );
+    }
+    let state = BootState {
+        opts,
+        madt_apic_ids: order,
+        smp: report,
+        apic_mode: mode,
+        tsc,
+        apic_timer_hz,
+        first_tsc: first,
+        features,
+    };
+    if let Some(c) = opts.panic_on_cpu {
+        deliberate_panic(c);
+    }
+    match opts.job {
+        Job::Boot => {
+            let done = phase("done");
+            let us = time::ticks_to_us(done - first);
+            kprintln!("BOOTTIME,{}.{:03},ms,{}", us / 1000, us % 1000, state.online_summary());
+            exit(ExitCode::Success)
+        }
+        Job::Test => crate::ktest::run(&state),
+        Job::Bench | Job::Contended => {
+            error!("exo.job={:?} is not available in this build", opts.job);
+            exit(ExitCode::Failure)
+        }
+    }
+}
+
+impl BootState {
+    fn online_summary(&self) -> u32 {
+        self.smp.online
+    }
+}
+
+fn boom(_: u64) -> u64 {
+    panic!("deliberate panic requested by exo.panic_on_cpu");
+}
+
+fn deliberate_panic(cpu: u32) {
+    info!("exo.panic_on_cpu={cpu}: panicking there");
+    match cpus::run_on(CpuId(cpu), boom, 0, time::Deadline::after_ms(5000)) {
+        Ok(_) => error!("CPU {cpu} returned from a panic"),
+        Err(e) => error!("could not reach CPU {cpu}: {e}"),
+    }
+    // The panicking CPU stops us with an NMI; if it never does, fail by ourselves.
+    time::Deadline::after_ms(5000).spin_until();
+    fail(format_args!("the deliberate panic did not stop the machine"))
+}
+
+/// RSDP -> MADT: usable CPUs' APIC ids and the local APIC base. Never fatal: any failure
+/// leaves the BSP running alone.
+fn discover_cpus(opts: &Options, rsdp_hint: u64) -> (Vec<u32>, u64) {
+    const DEFAULT_LAPIC: u64 = 0xFEE0_0000;
+    if opts.no_acpi {
+        warn!("ACPI disabled on the command line: single-CPU operation");
+        return (Vec::new(), DEFAULT_LAPIC);
+    }
+    let mem = crate::sys::PhysReader { limit: 4 << 30 };
+    let rsdp = if rsdp_hint != 0 {
+        Some(rsdp_hint)
+    } else {
+        warn!("no RSDP in the PVH start info; scanning the BIOS area");
+        exo_acpi::find_rsdp_in_bios(&mem)
+    };
+    let Some(rsdp) = rsdp else {
+        error!("ACPI: no RSDP found: single-CPU operation");
+        return (Vec::new(), DEFAULT_LAPIC);
+    };
+    let platform = match exo_acpi::discover(&mem, rsdp) {
+        Ok(p) => p,
+        Err(e) => {
+            error!("ACPI: {e}: single-CPU operation");
+            return (Vec::new(), DEFAULT_LAPIC);
+        }
+    };
+    for w in platform.all_warnings() {
+        warn!("ACPI: {w}");
+    }
+    let Some(madt) = platform.madt.as_ref() else {
+        error!("ACPI: no usable MADT: single-CPU operation");
+        return (Vec::new(), DEFAULT_LAPIC);
+    };
+    let ids: Vec<u32> = madt.usable_cpus().map(|c| c.apic_id).collect();
+    info!(
+        "ACPI: MADT lists {} CPUs ({} usable), {} I/O APIC(s), {} override(s), LAPIC at {:#x}",
+        madt.cpus.len(), ids.len(), madt.io_apics.len(), madt.overrides.len(), madt.local_apic_addr
+    );
+    let base = if madt.local_apic_addr != 0 { madt.local_apic_addr } else { DEFAULT_LAPIC };
+    (ids, base)
+}
+
+fn calibrate_tsc() -> (u64, FreqSource) {
+    if let Some(f) = exo_arch::tsc::freq_from_cpuid() {
+        return f;
+    }
+    match exo_arch::tsc::calibrate_with_pit(10) {
+        Some(hz) => (hz, FreqSource::PitCalibrated),
+        None => {
+            warn!("TSC calibration failed (no PIT?): assuming 1 GHz");
+            (1_000_000_000, FreqSource::Assumed)
+        }
+    }
+}
+
+fn calibrate_apic_timer(tsc_hz: u64) -> u64 {
+    apic::timer_oneshot(crate::cpus::VEC_TIMER, u32::MAX, true);
+    let start = rdtsc();
+    let window = tsc_hz / 100; // 10 ms
+    while rdtsc().wrapping_sub(start) < window {
+        core::hint::spin_loop();
+    }
+    let left = apic::timer_current();
+    let elapsed = rdtsc() - start;
+    apic::timer_stop();
+    let counted = u64::from(u32::MAX - left);
+    if elapsed == 0 { 0 } else { (counted as u128 * tsc_hz as u128 / elapsed as u128) as u64 }
+}

@@ -1,0 +1,198 @@
+//! The CPU table: every CPU's per-CPU block, the run-on-CPU mailbox (the pre-scheduler way
+//! for the harness and tests to place work on a CPU), IPIs and the idle loop.
+
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use exo_arch::apic::{self, Delivery, Dest};
+use exo_percpu::{CpuId, IrqGuard, PerCpu, Pinned};
+
+/// Most CPUs the kernel runs (MADT entries beyond are reported and ignored).
+pub const MAX_CPUS: usize = 256;
+
+/// IPI vector: "look at your mailbox".
+pub const VEC_WAKE: u8 = 0xF0;
+/// IPI vector: test ping, counted and acknowledged.
+pub const VEC_PING: u8 = 0xF1;
+/// Local APIC timer vector.
+pub const VEC_TIMER: u8 = 0xF2;
+/// APIC error vector.
+pub const VEC_APIC_ERROR: u8 = 0xFE;
+/// Spurious vector.
+pub const VEC_SPURIOUS: u8 = 0xFF;
+
+/// A function run on another CPU with an argument word, returning a result word.
+pub type RemoteFn = fn(u64) -> u64;
+
+/// The run-on-CPU mailbox: one request at a time per CPU, sequence-numbered.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    func: AtomicU64,
+    arg: AtomicU64,
+    posted: AtomicU64,
+    done: AtomicU64,
+    result: AtomicU64,
+}
+
+/// The kernel's per-CPU state (the `E` of `PerCpu<E>`).
+#[derive(Debug, Default)]
+pub struct CpuLocal {
+    /// Set once the CPU finished its bring-up.
+    pub online: AtomicBool,
+    /// Bounds of the current kernel stack, for backtraces.
+    pub stack_lo: AtomicU64,
+    /// See `stack_lo`.
+    pub stack_hi: AtomicU64,
+    /// Work posted by other CPUs.
+    pub mailbox: Mailbox,
+    /// Ping IPIs received.
+    pub pings: AtomicU64,
+    /// #BP traps taken.
+    pub breakpoints: AtomicU64,
+    /// #PF faults fixed up by the probe path.
+    pub fixups: AtomicU64,
+    /// TSC offset to the BSP, and its uncertainty (ticks).
+    pub tsc_offset: AtomicI64,
+    /// See `tsc_offset`; `u64::MAX` until measured.
+    pub tsc_uncertainty: AtomicU64,
+    /// Cycle stamp when this CPU came online.
+    pub online_tsc: AtomicU64,
+}
+
+/// One CPU's block.
+pub type Block = PerCpu<CpuLocal>;
+
+static CPUS: [spin::Once<&'static Block>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
+static COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// Creates, registers and installs the block of the calling CPU.
+pub fn install_this_cpu(cpu: CpuId, apic_id: u32, stack: (u64, u64)) -> &'static Block {
+    let local = CpuLocal { tsc_uncertainty: AtomicU64::new(u64::MAX), ..CpuLocal::default() };
+    local.stack_lo.store(stack.0, Ordering::Relaxed);
+    local.stack_hi.store(stack.1, Ordering::Relaxed);
+    let block: &'static mut Block = Box::leak(Box::new(PerCpu::new(cpu, apic_id, stack.1, local)));
+    let ptr: *const Block = block;
+    crate::sys::install_percpu(block);
+    // SAFETY-free: the shared reference is re-derived from the leaked allocation.
+    let shared = crate::sys::leaked_ref(ptr);
+    CPUS[cpu.0 as usize].call_once(|| shared);
+    COUNT.fetch_max(cpu.0 + 1, Ordering::AcqRel);
+    shared
+}
+
+/// The block of `cpu`, if it was registered.
+pub fn get(cpu: CpuId) -> Option<&'static Block> {
+    CPUS.get(cpu.0 as usize).and_then(|o| o.get().copied())
+}
+
+/// Iterates over the registered CPUs that are online.
+pub fn online() -> impl Iterator<Item = &'static Block> {
+    (0..COUNT.load(Ordering::Acquire)).filter_map(|i| get(CpuId(i))).filter(|b| b.ext.online.load(Ordering::Acquire))
+}
+
+/// Number of online CPUs.
+pub fn online_count() -> u32 {
+    online().count() as u32
+}
+
+/// This CPU's block.
+pub fn this(g: &impl Pinned) -> &'static Block {
+    let b: &Block = exo_percpu::this_cpu(g);
+    // The block is leaked at install time; extending the borrow is what `get` returns too.
+    get(CpuId(b.hot.cpu_id)).unwrap_or_else(|| panic!("CPU {} has no registered block", b.hot.cpu_id))
+}
+
+/// Errors of cross-CPU requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunError {
+    /// No such CPU, or it is not online.
+    NotOnline(CpuId),
+    /// The CPU's mailbox still holds an unfinished request.
+    Busy(CpuId),
+    /// The request was not finished by the deadline.
+    Timeout(CpuId),
+    /// The IPI could not be sent.
+    Ipi(apic::ApicError),
+    /// Running on the calling CPU itself is not a mailbox request.
+    SelfTarget,
+}
+
+impl core::fmt::Display for RunError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RunError::NotOnline(c) => write!(f, "CPU {} is not online", c.0),
+            RunError::Busy(c) => write!(f, "CPU {} mailbox busy", c.0),
+            RunError::Timeout(c) => write!(f, "CPU {} did not finish its request before the deadline", c.0),
+            RunError::Ipi(e) => write!(f, "IPI failed: {e}"),
+            RunError::SelfTarget => write!(f, "cannot post to the calling CPU"),
+        }
+    }
+}
+
+/// Posts `f(arg)` to `cpu` and wakes it; does not wait.
+pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<(), RunError> {
+    let b = get(cpu).filter(|b| b.ext.online.load(Ordering::Acquire)).ok_or(RunError::NotOnline(cpu))?;
+    if b.hot.cpu_id == exo_percpu::cpu_id_hint().0 {
+        return Err(RunError::SelfTarget);
+    }
+    let mb = &b.ext.mailbox;
+    let done = mb.done.load(Ordering::Acquire);
+    if mb.posted.load(Ordering::Acquire) != done {
+        return Err(RunError::Busy(cpu));
+    }
+    mb.func.store(f as usize as u64, Ordering::Relaxed);
+    mb.arg.store(arg, Ordering::Relaxed);
+    mb.posted.store(done + 1, Ordering::Release);
+    apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_WAKE)).map_err(RunError::Ipi)
+}
+
+/// Waits until `cpu` finished its posted request; returns its result.
+pub fn wait(cpu: CpuId, deadline: crate::time::Deadline) -> Result<u64, RunError> {
+    let b = get(cpu).ok_or(RunError::NotOnline(cpu))?;
+    let mb = &b.ext.mailbox;
+    loop {
+        if mb.done.load(Ordering::Acquire) == mb.posted.load(Ordering::Acquire) {
+            return Ok(mb.result.load(Ordering::Acquire));
+        }
+        if deadline.passed() {
+            return Err(RunError::Timeout(cpu));
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Runs `f(arg)` on `cpu` (or here, if `cpu` is the caller) and returns its result.
+pub fn run_on(cpu: CpuId, f: RemoteFn, arg: u64, deadline: crate::time::Deadline) -> Result<u64, RunError> {
+    if cpu == exo_percpu::cpu_id_hint() {
+        return Ok(f(arg));
+    }
+    post(cpu, f, arg)?;
+    wait(cpu, deadline)
+}
+
+/// Runs a pending mailbox request of this CPU, if any. Returns whether it ran one.
+pub fn poll_mailbox(g: &IrqGuard) -> bool {
+    let b = this(g);
+    let mb = &b.ext.mailbox;
+    let posted = mb.posted.load(Ordering::Acquire);
+    if posted == mb.done.load(Ordering::Relaxed) {
+        return false;
+    }
+    let f = crate::sys::remote_fn(mb.func.load(Ordering::Relaxed));
+    let r = f(mb.arg.load(Ordering::Relaxed));
+    mb.result.store(r, Ordering::Relaxed);
+    mb.done.store(posted, Ordering::Release);
+    true
+}
+
+/// The idle loop of an AP: run mailbox work, else halt until an interrupt.
+pub fn idle_loop() -> ! {
+    loop {
+        let g = IrqGuard::new();
+        if !poll_mailbox(&g) {
+            // `sti; hlt` is atomic with respect to interrupts: a wake IPI that arrived after
+            // the check is pending and ends the halt at once. No lost wake-up.
+            core::mem::forget(g);
+            exo_arch::cpu::sti_hlt();
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Boot memory: the physical frame allocator of the foundation (a bump over the PVH memory
+//! map, low addresses first), the kernel heap, the kernel page tables and guarded stacks.
+//! The buddy/per-CPU allocators of the memory issue replace the frame bump and the heap.
+
+use crate::sys;
+use arrayvec::ArrayVec;
+use exo_arch::paging::{Chunk, Flags, FrameSource, MapError, PageTables};
+use exo_arch::pvh::{MemKind, MemRegion};
+use spin::Mutex;
+
+const MIB: u64 = 1 << 20;
+const PAGE: u64 = 4096;
+/// Kernel heap size (carved contiguously at boot).
+pub const HEAP_SIZE: u64 = 32 * MIB;
+/// Base of the guarded-stack region (upper half, outside the identity map).
+pub const STACK_REGION: u64 = 0xFFFF_C000_0000_0000;
+
+/// Out of physical memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+/// The boot frame allocator: usable RAM ranges (the first MiB, the kernel image and the
+/// other reserved ranges cut out), handed out bottom-up. Frees are not supported yet.
+#[derive(Debug)]
+pub struct BootFrames {
+    ranges: ArrayVec<(u64, u64), 128>,
+    idx: usize,
+    next: u64,
+    /// Frames handed out so far.
+    pub used: u64,
+    /// Usable frames at start.
+    pub total: u64,
+}
+
+impl BootFrames {
+    /// Builds the allocator from the memory map, minus `reserved` ranges.
+    pub fn new(map: &[MemRegion], reserved: &[(u64, u64)]) -> Self {
+        let mut ranges: ArrayVec<(u64, u64), 128> = ArrayVec::new();
+        for r in map.iter().filter(|r| r.kind == MemKind::Ram) {
+            let s = r.start.max(MIB).next_multiple_of(PAGE);
+            let e = (r.start.saturating_add(r.len)) & !(PAGE - 1);
+            if s < e {
+                let _ = ranges.try_push((s, e));
+            }
+        }
+        for &(rs, re) in reserved {
+            let mut out: ArrayVec<(u64, u64), 128> = ArrayVec::new();
+            for &(s, e) in &ranges {
+                let rs = rs & !(PAGE - 1);
+                let re = re.next_multiple_of(PAGE);
+                if re <= s || rs >= e {
+                    let _ = out.try_push((s, e));
+                    continue;
+                }
+                if s < rs {
+                    let _ = out.try_push((s, rs));
+                }
+                if re < e {
+                    let _ = out.try_push((re, e));
+                }
+            }
+            ranges = out;
+        }
+        ranges.sort_unstable_by_key(|r| r.0);
+        let total = ranges.iter().map(|(s, e)| (e - s) / PAGE).sum();
+        let next = ranges.first().map_or(0, |r| r.0);
+        BootFrames { ranges, idx: 0, next, used: 0, total }
+    }
+
+    /// `n` physically contiguous frames.
+    pub fn alloc_contiguous(&mut self, n: u64) -> Result<u64, OutOfMemory> {
+        while self.idx < self.ranges.len() {
+            let (_, end) = self.ranges[self.idx];
+            if self.next + n * PAGE <= end {
+                let p = self.next;
+                self.next += n * PAGE;
+                self.used += n;
+                return Ok(p);
+            }
+            self.idx += 1;
+            if let Some(r) = self.ranges.get(self.idx) {
+                self.next = r.0;
+            }
+        }
+        Err(OutOfMemory)
+    }
+
+    /// The highest usable address + 1.
+    pub fn top(&self) -> u64 {
+        self.ranges.last().map_or(0, |r| r.1)
+    }
+}
+
+impl FrameSource for BootFrames {
+    fn alloc_zeroed_frame(&mut self) -> Option<u64> {
+        let f = self.alloc_contiguous(1).ok()?;
+        sys::zero_frame(f);
+        Some(f)
+    }
+}
+
+/// Global memory state after boot.
+pub struct Memory {
+    /// Frame allocator.
+    pub frames: BootFrames,
+    /// The kernel page tables.
+    pub tables: PageTables,
+    next_stack_slot: u64,
+}
+
+impl core::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Memory").field("frames", &self.frames).finish_non_exhaustive()
+    }
+}
+
+/// The one memory state, behind a lock (boot and stack allocation only: not a hot path).
+pub static MEMORY: Mutex<Option<Memory>> = Mutex::new(None);
+
+/// A guarded stack: `[bottom, top)` mapped, the page below `bottom` never mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stack {
+    /// Lowest mapped address.
+    pub bottom: u64,
+    /// One past the highest address (initial RSP).
+    pub top: u64,
+}
+
+/// Errors of memory set-up.
+#[derive(Debug, Clone, Copy)]
+pub enum MemError {
+    /// Frames ran out.
+    OutOfMemory,
+    /// A mapping failed.
+    Map(MapError),
+    /// Called before `init`.
+    NotInitialised,
+}
+
+impl From<MapError> for MemError {
+    fn from(e: MapError) -> Self {
+        MemError::Map(e)
+    }
+}
+
+impl From<OutOfMemory> for MemError {
+    fn from(_: OutOfMemory) -> Self {
+        MemError::OutOfMemory
+    }
+}
+
+impl core::fmt::Display for MemError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MemError::OutOfMemory => write!(f, "out of physical memory"),
+            MemError::Map(e) => write!(f, "mapping failed: {e}"),
+            MemError::NotInitialised => write!(f, "memory not initialised"),
+        }
+    }
+}
+
+/// Sets up frames, heap and the kernel page tables, and switches this CPU to them.
+/// Returns (usable MiB, heap base).
+pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, u64), MemError> {
+    let img = exo_arch::boot::kernel_image();
+    let mut frames = BootFrames::new(map, &[(img.start, img.end)]);
+    let heap = frames.alloc_contiguous(HEAP_SIZE / PAGE)?;
+    sys::init_heap(heap, HEAP_SIZE);
+
+    let ram: ArrayVec<(u64, u64), 64> = map
+        .iter()
+        .filter(|r| matches!(r.kind, MemKind::Ram | MemKind::AcpiReclaim | MemKind::AcpiNvs))
+        .map(|r| (r.start, r.start.saturating_add(r.len)))
+        .collect();
+    let is_ram = |a: u64, len: u64| ram.iter().any(|&(s, e)| a < e && a + len > s);
+    let k_lo = img.start & !(2 * MIB - 1);
+    let k_hi = img.end.next_multiple_of(2 * MIB);
+    let limit = frames.top().max(4 << 30).next_multiple_of(2 * MIB);
+
+    let mut tables = PageTables::new(&mut frames, nx)?;
+    tables.identity_map(
+        &mut frames,
+        limit,
+        |c| {
+            if c == 0 || (c >= k_lo && c < k_hi) {
+                Chunk::Split
+            } else if is_ram(c, 2 * MIB) || c >= 4 << 30 {
+                Chunk::Huge(Flags::RW)
+            } else {
+                Chunk::Huge(Flags::MMIO)
+            }
+        },
+        |p| {
+            if p == 0 {
+                None // null-pointer guard
+            } else if p >= img.start && p < img.text_end {
+                Some(Flags::RX)
+            } else if p >= img.text_end && p < img.rodata_end {
+                Some(Flags::RO)
+            } else {
+                Some(Flags::RW)
+            }
+        },
+    )?;
+    sys::load_cr3(tables.root());
+    let usable = frames.total * PAGE / MIB;
+    *MEMORY.lock() = Some(Memory { frames, tables, next_stack_slot: 0 });
+    Ok((usable, heap))
+}
+
+/// Maps a new stack of `pages` pages with an unmapped guard page below it.
+pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
+    let mut guard = MEMORY.lock();
+    let m = guard.as_mut().ok_or(MemError::NotInitialised)?;
+    // Each slot: guard page + up to 255 stack pages (1 MiB slots keep the arithmetic simple).
+    let pages = pages.clamp(1, 255);
+    let slot = STACK_REGION + m.next_stack_slot * MIB;
+    m.next_stack_slot += 1;
+    let bottom = slot + PAGE;
+    for i in 0..pages {
+        let f = m.frames.alloc_zeroed_frame().ok_or(MemError::OutOfMemory)?;
+        let Memory { frames, tables, .. } = m;
+        tables.map_4k(frames, bottom + i * PAGE, f, Flags::RW)?;
+    }
+    Ok(Stack { bottom, top: bottom + pages * PAGE })
+}
+
+/// (used, total) frames of the boot allocator.
+pub fn frame_stats() -> (u64, u64) {
+    MEMORY.lock().as_ref().map_or((0, 0), |m| (m.frames.used, m.frames.total))
+}
+
+/// Translates `va` through the kernel tables (tests).
+pub fn translate(va: u64) -> Option<(u64, Flags)> {
+    MEMORY.lock().as_ref().and_then(|m| m.tables.translate(va))
+}

@@ -1,0 +1,74 @@
+//! Failure: a panic or fatal exception on any CPU prints the CPU, the reason and a
+//! frame-pointer backtrace, stops every other CPU with an NMI, and exits QEMU with failure.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+use exo_arch::apic::{Delivery, Dest};
+use exo_arch::exit::{ExitCode, exit};
+
+/// 0 = running; else the panicking CPU's id + 1.
+static PANICKING: AtomicU32 = AtomicU32::new(0);
+
+/// Is a panic stopping the machine? (NMI handlers halt when it is.)
+pub fn stopping() -> bool {
+    PANICKING.load(Ordering::Acquire) != 0
+}
+
+fn stack_bounds(rbp: u64) -> (u64, u64) {
+    if exo_percpu::installed()
+        && let Some(b) = crate::cpus::get(exo_percpu::cpu_id_hint())
+    {
+        let lo = b.ext.stack_lo.load(Ordering::Relaxed);
+        let hi = b.ext.stack_hi.load(Ordering::Relaxed);
+        if lo <= rbp && rbp < hi {
+            return (lo, hi);
+        }
+    }
+    let (lo, hi) = exo_arch::boot::boot_stack();
+    if lo <= rbp && rbp < hi {
+        return (lo, hi);
+    }
+    // Unknown stack (an IST stack, say): allow a 16 KiB window above the frame pointer.
+    (rbp, rbp.saturating_add(16 * 1024))
+}
+
+fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
+    exo_arch::cpu::cli();
+    let cpu = if exo_percpu::installed() { exo_percpu::cpu_id_hint().0 } else { 0 };
+    if let Err(owner) = PANICKING.compare_exchange(0, cpu + 1, Ordering::AcqRel, Ordering::Acquire) {
+        if owner != cpu + 1 {
+            // Another CPU is already reporting; it will stop us with an NMI and exit.
+            exo_arch::cpu::halt_forever();
+        }
+        // A panic while panicking on this CPU: stop now.
+        exo_arch::serial::write_bytes(b"\nnested panic; exiting\n");
+        exit(ExitCode::Failure);
+    }
+    let _ = exo_arch::apic::send_ipi(Dest::AllButSelf, Delivery::Nmi);
+    crate::kprintln!("PANIC on CPU {cpu}: {msg}");
+    crate::kprintln!("PANIC,{cpu}");
+    if let Some(rip) = rip {
+        crate::kprintln!("  at {rip:#018x}");
+    }
+    let (lo, hi) = stack_bounds(rbp);
+    let mut n = 0;
+    exo_arch::backtrace::walk(rbp, lo, hi, 32, |ret| {
+        crate::kprintln!("  #{n:<2} {ret:#018x}");
+        n += 1;
+    });
+    crate::kprintln!("(resolve with: addr2line -e target/x86_64-unknown-none/release/exo -f -C <addr>)");
+    exit(ExitCode::Failure)
+}
+
+/// A fatal CPU exception.
+pub fn fatal_exception(msg: core::fmt::Arguments<'_>, rbp: u64, rip: u64) -> ! {
+    die(format_args!("unhandled exception: {msg}"), rbp, Some(rip))
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let rbp = exo_arch::backtrace::current_rbp();
+    match info.location() {
+        Some(l) => die(format_args!("{} at {}:{}", info.message(), l.file(), l.line()), rbp, None),
+        None => die(format_args!("{}", info.message()), rbp, None),
+    }
+}

@@ -1,0 +1,169 @@
+//! Bring-up of the application processors: parallel INIT-SIPI-SIPI with the architectural
+//! delays, a deadline for every CPU, and the AP side of CPU initialisation.
+
+use crate::cpus::{self, VEC_APIC_ERROR, VEC_SPURIOUS};
+use crate::memory::{self, Stack};
+use crate::time::Deadline;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use exo_arch::apic::{self, Delivery, Dest};
+use exo_percpu::CpuId;
+use log::{error, warn};
+
+/// Kernel stack pages per CPU (64 KiB) and per IST stack (16 KiB).
+pub const KSTACK_PAGES: u64 = 16;
+/// IST stack size in pages.
+pub const IST_PAGES: u64 = 4;
+
+/// One CPU the MADT asked us to start.
+#[derive(Debug)]
+pub struct Target {
+    /// The CPU's APIC id.
+    pub apic_id: u32,
+    /// The logical id it gets.
+    pub cpu: CpuId,
+    /// Set by the AP when it reaches Rust.
+    pub arrived: AtomicBool,
+    /// Its descriptor tables and IST stacks, prepared by the BSP.
+    pub tables: spin::Mutex<Option<&'static mut exo_arch::gdt::CpuTables>>,
+}
+
+struct Plan {
+    targets: Vec<Target>,
+    stacks: &'static [u64],
+    stack_bounds: Vec<Stack>,
+}
+
+static PLAN: spin::Once<Plan> = spin::Once::new();
+/// Set when the BSP stops waiting: an AP arriving later parks itself.
+static CLOSED: AtomicBool = AtomicBool::new(false);
+static ARRIVED: AtomicU32 = AtomicU32::new(0);
+
+/// What happened to the APs.
+#[derive(Debug)]
+pub struct SmpReport {
+    /// CPUs online, BSP included.
+    pub online: u32,
+    /// CPUs expected (BSP + usable MADT entries).
+    pub expected: u32,
+    /// APIC ids that did not answer by the deadline.
+    pub missing: Vec<u32>,
+}
+
+/// Prepares per-CPU tables and stacks for `cpu` (kernel stack separately, per ticket).
+pub fn prepare_tables(rsp0: u64) -> Result<&'static mut exo_arch::gdt::CpuTables, memory::MemError> {
+    let df = memory::alloc_stack(IST_PAGES)?;
+    let nmi = memory::alloc_stack(IST_PAGES)?;
+    let mc = memory::alloc_stack(IST_PAGES)?;
+    Ok(alloc::boxed::Box::leak(alloc::boxed::Box::new(exo_arch::gdt::CpuTables::new([df.top, nmi.top, mc.top], rsp0))))
+}
+
+fn spin_us(us: u64) {
+    Deadline::after_us(us).spin_until();
+}
+
+/// Starts every AP in `apic_ids` (the BSP's own id excluded by the caller) and waits for
+/// them, at most `timeout_ms`. CPU ids are assigned in list order starting at 1.
+pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) -> SmpReport {
+    let n = apic_ids.len();
+    if n == 0 {
+        return SmpReport { online: 1, expected: 1, missing: Vec::new() };
+    }
+    let mut stack_bounds = Vec::with_capacity(n);
+    let mut tops = Vec::with_capacity(n);
+    for _ in 0..n {
+        match memory::alloc_stack(KSTACK_PAGES) {
+            Ok(s) => {
+                tops.push(s.top);
+                stack_bounds.push(s);
+            }
+            Err(e) => {
+                error!("no stack for AP #{}: {e}; starting fewer APs", tops.len());
+                break;
+            }
+        }
+    }
+    let stacks: &'static [u64] = alloc::boxed::Box::leak(tops.into_boxed_slice());
+    let targets: Vec<Target> = apic_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| Target {
+            apic_id: id,
+            cpu: CpuId(i as u32 + 1),
+            arrived: AtomicBool::new(false),
+            tables: spin::Mutex::new(None),
+        })
+        .collect();
+    crate::sys::install_trampoline(final_cr3, nx, stacks, ap_entry);
+    let plan = PLAN.call_once(|| Plan { targets, stacks, stack_bounds });
+
+    // INIT to all, in parallel; prepare their tables during the 10 ms INIT delay.
+    for t in &plan.targets {
+        if let Err(e) = apic::send_ipi(Dest::Id(t.apic_id), Delivery::Init) {
+            warn!("INIT to APIC id {} failed: {e}", t.apic_id);
+        }
+    }
+    let init_done = Deadline::after_ms(10);
+    for t in &plan.targets {
+        match prepare_tables(0) {
+            Ok(tab) => *t.tables.lock() = Some(tab),
+            Err(e) => error!("no descriptor tables for APIC id {}: {e}", t.apic_id),
+        }
+    }
+    init_done.spin_until();
+    let sipi = exo_arch::smp::sipi_vector();
+    for t in &plan.targets {
+        let _ = apic::send_ipi(Dest::Id(t.apic_id), Delivery::StartUp(sipi));
+    }
+    spin_us(200);
+    for t in plan.targets.iter().filter(|t| !t.arrived.load(Ordering::Acquire)) {
+        let _ = apic::send_ipi(Dest::Id(t.apic_id), Delivery::StartUp(sipi));
+    }
+    let deadline = Deadline::after_ms(timeout_ms);
+    let want = plan.stacks.len() as u32;
+    while ARRIVED.load(Ordering::Acquire) < want && !deadline.passed() {
+        core::hint::spin_loop();
+    }
+    // Arrived CPUs finish their set-up quickly; give them a bounded moment to go online.
+    let settle = Deadline::after_ms(timeout_ms.min(1000));
+    while plan.targets.iter().any(|t| t.arrived.load(Ordering::Acquire) && !cpus::get(t.cpu).is_some_and(|b| b.ext.online.load(Ordering::Acquire))) {
+        if settle.passed() {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    CLOSED.store(true, Ordering::Release);
+    let missing: Vec<u32> = plan
+        .targets
+        .iter()
+        .filter(|t| !cpus::get(t.cpu).is_some_and(|b| b.ext.online.load(Ordering::Acquire)))
+        .map(|t| t.apic_id)
+        .collect();
+    for id in &missing {
+        error!("CPU with APIC id {id} did not come online within {timeout_ms} ms; continuing without it");
+    }
+    SmpReport { online: cpus::online_count(), expected: n as u32 + 1, missing }
+}
+
+extern "C" fn ap_entry(ticket: u32) -> ! {
+    exo_arch::cpu::enable_features();
+    let my_apic = exo_arch::cpu::apic_id_from_cpuid();
+    let Some(plan) = PLAN.get() else { exo_arch::cpu::halt_forever() };
+    let Some(t) = plan.targets.iter().find(|t| t.apic_id == my_apic) else {
+        // Not a CPU we started (stray SIPI): park quietly.
+        exo_arch::cpu::halt_forever()
+    };
+    if CLOSED.load(Ordering::Acquire) || t.arrived.swap(true, Ordering::AcqRel) {
+        exo_arch::cpu::halt_forever();
+    }
+    ARRIVED.fetch_add(1, Ordering::AcqRel);
+    let stack = plan.stack_bounds[ticket as usize];
+    let Some(tables) = t.tables.lock().take() else { exo_arch::cpu::halt_forever() };
+    exo_arch::gdt::load(tables);
+    exo_arch::trap::load_idt();
+    let block = cpus::install_this_cpu(t.cpu, my_apic, (stack.bottom, stack.top));
+    apic::enable_local(VEC_SPURIOUS, VEC_APIC_ERROR);
+    block.ext.online_tsc.store(exo_arch::tsc::rdtsc(), Ordering::Relaxed);
+    block.ext.online.store(true, Ordering::Release);
+    cpus::idle_loop()
+}

@@ -1,0 +1,114 @@
+//! The kernel crate's one audited `unsafe` module: the few places where the kernel itself
+//! (not `arch`/`percpu`) touches raw memory or hands out 'static state. Each block says why.
+#![allow(unsafe_code, reason = "the kernel's single audited unsafe module")]
+
+use linked_list_allocator::LockedHeap;
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+/// Zeroes the 4 KiB frame at `pa` (identity-mapped).
+pub fn zero_frame(pa: u64) {
+    // SAFETY: `pa` was just handed out by the frame allocator, so nothing else refers to it;
+    // RAM is identity-mapped writable in the boot and in the kernel tables.
+    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, 4096) };
+}
+
+/// Gives `[base, base + size)` to the global heap. Called once.
+pub fn init_heap(base: u64, size: u64) {
+    // SAFETY: the range was carved from the frame allocator for the heap alone, is
+    // identity-mapped writable, and `init` runs once before any allocation.
+    unsafe { HEAP.lock().init(base as *mut u8, size as usize) };
+}
+
+/// Free and used bytes of the heap.
+pub fn heap_stats() -> (usize, usize) {
+    let h = HEAP.lock();
+    (h.free(), h.used())
+}
+
+/// Switches this CPU to the kernel page tables at `root`.
+pub fn load_cr3(root: u64) {
+    // SAFETY: `root` identity-maps all RAM (code, stacks, heap, tables) at the addresses in
+    // use now, and the MMIO the kernel touches; built by `memory::init`.
+    unsafe { exo_arch::cpu::load_cr3(root) };
+}
+
+/// Reads the PVH start info the boot code passed.
+pub fn read_start_info(paddr: u64) -> Result<exo_arch::pvh::BootInfo, exo_arch::pvh::PvhError> {
+    // SAFETY: `paddr` is the loader's ebx, forwarded untouched by the boot code, read before
+    // any allocation can reuse the memory it points to.
+    unsafe { exo_arch::pvh::read(paddr) }
+}
+
+/// Physical memory reads for ACPI: bounded to the identity map, 8-byte reads are probed so a
+/// bad table pointer into unmapped space is an error, not a fault.
+#[derive(Debug)]
+pub struct PhysReader {
+    /// Addresses at or above this are refused.
+    pub limit: u64,
+}
+
+impl exo_acpi::PhysMem for PhysReader {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), exo_acpi::AcpiError> {
+        let end = paddr.checked_add(buf.len() as u64);
+        if paddr == 0 || end.is_none_or(|e| e > self.limit) {
+            return Err(exo_acpi::AcpiError::Read { paddr, len: buf.len() });
+        }
+        // SAFETY: [paddr, paddr+len) lies below `limit`, inside the identity map of the
+        // tables in use (boot tables: 4 GiB; kernel tables: all of RAM and the low 4 GiB).
+        // ACPI tables are ordinary memory: reading them has no side effect.
+        unsafe { core::ptr::copy_nonoverlapping(paddr as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+}
+
+/// The bytes of the BIOS area `[start, end)` for the RSDP scan.
+pub fn bios_area(start: u64, end: u64) -> &'static [u8] {
+    // SAFETY: the legacy BIOS area below 1 MiB is identity-mapped and read-only to us; the
+    // kernel never writes it.
+    unsafe { core::slice::from_raw_parts(start as *const u8, (end - start) as usize) }
+}
+
+/// Installs `block` as this CPU's per-CPU block.
+pub fn install_percpu(block: &'static mut crate::cpus::Block) {
+    // SAFETY: called once per CPU in its bring-up with interrupts off, before any gs: read;
+    // the block is leaked ('static) and installed on this CPU only.
+    unsafe { exo_percpu::install(block) };
+}
+
+/// Installs the AP trampoline.
+pub fn install_trampoline(final_cr3: u64, nx: bool, stacks: &'static [u64], entry: exo_arch::smp::ApEntry) {
+    // SAFETY: the trampoline page (0x8000) is below 1 MiB, which no allocator hands out; the
+    // stack tops are leaked ('static) guarded stacks mapped in the kernel tables; no AP runs.
+    unsafe {
+        exo_arch::smp::install_trampoline(
+            exo_arch::boot::boot_pml4(),
+            final_cr3,
+            nx,
+            stacks.as_ptr(),
+            stacks.len() as u32,
+            entry,
+        )
+    };
+}
+
+/// A shared reference to a leaked (never freed) allocation.
+pub fn leaked_ref<T>(p: *const T) -> &'static T {
+    // SAFETY: callers pass pointers obtained from `Box::leak`, which live forever; only shared
+    // references are created from here on (the unique one was consumed by the install).
+    unsafe { &*p }
+}
+
+/// Turns a mailbox word back into the function stored by `cpus::post`.
+pub fn remote_fn(word: u64) -> crate::cpus::RemoteFn {
+    // SAFETY: the mailbox's `func` word is only written by `cpus::post`, from a `RemoteFn`,
+    // and read after the `posted` release/acquire pair that publishes it.
+    unsafe { core::mem::transmute::<usize, crate::cpus::RemoteFn>(word as usize) }
+}
+
+/// The BSP's entry from the PVH boot code (`call exo_bsp_main` with the start_info address).
+#[unsafe(no_mangle)]
+extern "C" fn exo_bsp_main(start_info: u64) -> ! {
+    crate::boot::bsp_main(start_info)
+}

@@ -1,0 +1,53 @@
+//! TSC-based time: the calibrated frequency and deadlines for every bounded wait.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Assumed before calibration: 3 GHz (only bounds early waits; errs on the long side
+/// for slower TSCs, which is the safe side for a deadline).
+static TSC_HZ: AtomicU64 = AtomicU64::new(3_000_000_000);
+
+/// Sets the calibrated TSC frequency.
+pub fn set_tsc_hz(hz: u64) {
+    if hz > 0 {
+        TSC_HZ.store(hz, Ordering::Relaxed);
+    }
+}
+
+/// The TSC frequency in Hz.
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// A point in TSC time after which a wait gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(u64);
+
+impl Deadline {
+    /// `us` microseconds from now.
+    pub fn after_us(us: u64) -> Self {
+        Deadline(exo_arch::tsc::rdtsc().saturating_add(exo_arch::tsc::ns_to_ticks(us.saturating_mul(1000), tsc_hz())))
+    }
+
+    /// `ms` milliseconds from now.
+    pub fn after_ms(ms: u64) -> Self {
+        Self::after_us(ms.saturating_mul(1000))
+    }
+
+    /// Has it passed?
+    #[inline]
+    pub fn passed(&self) -> bool {
+        exo_arch::tsc::rdtsc() >= self.0
+    }
+
+    /// Spins until the deadline.
+    pub fn spin_until(self) {
+        while !self.passed() {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// TSC ticks to microseconds.
+pub fn ticks_to_us(t: u64) -> u64 {
+    exo_arch::tsc::ticks_to_ns(t, tsc_hz()) / 1000
+}

@@ -1,0 +1,74 @@
+//! The kernel's trap dispatcher: exceptions, NMIs (the stop-all of a panic), IPIs.
+
+use crate::cpus::{self, VEC_APIC_ERROR, VEC_PING, VEC_SPURIOUS, VEC_TIMER, VEC_WAKE};
+use core::sync::atomic::Ordering;
+use exo_arch::trap::TrapFrame;
+
+const NAMES: [&str; 32] = [
+    "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow", "#BR bound range",
+    "#UD invalid opcode", "#NM device not available", "#DF double fault", "coprocessor overrun",
+    "#TS invalid TSS", "#NP segment not present", "#SS stack fault", "#GP general protection",
+    "#PF page fault", "reserved 15", "#MF x87 fault", "#AC alignment check", "#MC machine check",
+    "#XM SIMD fault", "#VE virtualization", "#CP control protection", "reserved 22", "reserved 23",
+    "reserved 24", "reserved 25", "reserved 26", "reserved 27", "#HV hypervisor injection",
+    "#VC VMM communication", "#SX security", "reserved 31",
+];
+
+/// Installs the dispatcher and fills the IDT (BSP, once).
+pub fn init() {
+    exo_arch::trap::set_handler(dispatch);
+    exo_arch::trap::init_idt();
+}
+
+fn with_block(f: impl FnOnce(&'static cpus::Block)) {
+    if exo_percpu::installed()
+        && let Some(b) = cpus::get(exo_percpu::cpu_id_hint())
+    {
+        f(b);
+    }
+}
+
+fn dispatch(frame: &mut TrapFrame) {
+    let v = frame.vector as u8;
+    match v {
+        3 => with_block(|b| {
+            b.ext.breakpoints.fetch_add(1, Ordering::Relaxed);
+        }),
+        14 if exo_arch::trap::fixup(frame) => with_block(|b| {
+            b.ext.fixups.fetch_add(1, Ordering::Relaxed);
+        }),
+        2 => {
+            if crate::panic::stopping() {
+                exo_arch::cpu::halt_forever();
+            }
+            log::warn!("unexpected NMI at rip {:#x}", frame.rip);
+        }
+        0..=31 => {
+            let cr2 = if v == 14 { exo_arch::cpu::cr2() } else { 0 };
+            crate::panic::fatal_exception(
+                format_args!(
+                    "{} (vector {v}), error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {cr2:#x}",
+                    NAMES[v as usize], frame.error_code, frame.rip, frame.rsp
+                ),
+                frame.rbp,
+                frame.rip,
+            );
+        }
+        VEC_WAKE | VEC_TIMER => exo_arch::apic::eoi(),
+        VEC_PING => {
+            with_block(|b| {
+                b.ext.pings.fetch_add(1, Ordering::Release);
+            });
+            exo_arch::apic::eoi();
+        }
+        VEC_APIC_ERROR => {
+            log::warn!("local APIC error interrupt");
+            exo_arch::apic::eoi();
+        }
+        VEC_SPURIOUS => {}
+        _ => {
+            log::warn!("unexpected interrupt vector {v}");
+            exo_arch::apic::eoi();
+        }
+    }
+}
