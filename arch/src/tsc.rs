@@ -69,42 +69,52 @@ pub fn freq_from_cpuid() -> Option<(u64, FreqSource)> {
 
 const PIT_HZ: u64 = 1_193_182;
 
-/// Measures the TSC against PIT channel 2 over `ms` milliseconds (one-shot, gate on port
-/// 0x61). Returns `None` when the PIT does not count (no PIT, or a stuck gate): the loop is
-/// bounded by a TSC budget, so a missing PIT cannot hang boot.
+/// Measures the TSC against the PIT over about `ms` milliseconds. Uses channel 0 as a free
+/// running down-counter read back with latch commands (no speaker gate on port 0x61 is
+/// needed, which microvm lacks). Returns `None` when the counter does not move (no PIT) or
+/// the result is implausible; every loop is bounded by a TSC budget, so boot cannot hang.
 pub fn calibrate_with_pit(ms: u64) -> Option<u64> {
     use crate::port::{inb, outb};
-    let count = PIT_HZ * ms / 1000;
-    if count > 0xFFFF {
-        return None;
-    }
-    // SAFETY: ports 0x42/0x43/0x61 are the PIT channel 2 and its gate, owned by the BSP at
-    // boot while nothing else uses them.
+    let want = PIT_HZ * ms / 1000;
+    // SAFETY: ports 0x40/0x43 are PIT channel 0 and its mode register, owned by the BSP at
+    // boot; IRQ0 is masked at both the PIC and the (unprogrammed) I/O APIC, so the counter
+    // running raises no interrupt.
     unsafe {
-        let gate = inb(0x61);
-        outb(0x61, (gate & !0x02) | 0x01); // gate on, speaker off
-        outb(0x43, 0b1011_0000); // channel 2, lobyte/hibyte, mode 0
-        outb(0x42, (count & 0xFF) as u8);
-        outb(0x42, (count >> 8) as u8);
-        let start = rdtsc_precise();
-        // Budget: 2^36 ticks (~17 s at 4 GHz, more under TCG) before giving up.
-        let budget = 1u64 << 36;
-        loop {
-            if inb(0x61) & 0x20 != 0 {
-                break;
+        let read = || {
+            outb(0x43, 0x00); // latch channel 0
+            let lo = inb(0x40);
+            let hi = inb(0x40);
+            u16::from_le_bytes([lo, hi])
+        };
+        outb(0x43, 0b0011_0100); // channel 0, lobyte/hibyte, mode 2 (rate generator), binary
+        outb(0x40, 0xFF);
+        outb(0x40, 0xFF);
+        let budget = 1u64 << 34;
+        let t_start = rdtsc();
+        // Wait for the first change so both ends of the window sit on a counter edge.
+        let first = read();
+        let mut prev = first;
+        while prev == first {
+            if rdtsc().wrapping_sub(t_start) > budget {
+                return None;
             }
+            prev = read();
+        }
+        let start = rdtsc_precise();
+        let mut elapsed: u64 = 0;
+        while elapsed < want {
+            let now = read();
+            // Down-counter with reload 0x10000: the distance handles the wrap.
+            elapsed += u64::from(prev.wrapping_sub(now));
+            prev = now;
             if rdtsc().wrapping_sub(start) > budget {
-                outb(0x61, gate);
                 return None;
             }
         }
-        let end = rdtsc_precise();
-        outb(0x61, gate);
-        let ticks = end.wrapping_sub(start);
-        if ticks == 0 {
-            return None;
-        }
-        Some(ticks * 1000 / ms)
+        let ticks = rdtsc_precise().wrapping_sub(start);
+        let hz = (u128::from(ticks) * u128::from(PIT_HZ) / u128::from(elapsed)) as u64;
+        // Below 100 MHz no x86_64 TSC runs: a PIT that is not really there.
+        if hz < 100_000_000 { None } else { Some(hz) }
     }
 }
 

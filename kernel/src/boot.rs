@@ -80,7 +80,14 @@ pub fn bsp_main(start_info: u64) -> ! {
     cpus::install_this_cpu(CpuId(0), bsp_apic, (lo, hi));
     let tsc = calibrate_tsc();
     time::set_tsc_hz(tsc.0);
-    let apic_timer_hz = calibrate_apic_timer(tsc.0);
+    // QEMU aborts ("Bad icount read") when an x2APIC timer-count MSR is read under -icount:
+    // the read is not flagged as I/O in the translated block. Skip that measurement there.
+    let apic_timer_hz = if opts.mode == Some(smp_bench::Mode::Icount) && mode == apic::Mode::X2Apic {
+        warn!("icount mode with x2APIC: APIC timer calibration skipped (QEMU limitation)");
+        0
+    } else {
+        calibrate_apic_timer(tsc.0)
+    };
     info!(
         "APIC {} (BSP id {bsp_apic}), TSC {} MHz ({:?}, invariant {}), APIC timer {} MHz, SMEP {} SMAP {} UMIP {}",
         mode.name(), tsc.0 / 1_000_000, tsc.1, features.invariant_tsc, apic_timer_hz / 1_000_000,

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Boot the Exo-OS kernel in QEMU and return the kernel's verdict.
+#   scripts/qemu.sh [--machine q35|pc|microvm] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
+#                   [--mem SIZE] [--job boot|test|bench|contended] [--append "extra args"]
+#                   [--log FILE] [--timeout SECONDS] [--kernel PATH]
+# Exit status: 0 when the kernel reported success (QEMU exit 33), 1 when it reported failure
+# (QEMU exit 35), 2 for anything else (triple fault exits 0, timeout, QEMU error).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+machine=q35 mode=tcg cpu="" smp=4 mem=512M job=boot extra="" log="" tmo=${EXO_QEMU_TIMEOUT:-180}
+kernel="$root/target/x86_64-unknown-none/release/exo"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --machine) machine=$2; shift 2 ;;
+        --mode) mode=$2; shift 2 ;;
+        --cpu) cpu=$2; shift 2 ;;
+        --smp) smp=$2; shift 2 ;;
+        --mem) mem=$2; shift 2 ;;
+        --job) job=$2; shift 2 ;;
+        --append) extra=$2; shift 2 ;;
+        --log) log=$2; shift 2 ;;
+        --timeout) tmo=$2; shift 2 ;;
+        --kernel) kernel=$2; shift 2 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        *) echo "qemu.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+args() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }
+[ -f "$root/configs/qemu/$machine.args" ] || { echo "qemu.sh: no machine profile '$machine'" >&2; exit 2; }
+[ -f "$root/configs/qemu/$mode.args" ] || { echo "qemu.sh: no mode profile '$mode'" >&2; exit 2; }
+[ -f "$kernel" ] || { echo "qemu.sh: no kernel at $kernel (run 'just build')" >&2; exit 2; }
+if [ "$mode" = kvm ]; then
+    [ -w /dev/kvm ] || { echo "qemu.sh: --mode kvm needs a usable /dev/kvm" >&2; exit 2; }
+    cpu_arg=()
+else
+    cpu_arg=(-cpu "${cpu:-max}")
+fi
+# shellcheck disable=SC2046
+cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"
+     -kernel "$kernel" -append "exo.job=$job exo.mode=$mode $extra"
+     -serial stdio -display none -monitor none -no-reboot -nodefaults
+     -device isa-debug-exit,iobase=0xf4,iosize=0x04)
+[ -n "${EXO_QEMU_VERBOSE:-}" ] && echo "+ ${cmd[*]}" >&2
+if [ -n "$log" ]; then
+    timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | tee "$log"
+    rc=${PIPESTATUS[0]}
+else
+    timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null
+    rc=$?
+fi
+case $rc in
+    33) exit 0 ;;
+    35) exit 1 ;;
+    124|137) echo "qemu.sh: timed out after ${tmo}s" >&2; exit 2 ;;
+    0) echo "qemu.sh: QEMU exited 0 (triple fault or shutdown without a verdict)" >&2; exit 2 ;;
+    *) echo "qemu.sh: QEMU exited $rc" >&2; exit 2 ;;
+esac
