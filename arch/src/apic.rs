@@ -78,7 +78,11 @@ pub fn select_mode(has_x2apic: bool, allow_x2apic: bool, mmio_base: u64) -> Mode
     // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU with an APIC.
     let base = unsafe { rdmsr(IA32_APIC_BASE) };
     let already_x2 = base & BASE_X2APIC != 0;
-    let mode = if has_x2apic && (allow_x2apic || already_x2) { Mode::X2Apic } else { Mode::XApic };
+    let mode = if has_x2apic && (allow_x2apic || already_x2) {
+        Mode::X2Apic
+    } else {
+        Mode::XApic
+    };
     XAPIC_BASE.store(mmio_base & !0xFFF, Ordering::Relaxed);
     MODE.store(if mode == Mode::X2Apic { 1 } else { 2 }, Ordering::Release);
     mode
@@ -87,7 +91,11 @@ pub fn select_mode(has_x2apic: bool, allow_x2apic: bool, mmio_base: u64) -> Mode
 /// The selected mode (xAPIC until `select_mode` ran).
 #[inline(always)]
 pub fn mode() -> Mode {
-    if MODE.load(Ordering::Relaxed) == 1 { Mode::X2Apic } else { Mode::XApic }
+    if MODE.load(Ordering::Relaxed) == 1 {
+        Mode::X2Apic
+    } else {
+        Mode::XApic
+    }
 }
 
 #[inline(always)]
@@ -98,7 +106,9 @@ fn read(reg: u32) -> u32 {
         // SAFETY: the xAPIC page is identity-mapped uncached by the kernel page tables (and
         // by the boot tables below 4 GiB); `reg` is a valid register offset.
         Mode::XApic => unsafe {
-            core::ptr::read_volatile((XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg)) as *const u32)
+            core::ptr::read_volatile(
+                (XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg)) as *const u32,
+            )
         },
     }
 }
@@ -110,7 +120,10 @@ fn write(reg: u32, value: u32) {
         Mode::X2Apic => unsafe { wrmsr(0x800 + (reg >> 4), u64::from(value)) },
         // SAFETY: as in `read`.
         Mode::XApic => unsafe {
-            core::ptr::write_volatile((XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg)) as *mut u32, value)
+            core::ptr::write_volatile(
+                (XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg)) as *mut u32,
+                value,
+            )
         },
     }
 }
@@ -230,7 +243,10 @@ const DIV_1: u32 = 0b1011;
 /// (`masked` for calibration without an interrupt).
 pub fn timer_oneshot(vector: u8, count: u32, masked: bool) {
     write(REG_TIMER_DIV, DIV_1);
-    write(REG_LVT_TIMER, u32::from(vector) | if masked { LVT_MASKED } else { 0 });
+    write(
+        REG_LVT_TIMER,
+        u32::from(vector) | if masked { LVT_MASKED } else { 0 },
+    );
     write(REG_TIMER_INIT, count);
 }
 

@@ -5,7 +5,7 @@
 /// aligned and grow upward, so a corrupt chain ends the walk instead of faulting.
 pub fn walk(mut rbp: u64, lo: u64, hi: u64, max: usize, mut f: impl FnMut(u64)) {
     for _ in 0..max {
-        if rbp < lo || rbp.saturating_add(16) > hi || rbp % 8 != 0 {
+        if rbp < lo || rbp.saturating_add(16) > hi || !rbp.is_multiple_of(8) {
             return;
         }
         // SAFETY: rbp and rbp+8 were just checked to lie inside the current, mapped stack.
@@ -26,7 +26,9 @@ pub fn walk(mut rbp: u64, lo: u64, hi: u64, max: usize, mut f: impl FnMut(u64)) 
 pub fn current_rbp() -> u64 {
     let rbp: u64;
     // SAFETY: reads a register.
-    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags))
+    };
     rbp
 }
 
@@ -35,6 +37,8 @@ pub fn current_rbp() -> u64 {
 pub fn current_rsp() -> u64 {
     let rsp: u64;
     // SAFETY: reads a register.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+    };
     rsp
 }

@@ -172,7 +172,10 @@ pub fn boot_pml4() -> u64 {
 
 /// The BSP's boot stack as `[bottom, top)`.
 pub fn boot_stack() -> (u64, u64) {
-    (&raw const exo_boot_stack_bottom as u64, &raw const exo_boot_stack_top as u64)
+    (
+        &raw const exo_boot_stack_bottom as u64,
+        &raw const exo_boot_stack_top as u64,
+    )
 }
 
 /// The TSC value read by the very first instruction of the PVH entry.

@@ -26,7 +26,10 @@ impl CpuTables {
         tss.interrupt_stack_table[1] = VirtAddr::new_truncate(ist[1]);
         tss.interrupt_stack_table[2] = VirtAddr::new_truncate(ist[2]);
         tss.privilege_stack_table[0] = VirtAddr::new_truncate(rsp0);
-        CpuTables { gdt: GlobalDescriptorTable::empty(), tss }
+        CpuTables {
+            gdt: GlobalDescriptorTable::empty(),
+            tss,
+        }
     }
 }
 

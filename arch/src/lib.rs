@@ -5,10 +5,10 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(target_os = "none")]
-pub mod boot;
 pub mod apic;
 pub mod backtrace;
+#[cfg(target_os = "none")]
+pub mod boot;
 pub mod cpu;
 pub mod exit;
 pub mod gdt;

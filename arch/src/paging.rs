@@ -24,13 +24,29 @@ pub struct Flags {
 
 impl Flags {
     /// Read-only data.
-    pub const RO: Flags = Flags { writable: false, executable: false, uncached: false };
+    pub const RO: Flags = Flags {
+        writable: false,
+        executable: false,
+        uncached: false,
+    };
     /// Read-write data.
-    pub const RW: Flags = Flags { writable: true, executable: false, uncached: false };
+    pub const RW: Flags = Flags {
+        writable: true,
+        executable: false,
+        uncached: false,
+    };
     /// Code.
-    pub const RX: Flags = Flags { writable: false, executable: true, uncached: false };
+    pub const RX: Flags = Flags {
+        writable: false,
+        executable: true,
+        uncached: false,
+    };
     /// Device memory.
-    pub const MMIO: Flags = Flags { writable: true, executable: false, uncached: true };
+    pub const MMIO: Flags = Flags {
+        writable: true,
+        executable: false,
+        uncached: true,
+    };
 }
 
 /// A source of zeroed 4 KiB frames for page tables (identity-mapped physical addresses).
@@ -112,7 +128,13 @@ impl PageTables {
     }
 
     /// The next-level table under entry `idx` of `tab`, created if absent.
-    fn next(&mut self, fs: &mut impl FrameSource, tab: u64, idx: usize, va: u64) -> Result<u64, MapError> {
+    fn next(
+        &mut self,
+        fs: &mut impl FrameSource,
+        tab: u64,
+        idx: usize,
+        va: u64,
+    ) -> Result<u64, MapError> {
         // SAFETY: `tab` is a page-table frame of this hierarchy, identity-mapped, and only
         // this builder (single-threaded, before or while the tables are private) writes it.
         unsafe {
@@ -155,23 +177,45 @@ impl PageTables {
     }
 
     /// Maps one 4 KiB page `va -> pa`.
-    pub fn map_4k(&mut self, fs: &mut impl FrameSource, va: u64, pa: u64, f: Flags) -> Result<(), MapError> {
+    pub fn map_4k(
+        &mut self,
+        fs: &mut impl FrameSource,
+        va: u64,
+        pa: u64,
+        f: Flags,
+    ) -> Result<(), MapError> {
         Self::check(va, f)?;
         let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va)?;
         let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va)?;
         let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va)?;
-        Self::set_leaf(pt, ((va >> 12) & 511) as usize, (pa & ADDR) | entry_bits(f, self.nx) | G, va)
+        Self::set_leaf(
+            pt,
+            ((va >> 12) & 511) as usize,
+            (pa & ADDR) | entry_bits(f, self.nx) | G,
+            va,
+        )
     }
 
     /// Maps one 2 MiB page `va -> pa` (both 2 MiB aligned).
-    pub fn map_2m(&mut self, fs: &mut impl FrameSource, va: u64, pa: u64, f: Flags) -> Result<(), MapError> {
+    pub fn map_2m(
+        &mut self,
+        fs: &mut impl FrameSource,
+        va: u64,
+        pa: u64,
+        f: Flags,
+    ) -> Result<(), MapError> {
         Self::check(va, f)?;
         if va & 0x1F_FFFF != 0 || pa & 0x1F_FFFF != 0 {
             return Err(MapError::BadAddress(va));
         }
         let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va)?;
         let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va)?;
-        Self::set_leaf(pd, ((va >> 21) & 511) as usize, (pa & ADDR) | entry_bits(f, self.nx) | PS | G, va)
+        Self::set_leaf(
+            pd,
+            ((va >> 21) & 511) as usize,
+            (pa & ADDR) | entry_bits(f, self.nx) | PS | G,
+            va,
+        )
     }
 
     /// Identity-maps `[0, limit)` chunk by chunk as `chunk` and `page` decide.
@@ -205,7 +249,11 @@ impl PageTables {
         let mut tab = self.pml4;
         for (level, shift) in [(4, 39u64), (3, 30), (2, 21), (1, 12)] {
             // SAFETY: reading entries of this hierarchy's identity-mapped table frames.
-            let e = unsafe { table(tab).add(((va >> shift) & 511) as usize).read_volatile() };
+            let e = unsafe {
+                table(tab)
+                    .add(((va >> shift) & 511) as usize)
+                    .read_volatile()
+            };
             if e & P == 0 {
                 return None;
             }
@@ -213,7 +261,11 @@ impl PageTables {
             if leaf {
                 let mask = (1u64 << shift) - 1;
                 let pa = (e & ADDR & !mask) | (va & mask);
-                let f = Flags { writable: e & W != 0, executable: e & NX == 0, uncached: e & PCD != 0 };
+                let f = Flags {
+                    writable: e & W != 0,
+                    executable: e & NX == 0,
+                    uncached: e & PCD != 0,
+                };
                 return Some((pa, f));
             }
             tab = e & ADDR;

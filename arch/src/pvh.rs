@@ -126,7 +126,11 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
             if b == 0 {
                 break;
             }
-            let c = if b.is_ascii() && !b.is_ascii_control() { b as char } else { ' ' };
+            let c = if b.is_ascii() && !b.is_ascii_control() {
+                b as char
+            } else {
+                ' '
+            };
             if info.cmdline.try_push(c).is_err() {
                 info.cmdline_truncated = true;
                 break;
@@ -151,7 +155,11 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
                 ((e + 16) as *const u32).read_unaligned(),
             )
         };
-        let r = MemRegion { start, len, kind: MemKind::from_raw(kind) };
+        let r = MemRegion {
+            start,
+            len,
+            kind: MemKind::from_raw(kind),
+        };
         if info.memmap.try_push(r).is_err() {
             info.memmap_dropped += 1;
         }

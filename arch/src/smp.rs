@@ -126,7 +126,14 @@ pub type ApEntry = extern "C" fn(ticket: u32) -> !;
 /// (reserved from every allocator); `stacks` must point to `nstacks` valid, 16-byte aligned
 /// stack tops mapped in `final_cr3` that stay valid for the APs' lifetime; `boot_cr3` must be
 /// the boot tables and `final_cr3` tables mapping the kernel image; no AP may be running.
-pub unsafe fn install_trampoline(boot_cr3: u64, final_cr3: u64, nx: bool, stacks: *const u64, nstacks: u32, entry: ApEntry) {
+pub unsafe fn install_trampoline(
+    boot_cr3: u64,
+    final_cr3: u64,
+    nx: bool,
+    stacks: *const u64,
+    nstacks: u32,
+    entry: ApEntry,
+) {
     let (start, end) = (&raw const exo_ap_tramp_start, &raw const exo_ap_tramp_end);
     let len = end as usize - start as usize;
     assert!(len <= 4096, "AP trampoline larger than a page");

@@ -168,10 +168,12 @@ pub fn init_idt() {
             | ((0x8E | (dpl << 5)) << 40)
             | (((addr >> 16) & 0xFFFF) << 48);
         let hi = addr >> 32;
-        // SAFETY: the BSP fills the IDT once before any CPU loads it; no one reads it yet.
+        let idt = &raw mut IDT;
+        // SAFETY: the BSP fills the IDT once before any CPU loads it; no one reads it yet, and
+        // no reference to the static exists while it is written through the raw pointer.
         unsafe {
-            (*(&raw mut IDT)).0[2 * v] = lo;
-            (*(&raw mut IDT)).0[2 * v + 1] = hi;
+            (*idt).0[2 * v] = lo;
+            (*idt).0[2 * v + 1] = hi;
         }
     }
 }
@@ -222,13 +224,20 @@ pub fn probe_read_u64(addr: u64) -> Result<u64, ProbeFault> {
         core::arch::asm!("call exo_probe_read", in("rdi") addr, out("rax") value, out("rdx") failed,
                          clobber_abi("C"));
     }
-    if failed == 0 { Ok(value) } else { Err(ProbeFault) }
+    if failed == 0 {
+        Ok(value)
+    } else {
+        Err(ProbeFault)
+    }
 }
 
 /// If `frame` is a fault at a registered probe instruction, points it at the probe's
 /// error path and returns true.
 pub fn fixup(frame: &mut TrapFrame) -> bool {
-    let (insn, fix) = (&raw const exo_probe_insn as u64, &raw const exo_probe_fixup as u64);
+    let (insn, fix) = (
+        &raw const exo_probe_insn as u64,
+        &raw const exo_probe_fixup as u64,
+    );
     if frame.rip == insn {
         frame.rip = fix;
         true

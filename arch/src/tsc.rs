@@ -41,12 +41,10 @@ pub enum FreqSource {
 /// The frequency reported by CPUID, if any leaf gives it.
 pub fn freq_from_cpuid() -> Option<(u64, FreqSource)> {
     let id = raw_cpuid::CpuId::new();
-    if let Some(tsc) = id.get_tsc_info() {
-        if let Some(hz) = tsc.tsc_frequency() {
-            if hz > 0 {
-                return Some((hz, FreqSource::Cpuid15));
-            }
-        }
+    if let Some(hz) = id.get_tsc_info().and_then(|t| t.tsc_frequency())
+        && hz > 0
+    {
+        return Some((hz, FreqSource::Cpuid15));
     }
     if let Some(f) = id.get_processor_frequency_info() {
         let mhz = u64::from(f.processor_base_frequency());
@@ -129,7 +127,11 @@ pub const fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
 /// Converts nanoseconds to TSC ticks at `hz`, saturating.
 pub const fn ns_to_ticks(ns: u64, hz: u64) -> u64 {
     let t = (ns as u128 * hz as u128) / 1_000_000_000;
-    if t > u64::MAX as u128 { u64::MAX } else { t as u64 }
+    if t > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        t as u64
+    }
 }
 
 /// One exchange of a cross-CPU offset probe: the reference CPU reads `t1`, the other CPU
@@ -166,7 +168,10 @@ impl SyncSample {
         let mid = self.t1 as i128 + (rtt / 2) as i128;
         let off = self.t2 as i128 - mid;
         let off = off.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-        Some(TscOffset { offset: off, uncertainty: rtt.div_ceil(2) })
+        Some(TscOffset {
+            offset: off,
+            uncertainty: rtt.div_ceil(2),
+        })
     }
 }
 
@@ -192,7 +197,10 @@ pub fn estimate_offset(samples: &[SyncSample]) -> Option<TscOffset> {
     }
     let mid = lo + (hi - lo) / 2;
     let half = ((hi - lo) as u128).div_ceil(2) as u64;
-    Some(TscOffset { offset: mid.clamp(i64::MIN as i128, i64::MAX as i128) as i64, uncertainty: half })
+    Some(TscOffset {
+        offset: mid.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+        uncertainty: half,
+    })
 }
 
 #[cfg(test)]
@@ -211,15 +219,37 @@ mod tests {
     #[test]
     fn single_sample_offset_and_bound() {
         // Remote is ahead by 1000; the message takes 50 each way.
-        let s = SyncSample { t1: 10_000, t2: 10_000 + 50 + 1000, t3: 10_100 };
+        let s = SyncSample {
+            t1: 10_000,
+            t2: 10_000 + 50 + 1000,
+            t3: 10_100,
+        };
         let o = s.offset().unwrap();
-        assert_eq!(o, TscOffset { offset: 1000, uncertainty: 50 });
-        assert!(SyncSample { t1: 5, t2: 0, t3: 4 }.offset().is_none());
+        assert_eq!(
+            o,
+            TscOffset {
+                offset: 1000,
+                uncertainty: 50
+            }
+        );
+        assert!(
+            SyncSample {
+                t1: 5,
+                t2: 0,
+                t3: 4
+            }
+            .offset()
+            .is_none()
+        );
     }
 
     #[test]
     fn negative_offset() {
-        let s = SyncSample { t1: 1_000_000, t2: 999_000 + 40, t3: 1_000_080 };
+        let s = SyncSample {
+            t1: 1_000_000,
+            t2: 999_000 + 40,
+            t3: 1_000_080,
+        };
         let o = s.offset().unwrap();
         assert_eq!(o.offset, -1000);
         assert_eq!(o.uncertainty, 40);
@@ -234,19 +264,40 @@ mod tests {
             t2: (t1 as i64 + d_out as i64 + truth) as u64,
             t3: t1 + d_out + d_back,
         };
-        let samples = [mk(100_000, 10, 90), mk(200_000, 80, 20), mk(300_000, 30, 30)];
+        let samples = [
+            mk(100_000, 10, 90),
+            mk(200_000, 80, 20),
+            mk(300_000, 30, 30),
+        ];
         let est = estimate_offset(&samples).unwrap();
-        let tightest = samples.iter().filter_map(|s| s.offset()).map(|o| o.uncertainty).min().unwrap();
+        let tightest = samples
+            .iter()
+            .filter_map(|s| s.offset())
+            .map(|o| o.uncertainty)
+            .min()
+            .unwrap();
         assert!(est.uncertainty <= tightest);
         assert!((est.offset - truth).unsigned_abs() <= est.uncertainty);
     }
 
     #[test]
     fn inconsistent_samples_fall_back_to_tightest() {
-        let a = SyncSample { t1: 0, t2: 1000, t3: 10 };
-        let b = SyncSample { t1: 100, t2: 0, t3: 120 };
+        let a = SyncSample {
+            t1: 0,
+            t2: 1000,
+            t3: 10,
+        };
+        let b = SyncSample {
+            t1: 100,
+            t2: 0,
+            t3: 120,
+        };
         let est = estimate_offset(&[a, b]).unwrap();
-        assert_eq!(est, a.offset().unwrap(), "a has the tighter bound (5 vs 10)");
+        assert_eq!(
+            est,
+            a.offset().unwrap(),
+            "a has the tighter bound (5 vs 10)"
+        );
         assert!(estimate_offset(&[]).is_none());
     }
 }

@@ -26,8 +26,6 @@ pub struct BootState {
     pub tsc: (u64, FreqSource),
     /// Local APIC timer ticks per second.
     pub apic_timer_hz: u64,
-    /// TSC stamps of the phases.
-    pub first_tsc: u64,
     /// CPU features.
     pub features: exo_arch::cpu::Features,
 }
@@ -52,14 +50,27 @@ pub fn bsp_main(start_info: u64) -> ! {
     let opts = cmdline::parse(&bi.cmdline, |b| warn!("ignored bad option {:?}", b.0));
     log::set_max_level(opts.log_level);
     if bi.cmdline_truncated {
-        warn!("command line longer than {} bytes was cut", exo_arch::pvh::CMDLINE_MAX);
+        warn!(
+            "command line longer than {} bytes was cut",
+            exo_arch::pvh::CMDLINE_MAX
+        );
     }
     let features = exo_arch::cpu::enable_features();
     for r in &bi.memmap {
-        log::debug!("memmap {:#014x}..{:#014x} {:?}", r.start, r.start.saturating_add(r.len), r.kind);
+        log::debug!(
+            "memmap {:#014x}..{:#014x} {:?}",
+            r.start,
+            r.start.saturating_add(r.len),
+            r.kind
+        );
     }
-    let (mib, _) = memory::init(&bi.memmap, features.nx).unwrap_or_else(|e| fail(format_args!("memory: {e}")));
-    info!("memory: {mib} MiB usable in {} map entries, kernel tables loaded (NX {})", bi.memmap.len(), features.nx);
+    let (mib, _) =
+        memory::init(&bi.memmap, features.nx).unwrap_or_else(|e| fail(format_args!("memory: {e}")));
+    info!(
+        "memory: {mib} MiB usable in {} map entries, kernel tables loaded (NX {})",
+        bi.memmap.len(),
+        features.nx
+    );
     phase("memory");
 
     crate::traps::init();
@@ -82,7 +93,8 @@ pub fn bsp_main(start_info: u64) -> ! {
     time::set_tsc_hz(tsc.0);
     // QEMU aborts ("Bad icount read") when an x2APIC timer-count MSR is read under -icount:
     // the read is not flagged as I/O in the translated block. Skip that measurement there.
-    let apic_timer_hz = if opts.mode == Some(smp_bench::Mode::Icount) && mode == apic::Mode::X2Apic {
+    let apic_timer_hz = if opts.mode == Some(smp_bench::Mode::Icount) && mode == apic::Mode::X2Apic
+    {
         warn!("icount mode with x2APIC: APIC timer calibration skipped (QEMU limitation)");
         0
     } else {
@@ -90,8 +102,14 @@ pub fn bsp_main(start_info: u64) -> ! {
     };
     info!(
         "APIC {} (BSP id {bsp_apic}), TSC {} MHz ({:?}, invariant {}), APIC timer {} MHz, SMEP {} SMAP {} UMIP {}",
-        mode.name(), tsc.0 / 1_000_000, tsc.1, features.invariant_tsc, apic_timer_hz / 1_000_000,
-        features.smep, features.smap, features.umip
+        mode.name(),
+        tsc.0 / 1_000_000,
+        tsc.1,
+        features.invariant_tsc,
+        apic_timer_hz / 1_000_000,
+        features.smep,
+        features.smap,
+        features.umip
     );
     if let Some(b) = cpus::get(CpuId(0)) {
         b.ext.online_tsc.store(rdtsc(), Ordering::Relaxed);
@@ -102,7 +120,11 @@ pub fn bsp_main(start_info: u64) -> ! {
 
     let mut order: Vec<u32> = Vec::new();
     order.push(bsp_apic);
-    let mut aps: Vec<u32> = madt_ids.iter().copied().filter(|&id| id != bsp_apic).collect();
+    let mut aps: Vec<u32> = madt_ids
+        .iter()
+        .copied()
+        .filter(|&id| id != bsp_apic)
+        .collect();
     if !madt_ids.contains(&bsp_apic) && !madt_ids.is_empty() {
         warn!("the BSP's APIC id {bsp_apic} is not in the MADT");
     }
@@ -132,7 +154,6 @@ pub fn bsp_main(start_info: u64) -> ! {
         apic_mode: mode,
         tsc,
         apic_timer_hz,
-        first_tsc: first,
         features,
     };
     if let Some(c) = opts.panic_on_cpu {
@@ -142,7 +163,23 @@ pub fn bsp_main(start_info: u64) -> ! {
         Job::Boot => {
             let done = phase("done");
             let us = time::ticks_to_us(done - first);
-            kprintln!("BOOTTIME,{}.{:03},ms,{}", us / 1000, us % 1000, state.online_summary());
+            let (fu, ft) = memory::frame_stats();
+            let (hf, hu) = crate::sys::heap_stats();
+            kprintln!("MEM,frames_used,{fu},frames_total,{ft},heap_used,{hu},heap_free,{hf}");
+            kprintln!(
+                "INFO,tsc_hz,{},{:?},apic_timer_hz,{},features,{:?},apic,{}",
+                state.tsc.0,
+                state.tsc.1,
+                state.apic_timer_hz,
+                state.features,
+                state.apic_mode.name()
+            );
+            kprintln!(
+                "BOOTTIME,{}.{:03},ms,{}",
+                us / 1000,
+                us % 1000,
+                state.smp.online
+            );
             exit(ExitCode::Success)
         }
         Job::Test => crate::ktest::run(&state),
@@ -150,12 +187,6 @@ pub fn bsp_main(start_info: u64) -> ! {
             error!("exo.job={:?} is not available in this build", opts.job);
             exit(ExitCode::Failure)
         }
-    }
-}
-
-impl BootState {
-    fn online_summary(&self) -> u32 {
-        self.smp.online
     }
 }
 
@@ -171,7 +202,9 @@ fn deliberate_panic(cpu: u32) {
     }
     // The panicking CPU stops us with an NMI; if it never does, fail by ourselves.
     time::Deadline::after_ms(5000).spin_until();
-    fail(format_args!("the deliberate panic did not stop the machine"))
+    fail(format_args!(
+        "the deliberate panic did not stop the machine"
+    ))
 }
 
 /// RSDP -> MADT: usable CPUs' APIC ids and the local APIC base. Never fatal: any failure
@@ -210,9 +243,17 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64) -> (Vec<u32>, u64) {
     let ids: Vec<u32> = madt.usable_cpus().map(|c| c.apic_id).collect();
     info!(
         "ACPI: MADT lists {} CPUs ({} usable), {} I/O APIC(s), {} override(s), LAPIC at {:#x}",
-        madt.cpus.len(), ids.len(), madt.io_apics.len(), madt.overrides.len(), madt.local_apic_addr
+        madt.cpus.len(),
+        ids.len(),
+        madt.io_apics.len(),
+        madt.overrides.len(),
+        madt.local_apic_addr
     );
-    let base = if madt.local_apic_addr != 0 { madt.local_apic_addr } else { DEFAULT_LAPIC };
+    let base = if madt.local_apic_addr != 0 {
+        madt.local_apic_addr
+    } else {
+        DEFAULT_LAPIC
+    };
     (ids, base)
 }
 
@@ -240,5 +281,9 @@ fn calibrate_apic_timer(tsc_hz: u64) -> u64 {
     let elapsed = rdtsc() - start;
     apic::timer_stop();
     let counted = u64::from(u32::MAX - left);
-    if elapsed == 0 { 0 } else { (counted as u128 * tsc_hz as u128 / elapsed as u128) as u64 }
+    if elapsed == 0 {
+        0
+    } else {
+        (counted as u128 * tsc_hz as u128 / elapsed as u128) as u64
+    }
 }

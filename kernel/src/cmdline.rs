@@ -51,36 +51,36 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         panic_on_cpu: None,
     };
     for word in cmdline.split_ascii_whitespace() {
-        let Some(rest) = word.strip_prefix("exo.") else { continue };
-        let (k, v) = rest.split_once('=').unwrap_or((rest, ""));
-        let ok = match k {
-            "job" => match v {
-                "boot" => Some(o.job = Job::Boot),
-                "test" => Some(o.job = Job::Test),
-                "bench" => Some(o.job = Job::Bench),
-                "contended" => Some(o.job = Job::Contended),
-                _ => None,
-            },
-            "apic" => match v {
-                "xapic" => Some(o.allow_x2apic = false),
-                "x2apic" | "auto" => Some(o.allow_x2apic = true),
-                _ => None,
-            },
-            "ap_timeout_ms" => v.parse().ok().map(|ms| o.ap_timeout_ms = ms),
-            "phantom_apic" => v.parse().ok().map(|id| o.phantom_apic_id = Some(id)),
-            "panic_on_cpu" => v.parse().ok().map(|c| o.panic_on_cpu = Some(c)),
-            "acpi" => match v {
-                "off" => Some(o.no_acpi = true),
-                "on" => Some(o.no_acpi = false),
-                _ => None,
-            },
-            "log" => v.parse().ok().map(|l| o.log_level = l),
-            "mode" => v.parse().ok().map(|m| o.mode = Some(m)),
-            _ => None,
+        let Some(rest) = word.strip_prefix("exo.") else {
+            continue;
         };
-        if ok.is_none() {
+        let (k, v) = rest.split_once('=').unwrap_or((rest, ""));
+        let ok = match (k, v) {
+            ("job", "boot") => set(&mut o.job, Job::Boot),
+            ("job", "test") => set(&mut o.job, Job::Test),
+            ("job", "bench") => set(&mut o.job, Job::Bench),
+            ("job", "contended") => set(&mut o.job, Job::Contended),
+            ("apic", "xapic") => set(&mut o.allow_x2apic, false),
+            ("apic", "x2apic" | "auto") => set(&mut o.allow_x2apic, true),
+            ("ap_timeout_ms", v) => v.parse().is_ok_and(|ms| set(&mut o.ap_timeout_ms, ms)),
+            ("phantom_apic", v) => v
+                .parse()
+                .is_ok_and(|id| set(&mut o.phantom_apic_id, Some(id))),
+            ("panic_on_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_on_cpu, Some(c))),
+            ("acpi", "off") => set(&mut o.no_acpi, true),
+            ("acpi", "on") => set(&mut o.no_acpi, false),
+            ("log", v) => v.parse().is_ok_and(|l| set(&mut o.log_level, l)),
+            ("mode", v) => v.parse().is_ok_and(|m| set(&mut o.mode, Some(m))),
+            _ => false,
+        };
+        if !ok {
             bad(BadOption(word));
         }
     }
     o
+}
+
+fn set<T>(slot: &mut T, value: T) -> bool {
+    *slot = value;
+    true
 }

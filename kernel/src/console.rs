@@ -4,12 +4,11 @@
 //! CPUs never interleave. The panic path may steal the lock after a bounded wait.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Lock owner + 1 (0 = free). A ticket-free owner word lets the panic path detect a lock
 /// held by itself (re-entrant panic) and steal it after a deadline.
 static OWNER: AtomicU32 = AtomicU32::new(0);
-static QUIET: AtomicBool = AtomicBool::new(false);
 
 struct Serial;
 
@@ -21,7 +20,11 @@ impl Write for Serial {
 }
 
 fn me() -> u32 {
-    if exo_percpu::installed() { exo_percpu::cpu_id_hint().0 + 1 } else { 1 }
+    if exo_percpu::installed() {
+        exo_percpu::cpu_id_hint().0 + 1
+    } else {
+        1
+    }
 }
 
 /// Writes one line (the arguments plus a newline) atomically with respect to other CPUs.
@@ -70,10 +73,14 @@ impl log::Log for Logger {
     }
 
     fn log(&self, r: &log::Record<'_>) {
-        if !self.enabled(r.metadata()) || QUIET.load(Ordering::Relaxed) && r.level() > log::Level::Warn {
+        if !self.enabled(r.metadata()) {
             return;
         }
-        let cpu = if exo_percpu::installed() { exo_percpu::cpu_id_hint().0 } else { 0 };
+        let cpu = if exo_percpu::installed() {
+            exo_percpu::cpu_id_hint().0
+        } else {
+            0
+        };
         write_line(format_args!("[cpu{cpu} {:<5}] {}", r.level(), r.args()));
     }
 
@@ -87,9 +94,4 @@ pub fn init(level: log::LevelFilter) {
     exo_arch::serial::init();
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
-}
-
-/// Silences info/debug logging (benchmarks and tests keep the console for results).
-pub fn set_quiet(q: bool) {
-    QUIET.store(q, Ordering::Relaxed);
 }

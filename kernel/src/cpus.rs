@@ -66,7 +66,10 @@ static COUNT: AtomicU32 = AtomicU32::new(0);
 
 /// Creates, registers and installs the block of the calling CPU.
 pub fn install_this_cpu(cpu: CpuId, apic_id: u32, stack: (u64, u64)) -> &'static Block {
-    let local = CpuLocal { tsc_uncertainty: AtomicU64::new(u64::MAX), ..CpuLocal::default() };
+    let local = CpuLocal {
+        tsc_uncertainty: AtomicU64::new(u64::MAX),
+        ..CpuLocal::default()
+    };
     local.stack_lo.store(stack.0, Ordering::Relaxed);
     local.stack_hi.store(stack.1, Ordering::Relaxed);
     let block: &'static mut Block = Box::leak(Box::new(PerCpu::new(cpu, apic_id, stack.1, local)));
@@ -86,7 +89,9 @@ pub fn get(cpu: CpuId) -> Option<&'static Block> {
 
 /// Iterates over the registered CPUs that are online.
 pub fn online() -> impl Iterator<Item = &'static Block> {
-    (0..COUNT.load(Ordering::Acquire)).filter_map(|i| get(CpuId(i))).filter(|b| b.ext.online.load(Ordering::Acquire))
+    (0..COUNT.load(Ordering::Acquire))
+        .filter_map(|i| get(CpuId(i)))
+        .filter(|b| b.ext.online.load(Ordering::Acquire))
 }
 
 /// Number of online CPUs.
@@ -98,7 +103,8 @@ pub fn online_count() -> u32 {
 pub fn this(g: &impl Pinned) -> &'static Block {
     let b: &Block = exo_percpu::this_cpu(g);
     // The block is leaked at install time; extending the borrow is what `get` returns too.
-    get(CpuId(b.hot.cpu_id)).unwrap_or_else(|| panic!("CPU {} has no registered block", b.hot.cpu_id))
+    get(CpuId(b.hot.cpu_id))
+        .unwrap_or_else(|| panic!("CPU {} has no registered block", b.hot.cpu_id))
 }
 
 /// Errors of cross-CPU requests.
@@ -121,7 +127,11 @@ impl core::fmt::Display for RunError {
         match self {
             RunError::NotOnline(c) => write!(f, "CPU {} is not online", c.0),
             RunError::Busy(c) => write!(f, "CPU {} mailbox busy", c.0),
-            RunError::Timeout(c) => write!(f, "CPU {} did not finish its request before the deadline", c.0),
+            RunError::Timeout(c) => write!(
+                f,
+                "CPU {} did not finish its request before the deadline",
+                c.0
+            ),
             RunError::Ipi(e) => write!(f, "IPI failed: {e}"),
             RunError::SelfTarget => write!(f, "cannot post to the calling CPU"),
         }
@@ -130,7 +140,9 @@ impl core::fmt::Display for RunError {
 
 /// Posts `f(arg)` to `cpu` and wakes it; does not wait.
 pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<(), RunError> {
-    let b = get(cpu).filter(|b| b.ext.online.load(Ordering::Acquire)).ok_or(RunError::NotOnline(cpu))?;
+    let b = get(cpu)
+        .filter(|b| b.ext.online.load(Ordering::Acquire))
+        .ok_or(RunError::NotOnline(cpu))?;
     if b.hot.cpu_id == exo_percpu::cpu_id_hint().0 {
         return Err(RunError::SelfTarget);
     }
@@ -161,7 +173,12 @@ pub fn wait(cpu: CpuId, deadline: crate::time::Deadline) -> Result<u64, RunError
 }
 
 /// Runs `f(arg)` on `cpu` (or here, if `cpu` is the caller) and returns its result.
-pub fn run_on(cpu: CpuId, f: RemoteFn, arg: u64, deadline: crate::time::Deadline) -> Result<u64, RunError> {
+pub fn run_on(
+    cpu: CpuId,
+    f: RemoteFn,
+    arg: u64,
+    deadline: crate::time::Deadline,
+) -> Result<u64, RunError> {
     if cpu == exo_percpu::cpu_id_hint() {
         return Ok(f(arg));
     }

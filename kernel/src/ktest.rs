@@ -14,8 +14,9 @@ use exo_arch::exit::{ExitCode, exit};
 use exo_percpu::{CpuId, IrqGuard};
 
 type TestResult = Result<(), String>;
+type Test = (&'static str, fn(&BootState) -> TestResult);
 
-const TESTS: &[(&str, fn(&BootState) -> TestResult)] = &[
+const TESTS: &[Test] = &[
     ("smp.all_cpus_online", all_cpus_online),
     ("smp.apic_ids_unique_and_match_madt", apic_ids_match),
     ("percpu.gs_reads_right_on_each_cpu", gs_reads),
@@ -45,7 +46,11 @@ pub fn run(state: &BootState) -> ! {
         }
     }
     kprintln!("{passed} passed, {failed} failed");
-    exit(if failed == 0 { ExitCode::Success } else { ExitCode::Failure })
+    exit(if failed == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
 }
 
 fn check(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
@@ -57,10 +62,18 @@ fn all_cpus_online(s: &BootState) -> TestResult {
     let phantom = u32::from(s.opts.phantom_apic_id.is_some());
     let want = (s.madt_apic_ids.len() as u32).max(1) - phantom;
     check(online == want && s.smp.online == online, || {
-        format!("{online} online, {want} usable in the MADT, missing {:?}", s.smp.missing)
+        format!(
+            "{online} online, {want} usable in the MADT, missing {:?}",
+            s.smp.missing
+        )
     })?;
     if let Some(p) = s.opts.phantom_apic_id {
-        check(s.smp.missing == [p], || format!("phantom APIC id {p} should be reported missing, got {:?}", s.smp.missing))?;
+        check(s.smp.missing == [p], || {
+            format!(
+                "phantom APIC id {p} should be reported missing, got {:?}",
+                s.smp.missing
+            )
+        })?;
     }
     Ok(())
 }
@@ -73,11 +86,24 @@ fn apic_ids_match(s: &BootState) -> TestResult {
     let mut seen = Vec::new();
     for b in cpus::online() {
         let cpu = CpuId(b.hot.cpu_id);
-        let hw = cpus::run_on(cpu, read_apic_id, 0, Deadline::after_ms(2000)).map_err(|e| format!("{e}"))? as u32;
-        check(hw == b.hot.apic_id, || format!("CPU {} block says APIC {} but the APIC says {hw}", cpu.0, b.hot.apic_id))?;
-        check(s.madt_apic_ids.get(cpu.0 as usize) == Some(&hw) || s.madt_apic_ids.is_empty(), || {
-            format!("CPU {} has APIC id {hw}, MADT order says {:?}", cpu.0, s.madt_apic_ids.get(cpu.0 as usize))
+        let hw = cpus::run_on(cpu, read_apic_id, 0, Deadline::after_ms(2000))
+            .map_err(|e| format!("{e}"))? as u32;
+        check(hw == b.hot.apic_id, || {
+            format!(
+                "CPU {} block says APIC {} but the APIC says {hw}",
+                cpu.0, b.hot.apic_id
+            )
         })?;
+        check(
+            s.madt_apic_ids.get(cpu.0 as usize) == Some(&hw) || s.madt_apic_ids.is_empty(),
+            || {
+                format!(
+                    "CPU {} has APIC id {hw}, MADT order says {:?}",
+                    cpu.0,
+                    s.madt_apic_ids.get(cpu.0 as usize)
+                )
+            },
+        )?;
         check(!seen.contains(&hw), || format!("APIC id {hw} seen twice"))?;
         seen.push(hw);
     }
@@ -96,10 +122,17 @@ fn gs_probe(_: u64) -> u64 {
 fn gs_reads(_: &BootState) -> TestResult {
     for b in cpus::online() {
         let cpu = CpuId(b.hot.cpu_id);
-        let r = cpus::run_on(cpu, gs_probe, 0, Deadline::after_ms(2000)).map_err(|e| format!("{e}"))?;
-        check(r >> 2 == u64::from(cpu.0), || format!("gs:[cpu_id] on CPU {} read {}", cpu.0, r >> 2))?;
-        check(r & 2 != 0, || format!("self pointer wrong on CPU {}", cpu.0))?;
-        check(r & 1 != 0, || format!("gs:[apic_id] on CPU {} differs from the APIC", cpu.0))?;
+        let r =
+            cpus::run_on(cpu, gs_probe, 0, Deadline::after_ms(2000)).map_err(|e| format!("{e}"))?;
+        check(r >> 2 == u64::from(cpu.0), || {
+            format!("gs:[cpu_id] on CPU {} read {}", cpu.0, r >> 2)
+        })?;
+        check(r & 2 != 0, || {
+            format!("self pointer wrong on CPU {}", cpu.0)
+        })?;
+        check(r & 1 != 0, || {
+            format!("gs:[apic_id] on CPU {} differs from the APIC", cpu.0)
+        })?;
     }
     Ok(())
 }
@@ -107,11 +140,15 @@ fn gs_reads(_: &BootState) -> TestResult {
 fn ipi_each_cpu(_: &BootState) -> TestResult {
     for b in cpus::online() {
         let before = b.ext.pings.load(Ordering::Acquire);
-        apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_PING)).map_err(|e| format!("{e}"))?;
+        apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_PING))
+            .map_err(|e| format!("{e}"))?;
         let d = Deadline::after_ms(2000);
         while b.ext.pings.load(Ordering::Acquire) == before {
             if d.passed() {
-                return Err(format!("CPU {} (APIC {}) did not acknowledge the ping IPI", b.hot.cpu_id, b.hot.apic_id));
+                return Err(format!(
+                    "CPU {} (APIC {}) did not acknowledge the ping IPI",
+                    b.hot.cpu_id, b.hot.apic_id
+                ));
             }
             core::hint::spin_loop();
         }
@@ -127,9 +164,12 @@ fn do_int3(_: u64) -> u64 {
 fn breakpoint_each_cpu(_: &BootState) -> TestResult {
     for b in cpus::online() {
         let before = b.ext.breakpoints.load(Ordering::Relaxed);
-        let r = cpus::run_on(CpuId(b.hot.cpu_id), do_int3, 0, Deadline::after_ms(2000)).map_err(|e| format!("{e}"))?;
+        let r = cpus::run_on(CpuId(b.hot.cpu_id), do_int3, 0, Deadline::after_ms(2000))
+            .map_err(|e| format!("{e}"))?;
         let after = b.ext.breakpoints.load(Ordering::Relaxed);
-        check(r == 1 && after == before + 1, || format!("CPU {}: int3 count {before} -> {after}", b.hot.cpu_id))?;
+        check(r == 1 && after == before + 1, || {
+            format!("CPU {}: int3 count {before} -> {after}", b.hot.cpu_id)
+        })?;
     }
     Ok(())
 }
@@ -138,19 +178,28 @@ fn page_fault_caught(_: &BootState) -> TestResult {
     let g = IrqGuard::new();
     let b = cpus::this(&g);
     let before = b.ext.fixups.load(Ordering::Relaxed);
-    check(exo_arch::trap::probe_read_u64(0).is_err(), || "read of page 0 did not fault".into())?;
-    check(exo_arch::trap::probe_read_u64(0x0000_7000_0000_0000).is_err(), || "read of unmapped user range did not fault".into())?;
+    check(exo_arch::trap::probe_read_u64(0).is_err(), || {
+        "read of page 0 did not fault".into()
+    })?;
+    check(
+        exo_arch::trap::probe_read_u64(0x0000_7000_0000_0000).is_err(),
+        || "read of unmapped user range did not fault".into(),
+    )?;
     let x: u64 = 0xDEAD_BEEF_0BAD_F00D;
     let v = exo_arch::trap::probe_read_u64(&raw const x as u64);
     check(v == Ok(x), || format!("probe of a mapped word gave {v:?}"))?;
     let after = b.ext.fixups.load(Ordering::Relaxed);
-    check(after == before + 2, || format!("fix-up count {before} -> {after}, expected +2"))
+    check(after == before + 2, || {
+        format!("fix-up count {before} -> {after}, expected +2")
+    })
 }
 
 fn tsc_check_ran(_: &BootState) -> TestResult {
     for b in cpus::online() {
         let u = b.ext.tsc_uncertainty.load(Ordering::Relaxed);
-        check(u != u64::MAX, || format!("CPU {} has no TSC offset estimate", b.hot.cpu_id))?;
+        check(u != u64::MAX, || {
+            format!("CPU {} has no TSC offset estimate", b.hot.cpu_id)
+        })?;
     }
     Ok(())
 }
@@ -158,16 +207,27 @@ fn tsc_check_ran(_: &BootState) -> TestResult {
 fn w_xor_x(_: &BootState) -> TestResult {
     let img = exo_arch::boot::kernel_image();
     let text = memory::translate(img.start).ok_or("kernel text unmapped")?;
-    check(text.1.executable && !text.1.writable, || format!("text flags {:?}", text.1))?;
+    check(text.1.executable && !text.1.writable, || {
+        format!("text flags {:?}", text.1)
+    })?;
     let ro = memory::translate(img.text_end).ok_or("rodata unmapped")?;
-    check(!ro.1.executable && !ro.1.writable, || format!("rodata flags {:?}", ro.1))?;
+    check(!ro.1.executable && !ro.1.writable, || {
+        format!("rodata flags {:?}", ro.1)
+    })?;
     let data = memory::translate(img.rodata_end).ok_or("data unmapped")?;
-    check(!data.1.executable && data.1.writable, || format!("data flags {:?}", data.1))?;
+    check(!data.1.executable && data.1.writable, || {
+        format!("data flags {:?}", data.1)
+    })?;
     check(memory::translate(0).is_none(), || "page 0 is mapped".into())?;
     // Every 4 KiB of the image and 2 MiB steps of the first 4 GiB: never W+X.
-    for p in (0..img.end).step_by(4096).chain((0..(4u64 << 30)).step_by(2 << 20)) {
+    for p in (0..img.end)
+        .step_by(4096)
+        .chain((0..(4u64 << 30)).step_by(2 << 20))
+    {
         if let Some((_, f)) = memory::translate(p) {
-            check(!(f.writable && f.executable), || format!("W+X mapping at {p:#x}"))?;
+            check(!(f.writable && f.executable), || {
+                format!("W+X mapping at {p:#x}")
+            })?;
         }
     }
     Ok(())
@@ -175,9 +235,16 @@ fn w_xor_x(_: &BootState) -> TestResult {
 
 fn stack_guard(_: &BootState) -> TestResult {
     let s = memory::alloc_stack(2).map_err(|e| format!("{e}"))?;
-    check(memory::translate(s.bottom - 4096).is_none(), || format!("guard page {:#x} mapped", s.bottom - 4096))?;
-    check(exo_arch::trap::probe_read_u64(s.bottom - 8).is_err(), || "read of the guard page did not fault".into())?;
-    check(exo_arch::trap::probe_read_u64(s.bottom).is_ok(), || "stack bottom not readable".into())
+    check(memory::translate(s.bottom - 4096).is_none(), || {
+        format!("guard page {:#x} mapped", s.bottom - 4096)
+    })?;
+    check(
+        exo_arch::trap::probe_read_u64(s.bottom - 8).is_err(),
+        || "read of the guard page did not fault".into(),
+    )?;
+    check(exo_arch::trap::probe_read_u64(s.bottom).is_ok(), || {
+        "stack bottom not readable".into()
+    })
 }
 
 fn heap_job(seed: u64) -> u64 {
@@ -185,12 +252,18 @@ fn heap_job(seed: u64) -> u64 {
     for i in 0..1000 {
         v.push(seed.wrapping_mul(31).wrapping_add(i));
     }
-    let ok = v.iter().enumerate().all(|(i, &x)| x == seed.wrapping_mul(31).wrapping_add(i as u64));
+    let ok = v
+        .iter()
+        .enumerate()
+        .all(|(i, &x)| x == seed.wrapping_mul(31).wrapping_add(i as u64));
     u64::from(ok)
 }
 
 fn heap_every_cpu(_: &BootState) -> TestResult {
-    let cpus: Vec<CpuId> = cpus::online().map(|b| CpuId(b.hot.cpu_id)).filter(|c| c.0 != 0).collect();
+    let cpus: Vec<CpuId> = cpus::online()
+        .map(|b| CpuId(b.hot.cpu_id))
+        .filter(|c| c.0 != 0)
+        .collect();
     for &c in &cpus {
         cpus::post(c, heap_job, u64::from(c.0)).map_err(|e| format!("{e}"))?;
     }
@@ -207,13 +280,19 @@ fn slow(ms: u64) -> u64 {
 }
 
 fn run_on_bounded(_: &BootState) -> TestResult {
-    let Some(b) = cpus::online().find(|b| b.hot.cpu_id != 0) else { return Ok(()) };
+    let Some(b) = cpus::online().find(|b| b.hot.cpu_id != 0) else {
+        return Ok(());
+    };
     let c = CpuId(b.hot.cpu_id);
     let r = cpus::run_on(c, slow, 50, Deadline::after_ms(1));
-    check(r == Err(cpus::RunError::Timeout(c)), || format!("expected a timeout, got {r:?}"))?;
+    check(r == Err(cpus::RunError::Timeout(c)), || {
+        format!("expected a timeout, got {r:?}")
+    })?;
     // The late request still completes; the mailbox is usable again afterwards.
     let r = cpus::wait(c, Deadline::after_ms(5000));
     check(r == Ok(7), || format!("late completion gave {r:?}"))?;
     let r = cpus::post(CpuId(9999), slow, 0);
-    check(r == Err(cpus::RunError::NotOnline(CpuId(9999))), || format!("post to CPU 9999 gave {r:?}"))
+    check(r == Err(cpus::RunError::NotOnline(CpuId(9999))), || {
+        format!("post to CPU 9999 gave {r:?}")
+    })
 }

@@ -64,7 +64,13 @@ impl BootFrames {
         ranges.sort_unstable_by_key(|r| r.0);
         let total = ranges.iter().map(|(s, e)| (e - s) / PAGE).sum();
         let next = ranges.first().map_or(0, |r| r.0);
-        BootFrames { ranges, idx: 0, next, used: 0, total }
+        BootFrames {
+            ranges,
+            idx: 0,
+            next,
+            used: 0,
+            total,
+        }
     }
 
     /// `n` physically contiguous frames.
@@ -110,7 +116,9 @@ pub struct Memory {
 
 impl core::fmt::Debug for Memory {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Memory").field("frames", &self.frames).finish_non_exhaustive()
+        f.debug_struct("Memory")
+            .field("frames", &self.frames)
+            .finish_non_exhaustive()
     }
 }
 
@@ -169,7 +177,12 @@ pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, u64), MemError> {
 
     let ram: ArrayVec<(u64, u64), 64> = map
         .iter()
-        .filter(|r| matches!(r.kind, MemKind::Ram | MemKind::AcpiReclaim | MemKind::AcpiNvs))
+        .filter(|r| {
+            matches!(
+                r.kind,
+                MemKind::Ram | MemKind::AcpiReclaim | MemKind::AcpiNvs
+            )
+        })
         .map(|r| (r.start, r.start.saturating_add(r.len)))
         .collect();
     let is_ram = |a: u64, len: u64| ram.iter().any(|&(s, e)| a < e && a + len > s);
@@ -204,7 +217,11 @@ pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, u64), MemError> {
     )?;
     sys::load_cr3(tables.root());
     let usable = frames.total * PAGE / MIB;
-    *MEMORY.lock() = Some(Memory { frames, tables, next_stack_slot: 0 });
+    *MEMORY.lock() = Some(Memory {
+        frames,
+        tables,
+        next_stack_slot: 0,
+    });
     Ok((usable, heap))
 }
 
@@ -222,12 +239,18 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
         let Memory { frames, tables, .. } = m;
         tables.map_4k(frames, bottom + i * PAGE, f, Flags::RW)?;
     }
-    Ok(Stack { bottom, top: bottom + pages * PAGE })
+    Ok(Stack {
+        bottom,
+        top: bottom + pages * PAGE,
+    })
 }
 
 /// (used, total) frames of the boot allocator.
 pub fn frame_stats() -> (u64, u64) {
-    MEMORY.lock().as_ref().map_or((0, 0), |m| (m.frames.used, m.frames.total))
+    MEMORY
+        .lock()
+        .as_ref()
+        .map_or((0, 0), |m| (m.frames.used, m.frames.total))
 }
 
 /// Translates `va` through the kernel tables (tests).

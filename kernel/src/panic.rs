@@ -33,8 +33,13 @@ fn stack_bounds(rbp: u64) -> (u64, u64) {
 
 fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     exo_arch::cpu::cli();
-    let cpu = if exo_percpu::installed() { exo_percpu::cpu_id_hint().0 } else { 0 };
-    if let Err(owner) = PANICKING.compare_exchange(0, cpu + 1, Ordering::AcqRel, Ordering::Acquire) {
+    let cpu = if exo_percpu::installed() {
+        exo_percpu::cpu_id_hint().0
+    } else {
+        0
+    };
+    if let Err(owner) = PANICKING.compare_exchange(0, cpu + 1, Ordering::AcqRel, Ordering::Acquire)
+    {
         if owner != cpu + 1 {
             // Another CPU is already reporting; it will stop us with an NMI and exit.
             exo_arch::cpu::halt_forever();
@@ -55,7 +60,9 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
         crate::kprintln!("  #{n:<2} {ret:#018x}");
         n += 1;
     });
-    crate::kprintln!("(resolve with: addr2line -e target/x86_64-unknown-none/release/exo -f -C <addr>)");
+    crate::kprintln!(
+        "(resolve with: addr2line -e target/x86_64-unknown-none/release/exo -f -C <addr>)"
+    );
     exit(ExitCode::Failure)
 }
 
@@ -68,7 +75,11 @@ pub fn fatal_exception(msg: core::fmt::Arguments<'_>, rbp: u64, rip: u64) -> ! {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let rbp = exo_arch::backtrace::current_rbp();
     match info.location() {
-        Some(l) => die(format_args!("{} at {}:{}", info.message(), l.file(), l.line()), rbp, None),
+        Some(l) => die(
+            format_args!("{} at {}:{}", info.message(), l.file(), l.line()),
+            rbp,
+            None,
+        ),
         None => die(format_args!("{}", info.message()), rbp, None),
     }
 }

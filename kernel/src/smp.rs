@@ -51,11 +51,15 @@ pub struct SmpReport {
 }
 
 /// Prepares per-CPU tables and stacks for `cpu` (kernel stack separately, per ticket).
-pub fn prepare_tables(rsp0: u64) -> Result<&'static mut exo_arch::gdt::CpuTables, memory::MemError> {
+pub fn prepare_tables(
+    rsp0: u64,
+) -> Result<&'static mut exo_arch::gdt::CpuTables, memory::MemError> {
     let df = memory::alloc_stack(IST_PAGES)?;
     let nmi = memory::alloc_stack(IST_PAGES)?;
     let mc = memory::alloc_stack(IST_PAGES)?;
-    Ok(alloc::boxed::Box::leak(alloc::boxed::Box::new(exo_arch::gdt::CpuTables::new([df.top, nmi.top, mc.top], rsp0))))
+    Ok(alloc::boxed::Box::leak(alloc::boxed::Box::new(
+        exo_arch::gdt::CpuTables::new([df.top, nmi.top, mc.top], rsp0),
+    )))
 }
 
 fn spin_us(us: u64) {
@@ -67,7 +71,11 @@ fn spin_us(us: u64) {
 pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) -> SmpReport {
     let n = apic_ids.len();
     if n == 0 {
-        return SmpReport { online: 1, expected: 1, missing: Vec::new() };
+        return SmpReport {
+            online: 1,
+            expected: 1,
+            missing: Vec::new(),
+        };
     }
     let mut stack_bounds = Vec::with_capacity(n);
     let mut tops = Vec::with_capacity(n);
@@ -95,7 +103,11 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         })
         .collect();
     crate::sys::install_trampoline(final_cr3, nx, stacks, ap_entry);
-    let plan = PLAN.call_once(|| Plan { targets, stacks, stack_bounds });
+    let plan = PLAN.call_once(|| Plan {
+        targets,
+        stacks,
+        stack_bounds,
+    });
 
     // INIT to all, in parallel; prepare their tables during the 10 ms INIT delay.
     for t in &plan.targets {
@@ -116,7 +128,11 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         let _ = apic::send_ipi(Dest::Id(t.apic_id), Delivery::StartUp(sipi));
     }
     spin_us(200);
-    for t in plan.targets.iter().filter(|t| !t.arrived.load(Ordering::Acquire)) {
+    for t in plan
+        .targets
+        .iter()
+        .filter(|t| !t.arrived.load(Ordering::Acquire))
+    {
         let _ = apic::send_ipi(Dest::Id(t.apic_id), Delivery::StartUp(sipi));
     }
     let deadline = Deadline::after_ms(timeout_ms);
@@ -126,7 +142,10 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
     }
     // Arrived CPUs finish their set-up quickly; give them a bounded moment to go online.
     let settle = Deadline::after_ms(timeout_ms.min(1000));
-    while plan.targets.iter().any(|t| t.arrived.load(Ordering::Acquire) && !cpus::get(t.cpu).is_some_and(|b| b.ext.online.load(Ordering::Acquire))) {
+    while plan.targets.iter().any(|t| {
+        t.arrived.load(Ordering::Acquire)
+            && !cpus::get(t.cpu).is_some_and(|b| b.ext.online.load(Ordering::Acquire))
+    }) {
         if settle.passed() {
             break;
         }
@@ -140,15 +159,23 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         .map(|t| t.apic_id)
         .collect();
     for id in &missing {
-        error!("CPU with APIC id {id} did not come online within {timeout_ms} ms; continuing without it");
+        error!(
+            "CPU with APIC id {id} did not come online within {timeout_ms} ms; continuing without it"
+        );
     }
-    SmpReport { online: cpus::online_count(), expected: n as u32 + 1, missing }
+    SmpReport {
+        online: cpus::online_count(),
+        expected: n as u32 + 1,
+        missing,
+    }
 }
 
 extern "C" fn ap_entry(ticket: u32) -> ! {
     exo_arch::cpu::enable_features();
     let my_apic = exo_arch::cpu::apic_id_from_cpuid();
-    let Some(plan) = PLAN.get() else { exo_arch::cpu::halt_forever() };
+    let Some(plan) = PLAN.get() else {
+        exo_arch::cpu::halt_forever()
+    };
     let Some(t) = plan.targets.iter().find(|t| t.apic_id == my_apic) else {
         // Not a CPU we started (stray SIPI): park quietly.
         exo_arch::cpu::halt_forever()
@@ -158,12 +185,17 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
     }
     ARRIVED.fetch_add(1, Ordering::AcqRel);
     let stack = plan.stack_bounds[ticket as usize];
-    let Some(tables) = t.tables.lock().take() else { exo_arch::cpu::halt_forever() };
+    let Some(tables) = t.tables.lock().take() else {
+        exo_arch::cpu::halt_forever()
+    };
     exo_arch::gdt::load(tables);
     exo_arch::trap::load_idt();
     let block = cpus::install_this_cpu(t.cpu, my_apic, (stack.bottom, stack.top));
     apic::enable_local(VEC_SPURIOUS, VEC_APIC_ERROR);
-    block.ext.online_tsc.store(exo_arch::tsc::rdtsc(), Ordering::Relaxed);
+    block
+        .ext
+        .online_tsc
+        .store(exo_arch::tsc::rdtsc(), Ordering::Relaxed);
     block.ext.online.store(true, Ordering::Release);
     cpus::idle_loop()
 }

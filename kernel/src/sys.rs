@@ -53,7 +53,10 @@ impl exo_acpi::PhysMem for PhysReader {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), exo_acpi::AcpiError> {
         let end = paddr.checked_add(buf.len() as u64);
         if paddr == 0 || end.is_none_or(|e| e > self.limit) {
-            return Err(exo_acpi::AcpiError::Read { paddr, len: buf.len() });
+            return Err(exo_acpi::AcpiError::Read {
+                paddr,
+                len: buf.len(),
+            });
         }
         // SAFETY: [paddr, paddr+len) lies below `limit`, inside the identity map of the
         // tables in use (boot tables: 4 GiB; kernel tables: all of RAM and the low 4 GiB).
@@ -61,13 +64,6 @@ impl exo_acpi::PhysMem for PhysReader {
         unsafe { core::ptr::copy_nonoverlapping(paddr as *const u8, buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
-}
-
-/// The bytes of the BIOS area `[start, end)` for the RSDP scan.
-pub fn bios_area(start: u64, end: u64) -> &'static [u8] {
-    // SAFETY: the legacy BIOS area below 1 MiB is identity-mapped and read-only to us; the
-    // kernel never writes it.
-    unsafe { core::slice::from_raw_parts(start as *const u8, (end - start) as usize) }
 }
 
 /// Installs `block` as this CPU's per-CPU block.
@@ -78,7 +74,12 @@ pub fn install_percpu(block: &'static mut crate::cpus::Block) {
 }
 
 /// Installs the AP trampoline.
-pub fn install_trampoline(final_cr3: u64, nx: bool, stacks: &'static [u64], entry: exo_arch::smp::ApEntry) {
+pub fn install_trampoline(
+    final_cr3: u64,
+    nx: bool,
+    stacks: &'static [u64],
+    entry: exo_arch::smp::ApEntry,
+) {
     // SAFETY: the trampoline page (0x8000) is below 1 MiB, which no allocator hands out; the
     // stack tops are leaked ('static) guarded stacks mapped in the kernel tables; no AP runs.
     unsafe {

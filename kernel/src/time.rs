@@ -25,7 +25,12 @@ pub struct Deadline(u64);
 impl Deadline {
     /// `us` microseconds from now.
     pub fn after_us(us: u64) -> Self {
-        Deadline(exo_arch::tsc::rdtsc().saturating_add(exo_arch::tsc::ns_to_ticks(us.saturating_mul(1000), tsc_hz())))
+        Deadline(
+            exo_arch::tsc::rdtsc().saturating_add(exo_arch::tsc::ns_to_ticks(
+                us.saturating_mul(1000),
+                tsc_hz(),
+            )),
+        )
     }
 
     /// `ms` milliseconds from now.

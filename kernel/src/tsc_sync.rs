@@ -27,6 +27,15 @@ pub enum SyncError {
     Timeout,
 }
 
+impl core::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SyncError::Run(e) => write!(f, "{e}"),
+            SyncError::Timeout => write!(f, "an exchange passed its deadline"),
+        }
+    }
+}
+
 fn responder(first_seq: u64) -> u64 {
     let deadline = Deadline::after_ms(2000);
     for i in 0..ROUNDS as u64 {
@@ -48,7 +57,11 @@ fn responder(first_seq: u64) -> u64 {
 pub fn measure(cpu: CpuId) -> Result<TscOffset, SyncError> {
     let first = REQ.0.load(Ordering::Relaxed) + 1;
     cpus::post(cpu, responder, first).map_err(SyncError::Run)?;
-    let mut samples = [SyncSample { t1: 0, t2: 0, t3: 0 }; ROUNDS];
+    let mut samples = [SyncSample {
+        t1: 0,
+        t2: 0,
+        t3: 0,
+    }; ROUNDS];
     let deadline = Deadline::after_ms(2000);
     for (i, s) in samples.iter_mut().enumerate() {
         let seq = first + i as u64;
@@ -61,7 +74,11 @@ pub fn measure(cpu: CpuId) -> Result<TscOffset, SyncError> {
             core::hint::spin_loop();
         }
         let t3 = rdtsc_precise();
-        *s = SyncSample { t1, t2: RESP_TSC.0.load(Ordering::Relaxed), t3 };
+        *s = SyncSample {
+            t1,
+            t2: RESP_TSC.0.load(Ordering::Relaxed),
+            t3,
+        };
     }
     cpus::wait(cpu, Deadline::after_ms(1000)).map_err(SyncError::Run)?;
     estimate_offset(&samples).ok_or(SyncError::Timeout)
@@ -79,9 +96,11 @@ pub fn check_all() {
         match measure(cpu) {
             Ok(o) => {
                 b.ext.tsc_offset.store(o.offset, Ordering::Relaxed);
-                b.ext.tsc_uncertainty.store(o.uncertainty, Ordering::Relaxed);
+                b.ext
+                    .tsc_uncertainty
+                    .store(o.uncertainty, Ordering::Relaxed);
             }
-            Err(e) => log::warn!("TSC check of CPU {} failed: {e:?}", cpu.0),
+            Err(e) => log::warn!("TSC check of CPU {} failed: {e}", cpu.0),
         }
     }
 }

@@ -26,7 +26,10 @@ unsafe impl<T: Send> Sync for CpuCell<T> {}
 impl<T> CpuCell<T> {
     /// A new cell.
     pub const fn new(value: T) -> Self {
-        CpuCell { busy: Cell::new(false), value: UnsafeCell::new(value) }
+        CpuCell {
+            busy: Cell::new(false),
+            value: UnsafeCell::new(value),
+        }
     }
 
     /// Runs `f` with exclusive access to the value.

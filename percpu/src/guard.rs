@@ -23,7 +23,10 @@ impl IrqGuard {
     pub fn new() -> Self {
         let was_enabled = exo_arch::cpu::interrupts_enabled();
         exo_arch::cpu::cli();
-        IrqGuard { was_enabled, _not_send: PhantomData }
+        IrqGuard {
+            was_enabled,
+            _not_send: PhantomData,
+        }
     }
 }
 
@@ -62,7 +65,9 @@ impl PreemptGuard {
             core::arch::asm!("inc dword ptr gs:[{o}]", o = const crate::OFF_PREEMPT, options(nostack));
         }
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        PreemptGuard { _not_send: PhantomData }
+        PreemptGuard {
+            _not_send: PhantomData,
+        }
     }
 }
 

@@ -181,7 +181,7 @@ pub fn pid() -> u64 {
 
 /// This CPU's block, for the guard's lifetime.
 #[inline(always)]
-pub fn this_cpu<'g, E>(_pinned: &'g impl Pinned) -> &'g PerCpu<E> {
+pub fn this_cpu<E>(_pinned: &impl Pinned) -> &PerCpu<E> {
     let p = gs_read64!(OFF_SELF) as *const PerCpu<E>;
     // SAFETY: gs:[0] is the self pointer of the block installed on this CPU, which lives
     // forever; the caller names the same `E` the kernel installed (the kernel has one `E`).

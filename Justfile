@@ -1,0 +1,38 @@
+# Exo-OS: thin recipes over scripts that CI runs the same way.
+set shell := ["bash", "-uc"]
+
+kernel := "target/x86_64-unknown-none/release/exo"
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what is missing (QEMU >= 8, the kernel target, just). Idempotent; run as root.
+setup:
+    bash ci/setup.sh
+
+# Build the bootable ELF at target/x86_64-unknown-none/release/exo.
+build:
+    cargo build -p exo --target x86_64-unknown-none --release
+
+# The main job: boot N CPUs, run the kernel self-checks, then the benchmark suites, print results.
+run n="4" machine="q35": build
+    scripts/run.sh {{n}} {{machine}}
+
+# Boot N CPUs in QEMU (default job: CPU table and boot timings). mode: tcg | icount | kvm.
+qemu-smp n="4" machine="q35" mode="tcg" cpu="max": build
+    scripts/qemu.sh --machine {{machine}} --mode {{mode}} --cpu {{cpu}} --smp {{n}} --job boot
+
+# Kernel tests at one configuration.
+ktest n="4" machine="q35" cpu="max" mode="tcg": build
+    scripts/qemu.sh --machine {{machine}} --mode {{mode}} --cpu {{cpu}} --smp {{n}} --job test
+
+# Every test: lint, host tests, kernel tests across the QEMU matrix. Ends with `N passed, N failed`.
+test:
+    bash ci/test.sh
+
+# rustfmt and clippy, host and kernel target.
+check:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
+    cargo clippy --workspace --target x86_64-unknown-none -- -D warnings

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Every test of Exo-OS, as `just test` and CI run them:
+#   1. lint: rustfmt and clippy (host and kernel target), warnings are errors;
+#   2. host tests: cargo test of the no_std crates (unit, property, concurrency);
+#   3. kernel tests in QEMU: exo.job=test across machines (q35, pc, microvm), APIC modes
+#      (xAPIC with -cpu qemu64, x2APIC with -cpu max) and -smp 1..64, plus icount determinism;
+#   4. boot matrix: SMP,N,N on every machine and APIC mode for N in 1,2,3,4,8,16,64;
+#   5. failure paths: a CPU that never answers SIPI, ACPI off, a panic on an AP.
+# Ends with the line `N passed, N failed`; exits non-zero if anything failed.
+# EXO_TEST_QUICK=1 runs a reduced QEMU matrix.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${EXO_TEST_OUT:-$root/target/test-logs}
+mkdir -p "$out"
+passed=0 failed=0
+failures=()
+
+ok() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
+bad() {
+    failed=$((failed + 1)); failures+=("$1"); printf 'FAIL  %s\n' "$1"
+    [ -n "${2:-}" ] && [ -f "$2" ] && tail -n 25 "$2" | sed 's/^/      | /'
+}
+
+# A step that passes or fails as a whole.
+step() {
+    local name=$1; shift
+    local log="$out/$(echo "$name" | tr ' /:' '___').log"
+    if "$@" >"$log" 2>&1; then ok "$name"; else bad "$name" "$log"; fi
+}
+
+# cargo test: count each test, not each crate.
+host_tests() {
+    local log="$out/host-tests.log"
+    cargo test --workspace --all-features --no-fail-fast >"$log" 2>&1
+    local rc=$?
+    local p f
+    p=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^passed/) s += $(i - 1) } END { print s + 0 }' "$log")
+    f=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^failed/) s += $(i - 1) } END { print s + 0 }' "$log")
+    p=${p:-0} f=${f:-0}
+    passed=$((passed + p)); failed=$((failed + f))
+    printf '%-5s host: cargo test (%s passed, %s failed)\n' "$([ "$rc" = 0 ] && echo ok || echo FAIL)" "$p" "$f"
+    if [ "$rc" != 0 ]; then
+        [ "$f" = 0 ] && { failed=$((failed + 1)); }
+        failures+=("host tests")
+        grep -E '^(test .* FAILED|error|---- )' "$log" | head -30 | sed 's/^/      | /'
+    fi
+}
+
+# One kernel test run: every KTEST line counts, and so does the run's exit status.
+kernel_tests() {
+    local label=$1; shift
+    local log="$out/ktest-$(echo "$label" | tr ' /:,' '____').log"
+    scripts/qemu.sh --job test --log "$log" "$@" >/dev/null 2>"$log.err"
+    local rc=$?
+    local p f
+    p=$(grep -c '^KTEST,.*,ok' "$log")
+    f=$(grep -c '^KTEST,.*,FAIL' "$log")
+    passed=$((passed + p)); failed=$((failed + f))
+    local summary
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+    if [ "$rc" = 0 ] && [ "$f" = 0 ] && [ "$p" -gt 0 ] && [ -n "$summary" ]; then
+        printf 'ok    kernel %-34s %s\n' "$label" "$summary"
+    else
+        failed=$((failed + 1)); failures+=("kernel $label")
+        printf 'FAIL  kernel %-34s (exit %s) %s\n' "$label" "$rc" "$summary"
+        grep -E '^KTEST,.*,FAIL|PANIC|FAILED|qemu' "$log" "$log.err" | head -20 | sed 's/^/      | /'
+    fi
+}
+
+# Boot job: SMP,<online>,<expected>,<mode> with online == expected == N.
+boot_check() {
+    local machine=$1 cpu=$2 n=$3 want_mode=$4
+    local log="$out/boot-$machine-$cpu-$n.log"
+    scripts/qemu.sh --job boot --machine "$machine" --cpu "$cpu" --smp "$n" --log "$log" >/dev/null 2>&1
+    local rc=$?
+    if [ "$rc" = 0 ] && grep -qx "SMP,$n,$n,$want_mode" "$log" \
+        && [ "$(grep -c '^CPU,' "$log")" = "$n" ] && grep -q '^BOOT,done,' "$log"; then
+        ok "boot $machine -cpu $cpu -smp $n: SMP,$n,$n,$want_mode"
+    else
+        bad "boot $machine -cpu $cpu -smp $n (exit $rc, got $(grep '^SMP,' "$log" || echo 'no SMP line'))" "$log"
+    fi
+}
+
+expect_log() { # name, log, rc_expected, regex...
+    local name=$1 log=$2 want_rc=$3 rc=$4; shift 4
+    local r
+    for r in "$@"; do
+        grep -qE "$r" "$log" || { bad "$name (no line matching $r)" "$log"; return; }
+    done
+    [ "$rc" = "$want_rc" ] || { bad "$name (exit $rc, expected $want_rc)" "$log"; return; }
+    ok "$name"
+}
+
+echo "== lint"
+step "rustfmt --check" cargo fmt --all --check
+step "clippy host (all targets, -D warnings)" cargo clippy --workspace --all-targets --all-features -- -D warnings
+step "clippy kernel target (-D warnings)" cargo clippy --workspace --target x86_64-unknown-none -- -D warnings
+
+echo "== host tests"
+host_tests
+if grep -q loom kernel/sched/Cargo.toml 2>/dev/null; then
+    step "loom: exo-sched mailbox" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
+        cargo test -p exo-sched --release --lib mailbox
+fi
+
+echo "== build"
+step "kernel build (release)" cargo build -p exo --target x86_64-unknown-none --release
+[ -f target/x86_64-unknown-none/release/exo ] || { echo "no kernel: stopping"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+
+echo "== kernel tests in QEMU"
+if [ -n "${EXO_TEST_QUICK:-}" ]; then
+    matrix=("q35 max 1" "q35 max 4" "q35 qemu64 2" "microvm max 8" "pc qemu64 4")
+else
+    matrix=("q35 max 1" "q35 max 2" "q35 max 4" "q35 max 8" "q35 qemu64 1" "q35 qemu64 2" "q35 qemu64 4"
+            "q35 qemu64 8" "microvm max 1" "microvm max 4" "microvm max 8" "microvm qemu64 2"
+            "microvm qemu64 8" "pc qemu64 4" "pc max 8" "q35 max 64" "microvm qemu64 64")
+fi
+for m in "${matrix[@]}"; do
+    set -- $m
+    kernel_tests "$1 -cpu $2 -smp $3" --machine "$1" --cpu "$2" --smp "$3"
+done
+kernel_tests "icount q35 -cpu max -smp 4" --mode icount --machine q35 --cpu max --smp 4
+kernel_tests "phantom CPU (no SIPI answer)" --machine q35 --cpu max --smp 4 \
+    --append "exo.phantom_apic=200 exo.ap_timeout_ms=300"
+
+echo "== icount determinism"
+icount_a="$out/icount-a.log" icount_b="$out/icount-b.log"
+scripts/qemu.sh --mode icount --machine microvm --cpu max --smp 4 --job boot --log "$icount_a" >/dev/null 2>&1
+scripts/qemu.sh --mode icount --machine microvm --cpu max --smp 4 --job boot --log "$icount_b" >/dev/null 2>&1
+if grep -q '^BOOT,done' "$icount_a" && diff <(grep -E '^(BOOT|SMP|CPU),' "$icount_a") <(grep -E '^(BOOT|SMP|CPU),' "$icount_b") >/dev/null; then
+    ok "icount: two boots give identical BOOT/SMP/CPU lines"
+else
+    bad "icount: boots differ" "$icount_b"
+fi
+
+echo "== boot matrix"
+if [ -n "${EXO_TEST_QUICK:-}" ]; then counts=(1 3 16); else counts=(1 2 3 4 8 16 64); fi
+for machine in q35 pc microvm; do
+    for cpu in max qemu64; do
+        mode=$([ "$cpu" = max ] && echo x2apic || echo xapic)
+        for n in "${counts[@]}"; do boot_check "$machine" "$cpu" "$n" "$mode"; done
+    done
+done
+
+echo "== failure paths"
+log="$out/fail-panic.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_on_cpu=2" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "panic on CPU 2 stops all CPUs and exits with failure" "$log" 1 $? '^PANIC on CPU 2: deliberate panic' '^PANIC,2$'
+log="$out/fail-acpi-off.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.acpi=off" --log "$log" >/dev/null 2>&1
+expect_log "ACPI off: single-CPU operation" "$log" 0 $? '^SMP,1,1,x2apic$' 'single-CPU operation'
+log="$out/fail-phantom.log"
+scripts/qemu.sh --machine microvm --cpu qemu64 --smp 2 --job boot --append "exo.phantom_apic=77 exo.ap_timeout_ms=200" --log "$log" >/dev/null 2>&1
+expect_log "unanswered SIPI reported by APIC id, boot goes on" "$log" 0 $? '^SMP,2,3,xapic$' 'APIC id 77 did not come online'
+
+echo
+if [ "$failed" -gt 0 ]; then
+    echo "failed:"; printf '  %s\n' "${failures[@]}"
+fi
+echo "logs in $out"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
