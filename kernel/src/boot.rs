@@ -28,6 +28,10 @@ pub struct BootState {
     pub apic_timer_hz: u64,
     /// CPU features.
     pub features: exo_arch::cpu::Features,
+    /// TSC at the kernel's first instruction.
+    pub first_tsc: u64,
+    /// TSC when the last AP came online (or the deadline passed).
+    pub aps_online_tsc: u64,
 }
 
 fn phase(name: &str) -> u64 {
@@ -111,6 +115,8 @@ pub fn bsp_main(start_info: u64) -> ! {
         features.smap,
         features.umip
     );
+    time::set_apic_timer_hz(apic_timer_hz);
+    cpus::set_halting_waits(apic_timer_hz != 0 && opts.mode != Some(smp_bench::Mode::Icount));
     if let Some(b) = cpus::get(CpuId(0)) {
         b.ext.online_tsc.store(rdtsc(), Ordering::Relaxed);
         b.ext.online.store(true, Ordering::Release);
@@ -135,7 +141,7 @@ pub fn bsp_main(start_info: u64) -> ! {
     order.extend(aps.iter().copied());
     let cr3 = exo_arch::cpu::read_cr3();
     let report = smp::start_aps(&aps, opts.ap_timeout_ms, features.nx, cr3);
-    phase("aps");
+    let aps_online_tsc = phase("aps");
     tsc_sync::check_all();
     kprintln!("SMP,{},{},{}", report.online, report.expected, mode.name());
     for b in cpus::online() {
@@ -155,6 +161,8 @@ pub fn bsp_main(start_info: u64) -> ! {
         tsc,
         apic_timer_hz,
         features,
+        first_tsc: first,
+        aps_online_tsc,
     };
     if let Some(c) = opts.panic_on_cpu {
         deliberate_panic(c);
@@ -183,10 +191,7 @@ pub fn bsp_main(start_info: u64) -> ! {
             exit(ExitCode::Success)
         }
         Job::Test => crate::ktest::run(&state),
-        Job::Bench | Job::Contended => {
-            error!("exo.job={:?} is not available in this build", opts.job);
-            exit(ExitCode::Failure)
-        }
+        Job::Bench | Job::Contended => crate::bench::run(&state),
     }
 }
 

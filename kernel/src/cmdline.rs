@@ -32,6 +32,12 @@ pub struct Options {
     pub mode: Option<smp_bench::Mode>,
     /// A deliberate panic on this CPU after boot (tests the stop-all path).
     pub panic_on_cpu: Option<u32>,
+    /// CPUs in the core-to-core matrix (the first N online).
+    pub c2c_cpus: u32,
+    /// Most CPUs in the lock-contention rows.
+    pub contend_max: u32,
+    /// Window of one contention row, in milliseconds.
+    pub contend_window_ms: u64,
 }
 
 /// A problem with one option.
@@ -49,6 +55,9 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         log_level: log::LevelFilter::Info,
         mode: None,
         panic_on_cpu: None,
+        c2c_cpus: 8,
+        contend_max: 8,
+        contend_window_ms: 20,
     };
     for word in cmdline.split_ascii_whitespace() {
         let Some(rest) = word.strip_prefix("exo.") else {
@@ -67,6 +76,9 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .parse()
                 .is_ok_and(|id| set(&mut o.phantom_apic_id, Some(id))),
             ("panic_on_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_on_cpu, Some(c))),
+            ("c2c_cpus", v) => v.parse().is_ok_and(|n| set(&mut o.c2c_cpus, n)),
+            ("contend_max", v) => v.parse().is_ok_and(|n| set(&mut o.contend_max, n)),
+            ("contend_window_ms", v) => v.parse().is_ok_and(|n| set(&mut o.contend_window_ms, n)),
             ("acpi", "off") => set(&mut o.no_acpi, true),
             ("acpi", "on") => set(&mut o.no_acpi, false),
             ("log", v) => v.parse().is_ok_and(|l| set(&mut o.log_level, l)),

@@ -26,6 +26,8 @@ pub type RemoteFn = fn(u64) -> u64;
 /// The run-on-CPU mailbox: one request at a time per CPU, sequence-numbered.
 #[derive(Debug, Default)]
 pub struct Mailbox {
+    /// APIC id of the poster + 1, woken by an IPI when the request is done (0: none).
+    notify: AtomicU64,
     func: AtomicU64,
     arg: AtomicU64,
     posted: AtomicU64,
@@ -151,16 +153,34 @@ pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<(), RunError> {
     if mb.posted.load(Ordering::Acquire) != done {
         return Err(RunError::Busy(cpu));
     }
+    let poster = if exo_percpu::installed() && may_halt() { u64::from(exo_percpu::this_cpu::<CpuLocal>(&IrqGuard::new()).hot.apic_id) + 1 } else { 0 };
+    mb.notify.store(poster, Ordering::Relaxed);
     mb.func.store(f as usize as u64, Ordering::Relaxed);
     mb.arg.store(arg, Ordering::Relaxed);
     mb.posted.store(done + 1, Ordering::Release);
     apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_WAKE)).map_err(RunError::Ipi)
 }
 
-/// Waits until `cpu` finished its posted request; returns its result.
+static HALT_WAITS: AtomicBool = AtomicBool::new(false);
+
+/// Lets `wait` halt between checks (woken by the completion IPI, with the local APIC timer as
+/// a backstop). Off under icount, where QEMU cannot take x2APIC timer accesses and where the
+/// single-threaded emulation makes spinning harmless.
+pub fn set_halting_waits(on: bool) {
+    HALT_WAITS.store(on, Ordering::Relaxed);
+}
+
+fn may_halt() -> bool {
+    HALT_WAITS.load(Ordering::Relaxed) && exo_arch::cpu::interrupts_enabled()
+}
+
+/// Waits until `cpu` finished its posted request; returns its result. Halts between checks
+/// when it can (an emulated CPU spinning here would steal a host core from the CPUs doing
+/// the work), so the target sends a wake IPI when it finishes.
 pub fn wait(cpu: CpuId, deadline: crate::time::Deadline) -> Result<u64, RunError> {
     let b = get(cpu).ok_or(RunError::NotOnline(cpu))?;
     let mb = &b.ext.mailbox;
+    let halt = may_halt() && mb.notify.load(Ordering::Relaxed) != 0;
     loop {
         if mb.done.load(Ordering::Acquire) == mb.posted.load(Ordering::Acquire) {
             return Ok(mb.result.load(Ordering::Acquire));
@@ -168,7 +188,18 @@ pub fn wait(cpu: CpuId, deadline: crate::time::Deadline) -> Result<u64, RunError
         if deadline.passed() {
             return Err(RunError::Timeout(cpu));
         }
-        core::hint::spin_loop();
+        if halt {
+            // Backstop: a timer interrupt within 1 ms, so a lost IPI costs at most that.
+            exo_arch::cpu::cli();
+            if mb.done.load(Ordering::Acquire) != mb.posted.load(Ordering::Acquire) {
+                apic::timer_oneshot(VEC_TIMER, crate::time::apic_ticks_per_ms(), false);
+                exo_arch::cpu::sti_hlt();
+            } else {
+                exo_arch::cpu::sti();
+            }
+        } else {
+            core::hint::spin_loop();
+        }
     }
 }
 
@@ -197,7 +228,11 @@ pub fn poll_mailbox(g: &IrqGuard) -> bool {
     let f = crate::sys::remote_fn(mb.func.load(Ordering::Relaxed));
     let r = f(mb.arg.load(Ordering::Relaxed));
     mb.result.store(r, Ordering::Relaxed);
+    let notify = mb.notify.load(Ordering::Relaxed);
     mb.done.store(posted, Ordering::Release);
+    if notify != 0 {
+        let _ = apic::send_ipi(Dest::Id((notify - 1) as u32), Delivery::Fixed(VEC_WAKE));
+    }
     true
 }
 

@@ -6,11 +6,13 @@
 
 extern crate alloc;
 
+mod bench;
 mod boot;
 mod cmdline;
 mod console;
 mod cpus;
 mod ktest;
+mod locks;
 mod memory;
 mod panic;
 mod smp;

@@ -52,6 +52,20 @@ impl Deadline {
     }
 }
 
+static APIC_TICKS_PER_MS: AtomicU64 = AtomicU64::new(1_000_000);
+
+/// Sets the local APIC timer rate (ticks per second).
+pub fn set_apic_timer_hz(hz: u64) {
+    if hz >= 1000 {
+        APIC_TICKS_PER_MS.store(hz / 1000, Ordering::Relaxed);
+    }
+}
+
+/// Local APIC timer ticks in one millisecond (for one-shot wake-ups).
+pub fn apic_ticks_per_ms() -> u32 {
+    APIC_TICKS_PER_MS.load(Ordering::Relaxed).min(u64::from(u32::MAX)) as u32
+}
+
 /// TSC ticks to microseconds.
 pub fn ticks_to_us(t: u64) -> u64 {
     exo_arch::tsc::ticks_to_ns(t, tsc_hz()) / 1000

@@ -1,0 +1,164 @@
+//! The locks the harness measures, behind one trait, and the lock-contention runner:
+//! `k` CPUs (2..N) start at a common TSC instant, hammer one lock for a fixed window, and
+//! record each hand-off (previous holder's release to the next holder's acquire, on the
+//! boot CPU's time line through the synchronised TSC offsets) and their acquisition counts.
+
+use crate::boot::BootState;
+use crate::cpus;
+use crate::time::Deadline;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use exo_arch::tsc::rdtsc;
+use exo_percpu::CpuId;
+
+/// State inside every measured lock.
+#[derive(Debug, Default)]
+pub struct Data {
+    /// Increments (checked against the acquisitions at the end).
+    pub count: u64,
+    /// Boot-time-line TSC of the last release.
+    pub released_at: i64,
+    /// CPU that released last.
+    pub last: u32,
+}
+
+/// A lock the harness can measure.
+pub trait BenchLock: Sync {
+    /// Runs `f` under the lock.
+    fn with<R>(&self, f: impl FnOnce(&mut Data) -> R) -> R;
+}
+
+impl BenchLock for spin::Mutex<Data> {
+    #[inline(always)]
+    fn with<R>(&self, f: impl FnOnce(&mut Data) -> R) -> R {
+        f(&mut self.lock())
+    }
+}
+
+impl BenchLock for spin::mutex::TicketMutex<Data> {
+    #[inline(always)]
+    fn with<R>(&self, f: impl FnOnce(&mut Data) -> R) -> R {
+        f(&mut self.lock())
+    }
+}
+
+static TAS: spin::Mutex<Data> = spin::Mutex::new(Data { count: 0, released_at: 0, last: 0 });
+static TICKET: spin::mutex::TicketMutex<Data> = spin::mutex::TicketMutex::new(Data { count: 0, released_at: 0, last: 0 });
+
+/// One lock kind of the suite.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// Test-and-set spin lock.
+    Tas,
+    /// Ticket lock.
+    Ticket,
+}
+
+impl Kind {
+    /// Runs `f` under this kind's lock.
+    #[inline(always)]
+    pub fn with<R>(self, f: impl FnOnce(&mut Data) -> R) -> R {
+        match self {
+            Kind::Tas => TAS.with(f),
+            Kind::Ticket => TICKET.with(f),
+        }
+    }
+}
+
+/// Every measured lock with its row name.
+pub const ALL: [(&str, Kind); 2] = [("tas", Kind::Tas), ("ticket", Kind::Ticket)];
+
+const MAX_SAMPLES_PER_CPU: usize = 4096;
+
+struct Run {
+    start: AtomicU64,
+    end: AtomicU64,
+    kind: AtomicU32,
+}
+
+static RUN: Run = Run { start: AtomicU64::new(0), end: AtomicU64::new(0), kind: AtomicU32::new(0) };
+static HANDOFFS: spin::Mutex<Vec<Vec<u64>>> = spin::Mutex::new(Vec::new());
+
+fn participant(slot: u64) -> u64 {
+    let cpu = exo_percpu::cpu_id_hint();
+    let off = cpus::get(cpu).map_or(0, |b| b.ext.tsc_offset.load(Ordering::Relaxed));
+    let kind = ALL[RUN.kind.load(Ordering::Relaxed) as usize].1;
+    // Start and end are on the boot CPU's time line; this CPU's TSC runs `off` ahead.
+    let start = (RUN.start.load(Ordering::Relaxed) as i64 + off) as u64;
+    let end = (RUN.end.load(Ordering::Relaxed) as i64 + off) as u64;
+    let mut samples: Vec<u64> = Vec::with_capacity(MAX_SAMPLES_PER_CPU);
+    while rdtsc() < start {
+        core::hint::spin_loop();
+    }
+    let mut acquisitions = 0u64;
+    loop {
+        let now = rdtsc();
+        if now >= end {
+            break;
+        }
+        kind.with(|d| {
+            let t = rdtsc() as i64 - off;
+            if d.last != cpu.0 && d.released_at != 0 && samples.len() < MAX_SAMPLES_PER_CPU {
+                samples.push((t - d.released_at).max(0) as u64);
+            }
+            d.count += 1;
+            d.last = cpu.0;
+            d.released_at = rdtsc() as i64 - off;
+        });
+        acquisitions += 1;
+    }
+    if let Some(v) = HANDOFFS.lock().get_mut(slot as usize) {
+        *v = samples;
+    }
+    acquisitions
+}
+
+/// Runs the contention rows for 2..=N CPUs (N capped by `exo.contend_max`).
+pub fn contention(all: &[CpuId], state: &BootState, count: &mut u32) {
+    let max = all.len().min(state.opts.contend_max as usize);
+    let window = state.tsc.0 / 1000 * state.opts.contend_window_ms;
+    for (ki, (name, kind)) in ALL.iter().enumerate() {
+        for k in 2..=max {
+            let set = &all[..k];
+            kind.with(|d| *d = Data::default());
+            *HANDOFFS.lock() = (0..k).map(|_| Vec::new()).collect();
+            RUN.kind.store(ki as u32, Ordering::Relaxed);
+            let start = rdtsc() + state.tsc.0 / 1000 * 5; // 5 ms for everyone to get ready
+            RUN.start.store(start, Ordering::Relaxed);
+            RUN.end.store(start + window, Ordering::Release);
+            let mut acq: Vec<u64> = Vec::with_capacity(k);
+            let mut ok = true;
+            for (i, &c) in set.iter().enumerate().skip(1) {
+                if let Err(e) = cpus::post(c, participant, i as u64) {
+                    log::warn!("contention {name}.{k}: {e}");
+                    ok = false;
+                }
+            }
+            acq.push(participant(0));
+            for &c in set.iter().skip(1) {
+                match cpus::wait(c, Deadline::after_ms(10_000)) {
+                    Ok(a) => acq.push(a),
+                    Err(e) => {
+                        log::warn!("contention {name}.{k}: {e}");
+                        ok = false;
+                    }
+                }
+            }
+            if !ok {
+                continue;
+            }
+            let total: u64 = acq.iter().sum();
+            let counted = kind.with(|d| d.count);
+            if counted != total {
+                log::error!("contention {name}.{k}: lock lost updates ({counted} != {total})");
+            }
+            let mut merged: Vec<u64> = HANDOFFS.lock().iter().flatten().copied().collect();
+            let mut row = arrayvec::ArrayString::<48>::new();
+            let _ = write!(row, "contend.{name}.{k}");
+            crate::bench::emit(&row, smp_bench::stats_of(&mut merged, 0), count);
+            let (mn, mx) = (acq.iter().min().copied().unwrap_or(0), acq.iter().max().copied().unwrap_or(0));
+            crate::bench::emit_fair(&row, k as u32, mn, mx);
+        }
+    }
+}

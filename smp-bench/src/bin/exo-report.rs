@@ -1,0 +1,117 @@
+//! `exo-report <bench_results.csv> [--targets FILE] [--svg-dir DIR] [--markdown]`
+//!
+//! Prints the seed's target table for one run (aligned text, or Markdown with
+//! `--markdown`) and, with `--svg-dir`, writes `c2c-rtt.svg`, `c2c-oneway.svg` and
+//! `contention.svg` there. Exit status: 0 ok, 1 unreadable or malformed input, 2 usage.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use smp_bench::names::C2cKind;
+use smp_bench::report::{self, svg};
+
+const USAGE: &str = "usage: exo-report <bench_results.csv> [--targets configs/targets.toml] \
+                     [--svg-dir DIR] [--markdown]";
+
+/// Where `configs/targets.toml` is looked for when `--targets` is not given.
+const DEFAULT_TARGETS: [&str; 2] = [
+    "configs/targets.toml",
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/targets.toml"),
+];
+
+#[derive(Debug, Default)]
+struct Args {
+    csv: Option<PathBuf>,
+    targets: Option<PathBuf>,
+    svg_dir: Option<PathBuf>,
+    markdown: bool,
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args::default();
+    while let Some(arg) = it.next() {
+        let mut value = |flag: &str| it.next().ok_or(format!("{flag} needs a value"));
+        match arg.as_str() {
+            "--targets" => a.targets = Some(value("--targets")?.into()),
+            "--svg-dir" => a.svg_dir = Some(value("--svg-dir")?.into()),
+            "--markdown" => a.markdown = true,
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            _ if a.csv.is_some() => return Err(format!("unexpected argument {arg}")),
+            _ => a.csv = Some(arg.into()),
+        }
+    }
+    if a.csv.is_none() {
+        return Err("missing <bench_results.csv>".into());
+    }
+    Ok(a)
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let csv_path = args.csv.ok_or("missing <bench_results.csv>")?;
+    let targets_path = match args.targets {
+        Some(p) => p,
+        None => DEFAULT_TARGETS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or("configs/targets.toml not found; pass --targets")?,
+    };
+    let targets = report::parse_targets(&read(&targets_path)?)
+        .map_err(|e| format!("{}: {e}", targets_path.display()))?;
+    let rows =
+        report::parse_csv(&read(&csv_path)?).map_err(|e| format!("{}: {e}", csv_path.display()))?;
+
+    let table = report::build_table(&targets, &rows);
+    if args.markdown {
+        print!("{}", report::render_markdown(&table));
+    } else {
+        print!("{}", report::render_text(&table));
+    }
+
+    if let Some(dir) = args.svg_dir {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let files = [
+            (
+                svg::c2c_file_name(C2cKind::Rtt),
+                svg::c2c_heatmap(&rows, C2cKind::Rtt),
+            ),
+            (
+                svg::c2c_file_name(C2cKind::OneWay),
+                svg::c2c_heatmap(&rows, C2cKind::OneWay),
+            ),
+            (svg::CONTENTION_FILE, svg::contention_chart(&rows, &targets)),
+        ];
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!("exo-report: wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(msg) => {
+            if msg.is_empty() {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("exo-report: {msg}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("exo-report: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

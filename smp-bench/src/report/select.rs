@@ -1,0 +1,84 @@
+//! Choosing the CSV row that gives a target its value.
+//!
+//! Rows from real-cycle modes (`kvm`, `native`) are preferred over emulated or unknown
+//! ones; among equally trusted rows the latest in the file wins (after the per-kind rule:
+//! smallest CPU count, or worst CPU pair).
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+
+use super::{Row, Select, Target};
+use crate::names::parse_u32;
+
+/// The value of one target in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measurement<'a> {
+    /// The row the value comes from (its mode decides the status).
+    pub row: &'a Row,
+    /// The row's p50.
+    pub value: u64,
+    /// How the row was chosen, e.g. `2 CPUs` or `worst of 12 pairs, best 800`.
+    pub detail: Option<String>,
+}
+
+/// Picks the measurement for `t` among `rows` according to [`Target::select`].
+pub fn select<'a>(t: &Target, rows: &'a [Row]) -> Option<Measurement<'a>> {
+    let prefixes = t.row_names();
+    let trusted = |r: &Row| r.mode.is_some_and(|m| m.is_real_cycles());
+    match t.select {
+        Select::Exact => rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| prefixes.contains(&r.name.as_str()))
+            .max_by_key(|&(i, r)| (trusted(r), i))
+            .map(|(_, row)| Measurement {
+                row,
+                value: row.stats.p50,
+                detail: None,
+            }),
+        Select::MinNcpus => rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let n = prefixes.iter().find_map(|p| suffix(&r.name, p))?;
+                parse_u32(n).map(|n| (i, n, r))
+            })
+            .max_by_key(|&(i, n, r)| (trusted(r), Reverse(n), i))
+            .map(|(_, n, row)| Measurement {
+                row,
+                value: row.stats.p50,
+                detail: Some(format!("{n} CPU{}", if n == 1 { "" } else { "s" })),
+            }),
+        Select::PerPair => {
+            let pairs: Vec<(&Row, (u32, u32))> = rows
+                .iter()
+                .filter_map(|r| {
+                    let (a, b) = prefixes
+                        .iter()
+                        .find_map(|p| suffix(&r.name, p))?
+                        .split_once('.')?;
+                    Some((r, (parse_u32(a)?, parse_u32(b)?)))
+                })
+                .collect();
+            let best_trust = pairs.iter().any(|(r, _)| trusted(r));
+            // Latest row per pair within the most trusted group.
+            let latest: BTreeMap<(u32, u32), &Row> = pairs
+                .into_iter()
+                .filter(|(r, _)| trusted(r) == best_trust)
+                .map(|(r, ab)| (ab, r))
+                .collect();
+            let worst = latest.values().max_by_key(|r| r.stats.p50)?;
+            let best = latest.values().map(|r| r.stats.p50).min().unwrap_or(0);
+            Some(Measurement {
+                row: worst,
+                value: worst.stats.p50,
+                detail: Some(format!("worst of {} pairs, best {best}", latest.len())),
+            })
+        }
+    }
+}
+
+/// `name` = `<prefix>.<rest>` → `rest`.
+fn suffix<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    name.strip_prefix(prefix)?.strip_prefix('.')
+}

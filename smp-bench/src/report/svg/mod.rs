@@ -1,0 +1,123 @@
+//! Hand-written SVG charts: core-to-core heat maps and the lock-contention chart.
+
+mod color;
+mod contention;
+mod doc;
+mod heatmap;
+mod scale;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Comparator, Row, Select, Target, Unit};
+use crate::Mode;
+use crate::names::{C2cKind, C2cName, ContendName, LockKind};
+
+/// File name of the heat map for `kind`: `c2c-rtt.svg` or `c2c-oneway.svg`.
+pub fn c2c_file_name(kind: C2cKind) -> &'static str {
+    match kind {
+        C2cKind::Rtt => "c2c-rtt.svg",
+        C2cKind::OneWay => "c2c-oneway.svg",
+    }
+}
+
+/// File name of the contention chart.
+pub const CONTENTION_FILE: &str = "contention.svg";
+
+/// Heat map of the `c2c.<kind>.<a>.<b>` rows' p50 (a placeholder SVG when there are none).
+pub fn c2c_heatmap(rows: &[Row], kind: C2cKind) -> String {
+    let best = best_rows(rows, |name| {
+        C2cName::parse(name)
+            .filter(|c| c.kind == kind)
+            .map(|c| (c.from, c.to))
+    });
+    let title = match kind {
+        C2cKind::Rtt => "Core-to-core round trip a → b → a (p50 ticks)",
+        C2cKind::OneWay => "Core-to-core one-way latency a → b (p50 ticks, synchronised TSCs)",
+    };
+    if best.is_empty() {
+        let what = format!("no c2c.{}.<a>.<b> rows in this run", kind.as_str());
+        return placeholder(title, &what);
+    }
+    let cells = best.iter().map(|(&k, r)| (k, r.stats.p50)).collect();
+    heatmap::render(title, &subtitle(best.values().copied()), &cells)
+}
+
+/// Line chart of the `contend.<lock>.<ncpus>` rows' p50, with a dashed line for each
+/// `min_ncpus` cycles target with a `<=` goal (a placeholder SVG when there are no rows).
+pub fn contention_chart(rows: &[Row], targets: &[Target]) -> String {
+    let title = "Lock contention: ticks per hand-off (p50)";
+    let best = best_rows(rows, |name| {
+        ContendName::parse(name).map(|c| (c.lock, c.ncpus))
+    });
+    if best.is_empty() {
+        return placeholder(title, "no contend.<lock>.<ncpus> rows in this run");
+    }
+    let series: Vec<contention::Series> = LockKind::ALL
+        .into_iter()
+        .map(|lock| contention::Series {
+            lock,
+            points: best
+                .iter()
+                .filter(|((l, _), _)| *l == lock)
+                .map(|(&(_, n), r)| (n, r.stats.p50))
+                .collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let guides: Vec<contention::Guide> = targets
+        .iter()
+        .filter(|t| {
+            t.select == Select::MinNcpus
+                && t.unit == Unit::Cycles
+                && t.comparator == Some(Comparator::Le)
+        })
+        .filter_map(|t| {
+            Some(contention::Guide {
+                label: format!("{} target ≤ {}", t.name, t.target?),
+                value: t.target?,
+            })
+        })
+        .collect();
+    contention::render(title, &subtitle(best.values().copied()), &series, &guides)
+}
+
+/// For each key, the most trusted row (real-cycle mode first), latest on ties.
+fn best_rows<K: Ord>(rows: &[Row], key: impl Fn(&str) -> Option<K>) -> BTreeMap<K, &Row> {
+    let trusted = |r: &Row| r.mode.is_some_and(Mode::is_real_cycles);
+    let mut best: BTreeMap<K, &Row> = BTreeMap::new();
+    for r in rows {
+        let Some(k) = key(&r.name) else { continue };
+        match best.get(&k) {
+            Some(old) if trusted(old) && !trusted(r) => {}
+            _ => {
+                best.insert(k, r);
+            }
+        }
+    }
+    best
+}
+
+/// What the numbers are worth, from the modes of the rows drawn.
+fn subtitle<'a>(rows: impl Iterator<Item = &'a Row>) -> String {
+    let modes: BTreeSet<Option<Mode>> = rows.map(|r| r.mode).collect();
+    let note = match modes.iter().collect::<Vec<_>>().as_slice() {
+        [Some(Mode::Tcg)] => "mode tcg: emulated, ticks are not cycles (compare shapes only)",
+        [Some(Mode::Icount)] => "mode icount: ticks count guest instructions, not cycles",
+        [Some(Mode::Kvm)] => "mode kvm: real cycles",
+        [Some(Mode::Native)] => "mode native: real cycles on the host",
+        [None] => "mode unknown",
+        _ => "mixed modes: compare with care",
+    };
+    format!("timing overhead subtracted · {note}")
+}
+
+fn placeholder(title: &str, message: &str) -> String {
+    let mut d = doc::Doc::new(600.0, 140.0, title, "");
+    d.text(
+        300.0,
+        95.0,
+        "font-size=\"14\" text-anchor=\"middle\" fill=\"#888888\"",
+        message,
+    );
+    d.finish()
+}
