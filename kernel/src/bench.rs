@@ -42,17 +42,36 @@ pub fn emit(name: &str, s: Option<Stats>, count: &mut u32) {
 
 /// Prints one FAIR row.
 pub fn emit_fair(name: &str, ncpus: u32, min_acq: u64, max_acq: u64) {
-    line(format_args!("{}", smp_bench::FairLine { name, ncpus, min_acq, max_acq }));
+    line(format_args!(
+        "{}",
+        smp_bench::FairLine {
+            name,
+            ncpus,
+            min_acq,
+            max_acq
+        }
+    ));
 }
 
 /// The mode: from the command line, else KVM if the hypervisor says so, else TCG.
 fn mode(state: &BootState) -> Mode {
-    state.opts.mode.unwrap_or(if exo_arch::cpu::hypervisor_is_kvm() { Mode::Kvm } else { Mode::Tcg })
+    state
+        .opts
+        .mode
+        .unwrap_or(if exo_arch::cpu::hypervisor_is_kvm() {
+            Mode::Kvm
+        } else {
+            Mode::Tcg
+        })
 }
 
 /// Runs the suite the job names and exits.
 pub fn run(state: &BootState) -> ! {
-    let suite = if state.opts.job == Job::Contended { "contended" } else { "smp" };
+    let suite = if state.opts.job == Job::Contended {
+        "contended"
+    } else {
+        "smp"
+    };
     let mut model = [0u8; 48];
     let header = SuiteLine {
         suite,
@@ -70,7 +89,13 @@ pub fn run(state: &BootState) -> ! {
     } else {
         single(state, &mut count);
     }
-    line(format_args!("{}", EndLine { suite, n_results: count }));
+    line(format_args!(
+        "{}",
+        EndLine {
+            suite,
+            n_results: count
+        }
+    ));
     exit(ExitCode::Success)
 }
 
@@ -94,14 +119,22 @@ fn single(state: &BootState, count: &mut u32) {
     let g = IrqGuard::new();
     emit(
         "percpu.read",
-        smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 64, || exo_percpu::cpu_id(&g)),
+        smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 64, || {
+            exo_percpu::cpu_id(&g)
+        }),
         count,
     );
-    emit("percpu.pid", smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 64, exo_percpu::pid), count);
+    emit(
+        "percpu.pid",
+        smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 64, exo_percpu::pid),
+        count,
+    );
     drop(g);
 
     for (name, lock) in locks::ALL {
-        let stats = smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 16, || lock.with(|d| d.count += 1));
+        let stats = smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 16, || {
+            lock.with(|d| d.count += 1)
+        });
         let mut n = arrayvec::ArrayString::<48>::new();
         let _ = write!(n, "lock.{name}.uncontended");
         emit(&n, stats, count);
@@ -130,7 +163,19 @@ fn single(state: &BootState, count: &mut u32) {
 
     // boot.ms: first instruction to all CPUs online, in milliseconds (one sample).
     let ms = crate::time::ticks_to_us(state.aps_online_tsc - state.first_tsc).div_ceil(1000);
-    emit("boot.ms", Some(Stats { n: 1, mean: ms, min: ms, max: ms, p50: ms, p95: ms, p99: ms }), count);
+    emit(
+        "boot.ms",
+        Some(Stats {
+            n: 1,
+            mean: ms,
+            min: ms,
+            max: ms,
+            p50: ms,
+            p95: ms,
+            p99: ms,
+        }),
+        count,
+    );
 }
 
 // ---- core-to-core ping-pong -------------------------------------------------------------
@@ -141,8 +186,14 @@ struct Line {
     tsc: AtomicU64,
 }
 
-static PING: Line = Line { seq: AtomicU64::new(0), tsc: AtomicU64::new(0) };
-static PONG: Line = Line { seq: AtomicU64::new(0), tsc: AtomicU64::new(0) };
+static PING: Line = Line {
+    seq: AtomicU64::new(0),
+    tsc: AtomicU64::new(0),
+};
+static PONG: Line = Line {
+    seq: AtomicU64::new(0),
+    tsc: AtomicU64::new(0),
+};
 static ONEWAY: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
 static RTT: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
 /// (offset, uncertainty) of the initiator, published before a pair runs.
@@ -159,7 +210,10 @@ fn offset_of(cpu: CpuId) -> TscOffset {
 /// Responder: echo each sequence number; record one-way latencies of the pings.
 fn c2c_responder(first: u64) -> u64 {
     let me = offset_of(exo_percpu::cpu_id_hint());
-    let them = TscOffset { offset: INIT_OFF.load(Ordering::Relaxed) as i64, uncertainty: INIT_UNC.load(Ordering::Relaxed) };
+    let them = TscOffset {
+        offset: INIT_OFF.load(Ordering::Relaxed) as i64,
+        uncertainty: INIT_UNC.load(Ordering::Relaxed),
+    };
     let mut oneway = ONEWAY.lock();
     oneway.clear();
     let d = Deadline::after_ms(5000);
@@ -174,7 +228,9 @@ fn c2c_responder(first: u64) -> u64 {
         let t_recv = rdtsc();
         PONG.seq.store(seq, Ordering::Release);
         if i >= 10 {
-            oneway.push(one_way_latency(PING.tsc.load(Ordering::Relaxed), them, t_recv, me).clamped());
+            oneway.push(
+                one_way_latency(PING.tsc.load(Ordering::Relaxed), them, t_recv, me).clamped(),
+            );
         }
     }
     0
@@ -205,7 +261,13 @@ fn c2c_initiator(first: u64) -> u64 {
 }
 
 /// Runs `fa` on `a` and `fb` on `b` at once (either may be the calling CPU).
-fn run_pair(a: CpuId, fa: cpus::RemoteFn, b: CpuId, fb: cpus::RemoteFn, arg: u64) -> Result<(), cpus::RunError> {
+fn run_pair(
+    a: CpuId,
+    fa: cpus::RemoteFn,
+    b: CpuId,
+    fb: cpus::RemoteFn,
+    arg: u64,
+) -> Result<(), cpus::RunError> {
     let me = exo_percpu::cpu_id_hint();
     for (c, f) in [(b, fb), (a, fa)] {
         if c != me {

@@ -153,7 +153,15 @@ pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<(), RunError> {
     if mb.posted.load(Ordering::Acquire) != done {
         return Err(RunError::Busy(cpu));
     }
-    let poster = if exo_percpu::installed() && may_halt() { u64::from(exo_percpu::this_cpu::<CpuLocal>(&IrqGuard::new()).hot.apic_id) + 1 } else { 0 };
+    let poster = if exo_percpu::installed() && may_halt() {
+        u64::from(
+            exo_percpu::this_cpu::<CpuLocal>(&IrqGuard::new())
+                .hot
+                .apic_id,
+        ) + 1
+    } else {
+        0
+    };
     mb.notify.store(poster, Ordering::Relaxed);
     mb.func.store(f as usize as u64, Ordering::Relaxed);
     mb.arg.store(arg, Ordering::Relaxed);

@@ -43,8 +43,16 @@ impl BenchLock for spin::mutex::TicketMutex<Data> {
     }
 }
 
-static TAS: spin::Mutex<Data> = spin::Mutex::new(Data { count: 0, released_at: 0, last: 0 });
-static TICKET: spin::mutex::TicketMutex<Data> = spin::mutex::TicketMutex::new(Data { count: 0, released_at: 0, last: 0 });
+static TAS: spin::Mutex<Data> = spin::Mutex::new(Data {
+    count: 0,
+    released_at: 0,
+    last: 0,
+});
+static TICKET: spin::mutex::TicketMutex<Data> = spin::mutex::TicketMutex::new(Data {
+    count: 0,
+    released_at: 0,
+    last: 0,
+});
 
 /// One lock kind of the suite.
 #[derive(Clone, Copy)]
@@ -77,7 +85,11 @@ struct Run {
     kind: AtomicU32,
 }
 
-static RUN: Run = Run { start: AtomicU64::new(0), end: AtomicU64::new(0), kind: AtomicU32::new(0) };
+static RUN: Run = Run {
+    start: AtomicU64::new(0),
+    end: AtomicU64::new(0),
+    kind: AtomicU32::new(0),
+};
 static HANDOFFS: spin::Mutex<Vec<Vec<u64>>> = spin::Mutex::new(Vec::new());
 
 fn participant(slot: u64) -> u64 {
@@ -157,7 +169,10 @@ pub fn contention(all: &[CpuId], state: &BootState, count: &mut u32) {
             let mut row = arrayvec::ArrayString::<48>::new();
             let _ = write!(row, "contend.{name}.{k}");
             crate::bench::emit(&row, smp_bench::stats_of(&mut merged, 0), count);
-            let (mn, mx) = (acq.iter().min().copied().unwrap_or(0), acq.iter().max().copied().unwrap_or(0));
+            let (mn, mx) = (
+                acq.iter().min().copied().unwrap_or(0),
+                acq.iter().max().copied().unwrap_or(0),
+            );
             crate::bench::emit_fair(&row, k as u32, mn, mx);
         }
     }

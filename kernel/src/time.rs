@@ -63,7 +63,9 @@ pub fn set_apic_timer_hz(hz: u64) {
 
 /// Local APIC timer ticks in one millisecond (for one-shot wake-ups).
 pub fn apic_ticks_per_ms() -> u32 {
-    APIC_TICKS_PER_MS.load(Ordering::Relaxed).min(u64::from(u32::MAX)) as u32
+    APIC_TICKS_PER_MS
+        .load(Ordering::Relaxed)
+        .min(u64::from(u32::MAX)) as u32
 }
 
 /// TSC ticks to microseconds.

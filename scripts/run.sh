@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The main job: boot N CPUs in QEMU, run the kernel self-checks, then the benchmark suites,
+# and print the results table against the seed's targets.
+#   scripts/run.sh [N=4] [machine=q35]        (EXO_MODE=tcg|icount|kvm, default tcg)
+# Writes out/*.log (serial logs), bench_results.csv and out/*.svg (core-to-core heat maps,
+# contention curves).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+n=${1:-4} machine=${2:-q35} mode=${EXO_MODE:-tcg}
+cpu=$([ "$mode" = kvm ] && echo host || echo max)
+mkdir -p out
+run() { # job
+    scripts/qemu.sh --machine "$machine" --mode "$mode" --cpu "$cpu" --smp "$n" --job "$1" \
+        --log "out/$1.log" >/dev/null
+}
+echo "== boot: $n CPUs, $machine, $mode"
+run boot || { echo "boot failed: see out/boot.log"; exit 1; }
+grep -E '^(SMP|CPU|BOOTTIME),' out/boot.log
+echo
+echo "== kernel self-checks"
+if run test; then tail -n 1 out/test.log; else grep -E 'FAIL|PANIC' out/test.log; tail -n 1 out/test.log; exit 1; fi
+echo
+echo "== benchmarks (mode $mode: $( [ "$mode" = kvm ] && echo 'real cycles' || echo 'TSC ticks of an emulated CPU, not cycles'))"
+run bench || { echo "bench suite failed: see out/bench.log"; exit 1; }
+run contended || { echo "contended suite failed: see out/contended.log"; exit 1; }
+cat out/bench.log out/contended.log > out/serial.log
+if [ -n "${EXO_NATIVE:-1}" ] && cargo run -q --release -p exo-native-bench >out/native.log 2>out/native.err; then
+    cat out/native.log >> out/serial.log
+fi
+scripts/extract-benches.sh out/serial.log bench_results.csv
+echo
+cargo run -q -p smp-bench --features report --bin exo-report -- bench_results.csv --svg-dir out
+echo
+echo "CSV: bench_results.csv   plots: $(ls out/*.svg 2>/dev/null | tr '\n' ' ')"
