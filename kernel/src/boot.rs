@@ -165,7 +165,10 @@ pub fn bsp_main(start_info: u64) -> ! {
         aps_online_tsc,
     };
     if let Some(c) = opts.panic_on_cpu {
-        deliberate_panic(c);
+        deliberate_failure(c, boom, "panic");
+    }
+    if let Some(c) = opts.overflow_on_cpu {
+        deliberate_failure(c, overflow, "stack overflow");
     }
     match opts.job {
         Job::Boot => {
@@ -199,16 +202,26 @@ fn boom(_: u64) -> u64 {
     panic!("deliberate panic requested by exo.panic_on_cpu");
 }
 
-fn deliberate_panic(cpu: u32) {
-    info!("exo.panic_on_cpu={cpu}: panicking there");
-    match cpus::run_on(CpuId(cpu), boom, 0, time::Deadline::after_ms(5000)) {
-        Ok(_) => error!("CPU {cpu} returned from a panic"),
+/// Recurses until the stack's guard page stops it: #PF, which cannot push its frame on the
+/// dead stack, escalates to #DF, handled on its own IST stack.
+fn overflow(depth: u64) -> u64 {
+    let pad = core::hint::black_box([depth; 64]);
+    if core::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    overflow(depth + 1).wrapping_add(core::hint::black_box(pad[depth as usize % 64]))
+}
+
+fn deliberate_failure(cpu: u32, f: cpus::RemoteFn, what: &str) -> ! {
+    info!("deliberate {what} on CPU {cpu}");
+    match cpus::run_on(CpuId(cpu), f, 0, time::Deadline::after_ms(5000)) {
+        Ok(_) => error!("CPU {cpu} returned from a deliberate {what}"),
         Err(e) => error!("could not reach CPU {cpu}: {e}"),
     }
-    // The panicking CPU stops us with an NMI; if it never does, fail by ourselves.
+    // The failing CPU stops us with an NMI; if it never does, fail by ourselves.
     time::Deadline::after_ms(5000).spin_until();
     fail(format_args!(
-        "the deliberate panic did not stop the machine"
+        "the deliberate {what} did not stop the machine"
     ))
 }
 

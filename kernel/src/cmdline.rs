@@ -32,6 +32,8 @@ pub struct Options {
     pub mode: Option<smp_bench::Mode>,
     /// A deliberate panic on this CPU after boot (tests the stop-all path).
     pub panic_on_cpu: Option<u32>,
+    /// A deliberate stack overflow on this CPU after boot (tests guard pages and #DF on IST).
+    pub overflow_on_cpu: Option<u32>,
     /// CPUs in the core-to-core matrix (the first N online).
     pub c2c_cpus: u32,
     /// Most CPUs in the lock-contention rows.
@@ -55,6 +57,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         log_level: log::LevelFilter::Info,
         mode: None,
         panic_on_cpu: None,
+        overflow_on_cpu: None,
         c2c_cpus: 8,
         contend_max: 8,
         contend_window_ms: 20,
@@ -76,6 +79,9 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .parse()
                 .is_ok_and(|id| set(&mut o.phantom_apic_id, Some(id))),
             ("panic_on_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_on_cpu, Some(c))),
+            ("overflow_on_cpu", v) => v
+                .parse()
+                .is_ok_and(|c| set(&mut o.overflow_on_cpu, Some(c))),
             ("c2c_cpus", v) => v.parse().is_ok_and(|n| set(&mut o.c2c_cpus, n)),
             ("contend_max", v) => v.parse().is_ok_and(|n| set(&mut o.contend_max, n)),
             ("contend_window_ms", v) => v.parse().is_ok_and(|n| set(&mut o.contend_window_ms, n)),

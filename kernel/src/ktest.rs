@@ -234,6 +234,10 @@ fn w_xor_x(_: &BootState) -> TestResult {
 }
 
 fn stack_guard(_: &BootState) -> TestResult {
+    let (boot_lo, _) = exo_arch::boot::boot_stack();
+    check(memory::translate(boot_lo - 4096).is_none(), || {
+        "no guard page below the boot stack".into()
+    })?;
     let s = memory::alloc_stack(2).map_err(|e| format!("{e}"))?;
     check(memory::translate(s.bottom - 4096).is_none(), || {
         format!("guard page {:#x} mapped", s.bottom - 4096)

@@ -189,6 +189,9 @@ pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, u64), MemError> {
     let k_lo = img.start & !(2 * MIB - 1);
     let k_hi = img.end.next_multiple_of(2 * MIB);
     let limit = frames.top().max(4 << 30).next_multiple_of(2 * MIB);
+    // The page below the BSP's boot stack (the last boot page directory, unused once these
+    // tables are loaded: APs walk the boot tables physically) becomes its guard page.
+    let boot_guard = exo_arch::boot::boot_stack().0 - PAGE;
 
     let mut tables = PageTables::new(&mut frames, nx)?;
     tables.identity_map(
@@ -204,8 +207,8 @@ pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, u64), MemError> {
             }
         },
         |p| {
-            if p == 0 {
-                None // null-pointer guard
+            if p == 0 || p == boot_guard {
+                None // null-pointer guard, BSP stack guard
             } else if p >= img.start && p < img.text_end {
                 Some(Flags::RX)
             } else if p >= img.text_end && p < img.rodata_end {
