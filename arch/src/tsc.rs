@@ -156,22 +156,39 @@ pub struct TscOffset {
     pub uncertainty: u64,
 }
 
-impl SyncSample {
-    /// The offset this exchange implies. The remote read happened somewhere in `[t1, t3]` of
-    /// reference time, so the offset lies in `[t2 - t3, t2 - t1]`; the midpoint is the estimate
-    /// and half the width is the bound. `None` if `t3 < t1` (a broken sample).
-    pub fn offset(&self) -> Option<TscOffset> {
-        if self.t3 < self.t1 {
-            return None;
-        }
-        let rtt = self.t3 - self.t1;
-        let mid = self.t1 as i128 + (rtt / 2) as i128;
-        let off = self.t2 as i128 - mid;
-        let off = off.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-        Some(TscOffset {
+impl TscOffset {
+    /// The reference (boot) CPU itself: offset 0, exact.
+    pub const BOOT: TscOffset = TscOffset {
+        offset: 0,
+        uncertainty: 0,
+    };
+
+    /// Offset from one exchange (Cristian's algorithm): the reference reads `t0`, the remote
+    /// CPU answers with its TSC `t_remote`, the reference reads `t2` on receipt. The remote
+    /// read happened inside `[t0, t2]`, so the offset is `t_remote - (t0 + t2) / 2` within
+    /// `± (t2 - t0) / 2` (rounded up). A negative round trip counts as 0.
+    pub fn from_exchange(t0: u64, t_remote: u64, t2: u64) -> TscOffset {
+        let rtt = t2.saturating_sub(t0);
+        let mid = i128::from(t0) + i128::from(rtt / 2);
+        let off =
+            (i128::from(t_remote) - mid).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        TscOffset {
             offset: off,
             uncertainty: rtt.div_ceil(2),
-        })
+        }
+    }
+
+    /// `tsc` read on the CPU with this offset, expressed on the reference CPU's time line.
+    pub fn to_boot(self, tsc: u64) -> i128 {
+        i128::from(tsc) - i128::from(self.offset)
+    }
+}
+
+impl SyncSample {
+    /// The offset this exchange implies (see [`TscOffset::from_exchange`]); `None` if
+    /// `t3 < t1` (a broken sample).
+    pub fn offset(&self) -> Option<TscOffset> {
+        (self.t3 >= self.t1).then(|| TscOffset::from_exchange(self.t1, self.t2, self.t3))
     }
 }
 

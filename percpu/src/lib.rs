@@ -204,3 +204,76 @@ mod tests {
         assert_eq!(b.hot.kstack_top, 0x1000);
     }
 }
+
+/// Host (Linux user space) support, so native benchmarks exercise the same GS-relative paths.
+#[cfg(all(not(target_os = "none"), target_os = "linux"))]
+pub mod host {
+    use super::PerCpu;
+
+    const ARCH_SET_GS: u64 = 0x1001;
+    const SYS_ARCH_PRCTL: u64 = 158;
+
+    /// The kernel refused to set the GS base (errno as a negative number).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct SetGsError(pub i64);
+
+    /// Points the calling thread's GS base at `block` with `arch_prctl(ARCH_SET_GS)`, so
+    /// `gs:`-relative accessors work in this thread exactly as on a kernel CPU.
+    /// (Only `PreemptGuard` may be used on the host: `IrqGuard` executes `cli`.)
+    pub fn install_for_thread<E>(block: &'static mut PerCpu<E>) -> Result<(), SetGsError> {
+        let p = block as *mut PerCpu<E>;
+        // SAFETY: `block` is exclusively ours and lives forever; the write sets the self
+        // pointer before GS points at the block.
+        unsafe { (*p).hot.self_ptr = p as usize };
+        let ret: i64;
+        // SAFETY: the arch_prctl system call only changes this thread's GS base; rcx and r11
+        // are clobbered by `syscall` and declared so. Rust code in this thread does not use GS.
+        unsafe {
+            core::arch::asm!("syscall", inlateout("rax") SYS_ARCH_PRCTL as i64 => ret,
+                             in("rdi") ARCH_SET_GS, in("rsi") p as u64,
+                             lateout("rcx") _, lateout("r11") _, options(nostack));
+        }
+        if ret < 0 {
+            Err(SetGsError(ret))
+        } else {
+            Ok(())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::{CpuId, PreemptGuard};
+
+        #[test]
+        fn gs_reads_on_a_host_thread() {
+            std::thread::spawn(|| {
+                let block: &'static mut PerCpu<u64> =
+                    Box::leak(Box::new(PerCpu::new(CpuId(5), 9, 0, 77)));
+                install_for_thread(block).expect("arch_prctl(ARCH_SET_GS)");
+                let g = PreemptGuard::new();
+                assert_eq!(crate::cpu_id(&g), CpuId(5));
+                assert_eq!(crate::apic_id(&g), 9);
+                assert_eq!(crate::this_cpu::<u64>(&g).ext, 77);
+                assert_eq!(
+                    crate::this_cpu::<u64>(&g)
+                        .hot
+                        .preempt
+                        .load(core::sync::atomic::Ordering::Relaxed),
+                    1
+                );
+                drop(g);
+                let g = PreemptGuard::new();
+                assert_eq!(
+                    crate::this_cpu::<u64>(&g)
+                        .hot
+                        .preempt
+                        .load(core::sync::atomic::Ordering::Relaxed),
+                    1
+                );
+            })
+            .join()
+            .unwrap();
+        }
+    }
+}

@@ -1,41 +1,8 @@
 //! One-way latency between two CPUs from synchronised TSCs.
 
-/// The TSC of one CPU relative to the boot CPU's: `tsc_cpu − tsc_boot` at the same instant,
-/// known to within ± `uncertainty` ticks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TscOffset {
-    /// `tsc_cpu − tsc_boot` (signed: either may be ahead).
-    pub offset: i64,
-    /// Half-width of the interval the true offset lies in.
-    pub uncertainty: u64,
-}
-
-impl TscOffset {
-    /// The boot CPU itself: offset 0, exact.
-    pub const BOOT: TscOffset = TscOffset {
-        offset: 0,
-        uncertainty: 0,
-    };
-
-    /// Offset from one request/response exchange (Cristian's algorithm): the boot CPU reads
-    /// `t0`, the remote CPU answers with its TSC `t_remote`, the boot CPU reads `t2` on
-    /// receipt. The remote read happened inside `[t0, t2]`, so the offset is
-    /// `t_remote − (t0 + t2) / 2` within ± `(t2 − t0) / 2` (rounded up).
-    /// Take the exchange with the smallest `t2 − t0` out of many.
-    pub fn from_exchange(t0: u64, t_remote: u64, t2: u64) -> TscOffset {
-        let rtt = t2.saturating_sub(t0);
-        let mid = i128::from(t0) + i128::from(rtt / 2);
-        TscOffset {
-            offset: clamp_i64(i128::from(t_remote) - mid),
-            uncertainty: rtt.div_ceil(2),
-        }
-    }
-
-    /// `tsc` read on this CPU, expressed on the boot CPU's time line.
-    pub fn to_boot(self, tsc: u64) -> i128 {
-        i128::from(tsc) - i128::from(self.offset)
-    }
-}
+/// The TSC of one CPU relative to the boot CPU's, `± uncertainty`: the one definition lives
+/// in `exo-arch` (which measures it at boot); this crate computes with it.
+pub use exo_arch::tsc::TscOffset;
 
 /// A one-way latency with its error bound: the true value lies in
 /// `[ticks − error, ticks + error]`.

@@ -1,1 +1,30 @@
+//! Exo-OS memory-management algorithms, free of `unsafe` and of any hardware
+//! access, so that they can be tested on the host.
+//!
+//! * [`Buddy`]: a bitmap buddy allocator for the 4 KiB physical frames of one
+//!   contiguous span, with its whole state in a caller-provided `&mut [u64]`.
+//! * [`SizeClass`] / [`class_for`]: the small-object size classes of the slab
+//!   layer and the address arithmetic it needs.
+//! * [`Magazine`]: a fixed-capacity LIFO of addresses for per-CPU caches.
+//!
+//! The kernel wires these to real memory: it carves the buddy's bitmap words
+//! from boot memory, wraps each structure in its own lock or per-CPU slot, and
+//! turns the returned physical addresses into pointers.
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod buddy;
+mod error;
+mod magazine;
+mod size_class;
+
+pub use buddy::{Buddy, BuddyStats, FrameState, MAX_ORDER, MAX_SPAN_FRAMES, ORDERS};
+pub use error::{BatchFreeError, MmError};
+pub use magazine::Magazine;
+pub use size_class::{CLASS_SIZES, MAX_SMALL_SIZE, SizeClass, class_for, page_order_for};
+
+/// log2 of [`FRAME_SIZE`].
+pub const FRAME_SHIFT: u32 = 12;
+/// Size of one physical frame (the buddy's order-0 block): 4 KiB.
+pub const FRAME_SIZE: u64 = 1 << FRAME_SHIFT;
