@@ -23,6 +23,22 @@ run n="4" machine="q35": build
 qemu-smp n="4" machine="q35" mode="tcg" cpu="max": build
     scripts/qemu.sh --machine {{machine}} --mode {{mode}} --cpu {{cpu}} --smp {{n}} --job boot
 
+# Single-CPU suite (exo.job=bench). mode: tcg | icount | kvm.
+bench mode="tcg" n="4" machine="microvm": build
+    scripts/bench.sh bench {{mode}} {{n}} {{machine}}
+
+# Single-CPU suite under -icount shift=0: deterministic instruction counts.
+bench-icount n="2" machine="microvm": build
+    scripts/bench.sh bench icount {{n}} {{machine}}
+
+# Core-to-core matrix and lock contention (exo.job=contended), with SVG plots in out/.
+bench-contended n="4" mode="tcg" machine="microvm": build
+    scripts/bench.sh contended {{mode}} {{n}} {{machine}}
+
+# The no_std hot paths on the host: real cycles, threads pinned.
+bench-native:
+    scripts/bench.sh native
+
 # Kernel tests at one configuration.
 ktest n="4" machine="q35" cpu="max" mode="tcg": build
     scripts/qemu.sh --machine {{machine}} --mode {{mode}} --cpu {{cpu}} --smp {{n}} --job test
