@@ -12,7 +12,8 @@ mode=${2:-tcg} n=${3:-4} machine=${4:-microvm}
 mkdir -p out
 if [ "$job" = native ]; then
     log=out/native-native.log
-    cargo run -q --release -p exo-native-bench | tee "$log"
+    EXO_GIT_REV=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) \
+        cargo run -q --release -p exo-native-bench | tee "$log"
 else
     cpu=$([ "$mode" = kvm ] && echo host || echo max)
     [ -f target/x86_64-unknown-none/release/exo ] || cargo build -q -p exo --target x86_64-unknown-none --release

@@ -25,8 +25,12 @@ echo "== benchmarks (mode $mode: $( [ "$mode" = kvm ] && echo 'real cycles' || e
 run bench || { echo "bench suite failed: see out/bench.log"; exit 1; }
 run contended || { echo "contended suite failed: see out/contended.log"; exit 1; }
 cat out/bench.log out/contended.log > out/serial.log
-if [ -n "${EXO_NATIVE:-1}" ] && cargo run -q --release -p exo-native-bench >out/native.log 2>out/native.err; then
+echo "== native hot paths (real cycles on this host)"
+if EXO_GIT_REV=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) \
+    cargo run -q --release -p exo-native-bench >out/native.log 2>out/native.err; then
     cat out/native.log >> out/serial.log
+else
+    echo "native bench failed: see out/native.err"
 fi
 scripts/extract-benches.sh out/serial.log bench_results.csv
 echo

@@ -23,59 +23,52 @@ pub struct Data {
     pub last: u32,
 }
 
-/// A lock the harness can measure.
-pub trait BenchLock: Sync {
-    /// Runs `f` under the lock.
-    fn with<R>(&self, f: impl FnOnce(&mut Data) -> R) -> R;
-}
-
-impl BenchLock for spin::Mutex<Data> {
-    #[inline(always)]
-    fn with<R>(&self, f: impl FnOnce(&mut Data) -> R) -> R {
-        f(&mut self.lock())
-    }
-}
-
-impl BenchLock for spin::mutex::TicketMutex<Data> {
-    #[inline(always)]
-    fn with<R>(&self, f: impl FnOnce(&mut Data) -> R) -> R {
-        f(&mut self.lock())
-    }
-}
-
-static TAS: spin::Mutex<Data> = spin::Mutex::new(Data {
+const DATA: Data = Data {
     count: 0,
     released_at: 0,
     last: 0,
-});
-static TICKET: spin::mutex::TicketMutex<Data> = spin::mutex::TicketMutex::new(Data {
-    count: 0,
-    released_at: 0,
-    last: 0,
-});
+};
+static TAS: exo_sync::TasMutex<Data> = exo_sync::TasMutex::new(DATA);
+static TICKET: exo_sync::TicketMutex<Data> = exo_sync::TicketMutex::new(DATA);
+static MCS: exo_sync::McsLock<Data> = exo_sync::McsLock::new(DATA);
+/// The kernel's own mutex today (`spin::Mutex`, used by the allocator and the CPU table);
+/// the blocking mutex of the scheduler issue replaces it in this row.
+static MUTEX: spin::Mutex<Data> = spin::Mutex::new(DATA);
 
 /// One lock kind of the suite.
 #[derive(Clone, Copy)]
 pub enum Kind {
-    /// Test-and-set spin lock.
+    /// Test-and-test-and-set with bounded exponential backoff.
     Tas,
-    /// Ticket lock.
+    /// Ticket lock (FIFO).
     Ticket,
+    /// MCS queue lock (each waiter spins on its own node).
+    Mcs,
+    /// The kernel's mutex.
+    Mutex,
 }
 
 impl Kind {
     /// Runs `f` under this kind's lock.
     #[inline(always)]
     pub fn with<R>(self, f: impl FnOnce(&mut Data) -> R) -> R {
+        use exo_sync::WithLock;
         match self {
-            Kind::Tas => TAS.with(f),
-            Kind::Ticket => TICKET.with(f),
+            Kind::Tas => TAS.with_lock(f),
+            Kind::Ticket => TICKET.with_lock(f),
+            Kind::Mcs => MCS.with_lock(f),
+            Kind::Mutex => f(&mut MUTEX.lock()),
         }
     }
 }
 
 /// Every measured lock with its row name.
-pub const ALL: [(&str, Kind); 2] = [("tas", Kind::Tas), ("ticket", Kind::Ticket)];
+pub const ALL: [(&str, Kind); 4] = [
+    ("tas", Kind::Tas),
+    ("ticket", Kind::Ticket),
+    ("mcs", Kind::Mcs),
+    ("mutex", Kind::Mutex),
+];
 
 const MAX_SAMPLES_PER_CPU: usize = 4096;
 

@@ -1,0 +1,367 @@
+//! `exo-native-bench`: the `no_std` hot paths of Exo-OS built for the host and measured in
+//! real TSC cycles, threads pinned, printing the same `SUITE/BENCH/FAIR/END` lines as the
+//! kernel (mode `native`). Rows that only exist in the kernel (IPIs, context switches) are not
+//! here; rows here are the same code the kernel runs (per-CPU GS reads, locks, buddy,
+//! magazines, run queue) plus bare hardware floors (`cas.locked`, `c2c.rtt`).
+#![deny(unsafe_code)]
+
+use exo_arch::tsc::rdtsc_precise;
+use exo_percpu::{CpuId, PerCpu, PreemptGuard};
+use smp_bench::{BenchLine, EndLine, FairLine, Mode, Samples, Stats, SuiteLine};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const N: usize = 20_000;
+
+struct Out {
+    rows: u32,
+}
+
+impl Out {
+    fn row(&mut self, name: &str, s: Option<Stats>) {
+        match s {
+            Some(stats) => {
+                println!("{}", BenchLine { name, stats });
+                self.rows += 1;
+            }
+            None => eprintln!("{name}: no samples"),
+        }
+    }
+}
+
+fn tsc_hz() -> u64 {
+    if let Some((hz, _)) = exo_arch::tsc::freq_from_cpuid() {
+        return hz;
+    }
+    let t0 = rdtsc_precise();
+    let w = Instant::now();
+    std::thread::sleep(Duration::from_millis(50));
+    let ticks = rdtsc_precise() - t0;
+    (u128::from(ticks) * 1_000_000_000 / w.elapsed().as_nanos()) as u64
+}
+
+fn pin(core: usize) -> bool {
+    core_affinity::get_core_ids()
+        .and_then(|ids| ids.get(core).copied())
+        .is_some_and(core_affinity::set_for_current)
+}
+
+fn main() {
+    let cores = core_affinity::get_core_ids().map_or(1, |v| v.len());
+    pin(0);
+    let mut model = [0u8; 48];
+    let rev = std::env::var("EXO_GIT_REV").unwrap_or_else(|_| "unknown".into());
+    let suite = SuiteLine {
+        suite: "native",
+        tsc_start: rdtsc_precise(),
+        tsc_hz: tsc_hz(),
+        mode: Mode::Native,
+        ncpus: cores as u32,
+        git_rev: &rev,
+        cpu_model: exo_arch::cpu::model_name(&mut model),
+    };
+    println!("{suite}");
+    let mut out = Out { rows: 0 };
+    let mut s: Box<Samples<N>> = Box::new(Samples::new());
+    let mut clk = rdtsc_precise;
+
+    // The timing pair (raw) and its minimum, subtracted from every other row.
+    s.clear();
+    for _ in 0..N {
+        let t0 = rdtsc_precise();
+        let t1 = rdtsc_precise();
+        s.push(t1 - t0);
+    }
+    let overhead = s.stats(0).map_or(0, |st| st.min);
+    out.row("tsc.pair", s.stats(0));
+
+    // Per-CPU block through GS, exactly as in the kernel.
+    let block: &'static mut PerCpu<u64> = Box::leak(Box::new(PerCpu::new(CpuId(0), 0, 0, 0)));
+    exo_percpu::host::install_for_thread(block).expect("arch_prctl(ARCH_SET_GS)");
+    let g = PreemptGuard::new();
+    out.row(
+        "percpu.read",
+        smp_bench::bench_with(&mut clk, &mut *s, overhead, 1000, N, 64, || {
+            exo_percpu::cpu_id(&g)
+        }),
+    );
+    drop(g);
+    out.row(
+        "percpu.pid",
+        smp_bench::bench_with(&mut clk, &mut *s, overhead, 1000, N, 64, exo_percpu::pid),
+    );
+    out.row(
+        "preempt.guard",
+        smp_bench::bench_with(&mut clk, &mut *s, overhead, 1000, N, 64, || {
+            drop(black_box(PreemptGuard::new()))
+        }),
+    );
+
+    // The floor of every lock: one uncontended `lock cmpxchg`.
+    let word = AtomicU64::new(0);
+    out.row(
+        "cas.locked",
+        smp_bench::bench_with(&mut clk, &mut *s, overhead, 1000, N, 64, || {
+            let v = word.load(Ordering::Relaxed);
+            word.compare_exchange(v, v + 1, Ordering::Acquire, Ordering::Relaxed)
+        }),
+    );
+    locks::uncontended(&mut out, &mut s, overhead);
+    mm::rows(&mut out, &mut s, overhead);
+    sched::rows(&mut out, &mut s, overhead);
+    if cores >= 2 {
+        c2c(&mut out);
+        locks::contended(&mut out);
+    } else {
+        eprintln!("one core only: no cross-core rows");
+    }
+    println!(
+        "{}",
+        EndLine {
+            suite: "native",
+            n_results: out.rows
+        }
+    );
+}
+
+/// Cache-line ping-pong between cores 0 and 1: the raw hand-off floor.
+fn c2c(out: &mut Out) {
+    #[repr(align(64))]
+    struct Line(AtomicU64);
+    let ping = Arc::new((Line(AtomicU64::new(0)), Line(AtomicU64::new(0))));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p2, stop2) = (Arc::clone(&ping), Arc::clone(&stop));
+    let responder = std::thread::spawn(move || {
+        pin(1);
+        let mut last = 0;
+        while !stop2.load(Ordering::Relaxed) {
+            let v = p2.0.0.load(Ordering::Acquire);
+            if v != last {
+                last = v;
+                p2.1.0.store(v, Ordering::Release);
+            }
+            std::hint::spin_loop();
+        }
+    });
+    let mut s: Box<Samples<N>> = Box::new(Samples::new());
+    for i in 1..=(N as u64 + 1000) {
+        let t0 = rdtsc_precise();
+        ping.0.0.store(i, Ordering::Release);
+        while ping.1.0.load(Ordering::Acquire) != i {
+            std::hint::spin_loop();
+        }
+        let t1 = rdtsc_precise();
+        if i > 1000 {
+            s.push(t1 - t0);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = responder.join();
+    out.row("c2c.rtt.0.1", s.stats(0));
+}
+
+mod locks {
+    use super::*;
+    use exo_sync::{McsLock, TasMutex, TicketMutex, WithLock};
+
+    #[derive(Default)]
+    pub struct Data {
+        count: u64,
+        released_at: u64,
+        last: u32,
+    }
+
+    pub enum Any {
+        Tas(TasMutex<Data>),
+        Ticket(TicketMutex<Data>),
+        Mcs(McsLock<Data>),
+        Mutex(spin::Mutex<Data>),
+    }
+
+    impl Any {
+        #[inline(always)]
+        pub fn with<R>(&self, f: impl FnOnce(&mut Data) -> R) -> R {
+            match self {
+                Any::Tas(l) => l.with_lock(f),
+                Any::Ticket(l) => l.with_lock(f),
+                Any::Mcs(l) => l.with_lock(f),
+                Any::Mutex(l) => f(&mut l.lock()),
+            }
+        }
+    }
+
+    fn all() -> Vec<(&'static str, Any)> {
+        vec![
+            ("tas", Any::Tas(TasMutex::new(Data::default()))),
+            ("ticket", Any::Ticket(TicketMutex::new(Data::default()))),
+            ("mcs", Any::Mcs(McsLock::new(Data::default()))),
+            ("mutex", Any::Mutex(spin::Mutex::new(Data::default()))),
+        ]
+    }
+
+    pub fn uncontended(out: &mut Out, s: &mut Samples<N>, overhead: u64) {
+        let mut clk = rdtsc_precise;
+        for (name, l) in all() {
+            let st = smp_bench::bench_with(&mut clk, s, overhead, 1000, N, 16, || {
+                l.with(|d| d.count += 1)
+            });
+            out.row(&format!("lock.{name}.uncontended"), st);
+        }
+    }
+
+    /// Two pinned threads for a fixed window: ticks from one holder's release to the other's
+    /// acquire (same TSC on one host: no offset), and acquisitions per thread.
+    pub fn contended(out: &mut Out) {
+        for (name, l) in all() {
+            let l = Arc::new(l);
+            let start = rdtsc_precise() + 10_000_000;
+            let end = start + 200_000_000;
+            let handles: Vec<_> = (0..2u32)
+                .map(|me| {
+                    let l = Arc::clone(&l);
+                    std::thread::spawn(move || {
+                        pin(me as usize);
+                        let mut samples = Vec::with_capacity(100_000);
+                        let mut acq = 0u64;
+                        while rdtsc_precise() < start {
+                            std::hint::spin_loop();
+                        }
+                        while rdtsc_precise() < end {
+                            l.with(|d| {
+                                let t = rdtsc_precise();
+                                if d.last != me && d.released_at != 0 && samples.len() < 100_000 {
+                                    samples.push(t.saturating_sub(d.released_at));
+                                }
+                                d.count += 1;
+                                d.last = me;
+                                d.released_at = rdtsc_precise();
+                            });
+                            acq += 1;
+                        }
+                        (samples, acq)
+                    })
+                })
+                .collect();
+            let mut merged = Vec::new();
+            let mut acqs = Vec::new();
+            for h in handles {
+                let (s, a) = h.join().expect("contention thread");
+                merged.extend(s);
+                acqs.push(a);
+            }
+            let total: u64 = acqs.iter().sum();
+            let counted = l.with(|d| d.count);
+            assert_eq!(counted, total, "lock {name} lost updates");
+            let row = format!("contend.{name}.2");
+            out.row(&row, smp_bench::stats_of(&mut merged, 0));
+            let (mn, mx) = (
+                acqs.iter().copied().min().unwrap_or(0),
+                acqs.iter().copied().max().unwrap_or(0),
+            );
+            println!(
+                "{}",
+                FairLine {
+                    name: &row,
+                    ncpus: 2,
+                    min_acq: mn,
+                    max_acq: mx
+                }
+            );
+        }
+    }
+}
+
+mod mm {
+    use super::*;
+    use exo_mm::{Buddy, Magazine, class_for};
+
+    pub fn rows(out: &mut Out, s: &mut Samples<N>, overhead: u64) {
+        let frames = 1usize << 20; // 4 GiB of address space
+        let mut storage = vec![0u64; Buddy::words_needed(frames)];
+        let mut b = Buddy::new(&mut storage, 0x1_0000_0000, frames).expect("buddy");
+        b.add_free_range(0x1_0000_0000, 0x1_0000_0000 + (frames as u64) * 4096)
+            .expect("free range");
+        let mut clk = rdtsc_precise;
+        let mut held = Vec::with_capacity(64);
+        // Single-frame alloc and free, 32 per sample.
+        s.clear();
+        let mut fs: Box<Samples<N>> = Box::new(Samples::new());
+        for _ in 0..(N / 4) {
+            held.clear();
+            let t0 = rdtsc_precise();
+            for _ in 0..32 {
+                held.push(black_box(b.alloc(0).expect("alloc")));
+            }
+            let t1 = rdtsc_precise();
+            for &p in held.iter().rev() {
+                b.free(p, 0).expect("free");
+            }
+            let t2 = rdtsc_precise();
+            s.push((t1 - t0).saturating_sub(overhead) / 32);
+            fs.push((t2 - t1).saturating_sub(overhead) / 32);
+        }
+        out.row("buddy.alloc.0", s.stats(0));
+        out.row("buddy.free.0", fs.stats(0));
+        // Batch refill/drain of 32 frames (the per-CPU cache's exchange with the buddy).
+        let mut batch = [0u64; 32];
+        s.clear();
+        for _ in 0..(N / 4) {
+            let t0 = rdtsc_precise();
+            let n = b.alloc_batch(0, &mut batch);
+            let t1 = rdtsc_precise();
+            b.free_batch(0, &batch[..n]).expect("free_batch");
+            s.push((t1 - t0).saturating_sub(overhead) / n.max(1) as u64);
+        }
+        out.row("buddy.alloc_batch32.per_frame", s.stats(0));
+        // Magazine pop + push (the per-CPU frame cache fast path, no lock, no atomics).
+        let mut m: Magazine<64> = Magazine::new();
+        for i in 0..32 {
+            let _ = m.push(0x1000 * i);
+        }
+        out.row(
+            "magazine.pop_push",
+            smp_bench::bench_with(&mut clk, s, overhead, 1000, N, 64, || {
+                let v = m.pop().unwrap_or(0);
+                let _ = m.push(black_box(v));
+            }),
+        );
+        out.row(
+            "size_class.lookup",
+            smp_bench::bench_with(&mut clk, s, overhead, 1000, N, 64, || {
+                class_for(black_box(64), 8)
+            }),
+        );
+    }
+}
+
+mod sched {
+    use super::*;
+    use exo_sched::{Priority, Queue, RunQueue, ThreadRef};
+
+    /// `sched.pick_next` with >= 64 runnable threads: a sample times 32 picks from a queue of
+    /// 96 (so every pick sees at least 64), spread over 8 priority levels.
+    pub fn rows(out: &mut Out, s: &mut Samples<N>, overhead: u64) {
+        let mut rq: Box<RunQueue<128>> = Box::new(RunQueue::new());
+        let prio = |i: u32| Priority::new((i % 8) as u8 * 4).expect("priority");
+        for i in 0..96u32 {
+            rq.enqueue(ThreadRef::new(i), prio(i), Queue::Normal)
+                .expect("enqueue");
+        }
+        let mut picked = [ThreadRef::new(0); 32];
+        s.clear();
+        for _ in 0..(N / 4) {
+            let t0 = rdtsc_precise();
+            for p in picked.iter_mut() {
+                *p = black_box(rq.pick_next().expect("runnable"));
+            }
+            let t1 = rdtsc_precise();
+            for &t in &picked {
+                rq.enqueue(t, prio(t.0), Queue::Normal).expect("re-enqueue");
+            }
+            s.push((t1 - t0).saturating_sub(overhead) / 32);
+        }
+        out.row("sched.pick_next", s.stats(0));
+    }
+}
