@@ -154,6 +154,49 @@ log="$out/fail-phantom.log"
 scripts/qemu.sh --machine microvm --cpu qemu64 --smp 2 --job boot --append "exo.phantom_apic=77 exo.ap_timeout_ms=200" --log "$log" >/dev/null 2>&1
 expect_log "unanswered SIPI reported by APIC id, boot goes on" "$log" 0 $? '^SMP,2,3,xapic$' 'APIC id 77 did not come online'
 
+echo "== benchmarks run and emit well-formed results (numbers are not judged, except icount)"
+bench_out="$out/bench"
+mkdir -p "$bench_out"
+bench_ok() { # name, log, csv
+    local name=$1 log=$2 csv=$3
+    if scripts/extract-benches.sh "$log" "$csv" >/dev/null 2>&1 \
+        && grep -q '^END,' "$log" && grep -q '^SUITE,' "$log" \
+        && cargo run -q -p smp-bench --features report --bin exo-report -- "$csv" --svg-dir "$bench_out" >"$csv.report" 2>&1; then
+        ok "$name"
+    else
+        bad "$name" "$log"
+    fi
+}
+scripts/qemu.sh --job bench --machine microvm --cpu max --smp 2 --log "$bench_out/tcg-bench.log" >/dev/null 2>&1
+bench_ok "bench suite (tcg) runs, lines parse, report renders" "$bench_out/tcg-bench.log" "$bench_out/tcg-bench.csv"
+scripts/qemu.sh --job contended --machine microvm --cpu max --smp 4 --append "exo.contend_window_ms=5" \
+    --log "$bench_out/tcg-contended.log" >/dev/null 2>&1
+bench_ok "contended suite (tcg) runs, lines parse, report renders" "$bench_out/tcg-contended.log" "$bench_out/tcg-contended.csv"
+if [ "$(grep -c '^BENCH,c2c\.rtt\.' "$bench_out/tcg-contended.log")" = 12 ] && grep -q '^FAIR,contend\.mcs\.4,4,' "$bench_out/tcg-contended.log" \
+    && grep -q '<svg' "$bench_out/c2c-rtt.svg" && grep -q '<svg' "$bench_out/contention.svg"; then
+    ok "contended suite: full 4x4 c2c matrix, contention rows up to 4 CPUs, SVGs written"
+else
+    bad "contended suite: missing matrix cells, contention rows or SVGs" "$bench_out/tcg-contended.log"
+fi
+for i in 1 2; do
+    scripts/qemu.sh --job bench --mode icount --machine microvm --cpu max --smp 2 --log "$bench_out/icount-$i.log" >/dev/null 2>&1
+done
+if grep -q '^BENCH,' "$bench_out/icount-1.log" \
+    && diff <(grep '^BENCH,' "$bench_out/icount-1.log") <(grep '^BENCH,' "$bench_out/icount-2.log") >/dev/null; then
+    ok "icount bench: two runs give identical BENCH lines"
+else
+    bad "icount bench: runs differ" "$bench_out/icount-2.log"
+fi
+# Instruction counts are deterministic, so a regression gate on them is fair: fail when a
+# row's p50 grows more than 10% over configs/icount-baseline.csv (update it on purpose).
+if scripts/check-icount.sh "$bench_out/icount-1.log" configs/icount-baseline.csv >"$bench_out/icount-check.txt" 2>&1; then
+    ok "icount regression gate (p50 within 10% of configs/icount-baseline.csv)"
+else
+    bad "icount regression gate" "$bench_out/icount-check.txt"
+fi
+EXO_GIT_REV=ci cargo run -q --release -p exo-native-bench >"$bench_out/native.log" 2>"$bench_out/native.err"
+bench_ok "native bench runs, lines parse" "$bench_out/native.log" "$bench_out/native.csv"
+
 echo
 if [ "$failed" -gt 0 ]; then
     echo "failed:"; printf '  %s\n' "${failures[@]}"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Compare the icount BENCH lines of a serial log with a baseline CSV (name,p50).
+#   scripts/check-icount.sh <icount serial log> <baseline.csv> [--update]
+# Under -icount shift=0 a tick is one guest instruction and runs repeat exactly, so a row
+# whose p50 grows more than 10% over the baseline is a real regression. Rows missing from
+# either side are reported but not failed. --update rewrites the baseline from the log.
+set -euo pipefail
+log=${1:?usage: check-icount.sh <log> <baseline.csv> [--update]}
+base=${2:?usage: check-icount.sh <log> <baseline.csv> [--update]}
+grep -q '^SUITE,.*,icount,' "$log" || { echo "check-icount: $log is not an icount run" >&2; exit 2; }
+if [ "${3:-}" = --update ]; then
+    { echo "name,p50"; grep '^BENCH,' "$log" | awk -F, '{ print $2 "," $7 }'; } > "$base"
+    echo "check-icount: wrote $base"
+    exit 0
+fi
+[ -f "$base" ] || { echo "check-icount: no baseline $base (run with --update)" >&2; exit 2; }
+awk -F, '
+    FNR == NR { if (FNR > 1) want[$1] = $2; next }
+    /^BENCH,/ { got[$2] = $7 }
+    END {
+        bad = 0
+        for (n in want) {
+            if (!(n in got)) { printf "missing   %-32s baseline %s\n", n, want[n]; continue }
+            limit = want[n] * 1.10
+            st = (got[n] > limit) ? "REGRESSED" : "ok"
+            if (got[n] > limit) bad++
+            printf "%-9s %-32s %8d (baseline %d)\n", st, n, got[n], want[n]
+        }
+        for (n in got) if (!(n in want)) printf "new       %-32s %8d\n", n, got[n]
+        exit bad > 0
+    }' "$base" "$log"
