@@ -68,17 +68,20 @@ pub fn bsp_main(start_info: u64) -> ! {
             r.kind
         );
     }
-    let (mib, _) =
+    // The BSP's GS block first: the allocator's fast paths live in it.
+    let (lo, hi) = exo_arch::boot::boot_stack();
+    let bsp_block = crate::sys::take_bsp_block(exo_arch::cpu::apic_id_from_cpuid(), hi);
+    cpus::install_this_cpu(bsp_block, (lo, hi));
+    let (mib, frames) =
         memory::init(&bi.memmap, features.nx).unwrap_or_else(|e| fail(format_args!("memory: {e}")));
     info!(
-        "memory: {mib} MiB usable in {} map entries, kernel tables loaded (NX {})",
+        "memory: {mib} MiB usable in {} map entries, {frames} frames to the buddy, kernel tables loaded (NX {})",
         bi.memmap.len(),
         features.nx
     );
     phase("memory");
 
     crate::traps::init();
-    let (lo, hi) = exo_arch::boot::boot_stack();
     match smp::prepare_tables(hi) {
         Ok(t) => exo_arch::gdt::load(t),
         Err(e) => fail(format_args!("BSP descriptor tables: {e}")),
@@ -92,7 +95,9 @@ pub fn bsp_main(start_info: u64) -> ! {
     let mode = apic::select_mode(features.x2apic, opts.allow_x2apic, lapic_base);
     apic::enable_local(VEC_SPURIOUS, VEC_APIC_ERROR);
     let bsp_apic = apic::id();
-    cpus::install_this_cpu(CpuId(0), bsp_apic, (lo, hi));
+    if cpus::get(CpuId(0)).is_some_and(|b| b.hot.apic_id != bsp_apic) {
+        fail(format_args!("BSP APIC id {bsp_apic} differs from CPUID's"));
+    }
     let tsc = calibrate_tsc();
     time::set_tsc_hz(tsc.0);
     // QEMU aborts ("Bad icount read") when an x2APIC timer-count MSR is read under -icount:
@@ -174,9 +179,14 @@ pub fn bsp_main(start_info: u64) -> ! {
         Job::Boot => {
             let done = phase("done");
             let us = time::ticks_to_us(done - first);
-            let (fu, ft) = memory::frame_stats();
-            let (hf, hu) = crate::sys::heap_stats();
-            kprintln!("MEM,frames_used,{fu},frames_total,{ft},heap_used,{hu},heap_free,{hf}");
+            let m = crate::kalloc::stats();
+            kprintln!(
+                "MEM,buddy_free,{},slab_frames,{},objects_out,{},large_frames,{}",
+                m.buddy_free,
+                m.slab_frames,
+                m.objects_out,
+                m.large_frames
+            );
             kprintln!(
                 "INFO,tsc_hz,{},{:?},apic_timer_hz,{},features,{:?},apic,{}",
                 state.tsc.0,

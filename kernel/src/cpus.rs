@@ -24,7 +24,7 @@ pub const VEC_SPURIOUS: u8 = 0xFF;
 pub type RemoteFn = fn(u64) -> u64;
 
 /// The run-on-CPU mailbox: one request at a time per CPU, sequence-numbered.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Mailbox {
     /// APIC id of the poster + 1, woken by an IPI when the request is done (0: none).
     notify: AtomicU64,
@@ -36,7 +36,7 @@ pub struct Mailbox {
 }
 
 /// The kernel's per-CPU state (the `E` of `PerCpu<E>`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CpuLocal {
     /// Set once the CPU finished its bring-up.
     pub online: AtomicBool,
@@ -60,27 +60,60 @@ pub struct CpuLocal {
     pub online_tsc: AtomicU64,
 }
 
+impl CpuLocal {
+    /// Fresh state (offline, no TSC estimate yet).
+    pub const fn new() -> Self {
+        CpuLocal {
+            online: AtomicBool::new(false),
+            stack_lo: AtomicU64::new(0),
+            stack_hi: AtomicU64::new(0),
+            mailbox: Mailbox {
+                notify: AtomicU64::new(0),
+                func: AtomicU64::new(0),
+                arg: AtomicU64::new(0),
+                posted: AtomicU64::new(0),
+                done: AtomicU64::new(0),
+                result: AtomicU64::new(0),
+            },
+            pings: AtomicU64::new(0),
+            breakpoints: AtomicU64::new(0),
+            fixups: AtomicU64::new(0),
+            tsc_offset: AtomicI64::new(0),
+            tsc_uncertainty: AtomicU64::new(u64::MAX),
+            online_tsc: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for CpuLocal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// One CPU's block.
 pub type Block = PerCpu<CpuLocal>;
 
 static CPUS: [spin::Once<&'static Block>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
 static COUNT: AtomicU32 = AtomicU32::new(0);
 
-/// Creates, registers and installs the block of the calling CPU.
-pub fn install_this_cpu(cpu: CpuId, apic_id: u32, stack: (u64, u64)) -> &'static Block {
-    let local = CpuLocal {
-        tsc_uncertainty: AtomicU64::new(u64::MAX),
-        ..CpuLocal::default()
-    };
-    local.stack_lo.store(stack.0, Ordering::Relaxed);
-    local.stack_hi.store(stack.1, Ordering::Relaxed);
-    let block: &'static mut Block = Box::leak(Box::new(PerCpu::new(cpu, apic_id, stack.1, local)));
+/// A block for an AP, allocated by the BSP before the AP starts (an AP cannot allocate
+/// before its GS block is installed: the allocator's fast path lives there).
+pub fn new_block(cpu: CpuId, apic_id: u32) -> &'static mut Block {
+    Box::leak(Box::new(PerCpu::new(cpu, apic_id, 0, CpuLocal::new())))
+}
+
+/// Installs `block` as the calling CPU's GS block, records its stack and registers it.
+pub fn install_this_cpu(block: &'static mut Block, stack: (u64, u64)) -> &'static Block {
+    block.hot.kstack_top = stack.1;
+    block.ext.stack_lo.store(stack.0, Ordering::Relaxed);
+    block.ext.stack_hi.store(stack.1, Ordering::Relaxed);
+    let cpu = block.hot.cpu_id;
     let ptr: *const Block = block;
     crate::sys::install_percpu(block);
-    // SAFETY-free: the shared reference is re-derived from the leaked allocation.
     let shared = crate::sys::leaked_ref(ptr);
-    CPUS[cpu.0 as usize].call_once(|| shared);
-    COUNT.fetch_max(cpu.0 + 1, Ordering::AcqRel);
+    CPUS[cpu as usize].call_once(|| shared);
+    COUNT.fetch_max(cpu + 1, Ordering::AcqRel);
     shared
 }
 

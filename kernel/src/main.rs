@@ -11,6 +11,7 @@ mod boot;
 mod cmdline;
 mod console;
 mod cpus;
+mod kalloc;
 mod ktest;
 mod locks;
 mod memory;

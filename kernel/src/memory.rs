@@ -1,6 +1,6 @@
-//! Boot memory: the physical frame allocator of the foundation (a bump over the PVH memory
-//! map, low addresses first), the kernel heap, the kernel page tables and guarded stacks.
-//! The buddy/per-CPU allocators of the memory issue replace the frame bump and the heap.
+//! Boot memory: a bump frame allocator over the PVH memory map (low addresses first) that
+//! builds the kernel page tables and then hands every remaining frame to the kernel allocator
+//! (`kalloc`: buddy + per-CPU caches); guarded stacks.
 
 use crate::sys;
 use arrayvec::ArrayVec;
@@ -10,8 +10,6 @@ use spin::Mutex;
 
 const MIB: u64 = 1 << 20;
 const PAGE: u64 = 4096;
-/// Kernel heap size (carved contiguously at boot).
-pub const HEAP_SIZE: u64 = 32 * MIB;
 /// Base of the guarded-stack region (upper half, outside the identity map).
 pub const STACK_REGION: u64 = 0xFFFF_C000_0000_0000;
 
@@ -91,6 +89,18 @@ impl BootFrames {
         Err(OutOfMemory)
     }
 
+    /// The ranges not handed out yet (the rest of the current one, then the later ones).
+    pub fn remaining(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges
+            .iter()
+            .enumerate()
+            .skip(self.idx)
+            .filter_map(|(i, &(s, e))| {
+                let s = if i == self.idx { self.next.max(s) } else { s };
+                (s < e).then_some((s, e))
+            })
+    }
+
     /// The highest usable address + 1.
     pub fn top(&self) -> u64 {
         self.ranges.last().map_or(0, |r| r.1)
@@ -107,8 +117,6 @@ impl FrameSource for BootFrames {
 
 /// Global memory state after boot.
 pub struct Memory {
-    /// Frame allocator.
-    pub frames: BootFrames,
     /// The kernel page tables.
     pub tables: PageTables,
     next_stack_slot: u64,
@@ -117,7 +125,7 @@ pub struct Memory {
 impl core::fmt::Debug for Memory {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Memory")
-            .field("frames", &self.frames)
+            .field("root", &self.tables.root())
             .finish_non_exhaustive()
     }
 }
@@ -167,13 +175,23 @@ impl core::fmt::Display for MemError {
     }
 }
 
-/// Sets up frames, heap and the kernel page tables, and switches this CPU to them.
-/// Returns (usable MiB, heap base).
-pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, u64), MemError> {
+/// Frames for page tables once `kalloc` owns memory: zeroed frames from it.
+#[derive(Debug)]
+pub struct KernelFrames;
+
+impl FrameSource for KernelFrames {
+    fn alloc_zeroed_frame(&mut self) -> Option<u64> {
+        let f = crate::kalloc::alloc_frame().ok()?.addr();
+        sys::zero_frame(f);
+        Some(f)
+    }
+}
+
+/// Builds the kernel page tables with boot frames, switches this CPU to them, then hands all
+/// remaining RAM to `kalloc`. Returns (usable MiB, frames handed over).
+pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, usize), MemError> {
     let img = exo_arch::boot::kernel_image();
     let mut frames = BootFrames::new(map, &[(img.start, img.end)]);
-    let heap = frames.alloc_contiguous(HEAP_SIZE / PAGE)?;
-    sys::init_heap(heap, HEAP_SIZE);
 
     let ram: ArrayVec<(u64, u64), 64> = map
         .iter()
@@ -220,12 +238,21 @@ pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, u64), MemError> {
     )?;
     sys::load_cr3(tables.root());
     let usable = frames.total * PAGE / MIB;
+
+    // Hand over: the buddy spans [lowest usable, top); its bitmaps come from boot frames.
+    let base = frames.ranges.first().map_or(0, |r| r.0);
+    let span = ((frames.top() - base) / PAGE) as usize;
+    let words = exo_mm::Buddy::words_needed_for(base, span);
+    let storage_pa = frames.alloc_contiguous((words as u64 * 8).div_ceil(PAGE))?;
+    let storage = sys::leak_words(storage_pa, words);
+    let free: ArrayVec<(u64, u64), 128> = frames.remaining().collect();
+    let handed =
+        crate::kalloc::init(storage, base, span, &free).map_err(|_| MemError::OutOfMemory)?;
     *MEMORY.lock() = Some(Memory {
-        frames,
         tables,
         next_stack_slot: 0,
     });
-    Ok((usable, heap))
+    Ok((usable, handed))
 }
 
 /// Maps a new stack of `pages` pages with an unmapped guard page below it.
@@ -238,22 +265,16 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
     m.next_stack_slot += 1;
     let bottom = slot + PAGE;
     for i in 0..pages {
-        let f = m.frames.alloc_zeroed_frame().ok_or(MemError::OutOfMemory)?;
-        let Memory { frames, tables, .. } = m;
-        tables.map_4k(frames, bottom + i * PAGE, f, Flags::RW)?;
+        let f = KernelFrames
+            .alloc_zeroed_frame()
+            .ok_or(MemError::OutOfMemory)?;
+        m.tables
+            .map_4k(&mut KernelFrames, bottom + i * PAGE, f, Flags::RW)?;
     }
     Ok(Stack {
         bottom,
         top: bottom + pages * PAGE,
     })
-}
-
-/// (used, total) frames of the boot allocator.
-pub fn frame_stats() -> (u64, u64) {
-    MEMORY
-        .lock()
-        .as_ref()
-        .map_or((0, 0), |m| (m.frames.used, m.frames.total))
 }
 
 /// Translates `va` through the kernel tables (tests).

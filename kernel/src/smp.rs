@@ -26,6 +26,8 @@ pub struct Target {
     pub arrived: AtomicBool,
     /// Its descriptor tables and IST stacks, prepared by the BSP.
     pub tables: spin::Mutex<Option<&'static mut exo_arch::gdt::CpuTables>>,
+    /// Its per-CPU block, allocated by the BSP.
+    pub block: spin::Mutex<Option<&'static mut cpus::Block>>,
 }
 
 struct Plan {
@@ -100,6 +102,7 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
             cpu: CpuId(i as u32 + 1),
             arrived: AtomicBool::new(false),
             tables: spin::Mutex::new(None),
+            block: spin::Mutex::new(None),
         })
         .collect();
     crate::sys::install_trampoline(final_cr3, nx, stacks, ap_entry);
@@ -121,6 +124,7 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
             Ok(tab) => *t.tables.lock() = Some(tab),
             Err(e) => error!("no descriptor tables for APIC id {}: {e}", t.apic_id),
         }
+        *t.block.lock() = Some(cpus::new_block(t.cpu, t.apic_id));
     }
     init_done.spin_until();
     let sipi = exo_arch::smp::sipi_vector();
@@ -185,12 +189,12 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
     }
     ARRIVED.fetch_add(1, Ordering::AcqRel);
     let stack = plan.stack_bounds[ticket as usize];
-    let Some(tables) = t.tables.lock().take() else {
+    let (Some(tables), Some(block)) = (t.tables.lock().take(), t.block.lock().take()) else {
         exo_arch::cpu::halt_forever()
     };
     exo_arch::gdt::load(tables);
     exo_arch::trap::load_idt();
-    let block = cpus::install_this_cpu(t.cpu, my_apic, (stack.bottom, stack.top));
+    let block = cpus::install_this_cpu(block, (stack.bottom, stack.top));
     apic::enable_local(VEC_SPURIOUS, VEC_APIC_ERROR);
     block
         .ext

@@ -2,34 +2,45 @@
 //! (not `arch`/`percpu`) touches raw memory or hands out 'static state. Each block says why.
 #![allow(unsafe_code, reason = "the kernel's single audited unsafe module")]
 
-use linked_list_allocator::LockedHeap;
-
-#[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
-
 /// Zeroes the 4 KiB frame at `pa` (identity-mapped).
 pub fn zero_frame(pa: u64) {
-    // SAFETY: `pa` was just handed out by the frame allocator, so nothing else refers to it;
+    // SAFETY: `pa` was just handed out by a frame allocator, so nothing else refers to it;
     // RAM is identity-mapped writable in the boot and in the kernel tables.
     unsafe { core::ptr::write_bytes(pa as *mut u8, 0, 4096) };
 }
 
-/// Gives `[base, base + size)` to the global heap. Called once.
-pub fn init_heap(base: u64, size: u64) {
-    // SAFETY: the range was carved from the frame allocator for the heap alone, is
-    // identity-mapped writable, and `init` runs once before any allocation.
-    unsafe { HEAP.lock().init(base as *mut u8, size as usize) };
+/// The `words` u64s at `pa` as a 'static slice (the buddy's bitmaps).
+pub fn leak_words(pa: u64, words: usize) -> &'static mut [u64] {
+    // SAFETY: the caller carved `[pa, pa + 8 * words)` from the boot frame allocator for this
+    // purpose alone (never handed out again), identity-mapped writable RAM; zeroed here so
+    // the slice is initialised.
+    unsafe {
+        core::ptr::write_bytes(pa as *mut u64, 0, words);
+        core::slice::from_raw_parts_mut(pa as *mut u64, words)
+    }
 }
 
-/// Free and used bytes of the heap.
-pub fn heap_stats() -> (usize, usize) {
-    let h = HEAP.lock();
-    (h.free(), h.used())
+/// The BSP's per-CPU block: static, so it exists before the allocator does.
+static mut BSP_BLOCK: crate::cpus::Block =
+    exo_percpu::PerCpu::new(exo_percpu::CpuId(0), 0, 0, crate::cpus::CpuLocal::new());
+
+/// The BSP's block, handed out once.
+pub fn take_bsp_block(apic_id: u32, kstack_top: u64) -> &'static mut crate::cpus::Block {
+    static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    assert!(
+        !TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel),
+        "BSP block taken twice"
+    );
+    // SAFETY: the flag above makes this the only reference ever created to BSP_BLOCK.
+    let b = unsafe { &mut *(&raw mut BSP_BLOCK) };
+    b.hot.apic_id = apic_id;
+    b.hot.kstack_top = kstack_top;
+    b
 }
 
 /// Switches this CPU to the kernel page tables at `root`.
 pub fn load_cr3(root: u64) {
-    // SAFETY: `root` identity-maps all RAM (code, stacks, heap, tables) at the addresses in
+    // SAFETY: `root` identity-maps all RAM (code, stacks, allocator memory, tables) at the addresses in
     // use now, and the MMIO the kernel touches; built by `memory::init`.
     unsafe { exo_arch::cpu::load_cr3(root) };
 }

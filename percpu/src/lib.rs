@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cache;
 mod cell;
 mod guard;
 
@@ -82,6 +83,8 @@ const _: () = {
 pub struct PerCpu<E> {
     /// Hot header, at offset 0.
     pub hot: Hot,
+    /// Allocation caches (object lists, frame magazine), at `cache::OFF_OBJ`.
+    pub caches: cache::Caches,
     /// Kernel-defined per-CPU state.
     pub ext: E,
 }
@@ -104,6 +107,7 @@ impl<E> PerCpu<E> {
                 pid: 0,
                 _pad1: 0,
             },
+            caches: cache::Caches::new(),
             ext,
         }
     }
@@ -197,7 +201,11 @@ mod tests {
     fn header_layout() {
         assert_eq!(core::mem::size_of::<Hot>(), 64);
         assert_eq!(core::mem::align_of::<PerCpu<u64>>(), 64);
-        assert_eq!(core::mem::offset_of!(PerCpu<[u64; 3]>, ext), 64);
+        assert_eq!(core::mem::offset_of!(PerCpu<[u64; 3]>, caches), 64);
+        assert_eq!(
+            core::mem::offset_of!(PerCpu<[u64; 3]>, ext),
+            64 + core::mem::size_of::<cache::Caches>()
+        );
         let b = PerCpu::new(CpuId(3), 7, 0x1000, 5u8);
         assert_eq!(b.hot.cpu_id, 3);
         assert_eq!(b.hot.apic_id, 7);
@@ -271,6 +279,56 @@ pub mod host {
                         .load(core::sync::atomic::Ordering::Relaxed),
                     1
                 );
+            })
+            .join()
+            .unwrap();
+        }
+
+        #[test]
+        fn object_lists_and_page_magazine_through_gs() {
+            use crate::cache::{self, PAGE_SLOTS};
+            std::thread::spawn(|| {
+                let block: &'static mut PerCpu<()> =
+                    Box::leak(Box::new(PerCpu::new(CpuId(1), 1, 0, ())));
+                install_for_thread(block).expect("arch_prctl(ARCH_SET_GS)");
+                let g = PreemptGuard::new();
+                let objs: &'static mut [[u64; 4]] =
+                    Box::leak(vec![[0u64; 4]; 100].into_boxed_slice());
+                let addrs: Vec<usize> = objs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
+                assert_eq!(cache::obj_pop(&g, 3), None);
+                for (i, &a) in addrs.iter().enumerate() {
+                    // SAFETY: each object is a leaked, unused 32-byte buffer pushed once.
+                    let n = unsafe { cache::obj_push(&g, 3, a) };
+                    assert_eq!(n, i + 1);
+                }
+                assert_eq!(cache::obj_list(&g, 3).count, 100);
+                assert_eq!(cache::obj_pop(&g, 2), None, "classes are separate");
+                // LIFO order.
+                for &a in addrs.iter().rev().take(50) {
+                    assert_eq!(cache::obj_pop(&g, 3), Some(a));
+                }
+                let taken = cache::obj_take(&g, 3);
+                assert_eq!(taken.count, 50);
+                assert_eq!(cache::obj_pop(&g, 3), None);
+                // SAFETY: the chain just taken, given back whole to the empty list.
+                unsafe { cache::obj_set(&g, 3, taken) };
+                let mut n = 0;
+                while cache::obj_pop(&g, 3).is_some() {
+                    n += 1;
+                }
+                assert_eq!(n, 50);
+
+                assert_eq!(cache::page_pop(&g), None);
+                for i in 0..PAGE_SLOTS as u64 {
+                    assert_eq!(cache::page_push(&g, 0x1000 * (i + 1)), Ok(i as usize + 1));
+                }
+                assert_eq!(
+                    cache::page_push(&g, 0xdead_0000),
+                    Err(0xdead_0000),
+                    "full magazine refuses"
+                );
+                assert_eq!(cache::page_count(&g), PAGE_SLOTS);
+                assert_eq!(cache::page_pop(&g), Some(0x1000 * PAGE_SLOTS as u64));
             })
             .join()
             .unwrap();

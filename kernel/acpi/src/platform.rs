@@ -1,0 +1,146 @@
+//! Top-level discovery: RSDP -> RSDT/XSDT -> MADT, FADT, HPET.
+
+use crate::error::push_warning;
+use crate::fadt::{PmTimer, parse_fadt, parse_hpet};
+use crate::madt::Madt;
+use crate::sdt::{RootTable, Rsdp, load_table, parse_rsdp, read_signature};
+use crate::{AcpiError, PhysMem, Signature, Warning};
+use arrayvec::ArrayVec;
+
+/// Everything the kernel needs from ACPI to bring up CPUs and interrupt controllers.
+#[derive(Clone, Debug)]
+pub struct Platform {
+    /// The validated RSDP.
+    pub rsdp: Rsdp,
+    /// Which root table was used: [`Signature::XSDT`] or [`Signature::RSDT`].
+    pub root_table: Signature,
+    /// The MADT, or `None` if missing or corrupt (run on the boot CPU only).
+    pub madt: Option<Madt>,
+    /// Non-fatal problems outside the MADT (MADT-internal ones are in `madt.warnings`).
+    pub warnings: ArrayVec<Warning, 16>,
+    /// HPET MMIO base address, if an HPET table is present and sane.
+    pub hpet: Option<u64>,
+    /// The ACPI PM timer from the FADT, if present.
+    pub fadt_pm_timer: Option<PmTimer>,
+}
+
+impl Platform {
+    /// The MADT, or [`AcpiError::NoMadt`].
+    pub fn require_madt(&self) -> Result<&Madt, AcpiError> {
+        self.madt.as_ref().ok_or(AcpiError::NoMadt)
+    }
+
+    /// All warnings: platform-level first, then the MADT's.
+    pub fn all_warnings(&self) -> impl Iterator<Item = &Warning> + '_ {
+        self.warnings
+            .iter()
+            .chain(self.madt.iter().flat_map(|m| m.warnings.iter()))
+    }
+}
+
+/// Pick the root table: the XSDT when the RSDP is revision >= 2 and names one, falling back
+/// to the RSDT (with a warning) if the XSDT is unusable.
+fn select_root<'m, M: PhysMem + ?Sized>(
+    mem: &'m M,
+    rsdp: &Rsdp,
+    warnings: &mut ArrayVec<Warning, 16>,
+) -> Result<RootTable<'m, M>, AcpiError> {
+    if let Some(xsdt) = rsdp.xsdt_addr {
+        match RootTable::xsdt(mem, xsdt) {
+            Ok(root) => return Ok(root),
+            Err(reason) if rsdp.rsdt_addr != 0 => {
+                push_warning(warnings, Warning::XsdtFallback { reason });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if rsdp.rsdt_addr == 0 {
+        return Err(AcpiError::NoRootTable { paddr: rsdp.paddr });
+    }
+    RootTable::rsdt(mem, u64::from(rsdp.rsdt_addr))
+}
+
+/// Discover the platform from the RSDP at `rsdp_paddr`.
+///
+/// Fails only if the RSDP or the root table (XSDT/RSDT) is unusable. A missing or corrupt
+/// MADT, FADT or HPET table yields `None` in that field plus a warning.
+pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platform, AcpiError> {
+    let rsdp = parse_rsdp(mem, rsdp_paddr)?;
+    let mut warnings = ArrayVec::new();
+    let root = select_root(mem, &rsdp, &mut warnings)?;
+    let root_sig = root.table.sig;
+    if root.trailing_bytes() != 0 {
+        push_warning(
+            &mut warnings,
+            Warning::RootTrailingBytes {
+                root: root_sig,
+                extra: root.trailing_bytes(),
+            },
+        );
+    }
+    let mut p = Platform {
+        rsdp,
+        root_table: root_sig,
+        madt: None,
+        warnings,
+        hpet: None,
+        fadt_pm_timer: None,
+    };
+    let (mut have_fadt, mut have_hpet) = (false, false);
+    for index in 0..root.count() {
+        let paddr = root.entry(index)?;
+        if paddr == 0 {
+            p.warn(Warning::NullRootEntry {
+                root: root_sig,
+                index,
+            });
+            continue;
+        }
+        let Ok(sig) = read_signature(mem, paddr) else {
+            p.warn(Warning::RootEntryUnreadable {
+                root: root_sig,
+                index,
+                paddr,
+            });
+            continue;
+        };
+        let have = match sig {
+            Signature::MADT => p.madt.is_some(),
+            Signature::FADT => have_fadt,
+            Signature::HPET => have_hpet,
+            _ => continue,
+        };
+        if have {
+            p.warn(Warning::DuplicateTable { table: sig, paddr });
+            continue;
+        }
+        let result = load_table(mem, paddr, sig).and_then(|t| match sig {
+            Signature::MADT => Madt::from_table(&t).map(|m| p.madt = Some(m)),
+            Signature::FADT => parse_fadt(&t, &mut p.warnings).map(|pm| {
+                p.fadt_pm_timer = pm;
+                have_fadt = true;
+            }),
+            _ => parse_hpet(&t, &mut p.warnings).map(|h| {
+                p.hpet = h;
+                have_hpet = true;
+            }),
+        });
+        if let Err(reason) = result {
+            p.warn(Warning::TableSkipped {
+                table: sig,
+                paddr,
+                reason,
+            });
+        }
+    }
+    if p.madt.is_none() {
+        p.warn(Warning::NoMadt);
+    }
+    Ok(p)
+}
+
+impl Platform {
+    fn warn(&mut self, w: Warning) {
+        push_warning(&mut self.warnings, w);
+    }
+}

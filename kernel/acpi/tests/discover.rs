@@ -1,0 +1,473 @@
+//! RSDP, root tables, table lookup, FADT and HPET.
+
+mod common;
+
+use common::*;
+use exo_acpi::*;
+
+fn has(p: &Platform, pred: impl Fn(&Warning) -> bool) -> bool {
+    p.all_warnings().any(pred)
+}
+
+#[test]
+fn acpi1_rsdt_single_cpu() {
+    let mem = machine(&[MadtBuilder::qemu(1).build()], Root::Rsdt);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.rsdp.revision, 0);
+    assert_eq!(p.rsdp.xsdt_addr, None);
+    assert_eq!(p.root_table, Signature::RSDT);
+    let madt = p.require_madt().unwrap();
+    assert_eq!(madt.cpus.len(), 1);
+    assert_eq!(madt.local_apic_addr, 0xFEE0_0000);
+    assert!(madt.pcat_compat);
+    assert_eq!(p.all_warnings().count(), 0, "{:?}", p.warnings);
+    assert_eq!(p.hpet, None);
+    assert_eq!(p.fadt_pm_timer, None);
+}
+
+#[test]
+fn qemu_like_layout_with_fadt_and_hpet() {
+    let tables = [
+        fadt(0x608, 1 << 8, Some((1, 0x608))),
+        MadtBuilder::qemu(4).build(),
+        hpet(0, 0xFED0_0000),
+    ];
+    let mem = machine(&tables, Root::Xsdt);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.root_table, Signature::XSDT);
+    assert_eq!(p.rsdp.xsdt_addr, Some(XSDT_ADDR));
+    assert_eq!(p.madt.as_ref().unwrap().cpus.len(), 4);
+    assert_eq!(p.hpet, Some(0xFED0_0000));
+    let pm = p.fadt_pm_timer.unwrap();
+    assert_eq!(pm.addr, PmTimerAddr::Port(0x608));
+    assert!(pm.is_32bit);
+    assert_eq!(pm.bits(), 32);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn xsdt_preferred_over_rsdt() {
+    let mut mem = FakeMem::new();
+    mem.put(table_addr(0), MadtBuilder::qemu(1).build());
+    mem.put(table_addr(1), MadtBuilder::qemu(4).build());
+    mem.put(RSDT_ADDR, rsdt(&[table_addr(0) as u32]));
+    mem.put(XSDT_ADDR, xsdt(&[table_addr(1)]));
+    mem.put(RSDP_ADDR, rsdp_v2(RSDT_ADDR as u32, XSDT_ADDR));
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.root_table, Signature::XSDT);
+    assert_eq!(p.madt.unwrap().cpus.len(), 4);
+}
+
+#[test]
+fn v2_rsdp_without_xsdt_uses_rsdt() {
+    let mut mem = machine(&[MadtBuilder::qemu(2).build()], Root::Rsdt);
+    mem.put(RSDP_ADDR, rsdp_v2(RSDT_ADDR as u32, 0));
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.rsdp.revision, 2);
+    assert_eq!(p.root_table, Signature::RSDT);
+    assert_eq!(p.madt.unwrap().cpus.len(), 2);
+}
+
+#[test]
+fn corrupt_xsdt_falls_back_to_rsdt() {
+    let mut mem = machine(&[MadtBuilder::qemu(2).build()], Root::Xsdt);
+    let mut x = xsdt(&[table_addr(0)]);
+    x[20] ^= 0x55;
+    mem.put(XSDT_ADDR, x);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.root_table, Signature::RSDT);
+    assert!(matches!(
+        p.warnings[0],
+        Warning::XsdtFallback {
+            reason: AcpiError::BadChecksum {
+                table: Signature::XSDT,
+                ..
+            }
+        }
+    ));
+    assert_eq!(p.madt.unwrap().cpus.len(), 2);
+}
+
+#[test]
+fn bad_rsdp_checksum_is_an_error() {
+    let mut mem = machine(&[MadtBuilder::qemu(1).build()], Root::Rsdt);
+    let mut r = rsdp_v1(RSDT_ADDR as u32);
+    r[16] ^= 1;
+    mem.put(RSDP_ADDR, r);
+    let err = discover(&mem, RSDP_ADDR).unwrap_err();
+    assert!(
+        matches!(err, AcpiError::BadChecksum { table: Signature::RSDP, paddr, .. } if paddr == RSDP_ADDR)
+    );
+}
+
+#[test]
+fn bad_rsdp_extended_checksum_is_an_error() {
+    let mut mem = machine(&[MadtBuilder::qemu(1).build()], Root::Xsdt);
+    let mut r = rsdp_v2(RSDT_ADDR as u32, XSDT_ADDR);
+    r[24] ^= 8; // XSDT address: outside the v1 checksum, inside the extended one
+    mem.put(RSDP_ADDR, r);
+    assert!(matches!(
+        parse_rsdp(&mem, RSDP_ADDR),
+        Err(AcpiError::BadChecksum {
+            table: Signature::RSDP,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn bad_rsdp_signature_length_and_unreadable() {
+    let mut mem = FakeMem::new();
+    let mut r = rsdp_v1(0x1000);
+    r[0] = b'X';
+    mem.put(0x1000, r);
+    assert_eq!(
+        parse_rsdp(&mem, 0x1000),
+        Err(AcpiError::BadRsdpSignature { paddr: 0x1000 })
+    );
+    assert!(matches!(
+        parse_rsdp(&mem, 0x9000),
+        Err(AcpiError::Read { paddr: 0x9000, .. })
+    ));
+    let mut r = rsdp_v2(0, 0x2000);
+    r[20..24].copy_from_slice(&20u32.to_le_bytes());
+    fix_checksum(&mut r, 32);
+    mem.put(0x3000, r);
+    assert!(matches!(
+        parse_rsdp(&mem, 0x3000),
+        Err(AcpiError::BadLength { length: 20, .. })
+    ));
+}
+
+#[test]
+fn no_root_table_is_an_error() {
+    let mut mem = FakeMem::new();
+    mem.put(RSDP_ADDR, rsdp_v1(0));
+    assert_eq!(
+        discover(&mem, RSDP_ADDR).unwrap_err(),
+        AcpiError::NoRootTable { paddr: RSDP_ADDR }
+    );
+}
+
+#[test]
+fn corrupt_root_table_is_an_error() {
+    let mut mem = machine(&[MadtBuilder::qemu(1).build()], Root::Rsdt);
+    let mut r = rsdt(&[table_addr(0) as u32]);
+    r[36] ^= 1;
+    mem.put(RSDT_ADDR, r);
+    assert!(matches!(
+        discover(&mem, RSDP_ADDR),
+        Err(AcpiError::BadChecksum {
+            table: Signature::RSDT,
+            ..
+        })
+    ));
+    // Wrong signature where the RSDT should be.
+    mem.put(RSDT_ADDR, sdt(b"XSDT", 1, &[]));
+    assert!(matches!(
+        discover(&mem, RSDP_ADDR),
+        Err(AcpiError::BadSignature {
+            expected: Signature::RSDT,
+            ..
+        })
+    ));
+    // Absurd length: rejected before checksumming 2 GiB.
+    let mut r = rsdt(&[table_addr(0) as u32]);
+    r[4..8].copy_from_slice(&0x8000_0000u32.to_le_bytes());
+    mem.put(RSDT_ADDR, r);
+    assert!(matches!(
+        discover(&mem, RSDP_ADDR),
+        Err(AcpiError::BadLength {
+            length: 0x8000_0000,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn bad_madt_checksum_gives_no_madt_and_warning() {
+    let mut madt = MadtBuilder::qemu(4).build();
+    madt[50] ^= 0x10;
+    let mem = machine(&[madt], Root::Xsdt);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert!(p.madt.is_none());
+    assert!(matches!(
+        p.warnings[0],
+        Warning::TableSkipped {
+            table: Signature::MADT,
+            reason: AcpiError::BadChecksum { .. },
+            ..
+        }
+    ));
+    assert_eq!(p.warnings.last(), Some(&Warning::NoMadt));
+    assert_eq!(p.require_madt().unwrap_err(), AcpiError::NoMadt);
+}
+
+#[test]
+fn missing_or_short_madt() {
+    let mem = machine(&[fadt(0x608, 0, None)], Root::Rsdt);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert!(p.madt.is_none());
+    assert_eq!(p.warnings.as_slice(), &[Warning::NoMadt]);
+
+    let mem = machine(&[sdt(b"APIC", 5, &[0; 4])], Root::Rsdt);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert!(matches!(
+        p.warnings[0],
+        Warning::TableSkipped {
+            reason: AcpiError::Truncated {
+                length: 40,
+                needed: 44,
+                ..
+            },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn duplicate_tables_first_valid_wins() {
+    let mut bad = MadtBuilder::qemu(8).build();
+    bad[9] ^= 1;
+    let tables = [
+        bad,
+        MadtBuilder::qemu(2).build(),
+        MadtBuilder::qemu(3).build(),
+    ];
+    let mem = machine(&tables, Root::Xsdt);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.madt.as_ref().unwrap().cpus.len(), 2);
+    assert!(matches!(p.warnings[0], Warning::TableSkipped { .. }));
+    assert_eq!(
+        p.warnings[1],
+        Warning::DuplicateTable {
+            table: Signature::MADT,
+            paddr: table_addr(2)
+        }
+    );
+}
+
+#[test]
+fn null_and_dangling_root_entries_are_skipped() {
+    let mut mem = FakeMem::new();
+    mem.put(table_addr(0), MadtBuilder::qemu(1).build());
+    mem.put(
+        XSDT_ADDR,
+        xsdt(&[0, 0xDEAD_0000_0000, table_addr(0), u64::MAX - 3]),
+    );
+    mem.put(RSDP_ADDR, rsdp_v2(0, XSDT_ADDR));
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert!(p.madt.is_some());
+    assert_eq!(
+        p.warnings[0],
+        Warning::NullRootEntry {
+            root: Signature::XSDT,
+            index: 0
+        }
+    );
+    assert!(matches!(
+        p.warnings[1],
+        Warning::RootEntryUnreadable { index: 1, .. }
+    ));
+    assert!(matches!(
+        p.warnings[2],
+        Warning::RootEntryUnreadable { index: 3, .. }
+    ));
+}
+
+#[test]
+fn root_trailing_bytes_warned() {
+    let mut mem = machine(&[MadtBuilder::qemu(1).build()], Root::Rsdt);
+    let mut body = (table_addr(0) as u32).to_le_bytes().to_vec();
+    body.push(0xAA);
+    mem.put(RSDT_ADDR, sdt(b"RSDT", 1, &body));
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert!(p.madt.is_some());
+    assert!(has(&p, |w| matches!(
+        w,
+        Warning::RootTrailingBytes { extra: 1, .. }
+    )));
+}
+
+#[test]
+fn fadt_pm_timer_variants() {
+    let pm = |f: Vec<u8>| {
+        let mem = machine(&[f, MadtBuilder::qemu(1).build()], Root::Rsdt);
+        let p = discover(&mem, RSDP_ADDR).unwrap();
+        (p.fadt_pm_timer, p.warnings)
+    };
+    // ACPI 1.0 FADT, legacy port, 24-bit.
+    let (t, w) = pm(fadt_v1(0xB008, 0));
+    let t = t.unwrap();
+    assert_eq!(t.addr, PmTimerAddr::Port(0xB008));
+    assert!(!t.is_32bit);
+    assert_eq!(t.bits(), 24);
+    assert!(w.is_empty());
+    // X_PM_TMR_BLK in memory space wins over the legacy port.
+    let (t, _) = pm(fadt(0x608, 1 << 8, Some((0, 0xFED0_1008))));
+    assert_eq!(
+        t,
+        Some(PmTimer {
+            addr: PmTimerAddr::Mmio(0xFED0_1008),
+            is_32bit: true
+        })
+    );
+    // X_PM_TMR_BLK with zero address: legacy port used.
+    let (t, _) = pm(fadt(0x608, 0, Some((1, 0))));
+    assert_eq!(t.unwrap().addr, PmTimerAddr::Port(0x608));
+    // Unsupported address space: warn, fall back to the legacy port.
+    let (t, w) = pm(fadt(0x608, 0, Some((2, 0x1234))));
+    assert_eq!(t.unwrap().addr, PmTimerAddr::Port(0x608));
+    assert!(matches!(
+        w[0],
+        Warning::UnusableAddress {
+            table: Signature::FADT,
+            space_id: 2,
+            ..
+        }
+    ));
+    // No PM timer at all, and hardware-reduced ACPI.
+    assert_eq!(pm(fadt(0, 0, None)).0, None);
+    assert_eq!(pm(fadt(0x608, 1 << 20, None)).0, None);
+    // Too-short FADT: skipped with a warning.
+    let (t, w) = pm(sdt(b"FACP", 1, &[0; 40]));
+    assert_eq!(t, None);
+    assert!(matches!(
+        w[0],
+        Warning::TableSkipped {
+            table: Signature::FADT,
+            reason: AcpiError::Truncated { needed: 116, .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn hpet_parsing() {
+    let mem = machine(&[hpet(1, 0x1000), MadtBuilder::qemu(1).build()], Root::Rsdt);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.hpet, None);
+    assert!(matches!(
+        p.warnings[0],
+        Warning::UnusableAddress {
+            table: Signature::HPET,
+            space_id: 1,
+            address: 0x1000
+        }
+    ));
+    let mem = machine(&[sdt(b"HPET", 1, &[0; 8])], Root::Rsdt);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.hpet, None);
+    assert!(matches!(
+        p.warnings[0],
+        Warning::TableSkipped {
+            table: Signature::HPET,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn find_rsdp_scans_16_byte_boundaries() {
+    let base = 0xE_0000u64;
+    let mut area = vec![0u8; 0x2000];
+    // Valid RSDP at an unaligned offset: must be ignored.
+    area[0x108..0x108 + 20].copy_from_slice(&rsdp_v1(0x1234));
+    // Signature with a wrong checksum at an aligned offset: must be ignored.
+    let mut bad = rsdp_v1(0x1234);
+    bad[8] = bad[8].wrapping_add(1);
+    area[0x200..0x200 + 20].copy_from_slice(&bad);
+    // v2 RSDP whose extended checksum is wrong: ignored.
+    let mut bad2 = rsdp_v2(0x1234, 0x5678);
+    bad2[33] = 1;
+    area[0x400..0x400 + 36].copy_from_slice(&bad2);
+    assert_eq!(find_rsdp(&area, base), None);
+    // The real one.
+    area[0x1230..0x1230 + 36].copy_from_slice(&rsdp_v2(0x1234, 0x5678));
+    assert_eq!(find_rsdp(&area, base), Some(base + 0x1230));
+    // Area whose base is not 16-byte aligned: alignment is physical, not relative.
+    assert_eq!(find_rsdp(&area[8..], base + 8), Some(base + 0x1230));
+    assert_eq!(
+        find_rsdp(&area[..0x1240], base),
+        None,
+        "v2 RSDP cut off by the area end"
+    );
+    assert_eq!(find_rsdp(&[], 0), None);
+}
+
+#[test]
+fn find_rsdp_in_bios_uses_ebda_then_bios_area() {
+    let mut mem = FakeMem::new();
+    let ebda = 0x9_FC00u64;
+    mem.put(0x40E, ((ebda >> 4) as u16).to_le_bytes().to_vec());
+    let mut e = vec![0u8; 1024];
+    e[0x40..0x40 + 20].copy_from_slice(&rsdp_v1(0x1000));
+    mem.put(ebda, e);
+    let mut bios = vec![0u8; 0x2_0000];
+    bios[0x1_5A40..0x1_5A40 + 20].copy_from_slice(&rsdp_v1(0x2000));
+    mem.put(0xE_0000, bios);
+    assert_eq!(find_rsdp_in_bios(&mem), Some(ebda + 0x40));
+    mem.put(0x40E, vec![0, 0]);
+    assert_eq!(find_rsdp_in_bios(&mem), Some(0xF_5A40));
+    assert_eq!(find_rsdp_in_bios(&FakeMem::new()), None);
+}
+
+#[test]
+fn slice_mem_bounds() {
+    let bytes = [1u8, 2, 3, 4];
+    let m = SliceMem::new(0x100, &bytes);
+    let mut b = [0u8; 2];
+    assert!(m.read(0x102, &mut b).is_ok());
+    assert_eq!(b, [3, 4]);
+    assert!(m.read(0x103, &mut b).is_err());
+    assert!(m.read(0xFF, &mut b).is_err());
+    assert!(m.read(u64::MAX, &mut b).is_err());
+}
+
+#[test]
+fn error_messages_are_one_line() {
+    let errs = [
+        AcpiError::Read {
+            paddr: 0x1000,
+            len: 36,
+        },
+        AcpiError::BadRsdpSignature { paddr: 0xF0000 },
+        AcpiError::BadSignature {
+            paddr: 1,
+            expected: Signature::RSDT,
+            found: Signature([0, b'A', b'B', 0xFF]),
+        },
+        AcpiError::BadChecksum {
+            table: Signature::MADT,
+            paddr: 0x7FE0000,
+            sum: 3,
+        },
+        AcpiError::BadLength {
+            table: Signature::RSDT,
+            paddr: 2,
+            length: 3,
+            min: 36,
+            max: 1 << 20,
+        },
+        AcpiError::Truncated {
+            table: Signature::FADT,
+            paddr: 2,
+            length: 3,
+            needed: 116,
+        },
+        AcpiError::NoRootTable { paddr: 5 },
+        AcpiError::NoMadt,
+    ];
+    for e in errs {
+        let s = e.to_string();
+        assert!(!s.is_empty() && !s.contains('\n'), "{s:?}");
+    }
+    assert_eq!(
+        errs[3].to_string(),
+        "APIC at 0x7fe0000 has a bad checksum (bytes sum to 0x03, expected 0)"
+    );
+    assert_eq!(
+        errs[2].to_string(),
+        "table at 0x1 has signature \"\\x00AB\\xff\", expected \"RSDT\""
+    );
+}

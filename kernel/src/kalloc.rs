@@ -1,0 +1,427 @@
+//! The kernel allocator: every allocation goes through here (it is the `GlobalAlloc`).
+//!
+//! * Pages: one bitmap buddy (`exo_mm::Buddy`) over all RAM behind a lock, and a per-CPU
+//!   magazine of 4 KiB frames in the GS block, refilled and drained 32 at a time, so
+//!   `alloc_frame` is a GS-relative pop with preemption held off: no lock, no atomic RMW.
+//! * Objects: 14 size classes (`exo_mm::class_for`); each CPU has an intrusive free list per
+//!   class in its GS block (`exo_percpu::cache`); a miss refills 32 objects from the class's
+//!   global pool (a lock per class), which carves new slabs from the buddy; a list longer
+//!   than `HIGH_WATER` gives half back.
+//! * Cross-CPU frees go to the *freeing* CPU's list (objects are not owned by a CPU, only by a
+//!   class): no remote-free list, no lock, no atomic on the fast path; the high-water drain
+//!   bounds how much one CPU can hoard when a producer/consumer pair moves memory one way.
+//! * Interrupt handlers must not allocate (the fast paths hold off preemption, not interrupts).
+//!
+//! This module is the kernel's second audited `unsafe` module: it links raw free objects.
+#![allow(unsafe_code, reason = "the allocator links and hands out raw memory")]
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+use exo_mm::{Buddy, SizeClass, class_for, page_order_for};
+use exo_percpu::{PreemptGuard, cache};
+
+/// Objects moved per refill or drain.
+pub const BATCH: usize = 32;
+/// A CPU list longer than this gives `HIGH_WATER / 2` objects back.
+pub const HIGH_WATER: usize = 128;
+const PAGE: u64 = 4096;
+
+/// Allocation failed: out of memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+impl core::fmt::Display for OutOfMemory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "out of memory")
+    }
+}
+
+/// A 4 KiB physical frame owned by the holder (not `Copy`: freeing consumes it).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame(u64);
+
+impl Frame {
+    /// Its physical (= identity-mapped virtual) address.
+    pub fn addr(&self) -> u64 {
+        self.0
+    }
+}
+
+static BUDDY: spin::Mutex<Option<Buddy<'static>>> = spin::Mutex::new(None);
+
+/// A class's global pool: a chain of free objects, and how many objects were ever carved.
+struct Pool {
+    head: usize,
+    count: usize,
+    carved: usize,
+    slab_frames: usize,
+}
+
+static POOLS: [spin::Mutex<Pool>; SizeClass::COUNT] = [const {
+    spin::Mutex::new(Pool {
+        head: 0,
+        count: 0,
+        carved: 0,
+        slab_frames: 0,
+    })
+}; SizeClass::COUNT];
+static LARGE_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// Takes over the remaining boot memory: `storage` words for the buddy's bitmaps (from
+/// `memory`), the span `[base, base + frames * 4K)`, and the free ranges in it.
+pub fn init(
+    storage: &'static mut [u64],
+    base: u64,
+    frames: usize,
+    free: &[(u64, u64)],
+) -> Result<usize, exo_mm::MmError> {
+    let mut b = Buddy::new(storage, base, frames)?;
+    for &(s, e) in free {
+        b.add_free_range(s, e)?;
+    }
+    let n = b.free_frames();
+    *BUDDY.lock() = Some(b);
+    Ok(n)
+}
+
+fn buddy_alloc(order: usize) -> Result<u64, OutOfMemory> {
+    BUDDY
+        .lock()
+        .as_mut()
+        .ok_or(OutOfMemory)?
+        .alloc(order)
+        .map_err(|_| OutOfMemory)
+}
+
+fn buddy_free(pa: u64, order: usize) {
+    if let Some(b) = BUDDY.lock().as_mut()
+        && let Err(e) = b.free(pa, order)
+    {
+        panic!("kalloc: freeing frame {pa:#x} (order {order}): {e}");
+    }
+}
+
+/// One 4 KiB frame (not zeroed): the per-CPU magazine, refilled from the buddy in batches.
+#[inline]
+pub fn alloc_frame() -> Result<Frame, OutOfMemory> {
+    let g = PreemptGuard::new();
+    if let Some(pa) = cache::page_pop(&g) {
+        return Ok(Frame(pa));
+    }
+    refill_frames(&g)
+}
+
+#[cold]
+fn refill_frames(g: &PreemptGuard) -> Result<Frame, OutOfMemory> {
+    let mut batch = [0u64; BATCH];
+    let n = BUDDY
+        .lock()
+        .as_mut()
+        .ok_or(OutOfMemory)?
+        .alloc_batch(0, &mut batch);
+    if n == 0 {
+        return Err(OutOfMemory);
+    }
+    for &pa in &batch[1..n] {
+        if let Err(pa) = cache::page_push(g, pa) {
+            buddy_free(pa, 0);
+        }
+    }
+    Ok(Frame(batch[0]))
+}
+
+/// Gives a frame back (to this CPU's magazine; half the magazine goes back when it is full).
+#[inline]
+pub fn free_frame(f: Frame) {
+    let g = PreemptGuard::new();
+    if let Err(pa) = cache::page_push(&g, f.0) {
+        drain_frames(&g, pa);
+    }
+}
+
+#[cold]
+fn drain_frames(g: &PreemptGuard, extra: u64) {
+    let mut batch = [0u64; BATCH];
+    batch[0] = extra;
+    let mut n = 1;
+    while n < BATCH {
+        match cache::page_pop(g) {
+            Some(pa) => {
+                batch[n] = pa;
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    if let Some(b) = BUDDY.lock().as_mut()
+        && let Err(e) = b.free_batch(0, &batch[..n])
+    {
+        panic!("kalloc: draining frames: {e:?}");
+    }
+}
+
+/// A block of `2^order` frames straight from the buddy.
+pub fn alloc_pages(order: usize) -> Result<u64, OutOfMemory> {
+    buddy_alloc(order)
+}
+
+/// Frees a block from [`alloc_pages`].
+pub fn free_pages(pa: u64, order: usize) {
+    buddy_free(pa, order);
+}
+
+/// Allocates memory for `layout`, or `Err` when memory is exhausted.
+#[inline]
+pub fn try_alloc(layout: Layout) -> Result<NonNull<u8>, OutOfMemory> {
+    if let Some(c) = class_for(layout.size(), layout.align()) {
+        let g = PreemptGuard::new();
+        if let Some(p) = cache::obj_pop(&g, c.index()) {
+            return NonNull::new(p as *mut u8).ok_or(OutOfMemory);
+        }
+        return refill_objects(&g, c);
+    }
+    let order = page_order_for(layout.size(), layout.align()).ok_or(OutOfMemory)?;
+    let pa = if order == 0 {
+        alloc_frame()?.0
+    } else {
+        buddy_alloc(order)?
+    };
+    LARGE_FRAMES.fetch_add(1 << order, Ordering::Relaxed);
+    NonNull::new(pa as *mut u8).ok_or(OutOfMemory)
+}
+
+/// Frees memory from [`try_alloc`].
+///
+/// # Safety
+/// `ptr` must come from `try_alloc(layout)` with this same `layout` and not be used again.
+#[inline]
+pub unsafe fn free(ptr: NonNull<u8>, layout: Layout) {
+    if let Some(c) = class_for(layout.size(), layout.align()) {
+        poison(ptr.as_ptr() as usize, c.size());
+        let g = PreemptGuard::new();
+        // SAFETY: the caller gives back an object of this class it no longer uses; class
+        // objects are at least 16 bytes and 16-aligned.
+        let n = unsafe { cache::obj_push(&g, c.index(), ptr.as_ptr() as usize) };
+        if n > HIGH_WATER {
+            drain_objects(&g, c);
+        }
+        return;
+    }
+    let Some(order) = page_order_for(layout.size(), layout.align()) else {
+        return;
+    };
+    LARGE_FRAMES.fetch_sub(1 << order, Ordering::Relaxed);
+    if order == 0 {
+        free_frame(Frame(ptr.as_ptr() as u64));
+    } else {
+        buddy_free(ptr.as_ptr() as u64, order);
+    }
+}
+
+/// Debug builds fill freed objects (past the link word) with 0xDE so use-after-free reads
+/// garbage that tests and canaries notice.
+#[inline(always)]
+fn poison(obj: usize, size: usize) {
+    if cfg!(debug_assertions) {
+        // SAFETY: the object is being freed by its owner (contract of `free`), so its bytes
+        // are ours to overwrite.
+        unsafe { core::ptr::write_bytes(obj as *mut u8, 0xDE, size) };
+    }
+}
+
+/// Reads the link word of a free object.
+///
+/// # Safety
+/// `obj` must be a free object on a chain this code owns (pool or detached list).
+unsafe fn next_of(obj: usize) -> usize {
+    // SAFETY: per the contract, `obj` is a mapped free object whose first word is its link.
+    unsafe { (obj as *const usize).read() }
+}
+
+/// Writes the link word of a free object.
+///
+/// # Safety
+/// As for [`next_of`], and the caller owns `obj` exclusively.
+unsafe fn set_next(obj: usize, next: usize) {
+    // SAFETY: per the contract.
+    unsafe { (obj as *mut usize).write(next) }
+}
+
+#[cold]
+fn refill_objects(g: &PreemptGuard, c: SizeClass) -> Result<NonNull<u8>, OutOfMemory> {
+    let mut pool = POOLS[c.index()].lock();
+    if pool.count < BATCH + 1 {
+        carve_slab(&mut pool, c)?;
+    }
+    // Detach BATCH + 1 objects: one for the caller, the rest become this CPU's list.
+    let first = pool.head;
+    let mut last = first;
+    let take = (BATCH + 1).min(pool.count);
+    for _ in 1..take {
+        // SAFETY: the pool's chain holds `count` free objects of this class.
+        last = unsafe { next_of(last) };
+    }
+    // SAFETY: `last` is on the pool's chain (above).
+    pool.head = unsafe { next_of(last) };
+    pool.count -= take;
+    drop(pool);
+    // SAFETY: `last` is now the end of our detached chain.
+    unsafe { set_next(last, 0) };
+    // SAFETY: `first` heads the detached chain of `take` free objects.
+    let rest = unsafe { next_of(first) };
+    if take > 1 {
+        // SAFETY: the CPU list is empty (the pop that sent us here failed, and nothing ran on
+        // this CPU since: preemption is off, interrupt handlers do not allocate); the chain
+        // after `first` holds `take - 1` free objects of this class, ending in 0.
+        unsafe {
+            cache::obj_set(
+                g,
+                c.index(),
+                cache::ObjList {
+                    head: rest,
+                    count: take - 1,
+                },
+            )
+        };
+    }
+    NonNull::new(first as *mut u8).ok_or(OutOfMemory)
+}
+
+/// Carves one slab (`2^slab_order` frames) into free objects on the pool's chain.
+fn carve_slab(pool: &mut Pool, c: SizeClass) -> Result<(), OutOfMemory> {
+    let order = c.slab_order();
+    let base = if order == 0 {
+        alloc_frame()?.0
+    } else {
+        buddy_alloc(order)?
+    } as usize;
+    let n = c.objects_per_slab();
+    for i in (0..n).rev() {
+        let obj = base + i * c.size();
+        // SAFETY: the slab's frames were just allocated for this pool and are identity-mapped
+        // RAM; each object lies inside the slab.
+        unsafe { set_next(obj, pool.head) };
+        pool.head = obj;
+    }
+    pool.count += n;
+    pool.carved += n;
+    pool.slab_frames += 1 << order;
+    Ok(())
+}
+
+#[cold]
+fn drain_objects(g: &PreemptGuard, c: SizeClass) {
+    let list = cache::obj_take(g, c.index());
+    let keep = HIGH_WATER / 2;
+    if list.count <= keep {
+        // SAFETY: the chain just taken, given back whole.
+        unsafe { cache::obj_set(g, c.index(), list) };
+        return;
+    }
+    // Give back the first `count - keep` objects (the most recently freed, cache-hot ones
+    // stay local would be nicer; these are simply the ones at hand).
+    let give = list.count - keep;
+    let mut last = list.head;
+    for _ in 1..give {
+        // SAFETY: the detached list holds `count` free objects.
+        last = unsafe { next_of(last) };
+    }
+    // SAFETY: `last` is on the detached chain.
+    let rest = unsafe { next_of(last) };
+    let mut pool = POOLS[c.index()].lock();
+    // SAFETY: we own the detached chain; splice its first `give` objects onto the pool.
+    unsafe { set_next(last, pool.head) };
+    pool.head = list.head;
+    pool.count += give;
+    drop(pool);
+    // SAFETY: the remaining `keep` objects, ending in 0, back to the (empty) CPU list.
+    unsafe {
+        cache::obj_set(
+            g,
+            c.index(),
+            cache::ObjList {
+                head: rest,
+                count: keep,
+            },
+        )
+    };
+}
+
+/// Moves all of this CPU's cached objects and frames back to the global layers (for tests
+/// and statistics).
+pub fn drain_this_cpu() {
+    let g = PreemptGuard::new();
+    for c in SizeClass::ALL {
+        let list = cache::obj_take(&g, c.index());
+        if list.count == 0 {
+            continue;
+        }
+        let mut last = list.head;
+        for _ in 1..list.count {
+            // SAFETY: the detached list holds `count` free objects.
+            last = unsafe { next_of(last) };
+        }
+        let mut pool = POOLS[c.index()].lock();
+        // SAFETY: we own the detached chain; it goes whole onto the pool.
+        unsafe { set_next(last, pool.head) };
+        pool.head = list.head;
+        pool.count += list.count;
+    }
+    while let Some(pa) = cache::page_pop(&g) {
+        buddy_free(pa, 0);
+    }
+}
+
+/// Memory accounting (exact when every CPU's caches are drained).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Frames free in the buddy.
+    pub buddy_free: usize,
+    /// Frames held by slabs (all classes).
+    pub slab_frames: usize,
+    /// Objects carved and not in a pool (live, or in a CPU list).
+    pub objects_out: usize,
+    /// Frames of live large allocations.
+    pub large_frames: u64,
+}
+
+/// Current accounting.
+pub fn stats() -> Stats {
+    let mut s = Stats {
+        buddy_free: BUDDY.lock().as_ref().map_or(0, |b| b.free_frames()),
+        ..Stats::default()
+    };
+    for p in &POOLS {
+        let p = p.lock();
+        s.slab_frames += p.slab_frames;
+        s.objects_out += p.carved - p.count;
+    }
+    s.large_frames = LARGE_FRAMES.load(Ordering::Relaxed);
+    s
+}
+
+/// The kernel's `GlobalAlloc`: `null` on exhaustion (fallible callers use `try_alloc`, or
+/// `Vec::try_reserve` and friends).
+pub struct KernelAllocator;
+
+// SAFETY: `try_alloc` returns memory of at least `layout.size()` bytes aligned to
+// `layout.align()` (size classes are naturally aligned, pages are 4 KiB-aligned blocks), never
+// handed out twice until freed; `free` takes back exactly such memory with its layout.
+unsafe impl GlobalAlloc for KernelAllocator {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        try_alloc(layout).map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc` with this layout.
+            unsafe { free(p, layout) };
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: KernelAllocator = KernelAllocator;
