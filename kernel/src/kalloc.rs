@@ -25,7 +25,6 @@ use exo_percpu::{PreemptGuard, cache};
 pub const BATCH: usize = 32;
 /// A CPU list longer than this gives `HIGH_WATER / 2` objects back.
 pub const HIGH_WATER: usize = 128;
-const PAGE: u64 = 4096;
 
 /// Allocation failed: out of memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,16 +160,6 @@ fn drain_frames(g: &PreemptGuard, extra: u64) {
     }
 }
 
-/// A block of `2^order` frames straight from the buddy.
-pub fn alloc_pages(order: usize) -> Result<u64, OutOfMemory> {
-    buddy_alloc(order)
-}
-
-/// Frees a block from [`alloc_pages`].
-pub fn free_pages(pa: u64, order: usize) {
-    buddy_free(pa, order);
-}
-
 /// Allocates memory for `layout`, or `Err` when memory is exhausted.
 #[inline]
 pub fn try_alloc(layout: Layout) -> Result<NonNull<u8>, OutOfMemory> {
@@ -217,6 +206,32 @@ pub unsafe fn free(ptr: NonNull<u8>, layout: Layout) {
     } else {
         buddy_free(ptr.as_ptr() as u64, order);
     }
+}
+
+/// Owned raw memory from [`try_alloc_owned`], freed on drop.
+#[derive(Debug)]
+pub struct Allocation {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Allocation {
+    /// Start address.
+    pub fn addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+}
+
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `try_alloc(layout)` and is owned by this value alone.
+        unsafe { free(self.ptr, self.layout) }
+    }
+}
+
+/// Fallible allocation with an owner: `Err(OutOfMemory)` on exhaustion, freed on drop.
+pub fn try_alloc_owned(layout: Layout) -> Result<Allocation, OutOfMemory> {
+    try_alloc(layout).map(|ptr| Allocation { ptr, layout })
 }
 
 /// Debug builds fill freed objects (past the link word) with 0xDE so use-after-free reads
