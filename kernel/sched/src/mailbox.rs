@@ -275,7 +275,7 @@ impl<M: Message, const N: usize> Mailbox<M, N> {
                 ) {
                     Ok(_) => {
                         let bits = slot.bits.load(Ordering::Relaxed);
-                        slot.seq.store(pos.wrapping_add(N), Ordering::Relaxed);
+                        slot.seq.store(pos.wrapping_add(N), Ordering::Release);
                         return Some(M::from_bits(bits));
                     }
                     Err(now) => pos = now,
@@ -311,7 +311,6 @@ impl<M: Message, const N: usize> Mailbox<M, N> {
     }
 }
 
-#[cfg(not(all(loom, test)))]
 impl<M, const N: usize> Default for Mailbox<M, N> {
     fn default() -> Self {
         Self::new()

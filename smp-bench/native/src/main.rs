@@ -4,6 +4,8 @@
 //! here; rows here are the same code the kernel runs (per-CPU GS reads, locks, buddy,
 //! magazines, run queue) plus bare hardware floors (`cas.locked`, `c2c.rtt`).
 #![deny(unsafe_code)]
+// The allocator comparison calls `GlobalAlloc` and the per-CPU cache directly: `unsafe` is
+// allowed in that module only (see `mod alloc`).
 
 use exo_arch::tsc::rdtsc_precise;
 use exo_percpu::{CpuId, PerCpu, PreemptGuard};
@@ -108,6 +110,7 @@ fn main() {
             word.compare_exchange(v, v + 1, Ordering::Acquire, Ordering::Relaxed)
         }),
     );
+    alloc::rows(&mut out, &mut s, overhead);
     locks::uncontended(&mut out, &mut s, overhead);
     mm::rows(&mut out, &mut s, overhead);
     sched::rows(&mut out, &mut s, overhead);
@@ -363,5 +366,151 @@ mod sched {
             s.push((t1 - t0).saturating_sub(overhead) / 32);
         }
         out.row("sched.pick_next", s.stats(0));
+    }
+}
+
+/// `alloc.64`/`free.64` and `alloc.4k`/`free.4k`: the kernel allocator's fast paths (a GS
+/// pop/push under a preempt guard, the class looked up by `exo_mm::class_for`) run as is on
+/// this thread's GS block, beside jemalloc, mimalloc and the system allocator in the same run
+/// (each measured through its `GlobalAlloc`, 32 operations per sample).
+#[allow(
+    unsafe_code,
+    reason = "calls GlobalAlloc and the per-CPU cache's push directly"
+)]
+mod alloc {
+    use super::*;
+    use exo_percpu::cache;
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    const K: usize = 32;
+
+    fn pair<A: GlobalAlloc>(
+        a: &A,
+        s: &mut Samples<N>,
+        fs: &mut Samples<N>,
+        overhead: u64,
+        layout: Layout,
+    ) {
+        let mut ptrs = [std::ptr::null_mut::<u8>(); K];
+        s.clear();
+        fs.clear();
+        for _ in 0..N / 4 {
+            let t0 = rdtsc_precise();
+            for p in ptrs.iter_mut() {
+                // SAFETY: a non-zero-size layout; every pointer is freed below with it.
+                *p = black_box(unsafe { a.alloc(layout) });
+            }
+            let t1 = rdtsc_precise();
+            for &p in ptrs.iter().rev() {
+                // SAFETY: `p` came from `a.alloc(layout)` just above and is freed once.
+                unsafe { a.dealloc(p, layout) };
+            }
+            let t2 = rdtsc_precise();
+            s.push((t1 - t0).saturating_sub(overhead) / K as u64);
+            fs.push((t2 - t1).saturating_sub(overhead) / K as u64);
+        }
+    }
+
+    pub fn rows(out: &mut Out, s: &mut Samples<N>, overhead: u64) {
+        let mut fs: Box<Samples<N>> = Box::new(Samples::new());
+        let l64 = Layout::from_size_align(64, 8).expect("layout");
+        let l4k = Layout::from_size_align(4096, 4096).expect("layout");
+        // Exo: the per-CPU list of the 64-byte class, stocked from a leaked slab.
+        let class = exo_mm::class_for(64, 8).expect("class").index();
+        let slab: &'static mut [[u64; 8]] = Box::leak(vec![[0u64; 8]; 4 * K].into_boxed_slice());
+        let g = PreemptGuard::new();
+        for o in slab.iter_mut() {
+            // SAFETY: leaked, unused 64-byte objects, each pushed once.
+            unsafe { cache::obj_push(&g, class, o.as_mut_ptr() as usize) };
+        }
+        for f in 1..=cache::PAGE_SLOTS as u64 {
+            let _ = cache::page_push(&g, f << 12);
+        }
+        drop(g);
+        let mut objs = [0usize; K];
+        s.clear();
+        fs.clear();
+        for _ in 0..N / 4 {
+            let t0 = rdtsc_precise();
+            for o in objs.iter_mut() {
+                let g = PreemptGuard::new();
+                *o = black_box(
+                    exo_mm::class_for(64, 8)
+                        .and_then(|c| cache::obj_pop(&g, c.index()))
+                        .unwrap_or(0),
+                );
+            }
+            let t1 = rdtsc_precise();
+            for &o in objs.iter().rev() {
+                let g = PreemptGuard::new();
+                if let Some(c) = exo_mm::class_for(64, 8) {
+                    // SAFETY: `o` was popped from this list just above and is given back once.
+                    black_box(unsafe { cache::obj_push(&g, c.index(), o) });
+                }
+            }
+            let t2 = rdtsc_precise();
+            s.push((t1 - t0).saturating_sub(overhead) / K as u64);
+            fs.push((t2 - t1).saturating_sub(overhead) / K as u64);
+        }
+        let exo64 = s.stats(0).map_or(0, |st| st.p50);
+        out.row("alloc.64", s.stats(0));
+        out.row("free.64", fs.stats(0));
+        let mut frames = [0u64; K];
+        s.clear();
+        fs.clear();
+        for _ in 0..N / 4 {
+            let t0 = rdtsc_precise();
+            for f in frames.iter_mut() {
+                let g = PreemptGuard::new();
+                *f = black_box(cache::page_pop(&g).unwrap_or(0));
+            }
+            let t1 = rdtsc_precise();
+            for &f in frames.iter().rev() {
+                let g = PreemptGuard::new();
+                let _ = black_box(cache::page_push(&g, f));
+            }
+            let t2 = rdtsc_precise();
+            s.push((t1 - t0).saturating_sub(overhead) / K as u64);
+            fs.push((t2 - t1).saturating_sub(overhead) / K as u64);
+        }
+        out.row("alloc.4k", s.stats(0));
+        out.row("free.4k", fs.stats(0));
+
+        let mut ratios = Vec::new();
+        for (name, a) in [
+            (
+                "jemalloc",
+                &tikv_jemallocator::Jemalloc as &dyn GlobalAllocDyn,
+            ),
+            ("mimalloc", &mimalloc::MiMalloc),
+            ("system", &System),
+        ] {
+            a.measure(s, &mut fs, overhead, l64);
+            ratios.push((name, s.stats(0).map_or(0, |st| st.p50)));
+            out.row(&format!("{name}.alloc.64"), s.stats(0));
+            out.row(&format!("{name}.free.64"), fs.stats(0));
+            a.measure(s, &mut fs, overhead, l4k);
+            out.row(&format!("{name}.alloc.4k"), s.stats(0));
+            out.row(&format!("{name}.free.4k"), fs.stats(0));
+        }
+        for (name, p50) in ratios {
+            let r = if exo64 == 0 {
+                0.0
+            } else {
+                p50 as f64 / exo64 as f64
+            };
+            println!("INFO,ratio,alloc.64,{name}/exo,{r:.2}");
+        }
+    }
+
+    /// Object-safe wrapper so the three allocators share one loop.
+    trait GlobalAllocDyn {
+        fn measure(&self, s: &mut Samples<N>, fs: &mut Samples<N>, overhead: u64, layout: Layout);
+    }
+
+    impl<A: GlobalAlloc> GlobalAllocDyn for A {
+        fn measure(&self, s: &mut Samples<N>, fs: &mut Samples<N>, overhead: u64, layout: Layout) {
+            pair(self, s, fs, overhead, layout);
+        }
     }
 }
