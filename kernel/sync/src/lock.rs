@@ -124,13 +124,18 @@ impl<R: RawLock, T: ?Sized> WithLock for Lock<R, T> {
 
 impl<R: RawLock + Default, T: Default> Default for Lock<R, T> {
     fn default() -> Self {
-        Self { raw: R::default(), data: UnsafeCell::new(T::default()) }
+        Self {
+            raw: R::default(),
+            data: UnsafeCell::new(T::default()),
+        }
     }
 }
 
 impl<R: RawLock + fmt::Debug, T: ?Sized> fmt::Debug for Lock<R, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock").field("raw", &self.raw).finish_non_exhaustive()
+        f.debug_struct("Lock")
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
     }
 }
 
@@ -153,7 +158,11 @@ impl<'a, R: RawLock, T: ?Sized> LockGuard<'a, R, T> {
     /// `token` must come from an acquisition of `lock.raw` that no other
     /// guard owns.
     unsafe fn new(lock: &'a Lock<R, T>, token: R::Token) -> Self {
-        Self { lock, token: ManuallyDrop::new(token), _data: PhantomData }
+        Self {
+            lock,
+            token: ManuallyDrop::new(token),
+            _data: PhantomData,
+        }
     }
 }
 

@@ -191,4 +191,3 @@ fn mcs_try_and_deadline() {
         assert_eq!(lock.with(|c| read(c)), 1 + won);
     });
 }
-

@@ -106,7 +106,9 @@ fn loom_unwinding() -> bool {
 
 impl fmt::Debug for McsNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("McsNode").field("queued", &self.is_queued()).finish_non_exhaustive()
+        f.debug_struct("McsNode")
+            .field("queued", &self.is_queued())
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,7 +196,11 @@ impl<T: ?Sized> McsLock<T> {
     pub fn lock<'a>(&'a self, node: Pin<&'a mut McsNode>) -> McsGuard<'a, T> {
         let node = claim(node);
         self.acquire(node);
-        McsGuard { lock: self, node, _data: PhantomData }
+        McsGuard {
+            lock: self,
+            node,
+            _data: PhantomData,
+        }
     }
 
     /// Acquires the lock if it is free (nobody holds it or waits for it),
@@ -206,7 +212,11 @@ impl<T: ?Sized> McsLock<T> {
     #[inline]
     pub fn try_lock<'a>(&'a self, node: Pin<&'a mut McsNode>) -> Option<McsGuard<'a, T>> {
         let node = claim(node);
-        self.try_acquire(node).then(|| McsGuard { lock: self, node, _data: PhantomData })
+        self.try_acquire(node).then(|| McsGuard {
+            lock: self,
+            node,
+            _data: PhantomData,
+        })
     }
 
     /// Spins until the lock is acquired, or returns `None` once
@@ -225,7 +235,11 @@ impl<T: ?Sized> McsLock<T> {
         let node = claim(node);
         loop {
             if self.try_acquire(node) {
-                return Some(McsGuard { lock: self, node, _data: PhantomData });
+                return Some(McsGuard {
+                    lock: self,
+                    node,
+                    _data: PhantomData,
+                });
             }
             if deadline_passed() {
                 return None;
@@ -287,7 +301,8 @@ impl<T: ?Sized> McsLock<T> {
     fn wait_as_successor(prev: &McsNode, node: &McsNode) {
         // `Release`: publishes `node`'s initialisation to the predecessor,
         // who writes `node.locked` after reading this link.
-        prev.next.store(ptr::from_ref(node).cast_mut(), Ordering::Release);
+        prev.next
+            .store(ptr::from_ref(node).cast_mut(), Ordering::Release);
         while node.locked.load(Ordering::Acquire) {
             spin_loop();
         }
@@ -353,7 +368,10 @@ impl<T: ?Sized> McsLock<T> {
 #[inline]
 fn claim(node: Pin<&mut McsNode>) -> &McsNode {
     let node = node.into_ref().get_ref();
-    assert!(!node.is_queued(), "McsNode reused while still queued (its guard was leaked)");
+    assert!(
+        !node.is_queued(),
+        "McsNode reused while still queued (its guard was leaked)"
+    );
     node
 }
 
@@ -374,7 +392,9 @@ impl<T: Default> Default for McsLock<T> {
 
 impl<T: ?Sized> fmt::Debug for McsLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("McsLock").field("locked", &self.is_locked()).finish_non_exhaustive()
+        f.debug_struct("McsLock")
+            .field("locked", &self.is_locked())
+            .finish_non_exhaustive()
     }
 }
 

@@ -112,8 +112,7 @@ unsafe impl<const MAX_BACKOFF: u32> RawLock for TasLock<MAX_BACKOFF> {
 
     #[inline]
     fn lock_with_deadline(&self, mut deadline_passed: impl FnMut() -> bool) -> Option<()> {
-        (self.try_acquire() || self.lock_contended(&mut deadline_passed))
-            .then_some(())
+        (self.try_acquire() || self.lock_contended(&mut deadline_passed)).then_some(())
     }
 
     #[inline]

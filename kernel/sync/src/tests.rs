@@ -72,8 +72,14 @@ fn mcs_basic() {
         let mut g = lock.lock(node.as_mut());
         *g += 1;
         assert!(lock.is_locked());
-        assert!(lock.try_lock(other.as_mut()).is_none(), "try_lock must fail while held");
-        assert!(!other.is_queued(), "a failed try_lock must release its node");
+        assert!(
+            lock.try_lock(other.as_mut()).is_none(),
+            "try_lock must fail while held"
+        );
+        assert!(
+            !other.is_queued(),
+            "a failed try_lock must release its node"
+        );
     }
     assert!(!lock.is_locked());
     assert!(!node.is_queued());
@@ -97,7 +103,10 @@ fn into_inner_get_mut_and_static_init() {
     *TAS.lock() += 10;
     *TICKET.lock() += 10;
     MCS.with(|v| *v += 10);
-    assert_eq!((*TAS.lock(), *TICKET.lock(), MCS.with(|v| *v)), (11, 12, 13));
+    assert_eq!(
+        (*TAS.lock(), *TICKET.lock(), MCS.with(|v| *v)),
+        (11, 12, 13)
+    );
 
     let mut l = TicketMutex::new(vec![1]);
     l.get_mut().push(2);
@@ -141,7 +150,10 @@ fn after_calls(n: usize, calls: &AtomicUsize) -> impl FnMut() -> bool + '_ {
 fn deadline<R: RawLock + Sync>(lock: &Lock<R, u32>) {
     // Free: acquired at once, deadline never consulted.
     let calls = AtomicUsize::new(0);
-    drop(lock.lock_with_deadline(after_calls(1, &calls)).expect("free lock"));
+    drop(
+        lock.lock_with_deadline(after_calls(1, &calls))
+            .expect("free lock"),
+    );
     assert_eq!(calls.load(Ordering::Relaxed), 0);
 
     // Held: gives up exactly when the check first says the deadline passed.
@@ -153,17 +165,25 @@ fn deadline<R: RawLock + Sync>(lock: &Lock<R, u32>) {
     // Held, wall-clock deadline.
     let start = Instant::now();
     let until = start + Duration::from_millis(20);
-    assert!(lock.lock_with_deadline(|| Instant::now() >= until).is_none());
+    assert!(
+        lock.lock_with_deadline(|| Instant::now() >= until)
+            .is_none()
+    );
     assert!(start.elapsed() >= Duration::from_millis(20));
     drop(held);
-    assert!(!lock.is_locked(), "a failed deadline wait must leave no trace");
+    assert!(
+        !lock.is_locked(),
+        "a failed deadline wait must leave no trace"
+    );
 
     // Released by another thread well before the deadline: acquired.
     let held = lock.lock();
     thread::scope(|s| {
         s.spawn(|| {
             let until = Instant::now() + Duration::from_secs(60);
-            let mut g = lock.lock_with_deadline(|| Instant::now() >= until).expect("released");
+            let mut g = lock
+                .lock_with_deadline(|| Instant::now() >= until)
+                .expect("released");
             *g += 1;
         });
         thread::sleep(Duration::from_millis(10));
@@ -187,18 +207,30 @@ fn mcs_deadline() {
     let lock = McsLock::new(0_u32);
     let mut node = pin!(McsNode::new());
     let calls = AtomicUsize::new(0);
-    drop(lock.lock_with_deadline(node.as_mut(), after_calls(1, &calls)).expect("free lock"));
+    drop(
+        lock.lock_with_deadline(node.as_mut(), after_calls(1, &calls))
+            .expect("free lock"),
+    );
     assert_eq!(calls.load(Ordering::Relaxed), 0);
 
     let mut holder = pin!(McsNode::new());
     let held = lock.lock(holder.as_mut());
     let calls = AtomicUsize::new(0);
-    assert!(lock.lock_with_deadline(node.as_mut(), after_calls(50, &calls)).is_none());
+    assert!(
+        lock.lock_with_deadline(node.as_mut(), after_calls(50, &calls))
+            .is_none()
+    );
     assert_eq!(calls.load(Ordering::Relaxed), 50);
-    assert!(!node.is_queued(), "a failed deadline wait must release its node");
+    assert!(
+        !node.is_queued(),
+        "a failed deadline wait must release its node"
+    );
     let start = Instant::now();
     let until = start + Duration::from_millis(20);
-    assert!(lock.lock_with_deadline(node.as_mut(), || Instant::now() >= until).is_none());
+    assert!(
+        lock.lock_with_deadline(node.as_mut(), || Instant::now() >= until)
+            .is_none()
+    );
     assert!(start.elapsed() >= Duration::from_millis(20));
     drop(held);
 
@@ -207,8 +239,9 @@ fn mcs_deadline() {
         s.spawn(|| {
             let node = pin!(McsNode::new());
             let until = Instant::now() + Duration::from_secs(60);
-            let mut g =
-                lock.lock_with_deadline(node, || Instant::now() >= until).expect("released");
+            let mut g = lock
+                .lock_with_deadline(node, || Instant::now() >= until)
+                .expect("released");
             *g += 1;
         });
         thread::sleep(Duration::from_millis(10));
@@ -273,7 +306,11 @@ fn stress(name: &str, lock_and_count: impl Fn(&AtomicBool) + Sync, read: impl Fn
 }
 
 fn stress_raw<R: RawLock + Sync>(name: &str, lock: &Lock<R, Shared>) {
-    stress(name, |inside| critical_section(&mut lock.lock(), inside), || lock.with(|s| s.count));
+    stress(
+        name,
+        |inside| critical_section(&mut lock.lock(), inside),
+        || lock.with(|s| s.count),
+    );
 }
 
 #[test]
@@ -311,9 +348,11 @@ fn mcs_stress() {
 #[test]
 fn mcs_stress_stack_nodes() {
     let lock = McsLock::new(Shared::default());
-    stress("mcs-with", |inside| lock.with(|s| critical_section(s, inside)), || {
-        lock.with(|s| s.count)
-    });
+    stress(
+        "mcs-with",
+        |inside| lock.with(|s| critical_section(s, inside)),
+        || lock.with(|s| s.count),
+    );
 }
 
 /// Mixed acquisition kinds on one lock: queued, try and deadline waiters.
@@ -351,7 +390,10 @@ fn mixed_acquisitions_stress() {
                 critical_section(&mut lock.lock(), inside);
                 true
             }
-            1 => lock.try_lock().map(|mut g| critical_section(&mut g, inside)).is_some(),
+            1 => lock
+                .try_lock()
+                .map(|mut g| critical_section(&mut g, inside))
+                .is_some(),
             _ => lock
                 .lock_with_deadline(short_deadline())
                 .map(|mut g| critical_section(&mut g, inside))
@@ -370,7 +412,10 @@ fn mixed_acquisitions_stress() {
                 critical_section(&mut lock.lock(node), inside);
                 true
             }
-            1 => lock.try_lock(node).map(|mut g| critical_section(&mut g, inside)).is_some(),
+            1 => lock
+                .try_lock(node)
+                .map(|mut g| critical_section(&mut g, inside))
+                .is_some(),
             _ => lock
                 .lock_with_deadline(node, short_deadline())
                 .map(|mut g| critical_section(&mut g, inside))
@@ -381,6 +426,16 @@ fn mixed_acquisitions_stress() {
 }
 
 // ------------------------------------------------------------------- FIFO
+
+/// Waits (yielding) until `cond` holds; fails the test after 30 s rather
+/// than hanging.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        thread::yield_now();
+    }
+}
 
 /// Threads queue one after the other (each is started only once the
 /// previous one is seen waiting), then the main thread releases: they must
@@ -396,9 +451,9 @@ fn ticket_lock_is_fifo() {
             let h = thread::spawn(move || lock2.lock().push(id));
             // Barrier sequence: thread `id` holds ticket `id + 1` before
             // thread `id + 1` is created.
-            while lock.raw().waiters() as usize != id + 1 {
-                thread::yield_now();
-            }
+            wait_until("the thread took its ticket", || {
+                lock.raw().waiters() as usize == id + 1
+            });
             h
         })
         .collect();
@@ -425,9 +480,7 @@ fn mcs_lock_is_fifo() {
             });
             // Barrier sequence: thread `id` is the queue's tail before
             // thread `id + 1` is created.
-            while lock.tail() == tail_before {
-                thread::yield_now();
-            }
+            wait_until("the thread queued", || lock.tail() != tail_before);
             h
         })
         .collect();

@@ -68,7 +68,10 @@ impl TicketLock {
     /// An unlocked lock whose next ticket is `t` (tests of wrap-around).
     #[cfg(all(test, not(loom)))]
     pub(crate) fn starting_at(t: u32) -> Self {
-        Self { next: CachePadded(AtomicU32::new(t)), serving: CachePadded(AtomicU32::new(t)) }
+        Self {
+            next: CachePadded(AtomicU32::new(t)),
+            serving: CachePadded(AtomicU32::new(t)),
+        }
     }
 
     /// Number of CPUs waiting behind the current holder (a racy snapshot,
@@ -79,7 +82,11 @@ impl TicketLock {
         let next = self.next.0.load(Ordering::Relaxed);
         let in_lock = next.wrapping_sub(serving);
         // A torn snapshot can see `next` behind `serving`: report no waiter.
-        if in_lock > u32::MAX / 2 { 0 } else { in_lock.saturating_sub(1) }
+        if in_lock > u32::MAX / 2 {
+            0
+        } else {
+            in_lock.saturating_sub(1)
+        }
     }
 
     /// Spins until ticket `t` is served.
@@ -129,7 +136,7 @@ unsafe impl RawLock for TicketLock {
         // holder is the `Acquire` load of `serving` below.
         let t = self.next.0.fetch_add(1, Ordering::Relaxed);
         if self.serving.0.load(Ordering::Acquire) != t {
-            let _ = t;
+            self.wait_for(t);
         }
         Ticket(t)
     }
@@ -166,7 +173,9 @@ unsafe impl RawLock for TicketLock {
 
     #[inline]
     unsafe fn unlock(&self, ticket: Ticket) {
-        self.serving.0.store(ticket.0.wrapping_add(1), Ordering::Release);
+        self.serving
+            .0
+            .store(ticket.0.wrapping_add(1), Ordering::Release);
     }
 
     #[inline]
