@@ -1,8 +1,10 @@
-//! `exo-report <bench_results.csv> [--targets FILE] [--svg-dir DIR] [--markdown]`
+//! `exo-report <bench_results.csv> [--targets FILE] [--svg-dir DIR] [--plot-mode MODE] [--markdown]`
 //!
 //! Prints the seed's target table for one run (aligned text, or Markdown with
 //! `--markdown`) and, with `--svg-dir`, writes `c2c-rtt.svg`, `c2c-oneway.svg` and
-//! `contention.svg` there. Exit status: 0 ok, 1 unreadable or malformed input, 2 usage.
+//! `contention.svg` there. The plots show one mode only, so emulated and real cycles never
+//! share an axis: `--plot-mode`, else the mode of the last `contended` suite in the CSV.
+//! Exit status: 0 ok, 1 unreadable or malformed input, 2 usage.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use smp_bench::names::C2cKind;
 use smp_bench::report::{self, svg};
 
 const USAGE: &str = "usage: exo-report <bench_results.csv> [--targets configs/targets.toml] \
-                     [--svg-dir DIR] [--markdown]";
+                     [--svg-dir DIR] [--plot-mode tcg|icount|kvm|native] [--markdown]";
 
 /// Where `configs/targets.toml` is looked for when `--targets` is not given.
 const DEFAULT_TARGETS: [&str; 2] = [
@@ -24,6 +26,7 @@ struct Args {
     csv: Option<PathBuf>,
     targets: Option<PathBuf>,
     svg_dir: Option<PathBuf>,
+    plot_mode: Option<smp_bench::Mode>,
     markdown: bool,
 }
 
@@ -35,6 +38,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--targets" => a.targets = Some(value("--targets")?.into()),
             "--svg-dir" => a.svg_dir = Some(value("--svg-dir")?.into()),
             "--markdown" => a.markdown = true,
+            "--plot-mode" => {
+                let m = value("--plot-mode")?;
+                a.plot_mode = Some(smp_bench::Mode::parse(&m).ok_or(format!("unknown mode {m}"))?);
+            }
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             _ if a.csv.is_some() => return Err(format!("unexpected argument {arg}")),
@@ -75,6 +82,19 @@ fn run(args: Args) -> Result<(), String> {
 
     if let Some(dir) = args.svg_dir {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mode = args.plot_mode.or_else(|| {
+            rows.iter()
+                .rev()
+                .find(|r| r.suite == "contended")
+                .and_then(|r| r.mode)
+        });
+        let rows: Vec<report::Row> = match mode {
+            Some(m) => rows.iter().filter(|r| r.mode == Some(m)).cloned().collect(),
+            None => rows.clone(),
+        };
+        if let Some(m) = mode {
+            eprintln!("exo-report: plots show {m} rows only");
+        }
         let files = [
             (
                 svg::c2c_file_name(C2cKind::Rtt),
