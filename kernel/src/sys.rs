@@ -31,8 +31,9 @@ pub fn take_bsp_block(apic_id: u32, kstack_top: u64) -> &'static mut crate::cpus
         !TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel),
         "BSP block taken twice"
     );
+    let p = &raw mut BSP_BLOCK;
     // SAFETY: the flag above makes this the only reference ever created to BSP_BLOCK.
-    let b = unsafe { &mut *(&raw mut BSP_BLOCK) };
+    let b = unsafe { &mut *p };
     b.hot.apic_id = apic_id;
     b.hot.kstack_top = kstack_top;
     b

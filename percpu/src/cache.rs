@@ -109,7 +109,7 @@ pub fn obj_pop(_g: &impl Pinned, class: usize) -> Option<usize> {
 /// longer used by anyone, and not on any list. Its first word is overwritten.
 #[inline(always)]
 pub unsafe fn obj_push(_g: &impl Pinned, class: usize, obj: usize) -> usize {
-    debug_assert!(class < OBJ_CLASSES && obj != 0 && obj % 8 == 0);
+    debug_assert!(class < OBJ_CLASSES && obj != 0 && obj.is_multiple_of(8));
     let idx = (class % OBJ_CLASSES) * 16;
     let count: usize;
     // SAFETY: the caller hands over `obj` (writable, unused); GS and `idx` as in `obj_pop`.
