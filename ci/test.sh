@@ -99,10 +99,10 @@ step "clippy kernel target (-D warnings)" cargo clippy --workspace --exclude exo
 
 echo "== host tests"
 host_tests
-if grep -q loom kernel/sched/Cargo.toml 2>/dev/null; then
-    step "loom: exo-sched mailbox" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
-        cargo test -p exo-sched --release --lib mailbox
-fi
+step "loom: exo-sched mailbox (MPSC, doorbell)" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
+    cargo test -p exo-sched --release --lib mailbox
+step "loom: exo-sync locks (TAS, ticket, MCS)" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
+    cargo test -p exo-sync --release
 
 echo "== build"
 step "kernel build (release)" cargo build -p exo --target x86_64-unknown-none --release

@@ -41,12 +41,13 @@ cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp 
      -serial stdio -display none -monitor none -no-reboot -nodefaults
      -device isa-debug-exit,iobase=0xf4,iosize=0x04)
 [ -n "${EXO_QEMU_VERBOSE:-}" ] && echo "+ ${cmd[*]}" >&2
+# The UART sends CRLF; logs and pipes get plain LF lines.
 if [ -n "$log" ]; then
-    timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | tee "$log"
+    timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | tr -d '\r' | tee "$log"
     rc=${PIPESTATUS[0]}
 else
-    timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null
-    rc=$?
+    timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | tr -d '\r'
+    rc=${PIPESTATUS[0]}
 fi
 case $rc in
     33) exit 0 ;;
