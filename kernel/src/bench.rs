@@ -316,6 +316,9 @@ fn contended(state: &BootState, count: &mut u32) {
             n.clear();
             let _ = write!(n, "c2c.oneway.{}.{}", a.0, b.0);
             emit(&n, stats_of(&mut ONEWAY.lock()), count);
+            // The one-way values are exact only to within the two CPUs' offset uncertainties.
+            let bound = o.uncertainty.saturating_add(offset_of(b).uncertainty);
+            kprintln!("ERRBOUND,{n},{bound}");
         }
     }
     locks::contention(&all, state, count);
