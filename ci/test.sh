@@ -147,6 +147,9 @@ echo "== failure paths"
 log="$out/fail-panic.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_on_cpu=2" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "panic on CPU 2 stops all CPUs and exits with failure" "$log" 1 $? '^PANIC on CPU 2: deliberate panic' '^PANIC,2$'
+log="$out/fail-overflow.log"
+scripts/qemu.sh --machine microvm --cpu max --smp 2 --job boot --append "exo.overflow_on_cpu=1" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "stack overflow on an AP hits the guard page, #DF on its IST stack" "$log" 1 $? '^PANIC on CPU 1: unhandled exception: #DF double fault' '^PANIC,1$'
 log="$out/fail-acpi-off.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.acpi=off" --log "$log" >/dev/null 2>&1
 expect_log "ACPI off: single-CPU operation" "$log" 0 $? '^SMP,1,1,x2apic$' 'single-CPU operation'
