@@ -150,6 +150,13 @@ expect_log "panic on CPU 2 stops all CPUs and exits with failure" "$log" 1 $? '^
 log="$out/fail-overflow.log"
 scripts/qemu.sh --machine microvm --cpu max --smp 2 --job boot --append "exo.overflow_on_cpu=1" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "stack overflow on an AP hits the guard page, #DF on its IST stack" "$log" 1 $? '^PANIC on CPU 1: unhandled exception: #DF double fault' '^PANIC,1$'
+echo "== debug kernel (poisoning and double-free checks on)"
+step "kernel build (debug)" cargo build -p exo --target x86_64-unknown-none
+dbg=target/x86_64-unknown-none/debug/exo
+kernel_tests "debug kernel microvm -cpu max -smp 4" --kernel "$dbg" --machine microvm --cpu max --smp 4
+log="$out/fail-double-free.log"
+scripts/qemu.sh --kernel "$dbg" --machine microvm --cpu max --smp 2 --job boot --append "exo.double_free=1" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "debug build: a double free is caught and stops the machine" "$log" 1 $? '^PANIC on CPU 0: kalloc: double free of 0x[0-9a-f]+ \(64 B object\)'
 log="$out/fail-acpi-off.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.acpi=off" --log "$log" >/dev/null 2>&1
 expect_log "ACPI off: single-CPU operation" "$log" 0 $? '^SMP,1,1,x2apic$' 'single-CPU operation'

@@ -7,7 +7,7 @@
 //! trampoline borrows them for the same short hop into long mode.
 
 /// Size of the BSP's boot stack (it becomes CPU 0's kernel stack until a guarded one replaces it).
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+pub const BOOT_STACK_SIZE: usize = 256 * 1024;
 
 core::arch::global_asm!(
     r#"

@@ -172,6 +172,13 @@ pub fn bsp_main(start_info: u64) -> ! {
     if let Some(c) = opts.panic_on_cpu {
         deliberate_failure(c, boom, "panic");
     }
+    if opts.double_free {
+        if cfg!(debug_assertions) {
+            crate::kalloc::double_free_selftest();
+            fail(format_args!("a double free went unnoticed"));
+        }
+        warn!("exo.double_free needs a debug build; ignored");
+    }
     if let Some(c) = opts.overflow_on_cpu {
         deliberate_failure(c, overflow, "stack overflow");
     }

@@ -32,6 +32,8 @@ pub struct Options {
     pub mode: Option<smp_bench::Mode>,
     /// A deliberate panic on this CPU after boot (tests the stop-all path).
     pub panic_on_cpu: Option<u32>,
+    /// Free one object twice after boot (debug builds must catch it).
+    pub double_free: bool,
     /// A deliberate stack overflow on this CPU after boot (tests guard pages and #DF on IST).
     pub overflow_on_cpu: Option<u32>,
     /// CPUs in the core-to-core matrix (the first N online).
@@ -58,6 +60,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         mode: None,
         panic_on_cpu: None,
         overflow_on_cpu: None,
+        double_free: false,
         c2c_cpus: 8,
         contend_max: 8,
         contend_window_ms: 20,
@@ -79,6 +82,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .parse()
                 .is_ok_and(|id| set(&mut o.phantom_apic_id, Some(id))),
             ("panic_on_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_on_cpu, Some(c))),
+            ("double_free", "1") => set(&mut o.double_free, true),
             ("overflow_on_cpu", v) => v
                 .parse()
                 .is_ok_and(|c| set(&mut o.overflow_on_cpu, Some(c))),
