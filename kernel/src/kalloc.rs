@@ -436,6 +436,28 @@ pub fn drain_this_cpu() {
     }
 }
 
+/// What the calling CPU holds in its caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuStats {
+    /// Free objects on this CPU's list, by size class (`SizeClass::index`).
+    pub objects: [usize; SizeClass::COUNT],
+    /// Frames in this CPU's magazine.
+    pub frames: usize,
+}
+
+/// The calling CPU's cache contents (per class and frames).
+pub fn this_cpu_stats() -> CpuStats {
+    let g = PreemptGuard::new();
+    let mut s = CpuStats {
+        frames: cache::page_count(&g),
+        ..CpuStats::default()
+    };
+    for c in SizeClass::ALL {
+        s.objects[c.index()] = cache::obj_list(&g, c.index()).count;
+    }
+    s
+}
+
 /// Memory accounting (exact when every CPU's caches are drained).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {

@@ -5,6 +5,7 @@ use crate::boot::BootState;
 use crate::cpus::{self, VEC_PING};
 use crate::time::Deadline;
 use crate::{kprintln, memory};
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -34,6 +35,7 @@ const TESTS: &[Test] = &[
     ),
     ("kalloc.frame_exhaustion_recovers", frame_exhaustion),
     ("kalloc.fallible_api_reports_oom", fallible_oom),
+    ("kalloc.per_cpu_refill_and_drain_in_batches", refill_drain),
 ];
 
 /// Runs every test and exits QEMU with the verdict.
@@ -499,5 +501,35 @@ fn fallible_oom(_: &BootState) -> TestResult {
             format!("{size} B object at {:#x} not {align}-aligned", a.addr())
         })?;
     }
+    Ok(())
+}
+
+/// On a drained CPU: the first 64-byte allocation refills the list with `BATCH` objects and
+/// takes one; frees grow the list until `HIGH_WATER`, then half goes back to the pool.
+fn refill_drain(_: &BootState) -> TestResult {
+    use crate::kalloc::{BATCH, HIGH_WATER, this_cpu_stats};
+    let class = exo_mm::class_for(64, 8).ok_or("no 64-byte class")?.index();
+    let mut held: Vec<Box<core::mem::MaybeUninit<[u8; 64]>>> = Vec::with_capacity(HIGH_WATER + 8);
+    let _g = exo_percpu::IrqGuard::new(); // stay on this CPU; no interrupt allocates anyway
+    crate::kalloc::drain_this_cpu();
+    check(this_cpu_stats().objects[class] == 0, || {
+        "list not empty after drain".into()
+    })?;
+    held.push(Box::new_uninit());
+    let n = this_cpu_stats().objects[class];
+    check(n == BATCH, || {
+        format!("after one allocation on an empty list: {n} cached, expected {BATCH}")
+    })?;
+    while held.len() < HIGH_WATER + 1 {
+        held.push(Box::new_uninit());
+    }
+    held.clear(); // HIGH_WATER + 1 frees: the list passes the high-water mark once
+    let n = this_cpu_stats().objects[class];
+    check(n <= HIGH_WATER && n >= HIGH_WATER / 2, || {
+        format!(
+            "after {} frees: {n} cached (high water {HIGH_WATER})",
+            HIGH_WATER + 1
+        )
+    })?;
     Ok(())
 }
