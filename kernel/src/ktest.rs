@@ -525,7 +525,7 @@ fn refill_drain(_: &BootState) -> TestResult {
     }
     held.clear(); // HIGH_WATER + 1 frees: the list passes the high-water mark once
     let n = this_cpu_stats().objects[class];
-    check(n <= HIGH_WATER && n >= HIGH_WATER / 2, || {
+    check((HIGH_WATER / 2..=HIGH_WATER).contains(&n), || {
         format!(
             "after {} frees: {n} cached (high water {HIGH_WATER})",
             HIGH_WATER + 1
