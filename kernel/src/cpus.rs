@@ -186,14 +186,11 @@ pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<(), RunError> {
     if mb.posted.load(Ordering::Acquire) != done {
         return Err(RunError::Busy(cpu));
     }
-    let poster = if exo_percpu::installed() && may_halt() {
-        u64::from(
-            exo_percpu::this_cpu::<CpuLocal>(&IrqGuard::new())
-                .hot
-                .apic_id,
-        ) + 1
-    } else {
-        0
+    // Every CPU installs its block before it can post, so the caller's own block is at hand
+    // (no MSR read on this path: the c2c and contention runners post per measurement).
+    let poster = match get(exo_percpu::cpu_id_hint()) {
+        Some(me) if may_halt() => u64::from(me.hot.apic_id) + 1,
+        _ => 0,
     };
     mb.notify.store(poster, Ordering::Relaxed);
     mb.func.store(f as usize as u64, Ordering::Relaxed);

@@ -24,8 +24,6 @@ pub struct BootFrames {
     ranges: ArrayVec<(u64, u64), 128>,
     idx: usize,
     next: u64,
-    /// Frames handed out so far.
-    pub used: u64,
     /// Usable frames at start.
     pub total: u64,
 }
@@ -66,7 +64,6 @@ impl BootFrames {
             ranges,
             idx: 0,
             next,
-            used: 0,
             total,
         }
     }
@@ -78,7 +75,6 @@ impl BootFrames {
             if self.next + n * PAGE <= end {
                 let p = self.next;
                 self.next += n * PAGE;
-                self.used += n;
                 return Ok(p);
             }
             self.idx += 1;

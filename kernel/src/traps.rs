@@ -45,10 +45,11 @@ pub fn init() {
     exo_arch::trap::init_idt();
 }
 
+/// The counters of the trapping CPU. Only reached for #BP, probe fix-ups and ping IPIs, none
+/// of which can happen before the CPU's GS block is installed (IPIs go to online CPUs only),
+/// so no `rdmsr` check sits on the interrupt path that `ipi.rtt` times.
 fn with_block(f: impl FnOnce(&'static cpus::Block)) {
-    if exo_percpu::installed()
-        && let Some(b) = cpus::get(exo_percpu::cpu_id_hint())
-    {
+    if let Some(b) = cpus::get(exo_percpu::cpu_id_hint()) {
         f(b);
     }
 }
