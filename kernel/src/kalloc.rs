@@ -3,13 +3,18 @@
 //! * Pages: one bitmap buddy (`exo_mm::Buddy`) over all RAM behind a lock, and a per-CPU
 //!   magazine of 4 KiB frames in the GS block, refilled and drained 32 at a time, so
 //!   `alloc_frame` is a GS-relative pop with preemption held off: no lock, no atomic RMW.
-//! * Objects: 14 size classes (`exo_mm::class_for`); each CPU has an intrusive free list per
-//!   class in its GS block (`exo_percpu::cache`); a miss refills 32 objects from the class's
-//!   global pool (a lock per class), which carves new slabs from the buddy; a list longer
-//!   than `HIGH_WATER` gives half back.
-//! * Cross-CPU frees go to the *freeing* CPU's list (objects are not owned by a CPU, only by a
-//!   class): no remote-free list, no lock, no atomic on the fast path; the high-water drain
-//!   bounds how much one CPU can hoard when a producer/consumer pair moves memory one way.
+//! * Objects: 14 size classes (`exo_mm::class_for`); each CPU has a magazine (a stack of up
+//!   to 63 addresses) per class in its GS block (`exo_percpu::cache`); a miss refills 32
+//!   objects from the class's global pool (an intrusive chain behind a lock per class), which
+//!   carves new slabs from the buddy; a free into a full magazine first gives its 32 oldest
+//!   (coldest) objects back to the pool.
+//! * The fast paths (`alloc_frame`, `free_frame`, and the class paths of `try_alloc` and
+//!   `free`) are `cache` leaf sections: a GS-relative pop or push bracketed by plain stores
+//!   to the leaf byte, no guard counter, no LOCK, no interrupt save/restore.
+//! * Cross-CPU frees go to the *freeing* CPU's magazine (objects are not owned by a CPU, only
+//!   by a class): no remote-free list, no lock, no atomic on the fast path; the full-magazine
+//!   drain bounds how much one CPU can hoard when a producer/consumer pair moves memory one
+//!   way.
 //! * Interrupt handlers must not allocate (the fast paths hold off preemption, not interrupts).
 //!
 //! This module is the kernel's second audited `unsafe` module: it links raw free objects.
@@ -22,9 +27,12 @@ use exo_mm::{Buddy, SizeClass, class_for, page_order_for};
 use exo_percpu::{PreemptGuard, cache};
 
 /// Objects moved per refill or drain.
-pub const BATCH: usize = 32;
-/// A CPU list longer than this gives `HIGH_WATER / 2` objects back.
-pub const HIGH_WATER: usize = 128;
+pub const BATCH: usize = cache::BATCH;
+/// A CPU magazine holds at most this many objects; a free into a full one first gives the
+/// `BATCH` oldest back to the pool.
+pub const HIGH_WATER: usize = cache::SLOTS;
+
+const _: () = assert!(SizeClass::COUNT <= cache::OBJ_CLASSES);
 
 /// Allocation failed: out of memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,77 +109,69 @@ fn buddy_free(pa: u64, order: usize) {
     }
 }
 
+/// The global layer behind the per-CPU magazines: the class pools, and the buddy for frames.
+struct KernelDepot;
+
+impl cache::Depot for KernelDepot {
+    fn take(&self, m: usize, out: &mut [usize]) -> usize {
+        if m == cache::PAGES {
+            let mut frames = [0u64; BATCH + 1];
+            let want = out.len().min(frames.len());
+            let n = match BUDDY.lock().as_mut() {
+                Some(b) => b.alloc_batch(0, &mut frames[..want]),
+                None => 0,
+            };
+            for (o, &f) in out.iter_mut().zip(&frames[..n]) {
+                *o = f as usize;
+            }
+            return n;
+        }
+        SizeClass::ALL.get(m).map_or(0, |&c| take_from_pool(c, out))
+    }
+
+    fn give(&self, m: usize, entries: &[usize]) {
+        if m == cache::PAGES {
+            for chunk in entries.chunks(cache::SLOTS) {
+                let mut frames = [0u64; cache::SLOTS];
+                for (f, &e) in frames.iter_mut().zip(chunk) {
+                    *f = e as u64;
+                }
+                if let Some(b) = BUDDY.lock().as_mut()
+                    && let Err(e) = b.free_batch(0, &frames[..chunk.len()])
+                {
+                    panic!("kalloc: draining frames: {e:?}");
+                }
+            }
+            return;
+        }
+        if let Some(&c) = SizeClass::ALL.get(m) {
+            give_back(c, entries);
+        }
+    }
+}
+
 /// One 4 KiB frame (not zeroed): the per-CPU magazine, refilled from the buddy in batches.
 #[inline]
 pub fn alloc_frame() -> Result<Frame, OutOfMemory> {
-    let g = PreemptGuard::new();
-    if let Some(pa) = cache::page_pop(&g) {
-        return Ok(Frame(pa));
-    }
-    refill_frames(&g)
+    cache::alloc_or_refill(&KernelDepot, cache::PAGES)
+        .map(|pa| Frame(pa as u64))
+        .ok_or(OutOfMemory)
 }
 
-#[cold]
-fn refill_frames(g: &PreemptGuard) -> Result<Frame, OutOfMemory> {
-    let mut batch = [0u64; BATCH];
-    let n = BUDDY
-        .lock()
-        .as_mut()
-        .ok_or(OutOfMemory)?
-        .alloc_batch(0, &mut batch);
-    if n == 0 {
-        return Err(OutOfMemory);
-    }
-    for &pa in &batch[1..n] {
-        if let Err(pa) = cache::page_push(g, pa) {
-            buddy_free(pa, 0);
-        }
-    }
-    Ok(Frame(batch[0]))
-}
-
-/// Gives a frame back (to this CPU's magazine; half the magazine goes back when it is full).
+/// Gives a frame back (to this CPU's magazine; the 32 oldest go back when it is full).
 #[inline]
 pub fn free_frame(f: Frame) {
-    let g = PreemptGuard::new();
-    if let Err(pa) = cache::page_push(&g, f.0) {
-        drain_frames(&g, pa);
-    }
-}
-
-#[cold]
-fn drain_frames(g: &PreemptGuard, extra: u64) {
-    let mut batch = [0u64; BATCH];
-    batch[0] = extra;
-    let mut n = 1;
-    while n < BATCH {
-        match cache::page_pop(g) {
-            Some(pa) => {
-                batch[n] = pa;
-                n += 1;
-            }
-            None => break,
-        }
-    }
-    if let Some(b) = BUDDY.lock().as_mut()
-        && let Err(e) = b.free_batch(0, &batch[..n])
-    {
-        panic!("kalloc: draining frames: {e:?}");
-    }
+    cache::free_or_drain(&KernelDepot, cache::PAGES, f.0 as usize);
 }
 
 /// Allocates memory for `layout`, or `Err` when memory is exhausted.
 #[inline]
 pub fn try_alloc(layout: Layout) -> Result<NonNull<u8>, OutOfMemory> {
     if let Some(c) = class_for(layout.size(), layout.align()) {
-        let g = PreemptGuard::new();
-        if let Some(p) = cache::obj_pop(&g, c.index()) {
-            unpoison(p);
-            return NonNull::new(p as *mut u8).ok_or(OutOfMemory);
-        }
-        let p = refill_objects(&g, c)?;
-        unpoison(p.as_ptr() as usize);
-        return Ok(p);
+        let p = cache::alloc_or_refill(&KernelDepot, c.index()).ok_or(OutOfMemory)?;
+        unpoison(p);
+        // SAFETY: magazines and pools hold only non-null object addresses.
+        return Ok(unsafe { NonNull::new_unchecked(p as *mut u8) });
     }
     let order = page_order_for(layout.size(), layout.align()).ok_or(OutOfMemory)?;
     let pa = if order == 0 {
@@ -192,13 +192,7 @@ pub unsafe fn free(ptr: NonNull<u8>, layout: Layout) {
     if let Some(c) = class_for(layout.size(), layout.align()) {
         check_double_free(ptr.as_ptr() as usize, c);
         poison(ptr.as_ptr() as usize, c.size());
-        let g = PreemptGuard::new();
-        // SAFETY: the caller gives back an object of this class it no longer uses; class
-        // objects are at least 16 bytes and 16-aligned.
-        let n = unsafe { cache::obj_push(&g, c.index(), ptr.as_ptr() as usize) };
-        if n > HIGH_WATER {
-            drain_objects(&g, c);
-        }
+        cache::free_or_drain(&KernelDepot, c.index(), ptr.as_ptr() as usize);
         return;
     }
     let Some(order) = page_order_for(layout.size(), layout.align()) else {
@@ -311,44 +305,40 @@ unsafe fn set_next(obj: usize, next: usize) {
     unsafe { (obj as *mut usize).write(next) }
 }
 
-#[cold]
-fn refill_objects(g: &PreemptGuard, c: SizeClass) -> Result<NonNull<u8>, OutOfMemory> {
+/// Detaches up to `out.len()` objects from the class's pool (carving a slab when it runs
+/// low); returns how many (0: out of memory).
+fn take_from_pool(c: SizeClass, out: &mut [usize]) -> usize {
     let mut pool = POOLS[c.index()].lock();
-    if pool.count < BATCH + 1 {
-        carve_slab(&mut pool, c)?;
+    if pool.count < out.len() {
+        // A failed carve is not an error while the pool still has objects.
+        let _ = carve_slab(&mut pool, c);
     }
-    // Detach BATCH + 1 objects: one for the caller, the rest become this CPU's list.
-    let first = pool.head;
-    let mut last = first;
-    let take = (BATCH + 1).min(pool.count);
-    for _ in 1..take {
+    let take = out.len().min(pool.count);
+    for slot in &mut out[..take] {
+        *slot = pool.head;
         // SAFETY: the pool's chain holds `count` free objects of this class.
-        last = unsafe { next_of(last) };
+        pool.head = unsafe { next_of(pool.head) };
     }
-    // SAFETY: `last` is on the pool's chain (above).
-    pool.head = unsafe { next_of(last) };
     pool.count -= take;
-    drop(pool);
-    // SAFETY: `last` is now the end of our detached chain.
-    unsafe { set_next(last, 0) };
-    // SAFETY: `first` heads the detached chain of `take` free objects.
-    let rest = unsafe { next_of(first) };
-    if take > 1 {
-        // SAFETY: the CPU list is empty (the pop that sent us here failed, and nothing ran on
-        // this CPU since: preemption is off, interrupt handlers do not allocate); the chain
-        // after `first` holds `take - 1` free objects of this class, ending in 0.
-        unsafe {
-            cache::obj_set(
-                g,
-                c.index(),
-                cache::ObjList {
-                    head: rest,
-                    count: take - 1,
-                },
-            )
-        };
+    take
+}
+
+/// Links `objs` (free objects of class `c` the caller owns) onto the class's pool.
+fn give_back(c: SizeClass, objs: &[usize]) {
+    let Some((&first, rest)) = objs.split_first() else {
+        return;
+    };
+    let mut last = first;
+    for &o in rest {
+        // SAFETY: the caller owns these free objects; each links to the next.
+        unsafe { set_next(last, o) };
+        last = o;
     }
-    NonNull::new(first as *mut u8).ok_or(OutOfMemory)
+    let mut pool = POOLS[c.index()].lock();
+    // SAFETY: as above; the chain's end now points at the pool's old head.
+    unsafe { set_next(last, pool.head) };
+    pool.head = first;
+    pool.count += objs.len();
 }
 
 /// Carves one slab (`2^slab_order` frames) into free objects on the pool's chain.
@@ -373,73 +363,19 @@ fn carve_slab(pool: &mut Pool, c: SizeClass) -> Result<(), OutOfMemory> {
     Ok(())
 }
 
-#[cold]
-fn drain_objects(g: &PreemptGuard, c: SizeClass) {
-    let list = cache::obj_take(g, c.index());
-    let keep = HIGH_WATER / 2;
-    if list.count <= keep {
-        // SAFETY: the chain just taken, given back whole.
-        unsafe { cache::obj_set(g, c.index(), list) };
-        return;
-    }
-    // Give back the first `count - keep` objects (the most recently freed, cache-hot ones
-    // stay local would be nicer; these are simply the ones at hand).
-    let give = list.count - keep;
-    let mut last = list.head;
-    for _ in 1..give {
-        // SAFETY: the detached list holds `count` free objects.
-        last = unsafe { next_of(last) };
-    }
-    // SAFETY: `last` is on the detached chain.
-    let rest = unsafe { next_of(last) };
-    let mut pool = POOLS[c.index()].lock();
-    // SAFETY: we own the detached chain; splice its first `give` objects onto the pool.
-    unsafe { set_next(last, pool.head) };
-    pool.head = list.head;
-    pool.count += give;
-    drop(pool);
-    // SAFETY: the remaining `keep` objects, ending in 0, back to the (empty) CPU list.
-    unsafe {
-        cache::obj_set(
-            g,
-            c.index(),
-            cache::ObjList {
-                head: rest,
-                count: keep,
-            },
-        )
-    };
-}
-
 /// Moves all of this CPU's cached objects and frames back to the global layers (for tests
 /// and statistics).
 pub fn drain_this_cpu() {
-    let g = PreemptGuard::new();
     for c in SizeClass::ALL {
-        let list = cache::obj_take(&g, c.index());
-        if list.count == 0 {
-            continue;
-        }
-        let mut last = list.head;
-        for _ in 1..list.count {
-            // SAFETY: the detached list holds `count` free objects.
-            last = unsafe { next_of(last) };
-        }
-        let mut pool = POOLS[c.index()].lock();
-        // SAFETY: we own the detached chain; it goes whole onto the pool.
-        unsafe { set_next(last, pool.head) };
-        pool.head = list.head;
-        pool.count += list.count;
+        cache::drain_all(&KernelDepot, c.index());
     }
-    while let Some(pa) = cache::page_pop(&g) {
-        buddy_free(pa, 0);
-    }
+    cache::drain_all(&KernelDepot, cache::PAGES);
 }
 
 /// What the calling CPU holds in its caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuStats {
-    /// Free objects on this CPU's list, by size class (`SizeClass::index`).
+    /// Free objects in this CPU's magazines, by size class (`SizeClass::index`).
     pub objects: [usize; SizeClass::COUNT],
     /// Frames in this CPU's magazine.
     pub frames: usize,
@@ -449,11 +385,11 @@ pub struct CpuStats {
 pub fn this_cpu_stats() -> CpuStats {
     let g = PreemptGuard::new();
     let mut s = CpuStats {
-        frames: cache::page_count(&g),
+        frames: cache::len(&g, cache::PAGES),
         ..CpuStats::default()
     };
     for c in SizeClass::ALL {
-        s.objects[c.index()] = cache::obj_list(&g, c.index()).count;
+        s.objects[c.index()] = cache::len(&g, c.index());
     }
     s
 }

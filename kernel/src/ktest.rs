@@ -504,32 +504,46 @@ fn fallible_oom(_: &BootState) -> TestResult {
     Ok(())
 }
 
-/// On a drained CPU: the first 64-byte allocation refills the list with `BATCH` objects and
-/// takes one; frees grow the list until `HIGH_WATER`, then half goes back to the pool.
+/// On a drained CPU, the 64-byte magazine follows its model exactly: a miss takes `BATCH + 1`
+/// objects from the pool (one for the caller), a free into a full magazine (`HIGH_WATER`)
+/// first gives the `BATCH` oldest back.
 fn refill_drain(_: &BootState) -> TestResult {
     use crate::kalloc::{BATCH, HIGH_WATER, this_cpu_stats};
     let class = exo_mm::class_for(64, 8).ok_or("no 64-byte class")?.index();
-    let mut held: Vec<Box<core::mem::MaybeUninit<[u8; 64]>>> = Vec::with_capacity(HIGH_WATER + 8);
+    let rounds = 2 * HIGH_WATER + 5;
+    let mut held: Vec<Box<core::mem::MaybeUninit<[u8; 64]>>> = Vec::with_capacity(rounds);
     let _g = exo_percpu::IrqGuard::new(); // stay on this CPU; no interrupt allocates anyway
     crate::kalloc::drain_this_cpu();
+    let mut model = 0usize;
+    let mut max_seen = 0;
+    let mut drains = 0;
     check(this_cpu_stats().objects[class] == 0, || {
-        "list not empty after drain".into()
+        "magazine not empty after drain".into()
     })?;
-    held.push(Box::new_uninit());
-    let n = this_cpu_stats().objects[class];
-    check(n == BATCH, || {
-        format!("after one allocation on an empty list: {n} cached, expected {BATCH}")
-    })?;
-    while held.len() < HIGH_WATER + 1 {
+    for i in 0..rounds {
         held.push(Box::new_uninit());
+        model = if model == 0 { BATCH } else { model - 1 };
+        let n = this_cpu_stats().objects[class];
+        check(n == model, || {
+            format!("after allocation {i}: {n} cached, model says {model}")
+        })?;
     }
-    held.clear(); // HIGH_WATER + 1 frees: the list passes the high-water mark once
-    let n = this_cpu_stats().objects[class];
-    check((HIGH_WATER / 2..=HIGH_WATER).contains(&n), || {
-        format!(
-            "after {} frees: {n} cached (high water {HIGH_WATER})",
-            HIGH_WATER + 1
-        )
+    for i in 0..rounds {
+        drop(held.pop());
+        if model == HIGH_WATER {
+            model = model - BATCH + 1;
+            drains += 1;
+        } else {
+            model += 1;
+        }
+        let n = this_cpu_stats().objects[class];
+        max_seen = max_seen.max(n);
+        check(n == model, || {
+            format!("after free {i}: {n} cached, model says {model}")
+        })?;
+    }
+    check(max_seen <= HIGH_WATER && drains > 0, || {
+        format!("max {max_seen} cached (cap {HIGH_WATER}), {drains} drains")
     })?;
     Ok(())
 }

@@ -1,62 +1,82 @@
-//! Per-CPU allocation caches reached through `gs:` (the allocator's fast paths):
-//! one intrusive free list per object size class, and a magazine of 4 KiB frames.
+//! Per-CPU allocation caches reached through `gs:` (the allocator's fast paths): one
+//! magazine (a stack of up to [`SLOTS`] free addresses) per object size class, and one of
+//! 4 KiB frames.
 //!
-//! Fast-path rules: only the owning CPU touches its caches, with preemption held off (a
-//! [`Pinned`] guard); interrupt handlers never allocate. No LOCK prefix, no interrupt
-//! save/restore: a pop is `mov; test; jz; mov; mov; dec`.
+//! # Fast paths: leaf sections
+//! [`obj_alloc`], [`obj_free`], [`page_alloc`] and [`page_free`] are each *one* `asm!` block:
+//! ```text
+//! mov byte gs:[LEAF], 1        ; no preemption from here ...
+//! mov n, gs:[mag]              ; length
+//! sub n, 1 ; jb empty
+//! mov v, gs:[mag + 8 + n*8]    ; the slot (its load is off the length's dependency chain)
+//! mov gs:[mag], n
+//! mov byte gs:[LEAF], 0        ; ... to here
+//! ```
+//! No LOCK prefix, no interrupt save/restore, no statistics, no read-modify-write of a
+//! counter: the "leaf" byte next to the preempt count ([`crate::OFF_LEAF`]) is written with
+//! plain stores, so back-to-back operations carry no dependency through it (the nesting
+//! preempt count would chain an `inc`/`dec` pair of the same word into every operation).
+//! A leaf section cannot nest (it is a single `asm!` block that calls nothing), so a plain
+//! store of 0 at its end is exact. The scheduler preempts only when the whole preempt word
+//! (count and leaf byte) is zero ([`crate::preemptible`]). Interrupt handlers never allocate.
+//!
+//! # Slow paths
+//! Refill, drain and inspection ([`refill`], [`drain_oldest`], [`take_all`], [`len`]) take a
+//! [`Pinned`] guard and work on the magazine through a pointer: they are not leaf sections.
+//! [`alloc_or_refill`] and [`free_or_drain`] put both together over a [`Depot`] (the global
+//! layer), so the exchange the kernel runs is the one the host tests run with threads.
 
-use crate::Pinned;
+use crate::{OFF_LEAF, Pinned};
 use core::arch::asm;
+use core::cell::UnsafeCell;
 
-/// Object size classes with a per-CPU list (the kernel uses the first `exo_mm` class count).
+/// Object size classes with a per-CPU magazine (the kernel uses the first `exo_mm` count).
 pub const OBJ_CLASSES: usize = 16;
-/// Frames one CPU's page magazine holds.
-pub const PAGE_SLOTS: usize = 63;
+/// Entries one magazine holds (the length word and the slots fill 512 bytes).
+pub const SLOTS: usize = 63;
+/// Index of the frame magazine (after the object classes).
+pub const PAGES: usize = OBJ_CLASSES;
+/// Magazines per CPU.
+pub const MAGAZINES: usize = OBJ_CLASSES + 1;
 
-/// Offset of the object lists in the block (right after the hot header).
-pub const OFF_OBJ: usize = 64;
-/// Offset of the page magazine.
-pub const OFF_PAGES: usize = OFF_OBJ + OBJ_CLASSES * 16;
+/// Offset of the caches in the block (right after the hot header).
+pub const OFF_CACHES: usize = 64;
+/// Bytes per magazine (a power of two, so a class index scales with one shift).
+pub const MAG_BYTES: usize = 512;
 
-/// One class's free list: head (0 = empty) and length.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ObjList {
-    /// First free object (its first word points at the next, 0 ends the list).
-    pub head: usize,
-    /// Objects on the list.
-    pub count: usize,
-}
-
-/// A stack of free 4 KiB frames.
+/// One magazine: `slots[..len]` are free addresses, the last one pushed on top.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub struct PageCache {
-    /// Frames in `slots[..len]`.
+pub struct Magazine {
+    /// Entries in `slots[..len]`.
     pub len: usize,
-    /// Physical addresses.
-    pub slots: [u64; PAGE_SLOTS],
+    /// Free object addresses, or physical frame addresses for [`PAGES`].
+    pub slots: [usize; SLOTS],
 }
 
-/// The caches of one CPU (inside its `PerCpu` block, at `OFF_OBJ`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct Caches {
-    /// Object lists by class.
-    pub obj: [ObjList; OBJ_CLASSES],
-    /// Frame magazine.
-    pub pages: PageCache,
+impl Magazine {
+    const EMPTY: Magazine = Magazine {
+        len: 0,
+        slots: [0; SLOTS],
+    };
 }
+
+/// The caches of one CPU (inside its `PerCpu` block, at [`OFF_CACHES`]). Only the owning CPU
+/// reads or writes them, through `gs:` or with a [`Pinned`] guard.
+#[repr(C)]
+pub struct Caches {
+    mags: UnsafeCell<[Magazine; MAGAZINES]>,
+}
+
+// SAFETY: a block's caches are only touched by the CPU that installed the block (all access
+// goes through `gs:` or through `this_cpu` under a guard), never shared between CPUs.
+unsafe impl Sync for Caches {}
 
 impl Caches {
     /// Empty caches.
     pub const fn new() -> Self {
         Caches {
-            obj: [ObjList { head: 0, count: 0 }; OBJ_CLASSES],
-            pages: PageCache {
-                len: 0,
-                slots: [0; PAGE_SLOTS],
-            },
+            mags: UnsafeCell::new([Magazine::EMPTY; MAGAZINES]),
         }
     }
 }
@@ -67,185 +87,234 @@ impl Default for Caches {
     }
 }
 
+impl core::fmt::Debug for Caches {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Caches").finish_non_exhaustive()
+    }
+}
+
 const _: () = {
-    assert!(core::mem::offset_of!(crate::PerCpu<u8>, caches) == OFF_OBJ);
-    assert!(core::mem::offset_of!(Caches, pages) == OFF_PAGES - OFF_OBJ);
+    assert!(core::mem::offset_of!(crate::PerCpu<u8>, caches) == OFF_CACHES);
+    assert!(core::mem::size_of::<Magazine>() == MAG_BYTES);
+    assert!(core::mem::size_of::<Caches>() == MAGAZINES * MAG_BYTES);
 };
 
-/// Pops a free object of `class` from this CPU's list (`None` when it is empty).
+/// Pops the top of magazine `m` in a leaf section; `None` when it is empty.
 #[inline(always)]
-pub fn obj_pop(_g: &impl Pinned, class: usize) -> Option<usize> {
-    debug_assert!(class < OBJ_CLASSES);
-    let idx = (class % OBJ_CLASSES) * 16;
-    let obj: usize;
-    // SAFETY: GS points at this CPU's block (installed before any guard exists) and `idx`
-    // stays inside the object lists. Every object on a list was put there by `obj_push` or
-    // `obj_splice`, whose contracts make it a free, mapped object holding the next pointer in
-    // its first word; the guard keeps us on this CPU and interrupt handlers never allocate, so
-    // the load-and-store of the head cannot interleave with another access to this list.
+fn leaf_pop(m: usize) -> Option<usize> {
+    debug_assert!(m < MAGAZINES);
+    let base = (m % MAGAZINES) * MAG_BYTES;
+    let v: usize;
+    // SAFETY: GS points at this CPU's installed block (before any allocation can happen) and
+    // `base` stays inside its caches; `len <= SLOTS` holds (only `leaf_push` and the guarded
+    // functions below store it), so the slot read is in bounds. The leaf byte keeps the
+    // scheduler off this CPU between the reads and the store, and interrupt handlers never
+    // touch the caches, so the section cannot interleave with another access to them.
     unsafe {
         asm!(
-            "mov {obj}, qword ptr gs:[{idx} + {off}]",
-            "test {obj}, {obj}",
-            "jz 2f",
-            "mov {next}, qword ptr [{obj}]",
-            "mov qword ptr gs:[{idx} + {off}], {next}",
-            "dec qword ptr gs:[{idx} + {off} + 8]",
+            "mov byte ptr gs:[{leaf}], 1",
+            "mov {n}, qword ptr gs:[{base} + {off}]",
+            "xor {v:e}, {v:e}",
+            "sub {n}, 1",
+            "jb 2f",
+            "mov {v}, qword ptr gs:[{base} + {n} * 8 + {off} + 8]",
+            "mov qword ptr gs:[{base} + {off}], {n}",
             "2:",
-            idx = in(reg) idx,
-            obj = out(reg) obj,
-            next = out(reg) _,
-            off = const OFF_OBJ,
-            options(nostack),
-        );
-    }
-    if obj == 0 { None } else { Some(obj) }
-}
-
-/// Pushes a free object on this CPU's list of `class`; returns the list's new length.
-///
-/// # Safety
-/// `obj` must be a free object of `class`: at least 8 bytes, 8-aligned, mapped writable, no
-/// longer used by anyone, and not on any list. Its first word is overwritten.
-#[inline(always)]
-pub unsafe fn obj_push(_g: &impl Pinned, class: usize, obj: usize) -> usize {
-    debug_assert!(class < OBJ_CLASSES && obj != 0 && obj.is_multiple_of(8));
-    let idx = (class % OBJ_CLASSES) * 16;
-    let count: usize;
-    // SAFETY: the caller hands over `obj` (writable, unused); GS and `idx` as in `obj_pop`.
-    unsafe {
-        asm!(
-            "mov {tmp}, qword ptr gs:[{idx} + {off}]",
-            "mov qword ptr [{obj}], {tmp}",
-            "mov qword ptr gs:[{idx} + {off}], {obj}",
-            "mov {count}, qword ptr gs:[{idx} + {off} + 8]",
-            "inc {count}",
-            "mov qword ptr gs:[{idx} + {off} + 8], {count}",
-            idx = in(reg) idx,
-            obj = in(reg) obj,
-            tmp = out(reg) _,
-            count = out(reg) count,
-            off = const OFF_OBJ,
-            options(nostack),
-        );
-    }
-    count
-}
-
-/// This CPU's list of `class`: (head, count), read without changing it.
-#[inline]
-pub fn obj_list(g: &impl Pinned, class: usize) -> ObjList {
-    this_caches(g).obj[class % OBJ_CLASSES]
-}
-
-/// Detaches this CPU's whole list of `class` and returns it.
-#[inline]
-pub fn obj_take(_g: &impl Pinned, class: usize) -> ObjList {
-    let idx = (class % OBJ_CLASSES) * 16;
-    let (head, count): (usize, usize);
-    // SAFETY: as in `obj_pop`; this only moves the list's ownership to the caller.
-    unsafe {
-        asm!(
-            "xor {h}, {h}",
-            "xchg {h}, qword ptr gs:[{idx} + {off}]",
-            "xor {c}, {c}",
-            "xchg {c}, qword ptr gs:[{idx} + {off} + 8]",
-            idx = in(reg) idx,
-            h = out(reg) head,
-            c = out(reg) count,
-            off = const OFF_OBJ,
-            options(nostack),
-        );
-    }
-    ObjList { head, count }
-}
-
-/// Puts a detached chain back as this CPU's list of `class` (which must be empty).
-///
-/// # Safety
-/// `list` must be a chain of `list.count` free objects of `class` (as for [`obj_push`])
-/// linked through their first words and ending in 0, owned by the caller and given up; this
-/// CPU's list of `class` must be empty (e.g. just taken with [`obj_take`]).
-#[inline]
-pub unsafe fn obj_set(_g: &impl Pinned, class: usize, list: ObjList) {
-    let idx = (class % OBJ_CLASSES) * 16;
-    // SAFETY: GS and `idx` as in `obj_pop`; the caller vouches for the chain.
-    unsafe {
-        asm!(
-            "mov qword ptr gs:[{idx} + {off}], {h}",
-            "mov qword ptr gs:[{idx} + {off} + 8], {c}",
-            idx = in(reg) idx,
-            h = in(reg) list.head,
-            c = in(reg) list.count,
-            off = const OFF_OBJ,
-            options(nostack),
-        );
-    }
-}
-
-/// Pops a frame from this CPU's page magazine.
-#[inline(always)]
-pub fn page_pop(_g: &impl Pinned) -> Option<u64> {
-    let pa: u64;
-    // SAFETY: GS points at this CPU's block; `len` <= PAGE_SLOTS is kept by `page_push`, so
-    // the slot index stays inside the magazine; only this CPU touches it (guard).
-    unsafe {
-        asm!(
-            "xor {pa:e}, {pa:e}",
-            "mov {n}, qword ptr gs:[{off}]",
-            "test {n}, {n}",
-            "jz 2f",
-            "dec {n}",
-            "mov {pa}, qword ptr gs:[{off} + 8 + {n} * 8]",
-            "mov qword ptr gs:[{off}], {n}",
-            "2:",
+            "mov byte ptr gs:[{leaf}], 0",
+            base = in(reg) base,
             n = out(reg) _,
-            pa = out(reg) pa,
-            off = const OFF_PAGES,
+            v = out(reg) v,
+            off = const OFF_CACHES,
+            leaf = const OFF_LEAF,
             options(nostack),
         );
     }
-    if pa == 0 { None } else { Some(pa) }
+    if v == 0 { None } else { Some(v) }
 }
 
-/// Pushes a frame on this CPU's page magazine; gives it back when the magazine is full.
+/// Pushes `v` on magazine `m` in a leaf section: `Ok(new length)`, or `Err(v)` when full.
 #[inline(always)]
-pub fn page_push(_g: &impl Pinned, pa: u64) -> Result<usize, u64> {
-    debug_assert!(pa != 0);
+fn leaf_push(m: usize, v: usize) -> Result<usize, usize> {
+    debug_assert!(m < MAGAZINES && v != 0);
+    let base = (m % MAGAZINES) * MAG_BYTES;
     let n: usize;
-    let stored: u64;
-    // SAFETY: as in `page_pop`; the store happens only when `len < PAGE_SLOTS`.
+    // SAFETY: as in `leaf_pop`; the slot store happens only when `len < SLOTS`.
     unsafe {
         asm!(
-            "xor {ok:e}, {ok:e}",
-            "mov {n}, qword ptr gs:[{off}]",
+            "mov byte ptr gs:[{leaf}], 1",
+            "mov {n}, qword ptr gs:[{base} + {off}]",
             "cmp {n}, {slots}",
-            "jae 2f",
-            "mov qword ptr gs:[{off} + 8 + {n} * 8], {pa}",
-            "inc {n}",
-            "mov qword ptr gs:[{off}], {n}",
-            "mov {ok:e}, 1",
+            "jae 3f",
+            "mov qword ptr gs:[{base} + {n} * 8 + {off} + 8], {v}",
+            "add {n}, 1",
+            "mov qword ptr gs:[{base} + {off}], {n}",
+            "jmp 2f",
+            "3:",
+            "xor {n:e}, {n:e}",
             "2:",
+            "mov byte ptr gs:[{leaf}], 0",
+            base = in(reg) base,
+            v = in(reg) v,
             n = out(reg) n,
-            ok = out(reg) stored,
-            pa = in(reg) pa,
-            off = const OFF_PAGES,
-            slots = const PAGE_SLOTS,
+            off = const OFF_CACHES,
+            leaf = const OFF_LEAF,
+            slots = const SLOTS,
             options(nostack),
         );
     }
-    if stored != 0 { Ok(n) } else { Err(pa) }
+    if n == 0 { Err(v) } else { Ok(n) }
 }
 
-/// Frames in this CPU's magazine.
+/// Takes a free object of `class` from this CPU's magazine (`None` when it is empty).
+#[inline(always)]
+pub fn obj_alloc(class: usize) -> Option<usize> {
+    debug_assert!(class < OBJ_CLASSES);
+    leaf_pop(class % OBJ_CLASSES)
+}
+
+/// Puts a free object of `class` in this CPU's magazine: `Ok(new length)`, or `Err(obj)`
+/// when the magazine is full (the caller drains it and tries again). The magazine stores the
+/// address only; it never reads or writes the object.
+#[inline(always)]
+pub fn obj_free(class: usize, obj: usize) -> Result<usize, usize> {
+    debug_assert!(class < OBJ_CLASSES);
+    leaf_push(class % OBJ_CLASSES, obj)
+}
+
+/// Takes a frame from this CPU's frame magazine.
+#[inline(always)]
+pub fn page_alloc() -> Option<u64> {
+    leaf_pop(PAGES).map(|pa| pa as u64)
+}
+
+/// Puts a frame in this CPU's frame magazine: `Ok(new length)`, or `Err(pa)` when full.
+#[inline(always)]
+pub fn page_free(pa: u64) -> Result<usize, u64> {
+    leaf_push(PAGES, pa as usize).map_err(|v| v as u64)
+}
+
+/// This CPU's magazine `m` (a class index, or [`PAGES`]), for guarded slow paths.
+fn mag<'g>(g: &'g impl Pinned, m: usize) -> &'g mut Magazine {
+    let caches = &crate::this_cpu::<()>(g).caches;
+    // SAFETY: the block is this CPU's and the guard keeps us on it for `'g`; only this CPU
+    // touches its caches, and leaf sections cannot run while this code runs (they do not
+    // nest into it, interrupt handlers do not use the caches). The borrow is not held across
+    // any call that could reach another access to the same magazine (callers use it locally).
+    let all = unsafe { &mut *caches.mags.get() };
+    &mut all[m % MAGAZINES]
+}
+
+/// Entries in this CPU's magazine `m` (a class index, or [`PAGES`]).
 #[inline]
-pub fn page_count(g: &impl Pinned) -> usize {
-    this_caches(g).pages.len
+pub fn len(g: &impl Pinned, m: usize) -> usize {
+    mag(g, m).len
 }
 
-fn this_caches(g: &impl Pinned) -> Caches {
-    let p: &crate::PerCpu<()> = crate::this_cpu(g);
-    // Read through a volatile copy: the fields are written by asm through GS.
-    // SAFETY: `p` is this CPU's block; `caches` is plain data only this CPU writes.
-    unsafe { core::ptr::read_volatile(&raw const p.caches) }
+/// Pushes `items` (oldest first) on magazine `m`; returns how many fit (the rest stay the
+/// caller's).
+pub fn refill(g: &impl Pinned, m: usize, items: &[usize]) -> usize {
+    let mg = mag(g, m);
+    let n = items.len().min(SLOTS - mg.len);
+    mg.slots[mg.len..mg.len + n].copy_from_slice(&items[..n]);
+    mg.len += n;
+    n
+}
+
+/// Removes up to `out.len()` of the *oldest* entries (the bottom of the stack: the coldest
+/// objects) into `out`, keeping the recently freed, cache-hot ones; returns how many.
+pub fn drain_oldest(g: &impl Pinned, m: usize, out: &mut [usize]) -> usize {
+    let mg = mag(g, m);
+    let n = out.len().min(mg.len);
+    out[..n].copy_from_slice(&mg.slots[..n]);
+    mg.slots.copy_within(n..mg.len, 0);
+    mg.len -= n;
+    n
+}
+
+/// Empties magazine `m`, handing every entry to `f` (newest first).
+pub fn take_all(g: &impl Pinned, m: usize, mut f: impl FnMut(usize)) {
+    let mg = *mag(g, m);
+    mag(g, m).len = 0;
+    for &v in mg.slots[..mg.len].iter().rev() {
+        f(v);
+    }
+}
+
+/// Entries moved per refill or drain between a magazine and its [`Depot`].
+pub const BATCH: usize = 32;
+
+const _: () = assert!(BATCH < SLOTS);
+
+/// The global layer behind the magazines: where a miss refills from and a full magazine
+/// drains to (in the kernel: the per-class slab pools, and the buddy for [`PAGES`]). Called
+/// without any guard held, so it may take locks; it must not itself allocate from the
+/// magazine `m` it is serving.
+pub trait Depot {
+    /// Moves up to `out.len()` free entries of magazine kind `m` into `out`, returns how
+    /// many (0: exhausted).
+    fn take(&self, m: usize, out: &mut [usize]) -> usize;
+    /// Takes back free entries of magazine kind `m`, which the caller gives up.
+    fn give(&self, m: usize, entries: &[usize]);
+}
+
+/// The allocation path: a leaf pop, or on a miss a refill of `BATCH` entries from `depot`
+/// plus one for the caller (`None` when the depot is exhausted).
+#[inline(always)]
+pub fn alloc_or_refill(depot: &impl Depot, m: usize) -> Option<usize> {
+    match leaf_pop(m % MAGAZINES) {
+        Some(v) => Some(v),
+        None => refill_from(depot, m % MAGAZINES),
+    }
+}
+
+/// The free path: a leaf push, or into a full magazine: its `BATCH` oldest entries go back
+/// to `depot` first.
+#[inline(always)]
+pub fn free_or_drain(depot: &impl Depot, m: usize, v: usize) {
+    if let Err(v) = leaf_push(m % MAGAZINES, v) {
+        drain_to(depot, m % MAGAZINES, v);
+    }
+}
+
+/// Slow path of [`alloc_or_refill`].
+#[cold]
+pub fn refill_from(depot: &impl Depot, m: usize) -> Option<usize> {
+    let mut got = [0usize; BATCH + 1];
+    let n = depot.take(m, &mut got);
+    if n == 0 {
+        return None;
+    }
+    // The depot ran unguarded (it may block), so this may be another CPU than the one that
+    // missed, and its magazine may have filled meanwhile: what does not fit goes back.
+    let g = crate::PreemptGuard::new();
+    let kept = refill(&g, m, &got[1..n]);
+    drop(g);
+    if 1 + kept < n {
+        depot.give(m, &got[1 + kept..n]);
+    }
+    Some(got[0])
+}
+
+/// Slow path of [`free_or_drain`]: the `BATCH` oldest (coldest) entries go back, `extra`
+/// (the one being freed, cache-hot) takes a slot at the top.
+#[cold]
+pub fn drain_to(depot: &impl Depot, m: usize, extra: usize) {
+    let mut out = [0usize; BATCH + 1];
+    let g = crate::PreemptGuard::new();
+    let mut n = drain_oldest(&g, m, &mut out[..BATCH]);
+    if refill(&g, m, &[extra]) == 0 {
+        out[n] = extra;
+        n += 1;
+    }
+    drop(g);
+    depot.give(m, &out[..n]);
+}
+
+/// Gives every entry of this CPU's magazine `m` back to `depot`.
+pub fn drain_all(depot: &impl Depot, m: usize) {
+    let mut out = [0usize; SLOTS];
+    let g = crate::PreemptGuard::new();
+    let n = drain_oldest(&g, m, &mut out);
+    drop(g);
+    depot.give(m, &out[..n]);
 }

@@ -16,7 +16,7 @@ pub use cell::{BorrowError, CpuCell};
 pub use guard::{IrqGuard, Pinned, PreemptGuard};
 
 use core::arch::asm;
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicU8, AtomicU32};
 
 /// Offset of the self pointer.
 pub const OFF_SELF: usize = 0;
@@ -30,6 +30,9 @@ pub const OFF_CURRENT: usize = 16;
 pub const OFF_KSTACK_TOP: usize = 24;
 /// Offset of the preemption-disable count (u32).
 pub const OFF_PREEMPT: usize = 32;
+/// Offset of the leaf byte: 1 while a single-`asm!` leaf section (the allocator's fast
+/// paths, `cache`) runs; written with plain stores, never nested.
+pub const OFF_LEAF: usize = 36;
 /// Offset of the user stack scratch slot (u64), used by syscall entry.
 pub const OFF_USER_RSP: usize = 40;
 /// Offset of the process id slot (u64): `getpid` is one `mov` from here.
@@ -55,7 +58,9 @@ pub struct Hot {
     pub kstack_top: u64,
     /// Preemption-disable nesting count (only this CPU writes it).
     pub preempt: AtomicU32,
-    _pad0: u32,
+    /// Leaf-section flag (see [`cache`]); preemption waits while it is set.
+    pub leaf: AtomicU8,
+    _pad0: [u8; 3],
     /// Scratch slot for the user RSP on syscall entry.
     pub user_rsp: u64,
     /// Process id of the current thread.
@@ -71,6 +76,7 @@ const _: () = {
     assert!(offset_of!(Hot, current) == OFF_CURRENT);
     assert!(offset_of!(Hot, kstack_top) == OFF_KSTACK_TOP);
     assert!(offset_of!(Hot, preempt) == OFF_PREEMPT);
+    assert!(offset_of!(Hot, leaf) == OFF_LEAF);
     assert!(offset_of!(Hot, user_rsp) == OFF_USER_RSP);
     assert!(offset_of!(Hot, pid) == OFF_PID);
     assert!(core::mem::size_of::<Hot>() == 64);
@@ -83,7 +89,7 @@ const _: () = {
 pub struct PerCpu<E> {
     /// Hot header, at offset 0.
     pub hot: Hot,
-    /// Allocation caches (object lists, frame magazine), at `cache::OFF_OBJ`.
+    /// Allocation caches (object and frame magazines), at `cache::OFF_CACHES`.
     pub caches: cache::Caches,
     /// Kernel-defined per-CPU state.
     pub ext: E,
@@ -102,7 +108,8 @@ impl<E> PerCpu<E> {
                 current: 0,
                 kstack_top,
                 preempt: AtomicU32::new(0),
-                _pad0: 0,
+                leaf: AtomicU8::new(0),
+                _pad0: [0; 3],
                 user_rsp: 0,
                 pid: 0,
                 _pad1: 0,
@@ -181,6 +188,14 @@ pub fn apic_id(_pinned: &impl Pinned) -> u32 {
 #[inline(always)]
 pub fn pid() -> u64 {
     gs_read64!(OFF_PID)
+}
+
+/// May the scheduler preempt the code this CPU was running? One load of the preempt word:
+/// true when the nesting count and the leaf byte are both zero. Meant for interrupt
+/// handlers (which see the interrupted code's state; they cannot migrate themselves).
+#[inline(always)]
+pub fn preemptible() -> bool {
+    gs_read64!(OFF_PREEMPT) & 0xFF_FFFF_FFFF == 0
 }
 
 /// This CPU's block, for the guard's lifetime.
@@ -285,50 +300,57 @@ pub mod host {
         }
 
         #[test]
-        fn object_lists_and_page_magazine_through_gs() {
-            use crate::cache::{self, PAGE_SLOTS};
+        fn magazines_through_gs() {
+            use crate::cache::{self, PAGES, SLOTS};
             std::thread::spawn(|| {
                 let block: &'static mut PerCpu<()> =
                     Box::leak(Box::new(PerCpu::new(CpuId(1), 1, 0, ())));
                 install_for_thread(block).expect("arch_prctl(ARCH_SET_GS)");
-                let g = PreemptGuard::new();
-                let objs: &'static mut [[u64; 4]] =
-                    Box::leak(vec![[0u64; 4]; 100].into_boxed_slice());
-                let addrs: Vec<usize> = objs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
-                assert_eq!(cache::obj_pop(&g, 3), None);
-                for (i, &a) in addrs.iter().enumerate() {
-                    // SAFETY: each object is a leaked, unused 32-byte buffer pushed once.
-                    let n = unsafe { cache::obj_push(&g, 3, a) };
-                    assert_eq!(n, i + 1);
+                assert!(crate::preemptible());
+                assert_eq!(cache::obj_alloc(3), None);
+                for i in 0..SLOTS {
+                    assert_eq!(cache::obj_free(3, 0x100 * (i + 1)), Ok(i + 1));
                 }
-                assert_eq!(cache::obj_list(&g, 3).count, 100);
-                assert_eq!(cache::obj_pop(&g, 2), None, "classes are separate");
+                assert_eq!(cache::obj_free(3, 0xdead0), Err(0xdead0), "full magazine");
+                assert_eq!(cache::obj_alloc(2), None, "classes are separate");
+                assert!(crate::preemptible(), "leaf sections leave the byte clear");
                 // LIFO order.
-                for &a in addrs.iter().rev().take(50) {
-                    assert_eq!(cache::obj_pop(&g, 3), Some(a));
+                for i in (SLOTS - 10..SLOTS).rev() {
+                    assert_eq!(cache::obj_alloc(3), Some(0x100 * (i + 1)));
                 }
-                let taken = cache::obj_take(&g, 3);
-                assert_eq!(taken.count, 50);
-                assert_eq!(cache::obj_pop(&g, 3), None);
-                // SAFETY: the chain just taken, given back whole to the empty list.
-                unsafe { cache::obj_set(&g, 3, taken) };
-                let mut n = 0;
-                while cache::obj_pop(&g, 3).is_some() {
-                    n += 1;
-                }
-                assert_eq!(n, 50);
-
-                assert_eq!(cache::page_pop(&g), None);
-                for i in 0..PAGE_SLOTS as u64 {
-                    assert_eq!(cache::page_push(&g, 0x1000 * (i + 1)), Ok(i as usize + 1));
-                }
+                let g = PreemptGuard::new();
+                assert!(!crate::preemptible());
+                assert_eq!(cache::len(&g, 3), SLOTS - 10);
+                // The oldest entries leave first.
+                let mut out = [0usize; 8];
+                assert_eq!(cache::drain_oldest(&g, 3, &mut out), 8);
+                assert_eq!(out, core::array::from_fn(|i| 0x100 * (i + 1)));
+                assert_eq!(cache::len(&g, 3), SLOTS - 18);
+                assert_eq!(cache::refill(&g, 3, &[0x7770, 0x7780]), 2);
+                let mut all = Vec::new();
+                cache::take_all(&g, 3, |v| all.push(v));
+                assert_eq!(all.len(), SLOTS - 16);
+                assert_eq!(&all[..2], &[0x7780, 0x7770], "newest first");
+                assert_eq!(all[all.len() - 1], 0x900, "oldest left is the ninth");
+                assert_eq!(cache::len(&g, 3), 0);
+                let many: Vec<usize> = (1..=100).collect();
                 assert_eq!(
-                    cache::page_push(&g, 0xdead_0000),
-                    Err(0xdead_0000),
-                    "full magazine refuses"
+                    cache::refill(&g, 3, &many),
+                    SLOTS,
+                    "refill stops at capacity"
                 );
-                assert_eq!(cache::page_count(&g), PAGE_SLOTS);
-                assert_eq!(cache::page_pop(&g), Some(0x1000 * PAGE_SLOTS as u64));
+                drop(g);
+
+                assert_eq!(cache::page_alloc(), None);
+                for i in 0..SLOTS as u64 {
+                    assert_eq!(cache::page_free(0x1000 * (i + 1)), Ok(i as usize + 1));
+                }
+                assert_eq!(cache::page_free(0xdead_0000), Err(0xdead_0000));
+                let g = PreemptGuard::new();
+                assert_eq!(cache::len(&g, PAGES), SLOTS);
+                drop(g);
+                assert_eq!(cache::page_alloc(), Some(0x1000 * SLOTS as u64));
+                assert!(crate::preemptible());
             })
             .join()
             .unwrap();

@@ -4,7 +4,7 @@
 //! here; rows here are the same code the kernel runs (per-CPU GS reads, locks, buddy,
 //! magazines, run queue) plus bare hardware floors (`cas.locked`, `c2c.rtt`).
 #![deny(unsafe_code)]
-// The allocator comparison calls `GlobalAlloc` and the per-CPU cache directly: `unsafe` is
+// The allocator comparison calls `GlobalAlloc` directly: `unsafe` is
 // allowed in that module only (see `mod alloc`).
 
 use exo_arch::tsc::rdtsc_precise;
@@ -370,13 +370,10 @@ mod sched {
 }
 
 /// `alloc.64`/`free.64` and `alloc.4k`/`free.4k`: the kernel allocator's fast paths (a GS
-/// pop/push under a preempt guard, the class looked up by `exo_mm::class_for`) run as is on
+/// magazine pop/push in a leaf section, the class looked up by `exo_mm::class_for`) run as is on
 /// this thread's GS block, beside jemalloc, mimalloc and the system allocator in the same run
 /// (each measured through its `GlobalAlloc`, 32 operations per sample).
-#[allow(
-    unsafe_code,
-    reason = "calls GlobalAlloc and the per-CPU cache's push directly"
-)]
+#[allow(unsafe_code, reason = "calls GlobalAlloc directly")]
 mod alloc {
     use super::*;
     use exo_percpu::cache;
@@ -415,37 +412,31 @@ mod alloc {
         let mut fs: Box<Samples<N>> = Box::new(Samples::new());
         let l64 = Layout::from_size_align(64, 8).expect("layout");
         let l4k = Layout::from_size_align(4096, 4096).expect("layout");
-        // Exo: the per-CPU list of the 64-byte class, stocked from a leaked slab.
+        // Exo: the per-CPU magazine of the 64-byte class, stocked from a leaked slab.
         let class = exo_mm::class_for(64, 8).expect("class").index();
-        let slab: &'static mut [[u64; 8]] = Box::leak(vec![[0u64; 8]; 4 * K].into_boxed_slice());
-        let g = PreemptGuard::new();
+        let slab: &'static mut [[u64; 8]] = Box::leak(vec![[0u64; 8]; K].into_boxed_slice());
         for o in slab.iter_mut() {
-            // SAFETY: leaked, unused 64-byte objects, each pushed once.
-            unsafe { cache::obj_push(&g, class, o.as_mut_ptr() as usize) };
+            cache::obj_free(class, o.as_mut_ptr() as usize).expect("magazine has room");
         }
-        for f in 1..=cache::PAGE_SLOTS as u64 {
-            let _ = cache::page_push(&g, f << 12);
+        for f in 1..=cache::SLOTS as u64 {
+            cache::page_free(f << 12).expect("magazine has room");
         }
-        drop(g);
         let mut objs = [0usize; K];
         s.clear();
         fs.clear();
         for _ in 0..N / 4 {
             let t0 = rdtsc_precise();
             for o in objs.iter_mut() {
-                let g = PreemptGuard::new();
                 *o = black_box(
                     exo_mm::class_for(64, 8)
-                        .and_then(|c| cache::obj_pop(&g, c.index()))
+                        .and_then(|c| cache::obj_alloc(c.index()))
                         .unwrap_or(0),
                 );
             }
             let t1 = rdtsc_precise();
             for &o in objs.iter().rev() {
-                let g = PreemptGuard::new();
                 if let Some(c) = exo_mm::class_for(64, 8) {
-                    // SAFETY: `o` was popped from this list just above and is given back once.
-                    black_box(unsafe { cache::obj_push(&g, c.index(), o) });
+                    let _ = black_box(cache::obj_free(c.index(), o));
                 }
             }
             let t2 = rdtsc_precise();
@@ -461,13 +452,11 @@ mod alloc {
         for _ in 0..N / 4 {
             let t0 = rdtsc_precise();
             for f in frames.iter_mut() {
-                let g = PreemptGuard::new();
-                *f = black_box(cache::page_pop(&g).unwrap_or(0));
+                *f = black_box(cache::page_alloc().unwrap_or(0));
             }
             let t1 = rdtsc_precise();
             for &f in frames.iter().rev() {
-                let g = PreemptGuard::new();
-                let _ = black_box(cache::page_push(&g, f));
+                let _ = black_box(cache::page_free(f));
             }
             let t2 = rdtsc_precise();
             s.push((t1 - t0).saturating_sub(overhead) / K as u64);
