@@ -250,6 +250,22 @@ pub fn timer_oneshot(vector: u8, count: u32, masked: bool) {
     write(REG_TIMER_INIT, count);
 }
 
+const LVT_TSC_DEADLINE: u32 = 0b10 << 17;
+const IA32_TSC_DEADLINE: u32 = 0x6E0;
+
+/// Puts the local APIC timer in TSC-deadline mode on `vector` (CPUID.01H:ECX[24] must be
+/// set); arm it with [`timer_deadline`].
+pub fn timer_deadline_mode(vector: u8) {
+    write(REG_LVT_TIMER, u32::from(vector) | LVT_TSC_DEADLINE);
+}
+
+/// Arms the TSC-deadline timer: the interrupt fires once the TSC reaches `tsc` (0 disarms).
+pub fn timer_deadline(tsc: u64) {
+    // SAFETY: IA32_TSC_DEADLINE only arms the local timer; the LVT was put in TSC-deadline
+    // mode by `timer_deadline_mode` (in another mode the write is ignored).
+    unsafe { crate::cpu::wrmsr(IA32_TSC_DEADLINE, tsc) };
+}
+
 /// Current count of the local APIC timer.
 pub fn timer_current() -> u32 {
     read(REG_TIMER_CUR)

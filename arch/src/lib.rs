@@ -18,6 +18,8 @@ pub mod pvh;
 pub mod serial;
 #[cfg(target_os = "none")]
 pub mod smp;
+pub mod switch;
 #[cfg(target_os = "none")]
 pub mod trap;
 pub mod tsc;
+pub mod xsave;

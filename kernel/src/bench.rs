@@ -162,6 +162,7 @@ fn single(state: &BootState, count: &mut u32) {
     }
 
     alloc_rows(&mut s, overhead, count);
+    crate::bench_sched::rows(count);
 
     // boot.ms: first instruction to all CPUs online, in milliseconds (one sample).
     let ms = crate::time::ticks_to_us(state.aps_online_tsc - state.first_tsc).div_ceil(1000);

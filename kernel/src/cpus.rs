@@ -274,15 +274,18 @@ pub fn poll_mailbox(g: &IrqGuard) -> bool {
     true
 }
 
-/// The idle loop of an AP: run mailbox work, else halt until an interrupt.
+/// The idle loop of a CPU: run mailbox work, then runnable threads (`sched::idle_step`),
+/// else halt until an interrupt.
 pub fn idle_loop() -> ! {
     loop {
         let g = IrqGuard::new();
-        if !poll_mailbox(&g) {
-            // `sti; hlt` is atomic with respect to interrupts: a wake IPI that arrived after
-            // the check is pending and ends the halt at once. No lost wake-up.
-            core::mem::forget(g);
-            exo_arch::cpu::sti_hlt();
+        if poll_mailbox(&g) || crate::sched::idle_step(&g) {
+            continue;
         }
+        // `sti; hlt` is atomic with respect to interrupts: a wake IPI that arrived after
+        // the check is pending and ends the halt at once. No lost wake-up.
+        core::mem::forget(g);
+        exo_arch::cpu::sti_hlt();
+        crate::sched::idle_woke();
     }
 }

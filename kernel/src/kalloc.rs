@@ -93,6 +93,7 @@ pub fn init(
 }
 
 fn buddy_alloc(order: usize) -> Result<u64, OutOfMemory> {
+    let _np = PreemptGuard::new();
     BUDDY
         .lock()
         .as_mut()
@@ -102,6 +103,7 @@ fn buddy_alloc(order: usize) -> Result<u64, OutOfMemory> {
 }
 
 fn buddy_free(pa: u64, order: usize) {
+    let _np = PreemptGuard::new();
     if let Some(b) = BUDDY.lock().as_mut()
         && let Err(e) = b.free(pa, order)
     {
@@ -114,6 +116,10 @@ struct KernelDepot;
 
 impl cache::Depot for KernelDepot {
     fn take(&self, m: usize, out: &mut [usize]) -> usize {
+        // No preemption while a global allocator lock is held: a thread preempted holding
+        // it would stall every CPU that needs it, and deadlock one that spins on it with
+        // interrupts off.
+        let _np = PreemptGuard::new();
         if m == cache::PAGES {
             let mut frames = [0u64; BATCH + 1];
             let want = out.len().min(frames.len());
@@ -130,6 +136,7 @@ impl cache::Depot for KernelDepot {
     }
 
     fn give(&self, m: usize, entries: &[usize]) {
+        let _np = PreemptGuard::new();
         if m == cache::PAGES {
             for chunk in entries.chunks(cache::SLOTS) {
                 let mut frames = [0u64; cache::SLOTS];
@@ -409,6 +416,7 @@ pub struct Stats {
 
 /// Current accounting.
 pub fn stats() -> Stats {
+    let _np = PreemptGuard::new();
     let mut s = Stats {
         buddy_free: BUDDY.lock().as_ref().map_or(0, |b| b.free_frames()),
         ..Stats::default()

@@ -41,16 +41,19 @@ const TESTS: &[Test] = &[
 /// Runs every test and exits QEMU with the verdict.
 pub fn run(state: &BootState) -> ! {
     let (mut passed, mut failed) = (0u32, 0u32);
-    for (name, t) in TESTS {
+    for (name, t) in TESTS.iter().chain(crate::ktest_sched::TESTS) {
         match t(state) {
             Ok(()) => {
                 passed += 1;
                 kprintln!("KTEST,{name},ok");
             }
-            Err(why) => {
-                failed += 1;
-                kprintln!("KTEST,{name},FAIL,{why}");
-            }
+            Err(why) => match why.strip_prefix(crate::ktest_sched::SKIP) {
+                Some(reason) => kprintln!("KTEST,{name},skip,{reason}"),
+                None => {
+                    failed += 1;
+                    kprintln!("KTEST,{name},FAIL,{why}");
+                }
+            },
         }
     }
     kprintln!("{passed} passed, {failed} failed");

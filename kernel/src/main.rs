@@ -7,15 +7,19 @@
 extern crate alloc;
 
 mod bench;
+mod bench_sched;
 mod boot;
 mod cmdline;
 mod console;
 mod cpus;
+mod fpu;
 mod kalloc;
 mod ktest;
+mod ktest_sched;
 mod locks;
 mod memory;
 mod panic;
+mod sched;
 mod smp;
 mod sys;
 mod time;

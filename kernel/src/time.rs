@@ -38,6 +38,16 @@ impl Deadline {
         Self::after_us(ms.saturating_mul(1000))
     }
 
+    /// At TSC value `tsc`.
+    pub fn at_tsc(tsc: u64) -> Self {
+        Deadline(tsc)
+    }
+
+    /// Its TSC value.
+    pub fn tsc(&self) -> u64 {
+        self.0
+    }
+
     /// Has it passed?
     #[inline]
     pub fn passed(&self) -> bool {

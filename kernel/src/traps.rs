@@ -69,6 +69,7 @@ fn dispatch(frame: &mut TrapFrame) {
             }
             log::warn!("unexpected NMI at rip {:#x}", frame.rip);
         }
+        7 if crate::fpu::device_not_available() => {}
         0..=31 => {
             let cr2 = if v == 14 { exo_arch::cpu::cr2() } else { 0 };
             crate::panic::fatal_exception(
@@ -80,7 +81,11 @@ fn dispatch(frame: &mut TrapFrame) {
                 frame.rip,
             );
         }
-        VEC_WAKE | VEC_TIMER => exo_arch::apic::eoi(),
+        VEC_WAKE => exo_arch::apic::eoi(),
+        VEC_TIMER => {
+            exo_arch::apic::eoi();
+            crate::sched::tick();
+        }
         VEC_PING => {
             with_block(|b| {
                 b.ext.pings.fetch_add(1, Ordering::Release);

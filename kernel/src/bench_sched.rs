@@ -1,0 +1,239 @@
+//! Scheduler benchmark rows: `ctx.switch` (and `.raw`, `.fpu.lazy`, `.fpu.eager`),
+//! `thread.spawn`, `sched.pick_next`, `sched.wake.xcore`; the mutex rows live beside the lock
+//! rows. Threads are pinned so every number is about one known CPU (or pair).
+
+use crate::bench::emit;
+use crate::cpus;
+use crate::sched::{self, Builder, Tid};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use exo_arch::tsc::{rdtsc, rdtsc_precise};
+use exo_percpu::CpuId;
+use exo_sched::{Priority, Queue, RunQueue, ThreadRef};
+use smp_bench::{Stats, TscOffset, one_way_latency};
+
+const ROUNDS: usize = 1000;
+const WARM: usize = 50;
+
+static SAMPLES: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
+static FPU_TOUCH: AtomicBool = AtomicBool::new(false);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn touch_fpu() {
+    static BUF: [u8; 512] = [7; 512];
+    crate::fpu::load_regs(&BUF, false);
+}
+
+/// Yields until told to stop (the partner of the timed thread), touching the FPU if asked.
+fn yielder(_: u64) -> u64 {
+    let d = rdtsc() + 60 * crate::time::tsc_hz();
+    while !STOP.load(Ordering::Acquire) && rdtsc() < d {
+        if FPU_TOUCH.load(Ordering::Relaxed) {
+            touch_fpu();
+        }
+        sched::yield_now();
+    }
+    0
+}
+
+/// Times `ROUNDS` yields to the partner: each is two switches (there and back).
+fn timed_yielder(_: u64) -> u64 {
+    let mut v = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS + WARM {
+        if FPU_TOUCH.load(Ordering::Relaxed) {
+            touch_fpu();
+        }
+        let t0 = rdtsc_precise();
+        sched::yield_now();
+        let t1 = rdtsc_precise();
+        if i >= WARM {
+            v.push((t1 - t0) / 2);
+        }
+    }
+    STOP.store(true, Ordering::Release);
+    *SAMPLES.lock() = v;
+    0
+}
+
+/// One ping-pong of two threads pinned to `cpu`; the timed one's samples.
+fn pingpong(cpu: u32, fpu: bool) -> Option<Stats> {
+    FPU_TOUCH.store(fpu, Ordering::Relaxed);
+    STOP.store(false, Ordering::Release);
+    let a = Builder::new().pin(cpu).spawn(yielder, 0).ok()?;
+    let b = Builder::new().pin(cpu).spawn(timed_yielder, 0).ok()?;
+    let d = rdtsc() + 120 * crate::time::tsc_hz();
+    let ok = sched::join_until(b, d).is_ok() & sched::join_until(a, d).is_ok();
+    FPU_TOUCH.store(false, Ordering::Relaxed);
+    let mut v = core::mem::take(&mut *SAMPLES.lock());
+    if !ok {
+        return None;
+    }
+    smp_bench::stats_of(&mut v, 0)
+}
+
+/// The scheduler rows of `exo.job=bench`.
+pub fn rows(count: &mut u32) {
+    if !sched::running() && sched::init(false, 1000).is_err() {
+        log::warn!("bench: scheduler did not start; no scheduler rows");
+        return;
+    }
+    let cpu = cpus::online().map(|b| b.hot.cpu_id).max().unwrap_or(0);
+    sched::record_switches(true);
+    let st = pingpong(cpu, false);
+    sched::record_switches(false);
+    emit("ctx.switch", st, count);
+    let mut raw = sched::switch_samples();
+    emit("ctx.switch.raw", smp_bench::stats_of(&mut raw, 0), count);
+    crate::kprintln!(
+        "INFO,ctx.switch.raw,samples,{},buffer,{}",
+        raw.len(),
+        sched::SWITCH_SAMPLES
+    );
+    if crate::fpu::info().is_some() {
+        crate::fpu::set_eager(false);
+        emit("ctx.switch.fpu.lazy", pingpong(cpu, true), count);
+        crate::fpu::set_eager(true);
+        emit("ctx.switch.fpu.eager", pingpong(cpu, true), count);
+        crate::fpu::set_eager(false);
+    }
+    emit("thread.spawn", spawn_row(), count);
+    emit("sched.pick_next", pick_next_row(), count);
+    if let Some(b) = cpus::online().find(|b| b.hot.cpu_id != 0) {
+        emit("sched.wake.xcore", wake_row(b.hot.cpu_id), count);
+    }
+}
+
+fn nothing(_: u64) -> u64 {
+    0
+}
+
+/// Mean cost of one `spawn` over batches of 100 (the threads are pinned here and run only
+/// when the batch is joined).
+fn spawn_row() -> Option<Stats> {
+    let me = sched::this_cpu();
+    let mut v = Vec::new();
+    let mut tids: Vec<Tid> = Vec::with_capacity(100);
+    for round in 0..22 {
+        tids.clear();
+        let t0 = rdtsc_precise();
+        for _ in 0..100 {
+            match Builder::new().pin(me).spawn(nothing, 0) {
+                Ok(t) => tids.push(t),
+                Err(_) => break,
+            }
+        }
+        let t1 = rdtsc_precise();
+        let n = tids.len() as u64;
+        let d = rdtsc() + 30 * crate::time::tsc_hz();
+        for &t in &tids {
+            let _ = sched::join_until(t, d);
+        }
+        if round >= 2 && n == 100 {
+            v.push((t1 - t0) / n);
+        }
+    }
+    smp_bench::stats_of(&mut v, 0)
+}
+
+/// `pick_next` on a run queue holding 64 runnable threads over 8 priorities (each pick's
+/// thread is put back untimed).
+fn pick_next_row() -> Option<Stats> {
+    let mut rq: Box<RunQueue<{ sched::MAX_THREADS }>> = Box::new(RunQueue::new());
+    for t in 0..64u32 {
+        let p = Priority::new((t % 8) as u8 * 4).unwrap_or(Priority::MIN);
+        let _ = rq.enqueue(ThreadRef(t), p, Queue::Normal);
+    }
+    let mut v = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let t0 = rdtsc_precise();
+        let t = core::hint::black_box(&mut *rq).pick_next();
+        let t1 = rdtsc_precise();
+        if let Some(t) = t {
+            let p = Priority::new((t.0 % 8) as u8 * 4).unwrap_or(Priority::MIN);
+            let _ = rq.enqueue(t, p, Queue::Normal);
+        }
+        v.push(t1 - t0);
+    }
+    let overhead = v.iter().copied().min().unwrap_or(0).min(tsc_pair());
+    smp_bench::stats_of(&mut v, overhead)
+}
+
+fn tsc_pair() -> u64 {
+    (0..100)
+        .map(|_| {
+            let a = rdtsc_precise();
+            rdtsc_precise() - a
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+static WAKE_T0: AtomicU64 = AtomicU64::new(0);
+static WAKE_SEQ: AtomicU64 = AtomicU64::new(0);
+static WAKE_SEEN: AtomicU64 = AtomicU64::new(0);
+static WAKE_CPU: AtomicU32 = AtomicU32::new(0);
+static WAKE_V: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
+
+fn offset_of(cpu: u32) -> TscOffset {
+    cpus::get(CpuId(cpu)).map_or(TscOffset::BOOT, |b| TscOffset {
+        offset: b.ext.tsc_offset.load(Ordering::Relaxed),
+        uncertainty: b.ext.tsc_uncertainty.load(Ordering::Relaxed),
+    })
+}
+
+/// The woken side: blocks until the sequence moves, stamps the wake-up.
+fn wakee(rounds: u64) -> u64 {
+    let me = offset_of(sched::this_cpu());
+    let them = offset_of(WAKE_CPU.load(Ordering::Relaxed));
+    let mut v = Vec::with_capacity(rounds as usize);
+    let d = rdtsc() + 60 * crate::time::tsc_hz();
+    for k in 1..=rounds {
+        while WAKE_SEQ.load(Ordering::Acquire) < k {
+            if rdtsc() > d {
+                return 1;
+            }
+            sched::block_unless(|| WAKE_SEQ.load(Ordering::Acquire) < k);
+        }
+        let t1 = rdtsc();
+        v.push(one_way_latency(WAKE_T0.load(Ordering::Relaxed), them, t1, me).clamped());
+        WAKE_SEEN.store(k, Ordering::Release);
+    }
+    *WAKE_V.lock() = v;
+    0
+}
+
+/// One-way latency of a cross-CPU wake-up: TSC at the `wake` call on CPU 0 to TSC when the
+/// woken thread runs on `cpu` (mailbox, wake IPI, idle exit, switch), corrected by the
+/// measured TSC offsets.
+fn wake_row(cpu: u32) -> Option<Stats> {
+    const R: u64 = 300;
+    WAKE_SEQ.store(0, Ordering::Relaxed);
+    WAKE_SEEN.store(0, Ordering::Relaxed);
+    WAKE_CPU.store(sched::this_cpu(), Ordering::Relaxed);
+    let w = Builder::new().pin(cpu).spawn(wakee, R).ok()?;
+    let d = rdtsc() + 60 * crate::time::tsc_hz();
+    for k in 1..=R {
+        // Let the wakee block again (and its CPU go idle) before the next wake.
+        let settle = rdtsc() + crate::time::tsc_hz() / 20_000;
+        while rdtsc() < settle {
+            core::hint::spin_loop();
+        }
+        WAKE_T0.store(rdtsc(), Ordering::Relaxed);
+        WAKE_SEQ.store(k, Ordering::Release);
+        sched::wake(w);
+        while WAKE_SEEN.load(Ordering::Acquire) < k {
+            if rdtsc() > d {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+    let ok = sched::join_until(w, d) == Ok(0);
+    let mut v = core::mem::take(&mut *WAKE_V.lock());
+    if !ok {
+        return None;
+    }
+    let skip = v.len().min(10);
+    smp_bench::stats_of(&mut v[skip..], 0)
+}

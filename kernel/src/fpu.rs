@@ -1,0 +1,273 @@
+//! FPU/SIMD state of kernel threads: save areas sized from CPUID leaf 0xD, the instruction
+//! chosen by `exo_arch::fpu` (XSAVEC / XSAVEOPT / XSAVE / FXSAVE), lazy or eager switching.
+//!
+//! Kernel Rust code never touches the FPU (the target is soft-float); only threads that run
+//! SIMD instructions (inline assembly) have FPU state. Two policies, switchable for the
+//! benchmark (`set_eager`):
+//!
+//! * **Lazy** (default): CR0.TS is set whenever the registers do not hold the running thread's
+//!   state, so its first FPU instruction traps (#NM). The handler clears TS and restores the
+//!   thread's area (allocated at the first use) unless the registers still hold its state
+//!   (it is `last` on this CPU and its area was last saved from here). At switch-out, a
+//!   thread that used the FPU during its slice (TS clear) is saved and TS set again. Threads
+//!   that never touch the FPU pay nothing, not even a CR0 write.
+//! * **Eager**: at every switch the outgoing thread's state is saved and the incoming one's
+//!   restored if it has an area (TS cleared then); threads without an area still trap once to
+//!   get one.
+//!
+//! State is always saved at switch-out, so a thread can move to another CPU at any time
+//! (no state left behind in another CPU's registers). Audited `unsafe` module: it hands the
+//! save areas (raw, 64-byte aligned allocations) to the save/restore instructions.
+#![allow(unsafe_code, reason = "XSAVE/XRSTOR on raw, aligned save areas")]
+
+use crate::sched::CpuSched;
+use core::alloc::Layout;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use exo_arch::xsave::FpuInfo;
+
+const NONE: u32 = u32::MAX;
+
+static INFO: spin::Once<FpuInfo> = spin::Once::new();
+static EAGER: AtomicBool = AtomicBool::new(false);
+/// #NM traps taken, and areas restored by them (statistics for tests and benches).
+pub static TRAPS: AtomicU64 = AtomicU64::new(0);
+/// See `TRAPS`.
+pub static RESTORES: AtomicU64 = AtomicU64::new(0);
+
+/// Per-thread FPU bookkeeping (indexed like the scheduler's TCB table).
+struct ThreadFpu {
+    /// CPU whose registers were last saved into this thread's area (`NONE`: none).
+    cpu: AtomicU32,
+}
+
+static THREADS: [ThreadFpu; crate::sched::MAX_THREADS] = [const {
+    ThreadFpu {
+        cpu: AtomicU32::new(NONE),
+    }
+}; crate::sched::MAX_THREADS];
+
+/// Per-CPU FPU bookkeeping.
+struct CpuFpu {
+    /// Thread whose state the registers hold (saved or not).
+    last: AtomicU32,
+    /// CR0.TS is clear: the registers hold `last`'s live state.
+    ts_clear: AtomicBool,
+}
+
+static CPUS: [CpuFpu; crate::sched::MAX_SCHED_CPUS] = [const {
+    CpuFpu {
+        last: AtomicU32::new(NONE),
+        ts_clear: AtomicBool::new(false),
+    }
+}; crate::sched::MAX_SCHED_CPUS];
+
+/// Detects the save mechanism and area size (once).
+pub fn init() {
+    INFO.call_once(FpuInfo::detect);
+}
+
+/// The detected mechanism, for reports.
+pub fn info() -> Option<&'static FpuInfo> {
+    INFO.get()
+}
+
+/// Chooses eager (`true`) or lazy switching. Takes effect at the next switch on each CPU.
+pub fn set_eager(on: bool) {
+    EAGER.store(on, Ordering::Relaxed);
+}
+
+/// Is eager switching on?
+pub fn eager() -> bool {
+    EAGER.load(Ordering::Relaxed)
+}
+
+/// Per-CPU start: TS set, so the first FPU use of any thread traps.
+pub fn init_cpu() {
+    let cpu = exo_percpu::cpu_id_hint().0 as usize;
+    if let Some(c) = CPUS.get(cpu) {
+        c.last.store(NONE, Ordering::Relaxed);
+        c.ts_clear.store(false, Ordering::Relaxed);
+    }
+    exo_arch::xsave::set_ts();
+}
+
+fn area_layout(info: &FpuInfo) -> Layout {
+    Layout::from_size_align(info.size.max(576), 64).unwrap_or(Layout::new::<[u8; 4096]>())
+}
+
+/// Called by the scheduler with interrupts off and the CPU's lock held, before switching
+/// from `prev` to `next` (table indices) on this CPU.
+pub fn switch_out(_cs: &CpuSched, prev: usize, next: usize) {
+    let Some(info) = INFO.get() else {
+        return;
+    };
+    let cpu = exo_percpu::cpu_id_hint().0 as usize;
+    let Some(c) = CPUS.get(cpu) else {
+        return;
+    };
+    if c.ts_clear.load(Ordering::Relaxed) && c.last.load(Ordering::Relaxed) == prev as u32 {
+        let area = crate::sched::fpu_area(prev);
+        if area != 0 {
+            // SAFETY: `area` is `prev`'s save area (64-byte aligned, `info.size` bytes, owned
+            // by the thread and freed only after it exited); TS is clear so XSAVE does not
+            // trap; interrupts are off.
+            unsafe { exo_arch::xsave::save(area as *mut u8, info) };
+            THREADS[prev % THREADS.len()]
+                .cpu
+                .store(cpu as u32, Ordering::Relaxed);
+        }
+    }
+    let next_area = crate::sched::fpu_area(next);
+    if EAGER.load(Ordering::Relaxed) && next_area != 0 {
+        let regs_valid = c.last.load(Ordering::Relaxed) == next as u32
+            && THREADS[next % THREADS.len()].cpu.load(Ordering::Relaxed) == cpu as u32;
+        if !c.ts_clear.load(Ordering::Relaxed) {
+            exo_arch::xsave::clts();
+        }
+        if !regs_valid {
+            // SAFETY: as above, for `next`'s area, which holds a valid image (initialised at
+            // allocation, then saved by `save`).
+            unsafe { exo_arch::xsave::restore(next_area as *const u8, info) };
+        }
+        c.last.store(next as u32, Ordering::Relaxed);
+        c.ts_clear.store(true, Ordering::Relaxed);
+    } else if c.ts_clear.load(Ordering::Relaxed) {
+        exo_arch::xsave::set_ts();
+        c.ts_clear.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The #NM handler: returns false when the trap is not ours to fix (no scheduler, no FPU
+/// support), so the caller reports it as a fault.
+pub fn device_not_available() -> bool {
+    let Some(info) = INFO.get() else {
+        return false;
+    };
+    let Some(cur) = crate::sched::current() else {
+        return false;
+    };
+    let i = cur.index();
+    let cpu = exo_percpu::cpu_id_hint().0 as usize;
+    let Some(c) = CPUS.get(cpu) else {
+        return false;
+    };
+    TRAPS.fetch_add(1, Ordering::Relaxed);
+    let mut area = crate::sched::fpu_area(i);
+    let fresh = area == 0;
+    if fresh {
+        // First use: the area is allocated here, in the thread's own context (#NM is
+        // synchronous, never inside an allocator leaf section).
+        match crate::kalloc::try_alloc(area_layout(info)) {
+            Ok(p) => area = p.as_ptr() as u64,
+            Err(_) => panic!("FPU: no memory for the save area of {cur}"),
+        }
+        // SAFETY: a fresh allocation of `area_layout(info)` bytes owned by this thread.
+        let bytes =
+            unsafe { core::slice::from_raw_parts_mut(area as *mut u8, area_layout(info).size()) };
+        exo_arch::xsave::init_area(bytes, info);
+        crate::sched::set_fpu_area(i, area);
+        THREADS[i % THREADS.len()]
+            .cpu
+            .store(NONE, Ordering::Relaxed);
+    }
+    exo_arch::xsave::clts();
+    let regs_valid = !fresh
+        && c.last.load(Ordering::Relaxed) == i as u32
+        && THREADS[i % THREADS.len()].cpu.load(Ordering::Relaxed) == cpu as u32;
+    if !regs_valid {
+        RESTORES.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the thread's own area, valid image (initialised above or saved before).
+        unsafe { exo_arch::xsave::restore(area as *const u8, info) };
+    }
+    c.last.store(i as u32, Ordering::Relaxed);
+    c.ts_clear.store(true, Ordering::Relaxed);
+    true
+}
+
+/// A thread ended: forget it everywhere and free its area (called by the scheduler after the
+/// thread's last switch-out).
+pub fn release(i: usize, area: &AtomicU64) {
+    let cpu = THREADS[i % THREADS.len()].cpu.swap(NONE, Ordering::Relaxed);
+    if let Some(c) = CPUS.get(cpu as usize) {
+        let _ = c
+            .last
+            .compare_exchange(i as u32, NONE, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    let here = exo_percpu::cpu_id_hint().0 as usize;
+    if let Some(c) = CPUS.get(here) {
+        let _ = c
+            .last
+            .compare_exchange(i as u32, NONE, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    let a = area.swap(0, Ordering::Relaxed);
+    if a != 0
+        && let (Some(info), Some(p)) = (INFO.get(), core::ptr::NonNull::new(a as *mut u8))
+    {
+        // SAFETY: `a` was allocated by `device_not_available` with this layout, and the thread
+        // that owned it has ended (its last save is done), so nobody uses it any more.
+        unsafe { crate::kalloc::free(p, area_layout(info)) };
+    }
+}
+
+/// Loads xmm0..xmm15 (and the upper halves of ymm0..ymm15 when `avx`) from `buf` (test
+/// support: kernel code never uses these registers itself, so they keep what is put there
+/// until the thread's next FPU instruction or switch).
+pub fn load_regs(buf: &[u8; 512], avx: bool) {
+    let p = buf.as_ptr();
+    if avx {
+        // SAFETY: reads 512 bytes from `buf`; AVX is enabled in XCR0 (the caller checked);
+        // the vector registers are not used by compiled kernel code (soft-float target).
+        unsafe {
+            core::arch::asm!(
+                "vmovdqu ymm0, [{p}]", "vmovdqu ymm1, [{p} + 32]", "vmovdqu ymm2, [{p} + 64]",
+                "vmovdqu ymm3, [{p} + 96]", "vmovdqu ymm4, [{p} + 128]", "vmovdqu ymm5, [{p} + 160]",
+                "vmovdqu ymm6, [{p} + 192]", "vmovdqu ymm7, [{p} + 224]", "vmovdqu ymm8, [{p} + 256]",
+                "vmovdqu ymm9, [{p} + 288]", "vmovdqu ymm10, [{p} + 320]", "vmovdqu ymm11, [{p} + 352]",
+                "vmovdqu ymm12, [{p} + 384]", "vmovdqu ymm13, [{p} + 416]", "vmovdqu ymm14, [{p} + 448]",
+                "vmovdqu ymm15, [{p} + 480]",
+                p = in(reg) p, options(nostack, readonly, preserves_flags));
+        }
+    } else {
+        // SAFETY: reads 256 bytes from `buf`; SSE2 is baseline; registers as above.
+        unsafe {
+            core::arch::asm!(
+                "movdqu xmm0, [{p}]", "movdqu xmm1, [{p} + 16]", "movdqu xmm2, [{p} + 32]",
+                "movdqu xmm3, [{p} + 48]", "movdqu xmm4, [{p} + 64]", "movdqu xmm5, [{p} + 80]",
+                "movdqu xmm6, [{p} + 96]", "movdqu xmm7, [{p} + 112]", "movdqu xmm8, [{p} + 128]",
+                "movdqu xmm9, [{p} + 144]", "movdqu xmm10, [{p} + 160]", "movdqu xmm11, [{p} + 176]",
+                "movdqu xmm12, [{p} + 192]", "movdqu xmm13, [{p} + 208]", "movdqu xmm14, [{p} + 224]",
+                "movdqu xmm15, [{p} + 240]",
+                p = in(reg) p, options(nostack, readonly, preserves_flags));
+        }
+    }
+}
+
+/// Stores xmm0..xmm15 (ymm0..ymm15 when `avx`) into `buf` (test support, see `load_regs`).
+pub fn store_regs(buf: &mut [u8; 512], avx: bool) {
+    let p = buf.as_mut_ptr();
+    if avx {
+        // SAFETY: writes 512 bytes into `buf`; AVX enabled (caller checked).
+        unsafe {
+            core::arch::asm!(
+                "vmovdqu [{p}], ymm0", "vmovdqu [{p} + 32], ymm1", "vmovdqu [{p} + 64], ymm2",
+                "vmovdqu [{p} + 96], ymm3", "vmovdqu [{p} + 128], ymm4", "vmovdqu [{p} + 160], ymm5",
+                "vmovdqu [{p} + 192], ymm6", "vmovdqu [{p} + 224], ymm7", "vmovdqu [{p} + 256], ymm8",
+                "vmovdqu [{p} + 288], ymm9", "vmovdqu [{p} + 320], ymm10", "vmovdqu [{p} + 352], ymm11",
+                "vmovdqu [{p} + 384], ymm12", "vmovdqu [{p} + 416], ymm13", "vmovdqu [{p} + 448], ymm14",
+                "vmovdqu [{p} + 480], ymm15",
+                p = in(reg) p, options(nostack, preserves_flags));
+        }
+    } else {
+        // SAFETY: writes 256 bytes into `buf`.
+        unsafe {
+            core::arch::asm!(
+                "movdqu [{p}], xmm0", "movdqu [{p} + 16], xmm1", "movdqu [{p} + 32], xmm2",
+                "movdqu [{p} + 48], xmm3", "movdqu [{p} + 64], xmm4", "movdqu [{p} + 80], xmm5",
+                "movdqu [{p} + 96], xmm6", "movdqu [{p} + 112], xmm7", "movdqu [{p} + 128], xmm8",
+                "movdqu [{p} + 144], xmm9", "movdqu [{p} + 160], xmm10", "movdqu [{p} + 176], xmm11",
+                "movdqu [{p} + 192], xmm12", "movdqu [{p} + 208], xmm13", "movdqu [{p} + 224], xmm14",
+                "movdqu [{p} + 240], xmm15",
+                p = in(reg) p, options(nostack, preserves_flags));
+        }
+    }
+}

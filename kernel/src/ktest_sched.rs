@@ -1,0 +1,456 @@
+//! Kernel tests of threads and scheduling (run after the boot and memory tests: the first one
+//! starts the scheduler on every CPU). Every wait has a deadline: a hang is a FAIL line.
+
+use crate::boot::BootState;
+use crate::cpus;
+use crate::sched::{self, Builder, CpuSet, Tid};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use exo_arch::tsc::rdtsc;
+
+type TestResult = Result<(), String>;
+type Test = (&'static str, fn(&BootState) -> TestResult);
+
+/// Prefix of an `Err` that means "not applicable here" (printed as `skip`, not counted).
+pub const SKIP: &str = "skip: ";
+
+/// The scheduler tests, in order.
+pub const TESTS: &[Test] = &[
+    ("sched.starts_on_every_cpu", starts),
+    ("sched.spawn_join_exit_codes", spawn_join),
+    ("sched.affinity_respected_and_migration", affinity),
+    ("sched.work_stealing_reaches_every_cpu", stealing),
+    (
+        "sched.no_lost_wakeups_ping_pong_and_sleepers",
+        no_lost_wakeups,
+    ),
+    ("sched.spinning_thread_is_preempted", preempted),
+    ("sched.fpu_state_survives_switches_lazy", fpu_lazy),
+    ("sched.fpu_state_survives_switches_eager", fpu_eager),
+    ("sched.thread_table_exhaustion_is_an_error", exhaustion),
+];
+
+fn check(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
+    if cond { Ok(()) } else { Err(msg()) }
+}
+
+fn ms(n: u64) -> u64 {
+    n * (crate::time::tsc_hz() / 1000).max(1)
+}
+
+fn ncpus() -> u32 {
+    cpus::online_count()
+}
+
+/// Joins every thread with one deadline; returns the exit codes.
+fn join_all(tids: &[Tid], deadline_ms: u64) -> Result<Vec<u64>, String> {
+    let deadline = rdtsc() + ms(deadline_ms);
+    let mut codes = Vec::with_capacity(tids.len());
+    for (k, &t) in tids.iter().enumerate() {
+        match sched::join_until(t, deadline) {
+            Ok(c) => codes.push(c),
+            Err(e) => {
+                return Err(format!(
+                    "join of thread {k}/{} ({t}): {e} (switches {:?})",
+                    tids.len(),
+                    sched::counters()
+                ));
+            }
+        }
+    }
+    Ok(codes)
+}
+
+/// Whether the run uses a scheduler timer (not under icount).
+fn use_timer(s: &BootState) -> bool {
+    s.opts.mode != Some(smp_bench::Mode::Icount)
+}
+
+fn starts(s: &BootState) -> TestResult {
+    sched::init(use_timer(s), 1000).map_err(|e| format!("init: {e}"))?;
+    let n = sched::cpus_running();
+    check(n == ncpus(), || {
+        format!("scheduler on {n} of {} CPUs", ncpus())
+    })?;
+    check(sched::current().is_some(), || "no current thread".into())?;
+    crate::kprintln!(
+        "INFO,sched,timer,{},fpu,{:?}",
+        sched::timer_mode(),
+        crate::fpu::info().map(|i| (i.size, i.mechanism))
+    );
+    Ok(())
+}
+
+fn worker(arg: u64) -> u64 {
+    let mut x = arg;
+    for k in 0..(arg % 7) {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(k);
+        sched::yield_now();
+    }
+    arg * arg + 1
+}
+
+fn spawn_join(_: &BootState) -> TestResult {
+    let before = sched::live_threads();
+    let n = (4 * ncpus()).clamp(8, 256) as u64;
+    let mut tids = Vec::new();
+    for a in 0..n {
+        tids.push(sched::spawn(worker, a).map_err(|e| format!("spawn {a}: {e}"))?);
+    }
+    let codes = join_all(&tids, 20_000)?;
+    for (a, c) in codes.iter().enumerate() {
+        check(*c == (a * a + 1) as u64, || {
+            format!("thread {a} returned {c}")
+        })?;
+    }
+    check(
+        sched::join(tids[0]) == Err(sched::SchedError::NoSuchThread),
+        || "a reaped thread could be joined again".into(),
+    )?;
+    let after = sched::live_threads();
+    check(after == before, || {
+        format!("{before} threads alive before, {after} after")
+    })
+}
+
+fn pinned_checker(cpu: u64) -> u64 {
+    let mut wrong = 0;
+    for k in 0..40 {
+        if u64::from(sched::this_cpu()) != cpu {
+            wrong += 1;
+        }
+        if k % 4 == 0 {
+            sched::sleep_us(50);
+        } else {
+            sched::yield_now();
+        }
+    }
+    wrong
+}
+
+fn migrator(to: u64) -> u64 {
+    if sched::set_affinity(CpuSet::one(to as u32)).is_err() {
+        return 1000;
+    }
+    let mut wrong = 0;
+    for _ in 0..20 {
+        if u64::from(sched::this_cpu()) != to {
+            wrong += 1;
+        }
+        sched::yield_now();
+    }
+    wrong
+}
+
+fn affinity(_: &BootState) -> TestResult {
+    let mut tids = Vec::new();
+    for b in cpus::online() {
+        let c = b.hot.cpu_id;
+        for _ in 0..2 {
+            tids.push(
+                Builder::new()
+                    .pin(c)
+                    .spawn(pinned_checker, u64::from(c))
+                    .map_err(|e| format!("spawn on CPU {c}: {e}"))?,
+            );
+        }
+    }
+    let last = ncpus() - 1;
+    let m = Builder::new()
+        .pin(0)
+        .spawn(migrator, u64::from(last))
+        .map_err(|e| format!("spawn migrator: {e}"))?;
+    let codes = join_all(&tids, 20_000)?;
+    let wrong: u64 = codes.iter().sum();
+    check(wrong == 0, || {
+        format!("{wrong} observations on a CPU outside the affinity")
+    })?;
+    let mw = join_all(&[m], 10_000)?[0];
+    check(mw == 0, || {
+        format!("after set_affinity to CPU {last}: {mw} of 20 observations elsewhere")
+    })
+}
+
+static SEEN: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+fn roamer(_: u64) -> u64 {
+    for _ in 0..20 {
+        let c = sched::this_cpu() as usize;
+        if let Some(w) = SEEN.get(c / 64) {
+            w.fetch_or(1 << (c % 64), Ordering::Relaxed);
+        }
+        let until = rdtsc() + ms(1) / 5;
+        while rdtsc() < until {
+            core::hint::spin_loop();
+        }
+        sched::yield_now();
+    }
+    0
+}
+
+fn stealing(_: &BootState) -> TestResult {
+    for w in &SEEN {
+        w.store(0, Ordering::Relaxed);
+    }
+    let (_, _, steals0, _) = sched::counters();
+    let n = (4 * ncpus()).clamp(4, 256) as u64;
+    // All spawned from here (CPU 0): other CPUs only get them by stealing.
+    let mut tids = Vec::new();
+    for a in 0..n {
+        tids.push(sched::spawn(roamer, a).map_err(|e| format!("spawn: {e}"))?);
+    }
+    join_all(&tids, 60_000)?;
+    let missing: Vec<u32> = cpus::online()
+        .map(|b| b.hot.cpu_id)
+        .filter(|&c| SEEN[c as usize / 64].load(Ordering::Relaxed) & (1 << (c % 64)) == 0)
+        .collect();
+    let (_, _, steals1, _) = sched::counters();
+    check(missing.is_empty(), || {
+        format!(
+            "no thread ran on CPUs {missing:?} ({} steals)",
+            steals1 - steals0
+        )
+    })?;
+    check(ncpus() == 1 || steals1 > steals0, || {
+        "no steal counted".into()
+    })
+}
+
+static TURN: AtomicU64 = AtomicU64::new(0);
+static PARTNER: [AtomicU32; 2] = [const { AtomicU32::new(0) }; 2];
+const ROUNDS: u64 = 1000;
+
+/// Player `me` (0 or 1) moves when `TURN % 2 == me`, then wakes the other.
+fn player(me: u64) -> u64 {
+    let deadline = rdtsc() + ms(30_000);
+    for _ in 0..ROUNDS {
+        while TURN.load(Ordering::Acquire) % 2 != me {
+            if rdtsc() > deadline {
+                return 1;
+            }
+            sched::block_unless(|| TURN.load(Ordering::Acquire) % 2 != me);
+        }
+        TURN.fetch_add(1, Ordering::AcqRel);
+        let other = PARTNER[(1 - me) as usize].load(Ordering::Acquire);
+        sched::wake(Tid::from_raw(other));
+    }
+    0
+}
+
+fn sleeper(seed: u64) -> u64 {
+    let mut r = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut late = 0;
+    for _ in 0..25 {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        let us = 10 + r % 200;
+        let t0 = rdtsc();
+        sched::sleep_us(us);
+        if rdtsc() < t0 + us * (crate::time::tsc_hz() / 1_000_000) {
+            late += 1; // woke early: a bug
+        }
+        if r % 3 == 0 {
+            sched::yield_now();
+        }
+    }
+    late
+}
+
+fn no_lost_wakeups(_: &BootState) -> TestResult {
+    TURN.store(0, Ordering::Relaxed);
+    let last = ncpus() - 1;
+    // Register the partners before either can move.
+    let a = Builder::new()
+        .pin(last)
+        .spawn(player, 1)
+        .map_err(|e| format!("spawn: {e}"))?;
+    PARTNER[1].store(a.raw(), Ordering::Release);
+    let b = Builder::new()
+        .pin(0)
+        .spawn(player, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    PARTNER[0].store(b.raw(), Ordering::Release);
+    sched::wake(a); // in case it blocked before its partner was known
+    let mut sleepers = Vec::new();
+    for k in 0..(2 * ncpus()).clamp(4, 64) {
+        sleepers.push(sched::spawn(sleeper, u64::from(k)).map_err(|e| format!("spawn: {e}"))?);
+    }
+    let codes = join_all(&[a, b], 40_000)?;
+    check(codes == [0, 0], || {
+        format!(
+            "ping-pong stalled at turn {} of {}",
+            TURN.load(Ordering::Relaxed),
+            2 * ROUNDS
+        )
+    })?;
+    check(TURN.load(Ordering::Relaxed) == 2 * ROUNDS, || {
+        format!("turn {}", TURN.load(Ordering::Relaxed))
+    })?;
+    let early: u64 = join_all(&sleepers, 40_000)?.iter().sum();
+    check(early == 0, || {
+        format!("{early} sleeps ended before their deadline")
+    })
+}
+
+static FLAG: AtomicBool = AtomicBool::new(false);
+
+fn spinner(_: u64) -> u64 {
+    let deadline = rdtsc() + ms(5000);
+    while !FLAG.load(Ordering::Acquire) {
+        if rdtsc() > deadline {
+            return 1;
+        }
+        core::hint::spin_loop();
+    }
+    0
+}
+
+fn setter(_: u64) -> u64 {
+    FLAG.store(true, Ordering::Release);
+    0
+}
+
+fn preempted(s: &BootState) -> TestResult {
+    if !use_timer(s) || sched::timer_mode() == "off" {
+        return Err(format!(
+            "{SKIP}no scheduler timer in this mode ({})",
+            sched::timer_mode()
+        ));
+    }
+    FLAG.store(false, Ordering::Relaxed);
+    let cpu = ncpus() - 1;
+    let (_, p0, _, _) = sched::counters();
+    let a = Builder::new()
+        .pin(cpu)
+        .spawn(spinner, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let b = Builder::new()
+        .pin(cpu)
+        .spawn(setter, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let codes = join_all(&[a, b], 20_000)?;
+    let (_, p1, _, _) = sched::counters();
+    check(codes[0] == 0, || {
+        format!("the spinner on CPU {cpu} never saw the flag: not preempted")
+    })?;
+    check(p1 > p0, || "no preemption counted".into())
+}
+
+static AVX: AtomicBool = AtomicBool::new(false);
+
+fn fpu_worker(seed: u64) -> u64 {
+    let avx = AVX.load(Ordering::Relaxed);
+    let mut want = [0u8; 512];
+    let mut got = [0u8; 512];
+    let mut bad = 0;
+    let mut r = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+    for round in 0..300u64 {
+        if round % 50 == 0 {
+            for chunk in want.chunks_mut(8) {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                chunk.copy_from_slice(&r.to_le_bytes());
+            }
+            crate::fpu::load_regs(&want, avx);
+        }
+        if round % 16 == 5 {
+            sched::sleep_us(20);
+        } else {
+            sched::yield_now();
+        }
+        crate::fpu::store_regs(&mut got, avx);
+        let n = if avx { 512 } else { 256 };
+        if got[..n] != want[..n] {
+            bad += 1;
+            crate::fpu::load_regs(&want, avx);
+        }
+    }
+    bad
+}
+
+fn fpu_run(eager: bool) -> TestResult {
+    let avx = exo_arch::cpu::detect().avx;
+    AVX.store(avx, Ordering::Relaxed);
+    crate::fpu::set_eager(eager);
+    let traps0 = crate::fpu::TRAPS.load(Ordering::Relaxed);
+    let mut tids = Vec::new();
+    let mut k = 0;
+    for b in cpus::online() {
+        for _ in 0..3 {
+            k += 1;
+            tids.push(
+                Builder::new()
+                    .pin(b.hot.cpu_id)
+                    .spawn(fpu_worker, k)
+                    .map_err(|e| format!("spawn: {e}"))?,
+            );
+        }
+        if k >= 48 {
+            break;
+        }
+    }
+    let res = join_all(&tids, 60_000);
+    crate::fpu::set_eager(false);
+    let bad: u64 = res?.iter().sum();
+    let traps = crate::fpu::TRAPS.load(Ordering::Relaxed) - traps0;
+    check(bad == 0, || {
+        format!(
+            "{bad} of {} checks found other register contents ({} registers)",
+            300 * tids.len(),
+            if avx { "ymm" } else { "xmm" }
+        )
+    })?;
+    check(traps >= tids.len() as u64, || {
+        format!("only {traps} #NM traps for {} FPU threads", tids.len())
+    })
+}
+
+fn fpu_lazy(_: &BootState) -> TestResult {
+    if crate::fpu::info().is_none() {
+        return Err(format!("{SKIP}no FPU save mechanism detected"));
+    }
+    fpu_run(false)
+}
+
+fn fpu_eager(_: &BootState) -> TestResult {
+    if crate::fpu::info().is_none() {
+        return Err(format!("{SKIP}no FPU save mechanism detected"));
+    }
+    fpu_run(true)
+}
+
+fn parked(_: u64) -> u64 {
+    sched::block_unless(|| !FLAG.load(Ordering::Acquire));
+    0
+}
+
+fn exhaustion(_: &BootState) -> TestResult {
+    FLAG.store(false, Ordering::Release);
+    let mut tids = Vec::new();
+    let err = loop {
+        match Builder::new().pin(0).spawn(parked, 0) {
+            Ok(t) => tids.push(t),
+            Err(e) => break e,
+        }
+        if tids.len() > sched::MAX_THREADS {
+            break sched::SchedError::NotRunning;
+        }
+    };
+    FLAG.store(true, Ordering::Release);
+    for &t in &tids {
+        sched::wake(t);
+    }
+    let n = tids.len();
+    join_all(&tids, 30_000)?;
+    check(err == sched::SchedError::TooManyThreads, || {
+        format!("after {n} threads: {err:?}, expected TooManyThreads")
+    })?;
+    // And the table is usable again.
+    let t = sched::spawn(worker, 3).map_err(|e| format!("spawn after exhaustion: {e}"))?;
+    let c = join_all(&[t], 5000)?[0];
+    check(c == 10, || format!("returned {c}"))
+}
