@@ -462,7 +462,10 @@ impl CpuSched {
                 }
             }
         }
-        let r = found?;
+        let Some(r) = found else {
+            victim.unlock();
+            return None;
+        };
         let ok = rq.remove(r).is_ok();
         if ok {
             victim.account_dequeue(r.index());
@@ -1242,4 +1245,38 @@ pub fn fpu_area(i: usize) -> u64 {
 /// Records thread `i`'s FPU save area (set once, by the thread itself in its #NM trap).
 pub fn set_fpu_area(i: usize, area: u64) {
     tcb(i).fpu_area.store(area, Ordering::Relaxed);
+}
+
+/// Prints the scheduler state of every CPU and every live thread (debugging: the NMI handler
+/// calls it for an NMI that is not a panic stop, e.g. `nmi` in the QEMU monitor). Reads
+/// without locks: a snapshot that may be torn, never blocks.
+pub fn dump() {
+    let now = rdtsc();
+    for s in cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id)) {
+        crate::kprintln!(
+            "SCHED,cpu,{},current,{},idle,{},ready,{},stealable,{},pending,{},halted,{},locked,{}",
+            s.cpu,
+            s.current.load(Ordering::Relaxed),
+            s.idle.load(Ordering::Relaxed),
+            s.nr_ready.load(Ordering::Relaxed),
+            s.nr_stealable.load(Ordering::Relaxed),
+            s.mailbox.is_pending(),
+            s.halted.load(Ordering::Relaxed),
+            s.lock.load(Ordering::Relaxed)
+        );
+    }
+    for (i, t) in TCBS.iter().enumerate() {
+        let st = t.state();
+        if st == State::Free {
+            continue;
+        }
+        let at = t.wake_at.load(Ordering::Relaxed);
+        crate::kprintln!(
+            "SCHED,thread,{i},{st:?},cpu,{},wake_in,{},joiner,{},switches,{}",
+            t.cpu.load(Ordering::Relaxed),
+            at as i64 - now as i64,
+            t.joiner.load(Ordering::Relaxed),
+            t.switches.load(Ordering::Relaxed)
+        );
+    }
 }

@@ -68,6 +68,9 @@ fn dispatch(frame: &mut TrapFrame) {
                 exo_arch::cpu::halt_forever();
             }
             log::warn!("unexpected NMI at rip {:#x}", frame.rip);
+            if exo_percpu::cpu_id_hint().0 == 0 {
+                crate::sched::dump();
+            }
         }
         7 if crate::fpu::device_not_available() => {}
         0..=31 => {
