@@ -322,6 +322,10 @@ fn contended(state: &BootState, count: &mut u32) {
             kprintln!("ERRBOUND,{n},{bound}");
         }
     }
+    // Contention runs on pinned threads (the blocking mutex parks its waiters).
+    if let Err(e) = crate::sched::init(false, 1000) {
+        log::warn!("contended: scheduler did not start ({e}); no contention rows");
+    }
     locks::contention(&all, state, count);
     scaling(&all, state, count);
 }

@@ -98,6 +98,7 @@ pub fn rows(count: &mut u32) {
         crate::fpu::set_eager(false);
     }
     emit("thread.spawn", spawn_row(), count);
+    mutex_fast_rows(count);
     emit("sched.pick_next", pick_next_row(), count);
     if let Some(b) = cpus::online().find(|b| b.hot.cpu_id != 0) {
         emit("sched.wake.xcore", wake_row(b.hot.cpu_id), count);
@@ -236,4 +237,51 @@ fn wake_row(cpu: u32) -> Option<Stats> {
     }
     let skip = v.len().min(10);
     smp_bench::stats_of(&mut v[skip..], 0)
+}
+
+static FAST: crate::park::Mutex<u64> = crate::park::mutex(0);
+
+/// `mutex.fast`: lock + unlock of the blocking mutex, uncontended, beside the bare
+/// `lock cmpxchg` it is built on (`cas.locked`), and their ratio.
+fn mutex_fast_rows(count: &mut u32) {
+    const R: usize = 2000;
+    const K: u64 = 16;
+    let overhead = tsc_pair();
+    let mut v = Vec::with_capacity(R);
+    for _ in 0..R {
+        let t0 = rdtsc_precise();
+        for _ in 0..K {
+            *core::hint::black_box(&FAST).lock() += 1;
+        }
+        let t1 = rdtsc_precise();
+        v.push((t1 - t0).saturating_sub(overhead) / K);
+    }
+    let m = smp_bench::stats_of(&mut v, 0);
+    emit("mutex.fast", m, count);
+    let word = AtomicU64::new(0);
+    v.clear();
+    for _ in 0..R {
+        let t0 = rdtsc_precise();
+        for _ in 0..K {
+            let x = word.load(Ordering::Relaxed);
+            let _ = core::hint::black_box(&word).compare_exchange(
+                x,
+                x + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            );
+        }
+        let t1 = rdtsc_precise();
+        v.push((t1 - t0).saturating_sub(overhead) / K);
+    }
+    let c = smp_bench::stats_of(&mut v, 0);
+    emit("cas.locked", c, count);
+    if let (Some(m), Some(c)) = (m, c)
+        && c.p50 > 0
+    {
+        crate::kprintln!(
+            "INFO,ratio,mutex.fast,cas.locked,{:.2}",
+            m.p50 as f64 / c.p50 as f64
+        );
+    }
 }

@@ -76,11 +76,6 @@ pub fn set_eager(on: bool) {
     EAGER.store(on, Ordering::Relaxed);
 }
 
-/// Is eager switching on?
-pub fn eager() -> bool {
-    EAGER.load(Ordering::Relaxed)
-}
-
 /// Per-CPU start: TS set, so the first FPU use of any thread traps.
 pub fn init_cpu() {
     let cpu = exo_percpu::cpu_id_hint().0 as usize;

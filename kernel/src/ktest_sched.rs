@@ -30,6 +30,8 @@ pub const TESTS: &[Test] = &[
     ("sched.fpu_state_survives_switches_lazy", fpu_lazy),
     ("sched.fpu_state_survives_switches_eager", fpu_eager),
     ("sched.thread_table_exhaustion_is_an_error", exhaustion),
+    ("mutex.counter_exact_from_every_cpu", mutex_counter),
+    ("mutex.deadline_gives_up_then_succeeds", mutex_deadline),
 ];
 
 fn check(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
@@ -130,6 +132,22 @@ fn pinned_checker(cpu: u64) -> u64 {
     wrong
 }
 
+fn set_checker(last: u64) -> u64 {
+    let mut wrong = 0;
+    for k in 0..40 {
+        let c = u64::from(sched::this_cpu());
+        if c != 0 && c != last {
+            wrong += 1;
+        }
+        if k % 4 == 0 {
+            sched::sleep_us(30);
+        } else {
+            sched::yield_now();
+        }
+    }
+    wrong
+}
+
 fn migrator(to: u64) -> u64 {
     if sched::set_affinity(CpuSet::one(to as u32)).is_err() {
         return 1000;
@@ -158,6 +176,17 @@ fn affinity(_: &BootState) -> TestResult {
         }
     }
     let last = ncpus() - 1;
+    // A two-CPU set: the thread may run on either, never elsewhere.
+    let mut pair = CpuSet::one(0);
+    pair.insert(last);
+    for _ in 0..4 {
+        tids.push(
+            Builder::new()
+                .affinity(pair)
+                .spawn(set_checker, u64::from(last))
+                .map_err(|e| format!("spawn with a CPU set: {e}"))?,
+        );
+    }
     let m = Builder::new()
         .pin(0)
         .spawn(migrator, u64::from(last))
@@ -453,4 +482,78 @@ fn exhaustion(_: &BootState) -> TestResult {
     let t = sched::spawn(worker, 3).map_err(|e| format!("spawn after exhaustion: {e}"))?;
     let c = join_all(&[t], 5000)?[0];
     check(c == 10, || format!("returned {c}"))
+}
+
+static COUNTER: crate::park::Mutex<u64> = crate::park::mutex(0);
+const INCS: u64 = 3000;
+
+fn incrementer(seed: u64) -> u64 {
+    for k in 0..INCS {
+        let mut g = COUNTER.lock();
+        let v = *g;
+        if (k + seed) % 97 == 0 {
+            // Sleep holding it now and then: waiters must park, not only spin.
+            sched::yield_now();
+        }
+        *g = v + 1;
+    }
+    0
+}
+
+fn mutex_counter(_: &BootState) -> TestResult {
+    *COUNTER.lock() = 0;
+    let parks0 = crate::park::PARKS.load(Ordering::Relaxed);
+    let mut tids = Vec::new();
+    for b in cpus::online().take(32) {
+        for j in 0..2 {
+            tids.push(
+                Builder::new()
+                    .pin(b.hot.cpu_id)
+                    .spawn(incrementer, u64::from(b.hot.cpu_id) * 2 + j)
+                    .map_err(|e| format!("spawn: {e}"))?,
+            );
+        }
+    }
+    join_all(&tids, 120_000)?;
+    let got = *COUNTER.lock();
+    let want = INCS * tids.len() as u64;
+    let parks = crate::park::PARKS.load(Ordering::Relaxed) - parks0;
+    check(got == want, || format!("counter {got}, expected {want}"))?;
+    check(parks > 0, || "no waiter ever parked".into())
+}
+
+static HELD: crate::park::Mutex<()> = crate::park::mutex(());
+
+fn holder(ms_: u64) -> u64 {
+    let g = HELD.lock();
+    FLAG.store(true, Ordering::Release);
+    sched::sleep_us(ms_ * 1000);
+    drop(g);
+    0
+}
+
+fn mutex_deadline(_: &BootState) -> TestResult {
+    FLAG.store(false, Ordering::Release);
+    let cpu = ncpus() - 1;
+    let h = Builder::new()
+        .pin(cpu)
+        .spawn(holder, 30)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let d = rdtsc() + ms(5000);
+    while !FLAG.load(Ordering::Acquire) {
+        if rdtsc() > d {
+            return Err("holder never took the lock".into());
+        }
+        sched::yield_now();
+    }
+    let t0 = rdtsc();
+    let r = HELD.lock_with_deadline(t0 + ms(5));
+    let waited = rdtsc() - t0;
+    check(r.is_none(), || "got a held lock".into())?;
+    drop(r);
+    check(waited >= ms(5), || format!("gave up after {waited} ticks, before the deadline"))?;
+    let g = HELD.lock_with_deadline(rdtsc() + ms(10_000));
+    check(g.is_some(), || "not acquired after the holder left".into())?;
+    drop(g);
+    join_all(&[h], 10_000).map(|_| ())
 }

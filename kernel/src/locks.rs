@@ -31,9 +31,8 @@ const DATA: Data = Data {
 static TAS: exo_sync::TasMutex<Data> = exo_sync::TasMutex::new(DATA);
 static TICKET: exo_sync::TicketMutex<Data> = exo_sync::TicketMutex::new(DATA);
 static MCS: exo_sync::McsLock<Data> = exo_sync::McsLock::new(DATA);
-/// The kernel's own mutex today (`spin::Mutex`, used by the allocator and the CPU table);
-/// the blocking mutex of the scheduler issue replaces it in this row.
-static MUTEX: spin::Mutex<Data> = spin::Mutex::new(DATA);
+/// The kernel's blocking mutex (`exo_sync::ParkingMutex` over the scheduler's wait queues).
+static MUTEX: crate::park::Mutex<Data> = crate::park::mutex(DATA);
 
 /// One lock kind of the suite.
 #[derive(Clone, Copy)]
@@ -44,7 +43,7 @@ pub enum Kind {
     Ticket,
     /// MCS queue lock (each waiter spins on its own node).
     Mcs,
-    /// The kernel's mutex.
+    /// The kernel's blocking mutex (CAS, bounded spin, park).
     Mutex,
 }
 
@@ -134,15 +133,22 @@ pub fn contention(all: &[CpuId], state: &BootState, count: &mut u32) {
             RUN.end.store(start + window, Ordering::Release);
             let mut acq: Vec<u64> = Vec::with_capacity(k);
             let mut ok = true;
+            // One thread pinned per CPU (the caller is slot 0, on CPU 0), so the blocking
+            // mutex can really park its waiters.
+            let mut tids = Vec::with_capacity(k);
             for (i, &c) in set.iter().enumerate().skip(1) {
-                if let Err(e) = cpus::post(c, participant, i as u64) {
-                    log::warn!("contention {name}.{k}: {e}");
-                    ok = false;
+                match crate::sched::Builder::new().pin(c.0).spawn(participant, i as u64) {
+                    Ok(t) => tids.push(t),
+                    Err(e) => {
+                        log::warn!("contention {name}.{k}: CPU {}: {e}", c.0);
+                        ok = false;
+                    }
                 }
             }
             acq.push(participant(0));
-            for &c in set.iter().skip(1) {
-                match cpus::wait(c, Deadline::after_ms(10_000)) {
+            let deadline = Deadline::after_ms(10_000);
+            for t in tids {
+                match crate::sched::join_until(t, deadline.tsc()) {
                     Ok(a) => acq.push(a),
                     Err(e) => {
                         log::warn!("contention {name}.{k}: {e}");

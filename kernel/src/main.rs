@@ -19,6 +19,7 @@ mod ktest_sched;
 mod locks;
 mod memory;
 mod panic;
+mod park;
 mod sched;
 mod smp;
 mod sys;

@@ -486,6 +486,12 @@ pub fn running() -> bool {
     this_sched().is_some()
 }
 
+/// Is the caller this CPU's idle context (which must never block)?
+pub fn current_is_idle() -> bool {
+    let _g = IrqGuard::new();
+    this_sched().is_some_and(|cs| cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed))
+}
+
 /// The calling thread's id (`None` before the scheduler runs on this CPU).
 pub fn current() -> Option<Tid> {
     let _g = IrqGuard::new();
@@ -713,6 +719,7 @@ pub fn block_unless(still_wait: impl FnOnce() -> bool) {
         return;
     };
     let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
+    me.wake_at.store(u64::MAX, Ordering::Relaxed);
     me.set_state(State::Blocked);
     core::sync::atomic::fence(Ordering::SeqCst);
     if !still_wait() {
@@ -723,6 +730,39 @@ pub fn block_unless(still_wait: impl FnOnce() -> bool) {
         return;
     }
     schedule(&g);
+}
+
+/// Like [`block_unless`], but also ends at TSC `deadline` (`u64::MAX`: none). Returns true
+/// if it returned because the deadline passed.
+pub fn block_until(deadline: u64, still_wait: impl FnOnce() -> bool) -> bool {
+    if deadline == u64::MAX {
+        block_unless(still_wait);
+        return false;
+    }
+    let g = IrqGuard::new();
+    let Some(cs) = this_sched() else {
+        return rdtsc() >= deadline;
+    };
+    let i = cs.current.load(Ordering::Relaxed);
+    let me = tcb(i as usize);
+    me.wake_at.store(deadline, Ordering::Relaxed);
+    cs.lock();
+    // SAFETY: lock held.
+    let sl = unsafe { cs.sleepers() };
+    if !sl.contains(&i) {
+        let _ = sl.try_push(i);
+    }
+    me.set_state(State::Blocked);
+    cs.unlock();
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if !still_wait() {
+        if !me.cas_state(State::Blocked, State::Running) {
+            me.set_state(State::Running);
+        }
+        return false;
+    }
+    schedule(&g);
+    rdtsc() >= deadline
 }
 
 /// Gives the CPU to another ready thread of this CPU, if any.
@@ -1201,10 +1241,6 @@ pub fn live_threads() -> usize {
     TCBS.iter().filter(|t| t.state() != State::Free).count()
 }
 
-/// How many switches thread `tid` was switched in.
-pub fn switches_of(tid: Tid) -> u64 {
-    tcb(tid.index()).switches.load(Ordering::Relaxed)
-}
 
 static SAMPLES: [AtomicU64; SWITCH_SAMPLES] = [const { AtomicU64::new(0) }; SWITCH_SAMPLES];
 static SAMPLE_N: AtomicU64 = AtomicU64::new(0);

@@ -15,6 +15,10 @@
 //! [`McsGuard`]. [`WithLock`] gives closure-scoped access uniformly over all
 //! three (what generic benchmark code drives).
 //!
+//! [`ParkingMutex`] is the blocking mutex: a CAS fast path, a bounded spin, then a
+//! futex-like park through a [`Park`] implementation (the kernel's scheduler wait queues;
+//! `std` condition variables in the host tests), with documented barging fairness.
+//!
 //! Every lock has a deadline-bounded acquisition (`lock_with_deadline`): the
 //! caller passes `deadline_passed: impl FnMut() -> bool`, polled between
 //! spins; once it returns `true` while the lock is still unavailable the call
@@ -36,6 +40,7 @@
 mod backoff;
 mod lock;
 mod mcs;
+mod parking;
 mod sync;
 mod tas;
 mod ticket;
@@ -43,6 +48,7 @@ mod ticket;
 pub use backoff::DEFAULT_MAX_BACKOFF;
 pub use lock::{Lock, LockGuard};
 pub use mcs::{McsGuard, McsLock, McsNode};
+pub use parking::{DEFAULT_SPINS, Park, ParkResult, ParkingGuard, ParkingMutex};
 pub use tas::TasLock;
 pub use ticket::{Ticket, TicketLock};
 

@@ -191,3 +191,83 @@ fn mcs_try_and_deadline() {
         assert_eq!(lock.with(|c| read(c)), 1 + won);
     });
 }
+
+/// A futex for loom: one loom mutex over the parked tickets, one condvar. Deadlines are
+/// ignored (loom has no clock).
+#[derive(Default)]
+struct LoomPark {
+    q: loom::sync::Mutex<(u64, Vec<(usize, u64)>)>,
+    cv: loom::sync::Condvar,
+}
+
+impl crate::Park for LoomPark {
+    fn park(
+        &self,
+        key: usize,
+        validate: &dyn Fn() -> bool,
+        _deadline: Option<u64>,
+    ) -> crate::ParkResult {
+        let mut q = self.q.lock().unwrap();
+        if !validate() {
+            return crate::ParkResult::Invalid;
+        }
+        let me = q.0;
+        q.0 += 1;
+        q.1.push((key, me));
+        while q.1.contains(&(key, me)) {
+            q = self.cv.wait(q).unwrap();
+        }
+        crate::ParkResult::Woken
+    }
+
+    fn unpark_one(&self, key: usize) -> bool {
+        let mut q = self.q.lock().unwrap();
+        let woke = match q.1.iter().position(|&(k, _)| k == key) {
+            Some(i) => {
+                q.1.remove(i);
+                true
+            }
+            None => false,
+        };
+        drop(q);
+        if woke {
+            self.cv.notify_all();
+        }
+        woke
+    }
+}
+
+/// The blocking mutex, park path only (no spinning): mutual exclusion (loom checks the
+/// counter's accesses are ordered) and no lost wake-up (every thread finishes).
+fn parking_model(threads: usize, iters: usize, bound: Option<usize>) {
+    builder(bound).check(move || {
+        let m = Arc::new(crate::ParkingMutex::with_spins((), LoomPark::default(), 0));
+        let counter = Arc::new(UnsafeCell::new(0usize));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (m, counter) = (Arc::clone(&m), Arc::clone(&counter));
+                thread::spawn(move || {
+                    for _ in 0..iters {
+                        let _g = m.lock();
+                        bump(&counter);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let _g = m.lock();
+        assert_eq!(read(&counter), threads * iters);
+    });
+}
+
+#[test]
+fn parking_mutex_two_threads() {
+    parking_model(2, 2, None);
+}
+
+#[test]
+fn parking_mutex_three_threads_bounded() {
+    parking_model(3, 1, Some(2));
+}

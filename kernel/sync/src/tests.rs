@@ -490,3 +490,140 @@ fn mcs_lock_is_fifo() {
     }
     assert_eq!(lock.with(|v| v.clone()), (0..WAITERS).collect::<Vec<_>>());
 }
+
+mod parking {
+    use crate::{Park, ParkResult, ParkingMutex};
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// A futex on the host: a FIFO of tickets per key behind one std mutex; a parked thread
+    /// sleeps on the condvar until its ticket is removed (woken) or its deadline passes.
+    /// Deadlines are microseconds since `epoch`.
+    #[derive(Default)]
+    struct StdPark {
+        q: Mutex<HashMap<usize, VecDeque<u64>>>,
+        cv: Condvar,
+        next: AtomicU64,
+        parks: AtomicU64,
+        epoch: std::sync::OnceLock<Instant>,
+    }
+
+    impl StdPark {
+        fn now_us(&self) -> u64 {
+            self.epoch.get_or_init(Instant::now).elapsed().as_micros() as u64
+        }
+    }
+
+    impl Park for StdPark {
+        fn park(&self, key: usize, validate: &dyn Fn() -> bool, deadline: Option<u64>) -> ParkResult {
+            let mut q = self.q.lock().unwrap();
+            if !validate() {
+                return ParkResult::Invalid;
+            }
+            self.parks.fetch_add(1, Ordering::Relaxed);
+            let me = self.next.fetch_add(1, Ordering::Relaxed);
+            q.entry(key).or_default().push_back(me);
+            loop {
+                if !q.get(&key).is_some_and(|w| w.contains(&me)) {
+                    return ParkResult::Woken;
+                }
+                match deadline {
+                    None => q = self.cv.wait(q).unwrap(),
+                    Some(d) => {
+                        let now = self.now_us();
+                        if now >= d {
+                            if let Some(w) = q.get_mut(&key) {
+                                w.retain(|&t| t != me);
+                            }
+                            return ParkResult::TimedOut;
+                        }
+                        q = self.cv.wait_timeout(q, Duration::from_micros(d - now)).unwrap().0;
+                    }
+                }
+            }
+        }
+
+        fn unpark_one(&self, key: usize) -> bool {
+            let mut q = self.q.lock().unwrap();
+            let woke = q.get_mut(&key).and_then(|w| w.pop_front()).is_some();
+            drop(q);
+            if woke {
+                self.cv.notify_all();
+            }
+            woke
+        }
+    }
+
+    #[test]
+    fn uncontended_lock_unlock_and_try_lock() {
+        let m = ParkingMutex::new(5u32, StdPark::default());
+        {
+            let mut g = m.lock();
+            *g += 1;
+            assert!(m.try_lock().is_none(), "held");
+            assert!(m.is_locked());
+        }
+        assert!(!m.is_locked());
+        assert_eq!(*m.try_lock().expect("free"), 6);
+        assert_eq!(m.into_inner(), 6);
+    }
+
+    #[test]
+    fn counter_is_exact_with_parking() {
+        const THREADS: usize = 8;
+        const N: usize = 50_000;
+        // Few spins: force the park path often.
+        let m = Arc::new(ParkingMutex::with_spins(0usize, StdPark::default(), 2));
+        let hs: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..N {
+                        let mut g = m.lock();
+                        let v = *g;
+                        std::hint::black_box(&v);
+                        *g = v + 1;
+                    }
+                })
+            })
+            .collect();
+        let t0 = Instant::now();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "no lost wake-up stalls");
+        let parks = m.parker().parks.load(Ordering::Relaxed);
+        assert_eq!(*m.lock(), THREADS * N);
+        assert!(parks > 0, "the park path ran");
+    }
+
+    #[test]
+    fn deadline_times_out_while_held_then_succeeds() {
+        let m = Arc::new(ParkingMutex::with_spins((), StdPark::default(), 0));
+        let g = m.lock();
+        let m2 = m.clone();
+        let h = std::thread::spawn(move || {
+            let d = m2.parker().now_us() + 20_000;
+            m2.lock_with_deadline(d).is_none()
+        });
+        assert!(h.join().unwrap(), "gave up while held");
+        drop(g);
+        let d = m.parker().now_us() + 1_000_000;
+        assert!(m.lock_with_deadline(d).is_some());
+        // A time-out must not strand the others: a holder, one waiter that times out, one
+        // that waits forever; the forever one must get the lock after the unlock.
+        let g = m.lock();
+        let (ma, mb) = (m.clone(), m.clone());
+        let a = std::thread::spawn(move || {
+            let d = ma.parker().now_us() + 10_000;
+            let _ = ma.lock_with_deadline(d);
+        });
+        let b = std::thread::spawn(move || drop(mb.lock()));
+        a.join().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(g);
+        b.join().unwrap();
+    }
+}
