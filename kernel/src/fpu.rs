@@ -134,6 +134,7 @@ pub fn switch_out(_cs: &CpuSched, prev: usize, next: usize) {
 
 /// The #NM handler: returns false when the trap is not ours to fix (no scheduler, no FPU
 /// support), so the caller reports it as a fault.
+#[inline(never)]
 pub fn device_not_available() -> bool {
     let Some(info) = INFO.get() else {
         return false;

@@ -1002,6 +1002,7 @@ extern "sysv64" fn thread_entry(i: u64) -> ! {
 
 /// The tick: wakes expired sleepers, preempts the running thread at the end of its slice if
 /// the interrupted code allows it. Called by the timer interrupt after EOI.
+#[inline(never)]
 pub fn tick() {
     let Some(cs) = this_sched() else {
         return;
@@ -1286,6 +1287,7 @@ pub fn set_fpu_area(i: usize, area: u64) {
 /// Prints the scheduler state of every CPU and every live thread (debugging: the NMI handler
 /// calls it for an NMI that is not a panic stop, e.g. `nmi` in the QEMU monitor). Reads
 /// without locks: a snapshot that may be torn, never blocks.
+#[inline(never)]
 pub fn dump() {
     let now = rdtsc();
     for s in cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id)) {
