@@ -134,17 +134,21 @@ fn single(state: &BootState, count: &mut u32) {
     for (name, lock) in locks::ALL {
         // One monomorphic closure per kind: the timed loop holds no dispatch on the kind.
         let stats = match lock {
-            locks::Kind::Tas => smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 16, || {
-                locks::Kind::Tas.with(|d| d.count += 1)
-            }),
+            locks::Kind::Tas => {
+                smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 16, || {
+                    locks::Kind::Tas.with(|d| d.count += 1)
+                })
+            }
             locks::Kind::Ticket => {
                 smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 16, || {
                     locks::Kind::Ticket.with(|d| d.count += 1)
                 })
             }
-            locks::Kind::Mcs => smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 16, || {
-                locks::Kind::Mcs.with(|d| d.count += 1)
-            }),
+            locks::Kind::Mcs => {
+                smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 16, || {
+                    locks::Kind::Mcs.with(|d| d.count += 1)
+                })
+            }
             locks::Kind::Mutex => {
                 smp_bench::bench_with(&mut clk, &mut *s, overhead, 100, N, 16, || {
                     locks::Kind::Mutex.with(|d| d.count += 1)

@@ -30,6 +30,10 @@ pub const TESTS: &[Test] = &[
     ("sched.fpu_state_survives_switches_lazy", fpu_lazy),
     ("sched.fpu_state_survives_switches_eager", fpu_eager),
     ("sched.thread_table_exhaustion_is_an_error", exhaustion),
+    (
+        "sched.faulting_or_panicking_thread_killed_alone",
+        killed_alone,
+    ),
     ("mutex.counter_exact_from_every_cpu", mutex_counter),
     ("mutex.deadline_gives_up_then_succeeds", mutex_deadline),
 ];
@@ -281,7 +285,7 @@ fn sleeper(seed: u64) -> u64 {
         if rdtsc() < t0 + us * (crate::time::tsc_hz() / 1_000_000) {
             late += 1; // woke early: a bug
         }
-        if r % 3 == 0 {
+        if r.is_multiple_of(3) {
             sched::yield_now();
         }
     }
@@ -491,7 +495,7 @@ fn incrementer(seed: u64) -> u64 {
     for k in 0..INCS {
         let mut g = COUNTER.lock();
         let v = *g;
-        if (k + seed) % 97 == 0 {
+        if (k + seed).is_multiple_of(97) {
             // Sleep holding it now and then: waiters must park, not only spin.
             sched::yield_now();
         }
@@ -551,9 +555,39 @@ fn mutex_deadline(_: &BootState) -> TestResult {
     let waited = rdtsc() - t0;
     check(r.is_none(), || "got a held lock".into())?;
     drop(r);
-    check(waited >= ms(5), || format!("gave up after {waited} ticks, before the deadline"))?;
+    check(waited >= ms(5), || {
+        format!("gave up after {waited} ticks, before the deadline")
+    })?;
     let g = HELD.lock_with_deadline(rdtsc() + ms(10_000));
     check(g.is_some(), || "not acquired after the holder left".into())?;
     drop(g);
     join_all(&[h], 10_000).map(|_| ())
+}
+
+fn faulter(_: u64) -> u64 {
+    crate::sys::deliberate_page_fault()
+}
+
+fn panicker(n: u64) -> u64 {
+    if n < 1000 {
+        panic!("deliberate panic in a thread ({n})");
+    }
+    n
+}
+
+fn killed_alone(_: &BootState) -> TestResult {
+    let last = ncpus() - 1;
+    let f = Builder::new()
+        .pin(last)
+        .spawn(faulter, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let p = sched::spawn(panicker, 7).map_err(|e| format!("spawn: {e}"))?;
+    let codes = join_all(&[f, p], 10_000)?;
+    check(codes == [sched::KILLED, sched::KILLED], || {
+        format!("exit codes {codes:?}, expected both KILLED")
+    })?;
+    // The CPUs are still fine: threads run everywhere.
+    let again = sched::spawn(worker, 5).map_err(|e| format!("spawn after: {e}"))?;
+    let c = join_all(&[again], 10_000)?[0];
+    check(c == 26, || format!("returned {c}"))
 }

@@ -137,7 +137,10 @@ pub fn contention(all: &[CpuId], state: &BootState, count: &mut u32) {
             // mutex can really park its waiters.
             let mut tids = Vec::with_capacity(k);
             for (i, &c) in set.iter().enumerate().skip(1) {
-                match crate::sched::Builder::new().pin(c.0).spawn(participant, i as u64) {
+                match crate::sched::Builder::new()
+                    .pin(c.0)
+                    .spawn(participant, i as u64)
+                {
                     Ok(t) => tids.push(t),
                     Err(e) => {
                         log::warn!("contention {name}.{k}: CPU {}: {e}", c.0);

@@ -15,6 +15,13 @@ pub fn stopping() -> bool {
 
 fn stack_bounds(rbp: u64) -> (u64, u64) {
     if exo_percpu::installed()
+        && let Some((lo, hi)) = crate::sched::current_stack()
+        && lo <= rbp
+        && rbp < hi
+    {
+        return (lo, hi);
+    }
+    if exo_percpu::installed()
         && let Some(b) = crate::cpus::get(exo_percpu::cpu_id_hint())
     {
         let lo = b.ext.stack_lo.load(Ordering::Relaxed);
@@ -74,6 +81,22 @@ pub fn fatal_exception(msg: core::fmt::Arguments<'_>, rbp: u64, rip: u64) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let rbp = exo_arch::backtrace::current_rbp();
+    // A panicking spawned thread that holds nothing is ended alone (see `sched`).
+    if exo_percpu::installed() && !stopping() {
+        let irq_on = exo_arch::cpu::interrupts_enabled();
+        match info.location() {
+            Some(l) => crate::sched::kill_current_if_possible(
+                irq_on,
+                format_args!("panic: {} at {}:{}", info.message(), l.file(), l.line()),
+                rbp,
+            ),
+            None => crate::sched::kill_current_if_possible(
+                irq_on,
+                format_args!("panic: {}", info.message()),
+                rbp,
+            ),
+        }
+    }
     match info.location() {
         Some(l) => die(
             format_args!("{} at {}:{}", info.message(), l.file(), l.line()),

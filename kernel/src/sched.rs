@@ -489,7 +489,8 @@ pub fn running() -> bool {
 /// Is the caller this CPU's idle context (which must never block)?
 pub fn current_is_idle() -> bool {
     let _g = IrqGuard::new();
-    this_sched().is_some_and(|cs| cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed))
+    this_sched()
+        .is_some_and(|cs| cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed))
 }
 
 /// The calling thread's id (`None` before the scheduler runs on this CPU).
@@ -812,6 +813,47 @@ pub fn exit(code: u64) -> ! {
         schedule(&g);
     }
     panic!("sched::exit returned (no scheduler on this CPU, or an exiting thread was resumed)");
+}
+
+/// Exit code of a thread the kernel killed because it faulted or panicked.
+pub const KILLED: u64 = u64::MAX;
+
+/// A fault or panic in thread context: if the thread can be killed without leaving the
+/// kernel in a broken state, reports it, ends it with [`KILLED`] and never returns; returns
+/// (and the caller stops the machine) otherwise. Killable: a spawned thread (not a CPU's
+/// idle context, not the boot flow), that ran with interrupts enabled (`interrupts_were_on`:
+/// not inside an interrupt handler or an interrupts-off section) and held no preemption
+/// guard or allocator leaf section (so no kernel lock or per-CPU structure is mid-update).
+pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Arguments<'_>, rbp: u64) {
+    if !interrupts_were_on || !exo_percpu::preemptible() {
+        return;
+    }
+    let Some(cs) = this_sched() else {
+        return;
+    };
+    let i = cs.current.load(Ordering::Relaxed) as usize;
+    let t = tcb(i);
+    if i as u32 == cs.idle.load(Ordering::Relaxed) || t.stack().is_none() {
+        return;
+    }
+    let tid = Tid::new(i, t.generation.load(Ordering::Relaxed));
+    crate::kprintln!("THREAD,{},killed,cpu {}: {why}", tid.raw(), cs.cpu);
+    if let Some(s) = t.stack() {
+        let mut n = 0;
+        exo_arch::backtrace::walk(rbp, s.bottom, s.top, 16, |ret| {
+            crate::kprintln!("  #{n:<2} {ret:#018x}");
+            n += 1;
+        });
+    }
+    exit(KILLED)
+}
+
+/// The running thread's stack bounds, if it has its own (backtraces).
+pub fn current_stack() -> Option<(u64, u64)> {
+    let cs = this_sched()?;
+    tcb(cs.current.load(Ordering::Relaxed) as usize)
+        .stack()
+        .map(|s| (s.bottom, s.top))
 }
 
 /// Waits for `tid` to end and returns its exit code; frees its control block.
@@ -1201,12 +1243,49 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
         }
     }
     // CPU 0's idle context: a thread of its own (the boot flow is the main thread).
-    let _g = IrqGuard::new();
-    let (idle, cs) = Builder::new().pin(0).priority(0).create(idle_thread, 0)?;
-    // Never queued: the idle context runs when nothing else can.
-    tcb(idle.index()).set_state(State::Ready);
-    cs.idle.store(idle.index() as u32, Ordering::Relaxed);
+    {
+        let _g = IrqGuard::new();
+        let (idle, cs) = Builder::new().pin(0).priority(0).create(idle_thread, 0)?;
+        // Never queued: the idle context runs when nothing else can.
+        tcb(idle.index()).set_state(State::Ready);
+        cs.idle.store(idle.index() as u32, Ordering::Relaxed);
+    }
+    report_switch_samples();
     Ok(())
+}
+
+fn calibration_yielder(n: u64) -> u64 {
+    for _ in 0..n {
+        yield_now();
+    }
+    0
+}
+
+/// Ends scheduler start-up as the seed asks: two threads on CPU 0 yield to each other until
+/// the switch buffer is full, and the distribution of the recorded switch times (TSC at the
+/// `switch` call to TSC in the thread switched to) is printed as one `INFO,sched.switch` line.
+fn report_switch_samples() {
+    record_switches(true);
+    let n = (SWITCH_SAMPLES / 2) as u64;
+    let a = Builder::new().pin(0).spawn(calibration_yielder, n);
+    let b = Builder::new().pin(0).spawn(calibration_yielder, n);
+    let deadline = rdtsc() + 30 * crate::time::tsc_hz().max(1);
+    for t in [a, b].into_iter().flatten() {
+        let _ = join_until(t, deadline);
+    }
+    record_switches(false);
+    let mut v = switch_samples();
+    match smp_bench::stats_of(&mut v, 0) {
+        Some(st) => crate::kprintln!(
+            "INFO,sched.switch,samples,{},min,{},p50,{},p99,{},max,{},unit,tsc",
+            st.n,
+            st.min,
+            st.p50,
+            st.p99,
+            st.max
+        ),
+        None => log::warn!("scheduler: no context-switch samples recorded"),
+    }
 }
 
 /// Timer mode in use, for reports.
@@ -1241,7 +1320,6 @@ pub fn cpus_running() -> u32 {
 pub fn live_threads() -> usize {
     TCBS.iter().filter(|t| t.state() != State::Free).count()
 }
-
 
 static SAMPLES: [AtomicU64; SWITCH_SAMPLES] = [const { AtomicU64::new(0) }; SWITCH_SAMPLES];
 static SAMPLE_N: AtomicU64 = AtomicU64::new(0);

@@ -125,3 +125,11 @@ pub fn remote_fn(word: u64) -> crate::cpus::RemoteFn {
 extern "C" fn exo_bsp_main(start_info: u64) -> ! {
     crate::boot::bsp_main(start_info)
 }
+
+/// Reads address 8 (`dangling::<u64>()`; page 0 is never mapped): a deliberate page fault, for the test that a
+/// faulting thread is killed alone.
+pub fn deliberate_page_fault() -> u64 {
+    // SAFETY: none needed for memory safety: the read faults before it returns anything
+    // (page 0 is unmapped by `memory::init`); the fault handler never resumes this code.
+    unsafe { core::ptr::read_volatile(core::ptr::dangling::<u64>()) }
+}

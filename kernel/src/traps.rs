@@ -75,6 +75,14 @@ fn dispatch(frame: &mut TrapFrame) {
         7 if crate::fpu::device_not_available() => {}
         0..=31 => {
             let cr2 = if v == 14 { exo_arch::cpu::cr2() } else { 0 };
+            crate::sched::kill_current_if_possible(
+                frame.rflags & (1 << 9) != 0,
+                format_args!(
+                    "{} (vector {v}), error code {:#x}, rip {:#x}, cr2 {cr2:#x}",
+                    NAMES[v as usize], frame.error_code, frame.rip
+                ),
+                frame.rbp,
+            );
             crate::panic::fatal_exception(
                 format_args!(
                     "{} (vector {v}), error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {cr2:#x}",

@@ -193,48 +193,54 @@ pub fn page_free(pa: u64) -> Result<usize, u64> {
     leaf_push(PAGES, pa as usize).map_err(|v| v as u64)
 }
 
-/// This CPU's magazine `m` (a class index, or [`PAGES`]), for guarded slow paths.
-fn mag<'g>(g: &'g impl Pinned, m: usize) -> &'g mut Magazine {
+/// Runs `f` on this CPU's magazine `m` (a class index, or [`PAGES`]), for guarded slow
+/// paths. The borrow cannot outlive `f`, so two of them never overlap.
+fn with_mag<R>(g: &impl Pinned, m: usize, f: impl FnOnce(&mut Magazine) -> R) -> R {
     let caches = &crate::this_cpu::<()>(g).caches;
-    // SAFETY: the block is this CPU's and the guard keeps us on it for `'g`; only this CPU
-    // touches its caches, and leaf sections cannot run while this code runs (they do not
-    // nest into it, interrupt handlers do not use the caches). The borrow is not held across
-    // any call that could reach another access to the same magazine (callers use it locally).
+    // SAFETY: the block is this CPU's and the guard keeps us on it; only this CPU touches
+    // its caches, leaf sections cannot run while this code runs (they do not nest into it,
+    // interrupt handlers do not use the caches), and `f` gets the only reference for its
+    // duration (`f` is handed plain data and cannot reach the caches otherwise).
     let all = unsafe { &mut *caches.mags.get() };
-    &mut all[m % MAGAZINES]
+    f(&mut all[m % MAGAZINES])
 }
 
 /// Entries in this CPU's magazine `m` (a class index, or [`PAGES`]).
 #[inline]
 pub fn len(g: &impl Pinned, m: usize) -> usize {
-    mag(g, m).len
+    with_mag(g, m, |mg| mg.len)
 }
 
 /// Pushes `items` (oldest first) on magazine `m`; returns how many fit (the rest stay the
 /// caller's).
 pub fn refill(g: &impl Pinned, m: usize, items: &[usize]) -> usize {
-    let mg = mag(g, m);
-    let n = items.len().min(SLOTS - mg.len);
-    mg.slots[mg.len..mg.len + n].copy_from_slice(&items[..n]);
-    mg.len += n;
-    n
+    with_mag(g, m, |mg| {
+        let n = items.len().min(SLOTS - mg.len);
+        mg.slots[mg.len..mg.len + n].copy_from_slice(&items[..n]);
+        mg.len += n;
+        n
+    })
 }
 
 /// Removes up to `out.len()` of the *oldest* entries (the bottom of the stack: the coldest
 /// objects) into `out`, keeping the recently freed, cache-hot ones; returns how many.
 pub fn drain_oldest(g: &impl Pinned, m: usize, out: &mut [usize]) -> usize {
-    let mg = mag(g, m);
-    let n = out.len().min(mg.len);
-    out[..n].copy_from_slice(&mg.slots[..n]);
-    mg.slots.copy_within(n..mg.len, 0);
-    mg.len -= n;
-    n
+    with_mag(g, m, |mg| {
+        let n = out.len().min(mg.len);
+        out[..n].copy_from_slice(&mg.slots[..n]);
+        mg.slots.copy_within(n..mg.len, 0);
+        mg.len -= n;
+        n
+    })
 }
 
 /// Empties magazine `m`, handing every entry to `f` (newest first).
 pub fn take_all(g: &impl Pinned, m: usize, mut f: impl FnMut(usize)) {
-    let mg = *mag(g, m);
-    mag(g, m).len = 0;
+    let mg = with_mag(g, m, |mg| {
+        let copy = *mg;
+        mg.len = 0;
+        copy
+    });
     for &v in mg.slots[..mg.len].iter().rev() {
         f(v);
     }

@@ -203,7 +203,10 @@ mod locks {
         if let (Some(m), Some(c)) = (st, cas)
             && c.p50 > 0
         {
-            println!("INFO,ratio,mutex.fast,cas.locked,{:.2}", m.p50 as f64 / c.p50 as f64);
+            println!(
+                "INFO,ratio,mutex.fast,cas.locked,{:.2}",
+                m.p50 as f64 / c.p50 as f64
+            );
         }
     }
 
@@ -549,7 +552,10 @@ mod alloc {
 /// contexts of this thread, in real cycles; `ctx.switch.fpu.eager`: the same plus an
 /// XSAVE/XRSTOR of each side's FPU state (what an eager FPU switch adds), with the
 /// mechanism the kernel would pick on this CPU.
-#[allow(unsafe_code, reason = "drives the raw context switch and XSAVE on owned memory")]
+#[allow(
+    unsafe_code,
+    reason = "drives the raw context switch and XSAVE on owned memory"
+)]
 mod ctx {
     use super::*;
     use exo_arch::switch::{init_stack, switch};
