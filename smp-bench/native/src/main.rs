@@ -549,7 +549,7 @@ mod alloc {
 }
 
 /// `ctx.switch.raw`: the kernel's naked context switch (`exo_arch::switch`) between two
-/// contexts of this thread, in real cycles; `ctx.switch.fpu.eager`: the same plus an
+/// contexts of this thread, in real cycles; `ctx.switch.fpu.raw`: the same plus an
 /// XSAVE/XRSTOR of each side's FPU state (what an eager FPU switch adds), with the
 /// mechanism the kernel would pick on this CPU.
 #[allow(
@@ -635,6 +635,6 @@ mod ctx {
             "INFO,fpu,mechanism,{:?},size,{},xcr0,{:#x}",
             info.mechanism, info.size, info.xcr0
         );
-        out.row("ctx.switch.fpu.eager", measure(true, overhead));
+        out.row("ctx.switch.fpu.raw", measure(true, overhead));
     }
 }
