@@ -9,8 +9,10 @@ pub mod apic;
 pub mod backtrace;
 #[cfg(target_os = "none")]
 pub mod boot;
+pub mod context;
 pub mod cpu;
 pub mod exit;
+pub mod fpu;
 pub mod gdt;
 pub mod paging;
 pub mod port;
@@ -18,8 +20,6 @@ pub mod pvh;
 pub mod serial;
 #[cfg(target_os = "none")]
 pub mod smp;
-pub mod switch;
 #[cfg(target_os = "none")]
 pub mod trap;
 pub mod tsc;
-pub mod xsave;

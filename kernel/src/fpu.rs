@@ -23,7 +23,7 @@
 use crate::sched::CpuSched;
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use exo_arch::xsave::FpuInfo;
+use exo_arch::fpu::FpuInfo;
 
 const NONE: u32 = u32::MAX;
 
@@ -83,7 +83,7 @@ pub fn init_cpu() {
         c.last.store(NONE, Ordering::Relaxed);
         c.ts_clear.store(false, Ordering::Relaxed);
     }
-    exo_arch::xsave::set_ts();
+    exo_arch::fpu::set_ts();
 }
 
 fn area_layout(info: &FpuInfo) -> Layout {
@@ -106,7 +106,7 @@ pub fn switch_out(_cs: &CpuSched, prev: usize, next: usize) {
             // SAFETY: `area` is `prev`'s save area (64-byte aligned, `info.size` bytes, owned
             // by the thread and freed only after it exited); TS is clear so XSAVE does not
             // trap; interrupts are off.
-            unsafe { exo_arch::xsave::save(area as *mut u8, info) };
+            unsafe { exo_arch::fpu::save(area as *mut u8, info) };
             THREADS[prev % THREADS.len()]
                 .cpu
                 .store(cpu as u32, Ordering::Relaxed);
@@ -117,17 +117,17 @@ pub fn switch_out(_cs: &CpuSched, prev: usize, next: usize) {
         let regs_valid = c.last.load(Ordering::Relaxed) == next as u32
             && THREADS[next % THREADS.len()].cpu.load(Ordering::Relaxed) == cpu as u32;
         if !c.ts_clear.load(Ordering::Relaxed) {
-            exo_arch::xsave::clts();
+            exo_arch::fpu::clts();
         }
         if !regs_valid {
             // SAFETY: as above, for `next`'s area, which holds a valid image (initialised at
             // allocation, then saved by `save`).
-            unsafe { exo_arch::xsave::restore(next_area as *const u8, info) };
+            unsafe { exo_arch::fpu::restore(next_area as *const u8, info) };
         }
         c.last.store(next as u32, Ordering::Relaxed);
         c.ts_clear.store(true, Ordering::Relaxed);
     } else if c.ts_clear.load(Ordering::Relaxed) {
-        exo_arch::xsave::set_ts();
+        exo_arch::fpu::set_ts();
         c.ts_clear.store(false, Ordering::Relaxed);
     }
 }
@@ -160,20 +160,20 @@ pub fn device_not_available() -> bool {
         // SAFETY: a fresh allocation of `area_layout(info)` bytes owned by this thread.
         let bytes =
             unsafe { core::slice::from_raw_parts_mut(area as *mut u8, area_layout(info).size()) };
-        exo_arch::xsave::init_area(bytes, info);
+        exo_arch::fpu::init_area(bytes, info);
         crate::sched::set_fpu_area(i, area);
         THREADS[i % THREADS.len()]
             .cpu
             .store(NONE, Ordering::Relaxed);
     }
-    exo_arch::xsave::clts();
+    exo_arch::fpu::clts();
     let regs_valid = !fresh
         && c.last.load(Ordering::Relaxed) == i as u32
         && THREADS[i % THREADS.len()].cpu.load(Ordering::Relaxed) == cpu as u32;
     if !regs_valid {
         RESTORES.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the thread's own area, valid image (initialised above or saved before).
-        unsafe { exo_arch::xsave::restore(area as *const u8, info) };
+        unsafe { exo_arch::fpu::restore(area as *const u8, info) };
     }
     c.last.store(i as u32, Ordering::Relaxed);
     c.ts_clear.store(true, Ordering::Relaxed);

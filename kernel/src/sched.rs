@@ -20,7 +20,7 @@
 //! * **Idle and stealing**: each CPU has an idle context (an AP's boot context; the BSP gets
 //!   an idle thread) that halts with `sti; hlt` and, when woken, takes work from its mailbox
 //!   or steals a runnable, unpinned thread from the busiest CPU (`try_lock` only).
-//! * **Context switch**: `exo_arch::switch::switch`, a naked function saving the callee-saved
+//! * **Context switch**: `exo_arch::context::switch`, a naked function saving the callee-saved
 //!   registers and the stack pointer; `SWITCH_SAMPLES` TSC deltas are kept for the report.
 //!
 //! This module is the kernel's third audited `unsafe` module: the run queue and the saved
@@ -633,7 +633,7 @@ impl Builder {
         t.fpu_area.store(0, Ordering::Relaxed);
         // SAFETY: the stack was just taken from the cache or mapped for this thread alone;
         // its top is page-aligned and the pages below it are mapped.
-        let rsp = unsafe { exo_arch::switch::init_stack(stack.top, thread_entry, i as u64) };
+        let rsp = unsafe { exo_arch::context::init_stack(stack.top, thread_entry, i as u64) };
         // SAFETY: the thread is an embryo nobody else can see yet.
         unsafe { *t.ctx_ptr() = rsp };
         let tid = Tid::new(i, t.generation.load(Ordering::Relaxed));
@@ -982,7 +982,7 @@ fn schedule_irqs_off() {
     // is switched out (its slot holds a stack pointer saved by `switch` or built by
     // `init_stack`), and its stack is mapped. `finish_switch`, run by `next` right after,
     // releases the lock.
-    unsafe { exo_arch::switch::switch(prev.ctx_ptr(), *next.ctx_ptr()) };
+    unsafe { exo_arch::context::switch(prev.ctx_ptr(), *next.ctx_ptr()) };
     finish_switch();
 }
 

@@ -7,6 +7,8 @@
 // The allocator comparison calls `GlobalAlloc` directly: `unsafe` is
 // allowed in that module only (see `mod alloc`).
 
+mod ctx;
+
 use exo_arch::tsc::rdtsc_precise;
 use exo_percpu::{CpuId, PerCpu, PreemptGuard};
 use smp_bench::{BenchLine, EndLine, FairLine, Mode, Samples, Stats, SuiteLine};
@@ -114,7 +116,9 @@ fn main() {
     locks::uncontended(&mut out, &mut s, overhead);
     mm::rows(&mut out, &mut s, overhead);
     sched::rows(&mut out, &mut s, overhead);
-    ctx::rows(&mut out, overhead);
+    ctx::rows(&mut clk, &mut *s, overhead, &mut |name, st| {
+        out.row(name, st)
+    });
     locks::mutex_fast(&mut out, &mut s, overhead);
     if cores >= 2 {
         c2c(&mut out);
@@ -545,96 +549,5 @@ mod alloc {
         fn measure(&self, s: &mut Samples<N>, fs: &mut Samples<N>, overhead: u64, layout: Layout) {
             pair(self, s, fs, overhead, layout);
         }
-    }
-}
-
-/// `ctx.switch.raw`: the kernel's naked context switch (`exo_arch::switch`) between two
-/// contexts of this thread, in real cycles; `ctx.switch.fpu.raw`: the same plus an
-/// XSAVE/XRSTOR of each side's FPU state (what an eager FPU switch adds), with the
-/// mechanism the kernel would pick on this CPU.
-#[allow(
-    unsafe_code,
-    reason = "drives the raw context switch and XSAVE on owned memory"
-)]
-mod ctx {
-    use super::*;
-    use exo_arch::switch::{init_stack, switch};
-    use exo_arch::xsave::{FpuInfo, init_area, restore, save};
-    use std::sync::atomic::AtomicU64;
-
-    const SWITCHES: usize = 32;
-    static MAIN: AtomicU64 = AtomicU64::new(0);
-    static OTHER: AtomicU64 = AtomicU64::new(0);
-    static FPU: AtomicBool = AtomicBool::new(false);
-    static AREAS: AtomicU64 = AtomicU64::new(0);
-    static INFO: std::sync::OnceLock<FpuInfo> = std::sync::OnceLock::new();
-
-    #[repr(C, align(64))]
-    struct Area([u8; 16384]);
-
-    fn fpu_swap(from: usize, to: usize) {
-        let (Some(info), base) = (INFO.get(), AREAS.load(Ordering::Relaxed)) else {
-            return;
-        };
-        let a = base as *mut Area;
-        // SAFETY: `AREAS` points at two leaked, 64-aligned 16 KiB areas (>= info.size),
-        // initialised by `init_area`; XSAVE/XRSTOR are unprivileged.
-        unsafe {
-            save((*a.add(from)).0.as_mut_ptr(), info);
-            restore((*a.add(to)).0.as_ptr(), info);
-        }
-    }
-
-    extern "sysv64" fn partner(_: u64) -> ! {
-        loop {
-            if FPU.load(Ordering::Relaxed) {
-                fpu_swap(1, 0);
-            }
-            // SAFETY: MAIN holds the main context saved by its switch into us.
-            unsafe { switch(OTHER.as_ptr(), MAIN.load(Ordering::Relaxed)) };
-        }
-    }
-
-    fn measure(fpu: bool, overhead: u64) -> Option<Stats> {
-        FPU.store(fpu, Ordering::Relaxed);
-        let mut s: Box<Samples<N>> = Box::new(Samples::new());
-        for _ in 0..N / 4 {
-            let t0 = rdtsc_precise();
-            for _ in 0..SWITCHES / 2 {
-                if fpu {
-                    fpu_swap(0, 1);
-                }
-                // SAFETY: OTHER is the partner's saved context (built by init_stack or saved
-                // by its own switch back to us); MAIN receives ours.
-                unsafe { switch(MAIN.as_ptr(), OTHER.load(Ordering::Relaxed)) };
-            }
-            let t1 = rdtsc_precise();
-            s.push((t1 - t0).saturating_sub(overhead) / SWITCHES as u64);
-        }
-        s.stats(0)
-    }
-
-    pub fn rows(out: &mut Out, overhead: u64) {
-        let stack: &'static mut [u128] = Box::leak(vec![0u128; 4096].into_boxed_slice());
-        let top = stack.as_ptr() as u64 + (stack.len() * 16) as u64;
-        // SAFETY: a leaked 64 KiB stack used by the partner context only.
-        OTHER.store(unsafe { init_stack(top, partner, 0) }, Ordering::Relaxed);
-        out.row("ctx.switch.raw", measure(false, overhead));
-        let info = *INFO.get_or_init(FpuInfo::detect);
-        let areas: &'static mut [Area] = Box::leak(
-            (0..2)
-                .map(|_| Area([0; 16384]))
-                .collect::<Vec<_>>()
-                .into_boxed_slice(),
-        );
-        for a in areas.iter_mut() {
-            init_area(&mut a.0[..info.size], &info);
-        }
-        AREAS.store(areas.as_mut_ptr() as u64, Ordering::Relaxed);
-        println!(
-            "INFO,fpu,mechanism,{:?},size,{},xcr0,{:#x}",
-            info.mechanism, info.size, info.xcr0
-        );
-        out.row("ctx.switch.fpu.raw", measure(true, overhead));
     }
 }
