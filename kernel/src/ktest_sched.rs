@@ -528,10 +528,15 @@ fn mutex_counter(_: &BootState) -> TestResult {
 
 static HELD: crate::park::Mutex<()> = crate::park::mutex(());
 
+static HOLDER_DONE: AtomicU64 = AtomicU64::new(0);
+
 fn holder(ms_: u64) -> u64 {
+    HOLDER_DONE.store(0, Ordering::Relaxed);
     let g = HELD.lock();
     FLAG.store(true, Ordering::Release);
+    let t0 = rdtsc();
     sched::sleep_us(ms_ * 1000);
+    HOLDER_DONE.store(rdtsc() - t0, Ordering::Relaxed);
     drop(g);
     0
 }
@@ -541,7 +546,7 @@ fn mutex_deadline(_: &BootState) -> TestResult {
     let cpu = ncpus() - 1;
     let h = Builder::new()
         .pin(cpu)
-        .spawn(holder, 30)
+        .spawn(holder, 200)
         .map_err(|e| format!("spawn: {e}"))?;
     let d = rdtsc() + ms(5000);
     while !FLAG.load(Ordering::Acquire) {
@@ -553,11 +558,19 @@ fn mutex_deadline(_: &BootState) -> TestResult {
     let t0 = rdtsc();
     let r = HELD.lock_with_deadline(t0 + ms(5));
     let waited = rdtsc() - t0;
-    check(r.is_none(), || "got a held lock".into())?;
-    drop(r);
-    check(waited >= ms(5), || {
+    let done = HOLDER_DONE.load(Ordering::Relaxed);
+    // `Some` is only right if the holder had released it by then (under icount, other
+    // vCPUs' turns can delay the caller's deadline check past the release).
+    check(r.is_none() || done != 0, || {
+        format!(
+            "got the lock after {waited} ticks while it was held (deadline {} ticks)",
+            ms(5)
+        )
+    })?;
+    check(r.is_some() || waited >= ms(5), || {
         format!("gave up after {waited} ticks, before the deadline")
     })?;
+    drop(r);
     let g = HELD.lock_with_deadline(rdtsc() + ms(10_000));
     check(g.is_some(), || "not acquired after the holder left".into())?;
     drop(g);

@@ -74,6 +74,10 @@ impl Park for KernelPark {
         }
     }
 
+    fn expired(&self, deadline: u64) -> bool {
+        exo_arch::tsc::rdtsc() >= deadline
+    }
+
     fn unpark_one(&self, key: usize) -> bool {
         let b = bucket(key);
         let t = {

@@ -1060,6 +1060,9 @@ pub fn tick() {
     // SAFETY: lock held.
     let others = !unsafe { cs.rq() }.is_empty();
     cs.unlock();
+    // Periodic balancing: runnable unpinned threads wait here while a CPU sleeps: wake one,
+    // it steals (a halted CPU only looks for work when something wakes it).
+    kick_idle_cpu(cs);
     if (is_idle && others) || (expired && others && exo_percpu::preemptible()) {
         if !is_idle {
             cs.preemptions.fetch_add(1, Ordering::Relaxed);
@@ -1136,6 +1139,9 @@ pub fn idle_step(g: &IrqGuard) -> bool {
         let any = !unsafe { cs.sleepers() }.is_empty();
         cs.unlock();
         if any {
+            // `pause` also ends this vCPU's turn under single-threaded icount emulation, so a
+            // polling idle CPU does not hold the virtual clock hostage.
+            core::hint::spin_loop();
             return true;
         }
     }

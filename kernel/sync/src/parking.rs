@@ -54,6 +54,10 @@ pub trait Park {
     /// Wakes at most one thread parked on `key` (the longest waiting, if the queue is
     /// FIFO); returns whether it woke one.
     fn unpark_one(&self, key: usize) -> bool;
+
+    /// Has `deadline` (on this implementation's clock) passed? Polled by the spin phase and
+    /// after a park that did not sleep, so a deadline holds even when a waiter never parks.
+    fn expired(&self, deadline: u64) -> bool;
 }
 
 const UNLOCKED: u32 = 0;
@@ -156,8 +160,12 @@ impl<T, P: Park> ParkingMutex<T, P> {
     #[cold]
     fn lock_slow(&self, deadline: Option<u64>) -> Option<ParkingGuard<'_, T, P>> {
         // Spin while there is a holder but nobody parked.
+        let expired = || deadline.is_some_and(|d| self.park.expired(d));
         let mut backoff = Backoff::<64>::new();
         for _ in 0..self.spins {
+            if expired() {
+                break;
+            }
             match self.word.load(Ordering::Relaxed) {
                 UNLOCKED => {
                     if let Some(g) = self.try_lock() {
@@ -176,7 +184,7 @@ impl<T, P: Park> ParkingMutex<T, P> {
                 &|| self.word.load(Ordering::Relaxed) == PARKED,
                 deadline,
             );
-            if r == ParkResult::TimedOut {
+            if r == ParkResult::TimedOut || expired() {
                 // We may have consumed a wake-up: retry once, which either acquires or
                 // leaves `2` for the current holder's unlock to wake somebody.
                 if self.word.swap(PARKED, Ordering::Acquire) == UNLOCKED {

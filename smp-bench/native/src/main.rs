@@ -188,6 +188,9 @@ mod locks {
         fn unpark_one(&self, _key: usize) -> bool {
             false
         }
+        fn expired(&self, _deadline: u64) -> bool {
+            false
+        }
     }
 
     /// `mutex.fast`: lock + unlock of the kernel's blocking mutex (`ParkingMutex`), and the
