@@ -744,6 +744,21 @@ pub fn block_until(deadline: u64, still_wait: impl FnOnce() -> bool) -> bool {
     let Some(cs) = this_sched() else {
         return rdtsc() >= deadline;
     };
+    let me = block_as_sleeper(cs, deadline);
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if !still_wait() {
+        if !me.cas_state(State::Blocked, State::Running) {
+            me.set_state(State::Running);
+        }
+        return false;
+    }
+    schedule(&g);
+    rdtsc() >= deadline
+}
+
+/// Marks the current thread blocked with a wake-up at `deadline`, on this CPU's sleeper
+/// list (interrupts off: the caller holds an `IrqGuard` until it has scheduled).
+fn block_as_sleeper(cs: &CpuSched, deadline: u64) -> &'static Tcb {
     let i = cs.current.load(Ordering::Relaxed);
     let me = tcb(i as usize);
     me.wake_at.store(deadline, Ordering::Relaxed);
@@ -755,15 +770,7 @@ pub fn block_until(deadline: u64, still_wait: impl FnOnce() -> bool) -> bool {
     }
     me.set_state(State::Blocked);
     cs.unlock();
-    core::sync::atomic::fence(Ordering::SeqCst);
-    if !still_wait() {
-        if !me.cas_state(State::Blocked, State::Running) {
-            me.set_state(State::Running);
-        }
-        return false;
-    }
-    schedule(&g);
-    rdtsc() >= deadline
+    me
 }
 
 /// Gives the CPU to another ready thread of this CPU, if any.
@@ -783,17 +790,7 @@ pub fn sleep_until(deadline: u64) {
             crate::time::Deadline::at_tsc(deadline).spin_until();
             return;
         };
-        let i = cs.current.load(Ordering::Relaxed);
-        let me = tcb(i as usize);
-        me.wake_at.store(deadline, Ordering::Relaxed);
-        cs.lock();
-        // SAFETY: lock held.
-        let sl = unsafe { cs.sleepers() };
-        if !sl.contains(&i) {
-            let _ = sl.try_push(i);
-        }
-        me.set_state(State::Blocked);
-        cs.unlock();
+        block_as_sleeper(cs, deadline);
         schedule(&g);
     }
 }
