@@ -220,6 +220,10 @@ impl crate::Park for LoomPark {
         crate::ParkResult::Woken
     }
 
+    fn expired(&self, _deadline: u64) -> bool {
+        false
+    }
+
     fn unpark_one(&self, key: usize) -> bool {
         let mut q = self.q.lock().unwrap();
         let woke = match q.1.iter().position(|&(k, _)| k == key) {

@@ -517,7 +517,12 @@ mod parking {
     }
 
     impl Park for StdPark {
-        fn park(&self, key: usize, validate: &dyn Fn() -> bool, deadline: Option<u64>) -> ParkResult {
+        fn park(
+            &self,
+            key: usize,
+            validate: &dyn Fn() -> bool,
+            deadline: Option<u64>,
+        ) -> ParkResult {
             let mut q = self.q.lock().unwrap();
             if !validate() {
                 return ParkResult::Invalid;
@@ -539,10 +544,18 @@ mod parking {
                             }
                             return ParkResult::TimedOut;
                         }
-                        q = self.cv.wait_timeout(q, Duration::from_micros(d - now)).unwrap().0;
+                        q = self
+                            .cv
+                            .wait_timeout(q, Duration::from_micros(d - now))
+                            .unwrap()
+                            .0;
                     }
                 }
             }
+        }
+
+        fn expired(&self, deadline: u64) -> bool {
+            self.now_us() >= deadline
         }
 
         fn unpark_one(&self, key: usize) -> bool {
@@ -593,10 +606,41 @@ mod parking {
         for h in hs {
             h.join().unwrap();
         }
-        assert!(t0.elapsed() < Duration::from_secs(120), "no lost wake-up stalls");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no lost wake-up stalls"
+        );
         let parks = m.parker().parks.load(Ordering::Relaxed);
         assert_eq!(*m.lock(), THREADS * N);
         assert!(parks > 0, "the park path ran");
+    }
+
+    /// A `Park` that never sleeps (as the kernel's for an idle context, or out of memory):
+    /// the deadline must still end the wait (found under icount, where the spin phase alone
+    /// outlived a 5 ms deadline).
+    struct NeverPark(Instant);
+
+    impl Park for NeverPark {
+        fn park(&self, _: usize, _: &dyn Fn() -> bool, _: Option<u64>) -> ParkResult {
+            ParkResult::Invalid
+        }
+        fn unpark_one(&self, _: usize) -> bool {
+            false
+        }
+        fn expired(&self, deadline: u64) -> bool {
+            self.0.elapsed().as_micros() as u64 >= deadline
+        }
+    }
+
+    #[test]
+    fn deadline_holds_when_park_never_sleeps() {
+        let m = ParkingMutex::with_spins((), NeverPark(Instant::now()), 1_000_000);
+        let _g = m.lock();
+        let t0 = Instant::now();
+        assert!(m.lock_with_deadline(20_000).is_none());
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(19), "gave up early: {took:?}");
+        assert!(took < Duration::from_secs(10), "deadline ignored: {took:?}");
     }
 
     #[test]
