@@ -255,9 +255,19 @@ static TURN: AtomicU64 = AtomicU64::new(0);
 static PARTNER: [AtomicU32; 2] = [const { AtomicU32::new(0) }; 2];
 const ROUNDS: u64 = 1000;
 
-/// Player `me` (0 or 1) moves when `TURN % 2 == me`, then wakes the other.
+static GO: AtomicBool = AtomicBool::new(false);
+
+/// Player `me` (0 or 1) moves when `TURN % 2 == me`, then wakes the other. Both wait for
+/// `GO`, set once both ids are published (a player preempted into play before its partner's
+/// id is known would wake nobody: a test bug that once looked like a lost wake-up).
 fn player(me: u64) -> u64 {
     let deadline = rdtsc() + ms(30_000);
+    while !GO.load(Ordering::Acquire) {
+        if rdtsc() > deadline {
+            return 1;
+        }
+        sched::yield_now();
+    }
     for _ in 0..ROUNDS {
         while TURN.load(Ordering::Acquire) % 2 != me {
             if rdtsc() > deadline {
@@ -294,6 +304,7 @@ fn sleeper(seed: u64) -> u64 {
 
 fn no_lost_wakeups(_: &BootState) -> TestResult {
     TURN.store(0, Ordering::Relaxed);
+    GO.store(false, Ordering::Release);
     let last = ncpus() - 1;
     // Register the partners before either can move.
     let a = Builder::new()
@@ -306,7 +317,7 @@ fn no_lost_wakeups(_: &BootState) -> TestResult {
         .spawn(player, 0)
         .map_err(|e| format!("spawn: {e}"))?;
     PARTNER[0].store(b.raw(), Ordering::Release);
-    sched::wake(a); // in case it blocked before its partner was known
+    GO.store(true, Ordering::Release);
     let mut sleepers = Vec::new();
     for k in 0..(2 * ncpus()).clamp(4, 64) {
         sleepers.push(sched::spawn(sleeper, u64::from(k)).map_err(|e| format!("spawn: {e}"))?);

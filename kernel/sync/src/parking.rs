@@ -64,8 +64,10 @@ const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 const PARKED: u32 = 2;
 
-/// Default number of backoff rounds before parking.
-pub const DEFAULT_SPINS: u32 = 16;
+/// Default number of backoff rounds before parking: rounds of 1, 2, 4, .. 64 `pause`s, so at
+/// most 127 in all (about a sleep/wake-up round trip through the scheduler, the classic bound
+/// for spinning before blocking).
+pub const DEFAULT_SPINS: u32 = 7;
 
 /// A mutex whose waiters spin briefly, then sleep through `P`.
 pub struct ParkingMutex<T, P: Park> {
