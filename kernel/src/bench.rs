@@ -223,7 +223,8 @@ static RTT: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
 static INIT_OFF: AtomicU64 = AtomicU64::new(0);
 static INIT_UNC: AtomicU64 = AtomicU64::new(0);
 
-fn offset_of(cpu: CpuId) -> TscOffset {
+/// `cpu`'s measured TSC offset to the boot CPU (boot time line if not measured).
+pub fn offset_of(cpu: CpuId) -> TscOffset {
     cpus::get(cpu).map_or(TscOffset::BOOT, |b| TscOffset {
         offset: b.ext.tsc_offset.load(Ordering::Relaxed),
         uncertainty: b.ext.tsc_uncertainty.load(Ordering::Relaxed),

@@ -2,7 +2,7 @@
 //! `thread.spawn`, `sched.pick_next`, `sched.wake.xcore`; the mutex rows live beside the lock
 //! rows. Threads are pinned so every number is about one known CPU (or pair).
 
-use crate::bench::emit;
+use crate::bench::{emit, offset_of};
 use crate::cpus;
 use crate::sched::{self, Builder, Tid};
 use alloc::boxed::Box;
@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::tsc::{rdtsc, rdtsc_precise};
 use exo_percpu::CpuId;
 use exo_sched::{Priority, Queue, RunQueue, ThreadRef};
-use smp_bench::{Stats, TscOffset, one_way_latency};
+use smp_bench::{Stats, one_way_latency};
 
 const ROUNDS: usize = 1000;
 const WARM: usize = 50;
@@ -156,18 +156,18 @@ fn pick_next_row() -> Option<Stats> {
         }
         v.push(t1 - t0);
     }
-    let overhead = v.iter().copied().min().unwrap_or(0).min(tsc_pair());
+    let overhead = v
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or(0)
+        .min(tsc_pair_overhead());
     smp_bench::stats_of(&mut v, overhead)
 }
 
-fn tsc_pair() -> u64 {
-    (0..100)
-        .map(|_| {
-            let a = rdtsc_precise();
-            rdtsc_precise() - a
-        })
-        .min()
-        .unwrap_or(0)
+/// The minimum of 100 empty timing pairs (what every row subtracts).
+fn tsc_pair_overhead() -> u64 {
+    smp_bench::measure_overhead(&mut rdtsc_precise, 100)
 }
 
 static WAKE_T0: AtomicU64 = AtomicU64::new(0);
@@ -176,17 +176,10 @@ static WAKE_SEEN: AtomicU64 = AtomicU64::new(0);
 static WAKE_CPU: AtomicU32 = AtomicU32::new(0);
 static WAKE_V: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
 
-fn offset_of(cpu: u32) -> TscOffset {
-    cpus::get(CpuId(cpu)).map_or(TscOffset::BOOT, |b| TscOffset {
-        offset: b.ext.tsc_offset.load(Ordering::Relaxed),
-        uncertainty: b.ext.tsc_uncertainty.load(Ordering::Relaxed),
-    })
-}
-
 /// The woken side: blocks until the sequence moves, stamps the wake-up.
 fn wakee(rounds: u64) -> u64 {
-    let me = offset_of(sched::this_cpu());
-    let them = offset_of(WAKE_CPU.load(Ordering::Relaxed));
+    let me = offset_of(CpuId(sched::this_cpu()));
+    let them = offset_of(CpuId(WAKE_CPU.load(Ordering::Relaxed)));
     let mut v = Vec::with_capacity(rounds as usize);
     let d = rdtsc() + 60 * crate::time::tsc_hz();
     for k in 1..=rounds {
@@ -246,7 +239,7 @@ static FAST: crate::park::Mutex<u64> = crate::park::mutex(0);
 fn mutex_fast_rows(count: &mut u32) {
     const R: usize = 2000;
     const K: u64 = 16;
-    let overhead = tsc_pair();
+    let overhead = tsc_pair_overhead();
     let mut v = Vec::with_capacity(R);
     for _ in 0..R {
         let t0 = rdtsc_precise();

@@ -20,7 +20,6 @@
 //! save areas (raw, 64-byte aligned allocations) to the save/restore instructions.
 #![allow(unsafe_code, reason = "XSAVE/XRSTOR on raw, aligned save areas")]
 
-use crate::sched::CpuSched;
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::fpu::FpuInfo;
@@ -92,7 +91,7 @@ fn area_layout(info: &FpuInfo) -> Layout {
 
 /// Called by the scheduler with interrupts off and the CPU's lock held, before switching
 /// from `prev` to `next` (table indices) on this CPU.
-pub fn switch_out(_cs: &CpuSched, prev: usize, next: usize) {
+pub fn switch_out(prev: usize, next: usize) {
     let Some(info) = INFO.get() else {
         return;
     };
@@ -183,17 +182,15 @@ pub fn device_not_available() -> bool {
 /// A thread ended: forget it everywhere and free its area (called by the scheduler after the
 /// thread's last switch-out).
 pub fn release(i: usize, area: &AtomicU64) {
-    let cpu = THREADS[i % THREADS.len()].cpu.swap(NONE, Ordering::Relaxed);
-    if let Some(c) = CPUS.get(cpu as usize) {
-        let _ = c
-            .last
-            .compare_exchange(i as u32, NONE, Ordering::Relaxed, Ordering::Relaxed);
-    }
-    let here = exo_percpu::cpu_id_hint().0 as usize;
-    if let Some(c) = CPUS.get(here) {
-        let _ = c
-            .last
-            .compare_exchange(i as u32, NONE, Ordering::Relaxed, Ordering::Relaxed);
+    // The CPU it was last saved from and this one (its last switch-out) may name it `last`.
+    let saved_on = THREADS[i % THREADS.len()].cpu.swap(NONE, Ordering::Relaxed);
+    let here = exo_percpu::cpu_id_hint().0;
+    for cpu in [saved_on, here] {
+        if let Some(c) = CPUS.get(cpu as usize) {
+            let _ = c
+                .last
+                .compare_exchange(i as u32, NONE, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
     let a = area.swap(0, Ordering::Relaxed);
     if a != 0

@@ -283,6 +283,8 @@ pub struct CpuSched {
     nr_stealable: AtomicU32,
     halted: AtomicBool,
     switch_t0: AtomicU64,
+    /// CPU the thread just switched out must move to (`NO_THREAD`: none), for the next thread.
+    migrate: AtomicU32,
     stacks: spin::Mutex<ArrayVec<Stack, STACK_CACHE>>,
     /// Counters: context switches, preemptions by the tick, threads stolen, wake IPIs sent.
     pub switches: AtomicU64,
@@ -685,8 +687,7 @@ fn kick_idle_cpu(here: &CpuSched) {
         .find(|s| s.cpu != here.cpu && s.halted.load(Ordering::Relaxed))
     {
         idle.halted.store(false, Ordering::Relaxed);
-        idle.wake_ipis.fetch_add(1, Ordering::Relaxed);
-        let _ = apic::send_ipi(Dest::Id(idle.apic_id), Delivery::Fixed(VEC_WAKE));
+        ring(idle);
     }
 }
 
@@ -885,13 +886,8 @@ pub fn join_until(tid: Tid, deadline: u64) -> Result<u64, SchedError> {
             t.joiner.store(0, Ordering::SeqCst);
             return Err(SchedError::TimedOut);
         }
-        if deadline == u64::MAX {
-            block_unless(|| t.state() != State::Exited);
-        } else {
-            // Bounded wait: sleep in short steps (the exiting thread also wakes us).
-            let step = crate::time::tsc_hz() / 1000;
-            sleep_until(deadline.min(rdtsc() + step.max(1)));
-        }
+        // The exiting thread wakes us; the deadline (if any) ends the wait otherwise.
+        block_until(deadline, || t.state() != State::Exited);
     }
 }
 
@@ -941,10 +937,16 @@ fn schedule_irqs_off() {
     let mut migrate_to: Option<&'static CpuSched> = None;
     if runnable && prev_i != idle_i {
         prev.set_state(State::Ready);
-        if prev.any_cpu.load(Ordering::Relaxed) || prev.affinity.lock().contains(cs.cpu) {
+        let stays = prev.any_cpu.load(Ordering::Relaxed) || {
+            let set = *prev.affinity.lock();
+            let here = set.contains(cs.cpu);
+            if !here {
+                migrate_to = set.first_online().and_then(cpu_sched);
+            }
+            here
+        };
+        if stays {
             cs.enqueue_locked(prev_i);
-        } else {
-            migrate_to = prev.affinity.lock().first_online().and_then(cpu_sched);
         }
     }
     let next_i = match pick_local(cs).or_else(|| cs.steal()) {
@@ -968,12 +970,18 @@ fn schedule_irqs_off() {
     cs.current.store(next_i as u32, Ordering::Relaxed);
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
-    crate::fpu::switch_out(cs, prev_i, next_i);
+    crate::fpu::switch_out(prev_i, next_i);
     arm_timer(cs, now, next_i != idle_i);
     // Migration of prev is done by the next thread (prev's registers must be saved first).
-    MIGRATE[cs.cpu as usize % MAX_SCHED_CPUS]
+    cs.migrate
         .store(migrate_to.map_or(NO_THREAD, |m| m.cpu), Ordering::Relaxed);
-    cs.switch_t0.store(rdtsc(), Ordering::Relaxed);
+    // Two TSC reads only while the switch buffer records (0: not timed).
+    let t0 = if RECORDING.load(Ordering::Relaxed) {
+        rdtsc()
+    } else {
+        0
+    };
+    cs.switch_t0.store(t0, Ordering::Relaxed);
     // SAFETY: interrupts are off and this CPU's lock is held, so nobody else touches either
     // context: `prev` is the running thread (its slot receives its stack pointer), `next`
     // is switched out (its slot holds a stack pointer saved by `switch` or built by
@@ -982,8 +990,6 @@ fn schedule_irqs_off() {
     unsafe { exo_arch::context::switch(prev.ctx_ptr(), *next.ctx_ptr()) };
     finish_switch();
 }
-
-static MIGRATE: [AtomicU32; MAX_SCHED_CPUS] = [const { AtomicU32::new(NO_THREAD) }; MAX_SCHED_CPUS];
 
 /// Picks from the local run queue (lock held).
 fn pick_local(cs: &CpuSched) -> Option<usize> {
@@ -999,10 +1005,12 @@ fn finish_switch() {
     let Some(cs) = this_sched() else {
         return;
     };
-    let t1 = rdtsc();
-    record_switch(t1.saturating_sub(cs.switch_t0.load(Ordering::Relaxed)));
+    let t0 = cs.switch_t0.load(Ordering::Relaxed);
+    if t0 != 0 {
+        record_switch(rdtsc().saturating_sub(t0));
+    }
     let prev_i = cs.prev.load(Ordering::Relaxed) as usize;
-    let migrate = MIGRATE[cs.cpu as usize % MAX_SCHED_CPUS].swap(NO_THREAD, Ordering::Relaxed);
+    let migrate = cs.migrate.swap(NO_THREAD, Ordering::Relaxed);
     cs.unlock();
     let prev = tcb(prev_i);
     if migrate != NO_THREAD
@@ -1112,35 +1120,28 @@ pub fn idle_step(g: &IrqGuard) -> bool {
         .filter_map(|b| cpu_sched(b.hot.cpu_id))
         .any(|s| s.cpu != cs.cpu && s.nr_stealable.load(Ordering::Relaxed) > 0);
     let work = cs.nr_ready.load(Ordering::Relaxed) > 0 || cs.mailbox.is_pending() || stealable;
-    let sleepers_due = {
-        cs.lock();
-        let now = rdtsc();
-        // SAFETY: lock held.
-        let due = unsafe { cs.sleepers() }
-            .iter()
-            .any(|&i| tcb(i as usize).wake_at.load(Ordering::Relaxed) <= now);
-        if !due {
-            arm_timer(cs, now, false);
-        }
-        cs.unlock();
-        due
-    };
+    cs.lock();
+    let now = rdtsc();
+    // SAFETY: lock held.
+    let sleepers = unsafe { cs.sleepers() };
+    let any_sleeper = !sleepers.is_empty();
+    let sleepers_due = sleepers
+        .iter()
+        .any(|&i| tcb(i as usize).wake_at.load(Ordering::Relaxed) <= now);
+    if !sleepers_due {
+        arm_timer(cs, now, false);
+    }
+    cs.unlock();
     if work || sleepers_due {
         schedule(g);
         return true;
     }
     // Without a timer, sleepers are polled: do not halt while any sleeps here.
-    if TIMER.load(Ordering::Relaxed) == TIMER_OFF {
-        cs.lock();
-        // SAFETY: lock held.
-        let any = !unsafe { cs.sleepers() }.is_empty();
-        cs.unlock();
-        if any {
-            // `pause` also ends this vCPU's turn under single-threaded icount emulation, so a
-            // polling idle CPU does not hold the virtual clock hostage.
-            core::hint::spin_loop();
-            return true;
-        }
+    if any_sleeper && TIMER.load(Ordering::Relaxed) == TIMER_OFF {
+        // `pause` also ends this vCPU's turn under single-threaded icount emulation, so a
+        // polling idle CPU does not hold the virtual clock hostage.
+        core::hint::spin_loop();
+        return true;
     }
     cs.halted.store(true, Ordering::Relaxed);
     false
@@ -1183,6 +1184,7 @@ fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         nr_stealable: AtomicU32::new(0),
         halted: AtomicBool::new(false),
         switch_t0: AtomicU64::new(0),
+        migrate: AtomicU32::new(NO_THREAD),
         stacks: spin::Mutex::new(ArrayVec::new()),
         switches: AtomicU64::new(0),
         preemptions: AtomicU64::new(0),
@@ -1329,11 +1331,9 @@ static SAMPLE_N: AtomicU64 = AtomicU64::new(0);
 static RECORDING: AtomicBool = AtomicBool::new(false);
 
 fn record_switch(dt: u64) {
-    if RECORDING.load(Ordering::Relaxed) {
-        let n = SAMPLE_N.fetch_add(1, Ordering::Relaxed) as usize;
-        if let Some(s) = SAMPLES.get(n) {
-            s.store(dt, Ordering::Relaxed);
-        }
+    let n = SAMPLE_N.fetch_add(1, Ordering::Relaxed) as usize;
+    if let Some(s) = SAMPLES.get(n) {
+        s.store(dt, Ordering::Relaxed);
     }
 }
 
