@@ -19,7 +19,10 @@
 //!   (QEMU limitation, see boot.rs): no preemption, sleepers are polled.
 //! * **Idle and stealing**: each CPU has an idle context (an AP's boot context; the BSP gets
 //!   an idle thread) that halts with `sti; hlt` and, when woken, takes work from its mailbox
-//!   or steals a runnable, unpinned thread from the busiest CPU (`try_lock` only).
+//!   or steals a runnable, unpinned thread from the busiest CPU (`try_lock` only). Halted
+//!   CPUs are woken by busy ones that have threads waiting (at spawn, at their ticks, and by
+//!   each thief while its victim still has work), and with a timer they also wake every 8
+//!   slices to look for work themselves.
 //! * **Context switch**: `exo_arch::context::switch`, a naked function saving the callee-saved
 //!   registers and the stack pointer; `SWITCH_SAMPLES` TSC deltas are kept for the report.
 //!
@@ -316,6 +319,8 @@ const TIMER_OFF: u8 = 0;
 const TIMER_ONESHOT: u8 = 1;
 const TIMER_DEADLINE: u8 = 2;
 static SLICE_TSC: AtomicU64 = AtomicU64::new(0);
+/// An idle CPU with a timer wakes every this many slices to look for work to steal.
+const IDLE_BALANCE_SLICES: u64 = 8;
 
 fn cpu_sched(cpu: u32) -> Option<&'static CpuSched> {
     SCHED.get(cpu as usize).and_then(|o| o.get().copied())
@@ -475,6 +480,9 @@ impl CpuSched {
         }
         victim.unlock();
         if ok {
+            // Pass it on: while the victim still has work to give, wake one more halted CPU
+            // (each thief recruits the next, so a burst spreads in a few steps).
+            kick_idle_cpu(victim);
             self.steals.fetch_add(1, Ordering::Relaxed);
             Some(r.index())
         } else {
@@ -682,9 +690,14 @@ fn kick_idle_cpu(here: &CpuSched) {
     if here.nr_stealable.load(Ordering::Relaxed) == 0 {
         return;
     }
-    if let Some(idle) = cpus::online()
-        .filter_map(|b| cpu_sched(b.hot.cpu_id))
-        .find(|s| s.cpu != here.cpu && s.halted.load(Ordering::Relaxed))
+    // Search from the CPU after this one, wrapping: busy CPUs then kick different halted
+    // CPUs instead of all waking the lowest-numbered one (at -smp 64 the highest CPUs were
+    // never reached).
+    let scheds = || cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id));
+    if let Some(idle) = scheds()
+        .filter(|s| s.cpu > here.cpu)
+        .chain(scheds().filter(|s| s.cpu < here.cpu))
+        .find(|s| s.halted.load(Ordering::Relaxed))
     {
         idle.halted.store(false, Ordering::Relaxed);
         ring(idle);
@@ -1068,7 +1081,8 @@ pub fn tick() {
     // Periodic balancing: runnable unpinned threads wait here while a CPU sleeps: wake one,
     // it steals (a halted CPU only looks for work when something wakes it).
     kick_idle_cpu(cs);
-    if (is_idle && others) || (expired && others && exo_percpu::preemptible()) {
+    let idle_has_work = is_idle && (others || stealable_elsewhere(cs));
+    if idle_has_work || (expired && others && exo_percpu::preemptible()) {
         if !is_idle {
             cs.preemptions.fetch_add(1, Ordering::Relaxed);
         }
@@ -1080,8 +1094,8 @@ pub fn tick() {
     }
 }
 
-/// Programs this CPU's timer for the earlier of the slice end (`running` a thread) and the
-/// first sleeper's deadline (lock held).
+/// Programs this CPU's timer for the earlier of the first sleeper's deadline and the slice
+/// end (`running` a thread) or the next idle balancing tick (lock held).
 fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
     let mode = TIMER.load(Ordering::Relaxed);
     if mode == TIMER_OFF {
@@ -1092,10 +1106,15 @@ fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
         .iter()
         .map(|&i| tcb(i as usize).wake_at.load(Ordering::Relaxed))
         .min();
-    let slice_end = running.then(|| now + SLICE_TSC.load(Ordering::Relaxed));
-    let Some(at) = [next_sleeper, slice_end].into_iter().flatten().min() else {
-        return;
+    let slice = SLICE_TSC.load(Ordering::Relaxed);
+    // Running: the slice end. Idle: a balancing tick every `IDLE_BALANCE_SLICES` slices, so
+    // a halted CPU looks for work to steal even if no busy CPU kicks it.
+    let own = if running {
+        now + slice
+    } else {
+        now + slice * IDLE_BALANCE_SLICES
     };
+    let at = next_sleeper.map_or(own, |w| w.min(own));
     if mode == TIMER_DEADLINE {
         apic::timer_deadline(at.max(now + 1));
     } else {
@@ -1116,10 +1135,9 @@ pub fn idle_step(g: &IrqGuard) -> bool {
     if cs.current.load(Ordering::Relaxed) != cs.idle.load(Ordering::Relaxed) {
         return false;
     }
-    let stealable = cpus::online()
-        .filter_map(|b| cpu_sched(b.hot.cpu_id))
-        .any(|s| s.cpu != cs.cpu && s.nr_stealable.load(Ordering::Relaxed) > 0);
-    let work = cs.nr_ready.load(Ordering::Relaxed) > 0 || cs.mailbox.is_pending() || stealable;
+    let work = cs.nr_ready.load(Ordering::Relaxed) > 0
+        || cs.mailbox.is_pending()
+        || stealable_elsewhere(cs);
     cs.lock();
     let now = rdtsc();
     // SAFETY: lock held.
@@ -1145,6 +1163,13 @@ pub fn idle_step(g: &IrqGuard) -> bool {
     }
     cs.halted.store(true, Ordering::Relaxed);
     false
+}
+
+/// Does another CPU have runnable unpinned threads waiting?
+fn stealable_elsewhere(cs: &CpuSched) -> bool {
+    cpus::online()
+        .filter_map(|b| cpu_sched(b.hot.cpu_id))
+        .any(|s| s.cpu != cs.cpu && s.nr_stealable.load(Ordering::Relaxed) > 0)
 }
 
 /// Clears the halted mark after a halt ends.
