@@ -143,6 +143,13 @@ pub fn bsp_main(start_info: u64) -> ! {
         info!("adding phantom APIC id {p} (exo.phantom_apic): no CPU will answer it");
         aps.push(p);
     }
+    limit_aps(&mut aps, mode);
+    if let Err(e) = cpus::size_table(aps.len() + 1) {
+        // Cannot happen after `limit_aps`, except out of memory: run on the BSP alone.
+        error!("CPU table: {e}; starting no AP");
+        aps.clear();
+        let _ = cpus::size_table(1);
+    }
     order.extend(aps.iter().copied());
     let cr3 = exo_arch::cpu::read_cr3();
     let report = smp::start_aps(&aps, opts.ap_timeout_ms, features.nx, cr3);
@@ -212,6 +219,42 @@ pub fn bsp_main(start_info: u64) -> ! {
         }
         Job::Test => crate::ktest::run(&state),
         Job::Bench | Job::Contended => crate::bench::run(&state),
+    }
+}
+
+/// Drops the APs Exo-OS cannot start, reporting each by APIC id: ids an xAPIC cannot
+/// address (above 254) and CPUs beyond [`cpus::CPU_LIMIT`].
+fn limit_aps(aps: &mut Vec<u32>, mode: apic::Mode) {
+    if mode == apic::Mode::XApic {
+        let before = aps.len();
+        let mut shown = 0;
+        aps.retain(|&id| {
+            let ok = id < 0xFF;
+            if !ok && shown < 8 {
+                warn!("APIC id {id} cannot be addressed in xAPIC mode: CPU not started");
+                shown += 1;
+            }
+            ok
+        });
+        if aps.len() != before {
+            error!(
+                "{} CPU(s) with APIC ids above 254 not started: xAPIC mode (no x2APIC)",
+                before - aps.len()
+            );
+        }
+    }
+    let max_aps = cpus::CPU_LIMIT - 1;
+    if aps.len() > max_aps {
+        let extra = &aps[max_aps..];
+        error!(
+            "MADT lists {} usable CPUs; Exo-OS starts at most {} (cpus::CPU_LIMIT): {} not started, APIC ids {}..={} among them",
+            aps.len() + 1,
+            cpus::CPU_LIMIT,
+            extra.len(),
+            extra.iter().min().copied().unwrap_or(0),
+            extra.iter().max().copied().unwrap_or(0)
+        );
+        aps.truncate(max_aps);
     }
 }
 

@@ -2,12 +2,15 @@
 //! for the harness and tests to place work on a CPU), IPIs and the idle loop.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use exo_arch::apic::{self, Delivery, Dest};
 use exo_percpu::{CpuId, IrqGuard, PerCpu, Pinned};
 
-/// Most CPUs the kernel runs (MADT entries beyond are reported and ignored).
-pub const MAX_CPUS: usize = 256;
+/// Most CPUs the kernel starts: QEMU's q35 maximum (x2APIC with interrupt remapping). Usable
+/// MADT entries beyond it are reported by APIC id, never silently dropped. Nothing is sized
+/// from this constant: the CPU table is allocated at boot for the CPUs the MADT lists.
+pub const CPU_LIMIT: usize = 4096;
 
 /// IPI vector: "look at your mailbox".
 pub const VEC_WAKE: u8 = 0xF0;
@@ -58,6 +61,8 @@ pub struct CpuLocal {
     pub tsc_uncertainty: AtomicU64,
     /// Cycle stamp when this CPU came online.
     pub online_tsc: AtomicU64,
+    /// This CPU's scheduler, once it runs here.
+    pub sched: spin::Once<&'static crate::sched::CpuSched>,
 }
 
 impl CpuLocal {
@@ -81,6 +86,7 @@ impl CpuLocal {
             tsc_offset: AtomicI64::new(0),
             tsc_uncertainty: AtomicU64::new(u64::MAX),
             online_tsc: AtomicU64::new(0),
+            sched: spin::Once::new(),
         }
     }
 }
@@ -94,8 +100,59 @@ impl Default for CpuLocal {
 /// One CPU's block.
 pub type Block = PerCpu<CpuLocal>;
 
-static CPUS: [spin::Once<&'static Block>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
+/// The CPU table, sized once at boot from the MADT ([`size_table`]); slot = CPU id.
+static TABLE: spin::Once<&'static [spin::Once<&'static Block>]> = spin::Once::new();
+/// The BSP's block, registered before the MADT is read (the allocator needs it).
+static BSP: spin::Once<&'static Block> = spin::Once::new();
 static COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// Why the CPU table could not be sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableError {
+    /// More CPUs than [`CPU_LIMIT`].
+    TooMany(usize),
+    /// No memory for the table.
+    OutOfMemory,
+    /// Already sized.
+    AlreadySized,
+}
+
+impl core::fmt::Display for TableError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TableError::TooMany(n) => write!(f, "{n} CPUs exceed the limit of {CPU_LIMIT}"),
+            TableError::OutOfMemory => write!(f, "no memory for the CPU table"),
+            TableError::AlreadySized => write!(f, "the CPU table is already sized"),
+        }
+    }
+}
+
+/// Sizes the CPU table for `n` CPUs (the BSP included), once, after the MADT is read and
+/// before any AP is prepared. The BSP, registered earlier, takes slot 0.
+pub fn size_table(n: usize) -> Result<(), TableError> {
+    if n > CPU_LIMIT {
+        return Err(TableError::TooMany(n));
+    }
+    if TABLE.is_completed() {
+        return Err(TableError::AlreadySized);
+    }
+    let n = n.max(1);
+    let mut v: Vec<spin::Once<&'static Block>> = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| TableError::OutOfMemory)?;
+    v.resize_with(n, spin::Once::new);
+    if let Some(&bsp) = BSP.get() {
+        v[0].call_once(|| bsp);
+    }
+    let table: &'static [spin::Once<&'static Block>] = Box::leak(v.into_boxed_slice());
+    TABLE.call_once(|| table);
+    Ok(())
+}
+
+/// CPU slots in the table (1 before it is sized: the BSP alone).
+pub fn capacity() -> usize {
+    TABLE.get().map_or(1, |t| t.len())
+}
 
 /// A block for an AP, allocated by the BSP before the AP starts (an AP cannot allocate
 /// before its GS block is installed: the allocator's fast path lives there).
@@ -112,14 +169,29 @@ pub fn install_this_cpu(block: &'static mut Block, stack: (u64, u64)) -> &'stati
     let ptr: *const Block = block;
     crate::sys::install_percpu(block);
     let shared = crate::sys::leaked_ref(ptr);
-    CPUS[cpu as usize].call_once(|| shared);
+    let slot = match TABLE.get() {
+        Some(t) => t.get(cpu as usize),
+        None if cpu == 0 => Some(&BSP),
+        None => None,
+    };
+    match slot {
+        Some(s) => {
+            s.call_once(|| shared);
+        }
+        // The BSP prepares blocks only for CPU ids the table holds.
+        None => panic!("CPU {cpu} has no slot in the CPU table"),
+    }
     COUNT.fetch_max(cpu + 1, Ordering::AcqRel);
     shared
 }
 
 /// The block of `cpu`, if it was registered.
 pub fn get(cpu: CpuId) -> Option<&'static Block> {
-    CPUS.get(cpu.0 as usize).and_then(|o| o.get().copied())
+    match TABLE.get() {
+        Some(t) => t.get(cpu.0 as usize).and_then(|o| o.get().copied()),
+        None if cpu.0 == 0 => BSP.get().copied(),
+        None => None,
+    }
 }
 
 /// Iterates over the registered CPUs that are online.

@@ -45,20 +45,34 @@ static THREADS: [ThreadFpu; crate::sched::MAX_THREADS] = [const {
     }
 }; crate::sched::MAX_THREADS];
 
-/// Per-CPU FPU bookkeeping.
-struct CpuFpu {
+/// Per-CPU FPU bookkeeping (part of each CPU's scheduler state).
+#[derive(Debug)]
+pub struct CpuFpu {
     /// Thread whose state the registers hold (saved or not).
     last: AtomicU32,
     /// CR0.TS is clear: the registers hold `last`'s live state.
     ts_clear: AtomicBool,
 }
 
-static CPUS: [CpuFpu; crate::sched::MAX_SCHED_CPUS] = [const {
-    CpuFpu {
-        last: AtomicU32::new(NONE),
-        ts_clear: AtomicBool::new(false),
+impl CpuFpu {
+    /// Registers hold nobody's state.
+    pub const fn new() -> CpuFpu {
+        CpuFpu {
+            last: AtomicU32::new(NONE),
+            ts_clear: AtomicBool::new(false),
+        }
     }
-}; crate::sched::MAX_SCHED_CPUS];
+}
+
+impl Default for CpuFpu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn cpu_fpu(cpu: u32) -> Option<&'static CpuFpu> {
+    crate::sched::cpu_sched(cpu).map(|cs| &cs.fpu)
+}
 
 /// Detects the save mechanism and area size (once).
 pub fn init() {
@@ -76,12 +90,9 @@ pub fn set_eager(on: bool) {
 }
 
 /// Per-CPU start: TS set, so the first FPU use of any thread traps.
-pub fn init_cpu() {
-    let cpu = exo_percpu::cpu_id_hint().0 as usize;
-    if let Some(c) = CPUS.get(cpu) {
-        c.last.store(NONE, Ordering::Relaxed);
-        c.ts_clear.store(false, Ordering::Relaxed);
-    }
+pub fn init_cpu(c: &CpuFpu) {
+    c.last.store(NONE, Ordering::Relaxed);
+    c.ts_clear.store(false, Ordering::Relaxed);
     exo_arch::fpu::set_ts();
 }
 
@@ -90,13 +101,9 @@ fn area_layout(info: &FpuInfo) -> Layout {
 }
 
 /// Called by the scheduler with interrupts off and the CPU's lock held, before switching
-/// from `prev` to `next` (table indices) on this CPU.
-pub fn switch_out(prev: usize, next: usize) {
+/// from `prev` to `next` (table indices) on this CPU (`cpu`, whose bookkeeping is `c`).
+pub fn switch_out(c: &CpuFpu, cpu: u32, prev: usize, next: usize) {
     let Some(info) = INFO.get() else {
-        return;
-    };
-    let cpu = exo_percpu::cpu_id_hint().0 as usize;
-    let Some(c) = CPUS.get(cpu) else {
         return;
     };
     if c.ts_clear.load(Ordering::Relaxed) && c.last.load(Ordering::Relaxed) == prev as u32 {
@@ -108,13 +115,13 @@ pub fn switch_out(prev: usize, next: usize) {
             unsafe { exo_arch::fpu::save(area as *mut u8, info) };
             THREADS[prev % THREADS.len()]
                 .cpu
-                .store(cpu as u32, Ordering::Relaxed);
+                .store(cpu, Ordering::Relaxed);
         }
     }
     let next_area = crate::sched::fpu_area(next);
     if EAGER.load(Ordering::Relaxed) && next_area != 0 {
         let regs_valid = c.last.load(Ordering::Relaxed) == next as u32
-            && THREADS[next % THREADS.len()].cpu.load(Ordering::Relaxed) == cpu as u32;
+            && THREADS[next % THREADS.len()].cpu.load(Ordering::Relaxed) == cpu;
         if !c.ts_clear.load(Ordering::Relaxed) {
             exo_arch::fpu::clts();
         }
@@ -142,10 +149,10 @@ pub fn device_not_available() -> bool {
         return false;
     };
     let i = cur.index();
-    let cpu = exo_percpu::cpu_id_hint().0 as usize;
-    let Some(c) = CPUS.get(cpu) else {
+    let Some(cs) = crate::sched::this_sched() else {
         return false;
     };
+    let (c, cpu) = (&cs.fpu, exo_percpu::cpu_id_hint().0);
     TRAPS.fetch_add(1, Ordering::Relaxed);
     let mut area = crate::sched::fpu_area(i);
     let fresh = area == 0;
@@ -168,7 +175,7 @@ pub fn device_not_available() -> bool {
     exo_arch::fpu::clts();
     let regs_valid = !fresh
         && c.last.load(Ordering::Relaxed) == i as u32
-        && THREADS[i % THREADS.len()].cpu.load(Ordering::Relaxed) == cpu as u32;
+        && THREADS[i % THREADS.len()].cpu.load(Ordering::Relaxed) == cpu;
     if !regs_valid {
         RESTORES.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the thread's own area, valid image (initialised above or saved before).
@@ -186,7 +193,7 @@ pub fn release(i: usize, area: &AtomicU64) {
     let saved_on = THREADS[i % THREADS.len()].cpu.swap(NONE, Ordering::Relaxed);
     let here = exo_percpu::cpu_id_hint().0;
     for cpu in [saved_on, here] {
-        if let Some(c) = CPUS.get(cpu as usize) {
+        if let Some(c) = cpu_fpu(cpu) {
             let _ = c
                 .last
                 .compare_exchange(i as u32, NONE, Ordering::Relaxed, Ordering::Relaxed);

@@ -182,11 +182,12 @@ fn affinity(_: &BootState) -> TestResult {
     let last = ncpus() - 1;
     // A two-CPU set: the thread may run on either, never elsewhere.
     let mut pair = CpuSet::one(0);
-    pair.insert(last);
+    pair.try_insert(last)
+        .map_err(|_| alloc::string::String::from("no memory for a CPU set"))?;
     for _ in 0..4 {
         tids.push(
             Builder::new()
-                .affinity(pair)
+                .affinity(pair.clone())
                 .spawn(set_checker, u64::from(last))
                 .map_err(|e| format!("spawn with a CPU set: {e}"))?,
         );

@@ -19,10 +19,14 @@
 //!   (QEMU limitation, see boot.rs): no preemption, sleepers are polled.
 //! * **Idle and stealing**: each CPU has an idle context (an AP's boot context; the BSP gets
 //!   an idle thread) that halts with `sti; hlt` and, when woken, takes work from its mailbox
-//!   or steals a runnable, unpinned thread from the busiest CPU (`try_lock` only). Halted
-//!   CPUs are woken by busy ones that have threads waiting (at spawn, at their ticks, and by
-//!   each thief while its victim still has work), and with a timer they also wake every 8
-//!   slices to look for work themselves.
+//!   or steals a runnable thread it may run from another CPU (`try_lock` only). Two shared
+//!   bitmaps over the CPUs that exist ([`exo_sched::AtomicMask`], sized at start-up) keep
+//!   this bounded at any CPU count: *halted* CPUs and CPUs with *stealable* threads. A thief
+//!   starts its search at a random CPU and tries at most [`STEAL_TRIES`] victims; a busy CPU
+//!   with threads waiting claims the next halted CPU after itself (one atomic bit clear) and
+//!   wakes it (at spawn, at its ticks, and each thief while its victim still has work); with
+//!   a timer, idle CPUs also wake every 8 slices to look for work themselves. No path scans
+//!   one entry per CPU: at 1024 CPUs a query reads 16 words.
 //! * **Context switch**: `exo_arch::context::switch`, a naked function saving the callee-saved
 //!   registers and the stack pointer; `SWITCH_SAMPLES` TSC deltas are kept for the report.
 //!
@@ -43,12 +47,13 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use exo_arch::apic::{self, Delivery, Dest};
 use exo_arch::tsc::rdtsc;
 use exo_percpu::{CpuId, IrqGuard};
-use exo_sched::{Ema, Mailbox, Priority, Queue, RunQueue, ThreadRef, classify};
+pub use exo_sched::CpuSet;
+use exo_sched::{AtomicMask, Ema, Mailbox, Priority, Queue, RunQueue, ThreadRef, classify};
 
 /// Threads that can exist at once (TCB table size, run-queue capacity).
 pub const MAX_THREADS: usize = 1024;
-/// CPUs the affinity masks cover.
-pub const MAX_SCHED_CPUS: usize = 256;
+/// Victims a thief tries (random start, then the next CPUs with stealable threads).
+pub const STEAL_TRIES: u32 = 4;
 /// Default priority (0..=63, larger is more urgent).
 pub const DEFAULT_PRIORITY: u8 = 32;
 /// Context-switch samples kept.
@@ -151,39 +156,10 @@ impl State {
     }
 }
 
-/// An affinity mask over CPU ids `0..MAX_SCHED_CPUS` (all bits set: any CPU).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuSet([u64; MAX_SCHED_CPUS / 64]);
-
-impl CpuSet {
-    /// Every CPU.
-    pub const ANY: CpuSet = CpuSet([u64::MAX; MAX_SCHED_CPUS / 64]);
-    /// Exactly `cpu`.
-    pub fn one(cpu: u32) -> CpuSet {
-        let mut s = CpuSet([0; MAX_SCHED_CPUS / 64]);
-        s.insert(cpu);
-        s
-    }
-    /// Adds `cpu`.
-    pub fn insert(&mut self, cpu: u32) {
-        if let Some(w) = self.0.get_mut(cpu as usize / 64) {
-            *w |= 1 << (cpu % 64);
-        }
-    }
-    /// Does the set contain `cpu`?
-    pub fn contains(&self, cpu: u32) -> bool {
-        self.0
-            .get(cpu as usize / 64)
-            .is_some_and(|w| w & (1 << (cpu % 64)) != 0)
-    }
-    fn is_any(&self) -> bool {
-        *self == CpuSet::ANY
-    }
-    fn first_online(&self) -> Option<u32> {
-        cpus::online()
-            .map(|b| b.hot.cpu_id)
-            .find(|&c| self.contains(c) && cpu_sched(c).is_some())
-    }
+/// The first CPU of `set` whose scheduler runs.
+fn first_online(set: &CpuSet) -> Option<u32> {
+    set.iter(cpus::capacity() as u32)
+        .find(|&c| cpu_sched(c).is_some())
 }
 
 /// A thread's entry point: `f(arg)`; the return value is the exit code `join` returns.
@@ -284,11 +260,14 @@ pub struct CpuSched {
     prev: AtomicU32,
     nr_ready: AtomicU32,
     nr_stealable: AtomicU32,
-    halted: AtomicBool,
+    /// xorshift state for the thieves' random start (this CPU only).
+    rng: AtomicU64,
     switch_t0: AtomicU64,
     /// CPU the thread just switched out must move to (`NO_THREAD`: none), for the next thread.
     migrate: AtomicU32,
     stacks: spin::Mutex<ArrayVec<Stack, STACK_CACHE>>,
+    /// Which thread's FPU state this CPU's registers hold.
+    pub fpu: crate::fpu::CpuFpu,
     /// Counters: context switches, preemptions by the tick, threads stolen, wake IPIs sent.
     pub switches: AtomicU64,
     /// See `switches`.
@@ -312,8 +291,34 @@ impl core::fmt::Debug for CpuSched {
     }
 }
 
-static SCHED: [spin::Once<&'static CpuSched>; MAX_SCHED_CPUS] =
-    [const { spin::Once::new() }; MAX_SCHED_CPUS];
+/// The shared CPU bitmaps, allocated by `init` for the CPUs that exist.
+struct Masks {
+    halted: &'static [AtomicU64],
+    stealable: &'static [AtomicU64],
+    n: u32,
+}
+
+static MASKS: spin::Once<Masks> = spin::Once::new();
+
+/// CPUs halted in their idle loop (a kicker claims one by clearing its bit).
+fn halted_mask() -> Option<AtomicMask<'static>> {
+    MASKS.get().map(|m| AtomicMask::new(m.halted, m.n))
+}
+
+/// CPUs with queued threads that another CPU may take (`nr_stealable > 0`).
+fn stealable_mask() -> Option<AtomicMask<'static>> {
+    MASKS.get().map(|m| AtomicMask::new(m.stealable, m.n))
+}
+
+fn alloc_mask(n: u32) -> Result<&'static [AtomicU64], SchedError> {
+    let words = AtomicMask::words_for(n);
+    let mut v: Vec<AtomicU64> = Vec::new();
+    v.try_reserve_exact(words)
+        .map_err(|_| SchedError::OutOfMemory)?;
+    v.resize_with(words, || AtomicU64::new(0));
+    Ok(Box::leak(v.into_boxed_slice()))
+}
+
 static TIMER: AtomicU8 = AtomicU8::new(TIMER_OFF);
 const TIMER_OFF: u8 = 0;
 const TIMER_ONESHOT: u8 = 1;
@@ -322,13 +327,17 @@ static SLICE_TSC: AtomicU64 = AtomicU64::new(0);
 /// An idle CPU with a timer wakes every this many slices to look for work to steal.
 const IDLE_BALANCE_SLICES: u64 = 8;
 
-fn cpu_sched(cpu: u32) -> Option<&'static CpuSched> {
-    SCHED.get(cpu as usize).and_then(|o| o.get().copied())
+/// `cpu`'s scheduler, once it runs there.
+pub fn cpu_sched(cpu: u32) -> Option<&'static CpuSched> {
+    cpus::get(CpuId(cpu)).and_then(|b| b.ext.sched.get().copied())
 }
 
-/// This CPU's scheduler (the caller is pinned: interrupts off or in an interrupt handler).
-fn this_sched() -> Option<&'static CpuSched> {
-    cpu_sched(exo_percpu::cpu_id_hint().0)
+/// This CPU's scheduler (the caller is pinned: interrupts off or in an interrupt handler):
+/// one `gs:` load.
+pub fn this_sched() -> Option<&'static CpuSched> {
+    let p = exo_percpu::sched_slot() as *const CpuSched;
+    // The slot holds 0 or the leaked `CpuSched` of this CPU (set once by `init_this_cpu`).
+    (!p.is_null()).then(|| crate::sys::leaked_ref(p))
 }
 
 impl CpuSched {
@@ -387,17 +396,34 @@ impl CpuSched {
             .is_ok()
         {
             self.nr_ready.fetch_add(1, Ordering::Relaxed);
-            if t.any_cpu.load(Ordering::Relaxed) {
-                self.nr_stealable.fetch_add(1, Ordering::Relaxed);
+            if t.any_cpu.load(Ordering::Relaxed)
+                && self.nr_stealable.fetch_add(1, Ordering::Relaxed) == 0
+                && let Some(m) = stealable_mask()
+            {
+                m.set(self.cpu);
             }
         }
     }
 
+    /// Counts thread `i` off this queue (lock held: the stealable bit changes with the count).
     fn account_dequeue(&self, i: usize) {
         self.nr_ready.fetch_sub(1, Ordering::Relaxed);
-        if tcb(i).any_cpu.load(Ordering::Relaxed) {
-            self.nr_stealable.fetch_sub(1, Ordering::Relaxed);
+        if tcb(i).any_cpu.load(Ordering::Relaxed)
+            && self.nr_stealable.fetch_sub(1, Ordering::Relaxed) == 1
+            && let Some(m) = stealable_mask()
+        {
+            m.clear(self.cpu);
         }
+    }
+
+    /// A pseudo-random number (xorshift64; only this CPU calls it).
+    fn random(&self) -> u64 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        x
     }
 
     /// Moves woken threads from the mailbox to the run queue (lock held).
@@ -445,12 +471,28 @@ impl CpuSched {
         next
     }
 
-    /// Takes one runnable unpinned thread from another CPU (our lock held; theirs only tried).
+    /// Takes one runnable thread it may run from another CPU (our lock held; theirs only
+    /// tried): victims come from the stealable mask, starting at a random CPU, at most
+    /// [`STEAL_TRIES`] of them.
     fn steal(&self) -> Option<usize> {
-        let victim = cpus::online()
-            .filter_map(|b| cpu_sched(b.hot.cpu_id))
-            .filter(|s| s.cpu != self.cpu)
-            .max_by_key(|s| s.nr_stealable.load(Ordering::Relaxed))?;
+        let mask = stealable_mask()?;
+        if mask.is_empty() {
+            return None;
+        }
+        let mut at = (self.random() % u64::from(mask.len())) as u32;
+        for _ in 0..STEAL_TRIES {
+            let c = mask.find_from(at, self.cpu)?;
+            at = c.wrapping_add(1);
+            if let Some(victim) = cpu_sched(c)
+                && let Some(i) = self.steal_from(victim)
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn steal_from(&self, victim: &'static CpuSched) -> Option<usize> {
         if victim.nr_stealable.load(Ordering::Relaxed) == 0 || !victim.try_lock() {
             return None;
         }
@@ -555,7 +597,7 @@ fn give_stack(cs: &CpuSched, s: Stack) {
 }
 
 /// How to start a thread.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Builder {
     affinity: CpuSet,
     prio: u8,
@@ -616,8 +658,7 @@ impl Builder {
         let target = if self.affinity.contains(here.cpu) {
             here
         } else {
-            self.affinity
-                .first_online()
+            first_online(&self.affinity)
                 .and_then(cpu_sched)
                 .ok_or(SchedError::BadAffinity)?
         };
@@ -632,8 +673,8 @@ impl Builder {
         let t = tcb(i);
         t.stack_bottom.store(stack.bottom, Ordering::Relaxed);
         t.stack_top.store(stack.top, Ordering::Relaxed);
-        *t.affinity.lock() = self.affinity;
         t.any_cpu.store(self.affinity.is_any(), Ordering::Relaxed);
+        *t.affinity.lock() = self.affinity;
         t.prio.store(self.prio, Ordering::Relaxed);
         t.ema.store(0, Ordering::Relaxed);
         t.entry.store(f as usize as u64, Ordering::Relaxed);
@@ -692,14 +733,12 @@ fn kick_idle_cpu(here: &CpuSched) {
     }
     // Search from the CPU after this one, wrapping: busy CPUs then kick different halted
     // CPUs instead of all waking the lowest-numbered one (at -smp 64 the highest CPUs were
-    // never reached).
-    let scheds = || cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id));
-    if let Some(idle) = scheds()
-        .filter(|s| s.cpu > here.cpu)
-        .chain(scheds().filter(|s| s.cpu < here.cpu))
-        .find(|s| s.halted.load(Ordering::Relaxed))
+    // never reached). The halted mask makes this a scan of words, not of CPUs.
+    // Claiming the bit (an atomic clear) means two kickers never wake the same CPU.
+    if let Some(idle) = halted_mask()
+        .and_then(|m| m.take_from(here.cpu.wrapping_add(1), here.cpu))
+        .and_then(cpu_sched)
     {
-        idle.halted.store(false, Ordering::Relaxed);
         ring(idle);
     }
 }
@@ -907,13 +946,14 @@ pub fn join_until(tid: Tid, deadline: u64) -> Result<u64, SchedError> {
 /// Restricts the calling thread to `set` (it moves at its next scheduling point if the
 /// current CPU is not in it).
 pub fn set_affinity(set: CpuSet) -> Result<(), SchedError> {
-    set.first_online().ok_or(SchedError::BadAffinity)?;
+    first_online(&set).ok_or(SchedError::BadAffinity)?;
     let g = IrqGuard::new();
     let cs = this_sched().ok_or(SchedError::NotRunning)?;
     let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
-    *me.affinity.lock() = set;
+    let here = set.contains(cs.cpu);
     me.any_cpu.store(set.is_any(), Ordering::Relaxed);
-    if !set.contains(cs.cpu) {
+    *me.affinity.lock() = set;
+    if !here {
         schedule(&g);
     }
     Ok(())
@@ -951,10 +991,10 @@ fn schedule_irqs_off() {
     if runnable && prev_i != idle_i {
         prev.set_state(State::Ready);
         let stays = prev.any_cpu.load(Ordering::Relaxed) || {
-            let set = *prev.affinity.lock();
+            let set = prev.affinity.lock();
             let here = set.contains(cs.cpu);
             if !here {
-                migrate_to = set.first_online().and_then(cpu_sched);
+                migrate_to = first_online(&set).and_then(cpu_sched);
             }
             here
         };
@@ -983,7 +1023,7 @@ fn schedule_irqs_off() {
     cs.current.store(next_i as u32, Ordering::Relaxed);
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
-    crate::fpu::switch_out(prev_i, next_i);
+    crate::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
     arm_timer(cs, now, next_i != idle_i);
     // Migration of prev is done by the next thread (prev's registers must be saved first).
     cs.migrate
@@ -1161,33 +1201,32 @@ pub fn idle_step(g: &IrqGuard) -> bool {
         core::hint::spin_loop();
         return true;
     }
-    cs.halted.store(true, Ordering::Relaxed);
+    if let Some(m) = halted_mask() {
+        m.set(cs.cpu);
+    }
     false
 }
 
-/// Does another CPU have runnable unpinned threads waiting?
+/// Does another CPU have runnable unpinned threads waiting? (A scan of the stealable mask's
+/// words.)
 fn stealable_elsewhere(cs: &CpuSched) -> bool {
-    cpus::online()
-        .filter_map(|b| cpu_sched(b.hot.cpu_id))
-        .any(|s| s.cpu != cs.cpu && s.nr_stealable.load(Ordering::Relaxed) > 0)
+    stealable_mask().is_some_and(|m| m.any_except(cs.cpu))
 }
 
 /// Clears the halted mark after a halt ends.
 pub fn idle_woke() {
-    if let Some(cs) = this_sched() {
-        cs.halted.store(false, Ordering::Relaxed);
+    if let (Some(cs), Some(m)) = (this_sched(), halted_mask()) {
+        m.clear(cs.cpu);
     }
 }
 
 /// Sets up the scheduler on the calling CPU: the running context becomes a thread (`idle`:
 /// this CPU's idle context, else a normal pinned thread, e.g. the BSP's main flow).
 fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
-    let _g = IrqGuard::new();
+    let g = IrqGuard::new();
     let cpu = exo_percpu::cpu_id_hint().0;
-    if cpu as usize >= MAX_SCHED_CPUS {
-        return Err(SchedError::BadAffinity);
-    }
-    let apic_id = cpus::get(CpuId(cpu)).map_or(0, |b| b.hot.apic_id);
+    let block = cpus::get(CpuId(cpu)).ok_or(SchedError::NotRunning)?;
+    let apic_id = block.hot.apic_id;
     let i = alloc_slot()?;
     let t = tcb(i);
     *t.affinity.lock() = CpuSet::one(cpu);
@@ -1207,17 +1246,21 @@ fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         prev: AtomicU32::new(i as u32),
         nr_ready: AtomicU32::new(0),
         nr_stealable: AtomicU32::new(0),
-        halted: AtomicBool::new(false),
+        rng: AtomicU64::new(
+            0x9E37_79B9_7F4A_7C15 ^ (u64::from(cpu) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+        ),
         switch_t0: AtomicU64::new(0),
         migrate: AtomicU32::new(NO_THREAD),
         stacks: spin::Mutex::new(ArrayVec::new()),
+        fpu: crate::fpu::CpuFpu::new(),
         switches: AtomicU64::new(0),
         preemptions: AtomicU64::new(0),
         steals: AtomicU64::new(0),
         wake_ipis: AtomicU64::new(0),
     }));
-    SCHED[cpu as usize].call_once(|| cs);
-    crate::fpu::init_cpu();
+    block.ext.sched.call_once(|| cs);
+    exo_percpu::set_sched_slot(&g, cs as *const CpuSched as usize);
+    crate::fpu::init_cpu(&cs.fpu);
     if TIMER.load(Ordering::Relaxed) == TIMER_DEADLINE {
         apic::timer_deadline_mode(VEC_TIMER);
     }
@@ -1255,6 +1298,12 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
         TIMER_OFF
     };
     TIMER.store(mode, Ordering::Relaxed);
+    let n = cpus::capacity() as u32;
+    MASKS.call_once(|| Masks {
+        halted: alloc_mask(n).unwrap_or(&[]),
+        stealable: alloc_mask(n).unwrap_or(&[]),
+        n,
+    });
     crate::fpu::init();
     init_this_cpu(false)?;
     for b in cpus::online() {
@@ -1405,7 +1454,7 @@ pub fn dump() {
             s.nr_ready.load(Ordering::Relaxed),
             s.nr_stealable.load(Ordering::Relaxed),
             s.mailbox.is_pending(),
-            s.halted.load(Ordering::Relaxed),
+            halted_mask().is_some_and(|m| m.contains(s.cpu)),
             s.lock.load(Ordering::Relaxed)
         );
     }

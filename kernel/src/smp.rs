@@ -32,6 +32,8 @@ pub struct Target {
 
 struct Plan {
     targets: Vec<Target>,
+    /// `(apic_id, index into targets)`, sorted: an AP finds itself in O(log n).
+    by_apic: Vec<(u32, u32)>,
     stacks: &'static [u64],
     stack_bounds: Vec<Stack>,
 }
@@ -105,9 +107,16 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
             block: spin::Mutex::new(None),
         })
         .collect();
+    let mut by_apic: Vec<(u32, u32)> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.apic_id, i as u32))
+        .collect();
+    by_apic.sort_unstable();
     crate::sys::install_trampoline(final_cr3, nx, stacks, ap_entry);
     let plan = PLAN.call_once(|| Plan {
         targets,
+        by_apic,
         stacks,
         stack_bounds,
     });
@@ -180,7 +189,12 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
     let Some(plan) = PLAN.get() else {
         exo_arch::cpu::halt_forever()
     };
-    let Some(t) = plan.targets.iter().find(|t| t.apic_id == my_apic) else {
+    let found = plan
+        .by_apic
+        .binary_search_by_key(&my_apic, |&(id, _)| id)
+        .ok()
+        .and_then(|k| plan.targets.get(plan.by_apic[k].1 as usize));
+    let Some(t) = found else {
         // Not a CPU we started (stray SIPI): park quietly.
         exo_arch::cpu::halt_forever()
     };

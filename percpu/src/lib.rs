@@ -16,7 +16,7 @@ pub use cell::{BorrowError, CpuCell};
 pub use guard::{IrqGuard, Pinned, PreemptGuard};
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU8, AtomicU32};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize};
 
 /// Offset of the self pointer.
 pub const OFF_SELF: usize = 0;
@@ -37,6 +37,8 @@ pub const OFF_LEAF: usize = 36;
 pub const OFF_USER_RSP: usize = 40;
 /// Offset of the process id slot (u64): `getpid` is one `mov` from here.
 pub const OFF_PID: usize = 48;
+/// Offset of the scheduler slot (usize): the kernel's per-CPU scheduler, opaque here.
+pub const OFF_SCHED: usize = 56;
 
 /// Logical CPU number: 0 is the boot CPU, APs follow in MADT order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,7 +67,9 @@ pub struct Hot {
     pub user_rsp: u64,
     /// Process id of the current thread.
     pub pid: u64,
-    _pad1: u64,
+    /// The kernel's scheduler state of this CPU (opaque to this crate; 0 until it runs), so
+    /// the scheduler finds its own CPU's state with one `gs:` load.
+    pub sched: AtomicUsize,
 }
 
 const _: () = {
@@ -79,6 +83,7 @@ const _: () = {
     assert!(offset_of!(Hot, leaf) == OFF_LEAF);
     assert!(offset_of!(Hot, user_rsp) == OFF_USER_RSP);
     assert!(offset_of!(Hot, pid) == OFF_PID);
+    assert!(offset_of!(Hot, sched) == OFF_SCHED);
     assert!(core::mem::size_of::<Hot>() == 64);
 };
 
@@ -112,7 +117,7 @@ impl<E> PerCpu<E> {
                 _pad0: [0; 3],
                 user_rsp: 0,
                 pid: 0,
-                _pad1: 0,
+                sched: AtomicUsize::new(0),
             },
             caches: cache::Caches::new(),
             ext,
@@ -188,6 +193,22 @@ pub fn apic_id(_pinned: &impl Pinned) -> u32 {
 #[inline(always)]
 pub fn pid() -> u64 {
     gs_read64!(OFF_PID)
+}
+
+/// The scheduler slot of this CPU's block (see [`Hot::sched`]): one `mov rax, gs:[56]`.
+#[inline(always)]
+pub fn sched_slot() -> usize {
+    gs_read64!(OFF_SCHED) as usize
+}
+
+/// Sets this CPU's scheduler slot (once, when the scheduler starts on it). The guard keeps
+/// the caller on the CPU whose slot it sets.
+pub fn set_sched_slot(_pinned: &impl Pinned, v: usize) {
+    // SAFETY: GS points at this CPU's installed block (see `gs_read32`); the slot is the
+    // `AtomicUsize` at OFF_SCHED, written only by this CPU (an aligned 8-byte store).
+    unsafe {
+        asm!("mov gs:[{off}], {v}", v = in(reg) v, off = const OFF_SCHED, options(nostack, preserves_flags))
+    };
 }
 
 /// May the scheduler preempt the code this CPU was running? One load of the preempt word:

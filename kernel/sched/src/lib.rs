@@ -9,6 +9,10 @@
 //! * [`Ema`]: an integer exponential moving average of run-burst lengths.
 //! * [`Mailbox`]: a bounded lock-free multi-producer queue through which other
 //!   CPUs post wake-ups to a CPU, with an IPI doorbell ([`Notify`]).
+//! * [`CpuSet`] (a thread's affinity, sized by the CPUs it names) and [`AtomicMask`] (a
+//!   shared bitmap over the CPUs that exist: halted CPUs, CPUs with work to give), so
+//!   nothing is sized by a maximum CPU count. `CpuSet` allocates (fallibly) only for sets
+//!   of several CPUs.
 //!
 //! The crate contains no `unsafe` code at all (`forbid(unsafe_code)`): the
 //! mailbox stores its payloads in atomics, so it does not need `UnsafeCell`.
@@ -28,12 +32,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+extern crate alloc;
+
+pub mod cpumask;
 mod ema;
 pub mod mailbox;
 pub mod runqueue;
 mod sync;
 mod thread;
 
+pub use cpumask::{AtomicMask, CpuSet};
 pub use ema::{Ema, HOT_BURST_SHIFT, Queue, classify};
 pub use mailbox::{Mailbox, MailboxFull, Message, Notify};
 pub use runqueue::{DEFAULT_HOT_BUDGET, EnqueueError, NotQueued, RunQueue};
