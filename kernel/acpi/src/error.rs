@@ -1,6 +1,6 @@
 //! Fatal errors ([`AcpiError`]) and non-fatal diagnostics ([`Warning`]).
 
-use arrayvec::ArrayVec;
+use alloc::vec::Vec;
 use core::fmt;
 
 /// A four-byte ACPI table signature such as `APIC` or `FACP`.
@@ -105,6 +105,13 @@ pub enum AcpiError {
     },
     /// No usable MADT (only returned by [`crate::Platform::require_madt`]).
     NoMadt,
+    /// The heap could not provide room for a list (the list is sized from the table).
+    OutOfMemory {
+        /// What the list holds, e.g. "MADT processor entries".
+        what: &'static str,
+        /// How many items it needed room for.
+        count: usize,
+    },
 }
 
 impl fmt::Display for AcpiError {
@@ -154,23 +161,33 @@ impl fmt::Display for AcpiError {
                 write!(f, "RSDP at {paddr:#x} names neither an RSDT nor an XSDT")
             }
             Self::NoMadt => write!(f, "no usable MADT (APIC table)"),
+            Self::OutOfMemory { what, count } => {
+                write!(f, "out of memory: cannot allocate room for {count} {what}")
+            }
         }
     }
 }
 
 impl core::error::Error for AcpiError {}
 
-/// A non-fatal problem: something was skipped or clamped, parsing went on.
+/// A non-fatal problem: something was skipped, parsing went on.
+///
+/// Problems that can repeat once per table entry are aggregated: one warning per kind (and per
+/// table or entry type) carries a `count` and describes the first occurrence, so a table with
+/// many bad entries cannot crowd out the other warnings. Every count is at least 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Warning {
-    /// A table was found but is unusable (bad checksum, length, truncated, unreadable).
+    /// Tables with this signature were found but are unusable (bad checksum, length,
+    /// truncated, unreadable, out of memory).
     TableSkipped {
         /// Signature from the table header.
         table: Signature,
-        /// Physical address of the table.
+        /// Physical address of the first unusable one.
         paddr: u64,
-        /// Why it was skipped.
+        /// Why the first one was skipped.
         reason: AcpiError,
+        /// How many tables with this signature were skipped.
+        count: u32,
     },
     /// The XSDT was unusable, the RSDT is used instead.
     XsdtFallback {
@@ -184,28 +201,34 @@ pub enum Warning {
         /// Leftover bytes ignored.
         extra: u32,
     },
-    /// A root-table entry is a null pointer.
+    /// Root-table entries that are null pointers.
     NullRootEntry {
         /// RSDT or XSDT.
         root: Signature,
-        /// Index of the entry.
+        /// Index of the first one.
         index: u32,
+        /// How many.
+        count: u32,
     },
-    /// The header of a table referenced by the root table could not be read.
+    /// Root-table entries pointing to memory whose table header cannot be read.
     RootEntryUnreadable {
         /// RSDT or XSDT.
         root: Signature,
-        /// Index of the entry.
+        /// Index of the first one.
         index: u32,
-        /// Address it points to.
+        /// Address the first one points to.
         paddr: u64,
+        /// How many.
+        count: u32,
     },
-    /// A second valid table with the same signature; the first one is used.
+    /// Further valid tables with a signature already in use; the first valid one is used.
     DuplicateTable {
         /// Signature of the table.
         table: Signature,
-        /// Address of the ignored copy.
+        /// Address of the first ignored copy.
         paddr: u64,
+        /// How many copies were ignored.
+        count: u32,
     },
     /// No usable MADT: the kernel should run on the boot CPU only.
     NoMadt,
@@ -236,23 +259,28 @@ pub enum Warning {
         /// Offset of the byte.
         offset: u32,
     },
-    /// A known MADT entry is shorter than its type requires; it was skipped.
+    /// Known MADT entries shorter than their type requires; they were skipped.
+    /// One warning per entry type.
     MadtEntryTooShort {
-        /// Offset of the entry.
+        /// Offset of the first such entry.
         offset: u32,
-        /// Its type byte.
+        /// Their type byte.
         entry_type: u8,
-        /// Its length byte.
+        /// Length byte of the first one.
         length: u8,
         /// Minimum length for this type.
         needed: u8,
+        /// How many entries of this type were too short.
+        count: u32,
     },
-    /// A MADT entry of a reserved (undefined) type; it was skipped.
+    /// MADT entries of a reserved (undefined) type; they were skipped. One warning per type.
     UnknownMadtEntry {
-        /// Offset of the entry.
+        /// Offset of the first one.
         offset: u32,
-        /// Its type byte.
+        /// Their type byte.
         entry_type: u8,
+        /// How many entries of this type.
+        count: u32,
     },
     /// Processor entries with an invalid APIC id (0xFF in a type-0 entry,
     /// 0xFFFF_FFFF in a type-9 entry) were skipped.
@@ -262,40 +290,29 @@ pub enum Warning {
         /// Offset of the first one.
         first_offset: u32,
     },
-    /// Two processor entries share an APIC id; the first is kept, unless only
-    /// the later one is usable, in which case the later one replaces it.
+    /// Processor entries repeat an APIC id listed earlier. One entry is kept per id, at the
+    /// place of the first: the first usable one in table order, or the first if none is usable.
     DuplicateApicId {
-        /// The duplicated id.
+        /// The id repeated by the first repeating entry (lowest offset).
         apic_id: u32,
-        /// Offset of the later entry.
+        /// Offset of the first repeating entry.
         offset: u32,
+        /// How many entries were dropped as repeats.
+        count: u32,
     },
-    /// More processors than [`crate::MAX_CPUS`]; the extra ones are ignored.
-    TooManyCpus {
-        /// CPUs kept.
-        kept: u32,
-        /// CPUs ignored.
-        ignored: u32,
-    },
-    /// More entries of some kind than this crate stores; the extra ones are ignored.
-    TooManyEntries {
-        /// Human-readable kind, e.g. "I/O APIC".
-        what: &'static str,
-        /// Capacity.
-        kept: u32,
-        /// Entries ignored.
-        ignored: u32,
-    },
-    /// Several local APIC address overrides with different values; the first is used.
+    /// Local APIC address overrides with values different from the first; the first is used.
     ConflictingApicAddress {
         /// Address used.
         kept: u64,
-        /// Address ignored.
+        /// The first different address ignored.
         ignored: u64,
+        /// How many overrides were ignored for conflicting.
+        count: u32,
     },
     /// The MADT lists no usable processor at all.
     NoUsableCpus,
-    /// An address taken from a table is unusable and was ignored.
+    /// An address taken from a table is unusable and was ignored. (A table repeating the same
+    /// unusable address, such as several zero local APIC address overrides, gives one warning.)
     UnusableAddress {
         /// Table it came from.
         table: Signature,
@@ -303,11 +320,6 @@ pub enum Warning {
         space_id: u8,
         /// The address.
         address: u64,
-    },
-    /// More warnings were produced than fit; this many were dropped.
-    Suppressed {
-        /// Warnings dropped.
-        count: u32,
     },
 }
 
@@ -318,21 +330,67 @@ impl fmt::Display for Warning {
                 table,
                 paddr,
                 reason,
+                count: 1,
             } => write!(f, "skipping {table} table at {paddr:#x}: {reason}"),
+            Self::TableSkipped {
+                table,
+                paddr,
+                reason,
+                count,
+            } => write!(
+                f,
+                "skipping {count} unusable {table} tables; the first, at {paddr:#x}: {reason}"
+            ),
             Self::XsdtFallback { reason } => {
                 write!(f, "XSDT unusable ({reason}); falling back to RSDT")
             }
             Self::RootTrailingBytes { root, extra } => {
                 write!(f, "{root} has {extra} trailing bytes after its last entry")
             }
-            Self::NullRootEntry { root, index } => write!(f, "{root} entry {index} is null"),
-            Self::RootEntryUnreadable { root, index, paddr } => write!(
+            Self::NullRootEntry {
+                root,
+                index,
+                count: 1,
+            } => write!(f, "{root} entry {index} is null"),
+            Self::NullRootEntry { root, index, count } => write!(
+                f,
+                "{count} {root} entries are null (the first is entry {index})"
+            ),
+            Self::RootEntryUnreadable {
+                root,
+                index,
+                paddr,
+                count: 1,
+            } => write!(
                 f,
                 "{root} entry {index} points to unreadable memory at {paddr:#x}"
             ),
-            Self::DuplicateTable { table, paddr } => write!(
+            Self::RootEntryUnreadable {
+                root,
+                index,
+                paddr,
+                count,
+            } => write!(
                 f,
-                "ignoring second {table} table at {paddr:#x}; using the first"
+                "{count} {root} entries point to unreadable memory \
+                 (the first is entry {index}, at {paddr:#x})"
+            ),
+            Self::DuplicateTable {
+                table,
+                paddr,
+                count: 1,
+            } => write!(
+                f,
+                "ignoring second {table} table at {paddr:#x}; using the first valid one"
+            ),
+            Self::DuplicateTable {
+                table,
+                paddr,
+                count,
+            } => write!(
+                f,
+                "ignoring {count} further {table} tables (the first at {paddr:#x}); \
+                 using the first valid one"
             ),
             Self::NoMadt => write!(f, "no usable MADT; only the boot CPU will run"),
             Self::MadtEntryBadLength {
@@ -352,8 +410,8 @@ impl fmt::Display for Warning {
                 cpus,
             } => write!(
                 f,
-                "MADT entry at offset {offset:#x} (type {entry_type}, length {length}) runs past \
-                 table end {table_len:#x}; stopped walking MADT after {cpus} CPUs"
+                "MADT entry at offset {offset:#x} (type {entry_type:#x}, length {length}) runs \
+                 past table end {table_len:#x}; stopped walking MADT after {cpus} CPUs"
             ),
             Self::MadtTrailingByte { offset } => {
                 write!(f, "MADT has a stray byte at offset {offset:#x}")
@@ -363,14 +421,46 @@ impl fmt::Display for Warning {
                 entry_type,
                 length,
                 needed,
+                count: 1,
             } => write!(
                 f,
-                "MADT entry at offset {offset:#x} (type {entry_type}) has length {length}, \
+                "MADT entry at offset {offset:#x} (type {entry_type:#x}) has length {length}, \
                  needs {needed}; skipped"
             ),
-            Self::UnknownMadtEntry { offset, entry_type } => write!(
+            Self::MadtEntryTooShort {
+                offset,
+                entry_type,
+                length,
+                needed,
+                count,
+            } => write!(
                 f,
-                "MADT entry at offset {offset:#x} has unknown type {entry_type:#x}; skipped"
+                "{count} MADT entries of type {entry_type:#x} are shorter than the {needed} \
+                 bytes it needs (the first at offset {offset:#x}, length {length}); skipped"
+            ),
+            Self::UnknownMadtEntry {
+                offset,
+                entry_type,
+                count: 1,
+            } => write!(
+                f,
+                "MADT entry at offset {offset:#x} has reserved type {entry_type:#x}; skipped"
+            ),
+            Self::UnknownMadtEntry {
+                offset,
+                entry_type,
+                count,
+            } => write!(
+                f,
+                "{count} MADT entries of reserved type {entry_type:#x} skipped, \
+                 first at offset {offset:#x}"
+            ),
+            Self::InvalidApicIds {
+                count: 1,
+                first_offset,
+            } => write!(
+                f,
+                "skipped the MADT processor entry at offset {first_offset:#x}: invalid APIC id"
             ),
             Self::InvalidApicIds {
                 count,
@@ -380,26 +470,39 @@ impl fmt::Display for Warning {
                 "skipped {count} MADT processor entries with invalid APIC id \
                  (first at offset {first_offset:#x})"
             ),
-            Self::DuplicateApicId { apic_id, offset } => write!(
+            Self::DuplicateApicId {
+                apic_id,
+                offset,
+                count: 1,
+            } => write!(
                 f,
                 "MADT entry at offset {offset:#x} repeats APIC id {apic_id:#x}; keeping one"
             ),
-            Self::TooManyCpus { kept, ignored } => write!(
-                f,
-                "MADT lists {} CPUs; kept the first {kept}, ignored {ignored}",
-                u64::from(kept) + u64::from(ignored)
-            ),
-            Self::TooManyEntries {
-                what,
-                kept,
-                ignored,
+            Self::DuplicateApicId {
+                apic_id,
+                offset,
+                count,
             } => write!(
                 f,
-                "MADT lists more than {kept} {what} entries; ignored {ignored}"
+                "{count} MADT processor entries repeat an APIC id listed earlier (the first \
+                 repeats id {apic_id:#x} at offset {offset:#x}); keeping one entry per id"
             ),
-            Self::ConflictingApicAddress { kept, ignored } => write!(
+            Self::ConflictingApicAddress {
+                kept,
+                ignored,
+                count: 1,
+            } => write!(
                 f,
                 "conflicting local APIC address overrides: using {kept:#x}, ignoring {ignored:#x}"
+            ),
+            Self::ConflictingApicAddress {
+                kept,
+                ignored,
+                count,
+            } => write!(
+                f,
+                "conflicting local APIC address overrides: using {kept:#x}, ignoring {count} \
+                 others (the first {ignored:#x})"
             ),
             Self::NoUsableCpus => write!(f, "MADT lists no usable CPU"),
             Self::UnusableAddress {
@@ -410,19 +513,78 @@ impl fmt::Display for Warning {
                 f,
                 "{table}: address {address:#x} in address space {space_id} is unusable; ignored"
             ),
-            Self::Suppressed { count } => write!(f, "{count} further warnings suppressed"),
         }
     }
 }
 
-/// Push a warning; when the list is full, the last slot becomes a [`Warning::Suppressed`] counter.
-pub(crate) fn push_warning<const N: usize>(list: &mut ArrayVec<Warning, N>, w: Warning) {
-    if list.try_push(w).is_ok() {
-        return;
+impl Warning {
+    /// Fold `new` into `self` if both report the same aggregated problem (same kind and same
+    /// table), or if they are identical; returns whether it did.
+    fn absorb(&mut self, new: &Self) -> bool {
+        use Warning::*;
+        let bump = |count: &mut u32, more: u32| *count = count.saturating_add(more);
+        match (self, new) {
+            (
+                TableSkipped { table, count, .. },
+                TableSkipped {
+                    table: t, count: c, ..
+                },
+            ) if table == t => bump(count, *c),
+            (
+                NullRootEntry { root, count, .. },
+                NullRootEntry {
+                    root: r, count: c, ..
+                },
+            ) if root == r => bump(count, *c),
+            (
+                RootEntryUnreadable { root, count, .. },
+                RootEntryUnreadable {
+                    root: r, count: c, ..
+                },
+            ) if root == r => bump(count, *c),
+            (
+                DuplicateTable { table, count, .. },
+                DuplicateTable {
+                    table: t, count: c, ..
+                },
+            ) if table == t => bump(count, *c),
+            (old, new) => return *old == *new,
+        }
+        true
     }
-    match list.last_mut() {
-        Some(Warning::Suppressed { count }) => *count = count.saturating_add(1),
-        Some(last) => *last = Warning::Suppressed { count: 2 },
-        None => {}
+}
+
+/// Make room for `additional` more items, or fail with [`AcpiError::OutOfMemory`].
+pub(crate) fn reserve<T>(
+    list: &mut Vec<T>,
+    additional: usize,
+    what: &'static str,
+) -> Result<(), AcpiError> {
+    list.try_reserve_exact(additional)
+        .map_err(|_| AcpiError::OutOfMemory {
+            what,
+            count: list.len().saturating_add(additional),
+        })
+}
+
+/// Append `item`. Lists are reserved at their final size beforehand, so this never grows them
+/// in practice; if one is full anyway it grows fallibly (never aborting on allocation failure).
+pub(crate) fn try_push<T>(list: &mut Vec<T>, item: T, what: &'static str) -> Result<(), AcpiError> {
+    if list.len() == list.capacity() {
+        list.try_reserve(1).map_err(|_| AcpiError::OutOfMemory {
+            what,
+            count: list.len().saturating_add(1),
+        })?;
     }
+    list.push(item);
+    Ok(())
+}
+
+/// Add a warning to a short list (the platform's), folding it into an earlier one of the same
+/// aggregated kind (see [`Warning`]) so the list stays bounded by the number of kinds.
+pub(crate) fn push_warning(list: &mut Vec<Warning>, w: Warning) -> Result<(), AcpiError> {
+    if list.iter_mut().any(|old| old.absorb(&w)) {
+        return Ok(());
+    }
+    try_push(list, w, "ACPI warnings")
 }

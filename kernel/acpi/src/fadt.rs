@@ -3,7 +3,7 @@
 use crate::error::push_warning;
 use crate::sdt::Table;
 use crate::{AcpiError, PhysMem, Signature, Warning};
-use arrayvec::ArrayVec;
+use alloc::vec::Vec;
 
 /// ACPI 1.0 FADT length: everything up to and including the `Flags` field.
 const FADT_V1_LEN: u32 = 116;
@@ -56,38 +56,44 @@ fn read_gas<M: PhysMem + ?Sized>(t: &Table<'_, M>, off: u32) -> Result<(u8, u64)
 }
 
 /// Extract the PM timer from a validated FADT. `Ok(None)` when the platform has none.
-pub(crate) fn parse_fadt<M: PhysMem + ?Sized, const N: usize>(
+///
+/// Every field is read before any warning is added, so a FADT that fails part-way (and is
+/// reported as skipped) adds no warning of its own.
+pub(crate) fn parse_fadt<M: PhysMem + ?Sized>(
     t: &Table<'_, M>,
-    warnings: &mut ArrayVec<Warning, N>,
+    warnings: &mut Vec<Warning>,
 ) -> Result<Option<PmTimer>, AcpiError> {
     t.require_len(FADT_V1_LEN)?;
     let flags = u32::from_le_bytes(t.bytes(FADT_FLAGS)?);
     if flags & FLAG_HW_REDUCED_ACPI != 0 {
         return Ok(None);
     }
-    let is_32bit = flags & FLAG_TMR_VAL_EXT != 0;
-    let timer = |addr| Some(PmTimer { addr, is_32bit });
-
-    if t.len >= FADT_X_PM_TMR_BLK + GAS_LEN {
-        let (space_id, address) = read_gas(t, FADT_X_PM_TMR_BLK)?;
-        if address != 0 {
-            match (space_id, u16::try_from(address)) {
-                (SPACE_MEMORY, _) => return Ok(timer(PmTimerAddr::Mmio(address))),
-                (SPACE_IO, Ok(port)) => return Ok(timer(PmTimerAddr::Port(port))),
-                _ => push_warning(
-                    warnings,
-                    Warning::UnusableAddress {
-                        table: Signature::FADT,
-                        space_id,
-                        address,
-                    },
-                ),
-            }
-        }
-    }
-
+    let x_pm_tmr = if t.len >= FADT_X_PM_TMR_BLK + GAS_LEN {
+        Some(read_gas(t, FADT_X_PM_TMR_BLK)?)
+    } else {
+        None
+    };
     let blk = u32::from_le_bytes(t.bytes(FADT_PM_TMR_BLK)?);
     let len = t.bytes::<1>(FADT_PM_TMR_LEN)?[0];
+
+    let is_32bit = flags & FLAG_TMR_VAL_EXT != 0;
+    let timer = |addr| Some(PmTimer { addr, is_32bit });
+    if let Some((space_id, address)) = x_pm_tmr
+        && address != 0
+    {
+        match (space_id, u16::try_from(address)) {
+            (SPACE_MEMORY, _) => return Ok(timer(PmTimerAddr::Mmio(address))),
+            (SPACE_IO, Ok(port)) => return Ok(timer(PmTimerAddr::Port(port))),
+            _ => push_warning(
+                warnings,
+                Warning::UnusableAddress {
+                    table: Signature::FADT,
+                    space_id,
+                    address,
+                },
+            )?,
+        }
+    }
     if blk == 0 || len < 4 {
         return Ok(None);
     }
@@ -101,16 +107,16 @@ pub(crate) fn parse_fadt<M: PhysMem + ?Sized, const N: usize>(
                     space_id: SPACE_IO,
                     address: u64::from(blk),
                 },
-            );
+            )?;
             Ok(None)
         }
     }
 }
 
 /// Extract the HPET MMIO base from a validated HPET table.
-pub(crate) fn parse_hpet<M: PhysMem + ?Sized, const N: usize>(
+pub(crate) fn parse_hpet<M: PhysMem + ?Sized>(
     t: &Table<'_, M>,
-    warnings: &mut ArrayVec<Warning, N>,
+    warnings: &mut Vec<Warning>,
 ) -> Result<Option<u64>, AcpiError> {
     t.require_len(HPET_BASE_GAS + GAS_LEN)?;
     let (space_id, address) = read_gas(t, HPET_BASE_GAS)?;
@@ -122,7 +128,7 @@ pub(crate) fn parse_hpet<M: PhysMem + ?Sized, const N: usize>(
                 space_id,
                 address,
             },
-        );
+        )?;
         return Ok(None);
     }
     Ok(Some(address))

@@ -7,9 +7,33 @@
 //!
 //! Typical use: find the RSDP ([`find_rsdp`] / [`find_rsdp_in_bios`], or take it from the
 //! bootloader), then call [`discover`].
+//!
+//! # Memory: what sizes the lists, and the bounds
+//!
+//! The crate allocates (it uses `alloc`; the kernel has a heap when it parses ACPI) and never
+//! aborts on allocation failure: every allocation goes through `try_reserve*`, and a failure is
+//! [`AcpiError::OutOfMemory`].
+//!
+//! - [`Madt`]: a first pass over the entry headers counts each kind of entry; each list
+//!   (`cpus`, `io_apics`, `overrides`, `nmi_sources`, `local_nmis`) is then reserved once, at
+//!   that size, before the entries are decoded. There is no fixed cap on CPUs or on anything
+//!   else: the table is at most [`MAX_TABLE_LEN`] (1 MiB), which bounds every list (at most
+//!   131,066 eight-byte processor entries, 65,533 sixteen-byte x2APIC ones). Limits on what the
+//!   kernel can run belong to the kernel, which sees every CPU the firmware lists.
+//!   Duplicate APIC ids are resolved once at the end by sorting a scratch list of ids
+//!   (`O(N log N)`, one more allocation of `N` entries, and one of `N` flags if any id repeats).
+//! - Warnings: repeated per-entry problems of one kind are aggregated into one [`Warning`]
+//!   carrying a count and the first occurrence, so a table cannot crowd out the warnings that
+//!   matter. The MADT's warning list is reserved at its exact size after the walk (at most
+//!   one per reserved entry type, one per known entry type that is too short, and a handful of
+//!   summaries). [`Platform::warnings`] holds at most about 15 (one per kind and table).
+//! - Scratch space on the stack is small: a 256-byte entry buffer and a ~1.5 KiB tally of
+//!   per-type counters during the MADT walk.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+
+extern crate alloc;
 
 mod error;
 mod fadt;
@@ -26,14 +50,20 @@ pub use madt::{
 pub use platform::{Platform, discover};
 pub use sdt::{MAX_RSDP_LEN, MAX_TABLE_LEN, Rsdp, find_rsdp, find_rsdp_in_bios, parse_rsdp};
 
-/// Maximum number of CPUs recorded; further ones produce [`Warning::TooManyCpus`].
-pub const MAX_CPUS: usize = 256;
-
 /// Read access to physical memory. The kernel implements it over its physical map; tests
 /// implement it over a fake.
+///
+/// # Contract
+///
+/// `read` must return an error (typically [`AcpiError::Read`]), never fault, hang or panic,
+/// for **any** range it cannot read: unmapped memory, a page it leaves unmapped on purpose
+/// (such as page 0, which holds the BIOS data area), addresses beyond what it maps, and ranges
+/// whose end overflows. This crate probes addresses taken from firmware (the EBDA pointer at
+/// `0x40E`, table pointers in the RSDT/XSDT) and relies on a failed read to skip them: a
+/// failed read is never taken as data.
 pub trait PhysMem {
-    /// Fill `buf` with the bytes at physical addresses `paddr..paddr + buf.len()`.
-    /// Must fail (typically with [`AcpiError::Read`]) rather than fault on unmapped memory.
+    /// Fill `buf` with the bytes at physical addresses `paddr..paddr + buf.len()`, or fail
+    /// without touching memory it cannot read (see the trait's contract).
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), AcpiError>;
 }
 

@@ -1,9 +1,13 @@
 //! MADT ("APIC" table) parsing: processors, I/O APICs, interrupt overrides, NMIs.
+//!
+//! Two passes over the entries: the first reads only the entry headers and counts each kind,
+//! so every list is reserved once at its final size; the second decodes. Duplicate APIC ids
+//! are resolved after the walk by sorting (see [`Madt`]).
 
-use crate::error::push_warning;
+use crate::error::{reserve, try_push};
 use crate::sdt::{Table, load_table};
-use crate::{AcpiError, MAX_CPUS, PhysMem, Signature, SliceMem, Warning};
-use arrayvec::ArrayVec;
+use crate::{AcpiError, PhysMem, Signature, SliceMem, Warning};
+use alloc::vec::Vec;
 
 /// Header plus the local APIC address and flags fields.
 const MADT_FIXED_LEN: u32 = 44;
@@ -153,38 +157,162 @@ pub struct IsaIrq {
 }
 
 /// The parsed MADT.
+///
+/// Every list keeps all entries the table lists, in table order; nothing is capped (the
+/// table's 1 MiB limit bounds them). Each list is allocated once, at the size a first pass
+/// over the entry headers counted.
 #[derive(Clone, Debug)]
 pub struct Madt {
     /// Local APIC physical address (32-bit field, replaced by a type-5 override if present).
     pub local_apic_addr: u64,
     /// Flags bit 0: dual 8259 PICs are present and must be masked.
     pub pcat_compat: bool,
-    /// Processors in table order, distinct APIC ids, at most [`MAX_CPUS`].
-    pub cpus: ArrayVec<Cpu, MAX_CPUS>,
+    /// Processors in table order, with distinct APIC ids, including disabled ones (see
+    /// [`Madt::usable_cpus`]). Entries with an invalid APIC id are left out
+    /// ([`Warning::InvalidApicIds`]); when several entries share an APIC id, one is kept at
+    /// the place of the first: the first usable one, or the first if none is usable
+    /// ([`Warning::DuplicateApicId`]).
+    pub cpus: Vec<Cpu>,
     /// I/O APICs.
-    pub io_apics: ArrayVec<IoApic, 16>,
+    pub io_apics: Vec<IoApic>,
     /// Interrupt source overrides.
-    pub overrides: ArrayVec<IntOverride, 32>,
+    pub overrides: Vec<IntOverride>,
     /// NMI sources.
-    pub nmi_sources: ArrayVec<NmiSource, 8>,
-    /// Local APIC NMI pins.
-    pub local_nmis: ArrayVec<LocalNmi, 16>,
-    /// Non-fatal problems found while parsing.
-    pub warnings: ArrayVec<Warning, 16>,
+    pub nmi_sources: Vec<NmiSource>,
+    /// Local APIC NMI pins (firmware often lists one per processor).
+    pub local_nmis: Vec<LocalNmi>,
+    /// Non-fatal problems found while parsing, repeated ones aggregated (see [`Warning`]).
+    pub warnings: Vec<Warning>,
 }
 
-/// Counters gathered during the walk, turned into summary warnings at the end.
-#[derive(Default)]
-struct Walk {
-    invalid_ids: u32,
-    first_invalid: u32,
-    extra_cpus: u32,
-    extra_io_apics: u32,
-    extra_overrides: u32,
-    extra_nmi_sources: u32,
-    extra_local_nmis: u32,
-    addr_override: Option<u64>,
+/// Entry types this crate decodes, with the minimum length of each.
+fn needed_len(entry_type: u8) -> Option<u8> {
+    Some(match entry_type {
+        0 => 8,
+        1 => 12,
+        2 => 10,
+        3 => 8,
+        4 => 6,
+        5 => 12,
+        9 => 16,
+        0xA => 12,
+        _ => return None,
+    })
 }
+
+/// Types that are defined by the spec but irrelevant here (IA-64 SAPIC, platform interrupt
+/// sources, GIC/RISC-V/LoongArch structures, MP wakeup) or OEM-reserved: skipped silently.
+/// Every other type without a [`needed_len`] is reserved: skipped with a warning.
+fn ignored_type(entry_type: u8) -> bool {
+    matches!(entry_type, 6..=8 | 0xB..=0x1B | 0x80..=0xFF)
+}
+
+/// One step of the walk over the entry area.
+enum Step {
+    /// A whole entry lies at the offset looked at.
+    Entry { entry_type: u8, length: u8 },
+    /// The walk stops here with this warning (its `cpus` field is filled in at the end).
+    Stop(Warning),
+    /// The entry area ends exactly at the table end.
+    End,
+}
+
+/// Look at the entry header at `off`. Both passes use this, so they see the same entries.
+fn step<M: PhysMem + ?Sized>(t: &Table<'_, M>, off: u32) -> Result<Step, AcpiError> {
+    if off >= t.len {
+        return Ok(Step::End);
+    }
+    let remaining = t.len - off;
+    if remaining < 2 {
+        return Ok(Step::Stop(Warning::MadtTrailingByte { offset: off }));
+    }
+    let [entry_type, length] = t.bytes::<2>(off)?;
+    if length < 2 {
+        return Ok(Step::Stop(Warning::MadtEntryBadLength {
+            offset: off,
+            length,
+            cpus: 0,
+        }));
+    }
+    if u32::from(length) > remaining {
+        return Ok(Step::Stop(Warning::MadtEntryTruncated {
+            offset: off,
+            entry_type,
+            length,
+            table_len: t.len,
+            cpus: 0,
+        }));
+    }
+    Ok(Step::Entry { entry_type, length })
+}
+
+/// How many entries of each kind the table holds (first pass). Entries that turn out to be
+/// too short or to carry an invalid APIC id are counted too: these are upper bounds.
+#[derive(Default)]
+struct Counts {
+    cpus: usize,
+    io_apics: usize,
+    overrides: usize,
+    nmi_sources: usize,
+    local_nmis: usize,
+}
+
+impl Counts {
+    fn of<M: PhysMem + ?Sized>(t: &Table<'_, M>) -> Result<Self, AcpiError> {
+        let mut n = Self::default();
+        let mut off = MADT_FIXED_LEN;
+        // Every iteration advances `off` by at least 2 or breaks, so the walk terminates.
+        while let Step::Entry { entry_type, length } = step(t, off)? {
+            match entry_type {
+                0 | 9 => n.cpus += 1,
+                1 => n.io_apics += 1,
+                2 => n.overrides += 1,
+                3 => n.nmi_sources += 1,
+                4 | 0xA => n.local_nmis += 1,
+                _ => {}
+            }
+            off += u32::from(length);
+        }
+        Ok(n)
+    }
+}
+
+/// Count and first occurrence of one kind of per-entry problem.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    count: u32,
+    first_offset: u32,
+    /// Length byte (too-short entries) of the first occurrence.
+    first_length: u8,
+}
+
+impl Tally {
+    fn note(&mut self, off: u32, length: u8) {
+        if self.count == 0 {
+            self.first_offset = off;
+            self.first_length = length;
+        }
+        self.count = self.count.saturating_add(1);
+    }
+}
+
+/// Per-entry problems gathered during the walk, turned into aggregated warnings at the end.
+struct Walk {
+    /// Reserved entry types (all below 0x80), by type.
+    reserved: [Tally; 0x80],
+    /// Known entry types (all up to 0xA) shorter than they need, by type.
+    too_short: [Tally; 0xB],
+    invalid_ids: Tally,
+    zero_apic_addr: bool,
+    addr_override: Option<u64>,
+    conflicting_addr: Option<(u64, u32)>,
+    stop: Option<Warning>,
+    /// Every processor the walk added to `cpus`.
+    ids: Vec<IdSlot>,
+}
+
+/// (APIC id, index in `Madt::cpus`, entry offset): sorted to find repeated APIC ids.
+type IdSlot = (u32, u32, u32);
 
 fn u16_at(e: &[u8], at: usize) -> u16 {
     e.get(at..at + 2)
@@ -206,13 +334,6 @@ fn u64_at(e: &[u8], at: usize) -> u64 {
 
 fn u8_at(e: &[u8], at: usize) -> u8 {
     e.get(at).copied().unwrap_or(0)
-}
-
-/// Push onto a bounded list, counting what does not fit.
-fn push_or_count<T, const N: usize>(list: &mut ArrayVec<T, N>, item: T, extra: &mut u32) {
-    if list.try_push(item).is_err() {
-        *extra = extra.saturating_add(1);
-    }
 }
 
 /// Validate (signature, length, checksum) and parse the MADT at `paddr`.
@@ -254,99 +375,80 @@ impl Madt {
 
     pub(crate) fn from_table<M: PhysMem + ?Sized>(t: &Table<'_, M>) -> Result<Self, AcpiError> {
         t.require_len(MADT_FIXED_LEN)?;
+        let counts = Counts::of(t)?;
         let mut madt = Self {
             local_apic_addr: u64::from(u32::from_le_bytes(t.bytes(36)?)),
             pcat_compat: u32::from_le_bytes(t.bytes(40)?) & 1 != 0,
-            cpus: ArrayVec::new(),
-            io_apics: ArrayVec::new(),
-            overrides: ArrayVec::new(),
-            nmi_sources: ArrayVec::new(),
-            local_nmis: ArrayVec::new(),
-            warnings: ArrayVec::new(),
+            cpus: Vec::new(),
+            io_apics: Vec::new(),
+            overrides: Vec::new(),
+            nmi_sources: Vec::new(),
+            local_nmis: Vec::new(),
+            warnings: Vec::new(),
         };
-        let mut w = Walk::default();
+        reserve(&mut madt.cpus, counts.cpus, CPUS)?;
+        reserve(&mut madt.io_apics, counts.io_apics, IO_APICS)?;
+        reserve(&mut madt.overrides, counts.overrides, OVERRIDES)?;
+        reserve(&mut madt.nmi_sources, counts.nmi_sources, NMI_SOURCES)?;
+        reserve(&mut madt.local_nmis, counts.local_nmis, LOCAL_NMIS)?;
+        let mut w = Walk {
+            reserved: [Tally::default(); 0x80],
+            too_short: [Tally::default(); 0xB],
+            invalid_ids: Tally::default(),
+            zero_apic_addr: false,
+            addr_override: None,
+            conflicting_addr: None,
+            stop: None,
+            ids: Vec::new(),
+        };
+        reserve(&mut w.ids, counts.cpus, SCRATCH)?;
         let mut off = MADT_FIXED_LEN;
         let mut buf = [0u8; 256];
         // Every iteration advances `off` by at least 2 or breaks, so the walk terminates.
-        while off < t.len {
-            let remaining = t.len - off;
-            if remaining < 2 {
-                madt.warn(Warning::MadtTrailingByte { offset: off });
-                break;
+        loop {
+            match step(t, off)? {
+                Step::Entry { length, .. } => {
+                    let entry = &mut buf[..usize::from(length)];
+                    t.read(off, entry)?;
+                    madt.entry(&mut w, off, entry)?;
+                    off += u32::from(length);
+                }
+                Step::Stop(warning) => {
+                    w.stop = Some(warning);
+                    break;
+                }
+                Step::End => break,
             }
-            let [entry_type, length] = t.bytes::<2>(off)?;
-            if length < 2 {
-                let cpus = madt.cpus.len() as u32;
-                madt.warn(Warning::MadtEntryBadLength {
-                    offset: off,
-                    length,
-                    cpus,
-                });
-                break;
-            }
-            if u32::from(length) > remaining {
-                let cpus = madt.cpus.len() as u32;
-                madt.warn(Warning::MadtEntryTruncated {
-                    offset: off,
-                    entry_type,
-                    length,
-                    table_len: t.len,
-                    cpus,
-                });
-                break;
-            }
-            let entry = &mut buf[..usize::from(length)];
-            t.read(off, entry)?;
-            madt.entry(&mut w, off, entry);
-            off += u32::from(length);
         }
-        madt.finish(&w);
+        madt.finish(w)?;
         Ok(madt)
     }
 
-    fn warn(&mut self, w: Warning) {
-        push_warning(&mut self.warnings, w);
-    }
-
     /// Handle one complete entry (`e` includes the type and length bytes).
-    fn entry(&mut self, w: &mut Walk, off: u32, e: &[u8]) {
+    fn entry(&mut self, w: &mut Walk, off: u32, e: &[u8]) -> Result<(), AcpiError> {
         let entry_type = u8_at(e, 0);
-        let needed: u8 = match entry_type {
-            0 => 8,
-            1 => 12,
-            2 => 10,
-            3 => 8,
-            4 => 6,
-            5 => 12,
-            9 => 16,
-            0xA => 12,
-            // Defined by the spec but irrelevant here (IA-64 SAPIC, platform interrupt
-            // sources, GIC/RISC-V/LoongArch structures, MP wakeup) or OEM-reserved.
-            6..=8 | 0xB..=0x1B | 0x80..=0xFF => return,
-            _ => {
-                self.warn(Warning::UnknownMadtEntry {
-                    offset: off,
-                    entry_type,
-                });
-                return;
+        let length = e.len() as u8;
+        let Some(needed) = needed_len(entry_type) else {
+            if !ignored_type(entry_type)
+                && let Some(tally) = w.reserved.get_mut(usize::from(entry_type))
+            {
+                tally.note(off, length);
             }
+            return Ok(());
         };
-        if e.len() < usize::from(needed) {
-            self.warn(Warning::MadtEntryTooShort {
-                offset: off,
-                entry_type,
-                length: e.len() as u8,
-                needed,
-            });
-            return;
+        if length < needed {
+            if let Some(tally) = w.too_short.get_mut(usize::from(entry_type)) {
+                tally.note(off, length);
+            }
+            return Ok(());
         }
         match entry_type {
             0 => {
                 let flags = u32_at(e, 4);
                 let apic_id = u8_at(e, 3);
                 if apic_id == 0xFF {
-                    w.note_invalid(off);
-                    return;
+                    w.invalid_ids.note(off, length);
+                    return Ok(());
                 }
                 self.add_cpu(
                     w,
@@ -358,14 +460,14 @@ impl Madt {
                         online_capable: flags & 2 != 0,
                         x2apic_entry: false,
                     },
-                );
+                )?;
             }
             9 => {
                 let apic_id = u32_at(e, 4);
                 let flags = u32_at(e, 8);
                 if apic_id == u32::MAX {
-                    w.note_invalid(off);
-                    return;
+                    w.invalid_ids.note(off, length);
+                    return Ok(());
                 }
                 self.add_cpu(
                     w,
@@ -377,7 +479,7 @@ impl Madt {
                         online_capable: flags & 2 != 0,
                         x2apic_entry: true,
                     },
-                );
+                )?;
             }
             1 => {
                 let io = IoApic {
@@ -385,7 +487,7 @@ impl Madt {
                     address: u64::from(u32_at(e, 4)),
                     gsi_base: u32_at(e, 8),
                 };
-                push_or_count(&mut self.io_apics, io, &mut w.extra_io_apics);
+                try_push(&mut self.io_apics, io, IO_APICS)?;
             }
             2 => {
                 let flags = u16_at(e, 8);
@@ -396,7 +498,7 @@ impl Madt {
                     polarity: Polarity::from_flags(flags),
                     trigger: TriggerMode::from_flags(flags),
                 };
-                push_or_count(&mut self.overrides, ov, &mut w.extra_overrides);
+                try_push(&mut self.overrides, ov, OVERRIDES)?;
             }
             3 => {
                 let flags = u16_at(e, 2);
@@ -405,7 +507,7 @@ impl Madt {
                     polarity: Polarity::from_flags(flags),
                     trigger: TriggerMode::from_flags(flags),
                 };
-                push_or_count(&mut self.nmi_sources, src, &mut w.extra_nmi_sources);
+                try_push(&mut self.nmi_sources, src, NMI_SOURCES)?;
             }
             4 => {
                 let uid = u8_at(e, 2);
@@ -421,7 +523,7 @@ impl Madt {
                     trigger: TriggerMode::from_flags(flags),
                     x2apic_entry: false,
                 };
-                push_or_count(&mut self.local_nmis, nmi, &mut w.extra_local_nmis);
+                try_push(&mut self.local_nmis, nmi, LOCAL_NMIS)?;
             }
             0xA => {
                 let flags = u16_at(e, 2);
@@ -437,98 +539,160 @@ impl Madt {
                     trigger: TriggerMode::from_flags(flags),
                     x2apic_entry: true,
                 };
-                push_or_count(&mut self.local_nmis, nmi, &mut w.extra_local_nmis);
+                try_push(&mut self.local_nmis, nmi, LOCAL_NMIS)?;
             }
             5 => {
                 let addr = u64_at(e, 4);
                 match w.addr_override {
-                    _ if addr == 0 => self.warn(Warning::UnusableAddress {
-                        table: Signature::MADT,
-                        space_id: 0,
-                        address: 0,
-                    }),
+                    _ if addr == 0 => w.zero_apic_addr = true,
                     None => w.addr_override = Some(addr),
-                    Some(kept) if kept != addr => self.warn(Warning::ConflictingApicAddress {
-                        kept,
-                        ignored: addr,
-                    }),
+                    Some(kept) if kept != addr => {
+                        let (first, count) = w.conflicting_addr.unwrap_or((addr, 0));
+                        w.conflicting_addr = Some((first, count.saturating_add(1)));
+                    }
                     Some(_) => {}
                 }
             }
             _ => {}
         }
+        Ok(())
     }
 
-    /// Add a processor, enforcing distinct APIC ids and the [`MAX_CPUS`] cap.
-    fn add_cpu(&mut self, w: &mut Walk, off: u32, cpu: Cpu) {
-        if let Some(existing) = self.cpus.iter_mut().find(|c| c.apic_id == cpu.apic_id) {
-            if !existing.usable() && cpu.usable() {
-                *existing = cpu;
-            }
-            self.warn(Warning::DuplicateApicId {
-                apic_id: cpu.apic_id,
-                offset: off,
-            });
-            return;
+    /// Record a processor; duplicates are resolved in [`Madt::resolve_duplicates`].
+    fn add_cpu(&mut self, w: &mut Walk, off: u32, cpu: Cpu) -> Result<(), AcpiError> {
+        let index = self.cpus.len() as u32;
+        try_push(&mut self.cpus, cpu, CPUS)?;
+        try_push(&mut w.ids, (cpu.apic_id, index, off), SCRATCH)
+    }
+
+    /// Keep one processor per APIC id, at the place of the first entry with that id: the
+    /// first usable entry in table order, or the first entry if none is usable. Returns the
+    /// aggregated [`Warning::DuplicateApicId`], if any id repeats.
+    ///
+    /// `O(N log N)`: sorts the (id, index, offset) list instead of searching `cpus` per entry.
+    fn resolve_duplicates(&mut self, ids: &mut [IdSlot]) -> Result<Option<Warning>, AcpiError> {
+        // Indices are distinct, so the order is total and the unstable sort deterministic.
+        ids.sort_unstable();
+        if !ids.windows(2).any(|p| p[0].0 == p[1].0) {
+            return Ok(None);
         }
-        push_or_count(&mut self.cpus, cpu, &mut w.extra_cpus);
+        let mut keep = Vec::new();
+        reserve(&mut keep, self.cpus.len(), SCRATCH)?;
+        keep.resize(self.cpus.len(), true);
+        // (count, offset of the first repeating entry, its id)
+        let (mut count, mut first_offset, mut first_id) = (0u32, u32::MAX, 0u32);
+        for group in ids.chunk_by(|a, b| a.0 == b.0) {
+            let [(_, first, _), repeats @ ..] = group else {
+                continue;
+            };
+            let first = *first as usize;
+            let usable = |&&(_, i, _): &&IdSlot| self.cpus.get(i as usize).is_some_and(Cpu::usable);
+            if !self.cpus.get(first).is_some_and(Cpu::usable)
+                && let Some(&(_, later, _)) = repeats.iter().find(usable)
+                && let Some(&cpu) = self.cpus.get(later as usize)
+                && let Some(slot) = self.cpus.get_mut(first)
+            {
+                *slot = cpu;
+            }
+            for &(apic_id, index, off) in repeats {
+                if let Some(k) = keep.get_mut(index as usize) {
+                    *k = false;
+                }
+                count = count.saturating_add(1);
+                if off < first_offset {
+                    (first_offset, first_id) = (off, apic_id);
+                }
+            }
+        }
+        let mut kept = keep.iter();
+        self.cpus.retain(|_| kept.next().copied().unwrap_or(true));
+        Ok(Some(Warning::DuplicateApicId {
+            apic_id: first_id,
+            offset: first_offset,
+            count,
+        }))
     }
 
-    /// Apply the address override and emit summary warnings.
-    fn finish(&mut self, w: &Walk) {
+    /// Apply the address override, resolve duplicate APIC ids and emit the warnings:
+    /// the walk's stop, then per-entry problems (aggregated), then summaries.
+    fn finish(&mut self, mut w: Walk) -> Result<(), AcpiError> {
         if let Some(addr) = w.addr_override {
             self.local_apic_addr = addr;
         }
-        if w.invalid_ids > 0 {
-            self.warn(Warning::InvalidApicIds {
-                count: w.invalid_ids,
-                first_offset: w.first_invalid,
-            });
+        let duplicates = self.resolve_duplicates(&mut w.ids)?;
+        // Free the scratch list before the warnings are allocated.
+        drop(core::mem::take(&mut w.ids));
+        let mut stop = w.stop;
+        if let Some(
+            Warning::MadtEntryBadLength { cpus, .. } | Warning::MadtEntryTruncated { cpus, .. },
+        ) = &mut stop
+        {
+            *cpus = self.cpus.len() as u32;
         }
-        if w.extra_cpus > 0 {
-            self.warn(Warning::TooManyCpus {
-                kept: MAX_CPUS as u32,
-                ignored: w.extra_cpus,
-            });
-        }
-        let lists = [
-            ("I/O APIC", self.io_apics.capacity(), w.extra_io_apics),
-            (
-                "interrupt override",
-                self.overrides.capacity(),
-                w.extra_overrides,
-            ),
-            (
-                "NMI source",
-                self.nmi_sources.capacity(),
-                w.extra_nmi_sources,
-            ),
-            (
-                "local APIC NMI",
-                self.local_nmis.capacity(),
-                w.extra_local_nmis,
-            ),
-        ];
-        for (what, cap, ignored) in lists {
-            if ignored > 0 {
-                self.warn(Warning::TooManyEntries {
-                    what,
-                    kept: cap as u32,
-                    ignored,
+        let reserved =
+            (0u8..)
+                .zip(w.reserved)
+                .filter(|(_, t)| t.count > 0)
+                .map(|(entry_type, t)| Warning::UnknownMadtEntry {
+                    offset: t.first_offset,
+                    entry_type,
+                    count: t.count,
                 });
-            }
+        let too_short =
+            (0u8..)
+                .zip(w.too_short)
+                .filter(|(_, t)| t.count > 0)
+                .map(|(entry_type, t)| Warning::MadtEntryTooShort {
+                    offset: t.first_offset,
+                    entry_type,
+                    length: t.first_length,
+                    needed: needed_len(entry_type).unwrap_or(0),
+                    count: t.count,
+                });
+        let invalid = (w.invalid_ids.count > 0).then_some(Warning::InvalidApicIds {
+            count: w.invalid_ids.count,
+            first_offset: w.invalid_ids.first_offset,
+        });
+        let zero_addr = w.zero_apic_addr.then_some(Warning::UnusableAddress {
+            table: Signature::MADT,
+            space_id: 0,
+            address: 0,
+        });
+        let conflicting =
+            w.addr_override
+                .zip(w.conflicting_addr)
+                .map(|(kept, (ignored, count))| Warning::ConflictingApicAddress {
+                    kept,
+                    ignored,
+                    count,
+                });
+        let no_cpus = self
+            .usable_cpus()
+            .next()
+            .is_none()
+            .then_some(Warning::NoUsableCpus);
+        let all = stop
+            .into_iter()
+            .chain(reserved)
+            .chain(too_short)
+            .chain(invalid)
+            .chain(duplicates)
+            .chain(zero_addr)
+            .chain(conflicting)
+            .chain(no_cpus);
+        reserve(&mut self.warnings, all.clone().count(), WARNINGS)?;
+        for warning in all {
+            try_push(&mut self.warnings, warning, WARNINGS)?;
         }
-        if self.usable_cpus().next().is_none() {
-            self.warn(Warning::NoUsableCpus);
-        }
+        Ok(())
     }
 }
 
-impl Walk {
-    fn note_invalid(&mut self, off: u32) {
-        if self.invalid_ids == 0 {
-            self.first_invalid = off;
-        }
-        self.invalid_ids = self.invalid_ids.saturating_add(1);
-    }
-}
+// What each list holds, for `AcpiError::OutOfMemory`.
+const CPUS: &str = "MADT processor entries";
+const IO_APICS: &str = "MADT I/O APIC entries";
+const OVERRIDES: &str = "MADT interrupt source override entries";
+const NMI_SOURCES: &str = "MADT NMI source entries";
+const LOCAL_NMIS: &str = "MADT local APIC NMI entries";
+const SCRATCH: &str = "MADT processor entries (duplicate id check)";
+const WARNINGS: &str = "MADT warnings";

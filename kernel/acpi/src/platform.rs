@@ -1,11 +1,17 @@
 //! Top-level discovery: RSDP -> RSDT/XSDT -> MADT, FADT, HPET.
 
-use crate::error::push_warning;
+use crate::error::{push_warning, reserve};
 use crate::fadt::{PmTimer, parse_fadt, parse_hpet};
 use crate::madt::Madt;
 use crate::sdt::{RootTable, Rsdp, load_table, parse_rsdp, read_signature};
 use crate::{AcpiError, PhysMem, Signature, Warning};
-use arrayvec::ArrayVec;
+use alloc::vec::Vec;
+
+/// Upper bound on [`Platform::warnings`] once aggregated: XSDT fallback, root trailing bytes,
+/// null and unreadable root entries (1 each); duplicate and skipped tables (1 per signature
+/// parsed: MADT, FADT, HPET); FADT unusable addresses (2); HPET unusable address (1); no MADT.
+/// Reserved up front; exceeding it would only grow the list (fallibly).
+const PLATFORM_WARNINGS: usize = 15;
 
 /// Everything the kernel needs from ACPI to bring up CPUs and interrupt controllers.
 #[derive(Clone, Debug)]
@@ -16,8 +22,9 @@ pub struct Platform {
     pub root_table: Signature,
     /// The MADT, or `None` if missing or corrupt (run on the boot CPU only).
     pub madt: Option<Madt>,
-    /// Non-fatal problems outside the MADT (MADT-internal ones are in `madt.warnings`).
-    pub warnings: ArrayVec<Warning, 16>,
+    /// Non-fatal problems outside the MADT (MADT-internal ones are in `madt.warnings`),
+    /// repeated ones aggregated (see [`Warning`]): about 15 at most.
+    pub warnings: Vec<Warning>,
     /// HPET MMIO base address, if an HPET table is present and sane.
     pub hpet: Option<u64>,
     /// The ACPI PM timer from the FADT, if present.
@@ -43,13 +50,13 @@ impl Platform {
 fn select_root<'m, M: PhysMem + ?Sized>(
     mem: &'m M,
     rsdp: &Rsdp,
-    warnings: &mut ArrayVec<Warning, 16>,
+    warnings: &mut Vec<Warning>,
 ) -> Result<RootTable<'m, M>, AcpiError> {
     if let Some(xsdt) = rsdp.xsdt_addr {
         match RootTable::xsdt(mem, xsdt) {
             Ok(root) => return Ok(root),
             Err(reason) if rsdp.rsdt_addr != 0 => {
-                push_warning(warnings, Warning::XsdtFallback { reason });
+                push_warning(warnings, Warning::XsdtFallback { reason })?;
             }
             Err(e) => return Err(e),
         }
@@ -62,11 +69,14 @@ fn select_root<'m, M: PhysMem + ?Sized>(
 
 /// Discover the platform from the RSDP at `rsdp_paddr`.
 ///
-/// Fails only if the RSDP or the root table (XSDT/RSDT) is unusable. A missing or corrupt
-/// MADT, FADT or HPET table yields `None` in that field plus a warning.
+/// Fails only if the RSDP or the root table (XSDT/RSDT) is unusable, or if the heap cannot
+/// hold the platform's short warning list ([`AcpiError::OutOfMemory`]). A missing or corrupt
+/// MADT, FADT or HPET table (including one too large for the heap) yields `None` in that
+/// field plus a warning.
 pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platform, AcpiError> {
     let rsdp = parse_rsdp(mem, rsdp_paddr)?;
-    let mut warnings = ArrayVec::new();
+    let mut warnings = Vec::new();
+    reserve(&mut warnings, PLATFORM_WARNINGS, "ACPI warnings")?;
     let root = select_root(mem, &rsdp, &mut warnings)?;
     let root_sig = root.table.sig;
     if root.trailing_bytes() != 0 {
@@ -76,7 +86,7 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
                 root: root_sig,
                 extra: root.trailing_bytes(),
             },
-        );
+        )?;
     }
     let mut p = Platform {
         rsdp,
@@ -93,7 +103,8 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
             p.warn(Warning::NullRootEntry {
                 root: root_sig,
                 index,
-            });
+                count: 1,
+            })?;
             continue;
         }
         let Ok(sig) = read_signature(mem, paddr) else {
@@ -101,7 +112,8 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
                 root: root_sig,
                 index,
                 paddr,
-            });
+                count: 1,
+            })?;
             continue;
         };
         let have = match sig {
@@ -111,7 +123,11 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
             _ => continue,
         };
         if have {
-            p.warn(Warning::DuplicateTable { table: sig, paddr });
+            p.warn(Warning::DuplicateTable {
+                table: sig,
+                paddr,
+                count: 1,
+            })?;
             continue;
         }
         let result = load_table(mem, paddr, sig).and_then(|t| match sig {
@@ -130,17 +146,18 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
                 table: sig,
                 paddr,
                 reason,
-            });
+                count: 1,
+            })?;
         }
     }
     if p.madt.is_none() {
-        p.warn(Warning::NoMadt);
+        p.warn(Warning::NoMadt)?;
     }
     Ok(p)
 }
 
 impl Platform {
-    fn warn(&mut self, w: Warning) {
-        push_warning(&mut self.warnings, w);
+    fn warn(&mut self, w: Warning) -> Result<(), AcpiError> {
+        push_warning(&mut self.warnings, w)
     }
 }

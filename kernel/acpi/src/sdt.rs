@@ -142,21 +142,33 @@ pub fn find_rsdp(area: &[u8], area_base: u64) -> Option<u64> {
         .find(|&paddr| parse_rsdp(&mem, paddr).is_ok())
 }
 
+/// Physical address of the BIOS data area word holding the EBDA segment.
+const BDA_EBDA_SEGMENT: u64 = 0x40E;
+/// The EBDA lies in conventional memory, below the video area at 0xA0000.
+const EBDA_AREA: core::ops::Range<u64> = 0x400..0xA0000;
+/// The spec says the RSDP may be in the first 1 KiB of the EBDA.
+const EBDA_SCAN_LEN: u64 = 1024;
+/// The BIOS read-only area, the other place the RSDP may be.
+const BIOS_AREA: core::ops::Range<u64> = 0xE0000..0x100000;
+
 /// Look for the RSDP the legacy-BIOS way through `mem`: first 1 KiB of the EBDA (segment
-/// read from 0x40E), then 0xE0000..0x100000. Not applicable on UEFI-only machines, where the
-/// bootloader hands over the RSDP address.
+/// read from the BIOS data area at 0x40E), then 0xE0000..0x100000. Not applicable on
+/// UEFI-only machines, where the bootloader hands over the RSDP address.
+///
+/// Every read may fail (see [`PhysMem`]'s contract): if the EBDA pointer cannot be read (a
+/// kernel that leaves page 0 unmapped refuses it) or points outside conventional memory, only
+/// the BIOS area is scanned; unreadable candidates are skipped. A failed read is never taken as
+/// a pointer or as a match. `None` if nothing valid is found.
 pub fn find_rsdp_in_bios<M: PhysMem + ?Sized>(mem: &M) -> Option<u64> {
     let mut seg = [0u8; 2];
-    let ebda = match mem.read(0x40E, &mut seg) {
-        Ok(()) => u64::from(u16::from_le_bytes(seg)) << 4,
-        Err(_) => 0,
-    };
-    let ebda_range = (0x400..0xA0000)
-        .contains(&ebda)
-        .then_some(ebda..ebda + 1024);
-    ebda_range
-        .into_iter()
-        .chain(core::iter::once(0xE0000..0x100000))
+    let ebda = mem
+        .read(BDA_EBDA_SEGMENT, &mut seg)
+        .ok()
+        .map(|()| u64::from(u16::from_le_bytes(seg)) << 4)
+        .filter(|base| EBDA_AREA.contains(base))
+        .map(|base| base..(base + EBDA_SCAN_LEN).min(EBDA_AREA.end));
+    ebda.into_iter()
+        .chain(core::iter::once(BIOS_AREA))
         .flat_map(|r| r.step_by(16))
         .find(|&paddr| {
             let mut sig = [0u8; 8];

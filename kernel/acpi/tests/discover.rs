@@ -242,8 +242,80 @@ fn duplicate_tables_first_valid_wins() {
         p.warnings[1],
         Warning::DuplicateTable {
             table: Signature::MADT,
-            paddr: table_addr(2)
+            paddr: table_addr(2),
+            count: 1
         }
+    );
+}
+
+#[test]
+fn repeated_table_problems_are_aggregated() {
+    // Three corrupt MADTs, a good one, then three more copies; plus null entries.
+    let mut bad = MadtBuilder::qemu(8).build();
+    bad[9] ^= 1;
+    let good = MadtBuilder::qemu(2).build();
+    let tables = [
+        bad.clone(),
+        bad.clone(),
+        bad,
+        good.clone(),
+        good.clone(),
+        good.clone(),
+        good,
+    ];
+    let mut mem = machine(&tables, Root::Xsdt);
+    let mut entries: Vec<u64> = (0..tables.len()).map(table_addr).collect();
+    entries.extend([0, 0, 0xDEAD_0000, 0xBEEF_0000]);
+    mem.put(XSDT_ADDR, xsdt(&entries));
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.madt.as_ref().unwrap().cpus.len(), 2);
+    assert!(
+        matches!(
+            p.warnings.as_slice(),
+            [
+                Warning::TableSkipped {
+                    table: Signature::MADT,
+                    count: 3,
+                    reason: AcpiError::BadChecksum { .. },
+                    ..
+                },
+                Warning::DuplicateTable {
+                    table: Signature::MADT,
+                    count: 3,
+                    ..
+                },
+                Warning::NullRootEntry {
+                    root: Signature::XSDT,
+                    index: 7,
+                    count: 2
+                },
+                Warning::RootEntryUnreadable {
+                    index: 9,
+                    paddr: 0xDEAD_0000,
+                    count: 2,
+                    ..
+                },
+            ]
+        ),
+        "{:#?}",
+        p.warnings
+    );
+    let Warning::TableSkipped { paddr, .. } = p.warnings[0] else {
+        unreachable!()
+    };
+    assert_eq!(paddr, table_addr(0), "the first skipped copy is described");
+    let msgs: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        msgs[1],
+        format!(
+            "ignoring 3 further APIC tables (the first at {:#x}); using the first valid one",
+            table_addr(4)
+        )
+    );
+    assert_eq!(msgs[2], "2 XSDT entries are null (the first is entry 7)");
+    assert_eq!(
+        msgs[3],
+        "2 XSDT entries point to unreadable memory (the first is entry 9, at 0xdead0000)"
     );
 }
 
@@ -262,17 +334,20 @@ fn null_and_dangling_root_entries_are_skipped() {
         p.warnings[0],
         Warning::NullRootEntry {
             root: Signature::XSDT,
-            index: 0
+            index: 0,
+            count: 1
         }
     );
-    assert!(matches!(
+    assert_eq!(
         p.warnings[1],
-        Warning::RootEntryUnreadable { index: 1, .. }
-    ));
-    assert!(matches!(
-        p.warnings[2],
-        Warning::RootEntryUnreadable { index: 3, .. }
-    ));
+        Warning::RootEntryUnreadable {
+            root: Signature::XSDT,
+            index: 1,
+            paddr: 0xDEAD_0000_0000,
+            count: 2
+        }
+    );
+    assert_eq!(p.warnings.len(), 2);
 }
 
 #[test]
@@ -410,6 +485,87 @@ fn find_rsdp_in_bios_uses_ebda_then_bios_area() {
     mem.put(0x40E, vec![0, 0]);
     assert_eq!(find_rsdp_in_bios(&mem), Some(0xF_5A40));
     assert_eq!(find_rsdp_in_bios(&FakeMem::new()), None);
+}
+
+/// A BIOS machine: the BDA's EBDA pointer, an EBDA holding one RSDP and the BIOS area
+/// holding another (as QEMU's SeaBIOS places it).
+fn bios_machine() -> FakeMem {
+    let mut mem = FakeMem::new();
+    let mut low = vec![0u8; 0x1000]; // page 0: IVT and BDA
+    low[0x40E..0x410].copy_from_slice(&0x9FC0u16.to_le_bytes());
+    mem.put(0, low);
+    let mut e = vec![0u8; 0x400];
+    e[0x40..0x40 + 20].copy_from_slice(&rsdp_v1(0x1000));
+    mem.put(0x9_FC00, e);
+    let mut bios = vec![0u8; 0x2_0000];
+    bios[0x1_5A40..0x1_5A40 + 36].copy_from_slice(&rsdp_v2(0x2000, 0x3000));
+    mem.put(0xE_0000, bios);
+    mem
+}
+
+#[test]
+fn find_rsdp_in_bios_without_page_0_scans_the_bios_area() {
+    // Defect 5: the kernel leaves page 0 unmapped, so the EBDA pointer at 0x40E is unreadable.
+    let mem = bios_machine();
+    assert_eq!(
+        find_rsdp_in_bios(&mem),
+        Some(0x9_FC40),
+        "EBDA first when readable"
+    );
+    let refusing = RefuseBelow::new(&mem, 0x1000);
+    assert_eq!(find_rsdp_in_bios(&refusing), Some(0xF_5A40));
+    assert_eq!(
+        refusing.refused.get(),
+        1,
+        "only the EBDA pointer read was refused"
+    );
+    // The RSDP found that way is a usable one.
+    assert_eq!(parse_rsdp(&refusing, 0xF_5A40).unwrap().revision, 2);
+}
+
+#[test]
+fn find_rsdp_in_bios_with_nothing_readable_is_none() {
+    let mem = bios_machine();
+    let refusing = RefuseBelow::new(&mem, u64::MAX);
+    assert_eq!(find_rsdp_in_bios(&refusing), None);
+    // The EBDA pointer, then each 16-byte candidate of the BIOS area: bounded, no retries.
+    assert_eq!(refusing.refused.get(), 1 + 0x2_0000 / 16);
+}
+
+#[test]
+fn find_rsdp_in_bios_ignores_bad_ebda_pointers() {
+    // (EBDA segment, whether an RSDP sits where it points, what must be found)
+    let cases = [
+        (0x9000u16, true, 0x9_0000u64), // sane pointer: honoured
+        (0x8000, false, 0xF_5A40),      // points at unreadable memory
+        (0x0000, false, 0xF_5A40),      // null
+        (0x0020, false, 0xF_5A40),      // into the interrupt vector table
+        (0x7000, true, 0x7_0000),       // low but in conventional memory: honoured
+        (0xA000, false, 0xF_5A40),      // video memory
+        (0xF000, false, 0xF_5A40),      // the BIOS area itself: scanned once, as the BIOS area
+        (0xFFFF, false, 0xF_5A40),      // past 1 MiB - 16
+    ];
+    for (seg, rsdp_there, expected) in cases {
+        let mut mem = bios_machine();
+        let mut low = vec![0u8; 0x1000];
+        low[0x40E..0x410].copy_from_slice(&seg.to_le_bytes());
+        mem.put(0, low);
+        if rsdp_there {
+            let mut e = vec![0u8; 0x400];
+            e[..20].copy_from_slice(&rsdp_v1(0x1000));
+            mem.put(u64::from(seg) << 4, e);
+        }
+        assert_eq!(find_rsdp_in_bios(&mem), Some(expected), "segment {seg:#x}");
+    }
+    // An EBDA that ends past 0xA0000 is scanned only up to it.
+    let mut mem = bios_machine();
+    let mut low = vec![0u8; 0x1000];
+    low[0x40E..0x410].copy_from_slice(&0x9FF0u16.to_le_bytes());
+    mem.put(0, low);
+    let mut e = vec![0u8; 0x400];
+    e[0x100..0x100 + 20].copy_from_slice(&rsdp_v1(0x1000)); // at 0xA0000: outside the EBDA
+    mem.put(0x9_FF00, e);
+    assert_eq!(find_rsdp_in_bios(&mem), Some(0xF_5A40));
 }
 
 #[test]

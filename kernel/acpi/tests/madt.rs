@@ -35,7 +35,7 @@ fn qemu_like_1_4_64_cpus() {
 }
 
 #[test]
-fn three_hundred_cpus_are_capped_with_warning() {
+fn three_hundred_cpus_are_all_kept() {
     let mut b = MadtBuilder::new();
     for i in 0..255u8 {
         b = b.lapic(i, i, 1);
@@ -44,19 +44,10 @@ fn three_hundred_cpus_are_capped_with_warning() {
         b = b.x2apic(i, 1, i);
     }
     let m = parse(b);
-    assert_eq!(m.cpus.len(), MAX_CPUS);
-    assert_eq!(ids(&m), (0..256).collect::<Vec<_>>());
-    assert_eq!(
-        m.warnings.as_slice(),
-        &[Warning::TooManyCpus {
-            kept: 256,
-            ignored: 44
-        }]
-    );
-    assert_eq!(
-        m.warnings[0].to_string(),
-        "MADT lists 300 CPUs; kept the first 256, ignored 44"
-    );
+    assert_eq!(m.cpus.len(), 300);
+    assert_eq!(ids(&m), (0..300).collect::<Vec<_>>());
+    assert_eq!(m.usable_cpus().count(), 300);
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
 }
 
 #[test]
@@ -238,21 +229,23 @@ fn ioapics_overrides_and_nmis() {
 }
 
 #[test]
-fn too_many_overrides_are_counted() {
+fn many_overrides_ioapics_and_nmis_are_all_kept() {
     let mut b = MadtBuilder::new().lapic(0, 0, 1);
     for i in 0..40u8 {
-        b = b.iso(0, i, u32::from(i), 0);
+        b = b
+            .iso(0, i, u32::from(i), 0)
+            .ioapic(i, 0xFEC0_0000 + (u32::from(i) << 12), u32::from(i) * 24)
+            .nmi_source(0, u32::from(i))
+            .lapic_nmi(i, 5, 1);
     }
     let m = parse(b);
-    assert_eq!(m.overrides.len(), 32);
-    assert!(matches!(
-        m.warnings[0],
-        Warning::TooManyEntries {
-            kept: 32,
-            ignored: 8,
-            ..
-        }
-    ));
+    assert_eq!(m.overrides.len(), 40);
+    assert_eq!(m.io_apics.len(), 40);
+    assert_eq!(m.nmi_sources.len(), 40);
+    assert_eq!(m.local_nmis.len(), 40);
+    assert_eq!(m.io_apics[39].gsi_base, 39 * 24);
+    assert_eq!(m.local_nmis[39].processor, NmiProcessor::Uid(39));
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
 }
 
 #[test]
@@ -272,8 +265,44 @@ fn apic_address_override() {
         m.warnings.as_slice(),
         &[Warning::ConflictingApicAddress {
             kept: 0xFEE0_0000,
-            ignored: 0xDEAD_0000
+            ignored: 0xDEAD_0000,
+            count: 1
         }]
+    );
+    assert_eq!(
+        m.warnings[0].to_string(),
+        "conflicting local APIC address overrides: using 0xfee00000, ignoring 0xdead0000"
+    );
+    // Several conflicting and several zero overrides: one warning of each kind.
+    let m = parse(
+        MadtBuilder::qemu(1)
+            .lapic_addr_override(0)
+            .lapic_addr_override(0xFEE0_0000)
+            .lapic_addr_override(0xDEAD_0000)
+            .lapic_addr_override(0)
+            .lapic_addr_override(0xBEEF_0000)
+            .lapic_addr_override(0xDEAD_0000),
+    );
+    assert_eq!(m.local_apic_addr, 0xFEE0_0000);
+    assert_eq!(
+        m.warnings.as_slice(),
+        &[
+            Warning::UnusableAddress {
+                table: Signature::MADT,
+                space_id: 0,
+                address: 0
+            },
+            Warning::ConflictingApicAddress {
+                kept: 0xFEE0_0000,
+                ignored: 0xDEAD_0000,
+                count: 3
+            }
+        ]
+    );
+    assert_eq!(
+        m.warnings[1].to_string(),
+        "conflicting local APIC address overrides: using 0xfee00000, ignoring 3 others \
+         (the first 0xdead0000)"
     );
 
     let mut b = MadtBuilder::qemu(1).lapic_addr_override(0);
@@ -369,15 +398,45 @@ fn short_known_entry_is_skipped_and_walk_continues() {
                 offset: 44,
                 entry_type: 0,
                 length: 4,
-                needed: 8
+                needed: 8,
+                count: 1
             },
             Warning::MadtEntryTooShort {
                 offset: 56,
                 entry_type: 9,
                 length: 10,
-                needed: 16
+                needed: 16,
+                count: 1
             },
         ]
+    );
+    assert_eq!(
+        m.warnings[1].to_string(),
+        "MADT entry at offset 0x38 (type 0x9) has length 10, needs 16; skipped"
+    );
+    // Repeated short entries of one type: one warning describing the first.
+    let m = parse(
+        MadtBuilder::new()
+            .lapic(1, 1, 1)
+            .raw(&[0, 6, 9, 9, 0, 0])
+            .raw(&[0, 4, 9, 9])
+            .raw(&[0, 7, 9, 9, 0, 0, 0]),
+    );
+    assert_eq!(ids(&m), [1]);
+    assert_eq!(
+        m.warnings.as_slice(),
+        &[Warning::MadtEntryTooShort {
+            offset: 52,
+            entry_type: 0,
+            length: 6,
+            needed: 8,
+            count: 3
+        }]
+    );
+    assert_eq!(
+        m.warnings[0].to_string(),
+        "3 MADT entries of type 0x0 are shorter than the 8 bytes it needs \
+         (the first at offset 0x34, length 6); skipped"
     );
 }
 
@@ -409,8 +468,13 @@ fn unknown_and_oem_entries() {
         m.warnings.as_slice(),
         &[Warning::UnknownMadtEntry {
             offset: 44,
-            entry_type: 0x30
+            entry_type: 0x30,
+            count: 1
         }]
+    );
+    assert_eq!(
+        m.warnings[0].to_string(),
+        "MADT entry at offset 0x2c has reserved type 0x30; skipped"
     );
 }
 
@@ -447,28 +511,87 @@ fn duplicate_apic_ids() {
     assert_eq!(m.cpus[0].acpi_uid, 0);
     assert_eq!(
         m.warnings.as_slice(),
-        &[
-            Warning::DuplicateApicId {
-                apic_id: 1,
-                offset: 60
-            },
-            Warning::DuplicateApicId {
-                apic_id: 0,
-                offset: 68
-            },
-        ]
+        &[Warning::DuplicateApicId {
+            apic_id: 1,
+            offset: 60,
+            count: 2
+        }]
     );
-    // A disabled first entry gives way to a usable duplicate.
+    assert_eq!(
+        m.warnings[0].to_string(),
+        "2 MADT processor entries repeat an APIC id listed earlier (the first repeats id 0x1 \
+         at offset 0x3c); keeping one entry per id"
+    );
+    // A disabled first entry gives way to a usable duplicate, which takes its place.
     let m = parse(
         MadtBuilder::new()
             .lapic(0, 0, 1)
             .lapic(1, 1, 0)
-            .lapic(2, 1, 1),
+            .lapic(7, 7, 1)
+            .lapic(2, 1, 1)
+            .lapic(3, 1, 1),
     );
-    assert_eq!(ids(&m), [0, 1]);
+    assert_eq!(ids(&m), [0, 1, 7]);
     assert!(m.cpus[1].enabled);
-    assert_eq!(m.cpus[1].acpi_uid, 2);
-    assert_eq!(m.warnings.len(), 1);
+    assert_eq!(m.cpus[1].acpi_uid, 2, "the first usable duplicate wins");
+    assert_eq!(
+        m.warnings.as_slice(),
+        &[Warning::DuplicateApicId {
+            apic_id: 1,
+            offset: 68,
+            count: 2
+        }]
+    );
+    assert_eq!(
+        m.warnings[0].to_string(),
+        "2 MADT processor entries repeat an APIC id listed earlier (the first repeats id 0x1 \
+         at offset 0x44); keeping one entry per id"
+    );
+    // Only unusable entries for an id: the first is kept. One repeat: singular message.
+    let m = parse(
+        MadtBuilder::new()
+            .lapic(0, 0, 1)
+            .lapic(4, 5, 0)
+            .lapic(6, 5, 0),
+    );
+    assert_eq!(ids(&m), [0, 5]);
+    assert_eq!(m.cpus[1].acpi_uid, 4);
+    assert_eq!(
+        m.warnings[0].to_string(),
+        "MADT entry at offset 0x3c repeats APIC id 0x5; keeping one"
+    );
+}
+
+#[test]
+fn duplicates_across_many_ids_keep_table_order() {
+    // Every id listed twice, the second copy usable only for odd ids whose first is disabled.
+    let mut b = MadtBuilder::new();
+    for i in 0..600u32 {
+        b = b.x2apic(i, if i % 2 == 0 { 1 } else { 0 }, i);
+    }
+    for i in (0..600u32).rev() {
+        b = b.x2apic(i, 1, 1000 + i);
+    }
+    let m = parse(b);
+    assert_eq!(ids(&m), (0..600).collect::<Vec<_>>());
+    assert!(m.cpus.iter().all(Cpu::usable));
+    for c in &m.cpus {
+        let uid = if c.apic_id % 2 == 0 {
+            c.apic_id
+        } else {
+            1000 + c.apic_id
+        };
+        assert_eq!(c.acpi_uid, uid, "apic id {}", c.apic_id);
+    }
+    // The first repeating entry in the table is the copy of id 599, right after the 600 firsts.
+    assert_eq!(
+        m.warnings.as_slice(),
+        &[Warning::DuplicateApicId {
+            apic_id: 599,
+            offset: 44 + 600 * 16,
+            count: 600
+        }]
+    );
 }
 
 #[test]
@@ -482,20 +605,98 @@ fn trailing_byte_is_warned() {
 }
 
 #[test]
-fn warnings_overflow_is_summarised() {
-    let mut b = MadtBuilder::new().lapic(0, 0, 1);
-    for _ in 0..40 {
-        b = b.raw(&[0x40, 2]);
+fn repeated_warnings_are_aggregated_and_summaries_survive() {
+    // Like the EVGA X299 board: placeholders, then many reserved entries of one type, and a
+    // table whose only real CPU entry is unusable, so every summary warning must show.
+    let mut b = MadtBuilder::new();
+    for _ in 0..30 {
+        b = b.lapic(0xFF, 0xFF, 0);
+    }
+    b = b.lapic(0, 0, 0).lapic(1, 0, 0);
+    for i in 0..40u8 {
+        b = b.raw(&[0x40 + i % 2, 2]);
+    }
+    for _ in 0..50 {
+        b = b.raw(&[2, 4, 0, 0]);
     }
     let m = parse(b);
-    assert_eq!(m.warnings.len(), 16);
-    assert!(
-        m.warnings[..15]
-            .iter()
-            .all(|w| matches!(w, Warning::UnknownMadtEntry { .. }))
+    assert_eq!(ids(&m), [0]);
+    let first_reserved = 44 + 32 * 8;
+    assert_eq!(
+        m.warnings.as_slice(),
+        &[
+            Warning::UnknownMadtEntry {
+                offset: first_reserved,
+                entry_type: 0x40,
+                count: 20
+            },
+            Warning::UnknownMadtEntry {
+                offset: first_reserved + 2,
+                entry_type: 0x41,
+                count: 20
+            },
+            Warning::MadtEntryTooShort {
+                offset: first_reserved + 80,
+                entry_type: 2,
+                length: 4,
+                needed: 10,
+                count: 50
+            },
+            Warning::InvalidApicIds {
+                count: 30,
+                first_offset: 44
+            },
+            Warning::DuplicateApicId {
+                apic_id: 0,
+                offset: 44 + 31 * 8,
+                count: 1
+            },
+            Warning::NoUsableCpus,
+        ]
     );
-    assert_eq!(m.warnings[15], Warning::Suppressed { count: 25 });
-    assert_eq!(m.warnings[15].to_string(), "25 further warnings suppressed");
+    assert_eq!(
+        m.warnings[0].to_string(),
+        "20 MADT entries of reserved type 0x40 skipped, first at offset 0x12c"
+    );
+    assert_eq!(
+        m.warnings[3].to_string(),
+        "skipped 30 MADT processor entries with invalid APIC id (first at offset 0x2c)"
+    );
+}
+
+#[test]
+fn placeholders_first_never_cost_usable_cpus() {
+    // Defect 7: 300 placeholders (disabled, neither enabled nor online-capable) listed before
+    // the real CPUs, which must all be kept.
+    let mut b = MadtBuilder::new();
+    for i in 0..300u32 {
+        b = b.x2apic(0x1_0000 + i, 0, 0x1_0000 + i);
+    }
+    for i in 0..200u32 {
+        b = b.x2apic(i, 1, i);
+    }
+    for i in 200..264u32 {
+        b = b.x2apic(i, 2, i); // online-capable
+    }
+    let m = parse(b);
+    assert_eq!(m.cpus.len(), 564);
+    assert_eq!(
+        m.usable_cpus().map(|c| c.apic_id).collect::<Vec<_>>(),
+        (0..264).collect::<Vec<_>>()
+    );
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    // Placeholders repeating the usable CPUs' ids give way to them.
+    let mut b = MadtBuilder::new();
+    for i in 0..300u32 {
+        b = b.x2apic(i, 0, 5000 + i);
+    }
+    for i in 0..300u32 {
+        b = b.x2apic(i, 1, i);
+    }
+    let m = parse(b);
+    assert_eq!(m.cpus.len(), 300);
+    assert!(m.cpus.iter().all(|c| c.enabled && c.acpi_uid == c.apic_id));
+    assert_eq!(m.usable_cpus().count(), 300);
 }
 
 #[test]
@@ -562,8 +763,116 @@ fn warning_messages_are_one_line() {
     let mem = machine(&[madt.build(), bad, hpet(3, 0)], Root::Xsdt);
     let p = discover(&mem, RSDP_ADDR).unwrap();
     let msgs: Vec<String> = p.all_warnings().map(ToString::to_string).collect();
-    assert!(msgs.len() >= 8, "{msgs:#?}");
+    assert!(msgs.len() >= 9, "{msgs:#?}");
     for m in &msgs {
         assert!(!m.is_empty() && !m.contains('\n'), "{m:?}");
     }
+}
+
+#[test]
+fn every_warning_displays_on_one_line() {
+    let reason = AcpiError::OutOfMemory {
+        what: "MADT processor entries",
+        count: 4096,
+    };
+    let mut all = Vec::new();
+    for count in [1, 28] {
+        all.extend([
+            Warning::TableSkipped {
+                table: Signature::MADT,
+                paddr: 0x7FE_0000,
+                reason,
+                count,
+            },
+            Warning::NullRootEntry {
+                root: Signature::XSDT,
+                index: 3,
+                count,
+            },
+            Warning::RootEntryUnreadable {
+                root: Signature::RSDT,
+                index: 4,
+                paddr: 0xDEAD_0000,
+                count,
+            },
+            Warning::DuplicateTable {
+                table: Signature::FADT,
+                paddr: 0x1000,
+                count,
+            },
+            Warning::MadtEntryTooShort {
+                offset: 0x40,
+                entry_type: 9,
+                length: 10,
+                needed: 16,
+                count,
+            },
+            Warning::UnknownMadtEntry {
+                offset: 0x228,
+                entry_type: 0x7F,
+                count,
+            },
+            Warning::InvalidApicIds {
+                count,
+                first_offset: 0xCC,
+            },
+            Warning::DuplicateApicId {
+                apic_id: 0,
+                offset: 0xAC,
+                count,
+            },
+            Warning::ConflictingApicAddress {
+                kept: 0xFEE0_0000,
+                ignored: 0xDEAD_0000,
+                count,
+            },
+        ]);
+    }
+    all.extend([
+        Warning::XsdtFallback { reason },
+        Warning::RootTrailingBytes {
+            root: Signature::RSDT,
+            extra: 3,
+        },
+        Warning::NoMadt,
+        Warning::MadtEntryBadLength {
+            offset: 0x54,
+            length: 0,
+            cpus: 3,
+        },
+        Warning::MadtEntryTruncated {
+            offset: 0x54,
+            entry_type: 0,
+            length: 8,
+            table_len: 0x58,
+            cpus: 3,
+        },
+        Warning::MadtTrailingByte { offset: 0x57 },
+        Warning::NoUsableCpus,
+        Warning::UnusableAddress {
+            table: Signature::HPET,
+            space_id: 1,
+            address: 0x1000,
+        },
+    ]);
+    for w in &all {
+        let s = w.to_string();
+        assert!(
+            !s.is_empty() && !s.contains('\n') && !s.contains("  "),
+            "{s:?}"
+        );
+    }
+    assert_eq!(
+        reason.to_string(),
+        "out of memory: cannot allocate room for 4096 MADT processor entries"
+    );
+    assert_eq!(
+        all[9].to_string(),
+        "skipping 28 unusable APIC tables; the first, at 0x7fe0000: out of memory: cannot \
+         allocate room for 4096 MADT processor entries"
+    );
+    assert_eq!(
+        all[14].to_string(),
+        "28 MADT entries of reserved type 0x7f skipped, first at offset 0x228"
+    );
 }

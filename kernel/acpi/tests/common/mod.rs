@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use exo_acpi::{AcpiError, PhysMem};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 /// Fake physical memory: disjoint regions keyed by start address.
@@ -31,6 +32,39 @@ impl PhysMem for FakeMem {
         let src = bytes.get(off..off + buf.len()).ok_or(err)?;
         buf.copy_from_slice(src);
         Ok(())
+    }
+}
+
+/// A [`PhysMem`] that refuses every read touching physical addresses below `below`, as a
+/// kernel leaving its first pages unmapped does (and, with `below == u64::MAX`, everything).
+/// Counts the refused reads.
+#[derive(Debug)]
+pub struct RefuseBelow<'a> {
+    pub inner: &'a FakeMem,
+    pub below: u64,
+    pub refused: Cell<u32>,
+}
+
+impl<'a> RefuseBelow<'a> {
+    pub fn new(inner: &'a FakeMem, below: u64) -> Self {
+        Self {
+            inner,
+            below,
+            refused: Cell::new(0),
+        }
+    }
+}
+
+impl PhysMem for RefuseBelow<'_> {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), AcpiError> {
+        if paddr < self.below {
+            self.refused.set(self.refused.get() + 1);
+            return Err(AcpiError::Read {
+                paddr,
+                len: buf.len(),
+            });
+        }
+        self.inner.read(paddr, buf)
     }
 }
 
@@ -243,9 +277,10 @@ pub const RSDT_ADDR: u64 = 0x7FD_0000;
 pub const XSDT_ADDR: u64 = 0x7FD_8000;
 pub const TABLE_BASE: u64 = 0x7FE_0000;
 
-/// Physical address of the `i`th table placed by [`machine`].
+/// Physical address of the `i`th table placed by [`machine`]: 1 MiB apart, room for the
+/// largest table the crate accepts.
 pub fn table_addr(i: usize) -> u64 {
-    TABLE_BASE + i as u64 * 0x1_0000
+    TABLE_BASE + i as u64 * u64::from(exo_acpi::MAX_TABLE_LEN)
 }
 
 /// Which root tables [`machine`] builds.
