@@ -37,7 +37,7 @@ else
 fi
 # shellcheck disable=SC2046
 cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"
-     -kernel "$kernel" -append "exo.job=$job exo.mode=$mode $extra"
+     -kernel "$kernel" -append "exo.job=$job $extra"
      -serial stdio -display none -monitor none -no-reboot -nodefaults
      -device isa-debug-exit,iobase=0xf4,iosize=0x04)
 [ -n "${EXO_QEMU_VERBOSE:-}" ] && echo "+ ${cmd[*]}" >&2

@@ -53,16 +53,9 @@ pub fn emit_fair(name: &str, ncpus: u32, min_acq: u64, max_acq: u64) {
     ));
 }
 
-/// The mode: from the command line, else KVM if the hypervisor says so, else TCG.
+/// The mode: from the command line, else what boot detected.
 fn mode(state: &BootState) -> Mode {
-    state
-        .opts
-        .mode
-        .unwrap_or(if exo_arch::cpu::hypervisor_is_kvm() {
-            Mode::Kvm
-        } else {
-            Mode::Tcg
-        })
+    state.opts.mode.unwrap_or(Mode::Tcg)
 }
 
 /// Runs the suite the job names and exits.

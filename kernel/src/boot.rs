@@ -51,8 +51,19 @@ pub fn bsp_main(start_info: u64) -> ! {
     crate::console::init(log::LevelFilter::Info);
     kprintln!("BOOT,entry,{first}");
     let bi = crate::sys::read_start_info(start_info).unwrap_or_else(|e| fail(format_args!("{e}")));
-    let opts = cmdline::parse(&bi.cmdline, |b| warn!("ignored bad option {:?}", b.0));
+    let mut opts = cmdline::parse(&bi.cmdline, |b| warn!("ignored bad option {:?}", b.0));
     log::set_max_level(opts.log_level);
+    let detected = detect_mode();
+    match opts.mode {
+        Some(m) if m != detected => {
+            warn!("exo.mode={m} overrides the detected mode {detected}")
+        }
+        Some(_) => {}
+        None => {
+            info!("mode {detected} (detected; exo.mode=... overrides)");
+            opts.mode = Some(detected);
+        }
+    }
     if bi.cmdline_truncated {
         warn!(
             "command line longer than {} bytes was cut",
@@ -88,7 +99,8 @@ pub fn bsp_main(start_info: u64) -> ! {
     }
     exo_arch::trap::load_idt();
 
-    let (madt_ids, lapic_base) = discover_cpus(&opts, bi.rsdp);
+    let acpi = discover_cpus(&opts, bi.rsdp);
+    let (madt_ids, lapic_base) = (acpi.apic_ids, acpi.lapic_base);
     phase("acpi");
 
     apic::disable_legacy_pic();
@@ -98,7 +110,7 @@ pub fn bsp_main(start_info: u64) -> ! {
     if cpus::get(CpuId(0)).is_some_and(|b| b.hot.apic_id != bsp_apic) {
         fail(format_args!("BSP APIC id {bsp_apic} differs from CPUID's"));
     }
-    let tsc = calibrate_tsc();
+    let tsc = calibrate_tsc(opts.tsc_ref, acpi.pm_timer, acpi.hpet);
     time::set_tsc_hz(tsc.0);
     // QEMU aborts ("Bad icount read") when an x2APIC timer-count MSR is read under -icount:
     // the read is not flagged as I/O in the translated block. Skip that measurement there.
@@ -285,30 +297,56 @@ fn deliberate_failure(cpu: u32, f: cpus::RemoteFn, what: &str) -> ! {
     ))
 }
 
-/// RSDP -> MADT: usable CPUs' APIC ids and the local APIC base. Never fatal: any failure
-/// leaves the BSP running alone.
-fn discover_cpus(opts: &Options, rsdp_hint: u64) -> (Vec<u32>, u64) {
+/// What boot takes from ACPI.
+struct AcpiFound {
+    /// Usable CPUs' APIC ids, in MADT order.
+    apic_ids: Vec<u32>,
+    /// Local APIC base.
+    lapic_base: u64,
+    /// ACPI PM timer (FADT), for TSC calibration.
+    pm_timer: Option<exo_acpi::PmTimer>,
+    /// HPET base (HPET table), for TSC calibration.
+    hpet: Option<u64>,
+}
+
+/// RSDP -> MADT: usable CPUs' APIC ids and the local APIC base; the FADT's PM timer and the
+/// HPET. Never fatal: any failure leaves the BSP running alone.
+fn discover_cpus(opts: &Options, rsdp_hint: u64) -> AcpiFound {
     const DEFAULT_LAPIC: u64 = 0xFEE0_0000;
+    let alone = |pm_timer, hpet| AcpiFound {
+        apic_ids: Vec::new(),
+        lapic_base: DEFAULT_LAPIC,
+        pm_timer,
+        hpet,
+    };
     if opts.no_acpi {
         warn!("ACPI disabled on the command line: single-CPU operation");
-        return (Vec::new(), DEFAULT_LAPIC);
+        return alone(None, None);
     }
     let mem = crate::sys::PhysReader { limit: 4 << 30 };
-    let rsdp = if rsdp_hint != 0 {
+    let rsdp = if rsdp_hint != 0 && !opts.rsdp_scan {
         Some(rsdp_hint)
     } else {
-        warn!("no RSDP in the PVH start info; scanning the BIOS area");
-        exo_acpi::find_rsdp_in_bios(&mem)
+        if opts.rsdp_scan {
+            info!("exo.rsdp=scan: ignoring the boot info's RSDP; scanning the BIOS area");
+        } else {
+            warn!("no RSDP in the PVH start info; scanning the BIOS area");
+        }
+        let found = exo_acpi::find_rsdp_in_bios(&mem);
+        if let Some(p) = found {
+            info!("ACPI: RSDP found at {p:#x} in the BIOS area");
+        }
+        found
     };
     let Some(rsdp) = rsdp else {
         error!("ACPI: no RSDP found: single-CPU operation");
-        return (Vec::new(), DEFAULT_LAPIC);
+        return alone(None, None);
     };
     let platform = match exo_acpi::discover(&mem, rsdp) {
         Ok(p) => p,
         Err(e) => {
             error!("ACPI: {e}: single-CPU operation");
-            return (Vec::new(), DEFAULT_LAPIC);
+            return alone(None, None);
         }
     };
     for w in platform.all_warnings() {
@@ -316,7 +354,7 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64) -> (Vec<u32>, u64) {
     }
     let Some(madt) = platform.madt.as_ref() else {
         error!("ACPI: no usable MADT: single-CPU operation");
-        return (Vec::new(), DEFAULT_LAPIC);
+        return alone(platform.fadt_pm_timer, platform.hpet);
     };
     let ids: Vec<u32> = madt.usable_cpus().map(|c| c.apic_id).collect();
     info!(
@@ -332,20 +370,100 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64) -> (Vec<u32>, u64) {
     } else {
         DEFAULT_LAPIC
     };
-    (ids, base)
+    AcpiFound {
+        apic_ids: ids,
+        lapic_base: base,
+        pm_timer: platform.fadt_pm_timer,
+        hpet: platform.hpet,
+    }
 }
 
-fn calibrate_tsc() -> (u64, FreqSource) {
-    if let Some(f) = exo_arch::tsc::freq_from_cpuid() {
+/// The benchmark mode the machine looks like: `icount` when the TSC counts instructions
+/// exactly; under KVM, `kvm`, or `kvm-trapped` when `rdtsc` traps (nested software
+/// virtualization: a pair of reads costs thousands of ticks, so ticks are not cycles);
+/// `tcg` otherwise.
+fn detect_mode() -> smp_bench::Mode {
+    use smp_bench::Mode;
+    if exo_arch::tsc::counts_instructions() {
+        return Mode::Icount;
+    }
+    if !exo_arch::cpu::hypervisor_is_kvm() {
+        return Mode::Tcg;
+    }
+    // The cheapest of 16 back-to-back serialized pairs: tens of cycles on hardware.
+    let pair = (0..16)
+        .map(|_| {
+            let a = exo_arch::tsc::rdtsc_precise();
+            exo_arch::tsc::rdtsc_precise().wrapping_sub(a)
+        })
+        .min()
+        .unwrap_or(0);
+    if pair > TRAPPED_RDTSC_TICKS {
+        warn!(
+            "KVM with rdtsc costing {pair} ticks a pair: it traps (nested software virtualization?); numbers here are not cycles"
+        );
+        Mode::KvmTrapped
+    } else {
+        Mode::Kvm
+    }
+}
+
+/// A serialized `rdtsc` pair above this many ticks is a trapping `rdtsc` (hardware: ~20-80;
+/// nested software virtualization: ~20,000).
+const TRAPPED_RDTSC_TICKS: u64 = 2000;
+
+/// The TSC frequency: CPUID when it gives one (unless `exo.tsc_ref` names a reference),
+/// else measured against the PIT, the ACPI PM timer, then the HPET, three 10 ms windows
+/// each at most (a window is refused when the vCPU was descheduled inside it); the source
+/// is reported. Only when every reference fails is 1 GHz assumed, with an error line.
+fn calibrate_tsc(
+    want: cmdline::TscRef,
+    pm: Option<exo_acpi::PmTimer>,
+    hpet: Option<u64>,
+) -> (u64, FreqSource) {
+    use cmdline::TscRef;
+    use exo_arch::tsc::RefClock;
+    if want == TscRef::Auto
+        && let Some(f) = exo_arch::tsc::freq_from_cpuid()
+    {
         return f;
     }
-    match exo_arch::tsc::calibrate_with_pit(10) {
-        Some(hz) => (hz, FreqSource::PitCalibrated),
-        None => {
-            warn!("TSC calibration failed (no PIT?): assuming 1 GHz");
-            (1_000_000_000, FreqSource::Assumed)
+    let pm = pm.map(|t| match t.addr {
+        exo_acpi::PmTimerAddr::Port(port) => RefClock::PmTimerPort {
+            port,
+            bits: t.bits(),
+        },
+        exo_acpi::PmTimerAddr::Mmio(addr) => RefClock::PmTimerMmio {
+            addr,
+            bits: t.bits(),
+        },
+    });
+    let hpet = hpet.map(|base| RefClock::Hpet { base });
+    let refs: [Option<RefClock>; 3] = match want {
+        TscRef::Auto => [Some(RefClock::Pit), pm, hpet],
+        TscRef::Pit => [Some(RefClock::Pit), None, None],
+        TscRef::PmTimer => [pm, None, None],
+        TscRef::Hpet => [hpet, None, None],
+    };
+    for r in refs.into_iter().flatten() {
+        for attempt in 1..=3 {
+            match crate::sys::calibrate_tsc_against(r, 10) {
+                Ok(hz) => {
+                    info!(
+                        "TSC calibrated against the {} (attempt {attempt})",
+                        r.name()
+                    );
+                    return (hz, r.source());
+                }
+                Err(e) => warn!("TSC calibration against the {}: {e}", r.name()),
+            }
         }
     }
+    if want != TscRef::Auto && refs.iter().all(Option::is_none) {
+        error!("exo.tsc_ref names a clock the firmware tables do not list");
+    }
+    error!("TSC calibration failed against every reference clock: assuming 1 GHz");
+    (1_000_000_000, FreqSource::Assumed)
 }
 
 fn calibrate_apic_timer(tsc_hz: u64) -> u64 {

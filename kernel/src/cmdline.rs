@@ -13,6 +13,19 @@ pub enum Job {
     Contended,
 }
 
+/// Which reference clock calibrates the TSC (`exo.tsc_ref=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TscRef {
+    /// CPUID if it gives the frequency, else the PIT, the ACPI PM timer, the HPET, in order.
+    Auto,
+    /// Only the PIT (CPUID skipped).
+    Pit,
+    /// Only the ACPI PM timer (CPUID skipped).
+    PmTimer,
+    /// Only the HPET (CPUID skipped).
+    Hpet,
+}
+
 /// Parsed options. Unknown `exo.*` keys are reported, not fatal.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -26,10 +39,15 @@ pub struct Options {
     pub phantom_apic_id: Option<u32>,
     /// Ignore ACPI (single-CPU operation).
     pub no_acpi: bool,
+    /// Ignore the RSDP the boot info gives and scan the BIOS areas (`exo.rsdp=scan`).
+    pub rsdp_scan: bool,
     /// Log level.
     pub log_level: log::LevelFilter,
-    /// Benchmark mode given on the command line (`exo.mode=tcg|icount|kvm`), else detected.
+    /// Benchmark mode given on the command line (`exo.mode=tcg|icount|kvm`); boot fills in
+    /// the detected one when none is given (see `boot::detect_mode`).
     pub mode: Option<smp_bench::Mode>,
+    /// TSC calibration reference.
+    pub tsc_ref: TscRef,
     /// A deliberate panic on this CPU after boot (tests the stop-all path).
     pub panic_on_cpu: Option<u32>,
     /// Free one object twice after boot (debug builds must catch it).
@@ -56,8 +74,10 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         ap_timeout_ms: 5000,
         phantom_apic_id: None,
         no_acpi: false,
+        rsdp_scan: false,
         log_level: log::LevelFilter::Info,
         mode: None,
+        tsc_ref: TscRef::Auto,
         panic_on_cpu: None,
         overflow_on_cpu: None,
         double_free: false,
@@ -90,9 +110,15 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("contend_max", v) => v.parse().is_ok_and(|n| set(&mut o.contend_max, n)),
             ("contend_window_ms", v) => v.parse().is_ok_and(|n| set(&mut o.contend_window_ms, n)),
             ("acpi", "off") => set(&mut o.no_acpi, true),
+            ("rsdp", "scan") => set(&mut o.rsdp_scan, true),
+            ("rsdp", "bootinfo") => set(&mut o.rsdp_scan, false),
             ("acpi", "on") => set(&mut o.no_acpi, false),
             ("log", v) => v.parse().is_ok_and(|l| set(&mut o.log_level, l)),
             ("mode", v) => v.parse().is_ok_and(|m| set(&mut o.mode, Some(m))),
+            ("tsc_ref", "auto") => set(&mut o.tsc_ref, TscRef::Auto),
+            ("tsc_ref", "pit") => set(&mut o.tsc_ref, TscRef::Pit),
+            ("tsc_ref", "pmtimer") => set(&mut o.tsc_ref, TscRef::PmTimer),
+            ("tsc_ref", "hpet") => set(&mut o.tsc_ref, TscRef::Hpet),
             _ => false,
         };
         if !ok {

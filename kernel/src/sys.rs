@@ -64,7 +64,9 @@ pub struct PhysReader {
 impl exo_acpi::PhysMem for PhysReader {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), exo_acpi::AcpiError> {
         let end = paddr.checked_add(buf.len() as u64);
-        if paddr == 0 || end.is_none_or(|e| e > self.limit) {
+        // Page 0 is never mapped (null-pointer guard): the BIOS data area there is refused
+        // like any unreadable address, so `find_rsdp_in_bios` falls back to its other area.
+        if paddr < 0x1000 || end.is_none_or(|e| e > self.limit) {
             return Err(exo_acpi::AcpiError::Read {
                 paddr,
                 len: buf.len(),
@@ -76,6 +78,18 @@ impl exo_acpi::PhysMem for PhysReader {
         unsafe { core::ptr::copy_nonoverlapping(paddr as *const u8, buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
+}
+
+/// Measures the TSC against reference clock `r` (boot, BSP only, before anything else uses
+/// the PIT or the HPET).
+pub fn calibrate_tsc_against(
+    r: exo_arch::tsc::RefClock,
+    ms: u64,
+) -> Result<u64, exo_arch::tsc::CalibrationError> {
+    // SAFETY: the caller passes the PIT (fixed ports, IRQ0 masked) or a PM timer / HPET at
+    // the address the firmware's FADT / HPET table gives, inside the kernel's identity map
+    // of the low 4 GiB (uncached for device memory); boot owns them on the BSP.
+    unsafe { r.calibrate(ms) }
 }
 
 /// Installs `block` as this CPU's per-CPU block.

@@ -104,6 +104,9 @@ fn subtitle<'a>(rows: impl Iterator<Item = &'a Row>) -> String {
         [Some(Mode::Tcg)] => "mode tcg: emulated, ticks are not cycles (compare shapes only)",
         [Some(Mode::Icount)] => "mode icount: ticks count guest instructions, not cycles",
         [Some(Mode::Kvm)] => "mode kvm: real cycles",
+        [Some(Mode::KvmTrapped)] => {
+            "mode kvm-trapped: rdtsc traps (nested virtualization), not cycles"
+        }
         [Some(Mode::Native)] => "mode native: real cycles on the host",
         [None] => "mode unknown",
         _ => "mixed modes: compare with care",
