@@ -33,18 +33,6 @@ pub static TRAPS: AtomicU64 = AtomicU64::new(0);
 /// See `TRAPS`.
 pub static RESTORES: AtomicU64 = AtomicU64::new(0);
 
-/// Per-thread FPU bookkeeping (indexed like the scheduler's TCB table).
-struct ThreadFpu {
-    /// CPU whose registers were last saved into this thread's area (`NONE`: none).
-    cpu: AtomicU32,
-}
-
-static THREADS: [ThreadFpu; crate::sched::MAX_THREADS] = [const {
-    ThreadFpu {
-        cpu: AtomicU32::new(NONE),
-    }
-}; crate::sched::MAX_THREADS];
-
 /// Per-CPU FPU bookkeeping (part of each CPU's scheduler state).
 #[derive(Debug)]
 pub struct CpuFpu {
@@ -113,15 +101,13 @@ pub fn switch_out(c: &CpuFpu, cpu: u32, prev: usize, next: usize) {
             // by the thread and freed only after it exited); TS is clear so XSAVE does not
             // trap; interrupts are off.
             unsafe { exo_arch::fpu::save(area as *mut u8, info) };
-            THREADS[prev % THREADS.len()]
-                .cpu
-                .store(cpu, Ordering::Relaxed);
+            crate::sched::fpu_saved_on(prev).store(cpu, Ordering::Relaxed);
         }
     }
     let next_area = crate::sched::fpu_area(next);
     if EAGER.load(Ordering::Relaxed) && next_area != 0 {
         let regs_valid = c.last.load(Ordering::Relaxed) == next as u32
-            && THREADS[next % THREADS.len()].cpu.load(Ordering::Relaxed) == cpu;
+            && crate::sched::fpu_saved_on(next).load(Ordering::Relaxed) == cpu;
         if !c.ts_clear.load(Ordering::Relaxed) {
             exo_arch::fpu::clts();
         }
@@ -168,14 +154,12 @@ pub fn device_not_available() -> bool {
             unsafe { core::slice::from_raw_parts_mut(area as *mut u8, area_layout(info).size()) };
         exo_arch::fpu::init_area(bytes, info);
         crate::sched::set_fpu_area(i, area);
-        THREADS[i % THREADS.len()]
-            .cpu
-            .store(NONE, Ordering::Relaxed);
+        crate::sched::fpu_saved_on(i).store(NONE, Ordering::Relaxed);
     }
     exo_arch::fpu::clts();
     let regs_valid = !fresh
         && c.last.load(Ordering::Relaxed) == i as u32
-        && THREADS[i % THREADS.len()].cpu.load(Ordering::Relaxed) == cpu;
+        && crate::sched::fpu_saved_on(i).load(Ordering::Relaxed) == cpu;
     if !regs_valid {
         RESTORES.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the thread's own area, valid image (initialised above or saved before).
@@ -190,7 +174,7 @@ pub fn device_not_available() -> bool {
 /// thread's last switch-out).
 pub fn release(i: usize, area: &AtomicU64) {
     // The CPU it was last saved from and this one (its last switch-out) may name it `last`.
-    let saved_on = THREADS[i % THREADS.len()].cpu.swap(NONE, Ordering::Relaxed);
+    let saved_on = crate::sched::fpu_saved_on(i).swap(NONE, Ordering::Relaxed);
     let here = exo_percpu::cpu_id_hint().0;
     for cpu in [saved_on, here] {
         if let Some(c) = cpu_fpu(cpu) {

@@ -63,30 +63,33 @@ const STACK_PAGES: u64 = if cfg!(debug_assertions) { 16 } else { 8 };
 const STACK_CACHE: usize = 16;
 const MAILBOX_SLOTS: usize = 256;
 const NO_THREAD: u32 = u32::MAX;
-const INDEX_BITS: u32 = 10;
-const _: () = assert!(1 << INDEX_BITS == MAX_THREADS);
+/// Thread indices from here on name CPUs' idle contexts (`IDLE_BASE + cpu`), whose control
+/// blocks live in each CPU's scheduler state, not in the table: the table's
+/// [`MAX_THREADS`] slots stay free for threads at any CPU count.
+const IDLE_BASE: usize = MAX_THREADS;
 
-/// A thread id: table index in the low bits, generation above (stale handles are refused).
+/// A thread id: the index in the low 32 bits, the slot's full 32-bit generation above (a
+/// stale handle is refused, even after 2^32 lifetimes of one slot wrap it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Tid(u32);
+pub struct Tid(u64);
 
 impl Tid {
     fn new(index: usize, generation: u32) -> Tid {
-        Tid((generation << INDEX_BITS) | index as u32)
+        Tid((u64::from(generation) << 32) | index as u64)
     }
     /// Table index.
     pub fn index(self) -> usize {
-        (self.0 & ((1 << INDEX_BITS) - 1)) as usize
+        self.0 as u32 as usize
     }
     fn generation(self) -> u32 {
-        self.0 >> INDEX_BITS
+        (self.0 >> 32) as u32
     }
     /// From a raw value of [`Tid::raw`].
-    pub fn from_raw(raw: u32) -> Tid {
+    pub fn from_raw(raw: u64) -> Tid {
         Tid(raw)
     }
     /// The raw value (printing, passing through a word).
-    pub fn raw(self) -> u32 {
+    pub fn raw(self) -> u64 {
         self.0
     }
 }
@@ -181,12 +184,14 @@ struct Tcb {
     entry: AtomicU64,
     arg: AtomicU64,
     exit_code: AtomicU64,
-    /// Raw tid of the joining thread + 1 (0: none).
+    /// Index of the joining thread + 1 (0: none).
     joiner: AtomicU32,
     wake_at: AtomicU64,
     switches: AtomicU64,
     /// FPU save area (0: none yet) and whether the thread ever used the FPU.
     fpu_area: AtomicU64,
+    /// CPU whose registers last saved this thread's FPU state (`u32::MAX`: none).
+    fpu_cpu: AtomicU32,
 }
 
 // SAFETY: `ctx` is only accessed by the CPU that switches the thread out or in, with that
@@ -214,6 +219,7 @@ impl Tcb {
             wake_at: AtomicU64::new(0),
             switches: AtomicU64::new(0),
             fpu_area: AtomicU64::new(0),
+            fpu_cpu: AtomicU32::new(u32::MAX),
         }
     }
     fn state(&self) -> State {
@@ -243,8 +249,20 @@ static TCBS: [Tcb; MAX_THREADS] = [const { Tcb::new() }; MAX_THREADS];
 static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
 static STACK_POOL: spin::Mutex<Vec<Stack>> = spin::Mutex::new(Vec::new());
 
+/// Thread `i`'s control block: a table slot, or (from [`IDLE_BASE`] on) a CPU's idle context.
 fn tcb(i: usize) -> &'static Tcb {
-    &TCBS[i % MAX_THREADS]
+    match TCBS.get(i) {
+        Some(t) => t,
+        None => idle_tcb(i),
+    }
+}
+
+#[cold]
+fn idle_tcb(i: usize) -> &'static Tcb {
+    match cpu_sched((i - IDLE_BASE) as u32) {
+        Some(cs) => &cs.idle_tcb,
+        None => panic!("thread index {i} names no thread"),
+    }
 }
 
 /// One CPU's scheduler state.
@@ -268,6 +286,9 @@ pub struct CpuSched {
     stacks: spin::Mutex<ArrayVec<Stack, STACK_CACHE>>,
     /// Which thread's FPU state this CPU's registers hold.
     pub fpu: crate::fpu::CpuFpu,
+    /// The control block of this CPU's idle context (thread index `IDLE_BASE + cpu`) when it
+    /// is an AP's boot context.
+    idle_tcb: Tcb,
     /// Counters: context switches, preemptions by the tick, threads stolen, wake IPIs sent.
     pub switches: AtomicU64,
     /// See `switches`.
@@ -923,7 +944,12 @@ pub fn join_until(tid: Tid, deadline: u64) -> Result<u64, SchedError> {
         return Err(SchedError::NoSuchThread);
     }
     if t.joiner
-        .compare_exchange(0, me.raw() + 1, Ordering::SeqCst, Ordering::Relaxed)
+        .compare_exchange(
+            0,
+            me.index() as u32 + 1,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        )
         .is_err()
     {
         return Err(SchedError::AlreadyJoined);
@@ -1004,7 +1030,7 @@ fn schedule_irqs_off() {
     }
     let next_i = match pick_local(cs).or_else(|| cs.steal()) {
         Some(i) => i,
-        None if idle_i < MAX_THREADS => idle_i,
+        None if idle_i != NO_THREAD as usize => idle_i,
         // Only before CPU 0's idle thread exists (scheduler init): keep running.
         None => prev_i,
     };
@@ -1081,7 +1107,7 @@ fn finish_switch() {
         core::sync::atomic::fence(Ordering::SeqCst);
         let j = prev.joiner.load(Ordering::SeqCst);
         if j != 0 {
-            wake_index(((j - 1) & ((1 << INDEX_BITS) - 1)) as usize);
+            wake_index((j - 1) as usize);
         }
     }
 }
@@ -1227,13 +1253,13 @@ fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     let cpu = exo_percpu::cpu_id_hint().0;
     let block = cpus::get(CpuId(cpu)).ok_or(SchedError::NotRunning)?;
     let apic_id = block.hot.apic_id;
-    let i = alloc_slot()?;
-    let t = tcb(i);
-    *t.affinity.lock() = CpuSet::one(cpu);
-    t.any_cpu.store(false, Ordering::Relaxed);
-    t.cpu.store(cpu, Ordering::Relaxed);
-    t.started.store(rdtsc(), Ordering::Relaxed);
-    t.set_state(State::Running);
+    // An AP's idle context uses the control block in its CPU's scheduler state; the BSP's
+    // boot flow becomes a normal (pinned) thread of the table.
+    let i = if as_idle {
+        IDLE_BASE + cpu as usize
+    } else {
+        alloc_slot()?
+    };
     let cs: &'static CpuSched = Box::leak(Box::new(CpuSched {
         cpu,
         apic_id,
@@ -1253,11 +1279,18 @@ fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         migrate: AtomicU32::new(NO_THREAD),
         stacks: spin::Mutex::new(ArrayVec::new()),
         fpu: crate::fpu::CpuFpu::new(),
+        idle_tcb: Tcb::new(),
         switches: AtomicU64::new(0),
         preemptions: AtomicU64::new(0),
         steals: AtomicU64::new(0),
         wake_ipis: AtomicU64::new(0),
     }));
+    let t = if as_idle { &cs.idle_tcb } else { tcb(i) };
+    *t.affinity.lock() = CpuSet::one(cpu);
+    t.any_cpu.store(false, Ordering::Relaxed);
+    t.cpu.store(cpu, Ordering::Relaxed);
+    t.started.store(rdtsc(), Ordering::Relaxed);
+    t.set_state(State::Running);
     block.ext.sched.call_once(|| cs);
     exo_percpu::set_sched_slot(&g, cs as *const CpuSched as usize);
     crate::fpu::init_cpu(&cs.fpu);
@@ -1432,6 +1465,11 @@ pub fn switch_samples() -> Vec<u64> {
 /// Thread `i`'s FPU save area (0: none yet).
 pub fn fpu_area(i: usize) -> u64 {
     tcb(i).fpu_area.load(Ordering::Relaxed)
+}
+
+/// The CPU whose registers last saved thread `i`'s FPU state (`u32::MAX`: none).
+pub fn fpu_saved_on(i: usize) -> &'static AtomicU32 {
+    &tcb(i).fpu_cpu
 }
 
 /// Records thread `i`'s FPU save area (set once, by the thread itself in its #NM trap).
