@@ -237,18 +237,20 @@ impl RefClock {
         let want = hz * ms / 1000;
         let budget = 1u64 << 34;
         let t_start = rdtsc();
-        // SAFETY (all reads below): forwarded contract.
+        // SAFETY: forwarded contract (as for every read below).
         let first = unsafe { self.read() } & mask;
         let mut prev = first;
         while prev == first {
             if rdtsc().wrapping_sub(t_start) > budget {
                 return Err(CalibrationError::Stuck);
             }
+            // SAFETY: forwarded contract.
             prev = unsafe { self.read() } & mask;
         }
         let start = rdtsc_precise();
         let mut elapsed: u64 = 0;
         while elapsed < want {
+            // SAFETY: forwarded contract.
             let now = unsafe { self.read() } & mask;
             let step = now.wrapping_sub(prev) & mask;
             if step > max_step {
