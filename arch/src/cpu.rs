@@ -151,8 +151,13 @@ pub fn sti_hlt() {
     x86_64::instructions::interrupts::enable_and_hlt();
 }
 
-/// Stops this CPU for good: interrupts off, halt forever (NMIs return into the loop).
+/// Stops this CPU for good: interrupts off, halt forever. On the kernel target it parks
+/// through [`crate::trap::park`], with an IDT whose every vector halts again on the current
+/// stack: safe for a CPU that has no TSS or kernel GDT yet (an AP parked during bring-up).
 pub fn halt_forever() -> ! {
+    #[cfg(target_os = "none")]
+    crate::trap::park();
+    #[cfg(not(target_os = "none"))]
     loop {
         cli();
         x86_64::instructions::hlt();

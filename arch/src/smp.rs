@@ -1,6 +1,11 @@
 //! The AP start-up trampoline: real mode at `TRAMPOLINE_PADDR` -> protected mode -> long mode
 //! on the boot page tables -> a stack picked by ticket -> `entry(ticket)` in the kernel.
 //! APs may start in parallel: each takes a ticket with `lock xadd` and uses `stacks[ticket]`.
+//!
+//! The trampoline's GDT puts its 64-bit code segment at 0x08, the kernel's code selector
+//! ([`crate::gdt::KERNEL_CS`]), which every IDT gate names: an AP that parks before it loads
+//! its own GDT can still take an NMI through the park IDT ([`crate::trap::park`]). An AP
+//! with no stack of its own (more CPUs than stacks) parks on a shared park stack.
 
 /// Physical address the trampoline is copied to (SIPI vector = address / 4 KiB).
 pub const TRAMPOLINE_PADDR: u64 = 0x8000;
@@ -24,7 +29,7 @@ exo_ap_tramp_start:
     movl %cr0, %eax
     orl $1, %eax
     movl %eax, %cr0
-    ljmpl $0x08, $(TB + (tramp_pm32 - exo_ap_tramp_start))
+    ljmpl $0x18, $(TB + (tramp_pm32 - exo_ap_tramp_start))
 
     .code32
 tramp_pm32:
@@ -44,7 +49,7 @@ tramp_pm32:
     movl %cr0, %eax
     orl $((1 << 31) | (1 << 16)), %eax
     movl %eax, %cr0
-    ljmpl $0x18, $(TB + (tramp_lm64 - exo_ap_tramp_start))
+    ljmpl $0x08, $(TB + (tramp_lm64 - exo_ap_tramp_start))
 
     .code64
 tramp_lm64:
@@ -54,9 +59,9 @@ tramp_lm64:
     .p2align 3
 tramp_gdt:
     .quad 0
-    .quad 0x00cf9a000000ffff        /* 0x08: 32-bit code */
+    .quad 0x00af9a000000ffff        /* 0x08: 64-bit code (= gdt::KERNEL_CS) */
     .quad 0x00cf92000000ffff        /* 0x10: data */
-    .quad 0x00af9a000000ffff        /* 0x18: 64-bit code */
+    .quad 0x00cf9a000000ffff        /* 0x18: 32-bit code */
 tramp_gdt_end:
 tramp_gdt_ptr:
     .word tramp_gdt_end - tramp_gdt - 1
@@ -75,16 +80,54 @@ exo_ap_entry64:
     movq %rcx, %cr3
     movl $1, %eax
     lock xaddl %eax, exo_ap_ticket(%rip)
-    cmpl exo_ap_nstacks(%rip), %eax
+    movl exo_ap_delay_apic(%rip), %r10d
+    cmpl $0xffffffff, %r10d
+    je 2f
+    /* Fault injection (exo.ap_delay_ms): the AP with APIC id exo_ap_delay_apic waits
+       exo_ap_delay_ticks first. Its id as `cpu::apic_id_from_cpuid` reads it: leaf 0xB's
+       x2APIC id when the leaf exists, else leaf 1's 8-bit initial id. */
+    movl %eax, %r8d
+    xorl %eax, %eax
+    cpuid
+    cmpl $0xb, %eax
+    jb 3f
+    movl $0xb, %eax
+    xorl %ecx, %ecx
+    cpuid
+    testl %ebx, %ebx
+    jz 3f
+    movl %edx, %r11d
+    jmp 4f
+3:  movl $1, %eax
+    cpuid
+    shrl $24, %ebx
+    movl %ebx, %r11d
+4:  movl %r8d, %eax
+    cmpl %r10d, %r11d
+    jne 2f
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax
+    movq %rax, %r9
+1:  pause
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax
+    subq %r9, %rax
+    cmpq exo_ap_delay_ticks(%rip), %rax
+    jb 1b
+    movl %r8d, %eax
+2:  cmpl exo_ap_nstacks(%rip), %eax
     jae 9f                          /* more CPUs than stacks: park */
     movq exo_ap_stacks(%rip), %rbx
     movq (%rbx,%rax,8), %rsp
     xorl %ebp, %ebp
     movl %eax, %edi
     call *exo_ap_rust_entry(%rip)
-9:  cli
-    hlt
-    jmp 9b
+    /* No stack of its own: park on the shared park stack (only an NMI or #MC frame is
+       ever written there, and never read), with the park IDT (see `trap::park`). */
+9:  leaq exo_park_stack_top(%rip), %rsp
+    jmp exo_park
 
     .section .data.ap_entry, "aw"
     .p2align 3
@@ -92,6 +135,9 @@ exo_ap_final_cr3:   .quad 0
 exo_ap_stacks:      .quad 0
 exo_ap_rust_entry:  .quad 0
 exo_ap_nstacks:     .long 0
+exo_ap_delay_apic:  .long 0xffffffff
+    .p2align 3
+exo_ap_delay_ticks: .quad 0
     .global exo_ap_ticket
 exo_ap_ticket:      .long 0
 "#,
@@ -107,6 +153,8 @@ unsafe extern "C" {
     static mut exo_ap_stacks: u64;
     static mut exo_ap_rust_entry: u64;
     static mut exo_ap_nstacks: u32;
+    static exo_ap_delay_apic: core::sync::atomic::AtomicU32;
+    static exo_ap_delay_ticks: core::sync::atomic::AtomicU64;
     static exo_ap_ticket: core::sync::atomic::AtomicU32;
 }
 
@@ -149,6 +197,21 @@ pub unsafe fn install_trampoline(
         (&raw mut exo_ap_stacks).write_volatile(stacks as u64);
         (&raw mut exo_ap_rust_entry).write_volatile(entry as usize as u64);
         (&raw mut exo_ap_nstacks).write_volatile(nstacks);
+    }
+}
+
+/// Fault injection (`exo.ap_delay_ms`): the AP with APIC id `apic_id` (as
+/// [`crate::cpu::apic_id_from_cpuid`] reads it) spins `ticks` TSC ticks in the trampoline
+/// before it calls the kernel's entry, so it arrives late. `ticks == 0` turns the delay off.
+/// Set it before the first SIPI.
+pub fn set_ap_delay(apic_id: u32, ticks: u64) {
+    use core::sync::atomic::Ordering::Release;
+    let apic_id = if ticks == 0 { u32::MAX } else { apic_id };
+    // SAFETY: both words live in .data and are only accessed atomically (plain aligned
+    // loads in the trampoline, these stores here).
+    unsafe {
+        exo_ap_delay_ticks.store(ticks, Release);
+        exo_ap_delay_apic.store(apic_id, Release);
     }
 }
 

@@ -148,10 +148,22 @@ struct Idt([u64; 512]);
 
 static mut IDT: Idt = Idt([0; 512]);
 
+/// An interrupt gate (type 0xE, present) to `addr` through the kernel code selector.
+fn gate(addr: u64, ist: u64, dpl: u64) -> (u64, u64) {
+    let lo = (addr & 0xFFFF)
+        | (u64::from(crate::gdt::KERNEL_CS) << 16)
+        | (ist << 32)
+        | ((0x8E | (dpl << 5)) << 40)
+        | (((addr >> 16) & 0xFFFF) << 48);
+    (lo, addr >> 32)
+}
+
 /// Fills the shared IDT (every vector to its stub; #DF, NMI and #MC on their IST stacks) and
-/// loads it on the calling CPU. The BSP calls `init_idt`, every CPU `load_idt`.
+/// the park IDT (see [`park`]), and loads nothing: the BSP calls `init_idt`, every CPU
+/// `load_idt`.
 pub fn init_idt() {
     let base = &raw const exo_trap_stubs as u64;
+    let park_stub = &raw const exo_park_stub as u64;
     for v in 0..256usize {
         let addr = base + (v as u64) * 16;
         let ist: u64 = match v {
@@ -160,22 +172,102 @@ pub fn init_idt() {
             18 => IST_MACHINE_CHECK.into(),
             _ => 0,
         };
-        // Interrupt gate (type 0xE), present, DPL 0 (DPL 3 for #BP so user int3 works later).
-        let dpl: u64 = if v == 3 { 3 } else { 0 };
-        let lo = (addr & 0xFFFF)
-            | (0x08 << 16)
-            | (ist << 32)
-            | ((0x8E | (dpl << 5)) << 40)
-            | (((addr >> 16) & 0xFFFF) << 48);
-        let hi = addr >> 32;
-        let idt = &raw mut IDT;
-        // SAFETY: the BSP fills the IDT once before any CPU loads it; no one reads it yet, and
-        // no reference to the static exists while it is written through the raw pointer.
+        // DPL 0 (DPL 3 for #BP so user int3 works later).
+        let (lo, hi) = gate(addr, ist, if v == 3 { 3 } else { 0 });
+        // Park gates: no IST (a parked CPU may have no TSS), the current stack.
+        let (plo, phi) = gate(park_stub, 0, 0);
+        let (idt, park) = (&raw mut IDT, &raw mut PARK_IDT);
+        // SAFETY: the BSP fills both IDTs once before any CPU loads them (the park IDT is
+        // published below, after it is complete); no one reads them yet, and no reference to
+        // the statics exists while they are written through the raw pointers.
         unsafe {
             (*idt).0[2 * v] = lo;
             (*idt).0[2 * v + 1] = hi;
+            (*park).0[2 * v] = plo;
+            (*park).0[2 * v + 1] = phi;
         }
     }
+    // Publish: base first, then the limit (which `exo_park` tests) with release; x86 keeps
+    // the two stores in order for the CPU that parks later.
+    EXO_PARK_IDTR
+        .base
+        .store(&raw const PARK_IDT as u64, Ordering::Relaxed);
+    EXO_PARK_IDTR
+        .limit
+        .store((16 * 256 - 1) as u16, Ordering::Release);
+}
+
+/// The park IDT: every vector to one stub that halts forever, on the current stack (no IST),
+/// so a CPU without a TSS or a kernel GDT of its own (an AP that parked during bring-up, a
+/// CPU halted for good) survives an NMI or #MC: the frame is pushed, nothing returns.
+static mut PARK_IDT: Idt = Idt([0; 512]);
+
+/// The pseudo-descriptor `exo_park` loads: the 10 bytes at offset 6 (limit, then base, so
+/// both fields are naturally aligned). Limit 0 until the park IDT is filled.
+#[repr(C, align(16))]
+struct Idtr {
+    _pad: [u16; 3],
+    limit: core::sync::atomic::AtomicU16,
+    base: core::sync::atomic::AtomicU64,
+}
+
+#[unsafe(no_mangle)]
+static EXO_PARK_IDTR: Idtr = Idtr {
+    _pad: [0; 3],
+    limit: core::sync::atomic::AtomicU16::new(0),
+    base: core::sync::atomic::AtomicU64::new(0),
+};
+
+core::arch::global_asm!(
+    ".section .text.park, \"ax\"",
+    // Park: interrupts off, the park IDT if it is filled, halt forever; count the parks.
+    ".global exo_park",
+    "exo_park:",
+    "cli",
+    "lock inc qword ptr [rip + exo_parked]",
+    "cmp word ptr [rip + EXO_PARK_IDTR + 6], 0",
+    "je 2f",
+    "lidt [rip + EXO_PARK_IDTR + 6]",
+    "2:",
+    "cli",
+    "hlt",
+    "jmp 2b",
+    // Every park IDT vector lands here: the interrupted context is abandoned (an NMI stays
+    // blocked, as no IRET follows).
+    ".global exo_park_stub",
+    "exo_park_stub:",
+    "cli",
+    "hlt",
+    "jmp exo_park_stub",
+    ".section .bss.park, \"aw\", @nobits",
+    ".p2align 4",
+    ".global exo_park_stack_top",
+    ".global exo_parked",
+    "exo_parked: .skip 8",
+    "exo_park_stack: .skip 512",
+    "exo_park_stack_top:",
+);
+
+unsafe extern "C" {
+    static exo_park_stub: u8;
+    static exo_parked: core::sync::atomic::AtomicU64;
+}
+
+/// Stops the calling CPU for good, safely even where it has no kernel tables of its own:
+/// interrupts off, the park IDT loaded (every vector halts again on the current stack, so an
+/// NMI needs neither a TSS nor an IST), halt. Needs a mapped stack for that one frame (the
+/// trampoline gives stackless APs a shared one). Counted by [`parked`].
+pub fn park() -> ! {
+    // SAFETY: `exo_park` never returns and touches only its counter, the park IDT's
+    // descriptor and the stack (for an interrupt frame).
+    unsafe { core::arch::asm!("jmp exo_park", options(noreturn)) }
+}
+
+/// How many times a CPU parked (each park counts once; the stop-all of a panic parks the
+/// other CPUs, a late or stray AP parks itself).
+pub fn parked() -> u64 {
+    // SAFETY: a u64 in .bss, only ever updated atomically (`lock inc`).
+    unsafe { exo_parked.load(Ordering::Acquire) }
 }
 
 /// Loads the shared IDT on the calling CPU.

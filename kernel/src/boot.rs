@@ -164,6 +164,7 @@ pub fn bsp_main(start_info: u64) -> ! {
     }
     order.extend(aps.iter().copied());
     let cr3 = exo_arch::cpu::read_cr3();
+    crate::faults::before_ap_start(&opts, &aps);
     let report = smp::start_aps(&aps, opts.ap_timeout_ms, features.nx, cr3);
     let aps_online_tsc = phase("aps");
     tsc_sync::check_all();

@@ -50,6 +50,14 @@ pub struct Options {
     pub tsc_ref: TscRef,
     /// A deliberate panic on this CPU after boot (tests the stop-all path).
     pub panic_on_cpu: Option<u32>,
+    /// A deliberate panic on the BSP before any AP is started (`exo.panic_early=1`): the
+    /// stop-all must not reach CPUs still in firmware.
+    pub panic_early: bool,
+    /// The last AP (highest CPU id) waits this long in the trampoline before it reports
+    /// arrival (`exo.ap_delay_ms=N`, 0 = off): with `exo.ap_timeout_ms` below it, that AP
+    /// arrives after the BSP stopped waiting and parks (tests the late-AP park and the
+    /// stop-all around it).
+    pub ap_delay_ms: u64,
     /// Free one object twice after boot (debug builds must catch it).
     pub double_free: bool,
     /// A deliberate stack overflow on this CPU after boot (tests guard pages and #DF on IST).
@@ -79,6 +87,8 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         mode: None,
         tsc_ref: TscRef::Auto,
         panic_on_cpu: None,
+        panic_early: false,
+        ap_delay_ms: 0,
         overflow_on_cpu: None,
         double_free: false,
         c2c_cpus: 8,
@@ -102,6 +112,8 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .parse()
                 .is_ok_and(|id| set(&mut o.phantom_apic_id, Some(id))),
             ("panic_on_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_on_cpu, Some(c))),
+            ("panic_early", "1") => set(&mut o.panic_early, true),
+            ("ap_delay_ms", v) => v.parse().is_ok_and(|ms| set(&mut o.ap_delay_ms, ms)),
             ("double_free", "1") => set(&mut o.double_free, true),
             ("overflow_on_cpu", v) => v
                 .parse()

@@ -20,6 +20,7 @@ type Test = (&'static str, fn(&BootState) -> TestResult);
 const TESTS: &[Test] = &[
     ("smp.all_cpus_online", all_cpus_online),
     ("smp.apic_ids_unique_and_match_madt", apic_ids_match),
+    ("smp.late_ap_parks_and_survives_nmi", late_ap_nmi),
     ("percpu.gs_reads_right_on_each_cpu", gs_reads),
     ("apic.ipi_reaches_each_cpu", ipi_each_cpu),
     ("trap.breakpoint_recovers_on_each_cpu", breakpoint_each_cpu),
@@ -68,10 +69,16 @@ fn check(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
     if cond { Ok(()) } else { Err(msg()) }
 }
 
+/// With `exo.ap_delay_ms` beyond `exo.ap_timeout_ms`, one AP arrives after the deadline.
+fn late_ap_expected(s: &BootState) -> bool {
+    s.opts.ap_delay_ms > s.opts.ap_timeout_ms && s.madt_apic_ids.len() > 1
+}
+
 fn all_cpus_online(s: &BootState) -> TestResult {
     let online = cpus::online_count();
     let phantom = u32::from(s.opts.phantom_apic_id.is_some());
-    let want = (s.madt_apic_ids.len() as u32).max(1) - phantom;
+    let late = u32::from(late_ap_expected(s));
+    let want = (s.madt_apic_ids.len() as u32).max(1) - phantom - late;
     check(online == want && s.smp.online == online, || {
         format!(
             "{online} online, {want} usable in the MADT, missing {:?}",
@@ -87,6 +94,45 @@ fn all_cpus_online(s: &BootState) -> TestResult {
         })?;
     }
     Ok(())
+}
+
+/// `exo.ap_delay_ms` made one AP arrive after the BSP stopped waiting: it must park (with an
+/// IDT it can take an NMI through) and stay parked when an NMI reaches it, as the stop-all
+/// of a panic or an operator's NMI would. An AP parked without an IDT triple-faults here and
+/// QEMU resets: no verdict at all.
+fn late_ap_nmi(s: &BootState) -> TestResult {
+    if !late_ap_expected(s) {
+        return Err(format!(
+            "{}needs exo.ap_delay_ms > exo.ap_timeout_ms and an AP",
+            crate::ktest_sched::SKIP
+        ));
+    }
+    let &[late] = s.smp.missing.as_slice() else {
+        return Err(format!("expected one late AP, missing {:?}", s.smp.missing));
+    };
+    // The late AP parks once its delay is over (NMI it even if the count never moves: a
+    // park that is not counted is a park without the park IDT, which the NMI shows).
+    let d = Deadline::after_ms(s.opts.ap_delay_ms + 1000);
+    while exo_arch::trap::parked() == 0 && !d.passed() {
+        core::hint::spin_loop();
+    }
+    let parked = exo_arch::trap::parked();
+    for _ in 0..2 {
+        apic::send_ipi(Dest::Id(late), Delivery::Nmi).map_err(|e| format!("{e}"))?;
+        Deadline::after_ms(20).spin_until();
+    }
+    check(parked == 1, || {
+        format!("APIC id {late}: {parked} parks counted, expected 1")
+    })?;
+    check(cpus::online_count() == s.smp.online, || {
+        "a CPU came online or went away".into()
+    })?;
+    check(exo_arch::trap::parked() == parked, || {
+        format!(
+            "park count {parked} -> {}: the NMI restarted a park",
+            exo_arch::trap::parked()
+        )
+    })
 }
 
 fn read_apic_id(_: u64) -> u64 {

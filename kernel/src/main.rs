@@ -12,6 +12,7 @@ mod boot;
 mod cmdline;
 mod console;
 mod cpus;
+mod faults;
 mod fpu;
 mod kalloc;
 mod ktest;

@@ -38,6 +38,18 @@ fn stack_bounds(rbp: u64) -> (u64, u64) {
     (rbp, rbp.saturating_add(16 * 1024))
 }
 
+/// NMIs every other CPU that is online, one by APIC id. Never the all-but-self shorthand:
+/// it also reaches CPUs that have no IDT (APs still in firmware, APs parked during bring-up
+/// before their tables were loaded), which triple-fault and reset the machine, losing the
+/// report and the verdict. Bounded (the CPU table's size), lock- and allocation-free.
+fn stop_others() {
+    // CPUID, not the per-CPU block: correct even on a CPU that panicked before it had one.
+    let me = exo_arch::cpu::apic_id_from_cpuid();
+    for b in crate::cpus::online().filter(|b| b.hot.apic_id != me) {
+        let _ = exo_arch::apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Nmi);
+    }
+}
+
 fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     exo_arch::cpu::cli();
     let cpu = if exo_percpu::installed() {
@@ -55,7 +67,7 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
         exo_arch::serial::write_bytes(b"\nnested panic; exiting\n");
         exit(ExitCode::Failure);
     }
-    let _ = exo_arch::apic::send_ipi(Dest::AllButSelf, Delivery::Nmi);
+    stop_others();
     crate::kprintln!("PANIC on CPU {cpu}: {msg}");
     crate::kprintln!("PANIC,{cpu}");
     if let Some(rip) = rip {

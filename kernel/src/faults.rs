@@ -1,0 +1,26 @@
+//! Fault injection from the command line, for the tests of the failure paths (each knob is
+//! documented in `cmdline::Options`). Nothing here runs unless its knob is given.
+
+use crate::cmdline::Options;
+use log::info;
+
+/// Called by boot just before the APs in `aps` (APIC ids, in CPU-id order) are started:
+/// arms `exo.ap_delay_ms` for the last of them (the highest CPU id, so the online CPUs keep
+/// contiguous ids) and fires `exo.panic_early` (a panic while every AP is still in firmware).
+pub fn before_ap_start(opts: &Options, aps: &[u32]) {
+    if opts.ap_delay_ms > 0
+        && let Some(&late) = aps.last()
+    {
+        let ticks = opts
+            .ap_delay_ms
+            .saturating_mul(crate::time::tsc_hz() / 1000);
+        exo_arch::smp::set_ap_delay(late, ticks);
+        info!(
+            "exo.ap_delay_ms: APIC id {late} waits {} ms before it reports arrival",
+            opts.ap_delay_ms
+        );
+    }
+    if opts.panic_early {
+        panic!("deliberate panic requested by exo.panic_early (no AP started yet)");
+    }
+}
