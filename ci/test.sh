@@ -120,6 +120,7 @@ for m in "${matrix[@]}"; do
     set -- $m
     kernel_tests "$1 -cpu $2 -smp $3" --machine "$1" --cpu "$2" --smp "$3"
 done
+kernel_tests "q35x -cpu max -smp 288 (APIC ids > 255)" --machine q35x --cpu max --smp 288 --mem 1G --timeout 900
 kernel_tests "icount q35 -cpu max -smp 4" --mode icount --machine q35 --cpu max --smp 4
 kernel_tests "phantom CPU (no SIPI answer)" --machine q35 --cpu max --smp 4 \
     --append "exo.phantom_apic=200 exo.ap_timeout_ms=300"
@@ -142,6 +143,50 @@ for machine in q35 pc microvm; do
         for n in "${counts[@]}"; do boot_check "$machine" "$cpu" "$n" "$mode"; done
     done
 done
+
+echo "== many CPUs (x2APIC ids above 255, interrupt remapping with EIM)"
+log="$out/boot-q35x-1024.log"
+scripts/qemu.sh --job boot --machine q35x --cpu max --smp 1024 --mem 256M --log "$log" --timeout 900 >/dev/null 2>&1
+rc=$?
+if [ "$rc" = 0 ] && grep -qx 'SMP,1024,1024,x2apic' "$log" && [ "$(grep -c '^CPU,' "$log")" = 1024 ] \
+    && grep -q '^BOOTTIME,' "$log"; then
+    ok "boot q35x -smp 1024 -m 256M: SMP,1024,1024,x2apic, 1024 CPU lines ($(grep '^BOOTTIME,' "$log"))"
+else
+    bad "boot q35x -smp 1024 (exit $rc, got $(grep '^SMP,' "$log" || echo 'no SMP line'))" "$log"
+fi
+
+echo "== mode detection, clocks, firmware paths"
+log="$out/icount-detect.log"
+scripts/qemu.sh --mode icount --machine q35 --cpu max --smp 2 --job bench --log "$log" >/dev/null 2>&1
+expect_log "icount detected without exo.mode (x2APIC timer read skipped, bench runs to the end)" "$log" 0 $? \
+    'mode icount \(detected' '^SUITE,smp,[0-9]+,[0-9]+,icount,' '^END,'
+log="$out/tcg-detect.log"
+scripts/qemu.sh --machine microvm --cpu max --smp 2 --job boot --log "$log" >/dev/null 2>&1
+expect_log "tcg detected without exo.mode" "$log" 0 $? 'mode tcg \(detected' '^BOOT,done,'
+for r in "pmtimer:ACPI PM timer:PmTimer" "hpet:HPET:Hpet" "pit:PIT:PitCalibrated"; do
+    IFS=: read -r knob name src <<<"$r"
+    log="$out/tsc-ref-$knob.log"
+    scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.tsc_ref=$knob" --log "$log" >/dev/null 2>&1
+    expect_log "TSC calibrated against the $name (exo.tsc_ref=$knob)" "$log" 0 $? \
+        "TSC calibrated against the $name" "TSC [0-9]+ MHz \($src" '^SMP,2,2,x2apic$'
+done
+log="$out/tsc-ref-missing.log"
+scripts/qemu.sh --machine microvm --cpu max --smp 2 --job boot --append "exo.tsc_ref=hpet" --log "$log" >/dev/null 2>&1
+expect_log "no HPET on microvm: calibration failure is reported, boot goes on" "$log" 0 $? \
+    'names a clock the firmware tables do not list' 'assuming 1 GHz' '^SMP,2,2,x2apic$'
+log="$out/rsdp-scan.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.rsdp=scan" --log "$log" >/dev/null 2>&1
+expect_log "RSDP from the BIOS area scan (page 0 refused, no fault)" "$log" 0 $? \
+    'RSDP found at 0x[0-9a-f]+ in the BIOS area' '^SMP,4,4,x2apic$'
+if grep -qwE 'vmx|svm' /proc/cpuinfo && [ ! -d /sys/module/kvm_pvm ]; then
+    ok "qemu.sh --mode kvm guard: hardware virtualization present (nothing to refuse)"
+elif [ -e /dev/kvm ]; then
+    log="$out/kvm-refused.log"
+    scripts/qemu.sh --mode kvm --machine microvm --smp 2 --job boot >"$log" 2>&1
+    expect_log "qemu.sh --mode kvm refuses nested software KVM (rdtsc traps)" "$log" 2 $? 'nested software virtualization'
+else
+    ok "qemu.sh --mode kvm guard: no /dev/kvm on this host (nothing to refuse)"
+fi
 
 echo "== failure paths"
 log="$out/fail-panic.log"

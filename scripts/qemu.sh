@@ -31,6 +31,17 @@ args() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }
 [ -f "$kernel" ] || { echo "qemu.sh: no kernel at $kernel (run 'just build')" >&2; exit 2; }
 if [ "$mode" = kvm ]; then
     [ -w /dev/kvm ] || { echo "qemu.sh: --mode kvm needs a usable /dev/kvm" >&2; exit 2; }
+    # /dev/kvm without vmx/svm in the host's CPU flags (or with the kvm_pvm module) is nested
+    # software virtualization: rdtsc traps (~20,000 ticks a pair), int3/xgetbv can end QEMU
+    # with "KVM internal error". Its numbers are not cycles: refuse unless forced.
+    if ! grep -qwE 'vmx|svm' /proc/cpuinfo || [ -d /sys/module/kvm_pvm ]; then
+        pvm=""; [ -d /sys/module/kvm_pvm ] && pvm=", kvm_pvm loaded"
+        if [ -z "${EXO_KVM_FORCE:-}" ]; then
+            echo "qemu.sh: this host's KVM is nested software virtualization (no vmx/svm flag$pvm): rdtsc traps, numbers would not be cycles. Set EXO_KVM_FORCE=1 to run anyway (the kernel then reports mode kvm-trapped)." >&2
+            exit 2
+        fi
+        echo "qemu.sh: warning: KVM here is nested software virtualization; ticks are not cycles (mode kvm-trapped)" >&2
+    fi
     cpu_arg=()
 else
     cpu_arg=(-cpu "${cpu:-max}")
