@@ -571,29 +571,36 @@ fn mutex_counter(_: &BootState) -> TestResult {
 
 static HELD: crate::park::Mutex<()> = crate::park::mutex(());
 
-static HOLDER_DONE: AtomicU64 = AtomicU64::new(0);
+/// Set by the test once its deadline lock gave up; the holder keeps the lock until then, so
+/// the give-up path is forced whatever the host's speed.
+static GAVE_UP: AtomicBool = AtomicBool::new(false);
 
-fn holder(ms_: u64) -> u64 {
-    HOLDER_DONE.store(0, Ordering::Relaxed);
+fn holder(_: u64) -> u64 {
     let g = HELD.lock();
     FLAG.store(true, Ordering::Release);
-    let t0 = rdtsc();
-    sched::sleep_us(ms_ * 1000);
-    HOLDER_DONE.store(rdtsc() - t0, Ordering::Relaxed);
+    let deadline = rdtsc() + ms(30_000);
+    while !GAVE_UP.load(Ordering::Acquire) {
+        if rdtsc() > deadline {
+            return 1;
+        }
+        sched::sleep_us(100);
+    }
     drop(g);
     0
 }
 
 fn mutex_deadline(_: &BootState) -> TestResult {
     FLAG.store(false, Ordering::Release);
+    GAVE_UP.store(false, Ordering::Release);
     let cpu = ncpus() - 1;
     let h = Builder::new()
         .pin(cpu)
-        .spawn(holder, 200)
+        .spawn(holder, 0)
         .map_err(|e| format!("spawn: {e}"))?;
     let d = rdtsc() + ms(5000);
     while !FLAG.load(Ordering::Acquire) {
         if rdtsc() > d {
+            GAVE_UP.store(true, Ordering::Release);
             return Err("holder never took the lock".into());
         }
         sched::yield_now();
@@ -601,23 +608,20 @@ fn mutex_deadline(_: &BootState) -> TestResult {
     let t0 = rdtsc();
     let r = HELD.lock_with_deadline(t0 + ms(5));
     let waited = rdtsc() - t0;
-    let done = HOLDER_DONE.load(Ordering::Relaxed);
-    // `Some` is only right if the holder had released it by then (under icount, other
-    // vCPUs' turns can delay the caller's deadline check past the release).
-    check(r.is_none() || done != 0, || {
-        format!(
-            "got the lock after {waited} ticks while it was held (deadline {} ticks)",
-            ms(5)
-        )
-    })?;
-    check(r.is_some() || waited >= ms(5), || {
-        format!("gave up after {waited} ticks, before the deadline")
-    })?;
+    let got = r.is_some();
     drop(r);
+    GAVE_UP.store(true, Ordering::Release);
+    check(!got, || {
+        format!("got the lock after {waited} ticks while it was held")
+    })?;
+    check(waited >= ms(5), || {
+        format!("gave up after {waited} ticks, before the deadline ({} ticks)", ms(5))
+    })?;
     let g = HELD.lock_with_deadline(rdtsc() + ms(10_000));
     check(g.is_some(), || "not acquired after the holder left".into())?;
     drop(g);
-    join_all(&[h], 10_000).map(|_| ())
+    let code = join_all(&[h], 10_000)?[0];
+    check(code == 0, || "the holder was never told to release".into())
 }
 
 fn faulter(_: u64) -> u64 {
