@@ -34,6 +34,11 @@ pub const TESTS: &[Test] = &[
         "sched.faulting_or_panicking_thread_killed_alone",
         killed_alone,
     ),
+    (
+        "sched.wake_into_full_mailbox_never_queues_a_running_thread",
+        full_mailbox_wake,
+    ),
+    ("sched.thread_ids_keep_the_full_generation", generation_wrap),
     ("mutex.counter_exact_from_every_cpu", mutex_counter),
     ("mutex.deadline_gives_up_then_succeeds", mutex_deadline),
 ];
@@ -615,7 +620,10 @@ fn mutex_deadline(_: &BootState) -> TestResult {
         format!("got the lock after {waited} ticks while it was held")
     })?;
     check(waited >= ms(5), || {
-        format!("gave up after {waited} ticks, before the deadline ({} ticks)", ms(5))
+        format!(
+            "gave up after {waited} ticks, before the deadline ({} ticks)",
+            ms(5)
+        )
     })?;
     let g = HELD.lock_with_deadline(rdtsc() + ms(10_000));
     check(g.is_some(), || "not acquired after the holder left".into())?;
@@ -650,4 +658,137 @@ fn killed_alone(_: &BootState) -> TestResult {
     let again = sched::spawn(worker, 5).map_err(|e| format!("spawn after: {e}"))?;
     let c = join_all(&[again], 10_000)?[0];
     check(c == 26, || format!("returned {c}"))
+}
+
+/// Per pair: the waiter's tid, "the waiter is inside its block window", "woken".
+static FM_TID: [AtomicU64; FM_PAIRS] = [const { AtomicU64::new(0) }; FM_PAIRS];
+static FM_ARMED: [AtomicBool; FM_PAIRS] = [const { AtomicBool::new(false) }; FM_PAIRS];
+static FM_WOKEN: [AtomicBool; FM_PAIRS] = [const { AtomicBool::new(false) }; FM_PAIRS];
+const FM_PAIRS: usize = 8;
+
+/// Blocks with `block_unless`, and inside the window between marking itself blocked and
+/// switching out (the `still_wait` check) waits until its waker has woken it: the wake-up
+/// is then *forced* to find this thread still running on its CPU.
+fn fm_waiter(k: u64) -> u64 {
+    let k = k as usize;
+    let deadline = rdtsc() + ms(10_000);
+    let mut late = false;
+
+    sched::block_unless(|| {
+        FM_ARMED[k].store(true, Ordering::Release);
+        while !FM_WOKEN[k].load(Ordering::Acquire) {
+            if rdtsc() > deadline {
+                late = true;
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        false
+    });
+    u64::from(late)
+}
+
+fn fm_waker(k: u64) -> u64 {
+    let k = k as usize;
+    let deadline = rdtsc() + ms(10_000);
+    while !FM_ARMED[k].load(Ordering::Acquire) {
+        if rdtsc() > deadline {
+            return 1;
+        }
+        core::hint::spin_loop();
+    }
+    let tid = Tid::from_raw(FM_TID[k].load(Ordering::Acquire));
+    let woke = sched::wake(tid);
+    FM_WOKEN[k].store(true, Ordering::Release);
+    if woke { 0 } else { 2 }
+}
+
+/// Issue 10, defect 1: with the full-mailbox fallback forced, a wake-up that lands while the
+/// woken thread still runs (between `Blocked` and its switch) must not put it on a run
+/// queue; it then exits, and a stale queue entry would resume a dead context.
+fn full_mailbox_wake(_: &BootState) -> TestResult {
+    if ncpus() < 2 {
+        return Err(format!(
+            "{SKIP}needs two CPUs (the waiter spins with interrupts off)"
+        ));
+    }
+    let n = ncpus();
+    sched::force_mailbox_full(true);
+    let mut result = Ok(());
+    // One pair at a time: a waiter spins with interrupts off, so a waker queued behind
+    // another pair's waiter on its CPU would never run.
+    'pairs: for p in 0..4 * FM_PAIRS {
+        let k = p % FM_PAIRS;
+        FM_ARMED[k].store(false, Ordering::Relaxed);
+        FM_WOKEN[k].store(false, Ordering::Relaxed);
+        let a = p as u32 % n;
+        let b = (a + 1) % n;
+        let w = match Builder::new().pin(a).spawn(fm_waiter, k as u64) {
+            Ok(t) => t,
+            Err(e) => {
+                result = Err(format!("spawn waiter: {e}"));
+                break;
+            }
+        };
+        FM_TID[k].store(w.raw(), Ordering::Release);
+        let mut tids = alloc::vec![w];
+        match Builder::new().pin(b).spawn(fm_waker, k as u64) {
+            Ok(t) => tids.push(t),
+            Err(e) => result = Err(format!("spawn waker: {e}")),
+        }
+        match join_all(&tids, 20_000) {
+            Ok(c) if c.iter().all(|&x| x == 0) => {}
+            Ok(c) => result = Err(format!("pair {p} (CPUs {a}, {b}): exit codes {c:?}")),
+            Err(e) => result = Err(e),
+        }
+        // More threads on both CPUs afterwards: a stale queue entry would run one of them
+        // (or the dead waiter) on a stack that is gone.
+        if result.is_ok() {
+            let more: Vec<Tid> = [a, b, a, b]
+                .iter()
+                .filter_map(|&c| Builder::new().pin(c).spawn(worker, 3).ok())
+                .collect();
+            if let Err(e) = join_all(&more, 20_000) {
+                result = Err(e);
+            }
+        }
+        if result.is_err() {
+            break 'pairs;
+        }
+    }
+    sched::force_mailbox_full(false);
+    result
+}
+
+fn blocked_until_woken(_: u64) -> u64 {
+    FLAG.store(true, Ordering::Release);
+    sched::block_unless(|| true);
+    42
+}
+
+/// Issue 10, defect 4: a slot's generation near the 32-bit wrap still names its thread
+/// (ids used to keep only 22 bits of it: `wake` and `join` then refused a live thread).
+fn generation_wrap(_: &BootState) -> TestResult {
+    for generation in [(1 << 22) + 3, u32::MAX - 1] {
+        FLAG.store(false, Ordering::Release);
+        sched::age_free_slots(generation);
+        let t = Builder::new()
+            .pin(0)
+            .spawn(blocked_until_woken, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let d = rdtsc() + ms(5000);
+        while !FLAG.load(Ordering::Acquire) && rdtsc() < d {
+            sched::yield_now();
+        }
+        // Wake until it takes (it may not have blocked yet); a refused id never takes.
+        let mut woke = false;
+        while !woke && rdtsc() < d {
+            woke = sched::wake(t);
+            sched::yield_now();
+        }
+        check(woke, || format!("wake refused the live thread {t}"))?;
+        let code = join_all(&[t], 5000)?[0];
+        check(code == 42, || format!("join gave {code}"))?;
+    }
+    Ok(())
 }

@@ -725,16 +725,50 @@ fn post_wake(target: &CpuSched, i: usize) {
     // Interrupts off: the fallback below takes a run-queue lock (maybe this CPU's), which an
     // interrupt on this CPU (the tick) also takes.
     let _g = IrqGuard::new();
-    match target.mailbox.push(ThreadRef(i as u32)) {
+    let pushed = if FORCE_MAILBOX_FULL.load(Ordering::Relaxed) {
+        Err(())
+    } else {
+        target.mailbox.push(ThreadRef(i as u32)).map_err(|_| ())
+    };
+    match pushed {
         Ok(exo_sched::Notify::SendIpi) => ring(target),
         Ok(exo_sched::Notify::AlreadyPending) => {}
-        Err(_) => {
+        Err(()) => {
             // Mailbox full: enqueue under the target's lock (never our own: callers do not
-            // hold a lock here), then ring it.
+            // hold a lock here), then ring it. The same rules as `drain_mailbox`: a thread
+            // that is still the target's current one (woken between marking itself blocked
+            // and switching out) is not queued — its own `schedule` keeps it running, as it
+            // is Ready; nor is one already queued, or no longer Ready on that CPU.
             target.lock();
-            target.enqueue_locked(i);
+            let t = tcb(i);
+            if target.current.load(Ordering::Relaxed) != i as u32
+                && t.state() == State::Ready
+                && t.cpu.load(Ordering::Acquire) == target.cpu
+                // SAFETY: we hold the target's lock.
+                && !unsafe { target.rq() }.contains(ThreadRef(i as u32))
+            {
+                target.enqueue_locked(i);
+            }
             target.unlock();
             ring(target);
+        }
+    }
+}
+
+/// Fault injection: every wake-up takes the full-mailbox path (tests).
+static FORCE_MAILBOX_FULL: AtomicBool = AtomicBool::new(false);
+
+/// Makes every wake-up behave as if the target's mailbox were full (`true`), or normal.
+pub fn force_mailbox_full(on: bool) {
+    FORCE_MAILBOX_FULL.store(on, Ordering::Relaxed);
+}
+
+/// Sets the generation of every free thread slot to `generation` (tests: ids of threads
+/// spawned next carry it, e.g. near the 32-bit wrap).
+pub fn age_free_slots(generation: u32) {
+    for t in &TCBS {
+        if t.state() == State::Free {
+            t.generation.store(generation, Ordering::Relaxed);
         }
     }
 }
