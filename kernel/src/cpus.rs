@@ -26,18 +26,6 @@ pub const VEC_SPURIOUS: u8 = 0xFF;
 /// A function run on another CPU with an argument word, returning a result word.
 pub type RemoteFn = fn(u64) -> u64;
 
-/// The run-on-CPU mailbox: one request at a time per CPU, sequence-numbered.
-#[derive(Debug)]
-pub struct Mailbox {
-    /// APIC id of the poster + 1, woken by an IPI when the request is done (0: none).
-    notify: AtomicU64,
-    func: AtomicU64,
-    arg: AtomicU64,
-    posted: AtomicU64,
-    done: AtomicU64,
-    result: AtomicU64,
-}
-
 /// The kernel's per-CPU state (the `E` of `PerCpu<E>`).
 #[derive(Debug)]
 pub struct CpuLocal {
@@ -47,8 +35,10 @@ pub struct CpuLocal {
     pub stack_lo: AtomicU64,
     /// See `stack_lo`.
     pub stack_hi: AtomicU64,
-    /// Work posted by other CPUs.
-    pub mailbox: Mailbox,
+    /// Work posted by other CPUs: one request at a time, claimed by CAS (function word: a
+    /// `RemoteFn` written only by [`post`]; notify word: the poster's APIC id + 1, woken by
+    /// an IPI when the request is done, or 0).
+    mailbox: exo_sched::RequestMailbox,
     /// Ping IPIs received.
     pub pings: AtomicU64,
     /// #BP traps taken.
@@ -72,14 +62,7 @@ impl CpuLocal {
             online: AtomicBool::new(false),
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
-            mailbox: Mailbox {
-                notify: AtomicU64::new(0),
-                func: AtomicU64::new(0),
-                arg: AtomicU64::new(0),
-                posted: AtomicU64::new(0),
-                done: AtomicU64::new(0),
-                result: AtomicU64::new(0),
-            },
+            mailbox: exo_sched::RequestMailbox::new(),
             pings: AtomicU64::new(0),
             breakpoints: AtomicU64::new(0),
             fixups: AtomicU64::new(0),
@@ -253,21 +236,17 @@ pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<(), RunError> {
     if b.hot.cpu_id == exo_percpu::cpu_id_hint().0 {
         return Err(RunError::SelfTarget);
     }
-    let mb = &b.ext.mailbox;
-    let done = mb.done.load(Ordering::Acquire);
-    if mb.posted.load(Ordering::Acquire) != done {
-        return Err(RunError::Busy(cpu));
-    }
     // Every CPU installs its block before it can post, so the caller's own block is at hand
     // (no MSR read on this path: the c2c and contention runners post per measurement).
     let poster = match get(exo_percpu::cpu_id_hint()) {
         Some(me) if may_halt() => u64::from(me.hot.apic_id) + 1,
         _ => 0,
     };
-    mb.notify.store(poster, Ordering::Relaxed);
-    mb.func.store(f as usize as u64, Ordering::Relaxed);
-    mb.arg.store(arg, Ordering::Relaxed);
-    mb.posted.store(done + 1, Ordering::Release);
+    // One CAS claims the mailbox: of two posters that both saw it free, one gets Busy.
+    b.ext
+        .mailbox
+        .post(f as usize as u64, arg, poster)
+        .map_err(|exo_sched::Busy| RunError::Busy(cpu))?;
     apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_WAKE)).map_err(RunError::Ipi)
 }
 
@@ -284,16 +263,18 @@ fn may_halt() -> bool {
     HALT_WAITS.load(Ordering::Relaxed) && exo_arch::cpu::interrupts_enabled()
 }
 
-/// Waits until `cpu` finished its posted request; returns its result. Halts between checks
+/// Waits until `cpu` finished its posted request; returns its result (the result of the last
+/// request `cpu` completed: if another poster's request was accepted after the caller's
+/// completed, that one's; the mailbox does not tell waiters apart). Halts between checks
 /// when it can (an emulated CPU spinning here would steal a host core from the CPUs doing
 /// the work), so the target sends a wake IPI when it finishes.
 pub fn wait(cpu: CpuId, deadline: crate::time::Deadline) -> Result<u64, RunError> {
     let b = get(cpu).ok_or(RunError::NotOnline(cpu))?;
     let mb = &b.ext.mailbox;
-    let halt = may_halt() && mb.notify.load(Ordering::Relaxed) != 0;
+    let halt = may_halt() && mb.notify() != 0;
     loop {
-        if mb.done.load(Ordering::Acquire) == mb.posted.load(Ordering::Acquire) {
-            return Ok(mb.result.load(Ordering::Acquire));
+        if let Some(r) = mb.finished() {
+            return Ok(r);
         }
         if deadline.passed() {
             return Err(RunError::Timeout(cpu));
@@ -301,7 +282,7 @@ pub fn wait(cpu: CpuId, deadline: crate::time::Deadline) -> Result<u64, RunError
         if halt {
             // Backstop: a timer interrupt within 1 ms, so a lost IPI costs at most that.
             exo_arch::cpu::cli();
-            if mb.done.load(Ordering::Acquire) != mb.posted.load(Ordering::Acquire) {
+            if !mb.is_free() {
                 apic::timer_oneshot(VEC_TIMER, crate::time::apic_ticks_per_ms(), false);
                 exo_arch::cpu::sti_hlt();
             } else {
@@ -331,17 +312,14 @@ pub fn run_on(
 pub fn poll_mailbox(g: &IrqGuard) -> bool {
     let b = this(g);
     let mb = &b.ext.mailbox;
-    let posted = mb.posted.load(Ordering::Acquire);
-    if posted == mb.done.load(Ordering::Relaxed) {
+    let Some(req) = mb.take() else {
         return false;
-    }
-    let f = crate::sys::remote_fn(mb.func.load(Ordering::Relaxed));
-    let r = f(mb.arg.load(Ordering::Relaxed));
-    mb.result.store(r, Ordering::Relaxed);
-    let notify = mb.notify.load(Ordering::Relaxed);
-    mb.done.store(posted, Ordering::Release);
-    if notify != 0 {
-        let _ = apic::send_ipi(Dest::Id((notify - 1) as u32), Delivery::Fixed(VEC_WAKE));
+    };
+    let f = crate::sys::remote_fn(req.func);
+    let r = f(req.arg);
+    mb.complete(req.seq, r);
+    if req.notify != 0 {
+        let _ = apic::send_ipi(Dest::Id((req.notify - 1) as u32), Delivery::Fixed(VEC_WAKE));
     }
     true
 }

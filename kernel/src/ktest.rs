@@ -9,7 +9,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::apic::{self, Delivery, Dest};
 use exo_arch::exit::{ExitCode, exit};
 use exo_percpu::{CpuId, IrqGuard};
@@ -30,6 +30,10 @@ const TESTS: &[Test] = &[
     ("mm.stack_guard_unmapped", stack_guard),
     ("mm.heap_on_every_cpu", heap_every_cpu),
     ("smp.run_on_timeout_is_bounded", run_on_bounded),
+    (
+        "smp.run_on_racing_posters_each_request_runs_once",
+        racing_posters,
+    ),
     (
         "kalloc.storm_with_cross_cpu_frees_conserves_memory",
         alloc_storm,
@@ -356,6 +360,145 @@ fn run_on_bounded(_: &BootState) -> TestResult {
     check(r == Err(cpus::RunError::NotOnline(CpuId(9999))), || {
         format!("post to CPU 9999 gave {r:?}")
     })
+}
+
+const RACE_ROUNDS: usize = 2000;
+/// How often the target ran poster `p`'s request of round `r`: `RACE_RUNS[p * ROUNDS + r]`.
+static RACE_RUNS: [core::sync::atomic::AtomicU8; 2 * RACE_ROUNDS] =
+    [const { core::sync::atomic::AtomicU8::new(0) }; 2 * RACE_ROUNDS];
+/// Which of those posts returned Ok.
+static RACE_OK: [core::sync::atomic::AtomicBool; 2 * RACE_ROUNDS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; 2 * RACE_ROUNDS];
+/// Per poster: rounds entered (the two-party barrier), posts refused as busy, other errors.
+static RACE_ROUND: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static RACE_BUSY: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static RACE_ERR: AtomicU64 = AtomicU64::new(0);
+/// The first error: poster, round and what (1 barrier timeout, 2 not a request's result,
+/// 3 wait error, 4 post error).
+static RACE_WHY: AtomicU64 = AtomicU64::new(0);
+/// Requests that ran with another poster's argument (a torn function/argument pair).
+static RACE_TORN: AtomicU64 = AtomicU64::new(0);
+static RACE_TARGET: AtomicU64 = AtomicU64::new(0);
+/// What a request returns: its argument, scrambled (a result is recognisably a request's).
+const RACE_MAGIC: u64 = 0x5EED_0000_0000_0000;
+
+fn race_record(who: u64, arg: u64) -> u64 {
+    if arg >> 32 != who {
+        RACE_TORN.fetch_add(1, Ordering::Relaxed);
+    }
+    let i = (arg >> 32) as usize * RACE_ROUNDS + (arg & 0xFFFF_FFFF) as usize;
+    if let Some(c) = RACE_RUNS.get(i) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    arg ^ RACE_MAGIC
+}
+
+fn race_record0(arg: u64) -> u64 {
+    race_record(0, arg)
+}
+
+fn race_record1(arg: u64) -> u64 {
+    race_record(1, arg)
+}
+
+/// Poster `who` (0 or 1): each round, meet the other poster, then both post to the target
+/// at once; an accepted post waits for its own result.
+fn race_poster(who: u64) -> u64 {
+    let fail = |round: u64, what: u64, detail: u64| {
+        if RACE_ERR.fetch_add(1, Ordering::Relaxed) == 0 {
+            RACE_WHY.store(
+                what << 60 | who << 56 | round << 32 | (detail & 0xFFFF_FFFF),
+                Ordering::Relaxed,
+            );
+        }
+        1
+    };
+    let target = CpuId(RACE_TARGET.load(Ordering::Relaxed) as u32);
+    let me = &RACE_ROUND[who as usize];
+    let other = &RACE_ROUND[1 - who as usize];
+    let f: cpus::RemoteFn = if who == 0 { race_record0 } else { race_record1 };
+    for round in 0..RACE_ROUNDS as u64 {
+        me.store(round + 1, Ordering::Release);
+        let d = Deadline::after_ms(5000);
+        while other.load(Ordering::Acquire) < round + 1 {
+            if d.passed() || RACE_ERR.load(Ordering::Relaxed) != 0 {
+                return fail(round, 1, 0);
+            }
+            core::hint::spin_loop();
+        }
+        let arg = who << 32 | round;
+        match cpus::post(target, f, arg) {
+            Ok(()) => {
+                RACE_OK[who as usize * RACE_ROUNDS + round as usize].store(true, Ordering::Relaxed);
+                // Not its result: when the target is quick, both posts of a round can be
+                // accepted one after the other, and `wait` reports the last request's.
+                let r = cpus::wait(target, Deadline::after_ms(5000));
+                match r {
+                    Ok(r) if r ^ RACE_MAGIC < 2 << 32 => {}
+                    Ok(r) => return fail(round, 2, r),
+                    Err(_) => return fail(round, 3, 0),
+                }
+            }
+            Err(cpus::RunError::Busy(_)) => {
+                RACE_BUSY[who as usize].fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => return fail(round, 4, 0),
+        }
+    }
+    me.store(RACE_ROUNDS as u64 + 1, Ordering::Release);
+    0
+}
+
+/// Two CPUs (0, the caller, and 1) post to a third (2) at the same moment, 2000 times: every
+/// post that returned Ok ran exactly once with its own function and argument, every Busy
+/// post never ran, and Ok + Busy = attempts. With the first
+/// mailbox (check, then store) both posters could see it free: one request was lost and
+/// the other could run with the wrong argument.
+fn racing_posters(_: &BootState) -> TestResult {
+    let online: Vec<CpuId> = cpus::online().map(|b| CpuId(b.hot.cpu_id)).collect();
+    if online.len() < 3 {
+        return Err(format!(
+            "{}needs 3 CPUs (two posters and a target)",
+            crate::ktest_sched::SKIP
+        ));
+    }
+    RACE_TARGET.store(u64::from(online[2].0), Ordering::Relaxed);
+    cpus::post(online[1], race_poster, 1).map_err(|e| format!("{e}"))?;
+    let mine = race_poster(0);
+    let theirs = cpus::wait(online[1], Deadline::after_ms(60_000)).map_err(|e| format!("{e}"))?;
+    check(
+        mine == 0 && theirs == 0 && RACE_ERR.load(Ordering::Relaxed) == 0,
+        || {
+            format!(
+                "a poster stopped (CPU 0: {mine}, CPU {}: {theirs}), first error {:#x} (what << 60 | poster << 56 | round << 32 | detail; what: 1 barrier timeout, 2 not a request's result, 3 wait error, 4 post error)",
+                online[1].0,
+                RACE_WHY.load(Ordering::Relaxed)
+            )
+        },
+    )?;
+    check(RACE_TORN.load(Ordering::Relaxed) == 0, || {
+        format!(
+            "{} requests ran with the other poster's argument",
+            RACE_TORN.load(Ordering::Relaxed)
+        )
+    })?;
+    for (who, busy) in RACE_BUSY.iter().enumerate() {
+        let mut oks = 0;
+        for round in 0..RACE_ROUNDS {
+            let i = who * RACE_ROUNDS + round;
+            let ok = RACE_OK[i].load(Ordering::Relaxed);
+            let runs = RACE_RUNS[i].load(Ordering::Relaxed);
+            oks += usize::from(ok);
+            check(runs == u8::from(ok), || {
+                format!("poster {who} round {round}: post ok {ok}, ran {runs} times")
+            })?;
+        }
+        let busy = busy.load(Ordering::Relaxed) as usize;
+        check(oks + busy == RACE_ROUNDS, || {
+            format!("poster {who}: {oks} ok + {busy} busy != {RACE_ROUNDS} attempts")
+        })?;
+    }
+    Ok(())
 }
 
 /// Objects handed from one CPU to another to be checked and freed there.

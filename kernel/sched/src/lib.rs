@@ -9,6 +9,9 @@
 //! * [`Ema`]: an integer exponential moving average of run-burst lengths.
 //! * [`Mailbox`]: a bounded lock-free multi-producer queue through which other
 //!   CPUs post wake-ups to a CPU, with an IPI doorbell ([`Notify`]).
+//! * [`RequestMailbox`]: one request at a time (function, argument, result words) for
+//!   running work on another CPU, claimed with a compare-and-swap so that of two racing
+//!   posters exactly one wins.
 //! * [`CpuSet`] (a thread's affinity, sized by the CPUs it names) and [`AtomicMask`] (a
 //!   shared bitmap over the CPUs that exist: halted CPUs, CPUs with work to give), so
 //!   nothing is sized by a maximum CPU count. `CpuSet` allocates (fallibly) only for sets
@@ -19,7 +22,7 @@
 //!
 //! # Model checking
 //!
-//! The mailbox is checked with [loom](https://docs.rs/loom):
+//! The mailboxes are checked with [loom](https://docs.rs/loom):
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p exo-sched --release --lib mailbox
@@ -37,6 +40,7 @@ extern crate alloc;
 pub mod cpumask;
 mod ema;
 pub mod mailbox;
+pub mod request_mailbox;
 pub mod runqueue;
 mod sync;
 mod thread;
@@ -44,5 +48,6 @@ mod thread;
 pub use cpumask::{AtomicMask, CpuSet};
 pub use ema::{Ema, HOT_BURST_SHIFT, Queue, classify};
 pub use mailbox::{Mailbox, MailboxFull, Message, Notify};
+pub use request_mailbox::{Busy, Request, RequestMailbox};
 pub use runqueue::{DEFAULT_HOT_BUDGET, EnqueueError, NotQueued, RunQueue};
 pub use thread::{InvalidPriority, Priority, ThreadRef};
