@@ -244,6 +244,53 @@ impl PageTables {
         Ok(())
     }
 
+    /// Unmaps the 4 KiB page at `va` (mapped by [`PageTables::map_4k`]) and flushes it from
+    /// this CPU's TLB. Returns the frame it mapped and, when that emptied its page table, the
+    /// table's frame too (unlinked from its directory): both are the caller's to free.
+    ///
+    /// Other CPUs' TLBs and paging-structure caches are not flushed, so the caller must never
+    /// map `va`'s 2 MiB range again (stale entries then only describe addresses nobody uses).
+    pub fn unmap_4k(&mut self, va: u64) -> Option<(u64, Option<u64>)> {
+        let mut tab = self.pml4;
+        for shift in [39u64, 30] {
+            // SAFETY: reading entries of this hierarchy's identity-mapped table frames.
+            let e = unsafe {
+                table(tab)
+                    .add(((va >> shift) & 511) as usize)
+                    .read_volatile()
+            };
+            if e & P == 0 || e & PS != 0 {
+                return None;
+            }
+            tab = e & ADDR;
+        }
+        let pd = tab;
+        let pd_idx = ((va >> 21) & 511) as usize;
+        // SAFETY: `pd` is a page directory of this hierarchy (identity-mapped frame).
+        let pde = unsafe { table(pd).add(pd_idx).read_volatile() };
+        if pde & P == 0 || pde & PS != 0 {
+            return None;
+        }
+        let pt = pde & ADDR;
+        // SAFETY: `pt` is a page table of this hierarchy (identity-mapped frame); entries are
+        // cleared before the TLB flush, so no new translation can be cached from them.
+        unsafe {
+            let e = table(pt).add(((va >> 12) & 511) as usize);
+            let old = e.read_volatile();
+            if old & P == 0 {
+                return None;
+            }
+            e.write_volatile(0);
+            core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
+            let empty = (0..512).all(|k| table(pt).add(k).read_volatile() & P == 0);
+            if empty {
+                table(pd).add(pd_idx).write_volatile(0);
+                core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
+            }
+            Some((old & ADDR, empty.then_some(pt)))
+        }
+    }
+
     /// Walks the tables for `va`: the physical address and whether it is writable/executable.
     pub fn translate(&self, va: u64) -> Option<(u64, Flags)> {
         let mut tab = self.pml4;

@@ -124,19 +124,30 @@ pub fn switch_out(c: &CpuFpu, cpu: u32, prev: usize, next: usize) {
     }
 }
 
-/// The #NM handler: returns false when the trap is not ours to fix (no scheduler, no FPU
-/// support), so the caller reports it as a fault.
+/// What the #NM handler did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NmOutcome {
+    /// The thread's state is in the registers: return to it.
+    Fixed,
+    /// Not ours to fix (no scheduler, no FPU support): a fault.
+    NotOurs,
+    /// The thread's first FPU use found no memory for its save area: the caller kills the
+    /// thread alone if it can (it is in its own context), else stops the machine.
+    OutOfMemory,
+}
+
+/// The #NM handler.
 #[inline(never)]
-pub fn device_not_available() -> bool {
+pub fn device_not_available() -> NmOutcome {
     let Some(info) = INFO.get() else {
-        return false;
+        return NmOutcome::NotOurs;
     };
     let Some(cur) = crate::sched::current() else {
-        return false;
+        return NmOutcome::NotOurs;
     };
     let i = cur.index();
     let Some(cs) = crate::sched::this_sched() else {
-        return false;
+        return NmOutcome::NotOurs;
     };
     let (c, cpu) = (&cs.fpu, exo_percpu::cpu_id_hint().0);
     TRAPS.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +158,7 @@ pub fn device_not_available() -> bool {
         // synchronous, never inside an allocator leaf section).
         match crate::kalloc::try_alloc(area_layout(info)) {
             Ok(p) => area = p.as_ptr() as u64,
-            Err(_) => panic!("FPU: no memory for the save area of {cur}"),
+            Err(_) => return NmOutcome::OutOfMemory,
         }
         // SAFETY: a fresh allocation of `area_layout(info)` bytes owned by this thread.
         let bytes =
@@ -167,7 +178,7 @@ pub fn device_not_available() -> bool {
     }
     c.last.store(i as u32, Ordering::Relaxed);
     c.ts_clear.store(true, Ordering::Relaxed);
-    true
+    NmOutcome::Fixed
 }
 
 /// A thread ended: forget it everywhere and free its area (called by the scheduler after the

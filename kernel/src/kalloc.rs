@@ -49,6 +49,12 @@ impl core::fmt::Display for OutOfMemory {
 pub struct Frame(u64);
 
 impl Frame {
+    /// The frame at `pa`, for giving back a frame taken out of the kalloc world (a page
+    /// table's, a stack page's): `pa` must be a 4 KiB frame from `alloc_frame` that nothing
+    /// else uses any more.
+    pub fn from_addr(pa: u64) -> Frame {
+        Frame(pa)
+    }
     /// Its physical (= identity-mapped virtual) address.
     pub fn addr(&self) -> u64 {
         self.0
@@ -368,6 +374,67 @@ fn carve_slab(pool: &mut Pool, c: SizeClass) -> Result<(), OutOfMemory> {
     pool.carved += n;
     pool.slab_frames += 1 << order;
     Ok(())
+}
+
+/// Fault injection for tests: while a `Hoard` lives, the heap is empty. [`Hoard::take_all`]
+/// takes every frame and then every object of every size class (the caller drains the other
+/// CPUs' caches first, and they must not allocate meanwhile), chaining them through their
+/// first word; dropping it gives everything back.
+#[derive(Debug)]
+pub struct Hoard {
+    frames: usize,
+    objects: [usize; SizeClass::COUNT],
+    /// Frames and objects held.
+    pub count: usize,
+}
+
+impl Hoard {
+    /// Empties the heap as seen from this CPU.
+    pub fn take_all() -> Hoard {
+        let mut h = Hoard {
+            frames: 0,
+            objects: [0; SizeClass::COUNT],
+            count: 0,
+        };
+        while let Ok(f) = alloc_frame() {
+            // SAFETY: the frame was just allocated for us (identity-mapped RAM); its first
+            // word links it to the previous one.
+            unsafe { set_next(f.0 as usize, h.frames) };
+            h.frames = f.0 as usize;
+            h.count += 1;
+        }
+        for c in SizeClass::ALL {
+            while let Some(p) = cache::alloc_or_refill(&KernelDepot, c.index()) {
+                // SAFETY: as above, for an object of at least 16 bytes.
+                unsafe { set_next(p, h.objects[c.index()]) };
+                h.objects[c.index()] = p;
+                h.count += 1;
+            }
+        }
+        h
+    }
+}
+
+impl Drop for Hoard {
+    fn drop(&mut self) {
+        for c in SizeClass::ALL {
+            let mut p = self.objects[c.index()];
+            while p != 0 {
+                // SAFETY: `p` is an object this hoard took, linked through its first word.
+                let next = unsafe { (p as *const usize).read() };
+                poison(p, c.size());
+                cache::free_or_drain(&KernelDepot, c.index(), p);
+                p = next;
+            }
+        }
+        let mut f = self.frames;
+        while f != 0 {
+            // SAFETY: `f` is a frame this hoard took, linked through its first word.
+            let next = unsafe { (f as *const usize).read() };
+            free_frame(Frame(f as u64));
+            f = next;
+        }
+    }
 }
 
 /// Moves all of this CPU's cached objects and frames back to the global layers (for tests

@@ -46,7 +46,10 @@ const TESTS: &[Test] = &[
 /// Runs every test and exits QEMU with the verdict.
 pub fn run(state: &BootState) -> ! {
     let (mut passed, mut failed) = (0u32, 0u32);
-    for (name, t) in TESTS.iter().chain(crate::ktest_sched::TESTS) {
+    for (name, t) in TESTS
+        .iter()
+        .chain(crate::ktest_sched::TESTS)
+        .chain(crate::ktest_oom::TESTS) {
         match t(state) {
             Ok(()) => {
                 passed += 1;

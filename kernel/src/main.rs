@@ -16,6 +16,7 @@ mod faults;
 mod fpu;
 mod kalloc;
 mod ktest;
+mod ktest_oom;
 mod ktest_sched;
 mod locks;
 mod memory;

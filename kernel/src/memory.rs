@@ -9,6 +9,8 @@ use exo_arch::pvh::{MemKind, MemRegion};
 use spin::Mutex;
 
 const MIB: u64 = 1 << 20;
+/// One stack per 2 MiB: its own page table, freed with it.
+const SLOT: u64 = 2 * MIB;
 const PAGE: u64 = 4096;
 /// Base of the guarded-stack region (upper half, outside the identity map).
 pub const STACK_REGION: u64 = 0xFFFF_C000_0000_0000;
@@ -126,8 +128,16 @@ impl core::fmt::Debug for Memory {
     }
 }
 
-/// The one memory state, behind a lock (boot and stack allocation only: not a hot path).
+/// The one memory state, behind a lock (boot and stack allocation only: not a hot path),
+/// always taken with interrupts off ([`with_memory`]): the scheduler frees stacks from its
+/// switch path, where interrupts are off and a preempted holder on the same CPU would
+/// deadlock it.
 pub static MEMORY: Mutex<Option<Memory>> = Mutex::new(None);
+
+fn with_memory<R>(f: impl FnOnce(&mut Option<Memory>) -> R) -> R {
+    let _g = exo_percpu::IrqGuard::new();
+    f(&mut MEMORY.lock())
+}
 
 /// A guarded stack: `[bottom, top)` mapped, the page below `bottom` never mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,36 +254,71 @@ pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, usize), MemError> {
     let free: ArrayVec<(u64, u64), 128> = frames.remaining().collect();
     let handed =
         crate::kalloc::init(storage, base, span, &free).map_err(|_| MemError::OutOfMemory)?;
-    *MEMORY.lock() = Some(Memory {
-        tables,
-        next_stack_slot: 0,
+    with_memory(|m| {
+        *m = Some(Memory {
+            tables,
+            next_stack_slot: 0,
+        })
     });
     Ok((usable, handed))
 }
 
 /// Maps a new stack of `pages` pages with an unmapped guard page below it.
 pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
-    let mut guard = MEMORY.lock();
-    let m = guard.as_mut().ok_or(MemError::NotInitialised)?;
-    // Each slot: guard page + up to 255 stack pages (1 MiB slots keep the arithmetic simple).
-    let pages = pages.clamp(1, 255);
-    let slot = STACK_REGION + m.next_stack_slot * MIB;
-    m.next_stack_slot += 1;
-    let bottom = slot + PAGE;
-    for i in 0..pages {
-        let f = KernelFrames
-            .alloc_zeroed_frame()
-            .ok_or(MemError::OutOfMemory)?;
-        m.tables
-            .map_4k(&mut KernelFrames, bottom + i * PAGE, f, Flags::RW)?;
-    }
-    Ok(Stack {
-        bottom,
-        top: bottom + pages * PAGE,
+    with_memory(|guard| {
+        let m = guard.as_mut().ok_or(MemError::NotInitialised)?;
+        // Each slot: guard page + up to 255 stack pages, 2 MiB apart so that every stack has
+        // its own page table (freed with the stack). Slots are never reused: other CPUs may
+        // still cache translations of a freed stack (no shootdown), harmless only because
+        // nothing maps that range again. The region holds 2^25 slots.
+        let pages = pages.clamp(1, 255);
+        let slot = STACK_REGION + m.next_stack_slot * SLOT;
+        m.next_stack_slot += 1;
+        let bottom = slot + PAGE;
+        for i in 0..pages {
+            let mapped = KernelFrames
+                .alloc_zeroed_frame()
+                .ok_or(MemError::OutOfMemory)
+                .and_then(|f| {
+                    m.tables
+                        .map_4k(&mut KernelFrames, bottom + i * PAGE, f, Flags::RW)
+                        .map_err(MemError::from)
+                });
+            if let Err(e) = mapped {
+                unmap_range(m, bottom, i); // give back what this call mapped
+                return Err(e);
+            }
+        }
+        Ok(Stack {
+            bottom,
+            top: bottom + pages * PAGE,
+        })
     })
+}
+
+fn unmap_range(m: &mut Memory, bottom: u64, pages: u64) {
+    for i in 0..pages {
+        if let Some((f, table)) = m.tables.unmap_4k(bottom + i * PAGE) {
+            crate::kalloc::free_frame(crate::kalloc::Frame::from_addr(f));
+            if let Some(t) = table {
+                crate::kalloc::free_frame(crate::kalloc::Frame::from_addr(t));
+            }
+        }
+    }
+}
+
+/// Unmaps a stack from [`alloc_stack`] and gives its frames and its page table back. The
+/// caller guarantees no CPU runs on it or will touch it again; its address range is never
+/// mapped again (see `alloc_stack`).
+pub fn free_stack(s: Stack) {
+    with_memory(|guard| {
+        if let Some(m) = guard.as_mut() {
+            unmap_range(m, s.bottom, (s.top - s.bottom) / PAGE);
+        }
+    });
 }
 
 /// Translates `va` through the kernel tables (tests).
 pub fn translate(va: u64) -> Option<(u64, Flags)> {
-    MEMORY.lock().as_ref().and_then(|m| m.tables.translate(va))
+    with_memory(|m| m.as_ref().and_then(|m| m.tables.translate(va)))
 }

@@ -192,6 +192,8 @@ struct Tcb {
     fpu_area: AtomicU64,
     /// CPU whose registers last saved this thread's FPU state (`u32::MAX`: none).
     fpu_cpu: AtomicU32,
+    /// Wait node for the kernel futex (`park`): parking never allocates.
+    park: crate::park::ParkNode,
 }
 
 // SAFETY: `ctx` is only accessed by the CPU that switches the thread out or in, with that
@@ -220,6 +222,7 @@ impl Tcb {
             switches: AtomicU64::new(0),
             fpu_area: AtomicU64::new(0),
             fpu_cpu: AtomicU32::new(u32::MAX),
+            park: crate::park::ParkNode::new(),
         }
     }
     fn state(&self) -> State {
@@ -247,7 +250,13 @@ impl Tcb {
 
 static TCBS: [Tcb; MAX_THREADS] = [const { Tcb::new() }; MAX_THREADS];
 static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
-static STACK_POOL: spin::Mutex<Vec<Stack>> = spin::Mutex::new(Vec::new());
+/// Stacks kept for reuse beyond the per-CPU caches; more are unmapped and their memory given
+/// back (a burst of threads does not keep its stacks for good). Fixed capacity: the switch
+/// path that returns a stack never allocates.
+static STACK_POOL: spin::Mutex<ArrayVec<Stack, STACK_POOL_CAP>> =
+    spin::Mutex::new(ArrayVec::new_const());
+/// Capacity of [`STACK_POOL`].
+pub const STACK_POOL_CAP: usize = 64;
 
 /// Thread `i`'s control block: a table slot, or (from [`IDLE_BASE`] on) a CPU's idle context.
 fn tcb(i: usize) -> &'static Tcb {
@@ -611,11 +620,29 @@ fn take_stack(cs: &CpuSched) -> Result<Stack, SchedError> {
     memory::alloc_stack(STACK_PAGES).map_err(|_| SchedError::OutOfMemory)
 }
 
+/// Returns an exited thread's stack (interrupts off, from the switch path): to this CPU's
+/// cache, else the global pool, else it is freed. Nothing here allocates.
 fn give_stack(cs: &CpuSched, s: Stack) {
-    if let Err(e) = cs.stacks.lock().try_push(s) {
-        STACK_POOL.lock().push(e.element());
-    }
+    let Err(e) = cs.stacks.lock().try_push(s) else {
+        return;
+    };
+    let Err(e) = STACK_POOL.lock().try_push(e.element()) else {
+        return;
+    };
+    memory::free_stack(e.element());
 }
+
+/// Stacks held for reuse: (in this CPU's cache, in the global pool).
+pub fn cached_stacks() -> (usize, usize) {
+    let _g = IrqGuard::new();
+    let here = this_sched().map_or(0, |cs| cs.stacks.lock().len());
+    (here, STACK_POOL.lock().len())
+}
+
+/// Per-CPU stack cache capacity, and pages per thread stack (tests, memory accounting).
+pub const STACK_CACHE_CAP: usize = STACK_CACHE;
+/// See [`STACK_CACHE_CAP`].
+pub const STACK_PAGES_PER_THREAD: u64 = STACK_PAGES;
 
 /// How to start a thread.
 #[derive(Debug, Clone)]
@@ -1499,6 +1526,16 @@ pub fn switch_samples() -> Vec<u64> {
 /// Thread `i`'s FPU save area (0: none yet).
 pub fn fpu_area(i: usize) -> u64 {
     tcb(i).fpu_area.load(Ordering::Relaxed)
+}
+
+/// Thread `i`'s futex wait node.
+pub fn park_node(i: usize) -> &'static crate::park::ParkNode {
+    &tcb(i).park
+}
+
+/// The id of the thread in slot `i` now (its current generation).
+pub fn tid_of(i: usize) -> Tid {
+    Tid::new(i, tcb(i).generation.load(Ordering::Acquire))
 }
 
 /// The CPU whose registers last saved thread `i`'s FPU state (`u32::MAX`: none).

@@ -54,6 +54,28 @@ fn with_block(f: impl FnOnce(&'static cpus::Block)) {
     }
 }
 
+/// An exception nobody fixed: the faulting thread is killed alone if it can be, else the
+/// machine stops.
+fn fault(frame: &TrapFrame, v: u8) {
+    let cr2 = if v == 14 { exo_arch::cpu::cr2() } else { 0 };
+    crate::sched::kill_current_if_possible(
+        frame.rflags & (1 << 9) != 0,
+        format_args!(
+            "{} (vector {v}), error code {:#x}, rip {:#x}, cr2 {cr2:#x}",
+            NAMES[v as usize], frame.error_code, frame.rip
+        ),
+        frame.rbp,
+    );
+    crate::panic::fatal_exception(
+        format_args!(
+            "{} (vector {v}), error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {cr2:#x}",
+            NAMES[v as usize], frame.error_code, frame.rip, frame.rsp
+        ),
+        frame.rbp,
+        frame.rip,
+    );
+}
+
 fn dispatch(frame: &mut TrapFrame) {
     let v = frame.vector as u8;
     match v {
@@ -72,26 +94,24 @@ fn dispatch(frame: &mut TrapFrame) {
                 crate::sched::dump();
             }
         }
-        7 if crate::fpu::device_not_available() => {}
-        0..=31 => {
-            let cr2 = if v == 14 { exo_arch::cpu::cr2() } else { 0 };
-            crate::sched::kill_current_if_possible(
-                frame.rflags & (1 << 9) != 0,
-                format_args!(
-                    "{} (vector {v}), error code {:#x}, rip {:#x}, cr2 {cr2:#x}",
-                    NAMES[v as usize], frame.error_code, frame.rip
-                ),
-                frame.rbp,
-            );
-            crate::panic::fatal_exception(
-                format_args!(
-                    "{} (vector {v}), error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {cr2:#x}",
-                    NAMES[v as usize], frame.error_code, frame.rip, frame.rsp
-                ),
-                frame.rbp,
-                frame.rip,
-            );
-        }
+        7 => match crate::fpu::device_not_available() {
+            crate::fpu::NmOutcome::Fixed => {}
+            crate::fpu::NmOutcome::OutOfMemory => {
+                let why = "out of memory for its FPU save area (first SIMD use, #NM)";
+                crate::sched::kill_current_if_possible(
+                    frame.rflags & (1 << 9) != 0,
+                    format_args!("{why}"),
+                    frame.rbp,
+                );
+                crate::panic::fatal_exception(
+                    format_args!("{why}, rip {:#x}", frame.rip),
+                    frame.rbp,
+                    frame.rip,
+                );
+            }
+            crate::fpu::NmOutcome::NotOurs => fault(frame, v),
+        },
+        0..=31 => fault(frame, v),
         VEC_WAKE => exo_arch::apic::eoi(),
         VEC_TIMER => {
             exo_arch::apic::eoi();

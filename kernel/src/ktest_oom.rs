@@ -1,0 +1,257 @@
+//! Kernel tests of the out-of-memory paths (issue 10, defects 9 and 13): with the heap
+//! emptied on purpose (`kalloc::Hoard`), parking still parks, a thread's first SIMD use is
+//! refused by killing that thread alone, and exited threads give their stacks back.
+
+use crate::boot::BootState;
+use crate::cpus;
+use crate::ktest_sched::SKIP;
+use crate::sched::{self, Builder, Tid};
+use crate::time::Deadline;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use exo_arch::tsc::rdtsc;
+use exo_percpu::CpuId;
+
+type TestResult = Result<(), String>;
+type Test = (&'static str, fn(&BootState) -> TestResult);
+
+/// The out-of-memory tests, in order.
+pub const TESTS: &[Test] = &[
+    ("park.waiters_park_with_the_heap_empty", park_without_memory),
+    (
+        "fpu.first_simd_use_without_memory_kills_the_thread_alone",
+        fpu_without_memory,
+    ),
+    ("sched.thread_burst_gives_its_stacks_back", stack_burst),
+];
+
+fn ms(n: u64) -> u64 {
+    n * (crate::time::tsc_hz() / 1000).max(1)
+}
+
+fn ncpus() -> u32 {
+    cpus::online_count()
+}
+
+fn drain(_: u64) -> u64 {
+    crate::kalloc::drain_this_cpu();
+    0
+}
+
+/// Every CPU's caches back to the global layers, so a `Hoard` taken next empties the heap.
+fn drain_all() -> Result<(), String> {
+    for b in cpus::online() {
+        cpus::run_on(CpuId(b.hot.cpu_id), drain, 0, Deadline::after_ms(5000))
+            .map_err(|e| format!("drain CPU {}: {e}", b.hot.cpu_id))?;
+    }
+    Ok(())
+}
+
+fn join_all(tids: &[Tid], deadline_ms: u64) -> Result<Vec<u64>, String> {
+    let deadline = rdtsc() + ms(deadline_ms);
+    tids.iter()
+        .map(|&t| sched::join_until(t, deadline).map_err(|e| format!("join {t}: {e}")))
+        .collect()
+}
+
+static OOM_LOCK: crate::park::Mutex<u64> = crate::park::mutex(0);
+static GO: AtomicBool = AtomicBool::new(false);
+const WAITERS: u64 = 8;
+
+/// Blocks until `GO` (woken by the test): its CPU stays idle meanwhile, so the test's
+/// run-on-CPU requests (cache drains) reach it.
+fn wait_for_go() -> u64 {
+    let deadline = rdtsc() + ms(20_000);
+    while !GO.load(Ordering::Acquire) {
+        if rdtsc() > deadline {
+            return 1;
+        }
+        sched::block_until(rdtsc() + ms(1000), || !GO.load(Ordering::Acquire));
+    }
+    0
+}
+
+fn go(tids: &[Tid]) {
+    GO.store(true, Ordering::Release);
+    for &t in tids {
+        sched::wake(t);
+    }
+}
+
+fn oom_waiter(_: u64) -> u64 {
+    if wait_for_go() != 0 {
+        return 1;
+    }
+    let mut g = OOM_LOCK.lock();
+    *g += 1;
+    0
+}
+
+/// Defect 13: the park path used to allocate (a queue node) under the bucket lock; with no
+/// memory the waiter could not park and spun. Now the wait node lives in the thread: with
+/// the heap empty, every waiter parks. The test holds the lock until all of them are parked
+/// (or 10 s pass: then it fails), so the park path is forced, not hoped for.
+fn park_without_memory(_: &BootState) -> TestResult {
+    GO.store(false, Ordering::Release);
+    *OOM_LOCK.lock() = 0;
+    let n = ncpus();
+    let mut tids = Vec::new();
+    for k in 0..WAITERS {
+        let cpu = if n > 1 { 1 + (k as u32 % (n - 1)) } else { 0 };
+        tids.push(
+            Builder::new()
+                .pin(cpu)
+                .spawn(oom_waiter, k)
+                .map_err(|e| format!("spawn: {e}"))?,
+        );
+    }
+    let guard = OOM_LOCK.lock();
+    drain_all()?;
+    let hoard = crate::kalloc::Hoard::take_all();
+    let p0 = crate::park::PARKS.load(Ordering::Acquire);
+    go(&tids);
+    let deadline = rdtsc() + ms(10_000);
+    while crate::park::PARKS.load(Ordering::Acquire) < p0 + WAITERS && rdtsc() < deadline {
+        sched::yield_now();
+    }
+    let parked = crate::park::PARKS.load(Ordering::Acquire) - p0;
+    let held = hoard.count;
+    drop(hoard);
+    drop(guard);
+    let codes = join_all(&tids, 20_000)?;
+    let count = *OOM_LOCK.lock();
+    if parked < WAITERS {
+        return Err(format!(
+            "with the heap empty ({held} frames and objects held) only {parked} of {WAITERS} waiters parked"
+        ));
+    }
+    if codes.iter().any(|&c| c != 0) || count != WAITERS {
+        return Err(format!(
+            "exit codes {codes:?}, counter {count} (want {WAITERS})"
+        ));
+    }
+    Ok(())
+}
+
+static TOUCHED: AtomicU64 = AtomicU64::new(0);
+
+fn simd_user(_: u64) -> u64 {
+    TOUCHED.fetch_add(1, Ordering::AcqRel);
+    // First SIMD use of this thread: #NM, which must allocate its save area.
+    crate::fpu::load_regs(&[7u8; 512], false);
+    0
+}
+
+/// Defect 9: a thread's first SIMD use found no memory for its FPU save area and the #NM
+/// handler panicked (the machine stopped). Now that thread alone is killed.
+fn fpu_without_memory(_: &BootState) -> TestResult {
+    if crate::fpu::info().is_none() {
+        return Err(format!("{SKIP}no FPU save mechanism"));
+    }
+    let cpu = ncpus() - 1;
+    TOUCHED.store(0, Ordering::Release);
+    GO.store(false, Ordering::Release);
+    let t = Builder::new()
+        .pin(cpu)
+        .spawn(gated_simd_user, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    drain_all()?;
+    let hoard = crate::kalloc::Hoard::take_all();
+    go(&[t]);
+    let code = sched::join_until(t, rdtsc() + ms(10_000));
+    drop(hoard);
+    let code = code.map_err(|e| format!("join: {e}"))?;
+    if code != sched::KILLED || TOUCHED.load(Ordering::Acquire) != 1 {
+        return Err(format!(
+            "exit code {code:#x} (want KILLED), ran {} times",
+            TOUCHED.load(Ordering::Acquire)
+        ));
+    }
+    // With memory back, the same code runs normally.
+    let t = Builder::new()
+        .pin(cpu)
+        .spawn(simd_user, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let code = join_all(&[t], 10_000)?[0];
+    if code != 0 {
+        return Err(format!("with memory back: exit code {code:#x}"));
+    }
+    Ok(())
+}
+
+fn gated_simd_user(arg: u64) -> u64 {
+    if wait_for_go() != 0 {
+        return 1;
+    }
+    simd_user(arg)
+}
+
+static RELEASE: AtomicBool = AtomicBool::new(false);
+
+fn burst_member(_: u64) -> u64 {
+    sched::block_unless(|| !RELEASE.load(Ordering::Acquire));
+    while !RELEASE.load(Ordering::Acquire) {
+        sched::block_unless(|| !RELEASE.load(Ordering::Acquire));
+    }
+    0
+}
+
+/// Defect 9: the global stack pool kept every stack a burst of threads ever needed. Now at
+/// most the per-CPU cache and `STACK_POOL_CAP` stacks stay; the rest are unmapped and their
+/// frames (and page tables) go back to the buddy. 400 threads alive at once, all on CPU 0,
+/// then they exit there: the free frames must come back to within what the caches may keep.
+fn stack_burst(_: &BootState) -> TestResult {
+    let free = sched::MAX_THREADS.saturating_sub(sched::live_threads() + 16);
+    let n = 400.min(free);
+    if n <= sched::STACK_CACHE_CAP + sched::STACK_POOL_CAP + 16 {
+        return Err(format!(
+            "{SKIP}thread table too full for a burst ({free} free)"
+        ));
+    }
+    RELEASE.store(false, Ordering::Release);
+    drain_all()?;
+    let before = crate::kalloc::stats().buddy_free;
+    let mut tids = Vec::with_capacity(n);
+    for k in 0..n {
+        match Builder::new().pin(0).spawn(burst_member, k as u64) {
+            Ok(t) => tids.push(t),
+            Err(e) => {
+                RELEASE.store(true, Ordering::Release);
+                for &t in &tids {
+                    sched::wake(t);
+                }
+                let _ = join_all(&tids, 20_000);
+                return Err(format!("spawn {k}: {e}"));
+            }
+        }
+    }
+    // Let every member run once and block (they all hold their stacks now).
+    for _ in 0..4 {
+        sched::yield_now();
+    }
+    RELEASE.store(true, Ordering::Release);
+    for &t in &tids {
+        sched::wake(t);
+    }
+    let codes = join_all(&tids, 60_000)?;
+    drain_all()?;
+    let after = crate::kalloc::stats().buddy_free;
+    let (here, pool) = sched::cached_stacks();
+    let per = sched::STACK_PAGES_PER_THREAD as usize + 1; // stack pages + its page table
+    let may_keep = (sched::STACK_CACHE_CAP + sched::STACK_POOL_CAP) * per + 8;
+    if codes.iter().any(|&c| c != 0) {
+        return Err(format!("exit codes {codes:?}"));
+    }
+    if pool > sched::STACK_POOL_CAP || here > sched::STACK_CACHE_CAP {
+        return Err(format!("{here} cached here, {pool} in the pool"));
+    }
+    if after + may_keep < before {
+        return Err(format!(
+            "{} frames not given back after {n} threads ({here} stacks cached here, {pool} in the pool; may keep {may_keep} frames)",
+            before - after
+        ));
+    }
+    Ok(())
+}
