@@ -191,7 +191,9 @@ pub enum Dest {
 }
 
 /// Sends an IPI. In xAPIC mode waits (bounded) for the previous and this ICR write to be
-/// accepted; x2APIC ICR writes are not pending-tracked by the architecture.
+/// accepted, with interrupts off from the first wait to the second (an interrupt handler's
+/// IPI between the ICR-high and ICR-low writes would redirect this one); x2APIC ICR writes
+/// are one `wrmsr` and not pending-tracked by the architecture.
 pub fn send_ipi(dest: Dest, delivery: Delivery) -> Result<(), ApicError> {
     let (vector, dm, level) = match delivery {
         Delivery::Fixed(v) => (v, 0b000u32, 1u32),
@@ -216,12 +218,61 @@ pub fn send_ipi(dest: Dest, delivery: Delivery) -> Result<(), ApicError> {
             if id > 0xFF {
                 return Err(ApicError::BadDestination(id));
             }
-            wait_icr_idle()?;
-            write(REG_ICR_HI, id << 24);
-            write(REG_ICR_LO, lo);
-            wait_icr_idle()
+            let inject = test_interrupt_armed();
+            let mut pending = false;
+            // Two register writes make one IPI: an interrupt between them whose handler sends
+            // an IPI rewrites ICR high, and this IPI goes to that handler's destination.
+            // Interrupts stay off from the idle wait to the accepted send.
+            let r = crate::cpu::without_interrupts(|| {
+                wait_icr_idle()?;
+                write(REG_ICR_HI, id << 24);
+                if inject {
+                    pending = !raise_test_interrupt_if_enabled();
+                }
+                write(REG_ICR_LO, lo);
+                wait_icr_idle()
+            });
+            // A (simulated) interrupt held off above is taken once interrupts are back on.
+            if pending {
+                raise_test_interrupt_if_enabled();
+            }
+            r
         }
     }
+}
+
+/// Software vector of the ICR test interrupt (see [`set_icr_test_interrupt`]). The kernel's
+/// handler for it must not signal EOI (a software interrupt is not in service).
+pub const ICR_TEST_VECTOR: u8 = 0xEF;
+
+/// APIC id + 1 of the CPU whose xAPIC sends take the test interrupt (0: off).
+static ICR_TEST_CPU: AtomicU64 = AtomicU64::new(0);
+
+/// Debug knob for the xAPIC send path: while on, every xAPIC [`send_ipi`] on the CPU with
+/// APIC id `on` raises [`ICR_TEST_VECTOR`] between its ICR-high and ICR-low writes, as a
+/// maskable interrupt would arrive there: taken at once if interrupts are enabled at that
+/// point, else held pending until the send has re-enabled them. A handler that sends an IPI
+/// of its own makes an interrupt-unsafe send deterministic to catch. `None` turns it off.
+pub fn set_icr_test_interrupt(on: Option<u32>) {
+    ICR_TEST_CPU.store(on.map_or(0, |id| u64::from(id) + 1), Ordering::Release);
+}
+
+#[inline(always)]
+fn test_interrupt_armed() -> bool {
+    let on = ICR_TEST_CPU.load(Ordering::Relaxed);
+    on != 0 && on == u64::from(id()) + 1
+}
+
+/// Raises the test interrupt if interrupts are enabled (a software `int` ignores IF, so the
+/// flag is checked here); returns whether it was raised.
+fn raise_test_interrupt_if_enabled() -> bool {
+    if !crate::cpu::interrupts_enabled() {
+        return false;
+    }
+    // SAFETY: `int` enters the kernel's trap stub for ICR_TEST_VECTOR like any interrupt;
+    // the kernel installs a handler for it before it turns the knob on.
+    unsafe { core::arch::asm!("int {v}", v = const ICR_TEST_VECTOR) };
+    true
 }
 
 fn wait_icr_idle() -> Result<(), ApicError> {

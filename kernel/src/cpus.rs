@@ -250,6 +250,28 @@ pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<(), RunError> {
     apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_WAKE)).map_err(RunError::Ipi)
 }
 
+/// APIC id + 1 the ICR test interrupt's handler pings (0: none), and how often it ran.
+static ICR_TEST_TARGET: AtomicU64 = AtomicU64::new(0);
+static ICR_TEST_TAKEN: AtomicU64 = AtomicU64::new(0);
+
+/// Test of the xAPIC send path: while `target` is `Some(apic_id)`, the handler of
+/// [`exo_arch::apic::ICR_TEST_VECTOR`] sends a ping IPI there. Returns how often the handler
+/// ran so far.
+pub fn set_icr_test_target(target: Option<u32>) -> u64 {
+    ICR_TEST_TARGET.store(target.map_or(0, |id| u64::from(id) + 1), Ordering::Release);
+    ICR_TEST_TAKEN.load(Ordering::Acquire)
+}
+
+/// The handler of [`exo_arch::apic::ICR_TEST_VECTOR`] (a software interrupt: no EOI): an
+/// interrupt handler that sends an IPI of its own.
+pub fn icr_test_interrupt() {
+    ICR_TEST_TAKEN.fetch_add(1, Ordering::AcqRel);
+    let t = ICR_TEST_TARGET.load(Ordering::Acquire);
+    if t != 0 {
+        let _ = apic::send_ipi(Dest::Id((t - 1) as u32), Delivery::Fixed(VEC_PING));
+    }
+}
+
 static HALT_WAITS: AtomicBool = AtomicBool::new(false);
 
 /// Lets `wait` halt between checks (woken by the completion IPI, with the local APIC timer as

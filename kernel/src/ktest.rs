@@ -23,6 +23,10 @@ const TESTS: &[Test] = &[
     ("smp.late_ap_parks_and_survives_nmi", late_ap_nmi),
     ("percpu.gs_reads_right_on_each_cpu", gs_reads),
     ("apic.ipi_reaches_each_cpu", ipi_each_cpu),
+    (
+        "apic.ipi_send_survives_an_interrupt_between_icr_writes",
+        ipi_interrupt_safe,
+    ),
     ("trap.breakpoint_recovers_on_each_cpu", breakpoint_each_cpu),
     ("trap.page_fault_caught", page_fault_caught),
     ("tsc.sync_check_ran", tsc_check_ran),
@@ -218,6 +222,77 @@ fn ipi_each_cpu(_: &BootState) -> TestResult {
         }
     }
     Ok(())
+}
+
+/// Pings sent by [`ipi_interrupt_safe`].
+const ICR_ROUNDS: u64 = 200;
+
+/// This CPU sends pings to CPU A while, in xAPIC mode, an interrupt arrives between the two
+/// ICR writes of every send (the debug knob `apic::set_icr_test_interrupt`) and its handler
+/// pings CPU B. Each ping must reach its own CPU: A gets exactly one per send, B one per
+/// interrupt (the next send waits for both, as pings to one CPU merge while one is pending).
+/// An interrupt-unsafe send ends up at B (the handler rewrote ICR high): A gets none. In
+/// x2APIC mode (one `wrmsr` per IPI) the knob has no point to act on: A gets its pings, B none.
+fn ipi_interrupt_safe(_: &BootState) -> TestResult {
+    let me = cpus::get(exo_percpu::cpu_id_hint()).ok_or("no block for this CPU")?;
+    let others: Vec<&cpus::Block> = cpus::online()
+        .filter(|b| b.hot.cpu_id != me.hot.cpu_id)
+        .collect();
+    let Some(&a) = others.first() else {
+        return Err(format!("{}needs 2 CPUs", crate::ktest_sched::SKIP));
+    };
+    // B: another CPU if there is one, else this one (the handler's ping to itself is taken
+    // once the send re-enabled interrupts).
+    let b = others.get(1).copied().unwrap_or(me);
+    let xapic = apic::mode() == apic::Mode::XApic;
+    let (a0, b0) = (
+        a.ext.pings.load(Ordering::Acquire),
+        b.ext.pings.load(Ordering::Acquire),
+    );
+    let taken0 = cpus::set_icr_test_target(Some(b.hot.apic_id));
+    apic::set_icr_test_interrupt(Some(me.hot.apic_id));
+    let mut stuck = None;
+    'sends: for i in 1..=ICR_ROUNDS {
+        if let Err(e) = apic::send_ipi(Dest::Id(a.hot.apic_id), Delivery::Fixed(VEC_PING)) {
+            stuck = Some(format!("send {i}: {e}"));
+            break;
+        }
+        let want_b = if xapic { b0 + i } else { b0 };
+        let d = Deadline::after_ms(1000);
+        while a.ext.pings.load(Ordering::Acquire) < a0 + i
+            || b.ext.pings.load(Ordering::Acquire) < want_b
+        {
+            if d.passed() {
+                stuck = Some(format!("send {i}: deliveries missing after 1 s"));
+                break 'sends;
+            }
+            core::hint::spin_loop();
+        }
+    }
+    apic::set_icr_test_interrupt(None);
+    let taken = cpus::set_icr_test_target(None) - taken0;
+    // Late or misdirected pings have time to land before the exact count.
+    Deadline::after_ms(20).spin_until();
+    let (got_a, got_b) = (
+        a.ext.pings.load(Ordering::Acquire) - a0,
+        b.ext.pings.load(Ordering::Acquire) - b0,
+    );
+    let (want_a, want_b, want_taken) = if xapic {
+        (ICR_ROUNDS, ICR_ROUNDS, ICR_ROUNDS)
+    } else {
+        (ICR_ROUNDS, 0, 0)
+    };
+    check(
+        stuck.is_none() && got_a == want_a && got_b == want_b && taken == want_taken,
+        || {
+            format!(
+                "{}: CPU {} (A) got {got_a} pings, want {want_a}; CPU {} (B) got {got_b}, want {want_b}; test interrupt taken {taken} times, want {want_taken}",
+                stuck.as_deref().unwrap_or("all sends done"),
+                a.hot.cpu_id,
+                b.hot.cpu_id
+            )
+        },
+    )
 }
 
 fn do_int3(_: u64) -> u64 {

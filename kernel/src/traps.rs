@@ -123,6 +123,8 @@ fn dispatch(frame: &mut TrapFrame) {
             });
             exo_arch::apic::eoi();
         }
+        // A software interrupt (the xAPIC send-path test): not in service, no EOI.
+        exo_arch::apic::ICR_TEST_VECTOR => cpus::icr_test_interrupt(),
         VEC_APIC_ERROR => {
             log::warn!("local APIC error interrupt");
             exo_arch::apic::eoi();
