@@ -192,6 +192,10 @@ echo "== failure paths"
 log="$out/fail-panic.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_on_cpu=2" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "panic on CPU 2 stops all CPUs and exits with failure" "$log" 1 $? '^PANIC on CPU 2: deliberate panic' '^PANIC,2$'
+log="$out/fail-fault-holding-lock.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.fault_holding_lock=1" --log "$log" --timeout 120 >/dev/null 2>&1
+expect_log "a thread faulting while it holds a sleeping lock is not killed: the machine stops" "$log" 1 $? \
+    '^THREAD,[0-9]+,not killed,cpu [0-9]+: it holds 1 sleeping lock' '^PANIC on CPU [0-9]+: unhandled exception: #PF'
 log="$out/fail-overflow.log"
 scripts/qemu.sh --machine microvm --cpu max --smp 2 --job boot --append "exo.overflow_on_cpu=1" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "stack overflow on an AP hits the guard page, #DF on its IST stack" "$log" 1 $? '^PANIC on CPU 1: unhandled exception: #DF double fault' '^PANIC,1$'

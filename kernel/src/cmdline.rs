@@ -41,6 +41,9 @@ pub struct Options {
     pub no_acpi: bool,
     /// Ignore the RSDP the boot info gives and scan the BIOS areas (`exo.rsdp=scan`).
     pub rsdp_scan: bool,
+    /// Test job: a thread faults while holding a sleeping lock (`exo.fault_holding_lock=1`);
+    /// the machine must stop rather than kill it and leave the lock held.
+    pub fault_holding_lock: bool,
     /// Log level.
     pub log_level: log::LevelFilter,
     /// Benchmark mode given on the command line (`exo.mode=tcg|icount|kvm`); boot fills in
@@ -83,6 +86,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         phantom_apic_id: None,
         no_acpi: false,
         rsdp_scan: false,
+        fault_holding_lock: false,
         log_level: log::LevelFilter::Info,
         mode: None,
         tsc_ref: TscRef::Auto,
@@ -123,6 +127,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("contend_window_ms", v) => v.parse().is_ok_and(|n| set(&mut o.contend_window_ms, n)),
             ("acpi", "off") => set(&mut o.no_acpi, true),
             ("rsdp", "scan") => set(&mut o.rsdp_scan, true),
+            ("fault_holding_lock", "1") => set(&mut o.fault_holding_lock, true),
             ("rsdp", "bootinfo") => set(&mut o.rsdp_scan, false),
             ("acpi", "on") => set(&mut o.no_acpi, false),
             ("log", v) => v.parse().is_ok_and(|l| set(&mut o.log_level, l)),

@@ -39,6 +39,18 @@ pub const TESTS: &[Test] = &[
         full_mailbox_wake,
     ),
     ("sched.thread_ids_keep_the_full_generation", generation_wrap),
+    (
+        "sched.killed_thread_had_released_its_locks",
+        killed_after_unlock,
+    ),
+    (
+        "sched.fault_holding_a_sleeping_lock_stops_the_machine",
+        fault_holding_lock,
+    ),
+    (
+        "mutex.idle_context_job_waits_for_a_sleeping_holder",
+        idle_job_on_held_mutex,
+    ),
     ("mutex.counter_exact_from_every_cpu", mutex_counter),
     ("mutex.deadline_gives_up_then_succeeds", mutex_deadline),
 ];
@@ -791,4 +803,106 @@ fn generation_wrap(_: &BootState) -> TestResult {
         check(code == 42, || format!("join gave {code}"))?;
     }
     Ok(())
+}
+
+static HELD_BY_FAULTER: crate::park::Mutex<u64> = crate::park::mutex(0);
+
+fn lock_then_fault(keep: u64) -> u64 {
+    let g = HELD_BY_FAULTER.lock();
+    if keep == 0 {
+        drop(g);
+        return crate::sys::deliberate_page_fault();
+    }
+    let r = crate::sys::deliberate_page_fault();
+    drop(g);
+    r
+}
+
+/// Issue 10, defect 6 (the allowed case): a thread that took and released a sleeping lock,
+/// then faults, is killed alone and the lock is free.
+fn killed_after_unlock(_: &BootState) -> TestResult {
+    let t = Builder::new()
+        .pin(ncpus() - 1)
+        .spawn(lock_then_fault, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let code = join_all(&[t], 10_000)?[0];
+    check(code == sched::KILLED, || {
+        format!("exit code {code:#x}, want KILLED")
+    })?;
+    let g = HELD_BY_FAULTER.lock_with_deadline(rdtsc() + ms(2000));
+    check(g.is_some(), || {
+        "the lock is still held after the kill".into()
+    })
+}
+
+/// Issue 10, defect 6: with `exo.fault_holding_lock=1`, a thread faults while it holds a
+/// sleeping lock. Killing it would leave the lock held for good, so the machine must stop
+/// (CI checks the `not killed` line, the PANIC and the failure exit). Without the option,
+/// skipped.
+fn fault_holding_lock(s: &BootState) -> TestResult {
+    if !s.opts.fault_holding_lock {
+        return Err(format!(
+            "{SKIP}needs exo.fault_holding_lock=1 (stops the machine)"
+        ));
+    }
+    let t = Builder::new()
+        .pin(ncpus() - 1)
+        .spawn(lock_then_fault, 1)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let _ = sched::join_until(t, rdtsc() + ms(5000));
+    match HELD_BY_FAULTER.lock_with_deadline(rdtsc() + ms(2000)) {
+        Some(_) => Err("the faulting thread's lock was released".into()),
+        None => Err("a thread was killed holding a sleeping lock: it stays held for good".into()),
+    }
+}
+
+static IDLE_HELD: crate::park::Mutex<u64> = crate::park::mutex(0);
+
+fn sleeping_holder(us: u64) -> u64 {
+    let mut g = IDLE_HELD.lock();
+    FLAG.store(true, Ordering::Release);
+    sched::sleep_us(us);
+    *g += 1;
+    0
+}
+
+fn idle_job(_: u64) -> u64 {
+    let mut g = IDLE_HELD.lock();
+    *g += 10;
+    *g
+}
+
+/// Issue 10, defect 11: a run-on-CPU job runs in the CPU's idle context with interrupts off;
+/// if it needs a sleeping lock whose holder sleeps on (or is queued on) that same CPU, it
+/// used to spin for good (no tick, no switch). The idle context now yields to the CPU's
+/// threads while it waits, so the holder runs and releases.
+fn idle_job_on_held_mutex(_: &BootState) -> TestResult {
+    if ncpus() < 2 {
+        return Err(format!("{SKIP}needs a second CPU for the job"));
+    }
+    let cpu = ncpus() - 1;
+    *IDLE_HELD.lock() = 0;
+    FLAG.store(false, Ordering::Release);
+    let h = Builder::new()
+        .pin(cpu)
+        .spawn(sleeping_holder, 20_000)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let d = rdtsc() + ms(5000);
+    while !FLAG.load(Ordering::Acquire) {
+        if rdtsc() > d {
+            return Err("holder never took the lock".into());
+        }
+        sched::yield_now();
+    }
+    // The holder now sleeps on `cpu`, which goes idle and takes the job.
+    let r = cpus::run_on(
+        exo_percpu::CpuId(cpu),
+        idle_job,
+        0,
+        crate::time::Deadline::after_ms(10_000),
+    );
+    check(r == Ok(11), || {
+        format!("the job on CPU {cpu} gave {r:?} (holder first: want 11)")
+    })?;
+    join_all(&[h], 10_000).map(|_| ())
 }

@@ -117,8 +117,16 @@ impl Park for KernelPark {
             // No scheduler here (early boot): the caller spins instead.
             return ParkResult::Invalid;
         };
-        if sched::current_is_idle() || key == 0 {
-            return ParkResult::Invalid; // an idle context never sleeps: it spins
+        if key == 0 {
+            return ParkResult::Invalid;
+        }
+        if sched::current_is_idle() {
+            // An idle context never sleeps (a CPU always has one to fall back on): it spins.
+            // But it may be running a run-on-CPU job with interrupts off while the holder
+            // waits in this CPU's run queue (or sleeps here): give the CPU to the runnable
+            // threads first — the idle context comes back when none is left.
+            sched::yield_now();
+            return ParkResult::Invalid;
         }
         let i = me.index() as u32;
         let node = sched::park_node(me.index());
@@ -150,6 +158,16 @@ impl Park for KernelPark {
 
     fn expired(&self, deadline: u64) -> bool {
         exo_arch::tsc::rdtsc() >= deadline
+    }
+
+    #[inline(always)]
+    fn acquired(&self) {
+        exo_percpu::held_locks_inc();
+    }
+
+    #[inline(always)]
+    fn released(&self) {
+        exo_percpu::held_locks_dec();
     }
 
     fn unpark_one(&self, key: usize) -> bool {

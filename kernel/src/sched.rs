@@ -194,6 +194,10 @@ struct Tcb {
     fpu_cpu: AtomicU32,
     /// Wait node for the kernel futex (`park`): parking never allocates.
     park: crate::park::ParkNode,
+    /// Sleeping locks (`park::Mutex`) held, while switched out (while it runs, the count
+    /// lives in its CPU's GS block: `exo_percpu::held_locks`). A thread that faults holding
+    /// one is not killed (the lock would stay held for good); the machine stops instead.
+    held: AtomicU64,
 }
 
 // SAFETY: `ctx` is only accessed by the CPU that switches the thread out or in, with that
@@ -223,6 +227,7 @@ impl Tcb {
             fpu_area: AtomicU64::new(0),
             fpu_cpu: AtomicU32::new(u32::MAX),
             park: crate::park::ParkNode::new(),
+            held: AtomicU64::new(0),
         }
     }
     fn state(&self) -> State {
@@ -250,13 +255,14 @@ impl Tcb {
 
 static TCBS: [Tcb; MAX_THREADS] = [const { Tcb::new() }; MAX_THREADS];
 static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
-/// Stacks kept for reuse beyond the per-CPU caches; more are unmapped and their memory given
+/// Stacks kept for reuse beyond the per-CPU caches (128 x 32 KiB = 4 MiB at most); more are
+/// unmapped and their memory given
 /// back (a burst of threads does not keep its stacks for good). Fixed capacity: the switch
 /// path that returns a stack never allocates.
 static STACK_POOL: spin::Mutex<ArrayVec<Stack, STACK_POOL_CAP>> =
     spin::Mutex::new(ArrayVec::new_const());
 /// Capacity of [`STACK_POOL`].
-pub const STACK_POOL_CAP: usize = 64;
+pub const STACK_POOL_CAP: usize = 128;
 
 /// Thread `i`'s control block: a table slot, or (from [`IDLE_BASE`] on) a CPU's idle context.
 fn tcb(i: usize) -> &'static Tcb {
@@ -607,6 +613,7 @@ fn free_slot(i: usize) {
     let t = tcb(i);
     t.generation.fetch_add(1, Ordering::Relaxed);
     t.joiner.store(0, Ordering::Relaxed);
+    t.held.store(0, Ordering::Relaxed);
     t.set_state(State::Free);
 }
 
@@ -969,6 +976,15 @@ pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Argume
         return;
     }
     let tid = Tid::new(i, t.generation.load(Ordering::Relaxed));
+    let held = exo_percpu::held_locks();
+    if held != 0 {
+        crate::kprintln!(
+            "THREAD,{},not killed,cpu {}: it holds {held} sleeping lock(s), which would stay held for good: {why}",
+            tid.raw(),
+            cs.cpu
+        );
+        return;
+    }
     crate::kprintln!("THREAD,{},killed,cpu {}: {why}", tid.raw(), cs.cpu);
     if let Some(s) = t.stack() {
         let mut n = 0;
@@ -1111,6 +1127,10 @@ fn schedule_irqs_off() {
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
     crate::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
+    prev.held.store(
+        exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
     arm_timer(cs, now, next_i != idle_i);
     // Migration of prev is done by the next thread (prev's registers must be saved first).
     cs.migrate

@@ -24,7 +24,9 @@ pub const OFF_SELF: usize = 0;
 pub const OFF_CPU_ID: usize = 8;
 /// Offset of the APIC id (u32).
 pub const OFF_APIC_ID: usize = 12;
-/// Offset of the current thread pointer (usize).
+/// Offset of the current thread's held-sleeping-lock count (u64): one `inc`/`dec` through
+/// `gs:` per lock and unlock; the scheduler saves it into the thread it switches out and
+/// loads the next thread's (as Linux does with its preempt count).
 pub const OFF_CURRENT: usize = 16;
 /// Offset of the kernel stack top (u64), used by syscall entry.
 pub const OFF_KSTACK_TOP: usize = 24;
@@ -54,8 +56,8 @@ pub struct Hot {
     pub cpu_id: u32,
     /// Local APIC id.
     pub apic_id: u32,
-    /// Current thread (opaque to this crate).
-    pub current: usize,
+    /// The current thread's held-sleeping-lock count (see [`OFF_CURRENT`]).
+    pub current: AtomicUsize,
     /// Top of this CPU's kernel stack.
     pub kstack_top: u64,
     /// Preemption-disable nesting count (only this CPU writes it).
@@ -110,7 +112,7 @@ impl<E> PerCpu<E> {
                 self_ptr: 0,
                 cpu_id: cpu.0,
                 apic_id,
-                current: 0,
+                current: AtomicUsize::new(0),
                 kstack_top,
                 preempt: AtomicU32::new(0),
                 leaf: AtomicU8::new(0),
@@ -193,6 +195,49 @@ pub fn apic_id(_pinned: &impl Pinned) -> u32 {
 #[inline(always)]
 pub fn pid() -> u64 {
     gs_read64!(OFF_PID)
+}
+
+/// One more sleeping lock held by the running thread: `inc qword ptr gs:[16]`. One
+/// instruction, so an interrupt (and a switch) sees it done or not done.
+#[inline(always)]
+pub fn held_locks_inc() {
+    // SAFETY: GS points at this CPU's installed block; the slot is the `AtomicUsize` at
+    // OFF_CURRENT, written only by this CPU (this instruction, or the scheduler with
+    // interrupts off).
+    unsafe { asm!("inc qword ptr gs:[{off}]", off = const OFF_CURRENT, options(nostack, nomem)) };
+}
+
+/// One sleeping lock fewer: `dec qword ptr gs:[16]`.
+#[inline(always)]
+pub fn held_locks_dec() {
+    // SAFETY: as in `held_locks_inc`.
+    unsafe { asm!("dec qword ptr gs:[{off}]", off = const OFF_CURRENT, options(nostack, nomem)) };
+}
+
+/// Exchanges the running thread's held-lock count for `next` (the scheduler at a switch,
+/// interrupts off): returns the outgoing thread's count.
+#[inline(always)]
+pub fn swap_held_locks(next: u64) -> u64 {
+    let old: u64;
+    // SAFETY: as in `held_locks_inc`; interrupts are off (the caller's contract), so no lock
+    // operation runs between the two instructions.
+    unsafe {
+        asm!(
+            "mov {old}, gs:[{off}]",
+            "mov gs:[{off}], {new}",
+            old = out(reg) old,
+            new = in(reg) next,
+            off = const OFF_CURRENT,
+            options(nostack, preserves_flags),
+        )
+    };
+    old
+}
+
+/// The running thread's held-lock count.
+#[inline(always)]
+pub fn held_locks() -> u64 {
+    gs_read64!(OFF_CURRENT)
 }
 
 /// The scheduler slot of this CPU's block (see [`Hot::sched`]): one `mov rax, gs:[56]`.

@@ -58,6 +58,17 @@ pub trait Park {
     /// Has `deadline` (on this implementation's clock) passed? Polled by the spin phase and
     /// after a park that did not sleep, so a deadline holds even when a waiter never parks.
     fn expired(&self, deadline: u64) -> bool;
+
+    /// Called on the new holder's thread right after it took a lock (any path), and
+    /// [`released`](Park::released) right before it gives it back: the kernel counts the
+    /// sleeping locks each thread holds, so a faulting thread that holds one is never killed
+    /// (its locks would stay held for good). Default: nothing.
+    #[inline(always)]
+    fn acquired(&self) {}
+
+    /// See [`acquired`](Park::acquired).
+    #[inline(always)]
+    fn released(&self) {}
 }
 
 const UNLOCKED: u32 = 0;
@@ -130,13 +141,20 @@ impl<T, P: Park> ParkingMutex<T, P> {
         &self.word as *const AtomicU32 as usize
     }
 
+    /// The guard of a lock just taken (every path goes through here).
+    #[inline(always)]
+    fn guard(&self) -> ParkingGuard<'_, T, P> {
+        self.park.acquired();
+        ParkingGuard { m: self }
+    }
+
     /// Takes the lock if it is free, without waiting.
     #[inline]
     pub fn try_lock(&self) -> Option<ParkingGuard<'_, T, P>> {
         self.word
             .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .ok()
-            .map(|_| ParkingGuard { m: self })
+            .map(|_| self.guard())
     }
 
     /// Takes the lock, sleeping while it is held.
@@ -190,12 +208,12 @@ impl<T, P: Park> ParkingMutex<T, P> {
                 // We may have consumed a wake-up: retry once, which either acquires or
                 // leaves `2` for the current holder's unlock to wake somebody.
                 if self.word.swap(PARKED, Ordering::Acquire) == UNLOCKED {
-                    return Some(ParkingGuard { m: self });
+                    return Some(self.guard());
                 }
                 return None;
             }
         }
-        Some(ParkingGuard { m: self })
+        Some(self.guard())
     }
 
     /// Releases the lock (the guard's drop).
@@ -251,6 +269,7 @@ impl<T, P: Park> DerefMut for ParkingGuard<'_, T, P> {
 
 impl<T, P: Park> Drop for ParkingGuard<'_, T, P> {
     fn drop(&mut self) {
+        self.m.park.released();
         self.m.unlock();
     }
 }
