@@ -317,6 +317,60 @@ pub fn timer_deadline(tsc: u64) {
     unsafe { crate::cpu::wrmsr(IA32_TSC_DEADLINE, tsc) };
 }
 
+/// The mode bits (17-18) of an LVT timer register value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerMode {
+    /// One-shot (0b00).
+    OneShot,
+    /// Periodic (0b01).
+    Periodic,
+    /// TSC-deadline (0b10): armed through IA32_TSC_DEADLINE.
+    TscDeadline,
+    /// Reserved (0b11).
+    Reserved,
+}
+
+impl TimerMode {
+    /// The mode an LVT timer value selects.
+    pub const fn of_lvt(lvt: u32) -> TimerMode {
+        match (lvt >> 17) & 0b11 {
+            0b00 => TimerMode::OneShot,
+            0b01 => TimerMode::Periodic,
+            0b10 => TimerMode::TscDeadline,
+            _ => TimerMode::Reserved,
+        }
+    }
+}
+
+/// Whether an LVT value has its mask bit set.
+pub const fn lvt_masked(lvt: u32) -> bool {
+    lvt & LVT_MASKED != 0
+}
+
+/// This CPU's LVT timer register (vector, mask bit, mode bits).
+pub fn lvt_timer() -> u32 {
+    read(REG_LVT_TIMER)
+}
+
+/// Writes this CPU's LVT timer register (restores a value read by [`lvt_timer`]; the count
+/// or the TSC deadline is not touched).
+pub fn set_lvt_timer(lvt: u32) {
+    write(REG_LVT_TIMER, lvt);
+}
+
+/// (Re)starts the one-shot or periodic count with `count` ticks, leaving the LVT and the
+/// divide configuration as they are.
+pub fn timer_set_count(count: u32) {
+    write(REG_TIMER_INIT, count);
+}
+
+/// The armed TSC deadline (0: none armed, or it already fired).
+pub fn timer_deadline_armed() -> u64 {
+    // SAFETY: reading IA32_TSC_DEADLINE has no side effect; callers use it only with the LVT
+    // in TSC-deadline mode (the CPU offers the MSR when it offers the mode).
+    unsafe { crate::cpu::rdmsr(IA32_TSC_DEADLINE) }
+}
+
 /// Current count of the local APIC timer.
 pub fn timer_current() -> u32 {
     read(REG_TIMER_CUR)

@@ -273,6 +273,17 @@ pub fn icr_test_interrupt() {
 }
 
 static HALT_WAITS: AtomicBool = AtomicBool::new(false);
+static HALTED_WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times [`wait`] halted so far (all CPUs).
+pub fn halted_waits() -> u64 {
+    HALTED_WAITS.load(Ordering::Relaxed)
+}
+
+/// Whether [`wait`] may halt between checks (off under icount).
+pub fn halting_waits() -> bool {
+    HALT_WAITS.load(Ordering::Relaxed)
+}
 
 /// Lets `wait` halt between checks (woken by the completion IPI, with the local APIC timer as
 /// a backstop). Off under icount, where QEMU cannot take x2APIC timer accesses and where the
@@ -302,11 +313,14 @@ pub fn wait(cpu: CpuId, deadline: crate::time::Deadline) -> Result<u64, RunError
             return Err(RunError::Timeout(cpu));
         }
         if halt {
-            // Backstop: a timer interrupt within 1 ms, so a lost IPI costs at most that.
+            // Backstop: a timer interrupt within 1 ms, so a lost IPI costs at most that;
+            // armed in the timer's current mode (the scheduler's TSC-deadline mode survives).
             exo_arch::cpu::cli();
             if !mb.is_free() {
-                apic::timer_oneshot(VEC_TIMER, crate::time::apic_ticks_per_ms(), false);
+                let backstop = crate::timer::backstop_us(1000);
+                HALTED_WAITS.fetch_add(1, Ordering::Relaxed);
                 exo_arch::cpu::sti_hlt();
+                drop(backstop);
             } else {
                 exo_arch::cpu::sti();
             }

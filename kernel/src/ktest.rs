@@ -35,6 +35,10 @@ const TESTS: &[Test] = &[
     ("mm.heap_on_every_cpu", heap_every_cpu),
     ("smp.run_on_timeout_is_bounded", run_on_bounded),
     (
+        "timer.halting_wait_keeps_the_timer_mode",
+        wait_keeps_timer_mode,
+    ),
+    (
         "smp.run_on_racing_posters_each_request_runs_once",
         racing_posters,
     ),
@@ -438,6 +442,74 @@ fn run_on_bounded(_: &BootState) -> TestResult {
     check(r == Err(cpus::RunError::NotOnline(CpuId(9999))), || {
         format!("post to CPU 9999 gave {r:?}")
     })
+}
+
+/// LVT timer values the halting `cpus::wait` must leave as they are: the scheduler's
+/// TSC-deadline mode (unmasked), its one-shot mode, and the masked timer of a CPU without a
+/// scheduler timer. Bits 17-18 are the mode, bit 16 the mask.
+const LVT_STATES: [(&str, u32); 3] = [
+    ("tsc-deadline", cpus::VEC_TIMER as u32 | 0b10 << 17),
+    ("one-shot", cpus::VEC_TIMER as u32),
+    ("masked", cpus::VEC_TIMER as u32 | 1 << 16),
+];
+
+/// A `run_on` whose wait halts (the remote function takes 5 ms) must not change this CPU's
+/// LVT timer register: the first version armed its 1 ms backstop with a one-shot LVT write,
+/// which turned off the scheduler's TSC-deadline mode (its deadline writes were then
+/// ignored: no preemption, no sleeper wake-ups on that CPU). TCG has no TSC-deadline timer:
+/// there the mode bits are set in the LVT (QEMU keeps them; its timer then counts as a
+/// one-shot with no count) and the deadline MSR writes do nothing, so this checks the
+/// decision (which register is written), not that a deadline fires.
+fn wait_keeps_timer_mode(_: &BootState) -> TestResult {
+    if !cpus::halting_waits() {
+        return Err(format!(
+            "{}waits do not halt here (icount)",
+            crate::ktest_sched::SKIP
+        ));
+    }
+    let me = exo_percpu::cpu_id_hint();
+    let Some(other) = cpus::online()
+        .map(|b| CpuId(b.hot.cpu_id))
+        .find(|&c| c != me)
+    else {
+        return Err(format!("{}needs 2 CPUs", crate::ktest_sched::SKIP));
+    };
+    let saved = exo_arch::cpu::without_interrupts(apic::lvt_timer);
+    let mut result = Ok(());
+    for (name, lvt) in LVT_STATES {
+        exo_arch::cpu::without_interrupts(|| apic::set_lvt_timer(lvt));
+        let halts = cpus::halted_waits();
+        let mut r = Ok(7);
+        // A wait that never halted proves nothing (a host that descheduled this vCPU for
+        // the whole 5 ms): try again, a few times at most.
+        for _ in 0..5 {
+            r = cpus::run_on(other, slow, 5, Deadline::after_ms(5000));
+            if r != Ok(7) || cpus::halted_waits() != halts {
+                break;
+            }
+        }
+        let after = exo_arch::cpu::without_interrupts(apic::lvt_timer);
+        let halted = cpus::halted_waits() - halts;
+        result = check(r == Ok(7) && halted > 0 && after == lvt, || {
+            format!(
+                "{name}: LVT timer {lvt:#x} before the wait, {after:#x} after (mode {:?} -> {:?}); run_on gave {r:?}, the wait halted {halted} times",
+                apic::TimerMode::of_lvt(lvt),
+                apic::TimerMode::of_lvt(after)
+            )
+        });
+        if result.is_err() {
+            break;
+        }
+    }
+    exo_arch::cpu::without_interrupts(|| {
+        apic::set_lvt_timer(saved);
+        if apic::TimerMode::of_lvt(saved) != apic::TimerMode::TscDeadline
+            && exo_arch::cpu::detect().tsc_deadline
+        {
+            apic::timer_deadline(0);
+        }
+    });
+    result
 }
 
 const RACE_ROUNDS: usize = 2000;

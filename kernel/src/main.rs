@@ -26,5 +26,6 @@ mod sched;
 mod smp;
 mod sys;
 mod time;
+mod timer;
 mod traps;
 mod tsc_sync;
