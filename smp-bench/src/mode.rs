@@ -79,3 +79,19 @@ impl FromStr for Mode {
         Mode::parse(s).ok_or(ParseModeError)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Mode;
+
+    #[test]
+    fn every_mode_round_trips_and_only_real_cycles_count() {
+        for m in Mode::ALL {
+            assert_eq!(Mode::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(Mode::parse(" KVM-Trapped "), Some(Mode::KvmTrapped));
+        assert!(!Mode::KvmTrapped.is_real_cycles(), "a trapped rdtsc is not a cycle");
+        assert!(Mode::Kvm.is_real_cycles() && Mode::Native.is_real_cycles());
+        assert!(!Mode::Tcg.is_real_cycles() && !Mode::Icount.is_real_cycles());
+    }
+}
