@@ -57,7 +57,8 @@ pub fn run(state: &BootState) -> ! {
     for (name, t) in TESTS
         .iter()
         .chain(crate::ktest_sched::TESTS)
-        .chain(crate::ktest_oom::TESTS) {
+        .chain(crate::ktest_oom::TESTS)
+    {
         match t(state) {
             Ok(()) => {
                 passed += 1;

@@ -10,8 +10,9 @@ use exo_arch::apic::{self, Delivery, Dest};
 use exo_percpu::CpuId;
 use log::{error, warn};
 
-/// Kernel stack pages per CPU (64 KiB) and per IST stack (16 KiB).
-pub const KSTACK_PAGES: u64 = 16;
+/// Kernel stack pages per CPU (64 KiB; 128 KiB in debug builds, whose unoptimised frames are
+/// larger) and per IST stack (16 KiB).
+pub const KSTACK_PAGES: u64 = if cfg!(debug_assertions) { 32 } else { 16 };
 /// IST stack size in pages.
 pub const IST_PAGES: u64 = 4;
 
