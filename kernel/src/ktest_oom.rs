@@ -63,7 +63,8 @@ const WAITERS: u64 = 8;
 /// Blocks until `GO` (woken by the test): its CPU stays idle meanwhile, so the test's
 /// run-on-CPU requests (cache drains) reach it.
 fn wait_for_go() -> u64 {
-    let deadline = rdtsc() + ms(20_000);
+    // Generous: draining every CPU's caches takes a while at hundreds of CPUs under TCG.
+    let deadline = rdtsc() + ms(120_000);
     while !GO.load(Ordering::Acquire) {
         if rdtsc() > deadline {
             return 1;
@@ -120,7 +121,7 @@ fn park_without_memory(_: &BootState) -> TestResult {
     let held = hoard.count;
     drop(hoard);
     drop(guard);
-    let codes = join_all(&tids, 20_000)?;
+    let codes = join_all(&tids, 60_000)?;
     let count = *OOM_LOCK.lock();
     if parked < WAITERS {
         return Err(format!(

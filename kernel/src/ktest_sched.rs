@@ -685,6 +685,9 @@ fn fm_waiter(k: u64) -> u64 {
     let k = k as usize;
     let deadline = rdtsc() + ms(10_000);
     let mut late = false;
+    if let Some(me) = sched::current() {
+        FM_TID[k].store(me.raw(), Ordering::Release);
+    }
 
     sched::block_unless(|| {
         FM_ARMED[k].store(true, Ordering::Release);
@@ -735,18 +738,20 @@ fn full_mailbox_wake(_: &BootState) -> TestResult {
         FM_WOKEN[k].store(false, Ordering::Relaxed);
         let a = p as u32 % n;
         let b = (a + 1) % n;
-        let w = match Builder::new().pin(a).spawn(fm_waiter, k as u64) {
-            Ok(t) => t,
-            Err(e) => {
-                result = Err(format!("spawn waiter: {e}"));
-                break;
-            }
-        };
-        FM_TID[k].store(w.raw(), Ordering::Release);
-        let mut tids = alloc::vec![w];
+        // The waker first: the waiter spins with interrupts off, so if it ran on this CPU
+        // before the waker existed (this thread preempted between the two spawns), nobody
+        // would wake it. The waiter publishes its own id before it arms.
+        let mut tids = Vec::new();
         match Builder::new().pin(b).spawn(fm_waker, k as u64) {
             Ok(t) => tids.push(t),
-            Err(e) => result = Err(format!("spawn waker: {e}")),
+            Err(e) => {
+                result = Err(format!("spawn waker: {e}"));
+                break;
+            }
+        }
+        match Builder::new().pin(a).spawn(fm_waiter, k as u64) {
+            Ok(t) => tids.push(t),
+            Err(e) => result = Err(format!("spawn waiter: {e}")),
         }
         match join_all(&tids, 20_000) {
             Ok(c) if c.iter().all(|&x| x == 0) => {}
