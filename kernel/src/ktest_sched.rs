@@ -75,6 +75,8 @@ fn join_all(tids: &[Tid], deadline_ms: u64) -> Result<Vec<u64>, String> {
         match sched::join_until(t, deadline) {
             Ok(c) => codes.push(c),
             Err(e) => {
+                // Everything the scheduler knows, for the post-mortem (SCHED lines).
+                sched::dump();
                 return Err(format!(
                     "join of thread {k}/{} ({t}): {e} (switches {:?})",
                     tids.len(),
