@@ -414,9 +414,10 @@ fn detect_mode() -> smp_bench::Mode {
 const TRAPPED_RDTSC_TICKS: u64 = 2000;
 
 /// The TSC frequency: CPUID when it gives one (unless `exo.tsc_ref` names a reference),
-/// else measured against the PIT, the ACPI PM timer, then the HPET, three 10 ms windows
-/// each at most (a window is refused when the vCPU was descheduled inside it); the source
-/// is reported. Only when every reference fails is 1 GHz assumed, with an error line.
+/// else measured against the PIT, the ACPI PM timer, then the HPET: 10 ms windows until two
+/// in a row agree within 0.5%, six at most per reference (a window is refused when the vCPU
+/// was descheduled long enough to lose count of the reference's wraps); the source is
+/// reported. Only when every reference fails is 1 GHz assumed, with an error line.
 fn calibrate_tsc(
     want: cmdline::TscRef,
     pm: Option<exo_acpi::PmTimer>,
@@ -447,17 +448,35 @@ fn calibrate_tsc(
         TscRef::Hpet => [hpet, None, None],
     };
     for r in refs.into_iter().flatten() {
-        for attempt in 1..=3 {
+        // Windows until two in a row agree within 0.5% (a vCPU descheduled inside a window
+        // skews it), six at most; without agreement, the median of the good ones.
+        let mut good: arrayvec::ArrayVec<u64, 6> = arrayvec::ArrayVec::new();
+        for attempt in 1..=6 {
             match crate::sys::calibrate_tsc_against(r, 10) {
                 Ok(hz) => {
-                    info!(
-                        "TSC calibrated against the {} (attempt {attempt})",
-                        r.name()
-                    );
-                    return (hz, r.source());
+                    if let Some(&prev) = good.last()
+                        && prev.abs_diff(hz) <= prev / 200
+                    {
+                        info!(
+                            "TSC calibrated against the {} ({attempt} windows, the last two agree)",
+                            r.name()
+                        );
+                        return ((prev + hz) / 2, r.source());
+                    }
+                    good.push(hz);
                 }
                 Err(e) => warn!("TSC calibration against the {}: {e}", r.name()),
             }
+        }
+        if !good.is_empty() {
+            good.sort_unstable();
+            let hz = good[good.len() / 2];
+            warn!(
+                "TSC calibration against the {}: no two windows agreed ({:?} Hz): taking the median",
+                r.name(),
+                good.as_slice()
+            );
+            return (hz, r.source());
         }
     }
     if want != TscRef::Auto && refs.iter().all(Option::is_none) {

@@ -53,10 +53,9 @@ fn responder(first_seq: u64) -> u64 {
     0
 }
 
-/// Measures `cpu`'s offset to the calling (boot) CPU.
-pub fn measure(cpu: CpuId) -> Result<TscOffset, SyncError> {
-    let first = REQ.0.load(Ordering::Relaxed) + 1;
-    cpus::post(cpu, responder, first).map_err(SyncError::Run)?;
+/// The exchanges with a responder already posted on `cpu` for sequence numbers
+/// `first..first + ROUNDS`. Does not wait for the job's completion.
+fn exchange(first: u64) -> Result<TscOffset, SyncError> {
     let mut samples = [SyncSample {
         t1: 0,
         t2: 0,
@@ -80,21 +79,72 @@ pub fn measure(cpu: CpuId) -> Result<TscOffset, SyncError> {
             t3,
         };
     }
-    cpus::wait(cpu, Deadline::after_ms(1000)).map_err(SyncError::Run)?;
     estimate_offset(&samples).ok_or(SyncError::Timeout)
 }
 
+/// Measures `cpu`'s offset to the calling (boot) CPU, alone: post, exchange, wait.
+pub fn measure(cpu: CpuId) -> Result<TscOffset, SyncError> {
+    let first = REQ.0.load(Ordering::Relaxed) + 1;
+    cpus::post(cpu, responder, first).map_err(SyncError::Run)?;
+    let r = exchange(first);
+    cpus::wait(cpu, Deadline::after_ms(1000)).map_err(SyncError::Run)?;
+    r
+}
+
+fn record(b: &cpus::Block, o: TscOffset) {
+    b.ext.tsc_offset.store(o.offset, Ordering::Relaxed);
+    b.ext
+        .tsc_uncertainty
+        .store(o.uncertainty, Ordering::Relaxed);
+}
+
 /// Runs the check for every online AP and records the results in their blocks.
+///
+/// Pipelined: the responder job of the next AP is posted before the current AP's exchanges
+/// start, so that AP's wake-up from halt (the slow part under emulation) overlaps the
+/// measurement, and no AP's completion is awaited in between (each AP has its own mailbox;
+/// all are collected at the end). The exchanges themselves stay one AP at a time against
+/// the boot CPU: every offset is direct, with its own uncertainty bound. Sequence numbers
+/// are disjoint per AP (`ROUNDS` each), so a responder that wakes early ignores the current
+/// AP's exchanges. An AP whose exchange fails is measured again alone, twice at most.
 pub fn check_all() {
-    for b in cpus::online() {
-        let cpu = CpuId(b.hot.cpu_id);
-        if cpu.0 == 0 {
-            b.ext.tsc_offset.store(0, Ordering::Relaxed);
-            b.ext.tsc_uncertainty.store(0, Ordering::Relaxed);
-            continue;
+    let aps: alloc::vec::Vec<&'static cpus::Block> =
+        cpus::online().filter(|b| b.hot.cpu_id != 0).collect();
+    if let Some(bsp) = cpus::get(CpuId(0)) {
+        record(
+            bsp,
+            TscOffset {
+                offset: 0,
+                uncertainty: 0,
+            },
+        );
+    }
+    let base = REQ.0.load(Ordering::Relaxed) + 1;
+    let first_of = |k: usize| base + (k * ROUNDS) as u64;
+    let post = |k: usize| {
+        aps.get(k)
+            .is_some_and(|b| cpus::post(CpuId(b.hot.cpu_id), responder, first_of(k)).is_ok())
+    };
+    let mut posted = post(0);
+    let mut failed: alloc::vec::Vec<usize> = alloc::vec::Vec::new();
+    for (k, b) in aps.iter().enumerate() {
+        let next_posted = post(k + 1);
+        match posted.then(|| exchange(first_of(k))) {
+            Some(Ok(o)) => record(b, o),
+            _ => failed.push(k),
         }
-        // A loaded host can deschedule a vCPU past an exchange's deadline: let the AP's
-        // responder finish (it gives up at its own deadline), then measure again.
+        posted = next_posted;
+    }
+    // Every responder ends by itself (its last exchange, or its deadline).
+    for b in &aps {
+        let _ = cpus::wait(CpuId(b.hot.cpu_id), Deadline::after_ms(3000));
+    }
+    // Sequence numbers past everything handed out above.
+    REQ.0.store(first_of(aps.len()), Ordering::Release);
+    for k in failed {
+        let b = aps[k];
+        let cpu = CpuId(b.hot.cpu_id);
+        // A loaded host can deschedule a vCPU past an exchange's deadline: measure again.
         let mut r = measure(cpu);
         for _ in 0..2 {
             if r.is_ok() {
@@ -104,12 +154,7 @@ pub fn check_all() {
             r = measure(cpu);
         }
         match r {
-            Ok(o) => {
-                b.ext.tsc_offset.store(o.offset, Ordering::Relaxed);
-                b.ext
-                    .tsc_uncertainty
-                    .store(o.uncertainty, Ordering::Relaxed);
-            }
+            Ok(o) => record(b, o),
             Err(e) => log::warn!("TSC check of CPU {} failed: {e}", cpu.0),
         }
     }
