@@ -3,10 +3,20 @@
 //! thread has its own GS block (a "CPU"), objects move between threads and are freed on
 //! another "CPU" than the one that allocated them, the depot is small enough to run dry.
 //! Checked: no object is ever handed out twice, none is lost (the depot holds the whole
-//! universe again at the end), refills, drains and exhaustion all happened.
+//! universe again at the end).
+//!
+//! How often the random phase refills, drains or finds the depot dry depends on how the
+//! threads happen to be scheduled (one thread running alone piles objects up in the next
+//! one's channel; four running together keep few in flight), so those paths are forced in
+//! a second, choreographed phase: once every thread has returned everything (the depot holds
+//! the whole universe), all threads grab objects of each kind concurrently until the depot
+//! is dry, then free them all. Whatever the interleaving, that phase refills from the depot
+//! (every object leaves it through a refill), finds it dry (every thread's last attempt),
+//! drains full magazines back (the 4 magazines cannot hold all objects), and the grabs add
+//! up to exactly the universe.
 #![cfg(target_os = "linux")]
 
-use exo_percpu::cache::{self, Depot, PAGES, SLOTS};
+use exo_percpu::cache::{self, BATCH, Depot, PAGES, SLOTS};
 use exo_percpu::{CpuId, PerCpu, PreemptGuard};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -19,27 +29,48 @@ const OPS: usize = 40_000;
 
 struct TestDepot {
     free: Vec<Mutex<Vec<usize>>>,
+    /// Takes that handed out at least one entry.
     takes: AtomicUsize,
+    /// Gives of at least one entry.
     gives: AtomicUsize,
+    /// Takes that found the depot empty.
     dry: AtomicUsize,
 }
 
 impl Depot for TestDepot {
     fn take(&self, m: usize, out: &mut [usize]) -> usize {
-        self.takes.fetch_add(1, Ordering::Relaxed);
         let mut f = self.free[m].lock().unwrap();
         let n = out.len().min(f.len());
         for o in &mut out[..n] {
             *o = f.pop().unwrap();
         }
-        if n == 0 {
-            self.dry.fetch_add(1, Ordering::Relaxed);
-        }
+        let counter = if n == 0 { &self.dry } else { &self.takes };
+        counter.fetch_add(1, Ordering::Relaxed);
         n
     }
     fn give(&self, m: usize, entries: &[usize]) {
-        self.gives.fetch_add(1, Ordering::Relaxed);
+        if !entries.is_empty() {
+            self.gives.fetch_add(1, Ordering::Relaxed);
+        }
         self.free[m].lock().unwrap().extend_from_slice(entries);
+    }
+}
+
+/// Depot counters at one point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    takes: usize,
+    gives: usize,
+    dry: usize,
+}
+
+impl TestDepot {
+    fn counts(&self) -> Counts {
+        Counts {
+            takes: self.takes.load(Ordering::SeqCst),
+            gives: self.gives.load(Ordering::SeqCst),
+            dry: self.dry.load(Ordering::SeqCst),
+        }
     }
 }
 
@@ -55,6 +86,9 @@ struct Shared {
     depot: TestDepot,
     owned: Vec<AtomicU8>,
     violations: AtomicUsize,
+    /// Depot counters when the choreographed phase starts (set by one thread while all
+    /// wait at a barrier).
+    before_grab: Mutex<Option<Counts>>,
 }
 
 impl Shared {
@@ -72,13 +106,20 @@ impl Shared {
     }
 }
 
+/// What a worker reports: its largest magazine length, and how many objects of each kind
+/// it grabbed in the choreographed phase.
+struct Report {
+    max_len: usize,
+    grabbed: [usize; KINDS.len()],
+}
+
 fn worker(
     t: usize,
     sh: &Shared,
     tx: Sender<(usize, usize)>,
     rx: Receiver<(usize, usize)>,
     bar: &Barrier,
-) -> usize {
+) -> Report {
     let block: &'static mut PerCpu<()> =
         Box::leak(Box::new(PerCpu::new(CpuId(t as u32), t as u32, 0, ())));
     exo_percpu::host::install_for_thread(block).expect("arch_prctl(ARCH_SET_GS)");
@@ -142,11 +183,37 @@ fn worker(
         let g = PreemptGuard::new();
         assert_eq!(cache::len(&g, k), 0);
     }
+
+    // Choreographed phase. After this barrier every thread has returned everything: the
+    // depot holds the whole universe and every magazine is empty.
+    if bar.wait().is_leader() {
+        *sh.before_grab.lock().unwrap() = Some(sh.depot.counts());
+    }
+    bar.wait(); // the counters are recorded before anyone grabs
+    let mut grabbed = [0; KINDS.len()];
+    let mut hoard = Vec::new();
+    for (ks, &m) in KINDS.iter().enumerate() {
+        // Nobody frees during the grab, so this ends once the universe is handed out.
+        while let Some(a) = cache::alloc_or_refill(&sh.depot, m) {
+            assert_eq!(decode(a).0, ks, "object of another kind handed out");
+            sh.claim(a);
+            hoard.push((m, a));
+            grabbed[ks] += 1;
+        }
+    }
+    bar.wait(); // every thread saw the depot dry for every kind
+    for (m, a) in hoard {
+        sh.release(a);
+        cache::free_or_drain(&sh.depot, m, a);
+    }
+    for &k in &KINDS {
+        cache::drain_all(&sh.depot, k);
+    }
     assert!(
         exo_percpu::preemptible(),
         "leaf byte or preempt count left set"
     );
-    max_len
+    Report { max_len, grabbed }
 }
 
 #[test]
@@ -170,10 +237,11 @@ fn threads_exchange_with_depot_and_free_across_cpus() {
             .map(|_| AtomicU8::new(0))
             .collect(),
         violations: AtomicUsize::new(0),
+        before_grab: Mutex::new(None),
     };
     let bar = Barrier::new(THREADS);
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| channel()).unzip();
-    let max_lens: Vec<usize> = std::thread::scope(|s| {
+    let reports: Vec<Report> = std::thread::scope(|s| {
         let hs: Vec<_> = rxs
             .into_iter()
             .enumerate()
@@ -200,17 +268,32 @@ fn threads_exchange_with_depot_and_free_across_cpus() {
             "kind {m}: depot does not hold every object exactly once"
         );
     }
-    assert!(max_lens.iter().all(|&l| l <= SLOTS));
+    assert!(reports.iter().all(|r| r.max_len <= SLOTS));
+
+    // The choreographed phase, whatever the interleaving: each kind's universe was handed
+    // out exactly once (no double hand-out, checked by `claim`, and none held back), and
+    // every object left the empty magazines through a refill of at most BATCH + 1.
+    for (ks, m) in KINDS.iter().enumerate() {
+        let total: usize = reports.iter().map(|r| r.grabbed[ks]).sum();
+        assert_eq!(total, PER_KIND, "kind {m}: grabbed in all");
+    }
+    let before = sh.before_grab.lock().unwrap().expect("recorded");
+    let after = sh.depot.counts();
+    let kinds = KINDS.len();
     assert!(
-        sh.depot.takes.load(Ordering::Relaxed) > 100,
-        "refills happened"
+        after.takes - before.takes >= kinds * PER_KIND.div_ceil(BATCH + 1),
+        "refills: {before:?} -> {after:?}"
     );
+    // Every thread's last grab of every kind found the depot dry.
     assert!(
-        sh.depot.gives.load(Ordering::Relaxed) > 100,
-        "drains happened"
+        after.dry - before.dry >= THREADS * kinds,
+        "depot ran dry: {before:?} -> {after:?}"
     );
+    // Freeing the hoards: the magazines keep at most SLOTS each, the rest goes back in
+    // drains of at most BATCH + 1, and drain_all returns what the magazines kept.
     assert!(
-        sh.depot.dry.load(Ordering::Relaxed) > 0,
-        "the depot ran dry at least once"
+        after.gives - before.gives >= kinds * (PER_KIND - THREADS * SLOTS).div_ceil(BATCH + 1),
+        "drains: {before:?} -> {after:?}"
     );
+    eprintln!("random phase: {before:?}; whole run: {after:?}");
 }

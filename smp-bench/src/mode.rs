@@ -90,7 +90,10 @@ mod tests {
             assert_eq!(Mode::parse(m.as_str()), Some(m));
         }
         assert_eq!(Mode::parse(" KVM-Trapped "), Some(Mode::KvmTrapped));
-        assert!(!Mode::KvmTrapped.is_real_cycles(), "a trapped rdtsc is not a cycle");
+        assert!(
+            !Mode::KvmTrapped.is_real_cycles(),
+            "a trapped rdtsc is not a cycle"
+        );
         assert!(Mode::Kvm.is_real_cycles() && Mode::Native.is_real_cycles());
         assert!(!Mode::Tcg.is_real_cycles() && !Mode::Icount.is_real_cycles());
     }

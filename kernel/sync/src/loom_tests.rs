@@ -11,6 +11,11 @@
 //! 3 threads × 2 with one preemption. Three spinning threads cannot be
 //! explored without a bound: loom's scheduler is not fair, so two waiters
 //! can yield to each other forever while the holder never runs again.
+//!
+//! The parking mutex is checked on its park path (2 and 3 threads) and on its deadline
+//! path: a timed-out waiter next to a waiter without deadline and a holder that barges
+//! back in, with a timer thread that makes the deadline pass at any point (preemptions
+//! bounded to 3, resp. 2 with a spin phase: about 10 s; 4 takes minutes).
 
 use core::pin::pin;
 
@@ -192,12 +197,33 @@ fn mcs_try_and_deadline() {
     });
 }
 
-/// A futex for loom: one loom mutex over the parked tickets, one condvar. Deadlines are
-/// ignored (loom has no clock).
+/// A futex for loom: one loom mutex over the parked tickets, one condvar. Its clock is a
+/// timer that fires once ([`LoomPark::fire`], called by a "timer" thread of the model):
+/// every deadline has passed from then on, and parkers with a deadline wake up and time
+/// out. Loom explores the firing at every point relative to the other threads' steps.
 #[derive(Default)]
 struct LoomPark {
     q: loom::sync::Mutex<(u64, Vec<(usize, u64)>)>,
     cv: loom::sync::Condvar,
+    fired: loom::sync::atomic::AtomicBool,
+}
+
+impl LoomPark {
+    /// The timer: all deadlines pass now. Under the queue lock, so a parker that checked
+    /// the timer before sleeping is woken by the notification.
+    fn fire(&self) {
+        let _q = self.q.lock().unwrap();
+        self.fired.store(true, loom::sync::atomic::Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+
+    fn has_fired(&self) -> bool {
+        self.fired.load(loom::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn queued(&self) -> usize {
+        self.q.lock().unwrap().1.len()
+    }
 }
 
 impl crate::Park for LoomPark {
@@ -205,7 +231,7 @@ impl crate::Park for LoomPark {
         &self,
         key: usize,
         validate: &dyn Fn() -> bool,
-        _deadline: Option<u64>,
+        deadline: Option<u64>,
     ) -> crate::ParkResult {
         let mut q = self.q.lock().unwrap();
         if !validate() {
@@ -215,13 +241,17 @@ impl crate::Park for LoomPark {
         q.0 += 1;
         q.1.push((key, me));
         while q.1.contains(&(key, me)) {
+            if deadline.is_some() && self.has_fired() {
+                q.1.retain(|&t| t != (key, me));
+                return crate::ParkResult::TimedOut;
+            }
             q = self.cv.wait(q).unwrap();
         }
         crate::ParkResult::Woken
     }
 
     fn expired(&self, _deadline: u64) -> bool {
-        false
+        self.has_fired()
     }
 
     fn unpark_one(&self, key: usize) -> bool {
@@ -274,4 +304,61 @@ fn parking_mutex_two_threads() {
 #[test]
 fn parking_mutex_three_threads_bounded() {
     parking_model(3, 1, Some(2));
+}
+
+/// The deadline path. The main thread holds the lock, then releases it and takes it once
+/// more (so it can barge in between a wake-up and the woken thread's return); thread A
+/// waits with `lock_with_deadline`, thread B with `lock` (no deadline), and a timer thread
+/// makes A's deadline pass at any point. `spins` 0 goes straight to the park path, 1 also
+/// polls the deadline in the spin phase. Checked in every interleaving:
+/// * mutual exclusion and the hand-over orderings (loom checks the counter's accesses);
+/// * no lost wake-up: B always gets the lock, whatever A consumed or left (a B parked for
+///   good is a loom deadlock);
+/// * A gives up (`None`) only after its deadline passed, and then it did not take the lock:
+///   the counter has exactly the updates of the holders that got a guard;
+/// * the mutex ends unlocked, with nobody left in the parker's queue.
+fn parking_deadline_model(spins: u32, bound: Option<usize>) {
+    builder(bound).check(move || {
+        let m = Arc::new(crate::ParkingMutex::with_spins(
+            UnsafeCell::new(0usize),
+            LoomPark::default(),
+            spins,
+        ));
+        let g = m.lock();
+        let ma = Arc::clone(&m);
+        let a = thread::spawn(move || match ma.lock_with_deadline(0) {
+            Some(g) => {
+                bump(&g);
+                true
+            }
+            None => {
+                assert!(ma.parker().has_fired(), "gave up before the deadline");
+                false
+            }
+        });
+        let mb = Arc::clone(&m);
+        let b = thread::spawn(move || bump(&mb.lock()));
+        let mt = Arc::clone(&m);
+        let timer = thread::spawn(move || mt.parker().fire());
+        bump(&g);
+        drop(g);
+        bump(&m.lock());
+        let a_won = a.join().unwrap();
+        b.join().unwrap();
+        timer.join().unwrap();
+        assert!(!m.is_locked(), "the mutex ends unlocked");
+        assert_eq!(m.parker().queued(), 0, "nobody left parked");
+        let g = m.try_lock().expect("free");
+        assert_eq!(read(&g), 3 + usize::from(a_won));
+    });
+}
+
+#[test]
+fn parking_mutex_deadline_park_path() {
+    parking_deadline_model(0, Some(3));
+}
+
+#[test]
+fn parking_mutex_deadline_spin_then_park() {
+    parking_deadline_model(1, Some(2));
 }

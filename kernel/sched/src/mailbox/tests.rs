@@ -68,10 +68,19 @@ fn drain_is_bounded_and_rearms() {
     assert_eq!(got, [0, 1, 2, 3]);
 }
 
+/// How long the stress consumer may see no progress at all (nothing received, nothing
+/// pushed) before calling it a hang: only a guard that ends a broken run with a message
+/// instead of stalling CI, far beyond any scheduling delay of a loaded machine.
+const HANG_GUARD: Duration = Duration::from_secs(300);
+
 /// 4 producers × 1,000,000 messages through a 256-slot mailbox; the consumer
-/// only drains when the doorbell is set (so a lost wake-up hangs it, which
-/// the watchdog turns into a failure). Every message must arrive exactly once
-/// and in per-producer order.
+/// only drains when the doorbell is set. Every message must arrive exactly once
+/// and in per-producer order. A lost wake-up is caught deterministically once
+/// the producers are done: from then on a clear doorbell with messages left
+/// (or messages missing) can never change, so the consumer checks it right
+/// away instead of waiting for a timeout. (A lost wake-up that leaves the
+/// mailbox full while producers still push stalls them all; the hang guard
+/// ends that case.)
 #[test]
 fn stress_four_producers_millions_of_messages() {
     const PRODUCERS: u64 = 4;
@@ -79,9 +88,12 @@ fn stress_four_producers_millions_of_messages() {
     let mb = Mailbox::<u64, 256>::new();
     let ipis = AtomicUsize::new(0);
     let full = AtomicUsize::new(0);
+    let pushed = AtomicUsize::new(0);
+    let producers_done = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for p in 0..PRODUCERS {
-            let (mb, ipis, full) = (&mb, &ipis, &full);
+            let (mb, ipis, full, pushed, producers_done) =
+                (&mb, &ipis, &full, &pushed, &producers_done);
             s.spawn(move || {
                 for i in 0..PER {
                     let mut msg = (p << 32) | i;
@@ -99,12 +111,16 @@ fn stress_four_producers_millions_of_messages() {
                             }
                         }
                     }
+                    pushed.fetch_add(1, O::Relaxed);
                 }
+                // Release: all of this producer's pushes (and doorbell swaps)
+                // happen-before the consumer's acquire load of the count.
+                producers_done.fetch_add(1, O::Release);
             });
         }
         let mut next = [0u64; PRODUCERS as usize];
         let mut received = 0u64;
-        let mut last_progress = Instant::now();
+        let mut last_progress = (Instant::now(), 0, 0);
         while received < PRODUCERS * PER {
             if mb.is_pending() {
                 let n = mb.drain(|m| {
@@ -113,17 +129,28 @@ fn stress_four_producers_millions_of_messages() {
                     next[p] += 1;
                 });
                 received += n as u64;
-                if n > 0 {
-                    last_progress = Instant::now();
-                }
-            } else {
+                continue;
+            }
+            if producers_done.load(O::Acquire) == PRODUCERS as usize && !mb.is_pending() {
+                // Every push is done and its doorbell swap is visible: the
+                // invariant "a message left implies the doorbell" must hold now.
                 assert!(
-                    last_progress.elapsed() < Duration::from_secs(20),
-                    "lost wake-up: {received} received, {} queued, doorbell clear",
+                    mb.is_empty() && received == PRODUCERS * PER,
+                    "lost wake-up: {received} received, {} queued, doorbell clear, producers done",
                     mb.len()
                 );
-                std::thread::yield_now();
             }
+            let progress = (received, pushed.load(O::Relaxed));
+            if progress != (last_progress.1, last_progress.2) {
+                last_progress = (Instant::now(), progress.0, progress.1);
+            }
+            assert!(
+                last_progress.0.elapsed() < HANG_GUARD,
+                "hung: no message pushed or received for {HANG_GUARD:?}: {received} received, \
+                 {} queued, doorbell clear",
+                mb.len()
+            );
+            std::thread::yield_now();
         }
         assert_eq!(next, [PER; PRODUCERS as usize]);
     });
