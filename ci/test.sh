@@ -123,7 +123,10 @@ done
 kernel_tests "q35x -cpu max -smp 288 (APIC ids > 255)" --machine q35x --cpu max --smp 288 --mem 1G --timeout 900
 kernel_tests "icount q35 -cpu max -smp 4" --mode icount --machine q35 --cpu max --smp 4
 kernel_tests "phantom CPU (no SIPI answer)" --machine q35 --cpu max --smp 4 \
-    --append "exo.phantom_apic=200 exo.ap_timeout_ms=300"
+    --append "exo.phantom_apic=200 exo.ap_timeout_ms=2000"
+# The real APs get 1.5 s (a loaded host is slow to run 4 vCPUs), the delayed one arrives at 3 s.
+kernel_tests "late AP parks and survives an NMI" --machine q35 --cpu max --smp 4 \
+    --append "exo.ap_delay_ms=3000 exo.ap_timeout_ms=1500"
 
 echo "== icount determinism"
 icount_a="$out/icount-a.log" icount_b="$out/icount-b.log"
@@ -196,6 +199,12 @@ log="$out/fail-fault-holding-lock.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.fault_holding_lock=1" --log "$log" --timeout 120 >/dev/null 2>&1
 expect_log "a thread faulting while it holds a sleeping lock is not killed: the machine stops" "$log" 1 $? \
     '^THREAD,[0-9]+,not killed,cpu [0-9]+: it holds 1 sleeping lock' '^PANIC on CPU [0-9]+: unhandled exception: #PF'
+log="$out/fail-panic-early.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_early=1" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "panic before any AP started: only online CPUs get the NMI, failure verdict" "$log" 1 $? '^PANIC on CPU 0: deliberate panic requested by exo.panic_early' '^PANIC,0$'
+log="$out/fail-panic-late-ap.log"
+scripts/qemu.sh --machine q35 --cpu qemu64 --smp 4 --job boot --append "exo.ap_delay_ms=3000 exo.ap_timeout_ms=1500 exo.panic_on_cpu=0" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "panic with a late AP parked: failure verdict, no triple fault" "$log" 1 $? '^SMP,3,4,xapic$' '^PANIC on CPU 0: deliberate panic' '^PANIC,0$'
 log="$out/fail-overflow.log"
 scripts/qemu.sh --machine microvm --cpu max --smp 2 --job boot --append "exo.overflow_on_cpu=1" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "stack overflow on an AP hits the guard page, #DF on its IST stack" "$log" 1 $? '^PANIC on CPU 1: unhandled exception: #DF double fault' '^PANIC,1$'
@@ -210,7 +219,7 @@ log="$out/fail-acpi-off.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.acpi=off" --log "$log" >/dev/null 2>&1
 expect_log "ACPI off: single-CPU operation" "$log" 0 $? '^SMP,1,1,x2apic$' 'single-CPU operation'
 log="$out/fail-phantom.log"
-scripts/qemu.sh --machine microvm --cpu qemu64 --smp 2 --job boot --append "exo.phantom_apic=77 exo.ap_timeout_ms=200" --log "$log" >/dev/null 2>&1
+scripts/qemu.sh --machine microvm --cpu qemu64 --smp 2 --job boot --append "exo.phantom_apic=77 exo.ap_timeout_ms=2000" --log "$log" >/dev/null 2>&1
 expect_log "unanswered SIPI reported by APIC id, boot goes on" "$log" 0 $? '^SMP,2,3,xapic$' 'APIC id 77 did not come online'
 
 echo "== benchmarks run and emit well-formed results (numbers are not judged, except icount)"
