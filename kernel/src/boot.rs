@@ -414,7 +414,7 @@ fn detect_mode() -> smp_bench::Mode {
 const TRAPPED_RDTSC_TICKS: u64 = 2000;
 
 /// The TSC frequency: CPUID when it gives one (unless `exo.tsc_ref` names a reference),
-/// else measured against the PIT, the ACPI PM timer, then the HPET: 10 ms windows until two
+/// else measured against the PIT, the ACPI PM timer, then the HPET: 5 ms windows until two
 /// in a row agree within 0.5%, six at most per reference (a window is refused when the vCPU
 /// was descheduled long enough to lose count of the reference's wraps); the source is
 /// reported. Only when every reference fails is 1 GHz assumed, with an error line.
@@ -452,7 +452,7 @@ fn calibrate_tsc(
         // skews it), six at most; without agreement, the median of the good ones.
         let mut good: arrayvec::ArrayVec<u64, 6> = arrayvec::ArrayVec::new();
         for attempt in 1..=6 {
-            match crate::sys::calibrate_tsc_against(r, 10) {
+            match crate::sys::calibrate_tsc_against(r, 5) {
                 Ok(hz) => {
                     if let Some(&prev) = good.last()
                         && prev.abs_diff(hz) <= prev / 200
