@@ -139,8 +139,11 @@ pub fn capacity() -> usize {
 
 /// A block for an AP, allocated by the BSP before the AP starts (an AP cannot allocate
 /// before its GS block is installed: the allocator's fast path lives there).
-pub fn new_block(cpu: CpuId, apic_id: u32) -> &'static mut Block {
-    Box::leak(Box::new(PerCpu::new(cpu, apic_id, 0, CpuLocal::new())))
+pub fn new_block(
+    cpu: CpuId,
+    apic_id: u32,
+) -> Result<&'static mut Block, crate::kalloc::OutOfMemory> {
+    crate::kalloc::try_leak(PerCpu::new(cpu, apic_id, 0, CpuLocal::new()))
 }
 
 /// Installs `block` as the calling CPU's GS block, records its stack and registers it.

@@ -240,6 +240,16 @@ impl Drop for Allocation {
     }
 }
 
+/// Moves `v` to the heap for good (a fallible `Box::leak(Box::new(v))`): per-CPU state that
+/// lives as long as the kernel, allocated where running out of memory must be an error
+/// (bringing up hundreds of CPUs in little memory), not a panic.
+pub fn try_leak<T>(v: T) -> Result<&'static mut T, OutOfMemory> {
+    let mut b: alloc::vec::Vec<T> = alloc::vec::Vec::new();
+    b.try_reserve_exact(1).map_err(|_| OutOfMemory)?;
+    b.push(v);
+    b.leak().first_mut().ok_or(OutOfMemory)
+}
+
 /// Fallible allocation with an owner: `Err(OutOfMemory)` on exhaustion, freed on drop.
 pub fn try_alloc_owned(layout: Layout) -> Result<Allocation, OutOfMemory> {
     try_alloc(layout).map(|ptr| Allocation { ptr, layout })

@@ -1341,7 +1341,7 @@ fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     } else {
         alloc_slot()?
     };
-    let cs: &'static CpuSched = Box::leak(Box::new(CpuSched {
+    let cs: &'static CpuSched = crate::kalloc::try_leak(CpuSched {
         cpu,
         apic_id,
         lock: AtomicBool::new(false),
@@ -1365,7 +1365,8 @@ fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         preemptions: AtomicU64::new(0),
         steals: AtomicU64::new(0),
         wake_ipis: AtomicU64::new(0),
-    }));
+    })
+    .map_err(|_| SchedError::OutOfMemory)?;
     let t = if as_idle { &cs.idle_tcb } else { tcb(i) };
     *t.affinity.lock() = CpuSet::one(cpu);
     t.any_cpu.store(false, Ordering::Relaxed);

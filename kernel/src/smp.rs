@@ -62,9 +62,11 @@ pub fn prepare_tables(
     let df = memory::alloc_stack(IST_PAGES)?;
     let nmi = memory::alloc_stack(IST_PAGES)?;
     let mc = memory::alloc_stack(IST_PAGES)?;
-    Ok(alloc::boxed::Box::leak(alloc::boxed::Box::new(
-        exo_arch::gdt::CpuTables::new([df.top, nmi.top, mc.top], rsp0),
-    )))
+    crate::kalloc::try_leak(exo_arch::gdt::CpuTables::new(
+        [df.top, nmi.top, mc.top],
+        rsp0,
+    ))
+    .map_err(|_| memory::MemError::OutOfMemory)
 }
 
 fn spin_us(us: u64) {
@@ -134,7 +136,13 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
             Ok(tab) => *t.tables.lock() = Some(tab),
             Err(e) => error!("no descriptor tables for APIC id {}: {e}", t.apic_id),
         }
-        *t.block.lock() = Some(cpus::new_block(t.cpu, t.apic_id));
+        match cpus::new_block(t.cpu, t.apic_id) {
+            Ok(b) => *t.block.lock() = Some(b),
+            Err(e) => error!(
+                "no per-CPU block for APIC id {}: {e}; it will not start",
+                t.apic_id
+            ),
+        }
     }
     init_done.spin_until();
     let sipi = exo_arch::smp::sipi_vector();

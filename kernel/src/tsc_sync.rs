@@ -108,8 +108,6 @@ fn record(b: &cpus::Block, o: TscOffset) {
 /// are disjoint per AP (`ROUNDS` each), so a responder that wakes early ignores the current
 /// AP's exchanges. An AP whose exchange fails is measured again alone, twice at most.
 pub fn check_all() {
-    let aps: alloc::vec::Vec<&'static cpus::Block> =
-        cpus::online().filter(|b| b.hot.cpu_id != 0).collect();
     if let Some(bsp) = cpus::get(CpuId(0)) {
         record(
             bsp,
@@ -119,30 +117,32 @@ pub fn check_all() {
             },
         );
     }
+    // No allocation: boot may have used all memory bringing CPUs up.
+    let aps = || cpus::online().filter(|b| b.hot.cpu_id != 0);
     let base = REQ.0.load(Ordering::Relaxed) + 1;
     let first_of = |k: usize| base + (k * ROUNDS) as u64;
-    let post = |k: usize| {
-        aps.get(k)
-            .is_some_and(|b| cpus::post(CpuId(b.hot.cpu_id), responder, first_of(k)).is_ok())
+    let post = |k: usize, b: Option<&'static cpus::Block>| {
+        b.is_some_and(|b| cpus::post(CpuId(b.hot.cpu_id), responder, first_of(k)).is_ok())
     };
-    let mut posted = post(0);
-    let mut failed: alloc::vec::Vec<usize> = alloc::vec::Vec::new();
-    for (k, b) in aps.iter().enumerate() {
-        let next_posted = post(k + 1);
-        match posted.then(|| exchange(first_of(k))) {
-            Some(Ok(o)) => record(b, o),
-            _ => failed.push(k),
+    let mut it = aps().enumerate().peekable();
+    let mut posted = post(0, it.peek().map(|&(_, b)| b));
+    let mut n = 0;
+    while let Some((k, b)) = it.next() {
+        let next_posted = post(k + 1, it.peek().map(|&(_, b)| b));
+        if let Some(Ok(o)) = posted.then(|| exchange(first_of(k))) {
+            record(b, o);
         }
         posted = next_posted;
+        n = k + 1;
     }
     // Every responder ends by itself (its last exchange, or its deadline).
-    for b in &aps {
+    for b in aps() {
         let _ = cpus::wait(CpuId(b.hot.cpu_id), Deadline::after_ms(3000));
     }
     // Sequence numbers past everything handed out above.
-    REQ.0.store(first_of(aps.len()), Ordering::Release);
-    for k in failed {
-        let b = aps[k];
+    REQ.0.store(first_of(n), Ordering::Release);
+    // An AP whose uncertainty is still unknown failed: measure it again, alone.
+    for b in aps().filter(|b| b.ext.tsc_uncertainty.load(Ordering::Relaxed) == u64::MAX) {
         let cpu = CpuId(b.hot.cpu_id);
         // A loaded host can deschedule a vCPU past an exchange's deadline: measure again.
         let mut r = measure(cpu);
