@@ -1,8 +1,6 @@
 //! The CPU table: every CPU's per-CPU block, the run-on-CPU mailbox (the pre-scheduler way
 //! for the harness and tests to place work on a CPU), IPIs and the idle loop.
 
-use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use exo_arch::apic::{self, Delivery, Dest};
 use exo_percpu::{CpuId, IrqGuard, PerCpu, Pinned};
@@ -119,15 +117,12 @@ pub fn size_table(n: usize) -> Result<(), TableError> {
     if TABLE.is_completed() {
         return Err(TableError::AlreadySized);
     }
-    let n = n.max(1);
-    let mut v: Vec<spin::Once<&'static Block>> = Vec::new();
-    v.try_reserve_exact(n)
+    let table = crate::kalloc::try_leak_slice(n.max(1), spin::Once::new)
         .map_err(|_| TableError::OutOfMemory)?;
-    v.resize_with(n, spin::Once::new);
     if let Some(&bsp) = BSP.get() {
-        v[0].call_once(|| bsp);
+        table[0].call_once(|| bsp);
     }
-    let table: &'static [spin::Once<&'static Block>] = Box::leak(v.into_boxed_slice());
+    let table: &'static [spin::Once<&'static Block>] = table;
     TABLE.call_once(|| table);
     Ok(())
 }

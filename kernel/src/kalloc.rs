@@ -250,6 +250,15 @@ pub fn try_leak<T>(v: T) -> Result<&'static mut T, OutOfMemory> {
     b.leak().first_mut().ok_or(OutOfMemory)
 }
 
+/// `n` values made by `f`, moved to the heap for good (fallibly, like [`try_leak`]): tables
+/// sized at boot for the CPUs that exist.
+pub fn try_leak_slice<T>(n: usize, f: impl FnMut() -> T) -> Result<&'static mut [T], OutOfMemory> {
+    let mut v: alloc::vec::Vec<T> = alloc::vec::Vec::new();
+    v.try_reserve_exact(n).map_err(|_| OutOfMemory)?;
+    v.resize_with(n, f);
+    Ok(v.leak())
+}
+
 /// Fallible allocation with an owner: `Err(OutOfMemory)` on exhaustion, freed on drop.
 pub fn try_alloc_owned(layout: Layout) -> Result<Allocation, OutOfMemory> {
     try_alloc(layout).map(|ptr| Allocation { ptr, layout })

@@ -727,7 +727,7 @@ fn drain(_: u64) -> u64 {
     0
 }
 
-fn drain_all() -> Result<(), String> {
+pub(crate) fn drain_all() -> Result<(), String> {
     for b in cpus::online() {
         cpus::run_on(CpuId(b.hot.cpu_id), drain, 0, Deadline::after_ms(5000))
             .map_err(|e| format!("{e}"))?;

@@ -3,16 +3,14 @@
 //! refused by killing that thread alone, and exited threads give their stacks back.
 
 use crate::boot::BootState;
-use crate::cpus;
-use crate::ktest_sched::SKIP;
+use crate::ktest::drain_all;
+use crate::ktest_sched::{SKIP, join_all, ms, ncpus};
 use crate::sched::{self, Builder, Tid};
-use crate::time::Deadline;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
-use exo_percpu::CpuId;
 
 type TestResult = Result<(), String>;
 type Test = (&'static str, fn(&BootState) -> TestResult);
@@ -26,35 +24,6 @@ pub const TESTS: &[Test] = &[
     ),
     ("sched.thread_burst_gives_its_stacks_back", stack_burst),
 ];
-
-fn ms(n: u64) -> u64 {
-    n * (crate::time::tsc_hz() / 1000).max(1)
-}
-
-fn ncpus() -> u32 {
-    cpus::online_count()
-}
-
-fn drain(_: u64) -> u64 {
-    crate::kalloc::drain_this_cpu();
-    0
-}
-
-/// Every CPU's caches back to the global layers, so a `Hoard` taken next empties the heap.
-fn drain_all() -> Result<(), String> {
-    for b in cpus::online() {
-        cpus::run_on(CpuId(b.hot.cpu_id), drain, 0, Deadline::after_ms(5000))
-            .map_err(|e| format!("drain CPU {}: {e}", b.hot.cpu_id))?;
-    }
-    Ok(())
-}
-
-fn join_all(tids: &[Tid], deadline_ms: u64) -> Result<Vec<u64>, String> {
-    let deadline = rdtsc() + ms(deadline_ms);
-    tids.iter()
-        .map(|&t| sched::join_until(t, deadline).map_err(|e| format!("join {t}: {e}")))
-        .collect()
-}
 
 static OOM_LOCK: crate::park::Mutex<u64> = crate::park::mutex(0);
 static GO: AtomicBool = AtomicBool::new(false);
@@ -206,7 +175,7 @@ fn burst_member(_: u64) -> u64 {
 fn stack_burst(_: &BootState) -> TestResult {
     let free = sched::MAX_THREADS.saturating_sub(sched::live_threads() + 16);
     let n = 400.min(free);
-    if n <= sched::STACK_CACHE_CAP + sched::STACK_POOL_CAP + 16 {
+    if n <= sched::STACK_CACHE + sched::STACK_POOL_CAP + 16 {
         return Err(format!(
             "{SKIP}thread table too full for a burst ({free} free)"
         ));
@@ -240,12 +209,12 @@ fn stack_burst(_: &BootState) -> TestResult {
     drain_all()?;
     let after = crate::kalloc::stats().buddy_free;
     let (here, pool) = sched::cached_stacks();
-    let per = sched::STACK_PAGES_PER_THREAD as usize + 1; // stack pages + its page table
-    let may_keep = (sched::STACK_CACHE_CAP + sched::STACK_POOL_CAP) * per + 8;
+    let per = sched::STACK_PAGES as usize + 1; // stack pages + its page table
+    let may_keep = (sched::STACK_CACHE + sched::STACK_POOL_CAP) * per + 8;
     if codes.iter().any(|&c| c != 0) {
         return Err(format!("exit codes {codes:?}"));
     }
-    if pool > sched::STACK_POOL_CAP || here > sched::STACK_CACHE_CAP {
+    if pool > sched::STACK_POOL_CAP || here > sched::STACK_CACHE {
         return Err(format!("{here} cached here, {pool} in the pool"));
     }
     if after + may_keep < before {

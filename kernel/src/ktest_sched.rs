@@ -59,16 +59,16 @@ fn check(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
     if cond { Ok(()) } else { Err(msg()) }
 }
 
-fn ms(n: u64) -> u64 {
+pub(crate) fn ms(n: u64) -> u64 {
     n * (crate::time::tsc_hz() / 1000).max(1)
 }
 
-fn ncpus() -> u32 {
+pub(crate) fn ncpus() -> u32 {
     cpus::online_count()
 }
 
 /// Joins every thread with one deadline; returns the exit codes.
-fn join_all(tids: &[Tid], deadline_ms: u64) -> Result<Vec<u64>, String> {
+pub(crate) fn join_all(tids: &[Tid], deadline_ms: u64) -> Result<Vec<u64>, String> {
     let deadline = rdtsc() + ms(deadline_ms);
     let mut codes = Vec::with_capacity(tids.len());
     for (k, &t) in tids.iter().enumerate() {

@@ -39,7 +39,6 @@
 
 use crate::cpus::{self, VEC_TIMER, VEC_WAKE};
 use crate::memory::{self, Stack};
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 use core::cell::UnsafeCell;
@@ -59,8 +58,10 @@ pub const DEFAULT_PRIORITY: u8 = 32;
 /// Context-switch samples kept.
 pub const SWITCH_SAMPLES: usize = 2048;
 
-const STACK_PAGES: u64 = if cfg!(debug_assertions) { 16 } else { 8 };
-const STACK_CACHE: usize = 16;
+/// Pages of a thread stack.
+pub const STACK_PAGES: u64 = if cfg!(debug_assertions) { 16 } else { 8 };
+/// Stacks each CPU keeps for reuse.
+pub const STACK_CACHE: usize = 16;
 const MAILBOX_SLOTS: usize = 256;
 const NO_THREAD: u32 = u32::MAX;
 /// Thread indices from here on name CPUs' idle contexts (`IDLE_BASE + cpu`), whose control
@@ -256,9 +257,8 @@ impl Tcb {
 static TCBS: [Tcb; MAX_THREADS] = [const { Tcb::new() }; MAX_THREADS];
 static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
 /// Stacks kept for reuse beyond the per-CPU caches (128 x 32 KiB = 4 MiB at most); more are
-/// unmapped and their memory given
-/// back (a burst of threads does not keep its stacks for good). Fixed capacity: the switch
-/// path that returns a stack never allocates.
+/// unmapped and their memory given back (a burst of threads does not keep its stacks for
+/// good). Fixed capacity: the switch path that returns a stack never allocates.
 static STACK_POOL: spin::Mutex<ArrayVec<Stack, STACK_POOL_CAP>> =
     spin::Mutex::new(ArrayVec::new_const());
 /// Capacity of [`STACK_POOL`].
@@ -347,12 +347,9 @@ fn stealable_mask() -> Option<AtomicMask<'static>> {
 }
 
 fn alloc_mask(n: u32) -> Result<&'static [AtomicU64], SchedError> {
-    let words = AtomicMask::words_for(n);
-    let mut v: Vec<AtomicU64> = Vec::new();
-    v.try_reserve_exact(words)
-        .map_err(|_| SchedError::OutOfMemory)?;
-    v.resize_with(words, || AtomicU64::new(0));
-    Ok(Box::leak(v.into_boxed_slice()))
+    crate::kalloc::try_leak_slice(AtomicMask::words_for(n), || AtomicU64::new(0))
+        .map(|s| &*s)
+        .map_err(|_| SchedError::OutOfMemory)
 }
 
 static TIMER: AtomicU8 = AtomicU8::new(TIMER_OFF);
@@ -585,8 +582,7 @@ pub fn current_is_idle() -> bool {
 pub fn current() -> Option<Tid> {
     let _g = IrqGuard::new();
     let cs = this_sched()?;
-    let i = cs.current.load(Ordering::Relaxed) as usize;
-    Some(Tid::new(i, tcb(i).generation.load(Ordering::Relaxed)))
+    Some(tid_of(cs.current.load(Ordering::Relaxed) as usize))
 }
 
 fn alloc_slot() -> Result<usize, SchedError> {
@@ -645,11 +641,6 @@ pub fn cached_stacks() -> (usize, usize) {
     let here = this_sched().map_or(0, |cs| cs.stacks.lock().len());
     (here, STACK_POOL.lock().len())
 }
-
-/// Per-CPU stack cache capacity, and pages per thread stack (tests, memory accounting).
-pub const STACK_CACHE_CAP: usize = STACK_CACHE;
-/// See [`STACK_CACHE_CAP`].
-pub const STACK_PAGES_PER_THREAD: u64 = STACK_PAGES;
 
 /// How to start a thread.
 #[derive(Debug, Clone)]
@@ -1366,7 +1357,12 @@ fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         steals: AtomicU64::new(0),
         wake_ipis: AtomicU64::new(0),
     })
-    .map_err(|_| SchedError::OutOfMemory)?;
+    .map_err(|_| {
+        if !as_idle {
+            tcb(i).set_state(State::Free);
+        }
+        SchedError::OutOfMemory
+    })?;
     let t = if as_idle { &cs.idle_tcb } else { tcb(i) };
     *t.affinity.lock() = CpuSet::one(cpu);
     t.any_cpu.store(false, Ordering::Relaxed);

@@ -2,8 +2,8 @@
 //! and accessors that need proof the caller stays on its CPU.
 //!
 //! Layout: `#[repr(C)]` [`PerCpu<E>`] = the hot header [`Hot`] at offset 0 (self pointer,
-//! cpu id, APIC id, current thread, kernel stack top, preempt count, ...) followed by the
-//! kernel's own per-CPU state `E`. Hot fields are read with one `gs:`-relative instruction;
+//! cpu id, APIC id, held-sleeping-lock count, kernel stack top, preempt count, ...) followed
+//! by the kernel's own per-CPU state `E`. Hot fields are read with one `gs:`-relative instruction;
 //! their offsets are constants checked at compile time, shared with assembly.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -27,7 +27,7 @@ pub const OFF_APIC_ID: usize = 12;
 /// Offset of the current thread's held-sleeping-lock count (u64): one `inc`/`dec` through
 /// `gs:` per lock and unlock; the scheduler saves it into the thread it switches out and
 /// loads the next thread's (as Linux does with its preempt count).
-pub const OFF_CURRENT: usize = 16;
+pub const OFF_HELD_LOCKS: usize = 16;
 /// Offset of the kernel stack top (u64), used by syscall entry.
 pub const OFF_KSTACK_TOP: usize = 24;
 /// Offset of the preemption-disable count (u32).
@@ -56,8 +56,8 @@ pub struct Hot {
     pub cpu_id: u32,
     /// Local APIC id.
     pub apic_id: u32,
-    /// The current thread's held-sleeping-lock count (see [`OFF_CURRENT`]).
-    pub current: AtomicUsize,
+    /// The current thread's held-sleeping-lock count (see [`OFF_HELD_LOCKS`]).
+    pub held_locks: AtomicUsize,
     /// Top of this CPU's kernel stack.
     pub kstack_top: u64,
     /// Preemption-disable nesting count (only this CPU writes it).
@@ -79,7 +79,7 @@ const _: () = {
     assert!(offset_of!(Hot, self_ptr) == OFF_SELF);
     assert!(offset_of!(Hot, cpu_id) == OFF_CPU_ID);
     assert!(offset_of!(Hot, apic_id) == OFF_APIC_ID);
-    assert!(offset_of!(Hot, current) == OFF_CURRENT);
+    assert!(offset_of!(Hot, held_locks) == OFF_HELD_LOCKS);
     assert!(offset_of!(Hot, kstack_top) == OFF_KSTACK_TOP);
     assert!(offset_of!(Hot, preempt) == OFF_PREEMPT);
     assert!(offset_of!(Hot, leaf) == OFF_LEAF);
@@ -112,7 +112,7 @@ impl<E> PerCpu<E> {
                 self_ptr: 0,
                 cpu_id: cpu.0,
                 apic_id,
-                current: AtomicUsize::new(0),
+                held_locks: AtomicUsize::new(0),
                 kstack_top,
                 preempt: AtomicU32::new(0),
                 leaf: AtomicU8::new(0),
@@ -202,16 +202,21 @@ pub fn pid() -> u64 {
 #[inline(always)]
 pub fn held_locks_inc() {
     // SAFETY: GS points at this CPU's installed block; the slot is the `AtomicUsize` at
-    // OFF_CURRENT, written only by this CPU (this instruction, or the scheduler with
-    // interrupts off).
-    unsafe { asm!("inc qword ptr gs:[{off}]", off = const OFF_CURRENT, options(nostack, nomem)) };
+    // OFF_HELD_LOCKS, written only by this CPU (this instruction, or the scheduler with
+    // interrupts off). `nomem`: no Rust code reads or writes the slot except through these
+    // gs: instructions, so they need not be ordered with other memory accesses.
+    unsafe {
+        asm!("inc qword ptr gs:[{off}]", off = const OFF_HELD_LOCKS, options(nostack, nomem))
+    };
 }
 
 /// One sleeping lock fewer: `dec qword ptr gs:[16]`.
 #[inline(always)]
 pub fn held_locks_dec() {
     // SAFETY: as in `held_locks_inc`.
-    unsafe { asm!("dec qword ptr gs:[{off}]", off = const OFF_CURRENT, options(nostack, nomem)) };
+    unsafe {
+        asm!("dec qword ptr gs:[{off}]", off = const OFF_HELD_LOCKS, options(nostack, nomem))
+    };
 }
 
 /// Exchanges the running thread's held-lock count for `next` (the scheduler at a switch,
@@ -227,7 +232,7 @@ pub fn swap_held_locks(next: u64) -> u64 {
             "mov gs:[{off}], {new}",
             old = out(reg) old,
             new = in(reg) next,
-            off = const OFF_CURRENT,
+            off = const OFF_HELD_LOCKS,
             options(nostack, preserves_flags),
         )
     };
@@ -237,7 +242,7 @@ pub fn swap_held_locks(next: u64) -> u64 {
 /// The running thread's held-lock count.
 #[inline(always)]
 pub fn held_locks() -> u64 {
-    gs_read64!(OFF_CURRENT)
+    gs_read64!(OFF_HELD_LOCKS)
 }
 
 /// The scheduler slot of this CPU's block (see [`Hot::sched`]): one `mov rax, gs:[56]`.
