@@ -1,31 +1,37 @@
 //! Exo-OS: the bootable kernel `exo`. Boots by PVH, brings every CPU online from the ACPI
 //! MADT, then runs the job named on the command line (`exo.job=boot|test|bench|contended`).
+//!
+//! Subsystems, lowest first; each may call the ones listed before it, never after it
+//! (an upward call goes through a hook the higher subsystem installs):
+//!
+//! | module      | owns                                                                    |
+//! |-------------|-------------------------------------------------------------------------|
+//! | [`sys`]     | the audited raw-memory leaf (no kernel imports)                          |
+//! | [`console`] | `kprintln!` and the `log` backend on the serial port                     |
+//! | [`mm`]      | physical frames, kernel page tables, guarded stacks, the heap (kalloc)  |
+//! | [`smp`]     | the CPU table, run-on-CPU mailboxes, AP bring-up, TSC sync, time, timer |
+//! | [`sched`]   | threads, run queues, the switch, idle and stealing, FPU, parking locks  |
+//! | [`trap`]    | exception and interrupt handlers, the panic stop-all                    |
+//! | [`harness`] | the `ktest!`/`kbench!` registries and the test and bench jobs            |
+//! | [`boot`]    | the entry, the command line, the boot flow and the job dispatch         |
+//!
+//! Kernel tests and bench rows sit beside the code they exercise (`<subsystem>/tests.rs`,
+//! `<subsystem>/bench.rs`) and register themselves with `ktest!` / `kbench!`.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
-mod bench;
-mod bench_sched;
-mod boot;
-mod cmdline;
 mod console;
-mod cpus;
-mod faults;
-mod fpu;
-mod kalloc;
-mod ktest;
-mod ktest_oom;
-mod ktest_sched;
-mod locks;
-mod memory;
-mod panic;
-mod park;
-mod sched;
-mod smp;
 mod sys;
-mod time;
-mod timer;
-mod traps;
-mod tsc_sync;
+
+mod mm;
+mod smp;
+
+mod sched;
+mod trap;
+
+mod harness;
+
+mod boot;

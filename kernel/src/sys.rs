@@ -21,11 +21,15 @@ pub fn leak_words(pa: u64, words: usize) -> &'static mut [u64] {
 }
 
 /// The BSP's per-CPU block: static, so it exists before the allocator does.
-static mut BSP_BLOCK: crate::cpus::Block =
-    exo_percpu::PerCpu::new(exo_percpu::CpuId(0), 0, 0, crate::cpus::CpuLocal::new());
+static mut BSP_BLOCK: crate::smp::cpus::Block = exo_percpu::PerCpu::new(
+    exo_percpu::CpuId(0),
+    0,
+    0,
+    crate::smp::cpus::CpuLocal::new(),
+);
 
 /// The BSP's block, handed out once.
-pub fn take_bsp_block(apic_id: u32, kstack_top: u64) -> &'static mut crate::cpus::Block {
+pub fn take_bsp_block(apic_id: u32, kstack_top: u64) -> &'static mut crate::smp::cpus::Block {
     static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     assert!(
         !TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel),
@@ -93,7 +97,7 @@ pub fn calibrate_tsc_against(
 }
 
 /// Installs `block` as this CPU's per-CPU block.
-pub fn install_percpu(block: &'static mut crate::cpus::Block) {
+pub fn install_percpu(block: &'static mut crate::smp::cpus::Block) {
     // SAFETY: called once per CPU in its bring-up with interrupts off, before any gs: read;
     // the block is leaked ('static) and installed on this CPU only.
     unsafe { exo_percpu::install(block) };
@@ -128,16 +132,10 @@ pub fn leaked_ref<T>(p: *const T) -> &'static T {
 }
 
 /// Turns a mailbox word back into the function stored by `cpus::post`.
-pub fn remote_fn(word: u64) -> crate::cpus::RemoteFn {
+pub fn remote_fn(word: u64) -> crate::smp::cpus::RemoteFn {
     // SAFETY: the mailbox's `func` word is only written by `cpus::post`, from a `RemoteFn`,
     // and read after the `posted` release/acquire pair that publishes it.
-    unsafe { core::mem::transmute::<usize, crate::cpus::RemoteFn>(word as usize) }
-}
-
-/// The BSP's entry from the PVH boot code (`call exo_bsp_main` with the start_info address).
-#[unsafe(no_mangle)]
-extern "C" fn exo_bsp_main(start_info: u64) -> ! {
-    crate::boot::bsp_main(start_info)
+    unsafe { core::mem::transmute::<usize, crate::smp::cpus::RemoteFn>(word as usize) }
 }
 
 /// Reads address 8 (`dangling::<u64>()`; page 0 is never mapped): a deliberate page fault, for the test that a

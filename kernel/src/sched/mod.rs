@@ -37,8 +37,14 @@
     reason = "run queues and saved contexts behind the per-CPU lock"
 )]
 
-use crate::cpus::{self, VEC_TIMER, VEC_WAKE};
-use crate::memory::{self, Stack};
+pub mod fpu;
+pub mod park;
+
+mod bench;
+mod tests;
+
+use crate::mm::memory::{self, Stack};
+use crate::smp::cpus::{self, VEC_TIMER, VEC_WAKE};
 use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 use core::cell::UnsafeCell;
@@ -194,7 +200,7 @@ struct Tcb {
     /// CPU whose registers last saved this thread's FPU state (`u32::MAX`: none).
     fpu_cpu: AtomicU32,
     /// Wait node for the kernel futex (`park`): parking never allocates.
-    park: crate::park::ParkNode,
+    park: crate::sched::park::ParkNode,
     /// Sleeping locks (`park::Mutex`) held, while switched out (while it runs, the count
     /// lives in its CPU's GS block: `exo_percpu::held_locks`). A thread that faults holding
     /// one is not killed (the lock would stay held for good); the machine stops instead.
@@ -227,7 +233,7 @@ impl Tcb {
             switches: AtomicU64::new(0),
             fpu_area: AtomicU64::new(0),
             fpu_cpu: AtomicU32::new(u32::MAX),
-            park: crate::park::ParkNode::new(),
+            park: crate::sched::park::ParkNode::new(),
             held: AtomicU64::new(0),
         }
     }
@@ -300,7 +306,7 @@ pub struct CpuSched {
     migrate: AtomicU32,
     stacks: spin::Mutex<ArrayVec<Stack, STACK_CACHE>>,
     /// Which thread's FPU state this CPU's registers hold.
-    pub fpu: crate::fpu::CpuFpu,
+    pub fpu: crate::sched::fpu::CpuFpu,
     /// The control block of this CPU's idle context (thread index `IDLE_BASE + cpu`) when it
     /// is an AP's boot context.
     idle_tcb: Tcb,
@@ -347,7 +353,7 @@ fn stealable_mask() -> Option<AtomicMask<'static>> {
 }
 
 fn alloc_mask(n: u32) -> Result<&'static [AtomicU64], SchedError> {
-    crate::kalloc::try_leak_slice(AtomicMask::words_for(n), || AtomicU64::new(0))
+    crate::mm::kalloc::try_leak_slice(AtomicMask::words_for(n), || AtomicU64::new(0))
         .map(|s| &*s)
         .map_err(|_| SchedError::OutOfMemory)
 }
@@ -920,7 +926,7 @@ pub fn sleep_until(deadline: u64) {
         }
         let g = IrqGuard::new();
         let Some(cs) = this_sched() else {
-            crate::time::Deadline::at_tsc(deadline).spin_until();
+            crate::smp::time::Deadline::at_tsc(deadline).spin_until();
             return;
         };
         block_as_sleeper(cs, deadline);
@@ -930,7 +936,7 @@ pub fn sleep_until(deadline: u64) {
 
 /// Sleeps for `us` microseconds.
 pub fn sleep_us(us: u64) {
-    sleep_until(rdtsc() + us * (crate::time::tsc_hz() / 1_000_000).max(1));
+    sleep_until(rdtsc() + us * (crate::smp::time::tsc_hz() / 1_000_000).max(1));
 }
 
 /// Ends the calling thread with `code` (what `join` returns). Never returns.
@@ -1117,7 +1123,7 @@ fn schedule_irqs_off() {
     cs.current.store(next_i as u32, Ordering::Relaxed);
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
-    crate::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
+    crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
     prev.held.store(
         exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
         Ordering::Relaxed,
@@ -1174,7 +1180,7 @@ fn finish_switch() {
         if let Some(s) = prev.stack() {
             give_stack(cs, s);
         }
-        crate::fpu::release(prev_i, &prev.fpu_area);
+        crate::sched::fpu::release(prev_i, &prev.fpu_area);
         prev.set_state(State::Exited);
         core::sync::atomic::fence(Ordering::SeqCst);
         let j = prev.joiner.load(Ordering::SeqCst);
@@ -1257,9 +1263,9 @@ fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
         apic::timer_deadline(at.max(now + 1));
     } else {
         let ticks = u128::from(at.saturating_sub(now).max(1))
-            * u128::from(crate::time::apic_ticks_per_ms())
+            * u128::from(crate::smp::time::apic_ticks_per_ms())
             * 1000
-            / u128::from(crate::time::tsc_hz().max(1));
+            / u128::from(crate::smp::time::tsc_hz().max(1));
         apic::timer_oneshot(VEC_TIMER, ticks.clamp(1, u32::MAX as u128) as u32, false);
     }
 }
@@ -1332,7 +1338,7 @@ fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     } else {
         alloc_slot()?
     };
-    let cs: &'static CpuSched = crate::kalloc::try_leak(CpuSched {
+    let cs: &'static CpuSched = crate::mm::kalloc::try_leak(CpuSched {
         cpu,
         apic_id,
         lock: AtomicBool::new(false),
@@ -1350,7 +1356,7 @@ fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         switch_t0: AtomicU64::new(0),
         migrate: AtomicU32::new(NO_THREAD),
         stacks: spin::Mutex::new(ArrayVec::new()),
-        fpu: crate::fpu::CpuFpu::new(),
+        fpu: crate::sched::fpu::CpuFpu::new(),
         idle_tcb: Tcb::new(),
         switches: AtomicU64::new(0),
         preemptions: AtomicU64::new(0),
@@ -1371,7 +1377,7 @@ fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     t.set_state(State::Running);
     block.ext.sched.call_once(|| cs);
     exo_percpu::set_sched_slot(&g, cs as *const CpuSched as usize);
-    crate::fpu::init_cpu(&cs.fpu);
+    crate::sched::fpu::init_cpu(&cs.fpu);
     if TIMER.load(Ordering::Relaxed) == TIMER_DEADLINE {
         apic::timer_deadline_mode(VEC_TIMER);
     }
@@ -1396,14 +1402,14 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
     if running() {
         return Ok(());
     }
-    let tsc_hz = crate::time::tsc_hz();
+    let tsc_hz = crate::smp::time::tsc_hz();
     SLICE_TSC.store(slice_us * (tsc_hz / 1_000_000).max(1), Ordering::Relaxed);
     let tsc_deadline = exo_arch::cpu::detect().tsc_deadline;
     let mode = if !timer {
         TIMER_OFF
     } else if tsc_deadline {
         TIMER_DEADLINE
-    } else if crate::time::apic_ticks_per_ms() != 0 {
+    } else if crate::smp::time::apic_ticks_per_ms() != 0 {
         TIMER_ONESHOT
     } else {
         TIMER_OFF
@@ -1415,7 +1421,7 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
         stealable: alloc_mask(n).unwrap_or(&[]),
         n,
     });
-    crate::fpu::init();
+    crate::sched::fpu::init();
     init_this_cpu(false)?;
     for b in cpus::online() {
         let cpu = b.hot.cpu_id;
@@ -1426,7 +1432,7 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
             CpuId(cpu),
             init_ap,
             0,
-            crate::time::Deadline::after_ms(1000),
+            crate::smp::time::Deadline::after_ms(1000),
         );
         if r != Ok(0) {
             log::warn!("scheduler: CPU {cpu} did not start its scheduler ({r:?})");
@@ -1459,7 +1465,7 @@ fn report_switch_samples() {
     let n = (SWITCH_SAMPLES / 2) as u64;
     let a = Builder::new().pin(0).spawn(calibration_yielder, n);
     let b = Builder::new().pin(0).spawn(calibration_yielder, n);
-    let deadline = rdtsc() + 30 * crate::time::tsc_hz().max(1);
+    let deadline = rdtsc() + 30 * crate::smp::time::tsc_hz().max(1);
     for t in [a, b].into_iter().flatten() {
         let _ = join_until(t, deadline);
     }
@@ -1546,7 +1552,7 @@ pub fn fpu_area(i: usize) -> u64 {
 }
 
 /// Thread `i`'s futex wait node.
-pub fn park_node(i: usize) -> &'static crate::park::ParkNode {
+pub fn park_node(i: usize) -> &'static crate::sched::park::ParkNode {
     &tcb(i).park
 }
 

@@ -4,13 +4,19 @@
 //! boot CPU's time line through the synchronised TSC offsets) and their acquisition counts.
 
 use crate::boot::BootState;
-use crate::cpus;
-use crate::time::Deadline;
+use crate::harness::Suite;
+use crate::harness::bench::{Bench, N};
+use crate::kbench;
+use crate::smp::cpus;
+use crate::smp::time::Deadline;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
 use exo_percpu::CpuId;
+
+kbench!(Suite::Single, "lock", uncontended_rows);
+kbench!(Suite::Contended, "lock", contended_rows);
 
 /// State inside every measured lock.
 #[derive(Debug, Default)]
@@ -32,7 +38,7 @@ static TAS: exo_sync::TasMutex<Data> = exo_sync::TasMutex::new(DATA);
 static TICKET: exo_sync::TicketMutex<Data> = exo_sync::TicketMutex::new(DATA);
 static MCS: exo_sync::McsLock<Data> = exo_sync::McsLock::new(DATA);
 /// The kernel's blocking mutex (`exo_sync::ParkingMutex` over the scheduler's wait queues).
-static MUTEX: crate::park::Mutex<Data> = crate::park::mutex(DATA);
+static MUTEX: crate::sched::park::Mutex<Data> = crate::sched::park::mutex(DATA);
 
 /// One lock kind of the suite.
 #[derive(Clone, Copy)]
@@ -170,12 +176,54 @@ pub fn contention(all: &[CpuId], state: &BootState, count: &mut u32) {
             let mut merged: Vec<u64> = HANDOFFS.lock().iter().flatten().copied().collect();
             let mut row = arrayvec::ArrayString::<48>::new();
             let _ = write!(row, "contend.{name}.{k}");
-            crate::bench::emit(&row, smp_bench::stats_of(&mut merged, 0), count);
+            crate::harness::bench::emit(&row, smp_bench::stats_of(&mut merged, 0), count);
             let (mn, mx) = (
                 acq.iter().min().copied().unwrap_or(0),
                 acq.iter().max().copied().unwrap_or(0),
             );
-            crate::bench::emit_fair(&row, k as u32, mn, mx);
+            crate::harness::bench::emit_fair(&row, k as u32, mn, mx);
         }
     }
+}
+
+/// `lock.<kind>.uncontended`: one lock and unlock on one CPU, per kind.
+fn uncontended_rows(b: &mut Bench<'_>) {
+    let mut clk = exo_arch::tsc::rdtsc_precise;
+    for (name, lock) in ALL {
+        // One monomorphic closure per kind: the timed loop holds no dispatch on the kind.
+        let stats = match lock {
+            Kind::Tas => smp_bench::bench_with(&mut clk, &mut *b.s, b.overhead, 100, N, 16, || {
+                Kind::Tas.with(|d| d.count += 1)
+            }),
+            Kind::Ticket => {
+                smp_bench::bench_with(&mut clk, &mut *b.s, b.overhead, 100, N, 16, || {
+                    Kind::Ticket.with(|d| d.count += 1)
+                })
+            }
+            Kind::Mcs => smp_bench::bench_with(&mut clk, &mut *b.s, b.overhead, 100, N, 16, || {
+                Kind::Mcs.with(|d| d.count += 1)
+            }),
+            Kind::Mutex => {
+                smp_bench::bench_with(&mut clk, &mut *b.s, b.overhead, 100, N, 16, || {
+                    Kind::Mutex.with(|d| d.count += 1)
+                })
+            }
+        };
+        let mut n = arrayvec::ArrayString::<48>::new();
+        let _ = write!(n, "lock.{name}.uncontended");
+        b.emit(&n, stats);
+    }
+}
+
+/// `lock.<kind>.contended.<k>` and `FAIR` rows, on pinned threads (the blocking mutex parks
+/// its waiters, so the scheduler is started first).
+fn contended_rows(b: &mut Bench<'_>) {
+    if !crate::sched::running()
+        && let Err(e) = crate::sched::init(false, 1000)
+    {
+        log::warn!("contended: scheduler did not start ({e}); no contention rows");
+        return;
+    }
+    let all: Vec<CpuId> = cpus::online().map(|c| CpuId(c.hot.cpu_id)).collect();
+    contention(&all, b.state, &mut b.count);
 }

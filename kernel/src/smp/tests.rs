@@ -1,89 +1,47 @@
-//! In-kernel tests (`exo.job=test`): one `KTEST,<name>,ok|FAIL,<why>` line each, then the
-//! summary `N passed, N failed` as the last line, and the debug-exit code.
+//! Kernel tests of the CPUs: every CPU online with the MADT's APIC ids, per-CPU data, IPIs,
+//! run-on-CPU mailboxes under races and deadlines, the TSC check, the timer mode.
 
 use crate::boot::BootState;
-use crate::cpus::{self, VEC_PING};
-use crate::time::Deadline;
-use crate::{kprintln, memory};
-use alloc::boxed::Box;
+use crate::harness::{Needs, SKIP, TestResult, check};
+use crate::ktest;
+use crate::smp::cpus::{self, VEC_PING};
+use crate::smp::time::Deadline;
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::apic::{self, Delivery, Dest};
-use exo_arch::exit::{ExitCode, exit};
 use exo_percpu::{CpuId, IrqGuard};
 
-type TestResult = Result<(), String>;
-type Test = (&'static str, fn(&BootState) -> TestResult);
-
-const TESTS: &[Test] = &[
-    ("smp.all_cpus_online", all_cpus_online),
-    ("smp.apic_ids_unique_and_match_madt", apic_ids_match),
-    ("smp.late_ap_parks_and_survives_nmi", late_ap_nmi),
-    ("percpu.gs_reads_right_on_each_cpu", gs_reads),
-    ("apic.ipi_reaches_each_cpu", ipi_each_cpu),
-    (
-        "apic.ipi_send_survives_an_interrupt_between_icr_writes",
-        ipi_interrupt_safe,
-    ),
-    ("trap.breakpoint_recovers_on_each_cpu", breakpoint_each_cpu),
-    ("trap.page_fault_caught", page_fault_caught),
-    ("tsc.sync_check_ran", tsc_check_ran),
-    ("mm.no_writable_executable_page", w_xor_x),
-    ("mm.stack_guard_unmapped", stack_guard),
-    ("mm.heap_on_every_cpu", heap_every_cpu),
-    ("smp.run_on_timeout_is_bounded", run_on_bounded),
-    (
-        "timer.halting_wait_keeps_the_timer_mode",
-        wait_keeps_timer_mode,
-    ),
-    (
-        "smp.run_on_racing_posters_each_request_runs_once",
-        racing_posters,
-    ),
-    (
-        "kalloc.storm_with_cross_cpu_frees_conserves_memory",
-        alloc_storm,
-    ),
-    ("kalloc.frame_exhaustion_recovers", frame_exhaustion),
-    ("kalloc.fallible_api_reports_oom", fallible_oom),
-    ("kalloc.per_cpu_refill_and_drain_in_batches", refill_drain),
-];
-
-/// Runs every test and exits QEMU with the verdict.
-pub fn run(state: &BootState) -> ! {
-    let (mut passed, mut failed) = (0u32, 0u32);
-    for (name, t) in TESTS
-        .iter()
-        .chain(crate::ktest_sched::TESTS)
-        .chain(crate::ktest_oom::TESTS)
-    {
-        match t(state) {
-            Ok(()) => {
-                passed += 1;
-                kprintln!("KTEST,{name},ok");
-            }
-            Err(why) => match why.strip_prefix(crate::ktest_sched::SKIP) {
-                Some(reason) => kprintln!("KTEST,{name},skip,{reason}"),
-                None => {
-                    failed += 1;
-                    kprintln!("KTEST,{name},FAIL,{why}");
-                }
-            },
-        }
-    }
-    kprintln!("{passed} passed, {failed} failed");
-    exit(if failed == 0 {
-        ExitCode::Success
-    } else {
-        ExitCode::Failure
-    })
-}
-
-fn check(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
-    if cond { Ok(()) } else { Err(msg()) }
-}
+ktest!(Needs::Cpus, "smp.all_cpus_online", all_cpus_online);
+ktest!(
+    Needs::Cpus,
+    "smp.apic_ids_unique_and_match_madt",
+    apic_ids_match
+);
+ktest!(
+    Needs::Cpus,
+    "smp.late_ap_parks_and_survives_nmi",
+    late_ap_nmi
+);
+ktest!(Needs::Cpus, "percpu.gs_reads_right_on_each_cpu", gs_reads);
+ktest!(Needs::Cpus, "apic.ipi_reaches_each_cpu", ipi_each_cpu);
+ktest!(
+    Needs::Cpus,
+    "apic.ipi_send_survives_an_interrupt_between_icr_writes",
+    ipi_interrupt_safe
+);
+ktest!(Needs::Cpus, "tsc.sync_check_ran", tsc_check_ran);
+ktest!(Needs::Cpus, "smp.run_on_timeout_is_bounded", run_on_bounded);
+ktest!(
+    Needs::Cpus,
+    "timer.halting_wait_keeps_the_timer_mode",
+    wait_keeps_timer_mode
+);
+ktest!(
+    Needs::Cpus,
+    "smp.run_on_racing_posters_each_request_runs_once",
+    racing_posters
+);
 
 /// With `exo.ap_delay_ms` beyond `exo.ap_timeout_ms`, one AP arrives after the deadline.
 fn late_ap_expected(s: &BootState) -> bool {
@@ -120,7 +78,7 @@ fn late_ap_nmi(s: &BootState) -> TestResult {
     if !late_ap_expected(s) {
         return Err(format!(
             "{}needs exo.ap_delay_ms > exo.ap_timeout_ms and an AP",
-            crate::ktest_sched::SKIP
+            SKIP
         ));
     }
     let &[late] = s.smp.missing.as_slice() else {
@@ -244,7 +202,7 @@ fn ipi_interrupt_safe(_: &BootState) -> TestResult {
         .filter(|b| b.hot.cpu_id != me.hot.cpu_id)
         .collect();
     let Some(&a) = others.first() else {
-        return Err(format!("{}needs 2 CPUs", crate::ktest_sched::SKIP));
+        return Err(format!("{}needs 2 CPUs", SKIP));
     };
     // B: another CPU if there is one, else this one (the handler's ping to itself is taken
     // once the send re-enabled interrupts).
@@ -300,124 +258,12 @@ fn ipi_interrupt_safe(_: &BootState) -> TestResult {
     )
 }
 
-fn do_int3(_: u64) -> u64 {
-    exo_arch::cpu::breakpoint();
-    1
-}
-
-fn breakpoint_each_cpu(_: &BootState) -> TestResult {
-    for b in cpus::online() {
-        let before = b.ext.breakpoints.load(Ordering::Relaxed);
-        let r = cpus::run_on(CpuId(b.hot.cpu_id), do_int3, 0, Deadline::after_ms(2000))
-            .map_err(|e| format!("{e}"))?;
-        let after = b.ext.breakpoints.load(Ordering::Relaxed);
-        check(r == 1 && after == before + 1, || {
-            format!("CPU {}: int3 count {before} -> {after}", b.hot.cpu_id)
-        })?;
-    }
-    Ok(())
-}
-
-fn page_fault_caught(_: &BootState) -> TestResult {
-    let g = IrqGuard::new();
-    let b = cpus::this(&g);
-    let before = b.ext.fixups.load(Ordering::Relaxed);
-    check(exo_arch::trap::probe_read_u64(0).is_err(), || {
-        "read of page 0 did not fault".into()
-    })?;
-    check(
-        exo_arch::trap::probe_read_u64(0x0000_7000_0000_0000).is_err(),
-        || "read of unmapped user range did not fault".into(),
-    )?;
-    let x: u64 = 0xDEAD_BEEF_0BAD_F00D;
-    let v = exo_arch::trap::probe_read_u64(&raw const x as u64);
-    check(v == Ok(x), || format!("probe of a mapped word gave {v:?}"))?;
-    let after = b.ext.fixups.load(Ordering::Relaxed);
-    check(after == before + 2, || {
-        format!("fix-up count {before} -> {after}, expected +2")
-    })
-}
-
 fn tsc_check_ran(_: &BootState) -> TestResult {
     for b in cpus::online() {
         let u = b.ext.tsc_uncertainty.load(Ordering::Relaxed);
         check(u != u64::MAX, || {
             format!("CPU {} has no TSC offset estimate", b.hot.cpu_id)
         })?;
-    }
-    Ok(())
-}
-
-fn w_xor_x(_: &BootState) -> TestResult {
-    let img = exo_arch::boot::kernel_image();
-    let text = memory::translate(img.start).ok_or("kernel text unmapped")?;
-    check(text.1.executable && !text.1.writable, || {
-        format!("text flags {:?}", text.1)
-    })?;
-    let ro = memory::translate(img.text_end).ok_or("rodata unmapped")?;
-    check(!ro.1.executable && !ro.1.writable, || {
-        format!("rodata flags {:?}", ro.1)
-    })?;
-    let data = memory::translate(img.rodata_end).ok_or("data unmapped")?;
-    check(!data.1.executable && data.1.writable, || {
-        format!("data flags {:?}", data.1)
-    })?;
-    check(memory::translate(0).is_none(), || "page 0 is mapped".into())?;
-    // Every 4 KiB of the image and 2 MiB steps of the first 4 GiB: never W+X.
-    for p in (0..img.end)
-        .step_by(4096)
-        .chain((0..(4u64 << 30)).step_by(2 << 20))
-    {
-        if let Some((_, f)) = memory::translate(p) {
-            check(!(f.writable && f.executable), || {
-                format!("W+X mapping at {p:#x}")
-            })?;
-        }
-    }
-    Ok(())
-}
-
-fn stack_guard(_: &BootState) -> TestResult {
-    let (boot_lo, _) = exo_arch::boot::boot_stack();
-    check(memory::translate(boot_lo - 4096).is_none(), || {
-        "no guard page below the boot stack".into()
-    })?;
-    let s = memory::alloc_stack(2).map_err(|e| format!("{e}"))?;
-    check(memory::translate(s.bottom - 4096).is_none(), || {
-        format!("guard page {:#x} mapped", s.bottom - 4096)
-    })?;
-    check(
-        exo_arch::trap::probe_read_u64(s.bottom - 8).is_err(),
-        || "read of the guard page did not fault".into(),
-    )?;
-    check(exo_arch::trap::probe_read_u64(s.bottom).is_ok(), || {
-        "stack bottom not readable".into()
-    })
-}
-
-fn heap_job(seed: u64) -> u64 {
-    let mut v: Vec<u64> = Vec::new();
-    for i in 0..1000 {
-        v.push(seed.wrapping_mul(31).wrapping_add(i));
-    }
-    let ok = v
-        .iter()
-        .enumerate()
-        .all(|(i, &x)| x == seed.wrapping_mul(31).wrapping_add(i as u64));
-    u64::from(ok)
-}
-
-fn heap_every_cpu(_: &BootState) -> TestResult {
-    let cpus: Vec<CpuId> = cpus::online()
-        .map(|b| CpuId(b.hot.cpu_id))
-        .filter(|c| c.0 != 0)
-        .collect();
-    for &c in &cpus {
-        cpus::post(c, heap_job, u64::from(c.0)).map_err(|e| format!("{e}"))?;
-    }
-    for &c in &cpus {
-        let r = cpus::wait(c, Deadline::after_ms(5000)).map_err(|e| format!("{e}"))?;
-        check(r == 1, || format!("heap check failed on CPU {}", c.0))?;
     }
     Ok(())
 }
@@ -463,17 +309,14 @@ const LVT_STATES: [(&str, u32); 3] = [
 /// decision (which register is written), not that a deadline fires.
 fn wait_keeps_timer_mode(_: &BootState) -> TestResult {
     if !cpus::halting_waits() {
-        return Err(format!(
-            "{}waits do not halt here (icount)",
-            crate::ktest_sched::SKIP
-        ));
+        return Err(format!("{}waits do not halt here (icount)", SKIP));
     }
     let me = exo_percpu::cpu_id_hint();
     let Some(other) = cpus::online()
         .map(|b| CpuId(b.hot.cpu_id))
         .find(|&c| c != me)
     else {
-        return Err(format!("{}needs 2 CPUs", crate::ktest_sched::SKIP));
+        return Err(format!("{}needs 2 CPUs", SKIP));
     };
     let saved = exo_arch::cpu::without_interrupts(apic::lvt_timer);
     let mut result = Ok(());
@@ -608,10 +451,7 @@ fn race_poster(who: u64) -> u64 {
 fn racing_posters(_: &BootState) -> TestResult {
     let online: Vec<CpuId> = cpus::online().map(|b| CpuId(b.hot.cpu_id)).collect();
     if online.len() < 3 {
-        return Err(format!(
-            "{}needs 3 CPUs (two posters and a target)",
-            crate::ktest_sched::SKIP
-        ));
+        return Err(format!("{}needs 3 CPUs (two posters and a target)", SKIP));
     }
     RACE_TARGET.store(u64::from(online[2].0), Ordering::Relaxed);
     cpus::post(online[1], race_poster, 1).map_err(|e| format!("{e}"))?;
@@ -649,244 +489,5 @@ fn racing_posters(_: &BootState) -> TestResult {
             format!("poster {who}: {oks} ok + {busy} busy != {RACE_ROUNDS} attempts")
         })?;
     }
-    Ok(())
-}
-
-/// Objects handed from one CPU to another to be checked and freed there.
-static EXCHANGE: spin::Mutex<Vec<Vec<u64>>> = spin::Mutex::new(Vec::new());
-const STORM_ROUNDS: u64 = 3000;
-const EXCHANGE_CAP: usize = 4096;
-
-fn pattern(tag: u64, i: usize) -> u64 {
-    tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9)
-}
-
-fn canary_ok(v: &[u64]) -> bool {
-    let Some(&tag) = v.first() else { return true };
-    v.iter()
-        .enumerate()
-        .skip(1)
-        .all(|(i, &x)| x == pattern(tag, i))
-}
-
-/// Random sizes (8 B .. 8 KiB: every class and the page path), canaries, up to 64 live
-/// objects; a quarter of the objects go to other CPUs, and objects from others are checked
-/// and freed here. Returns the number of canary failures (0 = good).
-fn storm(seed: u64) -> u64 {
-    let mut rng = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    let mut live: Vec<Vec<u64>> = Vec::with_capacity(64);
-    let mut bad = 0;
-    for round in 0..STORM_ROUNDS {
-        let r = next();
-        if live.len() < 64 && r % 3 != 0 {
-            let words = match r % 16 {
-                0 => 512 + (r >> 8) as usize % 512, // 4..8 KiB: whole pages
-                _ => 1 + (r >> 8) as usize % 256,   // 8 B .. 2 KiB: size classes
-            };
-            let tag = seed << 32 | round;
-            let mut v = Vec::with_capacity(words);
-            v.push(tag);
-            for i in 1..words {
-                v.push(pattern(tag, i));
-            }
-            live.push(v);
-        } else if !live.is_empty() {
-            let v = live.swap_remove((r >> 4) as usize % live.len());
-            bad += u64::from(!canary_ok(&v));
-            if r % 4 == 0 {
-                let mut ex = EXCHANGE.lock();
-                if ex.len() < EXCHANGE_CAP {
-                    ex.push(v);
-                }
-            }
-        }
-        if r % 5 == 0 {
-            let theirs = EXCHANGE.lock().pop();
-            if let Some(v) = theirs {
-                bad += u64::from(!canary_ok(&v));
-            }
-        }
-    }
-    for v in live {
-        bad += u64::from(!canary_ok(&v));
-    }
-    bad
-}
-
-fn drain(_: u64) -> u64 {
-    crate::kalloc::drain_this_cpu();
-    0
-}
-
-pub(crate) fn drain_all() -> Result<(), String> {
-    for b in cpus::online() {
-        cpus::run_on(CpuId(b.hot.cpu_id), drain, 0, Deadline::after_ms(5000))
-            .map_err(|e| format!("{e}"))?;
-    }
-    Ok(())
-}
-
-fn alloc_storm(_: &BootState) -> TestResult {
-    let all: Vec<CpuId> = cpus::online().map(|b| CpuId(b.hot.cpu_id)).collect();
-    let mut results: Vec<u64> = Vec::with_capacity(all.len());
-    EXCHANGE.lock().reserve(EXCHANGE_CAP);
-    let mut leftovers: Vec<Vec<u64>> = Vec::with_capacity(EXCHANGE_CAP);
-    drain_all()?;
-    let before = crate::kalloc::stats();
-    for &c in all.iter().filter(|c| c.0 != 0) {
-        cpus::post(c, storm, u64::from(c.0) + 1).map_err(|e| format!("{e}"))?;
-    }
-    results.push(storm(1));
-    for &c in all.iter().filter(|c| c.0 != 0) {
-        results.push(cpus::wait(c, Deadline::after_ms(60_000)).map_err(|e| format!("{e}"))?);
-    }
-    leftovers.extend(EXCHANGE.lock().drain(..));
-    let bad_left = leftovers.iter().filter(|v| !canary_ok(v)).count();
-    leftovers.clear();
-    drain_all()?;
-    let after = crate::kalloc::stats();
-    let bad: u64 = results.iter().sum();
-    check(bad == 0 && bad_left == 0, || {
-        format!("{bad} + {bad_left} corrupted objects")
-    })?;
-    check(
-        after.objects_out == before.objects_out && after.large_frames == before.large_frames,
-        || {
-            format!(
-                "live objects/large frames {}/{} before, {}/{} after",
-                before.objects_out, before.large_frames, after.objects_out, after.large_frames
-            )
-        },
-    )?;
-    check(
-        after.buddy_free + after.slab_frames == before.buddy_free + before.slab_frames,
-        || {
-            format!(
-                "free+slab frames {} before, {} after",
-                before.buddy_free + before.slab_frames,
-                after.buddy_free + after.slab_frames
-            )
-        },
-    )
-}
-
-fn frame_exhaustion(_: &BootState) -> TestResult {
-    drain_all()?;
-    let before = crate::kalloc::stats().buddy_free;
-    let mut frames: Vec<crate::kalloc::Frame> = Vec::new();
-    frames
-        .try_reserve_exact(before + 64)
-        .map_err(|e| format!("bookkeeping vector: {e}"))?;
-    let drained_before = crate::kalloc::stats().buddy_free;
-    loop {
-        match crate::kalloc::alloc_frame() {
-            Ok(f) if frames.len() < frames.capacity() => frames.push(f),
-            Ok(f) => {
-                crate::kalloc::free_frame(f);
-                return Err("more frames than the buddy said were free".into());
-            }
-            Err(crate::kalloc::OutOfMemory) => break,
-        }
-    }
-    let got = frames.len();
-    // Out of frames, the object allocator must fail cleanly too (no panic, no corruption)
-    // unless a cached object can still serve the request.
-    let mut v: Vec<u8> = Vec::new();
-    let oom = v.try_reserve_exact(3 * 4096).is_err();
-    for f in frames.drain(..) {
-        crate::kalloc::free_frame(f);
-    }
-    drop(frames);
-    drain_all()?;
-    let after = crate::kalloc::stats().buddy_free;
-    check(oom, || {
-        "a 12 KiB allocation succeeded with no frame left".into()
-    })?;
-    check(
-        got + 1 >= drained_before / 2 && got <= drained_before,
-        || format!("got {got} frames, {drained_before} were free"),
-    )?;
-    check(after == before, || {
-        format!("{before} frames free before, {after} after")
-    })
-}
-
-fn fallible_oom(_: &BootState) -> TestResult {
-    let mut v: Vec<u8> = Vec::new();
-    check(v.try_reserve(1 << 40).is_err(), || {
-        "a 1 TiB reservation succeeded".into()
-    })?;
-    let layout =
-        core::alloc::Layout::from_size_align(64 << 20, 4096).map_err(|e| format!("{e}"))?;
-    check(crate::kalloc::try_alloc_owned(layout).is_err(), || {
-        "a 64 MiB block (beyond the largest order) succeeded".into()
-    })?;
-    for (size, align) in [
-        (64, 8),
-        (48, 16),
-        (2048, 2048),
-        (3000, 8),
-        (4096, 4096),
-        (20000, 4096),
-    ] {
-        let l = core::alloc::Layout::from_size_align(size, align).map_err(|e| format!("{e}"))?;
-        let a = crate::kalloc::try_alloc_owned(l).map_err(|e| format!("{size} B: {e}"))?;
-        check(a.addr() % align == 0, || {
-            format!("{size} B object at {:#x} not {align}-aligned", a.addr())
-        })?;
-    }
-    Ok(())
-}
-
-/// On a drained CPU, the 64-byte magazine follows its model exactly: a miss takes `BATCH + 1`
-/// objects from the pool (one for the caller), a free into a full magazine (`HIGH_WATER`)
-/// first gives the `BATCH` oldest back.
-fn refill_drain(_: &BootState) -> TestResult {
-    use crate::kalloc::{BATCH, HIGH_WATER, this_cpu_stats};
-    let class = exo_mm::class_for(64, 8).ok_or("no 64-byte class")?.index();
-    let rounds = 2 * HIGH_WATER + 5;
-    let mut held: Vec<Box<core::mem::MaybeUninit<[u8; 64]>>> = Vec::with_capacity(rounds);
-    let _g = exo_percpu::IrqGuard::new(); // stay on this CPU; no interrupt allocates anyway
-    crate::kalloc::drain_this_cpu();
-    let mut model = 0usize;
-    let mut max_seen = 0;
-    let mut drains = 0;
-    check(this_cpu_stats().objects[class] == 0, || {
-        "magazine not empty after drain".into()
-    })?;
-    for i in 0..rounds {
-        held.push(Box::new_uninit());
-        model = if model == 0 { BATCH } else { model - 1 };
-        let n = this_cpu_stats().objects[class];
-        check(n == model, || {
-            format!("after allocation {i}: {n} cached, model says {model}")
-        })?;
-    }
-    for i in 0..rounds {
-        drop(held.pop());
-        if model == HIGH_WATER {
-            model = model - BATCH + 1;
-            drains += 1;
-        } else {
-            model += 1;
-        }
-        let n = this_cpu_stats().objects[class];
-        max_seen = max_seen.max(n);
-        check(n == model, || {
-            format!("after free {i}: {n} cached, model says {model}")
-        })?;
-    }
-    check(max_seen <= HIGH_WATER && drains > 0, || {
-        format!("max {max_seen} cached (cap {HIGH_WATER}), {drains} drains")
-    })?;
     Ok(())
 }

@@ -2,9 +2,14 @@
 //! `thread.spawn`, `sched.pick_next`, `sched.wake.xcore`; the mutex rows live beside the lock
 //! rows. Threads are pinned so every number is about one known CPU (or pair).
 
-use crate::bench::{emit, offset_of};
-use crate::cpus;
+use crate::harness::Suite;
+use crate::harness::bench::{Bench, emit};
+use crate::kbench;
+use crate::smp::tsc_sync::offset_of;
+
+kbench!(Suite::Single, "sched", rows);
 use crate::sched::{self, Builder, Tid};
+use crate::smp::cpus;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -22,12 +27,12 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 fn touch_fpu() {
     static BUF: [u8; 512] = [7; 512];
-    crate::fpu::load_regs(&BUF, false);
+    crate::sched::fpu::load_regs(&BUF, false);
 }
 
 /// Yields until told to stop (the partner of the timed thread), touching the FPU if asked.
 fn yielder(_: u64) -> u64 {
-    let d = rdtsc() + 60 * crate::time::tsc_hz();
+    let d = rdtsc() + 60 * crate::smp::time::tsc_hz();
     while !STOP.load(Ordering::Acquire) && rdtsc() < d {
         if FPU_TOUCH.load(Ordering::Relaxed) {
             touch_fpu();
@@ -62,7 +67,7 @@ fn pingpong(cpu: u32, fpu: bool) -> Option<Stats> {
     STOP.store(false, Ordering::Release);
     let a = Builder::new().pin(cpu).spawn(yielder, 0).ok()?;
     let b = Builder::new().pin(cpu).spawn(timed_yielder, 0).ok()?;
-    let d = rdtsc() + 120 * crate::time::tsc_hz();
+    let d = rdtsc() + 120 * crate::smp::time::tsc_hz();
     let ok = sched::join_until(b, d).is_ok() & sched::join_until(a, d).is_ok();
     FPU_TOUCH.store(false, Ordering::Relaxed);
     let mut v = core::mem::take(&mut *SAMPLES.lock());
@@ -73,7 +78,8 @@ fn pingpong(cpu: u32, fpu: bool) -> Option<Stats> {
 }
 
 /// The scheduler rows of `exo.job=bench`.
-pub fn rows(count: &mut u32) {
+fn rows(b: &mut Bench<'_>) {
+    let count = &mut b.count;
     if !sched::running() && sched::init(false, 1000).is_err() {
         log::warn!("bench: scheduler did not start; no scheduler rows");
         return;
@@ -90,12 +96,12 @@ pub fn rows(count: &mut u32) {
         raw.len(),
         sched::SWITCH_SAMPLES
     );
-    if crate::fpu::info().is_some() {
-        crate::fpu::set_eager(false);
+    if crate::sched::fpu::info().is_some() {
+        crate::sched::fpu::set_eager(false);
         emit("ctx.switch.fpu.lazy", pingpong(cpu, true), count);
-        crate::fpu::set_eager(true);
+        crate::sched::fpu::set_eager(true);
         emit("ctx.switch.fpu.eager", pingpong(cpu, true), count);
-        crate::fpu::set_eager(false);
+        crate::sched::fpu::set_eager(false);
     }
     emit("thread.spawn", spawn_row(), count);
     mutex_fast_rows(count);
@@ -126,7 +132,7 @@ fn spawn_row() -> Option<Stats> {
         }
         let t1 = rdtsc_precise();
         let n = tids.len() as u64;
-        let d = rdtsc() + 30 * crate::time::tsc_hz();
+        let d = rdtsc() + 30 * crate::smp::time::tsc_hz();
         for &t in &tids {
             let _ = sched::join_until(t, d);
         }
@@ -181,7 +187,7 @@ fn wakee(rounds: u64) -> u64 {
     let me = offset_of(CpuId(sched::this_cpu()));
     let them = offset_of(CpuId(WAKE_CPU.load(Ordering::Relaxed)));
     let mut v = Vec::with_capacity(rounds as usize);
-    let d = rdtsc() + 60 * crate::time::tsc_hz();
+    let d = rdtsc() + 60 * crate::smp::time::tsc_hz();
     for k in 1..=rounds {
         while WAKE_SEQ.load(Ordering::Acquire) < k {
             if rdtsc() > d {
@@ -206,10 +212,10 @@ fn wake_row(cpu: u32) -> Option<Stats> {
     WAKE_SEEN.store(0, Ordering::Relaxed);
     WAKE_CPU.store(sched::this_cpu(), Ordering::Relaxed);
     let w = Builder::new().pin(cpu).spawn(wakee, R).ok()?;
-    let d = rdtsc() + 60 * crate::time::tsc_hz();
+    let d = rdtsc() + 60 * crate::smp::time::tsc_hz();
     for k in 1..=R {
         // Let the wakee block again (and its CPU go idle) before the next wake.
-        let settle = rdtsc() + crate::time::tsc_hz() / 20_000;
+        let settle = rdtsc() + crate::smp::time::tsc_hz() / 20_000;
         while rdtsc() < settle {
             core::hint::spin_loop();
         }
@@ -232,7 +238,7 @@ fn wake_row(cpu: u32) -> Option<Stats> {
     smp_bench::stats_of(&mut v[skip..], 0)
 }
 
-static FAST: crate::park::Mutex<u64> = crate::park::mutex(0);
+static FAST: crate::sched::park::Mutex<u64> = crate::sched::park::mutex(0);
 
 /// `mutex.fast`: lock + unlock of the blocking mutex, uncontended, beside the bare
 /// `lock cmpxchg` it is built on (`cas.locked`), and their ratio.

@@ -1,9 +1,9 @@
 //! Bring-up of the application processors: parallel INIT-SIPI-SIPI with the architectural
 //! delays, a deadline for every CPU, and the AP side of CPU initialisation.
 
-use crate::cpus::{self, VEC_APIC_ERROR, VEC_SPURIOUS};
-use crate::memory::{self, Stack};
-use crate::time::Deadline;
+use crate::mm::memory::{self, Stack};
+use crate::smp::cpus::{self, VEC_APIC_ERROR, VEC_SPURIOUS};
+use crate::smp::time::Deadline;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use exo_arch::apic::{self, Delivery, Dest};
@@ -62,7 +62,7 @@ pub fn prepare_tables(
     let df = memory::alloc_stack(IST_PAGES)?;
     let nmi = memory::alloc_stack(IST_PAGES)?;
     let mc = memory::alloc_stack(IST_PAGES)?;
-    crate::kalloc::try_leak(exo_arch::gdt::CpuTables::new(
+    crate::mm::kalloc::try_leak(exo_arch::gdt::CpuTables::new(
         [df.top, nmi.top, mc.top],
         rsp0,
     ))

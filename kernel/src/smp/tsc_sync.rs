@@ -2,8 +2,8 @@
 //! ping-pong with the BSP through one cache line estimates the AP's TSC offset to the BSP
 //! with an uncertainty bound (half the best round trip, narrowed by intersecting samples).
 
-use crate::cpus;
-use crate::time::Deadline;
+use crate::smp::cpus;
+use crate::smp::time::Deadline;
 use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::tsc::{SyncSample, TscOffset, estimate_offset, rdtsc_precise};
 use exo_percpu::CpuId;
@@ -158,4 +158,12 @@ pub fn check_all() {
             Err(e) => log::warn!("TSC check of CPU {} failed: {e}", cpu.0),
         }
     }
+}
+
+/// `cpu`'s measured TSC offset to the boot CPU (boot time line if not measured).
+pub fn offset_of(cpu: CpuId) -> smp_bench::TscOffset {
+    cpus::get(cpu).map_or(smp_bench::TscOffset::BOOT, |b| smp_bench::TscOffset {
+        offset: b.ext.tsc_offset.load(Ordering::Relaxed),
+        uncertainty: b.ext.tsc_uncertainty.load(Ordering::Relaxed),
+    })
 }

@@ -17,7 +17,7 @@
 //! An earlier backstop than the scheduler's deadline only makes its tick come early: the
 //! tick re-arms the scheduler's own deadline.
 
-use crate::cpus::VEC_TIMER;
+use crate::smp::cpus::VEC_TIMER;
 use exo_arch::apic::{self, TimerMode};
 
 /// An armed backstop; dropping it restores an LVT it had to unmask.
@@ -35,8 +35,10 @@ pub fn backstop_us(us: u64) -> Backstop {
     let masked = apic::lvt_masked(lvt);
     match apic::TimerMode::of_lvt(lvt) {
         TimerMode::TscDeadline if !masked => {
-            let at = exo_arch::tsc::rdtsc()
-                .saturating_add(us.saturating_mul(crate::time::tsc_hz() / 1_000_000).max(1));
+            let at = exo_arch::tsc::rdtsc().saturating_add(
+                us.saturating_mul(crate::smp::time::tsc_hz() / 1_000_000)
+                    .max(1),
+            );
             let armed = apic::timer_deadline_armed();
             if armed == 0 || armed > at {
                 apic::timer_deadline(at);
@@ -61,7 +63,7 @@ pub fn backstop_us(us: u64) -> Backstop {
 }
 
 fn ticks_for_us(us: u64) -> u32 {
-    let per_ms = u64::from(crate::time::apic_ticks_per_ms());
+    let per_ms = u64::from(crate::smp::time::apic_ticks_per_ms());
     (us.saturating_mul(per_ms) / 1000).clamp(1, u64::from(u32::MAX)) as u32
 }
 

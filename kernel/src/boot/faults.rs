@@ -1,7 +1,7 @@
 //! Fault injection from the command line, for the tests of the failure paths (each knob is
 //! documented in `cmdline::Options`). Nothing here runs unless its knob is given.
 
-use crate::cmdline::Options;
+use crate::boot::cmdline::Options;
 use log::info;
 
 /// Called by boot just before the APs in `aps` (APIC ids, in CPU-id order) are started:
@@ -13,7 +13,7 @@ pub fn before_ap_start(opts: &Options, aps: &[u32]) {
     {
         let ticks = opts
             .ap_delay_ms
-            .saturating_mul(crate::time::tsc_hz() / 1000);
+            .saturating_mul(crate::smp::time::tsc_hz() / 1000);
         exo_arch::smp::set_ap_delay(late, ticks);
         info!(
             "exo.ap_delay_ms: APIC id {late} waits {} ms before it reports arrival",

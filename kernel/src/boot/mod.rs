@@ -1,9 +1,14 @@
 //! The boot sequence in phases, one `BOOT,<phase>,<tsc>` line each.
 
-use crate::cmdline::{self, Job, Options};
-use crate::cpus::{self, VEC_APIC_ERROR, VEC_SPURIOUS};
-use crate::{kprintln, memory, smp, time, tsc_sync};
+pub mod cmdline;
+mod faults;
+
+use crate::kprintln;
+use crate::mm::memory;
+use crate::smp::cpus::{self, VEC_APIC_ERROR, VEC_SPURIOUS};
+use crate::smp::{bringup as smp, time, tsc_sync};
 use alloc::vec::Vec;
+use cmdline::{Job, Options};
 use core::sync::atomic::Ordering;
 use exo_arch::apic;
 use exo_arch::exit::{ExitCode, exit};
@@ -92,7 +97,7 @@ pub fn bsp_main(start_info: u64) -> ! {
     );
     phase("memory");
 
-    crate::traps::init();
+    crate::trap::init();
     match smp::prepare_tables(hi) {
         Ok(t) => exo_arch::gdt::load(t),
         Err(e) => fail(format_args!("BSP descriptor tables: {e}")),
@@ -164,7 +169,7 @@ pub fn bsp_main(start_info: u64) -> ! {
     }
     order.extend(aps.iter().copied());
     let cr3 = exo_arch::cpu::read_cr3();
-    crate::faults::before_ap_start(&opts, &aps);
+    crate::boot::faults::before_ap_start(&opts, &aps);
     let report = smp::start_aps(&aps, opts.ap_timeout_ms, features.nx, cr3);
     let aps_online_tsc = phase("aps");
     tsc_sync::check_all();
@@ -194,7 +199,7 @@ pub fn bsp_main(start_info: u64) -> ! {
     }
     if opts.double_free {
         if cfg!(debug_assertions) {
-            crate::kalloc::double_free_selftest();
+            crate::mm::kalloc::double_free_selftest();
             fail(format_args!("a double free went unnoticed"));
         }
         warn!("exo.double_free needs a debug build; ignored");
@@ -206,7 +211,7 @@ pub fn bsp_main(start_info: u64) -> ! {
         Job::Boot => {
             let done = phase("done");
             let us = time::ticks_to_us(done - first);
-            let m = crate::kalloc::stats();
+            let m = crate::mm::kalloc::stats();
             kprintln!(
                 "MEM,buddy_free,{},slab_frames,{},objects_out,{},large_frames,{}",
                 m.buddy_free,
@@ -230,8 +235,8 @@ pub fn bsp_main(start_info: u64) -> ! {
             );
             exit(ExitCode::Success)
         }
-        Job::Test => crate::ktest::run(&state),
-        Job::Bench | Job::Contended => crate::bench::run(&state),
+        Job::Test => crate::harness::test::run(&state),
+        Job::Bench | Job::Contended => crate::harness::bench::run(&state),
     }
 }
 
@@ -487,7 +492,7 @@ fn calibrate_tsc(
 }
 
 fn calibrate_apic_timer(tsc_hz: u64) -> u64 {
-    apic::timer_oneshot(crate::cpus::VEC_TIMER, u32::MAX, true);
+    apic::timer_oneshot(crate::smp::cpus::VEC_TIMER, u32::MAX, true);
     let start = rdtsc();
     let window = tsc_hz / 100; // 10 ms
     while rdtsc().wrapping_sub(start) < window {
@@ -502,4 +507,14 @@ fn calibrate_apic_timer(tsc_hz: u64) -> u64 {
     } else {
         (counted as u128 * tsc_hz as u128 / elapsed as u128) as u64
     }
+}
+
+/// The BSP's entry from the PVH boot code (`call exo_bsp_main` with the start_info address).
+#[allow(
+    unsafe_code,
+    reason = "no_mangle: the symbol the assembly boot code calls"
+)]
+#[unsafe(no_mangle)]
+extern "C" fn exo_bsp_main(start_info: u64) -> ! {
+    bsp_main(start_info)
 }

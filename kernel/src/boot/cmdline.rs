@@ -71,6 +71,9 @@ pub struct Options {
     pub contend_max: u32,
     /// Window of one contention row, in milliseconds.
     pub contend_window_ms: u64,
+    /// Test job: only tests whose name starts with one of these comma-separated prefixes
+    /// (`exo.test=sched.,mm.stack_guard`; empty = all).
+    pub test_filter: arrayvec::ArrayString<128>,
 }
 
 /// A problem with one option.
@@ -98,6 +101,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         c2c_cpus: 8,
         contend_max: 8,
         contend_window_ms: 20,
+        test_filter: arrayvec::ArrayString::new(),
     };
     for word in cmdline.split_ascii_whitespace() {
         let Some(rest) = word.strip_prefix("exo.") else {
@@ -125,6 +129,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("c2c_cpus", v) => v.parse().is_ok_and(|n| set(&mut o.c2c_cpus, n)),
             ("contend_max", v) => v.parse().is_ok_and(|n| set(&mut o.contend_max, n)),
             ("contend_window_ms", v) => v.parse().is_ok_and(|n| set(&mut o.contend_window_ms, n)),
+            ("test", v) => arrayvec::ArrayString::from(v).is_ok_and(|f| set(&mut o.test_filter, f)),
             ("acpi", "off") => set(&mut o.no_acpi, true),
             ("rsdp", "scan") => set(&mut o.rsdp_scan, true),
             ("fault_holding_lock", "1") => set(&mut o.fault_holding_lock, true),

@@ -22,7 +22,7 @@ fn stack_bounds(rbp: u64) -> (u64, u64) {
         return (lo, hi);
     }
     if exo_percpu::installed()
-        && let Some(b) = crate::cpus::get(exo_percpu::cpu_id_hint())
+        && let Some(b) = crate::smp::cpus::get(exo_percpu::cpu_id_hint())
     {
         let lo = b.ext.stack_lo.load(Ordering::Relaxed);
         let hi = b.ext.stack_hi.load(Ordering::Relaxed);
@@ -45,7 +45,7 @@ fn stack_bounds(rbp: u64) -> (u64, u64) {
 fn stop_others() {
     // CPUID, not the per-CPU block: correct even on a CPU that panicked before it had one.
     let me = exo_arch::cpu::apic_id_from_cpuid();
-    for b in crate::cpus::online().filter(|b| b.hot.apic_id != me) {
+    for b in crate::smp::cpus::online().filter(|b| b.hot.apic_id != me) {
         let _ = exo_arch::apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Nmi);
     }
 }

@@ -1,100 +1,102 @@
-//! Kernel tests of threads and scheduling (run after the boot and memory tests: the first one
-//! starts the scheduler on every CPU). Every wait has a deadline: a hang is a FAIL line.
+//! Kernel tests of threads and scheduling (`Needs::Threads`: the test job starts the
+//! scheduler on every CPU first). Every wait has a deadline: a hang is a FAIL line.
 
 use crate::boot::BootState;
-use crate::cpus;
 use crate::sched::{self, Builder, CpuSet, Tid};
+use crate::smp::cpus;
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
 
-type TestResult = Result<(), String>;
-type Test = (&'static str, fn(&BootState) -> TestResult);
+use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus};
+use crate::ktest;
 
-/// Prefix of an `Err` that means "not applicable here" (printed as `skip`, not counted).
-pub const SKIP: &str = "skip: ";
-
-/// The scheduler tests, in order.
-pub const TESTS: &[Test] = &[
-    ("sched.starts_on_every_cpu", starts),
-    ("sched.spawn_join_exit_codes", spawn_join),
-    ("sched.affinity_respected_and_migration", affinity),
-    ("sched.work_stealing_reaches_every_cpu", stealing),
-    (
-        "sched.no_lost_wakeups_ping_pong_and_sleepers",
-        no_lost_wakeups,
-    ),
-    ("sched.spinning_thread_is_preempted", preempted),
-    ("sched.fpu_state_survives_switches_lazy", fpu_lazy),
-    ("sched.fpu_state_survives_switches_eager", fpu_eager),
-    ("sched.thread_table_exhaustion_is_an_error", exhaustion),
-    (
-        "sched.faulting_or_panicking_thread_killed_alone",
-        killed_alone,
-    ),
-    (
-        "sched.wake_into_full_mailbox_never_queues_a_running_thread",
-        full_mailbox_wake,
-    ),
-    ("sched.thread_ids_keep_the_full_generation", generation_wrap),
-    (
-        "sched.killed_thread_had_released_its_locks",
-        killed_after_unlock,
-    ),
-    (
-        "sched.fault_holding_a_sleeping_lock_stops_the_machine",
-        fault_holding_lock,
-    ),
-    (
-        "mutex.idle_context_job_waits_for_a_sleeping_holder",
-        idle_job_on_held_mutex,
-    ),
-    ("mutex.counter_exact_from_every_cpu", mutex_counter),
-    ("mutex.deadline_gives_up_then_succeeds", mutex_deadline),
-];
-
-fn check(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
-    if cond { Ok(()) } else { Err(msg()) }
-}
-
-pub(crate) fn ms(n: u64) -> u64 {
-    n * (crate::time::tsc_hz() / 1000).max(1)
-}
-
-pub(crate) fn ncpus() -> u32 {
-    cpus::online_count()
-}
-
-/// Joins every thread with one deadline; returns the exit codes.
-pub(crate) fn join_all(tids: &[Tid], deadline_ms: u64) -> Result<Vec<u64>, String> {
-    let deadline = rdtsc() + ms(deadline_ms);
-    let mut codes = Vec::with_capacity(tids.len());
-    for (k, &t) in tids.iter().enumerate() {
-        match sched::join_until(t, deadline) {
-            Ok(c) => codes.push(c),
-            Err(e) => {
-                // Everything the scheduler knows, for the post-mortem (SCHED lines).
-                sched::dump();
-                return Err(format!(
-                    "join of thread {k}/{} ({t}): {e} (switches {:?})",
-                    tids.len(),
-                    sched::counters()
-                ));
-            }
-        }
-    }
-    Ok(codes)
-}
+ktest!(Needs::Threads, "sched.starts_on_every_cpu", starts);
+ktest!(Needs::Threads, "sched.spawn_join_exit_codes", spawn_join);
+ktest!(
+    Needs::Threads,
+    "sched.affinity_respected_and_migration",
+    affinity
+);
+ktest!(
+    Needs::Threads,
+    "sched.work_stealing_reaches_every_cpu",
+    stealing
+);
+ktest!(
+    Needs::Threads,
+    "sched.no_lost_wakeups_ping_pong_and_sleepers",
+    no_lost_wakeups
+);
+ktest!(
+    Needs::Threads,
+    "sched.spinning_thread_is_preempted",
+    preempted
+);
+ktest!(
+    Needs::Threads,
+    "sched.fpu_state_survives_switches_lazy",
+    fpu_lazy
+);
+ktest!(
+    Needs::Threads,
+    "sched.fpu_state_survives_switches_eager",
+    fpu_eager
+);
+ktest!(
+    Needs::Threads,
+    "sched.thread_table_exhaustion_is_an_error",
+    exhaustion
+);
+ktest!(
+    Needs::Threads,
+    "sched.faulting_or_panicking_thread_killed_alone",
+    killed_alone
+);
+ktest!(
+    Needs::Threads,
+    "sched.wake_into_full_mailbox_never_queues_a_running_thread",
+    full_mailbox_wake
+);
+ktest!(
+    Needs::Threads,
+    "sched.thread_ids_keep_the_full_generation",
+    generation_wrap
+);
+ktest!(
+    Needs::Threads,
+    "sched.killed_thread_had_released_its_locks",
+    killed_after_unlock
+);
+ktest!(
+    Needs::Threads,
+    "sched.fault_holding_a_sleeping_lock_stops_the_machine",
+    fault_holding_lock
+);
+ktest!(
+    Needs::Threads,
+    "mutex.idle_context_job_waits_for_a_sleeping_holder",
+    idle_job_on_held_mutex
+);
+ktest!(
+    Needs::Threads,
+    "mutex.counter_exact_from_every_cpu",
+    mutex_counter
+);
+ktest!(
+    Needs::Threads,
+    "mutex.deadline_gives_up_then_succeeds",
+    mutex_deadline
+);
 
 /// Whether the run uses a scheduler timer (not under icount).
 fn use_timer(s: &BootState) -> bool {
     s.opts.mode != Some(smp_bench::Mode::Icount)
 }
 
-fn starts(s: &BootState) -> TestResult {
-    sched::init(use_timer(s), 1000).map_err(|e| format!("init: {e}"))?;
+/// The job started the scheduler (`harness::test`) before the first `Needs::Threads` test.
+fn starts(_: &BootState) -> TestResult {
     let n = sched::cpus_running();
     check(n == ncpus(), || {
         format!("scheduler on {n} of {} CPUs", ncpus())
@@ -103,7 +105,7 @@ fn starts(s: &BootState) -> TestResult {
     crate::kprintln!(
         "INFO,sched,timer,{},fpu,{:?}",
         sched::timer_mode(),
-        crate::fpu::info().map(|i| (i.size, i.mechanism))
+        crate::sched::fpu::info().map(|i| (i.size, i.mechanism))
     );
     Ok(())
 }
@@ -348,7 +350,7 @@ fn sleeper(seed: u64) -> u64 {
         let us = 10 + r % 200;
         let t0 = rdtsc();
         sched::sleep_us(us);
-        if rdtsc() < t0 + us * (crate::time::tsc_hz() / 1_000_000) {
+        if rdtsc() < t0 + us * (crate::smp::time::tsc_hz() / 1_000_000) {
             late += 1; // woke early: a bug
         }
         if r.is_multiple_of(3) {
@@ -455,18 +457,18 @@ fn fpu_worker(seed: u64) -> u64 {
                 r ^= r << 17;
                 chunk.copy_from_slice(&r.to_le_bytes());
             }
-            crate::fpu::load_regs(&want, avx);
+            crate::sched::fpu::load_regs(&want, avx);
         }
         if round % 16 == 5 {
             sched::sleep_us(20);
         } else {
             sched::yield_now();
         }
-        crate::fpu::store_regs(&mut got, avx);
+        crate::sched::fpu::store_regs(&mut got, avx);
         let n = if avx { 512 } else { 256 };
         if got[..n] != want[..n] {
             bad += 1;
-            crate::fpu::load_regs(&want, avx);
+            crate::sched::fpu::load_regs(&want, avx);
         }
     }
     bad
@@ -475,8 +477,8 @@ fn fpu_worker(seed: u64) -> u64 {
 fn fpu_run(eager: bool) -> TestResult {
     let avx = exo_arch::cpu::detect().avx;
     AVX.store(avx, Ordering::Relaxed);
-    crate::fpu::set_eager(eager);
-    let traps0 = crate::fpu::TRAPS.load(Ordering::Relaxed);
+    crate::sched::fpu::set_eager(eager);
+    let traps0 = crate::sched::fpu::TRAPS.load(Ordering::Relaxed);
     let mut tids = Vec::new();
     let mut k = 0;
     for b in cpus::online() {
@@ -494,9 +496,9 @@ fn fpu_run(eager: bool) -> TestResult {
         }
     }
     let res = join_all(&tids, 60_000);
-    crate::fpu::set_eager(false);
+    crate::sched::fpu::set_eager(false);
     let bad: u64 = res?.iter().sum();
-    let traps = crate::fpu::TRAPS.load(Ordering::Relaxed) - traps0;
+    let traps = crate::sched::fpu::TRAPS.load(Ordering::Relaxed) - traps0;
     check(bad == 0, || {
         format!(
             "{bad} of {} checks found other register contents ({} registers)",
@@ -510,14 +512,14 @@ fn fpu_run(eager: bool) -> TestResult {
 }
 
 fn fpu_lazy(_: &BootState) -> TestResult {
-    if crate::fpu::info().is_none() {
+    if crate::sched::fpu::info().is_none() {
         return Err(format!("{SKIP}no FPU save mechanism detected"));
     }
     fpu_run(false)
 }
 
 fn fpu_eager(_: &BootState) -> TestResult {
-    if crate::fpu::info().is_none() {
+    if crate::sched::fpu::info().is_none() {
         return Err(format!("{SKIP}no FPU save mechanism detected"));
     }
     fpu_run(true)
@@ -555,7 +557,7 @@ fn exhaustion(_: &BootState) -> TestResult {
     check(c == 10, || format!("returned {c}"))
 }
 
-static COUNTER: crate::park::Mutex<u64> = crate::park::mutex(0);
+static COUNTER: crate::sched::park::Mutex<u64> = crate::sched::park::mutex(0);
 const INCS: u64 = 3000;
 
 fn incrementer(seed: u64) -> u64 {
@@ -573,7 +575,7 @@ fn incrementer(seed: u64) -> u64 {
 
 fn mutex_counter(_: &BootState) -> TestResult {
     *COUNTER.lock() = 0;
-    let parks0 = crate::park::PARKS.load(Ordering::Relaxed);
+    let parks0 = crate::sched::park::PARKS.load(Ordering::Relaxed);
     let mut tids = Vec::new();
     for b in cpus::online().take(32) {
         for j in 0..2 {
@@ -588,12 +590,12 @@ fn mutex_counter(_: &BootState) -> TestResult {
     join_all(&tids, 120_000)?;
     let got = *COUNTER.lock();
     let want = INCS * tids.len() as u64;
-    let parks = crate::park::PARKS.load(Ordering::Relaxed) - parks0;
+    let parks = crate::sched::park::PARKS.load(Ordering::Relaxed) - parks0;
     check(got == want, || format!("counter {got}, expected {want}"))?;
     check(parks > 0, || "no waiter ever parked".into())
 }
 
-static HELD: crate::park::Mutex<()> = crate::park::mutex(());
+static HELD: crate::sched::park::Mutex<()> = crate::sched::park::mutex(());
 
 /// Set by the test once its deadline lock gave up; the holder keeps the lock until then, so
 /// the give-up path is forced whatever the host's speed.
@@ -817,7 +819,7 @@ fn generation_wrap(_: &BootState) -> TestResult {
     Ok(())
 }
 
-static HELD_BY_FAULTER: crate::park::Mutex<u64> = crate::park::mutex(0);
+static HELD_BY_FAULTER: crate::sched::park::Mutex<u64> = crate::sched::park::mutex(0);
 
 fn lock_then_fault(keep: u64) -> u64 {
     let g = HELD_BY_FAULTER.lock();
@@ -868,7 +870,7 @@ fn fault_holding_lock(s: &BootState) -> TestResult {
     }
 }
 
-static IDLE_HELD: crate::park::Mutex<u64> = crate::park::mutex(0);
+static IDLE_HELD: crate::sched::park::Mutex<u64> = crate::sched::park::mutex(0);
 
 fn sleeping_holder(us: u64) -> u64 {
     let mut g = IDLE_HELD.lock();
@@ -911,7 +913,7 @@ fn idle_job_on_held_mutex(_: &BootState) -> TestResult {
         exo_percpu::CpuId(cpu),
         idle_job,
         0,
-        crate::time::Deadline::after_ms(10_000),
+        crate::smp::time::Deadline::after_ms(10_000),
     );
     check(r == Ok(11), || {
         format!("the job on CPU {cpu} gave {r:?} (holder first: want 11)")

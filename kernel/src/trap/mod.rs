@@ -1,6 +1,10 @@
 //! The kernel's trap dispatcher: exceptions, NMIs (the stop-all of a panic), IPIs.
 
-use crate::cpus::{self, VEC_APIC_ERROR, VEC_PING, VEC_SPURIOUS, VEC_TIMER, VEC_WAKE};
+pub mod panic;
+
+mod tests;
+
+use crate::smp::cpus::{self, VEC_APIC_ERROR, VEC_PING, VEC_SPURIOUS, VEC_TIMER, VEC_WAKE};
 use core::sync::atomic::Ordering;
 use exo_arch::trap::TrapFrame;
 
@@ -66,7 +70,7 @@ fn fault(frame: &TrapFrame, v: u8) {
         ),
         frame.rbp,
     );
-    crate::panic::fatal_exception(
+    crate::trap::panic::fatal_exception(
         format_args!(
             "{} (vector {v}), error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {cr2:#x}",
             NAMES[v as usize], frame.error_code, frame.rip, frame.rsp
@@ -86,7 +90,7 @@ fn dispatch(frame: &mut TrapFrame) {
             b.ext.fixups.fetch_add(1, Ordering::Relaxed);
         }),
         2 => {
-            if crate::panic::stopping() {
+            if crate::trap::panic::stopping() {
                 exo_arch::cpu::halt_forever();
             }
             log::warn!("unexpected NMI at rip {:#x}", frame.rip);
@@ -94,22 +98,22 @@ fn dispatch(frame: &mut TrapFrame) {
                 crate::sched::dump();
             }
         }
-        7 => match crate::fpu::device_not_available() {
-            crate::fpu::NmOutcome::Fixed => {}
-            crate::fpu::NmOutcome::OutOfMemory => {
+        7 => match crate::sched::fpu::device_not_available() {
+            crate::sched::fpu::NmOutcome::Fixed => {}
+            crate::sched::fpu::NmOutcome::OutOfMemory => {
                 let why = "out of memory for its FPU save area (first SIMD use, #NM)";
                 crate::sched::kill_current_if_possible(
                     frame.rflags & (1 << 9) != 0,
                     format_args!("{why}"),
                     frame.rbp,
                 );
-                crate::panic::fatal_exception(
+                crate::trap::panic::fatal_exception(
                     format_args!("{why}, rip {:#x}", frame.rip),
                     frame.rbp,
                     frame.rip,
                 );
             }
-            crate::fpu::NmOutcome::NotOurs => fault(frame, v),
+            crate::sched::fpu::NmOutcome::NotOurs => fault(frame, v),
         },
         0..=31 => fault(frame, v),
         VEC_WAKE => exo_arch::apic::eoi(),

@@ -156,7 +156,7 @@ pub fn device_not_available() -> NmOutcome {
     if fresh {
         // First use: the area is allocated here, in the thread's own context (#NM is
         // synchronous, never inside an allocator leaf section).
-        match crate::kalloc::try_alloc(area_layout(info)) {
+        match crate::mm::kalloc::try_alloc(area_layout(info)) {
             Ok(p) => area = p.as_ptr() as u64,
             Err(_) => return NmOutcome::OutOfMemory,
         }
@@ -200,7 +200,7 @@ pub fn release(i: usize, area: &AtomicU64) {
     {
         // SAFETY: `a` was allocated by `device_not_available` with this layout, and the thread
         // that owned it has ended (its last save is done), so nobody uses it any more.
-        unsafe { crate::kalloc::free(p, area_layout(info)) };
+        unsafe { crate::mm::kalloc::free(p, area_layout(info)) };
     }
 }
 

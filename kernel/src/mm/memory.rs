@@ -187,7 +187,7 @@ pub struct KernelFrames;
 
 impl FrameSource for KernelFrames {
     fn alloc_zeroed_frame(&mut self) -> Option<u64> {
-        let f = crate::kalloc::alloc_frame().ok()?.addr();
+        let f = crate::mm::kalloc::alloc_frame().ok()?.addr();
         sys::zero_frame(f);
         Some(f)
     }
@@ -253,7 +253,7 @@ pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, usize), MemError> {
     let storage = sys::leak_words(storage_pa, words);
     let free: ArrayVec<(u64, u64), 128> = frames.remaining().collect();
     let handed =
-        crate::kalloc::init(storage, base, span, &free).map_err(|_| MemError::OutOfMemory)?;
+        crate::mm::kalloc::init(storage, base, span, &free).map_err(|_| MemError::OutOfMemory)?;
     with_memory(|m| {
         *m = Some(Memory {
             tables,
@@ -299,9 +299,9 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
 fn unmap_range(m: &mut Memory, bottom: u64, pages: u64) {
     for i in 0..pages {
         if let Some((f, table)) = m.tables.unmap_4k(bottom + i * PAGE) {
-            crate::kalloc::free_frame(crate::kalloc::Frame::from_addr(f));
+            crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_addr(f));
             if let Some(t) = table {
-                crate::kalloc::free_frame(crate::kalloc::Frame::from_addr(t));
+                crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_addr(t));
             }
         }
     }

@@ -117,7 +117,7 @@ pub fn size_table(n: usize) -> Result<(), TableError> {
     if TABLE.is_completed() {
         return Err(TableError::AlreadySized);
     }
-    let table = crate::kalloc::try_leak_slice(n.max(1), spin::Once::new)
+    let table = crate::mm::kalloc::try_leak_slice(n.max(1), spin::Once::new)
         .map_err(|_| TableError::OutOfMemory)?;
     if let Some(&bsp) = BSP.get() {
         table[0].call_once(|| bsp);
@@ -137,8 +137,8 @@ pub fn capacity() -> usize {
 pub fn new_block(
     cpu: CpuId,
     apic_id: u32,
-) -> Result<&'static mut Block, crate::kalloc::OutOfMemory> {
-    crate::kalloc::try_leak(PerCpu::new(cpu, apic_id, 0, CpuLocal::new()))
+) -> Result<&'static mut Block, crate::mm::kalloc::OutOfMemory> {
+    crate::mm::kalloc::try_leak(PerCpu::new(cpu, apic_id, 0, CpuLocal::new()))
 }
 
 /// Installs `block` as the calling CPU's GS block, records its stack and registers it.
@@ -299,7 +299,7 @@ fn may_halt() -> bool {
 /// completed, that one's; the mailbox does not tell waiters apart). Halts between checks
 /// when it can (an emulated CPU spinning here would steal a host core from the CPUs doing
 /// the work), so the target sends a wake IPI when it finishes.
-pub fn wait(cpu: CpuId, deadline: crate::time::Deadline) -> Result<u64, RunError> {
+pub fn wait(cpu: CpuId, deadline: crate::smp::time::Deadline) -> Result<u64, RunError> {
     let b = get(cpu).ok_or(RunError::NotOnline(cpu))?;
     let mb = &b.ext.mailbox;
     let halt = may_halt() && mb.notify() != 0;
@@ -315,7 +315,7 @@ pub fn wait(cpu: CpuId, deadline: crate::time::Deadline) -> Result<u64, RunError
             // armed in the timer's current mode (the scheduler's TSC-deadline mode survives).
             exo_arch::cpu::cli();
             if !mb.is_free() {
-                let backstop = crate::timer::backstop_us(1000);
+                let backstop = crate::smp::timer::backstop_us(1000);
                 HALTED_WAITS.fetch_add(1, Ordering::Relaxed);
                 exo_arch::cpu::sti_hlt();
                 drop(backstop);
@@ -333,7 +333,7 @@ pub fn run_on(
     cpu: CpuId,
     f: RemoteFn,
     arg: u64,
-    deadline: crate::time::Deadline,
+    deadline: crate::smp::time::Deadline,
 ) -> Result<u64, RunError> {
     if cpu == exo_percpu::cpu_id_hint() {
         return Ok(f(arg));

@@ -3,29 +3,32 @@
 //! refused by killing that thread alone, and exited threads give their stacks back.
 
 use crate::boot::BootState;
-use crate::ktest::drain_all;
-use crate::ktest_sched::{SKIP, join_all, ms, ncpus};
+use crate::harness::{Needs, SKIP, TestResult, join_all, ms, ncpus};
+use crate::ktest;
+use crate::mm::tests::drain_all;
 use crate::sched::{self, Builder, Tid};
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
 
-type TestResult = Result<(), String>;
-type Test = (&'static str, fn(&BootState) -> TestResult);
+ktest!(
+    Needs::Threads,
+    "park.waiters_park_with_the_heap_empty",
+    park_without_memory
+);
+ktest!(
+    Needs::Threads,
+    "fpu.first_simd_use_without_memory_kills_the_thread_alone",
+    fpu_without_memory
+);
+ktest!(
+    Needs::Threads,
+    "sched.thread_burst_gives_its_stacks_back",
+    stack_burst
+);
 
-/// The out-of-memory tests, in order.
-pub const TESTS: &[Test] = &[
-    ("park.waiters_park_with_the_heap_empty", park_without_memory),
-    (
-        "fpu.first_simd_use_without_memory_kills_the_thread_alone",
-        fpu_without_memory,
-    ),
-    ("sched.thread_burst_gives_its_stacks_back", stack_burst),
-];
-
-static OOM_LOCK: crate::park::Mutex<u64> = crate::park::mutex(0);
+static OOM_LOCK: crate::sched::park::Mutex<u64> = crate::sched::park::mutex(0);
 static GO: AtomicBool = AtomicBool::new(false);
 const WAITERS: u64 = 8;
 
@@ -79,14 +82,14 @@ fn park_without_memory(_: &BootState) -> TestResult {
     }
     let guard = OOM_LOCK.lock();
     drain_all()?;
-    let hoard = crate::kalloc::Hoard::take_all();
-    let p0 = crate::park::PARKS.load(Ordering::Acquire);
+    let hoard = crate::mm::kalloc::Hoard::take_all();
+    let p0 = crate::sched::park::PARKS.load(Ordering::Acquire);
     go(&tids);
     let deadline = rdtsc() + ms(10_000);
-    while crate::park::PARKS.load(Ordering::Acquire) < p0 + WAITERS && rdtsc() < deadline {
+    while crate::sched::park::PARKS.load(Ordering::Acquire) < p0 + WAITERS && rdtsc() < deadline {
         sched::yield_now();
     }
-    let parked = crate::park::PARKS.load(Ordering::Acquire) - p0;
+    let parked = crate::sched::park::PARKS.load(Ordering::Acquire) - p0;
     let held = hoard.count;
     drop(hoard);
     drop(guard);
@@ -110,14 +113,14 @@ static TOUCHED: AtomicU64 = AtomicU64::new(0);
 fn simd_user(_: u64) -> u64 {
     TOUCHED.fetch_add(1, Ordering::AcqRel);
     // First SIMD use of this thread: #NM, which must allocate its save area.
-    crate::fpu::load_regs(&[7u8; 512], false);
+    crate::sched::fpu::load_regs(&[7u8; 512], false);
     0
 }
 
 /// Defect 9: a thread's first SIMD use found no memory for its FPU save area and the #NM
 /// handler panicked (the machine stopped). Now that thread alone is killed.
 fn fpu_without_memory(_: &BootState) -> TestResult {
-    if crate::fpu::info().is_none() {
+    if crate::sched::fpu::info().is_none() {
         return Err(format!("{SKIP}no FPU save mechanism"));
     }
     let cpu = ncpus() - 1;
@@ -128,7 +131,7 @@ fn fpu_without_memory(_: &BootState) -> TestResult {
         .spawn(gated_simd_user, 0)
         .map_err(|e| format!("spawn: {e}"))?;
     drain_all()?;
-    let hoard = crate::kalloc::Hoard::take_all();
+    let hoard = crate::mm::kalloc::Hoard::take_all();
     go(&[t]);
     let code = sched::join_until(t, rdtsc() + ms(10_000));
     drop(hoard);
@@ -182,7 +185,7 @@ fn stack_burst(_: &BootState) -> TestResult {
     }
     RELEASE.store(false, Ordering::Release);
     drain_all()?;
-    let before = crate::kalloc::stats().buddy_free;
+    let before = crate::mm::kalloc::stats().buddy_free;
     let mut tids = Vec::with_capacity(n);
     for k in 0..n {
         match Builder::new().pin(0).spawn(burst_member, k as u64) {
@@ -207,7 +210,7 @@ fn stack_burst(_: &BootState) -> TestResult {
     }
     let codes = join_all(&tids, 60_000)?;
     drain_all()?;
-    let after = crate::kalloc::stats().buddy_free;
+    let after = crate::mm::kalloc::stats().buddy_free;
     let (here, pool) = sched::cached_stacks();
     let per = sched::STACK_PAGES as usize + 1; // stack pages + its page table
     let may_keep = (sched::STACK_CACHE + sched::STACK_POOL_CAP) * per + 8;

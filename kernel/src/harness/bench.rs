@@ -1,0 +1,155 @@
+//! The bench jobs: `exo.job=bench` (suite `smp`: single-CPU rows) and `exo.job=contended`
+//! (suite `contended`: core-to-core matrix, lock contention, scaling). Output: `SUITE`,
+//! `BENCH`, `FAIR`, `END` lines (see `smp-bench`), integers in TSC ticks; the mode in the
+//! SUITE line says what a tick is.
+//!
+//! The job measures the timing pair first (`tsc.pair`: every other row subtracts its
+//! minimum), then runs the suite's registered `kbench!` groups sorted by name, and ends with
+//! `boot.ms` (single suite).
+
+use super::registry::{self, KBench, Suite};
+use crate::boot::BootState;
+use crate::boot::cmdline::Job;
+use crate::kprintln;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use exo_arch::exit::{ExitCode, exit};
+use exo_arch::tsc::{rdtsc, rdtsc_precise};
+use smp_bench::{EndLine, Mode, Samples, Stats, SuiteLine};
+
+/// Samples per single-CPU row.
+pub const N: usize = 2000;
+
+/// What a bench group gets: the boot state, the timing pair's cost and a sample buffer.
+#[derive(Debug)]
+pub struct Bench<'a> {
+    pub state: &'a BootState,
+    /// Minimum of `tsc.pair`, subtracted from every timed sample.
+    pub overhead: u64,
+    /// A reusable buffer of [`N`] samples.
+    pub s: &'a mut Samples<N>,
+    /// Rows emitted so far (the END line's count).
+    pub count: u32,
+}
+
+impl Bench<'_> {
+    /// Prints one BENCH row.
+    pub fn emit(&mut self, name: &str, s: Option<Stats>) {
+        emit(name, s, &mut self.count);
+    }
+}
+
+/// Prints a line built whole first (the console lock is per line, so rows never interleave).
+fn line(args: core::fmt::Arguments<'_>) {
+    let mut buf = arrayvec::ArrayString::<256>::new();
+    let _ = buf.write_fmt(args);
+    kprintln!("{}", buf.trim_end());
+}
+
+/// Prints one BENCH row (or a warning when there were no samples).
+pub fn emit(name: &str, s: Option<Stats>, count: &mut u32) {
+    match s {
+        Some(s) => {
+            line(format_args!("{}", smp_bench::BenchLine { name, stats: s }));
+            *count += 1;
+        }
+        None => log::warn!("bench {name}: no samples"),
+    }
+}
+
+/// Prints one FAIR row.
+pub fn emit_fair(name: &str, ncpus: u32, min_acq: u64, max_acq: u64) {
+    line(format_args!(
+        "{}",
+        smp_bench::FairLine {
+            name,
+            ncpus,
+            min_acq,
+            max_acq
+        }
+    ));
+}
+
+/// The mode: from the command line, else what boot detected.
+fn mode(state: &BootState) -> Mode {
+    state.opts.mode.unwrap_or(Mode::Tcg)
+}
+
+/// The registered groups of `suite`, in run order.
+pub fn groups(suite: Suite) -> Vec<&'static KBench> {
+    let mut v: Vec<&'static KBench> = registry::benches()
+        .iter()
+        .filter(|b| b.suite == suite)
+        .collect();
+    v.sort_by_key(|b| b.name);
+    v
+}
+
+/// Runs the suite the job names and exits.
+pub fn run(state: &BootState) -> ! {
+    let (suite, name) = if state.opts.job == Job::Contended {
+        (Suite::Contended, "contended")
+    } else {
+        (Suite::Single, "smp")
+    };
+    let mut model = [0u8; 48];
+    let header = SuiteLine {
+        suite: name,
+        tsc_start: rdtsc(),
+        tsc_hz: state.tsc.0,
+        mode: mode(state),
+        ncpus: crate::smp::cpus::online_count(),
+        git_rev: env!("EXO_GIT_REV"),
+        cpu_model: exo_arch::cpu::model_name(&mut model),
+    };
+    line(format_args!("{header}"));
+    let mut s: Box<Samples<N>> = Box::new(Samples::new());
+    let mut b = Bench {
+        state,
+        overhead: 0,
+        s: &mut s,
+        count: 0,
+    };
+    // The timing pair itself, raw (this is what every other row has subtracted).
+    b.s.clear();
+    for _ in 0..N {
+        let t0 = rdtsc_precise();
+        let t1 = rdtsc_precise();
+        b.s.push(t1 - t0);
+    }
+    b.overhead = b.s.stats(0).map_or(0, |st| st.min);
+    if suite == Suite::Single {
+        let st = b.s.stats(0);
+        b.emit("tsc.pair", st);
+    }
+    for g in groups(suite) {
+        (g.run)(&mut b);
+    }
+    if suite == Suite::Single {
+        // boot.ms: first instruction to all CPUs online, in milliseconds (one sample).
+        let ms =
+            crate::smp::time::ticks_to_us(state.aps_online_tsc - state.first_tsc).div_ceil(1000);
+        b.emit(
+            "boot.ms",
+            Some(Stats {
+                n: 1,
+                mean: ms,
+                min: ms,
+                max: ms,
+                p50: ms,
+                p95: ms,
+                p99: ms,
+            }),
+        );
+    }
+    let n_results = b.count;
+    line(format_args!(
+        "{}",
+        EndLine {
+            suite: name,
+            n_results
+        }
+    ));
+    exit(ExitCode::Success)
+}

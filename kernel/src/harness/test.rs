@@ -1,0 +1,71 @@
+//! The test job (`exo.job=test`): every registered `ktest!` whose name starts with
+//! `exo.test=<prefix>` (all by default), the `Needs::Cpus` tests first, then the scheduler is
+//! started on every CPU, then the `Needs::Threads` tests; by name within each phase. One
+//! `KTEST,<name>,ok|skip,<why>|FAIL,<why>` line each, then the summary `N passed, N failed`
+//! as the last line, and the debug-exit code. A filter that selects nothing is a failure.
+
+use super::SKIP;
+use super::registry::{self, KTest, Needs};
+use crate::boot::BootState;
+use crate::kprintln;
+use alloc::vec::Vec;
+use exo_arch::exit::{ExitCode, exit};
+
+/// The registered tests the filter (comma-separated name prefixes; empty = all) selects, in
+/// run order.
+pub fn selected(filter: &str) -> Vec<&'static KTest> {
+    let mut v: Vec<&'static KTest> = registry::tests()
+        .iter()
+        .filter(|t| filter.is_empty() || filter.split(',').any(|p| t.name.starts_with(p)))
+        .collect();
+    v.sort_by_key(|t| (t.needs, t.name));
+    v
+}
+
+/// Runs the selected tests and exits QEMU with the verdict.
+pub fn run(state: &BootState) -> ! {
+    let prefix = state.opts.test_filter.as_str();
+    let tests = selected(prefix);
+    kprintln!(
+        "INFO,ktest,registered,{},selected,{},filter,{prefix}",
+        registry::tests().len(),
+        tests.len()
+    );
+    let (mut passed, mut failed) = (0u32, 0u32);
+    if tests.is_empty() {
+        failed += 1;
+        kprintln!("KTEST,harness.filter,FAIL,no test name starts with {prefix:?}");
+    }
+    let mut phase = Needs::Cpus;
+    for t in tests {
+        if t.needs == Needs::Threads && phase == Needs::Cpus {
+            phase = Needs::Threads;
+            // Under icount the timer does not run (see boot): no preemption, sleepers polled.
+            let timer = state.opts.mode != Some(smp_bench::Mode::Icount);
+            if let Err(e) = crate::sched::init(timer, 1000) {
+                kprintln!("KTEST,harness.scheduler_start,FAIL,{e}");
+                failed += 1;
+                break;
+            }
+        }
+        match (t.run)(state) {
+            Ok(()) => {
+                passed += 1;
+                kprintln!("KTEST,{},ok", t.name);
+            }
+            Err(why) => match why.strip_prefix(SKIP) {
+                Some(reason) => kprintln!("KTEST,{},skip,{reason}", t.name),
+                None => {
+                    failed += 1;
+                    kprintln!("KTEST,{},FAIL,{why} ({})", t.name, t.file);
+                }
+            },
+        }
+    }
+    kprintln!("{passed} passed, {failed} failed");
+    exit(if failed == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
+}

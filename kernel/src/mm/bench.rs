@@ -1,0 +1,152 @@
+//! Bench rows of memory: `alloc.64`/`free.64` through the kernel heap, `alloc.4k`/`free.4k`
+//! through `kalloc`, singly and batched by 32; the contended suite's `scale.alloc64.<k>`.
+
+use crate::harness::Suite;
+use crate::harness::bench::{Bench, N, emit};
+use crate::kbench;
+use crate::smp::cpus;
+use crate::smp::time::Deadline;
+use crate::smp::tsc_sync::offset_of;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+use exo_arch::tsc::{rdtsc, rdtsc_precise};
+use exo_percpu::CpuId;
+use smp_bench::Samples;
+
+kbench!(Suite::Single, "alloc", alloc_rows);
+kbench!(Suite::Contended, "scale", scaling);
+
+type Obj64 = core::mem::MaybeUninit<[u8; 64]>;
+
+/// `alloc.64` / `free.64` (one `Box` of 64 bytes through the kernel's `GlobalAlloc`) and
+/// `alloc.4k` / `free.4k` (one frame through `kalloc`), singly and batched by 32.
+fn alloc_rows(b: &mut Bench<'_>) {
+    let (s, overhead, count) = (&mut *b.s, b.overhead, &mut b.count);
+    const K: usize = 32;
+    let mut fs: Box<Samples<N>> = Box::new(Samples::new());
+    // Warm the caches so the rows measure the steady state, not the first slab carving.
+    let warm: Vec<Box<Obj64>> = (0..256).map(|_| Box::new_uninit()).collect();
+    drop(warm);
+    s.clear();
+    for _ in 0..N {
+        let t0 = rdtsc_precise();
+        let b: Box<Obj64> = core::hint::black_box(Box::new_uninit());
+        let t1 = rdtsc_precise();
+        drop(b);
+        let t2 = rdtsc_precise();
+        s.push((t1 - t0).saturating_sub(overhead));
+        fs.push((t2 - t1).saturating_sub(overhead));
+    }
+    emit("alloc.64", s.stats(0), count);
+    emit("free.64", fs.stats(0), count);
+    let mut slots: [Option<Box<Obj64>>; K] = [const { None }; K];
+    s.clear();
+    fs.clear();
+    for _ in 0..N / 4 {
+        let t0 = rdtsc_precise();
+        for slot in slots.iter_mut() {
+            *slot = Some(Box::new_uninit());
+        }
+        let t1 = rdtsc_precise();
+        for slot in slots.iter_mut() {
+            *slot = None;
+        }
+        let t2 = rdtsc_precise();
+        s.push((t1 - t0).saturating_sub(overhead) / K as u64);
+        fs.push((t2 - t1).saturating_sub(overhead) / K as u64);
+    }
+    emit("alloc.64.batch32", s.stats(0), count);
+    emit("free.64.batch32", fs.stats(0), count);
+
+    use crate::mm::kalloc::{alloc_frame, free_frame};
+    s.clear();
+    fs.clear();
+    for _ in 0..N {
+        let t0 = rdtsc_precise();
+        let f = alloc_frame();
+        let t1 = rdtsc_precise();
+        let Ok(f) = f else { break };
+        free_frame(core::hint::black_box(f));
+        let t2 = rdtsc_precise();
+        s.push((t1 - t0).saturating_sub(overhead));
+        fs.push((t2 - t1).saturating_sub(overhead));
+    }
+    emit("alloc.4k", s.stats(0), count);
+    emit("free.4k", fs.stats(0), count);
+    let mut frames: Vec<crate::mm::kalloc::Frame> = Vec::with_capacity(K);
+    s.clear();
+    fs.clear();
+    for _ in 0..N / 4 {
+        let t0 = rdtsc_precise();
+        for _ in 0..K {
+            match alloc_frame() {
+                Ok(f) => frames.push(f),
+                Err(_) => break,
+            }
+        }
+        let t1 = rdtsc_precise();
+        let n = frames.len().max(1) as u64;
+        for f in frames.drain(..) {
+            free_frame(f);
+        }
+        let t2 = rdtsc_precise();
+        s.push((t1 - t0).saturating_sub(overhead) / n);
+        fs.push((t2 - t1).saturating_sub(overhead) / n);
+    }
+    emit("alloc.4k.batch32", s.stats(0), count);
+    emit("free.4k.batch32", fs.stats(0), count);
+}
+
+static SCALE_START: AtomicU64 = AtomicU64::new(0);
+static SCALE_END: AtomicU64 = AtomicU64::new(0);
+
+/// One scaling participant: alloc+free pairs of 64 bytes until the window ends; returns
+/// ticks per pair on this CPU.
+fn scale_participant(_: u64) -> u64 {
+    let off = offset_of(exo_percpu::cpu_id_hint()).offset;
+    let start = (SCALE_START.load(Ordering::Relaxed) as i64 + off) as u64;
+    let end = (SCALE_END.load(Ordering::Relaxed) as i64 + off) as u64;
+    while rdtsc() < start {
+        core::hint::spin_loop();
+    }
+    let t0 = rdtsc();
+    let mut pairs = 0u64;
+    while rdtsc() < end {
+        for _ in 0..64 {
+            drop(core::hint::black_box(Box::<Obj64>::new_uninit()));
+        }
+        pairs += 64;
+    }
+    (rdtsc() - t0) / pairs.max(1)
+}
+
+/// `scale.alloc64.<k>`: k CPUs allocate and free at once; one sample per CPU (ticks per
+/// alloc+free pair). Per-CPU figures equal to the 1-CPU row mean no shared cache line.
+fn scaling(b: &mut Bench<'_>) {
+    let (state, count) = (b.state, &mut b.count);
+    let all: Vec<CpuId> = cpus::online().map(|c| CpuId(c.hot.cpu_id)).collect();
+    let window = state.tsc.0 / 1000 * state.opts.contend_window_ms;
+    for k in 1..=all.len().min(state.opts.contend_max as usize) {
+        let start = rdtsc() + state.tsc.0 / 1000 * 5;
+        SCALE_START.store(start, Ordering::Relaxed);
+        SCALE_END.store(start + window, Ordering::Release);
+        let mut per_cpu: Vec<u64> = Vec::with_capacity(k);
+        for &c in &all[1..k] {
+            if let Err(e) = cpus::post(c, scale_participant, 0) {
+                log::warn!("scale.alloc64.{k}: {e}");
+            }
+        }
+        per_cpu.push(scale_participant(0));
+        for &c in &all[1..k] {
+            match cpus::wait(c, Deadline::after_ms(10_000)) {
+                Ok(t) => per_cpu.push(t),
+                Err(e) => log::warn!("scale.alloc64.{k}: {e}"),
+            }
+        }
+        let mut n = arrayvec::ArrayString::<48>::new();
+        let _ = write!(n, "scale.alloc64.{k}");
+        emit(&n, smp_bench::stats_of(&mut per_cpu, 0), count);
+    }
+}

@@ -1,0 +1,347 @@
+//! Kernel tests of memory: W^X kernel mappings, stack guards, the heap on every CPU, an
+//! allocation storm with cross-CPU frees, frame exhaustion, fallible allocation, magazines.
+
+use crate::boot::BootState;
+use crate::harness::{Needs, TestResult, check};
+use crate::ktest;
+use crate::mm::memory;
+use crate::smp::cpus::{self};
+use crate::smp::time::Deadline;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use exo_percpu::CpuId;
+
+ktest!(Needs::Cpus, "mm.no_writable_executable_page", w_xor_x);
+ktest!(Needs::Cpus, "mm.stack_guard_unmapped", stack_guard);
+ktest!(Needs::Cpus, "mm.heap_on_every_cpu", heap_every_cpu);
+ktest!(
+    Needs::Cpus,
+    "kalloc.storm_with_cross_cpu_frees_conserves_memory",
+    alloc_storm
+);
+ktest!(
+    Needs::Cpus,
+    "kalloc.frame_exhaustion_recovers",
+    frame_exhaustion
+);
+ktest!(Needs::Cpus, "kalloc.fallible_api_reports_oom", fallible_oom);
+ktest!(
+    Needs::Cpus,
+    "kalloc.per_cpu_refill_and_drain_in_batches",
+    refill_drain
+);
+
+fn w_xor_x(_: &BootState) -> TestResult {
+    let img = exo_arch::boot::kernel_image();
+    let text = memory::translate(img.start).ok_or("kernel text unmapped")?;
+    check(text.1.executable && !text.1.writable, || {
+        format!("text flags {:?}", text.1)
+    })?;
+    let ro = memory::translate(img.text_end).ok_or("rodata unmapped")?;
+    check(!ro.1.executable && !ro.1.writable, || {
+        format!("rodata flags {:?}", ro.1)
+    })?;
+    let data = memory::translate(img.rodata_end).ok_or("data unmapped")?;
+    check(!data.1.executable && data.1.writable, || {
+        format!("data flags {:?}", data.1)
+    })?;
+    check(memory::translate(0).is_none(), || "page 0 is mapped".into())?;
+    // Every 4 KiB of the image and 2 MiB steps of the first 4 GiB: never W+X.
+    for p in (0..img.end)
+        .step_by(4096)
+        .chain((0..(4u64 << 30)).step_by(2 << 20))
+    {
+        if let Some((_, f)) = memory::translate(p) {
+            check(!(f.writable && f.executable), || {
+                format!("W+X mapping at {p:#x}")
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn stack_guard(_: &BootState) -> TestResult {
+    let (boot_lo, _) = exo_arch::boot::boot_stack();
+    check(memory::translate(boot_lo - 4096).is_none(), || {
+        "no guard page below the boot stack".into()
+    })?;
+    let s = memory::alloc_stack(2).map_err(|e| format!("{e}"))?;
+    check(memory::translate(s.bottom - 4096).is_none(), || {
+        format!("guard page {:#x} mapped", s.bottom - 4096)
+    })?;
+    check(
+        exo_arch::trap::probe_read_u64(s.bottom - 8).is_err(),
+        || "read of the guard page did not fault".into(),
+    )?;
+    check(exo_arch::trap::probe_read_u64(s.bottom).is_ok(), || {
+        "stack bottom not readable".into()
+    })
+}
+
+fn heap_job(seed: u64) -> u64 {
+    let mut v: Vec<u64> = Vec::new();
+    for i in 0..1000 {
+        v.push(seed.wrapping_mul(31).wrapping_add(i));
+    }
+    let ok = v
+        .iter()
+        .enumerate()
+        .all(|(i, &x)| x == seed.wrapping_mul(31).wrapping_add(i as u64));
+    u64::from(ok)
+}
+
+fn heap_every_cpu(_: &BootState) -> TestResult {
+    let cpus: Vec<CpuId> = cpus::online()
+        .map(|b| CpuId(b.hot.cpu_id))
+        .filter(|c| c.0 != 0)
+        .collect();
+    for &c in &cpus {
+        cpus::post(c, heap_job, u64::from(c.0)).map_err(|e| format!("{e}"))?;
+    }
+    for &c in &cpus {
+        let r = cpus::wait(c, Deadline::after_ms(5000)).map_err(|e| format!("{e}"))?;
+        check(r == 1, || format!("heap check failed on CPU {}", c.0))?;
+    }
+    Ok(())
+}
+
+/// Objects handed from one CPU to another to be checked and freed there.
+static EXCHANGE: spin::Mutex<Vec<Vec<u64>>> = spin::Mutex::new(Vec::new());
+const STORM_ROUNDS: u64 = 3000;
+const EXCHANGE_CAP: usize = 4096;
+
+fn pattern(tag: u64, i: usize) -> u64 {
+    tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+}
+
+fn canary_ok(v: &[u64]) -> bool {
+    let Some(&tag) = v.first() else { return true };
+    v.iter()
+        .enumerate()
+        .skip(1)
+        .all(|(i, &x)| x == pattern(tag, i))
+}
+
+/// Random sizes (8 B .. 8 KiB: every class and the page path), canaries, up to 64 live
+/// objects; a quarter of the objects go to other CPUs, and objects from others are checked
+/// and freed here. Returns the number of canary failures (0 = good).
+fn storm(seed: u64) -> u64 {
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut live: Vec<Vec<u64>> = Vec::with_capacity(64);
+    let mut bad = 0;
+    for round in 0..STORM_ROUNDS {
+        let r = next();
+        if live.len() < 64 && r % 3 != 0 {
+            let words = match r % 16 {
+                0 => 512 + (r >> 8) as usize % 512, // 4..8 KiB: whole pages
+                _ => 1 + (r >> 8) as usize % 256,   // 8 B .. 2 KiB: size classes
+            };
+            let tag = seed << 32 | round;
+            let mut v = Vec::with_capacity(words);
+            v.push(tag);
+            for i in 1..words {
+                v.push(pattern(tag, i));
+            }
+            live.push(v);
+        } else if !live.is_empty() {
+            let v = live.swap_remove((r >> 4) as usize % live.len());
+            bad += u64::from(!canary_ok(&v));
+            if r % 4 == 0 {
+                let mut ex = EXCHANGE.lock();
+                if ex.len() < EXCHANGE_CAP {
+                    ex.push(v);
+                }
+            }
+        }
+        if r % 5 == 0 {
+            let theirs = EXCHANGE.lock().pop();
+            if let Some(v) = theirs {
+                bad += u64::from(!canary_ok(&v));
+            }
+        }
+    }
+    for v in live {
+        bad += u64::from(!canary_ok(&v));
+    }
+    bad
+}
+
+fn drain(_: u64) -> u64 {
+    crate::mm::kalloc::drain_this_cpu();
+    0
+}
+
+pub(crate) fn drain_all() -> Result<(), String> {
+    for b in cpus::online() {
+        cpus::run_on(CpuId(b.hot.cpu_id), drain, 0, Deadline::after_ms(5000))
+            .map_err(|e| format!("{e}"))?;
+    }
+    Ok(())
+}
+
+fn alloc_storm(_: &BootState) -> TestResult {
+    let all: Vec<CpuId> = cpus::online().map(|b| CpuId(b.hot.cpu_id)).collect();
+    let mut results: Vec<u64> = Vec::with_capacity(all.len());
+    EXCHANGE.lock().reserve(EXCHANGE_CAP);
+    let mut leftovers: Vec<Vec<u64>> = Vec::with_capacity(EXCHANGE_CAP);
+    drain_all()?;
+    let before = crate::mm::kalloc::stats();
+    for &c in all.iter().filter(|c| c.0 != 0) {
+        cpus::post(c, storm, u64::from(c.0) + 1).map_err(|e| format!("{e}"))?;
+    }
+    results.push(storm(1));
+    for &c in all.iter().filter(|c| c.0 != 0) {
+        results.push(cpus::wait(c, Deadline::after_ms(60_000)).map_err(|e| format!("{e}"))?);
+    }
+    leftovers.extend(EXCHANGE.lock().drain(..));
+    let bad_left = leftovers.iter().filter(|v| !canary_ok(v)).count();
+    leftovers.clear();
+    drain_all()?;
+    let after = crate::mm::kalloc::stats();
+    let bad: u64 = results.iter().sum();
+    check(bad == 0 && bad_left == 0, || {
+        format!("{bad} + {bad_left} corrupted objects")
+    })?;
+    check(
+        after.objects_out == before.objects_out && after.large_frames == before.large_frames,
+        || {
+            format!(
+                "live objects/large frames {}/{} before, {}/{} after",
+                before.objects_out, before.large_frames, after.objects_out, after.large_frames
+            )
+        },
+    )?;
+    check(
+        after.buddy_free + after.slab_frames == before.buddy_free + before.slab_frames,
+        || {
+            format!(
+                "free+slab frames {} before, {} after",
+                before.buddy_free + before.slab_frames,
+                after.buddy_free + after.slab_frames
+            )
+        },
+    )
+}
+
+fn frame_exhaustion(_: &BootState) -> TestResult {
+    drain_all()?;
+    let before = crate::mm::kalloc::stats().buddy_free;
+    let mut frames: Vec<crate::mm::kalloc::Frame> = Vec::new();
+    frames
+        .try_reserve_exact(before + 64)
+        .map_err(|e| format!("bookkeeping vector: {e}"))?;
+    let drained_before = crate::mm::kalloc::stats().buddy_free;
+    loop {
+        match crate::mm::kalloc::alloc_frame() {
+            Ok(f) if frames.len() < frames.capacity() => frames.push(f),
+            Ok(f) => {
+                crate::mm::kalloc::free_frame(f);
+                return Err("more frames than the buddy said were free".into());
+            }
+            Err(crate::mm::kalloc::OutOfMemory) => break,
+        }
+    }
+    let got = frames.len();
+    // Out of frames, the object allocator must fail cleanly too (no panic, no corruption)
+    // unless a cached object can still serve the request.
+    let mut v: Vec<u8> = Vec::new();
+    let oom = v.try_reserve_exact(3 * 4096).is_err();
+    for f in frames.drain(..) {
+        crate::mm::kalloc::free_frame(f);
+    }
+    drop(frames);
+    drain_all()?;
+    let after = crate::mm::kalloc::stats().buddy_free;
+    check(oom, || {
+        "a 12 KiB allocation succeeded with no frame left".into()
+    })?;
+    check(
+        got + 1 >= drained_before / 2 && got <= drained_before,
+        || format!("got {got} frames, {drained_before} were free"),
+    )?;
+    check(after == before, || {
+        format!("{before} frames free before, {after} after")
+    })
+}
+
+fn fallible_oom(_: &BootState) -> TestResult {
+    let mut v: Vec<u8> = Vec::new();
+    check(v.try_reserve(1 << 40).is_err(), || {
+        "a 1 TiB reservation succeeded".into()
+    })?;
+    let layout =
+        core::alloc::Layout::from_size_align(64 << 20, 4096).map_err(|e| format!("{e}"))?;
+    check(crate::mm::kalloc::try_alloc_owned(layout).is_err(), || {
+        "a 64 MiB block (beyond the largest order) succeeded".into()
+    })?;
+    for (size, align) in [
+        (64, 8),
+        (48, 16),
+        (2048, 2048),
+        (3000, 8),
+        (4096, 4096),
+        (20000, 4096),
+    ] {
+        let l = core::alloc::Layout::from_size_align(size, align).map_err(|e| format!("{e}"))?;
+        let a = crate::mm::kalloc::try_alloc_owned(l).map_err(|e| format!("{size} B: {e}"))?;
+        check(a.addr() % align == 0, || {
+            format!("{size} B object at {:#x} not {align}-aligned", a.addr())
+        })?;
+    }
+    Ok(())
+}
+
+/// On a drained CPU, the 64-byte magazine follows its model exactly: a miss takes `BATCH + 1`
+/// objects from the pool (one for the caller), a free into a full magazine (`HIGH_WATER`)
+/// first gives the `BATCH` oldest back.
+fn refill_drain(_: &BootState) -> TestResult {
+    use crate::mm::kalloc::{BATCH, HIGH_WATER, this_cpu_stats};
+    let class = exo_mm::class_for(64, 8).ok_or("no 64-byte class")?.index();
+    let rounds = 2 * HIGH_WATER + 5;
+    let mut held: Vec<Box<core::mem::MaybeUninit<[u8; 64]>>> = Vec::with_capacity(rounds);
+    let _g = exo_percpu::IrqGuard::new(); // stay on this CPU; no interrupt allocates anyway
+    crate::mm::kalloc::drain_this_cpu();
+    let mut model = 0usize;
+    let mut max_seen = 0;
+    let mut drains = 0;
+    check(this_cpu_stats().objects[class] == 0, || {
+        "magazine not empty after drain".into()
+    })?;
+    for i in 0..rounds {
+        held.push(Box::new_uninit());
+        model = if model == 0 { BATCH } else { model - 1 };
+        let n = this_cpu_stats().objects[class];
+        check(n == model, || {
+            format!("after allocation {i}: {n} cached, model says {model}")
+        })?;
+    }
+    for i in 0..rounds {
+        drop(held.pop());
+        if model == HIGH_WATER {
+            model = model - BATCH + 1;
+            drains += 1;
+        } else {
+            model += 1;
+        }
+        let n = this_cpu_stats().objects[class];
+        max_seen = max_seen.max(n);
+        check(n == model, || {
+            format!("after free {i}: {n} cached, model says {model}")
+        })?;
+    }
+    check(max_seen <= HIGH_WATER && drains > 0, || {
+        format!("max {max_seen} cached (cap {HIGH_WATER}), {drains} drains")
+    })?;
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Bench rows of the CPUs: per-CPU reads (`percpu.read`, `percpu.pid`), the IPI round trip
+//! (`ipi.rtt`), and the contended suite's core-to-core matrix (`c2c.rtt.<a>.<b>`,
+//! `c2c.oneway.<a>.<b>` with its `ERRBOUND` line).
+
+use crate::harness::Suite;
+use crate::harness::bench::{Bench, N, emit};
+use crate::kbench;
+use crate::kprintln;
+use crate::smp::cpus::{self, VEC_PING};
+use crate::smp::time::Deadline;
+use crate::smp::tsc_sync::offset_of;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+use exo_arch::apic::{self, Delivery, Dest};
+use exo_arch::tsc::{rdtsc, rdtsc_precise};
+use exo_percpu::{CpuId, IrqGuard};
+use smp_bench::{Stats, TscOffset, one_way_latency};
+
+kbench!(Suite::Single, "percpu", percpu_rows);
+kbench!(Suite::Single, "ipi", ipi_row);
+kbench!(Suite::Contended, "c2c", c2c_matrix);
+
+/// Samples per core-to-core pair.
+const C2C_N: usize = 200;
+
+fn percpu_rows(b: &mut Bench<'_>) {
+    let mut clk = rdtsc_precise;
+    let g = IrqGuard::new();
+    let st = smp_bench::bench_with(&mut clk, &mut *b.s, b.overhead, 100, N, 64, || {
+        exo_percpu::cpu_id(&g)
+    });
+    b.emit("percpu.read", st);
+    let st = smp_bench::bench_with(&mut clk, &mut *b.s, b.overhead, 100, N, 64, exo_percpu::pid);
+    b.emit("percpu.pid", st);
+    drop(g);
+}
+
+/// IPI round trip to the nearest other CPU: send, the handler counts, we see the count.
+fn ipi_row(b: &mut Bench<'_>) {
+    // IPI round trip to the nearest other CPU: send, the handler counts, we see the count.
+    if let Some(t) = cpus::online().find(|b| b.hot.cpu_id != 0) {
+        b.s.clear();
+        for i in 0..(N / 4) {
+            let before = t.ext.pings.load(Ordering::Acquire);
+            let t0 = rdtsc_precise();
+            if apic::send_ipi(Dest::Id(t.hot.apic_id), Delivery::Fixed(VEC_PING)).is_err() {
+                break;
+            }
+            let d = Deadline::after_ms(100);
+            while t.ext.pings.load(Ordering::Acquire) == before && !d.passed() {
+                core::hint::spin_loop();
+            }
+            let t1 = rdtsc_precise();
+            if i >= 10 {
+                b.s.push((t1 - t0).saturating_sub(b.overhead));
+            }
+        }
+        let st = b.s.stats(0);
+        b.emit("ipi.rtt", st);
+    }
+}
+
+// ---- core-to-core ping-pong -------------------------------------------------------------
+
+#[repr(C, align(64))]
+struct Line {
+    seq: AtomicU64,
+    tsc: AtomicU64,
+}
+
+static PING: Line = Line {
+    seq: AtomicU64::new(0),
+    tsc: AtomicU64::new(0),
+};
+static PONG: Line = Line {
+    seq: AtomicU64::new(0),
+    tsc: AtomicU64::new(0),
+};
+static ONEWAY: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
+static RTT: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
+/// (offset, uncertainty) of the initiator, published before a pair runs.
+static INIT_OFF: AtomicU64 = AtomicU64::new(0);
+static INIT_UNC: AtomicU64 = AtomicU64::new(0);
+
+/// Responder: echo each sequence number; record one-way latencies of the pings.
+fn c2c_responder(first: u64) -> u64 {
+    let me = offset_of(exo_percpu::cpu_id_hint());
+    let them = TscOffset {
+        offset: INIT_OFF.load(Ordering::Relaxed) as i64,
+        uncertainty: INIT_UNC.load(Ordering::Relaxed),
+    };
+    let mut oneway = ONEWAY.lock();
+    oneway.clear();
+    let d = Deadline::after_ms(5000);
+    for i in 0..(C2C_N as u64 + 10) {
+        let seq = first + i;
+        while PING.seq.load(Ordering::Acquire) != seq {
+            if d.passed() {
+                return 1;
+            }
+            core::hint::spin_loop();
+        }
+        let t_recv = rdtsc();
+        PONG.seq.store(seq, Ordering::Release);
+        if i >= 10 {
+            oneway.push(
+                one_way_latency(PING.tsc.load(Ordering::Relaxed), them, t_recv, me).clamped(),
+            );
+        }
+    }
+    0
+}
+
+/// Initiator: time round trips.
+fn c2c_initiator(first: u64) -> u64 {
+    let mut rtt = RTT.lock();
+    rtt.clear();
+    let d = Deadline::after_ms(5000);
+    for i in 0..(C2C_N as u64 + 10) {
+        let seq = first + i;
+        let t0 = rdtsc();
+        PING.tsc.store(t0, Ordering::Relaxed);
+        PING.seq.store(seq, Ordering::Release);
+        while PONG.seq.load(Ordering::Acquire) != seq {
+            if d.passed() {
+                return 1;
+            }
+            core::hint::spin_loop();
+        }
+        let t1 = rdtsc();
+        if i >= 10 {
+            rtt.push(t1 - t0);
+        }
+    }
+    0
+}
+
+/// Runs `fa` on `a` and `fb` on `b` at once (either may be the calling CPU).
+fn run_pair(
+    a: CpuId,
+    fa: cpus::RemoteFn,
+    b: CpuId,
+    fb: cpus::RemoteFn,
+    arg: u64,
+) -> Result<(), cpus::RunError> {
+    let me = exo_percpu::cpu_id_hint();
+    for (c, f) in [(b, fb), (a, fa)] {
+        if c != me {
+            cpus::post(c, f, arg)?;
+        }
+    }
+    for (c, f) in [(a, fa), (b, fb)] {
+        if c == me {
+            f(arg);
+        }
+    }
+    for c in [a, b] {
+        if c != me {
+            cpus::wait(c, Deadline::after_ms(10_000))?;
+        }
+    }
+    Ok(())
+}
+
+fn stats_of(v: &mut [u64]) -> Option<Stats> {
+    smp_bench::stats_of(v, 0)
+}
+
+fn c2c_matrix(b: &mut Bench<'_>) {
+    let (state, count) = (b.state, &mut b.count);
+    let all: Vec<CpuId> = cpus::online().map(|b| CpuId(b.hot.cpu_id)).collect();
+    let m = all.len().min(state.opts.c2c_cpus as usize);
+    let mut seq = 1_000u64;
+    for &a in &all[..m] {
+        for &b in &all[..m] {
+            if a == b {
+                continue;
+            }
+            let o = offset_of(a);
+            INIT_OFF.store(o.offset as u64, Ordering::Relaxed);
+            INIT_UNC.store(o.uncertainty, Ordering::Relaxed);
+            if let Err(e) = run_pair(a, c2c_initiator, b, c2c_responder, seq) {
+                log::warn!("c2c {}->{} failed: {e}", a.0, b.0);
+                continue;
+            }
+            seq += C2C_N as u64 + 100;
+            let mut n = arrayvec::ArrayString::<48>::new();
+            let _ = write!(n, "c2c.rtt.{}.{}", a.0, b.0);
+            emit(&n, stats_of(&mut RTT.lock()), count);
+            n.clear();
+            let _ = write!(n, "c2c.oneway.{}.{}", a.0, b.0);
+            emit(&n, stats_of(&mut ONEWAY.lock()), count);
+            // The one-way values are exact only to within the two CPUs' offset uncertainties.
+            let bound = o.uncertainty.saturating_add(offset_of(b).uncertainty);
+            kprintln!("ERRBOUND,{n},{bound}");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Kernel tests of the trap handlers: breakpoints on every CPU, a caught page fault.
+
+use crate::boot::BootState;
+use crate::harness::{Needs, TestResult, check};
+use crate::ktest;
+use crate::smp::cpus::{self};
+use crate::smp::time::Deadline;
+use alloc::format;
+use core::sync::atomic::Ordering;
+use exo_percpu::{CpuId, IrqGuard};
+
+ktest!(
+    Needs::Cpus,
+    "trap.breakpoint_recovers_on_each_cpu",
+    breakpoint_each_cpu
+);
+ktest!(Needs::Cpus, "trap.page_fault_caught", page_fault_caught);
+
+fn do_int3(_: u64) -> u64 {
+    exo_arch::cpu::breakpoint();
+    1
+}
+
+fn breakpoint_each_cpu(_: &BootState) -> TestResult {
+    for b in cpus::online() {
+        let before = b.ext.breakpoints.load(Ordering::Relaxed);
+        let r = cpus::run_on(CpuId(b.hot.cpu_id), do_int3, 0, Deadline::after_ms(2000))
+            .map_err(|e| format!("{e}"))?;
+        let after = b.ext.breakpoints.load(Ordering::Relaxed);
+        check(r == 1 && after == before + 1, || {
+            format!("CPU {}: int3 count {before} -> {after}", b.hot.cpu_id)
+        })?;
+    }
+    Ok(())
+}
+
+fn page_fault_caught(_: &BootState) -> TestResult {
+    let g = IrqGuard::new();
+    let b = cpus::this(&g);
+    let before = b.ext.fixups.load(Ordering::Relaxed);
+    check(exo_arch::trap::probe_read_u64(0).is_err(), || {
+        "read of page 0 did not fault".into()
+    })?;
+    check(
+        exo_arch::trap::probe_read_u64(0x0000_7000_0000_0000).is_err(),
+        || "read of unmapped user range did not fault".into(),
+    )?;
+    let x: u64 = 0xDEAD_BEEF_0BAD_F00D;
+    let v = exo_arch::trap::probe_read_u64(&raw const x as u64);
+    check(v == Ok(x), || format!("probe of a mapped word gave {v:?}"))?;
+    let after = b.ext.fixups.load(Ordering::Relaxed);
+    check(after == before + 2, || {
+        format!("fix-up count {before} -> {after}, expected +2")
+    })
+}
