@@ -52,3 +52,7 @@ check:
     cargo fmt --all --check
     cargo clippy --workspace --exclude exo --all-targets --all-features -- -D warnings
     cargo clippy --workspace --exclude exo-native-bench --target x86_64-unknown-none -- -D warnings
+
+# What Exo-OS would do with each CPU a raw MADT lists (default: this machine's; reading it needs root).
+madt file="/sys/firmware/acpi/tables/APIC":
+    cargo run -q -p exo-acpi --bin exo-madt -- {{file}}

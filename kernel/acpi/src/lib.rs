@@ -38,6 +38,7 @@ extern crate alloc;
 mod error;
 mod fadt;
 mod madt;
+pub mod plan;
 mod platform;
 mod sdt;
 
