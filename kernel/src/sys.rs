@@ -1,5 +1,7 @@
-//! The kernel crate's one audited `unsafe` module: the few places where the kernel itself
-//! (not `arch`/`percpu`) touches raw memory or hands out 'static state. Each block says why.
+//! The kernel's audited raw-memory leaf: the few places where the kernel itself (not
+//! `arch`/`percpu`) touches raw memory or hands out 'static state. Each block says why. It
+//! imports nothing from the kernel (every subsystem may call it). The other audited files
+//! are `mm/kalloc.rs`, `sched/{cpu,thread,wake,idle,fpu}.rs` and `harness/registry.rs`.
 #![allow(unsafe_code, reason = "the kernel's single audited unsafe module")]
 
 /// Zeroes the 4 KiB frame at `pa` (identity-mapped).
@@ -20,27 +22,21 @@ pub fn leak_words(pa: u64, words: usize) -> &'static mut [u64] {
     }
 }
 
-/// The BSP's per-CPU block: static, so it exists before the allocator does.
-static mut BSP_BLOCK: crate::smp::cpus::Block = exo_percpu::PerCpu::new(
-    exo_percpu::CpuId(0),
-    0,
-    0,
-    crate::smp::cpus::CpuLocal::new(),
-);
-
-/// The BSP's block, handed out once.
-pub fn take_bsp_block(apic_id: u32, kstack_top: u64) -> &'static mut crate::smp::cpus::Block {
-    static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// The one `&'static mut` ever made of the static at `p`, guarded by that static's own
+/// `taken` flag (a second call panics). Callers pass `&raw mut` of a `static mut` that no
+/// other code names (the BSP's per-CPU block, which exists before the allocator does).
+#[allow(
+    clippy::mut_from_ref,
+    reason = "the flag, not the input, makes the result unique"
+)]
+pub fn take_once<T>(p: *mut T, taken: &'static core::sync::atomic::AtomicBool) -> &'static mut T {
     assert!(
-        !TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel),
-        "BSP block taken twice"
+        !taken.swap(true, core::sync::atomic::Ordering::AcqRel),
+        "a static taken twice"
     );
-    let p = &raw mut BSP_BLOCK;
-    // SAFETY: the flag above makes this the only reference ever created to BSP_BLOCK.
-    let b = unsafe { &mut *p };
-    b.hot.apic_id = apic_id;
-    b.hot.kstack_top = kstack_top;
-    b
+    // SAFETY: the flag makes this the only reference ever created to the static, which
+    // lives forever and is named nowhere else (the caller's contract).
+    unsafe { &mut *p }
 }
 
 /// Switches this CPU to the kernel page tables at `root`.
@@ -97,7 +93,7 @@ pub fn calibrate_tsc_against(
 }
 
 /// Installs `block` as this CPU's per-CPU block.
-pub fn install_percpu(block: &'static mut crate::smp::cpus::Block) {
+pub fn install_percpu<E>(block: &'static mut exo_percpu::PerCpu<E>) {
     // SAFETY: called once per CPU in its bring-up with interrupts off, before any gs: read;
     // the block is leaked ('static) and installed on this CPU only.
     unsafe { exo_percpu::install(block) };
@@ -132,10 +128,10 @@ pub fn leaked_ref<T>(p: *const T) -> &'static T {
 }
 
 /// Turns a mailbox word back into the function stored by `cpus::post`.
-pub fn remote_fn(word: u64) -> crate::smp::cpus::RemoteFn {
-    // SAFETY: the mailbox's `func` word is only written by `cpus::post`, from a `RemoteFn`,
-    // and read after the `posted` release/acquire pair that publishes it.
-    unsafe { core::mem::transmute::<usize, crate::smp::cpus::RemoteFn>(word as usize) }
+pub fn remote_fn(word: u64) -> fn(u64) -> u64 {
+    // SAFETY: the mailbox's `func` word is only written by `cpus::post`, from a
+    // `fn(u64) -> u64`, and read after the `posted` release/acquire pair that publishes it.
+    unsafe { core::mem::transmute::<usize, fn(u64) -> u64>(word as usize) }
 }
 
 /// Reads address 8 (`dangling::<u64>()`; page 0 is never mapped): a deliberate page fault, for the test that a

@@ -86,7 +86,7 @@ pub fn bsp_main(start_info: u64) -> ! {
     }
     // The BSP's GS block first: the allocator's fast paths live in it.
     let (lo, hi) = exo_arch::boot::boot_stack();
-    let bsp_block = crate::sys::take_bsp_block(exo_arch::cpu::apic_id_from_cpuid(), hi);
+    let bsp_block = cpus::take_bsp_block(exo_arch::cpu::apic_id_from_cpuid(), hi);
     cpus::install_this_cpu(bsp_block, (lo, hi));
     let (mib, frames) =
         memory::init(&bi.memmap, features.nx).unwrap_or_else(|e| fail(format_args!("memory: {e}")));

@@ -24,6 +24,18 @@ pub const VEC_SPURIOUS: u8 = 0xFF;
 /// A function run on another CPU with an argument word, returning a result word.
 pub type RemoteFn = fn(u64) -> u64;
 
+/// The BSP's per-CPU block: static, so it exists before the allocator does.
+static mut BSP_BLOCK: Block = exo_percpu::PerCpu::new(CpuId(0), 0, 0, CpuLocal::new());
+
+/// The BSP's block, handed out once.
+pub fn take_bsp_block(apic_id: u32, kstack_top: u64) -> &'static mut Block {
+    static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    let b = crate::sys::take_once(&raw mut BSP_BLOCK, &TAKEN);
+    b.hot.apic_id = apic_id;
+    b.hot.kstack_top = kstack_top;
+    b
+}
+
 /// The kernel's per-CPU state (the `E` of `PerCpu<E>`).
 #[derive(Debug)]
 pub struct CpuLocal {
@@ -37,6 +49,9 @@ pub struct CpuLocal {
     /// `RemoteFn` written only by [`post`]; notify word: the poster's APIC id + 1, woken by
     /// an IPI when the request is done, or 0).
     mailbox: exo_sched::RequestMailbox,
+    /// The address of this CPU's state in the layer above (the scheduler's `CpuSched`), set
+    /// once when that layer starts here; opaque to this one.
+    pub upper: spin::Once<usize>,
     /// Ping IPIs received.
     pub pings: AtomicU64,
     /// #BP traps taken.
@@ -49,8 +64,6 @@ pub struct CpuLocal {
     pub tsc_uncertainty: AtomicU64,
     /// Cycle stamp when this CPU came online.
     pub online_tsc: AtomicU64,
-    /// This CPU's scheduler, once it runs here.
-    pub sched: spin::Once<&'static crate::sched::CpuSched>,
 }
 
 impl CpuLocal {
@@ -61,13 +74,13 @@ impl CpuLocal {
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
             mailbox: exo_sched::RequestMailbox::new(),
+            upper: spin::Once::new(),
             pings: AtomicU64::new(0),
             breakpoints: AtomicU64::new(0),
             fixups: AtomicU64::new(0),
             tsc_offset: AtomicI64::new(0),
             tsc_uncertainty: AtomicU64::new(u64::MAX),
             online_tsc: AtomicU64::new(0),
-            sched: spin::Once::new(),
         }
     }
 }
@@ -358,18 +371,39 @@ pub fn poll_mailbox(g: &IrqGuard) -> bool {
     true
 }
 
-/// The idle loop of a CPU: run mailbox work, then runnable threads (`sched::idle_step`),
+/// What a CPU's idle loop does besides mailbox work, installed by the layer above (the
+/// scheduler, when it starts): `step` runs queued work (true: it ran something, loop
+/// again; false: the CPU may halt), `woke` runs after each halt.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleHooks {
+    /// See [`IdleHooks`].
+    pub step: fn(&IrqGuard) -> bool,
+    /// See [`IdleHooks`].
+    pub woke: fn(),
+}
+
+static IDLE_HOOKS: spin::Once<IdleHooks> = spin::Once::new();
+
+/// Installs the idle hooks (once; later calls are ignored).
+pub fn set_idle_hooks(h: IdleHooks) {
+    IDLE_HOOKS.call_once(|| h);
+}
+
+/// The idle loop of a CPU: run mailbox work, then the idle hook's work (runnable threads),
 /// else halt until an interrupt.
 pub fn idle_loop() -> ! {
     loop {
         let g = IrqGuard::new();
-        if poll_mailbox(&g) || crate::sched::idle_step(&g) {
+        let hooks = IDLE_HOOKS.get();
+        if poll_mailbox(&g) || hooks.is_some_and(|h| (h.step)(&g)) {
             continue;
         }
         // `sti; hlt` is atomic with respect to interrupts: a wake IPI that arrived after
         // the check is pending and ends the halt at once. No lost wake-up.
         core::mem::forget(g);
         exo_arch::cpu::sti_hlt();
-        crate::sched::idle_woke();
+        if let Some(h) = hooks {
+            (h.woke)();
+        }
     }
 }

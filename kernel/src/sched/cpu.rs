@@ -1,0 +1,592 @@
+//! Per-CPU scheduling: each CPU's [`CpuSched`] (run queue and sleepers behind the CPU's own
+//! lock, the wake-up mailbox, counters), found through this CPU's GS slot or the table of
+//! all CPUs; `schedule` and the context switch (the lock is held across it and released by
+//! the thread switched to, in `finish_switch`); start-up on every CPU; switch-time samples.
+#![allow(
+    unsafe_code,
+    reason = "run queues and saved contexts behind the per-CPU lock; the switch itself"
+)]
+
+use super::idle::*;
+use super::thread::*;
+use super::wake::*;
+use super::*;
+use crate::mm::memory::Stack;
+use crate::smp::cpus::{self, VEC_TIMER};
+use alloc::vec::Vec;
+use arrayvec::ArrayVec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use exo_arch::apic;
+use exo_arch::tsc::rdtsc;
+use exo_percpu::{CpuId, IrqGuard};
+use exo_sched::{Ema, Mailbox, Priority, RunQueue, ThreadRef, classify};
+
+/// The first CPU of `set` whose scheduler runs.
+pub(super) fn first_online(set: &CpuSet) -> Option<u32> {
+    set.iter(cpus::capacity() as u32)
+        .find(|&c| cpu_sched(c).is_some())
+}
+
+/// One CPU's scheduler state.
+pub struct CpuSched {
+    pub(super) cpu: u32,
+    pub(super) apic_id: u32,
+    pub(super) lock: AtomicBool,
+    pub(super) rq: UnsafeCell<RunQueue<MAX_THREADS>>,
+    pub(super) sleepers: UnsafeCell<ArrayVec<u32, MAX_THREADS>>,
+    pub(super) mailbox: Mailbox<ThreadRef, MAILBOX_SLOTS>,
+    pub(super) current: AtomicU32,
+    pub(super) idle: AtomicU32,
+    pub(super) prev: AtomicU32,
+    pub(super) nr_ready: AtomicU32,
+    pub(super) nr_stealable: AtomicU32,
+    /// xorshift state for the thieves' random start (this CPU only).
+    pub(super) rng: AtomicU64,
+    pub(super) switch_t0: AtomicU64,
+    /// CPU the thread just switched out must move to (`NO_THREAD`: none), for the next thread.
+    pub(super) migrate: AtomicU32,
+    pub(super) stacks: spin::Mutex<ArrayVec<Stack, STACK_CACHE>>,
+    /// Which thread's FPU state this CPU's registers hold.
+    pub fpu: crate::sched::fpu::CpuFpu,
+    /// The control block of this CPU's idle context (thread index `IDLE_BASE + cpu`) when it
+    /// is an AP's boot context.
+    pub(super) idle_tcb: Tcb,
+    /// Counters: context switches, preemptions by the tick, threads stolen, wake IPIs sent.
+    pub switches: AtomicU64,
+    /// See `switches`.
+    pub preemptions: AtomicU64,
+    /// See `switches`.
+    pub steals: AtomicU64,
+    /// See `switches`.
+    pub wake_ipis: AtomicU64,
+}
+
+// SAFETY: `rq` and `sleepers` are only accessed with `lock` held (and interrupts off); every
+// other field is atomic or behind its own lock.
+unsafe impl Sync for CpuSched {}
+
+impl core::fmt::Debug for CpuSched {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CpuSched")
+            .field("cpu", &self.cpu)
+            .field("nr_ready", &self.nr_ready)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `cpu`'s scheduler, once it runs there (the CPU table keeps its address in the slot it
+/// holds for the layer above, `CpuLocal::upper`).
+pub fn cpu_sched(cpu: u32) -> Option<&'static CpuSched> {
+    let p = *cpus::get(CpuId(cpu))?.ext.upper.get()? as *const CpuSched;
+    // The slot holds the leaked `CpuSched` of that CPU (set once by `init_this_cpu`).
+    Some(crate::sys::leaked_ref(p))
+}
+
+/// This CPU's scheduler (the caller is pinned: interrupts off or in an interrupt handler):
+/// one `gs:` load.
+pub fn this_sched() -> Option<&'static CpuSched> {
+    let p = exo_percpu::sched_slot() as *const CpuSched;
+    // The slot holds 0 or the leaked `CpuSched` of this CPU (set once by `init_this_cpu`).
+    (!p.is_null()).then(|| crate::sys::leaked_ref(p))
+}
+
+impl CpuSched {
+    pub(super) fn lock(&self) {
+        while self
+            .lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            while self.lock.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    pub(super) fn try_lock(&self) -> bool {
+        !self.lock.load(Ordering::Relaxed)
+            && self
+                .lock
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+    pub(super) fn unlock(&self) {
+        self.lock.store(false, Ordering::Release);
+    }
+    /// The run queue.
+    ///
+    /// # Safety
+    /// The caller holds `lock` and does not keep another reference to the queue.
+    #[allow(clippy::mut_from_ref)]
+    pub(super) unsafe fn rq(&self) -> &mut RunQueue<MAX_THREADS> {
+        // SAFETY: per the contract, the lock makes this the only live reference.
+        unsafe { &mut *self.rq.get() }
+    }
+    /// The sleeper list (same contract as `rq`).
+    ///
+    /// # Safety
+    /// As for [`CpuSched::rq`].
+    #[allow(clippy::mut_from_ref)]
+    pub(super) unsafe fn sleepers(&self) -> &mut ArrayVec<u32, MAX_THREADS> {
+        // SAFETY: per the contract.
+        unsafe { &mut *self.sleepers.get() }
+    }
+
+    /// Enqueues thread `i` (lock held).
+    pub(super) fn enqueue_locked(&self, i: usize) {
+        let t = tcb(i);
+        let prio = Priority::new(t.prio.load(Ordering::Relaxed)).unwrap_or(Priority::MIN);
+        let class = classify(
+            Ema::new(t.ema.load(Ordering::Relaxed)),
+            SLICE_TSC.load(Ordering::Relaxed).max(1),
+        );
+        t.cpu.store(self.cpu, Ordering::Relaxed);
+        // SAFETY: the caller holds the lock.
+        if unsafe { self.rq() }
+            .enqueue(ThreadRef(i as u32), prio, class)
+            .is_ok()
+        {
+            self.nr_ready.fetch_add(1, Ordering::Relaxed);
+            if t.any_cpu.load(Ordering::Relaxed)
+                && self.nr_stealable.fetch_add(1, Ordering::Relaxed) == 0
+                && let Some(m) = stealable_mask()
+            {
+                m.set(self.cpu);
+            }
+        }
+    }
+
+    /// Counts thread `i` off this queue (lock held: the stealable bit changes with the count).
+    pub(super) fn account_dequeue(&self, i: usize) {
+        self.nr_ready.fetch_sub(1, Ordering::Relaxed);
+        if tcb(i).any_cpu.load(Ordering::Relaxed)
+            && self.nr_stealable.fetch_sub(1, Ordering::Relaxed) == 1
+            && let Some(m) = stealable_mask()
+        {
+            m.clear(self.cpu);
+        }
+    }
+
+    /// A pseudo-random number (xorshift64; only this CPU calls it).
+    pub(super) fn random(&self) -> u64 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        x
+    }
+
+    /// Moves woken threads from the mailbox to the run queue (lock held).
+    pub(super) fn drain_mailbox(&self) {
+        let cur = self.current.load(Ordering::Relaxed);
+        self.mailbox.drain(|r| {
+            let i = r.index();
+            let t = tcb(i);
+            // Stale entries (the thread runs, was stolen, or blocked again) are dropped.
+            if i as u32 != cur
+                && t.state() == State::Ready
+                && t.cpu.load(Ordering::Acquire) == self.cpu
+            {
+                // SAFETY: the caller holds the lock.
+                if !unsafe { self.rq() }.contains(r) {
+                    self.enqueue_locked(i);
+                }
+            }
+        });
+    }
+
+    /// Wakes the sleepers whose deadline passed (lock held); returns the next deadline.
+    pub(super) fn wake_sleepers(&self, now: u64) -> Option<u64> {
+        // SAFETY: the caller holds the lock.
+        let sl = unsafe { self.sleepers() };
+        let mut next: Option<u64> = None;
+        let mut k = 0;
+        while k < sl.len() {
+            let i = sl[k] as usize;
+            let t = tcb(i);
+            let at = t.wake_at.load(Ordering::Relaxed);
+            if at <= now || t.state() != State::Blocked {
+                sl.swap_remove(k);
+                if at <= now
+                    && t.cpu.load(Ordering::Acquire) == self.cpu
+                    && t.cas_state(State::Blocked, State::Ready)
+                {
+                    self.enqueue_locked(i);
+                }
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+                k += 1;
+            }
+        }
+        next
+    }
+}
+
+/// The core of the scheduler: puts the current thread back (if it is still runnable), picks
+/// the next one and switches to it. Interrupts must be off (`_g`, or an interrupt handler).
+pub fn schedule(_g: &IrqGuard) {
+    schedule_irqs_off();
+}
+
+pub(super) fn schedule_irqs_off() {
+    let Some(cs) = this_sched() else {
+        return;
+    };
+    cs.lock();
+    let now = rdtsc();
+    cs.drain_mailbox();
+    let _ = cs.wake_sleepers(now);
+    let prev_i = cs.current.load(Ordering::Relaxed) as usize;
+    let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
+    let prev = tcb(prev_i);
+    let burst = now.saturating_sub(prev.started.load(Ordering::Relaxed));
+    let mut e = Ema::new(prev.ema.load(Ordering::Relaxed));
+    prev.ema
+        .store(e.update(burst) >> Ema::SHIFT, Ordering::Relaxed);
+    let state = prev.state();
+    let runnable = matches!(state, State::Running | State::Ready);
+    let mut migrate_to: Option<&'static CpuSched> = None;
+    if runnable && prev_i != idle_i {
+        prev.set_state(State::Ready);
+        let stays = prev.any_cpu.load(Ordering::Relaxed) || {
+            let set = prev.affinity.lock();
+            let here = set.contains(cs.cpu);
+            if !here {
+                migrate_to = first_online(&set).and_then(cpu_sched);
+            }
+            here
+        };
+        if stays {
+            cs.enqueue_locked(prev_i);
+        }
+    }
+    let next_i = match pick_local(cs).or_else(|| cs.steal()) {
+        Some(i) => i,
+        None if idle_i != NO_THREAD as usize => idle_i,
+        // Only before CPU 0's idle thread exists (scheduler init): keep running.
+        None => prev_i,
+    };
+    if next_i == prev_i {
+        prev.set_state(State::Running);
+        prev.started.store(now, Ordering::Relaxed);
+        arm_timer(cs, now, next_i != idle_i);
+        cs.unlock();
+        return;
+    }
+    let next = tcb(next_i);
+    next.set_state(State::Running);
+    next.cpu.store(cs.cpu, Ordering::Relaxed);
+    next.started.store(now, Ordering::Relaxed);
+    next.switches.fetch_add(1, Ordering::Relaxed);
+    cs.current.store(next_i as u32, Ordering::Relaxed);
+    cs.prev.store(prev_i as u32, Ordering::Relaxed);
+    cs.switches.fetch_add(1, Ordering::Relaxed);
+    crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
+    prev.held.store(
+        exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
+    arm_timer(cs, now, next_i != idle_i);
+    // Migration of prev is done by the next thread (prev's registers must be saved first).
+    cs.migrate
+        .store(migrate_to.map_or(NO_THREAD, |m| m.cpu), Ordering::Relaxed);
+    // Two TSC reads only while the switch buffer records (0: not timed).
+    let t0 = if RECORDING.load(Ordering::Relaxed) {
+        rdtsc()
+    } else {
+        0
+    };
+    cs.switch_t0.store(t0, Ordering::Relaxed);
+    // SAFETY: interrupts are off and this CPU's lock is held, so nobody else touches either
+    // context: `prev` is the running thread (its slot receives its stack pointer), `next`
+    // is switched out (its slot holds a stack pointer saved by `switch` or built by
+    // `init_stack`), and its stack is mapped. `finish_switch`, run by `next` right after,
+    // releases the lock.
+    unsafe { exo_arch::context::switch(prev.ctx_ptr(), *next.ctx_ptr()) };
+    finish_switch();
+}
+
+/// Picks from the local run queue (lock held).
+pub(super) fn pick_local(cs: &CpuSched) -> Option<usize> {
+    // SAFETY: the caller holds the lock.
+    let r = unsafe { cs.rq() }.pick_next()?;
+    cs.account_dequeue(r.index());
+    Some(r.index())
+}
+
+/// Runs on the thread just switched to: records the switch time, releases the CPU's lock,
+/// then finishes what the previous thread could not do on its own stack.
+pub(super) fn finish_switch() {
+    let Some(cs) = this_sched() else {
+        return;
+    };
+    let t0 = cs.switch_t0.load(Ordering::Relaxed);
+    if t0 != 0 {
+        record_switch(rdtsc().saturating_sub(t0));
+    }
+    let prev_i = cs.prev.load(Ordering::Relaxed) as usize;
+    let migrate = cs.migrate.swap(NO_THREAD, Ordering::Relaxed);
+    cs.unlock();
+    let prev = tcb(prev_i);
+    if migrate != NO_THREAD
+        && let Some(target) = cpu_sched(migrate)
+    {
+        prev.cpu.store(target.cpu, Ordering::Release);
+        post_wake(target, prev_i);
+    }
+    if prev.state() == State::Exiting {
+        if let Some(s) = prev.stack() {
+            give_stack(cs, s);
+        }
+        crate::sched::fpu::release(prev_i, &prev.fpu_area);
+        prev.set_state(State::Exited);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        let j = prev.joiner.load(Ordering::SeqCst);
+        if j != 0 {
+            wake_index((j - 1) as usize);
+        }
+    }
+}
+
+/// Sets up the scheduler on the calling CPU: the running context becomes a thread (`idle`:
+/// this CPU's idle context, else a normal pinned thread, e.g. the BSP's main flow).
+pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
+    let g = IrqGuard::new();
+    let cpu = exo_percpu::cpu_id_hint().0;
+    let block = cpus::get(CpuId(cpu)).ok_or(SchedError::NotRunning)?;
+    let apic_id = block.hot.apic_id;
+    // An AP's idle context uses the control block in its CPU's scheduler state; the BSP's
+    // boot flow becomes a normal (pinned) thread of the table.
+    let i = if as_idle {
+        IDLE_BASE + cpu as usize
+    } else {
+        alloc_slot()?
+    };
+    let cs: &'static CpuSched = crate::mm::kalloc::try_leak(CpuSched {
+        cpu,
+        apic_id,
+        lock: AtomicBool::new(false),
+        rq: UnsafeCell::new(RunQueue::new()),
+        sleepers: UnsafeCell::new(ArrayVec::new()),
+        mailbox: Mailbox::new(),
+        current: AtomicU32::new(i as u32),
+        idle: AtomicU32::new(if as_idle { i as u32 } else { NO_THREAD }),
+        prev: AtomicU32::new(i as u32),
+        nr_ready: AtomicU32::new(0),
+        nr_stealable: AtomicU32::new(0),
+        rng: AtomicU64::new(
+            0x9E37_79B9_7F4A_7C15 ^ (u64::from(cpu) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+        ),
+        switch_t0: AtomicU64::new(0),
+        migrate: AtomicU32::new(NO_THREAD),
+        stacks: spin::Mutex::new(ArrayVec::new()),
+        fpu: crate::sched::fpu::CpuFpu::new(),
+        idle_tcb: Tcb::new(),
+        switches: AtomicU64::new(0),
+        preemptions: AtomicU64::new(0),
+        steals: AtomicU64::new(0),
+        wake_ipis: AtomicU64::new(0),
+    })
+    .map_err(|_| {
+        if !as_idle {
+            tcb(i).set_state(State::Free);
+        }
+        SchedError::OutOfMemory
+    })?;
+    let t = if as_idle { &cs.idle_tcb } else { tcb(i) };
+    *t.affinity.lock() = CpuSet::one(cpu);
+    t.any_cpu.store(false, Ordering::Relaxed);
+    t.cpu.store(cpu, Ordering::Relaxed);
+    t.started.store(rdtsc(), Ordering::Relaxed);
+    t.set_state(State::Running);
+    block.ext.upper.call_once(|| cs as *const CpuSched as usize);
+    exo_percpu::set_sched_slot(&g, cs as *const CpuSched as usize);
+    crate::sched::fpu::init_cpu(&cs.fpu);
+    if TIMER.load(Ordering::Relaxed) == TIMER_DEADLINE {
+        apic::timer_deadline_mode(VEC_TIMER);
+    }
+    Ok(())
+}
+
+pub(super) fn init_ap(_: u64) -> u64 {
+    match init_this_cpu(true) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Starts the scheduler on every online CPU: the BSP's current flow becomes its main thread
+/// (pinned to CPU 0), CPU 0 gets an idle thread, each AP's idle loop becomes its idle
+/// context. `timer`: use the APIC timer for slices and sleeps (off under icount).
+pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
+    if running() {
+        return Ok(());
+    }
+    let tsc_hz = crate::smp::time::tsc_hz();
+    SLICE_TSC.store(slice_us * (tsc_hz / 1_000_000).max(1), Ordering::Relaxed);
+    let tsc_deadline = exo_arch::cpu::detect().tsc_deadline;
+    let mode = if !timer {
+        TIMER_OFF
+    } else if tsc_deadline {
+        TIMER_DEADLINE
+    } else if crate::smp::time::apic_ticks_per_ms() != 0 {
+        TIMER_ONESHOT
+    } else {
+        TIMER_OFF
+    };
+    TIMER.store(mode, Ordering::Relaxed);
+    let n = cpus::capacity() as u32;
+    init_masks(n);
+    crate::sched::fpu::init();
+    init_this_cpu(false)?;
+    cpus::set_idle_hooks(cpus::IdleHooks {
+        step: idle_step,
+        woke: idle_woke,
+    });
+    for b in cpus::online() {
+        let cpu = b.hot.cpu_id;
+        if cpu == 0 {
+            continue;
+        }
+        let r = cpus::run_on(
+            CpuId(cpu),
+            init_ap,
+            0,
+            crate::smp::time::Deadline::after_ms(1000),
+        );
+        if r != Ok(0) {
+            log::warn!("scheduler: CPU {cpu} did not start its scheduler ({r:?})");
+        }
+    }
+    // CPU 0's idle context: a thread of its own (the boot flow is the main thread).
+    {
+        let _g = IrqGuard::new();
+        let (idle, cs) = Builder::new().pin(0).priority(0).create(idle_thread, 0)?;
+        // Never queued: the idle context runs when nothing else can.
+        tcb(idle.index()).set_state(State::Ready);
+        cs.idle.store(idle.index() as u32, Ordering::Relaxed);
+    }
+    report_switch_samples();
+    Ok(())
+}
+
+pub(super) fn calibration_yielder(n: u64) -> u64 {
+    for _ in 0..n {
+        yield_now();
+    }
+    0
+}
+
+/// Ends scheduler start-up as the seed asks: two threads on CPU 0 yield to each other until
+/// the switch buffer is full, and the distribution of the recorded switch times (TSC at the
+/// `switch` call to TSC in the thread switched to) is printed as one `INFO,sched.switch` line.
+pub(super) fn report_switch_samples() {
+    record_switches(true);
+    let n = (SWITCH_SAMPLES / 2) as u64;
+    let a = Builder::new().pin(0).spawn(calibration_yielder, n);
+    let b = Builder::new().pin(0).spawn(calibration_yielder, n);
+    let deadline = rdtsc() + 30 * crate::smp::time::tsc_hz().max(1);
+    for t in [a, b].into_iter().flatten() {
+        let _ = join_until(t, deadline);
+    }
+    record_switches(false);
+    let mut v = switch_samples();
+    match smp_bench::stats_of(&mut v, 0) {
+        Some(st) => crate::kprintln!(
+            "INFO,sched.switch,samples,{},min,{},p50,{},p99,{},max,{},unit,tsc",
+            st.n,
+            st.min,
+            st.p50,
+            st.p99,
+            st.max
+        ),
+        None => log::warn!("scheduler: no context-switch samples recorded"),
+    }
+}
+
+/// Counters summed over CPUs: (switches, preemptions, steals, wake IPIs).
+pub fn counters() -> (u64, u64, u64, u64) {
+    let mut c = (0, 0, 0, 0);
+    for s in cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id)) {
+        c.0 += s.switches.load(Ordering::Relaxed);
+        c.1 += s.preemptions.load(Ordering::Relaxed);
+        c.2 += s.steals.load(Ordering::Relaxed);
+        c.3 += s.wake_ipis.load(Ordering::Relaxed);
+    }
+    c
+}
+
+/// CPUs whose scheduler runs.
+pub fn cpus_running() -> u32 {
+    cpus::online()
+        .filter(|b| cpu_sched(b.hot.cpu_id).is_some())
+        .count() as u32
+}
+
+pub(super) static SAMPLES: [AtomicU64; SWITCH_SAMPLES] =
+    [const { AtomicU64::new(0) }; SWITCH_SAMPLES];
+
+pub(super) static SAMPLE_N: AtomicU64 = AtomicU64::new(0);
+
+pub(super) static RECORDING: AtomicBool = AtomicBool::new(false);
+
+pub(super) fn record_switch(dt: u64) {
+    let n = SAMPLE_N.fetch_add(1, Ordering::Relaxed) as usize;
+    if let Some(s) = SAMPLES.get(n) {
+        s.store(dt, Ordering::Relaxed);
+    }
+}
+
+/// Starts recording switch times (TSC at the switch call to TSC in the next thread) into
+/// the static `SWITCH_SAMPLES` buffer, from empty.
+pub fn record_switches(on: bool) {
+    if on {
+        SAMPLE_N.store(0, Ordering::Relaxed);
+    }
+    RECORDING.store(on, Ordering::Release);
+}
+
+/// The recorded switch samples.
+pub fn switch_samples() -> Vec<u64> {
+    let n = (SAMPLE_N.load(Ordering::Acquire) as usize).min(SWITCH_SAMPLES);
+    SAMPLES[..n]
+        .iter()
+        .map(|s| s.load(Ordering::Relaxed))
+        .collect()
+}
+
+/// Prints the scheduler state of every CPU and every live thread (debugging: the NMI handler
+/// calls it for an NMI that is not a panic stop, e.g. `nmi` in the QEMU monitor). Reads
+/// without locks: a snapshot that may be torn, never blocks.
+#[inline(never)]
+pub fn dump() {
+    let now = rdtsc();
+    for s in cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id)) {
+        crate::kprintln!(
+            "SCHED,cpu,{},current,{},idle,{},ready,{},stealable,{},pending,{},halted,{},locked,{}",
+            s.cpu,
+            s.current.load(Ordering::Relaxed),
+            s.idle.load(Ordering::Relaxed),
+            s.nr_ready.load(Ordering::Relaxed),
+            s.nr_stealable.load(Ordering::Relaxed),
+            s.mailbox.is_pending(),
+            halted_mask().is_some_and(|m| m.contains(s.cpu)),
+            s.lock.load(Ordering::Relaxed)
+        );
+    }
+    for (i, t) in TCBS.iter().enumerate() {
+        let st = t.state();
+        if st == State::Free {
+            continue;
+        }
+        let at = t.wake_at.load(Ordering::Relaxed);
+        crate::kprintln!(
+            "SCHED,thread,{i},{st:?},cpu,{},wake_in,{},joiner,{},switches,{}",
+            t.cpu.load(Ordering::Relaxed),
+            at as i64 - now as i64,
+            t.joiner.load(Ordering::Relaxed),
+            t.switches.load(Ordering::Relaxed)
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Idle CPUs and work stealing: the two shared CPU bitmaps (*halted*, *stealable*), the
+//! idle step a halted CPU runs when woken, thieves (random start, at most [`STEAL_TRIES`]
+//! victims, `try_lock` only) and the kick that wakes one halted CPU when work waits.
+#![allow(unsafe_code, reason = "a victim's run queue under its lock")]
+
+use super::cpu::*;
+use super::thread::*;
+use super::wake::*;
+use super::*;
+use core::sync::atomic::{AtomicU64, Ordering};
+use exo_arch::tsc::rdtsc;
+use exo_percpu::IrqGuard;
+use exo_sched::{AtomicMask, Priority, Queue};
+
+impl CpuSched {
+    /// Takes one runnable thread it may run from another CPU (our lock held; theirs only
+    /// tried): victims come from the stealable mask, starting at a random CPU, at most
+    /// [`STEAL_TRIES`] of them.
+    pub(super) fn steal(&self) -> Option<usize> {
+        let mask = stealable_mask()?;
+        if mask.is_empty() {
+            return None;
+        }
+        let mut at = (self.random() % u64::from(mask.len())) as u32;
+        for _ in 0..STEAL_TRIES {
+            let c = mask.find_from(at, self.cpu)?;
+            at = c.wrapping_add(1);
+            if let Some(victim) = cpu_sched(c)
+                && let Some(i) = self.steal_from(victim)
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    pub(super) fn steal_from(&self, victim: &'static CpuSched) -> Option<usize> {
+        if victim.nr_stealable.load(Ordering::Relaxed) == 0 || !victim.try_lock() {
+            return None;
+        }
+        // SAFETY: we hold the victim's lock.
+        let rq = unsafe { victim.rq() };
+        let mut found = None;
+        'outer: for class in [Queue::Normal, Queue::Hot] {
+            for p in (0..Priority::LEVELS as u8).rev() {
+                let prio = Priority::new(p).unwrap_or(Priority::MIN);
+                for r in rq.iter_level(prio, class) {
+                    let t = tcb(r.index());
+                    if t.any_cpu.load(Ordering::Relaxed) || t.affinity.lock().contains(self.cpu) {
+                        found = Some(r);
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        let Some(r) = found else {
+            victim.unlock();
+            return None;
+        };
+        let ok = rq.remove(r).is_ok();
+        if ok {
+            victim.account_dequeue(r.index());
+            tcb(r.index()).cpu.store(self.cpu, Ordering::Release);
+        }
+        victim.unlock();
+        if ok {
+            // Pass it on: while the victim still has work to give, wake one more halted CPU
+            // (each thief recruits the next, so a burst spreads in a few steps).
+            kick_idle_cpu(victim);
+            self.steals.fetch_add(1, Ordering::Relaxed);
+            Some(r.index())
+        } else {
+            None
+        }
+    }
+}
+
+/// The shared CPU bitmaps, allocated by `init` for the CPUs that exist.
+pub(super) struct Masks {
+    halted: &'static [AtomicU64],
+    stealable: &'static [AtomicU64],
+    n: u32,
+}
+
+pub(super) static MASKS: spin::Once<Masks> = spin::Once::new();
+
+/// CPUs halted in their idle loop (a kicker claims one by clearing its bit).
+pub(super) fn halted_mask() -> Option<AtomicMask<'static>> {
+    MASKS.get().map(|m| AtomicMask::new(m.halted, m.n))
+}
+
+/// CPUs with queued threads that another CPU may take (`nr_stealable > 0`).
+pub(super) fn stealable_mask() -> Option<AtomicMask<'static>> {
+    MASKS.get().map(|m| AtomicMask::new(m.stealable, m.n))
+}
+
+/// Allocates the halted and stealable bitmaps for `n` CPUs (once; without memory they stay
+/// empty: no kicks, no steals, every CPU still runs its own threads).
+pub(super) fn init_masks(n: u32) {
+    MASKS.call_once(|| Masks {
+        halted: alloc_mask(n).unwrap_or(&[]),
+        stealable: alloc_mask(n).unwrap_or(&[]),
+        n,
+    });
+}
+
+pub(super) fn alloc_mask(n: u32) -> Result<&'static [AtomicU64], SchedError> {
+    crate::mm::kalloc::try_leak_slice(AtomicMask::words_for(n), || AtomicU64::new(0))
+        .map(|s| &*s)
+        .map_err(|_| SchedError::OutOfMemory)
+}
+
+/// After making an unpinned thread runnable here, wakes one halted CPU so it can steal.
+pub(super) fn kick_idle_cpu(here: &CpuSched) {
+    if here.nr_stealable.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    // Search from the CPU after this one, wrapping: busy CPUs then kick different halted
+    // CPUs instead of all waking the lowest-numbered one (at -smp 64 the highest CPUs were
+    // never reached). The halted mask makes this a scan of words, not of CPUs.
+    // Claiming the bit (an atomic clear) means two kickers never wake the same CPU.
+    if let Some(idle) = halted_mask()
+        .and_then(|m| m.take_from(here.cpu.wrapping_add(1), here.cpu))
+        .and_then(cpu_sched)
+    {
+        ring(idle);
+    }
+}
+
+/// Called by an idle context with interrupts off: runs queued work if there is any (returns
+/// true after it ran and this context was picked again), false if the CPU may halt.
+pub fn idle_step(g: &IrqGuard) -> bool {
+    let Some(cs) = this_sched() else {
+        return false;
+    };
+    if cs.current.load(Ordering::Relaxed) != cs.idle.load(Ordering::Relaxed) {
+        return false;
+    }
+    let work = cs.nr_ready.load(Ordering::Relaxed) > 0
+        || cs.mailbox.is_pending()
+        || stealable_elsewhere(cs);
+    cs.lock();
+    let now = rdtsc();
+    // SAFETY: lock held.
+    let sleepers = unsafe { cs.sleepers() };
+    let any_sleeper = !sleepers.is_empty();
+    let sleepers_due = sleepers
+        .iter()
+        .any(|&i| tcb(i as usize).wake_at.load(Ordering::Relaxed) <= now);
+    if !sleepers_due {
+        arm_timer(cs, now, false);
+    }
+    cs.unlock();
+    if work || sleepers_due {
+        schedule(g);
+        return true;
+    }
+    // Without a timer, sleepers are polled: do not halt while any sleeps here.
+    if any_sleeper && TIMER.load(Ordering::Relaxed) == TIMER_OFF {
+        // `pause` also ends this vCPU's turn under single-threaded icount emulation, so a
+        // polling idle CPU does not hold the virtual clock hostage.
+        core::hint::spin_loop();
+        return true;
+    }
+    if let Some(m) = halted_mask() {
+        m.set(cs.cpu);
+    }
+    false
+}
+
+/// Does another CPU have runnable unpinned threads waiting? (A scan of the stealable mask's
+/// words.)
+pub(super) fn stealable_elsewhere(cs: &CpuSched) -> bool {
+    stealable_mask().is_some_and(|m| m.any_except(cs.cpu))
+}
+
+/// Clears the halted mark after a halt ends.
+pub fn idle_woke() {
+    if let (Some(cs), Some(m)) = (this_sched(), halted_mask()) {
+        m.clear(cs.cpu);
+    }
+}
+
+pub(super) fn idle_thread(_: u64) -> u64 {
+    crate::smp::cpus::idle_loop()
+}

@@ -1,0 +1,532 @@
+//! Threads: the control-block table ([`MAX_THREADS`] slots; a CPU's idle context has its
+//! block in that CPU's scheduler state), thread ids with generations, guarded stacks kept
+//! in per-CPU caches and a bounded global pool, `Builder`/`spawn`, `exit`, `join`, kills,
+//! affinity, and the first code of every thread.
+#![allow(
+    unsafe_code,
+    reason = "a thread's first stack frame and its saved stack pointer"
+)]
+
+use super::cpu::*;
+use super::idle::*;
+use super::wake::*;
+use super::*;
+use crate::mm::memory::{self, Stack};
+use arrayvec::ArrayVec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use exo_arch::tsc::rdtsc;
+use exo_percpu::IrqGuard;
+use exo_sched::Priority;
+
+/// A thread id: the index in the low 32 bits, the slot's full 32-bit generation above (a
+/// stale handle is refused, even after 2^32 lifetimes of one slot wrap it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tid(u64);
+
+impl Tid {
+    pub(super) fn new(index: usize, generation: u32) -> Tid {
+        Tid((u64::from(generation) << 32) | index as u64)
+    }
+    /// Table index.
+    pub fn index(self) -> usize {
+        self.0 as u32 as usize
+    }
+    pub(super) fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+    /// From a raw value of [`Tid::raw`].
+    pub fn from_raw(raw: u64) -> Tid {
+        Tid(raw)
+    }
+    /// The raw value (printing, passing through a word).
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+impl core::fmt::Display for Tid {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "tid {}.{}", self.index(), self.generation())
+    }
+}
+
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    Free = 0,
+    Embryo = 1,
+    Ready = 2,
+    Running = 3,
+    Blocked = 4,
+    Exiting = 5,
+    Exited = 6,
+}
+
+impl State {
+    pub(super) fn from(v: u8) -> State {
+        match v {
+            1 => State::Embryo,
+            2 => State::Ready,
+            3 => State::Running,
+            4 => State::Blocked,
+            5 => State::Exiting,
+            6 => State::Exited,
+            _ => State::Free,
+        }
+    }
+}
+
+/// A thread's entry point: `f(arg)`; the return value is the exit code `join` returns.
+pub type ThreadFn = fn(u64) -> u64;
+
+pub(super) struct Tcb {
+    pub(super) state: AtomicU8,
+    pub(super) generation: AtomicU32,
+    /// Saved stack pointer while switched out (written by the switch under the CPU's lock).
+    pub(super) ctx: UnsafeCell<u64>,
+    pub(super) cpu: AtomicU32,
+    pub(super) affinity: spin::Mutex<CpuSet>,
+    pub(super) any_cpu: AtomicBool,
+    pub(super) prio: AtomicU8,
+    pub(super) ema: AtomicU64,
+    pub(super) started: AtomicU64,
+    pub(super) stack_bottom: AtomicU64,
+    pub(super) stack_top: AtomicU64,
+    pub(super) entry: AtomicU64,
+    pub(super) arg: AtomicU64,
+    pub(super) exit_code: AtomicU64,
+    /// Index of the joining thread + 1 (0: none).
+    pub(super) joiner: AtomicU32,
+    pub(super) wake_at: AtomicU64,
+    pub(super) switches: AtomicU64,
+    /// FPU save area (0: none yet) and whether the thread ever used the FPU.
+    pub(super) fpu_area: AtomicU64,
+    /// CPU whose registers last saved this thread's FPU state (`u32::MAX`: none).
+    pub(super) fpu_cpu: AtomicU32,
+    /// Wait node for the kernel futex (`park`): parking never allocates.
+    pub(super) park: crate::sched::park::ParkNode,
+    /// Sleeping locks (`park::Mutex`) held, while switched out (while it runs, the count
+    /// lives in its CPU's GS block: `exo_percpu::held_locks`). A thread that faults holding
+    /// one is not killed (the lock would stay held for good); the machine stops instead.
+    pub(super) held: AtomicU64,
+}
+
+// SAFETY: `ctx` is only accessed by the CPU that switches the thread out or in, with that
+// CPU's run-queue lock held (the thread is then on no other CPU); all else is atomic.
+unsafe impl Sync for Tcb {}
+
+impl Tcb {
+    pub(super) const fn new() -> Tcb {
+        Tcb {
+            state: AtomicU8::new(State::Free as u8),
+            generation: AtomicU32::new(1),
+            ctx: UnsafeCell::new(0),
+            cpu: AtomicU32::new(0),
+            affinity: spin::Mutex::new(CpuSet::ANY),
+            any_cpu: AtomicBool::new(true),
+            prio: AtomicU8::new(DEFAULT_PRIORITY),
+            ema: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            stack_bottom: AtomicU64::new(0),
+            stack_top: AtomicU64::new(0),
+            entry: AtomicU64::new(0),
+            arg: AtomicU64::new(0),
+            exit_code: AtomicU64::new(0),
+            joiner: AtomicU32::new(0),
+            wake_at: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
+            fpu_area: AtomicU64::new(0),
+            fpu_cpu: AtomicU32::new(u32::MAX),
+            park: crate::sched::park::ParkNode::new(),
+            held: AtomicU64::new(0),
+        }
+    }
+    pub(super) fn state(&self) -> State {
+        State::from(self.state.load(Ordering::Acquire))
+    }
+    pub(super) fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+    pub(super) fn cas_state(&self, from: State, to: State) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+    pub(super) fn ctx_ptr(&self) -> *mut u64 {
+        self.ctx.get()
+    }
+    pub(super) fn stack(&self) -> Option<Stack> {
+        let bottom = self.stack_bottom.load(Ordering::Relaxed);
+        (bottom != 0).then(|| Stack {
+            bottom,
+            top: self.stack_top.load(Ordering::Relaxed),
+        })
+    }
+}
+
+pub(super) static TCBS: [Tcb; MAX_THREADS] = [const { Tcb::new() }; MAX_THREADS];
+
+pub(super) static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
+
+/// Stacks kept for reuse beyond the per-CPU caches (128 x 32 KiB = 4 MiB at most); more are
+/// unmapped and their memory given back (a burst of threads does not keep its stacks for
+/// good). Fixed capacity: the switch path that returns a stack never allocates.
+pub(super) static STACK_POOL: spin::Mutex<ArrayVec<Stack, STACK_POOL_CAP>> =
+    spin::Mutex::new(ArrayVec::new_const());
+
+/// Capacity of [`STACK_POOL`].
+pub const STACK_POOL_CAP: usize = 128;
+
+/// Thread `i`'s control block: a table slot, or (from [`IDLE_BASE`] on) a CPU's idle context.
+pub(super) fn tcb(i: usize) -> &'static Tcb {
+    match TCBS.get(i) {
+        Some(t) => t,
+        None => idle_tcb(i),
+    }
+}
+
+#[cold]
+pub(super) fn idle_tcb(i: usize) -> &'static Tcb {
+    match cpu_sched((i - IDLE_BASE) as u32) {
+        Some(cs) => &cs.idle_tcb,
+        None => panic!("thread index {i} names no thread"),
+    }
+}
+
+pub(super) fn alloc_slot() -> Result<usize, SchedError> {
+    let start = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) as usize;
+    for k in 0..MAX_THREADS {
+        let i = (start + k) % MAX_THREADS;
+        if TCBS[i]
+            .state
+            .compare_exchange(
+                State::Free as u8,
+                State::Embryo as u8,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            return Ok(i);
+        }
+    }
+    Err(SchedError::TooManyThreads)
+}
+
+pub(super) fn free_slot(i: usize) {
+    let t = tcb(i);
+    t.generation.fetch_add(1, Ordering::Relaxed);
+    t.joiner.store(0, Ordering::Relaxed);
+    t.held.store(0, Ordering::Relaxed);
+    t.set_state(State::Free);
+}
+
+pub(super) fn take_stack(cs: &CpuSched) -> Result<Stack, SchedError> {
+    if let Some(s) = cs.stacks.lock().pop() {
+        return Ok(s);
+    }
+    if let Some(s) = STACK_POOL.lock().pop() {
+        return Ok(s);
+    }
+    memory::alloc_stack(STACK_PAGES).map_err(|_| SchedError::OutOfMemory)
+}
+
+/// Returns an exited thread's stack (interrupts off, from the switch path): to this CPU's
+/// cache, else the global pool, else it is freed. Nothing here allocates.
+pub(super) fn give_stack(cs: &CpuSched, s: Stack) {
+    let Err(e) = cs.stacks.lock().try_push(s) else {
+        return;
+    };
+    let Err(e) = STACK_POOL.lock().try_push(e.element()) else {
+        return;
+    };
+    memory::free_stack(e.element());
+}
+
+/// Stacks held for reuse: (in this CPU's cache, in the global pool).
+pub fn cached_stacks() -> (usize, usize) {
+    let _g = IrqGuard::new();
+    let here = this_sched().map_or(0, |cs| cs.stacks.lock().len());
+    (here, STACK_POOL.lock().len())
+}
+
+/// How to start a thread.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    affinity: CpuSet,
+    prio: u8,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            affinity: CpuSet::ANY,
+            prio: DEFAULT_PRIORITY,
+        }
+    }
+}
+
+impl Builder {
+    /// Defaults: any CPU, priority 32.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+    /// Runs only on `cpu`.
+    pub fn pin(mut self, cpu: u32) -> Builder {
+        self.affinity = CpuSet::one(cpu);
+        self
+    }
+    /// Runs only on the CPUs of `set`.
+    pub fn affinity(mut self, set: CpuSet) -> Builder {
+        self.affinity = set;
+        self
+    }
+    /// Priority 0..=63 (clamped).
+    pub fn priority(mut self, p: u8) -> Builder {
+        self.prio = p.min(Priority::MAX.get());
+        self
+    }
+
+    /// Starts `f(arg)`; it is runnable at once.
+    pub fn spawn(self, f: ThreadFn, arg: u64) -> Result<Tid, SchedError> {
+        let g = IrqGuard::new();
+        let (tid, target) = self.create(f, arg)?;
+        let here = this_sched().ok_or(SchedError::NotRunning)?;
+        let i = tid.index();
+        tcb(i).set_state(State::Ready);
+        if core::ptr::eq(target, here) {
+            here.lock();
+            here.enqueue_locked(i);
+            here.unlock();
+            kick_idle_cpu(here);
+        } else {
+            post_wake(target, i);
+        }
+        drop(g);
+        Ok(tid)
+    }
+
+    /// Builds the thread (state `Embryo`, not queued) and chooses its CPU.
+    pub(super) fn create(
+        self,
+        f: ThreadFn,
+        arg: u64,
+    ) -> Result<(Tid, &'static CpuSched), SchedError> {
+        let here = this_sched().ok_or(SchedError::NotRunning)?;
+        let target = if self.affinity.contains(here.cpu) {
+            here
+        } else {
+            first_online(&self.affinity)
+                .and_then(cpu_sched)
+                .ok_or(SchedError::BadAffinity)?
+        };
+        let i = alloc_slot()?;
+        let stack = match take_stack(here) {
+            Ok(s) => s,
+            Err(e) => {
+                tcb(i).set_state(State::Free);
+                return Err(e);
+            }
+        };
+        let t = tcb(i);
+        t.stack_bottom.store(stack.bottom, Ordering::Relaxed);
+        t.stack_top.store(stack.top, Ordering::Relaxed);
+        t.any_cpu.store(self.affinity.is_any(), Ordering::Relaxed);
+        *t.affinity.lock() = self.affinity;
+        t.prio.store(self.prio, Ordering::Relaxed);
+        t.ema.store(0, Ordering::Relaxed);
+        t.entry.store(f as usize as u64, Ordering::Relaxed);
+        t.arg.store(arg, Ordering::Relaxed);
+        t.joiner.store(0, Ordering::Relaxed);
+        t.switches.store(0, Ordering::Relaxed);
+        t.fpu_area.store(0, Ordering::Relaxed);
+        // SAFETY: the stack was just taken from the cache or mapped for this thread alone;
+        // its top is page-aligned and the pages below it are mapped.
+        let rsp = unsafe { exo_arch::context::init_stack(stack.top, thread_entry, i as u64) };
+        // SAFETY: the thread is an embryo nobody else can see yet.
+        unsafe { *t.ctx_ptr() = rsp };
+        let tid = Tid::new(i, t.generation.load(Ordering::Relaxed));
+        t.cpu.store(target.cpu, Ordering::Relaxed);
+        Ok((tid, target))
+    }
+}
+
+/// Starts `f(arg)` on any CPU at the default priority.
+pub fn spawn(f: ThreadFn, arg: u64) -> Result<Tid, SchedError> {
+    Builder::new().spawn(f, arg)
+}
+
+/// Sets the generation of every free thread slot to `generation` (tests: ids of threads
+/// spawned next carry it, e.g. near the 32-bit wrap).
+pub fn age_free_slots(generation: u32) {
+    for t in &TCBS {
+        if t.state() == State::Free {
+            t.generation.store(generation, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Ends the calling thread with `code` (what `join` returns). Never returns.
+pub fn exit(code: u64) -> ! {
+    let g = IrqGuard::new();
+    if let Some(cs) = this_sched() {
+        let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
+        me.exit_code.store(code, Ordering::Relaxed);
+        me.set_state(State::Exiting);
+        schedule(&g);
+    }
+    panic!("sched::exit returned (no scheduler on this CPU, or an exiting thread was resumed)");
+}
+
+/// Exit code of a thread the kernel killed because it faulted or panicked.
+pub const KILLED: u64 = u64::MAX;
+
+/// A fault or panic in thread context: if the thread can be killed without leaving the
+/// kernel in a broken state, reports it, ends it with [`KILLED`] and never returns; returns
+/// (and the caller stops the machine) otherwise. Killable: a spawned thread (not a CPU's
+/// idle context, not the boot flow), that ran with interrupts enabled (`interrupts_were_on`:
+/// not inside an interrupt handler or an interrupts-off section) and held no preemption
+/// guard or allocator leaf section (so no kernel lock or per-CPU structure is mid-update).
+pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Arguments<'_>, rbp: u64) {
+    if !interrupts_were_on || !exo_percpu::preemptible() {
+        return;
+    }
+    let Some(cs) = this_sched() else {
+        return;
+    };
+    let i = cs.current.load(Ordering::Relaxed) as usize;
+    let t = tcb(i);
+    if i as u32 == cs.idle.load(Ordering::Relaxed) || t.stack().is_none() {
+        return;
+    }
+    let tid = Tid::new(i, t.generation.load(Ordering::Relaxed));
+    let held = exo_percpu::held_locks();
+    if held != 0 {
+        crate::kprintln!(
+            "THREAD,{},not killed,cpu {}: it holds {held} sleeping lock(s), which would stay held for good: {why}",
+            tid.raw(),
+            cs.cpu
+        );
+        return;
+    }
+    crate::kprintln!("THREAD,{},killed,cpu {}: {why}", tid.raw(), cs.cpu);
+    if let Some(s) = t.stack() {
+        let mut n = 0;
+        exo_arch::backtrace::walk(rbp, s.bottom, s.top, 16, |ret| {
+            crate::kprintln!("  #{n:<2} {ret:#018x}");
+            n += 1;
+        });
+    }
+    exit(KILLED)
+}
+
+/// The running thread's stack bounds, if it has its own (backtraces).
+pub fn current_stack() -> Option<(u64, u64)> {
+    let cs = this_sched()?;
+    tcb(cs.current.load(Ordering::Relaxed) as usize)
+        .stack()
+        .map(|s| (s.bottom, s.top))
+}
+
+/// Waits for `tid` to end and returns its exit code; frees its control block.
+pub fn join(tid: Tid) -> Result<u64, SchedError> {
+    join_until(tid, u64::MAX)
+}
+
+/// [`join`] with a TSC deadline (`Err(TimedOut)` leaves the thread joinable).
+pub fn join_until(tid: Tid, deadline: u64) -> Result<u64, SchedError> {
+    let i = tid.index();
+    let t = tcb(i);
+    let me = current().ok_or(SchedError::NotRunning)?;
+    if me == tid {
+        return Err(SchedError::AlreadyJoined);
+    }
+    if t.generation.load(Ordering::Acquire) != tid.generation() || t.state() == State::Free {
+        return Err(SchedError::NoSuchThread);
+    }
+    if t.joiner
+        .compare_exchange(
+            0,
+            me.index() as u32 + 1,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        return Err(SchedError::AlreadyJoined);
+    }
+    loop {
+        if t.state() == State::Exited {
+            let code = t.exit_code.load(Ordering::Relaxed);
+            free_slot(i);
+            return Ok(code);
+        }
+        if rdtsc() >= deadline {
+            t.joiner.store(0, Ordering::SeqCst);
+            return Err(SchedError::TimedOut);
+        }
+        // The exiting thread wakes us; the deadline (if any) ends the wait otherwise.
+        block_until(deadline, || t.state() != State::Exited);
+    }
+}
+
+/// Restricts the calling thread to `set` (it moves at its next scheduling point if the
+/// current CPU is not in it).
+pub fn set_affinity(set: CpuSet) -> Result<(), SchedError> {
+    first_online(&set).ok_or(SchedError::BadAffinity)?;
+    let g = IrqGuard::new();
+    let cs = this_sched().ok_or(SchedError::NotRunning)?;
+    let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
+    let here = set.contains(cs.cpu);
+    me.any_cpu.store(set.is_any(), Ordering::Relaxed);
+    *me.affinity.lock() = set;
+    if !here {
+        schedule(&g);
+    }
+    Ok(())
+}
+
+/// First code of every new thread (it "returns" here from its first switch).
+pub(super) extern "sysv64" fn thread_entry(i: u64) -> ! {
+    finish_switch();
+    exo_arch::cpu::sti();
+    let t = tcb(i as usize);
+    // SAFETY: `entry` was stored by `spawn` from a `ThreadFn` before the thread became
+    // visible (Ready, published by the run queue's lock or the mailbox's release).
+    let f = unsafe {
+        core::mem::transmute::<usize, ThreadFn>(t.entry.load(Ordering::Relaxed) as usize)
+    };
+    let code = f(t.arg.load(Ordering::Relaxed));
+    exit(code)
+}
+
+/// Threads currently alive (not free).
+pub fn live_threads() -> usize {
+    TCBS.iter().filter(|t| t.state() != State::Free).count()
+}
+
+/// Thread `i`'s FPU save area (0: none yet).
+pub fn fpu_area(i: usize) -> u64 {
+    tcb(i).fpu_area.load(Ordering::Relaxed)
+}
+
+/// Thread `i`'s futex wait node.
+pub fn park_node(i: usize) -> &'static crate::sched::park::ParkNode {
+    &tcb(i).park
+}
+
+/// The id of the thread in slot `i` now (its current generation).
+pub fn tid_of(i: usize) -> Tid {
+    Tid::new(i, tcb(i).generation.load(Ordering::Acquire))
+}
+
+/// The CPU whose registers last saved thread `i`'s FPU state (`u32::MAX`: none).
+pub fn fpu_saved_on(i: usize) -> &'static AtomicU32 {
+    &tcb(i).fpu_cpu
+}
+
+/// Records thread `i`'s FPU save area (set once, by the thread itself in its #NM trap).
+pub fn set_fpu_area(i: usize, area: u64) {
+    tcb(i).fpu_area.store(area, Ordering::Relaxed);
+}

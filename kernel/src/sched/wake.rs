@@ -1,0 +1,268 @@
+//! Blocking, waking, sleeping and the timer: `Blocked -> Ready` by one CAS and a post to the
+//! thread's CPU mailbox (with the full-mailbox fallback), wake IPIs, `block_unless` /
+//! `block_until` / `sleep_until`, the tick (preemption at the slice end, sleepers due) and
+//! the one-shot or TSC-deadline timer programming.
+#![allow(
+    unsafe_code,
+    reason = "run queue and sleeper list under the CPU's lock"
+)]
+
+use super::cpu::*;
+use super::idle::*;
+use super::thread::*;
+use crate::smp::cpus::{VEC_TIMER, VEC_WAKE};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use exo_arch::apic::{self, Delivery, Dest};
+use exo_arch::tsc::rdtsc;
+use exo_percpu::IrqGuard;
+use exo_sched::ThreadRef;
+
+pub(super) static TIMER: AtomicU8 = AtomicU8::new(TIMER_OFF);
+
+pub(super) const TIMER_OFF: u8 = 0;
+
+pub(super) const TIMER_ONESHOT: u8 = 1;
+
+pub(super) const TIMER_DEADLINE: u8 = 2;
+
+pub(super) static SLICE_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// An idle CPU with a timer wakes every this many slices to look for work to steal.
+pub(super) const IDLE_BALANCE_SLICES: u64 = 8;
+
+/// Posts thread `i` (already `Ready`, `cpu` set) to `target` and rings it if needed. The
+/// caller must not hold any run-queue lock.
+pub(super) fn post_wake(target: &CpuSched, i: usize) {
+    // Interrupts off: the fallback below takes a run-queue lock (maybe this CPU's), which an
+    // interrupt on this CPU (the tick) also takes.
+    let _g = IrqGuard::new();
+    let pushed = if FORCE_MAILBOX_FULL.load(Ordering::Relaxed) {
+        Err(())
+    } else {
+        target.mailbox.push(ThreadRef(i as u32)).map_err(|_| ())
+    };
+    match pushed {
+        Ok(exo_sched::Notify::SendIpi) => ring(target),
+        Ok(exo_sched::Notify::AlreadyPending) => {}
+        Err(()) => {
+            // Mailbox full: enqueue under the target's lock (never our own: callers do not
+            // hold a lock here), then ring it. The same rules as `drain_mailbox`: a thread
+            // that is still the target's current one (woken between marking itself blocked
+            // and switching out) is not queued — its own `schedule` keeps it running, as it
+            // is Ready; nor is one already queued, or no longer Ready on that CPU.
+            target.lock();
+            let t = tcb(i);
+            if target.current.load(Ordering::Relaxed) != i as u32
+                && t.state() == State::Ready
+                && t.cpu.load(Ordering::Acquire) == target.cpu
+                // SAFETY: we hold the target's lock.
+                && !unsafe { target.rq() }.contains(ThreadRef(i as u32))
+            {
+                target.enqueue_locked(i);
+            }
+            target.unlock();
+            ring(target);
+        }
+    }
+}
+
+/// Fault injection: every wake-up takes the full-mailbox path (tests).
+pub(super) static FORCE_MAILBOX_FULL: AtomicBool = AtomicBool::new(false);
+
+/// Makes every wake-up behave as if the target's mailbox were full (`true`), or normal.
+pub fn force_mailbox_full(on: bool) {
+    FORCE_MAILBOX_FULL.store(on, Ordering::Relaxed);
+}
+
+pub(super) fn ring(target: &CpuSched) {
+    if target.cpu == exo_percpu::cpu_id_hint().0 {
+        return; // we drain our own mailbox at our next schedule
+    }
+    target.wake_ipis.fetch_add(1, Ordering::Relaxed);
+    let _ = apic::send_ipi(Dest::Id(target.apic_id), Delivery::Fixed(VEC_WAKE));
+}
+
+/// Makes thread `tid` runnable if it is blocked; returns whether it was.
+pub fn wake(tid: Tid) -> bool {
+    let t = tcb(tid.index());
+    if t.generation.load(Ordering::Acquire) != tid.generation() {
+        return false;
+    }
+    wake_index(tid.index())
+}
+
+pub(super) fn wake_index(i: usize) -> bool {
+    let t = tcb(i);
+    if !t.cas_state(State::Blocked, State::Ready) {
+        return false;
+    }
+    match cpu_sched(t.cpu.load(Ordering::Acquire)) {
+        Some(target) => post_wake(target, i),
+        None => t.set_state(State::Blocked), // cannot happen: threads only live on running CPUs
+    }
+    true
+}
+
+/// Blocks the calling thread unless `still_wait()` says otherwise; the check runs after the
+/// thread is marked blocked, so a [`wake`] issued after the condition changed is never lost.
+/// Returns when woken (possibly spuriously: callers re-check their condition).
+pub fn block_unless(still_wait: impl FnOnce() -> bool) {
+    let g = IrqGuard::new();
+    let Some(cs) = this_sched() else {
+        return;
+    };
+    let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
+    me.wake_at.store(u64::MAX, Ordering::Relaxed);
+    me.set_state(State::Blocked);
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if !still_wait() {
+        // Not waiting after all: undo (a waker that won the race left us Ready).
+        if !me.cas_state(State::Blocked, State::Running) {
+            me.set_state(State::Running);
+        }
+        return;
+    }
+    schedule(&g);
+}
+
+/// Like [`block_unless`], but also ends at TSC `deadline` (`u64::MAX`: none). Returns true
+/// if it returned because the deadline passed.
+pub fn block_until(deadline: u64, still_wait: impl FnOnce() -> bool) -> bool {
+    if deadline == u64::MAX {
+        block_unless(still_wait);
+        return false;
+    }
+    let g = IrqGuard::new();
+    let Some(cs) = this_sched() else {
+        return rdtsc() >= deadline;
+    };
+    let me = block_as_sleeper(cs, deadline);
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if !still_wait() {
+        if !me.cas_state(State::Blocked, State::Running) {
+            me.set_state(State::Running);
+        }
+        return false;
+    }
+    schedule(&g);
+    rdtsc() >= deadline
+}
+
+/// Marks the current thread blocked with a wake-up at `deadline`, on this CPU's sleeper
+/// list (interrupts off: the caller holds an `IrqGuard` until it has scheduled).
+pub(super) fn block_as_sleeper(cs: &CpuSched, deadline: u64) -> &'static Tcb {
+    let i = cs.current.load(Ordering::Relaxed);
+    let me = tcb(i as usize);
+    me.wake_at.store(deadline, Ordering::Relaxed);
+    cs.lock();
+    // SAFETY: lock held.
+    let sl = unsafe { cs.sleepers() };
+    if !sl.contains(&i) {
+        let _ = sl.try_push(i);
+    }
+    me.set_state(State::Blocked);
+    cs.unlock();
+    me
+}
+
+/// Gives the CPU to another ready thread of this CPU, if any.
+pub fn yield_now() {
+    let g = IrqGuard::new();
+    schedule(&g);
+}
+
+/// Sleeps until the TSC reaches `deadline` (TSC ticks of this CPU's clock).
+pub fn sleep_until(deadline: u64) {
+    loop {
+        if rdtsc() >= deadline {
+            return;
+        }
+        let g = IrqGuard::new();
+        let Some(cs) = this_sched() else {
+            crate::smp::time::Deadline::at_tsc(deadline).spin_until();
+            return;
+        };
+        block_as_sleeper(cs, deadline);
+        schedule(&g);
+    }
+}
+
+/// Sleeps for `us` microseconds.
+pub fn sleep_us(us: u64) {
+    sleep_until(rdtsc() + us * (crate::smp::time::tsc_hz() / 1_000_000).max(1));
+}
+
+/// The tick: wakes expired sleepers, preempts the running thread at the end of its slice if
+/// the interrupted code allows it. Called by the timer interrupt after EOI.
+#[inline(never)]
+pub fn tick() {
+    let Some(cs) = this_sched() else {
+        return;
+    };
+    let now = rdtsc();
+    cs.lock();
+    cs.drain_mailbox();
+    let _ = cs.wake_sleepers(now);
+    let cur = cs.current.load(Ordering::Relaxed) as usize;
+    let is_idle = cur == cs.idle.load(Ordering::Relaxed) as usize;
+    let started = tcb(cur).started.load(Ordering::Relaxed);
+    let expired = now.saturating_sub(started) >= SLICE_TSC.load(Ordering::Relaxed);
+    // SAFETY: lock held.
+    let others = !unsafe { cs.rq() }.is_empty();
+    cs.unlock();
+    // Periodic balancing: runnable unpinned threads wait here while a CPU sleeps: wake one,
+    // it steals (a halted CPU only looks for work when something wakes it).
+    kick_idle_cpu(cs);
+    let idle_has_work = is_idle && (others || stealable_elsewhere(cs));
+    if idle_has_work || (expired && others && exo_percpu::preemptible()) {
+        if !is_idle {
+            cs.preemptions.fetch_add(1, Ordering::Relaxed);
+        }
+        schedule_irqs_off();
+    } else {
+        cs.lock();
+        arm_timer(cs, now, !is_idle);
+        cs.unlock();
+    }
+}
+
+/// Programs this CPU's timer for the earlier of the first sleeper's deadline and the slice
+/// end (`running` a thread) or the next idle balancing tick (lock held).
+pub(super) fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
+    let mode = TIMER.load(Ordering::Relaxed);
+    if mode == TIMER_OFF {
+        return;
+    }
+    // SAFETY: lock held.
+    let next_sleeper = unsafe { cs.sleepers() }
+        .iter()
+        .map(|&i| tcb(i as usize).wake_at.load(Ordering::Relaxed))
+        .min();
+    let slice = SLICE_TSC.load(Ordering::Relaxed);
+    // Running: the slice end. Idle: a balancing tick every `IDLE_BALANCE_SLICES` slices, so
+    // a halted CPU looks for work to steal even if no busy CPU kicks it.
+    let own = if running {
+        now + slice
+    } else {
+        now + slice * IDLE_BALANCE_SLICES
+    };
+    let at = next_sleeper.map_or(own, |w| w.min(own));
+    if mode == TIMER_DEADLINE {
+        apic::timer_deadline(at.max(now + 1));
+    } else {
+        let ticks = u128::from(at.saturating_sub(now).max(1))
+            * u128::from(crate::smp::time::apic_ticks_per_ms())
+            * 1000
+            / u128::from(crate::smp::time::tsc_hz().max(1));
+        apic::timer_oneshot(VEC_TIMER, ticks.clamp(1, u32::MAX as u128) as u32, false);
+    }
+}
+
+/// Timer mode in use, for reports.
+pub fn timer_mode() -> &'static str {
+    match TIMER.load(Ordering::Relaxed) {
+        TIMER_DEADLINE => "tsc-deadline",
+        TIMER_ONESHOT => "apic-oneshot",
+        _ => "off",
+    }
+}
