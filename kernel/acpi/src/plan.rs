@@ -29,8 +29,8 @@ use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 use core::fmt;
 
-/// The kernel's CPU limit (`cpus::CPU_LIMIT`) when this was written; the host tool uses it.
-/// The kernel passes its own constant to [`limit_aps`].
+/// The kernel's CPU limit: `cpus::CPU_LIMIT` is defined as this constant, so the host tool
+/// and the kernel cannot disagree.
 pub const KERNEL_CPU_LIMIT: usize = 4096;
 
 /// Lowest APIC id an xAPIC cannot address (0xFF is the xAPIC broadcast destination).

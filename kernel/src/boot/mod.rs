@@ -242,37 +242,26 @@ pub fn bsp_main(start_info: u64) -> ! {
 
 /// Drops the APs Exo-OS cannot start, reporting each by APIC id: ids an xAPIC cannot
 /// address (above 254) and CPUs beyond [`cpus::CPU_LIMIT`].
+/// Keeps the APs this boot can start (the rule `exo-madt` shows users: `exo_acpi::plan`) and
+/// logs the others by APIC id.
 fn limit_aps(aps: &mut Vec<u32>, mode: apic::Mode) {
-    if mode == apic::Mode::XApic {
-        let before = aps.len();
-        let mut shown = 0;
-        aps.retain(|&id| {
-            let ok = id < 0xFF;
-            if !ok && shown < 8 {
-                warn!("APIC id {id} cannot be addressed in xAPIC mode: CPU not started");
-                shown += 1;
-            }
-            ok
-        });
-        if aps.len() != before {
-            error!(
-                "{} CPU(s) with APIC ids above 254 not started: xAPIC mode (no x2APIC)",
-                before - aps.len()
-            );
-        }
+    let d = exo_acpi::plan::limit_aps(aps, mode == apic::Mode::X2Apic, cpus::CPU_LIMIT);
+    for id in &d.unaddressable_ids {
+        warn!("APIC id {id} cannot be addressed in xAPIC mode: CPU not started");
     }
-    let max_aps = cpus::CPU_LIMIT - 1;
-    if aps.len() > max_aps {
-        let extra = &aps[max_aps..];
+    if d.unaddressable > 0 {
         error!(
-            "MADT lists {} usable CPUs; Exo-OS starts at most {} (cpus::CPU_LIMIT): {} not started, APIC ids {}..={} among them",
-            aps.len() + 1,
-            cpus::CPU_LIMIT,
-            extra.len(),
-            extra.iter().min().copied().unwrap_or(0),
-            extra.iter().max().copied().unwrap_or(0)
+            "{} CPU(s) with APIC ids above 254 not started: xAPIC mode (no x2APIC)",
+            d.unaddressable
         );
-        aps.truncate(max_aps);
+    }
+    if let Some((lo, hi)) = d.beyond_limit_ids {
+        error!(
+            "MADT lists {} usable CPUs; Exo-OS starts at most {} (cpus::CPU_LIMIT): {} not started, APIC ids {lo}..={hi} among them",
+            aps.len() + d.beyond_limit + 1,
+            cpus::CPU_LIMIT,
+            d.beyond_limit
+        );
     }
 }
 
@@ -362,9 +351,11 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64) -> AcpiFound {
         error!("ACPI: no usable MADT: single-CPU operation");
         return alone(platform.fadt_pm_timer, platform.hpet);
     };
-    let ids: Vec<u32> = madt.usable_cpus().map(|c| c.apic_id).collect();
+    // Enabled CPUs only: an online-capable one is present but not ready at boot (ACPI 6.3+:
+    // it may only be brought up by hot-plug, which Exo-OS does not do).
+    let ids: Vec<u32> = exo_acpi::plan::boot_cpus(madt).map(|c| c.apic_id).collect();
     info!(
-        "ACPI: MADT lists {} CPUs ({} usable), {} I/O APIC(s), {} override(s), LAPIC at {:#x}",
+        "ACPI: MADT lists {} CPUs ({} enabled), {} I/O APIC(s), {} override(s), LAPIC at {:#x}",
         madt.cpus.len(),
         ids.len(),
         madt.io_apics.len(),

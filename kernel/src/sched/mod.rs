@@ -52,6 +52,7 @@ mod wake;
 
 mod bench;
 mod tests;
+mod tests_locks;
 
 pub use cpu::{
     counters, cpu_sched, cpus_running, dump, init, record_switches, switch_samples, this_sched,

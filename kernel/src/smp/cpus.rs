@@ -8,7 +8,7 @@ use exo_percpu::{CpuId, IrqGuard, PerCpu, Pinned};
 /// Most CPUs the kernel starts: QEMU's q35 maximum (x2APIC with interrupt remapping). Usable
 /// MADT entries beyond it are reported by APIC id, never silently dropped. Nothing is sized
 /// from this constant: the CPU table is allocated at boot for the CPUs the MADT lists.
-pub const CPU_LIMIT: usize = 4096;
+pub const CPU_LIMIT: usize = exo_acpi::plan::KERNEL_CPU_LIMIT;
 
 /// IPI vector: "look at your mailbox".
 pub const VEC_WAKE: u8 = 0xF0;
