@@ -55,4 +55,4 @@ check:
 
 # What Exo-OS would do with each CPU a raw MADT lists (default: this machine's; reading it needs root).
 madt file="/sys/firmware/acpi/tables/APIC":
-    cargo run -q -p exo-acpi --bin exo-madt -- {{file}}
+    @cargo run -q -p exo-acpi --bin exo-madt -- {{file}}

@@ -96,6 +96,7 @@ echo "== lint"
 step "rustfmt --check" cargo fmt --all --check
 step "clippy host (all targets, -D warnings)" cargo clippy --workspace --exclude exo --all-targets --all-features -- -D warnings
 step "clippy kernel target (-D warnings)" cargo clippy --workspace --exclude exo-native-bench --target x86_64-unknown-none -- -D warnings
+step "kernel subsystems call down only (scripts/check-layers.sh)" scripts/check-layers.sh
 
 echo "== host tests"
 host_tests
@@ -177,6 +178,19 @@ log="$out/tsc-ref-missing.log"
 scripts/qemu.sh --machine microvm --cpu max --smp 2 --job boot --append "exo.tsc_ref=hpet" --log "$log" >/dev/null 2>&1
 expect_log "no HPET on microvm: calibration failure is reported, boot goes on" "$log" 0 $? \
     'names a clock the firmware tables do not list' 'assuming 1 GHz' '^SMP,2,2,x2apic$'
+log="$out/test-filter.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=mm.stack,sched.spawn" --log "$log" >/dev/null 2>&1
+expect_log "exo.test=<prefix>,<prefix> runs exactly the tests it names (registered with ktest!)" "$log" 0 $? \
+    '^INFO,ktest,registered,[0-9]+,selected,2,' '^KTEST,mm.stack_guard_unmapped,ok$' '^KTEST,sched.spawn_join_exit_codes,ok$' '^2 passed, 0 failed$'
+log="$out/test-filter-none.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=no.such.test" --log "$log" >/dev/null 2>&1
+expect_log "exo.test= that selects nothing is a failure, not an empty pass" "$log" 1 $? \
+    '^KTEST,harness.filter,FAIL,no test name starts with' '^0 passed, 1 failed$'
+log="$out/exo-madt.log"
+sample=kernel/acpi/tests/data/madt-sample/Desktop_ASRock_QC5000-ITX-PH_45DFEE3E44F5.madt
+just madt "$sample" >"$log" 2>&1
+expect_log "just madt on a real MADT: four CPUs usable, xAPIC" "$log" 0 $? \
+    '^CPU,1,0,xapic,usable$' '^IOAPIC,5,0xfec00000,0$' '^MADT,4,xapic$'
 log="$out/rsdp-scan.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.rsdp=scan" --log "$log" >/dev/null 2>&1
 expect_log "RSDP from the BIOS area scan (page 0 refused, no fault)" "$log" 0 $? \

@@ -8,7 +8,7 @@ use crate::mm::memory;
 use crate::smp::cpus::{self, VEC_APIC_ERROR, VEC_SPURIOUS};
 use crate::smp::{bringup as smp, time, tsc_sync};
 use alloc::vec::Vec;
-use cmdline::{Job, Options};
+use cmdline::Options;
 use core::sync::atomic::Ordering;
 use exo_arch::apic;
 use exo_arch::exit::{ExitCode, exit};
@@ -51,7 +51,7 @@ fn fail(msg: core::fmt::Arguments<'_>) -> ! {
 }
 
 /// The BSP's Rust entry (called from the PVH boot code).
-pub fn bsp_main(start_info: u64) -> ! {
+pub fn bsp_main(start_info: u64) -> BootState {
     let first = exo_arch::boot::first_instruction_tsc();
     crate::console::init(log::LevelFilter::Info);
     kprintln!("BOOT,entry,{first}");
@@ -207,41 +207,38 @@ pub fn bsp_main(start_info: u64) -> ! {
     if let Some(c) = opts.overflow_on_cpu {
         deliberate_failure(c, overflow, "stack overflow");
     }
-    match opts.job {
-        Job::Boot => {
-            let done = phase("done");
-            let us = time::ticks_to_us(done - first);
-            let m = crate::mm::kalloc::stats();
-            kprintln!(
-                "MEM,buddy_free,{},slab_frames,{},objects_out,{},large_frames,{}",
-                m.buddy_free,
-                m.slab_frames,
-                m.objects_out,
-                m.large_frames
-            );
-            kprintln!(
-                "INFO,tsc_hz,{},{:?},apic_timer_hz,{},features,{:?},apic,{}",
-                state.tsc.0,
-                state.tsc.1,
-                state.apic_timer_hz,
-                state.features,
-                state.apic_mode.name()
-            );
-            kprintln!(
-                "BOOTTIME,{}.{:03},ms,{}",
-                us / 1000,
-                us % 1000,
-                state.smp.online
-            );
-            exit(ExitCode::Success)
-        }
-        Job::Test => crate::harness::test::run(&state),
-        Job::Bench | Job::Contended => crate::harness::bench::run(&state),
-    }
+    state
 }
 
-/// Drops the APs Exo-OS cannot start, reporting each by APIC id: ids an xAPIC cannot
-/// address (above 254) and CPUs beyond [`cpus::CPU_LIMIT`].
+/// The `boot` job: the memory and timing summary, then power off.
+pub fn report(state: &BootState) -> ! {
+    let done = phase("done");
+    let us = time::ticks_to_us(done - state.first_tsc);
+    let m = crate::mm::kalloc::stats();
+    kprintln!(
+        "MEM,buddy_free,{},slab_frames,{},objects_out,{},large_frames,{}",
+        m.buddy_free,
+        m.slab_frames,
+        m.objects_out,
+        m.large_frames
+    );
+    kprintln!(
+        "INFO,tsc_hz,{},{:?},apic_timer_hz,{},features,{:?},apic,{}",
+        state.tsc.0,
+        state.tsc.1,
+        state.apic_timer_hz,
+        state.features,
+        state.apic_mode.name()
+    );
+    kprintln!(
+        "BOOTTIME,{}.{:03},ms,{}",
+        us / 1000,
+        us % 1000,
+        state.smp.online
+    );
+    exit(ExitCode::Success)
+}
+
 /// Keeps the APs this boot can start (the rule `exo-madt` shows users: `exo_acpi::plan`) and
 /// logs the others by APIC id.
 fn limit_aps(aps: &mut Vec<u32>, mode: apic::Mode) {
@@ -498,14 +495,4 @@ fn calibrate_apic_timer(tsc_hz: u64) -> u64 {
     } else {
         (counted as u128 * tsc_hz as u128 / elapsed as u128) as u64
     }
-}
-
-/// The BSP's entry from the PVH boot code (`call exo_bsp_main` with the start_info address).
-#[allow(
-    unsafe_code,
-    reason = "no_mangle: the symbol the assembly boot code calls"
-)]
-#[unsafe(no_mangle)]
-extern "C" fn exo_bsp_main(start_info: u64) -> ! {
-    bsp_main(start_info)
 }

@@ -4,7 +4,7 @@
 //! `exo.test=<prefix>`; `locks` holds the measured locks and the contention runner.
 //!
 //! Tests and bench rows are leaves: they may call any subsystem, and no subsystem calls them.
-//! This module sits above `sched` (the test job starts the scheduler between phases).
+//! This module is the top: the entry runs `boot`, then [`run`] the job it names.
 
 pub mod bench;
 pub mod locks;
@@ -16,6 +16,16 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 pub use registry::{Needs, Suite, TestResult};
+
+/// Runs the job the command line names (`exo.job=boot|test|bench|contended`); never returns.
+pub fn run(state: &crate::boot::BootState) -> ! {
+    use crate::boot::cmdline::Job;
+    match state.opts.job {
+        Job::Boot => crate::boot::report(state),
+        Job::Test => test::run(state),
+        Job::Bench | Job::Contended => bench::run(state),
+    }
+}
 
 /// Prefix of an `Err` that means "not applicable here" (printed as `skip`, not counted).
 pub const SKIP: &str = "skip: ";
