@@ -1,4 +1,9 @@
-//! The boot sequence in phases, one `BOOT,<phase>,<tsc>` line each.
+//! Boot: the command line (`cmdline`), fault-injection knobs (`faults`) and the boot
+//! sequence in phases, one `BOOT,<phase>,<tsc>` line each, from the PVH entry to every CPU
+//! online; [`bsp_main`] returns the [`BootState`] the jobs (`harness`) run on, and
+//! [`report`] is the `boot` job.
+//!
+//! Calls down to every subsystem (it brings them up in order); nothing below calls it.
 
 pub mod cmdline;
 mod faults;

@@ -1,4 +1,7 @@
-//! The kernel's trap dispatcher: exceptions, NMIs (the stop-all of a panic), IPIs.
+//! Traps: the dispatcher for exceptions, NMIs (the stop-all of a panic) and IPIs (`mod.rs`),
+//! and the panic path (`panic`: report, backtrace, stop every CPU, failure exit).
+//!
+//! Calls down only: `sched` (the tick, #NM, killing a faulting thread), `smp`, `mm`.
 
 pub mod panic;
 
