@@ -42,7 +42,9 @@ impl FileType {
 }
 
 /// One archive member. All slices borrow from the archive bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// `Debug` shows the name, mode, size and offset, not the data.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Entry<'a> {
     /// The name with leading `/` and `./` removed (see [`normalize`](crate::normalize)):
     /// `./bin/sh` and `/bin/sh` both give `bin/sh`; `.` gives the empty string (the root).
@@ -101,6 +103,17 @@ impl<'a> Entry<'a> {
     }
 }
 
+impl core::fmt::Debug for Entry<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Entry")
+            .field("name", &self.raw_name)
+            .field("mode", &format_args!("{:#o}", self.mode))
+            .field("size", &self.data.len())
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The fallible walk over an archive: yields each entry in archive order, then stops at the
 /// `TRAILER!!!` entry (which is not yielded).
 ///
@@ -108,7 +121,7 @@ impl<'a> Entry<'a> {
 /// least 112 bytes or ends the walk, so a walk over `n` bytes takes at most `n / 112 + 1`
 /// steps; the work of each step is linear in its entry's size (UTF-8 check of the name, and
 /// the checksum of a regular file in a `070702` entry).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Entries<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -217,6 +230,17 @@ impl<'a> Entries<'a> {
             rdev_minor: h.rdev_minor,
             offset,
         }))
+    }
+}
+
+impl core::fmt::Debug for Entries<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Entries")
+            .field("len", &self.bytes.len())
+            .field("pos", &self.pos)
+            .field("done", &self.done)
+            .field("trailer_end", &self.trailer_end)
+            .finish()
     }
 }
 
