@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian bookworm machine with only Rust installed.
 # Installs: the pinned toolchain's x86_64-unknown-none target + clippy/rustfmt,
-# QEMU >= 8 (bookworm-backports; bookworm's own 7.2 has no x2APIC under TCG), and `just`.
+# QEMU >= 8 (bookworm-backports; bookworm's own 7.2 has no x2APIC under TCG), `just`,
+# cpio, binutils and gcc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,20 @@ else
         qemu-system-x86 >/dev/null
     qemu_ok || { echo "setup: QEMU >= 8 still missing after install" >&2; exit 1; }
     say "QEMU installed: $(qemu-system-x86_64 --version | head -1)"
+fi
+
+# cpio packs the initrd (and the initrd reader's tests run the real tool); readelf (binutils)
+# and gcc check the ELF loader against real static executables.
+missing=()
+for t in cpio:cpio readelf:binutils gcc:gcc; do
+    command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+    say "cpio, readelf and gcc present"
 fi
 
 # The toolchain file pins the version; rustup installs it and the components/targets it names.
