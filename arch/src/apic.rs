@@ -36,7 +36,7 @@ const ICR_PENDING: u32 = 1 << 12;
 pub enum Mode {
     /// MSR interface, 32-bit APIC ids.
     X2Apic,
-    /// MMIO interface at the given (identity-mapped, uncached) physical base, 8-bit ids.
+    /// MMIO interface at the given (directly mapped, uncached) physical base, 8-bit ids.
     XApic,
 }
 
@@ -51,7 +51,7 @@ impl Mode {
 }
 
 static MODE: AtomicU8 = AtomicU8::new(0); // 0 unset, 1 x2apic, 2 xapic
-static XAPIC_BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
+static XAPIC_BASE: AtomicU64 = AtomicU64::new(crate::layout::phys_to_virt(0xFEE0_0000));
 
 /// Errors of IPI delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,10 @@ pub fn select_mode(has_x2apic: bool, allow_x2apic: bool, mmio_base: u64) -> Mode
     } else {
         Mode::XApic
     };
-    XAPIC_BASE.store(mmio_base & !0xFFF, Ordering::Relaxed);
+    XAPIC_BASE.store(
+        crate::layout::phys_to_virt(mmio_base & !0xFFF),
+        Ordering::Relaxed,
+    );
     MODE.store(if mode == Mode::X2Apic { 1 } else { 2 }, Ordering::Release);
     mode
 }
@@ -103,7 +106,7 @@ fn read(reg: u32) -> u32 {
     match mode() {
         // SAFETY: x2APIC register MSRs 0x800.. exist once x2APIC mode is enabled on this CPU.
         Mode::X2Apic => unsafe { rdmsr(0x800 + (reg >> 4)) as u32 },
-        // SAFETY: the xAPIC page is identity-mapped uncached by the kernel page tables (and
+        // SAFETY: the xAPIC page is directly mapped uncached by the kernel page tables (and
         // by the boot tables below 4 GiB); `reg` is a valid register offset.
         Mode::XApic => unsafe {
             core::ptr::read_volatile(

@@ -2,7 +2,12 @@
 //! Cloud Hypervisor, the 32-bit entry that builds boot page tables and enters long mode, and
 //! the jump to the kernel's `exo_bsp_main(start_info_paddr)`.
 //!
-//! The boot page tables identity-map the first 4 GiB with 2 MiB pages. They are writable and
+//! The image is linked in the upper half (`layout::KERNEL_BASE` + its physical address) but
+//! the PVH loader enters it at its physical address in 32-bit mode, so the entry code names
+//! every symbol as `symbol - KERNEL_BASE`. Its boot page tables map the first 4 GiB with
+//! 2 MiB pages three times: identity (the code running now, and the AP trampoline), the
+//! direct map (`layout::PHYS_OFFSET`), and the first GiB at `KERNEL_BASE` (the image); then it
+//! jumps to the upper half and never uses the identity map again. They are writable and
 //! executable, so they only live until the kernel builds its final tables (`paging`); the AP
 //! trampoline borrows them for the same short hop into long mode.
 
@@ -18,7 +23,7 @@ core::arch::global_asm!(
     .long 18                /* XEN_ELFNOTE_PHYS32_ENTRY */
     .asciz "Xen"
     .p2align 2
-    .long pvh_start32
+    .long pvh_start32 - {kbase}
     .p2align 2
 
     .section .bss.boot, "aw", @nobits
@@ -26,6 +31,7 @@ core::arch::global_asm!(
     .global exo_boot_pml4
 exo_boot_pml4:  .skip 4096
 exo_boot_pdpt:  .skip 4096
+exo_boot_pdpt_hi: .skip 4096
 exo_boot_pd:    .skip 4096 * 4
     .p2align 4
     .global exo_boot_stack_bottom
@@ -47,7 +53,11 @@ exo_boot_gdt:
     .quad 0x00cf92000000ffff    /* 0x10: data */
 exo_boot_gdt_end:
     .p2align 3
-exo_boot_gdt_ptr:
+exo_boot_gdt_ptr:               /* physical base: loaded in 32-bit mode */
+    .word exo_boot_gdt_end - exo_boot_gdt - 1
+    .quad exo_boot_gdt - {kbase}
+    .p2align 3
+exo_boot_gdt_ptr_hi:            /* the same GDT through the image window */
     .word exo_boot_gdt_end - exo_boot_gdt - 1
     .quad exo_boot_gdt
 
@@ -59,27 +69,36 @@ pvh_start32:
     cld
     movl %ebx, %esi                 /* start_info physical address, kept in esi */
     rdtsc                           /* BOOT,first-instruction stamp */
-    movl %eax, exo_boot_tsc
-    movl %edx, exo_boot_tsc + 4
+    movl %eax, exo_boot_tsc - {kbase}
+    movl %edx, exo_boot_tsc - {kbase} + 4
 
     /* Zero .bss: the loader zero-fills, but nothing here depends on that. */
-    movl $__bss_start, %edi
-    movl $__bss_end, %ecx
+    movl $__bss_start - {kbase}, %edi
+    movl $__bss_end - {kbase}, %ecx
     subl %edi, %ecx
     shrl $2, %ecx
     xorl %eax, %eax
     rep stosl
 
-    /* PML4[0] -> PDPT; PDPT[0..4] -> PD[0..4]; PD entries: 2 MiB pages, present+write. */
-    movl $exo_boot_pdpt, %eax
+    /* PML4[0] (identity) and PML4[256] (direct map) -> PDPT; PDPT[0..4] -> PD[0..4];
+       PML4[511] -> PDPT_HI; PDPT_HI[510] -> PD[0] (the first GiB at KERNEL_BASE).
+       PD entries: 2 MiB pages, present+write. */
+    movl $exo_boot_pdpt - {kbase}, %eax
     orl $0x3, %eax
-    movl %eax, exo_boot_pml4
+    movl %eax, exo_boot_pml4 - {kbase}
+    movl %eax, exo_boot_pml4 - {kbase} + 256 * 8
+    movl $exo_boot_pdpt_hi - {kbase}, %eax
+    orl $0x3, %eax
+    movl %eax, exo_boot_pml4 - {kbase} + 511 * 8
+    movl $exo_boot_pd - {kbase}, %eax
+    orl $0x3, %eax
+    movl %eax, exo_boot_pdpt_hi - {kbase} + 510 * 8
     xorl %ecx, %ecx
 1:  movl %ecx, %eax
     shll $12, %eax
-    addl $exo_boot_pd, %eax
+    addl $exo_boot_pd - {kbase}, %eax
     orl $0x3, %eax
-    movl %eax, exo_boot_pdpt(,%ecx,8)
+    movl %eax, exo_boot_pdpt - {kbase}(,%ecx,8)
     incl %ecx
     cmpl $4, %ecx
     jne 1b
@@ -87,10 +106,10 @@ pvh_start32:
 2:  movl %ecx, %eax
     shll $21, %eax
     orl $0x83, %eax                 /* present, write, 2 MiB */
-    movl %eax, exo_boot_pd(,%ecx,8)
+    movl %eax, exo_boot_pd - {kbase}(,%ecx,8)
     movl %ecx, %eax
     shrl $11, %eax                  /* high dword: bits 32.. of the address */
-    movl %eax, exo_boot_pd+4(,%ecx,8)
+    movl %eax, exo_boot_pd - {kbase} + 4(,%ecx,8)
     incl %ecx
     cmpl $2048, %ecx
     jne 2b
@@ -98,7 +117,7 @@ pvh_start32:
     movl %cr4, %eax
     orl $(1 << 5), %eax             /* PAE */
     movl %eax, %cr4
-    movl $exo_boot_pml4, %eax
+    movl $exo_boot_pml4 - {kbase}, %eax
     movl %eax, %cr3
     movl $0xC0000080, %ecx          /* EFER */
     rdmsr
@@ -108,11 +127,14 @@ pvh_start32:
     orl $((1 << 31) | (1 << 16) | 1), %eax  /* PG, WP, PE */
     movl %eax, %cr0
 
-    lgdt exo_boot_gdt_ptr
-    ljmp $0x08, $3f
+    lgdt exo_boot_gdt_ptr - {kbase}
+    ljmp $0x08, $3f - {kbase}
 
     .code64
-3:  movw $0x10, %ax
+3:  movabsq $5f, %rax               /* to the upper half */
+    jmp *%rax
+5:  lgdt exo_boot_gdt_ptr_hi(%rip)
+    movw $0x10, %ax
     movw %ax, %ds
     movw %ax, %es
     movw %ax, %ss
@@ -128,6 +150,7 @@ pvh_start32:
     jmp 4b
 "#,
     stack_size = const BOOT_STACK_SIZE,
+    kbase = const crate::layout::KERNEL_BASE,
     options(att_syntax)
 );
 
@@ -142,7 +165,8 @@ unsafe extern "C" {
     static __kernel_end: u8;
 }
 
-/// Physical addresses of the kernel image's parts, from the linker script.
+/// Addresses (in the image window, `layout::KERNEL_BASE + physical`) of the kernel image's
+/// parts, from the linker script.
 #[derive(Debug, Clone, Copy)]
 pub struct KernelImage {
     /// First byte of the image (and of .text).
@@ -155,7 +179,7 @@ pub struct KernelImage {
     pub end: u64,
 }
 
-/// The image layout. Identity-placed, so these are physical and virtual addresses at once.
+/// The image layout (virtual; `layout::image_to_phys` gives the physical addresses).
 pub fn kernel_image() -> KernelImage {
     KernelImage {
         start: &raw const __kernel_start as u64,
@@ -165,9 +189,10 @@ pub fn kernel_image() -> KernelImage {
     }
 }
 
-/// Physical address of the boot PML4 (identity map of 4 GiB, W+X: boot and AP start-up only).
+/// Physical address of the boot PML4 (4 GiB identity, direct map and image window, W+X:
+/// boot and AP start-up only).
 pub fn boot_pml4() -> u64 {
-    &raw const exo_boot_pml4 as u64
+    crate::layout::image_to_phys(&raw const exo_boot_pml4 as u64)
 }
 
 /// The BSP's boot stack as `[bottom, top)`.

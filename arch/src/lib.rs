@@ -14,6 +14,7 @@ pub mod cpu;
 pub mod exit;
 pub mod fpu;
 pub mod gdt;
+pub mod layout;
 pub mod paging;
 pub mod port;
 pub mod pvh;

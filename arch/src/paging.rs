@@ -1,6 +1,8 @@
-//! Kernel page tables: an identity map of physical memory with per-range permissions (no
-//! page is both writable and executable) and 4 KiB mappings for guarded stacks elsewhere.
-//! Tables are reached through the identity map, so table frames must lie in mapped memory.
+//! Kernel page tables: linear maps of physical memory with per-range permissions (no page is
+//! both writable and executable): the direct map and the kernel image window (see
+//! [`crate::layout`]), and 4 KiB mappings for guarded stacks elsewhere. Table frames are
+//! reached through the direct map, so they must lie in directly mapped memory (the boot
+//! tables map the first 4 GiB there).
 
 const P: u64 = 1;
 const W: u64 = 1 << 1;
@@ -49,7 +51,7 @@ impl Flags {
     };
 }
 
-/// A source of zeroed 4 KiB frames for page tables (identity-mapped physical addresses).
+/// A source of zeroed 4 KiB frames for page tables (physical addresses, directly mapped).
 pub trait FrameSource {
     /// A zeroed, 4 KiB-aligned frame, or `None` when memory is exhausted.
     fn alloc_zeroed_frame(&mut self) -> Option<u64>;
@@ -79,7 +81,7 @@ impl core::fmt::Display for MapError {
     }
 }
 
-/// How the identity map covers one 2 MiB chunk.
+/// How a linear map covers one 2 MiB chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chunk {
     /// One 2 MiB page with these permissions.
@@ -90,7 +92,7 @@ pub enum Chunk {
     Absent,
 }
 
-/// A set of page tables rooted at a PML4 (physical = virtual address).
+/// A set of page tables rooted at a PML4 (its frames reached through the direct map).
 #[derive(Debug)]
 pub struct PageTables {
     pml4: u64,
@@ -112,7 +114,7 @@ fn entry_bits(f: Flags, nx: bool) -> u64 {
 }
 
 fn table(pa: u64) -> *mut u64 {
-    pa as *mut u64
+    crate::layout::phys_to_virt(pa) as *mut u64
 }
 
 impl PageTables {
@@ -135,7 +137,7 @@ impl PageTables {
         idx: usize,
         va: u64,
     ) -> Result<u64, MapError> {
-        // SAFETY: `tab` is a page-table frame of this hierarchy, identity-mapped, and only
+        // SAFETY: `tab` is a page-table frame of this hierarchy, directly mapped, and only
         // this builder (single-threaded, before or while the tables are private) writes it.
         unsafe {
             let e = table(tab).add(idx);
@@ -218,22 +220,26 @@ impl PageTables {
         )
     }
 
-    /// Identity-maps `[0, limit)` chunk by chunk as `chunk` and `page` decide.
-    pub fn identity_map(
+    /// Maps physical `[start, end)` (2 MiB aligned) at `offset + pa`, chunk by chunk as
+    /// `chunk(pa)` and `page(pa)` decide.
+    pub fn linear_map(
         &mut self,
         fs: &mut impl FrameSource,
-        limit: u64,
+        offset: u64,
+        start: u64,
+        end: u64,
         chunk: impl Fn(u64) -> Chunk,
         page: impl Fn(u64) -> Option<Flags>,
     ) -> Result<(), MapError> {
-        let mut c = 0u64;
-        while c < limit {
+        let mut c = start & !0x1F_FFFF;
+        while c < end {
+            let va = offset.wrapping_add(c);
             match chunk(c) {
-                Chunk::Huge(f) => self.map_2m(fs, c, c, f)?,
+                Chunk::Huge(f) => self.map_2m(fs, va, c, f)?,
                 Chunk::Split => {
                     for p in (c..c + 0x20_0000).step_by(4096) {
                         if let Some(f) = page(p) {
-                            self.map_4k(fs, p, p, f)?;
+                            self.map_4k(fs, offset.wrapping_add(p), p, f)?;
                         }
                     }
                 }
@@ -253,7 +259,7 @@ impl PageTables {
     pub fn unmap_4k(&mut self, va: u64) -> Option<(u64, Option<u64>)> {
         let mut tab = self.pml4;
         for shift in [39u64, 30] {
-            // SAFETY: reading entries of this hierarchy's identity-mapped table frames.
+            // SAFETY: reading entries of this hierarchy's directly mapped table frames.
             let e = unsafe {
                 table(tab)
                     .add(((va >> shift) & 511) as usize)
@@ -266,13 +272,13 @@ impl PageTables {
         }
         let pd = tab;
         let pd_idx = ((va >> 21) & 511) as usize;
-        // SAFETY: `pd` is a page directory of this hierarchy (identity-mapped frame).
+        // SAFETY: `pd` is a page directory of this hierarchy (directly mapped frame).
         let pde = unsafe { table(pd).add(pd_idx).read_volatile() };
         if pde & P == 0 || pde & PS != 0 {
             return None;
         }
         let pt = pde & ADDR;
-        // SAFETY: `pt` is a page table of this hierarchy (identity-mapped frame); entries are
+        // SAFETY: `pt` is a page table of this hierarchy (directly mapped frame); entries are
         // cleared before the TLB flush, so no new translation can be cached from them.
         unsafe {
             let e = table(pt).add(((va >> 12) & 511) as usize);
@@ -295,7 +301,7 @@ impl PageTables {
     pub fn translate(&self, va: u64) -> Option<(u64, Flags)> {
         let mut tab = self.pml4;
         for (level, shift) in [(4, 39u64), (3, 30), (2, 21), (1, 12)] {
-            // SAFETY: reading entries of this hierarchy's identity-mapped table frames.
+            // SAFETY: reading entries of this hierarchy's directly mapped table frames.
             let e = unsafe {
                 table(tab)
                     .add(((va >> shift) & 511) as usize)

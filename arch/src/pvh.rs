@@ -1,5 +1,6 @@
 //! The PVH `hvm_start_info` handed over in `ebx`: command line, RSDP and memory map.
 
+use crate::layout::phys_to_virt;
 use arrayvec::{ArrayString, ArrayVec};
 
 const MAGIC: u32 = 0x336e_c578;
@@ -91,18 +92,18 @@ impl core::fmt::Display for PvhError {
 ///
 /// # Safety
 /// `paddr` must be the value the PVH loader passed in `ebx`, with the start info, its command
-/// line and memory map identity-mapped and not yet reused.
+/// line and memory map directly mapped ([`crate::layout`]) and not yet reused.
 pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
     if paddr == 0 {
         return Err(PvhError::Missing);
     }
     let rd32 = |off: u64| {
         // SAFETY: inside the start_info structure the caller vouches for.
-        unsafe { ((paddr + off) as *const u32).read_unaligned() }
+        unsafe { (phys_to_virt(paddr + off) as *const u32).read_unaligned() }
     };
     let rd64 = |off: u64| {
         // SAFETY: as above.
-        unsafe { ((paddr + off) as *const u64).read_unaligned() }
+        unsafe { (phys_to_virt(paddr + off) as *const u64).read_unaligned() }
     };
     let magic = rd32(0);
     if magic != MAGIC {
@@ -122,7 +123,7 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
     if cmdline_paddr != 0 {
         for i in 0..4096u64 {
             // SAFETY: the NUL-terminated command line the loader placed; bounded to 4 KiB.
-            let b = unsafe { ((cmdline_paddr + i) as *const u8).read() };
+            let b = unsafe { (phys_to_virt(cmdline_paddr + i) as *const u8).read() };
             if b == 0 {
                 break;
             }
@@ -146,7 +147,7 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
         return Err(PvhError::NoMemoryMap);
     }
     for i in 0..u64::from(n) {
-        let e = mm + i * 24;
+        let e = phys_to_virt(mm + i * 24);
         // SAFETY: entry i of the loader's memory map, `n` entries of 24 bytes.
         let (start, len, kind) = unsafe {
             (

@@ -166,11 +166,11 @@ fn off(sym: *const u8) -> u64 {
 pub type ApEntry = extern "C" fn(ticket: u32) -> !;
 
 /// Copies the trampoline to `TRAMPOLINE_PADDR` and fills its parameters: APs enter long mode
-/// on `boot_cr3` (identity map of 4 GiB), switch to `final_cr3`, take ticket `t` and stack
+/// on `boot_cr3` (the boot tables: identity, direct map and image window), switch to `final_cr3`, take ticket `t` and stack
 /// `stacks[t]` (for `t < nstacks`, else they park) and call `entry(t)`.
 ///
 /// # Safety
-/// The 4 KiB at `TRAMPOLINE_PADDR` must be identity-mapped, writable, and owned by the caller
+/// The 4 KiB at `TRAMPOLINE_PADDR` must be directly mapped, writable, and owned by the caller
 /// (reserved from every allocator); `stacks` must point to `nstacks` valid, 16-byte aligned
 /// stack tops mapped in `final_cr3` that stay valid for the APs' lifetime; `boot_cr3` must be
 /// the boot tables and `final_cr3` tables mapping the kernel image; no AP may be running.
@@ -185,7 +185,7 @@ pub unsafe fn install_trampoline(
     let (start, end) = (&raw const exo_ap_tramp_start, &raw const exo_ap_tramp_end);
     let len = end as usize - start as usize;
     assert!(len <= 4096, "AP trampoline larger than a page");
-    let dst = TRAMPOLINE_PADDR as *mut u8;
+    let dst = crate::layout::phys_to_virt(TRAMPOLINE_PADDR) as *mut u8;
     // SAFETY: the caller owns the destination page and guarantees no AP runs yet, so the
     // kernel-side parameters are not being read concurrently.
     unsafe {

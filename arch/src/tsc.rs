@@ -84,14 +84,15 @@ pub enum RefClock {
         /// Counter width (24 or 32).
         bits: u32,
     },
-    /// The ACPI PM timer at a physical MMIO address (identity-mapped, uncached).
+    /// The ACPI PM timer at an MMIO address (a mapped virtual address: the kernel passes its
+    /// direct-map address, uncached).
     PmTimerMmio {
         /// Physical address of the counter register.
         addr: u64,
         /// Counter width (24 or 32).
         bits: u32,
     },
-    /// The HPET main counter at its MMIO base (identity-mapped, uncached).
+    /// The HPET main counter at its MMIO base (a mapped virtual address, as above).
     Hpet {
         /// Physical base of the HPET register block.
         base: u64,
@@ -172,7 +173,7 @@ impl RefClock {
                 Ok((3_579_545, if bits == 32 { 32 } else { 24 }))
             }
             RefClock::Hpet { base } => {
-                // SAFETY: per the contract, `base` is the HPET's identity-mapped register block:
+                // SAFETY: per the contract, `base` is the HPET's mapped register block:
                 // capabilities at +0 (period in femtoseconds in bits 63:32, 64-bit counter in
                 // bit 13), general configuration at +0x10 (bit 0 starts the main counter).
                 unsafe {

@@ -4,21 +4,24 @@
 //! are `mm/kalloc.rs`, `sched/{cpu,thread,wake,idle,fpu}.rs` and `harness/registry.rs`.
 #![allow(unsafe_code, reason = "the kernel's single audited unsafe module")]
 
-/// Zeroes the 4 KiB frame at `pa` (identity-mapped).
+/// Zeroes the 4 KiB frame at physical `pa` (through the direct map).
 pub fn zero_frame(pa: u64) {
+    let va = exo_arch::layout::phys_to_virt(pa);
     // SAFETY: `pa` was just handed out by a frame allocator, so nothing else refers to it;
-    // RAM is identity-mapped writable in the boot and in the kernel tables.
-    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, 4096) };
+    // RAM is directly mapped writable in the boot tables (first 4 GiB, where boot frames
+    // come from) and in the kernel tables (all of it).
+    unsafe { core::ptr::write_bytes(va as *mut u8, 0, 4096) };
 }
 
-/// The `words` u64s at `pa` as a 'static slice (the buddy's bitmaps).
+/// The `words` u64s at physical `pa` as a 'static slice (the buddy's bitmaps).
 pub fn leak_words(pa: u64, words: usize) -> &'static mut [u64] {
+    let va = exo_arch::layout::phys_to_virt(pa);
     // SAFETY: the caller carved `[pa, pa + 8 * words)` from the boot frame allocator for this
-    // purpose alone (never handed out again), identity-mapped writable RAM; zeroed here so
+    // purpose alone (never handed out again), directly mapped writable RAM; zeroed here so
     // the slice is initialised.
     unsafe {
-        core::ptr::write_bytes(pa as *mut u64, 0, words);
-        core::slice::from_raw_parts_mut(pa as *mut u64, words)
+        core::ptr::write_bytes(va as *mut u64, 0, words);
+        core::slice::from_raw_parts_mut(va as *mut u64, words)
     }
 }
 
@@ -41,8 +44,9 @@ pub fn take_once<T>(p: *mut T, taken: &'static core::sync::atomic::AtomicBool) -
 
 /// Switches this CPU to the kernel page tables at `root`.
 pub fn load_cr3(root: u64) {
-    // SAFETY: `root` identity-maps all RAM (code, stacks, allocator memory, tables) at the addresses in
-    // use now, and the MMIO the kernel touches; built by `memory::init`.
+    // SAFETY: `root` maps the kernel image, the direct map of all RAM (allocator memory,
+    // tables) and of the low 4 GiB's MMIO, and the stacks in use, at the addresses in use
+    // now; built by `memory::init`.
     unsafe { exo_arch::cpu::load_cr3(root) };
 }
 
@@ -53,8 +57,8 @@ pub fn read_start_info(paddr: u64) -> Result<exo_arch::pvh::BootInfo, exo_arch::
     unsafe { exo_arch::pvh::read(paddr) }
 }
 
-/// Physical memory reads for ACPI: bounded to the identity map, 8-byte reads are probed so a
-/// bad table pointer into unmapped space is an error, not a fault.
+/// Physical memory reads for ACPI, through the direct map and bounded to it, so a bad table
+/// pointer is an error, not a fault.
 #[derive(Debug)]
 pub struct PhysReader {
     /// Addresses at or above this are refused.
@@ -64,18 +68,20 @@ pub struct PhysReader {
 impl exo_acpi::PhysMem for PhysReader {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), exo_acpi::AcpiError> {
         let end = paddr.checked_add(buf.len() as u64);
-        // Page 0 is never mapped (null-pointer guard): the BIOS data area there is refused
-        // like any unreadable address, so `find_rsdp_in_bios` falls back to its other area.
+        // Page 0 (the real-mode IVT and BIOS data area) is refused like any unreadable
+        // address, so `find_rsdp_in_bios` falls back to its other area (as when page 0 was
+        // the null guard of the old identity map; the test of that path stays meaningful).
         if paddr < 0x1000 || end.is_none_or(|e| e > self.limit) {
             return Err(exo_acpi::AcpiError::Read {
                 paddr,
                 len: buf.len(),
             });
         }
-        // SAFETY: [paddr, paddr+len) lies below `limit`, inside the identity map of the
-        // tables in use (boot tables: 4 GiB; kernel tables: all of RAM and the low 4 GiB).
-        // ACPI tables are ordinary memory: reading them has no side effect.
-        unsafe { core::ptr::copy_nonoverlapping(paddr as *const u8, buf.as_mut_ptr(), buf.len()) };
+        let va = exo_arch::layout::phys_to_virt(paddr);
+        // SAFETY: [paddr, paddr+len) lies below `limit`, inside the direct map of the tables
+        // in use (boot tables: 4 GiB; kernel tables: all of RAM and the low 4 GiB). ACPI
+        // tables are ordinary memory: reading them has no side effect.
+        unsafe { core::ptr::copy_nonoverlapping(va as *const u8, buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 }
@@ -134,10 +140,12 @@ pub fn remote_fn(word: u64) -> fn(u64) -> u64 {
     unsafe { core::mem::transmute::<usize, fn(u64) -> u64>(word as usize) }
 }
 
-/// Reads address 8 (`dangling::<u64>()`; page 0 is never mapped): a deliberate page fault, for the test that a
-/// faulting thread is killed alone.
+/// Reads address 8 (`dangling::<u64>()`; the lower half is user space, unmapped in the
+/// kernel's own tables): a deliberate page fault, for the test that a faulting thread is
+/// killed alone.
 pub fn deliberate_page_fault() -> u64 {
     // SAFETY: none needed for memory safety: the read faults before it returns anything
-    // (page 0 is unmapped by `memory::init`); the fault handler never resumes this code.
+    // (`memory::init` maps nothing in the lower half); the fault handler never resumes this
+    // code.
     unsafe { core::ptr::read_volatile(core::ptr::dangling::<u64>()) }
 }

@@ -422,6 +422,7 @@ fn calibrate_tsc(
     hpet: Option<u64>,
 ) -> (u64, FreqSource) {
     use cmdline::TscRef;
+    use exo_arch::layout::phys_to_virt;
     use exo_arch::tsc::RefClock;
     if want == TscRef::Auto
         && let Some(f) = exo_arch::tsc::freq_from_cpuid()
@@ -434,11 +435,15 @@ fn calibrate_tsc(
             bits: t.bits(),
         },
         exo_acpi::PmTimerAddr::Mmio(addr) => RefClock::PmTimerMmio {
-            addr,
+            addr: phys_to_virt(addr),
             bits: t.bits(),
         },
     });
-    let hpet = hpet.map(|base| RefClock::Hpet { base });
+    // Device registers are reached through the direct map, which covers the low 4 GiB
+    // (uncached where it is not RAM): a block the firmware places above is not used.
+    let hpet = hpet.filter(|&b| b < 4 << 30).map(|base| RefClock::Hpet {
+        base: phys_to_virt(base),
+    });
     let refs: [Option<RefClock>; 3] = match want {
         TscRef::Auto => [Some(RefClock::Pit), pm, hpet],
         TscRef::Pit => [Some(RefClock::Pit), None, None],

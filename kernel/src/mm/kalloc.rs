@@ -44,20 +44,22 @@ impl core::fmt::Display for OutOfMemory {
     }
 }
 
-/// A 4 KiB physical frame owned by the holder (not `Copy`: freeing consumes it).
+/// A 4 KiB frame of RAM owned by the holder (not `Copy`: freeing consumes it). kalloc works
+/// in the direct map (`exo_arch::layout`): a frame is held as its direct-map address, and
+/// every heap pointer is one.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Frame(u64);
 
 impl Frame {
-    /// The frame at `pa`, for giving back a frame taken out of the kalloc world (a page
-    /// table's, a stack page's): `pa` must be a 4 KiB frame from `alloc_frame` that nothing
-    /// else uses any more.
-    pub fn from_addr(pa: u64) -> Frame {
-        Frame(pa)
+    /// The frame at physical `pa`, for giving back a frame taken out of the kalloc world (a
+    /// page table's, a stack page's): it must be a 4 KiB frame from `alloc_frame` that
+    /// nothing else uses any more.
+    pub fn from_phys(pa: u64) -> Frame {
+        Frame(exo_arch::layout::phys_to_virt(pa))
     }
-    /// Its physical (= identity-mapped virtual) address.
-    pub fn addr(&self) -> u64 {
-        self.0
+    /// Its physical address (for page tables).
+    pub fn phys(&self) -> u64 {
+        self.0 - exo_arch::layout::PHYS_OFFSET
     }
 }
 
@@ -82,7 +84,8 @@ static POOLS: [spin::Mutex<Pool>; SizeClass::COUNT] = [const {
 static LARGE_FRAMES: AtomicU64 = AtomicU64::new(0);
 
 /// Takes over the remaining boot memory: `storage` words for the buddy's bitmaps (from
-/// `memory`), the span `[base, base + frames * 4K)`, and the free ranges in it.
+/// `memory`), the span `[base, base + frames * 4K)`, and the free ranges in it, all as
+/// direct-map addresses.
 pub fn init(
     storage: &'static mut [u64],
     base: u64,

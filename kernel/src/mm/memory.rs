@@ -187,7 +187,7 @@ pub struct KernelFrames;
 
 impl FrameSource for KernelFrames {
     fn alloc_zeroed_frame(&mut self) -> Option<u64> {
-        let f = crate::mm::kalloc::alloc_frame().ok()?.addr();
+        let f = crate::mm::kalloc::alloc_frame().ok()?.phys();
         sys::zero_frame(f);
         Some(f)
     }
@@ -195,9 +195,17 @@ impl FrameSource for KernelFrames {
 
 /// Builds the kernel page tables with boot frames, switches this CPU to them, then hands all
 /// remaining RAM to `kalloc`. Returns (usable MiB, frames handed over).
+///
+/// The tables map nothing in the lower half (it is user space): the direct map of
+/// `[0, max(RAM top, 4 GiB))` at `PHYS_OFFSET` (RAM read-write, the rest of the low 4 GiB
+/// uncached for MMIO, never executable) and the kernel image at `KERNEL_BASE + physical`
+/// with per-section permissions (text RX, rodata R, data and bss RW), the boot stack's guard
+/// page left out.
 pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, usize), MemError> {
+    use exo_arch::layout::{KERNEL_BASE, PHYS_OFFSET, image_to_phys, phys_to_virt};
     let img = exo_arch::boot::kernel_image();
-    let mut frames = BootFrames::new(map, &[(img.start, img.end)]);
+    let (p_start, p_end) = (image_to_phys(img.start), image_to_phys(img.end));
+    let mut frames = BootFrames::new(map, &[(p_start, p_end)]);
 
     let ram: ArrayVec<(u64, u64), 64> = map
         .iter()
@@ -210,32 +218,39 @@ pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, usize), MemError> {
         .map(|r| (r.start, r.start.saturating_add(r.len)))
         .collect();
     let is_ram = |a: u64, len: u64| ram.iter().any(|&(s, e)| a < e && a + len > s);
-    let k_lo = img.start & !(2 * MIB - 1);
-    let k_hi = img.end.next_multiple_of(2 * MIB);
     let limit = frames.top().max(4 << 30).next_multiple_of(2 * MIB);
     // The page below the BSP's boot stack (the last boot page directory, unused once these
     // tables are loaded: APs walk the boot tables physically) becomes its guard page.
-    let boot_guard = exo_arch::boot::boot_stack().0 - PAGE;
+    let boot_guard = image_to_phys(exo_arch::boot::boot_stack().0 - PAGE);
 
     let mut tables = PageTables::new(&mut frames, nx)?;
-    tables.identity_map(
+    tables.linear_map(
         &mut frames,
+        PHYS_OFFSET,
+        0,
         limit,
         |c| {
-            if c == 0 || (c >= k_lo && c < k_hi) {
-                Chunk::Split
-            } else if is_ram(c, 2 * MIB) || c >= 4 << 30 {
+            if is_ram(c, 2 * MIB) || c >= 4 << 30 {
                 Chunk::Huge(Flags::RW)
             } else {
                 Chunk::Huge(Flags::MMIO)
             }
         },
+        |_| None,
+    )?;
+    tables.linear_map(
+        &mut frames,
+        KERNEL_BASE,
+        p_start,
+        p_end,
+        |_| Chunk::Split,
         |p| {
-            if p == 0 || p == boot_guard {
-                None // null-pointer guard, BSP stack guard
-            } else if p >= img.start && p < img.text_end {
+            let va = KERNEL_BASE + p;
+            if p < p_start || p >= p_end || p == boot_guard {
+                None // outside the image; the BSP stack's guard
+            } else if va < img.text_end {
                 Some(Flags::RX)
-            } else if p >= img.text_end && p < img.rodata_end {
+            } else if va < img.rodata_end {
                 Some(Flags::RO)
             } else {
                 Some(Flags::RW)
@@ -246,14 +261,18 @@ pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, usize), MemError> {
     let usable = frames.total * PAGE / MIB;
 
     // Hand over: the buddy spans [lowest usable, top); its bitmaps come from boot frames.
+    // kalloc works in the direct map: every address it is given is `PHYS_OFFSET + pa`.
     let base = frames.ranges.first().map_or(0, |r| r.0);
     let span = ((frames.top() - base) / PAGE) as usize;
-    let words = exo_mm::Buddy::words_needed_for(base, span);
+    let words = exo_mm::Buddy::words_needed_for(phys_to_virt(base), span);
     let storage_pa = frames.alloc_contiguous((words as u64 * 8).div_ceil(PAGE))?;
     let storage = sys::leak_words(storage_pa, words);
-    let free: ArrayVec<(u64, u64), 128> = frames.remaining().collect();
-    let handed =
-        crate::mm::kalloc::init(storage, base, span, &free).map_err(|_| MemError::OutOfMemory)?;
+    let free: ArrayVec<(u64, u64), 128> = frames
+        .remaining()
+        .map(|(s, e)| (phys_to_virt(s), phys_to_virt(e)))
+        .collect();
+    let handed = crate::mm::kalloc::init(storage, phys_to_virt(base), span, &free)
+        .map_err(|_| MemError::OutOfMemory)?;
     with_memory(|m| {
         *m = Some(Memory {
             tables,
@@ -299,9 +318,9 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
 fn unmap_range(m: &mut Memory, bottom: u64, pages: u64) {
     for i in 0..pages {
         if let Some((f, table)) = m.tables.unmap_4k(bottom + i * PAGE) {
-            crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_addr(f));
+            crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(f));
             if let Some(t) = table {
-                crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_addr(t));
+                crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(t));
             }
         }
     }

@@ -47,11 +47,17 @@ fn w_xor_x(_: &BootState) -> TestResult {
     check(!data.1.executable && data.1.writable, || {
         format!("data flags {:?}", data.1)
     })?;
-    check(memory::translate(0).is_none(), || "page 0 is mapped".into())?;
-    // Every 4 KiB of the image and 2 MiB steps of the first 4 GiB: never W+X.
-    for p in (0..img.end)
+    // The lower half is user space: the kernel's own tables map none of it.
+    for p in [0u64, 0x1000, 0x40_0000, 0x7FFF_FFFF_F000] {
+        check(memory::translate(p).is_none(), || {
+            format!("lower-half address {p:#x} is mapped in the kernel tables")
+        })?;
+    }
+    // Every 4 KiB of the image and 2 MiB steps of the direct map's first 4 GiB: never W+X.
+    let dm = exo_arch::layout::PHYS_OFFSET;
+    for p in (img.start..img.end)
         .step_by(4096)
-        .chain((0..(4u64 << 30)).step_by(2 << 20))
+        .chain((dm..dm + (4u64 << 30)).step_by(2 << 20))
     {
         if let Some((_, f)) = memory::translate(p) {
             check(!(f.writable && f.executable), || {
