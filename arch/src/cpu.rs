@@ -52,6 +52,15 @@ pub fn detect() -> Features {
     }
 }
 
+static SMAP_ON: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether SMAP is on (set by [`enable_features`]; every CPU makes the same choice): user
+/// memory is then reachable by the kernel only between `stac` and `clac`.
+#[inline(always)]
+pub fn smap_enabled() -> bool {
+    SMAP_ON.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Turns on NX, SSE, SMEP/SMAP/UMIP, FSGSBASE and XSAVE where offered, on the calling CPU.
 /// Every CPU calls it once during its bring-up, before it loads the kernel page tables.
 pub fn enable_features() -> Features {
@@ -74,6 +83,7 @@ pub fn enable_features() -> Features {
         }
         if f.smap {
             cr4.insert(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION);
+            SMAP_ON.store(true, core::sync::atomic::Ordering::Relaxed);
         }
         if f.umip {
             cr4.insert(Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION);

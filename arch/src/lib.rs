@@ -21,6 +21,7 @@ pub mod pvh;
 pub mod serial;
 #[cfg(target_os = "none")]
 pub mod smp;
+pub mod tlb;
 #[cfg(target_os = "none")]
 pub mod trap;
 pub mod tsc;

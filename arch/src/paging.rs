@@ -6,6 +6,7 @@
 
 const P: u64 = 1;
 const W: u64 = 1 << 1;
+const U: u64 = 1 << 2;
 const PWT: u64 = 1 << 3;
 const PCD: u64 = 1 << 4;
 const PS: u64 = 1 << 7;
@@ -22,6 +23,15 @@ pub struct Flags {
     pub executable: bool,
     /// Uncached (MMIO).
     pub uncached: bool,
+}
+
+/// A user mapping's permissions (the lower half only; never global).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserFlags {
+    /// Writes allowed.
+    pub writable: bool,
+    /// Instruction fetch allowed.
+    pub executable: bool,
 }
 
 impl Flags {
@@ -129,7 +139,138 @@ impl PageTables {
         self.pml4
     }
 
-    /// The next-level table under entry `idx` of `tab`, created if absent.
+    /// A new PML4 for a user address space: empty lower half, the kernel half shared with
+    /// `kernel` (its 256 upper entries copied: the kernel keeps every one of them populated,
+    /// see [`PageTables::populate_kernel_half`], so later kernel mappings are seen here too).
+    pub fn new_user(fs: &mut impl FrameSource, kernel: &PageTables) -> Result<Self, MapError> {
+        let pml4 = fs.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
+        for i in 256..512 {
+            // SAFETY: both are PML4 frames reached through the direct map; the new one is
+            // private to this call, the kernel's upper entries never change once populated.
+            unsafe {
+                let v = table(kernel.pml4).add(i).read_volatile();
+                table(pml4).add(i).write_volatile(v);
+            }
+        }
+        Ok(PageTables {
+            pml4,
+            nx: kernel.nx,
+        })
+    }
+
+    /// Gives every upper-half PML4 entry a (possibly empty) PDPT, so that address spaces
+    /// created from these tables share all later kernel mappings.
+    pub fn populate_kernel_half(&mut self, fs: &mut impl FrameSource) -> Result<(), MapError> {
+        for i in 256..512usize {
+            let va = 0xFFFF_0000_0000_0000 | ((i as u64) << 39);
+            self.next(fs, self.pml4, i, va)?;
+        }
+        Ok(())
+    }
+
+    /// Maps one user page `va -> pa` (`va` in the lower half; present, user, never global).
+    pub fn map_user_4k(
+        &mut self,
+        fs: &mut impl FrameSource,
+        va: u64,
+        pa: u64,
+        f: UserFlags,
+    ) -> Result<(), MapError> {
+        let kf = Flags {
+            writable: f.writable,
+            executable: f.executable,
+            uncached: false,
+        };
+        Self::check(va, kf)?;
+        if va >= crate::layout::USER_END {
+            return Err(MapError::BadAddress(va));
+        }
+        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va)?;
+        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va)?;
+        let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va)?;
+        Self::set_leaf(
+            pt,
+            ((va >> 12) & 511) as usize,
+            (pa & ADDR) | entry_bits(kf, self.nx) | U,
+            va,
+        )
+    }
+
+    /// Changes the permissions of the user page at `va`; returns false if it is not mapped.
+    pub fn protect_user_4k(&mut self, va: u64, f: UserFlags) -> Result<bool, MapError> {
+        let kf = Flags {
+            writable: f.writable,
+            executable: f.executable,
+            uncached: false,
+        };
+        Self::check(va, kf)?;
+        let Some(e) = self.leaf_4k(va) else {
+            return Ok(false);
+        };
+        // SAFETY: `e` points at the present 4 KiB leaf of `va` in this hierarchy's tables
+        // (directly mapped); the caller invalidates stale translations afterwards.
+        unsafe {
+            let old = e.read_volatile();
+            e.write_volatile((old & ADDR) | entry_bits(kf, self.nx) | U);
+        }
+        Ok(true)
+    }
+
+    /// The 4 KiB leaf entry of `va`, if present (no huge page on the way).
+    fn leaf_4k(&self, va: u64) -> Option<*mut u64> {
+        let mut tab = self.pml4;
+        for shift in [39u64, 30, 21] {
+            // SAFETY: reading entries of this hierarchy's directly mapped table frames.
+            let e = unsafe {
+                table(tab)
+                    .add(((va >> shift) & 511) as usize)
+                    .read_volatile()
+            };
+            if e & P == 0 || e & PS != 0 {
+                return None;
+            }
+            tab = e & ADDR;
+        }
+        // SAFETY: `tab` is this hierarchy's page table for `va`.
+        let e = unsafe { table(tab).add(((va >> 12) & 511) as usize) };
+        // SAFETY: as above.
+        (unsafe { e.read_volatile() } & P != 0).then_some(e)
+    }
+
+    /// Frees the whole lower half: every mapped user frame goes to `leaf(pa)`, every user
+    /// page-table frame to `table_frame(pa)`; the PML4's lower entries are cleared. The
+    /// caller makes sure no CPU runs on these tables (or will use translations of them).
+    pub fn free_user_half(&mut self, mut leaf: impl FnMut(u64), mut table_frame: impl FnMut(u64)) {
+        fn walk(tab: u64, level: u32, leaf: &mut impl FnMut(u64), tf: &mut impl FnMut(u64)) {
+            for i in 0..512 {
+                // SAFETY: a user table frame of this hierarchy (directly mapped), private to
+                // the caller (no CPU uses these tables any more).
+                let e = unsafe { table(tab).add(i).read_volatile() };
+                if e & P == 0 {
+                    continue;
+                }
+                if level == 1 {
+                    leaf(e & ADDR);
+                } else {
+                    walk(e & ADDR, level - 1, leaf, tf);
+                    tf(e & ADDR);
+                }
+            }
+        }
+        for i in 0..256 {
+            // SAFETY: the PML4 of this hierarchy; lower-half entries are user tables.
+            let e = unsafe { table(self.pml4).add(i).read_volatile() };
+            if e & P != 0 {
+                walk(e & ADDR, 3, &mut leaf, &mut table_frame);
+                table_frame(e & ADDR);
+                // SAFETY: as above.
+                unsafe { table(self.pml4).add(i).write_volatile(0) };
+            }
+        }
+    }
+
+    /// The next-level table under entry `idx` of `tab`, created if absent (user-accessible
+    /// when `va` is in the lower half).
     fn next(
         &mut self,
         fs: &mut impl FrameSource,
@@ -150,7 +291,8 @@ impl PageTables {
             }
             let f = fs.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
             // Intermediate entries are permissive; the leaf decides.
-            e.write_volatile(f | P | W);
+            let user = if va < crate::layout::USER_END { U } else { 0 };
+            e.write_volatile(f | P | W | user);
             Ok(f)
         }
     }

@@ -323,6 +323,23 @@ pub fn probe_read_u64(addr: u64) -> Result<u64, ProbeFault> {
     }
 }
 
+/// [`probe_read_u64`] of a user address: with SMAP on, the read runs inside a `stac`/`clac`
+/// window (user pages are otherwise off limits to the kernel).
+pub fn probe_read_user_u64(addr: u64) -> Result<u64, ProbeFault> {
+    let smap = crate::cpu::smap_enabled();
+    if smap {
+        // SAFETY: STAC exists (SMAP is on); it only lets this CPU's kernel code reach user
+        // pages until the CLAC below, with nothing but the probe read in between.
+        unsafe { core::arch::asm!("stac", options(nomem, nostack)) };
+    }
+    let r = probe_read_u64(addr);
+    if smap {
+        // SAFETY: CLAC exists (SMAP is on); it closes the window.
+        unsafe { core::arch::asm!("clac", options(nomem, nostack)) };
+    }
+    r
+}
+
 /// If `frame` is a fault at a registered probe instruction, points it at the probe's
 /// error path and returns true.
 pub fn fixup(frame: &mut TrapFrame) -> bool {

@@ -13,6 +13,31 @@ pub fn zero_frame(pa: u64) {
     unsafe { core::ptr::write_bytes(va as *mut u8, 0, 4096) };
 }
 
+/// Copies `src` to physical `pa` (through the direct map); `[pa, pa + len)` must lie in one
+/// frame the caller owns (a user page of a space it is building).
+pub fn copy_to_phys(pa: u64, src: &[u8]) {
+    assert!(
+        pa % 4096 + src.len() as u64 <= 4096,
+        "copy_to_phys crosses a frame"
+    );
+    let va = exo_arch::layout::phys_to_virt(pa);
+    // SAFETY: the bytes lie in one frame of directly mapped RAM that the caller owns (the
+    // assertion keeps them in it); `src` is a separate kernel buffer.
+    unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), va as *mut u8, src.len()) };
+}
+
+/// Copies from physical `pa` (through the direct map) into `dst`; same rule as
+/// [`copy_to_phys`].
+pub fn copy_from_phys(pa: u64, dst: &mut [u8]) {
+    assert!(
+        pa % 4096 + dst.len() as u64 <= 4096,
+        "copy_from_phys crosses a frame"
+    );
+    let va = exo_arch::layout::phys_to_virt(pa);
+    // SAFETY: as for `copy_to_phys`, reading.
+    unsafe { core::ptr::copy_nonoverlapping(va as *const u8, dst.as_mut_ptr(), dst.len()) };
+}
+
 /// The `words` u64s at physical `pa` as a 'static slice (the buddy's bitmaps).
 pub fn leak_words(pa: u64, words: usize) -> &'static mut [u64] {
     let va = exo_arch::layout::phys_to_virt(pa);
@@ -48,6 +73,16 @@ pub fn load_cr3(root: u64) {
     // tables) and of the low 4 GiB's MMIO, and the stacks in use, at the addresses in use
     // now; built by `memory::init`.
     unsafe { exo_arch::cpu::load_cr3(root) };
+}
+
+/// Switches this CPU to the address space `root` tagged `pcid` (`keep`: keep that PCID's TLB
+/// entries). Every root the kernel passes is the kernel tables' or one made by
+/// `PageTables::new_user` from them, and all of them share the kernel half.
+pub fn switch_space(root: u64, pcid: u16, keep: bool) {
+    // SAFETY: `root` maps the kernel half exactly as the current tables do (the contract
+    // above: its upper PML4 entries are the kernel's own, which never change once populated);
+    // `keep` is only passed for a PCID whose entries shootdowns have kept valid.
+    unsafe { exo_arch::tlb::switch_cr3(root, pcid, keep) };
 }
 
 /// Reads the PVH start info the boot code passed.

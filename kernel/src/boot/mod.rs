@@ -95,6 +95,17 @@ pub fn bsp_main(start_info: u64) -> BootState {
     cpus::install_this_cpu(bsp_block, (lo, hi));
     let (mib, frames) =
         memory::init(&bi.memmap, features.nx).unwrap_or_else(|e| fail(format_args!("memory: {e}")));
+    // PCID-tagged address spaces when the CPU has PCID and INVPCID (every AP follows).
+    exo_arch::tlb::enable_pcid(exo_arch::tlb::pcid_available());
+    crate::smp::tlb::set_kernel_root(memory::kernel_root());
+    info!(
+        "address spaces: {}",
+        if exo_arch::tlb::pcid_enabled() {
+            "PCID-tagged (PCID + INVPCID)"
+        } else {
+            "untagged (no PCID/INVPCID: a CR3 load flushes)"
+        }
+    );
     info!(
         "memory: {mib} MiB usable in {} map entries, {frames} frames to the buddy, kernel tables loaded (NX {})",
         bi.memmap.len(),

@@ -257,6 +257,9 @@ pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, usize), MemError> {
             }
         },
     )?;
+    // Every upper-half PML4 entry exists from now on: user address spaces copy them, so they
+    // see every later kernel mapping (stacks) without being told.
+    tables.populate_kernel_half(&mut frames)?;
     sys::load_cr3(tables.root());
     let usable = frames.total * PAGE / MIB;
 
@@ -335,6 +338,19 @@ pub fn free_stack(s: Stack) {
             unmap_range(m, s.bottom, (s.top - s.bottom) / PAGE);
         }
     });
+}
+
+/// The kernel tables' root (the CR3 of kernel threads and of CPUs with no user space loaded).
+pub fn kernel_root() -> u64 {
+    with_memory(|m| m.as_ref().map_or(0, |m| m.tables.root()))
+}
+
+/// New tables for a user address space: empty lower half, the kernel half shared.
+pub fn new_user_tables() -> Result<PageTables, MemError> {
+    with_memory(|m| {
+        let m = m.as_ref().ok_or(MemError::NotInitialised)?;
+        PageTables::new_user(&mut KernelFrames, &m.tables).map_err(MemError::from)
+    })
 }
 
 /// Translates `va` through the kernel tables (tests).

@@ -1,11 +1,13 @@
 //! Memory: the physical frame allocator and per-CPU caches (`kalloc`, the global heap), the
-//! kernel page tables built at boot and guarded kernel stacks (`memory`).
+//! kernel page tables built at boot and guarded kernel stacks (`memory`), and the page-table
+//! roots of user address spaces with their PCIDs (`space`).
 //!
 //! Calls down only: `sys` (raw memory), `console`, the `exo-mm` algorithms and `percpu`.
 
 pub mod kalloc;
 pub mod memory;
+pub mod space;
 
 mod bench;
-mod tests;
+pub(crate) mod tests;
 mod tests_oom;

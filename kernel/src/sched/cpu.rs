@@ -283,6 +283,15 @@ pub(super) fn schedule_irqs_off() {
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
     crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
+    // A thread of an address space runs on it; a kernel thread on whatever is loaded.
+    let space = next.space.load(Ordering::Relaxed);
+    if space != 0 {
+        // The space outlives its threads (`Builder::space`).
+        let s = crate::sys::leaked_ref(space as *const crate::mm::space::Space);
+        if exo_arch::tlb::current_root() != s.root() {
+            s.activate(cs.cpu);
+        }
+    }
     prev.held.store(
         exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
         Ordering::Relaxed,

@@ -110,6 +110,9 @@ pub(super) struct Tcb {
     /// lives in its CPU's GS block: `exo_percpu::held_locks`). A thread that faults holding
     /// one is not killed (the lock would stay held for good); the machine stops instead.
     pub(super) held: AtomicU64,
+    /// The address space this thread runs in (a `mm::space::Space` that outlives the thread),
+    /// or 0: a kernel thread, which runs on whatever space is loaded.
+    pub(super) space: AtomicU64,
 }
 
 // SAFETY: `ctx` is only accessed by the CPU that switches the thread out or in, with that
@@ -140,6 +143,7 @@ impl Tcb {
             fpu_cpu: AtomicU32::new(u32::MAX),
             park: crate::sched::park::ParkNode::new(),
             held: AtomicU64::new(0),
+            space: AtomicU64::new(0),
         }
     }
     pub(super) fn state(&self) -> State {
@@ -219,6 +223,7 @@ pub(super) fn free_slot(i: usize) {
     t.generation.fetch_add(1, Ordering::Relaxed);
     t.joiner.store(0, Ordering::Relaxed);
     t.held.store(0, Ordering::Relaxed);
+    t.space.store(0, Ordering::Relaxed);
     t.set_state(State::Free);
 }
 
@@ -256,6 +261,7 @@ pub fn cached_stacks() -> (usize, usize) {
 pub struct Builder {
     affinity: CpuSet,
     prio: u8,
+    space: u64,
 }
 
 impl Default for Builder {
@@ -263,6 +269,7 @@ impl Default for Builder {
         Builder {
             affinity: CpuSet::ANY,
             prio: DEFAULT_PRIORITY,
+            space: 0,
         }
     }
 }
@@ -280,6 +287,12 @@ impl Builder {
     /// Runs only on the CPUs of `set`.
     pub fn affinity(mut self, set: CpuSet) -> Builder {
         self.affinity = set;
+        self
+    }
+    /// Runs in address space `space`, which must outlive the thread (its owner joins the
+    /// thread before dropping the space).
+    pub fn space(mut self, space: &crate::mm::space::Space) -> Builder {
+        self.space = space as *const crate::mm::space::Space as u64;
         self
     }
     /// Priority 0..=63 (clamped).
@@ -341,6 +354,7 @@ impl Builder {
         t.joiner.store(0, Ordering::Relaxed);
         t.switches.store(0, Ordering::Relaxed);
         t.fpu_area.store(0, Ordering::Relaxed);
+        t.space.store(self.space, Ordering::Relaxed);
         // SAFETY: the stack was just taken from the cache or mapped for this thread alone;
         // its top is page-aligned and the pages below it are mapped.
         let rsp = unsafe { exo_arch::context::init_stack(stack.top, thread_entry, i as u64) };

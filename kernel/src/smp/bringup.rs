@@ -194,6 +194,7 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
 
 extern "C" fn ap_entry(ticket: u32) -> ! {
     exo_arch::cpu::enable_features();
+    exo_arch::tlb::enable_pcid(exo_arch::tlb::pcid_enabled());
     let my_apic = exo_arch::cpu::apic_id_from_cpuid();
     let Some(plan) = PLAN.get() else {
         exo_arch::cpu::halt_forever()

@@ -16,6 +16,8 @@ pub const VEC_WAKE: u8 = 0xF0;
 pub const VEC_PING: u8 = 0xF1;
 /// Local APIC timer vector.
 pub const VEC_TIMER: u8 = 0xF2;
+/// Vector of the TLB shootdown IPI (`tlb`).
+pub const VEC_TLB: u8 = 0xF3;
 /// APIC error vector.
 pub const VEC_APIC_ERROR: u8 = 0xFE;
 /// Spurious vector.
@@ -64,6 +66,10 @@ pub struct CpuLocal {
     pub tsc_uncertainty: AtomicU64,
     /// Cycle stamp when this CPU came online.
     pub online_tsc: AtomicU64,
+    /// The last TLB shootdown this CPU carried out (`tlb::shootdown`'s generation).
+    pub tlb_ack: AtomicU64,
+    /// TLB shootdown requests this CPU answered.
+    pub tlb_flushes: AtomicU64,
 }
 
 impl CpuLocal {
@@ -81,6 +87,8 @@ impl CpuLocal {
             tsc_offset: AtomicI64::new(0),
             tsc_uncertainty: AtomicU64::new(u64::MAX),
             online_tsc: AtomicU64::new(0),
+            tlb_ack: AtomicU64::new(0),
+            tlb_flushes: AtomicU64::new(0),
         }
     }
 }

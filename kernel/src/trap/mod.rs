@@ -7,7 +7,9 @@ pub mod panic;
 
 mod tests;
 
-use crate::smp::cpus::{self, VEC_APIC_ERROR, VEC_PING, VEC_SPURIOUS, VEC_TIMER, VEC_WAKE};
+use crate::smp::cpus::{
+    self, VEC_APIC_ERROR, VEC_PING, VEC_SPURIOUS, VEC_TIMER, VEC_TLB, VEC_WAKE,
+};
 use core::sync::atomic::Ordering;
 use exo_arch::trap::TrapFrame;
 
@@ -120,6 +122,7 @@ fn dispatch(frame: &mut TrapFrame) {
         },
         0..=31 => fault(frame, v),
         VEC_WAKE => exo_arch::apic::eoi(),
+        VEC_TLB => crate::smp::tlb::handle_ipi(),
         VEC_TIMER => {
             exo_arch::apic::eoi();
             crate::sched::tick();

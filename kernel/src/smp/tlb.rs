@@ -1,0 +1,144 @@
+//! TLB shootdowns: after an address space's mappings are removed or restricted, every CPU
+//! that may cache them invalidates them before the change is reported done. One request
+//! at a time (a global lock, taken with interrupts enabled so its holder's targets and the
+//! waiting initiators keep answering each other), sent as one IPI per target CPU, carried out
+//! in the `VEC_TLB` handler, acknowledged through each target's `tlb_ack`, waited for with a
+//! deadline: a CPU that never answers stops the machine (a stale translation would be a
+//! silent memory-safety hole; waiting forever would hang).
+//!
+//! With PCIDs (`exo_arch::tlb::pcid_enabled`) a target invalidates the space's PCID whether
+//! it runs that space now or not; without, only a target running it now has anything to
+//! invalidate (a CR3 load flushed the others).
+
+use crate::smp::cpus::{self, VEC_TLB};
+use core::sync::atomic::{AtomicU64, Ordering};
+use exo_arch::apic::{self, Delivery, Dest};
+use exo_arch::tlb;
+use exo_percpu::{CpuId, PreemptGuard};
+use exo_sched::AtomicMask;
+
+/// Above this many pages a target drops the whole space (one context flush) instead.
+pub const MAX_PAGES: u64 = 32;
+/// How long an initiator waits for all targets (TCG with hundreds of vCPUs is slow).
+pub const DEADLINE_MS: u64 = 5000;
+
+/// What to invalidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// The space's root (physical) and PCID.
+    pub root: u64,
+    /// See `root`.
+    pub pcid: u16,
+    /// First page and page count (`pages == 0` or above [`MAX_PAGES`]: the whole space).
+    pub start: u64,
+    /// See `start`.
+    pub pages: u64,
+    /// Also make a target running this space switch to `kernel_root` (the space is dying).
+    pub evict: bool,
+}
+
+static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+static GEN: AtomicU64 = AtomicU64::new(0);
+static ROOT: AtomicU64 = AtomicU64::new(0);
+static PCID_EVICT: AtomicU64 = AtomicU64::new(0);
+static START: AtomicU64 = AtomicU64::new(0);
+static PAGES: AtomicU64 = AtomicU64::new(0);
+static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
+
+/// Shootdowns carried out (initiated), for tests and reports.
+pub static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
+
+/// The kernel tables' root, where an evicted CPU goes (set once at boot).
+pub fn set_kernel_root(root: u64) {
+    KERNEL_ROOT.store(root, Ordering::Relaxed);
+}
+
+/// Invalidates `r` on this CPU.
+fn apply(r: &Request) {
+    let running = tlb::current_root() == r.root;
+    if r.evict && running {
+        // The dying space is never entered again; the kernel tables share its kernel half.
+        crate::sys::switch_space(KERNEL_ROOT.load(Ordering::Relaxed), 0, false);
+    }
+    if tlb::pcid_enabled() {
+        if r.pages == 0 || r.pages > MAX_PAGES {
+            tlb::invalidate_pcid(r.pcid);
+        } else {
+            for k in 0..r.pages {
+                tlb::invalidate_pcid_addr(r.pcid, r.start + k * 4096);
+            }
+        }
+    } else if running && !r.evict {
+        if r.pages == 0 || r.pages > MAX_PAGES {
+            tlb::flush_current();
+        } else {
+            for k in 0..r.pages {
+                tlb::invlpg(r.start + k * 4096);
+            }
+        }
+    }
+}
+
+/// Invalidates `r` on this CPU and on every other online CPU of `cpus`, and returns when all
+/// have done it. Call with interrupts enabled (targets may be initiating too).
+pub fn shootdown(cpus: &AtomicMask<'_>, r: Request) {
+    debug_assert!(
+        exo_arch::cpu::interrupts_enabled(),
+        "TLB shootdown with interrupts off could deadlock"
+    );
+    let _np = PreemptGuard::new();
+    let _l = LOCK.lock();
+    SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+    ROOT.store(r.root, Ordering::Relaxed);
+    PCID_EVICT.store(
+        u64::from(r.pcid) | (u64::from(r.evict) << 32),
+        Ordering::Relaxed,
+    );
+    START.store(r.start, Ordering::Relaxed);
+    PAGES.store(r.pages, Ordering::Relaxed);
+    let generation = GEN.fetch_add(1, Ordering::Release) + 1;
+    // The request must be visible before any IPI: an x2APIC ICR write (WRMSR) does not
+    // order earlier stores.
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let me = exo_percpu::cpu_id_hint().0;
+    for c in cpus.iter().filter(|&c| c != me) {
+        if let Some(b) = cpus::get(CpuId(c)).filter(|b| b.ext.online.load(Ordering::Acquire)) {
+            let _ = apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_TLB));
+        }
+    }
+    apply(&r);
+    let deadline = crate::smp::time::Deadline::after_ms(DEADLINE_MS);
+    for c in cpus.iter().filter(|&c| c != me) {
+        let Some(b) = cpus::get(CpuId(c)).filter(|b| b.ext.online.load(Ordering::Acquire)) else {
+            continue;
+        };
+        while b.ext.tlb_ack.load(Ordering::Acquire) < generation {
+            if deadline.passed() {
+                panic!(
+                    "TLB shootdown: CPU {c} did not answer within {DEADLINE_MS} ms (root {:#x})",
+                    r.root
+                );
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// The `VEC_TLB` handler: carries out the current request, acknowledges it.
+pub fn handle_ipi() {
+    let generation = GEN.load(Ordering::Acquire);
+    let pe = PCID_EVICT.load(Ordering::Relaxed);
+    let r = Request {
+        root: ROOT.load(Ordering::Relaxed),
+        pcid: (pe & 0xFFF) as u16,
+        start: START.load(Ordering::Relaxed),
+        pages: PAGES.load(Ordering::Relaxed),
+        evict: pe >> 32 != 0,
+    };
+    apply(&r);
+    if let Some(b) = cpus::get(exo_percpu::cpu_id_hint()) {
+        b.ext.tlb_flushes.fetch_add(1, Ordering::Relaxed);
+        b.ext.tlb_ack.fetch_max(generation, Ordering::Release);
+    }
+    apic::eoi();
+}

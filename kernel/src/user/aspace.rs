@@ -1,0 +1,277 @@
+//! User address spaces: anonymous mappings committed when they are made (every page gets
+//! its zeroed frame at `map`, so touching memory `map` granted never fails later and a map
+//! the kernel cannot back fails with `NoMemory`), unmapping and protection changes with a
+//! TLB shootdown to every CPU that may cache the old translation *before* the call returns
+//! and before any freed frame is reused, and the loader's writes into a space it is building.
+
+use crate::mm::kalloc::{self, Frame};
+use crate::mm::memory::KernelFrames;
+use crate::mm::space::Space;
+use crate::smp::tlb::{self, Request};
+use core::sync::atomic::{AtomicU64, Ordering};
+use exo_arch::layout::USER_END;
+use exo_arch::paging::{MapError, UserFlags};
+
+const PAGE: u64 = 4096;
+/// Lowest address a mapping may use (the first 64 KiB stay unmapped: null-pointer guard).
+pub const USER_MIN: u64 = 0x1_0000;
+/// Where mappings without a fixed address start (above any static executable).
+pub const MMAP_BASE: u64 = 0x10_0000_0000;
+
+/// Why a mapping call failed (the system calls turn these into errnos).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmError {
+    /// The kernel cannot back the request (`-ENOMEM`).
+    NoMemory,
+    /// Unaligned, empty, overflowing or outside the user range (`-EINVAL`).
+    Invalid,
+    /// Part of the range is already mapped (`-EEXIST` for a fixed map).
+    Exists,
+    /// Part of the range is not mapped (`-ENOMEM`, as Linux's mprotect).
+    NotMapped,
+}
+
+impl core::fmt::Display for VmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            VmError::NoMemory => "out of memory",
+            VmError::Invalid => "invalid range",
+            VmError::Exists => "range already mapped",
+            VmError::NotMapped => "range not mapped",
+        })
+    }
+}
+
+/// One process's address space.
+#[derive(Debug)]
+pub struct AddressSpace {
+    space: Space,
+    /// Next address for mappings without a fixed one (bump; unmapped holes are not reused).
+    next: AtomicU64,
+    /// User pages mapped now.
+    pages: AtomicU64,
+}
+
+/// Checks `[va, va + len)`: page-aligned, non-empty, inside `[USER_MIN, USER_END)`.
+fn range(va: u64, len: u64) -> Result<u64, VmError> {
+    if !va.is_multiple_of(PAGE) || len == 0 || va < USER_MIN {
+        return Err(VmError::Invalid);
+    }
+    let len = len.checked_next_multiple_of(PAGE).ok_or(VmError::Invalid)?;
+    let end = va.checked_add(len).ok_or(VmError::Invalid)?;
+    if end > USER_END {
+        return Err(VmError::Invalid);
+    }
+    Ok(len / PAGE)
+}
+
+impl AddressSpace {
+    /// An empty space.
+    pub fn new() -> Result<AddressSpace, VmError> {
+        let n = crate::smp::cpus::capacity() as u32;
+        Ok(AddressSpace {
+            space: Space::new(n).map_err(|_| VmError::NoMemory)?,
+            next: AtomicU64::new(MMAP_BASE),
+            pages: AtomicU64::new(0),
+        })
+    }
+
+    /// The page-table side (what the scheduler loads).
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    /// User pages mapped now.
+    pub fn pages(&self) -> u64 {
+        self.pages.load(Ordering::Relaxed)
+    }
+
+    /// Maps `len` bytes of zeroed memory at `va` (or at an address the kernel picks) with
+    /// `w`/`x` permissions (never both); all or nothing. Returns the address.
+    pub fn map(&self, va: Option<u64>, len: u64, w: bool, x: bool) -> Result<u64, VmError> {
+        if w && x {
+            return Err(VmError::Invalid);
+        }
+        let len_pages = len.div_ceil(PAGE).max(1);
+        let va = match va {
+            Some(v) => v,
+            None => self
+                .next
+                .fetch_add((len_pages + 1) * PAGE, Ordering::Relaxed), // + a guard gap
+        };
+        let pages = range(va, len)?;
+        let flags = UserFlags {
+            writable: w,
+            executable: x,
+        };
+        let mut t = self.space.tables.lock();
+        for k in 0..pages {
+            let page = va + k * PAGE;
+            let r = match kalloc::alloc_frame() {
+                Err(_) => Err(VmError::NoMemory),
+                Ok(f) => {
+                    let pa = f.phys();
+                    crate::sys::zero_frame(pa);
+                    match t.map_user_4k(&mut KernelFrames, page, pa, flags) {
+                        Ok(()) => Ok(()), // the frame now belongs to the tables
+                        Err(e) => {
+                            kalloc::free_frame(f);
+                            Err(match e {
+                                MapError::AlreadyMapped(_) => VmError::Exists,
+                                MapError::OutOfFrames => VmError::NoMemory,
+                                _ => VmError::Invalid,
+                            })
+                        }
+                    }
+                }
+            };
+            if let Err(e) = r {
+                // Give back what this call mapped: nothing else saw those pages yet (no
+                // translation of a page that was never mapped can be cached).
+                for j in 0..k {
+                    if let Some((pa, table)) = t.unmap_4k(va + j * PAGE) {
+                        kalloc::free_frame(Frame::from_phys(pa));
+                        if let Some(tp) = table {
+                            kalloc::free_frame(Frame::from_phys(tp));
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        }
+        self.pages.fetch_add(pages, Ordering::Relaxed);
+        Ok(va)
+    }
+
+    /// Unmaps `[va, va + len)` (pages not mapped are skipped); the translations are gone on
+    /// every CPU and the frames are free when it returns. Returns the pages unmapped.
+    pub fn unmap(&self, va: u64, len: u64) -> Result<u64, VmError> {
+        let pages = range(va, len)?;
+        let mut freed: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
+        let mut t = self.space.tables.lock();
+        let mut n = 0;
+        for k in 0..pages {
+            if let Some((pa, table)) = t.unmap_4k(va + k * PAGE) {
+                n += 1;
+                // Kept until the shootdown is done: another CPU may still write through a
+                // stale translation until then.
+                if freed.try_reserve(2).is_err() {
+                    // No memory for the list: shoot down now and free at once.
+                    self.shootdown(va, pages);
+                    kalloc::free_frame(Frame::from_phys(pa));
+                    if let Some(tp) = table {
+                        kalloc::free_frame(Frame::from_phys(tp));
+                    }
+                    continue;
+                }
+                freed.push(pa);
+                if let Some(tp) = table {
+                    freed.push(tp);
+                }
+            }
+        }
+        if n > 0 {
+            self.shootdown(va, pages);
+        }
+        drop(t);
+        for pa in freed {
+            kalloc::free_frame(Frame::from_phys(pa));
+        }
+        self.pages.fetch_sub(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Changes the permissions of `[va, va + len)`; every page must be mapped.
+    pub fn protect(&self, va: u64, len: u64, w: bool, x: bool) -> Result<(), VmError> {
+        if w && x {
+            return Err(VmError::Invalid);
+        }
+        let pages = range(va, len)?;
+        let mut t = self.space.tables.lock();
+        for k in 0..pages {
+            if t.translate(va + k * PAGE).is_none() {
+                return Err(VmError::NotMapped);
+            }
+        }
+        let f = UserFlags {
+            writable: w,
+            executable: x,
+        };
+        for k in 0..pages {
+            t.protect_user_4k(va + k * PAGE, f)
+                .map_err(|_| VmError::Invalid)?;
+        }
+        self.shootdown(va, pages);
+        Ok(())
+    }
+
+    /// Copies `bytes` to user address `va` through the direct map (the loader, building a
+    /// space no thread runs yet). The pages must be mapped.
+    pub fn write(&self, va: u64, bytes: &[u8]) -> Result<(), VmError> {
+        self.each_page(va, bytes.len(), |dst, off, n| {
+            crate::sys::copy_to_phys(dst, &bytes[off..off + n]);
+        })
+    }
+
+    /// Reads `buf.len()` bytes at user address `va` through the direct map.
+    pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), VmError> {
+        let len = buf.len();
+        self.each_page(va, len, |src, off, n| {
+            crate::sys::copy_from_phys(src, &mut buf[off..off + n]);
+        })
+    }
+
+    fn each_page(
+        &self,
+        va: u64,
+        len: usize,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> Result<(), VmError> {
+        let end = va.checked_add(len as u64).ok_or(VmError::Invalid)?;
+        if va < USER_MIN || end > USER_END {
+            return Err(VmError::Invalid);
+        }
+        let t = self.space.tables.lock();
+        let mut off = 0usize;
+        while off < len {
+            let a = va + off as u64;
+            let (pa, _) = t.translate(a).ok_or(VmError::NotMapped)?;
+            let n = ((PAGE - a % PAGE) as usize).min(len - off);
+            f(pa, off, n);
+            off += n;
+        }
+        Ok(())
+    }
+
+    fn shootdown(&self, va: u64, pages: u64) {
+        tlb::shootdown(
+            &self.space.loaded(),
+            Request {
+                root: self.space.root(),
+                pcid: self.space.pcid(),
+                start: va,
+                pages,
+                evict: false,
+            },
+        );
+    }
+}
+
+impl Drop for AddressSpace {
+    /// No thread runs in the space any more (the owner joined them): CPUs that still have
+    /// it loaded switch to the kernel tables and drop its entries; then `Space` frees it all.
+    fn drop(&mut self) {
+        if self.space.loaded().iter().next().is_some() {
+            tlb::shootdown(
+                &self.space.loaded(),
+                Request {
+                    root: self.space.root(),
+                    pcid: self.space.pcid(),
+                    start: 0,
+                    pages: 0,
+                    evict: true,
+                },
+            );
+        }
+    }
+}
