@@ -2,12 +2,12 @@
 # Boot the Exo-OS kernel in QEMU and return the kernel's verdict.
 #   scripts/qemu.sh [--machine q35|pc|microvm] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
 #                   [--mem SIZE] [--job boot|test|bench|contended] [--append "extra args"]
-#                   [--log FILE] [--timeout SECONDS] [--kernel PATH]
+#                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE]
 # Exit status: 0 when the kernel reported success (QEMU exit 33), 1 when it reported failure
 # (QEMU exit 35), 2 for anything else (triple fault exits 0, timeout, QEMU error).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-machine=q35 mode=tcg cpu="" smp=4 mem=512M job=boot extra="" log="" tmo=${EXO_QEMU_TIMEOUT:-180}
+machine=q35 mode=tcg cpu="" smp=4 mem=512M job=boot extra="" log="" tmo=${EXO_QEMU_TIMEOUT:-180} initrd=""
 kernel="$root/target/x86_64-unknown-none/release/exo"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -21,6 +21,7 @@ while [ $# -gt 0 ]; do
         --log) log=$2; shift 2 ;;
         --timeout) tmo=$2; shift 2 ;;
         --kernel) kernel=$2; shift 2 ;;
+        --initrd) initrd=$2; shift 2 ;;
         -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) echo "qemu.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -29,6 +30,11 @@ args() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }
 [ -f "$root/configs/qemu/$machine.args" ] || { echo "qemu.sh: no machine profile '$machine'" >&2; exit 2; }
 [ -f "$root/configs/qemu/$mode.args" ] || { echo "qemu.sh: no mode profile '$mode'" >&2; exit 2; }
 [ -f "$kernel" ] || { echo "qemu.sh: no kernel at $kernel (run 'just build')" >&2; exit 2; }
+initrd_arg=()
+if [ -n "$initrd" ]; then
+    [ -f "$initrd" ] || { echo "qemu.sh: no initrd at $initrd (run 'just initrd')" >&2; exit 2; }
+    initrd_arg=(-initrd "$initrd")
+fi
 if [ "$mode" = kvm ]; then
     [ -w /dev/kvm ] || { echo "qemu.sh: --mode kvm needs a usable /dev/kvm" >&2; exit 2; }
     # /dev/kvm without vmx/svm in the host's CPU flags (or with the kvm_pvm module) is nested
@@ -48,7 +54,7 @@ else
 fi
 # shellcheck disable=SC2046
 cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"
-     -kernel "$kernel" -append "exo.job=$job $extra"
+     -kernel "$kernel" "${initrd_arg[@]}" -append "exo.job=$job $extra"
      -serial stdio -display none -monitor none -no-reboot -nodefaults
      -device isa-debug-exit,iobase=0xf4,iosize=0x04)
 [ -n "${EXO_QEMU_VERBOSE:-}" ] && echo "+ ${cmd[*]}" >&2

@@ -65,7 +65,13 @@ pub struct BootInfo {
     pub memmap_dropped: u32,
     /// start_info version.
     pub version: u32,
+    /// Modules the loader passed (QEMU `-initrd`: one): physical address and size, the first
+    /// [`MODULES_MAX`].
+    pub modules: ArrayVec<(u64, u64), MODULES_MAX>,
 }
+
+/// Modules kept from the start info.
+pub const MODULES_MAX: usize = 4;
 
 /// Why the start info is unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +125,26 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
         memmap: ArrayVec::new(),
         memmap_dropped: 0,
         version,
+        modules: ArrayVec::new(),
     };
+    // Modules: count at +12, list at +16; each entry 32 bytes (paddr, size, cmdline, reserved).
+    let nmod = rd32(12);
+    let modlist = rd64(16);
+    if modlist != 0 {
+        for i in 0..u64::from(nmod).min(MODULES_MAX as u64) {
+            let e = phys_to_virt(modlist + i * 32);
+            // SAFETY: entry i of the loader's module list, `nmod` entries of 32 bytes.
+            let (paddr, size) = unsafe {
+                (
+                    (e as *const u64).read_unaligned(),
+                    ((e + 8) as *const u64).read_unaligned(),
+                )
+            };
+            if size != 0 {
+                let _ = info.modules.try_push((paddr, size));
+            }
+        }
+    }
     if cmdline_paddr != 0 {
         for i in 0..4096u64 {
             // SAFETY: the NUL-terminated command line the loader placed; bounded to 4 KiB.

@@ -13,6 +13,16 @@ pub fn zero_frame(pa: u64) {
     unsafe { core::ptr::write_bytes(va as *mut u8, 0, 4096) };
 }
 
+/// The `len` bytes at physical `pa` as a 'static slice: a range boot kept out of the
+/// allocator for good (the initrd module) and that nothing writes.
+pub fn kept_phys(pa: u64, len: u64) -> &'static [u8] {
+    let va = exo_arch::layout::phys_to_virt(pa);
+    // SAFETY: `memory::init` reserved `[pa, pa + len)` (a PVH module) from every allocator,
+    // it is directly mapped RAM (the loader placed it in RAM the memory map lists), never
+    // written after boot, and lives as long as the kernel.
+    unsafe { core::slice::from_raw_parts(va as *const u8, len as usize) }
+}
+
 /// Copies `src` to physical `pa` (through the direct map); `[pa, pa + len)` must lie in one
 /// frame the caller owns (a user page of a space it is building).
 pub fn copy_to_phys(pa: u64, src: &[u8]) {

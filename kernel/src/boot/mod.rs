@@ -93,8 +93,12 @@ pub fn bsp_main(start_info: u64) -> BootState {
     let (lo, hi) = exo_arch::boot::boot_stack();
     let bsp_block = cpus::take_bsp_block(exo_arch::cpu::apic_id_from_cpuid(), hi);
     cpus::install_this_cpu(bsp_block, (lo, hi));
-    let (mib, frames) =
-        memory::init(&bi.memmap, features.nx).unwrap_or_else(|e| fail(format_args!("memory: {e}")));
+    let (mib, frames) = memory::init(&bi.memmap, features.nx, &bi.modules)
+        .unwrap_or_else(|e| fail(format_args!("memory: {e}")));
+    if let Some(&(pa, len)) = bi.modules.first() {
+        crate::user::initrd::set(pa, len);
+        info!("initrd: {len} bytes at {pa:#x} (PVH module)");
+    }
     // PCID-tagged address spaces when the CPU has PCID and INVPCID (every AP follows).
     exo_arch::tlb::enable_pcid(exo_arch::tlb::pcid_available());
     crate::smp::tlb::set_kernel_root(memory::kernel_root());

@@ -194,18 +194,24 @@ impl FrameSource for KernelFrames {
 }
 
 /// Builds the kernel page tables with boot frames, switches this CPU to them, then hands all
-/// remaining RAM to `kalloc`. Returns (usable MiB, frames handed over).
+/// remaining RAM to `kalloc`, except the kernel image and the `keep` ranges (physical start,
+/// length: the loader's modules, the initrd). Returns (usable MiB, frames handed over).
 ///
 /// The tables map nothing in the lower half (it is user space): the direct map of
 /// `[0, max(RAM top, 4 GiB))` at `PHYS_OFFSET` (RAM read-write, the rest of the low 4 GiB
 /// uncached for MMIO, never executable) and the kernel image at `KERNEL_BASE + physical`
 /// with per-section permissions (text RX, rodata R, data and bss RW), the boot stack's guard
 /// page left out.
-pub fn init(map: &[MemRegion], nx: bool) -> Result<(u64, usize), MemError> {
+pub fn init(map: &[MemRegion], nx: bool, keep: &[(u64, u64)]) -> Result<(u64, usize), MemError> {
     use exo_arch::layout::{KERNEL_BASE, PHYS_OFFSET, image_to_phys, phys_to_virt};
     let img = exo_arch::boot::kernel_image();
     let (p_start, p_end) = (image_to_phys(img.start), image_to_phys(img.end));
-    let mut frames = BootFrames::new(map, &[(p_start, p_end)]);
+    let mut reserved: ArrayVec<(u64, u64), 8> = ArrayVec::new();
+    reserved.push((p_start, p_end));
+    for &(s, len) in keep.iter().take(7) {
+        reserved.push((s, s.saturating_add(len)));
+    }
+    let mut frames = BootFrames::new(map, &reserved);
 
     let ram: ArrayVec<(u64, u64), 64> = map
         .iter()

@@ -205,6 +205,12 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// The rights of the page at `va` (writable, executable), if it is mapped.
+    pub fn rights(&self, va: u64) -> Option<(bool, bool)> {
+        let t = self.space.tables.lock();
+        t.translate(va).map(|(_, f)| (f.writable, f.executable))
+    }
+
     /// Copies `bytes` to user address `va` through the direct map (the loader, building a
     /// space no thread runs yet). The pages must be mapped.
     pub fn write(&self, va: u64, bytes: &[u8]) -> Result<(), VmError> {

@@ -285,3 +285,94 @@ fn no_stale(_: &BootState) -> TestResult {
         format!("CPU {left_out:?} never ran the space but got {quiet} shootdown(s)")
     })
 }
+
+ktest!(
+    Needs::Threads,
+    "user.loader_loads_every_program_of_the_initrd",
+    load_initrd
+);
+ktest!(
+    Needs::Threads,
+    "user.loader_refuses_broken_executables_and_gives_memory_back",
+    load_broken
+);
+
+/// Every regular file of the initrd loads into its own space: its entry is mapped
+/// executable and not writable, its stack writable and not executable, the page below the
+/// stack unmapped; dropping the space gives every frame back.
+fn load_initrd(_: &BootState) -> TestResult {
+    use super::loader::{STACK_SIZE, STACK_TOP, load};
+    let archive = match super::initrd::archive() {
+        None => return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)")),
+        Some(Err(e)) => return Err(format!("the initrd is not a cpio archive: {e}")),
+        Some(Ok(a)) => a,
+    };
+    cycle()?; // warm the allocator
+    let before = free_frames()?;
+    let mut loaded = 0;
+    for e in archive.entries() {
+        if e.file_type() != exo_initrd::FileType::Regular || e.data.is_empty() {
+            continue;
+        }
+        let a = AddressSpace::new().map_err(|x| format!("new: {x}"))?;
+        let l = load(&a, e.data).map_err(|x| format!("/{}: {x}", e.name))?;
+        check(a.rights(l.entry) == Some((false, true)), || {
+            format!(
+                "/{}: entry {:#x} rights {:?}",
+                e.name,
+                l.entry,
+                a.rights(l.entry)
+            )
+        })?;
+        check(a.rights(STACK_TOP - 8) == Some((true, false)), || {
+            format!("/{}: stack rights {:?}", e.name, a.rights(STACK_TOP - 8))
+        })?;
+        check(a.rights(STACK_TOP - STACK_SIZE - 8).is_none(), || {
+            format!("/{}: no guard page below the stack", e.name)
+        })?;
+        loaded += 1;
+    }
+    check(loaded > 0, || "the initrd holds no program".into())?;
+    let after = free_frames()?;
+    check(after == before, || {
+        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
+    })
+}
+
+/// Truncated or corrupted copies of a real program are refused with a typed error, never a
+/// fault, and nothing they mapped is kept.
+fn load_broken(_: &BootState) -> TestResult {
+    use super::loader::{LoadError, load};
+    let Some(Ok(archive)) = super::initrd::archive() else {
+        return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
+    };
+    let Some(init) = archive.find("/init") else {
+        return Err("the initrd has no /init".into());
+    };
+    cycle()?;
+    let before = free_frames()?;
+    let elf = init.data;
+    let mut refused = 0;
+    // Cuts inside the ELF and program headers (a cut past them may still hold every
+    // segment's bytes: section headers and symbols come last).
+    for cut in [0usize, 1, 16, 63, 64, 100, 200] {
+        let a = AddressSpace::new().map_err(|x| format!("new: {x}"))?;
+        match load(&a, &elf[..cut.min(elf.len())]) {
+            Err(LoadError::Elf(_)) => refused += 1,
+            other => return Err(format!("a copy cut at {cut} bytes gave {other:?}")),
+        }
+    }
+    // Every byte of the header and program headers flipped in turn, loads attempted.
+    let mut copy = elf.to_vec();
+    for i in 0..(64 + 56 * 4).min(copy.len()) {
+        copy[i] ^= 0xA5;
+        let a = AddressSpace::new().map_err(|x| format!("new: {x}"))?;
+        let _ = load(&a, &copy);
+        copy[i] ^= 0xA5;
+    }
+    drop(copy);
+    let after = free_frames()?;
+    check(refused == 7 && after == before, || {
+        format!("refused {refused}/7; (frames, objects) {before:?} before, {after:?} after")
+    })
+}

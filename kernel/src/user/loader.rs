@@ -1,0 +1,89 @@
+//! The program loader: an ELF64 executable (checked by `exo-elf`: W^X, user range, entry in
+//! an executable segment, only RELATIVE relocations) becomes mappings of an address space,
+//! plus a stack. Every page is committed and filled before any thread runs in the space; a
+//! failure leaves a space its owner drops (every frame comes back).
+
+use super::aspace::{AddressSpace, USER_MIN, VmError};
+use exo_elf::{ElfError, LoadOptions};
+
+const PAGE: u64 = 4096;
+/// Top of the initial thread's stack (a gap below the end of the user half).
+pub const STACK_TOP: u64 = 0x7FFF_FFFF_0000;
+/// Size of the initial thread's stack; the page below it stays unmapped (guard).
+pub const STACK_SIZE: u64 = 256 * 1024;
+/// Most bytes a program's segments may occupy.
+pub const MAX_IMAGE: u64 = 256 << 20;
+
+/// Why a program could not be loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadError {
+    /// The file is not an executable this kernel runs.
+    Elf(ElfError),
+    /// Mapping failed (out of memory, or a layout the space refuses).
+    Vm(VmError),
+}
+
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LoadError::Elf(e) => write!(f, "bad executable: {e}"),
+            LoadError::Vm(e) => write!(f, "cannot map it: {e}"),
+        }
+    }
+}
+
+impl From<VmError> for LoadError {
+    fn from(e: VmError) -> Self {
+        LoadError::Vm(e)
+    }
+}
+
+/// What the first thread needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loaded {
+    /// Entry point.
+    pub entry: u64,
+    /// Initial stack pointer (16-byte aligned).
+    pub stack_top: u64,
+    /// Where the image lies (lowest and end address).
+    pub image: (u64, u64),
+}
+
+/// Loads `elf` into `a` (an empty space) and maps its stack.
+pub fn load(a: &AddressSpace, elf: &[u8]) -> Result<Loaded, LoadError> {
+    let opts = LoadOptions {
+        user_start: USER_MIN,
+        user_end: STACK_TOP - STACK_SIZE - PAGE,
+        max_total_memsz: MAX_IMAGE,
+        ..LoadOptions::DEFAULT
+    };
+    let plan = exo_elf::plan(elf, &opts).map_err(LoadError::Elf)?;
+    for seg in plan.segments() {
+        let pages = seg.pages();
+        // A first page shared with the previous segment is mapped already (same rights).
+        let start = if seg.shares_first_page {
+            pages.start + PAGE
+        } else {
+            pages.start
+        };
+        if start < pages.end {
+            a.map(
+                Some(start),
+                pages.end - start,
+                seg.perms.write,
+                seg.perms.execute,
+            )?;
+        }
+        a.write(seg.vaddr, plan.file_bytes(seg))?;
+    }
+    for r in plan.relocations() {
+        a.write(r.vaddr, &r.value.to_le_bytes())?;
+    }
+    a.map(Some(STACK_TOP - STACK_SIZE), STACK_SIZE, true, false)?;
+    let img = plan.image_range();
+    Ok(Loaded {
+        entry: plan.entry(),
+        stack_top: STACK_TOP,
+        image: (img.start, img.end),
+    })
+}
