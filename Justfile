@@ -56,3 +56,7 @@ check:
 # What Exo-OS would do with each CPU a raw MADT lists (default: this machine's; reading it needs root).
 madt file="/sys/firmware/acpi/tables/APIC":
     @cargo run -q -p exo-acpi --bin exo-madt -- {{file}}
+
+# Build the user programs (user/, and user/c/hello.c with gcc) into target/initrd.cpio.
+initrd:
+    scripts/mkinitrd.sh

@@ -1,0 +1,217 @@
+//! Case 10 of `/faults`: system calls with bad pointers, flags and ids, each with the one
+//! error `docs/syscalls.md` promises. Those marked `linux` mean the same on Linux, and
+//! `exo-rt`'s host tests run them against the host's Linux kernel (`#[path]` include) to
+//! keep the subset honest.
+#![allow(dead_code)]
+
+use exo_rt::Errno;
+use exo_rt::abi::{
+    self, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE, nr,
+};
+use exo_rt::raw::*;
+
+/// A kernel-half address (where the kernel image is linked).
+pub const KERNEL_ADDR: usize = 0xffff_ffff_8000_0000;
+/// The first non-canonical address above the user half.
+pub const NON_CANONICAL: usize = 0x0000_8000_0000_0000;
+/// An address below any program (the loader never maps pages 0 and 1).
+pub const UNMAPPED: usize = 0x1000;
+
+/// One refused call.
+#[derive(Debug, Clone, Copy)]
+pub struct Check {
+    /// The call, in C-like words.
+    pub what: &'static str,
+    /// Makes it; returns `rax`.
+    pub call: fn() -> isize,
+    /// The error it must return.
+    pub want: Errno,
+    /// Linux returns the same error.
+    pub linux: bool,
+}
+
+const ANON: usize = (MAP_PRIVATE | MAP_ANONYMOUS) as usize;
+
+/// `|| rawN(args)` as a `fn() -> isize`.
+macro_rules! call {
+    ($f:ident($($a:expr),* $(,)?)) => {
+        // SAFETY: the kernel must refuse the call before touching any memory, and no
+        // argument names memory of this program that it uses.
+        || unsafe { $f($($a),*) }
+    };
+}
+
+/// Every check.
+pub const CHECKS: &[Check] = &[
+    Check {
+        what: "write(1, NULL, 8)",
+        call: call!(syscall3(nr::WRITE, 1, 0, 8)),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
+        what: "write(1, 0x1000 (unmapped), 8)",
+        call: call!(syscall3(nr::WRITE, 1, UNMAPPED, 8)),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
+        what: "write(1, kernel address, 8)",
+        call: call!(syscall3(nr::WRITE, 1, KERNEL_ADDR, 8)),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
+        what: "write(1, non-canonical, 8)",
+        call: call!(syscall3(nr::WRITE, 1, NON_CANONICAL, 8)),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
+        what: "write(1, end of the user half - 4, 8)",
+        call: call!(syscall3(nr::WRITE, 1, NON_CANONICAL - 4, 8)),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
+        what: "write(1, usize::MAX - 3, 8) (wraps)",
+        call: call!(syscall3(nr::WRITE, 1, usize::MAX - 3, 8)),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
+        what: "write(999, \"x\", 1)",
+        call: call!(syscall3(nr::WRITE, 999, b"x".as_ptr() as usize, 1)),
+        want: Errno::EBADF,
+        linux: true,
+    },
+    Check {
+        what: "clock_gettime(CLOCK_MONOTONIC, kernel address)",
+        call: call!(syscall2(
+            nr::CLOCK_GETTIME,
+            abi::CLOCK_MONOTONIC as usize,
+            KERNEL_ADDR
+        )),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
+        what: "clock_gettime(99, ..)",
+        call: call!(syscall2(nr::CLOCK_GETTIME, 99, UNMAPPED)),
+        want: Errno::EINVAL,
+        linux: true,
+    },
+    Check {
+        what: "getcpu(kernel address, NULL, NULL)",
+        call: call!(syscall3(nr::GETCPU, KERNEL_ADDR, 0, 0)),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
+        what: "nanosleep(non-canonical, NULL)",
+        call: call!(syscall2(nr::NANOSLEEP, NON_CANONICAL, 0)),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
+        what: "futex(kernel address, FUTEX_WAIT, 0, NULL)",
+        call: call!(syscall4(
+            nr::FUTEX,
+            KERNEL_ADDR,
+            abi::FUTEX_WAIT as usize,
+            0,
+            0
+        )),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
+        what: "mmap(NULL, 0, PROT_READ, PRIVATE|ANONYMOUS)",
+        call: call!(syscall6(
+            nr::MMAP,
+            0,
+            0,
+            PROT_READ as usize,
+            ANON,
+            usize::MAX,
+            0
+        )),
+        want: Errno::EINVAL,
+        linux: true,
+    },
+    Check {
+        what: "mmap(kernel address, 4096, PROT_READ, PRIVATE|ANONYMOUS|FIXED)",
+        call: call!(syscall6(
+            nr::MMAP,
+            KERNEL_ADDR,
+            4096,
+            PROT_READ as usize,
+            ANON | MAP_FIXED as usize,
+            usize::MAX,
+            0
+        )),
+        want: Errno::ENOMEM,
+        linux: true,
+    },
+    Check {
+        what: "mmap(NULL, 4096, PROT_WRITE|PROT_EXEC, PRIVATE|ANONYMOUS) (W^X)",
+        call: call!(syscall6(
+            nr::MMAP,
+            0,
+            4096,
+            (PROT_WRITE | PROT_EXEC) as usize,
+            ANON,
+            usize::MAX,
+            0
+        )),
+        want: Errno::EINVAL,
+        linux: false,
+    },
+    Check {
+        what: "mprotect(0x1000 (unmapped), 4096, PROT_READ)",
+        call: call!(syscall3(nr::MPROTECT, UNMAPPED, 4096, PROT_READ as usize)),
+        want: Errno::ENOMEM,
+        linux: true,
+    },
+    Check {
+        what: "munmap(1, 4096) (unaligned)",
+        call: call!(syscall2(nr::MUNMAP, 1, 4096)),
+        want: Errno::EINVAL,
+        linux: true,
+    },
+    Check {
+        what: "spawn(kernel address, 5, 0)",
+        call: call!(syscall3(nr::SPAWN, KERNEL_ADDR, 5, 0)),
+        want: Errno::EFAULT,
+        linux: false,
+    },
+    Check {
+        what: "spawn(\"/no-such-program\", 16, 0)",
+        call: call!(syscall3(
+            nr::SPAWN,
+            "/no-such-program".as_ptr() as usize,
+            16,
+            0
+        )),
+        want: Errno::ENOENT,
+        linux: false,
+    },
+    Check {
+        what: "wait(1) (not a child)",
+        call: call!(syscall1(nr::WAIT, 1)),
+        want: Errno::ECHILD,
+        linux: false,
+    },
+    Check {
+        what: "thread_join(usize::MAX) (no such thread)",
+        call: call!(syscall1(nr::THREAD_JOIN, usize::MAX)),
+        want: Errno::ESRCH,
+        linux: false,
+    },
+    Check {
+        what: "syscall 1000",
+        call: call!(syscall0(1000)),
+        want: Errno::ENOSYS,
+        linux: true,
+    },
+];

@@ -1,0 +1,140 @@
+//! `/faults <arg>`: misbehaves in the way `arg` selects (see `cases.rs`), to show that the
+//! kernel kills only this process, with the right `PROC,<pid>,killed,<why>` line. Exits 1
+//! if it is still alive after the fault (the kernel let it pass), 2 for an unknown `arg`.
+//! Case 10 instead checks that bad pointers and flags come back as the documented errors
+//! (exit 0 when all do); case 11 tries to make `sysret` return to a non-canonical address;
+//! case 12 panics (exo-rt's handler prints `panic: ...` and exits 101).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+mod bad_args;
+mod cases;
+
+use core::arch::asm;
+use core::hint::black_box;
+
+use bad_args::{KERNEL_ADDR, NON_CANONICAL, UNMAPPED};
+use exo_rt::abi::{self, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE};
+use exo_rt::{Errno, eprintln, println};
+
+exo_rt::entry!(run);
+
+fn run(arg: u64) -> i32 {
+    let Some(case) = cases::CASES.iter().find(|c| c.arg == arg) else {
+        eprintln!("faults: unknown case {arg} (0..{})", cases::CASES.len());
+        return 2;
+    };
+    println!(
+        "faults: pid {} case {arg}: {} (expect {})",
+        exo_rt::getpid(),
+        case.name,
+        case.expect_text
+    );
+    match arg {
+        0 => {
+            black_box(load(UNMAPPED));
+        }
+        1 => {
+            black_box(load(NON_CANONICAL));
+        }
+        // SAFETY: raises #UD; the kernel ends the process.
+        2 => unsafe { asm!("ud2", options(nomem, nostack)) },
+        3 => {
+            let divisor = black_box(0u32);
+            // SAFETY: divides edx:eax by 0: #DE; registers only.
+            unsafe {
+                asm!("div {d:e}", d = in(reg) divisor, inout("eax") 1u32 => _,
+                     inout("edx") 0u32 => _, options(nomem, nostack));
+            }
+        }
+        // SAFETY: raises #BP; the kernel ends the process.
+        4 => unsafe { asm!("int3", options(nomem, nostack)) },
+        // SAFETY: hlt in ring 3 raises #GP.
+        5 => unsafe { asm!("hlt", options(nomem, nostack)) },
+        // SAFETY: fetching a supervisor (or unmapped) page from ring 3 raises #PF.
+        6 => unsafe { asm!("jmp {t}", t = in(reg) KERNEL_ADDR, options(noreturn)) },
+        7 => {
+            black_box(recurse(0));
+        }
+        8 => {
+            let text = run as *const () as usize;
+            // SAFETY: the text is mapped read-only: the store raises #PF.
+            unsafe { asm!("mov byte ptr [{a}], 0xcc", a = in(reg) text, options(nostack)) };
+        }
+        9 => {
+            let code = black_box([0xc3u8; 16]); // ret
+            // SAFETY: the stack is not executable: the call raises #PF.
+            unsafe { asm!("call {p}", p = in(reg) code.as_ptr(), clobber_abi("C")) };
+        }
+        10 => return bad_arguments(),
+        11 => return sysret_non_canonical(),
+        12 => panic!("faults: case 12 panics on purpose"),
+        _ => unreachable!("every case is handled"),
+    }
+    eprintln!("faults: case {arg} did not fault");
+    1
+}
+
+/// Reads 8 bytes at `addr` (a fault, for the addresses used here).
+fn load(addr: usize) -> u64 {
+    let v: u64;
+    // SAFETY: a plain load; at the addresses used here the CPU raises #PF or #GP.
+    unsafe { asm!("mov {v}, qword ptr [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack)) };
+    v
+}
+
+/// Recurses until the stack's guard page stops it; the frames stay live (`black_box`).
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 32]);
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1).wrapping_add(black_box(&frame)[0])
+}
+
+/// Case 10: every call of `bad_args::CHECKS` must return exactly its documented error
+/// (and nothing must die).
+fn bad_arguments() -> i32 {
+    let mut bad = 0;
+    for c in bad_args::CHECKS {
+        let got = Errno::from_ret((c.call)());
+        if got == Err(c.want) {
+            println!("faults: ok   {}: {}", c.what, c.want);
+        } else {
+            println!("faults: FAIL {}: got {got:?}, want {}", c.what, c.want);
+            bad += 1;
+        }
+    }
+    println!("faults: {} calls, {bad} wrong", bad_args::CHECKS.len());
+    if bad == 0 { 0 } else { 1 }
+}
+
+/// Case 11: a `syscall` in the last two bytes of the user half returns to the first
+/// non-canonical address; `sysret` must not be used for it (it would fault in ring 0).
+fn sysret_non_canonical() -> i32 {
+    const LAST_PAGE: usize = NON_CANONICAL - 4096;
+    // SAFETY: MAP_FIXED on Exo-OS never replaces a mapping, and nothing of ours is there.
+    let mapped = unsafe {
+        exo_rt::mmap(
+            LAST_PAGE,
+            4096,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+        )
+    };
+    if let Err(e) = mapped {
+        println!("faults: the last user page cannot be mapped ({e}): nothing to test");
+        return 0;
+    }
+    // SAFETY: the page is ours, freshly mapped writable; then made executable (W^X).
+    unsafe {
+        ((NON_CANONICAL - 2) as *mut [u8; 2]).write([0x0f, 0x05]); // syscall
+        if let Err(e) = exo_rt::mprotect(LAST_PAGE, 4096, PROT_READ | PROT_EXEC) {
+            println!("faults: mprotect of the last page failed ({e})");
+            return 1;
+        }
+        // getpid from the last two bytes; the return address is NON_CANONICAL.
+        asm!("jmp {t}", t = in(reg) NON_CANONICAL - 2, in("rax") abi::nr::GETPID,
+             options(noreturn));
+    }
+}

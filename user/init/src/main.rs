@@ -1,0 +1,98 @@
+//! `/init`, process 1: greets, spawns `/hello`, waits for it and prints how it ended.
+//!
+//! `arg` (0 unless the kernel is told otherwise) adds more work, bit by bit:
+//! - bit 0: the fault suite: `/faults <k>` for every case, each death checked against
+//!   the expected status, repeated `arg >> 32` times (at least once);
+//! - bit 1: `/ubench` (the user-mode benchmarks), waited for.
+//!
+//! Exits 0 when every child ended as expected, 1 otherwise.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[path = "../../faults/src/cases.rs"]
+mod cases;
+
+use exo_rt::{ExitStatus, eprintln, println};
+
+exo_rt::entry!(run);
+
+/// `arg` bit: run the fault suite.
+const FAULT_SUITE: u64 = 1 << 0;
+/// `arg` bit: run the user benchmarks.
+const UBENCH: u64 = 1 << 1;
+
+fn run(arg: u64) -> i32 {
+    let pid = exo_rt::getpid();
+    match exo_rt::getcpu() {
+        Ok(cpu) => println!("init: hello from pid {pid} on cpu {cpu}"),
+        Err(e) => println!("init: hello from pid {pid} on cpu ? (getcpu: {e})"),
+    }
+    let mut ok = run_child("/hello", 0).is_some_and(ExitStatus::success);
+    if arg & FAULT_SUITE != 0 {
+        ok &= fault_suite((arg >> 32).max(1));
+    }
+    if arg & UBENCH != 0 {
+        ok &= run_child("/ubench", 0).is_some_and(ExitStatus::success);
+    }
+    println!(
+        "init: done, {}",
+        if ok { "all as expected" } else { "FAILED" }
+    );
+    if ok { 0 } else { 1 }
+}
+
+/// Spawns `path` with `arg`, waits for it, prints how it ended.
+fn run_child(path: &str, arg: u64) -> Option<ExitStatus> {
+    let pid = match exo_rt::spawn(path, arg) {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("init: spawn {path}: {e}");
+            return None;
+        }
+    };
+    match exo_rt::wait(pid) {
+        Ok(status) => {
+            println!("init: {path} (pid {pid}) ended: {status}");
+            Some(status)
+        }
+        Err(e) => {
+            eprintln!("init: wait {pid} ({path}): {e}");
+            None
+        }
+    }
+}
+
+/// Every case of `/faults`, `rounds` times; the first round prints each end, later ones
+/// only what was unexpected. Returns `true` when every end was the expected one.
+fn fault_suite(rounds: u64) -> bool {
+    let mut wrong = 0u64;
+    let mut deaths = 0u64;
+    for round in 0..rounds {
+        for case in cases::CASES {
+            let status = match exo_rt::spawn("/faults", case.arg) {
+                Ok(pid) => exo_rt::wait(pid).map(|s| (pid, s)),
+                Err(e) => Err(e),
+            };
+            match status {
+                Ok((pid, s)) if (case.expect)(s) => {
+                    deaths += u64::from(matches!(s, ExitStatus::Killed(_)));
+                    if round == 0 {
+                        println!("init: faults {} (pid {pid}): {s}: ok", case.arg);
+                    }
+                }
+                Ok((pid, s)) => {
+                    wrong += 1;
+                    println!(
+                        "init: faults {} (pid {pid}) {}: {s}, expected {}: FAIL",
+                        case.arg, case.name, case.expect_text
+                    );
+                }
+                Err(e) => {
+                    wrong += 1;
+                    println!("init: faults {}: spawn/wait: {e}: FAIL", case.arg);
+                }
+            }
+        }
+    }
+    println!("init: fault suite: {rounds} round(s), {deaths} kill(s), {wrong} unexpected");
+    wrong == 0
+}

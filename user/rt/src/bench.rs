@@ -1,0 +1,344 @@
+//! Benchmarks from user mode, printed as the kernel prints its own: a `SUITE` line, one
+//! `BENCH` line per row and an `END` line, so `scripts/extract-benches.sh` and `exo-report`
+//! read them unchanged.
+//!
+//! The statistics and the timing loop are `smp-bench`'s: its `clock.rs`, `measure.rs`,
+//! `mode.rs`, `samples.rs` and `stats.rs` are compiled into this crate from their source
+//! (`#[path]`), the same code the kernel runs. The crate itself cannot be a dependency of a
+//! user program: it depends on `exo-arch`, whose global asm (the PVH boot code, kept by its
+//! ELF note, linked by LTO) cannot link into a ring-3 executable. For the same reason the
+//! probes below mirror `exo-arch`'s instead of calling them. The three line types are
+//! written here; host tests check their `Display` against `smp-bench`'s and
+//! `smp_bench::parse_line`.
+//!
+//! The clock is [`rdtsc_precise`]. The mode (`tcg`, `icount`, `kvm`, `kvm-trapped`) is
+//! detected as the kernel's boot detects it (CPUID and an instruction-counting loop, all
+//! legal in ring 3).
+
+use core::fmt::{self, Write};
+
+pub use crate::clock::Clock;
+pub use crate::measure::{OVERHEAD_PAIRS, bench, bench_batched, bench_with, measure_overhead};
+pub use crate::mode::{Mode, ParseModeError};
+pub use crate::samples::Samples;
+pub use crate::stats::{Stats, nearest_rank_index, stats_of};
+
+use crate::io::{FdWriter, LINE_MAX};
+use crate::time::rdtsc_precise;
+
+/// A serialised `rdtsc` pair above this many ticks means `rdtsc` traps (the kernel's
+/// threshold: hardware is at ~20-80).
+const TRAPPED_RDTSC_TICKS: u64 = 2000;
+
+/// The mode this machine looks like, decided as the kernel's boot decides it.
+pub fn detect_mode() -> Mode {
+    // An interrupt inside the probe spoils a run, never the other way: one exact run is
+    // enough (the kernel, with interrupts off, asks for three).
+    if (0..3).any(|_| counts_instructions()) {
+        return Mode::Icount;
+    }
+    if !hypervisor_is_kvm() {
+        return Mode::Tcg;
+    }
+    let pair = (0..16)
+        .map(|_| {
+            let a = rdtsc_precise();
+            rdtsc_precise().wrapping_sub(a)
+        })
+        .min()
+        .unwrap_or(0);
+    if pair > TRAPPED_RDTSC_TICKS {
+        Mode::KvmTrapped
+    } else {
+        Mode::Kvm
+    }
+}
+
+/// `true` when the TSC counts instructions (QEMU `-icount shift=0`): 2000 more iterations
+/// of a 4-instruction loop take exactly 8000 more ticks (`exo_arch::tsc::counts_instructions`).
+pub fn counts_instructions() -> bool {
+    let short = timed_loop(1000);
+    let long = timed_loop(3000);
+    long.wrapping_sub(short) == 4 * 2000
+}
+
+/// TSC ticks across `n` iterations of `nop; nop; dec; jnz` (plus a fixed prologue).
+#[inline(never)]
+fn timed_loop(n: u64) -> u64 {
+    let delta: u64;
+    // SAFETY: rdtsc and register arithmetic only; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            "rdtsc",
+            "shl rdx, 32",
+            "or rax, rdx",
+            "mov r8, rax",
+            "2:",
+            "nop",
+            "nop",
+            "dec rcx",
+            "jnz 2b",
+            "rdtsc",
+            "shl rdx, 32",
+            "or rax, rdx",
+            "sub rax, r8",
+            inout("rcx") n.max(1) => _,
+            out("rax") delta,
+            out("rdx") _,
+            out("r8") _,
+            options(nomem, nostack),
+        );
+    }
+    delta
+}
+
+/// Is there a hypervisor, and is it KVM? (`exo_arch::cpu::hypervisor_is_kvm`.)
+pub fn hypervisor_is_kvm() -> bool {
+    raw_cpuid::CpuId::new()
+        .get_hypervisor_info()
+        .is_some_and(|h| matches!(h.identify(), raw_cpuid::Hypervisor::KVM))
+}
+
+/// The TSC frequency CPUID reports (leaf 0x15, 0x16, then the hypervisor's 0x4000_0010),
+/// 0 when none does (`exo_arch::tsc::freq_from_cpuid`).
+pub fn tsc_hz_from_cpuid() -> u64 {
+    let id = raw_cpuid::CpuId::new();
+    if let Some(hz) = id.get_tsc_info().and_then(|t| t.tsc_frequency())
+        && hz > 0
+    {
+        return hz;
+    }
+    if let Some(f) = id.get_processor_frequency_info() {
+        let mhz = u64::from(f.processor_base_frequency());
+        if mhz > 0 {
+            return mhz * 1_000_000;
+        }
+    }
+    if id.get_hypervisor_info().is_some() {
+        let max = core::arch::x86_64::__cpuid(0x4000_0000).eax;
+        if max >= 0x4000_0010 {
+            return u64::from(core::arch::x86_64::__cpuid(0x4000_0010).eax) * 1000;
+        }
+    }
+    0
+}
+
+/// The CPUID brand string, trimmed, in `buf` (`"unknown"` without one).
+pub fn cpu_model(buf: &mut [u8; 48]) -> &str {
+    if let Some(b) = raw_cpuid::CpuId::new().get_processor_brand_string() {
+        let s = b.as_str().trim();
+        let n = s.len().min(48);
+        buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+        return core::str::from_utf8(&buf[..n]).unwrap_or("unknown");
+    }
+    "unknown"
+}
+
+/// A text field of a line: `,` becomes `;` and control characters spaces (as smp-bench
+/// writes them), so it can split neither a field nor a line.
+struct Field<'a>(&'a str);
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            f.write_char(match c {
+                ',' => ';',
+                c if c.is_control() => ' ',
+                c => c,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// `SUITE,<suite>,<tsc_start>,<tsc_hz>,<mode>,<ncpus>,<git_rev>,<cpu_model>` (as
+/// `smp_bench::SuiteLine`; `Display` without newline, the model trimmed of blanks and NULs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuiteLine<'a> {
+    /// Suite name.
+    pub suite: &'a str,
+    /// TSC when the suite started.
+    pub tsc_start: u64,
+    /// TSC frequency in Hz (0 if unknown).
+    pub tsc_hz: u64,
+    /// How the run was executed.
+    pub mode: Mode,
+    /// CPUs online.
+    pub ncpus: u32,
+    /// Source revision.
+    pub git_rev: &'a str,
+    /// CPUID brand string.
+    pub cpu_model: &'a str,
+}
+
+impl fmt::Display for SuiteLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let model = self
+            .cpu_model
+            .trim_matches(|c: char| c.is_whitespace() || c == '\0');
+        write!(
+            f,
+            "SUITE,{},{},{},{},{},{},{}",
+            Field(self.suite),
+            self.tsc_start,
+            self.tsc_hz,
+            self.mode,
+            self.ncpus,
+            Field(self.git_rev),
+            Field(model)
+        )
+    }
+}
+
+/// `BENCH,<name>,<n>,<mean>,<min>,<max>,<p50>,<p95>,<p99>` (as `smp_bench::BenchLine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchLine<'a> {
+    /// Row name.
+    pub name: &'a str,
+    /// The statistics, overhead already subtracted.
+    pub stats: Stats,
+}
+
+impl fmt::Display for BenchLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        write!(
+            f,
+            "BENCH,{},{},{},{},{},{},{},{}",
+            Field(self.name),
+            s.n,
+            s.mean,
+            s.min,
+            s.max,
+            s.p50,
+            s.p95,
+            s.p99
+        )
+    }
+}
+
+/// `END,<suite>,<n_results>` (as `smp_bench::EndLine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndLine<'a> {
+    /// Suite name.
+    pub suite: &'a str,
+    /// Number of `BENCH` lines the suite printed.
+    pub n_results: u32,
+}
+
+impl fmt::Display for EndLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "END,{},{}", Field(self.suite), self.n_results)
+    }
+}
+
+/// One line to fd 1, in one `write`.
+fn line(args: fmt::Arguments<'_>) {
+    let mut w = FdWriter::<LINE_MAX>::new(exo_abi::STDOUT);
+    let _ = w.write_fmt(args);
+    w.push(b"\n");
+    let _ = w.flush();
+}
+
+/// One suite: prints `SUITE` when started, a `BENCH` line per row, `END` when ended.
+#[derive(Debug)]
+pub struct Suite {
+    name: &'static str,
+    overhead: u64,
+    count: u32,
+    mode: Mode,
+}
+
+impl Suite {
+    /// Detects the mode, measures the timing-pair overhead and prints the `SUITE` line.
+    pub fn start(name: &'static str, ncpus: u32, git_rev: &str) -> Self {
+        let mode = detect_mode();
+        let overhead = measure_overhead(&mut rdtsc_precise, OVERHEAD_PAIRS);
+        let mut model = [0u8; 48];
+        let model = cpu_model(&mut model);
+        let header = SuiteLine {
+            suite: name,
+            tsc_start: rdtsc_precise(),
+            tsc_hz: tsc_hz_from_cpuid(),
+            mode,
+            ncpus,
+            git_rev,
+            cpu_model: model,
+        };
+        line(format_args!("{header}"));
+        Self {
+            name,
+            overhead,
+            count: 0,
+            mode,
+        }
+    }
+
+    /// The detected mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The cost of an empty timing pair (the minimum over [`OVERHEAD_PAIRS`]), subtracted
+    /// from every sample.
+    pub fn overhead(&self) -> u64 {
+        self.overhead
+    }
+
+    /// Times `f` with [`bench_with`]: `warmup` untimed calls, then `n` samples (at most `N`)
+    /// of `k` calls each, per call, the overhead subtracted; prints the row.
+    pub fn run<F, R, const N: usize>(
+        &mut self,
+        name: &str,
+        samples: &mut Samples<N>,
+        warmup: usize,
+        n: usize,
+        k: u32,
+        f: F,
+    ) -> Option<Stats>
+    where
+        F: FnMut() -> R,
+    {
+        let stats = self.measure(samples, warmup, n, k, f);
+        self.emit(name, stats);
+        stats
+    }
+
+    /// As [`run`](Self::run) without printing (for a row that is only valid if every call
+    /// succeeded: check, then [`emit`](Self::emit)).
+    pub fn measure<F, R, const N: usize>(
+        &self,
+        samples: &mut Samples<N>,
+        warmup: usize,
+        n: usize,
+        k: u32,
+        f: F,
+    ) -> Option<Stats>
+    where
+        F: FnMut() -> R,
+    {
+        bench_with(&mut rdtsc_precise, samples, self.overhead, warmup, n, k, f)
+    }
+
+    /// Prints the `BENCH` line of `stats` (nothing but a note when `None`).
+    pub fn emit(&mut self, name: &str, stats: Option<Stats>) {
+        match stats {
+            Some(stats) => {
+                line(format_args!("{}", BenchLine { name, stats }));
+                self.count += 1;
+            }
+            None => line(format_args!("{}: {name}: no sample", self.name)),
+        }
+    }
+
+    /// Prints `END,<name>,<rows>`.
+    pub fn end(self) {
+        line(format_args!(
+            "{}",
+            EndLine {
+                suite: self.name,
+                n_results: self.count
+            }
+        ));
+    }
+}

@@ -1,0 +1,236 @@
+//! Typed wrappers: one function per system call of [`exo_abi::SYSCALLS`] (and a few
+//! conveniences). Errors are [`Errno`]; the calls that cannot fail return their value.
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::AtomicU32;
+
+use exo_abi::{
+    CLOCK_MONOTONIC, Errno, ExitStatus, FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE, MAP_ANONYMOUS,
+    MAP_PRIVATE, Timespec, nr,
+};
+
+use crate::raw::*;
+
+/// Size in bytes of the CPU mask [`pin_to_cpu`] passes (1024 CPUs, glibc's `cpu_set_t`).
+pub const CPU_SET_BYTES: usize = 128;
+
+/// `write(fd, buf, count)`: bytes written (all of them, on the console).
+pub fn write(fd: usize, buf: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: the kernel only reads `buf`.
+    Errno::from_ret(unsafe { syscall3(nr::WRITE, fd, buf.as_ptr() as usize, buf.len()) })
+}
+
+/// `getpid()`: the caller's process id.
+#[inline]
+pub fn getpid() -> usize {
+    // SAFETY: no arguments, no effect.
+    let ret = unsafe { syscall0(nr::GETPID) };
+    ret as usize
+}
+
+/// `exit(code)`: ends the calling thread; the process ends (status `code & 0xff`) when
+/// this was its last thread.
+pub fn exit(code: i32) -> ! {
+    // SAFETY: the thread ends here; nothing after the call runs.
+    unsafe { syscall1(nr::EXIT, code as usize) };
+    crate::start::unreachable_return()
+}
+
+/// `exit_group(code)`: ends the process, every thread of it, with status `code & 0xff`.
+pub fn exit_group(code: i32) -> ! {
+    // SAFETY: the process ends here; nothing after the call runs.
+    unsafe { syscall1(nr::EXIT_GROUP, code as usize) };
+    crate::start::unreachable_return()
+}
+
+/// `mmap(addr, len, prot, flags, -1, 0)`: anonymous private memory; `flags` must include
+/// `MAP_PRIVATE | MAP_ANONYMOUS`. Returns the address.
+///
+/// # Safety
+/// With `MAP_FIXED`, the range must hold nothing the program uses (Exo-OS refuses to
+/// replace a mapping, but other systems do).
+pub unsafe fn mmap(addr: usize, len: usize, prot: u32, flags: u32) -> Result<usize, Errno> {
+    // SAFETY: the caller vouches for MAP_FIXED; otherwise the kernel picks unused pages.
+    Errno::from_ret(unsafe {
+        syscall6(
+            nr::MMAP,
+            addr,
+            len,
+            prot as usize,
+            flags as usize,
+            usize::MAX, // fd = -1
+            0,
+        )
+    })
+}
+
+/// `len` bytes of fresh zeroed memory with access `prot`, where the kernel chooses.
+pub fn map_anonymous(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
+    // SAFETY: not MAP_FIXED: the kernel maps pages nothing else uses.
+    let addr = unsafe { mmap(0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS) }?;
+    NonNull::new(addr as *mut u8).ok_or(Errno::EINVAL)
+}
+
+/// `munmap(addr, len)`.
+///
+/// # Safety
+/// Nothing may use the pages of `addr..addr + len` afterwards.
+pub unsafe fn munmap(addr: usize, len: usize) -> Result<usize, Errno> {
+    // SAFETY: the caller vouches that the range is unused.
+    Errno::from_ret(unsafe { syscall2(nr::MUNMAP, addr, len) })
+}
+
+/// `mprotect(addr, len, prot)`.
+///
+/// # Safety
+/// Nothing may access the pages in a way `prot` forbids afterwards.
+pub unsafe fn mprotect(addr: usize, len: usize, prot: u32) -> Result<usize, Errno> {
+    // SAFETY: the caller vouches for the new rights.
+    Errno::from_ret(unsafe { syscall3(nr::MPROTECT, addr, len, prot as usize) })
+}
+
+/// `sched_yield()`.
+#[inline]
+pub fn sched_yield() {
+    // SAFETY: no arguments; it only reschedules.
+    unsafe { syscall0(nr::SCHED_YIELD) };
+}
+
+/// `futex(word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, expected, timeout)`: sleeps while
+/// `*word == expected`, at most `timeout` (relative). `Err(EAGAIN)` when the word differs,
+/// `Err(ETIMEDOUT)` when the time ran out.
+pub fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    timeout: Option<&Timespec>,
+) -> Result<usize, Errno> {
+    let t = timeout.map_or(ptr::null(), |t| t as *const Timespec);
+    // SAFETY: the kernel reads the word and the timeout, both valid for the call.
+    Errno::from_ret(unsafe {
+        syscall4(
+            nr::FUTEX,
+            word.as_ptr() as usize,
+            (FUTEX_WAIT | FUTEX_PRIVATE_FLAG) as usize,
+            expected as usize,
+            t as usize,
+        )
+    })
+}
+
+/// `futex(word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count)`: wakes at most `count` threads
+/// sleeping on `word`; returns how many it woke.
+pub fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize, Errno> {
+    // SAFETY: the kernel only uses the address as a key.
+    Errno::from_ret(unsafe {
+        syscall3(
+            nr::FUTEX,
+            word.as_ptr() as usize,
+            (FUTEX_WAKE | FUTEX_PRIVATE_FLAG) as usize,
+            count as usize,
+        )
+    })
+}
+
+/// `clock_gettime(clock)`: `CLOCK_MONOTONIC` or `CLOCK_REALTIME`.
+pub fn clock_gettime(clock: u32) -> Result<Timespec, Errno> {
+    let mut ts = Timespec::ZERO;
+    // SAFETY: the kernel writes one Timespec into `ts`.
+    Errno::from_ret(unsafe {
+        syscall2(
+            nr::CLOCK_GETTIME,
+            clock as usize,
+            &mut ts as *mut Timespec as usize,
+        )
+    })?;
+    Ok(ts)
+}
+
+/// Nanoseconds on `CLOCK_MONOTONIC` (0 if the call fails).
+pub fn monotonic_nanos() -> u64 {
+    clock_gettime(CLOCK_MONOTONIC)
+        .ok()
+        .and_then(|t| t.as_nanos())
+        .unwrap_or(0)
+}
+
+/// `nanosleep(req, NULL)`.
+pub fn nanosleep(req: &Timespec) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads one Timespec.
+    Errno::from_ret(unsafe { syscall2(nr::NANOSLEEP, req as *const Timespec as usize, 0) })
+}
+
+/// `getcpu(&cpu, NULL, NULL)`: the CPU the caller runs on (it may have moved by the time
+/// the caller looks, unless pinned).
+pub fn getcpu() -> Result<usize, Errno> {
+    let mut cpu = 0u32;
+    // SAFETY: the kernel writes one u32 into `cpu`.
+    Errno::from_ret(unsafe { syscall3(nr::GETCPU, &mut cpu as *mut u32 as usize, 0, 0) })?;
+    Ok(cpu as usize)
+}
+
+/// `sched_setaffinity(tid, size_of_val(mask), mask)`: bit `i` of the mask (word `i / 64`,
+/// bit `i % 64`) allows CPU `i`. `tid` 0 is the calling thread.
+pub fn sched_setaffinity(tid: usize, mask: &[u64]) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads the mask.
+    Errno::from_ret(unsafe {
+        syscall3(
+            nr::SCHED_SETAFFINITY,
+            tid,
+            core::mem::size_of_val(mask),
+            mask.as_ptr() as usize,
+        )
+    })
+}
+
+/// Restricts the calling thread to CPU `cpu` (and moves it there before returning).
+/// `Err(EINVAL)` when that CPU is not online (or `cpu >= 1024`).
+pub fn pin_to_cpu(cpu: usize) -> Result<usize, Errno> {
+    let mut mask = [0u64; CPU_SET_BYTES / 8];
+    *mask.get_mut(cpu / 64).ok_or(Errno::EINVAL)? |= 1 << (cpu % 64);
+    sched_setaffinity(0, &mask)
+}
+
+/// `spawn(path, len, arg)`: a new child process running the initrd executable `path`
+/// (`"/hello"` and `"hello"` name the same entry), its `_start` called with `rdi = arg`.
+/// Returns the child's pid.
+pub fn spawn(path: &str, arg: u64) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads the path.
+    Errno::from_ret(unsafe {
+        syscall3(nr::SPAWN, path.as_ptr() as usize, path.len(), arg as usize)
+    })
+}
+
+/// `wait(pid)`: blocks until child `pid` ends; how it ended.
+pub fn wait(pid: usize) -> Result<ExitStatus, Errno> {
+    // SAFETY: no memory is involved.
+    let raw = Errno::from_ret(unsafe { syscall1(nr::WAIT, pid) })?;
+    ExitStatus::from_raw(raw).ok_or(Errno::EIO)
+}
+
+/// `thread_create(entry, stack_top, arg)`: a new thread of this process starting at
+/// `entry` with `rsp = stack_top` and `rdi = arg`, every other register 0. Returns its
+/// thread id. [`crate::thread::spawn`] is the safe interface.
+///
+/// # Safety
+/// `entry` must be code that never returns (it must end with `thread_exit` or `exit`) and
+/// expects this state; `stack_top` must be 16-byte aligned and the top of writable memory
+/// that only this thread uses, large enough for it, until it ends.
+pub unsafe fn thread_create(entry: usize, stack_top: usize, arg: u64) -> Result<usize, Errno> {
+    // SAFETY: the caller vouches for the entry and the stack.
+    Errno::from_ret(unsafe { syscall3(nr::THREAD_CREATE, entry, stack_top, arg as usize) })
+}
+
+/// `thread_exit(value)`: ends the calling thread; `thread_join` returns `value`. The
+/// process ends (status `value & 0xff`) when this was its last thread.
+pub fn thread_exit(value: u32) -> ! {
+    // SAFETY: the thread ends here; nothing after the call runs.
+    unsafe { syscall1(nr::THREAD_EXIT, value as usize) };
+    crate::start::unreachable_return()
+}
+
+/// `thread_join(tid)`: blocks until thread `tid` of this process ends; its
+/// `thread_exit` value.
+pub fn thread_join(tid: usize) -> Result<usize, Errno> {
+    // SAFETY: no memory is involved.
+    Errno::from_ret(unsafe { syscall1(nr::THREAD_JOIN, tid) })
+}
