@@ -51,7 +51,7 @@ host_tests() {
 kernel_tests() {
     local label=$1; shift
     local log="$out/ktest-$(echo "$label" | tr ' /:,' '____').log"
-    scripts/qemu.sh --job test --log "$log" "$@" >/dev/null 2>"$log.err"
+    scripts/qemu.sh --job test --log "$log" "${initrd[@]}" "$@" >/dev/null 2>"$log.err"
     local rc=$?
     local p f
     p=$(grep -c '^KTEST,.*,ok' "$log")
@@ -108,6 +108,9 @@ step "loom: exo-sync locks (TAS, ticket, MCS)" env RUSTFLAGS="--cfg loom" CARGO_
 echo "== build"
 step "kernel build (release)" cargo build -p exo --target x86_64-unknown-none --release
 [ -f target/x86_64-unknown-none/release/exo ] || { echo "no kernel: stopping"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+step "initrd: user programs packed by scripts/mkinitrd.sh" env CARGO_TARGET_DIR="$root/target" bash scripts/mkinitrd.sh
+initrd=()
+[ -f target/initrd.cpio ] && initrd=(--initrd "$root/target/initrd.cpio")
 
 echo "== kernel tests in QEMU"
 if [ -n "${EXO_TEST_QUICK:-}" ]; then
