@@ -85,6 +85,7 @@ pub fn enable_features() -> Features {
             cr4.insert(Cr4Flags::OSXSAVE);
         }
         Cr4::write(cr4);
+        crate::usercopy::set_smap(f.smap);
         if f.xsave {
             // x87 | SSE, plus AVX when offered.
             let xcr0: u64 = if f.avx { 0b111 } else { 0b11 };
@@ -196,6 +197,18 @@ pub unsafe fn load_cr3(pml4: u64) {
     // SAFETY: the caller guarantees the new tables map everything in use identically.
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
 }
+
+/// Current CR4 (raw bits).
+pub fn read_cr4() -> u64 {
+    Cr4::read_raw()
+}
+
+/// CR4.SMEP, CR4.SMAP and CR4.UMIP bits.
+pub const CR4_SMEP: u64 = 1 << 20;
+/// See [`CR4_SMEP`].
+pub const CR4_SMAP: u64 = 1 << 21;
+/// See [`CR4_SMEP`].
+pub const CR4_UMIP: u64 = 1 << 11;
 
 /// Current CR3.
 pub fn read_cr3() -> u64 {

@@ -1,9 +1,12 @@
 //! Kernel page tables: an identity map of physical memory with per-range permissions (no
-//! page is both writable and executable) and 4 KiB mappings for guarded stacks elsewhere.
+//! page is both writable and executable) and 4 KiB mappings for guarded stacks elsewhere,
+//! plus user pages ([`PageTables::map_user_4k`]: U at every level, never global). A PML4
+//! slot holds kernel mappings or user mappings, never both.
 //! Tables are reached through the identity map, so table frames must lie in mapped memory.
 
 const P: u64 = 1;
 const W: u64 = 1 << 1;
+const U: u64 = 1 << 2;
 const PWT: u64 = 1 << 3;
 const PCD: u64 = 1 << 4;
 const PS: u64 = 1 << 7;
@@ -66,6 +69,8 @@ pub enum MapError {
     AlreadyMapped(u64),
     /// Not 4 KiB aligned or not canonical.
     BadAddress(u64),
+    /// A user page under a kernel table entry, or a kernel page under a user one.
+    MixedPrivilege(u64),
 }
 
 impl core::fmt::Display for MapError {
@@ -75,6 +80,9 @@ impl core::fmt::Display for MapError {
             MapError::WriteExecute(a) => write!(f, "refused W+X mapping at {a:#x}"),
             MapError::AlreadyMapped(a) => write!(f, "{a:#x} is already mapped"),
             MapError::BadAddress(a) => write!(f, "bad address {a:#x}"),
+            MapError::MixedPrivilege(a) => {
+                write!(f, "{a:#x}: user and kernel mappings under one table entry")
+            }
         }
     }
 }
@@ -127,13 +135,15 @@ impl PageTables {
         self.pml4
     }
 
-    /// The next-level table under entry `idx` of `tab`, created if absent.
+    /// The next-level table under entry `idx` of `tab`, created if absent (with U when
+    /// `user`; an existing entry must agree).
     fn next(
         &mut self,
         fs: &mut impl FrameSource,
         tab: u64,
         idx: usize,
         va: u64,
+        user: bool,
     ) -> Result<u64, MapError> {
         // SAFETY: `tab` is a page-table frame of this hierarchy, identity-mapped, and only
         // this builder (single-threaded, before or while the tables are private) writes it.
@@ -144,11 +154,14 @@ impl PageTables {
                 if v & PS != 0 {
                     return Err(MapError::AlreadyMapped(va));
                 }
+                if (v & U != 0) != user {
+                    return Err(MapError::MixedPrivilege(va));
+                }
                 return Ok(v & ADDR);
             }
             let f = fs.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
             // Intermediate entries are permissive; the leaf decides.
-            e.write_volatile(f | P | W);
+            e.write_volatile(f | P | W | if user { U } else { 0 });
             Ok(f)
         }
     }
@@ -185,13 +198,38 @@ impl PageTables {
         f: Flags,
     ) -> Result<(), MapError> {
         Self::check(va, f)?;
-        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va)?;
-        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va)?;
-        let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va)?;
+        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, false)?;
+        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, false)?;
+        let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va, false)?;
         Self::set_leaf(
             pt,
             ((va >> 12) & 511) as usize,
             (pa & ADDR) | entry_bits(f, self.nx) | G,
+            va,
+        )
+    }
+
+    /// Maps one 4 KiB user page `va -> pa`: U at every level, not global. `va` must lie in
+    /// a PML4 slot without kernel mappings (else `MixedPrivilege`); a new mapping needs no
+    /// TLB flush (absent entries are never cached).
+    pub fn map_user_4k(
+        &mut self,
+        fs: &mut impl FrameSource,
+        va: u64,
+        pa: u64,
+        f: Flags,
+    ) -> Result<(), MapError> {
+        Self::check(va, f)?;
+        if va >> 47 != 0 {
+            return Err(MapError::BadAddress(va));
+        }
+        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, true)?;
+        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, true)?;
+        let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va, true)?;
+        Self::set_leaf(
+            pt,
+            ((va >> 12) & 511) as usize,
+            (pa & ADDR) | entry_bits(f, self.nx) | U,
             va,
         )
     }
@@ -208,8 +246,8 @@ impl PageTables {
         if va & 0x1F_FFFF != 0 || pa & 0x1F_FFFF != 0 {
             return Err(MapError::BadAddress(va));
         }
-        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va)?;
-        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va)?;
+        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, false)?;
+        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, false)?;
         Self::set_leaf(
             pd,
             ((va >> 21) & 511) as usize,

@@ -12,6 +12,7 @@
 //! | [`smp`]     | the CPU table, run-on-CPU mailboxes, AP bring-up, TSC sync, time, timer |
 //! | [`sched`]   | threads, run queues, the switch, idle and stealing, FPU, parking locks  |
 //! | [`trap`]    | exception and interrupt handlers, the panic stop-all                    |
+//! | [`user`]    | ring 3: the system-call table, user threads and their deaths, test bed  |
 //! | [`boot`]    | the command line, the boot flow (every CPU up), the `boot` job's report |
 //! | [`harness`] | the jobs: `ktest!`/`kbench!` registries, the test and bench runners     |
 //!
@@ -32,6 +33,8 @@ mod smp;
 
 mod sched;
 mod trap;
+
+mod user;
 
 mod boot;
 

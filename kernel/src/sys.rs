@@ -1,7 +1,8 @@
 //! The kernel's audited raw-memory leaf: the few places where the kernel itself (not
 //! `arch`/`percpu`) touches raw memory or hands out 'static state. Each block says why. It
 //! imports nothing from the kernel (every subsystem may call it). The other audited files
-//! are `mm/kalloc.rs`, `sched/{cpu,thread,wake,idle,fpu}.rs` and `harness/registry.rs`.
+//! are `mm/kalloc.rs`, `sched/{cpu,thread,wake,idle,fpu}.rs`, `user/programs.rs` and
+//! `harness/registry.rs`.
 #![allow(unsafe_code, reason = "the kernel's single audited unsafe module")]
 
 /// Zeroes the 4 KiB frame at `pa` (identity-mapped).
@@ -9,6 +10,15 @@ pub fn zero_frame(pa: u64) {
     // SAFETY: `pa` was just handed out by a frame allocator, so nothing else refers to it;
     // RAM is identity-mapped writable in the boot and in the kernel tables.
     unsafe { core::ptr::write_bytes(pa as *mut u8, 0, 4096) };
+}
+
+/// Copies `bytes` (at most 4096) to the start of the 4 KiB frame at `pa` (identity-mapped).
+pub fn fill_frame(pa: u64, bytes: &[u8]) {
+    assert!(bytes.len() <= 4096, "fill_frame: more than a frame");
+    // SAFETY: `pa` is a frame the caller just allocated and has not mapped anywhere else
+    // yet, so nothing else refers to it; RAM is identity-mapped writable in the kernel
+    // tables; `bytes` (a borrow) cannot overlap a frame nobody else owns.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), pa as *mut u8, bytes.len()) };
 }
 
 /// The `words` u64s at `pa` as a 'static slice (the buddy's bitmaps).

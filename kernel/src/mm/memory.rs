@@ -322,3 +322,25 @@ pub fn free_stack(s: Stack) {
 pub fn translate(va: u64) -> Option<(u64, Flags)> {
     with_memory(|m| m.as_ref().and_then(|m| m.tables.translate(va)))
 }
+
+/// Maps a fresh frame at the user address `va` (U at every level: ring 3 may use it) with
+/// permissions `f`, its first bytes `init` and the rest zero; returns the frame. User pages
+/// live in the kernel tables' user PML4 slots (see `exo_arch::usercopy::USER_BASE`) until
+/// processes get address spaces of their own. They are never unmapped.
+pub fn map_user_page(va: u64, f: Flags, init: &[u8]) -> Result<u64, MemError> {
+    if init.len() > PAGE as usize {
+        return Err(MemError::Map(MapError::BadAddress(va)));
+    }
+    with_memory(|guard| {
+        let m = guard.as_mut().ok_or(MemError::NotInitialised)?;
+        let frame = KernelFrames
+            .alloc_zeroed_frame()
+            .ok_or(MemError::OutOfMemory)?;
+        sys::fill_frame(frame, init);
+        if let Err(e) = m.tables.map_user_4k(&mut KernelFrames, va, frame, f) {
+            crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_addr(frame));
+            return Err(e.into());
+        }
+        Ok(frame)
+    })
+}

@@ -1,0 +1,26 @@
+//! User mode: the system-call table and its dispatcher (`syscall`), user threads with their
+//! ids, accounting and deaths (`task`: a ring-3 fault or a bad return kills the thread with
+//! one `PROC,<pid>,killed,<why>` line, never the kernel), and the ring-3 test bed
+//! (`testbed`, `programs`: user pages in PML4 slot 1 while the kernel still owns slot 0).
+//!
+//! The mechanism (GDT layout, SYSCALL MSRs and entry stub, `enter_user`, the paranoid GS
+//! rule, user copies with fix-ups) lives in `exo_arch::{gdt, syscall, trap, usercopy}`;
+//! this folder is the kernel's policy on top of it.
+//!
+//! Calls down only: `trap` (installs the user-fault hook), `sched` (threads, pids, entering
+//! ring 3, exit), `mm` (user pages), `console`.
+
+pub mod programs;
+pub mod syscall;
+pub mod task;
+pub mod testbed;
+
+mod bench;
+mod tests;
+
+/// Installs the system-call dispatcher and the ring-3 fault hooks (BSP, once, before any
+/// CPU enables `syscall` and any thread enters ring 3).
+pub fn init() {
+    exo_arch::syscall::set_handlers(syscall::dispatch, task::bad_return);
+    crate::trap::set_user_fault_hook(task::user_fault);
+}
