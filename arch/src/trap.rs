@@ -363,6 +363,25 @@ pub fn load_idt() {
     unsafe { x86_64::instructions::tables::lidt(&ptr) };
 }
 
+/// Self-test of the paranoid entry: raises #DB (`int 1`) in ring 0 with the user GS base
+/// live (`swapgs` before and after, interrupts off), exactly the state an NMI, #MC or #DB
+/// finds on the first instruction of the syscall entry or after the exits' `swapgs`; with
+/// `user_gs` false, with the kernel GS. The kernel's #DB handler must run with the kernel
+/// GS either way (it reaches the per-CPU block), and GS must be as before afterwards.
+pub fn debug_trap_selftest(user_gs: bool) {
+    crate::cpu::without_interrupts(|| {
+        if user_gs {
+            // SAFETY: interrupts are off, so nothing but the paranoid vectors (which decide
+            // GS by the GS base MSR) can run between the two `swapgs`; `int 1` returns
+            // (the kernel's #DB handler resumes ring-0 code); GS is back as before.
+            unsafe { core::arch::asm!("swapgs", "int 1", "swapgs", options(nostack)) };
+        } else {
+            // SAFETY: `int 1` returns (see above); the kernel GS stays live throughout.
+            unsafe { core::arch::asm!("int 1", options(nostack)) };
+        }
+    });
+}
+
 /// A read through [`probe_read_u64`] faulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeFault;

@@ -85,13 +85,17 @@ pub fn set_user_fault_hook(h: UserFaultHook) {
 /// the interrupt path from ring 3 (its `swapgs`) was taken.
 pub static USER_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 
+/// #DB traps taken in ring 0 (the paranoid entry's self-test raises them).
+pub static KERNEL_DEBUG_TRAPS: AtomicU64 = AtomicU64::new(0);
+
 /// Installs the dispatcher and fills the IDT (BSP, once).
 pub fn init() {
     exo_arch::trap::set_handler(dispatch);
     exo_arch::trap::init_idt();
 }
 
-/// The counters of the trapping CPU. Only reached for #BP, probe fix-ups and ping IPIs, none
+/// The counters of the trapping CPU. Only reached for #BP, kernel #DB, probe fix-ups and
+/// ping IPIs, none
 /// of which can happen before the CPU's GS block is installed (IPIs go to online CPUs only),
 /// so no `rdmsr` check sits on the interrupt path that `ipi.rtt` times.
 fn with_block(f: impl FnOnce(&'static cpus::Block)) {
@@ -152,6 +156,9 @@ fn dispatch(frame: &mut TrapFrame) {
         // and go on; the user's TF comes back with its RFLAGS on return.
         1 if !frame.from_user() => {
             frame.rflags &= !(1 << 8);
+            with_block(|_| {
+                KERNEL_DEBUG_TRAPS.fetch_add(1, Ordering::Relaxed);
+            });
             log::debug!("#DB in ring 0 at rip {:#x}: TF cleared", frame.rip);
         }
         3 => with_block(|b| {

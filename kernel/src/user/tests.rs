@@ -27,6 +27,11 @@ ktest!(
     cpu_setup_every_cpu
 );
 ktest!(
+    Needs::Cpus,
+    "user.paranoid_entry_swaps_gs_in_the_syscall_window",
+    paranoid_every_cpu
+);
+ktest!(
     Needs::Threads,
     "user.usercopy_ranges_and_fixups",
     usercopy_ranges
@@ -122,6 +127,33 @@ fn cpu_setup_every_cpu(s: &BootState) -> TestResult {
         s.features.umip,
         s.features.nx
     );
+    Ok(())
+}
+
+/// On the calling CPU: a #DB in ring 0 with the kernel GS, then one with the user GS live
+/// (the syscall window); each must reach the handler with the kernel GS (it counts through
+/// the per-CPU block) and leave GS as it was. Returns the traps counted (2).
+fn paranoid_here(_: u64) -> u64 {
+    let me = exo_percpu::cpu_id_hint();
+    let t0 = crate::trap::KERNEL_DEBUG_TRAPS.load(Ordering::Relaxed);
+    exo_arch::trap::debug_trap_selftest(false);
+    exo_arch::trap::debug_trap_selftest(true);
+    let t1 = crate::trap::KERNEL_DEBUG_TRAPS.load(Ordering::Relaxed);
+    if exo_percpu::cpu_id_hint() != me {
+        return u64::MAX;
+    }
+    t1 - t0
+}
+
+fn paranoid_every_cpu(_: &BootState) -> TestResult {
+    for b in cpus::online() {
+        let c = b.hot.cpu_id;
+        let n = cpus::run_on(CpuId(c), paranoid_here, 0, Deadline::after_ms(2000))
+            .map_err(|e| format!("CPU {c}: {e}"))?;
+        check(n == 2, || {
+            format!("CPU {c}: {n:#x} #DB traps counted with the right GS, want 2")
+        })?;
+    }
     Ok(())
 }
 
