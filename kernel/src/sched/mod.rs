@@ -29,8 +29,8 @@
 //!   one entry per CPU: at 1024 CPUs a query reads 16 words.
 //! * **Context switch**: `exo_arch::context::switch`, a naked function saving the callee-saved
 //!   registers and the stack pointer; `SWITCH_SAMPLES` TSC deltas are kept for the report.
-//!   Before it, the incoming thread's kernel stack top goes to TSS.RSP0 and the GS block
-//!   (the entries from ring 3 use them) and its pid to the GS block's pid slot.
+//!   Before it, an incoming user thread's kernel stack top goes to TSS.RSP0 and the GS
+//!   block (the entries from ring 3 use them) and its pid to the GS block's pid slot.
 //! * **Ring 3**: [`enter_user`] takes a thread to user mode for good; it comes back through
 //!   system calls and traps on its own kernel stack and is scheduled like any thread.
 //!

@@ -110,8 +110,9 @@ pub(super) struct Tcb {
     /// lives in its CPU's GS block: `exo_percpu::held_locks`). A thread that faults holding
     /// one is not killed (the lock would stay held for good); the machine stops instead.
     pub(super) held: AtomicU64,
-    /// The id the layer above gave the thread (`user`: its pid; 0 for kernel threads),
-    /// loaded into the GS block's pid slot when the thread is switched in.
+    /// The id the layer above gave the thread (`user`: its pid; 0 for kernel threads). A
+    /// thread with one runs ring-3 code: switching it in loads the pid into the GS block's
+    /// pid slot and its stack top into TSS.RSP0 and the GS block's kernel stack top.
     pub(super) pid: AtomicU64,
 }
 

@@ -140,14 +140,19 @@ core::arch::global_asm!(
     "mov eax, 60",
     "syscall",
     "ud2",
-    // spinner(data): [0] stop flag, [8] TSC deadline (in); [16] spins, [24] started (out).
-    // Spins in ring 3 without a system call until the flag is set (exit 0) or the deadline
-    // passes (exit 1): only a timer interrupt in ring 3 lets the kernel thread that sets
-    // the flag run on this CPU.
+    // spinner(data): [0] stop flag, [8] TSC ticks to spin at most (in); [16] spins,
+    // [24] started (out). Spins in ring 3 without a system call until the flag is set
+    // (exit 0) or the time is up (exit 1): only a timer interrupt in ring 3 lets the kernel
+    // thread that sets the flag run on this CPU.
     ".global exo_uprog_spinner",
     "exo_uprog_spinner:",
     "mov r15, rdi",
     "xor ebx, ebx",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "add rax, [r15 + 8]",
+    "mov r12, rax",
     "mov qword ptr [r15 + 24], 1",
     "2:",
     "inc rbx",
@@ -156,7 +161,7 @@ core::arch::global_asm!(
     "rdtsc",
     "shl rdx, 32",
     "or rax, rdx",
-    "cmp rax, [r15 + 8]",
+    "cmp rax, r12",
     "jb 2b",
     "mov [r15 + 16], rbx",
     "mov edi, 1",

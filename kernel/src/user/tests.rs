@@ -619,7 +619,7 @@ fn edge(st: &BootState) -> TestResult {
 /// The kernel thread beside a spinner: once the spinner has started, sets its stop flag
 /// (it runs only if a timer interrupt preempts the spinner in ring 3).
 fn setter(data: u64) -> u64 {
-    let deadline = rdtsc() + ms(20_000);
+    let deadline = rdtsc() + ms(60_000);
     loop {
         if usercopy::read_user_u64(data + 24) == Ok(1) {
             return u64::from(usercopy::write_user_u64(data, 1).is_err());
@@ -648,7 +648,7 @@ fn spinner(s: &BootState) -> TestResult {
         let mut started = Vec::new();
         for &c in &batch {
             let slot = Slot::claim()?;
-            slot.put(8, rdtsc() + ms(15_000))?;
+            slot.put(8, ms(15_000))?;
             let (tid, pid) = task::spawn(
                 Builder::new().pin(c),
                 testbed::entry(Program::Spinner),
@@ -663,7 +663,7 @@ fn spinner(s: &BootState) -> TestResult {
             started.push((c, slot, tid, pid, k));
         }
         let tids: Vec<Tid> = started.iter().flat_map(|s| [s.2, s.4]).collect();
-        let codes = match join_all(&tids, 30_000) {
+        let codes = match join_all(&tids, 90_000) {
             Ok(c) => c,
             Err(e) => {
                 started.into_iter().for_each(|s| core::mem::forget(s.1));
