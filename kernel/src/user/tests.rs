@@ -60,8 +60,11 @@ ktest!(
 
 /// A non-canonical address.
 const NON_CANONICAL: u64 = 0x8000_0000_0000_0000;
-/// The kernel image (identity-mapped, supervisor): inside PML4 slot 0.
-const KERNEL_LOW: u64 = 0x20_0000;
+/// The start of the kernel image (supervisor pages; today in PML4 slot 0, below
+/// `USER_BASE`; after the upper-half move, above `USER_END`).
+fn kernel_image() -> u64 {
+    exo_arch::boot::kernel_image().start
+}
 
 /// Every CPU, in batches that fit the test slots (with `per_cpu` threads each).
 fn cpu_batches(per_cpu: usize) -> Vec<Vec<u32>> {
@@ -180,7 +183,7 @@ fn usercopy_ranges(_: &BootState) -> TestResult {
     let stack = sched::current_stack().map_or(0xFFFF_C000_0000_1000, |s| s.0);
     let mut buf = [0u8; 64];
     for (what, addr, len) in [
-        ("kernel image", KERNEL_LOW, 8),
+        ("kernel image", kernel_image(), 8),
         ("kernel stack", stack, 8),
         ("non-canonical", NON_CANONICAL, 8),
         ("across the top of user space", USER_END - 32, 64),
@@ -238,7 +241,7 @@ fn runner_calls(slot: &Slot, pid: u64) -> Vec<Call> {
         c(nr::GETPID, [0; 4], pid as i64),
         c(w, [1, buf, 64, 0], 64),
         c(w, [2, buf, 0, 0], 0),
-        c(w, [1, KERNEL_LOW, 64, 0], e(Errno::Efault)),
+        c(w, [1, kernel_image(), 64, 0], e(Errno::Efault)),
         c(w, [1, stack, 8, 0], e(Errno::Efault)),
         c(w, [1, NON_CANONICAL, 8, 0], e(Errno::Efault)),
         c(w, [1, USER_END - 32, 64, 0], e(Errno::Efault)),
@@ -390,8 +393,8 @@ fn cases() -> Vec<Case> {
         k(
             "read of the kernel image",
             Program::Read,
-            |_| KERNEL_LOW,
-            |_, _| Expect::Fault(PF, None, Some(KERNEL_LOW))
+            |_| kernel_image(),
+            |_, _| Expect::Fault(PF, None, Some(kernel_image()))
         ),
         k(
             "read of a kernel stack",
@@ -414,8 +417,8 @@ fn cases() -> Vec<Case> {
         k(
             "jump to the kernel image",
             Program::Jump,
-            |_| KERNEL_LOW,
-            |_, _| Expect::Fault(PF, None, Some(KERNEL_LOW))
+            |_| kernel_image(),
+            |_, _| Expect::Fault(PF, None, Some(kernel_image()))
         ),
         k(
             "jump to a no-execute data page",
