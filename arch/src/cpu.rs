@@ -52,15 +52,6 @@ pub fn detect() -> Features {
     }
 }
 
-static SMAP_ON: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
-/// Whether SMAP is on (set by [`enable_features`]; every CPU makes the same choice): user
-/// memory is then reachable by the kernel only between `stac` and `clac`.
-#[inline(always)]
-pub fn smap_enabled() -> bool {
-    SMAP_ON.load(core::sync::atomic::Ordering::Relaxed)
-}
-
 /// Turns on NX, SSE, SMEP/SMAP/UMIP, FSGSBASE and XSAVE where offered, on the calling CPU.
 /// Every CPU calls it once during its bring-up, before it loads the kernel page tables.
 pub fn enable_features() -> Features {
@@ -83,7 +74,6 @@ pub fn enable_features() -> Features {
         }
         if f.smap {
             cr4.insert(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION);
-            SMAP_ON.store(true, core::sync::atomic::Ordering::Relaxed);
         }
         if f.umip {
             cr4.insert(Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION);
@@ -95,6 +85,7 @@ pub fn enable_features() -> Features {
             cr4.insert(Cr4Flags::OSXSAVE);
         }
         Cr4::write(cr4);
+        crate::usercopy::set_smap(f.smap);
         if f.xsave {
             // x87 | SSE, plus AVX when offered.
             let xcr0: u64 = if f.avx { 0b111 } else { 0b11 };
@@ -206,6 +197,18 @@ pub unsafe fn load_cr3(pml4: u64) {
     // SAFETY: the caller guarantees the new tables map everything in use identically.
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
 }
+
+/// Current CR4 (raw bits).
+pub fn read_cr4() -> u64 {
+    Cr4::read_raw()
+}
+
+/// CR4.SMEP, CR4.SMAP and CR4.UMIP bits.
+pub const CR4_SMEP: u64 = 1 << 20;
+/// See [`CR4_SMEP`].
+pub const CR4_SMAP: u64 = 1 << 21;
+/// See [`CR4_SMEP`].
+pub const CR4_UMIP: u64 = 1 << 11;
 
 /// Current CR3.
 pub fn read_cr3() -> u64 {

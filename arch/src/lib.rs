@@ -1,5 +1,6 @@
 //! x86_64 mechanisms for Exo-OS, no policy: boot entry (PVH), descriptor tables, trap entry,
-//! the local APIC, TSC, paging, the AP trampoline, serial console and QEMU exit.
+//! ring-3 entry and exit (`syscall`) and user-memory access (`usercopy`), the local APIC,
+//! TSC, paging, the AP trampoline, serial console and QEMU exit.
 //!
 //! Most of the project's `unsafe` lives here; each block says why it is sound.
 #![cfg_attr(not(test), no_std)]
@@ -21,7 +22,9 @@ pub mod pvh;
 pub mod serial;
 #[cfg(target_os = "none")]
 pub mod smp;
+pub mod syscall;
 pub mod tlb;
 #[cfg(target_os = "none")]
 pub mod trap;
 pub mod tsc;
+pub mod usercopy;

@@ -78,6 +78,8 @@ pub enum MapError {
     AlreadyMapped(u64),
     /// Not 4 KiB aligned or not canonical.
     BadAddress(u64),
+    /// A user page under a kernel table entry, or a kernel page under a user one.
+    MixedPrivilege(u64),
 }
 
 impl core::fmt::Display for MapError {
@@ -87,6 +89,9 @@ impl core::fmt::Display for MapError {
             MapError::WriteExecute(a) => write!(f, "refused W+X mapping at {a:#x}"),
             MapError::AlreadyMapped(a) => write!(f, "{a:#x} is already mapped"),
             MapError::BadAddress(a) => write!(f, "bad address {a:#x}"),
+            MapError::MixedPrivilege(a) => {
+                write!(f, "{a:#x}: user and kernel mappings under one table entry")
+            }
         }
     }
 }
@@ -163,7 +168,7 @@ impl PageTables {
     pub fn populate_kernel_half(&mut self, fs: &mut impl FrameSource) -> Result<(), MapError> {
         for i in 256..512usize {
             let va = 0xFFFF_0000_0000_0000 | ((i as u64) << 39);
-            self.next(fs, self.pml4, i, va)?;
+            self.next(fs, self.pml4, i, va, false)?;
         }
         Ok(())
     }
@@ -185,9 +190,9 @@ impl PageTables {
         if va >= crate::layout::USER_END {
             return Err(MapError::BadAddress(va));
         }
-        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va)?;
-        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va)?;
-        let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va)?;
+        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, true)?;
+        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, true)?;
+        let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va, true)?;
         Self::set_leaf(
             pt,
             ((va >> 12) & 511) as usize,
@@ -269,14 +274,15 @@ impl PageTables {
         }
     }
 
-    /// The next-level table under entry `idx` of `tab`, created if absent (user-accessible
-    /// when `va` is in the lower half).
+    /// The next-level table under entry `idx` of `tab`, created if absent (with U when
+    /// `user`; an existing entry must agree: a PML4 slot holds kernel or user mappings).
     fn next(
         &mut self,
         fs: &mut impl FrameSource,
         tab: u64,
         idx: usize,
         va: u64,
+        user: bool,
     ) -> Result<u64, MapError> {
         // SAFETY: `tab` is a page-table frame of this hierarchy, directly mapped, and only
         // this builder (single-threaded, before or while the tables are private) writes it.
@@ -287,12 +293,14 @@ impl PageTables {
                 if v & PS != 0 {
                     return Err(MapError::AlreadyMapped(va));
                 }
+                if (v & U != 0) != user {
+                    return Err(MapError::MixedPrivilege(va));
+                }
                 return Ok(v & ADDR);
             }
             let f = fs.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
             // Intermediate entries are permissive; the leaf decides.
-            let user = if va < crate::layout::USER_END { U } else { 0 };
-            e.write_volatile(f | P | W | user);
+            e.write_volatile(f | P | W | if user { U } else { 0 });
             Ok(f)
         }
     }
@@ -329,9 +337,9 @@ impl PageTables {
         f: Flags,
     ) -> Result<(), MapError> {
         Self::check(va, f)?;
-        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va)?;
-        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va)?;
-        let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va)?;
+        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, false)?;
+        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, false)?;
+        let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va, false)?;
         Self::set_leaf(
             pt,
             ((va >> 12) & 511) as usize,
@@ -352,8 +360,8 @@ impl PageTables {
         if va & 0x1F_FFFF != 0 || pa & 0x1F_FFFF != 0 {
             return Err(MapError::BadAddress(va));
         }
-        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va)?;
-        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va)?;
+        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, false)?;
+        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, false)?;
         Self::set_leaf(
             pd,
             ((va >> 21) & 511) as usize,

@@ -1,8 +1,37 @@
 //! Interrupt and exception entry: 256 stubs (16 bytes apart) that push a uniform frame and
 //! call the kernel's dispatcher, the shared IDT, and the fault-fixup table behind
-//! [`probe_read_u64`].
+//! [`probe_read_u64`] and the user copies of [`crate::usercopy`].
+//!
+//! # GS on entry and exit
+//!
+//! While ring 3 runs, GS base holds the user's value and `KERNEL_GS_BASE` this CPU's per-CPU
+//! block; every way into the kernel must `swapgs` exactly when it arrives with the user's
+//! value, and swap back on the way out.
+//!
+//! * Ordinary vectors (exceptions, interrupts, `int3`) can only arrive from ring 3 or from
+//!   kernel code that runs on the kernel GS: interrupts are off on the syscall path while
+//!   the user GS is live (SFMASK clears IF; the exits `cli` before their `swapgs`), and no
+//!   exception can occur there (see `syscall.rs`). So the common entry decides by the saved
+//!   CS: RPL 3 means `swapgs` on entry and on exit.
+//! * NMI, #MC, #DB and #DF ("paranoid" vectors, each on its own IST stack) can arrive on any
+//!   instruction, including the syscall entry before its `swapgs` and the exits after theirs,
+//!   in ring 0 with the user GS. Their entry does not trust CS: it reads the GS base MSR and
+//!   compares it with this CPU's kernel GS base, found without GS through `sgdt` (it sits
+//!   right after the CPU's GDT, see `gdt.rs`). Equal: nothing to do (even if ring 3 had set
+//!   its own GS base to that value with `wrgsbase`, GS is then already right). Different:
+//!   `swapgs` now and again before `iretq`.
+//! * No exit can fault after its `swapgs`: `sysretq` only gets a canonical user RIP (checked
+//!   first, `syscall.rs`), and every `iretq` to ring 3 returns a frame the CPU itself pushed
+//!   (user CS, SS and a RIP the CPU could fetch from) or the one `enter_user` builds from the
+//!   fixed user selectors and a checked RIP. (Linux needs a "bad IRET" fix-up because it
+//!   lets ring 3 supply selectors through the LDT and sigreturn; Exo-OS does not.)
+//!
+//! Every entry also clears RFLAGS.AC when SMAP is on (an interrupt inside a user-copy
+//! window would otherwise run its handler with SMAP lifted; IRETQ restores AC).
 
 use core::sync::atomic::{AtomicUsize, Ordering};
+
+pub use crate::gdt::{IST_DEBUG, IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI};
 
 /// The register state saved on every trap, in stack order (lowest address first).
 #[repr(C)]
@@ -54,12 +83,21 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
+impl TrapFrame {
+    /// Did the trap interrupt ring 3 (the saved CS has RPL 3)?
+    #[inline(always)]
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
 const _: () = assert!(core::mem::offset_of!(TrapFrame, vector) == 15 * 8);
 const _: () = assert!(core::mem::offset_of!(TrapFrame, cs) == 18 * 8);
 
-// 256 stubs, each 16 bytes: [push 0 if no error code]; push vector; jmp common.
-// `push imm8` sign-extends, so vectors >= 128 use the 5-byte `push imm32` form; 16 bytes fit both.
+// 256 stubs, each 16 bytes: [push 0 if no error code]; push vector; jmp to the common or
+// (#DB, NMI, #DF, #MC) the paranoid entry. `push imm8` sign-extends, so vectors >= 128 use
+// the 5-byte `push imm32` form; 16 bytes fit both.
 macro_rules! stubs {
     ($($v:literal)*) => {
         core::arch::global_asm!(
@@ -77,27 +115,77 @@ macro_rules! stubs {
                 "push 0",
                 ".endif",
                 concat!("push ", stringify!($v)),
+                concat!(".if ", stringify!($v), " == 1 || ", stringify!($v), " == 2 || ", stringify!($v), " == 8 || ", stringify!($v), " == 18"),
+                "jmp exo_trap_paranoid",
+                ".else",
                 "jmp exo_trap_common",
+                ".endif",
             )*
             "exo_trap_common:",
-            // From user mode (CS RPL 3)? Then switch to the kernel GS base.
-            "test qword ptr [rsp + 24], 3",
+            // From ring 3 (saved CS with RPL 3)? Then switch to the kernel GS base.
+            "test byte ptr [rsp + 24], 3",
             "jz 1f",
             "swapgs",
             "1:",
             "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
             "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
+            "cmp byte ptr [rip + {smap}], 0",
+            "je 3f",
+            "clac",
+            "3:",
             "mov rdi, rsp",
             "cld",
             "call exo_trap_dispatch",
             "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
             "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
-            "test qword ptr [rsp + 24], 3",
+            "test byte ptr [rsp + 24], 3",
             "jz 2f",
+            // Back to ring 3: no interrupt may see the user GS with a kernel CS.
+            "cli",
             "swapgs",
             "2:",
             "add rsp, 16",
             "iretq",
+
+            // The paranoid entry: GS decided by the GS base MSR, not by CS (module docs).
+            "exo_trap_paranoid:",
+            "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
+            "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
+            "cld",
+            // This CPU's kernel GS base, stored right after its GDT.
+            "sub rsp, 16",
+            "sgdt [rsp]",
+            "mov rax, [rsp + 2]",
+            "add rsp, 16",
+            "mov rbx, [rax + {kgs}]",
+            // The live GS base.
+            "mov ecx, 0xC0000101",
+            "rdmsr",
+            "shl rdx, 32",
+            "or rax, rdx",
+            // r12 (callee-saved): 1 when this entry swapped and its exit must swap back.
+            "xor r12d, r12d",
+            "cmp rax, rbx",
+            "je 4f",
+            "swapgs",
+            "mov r12d, 1",
+            "4:",
+            "cmp byte ptr [rip + {smap}], 0",
+            "je 5f",
+            "clac",
+            "5:",
+            "mov rdi, rsp",
+            "call exo_trap_dispatch",
+            "test r12d, r12d",
+            "jz 6f",
+            "swapgs",
+            "6:",
+            "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
+            "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+            "add rsp, 16",
+            "iretq",
+            smap = sym crate::usercopy::SMAP_ON,
+            kgs = const crate::gdt::GDT_KERNEL_GS_OFFSET,
         );
     };
 }
@@ -136,13 +224,6 @@ extern "C" fn exo_trap_dispatch(frame: &mut TrapFrame) {
     h(frame);
 }
 
-/// IST slots used by the IDT (1-based as in the TSS).
-pub const IST_DOUBLE_FAULT: u8 = 1;
-/// IST slot for NMIs.
-pub const IST_NMI: u8 = 2;
-/// IST slot for machine checks.
-pub const IST_MACHINE_CHECK: u8 = 3;
-
 #[repr(C, align(16))]
 struct Idt([u64; 512]);
 
@@ -158,7 +239,7 @@ fn gate(addr: u64, ist: u64, dpl: u64) -> (u64, u64) {
     (lo, addr >> 32)
 }
 
-/// Fills the shared IDT (every vector to its stub; #DF, NMI and #MC on their IST stacks) and
+/// Fills the shared IDT (every vector to its stub; #DB, #DF, NMI and #MC on their IST stacks) and
 /// the park IDT (see [`park`]), and loads nothing: the BSP calls `init_idt`, every CPU
 /// `load_idt`.
 pub fn init_idt() {
@@ -167,12 +248,14 @@ pub fn init_idt() {
     for v in 0..256usize {
         let addr = base + (v as u64) * 16;
         let ist: u64 = match v {
+            1 => IST_DEBUG.into(),
             8 => IST_DOUBLE_FAULT.into(),
             2 => IST_NMI.into(),
             18 => IST_MACHINE_CHECK.into(),
             _ => 0,
         };
-        // DPL 0 (DPL 3 for #BP so user int3 works later).
+        // DPL 0: `int N` from ring 3 is a #GP. DPL 3 for #BP, so `int3` in ring 3 is a #BP
+        // (which kills the thread; see the kernel's user-fault hook).
         let (lo, hi) = gate(addr, ist, if v == 3 { 3 } else { 0 });
         // Park gates: no IST (a parked CPU may have no TSS), the current stack.
         let (plo, phi) = gate(park_stub, 0, 0);
@@ -280,6 +363,25 @@ pub fn load_idt() {
     unsafe { x86_64::instructions::tables::lidt(&ptr) };
 }
 
+/// Self-test of the paranoid entry: raises #DB (`int 1`) in ring 0 with the user GS base
+/// live (`swapgs` before and after, interrupts off), exactly the state an NMI, #MC or #DB
+/// finds on the first instruction of the syscall entry or after the exits' `swapgs`; with
+/// `user_gs` false, with the kernel GS. The kernel's #DB handler must run with the kernel
+/// GS either way (it reaches the per-CPU block), and GS must be as before afterwards.
+pub fn debug_trap_selftest(user_gs: bool) {
+    crate::cpu::without_interrupts(|| {
+        if user_gs {
+            // SAFETY: interrupts are off, so nothing but the paranoid vectors (which decide
+            // GS by the GS base MSR) can run between the two `swapgs`; `int 1` returns
+            // (the kernel's #DB handler resumes ring-0 code); GS is back as before.
+            unsafe { core::arch::asm!("swapgs", "int 1", "swapgs", options(nostack)) };
+        } else {
+            // SAFETY: `int 1` returns (see above); the kernel GS stays live throughout.
+            unsafe { core::arch::asm!("int 1", options(nostack)) };
+        }
+    });
+}
+
 /// A read through [`probe_read_u64`] faulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeFault;
@@ -300,9 +402,41 @@ core::arch::global_asm!(
     "ret",
 );
 
+/// One fix-up: a fault at `insn` resumes at `fixup`; `user_only`: only for a #PF whose
+/// address lies in the user range (a fault on a kernel address inside a user copy is a
+/// kernel bug and stays one).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct Fixup {
+    insn: u64,
+    fixup: u64,
+    user_only: u64,
+}
+
+// The fix-up table: every instruction allowed to fault, with where it resumes. One list for
+// the whole kernel (the probe here, the user copy in `usercopy.rs`).
+core::arch::global_asm!(
+    ".section .rodata.exo_fixups, \"a\"",
+    ".p2align 3",
+    ".global exo_fixup_table",
+    ".global exo_fixup_table_end",
+    "exo_fixup_table:",
+    ".quad exo_probe_insn, exo_probe_fixup, 0",
+    ".quad exo_user_copy_insn, exo_user_copy_fixup, 1",
+    "exo_fixup_table_end:",
+);
+
 unsafe extern "C" {
-    static exo_probe_insn: u8;
-    static exo_probe_fixup: u8;
+    static exo_fixup_table: Fixup;
+    static exo_fixup_table_end: Fixup;
+}
+
+fn fixups() -> &'static [Fixup] {
+    let (start, end) = (&raw const exo_fixup_table, &raw const exo_fixup_table_end);
+    let n = (end as usize - start as usize) / core::mem::size_of::<Fixup>();
+    // SAFETY: the two symbols bound the table above: `n` initialised, immutable, 8-aligned
+    // `Fixup`s (three quads each) in .rodata, for the life of the kernel.
+    unsafe { core::slice::from_raw_parts(start, n) }
 }
 
 /// Reads a u64 at `addr`; a page fault there returns `Err` instead of crashing (the trap
@@ -323,34 +457,20 @@ pub fn probe_read_u64(addr: u64) -> Result<u64, ProbeFault> {
     }
 }
 
-/// [`probe_read_u64`] of a user address: with SMAP on, the read runs inside a `stac`/`clac`
-/// window (user pages are otherwise off limits to the kernel).
-pub fn probe_read_user_u64(addr: u64) -> Result<u64, ProbeFault> {
-    let smap = crate::cpu::smap_enabled();
-    if smap {
-        // SAFETY: STAC exists (SMAP is on); it only lets this CPU's kernel code reach user
-        // pages until the CLAC below, with nothing but the probe read in between.
-        unsafe { core::arch::asm!("stac", options(nomem, nostack)) };
+/// If `frame` is a page fault at a registered instruction (see the table above) whose
+/// address `cr2` that entry accepts, points it at the entry's error path and returns true.
+pub fn fixup(frame: &mut TrapFrame, cr2: u64) -> bool {
+    if frame.vector != 14 || frame.from_user() {
+        return false;
     }
-    let r = probe_read_u64(addr);
-    if smap {
-        // SAFETY: CLAC exists (SMAP is on); it closes the window.
-        unsafe { core::arch::asm!("clac", options(nomem, nostack)) };
+    for f in fixups() {
+        if frame.rip == f.insn {
+            if f.user_only != 0 && !crate::usercopy::is_user_range(cr2, 1) {
+                return false;
+            }
+            frame.rip = f.fixup;
+            return true;
+        }
     }
-    r
-}
-
-/// If `frame` is a fault at a registered probe instruction, points it at the probe's
-/// error path and returns true.
-pub fn fixup(frame: &mut TrapFrame) -> bool {
-    let (insn, fix) = (
-        &raw const exo_probe_insn as u64,
-        &raw const exo_probe_fixup as u64,
-    );
-    if frame.rip == insn {
-        frame.rip = fix;
-        true
-    } else {
-        false
-    }
+    false
 }

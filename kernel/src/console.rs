@@ -29,6 +29,20 @@ fn me() -> u32 {
 
 /// Writes one line (the arguments plus a newline) atomically with respect to other CPUs.
 pub fn write_line(args: fmt::Arguments<'_>) {
+    locked(|| {
+        let _ = Serial.write_fmt(args);
+        let _ = Serial.write_str("\n");
+    });
+}
+
+/// Writes `bytes` as they are (a user program's `write`), atomically with respect to other
+/// CPUs' lines.
+pub fn write_bytes(bytes: &[u8]) {
+    locked(|| exo_arch::serial::write_bytes(bytes));
+}
+
+/// Runs `f` holding the console lock, interrupts off.
+fn locked(f: impl FnOnce()) {
     exo_arch::cpu::without_interrupts(|| {
         let me = me();
         let start = exo_arch::tsc::rdtsc();
@@ -51,8 +65,7 @@ pub fn write_line(args: fmt::Arguments<'_>) {
                 }
             }
         }
-        let _ = Serial.write_fmt(args);
-        let _ = Serial.write_str("\n");
+        f();
         if !stolen {
             OWNER.store(0, Ordering::Release);
         }

@@ -12,7 +12,7 @@
 //! | [`smp`]     | the CPU table, run-on-CPU mailboxes, AP bring-up, TSC sync, time, timer |
 //! | [`sched`]   | threads, run queues, the switch, idle and stealing, FPU, parking locks  |
 //! | [`trap`]    | exception and interrupt handlers, the panic stop-all                    |
-//! | [`user`]    | user mode: address spaces (and, as they land, entry, syscalls, loader)  |
+//! | [`user`]    | user mode: address spaces, initrd, loader, ring-3 entry, syscall table   |
 //! | [`boot`]    | the command line, the boot flow (every CPU up), the `boot` job's report |
 //! | [`harness`] | the jobs: `ktest!`/`kbench!` registries, the test and bench runners     |
 //!

@@ -1,7 +1,8 @@
 //! The kernel's audited raw-memory leaf: the few places where the kernel itself (not
 //! `arch`/`percpu`) touches raw memory or hands out 'static state. Each block says why. It
 //! imports nothing from the kernel (every subsystem may call it). The other audited files
-//! are `mm/kalloc.rs`, `sched/{cpu,thread,wake,idle,fpu}.rs` and `harness/registry.rs`.
+//! are `mm/kalloc.rs`, `sched/{cpu,thread,wake,idle,fpu}.rs`, `user/programs.rs` and
+//! `harness/registry.rs`.
 #![allow(unsafe_code, reason = "the kernel's single audited unsafe module")]
 
 /// Zeroes the 4 KiB frame at physical `pa` (through the direct map).

@@ -28,7 +28,8 @@ pub const OFF_APIC_ID: usize = 12;
 /// `gs:` per lock and unlock; the scheduler saves it into the thread it switches out and
 /// loads the next thread's (as Linux does with its preempt count).
 pub const OFF_HELD_LOCKS: usize = 16;
-/// Offset of the kernel stack top (u64), used by syscall entry.
+/// Offset of the running thread's kernel stack top (u64): the syscall entry's stack
+/// (`exo_arch::syscall`, which names the same offset); the scheduler sets it at each switch.
 pub const OFF_KSTACK_TOP: usize = 24;
 /// Offset of the preemption-disable count (u32).
 pub const OFF_PREEMPT: usize = 32;
@@ -37,6 +38,10 @@ pub const OFF_PREEMPT: usize = 32;
 pub const OFF_LEAF: usize = 36;
 /// Offset of the user stack scratch slot (u64), used by syscall entry.
 pub const OFF_USER_RSP: usize = 40;
+
+// The syscall entry stub (arch) reads these two slots through GS.
+const _: () = assert!(OFF_KSTACK_TOP == exo_arch::syscall::GS_KSTACK_TOP);
+const _: () = assert!(OFF_USER_RSP == exo_arch::syscall::GS_USER_RSP);
 /// Offset of the process id slot (u64): `getpid` is one `mov` from here.
 pub const OFF_PID: usize = 48;
 /// Offset of the scheduler slot (usize): the kernel's per-CPU scheduler, opaque here.
@@ -195,6 +200,33 @@ pub fn apic_id(_pinned: &impl Pinned) -> u32 {
 #[inline(always)]
 pub fn pid() -> u64 {
     gs_read64!(OFF_PID)
+}
+
+/// Sets the pid slot (the scheduler at a switch, for the incoming thread; interrupts off,
+/// so the value always belongs to the thread that runs).
+#[inline(always)]
+pub fn set_pid(pid: u64) {
+    // SAFETY: GS points at this CPU's installed block; the slot is the u64 at OFF_PID,
+    // written only by this CPU with interrupts off (the caller's contract), read through gs:.
+    unsafe {
+        asm!("mov gs:[{off}], {v}", v = in(reg) pid, off = const OFF_PID, options(nostack, preserves_flags))
+    };
+}
+
+/// The running thread's kernel stack top (the syscall entry's stack).
+#[inline(always)]
+pub fn kstack_top() -> u64 {
+    gs_read64!(OFF_KSTACK_TOP)
+}
+
+/// Sets the running thread's kernel stack top (the scheduler at a switch, interrupts off:
+/// the syscall entry reads it with interrupts off too, so it never sees another thread's).
+#[inline(always)]
+pub fn set_kstack_top(top: u64) {
+    // SAFETY: as in `set_pid`, for the u64 at OFF_KSTACK_TOP.
+    unsafe {
+        asm!("mov gs:[{off}], {v}", v = in(reg) top, off = const OFF_KSTACK_TOP, options(nostack, preserves_flags))
+    };
 }
 
 /// One more sleeping lock held by the running thread: `inc qword ptr gs:[16]`. One

@@ -92,7 +92,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
     // The BSP's GS block first: the allocator's fast paths live in it.
     let (lo, hi) = exo_arch::boot::boot_stack();
     let bsp_block = cpus::take_bsp_block(exo_arch::cpu::apic_id_from_cpuid(), hi);
-    cpus::install_this_cpu(bsp_block, (lo, hi));
+    let bsp_gs_base = core::ptr::from_ref(cpus::install_this_cpu(bsp_block, (lo, hi))) as u64;
     let (mib, frames) = memory::init(&bi.memmap, features.nx, &bi.modules)
         .unwrap_or_else(|e| fail(format_args!("memory: {e}")));
     if let Some(&(pa, len)) = bi.modules.first() {
@@ -118,10 +118,12 @@ pub fn bsp_main(start_info: u64) -> BootState {
     phase("memory");
 
     crate::trap::init();
+    crate::user::init();
     match smp::prepare_tables(hi) {
-        Ok(t) => exo_arch::gdt::load(t),
+        Ok(t) => exo_arch::gdt::load(t, bsp_gs_base),
         Err(e) => fail(format_args!("BSP descriptor tables: {e}")),
     }
+    exo_arch::syscall::init_cpu();
     exo_arch::trap::load_idt();
 
     let acpi = discover_cpus(&opts, bi.rsdp);

@@ -296,6 +296,17 @@ pub(super) fn schedule_irqs_off() {
         exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
         Ordering::Relaxed,
     );
+    // A user thread (pid != 0): entries from ring 3 land on its kernel stack (TSS.RSP0 for
+    // traps, the GS block for `syscall`) and getpid reads its pid from the GS block. Kernel
+    // threads never run ring 3 code: their switches skip this (the slots keep stale values
+    // nobody reads; `enter_user` and `set_current_pid` set them for a thread on its way).
+    let pid = next.pid.load(Ordering::Relaxed);
+    if pid != 0 {
+        let top = next.stack_top.load(Ordering::Relaxed);
+        exo_percpu::set_pid(pid);
+        exo_percpu::set_kstack_top(top);
+        exo_arch::gdt::set_rsp0(top);
+    }
     arm_timer(cs, now, next_i != idle_i);
     // Migration of prev is done by the next thread (prev's registers must be saved first).
     cs.migrate

@@ -29,6 +29,10 @@
 //!   one entry per CPU: at 1024 CPUs a query reads 16 words.
 //! * **Context switch**: `exo_arch::context::switch`, a naked function saving the callee-saved
 //!   registers and the stack pointer; `SWITCH_SAMPLES` TSC deltas are kept for the report.
+//!   Before it, an incoming user thread's kernel stack top goes to TSS.RSP0 and the GS
+//!   block (the entries from ring 3 use them) and its pid to the GS block's pid slot.
+//! * **Ring 3**: [`enter_user`] takes a thread to user mode for good; it comes back through
+//!   system calls and traps on its own kernel stack and is scheduled like any thread.
 //!
 //! This module is the kernel's third audited `unsafe` module: the run queue and the saved
 //! stack pointers live in `UnsafeCell`s guarded by the per-CPU lock, and it calls the switch.
@@ -59,9 +63,9 @@ pub use cpu::{
 };
 pub use exo_sched::CpuSet;
 pub use thread::{
-    Builder, KILLED, STACK_POOL_CAP, Tid, age_free_slots, cached_stacks, current_stack, fpu_area,
-    fpu_saved_on, join, join_until, kill_current_if_possible, live_threads, park_node,
-    set_affinity, set_fpu_area, spawn, tid_of,
+    Builder, KILLED, STACK_POOL_CAP, Tid, age_free_slots, cached_stacks, current_stack, enter_user,
+    exit, fpu_area, fpu_saved_on, join, join_until, kill_current_if_possible, live_threads,
+    park_node, set_affinity, set_current_pid, set_current_space, set_fpu_area, spawn, tid_of,
 };
 pub use wake::{
     block_unless, block_until, force_mailbox_full, sleep_us, tick, timer_mode, wake, yield_now,
@@ -114,6 +118,8 @@ pub enum SchedError {
     AlreadyJoined,
     /// The deadline passed first.
     TimedOut,
+    /// The calling thread cannot enter ring 3 (see `enter_user`).
+    CannotEnterUser,
 }
 
 impl core::fmt::Display for SchedError {
@@ -126,6 +132,9 @@ impl core::fmt::Display for SchedError {
             SchedError::NoSuchThread => "no such thread",
             SchedError::AlreadyJoined => "thread already joined (or joining itself)",
             SchedError::TimedOut => "deadline passed",
+            SchedError::CannotEnterUser => {
+                "this thread cannot enter ring 3 (no own kernel stack, idle, holds a lock, or a non-user address)"
+            }
         })
     }
 }

@@ -113,6 +113,10 @@ pub(super) struct Tcb {
     /// The address space this thread runs in (a `mm::space::Space` that outlives the thread),
     /// or 0: a kernel thread, which runs on whatever space is loaded.
     pub(super) space: AtomicU64,
+    /// The id the layer above gave the thread (`user`: its pid; 0 for kernel threads). A
+    /// thread with one runs ring-3 code: switching it in loads the pid into the GS block's
+    /// pid slot and its stack top into TSS.RSP0 and the GS block's kernel stack top.
+    pub(super) pid: AtomicU64,
 }
 
 // SAFETY: `ctx` is only accessed by the CPU that switches the thread out or in, with that
@@ -144,6 +148,7 @@ impl Tcb {
             park: crate::sched::park::ParkNode::new(),
             held: AtomicU64::new(0),
             space: AtomicU64::new(0),
+            pid: AtomicU64::new(0),
         }
     }
     pub(super) fn state(&self) -> State {
@@ -355,6 +360,7 @@ impl Builder {
         t.switches.store(0, Ordering::Relaxed);
         t.fpu_area.store(0, Ordering::Relaxed);
         t.space.store(self.space, Ordering::Relaxed);
+        t.pid.store(0, Ordering::Relaxed);
         // SAFETY: the stack was just taken from the cache or mapped for this thread alone;
         // its top is page-aligned and the pages below it are mapped.
         let rsp = unsafe { exo_arch::context::init_stack(stack.top, thread_entry, i as u64) };
@@ -433,6 +439,71 @@ pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Argume
         });
     }
     exit(KILLED)
+}
+
+/// Gives the calling thread the id `pid` (what `exo_percpu::pid` reads while it runs: the
+/// `user` layer's getpid).
+pub fn set_current_pid(pid: u64) -> Result<(), SchedError> {
+    let _g = IrqGuard::new();
+    let cs = this_sched().ok_or(SchedError::NotRunning)?;
+    tcb(cs.current.load(Ordering::Relaxed) as usize)
+        .pid
+        .store(pid, Ordering::Relaxed);
+    exo_percpu::set_pid(pid);
+    Ok(())
+}
+
+/// Leaves the kernel for ring 3 at `rip` with stack `rsp` and `arg` in RDI
+/// (`exo_arch::syscall::enter_user`): from then on the thread enters the kernel only through
+/// system calls and traps, on its own kernel stack, whose current frames are abandoned.
+/// Returns (the reason) only when the calling thread cannot go: a CPU's idle context or a
+/// thread without a kernel stack of its own (the boot flow), one holding a sleeping lock or
+/// a preemption guard, or `rip` outside user space.
+pub fn enter_user(rip: u64, rsp: u64, arg: u64) -> SchedError {
+    let g = IrqGuard::new();
+    let Some(cs) = this_sched() else {
+        return SchedError::NotRunning;
+    };
+    let i = cs.current.load(Ordering::Relaxed) as usize;
+    let t = tcb(i);
+    let Some(stack) = t.stack() else {
+        return SchedError::CannotEnterUser;
+    };
+    if i as u32 == cs.idle.load(Ordering::Relaxed)
+        || exo_percpu::held_locks() != 0
+        || !exo_percpu::preemptible()
+        || !exo_arch::usercopy::is_user_range(rip, 1)
+    {
+        return SchedError::CannotEnterUser;
+    }
+    // The switch that started this thread set both already; set them again so this never
+    // depends on how the thread first ran.
+    exo_percpu::set_kstack_top(stack.top);
+    exo_arch::gdt::set_rsp0(stack.top);
+    // Interrupts stay off until the IRETQ (its RFLAGS turn them on).
+    core::mem::forget(g);
+    // SAFETY: the GS block's kernel stack top and TSS.RSP0 are this thread's stack top (just
+    // set, interrupts off, and the scheduler sets them again whenever it switches the thread
+    // in); the thread's frames below are abandoned for good (nothing returns to them: the
+    // thread ends through `exit` from a system call or a trap); GS is the kernel's.
+    unsafe { exo_arch::syscall::enter_user(rip, rsp, arg) }
+}
+
+/// Moves the calling thread into address space `space` (which must outlive it, as for
+/// `Builder::space`) and loads it on this CPU now.
+pub fn set_current_space(space: &'static crate::mm::space::Space) {
+    let _g = IrqGuard::new();
+    let Some(cs) = this_sched() else {
+        return;
+    };
+    let t = tcb(cs.current.load(Ordering::Relaxed) as usize);
+    t.space.store(
+        space as *const crate::mm::space::Space as u64,
+        Ordering::Relaxed,
+    );
+    if exo_arch::tlb::current_root() != space.root() {
+        space.activate(cs.cpu);
+    }
 }
 
 /// The running thread's stack bounds, if it has its own (backtraces).

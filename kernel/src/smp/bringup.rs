@@ -55,15 +55,17 @@ pub struct SmpReport {
     pub missing: Vec<u32>,
 }
 
-/// Prepares per-CPU tables and stacks for `cpu` (kernel stack separately, per ticket).
+/// Prepares per-CPU tables and IST stacks (#DF, NMI, #MC, #DB) for `cpu` (kernel stack
+/// separately, per ticket).
 pub fn prepare_tables(
     rsp0: u64,
 ) -> Result<&'static mut exo_arch::gdt::CpuTables, memory::MemError> {
     let df = memory::alloc_stack(IST_PAGES)?;
     let nmi = memory::alloc_stack(IST_PAGES)?;
     let mc = memory::alloc_stack(IST_PAGES)?;
+    let db = memory::alloc_stack(IST_PAGES)?;
     crate::mm::kalloc::try_leak(exo_arch::gdt::CpuTables::new(
-        [df.top, nmi.top, mc.top],
+        [df.top, nmi.top, mc.top, db.top],
         rsp0,
     ))
     .map_err(|_| memory::MemError::OutOfMemory)
@@ -216,7 +218,10 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
     let (Some(tables), Some(block)) = (t.tables.lock().take(), t.block.lock().take()) else {
         exo_arch::cpu::halt_forever()
     };
-    exo_arch::gdt::load(tables);
+    // The block's address is this CPU's kernel GS base from `install_this_cpu` on; the
+    // paranoid trap entries find it beside the GDT.
+    exo_arch::gdt::load(tables, core::ptr::from_mut(block) as u64);
+    exo_arch::syscall::init_cpu();
     exo_arch::trap::load_idt();
     let block = cpus::install_this_cpu(block, (stack.bottom, stack.top));
     apic::enable_local(VEC_SPURIOUS, VEC_APIC_ERROR);

@@ -1,6 +1,9 @@
 //! Traps: the dispatcher for exceptions, NMIs (the stop-all of a panic) and IPIs (`mod.rs`),
 //! and the panic path (`panic`: report, backtrace, stop every CPU, failure exit).
 //!
+//! An exception raised by ring 3 is never a kernel fault: it goes to the user-fault hook
+//! that the layer above (`user`) installs ([`set_user_fault_hook`]), which ends the thread.
+//!
 //! Calls down only: `sched` (the tick, #NM, killing a faulting thread), `smp`, `mm`.
 
 pub mod panic;
@@ -10,7 +13,7 @@ mod tests;
 use crate::smp::cpus::{
     self, VEC_APIC_ERROR, VEC_PING, VEC_SPURIOUS, VEC_TIMER, VEC_TLB, VEC_WAKE,
 };
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::trap::TrapFrame;
 
 const NAMES: [&str; 32] = [
@@ -48,13 +51,53 @@ const NAMES: [&str; 32] = [
     "reserved 31",
 ];
 
+/// An exception raised by ring-3 code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserFault {
+    /// The vector (0..=31).
+    pub vector: u8,
+    /// The CPU's error code (0 when the vector has none).
+    pub error_code: u64,
+    /// The faulting address of a #PF (CR2), else 0.
+    pub addr: u64,
+}
+
+impl UserFault {
+    /// The exception's mnemonic: `#PF`, `#GP`, `#UD`, `#DE`, `#BP`, `#DB`, ...
+    pub fn mnemonic(&self) -> &'static str {
+        NAMES[self.vector as usize % 32]
+            .split(' ')
+            .next()
+            .unwrap_or("?")
+    }
+}
+
+/// What the kernel does with an exception from ring 3 (installed by `user`); if it returns,
+/// the thread resumes at `frame` (it may have changed it).
+pub type UserFaultHook = fn(&mut TrapFrame, UserFault);
+
+static USER_FAULT: spin::Once<UserFaultHook> = spin::Once::new();
+
+/// Installs the user-fault hook (once, before any thread enters ring 3).
+pub fn set_user_fault_hook(h: UserFaultHook) {
+    USER_FAULT.call_once(|| h);
+}
+
+/// Interrupts (vectors 32 and up) that arrived while ring 3 ran: the proof, for tests, that
+/// the interrupt path from ring 3 (its `swapgs`) was taken.
+pub static USER_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+
+/// #DB traps taken in ring 0 (the paranoid entry's self-test raises them).
+pub static KERNEL_DEBUG_TRAPS: AtomicU64 = AtomicU64::new(0);
+
 /// Installs the dispatcher and fills the IDT (BSP, once).
 pub fn init() {
     exo_arch::trap::set_handler(dispatch);
     exo_arch::trap::init_idt();
 }
 
-/// The counters of the trapping CPU. Only reached for #BP, probe fix-ups and ping IPIs, none
+/// The counters of the trapping CPU. Only reached for #BP, kernel #DB, probe fix-ups and
+/// ping IPIs, none
 /// of which can happen before the CPU's GS block is installed (IPIs go to online CPUs only),
 /// so no `rdmsr` check sits on the interrupt path that `ipi.rtt` times.
 fn with_block(f: impl FnOnce(&'static cpus::Block)) {
@@ -85,13 +128,45 @@ fn fault(frame: &TrapFrame, v: u8) {
     );
 }
 
+/// An exception from ring 3: to the hook (without one, like a kernel fault).
+fn user_fault(frame: &mut TrapFrame, v: u8) {
+    let f = UserFault {
+        vector: v,
+        error_code: frame.error_code,
+        addr: if v == 14 { exo_arch::cpu::cr2() } else { 0 },
+    };
+    match USER_FAULT.get() {
+        Some(h) => h(frame, f),
+        None => fault(frame, v),
+    }
+}
+
 fn dispatch(frame: &mut TrapFrame) {
     let v = frame.vector as u8;
+    if frame.from_user() {
+        if v >= 32 {
+            USER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+        } else if !matches!(v, 2 | 7 | 18) {
+            // NMI and #MC are the machine's, #NM the lazy FPU's (below); the rest are the
+            // thread's own faults.
+            return user_fault(frame, v);
+        }
+    }
     match v {
+        // A #DB in ring 0 can only come from single-stepping that leaked into the kernel
+        // (TF set on a `syscall` on some CPUs): the kernel uses no debug feature. Clear TF
+        // and go on; the user's TF comes back with its RFLAGS on return.
+        1 if !frame.from_user() => {
+            frame.rflags &= !(1 << 8);
+            with_block(|_| {
+                KERNEL_DEBUG_TRAPS.fetch_add(1, Ordering::Relaxed);
+            });
+            log::debug!("#DB in ring 0 at rip {:#x}: TF cleared", frame.rip);
+        }
         3 => with_block(|b| {
             b.ext.breakpoints.fetch_add(1, Ordering::Relaxed);
         }),
-        14 if exo_arch::trap::fixup(frame) => with_block(|b| {
+        14 if exo_arch::trap::fixup(frame, exo_arch::cpu::cr2()) => with_block(|b| {
             b.ext.fixups.fetch_add(1, Ordering::Relaxed);
         }),
         2 => {
@@ -105,6 +180,7 @@ fn dispatch(frame: &mut TrapFrame) {
         }
         7 => match crate::sched::fpu::device_not_available() {
             crate::sched::fpu::NmOutcome::Fixed => {}
+            _ if frame.from_user() => user_fault(frame, v),
             crate::sched::fpu::NmOutcome::OutOfMemory => {
                 let why = "out of memory for its FPU save area (first SIMD use, #NM)";
                 crate::sched::kill_current_if_possible(

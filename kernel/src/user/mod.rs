@@ -1,12 +1,32 @@
-//! User mode: address spaces (`aspace`: committed anonymous mappings, protection changes and
-//! unmapping with TLB shootdowns), the initrd (`initrd`), the ELF loader (`loader`), and, as
-//! they arrive, entry and exit, the system-call table and the process table.
+//! User mode. Address spaces (`aspace`: committed anonymous mappings, protection changes and
+//! unmapping with TLB shootdowns), the initrd (`initrd`) and the ELF loader (`loader`); the
+//! system-call table and its dispatcher (`syscall`); user threads with their ids, accounting
+//! and deaths (`task`: a ring-3 fault or a bad return kills the thread with one
+//! `PROC,<pid>,killed,<why>` line, never the kernel); the ring-3 test bed (`testbed`,
+//! `programs`: hand-assembled programs in one shared test address space).
 //!
-//! Calls down only: `sched` (threads run in a space), `smp` (shootdowns), `mm` (frames,
-//! page-table roots).
+//! The mechanism (GDT layout, SYSCALL MSRs and entry stub, `enter_user`, the paranoid GS
+//! rule, user copies with fix-ups) lives in `exo_arch::{gdt, syscall, trap, usercopy}`; this
+//! folder is the kernel's policy on top of it.
+//!
+//! Calls down only: `trap` (installs the user-fault hook), `sched` (threads, pids, entering
+//! ring 3, exit), `smp` (shootdowns), `mm` (frames, page-table roots), `console`.
 
 pub mod aspace;
 pub mod initrd;
 pub mod loader;
+pub mod programs;
+pub mod syscall;
+pub mod task;
+pub mod testbed;
 
+mod bench;
 mod tests;
+mod tests_aspace;
+
+/// Installs the system-call dispatcher and the ring-3 fault hooks (BSP, once, before any
+/// CPU enables `syscall` and any thread enters ring 3).
+pub fn init() {
+    exo_arch::syscall::set_handlers(syscall::dispatch, task::bad_return);
+    crate::trap::set_user_fault_hook(task::user_fault);
+}

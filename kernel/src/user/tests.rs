@@ -1,378 +1,761 @@
-//! Kernel tests of user address spaces: mappings and their errors, every frame given back,
-//! and the TLB shootdown proof: threads on other CPUs read a user page through the space
-//! while it is unmapped; once `unmap` has returned, none of them may read it again.
+//! Kernel tests of user mode: real ring-3 code (the `programs`, in the `testbed` pages)
+//! making system calls, faulting and spinning on every CPU, checked through the results it
+//! leaves in its data page, its exit code, and what the kernel counted (system calls per
+//! thread, fix-ups, interrupts from ring 3): a test fails when its path was not taken.
 
-use super::aspace::{AddressSpace, MMAP_BASE, VmError};
+use super::programs::{Program, SURVIVED};
+use super::syscall::{Errno, nr};
+use super::task::{self, Death, Report};
+use super::testbed::{self, EDGE_ENTRY, Slot};
 use crate::boot::BootState;
-use crate::harness::{Needs, SKIP, TestResult, check, join_all, ncpus};
+use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus};
 use crate::ktest;
-use crate::sched::{Builder, Tid};
+use crate::sched::{self, KILLED, Tid};
+use crate::smp::cpus;
+use crate::smp::time::Deadline;
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use exo_arch::layout::USER_END;
+use core::sync::atomic::Ordering;
+use exo_arch::tsc::rdtsc;
+use exo_arch::usercopy::{self, USER_BASE, USER_END};
+use exo_percpu::{CpuId, IrqGuard};
 
 ktest!(
-    Needs::Threads,
-    "user.aspace_map_write_read_protect_unmap",
-    map_cycle
-);
-ktest!(Needs::Threads, "user.aspace_rejects_bad_ranges", bad_ranges);
-ktest!(
-    Needs::Threads,
-    "user.aspace_gives_every_frame_back",
-    frames_back
+    Needs::Cpus,
+    "user.cpu_setup_on_every_cpu",
+    cpu_setup_every_cpu
 );
 ktest!(
-    Needs::Threads,
-    "user.no_stale_translation_after_unmap_on_any_cpu",
-    no_stale
-);
-
-/// Frames outside the heap's slabs, and heap objects handed out (after every CPU drained its
-/// caches): a slab carved from the buddy moves frames from the first count to its slabs,
-/// which is not a leak; a frame or an object that never comes back is.
-fn free_frames() -> Result<(u64, u64), alloc::string::String> {
-    crate::mm::tests::drain_all()?;
-    let s = crate::mm::kalloc::stats();
-    Ok(((s.buddy_free + s.slab_frames) as u64, s.objects_out as u64))
-}
-
-fn cycle() -> TestResult {
-    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
-    let va = a
-        .map(None, 64 * 4096, true, false)
-        .map_err(|e| format!("map: {e}"))?;
-    check(va >= MMAP_BASE && a.pages() == 64, || {
-        format!("mapped at {va:#x}, {} pages", a.pages())
-    })?;
-    let pattern: Vec<u8> = (0..64 * 4096u32).map(|i| (i * 7 + 3) as u8).collect();
-    a.write(va + 1, &pattern[..64 * 4096 - 1])
-        .map_err(|e| format!("write: {e}"))?;
-    let mut back = alloc::vec![0u8; 64 * 4096 - 1];
-    a.read(va + 1, &mut back)
-        .map_err(|e| format!("read: {e}"))?;
-    check(back[..] == pattern[..64 * 4096 - 1], || {
-        "read back differs from what was written".into()
-    })?;
-    let mut first = [0u8; 1];
-    a.read(va, &mut first).map_err(|e| format!("read: {e}"))?;
-    check(first[0] == 0, || "a fresh page is not zeroed".into())?;
-    a.protect(va, 16 * 4096, false, false)
-        .map_err(|e| format!("protect: {e}"))?;
-    let gone = a.unmap(va, 32 * 4096).map_err(|e| format!("unmap: {e}"))?;
-    check(gone == 32 && a.pages() == 32, || {
-        format!("unmapped {gone}, {} left", a.pages())
-    })?;
-    check(a.read(va, &mut first) == Err(VmError::NotMapped), || {
-        "an unmapped page still reads".into()
-    })?;
-    Ok(())
-}
-
-fn map_cycle(_: &BootState) -> TestResult {
-    cycle()
-}
-
-fn bad_ranges(_: &BootState) -> TestResult {
-    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
-    let cases: [(Option<u64>, u64, bool, bool, VmError); 7] = [
-        (Some(0x10_0001), 4096, true, false, VmError::Invalid), // unaligned
-        (Some(0x10_0000), 0, true, false, VmError::Invalid),    // empty
-        (Some(0), 4096, true, false, VmError::Invalid),         // null page
-        (Some(USER_END - 4096), 8192, true, false, VmError::Invalid), // straddles the half
-        (
-            Some(0xFFFF_8000_0000_0000),
-            4096,
-            true,
-            false,
-            VmError::Invalid,
-        ), // kernel
-        (Some(!0xFFF), 8192, true, false, VmError::Invalid),    // wraps
-        (Some(0x10_0000), 4096, true, true, VmError::Invalid),  // W+X
-    ];
-    for (va, len, w, x, want) in cases {
-        let got = a.map(va, len, w, x);
-        check(got == Err(want), || {
-            format!("map({va:x?}, {len}, w {w}, x {x}) = {got:?}, want {want:?}")
-        })?;
-    }
-    a.map(Some(0x10_0000), 8192, true, false)
-        .map_err(|e| format!("map: {e}"))?;
-    let again = a.map(Some(0x10_1000), 4096, true, false);
-    check(again == Err(VmError::Exists), || {
-        format!("fixed map over a mapped page = {again:?}")
-    })?;
-    let p = a.protect(0x10_0000, 3 * 4096, false, false);
-    check(p == Err(VmError::NotMapped), || {
-        format!("protect of a range with a hole = {p:?}")
-    })?;
-    // More than the machine has: refused whole, nothing kept.
-    let before = a.pages();
-    let huge = a.map(None, 1 << 40, true, false);
-    check(
-        huge == Err(VmError::NoMemory) && a.pages() == before,
-        || format!("a 1 TiB map = {huge:?}, pages {} (was {before})", a.pages()),
-    )?;
-    Ok(())
-}
-
-fn frames_back(_: &BootState) -> TestResult {
-    cycle()?; // warm the allocator's slabs and magazines first
-    let before = free_frames()?;
-    let pcids = crate::mm::space::pcids_in_use();
-    for _ in 0..3 {
-        cycle()?;
-        let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
-        let _ = a.map(None, 1 << 40, true, false); // refused: gives back what it took
-        drop(a);
-    }
-    let after = free_frames()?;
-    check(after == before, || {
-        format!(
-            "(free + slab frames, heap objects out) {before:?} before, {after:?} after (a leak or a double free)"
-        )
-    })?;
-    let now = crate::mm::space::pcids_in_use();
-    check(now == pcids, || {
-        format!("PCIDs in use {pcids} before, {now} after")
-    })
-}
-
-/// The user page the readers read.
-const PAGE_VA: u64 = 0x40_0000;
-/// The phase: even = mapped (or about to be), odd = unmapped (set only after `unmap` returned).
-static ROUND: AtomicU64 = AtomicU64::new(0);
-static STOP: AtomicBool = AtomicBool::new(false);
-static STALE: AtomicU64 = AtomicU64::new(0);
-/// Per reader: the round it is in (high 32 bits) and the reads it counted in it (low 32:
-/// successes in an even round, faults in an odd one).
-static PROGRESS: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
-
-/// Reads the page through the space over and over. In an odd round the page was unmapped
-/// before the round began and is mapped again only after every reader has moved on to the
-/// next round, so a successful read there went through a stale translation.
-fn reader(k: u64) -> u64 {
-    let mut last = u64::MAX;
-    let mut count = 0u64;
-    while !STOP.load(Ordering::Acquire) {
-        let r = ROUND.load(Ordering::Acquire);
-        if r != last {
-            last = r;
-            count = 0;
-        }
-        let ok = exo_arch::trap::probe_read_user_u64(PAGE_VA).is_ok();
-        if r % 2 == 1 && ok {
-            STALE.fetch_add(1, Ordering::Relaxed);
-        }
-        if ok == r.is_multiple_of(2) {
-            count += 1;
-        }
-        PROGRESS[k as usize].store((r << 32) | count.min(u32::MAX as u64), Ordering::Release);
-    }
-    0
-}
-
-/// Waits until every reader is in `round` with at least `want` reads counted in it.
-fn wait_readers(n: usize, round: u64, want: u64, deadline: &crate::smp::time::Deadline) -> bool {
-    (0..n).all(|k| {
-        loop {
-            let p = PROGRESS[k].load(Ordering::Acquire);
-            if p >> 32 == round && p & 0xFFFF_FFFF >= want {
-                return true;
-            }
-            if deadline.passed() {
-                return false;
-            }
-            crate::sched::yield_now();
-        }
-    })
-}
-
-/// Issue 12: mappings change while threads of the space run on other CPUs; after `unmap`
-/// returns no CPU may still translate the page. Readers run on every CPU but one (when there
-/// are 3 or more), and that CPU, which never loaded the space, must get no shootdown.
-fn no_stale(_: &BootState) -> TestResult {
-    let n = ncpus();
-    if n < 2 {
-        return Err(format!("{SKIP}needs 2 CPUs"));
-    }
-    let me = crate::sched::this_cpu();
-    let left_out = (n >= 3).then_some(n - 1).filter(|&c| c != me);
-    let cpus: Vec<u32> = (0..n)
-        .filter(|&c| c != me && Some(c) != left_out)
-        .take(PROGRESS.len())
-        .collect();
-    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
-    ROUND.store(0, Ordering::Release);
-    for p in &PROGRESS {
-        p.store(u64::MAX, Ordering::Relaxed);
-    }
-    STOP.store(false, Ordering::Release);
-    STALE.store(0, Ordering::Relaxed);
-    a.map(Some(PAGE_VA), 4096, true, false)
-        .map_err(|e| format!("map: {e}"))?;
-    let flushes_left_out = |c: Option<u32>| {
-        c.and_then(|c| crate::smp::cpus::get(exo_percpu::CpuId(c)))
-            .map_or(0, |b| b.ext.tlb_flushes.load(Ordering::Relaxed))
-    };
-    let quiet_before = flushes_left_out(left_out);
-    let shots_before = crate::smp::tlb::SHOOTDOWNS.load(Ordering::Relaxed);
-    let mut tids: Vec<Tid> = Vec::new();
-    for (k, &c) in cpus.iter().enumerate() {
-        match Builder::new()
-            .pin(c)
-            .space(a.space())
-            .spawn(reader, k as u64)
-        {
-            Ok(t) => tids.push(t),
-            Err(e) => {
-                STOP.store(true, Ordering::Release);
-                let _ = join_all(&tids, 10_000);
-                return Err(format!("spawn on CPU {c}: {e}"));
-            }
-        }
-    }
-    let deadline = crate::smp::time::Deadline::after_ms(60_000);
-    let rounds = 40u64;
-    let mut result = Ok(());
-    for round in 0..rounds {
-        let even = 2 * round;
-        // Mapped: every reader reads it, so its TLB holds the translation.
-        if !wait_readers(cpus.len(), even, 50, &deadline) {
-            result = Err(format!(
-                "round {round}: readers did not read the mapped page"
-            ));
-            break;
-        }
-        if let Err(e) = a.unmap(PAGE_VA, 4096) {
-            result = Err(format!("unmap: {e}"));
-            break;
-        }
-        ROUND.store(even + 1, Ordering::Release);
-        // Unmapped: every reader must fault from now on.
-        if !wait_readers(cpus.len(), even + 1, 50, &deadline) {
-            result = Err(format!(
-                "round {round}: readers did not fault on the unmapped page ({} stale reads)",
-                STALE.load(Ordering::Relaxed)
-            ));
-            break;
-        }
-        // Next round: map again only once every reader has left the odd round.
-        ROUND.store(even + 2, Ordering::Release);
-        if !wait_readers(cpus.len(), even + 2, 0, &deadline) {
-            result = Err(format!("round {round}: readers did not move on"));
-            break;
-        }
-        if let Err(e) = a.map(Some(PAGE_VA), 4096, true, false) {
-            result = Err(format!("map: {e}"));
-            break;
-        }
-    }
-    STOP.store(true, Ordering::Release);
-    join_all(&tids, 10_000)?;
-    result?;
-    let stale = STALE.load(Ordering::Relaxed);
-    check(stale == 0, || {
-        format!("{stale} read(s) through a translation that unmap had removed")
-    })?;
-    let shots = crate::smp::tlb::SHOOTDOWNS.load(Ordering::Relaxed) - shots_before;
-    check(shots >= rounds, || {
-        format!("{shots} shootdowns for {rounds} unmaps")
-    })?;
-    let quiet = flushes_left_out(left_out) - quiet_before;
-    check(quiet == 0, || {
-        format!("CPU {left_out:?} never ran the space but got {quiet} shootdown(s)")
-    })
-}
-
-ktest!(
-    Needs::Threads,
-    "user.loader_loads_every_program_of_the_initrd",
-    load_initrd
+    Needs::Cpus,
+    "user.paranoid_entry_swaps_gs_in_the_syscall_window",
+    paranoid_every_cpu
 );
 ktest!(
     Needs::Threads,
-    "user.loader_refuses_broken_executables_and_gives_memory_back",
-    load_broken
+    "user.usercopy_ranges_and_fixups",
+    usercopy_ranges
+);
+ktest!(Needs::Threads, "user.syscall_abi_on_every_cpu", abi);
+ktest!(
+    Needs::Threads,
+    "user.faults_kill_only_the_thread_on_every_cpu",
+    faults
+);
+ktest!(
+    Needs::Threads,
+    "user.sysret_guard_kills_on_non_canonical_return",
+    edge
+);
+ktest!(
+    Needs::Threads,
+    "user.ring3_spinner_is_preempted_on_every_cpu",
+    spinner
+);
+ktest!(
+    Needs::Threads,
+    "user.syscalls_10000_per_thread_two_threads_per_cpu",
+    storm
 );
 
-/// Every regular file of the initrd loads into its own space: its entry is mapped
-/// executable and not writable, its stack writable and not executable, the page below the
-/// stack unmapped; dropping the space gives every frame back.
-fn load_initrd(_: &BootState) -> TestResult {
-    use super::loader::{STACK_SIZE, STACK_TOP, load};
-    let archive = match super::initrd::archive() {
-        None => return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)")),
-        Some(Err(e)) => return Err(format!("the initrd is not a cpio archive: {e}")),
-        Some(Ok(a)) => a,
-    };
-    cycle()?; // warm the allocator
-    let before = free_frames()?;
-    let mut loaded = 0;
-    for e in archive.entries() {
-        if e.file_type() != exo_initrd::FileType::Regular || e.data.is_empty() {
-            continue;
-        }
-        let a = AddressSpace::new().map_err(|x| format!("new: {x}"))?;
-        let l = load(&a, e.data).map_err(|x| format!("/{}: {x}", e.name))?;
-        check(a.rights(l.entry) == Some((false, true)), || {
+/// A non-canonical address.
+const NON_CANONICAL: u64 = 0x8000_0000_0000_0000;
+/// The start of the kernel image (supervisor pages; today in PML4 slot 0, below
+/// `USER_BASE`; after the upper-half move, above `USER_END`).
+fn kernel_image() -> u64 {
+    exo_arch::boot::kernel_image().start
+}
+
+/// Every CPU, in batches that fit the test slots (with `per_cpu` threads each).
+fn cpu_batches(per_cpu: usize) -> Vec<Vec<u32>> {
+    let all: Vec<u32> = cpus::online().map(|b| b.hot.cpu_id).collect();
+    let n = (testbed::SLOTS / per_cpu).max(1);
+    all.chunks(n).map(<[u32]>::to_vec).collect()
+}
+
+fn total_fixups() -> u64 {
+    cpus::online()
+        .map(|b| b.ext.fixups.load(Ordering::Acquire))
+        .sum()
+}
+
+fn reap(pid: u64) -> Result<Report, String> {
+    task::reap(pid).ok_or_else(|| format!("pid {pid}: no record"))
+}
+
+/// What each CPU must show: SMEP/SMAP/UMIP on where CPUID offers them, `syscall` enabled
+/// with our entry, and the kernel GS base beside the GDT equal to the CPU's GS block.
+fn cpu_state(_: u64) -> u64 {
+    let g = IrqGuard::new();
+    let f = exo_arch::cpu::detect();
+    let cr4 = exo_arch::cpu::read_cr4();
+    let mut bad = 0;
+    if f.smep && cr4 & exo_arch::cpu::CR4_SMEP == 0 {
+        bad |= 1;
+    }
+    if f.smap && cr4 & exo_arch::cpu::CR4_SMAP == 0 {
+        bad |= 2;
+    }
+    if f.umip && cr4 & exo_arch::cpu::CR4_UMIP == 0 {
+        bad |= 4;
+    }
+    if exo_arch::usercopy::SMAP_ON.load(Ordering::Relaxed) != f.smap {
+        bad |= 8;
+    }
+    if !exo_arch::syscall::is_enabled() {
+        bad |= 16;
+    }
+    let block = core::ptr::from_ref(cpus::this(&g)) as u64;
+    if exo_arch::gdt::kernel_gs_base() != Some(block) {
+        bad |= 32;
+    }
+    bad
+}
+
+fn cpu_setup_every_cpu(s: &BootState) -> TestResult {
+    for b in cpus::online() {
+        let c = b.hot.cpu_id;
+        let bad = cpus::run_on(CpuId(c), cpu_state, 0, Deadline::after_ms(2000))
+            .map_err(|e| format!("CPU {c}: {e}"))?;
+        check(bad == 0, || {
             format!(
-                "/{}: entry {:#x} rights {:?}",
-                e.name,
-                l.entry,
-                a.rights(l.entry)
+                "CPU {c}: bad state {bad:#b} (1 SMEP, 2 SMAP, 4 UMIP off; 8 SMAP flag; 16 syscall MSRs; 32 GS base beside the GDT)"
             )
         })?;
-        check(a.rights(STACK_TOP - 8) == Some((true, false)), || {
-            format!("/{}: stack rights {:?}", e.name, a.rights(STACK_TOP - 8))
-        })?;
-        check(a.rights(STACK_TOP - STACK_SIZE - 8).is_none(), || {
-            format!("/{}: no guard page below the stack", e.name)
-        })?;
-        loaded += 1;
     }
-    check(loaded > 0, || "the initrd holds no program".into())?;
-    let after = free_frames()?;
-    check(after == before, || {
-        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
+    crate::kprintln!(
+        "INFO,user,smep,{},smap,{},umip,{},nx,{}",
+        s.features.smep,
+        s.features.smap,
+        s.features.umip,
+        s.features.nx
+    );
+    Ok(())
+}
+
+/// On the calling CPU: a #DB in ring 0 with the kernel GS, then one with the user GS live
+/// (the syscall window); each must reach the handler with the kernel GS (it counts through
+/// the per-CPU block) and leave GS as it was. Returns the traps counted (2).
+fn paranoid_here(_: u64) -> u64 {
+    let me = exo_percpu::cpu_id_hint();
+    let t0 = crate::trap::KERNEL_DEBUG_TRAPS.load(Ordering::Relaxed);
+    exo_arch::trap::debug_trap_selftest(false);
+    exo_arch::trap::debug_trap_selftest(true);
+    let t1 = crate::trap::KERNEL_DEBUG_TRAPS.load(Ordering::Relaxed);
+    if exo_percpu::cpu_id_hint() != me {
+        return u64::MAX;
+    }
+    t1 - t0
+}
+
+fn paranoid_every_cpu(_: &BootState) -> TestResult {
+    for b in cpus::online() {
+        let c = b.hot.cpu_id;
+        let n = cpus::run_on(CpuId(c), paranoid_here, 0, Deadline::after_ms(2000))
+            .map_err(|e| format!("CPU {c}: {e}"))?;
+        check(n == 2, || {
+            format!("CPU {c}: {n:#x} #DB traps counted with the right GS, want 2")
+        })?;
+    }
+    Ok(())
+}
+
+/// The kernel side of user copies: good ranges work; ranges outside user space are refused
+/// before any access; unmapped or read-only user pages fault and are fixed up.
+fn usercopy_ranges(_: &BootState) -> TestResult {
+    testbed::enter()?;
+    let slot = Slot::claim()?;
+    let d = slot.data();
+    let f0 = total_fixups();
+    let msg: Vec<u8> = (0..100u8).collect();
+    usercopy::copy_to_user(slot.data_end() - 100, &msg).map_err(|_| "copy_to_user faulted")?;
+    let mut back = [0u8; 100];
+    usercopy::copy_from_user(&mut back, slot.data_end() - 100)
+        .map_err(|_| "copy_from_user faulted")?;
+    check(back[..] == msg[..], || "copied bytes differ".into())?;
+    slot.put(8, 0x1234_5678_9ABC_DEF0)?;
+    check(slot.get(8)? == 0x1234_5678_9ABC_DEF0, || {
+        "u64 round trip".into()
+    })?;
+    check(usercopy::read_user_u64(d + 4093).is_ok(), || {
+        "an unaligned u64 across two mapped pages faulted".into()
+    })?;
+    // Refused by the range check: no access, so no fix-up.
+    let stack = sched::current_stack().map_or(0xFFFF_C000_0000_1000, |s| s.0);
+    let mut buf = [0u8; 64];
+    for (what, addr, len) in [
+        ("kernel image", kernel_image(), 8),
+        ("kernel stack", stack, 8),
+        ("non-canonical", NON_CANONICAL, 8),
+        ("across the top of user space", USER_END - 32, 64),
+        ("across the bottom of user space", USER_BASE - 32, 64),
+        ("wrapping around", u64::MAX - 3, 8),
+    ] {
+        check(
+            usercopy::copy_from_user(&mut buf[..len], addr).is_err(),
+            || format!("copy_from_user of {what} ({addr:#x}) succeeded"),
+        )?;
+        check(usercopy::copy_to_user(addr, &buf[..len]).is_err(), || {
+            format!("copy_to_user to {what} ({addr:#x}) succeeded")
+        })?;
+    }
+    let f1 = total_fixups();
+    check(f1 == f0, || {
+        format!("{} fix-ups for refused ranges", f1 - f0)
+    })?;
+    // Faults fixed up: unmapped guard, a range running into the unmapped page after the data,
+    // a write to the read-only code page (CR0.WP applies to the kernel).
+    check(
+        usercopy::copy_from_user(&mut buf, slot.guard()).is_err(),
+        || "read of the unmapped guard page succeeded".into(),
+    )?;
+    check(
+        usercopy::copy_from_user(&mut buf, slot.data_end() - 32).is_err(),
+        || "read running into an unmapped page succeeded".into(),
+    )?;
+    check(
+        usercopy::copy_to_user(testbed::CODE_VA, &buf[..8]).is_err(),
+        || "write to the read-only code page succeeded".into(),
+    )?;
+    let f2 = total_fixups();
+    check(f2 == f1 + 3, || {
+        format!("{} fix-ups for 3 faulting copies", f2 - f1)
     })
 }
 
-/// Truncated or corrupted copies of a real program are refused with a typed error, never a
-/// fault, and nothing they mapped is kept.
-fn load_broken(_: &BootState) -> TestResult {
-    use super::loader::{LoadError, load};
-    let Some(Ok(archive)) = super::initrd::archive() else {
-        return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
-    };
-    let Some(init) = archive.find("/init") else {
-        return Err("the initrd has no /init".into());
-    };
-    cycle()?;
-    let before = free_frames()?;
-    let elf = init.data;
-    let mut refused = 0;
-    // Cuts inside the ELF and program headers (a cut past them may still hold every
-    // segment's bytes: section headers and symbols come last).
-    for cut in [0usize, 1, 16, 63, 64, 100, 200] {
-        let a = AddressSpace::new().map_err(|x| format!("new: {x}"))?;
-        match load(&a, &elf[..cut.min(elf.len())]) {
-            Err(LoadError::Elf(_)) => refused += 1,
-            other => return Err(format!("a copy cut at {cut} bytes gave {other:?}")),
+/// One call for the runner: number, arguments, expected result.
+struct Call {
+    nr: u64,
+    args: [u64; 4],
+    want: i64,
+}
+
+const RUNNER_EXIT: u64 = 42;
+
+fn runner_calls(slot: &Slot, pid: u64) -> Vec<Call> {
+    let buf = slot.data() + 4096;
+    let stack = sched::current_stack().map_or(0xFFFF_C000_0000_1000, |s| s.0);
+    let e = |e: Errno| e.ret();
+    let c = |nr: u64, a: [u64; 4], want: i64| Call { nr, args: a, want };
+    let w = nr::WRITE;
+    alloc::vec![
+        c(nr::GETPID, [0; 4], pid as i64),
+        c(w, [1, buf, 64, 0], 64),
+        c(w, [2, buf, 0, 0], 0),
+        c(w, [1, kernel_image(), 64, 0], e(Errno::Efault)),
+        c(w, [1, stack, 8, 0], e(Errno::Efault)),
+        c(w, [1, NON_CANONICAL, 8, 0], e(Errno::Efault)),
+        c(w, [1, USER_END - 32, 64, 0], e(Errno::Efault)),
+        c(w, [1, USER_BASE - 32, 64, 0], e(Errno::Efault)),
+        c(w, [1, slot.data_end() - 32, 64, 0], e(Errno::Efault)),
+        c(w, [1, slot.guard(), 16, 0], e(Errno::Efault)),
+        c(w, [1, buf, u64::MAX, 0], e(Errno::Efault)),
+        c(w, [3, buf, 64, 0], e(Errno::Ebadf)),
+        c(1000, [1, 2, 3, 4], e(Errno::Enosys)),
+        c(u64::MAX, [0; 4], e(Errno::Enosys)),
+        c(nr::SCHED_YIELD, [0; 4], 0),
+    ]
+}
+
+/// Calls that reach a user page fault inside `write` (fixed up): two per runner.
+const RUNNER_FIXUPS: u64 = 2;
+
+/// The runner on every CPU at once: every call's result, the registers kept across each,
+/// the exit code, the calls counted, the fix-ups taken.
+fn abi(_: &BootState) -> TestResult {
+    testbed::enter()?;
+    let f0 = total_fixups();
+    let mut runners = 0u64;
+    for batch in cpu_batches(1) {
+        let mut started = Vec::new();
+        for &c in &batch {
+            let slot = Slot::claim()?;
+            let (tid, pid, calls) = start_runner(&slot, c)?;
+            started.push((c, slot, tid, pid, calls));
+        }
+        let tids: Vec<Tid> = started.iter().map(|s| s.2).collect();
+        let codes = match join_all(&tids, 30_000) {
+            Ok(c) => c,
+            Err(e) => {
+                started.into_iter().for_each(|s| core::mem::forget(s.1));
+                return Err(e);
+            }
+        };
+        for ((c, slot, _, pid, calls), code) in started.into_iter().zip(codes) {
+            let r = reap(pid)?;
+            check(
+                code == RUNNER_EXIT && r.death == Some(Death::Exit(RUNNER_EXIT)),
+                || format!("CPU {c}: runner ended with {code:#x} ({:?})", r.death),
+            )?;
+            for (k, call) in calls.iter().enumerate() {
+                let base = 64 + 64 * k as u64;
+                let got = slot.get(base + 40)? as i64;
+                check(got == call.want, || {
+                    format!(
+                        "CPU {c}: call {k} (nr {}, args {:x?}) returned {got}, want {}",
+                        call.nr, call.args, call.want
+                    )
+                })?;
+                check(slot.get(base + 48)? == 1, || {
+                    format!(
+                        "CPU {c}: call {k} (nr {}) changed a register it must keep (or RCX/R11/DF wrong)",
+                        call.nr
+                    )
+                })?;
+            }
+            let want = calls.len() as u64 + 1;
+            check(r.syscalls == want, || {
+                format!(
+                    "CPU {c}: the dispatcher saw {} calls, want {want}",
+                    r.syscalls
+                )
+            })?;
+            runners += 1;
         }
     }
-    // Every byte of the header and program headers flipped in turn, loads attempted.
-    let mut copy = elf.to_vec();
-    for i in 0..(64 + 56 * 4).min(copy.len()) {
-        copy[i] ^= 0xA5;
-        let a = AddressSpace::new().map_err(|x| format!("new: {x}"))?;
-        let _ = load(&a, &copy);
-        copy[i] ^= 0xA5;
-    }
-    drop(copy);
-    let after = free_frames()?;
-    check(refused == 7 && after == before, || {
-        format!("refused {refused}/7; (frames, objects) {before:?} before, {after:?} after")
+    let f1 = total_fixups();
+    check(f1 - f0 == RUNNER_FIXUPS * runners, || {
+        format!(
+            "{} fix-ups, want {} ({runners} runners)",
+            f1 - f0,
+            RUNNER_FIXUPS * runners
+        )
     })
+}
+
+fn start_runner(slot: &Slot, cpu: u32) -> Result<(Tid, u64, Vec<Call>), String> {
+    // The pid is only known after spawn: the thread starts at once, so the call table must
+    // be complete before. The getpid entry's expectation is filled in afterwards.
+    let buf = slot.data() + 4096;
+    let mut line = format!("USER,cpu {cpu},write of 64 bytes from ring 3 ");
+    while line.len() < 63 {
+        line.push('.');
+    }
+    line.truncate(63);
+    line.push('\n');
+    usercopy::copy_to_user(buf, line.as_bytes()).map_err(|_| "message copy faulted")?;
+    let calls = runner_calls(slot, 0);
+    slot.put(0, calls.len() as u64)?;
+    slot.put(8, RUNNER_EXIT)?;
+    for (k, call) in calls.iter().enumerate() {
+        let base = 64 + 64 * k as u64;
+        slot.put(base, call.nr)?;
+        for (i, a) in call.args.iter().enumerate() {
+            slot.put(base + 8 + 8 * i as u64, *a)?;
+        }
+    }
+    let (tid, pid) = task::spawn(
+        testbed::builder()?.pin(cpu),
+        testbed::entry(Program::Runner),
+        slot.stack_top(),
+        slot.data(),
+    )
+    .map_err(|e| format!("spawn on CPU {cpu}: {e}"))?;
+    let mut calls = calls;
+    calls[0].want = pid as i64;
+    Ok((tid, pid, calls))
+}
+
+/// What a fault program must end with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Killed by `vector` (with this error code when given), at `addr` for a #PF.
+    Fault(u8, Option<u64>, Option<u64>),
+    /// Not a fault here (e.g. `sgdt` without UMIP): exits with [`SURVIVED`].
+    Survives,
+    /// Killed at its system call's return.
+    BadReturn,
+}
+
+struct Case {
+    name: &'static str,
+    entry: u64,
+    arg: fn(&Slot) -> u64,
+    expect: fn(&Slot, &BootState) -> Expect,
+}
+
+const PF: u8 = 14;
+const GP: u8 = 13;
+
+fn cases() -> Vec<Case> {
+    let prog = testbed::entry;
+    let k = |name, p, arg, expect| Case {
+        name,
+        entry: prog(p),
+        arg,
+        expect,
+    };
+    alloc::vec![
+        k(
+            "read of an unmapped user page",
+            Program::Read,
+            |s: &Slot| s.guard(),
+            |s: &Slot, _: &BootState| Expect::Fault(PF, None, Some(s.guard()))
+        ),
+        k(
+            "read of the kernel image",
+            Program::Read,
+            |_| kernel_image(),
+            |_, _| Expect::Fault(PF, None, Some(kernel_image()))
+        ),
+        k(
+            "read of a kernel stack",
+            Program::Read,
+            |_| kernel_stack(),
+            |_, _| Expect::Fault(PF, None, Some(kernel_stack()))
+        ),
+        k(
+            "read of a non-canonical address",
+            Program::Read,
+            |_| NON_CANONICAL,
+            |_, _| Expect::Fault(GP, Some(0), None)
+        ),
+        k(
+            "write to the read-only code page",
+            Program::Write,
+            |_| testbed::CODE_VA,
+            |_, _| Expect::Fault(PF, None, Some(testbed::CODE_VA))
+        ),
+        k(
+            "jump to the kernel image",
+            Program::Jump,
+            |_| kernel_image(),
+            |_, _| Expect::Fault(PF, None, Some(kernel_image()))
+        ),
+        k(
+            "jump to a no-execute data page",
+            Program::Jump,
+            |s| s.data(),
+            |s, st| if st.features.nx {
+                Expect::Fault(PF, None, Some(s.data()))
+            } else {
+                Expect::Fault(PF, None, None)
+            }
+        ),
+        k(
+            "jump to a non-canonical address",
+            Program::Jump,
+            |_| NON_CANONICAL,
+            |_, _| Expect::Fault(GP, Some(0), None)
+        ),
+        k(
+            "ud2",
+            Program::Ud2,
+            |_| 0,
+            |_, _| Expect::Fault(6, None, None)
+        ),
+        k(
+            "divide by zero",
+            Program::Div0,
+            |_| 0,
+            |_, _| Expect::Fault(0, None, None)
+        ),
+        k(
+            "int3",
+            Program::Int3,
+            |_| 0,
+            |_, _| Expect::Fault(3, None, None)
+        ),
+        k(
+            "hlt",
+            Program::Hlt,
+            |_| 0,
+            |_, _| Expect::Fault(GP, Some(0), None)
+        ),
+        k(
+            "cli",
+            Program::Cli,
+            |_| 0,
+            |_, _| Expect::Fault(GP, Some(0), None)
+        ),
+        k(
+            "int 0xF2 (the timer's vector)",
+            Program::IntTimer,
+            |_| 0,
+            |_, _| Expect::Fault(GP, Some(0xF2 * 8 + 2), None)
+        ),
+        k(
+            "int 2 (the NMI vector)",
+            Program::IntNmi,
+            |_| 0,
+            |_, _| Expect::Fault(GP, Some(2 * 8 + 2), None)
+        ),
+        k(
+            "rdmsr",
+            Program::Rdmsr,
+            |_| 0,
+            |_, _| Expect::Fault(GP, Some(0), None)
+        ),
+        k(
+            "mov from cr3",
+            Program::MovCr3,
+            |_| 0,
+            |_, _| Expect::Fault(GP, Some(0), None)
+        ),
+        k(
+            "out to a port",
+            Program::Out,
+            |_| 0,
+            |_, _| Expect::Fault(GP, Some(0), None)
+        ),
+        k(
+            "sgdt",
+            Program::Sgdt,
+            |_| 0,
+            |_, st| if st.features.umip {
+                Expect::Fault(GP, Some(0), None)
+            } else {
+                Expect::Survives
+            }
+        ),
+        k(
+            "load of the kernel data selector",
+            Program::KernelDs,
+            |_| 0,
+            |_, _| Expect::Fault(GP, Some(0x10), None)
+        ),
+        k(
+            "stack overflow",
+            Program::PushForever,
+            |_| 0,
+            |s, _| Expect::Fault(PF, None, Some(s.guard() + 4096 - 8))
+        ),
+        k(
+            "syscall with TF set",
+            Program::TfSyscall,
+            |_| 0,
+            |_, _| Expect::Fault(1, None, None)
+        ),
+        Case {
+            name: "syscall in the last bytes of user space",
+            entry: EDGE_ENTRY,
+            arg: |_| 0,
+            expect: |_, _| Expect::BadReturn
+        },
+    ]
+}
+
+fn kernel_stack() -> u64 {
+    sched::current_stack().map_or(0xFFFF_C000_0000_1000, |s| s.0)
+}
+
+/// Runs `case` on every CPU at once; checks each thread's death.
+fn run_case(case: &Case, st: &BootState) -> TestResult {
+    for batch in cpu_batches(1) {
+        let mut started = Vec::new();
+        for &c in &batch {
+            let slot = Slot::claim()?;
+            let (tid, pid) = task::spawn(
+                testbed::builder()?.pin(c),
+                case.entry,
+                slot.stack_top(),
+                (case.arg)(&slot),
+            )
+            .map_err(|e| format!("{}: spawn on CPU {c}: {e}", case.name))?;
+            started.push((c, slot, tid, pid));
+        }
+        let tids: Vec<Tid> = started.iter().map(|s| s.2).collect();
+        let codes = match join_all(&tids, 20_000) {
+            Ok(c) => c,
+            Err(e) => {
+                started.into_iter().for_each(|s| core::mem::forget(s.1));
+                return Err(format!("{}: {e}", case.name));
+            }
+        };
+        for ((c, slot, _, pid), code) in started.into_iter().zip(codes) {
+            let r = reap(pid)?;
+            let want = (case.expect)(&slot, st);
+            let ok = match (want, r.death) {
+                (Expect::Fault(v, err, addr), Some(Death::Fault(f))) => {
+                    code == KILLED
+                        && f.vector == v
+                        && err.is_none_or(|e| e == f.error_code)
+                        && addr.is_none_or(|a| a == f.addr)
+                }
+                (Expect::Survives, Some(Death::Exit(SURVIVED))) => code == SURVIVED,
+                (Expect::BadReturn, Some(Death::BadReturn)) => code == KILLED,
+                _ => false,
+            };
+            check(ok, || {
+                format!(
+                    "{} on CPU {c} (pid {pid}): want {want:x?}, got exit {code:#x}, {:x?}",
+                    case.name, r.death
+                )
+            })?;
+            let calls = match want {
+                Expect::Fault(1, ..) | Expect::BadReturn | Expect::Survives => 1,
+                _ => 0,
+            };
+            check(r.syscalls == calls, || {
+                format!(
+                    "{} on CPU {c}: {} system calls counted, want {calls}",
+                    case.name, r.syscalls
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Each fault from ring 3 on every CPU: only the faulting thread dies (with the right
+/// reason), the kernel and the test go on, and no thread is left behind.
+fn faults(st: &BootState) -> TestResult {
+    testbed::enter()?;
+    let before = sched::live_threads();
+    for case in cases().iter().filter(|c| c.entry != EDGE_ENTRY) {
+        run_case(case, st)?;
+    }
+    let after = sched::live_threads();
+    check(after == before, || {
+        format!("{before} threads alive before, {after} after")
+    })
+}
+
+/// A `syscall` whose return address is the first non-canonical address: the thread is
+/// killed at the exit check (never `sysretq` with a non-canonical RCX).
+fn edge(st: &BootState) -> TestResult {
+    testbed::enter()?;
+    let cases = cases();
+    let case = cases
+        .iter()
+        .find(|c| c.entry == EDGE_ENTRY)
+        .ok_or("no edge case")?;
+    run_case(case, st)
+}
+
+/// The kernel thread beside a spinner: once the spinner has started, sets its stop flag
+/// (it runs only if a timer interrupt preempts the spinner in ring 3).
+fn setter(data: u64) -> u64 {
+    let deadline = rdtsc() + ms(60_000);
+    loop {
+        if usercopy::read_user_u64(data + 24) == Ok(1) {
+            return u64::from(usercopy::write_user_u64(data, 1).is_err());
+        }
+        if rdtsc() > deadline {
+            return 2;
+        }
+        sched::yield_now();
+    }
+}
+
+/// A ring-3 spinner on every CPU, each with a kernel thread on its CPU that can only run
+/// if the timer preempts the spinner in ring 3 (the interrupt path's `swapgs` from ring 3,
+/// the switch away from a thread in user mode and back).
+fn spinner(s: &BootState) -> TestResult {
+    testbed::enter()?;
+    if s.opts.mode == Some(smp_bench::Mode::Icount) || sched::timer_mode() == "off" {
+        return Err(format!(
+            "{SKIP}no scheduler timer in this mode ({})",
+            sched::timer_mode()
+        ));
+    }
+    let u0 = crate::trap::USER_INTERRUPTS.load(Ordering::Relaxed);
+    let (_, p0, _, _) = sched::counters();
+    let mut n = 0;
+    for batch in cpu_batches(1) {
+        let mut started = Vec::new();
+        for &c in &batch {
+            let slot = Slot::claim()?;
+            slot.put(8, ms(15_000))?;
+            let (tid, pid) = task::spawn(
+                testbed::builder()?.pin(c),
+                testbed::entry(Program::Spinner),
+                slot.stack_top(),
+                slot.data(),
+            )
+            .map_err(|e| format!("spawn spinner on CPU {c}: {e}"))?;
+            let k = testbed::builder()?
+                .pin(c)
+                .spawn(setter, slot.data())
+                .map_err(|e| format!("spawn setter on CPU {c}: {e}"))?;
+            started.push((c, slot, tid, pid, k));
+        }
+        let tids: Vec<Tid> = started.iter().flat_map(|s| [s.2, s.4]).collect();
+        let codes = match join_all(&tids, 90_000) {
+            Ok(c) => c,
+            Err(e) => {
+                started.into_iter().for_each(|s| core::mem::forget(s.1));
+                return Err(e);
+            }
+        };
+        for (k, (c, slot, _, pid, _)) in started.into_iter().enumerate() {
+            let r = reap(pid)?;
+            let (spin, set) = (codes[2 * k], codes[2 * k + 1]);
+            check(spin == 0 && set == 0, || {
+                format!(
+                    "CPU {c}: spinner exit {spin} ({:?}, {} spins), setter {set}: not preempted in ring 3",
+                    r.death,
+                    slot.get(16).unwrap_or(0)
+                )
+            })?;
+            n += 1;
+        }
+    }
+    let u1 = crate::trap::USER_INTERRUPTS.load(Ordering::Relaxed);
+    let (_, p1, _, _) = sched::counters();
+    check(u1 > u0 && p1 >= p0 + n, || {
+        format!(
+            "{} interrupts from ring 3, {} preemptions for {n} spinners",
+            u1 - u0,
+            p1 - p0
+        )
+    })
+}
+
+const STORM: u64 = 10_000;
+
+/// Two ring-3 threads per CPU, all CPUs at once, each making 10,000 getpid calls (checking
+/// every answer and its XMM0 across them) with a sched_yield every 64: user threads switch
+/// among themselves on every CPU.
+fn storm(_: &BootState) -> TestResult {
+    testbed::enter()?;
+    let mut total = 0u64;
+    for batch in cpu_batches(2) {
+        let mut started = Vec::new();
+        for &c in &batch {
+            for _ in 0..2 {
+                let slot = Slot::claim()?;
+                slot.put(0, STORM)?;
+                let (tid, pid) = task::spawn(
+                    testbed::builder()?.pin(c),
+                    testbed::entry(Program::Storm),
+                    slot.stack_top(),
+                    slot.data(),
+                )
+                .map_err(|e| format!("spawn on CPU {c}: {e}"))?;
+                started.push((c, slot, tid, pid));
+            }
+        }
+        let tids: Vec<Tid> = started.iter().map(|s| s.2).collect();
+        let codes = match join_all(&tids, 120_000) {
+            Ok(c) => c,
+            Err(e) => {
+                started.into_iter().for_each(|s| core::mem::forget(s.1));
+                return Err(e);
+            }
+        };
+        for ((c, slot, _, pid), code) in started.into_iter().zip(codes) {
+            let r = reap(pid)?;
+            let (first, good, bad) = (slot.get(8)?, slot.get(16)?, slot.get(24)?);
+            check(
+                code == 0 && first == pid && good == STORM && bad == 0,
+                || {
+                    format!(
+                        "CPU {c} pid {pid}: exit {code:#x} ({:?}), getpid gave {first} then {good} right, {bad} wrong",
+                        r.death
+                    )
+                },
+            )?;
+            let want = 1 + STORM + STORM / 64 + 1;
+            check(r.syscalls == want, || {
+                format!(
+                    "CPU {c} pid {pid}: {} calls counted, want {want}",
+                    r.syscalls
+                )
+            })?;
+            total += r.syscalls;
+        }
+    }
+    crate::kprintln!("INFO,user,storm,syscalls,{total},cpus,{}", ncpus());
+    Ok(())
 }

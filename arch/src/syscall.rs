@@ -1,0 +1,300 @@
+//! Ring 3 entry and exit: the SYSCALL MSRs of each CPU, the system-call entry stub, and
+//! [`enter_user`], a thread's first way into ring 3.
+//!
+//! # The system-call path
+//!
+//! `syscall` arrives here in ring 0 with the user's RSP and GS, RIP in RCX, RFLAGS in R11,
+//! and IF, TF, DF, AC, NT and IOPL cleared by SFMASK. The stub:
+//!
+//! 1. `swapgs`; saves the user RSP in the per-CPU scratch slot ([`GS_USER_RSP`]) and loads
+//!    the running thread's kernel stack top ([`GS_KSTACK_TOP`], set by the scheduler at
+//!    every switch, like TSS.RSP0);
+//! 2. pushes a [`SyscallFrame`] (the user RSP copied out of the scratch slot at once, so the
+//!    slot is only live with interrupts off), then `sti`: the thread is preemptible in the
+//!    kernel like any other;
+//! 3. calls the kernel's dispatcher (`extern "C" fn(&mut SyscallFrame)`, [`set_handlers`]),
+//!    which leaves the result in `frame.rax`;
+//! 4. `cli`; if the return RIP is not a canonical lower-half address it does **not**
+//!    return: it calls the kernel's bad-return hook, which kills the thread (on Intel,
+//!    `sysretq` with a non-canonical RCX faults in ring 0 on the user's stack and GS; an
+//!    IRETQ fallback would fault in ring 0 as well). A `syscall` in the last two bytes of
+//!    user space has such a return address.
+//! 5. restores every register from the frame (so the caller sees its own values, the result
+//!    in RAX, RIP in RCX and its RFLAGS in R11, minus IOPL/NT/RF/VM, plus IF: nothing the
+//!    kernel computed leaks), loads the user RSP, `swapgs`, `sysretq`.
+//!
+//! The callee-saved registers (RBX, RBP, R12-R15) are not in the frame: the dispatcher, a
+//! SysV function, preserves them, and a context switch inside it saves them.
+//!
+//! NMIs, #MC and #DB can still land on the instructions before the stack switch or after
+//! the final `swapgs` (RSP is the user's there): all three run on IST stacks and decide GS
+//! by the GS base MSR (see `trap.rs`). No other exception can occur on those instructions.
+
+#[cfg(target_os = "none")]
+use crate::gdt::{KERNEL_CS, SYSRET_BASE, USER_CS, USER_DS};
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// Offset in the per-CPU block (through GS) of the running thread's kernel stack top
+/// (`exo_percpu` checks its layout against it).
+pub const GS_KSTACK_TOP: usize = 24;
+/// Offset in the per-CPU block of the user-RSP scratch slot.
+pub const GS_USER_RSP: usize = 40;
+
+#[cfg(target_os = "none")]
+const MSR_FS_BASE: u32 = 0xC000_0100;
+#[cfg(target_os = "none")]
+const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
+#[cfg(target_os = "none")]
+const MSR_STAR: u32 = 0xC000_0081;
+#[cfg(target_os = "none")]
+const MSR_LSTAR: u32 = 0xC000_0082;
+#[cfg(target_os = "none")]
+const MSR_FMASK: u32 = 0xC000_0084;
+
+/// RFLAGS bits cleared on `syscall`: TF, IF, DF, IOPL, NT, AC.
+pub const SFMASK: u64 = 0x100 | 0x200 | 0x400 | 0x3000 | 0x4000 | 0x4_0000;
+/// RFLAGS bits ring 3 keeps across a system call: CF, PF, AF, ZF, SF, TF, DF, OF, AC, ID.
+/// IF and the reserved bit 1 are set on return; IOPL, NT, RF, VM, VIF, VIP never are.
+pub const RFLAGS_USER_KEEP: u64 =
+    0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4_0000 | 0x20_0000;
+/// RFLAGS of a thread's first instruction in ring 3: IF and the reserved bit 1.
+pub const RFLAGS_USER_INITIAL: u64 = 0x202;
+
+/// The register state the entry stub saves, lowest address first. `rax` is the call number
+/// on entry and the result on return; the kernel may change any field (the return path
+/// checks `rip` and sanitises `rflags`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyscallFrame {
+    /// Call number in, result out.
+    pub rax: u64,
+    /// Argument 1.
+    pub rdi: u64,
+    /// Argument 2.
+    pub rsi: u64,
+    /// Argument 3.
+    pub rdx: u64,
+    /// Argument 4 (R10: `syscall` takes RCX for the return address).
+    pub r10: u64,
+    /// Argument 5.
+    pub r8: u64,
+    /// Argument 6.
+    pub r9: u64,
+    /// Return address (the user's RCX after `syscall`).
+    pub rip: u64,
+    /// The user's RFLAGS (R11 after `syscall`).
+    pub rflags: u64,
+    /// The user's stack pointer.
+    pub rsp: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<SyscallFrame>() == 10 * 8);
+const _: () = assert!(core::mem::offset_of!(SyscallFrame, rip) == 56);
+// An even number of words keeps the call from the stub 16-byte aligned.
+const _: () = assert!(core::mem::size_of::<SyscallFrame>().is_multiple_of(16));
+
+impl SyscallFrame {
+    /// The call number.
+    #[inline(always)]
+    pub fn nr(&self) -> u64 {
+        self.rax
+    }
+    /// The six arguments, in ABI order.
+    #[inline(always)]
+    pub fn args(&self) -> [u64; 6] {
+        [self.rdi, self.rsi, self.rdx, self.r10, self.r8, self.r9]
+    }
+    /// Sets the result (a negative errno for an error).
+    #[inline(always)]
+    pub fn set_ret(&mut self, v: i64) {
+        self.rax = v as u64;
+    }
+}
+
+/// The kernel's system-call dispatcher.
+pub type Dispatcher = extern "C" fn(&mut SyscallFrame);
+/// Called instead of returning when the frame's return RIP is not a canonical user
+/// address; must not return (the kernel kills the thread).
+pub type BadReturn = extern "C" fn(&mut SyscallFrame) -> !;
+
+/// `-ENOSYS` for every call until the kernel installs its dispatcher.
+extern "C" fn enosys(f: &mut SyscallFrame) {
+    f.set_ret(-38);
+}
+
+/// Until the kernel installs its hook: stop this CPU rather than return to a bad address.
+extern "C" fn park_on_bad_return(_: &mut SyscallFrame) -> ! {
+    crate::cpu::halt_forever()
+}
+
+static DISPATCH: AtomicPtr<()> = AtomicPtr::new(enosys as *mut ());
+static BAD_RETURN: AtomicPtr<()> = AtomicPtr::new(park_on_bad_return as *mut ());
+
+/// Installs the kernel's dispatcher and bad-return hook (before any thread enters ring 3).
+pub fn set_handlers(dispatch: Dispatcher, bad_return: BadReturn) {
+    DISPATCH.store(dispatch as *mut (), Ordering::Release);
+    BAD_RETURN.store(bad_return as *mut (), Ordering::Release);
+}
+
+#[cfg(target_os = "none")]
+core::arch::global_asm!(
+    ".section .text.syscall, \"ax\"",
+    ".p2align 4",
+    ".global exo_syscall_entry",
+    "exo_syscall_entry:",
+    "swapgs",
+    "mov gs:[{user_rsp}], rsp",
+    "mov rsp, gs:[{kstack}]",
+    "push qword ptr gs:[{user_rsp}]",
+    "push r11",
+    "push rcx",
+    "push r9",
+    "push r8",
+    "push r10",
+    "push rdx",
+    "push rsi",
+    "push rdi",
+    "push rax",
+    "sti",
+    "mov rdi, rsp",
+    "call qword ptr [rip + {dispatch}]",
+    "cli",
+    // The return RIP must be canonical and in the lower half: bits 63..47 all zero.
+    "mov rcx, [rsp + {rip}]",
+    "mov r11, rcx",
+    "shr r11, 47",
+    "jnz 1f",
+    "pop rax",
+    "pop rdi",
+    "pop rsi",
+    "pop rdx",
+    "pop r10",
+    "pop r8",
+    "pop r9",
+    "add rsp, 8",
+    "pop r11",
+    "and r11, {keep}",
+    "or r11, {initial}",
+    "pop rsp",
+    "swapgs",
+    "sysretq",
+    "1:",
+    "mov rdi, rsp",
+    "call qword ptr [rip + {bad}]",
+    "ud2",
+
+    // enter_user(rip = rdi, rsp = rsi, arg = rdx): the first IRETQ of a thread to ring 3.
+    ".p2align 4",
+    ".global exo_enter_user",
+    "exo_enter_user:",
+    "cli",
+    "mov r8, rdx",
+    // The user FS base and the user GS base (KERNEL_GS_BASE until the swapgs) start at 0.
+    "xor eax, eax",
+    "xor edx, edx",
+    "mov ecx, {fs_base}",
+    "wrmsr",
+    "mov ecx, {kgs_base}",
+    "wrmsr",
+    "push {user_ds}",
+    "push rsi",
+    "push {initial}",
+    "push {user_cs}",
+    "push rdi",
+    "mov rdi, r8",
+    "xor eax, eax",
+    "xor ebx, ebx",
+    "xor ecx, ecx",
+    "xor edx, edx",
+    "xor esi, esi",
+    "xor ebp, ebp",
+    "xor r8d, r8d",
+    "xor r9d, r9d",
+    "xor r10d, r10d",
+    "xor r11d, r11d",
+    "xor r12d, r12d",
+    "xor r13d, r13d",
+    "xor r14d, r14d",
+    "xor r15d, r15d",
+    "swapgs",
+    "iretq",
+    user_rsp = const GS_USER_RSP,
+    kstack = const GS_KSTACK_TOP,
+    dispatch = sym DISPATCH,
+    bad = sym BAD_RETURN,
+    rip = const core::mem::offset_of!(SyscallFrame, rip),
+    keep = const RFLAGS_USER_KEEP,
+    initial = const RFLAGS_USER_INITIAL,
+    fs_base = const MSR_FS_BASE,
+    kgs_base = const MSR_KERNEL_GS_BASE,
+    user_ds = const USER_DS,
+    user_cs = const USER_CS,
+);
+
+#[cfg(target_os = "none")]
+unsafe extern "C" {
+    fn exo_syscall_entry();
+}
+
+/// Enables `syscall` on the calling CPU: EFER.SCE, STAR (kernel CS 0x08 / SS 0x10 on entry,
+/// user CS 0x2B / SS 0x23 on SYSRET), LSTAR (the entry stub) and SFMASK. Every CPU calls it
+/// once in its bring-up, after loading its GDT.
+#[cfg(target_os = "none")]
+pub fn init_cpu() {
+    use x86_64::registers::model_specific::{Efer, EferFlags};
+    // SAFETY: the MSRs exist on every x86-64 CPU; the entry stub they name is complete, and
+    // no ring-3 code runs before the kernel installs its handlers (the defaults are safe).
+    unsafe {
+        Efer::update(|e| e.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
+        crate::cpu::wrmsr(
+            MSR_STAR,
+            (u64::from(SYSRET_BASE) << 48) | (u64::from(KERNEL_CS) << 32),
+        );
+        crate::cpu::wrmsr(MSR_LSTAR, exo_syscall_entry as *const () as u64);
+        crate::cpu::wrmsr(MSR_FMASK, SFMASK);
+    }
+}
+
+/// Is `syscall` enabled on the calling CPU with this module's entry (EFER.SCE, LSTAR)?
+#[cfg(target_os = "none")]
+pub fn is_enabled() -> bool {
+    use x86_64::registers::model_specific::{Efer, EferFlags};
+    // SAFETY: reading LSTAR has no side effect.
+    let lstar = unsafe { crate::cpu::rdmsr(MSR_LSTAR) };
+    Efer::read().contains(EferFlags::SYSTEM_CALL_EXTENSIONS)
+        && lstar == exo_syscall_entry as *const () as u64
+}
+
+/// Is `rip` a canonical lower-half address (what the exit path lets `sysretq` return to)?
+#[inline]
+pub fn is_user_rip(rip: u64) -> bool {
+    rip >> 47 == 0
+}
+
+/// Leaves the kernel for ring 3 for the first time: RIP `rip`, RSP `rsp`, `arg` in RDI,
+/// every other general register 0, RFLAGS = IF, the user FS and GS bases 0, CS/SS the user
+/// selectors. Later entries to the kernel (system calls, traps) start at the kernel stack
+/// top again.
+///
+/// # Safety
+/// * The per-CPU block's kernel stack top ([`GS_KSTACK_TOP`]) and this CPU's TSS RSP0 are
+///   the top of the calling thread's own kernel stack (the scheduler keeps them so).
+/// * Nothing on the current stack is used again: its frames are abandoned (no destructor
+///   runs) and overwritten by the next entry from ring 3.
+/// * GS is the kernel's (this is kernel code).
+///
+/// # Panics
+/// When `rip` is not a user address ([`crate::usercopy::USER_BASE`]..`USER_END`).
+#[cfg(target_os = "none")]
+pub unsafe fn enter_user(rip: u64, rsp: u64, arg: u64) -> ! {
+    assert!(
+        crate::usercopy::is_user_range(rip, 1),
+        "enter_user: {rip:#x} is not a user address"
+    );
+    // SAFETY: per the contract; `exo_enter_user` never returns (IRETQ to ring 3 with a
+    // frame the CPU accepts: the user selectors of our GDT, a canonical user RIP).
+    unsafe {
+        core::arch::asm!("jmp exo_enter_user", in("rdi") rip, in("rsi") rsp, in("rdx") arg,
+                         options(noreturn))
+    }
+}

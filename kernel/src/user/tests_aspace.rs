@@ -1,0 +1,378 @@
+//! Kernel tests of user address spaces: mappings and their errors, every frame given back,
+//! and the TLB shootdown proof: threads on other CPUs read a user page through the space
+//! while it is unmapped; once `unmap` has returned, none of them may read it again.
+
+use super::aspace::{AddressSpace, MMAP_BASE, VmError};
+use crate::boot::BootState;
+use crate::harness::{Needs, SKIP, TestResult, check, join_all, ncpus};
+use crate::ktest;
+use crate::sched::{Builder, Tid};
+use alloc::format;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use exo_arch::layout::USER_END;
+
+ktest!(
+    Needs::Threads,
+    "user.aspace_map_write_read_protect_unmap",
+    map_cycle
+);
+ktest!(Needs::Threads, "user.aspace_rejects_bad_ranges", bad_ranges);
+ktest!(
+    Needs::Threads,
+    "user.aspace_gives_every_frame_back",
+    frames_back
+);
+ktest!(
+    Needs::Threads,
+    "user.no_stale_translation_after_unmap_on_any_cpu",
+    no_stale
+);
+
+/// Frames outside the heap's slabs, and heap objects handed out (after every CPU drained its
+/// caches): a slab carved from the buddy moves frames from the first count to its slabs,
+/// which is not a leak; a frame or an object that never comes back is.
+fn free_frames() -> Result<(u64, u64), alloc::string::String> {
+    crate::mm::tests::drain_all()?;
+    let s = crate::mm::kalloc::stats();
+    Ok(((s.buddy_free + s.slab_frames) as u64, s.objects_out as u64))
+}
+
+fn cycle() -> TestResult {
+    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+    let va = a
+        .map(None, 64 * 4096, true, false)
+        .map_err(|e| format!("map: {e}"))?;
+    check(va >= MMAP_BASE && a.pages() == 64, || {
+        format!("mapped at {va:#x}, {} pages", a.pages())
+    })?;
+    let pattern: Vec<u8> = (0..64 * 4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    a.write(va + 1, &pattern[..64 * 4096 - 1])
+        .map_err(|e| format!("write: {e}"))?;
+    let mut back = alloc::vec![0u8; 64 * 4096 - 1];
+    a.read(va + 1, &mut back)
+        .map_err(|e| format!("read: {e}"))?;
+    check(back[..] == pattern[..64 * 4096 - 1], || {
+        "read back differs from what was written".into()
+    })?;
+    let mut first = [0u8; 1];
+    a.read(va, &mut first).map_err(|e| format!("read: {e}"))?;
+    check(first[0] == 0, || "a fresh page is not zeroed".into())?;
+    a.protect(va, 16 * 4096, false, false)
+        .map_err(|e| format!("protect: {e}"))?;
+    let gone = a.unmap(va, 32 * 4096).map_err(|e| format!("unmap: {e}"))?;
+    check(gone == 32 && a.pages() == 32, || {
+        format!("unmapped {gone}, {} left", a.pages())
+    })?;
+    check(a.read(va, &mut first) == Err(VmError::NotMapped), || {
+        "an unmapped page still reads".into()
+    })?;
+    Ok(())
+}
+
+fn map_cycle(_: &BootState) -> TestResult {
+    cycle()
+}
+
+fn bad_ranges(_: &BootState) -> TestResult {
+    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+    let cases: [(Option<u64>, u64, bool, bool, VmError); 7] = [
+        (Some(0x10_0001), 4096, true, false, VmError::Invalid), // unaligned
+        (Some(0x10_0000), 0, true, false, VmError::Invalid),    // empty
+        (Some(0), 4096, true, false, VmError::Invalid),         // null page
+        (Some(USER_END - 4096), 8192, true, false, VmError::Invalid), // straddles the half
+        (
+            Some(0xFFFF_8000_0000_0000),
+            4096,
+            true,
+            false,
+            VmError::Invalid,
+        ), // kernel
+        (Some(!0xFFF), 8192, true, false, VmError::Invalid),    // wraps
+        (Some(0x10_0000), 4096, true, true, VmError::Invalid),  // W+X
+    ];
+    for (va, len, w, x, want) in cases {
+        let got = a.map(va, len, w, x);
+        check(got == Err(want), || {
+            format!("map({va:x?}, {len}, w {w}, x {x}) = {got:?}, want {want:?}")
+        })?;
+    }
+    a.map(Some(0x10_0000), 8192, true, false)
+        .map_err(|e| format!("map: {e}"))?;
+    let again = a.map(Some(0x10_1000), 4096, true, false);
+    check(again == Err(VmError::Exists), || {
+        format!("fixed map over a mapped page = {again:?}")
+    })?;
+    let p = a.protect(0x10_0000, 3 * 4096, false, false);
+    check(p == Err(VmError::NotMapped), || {
+        format!("protect of a range with a hole = {p:?}")
+    })?;
+    // More than the machine has: refused whole, nothing kept.
+    let before = a.pages();
+    let huge = a.map(None, 1 << 40, true, false);
+    check(
+        huge == Err(VmError::NoMemory) && a.pages() == before,
+        || format!("a 1 TiB map = {huge:?}, pages {} (was {before})", a.pages()),
+    )?;
+    Ok(())
+}
+
+fn frames_back(_: &BootState) -> TestResult {
+    cycle()?; // warm the allocator's slabs and magazines first
+    let before = free_frames()?;
+    let pcids = crate::mm::space::pcids_in_use();
+    for _ in 0..3 {
+        cycle()?;
+        let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+        let _ = a.map(None, 1 << 40, true, false); // refused: gives back what it took
+        drop(a);
+    }
+    let after = free_frames()?;
+    check(after == before, || {
+        format!(
+            "(free + slab frames, heap objects out) {before:?} before, {after:?} after (a leak or a double free)"
+        )
+    })?;
+    let now = crate::mm::space::pcids_in_use();
+    check(now == pcids, || {
+        format!("PCIDs in use {pcids} before, {now} after")
+    })
+}
+
+/// The user page the readers read.
+const PAGE_VA: u64 = 0x40_0000;
+/// The phase: even = mapped (or about to be), odd = unmapped (set only after `unmap` returned).
+static ROUND: AtomicU64 = AtomicU64::new(0);
+static STOP: AtomicBool = AtomicBool::new(false);
+static STALE: AtomicU64 = AtomicU64::new(0);
+/// Per reader: the round it is in (high 32 bits) and the reads it counted in it (low 32:
+/// successes in an even round, faults in an odd one).
+static PROGRESS: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+/// Reads the page through the space over and over. In an odd round the page was unmapped
+/// before the round began and is mapped again only after every reader has moved on to the
+/// next round, so a successful read there went through a stale translation.
+fn reader(k: u64) -> u64 {
+    let mut last = u64::MAX;
+    let mut count = 0u64;
+    while !STOP.load(Ordering::Acquire) {
+        let r = ROUND.load(Ordering::Acquire);
+        if r != last {
+            last = r;
+            count = 0;
+        }
+        let ok = exo_arch::usercopy::read_user_u64(PAGE_VA).is_ok();
+        if r % 2 == 1 && ok {
+            STALE.fetch_add(1, Ordering::Relaxed);
+        }
+        if ok == r.is_multiple_of(2) {
+            count += 1;
+        }
+        PROGRESS[k as usize].store((r << 32) | count.min(u32::MAX as u64), Ordering::Release);
+    }
+    0
+}
+
+/// Waits until every reader is in `round` with at least `want` reads counted in it.
+fn wait_readers(n: usize, round: u64, want: u64, deadline: &crate::smp::time::Deadline) -> bool {
+    (0..n).all(|k| {
+        loop {
+            let p = PROGRESS[k].load(Ordering::Acquire);
+            if p >> 32 == round && p & 0xFFFF_FFFF >= want {
+                return true;
+            }
+            if deadline.passed() {
+                return false;
+            }
+            crate::sched::yield_now();
+        }
+    })
+}
+
+/// Issue 12: mappings change while threads of the space run on other CPUs; after `unmap`
+/// returns no CPU may still translate the page. Readers run on every CPU but one (when there
+/// are 3 or more), and that CPU, which never loaded the space, must get no shootdown.
+fn no_stale(_: &BootState) -> TestResult {
+    let n = ncpus();
+    if n < 2 {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    }
+    let me = crate::sched::this_cpu();
+    let left_out = (n >= 3).then_some(n - 1).filter(|&c| c != me);
+    let cpus: Vec<u32> = (0..n)
+        .filter(|&c| c != me && Some(c) != left_out)
+        .take(PROGRESS.len())
+        .collect();
+    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+    ROUND.store(0, Ordering::Release);
+    for p in &PROGRESS {
+        p.store(u64::MAX, Ordering::Relaxed);
+    }
+    STOP.store(false, Ordering::Release);
+    STALE.store(0, Ordering::Relaxed);
+    a.map(Some(PAGE_VA), 4096, true, false)
+        .map_err(|e| format!("map: {e}"))?;
+    let flushes_left_out = |c: Option<u32>| {
+        c.and_then(|c| crate::smp::cpus::get(exo_percpu::CpuId(c)))
+            .map_or(0, |b| b.ext.tlb_flushes.load(Ordering::Relaxed))
+    };
+    let quiet_before = flushes_left_out(left_out);
+    let shots_before = crate::smp::tlb::SHOOTDOWNS.load(Ordering::Relaxed);
+    let mut tids: Vec<Tid> = Vec::new();
+    for (k, &c) in cpus.iter().enumerate() {
+        match Builder::new()
+            .pin(c)
+            .space(a.space())
+            .spawn(reader, k as u64)
+        {
+            Ok(t) => tids.push(t),
+            Err(e) => {
+                STOP.store(true, Ordering::Release);
+                let _ = join_all(&tids, 10_000);
+                return Err(format!("spawn on CPU {c}: {e}"));
+            }
+        }
+    }
+    let deadline = crate::smp::time::Deadline::after_ms(60_000);
+    let rounds = 40u64;
+    let mut result = Ok(());
+    for round in 0..rounds {
+        let even = 2 * round;
+        // Mapped: every reader reads it, so its TLB holds the translation.
+        if !wait_readers(cpus.len(), even, 50, &deadline) {
+            result = Err(format!(
+                "round {round}: readers did not read the mapped page"
+            ));
+            break;
+        }
+        if let Err(e) = a.unmap(PAGE_VA, 4096) {
+            result = Err(format!("unmap: {e}"));
+            break;
+        }
+        ROUND.store(even + 1, Ordering::Release);
+        // Unmapped: every reader must fault from now on.
+        if !wait_readers(cpus.len(), even + 1, 50, &deadline) {
+            result = Err(format!(
+                "round {round}: readers did not fault on the unmapped page ({} stale reads)",
+                STALE.load(Ordering::Relaxed)
+            ));
+            break;
+        }
+        // Next round: map again only once every reader has left the odd round.
+        ROUND.store(even + 2, Ordering::Release);
+        if !wait_readers(cpus.len(), even + 2, 0, &deadline) {
+            result = Err(format!("round {round}: readers did not move on"));
+            break;
+        }
+        if let Err(e) = a.map(Some(PAGE_VA), 4096, true, false) {
+            result = Err(format!("map: {e}"));
+            break;
+        }
+    }
+    STOP.store(true, Ordering::Release);
+    join_all(&tids, 10_000)?;
+    result?;
+    let stale = STALE.load(Ordering::Relaxed);
+    check(stale == 0, || {
+        format!("{stale} read(s) through a translation that unmap had removed")
+    })?;
+    let shots = crate::smp::tlb::SHOOTDOWNS.load(Ordering::Relaxed) - shots_before;
+    check(shots >= rounds, || {
+        format!("{shots} shootdowns for {rounds} unmaps")
+    })?;
+    let quiet = flushes_left_out(left_out) - quiet_before;
+    check(quiet == 0, || {
+        format!("CPU {left_out:?} never ran the space but got {quiet} shootdown(s)")
+    })
+}
+
+ktest!(
+    Needs::Threads,
+    "user.loader_loads_every_program_of_the_initrd",
+    load_initrd
+);
+ktest!(
+    Needs::Threads,
+    "user.loader_refuses_broken_executables_and_gives_memory_back",
+    load_broken
+);
+
+/// Every regular file of the initrd loads into its own space: its entry is mapped
+/// executable and not writable, its stack writable and not executable, the page below the
+/// stack unmapped; dropping the space gives every frame back.
+fn load_initrd(_: &BootState) -> TestResult {
+    use super::loader::{STACK_SIZE, STACK_TOP, load};
+    let archive = match super::initrd::archive() {
+        None => return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)")),
+        Some(Err(e)) => return Err(format!("the initrd is not a cpio archive: {e}")),
+        Some(Ok(a)) => a,
+    };
+    cycle()?; // warm the allocator
+    let before = free_frames()?;
+    let mut loaded = 0;
+    for e in archive.entries() {
+        if e.file_type() != exo_initrd::FileType::Regular || e.data.is_empty() {
+            continue;
+        }
+        let a = AddressSpace::new().map_err(|x| format!("new: {x}"))?;
+        let l = load(&a, e.data).map_err(|x| format!("/{}: {x}", e.name))?;
+        check(a.rights(l.entry) == Some((false, true)), || {
+            format!(
+                "/{}: entry {:#x} rights {:?}",
+                e.name,
+                l.entry,
+                a.rights(l.entry)
+            )
+        })?;
+        check(a.rights(STACK_TOP - 8) == Some((true, false)), || {
+            format!("/{}: stack rights {:?}", e.name, a.rights(STACK_TOP - 8))
+        })?;
+        check(a.rights(STACK_TOP - STACK_SIZE - 8).is_none(), || {
+            format!("/{}: no guard page below the stack", e.name)
+        })?;
+        loaded += 1;
+    }
+    check(loaded > 0, || "the initrd holds no program".into())?;
+    let after = free_frames()?;
+    check(after == before, || {
+        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
+    })
+}
+
+/// Truncated or corrupted copies of a real program are refused with a typed error, never a
+/// fault, and nothing they mapped is kept.
+fn load_broken(_: &BootState) -> TestResult {
+    use super::loader::{LoadError, load};
+    let Some(Ok(archive)) = super::initrd::archive() else {
+        return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
+    };
+    let Some(init) = archive.find("/init") else {
+        return Err("the initrd has no /init".into());
+    };
+    cycle()?;
+    let before = free_frames()?;
+    let elf = init.data;
+    let mut refused = 0;
+    // Cuts inside the ELF and program headers (a cut past them may still hold every
+    // segment's bytes: section headers and symbols come last).
+    for cut in [0usize, 1, 16, 63, 64, 100, 200] {
+        let a = AddressSpace::new().map_err(|x| format!("new: {x}"))?;
+        match load(&a, &elf[..cut.min(elf.len())]) {
+            Err(LoadError::Elf(_)) => refused += 1,
+            other => return Err(format!("a copy cut at {cut} bytes gave {other:?}")),
+        }
+    }
+    // Every byte of the header and program headers flipped in turn, loads attempted.
+    let mut copy = elf.to_vec();
+    for i in 0..(64 + 56 * 4).min(copy.len()) {
+        copy[i] ^= 0xA5;
+        let a = AddressSpace::new().map_err(|x| format!("new: {x}"))?;
+        let _ = load(&a, &copy);
+        copy[i] ^= 0xA5;
+    }
+    drop(copy);
+    let after = free_frames()?;
+    check(refused == 7 && after == before, || {
+        format!("refused {refused}/7; (frames, objects) {before:?} before, {after:?} after")
+    })
+}
