@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boot the Exo-OS kernel in QEMU and return the kernel's verdict.
 #   scripts/qemu.sh [--machine q35|pc|microvm] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
-#                   [--mem SIZE] [--job boot|test|bench|contended] [--append "extra args"]
+#                   [--mem SIZE] [--job boot|test|bench|contended|init] [--append "extra args"]
 #                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE]
 # Exit status: 0 when the kernel reported success (QEMU exit 33), 1 when it reported failure
 # (QEMU exit 35), 2 for anything else (triple fault exits 0, timeout, QEMU error).

@@ -150,7 +150,10 @@ mod tests {
         assert!(is_user_range(USER_END - 8, 8));
         assert!(!is_user_range(USER_END - 8, 9), "straddles the top");
         assert!(!is_user_range(USER_BASE - 1, 2), "straddles the bottom");
-        assert!(!is_user_range(0x8000, 8), "the null-guard area below USER_BASE");
+        assert!(
+            !is_user_range(0x8000, 8),
+            "the null-guard area below USER_BASE"
+        );
         assert!(!is_user_range(0xFFFF_8000_0000_0000, 8), "direct map");
         assert!(!is_user_range(0xFFFF_FFFF_8020_0000, 8), "kernel image");
         assert!(!is_user_range(0xFFFF_C000_0000_0000, 8), "upper half");

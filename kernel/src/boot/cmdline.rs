@@ -11,6 +11,8 @@ pub enum Job {
     Bench,
     /// Run the contended (cross-core) benchmark suite.
     Contended,
+    /// Start `exo.init` from the initrd as process 1; power off when it ends.
+    Init,
 }
 
 /// Which reference clock calibrates the TSC (`exo.tsc_ref=`).
@@ -74,6 +76,10 @@ pub struct Options {
     /// Test job: only tests whose name starts with one of these comma-separated prefixes
     /// (`exo.test=sched.,mm.stack_guard`; empty = all).
     pub test_filter: arrayvec::ArrayString<128>,
+    /// Init job: the program to start as process 1 (`exo.init=PATH`, default `/init`).
+    pub init: arrayvec::ArrayString<128>,
+    /// Init job: the argument process 1 gets in RDI (`exo.init_arg=N`, decimal or 0x-hex).
+    pub init_arg: u64,
 }
 
 /// A problem with one option.
@@ -102,6 +108,8 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         contend_max: 8,
         contend_window_ms: 20,
         test_filter: arrayvec::ArrayString::new(),
+        init: arrayvec::ArrayString::from("/init").unwrap_or_default(),
+        init_arg: 0,
     };
     for word in cmdline.split_ascii_whitespace() {
         let Some(rest) = word.strip_prefix("exo.") else {
@@ -113,6 +121,14 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("job", "test") => set(&mut o.job, Job::Test),
             ("job", "bench") => set(&mut o.job, Job::Bench),
             ("job", "contended") => set(&mut o.job, Job::Contended),
+            ("job", "init") => set(&mut o.job, Job::Init),
+            ("init", v) if !v.is_empty() => {
+                arrayvec::ArrayString::from(v).is_ok_and(|p| set(&mut o.init, p))
+            }
+            ("init_arg", v) => match v.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16).is_ok_and(|n| set(&mut o.init_arg, n)),
+                None => v.parse().is_ok_and(|n| set(&mut o.init_arg, n)),
+            },
             ("apic", "xapic") => set(&mut o.allow_x2apic, false),
             ("apic", "x2apic" | "auto") => set(&mut o.allow_x2apic, true),
             ("ap_timeout_ms", v) => v.parse().is_ok_and(|ms| set(&mut o.ap_timeout_ms, ms)),

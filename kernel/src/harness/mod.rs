@@ -24,7 +24,79 @@ pub fn run(state: &crate::boot::BootState) -> ! {
         Job::Boot => crate::boot::report(state),
         Job::Test => test::run(state),
         Job::Bench | Job::Contended => bench::run(state),
+        Job::Init => init(state),
     }
+}
+
+/// The `init` job: the scheduler on every CPU, then `exo.init` (default `/init`) from the
+/// initrd as process 1 with `exo.init_arg`; when it ends (its `PROC` line is printed), the
+/// remaining processes are reaped and the machine powers off with success: the kernel
+/// survived whatever the programs did. No initrd, or a program that cannot start, is a
+/// failure.
+fn init(state: &crate::boot::BootState) -> ! {
+    use exo_arch::exit::{ExitCode, exit};
+    let timer = state.opts.mode != Some(smp_bench::Mode::Icount);
+    if let Err(e) = sched::init(timer, 1000) {
+        crate::kprintln!("INIT,FAIL,scheduler: {e}");
+        exit(ExitCode::Failure);
+    }
+    let path = state.opts.init.as_str();
+    crate::user::process::prepare();
+    let before = free_frames();
+    match crate::user::process::run_init(path, state.opts.init_arg) {
+        Ok(status) => {
+            crate::kprintln!("INIT,{path},status,{status:#x}");
+            // Every process's memory is back: the same free frames and heap objects as
+            // before process 1 started (a difference is a leak the CI check catches).
+            if let (Ok((f0, o0)), Ok((f1, o1))) = (before, free_frames()) {
+                crate::kprintln!(
+                    "MEM,init,free_frames,{f0},{f1},objects_out,{o0},{o1},{}",
+                    if (f0, o0) == (f1, o1) {
+                        "same"
+                    } else {
+                        "DIFFERENT"
+                    }
+                );
+            }
+            exit(ExitCode::Success)
+        }
+        Err(e) => {
+            crate::kprintln!("INIT,FAIL,{path}: {e:?}");
+            exit(ExitCode::Failure)
+        }
+    }
+}
+
+fn drain(_: u64) -> u64 {
+    crate::mm::kalloc::drain_this_cpu();
+    0
+}
+
+/// Moves every CPU's cached objects and frames back to the allocator's global layers, so
+/// `kalloc::stats` counts free memory exactly (tests and the init job's memory line).
+pub fn drain_all() -> Result<(), String> {
+    for b in crate::smp::cpus::online() {
+        crate::smp::cpus::run_on(
+            exo_percpu::CpuId(b.hot.cpu_id),
+            drain,
+            0,
+            crate::smp::time::Deadline::after_ms(5000),
+        )
+        .map_err(|e| format!("{e}"))?;
+    }
+    Ok(())
+}
+
+/// Free memory in frames, and heap objects handed out, after [`drain_all`]: the buddy's
+/// free frames plus the frames in heap slabs (a slab carved for kernel objects is not a
+/// leak) and in cached thread stacks (kept for reuse).
+pub fn free_frames() -> Result<(u64, u64), String> {
+    drain_all()?;
+    let s = crate::mm::kalloc::stats();
+    Ok((
+        (s.buddy_free + s.slab_frames) as u64 + sched::cached_stack_frames(),
+        s.objects_out as u64,
+    ))
 }
 
 /// Prefix of an `Err` that means "not applicable here" (printed as `skip`, not counted).

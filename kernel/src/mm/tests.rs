@@ -183,17 +183,9 @@ fn storm(seed: u64) -> u64 {
     bad
 }
 
-fn drain(_: u64) -> u64 {
-    crate::mm::kalloc::drain_this_cpu();
-    0
-}
-
+/// Every CPU's allocator caches back to the global layers (see `harness::drain_all`).
 pub(crate) fn drain_all() -> Result<(), String> {
-    for b in cpus::online() {
-        cpus::run_on(CpuId(b.hot.cpu_id), drain, 0, Deadline::after_ms(5000))
-            .map_err(|e| format!("{e}"))?;
-    }
-    Ok(())
+    crate::harness::drain_all()
 }
 
 fn alloc_storm(_: &BootState) -> TestResult {

@@ -229,6 +229,9 @@ pub(super) fn free_slot(i: usize) {
     t.joiner.store(0, Ordering::Relaxed);
     t.held.store(0, Ordering::Relaxed);
     t.space.store(0, Ordering::Relaxed);
+    // A mask with a bitmap is a heap object: given back now, not when the slot is reused.
+    let old = core::mem::replace(&mut *t.affinity.lock(), CpuSet::ANY);
+    drop(old);
     t.set_state(State::Free);
 }
 
@@ -259,6 +262,20 @@ pub fn cached_stacks() -> (usize, usize) {
     let _g = IrqGuard::new();
     let here = this_sched().map_or(0, |cs| cs.stacks.lock().len());
     (here, STACK_POOL.lock().len())
+}
+
+/// Frames held by cached stacks on every CPU and in the pool (each stack's pages and its
+/// own page table): memory kept for reuse, not leaked.
+pub fn cached_stack_frames() -> u64 {
+    let _g = IrqGuard::new();
+    let per = STACK_PAGES + 1;
+    let mut n = STACK_POOL.lock().len() as u64;
+    for c in 0..crate::smp::cpus::capacity() as u32 {
+        if let Some(cs) = cpu_sched(c) {
+            n += cs.stacks.lock().len() as u64;
+        }
+    }
+    n * per
 }
 
 /// How to start a thread.
@@ -298,6 +315,17 @@ impl Builder {
     /// thread before dropping the space).
     pub fn space(mut self, space: &crate::mm::space::Space) -> Builder {
         self.space = space as *const crate::mm::space::Space as u64;
+        self
+    }
+    /// Runs on the CPUs the calling thread may run on (a child inherits its creator's mask).
+    pub fn inherit_affinity(mut self) -> Builder {
+        let _g = IrqGuard::new();
+        if let Some(cs) = this_sched() {
+            self.affinity = tcb(cs.current.load(Ordering::Relaxed) as usize)
+                .affinity
+                .lock()
+                .clone();
+        }
         self
     }
     /// Priority 0..=63 (clamped).

@@ -23,8 +23,10 @@ pub const MMAP_BASE: u64 = 0x10_0000_0000;
 pub enum VmError {
     /// The kernel cannot back the request (`-ENOMEM`).
     NoMemory,
-    /// Unaligned, empty, overflowing or outside the user range (`-EINVAL`).
+    /// Unaligned, empty or overflowing (`-EINVAL`).
     Invalid,
+    /// Outside the user range `[USER_MIN, USER_END)` (`-ENOMEM`, as Linux).
+    OutOfRange,
     /// Part of the range is already mapped (`-EEXIST` for a fixed map).
     Exists,
     /// Part of the range is not mapped (`-ENOMEM`, as Linux's mprotect).
@@ -36,6 +38,7 @@ impl core::fmt::Display for VmError {
         f.write_str(match self {
             VmError::NoMemory => "out of memory",
             VmError::Invalid => "invalid range",
+            VmError::OutOfRange => "outside user space",
             VmError::Exists => "range already mapped",
             VmError::NotMapped => "range not mapped",
         })
@@ -54,13 +57,13 @@ pub struct AddressSpace {
 
 /// Checks `[va, va + len)`: page-aligned, non-empty, inside `[USER_MIN, USER_END)`.
 fn range(va: u64, len: u64) -> Result<u64, VmError> {
-    if !va.is_multiple_of(PAGE) || len == 0 || va < USER_MIN {
+    if !va.is_multiple_of(PAGE) || len == 0 {
         return Err(VmError::Invalid);
     }
     let len = len.checked_next_multiple_of(PAGE).ok_or(VmError::Invalid)?;
-    let end = va.checked_add(len).ok_or(VmError::Invalid)?;
-    if end > USER_END {
-        return Err(VmError::Invalid);
+    let end = va.checked_add(len).ok_or(VmError::OutOfRange)?;
+    if va < USER_MIN || end > USER_END {
+        return Err(VmError::OutOfRange);
     }
     Ok(len / PAGE)
 }
@@ -235,7 +238,7 @@ impl AddressSpace {
     ) -> Result<(), VmError> {
         let end = va.checked_add(len as u64).ok_or(VmError::Invalid)?;
         if va < USER_MIN || end > USER_END {
-            return Err(VmError::Invalid);
+            return Err(VmError::OutOfRange);
         }
         let t = self.space.tables.lock();
         let mut off = 0usize;

@@ -13,8 +13,10 @@
 //! ring 3, exit), `smp` (shootdowns), `mm` (frames, page-table roots), `console`.
 
 pub mod aspace;
+pub mod futex;
 pub mod initrd;
 pub mod loader;
+pub mod process;
 pub mod programs;
 pub mod syscall;
 pub mod task;

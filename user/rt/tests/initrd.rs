@@ -20,27 +20,47 @@ use exo_initrd::{Archive, FileType};
 
 const RUST_PROGRAMS: [&str; 5] = ["init", "hello", "empty", "faults", "ubench"];
 
+/// Forks and file writes of this test binary are serialised: a thread that forks while
+/// another has a just-written executable open for writing makes the later `execve` fail
+/// with ETXTBSY ("Text file busy"): the child holds the write descriptor until its own
+/// exec closes it. Writers hold this lock until the file is closed, spawners until the
+/// child has exec'd (`Command::output` returns only after the child ended, so it is
+/// spawned under the lock and waited for outside it).
+static FORK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `cmd.output()`, spawned under [`FORK_LOCK`].
+fn output(cmd: &mut Command) -> std::io::Result<std::process::Output> {
+    let child = {
+        let _g = FORK_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?
+    };
+    child.wait_with_output()
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn target_installed() -> bool {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    Command::new(rustc)
-        .args(["--print", "sysroot"])
-        .current_dir(root())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .is_some_and(|sysroot| sysroot.join("lib/rustlib/x86_64-unknown-none").is_dir())
+    output(
+        Command::new(rustc)
+            .args(["--print", "sysroot"])
+            .current_dir(root()),
+    )
+    .ok()
+    .filter(|o| o.status.success())
+    .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+    .is_some_and(|sysroot| sysroot.join("lib/rustlib/x86_64-unknown-none").is_dir())
 }
 
 fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    output(Command::new(tool).arg("--version")).is_ok_and(|o| o.status.success())
 }
 
 /// The archive bytes (built once per test binary), or `None` when the target is missing.
@@ -53,12 +73,13 @@ fn archive() -> Option<&'static [u8]> {
                 return None;
             }
             let out = std::env::temp_dir().join(format!("exo-initrd-test-{}.cpio", std::process::id()));
-            let run = Command::new("bash")
-                .arg(root().join("scripts/mkinitrd.sh"))
-                .arg("--out")
-                .arg(&out)
-                .current_dir(root())
-                .output()
+            let run = output(
+                Command::new("bash")
+                    .arg(root().join("scripts/mkinitrd.sh"))
+                    .arg("--out")
+                    .arg(&out)
+                    .current_dir(root()),
+            )
                 .expect("bash runs scripts/mkinitrd.sh");
             assert!(
                 run.status.success(),
@@ -180,6 +201,9 @@ impl Scratch {
     fn exe(&self, name: &str, bytes: &[u8]) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
         let path = self.0.join(name);
+        let _g = FORK_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::fs::write(&path, bytes).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
@@ -218,7 +242,7 @@ fn the_linux_compatible_programs_run_on_a_linux_host() {
             assert!(name == "hello-c" && !have("gcc"), "{name} missing");
             continue;
         };
-        let out = Command::new(dir.exe(name, entry.data)).output().unwrap();
+        let out = output(&mut Command::new(dir.exe(name, entry.data))).unwrap();
         assert!(out.status.success(), "{name}: {:?}", out.status);
         let stdout = String::from_utf8(out.stdout).unwrap();
         assert!(stdout.starts_with(want), "{name}: {stdout:?}");
@@ -276,9 +300,10 @@ fn every_fault_case_faults_on_a_linux_host() {
         patched[at] = 0xbf; // mov edi, imm32
         patched[at + 1..at + 5].copy_from_slice(&(case as u32).to_le_bytes());
         patched[at + 5] = 0x90;
-        let out = Command::new(dir.exe(&format!("faults{case}"), &patched))
-            .output()
-            .unwrap();
+        let out = output(&mut Command::new(
+            dir.exe(&format!("faults{case}"), &patched),
+        ))
+        .unwrap();
         let got = match out.status.code() {
             Some(code) => Ok(code),
             None => Err(out.status.signal().unwrap()),

@@ -1,0 +1,126 @@
+//! `futex`: FUTEX_WAIT and FUTEX_WAKE on a 32-bit word of the caller's address space (the
+//! private flag is accepted and implied: words are keyed by address space and address).
+//! The value check and the registration happen under one lock that wakers also take, so a
+//! wake between the check and the sleep is never lost; every wait has the caller's
+//! deadline (or none) and ends with ETIMEDOUT when it passes.
+
+use super::syscall::Errno;
+use crate::sched::{self, Tid};
+use alloc::vec::Vec;
+use exo_arch::usercopy;
+
+const FUTEX_WAIT: u64 = 0;
+const FUTEX_WAKE: u64 = 1;
+const FUTEX_PRIVATE_FLAG: u64 = 128;
+
+#[derive(Debug)]
+struct Waiter {
+    root: u64,
+    addr: u64,
+    tid: Tid,
+    woken: bool,
+}
+
+static WAITERS: spin::Mutex<Vec<Waiter>> = spin::Mutex::new(Vec::new());
+
+/// Reserves room for 64 waiters up front (see `process::prepare`).
+pub fn prepare() {
+    let _ = WAITERS.lock().try_reserve(64);
+}
+
+/// The `futex` system call.
+pub fn futex(addr: u64, op: u64, val: u64, timeout: u64) -> Result<i64, Errno> {
+    match op & !FUTEX_PRIVATE_FLAG {
+        FUTEX_WAIT => wait(addr, val as u32, timeout),
+        FUTEX_WAKE => wake(addr, val),
+        _ => Err(Errno::Enosys),
+    }
+}
+
+fn read_word(addr: u64) -> Result<u32, Errno> {
+    if !addr.is_multiple_of(4) {
+        return Err(Errno::Einval);
+    }
+    let mut b = [0u8; 4];
+    usercopy::copy_from_user(&mut b, addr).map_err(|_| Errno::Efault)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+fn wait(addr: u64, val: u32, timeout: u64) -> Result<i64, Errno> {
+    let deadline = if timeout == 0 {
+        u64::MAX
+    } else {
+        let mut b = [0u8; 16];
+        usercopy::copy_from_user(&mut b, timeout).map_err(|_| Errno::Efault)?;
+        let sec = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+        let nsec = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+        if nsec >= 1_000_000_000 || sec > 1 << 32 {
+            return Err(Errno::Einval);
+        }
+        let us = sec * 1_000_000 + nsec / 1000;
+        exo_arch::tsc::rdtsc()
+            .saturating_add(us.saturating_mul(crate::smp::time::tsc_hz() / 1_000_000))
+    };
+    let me = sched::current().ok_or(Errno::Einval)?;
+    let root = exo_arch::tlb::current_root();
+    {
+        let mut w = WAITERS.lock();
+        if read_word(addr)? != val {
+            return Err(Errno::Eagain);
+        }
+        w.try_reserve(1).map_err(|_| Errno::Enomem)?;
+        w.push(Waiter {
+            root,
+            addr,
+            tid: me,
+            woken: false,
+        });
+    }
+    let woken = || {
+        WAITERS
+            .lock()
+            .iter()
+            .find(|x| x.tid == me)
+            .is_none_or(|x| x.woken)
+    };
+    while !woken() && exo_arch::tsc::rdtsc() < deadline {
+        sched::block_until(deadline, || !woken());
+    }
+    let mut w = WAITERS.lock();
+    let was_woken = match w.iter().position(|x| x.tid == me) {
+        Some(k) => w.swap_remove(k).woken,
+        None => true,
+    };
+    if was_woken {
+        Ok(0)
+    } else {
+        Err(Errno::Etimedout)
+    }
+}
+
+fn wake(addr: u64, n: u64) -> Result<i64, Errno> {
+    read_word(addr)?; // the word must be the caller's memory
+    let root = exo_arch::tlb::current_root();
+    let mut woke = 0u64;
+    let mut tids: Vec<Tid> = Vec::new();
+    {
+        let mut w = WAITERS.lock();
+        for x in w
+            .iter_mut()
+            .filter(|x| x.root == root && x.addr == addr && !x.woken)
+        {
+            if woke >= n {
+                break;
+            }
+            x.woken = true;
+            woke += 1;
+            if tids.try_reserve(1).is_ok() {
+                tids.push(x.tid);
+            }
+        }
+    }
+    for t in tids {
+        sched::wake(t);
+    }
+    Ok(woke as i64)
+}
