@@ -39,6 +39,10 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 pub const GS_KSTACK_TOP: usize = 24;
 /// Offset in the per-CPU block of the user-RSP scratch slot.
 pub const GS_USER_RSP: usize = 40;
+/// Offset in the per-CPU block of the running thread's pid (set at every switch).
+pub const GS_PID: usize = 48;
+/// `getpid`'s number: answered by the entry stub itself (one GS load, no frame).
+pub const NR_GETPID: u64 = 39;
 
 #[cfg(target_os = "none")]
 const MSR_FS_BASE: u32 = 0xC000_0100;
@@ -142,6 +146,21 @@ core::arch::global_asm!(
     ".p2align 4",
     ".global exo_syscall_entry",
     "exo_syscall_entry:",
+    // getpid's fast path: interrupts are off (SFMASK), only RAX, RCX and R11 (clobbered by
+    // the ABI) are touched. The return address is checked as on the slow path; a bad one
+    // takes the slow path (RAX restored), which kills the thread.
+    "cmp rax, {nr_getpid}",
+    "jne 3f",
+    "mov rax, rcx",
+    "shr rax, 47",
+    "jnz 4f",
+    "swapgs",
+    "mov rax, gs:[{pid}]",
+    "swapgs",
+    "sysretq",
+    "4:",
+    "mov eax, {nr_getpid}",
+    "3:",
     "swapgs",
     "mov gs:[{user_rsp}], rsp",
     "mov rsp, gs:[{kstack}]",
@@ -220,6 +239,8 @@ core::arch::global_asm!(
     "iretq",
     user_rsp = const GS_USER_RSP,
     kstack = const GS_KSTACK_TOP,
+    pid = const GS_PID,
+    nr_getpid = const NR_GETPID,
     dispatch = sym DISPATCH,
     bad = sym BAD_RETURN,
     rip = const core::mem::offset_of!(SyscallFrame, rip),

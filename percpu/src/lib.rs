@@ -41,6 +41,7 @@ pub const OFF_USER_RSP: usize = 40;
 
 // The syscall entry stub (arch) reads these two slots through GS.
 const _: () = assert!(OFF_KSTACK_TOP == exo_arch::syscall::GS_KSTACK_TOP);
+const _: () = assert!(OFF_PID == exo_arch::syscall::GS_PID);
 const _: () = assert!(OFF_USER_RSP == exo_arch::syscall::GS_USER_RSP);
 /// Offset of the process id slot (u64): `getpid` is one `mov` from here.
 pub const OFF_PID: usize = 48;

@@ -277,7 +277,7 @@ core::arch::global_asm!(
     // TF set by popfq applies to the next instruction: the `syscall` runs single-stepped.
     ".global exo_uprog_tf_syscall",
     "exo_uprog_tf_syscall:",
-    "mov eax, 39",
+    "mov eax, 24", // sched_yield: the dispatcher's path (getpid never reaches it)
     "pushfq",
     "or qword ptr [rsp], 0x100",
     "popfq",

@@ -303,7 +303,8 @@ fn abi(_: &BootState) -> TestResult {
                     )
                 })?;
             }
-            let want = calls.len() as u64 + 1;
+            // getpid is answered by the entry stub (no dispatcher): not counted.
+            let want = calls.iter().filter(|c| c.nr != nr::GETPID).count() as u64 + 1;
             check(r.syscalls == want, || {
                 format!(
                     "CPU {c}: the dispatcher saw {} calls, want {want}",
@@ -746,7 +747,9 @@ fn storm(_: &BootState) -> TestResult {
                     )
                 },
             )?;
-            let want = 1 + STORM + STORM / 64 + 1;
+            // The getpid calls (1 + STORM) take the entry stub's fast path: the dispatcher
+            // sees the yields and the exit; every getpid answer was checked above.
+            let want = STORM / 64 + 1;
             check(r.syscalls == want, || {
                 format!(
                     "CPU {c} pid {pid}: {} calls counted, want {want}",
