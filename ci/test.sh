@@ -151,6 +151,29 @@ for machine in q35 pc microvm; do
     done
 done
 
+echo "== user mode (exo.job=init: /init from the initrd as process 1)"
+for n in 1 2 4 64; do
+    log="$out/init-smp$n.log"
+    scripts/qemu.sh --machine q35 --cpu max --smp "$n" --job init "${initrd[@]}" --log "$log" --timeout 300 >/dev/null 2>&1
+    expect_log "init at -smp $n: /init runs /hello, process 1 exits 0, memory back where it started" "$log" 0 $? \
+        '^init: done, all as expected$' '^PROC,1,exit,0$' '^MEM,init,.*,same$'
+done
+log="$out/init-faults-10k.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job init "${initrd[@]}" --append "exo.init_arg=0x38E00000001" \
+    --log "$log" --timeout 1200 >/dev/null 2>&1
+expect_log "10,010 user-mode deaths (910 rounds of the fault suite): each killed alone, memory exactly back" "$log" 0 $? \
+    '^init: fault suite: 910 round\(s\), 10010 kill\(s\), 0 unexpected$' '^PROC,1,exit,0$' '^MEM,init,.*,same$'
+log="$out/init-faults-qemu64.log"
+scripts/qemu.sh --machine pc --cpu qemu64 --smp 2 --job init "${initrd[@]}" --append "exo.init_arg=1" \
+    --log "$log" --timeout 300 >/dev/null 2>&1
+expect_log "fault suite on -cpu qemu64 (xAPIC, no SMEP/SMAP/UMIP)" "$log" 0 $? \
+    '^init: fault suite: 1 round\(s\), 11 kill\(s\), 0 unexpected$' '^PROC,1,exit,0$' '^MEM,init,.*,same$'
+log="$out/init-ubench-icount.log"
+scripts/qemu.sh --machine microvm --cpu max --smp 2 --mode icount --job init "${initrd[@]}" --append "exo.init_arg=2" \
+    --log "$log" --timeout 600 >/dev/null 2>&1
+expect_log "user benchmarks (/ubench) run under icount and emit BENCH lines" "$log" 0 $? \
+    '^SUITE,user,' '^BENCH,syscall.getpid,' '^BENCH,syscall.write.64,' '^BENCH,ctx.switch.as,' '^END,user,' '^MEM,init,.*,same$'
+
 echo "== many CPUs (x2APIC ids above 255, interrupt remapping with EIM)"
 log="$out/boot-q35x-1024.log"
 scripts/qemu.sh --job boot --machine q35x --cpu max --smp 1024 --mem 256M --log "$log" --timeout 900 >/dev/null 2>&1
