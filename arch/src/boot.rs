@@ -57,7 +57,8 @@ exo_boot_gdt_ptr:               /* physical base: loaded in 32-bit mode */
     .word exo_boot_gdt_end - exo_boot_gdt - 1
     .quad exo_boot_gdt - {kbase}
     .p2align 3
-exo_boot_gdt_ptr_hi:            /* the same GDT through the image window */
+    .global exo_boot_gdt_ptr_hi
+exo_boot_gdt_ptr_hi:            /* the same GDT through the image window (also the APs') */
     .word exo_boot_gdt_end - exo_boot_gdt - 1
     .quad exo_boot_gdt
 

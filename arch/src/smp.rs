@@ -76,6 +76,10 @@ exo_ap_tramp_end:
     .section .text.ap_entry, "ax"
     .global exo_ap_entry64
 exo_ap_entry64:
+    /* The trampoline's GDT lives at a low (identity) address the final tables do not map:
+       take the boot GDT through the image window first (same selectors), so an interrupt
+       that reaches a parked AP can still load its code segment. */
+    lgdt exo_boot_gdt_ptr_hi(%rip)
     movq exo_ap_final_cr3(%rip), %rcx
     movq %rcx, %cr3
     movl $1, %eax

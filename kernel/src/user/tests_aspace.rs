@@ -202,7 +202,9 @@ fn no_stale(_: &BootState) -> TestResult {
     let left_out = (n >= 3).then_some(n - 1).filter(|&c| c != me);
     let cpus: Vec<u32> = (0..n)
         .filter(|&c| c != me && Some(c) != left_out)
-        .take(PROGRESS.len())
+        // Eight readers prove the point; hundreds of TCG vCPUs on two host cores would only
+        // make the rounds slow (each round has its own 60 s deadline, for a loaded host).
+        .take(8)
         .collect();
     let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
     ROUND.store(0, Ordering::Release);
@@ -234,12 +236,12 @@ fn no_stale(_: &BootState) -> TestResult {
             }
         }
     }
-    let deadline = crate::smp::time::Deadline::after_ms(60_000);
     let rounds = 40u64;
     let mut result = Ok(());
     for round in 0..rounds {
         let even = 2 * round;
         // Mapped: every reader reads it, so its TLB holds the translation.
+        let deadline = crate::smp::time::Deadline::after_ms(60_000);
         if !wait_readers(cpus.len(), even, 50, &deadline) {
             result = Err(format!(
                 "round {round}: readers did not read the mapped page"
