@@ -653,11 +653,15 @@ fn spinner(s: &BootState) -> TestResult {
     let u0 = crate::trap::USER_INTERRUPTS.load(Ordering::Relaxed);
     let (_, p0, _, _) = sched::counters();
     let mut n = 0;
-    for batch in cpu_batches(1) {
+    // 16 spinners at a time, and a spin limit that grows with the CPU count: at -smp 288
+    // under TCG on two host cores, 64 spinners at once with 15 s each were too slow to see
+    // one tick each (a host-speed failure, not a kernel one).
+    let spin_ms = 15_000 + 100 * u64::from(ncpus());
+    for batch in cpu_batches(4) {
         let mut started = Vec::new();
         for &c in &batch {
             let slot = Slot::claim()?;
-            slot.put(8, ms(15_000))?;
+            slot.put(8, ms(spin_ms))?;
             let (tid, pid) = task::spawn(
                 testbed::builder()?.pin(c),
                 testbed::entry(Program::Spinner),
@@ -672,7 +676,7 @@ fn spinner(s: &BootState) -> TestResult {
             started.push((c, slot, tid, pid, k));
         }
         let tids: Vec<Tid> = started.iter().flat_map(|s| [s.2, s.4]).collect();
-        let codes = match join_all(&tids, 90_000) {
+        let codes = match join_all(&tids, spin_ms + 30_000) {
             Ok(c) => c,
             Err(e) => {
                 started.into_iter().for_each(|s| core::mem::forget(s.1));
