@@ -190,9 +190,7 @@ impl PageTables {
         if va >= crate::layout::USER_END {
             return Err(MapError::BadAddress(va));
         }
-        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, true)?;
-        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, true)?;
-        let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va, true)?;
+        let pt = self.page_table(fs, va, true)?;
         Self::set_leaf(
             pt,
             ((va >> 12) & 511) as usize,
@@ -221,10 +219,23 @@ impl PageTables {
         Ok(true)
     }
 
-    /// The 4 KiB leaf entry of `va`, if present (no huge page on the way).
-    fn leaf_4k(&self, va: u64) -> Option<*mut u64> {
+    /// The page table (last level) for `va`, with the levels above created as needed.
+    fn page_table(
+        &mut self,
+        fs: &mut impl FrameSource,
+        va: u64,
+        user: bool,
+    ) -> Result<u64, MapError> {
+        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, user)?;
+        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, user)?;
+        self.next(fs, pd, ((va >> 21) & 511) as usize, va, user)
+    }
+
+    /// The table reached from the PML4 through `va`'s entries at `shifts` (39 = PML4,
+    /// 30 = PDPT, 21 = PD), if every one is present and none maps a huge page.
+    fn table_of(&self, va: u64, shifts: &[u64]) -> Option<u64> {
         let mut tab = self.pml4;
-        for shift in [39u64, 30, 21] {
+        for &shift in shifts {
             // SAFETY: reading entries of this hierarchy's directly mapped table frames.
             let e = unsafe {
                 table(tab)
@@ -236,6 +247,12 @@ impl PageTables {
             }
             tab = e & ADDR;
         }
+        Some(tab)
+    }
+
+    /// The 4 KiB leaf entry of `va`, if present (no huge page on the way).
+    fn leaf_4k(&self, va: u64) -> Option<*mut u64> {
+        let tab = self.table_of(va, &[39, 30, 21])?;
         // SAFETY: `tab` is this hierarchy's page table for `va`.
         let e = unsafe { table(tab).add(((va >> 12) & 511) as usize) };
         // SAFETY: as above.
@@ -337,9 +354,7 @@ impl PageTables {
         f: Flags,
     ) -> Result<(), MapError> {
         Self::check(va, f)?;
-        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, false)?;
-        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, false)?;
-        let pt = self.next(fs, pd, ((va >> 21) & 511) as usize, va, false)?;
+        let pt = self.page_table(fs, va, false)?;
         Self::set_leaf(
             pt,
             ((va >> 12) & 511) as usize,
@@ -404,23 +419,12 @@ impl PageTables {
     /// this CPU's TLB. Returns the frame it mapped and, when that emptied its page table, the
     /// table's frame too (unlinked from its directory): both are the caller's to free.
     ///
-    /// Other CPUs' TLBs and paging-structure caches are not flushed, so the caller must never
-    /// map `va`'s 2 MiB range again (stale entries then only describe addresses nobody uses).
+    /// Other CPUs' TLBs and paging-structure caches are not flushed: the caller either never
+    /// maps `va`'s 2 MiB range again (kernel stacks: stale entries then only describe addresses
+    /// nobody uses) or invalidates `va` on every CPU before it frees the returned frames and
+    /// maps the range again (`user::aspace` does, with a shootdown).
     pub fn unmap_4k(&mut self, va: u64) -> Option<(u64, Option<u64>)> {
-        let mut tab = self.pml4;
-        for shift in [39u64, 30] {
-            // SAFETY: reading entries of this hierarchy's directly mapped table frames.
-            let e = unsafe {
-                table(tab)
-                    .add(((va >> shift) & 511) as usize)
-                    .read_volatile()
-            };
-            if e & P == 0 || e & PS != 0 {
-                return None;
-            }
-            tab = e & ADDR;
-        }
-        let pd = tab;
+        let pd = self.table_of(va, &[39, 30])?;
         let pd_idx = ((va >> 21) & 511) as usize;
         // SAFETY: `pd` is a page directory of this hierarchy (directly mapped frame).
         let pde = unsafe { table(pd).add(pd_idx).read_volatile() };
