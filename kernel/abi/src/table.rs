@@ -164,7 +164,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         name: "thread_create",
         args: &["entry", "stack_top", "arg"],
         returns: "tid",
-        errors: &[EAGAIN, ENOMEM, EINVAL],
+        errors: &[EAGAIN, EFAULT, EINVAL],
         summary: "a new thread of the caller's process at entry, rsp = stack_top, rdi = arg",
     },
     SyscallInfo {

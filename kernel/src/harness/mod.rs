@@ -43,15 +43,19 @@ fn init(state: &crate::boot::BootState) -> ! {
     let path = state.opts.init.as_str();
     crate::user::process::prepare();
     let before = free_frames();
+    let threads_before = sched::live_threads();
     match crate::user::process::run_init(path, state.opts.init_arg) {
         Ok(status) => {
             crate::kprintln!("INIT,{path},status,{status:#x}");
-            // Every process's memory is back: the same free frames and heap objects as
-            // before process 1 started (a difference is a leak the CI check catches).
+            // Every process's memory is back: the same free frames, heap objects and
+            // threads as before process 1 started (a difference is a leak the CI check
+            // catches).
+            let t1 = sched::live_threads();
             if let (Ok((f0, o0)), Ok((f1, o1))) = (before, free_frames()) {
+                let t0 = threads_before;
                 crate::kprintln!(
-                    "MEM,init,free_frames,{f0},{f1},objects_out,{o0},{o1},{}",
-                    if (f0, o0) == (f1, o1) {
+                    "MEM,init,free_frames,{f0},{f1},objects_out,{o0},{o1},threads,{t0},{t1},{}",
+                    if (f0, o0, t0) == (f1, o1, t1) {
                         "same"
                     } else {
                         "DIFFERENT"

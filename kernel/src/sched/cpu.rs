@@ -37,6 +37,9 @@ pub struct CpuSched {
     pub(super) sleepers: UnsafeCell<ArrayVec<u32, MAX_THREADS>>,
     pub(super) mailbox: Mailbox<ThreadRef, MAILBOX_SLOTS>,
     pub(super) current: AtomicU32,
+    /// The running thread's `uid` (its control block's, copied at each switch so the
+    /// system-call path reads it with two loads).
+    pub(super) current_uid: AtomicU64,
     pub(super) idle: AtomicU32,
     pub(super) prev: AtomicU32,
     pub(super) nr_ready: AtomicU32,
@@ -299,7 +302,9 @@ pub(super) fn schedule_irqs_off() {
     // A user thread (pid != 0): entries from ring 3 land on its kernel stack (TSS.RSP0 for
     // traps, the GS block for `syscall`) and getpid reads its pid from the GS block. Kernel
     // threads never run ring 3 code: their switches skip this (the slots keep stale values
-    // nobody reads; `enter_user` and `set_current_pid` set them for a thread on its way).
+    // nobody reads; `enter_user` and `set_current_ids` set them for a thread on its way).
+    cs.current_uid
+        .store(next.uid.load(Ordering::Relaxed), Ordering::Relaxed);
     let pid = next.pid.load(Ordering::Relaxed);
     if pid != 0 {
         let top = next.stack_top.load(Ordering::Relaxed);
@@ -391,6 +396,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         sleepers: UnsafeCell::new(ArrayVec::new()),
         mailbox: Mailbox::new(),
         current: AtomicU32::new(i as u32),
+        current_uid: AtomicU64::new(0),
         idle: AtomicU32::new(if as_idle { i as u32 } else { NO_THREAD }),
         prev: AtomicU32::new(i as u32),
         nr_ready: AtomicU32::new(0),

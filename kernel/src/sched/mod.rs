@@ -64,12 +64,13 @@ pub use cpu::{
 pub use exo_sched::CpuSet;
 pub use thread::{
     Builder, KILLED, STACK_POOL_CAP, Tid, age_free_slots, cached_stack_frames, cached_stacks,
-    current_stack, enter_user, exit, fpu_area, fpu_saved_on, join, join_until,
-    kill_current_if_possible, live_threads, park_node, set_affinity, set_current_pid,
+    current_stack, current_uid, enter_user, exit, fpu_area, fpu_saved_on, join, join_unless,
+    join_until, kill_current_if_possible, live_threads, park_node, set_affinity, set_current_ids,
     set_current_space, set_fpu_area, spawn, tid_of,
 };
 pub use wake::{
-    block_unless, block_until, force_mailbox_full, sleep_us, tick, timer_mode, wake, yield_now,
+    block_unless, block_until, force_mailbox_full, kick, sleep_us, tick, timer_mode, wake,
+    yield_now,
 };
 
 use core::sync::atomic::Ordering;
@@ -121,6 +122,8 @@ pub enum SchedError {
     TimedOut,
     /// The calling thread cannot enter ring 3 (see `enter_user`).
     CannotEnterUser,
+    /// The caller's abort condition held first (`join_unless`).
+    Interrupted,
 }
 
 impl core::fmt::Display for SchedError {
@@ -133,6 +136,7 @@ impl core::fmt::Display for SchedError {
             SchedError::NoSuchThread => "no such thread",
             SchedError::AlreadyJoined => "thread already joined (or joining itself)",
             SchedError::TimedOut => "deadline passed",
+            SchedError::Interrupted => "wait interrupted",
             SchedError::CannotEnterUser => {
                 "this thread cannot enter ring 3 (no own kernel stack, idle, holds a lock, or a non-user address)"
             }

@@ -117,6 +117,9 @@ pub(super) struct Tcb {
     /// thread with one runs ring-3 code: switching it in loads the pid into the GS block's
     /// pid slot and its stack top into TSS.RSP0 and the GS block's kernel stack top.
     pub(super) pid: AtomicU64,
+    /// The layer above's own id for the thread (`user`: its thread id; 0 for kernel
+    /// threads), read by [`current_uid`].
+    pub(super) uid: AtomicU64,
 }
 
 // SAFETY: `ctx` is only accessed by the CPU that switches the thread out or in, with that
@@ -149,6 +152,7 @@ impl Tcb {
             held: AtomicU64::new(0),
             space: AtomicU64::new(0),
             pid: AtomicU64::new(0),
+            uid: AtomicU64::new(0),
         }
     }
     pub(super) fn state(&self) -> State {
@@ -389,6 +393,7 @@ impl Builder {
         t.fpu_area.store(0, Ordering::Relaxed);
         t.space.store(self.space, Ordering::Relaxed);
         t.pid.store(0, Ordering::Relaxed);
+        t.uid.store(0, Ordering::Relaxed);
         // SAFETY: the stack was just taken from the cache or mapped for this thread alone;
         // its top is page-aligned and the pages below it are mapped.
         let rsp = unsafe { exo_arch::context::init_stack(stack.top, thread_entry, i as u64) };
@@ -469,16 +474,23 @@ pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Argume
     exit(KILLED)
 }
 
-/// Gives the calling thread the id `pid` (what `exo_percpu::pid` reads while it runs: the
-/// `user` layer's getpid).
-pub fn set_current_pid(pid: u64) -> Result<(), SchedError> {
+/// Gives the calling thread the ids of the layer above: `pid` (what `exo_percpu::pid` reads
+/// while it runs: the `user` layer's getpid) and `uid` (its own thread id, [`current_uid`]).
+pub fn set_current_ids(pid: u64, uid: u64) -> Result<(), SchedError> {
     let _g = IrqGuard::new();
     let cs = this_sched().ok_or(SchedError::NotRunning)?;
-    tcb(cs.current.load(Ordering::Relaxed) as usize)
-        .pid
-        .store(pid, Ordering::Relaxed);
+    let t = tcb(cs.current.load(Ordering::Relaxed) as usize);
+    t.uid.store(uid, Ordering::Relaxed);
+    cs.current_uid.store(uid, Ordering::Relaxed);
+    t.pid.store(pid, Ordering::Relaxed);
     exo_percpu::set_pid(pid);
     Ok(())
+}
+
+/// The running thread's `uid` (see [`set_current_ids`]; 0: none, or no scheduler here).
+#[inline]
+pub fn current_uid() -> u64 {
+    this_sched().map_or(0, |cs| cs.current_uid.load(Ordering::Relaxed))
 }
 
 /// Leaves the kernel for ring 3 at `rip` with stack `rsp` and `arg` in RDI
@@ -549,6 +561,13 @@ pub fn join(tid: Tid) -> Result<u64, SchedError> {
 
 /// [`join`] with a TSC deadline (`Err(TimedOut)` leaves the thread joinable).
 pub fn join_until(tid: Tid, deadline: u64) -> Result<u64, SchedError> {
+    join_unless(tid, deadline, &|| false)
+}
+
+/// [`join_until`] that also gives up (`Err(Interrupted)`, the thread left joinable) when
+/// `abort()` holds: checked before each sleep and after each wake-up, so a caller that
+/// makes `abort()` true and then [`wake`](crate::sched::wake)s the joiner ends its wait.
+pub fn join_unless(tid: Tid, deadline: u64, abort: &dyn Fn() -> bool) -> Result<u64, SchedError> {
     let i = tid.index();
     let t = tcb(i);
     let me = current().ok_or(SchedError::NotRunning)?;
@@ -579,8 +598,12 @@ pub fn join_until(tid: Tid, deadline: u64) -> Result<u64, SchedError> {
             t.joiner.store(0, Ordering::SeqCst);
             return Err(SchedError::TimedOut);
         }
+        if abort() {
+            t.joiner.store(0, Ordering::SeqCst);
+            return Err(SchedError::Interrupted);
+        }
         // The exiting thread wakes us; the deadline (if any) ends the wait otherwise.
-        block_until(deadline, || t.state() != State::Exited);
+        block_until(deadline, || t.state() != State::Exited && !abort());
     }
 }
 

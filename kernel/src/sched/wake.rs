@@ -82,6 +82,14 @@ pub(super) fn ring(target: &CpuSched) {
     let _ = apic::send_ipi(Dest::Id(target.apic_id), Delivery::Fixed(VEC_WAKE));
 }
 
+/// Interrupts CPU `cpu` with a wake-up IPI (nothing if it is this CPU or has no scheduler):
+/// whatever it runs in ring 3 enters the kernel, whose return path then looks at it again.
+pub fn kick(cpu: u32) {
+    if let Some(cs) = crate::sched::cpu_sched(cpu) {
+        ring(cs);
+    }
+}
+
 /// Makes thread `tid` runnable if it is blocked; returns whether it was.
 pub fn wake(tid: Tid) -> bool {
     let t = tcb(tid.index());

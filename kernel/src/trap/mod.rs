@@ -83,6 +83,17 @@ pub fn set_user_fault_hook(h: UserFaultHook) {
     USER_FAULT.call_once(|| h);
 }
 
+/// What the kernel runs before an interrupt or exception returns to ring 3 (installed by
+/// `user`: a thread whose process is being killed ends there instead of going back).
+pub type UserReturnHook = fn();
+
+static USER_RETURN: spin::Once<UserReturnHook> = spin::Once::new();
+
+/// Installs the return-to-ring-3 hook (once, before any thread enters ring 3).
+pub fn set_user_return_hook(h: UserReturnHook) {
+    USER_RETURN.call_once(|| h);
+}
+
 /// Interrupts (vectors 32 and up) that arrived while ring 3 ran: the proof, for tests, that
 /// the interrupt path from ring 3 (its `swapgs`) was taken.
 pub static USER_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
@@ -142,6 +153,17 @@ fn user_fault(frame: &mut TrapFrame, v: u8) {
 }
 
 fn dispatch(frame: &mut TrapFrame) {
+    handle(frame);
+    // Not from an NMI or #MC handler: those must return (NMIs stay blocked until IRET).
+    if frame.from_user()
+        && !matches!(frame.vector, 2 | 18)
+        && let Some(h) = USER_RETURN.get()
+    {
+        h();
+    }
+}
+
+fn handle(frame: &mut TrapFrame) {
     let v = frame.vector as u8;
     if frame.from_user() {
         if v >= 32 {

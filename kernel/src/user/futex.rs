@@ -83,8 +83,9 @@ fn wait(addr: u64, val: u32, timeout: u64) -> Result<i64, Errno> {
             .find(|x| x.tid == me)
             .is_none_or(|x| x.woken)
     };
-    while !woken() && exo_arch::tsc::rdtsc() < deadline {
-        sched::block_until(deadline, || !woken());
+    let dying = super::process::dying;
+    while !woken() && !dying() && exo_arch::tsc::rdtsc() < deadline {
+        sched::block_until(deadline, || !woken() && !dying());
     }
     let mut w = WAITERS.lock();
     let was_woken = match w.iter().position(|x| x.tid == me) {

@@ -31,4 +31,5 @@ mod tests_aspace;
 pub fn init() {
     exo_arch::syscall::set_handlers(syscall::dispatch, task::bad_return);
     crate::trap::set_user_fault_hook(task::user_fault);
+    crate::trap::set_user_return_hook(process::on_user_return);
 }

@@ -1,47 +1,131 @@
-//! Processes: a program from the initrd in an address space of its own, run by one user
-//! thread (`task`) whose pid is the process's. [`spawn`] loads and starts one; [`wait`]
-//! joins its thread, then drops its space (every frame back, the space evicted from every
-//! CPU that ran it) and returns its status; the `init` job starts process 1 and ends the
-//! machine when it ends.
+//! Processes: a program from the initrd in an address space of its own, run by one or more
+//! user threads (`task`) that share its pid. [`spawn`] loads and starts one (its first
+//! thread has the pid as thread id); [`thread_create`] adds threads, [`thread_join`] joins
+//! one; the process ends when its last thread ends, or at once when one thread calls
+//! `exit_group` or dies by a fault ([`end_process`]): the others, on every CPU, leave at
+//! their next way back to ring 3 (the CPUs running its space are interrupted, its blocked
+//! threads woken, and every sleep in the `user` layer gives up for a dying process).
+//! [`wait`] waits until no thread is left, joins them, drops the space (every frame back,
+//! the space evicted from every CPU that ran it) and returns the status. One `PROC` line
+//! per process, printed by the thread whose end decided it.
 //!
 //! Status encoding (`wait`): the exit code's low 8 bits, or `0x100 + vector` for a death by
 //! an exception, `0x100 + 128` for a bad system-call frame, `0x100 + 129` for a thread that
 //! never reached ring 3 (the ABI in `docs/syscalls.md`).
+//!
+//! Records: a fixed table keyed by `pid % MAX_PROCS` (a pid is claimed together with its
+//! first thread's record, so both slots are free). A process whose parent was reaped
+//! before it is an orphan: the next `spawn` (or the end of the `init` job) reaps it once
+//! it has ended.
 
 use super::aspace::AddressSpace;
 use super::loader::{self, LoadError};
 use super::syscall::Errno;
-use super::task::{self, Death};
+use super::task::{self, Death, JoinError};
+use crate::kprintln;
 use crate::sched::{self, Builder, Tid};
 use alloc::boxed::Box;
-use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Longest path `spawn` accepts.
 pub const PATH_MAX: usize = 256;
+/// Processes that can exist at once (not yet waited for).
+pub const MAX_PROCS: usize = 1024;
+/// Threads of one process whose records exist at once (running, or ended and not joined).
+pub const MAX_PROC_THREADS: u32 = 64;
 
-/// A running process.
-#[derive(Debug)]
-struct Process {
-    pid: u64,
-    /// Who may wait for it: the creator's pid (0: the kernel, for process 1).
-    parent: u64,
-    tid: Tid,
-    space: Box<AddressSpace>,
+const NO_STATUS: u64 = u64::MAX;
+/// `waiter` of a slot being set up or freed (no kernel thread has this raw id).
+const CLAIMED: u64 = u64::MAX;
+/// `parent` of a process whose parent was reaped first.
+const ORPHAN: u64 = u64::MAX;
+
+struct Proc {
+    /// 0: free.
+    pid: AtomicU64,
+    /// Who may wait for it: the creator's pid (0: the kernel), or [`ORPHAN`].
+    parent: AtomicU64,
+    space: spin::RwLock<Option<Box<AddressSpace>>>,
+    /// Threads started and not ended.
+    live: AtomicU32,
+    /// Thread records not yet joined.
+    threads: AtomicU32,
+    /// Set once the process must end: every thread leaves at its next chance.
+    dying: AtomicBool,
+    /// The status `wait` returns, set once ([`NO_STATUS`] until then).
+    status: AtomicU64,
+    /// The kernel thread waiting for it (`Tid::raw`; 0: none).
+    waiter: AtomicU64,
 }
 
-/// Processes not yet waited for.
-static PROCS: spin::Mutex<Vec<Process>> = spin::Mutex::new(Vec::new());
+impl Proc {
+    const fn new() -> Proc {
+        Proc {
+            pid: AtomicU64::new(0),
+            parent: AtomicU64::new(0),
+            space: spin::RwLock::new(None),
+            live: AtomicU32::new(0),
+            threads: AtomicU32::new(0),
+            dying: AtomicBool::new(false),
+            status: AtomicU64::new(NO_STATUS),
+            waiter: AtomicU64::new(0),
+        }
+    }
+}
 
-/// Reserves the process and futex tables' room up front (64 entries each), so that the
-/// memory a run of processes leaves behind can be compared with what it started with.
+static PROCS: [Proc; MAX_PROCS] = [const { Proc::new() }; MAX_PROCS];
+/// Orphans not yet reaped.
+static ORPHANS: AtomicU32 = AtomicU32::new(0);
+
+fn slot(pid: u64) -> &'static Proc {
+    &PROCS[pid as usize % MAX_PROCS]
+}
+
+fn proc(pid: u64) -> Option<&'static Proc> {
+    let p = slot(pid);
+    (pid != 0 && p.pid.load(Ordering::Acquire) == pid).then_some(p)
+}
+
+/// The calling thread's pid: 0 for a kernel thread (whose GS pid slot is stale).
+fn caller_pid() -> u64 {
+    if sched::current_uid() == 0 {
+        0
+    } else {
+        exo_percpu::pid()
+    }
+}
+
+/// Whether the calling thread's process is being killed (its sleeps give up).
+pub fn dying() -> bool {
+    proc(caller_pid()).is_some_and(|p| p.dying.load(Ordering::Acquire))
+}
+
+/// The check on every way back to ring 3 (system-call return, interrupt return, a new
+/// thread's start): a thread whose process is being killed ends here.
+#[inline]
+pub fn exit_if_dying() {
+    let pid = exo_percpu::pid();
+    let p = slot(pid);
+    if p.dying.load(Ordering::Acquire) && p.pid.load(Ordering::Relaxed) == pid && pid != 0 {
+        task::die_killed();
+    }
+}
+
+/// The trap module's return-to-ring-3 hook.
+pub fn on_user_return() {
+    exit_if_dying();
+}
+
+/// Reserves the futex table's room up front (64 entries), so that the memory a run of
+/// processes leaves behind can be compared with what it started with.
 pub fn prepare() {
-    let _ = PROCS.lock().try_reserve(64);
     super::futex::prepare();
 }
 
 /// Loads `path` from the initrd and starts it with `arg` in RDI, on the CPUs of `b`
 /// (callers pass the creator's affinity). Returns the pid.
 pub fn spawn(path: &str, arg: u64, b: Builder) -> Result<u64, Errno> {
+    reap_orphans();
     let archive = match super::initrd::archive() {
         Some(Ok(a)) => a,
         _ => return Err(Errno::Enoent),
@@ -55,55 +139,245 @@ pub fn spawn(path: &str, arg: u64, b: Builder) -> Result<u64, Errno> {
         LoadError::Elf(_) => Errno::Enoexec,
         LoadError::Vm(_) => Errno::Enomem,
     })?;
-    let mut procs = PROCS.lock();
-    procs.try_reserve(1).map_err(|_| Errno::Enomem)?;
-    let (tid, pid) = task::spawn(b.space(space.space()), l.entry, l.stack_top, arg)
-        .map_err(|_| Errno::Eagain)?;
-    procs.push(Process {
-        pid,
-        parent: exo_percpu::pid(),
-        tid,
-        space,
-    });
+    let pid = task::claim_id(|id| {
+        slot(id)
+            .pid
+            .compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })
+    .map_err(|_| Errno::Eagain)?;
+    let p = slot(pid);
+    p.parent.store(caller_pid(), Ordering::Relaxed);
+    p.live.store(1, Ordering::Relaxed);
+    p.threads.store(1, Ordering::Relaxed);
+    p.dying.store(false, Ordering::Relaxed);
+    p.status.store(NO_STATUS, Ordering::Relaxed);
+    let b = b.space(space.space());
+    *p.space.write() = Some(space);
+    // Last: until now the slot could not be claimed by a waiter (see `reap`).
+    p.waiter.store(0, Ordering::Release);
+    if task::start(b, pid, pid, l.entry, l.stack_top, arg).is_err() {
+        let space = p.space.write().take();
+        p.waiter.store(CLAIMED, Ordering::Release);
+        p.pid.store(0, Ordering::Release);
+        drop(space);
+        return Err(Errno::Eagain);
+    }
     Ok(pid)
 }
 
-/// Waits for process `pid`, a child of the caller, to end and returns its status (see the
-/// module header). Not a child (or already being waited for): `ECHILD`.
-pub fn wait(pid: u64) -> Result<u64, Errno> {
-    let me = exo_percpu::pid();
-    let tid = PROCS
-        .lock()
-        .iter()
-        .find(|p| p.pid == pid && p.parent == me)
-        .map(|p| p.tid)
-        .ok_or(Errno::Echild)?;
-    // One waiter joins; a concurrent second one (another thread of the parent) is refused
-    // here and the process stays for the first.
-    sched::join(tid).map_err(|_| Errno::Echild)?;
-    let p = {
-        let mut procs = PROCS.lock();
-        let k = procs
-            .iter()
-            .position(|p| p.pid == pid)
-            .ok_or(Errno::Echild)?;
-        procs.swap_remove(k)
+/// A thread's end, reported by `task` (`why`: the fault, for the line). Returns `false` if
+/// `pid` is no process (a standalone thread: the caller prints its own line).
+pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
+    let Some(p) = proc(pid) else {
+        return false;
     };
-    let status = match task::reap(pid).and_then(|r| r.death) {
-        Some(Death::Exit(code)) => code & 0xFF,
-        Some(Death::Fault(f)) => 0x100 + u64::from(f.vector),
-        Some(Death::BadReturn) => 0x100 + 128,
-        Some(Death::NotEntered) | None => 0x100 + 129,
-    };
-    drop(p); // the thread is gone: the space can go (evicted, frames back)
-    Ok(status)
+    match d {
+        Death::Exit(_) | Death::WithProcess => {}
+        Death::Fault(f) => kill(p, 0x100 + u64::from(f.vector), why),
+        Death::BadReturn => kill(p, 0x100 + 128, why),
+        Death::NotEntered => kill(p, 0x100 + 129, why),
+    }
+    if p.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // The last thread: its exit code is the process's, unless the end was decided.
+        if let Death::Exit(code) = d
+            && p.status
+                .compare_exchange(NO_STATUS, code & 0xFF, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            kprintln!("PROC,{pid},exit,{code}");
+        }
+        let w = p.waiter.load(Ordering::Acquire);
+        if w != 0 {
+            sched::wake(Tid::from_raw(w));
+        }
+    }
+    true
 }
 
-/// The address space of the process running on this CPU (its thread is current).
+/// `exit_group(code)` of process `pid`: it ends with `code` (the caller then exits).
+pub fn end_process(pid: u64, code: u64) {
+    if let Some(p) = proc(pid) {
+        kill(p, code, "");
+    }
+}
+
+/// Decides the process's end (`status`; the first decision wins and prints the line) and
+/// makes every thread leave: blocked ones are woken, CPUs that may run its space in ring 3
+/// are interrupted; each thread ends at its next way back to ring 3.
+fn kill(p: &Proc, status: u64, why: &str) {
+    let pid = p.pid.load(Ordering::Relaxed);
+    if p.status
+        .compare_exchange(NO_STATUS, status, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        if status < 0x100 {
+            kprintln!("PROC,{pid},exit,{status}");
+        } else {
+            kprintln!("PROC,{pid},killed,{why}");
+        }
+    }
+    p.dying.store(true, Ordering::SeqCst);
+    task::for_each_of(pid, |t| {
+        sched::wake(t);
+    });
+    if let Some(a) = p.space.read().as_ref() {
+        let loaded = a.space().loaded();
+        let me = sched::this_cpu();
+        for cpu in 0..loaded.len() {
+            if cpu != me && loaded.contains(cpu) {
+                sched::kick(cpu);
+            }
+        }
+    }
+}
+
+/// `thread_create(entry, stack_top, arg)`: a new thread of the caller's process, on the
+/// CPUs the caller may use. Returns its thread id.
+pub fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, Errno> {
+    if !exo_arch::usercopy::is_user_range(entry, 1) {
+        return Err(Errno::Efault);
+    }
+    if !stack_top.is_multiple_of(16)
+        || !exo_arch::usercopy::is_user_range(stack_top.wrapping_sub(16), 16)
+    {
+        return Err(Errno::Einval);
+    }
+    let pid = caller_pid();
+    let p = proc(pid).ok_or(Errno::Einval)?;
+    if p.threads.fetch_add(1, Ordering::AcqRel) >= MAX_PROC_THREADS {
+        p.threads.fetch_sub(1, Ordering::AcqRel);
+        return Err(Errno::Eagain);
+    }
+    let undo = |e: Errno| {
+        p.threads.fetch_sub(1, Ordering::AcqRel);
+        e
+    };
+    let id = task::claim_id(|_| true).map_err(|_| undo(Errno::Eagain))?;
+    p.live.fetch_add(1, Ordering::AcqRel);
+    let started = {
+        let space = p.space.read();
+        match space.as_ref() {
+            Some(a) => task::start(
+                Builder::new().inherit_affinity().space(a.space()),
+                id,
+                pid,
+                entry,
+                stack_top,
+                arg,
+            )
+            .is_ok(),
+            None => {
+                task::release_id(id);
+                false
+            }
+        }
+    };
+    if !started {
+        p.live.fetch_sub(1, Ordering::AcqRel);
+        return Err(undo(Errno::Eagain));
+    }
+    Ok(id)
+}
+
+/// `thread_join(tid)`: waits for thread `tid` of the caller's process to end and returns
+/// its exit code.
+pub fn thread_join(tid: u64) -> Result<u64, Errno> {
+    let me = sched::current_uid();
+    if tid == me {
+        return Err(Errno::Edeadlk);
+    }
+    let pid = caller_pid();
+    let p = proc(pid).ok_or(Errno::Esrch)?;
+    match task::join(pid, tid, me, &dying) {
+        Ok(code) => {
+            p.threads.fetch_sub(1, Ordering::AcqRel);
+            Ok(code)
+        }
+        Err(JoinError::NoSuchThread) => Err(Errno::Esrch),
+        Err(JoinError::Busy) => Err(Errno::Einval),
+        Err(JoinError::Interrupted) => Err(Errno::Eintr),
+    }
+}
+
+/// Waits for process `pid`, a child of the caller, to end and returns its status (see the
+/// module header). Not a child (or already being waited for): `ECHILD`; the caller's own
+/// process killed meanwhile: `EINTR` (the child stays, for the next waiter).
+pub fn wait(pid: u64) -> Result<u64, Errno> {
+    let caller = caller_pid();
+    let p = proc(pid)
+        .filter(|p| p.parent.load(Ordering::Acquire) == caller)
+        .ok_or(Errno::Echild)?;
+    let me = sched::current().ok_or(Errno::Echild)?;
+    p.waiter
+        .compare_exchange(0, me.raw(), Ordering::AcqRel, Ordering::Relaxed)
+        .map_err(|_| Errno::Echild)?;
+    while p.live.load(Ordering::Acquire) != 0 {
+        if dying() {
+            p.waiter.store(0, Ordering::Release);
+            return Err(Errno::Eintr);
+        }
+        sched::block_unless(|| p.live.load(Ordering::Acquire) != 0 && !dying());
+    }
+    Ok(reap(p))
+}
+
+/// Frees an ended process whose waiter slot the caller holds: joins its threads, drops its
+/// space, makes its children orphans, frees the record. Returns the status.
+fn reap(p: &'static Proc) -> u64 {
+    let pid = p.pid.load(Ordering::Relaxed);
+    task::join_all(pid);
+    let status = match p.status.load(Ordering::Acquire) {
+        NO_STATUS => 0x100 + 129,
+        s => s,
+    };
+    for q in &PROCS {
+        if q.pid.load(Ordering::Acquire) != 0
+            && q.parent
+                .compare_exchange(pid, ORPHAN, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            ORPHANS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let space = p.space.write().take();
+    drop(space); // every thread is gone: the space can go (evicted, frames back)
+    if p.parent.load(Ordering::Relaxed) == ORPHAN {
+        ORPHANS.fetch_sub(1, Ordering::Relaxed);
+    }
+    // Nobody may claim the slot as a waiter again until `spawn` has set it up anew.
+    p.waiter.store(CLAIMED, Ordering::Release);
+    p.pid.store(0, Ordering::Release);
+    status
+}
+
+/// Reaps the orphans that have ended (cheap when there are none).
+fn reap_orphans() {
+    if ORPHANS.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let Some(me) = sched::current() else {
+        return;
+    };
+    for p in &PROCS {
+        if p.pid.load(Ordering::Acquire) != 0
+            && p.parent.load(Ordering::Acquire) == ORPHAN
+            && p.live.load(Ordering::Acquire) == 0
+            && p.waiter
+                .compare_exchange(0, me.raw(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            reap(p);
+        }
+    }
+}
+
+/// Runs `f` on the address space of the calling thread's process (none: a kernel or test
+/// bed thread).
 pub fn with_current<R>(f: impl FnOnce(&AddressSpace) -> R) -> Option<R> {
-    let pid = exo_percpu::pid();
-    let procs = PROCS.lock();
-    procs.iter().find(|p| p.pid == pid).map(|p| f(&p.space))
+    let p = proc(caller_pid())?;
+    let space = p.space.read();
+    space.as_deref().map(f)
 }
 
 /// Waits for every process still in the table (the end of the `init` job: orphans, whose
@@ -111,14 +385,25 @@ pub fn with_current<R>(f: impl FnOnce(&AddressSpace) -> R) -> Option<R> {
 pub fn reap_all() -> usize {
     let mut n = 0;
     loop {
-        let next = PROCS.lock().first().map(|p| p.pid);
-        let Some(pid) = next else { return n };
-        // Adopted by the kernel (pid 0), like init adopting orphans.
-        if let Some(p) = PROCS.lock().iter_mut().find(|p| p.pid == pid) {
-            p.parent = exo_percpu::pid();
+        let mut progress = false;
+        for p in &PROCS {
+            let pid = p.pid.load(Ordering::Acquire);
+            if pid == 0 {
+                continue;
+            }
+            // Adopted by the kernel (pid 0), like init adopting orphans.
+            let was = p.parent.swap(0, Ordering::AcqRel);
+            if was == ORPHAN {
+                ORPHANS.fetch_sub(1, Ordering::Relaxed);
+            }
+            if wait(pid).is_ok() {
+                n += 1;
+                progress = true;
+            }
         }
-        let _ = wait(pid);
-        n += 1;
+        if !progress {
+            return n;
+        }
     }
 }
 

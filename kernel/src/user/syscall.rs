@@ -31,7 +31,7 @@ pub mod nr {
     pub const SCHED_SETAFFINITY: u64 = 203;
     /// `clock_gettime(clock, ts)`.
     pub const CLOCK_GETTIME: u64 = 228;
-    /// `exit_group(code)`: the whole process (one thread today).
+    /// `exit_group(code)`: the whole process, every thread on every CPU.
     pub const EXIT_GROUP: u64 = 231;
     /// `getcpu(cpu, node, _)`.
     pub const GETCPU: u64 = 309;
@@ -41,11 +41,11 @@ pub mod nr {
     pub const WAIT: u64 = 513;
     /// `futex(word, op, val, timeout)`: FUTEX_WAIT and FUTEX_WAKE on a private word.
     pub const FUTEX: u64 = 202;
-    /// `thread_create(entry, stack_top, arg)`: not yet (one thread per process today).
+    /// `thread_create(entry, stack_top, arg) -> tid`: a thread of the caller's process.
     pub const THREAD_CREATE: u64 = 514;
-    /// `thread_exit(code)`: the calling thread (the process's only one today).
+    /// `thread_exit(code)`: the calling thread (the process too if it was the last).
     pub const THREAD_EXIT: u64 = 515;
-    /// `thread_join(tid)`: no other thread exists yet: ESRCH.
+    /// `thread_join(tid) -> code`: waits for a thread of the caller's process.
     pub const THREAD_JOIN: u64 = 516;
     /// `write(fd, buf, len)`.
     pub const WRITE: u64 = 1;
@@ -87,6 +87,10 @@ pub enum Errno {
     Enosys = 38,
     /// No such thread (thread_join).
     Esrch = 3,
+    /// Interrupted: the caller's process is being killed (it never sees this value).
+    Eintr = 4,
+    /// A thread joining itself.
+    Edeadlk = 35,
     /// A futex wait's deadline passed.
     Etimedout = 110,
 }
@@ -112,7 +116,8 @@ pub extern "C" fn dispatch(f: &mut SyscallFrame) {
             Ok(0)
         }
         nr::GETPID => Ok(exo_percpu::pid() as i64),
-        nr::EXIT | nr::EXIT_GROUP => task::exit(f.rdi),
+        nr::EXIT | nr::THREAD_EXIT => task::exit(f.rdi),
+        nr::EXIT_GROUP => task::exit_group(f.rdi),
         nr::MMAP => mmap(f.rdi, f.rsi, f.rdx, f.r10, f.r8),
         nr::MUNMAP => munmap(f.rdi, f.rsi),
         nr::MPROTECT => mprotect(f.rdi, f.rsi, f.rdx),
@@ -123,13 +128,13 @@ pub extern "C" fn dispatch(f: &mut SyscallFrame) {
         nr::SPAWN => spawn(f.rdi, f.rsi, f.rdx),
         nr::WAIT => super::process::wait(f.rdi).map(|s| s as i64),
         nr::FUTEX => super::futex::futex(f.rdi, f.rsi, f.rdx, f.r10),
-        nr::THREAD_EXIT => task::exit(f.rdi),
-        nr::THREAD_JOIN => Err(Errno::Esrch),
-        // One thread per process today: documented as not yet available.
-        nr::THREAD_CREATE => Err(Errno::Enosys),
+        nr::THREAD_CREATE => super::process::thread_create(f.rdi, f.rsi, f.rdx).map(|t| t as i64),
+        nr::THREAD_JOIN => super::process::thread_join(f.rdi).map(|c| c as i64),
         _ => Err(Errno::Enosys),
     };
     f.set_ret(r.unwrap_or_else(Errno::ret));
+    // A thread whose process is being killed does not go back.
+    super::process::exit_if_dying();
 }
 
 /// `write`: fd 1 and 2 are the console. The whole range is checked first; bytes go out in
@@ -260,14 +265,22 @@ fn nanosleep(req: u64) -> Result<i64, Errno> {
     if nsec >= 1_000_000_000 || sec > 1 << 32 {
         return Err(Errno::Einval);
     }
-    crate::sched::sleep_us(sec * 1_000_000 + nsec / 1000);
+    let us = sec * 1_000_000 + nsec / 1000;
+    let deadline = exo_arch::tsc::rdtsc()
+        .saturating_add(us.saturating_mul(crate::smp::time::tsc_hz() / 1_000_000));
+    while exo_arch::tsc::rdtsc() < deadline {
+        if super::process::dying() {
+            return Err(Errno::Eintr);
+        }
+        crate::sched::block_until(deadline, || !super::process::dying());
+    }
     Ok(0)
 }
 
 /// `sched_setaffinity(0, len, mask)`: the calling thread, bits for CPUs (at most 1024).
 fn setaffinity(pid: u64, len: u64, mask: u64) -> Result<i64, Errno> {
-    if pid != 0 && pid != exo_percpu::pid() {
-        return Err(Errno::Einval);
+    if pid != 0 && pid != exo_percpu::pid() && pid != crate::sched::current_uid() {
+        return Err(Errno::Esrch);
     }
     let len = len.min(128);
     let mut bits = [0u8; 128];

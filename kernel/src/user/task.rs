@@ -1,13 +1,20 @@
-//! User threads: a fixed table of records (pid, entry point, system calls counted, how the
-//! thread ended), [`spawn`] (a kernel thread that takes the pid and enters ring 3), and the
-//! ends: `exit`, a ring-3 fault ([`user_fault`], the trap module's hook) or a system call
-//! whose return address is not a canonical user address ([`bad_return`], the syscall
-//! stub's hook). Each end prints one `PROC,<pid>,exit,<code>` or `PROC,<pid>,killed,<why>`
-//! line and ends only that thread; the kernel goes on.
+//! User threads: a fixed table of records keyed by thread id (the process it belongs to,
+//! entry point, system calls counted, how it ended), starting one ([`start`]: a kernel
+//! thread that takes its ids and enters ring 3), and its ends: `exit`/`thread_exit`,
+//! `exit_group`, a ring-3 fault ([`user_fault`], the trap module's hook), a system call
+//! whose return address is not a canonical user address ([`bad_return`], the syscall stub's
+//! hook), or its process being killed ([`die_killed`]).
 //!
-//! Processes (address spaces, several threads per pid) come later; for now each user thread
-//! is its own pid.
+//! A thread of a process (`process`) reports its end there, which decides the process's
+//! fate and prints its `PROC` line. A standalone thread (the test bed's: [`spawn`], its own
+//! pid, no process record) prints its own `PROC,<pid>,exit,<code>` or
+//! `PROC,<pid>,killed,<why>` line. Either way only that thread (or process) ends; the kernel
+//! goes on.
+//!
+//! Thread ids and pids come from one counter (a process's first thread has its pid as
+//! thread id); the record of id `t` is slot `t % MAX_TASKS`, claimed by compare-and-swap.
 
+use super::process;
 use crate::kprintln;
 use crate::sched::{self, Builder, KILLED, SchedError, Tid};
 use crate::trap::UserFault;
@@ -15,18 +22,26 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::syscall::SyscallFrame;
 use exo_arch::trap::TrapFrame;
 
-/// User threads that can exist at once (their records stay until [`reap`]).
-pub const MAX_TASKS: usize = 256;
+/// User threads whose records can exist at once (a record stays until its thread is
+/// joined: [`reap`], `thread_join`, or the process's `wait`).
+pub const MAX_TASKS: usize = sched::MAX_THREADS;
 
 const ALIVE: u64 = 0;
 const EXITED: u64 = 1;
 const FAULTED: u64 = 2;
 const BAD_RETURN: u64 = 3;
 const NOT_ENTERED: u64 = 4;
+const KILLED_WITH_PROCESS: u64 = 5;
 
 struct Task {
-    /// 0: free.
+    /// The thread id; 0: free.
+    tid: AtomicU64,
+    /// The process's pid (the thread id itself for a standalone thread).
     pid: AtomicU64,
+    /// The kernel thread (`Tid::raw`), 0 until it is known.
+    sched: AtomicU64,
+    /// Thread id of the thread joining this one (0: none).
+    joiner: AtomicU64,
     entry: AtomicU64,
     stack: AtomicU64,
     arg: AtomicU64,
@@ -43,7 +58,10 @@ struct Task {
 impl Task {
     const fn new() -> Task {
         Task {
+            tid: AtomicU64::new(0),
             pid: AtomicU64::new(0),
+            sched: AtomicU64::new(0),
+            joiner: AtomicU64::new(0),
             entry: AtomicU64::new(0),
             stack: AtomicU64::new(0),
             arg: AtomicU64::new(0),
@@ -57,16 +75,22 @@ impl Task {
 }
 
 static TASKS: [Task; MAX_TASKS] = [const { Task::new() }; MAX_TASKS];
-static NEXT_PID: AtomicU64 = AtomicU64::new(1);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-fn slot(pid: u64) -> &'static Task {
-    &TASKS[pid as usize % MAX_TASKS]
+fn slot(tid: u64) -> &'static Task {
+    &TASKS[tid as usize % MAX_TASKS]
+}
+
+/// The record of thread `tid`, if it exists.
+fn record(tid: u64) -> Option<&'static Task> {
+    let t = slot(tid);
+    (tid != 0 && t.tid.load(Ordering::Acquire) == tid).then_some(t)
 }
 
 /// How a user thread ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Death {
-    /// `exit(code)`.
+    /// `exit(code)` or `thread_exit(code)`: this thread.
     Exit(u64),
     /// Killed by an exception it raised in ring 3.
     Fault(UserFault),
@@ -74,6 +98,8 @@ pub enum Death {
     BadReturn,
     /// It never reached ring 3 (see `sched::enter_user`).
     NotEntered,
+    /// Ended because its process was killed or ended (`exit_group`, another thread's fault).
+    WithProcess,
 }
 
 /// What [`reap`] tells about a user thread.
@@ -87,7 +113,7 @@ pub struct Report {
     pub death: Option<Death>,
 }
 
-/// Why [`spawn`] failed.
+/// Why starting a thread failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpawnError {
     /// All [`MAX_TASKS`] records are in use.
@@ -105,82 +131,173 @@ impl core::fmt::Display for SpawnError {
     }
 }
 
-/// Starts a user thread (placed as `b` says): a kernel thread that takes a new pid and
-/// enters ring 3 at `entry` with stack `stack_top` and `arg` in RDI. Returns its thread id
-/// (`join` gives its exit code, [`KILLED`] if it was killed) and its pid (for [`reap`]).
-pub fn spawn(b: Builder, entry: u64, stack_top: u64, arg: u64) -> Result<(Tid, u64), SpawnError> {
-    let pid = (0..MAX_TASKS)
-        .map(|_| NEXT_PID.fetch_add(1, Ordering::Relaxed))
-        .find(|&pid| {
-            slot(pid)
-                .pid
-                .compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        })
-        .ok_or(SpawnError::TableFull)?;
-    let t = slot(pid);
+/// Claims a fresh id whose record slot is free and for which `also(id)` agrees (the
+/// process table claims its own slot there); the record is reserved, not yet started.
+pub fn claim_id(also: impl Fn(u64) -> bool) -> Result<u64, SpawnError> {
+    for _ in 0..MAX_TASKS {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let t = slot(id);
+        if id == 0
+            || t.tid
+                .compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            continue;
+        }
+        if also(id) {
+            return Ok(id);
+        }
+        t.tid.store(0, Ordering::Release);
+    }
+    Err(SpawnError::TableFull)
+}
+
+/// Gives back an id from [`claim_id`] whose thread never started.
+pub fn release_id(id: u64) {
+    if let Some(t) = record(id) {
+        t.tid.store(0, Ordering::Release);
+    }
+}
+
+/// Starts thread `id` (claimed) of process `pid`, placed as `b` says: a kernel thread that
+/// takes its ids and enters ring 3 at `entry` with stack `stack_top` and `arg` in RDI.
+/// On failure the id is released.
+pub fn start(
+    b: Builder,
+    id: u64,
+    pid: u64,
+    entry: u64,
+    stack_top: u64,
+    arg: u64,
+) -> Result<Tid, SpawnError> {
+    let t = slot(id);
+    t.pid.store(pid, Ordering::Relaxed);
+    t.sched.store(0, Ordering::Relaxed);
+    t.joiner.store(0, Ordering::Relaxed);
     t.entry.store(entry, Ordering::Relaxed);
     t.stack.store(stack_top, Ordering::Relaxed);
     t.arg.store(arg, Ordering::Relaxed);
     t.syscalls.store(0, Ordering::Relaxed);
-    t.end.store(ALIVE, Ordering::Relaxed);
-    match b.spawn(user_main, pid) {
-        Ok(tid) => Ok((tid, pid)),
+    t.value.store(0, Ordering::Relaxed);
+    t.end.store(ALIVE, Ordering::Release);
+    match b.spawn(user_main, id) {
+        Ok(tid) => {
+            t.sched.store(tid.raw(), Ordering::Release);
+            Ok(tid)
+        }
         Err(e) => {
-            t.pid.store(0, Ordering::Release);
+            t.tid.store(0, Ordering::Release);
             Err(SpawnError::Sched(e))
         }
     }
 }
 
-/// A user thread's first code (kernel mode): take the pid, go to ring 3.
-fn user_main(pid: u64) -> u64 {
-    let t = slot(pid);
-    let e = match sched::set_current_pid(pid) {
-        Ok(()) => sched::enter_user(
-            t.entry.load(Ordering::Relaxed),
-            t.stack.load(Ordering::Relaxed),
-            t.arg.load(Ordering::Relaxed),
-        ),
+/// Starts a standalone user thread (its own pid, no process record: the test bed's),
+/// placed as `b` says. Returns its kernel thread id (`join` gives its exit code, [`KILLED`]
+/// if it was killed) and its pid (for [`reap`]).
+pub fn spawn(b: Builder, entry: u64, stack_top: u64, arg: u64) -> Result<(Tid, u64), SpawnError> {
+    let id = claim_id(|_| true)?;
+    start(b, id, id, entry, stack_top, arg).map(|tid| (tid, id))
+}
+
+/// A user thread's first code (kernel mode): take the ids, go to ring 3.
+fn user_main(id: u64) -> u64 {
+    let t = slot(id);
+    if let Some(me) = sched::current() {
+        t.sched.store(me.raw(), Ordering::Release);
+    }
+    let pid = t.pid.load(Ordering::Relaxed);
+    let e = match sched::set_current_ids(pid, id) {
+        Ok(()) => {
+            // Born into a process that is being killed: never run its code.
+            process::exit_if_dying();
+            sched::enter_user(
+                t.entry.load(Ordering::Relaxed),
+                t.stack.load(Ordering::Relaxed),
+                t.arg.load(Ordering::Relaxed),
+            )
+        }
         Err(e) => e,
     };
     t.end.store(NOT_ENTERED, Ordering::Release);
-    kprintln!("PROC,{pid},killed,cannot enter ring 3: {e}");
-    KILLED
+    let why = alloc::format!("cannot enter ring 3: {e}");
+    finish(pid, Death::NotEntered, &why)
+}
+
+/// The running user thread's record (none: not a user thread).
+fn current() -> Option<&'static Task> {
+    record(sched::current_uid())
 }
 
 /// Counts a system call for the running user thread (only it writes its count: a plain
 /// load and store, no locked instruction on the system-call path).
 #[inline(always)]
 pub fn count_syscall() {
-    let c = &slot(exo_percpu::pid()).syscalls;
+    let c = &slot(sched::current_uid()).syscalls;
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
-/// `exit(code)`: the running user thread ends.
-pub fn exit(code: u64) -> ! {
-    let pid = exo_percpu::pid();
-    let t = slot(pid);
-    t.value.store(code, Ordering::Relaxed);
-    t.end.store(EXITED, Ordering::Release);
-    kprintln!("PROC,{pid},exit,{code}");
-    sched::exit(code)
+/// Reports the end to the process (or prints the standalone thread's line), then ends the
+/// kernel thread.
+fn finish(pid: u64, d: Death, why: &str) -> ! {
+    if !process::thread_ended(pid, d, why) {
+        match d {
+            Death::Exit(code) => kprintln!("PROC,{pid},exit,{code}"),
+            _ => kprintln!("PROC,{pid},killed,{why}"),
+        }
+    }
+    sched::exit(match d {
+        Death::Exit(code) => code,
+        _ => KILLED,
+    })
 }
 
-/// The trap module's hook: an exception from ring 3 kills the thread that raised it.
+/// `exit(code)` / `thread_exit(code)`: the running user thread ends (its process with it
+/// if it was the last one).
+pub fn exit(code: u64) -> ! {
+    let pid = exo_percpu::pid();
+    if let Some(t) = current() {
+        t.value.store(code, Ordering::Relaxed);
+        t.end.store(EXITED, Ordering::Release);
+    }
+    finish(pid, Death::Exit(code), "")
+}
+
+/// `exit_group(code)`: the whole process ends with `code` (its other threads, on every CPU,
+/// end before `wait` returns).
+pub fn exit_group(code: u64) -> ! {
+    let pid = exo_percpu::pid();
+    process::end_process(pid, code & 0xFF);
+    exit(code)
+}
+
+/// Ends the running thread because its process is being killed (no line of its own: the
+/// thread that decided the end printed the process's).
+pub fn die_killed() -> ! {
+    let pid = exo_percpu::pid();
+    if let Some(t) = current() {
+        t.end.store(KILLED_WITH_PROCESS, Ordering::Release);
+    }
+    finish(pid, Death::WithProcess, "")
+}
+
+/// The trap module's hook: an exception from ring 3 kills the thread that raised it (and
+/// its process).
 pub fn user_fault(_frame: &mut TrapFrame, f: UserFault) {
     let pid = exo_percpu::pid();
-    let t = slot(pid);
-    t.value.store(u64::from(f.vector), Ordering::Relaxed);
-    t.addr.store(f.addr, Ordering::Relaxed);
-    t.error.store(f.error_code, Ordering::Relaxed);
-    t.end.store(FAULTED, Ordering::Release);
-    if f.vector == 14 {
-        kprintln!("PROC,{pid},killed,#PF at {:#x}", f.addr);
-    } else {
-        kprintln!("PROC,{pid},killed,{}", f.mnemonic());
+    if let Some(t) = current() {
+        t.value.store(u64::from(f.vector), Ordering::Relaxed);
+        t.addr.store(f.addr, Ordering::Relaxed);
+        t.error.store(f.error_code, Ordering::Relaxed);
+        t.end.store(FAULTED, Ordering::Release);
     }
-    sched::exit(KILLED)
+    let mut why = arrayvec::ArrayString::<48>::new();
+    let _ = if f.vector == 14 {
+        core::fmt::write(&mut why, format_args!("#PF at {:#x}", f.addr))
+    } else {
+        core::fmt::write(&mut why, format_args!("{}", f.mnemonic()))
+    };
+    finish(pid, Death::Fault(f), &why)
 }
 
 /// The syscall stub's hook: the return address is not a canonical user address (a
@@ -188,19 +305,15 @@ pub fn user_fault(_frame: &mut TrapFrame, f: UserFault) {
 /// dies instead of returning (interrupts are off; GS is the kernel's).
 pub extern "C" fn bad_return(_frame: &mut SyscallFrame) -> ! {
     let pid = exo_percpu::pid();
-    slot(pid).end.store(BAD_RETURN, Ordering::Release);
-    kprintln!("PROC,{pid},killed,bad syscall frame");
-    sched::exit(KILLED)
+    if let Some(t) = current() {
+        t.end.store(BAD_RETURN, Ordering::Release);
+    }
+    finish(pid, Death::BadReturn, "bad syscall frame")
 }
 
-/// The record of user thread `pid` (joined: it ended), freed for reuse.
-pub fn reap(pid: u64) -> Option<Report> {
-    let t = slot(pid);
-    if pid == 0 || t.pid.load(Ordering::Acquire) != pid {
-        return None;
-    }
+fn death_of(t: &Task) -> Option<Death> {
     let value = t.value.load(Ordering::Relaxed);
-    let death = match t.end.load(Ordering::Acquire) {
+    match t.end.load(Ordering::Acquire) {
         EXITED => Some(Death::Exit(value)),
         FAULTED => Some(Death::Fault(UserFault {
             vector: value as u8,
@@ -209,15 +322,97 @@ pub fn reap(pid: u64) -> Option<Report> {
         })),
         BAD_RETURN => Some(Death::BadReturn),
         NOT_ENTERED => Some(Death::NotEntered),
+        KILLED_WITH_PROCESS => Some(Death::WithProcess),
         _ => None,
-    };
+    }
+}
+
+/// The record of standalone thread `pid` (joined: it ended), freed for reuse.
+pub fn reap(pid: u64) -> Option<Report> {
+    let t = record(pid)?;
+    let death = death_of(t);
     let r = Report {
         pid,
         syscalls: t.syscalls.load(Ordering::Relaxed),
         death,
     };
     if death.is_some() {
-        t.pid.store(0, Ordering::Release);
+        t.tid.store(0, Ordering::Release);
     }
     Some(r)
+}
+
+/// Why [`join`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinError {
+    /// No thread `tid` in process `pid`.
+    NoSuchThread,
+    /// Someone else joins it already.
+    Busy,
+    /// The caller's process is being killed.
+    Interrupted,
+}
+
+/// Joins thread `tid` of process `pid` for thread `me`: waits until it ended, frees its
+/// record and returns its exit code (the fault's vector + 0x100 if it was killed by one).
+/// Gives up when `abort()` holds (the caller's process is dying).
+pub fn join(pid: u64, tid: u64, me: u64, abort: &dyn Fn() -> bool) -> Result<u64, JoinError> {
+    let t = record(tid)
+        .filter(|t| t.pid.load(Ordering::Relaxed) == pid)
+        .ok_or(JoinError::NoSuchThread)?;
+    t.joiner
+        .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+        .map_err(|_| JoinError::Busy)?;
+    let k = Tid::from_raw(t.sched.load(Ordering::Acquire));
+    match sched::join_unless(k, u64::MAX, abort) {
+        Ok(_) => {
+            let code = match death_of(t) {
+                Some(Death::Exit(c)) => c,
+                Some(Death::Fault(f)) => 0x100 + u64::from(f.vector),
+                _ => KILLED,
+            };
+            t.tid.store(0, Ordering::Release);
+            Ok(code)
+        }
+        Err(e) => {
+            t.joiner.store(0, Ordering::Release);
+            Err(if e == SchedError::Interrupted {
+                JoinError::Interrupted
+            } else {
+                JoinError::NoSuchThread
+            })
+        }
+    }
+}
+
+/// Calls `f(kernel thread)` for every thread record of process `pid`.
+pub fn for_each_of(pid: u64, mut f: impl FnMut(Tid)) {
+    for t in &TASKS {
+        if t.tid.load(Ordering::Acquire) != 0 && t.pid.load(Ordering::Relaxed) == pid {
+            let k = t.sched.load(Ordering::Acquire);
+            if k != 0 {
+                f(Tid::from_raw(k));
+            }
+        }
+    }
+}
+
+/// Joins every thread of process `pid` (all ended: the process's live count is 0) and
+/// frees their records; returns how many there were.
+pub fn join_all(pid: u64) -> usize {
+    let mut n = 0;
+    for t in &TASKS {
+        let tid = t.tid.load(Ordering::Acquire);
+        if tid == 0 || t.pid.load(Ordering::Relaxed) != pid {
+            continue;
+        }
+        let k = t.sched.load(Ordering::Acquire);
+        if k != 0 {
+            // Ended in user terms; at most finishing its switch away: a short wait.
+            let _ = sched::join(Tid::from_raw(k));
+        }
+        t.tid.store(0, Ordering::Release);
+        n += 1;
+    }
+    n
 }

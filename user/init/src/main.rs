@@ -3,13 +3,17 @@
 //! `arg` (0 unless the kernel is told otherwise) adds more work, bit by bit:
 //! - bit 0: the fault suite: `/faults <k>` for every case, each death checked against
 //!   the expected status, repeated `arg >> 32` times (at least once);
-//! - bit 1: `/ubench` (the user-mode benchmarks), waited for.
+//! - bit 1: `/ubench` (the user-mode benchmarks), waited for;
+//! - bit 4: the thread suite: `/threads <k>` for every case, each end checked, repeated
+//!   `arg >> 32` times (at least once).
 //!
 //! Exits 0 when every child ended as expected, 1 otherwise.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[path = "../../faults/src/cases.rs"]
 mod cases;
+#[path = "../../threads/src/cases.rs"]
+mod thread_cases;
 
 use exo_rt::{ExitStatus, eprintln, println};
 
@@ -19,6 +23,8 @@ exo_rt::entry!(run);
 const FAULT_SUITE: u64 = 1 << 0;
 /// `arg` bit: run the user benchmarks.
 const UBENCH: u64 = 1 << 1;
+/// `arg` bit: run the thread suite.
+const THREAD_SUITE: u64 = 1 << 4;
 
 fn run(arg: u64) -> i32 {
     let pid = exo_rt::getpid();
@@ -29,6 +35,9 @@ fn run(arg: u64) -> i32 {
     let mut ok = run_child("/hello", 0).is_some_and(ExitStatus::success);
     if arg & FAULT_SUITE != 0 {
         ok &= fault_suite((arg >> 32).max(1));
+    }
+    if arg & THREAD_SUITE != 0 {
+        ok &= thread_suite((arg >> 32).max(1));
     }
     if arg & UBENCH != 0 {
         ok &= run_child("/ubench", 0).is_some_and(ExitStatus::success);
@@ -94,5 +103,41 @@ fn fault_suite(rounds: u64) -> bool {
         }
     }
     println!("init: fault suite: {rounds} round(s), {deaths} kill(s), {wrong} unexpected");
+    wrong == 0
+}
+
+/// Every case of `/threads`, `rounds` times; the first round prints each end, later ones
+/// only what was unexpected. Returns `true` when every end was the expected one.
+fn thread_suite(rounds: u64) -> bool {
+    let mut wrong = 0u64;
+    let mut runs = 0u64;
+    for round in 0..rounds {
+        for case in thread_cases::CASES {
+            let status = match exo_rt::spawn("/threads", case.arg) {
+                Ok(pid) => exo_rt::wait(pid).map(|s| (pid, s)),
+                Err(e) => Err(e),
+            };
+            runs += 1;
+            match status {
+                Ok((pid, s)) if (case.expect)(s) => {
+                    if round == 0 {
+                        println!("init: threads {} (pid {pid}): {s}: ok", case.arg);
+                    }
+                }
+                Ok((pid, s)) => {
+                    wrong += 1;
+                    println!(
+                        "init: threads {} (pid {pid}) {}: {s}, expected {}: FAIL",
+                        case.arg, case.name, case.expect_text
+                    );
+                }
+                Err(e) => {
+                    wrong += 1;
+                    println!("init: threads {}: spawn/wait: {e}: FAIL", case.arg);
+                }
+            }
+        }
+    }
+    println!("init: thread suite: {rounds} round(s), {runs} process(es), {wrong} unexpected");
     wrong == 0
 }

@@ -1,0 +1,289 @@
+//! `/threads <arg>`: threads of one process, one case per `arg` (see `cases.rs`): shared
+//! memory and pid, join values and errors, the thread limit, churn, and the ends of a
+//! process with several threads (`exit_group` or a fault in one thread while the others
+//! block in the kernel or spin in ring 3 on other CPUs; the last thread's exit code). Exits
+//! with the status the case expects (checked by `/init`); 1 when something came back wrong,
+//! 2 for an unknown `arg`.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+mod cases;
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use exo_rt::{Errno, Timespec, eprintln, println, thread};
+
+exo_rt::entry!(run);
+
+fn run(arg: u64) -> i32 {
+    let Some(case) = cases::CASES.iter().find(|c| c.arg == arg) else {
+        eprintln!("threads: unknown case {arg} (0..{})", cases::CASES.len());
+        return 2;
+    };
+    println!(
+        "threads: pid {} case {arg}: {} (expect {})",
+        exo_rt::getpid(),
+        case.name,
+        case.expect_text
+    );
+    let r = match arg {
+        0 => many(),
+        1 => join_errors(),
+        2 => doomed(false),
+        3 => doomed(true),
+        4 => last_thread(),
+        5 => limit(),
+        6 => churn(),
+        7 => racing_exits(),
+        _ => Err("no such case"),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(why) => {
+            eprintln!("threads: case {arg}: {why}");
+            1
+        }
+    }
+}
+
+type Check = Result<(), &'static str>;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+static CPUS_SEEN: AtomicU64 = AtomicU64::new(0);
+static PID: AtomicU64 = AtomicU64::new(0);
+
+fn adder(i: u64) -> i32 {
+    for _ in 0..1000 {
+        COUNTER.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Ok(cpu) = exo_rt::getcpu() {
+        CPUS_SEEN.fetch_or(1 << (cpu % 64), Ordering::Relaxed);
+    }
+    if exo_rt::getpid() as u64 != PID.load(Ordering::Relaxed) {
+        return 100;
+    }
+    i as i32 + 10
+}
+
+/// Case 0.
+fn many() -> Check {
+    PID.store(exo_rt::getpid() as u64, Ordering::Relaxed);
+    let mut ts = arrayvec::ArrayVec::<thread::Thread, 8>::new();
+    for i in 0..8 {
+        ts.push(thread::spawn(adder, i).map_err(|_| "thread_create failed")?);
+    }
+    for (i, t) in ts.into_iter().enumerate() {
+        match t.join() {
+            Ok(v) if v == i as i32 + 10 => {}
+            Ok(100) => return Err("a thread saw another pid"),
+            _ => return Err("a join returned the wrong value"),
+        }
+    }
+    if COUNTER.load(Ordering::Relaxed) != 8000 {
+        return Err("lost increments");
+    }
+    println!(
+        "threads: 8 threads joined, 8000 increments, CPUs seen {:#x}",
+        CPUS_SEEN.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+fn five(_: u64) -> i32 {
+    5
+}
+
+/// Case 1.
+fn join_errors() -> Check {
+    let me = exo_rt::getpid();
+    if exo_rt::thread_join(me) != Err(Errno::EDEADLK) {
+        return Err("joining itself is not EDEADLK");
+    }
+    if exo_rt::thread_join(999_999) != Err(Errno::ESRCH) {
+        return Err("an unknown tid is not ESRCH");
+    }
+    // Process 1 (init) is another process: its thread is not ours to join.
+    if me != 1 && exo_rt::thread_join(1) != Err(Errno::ESRCH) {
+        return Err("a foreign tid is not ESRCH");
+    }
+    let t = thread::spawn(five, 0).map_err(|_| "thread_create failed")?;
+    let tid = t.tid();
+    if t.join() != Ok(5) {
+        return Err("join did not return 5");
+    }
+    if exo_rt::thread_join(tid) != Err(Errno::ESRCH) {
+        return Err("a second join is not ESRCH");
+    }
+    for entry in [0usize, 0xFFFF_FFFF_8000_0000, 0x0000_8000_0000_0000] {
+        // SAFETY: the kernel refuses the entry before any thread starts.
+        if unsafe { exo_rt::thread_create(entry, 0x1000, 0) } != Err(Errno::EFAULT) {
+            return Err("a non-user entry is not EFAULT");
+        }
+    }
+    Ok(())
+}
+
+static READY: AtomicU32 = AtomicU32::new(0);
+static NEVER: AtomicU32 = AtomicU32::new(0);
+
+fn waiter(_: u64) -> i32 {
+    READY.fetch_add(1, Ordering::Release);
+    loop {
+        let _ = exo_rt::futex_wait(&NEVER, 0, None);
+    }
+}
+
+fn sleeper(_: u64) -> i32 {
+    READY.fetch_add(1, Ordering::Release);
+    loop {
+        let _ = exo_rt::nanosleep(&Timespec {
+            tv_sec: 1000,
+            tv_nsec: 0,
+        });
+    }
+}
+
+fn spinner(_: u64) -> i32 {
+    READY.fetch_add(1, Ordering::Release);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+fn yielder(_: u64) -> i32 {
+    READY.fetch_add(1, Ordering::Release);
+    loop {
+        exo_rt::sched_yield();
+    }
+}
+
+static JOIN_TARGET: AtomicU64 = AtomicU64::new(0);
+
+fn joiner(_: u64) -> i32 {
+    READY.fetch_add(1, Ordering::Release);
+    let _ = exo_rt::thread_join(JOIN_TARGET.load(Ordering::Acquire) as usize);
+    77
+}
+
+const DOOMED_THREADS: u32 = 5;
+
+fn ender(fault: u64) -> i32 {
+    while READY.load(Ordering::Acquire) < DOOMED_THREADS {
+        exo_rt::sched_yield();
+    }
+    if fault != 0 {
+        // SAFETY: raises #UD: the kernel kills the whole process.
+        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+    }
+    exo_rt::exit_group(42)
+}
+
+/// Cases 2 and 3: the process must end as a whole however its threads are busy.
+fn doomed(fault: bool) -> Check {
+    let w = thread::spawn(waiter, 0).map_err(|_| "thread_create failed")?;
+    JOIN_TARGET.store(w.tid() as u64, Ordering::Release);
+    let fns: [fn(u64) -> i32; 4] = [sleeper, spinner, yielder, joiner];
+    let mut ts = arrayvec::ArrayVec::<thread::Thread, 4>::new();
+    for f in fns {
+        ts.push(thread::spawn(f, 0).map_err(|_| "thread_create failed")?);
+    }
+    let _end = thread::spawn(ender, u64::from(fault)).map_err(|_| "thread_create failed")?;
+    // Blocks for good: the spinner never ends. The process ends around this join.
+    let _ = ts.swap_remove(1).join();
+    Err("the spinner's join returned")
+}
+
+fn second(main_tid: u64) -> i32 {
+    match exo_rt::thread_join(main_tid as usize) {
+        Ok(7) => 9,
+        _ => 1,
+    }
+}
+
+/// Case 4: the status is the last thread's code.
+fn last_thread() -> Check {
+    // Never joined here: the second thread outlives this one and ends the process.
+    let _second =
+        thread::spawn(second, exo_rt::getpid() as u64).map_err(|_| "thread_create failed")?;
+    exo_rt::thread_exit(7)
+}
+
+static GATE: AtomicU32 = AtomicU32::new(0);
+
+fn gated(_: u64) -> i32 {
+    while GATE.load(Ordering::Acquire) == 0 {
+        let _ = exo_rt::futex_wait(&GATE, 0, None);
+    }
+    3
+}
+
+/// Case 5: the per-process thread limit (64 with the main thread) gives EAGAIN, not less.
+fn limit() -> Check {
+    let mut ts = arrayvec::ArrayVec::<thread::Thread, 80>::new();
+    let err = loop {
+        match thread::spawn_with_stack(gated, 0, 16 * 1024) {
+            Ok(t) if !ts.is_full() => ts.push(t),
+            Ok(_) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    let n = ts.len();
+    GATE.store(1, Ordering::Release);
+    let _ = exo_rt::futex_wake(&GATE, u32::MAX);
+    let mut bad = 0;
+    for t in ts {
+        bad += u32::from(t.join() != Ok(3));
+    }
+    println!("threads: {n} threads besides main, then {err:?}; {bad} bad join(s)");
+    if err != Some(Errno::EAGAIN) {
+        return Err("the limit is not EAGAIN");
+    }
+    if n != 63 {
+        return Err("not 63 threads besides main");
+    }
+    if bad != 0 {
+        return Err("a join returned the wrong value");
+    }
+    Ok(())
+}
+
+fn check_pid(pid: u64) -> i32 {
+    i32::from(exo_rt::getpid() as u64 != pid)
+}
+
+/// Case 6.
+fn churn() -> Check {
+    let pid = exo_rt::getpid() as u64;
+    for _ in 0..300 {
+        let t = thread::spawn_with_stack(check_pid, pid, 16 * 1024)
+            .map_err(|_| "thread_create failed")?;
+        if t.join() != Ok(0) {
+            return Err("a thread saw another pid, or its join failed");
+        }
+    }
+    Ok(())
+}
+
+static GO: AtomicU32 = AtomicU32::new(0);
+
+fn racer(code: u64) -> i32 {
+    READY.fetch_add(1, Ordering::Release);
+    while GO.load(Ordering::Acquire) == 0 {
+        core::hint::spin_loop();
+    }
+    exo_rt::exit_group(code as i32)
+}
+
+/// Case 7: one of the four codes wins; the process ends once.
+fn racing_exits() -> Check {
+    let mut ts = arrayvec::ArrayVec::<thread::Thread, 4>::new();
+    for code in 1..=4 {
+        ts.push(thread::spawn(racer, code).map_err(|_| "thread_create failed")?);
+    }
+    while READY.load(Ordering::Acquire) < 4 {
+        exo_rt::sched_yield();
+    }
+    GO.store(1, Ordering::Release);
+    for t in ts {
+        let _ = t.join();
+    }
+    Err("a racer's join returned")
+}
