@@ -10,10 +10,17 @@ cd "$root"
 n=${1:-4} machine=${2:-q35} mode=${EXO_MODE:-tcg}
 cpu=$([ "$mode" = kvm ] && echo host || echo max)
 mkdir -p out
-run() { # job
-    scripts/qemu.sh --machine "$machine" --mode "$mode" --cpu "$cpu" --smp "$n" --job "$1" \
-        --log "out/$1.log" >/dev/null
+run() { # job [log name] [extra qemu.sh arguments]
+    local job=$1 name=${2:-$1}; shift; [ $# -gt 0 ] && shift
+    scripts/qemu.sh --machine "$machine" --mode "$mode" --cpu "$cpu" --smp "$n" --job "$job" \
+        --log "out/$name.log" "${initrd[@]}" "$@" >/dev/null
 }
+initrd=()
+if scripts/mkinitrd.sh >out/initrd.log 2>&1; then
+    initrd=(--initrd "${CARGO_TARGET_DIR:-target}/initrd.cpio")
+else
+    echo "initrd build failed (see out/initrd.log): user mode is skipped"
+fi
 echo "== boot: $n CPUs, $machine, $mode"
 run boot || { echo "boot failed: see out/boot.log"; exit 1; }
 grep -E '^(SMP|CPU|BOOTTIME),' out/boot.log
@@ -25,6 +32,18 @@ echo "== benchmarks (mode $mode: $( [ "$mode" = kvm ] && echo 'real cycles' || e
 run bench || { echo "bench suite failed: see out/bench.log"; exit 1; }
 run contended || { echo "contended suite failed: see out/contended.log"; exit 1; }
 cat out/bench.log out/contended.log > out/serial.log
+if [ ${#initrd[@]} -gt 0 ]; then
+    echo "== user mode: /init with the thread suite and /ubench ($mode), then /ubench under icount"
+    # No timer under icount: the thread suite's spinning threads need preemption.
+    uarg=$([ "$mode" = icount ] && echo 2 || echo 0x12)
+    run init init-user --append "exo.init_arg=$uarg" || { echo "user mode failed: see out/init-user.log"; exit 1; }
+    grep -E '^(init: thread suite|MEM,init)' out/init-user.log
+    # Instruction counts (deterministic): the figures rows 12 and 13 are judged by in icount.
+    scripts/qemu.sh --machine microvm --mode icount --cpu max --smp 2 --job init "${initrd[@]}" \
+        --append "exo.init_arg=2" --log out/init-ubench-icount.log >/dev/null ||
+        { echo "ubench under icount failed: see out/init-ubench-icount.log"; exit 1; }
+    cat out/init-user.log out/init-ubench-icount.log >> out/serial.log
+fi
 echo "== native hot paths (real cycles on this host)"
 if EXO_GIT_REV=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) \
     cargo run -q --release -p exo-native-bench >out/native.log 2>out/native.err; then
