@@ -303,8 +303,10 @@ pub(super) fn schedule_irqs_off() {
     // traps, the GS block for `syscall`) and getpid reads its pid from the GS block. Kernel
     // threads never run ring 3 code: their switches skip this (the slots keep stale values
     // nobody reads; `enter_user` and `set_current_ids` set them for a thread on its way).
-    cs.current_uid
-        .store(next.uid.load(Ordering::Relaxed), Ordering::Relaxed);
+    cs.current_uid.store(
+        UIDS.get(next_i).map_or(0, |u| u.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
     let pid = next.pid.load(Ordering::Relaxed);
     if pid != 0 {
         let top = next.stack_top.load(Ordering::Relaxed);
