@@ -176,7 +176,7 @@ impl Mode {
 /// Whether generation `generation` of a CPU is a kamikaze worker (one in four, never the
 /// first, so every CPU runs at least one full ordinary worker).
 pub const fn is_kamikaze(seed: u32, generation: u32) -> bool {
-    generation > 0 && mix(seed as u64 ^ 0x6b61_6d69) % 4 == 0
+    generation > 0 && mix(seed as u64 ^ 0x6b61_6d69).is_multiple_of(4)
 }
 
 /// After how many ordinary calls a kamikaze worker with `seed` and `budget` calls starts
@@ -387,10 +387,7 @@ pub fn classify(number: u64, ret: i64) -> Verdict {
     };
     let documented = match usize::try_from(number).ok().and_then(exo_abi::info) {
         Some(info) => {
-            info.may_fail_with(e)
-                || TOLERATED
-                    .iter()
-                    .any(|&(n, t)| n as u64 == number && t == e)
+            info.may_fail_with(e) || TOLERATED.iter().any(|&(n, t)| n as u64 == number && t == e)
         }
         None => e == Errno::ENOSYS,
     };
@@ -451,7 +448,10 @@ mod tests {
         for _ in 0..100_000 {
             hist[r.below(10) as usize] += 1;
         }
-        assert!(hist.iter().all(|&h| (9_000..11_000).contains(&h)), "{hist:?}");
+        assert!(
+            hist.iter().all(|&h| (9_000..11_000).contains(&h)),
+            "{hist:?}"
+        );
     }
 
     #[test]
@@ -509,7 +509,9 @@ mod tests {
             }
         }
         assert!(!is_kamikaze(5, 0));
-        let n = (0..1000).filter(|&s| is_kamikaze(worker_seed(1, 0, s), s)).count();
+        let n = (0..1000)
+            .filter(|&s| is_kamikaze(worker_seed(1, 0, s), s))
+            .count();
         assert!((150..350).contains(&n), "{n}");
     }
 
@@ -538,7 +540,10 @@ mod tests {
         assert_eq!(touched_range(0x40_0001, 1), None);
         assert_eq!(touched_range(0x40_0000, 0), None);
         assert_eq!(touched_range(0x1000, 4096), None);
-        assert_eq!(touched_range(LAST_USER_PAGE, 4096), Some((LAST_USER_PAGE, USER_END)));
+        assert_eq!(
+            touched_range(LAST_USER_PAGE, 4096),
+            Some((LAST_USER_PAGE, USER_END))
+        );
         assert_eq!(touched_range(LAST_USER_PAGE, 4097), None);
         assert_eq!(touched_range(USER_MIN, u64::MAX), None);
         assert_eq!(touched_range(USER_MIN, u64::MAX - 4095), None);
@@ -549,8 +554,14 @@ mod tests {
     #[test]
     fn results_are_classified() {
         assert_eq!(classify(nr::WRITE as u64, 5), Verdict::Ok);
-        assert_eq!(classify(nr::WRITE as u64, -14), Verdict::Error(Errno::EFAULT));
-        assert_eq!(classify(nr::WRITE as u64, -22), Verdict::Undocumented(Errno::EINVAL));
+        assert_eq!(
+            classify(nr::WRITE as u64, -14),
+            Verdict::Error(Errno::EFAULT)
+        );
+        assert_eq!(
+            classify(nr::WRITE as u64, -22),
+            Verdict::Undocumented(Errno::EINVAL)
+        );
         assert_eq!(classify(nr::WRITE as u64, -6), Verdict::Untyped); // ENXIO: not ours
         assert_eq!(classify(nr::WRITE as u64, -5000), Verdict::Untyped);
         assert_eq!(classify(1000, -38), Verdict::Error(Errno::ENOSYS));
@@ -563,9 +574,21 @@ mod tests {
         assert!(bad_success(1000, &[0; 6], 0));
         assert!(bad_success(nr::WRITE as u64, &[1, 0, 4, 0, 0, 0], 5));
         assert!(!bad_success(nr::WRITE as u64, &[1, 0, 4, 0, 0, 0], 4));
-        assert!(bad_success(nr::MMAP as u64, &[0, 4096, 3, 0x22, 0, 0], 0x1234));
-        assert!(!bad_success(nr::MMAP as u64, &[0, 4096, 3, 0x22, 0, 0], 0x10_0000_0000));
-        assert!(bad_success(nr::MMAP as u64, &[0x20_0000_0000, 4096, 3, 0x32, 0, 0], 0x10_0000_0000));
+        assert!(bad_success(
+            nr::MMAP as u64,
+            &[0, 4096, 3, 0x22, 0, 0],
+            0x1234
+        ));
+        assert!(!bad_success(
+            nr::MMAP as u64,
+            &[0, 4096, 3, 0x22, 0, 0],
+            0x10_0000_0000
+        ));
+        assert!(bad_success(
+            nr::MMAP as u64,
+            &[0x20_0000_0000, 4096, 3, 0x32, 0, 0],
+            0x10_0000_0000
+        ));
         assert!(bad_success(nr::WAIT as u64, &[0; 6], 0x200));
     }
 }

@@ -62,6 +62,8 @@
 //! arg lifts the cap: the kernel walks every page of the range (finding 1 in the fuzz
 //! report: `munmap(0x1000000000, 1 << 46)` runs for hours).
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// The per-call rules read better as one `match` arm per call with its own `if` inside.
+#![allow(clippy::collapsible_match)]
 
 #[path = "../../faults/src/cases.rs"]
 mod cases;
@@ -70,9 +72,9 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use exo_fuzz::{
-    Coordinator, ENDING_CALLS, KERNEL_DIRECT, KERNEL_IMAGE, LENGTHS, Mode, NASTY,
-    PAGE, PLAY_BASE, PLAY_SIZE, Rng, USER_END, USER_MIN, Verdict, WORKER_CALL_UNIT, Worker,
-    bad_success, classify, is_kamikaze, kamikaze_at, overlaps, touched_range, worker_seed,
+    Coordinator, ENDING_CALLS, KERNEL_DIRECT, KERNEL_IMAGE, LENGTHS, Mode, NASTY, PAGE, PLAY_BASE,
+    PLAY_SIZE, Rng, USER_END, USER_MIN, Verdict, WORKER_CALL_UNIT, Worker, bad_success, classify,
+    is_kamikaze, kamikaze_at, overlaps, touched_range, worker_seed,
 };
 use exo_rt::abi::{Errno, ExitStatus, nr};
 use exo_rt::{eprintln, println};
@@ -443,7 +445,11 @@ impl Ctx {
                 a[0] = if r.chance(1, 2) { 0 } else { self.addr() };
                 a[1] = self.len();
                 let r = &mut self.rng;
-                a[2] = if r.chance(7, 8) { r.below(8) } else { r.next_u64() };
+                a[2] = if r.chance(7, 8) {
+                    r.below(8)
+                } else {
+                    r.next_u64()
+                };
                 a[3] = r.pick(&[0x22, 0x22, 0x32, 0x32, 0x02, 0x20, 0x12, 0x30, 0x23, 0x122]);
                 a[4] = r.pick(&[u64::MAX, u64::MAX, 0, 1, 0xffff_ffff]);
                 a[5] = r.pick(&[0, 0, 0, 4096, 1]);
@@ -499,7 +505,13 @@ impl Ctx {
                     _ => r.pick(NASTY),
                 };
             }
-            nr::THREAD_JOIN => a[0] = if r.chance(1, 2) { r.below(2048) } else { r.pick(NASTY) },
+            nr::THREAD_JOIN => {
+                a[0] = if r.chance(1, 2) {
+                    r.below(2048)
+                } else {
+                    r.pick(NASTY)
+                }
+            }
             _ => {}
         }
         a
@@ -559,7 +571,7 @@ impl Ctx {
             nr::FUTEX => {
                 if a[1] & !128 == 0 {
                     if a[3] == 0 {
-                        if a[0] % 4 == 0 && !surely_faults(a[0], 4) {
+                        if a[0].is_multiple_of(4) && !surely_faults(a[0], 4) {
                             a[3] = self.timespec();
                         }
                     } else if !surely_faults(a[3], 16) {
@@ -646,8 +658,8 @@ impl Ctx {
             Verdict::Ok => {
                 STATS.ok.fetch_add(1, Relaxed);
                 let wrong_pid = n as usize == nr::GETPID && ret as u64 != self.pid;
-                let wrong_wait = n as usize == nr::WAIT
-                    && !self.pending.is_some_and(|(pid, _)| pid == a[0]);
+                let wrong_wait =
+                    n as usize == nr::WAIT && self.pending.is_none_or(|(pid, _)| pid != a[0]);
                 if bad_success(n, a, ret) || wrong_pid || wrong_wait {
                     finding(F_BADRET, "badret", index, n, a, ret);
                 }
@@ -777,18 +789,27 @@ impl Ctx {
             }
             8 => (b"/no-such-program", 16, 0, Err(Errno::ENOENT)),
             9 => (b"/empty", 0, 0, Err(Errno::EINVAL)),
-            10 => (&LONG, 257 + self.rng.below(44) as usize, 0, Err(Errno::ENAMETOOLONG)),
+            10 => (
+                &LONG,
+                257 + self.rng.below(44) as usize,
+                0,
+                Err(Errno::ENAMETOOLONG),
+            ),
             11 => (b"/\xff\xfe", 3, 0, Err(Errno::EINVAL)),
             12 => (b"/emptyx", 6, 0, Ok(Expect::Exit(0))),
             _ => (b"/", 1, 0, Err(Errno::ENOENT)),
         };
         let a = [path.as_ptr() as u64, len as u64, arg, 0, 0, 0];
         // SAFETY: the kernel reads the path.
-        let ret = unsafe { exo_rt::raw::syscall3(nr::SPAWN, path.as_ptr() as usize, len, arg as usize) }
-            as i64;
+        let ret =
+            unsafe { exo_rt::raw::syscall3(nr::SPAWN, path.as_ptr() as usize, len, arg as usize) }
+                as i64;
         self.check(nr::SPAWN as u64, &a, ret);
         // Out of processes or memory is allowed at any time (the tables are shared).
-        let busy = matches!(Errno::from_ret(ret as isize), Err(Errno::EAGAIN | Errno::ENOMEM));
+        let busy = matches!(
+            Errno::from_ret(ret as isize),
+            Err(Errno::EAGAIN | Errno::ENOMEM)
+        );
         match (want, Errno::from_ret(ret as isize)) {
             (Ok(expect), Ok(pid)) => {
                 STATS.spawns.fetch_add(1, Relaxed);
@@ -822,12 +843,15 @@ impl Ctx {
 /// are in the protected image).
 fn surely_faults(p: u64, len: u64) -> bool {
     let in_hole = |h: usize| (page(h)..page(h) + PAGE).contains(&p);
-    p.checked_add(len).is_none_or(|e| e > USER_END) || p < USER_MIN || in_hole(HOLE1) || in_hole(HOLE2)
+    p.checked_add(len).is_none_or(|e| e > USER_END)
+        || p < USER_MIN
+        || in_hole(HOLE1)
+        || in_hole(HOLE2)
 }
 
 /// The 4-byte word at `p` if `p` is in the arena's always-readable pages.
 fn read_u32_if_known(p: u64) -> Option<u32> {
-    let readable = (arena()..page(EDGE) + PAGE - 3).contains(&p) && p % 4 == 0;
+    let readable = (arena()..page(EDGE) + PAGE - 3).contains(&p) && p.is_multiple_of(4);
     // SAFETY: the scratch, read-only and edge pages are mapped and readable for the
     // worker's whole life; a racy read of bytes the kernel writes is just a value.
     readable.then(|| unsafe { (p as *const u32).read_volatile() })
@@ -900,7 +924,13 @@ fn fuzz_thread(k: u64) -> i32 {
 }
 
 /// Starts fuzz thread `k` on its static stack.
-fn start_thread(k: usize, seed: u64, calls: u64, deadly: bool, span_cap: bool) -> Result<usize, Errno> {
+fn start_thread(
+    k: usize,
+    seed: u64,
+    calls: u64,
+    deadly: bool,
+    span_cap: bool,
+) -> Result<usize, Errno> {
     THREAD_PARAMS[k * 3].store(seed, Relaxed);
     THREAD_PARAMS[k * 3 + 1].store(calls, Relaxed);
     THREAD_PARAMS[k * 3 + 2].store(u64::from(deadly) | u64::from(span_cap) << 1, Relaxed);
@@ -1042,7 +1072,7 @@ fn worker(w: Worker, arg: u64) -> i32 {
         }
         cx.step();
         made += 1;
-        if made % 1024 == 0 {
+        if made.is_multiple_of(1024) {
             cx.repin();
         }
     }
