@@ -95,14 +95,33 @@ impl AddressSpace {
         if w && x {
             return Err(VmError::Invalid);
         }
-        let len_pages = len.div_ceil(PAGE).max(1);
-        let va = match va {
-            Some(v) => v,
-            None => self
-                .next
-                .fetch_add((len_pages + 1) * PAGE, Ordering::Relaxed), // + a guard gap
+        // Without a fixed address, the range (and a guard page above it) is reserved only
+        // once it is known to fit, and given back when the map fails (unless another map
+        // reserved after it): a refused or failed map must not use up the address space.
+        let (va, reserved) = match va {
+            Some(v) => (v, None),
+            None => loop {
+                let cur = self.next.load(Ordering::Relaxed);
+                let pages = range(cur, len)?;
+                let step = (pages + 1) * PAGE; // cannot overflow: range() bounds it
+                if self
+                    .next
+                    .compare_exchange(cur, cur + step, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    break (cur, Some(cur + step));
+                }
+            },
         };
-        let pages = range(va, len)?;
+        let give_back = |e: VmError| {
+            if let Some(end) = reserved {
+                let _ = self
+                    .next
+                    .compare_exchange(end, va, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            e
+        };
+        let pages = range(va, len).map_err(give_back)?;
         let flags = UserFlags {
             writable: w,
             executable: x,
@@ -139,7 +158,7 @@ impl AddressSpace {
                         }
                     }
                 }
-                return Err(e);
+                return Err(give_back(e));
             }
         }
         self.pages.fetch_add(pages, Ordering::Relaxed);

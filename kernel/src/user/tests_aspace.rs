@@ -20,6 +20,11 @@ ktest!(
 ktest!(Needs::Threads, "user.aspace_rejects_bad_ranges", bad_ranges);
 ktest!(
     Needs::Threads,
+    "user.aspace_refused_maps_keep_the_address_space",
+    refused_maps_keep_space
+);
+ktest!(
+    Needs::Threads,
     "user.aspace_gives_every_frame_back",
     frames_back
 );
@@ -67,6 +72,27 @@ fn cycle() -> TestResult {
 
 fn map_cycle(_: &BootState) -> TestResult {
     cycle()
+}
+
+/// Found by `/fuzz`: a map without a fixed address that the kernel refused (too long for
+/// what is left of the user half, or a length that overflows) used to advance the
+/// next-address cursor anyway, so one `mmap(NULL, 1 << 47)` left the process unable to map
+/// anything again (every later map: `EINVAL`), and `mmap(NULL, u64::MAX)` overflowed the
+/// cursor arithmetic (a panic in debug builds).
+fn refused_maps_keep_space(_: &BootState) -> TestResult {
+    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+    for len in [1u64 << 47, USER_END, u64::MAX, u64::MAX - 4095, 0] {
+        let got = a.map(None, len, true, false);
+        check(got.is_err(), || format!("map(None, {len:#x}) = {got:?}"))?;
+    }
+    let va = a
+        .map(None, 4096, true, false)
+        .map_err(|e| format!("map after refused ones: {e}"))?;
+    check(va == MMAP_BASE, || {
+        format!("first map at {va:#x}, want {MMAP_BASE:#x}: refused maps used address space")
+    })?;
+    a.unmap(va, 4096).map_err(|e| format!("unmap: {e}"))?;
+    Ok(())
 }
 
 fn bad_ranges(_: &BootState) -> TestResult {

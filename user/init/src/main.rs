@@ -4,6 +4,9 @@
 //! - bit 0: the fault suite: `/faults <k>` for every case, each death checked against
 //!   the expected status, repeated `arg >> 32` times (at least once);
 //! - bit 1: `/ubench` (the user-mode benchmarks), waited for;
+//! - bit 2: `/fuzz` (the system-call fuzzer: one worker per CPU), `arg >> 32` thousand
+//!   calls per CPU (0: its default), seed 0, waited for; it must exit 0. (`exo.init=/fuzz`
+//!   with `exo.init_arg` runs it directly with any seed: see `user/fuzz`.);
 //! - bit 4: the thread suite: `/threads <k>` for every case, each end checked, repeated
 //!   `arg >> 32` times (at least once).
 //!
@@ -25,6 +28,8 @@ const FAULT_SUITE: u64 = 1 << 0;
 const UBENCH: u64 = 1 << 1;
 /// `arg` bit: run the thread suite.
 const THREAD_SUITE: u64 = 1 << 4;
+/// `arg` bit: run the system-call fuzzer.
+const FUZZ: u64 = 1 << 2;
 
 fn run(arg: u64) -> i32 {
     let pid = exo_rt::getpid();
@@ -41,6 +46,11 @@ fn run(arg: u64) -> i32 {
     }
     if arg & UBENCH != 0 {
         ok &= run_child("/ubench", 0).is_some_and(ExitStatus::success);
+    }
+    if arg & FUZZ != 0 {
+        // The coordinator's arg: calls per CPU (thousands) in bits 9-31, seed 0.
+        let kcalls = (arg >> 32) & 0x7f_ffff;
+        ok &= run_child("/fuzz", kcalls << 9).is_some_and(ExitStatus::success);
     }
     println!(
         "init: done, {}",

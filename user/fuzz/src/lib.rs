@@ -1,0 +1,594 @@
+//! The generator side of `/fuzz` (`src/main.rs` is the program): the PRNG, the encoding
+//! of the program's `arg`, the pools of nasty values, the choice of call numbers, the
+//! contract arithmetic the worker uses to stay alive (which ranges a call would touch),
+//! and the check of every result against `exo_abi::SYSCALLS`. No system calls here: the
+//! host tests exercise all of it.
+#![cfg_attr(not(test), no_std)]
+#![warn(missing_docs)]
+
+use exo_abi::{Errno, nr};
+
+const MAX_ERRNO: i64 = 4095;
+
+/// The first address above the user half (non-canonical from here to the kernel half).
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// Lowest address a mapping may use (the kernel's null guard: 64 KiB).
+pub const USER_MIN: u64 = 0x1_0000;
+/// A page.
+pub const PAGE: u64 = 4096;
+/// The direct map of physical memory (kernel half).
+pub const KERNEL_DIRECT: u64 = 0xFFFF_8000_0000_0000;
+/// The kernel image.
+pub const KERNEL_IMAGE: u64 = 0xFFFF_FFFF_8000_0000;
+/// The last user page.
+pub const LAST_USER_PAGE: u64 = USER_END - PAGE;
+/// Where the worker plays with `mmap(MAP_FIXED)`, `munmap` and `mprotect` (nothing of
+/// its own lives there).
+pub const PLAY_BASE: u64 = 0x30_0000_0000;
+/// Size of that playground.
+pub const PLAY_SIZE: u64 = 16 << 20;
+/// Calls of the random stream that the worker never makes: those ending it. Remapped
+/// (outside the kamikaze phase) to `getpid`.
+pub const ENDING_CALLS: [usize; 3] = [nr::EXIT, nr::EXIT_GROUP, nr::THREAD_EXIT];
+/// Numbers are drawn below this (and a few far above it).
+pub const NR_LIMIT: u64 = 1100;
+
+/// splitmix64: tiny, fast, every seed good; a run is reproducible from its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator whose whole future is `seed`'s.
+    pub const fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.0)
+    }
+
+    /// Uniform in `0..n` (`n > 0`; the tiny modulo bias does not matter here).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// `true` with probability `num / den`.
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+
+    /// One element of a non-empty slice.
+    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+/// The splitmix64 finalizer (also how seeds are derived from seeds).
+pub const fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The seed of worker generation `generation` on `cpu` in a run with `seed` (32 bits: it
+/// travels in the worker's `arg`).
+pub const fn worker_seed(seed: u32, cpu: u32, generation: u32) -> u32 {
+    mix(mix(seed as u64 ^ ((cpu as u64) << 32)) ^ generation as u64) as u32
+}
+
+/// What the program's `arg` asks for (see the crate header of `src/main.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Spawn and supervise workers.
+    Coordinator(Coordinator),
+    /// Make random calls.
+    Worker(Worker),
+}
+
+/// The coordinator's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coordinator {
+    /// Random calls per CPU, in thousands (0 in the arg: [`DEFAULT_KCALLS`]).
+    pub kcalls_per_cpu: u32,
+    /// Calls per worker process, in thousands (0 in the arg: [`DEFAULT_GEN_KCALLS`]).
+    pub gen_kcalls: u32,
+    /// Lift the cap on `munmap`'s span (see `MUNMAP_SPAN_CAP` in the program).
+    pub no_span_cap: bool,
+    /// The run's seed.
+    pub seed: u32,
+}
+
+/// A worker's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Worker {
+    /// The CPU it pins itself to.
+    pub cpu: u32,
+    /// It may end with a kamikaze phase ([`kamikaze_at`]).
+    pub kamikaze: bool,
+    /// Lift the cap on `munmap`'s span.
+    pub no_span_cap: bool,
+    /// Random calls to make, in units of [`WORKER_CALL_UNIT`].
+    pub units: u32,
+    /// Its seed.
+    pub seed: u32,
+}
+
+/// Default calls per CPU, in thousands.
+pub const DEFAULT_KCALLS: u32 = 50;
+/// Default calls per worker process, in thousands.
+pub const DEFAULT_GEN_KCALLS: u32 = 16;
+/// A worker's budget is counted in these.
+pub const WORKER_CALL_UNIT: u64 = 64;
+
+const MODE_WORKER: u64 = 1;
+
+impl Mode {
+    /// Decodes `arg`; `None` for a malformed one.
+    pub fn decode(arg: u64) -> Option<Mode> {
+        let seed = (arg >> 32) as u32;
+        match arg & 3 {
+            0 => Some(Mode::Coordinator(Coordinator {
+                gen_kcalls: match (arg >> 2) & 0x3f {
+                    0 => DEFAULT_GEN_KCALLS,
+                    g => g as u32,
+                },
+                no_span_cap: arg & (1 << 8) != 0,
+                kcalls_per_cpu: match (arg >> 9) & 0x7f_ffff {
+                    0 => DEFAULT_KCALLS,
+                    k => k as u32,
+                },
+                seed,
+            })),
+            MODE_WORKER => Some(Mode::Worker(Worker {
+                cpu: ((arg >> 2) & 0xfff) as u32,
+                kamikaze: arg & (1 << 14) != 0,
+                no_span_cap: arg & (1 << 15) != 0,
+                units: ((arg >> 16) & 0xffff) as u32,
+                seed,
+            })),
+            _ => None,
+        }
+    }
+
+    /// The `arg` that [`decode`](Self::decode)s to `self` (fields out of range are cut).
+    pub fn encode(self) -> u64 {
+        match self {
+            Mode::Coordinator(c) => {
+                (u64::from(c.gen_kcalls) & 0x3f) << 2
+                    | u64::from(c.no_span_cap) << 8
+                    | (u64::from(c.kcalls_per_cpu) & 0x7f_ffff) << 9
+                    | u64::from(c.seed) << 32
+            }
+            Mode::Worker(w) => {
+                MODE_WORKER
+                    | (u64::from(w.cpu) & 0xfff) << 2
+                    | u64::from(w.kamikaze) << 14
+                    | u64::from(w.no_span_cap) << 15
+                    | (u64::from(w.units) & 0xffff) << 16
+                    | u64::from(w.seed) << 32
+            }
+        }
+    }
+}
+
+/// Whether generation `generation` of a CPU is a kamikaze worker (one in four, never the
+/// first, so every CPU runs at least one full ordinary worker).
+pub const fn is_kamikaze(seed: u32, generation: u32) -> bool {
+    generation > 0 && mix(seed as u64 ^ 0x6b61_6d69).is_multiple_of(4)
+}
+
+/// After how many ordinary calls a kamikaze worker with `seed` and `budget` calls starts
+/// its deadly phase: between a half and the whole of the budget (the coordinator counts
+/// these calls as made, and the ones after as "at least zero").
+pub const fn kamikaze_at(seed: u32, budget: u64) -> u64 {
+    let half = budget / 2;
+    half + mix(seed as u64 ^ 0x6465_6174) % (budget - half + 1)
+}
+
+/// The numbers the kernel implements, with weights (how often the stream picks each).
+pub const IMPLEMENTED: &[(usize, u32)] = &[
+    (nr::WRITE, 6),
+    (nr::MMAP, 10),
+    (nr::MPROTECT, 8),
+    (nr::MUNMAP, 8),
+    (nr::SCHED_YIELD, 2),
+    (nr::NANOSLEEP, 3),
+    (nr::GETPID, 2),
+    (nr::EXIT, 1),
+    (nr::FUTEX, 8),
+    (nr::SCHED_SETAFFINITY, 4),
+    (nr::CLOCK_GETTIME, 5),
+    (nr::EXIT_GROUP, 1),
+    (nr::GETCPU, 5),
+    (nr::SPAWN, 3),
+    (nr::WAIT, 3),
+    (nr::THREAD_CREATE, 3),
+    (nr::THREAD_EXIT, 1),
+    (nr::THREAD_JOIN, 3),
+];
+
+/// Numbers around the edges of the table and of the number's width.
+pub const EDGE_NUMBERS: &[u64] = &[
+    0,
+    2,
+    8,
+    59,
+    61,
+    230,
+    232,
+    310,
+    511,
+    517,
+    518,
+    1023,
+    1024,
+    1099,
+    4095,
+    0x1_0000_0001, // write if the kernel truncated the number to 32 bits
+    0x1_0000_0027, // getpid, same
+    0x8000_0000_0000_0001,
+    u64::MAX,
+    u64::MAX - 38,
+];
+
+/// A call number: mostly an implemented one (weighted), else any below [`NR_LIMIT`], else
+/// an edge.
+pub fn pick_nr(rng: &mut Rng) -> u64 {
+    match rng.below(100) {
+        0..75 => {
+            let total: u32 = IMPLEMENTED.iter().map(|&(_, w)| w).sum();
+            let mut k = rng.below(u64::from(total)) as u32;
+            for &(n, w) in IMPLEMENTED {
+                if k < w {
+                    return n as u64;
+                }
+                k -= w;
+            }
+            nr::GETPID as u64
+        }
+        75..97 => rng.below(NR_LIMIT),
+        _ => rng.pick(EDGE_NUMBERS),
+    }
+}
+
+/// Nasty constants: zero, all ones, sign bits, kernel addresses, non-canonical ones, the
+/// top of the user half, unmapped low memory, odd sizes.
+pub const NASTY: &[u64] = &[
+    0,
+    1,
+    2,
+    3,
+    7,
+    8,
+    15,
+    16,
+    64,
+    255,
+    256,
+    4095,
+    4096,
+    4097,
+    8192,
+    65536,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    0x1_0000_0000,
+    u64::MAX,
+    u64::MAX - 1,
+    u64::MAX - 4095,
+    1 << 63,
+    (1 << 63) - 1,
+    KERNEL_DIRECT,
+    KERNEL_DIRECT + 0x10_0000,
+    0xFFFF_C000_0000_0000,
+    KERNEL_IMAGE,
+    KERNEL_IMAGE + 0x1000,
+    0xFFFF_FFFF_FFFF_F000,
+    USER_END,
+    0x8000_0000_0000_0000,
+    0x0000_FFFF_FFFF_FFFF,
+    LAST_USER_PAGE,
+    USER_END - 8,
+    USER_END - 1,
+    USER_END - 2,
+    0x1000,
+    0x8000,
+    0xffff,
+    USER_MIN,
+    0x40_0000,
+];
+
+/// Lengths: empty, tiny, page-sized and off by one, big, and huge (wrapping, above the
+/// user half, the whole user half).
+pub const LENGTHS: &[u64] = &[
+    0,
+    1,
+    2,
+    4,
+    8,
+    15,
+    16,
+    17,
+    64,
+    255,
+    256,
+    257,
+    4095,
+    4096,
+    4097,
+    8192,
+    12288,
+    65536,
+    1 << 20,
+    (1 << 21) + 1,
+    1 << 40,
+    1 << 47,
+    1 << 63,
+    u64::MAX,
+    u64::MAX - 4095,
+    u64::MAX - 4096,
+    LAST_USER_PAGE,
+    USER_END,
+    0x7fff_ffff,
+    0xffff_ffff,
+];
+
+/// The page-aligned range `[start, end)` a `munmap`/`mprotect`/`mmap(MAP_FIXED)` of
+/// `addr, len` would touch if the kernel accepts it; `None` when the contract says it is
+/// refused without effect (unaligned, empty, wrapping, outside `[USER_MIN, USER_END)`).
+pub fn touched_range(addr: u64, len: u64) -> Option<(u64, u64)> {
+    if !addr.is_multiple_of(PAGE) || len == 0 {
+        return None;
+    }
+    let len = len.checked_next_multiple_of(PAGE)?;
+    let end = addr.checked_add(len)?;
+    (addr >= USER_MIN && end <= USER_END).then_some((addr, end))
+}
+
+/// `true` when `[a, b)` and `[c, d)` overlap.
+pub const fn overlaps(a: u64, b: u64, c: u64, d: u64) -> bool {
+    a < d && c < b
+}
+
+/// How a result compares with the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A success.
+    Ok,
+    /// An error the call may return.
+    Error(Errno),
+    /// An error `exo_abi` knows but the call's row does not list.
+    Undocumented(Errno),
+    /// A negative value that is no known error (or beyond `-4095`): the run fails.
+    Untyped,
+}
+
+/// Numbers known to return an error their row does not list yet: `thread_create` is
+/// `ENOSYS` until threads land (`docs/syscalls.md` says so), and the brief for threads
+/// allows `EFAULT` for a bad entry.
+const TOLERATED: &[(usize, Errno)] = &[
+    (nr::THREAD_CREATE, Errno::ENOSYS),
+    (nr::THREAD_CREATE, Errno::EFAULT),
+];
+
+/// Classifies `ret` of call `number`.
+pub fn classify(number: u64, ret: i64) -> Verdict {
+    if ret >= 0 {
+        return Verdict::Ok;
+    }
+    if ret < -MAX_ERRNO {
+        return Verdict::Untyped;
+    }
+    let Some(e) = Errno::from_code(-ret as i32) else {
+        return Verdict::Untyped;
+    };
+    let documented = match usize::try_from(number).ok().and_then(exo_abi::info) {
+        Some(info) => {
+            info.may_fail_with(e) || TOLERATED.iter().any(|&(n, t)| n as u64 == number && t == e)
+        }
+        None => e == Errno::ENOSYS,
+    };
+    if documented {
+        Verdict::Error(e)
+    } else {
+        Verdict::Undocumented(e)
+    }
+}
+
+/// `true` when a value the kernel returned as a success is impossible for the call with
+/// these arguments (the checks that need no state: the program adds those that do).
+pub fn bad_success(number: u64, a: &[u64; 6], ret: i64) -> bool {
+    if ret < 0 {
+        return false;
+    }
+    let r = ret as u64;
+    match usize::try_from(number).ok().and_then(exo_abi::info) {
+        None => true, // an unknown number must fail with ENOSYS
+        Some(info) => match info.number {
+            nr::WRITE => r > a[2],
+            nr::MMAP => {
+                !r.is_multiple_of(PAGE)
+                    || r < USER_MIN
+                    || r.checked_add(a[1]).is_none_or(|e| e > USER_END)
+                    || (a[3] & 0x10 != 0 && r != a[0])
+            }
+            nr::MPROTECT | nr::SCHED_YIELD | nr::NANOSLEEP | nr::SCHED_SETAFFINITY => r != 0,
+            nr::CLOCK_GETTIME | nr::GETCPU => r != 0,
+            nr::MUNMAP => r != 0,
+            nr::FUTEX => match a[1] & !128 {
+                0 => r != 0,
+                1 => r > a[2] & 0xffff_ffff,
+                _ => true,
+            },
+            nr::SPAWN => r == 0,
+            nr::WAIT => r > 0x1ff,
+            nr::THREAD_JOIN => r > 0xffff_ffff,
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_deterministic_and_spreads() {
+        let mut a = Rng::new(42);
+        let mut b = Rng::new(42);
+        let xs: Vec<u64> = (0..1000).map(|_| a.next_u64()).collect();
+        assert!(xs.iter().all(|&x| x == b.next_u64()));
+        let mut c = Rng::new(43);
+        assert_ne!(xs[0], c.next_u64());
+        let mut hist = [0u32; 10];
+        let mut r = Rng::new(7);
+        for _ in 0..100_000 {
+            hist[r.below(10) as usize] += 1;
+        }
+        assert!(
+            hist.iter().all(|&h| (9_000..11_000).contains(&h)),
+            "{hist:?}"
+        );
+    }
+
+    #[test]
+    fn arg_round_trips() {
+        let modes = [
+            Mode::Coordinator(Coordinator {
+                kcalls_per_cpu: 300,
+                gen_kcalls: 20,
+                no_span_cap: false,
+                seed: 0xdead_beef,
+            }),
+            Mode::Coordinator(Coordinator {
+                kcalls_per_cpu: 0x7f_ffff,
+                gen_kcalls: 63,
+                no_span_cap: true,
+                seed: 1,
+            }),
+            Mode::Worker(Worker {
+                cpu: 4095,
+                kamikaze: true,
+                no_span_cap: false,
+                units: 250,
+                seed: 99,
+            }),
+            Mode::Worker(Worker {
+                cpu: 3,
+                kamikaze: false,
+                no_span_cap: true,
+                units: 0xffff,
+                seed: u32::MAX,
+            }),
+        ];
+        for m in modes {
+            assert_eq!(Mode::decode(m.encode()), Some(m));
+        }
+        assert_eq!(
+            Mode::decode(0),
+            Some(Mode::Coordinator(Coordinator {
+                kcalls_per_cpu: DEFAULT_KCALLS,
+                gen_kcalls: DEFAULT_GEN_KCALLS,
+                no_span_cap: false,
+                seed: 0
+            }))
+        );
+        assert_eq!(Mode::decode(2), None);
+        assert_eq!(Mode::decode(3), None);
+    }
+
+    #[test]
+    fn kamikaze_point_is_inside_the_budget() {
+        for s in 0..10_000u32 {
+            for budget in [64u64, 1000, 16_384] {
+                let k = kamikaze_at(s, budget);
+                assert!(k >= budget / 2 && k <= budget, "{s} {budget} {k}");
+            }
+        }
+        assert!(!is_kamikaze(5, 0));
+        let n = (0..1000)
+            .filter(|&s| is_kamikaze(worker_seed(1, 0, s), s))
+            .count();
+        assert!((150..350).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn numbers_cover_the_table_and_beyond() {
+        let mut r = Rng::new(1);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut high = 0;
+        for _ in 0..100_000 {
+            let n = pick_nr(&mut r);
+            if n >= NR_LIMIT {
+                high += 1;
+            }
+            seen.insert(n);
+        }
+        for s in exo_abi::SYSCALLS {
+            assert!(seen.contains(&(s.number as u64)), "{}", s.name);
+        }
+        assert!(IMPLEMENTED.len() == exo_abi::SYSCALLS.len());
+        assert!(high > 100 && seen.len() > 1000, "{high} {}", seen.len());
+    }
+
+    #[test]
+    fn touched_range_follows_the_contract() {
+        assert_eq!(touched_range(0x40_0000, 1), Some((0x40_0000, 0x40_1000)));
+        assert_eq!(touched_range(0x40_0001, 1), None);
+        assert_eq!(touched_range(0x40_0000, 0), None);
+        assert_eq!(touched_range(0x1000, 4096), None);
+        assert_eq!(
+            touched_range(LAST_USER_PAGE, 4096),
+            Some((LAST_USER_PAGE, USER_END))
+        );
+        assert_eq!(touched_range(LAST_USER_PAGE, 4097), None);
+        assert_eq!(touched_range(USER_MIN, u64::MAX), None);
+        assert_eq!(touched_range(USER_MIN, u64::MAX - 4095), None);
+        assert_eq!(touched_range(KERNEL_IMAGE, 4096), None);
+        assert!(overlaps(0, 10, 9, 20) && !overlaps(0, 10, 10, 20));
+    }
+
+    #[test]
+    fn results_are_classified() {
+        assert_eq!(classify(nr::WRITE as u64, 5), Verdict::Ok);
+        assert_eq!(
+            classify(nr::WRITE as u64, -14),
+            Verdict::Error(Errno::EFAULT)
+        );
+        assert_eq!(
+            classify(nr::WRITE as u64, -22),
+            Verdict::Undocumented(Errno::EINVAL)
+        );
+        assert_eq!(classify(nr::WRITE as u64, -6), Verdict::Untyped); // ENXIO: not ours
+        assert_eq!(classify(nr::WRITE as u64, -5000), Verdict::Untyped);
+        assert_eq!(classify(1000, -38), Verdict::Error(Errno::ENOSYS));
+        assert_eq!(classify(1000, -22), Verdict::Undocumented(Errno::EINVAL));
+        assert_eq!(classify(u64::MAX, -38), Verdict::Error(Errno::ENOSYS));
+        assert_eq!(
+            classify(nr::THREAD_CREATE as u64, -38),
+            Verdict::Error(Errno::ENOSYS)
+        );
+        assert!(bad_success(1000, &[0; 6], 0));
+        assert!(bad_success(nr::WRITE as u64, &[1, 0, 4, 0, 0, 0], 5));
+        assert!(!bad_success(nr::WRITE as u64, &[1, 0, 4, 0, 0, 0], 4));
+        assert!(bad_success(
+            nr::MMAP as u64,
+            &[0, 4096, 3, 0x22, 0, 0],
+            0x1234
+        ));
+        assert!(!bad_success(
+            nr::MMAP as u64,
+            &[0, 4096, 3, 0x22, 0, 0],
+            0x10_0000_0000
+        ));
+        assert!(bad_success(
+            nr::MMAP as u64,
+            &[0x20_0000_0000, 4096, 3, 0x32, 0, 0],
+            0x10_0000_0000
+        ));
+        assert!(bad_success(nr::WAIT as u64, &[0; 6], 0x200));
+    }
+}

@@ -1,0 +1,1133 @@
+//! `/fuzz`: the system-call fuzzer (issue 12 item 6). A coordinator starts one worker
+//! process per CPU; each pins itself to its CPU and makes random system calls (numbers
+//! biased to the implemented ones, arguments drawn from nasty values: 0, -1, kernel and
+//! non-canonical addresses, the last user page, ranges straddling the end of the user half
+//! or a page followed by a hole, misaligned and unmapped pointers, huge lengths, and
+//! pointers to its own buffers), spawns and waits for children (`/empty`, `/hello`,
+//! `/faults <k>` that die by a fault, bogus paths) and starts threads. Every result is
+//! checked against `exo_abi::SYSCALLS`: a success, or an error the call's row lists.
+//!
+//! # `arg`
+//!
+//! | bits   | coordinator (bits 0-1 = 0)                       | worker (bits 0-1 = 1)          |
+//! |--------|--------------------------------------------------|--------------------------------|
+//! | 2-7    | calls per worker process, thousands (0: 16)      | 2-13: the CPU to pin to        |
+//! | 8      | lift the `munmap` span cap (see below)           | 14: kamikaze allowed; 15: lift the span cap |
+//! | 9-31   | calls per CPU, thousands (0: 50)                 | 16-31: calls, in units of 64   |
+//! | 32-63  | the run's seed                                   | the worker's seed              |
+//!
+//! `exo.init=/fuzz exo.init_arg=0x<seed>00000000 | kcalls << 9` runs a whole campaign as
+//! process 1 (what CI does); a worker's arg (printed in every finding) reruns one worker
+//! alone: `exo.init=/fuzz exo.init_arg=<worker arg>`. `/init` runs `/fuzz` too with its arg
+//! bit 2 (see `user/init`).
+//!
+//! # The campaign
+//!
+//! The coordinator counts the CPUs (`sched_setaffinity` to each CPU alone until one is
+//! refused), then runs rounds: in each, one worker per CPU (at most [`MAX_WORKERS`]) with a
+//! budget of calls and a seed derived from the run's seed, the CPU and the round; it waits
+//! for them all and starts the next round until every CPU has made its calls. One worker
+//! in four (never in the first round) is a *kamikaze*: after [`exo_fuzz::kamikaze_at`]
+//! ordinary calls it also makes the deadly ones (`exit`, `exit_group`, `thread_exit` with
+//! random codes, `munmap`/`mprotect` of its own image and stack, threads at random entry
+//! points and stacks) for up to [`KAMIKAZE_CALLS`] more calls; any end is fine for it. An
+//! ordinary worker must exit 0; it exits `64 | flags` when it saw an untyped error (1), an
+//! error its row does not list (2), an impossible success (4) or a child that ended
+//! otherwise than expected (8). The coordinator ends with
+//!
+//! ```text
+//! FUZZ,done,calls=<n>,workers=<w>,deaths=<d>,kamikaze=<k>,failed=<f>,untyped=<u>,seed=<s>
+//! ```
+//!
+//! (`calls`: random calls the ordinary phases made, exact; `deaths`: workers that did not
+//! exit 0 (kamikazes); `failed`: ordinary workers that did not exit 0; `untyped`: workers
+//! that saw an untyped, undocumented or impossible result) and exits 0 only when `failed`
+//! is 0. Each worker prints `FUZZ,worker,...` with its per-errno counts; every finding is
+//! one `FUZZ,<untyped|undocumented|badret|child>,...` line with the worker's arg and the
+//! call's index, enough to replay it.
+//!
+//! # Staying alive
+//!
+//! Outside the kamikaze phase the worker never makes a call that the contract says would
+//! end it or hang it: the ending calls become `getpid`; `munmap`, `mprotect` and
+//! `mmap(MAP_FIXED)` ranges the kernel would accept never touch the image (with the
+//! worker's buffers and thread stacks, all statics) or the stack; `write` to the console
+//! only reads from a page of newlines followed by a hole (or from memory that surely
+//! faults), so the log stays readable; `nanosleep` and `futex(FUTEX_WAIT)` get a short or
+//! invalid timeout unless their pointer surely faults; `spawn` never starts `/fuzz`,
+//! `/init` or `/ubench`; `thread_create` from the stream gets a kernel or non-canonical
+//! entry, or a bad stack with an entry that only exits; threads never join one another.
+//! Maps that could eat all memory (more than [`BIG_MAP`]) are made once in
+//! [`OOM_ODDS`] calls. `munmap` spans above [`MUNMAP_SPAN_CAP`] are cut to it unless the
+//! arg lifts the cap: the kernel walks every page of the range (finding 1 in the fuzz
+//! report: `munmap(0x1000000000, 1 << 46)` runs for hours).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+// The per-call rules read better as one `match` arm per call with its own `if` inside.
+#![allow(clippy::collapsible_match)]
+
+#[path = "../../faults/src/cases.rs"]
+mod cases;
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use exo_fuzz::{
+    Coordinator, ENDING_CALLS, KERNEL_DIRECT, KERNEL_IMAGE, LENGTHS, Mode, NASTY, PAGE, PLAY_BASE,
+    PLAY_SIZE, Rng, USER_END, USER_MIN, Verdict, WORKER_CALL_UNIT, Worker, bad_success, classify,
+    is_kamikaze, kamikaze_at, overlaps, touched_range, worker_seed,
+};
+use exo_rt::abi::{Errno, ExitStatus, nr};
+use exo_rt::{eprintln, println};
+
+exo_rt::entry!(run);
+
+/// Workers at most (the kernel's task table holds 256 user threads).
+pub const MAX_WORKERS: usize = 64;
+/// Deadly calls a kamikaze makes at most after its ordinary ones.
+pub const KAMIKAZE_CALLS: u64 = 4096;
+/// Largest span of one `munmap` (unless lifted): 64 MiB.
+pub const MUNMAP_SPAN_CAP: u64 = 64 << 20;
+/// Maps above this size can take all memory: rare.
+pub const BIG_MAP: u64 = 64 << 20;
+/// What a big map is cut to otherwise (zeroing memory is slow under TCG).
+pub const SMALL_MAP: u64 = 4 << 20;
+/// One call in this many may be a big map.
+pub const OOM_ODDS: u64 = 50_000;
+
+fn run(arg: u64) -> i32 {
+    match Mode::decode(arg) {
+        Some(Mode::Coordinator(c)) => coordinator(c),
+        Some(Mode::Worker(w)) => worker(w, arg),
+        None => {
+            eprintln!("fuzz: bad arg {arg:#x}");
+            2
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The coordinator.
+
+/// CPUs online: pins itself to 0, 1, ... until the kernel refuses one; then allows all.
+fn count_cpus() -> usize {
+    let mut n = 0;
+    while n < exo_rt::CPU_SET_BYTES * 8 && exo_rt::pin_to_cpu(n).is_ok() {
+        n += 1;
+    }
+    let _ = exo_rt::sched_setaffinity(0, &[u64::MAX; exo_rt::CPU_SET_BYTES / 8]);
+    n.max(1)
+}
+
+fn coordinator(c: Coordinator) -> i32 {
+    let cpus = count_cpus();
+    let workers = cpus.min(MAX_WORKERS);
+    let per_cpu = u64::from(c.kcalls_per_cpu) * 1000;
+    let per_gen = (u64::from(c.gen_kcalls) * 1000).next_multiple_of(WORKER_CALL_UNIT);
+    println!(
+        "FUZZ,start,cpus={cpus},workers={workers},calls_per_cpu={per_cpu},calls_per_worker={per_gen},seed={}",
+        c.seed
+    );
+    let t0 = exo_rt::monotonic_nanos();
+    let (mut calls, mut started, mut deaths, mut kamikazes, mut failed, mut untyped) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut pids = [(0usize, None::<Worker>, 0u64); MAX_WORKERS];
+    let mut remaining = per_cpu;
+    let mut generation = 0u32;
+    while remaining > 0 {
+        let budget = remaining.min(per_gen).next_multiple_of(WORKER_CALL_UNIT);
+        for (cpu, slot) in pids.iter_mut().enumerate().take(workers) {
+            let seed = worker_seed(c.seed, cpu as u32, generation);
+            let w = Worker {
+                cpu: cpu as u32,
+                kamikaze: is_kamikaze(seed, generation),
+                no_span_cap: c.no_span_cap,
+                units: (budget / WORKER_CALL_UNIT) as u32,
+                seed,
+            };
+            let arg = Mode::Worker(w).encode();
+            let mut tries = 0;
+            let pid = loop {
+                match exo_rt::spawn("/fuzz", arg) {
+                    Ok(pid) => break Some(pid),
+                    // The tables may be full of dying processes for a moment.
+                    Err(Errno::EAGAIN | Errno::ENOMEM) if tries < 1000 => {
+                        tries += 1;
+                        exo_rt::sched_yield();
+                    }
+                    Err(e) => {
+                        println!("FUZZ,spawn-failed,cpu={cpu},arg={arg:#x},{e}");
+                        break None;
+                    }
+                }
+            };
+            match pid {
+                Some(pid) => {
+                    started += 1;
+                    *slot = (pid, Some(w), arg);
+                }
+                None => {
+                    failed += 1;
+                    *slot = (0, None, arg);
+                }
+            }
+        }
+        for &(pid, w, arg) in pids.iter().take(workers) {
+            let Some(w) = w else { continue };
+            let budget = u64::from(w.units) * WORKER_CALL_UNIT;
+            let status = exo_rt::wait(pid);
+            let ordinary = if w.kamikaze {
+                kamikaze_at(w.seed, budget)
+            } else {
+                budget
+            };
+            match status {
+                Ok(ExitStatus::Exited(0)) => {
+                    calls += ordinary;
+                    kamikazes += u64::from(w.kamikaze);
+                }
+                Ok(s) if w.kamikaze => {
+                    kamikazes += 1;
+                    deaths += 1;
+                    calls += ordinary;
+                    if let ExitStatus::Exited(code) = s
+                        && code & !15 == 64
+                        && code != 64
+                    {
+                        // Its findings before the deadly phase (see `worker`).
+                        untyped += 1;
+                        println!("FUZZ,worker-findings,pid={pid},arg={arg:#x},{s}");
+                    }
+                }
+                Ok(s) => {
+                    failed += 1;
+                    if let ExitStatus::Exited(code) = s
+                        && code & !15 == 64
+                    {
+                        untyped += 1;
+                    }
+                    println!("FUZZ,worker-failed,pid={pid},arg={arg:#x},{s}");
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("FUZZ,wait-failed,pid={pid},arg={arg:#x},{e}");
+                }
+            }
+        }
+        remaining -= budget.min(remaining);
+        generation += 1;
+    }
+    // The kernel must still run a process after all that.
+    let after = exo_rt::spawn("/empty", 0).and_then(exo_rt::wait);
+    if after != Ok(ExitStatus::Exited(0)) {
+        failed += 1;
+        println!("FUZZ,after,spawn /empty: {after:?}");
+    }
+    let ms = exo_rt::monotonic_nanos().saturating_sub(t0) / 1_000_000;
+    println!(
+        "FUZZ,done,calls={calls},workers={started},deaths={deaths},kamikaze={kamikazes},failed={failed},untyped={untyped},seed={},ms={ms}",
+        c.seed
+    );
+    if failed == 0 && untyped == 0 { 0 } else { 1 }
+}
+
+// ---------------------------------------------------------------------------------------
+// The worker's memory: all of it in the image (statics), so that the ranges it protects
+// are two: the image and the stack.
+
+const SCRATCH_PAGES: usize = 8;
+const RO: usize = SCRATCH_PAGES; // read-only: timespecs, then zeros
+const EDGE: usize = RO + 1; // read-write, followed by a hole
+const HOLE1: usize = EDGE + 1;
+const NL: usize = HOLE1 + 1; // newlines, read-only, followed by a hole
+const HOLE2: usize = NL + 1;
+const ARENA_PAGES: usize = HOLE2 + 1;
+const THREADS: usize = 3;
+const THREAD_STACK: usize = 64 * 1024;
+
+#[repr(C, align(4096))]
+struct Arena(UnsafeCell<[u8; ARENA_PAGES * PAGE as usize]>);
+// SAFETY: the kernel and the threads write through raw pointers only; nothing makes a
+// reference to the bytes.
+unsafe impl Sync for Arena {}
+static ARENA: Arena = Arena(UnsafeCell::new([0; ARENA_PAGES * PAGE as usize]));
+
+#[repr(C, align(4096))]
+struct Stacks(UnsafeCell<[[u8; THREAD_STACK]; THREADS]>);
+// SAFETY: each stack belongs to one thread at a time (started after the previous user
+// was joined); only raw pointers are made.
+unsafe impl Sync for Stacks {}
+static STACKS: Stacks = Stacks(UnsafeCell::new([[0; THREAD_STACK]; THREADS]));
+
+fn arena() -> u64 {
+    ARENA.0.get() as u64
+}
+fn page(k: usize) -> u64 {
+    arena() + k as u64 * PAGE
+}
+
+/// The image (text, data, the arena, the thread stacks) lies in here.
+const IMAGE: (u64, u64) = (0x40_0000, 0x1000_0000);
+/// The stack the loader maps below 0x7fff_ffff_0000, with a wide margin.
+const STACK: (u64, u64) = (0x7fff_f000_0000, 0x7fff_ffff_0000);
+
+/// Timespecs `nanosleep` and `futex` may read: short valid ones, then invalid ones.
+const TIMESPECS: [(u64, u64); 8] = [
+    (0, 0),
+    (0, 1),
+    (0, 50_000),
+    (0, 1_000_000_000),
+    (u64::MAX, 0),
+    ((1 << 32) + 1, 0),
+    (0, u64::MAX),
+    (1 << 63, 1),
+];
+
+// ---------------------------------------------------------------------------------------
+// Counters, shared by the worker's threads.
+
+struct Stats {
+    calls: AtomicU64,
+    ok: AtomicU64,
+    errs: [AtomicU64; 128],
+    flags: AtomicU32,
+    printed: AtomicU32,
+    spawns: AtomicU64,
+    kills: AtomicU64,
+    threads: AtomicU64,
+    threads_enosys: AtomicU64,
+    known: AtomicU64,
+    arg: AtomicU64,
+}
+
+static STATS: Stats = Stats {
+    calls: AtomicU64::new(0),
+    ok: AtomicU64::new(0),
+    errs: [const { AtomicU64::new(0) }; 128],
+    flags: AtomicU32::new(0),
+    printed: AtomicU32::new(0),
+    spawns: AtomicU64::new(0),
+    kills: AtomicU64::new(0),
+    threads: AtomicU64::new(0),
+    threads_enosys: AtomicU64::new(0),
+    known: AtomicU64::new(0),
+    arg: AtomicU64::new(0),
+};
+
+const F_UNTYPED: u32 = 1;
+const F_UNDOCUMENTED: u32 = 2;
+const F_BADRET: u32 = 4;
+const F_CHILD: u32 = 8;
+
+fn finding(flag: u32, what: &str, index: u64, n: u64, a: &[u64; 6], ret: i64) {
+    STATS.flags.fetch_or(flag, Relaxed);
+    if STATS.printed.fetch_add(1, Relaxed) < 32 {
+        println!(
+            "FUZZ,{what},arg={:#x},call={index},nr={n},args={:#x}:{:#x}:{:#x}:{:#x}:{:#x}:{:#x},ret={ret}",
+            STATS.arg.load(Relaxed),
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            a[4],
+            a[5]
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// One stream of calls (the worker's main thread, or one of its threads).
+
+struct Ctx {
+    rng: Rng,
+    cpu: u32,
+    pid: u64,
+    /// In a thread of the worker (not its main thread).
+    thread: bool,
+    /// Deadly calls allowed.
+    deadly: bool,
+    span_cap: bool,
+    /// Calls this stream made.
+    index: u64,
+    /// Non-fixed maps to give back (address, length).
+    maps: [(u64, u64); 8],
+    nmaps: usize,
+    /// A child not waited for yet (random `wait`s may take it).
+    pending: Option<(u64, Expect)>,
+}
+
+/// How a spawned child must end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Any,
+    Exit(u8),
+    Case(u64),
+}
+
+impl Ctx {
+    fn new(seed: u64, cpu: u32, thread: bool, deadly: bool, span_cap: bool) -> Ctx {
+        Ctx {
+            rng: Rng::new(seed),
+            cpu,
+            pid: exo_rt::getpid() as u64,
+            thread,
+            deadly,
+            span_cap,
+            index: 0,
+            maps: [(0, 0); 8],
+            nmaps: 0,
+            pending: None,
+        }
+    }
+
+    /// A pointer: into its own buffers (sometimes misaligned), at a page end before a hole,
+    /// into a hole, its text, the playground, a map it made, or a nasty constant.
+    fn ptr(&mut self) -> u64 {
+        let r = &mut self.rng;
+        match r.below(16) {
+            0..=3 => arena() + r.below(SCRATCH_PAGES as u64 * PAGE),
+            4 => arena() + r.below(SCRATCH_PAGES as u64 * PAGE / 8) * 8,
+            5 => page(RO) + r.below(PAGE),
+            6 => page(HOLE1) - 1 - r.below(24),
+            7 => page(HOLE1) + r.below(2) * PAGE + r.below(PAGE),
+            8 => page(HOLE2) - 1 - r.below(64),
+            9 => run as *const () as u64 + r.below(64),
+            10 | 11 => PLAY_BASE + r.below(PLAY_SIZE / PAGE) * PAGE + r.pick(&[0, 0, 1, 8, 4095]),
+            12 if self.nmaps > 0 => self.maps[r.below(self.nmaps as u64) as usize].0,
+            13 => USER_END - r.below(64),
+            _ => r.pick(NASTY),
+        }
+    }
+
+    fn len(&mut self) -> u64 {
+        if self.rng.chance(1, 3) {
+            self.rng.below(64)
+        } else {
+            self.rng.pick(LENGTHS)
+        }
+    }
+
+    fn any(&mut self) -> u64 {
+        match self.rng.below(100) {
+            0..40 => self.rng.pick(NASTY),
+            40..70 => self.ptr(),
+            70..85 => self.len(),
+            85..95 => self.rng.below(32),
+            _ => self.rng.next_u64(),
+        }
+    }
+
+    fn addr(&mut self) -> u64 {
+        match self.rng.below(6) {
+            0 | 1 => PLAY_BASE + self.rng.below(PLAY_SIZE / PAGE) * PAGE,
+            2 if self.nmaps > 0 => self.maps[self.rng.below(self.nmaps as u64) as usize].0,
+            3 => self.ptr(),
+            _ => self.any(),
+        }
+    }
+
+    /// Arguments for call `n`: all random, or shaped like the call's (3 in 4).
+    fn args(&mut self, n: u64) -> [u64; 6] {
+        let mut a = [0u64; 6];
+        for x in &mut a {
+            *x = self.any();
+        }
+        if self.rng.chance(1, 4) {
+            return a;
+        }
+        let r = &mut self.rng;
+        match n as usize & 0xffff_ffff {
+            nr::WRITE => {
+                a[0] = r.pick(&[1, 1, 2, 0, 3, 999, u64::MAX, 1 << 32 | 1]);
+                a[1] = self.ptr();
+                a[2] = self.len();
+            }
+            nr::MMAP => {
+                a[0] = if r.chance(1, 2) { 0 } else { self.addr() };
+                a[1] = self.len();
+                let r = &mut self.rng;
+                a[2] = if r.chance(7, 8) {
+                    r.below(8)
+                } else {
+                    r.next_u64()
+                };
+                a[3] = r.pick(&[0x22, 0x22, 0x32, 0x32, 0x02, 0x20, 0x12, 0x30, 0x23, 0x122]);
+                a[4] = r.pick(&[u64::MAX, u64::MAX, 0, 1, 0xffff_ffff]);
+                a[5] = r.pick(&[0, 0, 0, 4096, 1]);
+            }
+            nr::MPROTECT | nr::MUNMAP => {
+                a[0] = self.addr();
+                a[1] = if self.rng.chance(1, 2) {
+                    (self.rng.below(16) + 1) * PAGE
+                } else {
+                    self.len()
+                };
+                a[2] = if self.rng.chance(7, 8) {
+                    self.rng.below(8)
+                } else {
+                    self.rng.next_u64()
+                };
+            }
+            nr::NANOSLEEP | nr::CLOCK_GETTIME => {
+                if n as usize == nr::CLOCK_GETTIME {
+                    a[0] = r.pick(&[0, 1, 1, 2, 3, u64::MAX, 1 << 32]);
+                    a[1] = self.ptr();
+                } else {
+                    a[0] = self.ptr();
+                }
+            }
+            nr::FUTEX => {
+                a[0] = self.ptr();
+                let r = &mut self.rng;
+                a[1] = r.pick(&[0, 1, 128, 129, 2, 9, 256, 1 << 32, u64::MAX]);
+                a[2] = if r.chance(1, 2) {
+                    // The word's value, so that a wait sleeps (until its short timeout).
+                    // SAFETY: read only when it is in the arena's readable pages.
+                    read_u32_if_known(a[0]).unwrap_or(0) as u64
+                } else {
+                    r.pick(&[0, 1, u64::MAX, 0x7fff_ffff])
+                };
+                a[3] = if self.rng.chance(1, 2) { 0 } else { self.ptr() };
+            }
+            nr::SCHED_SETAFFINITY => {
+                a[0] = r.pick(&[0, 0, self.pid, 1, u64::MAX, 4096]);
+                a[1] = r.pick(&[0, 1, 8, 16, 128, 129, 4096, u64::MAX]);
+                a[2] = self.ptr();
+            }
+            nr::GETCPU => {
+                a[0] = if r.chance(1, 4) { 0 } else { self.ptr() };
+                a[1] = if self.rng.chance(1, 2) { 0 } else { self.ptr() };
+            }
+            nr::WAIT => {
+                a[0] = match (r.below(4), self.pending) {
+                    (0, Some((pid, _))) => pid,
+                    (1, _) => self.pid,
+                    (2, _) => r.below(300),
+                    _ => r.pick(NASTY),
+                };
+            }
+            nr::THREAD_JOIN => {
+                a[0] = if r.chance(1, 2) {
+                    r.below(2048)
+                } else {
+                    r.pick(NASTY)
+                }
+            }
+            _ => {}
+        }
+        a
+    }
+
+    /// Whether `[s, e)` holds something of the worker's own.
+    fn protected(&self, s: u64, e: u64) -> bool {
+        overlaps(s, e, IMAGE.0, IMAGE.1) || overlaps(s, e, STACK.0, STACK.1)
+    }
+
+    /// Makes the call `n(a)` one the worker survives (see the crate header).
+    fn tame(&mut self, n: &mut u64, a: &mut [u64; 6]) {
+        let eff = if *n >> 32 == 1 {
+            *n & 0xffff_ffff // what a kernel truncating numbers would run
+        } else {
+            *n
+        } as usize;
+        if ENDING_CALLS.contains(&eff) && !self.deadly {
+            *n = nr::GETPID as u64;
+            return;
+        }
+        match eff {
+            nr::MUNMAP | nr::MPROTECT | nr::MMAP => {
+                let fixed = eff != nr::MMAP || a[3] & 0x10 != 0;
+                if fixed && let Some((s, e)) = touched_range(a[0], a[1]) {
+                    if !self.deadly && self.protected(s, e) {
+                        a[0] = PLAY_BASE + self.rng.below(PLAY_SIZE / PAGE) * PAGE;
+                        a[1] = (self.rng.below(16) + 1) * PAGE;
+                    } else if eff == nr::MUNMAP && self.span_cap && e - s > MUNMAP_SPAN_CAP {
+                        a[1] = MUNMAP_SPAN_CAP;
+                    }
+                }
+                // Maps that may take all memory, rarely.
+                if eff == nr::MMAP
+                    && a[1] > BIG_MAP
+                    && a[1] < USER_END
+                    && !self.rng.chance(1, OOM_ODDS / 8)
+                {
+                    a[1] &= SMALL_MAP - 1;
+                }
+            }
+            nr::WRITE => {
+                if (a[0] == 1 || a[0] == 2) && a[2] != 0 && !surely_faults(a[1], a[2]) {
+                    // One in 16 prints (1 to 3 newlines, then the hole), the others fault.
+                    a[1] = if self.rng.chance(1, 16) {
+                        page(HOLE2) - 1 - self.rng.below(3)
+                    } else {
+                        page(HOLE2) + self.rng.below(PAGE)
+                    };
+                }
+            }
+            nr::NANOSLEEP => {
+                if !surely_faults(a[0], 16) {
+                    a[0] = self.timespec();
+                }
+            }
+            nr::FUTEX => {
+                if a[1] & !128 == 0 {
+                    if a[3] == 0 {
+                        if a[0].is_multiple_of(4) && !surely_faults(a[0], 4) {
+                            a[3] = self.timespec();
+                        }
+                    } else if !surely_faults(a[3], 16) {
+                        a[3] = self.timespec();
+                    }
+                }
+            }
+            nr::SPAWN => {
+                if names_a_long_runner(a[0], a[1]) {
+                    a[1] = 0;
+                }
+            }
+            nr::THREAD_CREATE if !self.deadly => {
+                if self.rng.chance(1, 2) {
+                    a[0] = self.rng.pick(&[
+                        USER_END,
+                        KERNEL_IMAGE,
+                        KERNEL_DIRECT,
+                        1 << 63,
+                        u64::MAX,
+                        USER_END + 0x1000,
+                    ]);
+                } else {
+                    // An entry that only exits, with a stack the contract refuses.
+                    a[0] = exit_thread_entry();
+                    a[1] = self.rng.pick(&[
+                        0,
+                        KERNEL_IMAGE,
+                        USER_END,
+                        u64::MAX,
+                        arena() + 8,
+                        arena() + 1,
+                        USER_END + 16,
+                    ]);
+                }
+            }
+            nr::THREAD_JOIN if self.thread => {
+                // Never one of the worker's own threads (two could wait for each other).
+                a[0] = self.rng.pick(&[u64::MAX, 1 << 40, KERNEL_IMAGE, USER_END]);
+            }
+            _ => {}
+        }
+    }
+
+    fn timespec(&mut self) -> u64 {
+        page(RO) + self.rng.below(TIMESPECS.len() as u64) * 16
+    }
+
+    /// One random call, checked.
+    fn step(&mut self) {
+        let mut n = exo_fuzz::pick_nr(&mut self.rng);
+        // Spawns through the menu half of the time (children whose end is known).
+        if n as usize == nr::SPAWN && self.rng.chance(1, 2) {
+            self.spawn_menu();
+            return;
+        }
+        let mut a = self.args(n);
+        self.tame(&mut n, &mut a);
+        // SAFETY: `tame` made the call one the worker survives (outside the deadly phase);
+        // no argument points at memory Rust code uses (only the arena, the playground, holes,
+        // text and maps nothing reads).
+        let ret = unsafe {
+            exo_rt::raw::syscall6(
+                n as usize,
+                a[0] as usize,
+                a[1] as usize,
+                a[2] as usize,
+                a[3] as usize,
+                a[4] as usize,
+                a[5] as usize,
+            )
+        } as i64;
+        self.check(n, &a, ret);
+        if ret >= 0 {
+            self.after_success(n, &a, ret);
+        }
+    }
+
+    fn check(&mut self, n: u64, a: &[u64; 6], ret: i64) {
+        let index = self.index;
+        self.index += 1;
+        STATS.calls.fetch_add(1, Relaxed);
+        match classify(n, ret) {
+            Verdict::Ok => {
+                STATS.ok.fetch_add(1, Relaxed);
+                let wrong_pid = n as usize == nr::GETPID && ret as u64 != self.pid;
+                let wrong_wait =
+                    n as usize == nr::WAIT && self.pending.is_none_or(|(pid, _)| pid != a[0]);
+                if bad_success(n, a, ret) || wrong_pid || wrong_wait {
+                    finding(F_BADRET, "badret", index, n, a, ret);
+                }
+            }
+            Verdict::Error(e) => {
+                STATS.errs[e.code() as usize & 127].fetch_add(1, Relaxed);
+            }
+            Verdict::Undocumented(e) => {
+                STATS.errs[e.code() as usize & 127].fetch_add(1, Relaxed);
+                finding(F_UNDOCUMENTED, "undocumented", index, n, a, ret);
+            }
+            Verdict::Untyped => finding(F_UNTYPED, "untyped", index, n, a, ret),
+        }
+    }
+
+    fn after_success(&mut self, n: u64, a: &[u64; 6], ret: i64) {
+        match n as usize {
+            nr::MMAP if a[3] & 0x10 == 0 => {
+                if self.nmaps == self.maps.len() {
+                    let (va, len) = self.maps[0];
+                    // SAFETY: a map this stream made and nothing reads.
+                    let _ = unsafe { exo_rt::munmap(va as usize, len as usize) };
+                    self.maps.copy_within(1.., 0);
+                    self.nmaps -= 1;
+                }
+                self.maps[self.nmaps] = (ret as u64, a[1]);
+                self.nmaps += 1;
+                if a[1] > BIG_MAP {
+                    self.unmap_all();
+                }
+            }
+            nr::SCHED_SETAFFINITY => self.repin(),
+            nr::SPAWN => {
+                STATS.spawns.fetch_add(1, Relaxed);
+                self.child(ret as u64, Expect::Any);
+            }
+            nr::WAIT => {
+                if self.pending.is_some_and(|(pid, _)| pid == a[0]) {
+                    let (pid, expect) = self.pending.take().unwrap_or((0, Expect::Any));
+                    self.judge(pid, expect, ExitStatus::from_raw(ret as usize));
+                }
+            }
+            nr::THREAD_CREATE => {
+                // The contract refuses every thread the stream asks for (outside the deadly
+                // phase): the only ones that can run exit at once.
+                if !self.deadly {
+                    let _ = exo_rt::thread_join(ret as usize);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn repin(&self) {
+        if self.thread {
+            let _ = exo_rt::sched_setaffinity(0, &[u64::MAX; exo_rt::CPU_SET_BYTES / 8]);
+        } else {
+            let _ = exo_rt::pin_to_cpu(self.cpu as usize);
+        }
+    }
+
+    fn unmap_all(&mut self) {
+        for &(va, len) in &self.maps[..self.nmaps] {
+            // SAFETY: maps this stream made and nothing reads.
+            let _ = unsafe { exo_rt::munmap(va as usize, len as usize) };
+        }
+        self.nmaps = 0;
+    }
+
+    /// A new child: waits for the one pending before, keeps this one pending.
+    fn child(&mut self, pid: u64, expect: Expect) {
+        self.reap_pending();
+        self.pending = Some((pid, expect));
+        if self.thread || self.rng.chance(1, 2) {
+            self.reap_pending();
+        }
+    }
+
+    fn reap_pending(&mut self) {
+        if let Some((pid, expect)) = self.pending.take() {
+            let s = exo_rt::wait(pid as usize);
+            self.judge(pid, expect, s.ok());
+        }
+    }
+
+    fn judge(&mut self, pid: u64, expect: Expect, s: Option<ExitStatus>) {
+        let good = match (expect, s) {
+            (_, None) => false,
+            (Expect::Any, Some(_)) => true,
+            (Expect::Exit(c), Some(s)) => s == ExitStatus::Exited(c),
+            (Expect::Case(k), Some(s)) => cases::CASES
+                .iter()
+                .find(|c| c.arg == k)
+                .map_or(s == ExitStatus::Exited(2), |c| (c.expect)(s)),
+        };
+        if matches!(s, Some(ExitStatus::Killed(_))) {
+            STATS.kills.fetch_add(1, Relaxed);
+        }
+        if !good {
+            STATS.flags.fetch_or(F_CHILD, Relaxed);
+            println!(
+                "FUZZ,child,arg={:#x},pid={pid},expected {expect:?},got {s:?}",
+                STATS.arg.load(Relaxed)
+            );
+        }
+    }
+
+    /// A spawn whose outcome is known: a program of the initrd, or a bogus path.
+    fn spawn_menu(&mut self) {
+        const LONG: [u8; 300] = {
+            let mut p = [b'a'; 300];
+            p[0] = b'/';
+            p
+        };
+        let k = self.rng.below(14);
+        let (path, len, arg, want): (&[u8], usize, u64, Result<Expect, Errno>) = match k {
+            0 | 1 => (b"/empty", 6, self.rng.next_u64(), Ok(Expect::Exit(0))),
+            2 => (b"./empty", 7, 0, Ok(Expect::Exit(0))),
+            3 => (b"/hello", 6, 0, Ok(Expect::Exit(0))),
+            4..=7 => {
+                // /faults: a case that dies (not 10, which prints a page; rarely 10..12).
+                let case = match self.rng.below(16) {
+                    15 => self.rng.pick(&[10, 11, 12, 13, 99, u64::MAX]),
+                    c => c % 10,
+                };
+                (b"/faults", 7, case, Ok(Expect::Case(case)))
+            }
+            8 => (b"/no-such-program", 16, 0, Err(Errno::ENOENT)),
+            9 => (b"/empty", 0, 0, Err(Errno::EINVAL)),
+            10 => (
+                &LONG,
+                257 + self.rng.below(44) as usize,
+                0,
+                Err(Errno::ENAMETOOLONG),
+            ),
+            11 => (b"/\xff\xfe", 3, 0, Err(Errno::EINVAL)),
+            12 => (b"/emptyx", 6, 0, Ok(Expect::Exit(0))),
+            _ => (b"/", 1, 0, Err(Errno::ENOENT)),
+        };
+        let a = [path.as_ptr() as u64, len as u64, arg, 0, 0, 0];
+        // SAFETY: the kernel reads the path.
+        let ret =
+            unsafe { exo_rt::raw::syscall3(nr::SPAWN, path.as_ptr() as usize, len, arg as usize) }
+                as i64;
+        self.check(nr::SPAWN as u64, &a, ret);
+        // Out of processes or memory is allowed at any time (the tables are shared).
+        let busy = matches!(
+            Errno::from_ret(ret as isize),
+            Err(Errno::EAGAIN | Errno::ENOMEM)
+        );
+        match (want, Errno::from_ret(ret as isize)) {
+            (Ok(expect), Ok(pid)) => {
+                STATS.spawns.fetch_add(1, Relaxed);
+                self.child(pid as u64, expect);
+            }
+            (Err(w), Err(e)) if w == e => {}
+            _ if busy => {}
+            (_, got) => {
+                STATS.flags.fetch_or(F_CHILD, Relaxed);
+                println!(
+                    "FUZZ,child,arg={:#x},spawn {:?} len {len}: expected {want:?}, got {got:?}",
+                    STATS.arg.load(Relaxed),
+                    core::str::from_utf8(&path[..len.min(16)]).unwrap_or("(bytes)")
+                );
+                if let Ok(pid) = got {
+                    self.child(pid as u64, Expect::Any);
+                }
+            }
+        }
+    }
+
+    /// Ends the stream: its maps back, its child waited for.
+    fn finish(&mut self) {
+        self.unmap_all();
+        self.reap_pending();
+    }
+}
+
+/// `true` when the contract says reading `[p, p + len)` fails at its first byte: outside
+/// the user half, below `USER_MIN`, or in one of the arena's holes (nothing maps them: they
+/// are in the protected image).
+fn surely_faults(p: u64, len: u64) -> bool {
+    let in_hole = |h: usize| (page(h)..page(h) + PAGE).contains(&p);
+    p.checked_add(len).is_none_or(|e| e > USER_END)
+        || p < USER_MIN
+        || in_hole(HOLE1)
+        || in_hole(HOLE2)
+}
+
+/// The 4-byte word at `p` if `p` is in the arena's always-readable pages.
+fn read_u32_if_known(p: u64) -> Option<u32> {
+    let readable = (arena()..page(EDGE) + PAGE - 3).contains(&p) && p.is_multiple_of(4);
+    // SAFETY: the scratch, read-only and edge pages are mapped and readable for the
+    // worker's whole life; a racy read of bytes the kernel writes is just a value.
+    readable.then(|| unsafe { (p as *const u32).read_volatile() })
+}
+
+/// Whether `spawn(p, len)` could name `/fuzz`, `/init` or `/ubench` (programs that run
+/// for long): only bytes in the worker's image can spell a name; they are read to check.
+fn names_a_long_runner(p: u64, len: u64) -> bool {
+    if !(IMAGE.0..IMAGE.1).contains(&p) || len == 0 || len > 16 {
+        return false;
+    }
+    let readable = |q: u64| {
+        (arena()..page(HOLE1)).contains(&q)
+            || (page(NL)..page(HOLE2)).contains(&q)
+            || (IMAGE.0..arena()).contains(&q)
+    };
+    if !readable(p) || !readable(p + len - 1) {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    for (k, b) in buf.iter_mut().enumerate().take(len as usize) {
+        // SAFETY: inside the image's readable part (checked above).
+        *b = unsafe { ((p + k as u64) as *const u8).read_volatile() };
+    }
+    let mut name = &buf[..len as usize];
+    while let Some(rest) = name.strip_prefix(b"/").or_else(|| name.strip_prefix(b"./")) {
+        name = rest;
+    }
+    [&b"fuzz"[..], b"init", b"ubench"].contains(&name)
+}
+
+// An entry point that ends its thread at once, touching no stack (for thread_create with
+// stacks the contract refuses: if the kernel took one, the thread still ends cleanly).
+core::arch::global_asm!(
+    ".pushsection .text.exo_fuzz_exit_thread, \"ax\", @progbits",
+    ".globl exo_fuzz_exit_thread",
+    "exo_fuzz_exit_thread:",
+    "    mov eax, 515",
+    "    mov edi, 0xdead",
+    "    syscall",
+    "    ud2",
+    ".popsection",
+);
+
+unsafe extern "C" {
+    fn exo_fuzz_exit_thread();
+}
+
+fn exit_thread_entry() -> u64 {
+    exo_fuzz_exit_thread as *const () as u64
+}
+
+// ---------------------------------------------------------------------------------------
+// The worker.
+
+/// What a fuzz thread runs (one per stack).
+static THREAD_PARAMS: [AtomicU64; THREADS * 3] = [const { AtomicU64::new(0) }; THREADS * 3];
+
+fn fuzz_thread(k: u64) -> i32 {
+    let k = k as usize;
+    let seed = THREAD_PARAMS[k * 3].load(Relaxed);
+    let calls = THREAD_PARAMS[k * 3 + 1].load(Relaxed);
+    let flags = THREAD_PARAMS[k * 3 + 2].load(Relaxed);
+    let mut cx = Ctx::new(seed, 0, true, flags & 1 != 0, flags & 2 != 0);
+    for _ in 0..calls {
+        cx.step();
+    }
+    cx.finish();
+    0
+}
+
+/// Starts fuzz thread `k` on its static stack.
+fn start_thread(
+    k: usize,
+    seed: u64,
+    calls: u64,
+    deadly: bool,
+    span_cap: bool,
+) -> Result<usize, Errno> {
+    THREAD_PARAMS[k * 3].store(seed, Relaxed);
+    THREAD_PARAMS[k * 3 + 1].store(calls, Relaxed);
+    THREAD_PARAMS[k * 3 + 2].store(u64::from(deadly) | u64::from(span_cap) << 1, Relaxed);
+    let base = STACKS.0.get() as u64 + (k * THREAD_STACK) as u64;
+    let start = (base + THREAD_STACK as u64 - 16) & !15;
+    // SAFETY: the top of stack `k`, which no running thread uses (joined before reuse).
+    unsafe {
+        (start as *mut exo_rt::thread::Start).write(exo_rt::thread::Start {
+            f: fuzz_thread,
+            arg: k as u64,
+        })
+    };
+    // SAFETY: the runtime's entry reads the Start above rsp and never returns; the stack is
+    // the thread's alone until it is joined.
+    unsafe { exo_rt::thread_create(exo_rt::thread::entry(), start as usize, start) }
+}
+
+fn simple_thread(x: u64) -> i32 {
+    let _ = exo_rt::getcpu();
+    exo_rt::sched_yield();
+    (x as i32) ^ exo_rt::getpid() as i32
+}
+
+/// The thread round: `exo_rt::thread::spawn` threads that do little, then fuzz threads on
+/// the static stacks, all joined. Returns the calls the fuzz threads made.
+fn thread_round(cx: &mut Ctx, per_thread: u64, span_cap: bool) -> u64 {
+    let x = cx.rng.next_u64() & 0xffff;
+    match exo_rt::thread::spawn(simple_thread, x) {
+        Ok(t) => {
+            STATS.threads.fetch_add(1, Relaxed);
+            let want = (x as i32) ^ exo_rt::getpid() as i32;
+            match t.join() {
+                Ok(v) if v == want => {}
+                r => {
+                    STATS.flags.fetch_or(F_BADRET, Relaxed);
+                    println!("FUZZ,badret,thread join: {r:?}, want Ok({want})");
+                }
+            }
+        }
+        Err(Errno::ENOSYS) => {
+            STATS.threads_enosys.fetch_add(1, Relaxed);
+            return 0;
+        }
+        Err(Errno::EAGAIN | Errno::ENOMEM) => return 0,
+        Err(Errno::EEXIST) => {
+            // Finding 2 of the fuzz report, not fixed in the kernel yet: the cursor of maps
+            // without MAP_FIXED does not skip a MAP_FIXED mapping the stream put above it,
+            // so a later non-fixed map fails with EEXIST. Reported, not fatal.
+            if STATS.known.fetch_add(1, Relaxed) == 0 {
+                println!(
+                    "FUZZ,known,arg={:#x},call={},mmap(NULL) for a thread stack: EEXIST (a MAP_FIXED map above the cursor)",
+                    STATS.arg.load(Relaxed),
+                    cx.index
+                );
+            }
+            return 0;
+        }
+        Err(e) => {
+            STATS.flags.fetch_or(F_BADRET, Relaxed);
+            println!("FUZZ,badret,thread spawn: {e}");
+            return 0;
+        }
+    }
+    let n = 1 + cx.rng.below(THREADS as u64) as usize;
+    let mut tids = [0usize; THREADS];
+    let mut started = 0;
+    for (k, tid) in tids.iter_mut().enumerate().take(n) {
+        match start_thread(k, cx.rng.next_u64(), per_thread, false, span_cap) {
+            Ok(t) => {
+                *tid = t;
+                started += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    STATS.threads.fetch_add(started as u64, Relaxed);
+    for &t in &tids[..started] {
+        match exo_rt::thread_join(t) {
+            Ok(0) => {}
+            r => {
+                STATS.flags.fetch_or(F_BADRET, Relaxed);
+                println!("FUZZ,badret,fuzz thread {t} join: {r:?}");
+            }
+        }
+    }
+    started as u64 * per_thread
+}
+
+fn setup() -> Result<(), Errno> {
+    let mut r = Rng::new(0x5eed);
+    // SAFETY: the arena's pages, written before any call may use them.
+    unsafe {
+        let base = arena() as *mut u8;
+        for k in 0..SCRATCH_PAGES * PAGE as usize {
+            base.add(k).write(r.next_u64() as u8);
+        }
+        let ts = page(RO) as *mut [u64; 2];
+        for (k, &(s, ns)) in TIMESPECS.iter().enumerate() {
+            ts.add(k).write([s, ns]);
+        }
+        (page(NL) as *mut u8).write_bytes(b'\n', PAGE as usize);
+        exo_rt::mprotect(page(RO) as usize, PAGE as usize, exo_rt::abi::PROT_READ)?;
+        exo_rt::mprotect(page(NL) as usize, PAGE as usize, exo_rt::abi::PROT_READ)?;
+        exo_rt::munmap(page(HOLE1) as usize, PAGE as usize)?;
+        exo_rt::munmap(page(HOLE2) as usize, PAGE as usize)?;
+    }
+    let end = STACKS.0.get() as u64 + (THREADS * THREAD_STACK) as u64;
+    if arena() < IMAGE.0 || end > IMAGE.1 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+fn worker(w: Worker, arg: u64) -> i32 {
+    STATS.arg.store(arg, Relaxed);
+    if let Err(e) = exo_rt::pin_to_cpu(w.cpu as usize) {
+        println!("FUZZ,worker,arg={arg:#x},cannot pin to cpu {}: {e}", w.cpu);
+        return 64 | F_CHILD as i32;
+    }
+    if let Err(e) = setup() {
+        println!("FUZZ,worker,arg={arg:#x},setup failed: {e}");
+        return 64 | F_CHILD as i32;
+    }
+    let budget = u64::from(w.units) * WORKER_CALL_UNIT;
+    let ordinary = if w.kamikaze {
+        kamikaze_at(w.seed, budget)
+    } else {
+        budget
+    };
+    let span_cap = !w.no_span_cap;
+    let mut cx = Ctx::new(u64::from(w.seed) << 8 | 0x77, w.cpu, false, false, span_cap);
+    let mut made = 0u64;
+    let mut next_round = 512 + cx.rng.below(1024);
+    while made < ordinary {
+        if made >= next_round && ordinary - made > 3 * 128 {
+            made += thread_round(&mut cx, 128, span_cap);
+            next_round = made + 1024 + cx.rng.below(2048);
+            continue;
+        }
+        cx.step();
+        made += 1;
+        if made.is_multiple_of(1024) {
+            cx.repin();
+        }
+    }
+    cx.finish();
+    let flags = STATS.flags.load(Relaxed);
+    report(w, arg, made);
+    if w.kamikaze {
+        if flags != 0 {
+            // Findings are not lost in the deadly phase's random end.
+            return 64 | flags as i32;
+        }
+        kamikaze(&mut cx, span_cap);
+        exo_rt::exit_group(0);
+    }
+    if flags == 0 { 0 } else { 64 | flags as i32 }
+}
+
+/// The deadly phase: fuzz threads that may end the process, and the main stream with
+/// every call allowed.
+fn kamikaze(cx: &mut Ctx, span_cap: bool) {
+    cx.deadly = true;
+    for k in 0..2 {
+        let _ = start_thread(k, cx.rng.next_u64(), KAMIKAZE_CALLS, true, span_cap);
+    }
+    for _ in 0..KAMIKAZE_CALLS {
+        if cx.rng.chance(1, 64) {
+            // A thread at a random entry with a random stack.
+            let (e, s, x) = (cx.any(), cx.any(), cx.any());
+            // SAFETY: none: the deadly phase expects to die.
+            let _ = unsafe { exo_rt::thread_create(e as usize, s as usize, x) };
+        }
+        cx.step();
+    }
+}
+
+fn report(w: Worker, arg: u64, made: u64) {
+    let mut line = exo_rt::io::FdWriter::<1024>::new(exo_rt::abi::STDOUT);
+    use core::fmt::Write;
+    let _ = write!(
+        line,
+        "FUZZ,worker,cpu={},arg={arg:#x},kamikaze={},calls={made},ok={},spawns={},kills={},threads={},threads_enosys={}",
+        w.cpu,
+        u8::from(w.kamikaze),
+        STATS.ok.load(Relaxed),
+        STATS.spawns.load(Relaxed),
+        STATS.kills.load(Relaxed),
+        STATS.threads.load(Relaxed),
+        STATS.threads_enosys.load(Relaxed),
+    );
+    for e in Errno::ALL {
+        let n = STATS.errs[e.code() as usize & 127].load(Relaxed);
+        if n > 0 {
+            let _ = write!(line, ",{}={n}", e.name());
+        }
+    }
+    line.push(b"\n");
+    let _ = line.flush();
+}
