@@ -250,6 +250,46 @@ impl PageTables {
         Some(tab)
     }
 
+    /// The first page in `[from, to)` that is mapped (a present 4 KiB leaf, or inside a huge
+    /// page), skipping whole absent directories: cost grows with the tables that exist,
+    /// not with the length of the range.
+    pub fn next_mapped(&self, from: u64, to: u64) -> Option<u64> {
+        let mut va = from & !0xFFF;
+        'outer: while va < to {
+            let mut tab = self.pml4;
+            for shift in [39u64, 30, 21] {
+                // SAFETY: reading entries of this hierarchy's directly mapped table frames.
+                let e = unsafe {
+                    table(tab)
+                        .add(((va >> shift) & 511) as usize)
+                        .read_volatile()
+                };
+                if e & P == 0 {
+                    let size = 1u64 << shift;
+                    va = (va & !(size - 1)).checked_add(size)?;
+                    continue 'outer;
+                }
+                if e & PS != 0 {
+                    return Some(va);
+                }
+                tab = e & ADDR;
+            }
+            let base = va & !0x1F_FFFF;
+            for idx in ((va >> 12) & 511)..512 {
+                let p = base | (idx << 12);
+                if p >= to {
+                    return None;
+                }
+                // SAFETY: `tab` is this hierarchy's page table for `p`.
+                if unsafe { table(tab).add(idx as usize).read_volatile() } & P != 0 {
+                    return Some(p);
+                }
+            }
+            va = base.checked_add(0x20_0000)?;
+        }
+        None
+    }
+
     /// The 4 KiB leaf entry of `va`, if present (no huge page on the way).
     fn leaf_4k(&self, va: u64) -> Option<*mut u64> {
         let tab = self.table_of(va, &[39, 30, 21])?;

@@ -98,7 +98,17 @@ pub fn init(
     }
     let n = b.free_frames();
     *BUDDY.lock() = Some(b);
+    MANAGED_FRAMES.store(n as u64, Ordering::Relaxed);
     Ok(n)
+}
+
+/// Frames the allocator took over at boot.
+static MANAGED_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// An upper bound of the frames that could ever be free (those managed since boot), read
+/// without a lock: a request for more can be refused at once, before any work.
+pub fn managed_frames() -> u64 {
+    MANAGED_FRAMES.load(Ordering::Relaxed)
 }
 
 fn buddy_alloc(order: usize) -> Result<u64, OutOfMemory> {

@@ -10,7 +10,7 @@ use crate::mm::space::Space;
 use crate::smp::tlb::{self, Request};
 use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::layout::USER_END;
-use exo_arch::paging::{MapError, UserFlags};
+use exo_arch::paging::{MapError, PageTables, UserFlags};
 
 const PAGE: u64 = 4096;
 /// Lowest address a mapping may use (the first 64 KiB stay unmapped: null-pointer guard).
@@ -91,42 +91,29 @@ impl AddressSpace {
 
     /// Maps `len` bytes of zeroed memory at `va` (or at an address the kernel picks) with
     /// `w`/`x` permissions (never both); all or nothing. Returns the address.
+    ///
+    /// Without a fixed address the kernel takes the first free range at or above its
+    /// cursor (skipping pages a fixed map took; a guard page is left above each range) and
+    /// moves the cursor past it only when the map succeeds: a refused or failed map uses up
+    /// no address space. Everything happens under the tables' lock.
     pub fn map(&self, va: Option<u64>, len: u64, w: bool, x: bool) -> Result<u64, VmError> {
         if w && x {
             return Err(VmError::Invalid);
         }
-        // Without a fixed address, the range (and a guard page above it) is reserved only
-        // once it is known to fit, and given back when the map fails (unless another map
-        // reserved after it): a refused or failed map must not use up the address space.
-        let (va, reserved) = match va {
-            Some(v) => (v, None),
-            None => loop {
-                let cur = self.next.load(Ordering::Relaxed);
-                let pages = range(cur, len)?;
-                let step = (pages + 1) * PAGE; // cannot overflow: range() bounds it
-                if self
-                    .next
-                    .compare_exchange(cur, cur + step, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    break (cur, Some(cur + step));
-                }
-            },
+        let mut t = self.space.tables.lock();
+        let picked = va.is_none();
+        let (va, pages) = match va {
+            Some(v) => (v, range(v, len)?),
+            None => Self::find_free(&t, self.next.load(Ordering::Relaxed), len)?,
         };
-        let give_back = |e: VmError| {
-            if let Some(end) = reserved {
-                let _ = self
-                    .next
-                    .compare_exchange(end, va, Ordering::Relaxed, Ordering::Relaxed);
-            }
-            e
-        };
-        let pages = range(va, len).map_err(give_back)?;
+        // No overcommit, and no walk over a range that could never be backed.
+        if pages > kalloc::managed_frames() {
+            return Err(VmError::NoMemory);
+        }
         let flags = UserFlags {
             writable: w,
             executable: x,
         };
-        let mut t = self.space.tables.lock();
         for k in 0..pages {
             let page = va + k * PAGE;
             let r = match kalloc::alloc_frame() {
@@ -158,22 +145,44 @@ impl AddressSpace {
                         }
                     }
                 }
-                return Err(give_back(e));
+                return Err(e);
             }
+        }
+        if picked {
+            self.next.store(va + (pages + 1) * PAGE, Ordering::Relaxed);
         }
         self.pages.fetch_add(pages, Ordering::Relaxed);
         Ok(va)
     }
 
-    /// Unmaps `[va, va + len)` (pages not mapped are skipped); the translations are gone on
-    /// every CPU and the frames are free when it returns. Returns the pages unmapped.
+    /// The first range of `len` bytes at or above `from` with no page mapped (tables held).
+    fn find_free(t: &PageTables, from: u64, len: u64) -> Result<(u64, u64), VmError> {
+        let mut cur = from;
+        loop {
+            let pages = range(cur, len).map_err(|e| match e {
+                VmError::OutOfRange => VmError::NoMemory, // no room left above the cursor
+                e => e,
+            })?;
+            match t.next_mapped(cur, cur + pages * PAGE) {
+                None => return Ok((cur, pages)),
+                Some(p) => cur = p + PAGE,
+            }
+        }
+    }
+
+    /// Unmaps `[va, va + len)` (pages not mapped are skipped, at the cost of the tables that
+    /// exist, not of the range's length); the translations are gone on every CPU and the
+    /// frames are free when it returns. Returns the pages unmapped.
     pub fn unmap(&self, va: u64, len: u64) -> Result<u64, VmError> {
         let pages = range(va, len)?;
+        let end = va + pages * PAGE;
         let mut freed: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
         let mut t = self.space.tables.lock();
         let mut n = 0;
-        for k in 0..pages {
-            if let Some((pa, table)) = t.unmap_4k(va + k * PAGE) {
+        let mut cur = va;
+        while let Some(p) = t.next_mapped(cur, end) {
+            cur = p + PAGE;
+            if let Some((pa, table)) = t.unmap_4k(p) {
                 n += 1;
                 // Kept until the shootdown is done: another CPU may still write through a
                 // stale translation until then.

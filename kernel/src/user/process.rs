@@ -132,7 +132,8 @@ pub fn spawn(path: &str, arg: u64, b: Builder) -> Result<u64, Errno> {
     };
     let entry = archive.find(path).ok_or(Errno::Enoent)?;
     if entry.file_type() != exo_initrd::FileType::Regular {
-        return Err(Errno::Eacces);
+        // Not a regular file: as if absent (docs/syscalls.md).
+        return Err(Errno::Enoent);
     }
     let space = Box::new(AddressSpace::new().map_err(|_| Errno::Enomem)?);
     let l = loader::load(&space, entry.data).map_err(|e| match e {

@@ -73,8 +73,6 @@ pub enum Errno {
     Eagain = 11,
     /// Out of memory.
     Enomem = 12,
-    /// Not a regular file (spawn).
-    Eacces = 13,
     /// Bad address: a pointer outside user memory, or to unmapped memory.
     Efault = 14,
     /// A fixed mapping over a mapped page.
