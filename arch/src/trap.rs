@@ -423,6 +423,8 @@ core::arch::global_asm!(
     "exo_fixup_table:",
     ".quad exo_probe_insn, exo_probe_fixup, 0",
     ".quad exo_user_copy_insn, exo_user_copy_fixup, 1",
+    ".quad exo_user_copy_q_insn, exo_user_copy_q_fixup, 1",
+    ".quad exo_user_copy_q_tail, exo_user_copy_q_tail_fixup, 1",
     "exo_fixup_table_end:",
 );
 

@@ -1,21 +1,254 @@
-//! The serial console: one lock for whole lines, the `log` facade, and `kprintln!`.
+//! The serial console: one lock for whole lines, the `log` facade, `kprintln!`, and the
+//! per-CPU rings behind the user `write` call.
 //!
-//! Lines are written under a spin lock taken with interrupts off, so lines from different
-//! CPUs never interleave. The panic path may steal the lock after a bounded wait.
+//! **Lines.** Kernel lines are written under a spin lock taken with interrupts off, so
+//! lines from different CPUs never interleave. The panic path may steal the lock after a
+//! bounded wait.
+//!
+//! **Rings.** A user `write(1|2, buf, len)` does not wait on the UART: the system call
+//! copies the bytes straight from user memory into its CPU's [`CpuRing`] (an
+//! [`exo_sync::ring`] of [`RING_BYTES`] = 16 KiB, allocated by the `user` layer the first
+//! time a user thread writes on that CPU, so CPUs that never run a writer cost nothing;
+//! each ring is then registered here for good) with interrupts off, and returns. The
+//! producer of a ring is only its own CPU (reached through that CPU's block, interrupts
+//! off); its consumer is whoever holds the console lock, which drains rings to the UART:
+//!
+//! * every kernel line (`kprintln!`, the `log` facade) first drains its own CPU's ring
+//!   completely, then the complete lines of the other rings, then prints: a line a CPU
+//!   prints comes after every byte that CPU queued before it (e.g. `PROC,<pid>,exit,0`
+//!   after the process's last `write`);
+//! * the idle loop drains every ring ([`drain_idle`]: try-lock, at most [`IDLE_BUDGET`]
+//!   bytes per ring per pass) and the timer tick drains its own CPU's ring
+//!   ([`drain_tick`]: try-lock, [`TICK_BUDGET`] bytes), so a busy CPU's output appears;
+//! * the panic path and every exit of the machine ([`exit`]) flush every ring first
+//!   ([`flush_all`]): nothing queued is lost when QEMU exits.
+//!
+//! Background drains (idle, tick, other CPUs' rings in a kernel line) write whole lines:
+//! two CPUs' user lines do not interleave mid-line. A line longer than the budget, a
+//! partial line in a ring at least half full, or one left waiting [`PARTIAL_TICKS`] TSC
+//! ticks, is written anyway; flushes (own ring before a kernel line, exit, panic, a full
+//! ring) write everything.
+//!
+//! **A full ring: back-pressure, nothing is dropped.** When a `write` does not fit in its
+//! CPU's ring, the writer copies what fits, then drains every ring synchronously
+//! ([`flush_all`]: it waits on the UART, as every `write` did before the rings) and goes on
+//! with the rest. Bytes are never dropped and never overwritten before they are written
+//! out.
+//!
+//! Rank 0 (`scripts/check-layers.sh`): calls nothing in the kernel; the layers above call
+//! the drains from their idle loop (`smp`), tick (`trap`) and exits.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use exo_arch::exit::ExitCode;
+use exo_percpu::{CpuCell, IrqGuard};
+use exo_sync::ring::{Consumer, Producer, RingState};
+
+/// Bytes of one CPU's ring.
+pub const RING_BYTES: usize = 16 * 1024;
+/// Most bytes one idle pass writes from one ring.
+pub const IDLE_BUDGET: usize = 4096;
+/// Most bytes one timer tick writes from its CPU's ring.
+pub const TICK_BUDGET: usize = 1024;
+/// A partial line (no newline yet) older than this (TSC ticks since a background drain
+/// first left it) is written by the next background drain.
+pub const PARTIAL_TICKS: u64 = 50_000_000;
 
 /// Lock owner + 1 (0 = free). A ticket-free owner word lets the panic path detect a lock
 /// held by itself (re-entrant panic) and steal it after a deadline.
 static OWNER: AtomicU32 = AtomicU32::new(0);
 
+/// One CPU's console ring (see the module documentation).
+#[derive(Debug)]
+pub struct CpuRing {
+    cpu: u32,
+    /// Only the ring's own CPU, interrupts off.
+    producer: CpuCell<Producer<'static>>,
+    /// Only the console lock's holder (`try_lock`: held only by a drain in progress; a
+    /// drain that finds it held — a nested drain on the same CPU from an NMI, or a stolen
+    /// console lock — skips the ring).
+    consumer: spin::Mutex<Consumer<'static>>,
+    /// TSC when a background drain first left a partial line here (0: none).
+    partial_since: AtomicU64,
+    /// The writer (a thread's kernel stack top) whose bytes went in last, if its bytes
+    /// are nowhere else: the writer's fast path only runs while this names it (see
+    /// [`CpuRing::last_writer`]).
+    last_writer: AtomicU64,
+    next: spin::Once<&'static CpuRing>,
+}
+
+impl CpuRing {
+    /// A ring for `cpu` over `storage` (a power of two long; `None` otherwise).
+    pub fn new(
+        cpu: u32,
+        state: &'static mut RingState,
+        storage: &'static mut [u8],
+    ) -> Option<CpuRing> {
+        let (p, c) = exo_sync::ring::split(state, storage)?;
+        Some(CpuRing {
+            cpu,
+            producer: CpuCell::new(p),
+            consumer: spin::Mutex::new(c),
+            partial_since: AtomicU64::new(0),
+            last_writer: AtomicU64::new(0),
+            next: spin::Once::new(),
+        })
+    }
+
+    /// The CPU whose ring this is.
+    pub fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
+    /// Runs `f` on the producer side. Only the ring's own CPU may call this (the kernel
+    /// reaches a CPU's ring through that CPU's block), with interrupts off (`g`); `None`
+    /// for a re-entrant call.
+    #[inline(always)]
+    pub fn produce<R>(
+        &self,
+        g: &IrqGuard,
+        f: impl FnOnce(&mut Producer<'static>) -> R,
+    ) -> Option<R> {
+        self.producer.with(g, f).ok()
+    }
+
+    /// The writer whose bytes went in last (0: none). Invariant kept by the `write` call:
+    /// a ring names a writer only while that writer's latest bytes are in this ring, so a
+    /// writer that finds its own name may append without looking elsewhere.
+    #[inline(always)]
+    pub fn last_writer(&self) -> u64 {
+        self.last_writer.load(Ordering::Relaxed)
+    }
+
+    /// Names `who` as the last writer (the ring's own CPU, interrupts off).
+    pub fn set_last_writer(&self, who: u64) {
+        self.last_writer.store(who, Ordering::Relaxed);
+    }
+
+    /// Bytes queued (a snapshot).
+    pub fn queued(&self) -> usize {
+        self.consumer.try_lock().map_or(0, |c| c.len())
+    }
+}
+
+static FIRST: spin::Once<&'static CpuRing> = spin::Once::new();
+
+/// Adds `ring` to the rings the drains visit (for good; once per ring).
+pub fn register(ring: &'static CpuRing) {
+    let mut at = &FIRST;
+    loop {
+        let got = *at.call_once(|| ring);
+        if core::ptr::eq(got, ring) {
+            return;
+        }
+        at = &got.next;
+    }
+}
+
+/// Unnames `who` as last writer of every ring (it is about to write somewhere else). A
+/// ring's owner may name another writer at the same time: at worst that one takes its
+/// slow path once.
+pub fn forget_writer(who: u64) {
+    for r in rings() {
+        if r.last_writer.load(Ordering::Relaxed) == who {
+            r.last_writer.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+fn rings() -> impl Iterator<Item = &'static CpuRing> {
+    core::iter::successors(FIRST.get().copied(), |r| r.next.get().copied())
+}
+
+/// How much of a ring a drain writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Everything queued (flushes).
+    All,
+    /// Whole lines (background drains; see the module documentation for the exceptions).
+    Lines,
+}
+
+/// Writes up to `budget` queued bytes of `ring` to `out` as `mode` says, frees them, and
+/// returns the count. The caller is the ring's consumer: it holds the console lock (or is a
+/// test that owns a ring nobody else drains).
+pub fn drain_ring(ring: &CpuRing, mode: Drain, budget: usize, out: &mut dyn FnMut(&[u8])) -> usize {
+    let Some(mut c) = ring.consumer.try_lock() else {
+        return 0;
+    };
+    let (a, b) = c.readable();
+    let total = a.len() + b.len();
+    if total == 0 {
+        ring.partial_since.store(0, Ordering::Relaxed);
+        return 0;
+    }
+    let window = total.min(budget);
+    let n = match mode {
+        Drain::All => window,
+        Drain::Lines => {
+            let cut = last_newline(a, b, window).map_or(0, |i| i + 1);
+            if window < total {
+                // Budget-limited: whole lines, or the window of a line longer than it.
+                if cut > 0 { cut } else { window }
+            } else if cut == total {
+                total
+            } else {
+                let now = exo_arch::tsc::rdtsc();
+                let since = ring.partial_since.load(Ordering::Relaxed);
+                if total >= c.capacity() / 2
+                    || (since != 0 && now.wrapping_sub(since) >= PARTIAL_TICKS)
+                {
+                    total
+                } else {
+                    if since == 0 {
+                        ring.partial_since.store(now.max(1), Ordering::Relaxed);
+                    }
+                    cut
+                }
+            }
+        }
+    };
+    let n1 = n.min(a.len());
+    out(&a[..n1]);
+    out(&b[..n - n1]);
+    c.consume(n);
+    if n == total {
+        ring.partial_since.store(0, Ordering::Relaxed);
+    }
+    n
+}
+
+/// Index of the last `\n` among the first `window` bytes of `a ++ b`.
+fn last_newline(a: &[u8], b: &[u8], window: usize) -> Option<usize> {
+    let nb = window.saturating_sub(a.len());
+    if let Some(i) = b[..nb].iter().rposition(|&x| x == b'\n') {
+        return Some(a.len() + i);
+    }
+    a[..window.min(a.len())].iter().rposition(|&x| x == b'\n')
+}
+
 struct Serial;
 
 impl Write for Serial {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        exo_arch::serial::write_bytes(s.as_bytes());
+        emit(s.as_bytes());
         Ok(())
+    }
+}
+
+/// Bytes to the UART (and to the capture buffer of a test, if one is on). Console lock held.
+fn emit(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    exo_arch::serial::write_bytes(bytes);
+    if let Some(mut c) = CAPTURE.try_lock()
+        && c.on
+    {
+        let at = c.len;
+        let n = bytes.len().min(c.buf.len() - at);
+        c.buf[at..at + n].copy_from_slice(&bytes[..n]);
+        c.len += n;
     }
 }
 
@@ -27,18 +260,120 @@ fn me() -> u32 {
     }
 }
 
-/// Writes one line (the arguments plus a newline) atomically with respect to other CPUs.
+/// Writes one line (the arguments plus a newline) atomically with respect to other CPUs,
+/// after this CPU's queued user bytes and the complete lines of the other rings.
 pub fn write_line(args: fmt::Arguments<'_>) {
     locked(|| {
+        drain_before_line();
         let _ = Serial.write_fmt(args);
         let _ = Serial.write_str("\n");
     });
 }
 
-/// Writes `bytes` as they are (a user program's `write`), atomically with respect to other
-/// CPUs' lines.
+/// Console lock held: this CPU's ring completely, the others' complete lines.
+fn drain_before_line() {
+    let cpu = me() - 1;
+    for r in rings() {
+        let mode = if r.cpu == cpu {
+            Drain::All
+        } else {
+            Drain::Lines
+        };
+        drain_ring(r, mode, usize::MAX, &mut emit);
+    }
+}
+
+/// Writes `bytes` as they are, now, after every ring (the path of a `write` on a CPU that
+/// has no ring: no memory for one).
 pub fn write_bytes(bytes: &[u8]) {
-    locked(|| exo_arch::serial::write_bytes(bytes));
+    locked(|| {
+        for r in rings() {
+            drain_ring(r, Drain::All, usize::MAX, &mut emit);
+        }
+        emit(bytes);
+    });
+}
+
+/// Writes everything every ring holds, waiting for the console lock (exits, the panic
+/// path, a full ring's back-pressure, a writer that moved to another CPU).
+pub fn flush_all() {
+    locked(|| {
+        for r in rings() {
+            drain_ring(r, Drain::All, usize::MAX, &mut emit);
+        }
+    });
+}
+
+/// The idle loop's drain: whole lines of every ring, at most [`IDLE_BUDGET`] bytes each, if
+/// the console lock is free. Returns true when a ring still holds bytes beyond the budget
+/// (the caller may pass again before it halts).
+pub fn drain_idle() -> bool {
+    FIRST.get().is_some()
+        && try_locked(|| {
+            let mut more = false;
+            for r in rings() {
+                let n = drain_ring(r, Drain::Lines, IDLE_BUDGET, &mut emit);
+                more |= n == IDLE_BUDGET;
+            }
+            more
+        })
+        .unwrap_or(false)
+}
+
+/// The timer tick's drain of its CPU's `ring`: whole lines, at most [`TICK_BUDGET`] bytes,
+/// if the console lock is free (the tick may have interrupted its holder).
+pub fn drain_tick(ring: &CpuRing) {
+    if ring.queued() != 0 {
+        let _ = try_locked(|| drain_ring(ring, Drain::Lines, TICK_BUDGET, &mut emit));
+    }
+}
+
+/// Leaves the machine with `code` after writing out every ring.
+pub fn exit(code: ExitCode) -> ! {
+    flush_all();
+    exo_arch::exit::exit(code)
+}
+
+/// What the UART was sent while a test captured it.
+struct Capture {
+    on: bool,
+    len: usize,
+    buf: [u8; 16 * 1024],
+}
+
+static CAPTURE: spin::Mutex<Capture> = spin::Mutex::new(Capture {
+    on: false,
+    len: 0,
+    buf: [0; 16 * 1024],
+});
+
+/// Starts copying everything the console writes (the first 16 KiB) for a test.
+pub fn capture_start() {
+    locked(|| {
+        let mut c = CAPTURE.lock();
+        c.on = true;
+        c.len = 0;
+    });
+}
+
+/// Stops the capture and hands `f` what was written since [`capture_start`].
+pub fn capture_stop<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    locked(|| CAPTURE.lock().on = false);
+    // Off: no drain appends any more; the test reads what was captured.
+    let c = CAPTURE.lock();
+    f(&c.buf[..c.len])
+}
+
+/// Runs `f` holding the console lock if it is free now (interrupts off); `None` if not.
+fn try_locked<R>(f: impl FnOnce() -> R) -> Option<R> {
+    exo_arch::cpu::without_interrupts(|| {
+        OWNER
+            .compare_exchange(0, me(), Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        let r = f();
+        OWNER.store(0, Ordering::Release);
+        Some(r)
+    })
 }
 
 /// Runs `f` holding the console lock, interrupts off.

@@ -7,7 +7,7 @@
 //! | module      | owns                                                                    |
 //! |-------------|-------------------------------------------------------------------------|
 //! | [`sys`]     | the audited raw-memory leaf (no kernel imports)                          |
-//! | [`console`] | `kprintln!` and the `log` backend on the serial port                     |
+//! | [`console`] | `kprintln!`, the `log` backend, the per-CPU rings behind user `write`    |
 //! | [`mm`]      | physical frames, kernel page tables, guarded stacks, the heap (kalloc)  |
 //! | [`smp`]     | the CPU table, run-on-CPU mailboxes, AP bring-up, TSC sync, time, timer |
 //! | [`sched`]   | threads, run queues, the switch, idle and stealing, FPU, parking locks  |

@@ -8,6 +8,7 @@
 pub mod cmdline;
 mod faults;
 
+use crate::console::exit;
 use crate::kprintln;
 use crate::mm::memory;
 use crate::smp::cpus::{self, VEC_APIC_ERROR, VEC_SPURIOUS};
@@ -16,7 +17,7 @@ use alloc::vec::Vec;
 use cmdline::Options;
 use core::sync::atomic::Ordering;
 use exo_arch::apic;
-use exo_arch::exit::{ExitCode, exit};
+use exo_arch::exit::ExitCode;
 use exo_arch::tsc::{FreqSource, rdtsc};
 use exo_percpu::CpuId;
 use log::{error, info, warn};

@@ -10,11 +10,12 @@
 use super::registry::{self, KBench, Suite};
 use crate::boot::BootState;
 use crate::boot::cmdline::Job;
+use crate::console::exit;
 use crate::kprintln;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use exo_arch::exit::{ExitCode, exit};
+use exo_arch::exit::ExitCode;
 use exo_arch::tsc::{rdtsc, rdtsc_precise};
 use smp_bench::{EndLine, Mode, Samples, Stats, SuiteLine};
 

@@ -34,13 +34,16 @@ pub fn run(state: &crate::boot::BootState) -> ! {
 /// survived whatever the programs did. No initrd, or a program that cannot start, is a
 /// failure.
 fn init(state: &crate::boot::BootState) -> ! {
-    use exo_arch::exit::{ExitCode, exit};
+    use crate::console::exit;
+    use exo_arch::exit::ExitCode;
     let timer = state.opts.mode != Some(smp_bench::Mode::Icount);
     if let Err(e) = sched::init(timer, 1000) {
         crate::kprintln!("INIT,FAIL,scheduler: {e}");
         exit(ExitCode::Failure);
     }
     let path = state.opts.init.as_str();
+    // Console rings before `before`: the first write on a CPU allocates nothing.
+    let _ = crate::user::syscall::prepare_console_rings();
     crate::user::process::prepare();
     let before = free_frames();
     let threads_before = sched::live_threads();

@@ -7,9 +7,10 @@
 use super::SKIP;
 use super::registry::{self, KTest, Needs};
 use crate::boot::BootState;
+use crate::console::exit;
 use crate::kprintln;
 use alloc::vec::Vec;
-use exo_arch::exit::{ExitCode, exit};
+use exo_arch::exit::ExitCode;
 
 /// The registered tests the filter (comma-separated name prefixes; empty = all) selects, in
 /// run order.
@@ -47,6 +48,8 @@ pub fn run(state: &BootState) -> ! {
                 failed += 1;
                 break;
             }
+            // Console rings before any test measures memory around user code.
+            let _ = crate::user::syscall::prepare_console_rings();
         }
         match (t.run)(state) {
             Ok(()) => {

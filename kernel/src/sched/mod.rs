@@ -163,6 +163,14 @@ pub fn current() -> Option<Tid> {
     Some(tid_of(cs.current.load(Ordering::Relaxed) as usize))
 }
 
+/// The running thread's slot in the thread table (`None` before the scheduler runs on
+/// this CPU); stays true while the guard lives.
+#[inline(always)]
+pub fn current_slot(_g: &IrqGuard) -> Option<usize> {
+    let cs = this_sched()?;
+    Some(cs.current.load(Ordering::Relaxed) as usize)
+}
+
 /// The CPU the caller runs on (a hint once it returns, unless pinned).
 pub fn this_cpu() -> u32 {
     exo_percpu::cpu_id_hint().0

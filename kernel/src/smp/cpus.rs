@@ -70,6 +70,9 @@ pub struct CpuLocal {
     pub tlb_ack: AtomicU64,
     /// TLB shootdown requests this CPU answered.
     pub tlb_flushes: AtomicU64,
+    /// This CPU's console ring (user `write`), set by the `user` layer at the first write
+    /// on this CPU; its producer is this CPU only.
+    pub console: spin::Once<&'static crate::console::CpuRing>,
 }
 
 impl CpuLocal {
@@ -89,6 +92,7 @@ impl CpuLocal {
             online_tsc: AtomicU64::new(0),
             tlb_ack: AtomicU64::new(0),
             tlb_flushes: AtomicU64::new(0),
+            console: spin::Once::new(),
         }
     }
 }
@@ -398,12 +402,17 @@ pub fn set_idle_hooks(h: IdleHooks) {
 }
 
 /// The idle loop of a CPU: run mailbox work, then the idle hook's work (runnable threads),
-/// else halt until an interrupt.
+/// else drain the console rings, else halt until an interrupt.
 pub fn idle_loop() -> ! {
     loop {
         let g = IrqGuard::new();
         let hooks = IDLE_HOOKS.get();
         if poll_mailbox(&g) || hooks.is_some_and(|h| (h.step)(&g)) {
+            continue;
+        }
+        // Nothing to run: write out the console rings (whole lines, bounded per pass; again
+        // before halting while a ring holds more than one pass writes).
+        if crate::console::drain_idle() {
             continue;
         }
         // `sti; hlt` is atomic with respect to interrupts: a wake IPI that arrived after

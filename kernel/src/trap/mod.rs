@@ -223,6 +223,12 @@ fn handle(frame: &mut TrapFrame) {
         VEC_TLB => crate::smp::tlb::handle_ipi(),
         VEC_TIMER => {
             exo_arch::apic::eoi();
+            // A busy CPU's queued user output still appears (bounded, try-lock).
+            with_block(|b| {
+                if let Some(r) = b.ext.console.get() {
+                    crate::console::drain_tick(r);
+                }
+            });
             crate::sched::tick();
         }
         VEC_PING => {

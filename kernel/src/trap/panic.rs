@@ -68,6 +68,8 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
         exit(ExitCode::Failure);
     }
     stop_others();
+    // User bytes queued in the console rings come out before the report.
+    crate::console::flush_all();
     crate::kprintln!("PANIC on CPU {cpu}: {msg}");
     crate::kprintln!("PANIC,{cpu}");
     if let Some(rip) = rip {
@@ -82,7 +84,7 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     crate::kprintln!(
         "(resolve with: addr2line -e target/x86_64-unknown-none/release/exo -f -C <addr>)"
     );
-    exit(ExitCode::Failure)
+    crate::console::exit(ExitCode::Failure)
 }
 
 /// A fatal CPU exception.

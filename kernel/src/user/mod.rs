@@ -25,6 +25,7 @@ pub mod testbed;
 mod bench;
 mod tests;
 mod tests_aspace;
+mod tests_console;
 
 /// Installs the system-call dispatcher and the ring-3 fault hooks (BSP, once, before any
 /// CPU enables `syscall` and any thread enters ring 3).

@@ -7,15 +7,17 @@
 //!
 //! | nr  | name          | arguments           | result          | errors           |
 //! |-----|---------------|---------------------|-----------------|------------------|
-//! | 1   | `write`       | fd, buf, len        | bytes written   | EBADF (fd not 1 or 2), EFAULT (buf..buf+len not user memory, or unmapped) |
+//! | 1   | `write`       | fd, buf, len        | bytes queued for the console (all of them, up to 64 KiB; a full per-CPU ring is flushed synchronously, nothing is dropped) | EBADF (fd not 1 or 2), EFAULT (buf..buf+len not user memory, or unmapped) |
 //! | 24  | `sched_yield` | -                   | 0               | -                |
 //! | 39  | `getpid`      | -                   | the caller's id | -                |
 //! | 60  | `exit`        | code                | does not return | -                |
 //! | any other | -       | -                   | -               | ENOSYS           |
 
 use super::task;
+use core::sync::atomic::{AtomicU32, Ordering};
 use exo_arch::syscall::SyscallFrame;
 use exo_arch::usercopy;
+use exo_percpu::IrqGuard;
 
 /// Call numbers (Linux's x86-64 numbers where Linux has the call; Exo-OS's own from 512).
 pub mod nr {
@@ -106,6 +108,26 @@ pub const WRITE_MAX: u64 = 64 * 1024;
 /// The dispatcher (`exo_arch::syscall` calls it with interrupts on, on the thread's kernel
 /// stack): counts the call for the thread, runs it, stores the result.
 pub extern "C" fn dispatch(f: &mut SyscallFrame) {
+    // `write` apart: its fast path is a few dozen instructions, and the other calls'
+    // larger frame is not paid for it. (Both count the call: this function stays two
+    // tail calls.)
+    if f.nr() == nr::WRITE {
+        return write_call(f);
+    }
+    dispatch_other(f);
+}
+
+#[inline(never)]
+fn write_call(f: &mut SyscallFrame) {
+    task::count_syscall();
+    let r = write(f.rdi, f.rsi, f.rdx);
+    f.set_ret(r.unwrap_or_else(Errno::ret));
+    super::process::exit_if_dying();
+}
+
+/// Every call but `write`.
+#[inline(never)]
+fn dispatch_other(f: &mut SyscallFrame) {
     task::count_syscall();
     let r = match f.nr() {
         nr::WRITE => write(f.rdi, f.rsi, f.rdx),
@@ -135,21 +157,196 @@ pub extern "C" fn dispatch(f: &mut SyscallFrame) {
     super::process::exit_if_dying();
 }
 
-/// `write`: fd 1 and 2 are the console. The whole range is checked first; bytes go out in
-/// chunks (each one atomic against other CPUs' lines); a fault after some chunks returns
-/// the count written. Not inlined: its buffer would make every call pay a large frame.
-#[inline(never)]
+/// Bytes a `write` that faults part-way reports as written: whole 256-byte blocks from the
+/// start of its buffer (the granularity of the kernel before the console rings, kept so a
+/// fault in a short buffer is `-EFAULT`, never a short count).
+const WRITE_FAULT_GRANULE: usize = 256;
+
+/// The CPU whose console ring each thread (by its slot in the thread table) last queued
+/// bytes in, `u32::MAX` when none is known; written by that thread only. A thread that
+/// writes on another CPU than last time first flushes every ring, so its own bytes keep
+/// their order across migrations.
+static WRITE_CPU: [AtomicU32; crate::sched::MAX_THREADS] =
+    [const { AtomicU32::new(u32::MAX) }; crate::sched::MAX_THREADS];
+
+/// `write`: fd 1 and 2 are the console. The whole range is checked first (`-EFAULT`
+/// before any byte otherwise); the bytes are copied straight from user memory into this
+/// CPU's console ring (interrupts off, no lock, no UART wait: see `crate::console`) and
+/// the call returns. A ring too full for the rest is flushed synchronously and the copy
+/// goes on (back-pressure, nothing dropped). A fault part-way returns the bytes queued
+/// (whole [`WRITE_FAULT_GRANULE`] blocks), or `-EFAULT` if none.
+///
+/// Fast path (inline): at most [`WRITE_FAULT_GRANULE`] bytes that fit in the free space
+/// before the ring's end, on the CPU this thread last wrote on: one 8-byte-step copy into
+/// the ring, one index store. Everything else (first write of a thread, a moved thread,
+/// a wrap, a full ring, long writes) takes [`write_slow`], which starts over (the fast path
+/// publishes nothing unless it succeeds; a fault there is `-EFAULT` at once, as the
+/// general path would answer for a buffer shorter than one granule).
+#[inline(always)]
 fn write(fd: u64, buf: u64, len: u64) -> Result<i64, Errno> {
+    if (fd == 1 || fd == 2)
+        && len <= WRITE_FAULT_GRANULE as u64
+        && usercopy::is_user_range(buf, len)
+        && let Some(r) = write_fast(buf, len as usize)
+    {
+        return r;
+    }
+    write_slow(fd, buf, len)
+}
+
+#[inline(always)]
+fn write_fast(buf: u64, len: usize) -> Option<Result<i64, Errno>> {
+    let g = IrqGuard::new();
+    let block: &crate::smp::cpus::Block = exo_percpu::this_cpu(&g);
+    let ring = *block.ext.console.get()?;
+    // Our latest bytes are in this ring (and nowhere else): append.
+    if ring.last_writer() != exo_percpu::kstack_top() {
+        return None;
+    }
+    ring.produce(&g, |p| queue_fast(p, buf, len))?
+}
+
+#[inline(always)]
+fn queue_fast(
+    p: &mut exo_sync::ring::Producer<'static>,
+    buf: u64,
+    len: usize,
+) -> Option<Result<i64, Errno>> {
+    let r = p.push_with(len, |dst| match usercopy::copy_from_user_prefix(dst, buf) {
+        Ok(n) if n == len => Ok(()),
+        _ => Err(Errno::Efault),
+    })?;
+    Some(r.map(|()| len as i64))
+}
+
+/// The general `write` (see [`write`]).
+#[inline(never)]
+fn write_slow(fd: u64, buf: u64, len: u64) -> Result<i64, Errno> {
     if fd != 1 && fd != 2 {
         return Err(Errno::Ebadf);
     }
     usercopy::check_range(buf, len).map_err(|_| Errno::Efault)?;
-    let len = len.min(WRITE_MAX);
-    let mut chunk = [0u8; 256];
-    let mut done = 0u64;
+    let len = len.min(WRITE_MAX) as usize;
+    write_through(
+        buf,
+        len,
+        |g| {
+            let block: &crate::smp::cpus::Block = exo_percpu::this_cpu(g);
+            block.ext.console.get().copied()
+        },
+        crate::console::flush_all,
+    )
+}
+
+/// The general write loop over the ring `ring_of` names for the running CPU (`None`: no
+/// ring, the bytes go to the UART directly): checked user range `buf..buf + len` in,
+/// `flush` (every ring out to the UART, [`crate::console::flush_all`]) when the ring is full
+/// or when this thread's earlier bytes may sit in another CPU's ring. Kernel tests run it
+/// over a small ring of their own.
+pub fn write_through(
+    buf: u64,
+    len: usize,
+    ring_of: impl Fn(&IrqGuard) -> Option<&'static crate::console::CpuRing>,
+    flush: impl Fn(),
+) -> Result<i64, Errno> {
+    let mut done = 0usize;
     while done < len {
-        let n = (len - done).min(chunk.len() as u64) as usize;
-        if usercopy::copy_from_user(&mut chunk[..n], buf + done).is_err() {
+        let g = IrqGuard::new();
+        let Some(ring) = ring_of(&g) else {
+            drop(g);
+            return write_without_ring(buf + done as u64, len - done)
+                .map(|n| (done as i64) + n)
+                .or(if done == 0 {
+                    Err(Errno::Efault)
+                } else {
+                    Ok(done as i64)
+                });
+        };
+        let cpu = ring.cpu();
+        let me = exo_percpu::kstack_top();
+        if ring.last_writer() != me {
+            // Someone else wrote here last, or we wrote elsewhere since: we become this
+            // ring's last writer and no other ring's; if our earlier bytes may sit in
+            // another CPU's ring, out with them first.
+            crate::console::forget_writer(me);
+            ring.set_last_writer(me);
+            let last = crate::sched::current_slot(&g).and_then(|i| WRITE_CPU.get(i));
+            if let Some(w) = last
+                && w.load(Ordering::Relaxed) != cpu
+            {
+                let moved = w.load(Ordering::Relaxed) != u32::MAX;
+                w.store(cpu, Ordering::Relaxed);
+                if moved {
+                    drop(g);
+                    flush();
+                    continue;
+                }
+            }
+        }
+        let (queued, faulted) = ring
+            .produce(&g, |p| queue(p, buf, done, len))
+            .unwrap_or((0, true));
+        drop(g);
+        done += queued;
+        if faulted {
+            return if done == 0 {
+                Err(Errno::Efault)
+            } else {
+                Ok(done as i64)
+            };
+        }
+        if done < len {
+            // The ring is full: back-pressure.
+            flush();
+        }
+    }
+    Ok(done as i64)
+}
+
+/// Copies user bytes `buf + done .. buf + len` into the free space of a ring and publishes
+/// them: returns the count queued and whether a user page faulted.
+#[inline(always)]
+fn queue(
+    p: &mut exo_sync::ring::Producer<'static>,
+    buf: u64,
+    done: usize,
+    len: usize,
+) -> (usize, bool) {
+    let (a, b) = p.spare();
+    let want = len - done;
+    let n1 = want.min(a.len());
+    let mut copied = usercopy::copy_from_user_prefix(&mut a[..n1], buf + done as u64).unwrap_or(0);
+    let mut faulted = copied < n1;
+    if !faulted && n1 < want && !b.is_empty() {
+        let n2 = (want - n1).min(b.len());
+        let c2 =
+            usercopy::copy_from_user_prefix(&mut b[..n2], buf + (done + n1) as u64).unwrap_or(0);
+        copied += c2;
+        faulted = c2 < n2;
+    }
+    let keep = if faulted {
+        ((done + copied) / WRITE_FAULT_GRANULE * WRITE_FAULT_GRANULE).saturating_sub(done)
+    } else {
+        copied
+    };
+    p.commit(keep);
+    (keep, faulted)
+}
+
+/// `write` on a CPU without a console ring: make one (the `init` and `test` jobs make them
+/// all in advance: [`prepare_console_rings`]) and start over; without memory for it, the
+/// bytes go to the UART now (after every ring), in 256-byte chunks through a stack buffer.
+#[cold]
+#[inline(never)]
+fn write_without_ring(buf: u64, len: usize) -> Result<i64, Errno> {
+    if console_ring_for(crate::sched::this_cpu()).is_some() {
+        return write_slow(1, buf, len as u64);
+    }
+    let mut chunk = [0u8; WRITE_FAULT_GRANULE];
+    let mut done = 0usize;
+    while done < len {
+        let n = (len - done).min(chunk.len());
+        if usercopy::copy_from_user(&mut chunk[..n], buf + done as u64).is_err() {
             return if done == 0 {
                 Err(Errno::Efault)
             } else {
@@ -157,9 +354,38 @@ fn write(fd: u64, buf: u64, len: u64) -> Result<i64, Errno> {
             };
         }
         crate::console::write_bytes(&chunk[..n]);
-        done += n as u64;
+        done += n;
     }
     Ok(done as i64)
+}
+
+/// CPU `cpu`'s console ring, made and registered if it has none yet (`None`: no memory).
+fn console_ring_for(cpu: u32) -> Option<&'static crate::console::CpuRing> {
+    let block = crate::smp::cpus::get(exo_percpu::CpuId(cpu))?;
+    if let Some(&r) = block.ext.console.get() {
+        return Some(r);
+    }
+    use crate::mm::kalloc;
+    let state = kalloc::try_leak(exo_sync::ring::RingState::new()).ok()?;
+    let storage = kalloc::try_leak_slice(crate::console::RING_BYTES, || 0u8).ok()?;
+    let ring = kalloc::try_leak(crate::console::CpuRing::new(cpu, state, storage)?).ok()?;
+    let mine: &'static crate::console::CpuRing = ring;
+    let r = *block.ext.console.call_once(|| mine);
+    // A ring that lost a race for the slot (another thread made one first) stays unused
+    // and unregistered: only the slot's ring is drained and written.
+    if core::ptr::eq(r, mine) {
+        crate::console::register(r);
+    }
+    Some(r)
+}
+
+/// Makes every online CPU's console ring now (the jobs that run user code call this before
+/// they measure memory, so the first `write` on a CPU allocates nothing). Returns the CPUs
+/// left without one (no memory: their writes go to the UART directly).
+pub fn prepare_console_rings() -> u32 {
+    crate::smp::cpus::online()
+        .filter(|b| console_ring_for(b.hot.cpu_id).is_none())
+        .count() as u32
 }
 
 const PROT_WRITE: u64 = 2;

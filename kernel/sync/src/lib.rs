@@ -19,6 +19,9 @@
 //! futex-like park through a [`Park`] implementation (the kernel's scheduler wait queues;
 //! `std` condition variables in the host tests), with documented barging fairness.
 //!
+//! [`ring`] is the single-producer single-consumer byte ring behind the kernel's per-CPU
+//! console rings (no locked instruction on either side; host-, proptest- and loom-tested).
+//!
 //! Every lock has a deadline-bounded acquisition (`lock_with_deadline`): the
 //! caller passes `deadline_passed: impl FnMut() -> bool`, polled between
 //! spins; once it returns `true` while the lock is still unavailable the call
@@ -41,6 +44,7 @@ mod backoff;
 mod lock;
 mod mcs;
 mod parking;
+pub mod ring;
 mod sync;
 mod tas;
 mod ticket;

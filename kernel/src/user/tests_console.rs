@@ -1,0 +1,194 @@
+//! Kernel tests of the console rings behind `write`: order across a wrap and whole-line
+//! drains on a ring of the test's own, the documented full-ring behaviour (back-pressure:
+//! a write larger than the ring is flushed synchronously, nothing dropped) through the
+//! same write loop the system call runs, and a user line before its process's `PROC` line.
+//! Nothing here depends on timing: the test rings are reached by nobody else, and the
+//! `PROC` ordering holds whoever drains.
+
+use super::programs::Program;
+use super::syscall::{nr, write_through};
+use super::task;
+use super::testbed::{self, Slot};
+use crate::boot::BootState;
+use crate::console::{self, CpuRing, Drain};
+use crate::harness::{Needs, TestResult, check};
+use crate::ktest;
+use crate::sched;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use exo_arch::usercopy;
+use exo_percpu::IrqGuard;
+use exo_sync::ring::RingState;
+
+ktest!(Needs::Threads, "user.console_ring_order_across_wrap", order);
+ktest!(
+    Needs::Threads,
+    "user.console_full_ring_is_flushed_synchronously",
+    full_ring
+);
+ktest!(
+    Needs::Threads,
+    "user.console_user_line_before_its_proc_line",
+    proc_line_after
+);
+
+/// A ring of `bytes` for the test alone (leaked: a few hundred bytes per run).
+fn test_ring(bytes: usize) -> Result<&'static CpuRing, String> {
+    use crate::mm::kalloc;
+    let state = kalloc::try_leak(RingState::new()).map_err(|_| "no memory")?;
+    let storage = kalloc::try_leak_slice(bytes, || 0u8).map_err(|_| "no memory")?;
+    let r = CpuRing::new(sched::this_cpu(), state, storage).ok_or("ring size")?;
+    Ok(kalloc::try_leak(r).map_err(|_| "no memory")?)
+}
+
+fn push(r: &CpuRing, bytes: &[u8]) -> usize {
+    let g = IrqGuard::new();
+    r.produce(&g, |p| p.push(bytes)).unwrap_or(0)
+}
+
+fn drain(r: &CpuRing, mode: Drain, budget: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    console::drain_ring(r, mode, budget, &mut |b: &[u8]| out.extend_from_slice(b));
+    out
+}
+
+fn order(_: &BootState) -> TestResult {
+    let r = test_ring(64)?;
+    let data: Vec<u8> = (0..200u32).map(|i| b'a' + (i % 26) as u8).collect();
+    // 40 in, 30 out, then 50 in: the second push wraps around the end.
+    check(push(r, &data[..40]) == 40, || "40 bytes did not fit".into())?;
+    let mut got = drain(r, Drain::All, 30);
+    check(got == data[..30], || "first 30 bytes".into())?;
+    check(push(r, &data[40..90]) == 50, || {
+        "50 bytes did not fit after the wrap".into()
+    })?;
+    check(push(r, &data[90..]) == 4, || {
+        "the full ring took more than its 4 free bytes".into()
+    })?;
+    got.extend(drain(r, Drain::All, usize::MAX));
+    check(got == data[..94], || {
+        format!("order across the wrap: {:?}", String::from_utf8_lossy(&got))
+    })?;
+    // Background drains write whole lines; the partial one waits (until the ring is half
+    // full, it is old, or a flush).
+    check(push(r, b"one\ntwo\nthr") == 11, || "lines".into())?;
+    let lines = drain(r, Drain::Lines, usize::MAX);
+    check(lines == b"one\ntwo\n", || {
+        format!("line drain wrote {:?}", String::from_utf8_lossy(&lines))
+    })?;
+    check(push(r, b"ee\n") == 3, || "rest of the line".into())?;
+    let rest = drain(r, Drain::Lines, 4);
+    check(rest == b"thre", || {
+        format!(
+            "a line longer than the budget: {:?}",
+            String::from_utf8_lossy(&rest)
+        )
+    })?;
+    let last = drain(r, Drain::All, usize::MAX);
+    check(last == b"e\n", || format!("{last:?}"))
+}
+
+fn full_ring(_: &BootState) -> TestResult {
+    testbed::enter()?;
+    let slot = Slot::claim()?;
+    const LEN: usize = 4096 + 1000;
+    let data: Vec<u8> = (0..LEN).map(|i| b'0' + (i % 10) as u8).collect();
+    usercopy::copy_to_user(slot.data(), &data).map_err(|_| "copy to the user page faulted")?;
+    let r = test_ring(256)?;
+    let out = RefCell::new(Vec::new());
+    let flushes = RefCell::new(0u32);
+    let n = write_through(
+        slot.data(),
+        LEN,
+        |_| Some(r),
+        || {
+            *flushes.borrow_mut() += 1;
+            let mut o = out.borrow_mut();
+            console::drain_ring(r, Drain::All, usize::MAX, &mut |b: &[u8]| {
+                o.extend_from_slice(b)
+            });
+        },
+    )
+    .map_err(|e| format!("write returned {e:?}"))?;
+    let out = {
+        let mut o = out.into_inner();
+        o.extend(drain(r, Drain::All, usize::MAX));
+        o
+    };
+    let flushes = flushes.into_inner();
+    check(n == LEN as i64, || {
+        format!("write returned {n}, want {LEN}")
+    })?;
+    check(out == data, || {
+        format!(
+            "{} bytes came out, not the {LEN} written in order",
+            out.len()
+        )
+    })?;
+    // 5096 bytes through a 256-byte ring: each round fills it, then flushes.
+    check(flushes as usize >= LEN / 256, || {
+        format!("{flushes} synchronous flushes, want at least {}", LEN / 256)
+    })
+}
+
+const EXIT_CODE: u64 = 42;
+
+fn proc_line_after(_: &BootState) -> TestResult {
+    testbed::enter()?;
+    let cpu = sched::this_cpu();
+    let slot = Slot::claim()?;
+    let buf = slot.data() + 4096;
+    let mut line = format!("USER,console order test on cpu {cpu} ");
+    while line.len() < 63 {
+        line.push('.');
+    }
+    line.push('\n');
+    usercopy::copy_to_user(buf, line.as_bytes()).map_err(|_| "message copy faulted")?;
+    // The runner's table: one write, then exit(EXIT_CODE).
+    slot.put(0, 1)?;
+    slot.put(8, EXIT_CODE)?;
+    slot.put(64, nr::WRITE)?;
+    slot.put(72, 1)?;
+    slot.put(80, buf)?;
+    slot.put(88, line.len() as u64)?;
+    console::capture_start();
+    let started = task::spawn(
+        testbed::builder()?.pin(cpu),
+        testbed::entry(Program::Runner),
+        slot.stack_top(),
+        slot.data(),
+    );
+    let joined = started
+        .map_err(|e| format!("spawn: {e}"))
+        .and_then(|(tid, pid)| {
+            sched::join_until(tid, exo_arch::tsc::rdtsc() + crate::harness::ms(30_000))
+                .map(|code| (pid, code))
+                .map_err(|e| format!("join: {e}"))
+        });
+    let want_proc = joined
+        .as_ref()
+        .map(|(pid, _)| format!("PROC,{pid},exit,{EXIT_CODE}\n"));
+    let found = console::capture_stop(|cap| {
+        let want_proc = want_proc.as_ref().ok()?;
+        let at_line = find(cap, line.as_bytes());
+        let at_proc = find(cap, want_proc.as_bytes());
+        Some((at_line, at_proc))
+    });
+    let (pid, code) = joined?;
+    let _ = task::reap(pid);
+    check(code == EXIT_CODE, || format!("runner exited {code:#x}"))?;
+    match found {
+        Some((Some(l), Some(p))) => check(l < p, || {
+            format!("the user line (at {l}) came after PROC,{pid} (at {p})")
+        }),
+        other => Err(format!(
+            "capture misses the user line or the PROC line: {other:?}"
+        )),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
