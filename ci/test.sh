@@ -170,9 +170,10 @@ done
 echo "== user mode (exo.job=init: /init from the initrd as process 1)"
 for n in 1 2 4 64; do
     log="$out/init-smp$n.log"
-    scripts/qemu.sh --machine q35 --cpu max --smp "$n" --job init "${initrd[@]}" --append "exo.init_arg=0x10" \
-        --log "$log" --timeout 300 >/dev/null 2>&1
-    expect_log "init at -smp $n: /hello and the thread suite (8 cases of /threads), process 1 exits 0, memory and threads back" "$log" 0 $? \
+    scripts/qemu.sh --machine q35 --cpu max --smp "$n" --job init "${initrd[@]}" --append "exo.init_arg=0x11" \
+        --log "$log" --timeout 600 >/dev/null 2>&1
+    expect_log "init at -smp $n: /hello, the fault suite and the thread suite, process 1 exits 0, memory and threads back" "$log" 0 $? \
+        '^init: fault suite: 1 round\(s\), 11 kill\(s\), 0 unexpected$' \
         '^init: thread suite: 1 round\(s\), 8 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
         '^PROC,1,exit,0$' '^MEM,init,.*,same$'
 done
@@ -191,7 +192,7 @@ expect_log "fault suite on -cpu qemu64 (xAPIC, no SMEP/SMAP/UMIP)" "$log" 0 $? \
 # calls per CPU at -smp 4 took 95 s on the 2-core CI machine (100k: 38 s), 100k per CPU at
 # -smp 2 about 20 s; the timeouts leave a 5x margin. Every result typed, no panic, memory back.
 # Bit 8: munmap spans are not capped (huge unmaps walk only the tables that exist).
-for run in "4 250 0x5eed" "2 100 0x1234"; do
+for run in "4 250 0x5eed" "2 100 0x1234" "1 100 0x77" "16 10 0x160"; do
     set -- $run
     log="$out/fuzz-smp$1.log"
     scripts/qemu.sh --machine q35 --cpu max --smp "$1" --job init "${initrd[@]}" \
