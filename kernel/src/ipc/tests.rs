@@ -1,0 +1,1 @@
+//! IPC kernel tests (kernel threads).
