@@ -85,8 +85,8 @@ fn make(id: u64, seq: u64) -> Msg {
     let mut w = [0u64; 8];
     w[0] = id;
     w[1] = seq;
-    for k in 2..7 {
-        w[k] = mix(id * 1000 + seq, k as u64);
+    for (k, x) in w.iter_mut().enumerate().take(7).skip(2) {
+        *x = mix(id * 1000 + seq, k as u64);
     }
     w[7] = checksum(&w);
     Msg::new(1, w)
