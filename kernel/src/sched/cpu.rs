@@ -283,6 +283,7 @@ pub(super) fn schedule_irqs_off() {
 /// Switches this CPU from `prev_i` (the running thread, already put back or blocked) to
 /// `next_i` (Ready or claimed, its registers saved), with interrupts off and the CPU's lock
 /// held; `next_i`'s `finish_switch` releases the lock. Shared by `schedule` and [`handoff`].
+#[inline(always)]
 pub(super) fn switch_locked(
     cs: &CpuSched,
     prev_i: usize,
