@@ -12,6 +12,7 @@
 //! | [`smp`]     | the CPU table, run-on-CPU mailboxes, AP bring-up, TSC sync, time, timer |
 //! | [`sched`]   | threads, run queues, the switch, idle and stealing, FPU, parking locks  |
 //! | [`trap`]    | exception and interrupt handlers, the panic stop-all                    |
+//! | [`ipc`]     | endpoints, messages, handle tables, the call/reply fastpath             |
 //! | [`user`]    | user mode: address spaces, initrd, loader, ring-3 entry, syscall table   |
 //! | [`boot`]    | the command line, the boot flow (every CPU up), the `boot` job's report |
 //! | [`harness`] | the jobs: `ktest!`/`kbench!` registries, the test and bench runners     |
@@ -33,6 +34,8 @@ mod smp;
 
 mod sched;
 mod trap;
+
+mod ipc;
 mod user;
 
 mod boot;

@@ -277,6 +277,22 @@ pub(super) fn schedule_irqs_off() {
         cs.unlock();
         return;
     }
+    switch_locked(cs, prev_i, next_i, now, migrate_to);
+}
+
+/// Switches this CPU from `prev_i` (the running thread, already put back or blocked) to
+/// `next_i` (Ready or claimed, its registers saved), with interrupts off and the CPU's lock
+/// held; `next_i`'s `finish_switch` releases the lock. Shared by `schedule` and [`handoff`].
+#[inline(always)]
+pub(super) fn switch_locked(
+    cs: &CpuSched,
+    prev_i: usize,
+    next_i: usize,
+    now: u64,
+    migrate_to: Option<&'static CpuSched>,
+) {
+    let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
+    let prev = tcb(prev_i);
     let next = tcb(next_i);
     next.set_state(State::Running);
     next.cpu.store(cs.cpu, Ordering::Relaxed);
@@ -617,4 +633,71 @@ pub fn dump() {
             t.switches.load(Ordering::Relaxed)
         );
     }
+}
+
+/// Whether thread `tid` is blocked and last ran on this CPU: what [`handoff`] needs to switch
+/// to it (a hint the caller may test before committing to a handoff; `handoff` checks again).
+pub fn blocked_here(tid: Tid) -> bool {
+    let _g = IrqGuard::new();
+    let Some(cs) = this_sched() else {
+        return false;
+    };
+    let t = tcb(tid.index());
+    tid.index() < MAX_THREADS
+        && t.generation.load(Ordering::Acquire) == tid.generation()
+        && t.state() == State::Blocked
+        && t.cpu.load(Ordering::Acquire) == cs.cpu
+}
+
+/// Direct switch (IPC's fastpath): blocks the calling thread (as [`block_until`]: until it is
+/// woken or TSC `deadline` passes) and runs `target` next on this CPU, with no run-queue pass
+/// and no scheduling decision. Returns false, having done nothing, unless `target` is a
+/// blocked thread (not an idle context) that last ran on this CPU (so its registers are saved
+/// and its affinity allows this CPU) and the caller is a thread that may block. The wake-up
+/// rule is `block_unless`'s: `still_wait` runs after the caller is marked blocked; if it says
+/// the wait is already over, the caller stays runnable (queued here) and `target` still runs
+/// first. FPU: the lazy/eager logic of a normal switch (`fpu::switch_out`); nothing for
+/// threads that did not touch the FPU. Returns true once the caller runs again.
+pub fn handoff(target: Tid, deadline: u64, still_wait: impl FnOnce() -> bool) -> bool {
+    let _g = IrqGuard::new();
+    let Some(cs) = this_sched() else {
+        return false;
+    };
+    let next_i = target.index();
+    let me_i = cs.current.load(Ordering::Relaxed) as usize;
+    let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
+    if next_i >= MAX_THREADS || next_i == me_i || me_i == idle_i || next_i == idle_i {
+        return false; // idle contexts neither block nor get handed the CPU
+    }
+    let next = tcb(next_i);
+    let me = tcb(me_i);
+    cs.lock();
+    if next.generation.load(Ordering::Acquire) != target.generation()
+        || next.cpu.load(Ordering::Acquire) != cs.cpu
+        || !next.cas_state(State::Blocked, State::Running)
+    {
+        cs.unlock();
+        return false;
+    }
+    me.wake_at.store(deadline, Ordering::Relaxed);
+    if deadline != u64::MAX {
+        // SAFETY: lock held.
+        let sl = unsafe { cs.sleepers() };
+        if !sl.contains(&(me_i as u32)) {
+            let _ = sl.try_push(me_i as u32);
+        }
+    }
+    me.set_state(State::Blocked);
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if !still_wait() {
+        // Already woken (or about to be): runnable here, after `target`.
+        let _ = me.cas_state(State::Blocked, State::Ready);
+        me.set_state(State::Ready);
+        // SAFETY: lock held.
+        if !unsafe { cs.rq() }.contains(ThreadRef(me_i as u32)) {
+            cs.enqueue_locked(me_i);
+        }
+    }
+    switch_locked(cs, me_i, next_i, rdtsc(), None);
+    true
 }

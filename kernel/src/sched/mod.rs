@@ -59,14 +59,15 @@ mod tests;
 mod tests_locks;
 
 pub use cpu::{
-    counters, cpu_sched, cpus_running, dump, init, record_switches, switch_samples, this_sched,
+    blocked_here, counters, cpu_sched, cpus_running, dump, handoff, init, record_switches,
+    switch_samples, this_sched,
 };
 pub use exo_sched::CpuSet;
 pub use thread::{
     Builder, KILLED, STACK_POOL_CAP, Tid, age_free_slots, cached_stack_frames, cached_stacks,
     current_stack, current_uid, enter_user, exit, fpu_area, fpu_saved_on, join, join_unless,
     join_until, kill_current_if_possible, live_threads, park_node, set_affinity, set_current_ids,
-    set_current_space, set_fpu_area, spawn, tid_of,
+    set_current_space, set_exit_hook, set_fpu_area, spawn, tid_of,
 };
 pub use wake::{
     block_unless, block_until, force_mailbox_full, kick, sleep_us, tick, timer_mode, wake,

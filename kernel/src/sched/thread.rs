@@ -423,6 +423,11 @@ pub fn age_free_slots(generation: u32) {
 
 /// Ends the calling thread with `code` (what `join` returns). Never returns.
 pub fn exit(code: u64) -> ! {
+    if let Some(hook) = EXIT_HOOK.get()
+        && let Some(me) = current()
+    {
+        hook(me.index());
+    }
     let g = IrqGuard::new();
     if let Some(cs) = this_sched() {
         let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
@@ -431,6 +436,15 @@ pub fn exit(code: u64) -> ! {
         schedule(&g);
     }
     panic!("sched::exit returned (no scheduler on this CPU, or an exiting thread was resumed)");
+}
+
+/// What a layer above runs in every thread that ends (`exit`, a return from its entry, a
+/// kill), on that thread, before it stops: the IPC layer fails the calls it was serving.
+static EXIT_HOOK: spin::Once<fn(usize)> = spin::Once::new();
+
+/// Installs the exit hook (once; later calls are ignored). It gets the thread's index.
+pub fn set_exit_hook(hook: fn(usize)) {
+    EXIT_HOOK.call_once(|| hook);
 }
 
 /// Exit code of a thread the kernel killed because it faulted or panicked.

@@ -1,0 +1,581 @@
+//! Endpoints, the per-thread message slots and the slow paths (queues, wake, block).
+//!
+//! A thread's IPC state is one word in its [`Waiter`] (`seq << 32 | error << 8 | state`):
+//! `seq` counts the thread's operations, so a reply token (thread, seq) given to a server
+//! names one call and goes stale when the caller times out, dies or calls again. Queued
+//! states change only under the endpoint's lock; a reply claims the caller's word by CAS
+//! (`REPLY_WAIT -> REPLYING`), writes the message, then publishes `DONE`, so a time-out and
+//! a reply racing each other are decided by that one CAS.
+
+use super::{IpcError, MSG_WORDS, Msg, fastpath};
+use crate::sched::{self, MAX_THREADS, Tid};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use exo_arch::tsc::rdtsc;
+use exo_percpu::IrqGuard;
+
+/// Endpoints that can exist at once.
+pub const MAX_ENDPOINTS: usize = 1024;
+
+const NIL: u32 = u32::MAX;
+
+pub(super) const IDLE: u64 = 0;
+pub(super) const RECV_WAIT: u64 = 1;
+pub(super) const SEND_WAIT: u64 = 2;
+pub(super) const CALL_WAIT: u64 = 3;
+pub(super) const REPLY_WAIT: u64 = 4;
+pub(super) const REPLYING: u64 = 5;
+pub(super) const DONE: u64 = 6;
+pub(super) const FAILED: u64 = 7;
+
+pub(super) const fn pack(seq: u64, state: u64) -> u64 {
+    (seq << 32) | state
+}
+const fn failed(seq: u64, e: IpcError) -> u64 {
+    (seq << 32) | ((e as u64) << 8) | FAILED
+}
+pub(super) const fn state_of(w: u64) -> u64 {
+    w & 0xff
+}
+pub(super) const fn seq_of(w: u64) -> u64 {
+    w >> 32
+}
+
+/// A reply token: the caller's thread index + 1 and its operation's seq (0: none).
+pub(super) const fn token(i: usize, seq: u64) -> u64 {
+    (seq << 32) | (i as u64 + 1)
+}
+
+/// One thread's IPC state and message slot (a cache-line pair, indexed by thread index).
+#[repr(align(128))]
+pub(super) struct Waiter {
+    pub(super) word: AtomicU64,
+    pub(super) info: AtomicU64,
+    pub(super) badge: AtomicU64,
+    pub(super) words: [AtomicU64; MSG_WORDS],
+    /// Next thread in the endpoint queue it is on.
+    pub(super) next: AtomicU32,
+    /// Endpoint slot it is queued on.
+    pub(super) ep: AtomicU32,
+    /// Its `Tid` (raw), set at each operation (wakers need the generation).
+    pub(super) tid: AtomicU64,
+    /// The call it is serving ([`token`]; 0: none).
+    pub(super) reply_to: AtomicU64,
+    /// Fastpath and slow-path operations it made (written by the thread itself only).
+    pub(super) fast: AtomicU64,
+    pub(super) slow: AtomicU64,
+}
+
+impl Waiter {
+    const fn new() -> Waiter {
+        Waiter {
+            word: AtomicU64::new(0),
+            info: AtomicU64::new(0),
+            badge: AtomicU64::new(0),
+            words: [const { AtomicU64::new(0) }; MSG_WORDS],
+            next: AtomicU32::new(NIL),
+            ep: AtomicU32::new(NIL),
+            tid: AtomicU64::new(0),
+            reply_to: AtomicU64::new(0),
+            fast: AtomicU64::new(0),
+            slow: AtomicU64::new(0),
+        }
+    }
+    pub(super) fn put(&self, m: &Msg, badge: u64) {
+        self.info.store(m.info(), Ordering::Relaxed);
+        self.badge.store(badge, Ordering::Relaxed);
+        for (d, s) in self.words.iter().zip(m.words) {
+            d.store(s, Ordering::Relaxed);
+        }
+    }
+    pub(super) fn take(&self) -> Msg {
+        let info = self.info.load(Ordering::Relaxed);
+        Msg {
+            label: info as u32,
+            len: (info >> 32) as u8,
+            badge: self.badge.load(Ordering::Relaxed),
+            words: core::array::from_fn(|k| self.words[k].load(Ordering::Relaxed)),
+        }
+    }
+    /// Copies the message in `from`'s slot into this one.
+    fn copy_from(&self, from: &Waiter) {
+        self.info
+            .store(from.info.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.badge
+            .store(from.badge.load(Ordering::Relaxed), Ordering::Relaxed);
+        for (d, s) in self.words.iter().zip(&from.words) {
+            d.store(s.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+    /// Starts an operation: the next seq, in `state`.
+    pub(super) fn begin(&self, state: u64) -> u64 {
+        let seq = seq_of(self.word.load(Ordering::Relaxed)) + 1;
+        self.word.store(pack(seq, state), Ordering::Release);
+        seq
+    }
+    pub(super) fn count(&self, fast: bool) {
+        let c = if fast { &self.fast } else { &self.slow };
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    pub(super) fn tid(&self) -> Tid {
+        Tid::from_raw(self.tid.load(Ordering::Relaxed))
+    }
+}
+
+pub(super) static WAITERS: [Waiter; MAX_THREADS] = [const { Waiter::new() }; MAX_THREADS];
+
+pub(super) fn waiter(i: u32) -> &'static Waiter {
+    &WAITERS[i as usize]
+}
+
+/// A FIFO of thread indices linked through their waiters.
+#[derive(Debug)]
+pub(super) struct List {
+    head: u32,
+    tail: u32,
+}
+
+impl List {
+    const fn new() -> List {
+        List {
+            head: NIL,
+            tail: NIL,
+        }
+    }
+    pub(super) fn head(&self) -> Option<u32> {
+        (self.head != NIL).then_some(self.head)
+    }
+    pub(super) fn push(&mut self, i: u32) {
+        waiter(i).next.store(NIL, Ordering::Relaxed);
+        if self.tail == NIL {
+            self.head = i;
+        } else {
+            waiter(self.tail).next.store(i, Ordering::Relaxed);
+        }
+        self.tail = i;
+    }
+    pub(super) fn pop(&mut self) -> Option<u32> {
+        let i = self.head()?;
+        self.head = waiter(i).next.load(Ordering::Relaxed);
+        if self.head == NIL {
+            self.tail = NIL;
+        }
+        Some(i)
+    }
+    fn remove(&mut self, i: u32) -> bool {
+        let (mut prev, mut cur) = (NIL, self.head);
+        while cur != NIL {
+            let next = waiter(cur).next.load(Ordering::Relaxed);
+            if cur == i {
+                if prev == NIL {
+                    self.head = next;
+                } else {
+                    waiter(prev).next.store(next, Ordering::Relaxed);
+                }
+                if self.tail == i {
+                    self.tail = prev;
+                }
+                return true;
+            }
+            (prev, cur) = (cur, next);
+        }
+        false
+    }
+    fn len(&self) -> usize {
+        let (mut n, mut cur) = (0, self.head);
+        while cur != NIL {
+            n += 1;
+            cur = waiter(cur).next.load(Ordering::Relaxed);
+        }
+        n
+    }
+}
+
+/// An endpoint's queues, behind its slot's lock.
+#[derive(Debug)]
+pub(super) struct Queues {
+    pub(super) gen_: u32,
+    pub(super) live: bool,
+    pub(super) senders: List,
+    pub(super) receivers: List,
+}
+
+impl Queues {
+    pub(super) fn is(&self, ep: EpRef) -> bool {
+        self.live && self.gen_ == ep.gen_
+    }
+}
+
+pub(super) struct Slot {
+    used: AtomicBool,
+    pub(super) q: spin::Mutex<Queues>,
+}
+
+static SLOTS: [Slot; MAX_ENDPOINTS] = [const {
+    Slot {
+        used: AtomicBool::new(false),
+        q: spin::Mutex::new(Queues {
+            gen_: 1,
+            live: false,
+            senders: List::new(),
+            receivers: List::new(),
+        }),
+    }
+}; MAX_ENDPOINTS];
+
+static CURSOR: AtomicU32 = AtomicU32::new(0);
+
+/// A reference to an endpoint: slot index and generation (stale once it is destroyed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpRef {
+    pub(super) index: u32,
+    pub(super) gen_: u32,
+}
+
+impl EpRef {
+    /// Packs into one word (handle tables): generation high, index low.
+    pub fn raw(self) -> u64 {
+        (u64::from(self.gen_) << 32) | u64::from(self.index)
+    }
+    /// From [`EpRef::raw`].
+    pub fn from_raw(w: u64) -> EpRef {
+        EpRef {
+            index: w as u32,
+            gen_: (w >> 32) as u32,
+        }
+    }
+}
+
+pub(super) fn slot(ep: EpRef) -> Result<&'static Slot, IpcError> {
+    SLOTS.get(ep.index as usize).ok_or(IpcError::Closed)
+}
+
+/// Creates an endpoint.
+pub fn create() -> Result<EpRef, IpcError> {
+    sched::set_exit_hook(on_thread_exit);
+    let start = CURSOR.fetch_add(1, Ordering::Relaxed) as usize;
+    for k in 0..MAX_ENDPOINTS {
+        let index = (start + k) % MAX_ENDPOINTS;
+        let s = &SLOTS[index];
+        if s.used
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            let _g = IrqGuard::new();
+            let mut q = s.q.lock();
+            q.live = true;
+            return Ok(EpRef {
+                index: index as u32,
+                gen_: q.gen_,
+            });
+        }
+    }
+    Err(IpcError::Exhausted)
+}
+
+/// Destroys an endpoint: every thread queued on it returns [`IpcError::Closed`]; later
+/// operations on `ep` too. Callers already waiting for a reply keep waiting for it.
+pub fn destroy(ep: EpRef) -> Result<(), IpcError> {
+    let s = slot(ep)?;
+    {
+        let _g = IrqGuard::new();
+        let mut q = s.q.lock();
+        if !q.is(ep) {
+            return Err(IpcError::Closed);
+        }
+        q.live = false;
+        q.gen_ = q.gen_.wrapping_add(1).max(1);
+        while let Some(i) = q.senders.pop().or_else(|| q.receivers.pop()) {
+            let w = waiter(i);
+            let seq = seq_of(w.word.load(Ordering::Relaxed));
+            w.word
+                .store(failed(seq, IpcError::Closed), Ordering::Release);
+            sched::wake(w.tid());
+        }
+    }
+    s.used.store(false, Ordering::Release);
+    Ok(())
+}
+
+/// Threads queued on `ep`: (senders and callers, receivers); `None` once it is destroyed.
+pub fn queued(ep: EpRef) -> Option<(usize, usize)> {
+    let s = slot(ep).ok()?;
+    let _g = IrqGuard::new();
+    let q = s.q.lock();
+    q.is(ep).then(|| (q.senders.len(), q.receivers.len()))
+}
+
+/// Operations made through the fastpath and the slow path, summed over threads.
+pub fn stats() -> (u64, u64) {
+    WAITERS.iter().fold((0, 0), |(f, s), w| {
+        (
+            f + w.fast.load(Ordering::Relaxed),
+            s + w.slow.load(Ordering::Relaxed),
+        )
+    })
+}
+
+/// The calling thread's index and waiter (it must be a thread that may block).
+pub(super) fn me() -> Result<(usize, &'static Waiter), IpcError> {
+    let t = sched::current().ok_or(IpcError::NotAThread)?;
+    let w = WAITERS.get(t.index()).ok_or(IpcError::NotAThread)?;
+    if sched::current_is_idle() {
+        return Err(IpcError::NotAThread);
+    }
+    w.tid.store(t.raw(), Ordering::Relaxed);
+    Ok((t.index(), w))
+}
+
+fn check_len(m: &Msg) -> Result<(), IpcError> {
+    if m.len as usize > MSG_WORDS * 8 {
+        Err(IpcError::TooLong)
+    } else {
+        Ok(())
+    }
+}
+
+/// Sends `msg` with `badge` and waits for the reply (TSC `deadline`).
+pub fn call(ep: EpRef, badge: u64, msg: &Msg, deadline: u64) -> Result<Msg, IpcError> {
+    check_len(msg)?;
+    let (i, w) = me()?;
+    if let Some(r) = fastpath::call(i, w, ep, badge, msg, deadline) {
+        return r;
+    }
+    w.count(false);
+    send_slow(i, w, ep, badge, msg, deadline, true)?;
+    Ok(w.take())
+}
+
+/// Sends `msg` with `badge`; returns once a receiver took it (TSC `deadline`).
+pub fn send(ep: EpRef, badge: u64, msg: &Msg, deadline: u64) -> Result<(), IpcError> {
+    check_len(msg)?;
+    let (i, w) = me()?;
+    w.count(false);
+    send_slow(i, w, ep, badge, msg, deadline, false)
+}
+
+/// The slow path of `send` and `call`: hand the message to a waiting receiver (woken) or
+/// queue up; a call then waits for its reply (in the caller's slot on success).
+fn send_slow(
+    i: usize,
+    w: &Waiter,
+    ep: EpRef,
+    badge: u64,
+    msg: &Msg,
+    deadline: u64,
+    is_call: bool,
+) -> Result<(), IpcError> {
+    let s = slot(ep)?;
+    let seq = w.begin(IDLE);
+    let g = IrqGuard::new();
+    let mut q = s.q.lock();
+    if !q.is(ep) {
+        return Err(IpcError::Closed);
+    }
+    if let Some(r) = q.receivers.pop() {
+        let rw = waiter(r);
+        rw.put(msg, badge);
+        let rseq = seq_of(rw.word.load(Ordering::Relaxed));
+        if is_call {
+            rw.reply_to.store(token(i, seq), Ordering::Relaxed);
+            w.word.store(pack(seq, REPLY_WAIT), Ordering::Release);
+        } else {
+            rw.reply_to.store(0, Ordering::Relaxed);
+        }
+        rw.word.store(pack(rseq, DONE), Ordering::Release);
+        drop(q);
+        drop(g);
+        sched::wake(rw.tid());
+        if !is_call {
+            return Ok(());
+        }
+    } else {
+        w.put(msg, badge);
+        w.ep.store(ep.index, Ordering::Relaxed);
+        let st = if is_call { CALL_WAIT } else { SEND_WAIT };
+        w.word.store(pack(seq, st), Ordering::Release);
+        q.senders.push(i as u32);
+        drop(q);
+        drop(g);
+    }
+    wait(i, w, seq, deadline)
+}
+
+/// Waits for a message on `ep` (TSC `deadline`); the caller serves it if it was a call
+/// (answer with [`reply`] or [`reply_recv`]).
+pub fn recv(ep: EpRef, deadline: u64) -> Result<Msg, IpcError> {
+    let (i, w) = me()?;
+    w.count(false);
+    recv_slow(i, w, ep, deadline)
+}
+
+pub(super) fn recv_slow(i: usize, w: &Waiter, ep: EpRef, deadline: u64) -> Result<Msg, IpcError> {
+    drop_call(w, IpcError::NoReply);
+    let s = slot(ep)?;
+    let seq = w.begin(IDLE);
+    let g = IrqGuard::new();
+    let mut q = s.q.lock();
+    if !q.is(ep) {
+        return Err(IpcError::Closed);
+    }
+    if let Some(k) = q.senders.pop() {
+        let sw = waiter(k);
+        w.copy_from(sw);
+        let word = sw.word.load(Ordering::Relaxed);
+        let sseq = seq_of(word);
+        if state_of(word) == CALL_WAIT {
+            w.reply_to.store(token(k as usize, sseq), Ordering::Relaxed);
+            sw.word.store(pack(sseq, REPLY_WAIT), Ordering::Release);
+            return Ok(w.take());
+        }
+        sw.word.store(pack(sseq, DONE), Ordering::Release);
+        drop(q);
+        drop(g);
+        sched::wake(sw.tid());
+        return Ok(w.take());
+    }
+    w.ep.store(ep.index, Ordering::Relaxed);
+    w.word.store(pack(seq, RECV_WAIT), Ordering::Release);
+    q.receivers.push(i as u32);
+    drop(q);
+    drop(g);
+    wait(i, w, seq, deadline)?;
+    Ok(w.take())
+}
+
+/// Replies to the call the calling thread is serving.
+pub fn reply(msg: &Msg) -> Result<(), IpcError> {
+    check_len(msg)?;
+    let (_, w) = me()?;
+    reply_slow(w, msg)
+}
+
+fn reply_slow(w: &Waiter, msg: &Msg) -> Result<(), IpcError> {
+    let tok = w.reply_to.swap(0, Ordering::Relaxed);
+    if tok == 0 {
+        return Err(IpcError::NoCaller);
+    }
+    let cw = waiter((tok as u32) - 1);
+    let cseq = seq_of(tok);
+    let _g = IrqGuard::new();
+    if cw
+        .word
+        .compare_exchange(
+            pack(cseq, REPLY_WAIT),
+            pack(cseq, REPLYING),
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        return Err(IpcError::NoCaller);
+    }
+    cw.put(msg, 0);
+    cw.word.store(pack(cseq, DONE), Ordering::Release);
+    sched::wake(cw.tid());
+    Ok(())
+}
+
+/// Replies to the call being served (if any: a caller that timed out or died is skipped),
+/// then waits for the next message on `ep`.
+pub fn reply_recv(ep: EpRef, reply: &Msg, deadline: u64) -> Result<Msg, IpcError> {
+    check_len(reply)?;
+    let (i, w) = me()?;
+    if let Some(r) = fastpath::reply_recv(i, w, ep, reply, deadline) {
+        return r;
+    }
+    w.count(false);
+    let _ = reply_slow(w, reply);
+    recv_slow(i, w, ep, deadline)
+}
+
+/// Fails the call `w` serves (if any) with `e`.
+fn drop_call(w: &Waiter, e: IpcError) {
+    let tok = w.reply_to.swap(0, Ordering::Relaxed);
+    if tok == 0 {
+        return;
+    }
+    let cw = waiter((tok as u32) - 1);
+    let cseq = seq_of(tok);
+    if cw
+        .word
+        .compare_exchange(
+            pack(cseq, REPLY_WAIT),
+            failed(cseq, e),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+    {
+        sched::wake(cw.tid());
+    }
+}
+
+/// Waits until operation `seq` of thread `i` is done (message delivered or taken, reply in
+/// its slot) or failed, or `deadline` passes (leaving the queue, or the reply wait, first).
+pub(super) fn wait(i: usize, w: &Waiter, seq: u64, deadline: u64) -> Result<(), IpcError> {
+    loop {
+        let word = w.word.load(Ordering::Acquire);
+        debug_assert_eq!(seq_of(word), seq);
+        match state_of(word) {
+            DONE => return Ok(()),
+            FAILED => return Err(IpcError::from_code((word >> 8) as u8)),
+            REPLYING => {
+                // A replier on another CPU is writing (interrupts off): a few stores.
+                core::hint::spin_loop();
+                continue;
+            }
+            _ => {}
+        }
+        if rdtsc() >= deadline {
+            if timeout(i, w, word) {
+                return Err(IpcError::TimedOut);
+            }
+            continue;
+        }
+        sched::block_until(deadline, || w.word.load(Ordering::Acquire) == word);
+    }
+}
+
+/// Ends a wait in state `word` by its deadline; false if the state moved meanwhile.
+fn timeout(i: usize, w: &Waiter, word: u64) -> bool {
+    let seq = seq_of(word);
+    match state_of(word) {
+        REPLY_WAIT => w
+            .word
+            .compare_exchange(word, pack(seq, IDLE), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok(),
+        RECV_WAIT | SEND_WAIT | CALL_WAIT => {
+            let Some(s) = SLOTS.get(w.ep.load(Ordering::Relaxed) as usize) else {
+                return false;
+            };
+            let _g = IrqGuard::new();
+            let mut q = s.q.lock();
+            if w.word.load(Ordering::Acquire) != word {
+                return false;
+            }
+            let list = if state_of(word) == RECV_WAIT {
+                &mut q.receivers
+            } else {
+                &mut q.senders
+            };
+            list.remove(i as u32);
+            w.word.store(pack(seq, IDLE), Ordering::Release);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The exit hook (`sched::set_exit_hook`): the ending thread `i` fails the call it serves
+/// and leaves any queue; its seq moves on, so tokens naming it go stale.
+fn on_thread_exit(i: usize) {
+    let Some(w) = WAITERS.get(i) else {
+        return;
+    };
+    drop_call(w, IpcError::PeerDied);
+    let word = w.word.load(Ordering::Acquire);
+    if matches!(state_of(word), RECV_WAIT | SEND_WAIT | CALL_WAIT) {
+        let _ = timeout(i, w, word);
+    }
+    w.begin(IDLE);
+}

@@ -1,0 +1,200 @@
+//! Synchronous IPC (issue 13, phase 1): endpoints, messages of up to 64 bytes, per-owner
+//! handle tables, and the fastpath.
+//!
+//! * **Endpoints** ([`endpoint`]): kernel objects in a static table of [`MAX_ENDPOINTS`]
+//!   type-stable slots, each with a FIFO of blocked senders/callers and one of blocked
+//!   receivers behind the slot's own spin lock (taken with interrupts off). An [`EpRef`] is
+//!   a slot index plus the slot's generation: destroying an endpoint bumps the generation
+//!   under the lock and fails every queued thread with [`IpcError::Closed`] (no hang), so a
+//!   stale reference is refused and the slot can be reused at once. `call` (send, then wait
+//!   for the reply), `reply_recv` (reply to the caller being served, wait for the next
+//!   message), `recv`, `send` (blocks until received) and `reply`, each with an optional TSC
+//!   deadline ([`NO_DEADLINE`]: none).
+//! * **Messages** ([`Msg`]): a label, a length (0..=64 bytes), eight u64 payload words (the
+//!   register payload of the user ABI) and the badge of the sender's handle, set by the
+//!   kernel on delivery. Each thread has a message slot (indexed by its thread index): a
+//!   message is copied once, from the sender's words into the receiver's slot or from a
+//!   queued sender's slot into the receiver.
+//! * **Handle tables** ([`handle::HandleTable`]): fixed [`handle::HANDLES`] entries, each an
+//!   endpoint reference with rights (send, receive) and a badge. Lookups are lock-free (one
+//!   or two loads); installing and removing take the table's small lock. Endpoints are found
+//!   through the table on every call from every CPU while others create and destroy them:
+//!   reclamation is by generation-checked, never-freed slots (see below), not by epochs.
+//! * **The fastpath** ([`fastpath`]): when a receiver is blocked in `recv`/`reply_recv` on
+//!   the endpoint and last ran on this CPU, `call` copies the message into it and hands it
+//!   the CPU directly (`sched::handoff`: no run-queue pass, no scheduling decision, FPU work
+//!   only if the caller used it); `reply_recv` does the same back to a caller blocked here.
+//!   Everything else takes the slow path (queues, `sched::wake`, `sched::block_until`).
+//!   [`set_fastpath`]`(false)` forces the slow path (tests and benches compare the two).
+//!
+//! Why not `crossbeam-epoch`: it builds for `x86_64-unknown-none` (`default-features =
+//! false, features = ["alloc"]`), but without `std` it has no `pin()`: every participant
+//! needs its own `LocalHandle`, which is `!Send` and `!Sync`. The kernel has no
+//! thread-locals; a handle per CPU would need a new `unsafe impl Sync` wrapper outside the
+//! audited files, and every lookup would pay a pin (a locked instruction) while a blocked
+//! thread must still hold a reference across its sleep (guards cannot be held across a
+//! switch). Instead endpoint slots are never freed (a racing reader never touches freed
+//! memory) and every operation re-checks the generation under the slot's lock.
+//!
+//! Deadlines and failure: a thread queued on an endpoint leaves by a message, its deadline,
+//! or the endpoint's destruction; a caller waiting for its reply leaves by the reply, its
+//! deadline, or the server's end (the exit hook installed in `sched` fails it with
+//! [`IpcError::PeerDied`]; a server that receives again without replying fails it with
+//! [`IpcError::NoReply`]). Idle contexts cannot use IPC.
+//!
+//! ## How the syscall layer will use it (next phase)
+//! A process embeds one [`handle::HandleTable`]; the calls go through its methods. Proposed
+//! numbers (Exo-OS's own range) and registers (`syscall`; RCX/R11 clobbered as for every
+//! call; the entry stub saves the payload registers in its frame):
+//!
+//! | nr  | call              | in                                                  | out |
+//! |-----|-------------------|-----------------------------------------------------|-----|
+//! | 520 | `ipc_call`        | RDI handle, RSI info, RDX R10 R8 R9 R12 R13 R14 R15 words 0..7, RBX deadline (ns, 0 none) | RAX 0/-errno, RSI info, RDI badge, same 8 registers |
+//! | 521 | `ipc_reply_recv`  | as `ipc_call` (the reply)                           | as `ipc_call` (the next message) |
+//! | 522 | `ipc_recv`        | RDI handle, RBX deadline                            | as `ipc_call` |
+//! | 523 | `ipc_send`        | as `ipc_call`                                       | RAX |
+//! | 524 | `ipc_reply`       | RSI info, words                                     | RAX |
+//! | 525 | `endpoint_create` | RDI rights, RSI badge                               | RAX handle/-errno |
+//! | 526 | `handle_close`    | RDI handle                                          | RAX |
+//!
+//! info = label (bits 0..32) | length in bytes (bits 32..40). Errors map to errno by
+//! [`IpcError::errno`]. Handles passed in messages, zero-copy regions, batches and fusion
+//! rings are later phases.
+//!
+//! Calls down only: `sched` (current thread, wake, block, handoff, exit hook), `console`.
+
+pub mod endpoint;
+pub mod fastpath;
+pub mod handle;
+
+mod bench;
+mod tests;
+
+pub use endpoint::{
+    EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, reply, reply_recv, send, stats,
+};
+pub use handle::{Cap, Handle, HandleTable, Rights};
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// No deadline.
+pub const NO_DEADLINE: u64 = u64::MAX;
+
+/// Payload words of a message (64 bytes).
+pub const MSG_WORDS: usize = 8;
+
+/// A message: label, length, payload and the sender's badge (set by the kernel).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Msg {
+    /// What the message means to the receiver (protocol-defined).
+    pub label: u32,
+    /// Payload bytes that matter, 0..=64 (all eight words are always transferred).
+    pub len: u8,
+    /// The badge of the handle the message was sent through (0 for replies); ignored on send.
+    pub badge: u64,
+    /// The payload.
+    pub words: [u64; MSG_WORDS],
+}
+
+impl Msg {
+    /// A message with `label` and a full 64-byte payload.
+    pub const fn new(label: u32, words: [u64; MSG_WORDS]) -> Msg {
+        Msg {
+            label,
+            len: 64,
+            badge: 0,
+            words,
+        }
+    }
+    pub(crate) fn info(&self) -> u64 {
+        u64::from(self.label) | (u64::from(self.len) << 32)
+    }
+}
+
+/// Why an IPC operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum IpcError {
+    /// The deadline passed first.
+    TimedOut = 1,
+    /// The endpoint was destroyed (before or while waiting).
+    Closed = 2,
+    /// The handle names no entry (out of range or empty).
+    BadHandle = 3,
+    /// The handle lacks the right (send for call/send, receive for recv/reply_recv).
+    NoRights = 4,
+    /// The thread serving the call ended without replying.
+    PeerDied = 5,
+    /// The server received another message without replying to this call.
+    NoReply = 6,
+    /// `reply` with no caller to answer (none received, or it timed out or died).
+    NoCaller = 7,
+    /// The message is longer than 64 bytes.
+    TooLong = 8,
+    /// No free endpoint slot, or the handle table is full.
+    Exhausted = 9,
+    /// The caller is not a thread that may block (no scheduler, or an idle context).
+    NotAThread = 10,
+}
+
+impl IpcError {
+    pub(crate) fn from_code(c: u8) -> IpcError {
+        match c {
+            1 => IpcError::TimedOut,
+            2 => IpcError::Closed,
+            3 => IpcError::BadHandle,
+            4 => IpcError::NoRights,
+            5 => IpcError::PeerDied,
+            6 => IpcError::NoReply,
+            7 => IpcError::NoCaller,
+            8 => IpcError::TooLong,
+            9 => IpcError::Exhausted,
+            _ => IpcError::NotAThread,
+        }
+    }
+
+    /// The Linux errno the system-call layer returns (negated) for this error.
+    pub fn errno(self) -> i64 {
+        match self {
+            IpcError::TimedOut => 110,  // ETIMEDOUT
+            IpcError::Closed => 32,     // EPIPE
+            IpcError::BadHandle => 9,   // EBADF
+            IpcError::NoRights => 1,    // EPERM
+            IpcError::PeerDied => 104,  // ECONNRESET
+            IpcError::NoReply => 103,   // ECONNABORTED
+            IpcError::NoCaller => 3,    // ESRCH
+            IpcError::TooLong => 90,    // EMSGSIZE
+            IpcError::Exhausted => 11,  // EAGAIN
+            IpcError::NotAThread => 22, // EINVAL
+        }
+    }
+}
+
+impl core::fmt::Display for IpcError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            IpcError::TimedOut => "deadline passed",
+            IpcError::Closed => "endpoint destroyed",
+            IpcError::BadHandle => "bad handle",
+            IpcError::NoRights => "handle lacks the right",
+            IpcError::PeerDied => "server ended without replying",
+            IpcError::NoReply => "server dropped the call",
+            IpcError::NoCaller => "no caller to reply to",
+            IpcError::TooLong => "message longer than 64 bytes",
+            IpcError::Exhausted => "no free endpoint or handle",
+            IpcError::NotAThread => "not a thread that may block",
+        })
+    }
+}
+
+static FASTPATH: AtomicBool = AtomicBool::new(true);
+
+/// Enables (default) or disables the fastpath: disabled, every operation takes the slow path.
+pub fn set_fastpath(on: bool) {
+    FASTPATH.store(on, Ordering::Relaxed);
+}
+
+/// Whether the fastpath is enabled.
+pub fn fastpath_enabled() -> bool {
+    FASTPATH.load(Ordering::Relaxed)
+}

@@ -1,0 +1,551 @@
+//! IPC kernel tests, on kernel threads (`Needs::Threads`). Every wait has a deadline; orders
+//! that matter are forced with flags and queue states, never with sleeps or host speed.
+
+use crate::boot::BootState;
+use crate::harness::{Needs, TestResult, check, join_all, ms, ncpus};
+use crate::ipc::{self, Cap, EpRef, Handle, HandleTable, IpcError, Msg, Rights};
+use crate::ktest;
+use crate::sched::{self, Builder, Tid};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use exo_arch::tsc::rdtsc;
+
+ktest!(Needs::Threads, "ipc.integrity_cpu_pairs", integrity);
+ktest!(
+    Needs::Threads,
+    "ipc.fastpath_and_slowpath_agree",
+    paths_agree
+);
+ktest!(
+    Needs::Threads,
+    "ipc.server_exit_mid_call_fails_client",
+    server_exit
+);
+ktest!(
+    Needs::Threads,
+    "ipc.destroy_wakes_every_blocked_thread",
+    destroy_wakes
+);
+ktest!(Needs::Threads, "ipc.timeouts_expire", timeouts);
+ktest!(Needs::Threads, "ipc.timeout_racing_a_reply", timeout_race);
+ktest!(Needs::Threads, "ipc.bad_handles_and_arguments", bad_handles);
+
+/// The endpoint of the running test (tests run one at a time).
+static EP: AtomicU64 = AtomicU64::new(0);
+static FLAG: AtomicBool = AtomicBool::new(false);
+static ERRORS: AtomicU64 = AtomicU64::new(0);
+static DIGEST: AtomicU64 = AtomicU64::new(0);
+static DEADLINE: AtomicU64 = AtomicU64::new(0);
+const MAX_CLIENTS: usize = 16;
+static NEXT_SEQ: [AtomicU64; MAX_CLIENTS] = [const { AtomicU64::new(0) }; MAX_CLIENTS];
+static NCLIENTS: AtomicU64 = AtomicU64::new(0);
+static ROUNDS: AtomicU64 = AtomicU64::new(0);
+const STOP: u32 = 0xdead;
+
+fn ep() -> EpRef {
+    EpRef::from_raw(EP.load(Ordering::Acquire))
+}
+
+fn new_ep() -> Result<EpRef, String> {
+    let e = ipc::create().map_err(|e| format!("create: {e}"))?;
+    EP.store(e.raw(), Ordering::Release);
+    Ok(e)
+}
+
+fn spawn_on(cpu: u32, f: fn(u64) -> u64, arg: u64) -> Result<Tid, String> {
+    Builder::new()
+        .pin(cpu)
+        .spawn(f, arg)
+        .map_err(|e| format!("spawn on CPU {cpu}: {e}"))
+}
+
+/// Polls `cond` (yielding) for up to `limit_ms`.
+fn wait_for(what: &str, limit_ms: u64, cond: impl Fn() -> bool) -> TestResult {
+    let d = rdtsc() + ms(limit_ms);
+    while !cond() {
+        if rdtsc() > d {
+            sched::dump();
+            return Err(format!("timed out waiting for {what}"));
+        }
+        sched::yield_now();
+    }
+    Ok(())
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    (a ^ b.rotate_left(17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(29)
+}
+
+/// Message `seq` of client `id`: words 2..7 derived, word 7 the checksum of 0..7.
+fn make(id: u64, seq: u64) -> Msg {
+    let mut w = [0u64; 8];
+    w[0] = id;
+    w[1] = seq;
+    for (k, x) in w.iter_mut().enumerate().take(7).skip(2) {
+        *x = mix(id * 1000 + seq, k as u64);
+    }
+    w[7] = checksum(&w);
+    Msg::new(1, w)
+}
+
+fn checksum(w: &[u64; 8]) -> u64 {
+    w[..7].iter().fold(0x1234, |a, &x| mix(a, x))
+}
+
+fn answer(m: &Msg) -> Msg {
+    let mut w = m.words;
+    w.iter_mut().take(7).for_each(|x| *x = x.wrapping_add(1));
+    w[7] = checksum(&w);
+    Msg::new(m.label + 1, w)
+}
+
+/// Serves until every client sent `STOP`: checks each message (badge, checksum, the next
+/// seq of its client), folds it into `DIGEST`, replies with `answer`.
+fn server(_: u64) -> u64 {
+    let ep = ep();
+    let mut stops = 0;
+    let mut digest = 0u64;
+    let mut m = match ipc::recv(ep, rdtsc() + ms(60_000)) {
+        Ok(m) => m,
+        Err(_) => return 1,
+    };
+    loop {
+        let id = m.words[0];
+        if m.label == STOP {
+            stops += 1;
+        } else if id as usize >= MAX_CLIENTS
+            || m.badge != id + 100
+            || checksum(&m.words) != m.words[7]
+            || NEXT_SEQ[id as usize].fetch_add(1, Ordering::Relaxed) != m.words[1]
+        {
+            ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+        digest = mix(digest, m.words[7] ^ m.badge);
+        let r = answer(&m);
+        if stops == NCLIENTS.load(Ordering::Relaxed) {
+            DIGEST.store(digest, Ordering::Relaxed);
+            return u64::from(ipc::reply(&r).is_err());
+        }
+        m = match ipc::reply_recv(ep, &r, rdtsc() + ms(60_000)) {
+            Ok(m) => m,
+            Err(_) => return 2,
+        };
+    }
+}
+
+/// `ROUNDS` checked calls as client `id`, then `STOP`; returns the number of bad replies.
+fn client(id: u64) -> u64 {
+    let ep = ep();
+    let mut bad = 0;
+    for seq in 0..ROUNDS.load(Ordering::Relaxed) {
+        let m = make(id, seq);
+        match ipc::call(ep, id + 100, &m, rdtsc() + ms(60_000)) {
+            Ok(r) if r == answer(&m) && checksum(&r.words) == r.words[7] => {}
+            _ => bad += 1,
+        }
+    }
+    let mut stop = make(id, u64::MAX);
+    stop.label = STOP;
+    if ipc::call(ep, id + 100, &stop, rdtsc() + ms(60_000)).is_err() {
+        bad += 1;
+    }
+    bad
+}
+
+/// One server on `server_cpu`, one client on each of `clients`; all calls checked.
+fn traffic(server_cpu: u32, clients: &[u32], rounds: u64) -> Result<u64, String> {
+    let e = new_ep()?;
+    ERRORS.store(0, Ordering::Relaxed);
+    ROUNDS.store(rounds, Ordering::Relaxed);
+    NCLIENTS.store(clients.len() as u64, Ordering::Relaxed);
+    NEXT_SEQ.iter().for_each(|s| s.store(0, Ordering::Relaxed));
+    let s = spawn_on(server_cpu, server, 0)?;
+    let mut tids = Vec::new();
+    for (id, &c) in clients.iter().enumerate() {
+        tids.push(spawn_on(c, client, id as u64)?);
+    }
+    let codes = join_all(&tids, 120_000)?;
+    let sc = join_all(&[s], 10_000)?;
+    let _ = ipc::destroy(e);
+    check(codes.iter().all(|&c| c == 0), || {
+        format!("server on CPU {server_cpu}: bad replies per client {codes:?}")
+    })?;
+    check(sc[0] == 0, || format!("server ended with {}", sc[0]))?;
+    let errors = ERRORS.load(Ordering::Relaxed);
+    check(errors == 0, || {
+        format!("server on CPU {server_cpu}: {errors} lost, duplicated or corrupt messages")
+    })?;
+    for (id, n) in NEXT_SEQ.iter().take(clients.len()).enumerate() {
+        let n = n.load(Ordering::Relaxed);
+        check(n == rounds, || {
+            format!("client {id}: {n} of {rounds} received")
+        })?;
+    }
+    Ok(DIGEST.load(Ordering::Relaxed))
+}
+
+/// At most `MAX_CLIENTS` CPUs spread over the online ones, CPU 0 and the last included.
+fn client_cpus() -> Vec<u32> {
+    let n = ncpus();
+    let k = (n as usize).min(MAX_CLIENTS) as u32;
+    let mut v: Vec<u32> = (0..k)
+        .map(|j| if k == 1 { 0 } else { j * (n - 1) / (k - 1) })
+        .collect();
+    v.dedup();
+    v
+}
+
+/// Sequence numbers and checksums between CPU 0 and every chosen CPU, both ways, with the
+/// fastpath on and off: no loss, no duplicate, no corruption, badges right.
+fn integrity(_: &BootState) -> TestResult {
+    let cpus = client_cpus();
+    let last = ncpus() - 1;
+    for fast in [true, false] {
+        ipc::set_fastpath(fast);
+        let r = traffic(0, &cpus, 100).and_then(|_| {
+            // CPU 0's client paired with a server on each chosen CPU.
+            for &c in &cpus {
+                traffic(c, &[0], 50)?;
+            }
+            traffic(last, &cpus, 100)
+        });
+        ipc::set_fastpath(true);
+        r.map_err(|e| format!("fastpath {fast}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The same traffic (one client, server on the same CPU) both ways: same digest, and the
+/// fastpath was taken only when enabled.
+fn paths_agree(_: &BootState) -> TestResult {
+    let cpu = ncpus() - 1;
+    let (f0, s0) = ipc::stats();
+    let fast = traffic(cpu, &[cpu], 300)?;
+    let (f1, s1) = ipc::stats();
+    ipc::set_fastpath(false);
+    let slow = traffic(cpu, &[cpu], 300);
+    ipc::set_fastpath(true);
+    let slow = slow?;
+    let (f2, s2) = ipc::stats();
+    check(fast == slow, || {
+        format!("digests differ: fastpath {fast:#x}, slow path {slow:#x}")
+    })?;
+    check(f1 - f0 >= 300, || {
+        format!(
+            "fastpath on: only {} fast operations ({} slow)",
+            f1 - f0,
+            s1 - s0
+        )
+    })?;
+    check(f2 == f1 && s2 - s1 >= 600, || {
+        format!(
+            "fastpath off: {} fast, {} slow operations",
+            f2 - f1,
+            s2 - s1
+        )
+    })
+}
+
+/// Receives one call, then ends without replying (arg 0) or receives again (arg 1).
+fn bad_server(arg: u64) -> u64 {
+    let ep = ep();
+    if ipc::recv(ep, rdtsc() + ms(30_000)).is_err() {
+        return 1;
+    }
+    if arg == 1 {
+        // Drops the call; nobody sends again, so this times out.
+        let _ = ipc::recv(ep, rdtsc() + ms(5));
+    }
+    0
+}
+
+fn caller(expect: u64) -> u64 {
+    let r = ipc::call(ep(), 0, &make(0, 0), rdtsc() + ms(30_000));
+    let want = match expect {
+        0 => IpcError::PeerDied,
+        1 => IpcError::NoReply,
+        _ => IpcError::Closed,
+    };
+    u64::from(r != Err(want))
+}
+
+/// A server ending mid-call (the exit hook) or dropping it: the client gets an error.
+fn server_exit(_: &BootState) -> TestResult {
+    let last = ncpus() - 1;
+    for (arg, cpu) in [(0, 0), (0, last), (1, 0), (1, last)] {
+        let e = new_ep()?;
+        let s = spawn_on(cpu, bad_server, arg)?;
+        let c = spawn_on(0, caller, arg)?;
+        let codes = join_all(&[c, s], 60_000)?;
+        let _ = ipc::destroy(e);
+        check(codes == [0, 0], || {
+            format!(
+                "case {arg} server on CPU {cpu}: caller {}, server {}",
+                codes[0], codes[1]
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn blocked_receiver(_: u64) -> u64 {
+    u64::from(ipc::recv(ep(), rdtsc() + ms(30_000)) != Err(IpcError::Closed))
+}
+
+fn blocked_sender(_: u64) -> u64 {
+    u64::from(ipc::send(ep(), 0, &make(0, 0), rdtsc() + ms(30_000)) != Err(IpcError::Closed))
+}
+
+/// Destroying an endpoint with callers, senders or receivers queued fails them all.
+fn destroy_wakes(_: &BootState) -> TestResult {
+    let n = ncpus();
+    let e = new_ep()?;
+    let mut tids = Vec::new();
+    for k in 0..4u32 {
+        tids.push(spawn_on(k % n, caller, 2)?);
+    }
+    tids.push(spawn_on(1 % n, blocked_sender, 0)?);
+    wait_for("5 senders queued", 30_000, || {
+        ipc::queued(e) == Some((5, 0))
+    })?;
+    ipc::destroy(e).map_err(|x| format!("destroy: {x}"))?;
+    let r = new_ep()?;
+    for k in 0..3u32 {
+        tids.push(spawn_on((k + 1) % n, blocked_receiver, 0)?);
+    }
+    wait_for("3 receivers queued", 30_000, || {
+        ipc::queued(r) == Some((0, 3))
+    })?;
+    ipc::destroy(r).map_err(|x| format!("destroy: {x}"))?;
+    let codes = join_all(&tids, 30_000)?;
+    check(codes.iter().all(|&c| c == 0), || {
+        format!("threads not failed with Closed: {codes:?}")
+    })?;
+    // Stale references stay refused, even once the slot is reused.
+    let mut fresh = Vec::new();
+    for _ in 0..ipc::MAX_ENDPOINTS {
+        match ipc::create() {
+            Ok(x) => fresh.push(x),
+            Err(_) => break,
+        }
+    }
+    let stale = ipc::call(e, 0, &make(0, 0), rdtsc() + ms(10));
+    let reused = fresh.iter().any(|x| x.raw() as u32 == e.raw() as u32);
+    for x in fresh {
+        let _ = ipc::destroy(x);
+    }
+    check(stale == Err(IpcError::Closed), || {
+        format!("call on a destroyed endpoint: {stale:?}")
+    })?;
+    check(reused, || "the destroyed slot was never reused".into())?;
+    check(ipc::destroy(e) == Err(IpcError::Closed), || {
+        "destroyed twice".into()
+    })
+}
+
+/// Receives, waits for `FLAG`, then replies: the reply must find no caller.
+fn late_server(_: u64) -> u64 {
+    let ep = ep();
+    if ipc::recv(ep, rdtsc() + ms(30_000)).is_err() {
+        return 1;
+    }
+    let d = rdtsc() + ms(30_000);
+    while !FLAG.load(Ordering::Acquire) {
+        if rdtsc() > d {
+            return 2;
+        }
+        sched::yield_now();
+    }
+    u64::from(ipc::reply(&Msg::default()) != Err(IpcError::NoCaller)) * 3
+}
+
+/// Deadlines in every wait: queued as caller, sender, receiver, and waiting for a reply.
+fn timeouts(_: &BootState) -> TestResult {
+    let e = new_ep()?;
+    let m = make(0, 0);
+    let r = ipc::call(e, 0, &m, rdtsc() + ms(2));
+    check(r == Err(IpcError::TimedOut), || format!("call: {r:?}"))?;
+    let r = ipc::send(e, 0, &m, rdtsc() + ms(2));
+    check(r == Err(IpcError::TimedOut), || format!("send: {r:?}"))?;
+    let r = ipc::recv(e, rdtsc() + ms(2));
+    check(r == Err(IpcError::TimedOut), || format!("recv: {r:?}"))?;
+    let r = ipc::recv(e, rdtsc());
+    check(r == Err(IpcError::TimedOut), || {
+        format!("recv, deadline past: {r:?}")
+    })?;
+    check(ipc::queued(e) == Some((0, 0)), || {
+        format!("queues after time-outs: {:?}", ipc::queued(e))
+    })?;
+    // Waiting for the reply: the server has the message and answers only after the time-out.
+    FLAG.store(false, Ordering::Release);
+    let s = spawn_on(ncpus() - 1, late_server, 0)?;
+    wait_for("the server queued", 30_000, || {
+        ipc::queued(e) == Some((0, 1))
+    })?;
+    let r = ipc::call(e, 0, &m, rdtsc() + ms(5));
+    FLAG.store(true, Ordering::Release);
+    let code = join_all(&[s], 30_000)?[0];
+    let _ = ipc::destroy(e);
+    check(r == Err(IpcError::TimedOut), || {
+        format!("call, reply late: {r:?}")
+    })?;
+    check(code == 0, || format!("late server: {code}"))
+}
+
+/// Receives, spins with interrupts off past the caller's deadline (the caller, on this CPU,
+/// cannot run meanwhile), then replies: the reply must win.
+fn spinning_server(_: u64) -> u64 {
+    let ep = ep();
+    if ipc::recv(ep, rdtsc() + ms(30_000)).is_err() {
+        return 1;
+    }
+    let _g = exo_percpu::IrqGuard::new();
+    while rdtsc() <= DEADLINE.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    u64::from(ipc::reply(&Msg::new(9, [9; 8])).is_err()) * 2
+}
+
+fn racing_caller(_: u64) -> u64 {
+    let d = rdtsc() + ms(1);
+    DEADLINE.store(d, Ordering::Release);
+    match ipc::call(ep(), 0, &make(0, 0), d) {
+        Ok(r) if r.label == 9 => 0,
+        Ok(_) => 1,
+        Err(_) => 2,
+    }
+}
+
+/// Time-out and reply racing, each order forced: the time-out first (the reply then finds
+/// no caller), and the reply first after the deadline passed (the caller gets the reply).
+fn timeout_race(_: &BootState) -> TestResult {
+    let cpu = ncpus() - 1;
+    for fast in [true, false] {
+        ipc::set_fastpath(fast);
+        let r = (|| {
+            // The time-out first.
+            let e = new_ep()?;
+            FLAG.store(false, Ordering::Release);
+            let s = spawn_on(cpu, late_server, 0)?;
+            wait_for("the server queued", 30_000, || {
+                ipc::queued(e) == Some((0, 1))
+            })?;
+            let r = ipc::call(e, 0, &make(0, 0), rdtsc() + ms(3));
+            FLAG.store(true, Ordering::Release);
+            let code = join_all(&[s], 30_000)?[0];
+            let _ = ipc::destroy(e);
+            check(r == Err(IpcError::TimedOut) && code == 0, || {
+                format!("time-out first: caller {r:?}, server {code}")
+            })?;
+            // The reply first, after the deadline.
+            let e = new_ep()?;
+            DEADLINE.store(u64::MAX, Ordering::Release);
+            let s = spawn_on(cpu, spinning_server, 0)?;
+            wait_for("the server queued", 30_000, || {
+                ipc::queued(e) == Some((0, 1))
+            })?;
+            let c = spawn_on(cpu, racing_caller, 0)?;
+            let codes = join_all(&[c, s], 30_000)?;
+            let _ = ipc::destroy(e);
+            check(codes == [0, 0], || {
+                format!("reply first: caller {}, server {}", codes[0], codes[1])
+            })
+        })();
+        ipc::set_fastpath(true);
+        r.map_err(|e| format!("fastpath {fast}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Bad handles, missing rights, full tables, long messages, replies without a caller.
+fn bad_handles(_: &BootState) -> TestResult {
+    let t = HandleTable::new();
+    let e = ipc::create().map_err(|x| format!("create: {x}"))?;
+    let m = make(0, 0);
+    let d = rdtsc() + ms(2);
+    check(t.get(Handle(64)) == Err(IpcError::BadHandle), || {
+        "out of range".into()
+    })?;
+    check(t.get(Handle(u32::MAX)) == Err(IpcError::BadHandle), || {
+        "u32::MAX".into()
+    })?;
+    check(t.call(Handle(3), &m, d) == Err(IpcError::BadHandle), || {
+        "empty".into()
+    })?;
+    let recv_only = t
+        .insert(Cap {
+            ep: e,
+            rights: Rights::RECV,
+            badge: 1,
+        })
+        .map_err(|x| format!("insert: {x}"))?;
+    let send_only = t
+        .insert(Cap {
+            ep: e,
+            rights: Rights::SEND,
+            badge: 2,
+        })
+        .map_err(|x| format!("insert: {x}"))?;
+    check(t.call(recv_only, &m, d) == Err(IpcError::NoRights), || {
+        "call without SEND".into()
+    })?;
+    check(t.send(recv_only, &m, d) == Err(IpcError::NoRights), || {
+        "send without SEND".into()
+    })?;
+    check(t.recv(send_only, d) == Err(IpcError::NoRights), || {
+        "recv without RECV".into()
+    })?;
+    check(
+        t.reply_recv(send_only, &m, d) == Err(IpcError::NoRights),
+        || "reply_recv without RECV".into(),
+    )?;
+    check(
+        t.get(send_only).map(|c| (c.ep, c.badge)) == Ok((e, 2)),
+        || "lookup".into(),
+    )?;
+    let mut long = m;
+    long.len = 65;
+    check(
+        t.call(send_only, &long, d) == Err(IpcError::TooLong),
+        || "65 bytes".into(),
+    )?;
+    check(ipc::reply(&m) == Err(IpcError::NoCaller), || {
+        "reply with no caller".into()
+    })?;
+    check(t.remove(recv_only).is_ok(), || "remove".into())?;
+    check(t.remove(recv_only) == Err(IpcError::BadHandle), || {
+        "removed twice".into()
+    })?;
+    check(t.get(recv_only) == Err(IpcError::BadHandle), || {
+        "removed entry looked up".into()
+    })?;
+    let mut n = 1;
+    while t
+        .insert(Cap {
+            ep: e,
+            rights: Rights::ALL,
+            badge: 3,
+        })
+        .is_ok()
+    {
+        n += 1;
+    }
+    check(n == crate::ipc::handle::HANDLES, || {
+        format!("{n} entries fit")
+    })?;
+    ipc::destroy(e).map_err(|x| format!("destroy: {x}"))?;
+    check(t.call(send_only, &m, d) == Err(IpcError::Closed), || {
+        "destroyed endpoint".into()
+    })?;
+    check(t.recv(Handle(5), d) == Err(IpcError::Closed), || {
+        "destroyed endpoint recv".into()
+    })?;
+    check(
+        IpcError::TimedOut.errno() == 110 && IpcError::BadHandle.errno() == 9,
+        || "errno mapping".into(),
+    )
+}
