@@ -90,6 +90,7 @@ fn area_layout(info: &FpuInfo) -> Layout {
 
 /// Called by the scheduler with interrupts off and the CPU's lock held, before switching
 /// from `prev` to `next` (table indices) on this CPU (`cpu`, whose bookkeeping is `c`).
+#[inline(always)]
 pub fn switch_out(c: &CpuFpu, cpu: u32, prev: usize, next: usize) {
     let Some(info) = INFO.get() else {
         return;
