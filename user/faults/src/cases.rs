@@ -2,20 +2,8 @@
 //! `/init` (`#[path]` include), which runs them all and checks every end.
 #![allow(dead_code)]
 
+pub use exo_rt::suite::Case;
 use exo_rt::{ExitStatus, KillCause};
-
-/// One way to misbehave.
-#[derive(Debug, Clone, Copy)]
-pub struct Case {
-    /// The `arg` of `/faults` that selects it.
-    pub arg: u64,
-    /// What it does.
-    pub name: &'static str,
-    /// What `wait` must return for it.
-    pub expect: fn(ExitStatus) -> bool,
-    /// The same, in words.
-    pub expect_text: &'static str,
-}
 
 fn killed(cause: KillCause) -> impl Fn(ExitStatus) -> bool {
     move |s| s == ExitStatus::Killed(cause)

@@ -80,74 +80,55 @@ fn run_child(path: &str, arg: u64) -> Option<ExitStatus> {
     }
 }
 
-/// Every case of `/faults`, `rounds` times; the first round prints each end, later ones
-/// only what was unexpected. Returns `true` when every end was the expected one.
+/// Every case of `/faults`, `rounds` times (see [`run_cases`]).
 fn fault_suite(rounds: u64) -> bool {
-    let mut wrong = 0u64;
-    let mut deaths = 0u64;
-    for round in 0..rounds {
-        for case in cases::CASES {
-            let status = match exo_rt::spawn("/faults", case.arg) {
-                Ok(pid) => exo_rt::wait(pid).map(|s| (pid, s)),
-                Err(e) => Err(e),
-            };
-            match status {
-                Ok((pid, s)) if (case.expect)(s) => {
-                    deaths += u64::from(matches!(s, ExitStatus::Killed(_)));
-                    if round == 0 {
-                        println!("init: faults {} (pid {pid}): {s}: ok", case.arg);
-                    }
-                }
-                Ok((pid, s)) => {
-                    wrong += 1;
-                    println!(
-                        "init: faults {} (pid {pid}) {}: {s}, expected {}: FAIL",
-                        case.arg, case.name, case.expect_text
-                    );
-                }
-                Err(e) => {
-                    wrong += 1;
-                    println!("init: faults {}: spawn/wait: {e}: FAIL", case.arg);
-                }
-            }
-        }
-    }
-    println!("init: fault suite: {rounds} round(s), {deaths} kill(s), {wrong} unexpected");
+    let (_, kills, wrong) = run_cases("faults", cases::CASES, rounds);
+    println!("init: fault suite: {rounds} round(s), {kills} kill(s), {wrong} unexpected");
     wrong == 0
 }
 
-/// Every case of `/threads`, `rounds` times; the first round prints each end, later ones
-/// only what was unexpected. Returns `true` when every end was the expected one.
+/// Every case of `/threads`, `rounds` times (see [`run_cases`]).
 fn thread_suite(rounds: u64) -> bool {
-    let mut wrong = 0u64;
-    let mut runs = 0u64;
+    let (runs, _, wrong) = run_cases("threads", thread_cases::CASES, rounds);
+    println!("init: thread suite: {rounds} round(s), {runs} process(es), {wrong} unexpected");
+    wrong == 0
+}
+
+/// Spawns `/<program> <case.arg>` for every case, `rounds` times, and checks each end; the
+/// first round prints each end, later ones only what was unexpected. Returns the processes
+/// run, how many were killed, and how many ended otherwise than expected.
+fn run_cases(program: &str, cases: &[exo_rt::suite::Case], rounds: u64) -> (u64, u64, u64) {
+    let (mut runs, mut kills, mut wrong) = (0u64, 0u64, 0u64);
+    let mut path = arrayvec::ArrayString::<32>::new();
+    path.push('/');
+    path.push_str(program);
     for round in 0..rounds {
-        for case in thread_cases::CASES {
-            let status = match exo_rt::spawn("/threads", case.arg) {
+        for case in cases {
+            let status = match exo_rt::spawn(&path, case.arg) {
                 Ok(pid) => exo_rt::wait(pid).map(|s| (pid, s)),
                 Err(e) => Err(e),
             };
             runs += 1;
             match status {
                 Ok((pid, s)) if (case.expect)(s) => {
+                    kills += u64::from(matches!(s, ExitStatus::Killed(_)));
                     if round == 0 {
-                        println!("init: threads {} (pid {pid}): {s}: ok", case.arg);
+                        println!("init: {program} {} (pid {pid}): {s}: ok", case.arg);
                     }
                 }
                 Ok((pid, s)) => {
                     wrong += 1;
                     println!(
-                        "init: threads {} (pid {pid}) {}: {s}, expected {}: FAIL",
+                        "init: {program} {} (pid {pid}) {}: {s}, expected {}: FAIL",
                         case.arg, case.name, case.expect_text
                     );
                 }
                 Err(e) => {
                     wrong += 1;
-                    println!("init: threads {}: spawn/wait: {e}: FAIL", case.arg);
+                    println!("init: {program} {}: spawn/wait: {e}: FAIL", case.arg);
                 }
             }
         }
     }
-    println!("init: thread suite: {rounds} round(s), {runs} process(es), {wrong} unexpected");
-    wrong == 0
+    (runs, kills, wrong)
 }

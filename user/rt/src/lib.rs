@@ -72,6 +72,7 @@ mod calls;
 pub mod io;
 pub mod raw;
 mod start;
+pub mod suite;
 pub mod thread;
 pub mod time;
 

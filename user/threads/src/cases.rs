@@ -2,20 +2,8 @@
 //! with `/init` (`#[path]` include), which runs them all and checks every end.
 #![allow(dead_code)]
 
+pub use exo_rt::suite::Case;
 use exo_rt::{ExitStatus, KillCause};
-
-/// One thing threads of a process do.
-#[derive(Debug, Clone, Copy)]
-pub struct Case {
-    /// The `arg` of `/threads` that selects it.
-    pub arg: u64,
-    /// What it does.
-    pub name: &'static str,
-    /// What `wait` must return for it.
-    pub expect: fn(ExitStatus) -> bool,
-    /// The same, in words.
-    pub expect_text: &'static str,
-}
 
 /// Every case, by `arg`.
 pub const CASES: &[Case] = &[

@@ -1,8 +1,11 @@
-//! Links the program for Exo-OS (`target_os = "none"`) with `user/user.ld`: a static,
-//! non-PIE ELF64 executable at 0x400000. Host builds (the workspace's clippy and tests) get
-//! no flags. Also puts the git revision in `EXO_GIT_REV` for the SUITE line.
+//! The build script of every user program (each Cargo.toml says `build = "../link.rs"`):
+//! links it for Exo-OS (`target_os = "none"`) with `user/user.ld`: a static, non-PIE ELF64
+//! executable at 0x400000. Host builds (the workspace's clippy and tests) get no flags. Also
+//! puts the git revision in `EXO_GIT_REV` (the benchmarks' SUITE line).
 fn main() {
     println!("cargo:rerun-if-changed=../user.ld");
+    println!("cargo:rerun-if-changed=../link.rs");
+    println!("cargo:rerun-if-changed=../../.git/HEAD");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
         println!("cargo:rustc-link-arg-bins=-T{dir}/../user.ld");
@@ -17,5 +20,4 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=EXO_GIT_REV={rev}");
-    println!("cargo:rerun-if-changed=../../.git/HEAD");
 }
