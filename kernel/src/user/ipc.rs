@@ -82,7 +82,7 @@ fn handle(v: u64) -> Result<Handle, i64> {
 }
 
 #[inline(always)]
-fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
+pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
     match f.f.rax {
         nr::IPC_CALL => {
             let m = msg_in(f)?;

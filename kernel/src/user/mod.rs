@@ -29,6 +29,7 @@ mod bench;
 mod tests;
 mod tests_aspace;
 mod tests_console;
+mod tests_ipc;
 
 /// Installs the system-call dispatcher and the ring-3 fault hooks (BSP, once, before any
 /// CPU enables `syscall` and any thread enters ring 3).
