@@ -536,12 +536,7 @@ pub fn reply_recv(ep: EpRef, reply: &Msg, deadline: u64) -> Result<Msg, IpcError
 }
 
 /// [`reply_recv`], allowed the fastpath or not.
-pub fn reply_recv_via(
-    ep: EpRef,
-    reply: &Msg,
-    deadline: u64,
-    fast: bool,
-) -> Result<Msg, IpcError> {
+pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Result<Msg, IpcError> {
     check_len(reply)?;
     let (i, w) = me()?;
     if fast && let Some(r) = fastpath::reply_recv(i, w, ep, reply, deadline) {

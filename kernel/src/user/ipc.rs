@@ -8,9 +8,9 @@
 //! the call `ECONNABORTED`, a timeout `ETIMEDOUT`, no call to answer `ESRCH`, no endpoint
 //! or handle left `EAGAIN`. No pointer is read: there is nothing to fault on.
 
+use super::syscall::nr;
 use super::{process, task};
 use crate::ipc::{self, Handle, HandleTable, IpcError, Msg, Rights};
-use super::syscall::nr;
 use exo_arch::syscall::IpcFrame;
 
 // `exo_abi::ipc`'s encoding of the info word (the kernel does not link `exo-abi`).
@@ -30,7 +30,7 @@ pub extern "C" fn dispatch(f: &mut IpcFrame) {
         Some(t) => call(t, f),
         None => Err(EBADF),
     };
-    f.f.set_ret(r.map_or_else(|e| -e, |v| v));
+    f.f.set_ret(r.unwrap_or_else(|e| -e));
     process::exit_if_dying();
 }
 
@@ -103,16 +103,13 @@ pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
             Ok(0)
         }
         nr::IPC_RECV => {
-            let r = t
-                .recv(handle(f.f.rdi)?, deadline(f.rbx))
-                .map_err(err)?;
+            let r = t.recv(handle(f.f.rdi)?, deadline(f.rbx)).map_err(err)?;
             msg_out(f, &r);
             Ok(0)
         }
         nr::IPC_SEND => {
             let m = msg_in(f)?;
-            t.send(handle(f.f.rdi)?, &m, deadline(f.rbx))
-                .map_err(err)?;
+            t.send(handle(f.f.rdi)?, &m, deadline(f.rbx)).map_err(err)?;
             Ok(0)
         }
         nr::IPC_REPLY => {

@@ -47,7 +47,9 @@ fn errnos(_: &BootState) -> TestResult {
     ];
     for &(what, nr, rdi, rsi, want) in cases {
         let got = run(&t, nr, rdi, rsi);
-        check(got == Err(want), || format!("{what}: {got:?}, expected -{want}"))?;
+        check(got == Err(want), || {
+            format!("{what}: {got:?}, expected -{want}")
+        })?;
     }
     let h = run(&t, ENDPOINT_CREATE, 3, 77).map_err(|e| format!("create: -{e}"))?;
     let s = run(&t, ENDPOINT_CREATE, 1, 0).map_err(|e| format!("create: -{e}"))?;
@@ -59,7 +61,9 @@ fn errnos(_: &BootState) -> TestResult {
     let got = run(&t, IPC_CALL, h as u64, info64);
     check(got == Err(110), || format!("call with nobody: {got:?}"))?;
     for x in [h, s] {
-        check(run(&t, HANDLE_CLOSE, x as u64, 0) == Ok(0), || "close".into())?;
+        check(run(&t, HANDLE_CLOSE, x as u64, 0) == Ok(0), || {
+            "close".into()
+        })?;
     }
     check(t.count() == 0, || "handles left".into())
 }
@@ -73,12 +77,16 @@ fn owning(_: &BootState) -> TestResult {
     let ep = parent.get(h).map_err(|e| format!("get: {e}"))?.ep;
     child.inherit(&parent);
     let c = child.get(h).map_err(|e| format!("inherited: {e}"))?;
-    check(c.ep == ep && c.badge == 5, || "inherited entry differs".into())?;
+    check(c.ep == ep && c.badge == 5, || {
+        "inherited entry differs".into()
+    })?;
     parent.close(h).map_err(|e| format!("close: {e}"))?;
     check(ipc::queued(ep).is_some(), || {
         "endpoint gone while the child holds a handle".into()
     })?;
-    check(parent.close(h) == Err(IpcError::BadHandle), || "close twice".into())?;
+    check(parent.close(h) == Err(IpcError::BadHandle), || {
+        "close twice".into()
+    })?;
     child.close_all();
     check(ipc::queued(ep).is_none(), || {
         "endpoint alive after its last handle".into()

@@ -49,9 +49,9 @@ fn run(arg: u64) -> i32 {
 }
 
 fn checksum(w: &[u64; 8]) -> u64 {
-    w[..7]
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ x).wrapping_mul(0x100_0000_01b3))
+    w[..7].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// The request with sequence number `seq`.
@@ -177,7 +177,10 @@ fn echo_processes() -> Result<(), &'static str> {
         _ => return Err("the server did not exit 0"),
     }
     exo_rt::handle_close(h).map_err(|_| "close")?;
-    println!("ipcdemo 0: {} calls between two processes: all checked", 2 * CALLS + 1);
+    println!(
+        "ipcdemo 0: {} calls between two processes: all checked",
+        2 * CALLS + 1
+    );
     Ok(())
 }
 
@@ -193,7 +196,10 @@ fn echo_threads() -> Result<(), &'static str> {
         return Err("the server thread did not return 0");
     }
     exo_rt::handle_close(h).map_err(|_| "close")?;
-    println!("ipcdemo 1: {} calls between two threads: all checked", 2 * CALLS + 1);
+    println!(
+        "ipcdemo 1: {} calls between two threads: all checked",
+        2 * CALLS + 1
+    );
     Ok(())
 }
 
@@ -214,7 +220,11 @@ fn server_dies() -> Result<(), &'static str> {
     Ok(())
 }
 
-fn expect(what: &'static str, got: Result<impl Sized, Errno>, want: Errno) -> Result<(), &'static str> {
+fn expect(
+    what: &'static str,
+    got: Result<impl Sized, Errno>,
+    want: Errno,
+) -> Result<(), &'static str> {
     match got {
         Err(e) if e == want => Ok(()),
         Err(e) => {
@@ -231,28 +241,72 @@ fn expect(what: &'static str, got: Result<impl Sized, Errno>, want: Errno) -> Re
 fn bad_input() -> Result<(), &'static str> {
     let m = request(0);
     let t = 1_000; // 1 us: nothing here may block anyway
-    expect("call on an empty entry", exo_rt::ipc_call(63, &m, t), Errno::EBADF)?;
-    expect("call on handle 64", exo_rt::ipc_call(64, &m, t), Errno::EBADF)?;
-    expect("recv on handle u32::MAX", exo_rt::ipc_recv(u32::MAX, t), Errno::EBADF)?;
+    expect(
+        "call on an empty entry",
+        exo_rt::ipc_call(63, &m, t),
+        Errno::EBADF,
+    )?;
+    expect(
+        "call on handle 64",
+        exo_rt::ipc_call(64, &m, t),
+        Errno::EBADF,
+    )?;
+    expect(
+        "recv on handle u32::MAX",
+        exo_rt::ipc_recv(u32::MAX, t),
+        Errno::EBADF,
+    )?;
     let mut h64 = 1u64 << 40;
     let mut info = m.info();
     let mut w = m.words;
     // SAFETY: registers only.
     let r = unsafe { exo_rt::raw::ipc(exo_rt::abi::nr::IPC_CALL, &mut h64, &mut info, &mut w, t) };
     expect("call on handle 2^40", Errno::from_ret(r), Errno::EBADF)?;
-    expect("close of an empty entry", exo_rt::handle_close(5), Errno::EBADF)?;
-    expect("endpoint_create rights 0", exo_rt::endpoint_create(0, 0), Errno::EINVAL)?;
-    expect("endpoint_create rights 4", exo_rt::endpoint_create(4, 0), Errno::EINVAL)?;
+    expect(
+        "close of an empty entry",
+        exo_rt::handle_close(5),
+        Errno::EBADF,
+    )?;
+    expect(
+        "endpoint_create rights 0",
+        exo_rt::endpoint_create(0, 0),
+        Errno::EINVAL,
+    )?;
+    expect(
+        "endpoint_create rights 4",
+        exo_rt::endpoint_create(4, 0),
+        Errno::EINVAL,
+    )?;
     let s = exo_rt::endpoint_create(RIGHT_SEND, 1).map_err(|_| "create send-only")?;
     let r = exo_rt::endpoint_create(RIGHT_RECV, 2).map_err(|_| "create recv-only")?;
-    expect("recv without the right", exo_rt::ipc_recv(s, t), Errno::EPERM)?;
-    expect("call without the right", exo_rt::ipc_call(r, &m, t), Errno::EPERM)?;
-    expect("send without the right", exo_rt::ipc_send(r, &m, t), Errno::EPERM)?;
+    expect(
+        "recv without the right",
+        exo_rt::ipc_recv(s, t),
+        Errno::EPERM,
+    )?;
+    expect(
+        "call without the right",
+        exo_rt::ipc_call(r, &m, t),
+        Errno::EPERM,
+    )?;
+    expect(
+        "send without the right",
+        exo_rt::ipc_send(r, &m, t),
+        Errno::EPERM,
+    )?;
     let long = IpcMsg { len: 65, ..m };
     expect("length 65", exo_rt::ipc_call(s, &long, t), Errno::EMSGSIZE)?;
     let long = IpcMsg { len: 255, ..m };
-    expect("length 255 (send)", exo_rt::ipc_send(s, &long, t), Errno::EMSGSIZE)?;
-    expect("length 65 (reply)", exo_rt::ipc_reply(&IpcMsg { len: 65, ..m }), Errno::EMSGSIZE)?;
+    expect(
+        "length 255 (send)",
+        exo_rt::ipc_send(s, &long, t),
+        Errno::EMSGSIZE,
+    )?;
+    expect(
+        "length 65 (reply)",
+        exo_rt::ipc_reply(&IpcMsg { len: 65, ..m }),
+        Errno::EMSGSIZE,
+    )?;
     expect(
         "reserved info bit",
         exo_rt::ipc_op(exo_rt::abi::nr::IPC_CALL, s, &m, 1 << 50, t),
@@ -260,7 +314,11 @@ fn bad_input() -> Result<(), &'static str> {
     )?;
     expect("reply with no caller", exo_rt::ipc_reply(&m), Errno::ESRCH)?;
     exo_rt::handle_close(s).map_err(|_| "close s")?;
-    expect("call on a closed handle", exo_rt::ipc_call(s, &m, t), Errno::EBADF)?;
+    expect(
+        "call on a closed handle",
+        exo_rt::ipc_call(s, &m, t),
+        Errno::EBADF,
+    )?;
     expect("close twice", exo_rt::handle_close(s), Errno::EBADF)?;
     exo_rt::handle_close(r).map_err(|_| "close r")?;
     // A full table: 64 handles, then EAGAIN; all closed again.
@@ -289,15 +347,31 @@ fn timeouts() -> Result<(), &'static str> {
     let h = endpoint()?;
     let m = request(0);
     let t0 = exo_rt::time::rdtsc();
-    expect("recv with nobody", exo_rt::ipc_recv(h, 2 * MS), Errno::ETIMEDOUT)?;
-    expect("call with nobody", exo_rt::ipc_call(h, &m, 2 * MS), Errno::ETIMEDOUT)?;
-    expect("send with nobody", exo_rt::ipc_send(h, &m, 2 * MS), Errno::ETIMEDOUT)?;
+    expect(
+        "recv with nobody",
+        exo_rt::ipc_recv(h, 2 * MS),
+        Errno::ETIMEDOUT,
+    )?;
+    expect(
+        "call with nobody",
+        exo_rt::ipc_call(h, &m, 2 * MS),
+        Errno::ETIMEDOUT,
+    )?;
+    expect(
+        "send with nobody",
+        exo_rt::ipc_send(h, &m, 2 * MS),
+        Errno::ETIMEDOUT,
+    )?;
     if exo_rt::time::rdtsc() == t0 {
         return Err("no time passed");
     }
     // A server that takes the call and answers after the caller gave up.
     let pid = spawn_server(LATE, h)?;
-    expect("call answered too late", exo_rt::ipc_call(h, &m, 10 * MS), Errno::ETIMEDOUT)?;
+    expect(
+        "call answered too late",
+        exo_rt::ipc_call(h, &m, 10 * MS),
+        Errno::ETIMEDOUT,
+    )?;
     match exo_rt::wait(pid) {
         Ok(ExitStatus::Exited(0)) => {}
         _ => return Err("the late server's reply was not ESRCH"),

@@ -151,8 +151,13 @@ fn ipc_server(h: u64) -> i32 {
             };
         }
         let extra = if m.label == SLOW { INFO_SLOW } else { 0 };
-        m = match exo_rt::ipc_op(nr::IPC_REPLY_RECV, h, &IpcMsg::new(m.label, m.words), extra, 0)
-        {
+        m = match exo_rt::ipc_op(
+            nr::IPC_REPLY_RECV,
+            h,
+            &IpcMsg::new(m.label, m.words),
+            extra,
+            0,
+        ) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("ubench: ipc server: reply_recv: {e}");
@@ -183,14 +188,26 @@ fn ipc_thread_server(h: u64) -> i32 {
 
 /// `ipc.rtt.64`, `ipc.slowpath.rtt.64` (a server process on this CPU) and
 /// `ipc.rtt.64.thread` (a server thread of this process, pinned here like us).
-fn ipc_rows<const M: usize>(suite: &mut Suite, s: &mut Samples<M>, cpu: usize) -> Result<(), Errno> {
+fn ipc_rows<const M: usize>(
+    suite: &mut Suite,
+    s: &mut Samples<M>,
+    cpu: usize,
+) -> Result<(), Errno> {
     let h = exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 7)
         .inspect_err(|e| eprintln!("ubench: endpoint_create: {e}"))?;
-    let pid = exo_rt::spawn("/ubench", IPC_SERVER << 56 | (cpu as u64 & 0xff_ffff) << 32 | u64::from(h))
-        .inspect_err(|e| eprintln!("ubench: spawn of the ipc server: {e}"))?;
+    let pid = exo_rt::spawn(
+        "/ubench",
+        IPC_SERVER << 56 | (cpu as u64 & 0xff_ffff) << 32 | u64::from(h),
+    )
+    .inspect_err(|e| eprintln!("ubench: spawn of the ipc server: {e}"))?;
     let mut err = None;
     let mut seq = 0u64;
-    let mut row = |suite: &mut Suite, s: &mut Samples<M>, name: &str, label: u32, extra: u64, err: &mut Option<Errno>| {
+    let mut row = |suite: &mut Suite,
+                   s: &mut Samples<M>,
+                   name: &str,
+                   label: u32,
+                   extra: u64,
+                   err: &mut Option<Errno>| {
         let st = suite.measure(s, WARMUP, N, 1, || {
             seq += 1;
             ipc_rtt(h, label, extra, seq, err);
