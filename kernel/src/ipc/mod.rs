@@ -42,9 +42,9 @@
 //! [`IpcError::PeerDied`]; a server that receives again without replying fails it with
 //! [`IpcError::NoReply`]). Idle contexts cannot use IPC.
 //!
-//! ## How the syscall layer will use it (next phase)
-//! A process embeds one [`handle::HandleTable`]; the calls go through its methods. Proposed
-//! numbers (Exo-OS's own range) and registers (`syscall`; RCX/R11 clobbered as for every
+//! ## The system-call layer (`user::ipc`, phase 2)
+//! A process embeds one [`handle::HandleTable`]; the calls go through its methods (the
+//! timeout in RBX is relative, in ns; see `docs/syscalls.md`). Numbers and registers (`syscall`; RCX/R11 clobbered as for every
 //! call; the entry stub saves the payload registers in its frame):
 //!
 //! | nr  | call              | in                                                  | out |
