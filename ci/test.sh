@@ -170,11 +170,12 @@ done
 echo "== user mode (exo.job=init: /init from the initrd as process 1)"
 for n in 1 2 4 64; do
     log="$out/init-smp$n.log"
-    scripts/qemu.sh --machine q35 --cpu max --smp "$n" --job init "${initrd[@]}" --append "exo.init_arg=0x11" \
+    scripts/qemu.sh --machine q35 --cpu max --smp "$n" --job init "${initrd[@]}" --append "exo.init_arg=0x31" \
         --log "$log" --timeout 600 >/dev/null 2>&1
-    expect_log "init at -smp $n: /hello, the fault suite and the thread suite, process 1 exits 0, memory and threads back" "$log" 0 $? \
+    expect_log "init at -smp $n: /hello, the fault, thread and IPC suites, process 1 exits 0, memory and threads back" "$log" 0 $? \
         '^init: fault suite: 1 round\(s\), 11 kill\(s\), 0 unexpected$' \
-        '^init: thread suite: 1 round\(s\), 8 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
+        '^init: thread suite: 1 round\(s\), 8 process\(es\), 0 unexpected$' \
+        '^init: ipc suite: 1 round\(s\), 6 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
         '^PROC,1,exit,0$' '^MEM,init,.*,same$'
 done
 log="$out/init-faults-10k.log"

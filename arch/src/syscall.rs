@@ -24,7 +24,11 @@
 //!    kernel computed leaks), loads the user RSP, `swapgs`, `sysretq`.
 //!
 //! The callee-saved registers (RBX, RBP, R12-R15) are not in the frame: the dispatcher, a
-//! SysV function, preserves them, and a context switch inside it saves them.
+//! SysV function, preserves them, and a context switch inside it saves them. Except for
+//! the IPC calls (numbers [`NR_IPC_FIRST`]`..=`[`NR_IPC_LAST`], one range check after the
+//! frame is pushed): their payload travels in callee-saved registers too, so the stub
+//! pushes RBX, RBP, R12-R15 below the frame ([`IpcFrame`]), calls the IPC dispatcher and
+//! restores them from there (a received message comes back in them).
 //!
 //! NMIs, #MC and #DB can still land on the instructions before the stack switch or after
 //! the final `swapgs` (RSP is the user's there): all three run on IST stacks and decide GS
@@ -43,6 +47,10 @@ pub const GS_USER_RSP: usize = 40;
 pub const GS_PID: usize = 48;
 /// `getpid`'s number: answered by the entry stub itself (one GS load, no frame).
 pub const NR_GETPID: u64 = 39;
+/// First number that takes the IPC entry ([`IpcFrame`]).
+pub const NR_IPC_FIRST: u64 = 520;
+/// Last number that takes the IPC entry.
+pub const NR_IPC_LAST: u64 = 526;
 
 #[cfg(target_os = "none")]
 const MSR_FS_BASE: u32 = 0xC000_0100;
@@ -115,8 +123,33 @@ impl SyscallFrame {
     }
 }
 
+/// What the IPC entry saves: the callee-saved registers (lowest address first), then the
+/// usual frame. The kernel may change any field; all of them go back to the user.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpcFrame {
+    /// Payload word 7.
+    pub r15: u64,
+    /// Payload word 6.
+    pub r14: u64,
+    /// Payload word 5.
+    pub r13: u64,
+    /// Payload word 4.
+    pub r12: u64,
+    /// Not used (kept for the 16-byte alignment of the call).
+    pub rbp: u64,
+    /// Timeout (ns).
+    pub rbx: u64,
+    /// The usual frame.
+    pub f: SyscallFrame,
+}
+
+const _: () = assert!(core::mem::size_of::<IpcFrame>() == 16 * 8);
+
 /// The kernel's system-call dispatcher.
 pub type Dispatcher = extern "C" fn(&mut SyscallFrame);
+/// The kernel's dispatcher of the IPC calls.
+pub type IpcDispatcher = extern "C" fn(&mut IpcFrame);
 /// Called instead of returning when the frame's return RIP is not a canonical user
 /// address; must not return (the kernel kills the thread).
 pub type BadReturn = extern "C" fn(&mut SyscallFrame) -> !;
@@ -131,12 +164,19 @@ extern "C" fn park_on_bad_return(_: &mut SyscallFrame) -> ! {
     crate::cpu::halt_forever()
 }
 
+/// `-ENOSYS` for every IPC call until the kernel installs its dispatcher.
+extern "C" fn ipc_enosys(f: &mut IpcFrame) {
+    f.f.set_ret(-38);
+}
+
 static DISPATCH: AtomicPtr<()> = AtomicPtr::new(enosys as *mut ());
+static IPC_DISPATCH: AtomicPtr<()> = AtomicPtr::new(ipc_enosys as *mut ());
 static BAD_RETURN: AtomicPtr<()> = AtomicPtr::new(park_on_bad_return as *mut ());
 
-/// Installs the kernel's dispatcher and bad-return hook (before any thread enters ring 3).
-pub fn set_handlers(dispatch: Dispatcher, bad_return: BadReturn) {
+/// Installs the kernel's dispatchers and bad-return hook (before any thread enters ring 3).
+pub fn set_handlers(dispatch: Dispatcher, ipc: IpcDispatcher, bad_return: BadReturn) {
     DISPATCH.store(dispatch as *mut (), Ordering::Release);
+    IPC_DISPATCH.store(ipc as *mut (), Ordering::Release);
     BAD_RETURN.store(bad_return as *mut (), Ordering::Release);
 }
 
@@ -174,10 +214,15 @@ core::arch::global_asm!(
     "push rsi",
     "push rdi",
     "push rax",
+    // IPC numbers (one unsigned range check) take the IPC entry.
+    "lea rcx, [rax - {ipc_first}]",
+    "cmp rcx, {ipc_span}",
+    "jbe 5f",
     "sti",
     "mov rdi, rsp",
     "call qword ptr [rip + {dispatch}]",
     "cli",
+    "6:",
     // The return RIP must be canonical and in the lower half: bits 63..47 all zero.
     "mov rcx, [rsp + {rip}]",
     "mov r11, rcx",
@@ -201,6 +246,25 @@ core::arch::global_asm!(
     "mov rdi, rsp",
     "call qword ptr [rip + {bad}]",
     "ud2",
+    // The IPC entry: the callee-saved registers below the frame, restored from there.
+    "5:",
+    "push rbx",
+    "push rbp",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "sti",
+    "mov rdi, rsp",
+    "call qword ptr [rip + {ipc_dispatch}]",
+    "cli",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbp",
+    "pop rbx",
+    "jmp 6b",
 
     // enter_user(rip = rdi, rsp = rsi, arg = rdx): the first IRETQ of a thread to ring 3.
     ".p2align 4",
@@ -242,6 +306,9 @@ core::arch::global_asm!(
     pid = const GS_PID,
     nr_getpid = const NR_GETPID,
     dispatch = sym DISPATCH,
+    ipc_dispatch = sym IPC_DISPATCH,
+    ipc_first = const NR_IPC_FIRST,
+    ipc_span = const NR_IPC_LAST - NR_IPC_FIRST,
     bad = sym BAD_RETURN,
     rip = const core::mem::offset_of!(SyscallFrame, rip),
     keep = const RFLAGS_USER_KEEP,

@@ -60,9 +60,13 @@ errnos! {
     EBUSY = 16, "device or resource busy";
     EEXIST = 17, "file exists";
     EINVAL = 22, "invalid argument";
+    EPIPE = 32, "broken pipe";
     EDEADLK = 35, "resource deadlock avoided";
     ENAMETOOLONG = 36, "file name too long";
     ENOSYS = 38, "function not implemented";
+    EMSGSIZE = 90, "message too long";
+    ECONNABORTED = 103, "software caused connection abort";
+    ECONNRESET = 104, "connection reset by peer";
     ETIMEDOUT = 110, "connection timed out";
 }
 

@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod errno;
+pub mod ipc;
 pub mod nr;
 pub mod proc;
 mod table;

@@ -40,3 +40,24 @@ pub const THREAD_CREATE: usize = 514;
 pub const THREAD_EXIT: usize = 515;
 /// `thread_join(tid)`: blocks until a thread of the caller's process ends; returns its value.
 pub const THREAD_JOIN: usize = 516;
+/// `ipc_call(handle, info, w0..w3; w4..w7 in r12..r15, timeout in rbx)`: sends a message
+/// through an endpoint handle and waits for the reply (see [`crate::ipc`]).
+pub const IPC_CALL: usize = 520;
+/// `ipc_reply_recv(handle, info, words..)`: replies to the call being served, then waits
+/// for the next message on the endpoint.
+pub const IPC_REPLY_RECV: usize = 521;
+/// `ipc_recv(handle)`: waits for a message on the endpoint.
+pub const IPC_RECV: usize = 522;
+/// `ipc_send(handle, info, words..)`: sends a message and returns once it was received.
+pub const IPC_SEND: usize = 523;
+/// `ipc_reply(info, words..)`: replies to the call being served.
+pub const IPC_REPLY: usize = 524;
+/// `endpoint_create(rights, badge)`: a new endpoint; returns a handle to it.
+pub const ENDPOINT_CREATE: usize = 525;
+/// `handle_close(handle)`: empties a handle-table entry.
+pub const HANDLE_CLOSE: usize = 526;
+/// First IPC number (`IPC_CALL`..=`HANDLE_CLOSE` take the IPC entry: callee-saved
+/// registers carry payload).
+pub const IPC_FIRST: usize = 520;
+/// Last IPC number.
+pub const IPC_LAST: usize = 526;

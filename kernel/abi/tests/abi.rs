@@ -24,6 +24,13 @@ const NUMBERS: &[(usize, &str)] = &[
     (nr::THREAD_CREATE, "thread_create"),
     (nr::THREAD_EXIT, "thread_exit"),
     (nr::THREAD_JOIN, "thread_join"),
+    (nr::IPC_CALL, "ipc_call"),
+    (nr::IPC_REPLY_RECV, "ipc_reply_recv"),
+    (nr::IPC_RECV, "ipc_recv"),
+    (nr::IPC_SEND, "ipc_send"),
+    (nr::IPC_REPLY, "ipc_reply"),
+    (nr::ENDPOINT_CREATE, "endpoint_create"),
+    (nr::HANDLE_CLOSE, "handle_close"),
 ];
 
 #[test]
@@ -127,9 +134,13 @@ fn errno_values_are_linux_values() {
         (Errno::EBUSY, 16),
         (Errno::EEXIST, 17),
         (Errno::EINVAL, 22),
+        (Errno::EPIPE, 32),
         (Errno::EDEADLK, 35),
         (Errno::ENAMETOOLONG, 36),
         (Errno::ENOSYS, 38),
+        (Errno::EMSGSIZE, 90),
+        (Errno::ECONNABORTED, 103),
+        (Errno::ECONNRESET, 104),
         (Errno::ETIMEDOUT, 110),
     ];
     assert_eq!(linux.len(), Errno::ALL.len());

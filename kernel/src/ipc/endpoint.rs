@@ -195,6 +195,8 @@ impl List {
 pub(super) struct Queues {
     pub(super) gen_: u32,
     pub(super) live: bool,
+    /// Owning handles ([`retain`], [`release`]); the last release destroys the endpoint.
+    pub(super) refs: u32,
     pub(super) senders: List,
     pub(super) receivers: List,
 }
@@ -216,6 +218,7 @@ static SLOTS: [Slot; MAX_ENDPOINTS] = [const {
         q: spin::Mutex::new(Queues {
             gen_: 1,
             live: false,
+            refs: 0,
             senders: List::new(),
             receivers: List::new(),
         }),
@@ -263,6 +266,7 @@ pub fn create() -> Result<EpRef, IpcError> {
             let _g = IrqGuard::new();
             let mut q = s.q.lock();
             q.live = true;
+            q.refs = 0;
             return Ok(EpRef {
                 index: index as u32,
                 gen_: q.gen_,
@@ -282,18 +286,57 @@ pub fn destroy(ep: EpRef) -> Result<(), IpcError> {
         if !q.is(ep) {
             return Err(IpcError::Closed);
         }
-        q.live = false;
-        q.gen_ = q.gen_.wrapping_add(1).max(1);
-        while let Some(i) = q.senders.pop().or_else(|| q.receivers.pop()) {
-            let w = waiter(i);
-            let seq = seq_of(w.word.load(Ordering::Relaxed));
-            w.word
-                .store(failed(seq, IpcError::Closed), Ordering::Release);
-            sched::wake(w.tid());
-        }
+        kill_locked(&mut q);
     }
     s.used.store(false, Ordering::Release);
     Ok(())
+}
+
+/// The destruction itself (slot lock held): generation bumped, queued threads failed.
+fn kill_locked(q: &mut Queues) {
+    q.live = false;
+    q.refs = 0;
+    q.gen_ = q.gen_.wrapping_add(1).max(1);
+    while let Some(i) = q.senders.pop().or_else(|| q.receivers.pop()) {
+        let w = waiter(i);
+        let seq = seq_of(w.word.load(Ordering::Relaxed));
+        w.word
+            .store(failed(seq, IpcError::Closed), Ordering::Release);
+        sched::wake(w.tid());
+    }
+}
+
+/// Counts one more owning handle of `ep` (`Closed` if it is gone).
+pub fn retain(ep: EpRef) -> Result<(), IpcError> {
+    let s = slot(ep)?;
+    let _g = IrqGuard::new();
+    let mut q = s.q.lock();
+    if !q.is(ep) {
+        return Err(IpcError::Closed);
+    }
+    q.refs += 1;
+    Ok(())
+}
+
+/// Drops an owning handle of `ep`: the last one destroys it (as [`destroy`]). Nothing if
+/// `ep` is already gone.
+pub fn release(ep: EpRef) {
+    let Ok(s) = slot(ep) else {
+        return;
+    };
+    {
+        let _g = IrqGuard::new();
+        let mut q = s.q.lock();
+        if !q.is(ep) {
+            return;
+        }
+        q.refs = q.refs.saturating_sub(1);
+        if q.refs != 0 {
+            return;
+        }
+        kill_locked(&mut q);
+    }
+    s.used.store(false, Ordering::Release);
 }
 
 /// Threads queued on `ep`: (senders and callers, receivers); `None` once it is destroyed.
@@ -335,9 +378,20 @@ fn check_len(m: &Msg) -> Result<(), IpcError> {
 
 /// Sends `msg` with `badge` and waits for the reply (TSC `deadline`).
 pub fn call(ep: EpRef, badge: u64, msg: &Msg, deadline: u64) -> Result<Msg, IpcError> {
+    call_via(ep, badge, msg, deadline, true)
+}
+
+/// [`call`], allowed the fastpath or not (`fast`: the system-call layer's slow bit).
+pub fn call_via(
+    ep: EpRef,
+    badge: u64,
+    msg: &Msg,
+    deadline: u64,
+    fast: bool,
+) -> Result<Msg, IpcError> {
     check_len(msg)?;
     let (i, w) = me()?;
-    if let Some(r) = fastpath::call(i, w, ep, badge, msg, deadline) {
+    if fast && let Some(r) = fastpath::call(i, w, ep, badge, msg, deadline) {
         return r;
     }
     w.count(false);
@@ -478,9 +532,14 @@ fn reply_slow(w: &Waiter, msg: &Msg) -> Result<(), IpcError> {
 /// Replies to the call being served (if any: a caller that timed out or died is skipped),
 /// then waits for the next message on `ep`.
 pub fn reply_recv(ep: EpRef, reply: &Msg, deadline: u64) -> Result<Msg, IpcError> {
+    reply_recv_via(ep, reply, deadline, true)
+}
+
+/// [`reply_recv`], allowed the fastpath or not.
+pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Result<Msg, IpcError> {
     check_len(reply)?;
     let (i, w) = me()?;
-    if let Some(r) = fastpath::reply_recv(i, w, ep, reply, deadline) {
+    if fast && let Some(r) = fastpath::reply_recv(i, w, ep, reply, deadline) {
         return r;
     }
     w.count(false);
@@ -532,7 +591,16 @@ pub(super) fn wait(i: usize, w: &Waiter, seq: u64, deadline: u64) -> Result<(), 
             }
             continue;
         }
-        sched::block_until(deadline, || w.word.load(Ordering::Acquire) == word);
+        if super::aborting() {
+            if timeout(i, w, word) {
+                return Err(IpcError::Interrupted);
+            }
+            core::hint::spin_loop();
+            continue;
+        }
+        sched::block_until(deadline, || {
+            w.word.load(Ordering::Acquire) == word && !super::aborting()
+        });
     }
 }
 

@@ -93,6 +93,57 @@ impl HandleTable {
         Ok(cap)
     }
 
+    /// Creates an endpoint and installs an owning handle to it (the endpoint is destroyed
+    /// when its last owning handle is closed: [`HandleTable::close`]).
+    pub fn create_endpoint(&self, rights: Rights, badge: u64) -> Result<Handle, IpcError> {
+        let ep = endpoint::create()?;
+        endpoint::retain(ep)?;
+        let h = self.insert(Cap { ep, rights, badge });
+        if h.is_err() {
+            endpoint::release(ep);
+        }
+        h
+    }
+
+    /// Empties owning entry `h`; the endpoint goes with its last owning handle.
+    pub fn close(&self, h: Handle) -> Result<(), IpcError> {
+        let c = self.remove(h)?;
+        endpoint::release(c.ep);
+        Ok(())
+    }
+
+    /// Closes every owning entry (a process's end).
+    pub fn close_all(&self) {
+        for k in 0..HANDLES {
+            let _ = self.close(Handle(k as u32));
+        }
+    }
+
+    /// Copies every entry of `from` into the same index here, each an owning handle (a
+    /// spawned child's table; this one must be empty). Entries naming destroyed endpoints
+    /// are skipped.
+    pub fn inherit(&self, from: &HandleTable) {
+        let _g = IrqGuard::new();
+        let _l = self.lock.lock();
+        for k in 0..HANDLES {
+            if let Ok(c) = from.get(Handle(k as u32))
+                && self.entry[k].load(Ordering::Relaxed) == 0
+                && endpoint::retain(c.ep).is_ok()
+            {
+                self.badge[k].store(c.badge, Ordering::Relaxed);
+                self.entry[k].store(pack(&c), Ordering::Release);
+            }
+        }
+    }
+
+    /// Handles in use.
+    pub fn count(&self) -> usize {
+        self.entry
+            .iter()
+            .filter(|e| e.load(Ordering::Relaxed) != 0)
+            .count()
+    }
+
     /// Looks `h` up (lock-free).
     #[inline]
     pub fn get(&self, h: Handle) -> Result<Cap, IpcError> {
@@ -126,8 +177,19 @@ impl HandleTable {
 
     /// [`endpoint::call`] through `h` (needs [`Rights::SEND`]; the entry's badge goes along).
     pub fn call(&self, h: Handle, msg: &Msg, deadline: u64) -> Result<Msg, IpcError> {
+        self.call_via(h, msg, deadline, true)
+    }
+
+    /// [`HandleTable::call`], allowed the fastpath or not.
+    pub fn call_via(
+        &self,
+        h: Handle,
+        msg: &Msg,
+        deadline: u64,
+        fast: bool,
+    ) -> Result<Msg, IpcError> {
         let c = self.with(h, Rights::SEND)?;
-        endpoint::call(c.ep, c.badge, msg, deadline)
+        endpoint::call_via(c.ep, c.badge, msg, deadline, fast)
     }
 
     /// [`endpoint::send`] through `h` (needs [`Rights::SEND`]).
@@ -144,7 +206,18 @@ impl HandleTable {
 
     /// [`endpoint::reply_recv`] through `h` (needs [`Rights::RECV`]).
     pub fn reply_recv(&self, h: Handle, reply: &Msg, deadline: u64) -> Result<Msg, IpcError> {
+        self.reply_recv_via(h, reply, deadline, true)
+    }
+
+    /// [`HandleTable::reply_recv`], allowed the fastpath or not.
+    pub fn reply_recv_via(
+        &self,
+        h: Handle,
+        reply: &Msg,
+        deadline: u64,
+        fast: bool,
+    ) -> Result<Msg, IpcError> {
         let c = self.with(h, Rights::RECV)?;
-        endpoint::reply_recv(c.ep, reply, deadline)
+        endpoint::reply_recv_via(c.ep, reply, deadline, fast)
     }
 }

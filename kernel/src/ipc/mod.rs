@@ -42,9 +42,9 @@
 //! [`IpcError::PeerDied`]; a server that receives again without replying fails it with
 //! [`IpcError::NoReply`]). Idle contexts cannot use IPC.
 //!
-//! ## How the syscall layer will use it (next phase)
-//! A process embeds one [`handle::HandleTable`]; the calls go through its methods. Proposed
-//! numbers (Exo-OS's own range) and registers (`syscall`; RCX/R11 clobbered as for every
+//! ## The system-call layer (`user::ipc`, phase 2)
+//! A process embeds one [`handle::HandleTable`]; the calls go through its methods (the
+//! timeout in RBX is relative, in ns; see `docs/syscalls.md`). Numbers and registers (`syscall`; RCX/R11 clobbered as for every
 //! call; the entry stub saves the payload registers in its frame):
 //!
 //! | nr  | call              | in                                                  | out |
@@ -135,6 +135,8 @@ pub enum IpcError {
     Exhausted = 9,
     /// The caller is not a thread that may block (no scheduler, or an idle context).
     NotAThread = 10,
+    /// The wait was abandoned: the caller is being killed ([`set_abort_hook`]).
+    Interrupted = 11,
 }
 
 impl IpcError {
@@ -149,6 +151,7 @@ impl IpcError {
             7 => IpcError::NoCaller,
             8 => IpcError::TooLong,
             9 => IpcError::Exhausted,
+            11 => IpcError::Interrupted,
             _ => IpcError::NotAThread,
         }
     }
@@ -166,6 +169,7 @@ impl IpcError {
             IpcError::TooLong => 90,    // EMSGSIZE
             IpcError::Exhausted => 11,  // EAGAIN
             IpcError::NotAThread => 22, // EINVAL
+            IpcError::Interrupted => 4, // EINTR (the thread is killed before it returns)
         }
     }
 }
@@ -183,6 +187,7 @@ impl core::fmt::Display for IpcError {
             IpcError::TooLong => "message longer than 64 bytes",
             IpcError::Exhausted => "no free endpoint or handle",
             IpcError::NotAThread => "not a thread that may block",
+            IpcError::Interrupted => "wait abandoned: the caller is being killed",
         })
     }
 }
@@ -197,4 +202,18 @@ pub fn set_fastpath(on: bool) {
 /// Whether the fastpath is enabled.
 pub fn fastpath_enabled() -> bool {
     FASTPATH.load(Ordering::Relaxed)
+}
+
+static ABORT: spin::Once<fn() -> bool> = spin::Once::new();
+
+/// Installs the check a waiting thread makes after every wake-up: true makes it leave its
+/// wait (queue or reply) with [`IpcError::Interrupted`] (the `user` layer: the caller's
+/// process is being killed). Set once.
+pub fn set_abort_hook(f: fn() -> bool) {
+    ABORT.call_once(|| f);
+}
+
+/// Whether the calling thread must abandon its wait.
+pub(crate) fn aborting() -> bool {
+    ABORT.get().is_some_and(|f| f())
 }

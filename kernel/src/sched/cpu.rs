@@ -698,6 +698,59 @@ pub fn handoff(target: Tid, deadline: u64, still_wait: impl FnOnce() -> bool) ->
             cs.enqueue_locked(me_i);
         }
     }
-    switch_locked(cs, me_i, next_i, rdtsc(), None);
+    switch_direct(cs, me_i, next_i, deadline != u64::MAX);
     true
+}
+
+/// The switch of [`handoff`]: [`switch_locked`] minus what a direct switch between two
+/// threads of this CPU does not need. Kept: the state and `current`/`prev` words, the
+/// CPU's switch counter, the lazy/eager FPU hook, the address-space switch, the held-lock
+/// word, `current_uid`, and for a user thread the per-CPU pid, kernel stack top and
+/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `handoff` checked), its
+/// switch counter, the migration word (a handoff never migrates: it stays `NO_THREAD`),
+/// the switch-time sample (`switch_t0` cleared), and the timer: `target` runs on the rest
+/// of the caller's slice (seL4's donation) unless the caller blocked with a deadline
+/// (`rearm`), which the timer must cover.
+#[inline(always)]
+fn switch_direct(cs: &CpuSched, prev_i: usize, next_i: usize, rearm: bool) {
+    let prev = tcb(prev_i);
+    let next = tcb(next_i);
+    let now = rdtsc();
+    next.started.store(now, Ordering::Relaxed);
+    cs.current.store(next_i as u32, Ordering::Relaxed);
+    cs.prev.store(prev_i as u32, Ordering::Relaxed);
+    cs.switches.fetch_add(1, Ordering::Relaxed);
+    crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
+    let space = next.space.load(Ordering::Relaxed);
+    if space != 0 {
+        // The space outlives its threads (`Builder::space`).
+        let s = crate::sys::leaked_ref(space as *const crate::mm::space::Space);
+        if exo_arch::tlb::current_root() != s.root() {
+            s.activate(cs.cpu);
+        }
+    }
+    prev.held.store(
+        exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
+    cs.current_uid.store(
+        UIDS.get(next_i).map_or(0, |u| u.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
+    let pid = next.pid.load(Ordering::Relaxed);
+    if pid != 0 {
+        let top = next.stack_top.load(Ordering::Relaxed);
+        exo_percpu::set_pid(pid);
+        exo_percpu::set_kstack_top(top);
+        exo_arch::gdt::set_rsp0(top);
+    }
+    if rearm {
+        arm_timer(cs, now, true);
+    }
+    cs.switch_t0.store(0, Ordering::Relaxed);
+    // SAFETY: as in `switch_locked`: interrupts off, this CPU's lock held, `prev` running,
+    // `next` switched out on this CPU (Blocked until `handoff` claimed it), its stack
+    // mapped; `finish_switch` in `next` releases the lock.
+    unsafe { exo_arch::context::switch(prev.ctx_ptr(), *next.ctx_ptr()) };
+    finish_switch();
 }

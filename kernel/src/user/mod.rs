@@ -9,12 +9,15 @@
 //! rule, user copies with fix-ups) lives in `exo_arch::{gdt, syscall, trap, usercopy}`; this
 //! folder is the kernel's policy on top of it.
 //!
-//! Calls down only: `trap` (installs the user-fault hook), `sched` (threads, pids, entering
+//! The IPC system calls (`ipc`) use the `ipc` subsystem through each process's handle table.
+//!
+//! Calls down only: `ipc` (endpoints, handle tables), `trap` (installs the user-fault hook), `sched` (threads, pids, entering
 //! ring 3, exit), `smp` (shootdowns), `mm` (frames, page-table roots), `console`.
 
 pub mod aspace;
 pub mod futex;
 pub mod initrd;
+pub mod ipc;
 pub mod loader;
 pub mod process;
 pub mod programs;
@@ -26,11 +29,13 @@ mod bench;
 mod tests;
 mod tests_aspace;
 mod tests_console;
+mod tests_ipc;
 
 /// Installs the system-call dispatcher and the ring-3 fault hooks (BSP, once, before any
 /// CPU enables `syscall` and any thread enters ring 3).
 pub fn init() {
-    exo_arch::syscall::set_handlers(syscall::dispatch, task::bad_return);
+    exo_arch::syscall::set_handlers(syscall::dispatch, ipc::dispatch, task::bad_return);
+    crate::ipc::set_abort_hook(process::dying);
     crate::trap::set_user_fault_hook(task::user_fault);
     crate::trap::set_user_return_hook(process::on_user_return);
 }

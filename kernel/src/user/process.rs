@@ -56,6 +56,8 @@ struct Proc {
     status: AtomicU64,
     /// The kernel thread waiting for it (`Tid::raw`; 0: none).
     waiter: AtomicU64,
+    /// Its IPC handles (a copy of the parent's at spawn; closed when its last thread ends).
+    handles: crate::ipc::HandleTable,
 }
 
 impl Proc {
@@ -69,6 +71,7 @@ impl Proc {
             dying: AtomicBool::new(false),
             status: AtomicU64::new(NO_STATUS),
             waiter: AtomicU64::new(0),
+            handles: crate::ipc::HandleTable::new(),
         }
     }
 }
@@ -148,7 +151,14 @@ pub fn spawn(path: &str, arg: u64, b: Builder) -> Result<u64, Errno> {
     })
     .map_err(|_| Errno::Eagain)?;
     let p = slot(pid);
-    p.parent.store(caller_pid(), Ordering::Relaxed);
+    let parent = caller_pid();
+    p.parent.store(parent, Ordering::Relaxed);
+    // The child starts with a copy of its parent's handles (how a server and its clients
+    // come to share an endpoint).
+    p.handles.close_all();
+    if let Some(pp) = proc(parent) {
+        p.handles.inherit(&pp.handles);
+    }
     p.live.store(1, Ordering::Relaxed);
     p.threads.store(1, Ordering::Relaxed);
     p.dying.store(false, Ordering::Relaxed);
@@ -158,6 +168,7 @@ pub fn spawn(path: &str, arg: u64, b: Builder) -> Result<u64, Errno> {
     // Last: until now the slot could not be claimed by a waiter (see `reap`).
     p.waiter.store(0, Ordering::Release);
     if task::start(b, pid, pid, l.entry, l.stack_top, arg).is_err() {
+        p.handles.close_all();
         let space = p.space.write().take();
         p.waiter.store(CLAIMED, Ordering::Release);
         p.pid.store(0, Ordering::Release);
@@ -180,7 +191,10 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
         Death::NotEntered => kill(p, 0x100 + 129, why),
     }
     if p.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-        // The last thread: its exit code is the process's, unless the end was decided.
+        // The last thread: its handles go (endpoints whose last handle this was are
+        // destroyed: threads queued on them fail with EPIPE).
+        p.handles.close_all();
+        // Its exit code is the process's, unless the end was decided.
         if let Death::Exit(code) = d
             && p.status
                 .compare_exchange(NO_STATUS, code & 0xFF, Ordering::AcqRel, Ordering::Relaxed)
@@ -341,6 +355,7 @@ fn reap(p: &'static Proc) -> u64 {
             ORPHANS.fetch_add(1, Ordering::Relaxed);
         }
     }
+    p.handles.close_all();
     let space = p.space.write().take();
     drop(space); // every thread is gone: the space can go (evicted, frames back)
     if p.parent.load(Ordering::Relaxed) == ORPHAN {
@@ -371,6 +386,12 @@ fn reap_orphans() {
             reap(p);
         }
     }
+}
+
+/// The IPC handle table of the calling thread's process (none: a kernel or test bed thread).
+#[inline]
+pub fn handles() -> Option<&'static crate::ipc::HandleTable> {
+    proc(caller_pid()).map(|p| &p.handles)
 }
 
 /// Runs `f` on the address space of the calling thread's process (none: a kernel or test

@@ -11,6 +11,7 @@
 //! | 24  | `sched_yield` | -                   | 0               | -                |
 //! | 39  | `getpid`      | -                   | the caller's id | -                |
 //! | 60  | `exit`        | code                | does not return | -                |
+//! | 520..=526 | IPC (`ipc_call`, `ipc_reply_recv`, `ipc_recv`, `ipc_send`, `ipc_reply`, `endpoint_create`, `handle_close`) | registers: see `super::ipc` | 0, or a handle | EPERM, EBADF, ESRCH, EINVAL, EPIPE, EMSGSIZE, ECONNABORTED, ECONNRESET, ETIMEDOUT, EAGAIN (per call: `docs/syscalls.md`) |
 //! | any other | -       | -                   | -               | ENOSYS           |
 
 use super::task;
@@ -57,6 +58,20 @@ pub mod nr {
     pub const GETPID: u64 = 39;
     /// `exit(code)`.
     pub const EXIT: u64 = 60;
+    /// `ipc_call(handle, info, words..)`: the IPC calls (`super::super::ipc`).
+    pub const IPC_CALL: u64 = 520;
+    /// `ipc_reply_recv(handle, info, words..)`.
+    pub const IPC_REPLY_RECV: u64 = 521;
+    /// `ipc_recv(handle)`.
+    pub const IPC_RECV: u64 = 522;
+    /// `ipc_send(handle, info, words..)`.
+    pub const IPC_SEND: u64 = 523;
+    /// `ipc_reply(_, info, words..)`.
+    pub const IPC_REPLY: u64 = 524;
+    /// `endpoint_create(rights, badge) -> handle`.
+    pub const ENDPOINT_CREATE: u64 = 525;
+    /// `handle_close(handle)`.
+    pub const HANDLE_CLOSE: u64 = 526;
 }
 
 /// Errors, as Linux numbers them (the call returns the negated value).

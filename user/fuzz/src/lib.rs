@@ -207,7 +207,23 @@ pub const IMPLEMENTED: &[(usize, u32)] = &[
     (nr::THREAD_CREATE, 3),
     (nr::THREAD_EXIT, 1),
     (nr::THREAD_JOIN, 3),
+    (nr::IPC_CALL, 2),
+    (nr::IPC_REPLY_RECV, 2),
+    (nr::IPC_RECV, 2),
+    (nr::IPC_SEND, 2),
+    (nr::IPC_REPLY, 1),
+    (nr::ENDPOINT_CREATE, 3),
+    (nr::HANDLE_CLOSE, 2),
 ];
+
+/// Whether `n` is an IPC call: the worker makes it with `exo_rt::raw::ipc` (payload in
+/// the callee-saved registers, a short timeout in `rbx`: never a wait without end).
+pub const fn is_ipc(n: u64) -> bool {
+    n >= nr::IPC_FIRST as u64 && n <= nr::IPC_LAST as u64
+}
+
+/// Longest IPC timeout the worker asks for, ns.
+pub const IPC_TIMEOUT_MAX: u64 = 100_000;
 
 /// Numbers around the edges of the table and of the number's width.
 pub const EDGE_NUMBERS: &[u64] = &[
@@ -426,6 +442,13 @@ pub fn bad_success(number: u64, a: &[u64; 6], ret: i64) -> bool {
             nr::SPAWN => r == 0,
             nr::WAIT => r > 0x1ff,
             nr::THREAD_JOIN => r > 0xffff_ffff,
+            nr::IPC_CALL
+            | nr::IPC_REPLY_RECV
+            | nr::IPC_RECV
+            | nr::IPC_SEND
+            | nr::IPC_REPLY
+            | nr::HANDLE_CLOSE => r != 0,
+            nr::ENDPOINT_CREATE => r >= exo_abi::ipc::HANDLES as u64,
             _ => false,
         },
     }

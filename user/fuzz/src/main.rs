@@ -506,6 +506,23 @@ impl Ctx {
                     _ => r.pick(NASTY),
                 };
             }
+            nr::IPC_CALL | nr::IPC_REPLY_RECV | nr::IPC_RECV | nr::IPC_SEND | nr::IPC_REPLY => {
+                a[0] = if r.chance(3, 4) { r.below(66) } else { a[0] };
+                let len = r.pick(&[0u64, 8, 64, 64, 64, 65, 255]);
+                a[1] = (r.next_u64() & 0xffff_ffff) | len << 32;
+                if r.chance(1, 4) {
+                    a[1] |= 1 << 63; // IPC_INFO_SLOW
+                }
+                if r.chance(1, 16) {
+                    a[1] |= 1 << (40 + r.below(23)); // a reserved bit: EINVAL
+                }
+            }
+            nr::ENDPOINT_CREATE => {
+                a[0] = if r.chance(7, 8) { r.below(5) } else { a[0] };
+            }
+            nr::HANDLE_CLOSE => {
+                a[0] = if r.chance(7, 8) { r.below(66) } else { a[0] };
+            }
             nr::THREAD_JOIN => {
                 a[0] = if r.chance(1, 2) {
                     r.below(2048)
@@ -636,6 +653,9 @@ impl Ctx {
         }
         let mut a = self.args(n);
         self.tame(&mut n, &mut a);
+        if exo_fuzz::is_ipc(n) {
+            return self.ipc_step(n, &a);
+        }
         // SAFETY: `tame` made the call one the worker survives (outside the deadly phase);
         // no argument points at memory Rust code uses (only the arena, the playground, holes,
         // text and maps nothing reads).
@@ -654,6 +674,23 @@ impl Ctx {
         if ret >= 0 {
             self.after_success(n, &a, ret);
         }
+    }
+
+    /// An IPC call: `a` as the six usual registers, random payload words in the callee-saved
+    /// ones, a timeout of at most `IPC_TIMEOUT_MAX` ns in `rbx` (never 0: no endless wait).
+    fn ipc_step(&mut self, n: u64, a: &[u64; 6]) {
+        let mut handle = a[0];
+        let mut info = a[1];
+        let mut words = [a[2], a[3], a[4], a[5], 0, 0, 0, 0];
+        for w in &mut words[4..] {
+            *w = self.rng.next_u64();
+        }
+        let timeout = 1 + self.rng.below(exo_fuzz::IPC_TIMEOUT_MAX);
+        // SAFETY: the IPC calls read and write registers only (no pointer arguments).
+        let ret =
+            unsafe { exo_rt::raw::ipc(n as usize, &mut handle, &mut info, &mut words, timeout) }
+                as i64;
+        self.check(n, a, ret);
     }
 
     fn check(&mut self, n: u64, a: &[u64; 6], ret: i64) {

@@ -8,13 +8,18 @@
 //!   calls per CPU (0: its default), seed 0, waited for; it must exit 0. (`exo.init=/fuzz`
 //!   with `exo.init_arg` runs it directly with any seed: see `user/fuzz`.);
 //! - bit 4: the thread suite: `/threads <k>` for every case, each end checked, repeated
-//!   `arg >> 32` times (at least once).
+//!   `arg >> 32` times (at least once);
+//! - bit 5: the IPC suite: `/ipcdemo <k>` for every case (client/server processes and
+//!   threads, a server killed mid-call, bad input, timeouts, a destroyed endpoint), each
+//!   must exit 0, repeated `arg >> 32` times (at least once).
 //!
 //! Exits 0 when every child ended as expected, 1 otherwise.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[path = "../../faults/src/cases.rs"]
 mod cases;
+#[path = "../../ipcdemo/src/cases.rs"]
+mod ipc_cases;
 #[path = "../../threads/src/cases.rs"]
 mod thread_cases;
 
@@ -28,6 +33,8 @@ const FAULT_SUITE: u64 = 1 << 0;
 const UBENCH: u64 = 1 << 1;
 /// `arg` bit: run the thread suite.
 const THREAD_SUITE: u64 = 1 << 4;
+/// `arg` bit: run the IPC suite.
+const IPC_SUITE: u64 = 1 << 5;
 /// `arg` bit: run the system-call fuzzer.
 const FUZZ: u64 = 1 << 2;
 
@@ -43,6 +50,9 @@ fn run(arg: u64) -> i32 {
     }
     if arg & THREAD_SUITE != 0 {
         ok &= thread_suite((arg >> 32).max(1));
+    }
+    if arg & IPC_SUITE != 0 {
+        ok &= ipc_suite((arg >> 32).max(1));
     }
     if arg & UBENCH != 0 {
         ok &= run_child("/ubench", 0).is_some_and(ExitStatus::success);
@@ -131,4 +141,37 @@ fn run_cases(program: &str, cases: &[exo_rt::suite::Case], rounds: u64) -> (u64,
         }
     }
     (runs, kills, wrong)
+}
+
+/// Every case of `/ipcdemo`, `rounds` times (each must exit 0); the first round prints each
+/// end, later ones only what was unexpected.
+fn ipc_suite(rounds: u64) -> bool {
+    let mut wrong = 0u64;
+    let mut runs = 0u64;
+    for round in 0..rounds {
+        for &(arg, name) in ipc_cases::CASES {
+            let status = match exo_rt::spawn("/ipcdemo", arg) {
+                Ok(pid) => exo_rt::wait(pid).map(|s| (pid, s)),
+                Err(e) => Err(e),
+            };
+            runs += 1;
+            match status {
+                Ok((pid, ExitStatus::Exited(0))) => {
+                    if round == 0 {
+                        println!("init: ipcdemo {arg} (pid {pid}): ok");
+                    }
+                }
+                Ok((pid, s)) => {
+                    wrong += 1;
+                    println!("init: ipcdemo {arg} (pid {pid}) {name}: {s}, expected exit 0: FAIL");
+                }
+                Err(e) => {
+                    wrong += 1;
+                    println!("init: ipcdemo {arg}: spawn/wait: {e}: FAIL");
+                }
+            }
+        }
+    }
+    println!("init: ipc suite: {rounds} round(s), {runs} process(es), {wrong} unexpected");
+    wrong == 0
 }

@@ -234,3 +234,99 @@ pub fn thread_join(tid: usize) -> Result<usize, Errno> {
     // SAFETY: no memory is involved.
     Errno::from_ret(unsafe { syscall1(nr::THREAD_JOIN, tid) })
 }
+
+/// A message of the IPC calls: label, length (0..=64 bytes), badge (set by the kernel on
+/// receipt: the sender's handle's badge, 0 for a reply) and the eight payload words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpcMsg {
+    /// Protocol-defined.
+    pub label: u32,
+    /// Payload bytes that matter (all eight words always travel).
+    pub len: u8,
+    /// Who sent it (received messages only).
+    pub badge: u64,
+    /// The payload.
+    pub words: [u64; 8],
+}
+
+impl IpcMsg {
+    /// A full 64-byte message.
+    pub const fn new(label: u32, words: [u64; 8]) -> IpcMsg {
+        IpcMsg {
+            label,
+            len: 64,
+            badge: 0,
+            words,
+        }
+    }
+    /// The info word (`exo_abi::ipc::info`).
+    pub const fn info(&self) -> u64 {
+        exo_abi::ipc::info(self.label, self.len)
+    }
+}
+
+/// One IPC call with `msg` (and `extra` info bits, e.g. `exo_abi::ipc::INFO_SLOW`); the
+/// message the kernel left in the registers on success.
+#[inline(always)]
+pub fn ipc_op(
+    nr: usize,
+    handle: u32,
+    msg: &IpcMsg,
+    extra: u64,
+    timeout_ns: u64,
+) -> Result<IpcMsg, Errno> {
+    let mut h = u64::from(handle);
+    let mut info = msg.info() | extra;
+    let mut words = msg.words;
+    // SAFETY: the IPC calls read and write registers only.
+    let r = unsafe { ipc(nr, &mut h, &mut info, &mut words, timeout_ns) };
+    Errno::from_ret(r).map(|_| IpcMsg {
+        label: exo_abi::ipc::label_of(info),
+        len: exo_abi::ipc::len_of(info),
+        badge: h,
+        words,
+    })
+}
+
+/// `ipc_call(handle, msg)`: sends and waits for the reply (timeout in ns, 0: none).
+#[inline(always)]
+pub fn ipc_call(handle: u32, msg: &IpcMsg, timeout_ns: u64) -> Result<IpcMsg, Errno> {
+    ipc_op(nr::IPC_CALL, handle, msg, 0, timeout_ns)
+}
+
+/// `ipc_reply_recv(handle, reply)`: answers the call being served, waits for the next one.
+#[inline(always)]
+pub fn ipc_reply_recv(handle: u32, reply: &IpcMsg, timeout_ns: u64) -> Result<IpcMsg, Errno> {
+    ipc_op(nr::IPC_REPLY_RECV, handle, reply, 0, timeout_ns)
+}
+
+/// `ipc_recv(handle)`: waits for a message.
+#[inline(always)]
+pub fn ipc_recv(handle: u32, timeout_ns: u64) -> Result<IpcMsg, Errno> {
+    ipc_op(nr::IPC_RECV, handle, &IpcMsg::default(), 0, timeout_ns)
+}
+
+/// `ipc_send(handle, msg)`: returns once a receiver took it.
+#[inline(always)]
+pub fn ipc_send(handle: u32, msg: &IpcMsg, timeout_ns: u64) -> Result<(), Errno> {
+    ipc_op(nr::IPC_SEND, handle, msg, 0, timeout_ns).map(|_| ())
+}
+
+/// `ipc_reply(msg)`: answers the call being served.
+#[inline(always)]
+pub fn ipc_reply(msg: &IpcMsg) -> Result<(), Errno> {
+    ipc_op(nr::IPC_REPLY, 0, msg, 0, 0).map(|_| ())
+}
+
+/// `endpoint_create(rights, badge)`: a new endpoint; its handle.
+pub fn endpoint_create(rights: u64, badge: u64) -> Result<u32, Errno> {
+    // SAFETY: only the caller's handle table changes.
+    Errno::from_ret(unsafe { syscall2(nr::ENDPOINT_CREATE, rights as usize, badge as usize) })
+        .map(|h| h as u32)
+}
+
+/// `handle_close(handle)`.
+pub fn handle_close(handle: u32) -> Result<(), Errno> {
+    // SAFETY: only the caller's handle table changes.
+    Errno::from_ret(unsafe { syscall1(nr::HANDLE_CLOSE, handle as usize) }).map(|_| ())
+}

@@ -126,3 +126,46 @@ pub unsafe fn syscall6(
     }
     ret
 }
+
+/// An IPC system call (`exo_abi::ipc`): number `nr`, `handle` in `rdi`, `info` in `rsi`,
+/// the eight payload `words` in `rdx, r10, r8, r9, r12, r13, r14, r15`, `timeout_ns` in
+/// `rbx` (0: none). Returns `rax`; `words`, `info` (`rsi`) and `handle` (`rdi`: the badge)
+/// hold what the kernel left in those registers (the received message on success of a
+/// receiving call, the values sent otherwise).
+///
+/// # Safety
+/// As [`syscall0`].
+#[inline(always)]
+pub unsafe fn ipc(
+    nr: usize,
+    handle: &mut u64,
+    info: &mut u64,
+    words: &mut [u64; 8],
+    timeout_ns: u64,
+) -> isize {
+    let ret: isize;
+    // SAFETY: the caller vouches for the call. RBX cannot be an asm operand: it is saved on
+    // the stack around the call and loaded from RCX (which `syscall` overwrites anyway).
+    unsafe {
+        asm!(
+            "push rbx",
+            "mov rbx, rcx",
+            "syscall",
+            "pop rbx",
+            inlateout("rax") nr as isize => ret,
+            inout("rdi") *handle,
+            inout("rsi") *info,
+            inout("rdx") words[0],
+            inout("r10") words[1],
+            inout("r8") words[2],
+            inout("r9") words[3],
+            inout("r12") words[4],
+            inout("r13") words[5],
+            inout("r14") words[6],
+            inout("r15") words[7],
+            inout("rcx") timeout_ns => _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}

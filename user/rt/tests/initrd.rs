@@ -18,7 +18,9 @@ use std::sync::OnceLock;
 use exo_elf::{ElfKind, LoadOptions};
 use exo_initrd::{Archive, FileType};
 
-const RUST_PROGRAMS: [&str; 5] = ["init", "hello", "empty", "faults", "ubench"];
+const RUST_PROGRAMS: [&str; 8] = [
+    "init", "hello", "empty", "faults", "ubench", "threads", "ipcdemo", "fuzz",
+];
 
 /// Forks and file writes of this test binary are serialised: a thread that forks while
 /// another has a just-written executable open for writing makes the later `execve` fail

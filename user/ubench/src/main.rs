@@ -11,18 +11,24 @@
 //! | `proc.spawn` | `spawn("/empty")` + `wait` |
 //! | `uthread.spawn` | `thread_create` + `thread_join` of a thread that returns at once |
 //! | `ctx.switch.as` | `sched_yield` round trip between this process and a copy of it on the same CPU, / 2 |
+//! | `ipc.rtt.64` | `ipc_call` with 64 bytes to a copy of this program on the same CPU answering with `ipc_reply_recv` (64 bytes): the round trip (fastpath) |
+//! | `ipc.slowpath.rtt.64` | the same with `IPC_INFO_SLOW` on both sides (queues and the scheduler) |
+//! | `ipc.rtt.64.thread` | the same round trip (fastpath) with a thread of this process as the server |
 //!
 //! With `arg = 0x59 << 56 | cpu << 32 | count` (cpu < 2^24, count < 2^32), it is instead that copy: it pins itself
-//! to `cpu`, yields `count` times and exits 0.
+//! to `cpu`, yields `count` times and exits 0. With `arg = 0x1c << 56 | cpu << 32 | handle`
+//! it is the IPC server: pinned to `cpu`, it answers calls on `handle` (inherited) until
+//! label `QUIT`, each reply on the slow path when the call's label asks for it.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use core::hint::black_box;
 
-use exo_rt::abi::{PROT_READ, PROT_WRITE};
+use exo_rt::abi::ipc::{INFO_SLOW, RIGHT_RECV, RIGHT_SEND};
+use exo_rt::abi::{PROT_READ, PROT_WRITE, nr};
 use exo_rt::bench::{Samples, Suite};
 use exo_rt::thread::Start;
 use exo_rt::time::rdtsc_precise;
-use exo_rt::{Errno, ExitStatus, eprintln, println};
+use exo_rt::{Errno, ExitStatus, IpcMsg, eprintln, println};
 
 exo_rt::entry!(run);
 
@@ -40,10 +46,24 @@ const SPAWN_SAMPLES: usize = 128;
 const YIELD_WARMUP: usize = 256;
 /// The line `syscall.write.64` writes: 64 bytes with its newline.
 const LINE64: &[u8; 64] = b"ubench: syscall.write.64 sample line, exactly 64 bytes long....\n";
+/// Role tag in the top byte of `arg`: the IPC server.
+const IPC_SERVER: u64 = 0x1c;
+/// IPC labels: a fastpath call, a slow-path call, the end.
+const FAST: u32 = 1;
+const SLOW: u32 = 2;
+const QUIT: u32 = 3;
 
 fn run(arg: u64) -> i32 {
     if arg >> 56 == PARTNER {
         return partner((arg >> 32) as usize & 0xff_ffff, arg as u32);
+    }
+    if arg >> 56 == IPC_SERVER {
+        let cpu = (arg >> 32) as usize & 0xff_ffff;
+        if let Err(e) = exo_rt::pin_to_cpu(cpu) {
+            eprintln!("ubench: ipc server cannot pin to cpu {cpu}: {e}");
+            return 2;
+        }
+        return ipc_server(arg & 0xffff_ffff);
     }
     let cpu = exo_rt::getcpu().unwrap_or(0);
     let ncpus = count_cpus();
@@ -107,8 +127,129 @@ fn run(arg: u64) -> i32 {
         }
         Err(_) => failed = true,
     }
+    failed |= ipc_rows(&mut suite, &mut s, cpu).is_err();
     suite.end();
     i32::from(failed)
+}
+
+/// The IPC server loop (process or thread): echoes each message's words back (64 bytes)
+/// until `QUIT`; 0 when it ended that way.
+fn ipc_server(h: u64) -> i32 {
+    let h = h as u32;
+    let mut m = match exo_rt::ipc_recv(h, 0) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ubench: ipc server: recv: {e}");
+            return 3;
+        }
+    };
+    loop {
+        if m.label == QUIT {
+            return match exo_rt::ipc_reply(&m) {
+                Ok(()) => 0,
+                Err(_) => 4,
+            };
+        }
+        let extra = if m.label == SLOW { INFO_SLOW } else { 0 };
+        m = match exo_rt::ipc_op(
+            nr::IPC_REPLY_RECV,
+            h,
+            &IpcMsg::new(m.label, m.words),
+            extra,
+            0,
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("ubench: ipc server: reply_recv: {e}");
+                return 5;
+            }
+        };
+    }
+}
+
+/// One round trip with 64 bytes, checked (a wrong echo counts as an error).
+#[inline(always)]
+fn ipc_rtt(h: u32, label: u32, extra: u64, seq: u64, err: &mut Option<Errno>) {
+    let q = IpcMsg::new(label, [seq, 1, 2, 3, 4, 5, 6, !seq]);
+    match exo_rt::ipc_op(nr::IPC_CALL, h, &q, extra, 0) {
+        Ok(r) if r.words == q.words => {}
+        Ok(_) => {
+            err.get_or_insert(Errno::EIO);
+        }
+        Err(e) => {
+            err.get_or_insert(e);
+        }
+    }
+}
+
+fn ipc_thread_server(h: u64) -> i32 {
+    ipc_server(h)
+}
+
+/// `ipc.rtt.64`, `ipc.slowpath.rtt.64` (a server process on this CPU) and
+/// `ipc.rtt.64.thread` (a server thread of this process, pinned here like us).
+fn ipc_rows<const M: usize>(
+    suite: &mut Suite,
+    s: &mut Samples<M>,
+    cpu: usize,
+) -> Result<(), Errno> {
+    let h = exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 7)
+        .inspect_err(|e| eprintln!("ubench: endpoint_create: {e}"))?;
+    let pid = exo_rt::spawn(
+        "/ubench",
+        IPC_SERVER << 56 | (cpu as u64 & 0xff_ffff) << 32 | u64::from(h),
+    )
+    .inspect_err(|e| eprintln!("ubench: spawn of the ipc server: {e}"))?;
+    let mut err = None;
+    let mut seq = 0u64;
+    let mut row = |suite: &mut Suite,
+                   s: &mut Samples<M>,
+                   name: &str,
+                   label: u32,
+                   extra: u64,
+                   err: &mut Option<Errno>| {
+        let st = suite.measure(s, WARMUP, N, 1, || {
+            seq += 1;
+            ipc_rtt(h, label, extra, seq, err);
+        });
+        if err.is_none() {
+            suite.emit(name, st);
+        }
+    };
+    row(suite, s, "ipc.rtt.64", FAST, 0, &mut err);
+    row(suite, s, "ipc.slowpath.rtt.64", SLOW, INFO_SLOW, &mut err);
+    let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), 0);
+    match exo_rt::wait(pid) {
+        Ok(ExitStatus::Exited(0)) if quit.is_ok() => {}
+        other => {
+            eprintln!("ubench: the ipc server ended with {other:?} (quit: {quit:?})");
+            err.get_or_insert(Errno::EIO);
+        }
+    }
+    // The thread rows: the server is a thread of ours on this CPU (the affinity is
+    // inherited).
+    match exo_rt::thread::spawn(ipc_thread_server, u64::from(h)) {
+        Ok(t) => {
+            row(suite, s, "ipc.rtt.64.thread", FAST, 0, &mut err);
+            let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), 0);
+            if quit.is_err() || t.join() != Ok(0) {
+                eprintln!("ubench: the ipc server thread did not end cleanly");
+                err.get_or_insert(Errno::EIO);
+            }
+        }
+        Err(e) => {
+            eprintln!("ubench: ipc server thread: {e}");
+            err.get_or_insert(e);
+        }
+    }
+    let _ = exo_rt::handle_close(h);
+    match err {
+        None => Ok(()),
+        Some(e) => {
+            eprintln!("ubench: ipc rows: {e}");
+            Err(e)
+        }
+    }
 }
 
 /// The yield partner of `ctx.switch.as`.

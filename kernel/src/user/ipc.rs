@@ -1,0 +1,135 @@
+//! The IPC system calls (`exo_abi::nr::IPC_CALL`..=`HANDLE_CLOSE`): the entry stub's IPC
+//! path saves the callee-saved registers too ([`IpcFrame`]), the message travels in
+//! registers (`exo_abi::ipc`: info in RSI, words in RDX R10 R8 R9 R12 R13 R14 R15, timeout
+//! in ns in RBX, 0: none), the handles are the calling process's table
+//! (`process::handles`). Every error is a typed errno: bad or closed handles `EBADF`, a
+//! missing right `EPERM`, reserved info bits `EINVAL`, a length above 64 `EMSGSIZE`, a
+//! destroyed endpoint `EPIPE`, a server that ended mid-call `ECONNRESET`, one that dropped
+//! the call `ECONNABORTED`, a timeout `ETIMEDOUT`, no call to answer `ESRCH`, no endpoint
+//! or handle left `EAGAIN`. No pointer is read: there is nothing to fault on.
+
+use super::syscall::nr;
+use super::{process, task};
+use crate::ipc::{self, Handle, HandleTable, IpcError, Msg, Rights};
+use exo_arch::syscall::IpcFrame;
+
+// `exo_abi::ipc`'s encoding of the info word (the kernel does not link `exo-abi`).
+const INFO_LEN_SHIFT: u32 = 32;
+const INFO_SLOW: u64 = 1 << 63;
+const INFO_RESERVED: u64 = !(INFO_SLOW | (0xff << INFO_LEN_SHIFT) | 0xffff_ffff);
+const MSG_MAX: usize = 64;
+
+const EINVAL: i64 = 22;
+const EBADF: i64 = 9;
+const EMSGSIZE: i64 = 90;
+
+/// The IPC dispatcher (`exo_arch::syscall` calls it for the IPC numbers).
+pub extern "C" fn dispatch(f: &mut IpcFrame) {
+    task::count_syscall();
+    let r = match process::handles() {
+        Some(t) => call(t, f),
+        None => Err(EBADF),
+    };
+    f.f.set_ret(r.unwrap_or_else(|e| -e));
+    process::exit_if_dying();
+}
+
+fn err(e: IpcError) -> i64 {
+    e.errno()
+}
+
+/// The message in `f`'s registers (its info checked).
+#[inline(always)]
+fn msg_in(f: &IpcFrame) -> Result<Msg, i64> {
+    let info = f.f.rsi;
+    if info & INFO_RESERVED != 0 {
+        return Err(EINVAL);
+    }
+    let len = (info >> INFO_LEN_SHIFT) as u8;
+    if len as usize > MSG_MAX {
+        return Err(EMSGSIZE);
+    }
+    Ok(Msg {
+        label: info as u32,
+        len,
+        badge: 0,
+        words: [f.f.rdx, f.f.r10, f.f.r8, f.f.r9, f.r12, f.r13, f.r14, f.r15],
+    })
+}
+
+/// Puts a received message into `f`'s registers.
+#[inline(always)]
+fn msg_out(f: &mut IpcFrame, m: &Msg) {
+    f.f.rsi = u64::from(m.label) | (u64::from(m.len) << INFO_LEN_SHIFT);
+    f.f.rdi = m.badge;
+    [f.f.rdx, f.f.r10, f.f.r8, f.f.r9, f.r12, f.r13, f.r14, f.r15] = m.words;
+}
+
+/// TSC deadline of a timeout in nanoseconds (0: none).
+fn deadline(ns: u64) -> u64 {
+    if ns == 0 {
+        return ipc::NO_DEADLINE;
+    }
+    let per_us = (crate::smp::time::tsc_hz() / 1_000_000).max(1);
+    let ticks = (ns / 1000).saturating_mul(per_us) + (ns % 1000) * per_us / 1000;
+    exo_arch::tsc::rdtsc()
+        .saturating_add(ticks.max(1))
+        .min(ipc::NO_DEADLINE - 1)
+}
+
+fn handle(v: u64) -> Result<Handle, i64> {
+    u32::try_from(v).map(Handle).map_err(|_| EBADF)
+}
+
+#[inline(always)]
+pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
+    match f.f.rax {
+        nr::IPC_CALL => {
+            let m = msg_in(f)?;
+            let fast = f.f.rsi & INFO_SLOW == 0;
+            let r = t
+                .call_via(handle(f.f.rdi)?, &m, deadline(f.rbx), fast)
+                .map_err(err)?;
+            msg_out(f, &r);
+            Ok(0)
+        }
+        nr::IPC_REPLY_RECV => {
+            let m = msg_in(f)?;
+            let fast = f.f.rsi & INFO_SLOW == 0;
+            let r = t
+                .reply_recv_via(handle(f.f.rdi)?, &m, deadline(f.rbx), fast)
+                .map_err(err)?;
+            msg_out(f, &r);
+            Ok(0)
+        }
+        nr::IPC_RECV => {
+            let r = t.recv(handle(f.f.rdi)?, deadline(f.rbx)).map_err(err)?;
+            msg_out(f, &r);
+            Ok(0)
+        }
+        nr::IPC_SEND => {
+            let m = msg_in(f)?;
+            t.send(handle(f.f.rdi)?, &m, deadline(f.rbx)).map_err(err)?;
+            Ok(0)
+        }
+        nr::IPC_REPLY => {
+            let m = msg_in(f)?;
+            ipc::endpoint::reply(&m).map_err(err)?;
+            Ok(0)
+        }
+        nr::ENDPOINT_CREATE => {
+            let rights = f.f.rdi;
+            if rights == 0 || rights > 3 {
+                return Err(EINVAL);
+            }
+            t.create_endpoint(Rights(rights as u8), f.f.rsi)
+                .map(|h| i64::from(h.0))
+                .map_err(err)
+        }
+        nr::HANDLE_CLOSE => {
+            t.close(handle(f.f.rdi)?).map_err(|_| EBADF)?;
+            Ok(0)
+        }
+        _ => Err(38),
+    }
+}

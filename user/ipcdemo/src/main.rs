@@ -1,0 +1,411 @@
+//! `/ipcdemo <case>`: IPC between processes and threads (issue 13), one case per `arg`
+//! (`cases.rs`); exits 0 when every check passed, 1 (with a line saying why) otherwise.
+//!
+//! A server role is a copy of this program started with `arg = ROLE << 56 | mode << 48 |
+//! handle` (it inherits the endpoint handle of its parent): `SERVE` answers calls until a
+//! `QUIT` label, `DIE` takes one call and executes `ud2`, `LATE` takes one call, sleeps
+//! past the caller's timeout, then replies (which must fail with `ESRCH`).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+mod cases;
+
+use exo_rt::abi::ipc::{INFO_SLOW, RIGHT_RECV, RIGHT_SEND};
+use exo_rt::{Errno, ExitStatus, IpcMsg, KillCause, eprintln, println};
+
+exo_rt::entry!(run);
+
+const ROLE: u64 = 0x1c;
+const SERVE: u64 = 1;
+const DIE: u64 = 2;
+const LATE: u64 = 3;
+
+const LABEL_ECHO: u32 = 0x100;
+const LABEL_QUIT: u32 = 0x1ff;
+const LABEL_BAD: u32 = 0xbad;
+const BADGE: u64 = 0xB0D6_E000_0000_0042;
+const CALLS: u64 = 1000;
+const MS: u64 = 1_000_000;
+
+fn run(arg: u64) -> i32 {
+    if arg >> 56 == ROLE {
+        return server((arg >> 48) & 0xff, arg as u32, false);
+    }
+    let r = match arg {
+        0 => echo_processes(),
+        1 => echo_threads(),
+        2 => server_dies(),
+        3 => bad_input(),
+        4 => timeouts(),
+        5 => destroyed_while_blocked(),
+        _ => Err("no such case"),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(why) => {
+            eprintln!("ipcdemo {arg}: FAIL: {why}");
+            1
+        }
+    }
+}
+
+fn checksum(w: &[u64; 8]) -> u64 {
+    w[..7].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The request with sequence number `seq`.
+fn request(seq: u64) -> IpcMsg {
+    let mut w = [0u64; 8];
+    w[0] = seq;
+    for (k, x) in w.iter_mut().enumerate().take(7).skip(1) {
+        *x = (seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(k as u32 * 7) ^ k as u64;
+    }
+    w[7] = checksum(&w);
+    IpcMsg::new(LABEL_ECHO, w)
+}
+
+/// The answer the server gives to `m` (or a `LABEL_BAD` one).
+fn answer(m: &IpcMsg, expect_seq: u64, expect_badge: u64) -> IpcMsg {
+    if m.label != LABEL_ECHO
+        || m.len != 64
+        || m.words[7] != checksum(&m.words)
+        || m.words[0] != expect_seq
+        || m.badge != expect_badge
+    {
+        return IpcMsg::new(LABEL_BAD, m.words);
+    }
+    let mut w = m.words;
+    for x in w.iter_mut().take(7).skip(1) {
+        *x ^= 0x5555_5555_5555_5555;
+    }
+    w[7] = checksum(&w);
+    IpcMsg::new(LABEL_ECHO + 1, w)
+}
+
+/// The server loop: answers calls until `LABEL_QUIT` (its seq check restarts with each
+/// run of the client: the client's first seq is 0 for each pass). Exit 0 if every call
+/// was well-formed.
+fn server(mode: u64, h: u32, _thread: bool) -> i32 {
+    let mut m = match exo_rt::ipc_recv(h, 0) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ipcdemo server: recv: {e}");
+            return 2;
+        }
+    };
+    match mode {
+        DIE => {
+            // SAFETY: the point: die holding the call.
+            unsafe { core::arch::asm!("ud2") };
+            return 3;
+        }
+        LATE => {
+            let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(30 * MS));
+            return match exo_rt::ipc_reply(&IpcMsg::new(1, [0; 8])) {
+                Err(Errno::ESRCH) => 0,
+                other => {
+                    eprintln!("ipcdemo server: late reply: {other:?}, expected ESRCH");
+                    4
+                }
+            };
+        }
+        _ => {}
+    }
+    let mut seq = 0;
+    let mut bad = 0u32;
+    loop {
+        if m.label == LABEL_QUIT {
+            let _ = exo_rt::ipc_reply(&IpcMsg::new(LABEL_QUIT, [0; 8]));
+            return i32::from(bad != 0) * 5;
+        }
+        if m.words[0] == 0 {
+            seq = 0; // a new pass
+        }
+        let a = answer(&m, seq, BADGE);
+        bad += u32::from(a.label == LABEL_BAD);
+        seq += 1;
+        m = match exo_rt::ipc_reply_recv(h, &a, 0) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("ipcdemo server: reply_recv: {e}");
+                return 6;
+            }
+        };
+    }
+}
+
+/// `CALLS` calls with the fastpath allowed, then `CALLS` on the slow path; every reply
+/// checked. Then `QUIT`.
+fn client(h: u32) -> Result<(), &'static str> {
+    for extra in [0, INFO_SLOW] {
+        for seq in 0..CALLS {
+            let q = request(seq);
+            let r = exo_rt::ipc_op(exo_rt::abi::nr::IPC_CALL, h, &q, extra, 0)
+                .map_err(|_| "a call failed")?;
+            let mut want = answer(&IpcMsg { badge: BADGE, ..q }, seq, BADGE);
+            want.badge = 0;
+            if r.label == LABEL_BAD {
+                return Err("the server saw a bad request (seq, checksum or badge)");
+            }
+            if r != want {
+                return Err("a reply differs from the expected one");
+            }
+        }
+    }
+    match exo_rt::ipc_call(h, &IpcMsg::new(LABEL_QUIT, [0; 8]), 0) {
+        Ok(m) if m.label == LABEL_QUIT => Ok(()),
+        _ => Err("quit call"),
+    }
+}
+
+fn endpoint() -> Result<u32, &'static str> {
+    exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, BADGE).map_err(|_| "endpoint_create")
+}
+
+fn spawn_server(mode: u64, h: u32) -> Result<usize, &'static str> {
+    exo_rt::spawn("/ipcdemo", ROLE << 56 | mode << 48 | u64::from(h))
+        .map_err(|_| "spawn of the server")
+}
+
+fn echo_processes() -> Result<(), &'static str> {
+    let h = endpoint()?;
+    let pid = spawn_server(SERVE, h)?;
+    client(h)?;
+    match exo_rt::wait(pid) {
+        Ok(ExitStatus::Exited(0)) => {}
+        _ => return Err("the server did not exit 0"),
+    }
+    exo_rt::handle_close(h).map_err(|_| "close")?;
+    println!(
+        "ipcdemo 0: {} calls between two processes: all checked",
+        2 * CALLS + 1
+    );
+    Ok(())
+}
+
+fn server_thread(h: u64) -> i32 {
+    server(SERVE, h as u32, true)
+}
+
+fn echo_threads() -> Result<(), &'static str> {
+    let h = endpoint()?;
+    let t = exo_rt::thread::spawn(server_thread, u64::from(h)).map_err(|_| "thread")?;
+    client(h)?;
+    if t.join() != Ok(0) {
+        return Err("the server thread did not return 0");
+    }
+    exo_rt::handle_close(h).map_err(|_| "close")?;
+    println!(
+        "ipcdemo 1: {} calls between two threads: all checked",
+        2 * CALLS + 1
+    );
+    Ok(())
+}
+
+fn server_dies() -> Result<(), &'static str> {
+    let h = endpoint()?;
+    let pid = spawn_server(DIE, h)?;
+    let r = exo_rt::ipc_call(h, &request(0), 5000 * MS);
+    let st = exo_rt::wait(pid).map_err(|_| "wait")?;
+    if st != ExitStatus::Killed(KillCause::UD) {
+        return Err("the server was not killed by #UD");
+    }
+    if r != Err(Errno::ECONNRESET) {
+        eprintln!("ipcdemo 2: call returned {r:?}");
+        return Err("the call did not fail with ECONNRESET");
+    }
+    exo_rt::handle_close(h).map_err(|_| "close")?;
+    println!("ipcdemo 2: server killed holding the call: ECONNRESET");
+    Ok(())
+}
+
+fn expect(
+    what: &'static str,
+    got: Result<impl Sized, Errno>,
+    want: Errno,
+) -> Result<(), &'static str> {
+    match got {
+        Err(e) if e == want => Ok(()),
+        Err(e) => {
+            eprintln!("ipcdemo 3: {what}: {e}, expected {want}");
+            Err(what)
+        }
+        Ok(_) => {
+            eprintln!("ipcdemo 3: {what}: success, expected {want}");
+            Err(what)
+        }
+    }
+}
+
+fn bad_input() -> Result<(), &'static str> {
+    let m = request(0);
+    let t = 1_000; // 1 us: nothing here may block anyway
+    expect(
+        "call on an empty entry",
+        exo_rt::ipc_call(63, &m, t),
+        Errno::EBADF,
+    )?;
+    expect(
+        "call on handle 64",
+        exo_rt::ipc_call(64, &m, t),
+        Errno::EBADF,
+    )?;
+    expect(
+        "recv on handle u32::MAX",
+        exo_rt::ipc_recv(u32::MAX, t),
+        Errno::EBADF,
+    )?;
+    let mut h64 = 1u64 << 40;
+    let mut info = m.info();
+    let mut w = m.words;
+    // SAFETY: registers only.
+    let r = unsafe { exo_rt::raw::ipc(exo_rt::abi::nr::IPC_CALL, &mut h64, &mut info, &mut w, t) };
+    expect("call on handle 2^40", Errno::from_ret(r), Errno::EBADF)?;
+    expect(
+        "close of an empty entry",
+        exo_rt::handle_close(5),
+        Errno::EBADF,
+    )?;
+    expect(
+        "endpoint_create rights 0",
+        exo_rt::endpoint_create(0, 0),
+        Errno::EINVAL,
+    )?;
+    expect(
+        "endpoint_create rights 4",
+        exo_rt::endpoint_create(4, 0),
+        Errno::EINVAL,
+    )?;
+    let s = exo_rt::endpoint_create(RIGHT_SEND, 1).map_err(|_| "create send-only")?;
+    let r = exo_rt::endpoint_create(RIGHT_RECV, 2).map_err(|_| "create recv-only")?;
+    expect(
+        "recv without the right",
+        exo_rt::ipc_recv(s, t),
+        Errno::EPERM,
+    )?;
+    expect(
+        "call without the right",
+        exo_rt::ipc_call(r, &m, t),
+        Errno::EPERM,
+    )?;
+    expect(
+        "send without the right",
+        exo_rt::ipc_send(r, &m, t),
+        Errno::EPERM,
+    )?;
+    let long = IpcMsg { len: 65, ..m };
+    expect("length 65", exo_rt::ipc_call(s, &long, t), Errno::EMSGSIZE)?;
+    let long = IpcMsg { len: 255, ..m };
+    expect(
+        "length 255 (send)",
+        exo_rt::ipc_send(s, &long, t),
+        Errno::EMSGSIZE,
+    )?;
+    expect(
+        "length 65 (reply)",
+        exo_rt::ipc_reply(&IpcMsg { len: 65, ..m }),
+        Errno::EMSGSIZE,
+    )?;
+    expect(
+        "reserved info bit",
+        exo_rt::ipc_op(exo_rt::abi::nr::IPC_CALL, s, &m, 1 << 50, t),
+        Errno::EINVAL,
+    )?;
+    expect("reply with no caller", exo_rt::ipc_reply(&m), Errno::ESRCH)?;
+    exo_rt::handle_close(s).map_err(|_| "close s")?;
+    expect(
+        "call on a closed handle",
+        exo_rt::ipc_call(s, &m, t),
+        Errno::EBADF,
+    )?;
+    expect("close twice", exo_rt::handle_close(s), Errno::EBADF)?;
+    exo_rt::handle_close(r).map_err(|_| "close r")?;
+    // A full table: 64 handles, then EAGAIN; all closed again.
+    let mut n = 0;
+    let full = loop {
+        match exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 0) {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+        if n > 64 {
+            return Err("more than 64 handles");
+        }
+    };
+    if full != Errno::EAGAIN || n != 64 {
+        eprintln!("ipcdemo 3: table full after {n}: {full}");
+        return Err("a full table is not EAGAIN at 64");
+    }
+    for k in 0..64 {
+        exo_rt::handle_close(k).map_err(|_| "close of the full table")?;
+    }
+    println!("ipcdemo 3: bad handles, rights, lengths, bits, no caller, full table: typed errors");
+    Ok(())
+}
+
+fn timeouts() -> Result<(), &'static str> {
+    let h = endpoint()?;
+    let m = request(0);
+    let t0 = exo_rt::time::rdtsc();
+    expect(
+        "recv with nobody",
+        exo_rt::ipc_recv(h, 2 * MS),
+        Errno::ETIMEDOUT,
+    )?;
+    expect(
+        "call with nobody",
+        exo_rt::ipc_call(h, &m, 2 * MS),
+        Errno::ETIMEDOUT,
+    )?;
+    expect(
+        "send with nobody",
+        exo_rt::ipc_send(h, &m, 2 * MS),
+        Errno::ETIMEDOUT,
+    )?;
+    if exo_rt::time::rdtsc() == t0 {
+        return Err("no time passed");
+    }
+    // A server that takes the call and answers after the caller gave up.
+    let pid = spawn_server(LATE, h)?;
+    expect(
+        "call answered too late",
+        exo_rt::ipc_call(h, &m, 10 * MS),
+        Errno::ETIMEDOUT,
+    )?;
+    match exo_rt::wait(pid) {
+        Ok(ExitStatus::Exited(0)) => {}
+        _ => return Err("the late server's reply was not ESRCH"),
+    }
+    exo_rt::handle_close(h).map_err(|_| "close")?;
+    println!("ipcdemo 4: timeouts: ETIMEDOUT; a late reply: ESRCH");
+    Ok(())
+}
+
+fn blocked_caller(h: u64) -> i32 {
+    match exo_rt::ipc_call(h as u32, &request(0), 5000 * MS) {
+        Err(Errno::EPIPE) => 0,
+        Err(Errno::EBADF) => 3, // closed before the call: try again
+        Err(e) => {
+            eprintln!("ipcdemo 5: blocked call: {e}, expected EPIPE");
+            1
+        }
+        Ok(_) => 2,
+    }
+}
+
+fn destroyed_while_blocked() -> Result<(), &'static str> {
+    for _ in 0..5 {
+        let h = endpoint()?;
+        let t = exo_rt::thread::spawn(blocked_caller, u64::from(h)).map_err(|_| "thread")?;
+        // Let it block (its call has no receiver), then close the only handle.
+        let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(20 * MS));
+        exo_rt::handle_close(h).map_err(|_| "close")?;
+        match t.join() {
+            Ok(0) => break,
+            Ok(3) => continue,
+            _ => return Err("the blocked caller did not get EPIPE"),
+        }
+    }
+    println!("ipcdemo 5: endpoint destroyed under a blocked caller: EPIPE");
+    Ok(())
+}
