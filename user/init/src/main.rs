@@ -143,35 +143,9 @@ fn run_cases(program: &str, cases: &[exo_rt::suite::Case], rounds: u64) -> (u64,
     (runs, kills, wrong)
 }
 
-/// Every case of `/ipcdemo`, `rounds` times (each must exit 0); the first round prints each
-/// end, later ones only what was unexpected.
+/// Every case of `/ipcdemo`, `rounds` times (see [`run_cases`]): each must exit 0.
 fn ipc_suite(rounds: u64) -> bool {
-    let mut wrong = 0u64;
-    let mut runs = 0u64;
-    for round in 0..rounds {
-        for &(arg, name) in ipc_cases::CASES {
-            let status = match exo_rt::spawn("/ipcdemo", arg) {
-                Ok(pid) => exo_rt::wait(pid).map(|s| (pid, s)),
-                Err(e) => Err(e),
-            };
-            runs += 1;
-            match status {
-                Ok((pid, ExitStatus::Exited(0))) => {
-                    if round == 0 {
-                        println!("init: ipcdemo {arg} (pid {pid}): ok");
-                    }
-                }
-                Ok((pid, s)) => {
-                    wrong += 1;
-                    println!("init: ipcdemo {arg} (pid {pid}) {name}: {s}, expected exit 0: FAIL");
-                }
-                Err(e) => {
-                    wrong += 1;
-                    println!("init: ipcdemo {arg}: spawn/wait: {e}: FAIL");
-                }
-            }
-        }
-    }
+    let (runs, _, wrong) = run_cases("ipcdemo", ipc_cases::CASES, rounds);
     println!("init: ipc suite: {rounds} round(s), {runs} process(es), {wrong} unexpected");
     wrong == 0
 }

@@ -2,30 +2,45 @@
 //! IPC contract says. Shared with `/init` (`#[path]` include), which runs them all.
 #![allow(dead_code)]
 
-/// One case: its `arg` and what it checks.
-pub const CASES: &[(u64, &str)] = &[
-    (
-        0,
-        "client and server processes: 2 x 1000 calls (fastpath, then the slow path), sequence numbers, checksums, badge",
-    ),
-    (
-        1,
-        "client and server threads of one process: 2 x 1000 calls, same checks",
-    ),
-    (
-        2,
-        "server killed (#UD) holding a call: the client gets ECONNRESET, no hang",
-    ),
-    (
-        3,
-        "bad input: bad and closed handles, rights, lengths above 64, reserved bits, no caller, a full table",
-    ),
-    (
-        4,
-        "timeouts: recv, call and send with no peer; a reply after the caller timed out is ESRCH",
-    ),
-    (
-        5,
-        "endpoint destroyed (last handle closed) while a thread is blocked calling it: EPIPE",
-    ),
+use exo_rt::ExitStatus;
+pub use exo_rt::suite::Case;
+
+/// Every case, by `arg`: each exits 0 when all went as the contract says.
+pub const CASES: &[Case] = &[
+    Case {
+        arg: 0,
+        name: "client and server processes: 2 x 1000 calls (fastpath, then the slow path), sequence numbers, checksums, badge",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
+    Case {
+        arg: 1,
+        name: "client and server threads of one process: 2 x 1000 calls, same checks",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
+    Case {
+        arg: 2,
+        name: "server killed (#UD) holding a call: the client gets ECONNRESET, no hang",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
+    Case {
+        arg: 3,
+        name: "bad input: bad and closed handles, rights, lengths above 64, reserved bits, no caller, a full table",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
+    Case {
+        arg: 4,
+        name: "timeouts: recv, call and send with no peer; a reply after the caller timed out is ESRCH",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
+    Case {
+        arg: 5,
+        name: "endpoint destroyed (last handle closed) while a thread is blocked calling it: EPIPE",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
 ];
