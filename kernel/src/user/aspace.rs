@@ -169,10 +169,7 @@ impl AddressSpace {
         let len = frames.len() as u64 * PAGE;
         let mut t = self.space.tables.lock();
         let mut sh = self.shared.lock();
-        let k = sh
-            .iter()
-            .position(|e| e.1 == 0)
-            .ok_or(VmError::NoMemory)?;
+        let k = sh.iter().position(|e| e.1 == 0).ok_or(VmError::NoMemory)?;
         let (va, pages) = Self::find_free(&t, self.next.load(Ordering::Relaxed), len)?;
         let flags = UserFlags {
             writable: true,

@@ -110,9 +110,7 @@ pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
             let h = handle(f.f.rdi)?;
             check_zc(t, h, &m)?;
             let fast = f.f.rsi & INFO_SLOW == 0;
-            let r = t
-                .call_via(h, &m, deadline(f.rbx), fast)
-                .map_err(err)?;
+            let r = t.call_via(h, &m, deadline(f.rbx), fast).map_err(err)?;
             msg_out(f, &r);
             Ok(0)
         }

@@ -271,7 +271,9 @@ impl IpcMsg {
             len: 64,
             badge: 0,
             zc: true,
-            words: [off, len, rest[0], rest[1], rest[2], rest[3], rest[4], rest[5]],
+            words: [
+                off, len, rest[0], rest[1], rest[2], rest[3], rest[4], rest[5],
+            ],
         }
     }
     /// The info word (`exo_abi::ipc::info`, with `INFO_ZC` for a descriptor).
