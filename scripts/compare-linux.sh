@@ -9,6 +9,8 @@
 # for that mode and machine, once with mitigations=off and once with the default
 # mitigations. Exo-OS: the kernel bench job (suite smp) and /ubench (suite user, through
 # exo.job=init exo.init_arg=2), same mode, machine and N.
+# EXO_COMPARE_MITIGATIONS="off" (or "default") boots Linux once only; EXO_COMPARE_OUT moves
+# the output directory.
 # Writes out/compare/{linux-off,linux-default,exo}.{log,csv}, out/compare/table.{txt,md} and
 # out/compare/compare.svg; prints the table.
 set -euo pipefail
@@ -48,7 +50,9 @@ fi
 EXO_GIT_REV=$rev RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols" \
     cargo build -q --release -p exo-linux-peer --target x86_64-unknown-linux-gnu
 peer=$target_dir/x86_64-unknown-linux-gnu/release/exo-linux-peer
-file -b "$peer" 2>/dev/null | grep -q 'static' || { echo "compare-linux: $peer is not static (libc6-dev's libc.a missing? run ci/setup.sh)" >&2; exit 1; }
+if readelf -l "$peer" | grep -q INTERP; then
+    echo "compare-linux: $peer is not static (libc6-dev's libc.a missing? run ci/setup.sh)" >&2; exit 1
+fi
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 install -m 0755 "$peer" "$stage/init"
@@ -69,12 +73,16 @@ linux_run() { # name extra-append
     fi
     scripts/extract-benches.sh "$out/$name.log" "$out/$name.csv" 2>/dev/null
 }
-t0=$SECONDS
-linux_run linux-off "mitigations=off"
-echo "compare-linux: Linux (mitigations=off), $mode, -smp $n: $((SECONDS - t0)) s" >&2
-t0=$SECONDS
-linux_run linux-default ""
-echo "compare-linux: Linux (default mitigations), $mode, -smp $n: $((SECONDS - t0)) s" >&2
+rm -f "$out"/linux-*.log "$out"/linux-*.csv
+for m in ${EXO_COMPARE_MITIGATIONS:-off default}; do
+    t0=$SECONDS
+    case $m in
+        off) linux_run linux-off "mitigations=off" ;;
+        default) linux_run linux-default "" ;;
+        *) echo "compare-linux: EXO_COMPARE_MITIGATIONS: 'off' and/or 'default', not '$m'" >&2; exit 2 ;;
+    esac
+    echo "compare-linux: Linux (mitigations $m), $mode, -smp $n: $((SECONDS - t0)) s" >&2
+done
 [ "$linux_only" = 1 ] && exit 0
 
 # 4. Exo-OS: the kernel bench job and /ubench, same mode, machine and N.
@@ -93,9 +101,11 @@ cat "$out/exo-bench.log" "$out/exo-user.log" >"$out/exo.log"
 scripts/extract-benches.sh "$out/exo.log" "$out/exo.csv" 2>/dev/null
 
 # 5. One table and the chart.
+[ -f "$out/linux-off.csv" ] || { echo "compare-linux: the table needs the mitigations=off run" >&2; exit 2; }
+linux_csvs=("$out/linux-off.csv")
+[ -f "$out/linux-default.csv" ] && linux_csvs+=("$out/linux-default.csv")
 report() {
-    cargo run -q -p smp-bench --features report --bin exo-compare -- \
-        "$out/exo.csv" "$out/linux-off.csv" "$out/linux-default.csv" "$@"
+    cargo run -q -p smp-bench --features report --bin exo-compare -- "$out/exo.csv" "${linux_csvs[@]}" "$@"
 }
 report --markdown >"$out/table.md"
 report --svg "$out/compare.svg" | tee "$out/table.txt"

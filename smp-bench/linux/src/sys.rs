@@ -48,10 +48,10 @@ pub fn write_raw(fd: i32, buf: &[u8]) -> i64 {
     ret
 }
 
-/// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)` as one raw
-/// `syscall` (what `exo_rt::map_anonymous` is on Exo-OS); the address, or `-errno`.
+/// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|extra, -1, 0)` as one
+/// raw `syscall` (what `exo_rt::map_anonymous` is on Exo-OS); the address, or `-errno`.
 #[inline(always)]
-pub fn mmap_anon_raw(len: usize) -> i64 {
+pub fn mmap_anon_raw(len: usize, extra: i32) -> i64 {
     let ret: i64;
     // SAFETY: a fresh anonymous mapping at an address the kernel picks touches nothing of ours.
     unsafe {
@@ -61,7 +61,7 @@ pub fn mmap_anon_raw(len: usize) -> i64 {
             in("rdi") 0usize,
             in("rsi") len,
             in("rdx") i64::from(libc::PROT_READ | libc::PROT_WRITE),
-            in("r10") i64::from(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS),
+            in("r10") i64::from(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra),
             in("r8") -1i64,
             in("r9") 0usize,
             out("rcx") _,
