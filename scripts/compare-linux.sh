@@ -8,7 +8,8 @@
 # smp-bench/linux (exo-linux-peer), with exactly the QEMU flags scripts/qemu.sh gives Exo-OS
 # for that mode and machine, once with mitigations=off and once with the default
 # mitigations. Exo-OS: the kernel bench job (suite smp) and /ubench (suite user, through
-# exo.job=init exo.init_arg=2), same mode, machine and N.
+# exo.job=init exo.init_arg=2), and outside icount the contended job (c2c.rtt.0.1), same
+# mode, machine and N.
 # EXO_COMPARE_MITIGATIONS="off" (or "default") boots Linux once only; EXO_COMPARE_OUT moves
 # the output directory.
 # Writes out/compare/{linux-off,linux-default,exo}.{log,csv}, out/compare/table.{txt,md} and
@@ -96,8 +97,17 @@ scripts/qemu.sh --kernel "$exo" --machine "$machine" --mode "$mode" --cpu "$cpu"
 scripts/qemu.sh --kernel "$exo" --initrd "$target_dir/initrd.cpio" --machine "$machine" --mode "$mode" \
     --cpu "$cpu" --smp "$n" --job init --append "exo.init_arg=2" --timeout "$tmo" --log "$out/exo-user.log" >/dev/null ||
     { echo "compare-linux: Exo-OS /ubench failed: see $out/exo-user.log" >&2; exit 1; }
+exo_logs=("$out/exo-bench.log" "$out/exo-user.log")
+# c2c.rtt.0.1 comes from the contended job; under icount one vCPU runs at a time and neither
+# side measures it (a spinning hand-off would time QEMU's round-robin slice).
+if [ "$mode" != icount ] && [ "$n" -ge 2 ]; then
+    scripts/qemu.sh --kernel "$exo" --machine "$machine" --mode "$mode" --cpu "$cpu" --smp "$n" \
+        --job contended --timeout "$tmo" --log "$out/exo-contended.log" >/dev/null ||
+        { echo "compare-linux: Exo-OS contended job failed: see $out/exo-contended.log" >&2; exit 1; }
+    exo_logs+=("$out/exo-contended.log")
+fi
 echo "compare-linux: Exo-OS (bench job + /ubench), $mode, -smp $n: $((SECONDS - t0)) s" >&2
-cat "$out/exo-bench.log" "$out/exo-user.log" >"$out/exo.log"
+cat "${exo_logs[@]}" >"$out/exo.log"
 scripts/extract-benches.sh "$out/exo.log" "$out/exo.csv" 2>/dev/null
 
 # 5. One table and the chart.

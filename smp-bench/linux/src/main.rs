@@ -383,28 +383,47 @@ fn uthread_spawn(suite: &mut Suite, s: &mut Samples<N>) {
 
 /// `ctx.switch.as`: a forked copy pinned to `cpu` yields while we do; one sample is our
 /// `sched_yield` round trip (two switches between address spaces) / 2, as `/ubench`.
+///
+/// Linux 6.1's CFS places a forked child a time slice ahead in virtual runtime, and a yield
+/// only hands over to a task within the wake-up granularity: until the parent has run that
+/// far, its yields are bare system calls (under icount, hundreds of them). So the warm-up
+/// lasts until yields switch (64 in a row, counted by `getrusage`), and the row is printed
+/// only if every timed yield switched.
 fn ctx_switch_as(suite: &mut Suite, s: &mut Samples<N>, cpu: usize, getpid_p50: u64) {
-    let rounds = PINGPONG_WARMUP + N;
-    let count = rounds + 64;
     // SAFETY: no other thread runs now (every partner thread has been joined); the child
-    // only pins itself, yields and `_exit`s.
+    // only pins itself and yields until it is killed.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let code = i32::from(sys::pin(cpu).is_err());
-        for _ in 0..count {
+        if sys::pin(cpu).is_err() {
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(1) };
+        }
+        loop {
             // SAFETY: no arguments.
             unsafe { libc::sched_yield() };
         }
-        // SAFETY: ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(code) };
     }
     if pid < 0 {
         suite.fail(format_args!("ctx.switch.as: fork failed"));
         return;
     }
+    const MAX_WARMUP_YIELDS: u32 = 1_000_000;
+    let (mut streak, mut yields) = (0, 0u32);
+    while streak < 64 && yields < MAX_WARMUP_YIELDS {
+        let before = switches();
+        // SAFETY: no arguments.
+        unsafe { libc::sched_yield() };
+        streak = if switches() > before { streak + 1 } else { 0 };
+        yields += 1;
+    }
     s.clear();
     let ovh = suite.overhead;
+    let rounds = PINGPONG_WARMUP + N;
+    let mut timed_switches = 0;
     for i in 0..rounds {
+        if i == PINGPONG_WARMUP {
+            timed_switches = switches();
+        }
         let t0 = rdtsc_precise();
         // SAFETY: no arguments.
         unsafe { libc::sched_yield() };
@@ -413,10 +432,25 @@ fn ctx_switch_as(suite: &mut Suite, s: &mut Samples<N>, cpu: usize, getpid_p50: 
             s.push((t1 - t0).saturating_sub(ovh).div_ceil(2));
         }
     }
+    timed_switches = switches() - timed_switches;
+    println!(
+        "linux: ctx.switch.as: {yields} warm-up yields until they switched, then {timed_switches} context switches in {N} timed yields"
+    );
     let mut status = 0;
-    // SAFETY: our child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+    // SAFETY: our child; it only ever yields.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    if !libc::WIFSIGNALED(status) {
+        suite.fail(format_args!(
+            "ctx.switch.as: the yield partner ended with {status:#x}"
+        ));
+    } else if timed_switches < N as i64 {
+        println!(
+            "linux: ctx.switch.as: no row: {timed_switches} of {N} timed yields switched (the yield partner did not run between them)"
+        );
+    } else {
         let st = s.stats(0);
         if let Some(st) = st
             && st.p50 < getpid_p50
@@ -427,11 +461,18 @@ fn ctx_switch_as(suite: &mut Suite, s: &mut Samples<N>, cpu: usize, getpid_p50: 
             );
         }
         suite.emit("ctx.switch.as", st);
-    } else {
-        suite.fail(format_args!(
-            "ctx.switch.as: the yield partner ended with {status:#x}"
-        ));
     }
+}
+
+/// Voluntary + involuntary context switches of this process so far (`getrusage`).
+fn switches() -> i64 {
+    // SAFETY: rusage is plain data, filled by the call.
+    let ru = unsafe {
+        let mut ru: libc::rusage = core::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    ru.ru_nvcsw + ru.ru_nivcsw
 }
 
 type Obj64 = core::mem::MaybeUninit<[u8; 64]>;

@@ -61,6 +61,8 @@ pub(super) fn render(title: &str, subtitle: &str, bars: &[Bar]) -> String {
     // Grid and axis labels.
     for &t in &axis.ticks {
         let x = px(t);
+        let text = format!("{t:.3}");
+        let text = text.trim_end_matches('0').trim_end_matches('.');
         let stroke = if t == 1.0 { "#333333" } else { "#e6e6e6" };
         d.line(
             x,
@@ -73,7 +75,7 @@ pub(super) fn render(title: &str, subtitle: &str, bars: &[Bar]) -> String {
             x,
             y1 + 16.0,
             "font-size=\"11\" text-anchor=\"middle\" fill=\"#444444\"",
-            &label(t),
+            text,
         );
     }
     d.text(
