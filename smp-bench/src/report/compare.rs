@@ -147,25 +147,25 @@ pub const PAIRS: &[Pair] = &[
     },
     Pair {
         label: "ipc.rtt.64.pipe",
-        exo: Err("no IPC yet"),
+        exo: user("ipc.rtt.64"),
         linux: Ok("ipc.rtt.64.pipe"),
-        note: "64 bytes there and back, one CPU, pipes",
+        note: "64 bytes there and back between two processes, one CPU: Exo-OS ipc_call + ipc_reply_recv, Linux pipes",
     },
     Pair {
         label: "ipc.rtt.64.futex",
-        exo: Err("no IPC yet"),
+        exo: user("ipc.rtt.64.thread"),
         linux: Ok("ipc.rtt.64.futex"),
-        note: "64 bytes there and back, one CPU, shared buffer + futex",
+        note: "64 bytes there and back, one CPU: Exo-OS IPC between two threads, Linux a shared buffer + futex",
     },
     Pair {
         label: "ipc.rtt.64.xcore.pipe",
-        exo: Err("no IPC yet"),
+        exo: Err("no user-level cross-core IPC row yet"),
         linux: Ok("ipc.rtt.64.xcore.pipe"),
         note: "as ipc.rtt.64.pipe, partner on CPU 1",
     },
     Pair {
         label: "ipc.rtt.64.xcore.futex",
-        exo: Err("no IPC yet"),
+        exo: Err("no user-level cross-core IPC row yet"),
         linux: Ok("ipc.rtt.64.xcore.futex"),
         note: "as ipc.rtt.64.futex, partner on CPU 1",
     },
@@ -524,11 +524,14 @@ mod tests {
         let r = line(&t, "syscall.null");
         assert_eq!((&r.exo, &r.linux_off), (&Cell::Missing, &Cell::Missing));
         assert_eq!(r.mode_text(), "-");
-        let ipc = line(&t, "ipc.rtt.64.pipe");
-        assert_eq!(ipc.exo, Cell::NotApplicable("no IPC yet"));
+        let ipc = line(&t, "ipc.rtt.64.xcore.pipe");
+        assert_eq!(
+            ipc.exo,
+            Cell::NotApplicable("no user-level cross-core IPC row yet")
+        );
         let text = render_text(&t);
         assert!(
-            text.contains("missing") && text.contains("n/a (no IPC yet)"),
+            text.contains("missing") && text.contains("n/a (no user-level cross-core IPC row yet)"),
             "{text}"
         );
     }
