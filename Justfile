@@ -39,6 +39,11 @@ bench-contended n="4" mode="tcg" machine="microvm": build
 bench-native:
     scripts/bench.sh native
 
+# Exo-OS beside Linux (Debian's kernel, the peer smp-bench/linux as /init), same QEMU flags,
+# mitigations off and default: one table and out/compare/compare.svg. mode: icount | tcg | kvm.
+compare-linux mode="icount" n="2" machine="microvm":
+    scripts/compare-linux.sh {{mode}} {{n}} {{machine}}
+
 # Kernel tests at one configuration.
 ktest n="4" machine="q35" cpu="max" mode="tcg": build
     scripts/qemu.sh --machine {{machine}} --mode {{mode}} --cpu {{cpu}} --smp {{n}} --job test
@@ -51,7 +56,7 @@ test:
 check:
     cargo fmt --all --check
     cargo clippy --workspace --exclude exo --all-targets --all-features -- -D warnings
-    cargo clippy --workspace --exclude exo-native-bench --target x86_64-unknown-none -- -D warnings
+    cargo clippy --workspace --exclude exo-native-bench --exclude exo-linux-peer --target x86_64-unknown-none -- -D warnings
 
 # What Exo-OS would do with each CPU a raw MADT lists (default: this machine's; reading it needs root).
 madt file="/sys/firmware/acpi/tables/APIC":

@@ -2,7 +2,8 @@
 # Idempotent setup for a fresh Debian bookworm machine with only Rust installed.
 # Installs: the pinned toolchain's x86_64-unknown-none target + clippy/rustfmt,
 # QEMU >= 8 (bookworm-backports; bookworm's own 7.2 has no x2APIC under TCG), `just`,
-# cpio, binutils and gcc.
+# cpio, binutils and gcc; libc6-dev's static glibc (libc.a) for the Linux peer of
+# `just compare-linux`, and apt lists that know linux-image-amd64 (its kernel is fetched on use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +48,22 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 else
     say "cpio, readelf and gcc present"
+fi
+
+# The Linux peer (smp-bench/linux) links glibc statically (+crt-static): libc.a comes with libc6-dev.
+if [ -f /usr/lib/x86_64-linux-gnu/libc.a ]; then
+    say "static glibc (libc6-dev) present"
+else
+    say "installing libc6-dev (static glibc for the Linux peer)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libc6-dev >/dev/null
+fi
+# scripts/compare-linux.sh resolves linux-image-amd64 with apt-cache and fetches it with apt-get download.
+if apt-cache depends linux-image-amd64 2>/dev/null | grep -q 'Depends: linux-image-[0-9]'; then
+    say "apt knows linux-image-amd64"
+else
+    say "apt-get update (linux-image-amd64 unknown to apt)"
+    $SUDO apt-get update -qq
 fi
 
 # The toolchain file pins the version; rustup installs it and the components/targets it names.

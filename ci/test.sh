@@ -103,7 +103,7 @@ expect_log() { # name, log, rc_expected, regex...
 echo "== lint"
 step "rustfmt --check" cargo fmt --all --check
 step "clippy host (all targets, -D warnings)" cargo clippy --workspace --exclude exo --all-targets --all-features -- -D warnings
-step "clippy kernel target (-D warnings)" cargo clippy --workspace --exclude exo-native-bench --target x86_64-unknown-none -- -D warnings
+step "clippy kernel target (-D warnings)" cargo clippy --workspace --exclude exo-native-bench --exclude exo-linux-peer --target x86_64-unknown-none -- -D warnings
 step "kernel subsystems call down only (scripts/check-layers.sh)" scripts/check-layers.sh
 
 echo "== host tests"
@@ -175,7 +175,7 @@ for n in 1 2 4 64; do
     expect_log "init at -smp $n: /hello, the fault, thread and IPC suites, process 1 exits 0, memory and threads back" "$log" 0 $? \
         '^init: fault suite: 1 round\(s\), 11 kill\(s\), 0 unexpected$' \
         '^init: thread suite: 1 round\(s\), 8 process\(es\), 0 unexpected$' \
-        '^init: ipc suite: 1 round\(s\), 6 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
+        '^init: ipc suite: 1 round\(s\), 8 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
         '^PROC,1,exit,0$' '^MEM,init,.*,same$'
 done
 log="$out/init-faults-10k.log"
@@ -340,6 +340,32 @@ if scripts/check-icount.sh "$bench_out/icount-1.log" configs/icount-baseline.csv
     ok "icount regression gate (p50 within 10% of configs/icount-baseline.csv)"
 else
     bad "icount regression gate" "$bench_out/icount-check.txt"
+fi
+echo "== Linux beside Exo-OS (scripts/compare-linux.sh: runs and is reproducible; who wins is not judged)"
+# The Linux side twice under icount at -smp 2 (mitigations=off: one boot each), BENCH lines
+# diffed; then the table from it and the Exo-OS icount logs above (same machine, mode, -smp).
+cmp_ok=1
+for i in 1 2; do
+    EXO_COMPARE_OUT="$bench_out/linux-$i" EXO_COMPARE_MITIGATIONS=off EXO_COMPARE_TIMEOUT=300 \
+        scripts/compare-linux.sh --linux-only icount 2 >"$bench_out/linux-$i.txt" 2>&1 || cmp_ok=0
+done
+lin_a="$bench_out/linux-1/linux-off.log" lin_b="$bench_out/linux-2/linux-off.log"
+if [ "$cmp_ok" = 1 ] && grep -q '^SUITE,linux,[0-9]*,[0-9]*,icount,2,' "$lin_a" && grep -q '^END,linux,' "$lin_a" \
+    && [ "$(grep -c '^BENCH,' "$lin_a")" -ge 15 ] \
+    && diff <(grep '^BENCH,' "$lin_a") <(grep '^BENCH,' "$lin_b") >/dev/null; then
+    ok "Linux peer under icount -smp 2: $(grep -c '^BENCH,' "$lin_a") BENCH lines, identical in two boots"
+else
+    bad "Linux peer under icount: failed or not reproducible" "$bench_out/linux-2.txt"
+fi
+cat "$bench_out/icount-1.log" "$out/init-ubench-icount.log" >"$bench_out/exo-icount.log"
+if scripts/extract-benches.sh "$bench_out/exo-icount.log" "$bench_out/exo-icount.csv" >/dev/null 2>&1 \
+    && cargo run -q -p smp-bench --features report --bin exo-compare -- "$bench_out/exo-icount.csv" \
+        "$bench_out/linux-1/linux-off.csv" --svg "$bench_out/compare.svg" >"$bench_out/compare.txt" 2>&1 \
+    && grep -qE '^syscall\.getpid +[0-9]+ \(user\) +[0-9]+ .* icount' "$bench_out/compare.txt" \
+    && ! grep -q MISMATCH "$bench_out/compare.txt" && grep -q '<svg' "$bench_out/compare.svg"; then
+    ok "exo-compare: Exo-OS and Linux icount rows side by side, one mode, chart written"
+else
+    bad "exo-compare table" "$bench_out/compare.txt"
 fi
 EXO_GIT_REV=ci cargo run -q --release -p exo-native-bench >"$bench_out/native.log" 2>"$bench_out/native.err"
 bench_ok "native bench runs, lines parse" "$bench_out/native.log" "$bench_out/native.csv"

@@ -61,6 +61,7 @@ errnos! {
     EEXIST = 17, "file exists";
     EINVAL = 22, "invalid argument";
     EPIPE = 32, "broken pipe";
+    ERANGE = 34, "numerical result out of range";
     EDEADLK = 35, "resource deadlock avoided";
     ENAMETOOLONG = 36, "file name too long";
     ENOSYS = 38, "function not implemented";

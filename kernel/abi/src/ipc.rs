@@ -12,7 +12,8 @@
 //! `rdx, r10, r8, r9, r12, r13, r14, r15` ([`PAYLOAD_REGS`]), the handle in `rdi`, the
 //! message *info* in `rsi` ([`info`]: label in bits 0..32, length in bytes 0..=64 in bits
 //! 32..40, [`INFO_SLOW`] at bit 63, every other bit 0) and the timeout in nanoseconds in
-//! `rbx` (0: none). A call that receives (`ipc_call`, `ipc_reply_recv`, `ipc_recv`)
+//! `rbx` (0: none); [`INFO_ZC`] at bit 40 makes words 0 and 1 a descriptor into the
+//! endpoint's shared region (zero-copy). A call that receives (`ipc_call`, `ipc_reply_recv`, `ipc_recv`)
 //! returns 0 in `rax`, the message's info in `rsi`, the sender's badge in `rdi` (0 for a
 //! reply) and the payload in the eight payload registers (all eight words are always
 //! transferred, whatever the length). On an error, and for the calls that do not receive,
@@ -35,8 +36,15 @@ pub const INFO_LEN_SHIFT: u32 = 32;
 /// Info bit: take the slow path (queues and the scheduler) even when the fastpath could
 /// run (benchmarks and tests compare the two; results are the same).
 pub const INFO_SLOW: u64 = 1 << 63;
+/// Info bit: a zero-copy descriptor. Payload words 0 and 1 are an offset and a length in
+/// bytes into the endpoint's shared region (`shm_map`); the kernel checks that the range
+/// lies inside the region (`ERANGE` otherwise, also when there is none) and delivers the
+/// bit with the message. The bytes themselves are never copied.
+pub const INFO_ZC: u64 = 1 << 40;
+/// Largest shared region (`shm_map`), bytes.
+pub const SHM_MAX: u64 = 1 << 20;
 /// Info bits that must be 0 (`EINVAL`).
-pub const INFO_RESERVED: u64 = !(INFO_SLOW | (0xff << INFO_LEN_SHIFT) | 0xffff_ffff);
+pub const INFO_RESERVED: u64 = !(INFO_SLOW | INFO_ZC | (0xff << INFO_LEN_SHIFT) | 0xffff_ffff);
 /// No timeout (`rbx`).
 pub const FOREVER: u64 = 0;
 
@@ -66,6 +74,7 @@ mod tests {
         assert_eq!(len_of(i), 64);
         assert_eq!(i & INFO_RESERVED, 0);
         assert_eq!((i | INFO_SLOW) & INFO_RESERVED, 0);
-        assert_ne!((1u64 << 40) & INFO_RESERVED, 0);
+        assert_eq!(INFO_ZC & INFO_RESERVED, 0);
+        assert_ne!((1u64 << 41) & INFO_RESERVED, 0);
     }
 }

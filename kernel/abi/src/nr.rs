@@ -56,6 +56,9 @@ pub const IPC_REPLY: usize = 524;
 pub const ENDPOINT_CREATE: usize = 525;
 /// `handle_close(handle)`: empties a handle-table entry.
 pub const HANDLE_CLOSE: usize = 526;
+/// `shm_map(handle, len)`: maps the shared region of an endpoint (created with `len`
+/// bytes when `len != 0`); returns its address (zero-copy IPC, see [`crate::ipc`]).
+pub const SHM_MAP: usize = 527;
 /// First IPC number (`IPC_CALL`..=`HANDLE_CLOSE` take the IPC entry: callee-saved
 /// registers carry payload).
 pub const IPC_FIRST: usize = 520;

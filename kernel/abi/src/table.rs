@@ -193,6 +193,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
             EBADF,
             EINVAL,
             EPIPE,
+            ERANGE,
             EMSGSIZE,
             ECONNABORTED,
             ECONNRESET,
@@ -205,7 +206,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         name: "ipc_reply_recv",
         args: &["handle", "info", "w0", "w1", "w2", "w3"],
         returns: "0",
-        errors: &[EPERM, EBADF, EINVAL, EPIPE, EMSGSIZE, ETIMEDOUT],
+        errors: &[EPERM, EBADF, EINVAL, EPIPE, ERANGE, EMSGSIZE, ETIMEDOUT],
         summary: "replies to the call being served, then waits for the next message",
     },
     SyscallInfo {
@@ -221,7 +222,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         name: "ipc_send",
         args: &["handle", "info", "w0", "w1", "w2", "w3"],
         returns: "0",
-        errors: &[EPERM, EBADF, EINVAL, EPIPE, EMSGSIZE, ETIMEDOUT],
+        errors: &[EPERM, EBADF, EINVAL, EPIPE, ERANGE, EMSGSIZE, ETIMEDOUT],
         summary: "sends a message through an endpoint; returns once it was received",
     },
     SyscallInfo {
@@ -247,6 +248,14 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         returns: "0",
         errors: &[EBADF],
         summary: "closes a handle (the endpoint goes with its last handle)",
+    },
+    SyscallInfo {
+        number: nr::SHM_MAP,
+        name: "shm_map",
+        args: &["handle", "len"],
+        returns: "address",
+        errors: &[ENOENT, EBADF, EAGAIN, ENOMEM, EEXIST, EINVAL, EPIPE],
+        summary: "maps an endpoint's shared region (created with len bytes if len != 0)",
     },
 ];
 

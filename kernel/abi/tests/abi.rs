@@ -31,6 +31,7 @@ const NUMBERS: &[(usize, &str)] = &[
     (nr::IPC_REPLY, "ipc_reply"),
     (nr::ENDPOINT_CREATE, "endpoint_create"),
     (nr::HANDLE_CLOSE, "handle_close"),
+    (nr::SHM_MAP, "shm_map"),
 ];
 
 #[test]
@@ -135,6 +136,7 @@ fn errno_values_are_linux_values() {
         (Errno::EEXIST, 17),
         (Errno::EINVAL, 22),
         (Errno::EPIPE, 32),
+        (Errno::ERANGE, 34),
         (Errno::EDEADLK, 35),
         (Errno::ENAMETOOLONG, 36),
         (Errno::ENOSYS, 38),

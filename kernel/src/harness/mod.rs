@@ -56,9 +56,11 @@ fn init(state: &crate::boot::BootState) -> ! {
             let t1 = sched::live_threads();
             if let (Ok((f0, o0)), Ok((f1, o1))) = (before, free_frames()) {
                 let t0 = threads_before;
+                // Shared IPC regions: none is left once every process is gone.
+                let r1 = crate::user::shm::in_use();
                 crate::kprintln!(
-                    "MEM,init,free_frames,{f0},{f1},objects_out,{o0},{o1},threads,{t0},{t1},{}",
-                    if (f0, o0, t0) == (f1, o1, t1) {
+                    "MEM,init,free_frames,{f0},{f1},objects_out,{o0},{o1},threads,{t0},{t1},regions,{r1},{}",
+                    if (f0, o0, t0, 0) == (f1, o1, t1, r1) {
                         "same"
                     } else {
                         "DIFFERENT"

@@ -89,12 +89,11 @@ impl Waiter {
     }
     pub(super) fn take(&self) -> Msg {
         let info = self.info.load(Ordering::Relaxed);
-        Msg {
-            label: info as u32,
-            len: (info >> 32) as u8,
-            badge: self.badge.load(Ordering::Relaxed),
-            words: core::array::from_fn(|k| self.words[k].load(Ordering::Relaxed)),
-        }
+        Msg::from_info(
+            info,
+            self.badge.load(Ordering::Relaxed),
+            core::array::from_fn(|k| self.words[k].load(Ordering::Relaxed)),
+        )
     }
     /// Copies the message in `from`'s slot into this one.
     fn copy_from(&self, from: &Waiter) {
@@ -209,12 +208,18 @@ impl Queues {
 
 pub(super) struct Slot {
     used: AtomicBool,
+    /// The shared region attached to the endpoint ([`set_region`]): an opaque tag of the
+    /// layer that owns regions (0: none) and the region's length in bytes.
+    region: AtomicU64,
+    region_len: AtomicU64,
     pub(super) q: spin::Mutex<Queues>,
 }
 
 static SLOTS: [Slot; MAX_ENDPOINTS] = [const {
     Slot {
         used: AtomicBool::new(false),
+        region: AtomicU64::new(0),
+        region_len: AtomicU64::new(0),
         q: spin::Mutex::new(Queues {
             gen_: 1,
             live: false,
@@ -267,6 +272,8 @@ pub fn create() -> Result<EpRef, IpcError> {
             let mut q = s.q.lock();
             q.live = true;
             q.refs = 0;
+            s.region_len.store(0, Ordering::Relaxed);
+            s.region.store(0, Ordering::Relaxed);
             return Ok(EpRef {
                 index: index as u32,
                 gen_: q.gen_,
@@ -304,6 +311,34 @@ fn kill_locked(q: &mut Queues) {
             .store(failed(seq, IpcError::Closed), Ordering::Release);
         sched::wake(w.tid());
     }
+}
+
+/// The region attached to `ep`: (tag, length in bytes), (0, 0) if none; `Closed` if `ep`
+/// is gone. Lock-free: the tag is only a hint for the owner of regions (which checks its
+/// own generation) and the length only a bound for descriptors.
+#[inline]
+pub fn region(ep: EpRef) -> Result<(u64, u64), IpcError> {
+    let s = slot(ep)?;
+    let tag = s.region.load(Ordering::Acquire);
+    Ok((tag, s.region_len.load(Ordering::Relaxed)))
+}
+
+/// Attaches region `tag` of `len` bytes to `ep` unless one is attached; `Ok(false)` if
+/// one was (it stays). The tag stays until the endpoint is destroyed.
+pub fn set_region(ep: EpRef, tag: u64, len: u64) -> Result<bool, IpcError> {
+    let s = slot(ep)?;
+    let _g = IrqGuard::new();
+    let q = s.q.lock();
+    if !q.is(ep) {
+        return Err(IpcError::Closed);
+    }
+    if s.region.load(Ordering::Relaxed) != 0 {
+        return Ok(false);
+    }
+    s.region_len.store(len, Ordering::Relaxed);
+    s.region.store(tag, Ordering::Release);
+    drop(q);
+    Ok(true)
 }
 
 /// Counts one more owning handle of `ep` (`Closed` if it is gone).

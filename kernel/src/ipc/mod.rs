@@ -71,7 +71,8 @@ mod bench;
 mod tests;
 
 pub use endpoint::{
-    EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, reply, reply_recv, send, stats,
+    EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, region, reply, reply_recv, send,
+    set_region, stats,
 };
 pub use handle::{Cap, Handle, HandleTable, Rights};
 
@@ -92,9 +93,15 @@ pub struct Msg {
     pub len: u8,
     /// The badge of the handle the message was sent through (0 for replies); ignored on send.
     pub badge: u64,
+    /// Words 0 and 1 are a zero-copy descriptor (offset, length) into the endpoint's shared
+    /// region, checked by the system-call layer against its length ([`region`]).
+    pub zc: bool,
     /// The payload.
     pub words: [u64; MSG_WORDS],
 }
+
+/// Bit of [`Msg::info`] (and of the user ABI's info word) marking a zero-copy descriptor.
+pub const INFO_ZC: u64 = 1 << 40;
 
 impl Msg {
     /// A message with `label` and a full 64-byte payload.
@@ -103,11 +110,21 @@ impl Msg {
             label,
             len: 64,
             badge: 0,
+            zc: false,
             words,
         }
     }
     pub(crate) fn info(&self) -> u64 {
-        u64::from(self.label) | (u64::from(self.len) << 32)
+        u64::from(self.label) | (u64::from(self.len) << 32) | if self.zc { INFO_ZC } else { 0 }
+    }
+    pub(crate) fn from_info(info: u64, badge: u64, words: [u64; MSG_WORDS]) -> Msg {
+        Msg {
+            label: info as u32,
+            len: (info >> 32) as u8,
+            badge,
+            zc: info & INFO_ZC != 0,
+            words,
+        }
     }
 }
 

@@ -53,7 +53,13 @@ pub struct AddressSpace {
     next: AtomicU64,
     /// User pages mapped now.
     pages: AtomicU64,
+    /// Shared regions mapped here (`super::shm`): (address, pages, region tag); their frames
+    /// belong to the region, not to these tables.
+    shared: spin::Mutex<[(u64, u64, u64); MAX_SHARED]>,
 }
+
+/// Shared regions one space may map.
+pub const MAX_SHARED: usize = 8;
 
 /// Checks `[va, va + len)`: page-aligned, non-empty, inside `[USER_MIN, USER_END)`.
 fn range(va: u64, len: u64) -> Result<u64, VmError> {
@@ -76,6 +82,7 @@ impl AddressSpace {
             space: Space::new(n).map_err(|_| VmError::NoMemory)?,
             next: AtomicU64::new(MMAP_BASE),
             pages: AtomicU64::new(0),
+            shared: spin::Mutex::new([(0, 0, 0); MAX_SHARED]),
         })
     }
 
@@ -155,6 +162,47 @@ impl AddressSpace {
         Ok(va)
     }
 
+    /// Maps the frames of shared region `tag` (read-write) at an address the kernel picks;
+    /// the caller holds a reference to the region for this mapping, dropped when the space
+    /// goes. `NoMemory` when [`MAX_SHARED`] regions are mapped here already.
+    pub fn map_shared(&self, frames: &[u64], tag: u64) -> Result<u64, VmError> {
+        let len = frames.len() as u64 * PAGE;
+        let mut t = self.space.tables.lock();
+        let mut sh = self.shared.lock();
+        let k = sh.iter().position(|e| e.1 == 0).ok_or(VmError::NoMemory)?;
+        let (va, pages) = Self::find_free(&t, self.next.load(Ordering::Relaxed), len)?;
+        let flags = UserFlags {
+            writable: true,
+            executable: false,
+        };
+        for (j, &pa) in frames.iter().enumerate() {
+            if let Err(e) = t.map_user_4k(&mut KernelFrames, va + j as u64 * PAGE, pa, flags) {
+                // Nothing saw these pages yet; the region's frames stay the region's.
+                for i in 0..j {
+                    if let Some((_, Some(tp))) = t.unmap_4k(va + i as u64 * PAGE) {
+                        kalloc::free_frame(Frame::from_phys(tp));
+                    }
+                }
+                return Err(match e {
+                    MapError::OutOfFrames => VmError::NoMemory,
+                    _ => VmError::Invalid,
+                });
+            }
+        }
+        sh[k] = (va, pages, tag);
+        self.next.store(va + (pages + 1) * PAGE, Ordering::Relaxed);
+        Ok(va)
+    }
+
+    /// Whether `[va, va + pages)` overlaps a shared region's mapping.
+    fn overlaps_shared(&self, va: u64, pages: u64) -> bool {
+        let end = va + pages * PAGE;
+        self.shared
+            .lock()
+            .iter()
+            .any(|&(s, n, _)| n != 0 && s < end && va < s + n * PAGE)
+    }
+
     /// The first range of `len` bytes at or above `from` with no page mapped (tables held).
     fn find_free(t: &PageTables, from: u64, len: u64) -> Result<(u64, u64), VmError> {
         let mut cur = from;
@@ -173,8 +221,13 @@ impl AddressSpace {
     /// Unmaps `[va, va + len)` (pages not mapped are skipped, at the cost of the tables that
     /// exist, not of the range's length); the translations are gone on every CPU and the
     /// frames are free when it returns. Returns the pages unmapped.
+    /// A range overlapping a shared region's mapping is refused (`Invalid`): that mapping
+    /// lasts as long as the space.
     pub fn unmap(&self, va: u64, len: u64) -> Result<u64, VmError> {
         let pages = range(va, len)?;
+        if self.overlaps_shared(va, pages) {
+            return Err(VmError::Invalid);
+        }
         let end = va + pages * PAGE;
         let mut freed: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
         let mut t = self.space.tables.lock();
@@ -309,6 +362,21 @@ impl Drop for AddressSpace {
                     evict: true,
                 },
             );
+        }
+        // Shared regions: their pages leave the tables without their frames (the region's),
+        // then the space's reference to each region goes (the last frees its frames).
+        let sh = *self.shared.get_mut();
+        let t = self.space.tables.get_mut();
+        for (va, pages, tag) in sh {
+            if pages == 0 {
+                continue;
+            }
+            for k in 0..pages {
+                if let Some((_, Some(tp))) = t.unmap_4k(va + k * PAGE) {
+                    kalloc::free_frame(Frame::from_phys(tp));
+                }
+            }
+            super::shm::release(tag);
         }
     }
 }

@@ -6,7 +6,9 @@
 //! missing right `EPERM`, reserved info bits `EINVAL`, a length above 64 `EMSGSIZE`, a
 //! destroyed endpoint `EPIPE`, a server that ended mid-call `ECONNRESET`, one that dropped
 //! the call `ECONNABORTED`, a timeout `ETIMEDOUT`, no call to answer `ESRCH`, no endpoint
-//! or handle left `EAGAIN`. No pointer is read: there is nothing to fault on.
+//! or handle left `EAGAIN`, a zero-copy descriptor (info bit 40: words 0 and 1 are offset
+//! and length) outside the endpoint's shared region `ERANGE` (`ipc_reply`, which names no
+//! endpoint, refuses the bit with `EINVAL`). No pointer is read: there is nothing to fault on.
 
 use super::syscall::nr;
 use super::{process, task};
@@ -16,12 +18,14 @@ use exo_arch::syscall::IpcFrame;
 // `exo_abi::ipc`'s encoding of the info word (the kernel does not link `exo-abi`).
 const INFO_LEN_SHIFT: u32 = 32;
 const INFO_SLOW: u64 = 1 << 63;
-const INFO_RESERVED: u64 = !(INFO_SLOW | (0xff << INFO_LEN_SHIFT) | 0xffff_ffff);
+const INFO_ZC: u64 = ipc::INFO_ZC;
+const INFO_RESERVED: u64 = !(INFO_SLOW | INFO_ZC | (0xff << INFO_LEN_SHIFT) | 0xffff_ffff);
 const MSG_MAX: usize = 64;
 
 const EINVAL: i64 = 22;
 const EBADF: i64 = 9;
 const EMSGSIZE: i64 = 90;
+const ERANGE: i64 = 34;
 
 /// The IPC dispatcher (`exo_arch::syscall` calls it for the IPC numbers).
 pub extern "C" fn dispatch(f: &mut IpcFrame) {
@@ -53,14 +57,31 @@ fn msg_in(f: &IpcFrame) -> Result<Msg, i64> {
         label: info as u32,
         len,
         badge: 0,
+        zc: info & INFO_ZC != 0,
         words: [f.f.rdx, f.f.r10, f.f.r8, f.f.r9, f.r12, f.r13, f.r14, f.r15],
     })
+}
+
+/// A zero-copy message's descriptor (words 0 and 1: offset, length in bytes) checked
+/// against the region of the endpoint `h` names: `ERANGE` when it does not lie inside it
+/// (or the endpoint has no region). The kernel never touches the region: nothing to fault on.
+#[inline(always)]
+fn check_zc(t: &HandleTable, h: Handle, m: &Msg) -> Result<(), i64> {
+    if !m.zc {
+        return Ok(());
+    }
+    let c = t.get(h).map_err(err)?;
+    let (_, len) = ipc::region(c.ep).map_err(err)?;
+    match m.words[0].checked_add(m.words[1]) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(ERANGE),
+    }
 }
 
 /// Puts a received message into `f`'s registers.
 #[inline(always)]
 fn msg_out(f: &mut IpcFrame, m: &Msg) {
-    f.f.rsi = u64::from(m.label) | (u64::from(m.len) << INFO_LEN_SHIFT);
+    f.f.rsi = m.info();
     f.f.rdi = m.badge;
     [f.f.rdx, f.f.r10, f.f.r8, f.f.r9, f.r12, f.r13, f.r14, f.r15] = m.words;
 }
@@ -86,18 +107,20 @@ pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
     match f.f.rax {
         nr::IPC_CALL => {
             let m = msg_in(f)?;
+            let h = handle(f.f.rdi)?;
+            check_zc(t, h, &m)?;
             let fast = f.f.rsi & INFO_SLOW == 0;
-            let r = t
-                .call_via(handle(f.f.rdi)?, &m, deadline(f.rbx), fast)
-                .map_err(err)?;
+            let r = t.call_via(h, &m, deadline(f.rbx), fast).map_err(err)?;
             msg_out(f, &r);
             Ok(0)
         }
         nr::IPC_REPLY_RECV => {
             let m = msg_in(f)?;
+            let h = handle(f.f.rdi)?;
+            check_zc(t, h, &m)?;
             let fast = f.f.rsi & INFO_SLOW == 0;
             let r = t
-                .reply_recv_via(handle(f.f.rdi)?, &m, deadline(f.rbx), fast)
+                .reply_recv_via(h, &m, deadline(f.rbx), fast)
                 .map_err(err)?;
             msg_out(f, &r);
             Ok(0)
@@ -109,11 +132,17 @@ pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
         }
         nr::IPC_SEND => {
             let m = msg_in(f)?;
-            t.send(handle(f.f.rdi)?, &m, deadline(f.rbx)).map_err(err)?;
+            let h = handle(f.f.rdi)?;
+            check_zc(t, h, &m)?;
+            t.send(h, &m, deadline(f.rbx)).map_err(err)?;
             Ok(0)
         }
         nr::IPC_REPLY => {
             let m = msg_in(f)?;
+            if m.zc {
+                // No endpoint named: no region to check a descriptor against.
+                return Err(EINVAL);
+            }
             ipc::endpoint::reply(&m).map_err(err)?;
             Ok(0)
         }

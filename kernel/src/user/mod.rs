@@ -21,6 +21,7 @@ pub mod ipc;
 pub mod loader;
 pub mod process;
 pub mod programs;
+pub mod shm;
 pub mod syscall;
 pub mod task;
 pub mod testbed;

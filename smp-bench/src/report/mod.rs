@@ -1,6 +1,7 @@
 //! Host side (feature `report`): `bench_results.csv` + `configs/targets.toml` → the seed's
 //! status table (text or Markdown) and SVG charts. Used by the `exo-report` binary.
 
+pub mod compare;
 mod csv;
 mod error;
 mod select;

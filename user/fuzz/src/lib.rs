@@ -214,6 +214,7 @@ pub const IMPLEMENTED: &[(usize, u32)] = &[
     (nr::IPC_REPLY, 1),
     (nr::ENDPOINT_CREATE, 3),
     (nr::HANDLE_CLOSE, 2),
+    (nr::SHM_MAP, 2),
 ];
 
 /// Whether `n` is an IPC call: the worker makes it with `exo_rt::raw::ipc` (payload in
@@ -449,6 +450,7 @@ pub fn bad_success(number: u64, a: &[u64; 6], ret: i64) -> bool {
             | nr::IPC_REPLY
             | nr::HANDLE_CLOSE => r != 0,
             nr::ENDPOINT_CREATE => r >= exo_abi::ipc::HANDLES as u64,
+            nr::SHM_MAP => !r.is_multiple_of(PAGE) || !(USER_MIN..USER_END).contains(&r),
             _ => false,
         },
     }

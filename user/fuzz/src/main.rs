@@ -513,12 +513,19 @@ impl Ctx {
                 if r.chance(1, 4) {
                     a[1] |= 1 << 63; // IPC_INFO_SLOW
                 }
+                if r.chance(1, 8) {
+                    a[1] |= 1 << 40; // IPC_INFO_ZC: words 0 and 1 are a region descriptor
+                }
                 if r.chance(1, 16) {
-                    a[1] |= 1 << (40 + r.below(23)); // a reserved bit: EINVAL
+                    a[1] |= 1 << (41 + r.below(22)); // a reserved bit: EINVAL
                 }
             }
             nr::ENDPOINT_CREATE => {
                 a[0] = if r.chance(7, 8) { r.below(5) } else { a[0] };
+            }
+            nr::SHM_MAP => {
+                a[0] = if r.chance(7, 8) { r.below(66) } else { a[0] };
+                a[1] = r.pick(&[0, 0, 1, 4096, 65536, 1 << 20, (1 << 20) + 1, u64::MAX]);
             }
             nr::HANDLE_CLOSE => {
                 a[0] = if r.chance(7, 8) { r.below(66) } else { a[0] };
@@ -684,6 +691,11 @@ impl Ctx {
         let mut words = [a[2], a[3], a[4], a[5], 0, 0, 0, 0];
         for w in &mut words[4..] {
             *w = self.rng.next_u64();
+        }
+        if info & (1 << 40) != 0 && self.rng.chance(1, 2) {
+            // A descriptor that may fit a region (most endpoints have none: ERANGE).
+            words[0] = self.rng.below(1 << 17) & !7;
+            words[1] = self.rng.pick(&[0, 8, 1024, 65536, 1 << 20]);
         }
         let timeout = 1 + self.rng.below(exo_fuzz::IPC_TIMEOUT_MAX);
         // SAFETY: the IPC calls read and write registers only (no pointer arguments).

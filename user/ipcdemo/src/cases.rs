@@ -43,4 +43,16 @@ pub const CASES: &[Case] = &[
         expect: |s| s == ExitStatus::Exited(0),
         expect_text: "exit 0",
     },
+    Case {
+        arg: 6,
+        name: "zero-copy: shm_map errors, a region shared by two mappings, 200 round trips of 1 KiB checked by checksums, out-of-region descriptors ERANGE",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
+    Case {
+        arg: 7,
+        name: "batches: 100 x 16 messages of 64 bytes in one call each through the region, order and checksums checked; bad batch descriptors ERANGE",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
 ];

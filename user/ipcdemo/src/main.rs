@@ -8,6 +8,7 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod cases;
+mod zc;
 
 use exo_rt::abi::ipc::{INFO_SLOW, RIGHT_RECV, RIGHT_SEND};
 use exo_rt::{Errno, ExitStatus, IpcMsg, KillCause, eprintln, println};
@@ -27,6 +28,9 @@ const CALLS: u64 = 1000;
 const MS: u64 = 1_000_000;
 
 fn run(arg: u64) -> i32 {
+    if arg >> 56 == ROLE && (arg >> 48) & 0xff == zc::ZC {
+        return zc::server(arg as u32);
+    }
     if arg >> 56 == ROLE {
         return server((arg >> 48) & 0xff, arg as u32, false);
     }
@@ -37,6 +41,8 @@ fn run(arg: u64) -> i32 {
         3 => bad_input(),
         4 => timeouts(),
         5 => destroyed_while_blocked(),
+        6 => zc::zero_copy(),
+        7 => zc::batches(),
         _ => Err("no such case"),
     };
     match r {

@@ -245,6 +245,9 @@ pub struct IpcMsg {
     pub len: u8,
     /// Who sent it (received messages only).
     pub badge: u64,
+    /// Words 0 and 1 are a zero-copy descriptor (offset, length) into the endpoint's shared
+    /// region (`exo_abi::ipc::INFO_ZC`; checked by the kernel, delivered to the receiver).
+    pub zc: bool,
     /// The payload.
     pub words: [u64; 8],
 }
@@ -256,12 +259,26 @@ impl IpcMsg {
             label,
             len: 64,
             badge: 0,
+            zc: false,
             words,
         }
     }
-    /// The info word (`exo_abi::ipc::info`).
+    /// A zero-copy message: `label` and the descriptor of bytes `off..off + len` of the
+    /// endpoint's shared region (words 2..8 are the protocol's).
+    pub const fn zc(label: u32, off: u64, len: u64, rest: [u64; 6]) -> IpcMsg {
+        IpcMsg {
+            label,
+            len: 64,
+            badge: 0,
+            zc: true,
+            words: [
+                off, len, rest[0], rest[1], rest[2], rest[3], rest[4], rest[5],
+            ],
+        }
+    }
+    /// The info word (`exo_abi::ipc::info`, with `INFO_ZC` for a descriptor).
     pub const fn info(&self) -> u64 {
-        exo_abi::ipc::info(self.label, self.len)
+        exo_abi::ipc::info(self.label, self.len) | if self.zc { exo_abi::ipc::INFO_ZC } else { 0 }
     }
 }
 
@@ -284,6 +301,7 @@ pub fn ipc_op(
         label: exo_abi::ipc::label_of(info),
         len: exo_abi::ipc::len_of(info),
         badge: h,
+        zc: info & exo_abi::ipc::INFO_ZC != 0,
         words,
     })
 }
@@ -323,6 +341,14 @@ pub fn endpoint_create(rights: u64, badge: u64) -> Result<u32, Errno> {
     // SAFETY: only the caller's handle table changes.
     Errno::from_ret(unsafe { syscall2(nr::ENDPOINT_CREATE, rights as usize, badge as usize) })
         .map(|h| h as u32)
+}
+
+/// `shm_map(handle, len)`: maps the shared region of endpoint `handle` (created with `len`
+/// bytes first when `len != 0`); its address.
+pub fn shm_map(handle: u32, len: u64) -> Result<*mut u8, Errno> {
+    // SAFETY: the kernel maps new memory at an address it picks; nothing of ours changes.
+    Errno::from_ret(unsafe { syscall2(nr::SHM_MAP, handle as usize, len as usize) })
+        .map(|a| a as *mut u8)
 }
 
 /// `handle_close(handle)`.

@@ -14,6 +14,8 @@
 //! | `ipc.rtt.64` | `ipc_call` with 64 bytes to a copy of this program on the same CPU answering with `ipc_reply_recv` (64 bytes): the round trip (fastpath) |
 //! | `ipc.slowpath.rtt.64` | the same with `IPC_INFO_SLOW` on both sides (queues and the scheduler) |
 //! | `ipc.rtt.64.thread` | the same round trip (fastpath) with a thread of this process as the server |
+//! | `ipc.rtt.1k.zc` | `ipc_call` carrying a descriptor of 1 KiB in the endpoint's shared region (64 KiB, mapped by both once); the server reads the first and last word of the 1 KiB and answers with a descriptor of it: the round trip (no copy, no remap) |
+//! | `ipc.batch.16x64` | 16 messages of 64 bytes written into the shared region and sent by one `ipc_call` (one descriptor); the server reads all 16 (their 128 words summed) and answers with the count and the sum, which the client checks: the whole batch |
 //!
 //! With `arg = 0x59 << 56 | cpu << 32 | count` (cpu < 2^24, count < 2^32), it is instead that copy: it pins itself
 //! to `cpu`, yields `count` times and exits 0. With `arg = 0x1c << 56 | cpu << 32 | handle`
@@ -52,6 +54,14 @@ const IPC_SERVER: u64 = 0x1c;
 const FAST: u32 = 1;
 const SLOW: u32 = 2;
 const QUIT: u32 = 3;
+const ZC: u32 = 4;
+const BATCH: u32 = 5;
+/// The shared region of the zero-copy rows.
+const REGION: u64 = 64 * 1024;
+const KIB: u64 = 1024;
+/// Messages of one batch and their size in words.
+const BATCH_N: usize = 16;
+const SLOT_WORDS: usize = 8;
 
 fn run(arg: u64) -> i32 {
     if arg >> 56 == PARTNER {
@@ -143,6 +153,8 @@ fn ipc_server(h: u64) -> i32 {
             return 3;
         }
     };
+    // The shared region, mapped at the first zero-copy message.
+    let mut region: *const u64 = core::ptr::null();
     loop {
         if m.label == QUIT {
             return match exo_rt::ipc_reply(&m) {
@@ -151,13 +163,34 @@ fn ipc_server(h: u64) -> i32 {
             };
         }
         let extra = if m.label == SLOW { INFO_SLOW } else { 0 };
-        m = match exo_rt::ipc_op(
-            nr::IPC_REPLY_RECV,
-            h,
-            &IpcMsg::new(m.label, m.words),
-            extra,
-            0,
-        ) {
+        let reply = if m.zc && (m.label == ZC || m.label == BATCH) {
+            if region.is_null() {
+                match exo_rt::shm_map(h, 0) {
+                    Ok(p) => region = p.cast::<u64>(),
+                    Err(e) => {
+                        eprintln!("ubench: ipc server: shm_map: {e}");
+                        return 6;
+                    }
+                }
+            }
+            let (off, len) = (m.words[0] as usize / 8, m.words[1] as usize / 8);
+            // SAFETY: the kernel checked the descriptor against the region (64 KiB, mapped
+            // at `region`); the client waits for the reply before it writes again.
+            let w = unsafe { core::slice::from_raw_parts(region.add(off), len) };
+            if m.label == ZC {
+                let ends = w.first().copied().unwrap_or(0) ^ w.last().copied().unwrap_or(0);
+                IpcMsg::zc(ZC, m.words[0], m.words[1], [ends, 0, 0, 0, 0, 0])
+            } else {
+                let sum = w.iter().fold(0u64, |a, &x| a.wrapping_add(x));
+                IpcMsg::new(
+                    BATCH,
+                    [(w.len() / SLOT_WORDS) as u64, sum, 0, 0, 0, 0, 0, 0],
+                )
+            }
+        } else {
+            IpcMsg::new(m.label, m.words)
+        };
+        m = match exo_rt::ipc_op(nr::IPC_REPLY_RECV, h, &reply, extra, 0) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("ubench: ipc server: reply_recv: {e}");
@@ -218,6 +251,9 @@ fn ipc_rows<const M: usize>(
     };
     row(suite, s, "ipc.rtt.64", FAST, 0, &mut err);
     row(suite, s, "ipc.slowpath.rtt.64", SLOW, INFO_SLOW, &mut err);
+    if let Err(e) = zc_rows(suite, s, h) {
+        err.get_or_insert(e);
+    }
     let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), 0);
     match exo_rt::wait(pid) {
         Ok(ExitStatus::Exited(0)) if quit.is_ok() => {}
@@ -247,6 +283,75 @@ fn ipc_rows<const M: usize>(
         None => Ok(()),
         Some(e) => {
             eprintln!("ubench: ipc rows: {e}");
+            Err(e)
+        }
+    }
+}
+
+/// `ipc.rtt.1k.zc` and `ipc.batch.16x64` through the endpoint's shared region (created
+/// here; the server maps it at its first zero-copy message).
+fn zc_rows<const M: usize>(suite: &mut Suite, s: &mut Samples<M>, h: u32) -> Result<(), Errno> {
+    let base = exo_rt::shm_map(h, REGION)
+        .inspect_err(|e| eprintln!("ubench: shm_map: {e}"))?
+        .cast::<u64>();
+    let words = (REGION / 8) as usize;
+    // SAFETY: the region is 64 KiB mapped at `base`, ours and the server's only; the server
+    // reads it only while we wait in a call.
+    let region = unsafe { core::slice::from_raw_parts_mut(base, words) };
+    for (k, w) in region.iter_mut().enumerate() {
+        *w = k as u64;
+    }
+    let mut err = None;
+    let mut i = 0u64;
+    let st = suite.measure(s, WARMUP, N, 1, || {
+        // 1 KiB at a moving offset; first and last word known from the fill above.
+        let off = (i % (REGION / KIB)) * KIB;
+        i += 1;
+        let q = IpcMsg::zc(ZC, off, KIB, [0; 6]);
+        match exo_rt::ipc_call(h, &q, 0) {
+            Ok(r) if r.zc && r.words[0] == off && r.words[2] == (off / 8) ^ (off / 8 + 127) => {}
+            Ok(_) => {
+                err.get_or_insert(Errno::EIO);
+            }
+            Err(e) => {
+                err.get_or_insert(e);
+            }
+        }
+    });
+    if err.is_none() {
+        suite.emit("ipc.rtt.1k.zc", st);
+    }
+    let mut seq = 0u64;
+    let batch_bytes = (BATCH_N * SLOT_WORDS * 8) as u64;
+    let st = suite.measure(s, WARMUP, N, 1, || {
+        let off = (seq * batch_bytes) % REGION;
+        let slots = &mut region[off as usize / 8..][..BATCH_N * SLOT_WORDS];
+        let mut sum = 0u64;
+        for msg in slots.chunks_exact_mut(SLOT_WORDS) {
+            for (k, w) in msg.iter_mut().enumerate() {
+                *w = seq + k as u64;
+                sum = sum.wrapping_add(*w);
+            }
+            seq += 1;
+        }
+        let q = IpcMsg::zc(BATCH, off, batch_bytes, [0; 6]);
+        match exo_rt::ipc_call(h, &q, 0) {
+            Ok(r) if r.words[0] == BATCH_N as u64 && r.words[1] == sum => {}
+            Ok(_) => {
+                err.get_or_insert(Errno::EIO);
+            }
+            Err(e) => {
+                err.get_or_insert(e);
+            }
+        }
+    });
+    match err {
+        None => {
+            suite.emit("ipc.batch.16x64", st);
+            Ok(())
+        }
+        Some(e) => {
+            eprintln!("ubench: zero-copy rows: {e}");
             Err(e)
         }
     }

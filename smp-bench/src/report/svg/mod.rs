@@ -6,10 +6,12 @@ mod contention;
 mod doc;
 mod heatmap;
 mod nginx;
+mod ratio;
 mod scale;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::compare::CompareRow;
 use super::{Comparator, Row, Select, Target, Unit};
 use crate::Mode;
 use crate::names::{C2cKind, C2cName, ContendName, LockKind, parse_u32};
@@ -111,6 +113,46 @@ pub fn nginx_chart(rows: &[Row]) -> String {
     let note = mode_note(rps.values().chain(lat.values()).copied());
     let sub = format!("bars: requests/s · lines: ticks per request · {note}");
     nginx::render(title, &sub, &points)
+}
+
+/// Bar chart (log scale) of the comparison's ratios, Exo-OS p50 / Linux p50, one row per
+/// line that has at least one ratio (a placeholder SVG when none has).
+pub fn compare_chart(rows: &[CompareRow]) -> String {
+    let title = "Exo-OS beside Linux: the same operations, same QEMU";
+    let bars: Vec<ratio::Bar> = rows
+        .iter()
+        .filter(|r| r.ratio_off.value().is_some() || r.ratio_default.value().is_some())
+        .map(|r| ratio::Bar {
+            label: r.pair.label.to_string(),
+            off: r.ratio_off.value(),
+            default: r.ratio_default.value(),
+        })
+        .collect();
+    if bars.is_empty() {
+        return placeholder(
+            title,
+            "no row has both an Exo-OS and a Linux figure in one mode",
+        );
+    }
+    let modes: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r.ratio_off.value().is_some() || r.ratio_default.value().is_some())
+        .map(CompareRow::mode_text)
+        .collect();
+    let mode = match modes.iter().collect::<Vec<_>>().as_slice() {
+        [m] => format!("mode {m}"),
+        _ => "mixed modes".to_string(),
+    };
+    let note = if mode == "mode icount" {
+        " (ticks are guest instructions)"
+    } else {
+        ""
+    };
+    ratio::render(
+        title,
+        &format!("p50 ratios, timing overhead subtracted on both sides · {mode}{note}"),
+        &bars,
+    )
 }
 
 /// For each key, the most trusted row (real-cycle mode first), latest on ties.

@@ -1,0 +1,182 @@
+//! Shared regions for zero-copy IPC (issue 13, phase 3): `shm_map(handle, len)` maps the
+//! region attached to an endpoint into the caller, creating it (len bytes, zeroed, at most
+//! [`REGION_MAX`]) when `len != 0`. Both ends map the same frames once; a message then
+//! carries a descriptor (offset, length) into the region, checked by the IPC layer against
+//! the region's length (`user::ipc`): no copy, no remap, no shootdown per message.
+//!
+//! A region lives in a fixed table of [`MAX_REGIONS`] slots; its frames are counted by
+//! mappings (every address space that maps it holds one reference, dropped when the space
+//! goes: `aspace::AddressSpace`'s `Drop`), and freed with the last. The endpoint keeps only
+//! a tag (slot + generation): a stale tag (its region freed) is found out by the
+//! generation and `shm_map(handle, 0)` fails with `ENOENT`; the endpoint's bound for
+//! descriptors stays its region's length (the kernel never reads the region).
+
+use super::syscall::Errno;
+use crate::mm::kalloc::{self, Frame};
+use alloc::vec::Vec;
+use exo_percpu::IrqGuard;
+
+/// Regions that can exist at once.
+pub const MAX_REGIONS: usize = 64;
+/// Largest region (bytes).
+pub const REGION_MAX: u64 = 1 << 20;
+const PAGE: u64 = 4096;
+
+struct Region {
+    gen_: u32,
+    /// Mappings (address spaces) holding it; 0: free.
+    refs: u32,
+    frames: Vec<u64>,
+}
+
+static REGIONS: [spin::Mutex<Region>; MAX_REGIONS] = [const {
+    spin::Mutex::new(Region {
+        gen_: 1,
+        refs: 0,
+        frames: Vec::new(),
+    })
+}; MAX_REGIONS];
+
+fn tag(index: usize, gen_: u32) -> u64 {
+    (u64::from(gen_) << 32) | (index as u64 + 1)
+}
+
+fn slot_of(tag: u64) -> Option<(&'static spin::Mutex<Region>, u32)> {
+    let i = (tag as u32 as usize).checked_sub(1)?;
+    REGIONS.get(i).map(|r| (r, (tag >> 32) as u32))
+}
+
+/// Regions in use (tests: none left after a run).
+pub fn in_use() -> usize {
+    let _g = IrqGuard::new();
+    REGIONS.iter().filter(|r| r.lock().refs != 0).count()
+}
+
+/// A new region of `len` bytes (rounded up to pages) of zeroed frames, with one reference
+/// (the creator's mapping-to-be: [`release`] it if that fails). Returns its tag and frames.
+pub fn create(len: u64) -> Result<(u64, Vec<u64>), Errno> {
+    if len == 0 || len > REGION_MAX {
+        return Err(Errno::Einval);
+    }
+    let pages = len.div_ceil(PAGE);
+    let mut frames = Vec::new();
+    frames
+        .try_reserve_exact(pages as usize)
+        .map_err(|_| Errno::Enomem)?;
+    for _ in 0..pages {
+        match kalloc::alloc_frame() {
+            Ok(f) => {
+                crate::sys::zero_frame(f.phys());
+                frames.push(f.phys());
+            }
+            Err(_) => {
+                for pa in frames {
+                    kalloc::free_frame(Frame::from_phys(pa));
+                }
+                return Err(Errno::Enomem);
+            }
+        }
+    }
+    let copy = copy_of(&frames)?;
+    let _g = IrqGuard::new();
+    for (i, r) in REGIONS.iter().enumerate() {
+        let mut g = r.lock();
+        if g.refs == 0 && g.frames.is_empty() {
+            g.refs = 1;
+            g.frames = frames;
+            return Ok((tag(i, g.gen_), copy));
+        }
+    }
+    for pa in frames {
+        kalloc::free_frame(Frame::from_phys(pa));
+    }
+    Err(Errno::Eagain)
+}
+
+fn copy_of(frames: &[u64]) -> Result<Vec<u64>, Errno> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(frames.len())
+        .map_err(|_| Errno::Enomem)?;
+    v.extend_from_slice(frames);
+    Ok(v)
+}
+
+/// One more reference to region `tag` (a new mapping); its frames. `ENOENT` if it is gone.
+pub fn acquire(tag: u64) -> Result<Vec<u64>, Errno> {
+    let (r, gen_) = slot_of(tag).ok_or(Errno::Enoent)?;
+    let _g = IrqGuard::new();
+    let mut g = r.lock();
+    if g.gen_ != gen_ || g.refs == 0 {
+        return Err(Errno::Enoent);
+    }
+    let v = copy_of(&g.frames)?;
+    g.refs += 1;
+    Ok(v)
+}
+
+/// Drops a reference to region `tag`; the last one frees its frames (no mapping of them
+/// is left: every space unmapped them first).
+pub fn release(tag: u64) {
+    let Some((r, gen_)) = slot_of(tag) else {
+        return;
+    };
+    let frames = {
+        let _g = IrqGuard::new();
+        let mut g = r.lock();
+        if g.gen_ != gen_ || g.refs == 0 {
+            return;
+        }
+        g.refs -= 1;
+        if g.refs != 0 {
+            return;
+        }
+        g.gen_ = g.gen_.wrapping_add(1).max(1);
+        core::mem::take(&mut g.frames)
+    };
+    for pa in frames {
+        kalloc::free_frame(Frame::from_phys(pa));
+    }
+}
+
+/// `shm_map(handle, len)`: maps the region of the endpoint `handle` names into the calling
+/// process (creating it with `len` bytes when `len != 0`); its address.
+pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
+    let t = super::process::handles().ok_or(Errno::Ebadf)?;
+    let h = u32::try_from(handle).map_err(|_| Errno::Ebadf)?;
+    let cap = t.get(crate::ipc::Handle(h)).map_err(|_| Errno::Ebadf)?;
+    let (old, _) = crate::ipc::region(cap.ep).map_err(|_| Errno::Epipe)?;
+    let (tag, frames) = if len == 0 {
+        if old == 0 {
+            return Err(Errno::Enoent);
+        }
+        (old, acquire(old)?)
+    } else {
+        if len > REGION_MAX {
+            return Err(Errno::Einval);
+        }
+        if old != 0 {
+            return Err(Errno::Eexist);
+        }
+        let (tag, frames) = create(len)?;
+        match crate::ipc::set_region(cap.ep, tag, frames.len() as u64 * PAGE) {
+            Ok(true) => (tag, frames),
+            Ok(false) => {
+                release(tag);
+                return Err(Errno::Eexist);
+            }
+            Err(_) => {
+                release(tag);
+                return Err(Errno::Epipe);
+            }
+        }
+    };
+    let r = super::process::with_current(|a| a.map_shared(&frames, tag))
+        .unwrap_or(Err(super::aspace::VmError::NoMemory));
+    match r {
+        Ok(va) => Ok(va as i64),
+        Err(_) => {
+            release(tag);
+            Err(Errno::Enomem)
+        }
+    }
+}

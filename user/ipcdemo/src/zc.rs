@@ -1,0 +1,296 @@
+//! Cases 6 and 7: zero-copy messages through an endpoint's shared region (`shm_map`,
+//! `INFO_ZC` descriptors) and batches of 16 messages of 64 bytes in one call (written into
+//! the region, named by one descriptor), with the server role `ZC` answering both.
+
+use super::{BADGE, LABEL_QUIT, ROLE, endpoint, expect};
+use exo_rt::{Errno, ExitStatus, IpcMsg, eprintln, println};
+
+/// Server mode: zero-copy and batch server.
+pub const ZC: u64 = 4;
+/// Region size of the cases (64 KiB).
+pub const REGION: u64 = 64 * 1024;
+const KIB: u64 = 1024;
+const LABEL_ZC: u32 = 0x200;
+const LABEL_BATCH: u32 = 0x300;
+const LABEL_FAIL: u32 = 0xfa1;
+const ROUNDS: u64 = 200;
+const BATCHES: u64 = 100;
+/// Messages per batch and their size.
+pub const BATCH_N: u64 = 16;
+pub const BATCH_SLOT: u64 = 64;
+
+fn fnv(words: &[u64]) -> u64 {
+    words.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    (a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(23)
+}
+
+/// The words `off..off + len` of the region at `base` (len a multiple of 8).
+///
+/// # Safety
+/// `base` is a mapping of the region and the range lies inside it; nobody writes it meanwhile.
+unsafe fn words<'a>(base: *mut u8, off: u64, len: u64) -> &'a mut [u64] {
+    // SAFETY: as the caller promises (the region is page-aligned, so is every 8-byte offset).
+    unsafe {
+        core::slice::from_raw_parts_mut(base.add(off as usize).cast::<u64>(), len as usize / 8)
+    }
+}
+
+/// One 64-byte batch message: its global sequence number, derived words, the checksum.
+fn batch_msg(seq: u64) -> [u64; 8] {
+    let mut w = [0u64; 8];
+    w[0] = seq;
+    for (k, x) in w.iter_mut().enumerate().take(7).skip(1) {
+        *x = mix(seq, k as u64);
+    }
+    w[7] = fnv(&w[..7]);
+    w
+}
+
+/// The server role: maps the region of `h`, answers zero-copy and batch calls until QUIT.
+/// Exit 0 if every request checked out.
+pub fn server(h: u32) -> i32 {
+    let base = match exo_rt::shm_map(h, 0) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ipcdemo zc server: shm_map: {e}");
+            return 2;
+        }
+    };
+    let mut bad = 0u32;
+    let mut next_seq = 0u64;
+    let mut m = match exo_rt::ipc_recv(h, 0) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ipcdemo zc server: recv: {e}");
+            return 3;
+        }
+    };
+    loop {
+        let reply = match m.label {
+            LABEL_QUIT => {
+                let _ = exo_rt::ipc_reply(&IpcMsg::new(LABEL_QUIT, [0; 8]));
+                return i32::from(bad != 0) * 5;
+            }
+            LABEL_ZC if m.zc && m.badge == BADGE => {
+                let (off, len) = (m.words[0], m.words[1]);
+                // SAFETY: the kernel checked the descriptor against the region; the client
+                // waits for the reply.
+                let w = unsafe { words(base, off, len) };
+                if fnv(w) != m.words[2] {
+                    bad += 1;
+                    IpcMsg::new(LABEL_FAIL, [0; 8])
+                } else {
+                    w.iter_mut().for_each(|x| *x = !*x);
+                    IpcMsg::zc(LABEL_ZC + 1, off, len, [fnv(w), 0, 0, 0, 0, 0])
+                }
+            }
+            LABEL_BATCH if m.zc && m.words[1] == BATCH_N * BATCH_SLOT => {
+                // SAFETY: as above.
+                let w = unsafe { words(base, m.words[0], m.words[1]) };
+                let mut digest = 0u64;
+                let mut n = 0u64;
+                for slot in w.chunks_exact(8) {
+                    if slot[0] != next_seq
+                        || slot[7] != fnv(&slot[..7])
+                        || slot[1] != mix(slot[0], 1)
+                    {
+                        bad += 1;
+                        break;
+                    }
+                    digest = mix(digest, slot[7]);
+                    next_seq += 1;
+                    n += 1;
+                }
+                IpcMsg::new(LABEL_BATCH + 1, [n, digest, 0, 0, 0, 0, 0, 0])
+            }
+            _ => {
+                bad += 1;
+                IpcMsg::new(LABEL_FAIL, [0; 8])
+            }
+        };
+        m = match exo_rt::ipc_reply_recv(h, &reply, 0) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("ipcdemo zc server: reply_recv: {e}");
+                return 6;
+            }
+        };
+    }
+}
+
+fn spawn_server(h: u32) -> Result<usize, &'static str> {
+    exo_rt::spawn("/ipcdemo", ROLE << 56 | ZC << 48 | u64::from(h))
+        .map_err(|_| "spawn of the zc server")
+}
+
+fn quit(h: u32, pid: usize) -> Result<(), &'static str> {
+    match exo_rt::ipc_call(h, &IpcMsg::new(LABEL_QUIT, [0; 8]), 0) {
+        Ok(m) if m.label == LABEL_QUIT => {}
+        _ => return Err("quit call"),
+    }
+    match exo_rt::wait(pid) {
+        Ok(ExitStatus::Exited(0)) => Ok(()),
+        _ => Err("the zc server did not exit 0 (it saw a bad request)"),
+    }
+}
+
+/// Case 6: the region's calls and errors, then `ROUNDS` zero-copy round trips of 1 KiB,
+/// each checked on both sides by a checksum over the region's bytes.
+pub fn zero_copy() -> Result<(), &'static str> {
+    let h = endpoint()?;
+    let t = 1_000;
+    expect("shm_map of no region", exo_rt::shm_map(h, 0), Errno::ENOENT)?;
+    expect(
+        "shm_map above 1 MiB",
+        exo_rt::shm_map(h, (1 << 20) + 1),
+        Errno::EINVAL,
+    )?;
+    expect(
+        "shm_map of an empty handle",
+        exo_rt::shm_map(63, 4096),
+        Errno::EBADF,
+    )?;
+    expect(
+        "shm_map of handle 2^32",
+        exo_rt::shm_map(u32::MAX, 4096),
+        Errno::EBADF,
+    )?;
+    expect(
+        "descriptor with no region",
+        exo_rt::ipc_call(h, &IpcMsg::zc(LABEL_ZC, 0, 8, [0; 6]), t),
+        Errno::ERANGE,
+    )?;
+    let base = exo_rt::shm_map(h, REGION).map_err(|_| "shm_map create")?;
+    expect("second create", exo_rt::shm_map(h, 4096), Errno::EEXIST)?;
+    // A second mapping in this process aliases the same frames.
+    let alias = exo_rt::shm_map(h, 0).map_err(|_| "shm_map of the existing region")?;
+    if alias == base {
+        return Err("the second mapping has the first one's address");
+    }
+    // SAFETY: both are mappings of the 64 KiB region.
+    unsafe {
+        base.add(4100).write_volatile(0x5a);
+        if alias.add(4100).read_volatile() != 0x5a {
+            return Err("the two mappings do not share their frames");
+        }
+        if base.add(REGION as usize - 1).read_volatile() != 0 {
+            return Err("a new region is not zeroed");
+        }
+    }
+    // SAFETY: the range is the region's mapping: the kernel must refuse (and if it did
+    // not, nothing reads the page again before the check fails the case).
+    let r = unsafe { exo_rt::munmap(base as usize, 4096) };
+    expect("munmap of the region", r, Errno::EINVAL)?;
+    for (what, off, len) in [
+        ("descriptor past the end", REGION, 1),
+        ("descriptor longer than the region", 0, REGION + 1),
+        ("descriptor straddling the end", REGION - 8, 16),
+        ("descriptor overflowing", u64::MAX, 2),
+        ("descriptor of huge length", 8, u64::MAX),
+    ] {
+        expect(
+            what,
+            exo_rt::ipc_call(h, &IpcMsg::zc(LABEL_ZC, off, len, [0; 6]), t),
+            Errno::ERANGE,
+        )?;
+        expect(
+            what,
+            exo_rt::ipc_send(h, &IpcMsg::zc(LABEL_ZC, off, len, [0; 6]), t),
+            Errno::ERANGE,
+        )?;
+        expect(
+            what,
+            exo_rt::ipc_reply_recv(h, &IpcMsg::zc(LABEL_ZC, off, len, [0; 6]), t),
+            Errno::ERANGE,
+        )?;
+    }
+    expect(
+        "zero-copy ipc_reply",
+        exo_rt::ipc_reply(&IpcMsg::zc(LABEL_ZC, 0, 8, [0; 6])),
+        Errno::EINVAL,
+    )?;
+    let other = endpoint()?;
+    expect(
+        "descriptor on an endpoint without a region",
+        exo_rt::ipc_call(other, &IpcMsg::zc(LABEL_ZC, 0, 8, [0; 6]), t),
+        Errno::ERANGE,
+    )?;
+    exo_rt::handle_close(other).map_err(|_| "close")?;
+
+    let pid = spawn_server(h)?;
+    for i in 0..ROUNDS {
+        let off = (i % (REGION / KIB)) * KIB;
+        // SAFETY: inside the region; the server only touches it during the call.
+        let w = unsafe { words(base, off, KIB) };
+        for (k, x) in w.iter_mut().enumerate() {
+            *x = mix(i, k as u64);
+        }
+        let sum = fnv(w);
+        let r = exo_rt::ipc_call(h, &IpcMsg::zc(LABEL_ZC, off, KIB, [sum, 0, 0, 0, 0, 0]), 0)
+            .map_err(|_| "a zero-copy call failed")?;
+        if r.label != LABEL_ZC + 1 || !r.zc || r.words[0] != off || r.words[1] != KIB {
+            return Err("a zero-copy reply is not the expected descriptor");
+        }
+        // SAFETY: as above (the call returned).
+        let w = unsafe { words(base, off, KIB) };
+        if fnv(w) != r.words[2] || w.iter().enumerate().any(|(k, &x)| x != !mix(i, k as u64)) {
+            return Err("the region does not hold the server's answer");
+        }
+    }
+    quit(h, pid)?;
+    exo_rt::handle_close(h).map_err(|_| "close")?;
+    println!(
+        "ipcdemo 6: {ROUNDS} zero-copy round trips of 1 KiB: checksums and contents checked; bad descriptors ERANGE"
+    );
+    Ok(())
+}
+
+/// Case 7: `BATCHES` batches of 16 messages of 64 bytes, each written into the region and
+/// sent with one call; the server checks order (global sequence numbers) and checksums and
+/// answers with the count and a digest. Bad batch descriptors fail with `ERANGE`.
+pub fn batches() -> Result<(), &'static str> {
+    let h = endpoint()?;
+    let base = exo_rt::shm_map(h, REGION).map_err(|_| "shm_map create")?;
+    let bytes = BATCH_N * BATCH_SLOT;
+    for (what, off) in [
+        ("batch past the end", REGION - bytes + 64),
+        ("batch at u64::MAX", u64::MAX - 8),
+    ] {
+        expect(
+            what,
+            exo_rt::ipc_call(h, &IpcMsg::zc(LABEL_BATCH, off, bytes, [0; 6]), 1_000),
+            Errno::ERANGE,
+        )?;
+    }
+    let pid = spawn_server(h)?;
+    let mut seq = 0u64;
+    for b in 0..BATCHES {
+        let off = (b * bytes) % REGION;
+        // SAFETY: inside the region.
+        let w = unsafe { words(base, off, bytes) };
+        let mut digest = 0;
+        for slot in w.chunks_exact_mut(8) {
+            let m = batch_msg(seq);
+            slot.copy_from_slice(&m);
+            digest = mix(digest, m[7]);
+            seq += 1;
+        }
+        let r = exo_rt::ipc_call(h, &IpcMsg::zc(LABEL_BATCH, off, bytes, [0; 6]), 0)
+            .map_err(|_| "a batch call failed")?;
+        if r.label != LABEL_BATCH + 1 || r.words[0] != BATCH_N || r.words[1] != digest {
+            eprintln!("ipcdemo 7: batch {b}: reply {r:?}");
+            return Err("a batch was not received whole, in order");
+        }
+    }
+    quit(h, pid)?;
+    exo_rt::handle_close(h).map_err(|_| "close")?;
+    println!(
+        "ipcdemo 7: {BATCHES} batches of {BATCH_N} x 64 bytes: all received in order, checked"
+    );
+    Ok(())
+}
