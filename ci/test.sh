@@ -178,6 +178,14 @@ for n in 1 2 4 64; do
         '^init: ipc suite: 1 round\(s\), 8 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
         '^PROC,1,exit,0$' '^MEM,init,.*,same$'
 done
+# The fake nginx (user/nginx): a load generator and 1..4 workers over IPC, every response
+# checked; rows well-formed (the figures are TCG timing: never judged).
+log="$out/nginx-smp4.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job init "${initrd[@]}" --append "exo.init_arg=$(printf '0x%x' $(( (1000 << 32) | 0x40 )))" \
+    --log "$log" --timeout 600 >/dev/null 2>&1
+expect_log "fake nginx at -smp 4: 1..4 workers over IPC, every response checked, rows well-formed" "$log" 0 $? \
+    '^SUITE,nginx,' '^BENCH,nginx\.rps\.1,1,[0-9]+,' '^BENCH,nginx\.lat\.4,1000,[0-9]+,' '^END,nginx,8$' \
+    '^nginx: summary: .*, all good$' '^PROC,1,exit,0$' '^MEM,init,.*,same$'
 log="$out/init-faults-10k.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job init "${initrd[@]}" --append "exo.init_arg=0x38E00000001" \
     --log "$log" --timeout 1200 >/dev/null 2>&1

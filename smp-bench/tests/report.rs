@@ -335,6 +335,81 @@ fn contention_uses_log_scale_for_wide_ranges() {
     assert!(chart.contains(">100k</text>") && chart.contains(">100</text>"));
 }
 
+#[test]
+fn nginx_svg() {
+    let csv = format!(
+        "{}\n\
+         nginx,tcg,nginx.rps.1,1,20758,20758,20758,20758,20758,20758\n\
+         nginx,tcg,nginx.lat.1,1000,115424,66140,443988,71246,183406,251196\n\
+         nginx,tcg,nginx.rps.2,1,34265,34265,34265,34265,34265,34265\n\
+         nginx,tcg,nginx.lat.2,1000,144811,40620,8903672,67530,174260,3020226\n\
+         nginx,tcg,nginx.rps.4,1,21217,21217,21217,21217,21217,21217\n\
+         smp,tcg,contend.tas.2,100,700,500,3000,650,900,1000\n",
+        report::CSV_HEADER
+    );
+    let chart = svg::nginx_chart(&parse_csv(&csv).unwrap());
+    assert_well_formed(&chart);
+    // One bar per CPU count with a rps row, one line per percentile over the lat rows.
+    assert_eq!(chart.matches("requests/s</title>").count(), 3);
+    assert!(chart.contains("<title>2 CPUs: 34265 requests/s</title>"));
+    assert!(chart.contains("<title>4 CPUs: 21217 requests/s</title>"));
+    assert_eq!(chart.matches("<polyline").count(), 2);
+    assert!(chart.contains("<title>p50: 2 CPUs, 67530 ticks per request</title>"));
+    assert!(chart.contains("<title>p99: 1 CPUs, 251196 ticks per request</title>"));
+    assert!(
+        !chart.contains("p50: 4 CPUs"),
+        "no nginx.lat.4 row: no point"
+    );
+    // x labels 1, 2, 4; the wide latency range (67k..3M) is on a log axis.
+    for legend in [
+        "requests/s",
+        "p50 latency",
+        "p99 latency",
+        "requests per second",
+    ] {
+        assert!(chart.contains(&format!(">{legend}</text>")), "{legend}");
+    }
+    assert!(chart.contains("ticks per request (log scale)"));
+    assert!(chart.contains(">34k</text>"), "the bar's value");
+    assert!(chart.contains("mode tcg"));
+    assert!(!chart.contains("contend"));
+
+    // Latency without rps rows (and the other way) still draws.
+    let only_lat: Vec<_> = parse_csv(&csv)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.name.starts_with("nginx.lat."))
+        .collect();
+    let chart = svg::nginx_chart(&only_lat);
+    assert_well_formed(&chart);
+    assert_eq!(chart.matches("requests/s</title>").count(), 0);
+    assert_eq!(chart.matches("<polyline").count(), 2);
+
+    let empty = svg::nginx_chart(&parse_csv(CSV).unwrap());
+    assert_well_formed(&empty);
+    assert!(empty.contains("no nginx.rps.&lt;ncpus&gt;"));
+}
+
+#[test]
+fn nginx_prefers_real_cycles_and_ignores_bad_names() {
+    let csv = format!(
+        "{}\n\
+         nginx,kvm,nginx.rps.2,1,900000,900000,900000,900000,900000,900000\n\
+         nginx,tcg,nginx.rps.2,1,30000,30000,30000,30000,30000,30000\n\
+         nginx,tcg,nginx.rps.x,1,5,5,5,5,5,5\n\
+         nginx,tcg,nginx.rps.-1,1,5,5,5,5,5,5\n",
+        report::CSV_HEADER
+    );
+    let chart = svg::nginx_chart(&parse_csv(&csv).unwrap());
+    assert_well_formed(&chart);
+    assert_eq!(chart.matches("requests/s</title>").count(), 1);
+    assert!(chart.contains("<title>2 CPUs: 900000 requests/s</title>"));
+    assert!(
+        chart.contains("mode kvm: real cycles"),
+        "only the kvm row is drawn"
+    );
+}
+
 fn temp_dir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("smp-bench-report-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

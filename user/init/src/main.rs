@@ -11,7 +11,10 @@
 //!   `arg >> 32` times (at least once);
 //! - bit 5: the IPC suite: `/ipcdemo <k>` for every case (client/server processes and
 //!   threads, a server killed mid-call, bad input, timeouts, a destroyed endpoint), each
-//!   must exit 0, repeated `arg >> 32` times (at least once).
+//!   must exit 0, repeated `arg >> 32` times (at least once);
+//! - bit 6: `/nginx` (the "fake nginx": requests/s and latency over IPC for 1..ncpus
+//!   workers), `arg >> 32` requests per worker count (0: its default), waited for; it must
+//!   exit 0 (every response checked).
 //!
 //! Exits 0 when every child ended as expected, 1 otherwise.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -37,6 +40,8 @@ const THREAD_SUITE: u64 = 1 << 4;
 const IPC_SUITE: u64 = 1 << 5;
 /// `arg` bit: run the system-call fuzzer.
 const FUZZ: u64 = 1 << 2;
+/// `arg` bit: run the fake nginx.
+const NGINX: u64 = 1 << 6;
 
 fn run(arg: u64) -> i32 {
     let pid = exo_rt::getpid();
@@ -56,6 +61,9 @@ fn run(arg: u64) -> i32 {
     }
     if arg & UBENCH != 0 {
         ok &= run_child("/ubench", 0).is_some_and(ExitStatus::success);
+    }
+    if arg & NGINX != 0 {
+        ok &= run_child("/nginx", arg >> 32).is_some_and(ExitStatus::success);
     }
     if arg & FUZZ != 0 {
         // The coordinator's arg: calls per CPU (thousands) in bits 9-31, seed 0.

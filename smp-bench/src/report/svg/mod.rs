@@ -1,9 +1,11 @@
-//! Hand-written SVG charts: core-to-core heat maps and the lock-contention chart.
+//! Hand-written SVG charts: core-to-core heat maps, the lock-contention chart and the
+//! fake-nginx chart.
 
 mod color;
 mod contention;
 mod doc;
 mod heatmap;
+mod nginx;
 mod ratio;
 mod scale;
 
@@ -12,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::compare::CompareRow;
 use super::{Comparator, Row, Select, Target, Unit};
 use crate::Mode;
-use crate::names::{C2cKind, C2cName, ContendName, LockKind};
+use crate::names::{C2cKind, C2cName, ContendName, LockKind, parse_u32};
 
 /// File name of the heat map for `kind`: `c2c-rtt.svg` or `c2c-oneway.svg`.
 pub fn c2c_file_name(kind: C2cKind) -> &'static str {
@@ -83,6 +85,36 @@ pub fn contention_chart(rows: &[Row], targets: &[Target]) -> String {
     contention::render(title, &subtitle(best.values().copied()), &series, &guides)
 }
 
+/// File name of the fake-nginx chart.
+pub const NGINX_FILE: &str = "nginx.svg";
+
+/// Bar chart of the `nginx.rps.<ncpus>` rows (requests per second: the row's p50) against
+/// the CPU count, with the p50 and p99 of the `nginx.lat.<ncpus>` rows (ticks per request)
+/// as lines on a second axis (a placeholder SVG when there are neither).
+pub fn nginx_chart(rows: &[Row]) -> String {
+    let title = "Fake nginx over IPC: requests per second vs CPUs, latency p50/p99";
+    let key =
+        |prefix: &'static str| move |name: &str| name.strip_prefix(prefix).and_then(parse_u32);
+    let rps = best_rows(rows, key("nginx.rps."));
+    let lat = best_rows(rows, key("nginx.lat."));
+    if rps.is_empty() && lat.is_empty() {
+        return placeholder(
+            title,
+            "no nginx.rps.<ncpus> or nginx.lat.<ncpus> rows in this run",
+        );
+    }
+    let mut points: BTreeMap<u32, nginx::Point> = BTreeMap::new();
+    for (&n, r) in &rps {
+        points.entry(n).or_default().rps = Some(r.stats.p50);
+    }
+    for (&n, r) in &lat {
+        points.entry(n).or_default().lat = Some((r.stats.p50, r.stats.p99));
+    }
+    let note = mode_note(rps.values().chain(lat.values()).copied());
+    let sub = format!("bars: requests/s · lines: ticks per request · {note}");
+    nginx::render(title, &sub, &points)
+}
+
 /// Bar chart (log scale) of the comparison's ratios, Exo-OS p50 / Linux p50, one row per
 /// line that has at least one ratio (a placeholder SVG when none has).
 pub fn compare_chart(rows: &[CompareRow]) -> String {
@@ -141,8 +173,13 @@ fn best_rows<K: Ord>(rows: &[Row], key: impl Fn(&str) -> Option<K>) -> BTreeMap<
 
 /// What the numbers are worth, from the modes of the rows drawn.
 fn subtitle<'a>(rows: impl Iterator<Item = &'a Row>) -> String {
+    format!("timing overhead subtracted · {}", mode_note(rows))
+}
+
+/// The modes of the rows drawn, in words.
+fn mode_note<'a>(rows: impl Iterator<Item = &'a Row>) -> &'static str {
     let modes: BTreeSet<Option<Mode>> = rows.map(|r| r.mode).collect();
-    let note = match modes.iter().collect::<Vec<_>>().as_slice() {
+    match modes.iter().collect::<Vec<_>>().as_slice() {
         [Some(Mode::Tcg)] => "mode tcg: emulated, ticks are not cycles (compare shapes only)",
         [Some(Mode::Icount)] => "mode icount: ticks count guest instructions, not cycles",
         [Some(Mode::Kvm)] => "mode kvm: real cycles",
@@ -152,8 +189,7 @@ fn subtitle<'a>(rows: impl Iterator<Item = &'a Row>) -> String {
         [Some(Mode::Native)] => "mode native: real cycles on the host",
         [None] => "mode unknown",
         _ => "mixed modes: compare with care",
-    };
-    format!("timing overhead subtracted · {note}")
+    }
 }
 
 fn placeholder(title: &str, message: &str) -> String {
