@@ -32,6 +32,14 @@ echo "== benchmarks (mode $mode: $( [ "$mode" = kvm ] && echo 'real cycles' || e
 run bench || { echo "bench suite failed: see out/bench.log"; exit 1; }
 run contended || { echo "contended suite failed: see out/contended.log"; exit 1; }
 cat out/bench.log out/contended.log > out/serial.log
+if [ "$mode" != icount ]; then
+    # The same kernel suite under -icount shift=0 (seconds): exact guest instructions, the
+    # figures that mean something whatever this host's speed; the table shows them beside.
+    echo "== benchmarks under icount (guest instructions, deterministic)"
+    scripts/qemu.sh --machine microvm --mode icount --cpu max --smp 2 --job bench \
+        --log out/bench-icount.log >/dev/null || { echo "icount bench failed: see out/bench-icount.log"; exit 1; }
+    cat out/bench-icount.log >> out/serial.log
+fi
 if [ ${#initrd[@]} -gt 0 ]; then
     echo "== user mode: /init with the thread suite, /ubench and the fake nginx ($mode), then /ubench under icount"
     # No timer under icount: the thread suite's spinning threads need preemption (and
@@ -54,6 +62,11 @@ else
 fi
 scripts/extract-benches.sh out/serial.log bench_results.csv
 echo
-cargo run -q -p smp-bench --features report --bin exo-report -- bench_results.csv --svg-dir out
+# The Linux column: from the last `just compare-linux icount` (out/compare), if any.
+linux=()
+if [ -f out/compare/linux-off.csv ] && grep -q '^linux,icount,' out/compare/linux-off.csv; then
+    linux=(--linux out/compare/linux-off.csv)
+fi
+cargo run -q -p smp-bench --features report --bin exo-report -- bench_results.csv --svg-dir out "${linux[@]}"
 echo
 echo "CSV: bench_results.csv   plots: $(ls out/*.svg 2>/dev/null | tr '\n' ' ')"

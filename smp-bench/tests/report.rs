@@ -84,7 +84,7 @@ fn statuses() {
         ("4", Status::Measuring, "900"),          // no baseline, misses 850
         ("15", Status::Achieved, "390 (2 CPUs)"), // smallest CPU count, kvm row over tcg
         ("15b", Status::Achieved, "16000000"),    // native, >= target
-        ("16", Status::Measuring, "250"),         // icount: meets the number, not trusted
+        ("16", Status::Measuring, "-"),           // icount only: its own column, not trusted
         ("10", Status::Pending, "-"),             // no row
         (
             "3x",
@@ -99,8 +99,58 @@ fn statuses() {
         assert_eq!((r.status, r.value.as_str()), (status, value), "target {id}");
     }
     assert_eq!(row("10").mode, "-");
-    assert_eq!(row("16").mode, "icount");
+    assert_eq!(
+        (row("16").mode.as_str(), row("16").icount.as_str()),
+        ("-", "250")
+    );
+    assert_eq!(row("12").icount, "20");
+    assert_eq!(row("12").linux, "-"); // no Linux run given
     assert_eq!(row("15b").mode, "native");
+}
+
+#[test]
+fn icount_column_and_linux_ratio() {
+    let csv = format!(
+        "{}\n\
+         user,tcg,syscall.getpid,512,900,800,5000,850,950,1000\n\
+         user,icount,syscall.getpid,512,12,12,12,12,12,12\n\
+         smp,icount,ctx.switch,512,414,414,414,414,414,414\n\
+         user,icount,ipc.rtt.64,512,1683,1683,1683,1683,1683,1683\n",
+        report::CSV_HEADER
+    );
+    let linux = format!(
+        "{}\n\
+         linux,icount,syscall.getpid,512,300,300,300,300,300,300\n\
+         linux,tcg,ctx.switch,512,9000,9000,9000,9000,9000,9000\n\
+         linux,icount,ipc.rtt.64.pipe,512,11000,11000,11000,11000,11000,11000\n",
+        report::CSV_HEADER
+    );
+    let rows = parse_csv(&csv).unwrap();
+    let linux = parse_csv(&linux).unwrap();
+    let table = report::build_table_with_linux(&targets(), &rows, Some(&linux));
+    let get = |id: &str| table.iter().find(|r| r.id == id).unwrap();
+    // getpid: the tcg figure in its column, icount beside it, 12 / 300.
+    let g = get("12");
+    assert_eq!(
+        (
+            g.value.as_str(),
+            g.mode.as_str(),
+            g.icount.as_str(),
+            g.linux.as_str()
+        ),
+        ("850", "tcg", "12", "0.04x")
+    );
+    // ctx.switch: Linux's row is tcg, not icount: no ratio.
+    let c = get("6");
+    assert_eq!(
+        (c.value.as_str(), c.icount.as_str(), c.linux.as_str()),
+        ("-", "414", "-")
+    );
+    assert_eq!(c.status, Status::Measuring);
+    // ipc.rtt.64 (user suite) faces the pipe round trip.
+    assert_eq!(get("3").linux, "0.15x");
+    // A target with no row at all.
+    assert_eq!(get("10").status, Status::Pending);
 }
 
 #[test]
@@ -134,16 +184,21 @@ fn text_and_markdown_tables() {
     let lines: Vec<&str> = md.lines().collect();
     assert_eq!(
         lines[0],
-        "| ID | name | baseline | target | p50 | mode | status |"
+        "| ID | name | baseline | target | p50 | mode | icount | / Linux | status |"
     );
-    assert_eq!(lines[1], "| --- | --- | --- | --- | --- | --- | --- |");
+    assert_eq!(
+        lines[1],
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
     assert_eq!(lines.len(), 18);
     assert!(
         lines
             .iter()
             .all(|l| l.starts_with("| ") && l.ends_with(" |"))
     );
-    assert!(md.contains("| 10 | thread.spawn | ~12000-15000 | <= 5000 cycles | - | - | pending |"));
+    assert!(md.contains(
+        "| 10 | thread.spawn | ~12000-15000 | <= 5000 cycles | - | - | - | - | pending |"
+    ));
 }
 
 #[test]
@@ -441,9 +496,9 @@ fn exo_report_binary() {
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.starts_with("| ID | name |"));
-    assert!(
-        stdout.contains("| 3 | ipc.rtt.64 | ~1100-1300 | <= 400 cycles | 380 | kvm | achieved |")
-    );
+    assert!(stdout.contains(
+        "| 3 | ipc.rtt.64 | ~1100-1300 | <= 400 cycles | 380 | kvm | - | - | achieved |"
+    ));
     for f in ["c2c-rtt.svg", "c2c-oneway.svg", "contention.svg"] {
         let svg = std::fs::read_to_string(dir.join("svg").join(f)).unwrap();
         assert_well_formed(&svg);
@@ -457,6 +512,42 @@ fn exo_report_binary() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("ID "));
+
+    // --linux: the icount figure over Linux's (getpid: icount 20 in CSV, Linux 400).
+    let linux = dir.join("linux-off.csv");
+    std::fs::write(
+        &linux,
+        format!(
+            "{}\nlinux,icount,syscall.getpid,512,400,400,400,400,400,400\n",
+            report::CSV_HEADER
+        ),
+    )
+    .unwrap();
+    // The pairs name suites: the fixture's getpid rows are `smp`; /ubench's are `user`.
+    let csv2 = dir.join("with-user.csv");
+    std::fs::write(
+        &csv2,
+        format!("{CSV}user,icount,syscall.getpid,512,20,20,20,20,20,20\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_exo-report"))
+        .arg(&csv2)
+        .args(["--targets", targets, "--markdown", "--linux"])
+        .arg(&linux)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("| 60 | kvm | 20 | 0.05x | improving |"),
+        "{stdout}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_exo-report"))
+        .arg(&csv)
+        .args(["--targets", targets, "--linux", "/nonexistent.csv"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
 
     // Usage and input errors.
     let run = |args: &[&str]| {

@@ -1,7 +1,10 @@
-//! `exo-report <bench_results.csv> [--targets FILE] [--svg-dir DIR] [--plot-mode MODE] [--markdown]`
+//! `exo-report <bench_results.csv> [--targets FILE] [--linux FILE] [--svg-dir DIR] [--plot-mode MODE] [--markdown]`
 //!
 //! Prints the seed's target table for one run (aligned text, or Markdown with
-//! `--markdown`) and, with `--svg-dir`, writes `c2c-rtt.svg`, `c2c-oneway.svg` and
+//! `--markdown`): per row the figure of the run's mode, the `icount` figure (guest
+//! instructions) beside it and, with `--linux` (the Linux peer's CSV of
+//! `scripts/compare-linux.sh`, `out/compare/linux-off.csv`), the icount figure over
+//! Linux's for the same operation; and, with `--svg-dir`, writes `c2c-rtt.svg`, `c2c-oneway.svg` and
 //! `contention.svg` and `nginx.svg` there. The plots show one mode only, so emulated and real cycles never
 //! share an axis: `--plot-mode`, else the mode of the last `contended` suite in the CSV.
 //! Exit status: 0 ok, 1 unreadable or malformed input, 2 usage.
@@ -13,7 +16,7 @@ use smp_bench::names::C2cKind;
 use smp_bench::report::{self, svg};
 
 const USAGE: &str = "usage: exo-report <bench_results.csv> [--targets configs/targets.toml] \
-                     [--svg-dir DIR] [--plot-mode tcg|icount|kvm|native] [--markdown]";
+                     [--linux linux-off.csv] [--svg-dir DIR] [--plot-mode tcg|icount|kvm|native] [--markdown]";
 
 /// Where `configs/targets.toml` is looked for when `--targets` is not given.
 const DEFAULT_TARGETS: [&str; 2] = [
@@ -25,6 +28,7 @@ const DEFAULT_TARGETS: [&str; 2] = [
 struct Args {
     csv: Option<PathBuf>,
     targets: Option<PathBuf>,
+    linux: Option<PathBuf>,
     svg_dir: Option<PathBuf>,
     plot_mode: Option<smp_bench::Mode>,
     markdown: bool,
@@ -36,6 +40,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         let mut value = |flag: &str| it.next().ok_or(format!("{flag} needs a value"));
         match arg.as_str() {
             "--targets" => a.targets = Some(value("--targets")?.into()),
+            "--linux" => a.linux = Some(value("--linux")?.into()),
             "--svg-dir" => a.svg_dir = Some(value("--svg-dir")?.into()),
             "--markdown" => a.markdown = true,
             "--plot-mode" => {
@@ -73,11 +78,24 @@ fn run(args: Args) -> Result<(), String> {
     let rows =
         report::parse_csv(&read(&csv_path)?).map_err(|e| format!("{}: {e}", csv_path.display()))?;
 
-    let table = report::build_table(&targets, &rows);
+    let linux = match &args.linux {
+        Some(p) => Some(report::parse_csv(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => None,
+    };
+    let table = report::build_table_with_linux(&targets, &rows, linux.as_deref());
     if args.markdown {
         print!("{}", report::render_markdown(&table));
     } else {
         print!("{}", report::render_text(&table));
+        println!(
+            "p50/mode: this run's own mode (tcg ticks are not cycles); icount: guest instructions \
+             (deterministic); / Linux: icount figure over Linux's for the same operation{}",
+            if linux.is_some() {
+                ""
+            } else {
+                " (run `just compare-linux icount` first)"
+            }
+        );
     }
 
     if let Some(dir) = args.svg_dir {

@@ -14,5 +14,5 @@ pub use csv::{CSV_HEADER, Row, parse_csv};
 pub use error::Error;
 pub use select::{Measurement, select};
 pub use status::{Status, status};
-pub use table::{TableRow, build_table, render_markdown, render_text};
+pub use table::{TableRow, build_table, build_table_with_linux, render_markdown, render_text};
 pub use targets::{Comparator, Select, Target, Unit, parse_targets};
