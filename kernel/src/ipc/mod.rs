@@ -58,8 +58,10 @@
 //! | 526 | `handle_close`    | RDI handle                                          | RAX |
 //!
 //! info = label (bits 0..32) | length in bytes (bits 32..40). Errors map to errno by
-//! [`IpcError::errno`]. Handles passed in messages, zero-copy regions, batches and fusion
-//! rings are later phases.
+//! [`IpcError::errno`]. Phase 3: 527 `shm_map` maps the endpoint's shared region
+//! (`user::shm`); info bit 40 ([`INFO_ZC`]) marks words 0 and 1 as a descriptor (offset,
+//! length) checked against [`region`]'s length, which batches use too (16 messages named by
+//! one descriptor). Handles passed in messages and fusion rings are later phases.
 //!
 //! Calls down only: `sched` (current thread, wake, block, handoff, exit hook), `console`.
 
