@@ -86,7 +86,7 @@ fn make(id: u64, seq: u64) -> Msg {
     w[0] = id;
     w[1] = seq;
     for (k, x) in w.iter_mut().enumerate().take(7).skip(2) {
-        *x = mix(id * 1000 + seq, k as u64);
+        *x = mix(id.wrapping_mul(1000).wrapping_add(seq), k as u64);
     }
     w[7] = checksum(&w);
     Msg::new(1, w)
