@@ -80,6 +80,7 @@ impl Waiter {
             slow: AtomicU64::new(0),
         }
     }
+    #[inline(always)]
     pub(super) fn put(&self, m: &Msg, badge: u64) {
         self.info.store(m.info(), Ordering::Relaxed);
         self.badge.store(badge, Ordering::Relaxed);
@@ -87,6 +88,7 @@ impl Waiter {
             d.store(s, Ordering::Relaxed);
         }
     }
+    #[inline(always)]
     pub(super) fn take(&self) -> Msg {
         let info = self.info.load(Ordering::Relaxed);
         Msg::from_info(
@@ -106,15 +108,18 @@ impl Waiter {
         }
     }
     /// Starts an operation: the next seq, in `state`.
+    #[inline(always)]
     pub(super) fn begin(&self, state: u64) -> u64 {
         let seq = seq_of(self.word.load(Ordering::Relaxed)) + 1;
         self.word.store(pack(seq, state), Ordering::Release);
         seq
     }
+    #[inline(always)]
     pub(super) fn count(&self, fast: bool) {
         let c = if fast { &self.fast } else { &self.slow };
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
+    #[inline(always)]
     pub(super) fn tid(&self) -> Tid {
         Tid::from_raw(self.tid.load(Ordering::Relaxed))
     }
@@ -122,6 +127,7 @@ impl Waiter {
 
 pub(super) static WAITERS: [Waiter; MAX_THREADS] = [const { Waiter::new() }; MAX_THREADS];
 
+#[inline(always)]
 pub(super) fn waiter(i: u32) -> &'static Waiter {
     &WAITERS[i as usize]
 }
@@ -140,9 +146,11 @@ impl List {
             tail: NIL,
         }
     }
+    #[inline(always)]
     pub(super) fn head(&self) -> Option<u32> {
         (self.head != NIL).then_some(self.head)
     }
+    #[inline(always)]
     pub(super) fn push(&mut self, i: u32) {
         waiter(i).next.store(NIL, Ordering::Relaxed);
         if self.tail == NIL {
@@ -152,6 +160,7 @@ impl List {
         }
         self.tail = i;
     }
+    #[inline(always)]
     pub(super) fn pop(&mut self) -> Option<u32> {
         let i = self.head()?;
         self.head = waiter(i).next.load(Ordering::Relaxed);
@@ -201,6 +210,7 @@ pub(super) struct Queues {
 }
 
 impl Queues {
+    #[inline(always)]
     pub(super) fn is(&self, ep: EpRef) -> bool {
         self.live && self.gen_ == ep.gen_
     }
@@ -253,6 +263,7 @@ impl EpRef {
     }
 }
 
+#[inline(always)]
 pub(super) fn slot(ep: EpRef) -> Result<&'static Slot, IpcError> {
     SLOTS.get(ep.index as usize).ok_or(IpcError::Closed)
 }
@@ -393,16 +404,15 @@ pub fn stats() -> (u64, u64) {
 }
 
 /// The calling thread's index and waiter (it must be a thread that may block).
+#[inline(always)]
 pub(super) fn me() -> Result<(usize, &'static Waiter), IpcError> {
-    let t = sched::current().ok_or(IpcError::NotAThread)?;
+    let t = sched::current_blockable().ok_or(IpcError::NotAThread)?;
     let w = WAITERS.get(t.index()).ok_or(IpcError::NotAThread)?;
-    if sched::current_is_idle() {
-        return Err(IpcError::NotAThread);
-    }
     w.tid.store(t.raw(), Ordering::Relaxed);
     Ok((t.index(), w))
 }
 
+#[inline(always)]
 fn check_len(m: &Msg) -> Result<(), IpcError> {
     if m.len as usize > MSG_WORDS * 8 {
         Err(IpcError::TooLong)
@@ -417,6 +427,7 @@ pub fn call(ep: EpRef, badge: u64, msg: &Msg, deadline: u64) -> Result<Msg, IpcE
 }
 
 /// [`call`], allowed the fastpath or not (`fast`: the system-call layer's slow bit).
+#[inline(always)]
 pub fn call_via(
     ep: EpRef,
     badge: u64,
@@ -429,6 +440,18 @@ pub fn call_via(
     if fast && let Some(r) = fastpath::call(i, w, ep, badge, msg, deadline) {
         return r;
     }
+    call_slow(i, w, ep, badge, msg, deadline)
+}
+
+#[inline(never)]
+fn call_slow(
+    i: usize,
+    w: &Waiter,
+    ep: EpRef,
+    badge: u64,
+    msg: &Msg,
+    deadline: u64,
+) -> Result<Msg, IpcError> {
     w.count(false);
     send_slow(i, w, ep, badge, msg, deadline, true)?;
     Ok(w.take())
@@ -571,12 +594,24 @@ pub fn reply_recv(ep: EpRef, reply: &Msg, deadline: u64) -> Result<Msg, IpcError
 }
 
 /// [`reply_recv`], allowed the fastpath or not.
+#[inline(always)]
 pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Result<Msg, IpcError> {
     check_len(reply)?;
     let (i, w) = me()?;
     if fast && let Some(r) = fastpath::reply_recv(i, w, ep, reply, deadline) {
         return r;
     }
+    reply_recv_slow(i, w, ep, reply, deadline)
+}
+
+#[inline(never)]
+fn reply_recv_slow(
+    i: usize,
+    w: &Waiter,
+    ep: EpRef,
+    reply: &Msg,
+    deadline: u64,
+) -> Result<Msg, IpcError> {
     w.count(false);
     let _ = reply_slow(w, reply);
     recv_slow(i, w, ep, deadline)

@@ -145,7 +145,7 @@ impl HandleTable {
     }
 
     /// Looks `h` up (lock-free).
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, h: Handle) -> Result<Cap, IpcError> {
         let e = self.entry.get(h.0 as usize).ok_or(IpcError::BadHandle)?;
         loop {
@@ -166,6 +166,7 @@ impl HandleTable {
         }
     }
 
+    #[inline(always)]
     fn with(&self, h: Handle, r: Rights) -> Result<Cap, IpcError> {
         let c = self.get(h)?;
         if c.rights.has(r) {
@@ -181,6 +182,7 @@ impl HandleTable {
     }
 
     /// [`HandleTable::call`], allowed the fastpath or not.
+    #[inline(always)]
     pub fn call_via(
         &self,
         h: Handle,
@@ -210,6 +212,7 @@ impl HandleTable {
     }
 
     /// [`HandleTable::reply_recv`], allowed the fastpath or not.
+    #[inline(always)]
     pub fn reply_recv_via(
         &self,
         h: Handle,

@@ -360,16 +360,32 @@ pub(super) fn pick_local(cs: &CpuSched) -> Option<usize> {
 
 /// Runs on the thread just switched to: records the switch time, releases the CPU's lock,
 /// then finishes what the previous thread could not do on its own stack.
+#[inline(always)]
 pub(super) fn finish_switch() {
     let Some(cs) = this_sched() else {
         return;
     };
     let t0 = cs.switch_t0.load(Ordering::Relaxed);
+    let prev_i = cs.prev.load(Ordering::Relaxed) as usize;
+    let migrate = cs.migrate.load(Ordering::Relaxed);
+    if (t0 | u64::from(!migrate)) != 0 {
+        finish_rare(cs, t0, prev_i, migrate);
+        return;
+    }
+    cs.unlock();
+    if tcb(prev_i).state() == State::Exiting {
+        reap(cs, prev_i);
+    }
+}
+
+/// `finish_switch` for a timed switch or a migration.
+#[cold]
+#[inline(never)]
+fn finish_rare(cs: &CpuSched, t0: u64, prev_i: usize, migrate: u32) {
     if t0 != 0 {
         record_switch(rdtsc().saturating_sub(t0));
     }
-    let prev_i = cs.prev.load(Ordering::Relaxed) as usize;
-    let migrate = cs.migrate.swap(NO_THREAD, Ordering::Relaxed);
+    cs.migrate.store(NO_THREAD, Ordering::Relaxed);
     cs.unlock();
     let prev = tcb(prev_i);
     if migrate != NO_THREAD
@@ -379,16 +395,24 @@ pub(super) fn finish_switch() {
         post_wake(target, prev_i);
     }
     if prev.state() == State::Exiting {
-        if let Some(s) = prev.stack() {
-            give_stack(cs, s);
-        }
-        crate::sched::fpu::release(prev_i, &prev.fpu_area);
-        prev.set_state(State::Exited);
-        core::sync::atomic::fence(Ordering::SeqCst);
-        let j = prev.joiner.load(Ordering::SeqCst);
-        if j != 0 {
-            wake_index((j - 1) as usize);
-        }
+        reap(cs, prev_i);
+    }
+}
+
+/// The previous thread (`prev_i`) exited: its stack, its FPU area, its joiner.
+#[cold]
+#[inline(never)]
+fn reap(cs: &CpuSched, prev_i: usize) {
+    let prev = tcb(prev_i);
+    if let Some(s) = prev.stack() {
+        give_stack(cs, s);
+    }
+    crate::sched::fpu::release(prev_i, &prev.fpu_area);
+    prev.set_state(State::Exited);
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let j = prev.joiner.load(Ordering::SeqCst);
+    if j != 0 {
+        wake_index((j - 1) as usize);
     }
 }
 
@@ -635,50 +659,45 @@ pub fn dump() {
     }
 }
 
-/// Whether thread `tid` is blocked and last ran on this CPU: what [`handoff`] needs to switch
-/// to it (a hint the caller may test before committing to a handoff; `handoff` checks again).
-pub fn blocked_here(tid: Tid) -> bool {
-    let _g = IrqGuard::new();
+/// Claims thread `tid` for a direct switch (IPC's fastpath): true if it is a blocked table
+/// thread (not an idle context) that last ran on this CPU, so its registers are saved and
+/// its affinity allows this CPU; it is then `Running` (one CAS: no waker can take it any
+/// more) and the caller must switch to it with [`handoff`] before it enables interrupts
+/// again (`_g`). false: nothing changed.
+#[inline(always)]
+pub fn claim_here(_g: &IrqGuard, tid: Tid) -> bool {
     let Some(cs) = this_sched() else {
         return false;
     };
-    let t = tcb(tid.index());
-    tid.index() < MAX_THREADS
-        && t.generation.load(Ordering::Acquire) == tid.generation()
-        && t.state() == State::Blocked
+    let Some(t) = TCBS.get(tid.index()) else {
+        return false;
+    };
+    t.generation.load(Ordering::Acquire) == tid.generation()
         && t.cpu.load(Ordering::Acquire) == cs.cpu
+        && t.cas_state(State::Blocked, State::Running)
 }
 
-/// Direct switch (IPC's fastpath): blocks the calling thread (as [`block_until`]: until it is
-/// woken or TSC `deadline` passes) and runs `target` next on this CPU, with no run-queue pass
-/// and no scheduling decision. Returns false, having done nothing, unless `target` is a
-/// blocked thread (not an idle context) that last ran on this CPU (so its registers are saved
-/// and its affinity allows this CPU) and the caller is a thread that may block. The wake-up
-/// rule is `block_unless`'s: `still_wait` runs after the caller is marked blocked; if it says
-/// the wait is already over, the caller stays runnable (queued here) and `target` still runs
-/// first. FPU: the lazy/eager logic of a normal switch (`fpu::switch_out`); nothing for
-/// threads that did not touch the FPU. Returns true once the caller runs again.
-pub fn handoff(target: Tid, deadline: u64, still_wait: impl FnOnce() -> bool) -> bool {
-    let _g = IrqGuard::new();
+/// Direct switch (IPC's fastpath) to `target`, claimed by [`claim_here`] under the same
+/// guard: blocks the calling thread (as [`block_until`]: until it is woken or TSC
+/// `deadline` passes) and runs `target` next on this CPU, with no run-queue pass and no
+/// scheduling decision. The caller must be a thread that may block (not an idle context).
+/// The wake-up rule is `block_unless`'s: `still_wait` runs after the caller is marked
+/// blocked; if it says the wait is already over, the caller stays runnable (queued here)
+/// and `target` still runs first. FPU: the lazy/eager logic of a normal switch
+/// (`fpu::switch_out`); nothing for threads that did not touch the FPU. Returns once the
+/// caller runs again.
+#[inline(always)]
+pub fn handoff(_g: &IrqGuard, target: Tid, deadline: u64, still_wait: impl FnOnce() -> bool) {
     let Some(cs) = this_sched() else {
-        return false;
+        return;
     };
     let next_i = target.index();
     let me_i = cs.current.load(Ordering::Relaxed) as usize;
-    let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
-    if next_i >= MAX_THREADS || next_i == me_i || me_i == idle_i || next_i == idle_i {
-        return false; // idle contexts neither block nor get handed the CPU
-    }
-    let next = tcb(next_i);
-    let me = tcb(me_i);
+    debug_assert!(me_i != cs.idle.load(Ordering::Relaxed) as usize && me_i < MAX_THREADS);
+    let (Some(me), Some(next)) = (TCBS.get(me_i), TCBS.get(next_i)) else {
+        return; // cannot happen: `claim_here` and `ipc` checked both
+    };
     cs.lock();
-    if next.generation.load(Ordering::Acquire) != target.generation()
-        || next.cpu.load(Ordering::Acquire) != cs.cpu
-        || !next.cas_state(State::Blocked, State::Running)
-    {
-        cs.unlock();
-        return false;
-    }
     me.wake_at.store(deadline, Ordering::Relaxed);
     if deadline != u64::MAX {
         // SAFETY: lock held.
@@ -698,23 +717,20 @@ pub fn handoff(target: Tid, deadline: u64, still_wait: impl FnOnce() -> bool) ->
             cs.enqueue_locked(me_i);
         }
     }
-    switch_direct(cs, me_i, next_i, deadline != u64::MAX);
-    true
+    switch_direct(cs, me, next, me_i, next_i, deadline != u64::MAX);
 }
 
 /// The switch of [`handoff`]: [`switch_locked`] minus what a direct switch between two
 /// threads of this CPU does not need. Kept: the state and `current`/`prev` words, the
 /// CPU's switch counter, the lazy/eager FPU hook, the address-space switch, the held-lock
 /// word, `current_uid`, and for a user thread the per-CPU pid, kernel stack top and
-/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `handoff` checked), its
+/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `claim_here` checked), its
 /// switch counter, the migration word (a handoff never migrates: it stays `NO_THREAD`),
 /// the switch-time sample (`switch_t0` cleared), and the timer: `target` runs on the rest
 /// of the caller's slice (seL4's donation) unless the caller blocked with a deadline
 /// (`rearm`), which the timer must cover.
 #[inline(always)]
-fn switch_direct(cs: &CpuSched, prev_i: usize, next_i: usize, rearm: bool) {
-    let prev = tcb(prev_i);
-    let next = tcb(next_i);
+fn switch_direct(cs: &CpuSched, prev: &Tcb, next: &Tcb, prev_i: usize, next_i: usize, rearm: bool) {
     let now = rdtsc();
     next.started.store(now, Ordering::Relaxed);
     cs.current.store(next_i as u32, Ordering::Relaxed);
@@ -749,7 +765,7 @@ fn switch_direct(cs: &CpuSched, prev_i: usize, next_i: usize, rearm: bool) {
     }
     cs.switch_t0.store(0, Ordering::Relaxed);
     // SAFETY: as in `switch_locked`: interrupts off, this CPU's lock held, `prev` running,
-    // `next` switched out on this CPU (Blocked until `handoff` claimed it), its stack
+    // `next` switched out on this CPU (Blocked until `claim_here` claimed it), its stack
     // mapped; `finish_switch` in `next` releases the lock.
     unsafe { exo_arch::context::switch(prev.ctx_ptr(), *next.ctx_ptr()) };
     finish_switch();

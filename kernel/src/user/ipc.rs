@@ -87,10 +87,17 @@ fn msg_out(f: &mut IpcFrame, m: &Msg) {
 }
 
 /// TSC deadline of a timeout in nanoseconds (0: none).
+#[inline(always)]
 fn deadline(ns: u64) -> u64 {
     if ns == 0 {
-        return ipc::NO_DEADLINE;
+        ipc::NO_DEADLINE
+    } else {
+        deadline_after(ns)
     }
+}
+
+#[inline(never)]
+fn deadline_after(ns: u64) -> u64 {
     let per_us = (crate::smp::time::tsc_hz() / 1_000_000).max(1);
     let ticks = (ns / 1000).saturating_mul(per_us) + (ns % 1000) * per_us / 1000;
     exo_arch::tsc::rdtsc()
