@@ -82,11 +82,27 @@ impl Waiter {
     }
     #[inline(always)]
     pub(super) fn put(&self, m: &Msg, badge: u64) {
-        self.info.store(m.info(), Ordering::Relaxed);
+        self.put_raw(m.info(), badge, &m.words);
+    }
+    /// [`Waiter::put`] of a message given as its info word ([`Msg::info`]) and words.
+    #[inline(always)]
+    pub(super) fn put_raw(&self, info: u64, badge: u64, words: &[u64; MSG_WORDS]) {
+        self.info.store(info, Ordering::Relaxed);
         self.badge.store(badge, Ordering::Relaxed);
-        for (d, s) in self.words.iter().zip(m.words) {
-            d.store(s, Ordering::Relaxed);
+        for (d, s) in self.words.iter().zip(words) {
+            d.store(*s, Ordering::Relaxed);
         }
+    }
+    /// [`Waiter::take`] into `words`; returns the info word and the badge.
+    #[inline(always)]
+    pub(super) fn take_into(&self, words: &mut [u64; MSG_WORDS]) -> (u64, u64) {
+        for (d, s) in words.iter_mut().zip(&self.words) {
+            *d = s.load(Ordering::Relaxed);
+        }
+        (
+            self.info.load(Ordering::Relaxed),
+            self.badge.load(Ordering::Relaxed),
+        )
     }
     #[inline(always)]
     pub(super) fn take(&self) -> Msg {
@@ -412,6 +428,16 @@ pub(super) fn me() -> Result<(usize, &'static Waiter), IpcError> {
     Ok((t.index(), w))
 }
 
+/// [`check_len`] of a message given by its info word.
+#[inline(always)]
+fn check_info(info: u64) -> Result<(), IpcError> {
+    if (info >> 32) as u8 as usize > MSG_WORDS * 8 {
+        Err(IpcError::TooLong)
+    } else {
+        Ok(())
+    }
+}
+
 #[inline(always)]
 fn check_len(m: &Msg) -> Result<(), IpcError> {
     if m.len as usize > MSG_WORDS * 8 {
@@ -437,10 +463,33 @@ pub fn call_via(
 ) -> Result<Msg, IpcError> {
     check_len(msg)?;
     let (i, w) = me()?;
-    if fast && let Some(r) = fastpath::call(i, w, ep, badge, msg, deadline) {
-        return r;
+    if fast && let Some(r) = fastpath::call(i, w, ep, badge, msg.info(), &msg.words, deadline) {
+        return r.map(|()| w.take());
     }
     call_slow(i, w, ep, badge, msg, deadline)
+}
+
+/// [`call_via`] for a message kept in registers (the system-call layer): `info`
+/// ([`Msg::info`]'s encoding) and `words`, which receive the reply; returns the reply's
+/// info word and badge.
+#[inline(always)]
+pub fn call_regs(
+    ep: EpRef,
+    badge: u64,
+    info: u64,
+    words: &mut [u64; MSG_WORDS],
+    deadline: u64,
+    fast: bool,
+) -> Result<(u64, u64), IpcError> {
+    check_info(info)?;
+    let (i, w) = me()?;
+    if fast && let Some(r) = fastpath::call(i, w, ep, badge, info, words, deadline) {
+        r?;
+        return Ok(w.take_into(words));
+    }
+    let m = call_slow(i, w, ep, badge, &Msg::from_info(info, 0, *words), deadline)?;
+    words.copy_from_slice(&m.words);
+    Ok((m.info(), m.badge))
 }
 
 #[inline(never)]
@@ -598,10 +647,30 @@ pub fn reply_recv(ep: EpRef, reply: &Msg, deadline: u64) -> Result<Msg, IpcError
 pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Result<Msg, IpcError> {
     check_len(reply)?;
     let (i, w) = me()?;
-    if fast && let Some(r) = fastpath::reply_recv(i, w, ep, reply, deadline) {
-        return r;
+    if fast && let Some(r) = fastpath::reply_recv(i, w, ep, reply.info(), &reply.words, deadline) {
+        return r.map(|()| w.take());
     }
     reply_recv_slow(i, w, ep, reply, deadline)
+}
+
+/// [`reply_recv_via`] for messages kept in registers, as [`call_regs`].
+#[inline(always)]
+pub fn reply_recv_regs(
+    ep: EpRef,
+    info: u64,
+    words: &mut [u64; MSG_WORDS],
+    deadline: u64,
+    fast: bool,
+) -> Result<(u64, u64), IpcError> {
+    check_info(info)?;
+    let (i, w) = me()?;
+    if fast && let Some(r) = fastpath::reply_recv(i, w, ep, info, words, deadline) {
+        r?;
+        return Ok(w.take_into(words));
+    }
+    let m = reply_recv_slow(i, w, ep, &Msg::from_info(info, 0, *words), deadline)?;
+    words.copy_from_slice(&m.words);
+    Ok((m.info(), m.badge))
 }
 
 #[inline(never)]

@@ -9,7 +9,7 @@ use super::endpoint::{
     DONE, EpRef, RECV_WAIT, REPLY_WAIT, REPLYING, Waiter, pack, seq_of, slot, state_of, token,
     wait, waiter,
 };
-use super::{IpcError, Msg, fastpath_enabled};
+use super::{IpcError, MSG_WORDS, fastpath_enabled};
 use crate::sched;
 use core::sync::atomic::Ordering;
 use exo_percpu::IrqGuard;
@@ -22,18 +22,20 @@ use exo_percpu::IrqGuard;
 ///    (`sched::claim_here`: `Blocked -> Running`, so nobody else wakes it), so a direct
 ///    switch needs no migration and its registers are saved.
 ///
-/// The message always fits (64 bytes, checked by `call`). Then: the message goes into the
-/// receiver's slot with the badge, the receiver gets our reply token, we wait for the reply
-/// and the CPU goes straight to the receiver.
+/// The message (`info`, [`super::Msg::info`]'s encoding, and `words`) always fits (checked
+/// by `call`). Then: the message goes into the receiver's slot with the badge, the receiver
+/// gets our reply token, we wait for the reply and the CPU goes straight to the receiver.
+/// `Some(Ok)`: the reply is in our slot.
 #[inline(always)]
 pub(super) fn call(
     i: usize,
     w: &Waiter,
     ep: EpRef,
     badge: u64,
-    msg: &Msg,
+    info: u64,
+    words: &[u64; MSG_WORDS],
     deadline: u64,
-) -> Option<Result<Msg, IpcError>> {
+) -> Option<Result<(), IpcError>> {
     if !fastpath_enabled() {
         return None;
     }
@@ -50,7 +52,7 @@ pub(super) fn call(
     }
     q.receivers.pop();
     let seq = w.begin(REPLY_WAIT);
-    rw.put(msg, badge);
+    rw.put_raw(info, badge, words);
     rw.reply_to.store(token(i, seq), Ordering::Relaxed);
     let rseq = seq_of(rw.word.load(Ordering::Relaxed));
     rw.word.store(pack(rseq, DONE), Ordering::Release);
@@ -83,9 +85,10 @@ pub(super) fn reply_recv(
     i: usize,
     w: &Waiter,
     ep: EpRef,
-    reply: &Msg,
+    info: u64,
+    words: &[u64; MSG_WORDS],
     deadline: u64,
-) -> Option<Result<Msg, IpcError>> {
+) -> Option<Result<(), IpcError>> {
     if !fastpath_enabled() {
         return None;
     }
@@ -115,7 +118,7 @@ pub(super) fn reply_recv(
         return None;
     }
     w.reply_to.store(0, Ordering::Relaxed);
-    cw.put(reply, 0);
+    cw.put_raw(info, 0, words);
     let claimed = sched::claim_here(&g, ctid);
     cw.word.store(pack(cseq, DONE), Ordering::Release);
     if !claimed {
@@ -138,12 +141,12 @@ pub(super) fn reply_recv(
     Some(done(i, w, seq, deadline))
 }
 
-/// The end of a fastpath operation, back in the caller: the message if it is already
-/// there (the usual case: we were switched back to by its sender), else the full wait.
+/// The end of a fastpath operation, back in the caller: done if the message is already in
+/// our slot (the usual case: we were switched back to by its sender), else the full wait.
 #[inline(always)]
-fn done(i: usize, w: &Waiter, seq: u64, deadline: u64) -> Result<Msg, IpcError> {
+fn done(i: usize, w: &Waiter, seq: u64, deadline: u64) -> Result<(), IpcError> {
     if w.word.load(Ordering::Acquire) != pack(seq, DONE) {
         wait(i, w, seq, deadline)?;
     }
-    Ok(w.take())
+    Ok(())
 }
