@@ -200,7 +200,18 @@ impl CpuSched {
     }
 
     /// Wakes the sleepers whose deadline passed (lock held); returns the next deadline.
+    #[inline(always)]
     pub(super) fn wake_sleepers(&self, now: u64) -> Option<u64> {
+        // SAFETY: the caller holds the lock.
+        if unsafe { self.sleepers() }.is_empty() {
+            return None;
+        }
+        self.wake_some_sleepers(now)
+    }
+
+    /// [`CpuSched::wake_sleepers`] with sleepers to look at.
+    #[inline(never)]
+    fn wake_some_sleepers(&self, now: u64) -> Option<u64> {
         // SAFETY: the caller holds the lock.
         let sl = unsafe { self.sleepers() };
         let mut next: Option<u64> = None;
@@ -252,14 +263,16 @@ pub(super) fn schedule_irqs_off() {
     let mut migrate_to: Option<&'static CpuSched> = None;
     if runnable && prev_i != idle_i {
         prev.set_state(State::Ready);
-        let stays = prev.any_cpu.load(Ordering::Relaxed) || {
-            let set = prev.affinity.lock();
-            let here = set.contains(cs.cpu);
-            if !here {
-                migrate_to = first_online(&set).and_then(cpu_sched);
-            }
-            here
-        };
+        let stays = prev.any_cpu.load(Ordering::Relaxed)
+            || prev.home.load(Ordering::Relaxed) == cs.cpu
+            || {
+                let set = prev.affinity.lock();
+                let here = set.contains(cs.cpu);
+                if !here {
+                    migrate_to = first_online(&set).and_then(cpu_sched);
+                }
+                here
+            };
         if stays {
             cs.enqueue_locked(prev_i);
         }
@@ -465,6 +478,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     let t = if as_idle { &cs.idle_tcb } else { tcb(i) };
     *t.affinity.lock() = CpuSet::one(cpu);
     t.any_cpu.store(false, Ordering::Relaxed);
+    t.home.store(cpu, Ordering::Relaxed);
     t.cpu.store(cpu, Ordering::Relaxed);
     t.started.store(rdtsc(), Ordering::Relaxed);
     t.set_state(State::Running);
