@@ -422,7 +422,13 @@ pub fn stats() -> (u64, u64) {
 /// The calling thread's index and waiter (it must be a thread that may block).
 #[inline(always)]
 pub(super) fn me() -> Result<(usize, &'static Waiter), IpcError> {
-    let t = sched::current_blockable().ok_or(IpcError::NotAThread)?;
+    me_pinned(&IrqGuard::new())
+}
+
+/// [`me`] under the caller's guard.
+#[inline(always)]
+pub(super) fn me_pinned(g: &IrqGuard) -> Result<(usize, &'static Waiter), IpcError> {
+    let t = sched::current_blockable(g).ok_or(IpcError::NotAThread)?;
     let w = WAITERS.get(t.index()).ok_or(IpcError::NotAThread)?;
     w.tid.store(t.raw(), Ordering::Relaxed);
     Ok((t.index(), w))
@@ -462,9 +468,14 @@ pub fn call_via(
     fast: bool,
 ) -> Result<Msg, IpcError> {
     check_len(msg)?;
-    let (i, w) = me()?;
-    if fast && let Some(r) = fastpath::call(i, w, ep, badge, msg.info(), &msg.words, deadline) {
-        return r.map(|()| w.take());
+    let g = IrqGuard::new();
+    let (i, w) = me_pinned(&g)?;
+    if fast {
+        if let Some(r) = fastpath::call(g, (i, w), ep, badge, msg.info(), &msg.words, deadline) {
+            return r.map(|()| w.take());
+        }
+    } else {
+        drop(g);
     }
     call_slow(i, w, ep, badge, msg, deadline)
 }
@@ -482,10 +493,15 @@ pub fn call_regs(
     fast: bool,
 ) -> Result<(u64, u64), IpcError> {
     check_info(info)?;
-    let (i, w) = me()?;
-    if fast && let Some(r) = fastpath::call(i, w, ep, badge, info, words, deadline) {
-        r?;
-        return Ok(w.take_into(words));
+    let g = IrqGuard::new();
+    let (i, w) = me_pinned(&g)?;
+    if fast {
+        if let Some(r) = fastpath::call(g, (i, w), ep, badge, info, words, deadline) {
+            r?;
+            return Ok(w.take_into(words));
+        }
+    } else {
+        drop(g);
     }
     let m = call_slow(i, w, ep, badge, &Msg::from_info(info, 0, *words), deadline)?;
     words.copy_from_slice(&m.words);
@@ -646,9 +662,14 @@ pub fn reply_recv(ep: EpRef, reply: &Msg, deadline: u64) -> Result<Msg, IpcError
 #[inline(always)]
 pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Result<Msg, IpcError> {
     check_len(reply)?;
-    let (i, w) = me()?;
-    if fast && let Some(r) = fastpath::reply_recv(i, w, ep, reply.info(), &reply.words, deadline) {
-        return r.map(|()| w.take());
+    let g = IrqGuard::new();
+    let (i, w) = me_pinned(&g)?;
+    if fast {
+        if let Some(r) = fastpath::reply_recv(g, (i, w), ep, reply.info(), &reply.words, deadline) {
+            return r.map(|()| w.take());
+        }
+    } else {
+        drop(g);
     }
     reply_recv_slow(i, w, ep, reply, deadline)
 }
@@ -663,10 +684,15 @@ pub fn reply_recv_regs(
     fast: bool,
 ) -> Result<(u64, u64), IpcError> {
     check_info(info)?;
-    let (i, w) = me()?;
-    if fast && let Some(r) = fastpath::reply_recv(i, w, ep, info, words, deadline) {
-        r?;
-        return Ok(w.take_into(words));
+    let g = IrqGuard::new();
+    let (i, w) = me_pinned(&g)?;
+    if fast {
+        if let Some(r) = fastpath::reply_recv(g, (i, w), ep, info, words, deadline) {
+            r?;
+            return Ok(w.take_into(words));
+        }
+    } else {
+        drop(g);
     }
     let m = reply_recv_slow(i, w, ep, &Msg::from_info(info, 0, *words), deadline)?;
     words.copy_from_slice(&m.words);

@@ -3,7 +3,8 @@
 //! Both return `None`, having changed nothing the slow path would redo, when a
 //! precondition fails; the slow path (`endpoint`) then does the whole operation. Everything
 //! here is inlined into the system-call layer's dispatcher: one function from the entry to
-//! the switch, and from the switch back to the exit.
+//! the switch, and from the switch back to the exit. Both take the guard their caller took
+//! to find the calling thread (`endpoint::me_pinned`) and end it, whatever they return.
 
 use super::endpoint::{
     DONE, EpRef, RECV_WAIT, REPLY_WAIT, REPLYING, Waiter, pack, seq_of, slot, state_of, token,
@@ -28,8 +29,8 @@ use exo_percpu::IrqGuard;
 /// `Some(Ok)`: the reply is in our slot.
 #[inline(always)]
 pub(super) fn call(
-    i: usize,
-    w: &Waiter,
+    g: IrqGuard,
+    (i, w): (usize, &Waiter),
     ep: EpRef,
     badge: u64,
     info: u64,
@@ -40,7 +41,6 @@ pub(super) fn call(
         return None;
     }
     let s = slot(ep).ok()?;
-    let g = IrqGuard::new();
     let mut q = s.q.lock();
     if !q.is(ep) {
         return None;
@@ -82,8 +82,8 @@ pub(super) fn call(
 /// we return `None` with the reply done (the slow path only receives).
 #[inline(always)]
 pub(super) fn reply_recv(
-    i: usize,
-    w: &Waiter,
+    g: IrqGuard,
+    (i, w): (usize, &Waiter),
     ep: EpRef,
     info: u64,
     words: &[u64; MSG_WORDS],
@@ -97,7 +97,6 @@ pub(super) fn reply_recv(
         return None;
     }
     let s = slot(ep).ok()?;
-    let g = IrqGuard::new();
     let mut q = s.q.lock();
     if !q.is(ep) || q.senders.head().is_some() {
         return None;

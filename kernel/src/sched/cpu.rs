@@ -32,6 +32,8 @@ pub(super) fn first_online(set: &CpuSet) -> Option<u32> {
 pub struct CpuSched {
     pub(super) cpu: u32,
     pub(super) apic_id: u32,
+    /// The address of this CPU's TSS.RSP0 (`exo_arch::gdt::rsp0_addr`, 0: unknown).
+    pub(super) rsp0: u64,
     pub(super) lock: AtomicBool,
     pub(super) rq: UnsafeCell<RunQueue<MAX_THREADS>>,
     pub(super) sleepers: UnsafeCell<ArrayVec<u32, MAX_THREADS>>,
@@ -341,7 +343,7 @@ pub(super) fn switch_locked(
         let top = next.stack_top.load(Ordering::Relaxed);
         exo_percpu::set_pid(pid);
         exo_percpu::set_kstack_top(top);
-        exo_arch::gdt::set_rsp0(top);
+        set_rsp0(cs, top);
     }
     arm_timer(cs, now, next_i != idle_i);
     // Migration of prev is done by the next thread (prev's registers must be saved first).
@@ -361,6 +363,18 @@ pub(super) fn switch_locked(
     // releases the lock.
     unsafe { exo_arch::context::switch(prev.ctx_ptr(), *next.ctx_ptr()) };
     finish_switch();
+}
+
+/// Sets this CPU's TSS.RSP0 (`cs` is this CPU's state; interrupts off: a switch).
+#[inline(always)]
+fn set_rsp0(cs: &CpuSched, top: u64) {
+    if cs.rsp0 != 0 {
+        // SAFETY: `cs` is this CPU's state (the caller's contract: `this_sched` under the
+        // switch's guard), whose `rsp0` `init_this_cpu` read on this CPU; interrupts are off.
+        unsafe { exo_arch::gdt::set_rsp0_at(cs.rsp0, top) };
+    } else {
+        exo_arch::gdt::set_rsp0(top);
+    }
 }
 
 /// Picks from the local run queue (lock held).
@@ -446,6 +460,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     let cs: &'static CpuSched = crate::mm::kalloc::try_leak(CpuSched {
         cpu,
         apic_id,
+        rsp0: exo_arch::gdt::rsp0_addr().unwrap_or(0),
         lock: AtomicBool::new(false),
         rq: UnsafeCell::new(RunQueue::new()),
         sleepers: UnsafeCell::new(ArrayVec::new()),
@@ -772,7 +787,7 @@ fn switch_direct(cs: &CpuSched, prev: &Tcb, next: &Tcb, prev_i: usize, next_i: u
         let top = next.stack_top.load(Ordering::Relaxed);
         exo_percpu::set_pid(pid);
         exo_percpu::set_kstack_top(top);
-        exo_arch::gdt::set_rsp0(top);
+        set_rsp0(cs, top);
     }
     if rearm {
         arm_timer(cs, now, true);

@@ -158,10 +158,10 @@ pub fn current_is_idle() -> bool {
 }
 
 /// The calling thread's id if it may block: `None` for this CPU's idle context or before
-/// the scheduler runs here ([`current`] and [`current_is_idle`] in one look).
+/// the scheduler runs here ([`current`] and [`current_is_idle`] in one look, under the
+/// caller's guard).
 #[inline(always)]
-pub fn current_blockable() -> Option<Tid> {
-    let _g = IrqGuard::new();
+pub fn current_blockable(_g: &IrqGuard) -> Option<Tid> {
     let cs = this_sched()?;
     let c = cs.current.load(Ordering::Relaxed);
     if c == cs.idle.load(Ordering::Relaxed) {
