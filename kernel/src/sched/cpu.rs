@@ -183,7 +183,20 @@ impl CpuSched {
     }
 
     /// Moves woken threads from the mailbox to the run queue (lock held).
+    #[inline(always)]
     pub(super) fn drain_mailbox(&self) {
+        // The doorbell not rung: nothing to take. A message published but not rung yet is
+        // as if it came after this drain: its producer rings right after publishing, and
+        // the next schedule here takes it (a CPU rings itself with no IPI either way).
+        if !self.mailbox.is_pending() {
+            return;
+        }
+        self.drain_rung_mailbox();
+    }
+
+    /// [`CpuSched::drain_mailbox`] with the doorbell rung.
+    #[inline(always)]
+    fn drain_rung_mailbox(&self) {
         let cur = self.current.load(Ordering::Relaxed);
         self.mailbox.drain(|r| {
             let i = r.index();
@@ -393,10 +406,13 @@ pub(super) fn finish_switch() {
         return;
     };
     let t0 = cs.switch_t0.load(Ordering::Relaxed);
+    if t0 != 0 {
+        record_switch(rdtsc().saturating_sub(t0));
+    }
     let prev_i = cs.prev.load(Ordering::Relaxed) as usize;
     let migrate = cs.migrate.load(Ordering::Relaxed);
-    if (t0 | u64::from(!migrate)) != 0 {
-        finish_rare(cs, t0, prev_i, migrate);
+    if migrate != NO_THREAD {
+        finish_migration(cs, prev_i, migrate);
         return;
     }
     cs.unlock();
@@ -405,19 +421,14 @@ pub(super) fn finish_switch() {
     }
 }
 
-/// `finish_switch` for a timed switch or a migration.
+/// `finish_switch` when the previous thread must move to CPU `migrate`.
 #[cold]
 #[inline(never)]
-fn finish_rare(cs: &CpuSched, t0: u64, prev_i: usize, migrate: u32) {
-    if t0 != 0 {
-        record_switch(rdtsc().saturating_sub(t0));
-    }
+fn finish_migration(cs: &CpuSched, prev_i: usize, migrate: u32) {
     cs.migrate.store(NO_THREAD, Ordering::Relaxed);
     cs.unlock();
     let prev = tcb(prev_i);
-    if migrate != NO_THREAD
-        && let Some(target) = cpu_sched(migrate)
-    {
+    if let Some(target) = cpu_sched(migrate) {
         prev.cpu.store(target.cpu, Ordering::Release);
         post_wake(target, prev_i);
     }
@@ -628,6 +639,7 @@ pub(super) static SAMPLE_N: AtomicU64 = AtomicU64::new(0);
 
 pub(super) static RECORDING: AtomicBool = AtomicBool::new(false);
 
+#[inline(always)]
 pub(super) fn record_switch(dt: u64) {
     let n = SAMPLE_N.fetch_add(1, Ordering::Relaxed) as usize;
     if let Some(s) = SAMPLES.get(n) {
