@@ -139,6 +139,12 @@ impl CpuSched {
 
     /// Enqueues thread `i` (lock held).
     pub(super) fn enqueue_locked(&self, i: usize) {
+        self.enqueue_inline(i);
+    }
+
+    /// [`CpuSched::enqueue_locked`], inlined (`schedule` putting the current thread back).
+    #[inline(always)]
+    pub(super) fn enqueue_inline(&self, i: usize) {
         let t = tcb(i);
         let prio = Priority::new(t.prio.load(Ordering::Relaxed)).unwrap_or(Priority::MIN);
         let class = classify(
@@ -289,7 +295,7 @@ pub(super) fn schedule_irqs_off() {
                 here
             };
         if stays {
-            cs.enqueue_locked(prev_i);
+            cs.enqueue_inline(prev_i);
         }
     }
     let next_i = match pick_local(cs).or_else(|| cs.steal()) {
