@@ -128,6 +128,15 @@ pub fn hypervisor_is_kvm() -> bool {
         .is_some_and(|h| matches!(h.identify(), raw_cpuid::Hypervisor::KVM))
 }
 
+/// Are we under a hypervisor that is not KVM (above all QEMU's TCG, whose vCPUs are host
+/// threads a loaded host may leave unscheduled for seconds)? CPUID leaf 1 ECX bit 31 and
+/// leaf 0x4000_0000; `false` on bare metal.
+pub fn emulated_or_foreign_hypervisor() -> bool {
+    let id = CpuId::new();
+    id.get_hypervisor_info()
+        .is_some_and(|h| !matches!(h.identify(), raw_cpuid::Hypervisor::KVM))
+}
+
 /// Disables interrupts on this CPU.
 #[inline(always)]
 pub fn cli() {

@@ -75,7 +75,7 @@ pub struct Options {
     pub contend_window_ms: u64,
     /// Test job: only tests whose name starts with one of these comma-separated prefixes
     /// (`exo.test=sched.,mm.stack_guard`; empty = all).
-    pub test_filter: arrayvec::ArrayString<128>,
+    pub test_filter: arrayvec::ArrayString<512>,
     /// Init job: the program to start as process 1 (`exo.init=PATH`, default `/init`).
     pub init: arrayvec::ArrayString<128>,
     /// Init job: the argument process 1 gets in RDI (`exo.init_arg=N`, decimal or 0x-hex).
