@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::doc::{Doc, compact, esc};
+use super::doc::{Doc, esc};
 use super::scale::{Axis, nice_step};
 use crate::names::LockKind;
 
@@ -64,16 +64,7 @@ pub(super) fn render(title: &str, subtitle: &str, series: &[Series], guides: &[G
 
     let mut d = Doc::new(W, H, title, subtitle);
     // Horizontal grid + y labels.
-    for &t in &y_axis.ticks {
-        let y = py(t);
-        d.line(X0, y, X1, y, "stroke=\"#e6e6e6\" stroke-width=\"1\"");
-        d.text(
-            X0 - 8.0,
-            y + 4.0,
-            "font-size=\"11\" text-anchor=\"end\" fill=\"#444444\"",
-            &compact(t.round() as u64),
-        );
-    }
+    d.y_grid(X0, X1, &y_axis.ticks, py);
     // x ticks: every CPU count measured when few, else a regular step.
     let xticks: Vec<f64> = if !xs.is_empty() && xs.len() <= 16 {
         xs.iter().map(|&n| f64::from(n)).collect()

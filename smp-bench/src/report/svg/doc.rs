@@ -59,6 +59,21 @@ impl Doc {
         ));
     }
 
+    /// Horizontal grid lines from `x0` to `x1` at each tick (`y` maps a value to its row)
+    /// with the tick's compact label right-aligned left of `x0`.
+    pub(super) fn y_grid(&mut self, x0: f64, x1: f64, ticks: &[f64], y: impl Fn(f64) -> f64) {
+        for &t in ticks {
+            let yy = y(t);
+            self.line(x0, yy, x1, yy, "stroke=\"#e6e6e6\" stroke-width=\"1\"");
+            self.text(
+                x0 - 8.0,
+                yy + 4.0,
+                "font-size=\"11\" text-anchor=\"end\" fill=\"#444444\"",
+                &compact(t.round() as u64),
+            );
+        }
+    }
+
     /// Closes the root element.
     pub(super) fn finish(mut self) -> String {
         self.s.push_str("</svg>\n");

@@ -48,16 +48,7 @@ pub(super) fn render(title: &str, subtitle: &str, points: &BTreeMap<u32, Point>)
 
     let mut d = Doc::new(W, H, title, subtitle);
     // Grid and left labels (requests/s).
-    for &t in &rps_axis.ticks {
-        let y = py_rps(t);
-        d.line(X0, y, X1, y, "stroke=\"#e6e6e6\" stroke-width=\"1\"");
-        d.text(
-            X0 - 8.0,
-            y + 4.0,
-            "font-size=\"11\" text-anchor=\"end\" fill=\"#444444\"",
-            &compact(t.round() as u64),
-        );
-    }
+    d.y_grid(X0, X1, &rps_axis.ticks, py_rps);
     // Right labels (latency ticks), when there are latencies.
     if !lats.is_empty() {
         for &t in &lat_axis.ticks {
