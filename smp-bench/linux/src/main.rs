@@ -34,6 +34,7 @@
 //! | `ipc.rtt.64.pipe`, `ipc.rtt.64.futex` | 64 bytes there and back between two threads on one CPU | none (no IPC in Exo-OS yet) |
 //! | `ipc.rtt.64.xcore.pipe`, `ipc.rtt.64.xcore.futex` | the same, the partner on CPU 1 | none |
 //! | `c2c.rtt.0.1` | cache-line ping-pong, spinning, CPUs 0 and 1 (not under icount) | kernel `c2c.rtt.0.1` (`contended` suite) |
+//! | `contend.mutex.<k>` | k threads pinned to CPUs 0..k on one futex mutex for 20 ms: ticks from a release to the next holder's acquire on another CPU (not under icount) | kernel `contend.mutex.<k>` (`contended` suite) |
 
 mod empty;
 mod sys;
@@ -159,6 +160,7 @@ fn run(init: bool) -> bool {
     user_rows(&mut suite, cpu, init);
     kernel_rows(&mut suite);
     pingpong_rows(&mut suite, cpu, ncpus, mode);
+    contended_rows(&mut suite, ncpus, mode);
 
     println!(
         "{}",
@@ -769,4 +771,84 @@ fn c2c(ovh: u64, s: &mut Samples<N>, cpu: usize, other: usize) -> Option<Stats> 
         stop.store(true, Ordering::Relaxed);
     });
     s.stats(0)
+}
+
+/// Most threads in the contention rows, as the kernel's `exo.contend_max` default.
+const CONTEND_MAX: usize = 8;
+/// Window of one contention row, as the kernel's `exo.contend_window_ms` default.
+const CONTEND_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
+/// Hand-offs kept per thread.
+const CONTEND_SAMPLES: usize = 100_000;
+
+/// What the contended mutex protects: as the kernel's `harness::locks::Data`.
+#[derive(Default)]
+struct LockData {
+    count: u64,
+    released_at: u64,
+    last: usize,
+}
+
+/// `contend.mutex.<k>` for k = 2..=min(ncpus, 8): k threads pinned to CPUs 0..k hammer one
+/// futex mutex (`std::sync::Mutex`) for 20 ms from a common start; each hand-off to another
+/// thread is timed from the previous holder's release to the acquire (one TSC on every
+/// vCPU), as the kernel's contended job times its blocking mutex. Not under icount (one
+/// vCPU runs at a time) nor on one CPU.
+fn contended_rows(suite: &mut Suite, ncpus: usize, mode: Mode) {
+    if ncpus < 2 || mode == Mode::Icount {
+        println!("linux: no contend.mutex.* (needs 2+ CPUs running at once: not icount)");
+        return;
+    }
+    for k in 2..=ncpus.min(CONTEND_MAX) {
+        let lock = std::sync::Mutex::new(LockData::default());
+        let ready = std::sync::Barrier::new(k + 1);
+        let stop = AtomicBool::new(false);
+        let results: Vec<(Vec<u64>, u64)> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..k)
+                .map(|me| {
+                    let (lock, ready, stop) = (&lock, &ready, &stop);
+                    sc.spawn(move || {
+                        let pinned = sys::pin(me).is_ok();
+                        let mut samples = Vec::with_capacity(CONTEND_SAMPLES);
+                        let mut acq = 0u64;
+                        ready.wait();
+                        while pinned && !stop.load(Ordering::Relaxed) {
+                            let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());
+                            let t = rdtsc_precise();
+                            if d.last != me && d.released_at != 0 && samples.len() < CONTEND_SAMPLES
+                            {
+                                samples.push(t.saturating_sub(d.released_at));
+                            }
+                            d.count += 1;
+                            d.last = me;
+                            d.released_at = rdtsc_precise();
+                            drop(d);
+                            acq += 1;
+                        }
+                        (samples, if pinned { acq } else { u64::MAX })
+                    })
+                })
+                .collect();
+            ready.wait();
+            std::thread::sleep(CONTEND_WINDOW);
+            stop.store(true, Ordering::Relaxed);
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or((Vec::new(), u64::MAX)))
+                .collect()
+        });
+        let name = format!("contend.mutex.{k}");
+        if results.iter().any(|r| r.1 == u64::MAX) {
+            suite.fail(format_args!(
+                "{name}: a thread could not be pinned or panicked"
+            ));
+            continue;
+        }
+        let total: u64 = results.iter().map(|r| r.1).sum();
+        let counted = lock.lock().unwrap_or_else(|p| p.into_inner()).count;
+        if counted != total {
+            suite.fail(format_args!("{name}: lost updates ({counted} != {total})"));
+            continue;
+        }
+        let mut merged: Vec<u64> = results.into_iter().flat_map(|r| r.0).collect();
+        suite.emit(&name, smp_bench::stats_of(&mut merged, 0));
+    }
 }

@@ -179,6 +179,15 @@ pub const PAIRS: &[Pair] = &[
         note: "cache-line ping-pong, CPUs 0 and 1, spinning (none under icount: one vCPU runs at a time)",
     },
     Pair {
+        label: "mutex.contended.2",
+        exo: Ok(Source {
+            suite: "contended",
+            name: "contend.mutex.2",
+        }),
+        linux: Ok("contend.mutex.2"),
+        note: "two CPUs hammering one mutex: release to the next holder's acquire on the other CPU (Exo-OS: kernel blocking mutex; Linux: futex mutex; none under icount)",
+    },
+    Pair {
         label: "thread.spawn",
         exo: kernel("thread.spawn"),
         linux: Err("kernel threads are not reachable from ring 3"),
