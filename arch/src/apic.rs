@@ -169,6 +169,26 @@ pub fn eoi() {
     write(REG_EOI, 0);
 }
 
+/// The highest vector set in one of the 256-bit APIC vector registers at `base` (ISR 0x100,
+/// IRR 0x200), or `None` when it is empty.
+fn highest_in(base: u32) -> Option<u8> {
+    (0..8u32).rev().find_map(|i| {
+        let w = read(base + i * 0x10);
+        (w != 0).then(|| (i * 32 + 31 - w.leading_zeros()) as u8)
+    })
+}
+
+/// The highest vector this CPU is servicing (ISR): one that never got its EOI blocks every
+/// vector of its priority class and below (diagnostics).
+pub fn highest_in_service() -> Option<u8> {
+    highest_in(0x100)
+}
+
+/// The highest vector waiting to be delivered to this CPU (IRR, diagnostics).
+pub fn highest_pending() -> Option<u8> {
+    highest_in(0x200)
+}
+
 /// Delivery modes of the ICR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {

@@ -35,7 +35,8 @@ pub struct Options {
     pub job: Job,
     /// Allow x2APIC (`exo.apic=xapic` forces xAPIC when firmware left the choice to us).
     pub allow_x2apic: bool,
-    /// Deadline for all APs to come online, in milliseconds.
+    /// Deadline for all APs to come online, in milliseconds (default 5000; 30000 under TCG
+    /// and foreign hypervisors, set by the boot flow when the command line gives none).
     pub ap_timeout_ms: u64,
     /// An extra APIC id to "start" that no CPU answers (tests the deadline path).
     pub phantom_apic_id: Option<u32>,

@@ -22,6 +22,9 @@ use exo_arch::tsc::{FreqSource, rdtsc};
 use exo_percpu::CpuId;
 use log::{error, info, warn};
 
+/// The AP bring-up deadline under TCG and foreign hypervisors when the command line sets none.
+const AP_TIMEOUT_EMULATED_MS: u64 = 30_000;
+
 /// What the later jobs need to know about boot.
 #[derive(Debug)]
 pub struct BootState {
@@ -64,6 +67,13 @@ pub fn bsp_main(start_info: u64) -> BootState {
     let bi = crate::sys::read_start_info(start_info).unwrap_or_else(|e| fail(format_args!("{e}")));
     let mut opts = cmdline::parse(&bi.cmdline, |b| warn!("ignored bad option {:?}", b.0));
     log::set_max_level(opts.log_level);
+    // Under TCG (and other hypervisors) an AP is a host thread: 64 of them on a loaded
+    // 2-core host took more than 5 s to come up (seen in CI). The default deadline is
+    // 30 s there; `exo.ap_timeout_ms` still sets it.
+    if !bi.cmdline.contains("exo.ap_timeout_ms=") && exo_arch::cpu::emulated_or_foreign_hypervisor()
+    {
+        opts.ap_timeout_ms = AP_TIMEOUT_EMULATED_MS;
+    }
     let detected = detect_mode();
     match opts.mode {
         Some(m) if m != detected => {

@@ -68,8 +68,21 @@ pub struct CpuLocal {
     pub online_tsc: AtomicU64,
     /// The last TLB shootdown this CPU carried out (`tlb::shootdown`'s generation).
     pub tlb_ack: AtomicU64,
+    /// The last shootdown generation sent to this CPU (written by the initiator, under the
+    /// shootdown lock): the initiator waits only for the CPUs it sent to.
+    pub tlb_req: AtomicU64,
     /// TLB shootdown requests this CPU answered.
     pub tlb_flushes: AtomicU64,
+    /// Where a panic's stop-all NMI found this CPU: the interrupted RIP (0 until then), its
+    /// RFLAGS and CS (the panic report prints them for every CPU).
+    pub stopped_rip: AtomicU64,
+    /// See `stopped_rip`.
+    pub stopped_rflags: AtomicU64,
+    /// See `stopped_rip`.
+    pub stopped_cs: AtomicU64,
+    /// See `stopped_rip`: the local APIC's highest in-service and pending vectors then
+    /// (bits 0..8 and 8..16, each + 1; 0 = none).
+    pub stopped_apic: AtomicU64,
     /// This CPU's console ring (user `write`), set by the `user` layer at the first write
     /// on this CPU; its producer is this CPU only.
     pub console: spin::Once<&'static crate::console::CpuRing>,
@@ -91,7 +104,12 @@ impl CpuLocal {
             tsc_uncertainty: AtomicU64::new(u64::MAX),
             online_tsc: AtomicU64::new(0),
             tlb_ack: AtomicU64::new(0),
+            tlb_req: AtomicU64::new(0),
             tlb_flushes: AtomicU64::new(0),
+            stopped_rip: AtomicU64::new(0),
+            stopped_rflags: AtomicU64::new(0),
+            stopped_cs: AtomicU64::new(0),
+            stopped_apic: AtomicU64::new(0),
             console: spin::Once::new(),
         }
     }

@@ -124,6 +124,7 @@ pub fn shootdown(cpus: &AtomicMask<'_>, r: Request) {
     let me = exo_percpu::cpu_id_hint().0;
     for c in cpus.iter().filter(|&c| c != me) {
         if let Some(b) = cpus::get(CpuId(c)).filter(|b| b.ext.online.load(Ordering::Acquire)) {
+            b.ext.tlb_req.store(generation, Ordering::Relaxed);
             let _ = apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_TLB));
         }
     }
@@ -131,7 +132,14 @@ pub fn shootdown(cpus: &AtomicMask<'_>, r: Request) {
     let limit = deadline_ms();
     let deadline = crate::smp::time::Deadline::after_ms(limit);
     for c in cpus.iter().filter(|&c| c != me) {
-        let Some(b) = cpus::get(CpuId(c)).filter(|b| b.ext.online.load(Ordering::Acquire)) else {
+        // Only the CPUs this request was sent to: the mask is live, and a CPU that marked
+        // itself after the IPIs went out loaded the space after the change (its CR3 load
+        // reads the new tables) and got no IPI to answer. Waiting for it hung the
+        // initiator (seen in /threads case 5: new threads starting on other CPUs while
+        // the main thread mprotects stack guards).
+        let Some(b) =
+            cpus::get(CpuId(c)).filter(|b| b.ext.tlb_req.load(Ordering::Relaxed) == generation)
+        else {
             continue;
         };
         while b.ext.tlb_ack.load(Ordering::Acquire) < generation {

@@ -193,6 +193,19 @@ fn handle(frame: &mut TrapFrame) {
         }),
         2 => {
             if crate::trap::panic::stopping() {
+                // For the report: where this CPU was (a CPU that never answers a
+                // shoot-down shows here with IF 0 and the place it spins).
+                with_block(|b| {
+                    b.ext.stopped_rflags.store(frame.rflags, Ordering::Relaxed);
+                    b.ext.stopped_cs.store(frame.cs, Ordering::Relaxed);
+                    let v = |x: Option<u8>| x.map_or(0, |v| u64::from(v) + 1);
+                    b.ext.stopped_apic.store(
+                        v(exo_arch::apic::highest_in_service())
+                            | v(exo_arch::apic::highest_pending()) << 8,
+                        Ordering::Relaxed,
+                    );
+                    b.ext.stopped_rip.store(frame.rip.max(1), Ordering::Release);
+                });
                 exo_arch::cpu::halt_forever();
             }
             log::warn!("unexpected NMI at rip {:#x}", frame.rip);

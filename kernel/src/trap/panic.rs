@@ -81,10 +81,46 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
         crate::kprintln!("  #{n:<2} {ret:#018x}");
         n += 1;
     });
+    report_stopped(cpu);
     crate::kprintln!(
         "(resolve with: addr2line -e target/x86_64-unknown-none/release/exo -f -C <addr>)"
     );
     crate::console::exit(ExitCode::Failure)
+}
+
+/// Ticks the report waits for the other CPUs to record where the NMI found them.
+const STOP_WAIT_TICKS: u64 = 200_000_000;
+
+/// One line per other online CPU: `STOPPED,<cpu>,rip,<rip>,ring,<0|3>,if,<0|1>,isr,<v>,irr,<v>`
+/// where the stop-all NMI interrupted it (and its APIC's highest in-service and pending vector), or `STOPPED,<cpu>,no answer` (bounded wait, lock-free).
+fn report_stopped(me: u32) {
+    let others = || crate::smp::cpus::online().filter(move |b| b.hot.cpu_id != me);
+    let t0 = exo_arch::tsc::rdtsc();
+    while others().any(|b| b.ext.stopped_rip.load(Ordering::Acquire) == 0)
+        && exo_arch::tsc::rdtsc().wrapping_sub(t0) < STOP_WAIT_TICKS
+    {
+        core::hint::spin_loop();
+    }
+    for b in others() {
+        let id = b.hot.cpu_id;
+        match b.ext.stopped_rip.load(Ordering::Acquire) {
+            0 => crate::kprintln!("STOPPED,{id},no answer"),
+            rip => {
+                let apic = b.ext.stopped_apic.load(Ordering::Relaxed);
+                let vec = |x: u64| match x & 0xff {
+                    0 => "-".into(),
+                    v => alloc::format!("{:#x}", v - 1),
+                };
+                crate::kprintln!(
+                    "STOPPED,{id},rip,{rip:#018x},ring,{},if,{},isr,{},irr,{}",
+                    b.ext.stopped_cs.load(Ordering::Relaxed) & 3,
+                    (b.ext.stopped_rflags.load(Ordering::Relaxed) >> 9) & 1,
+                    vec(apic),
+                    vec(apic >> 8)
+                )
+            }
+        }
+    }
 }
 
 /// A fatal CPU exception.
