@@ -135,6 +135,9 @@ fn main() {
     );
 }
 
+/// Longest the c2c row may take (it stops early with the samples it has).
+const C2C_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Cache-line ping-pong between cores 0 and 1: the raw hand-off floor.
 fn c2c(out: &mut Out) {
     #[repr(align(64))]
@@ -155,6 +158,9 @@ fn c2c(out: &mut Out) {
         }
     });
     let mut s: Box<Samples<N>> = Box::new(Samples::new());
+    // Bounded in time too: on a VM whose two vCPUs rarely run at once (this project's CI
+    // machines) one round trip can take milliseconds, and 21,000 of them took minutes.
+    let until = std::time::Instant::now() + C2C_TIME_LIMIT;
     for i in 1..=(N as u64 + 1000) {
         let t0 = rdtsc_precise();
         ping.0.0.store(i, Ordering::Release);
@@ -164,6 +170,10 @@ fn c2c(out: &mut Out) {
         let t1 = rdtsc_precise();
         if i > 1000 {
             s.push(t1 - t0);
+        }
+        if i > 1256 && i % 256 == 0 && std::time::Instant::now() > until {
+            eprintln!("c2c.rtt.0.1: time limit after {i} round trips (the row has fewer samples)");
+            break;
         }
     }
     stop.store(true, Ordering::Relaxed);
