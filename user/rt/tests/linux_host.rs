@@ -77,7 +77,10 @@ fn anonymous_memory_maps_protects_and_unmaps() {
         assert_eq!(exo_rt::munmap(addr, len), Ok(0));
         // Not `addr`: the other tests' threads may map there again at once (seen in CI).
         // Below `vm.mmap_min_addr` (64 KiB) nothing is ever mapped.
-        assert_eq!(exo_rt::mprotect(0x1000, 4096, PROT_READ), Err(Errno::ENOMEM));
+        assert_eq!(
+            exo_rt::mprotect(0x1000, 4096, PROT_READ),
+            Err(Errno::ENOMEM)
+        );
     }
     assert_eq!(
         exo_rt::map_anonymous(0, PROT_READ).unwrap_err(),
