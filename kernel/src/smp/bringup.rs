@@ -164,8 +164,10 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
     while ARRIVED.load(Ordering::Acquire) < want && !deadline.passed() {
         core::hint::spin_loop();
     }
-    // Arrived CPUs finish their set-up quickly; give them a bounded moment to go online.
-    let settle = Deadline::after_ms(timeout_ms.min(1000));
+    // Arrived CPUs finish their set-up quickly on hardware (this loop ends at once); under
+    // TCG a vCPU thread on a busy host can take seconds, and a 1 s cap here reported CPUs
+    // missing that came online just after (CI at -smp 64). Bounded by the same deadline.
+    let settle = Deadline::after_ms(timeout_ms);
     while plan.targets.iter().any(|t| {
         t.arrived.load(Ordering::Acquire)
             && !cpus::get(t.cpu).is_some_and(|b| b.ext.online.load(Ordering::Acquire))
