@@ -414,40 +414,15 @@ contended = the contended job. n/a: the operation does not exist on that side; m
 /// Aligned plain text.
 pub fn render_text(rows: &[CompareRow]) -> String {
     let body: Vec<[String; 8]> = rows.iter().map(cells).collect();
-    let mut width = HEADERS.map(|h| h.chars().count());
-    for r in &body {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let fmt_line = |cells: &[String]| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(width)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        parts.join("  ").trim_end().to_string() + "\n"
-    };
-    let mut out = fmt_line(&HEADERS.map(String::from));
-    out += &fmt_line(&width.map(|w| "-".repeat(w)));
-    for r in &body {
-        out += &fmt_line(r);
-    }
+    let mut out = super::grid::aligned(HEADERS, &body);
     let _ = writeln!(out, "\n{LEGEND}");
     out
 }
 
 /// GitHub-flavoured Markdown (pipes in cells escaped).
 pub fn render_markdown(rows: &[CompareRow]) -> String {
-    let line = |cells: &[String]| {
-        let esc: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
-        format!("| {} |\n", esc.join(" | "))
-    };
-    let mut out = line(&HEADERS.map(String::from));
-    out += &line(&HEADERS.map(|_| "---".to_string()));
-    for r in rows {
-        out += &line(&cells(r));
-    }
+    let body: Vec<[String; 8]> = rows.iter().map(cells).collect();
+    let mut out = super::grid::markdown(HEADERS, &body);
     let _ = writeln!(out, "\n{LEGEND}");
     out
 }

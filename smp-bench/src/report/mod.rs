@@ -4,6 +4,7 @@
 pub mod compare;
 mod csv;
 mod error;
+mod grid;
 mod select;
 mod status;
 pub mod svg;

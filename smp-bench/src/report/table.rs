@@ -128,38 +128,11 @@ fn cells(r: &TableRow) -> [String; 9] {
 /// Aligned plain-text table with a header and a rule.
 pub fn render_text(rows: &[TableRow]) -> String {
     let body: Vec<[String; 9]> = rows.iter().map(cells).collect();
-    let mut width = HEADERS.map(|h| h.chars().count());
-    for r in &body {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let fmt_line = |cells: &[String]| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(width)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        parts.join("  ").trim_end().to_string() + "\n"
-    };
-    let mut out = fmt_line(&HEADERS.map(String::from));
-    out += &fmt_line(&width.map(|w| "-".repeat(w)));
-    for r in &body {
-        out += &fmt_line(r);
-    }
-    out
+    super::grid::aligned(HEADERS, &body)
 }
 
 /// GitHub-flavoured Markdown table (pipes in cells escaped).
 pub fn render_markdown(rows: &[TableRow]) -> String {
-    let line = |cells: &[String]| {
-        let esc: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
-        format!("| {} |\n", esc.join(" | "))
-    };
-    let mut out = line(&HEADERS.map(String::from));
-    out += &line(&HEADERS.map(|_| "---".to_string()));
-    for r in rows {
-        out += &line(&cells(r));
-    }
-    out
+    let body: Vec<[String; 9]> = rows.iter().map(cells).collect();
+    super::grid::markdown(HEADERS, &body)
 }
