@@ -88,6 +88,19 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     crate::console::exit(ExitCode::Failure)
 }
 
+/// A recorded vector (low byte: vector + 1, 0 = none), printed without allocating: the
+/// panicking CPU may hold the heap's lock.
+struct Vector(u64);
+
+impl core::fmt::Display for Vector {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 & 0xff {
+            0 => f.write_str("-"),
+            v => write!(f, "{:#x}", v - 1),
+        }
+    }
+}
+
 /// Ticks the report waits for the other CPUs to record where the NMI found them.
 const STOP_WAIT_TICKS: u64 = 200_000_000;
 
@@ -107,16 +120,12 @@ fn report_stopped(me: u32) {
             0 => crate::kprintln!("STOPPED,{id},no answer"),
             rip => {
                 let apic = b.ext.stopped_apic.load(Ordering::Relaxed);
-                let vec = |x: u64| match x & 0xff {
-                    0 => "-".into(),
-                    v => alloc::format!("{:#x}", v - 1),
-                };
                 crate::kprintln!(
                     "STOPPED,{id},rip,{rip:#018x},ring,{},if,{},isr,{},irr,{}",
                     b.ext.stopped_cs.load(Ordering::Relaxed) & 3,
                     (b.ext.stopped_rflags.load(Ordering::Relaxed) >> 9) & 1,
-                    vec(apic),
-                    vec(apic >> 8)
+                    Vector(apic),
+                    Vector(apic >> 8)
                 )
             }
         }
