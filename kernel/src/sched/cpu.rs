@@ -302,34 +302,7 @@ pub(super) fn switch_locked(
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
     crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
-    // A thread of an address space runs on it; a kernel thread on whatever is loaded.
-    let space = next.space.load(Ordering::Relaxed);
-    if space != 0 {
-        // The space outlives its threads (`Builder::space`).
-        let s = crate::sys::leaked_ref(space as *const crate::mm::space::Space);
-        if exo_arch::tlb::current_root() != s.root() {
-            s.activate(cs.cpu);
-        }
-    }
-    prev.held.store(
-        exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
-        Ordering::Relaxed,
-    );
-    // A user thread (pid != 0): entries from ring 3 land on its kernel stack (TSS.RSP0 for
-    // traps, the GS block for `syscall`) and getpid reads its pid from the GS block. Kernel
-    // threads never run ring 3 code: their switches skip this (the slots keep stale values
-    // nobody reads; `enter_user` and `set_current_ids` set them for a thread on its way).
-    cs.current_uid.store(
-        UIDS.get(next_i).map_or(0, |u| u.load(Ordering::Relaxed)),
-        Ordering::Relaxed,
-    );
-    let pid = next.pid.load(Ordering::Relaxed);
-    if pid != 0 {
-        let top = next.stack_top.load(Ordering::Relaxed);
-        exo_percpu::set_pid(pid);
-        exo_percpu::set_kstack_top(top);
-        exo_arch::gdt::set_rsp0(top);
-    }
+    load_context(cs, prev, next, next_i);
     arm_timer(cs, now, next_i != idle_i);
     // Migration of prev is done by the next thread (prev's registers must be saved first).
     cs.migrate
@@ -702,25 +675,14 @@ pub fn handoff(target: Tid, deadline: u64, still_wait: impl FnOnce() -> bool) ->
     true
 }
 
-/// The switch of [`handoff`]: [`switch_locked`] minus what a direct switch between two
-/// threads of this CPU does not need. Kept: the state and `current`/`prev` words, the
-/// CPU's switch counter, the lazy/eager FPU hook, the address-space switch, the held-lock
-/// word, `current_uid`, and for a user thread the per-CPU pid, kernel stack top and
-/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `handoff` checked), its
-/// switch counter, the migration word (a handoff never migrates: it stays `NO_THREAD`),
-/// the switch-time sample (`switch_t0` cleared), and the timer: `target` runs on the rest
-/// of the caller's slice (seL4's donation) unless the caller blocked with a deadline
-/// (`rearm`), which the timer must cover.
+/// What every switch does for the thread coming in, shared by [`switch_locked`] and
+/// [`switch_direct`]: its address space (a kernel thread runs on whatever is loaded), the
+/// held-lock word, `current_uid`, and for a user thread (pid != 0) the per-CPU pid, kernel
+/// stack top and TSS.RSP0, where entries from ring 3 land and getpid reads. Kernel threads
+/// never run ring 3 code: their switches skip the last part (the slots keep stale values
+/// nobody reads; `enter_user` and `set_current_ids` set them for a thread on its way).
 #[inline(always)]
-fn switch_direct(cs: &CpuSched, prev_i: usize, next_i: usize, rearm: bool) {
-    let prev = tcb(prev_i);
-    let next = tcb(next_i);
-    let now = rdtsc();
-    next.started.store(now, Ordering::Relaxed);
-    cs.current.store(next_i as u32, Ordering::Relaxed);
-    cs.prev.store(prev_i as u32, Ordering::Relaxed);
-    cs.switches.fetch_add(1, Ordering::Relaxed);
-    crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
+fn load_context(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i: usize) {
     let space = next.space.load(Ordering::Relaxed);
     if space != 0 {
         // The space outlives its threads (`Builder::space`).
@@ -744,6 +706,28 @@ fn switch_direct(cs: &CpuSched, prev_i: usize, next_i: usize, rearm: bool) {
         exo_percpu::set_kstack_top(top);
         exo_arch::gdt::set_rsp0(top);
     }
+}
+
+/// The switch of [`handoff`]: [`switch_locked`] minus what a direct switch between two
+/// threads of this CPU does not need. Kept: the state and `current`/`prev` words, the
+/// CPU's switch counter, the lazy/eager FPU hook, the address-space switch, the held-lock
+/// word, `current_uid`, and for a user thread the per-CPU pid, kernel stack top and
+/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `handoff` checked), its
+/// switch counter, the migration word (a handoff never migrates: it stays `NO_THREAD`),
+/// the switch-time sample (`switch_t0` cleared), and the timer: `target` runs on the rest
+/// of the caller's slice (seL4's donation) unless the caller blocked with a deadline
+/// (`rearm`), which the timer must cover.
+#[inline(always)]
+fn switch_direct(cs: &CpuSched, prev_i: usize, next_i: usize, rearm: bool) {
+    let prev = tcb(prev_i);
+    let next = tcb(next_i);
+    let now = rdtsc();
+    next.started.store(now, Ordering::Relaxed);
+    cs.current.store(next_i as u32, Ordering::Relaxed);
+    cs.prev.store(prev_i as u32, Ordering::Relaxed);
+    cs.switches.fetch_add(1, Ordering::Relaxed);
+    crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
+    load_context(cs, prev, next, next_i);
     if rearm {
         arm_timer(cs, now, true);
     }
