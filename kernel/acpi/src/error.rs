@@ -20,6 +20,8 @@ impl Signature {
     pub const FADT: Self = Self(*b"FACP");
     /// HPET description table.
     pub const HPET: Self = Self(*b"HPET");
+    /// PCI Express memory-mapped configuration space (ECAM windows).
+    pub const MCFG: Self = Self(*b"MCFG");
 }
 
 impl fmt::Display for Signature {
@@ -321,6 +323,16 @@ pub enum Warning {
         /// The address.
         address: u64,
     },
+    /// MCFG entries that cannot be an ECAM window (zero or unaligned base, start bus after
+    /// end bus, past the physical address space) or beyond the ones kept; dropped.
+    BadMcfgEntry {
+        /// Index of the first dropped entry.
+        index: u32,
+        /// Its base address.
+        base: u64,
+        /// How many entries were dropped.
+        count: u32,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -512,6 +524,11 @@ impl fmt::Display for Warning {
             } => write!(
                 f,
                 "{table}: address {address:#x} in address space {space_id} is unusable; ignored"
+            ),
+            Self::BadMcfgEntry { index, base, count } => write!(
+                f,
+                "MCFG: {count} unusable ECAM entr{} dropped; the first (#{index}) at {base:#x}",
+                if count == 1 { "y" } else { "ies" }
             ),
         }
     }

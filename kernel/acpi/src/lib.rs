@@ -38,6 +38,7 @@ extern crate alloc;
 mod error;
 mod fadt;
 mod madt;
+mod mcfg;
 pub mod plan;
 mod platform;
 mod sdt;
@@ -48,6 +49,7 @@ pub use madt::{
     Cpu, IntOverride, IoApic, IsaIrq, LocalNmi, Madt, NmiProcessor, NmiSource, Polarity,
     TriggerMode, parse_madt,
 };
+pub use mcfg::{EcamRegion, MAX_ECAM_REGIONS};
 pub use platform::{Platform, discover};
 pub use sdt::{MAX_RSDP_LEN, MAX_TABLE_LEN, Rsdp, find_rsdp, find_rsdp_in_bios, parse_rsdp};
 

@@ -1,17 +1,19 @@
-//! Top-level discovery: RSDP -> RSDT/XSDT -> MADT, FADT, HPET.
+//! Top-level discovery: RSDP -> RSDT/XSDT -> MADT, FADT, HPET, MCFG.
 
 use crate::error::{push_warning, reserve};
 use crate::fadt::{PmTimer, parse_fadt, parse_hpet};
 use crate::madt::Madt;
+use crate::mcfg::{EcamRegion, parse_mcfg};
 use crate::sdt::{RootTable, Rsdp, load_table, parse_rsdp, read_signature};
 use crate::{AcpiError, PhysMem, Signature, Warning};
 use alloc::vec::Vec;
 
 /// Upper bound on [`Platform::warnings`] once aggregated: XSDT fallback, root trailing bytes,
 /// null and unreadable root entries (1 each); duplicate and skipped tables (1 per signature
-/// parsed: MADT, FADT, HPET); FADT unusable addresses (2); HPET unusable address (1); no MADT.
+/// parsed: MADT, FADT, HPET, MCFG); FADT unusable addresses (2); HPET unusable address (1); bad
+/// MCFG entries (1); no MADT.
 /// Reserved up front; exceeding it would only grow the list (fallibly).
-const PLATFORM_WARNINGS: usize = 15;
+const PLATFORM_WARNINGS: usize = 17;
 
 /// Everything the kernel needs from ACPI to bring up CPUs and interrupt controllers.
 #[derive(Clone, Debug)]
@@ -29,6 +31,8 @@ pub struct Platform {
     pub hpet: Option<u64>,
     /// The ACPI PM timer from the FADT, if present.
     pub fadt_pm_timer: Option<PmTimer>,
+    /// PCI Express ECAM windows from the MCFG (empty without one: legacy port I/O then).
+    pub ecam: Vec<EcamRegion>,
 }
 
 impl Platform {
@@ -95,8 +99,9 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
         warnings,
         hpet: None,
         fadt_pm_timer: None,
+        ecam: Vec::new(),
     };
-    let (mut have_fadt, mut have_hpet) = (false, false);
+    let (mut have_fadt, mut have_hpet, mut have_mcfg) = (false, false, false);
     for index in 0..root.count() {
         let paddr = root.entry(index)?;
         if paddr == 0 {
@@ -120,6 +125,7 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
             Signature::MADT => p.madt.is_some(),
             Signature::FADT => have_fadt,
             Signature::HPET => have_hpet,
+            Signature::MCFG => have_mcfg,
             _ => continue,
         };
         if have {
@@ -135,6 +141,10 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
             Signature::FADT => parse_fadt(&t, &mut p.warnings).map(|pm| {
                 p.fadt_pm_timer = pm;
                 have_fadt = true;
+            }),
+            Signature::MCFG => parse_mcfg(&t, &mut p.warnings).map(|e| {
+                p.ecam = e;
+                have_mcfg = true;
             }),
             _ => parse_hpet(&t, &mut p.warnings).map(|h| {
                 p.hpet = h;

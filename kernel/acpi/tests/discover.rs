@@ -1,4 +1,4 @@
-//! RSDP, root tables, table lookup, FADT and HPET.
+//! RSDP, root tables, table lookup, FADT, HPET and MCFG.
 
 mod common;
 
@@ -626,4 +626,109 @@ fn error_messages_are_one_line() {
         errs[2].to_string(),
         "table at 0x1 has signature \"\\x00AB\\xff\", expected \"RSDT\""
     );
+}
+
+#[test]
+fn mcfg_q35_window() {
+    let tables = [
+        MadtBuilder::qemu(2).build(),
+        mcfg(&[(0xB000_0000, 0, 0, 255)]),
+    ];
+    let p = discover(&machine(&tables, Root::Xsdt), RSDP_ADDR).unwrap();
+    assert_eq!(p.ecam.len(), 1, "{:?}", p.warnings);
+    let r = p.ecam[0];
+    assert_eq!(
+        (r.base, r.segment, r.bus_start, r.bus_end),
+        (0xB000_0000, 0, 0, 255)
+    );
+    assert_eq!(r.len(), 256 << 20);
+    assert_eq!(r.config_addr(0, 0, 0), Some(0xB000_0000));
+    assert_eq!(
+        r.config_addr(1, 2, 3),
+        Some(0xB000_0000 + (1 << 20) + (2 << 15) + (3 << 12))
+    );
+    assert_eq!(r.config_addr(0, 32, 0), None);
+    assert_eq!(r.config_addr(0, 0, 8), None);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn mcfg_bus_range_offsets_from_its_start() {
+    let tables = [mcfg(&[(0xE000_0000, 0, 0x10, 0x1f)])];
+    let p = discover(&machine(&tables, Root::Rsdt), RSDP_ADDR).unwrap();
+    let r = p.ecam[0];
+    assert_eq!(r.config_addr(0x0f, 0, 0), None);
+    assert_eq!(r.config_addr(0x10, 0, 0), Some(0xE000_0000));
+    assert_eq!(
+        r.config_addr(0x1f, 31, 7),
+        Some(0xE000_0000 + (0xf << 20) + (31 << 15) + (7 << 12))
+    );
+    assert_eq!(r.config_addr(0x20, 0, 0), None);
+}
+
+#[test]
+fn mcfg_bad_entries_dropped_with_one_warning() {
+    let tables = [mcfg(&[
+        (0, 0, 0, 255),                     // no base
+        (0xB000_1000, 0, 0, 255),           // not 1 MiB-aligned
+        (0xB000_0000, 0, 9, 3),             // start after end
+        (0xFFFF_FFFF_FFF0_0000, 0, 0, 255), // past the address space
+        (0xC000_0000, 1, 0, 63),            // good
+    ])];
+    let p = discover(&machine(&tables, Root::Rsdt), RSDP_ADDR).unwrap();
+    assert_eq!(
+        p.ecam,
+        vec![exo_acpi::EcamRegion {
+            base: 0xC000_0000,
+            segment: 1,
+            bus_start: 0,
+            bus_end: 63
+        }]
+    );
+    let w: Vec<_> = p
+        .warnings
+        .iter()
+        .filter(|w| matches!(w, Warning::BadMcfgEntry { .. }))
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", p.warnings);
+    assert!(matches!(
+        w[0],
+        Warning::BadMcfgEntry {
+            index: 0,
+            base: 0,
+            count: 4
+        }
+    ));
+    assert!(
+        w[0].to_string().contains("4 unusable ECAM entries"),
+        "{}",
+        w[0]
+    );
+}
+
+#[test]
+fn mcfg_truncated_or_absent() {
+    let p = discover(&machine(&[sdt(b"MCFG", 1, &[0; 4])], Root::Rsdt), RSDP_ADDR).unwrap();
+    assert!(p.ecam.is_empty());
+    assert!(p.warnings.iter().any(|w| matches!(
+        w,
+        Warning::TableSkipped {
+            table: Signature::MCFG,
+            ..
+        }
+    )));
+    // A trailing partial entry is ignored (whole entries only).
+    let mut t = mcfg(&[(0xB000_0000, 0, 0, 0)]);
+    t.extend_from_slice(&[0xAA; 7]);
+    let len = t.len() as u32;
+    t[4..8].copy_from_slice(&len.to_le_bytes());
+    fix_checksum(&mut t, 9);
+    let p = discover(&machine(&[t], Root::Rsdt), RSDP_ADDR).unwrap();
+    assert_eq!(p.ecam.len(), 1);
+    let p = discover(
+        &machine(&[MadtBuilder::qemu(1).build()], Root::Rsdt),
+        RSDP_ADDR,
+    )
+    .unwrap();
+    assert!(p.ecam.is_empty());
 }

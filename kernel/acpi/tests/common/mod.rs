@@ -310,3 +310,14 @@ pub fn machine(tables: &[Vec<u8>], root: Root) -> FakeMem {
     }
     mem
 }
+
+/// An MCFG with the given (base, segment, bus_start, bus_end) entries.
+pub fn mcfg(entries: &[(u64, u16, u8, u8)]) -> Vec<u8> {
+    let mut body = vec![0u8; 8];
+    for &(base, seg, s, e) in entries {
+        body.extend_from_slice(&base.to_le_bytes());
+        body.extend_from_slice(&seg.to_le_bytes());
+        body.extend_from_slice(&[s, e, 0, 0, 0, 0]);
+    }
+    sdt(b"MCFG", 1, &body)
+}

@@ -1,0 +1,98 @@
+//! MCFG: where PCI Express configuration space is memory-mapped (ECAM), per segment and bus
+//! range. Each 16-byte entry is checked (base 1 MiB-aligned and non-zero, start bus <= end
+//! bus, the whole window below 2^52); a bad entry is dropped with a warning, the good ones
+//! are kept (at most [`MAX_ECAM_REGIONS`]).
+
+use crate::error::{push_warning, reserve};
+use crate::sdt::Table;
+use crate::{AcpiError, PhysMem, Warning};
+use alloc::vec::Vec;
+
+/// Entries kept; a real machine has one per PCI segment (almost always one).
+pub const MAX_ECAM_REGIONS: usize = 16;
+/// Offset of the first entry: the header plus 8 reserved bytes.
+const FIRST: u32 = 44;
+const ENTRY: u32 = 16;
+
+/// One ECAM window: bus `b`, device `d`, function `f` of `segment` has its 4 KiB of
+/// configuration space at `base + ((b - bus_start) << 20 | d << 15 | f << 12)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EcamRegion {
+    /// Physical base of the window (the address of bus `bus_start`).
+    pub base: u64,
+    /// PCI segment group.
+    pub segment: u16,
+    /// First bus decoded.
+    pub bus_start: u8,
+    /// Last bus decoded (inclusive).
+    pub bus_end: u8,
+}
+
+impl EcamRegion {
+    /// Physical address of the configuration space of `bus:dev.func`, if this window decodes
+    /// that bus (and `dev < 32`, `func < 8`).
+    pub fn config_addr(&self, bus: u8, dev: u8, func: u8) -> Option<u64> {
+        if bus < self.bus_start || bus > self.bus_end || dev >= 32 || func >= 8 {
+            return None;
+        }
+        let off = (u64::from(bus - self.bus_start) << 20)
+            | (u64::from(dev) << 15)
+            | (u64::from(func) << 12);
+        Some(self.base + off)
+    }
+
+    /// Bytes the window spans.
+    pub fn len(&self) -> u64 {
+        (u64::from(self.bus_end) - u64::from(self.bus_start) + 1) << 20
+    }
+
+    /// Never true: a window decodes at least one bus (kept for the `len` convention).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// The ECAM windows of a validated MCFG.
+pub(crate) fn parse_mcfg<M: PhysMem + ?Sized>(
+    t: &Table<'_, M>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<EcamRegion>, AcpiError> {
+    t.require_len(FIRST)?;
+    let n = (t.len - FIRST) / ENTRY;
+    let mut out = Vec::new();
+    reserve(&mut out, (n as usize).min(MAX_ECAM_REGIONS), "MCFG regions")?;
+    let (mut bad, mut first_bad) = (0u32, None);
+    for i in 0..n {
+        let off = FIRST + i * ENTRY;
+        let e: [u8; 16] = t.bytes(off)?;
+        let r = EcamRegion {
+            base: u64::from_le_bytes(e[0..8].try_into().unwrap_or_default()),
+            segment: u16::from_le_bytes([e[8], e[9]]),
+            bus_start: e[10],
+            bus_end: e[11],
+        };
+        let sane = r.base != 0
+            && r.base % (1 << 20) == 0
+            && r.bus_start <= r.bus_end
+            && r.base
+                .checked_add(r.len())
+                .is_some_and(|end| end <= 1 << 52);
+        if !sane || out.len() == MAX_ECAM_REGIONS {
+            bad += 1;
+            first_bad.get_or_insert((i, r.base));
+            continue;
+        }
+        out.push(r);
+    }
+    if let Some((index, base)) = first_bad {
+        push_warning(
+            warnings,
+            Warning::BadMcfgEntry {
+                index,
+                base,
+                count: bad,
+            },
+        )?;
+    }
+    Ok(out)
+}
