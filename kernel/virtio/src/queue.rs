@@ -1,0 +1,373 @@
+//! The driver side of a split virtqueue (virtio 1.2, section 2.7).
+//!
+//! Each buffer is one descriptor (virtio 1.0 devices accept any layout, so a network frame
+//! and its header share one buffer): descriptor `id` is free or in flight, and a buffer's
+//! 64-bit cookie comes back with it. The driver adds buffers ([`SplitQueue::add`]), makes
+//! them visible with one index store ([`SplitQueue::publish`], which says whether the device
+//! must be notified), and reaps what the device used ([`SplitQueue::pop`]).
+//!
+//! The device is not trusted. A used index that moves by more than the queue size, a used id
+//! that is not in flight (out of range, or returned twice) and a written length past the
+//! buffer are [`QueueError`]s; the queue is then poisoned (every later call fails) and the
+//! driver drops the device instead of reading memory the device points it at.
+//!
+//! Layout: `desc` (16 bytes per entry), `avail` (`flags`, `idx`, `ring[size]`,
+//! `used_event`), `used` (`flags`, `idx`, `ring[size]` of (id u32, len u32), `avail_event`).
+
+use crate::Ram;
+use alloc::vec::Vec;
+use core::sync::atomic::{Ordering, fence};
+
+/// Descriptor flag: the device writes this buffer (receive buffers).
+pub const DESC_F_WRITE: u16 = 2;
+/// `avail.flags`: the driver asks for no interrupt (without `EVENT_IDX`).
+pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// `used.flags`: the device asks for no notification (without `EVENT_IDX`).
+pub const USED_F_NO_NOTIFY: u16 = 1;
+/// Largest queue size (virtio: 32768 for split rings).
+pub const MAX_SIZE: u16 = 32768;
+
+/// Bytes of the descriptor table of a queue of `size` entries.
+pub const fn desc_bytes(size: u16) -> usize {
+    16 * size as usize
+}
+/// Bytes of the driver (avail) area.
+pub const fn avail_bytes(size: u16) -> usize {
+    6 + 2 * size as usize
+}
+/// Bytes of the device (used) area.
+pub const fn used_bytes(size: u16) -> usize {
+    6 + 8 * size as usize
+}
+
+/// Where a queue's three areas are: virtual addresses for the driver, physical ones for the
+/// device. Alignment: 16 (desc), 2 (avail), 4 (used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Entries (a power of two, 1..=[`MAX_SIZE`]).
+    pub size: u16,
+    /// Descriptor table.
+    pub desc: (usize, u64),
+    /// Driver area (avail ring).
+    pub avail: (usize, u64),
+    /// Device area (used ring).
+    pub used: (usize, u64),
+}
+
+/// A device that broke the protocol; the queue stays poisoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue size is not a power of two in 1..=32768, or an area is misaligned.
+    BadLayout,
+    /// The used index moved from `from` to `to`: more than the queue size at once.
+    UsedIndexJump {
+        /// The last used index the driver consumed.
+        from: u16,
+        /// The index the device published.
+        to: u16,
+    },
+    /// The device returned descriptor `id`, which is not in flight (out of range, or
+    /// returned already).
+    BadUsedId {
+        /// The id in the used ring.
+        id: u32,
+    },
+    /// The device says it wrote `len` bytes into a buffer of `cap`.
+    BadUsedLength {
+        /// Descriptor id.
+        id: u16,
+        /// Written length claimed.
+        len: u32,
+        /// The buffer's size.
+        cap: u32,
+    },
+    /// An earlier error poisoned the queue.
+    Poisoned,
+}
+
+impl core::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            QueueError::BadLayout => write!(f, "queue size or area alignment unusable"),
+            QueueError::UsedIndexJump { from, to } => {
+                write!(f, "device's used index jumped from {from} to {to}")
+            }
+            QueueError::BadUsedId { id } => {
+                write!(f, "device returned descriptor {id}, which is not in flight")
+            }
+            QueueError::BadUsedLength { id, len, cap } => write!(
+                f,
+                "device claims {len} bytes written into descriptor {id} of {cap} bytes"
+            ),
+            QueueError::Poisoned => write!(f, "queue disabled after an earlier device error"),
+        }
+    }
+}
+
+/// A buffer the device has finished with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Used {
+    /// The cookie given to [`SplitQueue::add`].
+    pub cookie: u64,
+    /// Bytes the device wrote (receive buffers; 0 or anything for transmit ones).
+    pub len: u32,
+    /// The descriptor (free again).
+    pub id: u16,
+}
+
+/// `vring_need_event`: whether moving an index from `old` to `new` crosses `event`.
+#[inline]
+pub fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    cookie: u64,
+    cap: u32,
+    writable: bool,
+    busy: bool,
+}
+
+/// The driver's half of one split virtqueue.
+#[derive(Debug)]
+pub struct SplitQueue {
+    layout: Layout,
+    mask: u16,
+    event_idx: bool,
+    /// Next avail index to fill.
+    avail_idx: u16,
+    /// Avail index last published.
+    published: u16,
+    /// Used index consumed up to.
+    last_used: u16,
+    free: Vec<u16>,
+    slots: Vec<Slot>,
+    poisoned: bool,
+    notifications_on: bool,
+}
+
+impl SplitQueue {
+    /// A queue over `layout`, whose memory the caller has zeroed. `event_idx`: whether
+    /// `RING_EVENT_IDX` was negotiated. Allocates the free list and the cookie table.
+    pub fn new<R: Ram>(ram: &R, layout: Layout, event_idx: bool) -> Result<Self, QueueError> {
+        let size = layout.size;
+        if size == 0
+            || !size.is_power_of_two()
+            || size > MAX_SIZE
+            || layout.desc.0 % 16 != 0
+            || layout.desc.1 % 16 != 0
+            || layout.avail.0 % 2 != 0
+            || layout.used.0 % 4 != 0
+            || layout.used.1 % 4 != 0
+        {
+            return Err(QueueError::BadLayout);
+        }
+        let q = Self {
+            layout,
+            mask: size - 1,
+            event_idx,
+            avail_idx: 0,
+            published: 0,
+            last_used: 0,
+            free: (0..size).rev().collect(),
+            slots: alloc::vec![Slot::default(); usize::from(size)],
+            poisoned: false,
+            notifications_on: true,
+        };
+        ram.write_u16(layout.avail.0, 0);
+        ram.write_u16(layout.avail.0 + 2, 0);
+        q.write_used_event(ram, 0);
+        Ok(q)
+    }
+
+    /// The layout (for the transport, which tells the device where the areas are).
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Entries.
+    pub fn size(&self) -> u16 {
+        self.layout.size
+    }
+
+    /// Descriptors free for [`Self::add`].
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Buffers added and not yet returned (published or not).
+    pub fn in_flight(&self) -> usize {
+        usize::from(self.layout.size) - self.free.len()
+    }
+
+    /// Whether an error poisoned the queue.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Adds one buffer (`pa`, `len` bytes; `device_writes` for receive buffers) with its
+    /// cookie; visible to the device at the next [`Self::publish`]. `None` when no descriptor
+    /// is free or the queue is poisoned.
+    #[inline]
+    pub fn add<R: Ram>(
+        &mut self,
+        ram: &R,
+        pa: u64,
+        len: u32,
+        device_writes: bool,
+        cookie: u64,
+    ) -> Option<u16> {
+        if self.poisoned {
+            return None;
+        }
+        let id = self.free.pop()?;
+        let d = self.layout.desc.0 + 16 * usize::from(id);
+        ram.write_u64(d, pa);
+        // len (u32), flags (u16), next (u16) in one store.
+        let flags = if device_writes { DESC_F_WRITE } else { 0 };
+        ram.write_u64(d + 8, u64::from(len) | (u64::from(flags) << 32));
+        self.slots[usize::from(id)] = Slot {
+            cookie,
+            cap: len,
+            writable: device_writes,
+            busy: true,
+        };
+        let ring = self.layout.avail.0 + 4 + 2 * usize::from(self.avail_idx & self.mask);
+        ram.write_u16(ring, id);
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        Some(id)
+    }
+
+    /// Makes every added buffer visible to the device (one release store of `avail.idx`);
+    /// returns whether the device must be notified (`EVENT_IDX`: its `avail_event` was
+    /// crossed; otherwise: it did not set `NO_NOTIFY`). Nothing new: no store, `false`.
+    #[inline]
+    pub fn publish<R: Ram>(&mut self, ram: &R) -> bool {
+        let (old, new) = (self.published, self.avail_idx);
+        if old == new || self.poisoned {
+            return false;
+        }
+        // The descriptors and ring entries before the index that publishes them.
+        fence(Ordering::Release);
+        ram.write_u16(self.layout.avail.0 + 2, new);
+        self.published = new;
+        // The index store before the read of the device's suppression state (store-load).
+        fence(Ordering::SeqCst);
+        if self.event_idx {
+            let event = ram.read_u16(self.avail_event_va());
+            need_event(event, new, old)
+        } else {
+            ram.read_u16(self.layout.used.0) & USED_F_NO_NOTIFY == 0
+        }
+    }
+
+    /// Whether the device has used buffers waiting for [`Self::pop`].
+    #[inline]
+    pub fn has_used<R: Ram>(&self, ram: &R) -> bool {
+        ram.read_u16(self.layout.used.0 + 2) != self.last_used
+    }
+
+    /// Takes the next buffer the device used, checking what the device wrote.
+    #[inline]
+    pub fn pop<R: Ram>(&mut self, ram: &R) -> Result<Option<Used>, QueueError> {
+        if self.poisoned {
+            return Err(QueueError::Poisoned);
+        }
+        let idx = ram.read_u16(self.layout.used.0 + 2);
+        if idx == self.last_used {
+            return Ok(None);
+        }
+        if idx.wrapping_sub(self.last_used) > self.layout.size {
+            return self.poison(QueueError::UsedIndexJump {
+                from: self.last_used,
+                to: idx,
+            });
+        }
+        // The ring entry after the index that published it.
+        fence(Ordering::Acquire);
+        let e = self.layout.used.0 + 4 + 8 * usize::from(self.last_used & self.mask);
+        let id32 = ram.read_u32(e);
+        let len = ram.read_u32(e + 4);
+        let Some(slot) = usize::try_from(id32)
+            .ok()
+            .and_then(|i| self.slots.get_mut(i))
+            .filter(|s| s.busy)
+        else {
+            return self.poison(QueueError::BadUsedId { id: id32 });
+        };
+        let id = id32 as u16;
+        if slot.writable && len > slot.cap {
+            let cap = slot.cap;
+            return self.poison(QueueError::BadUsedLength { id, len, cap });
+        }
+        slot.busy = false;
+        let cookie = slot.cookie;
+        self.free.push(id);
+        self.last_used = self.last_used.wrapping_add(1);
+        Ok(Some(Used { cookie, len, id }))
+    }
+
+    /// Asks for an interrupt at the next used buffer; returns whether one is already
+    /// waiting (then the caller polls again instead of sleeping: the device may have used
+    /// it before it saw the request).
+    pub fn enable_notifications<R: Ram>(&mut self, ram: &R) -> bool {
+        self.notifications_on = true;
+        if self.event_idx {
+            self.write_used_event(ram, self.last_used);
+        } else {
+            ram.write_u16(self.layout.avail.0, 0);
+        }
+        // The request before the re-check (store-load).
+        fence(Ordering::SeqCst);
+        self.has_used(ram)
+    }
+
+    /// Asks the device not to interrupt (polling mode).
+    pub fn disable_notifications<R: Ram>(&mut self, ram: &R) {
+        if !self.notifications_on {
+            return;
+        }
+        self.notifications_on = false;
+        if self.event_idx {
+            // An event index just behind: crossed only after 65,535 more buffers.
+            self.write_used_event(ram, self.last_used.wrapping_sub(1));
+        } else {
+            ram.write_u16(self.layout.avail.0, AVAIL_F_NO_INTERRUPT);
+        }
+    }
+
+    /// Every buffer still in flight, with its cookie, freed (after a device reset: the
+    /// caller frees the memory the cookies name).
+    pub fn drain_in_flight(&mut self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (id, s) in self.slots.iter_mut().enumerate() {
+            if s.busy {
+                s.busy = false;
+                out.push(s.cookie);
+                self.free.push(id as u16);
+            }
+        }
+        out
+    }
+
+    fn poison<T>(&mut self, e: QueueError) -> Result<T, QueueError> {
+        self.poisoned = true;
+        Err(e)
+    }
+
+    fn avail_event_va(&self) -> usize {
+        self.layout.used.0 + 4 + 8 * usize::from(self.layout.size)
+    }
+
+    fn write_used_event<R: Ram>(&self, ram: &R, v: u16) {
+        ram.write_u16(
+            self.layout.avail.0 + 4 + 2 * usize::from(self.layout.size),
+            v,
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "queue_tests.rs"]
+mod tests;

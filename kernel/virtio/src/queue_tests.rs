@@ -1,0 +1,299 @@
+//! The queue against the fake device: normal traffic, notification suppression both ways,
+//! index wrap-around, every kind of device misbehaviour, and a property test of random
+//! interleavings (every buffer comes back exactly once, with its cookie).
+
+use super::*;
+use crate::testing::{FakeDevice, TestRam};
+use proptest::prelude::*;
+use std::collections::{BTreeSet, VecDeque};
+
+fn setup(size: u16, event_idx: bool) -> (TestRam, SplitQueue, FakeDevice) {
+    let ram = TestRam::new(0x10_0000, 64 * 1024 + 40 * usize::from(size));
+    let l = ram.queue_layout(size);
+    let q = SplitQueue::new(&ram, l, event_idx).unwrap();
+    (ram, q, FakeDevice::new(l, event_idx))
+}
+
+#[test]
+fn buffers_go_round_with_their_cookies() {
+    let (ram, mut q, mut dev) = setup(8, false);
+    for k in 0..3u64 {
+        q.add(&ram, 0x5000 + k * 2048, 2048, true, 100 + k).unwrap();
+    }
+    assert_eq!((q.free_count(), q.in_flight()), (5, 3));
+    assert!(dev.take(&ram).is_none(), "nothing visible before publish");
+    assert!(q.publish(&ram), "device did not set NO_NOTIFY: notify");
+    assert!(!q.publish(&ram), "nothing new: no store, no notify");
+    let d: Vec<_> = core::iter::from_fn(|| dev.take(&ram)).collect();
+    assert_eq!(d.len(), 3);
+    assert_eq!(
+        (d[1].addr, d[1].len, d[1].flags),
+        (0x5800, 2048, DESC_F_WRITE)
+    );
+    dev.complete(&ram, u32::from(d[2].id), 60);
+    dev.complete(&ram, u32::from(d[0].id), 1514);
+    assert_eq!(
+        q.pop(&ram).unwrap().map(|u| (u.cookie, u.len)),
+        Some((102, 60))
+    );
+    assert_eq!(
+        q.pop(&ram).unwrap().map(|u| (u.cookie, u.len)),
+        Some((100, 1514))
+    );
+    assert_eq!(q.pop(&ram).unwrap(), None);
+    assert_eq!(q.in_flight(), 1);
+    assert_eq!(q.drain_in_flight(), vec![101]);
+    assert_eq!(q.free_count(), 8);
+}
+
+#[test]
+fn full_queue_refuses_adds() {
+    let (ram, mut q, _) = setup(4, false);
+    for k in 0..4 {
+        assert!(q.add(&ram, 0x1000, 64, false, k).is_some());
+    }
+    assert_eq!(q.add(&ram, 0x1000, 64, false, 9), None);
+}
+
+#[test]
+fn event_idx_notifies_only_when_the_device_asked() {
+    let (ram, mut q, dev) = setup(16, true);
+    dev.set_avail_event(&ram, 0);
+    q.add(&ram, 0x1000, 64, false, 0).unwrap();
+    assert!(q.publish(&ram), "0 -> 1 crosses avail_event 0");
+    dev.set_avail_event(&ram, 5);
+    for k in 0..2 {
+        q.add(&ram, 0x1000, 64, false, k).unwrap();
+    }
+    assert!(!q.publish(&ram), "1 -> 3 does not reach 5");
+    for k in 0..5 {
+        q.add(&ram, 0x1000, 64, false, k).unwrap();
+    }
+    assert!(q.publish(&ram), "3 -> 8 crosses 5");
+}
+
+#[test]
+fn no_notify_flag_respected_without_event_idx() {
+    let (ram, mut q, dev) = setup(8, false);
+    dev.set_no_notify(&ram, true);
+    q.add(&ram, 0x1000, 64, false, 0).unwrap();
+    assert!(!q.publish(&ram));
+    dev.set_no_notify(&ram, false);
+    q.add(&ram, 0x1000, 64, false, 1).unwrap();
+    assert!(q.publish(&ram));
+}
+
+fn interrupt_suppression(event_idx: bool) {
+    let (ram, mut q, mut dev) = setup(8, event_idx);
+    for k in 0..6 {
+        q.add(&ram, 0x1000, 64, true, k).unwrap();
+    }
+    q.publish(&ram);
+    q.disable_notifications(&ram);
+    let d = dev.take(&ram).unwrap();
+    dev.complete(&ram, u32::from(d.id), 10);
+    assert_eq!(dev.interrupts, 0, "polling: no interrupt");
+    // A buffer used while notifications were off: enabling reports it (poll again).
+    assert!(q.enable_notifications(&ram));
+    q.pop(&ram).unwrap().unwrap();
+    assert!(!q.enable_notifications(&ram), "nothing pending");
+    let d = dev.take(&ram).unwrap();
+    dev.complete(&ram, u32::from(d.id), 10);
+    assert_eq!(dev.interrupts, 1, "armed: one interrupt");
+    q.pop(&ram).unwrap().unwrap();
+    q.disable_notifications(&ram);
+    for _ in 0..3 {
+        let d = dev.take(&ram).unwrap();
+        dev.complete(&ram, u32::from(d.id), 10);
+    }
+    assert_eq!(dev.interrupts, 1, "disabled again");
+}
+
+#[test]
+fn interrupt_suppression_with_event_idx() {
+    interrupt_suppression(true);
+}
+
+#[test]
+fn interrupt_suppression_with_flags() {
+    interrupt_suppression(false);
+}
+
+#[test]
+fn indices_wrap_around() {
+    let (ram, mut q, mut dev) = setup(4, true);
+    for k in 0..70_000u64 {
+        q.add(&ram, 0x1000, 64, false, k).unwrap();
+        q.publish(&ram);
+        let d = dev.take(&ram).unwrap();
+        dev.complete(&ram, u32::from(d.id), 0);
+        assert_eq!(q.pop(&ram).unwrap().unwrap().cookie, k);
+    }
+    assert_eq!(q.free_count(), 4);
+}
+
+#[test]
+fn used_index_jump_poisons() {
+    let (ram, mut q, mut dev) = setup(8, false);
+    q.add(&ram, 0x1000, 64, true, 0).unwrap();
+    q.publish(&ram);
+    dev.set_used_idx(&ram, 9);
+    assert_eq!(
+        q.pop(&ram),
+        Err(QueueError::UsedIndexJump { from: 0, to: 9 })
+    );
+    assert_eq!(q.pop(&ram), Err(QueueError::Poisoned));
+    assert_eq!(q.add(&ram, 0x1000, 64, true, 1), None);
+    assert!(q.is_poisoned());
+}
+
+#[test]
+fn ids_not_in_flight_poison() {
+    let (ram, mut q, mut dev) = setup(8, false);
+    q.add(&ram, 0x1000, 64, true, 0).unwrap();
+    q.publish(&ram);
+    dev.complete(&ram, 1000, 0);
+    assert_eq!(q.pop(&ram), Err(QueueError::BadUsedId { id: 1000 }));
+
+    let (ram, mut q, mut dev) = setup(8, false);
+    q.add(&ram, 0x1000, 64, true, 0).unwrap();
+    q.publish(&ram);
+    let d = dev.take(&ram).unwrap();
+    dev.complete(&ram, u32::from(d.id), 0);
+    dev.complete(&ram, u32::from(d.id), 0); // returned twice
+    assert!(q.pop(&ram).unwrap().is_some());
+    assert_eq!(
+        q.pop(&ram),
+        Err(QueueError::BadUsedId {
+            id: u32::from(d.id)
+        })
+    );
+
+    let (ram, mut q, mut dev) = setup(8, false);
+    dev.complete(&ram, 3, 0); // never handed out
+    assert_eq!(q.pop(&ram), Err(QueueError::BadUsedId { id: 3 }));
+}
+
+#[test]
+fn written_length_past_the_buffer_poisons() {
+    let (ram, mut q, mut dev) = setup(8, false);
+    q.add(&ram, 0x1000, 2048, true, 0).unwrap();
+    q.add(&ram, 0x1000, 64, false, 1).unwrap();
+    q.publish(&ram);
+    let rx = dev.take(&ram).unwrap();
+    let tx = dev.take(&ram).unwrap();
+    // A transmit buffer's written length means nothing: accepted.
+    dev.complete(&ram, u32::from(tx.id), 9999);
+    assert_eq!(q.pop(&ram).unwrap().unwrap().cookie, 1);
+    dev.complete(&ram, u32::from(rx.id), 2049);
+    assert_eq!(
+        q.pop(&ram),
+        Err(QueueError::BadUsedLength {
+            id: rx.id,
+            len: 2049,
+            cap: 2048
+        })
+    );
+}
+
+#[test]
+fn bad_layouts_refused() {
+    let ram = TestRam::new(0x10_0000, 64 * 1024);
+    let mut l = ram.queue_layout(8);
+    l.size = 6;
+    assert_eq!(
+        SplitQueue::new(&ram, l, false).unwrap_err(),
+        QueueError::BadLayout
+    );
+    let mut l = ram.queue_layout(8);
+    l.desc.0 += 8;
+    assert_eq!(
+        SplitQueue::new(&ram, l, false).unwrap_err(),
+        QueueError::BadLayout
+    );
+}
+
+#[test]
+fn need_event_matches_the_spec_formula() {
+    assert!(need_event(0, 1, 0));
+    assert!(!need_event(1, 1, 0));
+    assert!(need_event(4, 8, 3));
+    assert!(need_event(0xffff, 0, 0xfffe), "across the wrap");
+    assert!(!need_event(5, 5, 5));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(u8),
+    Publish,
+    DeviceTake(u8),
+    DeviceComplete(u8),
+    Pop(u8),
+    Toggle(bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1u8..6).prop_map(Op::Add),
+        Just(Op::Publish),
+        (1u8..6).prop_map(Op::DeviceTake),
+        (0u8..8).prop_map(Op::DeviceComplete),
+        (1u8..6).prop_map(Op::Pop),
+        any::<bool>().prop_map(Op::Toggle),
+    ]
+}
+
+proptest! {
+    /// Any interleaving of driver and (well-behaved) device steps, completions in any order:
+    /// every cookie comes back exactly once, no error, and the counts always add up.
+    #[test]
+    fn every_buffer_comes_back_once(
+        event_idx in any::<bool>(),
+        size_log in 1u32..5,
+        ops in proptest::collection::vec(op(), 1..300),
+    ) {
+        let size = 1u16 << size_log;
+        let (ram, mut q, mut dev) = setup(size, event_idx);
+        let mut next_cookie = 0u64;
+        let mut outstanding = BTreeSet::new();
+        let mut taken: VecDeque<(u16, u32)> = VecDeque::new();
+        for o in ops {
+            match o {
+                Op::Add(n) => for _ in 0..n {
+                    if let Some(_id) = q.add(&ram, 0x4000 + next_cookie, 100, true, next_cookie) {
+                        outstanding.insert(next_cookie);
+                        next_cookie += 1;
+                    }
+                },
+                Op::Publish => { q.publish(&ram); }
+                Op::DeviceTake(n) => for _ in 0..n {
+                    if let Some(d) = dev.take(&ram) { taken.push_back((d.id, d.len)); }
+                },
+                Op::DeviceComplete(k) => if !taken.is_empty() {
+                    let i = usize::from(k) % taken.len();
+                    let (id, cap) = taken.remove(i).unwrap();
+                    dev.complete(&ram, u32::from(id), cap / 2);
+                },
+                Op::Pop(n) => for _ in 0..n {
+                    match q.pop(&ram) {
+                        Ok(Some(u)) => {
+                            prop_assert!(outstanding.remove(&u.cookie), "cookie {} twice", u.cookie);
+                            prop_assert_eq!(u.len, 50);
+                        }
+                        Ok(None) => break,
+                        Err(e) => prop_assert!(false, "error {e}"),
+                    }
+                },
+                Op::Toggle(on) => if on { q.enable_notifications(&ram); } else { q.disable_notifications(&ram); },
+            }
+            prop_assert_eq!(q.in_flight() + q.free_count(), usize::from(size));
+            prop_assert_eq!(q.in_flight(), outstanding.len());
+        }
+        // Finish: publish, the device returns everything, the driver reaps it all.
+        q.publish(&ram);
+        while let Some(d) = dev.take(&ram) { taken.push_back((d.id, d.len)); }
+        for (id, cap) in taken.drain(..) { dev.complete(&ram, u32::from(id), cap / 2); }
+        while let Some(u) = q.pop(&ram).unwrap() { prop_assert!(outstanding.remove(&u.cookie)); }
+        prop_assert!(outstanding.is_empty(), "never returned: {:?}", outstanding);
+    }
+}
