@@ -72,7 +72,7 @@ pub(crate) fn parse_mcfg<M: PhysMem + ?Sized>(
             bus_end: e[11],
         };
         let sane = r.base != 0
-            && r.base % (1 << 20) == 0
+            && r.base.is_multiple_of(1 << 20)
             && r.bus_start <= r.bus_end
             && r.base
                 .checked_add(r.len())

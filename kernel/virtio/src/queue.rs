@@ -155,11 +155,11 @@ impl SplitQueue {
         if size == 0
             || !size.is_power_of_two()
             || size > MAX_SIZE
-            || layout.desc.0 % 16 != 0
-            || layout.desc.1 % 16 != 0
-            || layout.avail.0 % 2 != 0
-            || layout.used.0 % 4 != 0
-            || layout.used.1 % 4 != 0
+            || !layout.desc.0.is_multiple_of(16)
+            || !layout.desc.1.is_multiple_of(16)
+            || !layout.avail.0.is_multiple_of(2)
+            || !layout.used.0.is_multiple_of(4)
+            || !layout.used.1.is_multiple_of(4)
         {
             return Err(QueueError::BadLayout);
         }
