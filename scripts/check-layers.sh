@@ -5,7 +5,7 @@
 # upward reference and exits 1 if there is one.
 set -euo pipefail
 cd "$(dirname "$0")/../kernel/src"
-declare -A rank=([sys]=0 [console]=0 [kprintln]=0 [mm]=1 [smp]=2 [sched]=3 [trap]=4 [ipc]=5 [user]=6 [boot]=7 [harness]=8 [kbench]=8 [ktest]=8)
+declare -A rank=([sys]=0 [console]=0 [kprintln]=0 [mm]=1 [smp]=2 [sched]=3 [trap]=4 [dev]=5 [ipc]=6 [user]=7 [boot]=8 [harness]=9 [kbench]=9 [ktest]=9)
 bad=0 checked=0
 for f in $(find . -name '*.rs' ! -name 'tests*.rs' ! -name main.rs | grep -v '^\./[a-z]*/bench\.rs$' | sort) ./harness/bench.rs; do
     sub=${f#./}; sub=${sub%%/*}; sub=${sub%.rs}

@@ -3,11 +3,17 @@
 #   scripts/qemu.sh [--machine q35|pc|microvm] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
 #                   [--mem SIZE] [--job boot|test|bench|contended|init] [--append "extra args"]
 #                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE]
+#                   [--net none|hub|user] [--queues N]
+#   --net hub: two virtio-net NICs on one QEMU hub (what one sends, the other receives);
+#   --net user: one NIC on QEMU user networking, host 127.0.0.1:$EXO_HTTP_PORT (8080) ->
+#   guest TCP 80 and 127.0.0.1:$EXO_UDP_PORT (8007) -> guest UDP 7.
+#   virtio-pci on q35/pc/q35x, virtio-mmio (modern) on microvm.
 # Exit status: 0 when the kernel reported success (QEMU exit 33), 1 when it reported failure
 # (QEMU exit 35), 2 for anything else (triple fault exits 0, timeout, QEMU error).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 machine=q35 mode=tcg cpu="" smp=4 mem=512M job=boot extra="" log="" tmo=${EXO_QEMU_TIMEOUT:-180} initrd=""
+net=none queues=1
 kernel="$root/target/x86_64-unknown-none/release/exo"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -22,6 +28,8 @@ while [ $# -gt 0 ]; do
         --timeout) tmo=$2; shift 2 ;;
         --kernel) kernel=$2; shift 2 ;;
         --initrd) initrd=$2; shift 2 ;;
+        --net) net=$2; shift 2 ;;
+        --queues) queues=$2; shift 2 ;;
         -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) echo "qemu.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -52,11 +60,28 @@ if [ "$mode" = kvm ]; then
 else
     cpu_arg=(-cpu "${cpu:-max}")
 fi
+net_arg=()
+if [ "$machine" = microvm ]; then
+    nic=virtio-net-device; net_arg=(-global virtio-mmio.force-legacy=false)
+else
+    nic=virtio-net-pci
+fi
+case $net in
+    none) net_arg=() ;;
+    hub)
+        for i in 0 1; do
+            net_arg+=(-netdev "hubport,id=hp$i,hubid=0" -device "$nic,netdev=hp$i,mac=52:54:00:12:34:0$((i + 1))")
+        done ;;
+    user)
+        net_arg+=(-netdev "user,id=u0,hostfwd=tcp:127.0.0.1:${EXO_HTTP_PORT:-8080}-:80,hostfwd=udp:127.0.0.1:${EXO_UDP_PORT:-8007}-:7"
+                  -device "$nic,netdev=u0,mac=52:54:00:12:34:56") ;;
+    *) echo "qemu.sh: --net none|hub|user" >&2; exit 2 ;;
+esac
 # shellcheck disable=SC2046
 cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"
      -kernel "$kernel" "${initrd_arg[@]}" -append "exo.job=$job $extra"
      -serial stdio -display none -monitor none -no-reboot -nodefaults
-     -device isa-debug-exit,iobase=0xf4,iosize=0x04)
+     -device isa-debug-exit,iobase=0xf4,iosize=0x04 "${net_arg[@]}")
 [ -n "${EXO_QEMU_VERBOSE:-}" ] && echo "+ ${cmd[*]}" >&2
 # The UART sends CRLF; logs and pipes get plain LF lines.
 if [ -n "$log" ]; then

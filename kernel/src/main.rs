@@ -12,6 +12,7 @@
 //! | [`smp`]     | the CPU table, run-on-CPU mailboxes, AP bring-up, TSC sync, time, timer |
 //! | [`sched`]   | threads, run queues, the switch, idle and stealing, FPU, parking locks  |
 //! | [`trap`]    | exception and interrupt handlers, the panic stop-all                    |
+//! | [`dev`]     | PCI (ECAM, ports), virtio transports, the virtio-net driver             |
 //! | [`ipc`]     | endpoints, messages, handle tables, the call/reply fastpath             |
 //! | [`user`]    | user mode: address spaces, initrd, loader, ring-3 entry, syscall table   |
 //! | [`boot`]    | the command line, the boot flow (every CPU up), the `boot` job's report |
@@ -34,6 +35,8 @@ mod smp;
 
 mod sched;
 mod trap;
+
+mod dev;
 
 mod ipc;
 mod user;

@@ -195,3 +195,196 @@ pub fn deliberate_page_fault() -> u64 {
     // code.
     unsafe { core::ptr::read_volatile(core::ptr::dangling::<u64>()) }
 }
+
+/// Device registers and the memory shared with devices (`dev`).
+pub mod io {
+    use exo_arch::layout::phys_to_virt;
+
+    /// A device register window at a physical address below 4 GiB that is not RAM (a PCI BAR,
+    /// the ECAM window, a virtio-mmio slot): `memory::init` maps all of it uncached in the
+    /// direct map, so volatile accesses reach the device. Constructed only by `dev`, from
+    /// addresses the firmware's tables or the PCI BARs give.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Mmio {
+        va: usize,
+        len: usize,
+    }
+
+    impl Mmio {
+        /// The window `[pa, pa + len)`, or `None` if it is not below 4 GiB (the uncached part
+        /// of the direct map; the kernel maps nothing else for devices).
+        pub fn new(pa: u64, len: usize) -> Option<Self> {
+            let end = pa.checked_add(len as u64)?;
+            (pa != 0 && end <= 1 << 32).then(|| Self {
+                va: phys_to_virt(pa) as usize,
+                len,
+            })
+        }
+
+        /// The sub-window at `off` (`None` if it does not fit).
+        pub fn sub(&self, off: usize, len: usize) -> Option<Self> {
+            (off.checked_add(len)? <= self.len).then_some(Self {
+                va: self.va + off,
+                len,
+            })
+        }
+
+        /// Bytes covered.
+        pub fn len(&self) -> usize {
+            self.len
+        }
+
+        /// Never true for a window `new` accepted with a length.
+        pub fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+
+        fn at<T>(&self, off: usize) -> *mut T {
+            assert!(
+                off + core::mem::size_of::<T>() <= self.len && off % core::mem::size_of::<T>() == 0,
+                "MMIO access at {off:#x} outside its {:#x}-byte window or misaligned",
+                self.len
+            );
+            (self.va + off) as *mut T
+        }
+
+        /// Reads the 8-bit register at `off`.
+        pub fn read8(&self, off: usize) -> u8 {
+            // SAFETY: `at` keeps the access inside the window, which `new` took from a device
+            // address in the uncached, always-mapped low 4 GiB of the direct map.
+            unsafe { core::ptr::read_volatile(self.at(off)) }
+        }
+        /// Reads the 16-bit register at `off`.
+        pub fn read16(&self, off: usize) -> u16 {
+            // SAFETY: as for `read8`.
+            unsafe { core::ptr::read_volatile(self.at(off)) }
+        }
+        /// Reads the 32-bit register at `off`.
+        pub fn read32(&self, off: usize) -> u32 {
+            // SAFETY: as for `read8`.
+            unsafe { core::ptr::read_volatile(self.at(off)) }
+        }
+        /// Writes the 8-bit register at `off`.
+        pub fn write8(&self, off: usize, v: u8) {
+            // SAFETY: as for `read8`.
+            unsafe { core::ptr::write_volatile(self.at(off), v) }
+        }
+        /// Writes the 16-bit register at `off`.
+        pub fn write16(&self, off: usize, v: u16) {
+            // SAFETY: as for `read8`.
+            unsafe { core::ptr::write_volatile(self.at(off), v) }
+        }
+        /// Writes the 32-bit register at `off`.
+        pub fn write32(&self, off: usize, v: u32) {
+            // SAFETY: as for `read8`.
+            unsafe { core::ptr::write_volatile(self.at(off), v) }
+        }
+        /// Writes a 64-bit register as two 32-bit halves, low first (virtio's rule).
+        pub fn write64_split(&self, off: usize, v: u64) {
+            self.write32(off, v as u32);
+            self.write32(off + 4, (v >> 32) as u32);
+        }
+    }
+
+    /// PCI configuration mechanism #1 (ports 0xCF8/0xCFC): reads the dword at `off` (4-aligned,
+    /// < 256) of `bus:dev.func`.
+    pub fn pci_port_read32(bus: u8, dev: u8, func: u8, off: u8) -> u32 {
+        let addr = port_address(bus, dev, func, off);
+        // SAFETY: 0xCF8/0xCFC are the PCI configuration ports on every PC platform; the
+        // address/data pair is used by this module only, and callers serialise (`dev::pci`
+        // takes its lock around each pair).
+        unsafe {
+            exo_arch::port::outl(0xCF8, addr);
+            exo_arch::port::inl(0xCFC)
+        }
+    }
+
+    /// Mechanism #1 write of the dword at `off` of `bus:dev.func`.
+    pub fn pci_port_write32(bus: u8, dev: u8, func: u8, off: u8, v: u32) {
+        let addr = port_address(bus, dev, func, off);
+        // SAFETY: as for `pci_port_read32`.
+        unsafe {
+            exo_arch::port::outl(0xCF8, addr);
+            exo_arch::port::outl(0xCFC, v);
+        }
+    }
+
+    fn port_address(bus: u8, dev: u8, func: u8, off: u8) -> u32 {
+        (1 << 31)
+            | (u32::from(bus) << 16)
+            | (u32::from(dev & 31) << 11)
+            | (u32::from(func & 7) << 8)
+            | u32::from(off & 0xfc)
+    }
+
+    /// Memory shared with devices, as `exo_virtio::Ram`: volatile accesses at direct-map
+    /// addresses of frames a driver owns (virtqueue areas).
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct DmaRam;
+
+    impl exo_virtio::Ram for DmaRam {
+        fn read_u16(&self, va: usize) -> u16 {
+            // SAFETY: virtqueues are built only over `DmaFrame`s (below), which the driver owns
+            // while the queue lives; `SplitQueue` keeps its offsets inside its layout.
+            unsafe { core::ptr::read_volatile(va as *const u16) }
+        }
+        fn read_u32(&self, va: usize) -> u32 {
+            // SAFETY: as for `read_u16`.
+            unsafe { core::ptr::read_volatile(va as *const u32) }
+        }
+        fn write_u16(&self, va: usize, v: u16) {
+            // SAFETY: as for `read_u16`.
+            unsafe { core::ptr::write_volatile(va as *mut u16, v) }
+        }
+        fn write_u32(&self, va: usize, v: u32) {
+            // SAFETY: as for `read_u16`.
+            unsafe { core::ptr::write_volatile(va as *mut u32, v) }
+        }
+        fn write_u64(&self, va: usize, v: u64) {
+            // SAFETY: as for `read_u16`.
+            unsafe { core::ptr::write_volatile(va as *mut u64, v) }
+        }
+    }
+
+    /// One 4 KiB frame of RAM a driver owns and shares with a device (queue areas, packet
+    /// buffers). Made from a frame the allocator handed out (the caller gives up every other
+    /// use of it); given back with [`DmaFrame::into_phys`].
+    #[derive(Debug)]
+    pub struct DmaFrame {
+        pa: u64,
+    }
+
+    impl DmaFrame {
+        /// Takes ownership of the allocated frame at `pa` and zeroes it.
+        pub fn from_owned(pa: u64) -> Self {
+            super::zero_frame(pa);
+            Self { pa }
+        }
+        /// Physical address (what the device is told).
+        pub fn pa(&self) -> u64 {
+            self.pa
+        }
+        /// Direct-map address (what the driver uses).
+        pub fn va(&self) -> usize {
+            phys_to_virt(self.pa) as usize
+        }
+        /// The frame given back (to free it).
+        pub fn into_phys(self) -> u64 {
+            self.pa
+        }
+        /// Bytes `[off, off + len)`: only while the device does not own them (a buffer the
+        /// device returned, or one not yet given to it).
+        pub fn bytes(&self, off: usize, len: usize) -> &[u8] {
+            assert!(off + len <= 4096, "DMA slice past its frame");
+            // SAFETY: inside a frame this value owns (directly mapped RAM); `&self` keeps the
+            // frame alive and un-freed; the device does not write a buffer the driver holds.
+            unsafe { core::slice::from_raw_parts((self.va() + off) as *const u8, len) }
+        }
+        /// Mutable bytes `[off, off + len)`, same rule.
+        pub fn bytes_mut(&mut self, off: usize, len: usize) -> &mut [u8] {
+            assert!(off + len <= 4096, "DMA slice past its frame");
+            // SAFETY: as for `bytes`; `&mut self` makes the slice unique.
+            unsafe { core::slice::from_raw_parts_mut((self.va() + off) as *mut u8, len) }
+        }
+    }
+}

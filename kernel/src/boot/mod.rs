@@ -139,6 +139,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
 
     let acpi = discover_cpus(&opts, bi.rsdp);
     let (madt_ids, lapic_base) = (acpi.apic_ids, acpi.lapic_base);
+    crate::dev::pci::init(&acpi.ecam);
     phase("acpi");
 
     apic::disable_legacy_pic();
@@ -332,6 +333,8 @@ struct AcpiFound {
     pm_timer: Option<exo_acpi::PmTimer>,
     /// HPET base (HPET table), for TSC calibration.
     hpet: Option<u64>,
+    /// PCI Express ECAM windows (MCFG).
+    ecam: Vec<exo_acpi::EcamRegion>,
 }
 
 /// RSDP -> MADT: usable CPUs' APIC ids and the local APIC base; the FADT's PM timer and the
@@ -343,6 +346,7 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64) -> AcpiFound {
         lapic_base: DEFAULT_LAPIC,
         pm_timer,
         hpet,
+        ecam: Vec::new(),
     };
     if opts.no_acpi {
         warn!("ACPI disabled on the command line: single-CPU operation");
@@ -402,6 +406,7 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64) -> AcpiFound {
         lapic_base: base,
         pm_timer: platform.fadt_pm_timer,
         hpet: platform.hpet,
+        ecam: platform.ecam,
     }
 }
 

@@ -127,7 +127,12 @@ struct Slot {
     cap: u32,
     writable: bool,
     busy: bool,
+    /// The next descriptor of a chain (`add_chain`), if any.
+    next: Option<u16>,
 }
+
+/// Descriptor flag: the chain continues at `next`.
+pub const DESC_F_NEXT: u16 = 1;
 
 /// The driver's half of one split virtqueue.
 #[derive(Debug)]
@@ -232,11 +237,57 @@ impl SplitQueue {
             cap: len,
             writable: device_writes,
             busy: true,
+            next: None,
         };
         let ring = self.layout.avail.0 + 4 + 2 * usize::from(self.avail_idx & self.mask);
         ram.write_u16(ring, id);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         Some(id)
+    }
+
+    /// Adds one chain of up to 4 segments (`pa`, `len`, device-writable), the readable ones
+    /// first (virtio's rule), e.g. a control command and its status byte. The device's
+    /// written length is checked against the writable segments' total. `None` when fewer
+    /// descriptors are free, the order is wrong, or the queue is poisoned.
+    pub fn add_chain<R: Ram>(
+        &mut self,
+        ram: &R,
+        segs: &[(u64, u32, bool)],
+        cookie: u64,
+    ) -> Option<u16> {
+        let ordered = segs.windows(2).all(|w| !w[0].2 || w[1].2);
+        if self.poisoned
+            || segs.is_empty()
+            || segs.len() > 4
+            || !ordered
+            || self.free.len() < segs.len()
+        {
+            return None;
+        }
+        let ids: alloc::vec::Vec<u16> = (0..segs.len()).filter_map(|_| self.free.pop()).collect();
+        let cap: u32 = segs.iter().filter(|s| s.2).map(|s| s.1).sum();
+        for (k, (&(pa, len, w), &id)) in segs.iter().zip(&ids).enumerate() {
+            let next = ids.get(k + 1).copied();
+            let d = self.layout.desc.0 + 16 * usize::from(id);
+            ram.write_u64(d, pa);
+            let flags =
+                if w { DESC_F_WRITE } else { 0 } | if next.is_some() { DESC_F_NEXT } else { 0 };
+            ram.write_u64(
+                d + 8,
+                u64::from(len) | (u64::from(flags) << 32) | (u64::from(next.unwrap_or(0)) << 48),
+            );
+            self.slots[usize::from(id)] = Slot {
+                cookie,
+                cap,
+                writable: segs.iter().any(|s| s.2),
+                busy: k == 0,
+                next,
+            };
+        }
+        let ring = self.layout.avail.0 + 4 + 2 * usize::from(self.avail_idx & self.mask);
+        ram.write_u16(ring, ids[0]);
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        Some(ids[0])
     }
 
     /// Makes every added buffer visible to the device (one release store of `avail.idx`);
@@ -303,7 +354,14 @@ impl SplitQueue {
         }
         slot.busy = false;
         let cookie = slot.cookie;
+        let mut next = slot.next.take();
         self.free.push(id);
+        // The rest of a chain (at most 3 more: `add_chain`'s limit).
+        for _ in 0..3 {
+            let Some(n) = next else { break };
+            next = self.slots[usize::from(n)].next.take();
+            self.free.push(n);
+        }
         self.last_used = self.last_used.wrapping_add(1);
         Ok(Some(Used { cookie, len, id }))
     }
@@ -341,11 +399,16 @@ impl SplitQueue {
     /// caller frees the memory the cookies name).
     pub fn drain_in_flight(&mut self) -> Vec<u64> {
         let mut out = Vec::new();
-        for (id, s) in self.slots.iter_mut().enumerate() {
-            if s.busy {
-                s.busy = false;
-                out.push(s.cookie);
-                self.free.push(id as u16);
+        for id in 0..self.slots.len() {
+            if self.slots[id].busy {
+                self.slots[id].busy = false;
+                out.push(self.slots[id].cookie);
+                let mut cur = Some(id as u16);
+                for _ in 0..4 {
+                    let Some(c) = cur else { break };
+                    cur = self.slots[usize::from(c)].next.take();
+                    self.free.push(c);
+                }
             }
         }
         out

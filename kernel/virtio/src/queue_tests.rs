@@ -47,6 +47,57 @@ fn buffers_go_round_with_their_cookies() {
 }
 
 #[test]
+fn chains_go_out_linked_and_come_back_whole() {
+    let (ram, mut q, mut dev) = setup(8, false);
+    let head = q
+        .add_chain(&ram, &[(0x1000, 4, false), (0x2000, 1, true)], 77)
+        .unwrap();
+    assert_eq!(q.in_flight(), 2);
+    assert_eq!(
+        q.add_chain(&ram, &[(0x1000, 1, true), (0x2000, 1, false)], 0),
+        None,
+        "writable first"
+    );
+    q.publish(&ram);
+    let d = dev.take(&ram).unwrap();
+    assert_eq!(
+        (d.id, d.addr, d.len, d.flags),
+        (head, 0x1000, 4, DESC_F_NEXT)
+    );
+    let next = (ram.read_u64(q.layout().desc.0 + 16 * usize::from(head) + 8) >> 48) as u16;
+    let tail = ram.read_u64(q.layout().desc.0 + 16 * usize::from(next));
+    assert_eq!(tail, 0x2000);
+    dev.complete(&ram, u32::from(head), 2);
+    assert_eq!(
+        q.pop(&ram),
+        Err(QueueError::BadUsedLength {
+            id: head,
+            len: 2,
+            cap: 1
+        })
+    );
+    let (ram, mut q, mut dev) = setup(8, false);
+    let head = q
+        .add_chain(&ram, &[(0x1000, 4, false), (0x2000, 1, true)], 77)
+        .unwrap();
+    q.publish(&ram);
+    dev.take(&ram).unwrap();
+    dev.complete(&ram, u32::from(head), 1);
+    assert_eq!(q.pop(&ram).unwrap().unwrap().cookie, 77);
+    assert_eq!(q.free_count(), 8, "both descriptors back");
+    let (ram, mut q, _) = setup(2, false);
+    q.add(&ram, 0x1000, 4, false, 0).unwrap();
+    assert_eq!(
+        q.add_chain(&ram, &[(0x1000, 4, false), (0x2000, 1, true)], 1),
+        None,
+        "one free"
+    );
+    q.add_chain(&ram, &[(0x1000, 4, false)], 1).unwrap();
+    assert_eq!(q.drain_in_flight().len(), 2);
+    assert_eq!(q.free_count(), 2);
+}
+
+#[test]
 fn full_queue_refuses_adds() {
     let (ram, mut q, _) = setup(4, false);
     for k in 0..4 {

@@ -1,0 +1,239 @@
+//! PCI: configuration space through the ECAM windows of the ACPI MCFG (PCI Express, q35),
+//! or the legacy ports 0xCF8/0xCFC where there is none (the `pc` machine); a brute-force scan
+//! of every bus, device and function; BARs and capability lists, walked with bounds (a
+//! looping or truncated list ends the walk with a warning, never a hang).
+
+use crate::sys::io::{self, Mmio};
+use alloc::vec::Vec;
+use exo_acpi::EcamRegion;
+use spin::Mutex;
+
+/// How configuration space is reached.
+#[derive(Debug)]
+enum Access {
+    /// ECAM windows (and the bus range each decodes), mapped uncached.
+    Ecam(Vec<(EcamRegion, Mmio)>),
+    /// Mechanism #1 ports (256 bytes per function; serialised by the lock).
+    Ports,
+}
+
+static ACCESS: Mutex<Option<Access>> = Mutex::new(None);
+
+/// Chooses the configuration mechanism: the segment-0 ECAM windows of the MCFG that lie
+/// below 4 GiB, else the ports. Called once by boot.
+pub fn init(ecam: &[EcamRegion]) {
+    let mut w = Vec::new();
+    for r in ecam.iter().filter(|r| r.segment == 0) {
+        match Mmio::new(r.base, r.len() as usize) {
+            Some(m) => w.push((*r, m)),
+            None => log::warn!(
+                "PCI: ECAM window at {:#x} (buses {}..={}) is above 4 GiB: not mapped, skipped",
+                r.base,
+                r.bus_start,
+                r.bus_end
+            ),
+        }
+    }
+    let a = if w.is_empty() {
+        Access::Ports
+    } else {
+        Access::Ecam(w)
+    };
+    *ACCESS.lock() = Some(a);
+}
+
+/// The mechanism in use, for the report (`ecam` or `ports`; `none` before `init`).
+pub fn mechanism() -> &'static str {
+    match *ACCESS.lock() {
+        Some(Access::Ecam(_)) => "ecam",
+        Some(Access::Ports) => "ports",
+        None => "none",
+    }
+}
+
+/// One PCI function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Function {
+    /// Bus.
+    pub bus: u8,
+    /// Device (0..32).
+    pub dev: u8,
+    /// Function (0..8).
+    pub func: u8,
+    /// Vendor id.
+    pub vendor: u16,
+    /// Device id.
+    pub device: u16,
+}
+
+impl core::fmt::Display for Function {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{:02x}:{:02x}.{} [{:04x}:{:04x}]",
+            self.bus, self.dev, self.func, self.vendor, self.device
+        )
+    }
+}
+
+fn read32_at(bus: u8, dev: u8, func: u8, off: u16) -> u32 {
+    match ACCESS.lock().as_ref() {
+        Some(Access::Ecam(w)) => w
+            .iter()
+            .find_map(|(r, m)| {
+                let a = r.config_addr(bus, dev, func)?;
+                m.sub((a - r.base) as usize, 4096)
+            })
+            .map_or(u32::MAX, |m| m.read32(usize::from(off & 0xffc))),
+        Some(Access::Ports) if off < 256 => io::pci_port_read32(bus, dev, func, off as u8),
+        _ => u32::MAX,
+    }
+}
+
+fn write32_at(bus: u8, dev: u8, func: u8, off: u16, v: u32) {
+    match ACCESS.lock().as_ref() {
+        Some(Access::Ecam(w)) => {
+            if let Some(m) = w.iter().find_map(|(r, m)| {
+                let a = r.config_addr(bus, dev, func)?;
+                m.sub((a - r.base) as usize, 4096)
+            }) {
+                m.write32(usize::from(off & 0xffc), v);
+            }
+        }
+        Some(Access::Ports) if off < 256 => io::pci_port_write32(bus, dev, func, off as u8, v),
+        _ => {}
+    }
+}
+
+/// A memory BAR: its physical address (prefetchable or not; I/O BARs are not used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bar {
+    /// Memory space at this address.
+    Mem(u64),
+    /// An I/O port BAR (not used by the drivers here).
+    Io(u32),
+    /// Nothing: an unimplemented BAR, or the upper half of a 64-bit one.
+    None,
+}
+
+/// PCI command register bits.
+const CMD_MEM: u32 = 1 << 1;
+const CMD_BUS_MASTER: u32 = 1 << 2;
+const CMD_INTX_DISABLE: u32 = 1 << 10;
+/// At most this many capabilities are walked (256 bytes hold at most 48 of them).
+const MAX_CAPS: usize = 48;
+
+impl Function {
+    /// The dword at `off` of configuration space.
+    pub fn read32(&self, off: u16) -> u32 {
+        read32_at(self.bus, self.dev, self.func, off)
+    }
+    /// Writes the dword at `off`.
+    pub fn write32(&self, off: u16, v: u32) {
+        write32_at(self.bus, self.dev, self.func, off, v);
+    }
+    /// The byte at `off`.
+    pub fn read8(&self, off: u16) -> u8 {
+        (self.read32(off & !3) >> (8 * (off & 3))) as u8
+    }
+    /// The 16-bit word at `off` (2-aligned).
+    pub fn read16(&self, off: u16) -> u16 {
+        (self.read32(off & !3) >> (8 * (off & 2))) as u16
+    }
+    /// Writes the 16-bit word at `off` (read-modify-write of its dword).
+    pub fn write16(&self, off: u16, v: u16) {
+        let sh = 8 * (off & 2);
+        let old = self.read32(off & !3);
+        self.write32(off & !3, (old & !(0xffff << sh)) | (u32::from(v) << sh));
+    }
+
+    /// Class, subclass, programming interface.
+    pub fn class(&self) -> (u8, u8, u8) {
+        let v = self.read32(8);
+        ((v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8)
+    }
+
+    /// BAR `i` (0..6) of a type-0 header.
+    pub fn bar(&self, i: u8) -> Bar {
+        if i >= 6 {
+            return Bar::None;
+        }
+        let off = 0x10 + 4 * u16::from(i);
+        let lo = self.read32(off);
+        if lo & 1 == 1 {
+            return Bar::Io(lo & !3);
+        }
+        let base = u64::from(lo & !0xf);
+        let addr = if (lo >> 1) & 3 == 2 && i < 5 {
+            base | (u64::from(self.read32(off + 4)) << 32)
+        } else {
+            base
+        };
+        if addr == 0 { Bar::None } else { Bar::Mem(addr) }
+    }
+
+    /// Memory decoding and bus mastering on, legacy INTx off (drivers use MSI-X or poll).
+    pub fn enable(&self) {
+        let c = self.read32(4);
+        self.write32(
+            4,
+            (c & 0xffff) | CMD_MEM | CMD_BUS_MASTER | CMD_INTX_DISABLE,
+        );
+    }
+
+    /// Bus mastering off (the device can no longer reach memory): before its memory is
+    /// reused after a failure.
+    pub fn disable_dma(&self) {
+        let c = self.read32(4);
+        self.write32(4, (c & 0xffff) & !CMD_BUS_MASTER);
+    }
+
+    /// Capabilities as (id, offset), bounded: a list that loops or points below the header
+    /// ends the walk (and is logged).
+    pub fn capabilities(&self) -> Vec<(u8, u16)> {
+        let mut out = Vec::new();
+        if self.read16(6) & (1 << 4) == 0 {
+            return out;
+        }
+        let mut p = u16::from(self.read8(0x34) & 0xfc);
+        while p != 0 {
+            if p < 0x40 || out.len() == MAX_CAPS {
+                log::warn!("PCI {self}: capability list broken at {p:#x}; walk stopped");
+                break;
+            }
+            let id = self.read8(p);
+            out.push((id, p));
+            p = u16::from(self.read8(p + 1) & 0xfc);
+        }
+        out
+    }
+}
+
+/// Every function present, bus by bus (all 256 buses: the scan does not depend on bridges
+/// being configured). Cost: 8192 configuration reads plus one per extra function.
+pub fn scan() -> Vec<Function> {
+    let mut out = Vec::new();
+    for bus in 0..=255u8 {
+        for dev in 0..32u8 {
+            let id = read32_at(bus, dev, 0, 0);
+            if id as u16 == 0xffff {
+                continue;
+            }
+            let multi = (read32_at(bus, dev, 0, 0xc) >> 16) & 0x80 != 0;
+            for func in 0..if multi { 8 } else { 1 } {
+                let id = read32_at(bus, dev, func, 0);
+                if id as u16 == 0xffff {
+                    continue;
+                }
+                out.push(Function {
+                    bus,
+                    dev,
+                    func,
+                    vendor: id as u16,
+                    device: (id >> 16) as u16,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,411 @@
+//! Virtio transports: modern virtio-pci (capabilities naming the common, notify, ISR and
+//! device configuration windows in the BARs) and virtio-mmio version 2 (microvm's slots),
+//! behind one [`Transport`], plus the initialisation handshake: reset with a deadline,
+//! feature negotiation, queue set-up, `DRIVER_OK`. A device that refuses, lacks what the
+//! driver needs or stops answering gets a [`VirtioError`] and the `FAILED` status.
+
+use super::pci::{Bar, Function};
+use crate::smp::time::Deadline;
+use crate::sys::io::Mmio;
+use exo_virtio::queue::Layout;
+
+/// Device status bits.
+pub mod status {
+    /// The guest noticed the device.
+    pub const ACKNOWLEDGE: u8 = 1;
+    /// The guest has a driver for it.
+    pub const DRIVER: u8 = 2;
+    /// The driver is ready.
+    pub const DRIVER_OK: u8 = 4;
+    /// Feature negotiation is complete.
+    pub const FEATURES_OK: u8 = 8;
+    /// The device hit an error it cannot recover from.
+    pub const NEEDS_RESET: u8 = 64;
+    /// The driver gave up on the device.
+    pub const FAILED: u8 = 128;
+}
+
+/// Virtio device type of a network card.
+pub const DEVICE_NET: u32 = 1;
+/// microvm's virtio-mmio slots: 512 bytes each from this base.
+pub const MMIO_BASE: u64 = 0xFEB0_0000;
+/// Slots probed.
+pub const MMIO_SLOTS: u64 = 24;
+const MMIO_MAGIC: u32 = 0x7472_6976; // "virt"
+
+/// Why a device was not brought up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VirtioError {
+    /// A capability or register window the transport needs is missing or unusable.
+    Transport(&'static str),
+    /// A virtio-mmio device of version 1 (legacy); QEMU needs
+    /// `-global virtio-mmio.force-legacy=false`.
+    LegacyMmio,
+    /// The device did not finish its reset within the deadline.
+    ResetTimeout,
+    /// Feature negotiation failed.
+    Features(exo_virtio::features::FeatureError),
+    /// The device cleared `FEATURES_OK`: it refuses the accepted subset.
+    FeaturesRefused,
+    /// Queue `q` is absent or its size unusable.
+    Queue(u16, &'static str),
+    /// No memory for queues or buffers.
+    OutOfMemory,
+    /// A queue broke the protocol.
+    Protocol(exo_virtio::queue::QueueError),
+    /// The control queue's answer was an error or never came.
+    Control(&'static str),
+}
+
+impl core::fmt::Display for VirtioError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            VirtioError::Transport(w) => write!(f, "transport: {w}"),
+            VirtioError::LegacyMmio => write!(
+                f,
+                "legacy virtio-mmio (version 1) device: not supported (QEMU: -global virtio-mmio.force-legacy=false)"
+            ),
+            VirtioError::ResetTimeout => write!(f, "device did not finish its reset in 1 s"),
+            VirtioError::Features(e) => write!(f, "{e}"),
+            VirtioError::FeaturesRefused => write!(f, "device refused the negotiated features"),
+            VirtioError::Queue(q, w) => write!(f, "queue {q}: {w}"),
+            VirtioError::OutOfMemory => write!(f, "out of memory for queues or buffers"),
+            VirtioError::Protocol(e) => write!(f, "device broke the queue protocol: {e}"),
+            VirtioError::Control(w) => write!(f, "control queue: {w}"),
+        }
+    }
+}
+
+/// Register access for one device.
+#[derive(Debug)]
+pub enum Transport {
+    /// Modern virtio-pci.
+    Pci {
+        /// The PCI function.
+        func: Function,
+        /// `virtio_pci_common_cfg`.
+        common: Mmio,
+        /// The notification window and its multiplier.
+        notify: (Mmio, u32),
+        /// Device-specific configuration.
+        device: Mmio,
+        /// MSI-X capability offset, if any.
+        msix: Option<u16>,
+    },
+    /// virtio-mmio version 2 at this window.
+    Mmio(Mmio),
+}
+
+// virtio_pci_common_cfg offsets.
+const C_DFSEL: usize = 0x00;
+const C_DF: usize = 0x04;
+const C_GFSEL: usize = 0x08;
+const C_GF: usize = 0x0c;
+const C_NUMQ: usize = 0x12;
+const C_STATUS: usize = 0x14;
+const C_QSEL: usize = 0x16;
+const C_QSIZE: usize = 0x18;
+const C_QMSIX: usize = 0x1a;
+const C_QENABLE: usize = 0x1c;
+const C_QNOFF: usize = 0x1e;
+const C_QDESC: usize = 0x20;
+const C_QDRIVER: usize = 0x28;
+const C_QDEVICE: usize = 0x30;
+
+// virtio-mmio register offsets.
+const M_MAGIC: usize = 0x000;
+const M_VERSION: usize = 0x004;
+const M_DEVICE: usize = 0x008;
+const M_DF: usize = 0x010;
+const M_DFSEL: usize = 0x014;
+const M_GF: usize = 0x020;
+const M_GFSEL: usize = 0x024;
+const M_QSEL: usize = 0x030;
+const M_QMAX: usize = 0x034;
+const M_QNUM: usize = 0x038;
+const M_QREADY: usize = 0x044;
+const M_NOTIFY: usize = 0x050;
+const M_STATUS: usize = 0x070;
+const M_QDESC: usize = 0x080;
+const M_QDRIVER: usize = 0x090;
+const M_QDEVICE: usize = 0x0a0;
+const M_CONFIG: usize = 0x100;
+
+/// Where to ring a queue's doorbell: a 16-bit (PCI) or 32-bit (MMIO) write of the queue
+/// index to this register.
+#[derive(Debug, Clone, Copy)]
+pub struct Doorbell {
+    reg: Mmio,
+    queue: u16,
+    wide: bool,
+}
+
+impl Doorbell {
+    /// Tells the device the queue has new buffers.
+    #[inline]
+    pub fn ring(&self) {
+        if self.wide {
+            self.reg.write32(0, u32::from(self.queue));
+        } else {
+            self.reg.write16(0, self.queue);
+        }
+    }
+}
+
+impl Transport {
+    /// The modern transport of a virtio PCI function (vendor 0x1af4, device 0x1040 + type
+    /// or a transitional id): its capabilities must name the common, notify and device
+    /// windows in memory BARs below 4 GiB.
+    pub fn pci(func: Function) -> Result<Self, VirtioError> {
+        let caps = func.capabilities();
+        let mut common = None;
+        let mut notify = None;
+        let mut device = None;
+        let mut msix = None;
+        for &(id, at) in &caps {
+            if id == 0x11 {
+                msix = Some(at);
+            }
+            if id != 0x09 {
+                continue;
+            }
+            let cfg_type = func.read8(at + 3);
+            let bar = func.read8(at + 4);
+            let offset = func.read32(at + 8) as usize;
+            let length = func.read32(at + 12) as usize;
+            let window = || match func.bar(bar) {
+                Bar::Mem(base) => Mmio::new(base.checked_add(offset as u64)?, length),
+                _ => None,
+            };
+            match cfg_type {
+                1 if common.is_none() => common = window(),
+                2 if notify.is_none() => {
+                    let mult = func.read32(at + 16);
+                    notify = window().map(|w| (w, mult));
+                }
+                4 if device.is_none() => device = window(),
+                _ => {}
+            }
+        }
+        let common = common.ok_or(VirtioError::Transport(
+            "no usable common-configuration capability (legacy-only device, or a BAR above 4 GiB)",
+        ))?;
+        if common.len() < 0x38 {
+            return Err(VirtioError::Transport("common configuration window too small"));
+        }
+        let notify = notify.ok_or(VirtioError::Transport("no usable notify capability"))?;
+        let device = device.ok_or(VirtioError::Transport("no usable device-configuration capability"))?;
+        func.enable();
+        Ok(Transport::Pci {
+            func,
+            common,
+            notify,
+            device,
+            msix,
+        })
+    }
+
+    /// The virtio-mmio device in microvm's slot `slot`, if one of type `want` is there.
+    pub fn mmio(slot: u64, want: u32) -> Option<Result<Self, VirtioError>> {
+        let m = Mmio::new(MMIO_BASE + 512 * slot, 512)?;
+        if m.read32(M_MAGIC) != MMIO_MAGIC || m.read32(M_DEVICE) != want {
+            return None;
+        }
+        Some(match m.read32(M_VERSION) {
+            2 => Ok(Transport::Mmio(m)),
+            1 => Err(VirtioError::LegacyMmio),
+            _ => Err(VirtioError::Transport("unknown virtio-mmio version")),
+        })
+    }
+
+    /// Where the device is, for messages.
+    pub fn location(&self) -> alloc::string::String {
+        match self {
+            Transport::Pci { func, .. } => alloc::format!("pci {func}"),
+            Transport::Mmio(m) => alloc::format!("mmio slot {:#x}", m.len()),
+        }
+    }
+
+    /// The device status byte.
+    pub fn status(&self) -> u8 {
+        match self {
+            Transport::Pci { common, .. } => common.read8(C_STATUS),
+            Transport::Mmio(m) => m.read32(M_STATUS) as u8,
+        }
+    }
+
+    /// Writes the status byte.
+    pub fn set_status(&self, s: u8) {
+        match self {
+            Transport::Pci { common, .. } => common.write8(C_STATUS, s),
+            Transport::Mmio(m) => m.write32(M_STATUS, u32::from(s)),
+        }
+    }
+
+    /// Resets the device and waits (up to 1 s) until it reads back 0.
+    pub fn reset(&self) -> Result<(), VirtioError> {
+        self.set_status(0);
+        let d = Deadline::after_ms(1000);
+        while self.status() != 0 {
+            if d.passed() {
+                return Err(VirtioError::ResetTimeout);
+            }
+            core::hint::spin_loop();
+        }
+        Ok(())
+    }
+
+    /// The 64 feature bits the device offers.
+    pub fn device_features(&self) -> u64 {
+        let (sel, val, w) = match self {
+            Transport::Pci { common, .. } => (C_DFSEL, C_DF, common),
+            Transport::Mmio(m) => (M_DFSEL, M_DF, m),
+        };
+        w.write32(sel, 0);
+        let lo = w.read32(val);
+        w.write32(sel, 1);
+        let hi = w.read32(val);
+        u64::from(lo) | (u64::from(hi) << 32)
+    }
+
+    /// Writes the accepted feature bits.
+    pub fn set_driver_features(&self, f: u64) {
+        let (sel, val, w) = match self {
+            Transport::Pci { common, .. } => (C_GFSEL, C_GF, common),
+            Transport::Mmio(m) => (M_GFSEL, M_GF, m),
+        };
+        w.write32(sel, 0);
+        w.write32(val, f as u32);
+        w.write32(sel, 1);
+        w.write32(val, (f >> 32) as u32);
+    }
+
+    /// Queues the device has (PCI; MMIO does not say: `u16::MAX`).
+    pub fn num_queues(&self) -> u16 {
+        match self {
+            Transport::Pci { common, .. } => common.read16(C_NUMQ),
+            Transport::Mmio(_) => u16::MAX,
+        }
+    }
+
+    /// The largest size of queue `q` (0: no such queue).
+    pub fn queue_max(&self, q: u16) -> u16 {
+        match self {
+            Transport::Pci { common, .. } => {
+                common.write16(C_QSEL, q);
+                common.read16(C_QSIZE)
+            }
+            Transport::Mmio(m) => {
+                m.write32(M_QSEL, u32::from(q));
+                m.read32(M_QMAX).min(u32::from(u16::MAX)) as u16
+            }
+        }
+    }
+
+    /// Gives queue `q` its areas (and MSI-X vector entry) and enables it; returns its
+    /// doorbell.
+    pub fn setup_queue(
+        &self,
+        q: u16,
+        l: &Layout,
+        msix_entry: Option<u16>,
+    ) -> Result<Doorbell, VirtioError> {
+        match self {
+            Transport::Pci {
+                common, notify, ..
+            } => {
+                common.write16(C_QSEL, q);
+                common.write16(C_QSIZE, l.size);
+                common.write64_split(C_QDESC, l.desc.1);
+                common.write64_split(C_QDRIVER, l.avail.1);
+                common.write64_split(C_QDEVICE, l.used.1);
+                if let Some(v) = msix_entry {
+                    common.write16(C_QMSIX, v);
+                    if common.read16(C_QMSIX) != v {
+                        return Err(VirtioError::Queue(q, "device refused its MSI-X vector"));
+                    }
+                }
+                let off = usize::from(common.read16(C_QNOFF)) * notify.1 as usize;
+                let reg = notify
+                    .0
+                    .sub(off, 2)
+                    .ok_or(VirtioError::Queue(q, "notify offset outside the notify window"))?;
+                common.write16(C_QENABLE, 1);
+                Ok(Doorbell {
+                    reg,
+                    queue: q,
+                    wide: false,
+                })
+            }
+            Transport::Mmio(m) => {
+                m.write32(M_QSEL, u32::from(q));
+                m.write32(M_QNUM, u32::from(l.size));
+                m.write64_split(M_QDESC, l.desc.1);
+                m.write64_split(M_QDRIVER, l.avail.1);
+                m.write64_split(M_QDEVICE, l.used.1);
+                m.write32(M_QREADY, 1);
+                let reg = m.sub(M_NOTIFY, 4).ok_or(VirtioError::Transport("notify register"))?;
+                Ok(Doorbell {
+                    reg,
+                    queue: q,
+                    wide: true,
+                })
+            }
+        }
+    }
+
+    /// Device configuration byte at `off`.
+    pub fn config8(&self, off: usize) -> u8 {
+        match self {
+            Transport::Pci { device, .. } if off < device.len() => device.read8(off),
+            Transport::Mmio(m) => m.read8(M_CONFIG + off),
+            _ => 0,
+        }
+    }
+
+    /// Device configuration 16-bit field at `off`.
+    pub fn config16(&self, off: usize) -> u16 {
+        u16::from(self.config8(off)) | (u16::from(self.config8(off + 1)) << 8)
+    }
+
+    /// The PCI function (for MSI-X), if this is PCI.
+    pub fn pci_function(&self) -> Option<(Function, Option<u16>)> {
+        match self {
+            Transport::Pci { func, msix, .. } => Some((*func, *msix)),
+            Transport::Mmio(_) => None,
+        }
+    }
+
+    /// Handshake up to `FEATURES_OK`: reset, acknowledge, negotiate (`required` must be
+    /// offered; the rest of `wanted` is taken if offered). Returns the accepted features.
+    pub fn begin(&self, wanted: u64, required: u64) -> Result<u64, VirtioError> {
+        self.reset()?;
+        self.set_status(status::ACKNOWLEDGE);
+        self.set_status(status::ACKNOWLEDGE | status::DRIVER);
+        let offered = self.device_features();
+        let accepted = exo_virtio::features::negotiate(offered, wanted, required)
+            .map_err(|e| self.fail(VirtioError::Features(e)))?;
+        self.set_driver_features(accepted);
+        self.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        if self.status() & status::FEATURES_OK == 0 {
+            return Err(self.fail(VirtioError::FeaturesRefused));
+        }
+        Ok(accepted)
+    }
+
+    /// The device is live.
+    pub fn driver_ok(&self) {
+        self.set_status(
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+        );
+    }
+
+    /// Marks the device failed (and, on PCI, stops its DMA); returns `e` for `?`.
+    pub fn fail(&self, e: VirtioError) -> VirtioError {
+        self.set_status(self.status() | status::FAILED);
+        if let Transport::Pci { func, .. } = self {
+            func.disable_dma();
+        }
+        e
+    }
+}
