@@ -23,7 +23,8 @@ pub const BUF: usize = 2048;
 /// Largest queue size used (smaller if the device says so).
 pub const MAX_QUEUE: u16 = 256;
 /// Features the driver takes when offered.
-pub const WANTED: u64 = f::VERSION_1 | f::NET_MAC | f::NET_STATUS | f::NET_CTRL_VQ | f::NET_MQ | f::RING_EVENT_IDX;
+pub const WANTED: u64 =
+    f::VERSION_1 | f::NET_MAC | f::NET_STATUS | f::NET_CTRL_VQ | f::NET_MQ | f::RING_EVENT_IDX;
 
 /// Counters of one queue pair (the driver's side; the device keeps its own).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -117,28 +118,39 @@ struct Ring {
     area: Vec<DmaFrame>,
 }
 
-fn ring(t: &Transport, index: u16, event_idx: bool) -> Result<Ring, VirtioError> {
+/// The size used for a queue the device allows up to `max` entries of: a power of two, at
+/// most [`MAX_QUEUE`].
+fn queue_size(max: u16) -> u16 {
+    MAX_QUEUE.min(1 << (15 - max.leading_zeros().min(15)))
+}
+
+/// Queue `index`: its memory, the queue over it (fixed descriptors naming `bufs`, device-
+/// writable or not, when given), its doorbell.
+fn ring(
+    t: &Transport,
+    index: u16,
+    event_idx: bool,
+    bufs: Option<(&Buffers, bool)>,
+) -> Result<Ring, VirtioError> {
     let max = t.queue_max(index);
     if max == 0 {
         return Err(VirtioError::Queue(index, "absent"));
     }
-    // A power of two no larger than the device's maximum (the device may offer any size).
-    let size = MAX_QUEUE.min(1 << (15 - max.leading_zeros().min(15)));
+    let size = queue_size(max);
     let d = desc_bytes(size).div_ceil(4096);
     let au = (avail_bytes(size).next_multiple_of(4) + used_bytes(size)).div_ceil(4096);
     let mut area = Vec::new();
     for _ in 0..d + au {
-        let fr = kalloc::alloc_frame().map_err(|_| VirtioError::OutOfMemory);
-        match fr {
+        match kalloc::alloc_frame() {
             Ok(fr) => area.push(DmaFrame::from_owned(fr.phys())),
-            Err(e) => {
+            Err(_) => {
                 free_frames(area);
-                return Err(e);
+                return Err(VirtioError::OutOfMemory);
             }
         }
     }
-    // Frames from the allocator are not contiguous: the descriptor table fits in `d` frames
-    // only if it is one frame (size <= 256) — kept that way by MAX_QUEUE.
+    // Frames from the allocator are not contiguous: each area must fit in one frame, which
+    // MAX_QUEUE (256 entries: 4 KiB of descriptors) guarantees.
     let (desc, rest) = (&area[0], &area[d]);
     let used_off = avail_bytes(size).next_multiple_of(4);
     let layout = Layout {
@@ -147,7 +159,13 @@ fn ring(t: &Transport, index: u16, event_idx: bool) -> Result<Ring, VirtioError>
         avail: (rest.va(), rest.pa()),
         used: (rest.va() + used_off, rest.pa() + used_off as u64),
     };
-    let q = match SplitQueue::new(&DmaRam, layout, event_idx) {
+    let q = match bufs {
+        Some((b, writable)) => SplitQueue::new_fixed(&DmaRam, layout, event_idx, |id| {
+            (b.pa(usize::from(id)), BUF as u32, writable)
+        }),
+        None => SplitQueue::new(&DmaRam, layout, event_idx),
+    };
+    let q = match q {
         Ok(q) => q,
         Err(e) => {
             free_frames(area);
@@ -178,6 +196,7 @@ pub struct QueuePair {
     tx: Ring,
     rx_bufs: Buffers,
     tx_bufs: Buffers,
+    /// Transmit descriptors (= buffers) the driver holds.
     tx_free: Vec<u16>,
     guest_csum: bool,
     /// Counters.
@@ -185,26 +204,47 @@ pub struct QueuePair {
 }
 
 impl QueuePair {
-    fn new(t: &Transport, index: u16, event_idx: bool, guest_csum: bool) -> Result<Self, VirtioError> {
-        let rx = ring(t, vnet::rx_queue(index), event_idx)?;
-        let tx = match ring(t, vnet::tx_queue(index), event_idx) {
-            Ok(r) => r,
-            Err(e) => {
-                free_frames(rx.area);
-                return Err(e);
+    fn new(
+        t: &Transport,
+        index: u16,
+        event_idx: bool,
+        guest_csum: bool,
+    ) -> Result<Self, VirtioError> {
+        let (rxq, txq) = (vnet::rx_queue(index), vnet::tx_queue(index));
+        let (rx_max, tx_max) = (t.queue_max(rxq), t.queue_max(txq));
+        if rx_max == 0 || tx_max == 0 {
+            let q = if rx_max == 0 { rxq } else { txq };
+            return Err(VirtioError::Queue(q, "absent"));
+        }
+        let (rx_n, tx_n) = (
+            usize::from(queue_size(rx_max)),
+            usize::from(queue_size(tx_max)),
+        );
+        let mut spill = Vec::new();
+        let rx_bufs = Buffers::new(rx_n, &mut spill);
+        let tx_bufs = Buffers::new(tx_n, &mut spill);
+        let (rx_bufs, tx_bufs) = match (rx_bufs, tx_bufs) {
+            (Ok(r), Ok(t)) => (r, t),
+            (r, t) => {
+                r.into_iter().chain(t).for_each(|b| free_frames(b.frames));
+                free_frames(spill);
+                return Err(VirtioError::OutOfMemory);
             }
         };
-        let mut spill = Vec::new();
-        let rx_n = usize::from(rx.q.size());
-        let tx_n = usize::from(tx.q.size());
-        let bufs = Buffers::new(rx_n, &mut spill)
-            .and_then(|r| Buffers::new(tx_n, &mut spill).map(|t| (r, t)));
-        let (rx_bufs, tx_bufs) = match bufs {
-            Ok(b) => b,
+        let rings = ring(t, rxq, event_idx, Some((&rx_bufs, true))).and_then(|rx| {
+            match ring(t, txq, event_idx, Some((&tx_bufs, false))) {
+                Ok(tx) => Ok((rx, tx)),
+                Err(e) => {
+                    free_frames(rx.area);
+                    Err(e)
+                }
+            }
+        });
+        let (rx, tx) = match rings {
+            Ok(r) => r,
             Err(e) => {
-                free_frames(spill);
-                free_frames(rx.area);
-                free_frames(tx.area);
+                free_frames(rx_bufs.frames);
+                free_frames(tx_bufs.frames);
                 return Err(e);
             }
         };
@@ -218,9 +258,8 @@ impl QueuePair {
             guest_csum,
             stats: Stats::default(),
         };
-        for b in 0..rx_n {
-            let pa = p.rx_bufs.pa(b);
-            p.rx.q.add(&DmaRam, pa, BUF as u32, true, b as u64);
+        for id in 0..rx_n as u16 {
+            p.rx.q.post(&DmaRam, id, None);
         }
         p.rx.q.publish(&DmaRam);
         Ok(p)
@@ -235,11 +274,12 @@ impl QueuePair {
     /// Takes back transmit buffers the device is done with; returns how many.
     #[inline]
     pub fn reap_tx(&mut self) -> Result<usize, VirtioError> {
-        let mut n = 0;
-        while let Some(u) = self.tx.q.pop(&DmaRam).map_err(VirtioError::Protocol)? {
-            self.tx_free.push(u.cookie as u16);
-            n += 1;
-        }
+        let free = &mut self.tx_free;
+        let n = self
+            .tx
+            .q
+            .pop_burst(&DmaRam, usize::MAX, |u| free.push(u.id))
+            .map_err(VirtioError::Protocol)?;
         self.stats.tx_completed += n as u64;
         Ok(n)
     }
@@ -253,26 +293,29 @@ impl QueuePair {
         max: usize,
         mut fill: impl FnMut(usize, &mut [u8]) -> Option<usize>,
     ) -> Result<usize, VirtioError> {
-        if self.tx_free.len() < max {
-            self.reap_tx()?;
-        }
+        // Completions first, every burst: the driver's whole per-packet cost is in the burst,
+        // and the buffers just returned are the ones reused (warm in cache).
+        self.reap_tx()?;
         let mut sent = 0;
+        let mut bytes = 0;
         while sent < max {
             let Some(&b) = self.tx_free.last() else {
                 self.stats.tx_full += 1;
                 break;
             };
-            let buf = self.tx_bufs.bytes_mut(usize::from(b), HDR_LEN, vnet::MAX_FRAME);
+            let buf = self
+                .tx_bufs
+                .bytes_mut(usize::from(b), HDR_LEN, vnet::MAX_FRAME);
             let Some(len) = fill(sent, buf) else { break };
             let len = len.min(vnet::MAX_FRAME);
-            let pa = self.tx_bufs.pa(usize::from(b));
-            if self.tx.q.add(&DmaRam, pa, (HDR_LEN + len) as u32, false, u64::from(b)).is_none() {
+            if !self.tx.q.post(&DmaRam, b, Some((HDR_LEN + len) as u32)) {
                 break;
             }
             self.tx_free.pop();
-            self.stats.tx_bytes += len as u64;
+            bytes += len;
             sent += 1;
         }
+        self.stats.tx_bytes += bytes as u64;
         self.stats.tx_packets += sent as u64;
         if self.tx.q.publish(&DmaRam) {
             self.tx.bell.ring();
@@ -291,8 +334,7 @@ impl QueuePair {
             let len = len.min(BUF - HDR_LEN);
             let buf = self.tx_bufs.bytes_mut(usize::from(b), HDR_LEN, len);
             buf.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
-            let pa = self.tx_bufs.pa(usize::from(b));
-            if self.tx.q.add(&DmaRam, pa, (HDR_LEN + len) as u32, false, u64::from(b)).is_none() {
+            if !self.tx.q.post(&DmaRam, b, Some((HDR_LEN + len) as u32)) {
                 self.tx_free.push(b);
                 break;
             }
@@ -304,33 +346,35 @@ impl QueuePair {
         Ok(n)
     }
 
-    /// Receives up to `max` frames: `deliver(frame)` sees each good one in its DMA buffer;
-    /// bad ones are dropped and counted. Buffers go back to the device in one publish (one
-    /// doorbell at most). Returns the buffers taken (good and dropped).
+    /// Receives up to `max` frames (at most 64 a call): `deliver(frame)` sees each good one
+    /// in its DMA buffer; bad ones are dropped and counted. The buffers go back to the device
+    /// in one publish (one doorbell at most). Returns the buffers taken (good and dropped).
     #[inline]
     pub fn rx_burst(
         &mut self,
         max: usize,
         mut deliver: impl FnMut(&[u8]),
     ) -> Result<usize, VirtioError> {
-        let mut n = 0;
-        while n < max {
-            let Some(u) = self.rx.q.pop(&DmaRam).map_err(VirtioError::Protocol)? else {
-                break;
-            };
-            let b = u.cookie as usize;
-            let buf = self.rx_bufs.bytes(b, u.len as usize);
-            match vnet::check_rx(buf, self.guest_csum) {
-                Ok(r) => {
-                    self.stats.rx_packets += 1;
-                    self.stats.rx_bytes += r.len() as u64;
-                    deliver(&buf[r]);
+        let (bufs, stats, csum) = (&self.rx_bufs, &mut self.stats, self.guest_csum);
+        let mut taken: arrayvec::ArrayVec<u16, 64> = arrayvec::ArrayVec::new();
+        let n = self
+            .rx
+            .q
+            .pop_burst(&DmaRam, max.min(64), |u| {
+                let buf = bufs.bytes(usize::from(u.id), u.len as usize);
+                match vnet::check_rx(buf, csum) {
+                    Ok(r) => {
+                        stats.rx_packets += 1;
+                        stats.rx_bytes += r.len() as u64;
+                        deliver(&buf[r]);
+                    }
+                    Err(d) => stats.drop(d),
                 }
-                Err(d) => self.stats.drop(d),
-            }
-            let pa = self.rx_bufs.pa(b);
-            self.rx.q.add(&DmaRam, pa, BUF as u32, true, b as u64);
-            n += 1;
+                taken.push(u.id);
+            })
+            .map_err(VirtioError::Protocol)?;
+        for id in taken {
+            self.rx.q.post(&DmaRam, id, None);
         }
         if n > 0 && self.rx.q.publish(&DmaRam) {
             self.rx.bell.ring();
@@ -339,9 +383,9 @@ impl QueuePair {
         Ok(n)
     }
 
-    /// Whether received frames wait.
-    pub fn rx_pending(&self) -> bool {
-        self.rx.q.has_used(&DmaRam)
+    /// Received buffers waiting.
+    pub fn rx_pending(&self) -> usize {
+        usize::from(self.rx.q.used_pending(&DmaRam))
     }
 
     /// Transmit buffers free now (without reaping).
@@ -402,7 +446,11 @@ pub struct NetDevice {
 impl NetDevice {
     /// Brings the device up with `want_pairs` queue pairs (at most what it offers; one
     /// without `MQ`). On any failure the device is marked `FAILED` and all its memory freed.
-    pub fn bring_up(transport: Transport, location: String, want_pairs: u16) -> Result<Self, (String, VirtioError)> {
+    pub fn bring_up(
+        transport: Transport,
+        location: String,
+        want_pairs: u16,
+    ) -> Result<Self, (String, VirtioError)> {
         let fail = |e| (location.clone(), e);
         let features = transport.begin(WANTED, f::VERSION_1).map_err(fail)?;
         let event_idx = features & f::RING_EVENT_IDX != 0;
@@ -455,13 +503,19 @@ impl NetDevice {
 
     /// `DRIVER_OK`, then `VQ_PAIRS_SET` through the control queue (answer within 1 s).
     fn set_pairs(&mut self, ctrl_index: u16, n: u16) -> Result<(), VirtioError> {
-        let mut r = ring(&self.transport, ctrl_index, self.features & f::RING_EVENT_IDX != 0)?;
+        let mut r = ring(
+            &self.transport,
+            ctrl_index,
+            self.features & f::RING_EVENT_IDX != 0,
+            None,
+        )?;
         self.transport.driver_ok();
         let result = (|| {
             let page = kalloc::alloc_frame().map_err(|_| VirtioError::OutOfMemory)?;
             r.area.push(DmaFrame::from_owned(page.phys()));
             let buf = r.area.last_mut().ok_or(VirtioError::OutOfMemory)?;
-            buf.bytes_mut(0, 4).copy_from_slice(&vnet::ctrl_mq_pairs_set(n));
+            buf.bytes_mut(0, 4)
+                .copy_from_slice(&vnet::ctrl_mq_pairs_set(n));
             buf.bytes_mut(4, 1)[0] = 0xff;
             let pa = buf.pa();
             r.q.add_chain(&DmaRam, &[(pa, 4, false), (pa + 4, 1, true)], 0)

@@ -10,9 +10,17 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-ktest!(Needs::Cpus, "net.probe_and_shutdown_free_everything", probe_and_shutdown);
+ktest!(
+    Needs::Cpus,
+    "net.probe_and_shutdown_free_everything",
+    probe_and_shutdown
+);
 ktest!(Needs::Cpus, "net.hub_pair_payload_exact", hub_pair_payload);
-ktest!(Needs::Cpus, "net.runt_and_oversized_dropped", runt_and_oversized);
+ktest!(
+    Needs::Cpus,
+    "net.runt_and_oversized_dropped",
+    runt_and_oversized
+);
 ktest!(Needs::Cpus, "net.rx_flood_recovers", rx_flood_recovers);
 
 /// Ethertype of the test frames (IEEE local experimental).
@@ -28,14 +36,20 @@ pub fn hub_pair() -> Result<(NetDevice, NetDevice), String> {
         devs.into_iter().for_each(|d| {
             d.shutdown();
         });
-        return Err(format!("{} device(s) failed to come up: {:?}", bad.len(), bad));
+        return Err(format!(
+            "{} device(s) failed to come up: {:?}",
+            bad.len(),
+            bad
+        ));
     }
     if devs.len() < 2 {
         let n = devs.len();
         devs.into_iter().for_each(|d| {
             d.shutdown();
         });
-        return Err(format!("{SKIP}{n} virtio-net device(s); the hub pair needs 2 (qemu.sh --net hub)"));
+        return Err(format!(
+            "{SKIP}{n} virtio-net device(s); the hub pair needs 2 (qemu.sh --net hub)"
+        ));
     }
     let b = devs.remove(1);
     let a = devs.remove(0);
@@ -79,7 +93,11 @@ pub fn check_frame(f: &[u8]) -> Result<u32, String> {
 }
 
 /// Receives on `rx` until `want` frames arrived or 2 s passed; calls `each` per frame.
-pub fn receive(rx: &mut QueuePair, want: usize, mut each: impl FnMut(&[u8])) -> Result<usize, String> {
+pub fn receive(
+    rx: &mut QueuePair,
+    want: usize,
+    mut each: impl FnMut(&[u8]),
+) -> Result<usize, String> {
     let d = Deadline::after_ms(2000);
     let mut got = 0;
     while got < want {
@@ -106,7 +124,12 @@ fn probe_and_shutdown(_: &crate::boot::BootState) -> TestResult {
         crate::kprintln!(
             "NET,{},mac,{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x},features,{:#x},pairs,{}/{},link,{},pci,{}",
             d.location,
-            d.mac[0], d.mac[1], d.mac[2], d.mac[3], d.mac[4], d.mac[5],
+            d.mac[0],
+            d.mac[1],
+            d.mac[2],
+            d.mac[3],
+            d.mac[4],
+            d.mac[5],
             d.features,
             d.active_pairs(),
             d.max_pairs,
@@ -118,7 +141,9 @@ fn probe_and_shutdown(_: &crate::boot::BootState) -> TestResult {
         d.shutdown();
     }
     let after = free_frames()?;
-    check(before == after, || format!("free frames/objects {before:?} before, {after:?} after"))
+    check(before == after, || {
+        format!("free frames/objects {before:?} before, {after:?} after")
+    })
 }
 
 fn hub_pair_payload(_: &crate::boot::BootState) -> TestResult {
@@ -145,7 +170,9 @@ fn hub_pair_payload(_: &crate::boot::BootState) -> TestResult {
                 Err(e) => errors.push(e),
             })?;
             if got != sent {
-                return Err(format!("sent {sent} (up to {next}), received {got} within 2 s"));
+                return Err(format!(
+                    "sent {sent} (up to {next}), received {got} within 2 s"
+                ));
             }
         }
         if let Some(e) = errors.first() {
@@ -153,9 +180,12 @@ fn hub_pair_payload(_: &crate::boot::BootState) -> TestResult {
         }
         let missing = seen.iter().filter(|s| !**s).count();
         tx.reap_tx().map_err(|e| format!("{e}"))?;
-        check(missing == 0 && tx.stats.tx_packets == u64::from(total) && rx.stats.rx_packets == u64::from(total), || {
-            format!("missing {missing}; tx {:?} rx {:?}", tx.stats, rx.stats)
-        })
+        check(
+            missing == 0
+                && tx.stats.tx_packets == u64::from(total)
+                && rx.stats.rx_packets == u64::from(total),
+            || format!("missing {missing}; tx {:?} rx {:?}", tx.stats, rx.stats),
+        )
     })();
     a.shutdown();
     b.shutdown();
@@ -170,13 +200,20 @@ fn runt_and_oversized(_: &crate::boot::BootState) -> TestResult {
         // A 10-byte runt and a 1600-byte frame (past 1518: no jumbo frames negotiated),
         // then a good one: the bad two are dropped and counted, the good one arrives.
         tx.tx_burst_raw(&[10, 1600]).map_err(|e| format!("{e}"))?;
-        tx.tx_burst(1, |_, buf| Some(test_frame(buf, mac, 7, 64))).map_err(|e| format!("{e}"))?;
+        tx.tx_burst(1, |_, buf| Some(test_frame(buf, mac, 7, 64)))
+            .map_err(|e| format!("{e}"))?;
         let mut good = Vec::new();
         receive(rx, 3, |f| good.push(check_frame(f)))?;
         let s = rx.stats;
-        check(s.rx_drops[0] == 1 && s.rx_drops[1] == 1 && good == [Ok(7)], || {
-            format!("drops {:?} (runt, oversized, merged, csum), good {good:?}", s.rx_drops)
-        })
+        check(
+            s.rx_drops[0] == 1 && s.rx_drops[1] == 1 && good == [Ok(7)],
+            || {
+                format!(
+                    "drops {:?} (runt, oversized, merged, csum), good {good:?}",
+                    s.rx_drops
+                )
+            },
+        )
     })();
     a.shutdown();
     b.shutdown();
@@ -200,12 +237,17 @@ fn rx_flood_recovers(_: &crate::boot::BootState) -> TestResult {
         let mut idle_since: Option<Deadline> = None;
         while sent < flood && !d.passed() {
             let n = tx
-                .tx_burst(32.min(flood - sent), |k, buf| Some(test_frame(buf, mac, (sent + k) as u32, 60)))
+                .tx_burst(32.min(flood - sent), |k, buf| {
+                    Some(test_frame(buf, mac, (sent + k) as u32, 60))
+                })
                 .map_err(|e| format!("{e}"))?;
             sent += n;
             if n > 0 {
                 idle_since = None;
-            } else if idle_since.get_or_insert_with(|| Deadline::after_ms(200)).passed() {
+            } else if idle_since
+                .get_or_insert_with(|| Deadline::after_ms(200))
+                .passed()
+            {
                 break;
             }
         }
@@ -222,21 +264,34 @@ fn rx_flood_recovers(_: &crate::boot::BootState) -> TestResult {
         let exact = seqs.iter().enumerate().all(|(i, s)| *s as usize == i);
         // Recovery: after the flood, the rest of the held frames and a fresh burst arrive.
         let mark = 1_000_000u32;
-        tx.tx_burst(16, |k, buf| Some(test_frame(buf, mac, mark + k as u32, 100))).map_err(|e| format!("{e}"))?;
+        tx.tx_burst(16, |k, buf| {
+            Some(test_frame(buf, mac, mark + k as u32, 100))
+        })
+        .map_err(|e| format!("{e}"))?;
         let mut after = Vec::new();
         receive(rx, 16, |f| after.push(check_frame(f)))?;
-        let fresh = after.iter().filter(|r| matches!(r, Ok(s) if *s >= mark)).count();
+        let fresh = after
+            .iter()
+            .filter(|r| matches!(r, Ok(s) if *s >= mark))
+            .count();
         crate::kprintln!(
             "NETFLOOD,rx_ring,{rx_size},sent,{sent},received,{got},bad,{bad},in_order,{in_order},after,{fresh},rx_drops,{}",
             rx.stats.rx_dropped()
         );
-        check(sent > rx_size && got == sent && bad == 0 && exact && fresh == 16, || {
-            format!("sent {sent} (ring {rx_size}), received {got} ({bad} bad, each once {exact}), {fresh}/16 after the flood")
-        })
+        check(
+            sent > rx_size && got == sent && bad == 0 && exact && fresh == 16,
+            || {
+                format!(
+                    "sent {sent} (ring {rx_size}), received {got} ({bad} bad, each once {exact}), {fresh}/16 after the flood"
+                )
+            },
+        )
     })();
     a.shutdown();
     b.shutdown();
     let after = free_frames()?;
     result?;
-    check(before == after, || format!("free frames/objects {before:?} before, {after:?} after the flood"))
+    check(before == after, || {
+        format!("free frames/objects {before:?} before, {after:?} after the flood")
+    })
 }

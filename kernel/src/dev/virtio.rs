@@ -191,10 +191,14 @@ impl Transport {
             "no usable common-configuration capability (legacy-only device, or a BAR above 4 GiB)",
         ))?;
         if common.len() < 0x38 {
-            return Err(VirtioError::Transport("common configuration window too small"));
+            return Err(VirtioError::Transport(
+                "common configuration window too small",
+            ));
         }
         let notify = notify.ok_or(VirtioError::Transport("no usable notify capability"))?;
-        let device = device.ok_or(VirtioError::Transport("no usable device-configuration capability"))?;
+        let device = device.ok_or(VirtioError::Transport(
+            "no usable device-configuration capability",
+        ))?;
         func.enable();
         Ok(Transport::Pci {
             func,
@@ -311,9 +315,7 @@ impl Transport {
         msix_entry: Option<u16>,
     ) -> Result<Doorbell, VirtioError> {
         match self {
-            Transport::Pci {
-                common, notify, ..
-            } => {
+            Transport::Pci { common, notify, .. } => {
                 common.write16(C_QSEL, q);
                 common.write16(C_QSIZE, l.size);
                 common.write64_split(C_QDESC, l.desc.1);
@@ -326,10 +328,10 @@ impl Transport {
                     }
                 }
                 let off = usize::from(common.read16(C_QNOFF)) * notify.1 as usize;
-                let reg = notify
-                    .0
-                    .sub(off, 2)
-                    .ok_or(VirtioError::Queue(q, "notify offset outside the notify window"))?;
+                let reg = notify.0.sub(off, 2).ok_or(VirtioError::Queue(
+                    q,
+                    "notify offset outside the notify window",
+                ))?;
                 common.write16(C_QENABLE, 1);
                 Ok(Doorbell {
                     reg,
@@ -344,7 +346,9 @@ impl Transport {
                 m.write64_split(M_QDRIVER, l.avail.1);
                 m.write64_split(M_QDEVICE, l.used.1);
                 m.write32(M_QREADY, 1);
-                let reg = m.sub(M_NOTIFY, 4).ok_or(VirtioError::Transport("notify register"))?;
+                let reg = m
+                    .sub(M_NOTIFY, 4)
+                    .ok_or(VirtioError::Transport("notify register"))?;
                 Ok(Doorbell {
                     reg,
                     queue: q,

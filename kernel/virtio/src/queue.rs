@@ -129,6 +129,8 @@ struct Slot {
     busy: bool,
     /// The next descriptor of a chain (`add_chain`), if any.
     next: Option<u16>,
+    /// Written once by `new_fixed`; never in the free list.
+    fixed: bool,
 }
 
 /// Descriptor flag: the chain continues at `next`.
@@ -186,6 +188,116 @@ impl SplitQueue {
         Ok(q)
     }
 
+    /// A queue whose descriptor `id` always names the same buffer, `buf(id)` = (address,
+    /// size, device-writable): the descriptors are written here once, and the data path only
+    /// hands ids back and forth ([`Self::post`], [`Self::pop_burst`]) — no descriptor writes
+    /// for receive buffers, one length store for transmit ones. No free list: the caller
+    /// knows which ids it holds.
+    pub fn new_fixed<R: Ram>(
+        ram: &R,
+        layout: Layout,
+        event_idx: bool,
+        mut buf: impl FnMut(u16) -> (u64, u32, bool),
+    ) -> Result<Self, QueueError> {
+        let mut q = Self::new(ram, layout, event_idx)?;
+        q.free.clear();
+        for id in 0..layout.size {
+            let (pa, cap, writable) = buf(id);
+            let d = layout.desc.0 + 16 * usize::from(id);
+            ram.write_u64(d, pa);
+            let flags = if writable { DESC_F_WRITE } else { 0 };
+            ram.write_u64(d + 8, u64::from(cap) | (u64::from(flags) << 32));
+            q.slots[usize::from(id)] = Slot {
+                cookie: u64::from(id),
+                cap,
+                writable,
+                busy: false,
+                next: None,
+                fixed: true,
+            };
+        }
+        Ok(q)
+    }
+
+    /// Makes fixed descriptor `id` available again; `len`: a new length for a buffer the
+    /// device reads (transmit; at most its size), `None` to keep it (receive). Visible at the
+    /// next [`Self::publish`]. `false` if `id` is not a fixed descriptor the driver holds.
+    #[inline]
+    pub fn post<R: Ram>(&mut self, ram: &R, id: u16, len: Option<u32>) -> bool {
+        let Some(slot) = self.slots.get_mut(usize::from(id)) else {
+            return false;
+        };
+        if !slot.fixed || slot.busy || self.poisoned {
+            return false;
+        }
+        slot.busy = true;
+        if let Some(len) = len {
+            let len = len.min(slot.cap);
+            ram.write_u32(self.layout.desc.0 + 16 * usize::from(id) + 8, len);
+        }
+        let ring = self.layout.avail.0 + 4 + 2 * usize::from(self.avail_idx & self.mask);
+        ram.write_u16(ring, id);
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        true
+    }
+
+    /// Takes up to `max` used buffers with one read of the device's index, checking each as
+    /// [`Self::pop`] does; `each(used)` sees them in order. Returns how many.
+    #[inline]
+    pub fn pop_burst<R: Ram>(
+        &mut self,
+        ram: &R,
+        max: usize,
+        mut each: impl FnMut(Used),
+    ) -> Result<usize, QueueError> {
+        if self.poisoned {
+            return Err(QueueError::Poisoned);
+        }
+        let idx = ram.read_u16(self.layout.used.0 + 2);
+        let waiting = idx.wrapping_sub(self.last_used);
+        if waiting > self.layout.size {
+            return self.poison(QueueError::UsedIndexJump {
+                from: self.last_used,
+                to: idx,
+            });
+        }
+        let n = usize::from(waiting).min(max);
+        // The ring entries after the index that published them.
+        fence(Ordering::Acquire);
+        for _ in 0..n {
+            let e = self.layout.used.0 + 4 + 8 * usize::from(self.last_used & self.mask);
+            let id32 = ram.read_u32(e);
+            let len = ram.read_u32(e + 4);
+            let Some(slot) = self.slots.get_mut(id32 as usize).filter(|s| s.busy) else {
+                return self.poison(QueueError::BadUsedId { id: id32 });
+            };
+            let id = id32 as u16;
+            if slot.writable && len > slot.cap {
+                let cap = slot.cap;
+                return self.poison(QueueError::BadUsedLength { id, len, cap });
+            }
+            slot.busy = false;
+            let cookie = slot.cookie;
+            if !slot.fixed {
+                let next = slot.next.take();
+                self.release(id, next);
+            }
+            self.last_used = self.last_used.wrapping_add(1);
+            each(Used { cookie, len, id });
+        }
+        Ok(n)
+    }
+
+    fn release(&mut self, id: u16, mut next: Option<u16>) {
+        self.free.push(id);
+        // The rest of a chain (at most 3 more: `add_chain`'s limit).
+        for _ in 0..3 {
+            let Some(n) = next else { break };
+            next = self.slots[usize::from(n)].next.take();
+            self.free.push(n);
+        }
+    }
+
     /// The layout (for the transport, which tells the device where the areas are).
     pub fn layout(&self) -> &Layout {
         &self.layout
@@ -203,7 +315,11 @@ impl SplitQueue {
 
     /// Buffers added and not yet returned (published or not).
     pub fn in_flight(&self) -> usize {
-        usize::from(self.layout.size) - self.free.len()
+        if self.slots.first().is_some_and(|s| s.fixed) {
+            self.slots.iter().filter(|s| s.busy).count()
+        } else {
+            usize::from(self.layout.size) - self.free.len()
+        }
     }
 
     /// Whether an error poisoned the queue.
@@ -238,6 +354,7 @@ impl SplitQueue {
             writable: device_writes,
             busy: true,
             next: None,
+            fixed: false,
         };
         let ring = self.layout.avail.0 + 4 + 2 * usize::from(self.avail_idx & self.mask);
         ram.write_u16(ring, id);
@@ -282,6 +399,7 @@ impl SplitQueue {
                 writable: segs.iter().any(|s| s.2),
                 busy: k == 0,
                 next,
+                fixed: false,
             };
         }
         let ring = self.layout.avail.0 + 4 + 2 * usize::from(self.avail_idx & self.mask);
@@ -319,6 +437,14 @@ impl SplitQueue {
         ram.read_u16(self.layout.used.0 + 2) != self.last_used
     }
 
+    /// How many used buffers wait (as the device's index says; at most the queue size for a
+    /// device that keeps the protocol).
+    #[inline]
+    pub fn used_pending<R: Ram>(&self, ram: &R) -> u16 {
+        ram.read_u16(self.layout.used.0 + 2)
+            .wrapping_sub(self.last_used)
+    }
+
     /// Takes the next buffer the device used, checking what the device wrote.
     #[inline]
     pub fn pop<R: Ram>(&mut self, ram: &R) -> Result<Option<Used>, QueueError> {
@@ -354,13 +480,9 @@ impl SplitQueue {
         }
         slot.busy = false;
         let cookie = slot.cookie;
-        let mut next = slot.next.take();
-        self.free.push(id);
-        // The rest of a chain (at most 3 more: `add_chain`'s limit).
-        for _ in 0..3 {
-            let Some(n) = next else { break };
-            next = self.slots[usize::from(n)].next.take();
-            self.free.push(n);
+        if !slot.fixed {
+            let next = slot.next.take();
+            self.release(id, next);
         }
         self.last_used = self.last_used.wrapping_add(1);
         Ok(Some(Used { cookie, len, id }))
@@ -403,6 +525,9 @@ impl SplitQueue {
             if self.slots[id].busy {
                 self.slots[id].busy = false;
                 out.push(self.slots[id].cookie);
+                if self.slots[id].fixed {
+                    continue;
+                }
                 let mut cur = Some(id as u16);
                 for _ in 0..4 {
                     let Some(c) = cur else { break };

@@ -98,6 +98,81 @@ fn chains_go_out_linked_and_come_back_whole() {
 }
 
 #[test]
+fn fixed_descriptors_post_and_pop_in_bursts() {
+    let ram = TestRam::new(0x10_0000, 64 * 1024);
+    let l = ram.queue_layout(8);
+    let mut q = SplitQueue::new_fixed(&ram, l, true, |id| {
+        (0x8000 + u64::from(id) * 2048, 2048, id % 2 == 0)
+    })
+    .unwrap();
+    let mut dev = FakeDevice::new(l, true);
+    assert_eq!(q.free_count(), 0, "no free list");
+    assert!(q.post(&ram, 2, None));
+    assert!(q.post(&ram, 3, Some(60)));
+    assert!(!q.post(&ram, 3, None), "already posted");
+    assert!(!q.post(&ram, 9, None), "out of range");
+    assert_eq!(q.in_flight(), 2);
+    q.publish(&ram);
+    let a = dev.take(&ram).unwrap();
+    let b = dev.take(&ram).unwrap();
+    assert_eq!(
+        (a.id, a.addr, a.len, a.flags),
+        (2, 0x8000 + 2 * 2048, 2048, DESC_F_WRITE)
+    );
+    assert_eq!(
+        (b.id, b.addr, b.len, b.flags),
+        (3, 0x8000 + 3 * 2048, 60, 0)
+    );
+    dev.complete(&ram, 3, 0);
+    dev.complete(&ram, 2, 1500);
+    let mut got = Vec::new();
+    assert_eq!(q.pop_burst(&ram, 1, |u| got.push((u.id, u.len))), Ok(1));
+    assert_eq!(q.pop_burst(&ram, 8, |u| got.push((u.id, u.len))), Ok(1));
+    assert_eq!(got, vec![(3, 0), (2, 1500)]);
+    assert_eq!(q.pop_burst(&ram, 8, |_| ()), Ok(0));
+    assert!(
+        q.post(&ram, 2, Some(99999)),
+        "a length past the buffer is cut to it"
+    );
+    q.publish(&ram);
+    assert_eq!(dev.take(&ram).unwrap().len, 2048);
+    dev.complete(&ram, 2, 2049);
+    assert_eq!(
+        q.pop_burst(&ram, 8, |_| ()),
+        Err(QueueError::BadUsedLength {
+            id: 2,
+            len: 2049,
+            cap: 2048
+        })
+    );
+    assert_eq!(q.pop_burst(&ram, 8, |_| ()), Err(QueueError::Poisoned));
+    assert!(!q.post(&ram, 4, None), "poisoned");
+}
+
+#[test]
+fn burst_pop_checks_jumps_and_ids() {
+    let ram = TestRam::new(0x10_0000, 64 * 1024);
+    let l = ram.queue_layout(8);
+    let mut q = SplitQueue::new_fixed(&ram, l, false, |_| (0x8000, 64, true)).unwrap();
+    let mut dev = FakeDevice::new(l, false);
+    q.post(&ram, 1, None);
+    q.publish(&ram);
+    dev.complete(&ram, 5, 1); // not posted
+    assert_eq!(
+        q.pop_burst(&ram, 8, |_| ()),
+        Err(QueueError::BadUsedId { id: 5 })
+    );
+    let mut q =
+        SplitQueue::new_fixed(&ram, ram.queue_layout(8), false, |_| (0x8000, 64, true)).unwrap();
+    let mut dev = FakeDevice::new(*q.layout(), false);
+    dev.set_used_idx(&ram, 200);
+    assert_eq!(
+        q.pop_burst(&ram, 8, |_| ()),
+        Err(QueueError::UsedIndexJump { from: 0, to: 200 })
+    );
+}
+
+#[test]
 fn full_queue_refuses_adds() {
     let (ram, mut q, _) = setup(4, false);
     for k in 0..4 {
