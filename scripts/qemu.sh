@@ -3,7 +3,7 @@
 #   scripts/qemu.sh [--machine q35|pc|microvm] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
 #                   [--mem SIZE] [--job boot|test|bench|contended|init] [--append "extra args"]
 #                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE]
-#                   [--net none|hub|user] [--queues N]
+#                   [--net none|hub|hub-mixed|user] [--queues N]
 #   --net hub: two virtio-net NICs on one QEMU hub (what one sends, the other receives);
 #   --net user: one NIC on QEMU user networking, host 127.0.0.1:$EXO_HTTP_PORT (8080) ->
 #   guest TCP 80 and 127.0.0.1:$EXO_UDP_PORT (8007) -> guest UDP 7.
@@ -68,14 +68,17 @@ else
 fi
 case $net in
     none) net_arg=() ;;
-    hub)
+    hub|hub-mixed)
         for i in 0 1; do
-            net_arg+=(-netdev "hubport,id=hp$i,hubid=0" -device "$nic,netdev=hp$i,mac=52:54:00:12:34:0$((i + 1))")
+            # Both NICs offer VIRTIO_F_IN_ORDER; with hub-mixed only NIC 0 does, so the tests
+            # cover the driver's out-of-order path too.
+            order=$([ $i = 0 ] || [ "$net" = hub ] && echo on || echo off)
+            net_arg+=(-netdev "hubport,id=hp$i,hubid=0" -device "$nic,netdev=hp$i,mac=52:54:00:12:34:0$((i + 1)),in_order=$order")
         done ;;
     user)
         net_arg+=(-netdev "user,id=u0,hostfwd=tcp:127.0.0.1:${EXO_HTTP_PORT:-8080}-:80,hostfwd=udp:127.0.0.1:${EXO_UDP_PORT:-8007}-:7"
                   -device "$nic,netdev=u0,mac=52:54:00:12:34:56") ;;
-    *) echo "qemu.sh: --net none|hub|user" >&2; exit 2 ;;
+    *) echo "qemu.sh: --net none|hub|hub-mixed|user" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2046
 cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"

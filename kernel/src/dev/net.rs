@@ -23,8 +23,13 @@ pub const BUF: usize = 2048;
 /// Largest queue size used (smaller if the device says so).
 pub const MAX_QUEUE: u16 = 256;
 /// Features the driver takes when offered.
-pub const WANTED: u64 =
-    f::VERSION_1 | f::NET_MAC | f::NET_STATUS | f::NET_CTRL_VQ | f::NET_MQ | f::RING_EVENT_IDX;
+pub const WANTED: u64 = f::VERSION_1
+    | f::NET_MAC
+    | f::NET_STATUS
+    | f::NET_CTRL_VQ
+    | f::NET_MQ
+    | f::RING_EVENT_IDX
+    | f::IN_ORDER;
 
 /// Counters of one queue pair (the driver's side; the device keeps its own).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,6 +136,7 @@ fn ring(
     index: u16,
     event_idx: bool,
     bufs: Option<(&Buffers, bool)>,
+    in_order: bool,
 ) -> Result<Ring, VirtioError> {
     let max = t.queue_max(index);
     if max == 0 {
@@ -160,6 +166,11 @@ fn ring(
         used: (rest.va() + used_off, rest.pa() + used_off as u64),
     };
     let q = match bufs {
+        Some((b, writable)) if in_order => {
+            SplitQueue::new_in_order(&DmaRam, layout, event_idx, |id| {
+                (b.pa(usize::from(id)), BUF as u32, writable)
+            })
+        }
         Some((b, writable)) => SplitQueue::new_fixed(&DmaRam, layout, event_idx, |id| {
             (b.pa(usize::from(id)), BUF as u32, writable)
         }),
@@ -199,6 +210,8 @@ pub struct QueuePair {
     /// Transmit descriptors (= buffers) the driver holds.
     tx_free: Vec<u16>,
     guest_csum: bool,
+    /// `VIRTIO_F_IN_ORDER`: buffers posted and used in ring order (no id bookkeeping).
+    in_order: bool,
     /// Counters.
     pub stats: Stats,
 }
@@ -209,6 +222,7 @@ impl QueuePair {
         index: u16,
         event_idx: bool,
         guest_csum: bool,
+        in_order: bool,
     ) -> Result<Self, VirtioError> {
         let (rxq, txq) = (vnet::rx_queue(index), vnet::tx_queue(index));
         let (rx_max, tx_max) = (t.queue_max(rxq), t.queue_max(txq));
@@ -231,8 +245,8 @@ impl QueuePair {
                 return Err(VirtioError::OutOfMemory);
             }
         };
-        let rings = ring(t, rxq, event_idx, Some((&rx_bufs, true))).and_then(|rx| {
-            match ring(t, txq, event_idx, Some((&tx_bufs, false))) {
+        let rings = ring(t, rxq, event_idx, Some((&rx_bufs, true)), in_order).and_then(|rx| {
+            match ring(t, txq, event_idx, Some((&tx_bufs, false)), in_order) {
                 Ok(tx) => Ok((rx, tx)),
                 Err(e) => {
                     free_frames(rx.area);
@@ -254,12 +268,21 @@ impl QueuePair {
             tx,
             rx_bufs,
             tx_bufs,
-            tx_free: (0..tx_n as u16).rev().collect(),
+            tx_free: if in_order {
+                Vec::new()
+            } else {
+                (0..tx_n as u16).rev().collect()
+            },
             guest_csum,
+            in_order,
             stats: Stats::default(),
         };
         for id in 0..rx_n as u16 {
-            p.rx.q.post(&DmaRam, id, None);
+            if in_order {
+                p.rx.q.post_next(&DmaRam, None);
+            } else {
+                p.rx.q.post(&DmaRam, id, None);
+            }
         }
         p.rx.q.publish(&DmaRam);
         Ok(p)
@@ -274,6 +297,11 @@ impl QueuePair {
     /// Takes back transmit buffers the device is done with; returns how many.
     #[inline]
     pub fn reap_tx(&mut self) -> Result<usize, VirtioError> {
+        if self.in_order {
+            let n = self.tx.q.complete_in_order(&DmaRam)?;
+            self.stats.tx_completed += u64::from(n);
+            return Ok(usize::from(n));
+        }
         let free = &mut self.tx_free;
         let n = self
             .tx
@@ -298,7 +326,23 @@ impl QueuePair {
         self.reap_tx()?;
         let mut sent = 0;
         let mut bytes = 0;
-        while sent < max {
+        if self.in_order {
+            while sent < max {
+                let Some(b) = self.tx.q.next_id() else {
+                    self.stats.tx_full += 1;
+                    break;
+                };
+                let buf = self
+                    .tx_bufs
+                    .bytes_mut(usize::from(b), HDR_LEN, vnet::MAX_FRAME);
+                let Some(len) = fill(sent, buf) else { break };
+                let len = len.min(vnet::MAX_FRAME);
+                self.tx.q.post_next(&DmaRam, Some((HDR_LEN + len) as u32));
+                bytes += len;
+                sent += 1;
+            }
+        }
+        while sent < max && !self.in_order {
             let Some(&b) = self.tx_free.last() else {
                 self.stats.tx_full += 1;
                 break;
@@ -330,11 +374,18 @@ impl QueuePair {
         self.reap_tx()?;
         let mut n = 0;
         for &len in lens {
-            let Some(b) = self.tx_free.pop() else { break };
+            let next = if self.in_order {
+                self.tx.q.next_id()
+            } else {
+                self.tx_free.pop()
+            };
+            let Some(b) = next else { break };
             let len = len.min(BUF - HDR_LEN);
             let buf = self.tx_bufs.bytes_mut(usize::from(b), HDR_LEN, len);
             buf.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
-            if !self.tx.q.post(&DmaRam, b, Some((HDR_LEN + len) as u32)) {
+            if self.in_order {
+                self.tx.q.post_next(&DmaRam, Some((HDR_LEN + len) as u32));
+            } else if !self.tx.q.post(&DmaRam, b, Some((HDR_LEN + len) as u32)) {
                 self.tx_free.push(b);
                 break;
             }
@@ -356,6 +407,27 @@ impl QueuePair {
         mut deliver: impl FnMut(&[u8]),
     ) -> Result<usize, VirtioError> {
         let (bufs, stats, csum) = (&self.rx_bufs, &mut self.stats, self.guest_csum);
+        if self.in_order {
+            let n = self.rx.q.pop_in_order(&DmaRam, max, |id, len| {
+                let buf = bufs.bytes(usize::from(id), len as usize);
+                match vnet::check_rx(buf, csum) {
+                    Ok(r) => {
+                        stats.rx_packets += 1;
+                        stats.rx_bytes += r.len() as u64;
+                        deliver(&buf[r]);
+                    }
+                    Err(d) => stats.drop(d),
+                }
+            })?;
+            for _ in 0..n {
+                self.rx.q.post_next(&DmaRam, None);
+            }
+            if n > 0 && self.rx.q.publish(&DmaRam) {
+                self.rx.bell.ring();
+                self.stats.notifies += 1;
+            }
+            return Ok(n);
+        }
         let mut taken: arrayvec::ArrayVec<u16, 64> = arrayvec::ArrayVec::new();
         let n = self
             .rx
@@ -462,7 +534,7 @@ impl NetDevice {
         let active = want_pairs.clamp(1, max_pairs);
         let mut pairs = Vec::new();
         for i in 0..active {
-            match QueuePair::new(&transport, i, event_idx, false) {
+            match QueuePair::new(&transport, i, event_idx, false, features & f::IN_ORDER != 0) {
                 Ok(p) => pairs.push(p),
                 Err(e) => {
                     let e = transport.fail(e);
@@ -508,6 +580,7 @@ impl NetDevice {
             ctrl_index,
             self.features & f::RING_EVENT_IDX != 0,
             None,
+            false,
         )?;
         self.transport.driver_ok();
         let result = (|| {

@@ -20,6 +20,8 @@ pub const RING_INDIRECT_DESC: u64 = 1 << 28;
 pub const RING_EVENT_IDX: u64 = 1 << 29;
 /// The device follows virtio 1.0 or later (the only kind Exo-OS drives).
 pub const VERSION_1: u64 = 1 << 32;
+/// The device uses buffers in the order they were made available.
+pub const IN_ORDER: u64 = 1 << 35;
 /// The device may only access memory through the platform's IOMMU.
 pub const ACCESS_PLATFORM: u64 = 1 << 33;
 

@@ -152,6 +152,8 @@ pub struct SplitQueue {
     slots: Vec<Slot>,
     poisoned: bool,
     notifications_on: bool,
+    /// In-order mode (`new_in_order`): buffers in flight.
+    in_order_flight: u16,
 }
 
 impl SplitQueue {
@@ -181,6 +183,7 @@ impl SplitQueue {
             slots: alloc::vec![Slot::default(); usize::from(size)],
             poisoned: false,
             notifications_on: true,
+            in_order_flight: 0,
         };
         ram.write_u16(layout.avail.0, 0);
         ram.write_u16(layout.avail.0 + 2, 0);
@@ -217,6 +220,115 @@ impl SplitQueue {
             };
         }
         Ok(q)
+    }
+
+    /// A fixed-descriptor queue for a device that negotiated `VIRTIO_F_IN_ORDER`: buffers are
+    /// posted in ring order (descriptor `i` at avail slot `i`, written here once, so posting
+    /// is one index increment and, for transmit, one length store), and the device uses them
+    /// in that order, so reaping reads the used index and, where lengths matter (receive),
+    /// one entry per buffer whose id must be the one expected.
+    pub fn new_in_order<R: Ram>(
+        ram: &R,
+        layout: Layout,
+        event_idx: bool,
+        buf: impl FnMut(u16) -> (u64, u32, bool),
+    ) -> Result<Self, QueueError> {
+        let q = Self::new_fixed(ram, layout, event_idx, buf)?;
+        for i in 0..layout.size {
+            ram.write_u16(layout.avail.0 + 4 + 2 * usize::from(i), i);
+        }
+        Ok(q)
+    }
+
+    /// In-order mode: posts the next descriptor (with a new length for a device-readable
+    /// buffer); its id, or `None` when all are in flight.
+    #[inline]
+    pub fn post_next<R: Ram>(&mut self, ram: &R, len: Option<u32>) -> Option<u16> {
+        if self.in_order_flight == self.layout.size || self.poisoned {
+            return None;
+        }
+        let id = self.avail_idx & self.mask;
+        if let Some(len) = len {
+            let cap = self.slots[usize::from(id)].cap;
+            ram.write_u32(self.layout.desc.0 + 16 * usize::from(id) + 8, len.min(cap));
+        }
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.in_order_flight += 1;
+        Some(id)
+    }
+
+    /// In-order mode: the id [`Self::post_next`] will use next.
+    #[inline]
+    pub fn next_id(&self) -> Option<u16> {
+        (self.in_order_flight < self.layout.size).then_some(self.avail_idx & self.mask)
+    }
+
+    /// In-order mode: buffers in flight.
+    pub fn in_order_flight(&self) -> u16 {
+        self.in_order_flight
+    }
+
+    /// In-order mode, buffers whose length does not matter (transmit): takes every buffer
+    /// the device used, by its index alone; returns how many. An index past what is in
+    /// flight poisons the queue.
+    #[inline]
+    pub fn complete_in_order<R: Ram>(&mut self, ram: &R) -> Result<u16, QueueError> {
+        if self.poisoned {
+            return Err(QueueError::Poisoned);
+        }
+        let idx = ram.read_u16(self.layout.used.0 + 2);
+        let n = idx.wrapping_sub(self.last_used);
+        if n > self.in_order_flight {
+            return self.poison(QueueError::UsedIndexJump {
+                from: self.last_used,
+                to: idx,
+            });
+        }
+        self.last_used = idx;
+        self.in_order_flight -= n;
+        Ok(n)
+    }
+
+    /// In-order mode, buffers the device writes (receive): up to `max` used buffers with
+    /// their lengths, each entry's id checked against the expected one; `each(id, len)`.
+    /// The caller re-posts them with [`Self::post_next`] (same ids, same order).
+    #[inline]
+    pub fn pop_in_order<R: Ram>(
+        &mut self,
+        ram: &R,
+        max: usize,
+        mut each: impl FnMut(u16, u32),
+    ) -> Result<usize, QueueError> {
+        if self.poisoned {
+            return Err(QueueError::Poisoned);
+        }
+        let idx = ram.read_u16(self.layout.used.0 + 2);
+        let waiting = idx.wrapping_sub(self.last_used);
+        if waiting > self.in_order_flight {
+            return self.poison(QueueError::UsedIndexJump {
+                from: self.last_used,
+                to: idx,
+            });
+        }
+        let n = usize::from(waiting).min(max);
+        fence(Ordering::Acquire);
+        for _ in 0..n {
+            let slot = self.last_used & self.mask;
+            let e = self.layout.used.0 + 4 + 8 * usize::from(slot);
+            let id = ram.read_u32(e);
+            let len = ram.read_u32(e + 4);
+            if id != u32::from(slot) {
+                return self.poison(QueueError::BadUsedId { id });
+            }
+            let cap = self.slots[usize::from(slot)].cap;
+            if len > cap {
+                return self.poison(QueueError::BadUsedLength { id: slot, len, cap });
+            }
+            self.last_used = self.last_used.wrapping_add(1);
+            self.in_order_flight -= 1;
+            each(slot, len);
+        }
+        Ok(n)
     }
 
     /// Makes fixed descriptor `id` available again; `len`: a new length for a buffer the
@@ -315,7 +427,9 @@ impl SplitQueue {
 
     /// Buffers added and not yet returned (published or not).
     pub fn in_flight(&self) -> usize {
-        if self.slots.first().is_some_and(|s| s.fixed) {
+        if self.in_order_flight > 0 {
+            usize::from(self.in_order_flight)
+        } else if self.slots.first().is_some_and(|s| s.fixed) {
             self.slots.iter().filter(|s| s.busy).count()
         } else {
             usize::from(self.layout.size) - self.free.len()

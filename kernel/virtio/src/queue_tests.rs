@@ -173,6 +173,98 @@ fn burst_pop_checks_jumps_and_ids() {
 }
 
 #[test]
+fn in_order_posts_by_index_and_reaps_by_count() {
+    let ram = TestRam::new(0x10_0000, 64 * 1024);
+    let l = ram.queue_layout(4);
+    let mut q = SplitQueue::new_in_order(&ram, l, true, |id| {
+        (0x8000 + u64::from(id) * 2048, 2048, false)
+    })
+    .unwrap();
+    let mut dev = FakeDevice::new(l, true);
+    for round in 0..5u32 {
+        for k in 0..3u32 {
+            let want = ((round * 3 + k) % 4) as u16;
+            assert_eq!(q.next_id(), Some(want));
+            assert_eq!(q.post_next(&ram, Some(60 + k)), Some(want));
+        }
+        q.publish(&ram);
+        for k in 0..3u32 {
+            let d = dev.take(&ram).unwrap();
+            assert_eq!((d.id, d.len), (((round * 3 + k) % 4) as u16, 60 + k));
+        }
+        // A batching device writes one entry (the last) and moves the index by 3.
+        dev.complete(&ram, u32::from(((round * 3 + 2) % 4) as u16), 0);
+        let i = dev.used_idx.wrapping_add(2);
+        dev.set_used_idx(&ram, i);
+        assert_eq!(q.complete_in_order(&ram), Ok(3));
+        assert_eq!(q.in_order_flight(), 0);
+    }
+    for _ in 0..4 {
+        q.post_next(&ram, Some(1)).unwrap();
+    }
+    assert_eq!(q.post_next(&ram, Some(1)), None, "all four in flight");
+    assert_eq!(q.next_id(), None);
+    let i = dev.used_idx.wrapping_add(5);
+    dev.set_used_idx(&ram, i);
+    assert_eq!(
+        q.complete_in_order(&ram),
+        Err(QueueError::UsedIndexJump { from: 15, to: 20 })
+    );
+}
+
+#[test]
+fn in_order_receive_checks_ids_and_lengths() {
+    let ram = TestRam::new(0x10_0000, 64 * 1024);
+    let l = ram.queue_layout(4);
+    let mut q = SplitQueue::new_in_order(&ram, l, false, |id| {
+        (0x8000 + u64::from(id) * 2048, 2048, true)
+    })
+    .unwrap();
+    let mut dev = FakeDevice::new(l, false);
+    for _ in 0..4 {
+        q.post_next(&ram, None).unwrap();
+    }
+    q.publish(&ram);
+    for k in 0..2 {
+        let d = dev.take(&ram).unwrap();
+        assert_eq!((d.id, d.flags), (k, DESC_F_WRITE));
+        dev.complete(&ram, u32::from(d.id), 100 + u32::from(k));
+    }
+    let mut got = Vec::new();
+    assert_eq!(
+        q.pop_in_order(&ram, 8, |id, len| got.push((id, len))),
+        Ok(2)
+    );
+    assert_eq!(got, vec![(0, 100), (1, 101)]);
+    assert_eq!(
+        (q.post_next(&ram, None), q.post_next(&ram, None)),
+        (Some(0), Some(1))
+    );
+    let d = dev.take(&ram).unwrap();
+    dev.complete(&ram, 3, 10); // 2 was next: out of order
+    assert_eq!(d.id, 2);
+    assert_eq!(
+        q.pop_in_order(&ram, 8, |_, _| ()),
+        Err(QueueError::BadUsedId { id: 3 })
+    );
+    let mut q =
+        SplitQueue::new_in_order(&ram, ram.queue_layout(4), false, |_| (0x8000, 64, true)).unwrap();
+    let mut dev = FakeDevice::new(*q.layout(), false);
+    q.post_next(&ram, None).unwrap();
+    q.publish(&ram);
+    dev.take(&ram).unwrap();
+    dev.complete(&ram, 0, 65);
+    assert_eq!(
+        q.pop_in_order(&ram, 8, |_, _| ()),
+        Err(QueueError::BadUsedLength {
+            id: 0,
+            len: 65,
+            cap: 64
+        })
+    );
+}
+
+#[test]
 fn full_queue_refuses_adds() {
     let (ram, mut q, _) = setup(4, false);
     for k in 0..4 {
