@@ -43,6 +43,8 @@ struct Net {
     sockets: SocketSet<'static>,
     now: Instant,
     next_port: u16,
+    /// Where [`Net::open`] connects to.
+    server: Ipv4Address,
 }
 
 impl Net {
@@ -65,6 +67,7 @@ impl Net {
             sockets: SocketSet::new(vec![]),
             now,
             next_port: 40000,
+            server: SERVER_IP,
         }
     }
 
@@ -105,7 +108,7 @@ impl Net {
         self.next_port += 1;
         s.connect(
             self.client.context(),
-            (IpAddress::Ipv4(SERVER_IP), 80),
+            (IpAddress::Ipv4(self.server), 80),
             self.next_port,
         )
         .unwrap();
@@ -597,4 +600,114 @@ fn idle_stack_sleeps() {
     let p = net.stack.poll(net.now);
     assert!(!p.activity, "{p:?}");
     assert!(p.next_wake.is_none_or(|d| d > Duration::ZERO), "{p:?}");
+}
+
+/// A one-lease DHCP server: answers a DISCOVER with an OFFER and a REQUEST with an ACK of
+/// 10.0.2.16/24 via 10.0.2.2 (broadcast replies, as to a client without an address).
+fn fake_dhcp_server(frame: &[u8]) -> Option<Vec<u8>> {
+    use smoltcp::wire::{
+        DhcpMessageType, DhcpPacket, DhcpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
+        IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    };
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Udp {
+        return None;
+    }
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+    if udp.dst_port() != 67 {
+        return None;
+    }
+    let dhcp = DhcpPacket::new_checked(udp.payload()).ok()?;
+    let req = DhcpRepr::parse(&dhcp).ok()?;
+    let message_type = match req.message_type {
+        DhcpMessageType::Discover => DhcpMessageType::Offer,
+        DhcpMessageType::Request => DhcpMessageType::Ack,
+        _ => return None,
+    };
+    let server = CLIENT_IP;
+    let reply = DhcpRepr {
+        message_type,
+        transaction_id: req.transaction_id,
+        secs: 0,
+        client_hardware_address: req.client_hardware_address,
+        client_ip: Ipv4Address::UNSPECIFIED,
+        your_ip: Ipv4Address::new(10, 0, 2, 16),
+        server_ip: server,
+        router: Some(server),
+        subnet_mask: Some(Ipv4Address::new(255, 255, 255, 0)),
+        relay_agent_ip: Ipv4Address::UNSPECIFIED,
+        broadcast: false,
+        requested_ip: None,
+        client_identifier: None,
+        server_identifier: Some(server),
+        parameter_request_list: None,
+        dns_servers: None,
+        max_size: None,
+        lease_duration: Some(3600),
+        renew_duration: None,
+        rebind_duration: None,
+        additional_options: &[],
+    };
+    let caps = ChecksumCapabilities::default();
+    let dhcp_len = reply.buffer_len();
+    let mut out = vec![0; 14 + 20 + 8 + dhcp_len];
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(CLIENT_MAC),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut out[..]));
+    let ip = Ipv4Repr {
+        src_addr: server,
+        dst_addr: Ipv4Address::BROADCAST,
+        next_header: IpProtocol::Udp,
+        payload_len: 8 + dhcp_len,
+        hop_limit: 64,
+    };
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut out[14..]), &caps);
+    let udp = UdpRepr {
+        src_port: 67,
+        dst_port: 68,
+    };
+    udp.emit(
+        &mut UdpPacket::new_unchecked(&mut out[34..]),
+        &IpAddress::Ipv4(server),
+        &IpAddress::Ipv4(Ipv4Address::BROADCAST),
+        dhcp_len,
+        |buf| reply.emit(&mut DhcpPacket::new_unchecked(buf)).unwrap(),
+        &caps,
+    );
+    Some(out)
+}
+
+#[test]
+fn dhcp_lease_is_used_and_no_fallback_follows() {
+    let mut net = Net::new(Config::qemu_user(SERVER_MAC));
+    let mut replies = 0;
+    for _ in 0..2000 {
+        net.now += Duration::from_millis(1);
+        net.stack.poll(net.now);
+        while let Some(frame) = net.cdev.take() {
+            if let Some(reply) = fake_dhcp_server(&frame) {
+                net.cdev.inject(reply);
+                replies += 1;
+            }
+        }
+        if net.stack.stats().addressing == AddrState::Dhcp {
+            break;
+        }
+    }
+    assert_eq!(replies, 2, "OFFER and ACK");
+    let leased = Ipv4Address::new(10, 0, 2, 16);
+    assert_eq!(net.stack.stats().address, Some(Ipv4Cidr::new(leased, 24)));
+    // Past the fallback deadline the lease stays; HTTP answers on the leased address.
+    net.run_until(4000, |_| false);
+    assert_eq!(net.stack.stats().addressing, AddrState::Dhcp);
+    net.server = leased;
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
 }
