@@ -9,7 +9,7 @@
 //! `unsafe`: the kernel calls `poll` from its loop and sleeps at most `next_wake`.
 //!
 //! The crate is `no_std` + `alloc` and is tested on the host over a simulated wire
-//! ([`testing`], behind the `testing` feature) against a plain smoltcp client.
+//! (module `testing`, behind the `testing` feature) against a plain smoltcp client.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
