@@ -1,0 +1,147 @@
+//! A pass-through [`Device`] that counts frames and ICMP echo traffic on their way between
+//! the driver and the interface (smoltcp answers pings itself, so this is where they are seen).
+
+use core::cell::Cell;
+
+use smoltcp::phy::{Device, DeviceCapabilities, PacketMeta, RxToken, TxToken};
+use smoltcp::time::Instant;
+use smoltcp::wire::{
+    EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet,
+};
+
+/// Frame and ICMP echo counters (cells: both tokens of a pair update them).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) frames_rx: Cell<u64>,
+    pub(crate) frames_tx: Cell<u64>,
+    pub(crate) echo_requests: Cell<u64>,
+    pub(crate) echo_replies: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get().wrapping_add(1));
+}
+
+/// The ICMPv4 message type of an Ethernet frame, if it carries one.
+fn icmp_type(frame: &[u8]) -> Option<Icmpv4Message> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Icmp {
+        return None;
+    }
+    Some(Icmpv4Packet::new_checked(ip.payload()).ok()?.msg_type())
+}
+
+impl Counters {
+    fn saw_rx(&self, frame: &[u8]) {
+        bump(&self.frames_rx);
+        if icmp_type(frame) == Some(Icmpv4Message::EchoRequest) {
+            bump(&self.echo_requests);
+        }
+    }
+
+    fn saw_tx(&self, frame: &[u8]) {
+        bump(&self.frames_tx);
+        if icmp_type(frame) == Some(Icmpv4Message::EchoReply) {
+            bump(&self.echo_replies);
+        }
+    }
+}
+
+/// The driver's device with counters around it.
+#[derive(Debug)]
+pub(crate) struct Counted<D> {
+    pub(crate) inner: D,
+    pub(crate) counters: Counters,
+}
+
+/// Receive token of [`Counted`].
+#[derive(Debug)]
+pub(crate) struct Rx<'a, T> {
+    inner: T,
+    counters: &'a Counters,
+}
+
+/// Transmit token of [`Counted`].
+#[derive(Debug)]
+pub(crate) struct Tx<'a, T> {
+    inner: T,
+    counters: &'a Counters,
+}
+
+impl<D: Device> Device for Counted<D> {
+    type RxToken<'a>
+        = Rx<'a, D::RxToken<'a>>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = Tx<'a, D::TxToken<'a>>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let counters = &self.counters;
+        self.inner.receive(timestamp).map(|(rx, tx)| {
+            (
+                Rx {
+                    inner: rx,
+                    counters,
+                },
+                Tx {
+                    inner: tx,
+                    counters,
+                },
+            )
+        })
+    }
+
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        let counters = &self.counters;
+        self.inner.transmit(timestamp).map(|tx| Tx {
+            inner: tx,
+            counters,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
+    }
+}
+
+impl<T: RxToken> RxToken for Rx<'_, T> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        let counters = self.counters;
+        self.inner.consume(|frame| {
+            counters.saw_rx(frame);
+            f(frame)
+        })
+    }
+
+    fn meta(&self) -> PacketMeta {
+        self.inner.meta()
+    }
+}
+
+impl<T: TxToken> TxToken for Tx<'_, T> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let counters = self.counters;
+        self.inner.consume(len, |frame| {
+            let r = f(frame);
+            counters.saw_tx(frame);
+            r
+        })
+    }
+
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.inner.set_meta(meta);
+    }
+}

@@ -1,0 +1,505 @@
+//! [`Stack`]: the interface, the sockets, and the loop body that serves them.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, Medium};
+use smoltcp::socket::{dhcpv4, tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+
+use crate::device::{Counted, Counters};
+use crate::http::{Event, RequestReader, Response};
+use crate::{AddrState, Addressing, Config, ConfigError, Poll, StaticIp, Stats};
+
+/// Largest UDP payload echoed (an unfragmented datagram on a 1500-byte MTU).
+const UDP_MAX_PAYLOAD: usize = 1472;
+/// Datagrams buffered per direction by the echo socket.
+const UDP_PACKETS: usize = 16;
+
+/// One TCP socket on the HTTP port and the state of the connection it serves.
+#[derive(Debug)]
+struct Slot {
+    handle: SocketHandle,
+    reader: RequestReader,
+    /// The response being written and how many of its bytes TCP has taken.
+    out: Option<(Response, usize)>,
+    /// A connection is being served (counted in `tcp_accepted`).
+    connected: bool,
+    /// We closed our side: discard input until the socket is closed.
+    closing: bool,
+    last_progress: Instant,
+}
+
+/// DHCP client state while no fallback has been applied.
+#[derive(Debug)]
+struct Dhcp {
+    handle: SocketHandle,
+    fallback: Option<StaticIp>,
+    deadline: Instant,
+}
+
+/// The IP stack over device `D`: call [`poll`](Self::poll) in a loop.
+pub struct Stack<D: Device> {
+    device: Counted<D>,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    slots: Vec<Slot>,
+    udp: Option<SocketHandle>,
+    dhcp: Option<Dhcp>,
+    config: Config,
+    stats: Stats,
+    scratch: Vec<u8>,
+}
+
+impl<D: Device> core::fmt::Debug for Stack<D> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stack")
+            .field("config", &self.config)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl<D: Device> Stack<D> {
+    /// Brings the interface up on `device` at time `now`: static address (or DHCP started),
+    /// `tcp_slots` sockets listening on the HTTP port, the UDP echo socket bound.
+    pub fn new(device: D, config: Config, now: Instant) -> Result<Self, ConfigError> {
+        let mac = EthernetAddress(config.mac);
+        if !mac.is_unicast() || config.mac == [0; 6] {
+            return Err(ConfigError::BadMac);
+        }
+        if device.capabilities().medium != Medium::Ethernet {
+            return Err(ConfigError::NotEthernet);
+        }
+        if config.http_port == 0 {
+            return Err(ConfigError::BadPort);
+        }
+        if config.tcp_slots == 0 || config.tcp_rx_buffer < 64 || config.tcp_tx_buffer < 64 {
+            return Err(ConfigError::BadSizes);
+        }
+        let fixed = match config.addr {
+            Addressing::Static(s) => Some(s),
+            Addressing::Dhcp { fallback, .. } => fallback,
+        };
+        if fixed.is_some_and(|s| s.prefix_len > 32) {
+            return Err(ConfigError::BadPrefix);
+        }
+
+        let mut device = Counted {
+            inner: device,
+            counters: Counters::default(),
+        };
+        let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(mac));
+        iface_config.random_seed = config.seed;
+        let iface = Interface::new(iface_config, &mut device, now);
+        let mut stack = Self {
+            device,
+            iface,
+            sockets: SocketSet::new(vec![]),
+            slots: Vec::with_capacity(config.tcp_slots),
+            udp: None,
+            dhcp: None,
+            config,
+            stats: Stats {
+                tcp_accepted: 0,
+                tcp_open: 0,
+                tcp_idle_aborts: 0,
+                http_requests: 0,
+                responses: [0; crate::http::Status::ALL.len()],
+                http_rx_bytes: 0,
+                http_tx_bytes: 0,
+                udp_echoed: 0,
+                udp_dropped: 0,
+                icmp_echo_requests: 0,
+                icmp_echo_replies: 0,
+                frames_rx: 0,
+                frames_tx: 0,
+                addressing: AddrState::Static,
+                address: None,
+            },
+            scratch: vec![0; UDP_MAX_PAYLOAD],
+        };
+
+        match config.addr {
+            Addressing::Static(s) => stack.set_static(s, AddrState::Static),
+            Addressing::Dhcp {
+                fallback,
+                fallback_after,
+            } => {
+                let handle = stack.sockets.add(dhcpv4::Socket::new());
+                stack.dhcp = Some(Dhcp {
+                    handle,
+                    fallback,
+                    deadline: now + fallback_after,
+                });
+                stack.stats.addressing = AddrState::DhcpPending;
+            }
+        }
+
+        for _ in 0..config.tcp_slots {
+            let mut socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; config.tcp_rx_buffer]),
+                tcp::SocketBuffer::new(vec![0; config.tcp_tx_buffer]),
+            );
+            // Responses are written whole; Nagle would hold a pipelined second response
+            // until the first is acknowledged (and the client delays that ACK).
+            socket.set_nagle_enabled(false);
+            let handle = stack.sockets.add(socket);
+            stack.slots.push(Slot {
+                handle,
+                reader: RequestReader::new(config.request_limit),
+                out: None,
+                connected: false,
+                closing: false,
+                last_progress: now,
+            });
+        }
+        for i in 0..stack.slots.len() {
+            stack.relisten(i);
+        }
+
+        if config.udp_echo_port != 0 {
+            let meta = || vec![udp::PacketMetadata::EMPTY; UDP_PACKETS];
+            let data = || vec![0; UDP_PACKETS * UDP_MAX_PAYLOAD];
+            let mut socket = udp::Socket::new(
+                udp::PacketBuffer::new(meta(), data()),
+                udp::PacketBuffer::new(meta(), data()),
+            );
+            // Cannot fail: the port is non-zero and the socket fresh.
+            let _ = socket.bind(config.udp_echo_port);
+            stack.udp = Some(stack.sockets.add(socket));
+        }
+        Ok(stack)
+    }
+
+    /// One round: receive and transmit frames, track DHCP, serve every TCP slot and the UDP
+    /// echo socket, and transmit what that produced.
+    pub fn poll(&mut self, now: Instant) -> Poll {
+        let frames_before = (
+            self.device.counters.frames_rx.get(),
+            self.device.counters.frames_tx.get(),
+        );
+        let mut activity = self.iface.poll(now, &mut self.device, &mut self.sockets)
+            == PollResult::SocketStateChanged;
+        activity |= self.poll_dhcp(now);
+        for i in 0..self.slots.len() {
+            activity |= self.serve(i, now);
+        }
+        activity |= self.echo_udp();
+        activity |= self
+            .iface
+            .poll_egress(now, &mut self.device, &mut self.sockets)
+            == PollResult::SocketStateChanged;
+        activity |= frames_before
+            != (
+                self.device.counters.frames_rx.get(),
+                self.device.counters.frames_tx.get(),
+            );
+
+        let next_wake = if activity {
+            Some(Duration::ZERO)
+        } else {
+            let mut wake = self.iface.poll_delay(now, &self.sockets);
+            let mut earliest = |at: Instant| {
+                let d = if at > now { at - now } else { Duration::ZERO };
+                wake = Some(wake.map_or(d, |w| w.min(d)));
+            };
+            if let Some(d) = &self.dhcp
+                && d.fallback.is_some()
+            {
+                earliest(d.deadline);
+            }
+            if let Some(idle) = self.config.idle_timeout {
+                for slot in self.slots.iter().filter(|s| s.connected) {
+                    earliest(slot.last_progress + idle);
+                }
+            }
+            wake
+        };
+        Poll {
+            activity,
+            next_wake,
+        }
+    }
+
+    /// Counters and address state.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.tcp_open = self.slots.iter().filter(|s| s.connected).count();
+        let c = &self.device.counters;
+        s.frames_rx = c.frames_rx.get();
+        s.frames_tx = c.frames_tx.get();
+        s.icmp_echo_requests = c.echo_requests.get();
+        s.icmp_echo_replies = c.echo_replies.get();
+        s
+    }
+
+    /// The configuration the stack runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The driver's device (to refill its queues or read its own counters).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device.inner
+    }
+
+    /// The smoltcp interface (addresses, routes, neighbour cache).
+    pub fn interface(&self) -> &Interface {
+        &self.iface
+    }
+
+    fn set_static(&mut self, s: StaticIp, state: AddrState) {
+        self.set_address(Ipv4Cidr::new(s.ip, s.prefix_len), s.gateway);
+        self.stats.addressing = state;
+    }
+
+    fn set_address(&mut self, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>) {
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            // Cannot fail: the vector was just cleared and holds at least one address.
+            let _ = addrs.push(IpCidr::Ipv4(cidr));
+        });
+        let routes = self.iface.routes_mut();
+        routes.remove_default_ipv4_route();
+        if let Some(gw) = gateway {
+            // Cannot fail: the only route was just removed.
+            let _ = routes.add_default_ipv4_route(gw);
+        }
+        self.stats.address = Some(cidr);
+    }
+
+    fn clear_address(&mut self) {
+        self.iface.update_ip_addrs(|addrs| addrs.clear());
+        self.iface.routes_mut().remove_default_ipv4_route();
+        self.stats.address = None;
+    }
+
+    /// Applies DHCP events and the fallback deadline; true if the address changed.
+    fn poll_dhcp(&mut self, now: Instant) -> bool {
+        let Some(dhcp) = &self.dhcp else { return false };
+        let handle = dhcp.handle;
+        let event = match self.sockets.get_mut::<dhcpv4::Socket<'_>>(handle).poll() {
+            Some(dhcpv4::Event::Configured(c)) => Some(Some((c.address, c.router))),
+            Some(dhcpv4::Event::Deconfigured) => Some(None),
+            None => None,
+        };
+        match event {
+            Some(Some((cidr, router))) => {
+                log::info!("net: DHCP lease {cidr} via {router:?}");
+                self.set_address(cidr, router);
+                self.stats.addressing = AddrState::Dhcp;
+                true
+            }
+            Some(None) => {
+                log::info!("net: DHCP lease lost");
+                self.clear_address();
+                self.stats.addressing = AddrState::DhcpPending;
+                true
+            }
+            None => {
+                let Some(dhcp) = &self.dhcp else { return false };
+                match dhcp.fallback {
+                    Some(fallback)
+                        if self.stats.addressing == AddrState::DhcpPending
+                            && now >= dhcp.deadline =>
+                    {
+                        log::info!(
+                            "net: no DHCP answer, using {}/{}",
+                            fallback.ip,
+                            fallback.prefix_len
+                        );
+                        self.sockets.remove(handle);
+                        self.dhcp = None;
+                        self.set_static(fallback, AddrState::Fallback);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// Puts slot `i` back to listening, forgetting its connection.
+    fn relisten(&mut self, i: usize) {
+        let port = self.config.http_port;
+        let slot = &mut self.slots[i];
+        let socket = self.sockets.get_mut::<tcp::Socket<'_>>(slot.handle);
+        // TIME-WAIT is given up at once: with a fixed number of slots, holding each closed
+        // connection for 10 s would refuse new ones under load.
+        if let Err(e) = socket.listen(port) {
+            log::warn!("net: slot {i} cannot listen: {e:?}");
+        }
+        slot.reader.reset();
+        slot.out = None;
+        slot.connected = false;
+        slot.closing = false;
+    }
+
+    /// Serves slot `i`; true if anything moved.
+    fn serve(&mut self, i: usize, now: Instant) -> bool {
+        use tcp::State;
+        let state = self
+            .sockets
+            .get_mut::<tcp::Socket<'_>>(self.slots[i].handle)
+            .state();
+        match state {
+            // Aborts were sent by the previous egress pass: the slot is free again.
+            State::Closed | State::TimeWait => {
+                let was = self.slots[i].connected;
+                self.relisten(i);
+                return was;
+            }
+            State::Listen | State::SynReceived | State::SynSent => return false,
+            _ => {}
+        }
+
+        let Self {
+            sockets,
+            slots,
+            stats,
+            config,
+            ..
+        } = self;
+        let slot = &mut slots[i];
+        let socket = sockets.get_mut::<tcp::Socket<'_>>(slot.handle);
+        if !slot.connected {
+            slot.connected = true;
+            slot.last_progress = now;
+            stats.tcp_accepted = stats.tcp_accepted.wrapping_add(1);
+        }
+
+        let mut progress = false;
+        loop {
+            if let Some((resp, sent)) = &mut slot.out {
+                let (head, body) = resp.remaining(*sent);
+                let mut n = 0;
+                let mut failed = false;
+                for piece in [head, body] {
+                    if piece.is_empty() {
+                        continue;
+                    }
+                    match socket.send_slice(piece) {
+                        Ok(k) => {
+                            n += k;
+                            if k < piece.len() {
+                                break;
+                            }
+                        }
+                        Err(_) => {
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                *sent += n;
+                stats.http_tx_bytes = stats.http_tx_bytes.wrapping_add(n as u64);
+                progress |= n > 0;
+                if failed {
+                    // The peer is gone: nothing more will be sent on this connection.
+                    slot.out = None;
+                    slot.closing = true;
+                    socket.abort();
+                    break;
+                }
+                if *sent < resp.len() {
+                    break; // TX buffer full: the rest goes on a later poll.
+                }
+                let keep_alive = resp.keep_alive;
+                slot.out = None;
+                if !keep_alive {
+                    socket.close();
+                    slot.closing = true;
+                }
+            }
+            if slot.closing {
+                while let Ok(n) = socket.recv(|d| (d.len(), d.len())) {
+                    if n == 0 {
+                        break;
+                    }
+                    progress = true;
+                }
+                break;
+            }
+            if let Some(event) = slot.reader.next_request() {
+                let resp = Response::for_event(event, config.body, config.content_type);
+                stats.http_requests = stats.http_requests.wrapping_add(1);
+                let count = &mut stats.responses[resp.status.index()];
+                *count = count.wrapping_add(1);
+                if let Event::Error(status) = event {
+                    log::debug!("net: slot {i}: bad request, answering {}", status.code());
+                }
+                slot.out = Some((resp, 0));
+                progress = true;
+                continue;
+            }
+            if !socket.can_recv() {
+                break;
+            }
+            let reader = &mut slot.reader;
+            let n = socket.recv(|d| {
+                let n = reader.push(d);
+                (n, n)
+            });
+            match n {
+                Ok(n) if n > 0 => {
+                    stats.http_rx_bytes = stats.http_rx_bytes.wrapping_add(n as u64);
+                    progress = true;
+                }
+                _ => break,
+            }
+        }
+
+        // The client half-closed and everything it asked is answered: close our side.
+        if !slot.closing
+            && slot.out.is_none()
+            && !socket.may_recv()
+            && socket.state() == State::CloseWait
+        {
+            socket.close();
+            slot.closing = true;
+            progress = true;
+        }
+
+        if progress {
+            slot.last_progress = now;
+        } else if config
+            .idle_timeout
+            .is_some_and(|idle| now >= slot.last_progress + idle)
+        {
+            socket.abort();
+            slot.closing = true;
+            slot.out = None;
+            stats.tcp_idle_aborts = stats.tcp_idle_aborts.wrapping_add(1);
+            progress = true;
+        }
+        progress
+    }
+
+    /// Echoes every datagram on the UDP echo port; true if any was handled.
+    fn echo_udp(&mut self) -> bool {
+        let Some(handle) = self.udp else { return false };
+        let socket = self.sockets.get_mut::<udp::Socket<'_>>(handle);
+        let mut any = false;
+        loop {
+            let (len, meta) = match socket.recv_slice(&mut self.scratch) {
+                Ok(r) => r,
+                Err(udp::RecvError::Truncated) => {
+                    self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1);
+                    any = true;
+                    continue;
+                }
+                Err(udp::RecvError::Exhausted) => break,
+            };
+            any = true;
+            // Only the remote endpoint: smoltcp picks a unicast source even for a broadcast.
+            match socket.send_slice(&self.scratch[..len], meta.endpoint) {
+                Ok(()) => self.stats.udp_echoed = self.stats.udp_echoed.wrapping_add(1),
+                Err(_) => self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1),
+            }
+        }
+        any
+    }
+}

@@ -1,0 +1,713 @@
+//! The stack on a simulated wire against a plain smoltcp client (the QEMU host's role).
+
+use std::boxed::Box;
+use std::format;
+use std::vec;
+use std::vec::Vec;
+
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::{icmp, tcp, udp};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr,
+};
+
+use crate::http::Status;
+use crate::testing::{Faults, Port, wire};
+use crate::*;
+
+const SERVER_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+const CLIENT_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
+const SERVER_IP: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
+const CLIENT_IP: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
+
+const OK: &[u8] =
+    b"HTTP/1.1 200 OK\r\nServer: exo-os\r\nContent-Type: text/plain\r\nContent-Length: 18\r\n\r\nHello from Exo-OS\n";
+
+fn static_config() -> Config {
+    Config {
+        addr: Addressing::Static(StaticIp::QEMU_USER),
+        ..Config::qemu_user(SERVER_MAC)
+    }
+}
+
+fn get(extra: &str) -> Vec<u8> {
+    format!("GET / HTTP/1.1\r\nHost: 10.0.2.15\r\n{extra}\r\n").into_bytes()
+}
+
+/// The server stack, a client interface, and a virtual clock stepping 1 ms at a time.
+struct Net {
+    stack: Stack<Port>,
+    client: Interface,
+    cdev: Port,
+    sockets: SocketSet<'static>,
+    now: Instant,
+    next_port: u16,
+    /// Where [`Net::open`] connects to.
+    server: Ipv4Address,
+}
+
+impl Net {
+    fn new(config: Config) -> Self {
+        Self::with_faults(config, Faults::default(), Faults::default())
+    }
+
+    fn with_faults(config: Config, to_server: Faults, to_client: Faults) -> Self {
+        let (mut cdev, sdev) = wire(to_server, to_client);
+        let now = Instant::from_millis(0);
+        let stack = Stack::new(sdev, config, now).expect("config accepted");
+        let mut c = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(CLIENT_MAC)));
+        c.random_seed = 7;
+        let mut client = Interface::new(c, &mut cdev, now);
+        client.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::Ipv4(CLIENT_IP), 24)).unwrap());
+        Self {
+            stack,
+            client,
+            cdev,
+            sockets: SocketSet::new(vec![]),
+            now,
+            next_port: 40000,
+            server: SERVER_IP,
+        }
+    }
+
+    fn step(&mut self) {
+        self.now += Duration::from_millis(1);
+        self.stack.poll(self.now);
+        self.client
+            .poll(self.now, &mut self.cdev, &mut self.sockets);
+        if self.cdev.pending() == 0 {
+            // A frame held back for reordering goes out once nothing else follows it.
+            self.cdev.flush();
+            self.stack.device_mut().flush();
+        }
+    }
+
+    /// Steps until `done` holds; false after `ms` virtual milliseconds.
+    fn run_until(&mut self, ms: u64, mut done: impl FnMut(&mut Self) -> bool) -> bool {
+        for _ in 0..ms {
+            if done(self) {
+                return true;
+            }
+            self.step();
+        }
+        done(self)
+    }
+
+    fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut(h)
+    }
+
+    /// Opens a connection to the server's HTTP port (not waiting for it).
+    fn open(&mut self) -> SocketHandle {
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 65536]),
+            tcp::SocketBuffer::new(vec![0; 65536]),
+        );
+        s.set_nagle_enabled(false);
+        self.next_port += 1;
+        s.connect(
+            self.client.context(),
+            (IpAddress::Ipv4(self.server), 80),
+            self.next_port,
+        )
+        .unwrap();
+        self.sockets.add(s)
+    }
+
+    fn connect(&mut self) -> SocketHandle {
+        let h = self.open();
+        assert!(
+            self.run_until(5000, |n| n.tcp(h).state() == tcp::State::Established),
+            "connect timed out"
+        );
+        h
+    }
+
+    fn send(&mut self, h: SocketHandle, data: &[u8]) {
+        assert_eq!(self.tcp(h).send_slice(data), Ok(data.len()));
+    }
+
+    /// Reads until `want` bytes arrived (or the peer closed, or 10 virtual seconds passed).
+    fn read(&mut self, h: SocketHandle, want: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        self.run_until(10_000, |n| {
+            let s = n.tcp(h);
+            while s.can_recv() {
+                s.recv(|d| {
+                    got.extend_from_slice(d);
+                    (d.len(), ())
+                })
+                .unwrap();
+            }
+            got.len() >= want || !s.may_recv()
+        });
+        got
+    }
+
+    fn exchange(&mut self, h: SocketHandle, request: &[u8], want: usize) -> Vec<u8> {
+        self.send(h, request);
+        self.read(h, want)
+    }
+
+    /// True once the server closed its side of `h`.
+    fn server_closed(&mut self, h: SocketHandle) -> bool {
+        self.run_until(2000, |n| {
+            let s = n.tcp(h);
+            while s.recv(|d| (d.len(), ())).is_ok_and(|()| s.can_recv()) {}
+            !s.may_recv()
+        })
+    }
+}
+
+#[test]
+fn arp_then_get_root() {
+    let mut net = Net::new(static_config());
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_accepted, s.tcp_open, s.http_requests), (1, 1, 1));
+    assert_eq!(s.responses_with(Status::Ok), 1);
+    assert_eq!(s.http_tx_bytes, OK.len() as u64);
+    assert_eq!(
+        (s.addressing, s.address),
+        (AddrState::Static, Some(Ipv4Cidr::new(SERVER_IP, 24)))
+    );
+    assert!(s.frames_rx >= 4 && s.frames_tx >= 3, "{s:?}");
+}
+
+#[test]
+fn keep_alive_serves_two_requests_on_one_connection() {
+    let mut net = Net::new(static_config());
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+    assert_eq!(
+        net.exchange(h, &get("Connection: keep-alive\r\n"), OK.len()),
+        OK
+    );
+    assert_eq!(net.tcp(h).state(), tcp::State::Established);
+    assert_eq!(net.stack.stats().tcp_accepted, 1);
+}
+
+#[test]
+fn pipelined_requests_in_one_segment() {
+    let mut net = Net::new(static_config());
+    let h = net.connect();
+    let mut req = get("");
+    req.extend_from_slice(&get(""));
+    req.extend_from_slice(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head_len = OK.len() - 18;
+    let got = net.exchange(h, &req, 2 * OK.len() + head_len);
+    assert_eq!(got, [OK, OK, &OK[..head_len]].concat());
+}
+
+#[test]
+fn request_split_byte_by_byte() {
+    let mut net = Net::new(static_config());
+    let h = net.connect();
+    for b in get("User-Agent: slow\r\n") {
+        net.send(h, &[b]);
+        net.step();
+        net.step();
+    }
+    assert_eq!(net.read(h, OK.len()), OK);
+    assert!(net.stack.stats().frames_rx > 40);
+}
+
+#[test]
+fn connection_close_closes() {
+    let mut net = Net::new(static_config());
+    let h = net.connect();
+    let want = [
+        &OK[..OK.len() - 20],
+        b"Connection: close\r\n\r\nHello from Exo-OS\n",
+    ]
+    .concat();
+    assert_eq!(
+        net.exchange(h, &get("Connection: close\r\n"), want.len()),
+        want
+    );
+    assert!(net.server_closed(h));
+}
+
+#[test]
+fn http10_closes_unless_keep_alive() {
+    let mut net = Net::new(static_config());
+    let h = net.connect();
+    let got = net.exchange(
+        h,
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        OK.len() + 24,
+    );
+    assert!(got.windows(24).any(|w| w == b"Connection: keep-alive\r\n"));
+    let got = net.exchange(h, b"GET / HTTP/1.0\r\n\r\n", OK.len() + 19);
+    assert!(got.windows(19).any(|w| w == b"Connection: close\r\n"));
+    assert!(net.server_closed(h));
+}
+
+#[test]
+fn not_found_method_not_allowed_and_head() {
+    let mut net = Net::new(static_config());
+    let h = net.connect();
+    let nf = b"HTTP/1.1 404 Not Found\r\nServer: exo-os\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n";
+    assert_eq!(
+        net.exchange(h, b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n", nf.len()),
+        nf
+    );
+    // The POST body is read and discarded; the connection stays usable.
+    let got = net.exchange(
+        h,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+        1,
+    );
+    let got = [got.clone(), net.read(h, 140 - got.len())].concat();
+    assert!(
+        got.starts_with(b"HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(got.windows(18).any(|w| w == b"Allow: GET, HEAD\r\n"));
+    assert!(got.ends_with(b"method not allowed\n"));
+    let head = &OK[..OK.len() - 18];
+    assert_eq!(
+        net.exchange(h, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", head.len()),
+        head
+    );
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+    let s = net.stack.stats();
+    assert_eq!(s.responses, [2, 0, 1, 1, 0, 0, 0]);
+}
+
+use std::string::String;
+
+fn error_then_close(request: &[u8], status: &str) {
+    let mut net = Net::new(static_config());
+    let h = net.connect();
+    net.send(h, request);
+    let got = net.read(h, usize::MAX);
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+        "{text}"
+    );
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+    assert!(!net.tcp(h).may_recv(), "server did not close");
+}
+
+#[test]
+fn malformed_request_line_is_400_then_close() {
+    error_then_close(
+        b"GET /\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "400 Bad Request",
+    );
+}
+
+#[test]
+fn oversized_head_is_431_then_close() {
+    let mut req = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 6000));
+    error_then_close(&req, "431 Request Header Fields Too Large");
+}
+
+#[test]
+fn chunked_request_is_501_then_close() {
+    error_then_close(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "501 Not Implemented",
+    );
+}
+
+#[test]
+fn many_concurrent_keep_alive_connections() {
+    let mut net = Net::new(static_config());
+    let hs: Vec<_> = (0..24).map(|_| net.open()).collect();
+    assert!(net.run_until(5000, |n| {
+        hs.iter()
+            .all(|&h| n.tcp(h).state() == tcp::State::Established)
+    }));
+    for round in 0..2 {
+        for &h in &hs {
+            net.send(h, &get(""));
+        }
+        let mut got = vec![Vec::new(); hs.len()];
+        net.run_until(5000, |n| {
+            for (i, &h) in hs.iter().enumerate() {
+                let s = n.tcp(h);
+                while s.can_recv() {
+                    s.recv(|d| {
+                        got[i].extend_from_slice(d);
+                        (d.len(), ())
+                    })
+                    .unwrap();
+                }
+            }
+            got.iter().all(|g| g.len() >= OK.len())
+        });
+        assert!(got.iter().all(|g| g == OK), "round {round}");
+    }
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_accepted, s.tcp_open, s.http_requests), (24, 24, 48));
+}
+
+#[test]
+fn closed_slots_are_reused() {
+    let mut net = Net::new(Config {
+        tcp_slots: 2,
+        ..static_config()
+    });
+    for _ in 0..8 {
+        let h = net.connect();
+        let got = net.exchange(h, &get("Connection: close\r\n"), OK.len() + 19);
+        assert!(got.ends_with(b"Hello from Exo-OS\n"));
+        net.tcp(h).close();
+        assert!(net.run_until(2000, |n| !n.tcp(h).is_open()));
+        net.sockets.remove(h);
+    }
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_accepted, s.http_requests), (8, 8));
+}
+
+#[test]
+fn client_half_close_after_request_still_gets_the_answer() {
+    let mut net = Net::new(static_config());
+    let h = net.connect();
+    net.send(h, &get(""));
+    net.tcp(h).close();
+    assert_eq!(net.read(h, usize::MAX), OK);
+    assert!(net.run_until(2000, |n| !n.tcp(h).is_open()));
+    assert!(net.run_until(100, |n| n.stack.stats().tcp_open == 0));
+}
+
+#[test]
+fn large_body_through_a_small_tx_buffer() {
+    let body: &'static [u8] = Box::leak(
+        (0..100_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let mut net = Net::new(Config {
+        body,
+        tcp_tx_buffer: 1024,
+        ..static_config()
+    });
+    let h = net.connect();
+    let got = net.exchange(h, &get(""), 100_000 + 90);
+    let head = b"HTTP/1.1 200 OK\r\nServer: exo-os\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n";
+    assert_eq!(&got[..head.len()], head);
+    assert!(got[head.len()..] == *body);
+    assert_eq!(
+        net.exchange(h, &get(""), OK.len() + 100_000 - 18).len(),
+        head.len() + 100_000
+    );
+}
+
+#[test]
+fn idle_connection_is_aborted() {
+    let mut net = Net::new(Config {
+        idle_timeout: Some(Duration::from_secs(2)),
+        ..static_config()
+    });
+    let h = net.connect();
+    assert!(net.run_until(3000, |n| n.tcp(h).state() == tcp::State::Closed));
+    net.step(); // the stack's next poll frees the slot
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_idle_aborts, s.tcp_open), (1, 0));
+    // The slot listens again.
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}
+
+#[test]
+fn udp_echo_round_trip() {
+    let mut net = Net::new(static_config());
+    let meta = || vec![udp::PacketMetadata::EMPTY; 4];
+    let mut s = udp::Socket::new(
+        udp::PacketBuffer::new(meta(), vec![0; 4096]),
+        udp::PacketBuffer::new(meta(), vec![0; 4096]),
+    );
+    s.bind(5555).unwrap();
+    let h = net.sockets.add(s);
+    let payloads: [&[u8]; 3] = [b"ping", &[0xAB; 1400], b""];
+    for p in payloads {
+        net.sockets
+            .get_mut::<udp::Socket<'_>>(h)
+            .send_slice(p, (IpAddress::Ipv4(SERVER_IP), 7))
+            .unwrap();
+        let mut got = None;
+        net.run_until(3000, |n| {
+            if let Ok((d, m)) = n.sockets.get_mut::<udp::Socket<'_>>(h).recv() {
+                got = Some((d.to_vec(), m.endpoint));
+            }
+            got.is_some()
+        });
+        let (data, from) = got.expect("echo");
+        assert_eq!(data, p);
+        assert_eq!(from, (IpAddress::Ipv4(SERVER_IP), 7).into());
+    }
+    assert_eq!(net.stack.stats().udp_echoed, 3);
+}
+
+#[test]
+fn icmp_echo_is_answered() {
+    let mut net = Net::new(static_config());
+    let meta = || vec![icmp::PacketMetadata::EMPTY; 4];
+    let mut s = icmp::Socket::new(
+        icmp::PacketBuffer::new(meta(), vec![0; 1024]),
+        icmp::PacketBuffer::new(meta(), vec![0; 1024]),
+    );
+    s.bind(icmp::Endpoint::Ident(0x1234)).unwrap();
+    let h = net.sockets.add(s);
+    let caps = ChecksumCapabilities::default();
+    for seq_no in 1..=3u16 {
+        let repr = Icmpv4Repr::EchoRequest {
+            ident: 0x1234,
+            seq_no,
+            data: b"exo-os ping",
+        };
+        let buf = net
+            .sockets
+            .get_mut::<icmp::Socket<'_>>(h)
+            .send(repr.buffer_len(), IpAddress::Ipv4(SERVER_IP))
+            .unwrap();
+        repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps);
+        let mut reply = None;
+        net.run_until(3000, |n| {
+            if let Ok((d, from)) = n.sockets.get_mut::<icmp::Socket<'_>>(h).recv() {
+                let p = Icmpv4Packet::new_checked(d).unwrap();
+                if let Icmpv4Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                } = Icmpv4Repr::parse(&p, &caps).unwrap()
+                {
+                    reply = Some((ident, seq_no, data.to_vec(), from));
+                }
+            }
+            reply.is_some()
+        });
+        assert_eq!(
+            reply,
+            Some((
+                0x1234,
+                seq_no,
+                b"exo-os ping".to_vec(),
+                IpAddress::Ipv4(SERVER_IP)
+            ))
+        );
+    }
+    let s = net.stack.stats();
+    assert_eq!((s.icmp_echo_requests, s.icmp_echo_replies), (3, 3));
+}
+
+#[test]
+fn dhcp_without_server_falls_back_to_static() {
+    let mut net = Net::new(Config::qemu_user(SERVER_MAC));
+    assert_eq!(
+        (net.stack.stats().addressing, net.stack.stats().address),
+        (AddrState::DhcpPending, None)
+    );
+    let p = net.stack.poll(net.now);
+    assert!(
+        p.next_wake.is_some_and(|d| d <= Duration::from_secs(3)),
+        "{p:?}"
+    );
+    assert!(!net.run_until(2900, |n| n.stack.stats().address.is_some()));
+    assert!(net.run_until(200, |n| n.stack.stats().addressing == AddrState::Fallback));
+    assert_eq!(
+        net.stack.stats().address,
+        Some(Ipv4Cidr::new(SERVER_IP, 24))
+    );
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}
+
+#[test]
+fn lossy_reordering_wire_still_serves() {
+    let drop = |k| Faults {
+        drop_every: Some(k),
+        swap_every: Some(3),
+    };
+    let mut net = Net::with_faults(
+        Config {
+            tcp_tx_buffer: 1024,
+            ..static_config()
+        },
+        drop(4),
+        drop(5),
+    );
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+    let mut req = get("");
+    req.extend_from_slice(&get(""));
+    assert_eq!(net.exchange(h, &req, 2 * OK.len()), [OK, OK].concat());
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    let (_, dev) = wire(Faults::default(), Faults::default());
+    let now = Instant::from_millis(0);
+    let err = |c: Config| {
+        let (_, dev) = wire(Faults::default(), Faults::default());
+        Stack::new(dev, c, now).err()
+    };
+    assert_eq!(
+        err(Config {
+            mac: [1, 2, 3, 4, 5, 6],
+            ..static_config()
+        }),
+        Some(ConfigError::BadMac)
+    );
+    assert_eq!(
+        err(Config {
+            mac: [0; 6],
+            ..static_config()
+        }),
+        Some(ConfigError::BadMac)
+    );
+    assert_eq!(
+        err(Config {
+            http_port: 0,
+            ..static_config()
+        }),
+        Some(ConfigError::BadPort)
+    );
+    assert_eq!(
+        err(Config {
+            tcp_slots: 0,
+            ..static_config()
+        }),
+        Some(ConfigError::BadSizes)
+    );
+    let bad = StaticIp {
+        prefix_len: 33,
+        ..StaticIp::QEMU_USER
+    };
+    assert_eq!(
+        err(Config {
+            addr: Addressing::Static(bad),
+            ..static_config()
+        }),
+        Some(ConfigError::BadPrefix)
+    );
+    assert!(Stack::new(dev, static_config(), now).is_ok());
+}
+
+#[test]
+fn idle_stack_sleeps() {
+    let mut net = Net::new(static_config());
+    net.run_until(50, |_| false);
+    let p = net.stack.poll(net.now);
+    assert!(!p.activity, "{p:?}");
+    assert!(p.next_wake.is_none_or(|d| d > Duration::ZERO), "{p:?}");
+}
+
+/// A one-lease DHCP server: answers a DISCOVER with an OFFER and a REQUEST with an ACK of
+/// 10.0.2.16/24 via 10.0.2.2 (broadcast replies, as to a client without an address).
+fn fake_dhcp_server(frame: &[u8]) -> Option<Vec<u8>> {
+    use smoltcp::wire::{
+        DhcpMessageType, DhcpPacket, DhcpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
+        IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    };
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Udp {
+        return None;
+    }
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+    if udp.dst_port() != 67 {
+        return None;
+    }
+    let dhcp = DhcpPacket::new_checked(udp.payload()).ok()?;
+    let req = DhcpRepr::parse(&dhcp).ok()?;
+    let message_type = match req.message_type {
+        DhcpMessageType::Discover => DhcpMessageType::Offer,
+        DhcpMessageType::Request => DhcpMessageType::Ack,
+        _ => return None,
+    };
+    let server = CLIENT_IP;
+    let reply = DhcpRepr {
+        message_type,
+        transaction_id: req.transaction_id,
+        secs: 0,
+        client_hardware_address: req.client_hardware_address,
+        client_ip: Ipv4Address::UNSPECIFIED,
+        your_ip: Ipv4Address::new(10, 0, 2, 16),
+        server_ip: server,
+        router: Some(server),
+        subnet_mask: Some(Ipv4Address::new(255, 255, 255, 0)),
+        relay_agent_ip: Ipv4Address::UNSPECIFIED,
+        broadcast: false,
+        requested_ip: None,
+        client_identifier: None,
+        server_identifier: Some(server),
+        parameter_request_list: None,
+        dns_servers: None,
+        max_size: None,
+        lease_duration: Some(3600),
+        renew_duration: None,
+        rebind_duration: None,
+        additional_options: &[],
+    };
+    let caps = ChecksumCapabilities::default();
+    let dhcp_len = reply.buffer_len();
+    let mut out = vec![0; 14 + 20 + 8 + dhcp_len];
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(CLIENT_MAC),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut out[..]));
+    let ip = Ipv4Repr {
+        src_addr: server,
+        dst_addr: Ipv4Address::BROADCAST,
+        next_header: IpProtocol::Udp,
+        payload_len: 8 + dhcp_len,
+        hop_limit: 64,
+    };
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut out[14..]), &caps);
+    let udp = UdpRepr {
+        src_port: 67,
+        dst_port: 68,
+    };
+    udp.emit(
+        &mut UdpPacket::new_unchecked(&mut out[34..]),
+        &IpAddress::Ipv4(server),
+        &IpAddress::Ipv4(Ipv4Address::BROADCAST),
+        dhcp_len,
+        |buf| reply.emit(&mut DhcpPacket::new_unchecked(buf)).unwrap(),
+        &caps,
+    );
+    Some(out)
+}
+
+#[test]
+fn dhcp_lease_is_used_and_no_fallback_follows() {
+    let mut net = Net::new(Config::qemu_user(SERVER_MAC));
+    let mut replies = 0;
+    for _ in 0..2000 {
+        net.now += Duration::from_millis(1);
+        net.stack.poll(net.now);
+        while let Some(frame) = net.cdev.take() {
+            if let Some(reply) = fake_dhcp_server(&frame) {
+                net.cdev.inject(reply);
+                replies += 1;
+            }
+        }
+        if net.stack.stats().addressing == AddrState::Dhcp {
+            break;
+        }
+    }
+    assert_eq!(replies, 2, "OFFER and ACK");
+    let leased = Ipv4Address::new(10, 0, 2, 16);
+    assert_eq!(net.stack.stats().address, Some(Ipv4Cidr::new(leased, 24)));
+    // Past the fallback deadline the lease stays; HTTP answers on the leased address.
+    net.run_until(4000, |_| false);
+    assert_eq!(net.stack.stats().addressing, AddrState::Dhcp);
+    net.server = leased;
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}
