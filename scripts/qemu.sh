@@ -88,10 +88,10 @@ cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp 
 [ -n "${EXO_QEMU_VERBOSE:-}" ] && echo "+ ${cmd[*]}" >&2
 # The UART sends CRLF; logs and pipes get plain LF lines.
 if [ -n "$log" ]; then
-    timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | tr -d '\r' | tee "$log"
+    timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | stdbuf -oL tr -d '\r' | tee "$log"
     rc=${PIPESTATUS[0]}
 else
-    timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | tr -d '\r'
+    timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | stdbuf -oL tr -d '\r'
     rc=${PIPESTATUS[0]}
 fi
 case $rc in

@@ -1,4 +1,4 @@
-//! The kernel command line: `exo.job=boot|test|bench|contended`, plus knobs.
+//! The kernel command line: `exo.job=boot|test|bench|contended|init|serve`, plus knobs.
 
 /// What the kernel does once every CPU is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub enum Job {
     Contended,
     /// Start `exo.init` from the initrd as process 1; power off when it ends.
     Init,
+    /// Bring up the first virtio-net device and serve HTTP, UDP echo and ping until stopped.
+    Serve,
 }
 
 /// Which reference clock calibrates the TSC (`exo.tsc_ref=`).
@@ -123,6 +125,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("job", "bench") => set(&mut o.job, Job::Bench),
             ("job", "contended") => set(&mut o.job, Job::Contended),
             ("job", "init") => set(&mut o.job, Job::Init),
+            ("job", "serve") => set(&mut o.job, Job::Serve),
             ("init", v) if !v.is_empty() => {
                 arrayvec::ArrayString::from(v).is_ok_and(|p| set(&mut o.init, p))
             }

@@ -461,8 +461,12 @@ impl QueuePair {
     }
 
     /// Transmit buffers free now (without reaping).
-    pub fn tx_free(&self) -> usize {
-        self.tx_free.len()
+    pub fn tx_room(&self) -> usize {
+        if self.in_order {
+            usize::from(self.tx.q.size() - self.tx.q.in_order_flight())
+        } else {
+            self.tx_free.len()
+        }
     }
 
     /// Transmit buffers in flight.

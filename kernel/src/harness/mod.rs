@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod locks;
 pub mod registry;
+pub mod serve;
 pub mod test;
 
 use crate::sched::{self, Tid};
@@ -25,6 +26,7 @@ pub fn run(state: &crate::boot::BootState) -> ! {
         Job::Test => test::run(state),
         Job::Bench | Job::Contended => bench::run(state),
         Job::Init => init(state),
+        Job::Serve => serve::run(state),
     }
 }
 

@@ -1,0 +1,142 @@
+//! The `serve` job: the first virtio-net device (`scripts/qemu.sh --net user`, or any NIC),
+//! the kernel's IP stack (`exo-net` on smoltcp: DHCP from QEMU user networking, else its
+//! fixed 10.0.2.15/24 with gateway 10.0.2.2), HTTP/1.1 on TCP port 80 (`GET /` answers 200,
+//! keep-alive), UDP echo on port 7, ICMP echo. Runs on CPU 0 until QEMU is stopped.
+//!
+//! Prints `SERVE,up,...` with the MAC once the device is up, `SERVE,address,<cidr>,<how>` when
+//! the address is known, and a `SERVE,stats,...` line every 5 s when something changed. A device
+//! that fails is reported and the job exits with failure.
+//!
+//! Idle policy (NAPI-like, without interrupts yet): after a poll with no work, spin on the
+//! rings for 200 µs, then sleep 1 ms at a time (or until the stack's next timer) and check
+//! again.
+
+use crate::console::exit;
+use crate::dev::net;
+use crate::dev::netif::NetIf;
+use crate::kprintln;
+use crate::sched::{self, Builder};
+use crate::smp::time::{Deadline, tsc_hz};
+use exo_arch::exit::ExitCode;
+use exo_arch::tsc::rdtsc;
+use exo_net::{Config, Instant, Stack, Stats};
+
+/// Starts the scheduler, then the server thread on CPU 0; never returns.
+pub fn run(state: &crate::boot::BootState) -> ! {
+    let timer = state.opts.mode != Some(smp_bench::Mode::Icount);
+    if let Err(e) = sched::init(timer, 1000) {
+        kprintln!("SERVE,FAIL,scheduler: {e}");
+        exit(ExitCode::Failure);
+    }
+    match Builder::new().pin(0).spawn(server, 0) {
+        Ok(t) => {
+            let code = sched::join(t).unwrap_or(1);
+            exit(if code == 0 { ExitCode::Success } else { ExitCode::Failure })
+        }
+        Err(e) => {
+            kprintln!("SERVE,FAIL,thread: {e}");
+            exit(ExitCode::Failure)
+        }
+    }
+}
+
+fn now() -> Instant {
+    Instant::from_millis((rdtsc() / (tsc_hz() / 1000).max(1)) as i64)
+}
+
+fn server(_: u64) -> u64 {
+    let (mut devs, bad) = net::probe(1);
+    for (loc, e) in &bad {
+        kprintln!("SERVE,device_failed,{loc},{e}");
+    }
+    if devs.is_empty() {
+        kprintln!("SERVE,FAIL,no usable virtio-net device (scripts/qemu.sh --net user)");
+        return 1;
+    }
+    let mut dev = devs.remove(0);
+    for d in devs {
+        d.shutdown();
+    }
+    let m = dev.mac;
+    kprintln!(
+        "SERVE,up,{},mac,{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x},link,{}",
+        dev.location,
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5],
+        dev.link_up()
+    );
+    let Some(pair) = dev.take_pairs().into_iter().next() else {
+        kprintln!("SERVE,FAIL,no queue pair");
+        return 1;
+    };
+    let mut config = Config::qemu_user(dev.mac);
+    config.seed = rdtsc();
+    let mut stack = match Stack::new(NetIf::new(pair), config, now()) {
+        Ok(s) => s,
+        Err(e) => {
+            kprintln!("SERVE,FAIL,stack: {e:?}");
+            return 1;
+        }
+    };
+    let mut announced = None;
+    let mut last = stack.stats();
+    let mut report = Deadline::after_ms(5000);
+    loop {
+        let p = stack.poll(now());
+        let s = stack.stats();
+        if s.address != announced {
+            announced = s.address;
+            if let Some(a) = s.address {
+                kprintln!("SERVE,address,{a},{:?}", s.addressing);
+            }
+        }
+        if report.passed() {
+            report = Deadline::after_ms(5000);
+            if s.http_requests != last.http_requests
+                || s.udp_echoed != last.udp_echoed
+                || s.icmp_echo_replies != last.icmp_echo_replies
+            {
+                print_stats(&s, &stack.device_mut().pair().stats);
+                last = s;
+            }
+        }
+        if let Some(e) = &stack.device_mut().error {
+            kprintln!("SERVE,FAIL,device: {e}");
+            return 1;
+        }
+        if p.activity {
+            continue;
+        }
+        // Idle: spin on the ring a little, then sleep until the next timer or 1 ms.
+        let spin = Deadline::after_us(200);
+        while !spin.passed() && !stack.device_mut().rx_waiting() {
+            core::hint::spin_loop();
+        }
+        if !stack.device_mut().rx_waiting() {
+            let us = p.next_wake.map_or(1000, |d| d.total_micros().min(1000));
+            if us > 0 {
+                sched::sleep_us(us);
+            }
+        }
+    }
+}
+
+fn print_stats(s: &Stats, d: &net::Stats) {
+    kprintln!(
+        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{}",
+        s.http_requests,
+        s.responses[0],
+        s.responses.iter().skip(1).sum::<u64>(),
+        s.tcp_accepted,
+        s.tcp_open,
+        s.udp_echoed,
+        s.icmp_echo_replies,
+        d.rx_packets,
+        d.tx_packets,
+        d.rx_dropped()
+    );
+}
