@@ -44,6 +44,19 @@ bench-native:
 compare-linux mode="icount" n="2" machine="microvm":
     scripts/compare-linux.sh {{mode}} {{n}} {{machine}}
 
+# The network bench rows (virtio-net on a QEMU hub pair): packets per second (tcg/kvm) and the
+# driver's instructions per packet (icount). mode: tcg | icount | kvm.
+bench-net mode="icount" n="2" machine="microvm": build
+    scripts/qemu.sh --machine {{machine}} --mode {{mode}} --smp {{n}} --job bench --net hub --log out/bench-net.log | grep -E '^(SUITE|BENCH,net|NETCHECK)'
+
+# Serve HTTP (port 80 -> 127.0.0.1:8080), UDP echo (7 -> 8007) and ping from N CPUs until Ctrl-C.
+serve n="2" machine="q35": build
+    scripts/serve.sh run {{n}} {{machine}}
+
+# HTTP load from the host with wrk at 1, 2 and 4 CPUs: http.rps.<n> / http.lat.<n> rows.
+bench-serve cpus="1 2 4": build
+    scripts/serve.sh bench "{{cpus}}"
+
 # Kernel tests at one configuration.
 ktest n="4" machine="q35" cpu="max" mode="tcg": build
     scripts/qemu.sh --machine {{machine}} --mode {{mode}} --cpu {{cpu}} --smp {{n}} --job test

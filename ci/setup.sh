@@ -37,9 +37,10 @@ else
 fi
 
 # cpio packs the initrd (and the initrd reader's tests run the real tool); readelf (binutils)
-# and gcc check the ELF loader against real static executables.
+# and gcc check the ELF loader against real static executables; curl and wrk talk to the
+# serve job (scripts/serve.sh).
 missing=()
-for t in cpio:cpio readelf:binutils gcc:gcc; do
+for t in cpio:cpio readelf:binutils gcc:gcc curl:curl wrk:wrk; do
     command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

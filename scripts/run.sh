@@ -29,14 +29,15 @@ echo "== kernel self-checks"
 if run test; then tail -n 1 out/test.log; else grep -E 'FAIL|PANIC' out/test.log; tail -n 1 out/test.log; exit 1; fi
 echo
 echo "== benchmarks (mode $mode: $( [ "$mode" = kvm ] && echo 'real cycles' || echo 'TSC ticks of an emulated CPU, not cycles'))"
-run bench || { echo "bench suite failed: see out/bench.log"; exit 1; }
+# The bench job gets a hub pair of virtio-net NICs: the net.* rows.
+run bench bench --net hub || { echo "bench suite failed: see out/bench.log"; exit 1; }
 run contended || { echo "contended suite failed: see out/contended.log"; exit 1; }
 cat out/bench.log out/contended.log > out/serial.log
 if [ "$mode" != icount ]; then
     # The same kernel suite under -icount shift=0 (seconds): exact guest instructions, the
     # figures that mean something whatever this host's speed; the table shows them beside.
     echo "== benchmarks under icount (guest instructions, deterministic)"
-    scripts/qemu.sh --machine microvm --mode icount --cpu max --smp 2 --job bench \
+    scripts/qemu.sh --machine microvm --mode icount --cpu max --smp 2 --job bench --net hub \
         --log out/bench-icount.log >/dev/null || { echo "icount bench failed: see out/bench-icount.log"; exit 1; }
     cat out/bench-icount.log >> out/serial.log
 fi
@@ -52,6 +53,14 @@ if [ ${#initrd[@]} -gt 0 ]; then
         --append "exo.init_arg=2" --log out/init-ubench-icount.log >/dev/null ||
         { echo "ubench under icount failed: see out/init-ubench-icount.log"; exit 1; }
     cat out/init-user.log out/init-ubench-icount.log >> out/serial.log
+fi
+if command -v wrk >/dev/null; then
+    echo "== HTTP from the host: the serve job (exo-net on virtio-net, QEMU user networking) under wrk"
+    if scripts/serve.sh bench "$(printf "%s\n" 1 2 "$n" | sort -nu | tr "\n" " ")" 2>&1 | grep -E "^http at"; then
+        cat out/serve-bench.log >> out/serial.log
+    else
+        echo "serve bench failed: see out/serve-*.log"
+    fi
 fi
 echo "== native hot paths (real cycles on this host)"
 if EXO_GIT_REV=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) \

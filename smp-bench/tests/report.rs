@@ -62,13 +62,14 @@ fn targets_file_has_every_seed_row() {
         ids,
         [
             "3", "3x", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "15b",
-            "16"
+            "15b.tx", "15b.rx", "16"
         ]
     );
     let get = |id: &str| t.iter().find(|t| t.id == id).unwrap();
     assert_eq!(get("3").target_text(), "<= 400 cycles");
     assert_eq!(get("15b").target_text(), ">= 15 M pps");
     assert_eq!(get("16").target_text(), "<= 300 ms");
+    assert_eq!(get("15b.tx").target_text(), "<= 60 cycles");
     assert_eq!(get("3x").target_text(), "report per CPU pair");
     assert_eq!(get("15").select, Select::MinNcpus);
     assert!(t.iter().all(|t| !t.definition.is_empty()));
@@ -158,7 +159,7 @@ fn text_and_markdown_tables() {
     let table = build_table(&targets(), &parse_csv(CSV).unwrap());
     let text = render_text(&table);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2 + 16);
+    assert_eq!(lines.len(), 2 + 18);
     assert!(lines[0].starts_with("ID  ") && lines[0].ends_with("status"));
     assert!(lines[1].starts_with("--"));
     let ipc = lines.iter().find(|l| l.starts_with("3 ")).unwrap();
@@ -190,7 +191,7 @@ fn text_and_markdown_tables() {
         lines[1],
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
-    assert_eq!(lines.len(), 18);
+    assert_eq!(lines.len(), 20);
     assert!(
         lines
             .iter()

@@ -31,7 +31,11 @@ pub fn run(state: &crate::boot::BootState) -> ! {
     match Builder::new().pin(0).spawn(server, 0) {
         Ok(t) => {
             let code = sched::join(t).unwrap_or(1);
-            exit(if code == 0 { ExitCode::Success } else { ExitCode::Failure })
+            exit(if code == 0 {
+                ExitCode::Success
+            } else {
+                ExitCode::Failure
+            })
         }
         Err(e) => {
             kprintln!("SERVE,FAIL,thread: {e}");

@@ -5,7 +5,7 @@
 //! instructions) beside it and, with `--linux` (the Linux peer's CSV of
 //! `scripts/compare-linux.sh`, `out/compare/linux-off.csv`), the icount figure over
 //! Linux's for the same operation; and, with `--svg-dir`, writes `c2c-rtt.svg`, `c2c-oneway.svg` and
-//! `contention.svg` and `nginx.svg` there. The plots show one mode only, so emulated and real cycles never
+//! `contention.svg`, `nginx.svg` and `http.svg` there. The plots show one mode only, so emulated and real cycles never
 //! share an axis: `--plot-mode`, else the mode of the last `contended` suite in the CSV.
 //! Exit status: 0 ok, 1 unreadable or malformed input, 2 usage.
 
@@ -120,6 +120,13 @@ fn run(args: Args) -> Result<(), String> {
         } else {
             &all
         };
+        // The same for the HTTP rows (wrk from the host: TCG timing whatever the plot mode).
+        let is_http = |r: &report::Row| r.name.starts_with("http.");
+        let http_rows = if rows.iter().any(is_http) {
+            &rows
+        } else {
+            &all
+        };
         if let Some(m) = mode {
             eprintln!("exo-report: plots show {m} rows only");
         }
@@ -134,6 +141,7 @@ fn run(args: Args) -> Result<(), String> {
             ),
             (svg::CONTENTION_FILE, svg::contention_chart(&rows, &targets)),
             (svg::NGINX_FILE, svg::nginx_chart(nginx_rows)),
+            (svg::HTTP_FILE, svg::http_chart(http_rows)),
         ];
         for (name, text) in files {
             let path = dir.join(name);

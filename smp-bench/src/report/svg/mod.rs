@@ -92,15 +92,47 @@ pub const NGINX_FILE: &str = "nginx.svg";
 /// the CPU count, with the p50 and p99 of the `nginx.lat.<ncpus>` rows (ticks per request)
 /// as lines on a second axis (a placeholder SVG when there are neither).
 pub fn nginx_chart(rows: &[Row]) -> String {
-    let title = "Fake nginx over IPC: requests per second vs CPUs, latency p50/p99";
-    let key =
-        |prefix: &'static str| move |name: &str| name.strip_prefix(prefix).and_then(parse_u32);
-    let rps = best_rows(rows, key("nginx.rps."));
-    let lat = best_rows(rows, key("nginx.lat."));
+    rps_chart(
+        rows,
+        "Fake nginx over IPC: requests per second vs CPUs, latency p50/p99",
+        "nginx",
+        nginx::Labels {
+            x: "CPUs (N workers and N clients, one of each per CPU)",
+            lat: "ticks per request",
+        },
+    )
+}
+
+/// File name of the HTTP chart (the serve job loaded by wrk from the host).
+pub const HTTP_FILE: &str = "http.svg";
+
+/// The serve job's `http.rps.<ncpus>` and `http.lat.<ncpus>` (µs) rows, drawn as
+/// [`nginx_chart`] draws the fake nginx's.
+pub fn http_chart(rows: &[Row]) -> String {
+    rps_chart(
+        rows,
+        "HTTP from the host (wrk, QEMU user net): requests/s vs CPUs",
+        "http",
+        nginx::Labels {
+            x: "guest CPUs (one stack on CPU 0, one queue pair)",
+            lat: "µs per request",
+        },
+    )
+}
+
+/// Bars of `<prefix>.rps.<ncpus>` (p50) and lines of the p50/p99 of `<prefix>.lat.<ncpus>`.
+fn rps_chart(rows: &[Row], title: &str, prefix: &str, labels: nginx::Labels<'_>) -> String {
+    let (rps_p, lat_p) = (format!("{prefix}.rps."), format!("{prefix}.lat."));
+    let rps = best_rows(rows, |name: &str| {
+        name.strip_prefix(rps_p.as_str()).and_then(parse_u32)
+    });
+    let lat = best_rows(rows, |name: &str| {
+        name.strip_prefix(lat_p.as_str()).and_then(parse_u32)
+    });
     if rps.is_empty() && lat.is_empty() {
         return placeholder(
             title,
-            "no nginx.rps.<ncpus> or nginx.lat.<ncpus> rows in this run",
+            &format!("no {prefix}.rps.<ncpus> or {prefix}.lat.<ncpus> rows in this run"),
         );
     }
     let mut points: BTreeMap<u32, nginx::Point> = BTreeMap::new();
@@ -111,8 +143,8 @@ pub fn nginx_chart(rows: &[Row]) -> String {
         points.entry(n).or_default().lat = Some((r.stats.p50, r.stats.p99));
     }
     let note = mode_note(rps.values().chain(lat.values()).copied());
-    let sub = format!("bars: requests/s · lines: ticks per request · {note}");
-    nginx::render(title, &sub, &points)
+    let sub = format!("bars: requests/s · lines: {} · {note}", labels.lat);
+    nginx::render(title, &sub, &points, labels)
 }
 
 /// Bar chart (log scale) of the comparison's ratios, Exo-OS p50 / Linux p50, one row per

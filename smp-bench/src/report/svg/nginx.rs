@@ -27,7 +27,21 @@ const P50: &str = "#2ca02c";
 const P99: &str = "#d62728";
 
 /// Renders the chart; `points` (CPUs → figures) must not be empty.
-pub(super) fn render(title: &str, subtitle: &str, points: &BTreeMap<u32, Point>) -> String {
+/// The labels that differ between charts drawn this way.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Labels<'a> {
+    /// Under the CPU axis.
+    pub x: &'a str,
+    /// The latency unit ("ticks per request", "µs per request").
+    pub lat: &'a str,
+}
+
+pub(super) fn render(
+    title: &str,
+    subtitle: &str,
+    points: &BTreeMap<u32, Point>,
+    labels: Labels<'_>,
+) -> String {
     let rps_max = points.values().filter_map(|p| p.rps).max().unwrap_or(1);
     let rps_axis = Axis::linear_from_zero(rps_max as f64 * 1.05);
     let lats: Vec<u64> = points
@@ -119,8 +133,9 @@ pub(super) fn render(title: &str, subtitle: &str, points: &BTreeMap<u32, Point>)
         ));
         for &(i, n, v) in &pts {
             d.raw(format_args!(
-                "<g><title>{}: {n} CPUs, {v} ticks per request</title>\n",
-                esc(name)
+                "<g><title>{}: {n} CPUs, {v} {}</title>\n",
+                esc(name),
+                esc(labels.lat)
             ));
             d.raw(format_args!(
                 "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4.5\" fill=\"{colour}\" stroke=\"#ffffff\" \
@@ -139,7 +154,7 @@ pub(super) fn render(title: &str, subtitle: &str, points: &BTreeMap<u32, Point>)
         (X0 + X1) / 2.0,
         Y1 + 44.0,
         "font-size=\"13\" text-anchor=\"middle\" fill=\"#333333\"",
-        "CPUs (N workers and N clients, one of each per CPU)",
+        labels.x,
     );
     let (yx, yy) = (28.0, (Y0 + Y1) / 2.0);
     d.text(
@@ -159,10 +174,10 @@ pub(super) fn render(title: &str, subtitle: &str, points: &BTreeMap<u32, Point>)
             "font-size=\"13\" text-anchor=\"middle\" fill=\"#333333\" \
              transform=\"rotate(90 {rx:.1} {ry:.1})\""
         ),
-        if lat_axis.log {
-            "ticks per request (log scale)"
+        &if lat_axis.log {
+            format!("{} (log scale)", labels.lat)
         } else {
-            "ticks per request"
+            labels.lat.to_string()
         },
     );
     legend(&mut d);
