@@ -145,6 +145,19 @@ kernel_tests "icount q35 -cpu max -smp 4" --mode icount --machine q35 --cpu max 
 kernel_tests "net q35 -smp 2 (PCI/ECAM, hub-mixed)" --machine q35 --cpu max --smp 2 --net hub-mixed --append "exo.test=net."
 kernel_tests "net pc -cpu qemu64 -smp 4 (PCI/ports, hub-mixed)" --machine pc --cpu qemu64 --smp 4 --net hub-mixed --append "exo.test=net."
 kernel_tests "net microvm -smp 2 (MMIO, hub)" --machine microvm --cpu max --smp 2 --net hub --append "exo.test=net."
+# One queue pair per CPU (MQ on a multi-queue tap; a host bridge joins it to a one-pair NIC):
+# each CPU sends and receives on its own pair. The host's own counter of what it received from
+# the multi-queue NIC must equal what the guest's drivers sent.
+log="$out/net-tap-mq-q35-4.log"
+EXO_TAP_STATS="$log.taps" scripts/qemu.sh --machine q35 --cpu max --smp 4 --job test --net tap-mq \
+    --append "exo.test=net.mq" --log "$log" >/dev/null 2>"$log.err"
+rc=$?
+guest_tx=$(sed -n 's/^NETMQ,pairs,4\/4,tx,\([0-9]*\),.*/\1/p' "$log")
+host_rx=$(awk -F, '/^TAP,exoA/ { print $4 }' "$log.taps" 2>/dev/null)
+expect_log "net tap-mq q35 -smp 4: 4 pairs, one per CPU; host tap counted ${host_rx:-?} frames, the guest sent ${guest_tx:-?}" "$log" 0 \
+    "$([ "$rc" = 0 ] && [ -n "$guest_tx" ] && [ "$guest_tx" = "$host_rx" ] && echo 0 || echo "$rc/host-mismatch")" \
+    '^KTEST,net\.mq_each_cpu_its_own_pair,ok$' '^NETMQ,pairs,4/4,'
+kernel_tests "net tap-mq microvm -smp 8 (MMIO, 8 pairs)" --machine microvm --cpu max --smp 8 --net tap-mq --append "exo.test=net."
 kernel_tests "phantom CPU (no SIPI answer)" --machine q35 --cpu max --smp 4 \
     --append "exo.phantom_apic=200 exo.ap_timeout_ms=2000"
 # The real APs get 1.5 s (a loaded host is slow to run 4 vCPUs), the delayed one arrives at 3 s.

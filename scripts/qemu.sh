@@ -3,17 +3,22 @@
 #   scripts/qemu.sh [--machine q35|pc|microvm] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
 #                   [--mem SIZE] [--job boot|test|bench|contended|init] [--append "extra args"]
 #                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE]
-#                   [--net none|hub|hub-mixed|user] [--queues N]
+#                   [--net none|hub|hub-mixed|user|tap-mq] [--queues N]
 #   --net hub: two virtio-net NICs on one QEMU hub (what one sends, the other receives);
 #   --net user: one NIC on QEMU user networking, host 127.0.0.1:$EXO_HTTP_PORT (8080) ->
 #   guest TCP 80 and 127.0.0.1:$EXO_UDP_PORT (8007) -> guest UDP 7.
+#   --net tap-mq (root): NIC 0 with --queues N queue pairs (default: the CPU count) on a
+#   multi-queue tap, NIC 1 with one pair on a second tap, both taps on a host bridge made for
+#   this run (so each NIC receives what the other sends, the host's flow hash spreading
+#   flows over NIC 0's queues); removed when QEMU exits. $EXO_TAP_STATS names a file that
+#   gets the host's counters of both taps afterwards.
 #   virtio-pci on q35/pc/q35x, virtio-mmio (modern) on microvm.
 # Exit status: 0 when the kernel reported success (QEMU exit 33), 1 when it reported failure
 # (QEMU exit 35), 2 for anything else (triple fault exits 0, timeout, QEMU error).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 machine=q35 mode=tcg cpu="" smp=4 mem=512M job=boot extra="" log="" tmo=${EXO_QEMU_TIMEOUT:-180} initrd=""
-net=none queues=1
+net=none queues=""
 kernel="$root/target/x86_64-unknown-none/release/exo"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -30,7 +35,7 @@ while [ $# -gt 0 ]; do
         --initrd) initrd=$2; shift 2 ;;
         --net) net=$2; shift 2 ;;
         --queues) queues=$2; shift 2 ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^[^#]/p' "$0" | grep '^#'; exit 0 ;;
         *) echo "qemu.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -78,7 +83,43 @@ case $net in
     user)
         net_arg+=(-netdev "user,id=u0,hostfwd=tcp:127.0.0.1:${EXO_HTTP_PORT:-8080}-:80,hostfwd=udp:127.0.0.1:${EXO_UDP_PORT:-8007}-:7"
                   -device "$nic,netdev=u0,mac=52:54:00:12:34:56") ;;
-    *) echo "qemu.sh: --net none|hub|hub-mixed|user" >&2; exit 2 ;;
+    tap-mq)
+        [ "$(id -u)" = 0 ] || { echo "qemu.sh: --net tap-mq needs root (it makes taps and a bridge)" >&2; exit 2; }
+        [ -c /dev/net/tun ] || { echo "qemu.sh: --net tap-mq needs /dev/net/tun" >&2; exit 2; }
+        q=${queues:-$smp}
+        tag=$(( $$ % 100000 ))
+        tapA=exoA$tag tapB=exoB$tag br=exobr$tag
+        net_cleanup() {
+            if [ -n "${EXO_TAP_STATS:-}" ]; then
+                for t in "$tapA" "$tapB"; do
+                    echo "TAP,$t,rx_packets,$(cat /sys/class/net/$t/statistics/rx_packets 2>/dev/null || echo -),tx_packets,$(cat /sys/class/net/$t/statistics/tx_packets 2>/dev/null || echo -),tx_dropped,$(cat /sys/class/net/$t/statistics/tx_dropped 2>/dev/null || echo -)"
+                done > "$EXO_TAP_STATS"
+            fi
+            ip link del "$br" 2>/dev/null; ip link del "$tapA" 2>/dev/null; ip link del "$tapB" 2>/dev/null
+        }
+        trap net_cleanup EXIT
+        ip link add "$br" type bridge stp_state 0 forward_delay 0 || exit 2
+        sysctl -qw "net.ipv6.conf.$br.disable_ipv6=1" 2>/dev/null
+        ip tuntap add dev "$tapA" mode tap $([ "$q" -gt 1 ] && echo multi_queue) || exit 2
+        ip tuntap add dev "$tapB" mode tap || exit 2
+        for t in "$tapA" "$tapB"; do
+            sysctl -qw "net.ipv6.conf.$t.disable_ipv6=1" 2>/dev/null
+            ip link set "$t" master "$br" up || exit 2
+        done
+        ip link set "$br" up
+        # The bridge floods until it learns: age 0 would flood always; the guests' MACs are
+        # learnt from their first frames.
+        mq=""
+        if [ "$q" -gt 1 ]; then
+            mq=",mq=on"
+            # MSI-X vectors: one per queue plus the configuration change (PCI only).
+            [ "$nic" = virtio-net-pci ] && mq="$mq,vectors=$((2 * q + 2))"
+        fi
+        net_arg+=(-netdev "tap,id=ta,ifname=$tapA,script=no,downscript=no,vhost=off,queues=$q"
+                  -device "$nic,netdev=ta,mac=52:54:00:12:34:01,in_order=on$mq"
+                  -netdev "tap,id=tb,ifname=$tapB,script=no,downscript=no,vhost=off"
+                  -device "$nic,netdev=tb,mac=52:54:00:12:34:02,in_order=on") ;;
+    *) echo "qemu.sh: --net none|hub|hub-mixed|user|tap-mq" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2046
 cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"

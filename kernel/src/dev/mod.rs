@@ -14,3 +14,4 @@ pub mod virtio;
 
 mod bench;
 mod tests;
+mod tests_mq;
