@@ -140,6 +140,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
     let acpi = discover_cpus(&opts, bi.rsdp);
     let (madt_ids, lapic_base) = (acpi.apic_ids, acpi.lapic_base);
     crate::dev::pci::init(&acpi.ecam);
+    crate::dev::irq::init();
     phase("acpi");
 
     apic::disable_legacy_pic();

@@ -7,6 +7,7 @@
 //! Calls down only: `trap`, `sched`, `smp` (time, CPUs), `mm` (frames), `sys` (registers
 //! and DMA memory).
 
+pub mod irq;
 pub mod net;
 pub mod netif;
 pub mod pci;

@@ -9,6 +9,7 @@
 //! on its owner's CPU), posted once and reused in place; the 12-byte header of a transmit
 //! buffer is zeroed once and never rewritten (no offload is asked for).
 
+use super::irq::Vector;
 use super::virtio::{Doorbell, Transport, VirtioError};
 use crate::mm::kalloc;
 use crate::sys::io::{DmaFrame, DmaRam};
@@ -137,6 +138,7 @@ fn ring(
     event_idx: bool,
     bufs: Option<(&Buffers, bool)>,
     in_order: bool,
+    msix_entry: Option<u16>,
 ) -> Result<Ring, VirtioError> {
     let max = t.queue_max(index);
     if max == 0 {
@@ -183,7 +185,7 @@ fn ring(
             return Err(VirtioError::Protocol(e));
         }
     };
-    match t.setup_queue(index, &layout, None) {
+    match t.setup_queue(index, &layout, msix_entry) {
         Ok(bell) => Ok(Ring { q, bell, area }),
         Err(e) => {
             free_frames(area);
@@ -212,6 +214,8 @@ pub struct QueuePair {
     guest_csum: bool,
     /// `VIRTIO_F_IN_ORDER`: buffers posted and used in ring order (no id bookkeeping).
     in_order: bool,
+    /// The pair's interrupt (MSI-X entry `index`, aimed at CPU `index`), if it has one.
+    irq: Option<Vector>,
     /// Counters.
     pub stats: Stats,
 }
@@ -223,6 +227,7 @@ impl QueuePair {
         event_idx: bool,
         guest_csum: bool,
         in_order: bool,
+        irq: Option<Vector>,
     ) -> Result<Self, VirtioError> {
         let (rxq, txq) = (vnet::rx_queue(index), vnet::tx_queue(index));
         let (rx_max, tx_max) = (t.queue_max(rxq), t.queue_max(txq));
@@ -245,8 +250,23 @@ impl QueuePair {
                 return Err(VirtioError::OutOfMemory);
             }
         };
-        let rings = ring(t, rxq, event_idx, Some((&rx_bufs, true)), in_order).and_then(|rx| {
-            match ring(t, txq, event_idx, Some((&tx_bufs, false)), in_order) {
+        let rings = ring(
+            t,
+            rxq,
+            event_idx,
+            Some((&rx_bufs, true)),
+            in_order,
+            irq.as_ref().map(|_| index),
+        )
+        .and_then(|rx| {
+            match ring(
+                t,
+                txq,
+                event_idx,
+                Some((&tx_bufs, false)),
+                in_order,
+                irq.as_ref().map(|_| index),
+            ) {
                 Ok(tx) => Ok((rx, tx)),
                 Err(e) => {
                     free_frames(rx.area);
@@ -275,8 +295,12 @@ impl QueuePair {
             },
             guest_csum,
             in_order,
+            irq,
             stats: Stats::default(),
         };
+        // Polling until idle: no interrupt per buffer.
+        p.rx.q.disable_notifications(&DmaRam);
+        p.tx.q.disable_notifications(&DmaRam);
         for id in 0..rx_n as u16 {
             if in_order {
                 p.rx.q.post_next(&DmaRam, None);
@@ -479,18 +503,33 @@ impl QueuePair {
         (self.rx.q.size(), self.tx.q.size())
     }
 
-    /// Asks for interrupts (idle) or not (polling) on both queues; returns whether work
-    /// arrived meanwhile (poll again before sleeping).
-    pub fn set_notifications(&mut self, on: bool) -> bool {
-        if on {
-            let a = self.rx.q.enable_notifications(&DmaRam);
-            let b = self.tx.q.enable_notifications(&DmaRam);
-            a || b
-        } else {
-            self.rx.q.disable_notifications(&DmaRam);
-            self.tx.q.disable_notifications(&DmaRam);
-            false
+    /// Whether the pair has an interrupt (MSI-X); without one, [`Self::idle_wait`] sleeps
+    /// in 1 ms slices and polls.
+    pub fn has_irq(&self) -> bool {
+        self.irq.is_some()
+    }
+
+    /// Interrupts the pair's vector has taken.
+    pub fn irq_count(&self) -> u64 {
+        self.irq.as_ref().map_or(0, Vector::count)
+    }
+
+    /// Idle (NAPI-like): asks for an interrupt at the next received frame and sleeps until
+    /// it comes or the TSC reaches `deadline`, then goes back to polling. A frame that came
+    /// before the request is seen (no sleep). Without an interrupt: sleeps until the
+    /// deadline, at most 1 ms. Call from the thread that owns the pair, on its CPU.
+    pub fn idle_wait(&mut self, deadline: u64) {
+        let Some(v) = &self.irq else {
+            let cap = exo_arch::tsc::rdtsc() + crate::smp::time::tsc_hz() / 1000;
+            crate::sched::sleep_until(deadline.min(cap));
+            return;
+        };
+        let seen = v.count();
+        if !self.rx.q.enable_notifications(&DmaRam) {
+            let rx = &self.rx.q;
+            v.wait(seen, deadline, || !rx.has_used(&DmaRam));
         }
+        self.rx.q.disable_notifications(&DmaRam);
     }
 
     fn free(self) {
@@ -507,6 +546,7 @@ pub struct NetDevice {
     /// Where it is (`pci 00:02.0 [1af4:1041]`, `mmio slot 3`).
     pub location: String,
     transport: Transport,
+    msix: Option<super::pci::Msix>,
     /// MAC address (from the device, or a locally administered one made from its location).
     pub mac: [u8; 6],
     /// Accepted features.
@@ -536,9 +576,25 @@ impl NetDevice {
             1
         };
         let active = want_pairs.clamp(1, max_pairs);
+        // MSI-X (PCI): entry `i`, one vector, aimed at CPU `i`, for both queues of pair `i`.
+        let msix = transport.enable_msix();
         let mut pairs = Vec::new();
         for i in 0..active {
-            match QueuePair::new(&transport, i, event_idx, false, features & f::IN_ORDER != 0) {
+            let irq = msix.as_ref().and_then(|m| {
+                let apic = crate::smp::cpus::get(exo_percpu::CpuId(u32::from(i)))?
+                    .hot
+                    .apic_id;
+                let v = Vector::alloc()?;
+                m.set(i, apic, v.vector()).then_some(v)
+            });
+            match QueuePair::new(
+                &transport,
+                i,
+                event_idx,
+                false,
+                features & f::IN_ORDER != 0,
+                irq,
+            ) {
                 Ok(p) => pairs.push(p),
                 Err(e) => {
                     let e = transport.fail(e);
@@ -555,6 +611,7 @@ impl NetDevice {
         let mut dev = Self {
             location,
             transport,
+            msix,
             mac,
             features,
             max_pairs,
@@ -585,6 +642,7 @@ impl NetDevice {
             self.features & f::RING_EVENT_IDX != 0,
             None,
             false,
+            None,
         )?;
         self.transport.driver_ok();
         let result = (|| {
@@ -659,6 +717,9 @@ impl NetDevice {
 
     fn shutdown_inner(&mut self) -> String {
         let _ = self.transport.reset();
+        if let Some(m) = &self.msix {
+            (0..m.entries).for_each(|i| m.mask(i));
+        }
         for p in core::mem::take(&mut self.pairs) {
             p.free();
         }

@@ -43,6 +43,17 @@ impl NetIf {
         !self.rx.is_empty() || self.pair.rx_pending() > 0
     }
 
+    /// Whether a frame can be sent now (reaping completions if the ring looks full).
+    fn tx_room(&mut self) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        if self.pair.tx_room() == 0 {
+            let _ = self.pair.reap_tx();
+        }
+        self.pair.tx_room() > 0
+    }
+
     fn fill(&mut self) {
         if !self.rx.is_empty() || self.error.is_some() {
             return;
@@ -113,6 +124,11 @@ impl Device for NetIf {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        // The stack may answer a received frame at once with the paired token: without room
+        // to send, the frame waits here (else the answer would be lost).
+        if !self.tx_room() {
+            return None;
+        }
         self.fill();
         let frame = self.rx.pop_front()?;
         Some((
@@ -127,14 +143,8 @@ impl Device for NetIf {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
-        if self.error.is_some() {
+        if !self.tx_room() {
             return None;
-        }
-        if self.pair.tx_room() == 0 {
-            let _ = self.pair.reap_tx();
-            if self.pair.tx_room() == 0 {
-                return None;
-            }
         }
         Some(TxToken {
             pair: &mut self.pair,

@@ -237,3 +237,53 @@ pub fn scan() -> Vec<Function> {
     }
     out
 }
+
+/// An enabled MSI-X capability: its vector table, mapped.
+#[derive(Debug)]
+pub struct Msix {
+    table: Mmio,
+    /// Table entries.
+    pub entries: u16,
+}
+
+impl Msix {
+    /// Enables MSI-X on `func` (capability at `cap`), every entry masked, or `None` when its
+    /// table is not in a memory BAR below 4 GiB.
+    pub fn enable(func: &Function, cap: u16) -> Option<Msix> {
+        let ctl = func.read16(cap + 2);
+        let entries = (ctl & 0x7ff) + 1;
+        let t = func.read32(cap + 4);
+        let Bar::Mem(base) = func.bar((t & 7) as u8) else {
+            return None;
+        };
+        let table = Mmio::new(base + u64::from(t & !7), usize::from(entries) * 16)?;
+        for i in 0..usize::from(entries) {
+            table.write32(16 * i + 12, 1);
+        }
+        // Enable, function mask off.
+        func.write16(cap + 2, (ctl | (1 << 15)) & !(1 << 14));
+        Some(Msix { table, entries })
+    }
+
+    /// Aims entry `i` at local APIC `apic_id` (below 256: no interrupt remapping) with
+    /// `vector`, fixed delivery, edge, and unmasks it. `false` if it cannot.
+    pub fn set(&self, i: u16, apic_id: u32, vector: u8) -> bool {
+        if i >= self.entries || apic_id > 255 {
+            return false;
+        }
+        let e = 16 * usize::from(i);
+        self.table.write32(e + 12, 1);
+        self.table.write32(e, 0xFEE0_0000 | (apic_id << 12));
+        self.table.write32(e + 4, 0);
+        self.table.write32(e + 8, u32::from(vector));
+        self.table.write32(e + 12, 0);
+        true
+    }
+
+    /// Masks entry `i`.
+    pub fn mask(&self, i: u16) {
+        if i < self.entries {
+            self.table.write32(16 * usize::from(i) + 12, 1);
+        }
+    }
+}

@@ -320,3 +320,81 @@ fn rx_flood_recovers(_: &crate::boot::BootState) -> TestResult {
         format!("free frames/objects {before:?} before, {after:?} after the flood")
     })
 }
+
+ktest!(
+    Needs::Threads,
+    "net.irq_wakes_idle_receiver",
+    irq_wakes_idle_receiver
+);
+
+static IRQ_PAIR: spin::Mutex<Option<QueuePair>> = spin::Mutex::new(None);
+static IRQ_RESULT: spin::Mutex<Option<(usize, u64, u64)>> = spin::Mutex::new(None);
+
+/// On CPU 0 (where pair 0's MSI-X entry points): polls, and when idle asks for an interrupt
+/// and sleeps (10 s deadline); records (frames, interrupts, idle waits).
+fn idle_receiver(_: u64) -> u64 {
+    let Some(mut p) = IRQ_PAIR.lock().take() else {
+        return 1;
+    };
+    let c0 = p.irq_count();
+    let deadline = exo_arch::tsc::rdtsc() + 10 * crate::smp::time::tsc_hz();
+    let (mut frames, mut waits) = (0usize, 0u64);
+    while frames == 0 && exo_arch::tsc::rdtsc() < deadline {
+        let _ = p.rx_burst(32, |f| {
+            if check_frame(f).is_ok() {
+                frames += 1;
+            }
+        });
+        if frames == 0 {
+            waits += 1;
+            p.idle_wait(deadline);
+        }
+    }
+    *IRQ_RESULT.lock() = Some((frames, p.irq_count() - c0, waits));
+    *IRQ_PAIR.lock() = Some(p);
+    0
+}
+
+fn irq_wakes_idle_receiver(_: &crate::boot::BootState) -> TestResult {
+    let (mut a, mut b) = hub_pair()?;
+    let result = (|| {
+        let mut pairs = b.take_pairs();
+        let p = pairs.pop().ok_or("no pair")?;
+        if !p.has_irq() {
+            b.return_pairs(alloc::vec![p]);
+            return Err(format!(
+                "{SKIP}{}: no MSI-X (virtio-mmio devices are polled)",
+                b.location
+            ));
+        }
+        *IRQ_PAIR.lock() = Some(p);
+        *IRQ_RESULT.lock() = None;
+        let t = crate::sched::Builder::new()
+            .pin(0)
+            .spawn(idle_receiver, 0)
+            .map_err(|e| format!("{e}"))?;
+        // Send only once the receiver has asked for its interrupt and registered to sleep:
+        // the frame then arrives while it is idle, and only the interrupt can wake it.
+        let d = Deadline::after_ms(5000);
+        while !super::irq::any_waiter() && !d.passed() {
+            crate::sched::yield_now();
+        }
+        let mac = a.mac;
+        let tx = a.pair(0).ok_or("no pair")?;
+        tx.tx_burst(1, |_, buf| Some(test_frame(buf, mac, 42, 64)))
+            .map_err(|e| format!("{e}"))?;
+        crate::harness::join_all(&[t], 20_000)?;
+        if let Some(p) = IRQ_PAIR.lock().take() {
+            b.return_pairs(alloc::vec![p]);
+        }
+        let r = *IRQ_RESULT.lock();
+        check(matches!(r, Some((1, n, _)) if n >= 1), || {
+            format!(
+                "(frames, interrupts, idle waits) = {r:?}: the interrupt did not wake the idle receiver"
+            )
+        })
+    })();
+    a.shutdown();
+    b.shutdown();
+    result
+}

@@ -15,7 +15,6 @@ use crate::ktest;
 use crate::sched::Builder;
 use crate::smp::time::Deadline;
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;

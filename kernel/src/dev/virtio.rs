@@ -101,6 +101,7 @@ const C_DFSEL: usize = 0x00;
 const C_DF: usize = 0x04;
 const C_GFSEL: usize = 0x08;
 const C_GF: usize = 0x0c;
+const C_CFGMSIX: usize = 0x10;
 const C_NUMQ: usize = 0x12;
 const C_STATUS: usize = 0x14;
 const C_QSEL: usize = 0x16;
@@ -372,12 +373,21 @@ impl Transport {
         u16::from(self.config8(off)) | (u16::from(self.config8(off + 1)) << 8)
     }
 
-    /// The PCI function (for MSI-X), if this is PCI.
-    pub fn pci_function(&self) -> Option<(Function, Option<u16>)> {
-        match self {
-            Transport::Pci { func, msix, .. } => Some((*func, *msix)),
-            Transport::Mmio(_) => None,
-        }
+    /// Enables MSI-X (PCI with the capability), every entry masked, configuration changes
+    /// on no vector; `None` elsewhere (MMIO devices are polled).
+    pub fn enable_msix(&self) -> Option<super::pci::Msix> {
+        let Transport::Pci {
+            func,
+            msix: Some(cap),
+            common,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let m = super::pci::Msix::enable(func, *cap)?;
+        common.write16(C_CFGMSIX, 0xffff);
+        Some(m)
     }
 
     /// Handshake up to `FEATURES_OK`: reset, acknowledge, negotiate (`required` must be

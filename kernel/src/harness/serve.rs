@@ -7,9 +7,9 @@
 //! the address is known, and a `SERVE,stats,...` line every 5 s when something changed. A device
 //! that fails is reported and the job exits with failure.
 //!
-//! Idle policy (NAPI-like, without interrupts yet): after a poll with no work, spin on the
-//! rings for 200 µs, then sleep 1 ms at a time (or until the stack's next timer) and check
-//! again.
+//! Idle policy (NAPI-like): after a poll with no work, spin on the ring for 200 µs, then ask
+//! the device for an interrupt at the next frame and sleep until it comes or the stack's next
+//! timer is due (MSI-X, PCI); a device without interrupts (virtio-mmio) is polled every 1 ms.
 
 use crate::console::exit;
 use crate::dev::net;
@@ -104,7 +104,9 @@ fn server(_: u64) -> u64 {
                 || s.udp_echoed != last.udp_echoed
                 || s.icmp_echo_replies != last.icmp_echo_replies
             {
-                print_stats(&s, &stack.device_mut().pair().stats);
+                let pair = stack.device_mut().pair();
+                let (d, irqs) = (pair.stats, pair.irq_count());
+                print_stats(&s, &d, irqs);
                 last = s;
             }
         }
@@ -121,17 +123,20 @@ fn server(_: u64) -> u64 {
             core::hint::spin_loop();
         }
         if !stack.device_mut().rx_waiting() {
-            let us = p.next_wake.map_or(1000, |d| d.total_micros().min(1000));
+            let us = p
+                .next_wake
+                .map_or(1_000_000, |d| d.total_micros().min(1_000_000));
             if us > 0 {
-                sched::sleep_us(us);
+                let deadline = rdtsc() + us * (tsc_hz() / 1_000_000).max(1);
+                stack.device_mut().pair().idle_wait(deadline);
             }
         }
     }
 }
 
-fn print_stats(s: &Stats, d: &net::Stats) {
+fn print_stats(s: &Stats, d: &net::Stats, irqs: u64) {
     kprintln!(
-        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{}",
+        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{},irqs,{}",
         s.http_requests,
         s.responses[0],
         s.responses.iter().skip(1).sum::<u64>(),
@@ -141,6 +146,7 @@ fn print_stats(s: &Stats, d: &net::Stats) {
         s.icmp_echo_replies,
         d.rx_packets,
         d.tx_packets,
-        d.rx_dropped()
+        d.rx_dropped(),
+        irqs
     );
 }

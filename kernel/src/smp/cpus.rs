@@ -18,6 +18,10 @@ pub const VEC_PING: u8 = 0xF1;
 pub const VEC_TIMER: u8 = 0xF2;
 /// Vector of the TLB shootdown IPI (`tlb`).
 pub const VEC_TLB: u8 = 0xF3;
+/// First vector of device interrupts (MSI-X messages; `dev::irq` hands them out).
+pub const VEC_DEVICE_BASE: u8 = 0x40;
+/// Device vectors: `VEC_DEVICE_BASE..VEC_DEVICE_BASE + VEC_DEVICE_COUNT`.
+pub const VEC_DEVICE_COUNT: u8 = 64;
 /// APIC error vector.
 pub const VEC_APIC_ERROR: u8 = 0xFE;
 /// Spurious vector.

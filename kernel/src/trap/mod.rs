@@ -11,7 +11,8 @@ pub mod panic;
 mod tests;
 
 use crate::smp::cpus::{
-    self, VEC_APIC_ERROR, VEC_PING, VEC_SPURIOUS, VEC_TIMER, VEC_TLB, VEC_WAKE,
+    self, VEC_APIC_ERROR, VEC_DEVICE_BASE, VEC_DEVICE_COUNT, VEC_PING, VEC_SPURIOUS, VEC_TIMER,
+    VEC_TLB, VEC_WAKE,
 };
 use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::trap::TrapFrame;
@@ -81,6 +82,17 @@ static USER_FAULT: spin::Once<UserFaultHook> = spin::Once::new();
 /// Installs the user-fault hook (once, before any thread enters ring 3).
 pub fn set_user_fault_hook(h: UserFaultHook) {
     USER_FAULT.call_once(|| h);
+}
+
+/// What a device interrupt runs (installed by `dev`): the index of its vector in the device
+/// range. Called after the EOI, with interrupts off.
+pub type DeviceIrqHook = fn(u8);
+
+static DEVICE_IRQ: spin::Once<DeviceIrqHook> = spin::Once::new();
+
+/// Installs the device-interrupt hook (once, before any device vector is programmed).
+pub fn set_device_irq_hook(h: DeviceIrqHook) {
+    DEVICE_IRQ.call_once(|| h);
 }
 
 /// What the kernel runs before an interrupt or exception returns to ring 3 (installed by
@@ -257,6 +269,13 @@ fn handle(frame: &mut TrapFrame) {
             exo_arch::apic::eoi();
         }
         VEC_SPURIOUS => {}
+        d if (VEC_DEVICE_BASE..VEC_DEVICE_BASE + VEC_DEVICE_COUNT).contains(&d) => {
+            exo_arch::apic::eoi();
+            match DEVICE_IRQ.get() {
+                Some(h) => h(d - VEC_DEVICE_BASE),
+                None => log::warn!("device interrupt {d} with no handler"),
+            }
+        }
         _ => {
             log::warn!("unexpected interrupt vector {v}");
             exo_arch::apic::eoi();
