@@ -44,10 +44,12 @@ bench-native:
 compare-linux mode="icount" n="2" machine="microvm":
     scripts/compare-linux.sh {{mode}} {{n}} {{machine}}
 
-# The network bench rows (virtio-net on a QEMU hub pair): packets per second (tcg/kvm) and the
-# driver's instructions per packet (icount). mode: tcg | icount | kvm.
-bench-net mode="icount" n="2" machine="microvm": build
-    scripts/qemu.sh --machine {{machine}} --mode {{mode}} --smp {{n}} --job bench --net hub --log out/bench-net.log | grep -E '^(SUITE|BENCH,net|NETCHECK)'
+# The network rows: one queue pair on a QEMU hub pair (packets per second under tcg/kvm, the
+# driver's instructions per packet under icount), then as root the transmit rate per queue
+# count on a multi-queue tap (net.mq.tx.pps.<q>, tcg/kvm). mode: tcg | icount | kvm.
+bench-net mode="icount" n="4" machine="q35": build
+    scripts/qemu.sh --machine {{machine}} --mode {{mode}} --smp {{n}} --job bench --net hub --append exo.bench=net --log out/bench-net.log | grep -E '^(BENCH,net|NETCHECK)'
+    if [ "{{mode}}" != icount ] && [ "$(id -u)" = 0 ]; then EXO_TAP_STATS=out/bench-net-mq.taps scripts/qemu.sh --machine {{machine}} --mode {{mode}} --smp {{n}} --job contended --net tap-mq --append exo.bench=net --log out/bench-net-mq.log | grep -E '^(BENCH,net|NETMQ)'; cat out/bench-net-mq.taps; fi
 
 # Serve HTTP (port 80 -> 127.0.0.1:8080), UDP echo (7 -> 8007) and ping from N CPUs until Ctrl-C.
 serve n="2" machine="q35": build

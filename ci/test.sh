@@ -377,6 +377,17 @@ if grep -qE '^NETCHECK,sent,[0-9]+,completed,[0-9]+,received,[0-9]+,bad,0,same$'
 else
     bad "net bench (tcg): no pps rows or the receiver's count differs" "$bench_out/tcg-bench.log"
 fi
+# Transmit rate per queue count on the multi-queue NIC (TCG: shapes only). No frame claimed
+# that was not sent: the host tap counted at least what the guest's drivers saw completed.
+log="$bench_out/net-mq.log"
+EXO_TAP_STATS="$log.taps" scripts/qemu.sh --job contended --machine q35 --cpu max --smp 4 --net tap-mq \
+    --append "exo.bench=net" --log "$log" >/dev/null 2>&1
+rc=$?
+claimed=$(sed -n 's/^NETMQBENCH,pairs,4,completed,\([0-9]*\)$/\1/p' "$log")
+host_rx=$(awk -F, '/^TAP,exoA/ { print $4 }' "$log.taps" 2>/dev/null)
+expect_log "net.mq.tx.pps.{1,2,4} rows; host tap counted ${host_rx:-?} >= the ${claimed:-?} the guest claims" "$log" 0 \
+    "$([ "$rc" = 0 ] && [ -n "$claimed" ] && [ -n "$host_rx" ] && [ "$host_rx" -ge "$claimed" ] && echo 0 || echo "$rc/mismatch")" \
+    '^BENCH,net\.mq\.tx\.pps\.1,1,' '^BENCH,net\.mq\.tx\.pps\.4,1,' '^END,contended,3$'
 step "serve: HTTP/1.1 from the host with curl (GET / body, 404, keep-alive) and UDP echo, via QEMU user networking" \
     env EXO_HTTP_PORT=18080 EXO_UDP_PORT=18007 bash scripts/serve.sh check 2
 echo "== Linux beside Exo-OS (scripts/compare-linux.sh: runs and is reproducible; who wins is not judged)"

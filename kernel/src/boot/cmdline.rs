@@ -79,6 +79,9 @@ pub struct Options {
     /// Test job: only tests whose name starts with one of these comma-separated prefixes
     /// (`exo.test=sched.,mm.stack_guard`; empty = all).
     pub test_filter: arrayvec::ArrayString<512>,
+    /// Bench jobs: only the groups whose name starts with one of these comma-separated
+    /// prefixes (`exo.bench=net`; empty = all).
+    pub bench_filter: arrayvec::ArrayString<128>,
     /// Init job: the program to start as process 1 (`exo.init=PATH`, default `/init`).
     pub init: arrayvec::ArrayString<128>,
     /// Init job: the argument process 1 gets in RDI (`exo.init_arg=N`, decimal or 0x-hex).
@@ -111,6 +114,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         contend_max: 8,
         contend_window_ms: 20,
         test_filter: arrayvec::ArrayString::new(),
+        bench_filter: arrayvec::ArrayString::new(),
         init: arrayvec::ArrayString::from("/init").unwrap_or_default(),
         init_arg: 0,
     };
@@ -150,6 +154,9 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("contend_max", v) => v.parse().is_ok_and(|n| set(&mut o.contend_max, n)),
             ("contend_window_ms", v) => v.parse().is_ok_and(|n| set(&mut o.contend_window_ms, n)),
             ("test", v) => arrayvec::ArrayString::from(v).is_ok_and(|f| set(&mut o.test_filter, f)),
+            ("bench", v) => {
+                arrayvec::ArrayString::from(v).is_ok_and(|f| set(&mut o.bench_filter, f))
+            }
             ("acpi", "off") => set(&mut o.no_acpi, true),
             ("rsdp", "scan") => set(&mut o.rsdp_scan, true),
             ("fault_holding_lock", "1") => set(&mut o.fault_holding_lock, true),

@@ -149,3 +149,122 @@ fn pps(
     emit("net.tx.pps", one(rate(sent)), &mut b.count);
     emit("net.rx.pps", one(rate(received)), &mut b.count);
 }
+
+kbench!(Suite::Contended, "net.mq", mq_rows);
+
+static MQ_PARKED: spin::Mutex<alloc::vec::Vec<Option<super::net::QueuePair>>> =
+    spin::Mutex::new(alloc::vec::Vec::new());
+static MQ_SENT: [core::sync::atomic::AtomicU64; 64] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 64];
+static MQ_START: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static MQ_READY: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// On CPU `i`: waits for the common start, then sends 64-byte frames on pair `i` for 200 ms.
+fn mq_sender(i: u64) -> u64 {
+    use core::sync::atomic::Ordering;
+    let i = i as usize;
+    let Some(mut p) = MQ_PARKED.lock().get_mut(i).and_then(Option::take) else {
+        return 1;
+    };
+    let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x01];
+    MQ_READY.fetch_add(1, Ordering::AcqRel);
+    // Yield while waiting: the starter may share this CPU (no preemption in bench jobs).
+    let mut start = MQ_START.load(Ordering::Acquire);
+    while start == 0 {
+        crate::sched::yield_now();
+        start = MQ_START.load(Ordering::Acquire);
+    }
+    let end = start + 200 * (tsc_hz() / 1000).max(1);
+    let before = p.stats.tx_completed;
+    let mut seq = 0u32;
+    while exo_arch::tsc::rdtsc() < end {
+        let n = p
+            .tx_burst(BURST, |k, buf| {
+                Some(super::tests_mq::udp_frame(
+                    buf,
+                    mac,
+                    3000 + i as u16,
+                    i as u32,
+                    seq + k as u32,
+                ))
+            })
+            .unwrap_or(0);
+        seq += n as u32;
+    }
+    let _ = p.reap_tx();
+    MQ_SENT[i % 64].store(p.stats.tx_completed - before, Ordering::Release);
+    if let Some(s) = MQ_PARKED.lock().get_mut(i) {
+        *s = Some(p);
+    }
+    0
+}
+
+/// `net.mq.tx.pps.<q>`: q CPUs, each sending on its own queue pair at once (one pair per
+/// CPU on the `--net tap-mq` NIC), frames the device completed per second in all; TCG/KVM
+/// only. The host tap's counter can be compared with the `NETMQBENCH` line.
+fn mq_rows(b: &mut Bench<'_>) {
+    use core::sync::atomic::Ordering;
+    if b.state.opts.mode == Some(Mode::Icount) {
+        return;
+    }
+    if !crate::sched::running() && crate::sched::init(false, 1000).is_err() {
+        return;
+    }
+    let ncpus = crate::smp::cpus::online_count().min(64) as u16;
+    let (devs, _) = super::net::probe(ncpus);
+    let (mut mq, rest): (alloc::vec::Vec<_>, alloc::vec::Vec<_>) =
+        devs.into_iter().partition(|d| d.max_pairs > 1);
+    rest.into_iter().for_each(|d| {
+        d.shutdown();
+    });
+    let Some(mut dev) = mq.pop() else {
+        log::info!("bench: no multi-queue NIC (qemu.sh --net tap-mq): no net.mq rows");
+        return;
+    };
+    mq.into_iter().for_each(|d| {
+        d.shutdown();
+    });
+    let pairs = dev.take_pairs();
+    let n = pairs.len();
+    *MQ_PARKED.lock() = pairs.into_iter().map(Some).collect();
+    let mut total_sent = 0u64;
+    let mut q = 1;
+    while q <= n {
+        MQ_START.store(0, Ordering::Release);
+        MQ_READY.store(0, Ordering::Release);
+        let tids: alloc::vec::Vec<_> = (0..q)
+            .filter_map(|i| {
+                crate::sched::Builder::new()
+                    .pin(i as u32)
+                    .spawn(mq_sender, i as u64)
+                    .ok()
+            })
+            .collect();
+        let d = Deadline::after_ms(5000);
+        while MQ_READY.load(Ordering::Acquire) < tids.len() && !d.passed() {
+            crate::sched::yield_now();
+        }
+        let t0 = rdtsc_precise();
+        MQ_START.store(t0, Ordering::Release);
+        if crate::harness::join_all(&tids, 30_000).is_err() || tids.len() != q {
+            log::warn!("bench: net.mq senders failed at {q} queues");
+            break;
+        }
+        let sent: u64 = MQ_SENT
+            .iter()
+            .take(q)
+            .map(|a| a.load(Ordering::Acquire))
+            .sum();
+        total_sent += sent;
+        emit(
+            &alloc::format!("net.mq.tx.pps.{q}"),
+            one(sent * 5),
+            &mut b.count,
+        );
+        q *= 2;
+    }
+    crate::kprintln!("NETMQBENCH,pairs,{n},completed,{total_sent}");
+    let parked: alloc::vec::Vec<_> = MQ_PARKED.lock().drain(..).flatten().collect();
+    dev.return_pairs(parked);
+    dev.shutdown();
+}

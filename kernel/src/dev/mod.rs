@@ -15,4 +15,4 @@ pub mod virtio;
 
 mod bench;
 mod tests;
-mod tests_mq;
+pub(crate) mod tests_mq;

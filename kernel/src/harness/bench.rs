@@ -124,8 +124,11 @@ pub fn run(state: &BootState) -> ! {
         let st = b.s.stats(0);
         b.emit("tsc.pair", st);
     }
+    let filter = state.opts.bench_filter.as_str();
     for g in groups(suite) {
-        (g.run)(&mut b);
+        if filter.is_empty() || filter.split(',').any(|p| g.name.starts_with(p)) {
+            (g.run)(&mut b);
+        }
     }
     if suite == Suite::Single {
         // boot.ms: first instruction to all CPUs online, in milliseconds (one sample).
