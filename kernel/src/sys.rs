@@ -234,14 +234,10 @@ pub mod io {
             self.len
         }
 
-        /// Never true for a window `new` accepted with a length.
-        pub fn is_empty(&self) -> bool {
-            self.len == 0
-        }
-
         fn at<T>(&self, off: usize) -> *mut T {
             assert!(
-                off + core::mem::size_of::<T>() <= self.len && off % core::mem::size_of::<T>() == 0,
+                off + core::mem::size_of::<T>() <= self.len
+                    && off.is_multiple_of(core::mem::size_of::<T>()),
                 "MMIO access at {off:#x} outside its {:#x}-byte window or misaligned",
                 self.len
             );

@@ -21,6 +21,9 @@ use exo_virtio::queue::{Layout, QueueError, SplitQueue, avail_bytes, desc_bytes,
 
 /// Bytes per packet buffer (header + frame).
 pub const BUF: usize = 2048;
+/// How long every transmit buffer may stay with the device, none coming back, before the
+/// driver calls the device broken ([`VirtioError::TxStalled`]).
+pub const DEFAULT_TX_STALL_MS: u64 = 5000;
 /// Largest queue size used (smaller if the device says so).
 pub const MAX_QUEUE: u16 = 256;
 /// Features the driver takes when offered.
@@ -216,6 +219,10 @@ pub struct QueuePair {
     in_order: bool,
     /// The pair's interrupt (MSI-X entry `index`, aimed at CPU `index`), if it has one.
     irq: Option<Vector>,
+    /// Since when (TSC) every transmit buffer has been in flight with none coming back.
+    tx_stalled_since: Option<u64>,
+    /// How long that may last before the device is declared broken (ms).
+    tx_stall_ms: u64,
     /// Counters.
     pub stats: Stats,
 }
@@ -296,6 +303,8 @@ impl QueuePair {
             guest_csum,
             in_order,
             irq,
+            tx_stalled_since: None,
+            tx_stall_ms: DEFAULT_TX_STALL_MS,
             stats: Stats::default(),
         };
         // Polling until idle: no interrupt per buffer.
@@ -347,7 +356,11 @@ impl QueuePair {
     ) -> Result<usize, VirtioError> {
         // Completions first, every burst: the driver's whole per-packet cost is in the burst,
         // and the buffers just returned are the ones reused (warm in cache).
-        self.reap_tx()?;
+        if self.reap_tx()? > 0 {
+            self.tx_stalled_since = None;
+        } else if self.tx_room() == 0 {
+            self.check_stall()?;
+        }
         let mut sent = 0;
         let mut bytes = 0;
         if self.in_order {
@@ -390,6 +403,23 @@ impl QueuePair {
             self.stats.notifies += 1;
         }
         Ok(sent)
+    }
+
+    /// All buffers in flight and none came back: starts the stall clock, or fails once it ran
+    /// past the limit.
+    fn check_stall(&mut self) -> Result<(), VirtioError> {
+        let now = exo_arch::tsc::rdtsc();
+        let since = *self.tx_stalled_since.get_or_insert(now);
+        let ms = (now - since) / (crate::smp::time::tsc_hz() / 1000).max(1);
+        if ms >= self.tx_stall_ms {
+            return Err(VirtioError::TxStalled { ms });
+        }
+        Ok(())
+    }
+
+    /// Sets the transmit stall limit (tests: a short one).
+    pub fn set_tx_stall_ms(&mut self, ms: u64) {
+        self.tx_stall_ms = ms;
     }
 
     /// Test use: transmits frames of the given lengths (past the 1518-byte limit allowed,
@@ -491,11 +521,6 @@ impl QueuePair {
         } else {
             self.tx_free.len()
         }
-    }
-
-    /// Transmit buffers in flight.
-    pub fn tx_in_flight(&self) -> usize {
-        self.tx.q.in_flight()
     }
 
     /// Queue sizes (RX, TX).

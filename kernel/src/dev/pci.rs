@@ -147,12 +147,6 @@ impl Function {
         self.write32(off & !3, (old & !(0xffff << sh)) | (u32::from(v) << sh));
     }
 
-    /// Class, subclass, programming interface.
-    pub fn class(&self) -> (u8, u8, u8) {
-        let v = self.read32(8);
-        ((v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8)
-    }
-
     /// BAR `i` (0..6) of a type-0 header.
     pub fn bar(&self, i: u8) -> Bar {
         if i >= 6 {

@@ -22,6 +22,11 @@ ktest!(
     runt_and_oversized
 );
 ktest!(Needs::Cpus, "net.rx_flood_recovers", rx_flood_recovers);
+ktest!(
+    Needs::Cpus,
+    "net.tx_held_by_device_is_an_error",
+    tx_held_is_an_error
+);
 
 /// Ethertype of the test frames (IEEE local experimental).
 pub const ETHERTYPE: u16 = 0x88b5;
@@ -397,4 +402,43 @@ fn irq_wakes_idle_receiver(_: &crate::boot::BootState) -> TestResult {
     a.shutdown();
     b.shutdown();
     result
+}
+
+/// Nobody receives on the hub's other side: its ring fills, the hub holds frames, and the
+/// sender's buffers stay with its device. With a 300 ms stall limit the driver reports the
+/// device stuck (a clear error, not a hang), and shutting down frees everything.
+fn tx_held_is_an_error(_: &crate::boot::BootState) -> TestResult {
+    let before = free_frames()?;
+    let (mut a, b) = pair_of_nics(true)?;
+    let result = (|| {
+        let mac = a.mac;
+        let tx = a.pair(0).ok_or("no pair")?;
+        tx.set_tx_stall_ms(300);
+        let d = Deadline::after_ms(10_000);
+        let mut sent = 0usize;
+        loop {
+            match tx.tx_burst(32, |k, buf| {
+                Some(test_frame(buf, mac, (sent + k) as u32, 60))
+            }) {
+                Ok(n) => sent += n,
+                Err(super::virtio::VirtioError::TxStalled { ms }) => {
+                    crate::kprintln!("NETSTALL,sent,{sent},stalled_ms,{ms}");
+                    return check(ms >= 300 && sent > 0, || {
+                        format!("stalled after {ms} ms, {sent} sent")
+                    });
+                }
+                Err(e) => return Err(format!("{e}")),
+            }
+            if d.passed() {
+                return Err(format!("no stall reported in 10 s ({sent} frames sent)"));
+            }
+        }
+    })();
+    a.shutdown();
+    b.shutdown();
+    let after = free_frames()?;
+    result?;
+    check(before == after, || {
+        format!("free frames/objects {before:?} before, {after:?} after")
+    })
 }

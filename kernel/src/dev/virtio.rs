@@ -19,8 +19,6 @@ pub mod status {
     pub const DRIVER_OK: u8 = 4;
     /// Feature negotiation is complete.
     pub const FEATURES_OK: u8 = 8;
-    /// The device hit an error it cannot recover from.
-    pub const NEEDS_RESET: u8 = 64;
     /// The driver gave up on the device.
     pub const FAILED: u8 = 128;
 }
@@ -55,6 +53,11 @@ pub enum VirtioError {
     Protocol(exo_virtio::queue::QueueError),
     /// The control queue's answer was an error or never came.
     Control(&'static str),
+    /// Every transmit buffer has been the device's for longer than the stall limit.
+    TxStalled {
+        /// Milliseconds without a buffer coming back.
+        ms: u64,
+    },
 }
 
 impl core::fmt::Display for VirtioError {
@@ -72,6 +75,10 @@ impl core::fmt::Display for VirtioError {
             VirtioError::OutOfMemory => write!(f, "out of memory for queues or buffers"),
             VirtioError::Protocol(e) => write!(f, "device broke the queue protocol: {e}"),
             VirtioError::Control(w) => write!(f, "control queue: {w}"),
+            VirtioError::TxStalled { ms } => write!(
+                f,
+                "device returned no transmit buffer in {ms} ms with all of them in flight"
+            ),
         }
     }
 }
@@ -102,7 +109,6 @@ const C_DF: usize = 0x04;
 const C_GFSEL: usize = 0x08;
 const C_GF: usize = 0x0c;
 const C_CFGMSIX: usize = 0x10;
-const C_NUMQ: usize = 0x12;
 const C_STATUS: usize = 0x14;
 const C_QSEL: usize = 0x16;
 const C_QSIZE: usize = 0x18;
@@ -223,14 +229,6 @@ impl Transport {
         })
     }
 
-    /// Where the device is, for messages.
-    pub fn location(&self) -> alloc::string::String {
-        match self {
-            Transport::Pci { func, .. } => alloc::format!("pci {func}"),
-            Transport::Mmio(m) => alloc::format!("mmio slot {:#x}", m.len()),
-        }
-    }
-
     /// The device status byte.
     pub fn status(&self) -> u8 {
         match self {
@@ -283,14 +281,6 @@ impl Transport {
         w.write32(val, f as u32);
         w.write32(sel, 1);
         w.write32(val, (f >> 32) as u32);
-    }
-
-    /// Queues the device has (PCI; MMIO does not say: `u16::MAX`).
-    pub fn num_queues(&self) -> u16 {
-        match self {
-            Transport::Pci { common, .. } => common.read16(C_NUMQ),
-            Transport::Mmio(_) => u16::MAX,
-        }
     }
 
     /// The largest size of queue `q` (0: no such queue).
