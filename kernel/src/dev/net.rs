@@ -361,26 +361,37 @@ impl QueuePair {
         } else if self.tx_room() == 0 {
             self.check_stall()?;
         }
-        let mut sent = 0;
-        let mut bytes = 0;
-        if self.in_order {
-            while sent < max {
-                let Some(b) = self.tx.q.next_id() else {
-                    self.stats.tx_full += 1;
-                    break;
-                };
-                let buf = self
-                    .tx_bufs
-                    .bytes_mut(usize::from(b), HDR_LEN, vnet::MAX_FRAME);
-                let Some(len) = fill(sent, buf) else { break };
-                let len = len.min(vnet::MAX_FRAME);
-                self.tx.q.post_next(&DmaRam, Some((HDR_LEN + len) as u32));
-                bytes += len;
-                sent += 1;
-            }
+        let (sent, bytes) = if self.in_order {
+            self.fill_tx::<true>(max, &mut fill)
+        } else {
+            self.fill_tx::<false>(max, &mut fill)
+        };
+        self.stats.tx_bytes += bytes as u64;
+        self.stats.tx_packets += sent as u64;
+        if self.tx.q.publish(&DmaRam) {
+            self.tx.bell.ring();
+            self.stats.notifies += 1;
         }
-        while sent < max && !self.in_order {
-            let Some(&b) = self.tx_free.last() else {
+        Ok(sent)
+    }
+
+    /// Fills and posts up to `max` transmit buffers; (frames, bytes). One body for both
+    /// modes, compiled once per mode so the per-frame loop carries no mode test.
+    #[inline(always)]
+    fn fill_tx<const IN_ORDER: bool>(
+        &mut self,
+        max: usize,
+        fill: &mut impl FnMut(usize, &mut [u8]) -> Option<usize>,
+    ) -> (usize, usize) {
+        let (mut sent, mut bytes) = (0, 0);
+        while sent < max {
+            // The next buffer: the ring's next slot (in order), else one the driver holds.
+            let next = if IN_ORDER {
+                self.tx.q.next_id()
+            } else {
+                self.tx_free.last().copied()
+            };
+            let Some(b) = next else {
                 self.stats.tx_full += 1;
                 break;
             };
@@ -389,20 +400,18 @@ impl QueuePair {
                 .bytes_mut(usize::from(b), HDR_LEN, vnet::MAX_FRAME);
             let Some(len) = fill(sent, buf) else { break };
             let len = len.min(vnet::MAX_FRAME);
-            if !self.tx.q.post(&DmaRam, b, Some((HDR_LEN + len) as u32)) {
+            let wire = Some((HDR_LEN + len) as u32);
+            if IN_ORDER {
+                self.tx.q.post_next(&DmaRam, wire);
+            } else if self.tx.q.post(&DmaRam, b, wire) {
+                self.tx_free.pop();
+            } else {
                 break;
             }
-            self.tx_free.pop();
             bytes += len;
             sent += 1;
         }
-        self.stats.tx_bytes += bytes as u64;
-        self.stats.tx_packets += sent as u64;
-        if self.tx.q.publish(&DmaRam) {
-            self.tx.bell.ring();
-            self.stats.notifies += 1;
-        }
-        Ok(sent)
+        (sent, bytes)
     }
 
     /// All buffers in flight and none came back: starts the stall clock, or fails once it ran

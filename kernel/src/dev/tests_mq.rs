@@ -178,6 +178,21 @@ fn receiver(i: u64) -> u64 {
     0
 }
 
+/// `f(i)` in a thread pinned on CPU `i`, for `i` in `0..n`.
+fn on_each_cpu(
+    n: usize,
+    f: fn(u64) -> u64,
+) -> Result<Vec<crate::sched::Tid>, alloc::string::String> {
+    (0..n)
+        .map(|i| {
+            Builder::new()
+                .pin(i as u32)
+                .spawn(f, i as u64)
+                .map_err(|e| format!("spawn on CPU {i}: {e}"))
+        })
+        .collect()
+}
+
 fn mq_each_cpu_its_own_pair(_: &crate::boot::BootState) -> TestResult {
     let (devs, bad) = net::probe(ncpus().min(64) as u16);
     if !bad.is_empty() {
@@ -231,15 +246,7 @@ fn phases(dev: &mut NetDevice, other: &mut NetDevice) -> TestResult {
     PEER_GOT.store(0, Ordering::Release);
     let peer = other.pair(0).ok_or("peer has no pair")?;
     // Phase 1: every CPU sends on its own pair while this thread receives on the peer.
-    let mut tids = Vec::new();
-    for i in 0..n {
-        tids.push(
-            Builder::new()
-                .pin(i as u32)
-                .spawn(sender, i as u64)
-                .map_err(|e| format!("spawn on CPU {i}: {e}"))?,
-        );
-    }
+    let tids = on_each_cpu(n, sender)?;
     let total = n * PER_CPU as usize;
     let mut seen = alloc::vec![false; total];
     let mut dup = 0;
@@ -273,15 +280,7 @@ fn phases(dev: &mut NetDevice, other: &mut NetDevice) -> TestResult {
     PER_QUEUE.iter().for_each(|a| a.store(0, Ordering::Relaxed));
     let mac = other.mac;
     let peer = other.pair(0).ok_or("peer has no pair")?;
-    let mut tids = Vec::new();
-    for i in 0..n {
-        tids.push(
-            Builder::new()
-                .pin(i as u32)
-                .spawn(receiver, i as u64)
-                .map_err(|e| format!("spawn on CPU {i}: {e}"))?,
-        );
-    }
+    let tids = on_each_cpu(n, receiver)?;
     let mut sent = 0usize;
     let d = Deadline::after_ms(10_000);
     while sent < frames && !d.passed() {

@@ -377,25 +377,8 @@ impl SplitQueue {
         // The ring entries after the index that published them.
         fence(Ordering::Acquire);
         for _ in 0..n {
-            let e = self.layout.used.0 + 4 + 8 * usize::from(self.last_used & self.mask);
-            let id32 = ram.read_u32(e);
-            let len = ram.read_u32(e + 4);
-            let Some(slot) = self.slots.get_mut(id32 as usize).filter(|s| s.busy) else {
-                return self.poison(QueueError::BadUsedId { id: id32 });
-            };
-            let id = id32 as u16;
-            if slot.writable && len > slot.cap {
-                let cap = slot.cap;
-                return self.poison(QueueError::BadUsedLength { id, len, cap });
-            }
-            slot.busy = false;
-            let cookie = slot.cookie;
-            if !slot.fixed {
-                let next = slot.next.take();
-                self.release(id, next);
-            }
-            self.last_used = self.last_used.wrapping_add(1);
-            each(Used { cookie, len, id });
+            let u = self.take_entry(ram)?;
+            each(u);
         }
         Ok(n)
     }
@@ -577,14 +560,17 @@ impl SplitQueue {
         }
         // The ring entry after the index that published it.
         fence(Ordering::Acquire);
+        self.take_entry(ram).map(Some)
+    }
+
+    /// Consumes the used entry at `last_used` (the caller saw the index past it): checks its
+    /// id and length, frees its descriptor(s) unless fixed.
+    #[inline]
+    fn take_entry<R: Ram>(&mut self, ram: &R) -> Result<Used, QueueError> {
         let e = self.layout.used.0 + 4 + 8 * usize::from(self.last_used & self.mask);
         let id32 = ram.read_u32(e);
         let len = ram.read_u32(e + 4);
-        let Some(slot) = usize::try_from(id32)
-            .ok()
-            .and_then(|i| self.slots.get_mut(i))
-            .filter(|s| s.busy)
-        else {
+        let Some(slot) = self.slots.get_mut(id32 as usize).filter(|s| s.busy) else {
             return self.poison(QueueError::BadUsedId { id: id32 });
         };
         let id = id32 as u16;
@@ -599,7 +585,7 @@ impl SplitQueue {
             self.release(id, next);
         }
         self.last_used = self.last_used.wrapping_add(1);
-        Ok(Some(Used { cookie, len, id }))
+        Ok(Used { cookie, len, id })
     }
 
     /// Asks for an interrupt at the next used buffer; returns whether one is already
