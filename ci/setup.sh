@@ -48,7 +48,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-    say "cpio, readelf and gcc present"
+    say "cpio, readelf, gcc, curl and wrk present"
 fi
 
 # The Linux peer (smp-bench/linux) links glibc statically (+crt-static): libc.a comes with libc6-dev.
