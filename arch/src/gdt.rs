@@ -155,6 +155,27 @@ pub fn set_rsp0(top: u64) -> bool {
     true
 }
 
+/// The address of the calling CPU's TSS.RSP0 field, if its GDT is one [`load`] installed:
+/// what the scheduler keeps per CPU to set RSP0 with [`set_rsp0_at`] (no `sgdt` at every
+/// switch).
+pub fn rsp0_addr() -> Option<u64> {
+    let p = loaded()?;
+    // SAFETY: only the field's address is taken (no read, no reference).
+    Some(unsafe { (&raw mut (*p).tss.privilege_stack_table) } as u64)
+}
+
+/// [`set_rsp0`] through the address [`rsp0_addr`] gave.
+///
+/// # Safety
+/// `addr` is what [`rsp0_addr`] returned on the calling CPU (its tables are 'static and
+/// only this CPU writes its RSP0), and interrupts are off (the scheduler's switch).
+#[inline(always)]
+pub unsafe fn set_rsp0_at(addr: u64, top: u64) {
+    // SAFETY: per the contract, `addr` is this CPU's RSP0 field, written by nobody else; the
+    // TSS field is packed: an unaligned write.
+    unsafe { (addr as *mut u64).write_unaligned(top) };
+}
+
 /// The calling CPU's TSS RSP0 (tests), if its GDT is one [`load`] installed.
 pub fn rsp0() -> Option<u64> {
     let p = loaded()?;

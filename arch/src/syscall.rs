@@ -25,10 +25,12 @@
 //!
 //! The callee-saved registers (RBX, RBP, R12-R15) are not in the frame: the dispatcher, a
 //! SysV function, preserves them, and a context switch inside it saves them. Except for
-//! the IPC calls (numbers [`NR_IPC_FIRST`]`..=`[`NR_IPC_LAST`], one range check after the
-//! frame is pushed): their payload travels in callee-saved registers too, so the stub
-//! pushes RBX, RBP, R12-R15 below the frame ([`IpcFrame`]), calls the IPC dispatcher and
-//! restores them from there (a received message comes back in them).
+//! the IPC calls (numbers [`NR_IPC_FIRST`]`..=`[`NR_IPC_LAST`], one range check once RSP,
+//! R11 and RCX are pushed): their payload travels in callee-saved registers too, so the
+//! stub pushes an [`IpcFrame`] instead (every argument and payload register, the eight
+//! payload words in order), calls the IPC dispatcher and restores them all from there (a
+//! received message comes back in them). Its bad-return path rebuilds a [`SyscallFrame`]
+//! for the hook.
 //!
 //! NMIs, #MC and #DB can still land on the instructions before the stack switch or after
 //! the final `swapgs` (RSP is the user's there): all three run on IST stacks and decide GS
@@ -123,28 +125,45 @@ impl SyscallFrame {
     }
 }
 
-/// What the IPC entry saves: the callee-saved registers (lowest address first), then the
-/// usual frame. The kernel may change any field; all of them go back to the user.
+/// What the IPC entry saves, lowest address first: its own layout (not a [`SyscallFrame`]),
+/// so that the eight payload registers lie in order in [`IpcFrame::words`], next to the
+/// info (RSI) and handle/badge (RDI) registers: the kernel copies a message between a
+/// frame and a message slot without shuffling. The kernel may change any field; all of
+/// them go back to the user (the return path checks `rip` and sanitises `rflags`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IpcFrame {
-    /// Payload word 7.
-    pub r15: u64,
-    /// Payload word 6.
-    pub r14: u64,
-    /// Payload word 5.
-    pub r13: u64,
-    /// Payload word 4.
-    pub r12: u64,
-    /// Not used (kept for the 16-byte alignment of the call).
+    /// Not used (restored as it came).
     pub rbp: u64,
     /// Timeout (ns).
     pub rbx: u64,
-    /// The usual frame.
-    pub f: SyscallFrame,
+    /// Call number in, result out.
+    pub rax: u64,
+    /// Handle in, badge out.
+    pub rdi: u64,
+    /// Info word (label, length, flags).
+    pub rsi: u64,
+    /// Payload words 0..7: RDX, R10, R8, R9, R12, R13, R14, R15.
+    pub words: [u64; 8],
+    /// Return address (the user's RCX after `syscall`).
+    pub rip: u64,
+    /// The user's RFLAGS (R11 after `syscall`).
+    pub rflags: u64,
+    /// The user's stack pointer.
+    pub rsp: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<IpcFrame>() == 16 * 8);
+const _: () = assert!(core::mem::offset_of!(IpcFrame, words) == 40);
+const _: () = assert!(core::mem::offset_of!(IpcFrame, rip) == 104);
+
+impl IpcFrame {
+    /// Sets the result (a negative errno for an error).
+    #[inline(always)]
+    pub fn set_ret(&mut self, v: i64) {
+        self.rax = v as u64;
+    }
+}
 
 /// The kernel's system-call dispatcher.
 pub type Dispatcher = extern "C" fn(&mut SyscallFrame);
@@ -166,7 +185,7 @@ extern "C" fn park_on_bad_return(_: &mut SyscallFrame) -> ! {
 
 /// `-ENOSYS` for every IPC call until the kernel installs its dispatcher.
 extern "C" fn ipc_enosys(f: &mut IpcFrame) {
-    f.f.set_ret(-38);
+    f.set_ret(-38);
 }
 
 static DISPATCH: AtomicPtr<()> = AtomicPtr::new(enosys as *mut ());
@@ -207,6 +226,10 @@ core::arch::global_asm!(
     "push qword ptr gs:[{user_rsp}]",
     "push r11",
     "push rcx",
+    // IPC numbers (one unsigned range check) take the IPC entry.
+    "lea rcx, [rax - {ipc_first}]",
+    "cmp rcx, {ipc_span}",
+    "jbe 5f",
     "push r9",
     "push r8",
     "push r10",
@@ -214,10 +237,6 @@ core::arch::global_asm!(
     "push rsi",
     "push rdi",
     "push rax",
-    // IPC numbers (one unsigned range check) take the IPC entry.
-    "lea rcx, [rax - {ipc_first}]",
-    "cmp rcx, {ipc_span}",
-    "jbe 5f",
     "sti",
     "mov rdi, rsp",
     "call qword ptr [rip + {dispatch}]",
@@ -246,25 +265,72 @@ core::arch::global_asm!(
     "mov rdi, rsp",
     "call qword ptr [rip + {bad}]",
     "ud2",
-    // The IPC entry: the callee-saved registers below the frame, restored from there.
+    // The IPC entry: an `IpcFrame` (payload registers in order), restored from there.
     "5:",
+    "push r15",
+    "push r14",
+    "push r13",
+    "push r12",
+    "push r9",
+    "push r8",
+    "push r10",
+    "push rdx",
+    "push rsi",
+    "push rdi",
+    "push rax",
     "push rbx",
     "push rbp",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
     "sti",
     "mov rdi, rsp",
     "call qword ptr [rip + {ipc_dispatch}]",
     "cli",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
+    "mov rcx, [rsp + {ipc_rip}]",
+    "mov r11, rcx",
+    "shr r11, 47",
+    "jnz 7f",
     "pop rbp",
     "pop rbx",
-    "jmp 6b",
+    "pop rax",
+    "pop rdi",
+    "pop rsi",
+    "pop rdx",
+    "pop r10",
+    "pop r8",
+    "pop r9",
+    "pop r12",
+    "pop r13",
+    "pop r14",
+    "pop r15",
+    "add rsp, 8",
+    "pop r11",
+    "and r11, {keep}",
+    "or r11, {initial}",
+    "pop rsp",
+    "swapgs",
+    "sysretq",
+    // A bad return from the IPC entry: the frame becomes a `SyscallFrame` for the hook.
+    "7:",
+    "pop rbp",
+    "pop rbx",
+    "pop rax",
+    "pop rdi",
+    "pop rsi",
+    "pop rdx",
+    "pop r10",
+    "pop r8",
+    "pop r9",
+    "pop r12",
+    "pop r13",
+    "pop r14",
+    "pop r15",
+    "push r9",
+    "push r8",
+    "push r10",
+    "push rdx",
+    "push rsi",
+    "push rdi",
+    "push rax",
+    "jmp 1b",
 
     // enter_user(rip = rdi, rsp = rsi, arg = rdx): the first IRETQ of a thread to ring 3.
     ".p2align 4",
@@ -311,6 +377,7 @@ core::arch::global_asm!(
     ipc_span = const NR_IPC_LAST - NR_IPC_FIRST,
     bad = sym BAD_RETURN,
     rip = const core::mem::offset_of!(SyscallFrame, rip),
+    ipc_rip = const core::mem::offset_of!(IpcFrame, rip),
     keep = const RFLAGS_USER_KEEP,
     initial = const RFLAGS_USER_INITIAL,
     fs_base = const MSR_FS_BASE,

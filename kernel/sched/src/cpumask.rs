@@ -79,6 +79,15 @@ impl CpuSet {
         }
     }
 
+    /// The CPU of a set made by [`CpuSet::one`] (`None` for any other set, even a bitmap
+    /// with one CPU in it).
+    pub fn only(&self) -> Option<u32> {
+        match self.0 {
+            Repr::One(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// Is this the unrestricted set?
     pub fn is_any(&self) -> bool {
         matches!(self.0, Repr::Any)

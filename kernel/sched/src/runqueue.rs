@@ -323,7 +323,18 @@ impl<const CAP: usize> RunQueue<CAP> {
         let level = 63 - self.bitmap[q].leading_zeros() as usize;
         let list = q * LEVELS + level;
         let h = self.head[list];
-        self.unlink(h, list);
+        // `unlink` of a head (no predecessor), inlined: the path of every switch.
+        let i = h as usize;
+        let n = self.next[i];
+        self.head[list] = n;
+        if n == NIL {
+            self.tail[list] = NIL;
+            self.bitmap[q] &= !(1 << level);
+        } else {
+            self.prev[n as usize] = NIL;
+        }
+        self.list[i] = NOT_QUEUED;
+        self.count[q] -= 1;
         Some(ThreadRef(h))
     }
 

@@ -80,13 +80,31 @@ impl Waiter {
             slow: AtomicU64::new(0),
         }
     }
+    #[inline(always)]
     pub(super) fn put(&self, m: &Msg, badge: u64) {
-        self.info.store(m.info(), Ordering::Relaxed);
+        self.put_raw(m.info(), badge, &m.words);
+    }
+    /// [`Waiter::put`] of a message given as its info word ([`Msg::info`]) and words.
+    #[inline(always)]
+    pub(super) fn put_raw(&self, info: u64, badge: u64, words: &[u64; MSG_WORDS]) {
+        self.info.store(info, Ordering::Relaxed);
         self.badge.store(badge, Ordering::Relaxed);
-        for (d, s) in self.words.iter().zip(m.words) {
-            d.store(s, Ordering::Relaxed);
+        for (d, s) in self.words.iter().zip(words) {
+            d.store(*s, Ordering::Relaxed);
         }
     }
+    /// [`Waiter::take`] into `words`; returns the info word and the badge.
+    #[inline(always)]
+    pub(super) fn take_into(&self, words: &mut [u64; MSG_WORDS]) -> (u64, u64) {
+        for (d, s) in words.iter_mut().zip(&self.words) {
+            *d = s.load(Ordering::Relaxed);
+        }
+        (
+            self.info.load(Ordering::Relaxed),
+            self.badge.load(Ordering::Relaxed),
+        )
+    }
+    #[inline(always)]
     pub(super) fn take(&self) -> Msg {
         let info = self.info.load(Ordering::Relaxed);
         Msg::from_info(
@@ -106,15 +124,18 @@ impl Waiter {
         }
     }
     /// Starts an operation: the next seq, in `state`.
+    #[inline(always)]
     pub(super) fn begin(&self, state: u64) -> u64 {
         let seq = seq_of(self.word.load(Ordering::Relaxed)) + 1;
         self.word.store(pack(seq, state), Ordering::Release);
         seq
     }
+    #[inline(always)]
     pub(super) fn count(&self, fast: bool) {
         let c = if fast { &self.fast } else { &self.slow };
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
+    #[inline(always)]
     pub(super) fn tid(&self) -> Tid {
         Tid::from_raw(self.tid.load(Ordering::Relaxed))
     }
@@ -122,6 +143,7 @@ impl Waiter {
 
 pub(super) static WAITERS: [Waiter; MAX_THREADS] = [const { Waiter::new() }; MAX_THREADS];
 
+#[inline(always)]
 pub(super) fn waiter(i: u32) -> &'static Waiter {
     &WAITERS[i as usize]
 }
@@ -140,9 +162,11 @@ impl List {
             tail: NIL,
         }
     }
+    #[inline(always)]
     pub(super) fn head(&self) -> Option<u32> {
         (self.head != NIL).then_some(self.head)
     }
+    #[inline(always)]
     pub(super) fn push(&mut self, i: u32) {
         waiter(i).next.store(NIL, Ordering::Relaxed);
         if self.tail == NIL {
@@ -152,6 +176,7 @@ impl List {
         }
         self.tail = i;
     }
+    #[inline(always)]
     pub(super) fn pop(&mut self) -> Option<u32> {
         let i = self.head()?;
         self.head = waiter(i).next.load(Ordering::Relaxed);
@@ -201,6 +226,7 @@ pub(super) struct Queues {
 }
 
 impl Queues {
+    #[inline(always)]
     pub(super) fn is(&self, ep: EpRef) -> bool {
         self.live && self.gen_ == ep.gen_
     }
@@ -253,6 +279,7 @@ impl EpRef {
     }
 }
 
+#[inline(always)]
 pub(super) fn slot(ep: EpRef) -> Result<&'static Slot, IpcError> {
     SLOTS.get(ep.index as usize).ok_or(IpcError::Closed)
 }
@@ -393,16 +420,31 @@ pub fn stats() -> (u64, u64) {
 }
 
 /// The calling thread's index and waiter (it must be a thread that may block).
+#[inline(always)]
 pub(super) fn me() -> Result<(usize, &'static Waiter), IpcError> {
-    let t = sched::current().ok_or(IpcError::NotAThread)?;
+    me_pinned(&IrqGuard::new())
+}
+
+/// [`me`] under the caller's guard.
+#[inline(always)]
+pub(super) fn me_pinned(g: &IrqGuard) -> Result<(usize, &'static Waiter), IpcError> {
+    let t = sched::current_blockable(g).ok_or(IpcError::NotAThread)?;
     let w = WAITERS.get(t.index()).ok_or(IpcError::NotAThread)?;
-    if sched::current_is_idle() {
-        return Err(IpcError::NotAThread);
-    }
     w.tid.store(t.raw(), Ordering::Relaxed);
     Ok((t.index(), w))
 }
 
+/// [`check_len`] of a message given by its info word.
+#[inline(always)]
+fn check_info(info: u64) -> Result<(), IpcError> {
+    if (info >> 32) as u8 as usize > MSG_WORDS * 8 {
+        Err(IpcError::TooLong)
+    } else {
+        Ok(())
+    }
+}
+
+#[inline(always)]
 fn check_len(m: &Msg) -> Result<(), IpcError> {
     if m.len as usize > MSG_WORDS * 8 {
         Err(IpcError::TooLong)
@@ -417,6 +459,7 @@ pub fn call(ep: EpRef, badge: u64, msg: &Msg, deadline: u64) -> Result<Msg, IpcE
 }
 
 /// [`call`], allowed the fastpath or not (`fast`: the system-call layer's slow bit).
+#[inline(always)]
 pub fn call_via(
     ep: EpRef,
     badge: u64,
@@ -425,10 +468,55 @@ pub fn call_via(
     fast: bool,
 ) -> Result<Msg, IpcError> {
     check_len(msg)?;
-    let (i, w) = me()?;
-    if fast && let Some(r) = fastpath::call(i, w, ep, badge, msg, deadline) {
-        return r;
+    let g = IrqGuard::new();
+    let (i, w) = me_pinned(&g)?;
+    if fast {
+        if let Some(r) = fastpath::call(g, (i, w), ep, badge, msg.info(), &msg.words, deadline) {
+            return r.map(|()| w.take());
+        }
+    } else {
+        drop(g);
     }
+    call_slow(i, w, ep, badge, msg, deadline)
+}
+
+/// [`call_via`] for a message kept in registers (the system-call layer): `info`
+/// ([`Msg::info`]'s encoding) and `words`, which receive the reply; returns the reply's
+/// info word and badge.
+#[inline(always)]
+pub fn call_regs(
+    ep: EpRef,
+    badge: u64,
+    info: u64,
+    words: &mut [u64; MSG_WORDS],
+    deadline: u64,
+    fast: bool,
+) -> Result<(u64, u64), IpcError> {
+    check_info(info)?;
+    let g = IrqGuard::new();
+    let (i, w) = me_pinned(&g)?;
+    if fast {
+        if let Some(r) = fastpath::call(g, (i, w), ep, badge, info, words, deadline) {
+            r?;
+            return Ok(w.take_into(words));
+        }
+    } else {
+        drop(g);
+    }
+    let m = call_slow(i, w, ep, badge, &Msg::from_info(info, 0, *words), deadline)?;
+    words.copy_from_slice(&m.words);
+    Ok((m.info(), m.badge))
+}
+
+#[inline(never)]
+fn call_slow(
+    i: usize,
+    w: &Waiter,
+    ep: EpRef,
+    badge: u64,
+    msg: &Msg,
+    deadline: u64,
+) -> Result<Msg, IpcError> {
     w.count(false);
     send_slow(i, w, ep, badge, msg, deadline, true)?;
     Ok(w.take())
@@ -571,12 +659,54 @@ pub fn reply_recv(ep: EpRef, reply: &Msg, deadline: u64) -> Result<Msg, IpcError
 }
 
 /// [`reply_recv`], allowed the fastpath or not.
+#[inline(always)]
 pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Result<Msg, IpcError> {
     check_len(reply)?;
-    let (i, w) = me()?;
-    if fast && let Some(r) = fastpath::reply_recv(i, w, ep, reply, deadline) {
-        return r;
+    let g = IrqGuard::new();
+    let (i, w) = me_pinned(&g)?;
+    if fast {
+        if let Some(r) = fastpath::reply_recv(g, (i, w), ep, reply.info(), &reply.words, deadline) {
+            return r.map(|()| w.take());
+        }
+    } else {
+        drop(g);
     }
+    reply_recv_slow(i, w, ep, reply, deadline)
+}
+
+/// [`reply_recv_via`] for messages kept in registers, as [`call_regs`].
+#[inline(always)]
+pub fn reply_recv_regs(
+    ep: EpRef,
+    info: u64,
+    words: &mut [u64; MSG_WORDS],
+    deadline: u64,
+    fast: bool,
+) -> Result<(u64, u64), IpcError> {
+    check_info(info)?;
+    let g = IrqGuard::new();
+    let (i, w) = me_pinned(&g)?;
+    if fast {
+        if let Some(r) = fastpath::reply_recv(g, (i, w), ep, info, words, deadline) {
+            r?;
+            return Ok(w.take_into(words));
+        }
+    } else {
+        drop(g);
+    }
+    let m = reply_recv_slow(i, w, ep, &Msg::from_info(info, 0, *words), deadline)?;
+    words.copy_from_slice(&m.words);
+    Ok((m.info(), m.badge))
+}
+
+#[inline(never)]
+fn reply_recv_slow(
+    i: usize,
+    w: &Waiter,
+    ep: EpRef,
+    reply: &Msg,
+    deadline: u64,
+) -> Result<Msg, IpcError> {
     w.count(false);
     let _ = reply_slow(w, reply);
     recv_slow(i, w, ep, deadline)

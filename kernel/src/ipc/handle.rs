@@ -5,7 +5,7 @@
 //! still looks up, and every operation through it fails with `Closed`.
 
 use super::endpoint::{self, EpRef};
-use super::{IpcError, Msg};
+use super::{IpcError, MSG_WORDS, Msg};
 use core::sync::atomic::{AtomicU64, Ordering};
 use exo_percpu::IrqGuard;
 
@@ -145,7 +145,7 @@ impl HandleTable {
     }
 
     /// Looks `h` up (lock-free).
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, h: Handle) -> Result<Cap, IpcError> {
         let e = self.entry.get(h.0 as usize).ok_or(IpcError::BadHandle)?;
         loop {
@@ -166,6 +166,7 @@ impl HandleTable {
         }
     }
 
+    #[inline(always)]
     fn with(&self, h: Handle, r: Rights) -> Result<Cap, IpcError> {
         let c = self.get(h)?;
         if c.rights.has(r) {
@@ -181,6 +182,7 @@ impl HandleTable {
     }
 
     /// [`HandleTable::call`], allowed the fastpath or not.
+    #[inline(always)]
     pub fn call_via(
         &self,
         h: Handle,
@@ -190,6 +192,35 @@ impl HandleTable {
     ) -> Result<Msg, IpcError> {
         let c = self.with(h, Rights::SEND)?;
         endpoint::call_via(c.ep, c.badge, msg, deadline, fast)
+    }
+
+    /// [`HandleTable::call_via`] for a message kept in registers ([`endpoint::call_regs`]).
+    #[inline(always)]
+    pub fn call_regs(
+        &self,
+        h: Handle,
+        info: u64,
+        words: &mut [u64; MSG_WORDS],
+        deadline: u64,
+        fast: bool,
+    ) -> Result<(u64, u64), IpcError> {
+        let c = self.with(h, Rights::SEND)?;
+        endpoint::call_regs(c.ep, c.badge, info, words, deadline, fast)
+    }
+
+    /// [`HandleTable::reply_recv_via`] for messages kept in registers
+    /// ([`endpoint::reply_recv_regs`]).
+    #[inline(always)]
+    pub fn reply_recv_regs(
+        &self,
+        h: Handle,
+        info: u64,
+        words: &mut [u64; MSG_WORDS],
+        deadline: u64,
+        fast: bool,
+    ) -> Result<(u64, u64), IpcError> {
+        let c = self.with(h, Rights::RECV)?;
+        endpoint::reply_recv_regs(c.ep, info, words, deadline, fast)
     }
 
     /// [`endpoint::send`] through `h` (needs [`Rights::SEND`]).
@@ -210,6 +241,7 @@ impl HandleTable {
     }
 
     /// [`HandleTable::reply_recv`], allowed the fastpath or not.
+    #[inline(always)]
     pub fn reply_recv_via(
         &self,
         h: Handle,

@@ -31,6 +31,11 @@ ktest!(
 ktest!(Needs::Threads, "ipc.timeouts_expire", timeouts);
 ktest!(Needs::Threads, "ipc.timeout_racing_a_reply", timeout_race);
 ktest!(Needs::Threads, "ipc.bad_handles_and_arguments", bad_handles);
+ktest!(
+    Needs::Threads,
+    "ipc.timed_waits_race_replies_sleepers_and_wakes",
+    timed_race
+);
 
 /// The endpoint of the running test (tests run one at a time).
 static EP: AtomicU64 = AtomicU64::new(0);
@@ -548,4 +553,214 @@ fn bad_handles(_: &BootState) -> TestResult {
         IpcError::TimedOut.errno() == 110 && IpcError::BadHandle.errno() == 9,
         || "errno mapping".into(),
     )
+}
+
+/// Server and client pairs of `timed_race` (even pairs share a CPU, odd ones do not).
+const RACE_PAIRS: usize = 4;
+/// Timed calls of each `timed_race` client.
+const RACE_ROUNDS: u64 = 96;
+/// `timed_race`'s call label (its reply: `+ 1`).
+const RACE_CALL: u32 = 0x7ace;
+static RACE_EPS: [AtomicU64; RACE_PAIRS] = [const { AtomicU64::new(0) }; RACE_PAIRS];
+/// Calls of each `timed_race` client that have returned (the server holds a mode-3 call
+/// until its number is below this).
+static RACE_EXPIRED: [AtomicU64; RACE_PAIRS] = [const { AtomicU64::new(0) }; RACE_PAIRS];
+/// The two ring threads of `timed_race` (raw tids) and whose turn it is (0 or 1).
+static RING_TIDS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static RING_TURN: AtomicU64 = AtomicU64::new(0);
+static RACE_STOP: AtomicBool = AtomicBool::new(false);
+/// `timed_race`'s outcomes: calls answered, calls timed out, replies that found no caller,
+/// wake-ups passed between the ring threads.
+static RACE_COUNTS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// Serves `timed_race` calls on endpoint `RACE_EPS[k]` until `STOP`. Word 1 of a call is
+/// its caller's deadline, word 2 how to answer: at once, by spinning (interrupts on) until
+/// the deadline, by sleeping until it (a sleeper due at the caller's own deadline), or only
+/// once the caller timed out (held: nothing but the caller's deadline ends its wait). The
+/// first three race the caller's time-out; a reply may find no caller.
+fn race_server(k: u64) -> u64 {
+    let ep = EpRef::from_raw(RACE_EPS[k as usize].load(Ordering::Acquire));
+    let mut m = match ipc::recv(ep, rdtsc() + ms(60_000)) {
+        Ok(m) => m,
+        Err(_) => return 1,
+    };
+    loop {
+        if m.label == STOP {
+            return u64::from(ipc::reply(&m).is_err()) * 2;
+        }
+        let deadline = m.words[1];
+        match m.words[2] {
+            0 => {}
+            1 => {
+                while rdtsc() < deadline {
+                    core::hint::spin_loop();
+                }
+            }
+            2 => {
+                let per_us = (ms(1) / 1000).max(1);
+                sched::sleep_us(deadline.saturating_sub(rdtsc()).div_ceil(per_us));
+            }
+            _ => {
+                // Held until the caller counted it timed out: only its deadline ends it.
+                let d = rdtsc() + ms(30_000);
+                while RACE_EXPIRED[k as usize].load(Ordering::Acquire) <= m.words[0] {
+                    if rdtsc() > d {
+                        return 5;
+                    }
+                    sched::sleep_us(10);
+                }
+            }
+        }
+        // Odd calls: the reply alone (counted when it finds no caller), then the receive.
+        // Even ones: both in one `reply_recv` (its fastpath claims a caller blocked here).
+        let a = Msg::new(RACE_CALL + 1, m.words);
+        if m.words[0] & 1 == 1 {
+            if ipc::reply(&a) == Err(IpcError::NoCaller) {
+                RACE_COUNTS[2].fetch_add(1, Ordering::Relaxed);
+            }
+            m = match ipc::recv(ep, rdtsc() + ms(60_000)) {
+                Ok(m) => m,
+                Err(_) => return 3,
+            };
+            continue;
+        }
+        m = match ipc::reply_recv(ep, &a, rdtsc() + ms(60_000)) {
+            Ok(m) => m,
+            Err(_) => return 4,
+        };
+    }
+}
+
+/// `RACE_ROUNDS` timed calls on `RACE_EPS[k]` (deadlines from now to 1 ms away), each
+/// answered (its own words back; never a held one) or timed out after its deadline; then
+/// `STOP`. Returns the number of wrong outcomes.
+fn race_client(k: u64) -> u64 {
+    let ep = EpRef::from_raw(RACE_EPS[k as usize].load(Ordering::Acquire));
+    let us = ms(1) / 1000;
+    let mut bad = 0;
+    for r in 0..RACE_ROUNDS {
+        let deadline = rdtsc() + [0, 20, 150, 1000][(r % 4) as usize] * us;
+        let mode = (r / 4 + k) % 4;
+        let mut w = [r, deadline, mode, k, 0, 0, 0, 0];
+        w[7] = checksum(&w);
+        let m = Msg::new(RACE_CALL, w);
+        match ipc::call(ep, 0, &m, deadline) {
+            Ok(a) if a.label == RACE_CALL + 1 && a.words == w && mode != 3 => {
+                RACE_COUNTS[0].fetch_add(1, Ordering::Relaxed);
+            }
+            Err(IpcError::TimedOut) if rdtsc() >= deadline => {
+                RACE_COUNTS[1].fetch_add(1, Ordering::Relaxed);
+            }
+            _ => bad += 1,
+        }
+        RACE_EXPIRED[k as usize].store(r + 1, Ordering::Release);
+    }
+    let stop = Msg::new(STOP, [k; 8]);
+    bad + u64::from(ipc::call(ep, 0, &stop, rdtsc() + ms(60_000)).is_err())
+}
+
+/// Sleeps `(37 + 13 k) us` at a time until `RACE_STOP`: sleepers come and go on its CPU.
+fn race_sleeper(k: u64) -> u64 {
+    while !RACE_STOP.load(Ordering::Acquire) {
+        sched::sleep_us(37 + 13 * k);
+    }
+    0
+}
+
+/// Ring thread `k` (0 or 1, on two CPUs when there are two): waits for its turn, passes it
+/// to the other and wakes it (a cross-CPU wake: the other CPU's mailbox and doorbell),
+/// until `RACE_STOP`. A wait is untimed in effect (30 s): one that ends by its deadline is
+/// a lost wake-up. Returns the number of those.
+fn race_ring(k: u64) -> u64 {
+    while RING_TIDS[(1 - k) as usize].load(Ordering::Acquire) == 0 {
+        sched::yield_now();
+    }
+    let other = Tid::from_raw(RING_TIDS[(1 - k) as usize].load(Ordering::Acquire));
+    let mut lost = 0;
+    loop {
+        let d = rdtsc() + ms(30_000);
+        while RING_TURN.load(Ordering::Acquire) != k && !RACE_STOP.load(Ordering::Acquire) {
+            if sched::block_until(d, || {
+                RING_TURN.load(Ordering::Acquire) != k && !RACE_STOP.load(Ordering::Acquire)
+            }) {
+                lost += 1;
+                break;
+            }
+        }
+        if RACE_STOP.load(Ordering::Acquire) {
+            sched::wake(other);
+            return lost;
+        }
+        RING_TURN.store(1 - k, Ordering::Release);
+        RACE_COUNTS[3].fetch_add(1, Ordering::Relaxed);
+        sched::wake(other);
+    }
+}
+
+/// Timed IPC waits expiring while their replies race them (at once, at the deadline by a
+/// spinning server, at the deadline by a sleeping one) or with no reply coming (held
+/// until the caller gave up), on one CPU (fastpath handoffs with deadlines, the receiver
+/// and the caller claimed under the endpoint lock) and across CPUs, while other threads
+/// add and drop sleepers on the same CPUs and two threads wake each other across CPUs
+/// (mailboxes and doorbells). Every call must end answered or timed out after its
+/// deadline, and every thread must end: a lost wake-up or sleeper is a hang, caught by the
+/// joins' deadline (with `SCHED` lines). (Dropping the caller from the sleeper list in
+/// `sched::handoff` makes it fail at -smp 1.)
+fn timed_race(_: &BootState) -> TestResult {
+    let n = ncpus();
+    RACE_STOP.store(false, Ordering::Release);
+    RING_TURN.store(0, Ordering::Release);
+    RING_TIDS.iter().for_each(|t| t.store(0, Ordering::Release));
+    RACE_COUNTS
+        .iter()
+        .for_each(|c| c.store(0, Ordering::Relaxed));
+    let mut eps = Vec::new();
+    let mut servers = Vec::new();
+    let mut clients = Vec::new();
+    let mut others = Vec::new();
+    let r = (|| {
+        for k in 0..RACE_PAIRS {
+            let e = ipc::create().map_err(|e| format!("create: {e}"))?;
+            eps.push(e);
+            RACE_EPS[k].store(e.raw(), Ordering::Release);
+            RACE_EXPIRED[k].store(0, Ordering::Release);
+            let sc = k as u32 % n;
+            servers.push(spawn_on(sc, race_server, k as u64)?);
+            clients.push(spawn_on((sc + (k as u32 & 1)) % n, race_client, k as u64)?);
+        }
+        for k in 0..n.min(RACE_PAIRS as u32 + 2) {
+            others.push(spawn_on(k, race_sleeper, u64::from(k))?);
+        }
+        for k in 0..2u32 {
+            let t = spawn_on((n - 1 + k) % n, race_ring, u64::from(k))?;
+            RING_TIDS[k as usize].store(t.raw(), Ordering::Release);
+            others.push(t);
+        }
+        let codes = join_all(&clients, 60_000)?;
+        check(codes.iter().all(|&c| c == 0), || {
+            format!("wrong outcomes per client: {codes:?}")
+        })?;
+        let codes = join_all(&servers, 60_000)?;
+        check(codes.iter().all(|&c| c == 0), || {
+            format!("servers ended with {codes:?}")
+        })?;
+        RACE_STOP.store(true, Ordering::Release);
+        for t in RING_TIDS.iter() {
+            sched::wake(Tid::from_raw(t.load(Ordering::Acquire)));
+        }
+        let codes = join_all(&others, 60_000)?;
+        check(codes.iter().all(|&c| c == 0), || {
+            format!("sleepers and ring threads (lost wake-ups): {codes:?}")
+        })?;
+        let [a, t, l, w] = RACE_COUNTS.each_ref().map(|c| c.load(Ordering::Relaxed));
+        crate::kprintln!(
+            "INFO,ipc.timed_race,answered,{a},timed_out,{t},replies_too_late,{l},ring_wakes,{w}"
+        );
+        Ok(())
+    })();
+    RACE_STOP.store(true, Ordering::Release);
+    for e in eps {
+        let _ = ipc::destroy(e);
+    }
+    r
 }

@@ -5,7 +5,7 @@
 
 use crate::mm::memory::{self, MemError};
 use alloc::boxed::Box;
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::paging::PageTables;
 use exo_sched::AtomicMask;
 
@@ -91,8 +91,14 @@ impl Space {
     /// Interrupts off (the scheduler's switch).
     #[inline]
     pub fn activate(&self, cpu: u32) {
-        // Marked first: a shootdown that changes a mapping after this reads the mark.
-        if !self.loaded().contains(cpu) {
+        // Marked first: a shootdown that changes a mapping after this reads the mark. The
+        // usual case (marked long ago) is one load of the word (`AtomicMask::contains`
+        // without building the mask; a CPU beyond `ncpus` is never marked, as `set` refuses).
+        let marked = self
+            .loaded
+            .get(cpu as usize / 64)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (cpu % 64)) != 0);
+        if !marked {
             self.loaded().set(cpu);
         }
         crate::sys::switch_space(self.root, self.pcid, self.pcid != 0);

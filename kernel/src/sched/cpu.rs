@@ -32,6 +32,8 @@ pub(super) fn first_online(set: &CpuSet) -> Option<u32> {
 pub struct CpuSched {
     pub(super) cpu: u32,
     pub(super) apic_id: u32,
+    /// The address of this CPU's TSS.RSP0 (`exo_arch::gdt::rsp0_addr`, 0: unknown).
+    pub(super) rsp0: u64,
     pub(super) lock: AtomicBool,
     pub(super) rq: UnsafeCell<RunQueue<MAX_THREADS>>,
     pub(super) sleepers: UnsafeCell<ArrayVec<u32, MAX_THREADS>>,
@@ -137,6 +139,12 @@ impl CpuSched {
 
     /// Enqueues thread `i` (lock held).
     pub(super) fn enqueue_locked(&self, i: usize) {
+        self.enqueue_inline(i);
+    }
+
+    /// [`CpuSched::enqueue_locked`], inlined (`schedule` putting the current thread back).
+    #[inline(always)]
+    pub(super) fn enqueue_inline(&self, i: usize) {
         let t = tcb(i);
         let prio = Priority::new(t.prio.load(Ordering::Relaxed)).unwrap_or(Priority::MIN);
         let class = classify(
@@ -181,7 +189,20 @@ impl CpuSched {
     }
 
     /// Moves woken threads from the mailbox to the run queue (lock held).
+    #[inline(always)]
     pub(super) fn drain_mailbox(&self) {
+        // The doorbell not rung: nothing to take. A message published but not rung yet is
+        // as if it came after this drain: its producer rings right after publishing, and
+        // the next schedule here takes it (a CPU rings itself with no IPI either way).
+        if !self.mailbox.is_pending() {
+            return;
+        }
+        self.drain_rung_mailbox();
+    }
+
+    /// [`CpuSched::drain_mailbox`] with the doorbell rung.
+    #[inline(always)]
+    fn drain_rung_mailbox(&self) {
         let cur = self.current.load(Ordering::Relaxed);
         self.mailbox.drain(|r| {
             let i = r.index();
@@ -200,7 +221,18 @@ impl CpuSched {
     }
 
     /// Wakes the sleepers whose deadline passed (lock held); returns the next deadline.
+    #[inline(always)]
     pub(super) fn wake_sleepers(&self, now: u64) -> Option<u64> {
+        // SAFETY: the caller holds the lock.
+        if unsafe { self.sleepers() }.is_empty() {
+            return None;
+        }
+        self.wake_some_sleepers(now)
+    }
+
+    /// [`CpuSched::wake_sleepers`] with sleepers to look at.
+    #[inline(never)]
+    fn wake_some_sleepers(&self, now: u64) -> Option<u64> {
         // SAFETY: the caller holds the lock.
         let sl = unsafe { self.sleepers() };
         let mut next: Option<u64> = None;
@@ -252,16 +284,18 @@ pub(super) fn schedule_irqs_off() {
     let mut migrate_to: Option<&'static CpuSched> = None;
     if runnable && prev_i != idle_i {
         prev.set_state(State::Ready);
-        let stays = prev.any_cpu.load(Ordering::Relaxed) || {
-            let set = prev.affinity.lock();
-            let here = set.contains(cs.cpu);
-            if !here {
-                migrate_to = first_online(&set).and_then(cpu_sched);
-            }
-            here
-        };
+        let stays = prev.any_cpu.load(Ordering::Relaxed)
+            || prev.home.load(Ordering::Relaxed) == cs.cpu
+            || {
+                let set = prev.affinity.lock();
+                let here = set.contains(cs.cpu);
+                if !here {
+                    migrate_to = first_online(&set).and_then(cpu_sched);
+                }
+                here
+            };
         if stays {
-            cs.enqueue_locked(prev_i);
+            cs.enqueue_inline(prev_i);
         }
     }
     let next_i = match pick_local(cs).or_else(|| cs.steal()) {
@@ -323,6 +357,18 @@ pub(super) fn switch_locked(
     finish_switch();
 }
 
+/// Sets this CPU's TSS.RSP0 (`cs` is this CPU's state; interrupts off: a switch).
+#[inline(always)]
+fn set_rsp0(cs: &CpuSched, top: u64) {
+    if cs.rsp0 != 0 {
+        // SAFETY: `cs` is this CPU's state (the caller's contract: `this_sched` under the
+        // switch's guard), whose `rsp0` `init_this_cpu` read on this CPU; interrupts are off.
+        unsafe { exo_arch::gdt::set_rsp0_at(cs.rsp0, top) };
+    } else {
+        exo_arch::gdt::set_rsp0(top);
+    }
+}
+
 /// Picks from the local run queue (lock held).
 pub(super) fn pick_local(cs: &CpuSched) -> Option<usize> {
     // SAFETY: the caller holds the lock.
@@ -333,6 +379,7 @@ pub(super) fn pick_local(cs: &CpuSched) -> Option<usize> {
 
 /// Runs on the thread just switched to: records the switch time, releases the CPU's lock,
 /// then finishes what the previous thread could not do on its own stack.
+#[inline(always)]
 pub(super) fn finish_switch() {
     let Some(cs) = this_sched() else {
         return;
@@ -342,26 +389,47 @@ pub(super) fn finish_switch() {
         record_switch(rdtsc().saturating_sub(t0));
     }
     let prev_i = cs.prev.load(Ordering::Relaxed) as usize;
-    let migrate = cs.migrate.swap(NO_THREAD, Ordering::Relaxed);
+    let migrate = cs.migrate.load(Ordering::Relaxed);
+    if migrate != NO_THREAD {
+        finish_migration(cs, prev_i, migrate);
+        return;
+    }
+    cs.unlock();
+    if tcb(prev_i).state() == State::Exiting {
+        reap(cs, prev_i);
+    }
+}
+
+/// `finish_switch` when the previous thread must move to CPU `migrate`.
+#[cold]
+#[inline(never)]
+fn finish_migration(cs: &CpuSched, prev_i: usize, migrate: u32) {
+    cs.migrate.store(NO_THREAD, Ordering::Relaxed);
     cs.unlock();
     let prev = tcb(prev_i);
-    if migrate != NO_THREAD
-        && let Some(target) = cpu_sched(migrate)
-    {
+    if let Some(target) = cpu_sched(migrate) {
         prev.cpu.store(target.cpu, Ordering::Release);
         post_wake(target, prev_i);
     }
     if prev.state() == State::Exiting {
-        if let Some(s) = prev.stack() {
-            give_stack(cs, s);
-        }
-        crate::sched::fpu::release(prev_i, &prev.fpu_area);
-        prev.set_state(State::Exited);
-        core::sync::atomic::fence(Ordering::SeqCst);
-        let j = prev.joiner.load(Ordering::SeqCst);
-        if j != 0 {
-            wake_index((j - 1) as usize);
-        }
+        reap(cs, prev_i);
+    }
+}
+
+/// The previous thread (`prev_i`) exited: its stack, its FPU area, its joiner.
+#[cold]
+#[inline(never)]
+fn reap(cs: &CpuSched, prev_i: usize) {
+    let prev = tcb(prev_i);
+    if let Some(s) = prev.stack() {
+        give_stack(cs, s);
+    }
+    crate::sched::fpu::release(prev_i, &prev.fpu_area);
+    prev.set_state(State::Exited);
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let j = prev.joiner.load(Ordering::SeqCst);
+    if j != 0 {
+        wake_index((j - 1) as usize);
     }
 }
 
@@ -382,6 +450,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     let cs: &'static CpuSched = crate::mm::kalloc::try_leak(CpuSched {
         cpu,
         apic_id,
+        rsp0: exo_arch::gdt::rsp0_addr().unwrap_or(0),
         lock: AtomicBool::new(false),
         rq: UnsafeCell::new(RunQueue::new()),
         sleepers: UnsafeCell::new(ArrayVec::new()),
@@ -414,6 +483,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     let t = if as_idle { &cs.idle_tcb } else { tcb(i) };
     *t.affinity.lock() = CpuSet::one(cpu);
     t.any_cpu.store(false, Ordering::Relaxed);
+    t.home.store(cpu, Ordering::Relaxed);
     t.cpu.store(cpu, Ordering::Relaxed);
     t.started.store(rdtsc(), Ordering::Relaxed);
     t.set_state(State::Running);
@@ -548,6 +618,7 @@ pub(super) static SAMPLE_N: AtomicU64 = AtomicU64::new(0);
 
 pub(super) static RECORDING: AtomicBool = AtomicBool::new(false);
 
+#[inline(always)]
 pub(super) fn record_switch(dt: u64) {
     let n = SAMPLE_N.fetch_add(1, Ordering::Relaxed) as usize;
     if let Some(s) = SAMPLES.get(n) {
@@ -608,50 +679,45 @@ pub fn dump() {
     }
 }
 
-/// Whether thread `tid` is blocked and last ran on this CPU: what [`handoff`] needs to switch
-/// to it (a hint the caller may test before committing to a handoff; `handoff` checks again).
-pub fn blocked_here(tid: Tid) -> bool {
-    let _g = IrqGuard::new();
+/// Claims thread `tid` for a direct switch (IPC's fastpath): true if it is a blocked table
+/// thread (not an idle context) that last ran on this CPU, so its registers are saved and
+/// its affinity allows this CPU; it is then `Running` (one CAS: no waker can take it any
+/// more) and the caller must switch to it with [`handoff`] before it enables interrupts
+/// again (`_g`). false: nothing changed.
+#[inline(always)]
+pub fn claim_here(_g: &IrqGuard, tid: Tid) -> bool {
     let Some(cs) = this_sched() else {
         return false;
     };
-    let t = tcb(tid.index());
-    tid.index() < MAX_THREADS
-        && t.generation.load(Ordering::Acquire) == tid.generation()
-        && t.state() == State::Blocked
+    let Some(t) = TCBS.get(tid.index()) else {
+        return false;
+    };
+    t.generation.load(Ordering::Acquire) == tid.generation()
         && t.cpu.load(Ordering::Acquire) == cs.cpu
+        && t.cas_state(State::Blocked, State::Running)
 }
 
-/// Direct switch (IPC's fastpath): blocks the calling thread (as [`block_until`]: until it is
-/// woken or TSC `deadline` passes) and runs `target` next on this CPU, with no run-queue pass
-/// and no scheduling decision. Returns false, having done nothing, unless `target` is a
-/// blocked thread (not an idle context) that last ran on this CPU (so its registers are saved
-/// and its affinity allows this CPU) and the caller is a thread that may block. The wake-up
-/// rule is `block_unless`'s: `still_wait` runs after the caller is marked blocked; if it says
-/// the wait is already over, the caller stays runnable (queued here) and `target` still runs
-/// first. FPU: the lazy/eager logic of a normal switch (`fpu::switch_out`); nothing for
-/// threads that did not touch the FPU. Returns true once the caller runs again.
-pub fn handoff(target: Tid, deadline: u64, still_wait: impl FnOnce() -> bool) -> bool {
-    let _g = IrqGuard::new();
+/// Direct switch (IPC's fastpath) to `target`, claimed by [`claim_here`] under the same
+/// guard: blocks the calling thread (as [`block_until`]: until it is woken or TSC
+/// `deadline` passes) and runs `target` next on this CPU, with no run-queue pass and no
+/// scheduling decision. The caller must be a thread that may block (not an idle context).
+/// The wake-up rule is `block_unless`'s: `still_wait` runs after the caller is marked
+/// blocked; if it says the wait is already over, the caller stays runnable (queued here)
+/// and `target` still runs first. FPU: the lazy/eager logic of a normal switch
+/// (`fpu::switch_out`); nothing for threads that did not touch the FPU. Returns once the
+/// caller runs again.
+#[inline(always)]
+pub fn handoff(_g: &IrqGuard, target: Tid, deadline: u64, still_wait: impl FnOnce() -> bool) {
     let Some(cs) = this_sched() else {
-        return false;
+        return;
     };
     let next_i = target.index();
     let me_i = cs.current.load(Ordering::Relaxed) as usize;
-    let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
-    if next_i >= MAX_THREADS || next_i == me_i || me_i == idle_i || next_i == idle_i {
-        return false; // idle contexts neither block nor get handed the CPU
-    }
-    let next = tcb(next_i);
-    let me = tcb(me_i);
+    debug_assert!(me_i != cs.idle.load(Ordering::Relaxed) as usize && me_i < MAX_THREADS);
+    let (Some(me), Some(next)) = (TCBS.get(me_i), TCBS.get(next_i)) else {
+        return; // cannot happen: `claim_here` and `ipc` checked both
+    };
     cs.lock();
-    if next.generation.load(Ordering::Acquire) != target.generation()
-        || next.cpu.load(Ordering::Acquire) != cs.cpu
-        || !next.cas_state(State::Blocked, State::Running)
-    {
-        cs.unlock();
-        return false;
-    }
     me.wake_at.store(deadline, Ordering::Relaxed);
     if deadline != u64::MAX {
         // SAFETY: lock held.
@@ -671,8 +737,7 @@ pub fn handoff(target: Tid, deadline: u64, still_wait: impl FnOnce() -> bool) ->
             cs.enqueue_locked(me_i);
         }
     }
-    switch_direct(cs, me_i, next_i, deadline != u64::MAX);
-    true
+    switch_direct(cs, me, next, me_i, next_i, deadline != u64::MAX);
 }
 
 /// What every switch does for the thread coming in, shared by [`switch_locked`] and
@@ -704,7 +769,7 @@ fn load_context(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i: usize) {
         let top = next.stack_top.load(Ordering::Relaxed);
         exo_percpu::set_pid(pid);
         exo_percpu::set_kstack_top(top);
-        exo_arch::gdt::set_rsp0(top);
+        set_rsp0(cs, top);
     }
 }
 
@@ -712,15 +777,13 @@ fn load_context(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i: usize) {
 /// threads of this CPU does not need. Kept: the state and `current`/`prev` words, the
 /// CPU's switch counter, the lazy/eager FPU hook, the address-space switch, the held-lock
 /// word, `current_uid`, and for a user thread the per-CPU pid, kernel stack top and
-/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `handoff` checked), its
+/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `claim_here` checked), its
 /// switch counter, the migration word (a handoff never migrates: it stays `NO_THREAD`),
 /// the switch-time sample (`switch_t0` cleared), and the timer: `target` runs on the rest
 /// of the caller's slice (seL4's donation) unless the caller blocked with a deadline
 /// (`rearm`), which the timer must cover.
 #[inline(always)]
-fn switch_direct(cs: &CpuSched, prev_i: usize, next_i: usize, rearm: bool) {
-    let prev = tcb(prev_i);
-    let next = tcb(next_i);
+fn switch_direct(cs: &CpuSched, prev: &Tcb, next: &Tcb, prev_i: usize, next_i: usize, rearm: bool) {
     let now = rdtsc();
     next.started.store(now, Ordering::Relaxed);
     cs.current.store(next_i as u32, Ordering::Relaxed);
@@ -733,7 +796,7 @@ fn switch_direct(cs: &CpuSched, prev_i: usize, next_i: usize, rearm: bool) {
     }
     cs.switch_t0.store(0, Ordering::Relaxed);
     // SAFETY: as in `switch_locked`: interrupts off, this CPU's lock held, `prev` running,
-    // `next` switched out on this CPU (Blocked until `handoff` claimed it), its stack
+    // `next` switched out on this CPU (Blocked until `claim_here` claimed it), its stack
     // mapped; `finish_switch` in `next` releases the lock.
     unsafe { exo_arch::context::switch(prev.ctx_ptr(), *next.ctx_ptr()) };
     finish_switch();

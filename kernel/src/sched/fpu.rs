@@ -92,6 +92,9 @@ fn area_layout(info: &FpuInfo) -> Layout {
 /// from `prev` to `next` (table indices) on this CPU (`cpu`, whose bookkeeping is `c`).
 #[inline(always)]
 pub fn switch_out(c: &CpuFpu, cpu: u32, prev: usize, next: usize) {
+    if !c.ts_clear.load(Ordering::Relaxed) && !EAGER.load(Ordering::Relaxed) {
+        return; // lazy, and the registers hold no live state: nothing to save or set
+    }
     let Some(info) = INFO.get() else {
         return;
     };

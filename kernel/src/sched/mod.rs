@@ -59,7 +59,7 @@ mod tests;
 mod tests_locks;
 
 pub use cpu::{
-    blocked_here, counters, cpu_sched, cpus_running, dump, handoff, init, record_switches,
+    claim_here, counters, cpu_sched, cpus_running, dump, handoff, init, record_switches,
     switch_samples, this_sched,
 };
 pub use exo_sched::CpuSet;
@@ -155,6 +155,19 @@ pub fn current_is_idle() -> bool {
     let _g = IrqGuard::new();
     this_sched()
         .is_some_and(|cs| cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed))
+}
+
+/// The calling thread's id if it may block: `None` for this CPU's idle context or before
+/// the scheduler runs here ([`current`] and [`current_is_idle`] in one look, under the
+/// caller's guard).
+#[inline(always)]
+pub fn current_blockable(_g: &IrqGuard) -> Option<Tid> {
+    let cs = this_sched()?;
+    let c = cs.current.load(Ordering::Relaxed);
+    if c == cs.idle.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(tid_of(c as usize))
 }
 
 /// The calling thread's id (`None` before the scheduler runs on this CPU).

@@ -88,6 +88,9 @@ pub(super) struct Tcb {
     pub(super) cpu: AtomicU32,
     pub(super) affinity: spin::Mutex<CpuSet>,
     pub(super) any_cpu: AtomicBool,
+    /// The one CPU of an affinity made by `CpuSet::one` (a pinned thread), else
+    /// `NO_THREAD`: with `any_cpu`, what `schedule` checks without taking `affinity`.
+    pub(super) home: AtomicU32,
     pub(super) prio: AtomicU8,
     pub(super) ema: AtomicU64,
     pub(super) started: AtomicU64,
@@ -132,6 +135,7 @@ impl Tcb {
             cpu: AtomicU32::new(0),
             affinity: spin::Mutex::new(CpuSet::ANY),
             any_cpu: AtomicBool::new(true),
+            home: AtomicU32::new(NO_THREAD),
             prio: AtomicU8::new(DEFAULT_PRIORITY),
             ema: AtomicU64::new(0),
             started: AtomicU64::new(0),
@@ -384,6 +388,8 @@ impl Builder {
         t.stack_bottom.store(stack.bottom, Ordering::Relaxed);
         t.stack_top.store(stack.top, Ordering::Relaxed);
         t.any_cpu.store(self.affinity.is_any(), Ordering::Relaxed);
+        t.home
+            .store(self.affinity.only().unwrap_or(NO_THREAD), Ordering::Relaxed);
         *t.affinity.lock() = self.affinity;
         t.prio.store(self.prio, Ordering::Relaxed);
         t.ema.store(0, Ordering::Relaxed);
@@ -634,6 +640,8 @@ pub fn set_affinity(set: CpuSet) -> Result<(), SchedError> {
     let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
     let here = set.contains(cs.cpu);
     me.any_cpu.store(set.is_any(), Ordering::Relaxed);
+    me.home
+        .store(set.only().unwrap_or(NO_THREAD), Ordering::Relaxed);
     *me.affinity.lock() = set;
     if !here {
         schedule(&g);

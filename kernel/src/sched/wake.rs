@@ -236,11 +236,17 @@ pub fn tick() {
 
 /// Programs this CPU's timer for the earlier of the first sleeper's deadline and the slice
 /// end (`running` a thread) or the next idle balancing tick (lock held).
+#[inline(always)]
 pub(super) fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
     let mode = TIMER.load(Ordering::Relaxed);
-    if mode == TIMER_OFF {
-        return;
+    if mode != TIMER_OFF {
+        program_timer(cs, now, running, mode);
     }
+}
+
+/// [`arm_timer`] with a timer in use (`mode`).
+#[inline(never)]
+fn program_timer(cs: &CpuSched, now: u64, running: bool, mode: u8) {
     // SAFETY: lock held.
     let next_sleeper = unsafe { cs.sleepers() }
         .iter()

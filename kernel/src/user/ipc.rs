@@ -34,7 +34,7 @@ pub extern "C" fn dispatch(f: &mut IpcFrame) {
         Some(t) => call(t, f),
         None => Err(EBADF),
     };
-    f.f.set_ret(r.unwrap_or_else(|e| -e));
+    f.set_ret(r.unwrap_or_else(|e| -e));
     process::exit_if_dying();
 }
 
@@ -42,37 +42,37 @@ fn err(e: IpcError) -> i64 {
     e.errno()
 }
 
-/// The message in `f`'s registers (its info checked).
+/// The info word of `f` checked (reserved bits, length); returned without the slow bit, as
+/// `ipc` encodes it ([`Msg`]'s label, length and zero-copy bit).
 #[inline(always)]
-fn msg_in(f: &IpcFrame) -> Result<Msg, i64> {
-    let info = f.f.rsi;
+fn info_in(f: &IpcFrame) -> Result<u64, i64> {
+    let info = f.rsi;
     if info & INFO_RESERVED != 0 {
         return Err(EINVAL);
     }
-    let len = (info >> INFO_LEN_SHIFT) as u8;
-    if len as usize > MSG_MAX {
+    if (info >> INFO_LEN_SHIFT) as u8 as usize > MSG_MAX {
         return Err(EMSGSIZE);
     }
-    Ok(Msg {
-        label: info as u32,
-        len,
-        badge: 0,
-        zc: info & INFO_ZC != 0,
-        words: [f.f.rdx, f.f.r10, f.f.r8, f.f.r9, f.r12, f.r13, f.r14, f.r15],
-    })
+    Ok(info & !INFO_SLOW)
+}
+
+/// The message in `f`'s registers (its info checked).
+#[inline(always)]
+fn msg_in(f: &IpcFrame) -> Result<Msg, i64> {
+    Ok(Msg::from_info(info_in(f)?, 0, f.words))
 }
 
 /// A zero-copy message's descriptor (words 0 and 1: offset, length in bytes) checked
 /// against the region of the endpoint `h` names: `ERANGE` when it does not lie inside it
 /// (or the endpoint has no region). The kernel never touches the region: nothing to fault on.
 #[inline(always)]
-fn check_zc(t: &HandleTable, h: Handle, m: &Msg) -> Result<(), i64> {
-    if !m.zc {
+fn check_zc(t: &HandleTable, h: Handle, info: u64, words: &[u64; 8]) -> Result<(), i64> {
+    if info & INFO_ZC == 0 {
         return Ok(());
     }
     let c = t.get(h).map_err(err)?;
     let (_, len) = ipc::region(c.ep).map_err(err)?;
-    match m.words[0].checked_add(m.words[1]) {
+    match words[0].checked_add(words[1]) {
         Some(end) if end <= len => Ok(()),
         _ => Err(ERANGE),
     }
@@ -81,16 +81,23 @@ fn check_zc(t: &HandleTable, h: Handle, m: &Msg) -> Result<(), i64> {
 /// Puts a received message into `f`'s registers.
 #[inline(always)]
 fn msg_out(f: &mut IpcFrame, m: &Msg) {
-    f.f.rsi = m.info();
-    f.f.rdi = m.badge;
-    [f.f.rdx, f.f.r10, f.f.r8, f.f.r9, f.r12, f.r13, f.r14, f.r15] = m.words;
+    f.rsi = m.info();
+    f.rdi = m.badge;
+    f.words = m.words;
 }
 
 /// TSC deadline of a timeout in nanoseconds (0: none).
+#[inline(always)]
 fn deadline(ns: u64) -> u64 {
     if ns == 0 {
-        return ipc::NO_DEADLINE;
+        ipc::NO_DEADLINE
+    } else {
+        deadline_after(ns)
     }
+}
+
+#[inline(never)]
+fn deadline_after(ns: u64) -> u64 {
     let per_us = (crate::smp::time::tsc_hz() / 1_000_000).max(1);
     let ticks = (ns / 1000).saturating_mul(per_us) + (ns % 1000) * per_us / 1000;
     exo_arch::tsc::rdtsc()
@@ -104,36 +111,40 @@ fn handle(v: u64) -> Result<Handle, i64> {
 
 #[inline(always)]
 pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
-    match f.f.rax {
+    match f.rax {
         nr::IPC_CALL => {
-            let m = msg_in(f)?;
-            let h = handle(f.f.rdi)?;
-            check_zc(t, h, &m)?;
-            let fast = f.f.rsi & INFO_SLOW == 0;
-            let r = t.call_via(h, &m, deadline(f.rbx), fast).map_err(err)?;
-            msg_out(f, &r);
+            let info = info_in(f)?;
+            let h = handle(f.rdi)?;
+            check_zc(t, h, info, &f.words)?;
+            let fast = f.rsi & INFO_SLOW == 0;
+            let dl = deadline(f.rbx);
+            let (info, badge) = t.call_regs(h, info, &mut f.words, dl, fast).map_err(err)?;
+            f.rsi = info;
+            f.rdi = badge;
             Ok(0)
         }
         nr::IPC_REPLY_RECV => {
-            let m = msg_in(f)?;
-            let h = handle(f.f.rdi)?;
-            check_zc(t, h, &m)?;
-            let fast = f.f.rsi & INFO_SLOW == 0;
-            let r = t
-                .reply_recv_via(h, &m, deadline(f.rbx), fast)
+            let info = info_in(f)?;
+            let h = handle(f.rdi)?;
+            check_zc(t, h, info, &f.words)?;
+            let fast = f.rsi & INFO_SLOW == 0;
+            let dl = deadline(f.rbx);
+            let (info, badge) = t
+                .reply_recv_regs(h, info, &mut f.words, dl, fast)
                 .map_err(err)?;
-            msg_out(f, &r);
+            f.rsi = info;
+            f.rdi = badge;
             Ok(0)
         }
         nr::IPC_RECV => {
-            let r = t.recv(handle(f.f.rdi)?, deadline(f.rbx)).map_err(err)?;
+            let r = t.recv(handle(f.rdi)?, deadline(f.rbx)).map_err(err)?;
             msg_out(f, &r);
             Ok(0)
         }
         nr::IPC_SEND => {
             let m = msg_in(f)?;
-            let h = handle(f.f.rdi)?;
-            check_zc(t, h, &m)?;
+            let h = handle(f.rdi)?;
+            check_zc(t, h, m.info(), &m.words)?;
             t.send(h, &m, deadline(f.rbx)).map_err(err)?;
             Ok(0)
         }
@@ -147,16 +158,16 @@ pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
             Ok(0)
         }
         nr::ENDPOINT_CREATE => {
-            let rights = f.f.rdi;
+            let rights = f.rdi;
             if rights == 0 || rights > 3 {
                 return Err(EINVAL);
             }
-            t.create_endpoint(Rights(rights as u8), f.f.rsi)
+            t.create_endpoint(Rights(rights as u8), f.rsi)
                 .map(|h| i64::from(h.0))
                 .map_err(err)
         }
         nr::HANDLE_CLOSE => {
-            t.close(handle(f.f.rdi)?).map_err(|_| EBADF)?;
+            t.close(handle(f.rdi)?).map_err(|_| EBADF)?;
             Ok(0)
         }
         _ => Err(38),

@@ -4,7 +4,8 @@
 //!
 //! * The code page at [`CODE_VA`] (user, read + execute): the programs of `programs`.
 //! * The edge page, the last page of user space ([`EDGE_VA`]): a `syscall` in its last two
-//!   bytes, whose return address is the first non-canonical address.
+//!   bytes, whose return address is the first non-canonical address, after a
+//!   `mov eax, 520` (`ipc_call`, entered at [`EDGE_IPC_ENTRY`]: the IPC entry's exit).
 //! * [`SLOTS`] slots, each a thread's stack and data, [`SLOT_SPAN`] apart from
 //!   `SLOTS_VA`: `+0` guard (never mapped), `+0x1000` stack ([`STACK_PAGES`] pages, user
 //!   read + write, no execute), a gap, `+0x4000` data ([`DATA_PAGES`] pages), then unmapped.
@@ -29,6 +30,8 @@ pub const CODE_VA: u64 = USER_BASE;
 pub const EDGE_VA: u64 = USER_END - PAGE;
 /// Where the `syscall` of the edge page sits.
 pub const EDGE_ENTRY: u64 = USER_END - 2;
+/// Where `mov eax, 520` (`ipc_call`) before that `syscall` sits.
+pub const EDGE_IPC_ENTRY: u64 = USER_END - 7;
 const SLOTS_VA: u64 = USER_BASE + 0x1000_0000;
 /// Distance between slots.
 pub const SLOT_SPAN: u64 = 0x1_0000;
@@ -57,7 +60,7 @@ fn as_space() -> Result<&'static AddressSpace, String> {
         a.map(Some(CODE_VA), PAGE, false, true)?;
         a.write(CODE_VA, blob)?;
         let mut edge = [0xCCu8; PAGE as usize];
-        edge[PAGE as usize - 2..].copy_from_slice(&[0x0F, 0x05]);
+        edge[PAGE as usize - 7..].copy_from_slice(&[0xB8, 0x08, 0x02, 0x00, 0x00, 0x0F, 0x05]);
         a.map(Some(EDGE_VA), PAGE, false, true)?;
         a.write(EDGE_VA, &edge)?;
         Ok(a)

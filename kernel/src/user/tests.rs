@@ -6,7 +6,7 @@
 use super::programs::{Program, SURVIVED};
 use super::syscall::{Errno, nr};
 use super::task::{self, Death, Report};
-use super::testbed::{self, EDGE_ENTRY, Slot};
+use super::testbed::{self, EDGE_ENTRY, EDGE_IPC_ENTRY, Slot};
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus};
 use crate::ktest;
@@ -533,6 +533,12 @@ fn cases() -> Vec<Case> {
             arg: |_| 0,
             expect: |_, _| Expect::BadReturn
         },
+        Case {
+            name: "ipc_call in the last bytes of user space",
+            entry: EDGE_IPC_ENTRY,
+            arg: |_| 0,
+            expect: |_, _| Expect::BadReturn
+        },
     ]
 }
 
@@ -603,7 +609,10 @@ fn run_case(case: &Case, st: &BootState) -> TestResult {
 fn faults(st: &BootState) -> TestResult {
     testbed::enter()?;
     let before = sched::live_threads();
-    for case in cases().iter().filter(|c| c.entry != EDGE_ENTRY) {
+    for case in cases()
+        .iter()
+        .filter(|c| c.entry != EDGE_ENTRY && c.entry != EDGE_IPC_ENTRY)
+    {
         run_case(case, st)?;
     }
     let after = sched::live_threads();
@@ -613,15 +622,19 @@ fn faults(st: &BootState) -> TestResult {
 }
 
 /// A `syscall` whose return address is the first non-canonical address: the thread is
-/// killed at the exit check (never `sysretq` with a non-canonical RCX).
+/// killed at the exit check (never `sysretq` with a non-canonical RCX), from the common
+/// entry and from the IPC entry (its own frame and exit).
 fn edge(st: &BootState) -> TestResult {
     testbed::enter()?;
     let cases = cases();
-    let case = cases
-        .iter()
-        .find(|c| c.entry == EDGE_ENTRY)
-        .ok_or("no edge case")?;
-    run_case(case, st)
+    for entry in [EDGE_ENTRY, EDGE_IPC_ENTRY] {
+        let case = cases
+            .iter()
+            .find(|c| c.entry == entry)
+            .ok_or("no edge case")?;
+        run_case(case, st)?;
+    }
+    Ok(())
 }
 
 /// The kernel thread beside a spinner: once the spinner has started, sets its stop flag

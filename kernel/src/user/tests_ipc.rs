@@ -18,9 +18,9 @@ fn frame(nr: u64, rdi: u64, rsi: u64, timeout_ns: u64) -> IpcFrame {
         rbx: timeout_ns,
         ..IpcFrame::default()
     };
-    f.f.rax = nr;
-    f.f.rdi = rdi;
-    f.f.rsi = rsi;
+    f.rax = nr;
+    f.rdi = rdi;
+    f.rsi = rsi;
     f
 }
 

@@ -4,12 +4,14 @@
 //! A server role is a copy of this program started with `arg = ROLE << 56 | mode << 48 |
 //! handle` (it inherits the endpoint handle of its parent): `SERVE` answers calls until a
 //! `QUIT` label, `DIE` takes one call and executes `ud2`, `LATE` takes one call, sleeps
-//! past the caller's timeout, then replies (which must fail with `ESRCH`).
+//! past the caller's timeout, then replies (which must fail with `ESRCH`), and tells the
+//! client by its answer to a `PROBE` call whether it took the call (`late_server`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod cases;
 mod zc;
 
+use core::sync::atomic::{AtomicU32, Ordering};
 use exo_rt::abi::ipc::{INFO_SLOW, RIGHT_RECV, RIGHT_SEND};
 use exo_rt::{Errno, ExitStatus, IpcMsg, KillCause, eprintln, println};
 
@@ -23,6 +25,13 @@ const LATE: u64 = 3;
 const LABEL_ECHO: u32 = 0x100;
 const LABEL_QUIT: u32 = 0x1ff;
 const LABEL_BAD: u32 = 0xbad;
+/// The client asks the `LATE` server whether it took the timed call (no time-out).
+const LABEL_PROBE: u32 = 0x1fd;
+/// Answers to a probe: the server took the call (and replied late), or never saw it.
+const LABEL_TOOK: u32 = 0x1fc;
+const LABEL_MISSED: u32 = 0x1fb;
+/// Timed calls the `LATE` case makes at most before the server takes one.
+const LATE_TRIES: u32 = 50;
 const BADGE: u64 = 0xB0D6_E000_0000_0042;
 const CALLS: u64 = 1000;
 const MS: u64 = 1_000_000;
@@ -106,16 +115,7 @@ fn server(mode: u64, h: u32, _thread: bool) -> i32 {
             unsafe { core::arch::asm!("ud2") };
             return 3;
         }
-        LATE => {
-            let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(30 * MS));
-            return match exo_rt::ipc_reply(&IpcMsg::new(1, [0; 8])) {
-                Err(Errno::ESRCH) => 0,
-                other => {
-                    eprintln!("ipcdemo server: late reply: {other:?}, expected ESRCH");
-                    4
-                }
-            };
-        }
+        LATE => return late_server(h, m),
         _ => {}
     }
     let mut seq = 0;
@@ -139,6 +139,62 @@ fn server(mode: u64, h: u32, _thread: bool) -> i32 {
             }
         };
     }
+}
+
+/// The `LATE` server, `m` its first message. The client counts its timed calls that
+/// returned `ETIMEDOUT` in the first word of the endpoint's region. A timed call can
+/// expire while it is still queued, before this server took it: nothing bounds how long a
+/// new process takes to reach its first `recv` (under TCG at -smp 64 it can be more than
+/// the caller's 10 ms). The client then learns it from its `PROBE` call, answered
+/// `MISSED`, and calls again. The call it takes (`words[0]`: its number): it replies once
+/// the client counted that call as timed out (a fixed sleep can be outlasted by a starved
+/// caller), which must fail with `ESRCH`, then answers the client's probe `TOOK`. Exit 0 if
+/// the late reply failed with `ESRCH`.
+fn late_server(h: u32, mut m: IpcMsg) -> i32 {
+    let base = match exo_rt::shm_map(h, 0) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ipcdemo server: shm_map: {e}");
+            return 2;
+        }
+    };
+    // SAFETY: the region is page-aligned and stays mapped for the process's life; both
+    // processes access its first word only atomically.
+    let expired = unsafe { &*(base as *const AtomicU32) };
+    while m.label == LABEL_PROBE {
+        m = match exo_rt::ipc_reply_recv(h, &IpcMsg::new(LABEL_MISSED, [0; 8]), 0) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("ipcdemo server: reply_recv: {e}");
+                return 6;
+            }
+        };
+    }
+    let k = m.words[0];
+    let t0 = exo_rt::monotonic_nanos();
+    while u64::from(expired.load(Ordering::Acquire)) <= k {
+        if exo_rt::monotonic_nanos() - t0 > 30_000 * MS {
+            eprintln!("ipcdemo server: the caller never timed out");
+            return 8;
+        }
+        let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(MS));
+    }
+    let code = match exo_rt::ipc_reply(&IpcMsg::new(1, [0; 8])) {
+        Err(Errno::ESRCH) => 0,
+        other => {
+            eprintln!("ipcdemo server: late reply: {other:?}, expected ESRCH");
+            4
+        }
+    };
+    match exo_rt::ipc_recv(h, 0) {
+        Ok(p) if p.label == LABEL_PROBE => {}
+        other => {
+            eprintln!("ipcdemo server: {other:?} instead of the probe");
+            return 7;
+        }
+    }
+    let _ = exo_rt::ipc_reply(&IpcMsg::new(LABEL_TOOK, [0; 8]));
+    code
 }
 
 /// `CALLS` calls with the fastpath allowed, then `CALLS` on the slow path; every reply
@@ -371,19 +427,40 @@ fn timeouts() -> Result<(), &'static str> {
     if exo_rt::time::rdtsc() == t0 {
         return Err("no time passed");
     }
-    // A server that takes the call and answers after the caller gave up.
+    // A server that takes the call and answers after the caller gave up. The call times
+    // out either way; if it expired before the server took it (the server was still
+    // starting), the probe says so and the call is made again. The region's first word
+    // counts the calls that timed out: the server replies once its call is counted.
+    let base = exo_rt::shm_map(h, 4096).map_err(|_| "shm_map")?;
+    // SAFETY: the region is page-aligned and stays mapped for the process's life; both
+    // processes access its first word only atomically.
+    let expired = unsafe { &*(base as *const AtomicU32) };
     let pid = spawn_server(LATE, h)?;
-    expect(
-        "call answered too late",
-        exo_rt::ipc_call(h, &m, 10 * MS),
-        Errno::ETIMEDOUT,
-    )?;
+    let mut missed = 0;
+    loop {
+        expect(
+            "call answered too late",
+            exo_rt::ipc_call(h, &request(u64::from(missed)), 10 * MS),
+            Errno::ETIMEDOUT,
+        )?;
+        expired.store(missed + 1, Ordering::Release);
+        match exo_rt::ipc_call(h, &IpcMsg::new(LABEL_PROBE, [0; 8]), 0) {
+            Ok(a) if a.label == LABEL_TOOK => break,
+            Ok(a) if a.label == LABEL_MISSED && missed + 1 < LATE_TRIES => missed += 1,
+            Ok(a) if a.label == LABEL_MISSED => {
+                return Err("the late server took none of the timed calls");
+            }
+            _ => return Err("the late server's answer to the probe"),
+        }
+    }
     match exo_rt::wait(pid) {
         Ok(ExitStatus::Exited(0)) => {}
         _ => return Err("the late server's reply was not ESRCH"),
     }
     exo_rt::handle_close(h).map_err(|_| "close")?;
-    println!("ipcdemo 4: timeouts: ETIMEDOUT; a late reply: ESRCH");
+    println!(
+        "ipcdemo 4: timeouts: ETIMEDOUT; a late reply: ESRCH ({missed} timed call(s) expired before the server took one)"
+    );
     Ok(())
 }
 
