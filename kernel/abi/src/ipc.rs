@@ -41,10 +41,32 @@ pub const INFO_SLOW: u64 = 1 << 63;
 /// lies inside the region (`ERANGE` otherwise, also when there is none) and delivers the
 /// bit with the message. The bytes themselves are never copied.
 pub const INFO_ZC: u64 = 1 << 40;
+/// Info bit: a handle travels with the message. On send, word 7 names a handle of the
+/// sender's (low 32 bits; no such handle: `EBADF`) and bits 32..34 of word 7 the rights to
+/// give ([`RIGHT_SEND`], [`RIGHT_RECV`]; 0: all the handle has; more than it has: `EPERM`);
+/// word 6 is the kernel's in flight (the sender's word 6 is not delivered). When the
+/// receiver takes the message it gets a new handle (its lowest free entry) to the same
+/// endpoint, with those rights and the sender's handle's badge: word 7 is that handle, word
+/// 6 the rights. The sender keeps its own handle. If the receiver cannot get it (its table
+/// is full, or every handle to the endpoint was closed before the message was taken) the
+/// message arrives with [`INFO_HANDLE_LOST`] instead, word 7 `u64::MAX`, word 6 0.
+pub const INFO_HANDLE: u64 = 1 << 41;
+/// Info bit, on receipt only (on send: `EINVAL`): the message carried a handle the receiver
+/// could not get (see [`INFO_HANDLE`]).
+pub const INFO_HANDLE_LOST: u64 = 1 << 42;
+/// Shift of the rights to give in word 7 of a message with [`INFO_HANDLE`].
+pub const HANDLE_RIGHTS_SHIFT: u32 = 32;
+
+/// Word 7 of a message that passes `handle` with `rights` (0: all it has).
+pub const fn handle_word(handle: u32, rights: u64) -> u64 {
+    handle as u64 | (rights & 3) << HANDLE_RIGHTS_SHIFT
+}
+
 /// Largest shared region (`shm_map`), bytes.
 pub const SHM_MAX: u64 = 1 << 20;
 /// Info bits that must be 0 (`EINVAL`).
-pub const INFO_RESERVED: u64 = !(INFO_SLOW | INFO_ZC | (0xff << INFO_LEN_SHIFT) | 0xffff_ffff);
+pub const INFO_RESERVED: u64 =
+    !(INFO_SLOW | INFO_ZC | INFO_HANDLE | (0xff << INFO_LEN_SHIFT) | 0xffff_ffff);
 /// No timeout (`rbx`).
 pub const FOREVER: u64 = 0;
 
@@ -75,6 +97,9 @@ mod tests {
         assert_eq!(i & INFO_RESERVED, 0);
         assert_eq!((i | INFO_SLOW) & INFO_RESERVED, 0);
         assert_eq!(INFO_ZC & INFO_RESERVED, 0);
-        assert_ne!((1u64 << 41) & INFO_RESERVED, 0);
+        assert_eq!(INFO_HANDLE & INFO_RESERVED, 0);
+        assert_ne!(INFO_HANDLE_LOST & INFO_RESERVED, 0, "receipt only");
+        assert_ne!((1u64 << 43) & INFO_RESERVED, 0);
+        assert_eq!(handle_word(5, RIGHT_SEND), 5 | 1 << 32);
     }
 }
