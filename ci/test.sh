@@ -350,8 +350,11 @@ scripts/qemu.sh --job contended --machine microvm --cpu max --smp 4 --append "ex
     --log "$bench_out/tcg-contended.log" >/dev/null 2>&1
 bench_ok "contended suite (tcg) runs, lines parse, report renders" "$bench_out/tcg-contended.log" "$bench_out/tcg-contended.csv"
 if [ "$(grep -c '^BENCH,c2c\.rtt\.' "$bench_out/tcg-contended.log")" = 12 ] && grep -q '^FAIR,contend\.mcs\.4,4,' "$bench_out/tcg-contended.log" \
-    && grep -q '<svg' "$bench_out/c2c-rtt.svg" && grep -q '<svg' "$bench_out/contention.svg"; then
-    ok "contended suite: full 4x4 c2c matrix, contention rows up to 4 CPUs, SVGs written"
+    && [ "$(grep -cE '^BENCH,ipc\.rtt\.64\.xcore\.[0-9]+\.[0-9]+,' "$bench_out/tcg-contended.log")" = 12 ] \
+    && [ "$(grep -cE '^BENCH,ipc\.rtt\.64\.xcore\.base\.[0-9]+\.[0-9]+,' "$bench_out/tcg-contended.log")" = 12 ] \
+    && grep -q '<svg' "$bench_out/c2c-rtt.svg" && grep -q '<svg' "$bench_out/contention.svg" \
+    && grep -q '<rect' "$bench_out/ipc-xcore-ratio.svg"; then
+    ok "contended suite: full 4x4 c2c and IPC (fusion rings and endpoint) matrices, contention rows up to 4 CPUs, SVGs written"
 else
     bad "contended suite: missing matrix cells, contention rows or SVGs" "$bench_out/tcg-contended.log"
 fi

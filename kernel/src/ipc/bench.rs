@@ -120,3 +120,119 @@ fn rows(b: &mut Bench<'_>) {
         emit("ipc.rtt.64.xcore.kthread", rtt(0, cpu, true), &mut b.count);
     }
 }
+
+// Cross-core matrix of the contended suite: for every ordered pair (a, b) of the first
+// `exo.c2c_cpus` CPUs, a client on a and a server on b make 64-byte round trips through a
+// fusion channel (`ipc.rtt.64.xcore.<a>.<b>`) and through its endpoint, the baseline
+// (`ipc.rtt.64.xcore.base.<a>.<b>`); an INFO line gives their ratio. Timing rows: not under
+// icount (one vCPU runs at a time there, so polling measures the scheduler of QEMU).
+kbench!(Suite::Contended, "ipc.xcore", xcore_matrix);
+
+const XROUNDS: usize = 300;
+const XWARM: usize = 20;
+static XCHAN: spin::Mutex<Option<alloc::sync::Arc<ipc::fusion::Channel>>> = spin::Mutex::new(None);
+static XBASE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn xchan() -> Option<alloc::sync::Arc<ipc::fusion::Channel>> {
+    XCHAN.lock().clone()
+}
+
+fn xserver(_: u64) -> u64 {
+    let Some(c) = xchan() else { return 1 };
+    let base = XBASE.load(Ordering::Acquire);
+    let r = c.serve(base, |m| {
+        if m.label == STOP {
+            return None;
+        }
+        let mut r = *m;
+        r.words[0] = r.words[0].wrapping_add(1);
+        Some(r)
+    });
+    u64::from(r.is_err())
+}
+
+fn xclient(_: u64) -> u64 {
+    let Some(c) = xchan() else { return 1 };
+    let base = XBASE.load(Ordering::Acquire);
+    let overhead = OVERHEAD.load(Ordering::Relaxed);
+    let mut v = Vec::with_capacity(XROUNDS);
+    let mut bad = 0;
+    for k in 0..XROUNDS + XWARM {
+        let m = Msg::new(1, [k as u64; 8]);
+        let t0 = rdtsc_precise();
+        let r = if base {
+            c.call_endpoint(&m)
+        } else {
+            c.call(&m)
+        };
+        let t1 = rdtsc_precise();
+        if !matches!(r, Ok(r) if r.words[0] == k as u64 + 1) {
+            bad += 1;
+        }
+        if k >= XWARM {
+            v.push((t1 - t0).saturating_sub(overhead));
+        }
+    }
+    let stop = Msg::new(STOP, [0; 8]);
+    let _ = if base {
+        c.call_endpoint(&stop)
+    } else {
+        c.call(&stop)
+    };
+    *SAMPLES.lock() = v;
+    bad
+}
+
+fn xrtt(a: u32, b: u32, base: bool) -> Option<smp_bench::Stats> {
+    let c = alloc::sync::Arc::new(ipc::fusion::Channel::new().ok()?);
+    *XCHAN.lock() = Some(c.clone());
+    XBASE.store(base, Ordering::Release);
+    let s = Builder::new().pin(b).spawn(xserver, 0).ok()?;
+    let t = Builder::new().pin(a).spawn(xclient, 0).ok()?;
+    let d = rdtsc() + 60 * crate::smp::time::tsc_hz();
+    let ok = sched::join_until(t, d) == Ok(0) && sched::join_until(s, d) == Ok(0);
+    c.close();
+    *XCHAN.lock() = None;
+    let mut v = core::mem::take(&mut *SAMPLES.lock());
+    if !ok {
+        return None;
+    }
+    smp_bench::stats_of(&mut v, 0)
+}
+
+fn xcore_matrix(b: &mut Bench<'_>) {
+    if b.state.opts.mode == Some(smp_bench::Mode::Icount) {
+        return;
+    }
+    if !sched::running() && sched::init(false, 1000).is_err() {
+        log::warn!("bench: scheduler did not start; no ipc.xcore rows");
+        return;
+    }
+    OVERHEAD.store(b.overhead, Ordering::Relaxed);
+    let all: Vec<u32> = cpus::online().map(|c| c.hot.cpu_id).collect();
+    let m = all.len().min(b.state.opts.c2c_cpus as usize);
+    for &x in &all[..m] {
+        for &y in &all[..m] {
+            if x == y {
+                continue;
+            }
+            let f = xrtt(x, y, false);
+            let base = xrtt(x, y, true);
+            emit(&alloc::format!("ipc.rtt.64.xcore.{x}.{y}"), f, &mut b.count);
+            emit(
+                &alloc::format!("ipc.rtt.64.xcore.base.{x}.{y}"),
+                base,
+                &mut b.count,
+            );
+            if let (Some(f), Some(base)) = (f, base) {
+                crate::kprintln!(
+                    "INFO,ipc.xcore.ratio,{x},{y},fusion,{},base,{},ratio_pct,{},fusion_rings,{}",
+                    f.p50,
+                    base.p50,
+                    f.p50 * 100 / base.p50.max(1),
+                    ipc::fusion::ENABLED
+                );
+            }
+        }
+    }
+}

@@ -61,16 +61,20 @@
 //! [`IpcError::errno`]. Phase 3: 527 `shm_map` maps the endpoint's shared region
 //! (`user::shm`); info bit 40 ([`INFO_ZC`]) marks words 0 and 1 as a descriptor (offset,
 //! length) checked against [`region`]'s length, which batches use too (16 messages named by
-//! one descriptor). Handles passed in messages and fusion rings are later phases.
+//! one descriptor). Info bit 41 ([`INFO_HANDLE`]): a handle travels in words 6 and 7
+//! (`user::ipc` checks and converts it). [`fusion`]: shared-memory call rings between
+//! threads on different CPUs, polled, with a wake-up only for a parked peer.
 //!
 //! Calls down only: `sched` (current thread, wake, block, handoff, exit hook), `console`.
 
 pub mod endpoint;
 pub mod fastpath;
+pub mod fusion;
 pub mod handle;
 
 mod bench;
 mod tests;
+mod tests_fusion;
 
 pub use endpoint::{
     EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, region, release, reply, reply_recv,

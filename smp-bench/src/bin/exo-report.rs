@@ -5,7 +5,7 @@
 //! instructions) beside it and, with `--linux` (the Linux peer's CSV of
 //! `scripts/compare-linux.sh`, `out/compare/linux-off.csv`), the icount figure over
 //! Linux's for the same operation; and, with `--svg-dir`, writes `c2c-rtt.svg`, `c2c-oneway.svg` and
-//! `contention.svg`, `nginx.svg` and `http.svg` there. The plots show one mode only, so emulated and real cycles never
+//! `contention.svg`, `nginx.svg`, `http.svg`, `ipc-xcore.svg` and `ipc-xcore-ratio.svg` there. The plots show one mode only, so emulated and real cycles never
 //! share an axis: `--plot-mode`, else the mode of the last `contended` suite in the CSV.
 //! Exit status: 0 ok, 1 unreadable or malformed input, 2 usage.
 
@@ -142,6 +142,11 @@ fn run(args: Args) -> Result<(), String> {
             (svg::CONTENTION_FILE, svg::contention_chart(&rows, &targets)),
             (svg::NGINX_FILE, svg::nginx_chart(nginx_rows)),
             (svg::HTTP_FILE, svg::http_chart(http_rows)),
+            (svg::IPC_XCORE_FILE, svg::ipc_xcore_heatmap(&rows, false)),
+            (
+                svg::IPC_XCORE_RATIO_FILE,
+                svg::ipc_xcore_heatmap(&rows, true),
+            ),
         ];
         for (name, text) in files {
             let path = dir.join(name);

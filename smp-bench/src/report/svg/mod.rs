@@ -24,6 +24,49 @@ pub fn c2c_file_name(kind: C2cKind) -> &'static str {
     }
 }
 
+/// File names of the cross-core IPC heat maps: fusion rings, and fusion over the endpoint
+/// baseline (percent).
+pub const IPC_XCORE_FILE: &str = "ipc-xcore.svg";
+/// See [`IPC_XCORE_FILE`].
+pub const IPC_XCORE_RATIO_FILE: &str = "ipc-xcore-ratio.svg";
+
+/// The `(a, b)` of `<prefix><a>.<b>`.
+fn pair_of(name: &str, prefix: &str) -> Option<(u32, u32)> {
+    let (a, b) = name.strip_prefix(prefix)?.split_once('.')?;
+    Some((parse_u32(a)?, parse_u32(b)?))
+}
+
+/// Heat map of the `ipc.rtt.64.xcore.<a>.<b>` rows (fusion rings, p50 ticks per round
+/// trip), or with `ratio` of their p50 over the `ipc.rtt.64.xcore.base.<a>.<b>` rows' (the
+/// endpoint path) in percent: below 100, the rings win.
+pub fn ipc_xcore_heatmap(rows: &[Row], ratio: bool) -> String {
+    let fusion = best_rows(rows, |n| pair_of(n, "ipc.rtt.64.xcore."));
+    let base = best_rows(rows, |n| pair_of(n, "ipc.rtt.64.xcore.base."));
+    let title = if ratio {
+        "IPC across cores: fusion / endpoint, % (cells: percent)"
+    } else {
+        "IPC across cores: fusion-ring round trip a → b (p50 ticks)"
+    };
+    let cells: BTreeMap<(u32, u32), u64> = if ratio {
+        fusion
+            .iter()
+            .filter_map(|(k, f)| {
+                let b = base.get(k)?;
+                Some((*k, f.stats.p50 * 100 / b.stats.p50.max(1)))
+            })
+            .collect()
+    } else {
+        fusion.iter().map(|(&k, r)| (k, r.stats.p50)).collect()
+    };
+    if cells.is_empty() {
+        return placeholder(
+            title,
+            "no ipc.rtt.64.xcore.<a>.<b> rows (and .base.) in this run",
+        );
+    }
+    heatmap::render(title, &subtitle(fusion.values().copied()), &cells)
+}
+
 /// File name of the contention chart.
 pub const CONTENTION_FILE: &str = "contention.svg";
 

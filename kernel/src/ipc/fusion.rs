@@ -1,0 +1,282 @@
+//! Fusion rings (issue 13, item 5; cargo feature `fusion_rings`, on by default): a call
+//! channel between a client and a server on different CPUs that skips the endpoint, the
+//! scheduler and the IPI while both are busy. Two single-producer single-consumer rings of
+//! 128-byte slots (sequence word, info, eight payload words: two cache lines) live in memory
+//! both threads see: the client writes a request and polls the reply ring, the server polls
+//! the request ring and writes replies. Each side polls for a bounded window
+//! ([`POLL_US`]); past it, it records itself as parked and blocks, and the other side wakes
+//! it (`sched::wake`: the CPU's mailbox, then its doorbell IPI) only when it finds it
+//! parked. Parking is race-free: the waiter stores its parked word then re-checks the ring;
+//! the producer publishes the slot then reads the parked word, both with a full fence
+//! between, so one of the two always sees the other.
+//!
+//! With the feature off, [`Channel::call`] and [`Channel::serve`] take the endpoint path
+//! (`call` / `reply_recv` on the channel's endpoint): the seed's baseline, the same API.
+//! The endpoint path stays callable at run time either way ([`Channel::call_endpoint`]), so
+//! one bench run measures both (`ipc.rtt.64.xcore.<a>.<b>` and `.base.<a>.<b>`).
+
+use super::{IpcError, MSG_WORDS, Msg, NO_DEADLINE};
+use crate::sched::{self, Tid};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use exo_arch::tsc::rdtsc;
+
+/// Slots per ring.
+pub const RING: usize = 16;
+/// How long a side polls before it parks (µs).
+pub const POLL_US: u64 = 50;
+/// Whether the fusion path is compiled in (`fusion_rings`).
+pub const ENABLED: bool = cfg!(feature = "fusion_rings");
+
+#[repr(C, align(128))]
+#[derive(Debug)]
+struct Slot {
+    seq: AtomicU64,
+    info: AtomicU64,
+    words: [AtomicU64; MSG_WORDS],
+}
+
+/// A bounded SPSC ring with per-slot sequence numbers (slot `i` is free for position `p`
+/// when its sequence is `p`, full when it is `p + 1`).
+#[derive(Debug)]
+struct Ring {
+    slots: [Slot; RING],
+    /// Next position to write (the producer's alone).
+    head: AtomicU64,
+    /// Next position to read (the consumer's alone).
+    tail: AtomicU64,
+}
+
+impl Ring {
+    fn new() -> Ring {
+        Ring {
+            slots: core::array::from_fn(|i| Slot {
+                seq: AtomicU64::new(i as u64),
+                info: AtomicU64::new(0),
+                words: [const { AtomicU64::new(0) }; MSG_WORDS],
+            }),
+            head: AtomicU64::new(0),
+            tail: AtomicU64::new(0),
+        }
+    }
+
+    /// Writes `m` if a slot is free.
+    fn push(&self, m: &Msg) -> bool {
+        let h = self.head.load(Ordering::Relaxed);
+        let s = &self.slots[h as usize % RING];
+        if s.seq.load(Ordering::Acquire) != h {
+            return false;
+        }
+        s.info.store(m.info(), Ordering::Relaxed);
+        for (d, w) in s.words.iter().zip(m.words) {
+            d.store(w, Ordering::Relaxed);
+        }
+        s.seq.store(h + 1, Ordering::Release);
+        self.head.store(h + 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether a message waits.
+    fn ready(&self) -> bool {
+        let t = self.tail.load(Ordering::Relaxed);
+        self.slots[t as usize % RING].seq.load(Ordering::Acquire) == t + 1
+    }
+
+    /// Takes the next message, if one waits.
+    fn pop(&self) -> Option<Msg> {
+        let t = self.tail.load(Ordering::Relaxed);
+        let s = &self.slots[t as usize % RING];
+        if s.seq.load(Ordering::Acquire) != t + 1 {
+            return None;
+        }
+        let info = s.info.load(Ordering::Relaxed);
+        let words = core::array::from_fn(|k| s.words[k].load(Ordering::Relaxed));
+        s.seq.store(t + RING as u64, Ordering::Release);
+        self.tail.store(t + 1, Ordering::Relaxed);
+        Some(Msg::from_info(info, 0, words))
+    }
+}
+
+/// One client/server channel.
+#[derive(Debug)]
+pub struct Channel {
+    req: Ring,
+    rep: Ring,
+    /// Raw tid + 1 of a parked client / server (0: polling or running).
+    client_parked: AtomicU64,
+    server_parked: AtomicU64,
+    /// Wake-ups sent (for the report: how often a side had to sleep).
+    wakes: AtomicU64,
+    /// Waits of the client / server that ended parked in a row (the poll window's shift).
+    client_misses: AtomicU64,
+    server_misses: AtomicU64,
+    closed: AtomicBool,
+    /// The endpoint of the baseline path.
+    ep: super::EpRef,
+}
+
+/// What a side does when its ring is empty: poll, then park until the other side wakes it.
+/// The window adapts: [`POLL_US`] while polling pays, halved after each wait that ended
+/// parked anyway (down to 1/32: the peer is not running alongside, e.g. its CPU is
+/// time-shared), back to full as soon as a poll finds the message. `misses` is the side's
+/// own count. Returns the message.
+fn wait_pop(
+    ring: &Ring,
+    parked: &AtomicU64,
+    closed: &AtomicBool,
+    misses: &AtomicU64,
+) -> Result<Msg, IpcError> {
+    let shift = misses.load(Ordering::Relaxed).min(5);
+    let window = (POLL_US * (crate::smp::time::tsc_hz() / 1_000_000).max(1)) >> shift;
+    let end = rdtsc() + window;
+    loop {
+        for _ in 0..64 {
+            if let Some(m) = ring.pop() {
+                misses.store(0, Ordering::Relaxed);
+                return Ok(m);
+            }
+            core::hint::spin_loop();
+        }
+        if closed.load(Ordering::Acquire) {
+            return Err(IpcError::Closed);
+        }
+        if rdtsc() >= end {
+            break;
+        }
+    }
+    misses.fetch_add(1, Ordering::Relaxed);
+    loop {
+        let me = sched::current().ok_or(IpcError::NotAThread)?;
+        parked.store(me.raw() + 1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        sched::block_unless(|| !ring.ready() && !closed.load(Ordering::Acquire));
+        parked.store(0, Ordering::SeqCst);
+        if let Some(m) = ring.pop() {
+            return Ok(m);
+        }
+        if closed.load(Ordering::Acquire) {
+            return Err(IpcError::Closed);
+        }
+    }
+}
+
+/// After publishing into a ring: wakes the consumer if it parked.
+fn kick(parked: &AtomicU64, wakes: &AtomicU64) {
+    fence(Ordering::SeqCst);
+    let p = parked.load(Ordering::SeqCst);
+    if p != 0
+        && parked
+            .compare_exchange(p, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    {
+        wakes.fetch_add(1, Ordering::Relaxed);
+        sched::wake(Tid::from_raw(p - 1));
+    }
+}
+
+impl Channel {
+    /// A channel (and the endpoint of its baseline path).
+    pub fn new() -> Result<Channel, IpcError> {
+        Ok(Channel {
+            req: Ring::new(),
+            rep: Ring::new(),
+            client_parked: AtomicU64::new(0),
+            server_parked: AtomicU64::new(0),
+            wakes: AtomicU64::new(0),
+            client_misses: AtomicU64::new(0),
+            server_misses: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            ep: super::create()?,
+        })
+    }
+
+    /// Sends `m` and waits for the reply: the rings when compiled in, else the endpoint.
+    /// One client thread per channel.
+    pub fn call(&self, m: &Msg) -> Result<Msg, IpcError> {
+        if !ENABLED {
+            return self.call_endpoint(m);
+        }
+        while !self.req.push(m) {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(IpcError::Closed);
+            }
+            core::hint::spin_loop();
+        }
+        kick(&self.server_parked, &self.wakes);
+        wait_pop(
+            &self.rep,
+            &self.client_parked,
+            &self.closed,
+            &self.client_misses,
+        )
+    }
+
+    /// The baseline: the same call through the endpoint (`call`, slow path across CPUs).
+    pub fn call_endpoint(&self, m: &Msg) -> Result<Msg, IpcError> {
+        super::call(self.ep, 0, m, NO_DEADLINE)
+    }
+
+    /// Serves calls with `f` until `f` returns `None` (that call is answered with the
+    /// request itself, then the server returns). One server thread per channel; `endpoint`:
+    /// serve the baseline path instead (or when the rings are compiled out).
+    pub fn serve(
+        &self,
+        endpoint: bool,
+        mut f: impl FnMut(&Msg) -> Option<Msg>,
+    ) -> Result<(), IpcError> {
+        if endpoint || !ENABLED {
+            let mut m = super::recv(self.ep, NO_DEADLINE)?;
+            loop {
+                let (r, last) = match f(&m) {
+                    Some(r) => (r, false),
+                    None => (m, true),
+                };
+                if last {
+                    return super::reply(&r);
+                }
+                m = super::reply_recv(self.ep, &r, NO_DEADLINE)?;
+            }
+        }
+        loop {
+            let m = wait_pop(
+                &self.req,
+                &self.server_parked,
+                &self.closed,
+                &self.server_misses,
+            )?;
+            let (r, last) = match f(&m) {
+                Some(r) => (r, false),
+                None => (m, true),
+            };
+            while !self.rep.push(&r) {
+                core::hint::spin_loop();
+            }
+            kick(&self.client_parked, &self.wakes);
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether the client is parked (tests: force the wake-up path).
+    pub fn client_is_parked(&self) -> bool {
+        self.client_parked.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether the server is parked (tests).
+    pub fn server_is_parked(&self) -> bool {
+        self.server_parked.load(Ordering::Acquire) != 0
+    }
+
+    /// Wake-ups sent so far (a side found its peer parked).
+    pub fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
+    }
+
+    /// Ends the channel: parked sides wake with `Closed`; the endpoint is destroyed.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        kick(&self.client_parked, &self.wakes);
+        kick(&self.server_parked, &self.wakes);
+        let _ = super::destroy(self.ep);
+    }
+}

@@ -1,0 +1,141 @@
+//! Fusion rings across CPUs: every call answered in order with its own words, both parking
+//! paths forced (the server replies only once the client is parked, the client calls only
+//! once the server is parked, so each wake-up path runs, not just polling), and a parked
+//! server woken by `close` with `Closed`.
+
+use super::fusion::Channel;
+use super::{IpcError, Msg};
+use crate::harness::{Needs, SKIP, TestResult, check, join_all, ncpus};
+use crate::ktest;
+use crate::sched::{self, Builder};
+use alloc::format;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+ktest!(
+    Needs::Threads,
+    "ipc.fusion_rings_across_cpus",
+    fusion_across_cpus
+);
+ktest!(
+    Needs::Threads,
+    "ipc.fusion_close_wakes_a_parked_server",
+    close_wakes
+);
+
+static CHAN: spin::Mutex<Option<Arc<Channel>>> = spin::Mutex::new(None);
+const CALLS: u64 = 2000;
+/// Every `PARK_EVERY`th call, the server waits for the client to park before replying, and
+/// the client waits for the server to park before calling.
+const PARK_EVERY: u64 = 100;
+static BAD: AtomicU64 = AtomicU64::new(0);
+
+fn chan() -> Option<Arc<Channel>> {
+    CHAN.lock().clone()
+}
+
+fn wait_until(cond: impl Fn() -> bool) -> bool {
+    let d = crate::smp::time::Deadline::after_ms(10_000);
+    while !cond() {
+        if d.passed() {
+            return false;
+        }
+        sched::yield_now();
+    }
+    true
+}
+
+fn server(_: u64) -> u64 {
+    let Some(c) = chan() else { return 1 };
+    let c2 = c.clone();
+    let r = c.serve(false, |m| {
+        if m.label == 0xdead {
+            return None;
+        }
+        if m.words[0] % PARK_EVERY == PARK_EVERY - 1 && !wait_until(|| c2.client_is_parked()) {
+            BAD.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut r = *m;
+        r.words.iter_mut().for_each(|w| *w = w.wrapping_add(1));
+        Some(r)
+    });
+    u64::from(r.is_err())
+}
+
+fn client(_: u64) -> u64 {
+    let Some(c) = chan() else { return 1 };
+    let mut bad = 0;
+    for k in 0..CALLS {
+        if k % PARK_EVERY == PARK_EVERY / 2 && !wait_until(|| c.server_is_parked()) {
+            bad += 1;
+        }
+        let m = Msg::new(
+            7,
+            core::array::from_fn(|i| k.wrapping_mul(31).wrapping_add(i as u64)),
+        );
+        match c.call(&m) {
+            Ok(r) if r.words == core::array::from_fn(|i| m.words[i].wrapping_add(1)) => {}
+            _ => bad += 1,
+        }
+    }
+    let _ = c.call(&Msg::new(0xdead, [0; 8]));
+    bad
+}
+
+fn fusion_across_cpus(_: &crate::boot::BootState) -> TestResult {
+    if ncpus() < 2 {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    }
+    let c = Arc::new(Channel::new().map_err(|e| format!("{e:?}"))?);
+    *CHAN.lock() = Some(c.clone());
+    BAD.store(0, Ordering::Relaxed);
+    let last = ncpus() - 1;
+    let s = Builder::new()
+        .pin(last)
+        .spawn(server, 0)
+        .map_err(|e| format!("{e}"))?;
+    let t = Builder::new()
+        .pin(0)
+        .spawn(client, 0)
+        .map_err(|e| format!("{e}"))?;
+    let codes = join_all(&[t, s], 60_000)?;
+    let wakes = c.wakes();
+    c.close();
+    *CHAN.lock() = None;
+    let parks = 2 * CALLS / PARK_EVERY;
+    check(
+        codes == [0, 0] && BAD.load(Ordering::Relaxed) == 0 && wakes >= parks,
+        || {
+            format!(
+                "client {} bad, server {}, forced parks missed {}, wakes {wakes} (at least {parks} forced)",
+                codes[0],
+                codes[1],
+                BAD.load(Ordering::Relaxed)
+            )
+        },
+    )
+}
+
+fn parked_server(_: u64) -> u64 {
+    let Some(c) = chan() else { return 1 };
+    match c.serve(false, |m| Some(*m)) {
+        Err(IpcError::Closed) => 0,
+        _ => 1,
+    }
+}
+
+fn close_wakes(_: &crate::boot::BootState) -> TestResult {
+    let c = Arc::new(Channel::new().map_err(|e| format!("{e:?}"))?);
+    *CHAN.lock() = Some(c.clone());
+    let s = Builder::new()
+        .pin(ncpus() - 1)
+        .spawn(parked_server, 0)
+        .map_err(|e| format!("{e}"))?;
+    let parked = wait_until(|| c.server_is_parked());
+    c.close();
+    let codes = join_all(&[s], 10_000)?;
+    *CHAN.lock() = None;
+    check(parked && codes == [0], || {
+        format!("server parked {parked}, ended {codes:?} (0: with Closed)")
+    })
+}
