@@ -105,6 +105,8 @@ step "rustfmt --check" cargo fmt --all --check
 step "clippy host (all targets, -D warnings)" cargo clippy --workspace --exclude exo --all-targets --all-features -- -D warnings
 step "clippy kernel target (-D warnings)" cargo clippy --workspace --exclude exo-native-bench --exclude exo-linux-peer --target x86_64-unknown-none -- -D warnings
 step "kernel subsystems call down only (scripts/check-layers.sh)" scripts/check-layers.sh
+step "kernel with fusion_rings off (the endpoint fallback) type-checks, no warnings" env RUSTFLAGS="-D warnings" \
+    CARGO_TARGET_DIR="$root/target/nofusion" cargo check -p exo --target x86_64-unknown-none --no-default-features
 
 echo "== host tests"
 host_tests
