@@ -390,9 +390,10 @@ EXO_TAP_STATS="$log.taps" scripts/qemu.sh --job contended --machine q35 --cpu ma
 rc=$?
 claimed=$(sed -n 's/^NETMQBENCH,pairs,4,completed,\([0-9]*\)$/\1/p' "$log")
 host_rx=$(awk -F, '/^TAP,exoA/ { print $4 }' "$log.taps" 2>/dev/null)
-expect_log "net.mq.tx.pps.{1,2,4} rows; host tap counted ${host_rx:-?} >= the ${claimed:-?} the guest claims" "$log" 0 \
+expect_log "net.mq.{tx,rx}.pps.{1,2,4} rows; host tap counted ${host_rx:-?} >= the ${claimed:-?} the guest claims" "$log" 0 \
     "$([ "$rc" = 0 ] && [ -n "$claimed" ] && [ -n "$host_rx" ] && [ "$host_rx" -ge "$claimed" ] && echo 0 || echo "$rc/mismatch")" \
-    '^BENCH,net\.mq\.tx\.pps\.1,1,' '^BENCH,net\.mq\.tx\.pps\.4,1,' '^END,contended,3$'
+    '^BENCH,net\.mq\.tx\.pps\.1,1,' '^BENCH,net\.mq\.tx\.pps\.4,1,' '^BENCH,net\.mq\.rx\.pps\.4,1,' \
+    '^NETMQRX,queues,4,sent,[0-9]+,received,[0-9]+,per_queue,' '^END,contended,6$'
 step "serve: HTTP/1.1 from the host with curl (GET / body, 404, keep-alive) and UDP echo, via QEMU user networking" \
     env EXO_HTTP_PORT=18080 EXO_UDP_PORT=18007 bash scripts/serve.sh check 2
 echo "== Linux beside Exo-OS (scripts/compare-linux.sh: runs and is reproducible; who wins is not judged)"

@@ -212,8 +212,10 @@ fn mq_rows(b: &mut Bench<'_>) {
     }
     let ncpus = crate::smp::cpus::online_count().min(64) as u16;
     let (devs, _) = super::net::probe(ncpus);
-    let (mut mq, rest): (alloc::vec::Vec<_>, alloc::vec::Vec<_>) =
+    let (mut mq, mut rest): (alloc::vec::Vec<_>, alloc::vec::Vec<_>) =
         devs.into_iter().partition(|d| d.max_pairs > 1);
+    // The one-pair NIC generates the receive load; the others go.
+    let peer = rest.pop();
     rest.into_iter().for_each(|d| {
         d.shutdown();
     });
@@ -264,7 +266,128 @@ fn mq_rows(b: &mut Bench<'_>) {
         q *= 2;
     }
     crate::kprintln!("NETMQBENCH,pairs,{n},completed,{total_sent}");
+    if let Some(mut peer) = peer {
+        mq_rx_rows(b, &mut dev, &mut peer, n);
+        peer.shutdown();
+    }
     let parked: alloc::vec::Vec<_> = MQ_PARKED.lock().drain(..).flatten().collect();
     dev.return_pairs(parked);
     dev.shutdown();
+}
+
+static MQ_STOP: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// The tag of the current receive round's frames (stragglers of an earlier round are not
+/// counted).
+static MQ_TAG: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// On CPU `i`: drains pair `i` until told to stop; counts the test frames in `MQ_SENT[i]`.
+/// Yields when a burst finds nothing (the load generator may share the CPU).
+fn mq_receiver(i: u64) -> u64 {
+    use core::sync::atomic::Ordering;
+    let i = i as usize;
+    let Some(mut p) = MQ_PARKED.lock().get_mut(i).and_then(Option::take) else {
+        return 1;
+    };
+    MQ_READY.fetch_add(1, Ordering::AcqRel);
+    let mut got = 0u64;
+    let tag = MQ_TAG.load(Ordering::Acquire) as u32;
+    while !MQ_STOP.load(Ordering::Acquire) {
+        let mut n = 0;
+        let _ = p.rx_burst(BURST, |f| {
+            n += u64::from(matches!(super::tests_mq::parse_udp_frame(f), Some((t, _)) if t == tag));
+        });
+        got += n;
+        if n == 0 {
+            crate::sched::yield_now();
+        }
+    }
+    MQ_SENT[i % 64].store(got, Ordering::Release);
+    if let Some(s) = MQ_PARKED.lock().get_mut(i) {
+        *s = Some(p);
+    }
+    0
+}
+
+/// `net.mq.rx.pps.<q>`: the device told to use q pairs (`VQ_PAIRS_SET`), q CPUs each
+/// draining its own pair while the one-pair NIC sends frames of 256 flows (the host's flow
+/// hash spreads them) from this thread for 200 ms; frames received per second in all. The
+/// generator is one CPU: the rows show how receiving spreads, not the device's ceiling.
+fn mq_rx_rows(
+    b: &mut Bench<'_>,
+    dev: &mut super::net::NetDevice,
+    peer: &mut super::net::NetDevice,
+    n: usize,
+) {
+    use core::sync::atomic::Ordering;
+    let mac = peer.mac;
+    let mut q = 1;
+    while q <= n {
+        if let Err(e) = dev.set_active_pairs(q as u16) {
+            log::warn!("bench: VQ_PAIRS_SET {q}: {e}");
+            break;
+        }
+        MQ_STOP.store(false, Ordering::Release);
+        MQ_READY.store(0, Ordering::Release);
+        let tag = 100 + q as u32;
+        MQ_TAG.store(u64::from(tag), Ordering::Release);
+        let tids: alloc::vec::Vec<_> = (0..q)
+            .filter_map(|i| {
+                crate::sched::Builder::new()
+                    .pin(i as u32)
+                    .spawn(mq_receiver, i as u64)
+                    .ok()
+            })
+            .collect();
+        let d = Deadline::after_ms(5000);
+        while MQ_READY.load(Ordering::Acquire) < tids.len() && !d.passed() {
+            crate::sched::yield_now();
+        }
+        let Some(tx) = peer.pair(0) else { break };
+        let t0 = rdtsc_precise();
+        let end = t0 + 200 * (tsc_hz() / 1000).max(1);
+        let mut seq = 0u32;
+        while exo_arch::tsc::rdtsc() < end {
+            let k = tx
+                .tx_burst(BURST, |j, buf| {
+                    let s = seq + j as u32;
+                    Some(super::tests_mq::udp_frame(
+                        buf,
+                        mac,
+                        4000 + (s % 256) as u16,
+                        tag,
+                        s,
+                    ))
+                })
+                .unwrap_or(0);
+            seq += k as u32;
+            crate::sched::yield_now();
+        }
+        let t1 = rdtsc_precise();
+        // Let the last frames land, then stop the receivers.
+        crate::sched::sleep_us(20_000);
+        MQ_STOP.store(true, Ordering::Release);
+        if crate::harness::join_all(&tids, 30_000).is_err() || tids.len() != q {
+            log::warn!("bench: net.mq receivers failed at {q} queues");
+            break;
+        }
+        let got: u64 = MQ_SENT
+            .iter()
+            .take(q)
+            .map(|a| a.load(Ordering::Acquire))
+            .sum();
+        let per_queue: alloc::vec::Vec<u64> = MQ_SENT
+            .iter()
+            .take(q)
+            .map(|a| a.load(Ordering::Acquire))
+            .collect();
+        crate::kprintln!("NETMQRX,queues,{q},sent,{seq},received,{got},per_queue,{per_queue:?}");
+        let rate = u128::from(got) * u128::from(tsc_hz()) / u128::from((t1 - t0).max(1));
+        emit(
+            &alloc::format!("net.mq.rx.pps.{q}"),
+            one(rate as u64),
+            &mut b.count,
+        );
+        q *= 2;
+    }
+    let _ = dev.set_active_pairs(n as u16);
 }

@@ -574,6 +574,33 @@ impl QueuePair {
     }
 }
 
+/// Sends `VQ_PAIRS_SET(n)` on control ring `r` (its command buffer is the last frame of its
+/// memory) and waits up to 1 s for the device's answer.
+fn ctrl_pairs_set(r: &mut Ring, n: u16) -> Result<(), VirtioError> {
+    let buf = r.area.last_mut().ok_or(VirtioError::OutOfMemory)?;
+    buf.bytes_mut(0, 4)
+        .copy_from_slice(&vnet::ctrl_mq_pairs_set(n));
+    buf.bytes_mut(4, 1)[0] = 0xff;
+    let pa = buf.pa();
+    r.q.add_chain(&DmaRam, &[(pa, 4, false), (pa + 4, 1, true)], 0)
+        .ok_or(VirtioError::Control("no descriptor"))?;
+    r.q.publish(&DmaRam);
+    r.bell.ring();
+    let d = crate::smp::time::Deadline::after_ms(1000);
+    while r.q.pop(&DmaRam).map_err(VirtioError::Protocol)?.is_none() {
+        if d.passed() {
+            return Err(VirtioError::Control("no answer to VQ_PAIRS_SET in 1 s"));
+        }
+        core::hint::spin_loop();
+    }
+    let answer = r.area.last().map_or(0xff, |b| b.bytes(4, 1)[0]);
+    if answer == vnet::CTRL_OK {
+        Ok(())
+    } else {
+        Err(VirtioError::Control("device refused VQ_PAIRS_SET"))
+    }
+}
+
 /// A virtio-net device brought up.
 #[derive(Debug)]
 pub struct NetDevice {
@@ -679,36 +706,30 @@ impl NetDevice {
             None,
         )?;
         self.transport.driver_ok();
-        let result = (|| {
-            let page = kalloc::alloc_frame().map_err(|_| VirtioError::OutOfMemory)?;
+        // The command buffer: one frame kept with the control queue's memory.
+        let page = kalloc::alloc_frame().map_err(|_| VirtioError::OutOfMemory);
+        let result = page.and_then(|page| {
             r.area.push(DmaFrame::from_owned(page.phys()));
-            let buf = r.area.last_mut().ok_or(VirtioError::OutOfMemory)?;
-            buf.bytes_mut(0, 4)
-                .copy_from_slice(&vnet::ctrl_mq_pairs_set(n));
-            buf.bytes_mut(4, 1)[0] = 0xff;
-            let pa = buf.pa();
-            r.q.add_chain(&DmaRam, &[(pa, 4, false), (pa + 4, 1, true)], 0)
-                .ok_or(VirtioError::Control("no descriptor"))?;
-            r.q.publish(&DmaRam);
-            r.bell.ring();
-            let d = crate::smp::time::Deadline::after_ms(1000);
-            while r.q.pop(&DmaRam).map_err(VirtioError::Protocol)?.is_none() {
-                if d.passed() {
-                    return Err(VirtioError::Control("no answer to VQ_PAIRS_SET in 1 s"));
-                }
-                core::hint::spin_loop();
-            }
-            let answer = r.area.last().map_or(0xff, |b| b.bytes(4, 1)[0]);
-            if answer == vnet::CTRL_OK {
-                Ok(())
-            } else {
-                Err(VirtioError::Control("device refused VQ_PAIRS_SET"))
-            }
-        })();
+            ctrl_pairs_set(&mut r, n)
+        });
         // The control queue and its command buffer stay until the device is reset (a
         // command that never came back is still the device's until then).
         self.ctrl = Some(r);
         result
+    }
+
+    /// Changes how many queue pairs the device uses (1..=the pairs brought up): receive
+    /// steering then spreads flows over pairs `0..n` only. The pairs stay allocated.
+    pub fn set_active_pairs(&mut self, n: u16) -> Result<(), VirtioError> {
+        let up = self.pairs.len().max(usize::from(self.active)) as u16;
+        if n == 0 || n > up {
+            return Err(VirtioError::Control("pair count out of range"));
+        }
+        let r = self
+            .ctrl
+            .as_mut()
+            .ok_or(VirtioError::Control("no control queue (one pair only)"))?;
+        ctrl_pairs_set(r, n)
     }
 
     /// Queue pairs in use.
