@@ -73,8 +73,8 @@ mod bench;
 mod tests;
 
 pub use endpoint::{
-    EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, region, reply, reply_recv, send,
-    set_region, stats,
+    EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, region, release, reply, reply_recv,
+    retain, send, set_region, stats,
 };
 pub use handle::{Cap, Handle, HandleTable, Rights};
 
@@ -98,12 +98,16 @@ pub struct Msg {
     /// Words 0 and 1 are a zero-copy descriptor (offset, length) into the endpoint's shared
     /// region, checked by the system-call layer against its length ([`region`]).
     pub zc: bool,
+    /// Words 6 and 7 carry a handle in flight (the system-call layer's encoding, [`INFO_HANDLE`]).
+    pub handle: bool,
     /// The payload.
     pub words: [u64; MSG_WORDS],
 }
 
 /// Bit of [`Msg::info`] (and of the user ABI's info word) marking a zero-copy descriptor.
 pub const INFO_ZC: u64 = 1 << 40;
+/// Bit of [`Msg::info`] (and of the user ABI's info word): a handle travels in words 6 and 7.
+pub const INFO_HANDLE: u64 = 1 << 41;
 
 impl Msg {
     /// A message with `label` and a full 64-byte payload.
@@ -113,11 +117,15 @@ impl Msg {
             len: 64,
             badge: 0,
             zc: false,
+            handle: false,
             words,
         }
     }
     pub(crate) fn info(&self) -> u64 {
-        u64::from(self.label) | (u64::from(self.len) << 32) | if self.zc { INFO_ZC } else { 0 }
+        u64::from(self.label)
+            | (u64::from(self.len) << 32)
+            | if self.zc { INFO_ZC } else { 0 }
+            | if self.handle { INFO_HANDLE } else { 0 }
     }
     pub(crate) fn from_info(info: u64, badge: u64, words: [u64; MSG_WORDS]) -> Msg {
         Msg {
@@ -125,6 +133,7 @@ impl Msg {
             len: (info >> 32) as u8,
             badge,
             zc: info & INFO_ZC != 0,
+            handle: info & INFO_HANDLE != 0,
             words,
         }
     }

@@ -9,6 +9,15 @@
 //! or handle left `EAGAIN`, a zero-copy descriptor (info bit 40: words 0 and 1 are offset
 //! and length) outside the endpoint's shared region `ERANGE` (`ipc_reply`, which names no
 //! endpoint, refuses the bit with `EINVAL`). No pointer is read: there is nothing to fault on.
+//!
+//! Handles in messages (info bit 41, `INFO_HANDLE`): on send, word 7 names a handle of the
+//! sender's and the rights to give ([`outgoing_handle`] checks both and puts the endpoint's
+//! reference, rights and badge in words 6 and 7 for the flight); on receipt
+//! ([`incoming_handle`]) the receiver's table gets a new entry, counted as one more owner of
+//! the endpoint, and word 7 becomes its number. Nothing is held in flight: if every handle to
+//! the endpoint was closed before the message was taken, the endpoint is gone and the
+//! receiver gets `INFO_HANDLE_LOST`, as it does when its table is full. A message that never
+//! arrives (timeout, destroyed endpoint) leaves nothing behind.
 
 use super::syscall::nr;
 use super::{process, task};
@@ -19,11 +28,20 @@ use exo_arch::syscall::IpcFrame;
 const INFO_LEN_SHIFT: u32 = 32;
 const INFO_SLOW: u64 = 1 << 63;
 const INFO_ZC: u64 = ipc::INFO_ZC;
-const INFO_RESERVED: u64 = !(INFO_SLOW | INFO_ZC | (0xff << INFO_LEN_SHIFT) | 0xffff_ffff);
+const INFO_HANDLE: u64 = ipc::INFO_HANDLE;
+const INFO_HANDLE_LOST: u64 = 1 << 42;
+const INFO_RESERVED: u64 =
+    !(INFO_SLOW | INFO_ZC | INFO_HANDLE | (0xff << INFO_LEN_SHIFT) | 0xffff_ffff);
+/// Where the rights to give sit in word 7 on send (`exo_abi::ipc::HANDLE_RIGHTS_SHIFT`).
+const HANDLE_RIGHTS_SHIFT: u32 = 32;
+/// In flight, word 7 is the endpoint reference with the rights at bits 24..26 of its slot
+/// half (slots are below 2^24).
+const FLIGHT_RIGHTS_SHIFT: u32 = 24;
 const MSG_MAX: usize = 64;
 
 const EINVAL: i64 = 22;
 const EBADF: i64 = 9;
+const EPERM: i64 = 1;
 const EMSGSIZE: i64 = 90;
 const ERANGE: i64 = 34;
 
@@ -78,12 +96,96 @@ fn check_zc(t: &HandleTable, h: Handle, info: u64, words: &[u64; 8]) -> Result<(
     }
 }
 
+/// A message about to be sent with `INFO_HANDLE` (else nothing): the handle word 7 names
+/// must be the sender's (`EBADF`) and the rights asked for (0: all) among its own (`EPERM`);
+/// words 6 and 7 become the badge and the endpoint reference with the rights. Returns the
+/// caller's words 6 and 7, for [`restore`] if the operation then fails.
+#[inline(always)]
+fn outgoing_handle(
+    t: &HandleTable,
+    info: u64,
+    words: &mut [u64; 8],
+) -> Result<Option<[u64; 2]>, i64> {
+    if info & INFO_HANDLE == 0 {
+        return Ok(None);
+    }
+    let saved = [words[6], words[7]];
+    outgoing_handle_slow(t, words)?;
+    Ok(Some(saved))
+}
+
+/// On a failed send, the caller's words 6 and 7 back (on an error only `rax` changes).
+#[cold]
+fn restore(f: &mut IpcFrame, saved: Option<[u64; 2]>, e: i64) -> i64 {
+    if let Some([w6, w7]) = saved {
+        f.words[6] = w6;
+        f.words[7] = w7;
+    }
+    e
+}
+
+#[inline(never)]
+fn outgoing_handle_slow(t: &HandleTable, words: &mut [u64; 8]) -> Result<(), i64> {
+    let h = Handle(words[7] as u32);
+    let want = (words[7] >> HANDLE_RIGHTS_SHIFT) & 0xffff_ffff;
+    let cap = t.get(h).map_err(|_| EBADF)?;
+    let held = u64::from(cap.rights.0);
+    let give = if want == 0 { held } else { want };
+    if give & !held != 0 || give & !3 != 0 {
+        return Err(EPERM);
+    }
+    words[6] = cap.badge;
+    words[7] = cap.ep.raw() | (give << FLIGHT_RIGHTS_SHIFT);
+    Ok(())
+}
+
+/// A message just received with `INFO_HANDLE` (else unchanged): the new handle installed in
+/// `t` (word 7 its number, word 6 its rights), or `INFO_HANDLE_LOST` in place of the bit
+/// (word 7 `u64::MAX`, word 6 0) when the endpoint is gone or `t` is full. Returns the info.
+#[inline(always)]
+fn incoming_handle(t: &HandleTable, info: u64, words: &mut [u64; 8]) -> u64 {
+    if info & INFO_HANDLE == 0 {
+        return info;
+    }
+    incoming_handle_slow(t, info, words)
+}
+
+#[inline(never)]
+fn incoming_handle_slow(t: &HandleTable, info: u64, words: &mut [u64; 8]) -> u64 {
+    let rights = (words[7] >> FLIGHT_RIGHTS_SHIFT) & 3;
+    let ep = ipc::EpRef::from_raw(words[7] & !(3 << FLIGHT_RIGHTS_SHIFT));
+    let cap = ipc::Cap {
+        ep,
+        rights: Rights(rights as u8),
+        badge: words[6],
+    };
+    let installed = ipc::retain(ep).ok().and_then(|()| match t.insert(cap) {
+        Ok(h) => Some(h),
+        Err(_) => {
+            ipc::release(ep);
+            None
+        }
+    });
+    match installed {
+        Some(h) => {
+            words[7] = u64::from(h.0);
+            words[6] = rights;
+            info
+        }
+        None => {
+            words[7] = u64::MAX;
+            words[6] = 0;
+            (info & !INFO_HANDLE) | INFO_HANDLE_LOST
+        }
+    }
+}
+
 /// Puts a received message into `f`'s registers.
 #[inline(always)]
-fn msg_out(f: &mut IpcFrame, m: &Msg) {
-    f.rsi = m.info();
-    f.rdi = m.badge;
+fn msg_out(t: &HandleTable, f: &mut IpcFrame, m: &Msg) {
     f.words = m.words;
+    f.rsi = incoming_handle(t, m.info(), &mut f.words);
+    f.rdi = m.badge;
 }
 
 /// TSC deadline of a timeout in nanoseconds (0: none).
@@ -116,10 +218,13 @@ pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
             let info = info_in(f)?;
             let h = handle(f.rdi)?;
             check_zc(t, h, info, &f.words)?;
+            let saved = outgoing_handle(t, info, &mut f.words)?;
             let fast = f.rsi & INFO_SLOW == 0;
             let dl = deadline(f.rbx);
-            let (info, badge) = t.call_regs(h, info, &mut f.words, dl, fast).map_err(err)?;
-            f.rsi = info;
+            let (info, badge) = t
+                .call_regs(h, info, &mut f.words, dl, fast)
+                .map_err(|e| restore(f, saved, err(e)))?;
+            f.rsi = incoming_handle(t, info, &mut f.words);
             f.rdi = badge;
             Ok(0)
         }
@@ -127,33 +232,36 @@ pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
             let info = info_in(f)?;
             let h = handle(f.rdi)?;
             check_zc(t, h, info, &f.words)?;
+            let saved = outgoing_handle(t, info, &mut f.words)?;
             let fast = f.rsi & INFO_SLOW == 0;
             let dl = deadline(f.rbx);
             let (info, badge) = t
                 .reply_recv_regs(h, info, &mut f.words, dl, fast)
-                .map_err(err)?;
-            f.rsi = info;
+                .map_err(|e| restore(f, saved, err(e)))?;
+            f.rsi = incoming_handle(t, info, &mut f.words);
             f.rdi = badge;
             Ok(0)
         }
         nr::IPC_RECV => {
             let r = t.recv(handle(f.rdi)?, deadline(f.rbx)).map_err(err)?;
-            msg_out(f, &r);
+            msg_out(t, f, &r);
             Ok(0)
         }
         nr::IPC_SEND => {
-            let m = msg_in(f)?;
+            let mut m = msg_in(f)?;
             let h = handle(f.rdi)?;
             check_zc(t, h, m.info(), &m.words)?;
+            outgoing_handle(t, m.info(), &mut m.words)?;
             t.send(h, &m, deadline(f.rbx)).map_err(err)?;
             Ok(0)
         }
         nr::IPC_REPLY => {
-            let m = msg_in(f)?;
+            let mut m = msg_in(f)?;
             if m.zc {
                 // No endpoint named: no region to check a descriptor against.
                 return Err(EINVAL);
             }
+            outgoing_handle(t, m.info(), &mut m.words)?;
             ipc::endpoint::reply(&m).map_err(err)?;
             Ok(0)
         }
