@@ -230,7 +230,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         name: "ipc_reply",
         args: &["_", "info", "w0", "w1", "w2", "w3"],
         returns: "0",
-        errors: &[ESRCH, EINVAL, EMSGSIZE],
+        errors: &[EPERM, ESRCH, EBADF, EINVAL, EMSGSIZE],
         summary: "replies to the call being served",
     },
     SyscallInfo {

@@ -226,6 +226,19 @@ pub const fn is_ipc(n: u64) -> bool {
 /// Longest IPC timeout the worker asks for, ns.
 pub const IPC_TIMEOUT_MAX: u64 = 100_000;
 
+/// Word 7 of an IPC message sent with `INFO_HANDLE`: a handle number around the table's
+/// range (0..=65: most empty, `EBADF`; some the worker's) and rights 0..=3 (0: all it has;
+/// more than it has: `EPERM`), at times rights above bit 33 (`EPERM`).
+pub fn ipc_handle_word(r: &mut Rng) -> u64 {
+    let h = r.below(exo_abi::ipc::HANDLES as u64 + 2) as u32;
+    let rights = if r.chance(1, 16) {
+        r.next_u64() & 0xffff_ffff
+    } else {
+        r.below(4)
+    };
+    h as u64 | rights << exo_abi::ipc::HANDLE_RIGHTS_SHIFT
+}
+
 /// Numbers around the edges of the table and of the number's width.
 pub const EDGE_NUMBERS: &[u64] = &[
     0,
@@ -459,6 +472,45 @@ pub fn bad_success(number: u64, a: &[u64; 6], ret: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handle_errors_are_documented() {
+        // What a message with INFO_HANDLE (or INFO_HANDLE_LOST) can fail with, on every
+        // call that sends one: a bad handle, rights it lacks, the receipt-only bit.
+        for n in [
+            nr::IPC_CALL,
+            nr::IPC_REPLY_RECV,
+            nr::IPC_SEND,
+            nr::IPC_REPLY,
+        ] {
+            for e in [Errno::EBADF, Errno::EPERM, Errno::EINVAL] {
+                assert_eq!(
+                    classify(n as u64, -(e.code() as i64)),
+                    Verdict::Error(e),
+                    "{n} {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn handle_words_cover_the_table_and_rights() {
+        let mut r = Rng::new(7);
+        let (mut handles, mut rights, mut wild) = (0u128, 0u8, 0);
+        for _ in 0..10_000 {
+            let w = ipc_handle_word(&mut r);
+            let h = w as u32;
+            assert!(h <= exo_abi::ipc::HANDLES as u32 + 1);
+            handles |= 1 << h;
+            match w >> exo_abi::ipc::HANDLE_RIGHTS_SHIFT {
+                x @ 0..=3 => rights |= 1 << x,
+                _ => wild += 1,
+            }
+        }
+        assert_eq!(handles, (1 << 66) - 1, "every handle 0..=65");
+        assert_eq!(rights, 0xf, "rights 0..=3");
+        assert!(wild > 0, "rights beyond the two bits");
+    }
 
     #[test]
     fn rng_is_deterministic_and_spreads() {

@@ -516,8 +516,13 @@ impl Ctx {
                 if r.chance(1, 8) {
                     a[1] |= 1 << 40; // IPC_INFO_ZC: words 0 and 1 are a region descriptor
                 }
+                if r.chance(1, 4) {
+                    // IPC_INFO_HANDLE: word 7 names a handle to pass (`ipc_step`).
+                    a[1] |= exo_rt::abi::ipc::INFO_HANDLE;
+                }
                 if r.chance(1, 16) {
-                    a[1] |= 1 << (41 + r.below(22)); // a reserved bit: EINVAL
+                    // A reserved bit, or IPC_INFO_HANDLE_LOST (bit 42, receipt only): EINVAL.
+                    a[1] |= 1 << (42 + r.below(21));
                 }
             }
             nr::ENDPOINT_CREATE => {
@@ -696,6 +701,11 @@ impl Ctx {
             // A descriptor that may fit a region (most endpoints have none: ERANGE).
             words[0] = self.rng.below(1 << 17) & !7;
             words[1] = self.rng.pick(&[0, 8, 1024, 65536, 1 << 20]);
+        }
+        if info & exo_rt::abi::ipc::INFO_HANDLE != 0 && self.rng.chance(3, 4) {
+            // A handle that may be the worker's, with rights it may or may not have (the
+            // rest of the time word 7 stays random: a huge handle or rights beyond bit 33).
+            words[7] = exo_fuzz::ipc_handle_word(&mut self.rng);
         }
         let timeout = 1 + self.rng.below(exo_fuzz::IPC_TIMEOUT_MAX);
         // SAFETY: the IPC calls read and write registers only (no pointer arguments).

@@ -10,8 +10,10 @@
 //! - bit 4: the thread suite: `/threads <k>` for every case, each end checked, repeated
 //!   `arg >> 32` times (at least once);
 //! - bit 5: the IPC suite: `/ipcdemo <k>` for every case (client/server processes and
-//!   threads, a server killed mid-call, bad input, timeouts, a destroyed endpoint), each
-//!   must exit 0, repeated `arg >> 32` times (at least once);
+//!   threads, a server killed mid-call, bad input, timeouts, a destroyed endpoint,
+//!   zero-copy, batches, handles passed through the name server), each must exit 0,
+//!   repeated `arg >> 32` times (at least once); first it starts the name server `/names`
+//!   (case 8 gets its handle), at the end it stops it, which must exit 0;
 //! - bit 6: `/nginx` (the "fake nginx": requests/s and latency over IPC for 1..ncpus
 //!   workers), `arg >> 32` requests per worker count (0: its default), waited for; it must
 //!   exit 0 (every response checked).
@@ -116,13 +118,23 @@ fn thread_suite(rounds: u64) -> bool {
 /// first round prints each end, later ones only what was unexpected. Returns the processes
 /// run, how many were killed, and how many ended otherwise than expected.
 fn run_cases(program: &str, cases: &[exo_rt::suite::Case], rounds: u64) -> (u64, u64, u64) {
+    run_cases_with(program, cases, rounds, |c| c.arg)
+}
+
+/// [`run_cases`], spawning each case with `arg_of(case)` (it is still named by `case.arg`).
+fn run_cases_with(
+    program: &str,
+    cases: &[exo_rt::suite::Case],
+    rounds: u64,
+    arg_of: impl Fn(&exo_rt::suite::Case) -> u64,
+) -> (u64, u64, u64) {
     let (mut runs, mut kills, mut wrong) = (0u64, 0u64, 0u64);
     let mut path = arrayvec::ArrayString::<32>::new();
     path.push('/');
     path.push_str(program);
     for round in 0..rounds {
         for case in cases {
-            let status = match exo_rt::spawn(&path, case.arg) {
+            let status = match exo_rt::spawn(&path, arg_of(case)) {
                 Ok(pid) => exo_rt::wait(pid).map(|s| (pid, s)),
                 Err(e) => Err(e),
             };
@@ -151,9 +163,41 @@ fn run_cases(program: &str, cases: &[exo_rt::suite::Case], rounds: u64) -> (u64,
     (runs, kills, wrong)
 }
 
-/// Every case of `/ipcdemo`, `rounds` times (see [`run_cases`]): each must exit 0.
+/// Every case of `/ipcdemo`, `rounds` times (see [`run_cases`]): each must exit 0. First a
+/// name server (`/names`) on a new endpoint, whose handle the cases inherit (and get in
+/// their `arg`: case 8 uses it); stopped with its token at the end, it must exit 0.
 fn ipc_suite(rounds: u64) -> bool {
-    let (runs, _, wrong) = run_cases("ipcdemo", ipc_cases::CASES, rounds);
+    let token = (exo_rt::time::rdtsc() as u32) | 1;
+    let ns = match exo_rt::names::start(token, NS_BADGE) {
+        Ok(x) => Some(x),
+        Err(e) => {
+            println!("init: name server: endpoint or spawn of /names: {e}: FAIL");
+            None
+        }
+    };
+    // Every case inherits the handle: each is told (case 3 counts it, case 8 uses it).
+    let (runs, _, wrong) = run_cases_with("ipcdemo", ipc_cases::CASES, rounds, |c| match ns {
+        Some((h, _)) => ipc_cases::with_ns(c.arg, h),
+        None => c.arg,
+    });
+    let ns_ok = ns.is_some_and(|(h, pid)| {
+        let stopped = exo_rt::names::stop(h, token);
+        let status = exo_rt::wait(pid);
+        let _ = exo_rt::handle_close(h);
+        match (stopped, status) {
+            (Ok(()), Ok(ExitStatus::Exited(0))) => {
+                println!("init: /names (pid {pid}) stopped: exit 0: ok");
+                true
+            }
+            (stopped, status) => {
+                println!("init: /names (pid {pid}) stop: {stopped:?}, end: {status:?}: FAIL");
+                false
+            }
+        }
+    });
     println!("init: ipc suite: {rounds} round(s), {runs} process(es), {wrong} unexpected");
-    wrong == 0
+    wrong == 0 && ns_ok
 }
+
+/// The badge of init's handle to the name server.
+const NS_BADGE: u64 = 0x4e53_0001;

@@ -5,6 +5,27 @@
 use exo_rt::ExitStatus;
 pub use exo_rt::suite::Case;
 
+/// The case that uses a name server (`/names`): `/init` runs every case with
+/// [`with_ns`]`(case, ns)` (every case inherits its handle: case 3 counts it in its full
+/// table); without one, case 8 starts its own.
+pub const NS_CASE: u64 = 8;
+/// `arg` bit: bits 16..48 are the handle of a name server the process inherited.
+pub const NS_GIVEN: u64 = 1 << 8;
+
+/// The `arg` of case `case` with the name server whose handle is `ns`.
+pub const fn with_ns(case: u64, ns: u32) -> u64 {
+    case | NS_GIVEN | (ns as u64) << 16
+}
+
+/// The name server's handle in `arg`, if [`with_ns`] put one there.
+pub const fn ns_of(arg: u64) -> Option<u32> {
+    if arg & NS_GIVEN != 0 && arg >> 48 == 0 {
+        Some((arg >> 16) as u32)
+    } else {
+        None
+    }
+}
+
 /// Every case, by `arg`: each exits 0 when all went as the contract says.
 pub const CASES: &[Case] = &[
     Case {
@@ -52,6 +73,12 @@ pub const CASES: &[Case] = &[
     Case {
         arg: 7,
         name: "batches: 100 x 16 messages of 64 bytes in one call each through the region, order and checksums checked; bad batch descriptors ERANGE",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
+    Case {
+        arg: NS_CASE,
+        name: "handles in messages through the name server: an echo server registers its endpoint, the client looks it up (send right only) and makes 203 checked calls; EBADF, EPERM, EINVAL for bad handles in messages; INFO_HANDLE_LOST with a full table; EXISTS, NOTFOUND, FULL, BADNAME; unregister",
         expect: |s| s == ExitStatus::Exited(0),
         expect_text: "exit 0",
     },

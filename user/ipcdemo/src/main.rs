@@ -1,14 +1,20 @@
 //! `/ipcdemo <case>`: IPC between processes and threads (issue 13), one case per `arg`
 //! (`cases.rs`); exits 0 when every check passed, 1 (with a line saying why) otherwise.
+//! Case 8 (handles in messages, `named.rs`) takes a name server's handle in its `arg`
+//! (`cases::with_ns`), or starts its own `/names` without one.
 //!
 //! A server role is a copy of this program started with `arg = ROLE << 56 | mode << 48 |
 //! handle` (it inherits the endpoint handle of its parent): `SERVE` answers calls until a
 //! `QUIT` label, `DIE` takes one call and executes `ud2`, `LATE` takes one call, sleeps
 //! past the caller's timeout, then replies (which must fail with `ESRCH`), and tells the
-//! client by its answer to a `PROBE` call whether it took the call (`late_server`).
+//! client by its answer to a `PROBE` call whether it took the call (`late_server`);
+//! `ZC` serves the zero-copy cases (`zc.rs`) and `NAMED` (`arg = ROLE << 56 | NAMED << 48 |
+//! name server handle`) registers its own endpoint as `"echo"` and serves echo calls
+//! (`named.rs`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod cases;
+mod named;
 mod zc;
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -40,18 +46,26 @@ fn run(arg: u64) -> i32 {
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == zc::ZC {
         return zc::server(arg as u32);
     }
+    if arg >> 56 == ROLE && (arg >> 48) & 0xff == named::NAMED {
+        return named::server(arg as u32);
+    }
     if arg >> 56 == ROLE {
         return server((arg >> 48) & 0xff, arg as u32, false);
     }
+    let (arg, ns) = match cases::ns_of(arg) {
+        Some(ns) => (arg & 0xff, Some(ns)),
+        None => (arg, None),
+    };
     let r = match arg {
         0 => echo_processes(),
         1 => echo_threads(),
         2 => server_dies(),
-        3 => bad_input(),
+        3 => bad_input(usize::from(ns.is_some())),
         4 => timeouts(),
         5 => destroyed_while_blocked(),
         6 => zc::zero_copy(),
         7 => zc::batches(),
+        8 => named::handles(ns),
         _ => Err("no such case"),
     };
     match r {
@@ -300,7 +314,9 @@ fn expect(
     }
 }
 
-fn bad_input() -> Result<(), &'static str> {
+/// Case 3; `inherited`: the handles the process started with (1 when `/init` passed the
+/// name server's, 0 otherwise).
+fn bad_input(inherited: usize) -> Result<(), &'static str> {
     let m = request(0);
     let t = 1_000; // 1 us: nothing here may block anyway
     expect(
@@ -383,22 +399,24 @@ fn bad_input() -> Result<(), &'static str> {
     )?;
     expect("close twice", exo_rt::handle_close(s), Errno::EBADF)?;
     exo_rt::handle_close(r).map_err(|_| "close r")?;
-    // A full table: 64 handles, then EAGAIN; all closed again.
+    // A full table: 64 handles (with the one inherited, if any), then EAGAIN; all those
+    // made closed again.
+    let mut made = [0u32; 64];
     let mut n = 0;
     let full = loop {
         match exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 0) {
-            Ok(_) => n += 1,
+            Ok(x) => {
+                *made.get_mut(n).ok_or("more than 64 handles")? = x;
+                n += 1;
+            }
             Err(e) => break e,
         }
-        if n > 64 {
-            return Err("more than 64 handles");
-        }
     };
-    if full != Errno::EAGAIN || n != 64 {
-        eprintln!("ipcdemo 3: table full after {n}: {full}");
+    if full != Errno::EAGAIN || n + inherited != 64 {
+        eprintln!("ipcdemo 3: table full after {n} + {inherited} inherited: {full}");
         return Err("a full table is not EAGAIN at 64");
     }
-    for k in 0..64 {
+    for &k in &made[..n] {
         exo_rt::handle_close(k).map_err(|_| "close of the full table")?;
     }
     println!("ipcdemo 3: bad handles, rights, lengths, bits, no caller, full table: typed errors");

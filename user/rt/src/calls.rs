@@ -236,7 +236,8 @@ pub fn thread_join(tid: usize) -> Result<usize, Errno> {
 }
 
 /// A message of the IPC calls: label, length (0..=64 bytes), badge (set by the kernel on
-/// receipt: the sender's handle's badge, 0 for a reply) and the eight payload words.
+/// receipt: the sender's handle's badge, 0 for a reply), the info bits for zero-copy and
+/// handles, and the eight payload words.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IpcMsg {
     /// Protocol-defined.
@@ -248,6 +249,12 @@ pub struct IpcMsg {
     /// Words 0 and 1 are a zero-copy descriptor (offset, length) into the endpoint's shared
     /// region (`exo_abi::ipc::INFO_ZC`; checked by the kernel, delivered to the receiver).
     pub zc: bool,
+    /// The handle-passing info bits: `exo_abi::ipc::INFO_HANDLE` (on send: word 7 names a
+    /// handle of the sender's to give, see [`IpcMsg::with_handle`]; on receipt: word 7 is
+    /// the receiver's new handle, word 6 its rights) and, on receipt only,
+    /// `exo_abi::ipc::INFO_HANDLE_LOST` (the handle could not be given). Other bits are
+    /// passed to the kernel as they are (anything else is `EINVAL`).
+    pub flags: u64,
     /// The payload.
     pub words: [u64; 8],
 }
@@ -260,6 +267,7 @@ impl IpcMsg {
             len: 64,
             badge: 0,
             zc: false,
+            flags: 0,
             words,
         }
     }
@@ -271,16 +279,54 @@ impl IpcMsg {
             len: 64,
             badge: 0,
             zc: true,
+            flags: 0,
             words: [
                 off, len, rest[0], rest[1], rest[2], rest[3], rest[4], rest[5],
             ],
         }
     }
-    /// The info word (`exo_abi::ipc::info`, with `INFO_ZC` for a descriptor).
+    /// The info word (`exo_abi::ipc::info`, with `INFO_ZC` for a descriptor, and
+    /// [`IpcMsg::flags`]).
     pub const fn info(&self) -> u64 {
-        exo_abi::ipc::info(self.label, self.len) | if self.zc { exo_abi::ipc::INFO_ZC } else { 0 }
+        exo_abi::ipc::info(self.label, self.len)
+            | if self.zc { exo_abi::ipc::INFO_ZC } else { 0 }
+            | self.flags
+    }
+    /// The same message passing `handle` (one of the sender's) with `rights`
+    /// (`RIGHT_SEND`, `RIGHT_RECV`; 0: all the handle has): sets `INFO_HANDLE` and word 7
+    /// (`exo_abi::ipc::handle_word`). Words 0..6 stay the protocol's (word 6 does not
+    /// travel).
+    pub const fn with_handle(mut self, handle: u32, rights: u64) -> IpcMsg {
+        self.flags |= exo_abi::ipc::INFO_HANDLE;
+        self.words[7] = exo_abi::ipc::handle_word(handle, rights);
+        self
+    }
+    /// A received message's new handle (`INFO_HANDLE` set: word 7), now the receiver's to
+    /// use and close.
+    pub const fn handle(&self) -> Option<u32> {
+        if self.flags & exo_abi::ipc::INFO_HANDLE != 0 {
+            Some(self.words[7] as u32)
+        } else {
+            None
+        }
+    }
+    /// The rights of [`IpcMsg::handle`] (word 6), 0 when the message brought none.
+    pub const fn handle_rights(&self) -> u64 {
+        if self.flags & exo_abi::ipc::INFO_HANDLE != 0 {
+            self.words[6]
+        } else {
+            0
+        }
+    }
+    /// A received message carried a handle the receiver could not get
+    /// (`INFO_HANDLE_LOST`: its table was full, or the endpoint was gone).
+    pub const fn handle_lost(&self) -> bool {
+        self.flags & exo_abi::ipc::INFO_HANDLE_LOST != 0
     }
 }
+
+/// The info bits [`ipc_op`] keeps in [`IpcMsg::flags`] of a received message.
+const RECEIVED_FLAGS: u64 = exo_abi::ipc::INFO_HANDLE | exo_abi::ipc::INFO_HANDLE_LOST;
 
 /// One IPC call with `msg` (and `extra` info bits, e.g. `exo_abi::ipc::INFO_SLOW`); the
 /// message the kernel left in the registers on success.
@@ -302,6 +348,7 @@ pub fn ipc_op(
         len: exo_abi::ipc::len_of(info),
         badge: h,
         zc: info & exo_abi::ipc::INFO_ZC != 0,
+        flags: info & RECEIVED_FLAGS,
         words,
     })
 }

@@ -12,6 +12,7 @@
 //! - a panic handler that prints `panic: <message> at <file>:<line>` to fd 2 and ends the
 //!   process with `exit_group(101)`;
 //! - [`thread::spawn`] (a thread on a fresh `mmap`ed stack) and [`time`] (`rdtsc`);
+//! - [`names`]: the name server's protocol and its client side (`register`, `lookup`);
 //! - with the `bench` feature, `bench`: `SUITE`/`BENCH`/`END` lines in `smp-bench`'s
 //!   format, with its statistics.
 //!
@@ -70,6 +71,7 @@ mod stats;
 use {clock::Clock, samples::Samples, stats::Stats};
 mod calls;
 pub mod io;
+pub mod names;
 pub mod raw;
 mod start;
 pub mod suite;

@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 use exo_elf::{ElfKind, LoadOptions};
 use exo_initrd::{Archive, FileType};
 
-const RUST_PROGRAMS: [&str; 9] = [
-    "init", "hello", "empty", "faults", "ubench", "threads", "ipcdemo", "fuzz", "nginx",
+const RUST_PROGRAMS: [&str; 10] = [
+    "init", "hello", "empty", "faults", "ubench", "threads", "ipcdemo", "fuzz", "nginx", "names",
 ];
 
 /// Forks and file writes of this test binary are serialised: a thread that forks while

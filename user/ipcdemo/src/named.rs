@@ -1,0 +1,428 @@
+//! Case 8: handles passed in messages, through the name server (`/names`,
+//! `exo_rt::names`). The case's process (the client) spawns an echo server (a copy of this
+//! program, role [`NAMED`]) that creates its own endpoint, registers it as `"echo"` with
+//! the send right only and answers echo calls until `QUIT`; the client looks the name up
+//! (a handle passed in the reply) and checks the rights it got, 200 echo calls through it
+//! (the server checks that the badge survived two transfers), every error the kernel and
+//! the name server must give (see [`checks`]), a full table (`INFO_HANDLE_LOST`), and
+//! `unregister`. Without a name server in its `arg` it starts its own (and stops it).
+
+use core::fmt::Debug;
+
+use exo_rt::abi::ipc::{INFO_HANDLE_LOST, RIGHT_RECV, RIGHT_SEND};
+use exo_rt::abi::nr;
+use exo_rt::names::{self, BADNAME, BADREQ, BADTOKEN, LOOKUP, NOHANDLE, Name, NsError, OK};
+use exo_rt::{Errno, ExitStatus, IpcMsg, eprintln, println};
+
+use super::{LABEL_ECHO, LABEL_QUIT, MS, ROLE};
+
+/// Role: the echo server registered by name.
+pub const NAMED: u64 = 5;
+/// The badge of the echo server's endpoint handle, which every copy keeps.
+const ECHO_BADGE: u64 = 0xEC40_0000_0000_0008;
+const NAME: &str = "echo";
+const CALLS: u64 = 200;
+/// A short timeout for the calls that must fail at once.
+const T: u64 = 1000 * MS;
+
+/// The echo server: registers its endpoint as `"echo"`, then answers `LABEL_ECHO` calls
+/// with every word + 1 (and `LABEL_ECHO + 1`) until `LABEL_QUIT`. Exit 0 when every call
+/// came with the endpoint's badge and no handle.
+pub fn server(ns: u32) -> i32 {
+    let e = match exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, ECHO_BADGE) {
+        Ok(e) => e,
+        Err(err) => {
+            eprintln!("ipcdemo 8 server: endpoint_create: {err}");
+            return 2;
+        }
+    };
+    if let Err(err) = names::register(ns, NAME, e, RIGHT_SEND) {
+        eprintln!("ipcdemo 8 server: register {NAME:?}: {err}");
+        return 3;
+    }
+    let mut m = match exo_rt::ipc_recv(e, 0) {
+        Ok(m) => m,
+        Err(err) => {
+            eprintln!("ipcdemo 8 server: recv: {err}");
+            return 4;
+        }
+    };
+    let mut bad = 0u64;
+    loop {
+        if let Some(h) = m.handle() {
+            let _ = exo_rt::handle_close(h);
+            bad += 1;
+        }
+        if m.badge != ECHO_BADGE {
+            eprintln!("ipcdemo 8 server: badge {:#x}", m.badge);
+            bad += 1;
+        }
+        if m.label == LABEL_QUIT {
+            let _ = exo_rt::ipc_reply(&IpcMsg::new(LABEL_QUIT, [0; 8]));
+            let _ = exo_rt::handle_close(e);
+            return if bad == 0 { 0 } else { 5 };
+        }
+        let mut w = m.words;
+        for x in &mut w {
+            *x = x.wrapping_add(1);
+        }
+        let label = if m.label == LABEL_ECHO {
+            LABEL_ECHO + 1
+        } else {
+            bad += 1;
+            super::LABEL_BAD
+        };
+        m = match exo_rt::ipc_reply_recv(e, &IpcMsg::new(label, w), 0) {
+            Ok(m) => m,
+            Err(err) => {
+                eprintln!("ipcdemo 8 server: reply_recv: {err}");
+                return 6;
+            }
+        };
+    }
+}
+
+/// `got` must be `want`; a line saying what differed otherwise.
+fn want<T: Debug + PartialEq>(what: &'static str, got: T, want: T) -> Result<(), &'static str> {
+    if got == want {
+        Ok(())
+    } else {
+        eprintln!("ipcdemo 8: FAIL: {what}: {got:?}, expected {want:?}");
+        Err(what)
+    }
+}
+
+/// The reply code the name server gave to `m` (raw call, no handle expected back).
+fn raw(ns: u32, m: &IpcMsg) -> Result<u32, Errno> {
+    let r = exo_rt::ipc_call(ns, m, T)?;
+    if let Some(h) = r.handle() {
+        let _ = exo_rt::handle_close(h);
+    }
+    Ok(r.label)
+}
+
+/// One echo call through `h`, checked.
+fn echo(h: u32, seq: u64) -> Result<(), &'static str> {
+    let mut w = [0u64; 8];
+    for (k, x) in w.iter_mut().enumerate() {
+        *x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (k as u64) << 56;
+    }
+    let r = exo_rt::ipc_call(h, &IpcMsg::new(LABEL_ECHO, w), 0).map_err(|e| {
+        eprintln!("ipcdemo 8: FAIL: echo call {seq}: {e}");
+        "an echo call failed"
+    })?;
+    let mut expect = IpcMsg::new(LABEL_ECHO + 1, w);
+    for x in &mut expect.words {
+        *x = x.wrapping_add(1);
+    }
+    want("an echo reply", r, expect)
+}
+
+/// The case: with the name server `ns`, or one of its own.
+pub fn handles(ns: Option<u32>) -> Result<(), &'static str> {
+    let Some(ns) = ns else {
+        let token = (exo_rt::time::rdtsc() as u32) | 1;
+        let (ns, pid) = names::start(token, 0x4e53).map_err(|e| {
+            eprintln!("ipcdemo 8: FAIL: starting /names: {e}");
+            "no name server"
+        })?;
+        let r = checks(ns);
+        want("stop of its name server", names::stop(ns, token), Ok(()))?;
+        want(
+            "its name server's end",
+            exo_rt::wait(pid),
+            Ok(ExitStatus::Exited(0)),
+        )?;
+        want("close", exo_rt::handle_close(ns), Ok(()))?;
+        return r;
+    };
+    checks(ns)
+}
+
+/// Every check, against the name server `ns`.
+fn checks(ns: u32) -> Result<(), &'static str> {
+    // Bad requests, before the echo server exists.
+    want(
+        "register of an empty name (client side)",
+        names::register(ns, "", ns, 0),
+        Err(NsError::BadName),
+    )?;
+    want(
+        "lookup of a 49-byte name (client side)",
+        names::lookup(ns, "0123456789012345678901234567890123456789012345678"),
+        Err(NsError::BadName),
+    )?;
+    let probe = Name::new(b"probe").map_err(|_| "name")?.request(LOOKUP);
+    want(
+        "lookup with length 0 (server side)",
+        raw(ns, &IpcMsg { len: 0, ..probe }),
+        Ok(BADNAME),
+    )?;
+    want(
+        "lookup with length 49 (server side)",
+        raw(ns, &IpcMsg { len: 49, ..probe }),
+        Ok(BADNAME),
+    )?;
+    want(
+        "lookup with bytes past its length (server side)",
+        raw(ns, &IpcMsg { len: 2, ..probe }),
+        Ok(BADNAME),
+    )?;
+    want(
+        "an unknown label",
+        raw(
+            ns,
+            &IpcMsg {
+                label: 0x77,
+                ..probe
+            },
+        ),
+        Ok(BADREQ),
+    )?;
+    want(
+        "stop with a wrong token",
+        raw(ns, &IpcMsg::new(names::STOP, [0; 8])),
+        Ok(BADTOKEN),
+    )?;
+    want(
+        "register without a handle",
+        raw(
+            ns,
+            &IpcMsg {
+                label: names::REGISTER,
+                ..probe
+            },
+        ),
+        Ok(NOHANDLE),
+    )?;
+    let r = exo_rt::endpoint_create(RIGHT_RECV, 1).map_err(|_| "endpoint_create")?;
+    want(
+        "register of a receive-only handle",
+        names::register(ns, "recv-only", r, 0),
+        Err(NsError::NoRight),
+    )?;
+    want("close", exo_rt::handle_close(r), Ok(()))?;
+
+    // The echo server registers itself; look it up until it has.
+    let pid = exo_rt::spawn("/ipcdemo", ROLE << 56 | NAMED << 48 | u64::from(ns))
+        .map_err(|_| "spawn of the echo server")?;
+    let t0 = exo_rt::monotonic_nanos();
+    let (h, rights) = loop {
+        match names::lookup_rights(ns, NAME) {
+            Ok(x) => break x,
+            Err(NsError::NotFound) if exo_rt::monotonic_nanos() - t0 < 60_000 * MS => {
+                let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(MS));
+            }
+            Err(e) => {
+                eprintln!("ipcdemo 8: FAIL: lookup of {NAME:?}: {e}");
+                return Err("lookup of the echo server");
+            }
+        }
+    };
+    want("rights of a looked-up handle (word 6)", rights, RIGHT_SEND)?;
+    want(
+        "recv on a looked-up handle",
+        exo_rt::ipc_recv(h, T).map(|_| ()),
+        Err(Errno::EPERM),
+    )?;
+    for seq in 0..CALLS {
+        echo(h, seq)?;
+    }
+
+    // The name server's answers.
+    want(
+        "lookup of an unknown name",
+        names::lookup(ns, "no-such-name"),
+        Err(NsError::NotFound),
+    )?;
+    want(
+        "register of a taken name",
+        names::register(ns, NAME, h, 0),
+        Err(NsError::Exists),
+    )?;
+    // Rights 0 (all the handle has: send) under a second name: a handle that went
+    // client -> name server -> client works and keeps the badge.
+    want(
+        "register with rights 0",
+        names::register(ns, "echo-2", h, 0),
+        Ok(()),
+    )?;
+    let (h2, rights2) = names::lookup_rights(ns, "echo-2").map_err(|e| {
+        eprintln!("ipcdemo 8: FAIL: lookup of echo-2: {e}");
+        "lookup of echo-2"
+    })?;
+    want("rights of echo-2's handle", rights2, RIGHT_SEND)?;
+    echo(h2, CALLS)?;
+    want("close", exo_rt::handle_close(h2), Ok(()))?;
+    want("unregister echo-2", names::unregister(ns, "echo-2"), Ok(()))?;
+
+    // The kernel's errors for bad handles in messages.
+    let reg = Name::new(b"bad")
+        .map_err(|_| "name")?
+        .request(names::REGISTER);
+    want(
+        "INFO_HANDLE with an empty handle (63)",
+        exo_rt::ipc_call(ns, &reg.with_handle(63, 0), T).map(|_| ()),
+        Err(Errno::EBADF),
+    )?;
+    want(
+        "INFO_HANDLE with handle 2^31",
+        exo_rt::ipc_call(ns, &reg.with_handle(1 << 31, 0), T).map(|_| ()),
+        Err(Errno::EBADF),
+    )?;
+    want(
+        "INFO_HANDLE giving the receive right of a send-only handle",
+        exo_rt::ipc_call(ns, &reg.with_handle(h, RIGHT_RECV), T).map(|_| ()),
+        Err(Errno::EPERM),
+    )?;
+    want(
+        "INFO_HANDLE giving both rights of a send-only handle",
+        exo_rt::ipc_call(ns, &reg.with_handle(h, RIGHT_SEND | RIGHT_RECV), T).map(|_| ()),
+        Err(Errno::EPERM),
+    )?;
+    want(
+        "INFO_HANDLE_LOST on a call",
+        exo_rt::ipc_op(nr::IPC_CALL, ns, &probe, INFO_HANDLE_LOST, T).map(|_| ()),
+        Err(Errno::EINVAL),
+    )?;
+    want(
+        "INFO_HANDLE_LOST on a send",
+        exo_rt::ipc_op(nr::IPC_SEND, ns, &probe, INFO_HANDLE_LOST, T).map(|_| ()),
+        Err(Errno::EINVAL),
+    )?;
+
+    // As many names as the server holds, then FULL (the names go again).
+    let mut held = 1; // "echo"
+    let full = loop {
+        if held > names::NAMES_MAX {
+            break Ok(()); // one too many accepted
+        }
+        match names::register(ns, filler_name(held).as_str(), h, RIGHT_SEND) {
+            Ok(()) => held += 1,
+            Err(e) => break Err(e),
+        }
+    };
+    for k in 1..held {
+        want(
+            "unregister of a filler name",
+            names::unregister(ns, filler_name(k).as_str()),
+            Ok(()),
+        )?;
+    }
+    want("register past NAMES_MAX", full, Err(NsError::Full))?;
+    want("names held before FULL", held, names::NAMES_MAX)?;
+
+    // A receiver whose table is full: the reply arrives with INFO_HANDLE_LOST, no handle.
+    let mut fill = [0u32; exo_rt::abi::ipc::HANDLES];
+    let mut n = 0;
+    let why = loop {
+        match exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 0) {
+            Ok(x) if n < fill.len() => {
+                fill[n] = x;
+                n += 1;
+            }
+            Ok(_) => return Err("more than 64 handles"),
+            Err(e) => break e,
+        }
+    };
+    let lost = exo_rt::ipc_call(
+        ns,
+        &Name::new(NAME.as_bytes())
+            .map_err(|_| "name")?
+            .request(LOOKUP),
+        T,
+    );
+    let lost2 = names::lookup(ns, NAME);
+    for &x in &fill[..n] {
+        let _ = exo_rt::handle_close(x);
+    }
+    want("endpoint_create on a full table", why, Errno::EAGAIN)?;
+    let lost = lost.map_err(|e| {
+        eprintln!("ipcdemo 8: FAIL: lookup with a full table: {e}");
+        "lookup with a full table"
+    })?;
+    if let Some(x) = lost.handle() {
+        let _ = exo_rt::handle_close(x);
+    }
+    want(
+        "lookup with a full table: (code, lost, handle, word 7, word 6)",
+        (
+            lost.label,
+            lost.handle_lost(),
+            lost.handle(),
+            lost.words[7],
+            lost.words[6],
+        ),
+        (OK, true, None, u64::MAX, 0),
+    )?;
+    if let Ok(x) = lost2 {
+        let _ = exo_rt::handle_close(x);
+    }
+    want(
+        "names::lookup with a full table",
+        lost2,
+        Err(NsError::HandleLost),
+    )?;
+    // And with room again, a lookup works.
+    let h3 = names::lookup(ns, NAME).map_err(|_| "lookup after the table emptied")?;
+    echo(h3, CALLS + 1)?;
+    want("close", exo_rt::handle_close(h3), Ok(()))?;
+
+    // Unregister: the name goes, handles already given keep working.
+    want("unregister", names::unregister(ns, NAME), Ok(()))?;
+    want(
+        "lookup after unregister",
+        names::lookup(ns, NAME),
+        Err(NsError::NotFound),
+    )?;
+    want(
+        "unregister twice",
+        names::unregister(ns, NAME),
+        Err(NsError::NotFound),
+    )?;
+    echo(h, CALLS + 2)?;
+    match exo_rt::ipc_call(h, &IpcMsg::new(LABEL_QUIT, [0; 8]), 0) {
+        Ok(m) if m.label == LABEL_QUIT => {}
+        other => {
+            eprintln!("ipcdemo 8: FAIL: quit: {other:?}");
+            return Err("quit call");
+        }
+    }
+    want(
+        "the echo server's end",
+        exo_rt::wait(pid),
+        Ok(ExitStatus::Exited(0)),
+    )?;
+    want("close", exo_rt::handle_close(h), Ok(()))?;
+    println!(
+        "ipcdemo 8: handles in messages: {} echo calls through looked-up handles, errors EBADF/EPERM/EINVAL, a full table INFO_HANDLE_LOST, {} names then FULL, unregister: all checked",
+        CALLS + 3,
+        names::NAMES_MAX
+    );
+    Ok(())
+}
+
+/// `"n<k>"`.
+fn filler_name(k: usize) -> NameBuf {
+    let mut b = NameBuf {
+        bytes: [0; 8],
+        len: 0,
+    };
+    b.bytes[0] = b'n';
+    b.bytes[1] = b'0' + (k / 10 % 10) as u8;
+    b.bytes[2] = b'0' + (k % 10) as u8;
+    b.len = 3;
+    b
+}
+
+/// A short name on the stack.
+struct NameBuf {
+    bytes: [u8; 8],
+    len: usize,
+}
+
+impl NameBuf {
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("n")
+    }
+}

@@ -1,0 +1,388 @@
+//! The name server's protocol (`/names`, `user/names`) and its client side: a process
+//! registers a handle to one of its endpoints under a name, others look the name up and get
+//! a handle of their own to that endpoint (passed in the reply, `exo_abi::ipc::INFO_HANDLE`).
+//!
+//! # The protocol
+//!
+//! Every request is an `ipc_call` on the name server's endpoint; the reply's label is one
+//! of the reply codes below ([`OK`] .. [`BADREQ`]).
+//!
+//! | request | label | words | `len` | reply |
+//! |---------|-------|-------|-------|-------|
+//! | register | [`REGISTER`] | 0..6 the name, 7 the handle to store (`INFO_HANDLE`) | name's bytes | [`OK`], [`EXISTS`], [`FULL`], [`BADNAME`], [`NOHANDLE`] (no handle came, or `INFO_HANDLE_LOST`), [`NORIGHT`] (the handle cannot send) |
+//! | lookup | [`LOOKUP`] | 0..6 the name | name's bytes | [`OK`] passing a handle to the stored endpoint with `RIGHT_SEND` only (word 7 the caller's new handle, word 6 its rights), or [`NOTFOUND`], [`BADNAME`] |
+//! | unregister | [`UNREGISTER`] | 0..6 the name | name's bytes | [`OK`] (the server closed its handle), [`NOTFOUND`], [`BADNAME`] |
+//! | stop | [`STOP`] | 0 the token the server was started with | 8 | [`OK`], then the server exits 0; [`BADTOKEN`] |
+//!
+//! Any other label, or a message that does not fit its row (e.g. a handle sent with a
+//! lookup, which the server closes), is answered [`BADREQ`] or the row's error: never a
+//! crash. A **name** is 1..=[`NAME_MAX`] bytes, none of them 0, packed little-endian into
+//! words 0..6 and zero-padded; `len` (the info's length) is its length in bytes, and the
+//! bytes past it must be 0 ([`BADNAME`] otherwise). The client side refuses bad names
+//! before any call ([`NsError::BadName`]). The server holds at most [`NAMES_MAX`] names.
+//!
+//! `/names` is started with `arg = endpoint handle | token << 32` (the handle is inherited
+//! from its parent, which keeps a copy to stop it with: [`start`]; `/init` does so for its
+//! IPC suite). The token is not 0.
+
+use exo_abi::Errno;
+use exo_abi::ipc::RIGHT_SEND;
+
+use crate::{IpcMsg, handle_close, ipc_call};
+
+/// Request: store the message's handle under the name.
+pub const REGISTER: u32 = 0x4e53_0001;
+/// Request: a handle (send right only) to the endpoint registered under the name.
+pub const LOOKUP: u32 = 0x4e53_0002;
+/// Request: forget the name (the server closes its handle).
+pub const UNREGISTER: u32 = 0x4e53_0003;
+/// Request: stop the server (word 0 must be its token).
+pub const STOP: u32 = 0x4e53_00ff;
+
+/// Reply: done.
+pub const OK: u32 = 0;
+/// Reply: the name is taken.
+pub const EXISTS: u32 = 1;
+/// Reply: the server holds [`NAMES_MAX`] names.
+pub const FULL: u32 = 2;
+/// Reply: the name is empty, too long, has a 0 byte, or bytes past `len`.
+pub const BADNAME: u32 = 3;
+/// Reply: a register without a handle (or whose handle was lost on the way).
+pub const NOHANDLE: u32 = 4;
+/// Reply: no such name.
+pub const NOTFOUND: u32 = 5;
+/// Reply: a stop with the wrong token.
+pub const BADTOKEN: u32 = 6;
+/// Reply: a register whose handle has no send right (nobody could use it).
+pub const NORIGHT: u32 = 7;
+/// Reply: an unknown label or a malformed request.
+pub const BADREQ: u32 = 8;
+
+/// Longest name, bytes (words 0..6).
+pub const NAME_MAX: usize = 48;
+/// Names the server holds at most.
+pub const NAMES_MAX: usize = 32;
+/// The rights of the handle a lookup gives.
+pub const LOOKUP_RIGHTS: u64 = RIGHT_SEND;
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsError {
+    /// [`EXISTS`].
+    Exists,
+    /// [`FULL`].
+    Full,
+    /// [`BADNAME`], or refused before the call.
+    BadName,
+    /// [`NOHANDLE`].
+    NoHandle,
+    /// [`NOTFOUND`].
+    NotFound,
+    /// [`BADTOKEN`].
+    BadToken,
+    /// [`NORIGHT`].
+    NoRight,
+    /// [`BADREQ`].
+    BadRequest,
+    /// The reply said [`OK`] but its handle could not be given to us
+    /// (`INFO_HANDLE_LOST`: our table is full, or the endpoint is gone).
+    HandleLost,
+    /// A reply code not in the protocol, or an [`OK`] lookup without a handle.
+    Protocol(u32),
+    /// The call itself failed.
+    Ipc(Errno),
+}
+
+impl NsError {
+    /// The error a reply code stands for (`None` for [`OK`]).
+    pub const fn from_code(code: u32) -> Option<NsError> {
+        Some(match code {
+            OK => return None,
+            EXISTS => NsError::Exists,
+            FULL => NsError::Full,
+            BADNAME => NsError::BadName,
+            NOHANDLE => NsError::NoHandle,
+            NOTFOUND => NsError::NotFound,
+            BADTOKEN => NsError::BadToken,
+            NORIGHT => NsError::NoRight,
+            BADREQ => NsError::BadRequest,
+            other => NsError::Protocol(other),
+        })
+    }
+}
+
+impl core::fmt::Display for NsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            NsError::Exists => f.write_str("name exists"),
+            NsError::Full => f.write_str("name server full"),
+            NsError::BadName => f.write_str("bad name"),
+            NsError::NoHandle => f.write_str("no handle"),
+            NsError::NotFound => f.write_str("no such name"),
+            NsError::BadToken => f.write_str("wrong stop token"),
+            NsError::NoRight => f.write_str("handle without the send right"),
+            NsError::BadRequest => f.write_str("bad request"),
+            NsError::HandleLost => f.write_str("handle lost (table full?)"),
+            NsError::Protocol(c) => write!(f, "protocol error (reply {c})"),
+            NsError::Ipc(e) => write!(f, "ipc: {e}"),
+        }
+    }
+}
+
+/// A valid name: 1..=[`NAME_MAX`] bytes, none 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Name {
+    bytes: [u8; NAME_MAX],
+    len: u8,
+}
+
+impl Name {
+    /// `bytes` as a name, or [`NsError::BadName`].
+    pub fn new(bytes: &[u8]) -> Result<Name, NsError> {
+        if bytes.is_empty() || bytes.len() > NAME_MAX || bytes.contains(&0) {
+            return Err(NsError::BadName);
+        }
+        let mut n = Name {
+            bytes: [0; NAME_MAX],
+            len: bytes.len() as u8,
+        };
+        n.bytes[..bytes.len()].copy_from_slice(bytes);
+        Ok(n)
+    }
+    /// The name in a received request (`len` bytes of words 0..6, the rest 0), or
+    /// [`NsError::BadName`].
+    pub fn from_msg(m: &IpcMsg) -> Result<Name, NsError> {
+        let len = usize::from(m.len);
+        let mut bytes = [0u8; NAME_MAX];
+        for (chunk, w) in bytes.chunks_exact_mut(8).zip(&m.words[..NAME_MAX / 8]) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        if len == 0 || len > NAME_MAX || bytes[..len].contains(&0) {
+            return Err(NsError::BadName);
+        }
+        if bytes[len..].iter().any(|&b| b != 0) {
+            return Err(NsError::BadName);
+        }
+        Ok(Name {
+            bytes,
+            len: len as u8,
+        })
+    }
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+    /// Its length in bytes.
+    #[allow(clippy::len_without_is_empty)] // never empty
+    pub const fn len(&self) -> usize {
+        self.len as usize
+    }
+    /// Words 0..6 of a request: the bytes little-endian, zero-padded.
+    pub fn words(&self) -> [u64; NAME_MAX / 8] {
+        let mut w = [0u64; NAME_MAX / 8];
+        for (x, chunk) in w.iter_mut().zip(self.bytes.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            *x = u64::from_le_bytes(b);
+        }
+        w
+    }
+    /// The request `label` about this name (`len` its length, words 6 and 7 zero).
+    pub fn request(&self, label: u32) -> IpcMsg {
+        let mut words = [0u64; 8];
+        words[..NAME_MAX / 8].copy_from_slice(&self.words());
+        IpcMsg {
+            len: self.len,
+            ..IpcMsg::new(label, words)
+        }
+    }
+}
+
+/// Starts a name server: a new endpoint (send and receive rights, `badge`) and `/names`
+/// serving it, stoppable with `token` (not 0). Returns the caller's handle to it (which the
+/// server inherited) and the server's pid; [`stop`] it, then `wait` for it.
+pub fn start(token: u32, badge: u64) -> Result<(u32, usize), Errno> {
+    if token == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let ns = crate::endpoint_create(RIGHT_SEND | exo_abi::ipc::RIGHT_RECV, badge)?;
+    match crate::spawn("/names", u64::from(ns) | u64::from(token) << 32) {
+        Ok(pid) => Ok((ns, pid)),
+        Err(e) => {
+            let _ = handle_close(ns);
+            Err(e)
+        }
+    }
+}
+
+/// One request; the reply, with a handle it brought closed unless `keep_handle`.
+fn ask(ns: u32, m: &IpcMsg, keep_handle: bool) -> Result<IpcMsg, NsError> {
+    let r = ipc_call(ns, m, 0).map_err(NsError::Ipc)?;
+    if let Some(h) = r.handle()
+        && (!keep_handle || r.label != OK)
+    {
+        let _ = handle_close(h);
+    }
+    match NsError::from_code(r.label) {
+        None => Ok(r),
+        Some(e) => Err(e),
+    }
+}
+
+/// Registers `handle` (one of the caller's, which keeps it) under `name`, giving the server
+/// `rights` (0: all the handle has; the server needs `RIGHT_SEND` to pass it on).
+pub fn register(ns: u32, name: &str, handle: u32, rights: u64) -> Result<(), NsError> {
+    let m = Name::new(name.as_bytes())?
+        .request(REGISTER)
+        .with_handle(handle, rights);
+    ask(ns, &m, false).map(|_| ())
+}
+
+/// Looks `name` up: a new handle of the caller's to the endpoint and its rights
+/// (`RIGHT_SEND`).
+pub fn lookup_rights(ns: u32, name: &str) -> Result<(u32, u64), NsError> {
+    let m = Name::new(name.as_bytes())?.request(LOOKUP);
+    let r = ask(ns, &m, true)?;
+    match r.handle() {
+        Some(h) => Ok((h, r.handle_rights())),
+        None if r.handle_lost() => Err(NsError::HandleLost),
+        None => Err(NsError::Protocol(r.label)),
+    }
+}
+
+/// Looks `name` up: a new handle of the caller's (send right only) to the endpoint
+/// registered under it.
+pub fn lookup(ns: u32, name: &str) -> Result<u32, NsError> {
+    lookup_rights(ns, name).map(|(h, _)| h)
+}
+
+/// Forgets `name` (handles already given out stay valid).
+pub fn unregister(ns: u32, name: &str) -> Result<(), NsError> {
+    let m = Name::new(name.as_bytes())?.request(UNREGISTER);
+    ask(ns, &m, false).map(|_| ())
+}
+
+/// Stops the server started with `token`; it exits 0 after the reply.
+pub fn stop(ns: u32, token: u32) -> Result<(), NsError> {
+    let mut w = [0u64; 8];
+    w[0] = u64::from(token);
+    let m = IpcMsg {
+        len: 8,
+        ..IpcMsg::new(STOP, w)
+    };
+    ask(ns, &m, false).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for s in ["a", "echo", "exactly-eight", &"x".repeat(NAME_MAX), "héllo"] {
+            let n = Name::new(s.as_bytes()).unwrap();
+            let m = n.request(LOOKUP);
+            assert_eq!(m.label, LOOKUP);
+            assert_eq!(usize::from(m.len), s.len());
+            assert_eq!(m.words[6], 0);
+            assert_eq!(m.words[7], 0);
+            assert_eq!(Name::from_msg(&m).unwrap(), n);
+            assert_eq!(Name::from_msg(&m).unwrap().as_bytes(), s.as_bytes());
+        }
+    }
+
+    #[test]
+    fn little_endian_zero_padded() {
+        let n = Name::new(b"echo").unwrap();
+        assert_eq!(
+            n.words(),
+            [u64::from_le_bytes(*b"echo\0\0\0\0"), 0, 0, 0, 0, 0]
+        );
+        let n = Name::new(b"0123456789").unwrap();
+        assert_eq!(n.words()[0], u64::from_le_bytes(*b"01234567"));
+        assert_eq!(n.words()[1], u64::from_le_bytes(*b"89\0\0\0\0\0\0"));
+    }
+
+    #[test]
+    fn bad_names_refused() {
+        assert_eq!(Name::new(b""), Err(NsError::BadName));
+        assert_eq!(Name::new(&[b'x'; NAME_MAX + 1]), Err(NsError::BadName));
+        assert_eq!(Name::new(b"a\0b"), Err(NsError::BadName));
+        // Client side: refused before any call (ns 9999 is never touched).
+        assert_eq!(register(9999, "", 0, 0), Err(NsError::BadName));
+        assert_eq!(lookup(9999, &"y".repeat(49)), Err(NsError::BadName));
+        assert_eq!(unregister(9999, ""), Err(NsError::BadName));
+    }
+
+    #[test]
+    fn malformed_requests_refused() {
+        let good = Name::new(b"echo").unwrap().request(REGISTER);
+        for len in [0u8, 49, 64, 255] {
+            assert_eq!(
+                Name::from_msg(&IpcMsg { len, ..good }),
+                Err(NsError::BadName),
+                "len {len}"
+            );
+        }
+        // Shorter than the bytes that are there: bytes past len are not 0.
+        assert_eq!(
+            Name::from_msg(&IpcMsg { len: 3, ..good }),
+            Err(NsError::BadName)
+        );
+        // A 0 byte inside.
+        let mut m = good;
+        m.words[0] = u64::from_le_bytes(*b"ec\0o\0\0\0\0");
+        assert_eq!(Name::from_msg(&m), Err(NsError::BadName));
+        // Junk in word 5 past a short name.
+        let mut m = good;
+        m.words[5] = 1;
+        assert_eq!(Name::from_msg(&m), Err(NsError::BadName));
+        // Words 6 and 7 are not the name's: anything there is fine.
+        let m = good.with_handle(3, RIGHT_SEND);
+        assert_eq!(Name::from_msg(&m).unwrap().as_bytes(), b"echo");
+    }
+
+    #[test]
+    fn codes_map_to_errors() {
+        assert_eq!(NsError::from_code(OK), None);
+        let codes = [
+            EXISTS, FULL, BADNAME, NOHANDLE, NOTFOUND, BADTOKEN, NORIGHT, BADREQ,
+        ];
+        for (i, &c) in codes.iter().enumerate() {
+            let e = NsError::from_code(c).unwrap();
+            assert!(!matches!(e, NsError::Protocol(_)), "code {c}");
+            for &d in &codes[i + 1..] {
+                assert_ne!(Some(e), NsError::from_code(d));
+            }
+        }
+        assert_eq!(NsError::from_code(99), Some(NsError::Protocol(99)));
+        let labels = [REGISTER, LOOKUP, UNREGISTER, STOP];
+        assert!(labels.iter().all(|l| !codes.contains(l) && *l != OK));
+    }
+
+    #[test]
+    fn handle_bits() {
+        use exo_abi::ipc::{INFO_HANDLE, INFO_HANDLE_LOST, RIGHT_RECV};
+        let m = IpcMsg::new(1, [0; 8]).with_handle(5, RIGHT_SEND);
+        assert_eq!(m.info() & INFO_HANDLE, INFO_HANDLE);
+        assert_eq!(m.words[7], 5 | 1 << 32);
+        assert_eq!(m.handle(), Some(5));
+        let mut r = IpcMsg::new(0, [0; 8]);
+        assert_eq!(r.handle(), None);
+        assert!(!r.handle_lost());
+        r.flags = INFO_HANDLE;
+        r.words[7] = 9;
+        r.words[6] = RIGHT_SEND | RIGHT_RECV;
+        assert_eq!(r.handle(), Some(9));
+        assert_eq!(r.handle_rights(), 3);
+        r.flags = INFO_HANDLE_LOST;
+        r.words[7] = u64::MAX;
+        r.words[6] = 0;
+        assert_eq!(r.handle(), None);
+        assert!(r.handle_lost());
+        assert_eq!(
+            IpcMsg::new(7, [0; 8]).info() & (INFO_HANDLE | INFO_HANDLE_LOST),
+            0
+        );
+    }
+}
