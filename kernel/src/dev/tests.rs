@@ -112,19 +112,24 @@ pub fn check_frame(f: &[u8]) -> Result<u32, String> {
     Ok(seq)
 }
 
-/// Receives on `rx` until `want` frames arrived or 2 s passed; calls `each` per frame.
+/// Receives on `rx` until `want` frames arrived or none came for 2 s (a deadline that
+/// restarts with every frame: a slow host delays frames, only silence ends the wait); calls
+/// `each` per frame.
 pub fn receive(
     rx: &mut QueuePair,
     want: usize,
     mut each: impl FnMut(&[u8]),
 ) -> Result<usize, String> {
-    let d = Deadline::after_ms(2000);
+    let mut d = Deadline::after_ms(2000);
     let mut got = 0;
     while got < want {
         let before = rx.stats.rx_packets + rx.stats.rx_dropped();
         rx.rx_burst(64, &mut each).map_err(|e| format!("{e}"))?;
-        got += (rx.stats.rx_packets + rx.stats.rx_dropped() - before) as usize;
-        if d.passed() {
+        let n = (rx.stats.rx_packets + rx.stats.rx_dropped() - before) as usize;
+        got += n;
+        if n > 0 {
+            d = Deadline::after_ms(2000);
+        } else if d.passed() {
             break;
         }
     }
