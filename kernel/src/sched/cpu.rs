@@ -389,30 +389,40 @@ pub(super) fn finish_switch() {
         record_switch(rdtsc().saturating_sub(t0));
     }
     let prev_i = cs.prev.load(Ordering::Relaxed) as usize;
+    // Whether the thread switched away from was exiting, read while this CPU's lock is still
+    // held: until it is released, that thread cannot run anywhere (a ready one sits in this
+    // CPU's queue, stealing takes the lock; a blocked one is woken through this CPU). Read
+    // after the unlock, a thread that was merely preempted could be stolen, run, fault and
+    // set Exiting on another CPU in between, and this CPU would reap the stack it still runs
+    // on (a kernel stack shared by two threads: seen as a `ret` to 0x23, the user SS of an
+    // exception frame, in the fuzzer at -smp 4).
+    let exiting = tcb(prev_i).state() == State::Exiting;
     let migrate = cs.migrate.load(Ordering::Relaxed);
     if migrate != NO_THREAD {
-        finish_migration(cs, prev_i, migrate);
+        finish_migration(cs, prev_i, migrate, exiting);
         return;
     }
     cs.unlock();
-    if tcb(prev_i).state() == State::Exiting {
+    if exiting {
         reap(cs, prev_i);
     }
 }
 
-/// `finish_switch` when the previous thread must move to CPU `migrate`.
+/// `finish_switch` when the previous thread must move to CPU `migrate` (`exiting`: what
+/// `finish_switch` read under the lock).
 #[cold]
 #[inline(never)]
-fn finish_migration(cs: &CpuSched, prev_i: usize, migrate: u32) {
+fn finish_migration(cs: &CpuSched, prev_i: usize, migrate: u32, exiting: bool) {
     cs.migrate.store(NO_THREAD, Ordering::Relaxed);
     cs.unlock();
     let prev = tcb(prev_i);
+    if exiting {
+        reap(cs, prev_i);
+        return;
+    }
     if let Some(target) = cpu_sched(migrate) {
         prev.cpu.store(target.cpu, Ordering::Release);
         post_wake(target, prev_i);
-    }
-    if prev.state() == State::Exiting {
-        reap(cs, prev_i);
     }
 }
 

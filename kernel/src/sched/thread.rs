@@ -257,6 +257,16 @@ pub(super) fn take_stack(cs: &CpuSched) -> Result<Stack, SchedError> {
 /// Returns an exited thread's stack (interrupts off, from the switch path): to this CPU's
 /// cache, else the global pool, else it is freed. Nothing here allocates.
 pub(super) fn give_stack(cs: &CpuSched, s: Stack) {
+    // A stack given back while it is already cached would be handed to two threads: stop
+    // with the reason rather than run two threads on one stack (a few compares: the caches
+    // hold a handful of stacks).
+    let cached_here = cs.stacks.lock().contains(&s);
+    if cached_here || STACK_POOL.lock().contains(&s) {
+        panic!(
+            "sched: stack {:#x}..{:#x} given back twice",
+            s.bottom, s.top
+        );
+    }
     let Err(e) = cs.stacks.lock().try_push(s) else {
         return;
     };
