@@ -20,6 +20,19 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The statistics of one sample `v` (a rate or a count measured once).
+    pub const fn one(v: u64) -> Stats {
+        Stats {
+            n: 1,
+            mean: v,
+            min: v,
+            max: v,
+            p50: v,
+            p95: v,
+            p99: v,
+        }
+    }
+
     /// `true` when the fields can come from one sample set: `n ≥ 1`,
     /// `min ≤ p50 ≤ p95 ≤ p99 ≤ max` and `min ≤ mean ≤ max`. Parsers use it to reject
     /// corrupted lines.

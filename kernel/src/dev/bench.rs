@@ -89,15 +89,7 @@ fn rows(b: &mut Bench<'_>) {
 }
 
 fn one(v: u64) -> Option<Stats> {
-    Some(Stats {
-        n: 1,
-        mean: v,
-        min: v,
-        max: v,
-        p50: v,
-        p95: v,
-        p99: v,
-    })
+    Some(Stats::one(v))
 }
 
 fn pps(
@@ -158,6 +150,26 @@ static MQ_SENT: [core::sync::atomic::AtomicU64; 64] =
     [const { core::sync::atomic::AtomicU64::new(0) }; 64];
 static MQ_START: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 static MQ_READY: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// `f(i)` on CPU `i` for `i` in `0..q`, once each has taken its pair (`MQ_READY`, 5 s at
+/// most); the threads that started.
+fn start_on_cpus(q: usize, f: fn(u64) -> u64) -> alloc::vec::Vec<crate::sched::Tid> {
+    use core::sync::atomic::Ordering;
+    MQ_READY.store(0, Ordering::Release);
+    let tids: alloc::vec::Vec<_> = (0..q)
+        .filter_map(|i| {
+            crate::sched::Builder::new()
+                .pin(i as u32)
+                .spawn(f, i as u64)
+                .ok()
+        })
+        .collect();
+    let d = Deadline::after_ms(5000);
+    while MQ_READY.load(Ordering::Acquire) < tids.len() && !d.passed() {
+        crate::sched::yield_now();
+    }
+    tids
+}
 
 /// On CPU `i`: waits for the common start, then sends 64-byte frames on pair `i` for 200 ms.
 fn mq_sender(i: u64) -> u64 {
@@ -233,19 +245,7 @@ fn mq_rows(b: &mut Bench<'_>) {
     let mut q = 1;
     while q <= n {
         MQ_START.store(0, Ordering::Release);
-        MQ_READY.store(0, Ordering::Release);
-        let tids: alloc::vec::Vec<_> = (0..q)
-            .filter_map(|i| {
-                crate::sched::Builder::new()
-                    .pin(i as u32)
-                    .spawn(mq_sender, i as u64)
-                    .ok()
-            })
-            .collect();
-        let d = Deadline::after_ms(5000);
-        while MQ_READY.load(Ordering::Acquire) < tids.len() && !d.passed() {
-            crate::sched::yield_now();
-        }
+        let tids = start_on_cpus(q, mq_sender);
         let t0 = rdtsc_precise();
         MQ_START.store(t0, Ordering::Release);
         if crate::harness::join_all(&tids, 30_000).is_err() || tids.len() != q {
@@ -327,21 +327,9 @@ fn mq_rx_rows(
             break;
         }
         MQ_STOP.store(false, Ordering::Release);
-        MQ_READY.store(0, Ordering::Release);
         let tag = 100 + q as u32;
         MQ_TAG.store(u64::from(tag), Ordering::Release);
-        let tids: alloc::vec::Vec<_> = (0..q)
-            .filter_map(|i| {
-                crate::sched::Builder::new()
-                    .pin(i as u32)
-                    .spawn(mq_receiver, i as u64)
-                    .ok()
-            })
-            .collect();
-        let d = Deadline::after_ms(5000);
-        while MQ_READY.load(Ordering::Acquire) < tids.len() && !d.passed() {
-            crate::sched::yield_now();
-        }
+        let tids = start_on_cpus(q, mq_receiver);
         let Some(tx) = peer.pair(0) else { break };
         let t0 = rdtsc_precise();
         let end = t0 + 200 * (tsc_hz() / 1000).max(1);

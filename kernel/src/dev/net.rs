@@ -203,6 +203,28 @@ fn free_frames(v: Vec<DmaFrame>) {
     }
 }
 
+/// Checks received buffer `id` (`len` bytes written) and hands its frame to `deliver`, or
+/// counts why it was dropped.
+#[inline(always)]
+fn hand_up(
+    bufs: &Buffers,
+    stats: &mut Stats,
+    guest_csum: bool,
+    id: u16,
+    len: u32,
+    deliver: &mut impl FnMut(&[u8]),
+) {
+    let buf = bufs.bytes(usize::from(id), len as usize);
+    match vnet::check_rx(buf, guest_csum) {
+        Ok(r) => {
+            stats.rx_packets += 1;
+            stats.rx_bytes += r.len() as u64;
+            deliver(&buf[r]);
+        }
+        Err(d) => stats.drop(d),
+    }
+}
+
 /// One RX/TX queue pair, driven by one CPU at a time.
 #[derive(Debug)]
 pub struct QueuePair {
@@ -472,19 +494,9 @@ impl QueuePair {
         let (bufs, stats, csum) = (&self.rx_bufs, &mut self.stats, self.guest_csum);
         if self.in_order {
             let n = self.rx.q.pop_in_order(&DmaRam, max, |id, len| {
-                let buf = bufs.bytes(usize::from(id), len as usize);
-                match vnet::check_rx(buf, csum) {
-                    Ok(r) => {
-                        stats.rx_packets += 1;
-                        stats.rx_bytes += r.len() as u64;
-                        deliver(&buf[r]);
-                    }
-                    Err(d) => stats.drop(d),
-                }
+                hand_up(bufs, stats, csum, id, len, &mut deliver);
             })?;
-            for _ in 0..n {
-                self.rx.q.post_next(&DmaRam, None);
-            }
+            self.rx.q.repost_in_order(n as u16);
             if n > 0 && self.rx.q.publish(&DmaRam) {
                 self.rx.bell.ring();
                 self.stats.notifies += 1;
@@ -496,15 +508,7 @@ impl QueuePair {
             .rx
             .q
             .pop_burst(&DmaRam, max.min(64), |u| {
-                let buf = bufs.bytes(usize::from(u.id), u.len as usize);
-                match vnet::check_rx(buf, csum) {
-                    Ok(r) => {
-                        stats.rx_packets += 1;
-                        stats.rx_bytes += r.len() as u64;
-                        deliver(&buf[r]);
-                    }
-                    Err(d) => stats.drop(d),
-                }
+                hand_up(bufs, stats, csum, u.id, u.len, &mut deliver);
                 taken.push(u.id);
             })
             .map_err(VirtioError::Protocol)?;

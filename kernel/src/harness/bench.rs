@@ -134,18 +134,7 @@ pub fn run(state: &BootState) -> ! {
         // boot.ms: first instruction to all CPUs online, in milliseconds (one sample).
         let ms =
             crate::smp::time::ticks_to_us(state.aps_online_tsc - state.first_tsc).div_ceil(1000);
-        b.emit(
-            "boot.ms",
-            Some(Stats {
-                n: 1,
-                mean: ms,
-                min: ms,
-                max: ms,
-                p50: ms,
-                p95: ms,
-                p99: ms,
-            }),
-        );
+        b.emit("boot.ms", Some(Stats::one(ms)));
     }
     let n_results = b.count;
     line(format_args!(

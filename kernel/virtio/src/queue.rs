@@ -268,23 +268,43 @@ impl SplitQueue {
         self.in_order_flight
     }
 
-    /// In-order mode, buffers whose length does not matter (transmit): takes every buffer
-    /// the device used, by its index alone; returns how many. An index past what is in
-    /// flight poisons the queue.
+    /// In-order mode: used buffers waiting, by the device's index (poisoned queue, or an
+    /// index past what is in flight: an error, the queue poisoned).
     #[inline]
-    pub fn complete_in_order<R: Ram>(&mut self, ram: &R) -> Result<u16, QueueError> {
+    fn in_order_waiting<R: Ram>(&mut self, ram: &R) -> Result<u16, QueueError> {
         if self.poisoned {
             return Err(QueueError::Poisoned);
         }
         let idx = ram.read_u16(self.layout.used.0 + 2);
-        let n = idx.wrapping_sub(self.last_used);
-        if n > self.in_order_flight {
+        let waiting = idx.wrapping_sub(self.last_used);
+        if waiting > self.in_order_flight {
             return self.poison(QueueError::UsedIndexJump {
                 from: self.last_used,
                 to: idx,
             });
         }
-        self.last_used = idx;
+        Ok(waiting)
+    }
+
+    /// In-order mode: posts the next `n` device-writable descriptors again, as they were
+    /// (receive buffers just reaped by [`Self::pop_in_order`]): one index update for all.
+    #[inline]
+    pub fn repost_in_order(&mut self, n: u16) {
+        if self.poisoned {
+            return;
+        }
+        let n = n.min(self.layout.size - self.in_order_flight);
+        self.avail_idx = self.avail_idx.wrapping_add(n);
+        self.in_order_flight += n;
+    }
+
+    /// In-order mode, buffers whose length does not matter (transmit): takes every buffer
+    /// the device used, by its index alone; returns how many. An index past what is in
+    /// flight poisons the queue.
+    #[inline]
+    pub fn complete_in_order<R: Ram>(&mut self, ram: &R) -> Result<u16, QueueError> {
+        let n = self.in_order_waiting(ram)?;
+        self.last_used = self.last_used.wrapping_add(n);
         self.in_order_flight -= n;
         Ok(n)
     }
@@ -299,18 +319,7 @@ impl SplitQueue {
         max: usize,
         mut each: impl FnMut(u16, u32),
     ) -> Result<usize, QueueError> {
-        if self.poisoned {
-            return Err(QueueError::Poisoned);
-        }
-        let idx = ram.read_u16(self.layout.used.0 + 2);
-        let waiting = idx.wrapping_sub(self.last_used);
-        if waiting > self.in_order_flight {
-            return self.poison(QueueError::UsedIndexJump {
-                from: self.last_used,
-                to: idx,
-            });
-        }
-        let n = usize::from(waiting).min(max);
+        let n = usize::from(self.in_order_waiting(ram)?).min(max);
         fence(Ordering::Acquire);
         for _ in 0..n {
             let slot = self.last_used & self.mask;

@@ -437,15 +437,7 @@ mod tests {
             suite: suite.into(),
             mode: Some(mode),
             name: name.into(),
-            stats: Stats {
-                n: 1,
-                mean: p50,
-                min: p50,
-                max: p50,
-                p50,
-                p95: p50,
-                p99: p50,
-            },
+            stats: Stats::one(p50),
         }
     }
 
