@@ -120,6 +120,10 @@ exo_ap_entry64:
     subq %r9, %rax
     cmpq exo_ap_delay_ticks(%rip), %rax
     jb 1b
+    /* ... and until the BSP has stopped waiting (`close_door`): late for certain, on a
+       host of any speed. */
+    cmpl $0, exo_ap_door_closed(%rip)
+    je 1b
     movl %r8d, %eax
 2:  cmpl exo_ap_nstacks(%rip), %eax
     jae 9f                          /* more CPUs than stacks: park */
@@ -140,6 +144,7 @@ exo_ap_stacks:      .quad 0
 exo_ap_rust_entry:  .quad 0
 exo_ap_nstacks:     .long 0
 exo_ap_delay_apic:  .long 0xffffffff
+exo_ap_door_closed: .long 0
     .p2align 3
 exo_ap_delay_ticks: .quad 0
     .global exo_ap_ticket
@@ -159,6 +164,7 @@ unsafe extern "C" {
     static mut exo_ap_nstacks: u32;
     static exo_ap_delay_apic: core::sync::atomic::AtomicU32;
     static exo_ap_delay_ticks: core::sync::atomic::AtomicU64;
+    static exo_ap_door_closed: core::sync::atomic::AtomicU32;
     static exo_ap_ticket: core::sync::atomic::AtomicU32;
 }
 
@@ -205,9 +211,10 @@ pub unsafe fn install_trampoline(
 }
 
 /// Fault injection (`exo.ap_delay_ms`): the AP with APIC id `apic_id` (as
-/// [`crate::cpu::apic_id_from_cpuid`] reads it) spins `ticks` TSC ticks in the trampoline
-/// before it calls the kernel's entry, so it arrives late. `ticks == 0` turns the delay off.
-/// Set it before the first SIPI.
+/// [`crate::cpu::apic_id_from_cpuid`] reads it) spins in the trampoline, before it calls the
+/// kernel's entry, for `ticks` TSC ticks and until [`close_door`] has been called, so it
+/// arrives after the BSP stopped waiting however slow the host. `ticks == 0` turns the delay
+/// off. Set it before the first SIPI.
 pub fn set_ap_delay(apic_id: u32, ticks: u64) {
     use core::sync::atomic::Ordering::Release;
     let apic_id = if ticks == 0 { u32::MAX } else { apic_id };
@@ -217,6 +224,12 @@ pub fn set_ap_delay(apic_id: u32, ticks: u64) {
         exo_ap_delay_ticks.store(ticks, Release);
         exo_ap_delay_apic.store(apic_id, Release);
     }
+}
+
+/// The BSP has stopped waiting for APs: releases an AP held by [`set_ap_delay`].
+pub fn close_door() {
+    // SAFETY: a u32 in .data, only read by the trampoline with plain aligned loads.
+    unsafe { exo_ap_door_closed.store(1, core::sync::atomic::Ordering::Release) };
 }
 
 /// The SIPI vector for the trampoline page.

@@ -37,8 +37,9 @@ pub struct Options {
     pub job: Job,
     /// Allow x2APIC (`exo.apic=xapic` forces xAPIC when firmware left the choice to us).
     pub allow_x2apic: bool,
-    /// Deadline for all APs to come online, in milliseconds (default 5000; 30000 under TCG
-    /// and foreign hypervisors, set by the boot flow when the command line gives none).
+    /// How long the BSP waits for APs without any of them making progress, in milliseconds
+    /// (default 5000; 30000 under TCG and foreign hypervisors, set by the boot flow when the
+    /// command line gives none); at most 8 times that in all.
     pub ap_timeout_ms: u64,
     /// An extra APIC id to "start" that no CPU answers (tests the deadline path).
     pub phantom_apic_id: Option<u32>,
@@ -61,10 +62,10 @@ pub struct Options {
     /// A deliberate panic on the BSP before any AP is started (`exo.panic_early=1`): the
     /// stop-all must not reach CPUs still in firmware.
     pub panic_early: bool,
-    /// The last AP (highest CPU id) waits this long in the trampoline before it reports
-    /// arrival (`exo.ap_delay_ms=N`, 0 = off): with `exo.ap_timeout_ms` below it, that AP
-    /// arrives after the BSP stopped waiting and parks (tests the late-AP park and the
-    /// stop-all around it).
+    /// The last AP (highest CPU id) waits this long in the trampoline, and until the BSP has
+    /// stopped waiting for APs, before it reports arrival (`exo.ap_delay_ms=N`, 0 = off): it
+    /// arrives late and parks (tests the late-AP park and the stop-all around it). The BSP
+    /// gives up on it after `exo.ap_timeout_ms` without progress.
     pub ap_delay_ms: u64,
     /// Free one object twice after boot (debug builds must catch it).
     pub double_free: bool,

@@ -16,7 +16,7 @@ pub fn before_ap_start(opts: &Options, aps: &[u32]) {
             .saturating_mul(crate::smp::time::tsc_hz() / 1000);
         exo_arch::smp::set_ap_delay(late, ticks);
         info!(
-            "exo.ap_delay_ms: APIC id {late} waits {} ms before it reports arrival",
+            "exo.ap_delay_ms: APIC id {late} waits {} ms, and until the BSP stops waiting, before it reports arrival",
             opts.ap_delay_ms
         );
     }

@@ -43,6 +43,10 @@ static PLAN: spin::Once<Plan> = spin::Once::new();
 /// Set when the BSP stops waiting: an AP arriving later parks itself.
 static CLOSED: AtomicBool = AtomicBool::new(false);
 static ARRIVED: AtomicU32 = AtomicU32::new(0);
+/// APs that finished their set-up (their block's `online` is set).
+static ONLINE: AtomicU32 = AtomicU32::new(0);
+/// The BSP waits at most this many quiet periods in all (see [`wait_for_aps`]).
+const QUIET_PERIODS: u64 = 8;
 
 /// What happened to the APs.
 #[derive(Debug)]
@@ -159,25 +163,9 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
     {
         let _ = apic::send_ipi(Dest::Id(t.apic_id), Delivery::StartUp(sipi));
     }
-    let deadline = Deadline::after_ms(timeout_ms);
-    let want = plan.stacks.len() as u32;
-    while ARRIVED.load(Ordering::Acquire) < want && !deadline.passed() {
-        core::hint::spin_loop();
-    }
-    // Arrived CPUs finish their set-up quickly on hardware (this loop ends at once); under
-    // TCG a vCPU thread on a busy host can take seconds, and a 1 s cap here reported CPUs
-    // missing that came online just after (CI at -smp 64). Bounded by the same deadline.
-    let settle = Deadline::after_ms(timeout_ms);
-    while plan.targets.iter().any(|t| {
-        t.arrived.load(Ordering::Acquire)
-            && !cpus::get(t.cpu).is_some_and(|b| b.ext.online.load(Ordering::Acquire))
-    }) {
-        if settle.passed() {
-            break;
-        }
-        core::hint::spin_loop();
-    }
+    wait_for_aps(plan.stacks.len() as u32, timeout_ms);
     CLOSED.store(true, Ordering::Release);
+    exo_arch::smp::close_door();
     let missing: Vec<u32> = plan
         .targets
         .iter()
@@ -186,13 +174,47 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         .collect();
     for id in &missing {
         error!(
-            "CPU with APIC id {id} did not come online within {timeout_ms} ms; continuing without it"
+            "CPU with APIC id {id} did not come online ({timeout_ms} ms without progress); continuing without it"
         );
     }
     SmpReport {
         online: cpus::online_count(),
         expected: n as u32 + 1,
         missing,
+    }
+}
+
+/// Waits until `want` APs are online, or until no AP has made progress (taken a ticket,
+/// arrived, come online) for `quiet_ms`, or `QUIET_PERIODS` times that in all. On hardware
+/// every AP is online within milliseconds. Under TCG a vCPU is a host thread, and a loaded
+/// or cold host (CI's first runs fault in guest memory) took 24 s to bring 287 of 288 to the
+/// kernel and 35 s more to bring them online: a fixed deadline from the SIPI reported CPUs
+/// missing that were still coming. A CPU that never answers is still given up after
+/// `quiet_ms` of silence.
+fn wait_for_aps(want: u32, quiet_ms: u64) {
+    let progress = || {
+        (
+            exo_arch::smp::tickets_taken(),
+            ARRIVED.load(Ordering::Acquire),
+            ONLINE.load(Ordering::Acquire),
+        )
+    };
+    let cap = Deadline::after_ms(quiet_ms.saturating_mul(QUIET_PERIODS));
+    let mut last = progress();
+    let mut quiet = Deadline::after_ms(quiet_ms);
+    loop {
+        let now = progress();
+        // Every CPU that arrived is online, and all arrived (or all the others are silent).
+        if now.2 == want || cap.passed() {
+            return;
+        }
+        if now != last {
+            last = now;
+            quiet = Deadline::after_ms(quiet_ms);
+        } else if quiet.passed() {
+            return;
+        }
+        core::hint::spin_loop();
     }
 }
 
@@ -232,5 +254,6 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
         .online_tsc
         .store(exo_arch::tsc::rdtsc(), Ordering::Relaxed);
     block.ext.online.store(true, Ordering::Release);
+    ONLINE.fetch_add(1, Ordering::AcqRel);
     cpus::idle_loop()
 }
