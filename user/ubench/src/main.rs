@@ -17,6 +17,11 @@
 //! | `ipc.rtt.1k.zc` | `ipc_call` carrying a descriptor of 1 KiB in the endpoint's shared region (64 KiB, mapped by both once); the server reads the first and last word of the 1 KiB and answers with a descriptor of it: the round trip (no copy, no remap) |
 //! | `ipc.batch.16x64` | 16 messages of 64 bytes written into the shared region and sent by one `ipc_call` (one descriptor); the server reads all 16 (their 128 words summed) and answers with the count and the sum, which the client checks: the whole batch |
 //!
+//! With `arg = 0x50 << 56 | n` it is the profile role of `scripts/iprof.sh`: the
+//! `ipc.rtt.64` set-up (server process, endpoint), `n` checked round trips, the end; nothing
+//! printed, exit 0 if every echo matched. Runs with `n = 0` and `n = 1000` differ by exactly
+//! 1000 round trips.
+//!
 //! With `arg = 0x59 << 56 | cpu << 32 | count` (cpu < 2^24, count < 2^32), it is instead that copy: it pins itself
 //! to `cpu`, yields `count` times and exits 0. With `arg = 0x1c << 56 | cpu << 32 | handle`
 //! it is the IPC server: pinned to `cpu`, it answers calls on `handle` (inherited) until
@@ -50,6 +55,8 @@ const YIELD_WARMUP: usize = 256;
 const LINE64: &[u8; 64] = b"ubench: syscall.write.64 sample line, exactly 64 bytes long....\n";
 /// Role tag in the top byte of `arg`: the IPC server.
 const IPC_SERVER: u64 = 0x1c;
+/// Role tag in the top byte of `arg`: `n` round trips of `ipc.rtt.64` (profiling).
+const PROFILE: u64 = 0x50;
 /// IPC labels: a fastpath call, a slow-path call, the end.
 const FAST: u32 = 1;
 const SLOW: u32 = 2;
@@ -74,6 +81,9 @@ fn run(arg: u64) -> i32 {
             return 2;
         }
         return ipc_server(arg & 0xffff_ffff);
+    }
+    if arg >> 56 == PROFILE {
+        return profile(arg & 0xffff_ffff);
     }
     let cpu = exo_rt::getcpu().unwrap_or(0);
     let ncpus = count_cpus();
@@ -211,6 +221,38 @@ fn ipc_rtt(h: u32, label: u32, extra: u64, seq: u64, err: &mut Option<Errno>) {
         }
         Err(e) => {
             err.get_or_insert(e);
+        }
+    }
+}
+
+/// The profile role: `n` round trips of `ipc.rtt.64` with the server process of
+/// [`ipc_rows`], set up and ended the same way whatever `n`.
+fn profile(n: u64) -> i32 {
+    let cpu = exo_rt::getcpu().unwrap_or(0);
+    let run = || -> Result<(), Errno> {
+        exo_rt::pin_to_cpu(cpu)?;
+        let h = exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 7)?;
+        let pid = exo_rt::spawn(
+            "/ubench",
+            IPC_SERVER << 56 | (cpu as u64 & 0xff_ffff) << 32 | u64::from(h),
+        )?;
+        let mut err = None;
+        for seq in 1..=n {
+            ipc_rtt(h, FAST, 0, seq, &mut err);
+        }
+        let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), 0);
+        let end = exo_rt::wait(pid);
+        match (err, quit, end) {
+            (None, Ok(_), Ok(ExitStatus::Exited(0))) => Ok(()),
+            (Some(e), ..) | (_, Err(e), _) | (.., Err(e)) => Err(e),
+            _ => Err(Errno::EIO),
+        }
+    };
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ubench: profile role: {e}");
+            1
         }
     }
 }
