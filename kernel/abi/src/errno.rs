@@ -89,16 +89,24 @@ impl Errno {
     /// error. An error code this crate does not define (which the kernel never returns: it
     /// can only build results with [`Errno::as_ret`]) and a value below `-4095` decode as
     /// [`Errno::EIO`]; use [`Errno::from_code`] to see the exact code.
+    #[inline(always)]
     pub const fn from_ret(ret: isize) -> Result<usize, Errno> {
         if ret >= 0 {
             return Ok(ret as usize);
         }
+        Err(Errno::from_negative(ret))
+    }
+
+    /// The error of a negative `rax` (out of line: the success path is one test).
+    #[cold]
+    #[inline(never)]
+    const fn from_negative(ret: isize) -> Errno {
         if ret < -MAX_ERRNO {
-            return Err(Errno::EIO);
+            return Errno::EIO;
         }
         match Errno::from_code(-ret as i32) {
-            Some(e) => Err(e),
-            None => Err(Errno::EIO),
+            Some(e) => e,
+            None => Errno::EIO,
         }
     }
 

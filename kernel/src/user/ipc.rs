@@ -48,12 +48,13 @@ const ERANGE: i64 = 34;
 /// The IPC dispatcher (`exo_arch::syscall` calls it for the IPC numbers).
 pub extern "C" fn dispatch(f: &mut IpcFrame) {
     task::count_syscall();
-    let r = match process::handles() {
-        Some(t) => call(t, f),
-        None => Err(EBADF),
-    };
-    f.set_ret(r.unwrap_or_else(|e| -e));
-    process::exit_if_dying();
+    process::ipc_syscall(|t| {
+        let r = match t {
+            Some(t) => call(t, f),
+            None => Err(EBADF),
+        };
+        f.set_ret(r.unwrap_or_else(|e| -e));
+    });
 }
 
 fn err(e: IpcError) -> i64 {

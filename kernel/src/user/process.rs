@@ -98,6 +98,19 @@ fn caller_pid() -> u64 {
     }
 }
 
+/// The IPC entry's one look-up of the calling process: `f` gets its handle table (`None`:
+/// not a process), then the thread ends here if the process is being killed (what
+/// [`exit_if_dying`] checks on every other way back to ring 3). The thread belongs to the
+/// process throughout, so the slot cannot be reused under it.
+#[inline(always)]
+pub fn ipc_syscall(f: impl FnOnce(Option<&crate::ipc::HandleTable>)) {
+    let p = proc(caller_pid());
+    f(p.map(|p| &p.handles));
+    if p.is_some_and(|p| p.dying.load(Ordering::Acquire)) {
+        task::die_killed();
+    }
+}
+
 /// Whether the calling thread's process is being killed (its sleeps give up).
 pub fn dying() -> bool {
     proc(caller_pid()).is_some_and(|p| p.dying.load(Ordering::Acquire))
