@@ -140,7 +140,8 @@ fn xchan() -> Option<alloc::sync::Arc<ipc::fusion::Channel>> {
 fn xserver(_: u64) -> u64 {
     let Some(c) = xchan() else { return 1 };
     let base = XBASE.load(Ordering::Acquire);
-    let r = c.serve(base, |m| {
+    let d = rdtsc() + 60 * crate::smp::time::tsc_hz();
+    let r = c.serve(base, d, |m| {
         if m.label == STOP {
             return None;
         }
@@ -155,15 +156,17 @@ fn xclient(_: u64) -> u64 {
     let Some(c) = xchan() else { return 1 };
     let base = XBASE.load(Ordering::Acquire);
     let overhead = OVERHEAD.load(Ordering::Relaxed);
+    // One deadline for the whole run (no clock read inside the timed call).
+    let d = rdtsc() + 60 * crate::smp::time::tsc_hz();
     let mut v = Vec::with_capacity(XROUNDS);
     let mut bad = 0;
     for k in 0..XROUNDS + XWARM {
         let m = Msg::new(1, [k as u64; 8]);
         let t0 = rdtsc_precise();
         let r = if base {
-            c.call_endpoint(&m)
+            c.call_endpoint(&m, d)
         } else {
-            c.call(&m)
+            c.call(&m, d)
         };
         let t1 = rdtsc_precise();
         if !matches!(r, Ok(r) if r.words[0] == k as u64 + 1) {
@@ -175,9 +178,9 @@ fn xclient(_: u64) -> u64 {
     }
     let stop = Msg::new(STOP, [0; 8]);
     let _ = if base {
-        c.call_endpoint(&stop)
+        c.call_endpoint(&stop, d)
     } else {
-        c.call(&stop)
+        c.call(&stop, d)
     };
     *SAMPLES.lock() = v;
     bad

@@ -10,12 +10,17 @@
 //! the producer publishes the slot then reads the parked word, both with a full fence
 //! between, so one of the two always sees the other.
 //!
+//! Every wait has a deadline: a call gives up with `TimedOut` at its TSC deadline (the
+//! request may still be served later: replies carry their request's ring position, and the
+//! next call discards the stale ones first), and the server's waits end at its deadline or
+//! when the channel is closed.
+//!
 //! With the feature off, [`Channel::call`] and [`Channel::serve`] take the endpoint path
 //! (`call` / `reply_recv` on the channel's endpoint): the seed's baseline, the same API.
 //! The endpoint path stays callable at run time either way ([`Channel::call_endpoint`]), so
 //! one bench run measures both (`ipc.rtt.64.xcore.<a>.<b>` and `.base.<a>.<b>`).
 
-use super::{IpcError, MSG_WORDS, Msg, NO_DEADLINE};
+use super::{IpcError, MSG_WORDS, Msg};
 use crate::sched::{self, Tid};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use exo_arch::tsc::rdtsc;
@@ -59,12 +64,13 @@ impl Ring {
         }
     }
 
-    /// Writes `m` if a slot is free.
-    fn push(&self, m: &Msg) -> bool {
+    /// Writes `m` if a slot is free; returns its position (the count of messages pushed
+    /// before it).
+    fn push(&self, m: &Msg) -> Option<u64> {
         let h = self.head.load(Ordering::Relaxed);
         let s = &self.slots[h as usize % RING];
         if s.seq.load(Ordering::Acquire) != h {
-            return false;
+            return None;
         }
         s.info.store(m.info(), Ordering::Relaxed);
         for (d, w) in s.words.iter().zip(m.words) {
@@ -72,7 +78,7 @@ impl Ring {
         }
         s.seq.store(h + 1, Ordering::Release);
         self.head.store(h + 1, Ordering::Relaxed);
-        true
+        Some(h)
     }
 
     /// Whether a message waits.
@@ -81,8 +87,8 @@ impl Ring {
         self.slots[t as usize % RING].seq.load(Ordering::Acquire) == t + 1
     }
 
-    /// Takes the next message, if one waits.
-    fn pop(&self) -> Option<Msg> {
+    /// Takes the next message, if one waits, with its position.
+    fn pop(&self) -> Option<(u64, Msg)> {
         let t = self.tail.load(Ordering::Relaxed);
         let s = &self.slots[t as usize % RING];
         if s.seq.load(Ordering::Acquire) != t + 1 {
@@ -92,7 +98,7 @@ impl Ring {
         let words = core::array::from_fn(|k| s.words[k].load(Ordering::Relaxed));
         s.seq.store(t + RING as u64, Ordering::Release);
         self.tail.store(t + 1, Ordering::Relaxed);
-        Some(Msg::from_info(info, 0, words))
+        Some((t, Msg::from_info(info, 0, words)))
     }
 }
 
@@ -109,6 +115,8 @@ pub struct Channel {
     /// Waits of the client / server that ended parked in a row (the poll window's shift).
     client_misses: AtomicU64,
     server_misses: AtomicU64,
+    /// Replies the client discarded: answers to calls that had timed out.
+    stale: AtomicU64,
     closed: AtomicBool,
     /// The endpoint of the baseline path.
     ep: super::EpRef,
@@ -118,16 +126,17 @@ pub struct Channel {
 /// The window adapts: [`POLL_US`] while polling pays, halved after each wait that ended
 /// parked anyway (down to 1/32: the peer is not running alongside, e.g. its CPU is
 /// time-shared), back to full as soon as a poll finds the message. `misses` is the side's
-/// own count. Returns the message.
+/// own count. Returns the message and its position; `TimedOut` at TSC `deadline`.
 fn wait_pop(
     ring: &Ring,
     parked: &AtomicU64,
     closed: &AtomicBool,
     misses: &AtomicU64,
-) -> Result<Msg, IpcError> {
+    deadline: u64,
+) -> Result<(u64, Msg), IpcError> {
     let shift = misses.load(Ordering::Relaxed).min(5);
     let window = (POLL_US * (crate::smp::time::tsc_hz() / 1_000_000).max(1)) >> shift;
-    let end = rdtsc() + window;
+    let end = rdtsc().saturating_add(window).min(deadline);
     loop {
         for _ in 0..64 {
             if let Some(m) = ring.pop() {
@@ -145,10 +154,15 @@ fn wait_pop(
     }
     misses.fetch_add(1, Ordering::Relaxed);
     loop {
+        if rdtsc() >= deadline {
+            return Err(IpcError::TimedOut);
+        }
         let me = sched::current().ok_or(IpcError::NotAThread)?;
         parked.store(me.raw() + 1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        sched::block_unless(|| !ring.ready() && !closed.load(Ordering::Acquire));
+        sched::block_until(deadline, || {
+            !ring.ready() && !closed.load(Ordering::Acquire)
+        });
         parked.store(0, Ordering::SeqCst);
         if let Some(m) = ring.pop() {
             return Ok(m);
@@ -156,6 +170,23 @@ fn wait_pop(
         if closed.load(Ordering::Acquire) {
             return Err(IpcError::Closed);
         }
+    }
+}
+
+/// Pushes `m` into `ring`, waiting (bounded by `deadline`, ended by `closed`) while it is
+/// full; returns the message's position.
+fn push_until(ring: &Ring, m: &Msg, closed: &AtomicBool, deadline: u64) -> Result<u64, IpcError> {
+    loop {
+        if let Some(pos) = ring.push(m) {
+            return Ok(pos);
+        }
+        if closed.load(Ordering::Acquire) {
+            return Err(IpcError::Closed);
+        }
+        if rdtsc() >= deadline {
+            return Err(IpcError::TimedOut);
+        }
+        core::hint::spin_loop();
     }
 }
 
@@ -184,47 +215,59 @@ impl Channel {
             wakes: AtomicU64::new(0),
             client_misses: AtomicU64::new(0),
             server_misses: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             ep: super::create()?,
         })
     }
 
-    /// Sends `m` and waits for the reply: the rings when compiled in, else the endpoint.
-    /// One client thread per channel.
-    pub fn call(&self, m: &Msg) -> Result<Msg, IpcError> {
+    /// Sends `m` and waits for the reply until TSC `deadline` (`TimedOut`): the rings when
+    /// compiled in, else the endpoint. One client thread per channel. Replies to earlier
+    /// calls that timed out are discarded on the way (counted: [`Channel::stale`]).
+    pub fn call(&self, m: &Msg, deadline: u64) -> Result<Msg, IpcError> {
         if !ENABLED {
-            return self.call_endpoint(m);
+            return self.call_endpoint(m, deadline);
         }
-        while !self.req.push(m) {
-            if self.closed.load(Ordering::Acquire) {
-                return Err(IpcError::Closed);
-            }
-            core::hint::spin_loop();
-        }
+        // The server answers in order: the reply to this request has its position.
+        let pos = push_until(&self.req, m, &self.closed, deadline)?;
         kick(&self.server_parked, &self.wakes);
-        wait_pop(
-            &self.rep,
-            &self.client_parked,
-            &self.closed,
-            &self.client_misses,
-        )
+        loop {
+            let (at, r) = wait_pop(
+                &self.rep,
+                &self.client_parked,
+                &self.closed,
+                &self.client_misses,
+                deadline,
+            )?;
+            if at == pos {
+                return Ok(r);
+            }
+            self.stale.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The baseline: the same call through the endpoint (`call`, slow path across CPUs).
-    pub fn call_endpoint(&self, m: &Msg) -> Result<Msg, IpcError> {
-        super::call(self.ep, 0, m, NO_DEADLINE)
+    pub fn call_endpoint(&self, m: &Msg, deadline: u64) -> Result<Msg, IpcError> {
+        super::call(self.ep, 0, m, deadline)
+    }
+
+    /// Replies the client discarded because their call had timed out.
+    pub fn stale(&self) -> u64 {
+        self.stale.load(Ordering::Relaxed)
     }
 
     /// Serves calls with `f` until `f` returns `None` (that call is answered with the
-    /// request itself, then the server returns). One server thread per channel; `endpoint`:
-    /// serve the baseline path instead (or when the rings are compiled out).
+    /// request itself, then the server returns), the channel is closed (`Closed`) or TSC
+    /// `deadline` passes (`TimedOut`). One server thread per channel; `endpoint`: serve the
+    /// baseline path instead (or when the rings are compiled out).
     pub fn serve(
         &self,
         endpoint: bool,
+        deadline: u64,
         mut f: impl FnMut(&Msg) -> Option<Msg>,
     ) -> Result<(), IpcError> {
         if endpoint || !ENABLED {
-            let mut m = super::recv(self.ep, NO_DEADLINE)?;
+            let mut m = super::recv(self.ep, deadline)?;
             loop {
                 let (r, last) = match f(&m) {
                     Some(r) => (r, false),
@@ -233,23 +276,24 @@ impl Channel {
                 if last {
                     return super::reply(&r);
                 }
-                m = super::reply_recv(self.ep, &r, NO_DEADLINE)?;
+                m = super::reply_recv(self.ep, &r, deadline)?;
             }
         }
         loop {
-            let m = wait_pop(
+            let (_, m) = wait_pop(
                 &self.req,
                 &self.server_parked,
                 &self.closed,
                 &self.server_misses,
+                deadline,
             )?;
             let (r, last) = match f(&m) {
                 Some(r) => (r, false),
                 None => (m, true),
             };
-            while !self.rep.push(&r) {
-                core::hint::spin_loop();
-            }
+            // Full only while the client has stopped calling after calls that timed out
+            // (its next call drains the stale replies): bounded by the deadline and close.
+            push_until(&self.rep, &r, &self.closed, deadline)?;
             kick(&self.client_parked, &self.wakes);
             if last {
                 return Ok(());

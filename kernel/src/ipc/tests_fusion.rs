@@ -1,7 +1,8 @@
 //! Fusion rings across CPUs: every call answered in order with its own words, both parking
 //! paths forced (the server replies only once the client is parked, the client calls only
-//! once the server is parked, so each wake-up path runs, not just polling), and a parked
-//! server woken by `close` with `Closed`.
+//! once the server is parked, so each wake-up path runs, not just polling), a parked
+//! server woken by `close` with `Closed`, a call that times out (the server holds its reply
+//! until the client has given up) and whose late reply the next call discards.
 
 use super::fusion::Channel;
 use super::{IpcError, Msg};
@@ -22,6 +23,11 @@ ktest!(
     "ipc.fusion_close_wakes_a_parked_server",
     close_wakes
 );
+ktest!(
+    Needs::Threads,
+    "ipc.fusion_call_times_out_and_its_late_reply_is_discarded",
+    timeout_then_stale
+);
 
 static CHAN: spin::Mutex<Option<Arc<Channel>>> = spin::Mutex::new(None);
 const CALLS: u64 = 2000;
@@ -32,6 +38,11 @@ static BAD: AtomicU64 = AtomicU64::new(0);
 
 fn chan() -> Option<Arc<Channel>> {
     CHAN.lock().clone()
+}
+
+/// A TSC deadline `ms` from now.
+fn after_ms(ms: u64) -> u64 {
+    exo_arch::tsc::rdtsc() + ms * (crate::smp::time::tsc_hz() / 1000)
 }
 
 fn wait_until(cond: impl Fn() -> bool) -> bool {
@@ -48,7 +59,7 @@ fn wait_until(cond: impl Fn() -> bool) -> bool {
 fn server(_: u64) -> u64 {
     let Some(c) = chan() else { return 1 };
     let c2 = c.clone();
-    let r = c.serve(false, |m| {
+    let r = c.serve(false, after_ms(60_000), |m| {
         if m.label == 0xdead {
             return None;
         }
@@ -64,6 +75,7 @@ fn server(_: u64) -> u64 {
 
 fn client(_: u64) -> u64 {
     let Some(c) = chan() else { return 1 };
+    let d = after_ms(60_000);
     let mut bad = 0;
     for k in 0..CALLS {
         if k % PARK_EVERY == PARK_EVERY / 2 && !wait_until(|| c.server_is_parked()) {
@@ -73,12 +85,12 @@ fn client(_: u64) -> u64 {
             7,
             core::array::from_fn(|i| k.wrapping_mul(31).wrapping_add(i as u64)),
         );
-        match c.call(&m) {
+        match c.call(&m, d) {
             Ok(r) if r.words == core::array::from_fn(|i| m.words[i].wrapping_add(1)) => {}
             _ => bad += 1,
         }
     }
-    let _ = c.call(&Msg::new(0xdead, [0; 8]));
+    let _ = c.call(&Msg::new(0xdead, [0; 8]), d);
     bad
 }
 
@@ -122,7 +134,7 @@ fn fusion_across_cpus(_: &crate::boot::BootState) -> TestResult {
 
 fn parked_server(_: u64) -> u64 {
     let Some(c) = chan() else { return 1 };
-    match c.serve(false, |m| Some(*m)) {
+    match c.serve(false, after_ms(60_000), |m| Some(*m)) {
         Err(IpcError::Closed) => 0,
         _ => 1,
     }
@@ -142,4 +154,54 @@ fn close_wakes(_: &crate::boot::BootState) -> TestResult {
     check(parked && codes == [0], || {
         format!("server parked {parked}, ended {codes:?} (0: with Closed)")
     })
+}
+
+/// Set by the client once its first call has timed out: the server holds that call's
+/// reply until then, so the time-out is certain on a host of any speed.
+static GAVE_UP: AtomicU64 = AtomicU64::new(0);
+
+fn slow_server(_: u64) -> u64 {
+    let Some(c) = chan() else { return 1 };
+    let r = c.serve(false, after_ms(60_000), |m| {
+        if m.label == 0xdead {
+            return None;
+        }
+        if m.words[0] == 1 && !wait_until(|| GAVE_UP.load(Ordering::Acquire) != 0) {
+            return None;
+        }
+        Some(*m)
+    });
+    u64::from(r.is_err())
+}
+
+fn timeout_then_stale(_: &crate::boot::BootState) -> TestResult {
+    let c = Arc::new(Channel::new().map_err(|e| format!("{e:?}"))?);
+    *CHAN.lock() = Some(c.clone());
+    GAVE_UP.store(0, Ordering::Release);
+    let s = Builder::new()
+        .pin(ncpus() - 1)
+        .spawn(slow_server, 0)
+        .map_err(|e| format!("{e}"))?;
+    // The first call cannot be answered before it gives up (10 ms).
+    let first = c.call(&Msg::new(7, [1; 8]), after_ms(10));
+    GAVE_UP.store(1, Ordering::Release);
+    // The second gets its own reply, not the first call's late one.
+    let second = c.call(&Msg::new(7, [2; 8]), after_ms(10_000));
+    let _ = c.call(&Msg::new(0xdead, [0; 8]), after_ms(10_000));
+    let codes = join_all(&[s], 10_000)?;
+    let stale = c.stale();
+    c.close();
+    *CHAN.lock() = None;
+    check(
+        matches!(first, Err(IpcError::TimedOut))
+            && matches!(second, Ok(r) if r.words == [2; 8])
+            && stale == u64::from(super::fusion::ENABLED)
+            && codes == [0],
+        || {
+            format!(
+                "first {first:?} (want TimedOut), second {:?} (want words [2; 8]), stale {stale} (want 1 with the rings), server {codes:?}",
+                second.map(|r| r.words)
+            )
+        },
+    )
 }
