@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 per="" job=bench base="" probe="" base_initrd="" probe_initrd="" user_elf="" machine=microvm
-smp=2 top=40 annotate=""
+smp=1 top=40 annotate=""
 while [ $# -gt 0 ]; do
     case $1 in
         --per) per=$2; shift 2 ;;

@@ -81,7 +81,8 @@ pub struct Options {
     /// (`exo.test=sched.,mm.stack_guard`; empty = all).
     pub test_filter: arrayvec::ArrayString<512>,
     /// Bench jobs: only the groups whose name starts with one of these comma-separated
-    /// prefixes (`exo.bench=net`; empty = all).
+    /// prefixes (`exo.bench=net`; empty = all); `group:row-prefix` runs only that part of a
+    /// group that asks (`exo.bench=sched:ctx.switch.raw`).
     pub bench_filter: arrayvec::ArrayString<128>,
     /// Init job: the program to start as process 1 (`exo.init=PATH`, default `/init`).
     pub init: arrayvec::ArrayString<128>,

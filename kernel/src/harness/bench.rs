@@ -32,6 +32,8 @@ pub struct Bench<'a> {
     pub s: &'a mut Samples<N>,
     /// Rows emitted so far (the END line's count).
     pub count: u32,
+    /// The running group's name (for [`Bench::wants`]).
+    pub group: &'static str,
 }
 
 impl Bench<'_> {
@@ -39,6 +41,25 @@ impl Bench<'_> {
     pub fn emit(&mut self, name: &str, s: Option<Stats>) {
         emit(name, s, &mut self.count);
     }
+
+    /// Whether the part of the running group that emits `rows` should run: no `exo.bench`
+    /// filter, or an entry naming the group (a prefix of its name) with no row part or a
+    /// row part that is a prefix of one of `rows` (`exo.bench=sched:ctx.switch.raw`: the
+    /// plain `ctx.switch` ping-pong alone; the profiler's isolation). Groups that never ask
+    /// run every row once selected.
+    pub fn wants(&self, rows: &[&str]) -> bool {
+        selected(self.state.opts.bench_filter.as_str(), self.group, rows)
+    }
+}
+
+/// Whether `exo.bench`'s comma-separated entries (`group-prefix[:row-prefix]`) select
+/// `group` (`rows` empty) or the part of it that emits `rows`.
+fn selected(filter: &str, group: &str, rows: &[&str]) -> bool {
+    filter.is_empty()
+        || filter.split(',').any(|e| {
+            let (g, r) = e.split_once(':').unwrap_or((e, ""));
+            group.starts_with(g) && (rows.is_empty() || rows.iter().any(|n| n.starts_with(r)))
+        })
 }
 
 /// Prints a line built whole first (the console lock is per line, so rows never interleave).
@@ -111,6 +132,7 @@ pub fn run(state: &BootState) -> ! {
         overhead: 0,
         s: &mut s,
         count: 0,
+        group: "",
     };
     // The timing pair itself, raw (this is what every other row has subtracted).
     b.s.clear();
@@ -126,7 +148,8 @@ pub fn run(state: &BootState) -> ! {
     }
     let filter = state.opts.bench_filter.as_str();
     for g in groups(suite) {
-        if filter.is_empty() || filter.split(',').any(|p| g.name.starts_with(p)) {
+        if selected(filter, g.name, &[]) {
+            b.group = g.name;
             (g.run)(&mut b);
         }
     }

@@ -77,37 +77,49 @@ fn pingpong(cpu: u32, fpu: bool) -> Option<Stats> {
     smp_bench::stats_of(&mut v, 0)
 }
 
-/// The scheduler rows of `exo.job=bench`.
+/// The scheduler rows of `exo.job=bench` (each part skipped unless `b.wants` it:
+/// `exo.bench=sched:ctx.switch.raw` runs the plain ping-pong alone).
 fn rows(b: &mut Bench<'_>) {
-    let count = &mut b.count;
     if !sched::running() && sched::init(false, 1000).is_err() {
         log::warn!("bench: scheduler did not start; no scheduler rows");
         return;
     }
     let cpu = cpus::online().map(|b| b.hot.cpu_id).max().unwrap_or(0);
-    sched::record_switches(true);
-    let st = pingpong(cpu, false);
-    sched::record_switches(false);
-    emit("ctx.switch", st, count);
-    let mut raw = sched::switch_samples();
-    emit("ctx.switch.raw", smp_bench::stats_of(&mut raw, 0), count);
-    crate::kprintln!(
-        "INFO,ctx.switch.raw,samples,{},buffer,{}",
-        raw.len(),
-        sched::SWITCH_SAMPLES
-    );
-    if crate::sched::fpu::info().is_some() {
+    if b.wants(&["ctx.switch", "ctx.switch.raw"]) {
+        sched::record_switches(true);
+        let st = pingpong(cpu, false);
+        sched::record_switches(false);
+        b.emit("ctx.switch", st);
+        let mut raw = sched::switch_samples();
+        b.emit("ctx.switch.raw", smp_bench::stats_of(&mut raw, 0));
+        crate::kprintln!(
+            "INFO,ctx.switch.raw,samples,{},buffer,{}",
+            raw.len(),
+            sched::SWITCH_SAMPLES
+        );
+    }
+    if b.wants(&["ctx.switch.fpu.lazy", "ctx.switch.fpu.eager"])
+        && crate::sched::fpu::info().is_some()
+    {
         crate::sched::fpu::set_eager(false);
-        emit("ctx.switch.fpu.lazy", pingpong(cpu, true), count);
+        b.emit("ctx.switch.fpu.lazy", pingpong(cpu, true));
         crate::sched::fpu::set_eager(true);
-        emit("ctx.switch.fpu.eager", pingpong(cpu, true), count);
+        b.emit("ctx.switch.fpu.eager", pingpong(cpu, true));
         crate::sched::fpu::set_eager(false);
     }
-    emit("thread.spawn", spawn_row(), count);
-    mutex_fast_rows(count);
-    emit("sched.pick_next", pick_next_row(), count);
-    if let Some(b) = cpus::online().find(|b| b.hot.cpu_id != 0) {
-        emit("sched.wake.xcore", wake_row(b.hot.cpu_id), count);
+    if b.wants(&["thread.spawn"]) {
+        b.emit("thread.spawn", spawn_row());
+    }
+    if b.wants(&["mutex.fast", "cas.locked"]) {
+        mutex_fast_rows(&mut b.count);
+    }
+    if b.wants(&["sched.pick_next"]) {
+        b.emit("sched.pick_next", pick_next_row());
+    }
+    if b.wants(&["sched.wake.xcore"])
+        && let Some(c) = cpus::online().find(|c| c.hot.cpu_id != 0)
+    {
+        b.emit("sched.wake.xcore", wake_row(c.hot.cpu_id));
     }
 }
 

@@ -37,6 +37,10 @@ pub struct CpuSched {
     pub(super) lock: AtomicBool,
     pub(super) rq: UnsafeCell<RunQueue<MAX_THREADS>>,
     pub(super) sleepers: UnsafeCell<ArrayVec<u32, MAX_THREADS>>,
+    /// A lower bound of the sleepers' wake-up times (`u64::MAX`: none; lock held): a switch
+    /// scans the list only once it has passed, the timer is armed from it without a scan.
+    /// Exact after each scan; a sleeper woken early leaves it low (one early scan).
+    pub(super) next_wake: AtomicU64,
     pub(super) mailbox: Mailbox<ThreadRef, MAILBOX_SLOTS>,
     pub(super) current: AtomicU32,
     /// The running thread's `uid` (its control block's, copied at each switch so the
@@ -220,14 +224,45 @@ impl CpuSched {
         });
     }
 
-    /// Wakes the sleepers whose deadline passed (lock held); returns the next deadline.
+    /// Wakes the sleepers whose deadline passed (lock held); returns the next deadline (a
+    /// lower bound: see `next_wake`). The list is scanned only when a deadline may have
+    /// passed, not at every switch.
     #[inline(always)]
     pub(super) fn wake_sleepers(&self, now: u64) -> Option<u64> {
         // SAFETY: the caller holds the lock.
         if unsafe { self.sleepers() }.is_empty() {
             return None;
         }
-        self.wake_some_sleepers(now)
+        let bound = self.next_wake.load(Ordering::Relaxed);
+        if now < bound {
+            return Some(bound);
+        }
+        let next = self.wake_some_sleepers(now);
+        self.next_wake
+            .store(next.unwrap_or(u64::MAX), Ordering::Relaxed);
+        next
+    }
+
+    /// Puts thread `i`, about to block until TSC `deadline` (its `wake_at`, already
+    /// stored), on the sleeper list (once) and lowers `next_wake` to cover it. Lock held.
+    #[inline(always)]
+    pub(super) fn add_sleeper(&self, i: u32, deadline: u64) {
+        // SAFETY: the caller holds the lock.
+        let sl = unsafe { self.sleepers() };
+        // One entry per thread (the list holds MAX_THREADS): never full.
+        if !sl.contains(&i) {
+            let _ = sl.try_push(i);
+        }
+        if deadline < self.next_wake.load(Ordering::Relaxed) {
+            self.next_wake.store(deadline, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a sleeper may be due at `now` (lock held).
+    #[inline(always)]
+    pub(super) fn sleeper_due(&self, now: u64) -> bool {
+        // SAFETY: the caller holds the lock.
+        !unsafe { self.sleepers() }.is_empty() && now >= self.next_wake.load(Ordering::Relaxed)
     }
 
     /// [`CpuSched::wake_sleepers`] with sleepers to look at.
@@ -464,6 +499,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         lock: AtomicBool::new(false),
         rq: UnsafeCell::new(RunQueue::new()),
         sleepers: UnsafeCell::new(ArrayVec::new()),
+        next_wake: AtomicU64::new(u64::MAX),
         mailbox: Mailbox::new(),
         current: AtomicU32::new(i as u32),
         current_uid: AtomicU64::new(0),
@@ -730,11 +766,7 @@ pub fn handoff(_g: &IrqGuard, target: Tid, deadline: u64, still_wait: impl FnOnc
     cs.lock();
     me.wake_at.store(deadline, Ordering::Relaxed);
     if deadline != u64::MAX {
-        // SAFETY: lock held.
-        let sl = unsafe { cs.sleepers() };
-        if !sl.contains(&(me_i as u32)) {
-            let _ = sl.try_push(me_i as u32);
-        }
+        cs.add_sleeper(me_i as u32, deadline);
     }
     me.set_state(State::Blocked);
     core::sync::atomic::fence(Ordering::SeqCst);

@@ -142,11 +142,8 @@ pub fn idle_step(g: &IrqGuard) -> bool {
     cs.lock();
     let now = rdtsc();
     // SAFETY: lock held.
-    let sleepers = unsafe { cs.sleepers() };
-    let any_sleeper = !sleepers.is_empty();
-    let sleepers_due = sleepers
-        .iter()
-        .any(|&i| tcb(i as usize).wake_at.load(Ordering::Relaxed) <= now);
+    let any_sleeper = !unsafe { cs.sleepers() }.is_empty();
+    let sleepers_due = cs.sleeper_due(now);
     if !sleepers_due {
         arm_timer(cs, now, false);
     }

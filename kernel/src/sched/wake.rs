@@ -163,11 +163,7 @@ pub(super) fn block_as_sleeper(cs: &CpuSched, deadline: u64) -> &'static Tcb {
     let me = tcb(i as usize);
     me.wake_at.store(deadline, Ordering::Relaxed);
     cs.lock();
-    // SAFETY: lock held.
-    let sl = unsafe { cs.sleepers() };
-    if !sl.contains(&i) {
-        let _ = sl.try_push(i);
-    }
+    cs.add_sleeper(i, deadline);
     me.set_state(State::Blocked);
     cs.unlock();
     me
@@ -248,10 +244,8 @@ pub(super) fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
 #[inline(never)]
 fn program_timer(cs: &CpuSched, now: u64, running: bool, mode: u8) {
     // SAFETY: lock held.
-    let next_sleeper = unsafe { cs.sleepers() }
-        .iter()
-        .map(|&i| tcb(i as usize).wake_at.load(Ordering::Relaxed))
-        .min();
+    let next_sleeper =
+        (!unsafe { cs.sleepers() }.is_empty()).then(|| cs.next_wake.load(Ordering::Relaxed));
     let slice = SLICE_TSC.load(Ordering::Relaxed);
     // Running: the slice end. Idle: a balancing tick every `IDLE_BALANCE_SLICES` slices, so
     // a halted CPU looks for work to steal even if no busy CPU kicks it.
