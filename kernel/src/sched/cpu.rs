@@ -438,9 +438,15 @@ pub(super) fn finish_switch() {
         return;
     }
     cs.unlock();
+    #[cfg(debug_assertions)]
+    let held = super::inject::after_unlock(prev_i);
     if exiting {
+        #[cfg(debug_assertions)]
+        super::inject::before_reap(prev_i);
         reap(cs, prev_i);
     }
+    #[cfg(debug_assertions)]
+    super::inject::done(held);
 }
 
 /// `finish_switch` when the previous thread must move to CPU `migrate` (`exiting`: what
@@ -466,6 +472,16 @@ fn finish_migration(cs: &CpuSched, prev_i: usize, migrate: u32, exiting: bool) {
 #[inline(never)]
 fn reap(cs: &CpuSched, prev_i: usize) {
     let prev = tcb(prev_i);
+    // Only the CPU that switched away from an exiting thread reaps it: one that last ran
+    // elsewhere may still be on its stack there (the race `finish_switch` avoids by reading
+    // the state under its lock). Stop rather than hand that stack to another thread.
+    let ran_on = prev.cpu.load(Ordering::Acquire);
+    if ran_on != cs.cpu {
+        panic!(
+            "sched: CPU {} reaping thread {prev_i}, which last ran on CPU {ran_on}",
+            cs.cpu
+        );
+    }
     if let Some(s) = prev.stack() {
         give_stack(cs, s);
     }

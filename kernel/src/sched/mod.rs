@@ -40,7 +40,7 @@
 //! Files: `thread` (table, ids, stacks, spawn/exit/join/kill), `cpu` (per-CPU state,
 //! `schedule` and the switch, start-up), `wake` (block, wake, sleep, tick, timer), `idle`
 //! (halted and stealable bitmaps, stealing), `fpu` (lazy/eager FPU state), `park` (the
-//! kernel futex and sleeping locks). The four scheduling files share their internals
+//! kernel futex and sleeping locks), `inject` (debug builds: the reap-race holds). The four scheduling files share their internals
 //! (`pub(super)`); the rest of the kernel sees what this module re-exports.
 //!
 //! Calls down only: `smp` (CPU table, mailboxes, time, APIC), `mm` (stacks, allocation).
@@ -51,12 +51,15 @@ pub mod park;
 
 mod cpu;
 mod idle;
+#[cfg(debug_assertions)]
+mod inject;
 mod thread;
 mod wake;
 
 mod bench;
 mod tests;
 mod tests_locks;
+mod tests_reap;
 
 pub use cpu::{
     claim_here, counters, cpu_sched, cpus_running, dump, handoff, init, record_switches,

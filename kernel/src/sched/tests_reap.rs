@@ -1,0 +1,103 @@
+//! The reap race of `finish_switch`, forced (debug kernels: `sched::inject`). A thread P
+//! pinned to CPU A widens its affinity and yields to a filler thread Q of A; A holds right
+//! after its unlock until P is exiting; meanwhile CPU B, whose one thread sleeps 100 µs at
+//! a time (each sleep a scheduling pass with an empty queue: a steal attempt), steals P,
+//! which returns and exits there; B holds its reap of P until A has finished its
+//! `finish_switch`. A must not reap P (it decided with the state it read under its lock,
+//! when P was only Ready); B reaps it. A regression (the decision read after the unlock)
+//! makes A reap a thread B still runs: `reap` stops the machine with the reason.
+
+use crate::boot::BootState;
+use crate::harness::{Needs, TestResult};
+use crate::ktest;
+
+ktest!(
+    Needs::Threads,
+    "sched.reap_decided_under_the_lock",
+    reap_race
+);
+
+fn reap_race(_: &BootState) -> TestResult {
+    #[cfg(debug_assertions)]
+    return forced::run();
+    #[cfg(not(debug_assertions))]
+    Err(alloc::format!(
+        "{}needs a debug kernel (the fault injection of sched::inject)",
+        crate::harness::SKIP
+    ))
+}
+
+#[cfg(debug_assertions)]
+mod forced {
+    use crate::harness::{SKIP, TestResult, check, join_all, ncpus};
+    use crate::sched::{self, Builder, CpuSet};
+    use alloc::format;
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use exo_arch::tsc::rdtsc;
+
+    /// The filler and the thief stop.
+    static DONE: AtomicBool = AtomicBool::new(false);
+
+    /// Q, the filler of A: yields until `DONE` (bounded).
+    fn yield_loop(_: u64) -> u64 {
+        let d = rdtsc() + 60 * crate::smp::time::tsc_hz();
+        while !DONE.load(Ordering::Acquire) && rdtsc() < d {
+            sched::yield_now();
+        }
+        0
+    }
+
+    /// The thief on B: sleeps 100 µs at a time until `DONE` (bounded), so B schedules with its
+    /// own queue empty again and again, and each time looks for a thread to steal.
+    fn thief(_: u64) -> u64 {
+        let hz = crate::smp::time::tsc_hz();
+        let d = rdtsc() + 60 * hz;
+        while !DONE.load(Ordering::Acquire) && rdtsc() < d {
+            sched::sleep_until(rdtsc() + hz / 10_000);
+        }
+        0
+    }
+
+    /// P: on A, made stealable, armed, yields to Q; returns (and exits) wherever it is stolen to.
+    fn victim(a: u64) -> u64 {
+        let Some(me) = sched::current() else { return 1 };
+        if sched::this_cpu() != a as u32 || sched::set_affinity(CpuSet::ANY).is_err() {
+            return 2;
+        }
+        crate::sched::inject::arm(me.index());
+        sched::yield_now();
+        // Only a CPU other than A could have run us on: A holds until we exit.
+        if sched::this_cpu() == a as u32 { 3 } else { 0 }
+    }
+
+    pub(super) fn run() -> TestResult {
+        if ncpus() < 2 {
+            return Err(format!("{SKIP}needs 2 CPUs"));
+        }
+        let a = ncpus() - 1;
+        let b = 0;
+        DONE.store(false, Ordering::Release);
+        let spawn = |f: fn(u64) -> u64, cpu: u32, arg: u64| {
+            Builder::new()
+                .pin(cpu)
+                .spawn(f, arg)
+                .map_err(|e| format!("spawn: {e}"))
+        };
+        let q = spawn(yield_loop, a, 0)?;
+        let t = spawn(thief, b, 0)?;
+        let p = spawn(victim, a, u64::from(a))?;
+        let code = join_all(&[p], 30_000);
+        DONE.store(true, Ordering::Release);
+        let rest = join_all(&[q, t], 30_000);
+        let (held_a, held_b) = crate::sched::inject::result();
+        let code = code?;
+        rest?;
+        check(code == [0] && held_a == 1 && held_b == 1, || {
+            format!(
+                "victim ended {code:?} (0: ran on after A's hold on another CPU; 3: on A), A's hold \
+                 ended {held_a} (1: the victim was exiting, 2: deadline), B's reap hold ended \
+                 {held_b} (1: A was done, 2: deadline, 0: never reached)"
+            )
+        })
+    }
+}
