@@ -16,7 +16,7 @@ use crate::smp::cpus::{self, VEC_TIMER};
 use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use exo_arch::apic;
 use exo_arch::tsc::rdtsc;
 use exo_percpu::{CpuId, IrqGuard};
@@ -84,12 +84,16 @@ impl core::fmt::Debug for CpuSched {
     }
 }
 
-/// `cpu`'s scheduler, once it runs there (the CPU table keeps its address in the slot it
-/// holds for the layer above, `CpuLocal::upper`).
+/// Every CPU's scheduler by CPU id (0: not started there), one load on the wake and steal
+/// paths (the CPU table also keeps it, in the slot it holds for the layer above).
+static SCHEDS: [AtomicUsize; cpus::CPU_LIMIT] = [const { AtomicUsize::new(0) }; cpus::CPU_LIMIT];
+
+/// `cpu`'s scheduler, once it runs there.
+#[inline]
 pub fn cpu_sched(cpu: u32) -> Option<&'static CpuSched> {
-    let p = *cpus::get(CpuId(cpu))?.ext.upper.get()? as *const CpuSched;
-    // The slot holds the leaked `CpuSched` of that CPU (set once by `init_this_cpu`).
-    Some(crate::sys::leaked_ref(p))
+    let p = SCHEDS.get(cpu as usize)?.load(Ordering::Acquire) as *const CpuSched;
+    // A non-zero entry holds the leaked `CpuSched` of that CPU (set once by `init_this_cpu`).
+    (!p.is_null()).then(|| crate::sys::leaked_ref(p))
 }
 
 /// This CPU's scheduler (the caller is pinned: interrupts off or in an interrupt handler):
@@ -550,6 +554,9 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     t.started.store(rdtsc(), Ordering::Relaxed);
     t.set_state(State::Running);
     block.ext.upper.call_once(|| cs as *const CpuSched as usize);
+    if let Some(e) = SCHEDS.get(cpu as usize) {
+        e.store(cs as *const CpuSched as usize, Ordering::Release);
+    }
     exo_percpu::set_sched_slot(&g, cs as *const CpuSched as usize);
     crate::sched::fpu::init_cpu(&cs.fpu);
     if TIMER.load(Ordering::Relaxed) == TIMER_DEADLINE {
