@@ -39,6 +39,23 @@ impl Ema {
         }
     }
 
+    /// The state as one word (`8 * average`, fractional bits included), for storage in an
+    /// atomic; [`Ema::from_raw`] takes it back. Storing [`Ema::get`] instead and reloading it
+    /// with [`Ema::new`] loses the fractional bits; storing `get() >> SHIFT` divides the
+    /// average by 8 at every round trip.
+    #[inline]
+    #[must_use]
+    pub const fn raw(self) -> u64 {
+        self.scaled
+    }
+
+    /// The average whose state [`Ema::raw`] returned.
+    #[inline]
+    #[must_use]
+    pub const fn from_raw(scaled: u64) -> Self {
+        Self { scaled }
+    }
+
     /// Folds one run burst into the average and returns the new average.
     #[inline]
     pub fn update(&mut self, burst: u64) -> u64 {
@@ -91,6 +108,21 @@ mod tests {
         let mut e = Ema::new(u64::MAX);
         e.update(u64::MAX);
         assert!(e.get() > 0);
+    }
+
+    #[test]
+    fn raw_round_trip_keeps_the_average() {
+        // What the scheduler does at every switch: load, fold one burst, store.
+        let mut stored = Ema::ZERO.raw();
+        for _ in 0..200 {
+            let mut e = Ema::from_raw(stored);
+            e.update(800);
+            stored = e.raw();
+        }
+        assert_eq!(Ema::from_raw(stored).get(), 800);
+        assert_eq!(classify(Ema::from_raw(stored), 1000), Queue::Normal);
+        let e = Ema::new(12345);
+        assert_eq!(Ema::from_raw(e.raw()), e);
     }
 
     #[test]

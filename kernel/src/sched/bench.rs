@@ -93,7 +93,11 @@ fn rows(b: &mut Bench<'_>) {
         sched::record_switches(true);
         let ok = pingpong(cpu, false).is_some();
         sched::record_switches(false);
-        let mut raw = if ok { sched::switch_samples() } else { Vec::new() };
+        let mut raw = if ok {
+            sched::switch_samples()
+        } else {
+            Vec::new()
+        };
         b.emit("ctx.switch.raw", smp_bench::stats_of(&mut raw, 0));
         crate::kprintln!(
             "INFO,ctx.switch.raw,samples,{},buffer,{}",
@@ -101,14 +105,15 @@ fn rows(b: &mut Bench<'_>) {
             sched::SWITCH_SAMPLES
         );
     }
-    if b.wants(&["ctx.switch.fpu.lazy", "ctx.switch.fpu.eager"])
-        && crate::sched::fpu::info().is_some()
-    {
-        crate::sched::fpu::set_eager(false);
-        b.emit("ctx.switch.fpu.lazy", pingpong(cpu, true));
-        crate::sched::fpu::set_eager(true);
-        b.emit("ctx.switch.fpu.eager", pingpong(cpu, true));
-        crate::sched::fpu::set_eager(false);
+    if crate::sched::fpu::info().is_some() {
+        if b.wants(&["ctx.switch.fpu.lazy"]) {
+            b.emit("ctx.switch.fpu.lazy", pingpong(cpu, true));
+        }
+        if b.wants(&["ctx.switch.fpu.eager"]) {
+            crate::sched::fpu::set_eager(true);
+            b.emit("ctx.switch.fpu.eager", pingpong(cpu, true));
+            crate::sched::fpu::set_eager(false);
+        }
     }
     if b.wants(&["thread.spawn"]) {
         b.emit("thread.spawn", spawn_row());

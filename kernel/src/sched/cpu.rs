@@ -20,7 +20,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 use exo_arch::apic;
 use exo_arch::tsc::rdtsc;
 use exo_percpu::{CpuId, IrqGuard};
-use exo_sched::{Ema, Mailbox, Priority, RunQueue, ThreadRef, classify};
+use exo_sched::{Ema, Mailbox, Priority, Queue, RunQueue, ThreadRef, classify};
 
 /// The first CPU of `set` whose scheduler runs.
 pub(super) fn first_online(set: &CpuSet) -> Option<u32> {
@@ -147,18 +147,15 @@ impl CpuSched {
 
     /// Enqueues thread `i` (lock held).
     pub(super) fn enqueue_locked(&self, i: usize) {
-        self.enqueue_inline(i);
+        self.enqueue_inline(i, tcb(i));
     }
 
-    /// [`CpuSched::enqueue_locked`], inlined (`schedule` putting the current thread back).
+    /// [`CpuSched::enqueue_locked`], inlined (`schedule` putting the current thread back;
+    /// `t` is thread `i`'s control block, which the caller already holds).
     #[inline(always)]
-    pub(super) fn enqueue_inline(&self, i: usize) {
-        let t = tcb(i);
+    pub(super) fn enqueue_inline(&self, i: usize, t: &Tcb) {
         let prio = Priority::new(t.prio.load(Ordering::Relaxed)).unwrap_or(Priority::MIN);
-        let class = classify(
-            Ema::new(t.ema.load(Ordering::Relaxed)),
-            SLICE_TSC.load(Ordering::Relaxed).max(1),
-        );
+        let class = queue_of(t);
         t.cpu.store(self.cpu, Ordering::Relaxed);
         // SAFETY: the caller holds the lock.
         if unsafe { self.rq() }
@@ -176,9 +173,9 @@ impl CpuSched {
     }
 
     /// Counts thread `i` off this queue (lock held: the stealable bit changes with the count).
-    pub(super) fn account_dequeue(&self, i: usize) {
+    pub(super) fn account_dequeue(&self, t: &Tcb) {
         self.nr_ready.fetch_sub(1, Ordering::Relaxed);
-        if tcb(i).any_cpu.load(Ordering::Relaxed)
+        if t.any_cpu.load(Ordering::Relaxed)
             && self.nr_stealable.fetch_sub(1, Ordering::Relaxed) == 1
             && let Some(m) = stealable_mask()
         {
@@ -315,9 +312,11 @@ pub(super) fn schedule_irqs_off() {
     let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
     let prev = tcb(prev_i);
     let burst = now.saturating_sub(prev.started.load(Ordering::Relaxed));
-    let mut e = Ema::new(prev.ema.load(Ordering::Relaxed));
-    prev.ema
-        .store(e.update(burst) >> Ema::SHIFT, Ordering::Relaxed);
+    // The average's whole state is stored (`Ema::raw`): until 2026-12-02 the average divided
+    // by 8 was, so every reload shrank it 8-fold and every thread was classified hot.
+    let mut e = Ema::from_raw(prev.ema.load(Ordering::Relaxed));
+    e.update(burst);
+    prev.ema.store(e.raw(), Ordering::Relaxed);
     let state = prev.state();
     let runnable = matches!(state, State::Running | State::Ready);
     let mut migrate_to: Option<&'static CpuSched> = None;
@@ -334,14 +333,14 @@ pub(super) fn schedule_irqs_off() {
                 here
             };
         if stays {
-            cs.enqueue_inline(prev_i);
+            cs.enqueue_inline(prev_i, prev);
         }
     }
-    let next_i = match pick_local(cs).or_else(|| cs.steal()) {
-        Some(i) => i,
-        None if idle_i != NO_THREAD as usize => idle_i,
+    let (next_i, next) = match pick_local(cs).or_else(|| cs.steal().map(|i| (i, tcb(i)))) {
+        Some(n) => n,
+        None if idle_i != NO_THREAD as usize => (idle_i, tcb(idle_i)),
         // Only before CPU 0's idle thread exists (scheduler init): keep running.
-        None => prev_i,
+        None => (prev_i, prev),
     };
     if next_i == prev_i {
         prev.set_state(State::Running);
@@ -350,7 +349,7 @@ pub(super) fn schedule_irqs_off() {
         cs.unlock();
         return;
     }
-    switch_locked(cs, prev_i, next_i, now, migrate_to);
+    switch_locked(cs, prev_i, prev, next_i, next, now, migrate_to);
 }
 
 /// Switches this CPU from `prev_i` (the running thread, already put back or blocked) to
@@ -360,13 +359,13 @@ pub(super) fn schedule_irqs_off() {
 pub(super) fn switch_locked(
     cs: &CpuSched,
     prev_i: usize,
+    prev: &Tcb,
     next_i: usize,
+    next: &Tcb,
     now: u64,
     migrate_to: Option<&'static CpuSched>,
 ) {
     let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
-    let prev = tcb(prev_i);
-    let next = tcb(next_i);
     next.set_state(State::Running);
     next.cpu.store(cs.cpu, Ordering::Relaxed);
     next.started.store(now, Ordering::Relaxed);
@@ -374,7 +373,7 @@ pub(super) fn switch_locked(
     cs.current.store(next_i as u32, Ordering::Relaxed);
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
-    crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
+    crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, prev, next_i, next);
     load_context(cs, prev, next, next_i);
     arm_timer(cs, now, next_i != idle_i);
     // Migration of prev is done by the next thread (prev's registers must be saved first).
@@ -408,12 +407,30 @@ fn set_rsp0(cs: &CpuSched, top: u64) {
     }
 }
 
-/// Picks from the local run queue (lock held).
-pub(super) fn pick_local(cs: &CpuSched) -> Option<usize> {
+/// The queue `t`'s average run burst puts it in: hot below a quarter of the time slice.
+#[inline(always)]
+pub(super) fn queue_of(t: &Tcb) -> Queue {
+    classify(
+        Ema::from_raw(t.ema.load(Ordering::Relaxed)),
+        SLICE_TSC.load(Ordering::Relaxed).max(1),
+    )
+}
+
+/// The queue the running thread would go to if it were put back now ([`queue_of`]), for
+/// tests and reports.
+pub fn current_queue() -> Option<Queue> {
+    let _g = IrqGuard::new();
+    let cs = this_sched()?;
+    Some(queue_of(tcb(cs.current.load(Ordering::Relaxed) as usize)))
+}
+
+/// Picks from the local run queue (lock held): the thread's index and control block.
+pub(super) fn pick_local(cs: &CpuSched) -> Option<(usize, &'static Tcb)> {
     // SAFETY: the caller holds the lock.
-    let r = unsafe { cs.rq() }.pick_next()?;
-    cs.account_dequeue(r.index());
-    Some(r.index())
+    let i = unsafe { cs.rq() }.pick_next()?.index();
+    let t = tcb(i);
+    cs.account_dequeue(t);
+    Some((i, t))
 }
 
 /// Runs on the thread just switched to: records the switch time, releases the CPU's lock,
@@ -854,7 +871,7 @@ fn switch_direct(cs: &CpuSched, prev: &Tcb, next: &Tcb, prev_i: usize, next_i: u
     cs.current.store(next_i as u32, Ordering::Relaxed);
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
-    crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, next_i);
+    crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, prev, next_i, next);
     load_context(cs, prev, next, next_i);
     if rearm {
         arm_timer(cs, now, true);

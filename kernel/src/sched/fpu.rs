@@ -20,6 +20,7 @@
 //! save areas (raw, 64-byte aligned allocations) to the save/restore instructions.
 #![allow(unsafe_code, reason = "XSAVE/XRSTOR on raw, aligned save areas")]
 
+use super::thread::Tcb;
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::fpu::FpuInfo;
@@ -89,30 +90,40 @@ fn area_layout(info: &FpuInfo) -> Layout {
 }
 
 /// Called by the scheduler with interrupts off and the CPU's lock held, before switching
-/// from `prev` to `next` (table indices) on this CPU (`cpu`, whose bookkeeping is `c`).
+/// from `prev` to `next` (table indices `prev_i`, `next_i`, control blocks the caller has
+/// already found) on this CPU (`cpu`, whose bookkeeping is `c`).
 #[inline(always)]
-pub fn switch_out(c: &CpuFpu, cpu: u32, prev: usize, next: usize) {
-    if !c.ts_clear.load(Ordering::Relaxed) && !EAGER.load(Ordering::Relaxed) {
+pub(super) fn switch_out(
+    c: &CpuFpu,
+    cpu: u32,
+    prev_i: usize,
+    prev: &Tcb,
+    next_i: usize,
+    next: &Tcb,
+) {
+    let ts_clear = c.ts_clear.load(Ordering::Relaxed);
+    let eager = EAGER.load(Ordering::Relaxed);
+    if !ts_clear && !eager {
         return; // lazy, and the registers hold no live state: nothing to save or set
     }
     let Some(info) = INFO.get() else {
         return;
     };
-    if c.ts_clear.load(Ordering::Relaxed) && c.last.load(Ordering::Relaxed) == prev as u32 {
-        let area = crate::sched::fpu_area(prev);
+    let last = c.last.load(Ordering::Relaxed);
+    if ts_clear && last == prev_i as u32 {
+        let area = prev.fpu_area.load(Ordering::Relaxed);
         if area != 0 {
             // SAFETY: `area` is `prev`'s save area (64-byte aligned, `info.size` bytes, owned
             // by the thread and freed only after it exited); TS is clear so XSAVE does not
             // trap; interrupts are off.
             unsafe { exo_arch::fpu::save(area as *mut u8, info) };
-            crate::sched::fpu_saved_on(prev).store(cpu, Ordering::Relaxed);
+            prev.fpu_cpu.store(cpu, Ordering::Relaxed);
         }
     }
-    let next_area = crate::sched::fpu_area(next);
-    if EAGER.load(Ordering::Relaxed) && next_area != 0 {
-        let regs_valid = c.last.load(Ordering::Relaxed) == next as u32
-            && crate::sched::fpu_saved_on(next).load(Ordering::Relaxed) == cpu;
-        if !c.ts_clear.load(Ordering::Relaxed) {
+    let next_area = next.fpu_area.load(Ordering::Relaxed);
+    if eager && next_area != 0 {
+        let regs_valid = last == next_i as u32 && next.fpu_cpu.load(Ordering::Relaxed) == cpu;
+        if !ts_clear {
             exo_arch::fpu::clts();
         }
         if !regs_valid {
@@ -120,9 +131,9 @@ pub fn switch_out(c: &CpuFpu, cpu: u32, prev: usize, next: usize) {
             // allocation, then saved by `save`).
             unsafe { exo_arch::fpu::restore(next_area as *const u8, info) };
         }
-        c.last.store(next as u32, Ordering::Relaxed);
+        c.last.store(next_i as u32, Ordering::Relaxed);
         c.ts_clear.store(true, Ordering::Relaxed);
-    } else if c.ts_clear.load(Ordering::Relaxed) {
+    } else if ts_clear {
         exo_arch::fpu::set_ts();
         c.ts_clear.store(false, Ordering::Relaxed);
     }

@@ -59,7 +59,7 @@ impl CpuSched {
         };
         let ok = rq.remove(r).is_ok();
         if ok {
-            victim.account_dequeue(r.index());
+            victim.account_dequeue(tcb(r.index()));
             tcb(r.index()).cpu.store(self.cpu, Ordering::Release);
         }
         victim.unlock();

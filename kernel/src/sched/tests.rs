@@ -36,6 +36,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "sched.burst_average_spinner_normal_yielder_hot",
+    burst_classes
+);
+ktest!(
+    Needs::Threads,
     "sched.fpu_state_survives_switches_lazy",
     fpu_lazy
 );
@@ -399,6 +404,61 @@ fn preempted(s: &BootState) -> TestResult {
         format!("the spinner on CPU {cpu} never saw the flag: not preempted")
     })?;
     check(p1 > p0, || "no preemption counted".into())
+}
+
+/// Spins until its own run-burst average has made it `Normal` (it is only ever put back by
+/// the slice timer, so its bursts are whole slices); 1 if that has not happened in 5 s.
+fn long_burster(_: u64) -> u64 {
+    let deadline = rdtsc() + ms(5000);
+    while sched::current_queue() != Some(exo_sched::Queue::Normal) {
+        if rdtsc() > deadline {
+            return 1;
+        }
+        core::hint::spin_loop();
+    }
+    0
+}
+
+/// Yields at once, over and over (bursts of a few hundred cycles): `Hot` after 64 yields, or
+/// at the latest after 10,000 (a burst the host stretched, the vCPU descheduled under TCG,
+/// decays by 7/8 per yield); else 2.
+fn short_burster(_: u64) -> u64 {
+    for n in 0..10_000 {
+        sched::yield_now();
+        if n >= 64 && sched::current_queue() == Some(exo_sched::Queue::Hot) {
+            return 0;
+        }
+    }
+    2
+}
+
+/// The scheduler's burst average (`Ema`, stored whole in the thread's control block) sorts a
+/// thread that runs its slices out into the normal queue and one that yields into the hot
+/// one. Until 2026-12-02 the stored average lost a factor of 8 at every switch and every
+/// thread stayed hot: the spinner then never turns normal and returns 1.
+fn burst_classes(s: &BootState) -> TestResult {
+    if !use_timer(s) || sched::timer_mode() == "off" {
+        return Err(format!(
+            "{SKIP}no scheduler timer in this mode ({})",
+            sched::timer_mode()
+        ));
+    }
+    let cpu = ncpus() - 1;
+    let a = Builder::new()
+        .pin(cpu)
+        .spawn(long_burster, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let b = Builder::new()
+        .pin(cpu)
+        .spawn(short_burster, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let codes = join_all(&[a, b], 20_000)?;
+    check(codes[0] == 0, || {
+        format!("a thread spinning through its slices on CPU {cpu} never left the hot queue")
+    })?;
+    check(codes[1] == 0, || {
+        format!("a thread yielding at once on CPU {cpu} left the hot queue")
+    })
 }
 
 static AVX: AtomicBool = AtomicBool::new(false);

@@ -365,7 +365,7 @@ impl Builder {
         tcb(i).set_state(State::Ready);
         if core::ptr::eq(target, here) {
             here.lock();
-            here.enqueue_inline(i);
+            here.enqueue_inline(i, tcb(i));
             here.unlock();
             kick_idle_cpu(here);
         } else {
