@@ -362,6 +362,31 @@ fn no_lost_wakeups(_: &BootState) -> TestResult {
     })
 }
 
+/// Runs `a` and `b` pinned together to the last CPU and joins them (20 s): that CPU and
+/// their exit codes. Skips when the run has no scheduler timer (preemption is the point).
+fn pair_on_last_cpu(
+    s: &BootState,
+    a: fn(u64) -> u64,
+    b: fn(u64) -> u64,
+) -> Result<(u32, Vec<u64>), alloc::string::String> {
+    if !use_timer(s) || sched::timer_mode() == "off" {
+        return Err(format!(
+            "{SKIP}no scheduler timer in this mode ({})",
+            sched::timer_mode()
+        ));
+    }
+    let cpu = ncpus() - 1;
+    let ta = Builder::new()
+        .pin(cpu)
+        .spawn(a, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let tb = Builder::new()
+        .pin(cpu)
+        .spawn(b, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    Ok((cpu, join_all(&[ta, tb], 20_000)?))
+}
+
 static FLAG: AtomicBool = AtomicBool::new(false);
 
 fn spinner(_: u64) -> u64 {
@@ -381,24 +406,9 @@ fn setter(_: u64) -> u64 {
 }
 
 fn preempted(s: &BootState) -> TestResult {
-    if !use_timer(s) || sched::timer_mode() == "off" {
-        return Err(format!(
-            "{SKIP}no scheduler timer in this mode ({})",
-            sched::timer_mode()
-        ));
-    }
     FLAG.store(false, Ordering::Relaxed);
-    let cpu = ncpus() - 1;
     let (_, p0, _, _) = sched::counters();
-    let a = Builder::new()
-        .pin(cpu)
-        .spawn(spinner, 0)
-        .map_err(|e| format!("spawn: {e}"))?;
-    let b = Builder::new()
-        .pin(cpu)
-        .spawn(setter, 0)
-        .map_err(|e| format!("spawn: {e}"))?;
-    let codes = join_all(&[a, b], 20_000)?;
+    let (cpu, codes) = pair_on_last_cpu(s, spinner, setter)?;
     let (_, p1, _, _) = sched::counters();
     check(codes[0] == 0, || {
         format!("the spinner on CPU {cpu} never saw the flag: not preempted")
@@ -437,22 +447,7 @@ fn short_burster(_: u64) -> u64 {
 /// one. Until 2026-12-02 the stored average lost a factor of 8 at every switch and every
 /// thread stayed hot: the spinner then never turns normal and returns 1.
 fn burst_classes(s: &BootState) -> TestResult {
-    if !use_timer(s) || sched::timer_mode() == "off" {
-        return Err(format!(
-            "{SKIP}no scheduler timer in this mode ({})",
-            sched::timer_mode()
-        ));
-    }
-    let cpu = ncpus() - 1;
-    let a = Builder::new()
-        .pin(cpu)
-        .spawn(long_burster, 0)
-        .map_err(|e| format!("spawn: {e}"))?;
-    let b = Builder::new()
-        .pin(cpu)
-        .spawn(short_burster, 0)
-        .map_err(|e| format!("spawn: {e}"))?;
-    let codes = join_all(&[a, b], 20_000)?;
+    let (cpu, codes) = pair_on_last_cpu(s, long_burster, short_burster)?;
     check(codes[0] == 0, || {
         format!("a thread spinning through its slices on CPU {cpu} never left the hot queue")
     })?;
