@@ -215,30 +215,21 @@ fn handle(v: u64) -> Result<Handle, i64> {
 #[inline(always)]
 pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
     match f.rax {
-        nr::IPC_CALL => {
+        nr::IPC_CALL | nr::IPC_REPLY_RECV => {
+            // The two register-message calls: send, then wait for the answer (call) or for
+            // the next caller (reply_recv); the message in and out travels in the frame.
             let info = info_in(f)?;
             let h = handle(f.rdi)?;
             check_zc(t, h, info, &f.words)?;
             let saved = outgoing_handle(t, info, &mut f.words)?;
             let fast = f.rsi & INFO_SLOW == 0;
             let dl = deadline(f.rbx);
-            let (info, badge) = t
-                .call_regs(h, info, &mut f.words, dl, fast)
-                .map_err(|e| restore(f, saved, err(e)))?;
-            f.rsi = incoming_handle(t, info, &mut f.words);
-            f.rdi = badge;
-            Ok(0)
-        }
-        nr::IPC_REPLY_RECV => {
-            let info = info_in(f)?;
-            let h = handle(f.rdi)?;
-            check_zc(t, h, info, &f.words)?;
-            let saved = outgoing_handle(t, info, &mut f.words)?;
-            let fast = f.rsi & INFO_SLOW == 0;
-            let dl = deadline(f.rbx);
-            let (info, badge) = t
-                .reply_recv_regs(h, info, &mut f.words, dl, fast)
-                .map_err(|e| restore(f, saved, err(e)))?;
+            let r = if f.rax == nr::IPC_CALL {
+                t.call_regs(h, info, &mut f.words, dl, fast)
+            } else {
+                t.reply_recv_regs(h, info, &mut f.words, dl, fast)
+            };
+            let (info, badge) = r.map_err(|e| restore(f, saved, err(e)))?;
             f.rsi = incoming_handle(t, info, &mut f.words);
             f.rdi = badge;
             Ok(0)
