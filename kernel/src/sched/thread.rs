@@ -525,8 +525,13 @@ pub fn set_current_ids(pid: u64, uid: u64) -> Result<(), SchedError> {
 }
 
 /// The running thread's `uid` (see [`set_current_ids`]; 0: none, or no scheduler here).
+/// Read with interrupts off: the switch copies the uid into the CPU's state, and a thread
+/// preempted and moved to another CPU between finding its CPU and the load would read the
+/// uid of whatever runs there now (a system call of a user thread taken for a kernel
+/// thread's, another thread's task record).
 #[inline]
 pub fn current_uid() -> u64 {
+    let _g = IrqGuard::new();
     this_sched().map_or(0, |cs| cs.current_uid.load(Ordering::Relaxed))
 }
 

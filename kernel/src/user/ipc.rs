@@ -47,8 +47,9 @@ const ERANGE: i64 = 34;
 
 /// The IPC dispatcher (`exo_arch::syscall` calls it for the IPC numbers).
 pub extern "C" fn dispatch(f: &mut IpcFrame) {
-    task::count_syscall();
-    process::ipc_syscall(|t| {
+    let uid = crate::sched::current_uid();
+    task::count_syscall_of(uid);
+    process::ipc_syscall(uid, |t| {
         let r = match t {
             Some(t) => call(t, f),
             None => Err(EBADF),

@@ -91,11 +91,14 @@ fn proc(pid: u64) -> Option<&'static Proc> {
 
 /// The calling thread's pid: 0 for a kernel thread (whose GS pid slot is stale).
 fn caller_pid() -> u64 {
-    if sched::current_uid() == 0 {
-        0
-    } else {
-        exo_percpu::pid()
-    }
+    pid_of_uid(sched::current_uid())
+}
+
+/// The pid of the calling thread, whose `uid` is known: the GS slot (one load, right on any
+/// CPU: the switch sets it for user threads) unless the caller is a kernel thread.
+#[inline(always)]
+fn pid_of_uid(uid: u64) -> u64 {
+    if uid == 0 { 0 } else { exo_percpu::pid() }
 }
 
 /// The IPC entry's one look-up of the calling process: `f` gets its handle table (`None`:
@@ -103,8 +106,8 @@ fn caller_pid() -> u64 {
 /// [`exit_if_dying`] checks on every other way back to ring 3). The thread belongs to the
 /// process throughout, so the slot cannot be reused under it.
 #[inline(always)]
-pub fn ipc_syscall(f: impl FnOnce(Option<&crate::ipc::HandleTable>)) {
-    let p = proc(caller_pid());
+pub fn ipc_syscall(uid: u64, f: impl FnOnce(Option<&crate::ipc::HandleTable>)) {
+    let p = proc(pid_of_uid(uid));
     f(p.map(|p| &p.handles));
     if p.is_some_and(|p| p.dying.load(Ordering::Acquire)) {
         task::die_killed();

@@ -233,7 +233,13 @@ fn current() -> Option<&'static Task> {
 /// load and store, no locked instruction on the system-call path).
 #[inline(always)]
 pub fn count_syscall() {
-    let c = &slot(sched::current_uid()).syscalls;
+    count_syscall_of(sched::current_uid());
+}
+
+/// [`count_syscall`] for a caller that has read its `uid` already.
+#[inline(always)]
+pub fn count_syscall_of(uid: u64) {
+    let c = &slot(uid).syscalls;
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
