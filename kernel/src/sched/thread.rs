@@ -588,8 +588,10 @@ pub fn set_current_space(space: &'static crate::mm::space::Space) {
     }
 }
 
-/// The running thread's stack bounds, if it has its own (backtraces).
+/// The running thread's stack bounds, if it has its own (backtraces). Pinned, as
+/// [`current_uid`]: unpinned, a thread moved between the two loads reads another's.
 pub fn current_stack() -> Option<(u64, u64)> {
+    let _g = IrqGuard::new();
     let cs = this_sched()?;
     tcb(cs.current.load(Ordering::Relaxed) as usize)
         .stack()
