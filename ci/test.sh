@@ -275,8 +275,10 @@ for r in "pmtimer:ACPI PM timer:PmTimer" "hpet:HPET:Hpet" "pit:PIT:PitCalibrated
     IFS=: read -r knob name src <<<"$r"
     log="$out/tsc-ref-$knob.log"
     scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.tsc_ref=$knob" --log "$log" >/dev/null 2>&1
+    # The reference used is the point; whether two 5 ms windows agreed within 0.5% or the
+    # median of six was taken depends on how the host ran the vCPU (a loaded CI machine).
     expect_log "TSC calibrated against the $name (exo.tsc_ref=$knob)" "$log" 0 $? \
-        "TSC calibrated against the $name \\(" "TSC [0-9]+ MHz \($src" '^SMP,2,2,x2apic$'
+        "TSC calibrat(ed|ion) against the $name( \\(|: no two windows agreed)" "TSC [0-9]+ MHz \($src" '^SMP,2,2,x2apic$'
 done
 log="$out/tsc-ref-missing.log"
 scripts/qemu.sh --machine microvm --cpu max --smp 2 --job boot --append "exo.tsc_ref=hpet" --log "$log" >/dev/null 2>&1
