@@ -226,10 +226,17 @@ pub fn set_ap_delay(apic_id: u32, ticks: u64) {
     }
 }
 
-/// The BSP has stopped waiting for APs: releases an AP held by [`set_ap_delay`].
+/// The BSP has stopped waiting for APs: releases an AP held by [`set_ap_delay`], and an AP
+/// that reaches the kernel from now on parks ([`door_closed`]).
 pub fn close_door() {
     // SAFETY: a u32 in .data, only read by the trampoline with plain aligned loads.
     unsafe { exo_ap_door_closed.store(1, core::sync::atomic::Ordering::Release) };
+}
+
+/// Whether [`close_door`] has been called.
+pub fn door_closed() -> bool {
+    // SAFETY: as in `close_door`: an aligned u32 in .data, read atomically.
+    unsafe { exo_ap_door_closed.load(core::sync::atomic::Ordering::Acquire) != 0 }
 }
 
 /// The SIPI vector for the trampoline page.

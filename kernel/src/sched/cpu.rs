@@ -85,7 +85,7 @@ impl core::fmt::Debug for CpuSched {
 }
 
 /// Every CPU's scheduler by CPU id (0: not started there), one load on the wake and steal
-/// paths (the CPU table also keeps it, in the slot it holds for the layer above).
+/// paths; kept here, so the CPU table (`smp`) holds nothing of the layer above.
 static SCHEDS: [AtomicUsize; cpus::CPU_LIMIT] = [const { AtomicUsize::new(0) }; cpus::CPU_LIMIT];
 
 /// `cpu`'s scheduler, once it runs there.
@@ -570,7 +570,6 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     t.cpu.store(cpu, Ordering::Relaxed);
     t.started.store(rdtsc(), Ordering::Relaxed);
     t.set_state(State::Running);
-    block.ext.upper.call_once(|| cs as *const CpuSched as usize);
     if let Some(e) = SCHEDS.get(cpu as usize) {
         e.store(cs as *const CpuSched as usize, Ordering::Release);
     }

@@ -59,8 +59,9 @@ impl CpuSched {
         };
         let ok = rq.remove(r).is_ok();
         if ok {
-            victim.account_dequeue(tcb(r.index()));
-            tcb(r.index()).cpu.store(self.cpu, Ordering::Release);
+            let t = tcb(r.index());
+            victim.account_dequeue(t);
+            t.cpu.store(self.cpu, Ordering::Release);
         }
         victim.unlock();
         if ok {

@@ -47,38 +47,43 @@ pub(crate) fn result() -> (u32, u32) {
     )
 }
 
-fn deadline() -> u64 {
-    rdtsc() + HOLD_SECONDS * crate::smp::time::tsc_hz()
+/// Spins until `over` holds (1) or `HOLD_SECONDS` pass (2).
+fn hold(over: impl Fn() -> bool) -> u32 {
+    let d = rdtsc() + HOLD_SECONDS * crate::smp::time::tsc_hz();
+    while rdtsc() < d {
+        if over() {
+            return 1;
+        }
+        core::hint::spin_loop();
+    }
+    2
 }
 
 /// CPU A, after `finish_switch`'s unlock: if armed for `prev_i`, wait until it is exiting
 /// (or gone). Returns whether this was the held switch.
 #[inline(always)]
 pub(super) fn after_unlock(prev_i: usize) -> bool {
-    let me = prev_i as u32 + 1;
-    HOLD.load(Ordering::Relaxed) == me
-        && HOLD
+    claim(&HOLD, prev_i) && {
+        hold_until_exiting(prev_i);
+        true
+    }
+}
+
+/// Whether `slot` is armed for thread `i`, disarming it (one hold per arming).
+#[inline(always)]
+fn claim(slot: &AtomicU32, i: usize) -> bool {
+    let me = i as u32 + 1;
+    slot.load(Ordering::Relaxed) == me
+        && slot
             .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
-        && {
-            hold_until_exiting(prev_i);
-            true
-        }
 }
 
 #[cold]
 #[inline(never)]
 fn hold_until_exiting(prev_i: usize) {
-    let d = deadline();
     let t = tcb(prev_i);
-    let mut how = 2;
-    while rdtsc() < d {
-        if matches!(t.state(), State::Exiting | State::Exited) {
-            how = 1;
-            break;
-        }
-        core::hint::spin_loop();
-    }
+    let how = hold(|| matches!(t.state(), State::Exiting | State::Exited));
     SAW.store(how, Ordering::Release);
 }
 
@@ -93,12 +98,7 @@ pub(super) fn done(held: bool) {
 /// CPU B, before reaping `prev_i`: if armed for it, wait until A is done.
 #[inline(always)]
 pub(super) fn before_reap(prev_i: usize) {
-    let me = prev_i as u32 + 1;
-    if HOLD_REAP.load(Ordering::Relaxed) == me
-        && HOLD_REAP
-            .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    {
+    if claim(&HOLD_REAP, prev_i) {
         hold_until_a_done();
     }
 }
@@ -106,14 +106,5 @@ pub(super) fn before_reap(prev_i: usize) {
 #[cold]
 #[inline(never)]
 fn hold_until_a_done() {
-    let d = deadline();
-    let mut how = 2;
-    while rdtsc() < d {
-        if A_DONE.load(Ordering::Acquire) {
-            how = 1;
-            break;
-        }
-        core::hint::spin_loop();
-    }
-    REAP_SAW.store(how, Ordering::Release);
+    REAP_SAW.store(hold(|| A_DONE.load(Ordering::Acquire)), Ordering::Release);
 }

@@ -40,8 +40,9 @@
 //! Files: `thread` (table, ids, stacks, spawn/exit/join/kill), `cpu` (per-CPU state,
 //! `schedule` and the switch, start-up), `wake` (block, wake, sleep, tick, timer), `idle`
 //! (halted and stealable bitmaps, stealing), `fpu` (lazy/eager FPU state), `park` (the
-//! kernel futex and sleeping locks), `inject` (debug builds: the reap-race holds). The four scheduling files share their internals
-//! (`pub(super)`); the rest of the kernel sees what this module re-exports.
+//! kernel futex and sleeping locks), `inject` (debug builds: the reap-race holds). The four
+//! scheduling files share their internals (`pub(super)`); the rest of the kernel sees what
+//! this module re-exports.
 //!
 //! Calls down only: `smp` (CPU table, mailboxes, time, APIC), `mm` (stacks, allocation).
 //! The idle loop of `smp` reaches the scheduler through the hooks `init` installs.

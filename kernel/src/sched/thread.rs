@@ -362,10 +362,11 @@ impl Builder {
         let (tid, target) = self.create(f, arg)?;
         let here = this_sched().ok_or(SchedError::NotRunning)?;
         let i = tid.index();
-        tcb(i).set_state(State::Ready);
+        let t = tcb(i);
+        t.set_state(State::Ready);
         if core::ptr::eq(target, here) {
             here.lock();
-            here.enqueue_inline(i, tcb(i));
+            here.enqueue_inline(i, t);
             here.unlock();
             kick_idle_cpu(here);
         } else {

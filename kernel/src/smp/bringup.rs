@@ -40,8 +40,6 @@ struct Plan {
 }
 
 static PLAN: spin::Once<Plan> = spin::Once::new();
-/// Set when the BSP stops waiting: an AP arriving later parks itself.
-static CLOSED: AtomicBool = AtomicBool::new(false);
 static ARRIVED: AtomicU32 = AtomicU32::new(0);
 /// APs that finished their set-up (their block's `online` is set).
 static ONLINE: AtomicU32 = AtomicU32::new(0);
@@ -164,7 +162,7 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         let _ = apic::send_ipi(Dest::Id(t.apic_id), Delivery::StartUp(sipi));
     }
     wait_for_aps(plan.stacks.len() as u32, timeout_ms);
-    CLOSED.store(true, Ordering::Release);
+    // From here an AP arriving late parks itself (and the `exo.ap_delay_ms` one is let go).
     exo_arch::smp::close_door();
     let missing: Vec<u32> = plan
         .targets
@@ -204,7 +202,7 @@ fn wait_for_aps(want: u32, quiet_ms: u64) {
     let mut quiet = Deadline::after_ms(quiet_ms);
     loop {
         let now = progress();
-        // Every CPU that arrived is online, and all arrived (or all the others are silent).
+        // All online, or the overall cap reached.
         if now.2 == want || cap.passed() {
             return;
         }
@@ -234,7 +232,7 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
         // Not a CPU we started (stray SIPI): park quietly.
         exo_arch::cpu::halt_forever()
     };
-    if CLOSED.load(Ordering::Acquire) || t.arrived.swap(true, Ordering::AcqRel) {
+    if exo_arch::smp::door_closed() || t.arrived.swap(true, Ordering::AcqRel) {
         exo_arch::cpu::halt_forever();
     }
     ARRIVED.fetch_add(1, Ordering::AcqRel);

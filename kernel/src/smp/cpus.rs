@@ -55,9 +55,6 @@ pub struct CpuLocal {
     /// `RemoteFn` written only by [`post`]; notify word: the poster's APIC id + 1, woken by
     /// an IPI when the request is done, or 0).
     mailbox: exo_sched::RequestMailbox,
-    /// The address of this CPU's state in the layer above (the scheduler's `CpuSched`), set
-    /// once when that layer starts here; opaque to this one.
-    pub upper: spin::Once<usize>,
     /// Ping IPIs received.
     pub pings: AtomicU64,
     /// #BP traps taken.
@@ -100,7 +97,6 @@ impl CpuLocal {
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
             mailbox: exo_sched::RequestMailbox::new(),
-            upper: spin::Once::new(),
             pings: AtomicU64::new(0),
             breakpoints: AtomicU64::new(0),
             fixups: AtomicU64::new(0),

@@ -1,8 +1,8 @@
 //! The IPC system calls (`exo_abi::nr::IPC_CALL`..=`HANDLE_CLOSE`): the entry stub's IPC
 //! path saves the callee-saved registers too ([`IpcFrame`]), the message travels in
 //! registers (`exo_abi::ipc`: info in RSI, words in RDX R10 R8 R9 R12 R13 R14 R15, timeout
-//! in ns in RBX, 0: none), the handles are the calling process's table
-//! (`process::handles`). Every error is a typed errno: bad or closed handles `EBADF`, a
+//! in ns in RBX, 0: none), the handles are the calling process's table (found once per
+//! call by `process::ipc_syscall`). Every error is a typed errno: bad or closed handles `EBADF`, a
 //! missing right `EPERM`, reserved info bits `EINVAL`, a length above 64 `EMSGSIZE`, a
 //! destroyed endpoint `EPIPE`, a server that ended mid-call `ECONNRESET`, one that dropped
 //! the call `ECONNABORTED`, a timeout `ETIMEDOUT`, no call to answer `ESRCH`, no endpoint
