@@ -206,8 +206,9 @@ for n in 1 2 4 64; do
     expect_log "init at -smp $n: /hello, the fault, thread and IPC suites, process 1 exits 0, memory and threads back" "$log" 0 $? \
         '^init: fault suite: 1 round\(s\), 11 kill\(s\), 0 unexpected$' \
         '^init: thread suite: 1 round\(s\), 8 process\(es\), 0 unexpected$' \
-        '^init: ipc suite: 1 round\(s\), 9 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
-        '^PROC,1,exit,0$' '^MEM,init,.*,same$'
+        '^init: ipc suite: 1 round\(s\), 10 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
+        '^PROC,1,exit,0$' '^MEM,init,.*,same$' \
+        '^IPC,init,fast,[0-9]+,slow,[0-9]+,parked_exits,[1-9][0-9]*,parked_resumes,[1-9][0-9]*$'
 done
 # The fake nginx (user/nginx): a load generator and 1..4 workers over IPC, every response
 # checked; rows well-formed (the figures are TCG timing: never judged).

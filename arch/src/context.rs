@@ -166,7 +166,7 @@ pub unsafe extern "sysv64" fn enter(to: u64) -> ! {
 /// aligned (see [`init_stack`]): `entry` (r12) gets `arg` (r13) in `rdi`, a zero return address
 /// and a zero `rbp` (popped from the frame).
 #[unsafe(naked)]
-unsafe extern "sysv64" fn trampoline() -> ! {
+pub(crate) unsafe extern "sysv64" fn trampoline() -> ! {
     naked_asm!("mov rdi, r13", "push 0", "jmp r12")
 }
 

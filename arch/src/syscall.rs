@@ -284,6 +284,10 @@ core::arch::global_asm!(
     "mov rdi, rsp",
     "call qword ptr [rip + {ipc_dispatch}]",
     "cli",
+    // Every way out of an IPC call comes here with RSP at its frame and interrupts off
+    // (also `ipc_exit` and `park_and_exit`, resuming a thread parked at this boundary).
+    ".global exo_ipc_restore",
+    "exo_ipc_restore:",
     "mov rcx, [rsp + {ipc_rip}]",
     "mov r11, rcx",
     "shr r11, 47",
@@ -452,4 +456,114 @@ pub unsafe fn enter_user(rip: u64, rsp: u64, arg: u64) -> ! {
         core::arch::asm!("jmp exo_enter_user", in("rdi") rip, in("rsi") rsp, in("rdx") arg,
                          options(noreturn))
     }
+}
+
+/// Bytes an [`IpcFrame`] takes at the top of a thread's kernel stack: the IPC entry pushes
+/// it from [`GS_KSTACK_TOP`] down, so a thread inside an IPC call has its frame at
+/// `stack top - IPC_FRAME_BYTES`.
+pub const IPC_FRAME_BYTES: u64 = core::mem::size_of::<IpcFrame>() as u64;
+
+/// Leaves the kernel for ring 3 through the IPC frame `frame`, as the IPC entry's own
+/// return does (return address check, every register from the frame, `sysretq`).
+///
+/// # Safety
+/// * Interrupts are off; `frame` is the IPC frame at the top of the running thread's own
+///   kernel stack (the per-CPU kernel stack top and TSS.RSP0 are that stack's top).
+/// * Nothing on the current stack below the frame is used again (no destructor runs).
+#[cfg(target_os = "none")]
+pub unsafe fn ipc_exit(frame: *mut IpcFrame) -> ! {
+    // SAFETY: per the contract; the restore path pops the frame and leaves by `sysretq`.
+    unsafe {
+        core::arch::asm!("mov rsp, {f}", "jmp exo_ipc_restore", f = in(reg) frame,
+                         options(noreturn))
+    }
+}
+
+/// The switch frame a thread parked at its IPC boundary leaves just below its frame
+/// (`frame - FRAME_SIZE`): [`crate::context::switch`] or [`crate::context::enter`] to it
+/// runs `entry(arg)` on that stack, as for a new thread ([`crate::context::init_stack`]),
+/// except that rbx, r14 and r15 are not set (the parking does not write them).
+#[cfg(target_os = "none")]
+macro_rules! park_frame_asm {
+    () => {
+        concat!(
+            "lea rax, [rip + {tramp}]\n",
+            "mov [rsi - 8], rax\n",
+            "mov qword ptr [rsi - 16], 0\n",
+            "mov [rsi - 32], rdx\n",
+            "mov [rsi - 40], rcx\n",
+            "lea rax, [rsi - 56]\n",
+            "mov [rdi], rax\n",
+        )
+    };
+}
+
+// The offsets the macro writes: rip, rbp, r12, r13 of a `SwitchFrame` ending at the frame.
+const _: () = {
+    use crate::context::{FRAME_SIZE, OFF_R12, OFF_R13, OFF_RBP, OFF_RIP};
+    assert!(FRAME_SIZE == 56);
+    assert!(FRAME_SIZE - OFF_RIP == 8 && FRAME_SIZE - OFF_RBP == 16);
+    assert!(FRAME_SIZE - OFF_R12 == 32 && FRAME_SIZE - OFF_R13 == 40);
+};
+
+/// Parks the running thread at its IPC boundary and leaves for ring 3 as another thread,
+/// through that thread's IPC frame `to` ([`ipc_exit`]); releases `unlock` (a byte lock,
+/// the CPU's scheduler lock held across the switch) once off the parked thread's stack.
+/// Parking: its saved stack pointer (`*park`) becomes a switch frame just below `frame`
+/// (its own IPC frame, which stays as it is) that runs `entry(arg)` when switched to.
+///
+/// # Safety
+/// * Interrupts are off; `frame` is the running thread's IPC frame at its stack top,
+///   16-byte aligned; nothing on its stack below the frame is used again.
+/// * `park` is that thread's saved-context slot, written under `unlock`, which the caller
+///   holds; `entry` is an `extern "sysv64" fn(u64) -> !`.
+/// * `to` is the IPC frame at the top of the stack of a thread that is switched out and
+///   now made current on this CPU (per-CPU kernel stack top, TSS.RSP0, address space set
+///   for it).
+#[cfg(target_os = "none")]
+#[unsafe(naked)]
+pub unsafe extern "sysv64" fn park_and_exit(
+    park: *mut u64,
+    frame: u64,
+    entry: u64,
+    arg: u64,
+    to: *mut IpcFrame,
+    unlock: *const core::sync::atomic::AtomicBool,
+) -> ! {
+    core::arch::naked_asm!(
+        "mov rsp, r8",
+        park_frame_asm!(),
+        "mov byte ptr [r9], 0",
+        "jmp exo_ipc_restore",
+        tramp = sym crate::context::trampoline,
+    )
+}
+
+/// [`park_and_exit`], resuming instead the switched-out context whose saved stack pointer
+/// is `to` (as [`crate::context::enter`]; the CPU's lock stays held: the resumed context
+/// releases it).
+///
+/// # Safety
+/// As for [`park_and_exit`], with `to` as for [`crate::context::switch`]'s `to`.
+#[cfg(target_os = "none")]
+#[unsafe(naked)]
+pub unsafe extern "sysv64" fn park_and_enter(
+    park: *mut u64,
+    frame: u64,
+    entry: u64,
+    arg: u64,
+    to: u64,
+) -> ! {
+    core::arch::naked_asm!(
+        "mov rsp, r8",
+        park_frame_asm!(),
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        "ret",
+        tramp = sym crate::context::trampoline,
+    )
 }

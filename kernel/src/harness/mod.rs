@@ -52,6 +52,13 @@ fn init(state: &crate::boot::BootState) -> ! {
     match crate::user::process::run_init(path, state.opts.init_arg) {
         Ok(status) => {
             crate::kprintln!("INIT,{path},status,{status:#x}");
+            // Which IPC paths the programs took (the CI checks the IPC suite took both
+            // ends of the parked fastpath).
+            let (fast, slow) = crate::ipc::stats();
+            let (exits, resumes) = sched::parked_counts();
+            crate::kprintln!(
+                "IPC,init,fast,{fast},slow,{slow},parked_exits,{exits},parked_resumes,{resumes}"
+            );
             // Every process's memory is back: the same free frames, heap objects and
             // threads as before process 1 started (a difference is a leak the CI check
             // catches).

@@ -7,9 +7,10 @@
 //! (`REPLY_WAIT -> REPLYING`), writes the message, then publishes `DONE`, so a time-out and
 //! a reply racing each other are decided by that one CAS.
 
-use super::{IpcError, MSG_WORDS, Msg, fastpath};
+use super::{INFO_HANDLE, IpcError, MSG_WORDS, Msg, fastpath};
 use crate::sched::{self, MAX_THREADS, Tid};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use exo_arch::syscall::IpcFrame;
 use exo_arch::tsc::rdtsc;
 use exo_percpu::IrqGuard;
 
@@ -63,6 +64,9 @@ pub(super) struct Waiter {
     /// Fastpath and slow-path operations it made (written by the thread itself only).
     pub(super) fast: AtomicU64,
     pub(super) slow: AtomicU64,
+    /// TSC deadline of the operation it is parked in (`sched::handoff_parked`), for the
+    /// continuation that finishes it.
+    pub(super) deadline: AtomicU64,
 }
 
 impl Waiter {
@@ -78,6 +82,7 @@ impl Waiter {
             reply_to: AtomicU64::new(0),
             fast: AtomicU64::new(0),
             slow: AtomicU64::new(0),
+            deadline: AtomicU64::new(0),
         }
     }
     #[inline(always)]
@@ -471,7 +476,9 @@ pub fn call_via(
     let g = IrqGuard::new();
     let (i, w) = me_pinned(&g)?;
     if fast {
-        if let Some(r) = fastpath::call(g, (i, w), ep, badge, msg.info(), &msg.words, deadline) {
+        if let Some(r) =
+            fastpath::call(g, (i, w), ep, badge, msg.info(), &msg.words, deadline, None)
+        {
             return r.map(|()| w.take());
         }
     } else {
@@ -482,7 +489,11 @@ pub fn call_via(
 
 /// [`call_via`] for a message kept in registers (the system-call layer): `info`
 /// ([`Msg::info`]'s encoding) and `words`, which receive the reply; returns the reply's
-/// info word and badge.
+/// info word and badge. `park`: the caller is a user thread inside the IPC entry (its
+/// `IpcFrame` at its kernel stack top, `words` in it) and this finishes its operation from
+/// the frame: the fastpath parks it at its system-call boundary (`sched::handoff_parked`)
+/// and does not return, unless the message carries a handle; the reply then comes back
+/// through the frame (written by the replier, or by `park` when the scheduler resumes it).
 #[inline(always)]
 pub fn call_regs(
     ep: EpRef,
@@ -491,12 +502,14 @@ pub fn call_regs(
     words: &mut [u64; MSG_WORDS],
     deadline: u64,
     fast: bool,
+    park: Option<fn(&mut IpcFrame)>,
 ) -> Result<(u64, u64), IpcError> {
     check_info(info)?;
     let g = IrqGuard::new();
     let (i, w) = me_pinned(&g)?;
     if fast {
-        if let Some(r) = fastpath::call(g, (i, w), ep, badge, info, words, deadline) {
+        let park = park.filter(|_| info & INFO_HANDLE == 0);
+        if let Some(r) = fastpath::call(g, (i, w), ep, badge, info, words, deadline, park) {
             r?;
             return Ok(w.take_into(words));
         }
@@ -665,7 +678,9 @@ pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Resu
     let g = IrqGuard::new();
     let (i, w) = me_pinned(&g)?;
     if fast {
-        if let Some(r) = fastpath::reply_recv(g, (i, w), ep, reply.info(), &reply.words, deadline) {
+        if let Some(r) =
+            fastpath::reply_recv(g, (i, w), ep, reply.info(), &reply.words, deadline, None)
+        {
             return r.map(|()| w.take());
         }
     } else {
@@ -674,7 +689,7 @@ pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Resu
     reply_recv_slow(i, w, ep, reply, deadline)
 }
 
-/// [`reply_recv_via`] for messages kept in registers, as [`call_regs`].
+/// [`reply_recv_via`] for messages kept in registers, as [`call_regs`] (`park` too).
 #[inline(always)]
 pub fn reply_recv_regs(
     ep: EpRef,
@@ -682,12 +697,14 @@ pub fn reply_recv_regs(
     words: &mut [u64; MSG_WORDS],
     deadline: u64,
     fast: bool,
+    park: Option<fn(&mut IpcFrame)>,
 ) -> Result<(u64, u64), IpcError> {
     check_info(info)?;
     let g = IrqGuard::new();
     let (i, w) = me_pinned(&g)?;
     if fast {
-        if let Some(r) = fastpath::reply_recv(g, (i, w), ep, info, words, deadline) {
+        let park = park.filter(|_| info & INFO_HANDLE == 0);
+        if let Some(r) = fastpath::reply_recv(g, (i, w), ep, info, words, deadline, park) {
             r?;
             return Ok(w.take_into(words));
         }

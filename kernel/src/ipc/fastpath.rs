@@ -5,14 +5,24 @@
 //! here is inlined into the system-call layer's dispatcher: one function from the entry to
 //! the switch, and from the switch back to the exit. Both take the guard their caller took
 //! to find the calling thread (`endpoint::me_pinned`) and end it, whatever they return.
+//!
+//! **Parking** (`park`, a user thread inside the IPC entry, its message without a handle):
+//! the caller does not switch out in the middle of the kernel but parks at its system-call
+//! boundary (`sched::handoff_parked`: its IPC frame is all it keeps) and the operation does
+//! not return. A target that is itself parked gets its message written straight into its
+//! frame (`sched::parked_frame`: words, info, badge, result 0) and the CPU leaves for ring 3
+//! as the target, through that frame: no kernel stack to unwind, no second copy, no slot.
+//! A parked thread resumed by a switch instead (slow path, timeout, kill, a kernel-thread
+//! peer) runs `park`, which finishes the operation from its slot ([`finish_parked`]).
 
 use super::endpoint::{
     DONE, EpRef, RECV_WAIT, REPLY_WAIT, REPLYING, Waiter, pack, seq_of, slot, state_of, token,
     wait, waiter,
 };
-use super::{IpcError, MSG_WORDS, fastpath_enabled};
+use super::{INFO_HANDLE, IpcError, MSG_WORDS, fastpath_enabled};
 use crate::sched;
 use core::sync::atomic::Ordering;
+use exo_arch::syscall::IpcFrame;
 use exo_percpu::IrqGuard;
 
 /// `call` fastpath. Preconditions, checked in this order (any failing: `None`):
@@ -26,16 +36,22 @@ use exo_percpu::IrqGuard;
 /// The message (`info`, [`super::Msg::info`]'s encoding, and `words`) always fits (checked
 /// by `call`). Then: the message goes into the receiver's slot with the badge, the receiver
 /// gets our reply token, we wait for the reply and the CPU goes straight to the receiver.
-/// `Some(Ok)`: the reply is in our slot.
+/// `Some(Ok)`: the reply is in our slot. With `park` (see the module header) it does not
+/// return once the receiver is claimed.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "inlined: the registers of the system call"
+)]
 #[inline(always)]
 pub(super) fn call(
-    g: IrqGuard,
+    mut g: IrqGuard,
     (i, w): (usize, &Waiter),
     ep: EpRef,
     badge: u64,
     info: u64,
     words: &[u64; MSG_WORDS],
     deadline: u64,
+    park: Option<fn(&mut IpcFrame)>,
 ) -> Option<Result<(), IpcError>> {
     if !fastpath_enabled() {
         return None;
@@ -52,19 +68,27 @@ pub(super) fn call(
     }
     q.receivers.pop();
     let seq = w.begin(REPLY_WAIT);
-    rw.put_raw(info, badge, words);
     rw.reply_to.store(token(i, seq), Ordering::Relaxed);
+    let exit = park.is_some() && deliver(&mut g, rtid, info, badge, words);
+    if !exit {
+        rw.put_raw(info, badge, words);
+    }
     let rseq = seq_of(rw.word.load(Ordering::Relaxed));
     rw.word.store(pack(rseq, DONE), Ordering::Release);
     drop(q);
-    sched::handoff(&g, rtid, deadline, || {
+    let still_wait = || {
         matches!(
             state_of(w.word.load(Ordering::Acquire)),
             REPLY_WAIT | REPLYING
         )
-    });
-    drop(g);
+    };
     w.count(true);
+    if let Some(resume) = park {
+        w.deadline.store(deadline, Ordering::Relaxed);
+        sched::handoff_parked(g, rtid, deadline, still_wait, resume, exit);
+    }
+    sched::handoff(&g, rtid, deadline, still_wait);
+    drop(g);
     Some(done(i, w, seq, deadline))
 }
 
@@ -79,15 +103,17 @@ pub(super) fn call(
 /// Then: the reply goes into the caller's slot. If the caller is blocked and last ran on
 /// this CPU and we claim it (`sched::claim_here`), we queue as a receiver on `ep` and the
 /// CPU goes straight back to the caller; otherwise the caller is woken as by `reply` and
-/// we return `None` with the reply done (the slow path only receives).
+/// we return `None` with the reply done (the slow path only receives). With `park` it does
+/// not return once the caller is claimed.
 #[inline(always)]
 pub(super) fn reply_recv(
-    g: IrqGuard,
+    mut g: IrqGuard,
     (i, w): (usize, &Waiter),
     ep: EpRef,
     info: u64,
     words: &[u64; MSG_WORDS],
     deadline: u64,
+    park: Option<fn(&mut IpcFrame)>,
 ) -> Option<Result<(), IpcError>> {
     if !fastpath_enabled() {
         return None;
@@ -117,8 +143,11 @@ pub(super) fn reply_recv(
         return None;
     }
     w.reply_to.store(0, Ordering::Relaxed);
-    cw.put_raw(info, 0, words);
     let claimed = sched::claim_here(&g, ctid);
+    let exit = claimed && park.is_some() && deliver(&mut g, ctid, info, 0, words);
+    if !exit {
+        cw.put_raw(info, 0, words);
+    }
     cw.word.store(pack(cseq, DONE), Ordering::Release);
     if !claimed {
         // Running, or blocked elsewhere: the reply is done, the slow path receives.
@@ -132,12 +161,49 @@ pub(super) fn reply_recv(
     q.receivers.push(i as u32);
     drop(q);
     let word = pack(seq, RECV_WAIT);
-    sched::handoff(&g, ctid, deadline, || {
-        w.word.load(Ordering::Acquire) == word
-    });
-    drop(g);
+    let still_wait = || w.word.load(Ordering::Acquire) == word;
     w.count(true);
+    if let Some(resume) = park {
+        w.deadline.store(deadline, Ordering::Relaxed);
+        sched::handoff_parked(g, ctid, deadline, still_wait, resume, exit);
+    }
+    sched::handoff(&g, ctid, deadline, still_wait);
+    drop(g);
     Some(done(i, w, seq, deadline))
+}
+
+/// Writes a message straight into the frame of `tid` (claimed under `g`) if it is parked
+/// and the message carries no handle (installing one needs the receiver's own table: its
+/// continuation does that from the slot): its words, its info and badge, result 0.
+#[inline(always)]
+fn deliver(
+    g: &mut IrqGuard,
+    tid: sched::Tid,
+    info: u64,
+    badge: u64,
+    words: &[u64; MSG_WORDS],
+) -> bool {
+    if info & INFO_HANDLE != 0 {
+        return false;
+    }
+    let Some(f) = sched::parked_frame(g, tid) else {
+        return false;
+    };
+    f.words = *words;
+    f.rsi = info;
+    f.rdi = badge;
+    f.rax = 0;
+    true
+}
+
+/// The continuation of a parked operation (`call` or `reply_recv`), in its thread once the
+/// scheduler resumed it: waits until it is done (or failed, or its deadline passed) and
+/// takes the message from the slot into `words`; returns its info word and badge.
+pub fn finish_parked(words: &mut [u64; MSG_WORDS]) -> Result<(u64, u64), IpcError> {
+    let (i, w) = super::endpoint::me()?;
+    let seq = seq_of(w.word.load(Ordering::Acquire));
+    done(i, w, seq, w.deadline.load(Ordering::Relaxed))?;
+    Ok(w.take_into(words))
 }
 
 /// The end of a fastpath operation, back in the caller: done if the message is already in

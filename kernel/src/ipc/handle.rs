@@ -7,6 +7,7 @@
 use super::endpoint::{self, EpRef};
 use super::{IpcError, MSG_WORDS, Msg};
 use core::sync::atomic::{AtomicU64, Ordering};
+use exo_arch::syscall::IpcFrame;
 use exo_percpu::IrqGuard;
 
 /// Entries per table.
@@ -203,9 +204,10 @@ impl HandleTable {
         words: &mut [u64; MSG_WORDS],
         deadline: u64,
         fast: bool,
+        park: Option<fn(&mut IpcFrame)>,
     ) -> Result<(u64, u64), IpcError> {
         let c = self.with(h, Rights::SEND)?;
-        endpoint::call_regs(c.ep, c.badge, info, words, deadline, fast)
+        endpoint::call_regs(c.ep, c.badge, info, words, deadline, fast, park)
     }
 
     /// [`HandleTable::reply_recv_via`] for messages kept in registers
@@ -218,9 +220,10 @@ impl HandleTable {
         words: &mut [u64; MSG_WORDS],
         deadline: u64,
         fast: bool,
+        park: Option<fn(&mut IpcFrame)>,
     ) -> Result<(u64, u64), IpcError> {
         let c = self.with(h, Rights::RECV)?;
-        endpoint::reply_recv_regs(c.ep, info, words, deadline, fast)
+        endpoint::reply_recv_regs(c.ep, info, words, deadline, fast, park)
     }
 
     /// [`endpoint::send`] through `h` (needs [`Rights::SEND`]).

@@ -80,6 +80,7 @@ pub use endpoint::{
     EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, region, release, reply, reply_recv,
     retain, send, set_region, stats,
 };
+pub use fastpath::finish_parked;
 pub use handle::{Cap, Handle, HandleTable, Rights};
 
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -18,6 +18,7 @@ use arrayvec::ArrayVec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use exo_arch::apic;
+use exo_arch::syscall::{IPC_FRAME_BYTES, IpcFrame};
 use exo_arch::tsc::rdtsc;
 use exo_percpu::{CpuId, IrqGuard};
 use exo_sched::{Ema, Mailbox, Priority, Queue, RunQueue, ThreadRef, classify};
@@ -69,6 +70,12 @@ pub struct CpuSched {
     pub steals: AtomicU64,
     /// See `switches`.
     pub wake_ipis: AtomicU64,
+    /// Threads parked at their system-call boundary this CPU left for ring 3 through
+    /// their frame (`handoff_parked`'s `exit`), and parked threads resumed by a switch
+    /// (their continuation ran).
+    pub parked_exits: AtomicU64,
+    /// See `parked_exits`.
+    pub parked_resumes: AtomicU64,
 }
 
 // SAFETY: `rq` and `sleepers` are only accessed with `lock` held (and interrupts off); every
@@ -556,6 +563,8 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         preemptions: AtomicU64::new(0),
         steals: AtomicU64::new(0),
         wake_ipis: AtomicU64::new(0),
+        parked_exits: AtomicU64::new(0),
+        parked_resumes: AtomicU64::new(0),
     })
     .map_err(|_| {
         if !as_idle {
@@ -689,6 +698,19 @@ pub fn counters() -> (u64, u64, u64, u64) {
     c
 }
 
+/// Parked threads left for through their frame and resumed by a switch, summed over CPUs
+/// (`CpuSched::parked_exits`, `parked_resumes`).
+pub fn parked_counts() -> (u64, u64) {
+    cpus::online()
+        .filter_map(|b| cpu_sched(b.hot.cpu_id))
+        .fold((0, 0), |(e, r), s| {
+            (
+                e + s.parked_exits.load(Ordering::Relaxed),
+                r + s.parked_resumes.load(Ordering::Relaxed),
+            )
+        })
+}
+
 /// CPUs whose scheduler runs.
 pub fn cpus_running() -> u32 {
     cpus::online()
@@ -803,6 +825,124 @@ pub fn handoff(_g: &IrqGuard, target: Tid, deadline: u64, still_wait: impl FnOnc
         return; // cannot happen: `claim_here` and `ipc` checked both
     };
     cs.lock();
+    block_for_handoff(cs, me_i, me, deadline, still_wait);
+    switch_direct(cs, me, next, me_i, next_i, deadline != u64::MAX);
+    // SAFETY: as in `switch_locked`: interrupts off, this CPU's lock held, `prev` running,
+    // `next` switched out on this CPU (Blocked until `claim_here` claimed it), its stack
+    // mapped; `finish_switch` in `next` releases the lock.
+    unsafe { exo_arch::context::switch(me.ctx_ptr(), *next.ctx_ptr()) };
+    finish_switch();
+}
+
+/// [`handoff`] from a thread inside an IPC system call, whose [`IpcFrame`] is at the top of
+/// its kernel stack (it came in through the IPC entry): the caller is **parked at its
+/// system-call boundary** instead of switched out in the middle of the kernel. Nothing of
+/// it is kept but its frame; its saved context becomes a continuation that calls
+/// `resume(frame)` (which finishes the operation and fills the frame) and leaves for ring 3
+/// through the frame. A thread that later claims it ([`claim_here`]) may instead write its
+/// results into the frame itself ([`parked_frame`]) and leave through it with `exit`: the
+/// seL4 way, no kernel stack to unwind. The continuation runs whenever the scheduler
+/// switches to a parked thread (woken by the slow path, a timeout, a kill).
+///
+/// `exit`: `target` is parked too and its frame holds its results (written through
+/// [`parked_frame`]): the CPU leaves for ring 3 as `target`, through its frame, and this
+/// CPU's lock is released once off the caller's stack. Else `target`'s saved context is
+/// resumed (its own `finish_switch` releases the lock). Never returns: the caller's kernel
+/// frames are abandoned (the guard is forgotten: interrupts stay off until ring 3).
+#[inline(always)]
+pub fn handoff_parked(
+    g: IrqGuard,
+    target: Tid,
+    deadline: u64,
+    still_wait: impl FnOnce() -> bool,
+    resume: fn(&mut IpcFrame),
+    exit: bool,
+) -> ! {
+    let cs = this_sched().expect("handoff_parked: claim_here succeeded on this CPU");
+    let next_i = target.index();
+    let me_i = cs.current.load(Ordering::Relaxed) as usize;
+    debug_assert!(me_i != cs.idle.load(Ordering::Relaxed) as usize && me_i < MAX_THREADS);
+    let (me, next) = (tcb(me_i), tcb(next_i));
+    let frame = me.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
+    debug_assert!(frame.is_multiple_of(16) && me.pid.load(Ordering::Relaxed) != 0);
+    cs.lock();
+    block_for_handoff(cs, me_i, me, deadline, still_wait);
+    me.parked.store(true, Ordering::Relaxed);
+    switch_direct(cs, me, next, me_i, next_i, deadline != u64::MAX);
+    core::mem::forget(g);
+    let entry = parked_entry as *const () as u64;
+    let resume = resume as *const () as u64;
+    if exit {
+        next.parked.store(false, Ordering::Relaxed);
+        let n = &cs.parked_exits;
+        n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        let to = next.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
+        // SAFETY: interrupts are off (the guard's cli, forgotten) and this CPU's lock is
+        // held; `frame` is the caller's IPC frame at its stack top (the caller's contract),
+        // 16-aligned, and nothing below it is used again (this function never returns);
+        // `me.ctx` is written under the lock the exit releases. `next` was claimed on this
+        // CPU and is parked: its IPC frame is at its stack top, and `switch_direct` made it
+        // current here (kernel stack top, TSS.RSP0, address space).
+        unsafe {
+            exo_arch::syscall::park_and_exit(me.ctx_ptr(), frame, entry, resume, to as _, &cs.lock)
+        }
+    } else {
+        // SAFETY: as above for the caller; `next` as in `handoff` (its saved context, on
+        // this CPU, resumed once; its `finish_switch` releases the lock).
+        unsafe {
+            exo_arch::syscall::park_and_enter(me.ctx_ptr(), frame, entry, resume, *next.ctx_ptr())
+        }
+    }
+}
+
+/// The IPC frame of `tid`, which the caller claimed with [`claim_here`] under `_g`, if it is
+/// parked at its system-call boundary ([`handoff_parked`]): the caller may write the
+/// results of its operation there and leave through it (`handoff_parked`'s `exit`). The
+/// borrow lives no longer than the guard's exclusive borrow.
+#[inline(always)]
+pub fn parked_frame(_g: &mut IrqGuard, tid: Tid) -> Option<&mut IpcFrame> {
+    let t = TCBS.get(tid.index())?;
+    if !t.parked.load(Ordering::Relaxed) {
+        return None;
+    }
+    let frame = t.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
+    // SAFETY: a parked thread keeps nothing but the IPC frame at its stack top, untouched
+    // until it runs again; the caller claimed it (Blocked -> Running on this CPU, under
+    // `_g`), so nobody else runs it or writes its frame while the borrow lives.
+    Some(unsafe { &mut *(frame as *mut IpcFrame) })
+}
+
+/// Where a parked thread resumes when switched to: the switch's end, then `resume(frame)`
+/// with interrupts on, then ring 3 through the frame.
+extern "sysv64" fn parked_entry(resume: u64) -> ! {
+    finish_switch();
+    let cs = this_sched().expect("a parked thread resumes on a running CPU");
+    let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
+    me.parked.store(false, Ordering::Relaxed);
+    cs.parked_resumes.fetch_add(1, Ordering::Relaxed);
+    let frame = me.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
+    exo_arch::cpu::sti();
+    // SAFETY: `handoff_parked` stored a `fn(&mut IpcFrame)` as this continuation's argument.
+    let resume = unsafe { core::mem::transmute::<usize, fn(&mut IpcFrame)>(resume as usize) };
+    // SAFETY: the thread's own IPC frame at its stack top, which nothing else touches while
+    // it runs.
+    resume(unsafe { &mut *(frame as *mut IpcFrame) });
+    exo_arch::cpu::cli();
+    // SAFETY: interrupts off; the frame is this thread's at its stack top (its kernel stack
+    // top and TSS.RSP0 were set when it was switched in); nothing below is used again.
+    unsafe { exo_arch::syscall::ipc_exit(frame as *mut IpcFrame) }
+}
+
+/// The caller's side of a direct switch (this CPU's lock held): blocked until woken or TSC
+/// `deadline`, or still runnable (queued here) if `still_wait` says the wait is over.
+#[inline(always)]
+fn block_for_handoff(
+    cs: &CpuSched,
+    me_i: usize,
+    me: &Tcb,
+    deadline: u64,
+    still_wait: impl FnOnce() -> bool,
+) {
     me.wake_at.store(deadline, Ordering::Relaxed);
     if deadline != u64::MAX {
         cs.add_sleeper(me_i as u32, deadline);
@@ -818,7 +958,6 @@ pub fn handoff(_g: &IrqGuard, target: Tid, deadline: u64, still_wait: impl FnOnc
             cs.enqueue_locked(me_i);
         }
     }
-    switch_direct(cs, me, next, me_i, next_i, deadline != u64::MAX);
 }
 
 /// What every switch does for the thread coming in, shared by [`switch_locked`] and
@@ -862,7 +1001,8 @@ fn load_context(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i: usize) {
 /// switch counter, the migration word (a handoff never migrates: it stays `NO_THREAD`),
 /// the switch-time sample (`switch_t0` cleared), and the timer: `target` runs on the rest
 /// of the caller's slice (seL4's donation) unless the caller blocked with a deadline
-/// (`rearm`), which the timer must cover.
+/// (`rearm`), which the timer must cover. Everything but the switch itself, which the
+/// caller makes (a context switch, or a parked thread's exit).
 #[inline(always)]
 fn switch_direct(cs: &CpuSched, prev: &Tcb, next: &Tcb, prev_i: usize, next_i: usize, rearm: bool) {
     let now = rdtsc();
@@ -876,9 +1016,4 @@ fn switch_direct(cs: &CpuSched, prev: &Tcb, next: &Tcb, prev_i: usize, next_i: u
         arm_timer(cs, now, true);
     }
     cs.switch_t0.store(0, Ordering::Relaxed);
-    // SAFETY: as in `switch_locked`: interrupts off, this CPU's lock held, `prev` running,
-    // `next` switched out on this CPU (Blocked until `claim_here` claimed it), its stack
-    // mapped; `finish_switch` in `next` releases the lock.
-    unsafe { exo_arch::context::switch(prev.ctx_ptr(), *next.ctx_ptr()) };
-    finish_switch();
 }

@@ -63,8 +63,8 @@ mod tests_locks;
 mod tests_reap;
 
 pub use cpu::{
-    claim_here, counters, cpu_sched, cpus_running, current_queue, dump, handoff, init,
-    record_switches, switch_samples, this_sched,
+    claim_here, counters, cpu_sched, cpus_running, current_queue, dump, handoff, handoff_parked,
+    init, parked_counts, parked_frame, record_switches, switch_samples, this_sched,
 };
 pub use exo_sched::CpuSet;
 pub use thread::{

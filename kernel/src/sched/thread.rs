@@ -120,6 +120,11 @@ pub(super) struct Tcb {
     /// thread with one runs ring-3 code: switching it in loads the pid into the GS block's
     /// pid slot and its stack top into TSS.RSP0 and the GS block's kernel stack top.
     pub(super) pid: AtomicU64,
+    /// Parked at its system-call boundary (`handoff_parked`): its saved context is the
+    /// continuation that finishes its IPC operation, its IPC frame at its stack top all it
+    /// keeps. Written by the CPU that parks it or resumes it, under that CPU's lock or by
+    /// the thread itself once running.
+    pub(super) parked: AtomicBool,
 }
 
 // SAFETY: `ctx` is only accessed by the CPU that switches the thread out or in, with that
@@ -153,6 +158,7 @@ impl Tcb {
             held: AtomicU64::new(0),
             space: AtomicU64::new(0),
             pid: AtomicU64::new(0),
+            parked: AtomicBool::new(false),
         }
     }
     pub(super) fn state(&self) -> State {
@@ -401,6 +407,7 @@ impl Builder {
         let t = tcb(i);
         t.stack_bottom.store(stack.bottom, Ordering::Relaxed);
         t.stack_top.store(stack.top, Ordering::Relaxed);
+        t.parked.store(false, Ordering::Relaxed);
         t.any_cpu.store(self.affinity.is_any(), Ordering::Relaxed);
         t.home
             .store(self.affinity.only().unwrap_or(NO_THREAD), Ordering::Relaxed);

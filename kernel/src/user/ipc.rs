@@ -51,10 +51,30 @@ pub extern "C" fn dispatch(f: &mut IpcFrame) {
     task::count_syscall_of(uid);
     process::ipc_syscall(uid, |t| {
         let r = match t {
-            Some(t) => call(t, f),
+            Some(t) => call(t, f, Some(resume)),
             None => Err(EBADF),
         };
         f.set_ret(r.unwrap_or_else(|e| -e));
+    });
+}
+
+/// The end of a `call` or `reply_recv` parked at the system-call boundary (the fastpath,
+/// `ipc::fastpath`), when the scheduler resumes the thread instead of a peer leaving
+/// through its frame: the reply or next message from its slot into the frame (a handle in
+/// it installed), or the error; then the dying check, as for every IPC call.
+fn resume(f: &mut IpcFrame) {
+    let uid = crate::sched::current_uid();
+    process::ipc_syscall(uid, |t| {
+        let r = match (ipc::finish_parked(&mut f.words), t) {
+            (Ok((info, badge)), Some(t)) => {
+                f.rsi = incoming_handle(t, info, &mut f.words);
+                f.rdi = badge;
+                0
+            }
+            (Ok(_), None) => -EBADF,
+            (Err(e), _) => -err(e),
+        };
+        f.set_ret(r);
     });
 }
 
@@ -213,8 +233,15 @@ fn handle(v: u64) -> Result<Handle, i64> {
     u32::try_from(v).map(Handle).map_err(|_| EBADF)
 }
 
+/// One IPC call on `f`. `park`: `f` is the calling thread's own frame, pushed by the IPC
+/// entry at its kernel stack top, so the fastpath may park the thread at its system-call
+/// boundary (`ipc::fastpath`); kernel tests that build a frame elsewhere pass `None`.
 #[inline(always)]
-pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
+pub(super) fn call(
+    t: &HandleTable,
+    f: &mut IpcFrame,
+    park: Option<fn(&mut IpcFrame)>,
+) -> Result<i64, i64> {
     match f.rax {
         nr::IPC_CALL | nr::IPC_REPLY_RECV => {
             // The two register-message calls: send, then wait for the answer (call) or for
@@ -226,9 +253,9 @@ pub(super) fn call(t: &HandleTable, f: &mut IpcFrame) -> Result<i64, i64> {
             let fast = f.rsi & INFO_SLOW == 0;
             let dl = deadline(f.rbx);
             let r = if f.rax == nr::IPC_CALL {
-                t.call_regs(h, info, &mut f.words, dl, fast)
+                t.call_regs(h, info, &mut f.words, dl, fast, park)
             } else {
-                t.reply_recv_regs(h, info, &mut f.words, dl, fast)
+                t.reply_recv_regs(h, info, &mut f.words, dl, fast, park)
             };
             let (info, badge) = r.map_err(|e| restore(f, saved, err(e)))?;
             f.rsi = incoming_handle(t, info, &mut f.words);

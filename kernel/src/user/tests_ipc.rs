@@ -26,7 +26,7 @@ fn frame(nr: u64, rdi: u64, rsi: u64, timeout_ns: u64) -> IpcFrame {
 
 fn run(t: &HandleTable, nr: u64, rdi: u64, rsi: u64) -> Result<i64, i64> {
     let mut f = frame(nr, rdi, rsi, 1_000_000);
-    call(t, &mut f)
+    call(t, &mut f, None)
 }
 
 fn errnos(_: &BootState) -> TestResult {

@@ -82,4 +82,10 @@ pub const CASES: &[Case] = &[
         expect: |s| s == ExitStatus::Exited(0),
         expect_text: "exit 0",
     },
+    Case {
+        arg: 9,
+        name: "parked threads resumed by the scheduler: client and server threads on one CPU, a handle in the reply and a timeout while parked, 8 rounds",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
 ];

@@ -15,6 +15,7 @@
 
 mod cases;
 mod named;
+mod parked;
 mod zc;
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -66,6 +67,7 @@ fn run(arg: u64) -> i32 {
         6 => zc::zero_copy(),
         7 => zc::batches(),
         8 => named::handles(ns),
+        9 => parked::parked(),
         _ => Err("no such case"),
     };
     match r {
