@@ -28,8 +28,10 @@
 //! the IPC calls (numbers [`NR_IPC_FIRST`]`..=`[`NR_IPC_LAST`], one range check once RSP,
 //! R11 and RCX are pushed): their payload travels in callee-saved registers too, so the
 //! stub pushes an [`IpcFrame`] instead (every argument and payload register, the eight
-//! payload words in order), calls the IPC dispatcher and restores them all from there (a
-//! received message comes back in them). Its bad-return path rebuilds a [`SyscallFrame`]
+//! payload words in order), calls the IPC dispatcher **with interrupts still off** (its
+//! fastpath runs without them and leaves for ring 3 as another thread; it enables them
+//! for everything else) and restores them all from there (a received message comes back
+//! in them). Its bad-return path rebuilds a [`SyscallFrame`]
 //! for the hook.
 //!
 //! NMIs, #MC and #DB can still land on the instructions before the stack switch or after
@@ -167,7 +169,7 @@ impl IpcFrame {
 
 /// The kernel's system-call dispatcher.
 pub type Dispatcher = extern "C" fn(&mut SyscallFrame);
-/// The kernel's dispatcher of the IPC calls.
+/// The kernel's dispatcher of the IPC calls, called with interrupts off (it enables them).
 pub type IpcDispatcher = extern "C" fn(&mut IpcFrame);
 /// Called instead of returning when the frame's return RIP is not a canonical user
 /// address; must not return (the kernel kills the thread).
@@ -280,7 +282,6 @@ core::arch::global_asm!(
     "push rax",
     "push rbx",
     "push rbp",
-    "sti",
     "mov rdi, rsp",
     "call qword ptr [rip + {ipc_dispatch}]",
     "cli",
@@ -506,11 +507,15 @@ const _: () = {
     assert!(FRAME_SIZE - OFF_R12 == 32 && FRAME_SIZE - OFF_R13 == 40);
 };
 
-/// Parks the running thread at its IPC boundary and leaves for ring 3 as another thread,
-/// through that thread's IPC frame `to` ([`ipc_exit`]); releases `unlock` (a byte lock,
-/// the CPU's scheduler lock held across the switch) once off the parked thread's stack.
-/// Parking: its saved stack pointer (`*park`) becomes a switch frame just below `frame`
-/// (its own IPC frame, which stays as it is) that runs `entry(arg)` when switched to.
+/// Parks the running thread at its IPC boundary and leaves for ring 3 as another thread
+/// through that thread's IPC frame `to`, carrying a message: the eight payload registers
+/// get the words of the parked thread's own frame (the message it sends: no copy into
+/// `to`), every other register comes from `to` (whose RAX, RDI and RSI the caller set: the
+/// result, badge and info). `unlock` (a byte lock: the CPU's scheduler lock, held across
+/// the switch) is released once the words are read and the stack is `to`'s: from then on
+/// the parked thread may be resumed anywhere. Parking: its saved stack pointer (`*park`)
+/// becomes a switch frame just below `frame` (its own IPC frame, which stays as it is)
+/// that runs `entry(arg)` when switched to.
 ///
 /// # Safety
 /// * Interrupts are off; `frame` is the running thread's IPC frame at its stack top,
@@ -533,9 +538,41 @@ pub unsafe extern "sysv64" fn park_and_exit(
     core::arch::naked_asm!(
         "mov rsp, r8",
         park_frame_asm!(),
+        // A return address `sysretq` cannot take: the general exit (it kills the thread).
+        "mov rax, [rsp + {rip}]",
+        "shr rax, 47",
+        "jnz 2f",
+        "mov rcx, r9",
+        "mov rdx, [rsi + {w0}]",
+        "mov r10, [rsi + {w0} + 8]",
+        "mov r8, [rsi + {w0} + 16]",
+        "mov r9, [rsi + {w0} + 24]",
+        "mov r12, [rsi + {w0} + 32]",
+        "mov r13, [rsi + {w0} + 40]",
+        "mov r14, [rsi + {w0} + 48]",
+        "mov r15, [rsi + {w0} + 56]",
+        "mov byte ptr [rcx], 0",
+        "pop rbp",
+        "pop rbx",
+        "pop rax",
+        "pop rdi",
+        "pop rsi",
+        "add rsp, 64",
+        "pop rcx",
+        "pop r11",
+        "and r11, {keep}",
+        "or r11, {initial}",
+        "pop rsp",
+        "swapgs",
+        "sysretq",
+        "2:",
         "mov byte ptr [r9], 0",
         "jmp exo_ipc_restore",
         tramp = sym crate::context::trampoline,
+        rip = const core::mem::offset_of!(IpcFrame, rip),
+        w0 = const core::mem::offset_of!(IpcFrame, words),
+        keep = const RFLAGS_USER_KEEP,
+        initial = const RFLAGS_USER_INITIAL,
     )
 }
 

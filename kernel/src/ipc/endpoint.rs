@@ -521,6 +521,36 @@ pub fn call_regs(
     Ok((m.info(), m.badge))
 }
 
+/// The system-call layer's fastpath attempt for a user thread inside the IPC entry (its
+/// frame at its stack top, `words` in it; the message checked, without a handle): `call`
+/// (`is_call`) or `reply_recv` through [`fastpath`], parking the caller. Returns when a
+/// precondition failed; the general path then does the operation (for `reply_recv`, the
+/// reply may already be done: it finds no caller left to answer and only receives).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "inlined: the registers of the system call"
+)]
+#[inline(always)]
+pub fn try_fast(
+    g: IrqGuard,
+    is_call: bool,
+    ep: EpRef,
+    badge: u64,
+    info: u64,
+    words: &[u64; MSG_WORDS],
+    deadline: u64,
+    resume: fn(&mut IpcFrame),
+) {
+    let Ok(me) = me_pinned(&g) else {
+        return;
+    };
+    if is_call {
+        fastpath::call(g, me, ep, badge, info, words, deadline, Some(resume));
+    } else {
+        fastpath::reply_recv(g, me, ep, info, words, deadline, Some(resume));
+    }
+}
+
 #[inline(never)]
 fn call_slow(
     i: usize,

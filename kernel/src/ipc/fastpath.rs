@@ -9,9 +9,10 @@
 //! **Parking** (`park`, a user thread inside the IPC entry, its message without a handle):
 //! the caller does not switch out in the middle of the kernel but parks at its system-call
 //! boundary (`sched::handoff_parked`: its IPC frame is all it keeps) and the operation does
-//! not return. A target that is itself parked gets its message written straight into its
-//! frame (`sched::parked_frame`: words, info, badge, result 0) and the CPU leaves for ring 3
-//! as the target, through that frame: no kernel stack to unwind, no second copy, no slot.
+//! not return. A target that is itself parked gets its info, badge and result written into
+//! its frame (`sched::parked_frame`) and the CPU leaves for ring 3 as the target, through
+//! that frame, with the message words loaded from the sender's own frame into the target's
+//! registers: no kernel stack to unwind, no copy into a slot or a frame.
 //! A parked thread resumed by a switch instead (slow path, timeout, kill, a kernel-thread
 //! peer) runs `park`, which finishes the operation from its slot ([`finish_parked`]).
 
@@ -69,7 +70,7 @@ pub(super) fn call(
     q.receivers.pop();
     let seq = w.begin(REPLY_WAIT);
     rw.reply_to.store(token(i, seq), Ordering::Relaxed);
-    let exit = park.is_some() && deliver(&mut g, rtid, info, badge, words);
+    let exit = park.is_some() && deliver(&mut g, rtid, info, badge);
     if !exit {
         rw.put_raw(info, badge, words);
     }
@@ -144,7 +145,7 @@ pub(super) fn reply_recv(
     }
     w.reply_to.store(0, Ordering::Relaxed);
     let claimed = sched::claim_here(&g, ctid);
-    let exit = claimed && park.is_some() && deliver(&mut g, ctid, info, 0, words);
+    let exit = claimed && park.is_some() && deliver(&mut g, ctid, info, 0);
     if !exit {
         cw.put_raw(info, 0, words);
     }
@@ -172,24 +173,19 @@ pub(super) fn reply_recv(
     Some(done(i, w, seq, deadline))
 }
 
-/// Writes a message straight into the frame of `tid` (claimed under `g`) if it is parked
+/// Delivers a message straight into the frame of `tid` (claimed under `g`) if it is parked
 /// and the message carries no handle (installing one needs the receiver's own table: its
-/// continuation does that from the slot): its words, its info and badge, result 0.
+/// continuation does that from the slot): its info and badge and the result 0 go into the
+/// frame; its words stay in the sender's own frame, where the exit to `tid`
+/// (`sched::handoff_parked`, `exit`) loads them into `tid`'s registers.
 #[inline(always)]
-fn deliver(
-    g: &mut IrqGuard,
-    tid: sched::Tid,
-    info: u64,
-    badge: u64,
-    words: &[u64; MSG_WORDS],
-) -> bool {
+fn deliver(g: &mut IrqGuard, tid: sched::Tid, info: u64, badge: u64) -> bool {
     if info & INFO_HANDLE != 0 {
         return false;
     }
     let Some(f) = sched::parked_frame(g, tid) else {
         return false;
     };
-    f.words = *words;
     f.rsi = info;
     f.rdi = badge;
     f.rax = 0;

@@ -78,7 +78,7 @@ mod tests_fusion;
 
 pub use endpoint::{
     EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, region, release, reply, reply_recv,
-    retain, send, set_region, stats,
+    retain, send, set_region, stats, try_fast,
 };
 pub use fastpath::finish_parked;
 pub use handle::{Cap, Handle, HandleTable, Rights};

@@ -89,7 +89,7 @@ impl Space {
 
     /// Loads this space on the calling CPU (`cpu`), keeping its PCID's entries when tagged.
     /// Interrupts off (the scheduler's switch).
-    #[inline]
+    #[inline(always)]
     pub fn activate(&self, cpu: u32) {
         // Marked first: a shootdown that changes a mapping after this reads the mark. The
         // usual case (marked long ago) is one load of the word (`AtomicMask::contains`

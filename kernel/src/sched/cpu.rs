@@ -381,7 +381,7 @@ pub(super) fn switch_locked(
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
     crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, prev, next_i, next);
-    load_context(cs, prev, next, next_i);
+    load_context::<true>(cs, prev, next, next_i);
     arm_timer(cs, now, next_i != idle_i);
     // Migration of prev is done by the next thread (prev's registers must be saved first).
     cs.migrate
@@ -826,7 +826,7 @@ pub fn handoff(_g: &IrqGuard, target: Tid, deadline: u64, still_wait: impl FnOnc
     };
     cs.lock();
     block_for_handoff(cs, me_i, me, deadline, still_wait);
-    switch_direct(cs, me, next, me_i, next_i, deadline != u64::MAX);
+    switch_direct::<true>(cs, me, next, me_i, next_i, deadline != u64::MAX);
     // SAFETY: as in `switch_locked`: interrupts off, this CPU's lock held, `prev` running,
     // `next` switched out on this CPU (Blocked until `claim_here` claimed it), its stack
     // mapped; `finish_switch` in `next` releases the lock.
@@ -845,8 +845,10 @@ pub fn handoff(_g: &IrqGuard, target: Tid, deadline: u64, still_wait: impl FnOnc
 /// switches to a parked thread (woken by the slow path, a timeout, a kill).
 ///
 /// `exit`: `target` is parked too and its frame holds its results (written through
-/// [`parked_frame`]): the CPU leaves for ring 3 as `target`, through its frame, and this
-/// CPU's lock is released once off the caller's stack. Else `target`'s saved context is
+/// [`parked_frame`]): the CPU leaves for ring 3 as `target`, through its frame, with the
+/// eight payload registers loaded from the caller's own frame (the message it sends,
+/// `exo_arch::syscall::park_and_exit`), and this CPU's lock is released once off the
+/// caller's stack. Else `target`'s saved context is
 /// resumed (its own `finish_switch` releases the lock). Never returns: the caller's kernel
 /// frames are abandoned (the guard is forgotten: interrupts stay off until ring 3).
 #[inline(always)]
@@ -868,11 +870,13 @@ pub fn handoff_parked(
     cs.lock();
     block_for_handoff(cs, me_i, me, deadline, still_wait);
     me.parked.store(true, Ordering::Relaxed);
-    switch_direct(cs, me, next, me_i, next_i, deadline != u64::MAX);
     core::mem::forget(g);
     let entry = parked_entry as *const () as u64;
     let resume = resume as *const () as u64;
     if exit {
+        // Two parked threads, both inside the IPC entry: neither holds a sleeping lock.
+        debug_assert!(next.held.load(Ordering::Relaxed) == 0 && exo_percpu::held_locks() == 0);
+        switch_direct::<false>(cs, me, next, me_i, next_i, deadline != u64::MAX);
         next.parked.store(false, Ordering::Relaxed);
         let n = &cs.parked_exits;
         n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -887,6 +891,7 @@ pub fn handoff_parked(
             exo_arch::syscall::park_and_exit(me.ctx_ptr(), frame, entry, resume, to as _, &cs.lock)
         }
     } else {
+        switch_direct::<true>(cs, me, next, me_i, next_i, deadline != u64::MAX);
         // SAFETY: as above for the caller; `next` as in `handoff` (its saved context, on
         // this CPU, resumed once; its `finish_switch` releases the lock).
         unsafe {
@@ -967,7 +972,7 @@ fn block_for_handoff(
 /// never run ring 3 code: their switches skip the last part (the slots keep stale values
 /// nobody reads; `enter_user` and `set_current_ids` set them for a thread on its way).
 #[inline(always)]
-fn load_context(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i: usize) {
+fn load_context<const HELD: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i: usize) {
     let space = next.space.load(Ordering::Relaxed);
     if space != 0 {
         // The space outlives its threads (`Builder::space`).
@@ -976,10 +981,12 @@ fn load_context(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i: usize) {
             s.activate(cs.cpu);
         }
     }
-    prev.held.store(
-        exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
-        Ordering::Relaxed,
-    );
+    if HELD {
+        prev.held.store(
+            exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+    }
     cs.current_uid.store(
         UIDS.get(next_i).map_or(0, |u| u.load(Ordering::Relaxed)),
         Ordering::Relaxed,
@@ -1002,18 +1009,29 @@ fn load_context(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i: usize) {
 /// the switch-time sample (`switch_t0` cleared), and the timer: `target` runs on the rest
 /// of the caller's slice (seL4's donation) unless the caller blocked with a deadline
 /// (`rearm`), which the timer must cover. Everything but the switch itself, which the
-/// caller makes (a context switch, or a parked thread's exit).
+/// caller makes (a context switch, or a parked thread's exit). `HELD`: the held-lock word
+/// is swapped (not between two parked threads, which hold none; nor is the switch-time
+/// word cleared there: no `finish_switch` reads it).
 #[inline(always)]
-fn switch_direct(cs: &CpuSched, prev: &Tcb, next: &Tcb, prev_i: usize, next_i: usize, rearm: bool) {
+fn switch_direct<const HELD: bool>(
+    cs: &CpuSched,
+    prev: &Tcb,
+    next: &Tcb,
+    prev_i: usize,
+    next_i: usize,
+    rearm: bool,
+) {
     let now = rdtsc();
     next.started.store(now, Ordering::Relaxed);
     cs.current.store(next_i as u32, Ordering::Relaxed);
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
     crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, prev, next_i, next);
-    load_context(cs, prev, next, next_i);
+    load_context::<HELD>(cs, prev, next, next_i);
     if rearm {
         arm_timer(cs, now, true);
     }
-    cs.switch_t0.store(0, Ordering::Relaxed);
+    if HELD {
+        cs.switch_t0.store(0, Ordering::Relaxed);
+    }
 }

@@ -101,6 +101,14 @@ fn pid_of_uid(uid: u64) -> u64 {
     if uid == 0 { 0 } else { exo_percpu::pid() }
 }
 
+/// The handle table of the process whose thread has `uid`, unless it is not a process or
+/// is being killed (the IPC fastpath's look-up: the general path handles both).
+#[inline(always)]
+pub fn live_handles(uid: u64) -> Option<&'static crate::ipc::HandleTable> {
+    let p = proc(pid_of_uid(uid))?;
+    (!p.dying.load(Ordering::Acquire)).then_some(&p.handles)
+}
+
 /// The IPC entry's one look-up of the calling process: `f` gets its handle table (`None`:
 /// not a process), then the thread ends here if the process is being killed (what
 /// [`exit_if_dying`] checks on every other way back to ring 3). The thread belongs to the
