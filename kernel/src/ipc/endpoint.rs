@@ -8,7 +8,7 @@
 //! a reply racing each other are decided by that one CAS.
 
 use super::{INFO_HANDLE, IpcError, MSG_WORDS, Msg, fastpath};
-use crate::sched::{self, MAX_THREADS, Tid};
+use crate::sched::{self, Here, MAX_THREADS, Tid};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::syscall::IpcFrame;
 use exo_arch::tsc::rdtsc;
@@ -427,16 +427,24 @@ pub fn stats() -> (u64, u64) {
 /// The calling thread's index and waiter (it must be a thread that may block).
 #[inline(always)]
 pub(super) fn me() -> Result<(usize, &'static Waiter), IpcError> {
-    me_pinned(&IrqGuard::new())
+    let g = IrqGuard::new();
+    let (here, w) = me_pinned(&g)?;
+    Ok((here.index(), w))
 }
 
-/// [`me`] under the caller's guard.
+/// [`me`] under the caller's guard: the running thread and its waiter.
 #[inline(always)]
-pub(super) fn me_pinned(g: &IrqGuard) -> Result<(usize, &'static Waiter), IpcError> {
-    let t = sched::current_blockable(g).ok_or(IpcError::NotAThread)?;
-    let w = WAITERS.get(t.index()).ok_or(IpcError::NotAThread)?;
-    w.tid.store(t.raw(), Ordering::Relaxed);
-    Ok((t.index(), w))
+pub(super) fn me_pinned(g: &IrqGuard) -> Result<(Here<'_>, &'static Waiter), IpcError> {
+    let here = Here::of(g).ok_or(IpcError::NotAThread)?;
+    Ok((here, waiter_of(here)?))
+}
+
+/// The waiter of the running thread `here`, its id stored for wakers.
+#[inline(always)]
+fn waiter_of(here: Here<'_>) -> Result<&'static Waiter, IpcError> {
+    let w = WAITERS.get(here.index()).ok_or(IpcError::NotAThread)?;
+    w.tid.store(here.tid().raw(), Ordering::Relaxed);
+    Ok(w)
 }
 
 /// [`check_len`] of a message given by its info word.
@@ -474,16 +482,17 @@ pub fn call_via(
 ) -> Result<Msg, IpcError> {
     check_len(msg)?;
     let g = IrqGuard::new();
-    let (i, w) = me_pinned(&g)?;
+    let (here, w) = me_pinned(&g)?;
+    let i = here.index();
     if fast {
-        if let Some(r) =
-            fastpath::call(g, (i, w), ep, badge, msg.info(), &msg.words, deadline, None)
-        {
-            return r.map(|()| w.take());
+        let r = fastpath::call(here, w, ep, badge, msg.info(), &msg.words, deadline, None);
+        if let Some(seq) = r {
+            drop(g);
+            fastpath::done(i, w, seq, deadline)?;
+            return Ok(w.take());
         }
-    } else {
-        drop(g);
     }
+    drop(g);
     call_slow(i, w, ep, badge, msg, deadline)
 }
 
@@ -506,16 +515,17 @@ pub fn call_regs(
 ) -> Result<(u64, u64), IpcError> {
     check_info(info)?;
     let g = IrqGuard::new();
-    let (i, w) = me_pinned(&g)?;
+    let (here, w) = me_pinned(&g)?;
+    let i = here.index();
     if fast {
         let park = park.filter(|_| info & INFO_HANDLE == 0);
-        if let Some(r) = fastpath::call(g, (i, w), ep, badge, info, words, deadline, park) {
-            r?;
+        if let Some(seq) = fastpath::call(here, w, ep, badge, info, words, deadline, park) {
+            drop(g);
+            fastpath::done(i, w, seq, deadline)?;
             return Ok(w.take_into(words));
         }
-    } else {
-        drop(g);
     }
+    drop(g);
     let m = call_slow(i, w, ep, badge, &Msg::from_info(info, 0, *words), deadline)?;
     words.copy_from_slice(&m.words);
     Ok((m.info(), m.badge))
@@ -532,7 +542,7 @@ pub fn call_regs(
 )]
 #[inline(always)]
 pub fn try_fast(
-    g: IrqGuard,
+    here: Here<'_>,
     is_call: bool,
     ep: EpRef,
     badge: u64,
@@ -541,13 +551,13 @@ pub fn try_fast(
     deadline: u64,
     resume: fn(&mut IpcFrame),
 ) {
-    let Ok(me) = me_pinned(&g) else {
+    let Ok(w) = waiter_of(here) else {
         return;
     };
     if is_call {
-        fastpath::call(g, me, ep, badge, info, words, deadline, Some(resume));
+        fastpath::call(here, w, ep, badge, info, words, deadline, Some(resume));
     } else {
-        fastpath::reply_recv(g, me, ep, info, words, deadline, Some(resume));
+        fastpath::reply_recv(here, w, ep, info, words, deadline, Some(resume));
     }
 }
 
@@ -706,16 +716,17 @@ pub fn reply_recv(ep: EpRef, reply: &Msg, deadline: u64) -> Result<Msg, IpcError
 pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Result<Msg, IpcError> {
     check_len(reply)?;
     let g = IrqGuard::new();
-    let (i, w) = me_pinned(&g)?;
+    let (here, w) = me_pinned(&g)?;
+    let i = here.index();
     if fast {
-        if let Some(r) =
-            fastpath::reply_recv(g, (i, w), ep, reply.info(), &reply.words, deadline, None)
-        {
-            return r.map(|()| w.take());
+        let r = fastpath::reply_recv(here, w, ep, reply.info(), &reply.words, deadline, None);
+        if let Some(seq) = r {
+            drop(g);
+            fastpath::done(i, w, seq, deadline)?;
+            return Ok(w.take());
         }
-    } else {
-        drop(g);
     }
+    drop(g);
     reply_recv_slow(i, w, ep, reply, deadline)
 }
 
@@ -731,16 +742,17 @@ pub fn reply_recv_regs(
 ) -> Result<(u64, u64), IpcError> {
     check_info(info)?;
     let g = IrqGuard::new();
-    let (i, w) = me_pinned(&g)?;
+    let (here, w) = me_pinned(&g)?;
+    let i = here.index();
     if fast {
         let park = park.filter(|_| info & INFO_HANDLE == 0);
-        if let Some(r) = fastpath::reply_recv(g, (i, w), ep, info, words, deadline, park) {
-            r?;
+        if let Some(seq) = fastpath::reply_recv(here, w, ep, info, words, deadline, park) {
+            drop(g);
+            fastpath::done(i, w, seq, deadline)?;
             return Ok(w.take_into(words));
         }
-    } else {
-        drop(g);
     }
+    drop(g);
     let m = reply_recv_slow(i, w, ep, &Msg::from_info(info, 0, *words), deadline)?;
     words.copy_from_slice(&m.words);
     Ok((m.info(), m.badge))

@@ -1,16 +1,17 @@
 //! The fastpath: a call to a receiver already blocked on this CPU, and the reply back to a
-//! caller blocked on this CPU, each a message copy and a direct switch (`sched::handoff`).
+//! caller blocked on this CPU, each a message copy and a direct switch (`Here::handoff`).
 //! Both return `None`, having changed nothing the slow path would redo, when a
 //! precondition fails; the slow path (`endpoint`) then does the whole operation. Everything
 //! here is inlined into the system-call layer's dispatcher: one function from the entry to
-//! the switch, and from the switch back to the exit. Both take the guard their caller took
-//! to find the calling thread (`endpoint::me_pinned`) and end it, whatever they return.
+//! the switch, and from the switch back to the exit. Both take the running thread their
+//! caller found once under its guard (`sched::Here`, `endpoint::me_pinned`); the caller
+//! ends the guard when they return.
 //!
 //! **Parking** (`park`, a user thread inside the IPC entry, its message without a handle):
 //! the caller does not switch out in the middle of the kernel but parks at its system-call
-//! boundary (`sched::handoff_parked`: its IPC frame is all it keeps) and the operation does
+//! boundary (`Here::handoff_parked`: its IPC frame is all it keeps) and the operation does
 //! not return. A target that is itself parked gets its info, badge and result written into
-//! its frame (`sched::parked_frame`) and the CPU leaves for ring 3 as the target, through
+//! its frame (`Claimed::parked_frame`) and the CPU leaves for ring 3 as the target, through
 //! that frame, with the message words loaded from the sender's own frame into the target's
 //! registers: no kernel stack to unwind, no copy into a slot or a frame.
 //! A parked thread resumed by a switch instead (slow path, timeout, kill, a kernel-thread
@@ -21,23 +22,23 @@ use super::endpoint::{
     wait, waiter,
 };
 use super::{INFO_HANDLE, IpcError, MSG_WORDS, fastpath_enabled};
-use crate::sched;
+use crate::sched::{self, Claimed, Here};
 use core::sync::atomic::Ordering;
 use exo_arch::syscall::IpcFrame;
-use exo_percpu::IrqGuard;
 
 /// `call` fastpath. Preconditions, checked in this order (any failing: `None`):
 /// 1. the fastpath is enabled (`set_fastpath`);
 /// 2. `ep` is live (its generation matches);
 /// 3. a receiver is queued on it (blocked in `recv`/`reply_recv`); it is the first one;
 /// 4. that receiver is blocked and last ran on this CPU, and we claim it
-///    (`sched::claim_here`: `Blocked -> Running`, so nobody else wakes it), so a direct
+///    (`Here::claim`: `Blocked -> Running`, so nobody else wakes it), so a direct
 ///    switch needs no migration and its registers are saved.
 ///
 /// The message (`info`, [`super::Msg::info`]'s encoding, and `words`) always fits (checked
 /// by `call`). Then: the message goes into the receiver's slot with the badge, the receiver
 /// gets our reply token, we wait for the reply and the CPU goes straight to the receiver.
-/// `Some(Ok)`: the reply is in our slot. With `park` (see the module header) it does not
+/// `Some(seq)`: the switch is made and we run again; the caller ends its guard and waits
+/// for the reply with [`done`]. With `park` (see the module header) it does not
 /// return once the receiver is claimed.
 #[allow(
     clippy::too_many_arguments,
@@ -45,15 +46,15 @@ use exo_percpu::IrqGuard;
 )]
 #[inline(always)]
 pub(super) fn call(
-    mut g: IrqGuard,
-    (i, w): (usize, &Waiter),
+    here: Here<'_>,
+    w: &Waiter,
     ep: EpRef,
     badge: u64,
     info: u64,
     words: &[u64; MSG_WORDS],
     deadline: u64,
     park: Option<fn(&mut IpcFrame)>,
-) -> Option<Result<(), IpcError>> {
+) -> Option<u64> {
     if !fastpath_enabled() {
         return None;
     }
@@ -63,14 +64,12 @@ pub(super) fn call(
         return None;
     }
     let rw = waiter(q.receivers.head()?);
-    let rtid = rw.tid();
-    if !sched::claim_here(&g, rtid) {
-        return None;
-    }
+    let mut target = here.claim(rw.tid())?;
     q.receivers.pop();
     let seq = w.begin(REPLY_WAIT);
-    rw.reply_to.store(token(i, seq), Ordering::Relaxed);
-    let exit = park.is_some() && deliver(&mut g, rtid, info, badge);
+    rw.reply_to
+        .store(token(here.index(), seq), Ordering::Relaxed);
+    let exit = park.is_some() && deliver(&mut target, info, badge);
     if !exit {
         rw.put_raw(info, badge, words);
     }
@@ -86,11 +85,10 @@ pub(super) fn call(
     w.count(true);
     if let Some(resume) = park {
         w.deadline.store(deadline, Ordering::Relaxed);
-        sched::handoff_parked(g, rtid, deadline, still_wait, resume, exit);
+        here.handoff_parked(target, deadline, still_wait, resume, exit);
     }
-    sched::handoff(&g, rtid, deadline, still_wait);
-    drop(g);
-    Some(done(i, w, seq, deadline))
+    here.handoff(target, deadline, still_wait);
+    Some(seq)
 }
 
 /// `reply_recv` fastpath. Preconditions, checked in this order (any failing: `None`):
@@ -102,20 +100,21 @@ pub(super) fn call(
 ///    did not time out or die).
 ///
 /// Then: the reply goes into the caller's slot. If the caller is blocked and last ran on
-/// this CPU and we claim it (`sched::claim_here`), we queue as a receiver on `ep` and the
+/// this CPU and we claim it (`Here::claim`), we queue as a receiver on `ep` and the
 /// CPU goes straight back to the caller; otherwise the caller is woken as by `reply` and
-/// we return `None` with the reply done (the slow path only receives). With `park` it does
+/// we return `None` with the reply done (the slow path only receives). `Some(seq)` as for
+/// [`call`]. With `park` it does
 /// not return once the caller is claimed.
 #[inline(always)]
 pub(super) fn reply_recv(
-    mut g: IrqGuard,
-    (i, w): (usize, &Waiter),
+    here: Here<'_>,
+    w: &Waiter,
     ep: EpRef,
     info: u64,
     words: &[u64; MSG_WORDS],
     deadline: u64,
     park: Option<fn(&mut IpcFrame)>,
-) -> Option<Result<(), IpcError>> {
+) -> Option<u64> {
     if !fastpath_enabled() {
         return None;
     }
@@ -144,46 +143,45 @@ pub(super) fn reply_recv(
         return None;
     }
     w.reply_to.store(0, Ordering::Relaxed);
-    let claimed = sched::claim_here(&g, ctid);
-    let exit = claimed && park.is_some() && deliver(&mut g, ctid, info, 0);
+    let Some(mut target) = here.claim(ctid) else {
+        // Running, or blocked elsewhere: the reply is done, the slow path receives.
+        cw.put_raw(info, 0, words);
+        cw.word.store(pack(cseq, DONE), Ordering::Release);
+        drop(q);
+        sched::wake(ctid);
+        return None;
+    };
+    let exit = park.is_some() && deliver(&mut target, info, 0);
     if !exit {
         cw.put_raw(info, 0, words);
     }
     cw.word.store(pack(cseq, DONE), Ordering::Release);
-    if !claimed {
-        // Running, or blocked elsewhere: the reply is done, the slow path receives.
-        drop(q);
-        drop(g);
-        sched::wake(ctid);
-        return None;
-    }
     let seq = w.begin(RECV_WAIT);
     w.ep.store(ep.index, Ordering::Relaxed);
-    q.receivers.push(i as u32);
+    q.receivers.push(here.index() as u32);
     drop(q);
     let word = pack(seq, RECV_WAIT);
     let still_wait = || w.word.load(Ordering::Acquire) == word;
     w.count(true);
     if let Some(resume) = park {
         w.deadline.store(deadline, Ordering::Relaxed);
-        sched::handoff_parked(g, ctid, deadline, still_wait, resume, exit);
+        here.handoff_parked(target, deadline, still_wait, resume, exit);
     }
-    sched::handoff(&g, ctid, deadline, still_wait);
-    drop(g);
-    Some(done(i, w, seq, deadline))
+    here.handoff(target, deadline, still_wait);
+    Some(seq)
 }
 
-/// Delivers a message straight into the frame of `tid` (claimed under `g`) if it is parked
+/// Delivers a message straight into the frame of `target` (claimed) if it is parked
 /// and the message carries no handle (installing one needs the receiver's own table: its
 /// continuation does that from the slot): its info and badge and the result 0 go into the
 /// frame; its words stay in the sender's own frame, where the exit to `tid`
 /// (`sched::handoff_parked`, `exit`) loads them into `tid`'s registers.
 #[inline(always)]
-fn deliver(g: &mut IrqGuard, tid: sched::Tid, info: u64, badge: u64) -> bool {
+fn deliver(target: &mut Claimed<'_>, info: u64, badge: u64) -> bool {
     if info & INFO_HANDLE != 0 {
         return false;
     }
-    let Some(f) = sched::parked_frame(g, tid) else {
+    let Some(f) = target.parked_frame() else {
         return false;
     };
     f.rsi = info;
@@ -202,10 +200,11 @@ pub fn finish_parked(words: &mut [u64; MSG_WORDS]) -> Result<(u64, u64), IpcErro
     Ok(w.take_into(words))
 }
 
-/// The end of a fastpath operation, back in the caller: done if the message is already in
-/// our slot (the usual case: we were switched back to by its sender), else the full wait.
+/// The end of a fastpath operation (its `seq`), back in the caller with interrupts on:
+/// done if the message is already in our slot (the usual case: we were switched back to
+/// by its sender), else the full wait.
 #[inline(always)]
-fn done(i: usize, w: &Waiter, seq: u64, deadline: u64) -> Result<(), IpcError> {
+pub(super) fn done(i: usize, w: &Waiter, seq: u64, deadline: u64) -> Result<(), IpcError> {
     if w.word.load(Ordering::Acquire) != pack(seq, DONE) {
         wait(i, w, seq, deadline)?;
     }

@@ -16,6 +16,7 @@ use crate::smp::cpus::{self, VEC_TIMER};
 use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use exo_arch::apic;
 use exo_arch::syscall::{IPC_FRAME_BYTES, IpcFrame};
@@ -786,135 +787,191 @@ pub fn dump() {
     }
 }
 
-/// Claims thread `tid` for a direct switch (IPC's fastpath): true if it is a blocked table
-/// thread (not an idle context) that last ran on this CPU, so its registers are saved and
-/// its affinity allows this CPU; it is then `Running` (one CAS: no waker can take it any
-/// more) and the caller must switch to it with [`handoff`] before it enables interrupts
-/// again (`_g`). false: nothing changed.
-#[inline(always)]
-pub fn claim_here(_g: &IrqGuard, tid: Tid) -> bool {
-    let Some(cs) = this_sched() else {
-        return false;
-    };
-    let Some(t) = TCBS.get(tid.index()) else {
-        return false;
-    };
-    t.generation.load(Ordering::Acquire) == tid.generation()
-        && t.cpu.load(Ordering::Acquire) == cs.cpu
-        && t.cas_state(State::Blocked, State::Running)
+/// The thread running on this CPU, found once under an interrupt guard (its CPU's
+/// scheduler, table index and control block), for the IPC fastpath's chain of steps: one
+/// look-up instead of one per step. Not an idle context.
+#[derive(Clone, Copy)]
+pub struct Here<'g> {
+    cs: &'static CpuSched,
+    i: usize,
+    t: &'static Tcb,
+    _g: PhantomData<&'g IrqGuard>,
 }
 
-/// Direct switch (IPC's fastpath) to `target`, claimed by [`claim_here`] under the same
-/// guard: blocks the calling thread (as [`block_until`]: until it is woken or TSC
-/// `deadline` passes) and runs `target` next on this CPU, with no run-queue pass and no
-/// scheduling decision. The caller must be a thread that may block (not an idle context).
-/// The wake-up rule is `block_unless`'s: `still_wait` runs after the caller is marked
-/// blocked; if it says the wait is already over, the caller stays runnable (queued here)
-/// and `target` still runs first. FPU: the lazy/eager logic of a normal switch
-/// (`fpu::switch_out`); nothing for threads that did not touch the FPU. Returns once the
-/// caller runs again.
-#[inline(always)]
-pub fn handoff(_g: &IrqGuard, target: Tid, deadline: u64, still_wait: impl FnOnce() -> bool) {
-    let Some(cs) = this_sched() else {
-        return;
-    };
-    let next_i = target.index();
-    let me_i = cs.current.load(Ordering::Relaxed) as usize;
-    debug_assert!(me_i != cs.idle.load(Ordering::Relaxed) as usize && me_i < MAX_THREADS);
-    let (Some(me), Some(next)) = (TCBS.get(me_i), TCBS.get(next_i)) else {
-        return; // cannot happen: `claim_here` and `ipc` checked both
-    };
-    cs.lock();
-    block_for_handoff(cs, me_i, me, deadline, still_wait);
-    switch_direct::<true>(cs, me, next, me_i, next_i, deadline != u64::MAX);
-    // SAFETY: as in `switch_locked`: interrupts off, this CPU's lock held, `prev` running,
-    // `next` switched out on this CPU (Blocked until `claim_here` claimed it), its stack
-    // mapped; `finish_switch` in `next` releases the lock.
-    unsafe { exo_arch::context::switch(me.ctx_ptr(), *next.ctx_ptr()) };
-    finish_switch();
+/// A thread claimed for a direct switch ([`Here::claim`]): `Running`, so no waker takes it;
+/// the claimer must switch to it ([`Here::handoff`], [`Here::handoff_parked`]) before its
+/// guard ends.
+pub struct Claimed<'g> {
+    i: usize,
+    t: &'static Tcb,
+    _g: PhantomData<&'g IrqGuard>,
 }
 
-/// [`handoff`] from a thread inside an IPC system call, whose [`IpcFrame`] is at the top of
-/// its kernel stack (it came in through the IPC entry): the caller is **parked at its
-/// system-call boundary** instead of switched out in the middle of the kernel. Nothing of
-/// it is kept but its frame; its saved context becomes a continuation that calls
-/// `resume(frame)` (which finishes the operation and fills the frame) and leaves for ring 3
-/// through the frame. A thread that later claims it ([`claim_here`]) may instead write its
-/// results into the frame itself ([`parked_frame`]) and leave through it with `exit`: the
-/// seL4 way, no kernel stack to unwind. The continuation runs whenever the scheduler
-/// switches to a parked thread (woken by the slow path, a timeout, a kill).
-///
-/// `exit`: `target` is parked too and its frame holds its results (written through
-/// [`parked_frame`]): the CPU leaves for ring 3 as `target`, through its frame, with the
-/// eight payload registers loaded from the caller's own frame (the message it sends,
-/// `exo_arch::syscall::park_and_exit`), and this CPU's lock is released once off the
-/// caller's stack. Else `target`'s saved context is
-/// resumed (its own `finish_switch` releases the lock). Never returns: the caller's kernel
-/// frames are abandoned (the guard is forgotten: interrupts stay off until ring 3).
-#[inline(always)]
-pub fn handoff_parked(
-    g: IrqGuard,
-    target: Tid,
-    deadline: u64,
-    still_wait: impl FnOnce() -> bool,
-    resume: fn(&mut IpcFrame),
-    exit: bool,
-) -> ! {
-    let cs = this_sched().expect("handoff_parked: claim_here succeeded on this CPU");
-    let next_i = target.index();
-    let me_i = cs.current.load(Ordering::Relaxed) as usize;
-    debug_assert!(me_i != cs.idle.load(Ordering::Relaxed) as usize && me_i < MAX_THREADS);
-    let (me, next) = (tcb(me_i), tcb(next_i));
-    let frame = me.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
-    debug_assert!(frame.is_multiple_of(16) && me.pid.load(Ordering::Relaxed) != 0);
-    cs.lock();
-    block_for_handoff(cs, me_i, me, deadline, still_wait);
-    me.parked.store(true, Ordering::Relaxed);
-    core::mem::forget(g);
-    let entry = parked_entry as *const () as u64;
-    let resume = resume as *const () as u64;
-    if exit {
-        // Two parked threads, both inside the IPC entry: neither holds a sleeping lock.
-        debug_assert!(next.held.load(Ordering::Relaxed) == 0 && exo_percpu::held_locks() == 0);
-        switch_direct::<false>(cs, me, next, me_i, next_i, deadline != u64::MAX);
-        next.parked.store(false, Ordering::Relaxed);
-        let n = &cs.parked_exits;
-        n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        let to = next.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
-        // SAFETY: interrupts are off (the guard's cli, forgotten) and this CPU's lock is
-        // held; `frame` is the caller's IPC frame at its stack top (the caller's contract),
-        // 16-aligned, and nothing below it is used again (this function never returns);
-        // `me.ctx` is written under the lock the exit releases. `next` was claimed on this
-        // CPU and is parked: its IPC frame is at its stack top, and `switch_direct` made it
-        // current here (kernel stack top, TSS.RSP0, address space).
-        unsafe {
-            exo_arch::syscall::park_and_exit(me.ctx_ptr(), frame, entry, resume, to as _, &cs.lock)
+impl<'g> Here<'g> {
+    /// The running thread (`None` before the scheduler runs here, or from an idle context).
+    #[inline(always)]
+    pub fn of(_g: &'g IrqGuard) -> Option<Here<'g>> {
+        let cs = this_sched()?;
+        let i = cs.current.load(Ordering::Relaxed) as usize;
+        if i == cs.idle.load(Ordering::Relaxed) as usize {
+            return None;
         }
-    } else {
-        switch_direct::<true>(cs, me, next, me_i, next_i, deadline != u64::MAX);
-        // SAFETY: as above for the caller; `next` as in `handoff` (its saved context, on
-        // this CPU, resumed once; its `finish_switch` releases the lock).
-        unsafe {
-            exo_arch::syscall::park_and_enter(me.ctx_ptr(), frame, entry, resume, *next.ctx_ptr())
+        Some(Here {
+            cs,
+            i,
+            t: TCBS.get(i)?,
+            _g: PhantomData,
+        })
+    }
+
+    /// Its table index.
+    #[inline(always)]
+    pub fn index(&self) -> usize {
+        self.i
+    }
+
+    /// Its id.
+    #[inline(always)]
+    pub fn tid(&self) -> Tid {
+        Tid::new(self.i, self.t.generation.load(Ordering::Relaxed))
+    }
+
+    /// The layer above's id of it ([`current_uid`]).
+    #[inline(always)]
+    pub fn uid(&self) -> u64 {
+        self.cs.current_uid.load(Ordering::Relaxed)
+    }
+
+    /// Claims thread `tid` for a direct switch (IPC's fastpath): `Some` if it is a blocked
+    /// table thread that last ran on this CPU (so its registers are saved and its affinity
+    /// allows this CPU); it is then `Running` (one CAS: no waker can take it any more).
+    /// `None`: nothing changed.
+    #[inline(always)]
+    pub fn claim(&self, tid: Tid) -> Option<Claimed<'g>> {
+        let t = TCBS.get(tid.index())?;
+        (t.generation.load(Ordering::Acquire) == tid.generation()
+            && t.cpu.load(Ordering::Acquire) == self.cs.cpu
+            && t.cas_state(State::Blocked, State::Running))
+        .then_some(Claimed {
+            i: tid.index(),
+            t,
+            _g: PhantomData,
+        })
+    }
+
+    /// Direct switch (IPC's fastpath) to `target`: blocks the calling thread (as
+    /// [`block_until`]: until it is woken or TSC `deadline` passes) and runs `target` next
+    /// on this CPU, with no run-queue pass and no scheduling decision. The wake-up rule is
+    /// `block_unless`'s: `still_wait` runs after the caller is marked blocked; if it says
+    /// the wait is already over, the caller stays runnable (queued here) and `target` still
+    /// runs first. FPU: the lazy/eager logic of a normal switch (`fpu::switch_out`);
+    /// nothing for threads that did not touch the FPU. Returns once the caller runs again.
+    #[inline(always)]
+    pub fn handoff(self, target: Claimed<'g>, deadline: u64, still_wait: impl FnOnce() -> bool) {
+        let (cs, me, next) = (self.cs, self.t, target.t);
+        cs.lock();
+        block_for_handoff(cs, self.i, me, deadline, still_wait);
+        switch_direct::<true>(cs, me, next, self.i, target.i, deadline != u64::MAX);
+        // SAFETY: as in `switch_locked`: interrupts off (the guard `Here` borrows), this
+        // CPU's lock held, `me` running, `next` switched out on this CPU (Blocked until
+        // `claim` claimed it), its stack mapped; `finish_switch` in `next` releases the lock.
+        unsafe { exo_arch::context::switch(me.ctx_ptr(), *next.ctx_ptr()) };
+        finish_switch();
+    }
+
+    /// [`Here::handoff`] from a thread inside an IPC system call, whose [`IpcFrame`] is at
+    /// the top of its kernel stack (it came in through the IPC entry): the caller is
+    /// **parked at its system-call boundary** instead of switched out in the middle of the
+    /// kernel. Nothing of it is kept but its frame; its saved context becomes a
+    /// continuation that calls `resume(frame)` (which finishes the operation and fills the
+    /// frame) and leaves for ring 3 through the frame. A thread that later claims it may
+    /// instead write its results into the frame itself ([`Claimed::parked_frame`]) and
+    /// leave through it with `exit`: the seL4 way, no kernel stack to unwind. The
+    /// continuation runs whenever the scheduler switches to a parked thread (woken by the
+    /// slow path, a timeout, a kill).
+    ///
+    /// `exit`: `target` is parked too and its frame holds its results (written through
+    /// [`Claimed::parked_frame`]): the CPU leaves for ring 3 as `target`, through its frame,
+    /// with the eight payload registers loaded from the caller's own frame (the message it
+    /// sends, `exo_arch::syscall::park_and_exit`), and this CPU's lock is released once off
+    /// the caller's stack. Else `target`'s saved context is resumed (its own
+    /// `finish_switch` releases the lock). Never returns: the caller's kernel frames are
+    /// abandoned, its guard with them (interrupts stay off until ring 3).
+    #[inline(always)]
+    pub fn handoff_parked(
+        self,
+        target: Claimed<'g>,
+        deadline: u64,
+        still_wait: impl FnOnce() -> bool,
+        resume: fn(&mut IpcFrame),
+        exit: bool,
+    ) -> ! {
+        let (cs, me, next, me_i, next_i) = (self.cs, self.t, target.t, self.i, target.i);
+        let frame = me.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
+        debug_assert!(frame.is_multiple_of(16) && me.pid.load(Ordering::Relaxed) != 0);
+        cs.lock();
+        block_for_handoff(cs, me_i, me, deadline, still_wait);
+        me.parked.store(true, Ordering::Relaxed);
+        let entry = parked_entry as *const () as u64;
+        let resume = resume as *const () as u64;
+        if exit {
+            // Two parked threads, both inside the IPC entry: neither holds a sleeping lock.
+            debug_assert!(next.held.load(Ordering::Relaxed) == 0 && exo_percpu::held_locks() == 0);
+            switch_direct::<false>(cs, me, next, me_i, next_i, deadline != u64::MAX);
+            next.parked.store(false, Ordering::Relaxed);
+            let n = &cs.parked_exits;
+            n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            let to = next.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
+            // SAFETY: interrupts are off (the guard `Here` borrows, never dropped: this
+            // function does not return) and this CPU's lock is held; `frame` is the caller's
+            // IPC frame at its stack top (the caller's contract), 16-aligned, and nothing
+            // below it is used again; `me.ctx` is written under the lock the exit releases.
+            // `next` was claimed on this CPU and is parked: its IPC frame is at its stack
+            // top, and `switch_direct` made it current here (kernel stack top, TSS.RSP0,
+            // address space).
+            unsafe {
+                exo_arch::syscall::park_and_exit(
+                    me.ctx_ptr(),
+                    frame,
+                    entry,
+                    resume,
+                    to as _,
+                    &cs.lock,
+                )
+            }
+        } else {
+            switch_direct::<true>(cs, me, next, me_i, next_i, deadline != u64::MAX);
+            // SAFETY: as above for the caller; `next` as in `handoff` (its saved context, on
+            // this CPU, resumed once; its `finish_switch` releases the lock).
+            unsafe {
+                exo_arch::syscall::park_and_enter(
+                    me.ctx_ptr(),
+                    frame,
+                    entry,
+                    resume,
+                    *next.ctx_ptr(),
+                )
+            }
         }
     }
 }
 
-/// The IPC frame of `tid`, which the caller claimed with [`claim_here`] under `_g`, if it is
-/// parked at its system-call boundary ([`handoff_parked`]): the caller may write the
-/// results of its operation there and leave through it (`handoff_parked`'s `exit`). The
-/// borrow lives no longer than the guard's exclusive borrow.
-#[inline(always)]
-pub fn parked_frame(_g: &mut IrqGuard, tid: Tid) -> Option<&mut IpcFrame> {
-    let t = TCBS.get(tid.index())?;
-    if !t.parked.load(Ordering::Relaxed) {
-        return None;
+impl Claimed<'_> {
+    /// Its IPC frame if it is parked at its system-call boundary ([`Here::handoff_parked`]):
+    /// the claimer may write the results of its operation there and leave through it
+    /// (`handoff_parked`'s `exit`). The borrow lives no longer than the claim.
+    #[inline(always)]
+    pub fn parked_frame(&mut self) -> Option<&mut IpcFrame> {
+        if !self.t.parked.load(Ordering::Relaxed) {
+            return None;
+        }
+        let frame = self.t.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
+        // SAFETY: a parked thread keeps nothing but the IPC frame at its stack top,
+        // untouched until it runs again; it is claimed (Blocked -> Running on this CPU,
+        // under the claimer's guard), so nobody else runs it or writes its frame while the
+        // borrow of the claim lives.
+        Some(unsafe { &mut *(frame as *mut IpcFrame) })
     }
-    let frame = t.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
-    // SAFETY: a parked thread keeps nothing but the IPC frame at its stack top, untouched
-    // until it runs again; the caller claimed it (Blocked -> Running on this CPU, under
-    // `_g`), so nobody else runs it or writes its frame while the borrow lives.
-    Some(unsafe { &mut *(frame as *mut IpcFrame) })
 }
 
 /// Where a parked thread resumes when switched to: the switch's end, then `resume(frame)`

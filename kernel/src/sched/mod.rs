@@ -63,15 +63,15 @@ mod tests_locks;
 mod tests_reap;
 
 pub use cpu::{
-    claim_here, counters, cpu_sched, cpus_running, current_queue, dump, handoff, handoff_parked,
-    init, parked_counts, parked_frame, record_switches, switch_samples, this_sched,
+    Claimed, Here, counters, cpu_sched, cpus_running, current_queue, dump, init, parked_counts,
+    record_switches, switch_samples, this_sched,
 };
 pub use exo_sched::CpuSet;
 pub use thread::{
     Builder, KILLED, STACK_POOL_CAP, Tid, age_free_slots, cached_stack_frames, cached_stacks,
-    current_stack, current_uid, current_uid_pinned, enter_user, exit, fpu_area, fpu_saved_on, join,
-    join_unless, join_until, kill_current_if_possible, live_threads, park_node, set_affinity,
-    set_current_ids, set_current_space, set_exit_hook, set_fpu_area, spawn, tid_of,
+    current_stack, current_uid, enter_user, exit, fpu_area, fpu_saved_on, join, join_unless,
+    join_until, kill_current_if_possible, live_threads, park_node, set_affinity, set_current_ids,
+    set_current_space, set_exit_hook, set_fpu_area, spawn, tid_of,
 };
 pub use wake::{
     block_unless, block_until, force_mailbox_full, kick, sleep_until, sleep_us, tick, timer_mode,
@@ -159,19 +159,6 @@ pub fn current_is_idle() -> bool {
     let _g = IrqGuard::new();
     this_sched()
         .is_some_and(|cs| cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed))
-}
-
-/// The calling thread's id if it may block: `None` for this CPU's idle context or before
-/// the scheduler runs here ([`current`] and [`current_is_idle`] in one look, under the
-/// caller's guard).
-#[inline(always)]
-pub fn current_blockable(_g: &IrqGuard) -> Option<Tid> {
-    let cs = this_sched()?;
-    let c = cs.current.load(Ordering::Relaxed);
-    if c == cs.idle.load(Ordering::Relaxed) {
-        return None;
-    }
-    Some(tid_of(c as usize))
 }
 
 /// The calling thread's id (`None` before the scheduler runs on this CPU).

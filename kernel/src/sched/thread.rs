@@ -539,12 +539,7 @@ pub fn set_current_ids(pid: u64, uid: u64) -> Result<(), SchedError> {
 /// thread's, another thread's task record).
 #[inline]
 pub fn current_uid() -> u64 {
-    current_uid_pinned(&IrqGuard::new())
-}
-
-/// [`current_uid`] under the caller's guard.
-#[inline(always)]
-pub fn current_uid_pinned(_g: &IrqGuard) -> u64 {
+    let _g = IrqGuard::new();
     this_sched().map_or(0, |cs| cs.current_uid.load(Ordering::Relaxed))
 }
 

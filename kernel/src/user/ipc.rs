@@ -22,6 +22,7 @@
 use super::syscall::nr;
 use super::{process, task};
 use crate::ipc::{self, Handle, HandleTable, IpcError, Msg, Rights};
+use crate::sched::Here;
 use exo_arch::syscall::IpcFrame;
 use exo_percpu::IrqGuard;
 
@@ -92,7 +93,10 @@ fn fast(f: &mut IpcFrame) -> bool {
         return false;
     }
     let g = IrqGuard::new();
-    let uid = crate::sched::current_uid_pinned(&g);
+    let Some(here) = Here::of(&g) else {
+        return false;
+    };
+    let uid = here.uid();
     let Some(t) = process::live_handles(uid) else {
         return false;
     };
@@ -106,7 +110,7 @@ fn fast(f: &mut IpcFrame) -> bool {
     }
     task::count_syscall_of(uid);
     let dl = deadline(f.rbx);
-    ipc::try_fast(g, is_call, c.ep, c.badge, info, &f.words, dl, resume);
+    ipc::try_fast(here, is_call, c.ep, c.badge, info, &f.words, dl, resume);
     true
 }
 
