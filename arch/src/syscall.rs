@@ -592,15 +592,10 @@ pub unsafe extern "sysv64" fn park_and_enter(
     to: u64,
 ) -> ! {
     core::arch::naked_asm!(
-        "mov rsp, r8",
         park_frame_asm!(),
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop rbx",
-        "pop rbp",
-        "ret",
+        "mov rdi, r8",
+        "jmp {enter}",
         tramp = sym crate::context::trampoline,
+        enter = sym crate::context::enter,
     )
 }

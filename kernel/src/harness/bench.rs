@@ -52,13 +52,18 @@ impl Bench<'_> {
     }
 }
 
-/// Whether `exo.bench`'s comma-separated entries (`group-prefix[:row-prefix]`) select
-/// `group` (`rows` empty) or the part of it that emits `rows`.
+/// Whether `exo.bench`'s comma-separated entries (`group-prefix[:row-prefix]`, or
+/// `group-prefix:row$` for that row alone) select `group` (`rows` empty) or the part of it
+/// that emits `rows`.
 fn selected(filter: &str, group: &str, rows: &[&str]) -> bool {
     filter.is_empty()
         || filter.split(',').any(|e| {
             let (g, r) = e.split_once(':').unwrap_or((e, ""));
-            group.starts_with(g) && (rows.is_empty() || rows.iter().any(|n| n.starts_with(r)))
+            let row = |n: &&str| match r.strip_suffix('$') {
+                Some(exact) => *n == exact,
+                None => n.starts_with(r),
+            };
+            group.starts_with(g) && (rows.is_empty() || rows.iter().any(row))
         })
 }
 

@@ -82,12 +82,7 @@ pub(super) fn call(
             REPLY_WAIT | REPLYING
         )
     };
-    w.count(true);
-    if let Some(resume) = park {
-        w.deadline.store(deadline, Ordering::Relaxed);
-        here.handoff_parked(target, deadline, still_wait, resume, exit);
-    }
-    here.handoff(target, deadline, still_wait);
+    switch(here, w, target, deadline, still_wait, park, exit);
     Some(seq)
 }
 
@@ -103,8 +98,7 @@ pub(super) fn call(
 /// this CPU and we claim it (`Here::claim`), we queue as a receiver on `ep` and the
 /// CPU goes straight back to the caller; otherwise the caller is woken as by `reply` and
 /// we return `None` with the reply done (the slow path only receives). `Some(seq)` as for
-/// [`call`]. With `park` it does
-/// not return once the caller is claimed.
+/// [`call`]. With `park` it does not return once the caller is claimed.
 #[inline(always)]
 pub(super) fn reply_recv(
     here: Here<'_>,
@@ -162,20 +156,36 @@ pub(super) fn reply_recv(
     drop(q);
     let word = pack(seq, RECV_WAIT);
     let still_wait = || w.word.load(Ordering::Acquire) == word;
+    switch(here, w, target, deadline, still_wait, park, exit);
+    Some(seq)
+}
+
+/// The switch that ends both operations, the caller blocked until `still_wait` says its
+/// wait is over: parked at its boundary (`park`: never returns; `exit`: `target` is parked
+/// and its frame holds its results) or switched out (returns once it runs again).
+#[inline(always)]
+fn switch<'g>(
+    here: Here<'g>,
+    w: &Waiter,
+    target: Claimed<'g>,
+    deadline: u64,
+    still_wait: impl FnOnce() -> bool,
+    park: Option<fn(&mut IpcFrame)>,
+    exit: bool,
+) {
     w.count(true);
     if let Some(resume) = park {
         w.deadline.store(deadline, Ordering::Relaxed);
         here.handoff_parked(target, deadline, still_wait, resume, exit);
     }
     here.handoff(target, deadline, still_wait);
-    Some(seq)
 }
 
-/// Delivers a message straight into the frame of `target` (claimed) if it is parked
-/// and the message carries no handle (installing one needs the receiver's own table: its
+/// Delivers a message straight into the frame of `target` (claimed) if it is parked and
+/// the message carries no handle (installing one needs the receiver's own table: its
 /// continuation does that from the slot): its info and badge and the result 0 go into the
-/// frame; its words stay in the sender's own frame, where the exit to `tid`
-/// (`sched::handoff_parked`, `exit`) loads them into `tid`'s registers.
+/// frame; its words stay in the sender's own frame, where the exit to `target`
+/// (`Here::handoff_parked`, `exit`) loads them into `target`'s registers.
 #[inline(always)]
 fn deliver(target: &mut Claimed<'_>, info: u64, badge: u64) -> bool {
     if info & INFO_HANDLE != 0 {

@@ -21,11 +21,18 @@
 //!   through the table on every call from every CPU while others create and destroy them:
 //!   reclamation is by generation-checked, never-freed slots (see below), not by epochs.
 //! * **The fastpath** ([`fastpath`]): when a receiver is blocked in `recv`/`reply_recv` on
-//!   the endpoint and last ran on this CPU, `call` copies the message into it and hands it
-//!   the CPU directly (`sched::handoff`: no run-queue pass, no scheduling decision, FPU work
-//!   only if the caller used it); `reply_recv` does the same back to a caller blocked here.
-//!   Everything else takes the slow path (queues, `sched::wake`, `sched::block_until`).
-//!   [`set_fastpath`]`(false)` forces the slow path (tests and benches compare the two).
+//!   the endpoint and last ran on this CPU, `call` claims it and hands it the CPU directly
+//!   (`sched::Here::handoff`: no run-queue pass, no scheduling decision, FPU work only if
+//!   the caller used it); `reply_recv` does the same back to a caller blocked here. User
+//!   threads coming in through the IPC entry are **parked at their system-call boundary**
+//!   (`Here::handoff_parked`, seL4's shape): nothing of them is kept but their IPC frame, and
+//!   a peer that claims a parked thread leaves for ring 3 as that thread, through its frame,
+//!   with the message loaded from the sender's frame straight into its registers (no slot,
+//!   no kernel stack to unwind); a parked thread resumed by the scheduler instead (slow
+//!   path, timeout, kill, a kernel-thread peer, a handle in the message) finishes in a
+//!   continuation ([`finish_parked`]). Everything else takes the slow path (queues,
+//!   `sched::wake`, `sched::block_until`). [`set_fastpath`]`(false)` forces the slow path
+//!   (tests and benches compare the two).
 //!
 //! Why not `crossbeam-epoch`: it builds for `x86_64-unknown-none` (`default-features =
 //! false, features = ["alloc"]`), but without `std` it has no `pin()`: every participant
@@ -65,7 +72,8 @@
 //! (`user::ipc` checks and converts it). [`fusion`]: shared-memory call rings between
 //! threads on different CPUs, polled, with a wake-up only for a parked peer.
 //!
-//! Calls down only: `sched` (current thread, wake, block, handoff, exit hook), `console`.
+//! Calls down only: `sched` (current thread, wake, block, handoff, parking, exit hook),
+//! `console`.
 
 pub mod endpoint;
 pub mod fastpath;
