@@ -705,7 +705,7 @@ fn race_ring(k: u64) -> u64 {
 /// (mailboxes and doorbells). Every call must end answered or timed out after its
 /// deadline, and every thread must end: a lost wake-up or sleeper is a hang, caught by the
 /// joins' deadline (with `SCHED` lines). (Dropping the caller from the sleeper list in
-/// `sched::handoff` makes it fail at -smp 1.)
+/// `sched::Here::handoff` makes it fail at -smp 1.)
 fn timed_race(_: &BootState) -> TestResult {
     let n = ncpus();
     RACE_STOP.store(false, Ordering::Release);

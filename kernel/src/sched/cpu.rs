@@ -362,7 +362,7 @@ pub(super) fn schedule_irqs_off() {
 
 /// Switches this CPU from `prev_i` (the running thread, already put back or blocked) to
 /// `next_i` (Ready or claimed, its registers saved), with interrupts off and the CPU's lock
-/// held; `next_i`'s `finish_switch` releases the lock. Shared by `schedule` and [`handoff`].
+/// held; `next_i`'s `finish_switch` releases the lock. Used by `schedule`.
 #[inline(always)]
 pub(super) fn switch_locked(
     cs: &CpuSched,
@@ -941,7 +941,7 @@ impl<'g> Here<'g> {
             }
         } else {
             switch_direct::<true>(cs, me, next, me_i, next_i, deadline != u64::MAX);
-            // SAFETY: as above for the caller; `next` as in `handoff` (its saved context, on
+            // SAFETY: as above for the caller; `next` as in `Here::handoff` (its saved context, on
             // this CPU, resumed once; its `finish_switch` releases the lock).
             unsafe {
                 exo_arch::syscall::park_and_enter(
@@ -1057,7 +1057,7 @@ fn load_context<const HELD: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i:
     }
 }
 
-/// The switch of [`handoff`]: [`switch_locked`] minus what a direct switch between two
+/// The switch of [`Here::handoff`]: [`switch_locked`] minus what a direct switch between two
 /// threads of this CPU does not need. Kept: the state and `current`/`prev` words, the
 /// CPU's switch counter, the lazy/eager FPU hook, the address-space switch, the held-lock
 /// word, `current_uid`, and for a user thread the per-CPU pid, kernel stack top and
