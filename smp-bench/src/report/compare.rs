@@ -159,15 +159,15 @@ pub const PAIRS: &[Pair] = &[
     },
     Pair {
         label: "ipc.rtt.64.xcore.pipe",
-        exo: Err("no user-level cross-core IPC row yet"),
+        exo: user("ipc.rtt.64.xcore.proc"),
         linux: Ok("ipc.rtt.64.xcore.pipe"),
-        note: "as ipc.rtt.64.pipe, partner on CPU 1",
+        note: "as ipc.rtt.64.pipe, partner on the next CPU (Exo-OS: the IPC slow path across CPUs)",
     },
     Pair {
         label: "ipc.rtt.64.xcore.futex",
-        exo: Err("no user-level cross-core IPC row yet"),
+        exo: user("ipc.rtt.64.xcore.thread"),
         linux: Ok("ipc.rtt.64.xcore.futex"),
-        note: "as ipc.rtt.64.futex, partner on CPU 1",
+        note: "as ipc.rtt.64.futex, partner on the next CPU (Exo-OS: the IPC slow path across CPUs)",
     },
     Pair {
         label: "c2c.rtt",
@@ -500,14 +500,12 @@ mod tests {
         let r = line(&t, "syscall.null");
         assert_eq!((&r.exo, &r.linux_off), (&Cell::Missing, &Cell::Missing));
         assert_eq!(r.mode_text(), "-");
-        let ipc = line(&t, "ipc.rtt.64.xcore.pipe");
-        assert_eq!(
-            ipc.exo,
-            Cell::NotApplicable("no user-level cross-core IPC row yet")
-        );
+        assert_eq!(line(&t, "ipc.rtt.64.xcore.pipe").exo, Cell::Missing);
+        let lazy = line(&t, "mmap.4k.lazy");
+        assert_eq!(lazy.exo, Cell::NotApplicable("mmap maps eagerly"));
         let text = render_text(&t);
         assert!(
-            text.contains("missing") && text.contains("n/a (no user-level cross-core IPC row yet)"),
+            text.contains("missing") && text.contains("n/a (mmap maps eagerly)"),
             "{text}"
         );
     }

@@ -14,6 +14,8 @@
 //! | `ipc.rtt.64` | `ipc_call` with 64 bytes to a copy of this program on the same CPU answering with `ipc_reply_recv` (64 bytes): the round trip (fastpath) |
 //! | `ipc.slowpath.rtt.64` | the same with `IPC_INFO_SLOW` on both sides (queues and the scheduler) |
 //! | `ipc.rtt.64.thread` | the same round trip (fastpath) with a thread of this process as the server |
+//! | `ipc.rtt.64.xcore.thread` | the same with the server thread pinned to the next CPU: every call and reply crosses CPUs (the slow path, a wake by mailbox or IPI each way) |
+//! | `ipc.rtt.64.xcore.proc` | the same with a server process on the next CPU |
 //! | `ipc.rtt.1k.zc` | `ipc_call` carrying a descriptor of 1 KiB in the endpoint's shared region (64 KiB, mapped by both once); the server reads the first and last word of the 1 KiB and answers with a descriptor of it: the round trip (no copy, no remap) |
 //! | `ipc.batch.16x64` | 16 messages of 64 bytes written into the shared region and sent by one `ipc_call` (one descriptor); the server reads all 16 (their 128 words summed) and answers with the count and the sum, which the client checks: the whole batch |
 //!
@@ -147,7 +149,7 @@ fn run(arg: u64) -> i32 {
         }
         Err(_) => failed = true,
     }
-    failed |= ipc_rows(&mut suite, &mut s, cpu).is_err();
+    failed |= ipc_rows(&mut suite, &mut s, cpu, ncpus).is_err();
     suite.end();
     i32::from(failed)
 }
@@ -265,24 +267,48 @@ fn same_words(a: &[u64; 8], b: &[u64; 8]) -> bool {
     a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-fn ipc_thread_server(h: u64) -> i32 {
-    ipc_server(h)
+/// A server thread of this process: `arg` = cpu << 32 | handle (it pins itself there).
+fn ipc_thread_server(arg: u64) -> i32 {
+    let cpu = (arg >> 32) as usize;
+    if let Err(e) = exo_rt::pin_to_cpu(cpu) {
+        eprintln!("ubench: ipc server thread cannot pin to cpu {cpu}: {e}");
+        return 2;
+    }
+    ipc_server(arg & 0xffff_ffff)
 }
 
-/// `ipc.rtt.64`, `ipc.slowpath.rtt.64` (a server process on this CPU) and
-/// `ipc.rtt.64.thread` (a server thread of this process, pinned here like us).
+/// A server process (a copy of this program) answering on `h`, pinned to `cpu`.
+fn spawn_ipc_server(h: u32, cpu: usize) -> Result<usize, Errno> {
+    exo_rt::spawn(
+        "/ubench",
+        IPC_SERVER << 56 | (cpu as u64 & 0xff_ffff) << 32 | u64::from(h),
+    )
+    .inspect_err(|e| eprintln!("ubench: spawn of the ipc server: {e}"))
+}
+
+/// Ends a server (process `pid`, or a thread): the `QUIT` call, then its end, which must
+/// be exit 0.
+fn quit_ipc_server(h: u32, end: impl FnOnce() -> bool, err: &mut Option<Errno>) {
+    let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), 0);
+    if quit.is_err() || !end() {
+        eprintln!("ubench: an ipc server did not end cleanly (quit: {quit:?})");
+        err.get_or_insert(Errno::EIO);
+    }
+}
+
+/// `ipc.rtt.64`, `ipc.slowpath.rtt.64` (a server process on this CPU), `ipc.rtt.64.thread`
+/// (a server thread of this process, on this CPU too), and with more than one CPU the same
+/// two across CPUs: `ipc.rtt.64.xcore.proc` and `ipc.rtt.64.xcore.thread` (the server on
+/// the next CPU: every call and reply crosses, a wake by mailbox or IPI each way).
 fn ipc_rows<const M: usize>(
     suite: &mut Suite,
     s: &mut Samples<M>,
     cpu: usize,
+    ncpus: usize,
 ) -> Result<(), Errno> {
     let h = exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 7)
         .inspect_err(|e| eprintln!("ubench: endpoint_create: {e}"))?;
-    let pid = exo_rt::spawn(
-        "/ubench",
-        IPC_SERVER << 56 | (cpu as u64 & 0xff_ffff) << 32 | u64::from(h),
-    )
-    .inspect_err(|e| eprintln!("ubench: spawn of the ipc server: {e}"))?;
+    let pid = spawn_ipc_server(h, cpu)?;
     let mut err = None;
     let mut seq = 0u64;
     let mut row = |suite: &mut Suite,
@@ -304,28 +330,42 @@ fn ipc_rows<const M: usize>(
     if let Err(e) = zc_rows(suite, s, h) {
         err.get_or_insert(e);
     }
-    let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), 0);
-    match exo_rt::wait(pid) {
-        Ok(ExitStatus::Exited(0)) if quit.is_ok() => {}
-        other => {
-            eprintln!("ubench: the ipc server ended with {other:?} (quit: {quit:?})");
-            err.get_or_insert(Errno::EIO);
-        }
-    }
-    // The thread rows: the server is a thread of ours on this CPU (the affinity is
-    // inherited).
-    match exo_rt::thread::spawn(ipc_thread_server, u64::from(h)) {
-        Ok(t) => {
-            row(suite, s, "ipc.rtt.64.thread", FAST, 0, &mut err);
-            let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), 0);
-            if quit.is_err() || t.join() != Ok(0) {
-                eprintln!("ubench: the ipc server thread did not end cleanly");
-                err.get_or_insert(Errno::EIO);
+    let exited = |pid| move || exo_rt::wait(pid) == Ok(ExitStatus::Exited(0));
+    quit_ipc_server(h, exited(pid), &mut err);
+    // The server CPUs of the thread row and of the cross-core pair.
+    let other = (ncpus > 1).then(|| (cpu + 1) % ncpus);
+    for (server_cpu, thread_row, proc_row) in [
+        (Some(cpu), "ipc.rtt.64.thread", None),
+        (
+            other,
+            "ipc.rtt.64.xcore.thread",
+            Some("ipc.rtt.64.xcore.proc"),
+        ),
+    ] {
+        let Some(server_cpu) = server_cpu else {
+            continue;
+        };
+        let arg = (server_cpu as u64) << 32 | u64::from(h);
+        match exo_rt::thread::spawn(ipc_thread_server, arg) {
+            Ok(t) => {
+                row(suite, s, thread_row, FAST, 0, &mut err);
+                quit_ipc_server(h, || t.join() == Ok(0), &mut err);
+            }
+            Err(e) => {
+                eprintln!("ubench: ipc server thread: {e}");
+                err.get_or_insert(e);
             }
         }
-        Err(e) => {
-            eprintln!("ubench: ipc server thread: {e}");
-            err.get_or_insert(e);
+        if let Some(name) = proc_row {
+            match spawn_ipc_server(h, server_cpu) {
+                Ok(pid) => {
+                    row(suite, s, name, FAST, 0, &mut err);
+                    quit_ipc_server(h, exited(pid), &mut err);
+                }
+                Err(e) => {
+                    err.get_or_insert(e);
+                }
+            }
         }
     }
     let _ = exo_rt::handle_close(h);
