@@ -201,6 +201,25 @@ pub fn set_handlers(dispatch: Dispatcher, ipc: IpcDispatcher, bad_return: BadRet
     BAD_RETURN.store(bad_return as *mut (), Ordering::Release);
 }
 
+/// The last steps of every return to ring 3 by `sysretq`, RSP at the frame's saved RFLAGS
+/// (followed by the user RSP), RCX the return address: RFLAGS sanitised
+/// ([`RFLAGS_USER_KEEP`], [`RFLAGS_USER_INITIAL`]: the `keep` and `initial` operands of the
+/// asm that uses it), the user stack, the user GS. One text for the system-call and IPC
+/// exits and `park_and_exit`.
+#[cfg(target_os = "none")]
+macro_rules! sysret_tail_asm {
+    () => {
+        concat!(
+            "pop r11\n",
+            "and r11, {keep}\n",
+            "or r11, {initial}\n",
+            "pop rsp\n",
+            "swapgs\n",
+            "sysretq\n",
+        )
+    };
+}
+
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
     ".section .text.syscall, \"ax\"",
@@ -257,12 +276,7 @@ core::arch::global_asm!(
     "pop r8",
     "pop r9",
     "add rsp, 8",
-    "pop r11",
-    "and r11, {keep}",
-    "or r11, {initial}",
-    "pop rsp",
-    "swapgs",
-    "sysretq",
+    sysret_tail_asm!(),
     "1:",
     "mov rdi, rsp",
     "call qword ptr [rip + {bad}]",
@@ -307,12 +321,7 @@ core::arch::global_asm!(
     "pop r14",
     "pop r15",
     "add rsp, 8",
-    "pop r11",
-    "and r11, {keep}",
-    "or r11, {initial}",
-    "pop rsp",
-    "swapgs",
-    "sysretq",
+    sysret_tail_asm!(),
     // A bad return from the IPC entry: the frame becomes a `SyscallFrame` for the hook.
     "7:",
     "pop rbp",
@@ -559,12 +568,7 @@ pub unsafe extern "sysv64" fn park_and_exit(
         "pop rsi",
         "add rsp, 64",
         "pop rcx",
-        "pop r11",
-        "and r11, {keep}",
-        "or r11, {initial}",
-        "pop rsp",
-        "swapgs",
-        "sysretq",
+        sysret_tail_asm!(),
         "2:",
         "mov byte ptr [r9], 0",
         "jmp exo_ipc_restore",

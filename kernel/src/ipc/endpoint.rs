@@ -7,7 +7,7 @@
 //! (`REPLY_WAIT -> REPLYING`), writes the message, then publishes `DONE`, so a time-out and
 //! a reply racing each other are decided by that one CAS.
 
-use super::{INFO_HANDLE, IpcError, MSG_WORDS, Msg, fastpath};
+use super::{IpcError, MSG_WORDS, Msg, fastpath};
 use crate::sched::{self, Here, MAX_THREADS, Tid};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::syscall::IpcFrame;
@@ -500,7 +500,7 @@ pub fn call_via(
 /// ([`Msg::info`]'s encoding) and `words`, which receive the reply; returns the reply's
 /// info word and badge. `park`: the caller is a user thread inside the IPC entry (its
 /// `IpcFrame` at its kernel stack top, `words` in it) and this finishes its operation from
-/// the frame: the fastpath parks it at its system-call boundary (`sched::handoff_parked`)
+/// the frame: the fastpath parks it at its system-call boundary (`Here::handoff_parked`)
 /// and does not return, unless the message carries a handle; the reply then comes back
 /// through the frame (written by the replier, or by `park` when the scheduler resumes it).
 #[inline(always)]
@@ -517,13 +517,10 @@ pub fn call_regs(
     let g = IrqGuard::new();
     let (here, w) = me_pinned(&g)?;
     let i = here.index();
-    if fast {
-        let park = park.filter(|_| info & INFO_HANDLE == 0);
-        if let Some(seq) = fastpath::call(here, w, ep, badge, info, words, deadline, park) {
-            drop(g);
-            fastpath::done(i, w, seq, deadline)?;
-            return Ok(w.take_into(words));
-        }
+    if fast && let Some(seq) = fastpath::call(here, w, ep, badge, info, words, deadline, park) {
+        drop(g);
+        fastpath::done(i, w, seq, deadline)?;
+        return Ok(w.take_into(words));
     }
     drop(g);
     let m = call_slow(i, w, ep, badge, &Msg::from_info(info, 0, *words), deadline)?;
@@ -744,13 +741,10 @@ pub fn reply_recv_regs(
     let g = IrqGuard::new();
     let (here, w) = me_pinned(&g)?;
     let i = here.index();
-    if fast {
-        let park = park.filter(|_| info & INFO_HANDLE == 0);
-        if let Some(seq) = fastpath::reply_recv(here, w, ep, info, words, deadline, park) {
-            drop(g);
-            fastpath::done(i, w, seq, deadline)?;
-            return Ok(w.take_into(words));
-        }
+    if fast && let Some(seq) = fastpath::reply_recv(here, w, ep, info, words, deadline, park) {
+        drop(g);
+        fastpath::done(i, w, seq, deadline)?;
+        return Ok(w.take_into(words));
     }
     drop(g);
     let m = reply_recv_slow(i, w, ep, &Msg::from_info(info, 0, *words), deadline)?;

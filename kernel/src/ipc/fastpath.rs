@@ -7,7 +7,8 @@
 //! caller found once under its guard (`sched::Here`, `endpoint::me_pinned`); the caller
 //! ends the guard when they return.
 //!
-//! **Parking** (`park`, a user thread inside the IPC entry, its message without a handle):
+//! **Parking** (`park`, a user thread inside the IPC entry, its message without a handle,
+//! [`parkable`]):
 //! the caller does not switch out in the middle of the kernel but parks at its system-call
 //! boundary (`Here::handoff_parked`: its IPC frame is all it keeps) and the operation does
 //! not return. A target that is itself parked gets its info, badge and result written into
@@ -58,6 +59,7 @@ pub(super) fn call(
     if !fastpath_enabled() {
         return None;
     }
+    let park = parkable(park, info);
     let s = slot(ep).ok()?;
     let mut q = s.q.lock();
     if !q.is(ep) {
@@ -112,6 +114,7 @@ pub(super) fn reply_recv(
     if !fastpath_enabled() {
         return None;
     }
+    let park = parkable(park, info);
     let tok = w.reply_to.load(Ordering::Relaxed);
     if tok == 0 {
         return None;
@@ -181,16 +184,21 @@ fn switch<'g>(
     here.handoff(target, deadline, still_wait);
 }
 
-/// Delivers a message straight into the frame of `target` (claimed) if it is parked and
-/// the message carries no handle (installing one needs the receiver's own table: its
-/// continuation does that from the slot): its info and badge and the result 0 go into the
-/// frame; its words stay in the sender's own frame, where the exit to `target`
-/// (`Here::handoff_parked`, `exit`) loads them into `target`'s registers.
+/// `park` unless the message carries a handle. Such a message neither parks its sender
+/// (a failed send gives the sender its own words 6 and 7 back, which only the general path
+/// keeps) nor goes into a parked receiver's frame (installing the handle needs the
+/// receiver's own table: its continuation does that from the slot).
+#[inline(always)]
+fn parkable(park: Option<fn(&mut IpcFrame)>, info: u64) -> Option<fn(&mut IpcFrame)> {
+    park.filter(|_| info & INFO_HANDLE == 0)
+}
+
+/// Delivers a message straight into the frame of `target` (claimed) if it is parked (the
+/// caller parks too: `park`, so no handle in the message): its info and badge and the
+/// result 0 go into the frame; its words stay in the sender's own frame, where the exit to
+/// `target` (`Here::handoff_parked`, `exit`) loads them into `target`'s registers.
 #[inline(always)]
 fn deliver(target: &mut Claimed<'_>, info: u64, badge: u64) -> bool {
-    if info & INFO_HANDLE != 0 {
-        return false;
-    }
     let Some(f) = target.parked_frame() else {
         return false;
     };

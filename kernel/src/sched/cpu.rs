@@ -1028,8 +1028,9 @@ fn block_for_handoff(
 /// stack top and TSS.RSP0, where entries from ring 3 land and getpid reads. Kernel threads
 /// never run ring 3 code: their switches skip the last part (the slots keep stale values
 /// nobody reads; `enter_user` and `set_current_ids` set them for a thread on its way).
+/// `IN_KERNEL` as for [`switch_direct`] (false: the held-lock word is left alone).
 #[inline(always)]
-fn load_context<const HELD: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i: usize) {
+fn load_context<const IN_KERNEL: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i: usize) {
     let space = next.space.load(Ordering::Relaxed);
     if space != 0 {
         // The space outlives its threads (`Builder::space`).
@@ -1038,7 +1039,7 @@ fn load_context<const HELD: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i:
             s.activate(cs.cpu);
         }
     }
-    if HELD {
+    if IN_KERNEL {
         prev.held.store(
             exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
             Ordering::Relaxed,
@@ -1066,11 +1067,12 @@ fn load_context<const HELD: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb, next_i:
 /// the switch-time sample (`switch_t0` cleared), and the timer: `target` runs on the rest
 /// of the caller's slice (seL4's donation) unless the caller blocked with a deadline
 /// (`rearm`), which the timer must cover. Everything but the switch itself, which the
-/// caller makes (a context switch, or a parked thread's exit). `HELD`: the held-lock word
-/// is swapped (not between two parked threads, which hold none; nor is the switch-time
-/// word cleared there: no `finish_switch` reads it).
+/// caller makes (a context switch, or a parked thread's exit). `IN_KERNEL`: `next` resumes
+/// in the kernel (its `finish_switch` runs), so the held-lock word is swapped and the
+/// switch-time word cleared; false for the exit between two parked threads, which hold no
+/// sleeping lock, to ring 3, where no `finish_switch` reads the word.
 #[inline(always)]
-fn switch_direct<const HELD: bool>(
+fn switch_direct<const IN_KERNEL: bool>(
     cs: &CpuSched,
     prev: &Tcb,
     next: &Tcb,
@@ -1084,11 +1086,11 @@ fn switch_direct<const HELD: bool>(
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     cs.switches.fetch_add(1, Ordering::Relaxed);
     crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, prev, next_i, next);
-    load_context::<HELD>(cs, prev, next, next_i);
+    load_context::<IN_KERNEL>(cs, prev, next, next_i);
     if rearm {
         arm_timer(cs, now, true);
     }
-    if HELD {
+    if IN_KERNEL {
         cs.switch_t0.store(0, Ordering::Relaxed);
     }
 }

@@ -18,6 +18,8 @@ use exo_rt::abi::ipc::RIGHT_SEND;
 use exo_rt::{Errno, IpcMsg, println};
 
 const ROUNDS: u32 = 8;
+/// Every other wait's bound (a hung peer fails the case instead of hanging it).
+const WAIT: u64 = 30_000 * super::MS;
 const LABEL_GIVE: u32 = 0x140;
 const LABEL_LATE: u32 = 0x141;
 const LABEL_HANDLE: u32 = 0x142;
@@ -31,7 +33,7 @@ static LATE_WRONG: AtomicU32 = AtomicU32::new(0);
 /// The server thread: echo, give a handle, or answer late, until `QUIT`.
 fn server(h: u64) -> i32 {
     let h = h as u32;
-    let mut m = match exo_rt::ipc_recv(h, 0) {
+    let mut m = match exo_rt::ipc_recv(h, WAIT) {
         Ok(m) => m,
         Err(_) => return 2,
     };
@@ -46,7 +48,7 @@ fn server(h: u64) -> i32 {
             LABEL_LATE => {
                 let t0 = exo_rt::monotonic_nanos();
                 while EXPIRED.load(Ordering::Acquire) <= late {
-                    if exo_rt::monotonic_nanos() - t0 > 30_000 * super::MS {
+                    if exo_rt::monotonic_nanos() - t0 > WAIT {
                         return 3; // the caller never timed out
                     }
                     let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(super::MS));
@@ -60,7 +62,7 @@ fn server(h: u64) -> i32 {
                     );
                 }
                 late += 1;
-                m = match exo_rt::ipc_recv(h, 0) {
+                m = match exo_rt::ipc_recv(h, WAIT) {
                     Ok(m) => m,
                     Err(_) => return 4,
                 };
@@ -68,7 +70,7 @@ fn server(h: u64) -> i32 {
             }
             _ => IpcMsg::new(m.label + 1, m.words),
         };
-        m = match exo_rt::ipc_reply_recv(h, &reply, 0) {
+        m = match exo_rt::ipc_reply_recv(h, &reply, WAIT) {
             Ok(m) => m,
             Err(_) => return 5,
         };
@@ -82,18 +84,18 @@ pub fn parked() -> Result<(), &'static str> {
     let t = exo_rt::thread::spawn(server, u64::from(h)).map_err(|_| "thread")?;
     for round in 0..ROUNDS {
         let w = [u64::from(round).wrapping_mul(0x9e37_79b9_7f4a_7c15); 8];
-        match exo_rt::ipc_call(h, &IpcMsg::new(super::LABEL_ECHO, w), 0) {
+        match exo_rt::ipc_call(h, &IpcMsg::new(super::LABEL_ECHO, w), WAIT) {
             Ok(r) if r.label == super::LABEL_ECHO + 1 && r.words == w => {}
             _ => return Err("an echo call came back wrong"),
         }
-        let r = exo_rt::ipc_call(h, &IpcMsg::new(LABEL_GIVE, [0; 8]), 0)
+        let r = exo_rt::ipc_call(h, &IpcMsg::new(LABEL_GIVE, [0; 8]), WAIT)
             .map_err(|_| "the handle call failed")?;
         let k = match (r.label, r.handle()) {
             (LABEL_HANDLE, Some(k)) if r.handle_rights() == RIGHT_SEND && k != h => k,
             _ => return Err("the reply did not carry a new send-only handle"),
         };
         // The new handle names the same endpoint: a call through it reaches the server.
-        match exo_rt::ipc_call(k, &IpcMsg::new(super::LABEL_ECHO, w), 0) {
+        match exo_rt::ipc_call(k, &IpcMsg::new(super::LABEL_ECHO, w), WAIT) {
             Ok(r) if r.label == super::LABEL_ECHO + 1 && r.words == w => {}
             _ => return Err("a call through the received handle came back wrong"),
         }
@@ -104,7 +106,7 @@ pub fn parked() -> Result<(), &'static str> {
         }
         EXPIRED.store(round + 1, Ordering::Release);
     }
-    match exo_rt::ipc_call(h, &IpcMsg::new(super::LABEL_QUIT, [0; 8]), 0) {
+    match exo_rt::ipc_call(h, &IpcMsg::new(super::LABEL_QUIT, [0; 8]), WAIT) {
         Ok(m) if m.label == super::LABEL_QUIT => {}
         _ => return Err("quit call"),
     }
