@@ -338,6 +338,82 @@ impl<const CAP: usize> RunQueue<CAP> {
         Some(ThreadRef(h))
     }
 
+    /// [`enqueue`](Self::enqueue) of `t` followed by [`pick_next`](Self::pick_next), in one
+    /// step: the running thread is put back and the next one taken (a yield). Same result
+    /// and same state afterwards as the two calls, the hot streak included. When the pick
+    /// would come from `t`'s own list (the usual yield between equals), the list is rotated
+    /// in place: its head leaves, `t` joins its tail, and the bitmaps and counts are left
+    /// as they are (one in, one out). When `t` would be picked straight back (its list empty
+    /// and the most urgent), nothing is queued at all.
+    ///
+    /// # Errors
+    /// As [`enqueue`](Self::enqueue); the queue is then unchanged and nothing is picked.
+    #[inline]
+    pub fn requeue_pick(
+        &mut self,
+        t: ThreadRef,
+        prio: Priority,
+        class: Queue,
+    ) -> Result<ThreadRef, EnqueueError> {
+        let i = t.index();
+        match self.list.get(i) {
+            None => {
+                return Err(EnqueueError::CapacityExceeded {
+                    thread: t,
+                    capacity: CAP,
+                });
+            }
+            Some(&l) if l != NOT_QUEUED => return Err(EnqueueError::AlreadyQueued(t)),
+            Some(_) => {}
+        }
+        let list = list_of(prio, class);
+        let q = list / LEVELS;
+        // The bitmaps as they would be with `t` queued; `choose` on them.
+        let mut bm = self.bitmap;
+        bm[q] |= 1 << (list % LEVELS);
+        let pq = if bm[HOT] != 0 && (bm[NORMAL] == 0 || self.hot_streak < self.hot_budget) {
+            HOT
+        } else {
+            NORMAL
+        };
+        let level = 63 - bm[pq].leading_zeros() as usize;
+        if pq * LEVELS + level != list {
+            // The pick comes from another list: the two steps as they are.
+            self.enqueue(t, prio, class)?;
+            // Never `None`: `t` was just queued.
+            return Ok(self.pick_next().unwrap_or(t));
+        }
+        if pq == HOT {
+            if bm[NORMAL] != 0 {
+                self.hot_streak += 1;
+            }
+        } else {
+            self.hot_streak = 0;
+        }
+        let h = self.head[list];
+        if h == NIL {
+            // `t` alone on the most urgent list: picked straight back.
+            return Ok(t);
+        }
+        let hi = h as usize;
+        let n = self.next[hi];
+        self.list[hi] = NOT_QUEUED;
+        self.list[i] = list as u8;
+        self.next[i] = NIL;
+        if n == NIL {
+            self.head[list] = t.0;
+            self.prev[i] = NIL;
+        } else {
+            self.head[list] = n;
+            self.prev[n as usize] = NIL;
+            let old_tail = self.tail[list];
+            self.next[old_tail as usize] = t.0;
+            self.prev[i] = old_tail;
+        }
+        self.tail[list] = t.0;
+        Ok(ThreadRef(h))
+    }
+
     /// What [`pick_next`](Self::pick_next) would return, without removing it.
     #[inline]
     #[must_use]

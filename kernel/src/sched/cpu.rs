@@ -55,8 +55,12 @@ pub struct CpuSched {
     /// xorshift state for the thieves' random start (this CPU only).
     pub(super) rng: AtomicU64,
     pub(super) switch_t0: AtomicU64,
-    /// CPU the thread just switched out must move to (`NO_THREAD`: none), for the next thread.
+    /// CPU the thread just switched out must move to (valid with `AFTER_MIGRATE`).
     pub(super) migrate: AtomicU32,
+    /// What the thread switched to must do for the one switched out, besides releasing the
+    /// lock (`AFTER_*` bits; 0: nothing, `finish_switch`'s one test). Written by every
+    /// switch that ends in `finish_switch`, read by that `finish_switch`, lock held.
+    pub(super) after: AtomicU32,
     pub(super) stacks: spin::Mutex<ArrayVec<Stack, STACK_CACHE>>,
     /// Which thread's FPU state this CPU's registers hold.
     pub fpu: crate::sched::fpu::CpuFpu,
@@ -177,6 +181,48 @@ impl CpuSched {
             {
                 m.set(self.cpu);
             }
+        }
+    }
+
+    /// [`CpuSched::enqueue_inline`] of the running thread `i` (control block `t`, run-time
+    /// average `e` just updated) and [`pick_local`] in one step
+    /// ([`RunQueue::requeue_pick`]): the thread to run next, `i` itself if it stays the most
+    /// urgent. `None` only if `i` cannot be queued (then it is not, as `enqueue_inline`).
+    /// Lock held; `i` runs here, so its `cpu` already names this CPU.
+    #[inline(always)]
+    pub(super) fn requeue_pick(&self, i: usize, t: &Tcb, e: Ema) -> Option<(usize, &'static Tcb)> {
+        let prio = Priority::new(t.prio.load(Ordering::Relaxed)).unwrap_or(Priority::MIN);
+        let class = classify(e, SLICE_TSC.load(Ordering::Relaxed).max(1));
+        // SAFETY: the caller holds the lock.
+        let n = unsafe { self.rq() }
+            .requeue_pick(ThreadRef(i as u32), prio, class)
+            .ok()?
+            .index();
+        let next = tcb(n);
+        // One in, one out: `nr_ready` is unchanged, `nr_stealable` only if the two differ.
+        let (was, goes) = (
+            t.any_cpu.load(Ordering::Relaxed),
+            next.any_cpu.load(Ordering::Relaxed),
+        );
+        if n != i && was != goes {
+            self.move_stealable(was);
+        }
+        Some((n, next))
+    }
+
+    /// One stealable thread more (`more`) or fewer on this queue (lock held).
+    #[cold]
+    fn move_stealable(&self, more: bool) {
+        if more {
+            if self.nr_stealable.fetch_add(1, Ordering::Relaxed) == 0
+                && let Some(m) = stealable_mask()
+            {
+                m.set(self.cpu);
+            }
+        } else if self.nr_stealable.fetch_sub(1, Ordering::Relaxed) == 1
+            && let Some(m) = stealable_mask()
+        {
+            m.clear(self.cpu);
         }
     }
 
@@ -328,23 +374,25 @@ pub(super) fn schedule_irqs_off() {
     let state = prev.state();
     let runnable = matches!(state, State::Running | State::Ready);
     let mut migrate_to: Option<&'static CpuSched> = None;
+    let mut picked = None;
     if runnable && prev_i != idle_i {
         prev.set_state(State::Ready);
-        let stays = prev.any_cpu.load(Ordering::Relaxed)
-            || prev.home.load(Ordering::Relaxed) == cs.cpu
-            || {
-                let set = prev.affinity.lock();
-                let here = set.contains(cs.cpu);
-                if !here {
-                    migrate_to = first_online(&set).and_then(cpu_sched);
-                }
-                here
-            };
-        if stays {
-            cs.enqueue_inline(prev_i, prev);
+        if prev.any_cpu.load(Ordering::Relaxed) || prev.home.load(Ordering::Relaxed) == cs.cpu {
+            // Put back and pick in one step (a yield between equals rotates one list).
+            picked = cs.requeue_pick(prev_i, prev, e);
+        } else {
+            let set = prev.affinity.lock();
+            if set.contains(cs.cpu) {
+                cs.enqueue_inline(prev_i, prev);
+            } else {
+                migrate_to = first_online(&set).and_then(cpu_sched);
+            }
         }
     }
-    let (next_i, next) = match pick_local(cs).or_else(|| cs.steal().map(|i| (i, tcb(i)))) {
+    let (next_i, next) = match picked
+        .or_else(|| pick_local(cs))
+        .or_else(|| cs.steal().map(|i| (i, tcb(i))))
+    {
         Some(n) => n,
         None if idle_i != NO_THREAD as usize => (idle_i, tcb(idle_i)),
         // Only before CPU 0's idle thread exists (scheduler init): keep running.
@@ -384,16 +432,19 @@ pub(super) fn switch_locked(
     crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, prev, next_i, next);
     load_context::<true>(cs, prev, next, next_i);
     arm_timer(cs, now, next_i != idle_i);
-    // Migration of prev is done by the next thread (prev's registers must be saved first).
-    cs.migrate
-        .store(migrate_to.map_or(NO_THREAD, |m| m.cpu), Ordering::Relaxed);
-    // Two TSC reads only while the switch buffer records (0: not timed).
-    let t0 = if RECORDING.load(Ordering::Relaxed) {
-        rdtsc()
-    } else {
-        0
-    };
-    cs.switch_t0.store(t0, Ordering::Relaxed);
+    // What the next thread finishes for prev (prev's registers must be saved first): its
+    // migration, its reaping (its state read here, under the lock: see `finish_switch`),
+    // and the switch-time sample (two TSC reads only while the switch buffer records).
+    let mut after = u32::from(prev.state() == State::Exiting) * AFTER_EXITING;
+    if let Some(m) = migrate_to {
+        cs.migrate.store(m.cpu, Ordering::Relaxed);
+        after |= AFTER_MIGRATE;
+    }
+    if RECORDING.load(Ordering::Relaxed) {
+        cs.switch_t0.store(rdtsc(), Ordering::Relaxed);
+        after |= AFTER_RECORD;
+    }
+    cs.after.store(after, Ordering::Relaxed);
     // SAFETY: interrupts are off and this CPU's lock is held, so nobody else touches either
     // context: `prev` is the running thread (its slot receives its stack pointer), `next`
     // is switched out (its slot holds a stack pointer saved by `switch` or built by
@@ -441,29 +492,52 @@ pub(super) fn pick_local(cs: &CpuSched) -> Option<(usize, &'static Tcb)> {
     Some((i, t))
 }
 
-/// Runs on the thread just switched to: records the switch time, releases the CPU's lock,
-/// then finishes what the previous thread could not do on its own stack.
+/// `CpuSched::after`: the thread switched out was exiting (the next one reaps it).
+pub(super) const AFTER_EXITING: u32 = 1;
+/// `CpuSched::after`: the thread switched out moves to CPU `CpuSched::migrate`.
+pub(super) const AFTER_MIGRATE: u32 = 2;
+/// `CpuSched::after`: the switch is timed from `CpuSched::switch_t0`.
+pub(super) const AFTER_RECORD: u32 = 4;
+
+/// Runs on the thread just switched to: releases the CPU's lock, then finishes what the
+/// previous thread could not do on its own stack (`CpuSched::after`: nothing, on most
+/// switches).
 #[inline(always)]
 pub(super) fn finish_switch() {
     let Some(cs) = this_sched() else {
         return;
     };
-    let t0 = cs.switch_t0.load(Ordering::Relaxed);
-    if t0 != 0 {
+    let after = cs.after.load(Ordering::Relaxed);
+    if after != 0 {
+        finish_after(cs, after);
+        return;
+    }
+    #[cfg(debug_assertions)]
+    let prev_i = cs.prev.load(Ordering::Relaxed) as usize;
+    cs.unlock();
+    #[cfg(debug_assertions)]
+    super::inject::done(super::inject::after_unlock(prev_i));
+}
+
+/// `finish_switch` with work to do (`after`, read under the lock). Whether the thread
+/// switched away from was exiting was read by the switch while this CPU's lock was held:
+/// until it is released, that thread cannot run anywhere (a ready one sits in this CPU's
+/// queue, stealing takes the lock; a blocked one is woken through this CPU). Read after the
+/// unlock, a thread that was merely preempted could be stolen, run, fault and set Exiting on
+/// another CPU in between, and this CPU would reap the stack it still runs on (a kernel stack
+/// shared by two threads: seen as a `ret` to 0x23, the user SS of an exception frame, in the
+/// fuzzer at -smp 4).
+#[cold]
+#[inline(never)]
+fn finish_after(cs: &CpuSched, after: u32) {
+    if after & AFTER_RECORD != 0 {
+        let t0 = cs.switch_t0.load(Ordering::Relaxed);
         record_switch(rdtsc().saturating_sub(t0));
     }
     let prev_i = cs.prev.load(Ordering::Relaxed) as usize;
-    // Whether the thread switched away from was exiting, read while this CPU's lock is still
-    // held: until it is released, that thread cannot run anywhere (a ready one sits in this
-    // CPU's queue, stealing takes the lock; a blocked one is woken through this CPU). Read
-    // after the unlock, a thread that was merely preempted could be stolen, run, fault and
-    // set Exiting on another CPU in between, and this CPU would reap the stack it still runs
-    // on (a kernel stack shared by two threads: seen as a `ret` to 0x23, the user SS of an
-    // exception frame, in the fuzzer at -smp 4).
-    let exiting = tcb(prev_i).state() == State::Exiting;
-    let migrate = cs.migrate.load(Ordering::Relaxed);
-    if migrate != NO_THREAD {
-        finish_migration(cs, prev_i, migrate, exiting);
+    let exiting = after & AFTER_EXITING != 0;
+    if after & AFTER_MIGRATE != 0 {
+        finish_migration(cs, prev_i, cs.migrate.load(Ordering::Relaxed), exiting);
         return;
     }
     cs.unlock();
@@ -479,11 +553,8 @@ pub(super) fn finish_switch() {
 }
 
 /// `finish_switch` when the previous thread must move to CPU `migrate` (`exiting`: what
-/// `finish_switch` read under the lock).
-#[cold]
-#[inline(never)]
+/// the switch read under the lock).
 fn finish_migration(cs: &CpuSched, prev_i: usize, migrate: u32, exiting: bool) {
-    cs.migrate.store(NO_THREAD, Ordering::Relaxed);
     cs.unlock();
     let prev = tcb(prev_i);
     if exiting {
@@ -557,6 +628,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         ),
         switch_t0: AtomicU64::new(0),
         migrate: AtomicU32::new(NO_THREAD),
+        after: AtomicU32::new(0),
         stacks: spin::Mutex::new(ArrayVec::new()),
         fpu: crate::sched::fpu::CpuFpu::new(),
         idle_tcb: Tcb::new(),
@@ -1063,13 +1135,13 @@ fn load_context<const IN_KERNEL: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb, ne
 /// CPU's switch counter, the lazy/eager FPU hook, the address-space switch, the held-lock
 /// word, `current_uid`, and for a user thread the per-CPU pid, kernel stack top and
 /// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `claim_here` checked), its
-/// switch counter, the migration word (a handoff never migrates: it stays `NO_THREAD`),
-/// the switch-time sample (`switch_t0` cleared), and the timer: `target` runs on the rest
+/// switch counter, the migration and the switch-time sample (`after` is 0: a handoff never
+/// migrates, exits or is timed), and the timer: `target` runs on the rest
 /// of the caller's slice (seL4's donation) unless the caller blocked with a deadline
 /// (`rearm`), which the timer must cover. Everything but the switch itself, which the
 /// caller makes (a context switch, or a parked thread's exit). `IN_KERNEL`: `next` resumes
 /// in the kernel (its `finish_switch` runs), so the held-lock word is swapped and the
-/// switch-time word cleared; false for the exit between two parked threads, which hold no
+/// `after` word cleared; false for the exit between two parked threads, which hold no
 /// sleeping lock, to ring 3, where no `finish_switch` reads the word.
 #[inline(always)]
 fn switch_direct<const IN_KERNEL: bool>(
@@ -1091,6 +1163,8 @@ fn switch_direct<const IN_KERNEL: bool>(
         arm_timer(cs, now, true);
     }
     if IN_KERNEL {
-        cs.switch_t0.store(0, Ordering::Relaxed);
+        // Nothing to finish: the caller blocked (it neither exits nor migrates), and a
+        // direct switch is not timed.
+        cs.after.store(0, Ordering::Relaxed);
     }
 }

@@ -350,6 +350,8 @@ impl Model {
 enum Op {
     Enqueue(u32, u8, bool),
     Pick,
+    /// `requeue_pick`: against the model's enqueue then pick.
+    RequeuePick(u32, u8, bool),
     Remove(u32),
     /// `None`: `steal_half` into a `Vec`; `Some(n)`: `steal_half_into` an `n`-slot slice.
     Steal(Option<usize>),
@@ -360,6 +362,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..MCAP as u32 + 2, prop_oneof![0u8..4, 60u8..64, 0u8..64], any::<bool>())
             .prop_map(|(x, l, h)| Op::Enqueue(x, l, h)),
         4 => Just(Op::Pick),
+        3 => (0..MCAP as u32 + 2, prop_oneof![0u8..4, 60u8..64, 0u8..64], any::<bool>())
+            .prop_map(|(x, l, h)| Op::RequeuePick(x, l, h)),
         1 => (0..MCAP as u32 + 2).prop_map(Op::Remove),
         1 => proptest::option::of(0usize..8).prop_map(Op::Steal),
     ]
@@ -383,6 +387,12 @@ proptest! {
                     let got = rq.pick_next();
                     prop_assert_eq!(peek, got);
                     prop_assert_eq!(got.map(|x| x.0), m.pick());
+                }
+                Op::RequeuePick(x, l, hot) => {
+                    let class = if hot { Queue::Hot } else { Queue::Normal };
+                    let expect = m.enqueue(x, l, hot).map(|()| m.pick());
+                    let got = rq.requeue_pick(t(x), p(l), class).map(|y| Some(y.0));
+                    prop_assert_eq!(got, expect);
                 }
                 Op::Remove(x) => {
                     let got = rq.remove(t(x)).ok().map(|(pr, q)| {
