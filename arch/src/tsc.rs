@@ -1,7 +1,7 @@
 //! The time-stamp counter: serialized reads, frequency discovery and calibration, and the
 //! pure arithmetic of cross-CPU offset estimation (host-tested).
 
-use core::arch::x86_64::{_mm_lfence, _rdtsc};
+use core::arch::x86_64::_rdtsc;
 
 /// Plain `rdtsc` (may be reordered with surrounding instructions).
 #[inline(always)]
@@ -12,15 +12,23 @@ pub fn rdtsc() -> u64 {
 
 /// `lfence; rdtsc; lfence`: earlier instructions have completed before the read and later
 /// ones start after it. The timing primitive of the bench harness.
+///
+/// The fences are inline `asm!`, not `_mm_lfence`: that intrinsic is an SSE2 function, which
+/// the kernel target (no SSE in the kernel) cannot inline, so each fence was a call, and every
+/// timed interval carried a call and a return of the instrument itself.
 #[inline(always)]
 pub fn rdtsc_precise() -> u64 {
-    // SAFETY: lfence and rdtsc have no memory effects; see `rdtsc`.
-    unsafe {
-        _mm_lfence();
-        let t = _rdtsc();
-        _mm_lfence();
-        t
-    }
+    lfence();
+    let t = rdtsc();
+    lfence();
+    t
+}
+
+/// `lfence`, also a compiler barrier (no `nomem`): memory accesses are not moved across it.
+#[inline(always)]
+fn lfence() {
+    // SAFETY: lfence only orders instruction execution; it reads and writes nothing.
+    unsafe { core::arch::asm!("lfence", options(nostack, preserves_flags)) };
 }
 
 /// Where the TSC frequency came from.

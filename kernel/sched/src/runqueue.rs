@@ -367,28 +367,30 @@ impl<const CAP: usize> RunQueue<CAP> {
             Some(_) => {}
         }
         let list = list_of(prio, class);
-        let q = list / LEVELS;
         // The bitmaps as they would be with `t` queued; `choose` on them.
-        let mut bm = self.bitmap;
-        bm[q] |= 1 << (list % LEVELS);
-        let pq = if bm[HOT] != 0 && (bm[NORMAL] == 0 || self.hot_streak < self.hot_budget) {
-            HOT
+        let bit = 1 << (list % LEVELS);
+        let (mut normal, mut hot) = (self.bitmap[NORMAL], self.bitmap[HOT]);
+        if class == Queue::Hot {
+            hot |= bit;
         } else {
-            NORMAL
+            normal |= bit;
+        }
+        let serve_hot = hot != 0 && (normal == 0 || self.hot_streak < self.hot_budget);
+        let (served, base) = if serve_hot {
+            (hot, LEVELS)
+        } else {
+            (normal, 0)
         };
-        let level = 63 - bm[pq].leading_zeros() as usize;
-        if pq * LEVELS + level != list {
+        if base + 63 - served.leading_zeros() as usize != list {
             // The pick comes from another list: the two steps as they are.
             self.enqueue(t, prio, class)?;
             // Never `None`: `t` was just queued.
             return Ok(self.pick_next().unwrap_or(t));
         }
-        if pq == HOT {
-            if bm[NORMAL] != 0 {
-                self.hot_streak += 1;
-            }
-        } else {
+        if !serve_hot {
             self.hot_streak = 0;
+        } else if normal != 0 {
+            self.hot_streak += 1;
         }
         let h = self.head[list];
         if h == NIL {

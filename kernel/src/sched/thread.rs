@@ -120,6 +120,10 @@ pub(super) struct Tcb {
     /// thread with one runs ring-3 code: switching it in loads the pid into the GS block's
     /// pid slot and its stack top into TSS.RSP0 and the GS block's kernel stack top.
     pub(super) pid: AtomicU64,
+    /// The layer above's own id for the thread (`user`: its thread id; 0 for kernel threads
+    /// and idle contexts), read through [`current_uid`]: the switch copies it into the
+    /// CPU's state.
+    pub(super) uid: AtomicU64,
     /// Parked at its system-call boundary (`handoff_parked`): its saved context is the
     /// continuation that finishes its IPC operation, its IPC frame at its stack top all it
     /// keeps. Written by the CPU that parks it or resumes it, under that CPU's lock or by
@@ -158,6 +162,7 @@ impl Tcb {
             held: AtomicU64::new(0),
             space: AtomicU64::new(0),
             pid: AtomicU64::new(0),
+            uid: AtomicU64::new(0),
             parked: AtomicBool::new(false),
         }
     }
@@ -185,11 +190,6 @@ impl Tcb {
 }
 
 pub(super) static TCBS: [Tcb; MAX_THREADS] = [const { Tcb::new() }; MAX_THREADS];
-
-/// The layer above's own id for each thread of the table (`user`: its thread id; 0 for
-/// kernel threads and idle contexts), read through [`current_uid`]. Beside the control
-/// blocks rather than in them: the switch copies it into the CPU's state.
-pub(super) static UIDS: [AtomicU64; MAX_THREADS] = [const { AtomicU64::new(0) }; MAX_THREADS];
 
 pub(super) static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
 
@@ -421,7 +421,7 @@ impl Builder {
         t.fpu_area.store(0, Ordering::Relaxed);
         t.space.store(self.space, Ordering::Relaxed);
         t.pid.store(0, Ordering::Relaxed);
-        UIDS[i].store(0, Ordering::Relaxed);
+        t.uid.store(0, Ordering::Relaxed);
         // SAFETY: the stack was just taken from the cache or mapped for this thread alone;
         // its top is page-aligned and the pages below it are mapped.
         let rsp = unsafe { exo_arch::context::init_stack(stack.top, thread_entry, i as u64) };
@@ -523,9 +523,11 @@ pub fn set_current_ids(pid: u64, uid: u64) -> Result<(), SchedError> {
     let cs = this_sched().ok_or(SchedError::NotRunning)?;
     let i = cs.current.load(Ordering::Relaxed) as usize;
     let t = tcb(i);
-    UIDS.get(i)
-        .ok_or(SchedError::CannotEnterUser)?
-        .store(uid, Ordering::Relaxed);
+    if i >= MAX_THREADS {
+        // An idle context: it never runs user code.
+        return Err(SchedError::CannotEnterUser);
+    }
+    t.uid.store(uid, Ordering::Relaxed);
     cs.current_uid.store(uid, Ordering::Relaxed);
     t.pid.store(pid, Ordering::Relaxed);
     exo_percpu::set_pid(pid);
