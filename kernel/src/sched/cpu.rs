@@ -22,7 +22,7 @@ use exo_arch::apic;
 use exo_arch::syscall::{IPC_FRAME_BYTES, IpcFrame};
 use exo_arch::tsc::rdtsc;
 use exo_percpu::{CpuId, IrqGuard};
-use exo_sched::{Ema, Mailbox, Priority, Queue, RunQueue, ThreadRef, classify};
+use exo_sched::{Ema, Mailbox, Queue, RunQueue, ThreadRef, classify};
 
 /// The first CPU of `set` whose scheduler runs.
 pub(super) fn first_online(set: &CpuSet) -> Option<u32> {
@@ -170,7 +170,7 @@ impl CpuSched {
     /// `t` is thread `i`'s control block, which the caller already holds).
     #[inline(always)]
     pub(super) fn enqueue_inline(&self, i: usize, t: &Tcb) {
-        let prio = Priority::new(t.prio.load(Ordering::Relaxed)).unwrap_or(Priority::MIN);
+        let prio = t.priority();
         let class = queue_of(t);
         t.cpu.store(self.cpu, Ordering::Relaxed);
         // SAFETY: the caller holds the lock.
@@ -195,7 +195,7 @@ impl CpuSched {
     /// Lock held; `i` runs here, so its `cpu` already names this CPU.
     #[inline(always)]
     pub(super) fn requeue_pick(&self, i: usize, t: &Tcb, e: Ema) -> Option<(usize, &'static Tcb)> {
-        let prio = Priority::new(t.prio.load(Ordering::Relaxed)).unwrap_or(Priority::MIN);
+        let prio = t.priority();
         let class = classify(e, SLICE_TSC.load(Ordering::Relaxed).max(1));
         // SAFETY: the caller holds the lock.
         let n = unsafe { self.rq() }
@@ -383,12 +383,7 @@ pub(super) fn schedule_irqs_off() {
             // Put back and pick in one step (a yield between equals rotates one list).
             picked = cs.requeue_pick(prev_i, prev, e);
         } else {
-            let set = prev.affinity.lock();
-            if set.contains(cs.cpu) {
-                cs.enqueue_inline(prev_i, prev);
-            } else {
-                migrate_to = first_online(&set).and_then(cpu_sched);
-            }
+            migrate_to = put_back_by_affinity(cs, prev_i, prev);
         }
     }
     let (next_i, next) = match picked
@@ -409,6 +404,20 @@ pub(super) fn schedule_irqs_off() {
     }
     let exiting = state == State::Exiting;
     switch_locked(cs, prev_i, prev, next_i, next, now, migrate_to, exiting);
+}
+
+/// `schedule` putting back `prev` (thread `prev_i`), whose affinity is neither any CPU nor
+/// only this one: queued here if its set holds this CPU, else the CPU it must move to
+/// (lock held).
+#[cold]
+#[inline(never)]
+fn put_back_by_affinity(cs: &CpuSched, prev_i: usize, prev: &Tcb) -> Option<&'static CpuSched> {
+    let set = prev.affinity.lock();
+    if set.contains(cs.cpu) {
+        cs.enqueue_inline(prev_i, prev);
+        return None;
+    }
+    first_online(&set).and_then(cpu_sched)
 }
 
 /// Switches this CPU from `prev_i` (the running thread, already put back or blocked) to
@@ -517,7 +526,11 @@ pub(super) fn finish_switch() {
     if after != 0 {
         // The switch-time sample is read here, before the call (the instrument's own cost
         // stays out of `ctx.switch.raw`).
-        let t1 = if after & AFTER_RECORD != 0 { rdtsc() } else { 0 };
+        let t1 = if after & AFTER_RECORD != 0 {
+            rdtsc()
+        } else {
+            0
+        };
         finish_after(cs, after, t1);
         return;
     }

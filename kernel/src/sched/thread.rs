@@ -91,6 +91,7 @@ pub(super) struct Tcb {
     /// The one CPU of an affinity made by `CpuSet::one` (a pinned thread), else
     /// `NO_THREAD`: with `any_cpu`, what `schedule` checks without taking `affinity`.
     pub(super) home: AtomicU32,
+    /// Its run-queue level (`Builder::priority` clamps it: always below 64).
     pub(super) prio: AtomicU8,
     pub(super) ema: AtomicU64,
     pub(super) started: AtomicU64,
@@ -136,6 +137,14 @@ pub(super) struct Tcb {
 unsafe impl Sync for Tcb {}
 
 impl Tcb {
+    /// Its priority. The mask costs one instruction where the checked conversion cost
+    /// three; `prio` is always a valid level, so it changes nothing.
+    #[inline(always)]
+    pub(super) fn priority(&self) -> Priority {
+        Priority::new(self.prio.load(Ordering::Relaxed) & Priority::MAX.get())
+            .unwrap_or(Priority::MIN)
+    }
+
     pub(super) const fn new() -> Tcb {
         Tcb {
             state: AtomicU8::new(State::Free as u8),
