@@ -253,6 +253,20 @@ impl<const CAP: usize> RunQueue<CAP> {
         }
     }
 
+    /// `t`'s index if it can be queued: below `CAP` and not queued yet.
+    #[inline]
+    fn queueable(&self, t: ThreadRef) -> Result<usize, EnqueueError> {
+        let i = t.index();
+        match self.list.get(i) {
+            None => Err(EnqueueError::CapacityExceeded {
+                thread: t,
+                capacity: CAP,
+            }),
+            Some(&l) if l != NOT_QUEUED => Err(EnqueueError::AlreadyQueued(t)),
+            Some(_) => Ok(i),
+        }
+    }
+
     /// Appends `t` to the FIFO of level `prio` of queue `class`.
     ///
     /// # Errors
@@ -265,17 +279,7 @@ impl<const CAP: usize> RunQueue<CAP> {
         prio: Priority,
         class: Queue,
     ) -> Result<(), EnqueueError> {
-        let i = t.index();
-        match self.list.get(i) {
-            None => {
-                return Err(EnqueueError::CapacityExceeded {
-                    thread: t,
-                    capacity: CAP,
-                });
-            }
-            Some(&l) if l != NOT_QUEUED => return Err(EnqueueError::AlreadyQueued(t)),
-            Some(_) => {}
-        }
+        let i = self.queueable(t)?;
         let list = list_of(prio, class);
         let old_tail = self.tail[list];
         self.prev[i] = old_tail;
@@ -355,17 +359,7 @@ impl<const CAP: usize> RunQueue<CAP> {
         prio: Priority,
         class: Queue,
     ) -> Result<ThreadRef, EnqueueError> {
-        let i = t.index();
-        match self.list.get(i) {
-            None => {
-                return Err(EnqueueError::CapacityExceeded {
-                    thread: t,
-                    capacity: CAP,
-                });
-            }
-            Some(&l) if l != NOT_QUEUED => return Err(EnqueueError::AlreadyQueued(t)),
-            Some(_) => {}
-        }
+        let i = self.queueable(t)?;
         let list = list_of(prio, class);
         // The bitmaps as they would be with `t` queued; `choose` on them.
         let bit = 1 << (list % LEVELS);
