@@ -196,7 +196,7 @@ impl CpuSched {
     #[inline(always)]
     pub(super) fn requeue_pick(&self, i: usize, t: &Tcb, e: Ema) -> Option<(usize, &'static Tcb)> {
         let prio = t.priority();
-        let class = classify(e, SLICE_TSC.load(Ordering::Relaxed).max(1));
+        let class = queue_for(e);
         // SAFETY: the caller holds the lock.
         let n = unsafe { self.rq() }
             .requeue_pick(ThreadRef(i as u32), prio, class)
@@ -484,10 +484,14 @@ fn set_rsp0(cs: &CpuSched, top: u64) {
 /// The queue `t`'s average run burst puts it in: hot below a quarter of the time slice.
 #[inline(always)]
 pub(super) fn queue_of(t: &Tcb) -> Queue {
-    classify(
-        Ema::from_raw(t.ema.load(Ordering::Relaxed)),
-        SLICE_TSC.load(Ordering::Relaxed).max(1),
-    )
+    queue_for(Ema::from_raw(t.ema.load(Ordering::Relaxed)))
+}
+
+/// The queue an average run burst `e` puts a thread in ([`queue_of`] with the average at
+/// hand).
+#[inline(always)]
+fn queue_for(e: Ema) -> Queue {
+    classify(e, SLICE_TSC.load(Ordering::Relaxed).max(1))
 }
 
 /// The queue the running thread would go to if it were put back now ([`queue_of`]), for
