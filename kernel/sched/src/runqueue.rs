@@ -352,7 +352,7 @@ impl<const CAP: usize> RunQueue<CAP> {
     ///
     /// # Errors
     /// As [`enqueue`](Self::enqueue); the queue is then unchanged and nothing is picked.
-    #[inline]
+    #[inline(always)]
     pub fn requeue_pick(
         &mut self,
         t: ThreadRef,

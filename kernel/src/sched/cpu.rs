@@ -356,7 +356,26 @@ pub fn schedule(_g: &IrqGuard) {
     schedule_irqs_off();
 }
 
+#[inline(never)]
 pub(super) fn schedule_irqs_off() {
+    schedule_core::<false>();
+}
+
+/// [`schedule_irqs_off`] for a yield ([`super::yield_now`]): the caller is the running
+/// thread, so its state is `Running` (or `Ready`: the idle context, or a thread not yet
+/// switched to), which only the thread itself changes. Its own copy of the scheduler's
+/// core, where the state is that constant instead of a load and a check kept in a register
+/// across the pick (icount `ctx.switch` 220 -> 206). Two copies of the core mean two callers
+/// of what it calls: the run queue's `requeue_pick` and `pick_local` are `inline(always)`
+/// (left to the compiler, they became calls: 239).
+#[inline(never)]
+pub(super) fn schedule_yield_irqs_off() {
+    schedule_core::<true>();
+}
+
+/// The scheduler's core (`YIELD`: called by a yield, see [`schedule_yield_irqs_off`]).
+#[inline(always)]
+fn schedule_core<const YIELD: bool>() {
     let Some(cs) = this_sched() else {
         return;
     };
@@ -373,28 +392,26 @@ pub(super) fn schedule_irqs_off() {
     let mut e = Ema::from_raw(prev.ema.load(Ordering::Relaxed));
     e.update(burst);
     prev.ema.store(e.raw(), Ordering::Relaxed);
-    let state = prev.state();
+    let state = if YIELD {
+        debug_assert!(matches!(prev.state(), State::Running | State::Ready));
+        State::Running
+    } else {
+        prev.state()
+    };
     let runnable = matches!(state, State::Running | State::Ready);
-    let mut migrate_to: Option<&'static CpuSched> = None;
     let mut picked = None;
     if runnable && prev_i != idle_i {
         prev.set_state(State::Ready);
         if prev.any_cpu.load(Ordering::Relaxed) || prev.home.load(Ordering::Relaxed) == cs.cpu {
             // Put back and pick in one step (a yield between equals rotates one list).
             picked = cs.requeue_pick(prev_i, prev, e);
-        } else {
-            migrate_to = put_back_by_affinity(cs, prev_i, prev);
+        } else if let Some(m) = put_back_by_affinity(cs, prev_i, prev) {
+            // Its set no longer holds this CPU: the rest of the switch in a cold copy, so
+            // the common path carries no migration target.
+            return switch_migrating(cs, prev_i, prev, now, m);
         }
     }
-    let (next_i, next) = match picked
-        .or_else(|| pick_local(cs))
-        .or_else(|| cs.steal().map(|i| (i, tcb(i))))
-    {
-        Some(n) => n,
-        None if idle_i != NO_THREAD as usize => (idle_i, tcb(idle_i)),
-        // Only before CPU 0's idle thread exists (scheduler init): keep running.
-        None => (prev_i, prev),
-    };
+    let (next_i, next) = pick_or_idle(cs, picked, prev_i, prev);
     if next_i == prev_i {
         prev.set_state(State::Running);
         prev.started.store(now, Ordering::Relaxed);
@@ -403,7 +420,51 @@ pub(super) fn schedule_irqs_off() {
         return;
     }
     let exiting = state == State::Exiting;
-    switch_locked(cs, prev_i, prev, next_i, next, now, migrate_to, exiting);
+    switch_locked(cs, prev_i, prev, next_i, next, now, None, exiting);
+}
+
+/// The next thread (lock held): `picked`, else the local queue's, else a stolen one, else
+/// this CPU's idle context (`prev` itself only before that exists: scheduler init).
+#[inline(always)]
+fn pick_or_idle(
+    cs: &CpuSched,
+    picked: Option<(usize, &'static Tcb)>,
+    prev_i: usize,
+    prev: &'static Tcb,
+) -> (usize, &'static Tcb) {
+    let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
+    match picked
+        .or_else(|| pick_local(cs))
+        .or_else(|| cs.steal().map(|i| (i, tcb(i))))
+    {
+        Some(n) => n,
+        None if idle_i != NO_THREAD as usize => (idle_i, tcb(idle_i)),
+        None => (prev_i, prev),
+    }
+}
+
+/// The end of `schedule` for a runnable `prev` that must move to CPU `m` (its affinity
+/// set no longer holds this one; it is not queued here): the next thread runs here and
+/// `prev` migrates once its registers are saved (`finish_switch`). Lock held.
+#[cold]
+#[inline(never)]
+fn switch_migrating(
+    cs: &'static CpuSched,
+    prev_i: usize,
+    prev: &'static Tcb,
+    now: u64,
+    m: &'static CpuSched,
+) {
+    let (next_i, next) = pick_or_idle(cs, None, prev_i, prev);
+    if next_i == prev_i {
+        // Scheduler init only (no idle context yet): it keeps running here.
+        prev.set_state(State::Running);
+        prev.started.store(now, Ordering::Relaxed);
+        arm_timer(cs, now, true);
+        cs.unlock();
+        return;
+    }
+    switch_locked(cs, prev_i, prev, next_i, next, now, Some(m), false);
 }
 
 /// `schedule` putting back `prev` (thread `prev_i`), whose affinity is neither any CPU nor
@@ -503,6 +564,7 @@ pub fn current_queue() -> Option<Queue> {
 }
 
 /// Picks from the local run queue (lock held): the thread's index and control block.
+#[inline(always)]
 pub(super) fn pick_local(cs: &CpuSched) -> Option<(usize, &'static Tcb)> {
     // SAFETY: the caller holds the lock.
     let i = unsafe { cs.rq() }.pick_next()?.index();

@@ -171,8 +171,8 @@ pub(super) fn block_as_sleeper(cs: &CpuSched, deadline: u64) -> &'static Tcb {
 
 /// Gives the CPU to another ready thread of this CPU, if any.
 pub fn yield_now() {
-    let g = IrqGuard::new();
-    schedule(&g);
+    let _g = IrqGuard::new();
+    schedule_yield_irqs_off();
 }
 
 /// Sleeps until the TSC reaches `deadline` (TSC ticks of this CPU's clock).
