@@ -49,11 +49,28 @@ pub fn enable_pcid(use_it: bool) {
 /// do, and with `keep` the entries tagged `pcid` must all be valid for `root`.
 #[inline]
 pub unsafe fn switch_cr3(root: u64, pcid: u16, keep: bool) {
-    let v = if pcid_enabled() {
+    // SAFETY: per the contract.
+    unsafe { load_cr3(cr3_value(root, pcid, keep)) };
+}
+
+/// The CR3 value [`switch_cr3`] loads for `root`, `pcid` and `keep` (PCID on or off as
+/// decided now), for an owner that computes it once and loads it with [`load_cr3`].
+#[inline]
+pub fn cr3_value(root: u64, pcid: u16, keep: bool) -> u64 {
+    if pcid_enabled() {
         root | u64::from(pcid & 0xFFF) | if keep { 1 << 63 } else { 0 }
     } else {
         root
-    };
+    }
+}
+
+/// Loads a CR3 value computed by [`cr3_value`].
+///
+/// # Safety
+/// As for [`switch_cr3`], for the root, PCID and `keep` the value was computed from, after
+/// the PCID decision (`enable_pcid`).
+#[inline(always)]
+pub unsafe fn load_cr3(v: u64) {
     // SAFETY: per the contract.
     unsafe { asm!("mov cr3, {}", in(reg) v, options(nostack, preserves_flags)) };
 }

@@ -96,6 +96,27 @@ pub fn switch_space(root: u64, pcid: u16, keep: bool) {
     unsafe { exo_arch::tlb::switch_cr3(root, pcid, keep) };
 }
 
+/// What [`switch_space`] loads for a root, PCID and `keep`, computed once by the owner of
+/// the space (the switch then loads one word: no PCID test on the way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpaceCr3(u64);
+
+impl SpaceCr3 {
+    /// The value for `root`, `pcid` and `keep`, under the same rules as [`switch_space`]'s
+    /// arguments. Computed after the boot's PCID decision (spaces are made by processes).
+    pub fn of(root: u64, pcid: u16, keep: bool) -> SpaceCr3 {
+        SpaceCr3(exo_arch::tlb::cr3_value(root, pcid, keep))
+    }
+}
+
+/// [`switch_space`] with the value computed beforehand.
+#[inline(always)]
+pub fn switch_space_cr3(v: SpaceCr3) {
+    // SAFETY: `v` was computed by `SpaceCr3::of` from a root, PCID and `keep` that meet
+    // `switch_space`'s rules (its only constructor), after the PCID decision.
+    unsafe { exo_arch::tlb::load_cr3(v.0) };
+}
+
 /// Reads the PVH start info the boot code passed.
 pub fn read_start_info(paddr: u64) -> Result<exo_arch::pvh::BootInfo, exo_arch::pvh::PvhError> {
     // SAFETY: `paddr` is the loader's ebx, forwarded untouched by the boot code, read before

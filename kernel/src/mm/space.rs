@@ -49,6 +49,8 @@ pub struct Space {
     pub tables: spin::Mutex<PageTables>,
     root: u64,
     pcid: u16,
+    /// What a switch to it loads into CR3 (root, PCID, keep its entries when tagged).
+    cr3: crate::sys::SpaceCr3,
     /// CPUs that loaded this space (never cleared: with PCIDs their TLBs keep its entries).
     loaded: Box<[AtomicU64]>,
     ncpus: u32,
@@ -63,10 +65,12 @@ impl Space {
             .map_err(|_| MemError::OutOfMemory)?;
         loaded.resize_with(AtomicMask::words_for(ncpus), || AtomicU64::new(0));
         let tables = memory::new_user_tables()?;
+        let (root, pcid) = (tables.root(), alloc_pcid());
         Ok(Space {
-            root: tables.root(),
+            root,
             tables: spin::Mutex::new(tables),
-            pcid: alloc_pcid(),
+            pcid,
+            cr3: crate::sys::SpaceCr3::of(root, pcid, pcid != 0),
             loaded: loaded.into_boxed_slice(),
             ncpus,
         })
@@ -101,7 +105,7 @@ impl Space {
         if !marked {
             self.loaded().set(cpu);
         }
-        crate::sys::switch_space(self.root, self.pcid, self.pcid != 0);
+        crate::sys::switch_space_cr3(self.cr3);
     }
 }
 

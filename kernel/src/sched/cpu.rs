@@ -1241,7 +1241,10 @@ fn switch_direct<const IN_KERNEL: bool>(
     let now = rdtsc();
     next.started.store(now, Ordering::Relaxed);
     cs.current.store(next_i as u32, Ordering::Relaxed);
-    cs.prev.store(prev_i as u32, Ordering::Relaxed);
+    if IN_KERNEL {
+        // Read only by `finish_switch`, which an exit to ring 3 does not run.
+        cs.prev.store(prev_i as u32, Ordering::Relaxed);
+    }
     cs.switches.fetch_add(1, Ordering::Relaxed);
     crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, prev, next_i, next);
     load_context::<IN_KERNEL>(cs, prev, next);
