@@ -57,8 +57,15 @@ pub unsafe fn switch_cr3(root: u64, pcid: u16, keep: bool) {
 /// decided now), for an owner that computes it once and loads it with [`load_cr3`].
 #[inline]
 pub fn cr3_value(root: u64, pcid: u16, keep: bool) -> u64 {
-    if pcid_enabled() {
-        root | u64::from(pcid & 0xFFF) | if keep { 1 << 63 } else { 0 }
+    cr3_bits(root, pcid, keep, pcid_enabled())
+}
+
+/// [`cr3_value`] with the PCID decision given (`tagged`): the PCID in bits 0..11 and `keep`
+/// as bit 63 when tagged, the bare root otherwise.
+#[inline]
+const fn cr3_bits(root: u64, pcid: u16, keep: bool, tagged: bool) -> u64 {
+    if tagged {
+        root | (pcid & 0xFFF) as u64 | if keep { 1 << 63 } else { 0 }
     } else {
         root
     }
@@ -125,4 +132,20 @@ pub fn flush_current() {
     let v = crate::cpu::read_cr3() & !(1u64 << 63);
     // SAFETY: reloading the current CR3 value maps everything exactly as before.
     unsafe { asm!("mov cr3, {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cr3_bits, cr3_value};
+
+    #[test]
+    fn cr3_carries_the_pcid_and_keep_only_when_tagged() {
+        let root = 0x1234_5000;
+        assert_eq!(cr3_bits(root, 7, true, true), root | 7 | 1 << 63);
+        assert_eq!(cr3_bits(root, 7, false, true), root | 7);
+        assert_eq!(cr3_bits(root, 0xF123, false, true), root | 0x123);
+        assert_eq!(cr3_bits(root, 7, true, false), root);
+        // On the host nothing turned PCIDs on: the bare root.
+        assert_eq!(cr3_value(root, 7, true), root);
+    }
 }
