@@ -197,11 +197,15 @@ pub fn cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()
 }
 
-/// Loads `pml4` into CR3 (which flushes non-global TLB entries).
+/// Loads `pml4` into CR3: a PML4's physical address, with a PCID in bits 0..11 and the
+/// keep-entries bit 63 only when PCIDs are on (`tlb::cr3_value`). Flushes the non-global TLB
+/// entries, or only those of an untagged space.
 ///
 /// # Safety
-/// `pml4` must be the physical address of a valid PML4 that maps the running code, its stack
-/// and every structure the CPU uses (GDT, IDT, TSS) at the same addresses as the current one.
+/// `pml4` must name a valid PML4 that maps the running code, its stack and every structure
+/// the CPU uses (GDT, IDT, TSS) at the same addresses as the current one; with bit 63 set,
+/// every TLB entry tagged with its PCID must still be valid for it.
+#[inline(always)]
 pub unsafe fn load_cr3(pml4: u64) {
     // SAFETY: the caller guarantees the new tables map everything in use identically.
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };

@@ -41,20 +41,9 @@ pub fn enable_pcid(use_it: bool) {
     PCID.store(true, Ordering::Relaxed);
 }
 
-/// Loads `root` (a PML4's physical address) with `pcid` (0..4095; ignored without PCID). With
-/// `keep` and PCID on, the TLB entries tagged `pcid` are kept (bit 63).
-///
-/// # Safety
-/// `root` must map the running kernel (the shared kernel half) exactly as the current tables
-/// do, and with `keep` the entries tagged `pcid` must all be valid for `root`.
-#[inline]
-pub unsafe fn switch_cr3(root: u64, pcid: u16, keep: bool) {
-    // SAFETY: per the contract.
-    unsafe { load_cr3(cr3_value(root, pcid, keep)) };
-}
-
-/// The CR3 value [`switch_cr3`] loads for `root`, `pcid` and `keep` (PCID on or off as
-/// decided now), for an owner that computes it once and loads it with [`load_cr3`].
+/// The CR3 value for `root` (a PML4's physical address) with `pcid` (0..4095; ignored
+/// without PCID) and `keep` (with PCID on: bit 63, the TLB entries tagged `pcid` are kept),
+/// PCID on or off as decided now. Loaded by `cpu::load_cr3`.
 #[inline]
 pub fn cr3_value(root: u64, pcid: u16, keep: bool) -> u64 {
     cr3_bits(root, pcid, keep, pcid_enabled())
@@ -69,17 +58,6 @@ const fn cr3_bits(root: u64, pcid: u16, keep: bool, tagged: bool) -> u64 {
     } else {
         root
     }
-}
-
-/// Loads a CR3 value computed by [`cr3_value`].
-///
-/// # Safety
-/// As for [`switch_cr3`], for the root, PCID and `keep` the value was computed from, after
-/// the PCID decision (`enable_pcid`).
-#[inline(always)]
-pub unsafe fn load_cr3(v: u64) {
-    // SAFETY: per the contract.
-    unsafe { asm!("mov cr3, {}", in(reg) v, options(nostack, preserves_flags)) };
 }
 
 /// The physical root in CR3 (PCID bits removed).

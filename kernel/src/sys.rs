@@ -90,10 +90,7 @@ pub fn load_cr3(root: u64) {
 /// entries). Every root the kernel passes is the kernel tables' or one made by
 /// `PageTables::new_user` from them, and all of them share the kernel half.
 pub fn switch_space(root: u64, pcid: u16, keep: bool) {
-    // SAFETY: `root` maps the kernel half exactly as the current tables do (the contract
-    // above: its upper PML4 entries are the kernel's own, which never change once populated);
-    // `keep` is only passed for a PCID whose entries shootdowns have kept valid.
-    unsafe { exo_arch::tlb::switch_cr3(root, pcid, keep) };
+    switch_space_cr3(SpaceCr3::of(root, pcid, keep));
 }
 
 /// What [`switch_space`] loads for a root, PCID and `keep`, computed once by the owner of
@@ -112,9 +109,11 @@ impl SpaceCr3 {
 /// [`switch_space`] with the value computed beforehand.
 #[inline(always)]
 pub fn switch_space_cr3(v: SpaceCr3) {
-    // SAFETY: `v` was computed by `SpaceCr3::of` from a root, PCID and `keep` that meet
-    // `switch_space`'s rules (its only constructor), after the PCID decision.
-    unsafe { exo_arch::tlb::load_cr3(v.0) };
+    // SAFETY: `v` was computed by `SpaceCr3::of` (its only constructor), after the PCID
+    // decision, from a root that maps the kernel half exactly as the current tables do
+    // (`switch_space`'s rule: its upper PML4 entries are the kernel's own, which never change
+    // once populated) and with `keep` only for a PCID whose entries shootdowns keep valid.
+    unsafe { exo_arch::cpu::load_cr3(v.0) };
 }
 
 /// Reads the PVH start info the boot code passed.

@@ -413,14 +413,20 @@ fn schedule_core<const YIELD: bool>() {
     }
     let (next_i, next) = pick_or_idle(cs, picked, prev_i, prev);
     if next_i == prev_i {
-        prev.set_state(State::Running);
-        prev.started.store(now, Ordering::Relaxed);
-        arm_timer(cs, now, next_i != idle_i);
-        cs.unlock();
-        return;
+        return keep_running(cs, prev, now, next_i != idle_i);
     }
     let exiting = state == State::Exiting;
     switch_locked(cs, prev_i, prev, next_i, next, now, None, exiting);
+}
+
+/// `schedule` picked the running thread `prev` again: it runs on, its slice restarted at
+/// `now` (`running`: not the idle context, as `arm_timer` takes it); the lock is released.
+#[inline(always)]
+fn keep_running(cs: &CpuSched, prev: &Tcb, now: u64, running: bool) {
+    prev.set_state(State::Running);
+    prev.started.store(now, Ordering::Relaxed);
+    arm_timer(cs, now, running);
+    cs.unlock();
 }
 
 /// The next thread (lock held): `picked`, else the local queue's, else a stolen one, else
@@ -457,12 +463,8 @@ fn switch_migrating(
 ) {
     let (next_i, next) = pick_or_idle(cs, None, prev_i, prev);
     if next_i == prev_i {
-        // Scheduler init only (no idle context yet): it keeps running here.
-        prev.set_state(State::Running);
-        prev.started.store(now, Ordering::Relaxed);
-        arm_timer(cs, now, true);
-        cs.unlock();
-        return;
+        // Scheduler init only (no idle context yet).
+        return keep_running(cs, prev, now, true);
     }
     switch_locked(cs, prev_i, prev, next_i, next, now, Some(m), false);
 }
