@@ -2,7 +2,7 @@
 //! through the dispatcher's core on a table of the test's own, owning handles (inherit,
 //! close, the endpoint going with its last handle), on kernel threads.
 
-use super::ipc::call;
+use super::ipc::{call, fast_info};
 use crate::boot::BootState;
 use crate::harness::{Needs, TestResult, check};
 use crate::ipc::{self, Handle, HandleTable, IpcError, Rights};
@@ -12,6 +12,11 @@ use exo_arch::syscall::IpcFrame;
 
 ktest!(Needs::Threads, "user.ipc.syscall_errnos", errnos);
 ktest!(Needs::Threads, "user.ipc.owning_handles", owning);
+ktest!(
+    Needs::Cpus,
+    "user.ipc.fast_info_is_the_two_tests",
+    fast_info_tests
+);
 
 fn frame(nr: u64, rdi: u64, rsi: u64, timeout_ns: u64) -> IpcFrame {
     let mut f = IpcFrame {
@@ -66,6 +71,32 @@ fn errnos(_: &BootState) -> TestResult {
         })?;
     }
     check(t.count() == 0, || "handles left".into())
+}
+
+/// The fastpath's one-test check of the info word against the two tests it stands for (no
+/// bit above the zero-copy bit 40, a length of at most 64 in bits 32..39): every length,
+/// with and without the zero-copy bit, under every single rejected bit, all of them, and
+/// label patterns.
+fn fast_info_tests(_: &BootState) -> TestResult {
+    let reference = |info: u64| info >> 41 == 0 && (info >> 32) & 0xff <= 64;
+    let mut n = 0;
+    for len in 0..=0xffu64 {
+        for zc in [0, 1u64 << 40] {
+            for high in (41..64)
+                .map(|b| 1u64 << b)
+                .chain([0, !0 << 41, 1 << 63 | 1 << 41])
+            {
+                for label in [0, 1, 0xffff_ffff, 0x8000_0001] {
+                    let info = high | zc | len << 32 | label;
+                    check(fast_info(info) == reference(info), || {
+                        format!("fast_info({info:#x}) is {}", fast_info(info))
+                    })?;
+                    n += 1;
+                }
+            }
+        }
+    }
+    check(n == 256 * 2 * 26 * 4, || format!("{n} cases"))
 }
 
 fn owning(_: &BootState) -> TestResult {
