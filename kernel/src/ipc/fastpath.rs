@@ -61,7 +61,7 @@ pub(super) fn call(
     }
     let park = parkable(park, info);
     let s = slot(ep).ok()?;
-    let mut q = s.q.lock();
+    let mut q = s.lock();
     if !q.is(ep) {
         return None;
     }
@@ -120,7 +120,7 @@ pub(super) fn reply_recv(
         return None;
     }
     let s = slot(ep).ok()?;
-    let mut q = s.q.lock();
+    let mut q = s.lock();
     if !q.is(ep) || q.senders.head().is_some() {
         return None;
     }
