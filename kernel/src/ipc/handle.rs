@@ -148,13 +148,21 @@ impl HandleTable {
     /// Looks `h` up (lock-free).
     #[inline(always)]
     pub fn get(&self, h: Handle) -> Result<Cap, IpcError> {
-        let e = self.entry.get(h.0 as usize).ok_or(IpcError::BadHandle)?;
+        self.get_word(u64::from(h.0))
+    }
+
+    /// [`HandleTable::get`] of a handle as a register holds it, all 64 bits: one bound
+    /// check covers both a value above 32 bits and one above the table.
+    #[inline(always)]
+    pub fn get_word(&self, h: u64) -> Result<Cap, IpcError> {
+        let k = usize::try_from(h).map_err(|_| IpcError::BadHandle)?;
+        let e = self.entry.get(k).ok_or(IpcError::BadHandle)?;
         loop {
             let w = e.load(Ordering::Acquire);
             if w == 0 {
                 return Err(IpcError::BadHandle);
             }
-            let badge = self.badge[h.0 as usize].load(Ordering::Relaxed);
+            let badge = self.badge[k].load(Ordering::Relaxed);
             // A concurrent remove + insert between the two loads: read again.
             if e.load(Ordering::Acquire) != w {
                 continue;

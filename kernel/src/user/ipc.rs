@@ -93,11 +93,10 @@ pub(super) const fn fast_info(info: u64) -> bool {
 /// through the path and fewer values spill to the stack (icount `ipc.rtt.64` 788 -> 756).
 /// Preconditions, checked in this order (any failing: it returns and the general path
 /// does the whole call, errors included):
-/// 1. the info word has no bit of [`FAST_REJECT`] and a length of at most 64 bytes; the
-///    handle fits in 32 bits;
-/// 2. the caller is a thread of a process that is not being killed, and the handle names
-///    an endpoint in its table with the right the call needs (send for `call`, receive for
-///    `reply_recv`);
+/// 1. the info word has no bit of [`FAST_REJECT`] and a length of at most 64 bytes;
+/// 2. the caller is a thread of a process that is not being killed, and the handle (all 64
+///    bits of RDI: one bound check) names an endpoint in its table with the right the call
+///    needs (send for `call`, receive for `reply_recv`);
 /// 3. a zero-copy descriptor (info bit 40) lies inside the endpoint's region;
 /// 4. `ipc::try_fast`'s own (a receiver, or the caller to reply to, blocked on this CPU).
 ///
@@ -105,7 +104,7 @@ pub(super) const fn fast_info(info: u64) -> bool {
 #[inline(always)]
 fn fast<const CALL: bool>(f: &mut IpcFrame) -> bool {
     let info = f.rsi;
-    if !fast_info(info) || f.rdi >> 32 != 0 {
+    if !fast_info(info) {
         return false;
     }
     let g = IrqGuard::new();
@@ -117,7 +116,7 @@ fn fast<const CALL: bool>(f: &mut IpcFrame) -> bool {
         return false;
     };
     let need = if CALL { Rights::SEND } else { Rights::RECV };
-    let Ok(c) = t.get(Handle(f.rdi as u32)) else {
+    let Ok(c) = t.get_word(f.rdi) else {
         return false;
     };
     if !c.rights.has(need) || (info & INFO_ZC != 0 && zc_in_region(c.ep, &f.words).is_err()) {
