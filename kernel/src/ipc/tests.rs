@@ -512,6 +512,17 @@ fn bad_handles(_: &BootState) -> TestResult {
         t.get(send_only).map(|c| (c.ep, c.badge)) == Ok((e, 2)),
         || "lookup".into(),
     )?;
+    // The fastpath's look-up of a whole register: the valid handle with any high bit set
+    // names nothing.
+    let w = u64::from(send_only.0);
+    check(t.get_word(w).map(|c| (c.ep, c.badge)) == Ok((e, 2)), || {
+        "get_word of the handle".into()
+    })?;
+    for bad in [64, 1 << 32 | w, 1 << 63 | w, u64::MAX] {
+        check(t.get_word(bad) == Err(IpcError::BadHandle), || {
+            format!("get_word({bad:#x})")
+        })?;
+    }
     let mut long = m;
     long.len = 65;
     check(
