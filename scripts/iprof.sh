@@ -86,7 +86,7 @@ traced probe "$probe" "$probe_initrd" "$kernel"
 grep -h '^BENCH' "$work/probe.serial" | cut -d, -f1-4 | sed 's/^/iprof: probe /' >&2 || true
 
 python3 - "$work/base.cnt" "$work/probe.cnt" "$per" "$kernel" "$user_elf" "$top" "$annotate" <<'EOF'
-import bisect, collections, re, subprocess, sys
+import bisect, collections, os, re, subprocess, sys
 base, probe, per, kernel, user_elf, top, annotate = sys.argv[1:8]
 per, top = float(per), int(top)
 UPPER = 0xffff800000000000
@@ -132,29 +132,41 @@ print("\n== by function")
 for f, c in byf.most_common(top):
     print("%9.1f  %s" % (c / per, f[:140]))
 
+ROOT = os.getcwd() + "/"
+
 def lines(elf, pcs):
-    """innermost (function, file:line) of each address, through inlining."""
+    """Of each address, through inlining: the innermost (function, file:line), and the
+    innermost frame in this repository's own files as a path from its root (the function's
+    name where there is no line information: the assembly stubs)."""
     if not elf or not pcs:
         return {}
     out = subprocess.run(["addr2line", "-a", "-i", "-f", "-C", "-e", elf] + ["%#x" % p for p in pcs],
                          capture_output=True, text=True).stdout.splitlines()
-    res, cur, i = {}, None, 0
+    res, own, cur, i = {}, {}, None, 0
     while i < len(out):
         if out[i].startswith("0x"):
             cur = int(out[i], 16); i += 1
             continue
+        path = out[i + 1].split(" ")[0].rsplit(":", 1)[0]
         if cur not in res:
-            res[cur] = (out[i], out[i + 1].split("/")[-1].split(" ")[0])
+            res[cur] = (out[i], out[i + 1].split("/")[-1].split(" ")[0], "(" + out[i][:60] + ")")
+        if cur not in own and path.startswith(ROOT):
+            own[cur] = path[len(ROOT):]
+            res[cur] = res[cur][:2] + (own[cur],)
         i += 2
     return res
 
-byl = collections.Counter()
+byl, byo = collections.Counter(), collections.Counter()
 for upper in (True, False):
     pcs = sorted(pc for pc in diff if (pc >= UPPER) == upper)
-    for pc, (fn, loc) in lines(kernel if upper else user_elf, pcs).items():
+    for pc, (fn, loc, mine) in lines(kernel if upper else user_elf, pcs).items():
         byl["%-28s %s" % (loc, fn[:90])] += diff[pc]
+        byo[mine] += diff[pc]
 print("\n== by source line (innermost inlined frame)")
 for l, c in byl.most_common(top):
+    print("%9.1f  %s" % (c / per, l))
+print("\n== by source file (innermost frame in this repository's files)")
+for l, c in byo.most_common(top):
     print("%9.1f  %s" % (c / per, l))
 
 if annotate:
