@@ -35,7 +35,8 @@ bench-icount n="2" machine="microvm": build
 # source line, and the executed instructions of FUNC (e.g. exo::user::ipc::dispatch).
 iprof-ipc func="": build
     bash scripts/mkinitrd.sh >/dev/null
-    scripts/iprof.sh --job init --per 1000 --user-elf target/x86_64-unknown-none/release/exo-ubench --base "exo.init=/ubench exo.init_arg=0x5000000000000000" --probe "exo.init=/ubench exo.init_arg=0x50000000000003e8" {{ if func != "" { "--annotate '" + func + "'" } else { "" } }}
+    mkdir -p out
+    IPROF_TITLE="ipc.rtt.64, microvm" scripts/iprof.sh --job init --per 1000 --user-elf target/x86_64-unknown-none/release/exo-ubench --base "exo.init=/ubench exo.init_arg=0x5000000000000000" --probe "exo.init=/ubench exo.init_arg=0x50000000000003e8" --svg out/iprof-ipc.svg --mark "300:target" --mark "441:seL4 fastpath, 0 words" {{ if func != "" { "--annotate '" + func + "'" } else { "" } }}
 
 # Core-to-core matrix and lock contention (exo.job=contended), with SVG plots in out/.
 bench-contended n="4" mode="tcg" machine="microvm": build

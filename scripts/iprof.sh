@@ -4,6 +4,7 @@
 #   scripts/iprof.sh --per N [--job J] [--base "ARGS"] [--probe "ARGS"]
 #                    [--base-initrd F] [--probe-initrd F] [--user-elf F]
 #                    [--machine M] [--smp N] [--top K] [--annotate FUNC]
+#                    [--svg FILE [--mark N:LABEL]...]
 #
 # Boots the kernel twice under `-icount shift=0` with every executed instruction traced
 # (`-accel tcg,one-insn-per-tb=on -d exec,nochain`, counted per address by awk as QEMU
@@ -14,7 +15,10 @@
 # difference of the two histograms divided by N is the exact per-operation instruction
 # profile: by function, by source line (innermost inlined frame), and with --annotate the
 # executed instructions of one function with their counts. Addresses in the upper half
-# are symbolized against the kernel, the others against --user-elf.
+# are symbolized against the kernel, the others against --user-elf. --svg draws the
+# per-operation total as one bar split by part (the user programs, the assembly stubs, each
+# kernel subsystem folder, arch and percpu), with a dashed line at each --mark (a target, a
+# reference figure).
 #
 # Example (`just iprof-ipc`): ipc.rtt.64, /ubench's profile role making 0 or 1000 round trips
 # (`arg = 0x50 << 56 | n`, started as the first process):
@@ -28,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 per="" job=bench base="" probe="" base_initrd="" probe_initrd="" user_elf="" machine=microvm
-smp=1 top=40 annotate=""
+smp=1 top=40 annotate="" svg="" marks=""
 while [ $# -gt 0 ]; do
     case $1 in
         --per) per=$2; shift 2 ;;
@@ -42,6 +46,8 @@ while [ $# -gt 0 ]; do
         --smp) smp=$2; shift 2 ;;
         --top) top=$2; shift 2 ;;
         --annotate) annotate=$2; shift 2 ;;
+        --svg) svg=$2; shift 2 ;;
+        --mark) marks="$marks;$2"; shift 2 ;;
         *) echo "iprof.sh: unknown option $1 (see the header of this script)" >&2; exit 2 ;;
     esac
 done
@@ -85,9 +91,10 @@ traced base "$base" "$base_initrd" "$kernel"
 traced probe "$probe" "$probe_initrd" "$kernel"
 grep -h '^BENCH' "$work/probe.serial" | cut -d, -f1-4 | sed 's/^/iprof: probe /' >&2 || true
 
-python3 - "$work/base.cnt" "$work/probe.cnt" "$per" "$kernel" "$user_elf" "$top" "$annotate" <<'EOF'
-import bisect, collections, os, re, subprocess, sys
-base, probe, per, kernel, user_elf, top, annotate = sys.argv[1:8]
+python3 - "$work/base.cnt" "$work/probe.cnt" "$per" "$kernel" "$user_elf" "$top" "$annotate" \
+    "$svg" "$marks" <<'EOF'
+import bisect, collections, html, os, re, subprocess, sys
+base, probe, per, kernel, user_elf, top, annotate, svg, marks = sys.argv[1:10]
 per, top = float(per), int(top)
 UPPER = 0xffff800000000000
 
@@ -168,6 +175,66 @@ for l, c in byl.most_common(top):
 print("\n== by source file (innermost frame in this repository's files)")
 for l, c in byo.most_common(top):
     print("%9.1f  %s" % (c / per, l))
+
+def part(pc, mine):
+    """The bar segment of an address: its program, stub, or kernel subsystem folder."""
+    if pc < UPPER:
+        return "user programs"
+    if mine.startswith("("):
+        return "entry and exit stubs"
+    m = re.match(r"kernel/src/([a-z_]+)/", mine)
+    if m:
+        return "kernel/src/" + m.group(1)
+    return "arch, percpu and the rest"
+
+if svg:
+    parts = collections.Counter()
+    for upper in (True, False):
+        pcs = sorted(pc for pc in diff if (pc >= UPPER) == upper)
+        for pc, (_, _, mine) in lines(kernel if upper else user_elf, pcs).items():
+            parts[part(pc, mine)] += diff[pc] / per
+    # The order of a system call: the programs, the stubs, the kernel's subsystems (largest
+    # first), then arch and percpu.
+    rank = lambda n: (n != "user programs", n != "entry and exit stubs",
+                      n == "arch, percpu and the rest", -parts[n])
+    segs = [(n, parts[n]) for n in sorted(parts, key=rank) if parts[n] >= 0.5]
+    refs = []
+    for m in filter(None, marks.split(";")):
+        v, _, label = m.partition(":")
+        refs.append((float(v), label))
+    total = sum(c for _, c in segs)
+    full = max([total] + [v for v, _ in refs]) * 1.05
+    W, L, R, Y, H = 900, 20, 20, 60, 46
+    x = lambda v: L + (W - L - R) * v / full
+    colors = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+              "#ff9da7", "#9c755f", "#bab0ac"]
+    o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
+         'font-size="12">' % (W, Y + H + 40 + 18 * ((len(segs) + 2) // 3))]
+    o.append('<rect width="100%" height="100%" fill="white"/>')
+    o.append('<text x="%d" y="22" font-size="14">%s: %.0f instructions per operation (icount)</text>'
+             % (L, html.escape(os.environ.get("IPROF_TITLE", "iprof")), total))
+    at = 0.0
+    for k, (n, c) in enumerate(segs):
+        col = colors[k % len(colors)]
+        o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %.0f</title></rect>'
+                 % (x(at), Y, x(at + c) - x(at), H, col, html.escape(n), c))
+        if x(at + c) - x(at) > 26:
+            o.append('<text x="%.1f" y="%d" text-anchor="middle" fill="white">%.0f</text>'
+                     % ((x(at) + x(at + c)) / 2, Y + H / 2 + 4, c))
+        at += c
+    for v, label in refs:
+        o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black" stroke-dasharray="4,3"/>'
+                 % (x(v), Y - 14, x(v), Y + H + 6))
+        o.append('<text x="%.1f" y="%d" text-anchor="middle">%s (%g)</text>'
+                 % (x(v), Y - 18, html.escape(label), v))
+    for k, (n, c) in enumerate(segs):
+        lx, ly = L + (k % 3) * 290, Y + H + 30 + 18 * (k // 3)
+        o.append('<rect x="%d" y="%d" width="12" height="12" fill="%s"/>' % (lx, ly - 10, colors[k % len(colors)]))
+        o.append('<text x="%d" y="%d">%s: %.0f</text>' % (lx + 17, ly, html.escape(n), c))
+    o.append("</svg>")
+    with open(svg, "w") as f:
+        f.write("\n".join(o) + "\n")
+    print("\niprof: wrote %s" % svg)
 
 if annotate:
     upper = None
