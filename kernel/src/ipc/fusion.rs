@@ -6,9 +6,10 @@
 //! the request ring and writes replies. Each side polls for a bounded window
 //! ([`POLL_US`]); past it, it records itself as parked and blocks, and the other side wakes
 //! it (`sched::wake`: the CPU's mailbox, then its doorbell IPI) only when it finds it
-//! parked. Parking is race-free: the waiter stores its parked word then re-checks the ring;
-//! the producer publishes the slot then reads the parked word, both with a full fence
-//! between, so one of the two always sees the other.
+//! parked. Parking is race-free: the waiter stores its parked word then re-checks the ring
+//! and that its word is still there ([`still_parked`]: a late producer may clear the mark of
+//! a newer park, ABA); the producer publishes the slot then reads the parked word, both with
+//! a full fence between, so one of the two always sees the other.
 //!
 //! Every wait has a deadline: a call gives up with `TimedOut` at its TSC deadline (the
 //! request may still be served later: replies carry their request's ring position, and the
@@ -43,7 +44,7 @@ struct Slot {
 /// A bounded SPSC ring with per-slot sequence numbers (slot `i` is free for position `p`
 /// when its sequence is `p`, full when it is `p + 1`).
 #[derive(Debug)]
-struct Ring {
+pub(super) struct Ring {
     slots: [Slot; RING],
     /// Next position to write (the producer's alone).
     head: AtomicU64,
@@ -52,7 +53,7 @@ struct Ring {
 }
 
 impl Ring {
-    fn new() -> Ring {
+    pub(super) fn new() -> Ring {
         Ring {
             slots: core::array::from_fn(|i| Slot {
                 seq: AtomicU64::new(i as u64),
@@ -66,7 +67,7 @@ impl Ring {
 
     /// Writes `m` if a slot is free; returns its position (the count of messages pushed
     /// before it).
-    fn push(&self, m: &Msg) -> Option<u64> {
+    pub(super) fn push(&self, m: &Msg) -> Option<u64> {
         let h = self.head.load(Ordering::Relaxed);
         let s = &self.slots[h as usize % RING];
         if s.seq.load(Ordering::Acquire) != h {
@@ -88,7 +89,7 @@ impl Ring {
     }
 
     /// Takes the next message, if one waits, with its position.
-    fn pop(&self) -> Option<(u64, Msg)> {
+    pub(super) fn pop(&self) -> Option<(u64, Msg)> {
         let t = self.tail.load(Ordering::Relaxed);
         let s = &self.slots[t as usize % RING];
         if s.seq.load(Ordering::Acquire) != t + 1 {
@@ -157,12 +158,10 @@ fn wait_pop(
         if rdtsc() >= deadline {
             return Err(IpcError::TimedOut);
         }
-        let me = sched::current().ok_or(IpcError::NotAThread)?;
-        parked.store(me.raw() + 1, Ordering::SeqCst);
+        let mark = sched::current().ok_or(IpcError::NotAThread)?.raw() + 1;
+        parked.store(mark, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        sched::block_until(deadline, || {
-            !ring.ready() && !closed.load(Ordering::Acquire)
-        });
+        sched::block_until(deadline, || still_parked(ring, parked, mark, closed));
         parked.store(0, Ordering::SeqCst);
         if let Some(m) = ring.pop() {
             return Ok(m);
@@ -171,6 +170,28 @@ fn wait_pop(
             return Err(IpcError::Closed);
         }
     }
+}
+
+/// Whether a side that stored its `mark` in `parked` (and is marked blocked) must block:
+/// its mark is still there, no message waits, the channel is open.
+///
+/// The mark is part of the test because every park of a thread stores the same value: a
+/// producer that read the mark of an earlier park and was delayed before its CAS can clear
+/// the mark of this one (ABA), and its wake-up, finding the thread not yet blocked, does
+/// nothing. Its message was taken already (by that earlier park's own re-check), so without
+/// the mark in the test this park would block with no mark left for the next producer to
+/// find: both sides asleep until their deadlines (kernel test
+/// `ipc.fusion_park_whose_mark_a_late_kick_cleared_does_not_block`, seen before as a 60 s
+/// stall once in ~15 runs of `ipc.fusion_rings_across_cpus` at -smp 4). A cleared mark now
+/// either comes before this load (no block: the side parks again) or after it, when the
+/// side is already marked blocked, so the producer's wake-up finds it.
+pub(super) fn still_parked(
+    ring: &Ring,
+    parked: &AtomicU64,
+    mark: u64,
+    closed: &AtomicBool,
+) -> bool {
+    parked.load(Ordering::SeqCst) == mark && !ring.ready() && !closed.load(Ordering::Acquire)
 }
 
 /// Pushes `m` into `ring`, waiting (bounded by `deadline`, ended by `closed`) while it is
@@ -192,8 +213,18 @@ fn push_until(ring: &Ring, m: &Msg, closed: &AtomicBool, deadline: u64) -> Resul
 
 /// After publishing into a ring: wakes the consumer if it parked.
 fn kick(parked: &AtomicU64, wakes: &AtomicU64) {
+    kick_finish(parked, kick_load(parked), wakes);
+}
+
+/// The first half of [`kick`]: the mark of a parked consumer (0: none), read after a full
+/// fence that orders it after the message's publication.
+pub(super) fn kick_load(parked: &AtomicU64) -> u64 {
     fence(Ordering::SeqCst);
-    let p = parked.load(Ordering::SeqCst);
+    parked.load(Ordering::SeqCst)
+}
+
+/// The second half of [`kick`]: takes mark `p` (if it is still there) and wakes its thread.
+pub(super) fn kick_finish(parked: &AtomicU64, p: u64, wakes: &AtomicU64) {
     if p != 0
         && parked
             .compare_exchange(p, 0, Ordering::AcqRel, Ordering::Relaxed)
@@ -299,6 +330,28 @@ impl Channel {
                 return Ok(());
             }
         }
+    }
+
+    /// The channel's words, for a failure report: each ring's head and tail, the parked
+    /// words (raw tid + 1), the misses, the wake-ups, closed.
+    pub fn describe(&self) -> alloc::string::String {
+        let r = |g: &Ring| {
+            (
+                g.head.load(Ordering::Relaxed),
+                g.tail.load(Ordering::Relaxed),
+            )
+        };
+        alloc::format!(
+            "req (head, tail) {:?}, rep {:?}, client_parked {:#x}, server_parked {:#x}, misses client {} server {}, wakes {}, closed {}",
+            r(&self.req),
+            r(&self.rep),
+            self.client_parked.load(Ordering::Relaxed),
+            self.server_parked.load(Ordering::Relaxed),
+            self.client_misses.load(Ordering::Relaxed),
+            self.server_misses.load(Ordering::Relaxed),
+            self.wakes.load(Ordering::Relaxed),
+            self.closed.load(Ordering::Relaxed)
+        )
     }
 
     /// Whether the client is parked (tests: force the wake-up path).

@@ -28,6 +28,11 @@ ktest!(
     "ipc.fusion_call_times_out_and_its_late_reply_is_discarded",
     timeout_then_stale
 );
+ktest!(
+    Needs::Threads,
+    "ipc.fusion_park_whose_mark_a_late_kick_cleared_does_not_block",
+    late_kick_aba
+);
 
 static CHAN: spin::Mutex<Option<Arc<Channel>>> = spin::Mutex::new(None);
 const CALLS: u64 = 2000;
@@ -35,6 +40,9 @@ const CALLS: u64 = 2000;
 /// the client waits for the server to park before calling.
 const PARK_EVERY: u64 = 100;
 static BAD: AtomicU64 = AtomicU64::new(0);
+/// Calls the client has made and the server has answered so far (a failure's report).
+static CALLED: AtomicU64 = AtomicU64::new(0);
+static SERVED: AtomicU64 = AtomicU64::new(0);
 
 fn chan() -> Option<Arc<Channel>> {
     CHAN.lock().clone()
@@ -68,6 +76,7 @@ fn server(_: u64) -> u64 {
         }
         let mut r = *m;
         r.words.iter_mut().for_each(|w| *w = w.wrapping_add(1));
+        SERVED.fetch_add(1, Ordering::Relaxed);
         Some(r)
     });
     u64::from(r.is_err())
@@ -85,6 +94,7 @@ fn client(_: u64) -> u64 {
             7,
             core::array::from_fn(|i| k.wrapping_mul(31).wrapping_add(i as u64)),
         );
+        CALLED.store(k + 1, Ordering::Relaxed);
         match c.call(&m, d) {
             Ok(r) if r.words == core::array::from_fn(|i| m.words[i].wrapping_add(1)) => {}
             _ => bad += 1,
@@ -101,6 +111,8 @@ fn fusion_across_cpus(_: &crate::boot::BootState) -> TestResult {
     let c = Arc::new(Channel::new().map_err(|e| format!("{e:?}"))?);
     *CHAN.lock() = Some(c.clone());
     BAD.store(0, Ordering::Relaxed);
+    CALLED.store(0, Ordering::Relaxed);
+    SERVED.store(0, Ordering::Relaxed);
     let last = ncpus() - 1;
     let s = Builder::new()
         .pin(last)
@@ -110,7 +122,14 @@ fn fusion_across_cpus(_: &crate::boot::BootState) -> TestResult {
         .pin(0)
         .spawn(client, 0)
         .map_err(|e| format!("{e}"))?;
-    let codes = join_all(&[t, s], 60_000)?;
+    let codes = join_all(&[t, s], 60_000).map_err(|e| {
+        format!(
+            "{e}; calls made {}, served {}; {}",
+            CALLED.load(Ordering::Relaxed),
+            SERVED.load(Ordering::Relaxed),
+            c.describe()
+        )
+    })?;
     let wakes = c.wakes();
     c.close();
     *CHAN.lock() = None;
@@ -204,4 +223,44 @@ fn timeout_then_stale(_: &crate::boot::BootState) -> TestResult {
             )
         },
     )
+}
+
+/// The ABA of the parked word, step by step on one thread (the interleaving that stalled
+/// `ipc.fusion_rings_across_cpus` about once in 15 runs at -smp 4, forced): a producer reads
+/// the mark of a park, is delayed; the parked side finds the message by its own re-check,
+/// takes it and parks again with the same mark; the producer's CAS then clears that new
+/// mark and its wake-up finds the thread running. That park must not block: no producer
+/// would find a mark to wake it by.
+fn late_kick_aba(_: &crate::boot::BootState) -> TestResult {
+    use super::fusion::{Ring, kick_finish, kick_load, still_parked};
+    use core::sync::atomic::AtomicBool;
+    let ring = Ring::new();
+    let (parked, wakes, closed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicBool::new(false));
+    let mark = sched::current().ok_or("not a thread")?.raw() + 1;
+    parked.store(mark, Ordering::SeqCst);
+    check(still_parked(&ring, &parked, mark, &closed), || {
+        "a park with nothing waiting does not block".into()
+    })?;
+    // The producer publishes and reads the mark, then is delayed.
+    ring.push(&Msg::new(7, [1; 8])).ok_or("ring full")?;
+    let late = kick_load(&parked);
+    check(late == mark, || {
+        format!("the producer read {late:#x}, not the mark")
+    })?;
+    // The parked side's re-check finds the message: it takes it and parks again.
+    check(!still_parked(&ring, &parked, mark, &closed), || {
+        "a park with a message waiting blocks".into()
+    })?;
+    parked.store(0, Ordering::SeqCst);
+    ring.pop().ok_or("the message is gone")?;
+    parked.store(mark, Ordering::SeqCst);
+    // The late CAS matches the new park's mark; the wake-up finds this thread running.
+    kick_finish(&parked, late, &wakes);
+    check(
+        parked.load(Ordering::SeqCst) == 0 && wakes.load(Ordering::Relaxed) == 1,
+        || "the late kick did not take the new park's mark".into(),
+    )?;
+    check(!still_parked(&ring, &parked, mark, &closed), || {
+        "a park whose mark a late kick cleared blocks: nobody would wake it".into()
+    })
 }
