@@ -511,7 +511,9 @@ pub(super) fn switch_locked(
 ) {
     let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
     next.set_state(State::Running);
-    next.cpu.store(cs.cpu, Ordering::Relaxed);
+    // Every way onto this CPU's queue (`enqueue_inline`, a steal, a new thread's placement)
+    // and the idle context's creation already wrote this CPU there, under this lock.
+    debug_assert_eq!(next.cpu.load(Ordering::Relaxed), cs.cpu);
     next.started.store(now, Ordering::Relaxed);
     next.switches.fetch_add(1, Ordering::Relaxed);
     cs.current.store(next_i as u32, Ordering::Relaxed);
