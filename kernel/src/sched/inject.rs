@@ -39,6 +39,11 @@ pub(crate) fn arm(i: usize) {
     HOLD.store(i as u32 + 1, Ordering::Release);
 }
 
+/// Whether A's hold is still armed: no CPU has switched away from the armed thread yet.
+pub(crate) fn armed() -> bool {
+    HOLD.load(Ordering::Acquire) != 0
+}
+
 /// How the two holds ended: (A's, B's); see [`SAW`] and [`REAP_SAW`]. 0: never reached.
 pub(crate) fn result() -> (u32, u32) {
     (

@@ -1,5 +1,6 @@
 //! The reap race of `finish_switch`, forced (debug kernels: `sched::inject`). A thread P
-//! pinned to CPU A widens its affinity and yields to a filler thread Q of A; A holds right
+//! pinned to CPU A widens its affinity and yields to a filler thread Q of A (again while a
+//! yield picks P straight back: its run class may be served before Q's); A holds right
 //! after its unlock until P is exiting; meanwhile CPU B, whose one thread sleeps 100 µs at
 //! a time (each sleep a scheduling pass with an empty queue: a steal attempt), steals P,
 //! which returns and exits there; B holds its reap of P until A has finished its
@@ -59,15 +60,30 @@ mod forced {
     }
 
     /// P: on A, made stealable, armed, yields to Q; returns (and exits) wherever it is stolen to.
+    /// A yield may pick P straight back: P is new, so its run class (short bursts: hot) can
+    /// be served before Q's, which depends on how long Q's bursts took on this host. A never
+    /// switched away then (the hold is still armed), and P yields again; the hot streak's
+    /// budget lets Q run within a few yields.
     fn victim(a: u64) -> u64 {
         let Some(me) = sched::current() else { return 1 };
         if sched::this_cpu() != a as u32 || sched::set_affinity(CpuSet::ANY).is_err() {
             return 2;
         }
         crate::sched::inject::arm(me.index());
-        sched::yield_now();
-        // Only a CPU other than A could have run us on: A holds until we exit.
-        if sched::this_cpu() == a as u32 { 3 } else { 0 }
+        let d = rdtsc() + 30 * crate::smp::time::tsc_hz();
+        loop {
+            sched::yield_now();
+            if sched::this_cpu() != a as u32 {
+                return 0;
+            }
+            if !crate::sched::inject::armed() {
+                // A switched away from us and holds until we exit, yet we run on A.
+                return 3;
+            }
+            if rdtsc() >= d {
+                return 4;
+            }
+        }
     }
 
     pub(super) fn run() -> TestResult {
@@ -94,7 +110,8 @@ mod forced {
         rest?;
         check(code == [0] && held_a == 1 && held_b == 1, || {
             format!(
-                "victim ended {code:?} (0: ran on after A's hold on another CPU; 3: on A), A's hold \
+                "victim ended {code:?} (0: ran on after A's hold on another CPU; 3: on A; 4: A \
+                 never switched away from it in 30 s of yields), A's hold \
                  ended {held_a} (1: the victim was exiting, 2: deadline), B's reap hold ended \
                  {held_b} (1: A was done, 2: deadline, 0: never reached)"
             )
