@@ -16,8 +16,8 @@
 # profile: by function, by source line (innermost inlined frame), and with --annotate the
 # executed instructions of one function with their counts. Addresses in the upper half
 # are symbolized against the kernel, the others against --user-elf. --svg draws the
-# per-operation total as one bar split by part (the user programs, the assembly stubs, each
-# kernel subsystem folder, arch and percpu), with a dashed line at each --mark (a target, a
+# per-operation total as one bar split by part (the user programs, the assembly stubs and
+# compiler builtins (no line information), each kernel subsystem folder, arch and percpu), with a dashed line at each --mark (a target, a
 # reference figure).
 #
 # Example (`just iprof-ipc`): ipc.rtt.64, /ubench's profile role making 0 or 1000 round trips
@@ -149,7 +149,7 @@ def lines(elf, pcs):
         return {}
     out = subprocess.run(["addr2line", "-a", "-i", "-f", "-C", "-e", elf] + ["%#x" % p for p in pcs],
                          capture_output=True, text=True).stdout.splitlines()
-    res, own, cur, i = {}, {}, None, 0
+    res, own, cur, i = {}, set(), None, 0
     while i < len(out):
         if out[i].startswith("0x"):
             cur = int(out[i], 16); i += 1
@@ -158,17 +158,20 @@ def lines(elf, pcs):
         if cur not in res:
             res[cur] = (out[i], out[i + 1].split("/")[-1].split(" ")[0], "(" + out[i][:60] + ")")
         if cur not in own and path.startswith(ROOT):
-            own[cur] = path[len(ROOT):]
-            res[cur] = res[cur][:2] + (own[cur],)
+            own.add(cur)
+            res[cur] = res[cur][:2] + (path[len(ROOT):],)
         i += 2
     return res
 
-byl, byo = collections.Counter(), collections.Counter()
+# One symbolization (addr2line) per program, for the sections below and the chart.
+sym = {}
 for upper in (True, False):
-    pcs = sorted(pc for pc in diff if (pc >= UPPER) == upper)
-    for pc, (fn, loc, mine) in lines(kernel if upper else user_elf, pcs).items():
-        byl["%-28s %s" % (loc, fn[:90])] += diff[pc]
-        byo[mine] += diff[pc]
+    sym.update(lines(kernel if upper else user_elf,
+                     sorted(pc for pc in diff if (pc >= UPPER) == upper)))
+byl, byo = collections.Counter(), collections.Counter()
+for pc, (fn, loc, mine) in sym.items():
+    byl["%-28s %s" % (loc, fn[:90])] += diff[pc]
+    byo[mine] += diff[pc]
 print("\n== by source line (innermost inlined frame)")
 for l, c in byl.most_common(top):
     print("%9.1f  %s" % (c / per, l))
@@ -181,7 +184,7 @@ def part(pc, mine):
     if pc < UPPER:
         return "user programs"
     if mine.startswith("("):
-        return "entry and exit stubs"
+        return "assembly stubs and builtins"
     m = re.match(r"kernel/src/([a-z_]+)/", mine)
     if m:
         return "kernel/src/" + m.group(1)
@@ -189,13 +192,11 @@ def part(pc, mine):
 
 if svg:
     parts = collections.Counter()
-    for upper in (True, False):
-        pcs = sorted(pc for pc in diff if (pc >= UPPER) == upper)
-        for pc, (_, _, mine) in lines(kernel if upper else user_elf, pcs).items():
-            parts[part(pc, mine)] += diff[pc] / per
+    for pc, (_, _, mine) in sym.items():
+        parts[part(pc, mine)] += diff[pc] / per
     # The order of a system call: the programs, the stubs, the kernel's subsystems (largest
     # first), then arch and percpu.
-    rank = lambda n: (n != "user programs", n != "entry and exit stubs",
+    rank = lambda n: (n != "user programs", n != "assembly stubs and builtins",
                       n == "arch, percpu and the rest", -parts[n])
     segs = [(n, parts[n]) for n in sorted(parts, key=rank) if parts[n] >= 0.5]
     refs = []

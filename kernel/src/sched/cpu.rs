@@ -117,11 +117,11 @@ pub fn this_sched() -> Option<&'static CpuSched> {
 }
 
 impl CpuSched {
-    /// Takes the lock: one strong CAS when it is free (every switch). No call, even out of
-    /// line: a call on the contended path would make the callers' registers caller-saved
-    /// across it (measured: +15 instructions on the IPC fastpath).
-    /// The first CAS stands before the loop, so the free case falls through it (the loop's
-    /// aligned head made it a `nop` and a `jmp` more: icount `ctx.switch` -2).
+    /// Takes the lock: one strong CAS when it is free (every switch), standing before the
+    /// loop so the free case falls through it (the loop's aligned head made it a `nop` and a
+    /// `jmp` more: icount `ctx.switch` -2). No call, even out of line: a call on the
+    /// contended path would make the callers' registers caller-saved across it (measured:
+    /// +15 instructions on the IPC fastpath).
     #[inline(always)]
     pub(super) fn lock(&self) {
         let cas = || {
