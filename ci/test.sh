@@ -112,7 +112,7 @@ echo "== host tests"
 host_tests
 step "loom: exo-sched mailbox (MPSC, doorbell)" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
     cargo test -p exo-sched --release --lib mailbox
-step "loom: exo-sync locks (TAS, ticket, MCS)" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
+step "loom: exo-sync locks (TAS, ticket, MCS) and fusion parking" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
     cargo test -p exo-sync --release
 
 echo "== build"

@@ -28,11 +28,6 @@ ktest!(
     "ipc.fusion_call_times_out_and_its_late_reply_is_discarded",
     timeout_then_stale
 );
-ktest!(
-    Needs::Threads,
-    "ipc.fusion_park_whose_mark_a_late_kick_cleared_does_not_block",
-    late_kick_aba
-);
 
 static CHAN: spin::Mutex<Option<Arc<Channel>>> = spin::Mutex::new(None);
 const CALLS: u64 = 2000;
@@ -223,44 +218,4 @@ fn timeout_then_stale(_: &crate::boot::BootState) -> TestResult {
             )
         },
     )
-}
-
-/// The ABA of the parked word, step by step on one thread (the interleaving that stalled
-/// `ipc.fusion_rings_across_cpus` about once in 15 runs at -smp 4, forced): a producer reads
-/// the mark of a park, is delayed; the parked side finds the message by its own re-check,
-/// takes it and parks again with the same mark; the producer's CAS then clears that new
-/// mark and its wake-up finds the thread running. That park must not block: no producer
-/// would find a mark to wake it by.
-fn late_kick_aba(_: &crate::boot::BootState) -> TestResult {
-    use super::fusion::{Ring, kick_finish, kick_load, still_parked};
-    use core::sync::atomic::AtomicBool;
-    let ring = Ring::new();
-    let (parked, wakes, closed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicBool::new(false));
-    let mark = sched::current().ok_or("not a thread")?.raw() + 1;
-    parked.store(mark, Ordering::SeqCst);
-    check(still_parked(&ring, &parked, mark, &closed), || {
-        "a park with nothing waiting does not block".into()
-    })?;
-    // The producer publishes and reads the mark, then is delayed.
-    ring.push(&Msg::new(7, [1; 8])).ok_or("ring full")?;
-    let late = kick_load(&parked);
-    check(late == mark, || {
-        format!("the producer read {late:#x}, not the mark")
-    })?;
-    // The parked side's re-check finds the message: it takes it and parks again.
-    check(!still_parked(&ring, &parked, mark, &closed), || {
-        "a park with a message waiting blocks".into()
-    })?;
-    parked.store(0, Ordering::SeqCst);
-    ring.pop().ok_or("the message is gone")?;
-    parked.store(mark, Ordering::SeqCst);
-    // The late CAS matches the new park's mark; the wake-up finds this thread running.
-    kick_finish(&parked, late, &wakes);
-    check(
-        parked.load(Ordering::SeqCst) == 0 && wakes.load(Ordering::Relaxed) == 1,
-        || "the late kick did not take the new park's mark".into(),
-    )?;
-    check(!still_parked(&ring, &parked, mark, &closed), || {
-        "a park whose mark a late kick cleared blocks: nobody would wake it".into()
-    })
 }

@@ -22,6 +22,10 @@
 //! [`ring`] is the single-producer single-consumer byte ring behind the kernel's per-CPU
 //! console rings (no locked instruction on either side; host-, proptest- and loom-tested).
 //!
+//! [`fusion`] is the protocol of the kernel's fusion channels (cross-CPU calls through two
+//! SPSC rings, a side parks only past a poll window), with the scheduler as a parameter so
+//! that loom checks its parking.
+//!
 //! Every lock has a deadline-bounded acquisition (`lock_with_deadline`): the
 //! caller passes `deadline_passed: impl FnMut() -> bool`, polled between
 //! spins; once it returns `true` while the lock is still unavailable the call
@@ -41,6 +45,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+pub mod fusion;
 mod lock;
 mod mcs;
 mod parking;

@@ -1,0 +1,438 @@
+//! The fusion channel's protocol (the kernel's `ipc::fusion`, issue 13 item 5): two
+//! single-producer single-consumer rings of sequence-numbered slots, one for requests and
+//! one for replies, between one client thread and one server thread on different CPUs.
+//! Each side polls its ring for a bounded window; past it, it records itself as parked
+//! and blocks, and the other side wakes it only when it finds it parked. The scheduler is
+//! a parameter ([`Sched`]: the kernel's `block_until` and `wake`; a condition variable per
+//! thread in the loom model), so the whole protocol is model-checked on the host.
+//!
+//! **Parking.** The waiter stores its mark (`Sched::mark`, the same at every park of the
+//! thread) in its `parked` word, then blocks through [`Sched::block_until`], whose check
+//! ([`still_parked`]) runs after the thread is marked blocked: its mark is still there,
+//! its ring is empty and the channel is open. The producer publishes its slot, then
+//! ([`kick_load`], after a full fence) reads the `parked` word and, if it holds a mark,
+//! takes it by CAS and wakes that thread ([`kick_finish`]). A full fence on each side
+//! between its store and its load makes one of the two see the other.
+//!
+//! The mark is part of the waiter's check because a producer that read the mark of an
+//! earlier park and was delayed before its CAS can clear the mark of a newer park (ABA):
+//! its wake-up, finding the thread not yet blocked, does nothing, and without the check
+//! that park would block with no mark left for the next producer to find (both sides
+//! asleep until their deadlines). The unit test `late_kick_clears_a_newer_park` forces
+//! that interleaving step by step; the loom model finds it on its own when the check is
+//! removed (`loom_tests::fusion_without_the_mark_check_deadlocks`).
+//!
+//! Every wait has a deadline: a call gives up with [`Error::TimedOut`] (its request may
+//! still be served later: replies carry their request's ring position and the next call
+//! discards the stale ones first), and the server's waits end at its deadline or when the
+//! channel is closed ([`Error::Closed`]).
+
+use crate::sync::{AtomicBool, AtomicU64, Ordering, fence};
+
+/// What the channel needs from the scheduler of the thread that calls it.
+pub trait Sched {
+    /// Busy-wait steps between two looks at the clock while polling.
+    const SPINS: u32 = 64;
+
+    /// The calling thread's mark: nonzero, the same at every park of this thread, another
+    /// thread's never (`None`: the caller is not a thread that can block).
+    fn mark(&self) -> Option<u64>;
+
+    /// The clock the deadlines are in.
+    fn now(&self) -> u64;
+
+    /// The poll window before a side parks, in clock units (halved per miss, see
+    /// [`Rings::call`]).
+    fn window(&self) -> u64;
+
+    /// Marks the calling thread blocked, then blocks unless `still()` (evaluated after the
+    /// mark) is false, until a [`Sched::wake`] of its mark or `deadline`. May return
+    /// early: callers re-check.
+    fn block_until(&self, deadline: u64, still: impl FnOnce() -> bool);
+
+    /// Wakes the thread of `mark` if it is marked blocked; nothing otherwise.
+    fn wake(&self, mark: u64);
+
+    /// One busy-wait step.
+    fn relax(&self) {
+        core::hint::spin_loop();
+    }
+
+    /// Fault injection for the model checker only: `false` drops the mark from the
+    /// waiter's check (the lost wake-up of the module header, which the loom model must
+    /// find). A constant: the kernel's path has no trace of it.
+    #[doc(hidden)]
+    const MARK_CHECK: bool = true;
+}
+
+/// Why a call or a serve ended without its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The deadline passed.
+    TimedOut,
+    /// The channel was closed.
+    Closed,
+    /// The caller cannot block ([`Sched::mark`] returned `None`).
+    NotAThread,
+}
+
+/// A message: `W` words (the kernel's: the info word, then eight payload words).
+pub type Words<const W: usize> = [u64; W];
+
+#[repr(C, align(128))]
+#[derive(Debug)]
+struct Slot<const W: usize> {
+    seq: AtomicU64,
+    words: [AtomicU64; W],
+}
+
+/// A bounded SPSC ring of `N` slots with per-slot sequence numbers (slot `i` is free for
+/// position `p` when its sequence is `p`, full when it is `p + 1`).
+#[derive(Debug)]
+pub struct Ring<const N: usize, const W: usize> {
+    slots: [Slot<W>; N],
+    /// Next position to write (the producer's alone).
+    head: AtomicU64,
+    /// Next position to read (the consumer's alone).
+    tail: AtomicU64,
+}
+
+impl<const N: usize, const W: usize> Default for Ring<N, W> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize, const W: usize> Ring<N, W> {
+    /// An empty ring.
+    pub fn new() -> Self {
+        Ring {
+            slots: core::array::from_fn(|i| Slot {
+                seq: AtomicU64::new(i as u64),
+                words: core::array::from_fn(|_| AtomicU64::new(0)),
+            }),
+            head: AtomicU64::new(0),
+            tail: AtomicU64::new(0),
+        }
+    }
+
+    /// Writes `m` if a slot is free (producer only); returns its position (the count of
+    /// messages pushed before it).
+    pub fn push(&self, m: &Words<W>) -> Option<u64> {
+        let h = self.head.load(Ordering::Relaxed);
+        let s = &self.slots[h as usize % N];
+        if s.seq.load(Ordering::Acquire) != h {
+            return None;
+        }
+        for (d, w) in s.words.iter().zip(m) {
+            d.store(*w, Ordering::Relaxed);
+        }
+        s.seq.store(h + 1, Ordering::Release);
+        self.head.store(h + 1, Ordering::Relaxed);
+        Some(h)
+    }
+
+    /// Whether a message waits (consumer only).
+    pub fn ready(&self) -> bool {
+        let t = self.tail.load(Ordering::Relaxed);
+        self.slots[t as usize % N].seq.load(Ordering::Acquire) == t + 1
+    }
+
+    /// Takes the next message, if one waits, with its position (consumer only).
+    pub fn pop(&self) -> Option<(u64, Words<W>)> {
+        let t = self.tail.load(Ordering::Relaxed);
+        let s = &self.slots[t as usize % N];
+        if s.seq.load(Ordering::Acquire) != t + 1 {
+            return None;
+        }
+        let words = core::array::from_fn(|k| s.words[k].load(Ordering::Relaxed));
+        s.seq.store(t + N as u64, Ordering::Release);
+        self.tail.store(t + 1, Ordering::Relaxed);
+        Some((t, words))
+    }
+
+    /// Next position to write and next to read (a snapshot, for reports).
+    pub fn positions(&self) -> (u64, u64) {
+        (
+            self.head.load(Ordering::Relaxed),
+            self.tail.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Whether a side that stored its `mark` in `parked` (and is marked blocked) must block:
+/// its mark is still there (see the module header: a late producer's CAS may have taken
+/// it), no message waits, the channel is open.
+pub fn still_parked<const N: usize, const W: usize>(
+    ring: &Ring<N, W>,
+    parked: &AtomicU64,
+    mark: u64,
+    closed: &AtomicBool,
+) -> bool {
+    parked.load(Ordering::SeqCst) == mark && still_parked_unmarked(ring, closed)
+}
+
+/// The rest of [`still_parked`]: no message waits, the channel is open.
+fn still_parked_unmarked<const N: usize, const W: usize>(
+    ring: &Ring<N, W>,
+    closed: &AtomicBool,
+) -> bool {
+    !ring.ready() && !closed.load(Ordering::Acquire)
+}
+
+/// The first half of a producer's kick: the mark of a parked consumer (0: none), read after
+/// a full fence that orders it after the message's publication.
+pub fn kick_load(parked: &AtomicU64) -> u64 {
+    fence(Ordering::SeqCst);
+    parked.load(Ordering::SeqCst)
+}
+
+/// The second half of a kick: takes mark `p` if it is still there and wakes its thread;
+/// returns whether it did.
+pub fn kick_finish(s: &impl Sched, parked: &AtomicU64, p: u64) -> bool {
+    let took = p != 0
+        && parked
+            .compare_exchange(p, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+    if took {
+        s.wake(p);
+    }
+    took
+}
+
+/// The shared part of a fusion channel: both rings, both parked words, the counters.
+#[derive(Debug)]
+pub struct Rings<const N: usize, const W: usize> {
+    req: Ring<N, W>,
+    rep: Ring<N, W>,
+    /// The mark of a parked client / server (0: polling or running).
+    client_parked: AtomicU64,
+    server_parked: AtomicU64,
+    /// Wake-ups sent (how often a side had to sleep).
+    wakes: AtomicU64,
+    /// Waits of the client / server that ended parked in a row (the poll window's shift).
+    client_misses: AtomicU64,
+    server_misses: AtomicU64,
+    /// Replies the client discarded: answers to calls that had timed out.
+    stale: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// One side's view for a wait: its ring to pop, its parked word, its misses.
+struct Side<'a, const N: usize, const W: usize> {
+    ring: &'a Ring<N, W>,
+    parked: &'a AtomicU64,
+    misses: &'a AtomicU64,
+    closed: &'a AtomicBool,
+}
+
+impl<const N: usize, const W: usize> Side<'_, N, W> {
+    /// What a side does when its ring is empty: poll, then park until the other side wakes
+    /// it. The window adapts: [`Sched::window`] while polling pays, halved after each wait
+    /// that ended parked anyway (down to 1/32: the peer is not running alongside, e.g. its
+    /// CPU is time-shared), back to full as soon as a poll finds the message. Returns the
+    /// message and its position; `TimedOut` at `deadline`.
+    fn wait_pop<S: Sched>(&self, s: &S, deadline: u64) -> Result<(u64, Words<W>), Error> {
+        let shift = self.misses.load(Ordering::Relaxed).min(5);
+        let end = s.now().saturating_add(s.window() >> shift).min(deadline);
+        loop {
+            for _ in 0..S::SPINS.max(1) {
+                if let Some(m) = self.ring.pop() {
+                    self.misses.store(0, Ordering::Relaxed);
+                    return Ok(m);
+                }
+                s.relax();
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            if s.now() >= end {
+                break;
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let mark = s.mark().ok_or(Error::NotAThread)?;
+        loop {
+            if s.now() >= deadline {
+                return Err(Error::TimedOut);
+            }
+            self.parked.store(mark, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            s.block_until(deadline, || {
+                (!S::MARK_CHECK || self.parked.load(Ordering::SeqCst) == mark)
+                    && still_parked_unmarked(self.ring, self.closed)
+            });
+            self.parked.store(0, Ordering::SeqCst);
+            if let Some(m) = self.ring.pop() {
+                return Ok(m);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+        }
+    }
+}
+
+/// Pushes `m` into `ring`, waiting (bounded by `deadline`, ended by `closed`) while it is
+/// full; returns the message's position.
+fn push_until<S: Sched, const N: usize, const W: usize>(
+    s: &S,
+    ring: &Ring<N, W>,
+    m: &Words<W>,
+    closed: &AtomicBool,
+    deadline: u64,
+) -> Result<u64, Error> {
+    loop {
+        if let Some(pos) = ring.push(m) {
+            return Ok(pos);
+        }
+        if closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if s.now() >= deadline {
+            return Err(Error::TimedOut);
+        }
+        s.relax();
+    }
+}
+
+impl<const N: usize, const W: usize> Default for Rings<N, W> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize, const W: usize> Rings<N, W> {
+    /// An open channel, both rings empty.
+    pub fn new() -> Self {
+        Rings {
+            req: Ring::new(),
+            rep: Ring::new(),
+            client_parked: AtomicU64::new(0),
+            server_parked: AtomicU64::new(0),
+            wakes: AtomicU64::new(0),
+            client_misses: AtomicU64::new(0),
+            server_misses: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn client(&self) -> Side<'_, N, W> {
+        Side {
+            ring: &self.rep,
+            parked: &self.client_parked,
+            misses: &self.client_misses,
+            closed: &self.closed,
+        }
+    }
+
+    fn server(&self) -> Side<'_, N, W> {
+        Side {
+            ring: &self.req,
+            parked: &self.server_parked,
+            misses: &self.server_misses,
+            closed: &self.closed,
+        }
+    }
+
+    /// After publishing: wakes the consumer whose parked word is `parked` if it parked.
+    fn kick(&self, s: &impl Sched, parked: &AtomicU64) {
+        if kick_finish(s, parked, kick_load(parked)) {
+            self.wakes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends `m` and waits for its reply until `deadline` (`TimedOut`). One client thread
+    /// per channel. Replies to earlier calls that timed out are discarded on the way
+    /// (counted: [`Rings::stale`]).
+    pub fn call<S: Sched>(&self, s: &S, m: &Words<W>, deadline: u64) -> Result<Words<W>, Error> {
+        // The server answers in order: the reply to this request has its position.
+        let pos = push_until(s, &self.req, m, &self.closed, deadline)?;
+        self.kick(s, &self.server_parked);
+        loop {
+            let (at, r) = self.client().wait_pop(s, deadline)?;
+            if at == pos {
+                return Ok(r);
+            }
+            self.stale.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Serves calls with `f` until `f` returns `None` (that call is answered with the
+    /// request itself, then it returns), the channel is closed (`Closed`) or `deadline`
+    /// passes (`TimedOut`). One server thread per channel.
+    pub fn serve<S: Sched>(
+        &self,
+        s: &S,
+        deadline: u64,
+        mut f: impl FnMut(&Words<W>) -> Option<Words<W>>,
+    ) -> Result<(), Error> {
+        loop {
+            let (_, m) = self.server().wait_pop(s, deadline)?;
+            let (r, last) = match f(&m) {
+                Some(r) => (r, false),
+                None => (m, true),
+            };
+            // Full only while the client has stopped calling after calls that timed out
+            // (its next call drains the stale replies): bounded by the deadline and close.
+            push_until(s, &self.rep, &r, &self.closed, deadline)?;
+            self.kick(s, &self.client_parked);
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Closes the channel: parked sides wake and return `Closed`.
+    pub fn close(&self, s: &impl Sched) {
+        self.closed.store(true, Ordering::Release);
+        self.kick(s, &self.client_parked);
+        self.kick(s, &self.server_parked);
+    }
+
+    /// Replies the client discarded because their call had timed out.
+    pub fn stale(&self) -> u64 {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Wake-ups sent so far (a side found its peer parked).
+    pub fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the client is parked.
+    pub fn client_is_parked(&self) -> bool {
+        self.client_parked.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether the server is parked.
+    pub fn server_is_parked(&self) -> bool {
+        self.server_parked.load(Ordering::Acquire) != 0
+    }
+}
+
+impl<const N: usize, const W: usize> core::fmt::Display for Rings<N, W> {
+    /// The channel's words, for a failure report: each ring's (head, tail), the parked
+    /// words, the misses, the wake-ups, closed.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "req (head, tail) {:?}, rep {:?}, client_parked {:#x}, server_parked {:#x}, misses client {} server {}, wakes {}, closed {}",
+            self.req.positions(),
+            self.rep.positions(),
+            self.client_parked.load(Ordering::Relaxed),
+            self.server_parked.load(Ordering::Relaxed),
+            self.client_misses.load(Ordering::Relaxed),
+            self.server_misses.load(Ordering::Relaxed),
+            self.wakes.load(Ordering::Relaxed),
+            self.closed.load(Ordering::Relaxed)
+        )
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_tests;

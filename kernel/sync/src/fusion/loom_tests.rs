@@ -1,0 +1,189 @@
+//! loom model checks of the fusion protocol (run with `RUSTFLAGS="--cfg loom"`).
+//!
+//! The scheduler of the model ([`Model`]) keeps, per thread, the kernel's states under a
+//! loom mutex (running, blocked, ready) with a condition variable to sleep on: `block_until`
+//! marks the thread blocked, fences, evaluates the waiter's check and sleeps only if it
+//! holds, until a `wake` finds it blocked; a `wake` of a thread not blocked does nothing,
+//! as the kernel's. Deadlines are infinite and the poll window is empty (one look at the
+//! ring, then park), so a lost wake-up is a thread asleep forever: loom reports it as a
+//! deadlock. Every scenario runs once per spawn order of its threads (loom 0.7's DPOR can
+//! skip interleavings depending on it, see `exo-sched`'s mailbox models).
+//!
+//! Preemption bounds keep the set near 4 s (two calls: 4, 10 s at 5; three calls: 3).
+//!
+//! That the model finds what it is for was checked: with the mark dropped from the
+//! waiter's check ([`Sched::MARK_CHECK`] `false`) it finds the ABA lost wake-up of
+//! 2026-12-02 on its own (`fusion_without_the_mark_check_deadlocks`, kept). By mutation
+//! (not kept): without the producer's fence in `kick_load` every model deadlocks (a
+//! store-buffer race: the producer reads no mark, the waiter sees no message). The
+//! waiter's own fence after its parked store is not needed here, as `block_until` fences
+//! after marking the thread blocked (the model's and the kernel's alike); it stays, so the
+//! protocol does not lean on that.
+
+use loom::sync::{Arc, Condvar, Mutex};
+use loom::thread;
+
+use super::*;
+
+const RUNNING: u8 = 0;
+const BLOCKED: u8 = 1;
+const READY: u8 = 2;
+
+/// The threads' states (mark `i + 1` is `threads[i]`).
+struct Threads {
+    state: [(Mutex<u8>, Condvar); 2],
+}
+
+/// One thread's scheduler (`me`: its mark); `CHECK`: [`Sched::MARK_CHECK`].
+struct Model<const CHECK: bool> {
+    me: u64,
+    t: Arc<Threads>,
+}
+
+impl<const CHECK: bool> Sched for Model<CHECK> {
+    const SPINS: u32 = 1;
+    const MARK_CHECK: bool = CHECK;
+
+    fn mark(&self) -> Option<u64> {
+        Some(self.me)
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+
+    fn window(&self) -> u64 {
+        0
+    }
+
+    fn block_until(&self, _deadline: u64, still: impl FnOnce() -> bool) {
+        let (m, cv) = &self.t.state[self.me as usize - 1];
+        *m.lock().unwrap() = BLOCKED;
+        fence(Ordering::SeqCst);
+        let block = still();
+        let mut g = m.lock().unwrap();
+        while block && *g == BLOCKED {
+            g = cv.wait(g).unwrap();
+        }
+        *g = RUNNING;
+    }
+
+    fn wake(&self, mark: u64) {
+        let (m, cv) = &self.t.state[mark as usize - 1];
+        let mut g = m.lock().unwrap();
+        if *g == BLOCKED {
+            *g = READY;
+            cv.notify_one();
+        }
+    }
+
+    fn relax(&self) {
+        thread::yield_now();
+    }
+}
+
+fn threads() -> Arc<Threads> {
+    Arc::new(Threads {
+        state: [
+            (Mutex::new(RUNNING), Condvar::new()),
+            (Mutex::new(RUNNING), Condvar::new()),
+        ],
+    })
+}
+
+fn builder(preemption_bound: usize) -> loom::model::Builder {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(preemption_bound);
+    b
+}
+
+/// `calls` calls from a client thread (mark 1) to a server thread (mark 2), spawned client
+/// first or server first; every reply is its request's word + 100, in order. The last
+/// request (word 0) ends the server, answered with itself.
+fn calls<const CHECK: bool>(calls: u64, client_first: bool, bound: usize) {
+    builder(bound).check(move || {
+        let t = threads();
+        let rings: Arc<Rings<2, 1>> = Arc::new(Rings::new());
+        let client = {
+            let (r, t) = (rings.clone(), t.clone());
+            move || {
+                let s = Model::<CHECK> { me: 1, t };
+                for k in (0..calls).rev() {
+                    let want = if k == 0 { [0] } else { [k + 100] };
+                    assert_eq!(r.call(&s, &[k], u64::MAX), Ok(want), "call {k}");
+                }
+            }
+        };
+        let server = {
+            let (r, t) = (rings.clone(), t.clone());
+            move || {
+                let s = Model::<CHECK> { me: 2, t };
+                let got = r.serve(&s, u64::MAX, |m| (m[0] != 0).then_some([m[0] + 100]));
+                assert_eq!(got, Ok(()));
+            }
+        };
+        let (a, b) = if client_first {
+            (thread::spawn(client), thread::spawn(server))
+        } else {
+            let b = thread::spawn(server);
+            (thread::spawn(client), b)
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(rings.stale(), 0);
+    });
+}
+
+/// Two calls: the first reply's late kick can meet the second park (the ABA's shape).
+/// Four preemptions.
+#[test]
+fn fusion_two_calls_no_lost_wakeup() {
+    for client_first in [true, false] {
+        calls::<true>(2, client_first, 4);
+    }
+}
+
+/// Three calls: the ring wraps (two slots). Three preemptions.
+#[test]
+fn fusion_three_calls_ring_wraps() {
+    for client_first in [true, false] {
+        calls::<true>(3, client_first, 3);
+    }
+}
+
+/// The fault injection: without the mark in the waiter's check, loom finds the lost
+/// wake-up (a deadlock) on its own.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn fusion_without_the_mark_check_deadlocks() {
+    calls::<false>(2, true, 3);
+}
+
+/// A server parked on its empty ring and a close from another thread: the server ends
+/// with `Closed`, whichever comes first.
+#[test]
+fn fusion_close_wakes_the_server() {
+    for server_first in [true, false] {
+        builder(3).check(move || {
+            let t = threads();
+            let rings: Arc<Rings<2, 1>> = Arc::new(Rings::new());
+            let server = {
+                let (r, t) = (rings.clone(), t.clone());
+                move || r.serve(&Model::<true> { me: 2, t }, u64::MAX, |m| Some(*m))
+            };
+            let closer = {
+                let (r, t) = (rings.clone(), t.clone());
+                move || r.close(&Model::<true> { me: 1, t })
+            };
+            let (s, c) = if server_first {
+                let s = thread::spawn(server);
+                (s, thread::spawn(closer))
+            } else {
+                let c = thread::spawn(closer);
+                (thread::spawn(server), c)
+            };
+            c.join().unwrap();
+            assert_eq!(s.join().unwrap(), Err(Error::Closed));
+        });
+    }
+}

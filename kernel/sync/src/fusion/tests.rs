@@ -1,0 +1,331 @@
+//! Host tests of the fusion protocol: the ring against a queue (proptest), the ABA of the
+//! parked word forced step by step, and calls between two OS threads through a scheduler
+//! made of a mutex and a condition variable per thread, with both wake-up paths forced.
+
+use super::*;
+use proptest::prelude::*;
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64 as StdU64;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+const RUNNING: u8 = 0;
+const BLOCKED: u8 = 1;
+const READY: u8 = 2;
+
+/// Two threads' scheduler: a state and a condition variable per mark (1: client, 2:
+/// server), the clock in nanoseconds since the start. The state's flag says the thread is
+/// asleep in the condition variable: committed to sleep until woken or its deadline.
+struct Threads {
+    start: Instant,
+    window_ns: u64,
+    state: [(Mutex<(u8, bool)>, Condvar); 2],
+    wakes_seen: StdU64,
+}
+
+/// One thread's handle on [`Threads`] (`me`: its mark, 0: not a thread).
+struct Host {
+    me: u64,
+    t: Arc<Threads>,
+}
+
+impl Threads {
+    fn new(window_ns: u64) -> Arc<Threads> {
+        Arc::new(Threads {
+            start: Instant::now(),
+            window_ns,
+            state: [
+                (Mutex::new((RUNNING, false)), Condvar::new()),
+                (Mutex::new((RUNNING, false)), Condvar::new()),
+            ],
+            wakes_seen: StdU64::new(0),
+        })
+    }
+
+    fn host(self: &Arc<Self>, me: u64) -> Host {
+        Host {
+            me,
+            t: self.clone(),
+        }
+    }
+
+    /// Whether the thread of `mark` sleeps (so a wake-up is what will end its wait).
+    fn asleep(&self, mark: u64) -> bool {
+        self.state[mark as usize - 1].0.lock().unwrap().1
+    }
+}
+
+impl Sched for Host {
+    fn mark(&self) -> Option<u64> {
+        (self.me != 0).then_some(self.me)
+    }
+
+    fn now(&self) -> u64 {
+        self.t.start.elapsed().as_nanos() as u64
+    }
+
+    fn window(&self) -> u64 {
+        self.t.window_ns
+    }
+
+    fn block_until(&self, deadline: u64, still: impl FnOnce() -> bool) {
+        let (m, cv) = &self.t.state[self.me as usize - 1];
+        m.lock().unwrap().0 = BLOCKED;
+        core::sync::atomic::fence(Ordering::SeqCst);
+        let block = still();
+        let mut g = m.lock().unwrap();
+        while block && g.0 == BLOCKED {
+            let now = self.now();
+            if now >= deadline {
+                break;
+            }
+            g.1 = true;
+            let wait = Duration::from_nanos((deadline - now).min(1_000_000_000));
+            g = cv.wait_timeout(g, wait).unwrap().0;
+        }
+        *g = (RUNNING, false);
+    }
+
+    fn wake(&self, mark: u64) {
+        let (m, cv) = &self.t.state[mark as usize - 1];
+        let mut g = m.lock().unwrap();
+        if g.0 == BLOCKED {
+            g.0 = READY;
+            self.t.wakes_seen.fetch_add(1, Ordering::Relaxed);
+            cv.notify_one();
+        }
+    }
+
+    fn relax(&self) {
+        std::thread::yield_now();
+    }
+}
+
+/// A deadline `s` seconds after now.
+fn after_s(h: &Host, s: u64) -> u64 {
+    h.now() + s * 1_000_000_000
+}
+
+/// Waits (10 s at most) until `cond` holds.
+fn wait_until(cond: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Push(u64),
+    Pop,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![any::<u64>().prop_map(Op::Push), Just(Op::Pop)]
+}
+
+proptest! {
+    /// The ring is a bounded FIFO of capacity `N` whose positions count the messages.
+    #[test]
+    fn ring_is_a_bounded_queue(ops in proptest::collection::vec(op(), 0..200)) {
+        let r: Ring<4, 2> = Ring::new();
+        let mut q = VecDeque::new();
+        let (mut pushed, mut popped) = (0u64, 0u64);
+        for o in ops {
+            match o {
+                Op::Push(v) => {
+                    let got = r.push(&[v, !v]);
+                    if q.len() < 4 {
+                        prop_assert_eq!(got, Some(pushed));
+                        q.push_back(v);
+                        pushed += 1;
+                    } else {
+                        prop_assert_eq!(got, None);
+                    }
+                }
+                Op::Pop => {
+                    prop_assert_eq!(r.ready(), !q.is_empty());
+                    let got = r.pop();
+                    match q.pop_front() {
+                        Some(v) => {
+                            prop_assert_eq!(got, Some((popped, [v, !v])));
+                            popped += 1;
+                        }
+                        None => prop_assert_eq!(got, None),
+                    }
+                }
+            }
+            prop_assert_eq!(r.positions(), (pushed, popped));
+        }
+    }
+}
+
+/// The ABA of the parked word, step by step on one thread (the interleaving that stalled
+/// the kernel's `ipc.fusion_rings_across_cpus` about once in 15 runs at -smp 4): a producer
+/// reads the mark of a park, is delayed; the parked side finds the message by its own
+/// re-check, takes it and parks again with the same mark; the producer's CAS then clears
+/// that new mark and its wake-up finds the thread running. That park must not block: no
+/// producer would find a mark to wake it by.
+#[test]
+fn late_kick_clears_a_newer_park() {
+    let t = Threads::new(0);
+    let h = t.host(1);
+    let ring: Ring<4, 9> = Ring::new();
+    let (parked, closed) = (AtomicU64::new(0), AtomicBool::new(false));
+    let mark = h.mark().unwrap();
+    parked.store(mark, Ordering::SeqCst);
+    assert!(
+        still_parked(&ring, &parked, mark, &closed),
+        "a park with nothing waiting does not block"
+    );
+    // The producer publishes and reads the mark, then is delayed.
+    ring.push(&[7; 9]).expect("ring full");
+    let late = kick_load(&parked);
+    assert_eq!(late, mark, "the producer did not read the mark");
+    // The parked side's re-check finds the message: it takes it and parks again.
+    assert!(
+        !still_parked(&ring, &parked, mark, &closed),
+        "a park with a message waiting blocks"
+    );
+    parked.store(0, Ordering::SeqCst);
+    ring.pop().expect("the message is gone");
+    parked.store(mark, Ordering::SeqCst);
+    // The late CAS matches the new park's mark; its wake-up finds this thread running.
+    assert!(kick_finish(&h, &parked, late), "the late kick missed");
+    assert_eq!(parked.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        t.wakes_seen.load(Ordering::Relaxed),
+        0,
+        "woke a running thread"
+    );
+    assert!(
+        !still_parked(&ring, &parked, mark, &closed),
+        "a park whose mark a late kick cleared blocks: nobody would wake it"
+    );
+}
+
+const CALLS: u64 = 3000;
+const PARK_EVERY: u64 = 100;
+
+/// `CALLS` calls between two threads, each answered in order with its own words. With
+/// `window_ns` 0 every empty poll parks at once; every `PARK_EVERY`th call the server also
+/// replies only once the client sleeps, and the client calls only once the server sleeps,
+/// so both wake-up paths run whatever the host's speed: each of those is a wake-up.
+fn calls_between_threads(window_ns: u64) {
+    let t = Threads::new(window_ns);
+    let rings: Arc<Rings<16, 9>> = Arc::new(Rings::new());
+    let (r2, t2) = (rings.clone(), t.clone());
+    let server = std::thread::spawn(move || {
+        let h = t2.host(2);
+        let d = after_s(&h, 60);
+        let mut bad = 0;
+        let client_sleeps = || t2.asleep(1) && r2.client_is_parked();
+        let r = r2.serve(&h, d, |m| {
+            if m[0] == u64::MAX {
+                return None;
+            }
+            if m[1] % PARK_EVERY == PARK_EVERY - 1 && !wait_until(client_sleeps) {
+                bad += 1;
+            }
+            Some(core::array::from_fn(|k| m[k].wrapping_add(1)))
+        });
+        (r, bad)
+    });
+    let h = t.host(1);
+    let d = after_s(&h, 60);
+    for k in 0..CALLS {
+        if k % PARK_EVERY == PARK_EVERY / 2 {
+            let server_sleeps = || t.asleep(2) && rings.server_is_parked();
+            assert!(wait_until(server_sleeps), "call {k}: server never slept");
+        }
+        let m: Words<9> = core::array::from_fn(|i| k + i as u64 * 1000);
+        let r = rings
+            .call(&h, &m, d)
+            .unwrap_or_else(|e| panic!("call {k}: {e:?}: {rings}"));
+        assert_eq!(r, core::array::from_fn(|i| m[i] + 1), "call {k}");
+    }
+    rings.call(&h, &[u64::MAX; 9], d).unwrap();
+    let (r, bad) = server.join().unwrap();
+    assert_eq!(r, Ok(()));
+    assert_eq!(bad, 0, "the client never parked before a held reply");
+    // Each forced park was ended by the other side's wake-up.
+    let forced = 2 * (CALLS / PARK_EVERY);
+    let (wakes, seen) = (rings.wakes(), t.wakes_seen.load(Ordering::Relaxed));
+    assert!(
+        wakes >= forced,
+        "{wakes} wake-ups, {forced} forced: {rings}"
+    );
+    assert!(
+        seen >= forced,
+        "{seen} wake-ups found a blocked thread, {forced} forced"
+    );
+    assert_eq!(rings.stale(), 0);
+}
+
+#[test]
+fn calls_between_threads_park_at_once() {
+    calls_between_threads(0);
+}
+
+#[test]
+fn calls_between_threads_poll_first() {
+    calls_between_threads(50_000);
+}
+
+/// A server parked on an empty ring wakes with `Closed` when the channel closes.
+#[test]
+fn close_wakes_a_parked_server() {
+    let t = Threads::new(0);
+    let rings: Arc<Rings<4, 1>> = Arc::new(Rings::new());
+    let (r2, t2) = (rings.clone(), t.clone());
+    let server = std::thread::spawn(move || {
+        let h = t2.host(2);
+        r2.serve(&h, after_s(&h, 60), |m| Some(*m))
+    });
+    assert!(wait_until(|| t.asleep(2)), "server never slept");
+    rings.close(&t.host(1));
+    assert_eq!(server.join().unwrap(), Err(Error::Closed));
+    assert_eq!(rings.call(&t.host(1), &[1], u64::MAX), Err(Error::Closed));
+}
+
+/// A call times out while the server holds its reply; the late reply is discarded by the
+/// next call, which gets its own.
+#[test]
+fn timed_out_call_and_its_late_reply() {
+    let t = Threads::new(0);
+    let rings: Arc<Rings<4, 1>> = Arc::new(Rings::new());
+    let gave_up = Arc::new(AtomicBool::new(false));
+    let (r2, t2, g2) = (rings.clone(), t.clone(), gave_up.clone());
+    let server = std::thread::spawn(move || {
+        let h = t2.host(2);
+        r2.serve(&h, after_s(&h, 60), |m| {
+            if m[0] == 1 && !wait_until(|| g2.load(Ordering::Acquire)) {
+                return Some([0]);
+            }
+            (m[0] != 3).then_some([m[0] + 100])
+        })
+    });
+    let h = t.host(1);
+    let d = h.now() + 20_000_000;
+    assert_eq!(rings.call(&h, &[1], d), Err(Error::TimedOut));
+    gave_up.store(true, Ordering::Release);
+    assert_eq!(rings.call(&h, &[2], after_s(&h, 60)), Ok([102]));
+    assert_eq!(rings.stale(), 1);
+    assert_eq!(rings.call(&h, &[3], after_s(&h, 60)), Ok([3]));
+    assert_eq!(server.join().unwrap(), Ok(()));
+}
+
+/// A caller that cannot block gets `NotAThread` where it would park, not a hang.
+#[test]
+fn a_caller_that_cannot_block() {
+    let t = Threads::new(0);
+    let rings: Rings<4, 1> = Rings::new();
+    assert_eq!(
+        rings.call(&t.host(0), &[1], u64::MAX),
+        Err(Error::NotAThread)
+    );
+}
