@@ -86,8 +86,9 @@ pub const MAP_ANONYMOUS: u32 = 0x20;
 pub const FUTEX_WAIT: u32 = 0;
 /// `futex` operation: wake at most `val` threads sleeping on `uaddr`; returns how many.
 pub const FUTEX_WAKE: u32 = 1;
-/// `futex` flag: the word is private to the process (accepted and implied: every futex of
-/// Exo-OS is private, there is no shared memory between processes).
+/// `futex` flag: the word is private to the process (keyed by address space and address).
+/// Without it the word is keyed by its physical address: processes that map one shared
+/// region (`shm_map`) wait and wake on it wherever each mapped it.
 pub const FUTEX_PRIVATE_FLAG: u32 = 128;
 
 /// `clock_gettime`: wall-clock time. Exo-OS reads no real-time clock: its epoch is boot,

@@ -101,7 +101,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         args: &["uaddr", "op", "val", "timeout", "uaddr2", "val3"],
         returns: "0 or woken",
         errors: &[EAGAIN, EFAULT, EINVAL, ENOSYS, ETIMEDOUT],
-        summary: "FUTEX_WAIT (with timeout) and FUTEX_WAKE on a private 32-bit word",
+        summary: "FUTEX_WAIT (with timeout) and FUTEX_WAKE on a 32-bit word, private or shared",
     },
     SyscallInfo {
         number: nr::SCHED_SETAFFINITY,

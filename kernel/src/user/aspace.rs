@@ -289,6 +289,14 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// The physical address of user address `va`, if its page is mapped.
+    pub fn phys(&self, va: u64) -> Option<u64> {
+        if !(USER_MIN..USER_END).contains(&va) {
+            return None;
+        }
+        self.space.tables.lock().translate(va).map(|(pa, _)| pa)
+    }
+
     /// The rights of the page at `va` (writable, executable), if it is mapped.
     pub fn rights(&self, va: u64) -> Option<(bool, bool)> {
         let t = self.space.tables.lock();

@@ -1,8 +1,10 @@
-//! `futex`: FUTEX_WAIT and FUTEX_WAKE on a 32-bit word of the caller's address space (the
-//! private flag is accepted and implied: words are keyed by address space and address).
-//! The value check and the registration happen under one lock that wakers also take, so a
-//! wake between the check and the sleep is never lost; every wait has the caller's
-//! deadline (or none) and ends with ETIMEDOUT when it passes.
+//! `futex`: FUTEX_WAIT and FUTEX_WAKE on a 32-bit word of the caller's address space.
+//! With `FUTEX_PRIVATE_FLAG` a word is keyed by its address space and address (threads of
+//! one process); without it by its physical address, so processes that map the same
+//! shared region (`shm_map`) meet on it wherever each mapped it (the user-mode fusion
+//! rings park and wake that way). The value check and the registration happen under one
+//! lock that wakers also take, so a wake between the check and the sleep is never lost;
+//! every wait has the caller's deadline (or none) and ends with ETIMEDOUT when it passes.
 
 use super::syscall::Errno;
 use crate::sched::{self, Tid};
@@ -13,8 +15,12 @@ const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;
 const FUTEX_PRIVATE_FLAG: u64 = 128;
 
+/// The `root` of a shared futex's key (no page-table root is at this address).
+const SHARED: u64 = u64::MAX;
+
 #[derive(Debug)]
 struct Waiter {
+    /// The address space's root (private), or [`SHARED`] (`addr` is then physical).
     root: u64,
     addr: u64,
     tid: Tid,
@@ -30,11 +36,24 @@ pub fn prepare() {
 
 /// The `futex` system call.
 pub fn futex(addr: u64, op: u64, val: u64, timeout: u64) -> Result<i64, Errno> {
+    let private = op & FUTEX_PRIVATE_FLAG != 0;
     match op & !FUTEX_PRIVATE_FLAG {
-        FUTEX_WAIT => wait(addr, val as u32, timeout),
-        FUTEX_WAKE => wake(addr, val),
+        FUTEX_WAIT => wait(addr, private, val as u32, timeout),
+        FUTEX_WAKE => wake(addr, private, val),
         _ => Err(Errno::Enosys),
     }
+}
+
+/// The key of the word at user address `addr` (checked readable first by the caller):
+/// (address space root, address) if private, else ([`SHARED`], physical address).
+fn key(addr: u64, private: bool) -> Result<(u64, u64), Errno> {
+    if private {
+        return Ok((exo_arch::tlb::current_root(), addr));
+    }
+    super::process::with_current(|s| s.phys(addr))
+        .flatten()
+        .map(|pa| (SHARED, pa))
+        .ok_or(Errno::Efault)
 }
 
 fn read_word(addr: u64) -> Result<u32, Errno> {
@@ -46,7 +65,7 @@ fn read_word(addr: u64) -> Result<u32, Errno> {
     Ok(u32::from_le_bytes(b))
 }
 
-fn wait(addr: u64, val: u32, timeout: u64) -> Result<i64, Errno> {
+fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> {
     let deadline = if timeout == 0 {
         u64::MAX
     } else {
@@ -62,7 +81,8 @@ fn wait(addr: u64, val: u32, timeout: u64) -> Result<i64, Errno> {
             .saturating_add(us.saturating_mul(crate::smp::time::tsc_hz() / 1_000_000))
     };
     let me = sched::current().ok_or(Errno::Einval)?;
-    let root = exo_arch::tlb::current_root();
+    read_word(addr)?;
+    let (root, addr_key) = key(addr, private)?;
     {
         let mut w = WAITERS.lock();
         if read_word(addr)? != val {
@@ -71,7 +91,7 @@ fn wait(addr: u64, val: u32, timeout: u64) -> Result<i64, Errno> {
         w.try_reserve(1).map_err(|_| Errno::Enomem)?;
         w.push(Waiter {
             root,
-            addr,
+            addr: addr_key,
             tid: me,
             woken: false,
         });
@@ -99,9 +119,9 @@ fn wait(addr: u64, val: u32, timeout: u64) -> Result<i64, Errno> {
     }
 }
 
-fn wake(addr: u64, n: u64) -> Result<i64, Errno> {
+fn wake(addr: u64, private: bool, n: u64) -> Result<i64, Errno> {
     read_word(addr)?; // the word must be the caller's memory
-    let root = exo_arch::tlb::current_root();
+    let (root, addr) = key(addr, private)?;
     let mut woke = 0u64;
     let mut tids: Vec<Tid> = Vec::new();
     {

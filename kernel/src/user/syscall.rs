@@ -43,7 +43,7 @@ pub mod nr {
     pub const SPAWN: u64 = 512;
     /// `wait(pid) -> status`: blocks until the process ends.
     pub const WAIT: u64 = 513;
-    /// `futex(word, op, val, timeout)`: FUTEX_WAIT and FUTEX_WAKE on a private word.
+    /// `futex(word, op, val, timeout)`: FUTEX_WAIT and FUTEX_WAKE, private or shared.
     pub const FUTEX: u64 = 202;
     /// `thread_create(entry, stack_top, arg) -> tid`: a thread of the caller's process.
     pub const THREAD_CREATE: u64 = 514;

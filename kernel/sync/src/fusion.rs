@@ -343,10 +343,14 @@ impl<const N: usize, const W: usize> Rings<N, W> {
         }
     }
 
-    /// Sends `m` and waits for its reply until `deadline` (`TimedOut`). One client thread
-    /// per channel. Replies to earlier calls that timed out are discarded on the way
+    /// Sends `m` and waits for its reply until `deadline` (`TimedOut`), `Closed` once the
+    /// channel is closed. One client thread per channel. Replies to earlier calls that timed out are discarded on the way
     /// (counted: [`Rings::stale`]).
     pub fn call<S: Sched>(&self, s: &S, m: &Words<W>, deadline: u64) -> Result<Words<W>, Error> {
+        // A closed channel takes no new call (one racing the close may still be served).
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
         // The server answers in order: the reply to this request has its position.
         let pos = push_until(s, &self.req, m, &self.closed, deadline)?;
         self.kick(s, &self.server_parked);
@@ -399,6 +403,11 @@ impl<const N: usize, const W: usize> Rings<N, W> {
     /// Wake-ups sent so far (a side found its peer parked).
     pub fn wakes(&self) -> u64 {
         self.wakes.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request waits (the server's own view: it reads the request ring's tail).
+    pub fn request_waiting(&self) -> bool {
+        self.req.ready()
     }
 
     /// Whether the client is parked.

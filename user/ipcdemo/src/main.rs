@@ -14,6 +14,7 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod cases;
+mod fusion;
 mod named;
 mod parked;
 mod zc;
@@ -47,6 +48,9 @@ fn run(arg: u64) -> i32 {
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == zc::ZC {
         return zc::server(arg as u32);
     }
+    if arg >> 56 == ROLE && (arg >> 48) & 0xff == fusion::FUSION {
+        return fusion::server(arg);
+    }
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == named::NAMED {
         return named::server(arg as u32);
     }
@@ -68,6 +72,7 @@ fn run(arg: u64) -> i32 {
         7 => zc::batches(),
         8 => named::handles(ns),
         9 => parked::parked(),
+        10 => fusion::fusion(),
         _ => Err("no such case"),
     };
     match r {

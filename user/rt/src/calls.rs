@@ -104,29 +104,41 @@ pub fn futex_wait(
     expected: u32,
     timeout: Option<&Timespec>,
 ) -> Result<usize, Errno> {
-    let t = timeout.map_or(ptr::null(), |t| t as *const Timespec);
-    // SAFETY: the kernel reads the word and the timeout, both valid for the call.
-    Errno::from_ret(unsafe {
-        syscall4(
-            nr::FUTEX,
-            word.as_ptr() as usize,
-            (FUTEX_WAIT | FUTEX_PRIVATE_FLAG) as usize,
-            expected as usize,
-            t as usize,
-        )
-    })
+    futex(word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, expected, timeout)
 }
 
 /// `futex(word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count)`: wakes at most `count` threads
 /// sleeping on `word`; returns how many it woke.
 pub fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize, Errno> {
-    // SAFETY: the kernel only uses the address as a key.
+    futex(word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count, None)
+}
+
+/// [`futex_wait`] on a shared word (no `FUTEX_PRIVATE_FLAG`): keyed by its physical
+/// address, so it meets [`futex_wake_shared`] from another process that maps the same
+/// shared region (`shm_map`), wherever that process mapped it.
+pub fn futex_wait_shared(
+    word: &AtomicU32,
+    expected: u32,
+    timeout: Option<&Timespec>,
+) -> Result<usize, Errno> {
+    futex(word, FUTEX_WAIT, expected, timeout)
+}
+
+/// [`futex_wake`] on a shared word (see [`futex_wait_shared`]).
+pub fn futex_wake_shared(word: &AtomicU32, count: u32) -> Result<usize, Errno> {
+    futex(word, FUTEX_WAKE, count, None)
+}
+
+fn futex(word: &AtomicU32, op: u32, val: u32, timeout: Option<&Timespec>) -> Result<usize, Errno> {
+    let t = timeout.map_or(ptr::null(), |t| t as *const Timespec);
+    // SAFETY: the kernel reads the word and the timeout (WAIT), both valid for the call.
     Errno::from_ret(unsafe {
-        syscall3(
+        syscall4(
             nr::FUTEX,
             word.as_ptr() as usize,
-            (FUTEX_WAKE | FUTEX_PRIVATE_FLAG) as usize,
-            count as usize,
+            op as usize,
+            val as usize,
+            t as usize,
         )
     })
 }

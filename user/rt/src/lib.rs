@@ -13,6 +13,8 @@
 //!   process with `exit_group(101)`;
 //! - [`thread::spawn`] (a thread on a fresh `mmap`ed stack) and [`time`] (`rdtsc`);
 //! - [`names`]: the name server's protocol and its client side (`register`, `lookup`);
+//! - [`fusion`]: fusion channels between processes on different CPUs (rings in a shared
+//!   region, parking on shared futexes);
 //! - with the `bench` feature, `bench`: `SUITE`/`BENCH`/`END` lines in `smp-bench`'s
 //!   format, with its statistics.
 //!
@@ -70,6 +72,7 @@ mod stats;
 #[cfg(feature = "bench")]
 use {clock::Clock, samples::Samples, stats::Stats};
 mod calls;
+pub mod fusion;
 pub mod io;
 pub mod names;
 pub mod raw;

@@ -26,3 +26,30 @@ fn lfence() {
     // SAFETY: lfence only orders instruction execution; it reads and writes nothing.
     unsafe { core::arch::asm!("lfence", options(nostack, preserves_flags)) };
 }
+
+/// The TSC's rate in ticks per second, measured once per process against
+/// `CLOCK_MONOTONIC` over 2 ms (about 2 ms at the first call, a load after). At least 1
+/// (if the clock does not advance within 2^24 reads, the ticks per nanosecond are taken
+/// as 1).
+pub fn tsc_hz() -> u64 {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static HZ: AtomicU64 = AtomicU64::new(0);
+    let hz = HZ.load(Ordering::Relaxed);
+    if hz != 0 {
+        return hz;
+    }
+    let (t0, n0) = (rdtsc(), crate::monotonic_nanos());
+    let (mut t1, mut n1) = (t0, n0);
+    for _ in 0..1 << 24 {
+        if n1.saturating_sub(n0) >= 2_000_000 {
+            break;
+        }
+        (t1, n1) = (rdtsc(), crate::monotonic_nanos());
+    }
+    let hz = match n1.checked_sub(n0).filter(|&dn| dn > 0) {
+        Some(dn) => (u128::from(t1 - t0) * 1_000_000_000 / u128::from(dn)).max(1) as u64,
+        None => 1_000_000_000,
+    };
+    HZ.store(hz, Ordering::Relaxed);
+    hz
+}

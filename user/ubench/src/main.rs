@@ -16,6 +16,7 @@
 //! | `ipc.rtt.64.thread` | the same round trip (fastpath) with a thread of this process as the server |
 //! | `ipc.rtt.64.xcore.thread` | the same with the server thread pinned to the next CPU: every call and reply crosses CPUs (the slow path, a wake by mailbox or IPI each way) |
 //! | `ipc.rtt.64.xcore.proc` | the same with a server process on the next CPU |
+//! | `ipc.rtt.64.xcore.fusion.proc` | the same pair of processes through a fusion channel (`exo_rt::fusion`: rings in a shared region, each side polls 50 µs before it parks on a shared futex): no system call while both poll |
 //! | `ipc.rtt.1k.zc` | `ipc_call` carrying a descriptor of 1 KiB in the endpoint's shared region (64 KiB, mapped by both once); the server reads the first and last word of the 1 KiB and answers with a descriptor of it: the round trip (no copy, no remap) |
 //! | `ipc.batch.16x64` | 16 messages of 64 bytes written into the shared region and sent by one `ipc_call` (one descriptor); the server reads all 16 (their 128 words summed) and answers with the count and the sum, which the client checks: the whole batch |
 //!
@@ -57,6 +58,8 @@ const YIELD_WARMUP: usize = 256;
 const LINE64: &[u8; 64] = b"ubench: syscall.write.64 sample line, exactly 64 bytes long....\n";
 /// Role tag in the top byte of `arg`: the IPC server.
 const IPC_SERVER: u64 = 0x1c;
+/// Role tag in the top byte of `arg`: the fusion-channel server (`cpu << 32 | handle`).
+const FUSION_SERVER: u64 = 0x1f;
 /// Role tag in the top byte of `arg`: `n` round trips of `ipc.rtt.64` (profiling).
 const PROFILE: u64 = 0x50;
 /// IPC labels: a fastpath call, a slow-path call, the end.
@@ -86,6 +89,9 @@ fn run(arg: u64) -> i32 {
     }
     if arg >> 56 == PROFILE {
         return profile(arg & 0xffff_ffff);
+    }
+    if arg >> 56 == FUSION_SERVER {
+        return fusion_server((arg >> 32) as usize & 0xff_ffff, arg as u32);
     }
     let cpu = exo_rt::getcpu().unwrap_or(0);
     let ncpus = count_cpus();
@@ -150,6 +156,9 @@ fn run(arg: u64) -> i32 {
         Err(_) => failed = true,
     }
     failed |= ipc_rows(&mut suite, &mut s, cpu, ncpus).is_err();
+    if ncpus > 1 {
+        failed |= fusion_row(&mut suite, &mut s, (cpu + 1) % ncpus).is_err();
+    }
     suite.end();
     i32::from(failed)
 }
@@ -374,6 +383,79 @@ fn ipc_rows<const M: usize>(
         Some(e) => {
             eprintln!("ubench: ipc rows: {e}");
             Err(e)
+        }
+    }
+}
+
+/// `ipc.rtt.64.xcore.fusion.proc`: 64-byte round trips, checked, through a fusion
+/// channel to a server process pinned to `server_cpu`.
+fn fusion_row<const M: usize>(
+    suite: &mut Suite,
+    s: &mut Samples<M>,
+    server_cpu: usize,
+) -> Result<(), Errno> {
+    let c = exo_rt::fusion::Channel::create()
+        .inspect_err(|e| eprintln!("ubench: fusion channel: {e}"))?;
+    let arg = FUSION_SERVER << 56 | (server_cpu as u64 & 0xff_ffff) << 32 | u64::from(c.handle());
+    let pid = exo_rt::spawn("/ubench", arg)
+        .inspect_err(|e| eprintln!("ubench: spawn of the fusion server: {e}"))?;
+    let mut err = None;
+    let mut seq = 0u64;
+    let st = suite.measure(s, WARMUP, N, 1, || {
+        seq += 1;
+        let q = IpcMsg::new(FAST, [seq, 1, 2, 3, 4, 5, 6, !seq]);
+        match c.call(&q, FUSION_TIMEOUT) {
+            Ok(r) if same_words(&r.words, &q.words) => {}
+            Ok(_) => {
+                err.get_or_insert(Errno::EIO);
+            }
+            Err(e) => {
+                err.get_or_insert(e);
+            }
+        }
+    });
+    let wakes = c.wakes();
+    let quit = c.call(&IpcMsg::new(QUIT, [0; 8]), FUSION_TIMEOUT);
+    let end = exo_rt::wait(pid);
+    let _ = exo_rt::handle_close(c.handle());
+    match (err, quit, end) {
+        (None, Ok(_), Ok(ExitStatus::Exited(0))) => {
+            suite.emit("ipc.rtt.64.xcore.fusion.proc", st);
+            println!(
+                "ubench: fusion channel: {wakes} wake-ups in {} calls",
+                WARMUP + N
+            );
+            Ok(())
+        }
+        (err, quit, end) => {
+            eprintln!("ubench: fusion row: calls {err:?}, quit {quit:?}, server {end:?}");
+            Err(err.unwrap_or(Errno::EIO))
+        }
+    }
+}
+
+/// The fusion row's bound on every call (a lost server fails the row instead of hanging).
+const FUSION_TIMEOUT: u64 = 30_000_000_000;
+
+/// The fusion-channel server process: pinned to `cpu`, echoes until `QUIT` (answered, then
+/// exit 0).
+fn fusion_server(cpu: usize, h: u32) -> i32 {
+    if let Err(e) = exo_rt::pin_to_cpu(cpu) {
+        eprintln!("ubench: fusion server cannot pin to cpu {cpu}: {e}");
+        return 2;
+    }
+    let c = match exo_rt::fusion::Channel::open(h) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ubench: fusion server: open: {e}");
+            return 3;
+        }
+    };
+    match c.serve(FUSION_TIMEOUT, |m| (m.label != QUIT).then_some(*m)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ubench: fusion server: {e}");
+            4
         }
     }
 }

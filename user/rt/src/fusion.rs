@@ -1,0 +1,305 @@
+//! Fusion channels between processes (issue 13, item 5, in user mode): the protocol of
+//! `exo_sync::fusion` (two SPSC rings, each side polls for a bounded window, parks, and is
+//! woken only when found parked; model-checked by loom there) in the shared region of an
+//! endpoint (`shm_map`), with the parking done on shared futexes (`futex_wait_shared`,
+//! keyed by physical address, so each process may map the region anywhere). While both
+//! sides are busy a call costs no system call at all.
+//!
+//! One client thread and one server thread per channel (the client parks as mark 1, the
+//! server as mark 2). The creator ([`Channel::create`]) builds the rings in a new region
+//! and passes the endpoint's handle (inherited by a child, or in a message); the peer
+//! [`Channel::open`]s it. Both must be built from this crate's same version: the region
+//! starts with a word made of a magic number and the layout's size, which `open` checks
+//! (`EINVAL` otherwise).
+//!
+//! Every wait has a deadline (`timeout_ns`, 0: none): a call gives up with `ETIMEDOUT` (a
+//! late reply is discarded by the next call), and a closed channel ends both sides'
+//! waits with `EPIPE`. The kernel does not know the rings: a peer that dies leaves the
+//! other waiting until its deadline, so calls to an untrusted peer carry a timeout.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+use exo_abi::ipc::{RIGHT_RECV, RIGHT_SEND};
+use exo_sync::fusion::{self as proto, Rings, Words};
+
+use crate::time::{rdtsc, tsc_hz};
+use crate::{Errno, IpcMsg, Timespec};
+
+/// Slots per ring.
+pub const RING: usize = 16;
+/// How long a side polls before it parks (µs).
+pub const POLL_US: u64 = 50;
+/// A slot's words: label and length, then the eight payload words.
+const W: usize = 9;
+
+const RUNNING: u32 = 0;
+/// Marked blocked, about to check the rings one last time.
+const BLOCKED: u32 = 1;
+/// Committed to sleep on its futex word until woken (or its deadline).
+const ASLEEP: u32 = 2;
+/// Woken.
+const READY: u32 = 3;
+
+/// `"exofusn1"`, xor the layout's size.
+const MAGIC: u64 = 0x6578_6f66_7573_6e31 ^ core::mem::size_of::<Shared>() as u64;
+
+/// The region's contents.
+#[repr(C)]
+struct Shared {
+    magic: AtomicU64,
+    /// The futex words of the client (mark 1) and of the server (mark 2).
+    state: [AtomicU32; 2],
+    rings: Rings<RING, W>,
+}
+
+/// One side of a fusion channel.
+#[derive(Debug)]
+pub struct Channel {
+    sh: &'static Shared,
+    handle: u32,
+    hz: u64,
+}
+
+impl core::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{}, states {} {}",
+            self.rings,
+            self.state[0].load(Ordering::Relaxed),
+            self.state[1].load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// The scheduler the protocol sees: `mark` 1 (client) or 2 (server), the TSC as clock,
+/// blocking on the side's futex word.
+struct Side<'a> {
+    mark: u64,
+    sh: &'a Shared,
+    hz: u64,
+}
+
+impl proto::Sched for Side<'_> {
+    fn mark(&self) -> Option<u64> {
+        Some(self.mark)
+    }
+
+    fn now(&self) -> u64 {
+        rdtsc()
+    }
+
+    fn window(&self) -> u64 {
+        POLL_US * (self.hz / 1_000_000).max(1)
+    }
+
+    fn block_until(&self, deadline: u64, still: impl FnOnce() -> bool) {
+        let st = &self.sh.state[self.mark as usize - 1];
+        st.store(BLOCKED, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        // A wake-up between the check and the sleep turns ASLEEP into READY: the futex
+        // wait then returns at once (the word differs).
+        if still()
+            && st
+                .compare_exchange(BLOCKED, ASLEEP, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            let now = rdtsc();
+            if deadline > now {
+                let t = (deadline != u64::MAX).then(|| {
+                    let ns = u128::from(deadline - now) * 1_000_000_000 / u128::from(self.hz);
+                    Timespec::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX).max(1))
+                });
+                let _ = crate::futex_wait_shared(st, ASLEEP, t.as_ref());
+            }
+        }
+        st.store(RUNNING, Ordering::SeqCst);
+    }
+
+    fn wake(&self, mark: u64) {
+        let st = &self.sh.state[mark as usize - 1];
+        let mut cur = st.load(Ordering::SeqCst);
+        while cur == BLOCKED || cur == ASLEEP {
+            match st.compare_exchange(cur, READY, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) if cur == ASLEEP => {
+                    let _ = crate::futex_wake_shared(st, 1);
+                    return;
+                }
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+fn words_of(m: &IpcMsg) -> Words<W> {
+    let mut w = [0; W];
+    w[0] = u64::from(m.label) | u64::from(m.len) << 32;
+    w[1..].copy_from_slice(&m.words);
+    w
+}
+
+fn msg_of(w: &Words<W>) -> IpcMsg {
+    let mut m = IpcMsg::new(w[0] as u32, core::array::from_fn(|k| w[1 + k]));
+    m.len = (w[0] >> 32) as u8;
+    m
+}
+
+fn errno(e: proto::Error) -> Errno {
+    match e {
+        proto::Error::TimedOut => Errno::ETIMEDOUT,
+        proto::Error::Closed => Errno::EPIPE,
+        proto::Error::NotAThread => Errno::EINVAL,
+    }
+}
+
+impl Channel {
+    /// A new channel: an endpoint (send and receive rights, badge 0) whose shared region
+    /// holds the rings. Pass [`Channel::handle`] to the peer.
+    pub fn create() -> Result<Channel, Errno> {
+        let h = crate::endpoint_create(RIGHT_SEND | RIGHT_RECV, 0)?;
+        let len = core::mem::size_of::<Shared>() as u64;
+        let p = crate::shm_map(h, len).inspect_err(|_| {
+            let _ = crate::handle_close(h);
+        })?;
+        let p = p.cast::<Shared>();
+        // SAFETY: the kernel mapped `len` bytes at `p` (page-aligned, so aligned for
+        // `Shared`), ours alone until the handle is passed on. `'static`: the mapping stays
+        // until the process ends (its users must not `munmap` it, as for every mapping a
+        // reference points into).
+        let sh = unsafe {
+            p.write(Shared {
+                magic: AtomicU64::new(0),
+                state: [AtomicU32::new(RUNNING), AtomicU32::new(RUNNING)],
+                rings: Rings::new(),
+            });
+            &*p
+        };
+        sh.magic.store(MAGIC, Ordering::Release);
+        Ok(Channel {
+            sh,
+            handle: h,
+            hz: tsc_hz(),
+        })
+    }
+
+    /// The peer's side of the channel whose endpoint `handle` names (its region mapped
+    /// here). `EPROTO` if the region does not hold this version's rings.
+    pub fn open(handle: u32) -> Result<Channel, Errno> {
+        let p = crate::shm_map(handle, 0)?;
+        let p = p.cast::<Shared>();
+        // SAFETY: the region is at least a page, mapped at `p` (page-aligned); only its
+        // first word is read before the magic number says it holds a `Shared`.
+        let magic = unsafe { &*p.cast::<AtomicU64>() }.load(Ordering::Acquire);
+        if magic != MAGIC {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: the creator wrote a `Shared` there before the magic number (released
+        // above, acquired here); it is only used through atomics from now on.
+        let sh = unsafe { &*p };
+        Ok(Channel {
+            sh,
+            handle,
+            hz: tsc_hz(),
+        })
+    }
+
+    /// The endpoint's handle (what the peer opens).
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    fn deadline(&self, timeout_ns: u64) -> u64 {
+        if timeout_ns == 0 {
+            return u64::MAX;
+        }
+        let ticks = u128::from(timeout_ns) * u128::from(self.hz) / 1_000_000_000;
+        rdtsc().saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
+    }
+
+    /// Sends `m` (label, length, words; no badge, zero-copy or handle) and waits for the
+    /// reply, at most `timeout_ns` (0: no limit): `ETIMEDOUT`, or `EPIPE` once closed.
+    /// The client side: one thread per channel.
+    pub fn call(&self, m: &IpcMsg, timeout_ns: u64) -> Result<IpcMsg, Errno> {
+        let s = Side {
+            mark: 1,
+            sh: self.sh,
+            hz: self.hz,
+        };
+        let r = self
+            .sh
+            .rings
+            .call(&s, &words_of(m), self.deadline(timeout_ns));
+        r.map(|w| msg_of(&w)).map_err(errno)
+    }
+
+    /// Serves calls with `f` until it returns `None` (that call is answered with the request
+    /// itself, then `Ok`), the channel is closed (`EPIPE`) or `timeout_ns` passes
+    /// (`ETIMEDOUT`; 0: no limit). The server side: one thread per channel.
+    pub fn serve(
+        &self,
+        timeout_ns: u64,
+        mut f: impl FnMut(&IpcMsg) -> Option<IpcMsg>,
+    ) -> Result<(), Errno> {
+        let s = Side {
+            mark: 2,
+            sh: self.sh,
+            hz: self.hz,
+        };
+        let d = self.deadline(timeout_ns);
+        let r = self
+            .sh
+            .rings
+            .serve(&s, d, |w| f(&msg_of(w)).map(|r| words_of(&r)));
+        r.map_err(errno)
+    }
+
+    /// Closes the channel for both sides: parked waits end with `EPIPE` (so do later calls).
+    pub fn close(&self) {
+        let s = Side {
+            mark: 1,
+            sh: self.sh,
+            hz: self.hz,
+        };
+        self.sh.rings.close(&s);
+    }
+
+    /// Wake-ups sent so far (a side found its peer parked).
+    pub fn wakes(&self) -> u64 {
+        self.sh.rings.wakes()
+    }
+
+    /// Replies the client discarded because their call had timed out.
+    pub fn stale(&self) -> u64 {
+        self.sh.rings.stale()
+    }
+
+    /// Whether a request waits to be served (the server's view; tests).
+    pub fn request_waiting(&self) -> bool {
+        self.sh.rings.request_waiting()
+    }
+
+    /// Whether the client sleeps in the kernel or is about to (parked and committed: only
+    /// a wake-up or its deadline ends that wait). For tests that force the wake-up path.
+    pub fn client_asleep(&self) -> bool {
+        self.sh.rings.client_is_parked() && self.sh.state[0].load(Ordering::SeqCst) == ASLEEP
+    }
+
+    /// The same for the server.
+    pub fn server_asleep(&self) -> bool {
+        self.sh.rings.server_is_parked() && self.sh.state[1].load(Ordering::SeqCst) == ASLEEP
+    }
+
+    /// The channel's words, for a failure report.
+    pub fn describe(&self) -> impl core::fmt::Display + '_ {
+        Describe(self.sh)
+    }
+}
+
+struct Describe<'a>(&'a Shared);
+
+impl core::fmt::Display for Describe<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
