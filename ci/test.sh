@@ -114,6 +114,16 @@ step "loom: exo-sched mailbox (MPSC, doorbell)" env RUSTFLAGS="--cfg loom" CARGO
     cargo test -p exo-sched --release --lib mailbox
 step "loom: exo-sync locks (TAS, ticket, MCS) and fusion parking" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
     cargo test -p exo-sync --release
+# The fusion model's fault injection must fail: with the mark check off, loom must report
+# the lost wake-up (it aborts the process on a deadlock, so the test runs alone).
+fusion_mark_check_off() {
+    local log="$out/loom-fusion-mark-check-off.log"
+    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" cargo test -p exo-sync --release --lib \
+        -- --ignored --exact fusion::loom_tests::fusion_without_the_mark_check_deadlocks >"$log" 2>&1
+    local rc=$?
+    [ "$rc" != 0 ] && grep -q 'deadlock' "$log"
+}
+step "loom: the fusion model finds the lost wake-up when the mark check is off (must deadlock)" fusion_mark_check_off
 
 echo "== build"
 step "kernel build (release)" cargo build -p exo --target x86_64-unknown-none --release

@@ -19,15 +19,19 @@
 //! its wake-up, finding the thread not yet blocked, does nothing, and without the check
 //! that park would block with no mark left for the next producer to find (both sides
 //! asleep until their deadlines). The unit test `late_kick_clears_a_newer_park` forces
-//! that interleaving step by step; the loom model finds it on its own when the check is
-//! removed (`loom_tests::fusion_without_the_mark_check_deadlocks`).
+//! that interleaving step by step; the loom model finds a lost wake-up on its own when the
+//! check is removed (`loom_tests::fusion_without_the_mark_check_deadlocks`, run by CI as
+//! a check that must fail).
+//!
+//! [`FutexSched`] is the scheduler of sides that share only memory (user processes: a
+//! futex word per side in the shared region); it is model-checked with the rings too.
 //!
 //! Every wait has a deadline: a call gives up with [`Error::TimedOut`] (its request may
 //! still be served later: replies carry their request's ring position and the next call
 //! discards the stale ones first), and the server's waits end at its deadline or when the
 //! channel is closed ([`Error::Closed`]).
 
-use crate::sync::{AtomicBool, AtomicU64, Ordering, fence};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
 /// What the channel needs from the scheduler of the thread that calls it.
 pub trait Sched {
@@ -195,6 +199,12 @@ pub fn kick_finish(s: &impl Sched, parked: &AtomicU64, p: u64) -> bool {
             .compare_exchange(p, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok();
     if took {
+        // Orders the mark's removal before the wake-up's read of the waiter's state: a
+        // waiter that marks itself blocked with a plain store (the kernel's scheduler),
+        // fences, then reads the mark (`still_parked`) and this side then cannot both read
+        // the old value. `FutexSched`'s word is written by read-modify-writes only and does
+        // not need it; x86's locked CAS is a full barrier anyway. Paid per wake-up only.
+        fence(Ordering::SeqCst);
         s.wake(p);
     }
     took
@@ -235,13 +245,17 @@ impl<const N: usize, const W: usize> Side<'_, N, W> {
     fn wait_pop<S: Sched>(&self, s: &S, deadline: u64) -> Result<(u64, Words<W>), Error> {
         let shift = self.misses.load(Ordering::Relaxed).min(5);
         let end = s.now().saturating_add(s.window() >> shift).min(deadline);
+        // `relax` between two looks, not after the last: a model checker's yield there
+        // would hand the peer a free turn right before the park (hiding interleavings).
         loop {
-            for _ in 0..S::SPINS.max(1) {
+            for i in 0..S::SPINS.max(1) {
+                if i > 0 {
+                    s.relax();
+                }
                 if let Some(m) = self.ring.pop() {
                     self.misses.store(0, Ordering::Relaxed);
                     return Ok(m);
                 }
-                s.relax();
             }
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::Closed);
@@ -249,6 +263,7 @@ impl<const N: usize, const W: usize> Side<'_, N, W> {
             if s.now() >= end {
                 break;
             }
+            s.relax();
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let mark = s.mark().ok_or(Error::NotAThread)?;
@@ -270,6 +285,106 @@ impl<const N: usize, const W: usize> Side<'_, N, W> {
                 return Err(Error::Closed);
             }
         }
+    }
+}
+
+/// What [`FutexSched`] needs from the system: a clock and a futex.
+pub trait Futex {
+    /// Busy-wait steps between two looks at the clock while polling ([`Sched::SPINS`]).
+    const SPINS: u32 = 64;
+
+    /// The clock the deadlines are in.
+    fn now(&self) -> u64;
+
+    /// The poll window before a side parks, in clock units.
+    fn window(&self) -> u64;
+
+    /// Sleeps while `word` holds `expected` (the check atomic with respect to [`Futex::wake`]),
+    /// until woken or `deadline`. May return early.
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: u64);
+
+    /// Wakes the sleepers of `word`.
+    fn wake(&self, word: &AtomicU32);
+
+    /// One busy-wait step.
+    fn relax(&self) {
+        core::hint::spin_loop();
+    }
+}
+
+/// A side's futex word: running (or polling).
+pub const RUNNING: u32 = 0;
+/// A side's futex word: marked blocked, about to check its ring one last time.
+pub const BLOCKED: u32 = 1;
+/// A side's futex word: committed to sleep on the word until woken or its deadline.
+pub const ASLEEP: u32 = 2;
+/// A side's futex word: woken.
+pub const READY: u32 = 3;
+
+/// The scheduler of a channel whose sides are threads of processes that share only memory:
+/// each side blocks on its own futex word (`words[mark - 1]`, mark 1 the client, 2 the
+/// server), in memory both see. Blocking marks the word [`BLOCKED`], runs the waiter's check,
+/// then turns it [`ASLEEP`] by CAS and sleeps while it stays so; a wake-up swaps in
+/// [`READY`] and calls the futex only if it took [`ASLEEP`]. A wake-up between the check and
+/// the sleep makes the CAS or the futex's value check fail: the sleep does not happen or
+/// returns at once. Model-checked with the rings (`loom_tests`, a futex made of a mutex and a
+/// condition variable).
+#[derive(Debug)]
+pub struct FutexSched<'a, F> {
+    /// The calling side: 1 (client) or 2 (server).
+    pub mark: u64,
+    /// Both sides' futex words.
+    pub words: &'a [AtomicU32; 2],
+    /// The system's futex and clock.
+    pub futex: F,
+}
+
+impl<F: Futex> Sched for FutexSched<'_, F> {
+    const SPINS: u32 = F::SPINS;
+
+    fn mark(&self) -> Option<u64> {
+        Some(self.mark)
+    }
+
+    fn now(&self) -> u64 {
+        self.futex.now()
+    }
+
+    fn window(&self) -> u64 {
+        self.futex.window()
+    }
+
+    fn block_until(&self, deadline: u64, still: impl FnOnce() -> bool) {
+        // Every write to the word is a read-modify-write, so each reads the one before it
+        // and the word's history is one chain: with plain stores here beside the waker's
+        // swap, loom reports a lost wake-up (the swap taking an older value than the
+        // waiter's ASLEEP). On x86 a swap is one locked instruction, paid per park only.
+        let w = &self.words[self.mark as usize - 1];
+        w.swap(BLOCKED, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if still()
+            && w.compare_exchange(BLOCKED, ASLEEP, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            && self.futex.now() < deadline
+        {
+            self.futex.wait(w, ASLEEP, deadline);
+        }
+        w.swap(RUNNING, Ordering::SeqCst);
+    }
+
+    fn wake(&self, mark: u64) {
+        // A swap, not a CAS from the state a load or a failed CAS saw: those are plain
+        // reads and may return an older value (loom found a wake-up lost that way: a failed
+        // CAS read the previous wake-up's READY while the waiter was ASLEEP). A READY left
+        // on a running side is harmless: its next park stores BLOCKED first.
+        let w = &self.words[mark as usize - 1];
+        if w.swap(READY, Ordering::SeqCst) == ASLEEP {
+            self.futex.wake(w);
+        }
+    }
+
+    fn relax(&self) {
+        self.futex.relax();
     }
 }
 

@@ -1,8 +1,9 @@
 //! Fusion channels between processes (issue 13, item 5, in user mode): the protocol of
 //! `exo_sync::fusion` (two SPSC rings, each side polls for a bounded window, parks, and is
-//! woken only when found parked; model-checked by loom there) in the shared region of an
-//! endpoint (`shm_map`), with the parking done on shared futexes (`futex_wait_shared`,
-//! keyed by physical address, so each process may map the region anywhere). While both
+//! woken only when found parked) in the shared region of an endpoint (`shm_map`), with
+//! the parking done by its `FutexSched` on shared futexes (`futex_wait_shared`, keyed by
+//! physical address, so each process may map the region anywhere). Both the rings and
+//! that parking are model-checked by loom in `exo_sync`. While both
 //! sides are busy a call costs no system call at all.
 //!
 //! One client thread and one server thread per channel (the client parks as mark 1, the
@@ -17,10 +18,10 @@
 //! waits with `EPIPE`. The kernel does not know the rings: a peer that dies leaves the
 //! other waiting until its deadline, so calls to an untrusted peer carry a timeout.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use exo_abi::ipc::{RIGHT_RECV, RIGHT_SEND};
-use exo_sync::fusion::{self as proto, Rings, Words};
+use exo_sync::fusion::{self as proto, ASLEEP, Futex, FutexSched, RUNNING, Rings, Words};
 
 use crate::time::{rdtsc, tsc_hz};
 use crate::{Errno, IpcMsg, Timespec};
@@ -32,16 +33,8 @@ pub const POLL_US: u64 = 50;
 /// A slot's words: label and length, then the eight payload words.
 const W: usize = 9;
 
-const RUNNING: u32 = 0;
-/// Marked blocked, about to check the rings one last time.
-const BLOCKED: u32 = 1;
-/// Committed to sleep on its futex word until woken (or its deadline).
-const ASLEEP: u32 = 2;
-/// Woken.
-const READY: u32 = 3;
-
-/// `"exofusn1"`, xor the layout's size.
-const MAGIC: u64 = 0x6578_6f66_7573_6e31 ^ core::mem::size_of::<Shared>() as u64;
+/// `"exofusn2"`, xor the layout's size.
+const MAGIC: u64 = 0x6578_6f66_7573_6e32 ^ core::mem::size_of::<Shared>() as u64;
 
 /// The region's contents.
 #[repr(C)]
@@ -72,19 +65,12 @@ impl core::fmt::Debug for Shared {
     }
 }
 
-/// The scheduler the protocol sees: `mark` 1 (client) or 2 (server), the TSC as clock,
-/// blocking on the side's futex word.
-struct Side<'a> {
-    mark: u64,
-    sh: &'a Shared,
+/// The system side of the protocol's [`FutexSched`]: the TSC as clock, shared futexes.
+struct UserFutex {
     hz: u64,
 }
 
-impl proto::Sched for Side<'_> {
-    fn mark(&self) -> Option<u64> {
-        Some(self.mark)
-    }
-
+impl Futex for UserFutex {
     fn now(&self) -> u64 {
         rdtsc()
     }
@@ -93,42 +79,17 @@ impl proto::Sched for Side<'_> {
         POLL_US * (self.hz / 1_000_000).max(1)
     }
 
-    fn block_until(&self, deadline: u64, still: impl FnOnce() -> bool) {
-        let st = &self.sh.state[self.mark as usize - 1];
-        st.store(BLOCKED, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        // A wake-up between the check and the sleep turns ASLEEP into READY: the futex
-        // wait then returns at once (the word differs).
-        if still()
-            && st
-                .compare_exchange(BLOCKED, ASLEEP, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            let now = rdtsc();
-            if deadline > now {
-                let t = (deadline != u64::MAX).then(|| {
-                    let ns = u128::from(deadline - now) * 1_000_000_000 / u128::from(self.hz);
-                    Timespec::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX).max(1))
-                });
-                let _ = crate::futex_wait_shared(st, ASLEEP, t.as_ref());
-            }
-        }
-        st.store(RUNNING, Ordering::SeqCst);
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: u64) {
+        let t = (deadline != u64::MAX).then(|| {
+            let left = deadline.saturating_sub(rdtsc());
+            let ns = u128::from(left) * 1_000_000_000 / u128::from(self.hz);
+            Timespec::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX).max(1))
+        });
+        let _ = crate::futex_wait_shared(word, expected, t.as_ref());
     }
 
-    fn wake(&self, mark: u64) {
-        let st = &self.sh.state[mark as usize - 1];
-        let mut cur = st.load(Ordering::SeqCst);
-        while cur == BLOCKED || cur == ASLEEP {
-            match st.compare_exchange(cur, READY, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) if cur == ASLEEP => {
-                    let _ = crate::futex_wake_shared(st, 1);
-                    return;
-                }
-                Ok(_) => return,
-                Err(now) => cur = now,
-            }
-        }
+    fn wake(&self, word: &AtomicU32) {
+        let _ = crate::futex_wake_shared(word, 1);
     }
 }
 
@@ -204,6 +165,15 @@ impl Channel {
         })
     }
 
+    /// The scheduler of side `mark` (1: the client, 2: the server).
+    fn side(&self, mark: u64) -> FutexSched<'static, UserFutex> {
+        FutexSched {
+            mark,
+            words: &self.sh.state,
+            futex: UserFutex { hz: self.hz },
+        }
+    }
+
     /// The endpoint's handle (what the peer opens).
     pub fn handle(&self) -> u32 {
         self.handle
@@ -221,11 +191,7 @@ impl Channel {
     /// reply, at most `timeout_ns` (0: no limit): `ETIMEDOUT`, or `EPIPE` once closed.
     /// The client side: one thread per channel.
     pub fn call(&self, m: &IpcMsg, timeout_ns: u64) -> Result<IpcMsg, Errno> {
-        let s = Side {
-            mark: 1,
-            sh: self.sh,
-            hz: self.hz,
-        };
+        let s = self.side(1);
         let r = self
             .sh
             .rings
@@ -241,11 +207,7 @@ impl Channel {
         timeout_ns: u64,
         mut f: impl FnMut(&IpcMsg) -> Option<IpcMsg>,
     ) -> Result<(), Errno> {
-        let s = Side {
-            mark: 2,
-            sh: self.sh,
-            hz: self.hz,
-        };
+        let s = self.side(2);
         let d = self.deadline(timeout_ns);
         let r = self
             .sh
@@ -256,12 +218,7 @@ impl Channel {
 
     /// Closes the channel for both sides: parked waits end with `EPIPE` (so do later calls).
     pub fn close(&self) {
-        let s = Side {
-            mark: 1,
-            sh: self.sh,
-            hz: self.hz,
-        };
-        self.sh.rings.close(&s);
+        self.sh.rings.close(&self.side(1));
     }
 
     /// Wake-ups sent so far (a side found its peer parked).
