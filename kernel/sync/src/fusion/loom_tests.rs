@@ -115,6 +115,37 @@ fn builder(preemption_bound: usize) -> loom::model::Builder {
     b
 }
 
+/// Spawns `a` and `b` as loom threads, `a` first or `b` first, and joins both.
+fn spawn_pair<A: Send + 'static, B: Send + 'static>(
+    a_first: bool,
+    a: impl FnOnce() -> A + Send + 'static,
+    b: impl FnOnce() -> B + Send + 'static,
+) -> (A, B) {
+    let (ha, hb) = if a_first {
+        let ha = thread::spawn(a);
+        (ha, thread::spawn(b))
+    } else {
+        let hb = thread::spawn(b);
+        (thread::spawn(a), hb)
+    };
+    (ha.join().unwrap(), hb.join().unwrap())
+}
+
+/// The client of the calls models: `calls` calls, word `calls - 1` down to 0, each reply
+/// checked (the last request, 0, ends the server and is answered with itself).
+fn make_calls(r: &Rings<2, 1>, s: &impl Sched, calls: u64) {
+    for k in (0..calls).rev() {
+        let want = if k == 0 { [0] } else { [k + 100] };
+        assert_eq!(r.call(s, &[k], u64::MAX), Ok(want), "call {k}");
+    }
+}
+
+/// The server of the calls models: answers word + 100 until the request 0.
+fn serve_echo(r: &Rings<2, 1>, s: &impl Sched) {
+    let got = r.serve(s, u64::MAX, |m| (m[0] != 0).then_some([m[0] + 100]));
+    assert_eq!(got, Ok(()));
+}
+
 /// `calls` calls from a client thread (mark 1) to a server thread (mark 2), spawned client
 /// first or server first; every reply is its request's word + 100, in order. The last
 /// request (word 0) ends the server, answered with itself.
@@ -122,32 +153,11 @@ fn calls<const CHECK: bool>(calls: u64, client_first: bool, bound: usize) {
     builder(bound).check(move || {
         let t = threads();
         let rings: Arc<Rings<2, 1>> = Arc::new(Rings::new());
-        let client = {
-            let (r, t) = (rings.clone(), t.clone());
-            move || {
-                let s = Model::<CHECK> { me: 1, t };
-                for k in (0..calls).rev() {
-                    let want = if k == 0 { [0] } else { [k + 100] };
-                    assert_eq!(r.call(&s, &[k], u64::MAX), Ok(want), "call {k}");
-                }
-            }
-        };
-        let server = {
-            let (r, t) = (rings.clone(), t.clone());
-            move || {
-                let s = Model::<CHECK> { me: 2, t };
-                let got = r.serve(&s, u64::MAX, |m| (m[0] != 0).then_some([m[0] + 100]));
-                assert_eq!(got, Ok(()));
-            }
-        };
-        let (a, b) = if client_first {
-            (thread::spawn(client), thread::spawn(server))
-        } else {
-            let b = thread::spawn(server);
-            (thread::spawn(client), b)
-        };
-        a.join().unwrap();
-        b.join().unwrap();
+        let (rc, tc) = (rings.clone(), t.clone());
+        let client = move || make_calls(&rc, &Model::<CHECK> { me: 1, t: tc }, calls);
+        let (rs, ts) = (rings.clone(), t.clone());
+        let server = move || serve_echo(&rs, &Model::<CHECK> { me: 2, t: ts });
+        spawn_pair(client_first, client, server);
         assert_eq!(rings.stale(), 0);
     });
 }
@@ -194,15 +204,8 @@ fn fusion_close_wakes_the_server() {
                 let (r, t) = (rings.clone(), t.clone());
                 move || r.close(&Model::<true> { me: 1, t })
             };
-            let (s, c) = if server_first {
-                let s = thread::spawn(server);
-                (s, thread::spawn(closer))
-            } else {
-                let c = thread::spawn(closer);
-                (thread::spawn(server), c)
-            };
-            c.join().unwrap();
-            assert_eq!(s.join().unwrap(), Err(Error::Closed));
+            let (got, ()) = spawn_pair(server_first, server, closer);
+            assert_eq!(got, Err(Error::Closed));
         });
     }
 }
@@ -259,6 +262,15 @@ impl Futex for ModelFutex {
     }
 }
 
+/// Side `mark`'s scheduler over `mem`'s futex words and model futex.
+fn futex_side(mem: &Arc<SharedMem>, mark: u64) -> FutexSched<'_, ModelFutex> {
+    FutexSched {
+        mark,
+        words: &mem.words,
+        futex: ModelFutex(mem.clone()),
+    }
+}
+
 /// The user-mode stack: two calls between a client and a server that park on futex words
 /// through [`FutexSched`] (its blocked / asleep / ready states), both spawn orders.
 #[test]
@@ -274,42 +286,10 @@ fn fusion_futex_parking_two_calls() {
                 wakes: Mutex::new([0; 2]),
                 cv: Condvar::new(),
             });
-            let side = |mem: &Arc<SharedMem>, mark| {
-                let futex = ModelFutex(mem.clone());
-                (mem.clone(), mark, futex)
-            };
-            let (cm, cmark, cf) = side(&mem, 1);
-            let client = move || {
-                let s = FutexSched {
-                    mark: cmark,
-                    words: &cm.words,
-                    futex: cf,
-                };
-                for k in (0..2u64).rev() {
-                    let want = if k == 0 { [0] } else { [k + 100] };
-                    assert_eq!(cm.rings.call(&s, &[k], u64::MAX), Ok(want), "call {k}");
-                }
-            };
-            let (sm, smark, sf) = side(&mem, 2);
-            let server = move || {
-                let s = FutexSched {
-                    mark: smark,
-                    words: &sm.words,
-                    futex: sf,
-                };
-                let got = sm
-                    .rings
-                    .serve(&s, u64::MAX, |m| (m[0] != 0).then_some([m[0] + 100]));
-                assert_eq!(got, Ok(()));
-            };
-            let (a, b) = if client_first {
-                (thread::spawn(client), thread::spawn(server))
-            } else {
-                let b = thread::spawn(server);
-                (thread::spawn(client), b)
-            };
-            a.join().unwrap();
-            b.join().unwrap();
+            let (mc, ms) = (mem.clone(), mem.clone());
+            let client = move || make_calls(&mc.rings, &futex_side(&mc, 1), 2);
+            let server = move || serve_echo(&ms.rings, &futex_side(&ms, 2));
+            spawn_pair(client_first, client, server);
         });
     }
 }
