@@ -216,7 +216,7 @@ for n in 1 2 4 64; do
     expect_log "init at -smp $n: /hello, the fault, thread and IPC suites, process 1 exits 0, memory and threads back" "$log" 0 $? \
         '^init: fault suite: 1 round\(s\), 11 kill\(s\), 0 unexpected$' \
         '^init: thread suite: 1 round\(s\), 8 process\(es\), 0 unexpected$' \
-        '^init: ipc suite: 1 round\(s\), 10 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
+        '^init: ipc suite: 1 round\(s\), 11 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
         '^PROC,1,exit,0$' '^MEM,init,.*,same$' \
         '^IPC,init,fast,[0-9]+,slow,[0-9]+,parked_exits,[1-9][0-9]*,parked_resumes,[1-9][0-9]*$'
 done
