@@ -21,6 +21,9 @@ pub const EXIT: usize = 60;
 pub const FUTEX: usize = 202;
 /// `sched_setaffinity(pid, cpusetsize, mask)`.
 pub const SCHED_SETAFFINITY: usize = 203;
+/// `set_tid_address(tidptr)`: at the calling thread's end, 0 is stored at `tidptr` and a
+/// waiter of that futex word woken.
+pub const SET_TID_ADDRESS: usize = 218;
 /// `clock_gettime(clockid, tp)`.
 pub const CLOCK_GETTIME: usize = 228;
 /// `exit_group(code)`: ends the process.

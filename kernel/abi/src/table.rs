@@ -112,6 +112,14 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         summary: "restricts a thread of the caller's process to the CPUs of a bit mask",
     },
     SyscallInfo {
+        number: nr::SET_TID_ADDRESS,
+        name: "set_tid_address",
+        args: &["tidptr"],
+        returns: "tid",
+        errors: &[],
+        summary: "at the calling thread's end, stores 0 at tidptr and wakes a futex waiter there",
+    },
+    SyscallInfo {
         number: nr::CLOCK_GETTIME,
         name: "clock_gettime",
         args: &["clockid", "tp"],

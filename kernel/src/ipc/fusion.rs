@@ -87,6 +87,8 @@ fn err(e: proto::Error) -> IpcError {
         proto::Error::TimedOut => IpcError::TimedOut,
         proto::Error::Closed => IpcError::Closed,
         proto::Error::NotAThread => IpcError::NotAThread,
+        // The kernel's scheduler never reports a peer gone (`Sched::peer_gone`'s default).
+        proto::Error::PeerGone => IpcError::PeerDied,
     }
 }
 

@@ -5,6 +5,8 @@
 //! rings park and wake that way). The value check and the registration happen under one
 //! lock that wakers also take, so a wake between the check and the sleep is never lost;
 //! every wait has the caller's deadline (or none) and ends with ETIMEDOUT when it passes.
+//! A thread's end clears and wakes the word it named with `set_tid_address`
+//! ([`thread_end_word`]).
 
 use super::syscall::Errno;
 use crate::sched::{self, Tid};
@@ -117,6 +119,19 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
     } else {
         Err(Errno::Etimedout)
     }
+}
+
+/// A thread's end told through the word it named with `set_tid_address` (Linux's
+/// `clear_child_tid`): when `addr` is an aligned word the ending thread may write, 0 is
+/// stored there and one waiter woken, private or shared (a futex wait on the word from
+/// another process that maps it). Anything else (unmapped, read-only, misaligned): nothing,
+/// as Linux does. Runs in the ending thread, in its address space.
+pub fn thread_end_word(addr: u64) {
+    if !addr.is_multiple_of(4) || usercopy::copy_to_user(addr, &0u32.to_le_bytes()).is_err() {
+        return;
+    }
+    let _ = wake(addr, true, 1);
+    let _ = wake(addr, false, 1);
 }
 
 fn wake(addr: u64, private: bool, n: u64) -> Result<i64, Errno> {

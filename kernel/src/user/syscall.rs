@@ -33,6 +33,8 @@ pub mod nr {
     pub const MUNMAP: u64 = 11;
     /// `sched_setaffinity(0, len, mask)`: the calling thread.
     pub const SCHED_SETAFFINITY: u64 = 203;
+    /// `set_tid_address(word) -> tid`: the word cleared and woken at the thread's end.
+    pub const SET_TID_ADDRESS: u64 = 218;
     /// `clock_gettime(clock, ts)`.
     pub const CLOCK_GETTIME: u64 = 228;
     /// `exit_group(code)`: the whole process, every thread on every CPU.
@@ -168,6 +170,7 @@ fn dispatch_other(f: &mut SyscallFrame) {
         nr::SPAWN => spawn(f.rdi, f.rsi, f.rdx),
         nr::WAIT => super::process::wait(f.rdi).map(|s| s as i64),
         nr::FUTEX => super::futex::futex(f.rdi, f.rsi, f.rdx, f.r10),
+        nr::SET_TID_ADDRESS => Ok(super::task::set_tid_address(f.rdi) as i64),
         nr::THREAD_CREATE => super::process::thread_create(f.rdi, f.rsi, f.rdx).map(|t| t as i64),
         nr::THREAD_JOIN => super::process::thread_join(f.rdi).map(|c| c as i64),
         nr::SHM_MAP => super::shm::shm_map(f.rdi, f.rsi),

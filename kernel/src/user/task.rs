@@ -3,7 +3,9 @@
 //! thread that takes its ids and enters ring 3), and its ends: `exit`/`thread_exit`,
 //! `exit_group`, a ring-3 fault ([`user_fault`], the trap module's hook), a system call
 //! whose return address is not a canonical user address ([`bad_return`], the syscall stub's
-//! hook), or its process being killed ([`die_killed`]).
+//! hook), or its process being killed ([`die_killed`]). Every end first clears the word
+//! the thread named with `set_tid_address` and wakes its waiter (the user-mode fusion
+//! rings learn that way that their peer is gone).
 //!
 //! A thread of a process (`process`) reports its end there, which decides the process's
 //! fate and prints its `PROC` line. A standalone thread (the test bed's: [`spawn`], its own
@@ -53,6 +55,8 @@ struct Task {
     addr: AtomicU64,
     /// The fault's error code.
     error: AtomicU64,
+    /// The word `set_tid_address` named (0: none): zeroed and woken at the thread's end.
+    clear_tid: AtomicU64,
 }
 
 impl Task {
@@ -70,6 +74,7 @@ impl Task {
             value: AtomicU64::new(0),
             addr: AtomicU64::new(0),
             error: AtomicU64::new(0),
+            clear_tid: AtomicU64::new(0),
         }
     }
 }
@@ -179,6 +184,7 @@ pub fn start(
     t.arg.store(arg, Ordering::Relaxed);
     t.syscalls.store(0, Ordering::Relaxed);
     t.value.store(0, Ordering::Relaxed);
+    t.clear_tid.store(0, Ordering::Relaxed);
     t.end.store(ALIVE, Ordering::Release);
     match b.spawn(user_main, id) {
         Ok(tid) => {
@@ -243,9 +249,25 @@ pub fn count_syscall_of(uid: u64) {
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
+/// `set_tid_address(addr)`: at the running user thread's end, whatever ends it, 0 is
+/// stored at `addr` and one waiter of that word woken (see `futex::thread_end_word`).
+/// Returns the thread id.
+pub fn set_tid_address(addr: u64) -> u64 {
+    if let Some(t) = current() {
+        t.clear_tid.store(addr, Ordering::Relaxed);
+    }
+    sched::current_uid()
+}
+
 /// Reports the end to the process (or prints the standalone thread's line), then ends the
-/// kernel thread.
+/// kernel thread. First, still in the thread's address space, its `set_tid_address` word.
 fn finish(pid: u64, d: Death, why: &str) -> ! {
+    if let Some(t) = current() {
+        let word = t.clear_tid.swap(0, Ordering::Relaxed);
+        if word != 0 {
+            super::futex::thread_end_word(word);
+        }
+    }
     if !process::thread_ended(pid, d, why) {
         match d {
             Death::Exit(code) => kprintln!("PROC,{pid},exit,{code}"),

@@ -29,7 +29,9 @@
 //! Every wait has a deadline: a call gives up with [`Error::TimedOut`] (its request may
 //! still be served later: replies carry their request's ring position and the next call
 //! discards the stale ones first), and the server's waits end at its deadline or when the
-//! channel is closed ([`Error::Closed`]).
+//! channel is closed ([`Error::Closed`]). A side whose scheduler can tell that the peer's
+//! thread ended ([`Sched::peer_gone`]: [`FutexSched`], told by the system at the peer's
+//! end) stops waiting then ([`Error::PeerGone`]): a dead peer costs no deadline.
 
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
@@ -62,6 +64,12 @@ pub trait Sched {
         core::hint::spin_loop();
     }
 
+    /// Whether the system said the other side's thread ended (its waits then end with
+    /// [`Error::PeerGone`] once its ring is empty). Kernel threads: never.
+    fn peer_gone(&self) -> bool {
+        false
+    }
+
     /// Fault injection for the model checker only: `false` drops the mark from the
     /// waiter's check (the lost wake-up of the module header, which the loom model must
     /// find). A constant: the kernel's path has no trace of it.
@@ -78,6 +86,8 @@ pub enum Error {
     Closed,
     /// The caller cannot block ([`Sched::mark`] returned `None`).
     NotAThread,
+    /// The other side's thread ended ([`Sched::peer_gone`]) and left nothing to take.
+    PeerGone,
 }
 
 /// A message: `W` words (the kernel's: the info word, then eight payload words).
@@ -237,6 +247,16 @@ struct Side<'a, const N: usize, const W: usize> {
 }
 
 impl<const N: usize, const W: usize> Side<'_, N, W> {
+    /// Why no message can come any more, if none can (closed, or the peer gone), unless
+    /// one came after all: the peer's last one may land between a look at the ring and
+    /// the look at the end (it was published before the end), so the ring gets one more.
+    fn ended<S: Sched>(&self, s: &S) -> Result<(), Result<(u64, Words<W>), Error>> {
+        match ended(s, self.closed) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.ring.pop().ok_or(e)),
+        }
+    }
+
     /// What a side does when its ring is empty: poll, then park until the other side wakes
     /// it. The window adapts: [`Sched::window`] while polling pays, halved after each wait
     /// that ended parked anyway (down to 1/32: the peer is not running alongside, e.g. its
@@ -257,8 +277,8 @@ impl<const N: usize, const W: usize> Side<'_, N, W> {
                     return Ok(m);
                 }
             }
-            if self.closed.load(Ordering::Acquire) {
-                return Err(Error::Closed);
+            if let Err(last) = self.ended(s) {
+                return last;
             }
             if s.now() >= end {
                 break;
@@ -281,8 +301,8 @@ impl<const N: usize, const W: usize> Side<'_, N, W> {
             if let Some(m) = self.ring.pop() {
                 return Ok(m);
             }
-            if self.closed.load(Ordering::Acquire) {
-                return Err(Error::Closed);
+            if let Err(last) = self.ended(s) {
+                return last;
             }
         }
     }
@@ -312,14 +332,18 @@ pub trait Futex {
     }
 }
 
+/// A side's futex word: its peer's thread ended. Zero, so that the system can say so the
+/// way Linux's `set_tid_address` does: at the peer thread's end it stores 0 in the word the
+/// peer registered (this side's) and wakes it. Final: the peer writes the word no more.
+pub const GONE: u32 = 0;
 /// A side's futex word: running (or polling).
-pub const RUNNING: u32 = 0;
+pub const RUNNING: u32 = 1;
 /// A side's futex word: marked blocked, about to check its ring one last time.
-pub const BLOCKED: u32 = 1;
+pub const BLOCKED: u32 = 2;
 /// A side's futex word: committed to sleep on the word until woken or its deadline.
-pub const ASLEEP: u32 = 2;
+pub const ASLEEP: u32 = 3;
 /// A side's futex word: woken.
-pub const READY: u32 = 3;
+pub const READY: u32 = 4;
 
 /// The scheduler of a channel whose sides are threads of processes that share only memory:
 /// each side blocks on its own futex word (`words[mark - 1]`, mark 1 the client, 2 the
@@ -327,8 +351,10 @@ pub const READY: u32 = 3;
 /// then turns it [`ASLEEP`] by CAS and sleeps while it stays so; a wake-up swaps in
 /// [`READY`] and calls the futex only if it took [`ASLEEP`]. A wake-up between the check and
 /// the sleep makes the CAS or the futex's value check fail: the sleep does not happen or
-/// returns at once. Model-checked with the rings (`loom_tests`, a futex made of a mutex and a
-/// condition variable).
+/// returns at once. A word found [`GONE`] (the peer ended; written once by the system, after
+/// the peer's last write) is put back and ends the wait: [`Sched::peer_gone`] then holds.
+/// The words start [`RUNNING`]. Model-checked with the rings (`loom_tests`, a futex made of
+/// a mutex and a condition variable), the peer's end included.
 #[derive(Debug)]
 pub struct FutexSched<'a, F> {
     /// The calling side: 1 (client) or 2 (server).
@@ -359,8 +385,13 @@ impl<F: Futex> Sched for FutexSched<'_, F> {
         // and the word's history is one chain: with plain stores here beside the waker's
         // swap, loom reports a lost wake-up (the swap taking an older value than the
         // waiter's ASLEEP). On x86 a swap is one locked instruction, paid per park only.
+        // GONE, once there, is the last write of anyone but this side: put back (a swap
+        // too, so the word stays written by read-modify-writes alone).
         let w = &self.words[self.mark as usize - 1];
-        w.swap(BLOCKED, Ordering::SeqCst);
+        if w.swap(BLOCKED, Ordering::SeqCst) == GONE {
+            w.swap(GONE, Ordering::SeqCst);
+            return;
+        }
         fence(Ordering::SeqCst);
         if still()
             && w.compare_exchange(BLOCKED, ASLEEP, Ordering::SeqCst, Ordering::SeqCst)
@@ -369,7 +400,13 @@ impl<F: Futex> Sched for FutexSched<'_, F> {
         {
             self.futex.wait(w, ASLEEP, deadline);
         }
-        w.swap(RUNNING, Ordering::SeqCst);
+        if w.swap(RUNNING, Ordering::SeqCst) == GONE {
+            w.swap(GONE, Ordering::SeqCst);
+        }
+    }
+
+    fn peer_gone(&self) -> bool {
+        self.words[self.mark as usize - 1].load(Ordering::SeqCst) == GONE
     }
 
     fn wake(&self, mark: u64) {
@@ -388,6 +425,17 @@ impl<F: Futex> Sched for FutexSched<'_, F> {
     }
 }
 
+/// `Closed` once `closed`, `PeerGone` once the scheduler says the other side ended.
+fn ended(s: &impl Sched, closed: &AtomicBool) -> Result<(), Error> {
+    if closed.load(Ordering::Acquire) {
+        return Err(Error::Closed);
+    }
+    if s.peer_gone() {
+        return Err(Error::PeerGone);
+    }
+    Ok(())
+}
+
 /// Pushes `m` into `ring`, waiting (bounded by `deadline`, ended by `closed`) while it is
 /// full; returns the message's position.
 fn push_until<S: Sched, const N: usize, const W: usize>(
@@ -401,9 +449,7 @@ fn push_until<S: Sched, const N: usize, const W: usize>(
         if let Some(pos) = ring.push(m) {
             return Ok(pos);
         }
-        if closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
+        ended(s, closed)?;
         if s.now() >= deadline {
             return Err(Error::TimedOut);
         }
@@ -459,8 +505,9 @@ impl<const N: usize, const W: usize> Rings<N, W> {
     }
 
     /// Sends `m` and waits for its reply until `deadline` (`TimedOut`), `Closed` once the
-    /// channel is closed. One client thread per channel. Replies to earlier calls that timed out are discarded on the way
-    /// (counted: [`Rings::stale`]).
+    /// channel is closed, `PeerGone` once the server's thread ended without answering. One
+    /// client thread per channel. Replies to earlier calls that timed out are discarded on
+    /// the way (counted: [`Rings::stale`]).
     pub fn call<S: Sched>(&self, s: &S, m: &Words<W>, deadline: u64) -> Result<Words<W>, Error> {
         // A closed channel takes no new call (one racing the close may still be served).
         if self.closed.load(Ordering::Acquire) {
@@ -479,8 +526,9 @@ impl<const N: usize, const W: usize> Rings<N, W> {
     }
 
     /// Serves calls with `f` until `f` returns `None` (that call is answered with the
-    /// request itself, then it returns), the channel is closed (`Closed`) or `deadline`
-    /// passes (`TimedOut`). One server thread per channel.
+    /// request itself, then it returns), the channel is closed (`Closed`), the client's
+    /// thread ended (`PeerGone`, once no request is left) or `deadline` passes
+    /// (`TimedOut`). One server thread per channel.
     pub fn serve<S: Sched>(
         &self,
         s: &S,

@@ -199,6 +199,7 @@ pub const IMPLEMENTED: &[(usize, u32)] = &[
     (nr::EXIT, 1),
     (nr::FUTEX, 8),
     (nr::SCHED_SETAFFINITY, 4),
+    (nr::SET_TID_ADDRESS, 2),
     (nr::CLOCK_GETTIME, 5),
     (nr::EXIT_GROUP, 1),
     (nr::GETCPU, 5),
@@ -456,6 +457,7 @@ pub fn bad_success(number: u64, a: &[u64; 6], ret: i64) -> bool {
             nr::SPAWN => r == 0,
             nr::WAIT => r > 0x1ff,
             nr::THREAD_JOIN => r > 0xffff_ffff,
+            nr::SET_TID_ADDRESS => r == 0,
             nr::IPC_CALL
             | nr::IPC_REPLY_RECV
             | nr::IPC_RECV

@@ -494,6 +494,10 @@ impl Ctx {
                 a[1] = r.pick(&[0, 1, 8, 16, 128, 129, 4096, u64::MAX]);
                 a[2] = self.ptr();
             }
+            nr::SET_TID_ADDRESS => {
+                // Cleared at the thread's end: the arena, a hole, text (nothing Rust reads).
+                a[0] = if r.chance(1, 4) { 0 } else { self.ptr() };
+            }
             nr::GETCPU => {
                 a[0] = if r.chance(1, 4) { 0 } else { self.ptr() };
                 a[1] = if self.rng.chance(1, 2) { 0 } else { self.ptr() };

@@ -9,13 +9,24 @@
 //!    is in the ring (so it can only have ended by its deadline): `ETIMEDOUT`, then the
 //!    next call gets its own reply, the late one discarded (`stale` 1);
 //! 3. the client closes the channel once the server sleeps: the server's wait ends with
-//!    `EPIPE` and it exits 0 (its own checks passed).
+//!    `EPIPE` and it exits 0 (its own checks passed);
+//! 4. a peer that dies: a server process answers one call, then takes the next and, once
+//!    the client sleeps in the kernel, executes `ud2` (killed): the client's call fails with
+//!    `ECONNRESET` (the kernel cleared its word at the server thread's end), not by its
+//!    deadline; then a client process makes one call and exits once this side (serving,
+//!    no deadline needed) sleeps: the serve ends with `ECONNRESET` after that one call.
 
 use exo_rt::fusion::Channel;
 use exo_rt::{Errno, ExitStatus, IpcMsg};
 
 /// The server role's mode (`arg = ROLE << 56 | FUSION << 48 | cpu << 32 | handle`).
 pub const FUSION: u64 = 6;
+/// The mode of a server that dies mid-call (part 4).
+pub const FUSION_DIE: u64 = 7;
+/// The mode of a client that makes one call and ends (part 4).
+pub const FUSION_CLIENT: u64 = 8;
+/// The request the `FUSION_DIE` server dies holding.
+const LABEL_DIE: u32 = 0x151;
 const CALLS: u64 = 2000;
 const PARK_EVERY: u64 = 100;
 const LABEL_LATE: u32 = 0x150;
@@ -67,7 +78,90 @@ pub fn fusion() -> Result<(), &'static str> {
         exo_rt::eprintln!("ipcdemo 10: fusion server ended {end:?}");
         return Err("the fusion server failed its checks");
     }
+    server_dies(other)?;
+    client_ends(other)?;
+    exo_rt::println!(
+        "ipcdemo 10: a killed server and an ended client each ended the other side's wait"
+    );
     Ok(())
+}
+
+/// Starts role `mode` of this program on `cpu` for the new channel `c`.
+fn spawn_role(c: &Channel, mode: u64, cpu: usize) -> Result<usize, &'static str> {
+    let arg = super::ROLE << 56 | mode << 48 | (cpu as u64) << 32 | u64::from(c.handle());
+    exo_rt::spawn("/ipcdemo", arg).map_err(|_| "spawn of a fusion role")
+}
+
+/// Part 4, the server killed holding a call.
+fn server_dies(other: usize) -> Result<(), &'static str> {
+    let c = Channel::create().map_err(|_| "fusion channel: create failed")?;
+    let pid = spawn_role(&c, FUSION_DIE, other)?;
+    let q = super::request(0);
+    let first = c.call(&q, WAIT);
+    let r = c.call(&IpcMsg::new(LABEL_DIE, [0; 8]), WAIT);
+    let end = exo_rt::wait(pid);
+    if first.map(|a| same(&a, &super::answer(&q, 0, 0))) != Ok(true) {
+        return Err("the dying fusion server's first answer was wrong");
+    }
+    if r != Err(Errno::ECONNRESET) || end != Ok(ExitStatus::Killed(exo_rt::KillCause::UD)) {
+        exo_rt::eprintln!("ipcdemo 10: call to a dying server: {r:?}, server {end:?}");
+        exo_rt::eprintln!("ipcdemo 10: channel: {}", c.describe());
+        return Err("a fusion call to a killed server did not fail with ECONNRESET");
+    }
+    Ok(())
+}
+
+/// Part 4, the client that ends: this side serves with no deadline.
+fn client_ends(other: usize) -> Result<(), &'static str> {
+    let c = Channel::create().map_err(|_| "fusion channel: create failed")?;
+    let pid = spawn_role(&c, FUSION_CLIENT, other)?;
+    let mut served = 0;
+    let r = c.serve(0, |m| {
+        served += 1;
+        Some(super::answer(m, 0, 0))
+    });
+    let end = exo_rt::wait(pid);
+    if r != Err(Errno::ECONNRESET) || served != 1 || end != Ok(ExitStatus::Exited(0)) {
+        exo_rt::eprintln!(
+            "ipcdemo 10: serve to an ending client: {r:?} after {served}, client {end:?}"
+        );
+        return Err("a fusion serve whose client ended did not end with ECONNRESET");
+    }
+    Ok(())
+}
+
+/// The roles of part 4: `FUSION_DIE` answers one call, then dies (`ud2`) holding the
+/// next once the client sleeps; `FUSION_CLIENT` makes one checked call, then exits once
+/// the server sleeps. Exit codes: 2..=5 a failed step.
+pub fn peer_role(arg: u64) -> i32 {
+    let cpu = ((arg >> 32) & 0xffff) as usize;
+    if exo_rt::pin_to_cpu(cpu).is_err() {
+        return 2;
+    }
+    let Ok(c) = Channel::open(arg as u32) else {
+        return 3;
+    };
+    if (arg >> 48) & 0xff == FUSION_CLIENT {
+        let q = super::request(0);
+        match c.call(&q, WAIT) {
+            Ok(a) if same(&a, &super::answer(&q, 0, 0)) => {}
+            _ => return 4,
+        }
+        return if wait_until(|| c.server_asleep()) {
+            0
+        } else {
+            5
+        };
+    }
+    let r = c.serve(WAIT, |m| {
+        if m.label == LABEL_DIE && wait_until(|| c.client_asleep()) {
+            // SAFETY: the point: the server's process is killed holding the call.
+            unsafe { core::arch::asm!("ud2") };
+        }
+        Some(super::answer(m, 0, 0))
+    });
+    exo_rt::eprintln!("ipcdemo fusion dying server: still alive, serve ended {r:?}");
+    4
 }
 
 fn calls(c: &Channel) -> Result<(), &'static str> {

@@ -10,7 +10,8 @@
 //! client by its answer to a `PROBE` call whether it took the call (`late_server`);
 //! `ZC` serves the zero-copy cases (`zc.rs`) and `NAMED` (`arg = ROLE << 56 | NAMED << 48 |
 //! name server handle`) registers its own endpoint as `"echo"` and serves echo calls
-//! (`named.rs`).
+//! (`named.rs`); `FUSION`, `FUSION_DIE` and `FUSION_CLIENT` are the peers of case 10's
+//! fusion channels (`fusion.rs`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod cases;
@@ -50,6 +51,14 @@ fn run(arg: u64) -> i32 {
     }
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == fusion::FUSION {
         return fusion::server(arg);
+    }
+    if arg >> 56 == ROLE
+        && matches!(
+            (arg >> 48) & 0xff,
+            fusion::FUSION_DIE | fusion::FUSION_CLIENT
+        )
+    {
+        return fusion::peer_role(arg);
     }
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == named::NAMED {
         return named::server(arg as u32);

@@ -143,6 +143,15 @@ fn futex(word: &AtomicU32, op: u32, val: u32, timeout: Option<&Timespec>) -> Res
     })
 }
 
+/// `set_tid_address(word)`: at the calling thread's end (however it ends) the kernel stores
+/// 0 in `word` and wakes one futex waiter there, private or shared; replaces the word named
+/// before. Returns the thread id.
+pub fn set_tid_address(word: &AtomicU32) -> usize {
+    // SAFETY: the kernel only records the address; it writes the word at the thread's end
+    // (a word of a mapping the caller keeps: the fusion region lives as long as the process).
+    unsafe { syscall1(nr::SET_TID_ADDRESS, word.as_ptr() as usize) as usize }
+}
+
 /// `clock_gettime(clock)`: `CLOCK_MONOTONIC` or `CLOCK_REALTIME`.
 pub fn clock_gettime(clock: u32) -> Result<Timespec, Errno> {
     let mut ts = Timespec::ZERO;

@@ -15,10 +15,14 @@
 //!
 //! Every wait has a deadline (`timeout_ns`, 0: none): a call gives up with `ETIMEDOUT` (a
 //! late reply is discarded by the next call), and a closed channel ends both sides'
-//! waits with `EPIPE`. The kernel does not know the rings: a peer that dies leaves the
-//! other waiting until its deadline, so calls to an untrusted peer carry a timeout.
+//! waits with `EPIPE`. A peer that dies, however (exit, a fault, its process killed), ends
+//! the other side's waits with `ECONNRESET` once no message of its is left: the thread
+//! that first calls or serves names its peer's futex word with `set_tid_address`, and the
+//! kernel clears that word (`exo_sync::fusion::GONE`) and wakes it at the thread's end.
+//! That word is the thread's one `set_tid_address` word: a thread is the side of one
+//! channel at a time (the last it called or served on is the one told of its end).
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use exo_abi::ipc::{RIGHT_RECV, RIGHT_SEND};
 use exo_sync::fusion::{self as proto, ASLEEP, Futex, FutexSched, RUNNING, Rings, Words};
@@ -33,8 +37,8 @@ pub const POLL_US: u64 = 50;
 /// A slot's words: label and length, then the eight payload words.
 const W: usize = 9;
 
-/// `"exofusn2"`, xor the layout's size.
-const MAGIC: u64 = 0x6578_6f66_7573_6e32 ^ core::mem::size_of::<Shared>() as u64;
+/// `"exofusn3"` (3: the futex words' encoding with `GONE`), xor the layout's size.
+const MAGIC: u64 = 0x6578_6f66_7573_6e33 ^ core::mem::size_of::<Shared>() as u64;
 
 /// The region's contents.
 #[repr(C)]
@@ -51,6 +55,8 @@ pub struct Channel {
     sh: &'static Shared,
     handle: u32,
     hz: u64,
+    /// Whether this side's thread named its peer's word with `set_tid_address`.
+    watching: AtomicBool,
 }
 
 impl core::fmt::Debug for Shared {
@@ -111,6 +117,7 @@ fn errno(e: proto::Error) -> Errno {
         proto::Error::TimedOut => Errno::ETIMEDOUT,
         proto::Error::Closed => Errno::EPIPE,
         proto::Error::NotAThread => Errno::EINVAL,
+        proto::Error::PeerGone => Errno::ECONNRESET,
     }
 }
 
@@ -141,6 +148,7 @@ impl Channel {
             sh,
             handle: h,
             hz: tsc_hz(),
+            watching: AtomicBool::new(false),
         })
     }
 
@@ -162,6 +170,7 @@ impl Channel {
             sh,
             handle,
             hz: tsc_hz(),
+            watching: AtomicBool::new(false),
         })
     }
 
@@ -171,6 +180,16 @@ impl Channel {
             mark,
             words: &self.sh.state,
             futex: UserFutex { hz: self.hz },
+        }
+    }
+
+    /// Makes the calling thread's end clear side `mark`'s peer's word (its waits then end
+    /// with `ECONNRESET`): once, by the first call or serve.
+    fn watch(&self, mark: u64) {
+        if !self.watching.load(Ordering::Relaxed) {
+            let peer = &self.sh.state[2 - mark as usize];
+            crate::set_tid_address(peer);
+            self.watching.store(true, Ordering::Relaxed);
         }
     }
 
@@ -188,9 +207,11 @@ impl Channel {
     }
 
     /// Sends `m` (label, length, words; no badge, zero-copy or handle) and waits for the
-    /// reply, at most `timeout_ns` (0: no limit): `ETIMEDOUT`, or `EPIPE` once closed.
-    /// The client side: one thread per channel.
+    /// reply, at most `timeout_ns` (0: no limit): `ETIMEDOUT`, `EPIPE` once closed,
+    /// `ECONNRESET` once the server's thread ended without answering. The client side: one
+    /// thread per channel.
     pub fn call(&self, m: &IpcMsg, timeout_ns: u64) -> Result<IpcMsg, Errno> {
+        self.watch(1);
         let s = self.side(1);
         let r = self
             .sh
@@ -200,13 +221,15 @@ impl Channel {
     }
 
     /// Serves calls with `f` until it returns `None` (that call is answered with the request
-    /// itself, then `Ok`), the channel is closed (`EPIPE`) or `timeout_ns` passes
-    /// (`ETIMEDOUT`; 0: no limit). The server side: one thread per channel.
+    /// itself, then `Ok`), the channel is closed (`EPIPE`), the client's thread ended
+    /// (`ECONNRESET`, once its requests are served) or `timeout_ns` passes (`ETIMEDOUT`; 0:
+    /// no limit). The server side: one thread per channel.
     pub fn serve(
         &self,
         timeout_ns: u64,
         mut f: impl FnMut(&IpcMsg) -> Option<IpcMsg>,
     ) -> Result<(), Errno> {
+        self.watch(2);
         let s = self.side(2);
         let d = self.deadline(timeout_ns);
         let r = self

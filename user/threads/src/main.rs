@@ -118,6 +118,68 @@ fn join_errors() -> Check {
             return Err("a non-user entry is not EFAULT");
         }
     }
+    end_words()
+}
+
+/// The word of `set_tid_address`, and a second one a misaligned name must leave alone.
+static END_WORD: AtomicU32 = AtomicU32::new(0);
+static BESIDE: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+static END_TID: AtomicU64 = AtomicU64::new(0);
+/// In a read-only page: the kernel must not write it (nor fault) at the thread's end.
+static RO_WORD: u32 = 0x5eed;
+
+/// Names `END_WORD` (arg 0) or a word it may not clear (1: read-only, 2: misaligned, 3:
+/// not mapped, 4: kernel half), then ends.
+fn named_end(arg: u64) -> i32 {
+    let addr = match arg {
+        0 => {
+            END_TID.store(exo_rt::set_tid_address(&END_WORD) as u64, Ordering::Release);
+            return 0;
+        }
+        1 => &raw const RO_WORD as usize,
+        2 => BESIDE[0].as_ptr() as usize + 2,
+        3 => 0x10,
+        _ => 0xFFFF_FFFF_8000_0000,
+    };
+    // SAFETY: the kernel only records the address; at this thread's end it writes there
+    // only if the thread may write an aligned word there (none of these).
+    unsafe { exo_rt::raw::syscall1(exo_rt::abi::nr::SET_TID_ADDRESS, addr) };
+    0
+}
+
+/// Case 1's end: `set_tid_address` returns the tid; the thread's end clears the word and
+/// wakes its waiter (who may also find it cleared already); words the thread may not
+/// write, misaligned ones and kernel addresses are left alone, and the kernel survives.
+fn end_words() -> Check {
+    END_WORD.store(7, Ordering::SeqCst);
+    let t = thread::spawn(named_end, 0).map_err(|_| "thread_create failed")?;
+    let tid = t.tid();
+    while END_WORD.load(Ordering::Acquire) != 0 {
+        let ten_s = Timespec::from_nanos(10_000_000_000);
+        if exo_rt::futex_wait(&END_WORD, 7, Some(&ten_s)) == Err(Errno::ETIMEDOUT) {
+            return Err("the set_tid_address word was not cleared at the thread's end");
+        }
+    }
+    if t.join() != Ok(0) || END_TID.load(Ordering::Acquire) != tid as u64 {
+        return Err("set_tid_address did not return the thread id");
+    }
+    BESIDE[0].store(0x1111_1111, Ordering::SeqCst);
+    BESIDE[1].store(0x2222_2222, Ordering::SeqCst);
+    for arg in 1..=4 {
+        let t = thread::spawn(named_end, arg).map_err(|_| "thread_create failed")?;
+        if t.join() != Ok(0) {
+            return Err("a thread naming a bad set_tid_address word did not end with 0");
+        }
+    }
+    // SAFETY: a plain read of a static the kernel must not have written.
+    let ro = unsafe { core::ptr::read_volatile(&raw const RO_WORD) };
+    if ro != 0x5eed
+        || BESIDE[0].load(Ordering::SeqCst) != 0x1111_1111
+        || BESIDE[1].load(Ordering::SeqCst) != 0x2222_2222
+    {
+        return Err("a bad set_tid_address word was written at the thread's end");
+    }
+    println!("threads: set_tid_address word cleared and woken; bad words left alone");
     Ok(())
 }
 

@@ -10,7 +10,7 @@
 //! skip interleavings depending on it, see `exo-sched`'s mailbox models).
 //!
 //! Preemption bounds keep the set near 25 s (two calls: 4; three calls: 3; the futex
-//! model: 4). `relax` is a loom yield, and the poll calls it only between two looks at the
+//! model: 4; a peer's end: 3). `relax` is a loom yield, and the poll calls it only between two looks at the
 //! ring: a yield right before a park handed the peer a free turn there, and the ABA's
 //! interleaving (the peer's late kick between a side's re-check and its next park) was
 //! then never run.
@@ -27,6 +27,14 @@
 //!   saw an older state than the waiter's ASLEEP and did not call the futex;
 //! - the waiter's plain stores beside the waker's swap let the swap take an older value
 //!   too. Every write to the word is now a read-modify-write.
+//!
+//! A peer's end (the system clears the survivor's word, `GONE`, and wakes it; modelled by
+//! `thread_end`) is checked both ways: the server's thread ending after one answer fails
+//! the client's next call, the client's ending after one call ends the serve. The model
+//! found a race in the first version: the peer's last message, published just before its
+//! end, could land between the survivor's last look at the ring and its look at the end,
+//! and was dropped for `PeerGone` (the wait now looks at the ring once more then).
+//! Mutations caught: not putting `GONE` back after a swap took it (either swap) deadlocks.
 //!
 //! What the models catch was checked by mutation (none kept): without `kick_load`'s fence
 //! every model deadlocks; `FutexSched` calling the futex only when it took BLOCKED, or
@@ -271,24 +279,93 @@ fn futex_side(mem: &Arc<SharedMem>, mark: u64) -> FutexSched<'_, ModelFutex> {
     }
 }
 
+/// Shared memory with both futex words [`RUNNING`](super::RUNNING).
+fn shared_mem() -> Arc<SharedMem> {
+    Arc::new(SharedMem {
+        rings: Rings::new(),
+        words: [
+            crate::sync::AtomicU32::new(super::RUNNING),
+            crate::sync::AtomicU32::new(super::RUNNING),
+        ],
+        wakes: Mutex::new([0; 2]),
+        cv: Condvar::new(),
+    })
+}
+
+/// What the system does at the end of a side's thread that named its peer's word `peer`
+/// (`set_tid_address`: 0 stored, then a futex wake-up), after that thread's last write.
+/// The kernel's store is a plain `mov`, which on x86 joins the one total order of stores
+/// that every locked instruction reads the end of; the model makes it a swap, because
+/// loom lets a swap read a value older than a plain store that happened before it (with
+/// a store here, the survivor's swap after the wake-up read its own ASLEEP and it slept
+/// again: a deadlock of the model, not of x86).
+fn thread_end(mem: &Arc<SharedMem>, peer: usize) {
+    mem.words[peer].swap(super::GONE, Ordering::SeqCst);
+    ModelFutex(mem.clone()).wake(&mem.words[peer]);
+}
+
 /// The user-mode stack: two calls between a client and a server that park on futex words
 /// through [`FutexSched`] (its blocked / asleep / ready states), both spawn orders.
 #[test]
 fn fusion_futex_parking_two_calls() {
     for client_first in [true, false] {
         builder(4).check(move || {
-            let mem = Arc::new(SharedMem {
-                rings: Rings::new(),
-                words: [
-                    crate::sync::AtomicU32::new(super::RUNNING),
-                    crate::sync::AtomicU32::new(super::RUNNING),
-                ],
-                wakes: Mutex::new([0; 2]),
-                cv: Condvar::new(),
-            });
+            let mem = shared_mem();
             let (mc, ms) = (mem.clone(), mem.clone());
             let client = move || make_calls(&mc.rings, &futex_side(&mc, 1), 2);
             let server = move || serve_echo(&ms.rings, &futex_side(&ms, 2));
+            spawn_pair(client_first, client, server);
+        });
+    }
+}
+
+/// The server's thread answers one call, then ends (the system clears the client's word
+/// and wakes it): the client's next call, with no deadline, fails with `PeerGone` whether
+/// the end comes while it polls, parks or sleeps.
+#[test]
+fn fusion_futex_server_end_fails_the_next_call() {
+    for client_first in [true, false] {
+        builder(3).check(move || {
+            let mem = shared_mem();
+            let (mc, ms) = (mem.clone(), mem.clone());
+            let client = move || {
+                let s = futex_side(&mc, 1);
+                assert_eq!(mc.rings.call(&s, &[1], u64::MAX), Ok([1]));
+                assert_eq!(mc.rings.call(&s, &[2], u64::MAX), Err(Error::PeerGone));
+            };
+            let server = move || {
+                let got = ms.rings.serve(&futex_side(&ms, 2), u64::MAX, |_| None);
+                assert_eq!(got, Ok(()));
+                thread_end(&ms, 0);
+            };
+            spawn_pair(client_first, client, server);
+        });
+    }
+}
+
+/// The client's thread makes one call, then ends: the server, serving with no deadline,
+/// answers that call and then ends with `PeerGone`.
+#[test]
+fn fusion_futex_client_end_ends_the_serve() {
+    for client_first in [true, false] {
+        builder(3).check(move || {
+            let mem = shared_mem();
+            let (mc, ms) = (mem.clone(), mem.clone());
+            let client = move || {
+                assert_eq!(
+                    mc.rings.call(&futex_side(&mc, 1), &[1], u64::MAX),
+                    Ok([101])
+                );
+                thread_end(&mc, 1);
+            };
+            let server = move || {
+                let mut served = 0;
+                let got = ms.rings.serve(&futex_side(&ms, 2), u64::MAX, |m| {
+                    served += 1;
+                    Some([m[0] + 100])
+                });
+                assert_eq!((got, served), (Err(Error::PeerGone), 1));
+            };
             spawn_pair(client_first, client, server);
         });
     }
