@@ -647,6 +647,17 @@ impl Ctx {
                     ]);
                 }
             }
+            nr::WAIT => {
+                // Pids come from one rising counter: one above the worker's own may be a
+                // child of another stream of this worker (its threads), pending there. A
+                // random wait must not reap it (both streams would judge it wrongly; seen
+                // when pid 4095, a nasty value, was a sibling's child). Its own pending
+                // child, the worker itself, older processes and huge values stay.
+                let own = self.pending.map(|(pid, _)| pid);
+                if Some(a[0]) != own && a[0] > self.pid && a[0] < 1 << 40 {
+                    a[0] = self.pid;
+                }
+            }
             nr::THREAD_JOIN if self.thread => {
                 // Never one of the worker's own threads (two could wait for each other).
                 a[0] = self.rng.pick(&[u64::MAX, 1 << 40, KERNEL_IMAGE, USER_END]);
