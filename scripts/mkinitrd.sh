@@ -55,5 +55,7 @@ touch -d @0 "$stage"/*
 mkdir -p "$(dirname "$out")"
 tmp=$(mktemp "$out.XXXXXX")
 (cd "$stage" && printf '%s\n' "${names[@]}" | cpio -o -H newc --quiet --reproducible -R 0:0) >"$tmp"
+# Zeros after the trailer up to a page multiple (the reader ignores them): see qemu.sh.
+truncate -s %4096 "$tmp"
 mv -f "$tmp" "$out"
 echo "mkinitrd: $out ($(stat -c %s "$out") bytes): ${names[*]}"

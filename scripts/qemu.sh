@@ -46,6 +46,17 @@ args() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }
 initrd_arg=()
 if [ -n "$initrd" ]; then
     [ -f "$initrd" ] || { echo "qemu.sh: no initrd at $initrd (run 'just initrd')" >&2; exit 2; }
+    # QEMU puts the initrd as high as RAM allows (its last byte at the top of RAM, start
+    # page-aligned), and microvm keeps its ACPI tables in RAM's last page: an initrd whose
+    # size is not a multiple of 4 KiB then lands on them (seen: the XSDT read as zeros and
+    # -smp 64 booting one CPU). A page-multiple size ends one page below; pad a copy.
+    size=$(stat -c %s "$initrd")
+    if [ $((size % 4096)) != 0 ]; then
+        padded=$(mktemp "${TMPDIR:-/tmp}/exo-initrd.XXXXXX")
+        trap 'rm -f "$padded"' EXIT # replaced by net_cleanup (which removes it too) for taps
+        cp "$initrd" "$padded" && truncate -s %4096 "$padded"
+        initrd=$padded
+    fi
     initrd_arg=(-initrd "$initrd")
 fi
 if [ "$mode" = kvm ]; then
@@ -96,6 +107,7 @@ case $net in
                 done > "$EXO_TAP_STATS"
             fi
             ip link del "$br" 2>/dev/null; ip link del "$tapA" 2>/dev/null; ip link del "$tapB" 2>/dev/null
+            rm -f "${padded:-}"
         }
         trap net_cleanup EXIT
         ip link add "$br" type bridge stp_state 0 forward_delay 0 || exit 2
