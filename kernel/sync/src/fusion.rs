@@ -247,14 +247,13 @@ struct Side<'a, const N: usize, const W: usize> {
 }
 
 impl<const N: usize, const W: usize> Side<'_, N, W> {
-    /// Why no message can come any more, if none can (closed, or the peer gone), unless
-    /// one came after all: the peer's last one may land between a look at the ring and
-    /// the look at the end (it was published before the end), so the ring gets one more.
-    fn ended<S: Sched>(&self, s: &S) -> Result<(), Result<(u64, Words<W>), Error>> {
-        match ended(s, self.closed) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.ring.pop().ok_or(e)),
-        }
+    /// How the wait ends if no message can come any more (closed, or the peer gone): with
+    /// the peer's last message if one came after all (it may land between a look at the
+    /// ring and the look at the end, having been published before the end), else the error.
+    fn ended<S: Sched>(&self, s: &S) -> Option<Result<(u64, Words<W>), Error>> {
+        ended(s, self.closed)
+            .err()
+            .map(|e| self.ring.pop().ok_or(e))
     }
 
     /// What a side does when its ring is empty: poll, then park until the other side wakes
@@ -277,7 +276,7 @@ impl<const N: usize, const W: usize> Side<'_, N, W> {
                     return Ok(m);
                 }
             }
-            if let Err(last) = self.ended(s) {
+            if let Some(last) = self.ended(s) {
                 return last;
             }
             if s.now() >= end {
@@ -301,7 +300,7 @@ impl<const N: usize, const W: usize> Side<'_, N, W> {
             if let Some(m) = self.ring.pop() {
                 return Ok(m);
             }
-            if let Err(last) = self.ended(s) {
+            if let Some(last) = self.ended(s) {
                 return last;
             }
         }

@@ -10,10 +10,10 @@
 //! skip interleavings depending on it, see `exo-sched`'s mailbox models).
 //!
 //! Preemption bounds keep the set near 25 s (two calls: 4; three calls: 3; the futex
-//! model: 4; a peer's end: 3). `relax` is a loom yield, and the poll calls it only between two looks at the
-//! ring: a yield right before a park handed the peer a free turn there, and the ABA's
-//! interleaving (the peer's late kick between a side's re-check and its next park) was
-//! then never run.
+//! model: 4; a peer's end: 3). `relax` is a loom yield, and the poll calls it only between
+//! two looks at the ring: a yield right before a park handed the peer a free turn there,
+//! and the ABA's interleaving (the peer's late kick between a side's re-check and its next
+//! park) was then never run.
 //!
 //! [`FutexSched`] is checked on its own model of a futex (`ModelFutex`: the value checked
 //! under the lock that `wake` takes, as the kernel's futex table does). That model found
@@ -304,19 +304,27 @@ fn thread_end(mem: &Arc<SharedMem>, peer: usize) {
     ModelFutex(mem.clone()).wake(&mem.words[peer]);
 }
 
+/// Runs `client` and `server` (sides 1 and 2 of one fresh [`SharedMem`]) as loom threads
+/// within `bound` preemptions, both spawn orders.
+fn futex_model(bound: usize, client: fn(&Arc<SharedMem>), server: fn(&Arc<SharedMem>)) {
+    for client_first in [true, false] {
+        builder(bound).check(move || {
+            let mem = shared_mem();
+            let (mc, ms) = (mem.clone(), mem.clone());
+            spawn_pair(client_first, move || client(&mc), move || server(&ms));
+        });
+    }
+}
+
 /// The user-mode stack: two calls between a client and a server that park on futex words
 /// through [`FutexSched`] (its blocked / asleep / ready states), both spawn orders.
 #[test]
 fn fusion_futex_parking_two_calls() {
-    for client_first in [true, false] {
-        builder(4).check(move || {
-            let mem = shared_mem();
-            let (mc, ms) = (mem.clone(), mem.clone());
-            let client = move || make_calls(&mc.rings, &futex_side(&mc, 1), 2);
-            let server = move || serve_echo(&ms.rings, &futex_side(&ms, 2));
-            spawn_pair(client_first, client, server);
-        });
-    }
+    futex_model(
+        4,
+        |m| make_calls(&m.rings, &futex_side(m, 1), 2),
+        |m| serve_echo(&m.rings, &futex_side(m, 2)),
+    );
 }
 
 /// The server's thread answers one call, then ends (the system clears the client's word
@@ -324,49 +332,38 @@ fn fusion_futex_parking_two_calls() {
 /// the end comes while it polls, parks or sleeps.
 #[test]
 fn fusion_futex_server_end_fails_the_next_call() {
-    for client_first in [true, false] {
-        builder(3).check(move || {
-            let mem = shared_mem();
-            let (mc, ms) = (mem.clone(), mem.clone());
-            let client = move || {
-                let s = futex_side(&mc, 1);
-                assert_eq!(mc.rings.call(&s, &[1], u64::MAX), Ok([1]));
-                assert_eq!(mc.rings.call(&s, &[2], u64::MAX), Err(Error::PeerGone));
-            };
-            let server = move || {
-                let got = ms.rings.serve(&futex_side(&ms, 2), u64::MAX, |_| None);
-                assert_eq!(got, Ok(()));
-                thread_end(&ms, 0);
-            };
-            spawn_pair(client_first, client, server);
-        });
-    }
+    futex_model(
+        3,
+        |m| {
+            let s = futex_side(m, 1);
+            assert_eq!(m.rings.call(&s, &[1], u64::MAX), Ok([1]));
+            assert_eq!(m.rings.call(&s, &[2], u64::MAX), Err(Error::PeerGone));
+        },
+        |m| {
+            let got = m.rings.serve(&futex_side(m, 2), u64::MAX, |_| None);
+            assert_eq!(got, Ok(()));
+            thread_end(m, 0);
+        },
+    );
 }
 
 /// The client's thread makes one call, then ends: the server, serving with no deadline,
 /// answers that call and then ends with `PeerGone`.
 #[test]
 fn fusion_futex_client_end_ends_the_serve() {
-    for client_first in [true, false] {
-        builder(3).check(move || {
-            let mem = shared_mem();
-            let (mc, ms) = (mem.clone(), mem.clone());
-            let client = move || {
-                assert_eq!(
-                    mc.rings.call(&futex_side(&mc, 1), &[1], u64::MAX),
-                    Ok([101])
-                );
-                thread_end(&mc, 1);
-            };
-            let server = move || {
-                let mut served = 0;
-                let got = ms.rings.serve(&futex_side(&ms, 2), u64::MAX, |m| {
-                    served += 1;
-                    Some([m[0] + 100])
-                });
-                assert_eq!((got, served), (Err(Error::PeerGone), 1));
-            };
-            spawn_pair(client_first, client, server);
-        });
-    }
+    futex_model(
+        3,
+        |m| {
+            assert_eq!(m.rings.call(&futex_side(m, 1), &[1], u64::MAX), Ok([101]));
+            thread_end(m, 1);
+        },
+        |m| {
+            let mut served = 0;
+            let got = m.rings.serve(&futex_side(m, 2), u64::MAX, |r| {
+                served += 1;
+                Some([r[0] + 100])
+            });
+            assert_eq!((got, served), (Err(Error::PeerGone), 1));
+        },
+    );
 }
