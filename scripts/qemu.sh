@@ -2,7 +2,7 @@
 # Boot the Exo-OS kernel in QEMU and return the kernel's verdict.
 #   scripts/qemu.sh [--machine q35|pc|microvm] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
 #                   [--mem SIZE] [--job boot|test|bench|contended|init] [--append "extra args"]
-#                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE]
+#                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE [--raw-initrd]]
 #                   [--net none|hub|hub-mixed|user|tap-mq] [--queues N]
 #   --net hub: two virtio-net NICs on one QEMU hub (what one sends, the other receives);
 #   --net user: one NIC on QEMU user networking, host 127.0.0.1:$EXO_HTTP_PORT (8080) ->
@@ -33,6 +33,7 @@ while [ $# -gt 0 ]; do
         --timeout) tmo=$2; shift 2 ;;
         --kernel) kernel=$2; shift 2 ;;
         --initrd) initrd=$2; shift 2 ;;
+        --raw-initrd) raw_initrd=1; shift ;;
         --net) net=$2; shift 2 ;;
         --queues) queues=$2; shift 2 ;;
         -h|--help) sed -n '2,/^[^#]/p' "$0" | grep '^#'; exit 0 ;;
@@ -46,12 +47,13 @@ args() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }
 initrd_arg=()
 if [ -n "$initrd" ]; then
     [ -f "$initrd" ] || { echo "qemu.sh: no initrd at $initrd (run 'just initrd')" >&2; exit 2; }
-    # QEMU puts the initrd as high as RAM allows (its last byte at the top of RAM, start
-    # page-aligned), and microvm keeps its ACPI tables in RAM's last page: an initrd whose
-    # size is not a multiple of 4 KiB then lands on them (seen: the XSDT read as zeros and
-    # -smp 64 booting one CPU). A page-multiple size ends one page below; pad a copy.
+    # microvm keeps its ACPI tables in RAM's last page; QEMU aims the initrd's end at that
+    # page's start and rounds the initrd's start up to a page boundary, so an initrd whose
+    # size is not a multiple of 4 KiB runs up to 4095 bytes into the tables (seen: the XSDT
+    # read as zeros and -smp 64 booting one CPU; the kernel names the overlap). Pad a copy.
     size=$(stat -c %s "$initrd")
-    if [ $((size % 4096)) != 0 ]; then
+    # --raw-initrd passes it as it is (CI: the kernel must name the overlap).
+    if [ $((size % 4096)) != 0 ] && [ -z "${raw_initrd:-}" ]; then
         padded=$(mktemp "${TMPDIR:-/tmp}/exo-initrd.XXXXXX")
         trap 'rm -f "$padded"' EXIT # replaced by net_cleanup (which removes it too) for taps
         cp "$initrd" "$padded" && truncate -s %4096 "$padded"

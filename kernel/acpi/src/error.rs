@@ -172,6 +172,25 @@ impl fmt::Display for AcpiError {
 
 impl core::error::Error for AcpiError {}
 
+impl AcpiError {
+    /// The physical address the error is about, where it names one: the table (or RSDP)
+    /// that was refused, or the start of the read that failed. Lets the caller say what lies
+    /// there (a boot module loaded over the firmware's tables, say).
+    #[must_use]
+    pub const fn paddr(&self) -> Option<u64> {
+        match *self {
+            Self::Read { paddr, .. }
+            | Self::BadRsdpSignature { paddr }
+            | Self::BadSignature { paddr, .. }
+            | Self::BadChecksum { paddr, .. }
+            | Self::BadLength { paddr, .. }
+            | Self::Truncated { paddr, .. }
+            | Self::NoRootTable { paddr } => Some(paddr),
+            Self::NoMadt | Self::OutOfMemory { .. } => None,
+        }
+    }
+}
+
 /// A non-fatal problem: something was skipped, parsing went on.
 ///
 /// Problems that can repeat once per table entry are aggregated: one warning per kind (and per
@@ -214,6 +233,19 @@ pub enum Warning {
     },
     /// Root-table entries pointing to memory whose table header cannot be read.
     RootEntryUnreadable {
+        /// RSDT or XSDT.
+        root: Signature,
+        /// Index of the first one.
+        index: u32,
+        /// Address the first one points to.
+        paddr: u64,
+        /// How many.
+        count: u32,
+    },
+    /// Root-table entries pointing to a table header of zero bytes (no signature): memory
+    /// the firmware never wrote, or that something (a boot module loaded over the tables)
+    /// overwrote. Skipped like any table this crate does not use, but said.
+    BlankTable {
         /// RSDT or XSDT.
         root: Signature,
         /// Index of the first one.
@@ -387,6 +419,25 @@ impl fmt::Display for Warning {
                 "{count} {root} entries point to unreadable memory \
                  (the first is entry {index}, at {paddr:#x})"
             ),
+            Self::BlankTable {
+                root,
+                index,
+                paddr,
+                count: 1,
+            } => write!(
+                f,
+                "{root} entry {index} points to a blank table (zero bytes, no signature) at {paddr:#x}"
+            ),
+            Self::BlankTable {
+                root,
+                index,
+                paddr,
+                count,
+            } => write!(
+                f,
+                "{count} {root} entries point to blank tables (zero bytes, no signature; \
+                 the first is entry {index}, at {paddr:#x})"
+            ),
             Self::DuplicateTable {
                 table,
                 paddr,
@@ -535,6 +586,20 @@ impl fmt::Display for Warning {
 }
 
 impl Warning {
+    /// The physical address of the table this warning refused or could not read, where it
+    /// names one (see [`AcpiError::paddr`]); `None` for the others (a duplicate that was
+    /// merely ignored, a bad entry inside a good table).
+    #[must_use]
+    pub const fn failed_paddr(&self) -> Option<u64> {
+        match *self {
+            Self::TableSkipped { paddr, .. }
+            | Self::RootEntryUnreadable { paddr, .. }
+            | Self::BlankTable { paddr, .. } => Some(paddr),
+            Self::XsdtFallback { reason } => reason.paddr(),
+            _ => None,
+        }
+    }
+
     /// Fold `new` into `self` if both report the same aggregated problem (same kind and same
     /// table), or if they are identical; returns whether it did.
     fn absorb(&mut self, new: &Self) -> bool {
@@ -556,6 +621,12 @@ impl Warning {
             (
                 RootEntryUnreadable { root, count, .. },
                 RootEntryUnreadable {
+                    root: r, count: c, ..
+                },
+            ) if root == r => bump(count, *c),
+            (
+                BlankTable { root, count, .. },
+                BlankTable {
                     root: r, count: c, ..
                 },
             ) if root == r => bump(count, *c),

@@ -9,11 +9,11 @@ use crate::{AcpiError, PhysMem, Signature, Warning};
 use alloc::vec::Vec;
 
 /// Upper bound on [`Platform::warnings`] once aggregated: XSDT fallback, root trailing bytes,
-/// null and unreadable root entries (1 each); duplicate and skipped tables (1 per signature
+/// null, unreadable and blank root entries (1 each); duplicate and skipped tables (1 per signature
 /// parsed: MADT, FADT, HPET, MCFG); FADT unusable addresses (2); HPET unusable address (1); bad
 /// MCFG entries (1); no MADT.
 /// Reserved up front; exceeding it would only grow the list (fallibly).
-const PLATFORM_WARNINGS: usize = 17;
+const PLATFORM_WARNINGS: usize = 18;
 
 /// Everything the kernel needs from ACPI to bring up CPUs and interrupt controllers.
 #[derive(Clone, Debug)]
@@ -121,6 +121,15 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
             })?;
             continue;
         };
+        if sig.0 == [0; 4] {
+            p.warn(Warning::BlankTable {
+                root: root_sig,
+                index,
+                paddr,
+                count: 1,
+            })?;
+            continue;
+        }
         let have = match sig {
             Signature::MADT => p.madt.is_some(),
             Signature::FADT => have_fadt,

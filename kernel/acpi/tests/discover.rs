@@ -732,3 +732,88 @@ fn mcfg_truncated_or_absent() {
     .unwrap();
     assert!(p.ecam.is_empty());
 }
+
+#[test]
+fn refused_tables_name_their_address() {
+    // What a boot module loaded over the firmware's tables leaves: an XSDT of zeros (seen
+    // with QEMU's microvm and an initrd whose size was not a page multiple). The error
+    // names the XSDT's address, so the kernel can say what lies there.
+    let mut mem = machine(&[MadtBuilder::qemu(2).build()], Root::Xsdt);
+    mem.put(XSDT_ADDR, vec![0; 64]);
+    mem.put(RSDP_ADDR, rsdp_v2(0, XSDT_ADDR));
+    let err = discover(&mem, RSDP_ADDR).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AcpiError::BadSignature {
+                expected: Signature::XSDT,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.paddr(), Some(XSDT_ADDR));
+    // With an RSDT to fall back on, the warning names the refused XSDT.
+    let mut mem = machine(&[MadtBuilder::qemu(2).build()], Root::Xsdt);
+    mem.put(XSDT_ADDR, vec![0; 64]);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.root_table, Signature::RSDT);
+    let refused: Vec<u64> = p.all_warnings().filter_map(Warning::failed_paddr).collect();
+    assert_eq!(refused, [XSDT_ADDR]);
+    // A MADT whose bytes were overwritten (its checksum no longer holds): skipped, its
+    // address named. (A table zeroed whole has no signature left: it is simply not found.)
+    let mut madt = MadtBuilder::qemu(2).build();
+    madt[40] ^= 0xff;
+    let mem = machine(&[madt], Root::Xsdt);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert!(p.madt.is_none());
+    assert!(
+        p.all_warnings()
+            .filter_map(Warning::failed_paddr)
+            .any(|a| a == table_addr(0)),
+        "{:?}",
+        p.warnings
+    );
+    // A MADT zeroed whole (the case above with a bigger overlap) has no signature left: a
+    // blank table, said and named, not silently skipped.
+    let mut mem = machine(&[MadtBuilder::qemu(2).build()], Root::Xsdt);
+    mem.put(table_addr(0), vec![0; 64]);
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert!(p.madt.is_none());
+    let blank: Vec<&Warning> = p
+        .warnings
+        .iter()
+        .filter(|w| matches!(w, Warning::BlankTable { .. }))
+        .collect();
+    assert_eq!(
+        blank,
+        [&Warning::BlankTable {
+            root: Signature::XSDT,
+            index: 0,
+            paddr: table_addr(0),
+            count: 1
+        }]
+    );
+    assert_eq!(blank[0].failed_paddr(), Some(table_addr(0)));
+    assert_eq!(
+        blank[0].to_string(),
+        format!(
+            "XSDT entry 0 points to a blank table (zero bytes, no signature) at {:#x}",
+            table_addr(0)
+        )
+    );
+    // Errors about no address name none.
+    assert_eq!(AcpiError::NoMadt.paddr(), None);
+    assert_eq!(
+        AcpiError::OutOfMemory {
+            what: "MADT processor entries",
+            count: 3
+        }
+        .paddr(),
+        None
+    );
+    assert_eq!(
+        AcpiError::BadRsdpSignature { paddr: 0xF0000 }.paddr(),
+        Some(0xF0000)
+    );
+}

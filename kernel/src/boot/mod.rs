@@ -137,7 +137,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
     exo_arch::syscall::init_cpu();
     exo_arch::trap::load_idt();
 
-    let acpi = discover_cpus(&opts, bi.rsdp);
+    let acpi = discover_cpus(&opts, bi.rsdp, &bi.modules);
     let (madt_ids, lapic_base) = (acpi.apic_ids, acpi.lapic_base);
     crate::dev::pci::init(&acpi.ecam);
     crate::dev::irq::init();
@@ -339,8 +339,9 @@ struct AcpiFound {
 }
 
 /// RSDP -> MADT: usable CPUs' APIC ids and the local APIC base; the FADT's PM timer and the
-/// HPET. Never fatal: any failure leaves the BSP running alone.
-fn discover_cpus(opts: &Options, rsdp_hint: u64) -> AcpiFound {
+/// HPET. Never fatal: any failure leaves the BSP running alone. A refused table that lies
+/// inside a boot module (`modules`: start and length) is blamed on it ([`blame_module`]).
+fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> AcpiFound {
     const DEFAULT_LAPIC: u64 = 0xFEE0_0000;
     let alone = |pm_timer, hpet| AcpiFound {
         apic_ids: Vec::new(),
@@ -372,15 +373,18 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64) -> AcpiFound {
         error!("ACPI: no RSDP found: single-CPU operation");
         return alone(None, None);
     };
+    blame_module(modules, Some(rsdp));
     let platform = match exo_acpi::discover(&mem, rsdp) {
         Ok(p) => p,
         Err(e) => {
             error!("ACPI: {e}: single-CPU operation");
+            blame_module(modules, e.paddr());
             return alone(None, None);
         }
     };
     for w in platform.all_warnings() {
         warn!("ACPI: {w}");
+        blame_module(modules, w.failed_paddr());
     }
     let Some(madt) = platform.madt.as_ref() else {
         error!("ACPI: no usable MADT: single-CPU operation");
@@ -408,6 +412,36 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64) -> AcpiFound {
         pm_timer: platform.fadt_pm_timer,
         hpet: platform.hpet,
         ecam: platform.ecam,
+    }
+}
+
+/// Says so when physical address `pa` (an ACPI structure that was refused, or the RSDP)
+/// lies inside a boot module: the loader put the module over the firmware's tables, and
+/// the table's bytes are the module's. Seen with QEMU's microvm, which keeps its ACPI
+/// tables in RAM's last page: QEMU aims the initrd's end at that page's start and rounds
+/// its start up to a page boundary, so an initrd whose size is not a multiple of 4 KiB
+/// runs up to 4095 bytes into the page (`scripts/qemu.sh --raw-initrd` reproduces it).
+fn blame_module(modules: &[(u64, u64)], pa: Option<u64>) {
+    let Some(pa) = pa else {
+        return;
+    };
+    let hit = modules
+        .iter()
+        .enumerate()
+        .find(|&(_, &(start, len))| pa >= start && pa - start < len);
+    if let Some((k, &(start, len))) = hit {
+        let what = if k == 0 {
+            "the initrd"
+        } else {
+            "a boot module"
+        };
+        error!(
+            "ACPI: {pa:#x} lies inside boot module {k} ({what}, {start:#x}..{:#x}): it was \
+             loaded over the firmware's ACPI tables (QEMU's microvm keeps them in RAM's last \
+             page, which an initrd whose size is not a multiple of 4 KiB runs into: pad it; \
+             scripts/qemu.sh does)",
+            start.saturating_add(len)
+        );
     }
 }
 
