@@ -14,7 +14,12 @@
 //!   with saturation; percentiles by selection with the nearest-rank rule
 //!   (see [`nearest_rank_index`]).
 //! * [`measure_overhead`], [`bench()`], [`bench_batched`], [`bench_with`].
-//! * [`TscOffset`] and [`one_way_latency`] for one-way latencies from synchronised TSCs.
+//! * [`TscOffset`] from timed exchanges ([`SyncSample`], [`estimate_offset`]: the kernel's
+//!   boot measures every CPU's this way) and [`one_way_latency`] for one-way latencies from
+//!   synchronised TSCs.
+//!
+//! No dependency on `exo-arch` (nothing here executes a CPU instruction of its own): user
+//! programs (`exo-rt`'s `bench` feature) and host tools link it as it is.
 //!
 //! ## Output lines (one per line on the serial console, integers in ticks)
 //! ```text
@@ -93,4 +98,4 @@ pub use measure::{OVERHEAD_PAIRS, bench, bench_batched, bench_with, measure_over
 pub use mode::{Mode, ParseModeError};
 pub use samples::Samples;
 pub use stats::{Stats, nearest_rank_index, stats_of};
-pub use tsc::{OneWay, TscOffset, one_way_latency};
+pub use tsc::{OneWay, SyncSample, TscOffset, estimate_offset, one_way_latency};

@@ -5,8 +5,9 @@
 use crate::smp::cpus;
 use crate::smp::time::Deadline;
 use core::sync::atomic::{AtomicU64, Ordering};
-use exo_arch::tsc::{SyncSample, TscOffset, estimate_offset, rdtsc_precise};
+use exo_arch::tsc::rdtsc_precise;
 use exo_percpu::CpuId;
+use smp_bench::{SyncSample, TscOffset, estimate_offset};
 
 /// Exchanges per CPU.
 pub const ROUNDS: usize = 32;
@@ -161,8 +162,8 @@ pub fn check_all() {
 }
 
 /// `cpu`'s measured TSC offset to the boot CPU (boot time line if not measured).
-pub fn offset_of(cpu: CpuId) -> smp_bench::TscOffset {
-    cpus::get(cpu).map_or(smp_bench::TscOffset::BOOT, |b| smp_bench::TscOffset {
+pub fn offset_of(cpu: CpuId) -> TscOffset {
+    cpus::get(cpu).map_or(TscOffset::BOOT, |b| TscOffset {
         offset: b.ext.tsc_offset.load(Ordering::Relaxed),
         uncertainty: b.ext.tsc_uncertainty.load(Ordering::Relaxed),
     })

@@ -2,14 +2,10 @@
 //! `BENCH` line per row and an `END` line, so `scripts/extract-benches.sh` and `exo-report`
 //! read them unchanged.
 //!
-//! The statistics and the timing loop are `smp-bench`'s: its `clock.rs`, `measure.rs`,
-//! `mode.rs`, `samples.rs` and `stats.rs` are compiled into this crate from their source
-//! (`#[path]`), the same code the kernel runs. The crate itself cannot be a dependency of a
-//! user program: it depends on `exo-arch`, whose global asm (the PVH boot code, kept by its
-//! ELF note, linked by LTO) cannot link into a ring-3 executable. For the same reason the
-//! probes below mirror `exo-arch`'s instead of calling them. The three line types are
-//! written here; host tests check their `Display` against `smp-bench`'s and
-//! `smp_bench::parse_line`.
+//! The statistics, the timing loop and the line types are `smp-bench`'s, the same code the
+//! kernel runs. The probes below mirror `exo-arch`'s instead of calling them: that crate's
+//! global asm (the PVH boot code, kept by its ELF note, linked by LTO) cannot link into a
+//! ring-3 executable.
 //!
 //! The clock is [`rdtsc_precise`]. The mode (`tcg`, `icount`, `kvm`, `kvm-trapped`) is
 //! detected as the kernel's boot detects it (CPUID and an instruction-counting loop, all
@@ -17,11 +13,10 @@
 
 use core::fmt::{self, Write};
 
-pub use crate::clock::Clock;
-pub use crate::measure::{OVERHEAD_PAIRS, bench, bench_batched, bench_with, measure_overhead};
-pub use crate::mode::{Mode, ParseModeError};
-pub use crate::samples::Samples;
-pub use crate::stats::{Stats, nearest_rank_index, stats_of};
+pub use smp_bench::{
+    BenchLine, Clock, EndLine, Mode, OVERHEAD_PAIRS, ParseModeError, Samples, Stats, SuiteLine,
+    bench, bench_batched, bench_with, measure_overhead, nearest_rank_index, stats_of,
+};
 
 use crate::io::{FdWriter, LINE_MAX};
 use crate::time::rdtsc_precise;
@@ -132,104 +127,6 @@ pub fn cpu_model(buf: &mut [u8; 48]) -> &str {
         return core::str::from_utf8(&buf[..n]).unwrap_or("unknown");
     }
     "unknown"
-}
-
-/// A text field of a line: `,` becomes `;` and control characters spaces (as smp-bench
-/// writes them), so it can split neither a field nor a line.
-struct Field<'a>(&'a str);
-
-impl fmt::Display for Field<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            f.write_char(match c {
-                ',' => ';',
-                c if c.is_control() => ' ',
-                c => c,
-            })?;
-        }
-        Ok(())
-    }
-}
-
-/// `SUITE,<suite>,<tsc_start>,<tsc_hz>,<mode>,<ncpus>,<git_rev>,<cpu_model>` (as
-/// `smp_bench::SuiteLine`; `Display` without newline, the model trimmed of blanks and NULs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SuiteLine<'a> {
-    /// Suite name.
-    pub suite: &'a str,
-    /// TSC when the suite started.
-    pub tsc_start: u64,
-    /// TSC frequency in Hz (0 if unknown).
-    pub tsc_hz: u64,
-    /// How the run was executed.
-    pub mode: Mode,
-    /// CPUs online.
-    pub ncpus: u32,
-    /// Source revision.
-    pub git_rev: &'a str,
-    /// CPUID brand string.
-    pub cpu_model: &'a str,
-}
-
-impl fmt::Display for SuiteLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let model = self
-            .cpu_model
-            .trim_matches(|c: char| c.is_whitespace() || c == '\0');
-        write!(
-            f,
-            "SUITE,{},{},{},{},{},{},{}",
-            Field(self.suite),
-            self.tsc_start,
-            self.tsc_hz,
-            self.mode,
-            self.ncpus,
-            Field(self.git_rev),
-            Field(model)
-        )
-    }
-}
-
-/// `BENCH,<name>,<n>,<mean>,<min>,<max>,<p50>,<p95>,<p99>` (as `smp_bench::BenchLine`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BenchLine<'a> {
-    /// Row name.
-    pub name: &'a str,
-    /// The statistics, overhead already subtracted.
-    pub stats: Stats,
-}
-
-impl fmt::Display for BenchLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.stats;
-        write!(
-            f,
-            "BENCH,{},{},{},{},{},{},{},{}",
-            Field(self.name),
-            s.n,
-            s.mean,
-            s.min,
-            s.max,
-            s.p50,
-            s.p95,
-            s.p99
-        )
-    }
-}
-
-/// `END,<suite>,<n_results>` (as `smp_bench::EndLine`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndLine<'a> {
-    /// Suite name.
-    pub suite: &'a str,
-    /// Number of `BENCH` lines the suite printed.
-    pub n_results: u32,
-}
-
-impl fmt::Display for EndLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "END,{},{}", Field(self.suite), self.n_results)
-    }
 }
 
 /// One line to fd 1, in one `write`.

@@ -52,25 +52,6 @@ pub use exo_abi::{Errno, ExitStatus, KillCause, Timespec};
 
 #[cfg(feature = "bench")]
 pub mod bench;
-// smp-bench's timing loop and statistics, compiled from its source (see `bench`).
-#[cfg(feature = "bench")]
-#[path = "../../../smp-bench/src/clock.rs"]
-mod clock;
-#[cfg(feature = "bench")]
-#[path = "../../../smp-bench/src/measure.rs"]
-mod measure;
-#[cfg(feature = "bench")]
-#[path = "../../../smp-bench/src/mode.rs"]
-mod mode;
-#[cfg(feature = "bench")]
-#[path = "../../../smp-bench/src/samples.rs"]
-mod samples;
-#[cfg(feature = "bench")]
-#[path = "../../../smp-bench/src/stats.rs"]
-mod stats;
-// The `crate::` paths those files use.
-#[cfg(feature = "bench")]
-use {clock::Clock, samples::Samples, stats::Stats};
 mod calls;
 pub mod fusion;
 pub mod io;
