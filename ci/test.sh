@@ -274,7 +274,7 @@ scripts/qemu.sh --machine microvm --cpu max --smp 2 --mode icount --job init "${
 expect_log "user benchmarks (/ubench) run under icount and emit BENCH lines" "$log" 0 $? \
     '^SUITE,user,' '^BENCH,syscall.getpid,' '^BENCH,syscall.write.64,' '^BENCH,ctx.switch.as,' \
     '^BENCH,ipc.rtt.64,' '^BENCH,ipc.rtt.64.xcore.proc,' '^BENCH,ipc.rtt.64.xcore.thread,' \
-    '^BENCH,ipc.rtt.64.xcore.fusion.proc,' '^END,user,' '^MEM,init,.*,same$'
+    '^BENCH,ipc.rtt.64.xcore.fusion.proc,' '^BENCH,ipc.rtt.64.xcore.fusion.thread,' '^END,user,' '^MEM,init,.*,same$'
 
 echo "== many CPUs (x2APIC ids above 255, interrupt remapping with EIM)"
 log="$out/boot-q35x-1024.log"

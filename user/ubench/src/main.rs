@@ -17,6 +17,7 @@
 //! | `ipc.rtt.64.xcore.thread` | the same with the server thread pinned to the next CPU: every call and reply crosses CPUs (the slow path, a wake by mailbox or IPI each way) |
 //! | `ipc.rtt.64.xcore.proc` | the same with a server process on the next CPU |
 //! | `ipc.rtt.64.xcore.fusion.proc` | the same pair of processes through a fusion channel (`exo_rt::fusion`: rings in a shared region, each side polls 50 µs before it parks on a shared futex): no system call while both poll |
+//! | `ipc.rtt.64.xcore.fusion.thread` | the same with a server thread of this process (its own mapping of the channel's region) |
 //! | `ipc.rtt.1k.zc` | `ipc_call` carrying a descriptor of 1 KiB in the endpoint's shared region (64 KiB, mapped by both once); the server reads the first and last word of the 1 KiB and answers with a descriptor of it: the round trip (no copy, no remap) |
 //! | `ipc.batch.16x64` | 16 messages of 64 bytes written into the shared region and sent by one `ipc_call` (one descriptor); the server reads all 16 (their 128 words summed) and answers with the count and the sum, which the client checks: the whole batch |
 //!
@@ -157,7 +158,7 @@ fn run(arg: u64) -> i32 {
     }
     failed |= ipc_rows(&mut suite, &mut s, cpu, ncpus).is_err();
     if ncpus > 1 {
-        failed |= fusion_row(&mut suite, &mut s, (cpu + 1) % ncpus).is_err();
+        failed |= fusion_rows(&mut suite, &mut s, (cpu + 1) % ncpus).is_err();
     }
     suite.end();
     i32::from(failed)
@@ -387,18 +388,76 @@ fn ipc_rows<const M: usize>(
     }
 }
 
-/// `ipc.rtt.64.xcore.fusion.proc`: 64-byte round trips, checked, through a fusion
-/// channel to a server process pinned to `server_cpu`.
-fn fusion_row<const M: usize>(
+/// A fusion row's server: a copy of this program, or a thread of this process.
+enum FusionServer {
+    Proc(usize),
+    Thread(exo_rt::thread::Thread),
+}
+
+impl FusionServer {
+    /// Waits for its end: whether it served until `QUIT` (exit 0); says how otherwise.
+    fn end(self) -> bool {
+        match self {
+            FusionServer::Proc(pid) => {
+                let r = exo_rt::wait(pid);
+                let ok = r == Ok(ExitStatus::Exited(0));
+                if !ok {
+                    eprintln!("ubench: fusion server process: {r:?}");
+                }
+                ok
+            }
+            FusionServer::Thread(t) => {
+                let r = t.join();
+                let ok = r == Ok(0);
+                if !ok {
+                    eprintln!("ubench: fusion server thread: {r:?}");
+                }
+                ok
+            }
+        }
+    }
+}
+
+/// `ipc.rtt.64.xcore.fusion.proc` and `.thread`: 64-byte round trips, checked, through a
+/// fusion channel to a server pinned to `server_cpu`: a process, then a thread of this one
+/// (its own mapping of the region, as a process would have).
+fn fusion_rows<const M: usize>(
     suite: &mut Suite,
     s: &mut Samples<M>,
     server_cpu: usize,
 ) -> Result<(), Errno> {
+    let proc = fusion_row(suite, s, "ipc.rtt.64.xcore.fusion.proc", |h| {
+        let arg = FUSION_SERVER << 56 | (server_cpu as u64 & 0xff_ffff) << 32 | u64::from(h);
+        exo_rt::spawn("/ubench", arg)
+            .map(FusionServer::Proc)
+            .inspect_err(|e| eprintln!("ubench: spawn of the fusion server: {e}"))
+    });
+    let thread = fusion_row(suite, s, "ipc.rtt.64.xcore.fusion.thread", |h| {
+        let arg = (server_cpu as u64 & 0xff_ffff) << 32 | u64::from(h);
+        exo_rt::thread::spawn(fusion_thread_server, arg)
+            .map(FusionServer::Thread)
+            .inspect_err(|e| eprintln!("ubench: fusion server thread: {e}"))
+    });
+    proc.and(thread)
+}
+
+/// One fusion row `name`: a new channel, its server started by `start` (given the channel's
+/// handle), `WARMUP + N` checked calls, `QUIT`, the server's end.
+fn fusion_row<const M: usize>(
+    suite: &mut Suite,
+    s: &mut Samples<M>,
+    name: &str,
+    start: impl FnOnce(u32) -> Result<FusionServer, Errno>,
+) -> Result<(), Errno> {
     let c = exo_rt::fusion::Channel::create()
         .inspect_err(|e| eprintln!("ubench: fusion channel: {e}"))?;
-    let arg = FUSION_SERVER << 56 | (server_cpu as u64 & 0xff_ffff) << 32 | u64::from(c.handle());
-    let pid = exo_rt::spawn("/ubench", arg)
-        .inspect_err(|e| eprintln!("ubench: spawn of the fusion server: {e}"))?;
+    let server = match start(c.handle()) {
+        Ok(server) => server,
+        Err(e) => {
+            let _ = exo_rt::handle_close(c.handle());
+            return Err(e);
+        }
+    };
     let mut err = None;
     let mut seq = 0u64;
     let st = suite.measure(s, WARMUP, N, 1, || {
@@ -416,19 +475,16 @@ fn fusion_row<const M: usize>(
     });
     let wakes = c.wakes();
     let quit = c.call(&IpcMsg::new(QUIT, [0; 8]), FUSION_TIMEOUT);
-    let end = exo_rt::wait(pid);
+    let end = server.end();
     let _ = exo_rt::handle_close(c.handle());
     match (err, quit, end) {
-        (None, Ok(_), Ok(ExitStatus::Exited(0))) => {
-            suite.emit("ipc.rtt.64.xcore.fusion.proc", st);
-            println!(
-                "ubench: fusion channel: {wakes} wake-ups in {} calls",
-                WARMUP + N
-            );
+        (None, Ok(_), true) => {
+            suite.emit(name, st);
+            println!("ubench: {name}: {wakes} wake-ups in {} calls", WARMUP + N);
             Ok(())
         }
         (err, quit, end) => {
-            eprintln!("ubench: fusion row: calls {err:?}, quit {quit:?}, server {end:?}");
+            eprintln!("ubench: {name}: calls {err:?}, quit {quit:?}, server ended well: {end}");
             Err(err.unwrap_or(Errno::EIO))
         }
     }
@@ -437,8 +493,13 @@ fn fusion_row<const M: usize>(
 /// The fusion row's bound on every call (a lost server fails the row instead of hanging).
 const FUSION_TIMEOUT: u64 = 30_000_000_000;
 
-/// The fusion-channel server process: pinned to `cpu`, echoes until `QUIT` (answered, then
-/// exit 0).
+/// The fusion-channel server thread (`arg = cpu << 32 | handle`): as [`fusion_server`].
+fn fusion_thread_server(arg: u64) -> i32 {
+    fusion_server((arg >> 32) as usize, arg as u32)
+}
+
+/// The fusion-channel server (a process, or a thread: [`fusion_thread_server`]): pinned to
+/// `cpu`, opens the channel `h`, echoes until `QUIT` (answered, then 0).
 fn fusion_server(cpu: usize, h: u32) -> i32 {
     if let Err(e) = exo_rt::pin_to_cpu(cpu) {
         eprintln!("ubench: fusion server cannot pin to cpu {cpu}: {e}");
