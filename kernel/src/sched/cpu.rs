@@ -43,6 +43,9 @@ pub struct CpuSched {
     /// scans the list only once it has passed, the timer is armed from it without a scan.
     /// Exact after each scan; a sleeper woken early leaves it low (one early scan).
     pub(super) next_wake: AtomicU64,
+    /// The deadline this CPU's timer was last programmed for (TSC; `u64::MAX`: none since its
+    /// last tick). This CPU only, lock held or in its tick (see `program_timer`).
+    pub(super) armed: AtomicU64,
     pub(super) mailbox: Mailbox<ThreadRef, MAILBOX_SLOTS>,
     pub(super) current: AtomicU32,
     /// The running thread's `uid` (its control block's, copied at each switch so the
@@ -81,6 +84,13 @@ pub struct CpuSched {
     pub parked_exits: AtomicU64,
     /// See `parked_exits`.
     pub parked_resumes: AtomicU64,
+    /// Timer interrupts (`tick`), and timer writes (`program_timer`): for a running thread's
+    /// slice end, and the others (the idle context's, a sleeper's earlier deadline).
+    pub timer_ticks: AtomicU64,
+    /// See `timer_ticks`.
+    pub timer_writes_slice: AtomicU64,
+    /// See `timer_ticks`.
+    pub timer_writes_other: AtomicU64,
 }
 
 // SAFETY: `rq` and `sleepers` are only accessed with `lock` held (and interrupts off); every
@@ -718,6 +728,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         rq: UnsafeCell::new(RunQueue::new()),
         sleepers: UnsafeCell::new(ArrayVec::new()),
         next_wake: AtomicU64::new(u64::MAX),
+        armed: AtomicU64::new(u64::MAX),
         mailbox: Mailbox::new(),
         current: AtomicU32::new(i as u32),
         current_uid: AtomicU64::new(0),
@@ -740,6 +751,9 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         wake_ipis: AtomicU64::new(0),
         parked_exits: AtomicU64::new(0),
         parked_resumes: AtomicU64::new(0),
+        timer_ticks: AtomicU64::new(0),
+        timer_writes_slice: AtomicU64::new(0),
+        timer_writes_other: AtomicU64::new(0),
     })
     .map_err(|_| {
         if !as_idle {
@@ -871,6 +885,18 @@ pub fn counters() -> (u64, u64, u64, u64) {
         c.3 += s.wake_ipis.load(Ordering::Relaxed);
     }
     c
+}
+
+/// One CPU's timer counters: (switches, ticks, slice writes, other writes); see
+/// `CpuSched::timer_ticks`.
+pub fn timer_counts(cpu: u32) -> Option<(u64, u64, u64, u64)> {
+    let s = cpu_sched(cpu)?;
+    Some((
+        s.switches.load(Ordering::Relaxed),
+        s.timer_ticks.load(Ordering::Relaxed),
+        s.timer_writes_slice.load(Ordering::Relaxed),
+        s.timer_writes_other.load(Ordering::Relaxed),
+    ))
 }
 
 /// Parked threads left for through their frame and resumed by a switch, summed over CPUs

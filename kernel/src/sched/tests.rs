@@ -6,7 +6,7 @@ use crate::sched::{self, Builder, CpuSet, Tid};
 use crate::smp::cpus;
 use alloc::format;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
 
 use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus};
@@ -33,6 +33,11 @@ ktest!(
     Needs::Threads,
     "sched.spinning_thread_is_preempted",
     preempted
+);
+ktest!(
+    Needs::Threads,
+    "sched.switches_leave_an_earlier_deadline_armed",
+    lazy_timer
 );
 ktest!(
     Needs::Threads,
@@ -414,6 +419,61 @@ fn preempted(s: &BootState) -> TestResult {
         format!("the spinner on CPU {cpu} never saw the flag: not preempted")
     })?;
     check(p1 > p0, || "no preemption counted".into())
+}
+
+/// One of the lazy-timer test's pair: once both run (else a yield finds nobody to switch
+/// to), yields `LAZY_ROUNDS` times; 1 if the other never came (5 s).
+fn yield_rounds(_: u64) -> u64 {
+    LAZY_READY.fetch_add(1, Ordering::AcqRel);
+    let deadline = rdtsc() + ms(5000);
+    while LAZY_READY.load(Ordering::Acquire) < 2 {
+        if rdtsc() > deadline {
+            return 1;
+        }
+        sched::yield_now();
+    }
+    for _ in 0..LAZY_ROUNDS {
+        sched::yield_now();
+    }
+    0
+}
+
+static LAZY_READY: AtomicU32 = AtomicU32::new(0);
+
+const LAZY_ROUNDS: u64 = 1000;
+
+/// Two threads yielding to each other on one CPU: the switches between them write the timer
+/// only when its tick cleared the armed deadline or something else moved it, not once per
+/// switch (every write is an MSR write, a VM exit under KVM). A slice write needs a tick
+/// since the last one (two when the deadline passed while interrupts were off: the write
+/// before its tick and the one after) or another write (the idle context's later deadline)
+/// in between: `slice <= 2 * ticks + other + 1` over the window, however fast the host
+/// runs (a slow host only has more ticks). The eager timer wrote once per switch.
+fn lazy_timer(s: &BootState) -> TestResult {
+    let cpu = ncpus() - 1;
+    let count = || sched::timer_counts(cpu).ok_or_else(|| format!("no scheduler on CPU {cpu}"));
+    LAZY_READY.store(0, Ordering::Relaxed);
+    let before = count()?;
+    let (_, codes) = pair_on_last_cpu(s, yield_rounds, yield_rounds)?;
+    let after = count()?;
+    check(codes == [0, 0], || format!("yielders returned {codes:?}"))?;
+    let (switches, ticks, slice, other) = (
+        after.0 - before.0,
+        after.1 - before.1,
+        after.2 - before.2,
+        after.3 - before.3,
+    );
+    crate::kprintln!(
+        "INFO,sched,lazy_timer,cpu,{cpu},switches,{switches},ticks,{ticks},writes_slice,{slice},writes_other,{other}"
+    );
+    check(switches >= LAZY_ROUNDS, || {
+        format!("{switches} switches on CPU {cpu} for {LAZY_ROUNDS} rounds of two yielders")
+    })?;
+    check(slice <= 2 * ticks + other + 1, || {
+        format!(
+            "{slice} slice-end timer writes for {switches} switches, {ticks} ticks and {other} other writes on CPU {cpu}"
+        )
+    })
 }
 
 /// Spins until its own run-burst average has made it `Normal` (it is only ever put back by

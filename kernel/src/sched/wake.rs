@@ -204,6 +204,10 @@ pub fn tick() {
         return;
     };
     let now = rdtsc();
+    // The deadline that brought us here has passed: nothing is armed until this tick (or the
+    // switch it makes) programs the next one.
+    cs.armed.store(u64::MAX, Ordering::Relaxed);
+    cs.timer_ticks.fetch_add(1, Ordering::Relaxed);
     cs.lock();
     cs.drain_mailbox();
     let _ = cs.wake_sleepers(now);
@@ -224,25 +228,39 @@ pub fn tick() {
         }
         schedule_irqs_off();
     } else {
+        // A thread's slice runs from its start, so a tick that came early (an earlier
+        // deadline was still armed when it switched in: `program_timer`) arms the slice's
+        // true end; an expired slice that goes on gets a whole new one.
+        let start = if expired || is_idle { now } else { started };
         cs.lock();
-        arm_timer(cs, now, !is_idle);
+        if TIMER.load(Ordering::Relaxed) != TIMER_OFF {
+            program_timer(cs, now, start, !is_idle, TIMER.load(Ordering::Relaxed));
+        }
         cs.unlock();
     }
 }
 
-/// Programs this CPU's timer for the earlier of the first sleeper's deadline and the slice
-/// end (`running` a thread) or the next idle balancing tick (lock held).
+/// Programs this CPU's timer for the earlier of the first sleeper's deadline and the end of
+/// a slice starting `now` (`running` a thread) or the next idle balancing tick (lock held).
 #[inline(always)]
 pub(super) fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
     let mode = TIMER.load(Ordering::Relaxed);
     if mode != TIMER_OFF {
-        program_timer(cs, now, running, mode);
+        program_timer(cs, now, now, running, mode);
     }
 }
 
-/// [`arm_timer`] with a timer in use (`mode`).
+/// [`arm_timer`] with a timer in use (`mode`), for a slice that started at `start`.
+///
+/// Lazy for a running thread: when the deadline already armed is still ahead and not later
+/// than this one, it stays, and its tick (early for this slice) arms the slice's true end
+/// (`tick`). A switch then writes no timer register, which on hardware is an MSR write and
+/// under KVM a VM exit per switch; a thread that switches often costs one extra tick per
+/// slice instead. The idle context always programs exactly: a halted CPU has nothing else
+/// to wake it. `armed` is this CPU's own record: every tick clears it, and only this CPU's
+/// `cpus::wait` backstop writes the timer besides, never later than what is armed.
 #[inline(never)]
-fn program_timer(cs: &CpuSched, now: u64, running: bool, mode: u8) {
+pub(super) fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8) {
     // SAFETY: lock held.
     let next_sleeper =
         (!unsafe { cs.sleepers() }.is_empty()).then(|| cs.next_wake.load(Ordering::Relaxed));
@@ -250,13 +268,23 @@ fn program_timer(cs: &CpuSched, now: u64, running: bool, mode: u8) {
     // Running: the slice end. Idle: a balancing tick every `IDLE_BALANCE_SLICES` slices, so
     // a halted CPU looks for work to steal even if no busy CPU kicks it.
     let own = if running {
-        now + slice
+        start.saturating_add(slice)
     } else {
         now + slice * IDLE_BALANCE_SLICES
     };
-    let at = next_sleeper.map_or(own, |w| w.min(own));
+    let at = next_sleeper.map_or(own, |w| w.min(own)).max(now + 1);
+    let armed = cs.armed.load(Ordering::Relaxed);
+    if running && now < armed && armed <= at {
+        return;
+    }
+    cs.armed.store(at, Ordering::Relaxed);
+    if running && at == own.max(now + 1) {
+        cs.timer_writes_slice.fetch_add(1, Ordering::Relaxed);
+    } else {
+        cs.timer_writes_other.fetch_add(1, Ordering::Relaxed);
+    }
     if mode == TIMER_DEADLINE {
-        apic::timer_deadline(at.max(now + 1));
+        apic::timer_deadline(at);
     } else {
         let ticks = u128::from(at.saturating_sub(now).max(1))
             * u128::from(crate::smp::time::apic_ticks_per_ms())
