@@ -59,6 +59,13 @@ fn init(state: &crate::boot::BootState) -> ! {
             crate::kprintln!(
                 "IPC,init,fast,{fast},slow,{slow},parked_exits,{exits},parked_resumes,{resumes}"
             );
+            // How often the scheduler wrote the timer (each write is a VM exit under KVM).
+            let (switches, ticks, slice, other) = sched::timer_totals();
+            crate::kprintln!(
+                "TIMER,init,mode,{},switches,{switches},ticks,{ticks},writes,{}",
+                sched::timer_mode(),
+                slice + other
+            );
             // Every process's memory is back: the same free frames, heap objects and
             // threads as before process 1 started (a difference is a leak the CI check
             // catches).

@@ -899,6 +899,15 @@ pub fn timer_counts(cpu: u32) -> Option<(u64, u64, u64, u64)> {
     ))
 }
 
+/// [`timer_counts`] summed over the CPUs whose scheduler runs.
+pub fn timer_totals() -> (u64, u64, u64, u64) {
+    cpus::online()
+        .filter_map(|b| timer_counts(b.hot.cpu_id))
+        .fold((0, 0, 0, 0), |a, c| {
+            (a.0 + c.0, a.1 + c.1, a.2 + c.2, a.3 + c.3)
+        })
+}
+
 /// Parked threads left for through their frame and resumed by a switch, summed over CPUs
 /// (`CpuSched::parked_exits`, `parked_resumes`).
 pub fn parked_counts() -> (u64, u64) {

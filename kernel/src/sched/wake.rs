@@ -252,13 +252,14 @@ pub(super) fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
 
 /// [`arm_timer`] with a timer in use (`mode`), for a slice that started at `start`.
 ///
-/// Lazy for a running thread: when the deadline already armed is still ahead and not later
-/// than this one, it stays, and its tick (early for this slice) arms the slice's true end
-/// (`tick`). A switch then writes no timer register, which on hardware is an MSR write and
-/// under KVM a VM exit per switch; a thread that switches often costs one extra tick per
-/// slice instead. The idle context always programs exactly: a halted CPU has nothing else
-/// to wake it. `armed` is this CPU's own record: every tick clears it, and only this CPU's
-/// `cpus::wait` backstop writes the timer besides, never later than what is armed.
+/// Lazy: when the deadline already armed is still ahead and not later than this one, it
+/// stays, and its tick (early for this slice, or for the idle context's balancing tick) arms
+/// the true one (`tick`). A switch, or a CPU going idle, then writes no timer register,
+/// which on hardware is an MSR write and under KVM a VM exit each time; a CPU that switches
+/// often costs one extra tick per slice instead. `armed` is this CPU's own record of what is
+/// programmed: every tick clears it, and only this CPU's `cpus::wait` backstop writes the
+/// timer besides, never later than what is armed, so a deadline ahead in the record is one
+/// the hardware will deliver (a halted CPU is still woken in time).
 #[inline(never)]
 pub(super) fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8) {
     // SAFETY: lock held.
@@ -274,7 +275,7 @@ pub(super) fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, 
     };
     let at = next_sleeper.map_or(own, |w| w.min(own)).max(now + 1);
     let armed = cs.armed.load(Ordering::Relaxed);
-    if running && now < armed && armed <= at {
+    if now < armed && armed <= at {
         return;
     }
     cs.armed.store(at, Ordering::Relaxed);
