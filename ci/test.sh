@@ -228,7 +228,7 @@ for n in 1 2 4 64; do
         '^init: fault suite: 1 round\(s\), 11 kill\(s\), 0 unexpected$' \
         '^init: thread suite: 1 round\(s\), 8 process\(es\), 0 unexpected$' \
         '^init: ipc suite: 1 round\(s\), 11 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
-        '^PROC,1,exit,0$' '^MEM,init,.*,same$' \
+        '^PROC,1,exit,0$' '^MEM,init,.*,same$' '^TIMER,init,mode,[a-z-]+,switches,[0-9]+,ticks,[0-9]+,writes,[0-9]+$' \
         '^IPC,init,fast,[0-9]+,slow,[0-9]+,parked_exits,[1-9][0-9]*,parked_resumes,[1-9][0-9]*$'
 done
 # The fake nginx (user/nginx): a load generator and 1..4 workers over IPC, every response
