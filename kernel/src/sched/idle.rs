@@ -68,7 +68,7 @@ impl CpuSched {
             // Pass it on: while the victim still has work to give, wake one more halted CPU
             // (each thief recruits the next, so a burst spreads in a few steps).
             kick_idle_cpu(victim);
-            self.steals.fetch_add(1, Ordering::Relaxed);
+            bump(&self.steals);
             Some(r.index())
         } else {
             None

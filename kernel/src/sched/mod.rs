@@ -74,8 +74,8 @@ pub use thread::{
     set_current_space, set_exit_hook, set_fpu_area, spawn, tid_of,
 };
 pub use wake::{
-    block_unless, block_until, force_mailbox_full, kick, sleep_until, sleep_us, tick, timer_mode,
-    wake, yield_now,
+    block_unless, block_until, force_mailbox_full, kick, sleep_until, sleep_us, slice_tsc, tick,
+    timer_mode, wake, yield_now,
 };
 
 use core::sync::atomic::Ordering;

@@ -207,7 +207,7 @@ pub fn tick() {
     // The deadline that brought us here has passed: nothing is armed until this tick (or the
     // switch it makes) programs the next one.
     cs.armed.store(u64::MAX, Ordering::Relaxed);
-    cs.timer_ticks.fetch_add(1, Ordering::Relaxed);
+    bump(&cs.timer_ticks);
     cs.lock();
     cs.drain_mailbox();
     let _ = cs.wake_sleepers(now);
@@ -224,7 +224,7 @@ pub fn tick() {
     let idle_has_work = is_idle && (others || stealable_elsewhere(cs));
     if idle_has_work || (expired && others && exo_percpu::preemptible()) {
         if !is_idle {
-            cs.preemptions.fetch_add(1, Ordering::Relaxed);
+            bump(&cs.preemptions);
         }
         schedule_irqs_off();
     } else {
@@ -280,9 +280,9 @@ pub(super) fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, 
     }
     cs.armed.store(at, Ordering::Relaxed);
     if running && at == own.max(now + 1) {
-        cs.timer_writes_slice.fetch_add(1, Ordering::Relaxed);
+        bump(&cs.timer_writes_slice);
     } else {
-        cs.timer_writes_other.fetch_add(1, Ordering::Relaxed);
+        bump(&cs.timer_writes_other);
     }
     if mode == TIMER_DEADLINE {
         apic::timer_deadline(at);
@@ -293,6 +293,11 @@ pub(super) fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, 
             / u128::from(crate::smp::time::tsc_hz().max(1));
         apic::timer_oneshot(VEC_TIMER, ticks.clamp(1, u32::MAX as u128) as u32, false);
     }
+}
+
+/// The time slice, in TSC ticks (0 before `init`).
+pub fn slice_tsc() -> u64 {
+    SLICE_TSC.load(Ordering::Relaxed)
 }
 
 /// Timer mode in use, for reports.
