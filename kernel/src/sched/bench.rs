@@ -106,14 +106,16 @@ fn rows(b: &mut Bench<'_>) {
         );
     }
     if crate::sched::fpu::info().is_some() {
+        let was = crate::sched::fpu::eager();
         if b.wants(&["ctx.switch.fpu.lazy"]) {
+            crate::sched::fpu::set_eager(false);
             b.emit("ctx.switch.fpu.lazy", pingpong(cpu, true));
         }
         if b.wants(&["ctx.switch.fpu.eager"]) {
             crate::sched::fpu::set_eager(true);
             b.emit("ctx.switch.fpu.eager", pingpong(cpu, true));
-            crate::sched::fpu::set_eager(false);
         }
+        crate::sched::fpu::set_eager(was);
     }
     if b.wants(&["thread.spawn"]) {
         b.emit("thread.spawn", spawn_row());

@@ -2,18 +2,23 @@
 //! chosen by `exo_arch::fpu` (XSAVEC / XSAVEOPT / XSAVE / FXSAVE), lazy or eager switching.
 //!
 //! Kernel Rust code never touches the FPU (the target is soft-float); only threads that run
-//! SIMD instructions (inline assembly) have FPU state. Two policies, switchable for the
-//! benchmark (`set_eager`):
+//! SIMD instructions (inline assembly, or user code built with SSE) have FPU state. Two
+//! policies, switchable for the benchmark (`set_eager`):
 //!
-//! * **Lazy** (default): CR0.TS is set whenever the registers do not hold the running thread's
-//!   state, so its first FPU instruction traps (#NM). The handler clears TS and restores the
+//! * **Eager** (default): at every switch the outgoing thread's state is saved and the
+//!   incoming one's restored if it has an area (TS cleared then); threads without an area
+//!   still trap once to get one. A *user* thread without an area never runs with another
+//!   thread's state left in the registers: they are reset to the initial state first
+//!   (LazyFP, CVE-2018-3665: on affected Intel CPUs an instruction that will trap on TS
+//!   still reads the stale registers speculatively, so TS alone does not hide them). Kernel
+//!   threads run only kernel code and are not scrubbed for.
+//! * **Lazy**: CR0.TS is set whenever the registers do not hold the running thread's state,
+//!   so its first FPU instruction traps (#NM). The handler clears TS and restores the
 //!   thread's area (allocated at the first use) unless the registers still hold its state
 //!   (it is `last` on this CPU and its area was last saved from here). At switch-out, a
 //!   thread that used the FPU during its slice (TS clear) is saved and TS set again. Threads
-//!   that never touch the FPU pay nothing, not even a CR0 write.
-//! * **Eager**: at every switch the outgoing thread's state is saved and the incoming one's
-//!   restored if it has an area (TS cleared then); threads without an area still trap once to
-//!   get one.
+//!   that never touch the FPU pay nothing, not even a CR0 write; but the registers keep the
+//!   last user's state while others run (the LazyFP exposure above): for measurements.
 //!
 //! State is always saved at switch-out, so a thread can move to another CPU at any time
 //! (no state left behind in another CPU's registers). Audited `unsafe` module: it hands the
@@ -28,18 +33,24 @@ use exo_arch::fpu::FpuInfo;
 const NONE: u32 = u32::MAX;
 
 static INFO: spin::Once<FpuInfo> = spin::Once::new();
-static EAGER: AtomicBool = AtomicBool::new(false);
+static EAGER: AtomicBool = AtomicBool::new(true);
+/// The initial-state image the registers are reset from (`scrub`), made in the save
+/// mechanism's format by `init` (before any switch); never freed.
+static INIT_IMAGE: AtomicU64 = AtomicU64::new(0);
 /// #NM traps taken, and areas restored by them (statistics for tests and benches).
 pub static TRAPS: AtomicU64 = AtomicU64::new(0);
 /// See `TRAPS`.
 pub static RESTORES: AtomicU64 = AtomicU64::new(0);
+/// Register resets before a user thread without FPU state (`scrub`).
+pub static SCRUBS: AtomicU64 = AtomicU64::new(0);
 
 /// Per-CPU FPU bookkeeping (part of each CPU's scheduler state).
 #[derive(Debug)]
 pub struct CpuFpu {
     /// Thread whose state the registers hold (saved or not).
     last: AtomicU32,
-    /// CR0.TS is clear: the registers hold `last`'s live state.
+    /// CR0.TS is clear: the registers hold `last`'s live state (so `last` is set whenever
+    /// this is true: `switch_out`'s first test relies on it).
     ts_clear: AtomicBool,
 }
 
@@ -63,9 +74,29 @@ fn cpu_fpu(cpu: u32) -> Option<&'static CpuFpu> {
     crate::sched::cpu_sched(cpu).map(|cs| &cs.fpu)
 }
 
-/// Detects the save mechanism and area size (once).
+/// Detects the save mechanism and area size, and makes the initial-state image (once).
 pub fn init() {
-    INFO.call_once(FpuInfo::detect);
+    let info = INFO.call_once(FpuInfo::detect);
+    if INIT_IMAGE.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    // A few KiB while the scheduler starts: failing here means no memory at all, and the
+    // mitigation is not run without.
+    let p = crate::mm::kalloc::try_alloc(area_layout(info)).unwrap_or_else(|_| {
+        panic!(
+            "FPU: no memory for the {}-byte initial-state image",
+            info.size
+        )
+    });
+    // SAFETY: a fresh allocation of `area_layout(info)` bytes, kept for good.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(p.as_ptr(), area_layout(info).size()) };
+    exo_arch::fpu::init_area(bytes, info);
+    INIT_IMAGE.store(p.as_ptr() as u64, Ordering::Release);
+}
+
+/// Whether switching is eager.
+pub fn eager() -> bool {
+    EAGER.load(Ordering::Relaxed)
 }
 
 /// The detected mechanism, for reports.
@@ -101,6 +132,12 @@ pub(super) fn switch_out(
     next_i: usize,
     next: &Tcb,
 ) {
+    let last = c.last.load(Ordering::Relaxed);
+    if last == NONE && next.fpu_area.load(Ordering::Relaxed) == 0 {
+        // Nobody's state in the registers (so none live: TS clear implies `last` is set)
+        // and none to load: nothing to save, load or scrub, in either mode.
+        return;
+    }
     let ts_clear = c.ts_clear.load(Ordering::Relaxed);
     let eager = EAGER.load(Ordering::Relaxed);
     if !ts_clear && !eager {
@@ -109,7 +146,6 @@ pub(super) fn switch_out(
     let Some(info) = INFO.get() else {
         return;
     };
-    let last = c.last.load(Ordering::Relaxed);
     if ts_clear && last == prev_i as u32 {
         let area = prev.fpu_area.load(Ordering::Relaxed);
         if area != 0 {
@@ -133,10 +169,33 @@ pub(super) fn switch_out(
         }
         c.last.store(next_i as u32, Ordering::Relaxed);
         c.ts_clear.store(true, Ordering::Relaxed);
+    } else if eager && last != NONE && next.pid.load(Ordering::Relaxed) != 0 {
+        scrub(c, info, ts_clear);
     } else if ts_clear {
         exo_arch::fpu::set_ts();
         c.ts_clear.store(false, Ordering::Relaxed);
     }
+}
+
+/// Resets the registers to the initial state (they hold `last`'s, already saved if it was
+/// live) and sets TS, before a user thread without an area runs (the LazyFP rule in the
+/// module header). Cold: only a switch from a thread with FPU state to such a thread.
+#[cold]
+#[inline(never)]
+fn scrub(c: &CpuFpu, info: &FpuInfo, ts_clear: bool) {
+    let image = INIT_IMAGE.load(Ordering::Acquire);
+    if !ts_clear {
+        exo_arch::fpu::clts();
+    }
+    if image != 0 {
+        // SAFETY: the initial-state image made by `init` (64-byte aligned, `info.size`
+        // bytes, valid for this format, never freed); TS is clear; interrupts are off.
+        unsafe { exo_arch::fpu::restore(image as *const u8, info) };
+    }
+    SCRUBS.fetch_add(1, Ordering::Relaxed);
+    exo_arch::fpu::set_ts();
+    c.ts_clear.store(false, Ordering::Relaxed);
+    c.last.store(NONE, Ordering::Relaxed);
 }
 
 /// What the #NM handler did.
@@ -249,6 +308,21 @@ pub fn load_regs(buf: &[u8; 512], avx: bool) {
                 "movdqu xmm15, [{p} + 240]",
                 p = in(reg) p, options(nostack, readonly, preserves_flags));
         }
+    }
+}
+
+/// The registers as they are, into `buf` as [`store_regs`] does, without the #NM that would
+/// first load the caller's own state: what an instruction run speculatively before that
+/// trap reads (LazyFP; test support). Interrupts off throughout, TS as it was after.
+pub fn peek_regs(buf: &mut [u8; 512], avx: bool) {
+    let _g = exo_percpu::IrqGuard::new();
+    let ts = exo_arch::fpu::ts_is_set();
+    if ts {
+        exo_arch::fpu::clts();
+    }
+    store_regs(buf, avx);
+    if ts {
+        exo_arch::fpu::set_ts();
     }
 }
 

@@ -56,6 +56,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "sched.fpu_user_thread_without_state_sees_none_of_the_last",
+    fpu_scrub
+);
+ktest!(
+    Needs::Threads,
     "sched.thread_table_exhaustion_is_an_error",
     exhaustion
 );
@@ -560,6 +565,7 @@ fn fpu_worker(seed: u64) -> u64 {
 fn fpu_run(eager: bool) -> TestResult {
     let avx = exo_arch::cpu::detect().avx;
     AVX.store(avx, Ordering::Relaxed);
+    let was = crate::sched::fpu::eager();
     crate::sched::fpu::set_eager(eager);
     let traps0 = crate::sched::fpu::TRAPS.load(Ordering::Relaxed);
     let mut tids = Vec::new();
@@ -579,7 +585,7 @@ fn fpu_run(eager: bool) -> TestResult {
         }
     }
     let res = join_all(&tids, 60_000);
-    crate::sched::fpu::set_eager(false);
+    crate::sched::fpu::set_eager(was);
     let bad: u64 = res?.iter().sum();
     let traps = crate::sched::fpu::TRAPS.load(Ordering::Relaxed) - traps0;
     check(bad == 0, || {
@@ -606,6 +612,90 @@ fn fpu_eager(_: &BootState) -> TestResult {
         return Err(format!("{SKIP}no FPU save mechanism detected"));
     }
     fpu_run(true)
+}
+
+/// The scrub test's steps: 1 when the holder's secret is in the registers, 2 when the peeker
+/// has looked.
+static SCRUB_STEP: AtomicU32 = AtomicU32::new(0);
+/// What the holder loads (every byte) and the peeker must not find.
+const SECRET: u8 = 0xa5;
+/// The pid the peeker takes to count as a user thread (no process has it).
+const PEEK_PID: u64 = u64::MAX - 7;
+
+/// Yields until `SCRUB_STEP` reaches `step` (5 s at most: false then).
+fn yield_until_step(step: u32) -> bool {
+    let deadline = rdtsc() + ms(5000);
+    while SCRUB_STEP.load(Ordering::Acquire) < step {
+        if rdtsc() > deadline {
+            return false;
+        }
+        sched::yield_now();
+    }
+    true
+}
+
+/// Puts the secret in its registers (its first use: #NM, an area), then yields to the peeker.
+fn fpu_secret_holder(_: u64) -> u64 {
+    crate::sched::fpu::load_regs(&[SECRET; 512], AVX.load(Ordering::Relaxed));
+    SCRUB_STEP.store(1, Ordering::Release);
+    u64::from(!yield_until_step(2))
+}
+
+/// A user thread (a pid) without FPU state: runs right after the holder's yield (the pair is
+/// alone on its CPU) and reads the registers as a speculative access would, before its own
+/// #NM. 0: none of the secret; 3: the holder's registers were still there.
+fn fpu_peeker(_: u64) -> u64 {
+    if sched::set_current_ids(PEEK_PID, 0).is_err() {
+        return 2;
+    }
+    let ok = yield_until_step(1);
+    let avx = AVX.load(Ordering::Relaxed);
+    let mut got = [0u8; 512];
+    crate::sched::fpu::peek_regs(&mut got, avx);
+    SCRUB_STEP.store(2, Ordering::Release);
+    let _ = sched::set_current_ids(0, 0);
+    let n = if avx { 512 } else { 256 };
+    match (ok, got[..n].contains(&SECRET)) {
+        (false, _) => 1,
+        (true, true) => 3,
+        (true, false) => 0,
+    }
+}
+
+/// LazyFP (CVE-2018-3665): with eager switching (the default), a user thread that has no
+/// FPU state never runs with another thread's registers loaded, even behind CR0.TS; the
+/// switch resets them first (`fpu::scrub`). Lazy switching leaves them (3 from the peeker).
+fn fpu_scrub(_: &BootState) -> TestResult {
+    if crate::sched::fpu::info().is_none() {
+        return Err(format!("{SKIP}no FPU save mechanism detected"));
+    }
+    if !crate::sched::fpu::eager() {
+        return Err(format!("{SKIP}lazy FPU switching was chosen"));
+    }
+    AVX.store(exo_arch::cpu::detect().avx, Ordering::Relaxed);
+    SCRUB_STEP.store(0, Ordering::Relaxed);
+    let scrubs0 = crate::sched::fpu::SCRUBS.load(Ordering::Relaxed);
+    let cpu = ncpus() - 1;
+    let peeker = Builder::new()
+        .pin(cpu)
+        .spawn(fpu_peeker, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let holder = Builder::new()
+        .pin(cpu)
+        .spawn(fpu_secret_holder, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let codes = join_all(&[holder, peeker], 20_000)?;
+    let scrubs = crate::sched::fpu::SCRUBS.load(Ordering::Relaxed) - scrubs0;
+    check(codes[0] == 0 && codes[1] != 1 && codes[1] != 2, || {
+        format!(
+            "holder {}, peeker {}: the pair did not meet",
+            codes[0], codes[1]
+        )
+    })?;
+    check(codes[1] == 0, || {
+        format!("a user thread without FPU state found the last thread's registers on CPU {cpu}")
+    })?;
+    check(scrubs > 0, || "no register reset counted".into())
 }
 
 fn parked(_: u64) -> u64 {
