@@ -252,14 +252,16 @@ pub(super) fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
 
 /// [`arm_timer`] with a timer in use (`mode`), for a slice that started at `start`.
 ///
-/// Lazy: when the deadline already armed is still ahead and not later than this one, it
-/// stays, and its tick (early for this slice, or for the idle context's balancing tick) arms
-/// the true one (`tick`). A switch, or a CPU going idle, then writes no timer register,
-/// which on hardware is an MSR write and under KVM a VM exit each time; a CPU that switches
-/// often costs one extra tick per slice instead. `armed` is this CPU's own record of what is
-/// programmed: every tick clears it, and only this CPU's `cpus::wait` backstop writes the
-/// timer besides, never later than what is armed, so a deadline ahead in the record is one
-/// the hardware will deliver (a halted CPU is still woken in time).
+/// Lazy within half a slice: when the deadline already armed is still ahead, not later than
+/// this one and at most half a slice earlier, it stays (its tick, that much early, arms the
+/// true one: `tick`). A CPU that switches often then writes the timer about twice per slice
+/// instead of at every switch (each write is an MSR or APIC write, a VM exit under KVM),
+/// and still takes no tick while it switches (the deadline keeps moving ahead of it, as
+/// with a write per switch). A deadline more than half a slice early is written anew, so an
+/// idle CPU (a balancing tick `IDLE_BALANCE_SLICES` away) is not woken early for nothing.
+/// `armed` is this CPU's own record of what is programmed: every tick clears it, and only
+/// this CPU's `cpus::wait` backstop writes the timer besides, never later than what is
+/// armed, so a deadline ahead in the record is one the hardware will deliver.
 #[inline(never)]
 pub(super) fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8) {
     // SAFETY: lock held.
@@ -275,7 +277,7 @@ pub(super) fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, 
     };
     let at = next_sleeper.map_or(own, |w| w.min(own)).max(now + 1);
     let armed = cs.armed.load(Ordering::Relaxed);
-    if now < armed && armed <= at {
+    if now < armed && armed <= at && at - armed <= slice / 2 {
         return;
     }
     cs.armed.store(at, Ordering::Relaxed);
