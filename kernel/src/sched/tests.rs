@@ -386,15 +386,23 @@ fn pair_on_last_cpu(
         ));
     }
     let cpu = ncpus() - 1;
-    let ta = Builder::new()
-        .pin(cpu)
-        .spawn(a, 0)
-        .map_err(|e| format!("spawn: {e}"))?;
-    let tb = Builder::new()
-        .pin(cpu)
-        .spawn(b, 0)
-        .map_err(|e| format!("spawn: {e}"))?;
+    let [ta, tb] = pinned_pair(cpu, a, b)?;
     Ok((cpu, join_all(&[ta, tb], 20_000)?))
+}
+
+/// `a` then `b` spawned as threads pinned to `cpu`.
+fn pinned_pair(
+    cpu: u32,
+    a: fn(u64) -> u64,
+    b: fn(u64) -> u64,
+) -> Result<[Tid; 2], alloc::string::String> {
+    let spawn = |f| {
+        Builder::new()
+            .pin(cpu)
+            .spawn(f, 0)
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    Ok([spawn(a)?, spawn(b)?])
 }
 
 static FLAG: AtomicBool = AtomicBool::new(false);
@@ -675,14 +683,7 @@ fn fpu_scrub(_: &BootState) -> TestResult {
     SCRUB_STEP.store(0, Ordering::Relaxed);
     let scrubs0 = crate::sched::fpu::SCRUBS.load(Ordering::Relaxed);
     let cpu = ncpus() - 1;
-    let peeker = Builder::new()
-        .pin(cpu)
-        .spawn(fpu_peeker, 0)
-        .map_err(|e| format!("spawn: {e}"))?;
-    let holder = Builder::new()
-        .pin(cpu)
-        .spawn(fpu_secret_holder, 0)
-        .map_err(|e| format!("spawn: {e}"))?;
+    let [peeker, holder] = pinned_pair(cpu, fpu_peeker, fpu_secret_holder)?;
     let codes = join_all(&[holder, peeker], 20_000)?;
     let scrubs = crate::sched::fpu::SCRUBS.load(Ordering::Relaxed) - scrubs0;
     check(codes[0] == 0 && codes[1] != 1 && codes[1] != 2, || {

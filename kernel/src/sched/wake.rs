@@ -233,9 +233,7 @@ pub fn tick() {
         // true end; an expired slice that goes on gets a whole new one.
         let start = if expired || is_idle { now } else { started };
         cs.lock();
-        if TIMER.load(Ordering::Relaxed) != TIMER_OFF {
-            program_timer(cs, now, start, !is_idle, TIMER.load(Ordering::Relaxed));
-        }
+        arm_timer_from(cs, now, start, !is_idle);
         cs.unlock();
     }
 }
@@ -244,13 +242,19 @@ pub fn tick() {
 /// a slice starting `now` (`running` a thread) or the next idle balancing tick (lock held).
 #[inline(always)]
 pub(super) fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
+    arm_timer_from(cs, now, now, running);
+}
+
+/// [`arm_timer`] for a slice that started at `start` (the tick's re-arm of a running slice).
+#[inline(always)]
+fn arm_timer_from(cs: &CpuSched, now: u64, start: u64, running: bool) {
     let mode = TIMER.load(Ordering::Relaxed);
     if mode != TIMER_OFF {
-        program_timer(cs, now, now, running, mode);
+        program_timer(cs, now, start, running, mode);
     }
 }
 
-/// [`arm_timer`] with a timer in use (`mode`), for a slice that started at `start`.
+/// [`arm_timer_from`] with a timer in use (`mode`).
 ///
 /// Lazy within half a slice: when the deadline already armed is still ahead, not later than
 /// this one and at most half a slice earlier, it stays (its tick, that much early, arms the
@@ -263,7 +267,7 @@ pub(super) fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
 /// this CPU's `cpus::wait` backstop writes the timer besides, never later than what is
 /// armed, so a deadline ahead in the record is one the hardware will deliver.
 #[inline(never)]
-pub(super) fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8) {
+fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8) {
     // SAFETY: lock held.
     let next_sleeper =
         (!unsafe { cs.sleepers() }.is_empty()).then(|| cs.next_wake.load(Ordering::Relaxed));
