@@ -64,8 +64,10 @@ fi
 if [ "$mode" = kvm ]; then
     [ -w /dev/kvm ] || { echo "qemu.sh: --mode kvm needs a usable /dev/kvm" >&2; exit 2; }
     # /dev/kvm without vmx/svm in the host's CPU flags (or with the kvm_pvm module) is nested
-    # software virtualization: rdtsc traps (~20,000 ticks a pair), int3/xgetbv can end QEMU
-    # with "KVM internal error". Its numbers are not cycles: refuse unless forced.
+    # software virtualization: rdtsc traps (~20,000 ticks a pair), and its instruction
+    # emulator ends QEMU with "KVM internal error" at the kernel's first clac (SMAP, at the
+    # first trap entry; int N, xgetbv and ring 3 fail there too: README, Modes). Its numbers
+    # would not be cycles anyway: refuse unless forced.
     if ! grep -qwE 'vmx|svm' /proc/cpuinfo || [ -d /sys/module/kvm_pvm ]; then
         pvm=""; [ -d /sys/module/kvm_pvm ] && pvm=", kvm_pvm loaded"
         if [ -z "${EXO_KVM_FORCE:-}" ]; then
