@@ -31,6 +31,11 @@ bench mode="tcg" n="4" machine="microvm": build
 bench-icount n="2" machine="microvm": build
     scripts/bench.sh bench icount {{n}} {{machine}}
 
+# How far a data redesign of the IPC fastpath could take ipc.rtt.64 (icount): replays the
+# throw-away steps of docs/experiments/ipc-floor/ on a temporary worktree.
+floor-ipc: initrd
+    bash scripts/floor-ipc.sh
+
 # Where the instructions of one ipc.rtt.64 round trip go (icount, exact): by function, by
 # source line, and the executed instructions of FUNC (e.g. exo::user::ipc::dispatch).
 iprof-ipc func="": build
