@@ -93,14 +93,18 @@ pub(super) fn call(
 /// 2. we serve a call (a reply token);
 /// 3. `ep` is live;
 /// 4. no sender is queued on it (else the next message is taken at once: slow path);
-/// 5. the caller still waits for this reply (the CAS `REPLY_WAIT -> REPLYING` succeeds: it
-///    did not time out or die).
+/// 5. the caller still waits for this reply (it did not time out or die).
 ///
-/// Then: the reply goes into the caller's slot. If the caller is blocked and last ran on
-/// this CPU and we claim it (`Here::claim`), we queue as a receiver on `ep` and the
-/// CPU goes straight back to the caller; otherwise the caller is woken as by `reply` and
-/// we return `None` with the reply done (the slow path only receives). `Some(seq)` as for
-/// [`call`]. With `park` it does not return once the caller is claimed.
+/// 5 is decided by claiming the caller first (`Here::claim`: blocked, last ran on this
+/// CPU). Claimed, it cannot run, and nobody but this token's holder writes its word while it
+/// waits for the reply (its timeout and its end act in its own context; no queue holds it),
+/// so one load decides, no CAS; a caller found waiting for something else (it timed out and
+/// began another wait) is given back runnable (`Here::release`) and the slow path drops the
+/// reply. Then the reply goes into the caller's frame or slot, we queue as a receiver on
+/// `ep` and the CPU goes straight back to the caller. A caller we cannot claim (running, or
+/// blocked elsewhere) gets the reply as from `reply` (the CAS `REPLY_WAIT -> REPLYING`, the
+/// slot, a wake-up) and we return `None` with the reply done (the slow path only receives).
+/// `Some(seq)` as for [`call`]. With `park` it does not return once the caller is claimed.
 #[inline(always)]
 pub(super) fn reply_recv(
     here: Here<'_>,
@@ -127,27 +131,35 @@ pub(super) fn reply_recv(
     let cw = waiter((tok as u32) - 1);
     let ctid = cw.tid();
     let cseq = seq_of(tok);
-    if cw
-        .word
-        .compare_exchange(
-            pack(cseq, REPLY_WAIT),
-            pack(cseq, REPLYING),
-            Ordering::Acquire,
-            Ordering::Relaxed,
-        )
-        .is_err()
-    {
-        return None;
-    }
-    w.reply_to.store(0, Ordering::Relaxed);
+    let waiting = pack(cseq, REPLY_WAIT);
     let Some(mut target) = here.claim(ctid) else {
-        // Running, or blocked elsewhere: the reply is done, the slow path receives.
+        // Running, or blocked elsewhere: the reply as `reply` makes it, the slow path receives.
+        if cw
+            .word
+            .compare_exchange(
+                waiting,
+                pack(cseq, REPLYING),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return None;
+        }
+        w.reply_to.store(0, Ordering::Relaxed);
         cw.put_raw(info, 0, words);
         cw.word.store(pack(cseq, DONE), Ordering::Release);
         drop(q);
         sched::wake(ctid);
         return None;
     };
+    if cw.word.load(Ordering::Acquire) != waiting {
+        drop(q);
+        STALE_CLAIMS.fetch_add(1, Ordering::Relaxed);
+        here.release(target);
+        return None;
+    }
+    w.reply_to.store(0, Ordering::Relaxed);
     let exit = park.is_some() && deliver(&mut target, info, 0);
     if !exit {
         cw.put_raw(info, 0, words);
@@ -162,6 +174,10 @@ pub(super) fn reply_recv(
     switch(here, w, target, deadline, still_wait, park, exit);
     Some(seq)
 }
+
+/// Callers claimed by a `reply_recv` fastpath that were no longer waiting for its reply
+/// (given back: [`reply_recv`]'s precondition 5). Test support.
+pub static STALE_CLAIMS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// The switch that ends both operations, the caller blocked until `still_wait` says its
 /// wait is over: parked at its boundary (`park`: never returns; `exit`: `target` is parked

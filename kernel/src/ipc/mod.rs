@@ -88,7 +88,7 @@ pub use endpoint::{
     EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, region, release, reply, reply_recv,
     retain, send, set_region, stats, try_fast,
 };
-pub use fastpath::finish_parked;
+pub use fastpath::{STALE_CLAIMS, finish_parked};
 pub use handle::{Cap, Handle, HandleTable, Rights};
 
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -36,6 +36,11 @@ ktest!(
     "ipc.timed_waits_race_replies_sleepers_and_wakes",
     timed_race
 );
+ktest!(
+    Needs::Threads,
+    "ipc.stale_reply_gives_back_a_caller_waiting_elsewhere",
+    stale_reply
+);
 
 /// The endpoint of the running test (tests run one at a time).
 static EP: AtomicU64 = AtomicU64::new(0);
@@ -366,6 +371,103 @@ fn late_server(_: u64) -> u64 {
         sched::yield_now();
     }
     u64::from(ipc::reply(&Msg::default()) != Err(IpcError::NoCaller)) * 3
+}
+
+/// The second endpoint of `stale_reply`, where the caller waits once its call timed out.
+static EP2: AtomicU64 = AtomicU64::new(0);
+/// The message the test sends there.
+const NEXT: u32 = 7;
+
+/// Takes a call and holds it until `FLAG` (its caller has timed out and is blocked on
+/// `EP2` by then), then answers it with `reply_recv`, a stale token, and waits on its own
+/// endpoint until the test destroys it. 0: as expected.
+fn stale_server(_: u64) -> u64 {
+    let ep = ep();
+    let Ok(m) = ipc::recv(ep, rdtsc() + ms(30_000)) else {
+        return 1;
+    };
+    let d = rdtsc() + ms(30_000);
+    while !FLAG.load(Ordering::Acquire) {
+        if rdtsc() > d {
+            return 2;
+        }
+        sched::yield_now();
+    }
+    match ipc::reply_recv(ep, &answer(&m), rdtsc() + ms(30_000)) {
+        Err(IpcError::Closed) => 0,
+        Ok(_) => 3,
+        Err(_) => 4,
+    }
+}
+
+/// Calls the stale server with a 2 ms deadline (the server holds the call: it times out),
+/// then waits on `EP2`: it must get the test's message there, not the stale reply.
+fn stale_caller(_: u64) -> u64 {
+    if ipc::call(ep(), 0, &make(0, 0), rdtsc() + ms(2)) != Err(IpcError::TimedOut) {
+        return 1;
+    }
+    match ipc::recv(
+        EpRef::from_raw(EP2.load(Ordering::Acquire)),
+        rdtsc() + ms(30_000),
+    ) {
+        Ok(m) if m.label == NEXT && m.words == [u64::from(NEXT); 8] => 0,
+        Ok(_) => 2,
+        Err(_) => 3,
+    }
+}
+
+/// A reply that comes after its caller timed out and began another wait on the same CPU:
+/// forced by holding the call until the caller is blocked on a second endpoint. With the
+/// fastpath the server claims the caller (blocked, this CPU), finds it waiting for something
+/// else and gives it back (`fastpath::STALE_CLAIMS` counts it); without, the slow path finds
+/// the stale token. Either way the reply is dropped, the caller's next wait gets its own
+/// message and the server goes on receiving.
+fn stale_reply(_: &BootState) -> TestResult {
+    let cpu = ncpus() - 1;
+    for fast in [true, false] {
+        ipc::set_fastpath(fast);
+        let r = (|| {
+            let e = new_ep()?;
+            let e2 = ipc::create().map_err(|e| format!("create: {e}"))?;
+            EP2.store(e2.raw(), Ordering::Release);
+            FLAG.store(false, Ordering::Release);
+            let given_back = ipc::STALE_CLAIMS.load(Ordering::Relaxed);
+            let s = spawn_on(cpu, stale_server, 0)?;
+            wait_for("the server queued", 30_000, || {
+                ipc::queued(e) == Some((0, 1))
+            })?;
+            let c = spawn_on(cpu, stale_caller, 0)?;
+            wait_for("the caller blocked on the second endpoint", 30_000, || {
+                ipc::queued(e2) == Some((0, 1)) && sched::is_blocked(c)
+            })?;
+            FLAG.store(true, Ordering::Release);
+            wait_for("the server receiving again", 30_000, || {
+                ipc::queued(e) == Some((0, 1)) && sched::is_blocked(s)
+            })?;
+            let given_back = ipc::STALE_CLAIMS.load(Ordering::Relaxed) - given_back;
+            let sent = ipc::send(
+                e2,
+                0,
+                &Msg::new(NEXT, [u64::from(NEXT); 8]),
+                rdtsc() + ms(30_000),
+            );
+            let _ = ipc::destroy(e);
+            let codes = join_all(&[c, s], 30_000)?;
+            let _ = ipc::destroy(e2);
+            check(sent.is_ok() && codes == [0, 0], || {
+                format!("send {sent:?}, caller {}, server {}", codes[0], codes[1])
+            })?;
+            check(given_back == u64::from(fast), || {
+                format!(
+                    "{given_back} caller(s) claimed and given back, want {}",
+                    u64::from(fast)
+                )
+            })
+        })();
+        ipc::set_fastpath(true);
+        r.map_err(|e| format!("fastpath {fast}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Deadlines in every wait: queued as caller, sender, receiver, and waiting for a reply.

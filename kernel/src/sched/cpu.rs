@@ -1096,6 +1096,16 @@ impl<'g> Here<'g> {
         })
     }
 
+    /// Gives back a thread claimed with [`Here::claim`] that the claimer finds, once it is
+    /// its own, waiting for something else than what it came to deliver (it timed out and
+    /// began another wait): runnable again, as a [`wake`] would leave it (its wait re-checks
+    /// its condition: a spurious wake-up). Cold.
+    #[cold]
+    pub fn release(&self, target: Claimed<'g>) {
+        target.t.set_state(State::Ready);
+        post_wake(self.cs, target.i);
+    }
+
     /// Direct switch (IPC's fastpath) to `target`: blocks the calling thread (as
     /// [`block_until`]: until it is woken or TSC `deadline` passes) and runs `target` next
     /// on this CPU, with no run-queue pass and no scheduling decision. The wake-up rule is

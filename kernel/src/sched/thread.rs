@@ -707,6 +707,14 @@ pub fn live_threads() -> usize {
     TCBS.iter().filter(|t| t.state() != State::Free).count()
 }
 
+/// Whether thread `tid` is blocked (switched out, waiting for a wake-up): lets a test
+/// order a step after another thread's block rather than after a flag set just before it.
+pub fn is_blocked(tid: Tid) -> bool {
+    TCBS.get(tid.index()).is_some_and(|t| {
+        t.generation.load(Ordering::Acquire) == tid.generation() && t.state() == State::Blocked
+    })
+}
+
 /// Thread `i`'s FPU save area (0: none yet).
 pub fn fpu_area(i: usize) -> u64 {
     tcb(i).fpu_area.load(Ordering::Relaxed)
