@@ -8,11 +8,29 @@ use crate::mm::kalloc::{self, Frame};
 use crate::mm::memory::KernelFrames;
 use crate::mm::space::Space;
 use crate::smp::tlb::{self, Request};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use exo_arch::layout::USER_END;
 use exo_arch::paging::{MapError, PageTables, UserFlags};
 
 const PAGE: u64 = 4096;
+
+/// Test support (a fault-injection switch): while set, [`AddressSpace::unmap`] stops before
+/// it takes the tables' lock, says so in [`UNMAP_HELD`], and waits (at most 30 s) until it
+/// is cleared, so a test can map a shared region in that window.
+pub static UNMAP_HOLD: AtomicBool = AtomicBool::new(false);
+/// An `unmap` is waiting at the [`UNMAP_HOLD`] point.
+pub static UNMAP_HELD: AtomicBool = AtomicBool::new(false);
+
+#[cold]
+fn hold_unmap() {
+    UNMAP_HELD.store(true, Ordering::Release);
+    let deadline =
+        exo_arch::tsc::rdtsc().saturating_add(crate::smp::time::tsc_hz().saturating_mul(30));
+    while UNMAP_HOLD.load(Ordering::Acquire) && exo_arch::tsc::rdtsc() < deadline {
+        crate::sched::yield_now();
+    }
+    UNMAP_HELD.store(false, Ordering::Release);
+}
 /// Lowest address a mapping may use (the first 64 KiB stay unmapped: null-pointer guard).
 pub const USER_MIN: u64 = 0x1_0000;
 /// Where mappings without a fixed address start (above any static executable).
@@ -225,12 +243,19 @@ impl AddressSpace {
     /// lasts as long as the space.
     pub fn unmap(&self, va: u64, len: u64) -> Result<u64, VmError> {
         let pages = range(va, len)?;
+        if UNMAP_HOLD.load(Ordering::Relaxed) {
+            hold_unmap();
+        }
+        let mut t = self.space.tables.lock();
+        // Under the tables' lock, which `map_shared` holds while it maps a region and records
+        // it: no region can appear in the range between this check and the unmapping (it
+        // did, from another thread, when the check came first: the region's frames were
+        // freed here and again with the region, a double free the fuzzer found at -smp 4).
         if self.overlaps_shared(va, pages) {
             return Err(VmError::Invalid);
         }
         let end = va + pages * PAGE;
         let mut freed: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
-        let mut t = self.space.tables.lock();
         let mut n = 0;
         let mut cur = va;
         while let Some(p) = t.next_mapped(cur, end) {

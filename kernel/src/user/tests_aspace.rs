@@ -2,12 +2,13 @@
 //! and the TLB shootdown proof: threads on other CPUs read a user page through the space
 //! while it is unmapped; once `unmap` has returned, none of them may read it again.
 
-use super::aspace::{AddressSpace, MMAP_BASE, VmError};
+use super::aspace::{AddressSpace, MMAP_BASE, UNMAP_HELD, UNMAP_HOLD, VmError};
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, join_all, ncpus};
 use crate::ktest;
 use crate::sched::{Builder, Tid};
 use alloc::format;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use exo_arch::layout::USER_END;
@@ -37,6 +38,11 @@ ktest!(
     Needs::Threads,
     "user.no_stale_translation_after_unmap_on_any_cpu",
     no_stale
+);
+ktest!(
+    Needs::Threads,
+    "user.aspace_unmap_never_takes_a_region_mapped_meanwhile",
+    unmap_vs_region
 );
 
 fn free_frames() -> Result<(u64, u64), alloc::string::String> {
@@ -445,4 +451,72 @@ fn load_broken(_: &BootState) -> TestResult {
     check(refused == 7 && after == before, || {
         format!("refused {refused}/7; (frames, objects) {before:?} before, {after:?} after")
     })
+}
+
+/// The space `unmap_vs_region` shares with its unmapping thread.
+static RACED: spin::Mutex<Option<Arc<AddressSpace>>> = spin::Mutex::new(None);
+
+/// Unmaps the 16 pages from `MMAP_BASE` in the shared space: 0 if refused (`Invalid`), 1 if
+/// it unmapped anything, 2 on another error or no space.
+fn unmapper(_: u64) -> u64 {
+    let Some(a) = RACED.lock().clone() else {
+        return 2;
+    };
+    match a.unmap(MMAP_BASE, 16 * 4096) {
+        Err(VmError::Invalid) => 0,
+        Ok(n) if n > 0 => 1,
+        _ => 2,
+    }
+}
+
+/// `munmap` against `shm_map` from another thread of the process, forced into the order
+/// that freed a region's frames twice: the unmapping thread is held (`UNMAP_HOLD`) after it
+/// took its range and before the tables' lock; meanwhile a shared region is mapped inside
+/// that range; then the unmap goes on. It must be refused (the range now overlaps the
+/// region) and the region's pages must stay mapped to the region's frames. (Before the
+/// overlap check moved under the lock, the unmap took the region's pages and freed its
+/// frames, which the region freed again when the space went: on that failure the space is
+/// leaked rather than dropped, so the test fails instead of the kernel.)
+fn unmap_vs_region(_: &BootState) -> TestResult {
+    let a = Arc::new(AddressSpace::new().map_err(|e| format!("new: {e}"))?);
+    *RACED.lock() = Some(a.clone());
+    UNMAP_HOLD.store(true, Ordering::Release);
+    let r = (|| {
+        let t = Builder::new()
+            .spawn(unmapper, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let d = crate::smp::time::Deadline::after_ms(30_000);
+        while !UNMAP_HELD.load(Ordering::Acquire) {
+            if d.passed() {
+                return Err("the unmap never reached its hold point".into());
+            }
+            crate::sched::yield_now();
+        }
+        let (tag, frames) = super::shm::create(2 * 4096).map_err(|e| format!("region: {e:?}"))?;
+        let va = match a.map_shared(&frames, tag) {
+            Ok(va) => va,
+            Err(e) => {
+                super::shm::release(tag);
+                return Err(format!("map_shared: {e}"));
+            }
+        };
+        UNMAP_HOLD.store(false, Ordering::Release);
+        let code = join_all(&[t], 30_000)?[0];
+        let kept = (0..2).all(|k| a.phys(va + k * 4096) == Some(frames[k as usize]));
+        check(
+            (MMAP_BASE..MMAP_BASE + 16 * 4096).contains(&va) && code == 0 && kept,
+            || {
+                format!(
+                    "region at {va:#x} (in the range: {}), unmap {code} (0: refused), region pages kept: {kept}",
+                    (MMAP_BASE..MMAP_BASE + 16 * 4096).contains(&va)
+                )
+            },
+        )
+    })();
+    UNMAP_HOLD.store(false, Ordering::Release);
+    RACED.lock().take();
+    if r.is_err() {
+        core::mem::forget(a);
+    }
+    r
 }
