@@ -13,8 +13,8 @@
 #               parked exits)
 #   step2.diff  no CPU lock, SeqCst fence or wait re-check in the parked exit
 #   step3.diff  the waiter's state word merged into the thread's claim: no sequence begun,
-#               no REPLY_WAIT -> REPLYING CAS, no DONE store into a claimed frame, no tid
-#               store per operation
+#               no check of the caller's word after the claim, no DONE store into a claimed
+#               frame, no tid store per operation
 #
 # The steps are correct only for the benchmark's steady state (a parked server and client
 # on one CPU): the later /ubench rows may hang, which the run's timeout ends; they are
