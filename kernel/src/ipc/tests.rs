@@ -357,20 +357,26 @@ fn destroy_wakes(_: &BootState) -> TestResult {
     })
 }
 
-/// Receives, waits for `FLAG`, then replies: the reply must find no caller.
-fn late_server(_: u64) -> u64 {
-    let ep = ep();
-    if ipc::recv(ep, rdtsc() + ms(30_000)).is_err() {
-        return 1;
-    }
+/// Takes a call on the test's endpoint and holds it until `FLAG`: the message, or the exit
+/// code of what did not come (1: the call, 2: the flag).
+fn take_and_hold() -> Result<Msg, u64> {
+    let m = ipc::recv(ep(), rdtsc() + ms(30_000)).map_err(|_| 1u64)?;
     let d = rdtsc() + ms(30_000);
     while !FLAG.load(Ordering::Acquire) {
         if rdtsc() > d {
-            return 2;
+            return Err(2);
         }
         sched::yield_now();
     }
-    u64::from(ipc::reply(&Msg::default()) != Err(IpcError::NoCaller)) * 3
+    Ok(m)
+}
+
+/// Receives, waits for `FLAG`, then replies: the reply must find no caller.
+fn late_server(_: u64) -> u64 {
+    match take_and_hold() {
+        Ok(_) => u64::from(ipc::reply(&Msg::default()) != Err(IpcError::NoCaller)) * 3,
+        Err(code) => code,
+    }
 }
 
 /// The second endpoint of `stale_reply`, where the caller waits once its call timed out.
@@ -382,18 +388,11 @@ const NEXT: u32 = 7;
 /// `EP2` by then), then answers it with `reply_recv`, a stale token, and waits on its own
 /// endpoint until the test destroys it. 0: as expected.
 fn stale_server(_: u64) -> u64 {
-    let ep = ep();
-    let Ok(m) = ipc::recv(ep, rdtsc() + ms(30_000)) else {
-        return 1;
+    let m = match take_and_hold() {
+        Ok(m) => m,
+        Err(code) => return code,
     };
-    let d = rdtsc() + ms(30_000);
-    while !FLAG.load(Ordering::Acquire) {
-        if rdtsc() > d {
-            return 2;
-        }
-        sched::yield_now();
-    }
-    match ipc::reply_recv(ep, &answer(&m), rdtsc() + ms(30_000)) {
+    match ipc::reply_recv(ep(), &answer(&m), rdtsc() + ms(30_000)) {
         Err(IpcError::Closed) => 0,
         Ok(_) => 3,
         Err(_) => 4,

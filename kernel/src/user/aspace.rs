@@ -24,13 +24,13 @@ pub static UNMAP_HELD: AtomicBool = AtomicBool::new(false);
 #[cold]
 fn hold_unmap() {
     UNMAP_HELD.store(true, Ordering::Release);
-    let deadline =
-        exo_arch::tsc::rdtsc().saturating_add(crate::smp::time::tsc_hz().saturating_mul(30));
-    while UNMAP_HOLD.load(Ordering::Acquire) && exo_arch::tsc::rdtsc() < deadline {
+    let d = crate::smp::time::Deadline::after_ms(30_000);
+    while UNMAP_HOLD.load(Ordering::Acquire) && !d.passed() {
         crate::sched::yield_now();
     }
     UNMAP_HELD.store(false, Ordering::Release);
 }
+
 /// Lowest address a mapping may use (the first 64 KiB stay unmapped: null-pointer guard).
 pub const USER_MIN: u64 = 0x1_0000;
 /// Where mappings without a fixed address start (above any static executable).
