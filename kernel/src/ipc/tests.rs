@@ -84,6 +84,18 @@ fn wait_for(what: &str, limit_ms: u64, cond: impl Fn() -> bool) -> TestResult {
     Ok(())
 }
 
+/// Runs `f` with the fastpath on, then off (`f` is told which), the fastpath back on after
+/// each; an error names the path it came from.
+fn each_path(mut f: impl FnMut(bool) -> TestResult) -> TestResult {
+    for fast in [true, false] {
+        ipc::set_fastpath(fast);
+        let r = f(fast);
+        ipc::set_fastpath(true);
+        r.map_err(|e| format!("fastpath {fast}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn mix(a: u64, b: u64) -> u64 {
     (a ^ b.rotate_left(17))
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -214,19 +226,14 @@ fn client_cpus() -> Vec<u32> {
 fn integrity(_: &BootState) -> TestResult {
     let cpus = client_cpus();
     let last = ncpus() - 1;
-    for fast in [true, false] {
-        ipc::set_fastpath(fast);
-        let r = traffic(0, &cpus, 100).and_then(|_| {
-            // CPU 0's client paired with a server on each chosen CPU.
-            for &c in &cpus {
-                traffic(c, &[0], 50)?;
-            }
-            traffic(last, &cpus, 100)
-        });
-        ipc::set_fastpath(true);
-        r.map_err(|e| format!("fastpath {fast}: {e}"))?;
-    }
-    Ok(())
+    each_path(|_| {
+        traffic(0, &cpus, 100)?;
+        // CPU 0's client paired with a server on each chosen CPU.
+        for &c in &cpus {
+            traffic(c, &[0], 50)?;
+        }
+        traffic(last, &cpus, 100).map(|_| ())
+    })
 }
 
 /// The same traffic (one client, server on the same CPU) both ways: same digest, and the
@@ -423,50 +430,44 @@ fn stale_caller(_: u64) -> u64 {
 /// message and the server goes on receiving.
 fn stale_reply(_: &BootState) -> TestResult {
     let cpu = ncpus() - 1;
-    for fast in [true, false] {
-        ipc::set_fastpath(fast);
-        let r = (|| {
-            let e = new_ep()?;
-            let e2 = ipc::create().map_err(|e| format!("create: {e}"))?;
-            EP2.store(e2.raw(), Ordering::Release);
-            FLAG.store(false, Ordering::Release);
-            let given_back = ipc::STALE_CLAIMS.load(Ordering::Relaxed);
-            let s = spawn_on(cpu, stale_server, 0)?;
-            wait_for("the server queued", 30_000, || {
-                ipc::queued(e) == Some((0, 1))
-            })?;
-            let c = spawn_on(cpu, stale_caller, 0)?;
-            wait_for("the caller blocked on the second endpoint", 30_000, || {
-                ipc::queued(e2) == Some((0, 1)) && sched::is_blocked(c)
-            })?;
-            FLAG.store(true, Ordering::Release);
-            wait_for("the server receiving again", 30_000, || {
-                ipc::queued(e) == Some((0, 1)) && sched::is_blocked(s)
-            })?;
-            let given_back = ipc::STALE_CLAIMS.load(Ordering::Relaxed) - given_back;
-            let sent = ipc::send(
-                e2,
-                0,
-                &Msg::new(NEXT, [u64::from(NEXT); 8]),
-                rdtsc() + ms(30_000),
-            );
-            let _ = ipc::destroy(e);
-            let codes = join_all(&[c, s], 30_000)?;
-            let _ = ipc::destroy(e2);
-            check(sent.is_ok() && codes == [0, 0], || {
-                format!("send {sent:?}, caller {}, server {}", codes[0], codes[1])
-            })?;
-            check(given_back == u64::from(fast), || {
-                format!(
-                    "{given_back} caller(s) claimed and given back, want {}",
-                    u64::from(fast)
-                )
-            })
-        })();
-        ipc::set_fastpath(true);
-        r.map_err(|e| format!("fastpath {fast}: {e}"))?;
-    }
-    Ok(())
+    each_path(|fast| {
+        let e = new_ep()?;
+        let e2 = ipc::create().map_err(|e| format!("create: {e}"))?;
+        EP2.store(e2.raw(), Ordering::Release);
+        FLAG.store(false, Ordering::Release);
+        let given_back = ipc::STALE_CLAIMS.load(Ordering::Relaxed);
+        let s = spawn_on(cpu, stale_server, 0)?;
+        wait_for("the server queued", 30_000, || {
+            ipc::queued(e) == Some((0, 1))
+        })?;
+        let c = spawn_on(cpu, stale_caller, 0)?;
+        wait_for("the caller blocked on the second endpoint", 30_000, || {
+            ipc::queued(e2) == Some((0, 1)) && sched::is_blocked(c)
+        })?;
+        FLAG.store(true, Ordering::Release);
+        wait_for("the server receiving again", 30_000, || {
+            ipc::queued(e) == Some((0, 1)) && sched::is_blocked(s)
+        })?;
+        let given_back = ipc::STALE_CLAIMS.load(Ordering::Relaxed) - given_back;
+        let sent = ipc::send(
+            e2,
+            0,
+            &Msg::new(NEXT, [u64::from(NEXT); 8]),
+            rdtsc() + ms(30_000),
+        );
+        let _ = ipc::destroy(e);
+        let codes = join_all(&[c, s], 30_000)?;
+        let _ = ipc::destroy(e2);
+        check(sent.is_ok() && codes == [0, 0], || {
+            format!("send {sent:?}, caller {}, server {}", codes[0], codes[1])
+        })?;
+        check(given_back == u64::from(fast), || {
+            format!(
+                "{given_back} caller(s) claimed and given back, want {}",
+                u64::from(fast)
+            )
+        })
+    })
 }
 
 /// Deadlines in every wait: queued as caller, sender, receiver, and waiting for a reply.
@@ -574,29 +575,23 @@ fn reply_after_deadline(cpu: u32) -> TestResult {
 /// no caller), and the reply first after the deadline passed (the caller gets the reply).
 fn timeout_race(_: &BootState) -> TestResult {
     let cpu = ncpus() - 1;
-    for fast in [true, false] {
-        ipc::set_fastpath(fast);
-        let r = (|| {
-            // The time-out first.
-            let e = new_ep()?;
-            FLAG.store(false, Ordering::Release);
-            let s = spawn_on(cpu, late_server, 0)?;
-            wait_for("the server queued", 30_000, || {
-                ipc::queued(e) == Some((0, 1))
-            })?;
-            let r = ipc::call(e, 0, &make(0, 0), rdtsc() + ms(3));
-            FLAG.store(true, Ordering::Release);
-            let code = join_all(&[s], 30_000)?[0];
-            let _ = ipc::destroy(e);
-            check(r == Err(IpcError::TimedOut) && code == 0, || {
-                format!("time-out first: caller {r:?}, server {code}")
-            })?;
-            reply_after_deadline(cpu)
-        })();
-        ipc::set_fastpath(true);
-        r.map_err(|e| format!("fastpath {fast}: {e}"))?;
-    }
-    Ok(())
+    each_path(|_| {
+        // The time-out first.
+        let e = new_ep()?;
+        FLAG.store(false, Ordering::Release);
+        let s = spawn_on(cpu, late_server, 0)?;
+        wait_for("the server queued", 30_000, || {
+            ipc::queued(e) == Some((0, 1))
+        })?;
+        let r = ipc::call(e, 0, &make(0, 0), rdtsc() + ms(3));
+        FLAG.store(true, Ordering::Release);
+        let code = join_all(&[s], 30_000)?[0];
+        let _ = ipc::destroy(e);
+        check(r == Err(IpcError::TimedOut) && code == 0, || {
+            format!("time-out first: caller {r:?}, server {code}")
+        })?;
+        reply_after_deadline(cpu)
+    })
 }
 
 /// Bad handles, missing rights, full tables, long messages, replies without a caller.
