@@ -364,13 +364,29 @@ fn kill_locked(q: &mut Queues) {
 }
 
 /// The region attached to `ep`: (tag, length in bytes), (0, 0) if none; `Closed` if `ep`
-/// is gone. Lock-free: the tag is only a hint for the owner of regions (which checks its
-/// own generation) and the length only a bound for descriptors.
-#[inline]
+/// is gone. The generation is checked under the endpoint's lock: the slot of a destroyed
+/// endpoint is reused, and a stale handle must not name its successor's region (it did
+/// when this read was lock-free: `shm_map(stale, 0)` mapped another process's region).
 pub fn region(ep: EpRef) -> Result<(u64, u64), IpcError> {
     let s = slot(ep)?;
-    let tag = s.region.load(Ordering::Acquire);
-    Ok((tag, s.region_len.load(Ordering::Relaxed)))
+    let _g = IrqGuard::new();
+    let q = s.lock();
+    if !q.is(ep) {
+        return Err(IpcError::Closed);
+    }
+    Ok((
+        s.region.load(Ordering::Relaxed),
+        s.region_len.load(Ordering::Relaxed),
+    ))
+}
+
+/// The length of the region attached to `ep` (0 if none), lock-free: the bound a
+/// zero-copy descriptor is checked against on the fastpath. Not generation-checked: for
+/// a stale `ep` it may be a successor's length, and the operation it bounds then fails on
+/// `ep`'s generation (`Closed`); the kernel never reads the region through it.
+#[inline]
+pub fn region_len(ep: EpRef) -> Result<u64, IpcError> {
+    Ok(slot(ep)?.region_len.load(Ordering::Relaxed))
 }
 
 /// Attaches region `tag` of `len` bytes to `ep` unless one is attached; `Ok(false)` if

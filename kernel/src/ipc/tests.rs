@@ -33,6 +33,11 @@ ktest!(Needs::Threads, "ipc.timeout_racing_a_reply", timeout_race);
 ktest!(Needs::Threads, "ipc.bad_handles_and_arguments", bad_handles);
 ktest!(
     Needs::Threads,
+    "ipc.stale_endpoint_never_names_its_successors_region",
+    stale_region
+);
+ktest!(
+    Needs::Threads,
     "ipc.timed_waits_race_replies_sleepers_and_wakes",
     timed_race
 );
@@ -899,6 +904,44 @@ fn timed_race(_: &BootState) -> TestResult {
     })();
     RACE_STOP.store(true, Ordering::Release);
     for e in eps {
+        let _ = ipc::destroy(e);
+    }
+    r
+}
+
+/// A reference to a destroyed endpoint whose slot a new endpoint took (with a region) must
+/// get `Closed` from `region`, not the new endpoint's region: `shm_map` maps the region
+/// `region` names, and a lock-free read without the generation check let a process map,
+/// through a handle to an endpoint destroyed under it, the region of whichever endpoint
+/// took the slot next (another process's). The slot is reused on purpose: endpoints are
+/// created (and kept) until one lands in it.
+fn stale_region(_: &BootState) -> TestResult {
+    const TAG: u64 = 0x5eed_0000_0001;
+    let old = ipc::create().map_err(|e| format!("create: {e}"))?;
+    ipc::destroy(old).map_err(|e| format!("destroy: {e}"))?;
+    let mut made: Vec<EpRef> = Vec::new();
+    let found = (|| {
+        for _ in 0..=ipc::MAX_ENDPOINTS {
+            let e = ipc::create().map_err(|e| format!("create: {e}"))?;
+            made.push(e);
+            if e.index == old.index {
+                return Ok(e);
+            }
+        }
+        Err(format!("no new endpoint in slot {}", old.index))
+    })();
+    let r = found.and_then(|new| {
+        check(ipc::set_region(new, TAG, 8192) == Ok(true), || {
+            "set_region on the new endpoint".into()
+        })?;
+        let stale = ipc::region(old);
+        let fresh = ipc::region(new);
+        check(
+            stale == Err(IpcError::Closed) && fresh == Ok((TAG, 8192)),
+            || format!("region: stale reference {stale:?} (want Closed), new endpoint {fresh:?}"),
+        )
+    });
+    for e in made {
         let _ = ipc::destroy(e);
     }
     r

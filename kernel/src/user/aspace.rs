@@ -14,22 +14,63 @@ use exo_arch::paging::{MapError, PageTables, UserFlags};
 
 const PAGE: u64 = 4096;
 
-/// Test support (a fault-injection switch): while set, [`AddressSpace::unmap`] stops before
-/// it takes the tables' lock, says so in [`UNMAP_HELD`], and waits (at most 30 s) until it
-/// is cleared, so a test can map a shared region in that window.
-pub static UNMAP_HOLD: AtomicBool = AtomicBool::new(false);
-/// An `unmap` is waiting at the [`UNMAP_HOLD`] point.
-pub static UNMAP_HELD: AtomicBool = AtomicBool::new(false);
-
-#[cold]
-fn hold_unmap() {
-    UNMAP_HELD.store(true, Ordering::Release);
-    let d = crate::smp::time::Deadline::after_ms(30_000);
-    while UNMAP_HOLD.load(Ordering::Acquire) && !d.passed() {
-        crate::sched::yield_now();
-    }
-    UNMAP_HELD.store(false, Ordering::Release);
+/// Test support (a fault-injection switch): a place where a call stops, while the switch is
+/// on, until a test has done what it wants done in that window ([`HoldPoint::wait`]).
+pub struct HoldPoint {
+    hold: AtomicBool,
+    held: AtomicBool,
 }
+
+impl HoldPoint {
+    const fn new() -> HoldPoint {
+        HoldPoint {
+            hold: AtomicBool::new(false),
+            held: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops the next call that passes here (until [`HoldPoint::release`]).
+    pub fn arm(&self) {
+        self.hold.store(true, Ordering::Release);
+    }
+
+    /// Lets the held call go on (and any later one pass).
+    pub fn release(&self) {
+        self.hold.store(false, Ordering::Release);
+    }
+
+    /// Whether a call waits here now.
+    pub fn reached(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// The hold itself: one relaxed load when off.
+    #[inline(always)]
+    fn pass(&self) {
+        if self.hold.load(Ordering::Relaxed) {
+            self.wait();
+        }
+    }
+
+    /// Says so in `held` and waits (at most 30 s) until released.
+    #[cold]
+    fn wait(&self) {
+        self.held.store(true, Ordering::Release);
+        let d = crate::smp::time::Deadline::after_ms(30_000);
+        while self.hold.load(Ordering::Acquire) && !d.passed() {
+            crate::sched::yield_now();
+        }
+        self.held.store(false, Ordering::Release);
+    }
+}
+
+/// [`AddressSpace::unmap`] stops here after it checked its range and before it takes the
+/// tables' lock, so a test can map a shared region in that window.
+pub static UNMAP_HOLD: HoldPoint = HoldPoint::new();
+/// [`AddressSpace::map`] stops here, tables' lock held, once it has mapped the first page
+/// of a range of two pages or more, so a test can let other CPUs cache that page's
+/// translation before the map fails and gives the page back.
+pub static MAP_HOLD: HoldPoint = HoldPoint::new();
 
 /// Lowest address a mapping may use (the first 64 KiB stay unmapped: null-pointer guard).
 pub const USER_MIN: u64 = 0x1_0000;
@@ -160,17 +201,16 @@ impl AddressSpace {
                 }
             };
             if let Err(e) = r {
-                // Give back what this call mapped: nothing else saw those pages yet (no
-                // translation of a page that was never mapped can be cached).
-                for j in 0..k {
-                    if let Some((pa, table)) = t.unmap_4k(va + j * PAGE) {
-                        kalloc::free_frame(Frame::from_phys(pa));
-                        if let Some(tp) = table {
-                            kalloc::free_frame(Frame::from_phys(tp));
-                        }
-                    }
-                }
+                // Give back what this call mapped: everything mapped in `[va, va + k)` is
+                // (a fixed map fails at the first page already mapped). Other threads of
+                // the space may have used those pages meanwhile (the tables' lock does not
+                // stop the MMU): their CPUs may cache the translations, so the frames go
+                // back only after the shootdown, as for `unmap`.
+                self.take(t, va, k, true);
                 return Err(e);
+            }
+            if k == 0 && pages > 1 {
+                MAP_HOLD.pass();
             }
         }
         if picked {
@@ -195,12 +235,11 @@ impl AddressSpace {
         };
         for (j, &pa) in frames.iter().enumerate() {
             if let Err(e) = t.map_user_4k(&mut KernelFrames, va + j as u64 * PAGE, pa, flags) {
-                // Nothing saw these pages yet; the region's frames stay the region's.
-                for i in 0..j {
-                    if let Some((_, Some(tp))) = t.unmap_4k(va + i as u64 * PAGE) {
-                        kalloc::free_frame(Frame::from_phys(tp));
-                    }
-                }
+                // The pages mapped so far go, the region's frames stay the region's; as in
+                // `map`, the page tables freed go back only after the shootdown (and the
+                // caller releases the region, which may free its frames, after this).
+                drop(sh);
+                self.take(t, va, j as u64, false);
                 return Err(match e {
                     MapError::OutOfFrames => VmError::NoMemory,
                     _ => VmError::Invalid,
@@ -243,10 +282,8 @@ impl AddressSpace {
     /// lasts as long as the space.
     pub fn unmap(&self, va: u64, len: u64) -> Result<u64, VmError> {
         let pages = range(va, len)?;
-        if UNMAP_HOLD.load(Ordering::Relaxed) {
-            hold_unmap();
-        }
-        let mut t = self.space.tables.lock();
+        UNMAP_HOLD.pass();
+        let t = self.space.tables.lock();
         // Under the tables' lock, which `map_shared` holds while it maps a region and records
         // it: no region can appear in the range between this check and the unmapping (it
         // did, from another thread, when the check came first: the region's frames were
@@ -254,40 +291,42 @@ impl AddressSpace {
         if self.overlaps_shared(va, pages) {
             return Err(VmError::Invalid);
         }
+        let n = self.take(t, va, pages, true);
+        self.pages.fetch_sub(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Unmaps every mapped page of `[va, va + pages)` (tables `t` held, released on return),
+    /// shoots the range down on every CPU that may cache it, then frees the page tables
+    /// emptied and, with `own`, the pages' frames (without: they belong to a shared region).
+    /// Nothing is freed before the shootdown: until then another CPU may still write
+    /// through a stale translation. Returns the pages unmapped.
+    fn take(&self, mut t: spin::MutexGuard<'_, PageTables>, va: u64, pages: u64, own: bool) -> u64 {
         let end = va + pages * PAGE;
         let mut freed: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
         let mut n = 0;
         let mut cur = va;
+        let mut free_now = |pa: u64| kalloc::free_frame(Frame::from_phys(pa));
         while let Some(p) = t.next_mapped(cur, end) {
             cur = p + PAGE;
             if let Some((pa, table)) = t.unmap_4k(p) {
                 n += 1;
-                // Kept until the shootdown is done: another CPU may still write through a
-                // stale translation until then.
+                let pa = own.then_some(pa);
                 if freed.try_reserve(2).is_err() {
                     // No memory for the list: shoot down now and free at once.
                     self.shootdown(va, pages);
-                    kalloc::free_frame(Frame::from_phys(pa));
-                    if let Some(tp) = table {
-                        kalloc::free_frame(Frame::from_phys(tp));
-                    }
+                    pa.into_iter().chain(table).for_each(&mut free_now);
                     continue;
                 }
-                freed.push(pa);
-                if let Some(tp) = table {
-                    freed.push(tp);
-                }
+                freed.extend(pa.into_iter().chain(table));
             }
         }
         if n > 0 {
             self.shootdown(va, pages);
         }
         drop(t);
-        for pa in freed {
-            kalloc::free_frame(Frame::from_phys(pa));
-        }
-        self.pages.fetch_sub(n, Ordering::Relaxed);
-        Ok(n)
+        freed.into_iter().for_each(free_now);
+        n
     }
 
     /// Changes the permissions of `[va, va + len)`; every page must be mapped.

@@ -145,14 +145,15 @@ fn wake(addr: u64, private: bool, n: u64) -> Result<i64, Errno> {
             .iter_mut()
             .filter(|x| x.root == root && x.addr == addr && !x.woken)
         {
-            if woke >= n {
+            // A waiter marked woken is woken: no room to note it (out of memory), the
+            // wake stops here and says how many it woke (it marked one it never woke
+            // before, which then slept until its deadline or for ever).
+            if woke >= n || tids.try_reserve(1).is_err() {
                 break;
             }
             x.woken = true;
             woke += 1;
-            if tids.try_reserve(1).is_ok() {
-                tids.push(x.tid);
-            }
+            tids.push(x.tid);
         }
     }
     for t in tids {

@@ -201,7 +201,7 @@ fn check_zc(t: &HandleTable, h: Handle, info: u64, words: &[u64; 8]) -> Result<(
 /// [`check_zc`] of a descriptor for endpoint `ep`.
 #[inline(always)]
 fn zc_in_region(ep: ipc::EpRef, words: &[u64; 8]) -> Result<(), i64> {
-    let (_, len) = ipc::region(ep).map_err(err)?;
+    let len = ipc::region_len(ep).map_err(err)?;
     match words[0].checked_add(words[1]) {
         Some(end) if end <= len => Ok(()),
         _ => Err(ERANGE),

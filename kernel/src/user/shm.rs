@@ -59,9 +59,13 @@ pub fn create(len: u64) -> Result<(u64, Vec<u64>), Errno> {
         return Err(Errno::Einval);
     }
     let pages = len.div_ceil(PAGE);
+    // Both lists first: once the frames are taken, nothing but a full table may fail.
     let mut frames = Vec::new();
     frames
         .try_reserve_exact(pages as usize)
+        .map_err(|_| Errno::Enomem)?;
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(pages as usize)
         .map_err(|_| Errno::Enomem)?;
     for _ in 0..pages {
         match kalloc::alloc_frame() {
@@ -70,14 +74,12 @@ pub fn create(len: u64) -> Result<(u64, Vec<u64>), Errno> {
                 frames.push(f.phys());
             }
             Err(_) => {
-                for pa in frames {
-                    kalloc::free_frame(Frame::from_phys(pa));
-                }
+                free_all(frames);
                 return Err(Errno::Enomem);
             }
         }
     }
-    let copy = copy_of(&frames)?;
+    copy.extend_from_slice(&frames);
     let _g = IrqGuard::new();
     for (i, r) in REGIONS.iter().enumerate() {
         let mut g = r.lock();
@@ -87,10 +89,14 @@ pub fn create(len: u64) -> Result<(u64, Vec<u64>), Errno> {
             return Ok((tag(i, g.gen_), copy));
         }
     }
+    free_all(frames);
+    Err(Errno::Eagain)
+}
+
+fn free_all(frames: Vec<u64>) {
     for pa in frames {
         kalloc::free_frame(Frame::from_phys(pa));
     }
-    Err(Errno::Eagain)
 }
 
 fn copy_of(frames: &[u64]) -> Result<Vec<u64>, Errno> {
@@ -133,9 +139,7 @@ pub fn release(tag: u64) {
         g.gen_ = g.gen_.wrapping_add(1).max(1);
         core::mem::take(&mut g.frames)
     };
-    for pa in frames {
-        kalloc::free_frame(Frame::from_phys(pa));
-    }
+    free_all(frames);
 }
 
 /// `shm_map(handle, len)`: maps the region of the endpoint `handle` names into the calling

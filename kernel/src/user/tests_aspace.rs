@@ -2,7 +2,7 @@
 //! and the TLB shootdown proof: threads on other CPUs read a user page through the space
 //! while it is unmapped; once `unmap` has returned, none of them may read it again.
 
-use super::aspace::{AddressSpace, MMAP_BASE, UNMAP_HELD, UNMAP_HOLD, VmError};
+use super::aspace::{AddressSpace, MAP_HOLD, MMAP_BASE, UNMAP_HOLD, VmError};
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, join_all, ncpus};
 use crate::ktest;
@@ -43,6 +43,11 @@ ktest!(
     Needs::Threads,
     "user.aspace_unmap_never_takes_a_region_mapped_meanwhile",
     unmap_vs_region
+);
+ktest!(
+    Needs::Threads,
+    "user.aspace_failed_map_leaves_no_stale_translation",
+    failed_map
 );
 
 fn free_frames() -> Result<(u64, u64), alloc::string::String> {
@@ -263,6 +268,36 @@ fn wait_readers(n: usize, round: u64, want: u64, deadline: &crate::smp::time::De
     })
 }
 
+/// Round 0, no stale read, no reader stopped.
+fn reset_readers() {
+    ROUND.store(0, Ordering::Release);
+    for p in &PROGRESS {
+        p.store(u64::MAX, Ordering::Relaxed);
+    }
+    STOP.store(false, Ordering::Release);
+    STALE.store(0, Ordering::Relaxed);
+}
+
+/// A [`reader`] in space `a` pinned on each of `cpus` (none left running on an error).
+fn spawn_readers(a: &AddressSpace, cpus: &[u32]) -> Result<Vec<Tid>, alloc::string::String> {
+    let mut tids: Vec<Tid> = Vec::new();
+    for (k, &c) in cpus.iter().enumerate() {
+        match Builder::new()
+            .pin(c)
+            .space(a.space())
+            .spawn(reader, k as u64)
+        {
+            Ok(t) => tids.push(t),
+            Err(e) => {
+                STOP.store(true, Ordering::Release);
+                let _ = join_all(&tids, 10_000);
+                return Err(format!("spawn on CPU {c}: {e}"));
+            }
+        }
+    }
+    Ok(tids)
+}
+
 /// Issue 12: mappings change while threads of the space run on other CPUs; after `unmap`
 /// returns no CPU may still translate the page. Readers run on every CPU but one (when there
 /// are 3 or more), and that CPU, which never loaded the space, must get no shootdown.
@@ -280,12 +315,7 @@ fn no_stale(_: &BootState) -> TestResult {
         .take(8)
         .collect();
     let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
-    ROUND.store(0, Ordering::Release);
-    for p in &PROGRESS {
-        p.store(u64::MAX, Ordering::Relaxed);
-    }
-    STOP.store(false, Ordering::Release);
-    STALE.store(0, Ordering::Relaxed);
+    reset_readers();
     a.map(Some(PAGE_VA), 4096, true, false)
         .map_err(|e| format!("map: {e}"))?;
     let flushes_left_out = |c: Option<u32>| {
@@ -294,21 +324,7 @@ fn no_stale(_: &BootState) -> TestResult {
     };
     let quiet_before = flushes_left_out(left_out);
     let shots_before = crate::smp::tlb::SHOOTDOWNS.load(Ordering::Relaxed);
-    let mut tids: Vec<Tid> = Vec::new();
-    for (k, &c) in cpus.iter().enumerate() {
-        match Builder::new()
-            .pin(c)
-            .space(a.space())
-            .spawn(reader, k as u64)
-        {
-            Ok(t) => tids.push(t),
-            Err(e) => {
-                STOP.store(true, Ordering::Release);
-                let _ = join_all(&tids, 10_000);
-                return Err(format!("spawn on CPU {c}: {e}"));
-            }
-        }
-    }
+    let tids = spawn_readers(&a, &cpus)?;
     let rounds = 40u64;
     let mut result = Ok(());
     for round in 0..rounds {
@@ -480,13 +496,13 @@ fn unmapper(_: u64) -> u64 {
 fn unmap_vs_region(_: &BootState) -> TestResult {
     let a = Arc::new(AddressSpace::new().map_err(|e| format!("new: {e}"))?);
     *RACED.lock() = Some(a.clone());
-    UNMAP_HOLD.store(true, Ordering::Release);
+    UNMAP_HOLD.arm();
     let r = (|| {
         let t = Builder::new()
             .spawn(unmapper, 0)
             .map_err(|e| format!("spawn: {e}"))?;
         let d = crate::smp::time::Deadline::after_ms(30_000);
-        while !UNMAP_HELD.load(Ordering::Acquire) {
+        while !UNMAP_HOLD.reached() {
             if d.passed() {
                 return Err("the unmap never reached its hold point".into());
             }
@@ -500,7 +516,7 @@ fn unmap_vs_region(_: &BootState) -> TestResult {
                 return Err(format!("map_shared: {e}"));
             }
         };
-        UNMAP_HOLD.store(false, Ordering::Release);
+        UNMAP_HOLD.release();
         let code = join_all(&[t], 30_000)?[0];
         let kept = (0..2).all(|k| a.phys(va + k * 4096) == Some(frames[k as usize]));
         check(
@@ -513,9 +529,99 @@ fn unmap_vs_region(_: &BootState) -> TestResult {
             },
         )
     })();
-    UNMAP_HOLD.store(false, Ordering::Release);
+    UNMAP_HOLD.release();
     RACED.lock().take();
     if r.is_err() {
+        core::mem::forget(a);
+    }
+    r
+}
+
+/// Maps the two pages from [`PAGE_VA`] in the shared space, the second of which is mapped
+/// already: 0 if refused with `Exists`, 1 if it succeeded, 2 on another error or no space.
+fn failing_mapper(_: u64) -> u64 {
+    let Some(a) = RACED.lock().clone() else {
+        return 2;
+    };
+    match a.map(Some(PAGE_VA), 2 * 4096, true, false) {
+        Err(VmError::Exists) => 0,
+        Ok(_) => 1,
+        _ => 2,
+    }
+}
+
+/// A map that fails part way gives back the pages it had mapped; threads of the space on
+/// other CPUs may have used them meanwhile (the tables' lock does not stop the MMU), so the
+/// frames may go back only after a shootdown. Forced: the map is held (`MAP_HOLD`) once its
+/// first page is mapped until readers on the other CPUs have read it; then it fails on its
+/// second page (mapped beforehand). From then on every reader must fault on the first page.
+/// (Before the fix the rollback freed the frame with no shootdown: the readers went on
+/// reading it, and whatever the frame became next, through their stale translations.)
+fn failed_map(_: &BootState) -> TestResult {
+    let n = ncpus();
+    if n < 2 {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    }
+    let me = crate::sched::this_cpu();
+    let cpus: Vec<u32> = (0..n).filter(|&c| c != me).take(8).collect();
+    let a = Arc::new(AddressSpace::new().map_err(|e| format!("new: {e}"))?);
+    a.map(Some(PAGE_VA + 4096), 4096, true, false)
+        .map_err(|e| format!("map of the second page: {e}"))?;
+    *RACED.lock() = Some(a.clone());
+    reset_readers();
+    MAP_HOLD.arm();
+    let r = (|| {
+        let readers = spawn_readers(&a, &cpus)?;
+        let r = (|| {
+            let t = Builder::new()
+                .pin(me)
+                .spawn(failing_mapper, 0)
+                .map_err(|e| format!("spawn: {e}"))?;
+            let d = crate::smp::time::Deadline::after_ms(60_000);
+            let held = (|| {
+                while !MAP_HOLD.reached() {
+                    if d.passed() {
+                        return Err("the map never reached its hold point".into());
+                    }
+                    crate::sched::yield_now();
+                }
+                // Mapped: every reader reads it, so its TLB holds the translation.
+                check(wait_readers(cpus.len(), 0, 50, &d), || {
+                    "readers did not read the page the held map had mapped".into()
+                })
+            })();
+            MAP_HOLD.release();
+            let code = join_all(&[t], 60_000)?[0];
+            held?;
+            check(code == 0, || format!("map {code} (0: refused with Exists)"))?;
+            ROUND.store(1, Ordering::Release);
+            // Given back: every reader must fault from now on.
+            check(wait_readers(cpus.len(), 1, 50, &d), || {
+                format!(
+                    "readers did not fault on the page given back ({} stale reads)",
+                    STALE.load(Ordering::Relaxed)
+                )
+            })
+        })();
+        STOP.store(true, Ordering::Release);
+        join_all(&readers, 10_000)?;
+        r?;
+        let stale = STALE.load(Ordering::Relaxed);
+        check(
+            stale == 0 && a.phys(PAGE_VA).is_none() && a.pages() == 1,
+            || {
+                format!(
+                    "{stale} read(s) through the translation of a page the failed map gave back; first page {:?}, {} page(s) mapped (want 1)",
+                    a.phys(PAGE_VA),
+                    a.pages()
+                )
+            },
+        )
+    })();
+    MAP_HOLD.release();
+    RACED.lock().take();
+    if r.is_err() {
+        // A thread may still use it (a join that timed out): never dropped.
         core::mem::forget(a);
     }
     r
