@@ -145,6 +145,19 @@ impl AddressSpace {
         })
     }
 
+    /// The tables, locked. Never with interrupts off: a holder may wait (`unmap`,
+    /// `protect`, a failed `map`) for every CPU that loaded the space to answer a TLB
+    /// shootdown, and one spinning here with interrupts off never answers (a thread's end
+    /// did, from a trap: the fuzzer's "TLB shootdown: CPU 1 did not answer" at -smp 8).
+    #[track_caller]
+    fn tables(&self) -> spin::MutexGuard<'_, PageTables> {
+        debug_assert!(
+            exo_arch::cpu::interrupts_enabled(),
+            "an address space's tables locked with interrupts off (a shootdown could deadlock)"
+        );
+        self.space.tables.lock()
+    }
+
     /// The page-table side (what the scheduler loads).
     pub fn space(&self) -> &Space {
         &self.space
@@ -166,7 +179,7 @@ impl AddressSpace {
         if w && x {
             return Err(VmError::Invalid);
         }
-        let mut t = self.space.tables.lock();
+        let mut t = self.tables();
         let picked = va.is_none();
         let (va, pages) = match va {
             Some(v) => (v, range(v, len)?),
@@ -225,7 +238,7 @@ impl AddressSpace {
     /// goes. `NoMemory` when [`MAX_SHARED`] regions are mapped here already.
     pub fn map_shared(&self, frames: &[u64], tag: u64) -> Result<u64, VmError> {
         let len = frames.len() as u64 * PAGE;
-        let mut t = self.space.tables.lock();
+        let mut t = self.tables();
         let mut sh = self.shared.lock();
         let k = sh.iter().position(|e| e.1 == 0).ok_or(VmError::NoMemory)?;
         let (va, pages) = Self::find_free(&t, self.next.load(Ordering::Relaxed), len)?;
@@ -283,7 +296,7 @@ impl AddressSpace {
     pub fn unmap(&self, va: u64, len: u64) -> Result<u64, VmError> {
         let pages = range(va, len)?;
         UNMAP_HOLD.pass();
-        let t = self.space.tables.lock();
+        let t = self.tables();
         // Under the tables' lock, which `map_shared` holds while it maps a region and records
         // it: no region can appear in the range between this check and the unmapping (it
         // did, from another thread, when the check came first: the region's frames were
@@ -335,7 +348,7 @@ impl AddressSpace {
             return Err(VmError::Invalid);
         }
         let pages = range(va, len)?;
-        let mut t = self.space.tables.lock();
+        let mut t = self.tables();
         for k in 0..pages {
             if t.translate(va + k * PAGE).is_none() {
                 return Err(VmError::NotMapped);
@@ -358,12 +371,12 @@ impl AddressSpace {
         if !(USER_MIN..USER_END).contains(&va) {
             return None;
         }
-        self.space.tables.lock().translate(va).map(|(pa, _)| pa)
+        self.tables().translate(va).map(|(pa, _)| pa)
     }
 
     /// The rights of the page at `va` (writable, executable), if it is mapped.
     pub fn rights(&self, va: u64) -> Option<(bool, bool)> {
-        let t = self.space.tables.lock();
+        let t = self.tables();
         t.translate(va).map(|(_, f)| (f.writable, f.executable))
     }
 
@@ -393,7 +406,7 @@ impl AddressSpace {
         if va < USER_MIN || end > USER_END {
             return Err(VmError::OutOfRange);
         }
-        let t = self.space.tables.lock();
+        let t = self.tables();
         let mut off = 0usize;
         while off < len {
             let a = va + off as u64;

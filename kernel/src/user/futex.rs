@@ -12,6 +12,7 @@ use super::syscall::Errno;
 use crate::sched::{self, Tid};
 use alloc::vec::Vec;
 use exo_arch::usercopy;
+use exo_percpu::IrqGuard;
 
 const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;
@@ -31,9 +32,18 @@ struct Waiter {
 
 static WAITERS: spin::Mutex<Vec<Waiter>> = spin::Mutex::new(Vec::new());
 
+/// `f` on the waiter list, locked with interrupts off. Its lock is taken with interrupts
+/// off anyway by a wait's re-check inside the scheduler's block and by a thread's end on
+/// an exception stack: a holder preempted with it (interrupts on) could leave such a CPU
+/// spinning for a holder it cannot run.
+fn waiters<R>(f: impl FnOnce(&mut Vec<Waiter>) -> R) -> R {
+    let _g = IrqGuard::new();
+    f(&mut WAITERS.lock())
+}
+
 /// Reserves room for 64 waiters up front (see `process::prepare`).
 pub fn prepare() {
-    let _ = WAITERS.lock().try_reserve(64);
+    let _ = waiters(|w| w.try_reserve(64));
 }
 
 /// The `futex` system call.
@@ -85,8 +95,7 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
     let me = sched::current().ok_or(Errno::Einval)?;
     read_word(addr)?;
     let (root, addr_key) = key(addr, private)?;
-    {
-        let mut w = WAITERS.lock();
+    waiters(|w| {
         if read_word(addr)? != val {
             return Err(Errno::Eagain);
         }
@@ -97,23 +106,17 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
             tid: me,
             woken: false,
         });
-    }
-    let woken = || {
-        WAITERS
-            .lock()
-            .iter()
-            .find(|x| x.tid == me)
-            .is_none_or(|x| x.woken)
-    };
+        Ok(())
+    })?;
+    let woken = || waiters(|w| w.iter().find(|x| x.tid == me).is_none_or(|x| x.woken));
     let dying = super::process::dying;
     while !woken() && !dying() && exo_arch::tsc::rdtsc() < deadline {
         sched::block_until(deadline, || !woken() && !dying());
     }
-    let mut w = WAITERS.lock();
-    let was_woken = match w.iter().position(|x| x.tid == me) {
+    let was_woken = waiters(|w| match w.iter().position(|x| x.tid == me) {
         Some(k) => w.swap_remove(k).woken,
         None => true,
-    };
+    });
     if was_woken {
         Ok(0)
     } else {
@@ -125,13 +128,18 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
 /// `clear_child_tid`): when `addr` is an aligned word the ending thread may write, 0 is
 /// stored there and one waiter woken, private or shared (a futex wait on the word from
 /// another process that maps it). Anything else (unmapped, read-only, misaligned): nothing,
-/// as Linux does. Runs in the ending thread, in its address space.
-pub fn thread_end_word(addr: u64) {
+/// as Linux does. Runs in the ending thread, in its address space. Without `shared` (the
+/// end runs with interrupts off: on an exception stack) only a private waiter is woken:
+/// the shared key is the word's physical address, read under the tables' lock, which a
+/// holder keeps across a TLB shootdown that needs this CPU's answer.
+pub fn thread_end_word(addr: u64, shared: bool) {
     if !addr.is_multiple_of(4) || usercopy::copy_to_user(addr, &0u32.to_le_bytes()).is_err() {
         return;
     }
     let _ = wake(addr, true, 1);
-    let _ = wake(addr, false, 1);
+    if shared {
+        let _ = wake(addr, false, 1);
+    }
 }
 
 fn wake(addr: u64, private: bool, n: u64) -> Result<i64, Errno> {
@@ -139,8 +147,7 @@ fn wake(addr: u64, private: bool, n: u64) -> Result<i64, Errno> {
     let (root, addr) = key(addr, private)?;
     let mut woke = 0u64;
     let mut tids: Vec<Tid> = Vec::new();
-    {
-        let mut w = WAITERS.lock();
+    waiters(|w| {
         for x in w
             .iter_mut()
             .filter(|x| x.root == root && x.addr == addr && !x.woken)
@@ -155,7 +162,7 @@ fn wake(addr: u64, private: bool, n: u64) -> Result<i64, Errno> {
             woke += 1;
             tids.push(x.tid);
         }
-    }
+    });
     for t in tids {
         sched::wake(t);
     }

@@ -259,13 +259,34 @@ pub fn set_tid_address(addr: u64) -> u64 {
     sched::current_uid()
 }
 
+/// Whether the caller runs on the running thread's own kernel stack: not on an exception's
+/// own stack (IST: a #DB or #MC, from ring 3 too). What may be preempted (and resumed
+/// later) must be on it: a thread switched out on a per-CPU IST stack would find it
+/// overwritten by the next such exception on that CPU.
+fn on_own_stack() -> bool {
+    let probe = 0u8;
+    let sp = core::ptr::from_ref(&probe) as u64;
+    sched::current_stack().is_some_and(|(bottom, top)| (bottom..top).contains(&sp))
+}
+
 /// Reports the end to the process (or prints the standalone thread's line), then ends the
 /// kernel thread. First, still in the thread's address space, its `set_tid_address` word.
 fn finish(pid: u64, d: Death, why: &str) -> ! {
+    // Interrupts on for the end (it comes here from traps and the syscall stub with them
+    // off) wherever the thread may be preempted: on its own kernel stack. The end takes
+    // locks whose holders may wait for this CPU's answer to a TLB shootdown (`munmap` holds
+    // the tables' lock across one; the shared wake of the end word takes it): spinning for
+    // them with interrupts off was a deadlock, seen in the fuzzer at -smp 8 as "TLB
+    // shootdown: CPU 1 did not answer". On an exception's own stack (a #DB or #MC from
+    // ring 3) they stay off, and the end word's shared wake is skipped.
+    let irqs = on_own_stack();
+    if irqs {
+        exo_arch::cpu::sti();
+    }
     if let Some(t) = current() {
         let word = t.clear_tid.swap(0, Ordering::Relaxed);
         if word != 0 {
-            super::futex::thread_end_word(word);
+            super::futex::thread_end_word(word, irqs);
         }
     }
     if !process::thread_ended(pid, d, why) {

@@ -226,12 +226,17 @@ fn joiner(_: u64) -> i32 {
 }
 
 const DOOMED_THREADS: u32 = 5;
+static ENDER_WORD: AtomicU32 = AtomicU32::new(1);
 
 fn ender(fault: u64) -> i32 {
     while READY.load(Ordering::Acquire) < DOOMED_THREADS {
         exo_rt::sched_yield();
     }
     if fault != 0 {
+        // Its end, from the trap, clears a word and wakes its waiters (private and shared:
+        // the shared key is read under the tables' lock, which the kernel's debug build
+        // refuses to take with interrupts off, as a TLB shootdown could then deadlock).
+        exo_rt::set_tid_address(&ENDER_WORD);
         // SAFETY: raises #UD: the kernel kills the whole process.
         unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
     }
