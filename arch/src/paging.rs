@@ -491,6 +491,48 @@ impl PageTables {
         }
     }
 
+    /// After [`PageTables::unmap_4k`] emptied and unlinked the page table of the user address
+    /// `va`: unlinks the page directory above it if that is empty now, then the
+    /// page-directory-pointer table above that if it is empty too, and flushes `va` from this
+    /// CPU's TLB and paging-structure caches. Returns their frames (none, one or both), the
+    /// caller's to free once `va` is invalidated on every CPU, as for the page table. Without
+    /// this an emptied directory stayed until the space went: a process mapping and unmapping
+    /// one page per GiB held a page directory per GiB (and one more table per 512 GiB) while
+    /// it mapped nothing. Kernel-half addresses are left alone: those tables are shared by
+    /// every address space.
+    pub fn prune(&mut self, va: u64) -> [Option<u64>; 2] {
+        let mut freed = [None, None];
+        if va >= crate::layout::USER_END {
+            return freed;
+        }
+        let Some(pdpt) = self.table_of(va, &[39]) else {
+            return freed;
+        };
+        let empty = |t: u64| {
+            // SAFETY: `t` is a table of this hierarchy (directly mapped frame).
+            (0..512).all(|k| unsafe { table(t).add(k).read_volatile() } & P == 0)
+        };
+        let pdpt_idx = ((va >> 30) & 511) as usize;
+        // SAFETY: `pdpt` is a page-directory-pointer table of this hierarchy (directly mapped
+        // frame); an entry is cleared before the flush, so nothing new is cached from it.
+        unsafe {
+            let pdpte = table(pdpt).add(pdpt_idx).read_volatile();
+            if pdpte & P == 0 || pdpte & PS != 0 || !empty(pdpte & ADDR) {
+                return freed;
+            }
+            table(pdpt).add(pdpt_idx).write_volatile(0);
+            freed[0] = Some(pdpte & ADDR);
+            if empty(pdpt) {
+                table(self.pml4)
+                    .add(((va >> 39) & 511) as usize)
+                    .write_volatile(0);
+                freed[1] = Some(pdpt);
+            }
+            core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
+        }
+        freed
+    }
+
     /// Walks the tables for `va`: the physical address and whether it is writable/executable.
     pub fn translate(&self, va: u64) -> Option<(u64, Flags)> {
         let mut tab = self.pml4;

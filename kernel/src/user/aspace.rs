@@ -310,8 +310,8 @@ impl AddressSpace {
     }
 
     /// Unmaps every mapped page of `[va, va + pages)` (tables `t` held, released on return),
-    /// shoots the range down on every CPU that may cache it, then frees the page tables
-    /// emptied and, with `own`, the pages' frames (without: they belong to a shared region).
+    /// shoots the range down on every CPU that may cache it, then frees the tables emptied
+    /// (page tables and the directories above them) and, with `own`, the pages' frames (without: they belong to a shared region).
     /// Nothing is freed before the shootdown: until then another CPU may still write
     /// through a stale translation. Returns the pages unmapped.
     fn take(&self, mut t: spin::MutexGuard<'_, PageTables>, va: u64, pages: u64, own: bool) -> u64 {
@@ -325,13 +325,23 @@ impl AddressSpace {
             if let Some((pa, table)) = t.unmap_4k(p) {
                 n += 1;
                 let pa = own.then_some(pa);
-                if freed.try_reserve(2).is_err() {
+                // An emptied page table may have emptied the directories above it too.
+                let upper = if table.is_some() {
+                    t.prune(p)
+                } else {
+                    [None, None]
+                };
+                let frames = pa
+                    .into_iter()
+                    .chain(table)
+                    .chain(upper.into_iter().flatten());
+                if freed.try_reserve(4).is_err() {
                     // No memory for the list: shoot down now and free at once.
                     self.shootdown(va, pages);
-                    pa.into_iter().chain(table).for_each(&mut free_now);
+                    frames.for_each(&mut free_now);
                     continue;
                 }
-                freed.extend(pa.into_iter().chain(table));
+                freed.extend(frames);
             }
         }
         if n > 0 {

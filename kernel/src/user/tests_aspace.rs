@@ -49,6 +49,11 @@ ktest!(
     "user.aspace_failed_map_leaves_no_stale_translation",
     failed_map
 );
+ktest!(
+    Needs::Threads,
+    "user.aspace_unmap_gives_back_every_table_level",
+    tables_back
+);
 
 fn free_frames() -> Result<(u64, u64), alloc::string::String> {
     crate::harness::free_frames()
@@ -625,4 +630,37 @@ fn failed_map(_: &BootState) -> TestResult {
         core::mem::forget(a);
     }
     r
+}
+
+/// A page mapped and unmapped in each of 8 GiB-apart places of a 512 GiB region nothing else
+/// uses: once every page is unmapped, the space holds no table for them, page table, page
+/// directory or the region's page-directory-pointer table. (Only the page tables went back
+/// before: 9 frames stayed here until the space went, a directory per GiB touched; a
+/// process could hold kernel memory that way while it mapped nothing.)
+fn tables_back(_: &BootState) -> TestResult {
+    const REGION: u64 = 0x0000_7000_0000_0000;
+    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+    // Warm the allocator (slabs, magazines) with the same work, so the counts compare.
+    a.map(Some(REGION), 4096, true, false)
+        .map_err(|e| format!("map: {e}"))?;
+    a.unmap(REGION, 4096).map_err(|e| format!("unmap: {e}"))?;
+    let before = free_frames()?;
+    for k in 0..8u64 {
+        let va = REGION + k * (8 << 30);
+        a.map(Some(va), 4096, true, false)
+            .map_err(|e| format!("map at {va:#x}: {e}"))?;
+    }
+    let mapped = free_frames()?;
+    for k in 0..8u64 {
+        let va = REGION + k * (8 << 30);
+        a.unmap(va, 4096)
+            .map_err(|e| format!("unmap at {va:#x}: {e}"))?;
+    }
+    let after = free_frames()?;
+    // 8 pages, 8 page tables, 8 directories, 1 pointer table while mapped.
+    check(before.0 - mapped.0 == 25 && after == before, || {
+        format!(
+            "(free + slab frames, heap objects out) {before:?} before, {mapped:?} mapped (want 25 frames fewer), {after:?} after unmapping (tables kept?)"
+        )
+    })
 }
