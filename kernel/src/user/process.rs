@@ -18,7 +18,7 @@
 //! before it is an orphan: the next `spawn` (or the end of the `init` job) reaps it once
 //! it has ended.
 
-use super::aspace::AddressSpace;
+use super::aspace::{AddressSpace, HoldPoint};
 use super::loader::{self, LoadError};
 use super::syscall::Errno;
 use super::task::{self, Death, JoinError};
@@ -77,6 +77,10 @@ impl Proc {
 }
 
 static PROCS: [Proc; MAX_PROCS] = [const { Proc::new() }; MAX_PROCS];
+
+/// [`spawn`] stops here with the record set up and before it starts the first thread, so a
+/// test can reap another process in that window.
+pub static SPAWN_HOLD: HoldPoint = HoldPoint::new();
 /// Orphans not yet reaped.
 static ORPHANS: AtomicU32 = AtomicU32::new(0);
 
@@ -191,6 +195,7 @@ pub fn spawn(path: &str, arg: u64, b: Builder) -> Result<u64, Errno> {
     *p.space.write() = Some(space);
     // Last: until now the slot could not be claimed by a waiter (see `reap`).
     p.waiter.store(0, Ordering::Release);
+    SPAWN_HOLD.pass();
     if task::start(b, pid, pid, l.entry, l.stack_top, arg).is_err() {
         p.handles.close_all();
         let space = p.space.write().take();
@@ -365,7 +370,7 @@ pub fn wait(pid: u64) -> Result<u64, Errno> {
 /// space, makes its children orphans, frees the record. Returns the status.
 fn reap(p: &'static Proc) -> u64 {
     let pid = p.pid.load(Ordering::Relaxed);
-    task::join_all(pid);
+    let joined = task::join_all(pid);
     let status = match p.status.load(Ordering::Acquire) {
         NO_STATUS => 0x100 + 129,
         s => s,
@@ -381,7 +386,14 @@ fn reap(p: &'static Proc) -> u64 {
     }
     p.handles.close_all();
     let space = p.space.write().take();
-    drop(space); // every thread is gone: the space can go (evicted, frames back)
+    match joined {
+        Ok(_) => drop(space), // every thread is gone: the space can go (evicted, frames back)
+        Err(n) => {
+            // A thread that could not be joined may still run in it: kept for good.
+            log::error!("process {pid}: {n} thread(s) not joined; its space is leaked");
+            core::mem::forget(space);
+        }
+    }
     if p.parent.load(Ordering::Relaxed) == ORPHAN {
         ORPHANS.fetch_sub(1, Ordering::Relaxed);
     }
@@ -410,6 +422,12 @@ fn reap_orphans() {
             reap(p);
         }
     }
+}
+
+/// Test support: whether process `pid` has ended (no thread left), `None` if there is no
+/// such process.
+pub fn ended(pid: u64) -> Option<bool> {
+    proc(pid).map(|p| p.live.load(Ordering::Acquire) == 0)
 }
 
 /// The IPC handle table of the calling thread's process (none: a kernel or test bed thread).
