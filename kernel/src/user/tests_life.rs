@@ -5,16 +5,17 @@
 //! untouched and that every frame and thread came back.
 
 use super::aspace::HoldPoint;
-use super::process::{self, MAX_PROCS, SPAWN_HOLD};
+use super::process::{self, MAX_PROCS, ORPHAN_HOLD, SPAWN_HOLD, WAIT_HOLD};
 use super::syscall::Errno;
 use super::task::{self, JOIN_HOLD, JoinError};
 use crate::boot::BootState;
-use crate::harness::{Needs, SKIP, TestResult, check, free_frames, join_all};
+use crate::harness::{Needs, SKIP, TestResult, check, free_frames, join_all, ms};
 use crate::ktest;
-use crate::sched::{self, Builder};
+use crate::sched::{self, Builder, CpuSet, SchedError};
 use crate::smp::time::Deadline;
 use alloc::format;
 use alloc::string::String;
+use exo_arch::tsc::rdtsc;
 
 ktest!(
     Needs::Threads,
@@ -25,6 +26,21 @@ ktest!(
     Needs::Threads,
     "user.proc_thread_join_never_joins_a_reused_record",
     join_vs_reuse
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_orphan_reap_never_claims_a_reused_slot",
+    orphan_reap_vs_reuse
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_wait_never_claims_a_reused_slot",
+    wait_vs_reuse
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_wait_is_refused_until_the_spawn_started",
+    wait_vs_failed_spawn
 );
 
 /// Errors as the test threads return them: `ERR + errno`.
@@ -43,6 +59,20 @@ fn code(r: Result<u64, Errno>) -> u64 {
 /// A test thread: spawns `/empty` (reaping ended orphans first); its pid or `ERR + errno`.
 fn spawner(_: u64) -> u64 {
     code(process::spawn("/empty", 0, Builder::new()))
+}
+
+/// A test thread: spawns `/empty` whose thread cannot start (an affinity with no CPU).
+fn failing_spawner(_: u64) -> u64 {
+    code(process::spawn(
+        "/empty",
+        0,
+        Builder::new().affinity(CpuSet::empty()),
+    ))
+}
+
+/// A test thread: waits for process `pid`; its status or `ERR + errno`.
+fn waiter(pid: u64) -> u64 {
+    code(process::wait(pid))
 }
 
 /// A test thread: joins thread `tid` as a thread of process `tid`; its code, or `ERR` plus
@@ -196,5 +226,134 @@ fn join_vs_reuse(_: &BootState) -> TestResult {
         })?;
         let sn = process::wait(n);
         check(sn == Ok(0), || format!("process {n}: {sn:?}"))
+    })
+}
+
+/// `reap_orphans` checked an orphan (ended), then claimed its waiter slot; in between,
+/// someone else could reap it and a new process take the slot, which the claim then took:
+/// it reaped a live process, not an orphan. Forced: an orphan's reap is held
+/// (`ORPHAN_HOLD`) after its checks; another spawn reaps the orphan and takes its slot
+/// (process N); the held reap must leave N alone, for its parent's `wait`.
+fn orphan_reap_vs_reuse(_: &BootState) -> TestResult {
+    forced(&ORPHAN_HOLD, || {
+        let orphans = process::orphans();
+        let o = spawn("/empty", 0)?;
+        check(process::disown(o), || format!("process {o} not disowned"))?;
+        settle(o)?;
+        ORPHAN_HOLD.arm();
+        let a = Builder::new()
+            .spawn(spawner, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&ORPHAN_HOLD, "the orphan's reap")?;
+        // This spawn reaps the orphan first (the held one is passed), then takes its slot.
+        task::skip_ids_to_slot_of(o);
+        let n = spawn("/empty", 0)?;
+        ORPHAN_HOLD.release();
+        let m = join_all(&[a], 30_000)?[0];
+        check(
+            n % MAX_PROCS as u64 == o % MAX_PROCS as u64 && m < ERR,
+            || format!("process {n} is not in the slot of {o}; the held spawn: {m:#x}"),
+        )?;
+        let sn = process::wait(n);
+        let sm = process::wait(m);
+        check(sn == Ok(0) && sm == Ok(0), || {
+            format!(
+                "process {n} (in the orphan {o}'s slot): {sn:?} (ECHILD: the held orphan reap took it); process {m}: {sm:?}"
+            )
+        })?;
+        let left = process::orphans();
+        check(left == orphans, || {
+            format!("{left} orphan(s) counted, {orphans} before")
+        })
+    })
+}
+
+/// Two waiters of one child: `wait` checked the child, then claimed its waiter slot; in
+/// between, the other waiter could reap it and a new process take the slot, which the claim
+/// then took (it waited for and reaped a stranger). Forced: one wait is held (`WAIT_HOLD`)
+/// after its checks; the other reaps the child; a new process N takes the slot (a child of
+/// the same parent). The held wait must fail with ECHILD and N be left to its own waiter.
+fn wait_vs_reuse(_: &BootState) -> TestResult {
+    forced(&WAIT_HOLD, || {
+        let c = spawn("/empty", 0)?;
+        settle(c)?;
+        WAIT_HOLD.arm();
+        let w = Builder::new()
+            .spawn(waiter, c)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&WAIT_HOLD, "the wait")?;
+        let sc = process::wait(c);
+        task::skip_ids_to_slot_of(c);
+        let n = spawn("/empty", 0)?;
+        WAIT_HOLD.release();
+        let held = join_all(&[w], 30_000)?[0];
+        check(sc == Ok(0), || format!("process {c}: {sc:?}"))?;
+        check(n % MAX_PROCS as u64 == c % MAX_PROCS as u64, || {
+            format!("process {n} is not in the slot of {c}")
+        })?;
+        let sn = process::wait(n);
+        check(held == ERR + Errno::Echild as u64 && sn == Ok(0), || {
+            format!(
+                "the held wait for {c} gave {held:#x} (want ECHILD); process {n}, in its slot: {sn:?}"
+            )
+        })
+    })
+}
+
+/// `spawn` let waiters in before it started the process's thread; when that start failed
+/// it freed the slot under a waiter that was blocked on the process, which nothing would
+/// ever wake (and that waiter, interrupted, would then open a freed slot). Forced: a spawn
+/// whose thread cannot start (an affinity with no CPU) is held (`SPAWN_HOLD`) with its
+/// record set up; a wait for its pid runs meanwhile. It must be refused (ECHILD), not left
+/// waiting, and the failed spawn must free the slot.
+fn wait_vs_failed_spawn(_: &BootState) -> TestResult {
+    forced(&SPAWN_HOLD, || {
+        let id = task::claim_id(|_| true).map_err(|e| format!("claim: {e}"))?;
+        task::release_id(id);
+        let pid = id + 1;
+        SPAWN_HOLD.arm();
+        let s = Builder::new()
+            .spawn(failing_spawner, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&SPAWN_HOLD, "the spawn")?;
+        let set_up = process::ended(pid);
+        let w = Builder::new()
+            .spawn(waiter, pid)
+            .map_err(|e| format!("spawn: {e}"))?;
+        // The wait either returns or blocks (for the held process).
+        let d = Deadline::after_ms(30_000);
+        let early = loop {
+            match sched::join_until(w, rdtsc() + ms(1)) {
+                Ok(c) => break Some(c),
+                Err(SchedError::TimedOut) => {}
+                Err(e) => return Err(format!("join: {e}")),
+            }
+            if sched::is_blocked(w) {
+                break None;
+            }
+            if d.passed() {
+                return Err("the wait neither returned nor blocked".into());
+            }
+        };
+        SPAWN_HOLD.release();
+        let spawned = join_all(&[s], 30_000)?[0];
+        check(set_up == Some(false), || {
+            format!("the held spawn is not process {pid} ({set_up:?})")
+        })?;
+        check(spawned == ERR + Errno::Eagain as u64, || {
+            format!("the spawn that cannot start gave {spawned:#x} (want EAGAIN)")
+        })?;
+        let waited = match early {
+            Some(c) => c,
+            None => join_all(&[w], 5_000).map_err(|e| {
+                format!("the wait for {pid}, whose spawn failed, never returned: {e}")
+            })?[0],
+        };
+        check(waited == ERR + Errno::Echild as u64, || {
+            format!("the wait for {pid} during its spawn gave {waited:#x} (want ECHILD)")
+        })?;
+        check(process::ended(pid).is_none(), || {
+            format!("process {pid} still has a record after its spawn failed")
+        })
     })
 }
