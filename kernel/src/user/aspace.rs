@@ -22,7 +22,7 @@ pub struct HoldPoint {
 }
 
 impl HoldPoint {
-    const fn new() -> HoldPoint {
+    pub(super) const fn new() -> HoldPoint {
         HoldPoint {
             hold: AtomicBool::new(false),
             held: AtomicBool::new(false),
@@ -46,16 +46,23 @@ impl HoldPoint {
 
     /// The hold itself: one relaxed load when off.
     #[inline(always)]
-    fn pass(&self) {
+    pub(super) fn pass(&self) {
         if self.hold.load(Ordering::Relaxed) {
             self.wait();
         }
     }
 
-    /// Says so in `held` and waits (at most 30 s) until released.
+    /// Says so in `held` and waits (at most 30 s) until released. One call at a time: the
+    /// others pass (the test's own calls in the window, e.g. a second `wait`).
     #[cold]
     fn wait(&self) {
-        self.held.store(true, Ordering::Release);
+        if self
+            .held
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
         let d = crate::smp::time::Deadline::after_ms(30_000);
         while self.hold.load(Ordering::Acquire) && !d.passed() {
             crate::sched::yield_now();

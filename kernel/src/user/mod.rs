@@ -31,6 +31,7 @@ mod tests;
 mod tests_aspace;
 mod tests_console;
 mod tests_ipc;
+mod tests_life;
 
 /// Installs the system-call dispatcher and the ring-3 fault hooks (BSP, once, before any
 /// CPU enables `syscall` and any thread enters ring 3).

@@ -18,7 +18,7 @@
 //! before it is an orphan: the next `spawn` (or the end of the `init` job) reaps it once
 //! it has ended.
 
-use super::aspace::AddressSpace;
+use super::aspace::{AddressSpace, HoldPoint};
 use super::loader::{self, LoadError};
 use super::syscall::Errno;
 use super::task::{self, Death, JoinError};
@@ -37,6 +37,8 @@ pub const MAX_PROC_THREADS: u32 = 64;
 const NO_STATUS: u64 = u64::MAX;
 /// `waiter` of a slot being set up or freed (no kernel thread has this raw id).
 const CLAIMED: u64 = u64::MAX;
+/// Low half of [`unwaited`] (a kernel thread's raw id has its slot index there).
+const NOBODY: u64 = 0xFFFF_FFFE;
 /// `parent` of a process whose parent was reaped first.
 const ORPHAN: u64 = u64::MAX;
 
@@ -54,7 +56,8 @@ struct Proc {
     dying: AtomicBool,
     /// The status `wait` returns, set once ([`NO_STATUS`] until then).
     status: AtomicU64,
-    /// The kernel thread waiting for it (`Tid::raw`; 0: none).
+    /// The kernel thread waiting for it (`Tid::raw`), [`unwaited`] of its pid while none
+    /// does, or [`CLAIMED`] while the slot is set up or freed.
     waiter: AtomicU64,
     /// Its IPC handles (a copy of the parent's at spawn; closed when its last thread ends).
     handles: crate::ipc::HandleTable,
@@ -70,18 +73,40 @@ impl Proc {
             threads: AtomicU32::new(0),
             dying: AtomicBool::new(false),
             status: AtomicU64::new(NO_STATUS),
-            waiter: AtomicU64::new(0),
+            waiter: AtomicU64::new(CLAIMED),
             handles: crate::ipc::HandleTable::new(),
         }
     }
 }
 
 static PROCS: [Proc; MAX_PROCS] = [const { Proc::new() }; MAX_PROCS];
+
+/// [`spawn`] stops here with the record set up and before it starts the first thread, so a
+/// test can wait for it, or reap another process, in that window.
+pub static SPAWN_HOLD: HoldPoint = HoldPoint::new();
+/// [`wait`] stops here after its checks and before it claims the process, so a test can
+/// reap the process and reuse its slot in that window.
+pub static WAIT_HOLD: HoldPoint = HoldPoint::new();
+/// `reap_orphans` stops here after it found an ended orphan and before it claims it.
+pub static ORPHAN_HOLD: HoldPoint = HoldPoint::new();
 /// Orphans not yet reaped.
 static ORPHANS: AtomicU32 = AtomicU32::new(0);
 
 fn slot(pid: u64) -> &'static Proc {
     &PROCS[pid as usize % MAX_PROCS]
+}
+
+/// `waiter` of process `pid` while nobody waits for it. It names the process (its pid's
+/// low half; no kernel thread has such a raw id), so a waiter claims this process, never
+/// one that took the slot since the waiter looked (the same value comes back only with a
+/// pid 2^32 later).
+fn unwaited(pid: u64) -> u64 {
+    (pid << 32) | NOBODY
+}
+
+/// The kernel thread `waiter` names, if one waits.
+fn waiting(w: u64) -> Option<Tid> {
+    ((w as u32 as usize) < sched::MAX_THREADS).then(|| Tid::from_raw(w))
 }
 
 fn proc(pid: u64) -> Option<&'static Proc> {
@@ -189,16 +214,19 @@ pub fn spawn(path: &str, arg: u64, b: Builder) -> Result<u64, Errno> {
     p.status.store(NO_STATUS, Ordering::Relaxed);
     let b = b.space(space.space());
     *p.space.write() = Some(space);
-    // Last: until now the slot could not be claimed by a waiter (see `reap`).
-    p.waiter.store(0, Ordering::Release);
+    SPAWN_HOLD.pass();
     if task::start(b, pid, pid, l.entry, l.stack_top, arg).is_err() {
+        // Nobody waits: the slot was never open to waiters.
         p.handles.close_all();
         let space = p.space.write().take();
-        p.waiter.store(CLAIMED, Ordering::Release);
+        p.live.store(0, Ordering::Relaxed);
         p.pid.store(0, Ordering::Release);
         drop(space);
         return Err(Errno::Eagain);
     }
+    // Last, once the thread runs: until now the slot could not be claimed by a waiter (see
+    // `reap`), who would otherwise wait for a start that may still fail.
+    p.waiter.store(unwaited(pid), Ordering::Release);
     Ok(pid)
 }
 
@@ -226,9 +254,8 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
         {
             kprintln!("PROC,{pid},exit,{code}");
         }
-        let w = p.waiter.load(Ordering::Acquire);
-        if w != 0 {
-            sched::wake(Tid::from_raw(w));
+        if let Some(w) = waiting(p.waiter.load(Ordering::Acquire)) {
+            sched::wake(w);
         }
     }
     true
@@ -344,16 +371,21 @@ pub fn thread_join(tid: u64) -> Result<u64, Errno> {
 /// process killed meanwhile: `EINTR` (the child stays, for the next waiter).
 pub fn wait(pid: u64) -> Result<u64, Errno> {
     let caller = caller_pid();
-    let p = proc(pid)
-        .filter(|p| p.parent.load(Ordering::Acquire) == caller)
-        .ok_or(Errno::Echild)?;
+    let p = proc(pid).ok_or(Errno::Echild)?;
     let me = sched::current().ok_or(Errno::Echild)?;
+    // `waiter` first: once it is this process's, the record is set up (its parent is
+    // current), and the claim below fails if the slot went to another process meanwhile.
+    let free = unwaited(pid);
+    if p.waiter.load(Ordering::Acquire) != free || p.parent.load(Ordering::Acquire) != caller {
+        return Err(Errno::Echild);
+    }
+    WAIT_HOLD.pass();
     p.waiter
-        .compare_exchange(0, me.raw(), Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(free, me.raw(), Ordering::AcqRel, Ordering::Relaxed)
         .map_err(|_| Errno::Echild)?;
     while p.live.load(Ordering::Acquire) != 0 {
         if dying() {
-            p.waiter.store(0, Ordering::Release);
+            p.waiter.store(free, Ordering::Release);
             return Err(Errno::Eintr);
         }
         sched::block_unless(|| p.live.load(Ordering::Acquire) != 0 && !dying());
@@ -365,7 +397,7 @@ pub fn wait(pid: u64) -> Result<u64, Errno> {
 /// space, makes its children orphans, frees the record. Returns the status.
 fn reap(p: &'static Proc) -> u64 {
     let pid = p.pid.load(Ordering::Relaxed);
-    task::join_all(pid);
+    let joined = task::join_all(pid);
     let status = match p.status.load(Ordering::Acquire) {
         NO_STATUS => 0x100 + 129,
         s => s,
@@ -381,8 +413,17 @@ fn reap(p: &'static Proc) -> u64 {
     }
     p.handles.close_all();
     let space = p.space.write().take();
-    drop(space); // every thread is gone: the space can go (evicted, frames back)
-    if p.parent.load(Ordering::Relaxed) == ORPHAN {
+    match joined {
+        Ok(_) => drop(space), // every thread is gone: the space can go (evicted, frames back)
+        Err(n) => {
+            // A thread that could not be joined may still run in it: kept for good.
+            log::error!("process {pid}: {n} thread(s) not joined; its space is leaked");
+            core::mem::forget(space);
+        }
+    }
+    // Swapped, not read: `reap_all` may adopt it meanwhile, and one of us counts it down;
+    // and a freed slot keeps no ORPHAN for `reap_all` to count down again while reused.
+    if p.parent.swap(0, Ordering::AcqRel) == ORPHAN {
         ORPHANS.fetch_sub(1, Ordering::Relaxed);
     }
     // Nobody may claim the slot as a waiter again until `spawn` has set it up anew.
@@ -400,16 +441,50 @@ fn reap_orphans() {
         return;
     };
     for p in &PROCS {
-        if p.pid.load(Ordering::Acquire) != 0
-            && p.parent.load(Ordering::Acquire) == ORPHAN
-            && p.live.load(Ordering::Acquire) == 0
-            && p.waiter
-                .compare_exchange(0, me.raw(), Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+        let pid = p.pid.load(Ordering::Acquire);
+        // `waiter` first (see `wait`); the claim names the process, so a slot reaped by
+        // someone else and reused since these checks is not claimed.
+        let free = unwaited(pid);
+        if pid == 0
+            || p.waiter.load(Ordering::Acquire) != free
+            || p.parent.load(Ordering::Acquire) != ORPHAN
+            || p.live.load(Ordering::Acquire) != 0
+        {
+            continue;
+        }
+        ORPHAN_HOLD.pass();
+        if p.waiter
+            .compare_exchange(free, me.raw(), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
         {
             reap(p);
         }
     }
+}
+
+/// Test support: whether process `pid` has ended (no thread left), `None` if there is no
+/// such process.
+pub fn ended(pid: u64) -> Option<bool> {
+    proc(pid).map(|p| p.live.load(Ordering::Acquire) == 0)
+}
+
+/// Test support: makes process `pid`, a child of the kernel, an orphan (as if its parent
+/// had been reaped). Returns whether it was one of the kernel's children.
+pub fn disown(pid: u64) -> bool {
+    let ok = proc(pid).is_some_and(|p| {
+        p.parent
+            .compare_exchange(0, ORPHAN, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    });
+    if ok {
+        ORPHANS.fetch_add(1, Ordering::Relaxed);
+    }
+    ok
+}
+
+/// Test support: orphans not yet reaped.
+pub fn orphans() -> u32 {
+    ORPHANS.load(Ordering::Relaxed)
 }
 
 /// The IPC handle table of the calling thread's process (none: a kernel or test bed thread).

@@ -15,7 +15,11 @@
 //!
 //! Thread ids and pids come from one counter (a process's first thread has its pid as
 //! thread id); the record of id `t` is slot `t % MAX_TASKS`, claimed by compare-and-swap.
+//! A claimed record says so ([`SETUP`]) until [`start`] has written its fields: readers
+//! look only at records whose `tid` is a plain id, so none takes the fields of the slot's
+//! last thread (its pid, its kernel thread) for the new one's.
 
+use super::aspace::HoldPoint;
 use super::process;
 use crate::kprintln;
 use crate::sched::{self, Builder, KILLED, SchedError, Tid};
@@ -35,14 +39,19 @@ const BAD_RETURN: u64 = 3;
 const NOT_ENTERED: u64 = 4;
 const KILLED_WITH_PROCESS: u64 = 5;
 
+/// `tid` of a record claimed and being set up (`id | SETUP`): no id reaches bit 63.
+const SETUP: u64 = 1 << 63;
+
 struct Task {
-    /// The thread id; 0: free.
+    /// The thread id; 0: free; `id | SETUP`: claimed, fields not yet written.
     tid: AtomicU64,
-    /// The process's pid (the thread id itself for a standalone thread).
+    /// The process's pid (the thread id itself for a standalone thread; 0 once freed).
     pid: AtomicU64,
     /// The kernel thread (`Tid::raw`), 0 until it is known.
     sched: AtomicU64,
-    /// Thread id of the thread joining this one (0: none).
+    /// Who joins this thread: its own id while nobody does (so a join's claim names the
+    /// thread, and fails on a record reused meanwhile), the joining thread's id while one
+    /// does, 0 while it cannot be joined (its kernel thread not yet known, or freed).
     joiner: AtomicU64,
     entry: AtomicU64,
     stack: AtomicU64,
@@ -86,10 +95,49 @@ fn slot(tid: u64) -> &'static Task {
     &TASKS[tid as usize % MAX_TASKS]
 }
 
-/// The record of thread `tid`, if it exists.
+/// The record of thread `tid`, if it exists (started: its fields are written).
 fn record(tid: u64) -> Option<&'static Task> {
     let t = slot(tid);
     (tid != 0 && t.tid.load(Ordering::Acquire) == tid).then_some(t)
+}
+
+/// The thread id of record `t` if it is started (not free, not being set up).
+fn started(t: &Task) -> Option<u64> {
+    let tid = t.tid.load(Ordering::Acquire);
+    (tid != 0 && tid & SETUP == 0).then_some(tid)
+}
+
+/// Frees record `t` of thread `tid`, which the caller owns (it joined the thread, or its
+/// start failed). Not joinable and of no process first, then free: a reader that still
+/// looks at it sees no thread to join and no pid of its last process.
+fn free(t: &Task, tid: u64) {
+    t.joiner.store(0, Ordering::Relaxed);
+    t.pid.store(0, Ordering::Relaxed);
+    if t.tid
+        .compare_exchange(tid, 0, Ordering::Release, Ordering::Relaxed)
+        .is_err()
+    {
+        log::error!("task: record of thread {tid} freed by someone else");
+    }
+}
+
+/// Test support: whether thread `tid` has a record (started and not yet joined).
+pub fn exists(tid: u64) -> bool {
+    record(tid).is_some()
+}
+
+/// Test support: the id that holds the slot of `id` (claimed or started; 0: free).
+pub fn holder_of_slot(id: u64) -> u64 {
+    slot(id).tid.load(Ordering::Acquire) & !SETUP
+}
+
+/// Test support: the next id handed out (with no other claim meanwhile) falls in the slot
+/// of `id` (a later id).
+pub fn skip_ids_to_slot_of(id: u64) {
+    let m = MAX_TASKS as u64;
+    let _ = NEXT_ID.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some(n + (id % m + m - n % m) % m)
+    });
 }
 
 /// How a user thread ended.
@@ -137,14 +185,15 @@ impl core::fmt::Display for SpawnError {
 }
 
 /// Claims a fresh id whose record slot is free and for which `also(id)` agrees (the
-/// process table claims its own slot there); the record is reserved, not yet started.
+/// process table claims its own slot there); the record is reserved ([`SETUP`]), not yet
+/// started.
 pub fn claim_id(also: impl Fn(u64) -> bool) -> Result<u64, SpawnError> {
     for _ in 0..MAX_TASKS {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let t = slot(id);
         if id == 0
             || t.tid
-                .compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(0, id | SETUP, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
         {
             continue;
@@ -159,14 +208,19 @@ pub fn claim_id(also: impl Fn(u64) -> bool) -> Result<u64, SpawnError> {
 
 /// Gives back an id from [`claim_id`] whose thread never started.
 pub fn release_id(id: u64) {
-    if let Some(t) = record(id) {
-        t.tid.store(0, Ordering::Release);
-    }
+    let _ = slot(id)
+        .tid
+        .compare_exchange(id | SETUP, 0, Ordering::Release, Ordering::Relaxed);
 }
 
 /// Starts thread `id` (claimed) of process `pid`, placed as `b` says: a kernel thread that
 /// takes its ids and enters ring 3 at `entry` with stack `stack_top` and `arg` in RDI.
 /// On failure the id is released.
+///
+/// The record is published (its `tid` the plain id) once its fields are written and before
+/// the thread can run (its ends need it); it is joinable once its kernel thread is known.
+/// Nobody frees it before this returns: a join needs it joinable, and the process cannot
+/// be reaped meanwhile (`spawn` lets waiters in after this; `thread_create`'s caller lives).
 pub fn start(
     b: Builder,
     id: u64,
@@ -185,14 +239,16 @@ pub fn start(
     t.syscalls.store(0, Ordering::Relaxed);
     t.value.store(0, Ordering::Relaxed);
     t.clear_tid.store(0, Ordering::Relaxed);
-    t.end.store(ALIVE, Ordering::Release);
+    t.end.store(ALIVE, Ordering::Relaxed);
+    t.tid.store(id, Ordering::Release);
     match b.spawn(user_main, id) {
         Ok(tid) => {
             t.sched.store(tid.raw(), Ordering::Release);
+            t.joiner.store(id, Ordering::Release);
             Ok(tid)
         }
         Err(e) => {
-            t.tid.store(0, Ordering::Release);
+            free(t, id);
             Err(SpawnError::Sched(e))
         }
     }
@@ -386,7 +442,7 @@ pub fn reap(pid: u64) -> Option<Report> {
         death,
     };
     if death.is_some() {
-        t.tid.store(0, Ordering::Release);
+        free(t, pid);
     }
     Some(r)
 }
@@ -402,6 +458,10 @@ pub enum JoinError {
     Interrupted,
 }
 
+/// [`join`] stops here after it found thread `tid` in process `pid` and before it claims
+/// the join, so a test can free and reuse the record in that window.
+pub static JOIN_HOLD: HoldPoint = HoldPoint::new();
+
 /// Joins thread `tid` of process `pid` for thread `me`: waits until it ended, frees its
 /// record and returns its exit code (the fault's vector + 0x100 if it was killed by one).
 /// Gives up when `abort()` holds (the caller's process is dying).
@@ -409,9 +469,20 @@ pub fn join(pid: u64, tid: u64, me: u64, abort: &dyn Fn() -> bool) -> Result<u64
     let t = record(tid)
         .filter(|t| t.pid.load(Ordering::Relaxed) == pid)
         .ok_or(JoinError::NoSuchThread)?;
-    t.joiner
-        .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
-        .map_err(|_| JoinError::Busy)?;
+    JOIN_HOLD.pass();
+    // Claimed by the thread's own id: if the record was freed (and reused) since the look-up
+    // above, it no longer holds that id, and the claim fails instead of joining whichever
+    // thread took the slot.
+    if let Err(j) = t
+        .joiner
+        .compare_exchange(tid, me, Ordering::AcqRel, Ordering::Relaxed)
+    {
+        return Err(if j != 0 && record(tid).is_some() {
+            JoinError::Busy
+        } else {
+            JoinError::NoSuchThread
+        });
+    }
     let k = Tid::from_raw(t.sched.load(Ordering::Acquire));
     match sched::join_unless(k, u64::MAX, abort) {
         Ok(_) => {
@@ -420,11 +491,11 @@ pub fn join(pid: u64, tid: u64, me: u64, abort: &dyn Fn() -> bool) -> Result<u64
                 Some(Death::Fault(f)) => 0x100 + u64::from(f.vector),
                 _ => KILLED,
             };
-            t.tid.store(0, Ordering::Release);
+            free(t, tid);
             Ok(code)
         }
         Err(e) => {
-            t.joiner.store(0, Ordering::Release);
+            t.joiner.store(tid, Ordering::Release);
             Err(if e == SchedError::Interrupted {
                 JoinError::Interrupted
             } else {
@@ -437,7 +508,7 @@ pub fn join(pid: u64, tid: u64, me: u64, abort: &dyn Fn() -> bool) -> Result<u64
 /// Calls `f(kernel thread)` for every thread record of process `pid`.
 pub fn for_each_of(pid: u64, mut f: impl FnMut(Tid)) {
     for t in &TASKS {
-        if t.tid.load(Ordering::Acquire) != 0 && t.pid.load(Ordering::Relaxed) == pid {
+        if started(t).is_some() && t.pid.load(Ordering::Relaxed) == pid {
             let k = t.sched.load(Ordering::Acquire);
             if k != 0 {
                 f(Tid::from_raw(k));
@@ -447,21 +518,32 @@ pub fn for_each_of(pid: u64, mut f: impl FnMut(Tid)) {
 }
 
 /// Joins every thread of process `pid` (all ended: the process's live count is 0) and
-/// frees their records; returns how many there were.
-pub fn join_all(pid: u64) -> usize {
-    let mut n = 0;
+/// frees their records; returns how many there were. `Err(n)`: `n` kernel threads could
+/// not be joined (someone else joins them, or none is known), so they may still run in the
+/// process's space: their records are kept, and the caller must not drop the space.
+pub fn join_all(pid: u64) -> Result<usize, usize> {
+    let (mut n, mut stuck) = (0, 0);
     for t in &TASKS {
-        let tid = t.tid.load(Ordering::Acquire);
-        if tid == 0 || t.pid.load(Ordering::Relaxed) != pid {
+        let Some(tid) = started(t) else {
+            continue;
+        };
+        if t.pid.load(Ordering::Relaxed) != pid {
             continue;
         }
         let k = t.sched.load(Ordering::Acquire);
-        if k != 0 {
-            // Ended in user terms; at most finishing its switch away: a short wait.
-            let _ = sched::join(Tid::from_raw(k));
+        // Ended in user terms; at most finishing its switch away: a short wait. Already
+        // joined (no such thread) means gone as well.
+        let gone = k != 0
+            && matches!(
+                sched::join(Tid::from_raw(k)),
+                Ok(_) | Err(SchedError::NoSuchThread)
+            );
+        if gone {
+            free(t, tid);
+            n += 1;
+        } else {
+            stuck += 1;
         }
-        t.tid.store(0, Ordering::Release);
-        n += 1;
     }
-    n
+    if stuck == 0 { Ok(n) } else { Err(stuck) }
 }

@@ -1,0 +1,359 @@
+//! Kernel tests of the lives of processes and thread records (`process`, `task`): a record
+//! claimed, set up, joined, reaped and reused, each race forced into its bad order with a
+//! hold point, on processes of the initrd spawned by kernel threads (the kernel is their
+//! parent). Each checks that the bystander (a new process or thread in a reused slot) is
+//! untouched and that every frame and thread came back.
+
+use super::aspace::HoldPoint;
+use super::process::{self, MAX_PROCS, ORPHAN_HOLD, SPAWN_HOLD, WAIT_HOLD};
+use super::syscall::Errno;
+use super::task::{self, JOIN_HOLD, JoinError};
+use crate::boot::BootState;
+use crate::harness::{Needs, SKIP, TestResult, check, free_frames, join_all, ms};
+use crate::ktest;
+use crate::sched::{self, Builder, CpuSet, SchedError};
+use crate::smp::time::Deadline;
+use alloc::format;
+use alloc::string::String;
+use exo_arch::tsc::rdtsc;
+
+ktest!(
+    Needs::Threads,
+    "user.proc_reap_skips_a_thread_record_being_set_up",
+    reap_vs_setup
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_thread_join_never_joins_a_reused_record",
+    join_vs_reuse
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_orphan_reap_never_claims_a_reused_slot",
+    orphan_reap_vs_reuse
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_wait_never_claims_a_reused_slot",
+    wait_vs_reuse
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_wait_is_refused_until_the_spawn_started",
+    wait_vs_failed_spawn
+);
+
+/// Errors as the test threads return them: `ERR + errno`.
+const ERR: u64 = 1 << 32;
+/// The joiner id the test's joining thread claims with (no thread has it).
+const JOINER: u64 = 1 << 62;
+
+fn spawn(path: &str, arg: u64) -> Result<u64, String> {
+    process::spawn(path, arg, Builder::new()).map_err(|e| format!("spawn {path}: {e:?}"))
+}
+
+fn code(r: Result<u64, Errno>) -> u64 {
+    r.unwrap_or_else(|e| ERR + e as u64)
+}
+
+/// A test thread: spawns `/empty` (reaping ended orphans first); its pid or `ERR + errno`.
+fn spawner(_: u64) -> u64 {
+    code(process::spawn("/empty", 0, Builder::new()))
+}
+
+/// A test thread: spawns `/empty` whose thread cannot start (an affinity with no CPU).
+fn failing_spawner(_: u64) -> u64 {
+    code(process::spawn(
+        "/empty",
+        0,
+        Builder::new().affinity(CpuSet::empty()),
+    ))
+}
+
+/// A test thread: waits for process `pid`; its status or `ERR + errno`.
+fn waiter(pid: u64) -> u64 {
+    code(process::wait(pid))
+}
+
+/// A test thread: joins thread `tid` as a thread of process `tid`; its code, or `ERR` plus
+/// 1 (no such thread), 2 (busy), 3 (interrupted).
+fn joiner(tid: u64) -> u64 {
+    match task::join(tid, tid, JOINER, &|| false) {
+        Ok(c) => c,
+        Err(JoinError::NoSuchThread) => ERR + 1,
+        Err(JoinError::Busy) => ERR + 2,
+        Err(JoinError::Interrupted) => ERR + 3,
+    }
+}
+
+/// The initrd is there; the memory that the first processes allocate for good (console
+/// rings, the futex table, caches) is allocated: a spawn and wait of each program used.
+fn warm() -> TestResult {
+    if !matches!(super::initrd::archive(), Some(Ok(_))) {
+        return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
+    }
+    let _ = super::syscall::prepare_console_rings();
+    process::prepare();
+    for (path, arg) in [("/empty", 0), ("/threads", 0)] {
+        let pid = spawn(path, arg)?;
+        let s = process::wait(pid);
+        check(s == Ok(0), || format!("{path}: {s:?}"))?;
+    }
+    Ok(())
+}
+
+/// Waits until process `pid` has ended (not reaped).
+fn settle(pid: u64) -> TestResult {
+    let d = Deadline::after_ms(30_000);
+    while process::ended(pid) != Some(true) {
+        if d.passed() {
+            return Err(format!(
+                "process {pid} did not end ({:?})",
+                process::ended(pid)
+            ));
+        }
+        sched::yield_now();
+    }
+    Ok(())
+}
+
+fn reached(h: &HoldPoint, what: &str) -> TestResult {
+    let d = Deadline::after_ms(30_000);
+    while !h.reached() {
+        if d.passed() {
+            return Err(format!("{what} never reached its hold point"));
+        }
+        sched::yield_now();
+    }
+    Ok(())
+}
+
+/// Runs `f`, which arms `h` (released after it in any case); then every frame and kernel
+/// thread must be back. On a failure nothing is compared: a failing case leaks what the
+/// bystander used rather than freeing what may still be in use.
+fn forced(h: &HoldPoint, f: impl FnOnce() -> TestResult) -> TestResult {
+    warm()?;
+    let before = free_frames()?;
+    let threads = sched::live_threads();
+    let r = f();
+    h.release();
+    r?;
+    let after = free_frames()?;
+    let threads_after = sched::live_threads();
+    check(after == before && threads_after == threads, || {
+        format!(
+            "(frames, objects) {before:?} before, {after:?} after; kernel threads {threads} before, {threads_after} after"
+        )
+    })
+}
+
+/// A record claimed for one process's new thread was visible to another process's reap
+/// before its fields were written: the reap took it, by the pid its slot's last thread had
+/// left there, for a thread of its own and freed it (the new thread then ran with no
+/// record, its kernel thread never joined, its space dropped while it may still run).
+/// Forced: process P's main thread creates and joins threads (their records freed while P
+/// lives); a spawn claims the slot of P's first such thread and is held (`SPAWN_HOLD`)
+/// before it starts the thread; meanwhile P is reaped. The new process must keep its
+/// thread's record and end normally.
+fn reap_vs_setup(_: &BootState) -> TestResult {
+    forced(&SPAWN_HOLD, || {
+        let p = spawn("/threads", 0)?;
+        settle(p)?;
+        // P's first thread had id p + 1 (no other id was claimed meanwhile).
+        task::skip_ids_to_slot_of(p + 1);
+        SPAWN_HOLD.arm();
+        let a = Builder::new()
+            .spawn(spawner, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&SPAWN_HOLD, "the spawn")?;
+        let claimed = task::holder_of_slot(p + 1);
+        let sp = process::wait(p);
+        let kept = task::holder_of_slot(p + 1);
+        SPAWN_HOLD.release();
+        let n = join_all(&[a], 30_000)?[0];
+        check(sp == Ok(0) && n < ERR, || {
+            format!("process {p}: {sp:?}; the held spawn: {n:#x}")
+        })?;
+        check(
+            n % MAX_PROCS as u64 == (p + 1) % MAX_PROCS as u64 && claimed == n,
+            || {
+                format!(
+                    "the spawn took id {n} (slot held by {claimed}), not the slot of {}",
+                    p + 1
+                )
+            },
+        )?;
+        // Not waited for if its record is gone: its kernel thread would never be joined.
+        check(kept == n && task::exists(n), || {
+            format!(
+                "the reap of process {p} freed the thread record of process {n}, set up meanwhile in the slot of its thread {} (slot held by {kept} after the reap; record there after the start: {})",
+                p + 1,
+                task::exists(n)
+            )
+        })?;
+        let sn = process::wait(n);
+        check(sn == Ok(0), || format!("process {n}: {sn:?}"))
+    })
+}
+
+/// `thread_join` looked its thread up, then claimed the join; in between, the record could
+/// be freed and taken by a thread of another process, which the join then joined (and
+/// freed). Forced: a join of process P's ended thread is held (`JOIN_HOLD`) after the
+/// look-up; P is reaped and its slot taken by a new process N; the join must fail (no such
+/// thread) and N's thread be left alone.
+fn join_vs_reuse(_: &BootState) -> TestResult {
+    forced(&JOIN_HOLD, || {
+        let p = spawn("/empty", 0)?;
+        settle(p)?;
+        JOIN_HOLD.arm();
+        let j = Builder::new()
+            .spawn(joiner, p)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&JOIN_HOLD, "the join")?;
+        let sp = process::wait(p);
+        task::skip_ids_to_slot_of(p);
+        let n = spawn("/empty", 0)?;
+        JOIN_HOLD.release();
+        let joined = join_all(&[j], 30_000)?[0];
+        check(sp == Ok(0), || format!("process {p}: {sp:?}"))?;
+        check(n % MAX_PROCS as u64 == p % MAX_PROCS as u64, || {
+            format!("process {n} is not in the slot of {p}")
+        })?;
+        check(joined == ERR + 1, || {
+            format!(
+                "the join of thread {p} gave {joined:#x} (want no such thread): it joined thread {n} of process {n}, which took the slot"
+            )
+        })?;
+        let sn = process::wait(n);
+        check(sn == Ok(0), || format!("process {n}: {sn:?}"))
+    })
+}
+
+/// `reap_orphans` checked an orphan (ended), then claimed its waiter slot; in between,
+/// someone else could reap it and a new process take the slot, which the claim then took:
+/// it reaped a live process, not an orphan. Forced: an orphan's reap is held
+/// (`ORPHAN_HOLD`) after its checks; another spawn reaps the orphan and takes its slot
+/// (process N); the held reap must leave N alone, for its parent's `wait`.
+fn orphan_reap_vs_reuse(_: &BootState) -> TestResult {
+    forced(&ORPHAN_HOLD, || {
+        let orphans = process::orphans();
+        let o = spawn("/empty", 0)?;
+        check(process::disown(o), || format!("process {o} not disowned"))?;
+        settle(o)?;
+        ORPHAN_HOLD.arm();
+        let a = Builder::new()
+            .spawn(spawner, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&ORPHAN_HOLD, "the orphan's reap")?;
+        // This spawn reaps the orphan first (the held one is passed), then takes its slot.
+        task::skip_ids_to_slot_of(o);
+        let n = spawn("/empty", 0)?;
+        ORPHAN_HOLD.release();
+        let m = join_all(&[a], 30_000)?[0];
+        check(
+            n % MAX_PROCS as u64 == o % MAX_PROCS as u64 && m < ERR,
+            || format!("process {n} is not in the slot of {o}; the held spawn: {m:#x}"),
+        )?;
+        let sn = process::wait(n);
+        let sm = process::wait(m);
+        check(sn == Ok(0) && sm == Ok(0), || {
+            format!(
+                "process {n} (in the orphan {o}'s slot): {sn:?} (ECHILD: the held orphan reap took it); process {m}: {sm:?}"
+            )
+        })?;
+        let left = process::orphans();
+        check(left == orphans, || {
+            format!("{left} orphan(s) counted, {orphans} before")
+        })
+    })
+}
+
+/// Two waiters of one child: `wait` checked the child, then claimed its waiter slot; in
+/// between, the other waiter could reap it and a new process take the slot, which the claim
+/// then took (it waited for and reaped a stranger). Forced: one wait is held (`WAIT_HOLD`)
+/// after its checks; the other reaps the child; a new process N takes the slot (a child of
+/// the same parent). The held wait must fail with ECHILD and N be left to its own waiter.
+fn wait_vs_reuse(_: &BootState) -> TestResult {
+    forced(&WAIT_HOLD, || {
+        let c = spawn("/empty", 0)?;
+        settle(c)?;
+        WAIT_HOLD.arm();
+        let w = Builder::new()
+            .spawn(waiter, c)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&WAIT_HOLD, "the wait")?;
+        let sc = process::wait(c);
+        task::skip_ids_to_slot_of(c);
+        let n = spawn("/empty", 0)?;
+        WAIT_HOLD.release();
+        let held = join_all(&[w], 30_000)?[0];
+        check(sc == Ok(0), || format!("process {c}: {sc:?}"))?;
+        check(n % MAX_PROCS as u64 == c % MAX_PROCS as u64, || {
+            format!("process {n} is not in the slot of {c}")
+        })?;
+        let sn = process::wait(n);
+        check(held == ERR + Errno::Echild as u64 && sn == Ok(0), || {
+            format!(
+                "the held wait for {c} gave {held:#x} (want ECHILD); process {n}, in its slot: {sn:?}"
+            )
+        })
+    })
+}
+
+/// `spawn` let waiters in before it started the process's thread; when that start failed
+/// it freed the slot under a waiter that was blocked on the process, which nothing would
+/// ever wake (and that waiter, interrupted, would then open a freed slot). Forced: a spawn
+/// whose thread cannot start (an affinity with no CPU) is held (`SPAWN_HOLD`) with its
+/// record set up; a wait for its pid runs meanwhile. It must be refused (ECHILD), not left
+/// waiting, and the failed spawn must free the slot.
+fn wait_vs_failed_spawn(_: &BootState) -> TestResult {
+    forced(&SPAWN_HOLD, || {
+        let id = task::claim_id(|_| true).map_err(|e| format!("claim: {e}"))?;
+        task::release_id(id);
+        let pid = id + 1;
+        SPAWN_HOLD.arm();
+        let s = Builder::new()
+            .spawn(failing_spawner, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&SPAWN_HOLD, "the spawn")?;
+        let set_up = process::ended(pid);
+        let w = Builder::new()
+            .spawn(waiter, pid)
+            .map_err(|e| format!("spawn: {e}"))?;
+        // The wait either returns or blocks (for the held process).
+        let d = Deadline::after_ms(30_000);
+        let early = loop {
+            match sched::join_until(w, rdtsc() + ms(1)) {
+                Ok(c) => break Some(c),
+                Err(SchedError::TimedOut) => {}
+                Err(e) => return Err(format!("join: {e}")),
+            }
+            if sched::is_blocked(w) {
+                break None;
+            }
+            if d.passed() {
+                return Err("the wait neither returned nor blocked".into());
+            }
+        };
+        SPAWN_HOLD.release();
+        let spawned = join_all(&[s], 30_000)?[0];
+        check(set_up == Some(false), || {
+            format!("the held spawn is not process {pid} ({set_up:?})")
+        })?;
+        check(spawned == ERR + Errno::Eagain as u64, || {
+            format!("the spawn that cannot start gave {spawned:#x} (want EAGAIN)")
+        })?;
+        let waited = match early {
+            Some(c) => c,
+            None => join_all(&[w], 5_000).map_err(|e| {
+                format!("the wait for {pid}, whose spawn failed, never returned: {e}")
+            })?[0],
+        };
+        check(waited == ERR + Errno::Echild as u64, || {
+            format!("the wait for {pid} during its spawn gave {waited:#x} (want ECHILD)")
+        })?;
+        check(process::ended(pid).is_none(), || {
+            format!("process {pid} still has a record after its spawn failed")
+        })
+    })
+}
