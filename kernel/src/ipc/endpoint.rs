@@ -258,6 +258,7 @@ impl Slot {
             Some(q) => q,
             None => {
                 core::hint::cold_path();
+                LOCK_WAITS.fetch_add(1, Ordering::Relaxed);
                 self.q.lock()
             }
         }
@@ -280,6 +281,26 @@ static SLOTS: [Slot; MAX_ENDPOINTS] = [const {
 }; MAX_ENDPOINTS];
 
 static CURSOR: AtomicU32 = AtomicU32::new(0);
+
+/// Times an endpoint's lock was found taken (the contended case of `Slot::lock`, off the
+/// fastpath's way). Test support: a test holding a lock ([`with_lock_held`]) learns from it
+/// that an operation on another CPU has reached the lock, past every check made before it.
+pub static LOCK_WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// Test support: runs `f` with `ep`'s lock held (interrupts off here), so that an
+/// operation on `ep` from another CPU waits where it takes the lock ([`LOCK_WAITS`] counts
+/// it) until `f` returns. `Closed` if `ep` is gone.
+pub fn with_lock_held<R>(ep: EpRef, f: impl FnOnce() -> R) -> Result<R, IpcError> {
+    let s = slot(ep)?;
+    let _g = IrqGuard::new();
+    let q = s.lock();
+    if !q.is(ep) {
+        return Err(IpcError::Closed);
+    }
+    let r = f();
+    drop(q);
+    Ok(r)
+}
 
 /// A reference to an endpoint: slot index and generation (stale once it is destroyed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -519,7 +540,17 @@ pub fn call_via(
     let (here, w) = me_pinned(&g)?;
     let i = here.index();
     if fast {
-        let r = fastpath::call(here, w, ep, badge, msg.info(), &msg.words, deadline, None);
+        let r = fastpath::call(
+            here,
+            w,
+            ep,
+            badge,
+            msg.info(),
+            &msg.words,
+            deadline,
+            None,
+            move || super::aborting_here(here),
+        );
         if let Some(seq) = r {
             drop(g);
             fastpath::done(i, w, seq, deadline)?;
@@ -551,7 +582,10 @@ pub fn call_regs(
     let g = IrqGuard::new();
     let (here, w) = me_pinned(&g)?;
     let i = here.index();
-    if fast && let Some(seq) = fastpath::call(here, w, ep, badge, info, words, deadline, park) {
+    let aborted = move || super::aborting_here(here);
+    if fast
+        && let Some(seq) = fastpath::call(here, w, ep, badge, info, words, deadline, park, aborted)
+    {
         drop(g);
         fastpath::done(i, w, seq, deadline)?;
         return Ok(w.take_into(words));
@@ -567,6 +601,9 @@ pub fn call_regs(
 /// (`is_call`) or `reply_recv` through [`fastpath`], parking the caller. Returns when a
 /// precondition failed; the general path then does the operation (for `reply_recv`, the
 /// reply may already be done: it finds no caller left to answer and only receives).
+/// `aborted`: whether the caller's process is being killed (the layer's own cheap read of
+/// what [`super::aborting`] says), checked by the layer before and read again once the
+/// caller is marked blocked.
 #[allow(
     clippy::too_many_arguments,
     reason = "inlined: the registers of the system call"
@@ -581,14 +618,16 @@ pub fn try_fast(
     words: &[u64; MSG_WORDS],
     deadline: u64,
     resume: fn(&mut IpcFrame),
+    aborted: impl FnOnce() -> bool,
 ) {
     let Ok(w) = waiter_of(here) else {
         return;
     };
+    let park = Some(resume);
     if is_call {
-        fastpath::call(here, w, ep, badge, info, words, deadline, Some(resume));
+        fastpath::call(here, w, ep, badge, info, words, deadline, park, aborted);
     } else {
-        fastpath::reply_recv(here, w, ep, info, words, deadline, Some(resume));
+        fastpath::reply_recv(here, w, ep, info, words, deadline, park, aborted);
     }
 }
 
@@ -750,7 +789,16 @@ pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Resu
     let (here, w) = me_pinned(&g)?;
     let i = here.index();
     if fast {
-        let r = fastpath::reply_recv(here, w, ep, reply.info(), &reply.words, deadline, None);
+        let r = fastpath::reply_recv(
+            here,
+            w,
+            ep,
+            reply.info(),
+            &reply.words,
+            deadline,
+            None,
+            move || super::aborting_here(here),
+        );
         if let Some(seq) = r {
             drop(g);
             fastpath::done(i, w, seq, deadline)?;
@@ -775,7 +823,10 @@ pub fn reply_recv_regs(
     let g = IrqGuard::new();
     let (here, w) = me_pinned(&g)?;
     let i = here.index();
-    if fast && let Some(seq) = fastpath::reply_recv(here, w, ep, info, words, deadline, park) {
+    let aborted = move || super::aborting_here(here);
+    if fast
+        && let Some(seq) = fastpath::reply_recv(here, w, ep, info, words, deadline, park, aborted)
+    {
         drop(g);
         fastpath::done(i, w, seq, deadline)?;
         return Ok(w.take_into(words));

@@ -91,6 +91,7 @@ pub use endpoint::{
 pub use fastpath::{STALE_CLAIMS, finish_parked};
 pub use handle::{Cap, Handle, HandleTable, Rights};
 
+use crate::sched;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// No deadline.
@@ -249,7 +250,8 @@ static ABORT: spin::Once<fn() -> bool> = spin::Once::new();
 
 /// Installs the check a waiting thread makes after every wake-up: true makes it leave its
 /// wait (queue or reply) with [`IpcError::Interrupted`] (the `user` layer: the caller's
-/// process is being killed). Set once.
+/// process is being killed). It concerns threads the layer above gave an id
+/// (`sched::current_uid`): a kernel thread is never killed. Set once.
 pub fn set_abort_hook(f: fn() -> bool) {
     ABORT.call_once(|| f);
 }
@@ -257,4 +259,11 @@ pub fn set_abort_hook(f: fn() -> bool) {
 /// Whether the calling thread must abandon its wait.
 pub(crate) fn aborting() -> bool {
     ABORT.get().is_some_and(|f| f())
+}
+
+/// [`aborting`] for the running thread `here` (the fastpath's check once the caller is
+/// marked blocked): one load for a kernel thread, which is never killed.
+#[inline(always)]
+pub(crate) fn aborting_here(here: sched::Here<'_>) -> bool {
+    here.uid() != 0 && aborting()
 }

@@ -100,6 +100,9 @@ pub(super) const fn fast_info(info: u64) -> bool {
 /// 3. a zero-copy descriptor (info bit 40) lies inside the endpoint's region;
 /// 4. `ipc::try_fast`'s own (a receiver, or the caller to reply to, blocked on this CPU).
 ///
+/// A kill that lands after 2 does not find the caller blocked: `try_fast` reads the
+/// process's flag again once the caller is marked blocked (`Live::dying`, one load).
+///
 /// Returns whether it counted the system call (it got past 2) when it did not take it.
 #[inline(always)]
 fn fast<const CALL: bool>(f: &mut IpcFrame) -> bool {
@@ -112,17 +115,18 @@ fn fast<const CALL: bool>(f: &mut IpcFrame) -> bool {
         return false;
     };
     let uid = here.uid();
-    let Some(t) = process::live_handles(uid) else {
+    let Some(p) = process::live(uid) else {
         return false;
     };
     let need = if CALL { Rights::SEND } else { Rights::RECV };
-    let Ok(c) = t.get_word(f.rdi) else {
+    let Ok(c) = p.handles().get_word(f.rdi) else {
         return false;
     };
     if !c.rights.has(need) || (info & INFO_ZC != 0 && zc_in_region(c.ep, &f.words).is_err()) {
         return false;
     }
     task::count_syscall_of(uid);
+    let aborted = move || p.dying();
     // No timeout (the usual case) is its own copy of the path: the deadline is a constant
     // there, so no register carries it and its checks fold away.
     if f.rbx == 0 {
@@ -135,10 +139,13 @@ fn fast<const CALL: bool>(f: &mut IpcFrame) -> bool {
             &f.words,
             ipc::NO_DEADLINE,
             resume,
+            aborted,
         );
     } else {
         let dl = deadline_after(f.rbx);
-        ipc::try_fast(here, CALL, c.ep, c.badge, info, &f.words, dl, resume);
+        ipc::try_fast(
+            here, CALL, c.ep, c.badge, info, &f.words, dl, resume, aborted,
+        );
     }
     true
 }

@@ -1,14 +1,23 @@
 //! Kernel tests of the IPC system-call layer (`super::ipc`): argument checks and errnos
 //! through the dispatcher's core on a table of the test's own, owning handles (inherit,
-//! close, the endpoint going with its last handle), on kernel threads.
+//! close, the endpoint going with its last handle), on kernel threads; and a process
+//! (`/ipcdemo`'s `KILLED` role) killed while it waits inside an IPC call.
 
 use super::ipc::{call, fast_info};
+use super::process;
+use super::syscall::Errno;
 use crate::boot::BootState;
-use crate::harness::{Needs, TestResult, check};
-use crate::ipc::{self, Handle, HandleTable, IpcError, Rights};
+use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus};
+use crate::ipc::endpoint::{LOCK_WAITS, with_lock_held};
+use crate::ipc::{self, Cap, EpRef, Handle, HandleTable, IpcError, Msg, Rights};
 use crate::ktest;
+use crate::sched::{self, Builder, Tid};
+use alloc::boxed::Box;
 use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use exo_arch::syscall::IpcFrame;
+use exo_arch::tsc::rdtsc;
 
 ktest!(Needs::Threads, "user.ipc.syscall_errnos", errnos);
 ktest!(Needs::Threads, "user.ipc.owning_handles", owning);
@@ -16,6 +25,11 @@ ktest!(
     Needs::Cpus,
     "user.ipc.fast_info_is_the_two_tests",
     fast_info_tests
+);
+ktest!(
+    Needs::Threads,
+    "user.ipc.kill_during_a_fastpath_block_is_not_lost",
+    kill_window
 );
 
 fn frame(nr: u64, rdi: u64, rsi: u64, timeout_ns: u64) -> IpcFrame {
@@ -125,4 +139,213 @@ fn owning(_: &BootState) -> TestResult {
     check(child.get(Handle(h.0)) == Err(IpcError::BadHandle), || {
         "entry left after close_all".into()
     })
+}
+
+/// The endpoints and flags of the running test (tests run one at a time).
+static EP: AtomicU64 = AtomicU64::new(0);
+static EP2: AtomicU64 = AtomicU64::new(0);
+static FLAG: AtomicBool = AtomicBool::new(false);
+static PID: AtomicU64 = AtomicU64::new(0);
+
+fn ep() -> EpRef {
+    EpRef::from_raw(EP.load(Ordering::Acquire))
+}
+
+fn create() -> Result<EpRef, String> {
+    ipc::create().map_err(|e| format!("create: {e}"))
+}
+
+fn insert(t: &HandleTable, ep: EpRef, rights: Rights, badge: u64) -> Result<Handle, String> {
+    t.insert(Cap { ep, rights, badge })
+        .map_err(|e| format!("insert: {e}"))
+}
+
+/// Polls `cond` (yielding) for up to `limit_ms`; whether it held.
+fn until(limit_ms: u64, cond: impl Fn() -> bool) -> bool {
+    let d = rdtsc() + ms(limit_ms);
+    while !cond() {
+        if rdtsc() > d {
+            return false;
+        }
+        sched::yield_now();
+    }
+    true
+}
+
+/// `/ipcdemo`'s `KILLED` role (`user/ipcdemo/src/killed.rs`) and its `how`s.
+const ROLE_KILLED: u64 = 0x1c << 56 | 9 << 48;
+const HOW: [&str; 3] = ["call", "call with a handle", "reply_recv"];
+const REPLY_RECV: u64 = 2;
+/// The status the test kills the process with (as `exit_group(77)` would).
+const KILL_CODE: u64 = 77;
+
+/// A kill that lands while a thread is inside an IPC fastpath, past its process's check
+/// and before it blocks, must not be lost: the kill's wake-up finds the thread running and
+/// does nothing, so the thread must see the kill itself when it blocks (else it stays
+/// blocked for good: no timeout, no message, its process never ends and its parent's
+/// `wait` hangs). The window is forced: the process (`KILLED` role, on the last CPU) calls
+/// the test's `sync` endpoint; the test, on CPU 0, takes the lock of the endpoint of its
+/// next operation, answers `sync`, waits until that operation waits for the lock (so it is
+/// past every check, interrupts off), kills the process and lets the lock go. The
+/// operation then claims the kernel thread on the other side (same CPU) and switches to it,
+/// blocking the process's thread: a `call` through the fastpath (parked), a `call` with a
+/// handle in the message (the general path, whose fastpath attempt switches without
+/// parking) and a `reply_recv` (parked). Each time the process must end, with the kill's
+/// status, while nothing else would wake its thread (the peer holds the call, or no message
+/// comes). Needs two CPUs.
+fn kill_window(_: &BootState) -> TestResult {
+    let n = ncpus();
+    if n < 2 {
+        return Err(format!(
+            "{SKIP}needs two CPUs: the test holds an endpoint's lock on one while the process waits for it on another"
+        ));
+    }
+    // Every case runs (the failures of all of them say more than the first one's).
+    let failed: alloc::vec::Vec<String> = (0..3)
+        .filter_map(|how| {
+            kill_round(how, n - 1)
+                .err()
+                .map(|e| format!("{}: {e}", HOW[how as usize]))
+        })
+        .collect();
+    if let Some(skip) = failed.iter().find(|e| e.contains(SKIP)) {
+        return Err(format!("{SKIP}{}", skip.split(SKIP).last().unwrap_or("")));
+    }
+    check(failed.is_empty(), || failed.join("; "))
+}
+
+fn kill_round(how: u64, cpu: u32) -> TestResult {
+    let e = create()?;
+    let e2 = create()?;
+    EP.store(e.raw(), Ordering::Release);
+    EP2.store(e2.raw(), Ordering::Release);
+    FLAG.store(false, Ordering::Release);
+    // The process's handles: `h` to `e`, `sync` to `e2` (it owns both, so its end destroys
+    // them; the test's copy does not own them).
+    let t = Box::new(HandleTable::new());
+    let h = insert(&t, e, Rights::ALL, 1)?;
+    let sync = insert(&t, e2, Rights::SEND, 2)?;
+    let arg = ROLE_KILLED | how << 40 | u64::from(sync.0) << 16 | u64::from(h.0);
+    let on = |f: fn(u64) -> u64, c: u32| {
+        Builder::new()
+            .pin(c)
+            .spawn(f, how)
+            .map_err(|x| format!("spawn on CPU {c}: {x}"))
+    };
+    // The peer on `e`, on the process's CPU, blocked before the process's operation: a
+    // receiver for its call, or the caller it receives from and then answers.
+    let mut peer: Option<Tid> = None;
+    if how != REPLY_RECV {
+        peer = Some(on(held_receiver, cpu)?);
+        check(until(30_000, || ipc::queued(e) == Some((0, 1))), || {
+            "the peer never queued".into()
+        })?;
+    }
+    let pid = match process::spawn_with("/ipcdemo", arg, Builder::new().pin(cpu), Some(&t)) {
+        Ok(p) => p,
+        Err(Errno::Enoent) => {
+            let _ = ipc::destroy(e);
+            let _ = ipc::destroy(e2);
+            let _ = peer.map(|p| join_all(&[p], 30_000));
+            return Err(format!("{SKIP}no /ipcdemo (run with the initrd)"));
+        }
+        Err(x) => return Err(format!("spawn of /ipcdemo: {x:?}")),
+    };
+    PID.store(pid, Ordering::Release);
+    drop(t);
+    if how == REPLY_RECV {
+        check(until(30_000, || ipc::queued(e) == Some((0, 1))), || {
+            "the process never received".into()
+        })?;
+        peer = Some(on(caller_of_process, cpu)?);
+    }
+    let holder = on(lock_holder, 0)?;
+    let held = join_all(&[holder], 60_000)?[0];
+    let ended = until(10_000, || process::ended(pid));
+    if !ended {
+        // Its thread stayed blocked: wake it by the other means (the peer's reply, the
+        // endpoint's destruction), so that it ends and the test does not leave it behind.
+        FLAG.store(true, Ordering::Release);
+        let _ = ipc::destroy(e);
+        until(10_000, || process::ended(pid));
+    }
+    // `wait` joins the process's threads: their IPC state is settled (a thread counts as
+    // ended before its exit hook has withdrawn its call), then the peer answers.
+    let status = if process::ended(pid) {
+        process::wait(pid).map_err(|x| format!("{x:?}"))
+    } else {
+        Err("still running".into())
+    };
+    FLAG.store(true, Ordering::Release);
+    let peer = peer.map_or(Ok(alloc::vec![0]), |p| join_all(&[p], 30_000))?[0];
+    let _ = ipc::destroy(e);
+    let _ = ipc::destroy(e2);
+    check(held == 0, || {
+        format!(
+            "lock holder: {held} (1: no sync call, 2: reply, 3: the operation never waited for the lock, 4: endpoint gone)"
+        )
+    })?;
+    check(ended, || {
+        "the process did not end after its kill: its thread stayed blocked in the fastpath".into()
+    })?;
+    check(status == Ok(KILL_CODE), || {
+        format!("status {status:?}, expected the kill's {KILL_CODE}")
+    })?;
+    check(peer == 0, || {
+        format!(
+            "peer: {peer} (1: no call, 2: never released, 3: the late reply found its caller, 4: no reply)"
+        )
+    })
+}
+
+/// `kill_window`'s receiver: takes the process's call, holds it until the test is done
+/// with the process, then answers: the killed caller must be gone (`NoCaller`).
+fn held_receiver(_: u64) -> u64 {
+    if ipc::recv(ep(), rdtsc() + ms(30_000)).is_err() {
+        return 1;
+    }
+    if !until(60_000, || FLAG.load(Ordering::Acquire)) {
+        return 2;
+    }
+    match ipc::reply(&Msg::default()) {
+        Err(IpcError::NoCaller) => 0,
+        _ => 3,
+    }
+}
+
+/// `kill_window`'s caller for `reply_recv`: the process answers it (label 1) before it
+/// blocks for the next message.
+fn caller_of_process(_: u64) -> u64 {
+    match ipc::call(ep(), 0, &Msg::new(5, [5; 8]), rdtsc() + ms(30_000)) {
+        Ok(r) if r.label == 1 => 0,
+        Ok(_) => 3,
+        Err(_) => 4,
+    }
+}
+
+/// `kill_window`'s CPU 0 side: takes the process's call on `sync`, then with the lock of
+/// `e` held answers it, waits until the process's next operation waits for that lock and
+/// kills the process.
+fn lock_holder(_: u64) -> u64 {
+    let e2 = EpRef::from_raw(EP2.load(Ordering::Acquire));
+    if ipc::recv(e2, rdtsc() + ms(30_000)).is_err() {
+        return 1;
+    }
+    let pid = PID.load(Ordering::Acquire);
+    with_lock_held(ep(), || {
+        let before = LOCK_WAITS.load(Ordering::Relaxed);
+        if ipc::reply(&Msg::default()).is_err() {
+            return 2;
+        }
+        let d = rdtsc() + ms(10_000);
+        while LOCK_WAITS.load(Ordering::Relaxed) == before {
+            if rdtsc() > d {
+                return 3;
+            }
+            core::hint::spin_loop();
+        }
+        process::end_process(pid, KILL_CODE);
+        0
+    })
+    .unwrap_or(4)
 }
