@@ -55,8 +55,15 @@ pub(super) struct Waiter {
     pub(super) words: [AtomicU64; MSG_WORDS],
     /// Next thread in the endpoint queue it is on.
     pub(super) next: AtomicU32,
-    /// Endpoint slot it is queued on.
-    pub(super) ep: AtomicU32,
+    /// Endpoint slot it is queued on as a sender or caller.
+    pub(super) send_ep: AtomicU32,
+    /// The endpoint it last received on (slot and generation, two stores where packing
+    /// them cost the fastpath two more instructions): queued there as a receiver, or
+    /// taking a queued sender. So the call it serves (`reply_to`) came through this one:
+    /// only a receive gives a thread a call, and a receive answers or drops the call it
+    /// served before. Written and read by the thread itself (`timeout` runs in it too).
+    pub(super) recv_ep: AtomicU32,
+    pub(super) recv_gen: AtomicU32,
     /// Its `Tid` (raw), set at each operation (wakers need the generation).
     pub(super) tid: AtomicU64,
     /// The call it is serving ([`token`]; 0: none).
@@ -77,7 +84,9 @@ impl Waiter {
             badge: AtomicU64::new(0),
             words: [const { AtomicU64::new(0) }; MSG_WORDS],
             next: AtomicU32::new(NIL),
-            ep: AtomicU32::new(NIL),
+            send_ep: AtomicU32::new(NIL),
+            recv_ep: AtomicU32::new(NIL),
+            recv_gen: AtomicU32::new(0),
             tid: AtomicU64::new(0),
             reply_to: AtomicU64::new(0),
             fast: AtomicU64::new(0),
@@ -139,6 +148,19 @@ impl Waiter {
     pub(super) fn count(&self, fast: bool) {
         let c = if fast { &self.fast } else { &self.slow };
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    /// Records `ep` as the endpoint it receives on (`recv_ep`).
+    #[inline(always)]
+    pub(super) fn set_recv_ep(&self, ep: EpRef) {
+        self.recv_ep.store(ep.index, Ordering::Relaxed);
+        self.recv_gen.store(ep.gen_, Ordering::Relaxed);
+    }
+    #[inline(always)]
+    fn recv_ep(&self) -> EpRef {
+        EpRef {
+            index: self.recv_ep.load(Ordering::Relaxed),
+            gen_: self.recv_gen.load(Ordering::Relaxed),
+        }
     }
     #[inline(always)]
     pub(super) fn tid(&self) -> Tid {
@@ -404,7 +426,8 @@ pub fn region(ep: EpRef) -> Result<(u64, u64), IpcError> {
 /// The length of the region attached to `ep` (0 if none), lock-free: the bound a
 /// zero-copy descriptor is checked against on the fastpath. Not generation-checked: for
 /// a stale `ep` it may be a successor's length, and the operation it bounds then fails on
-/// `ep`'s generation (`Closed`); the kernel never reads the region through it.
+/// `ep`'s generation (`Closed`); the kernel never reads the region through it. A reply,
+/// which does not go through an endpoint, needs [`region`]'s checked read instead.
 #[inline]
 pub fn region_len(ep: EpRef) -> Result<u64, IpcError> {
     Ok(slot(ep)?.region_len.load(Ordering::Relaxed))
@@ -467,6 +490,22 @@ pub fn queued(ep: EpRef) -> Option<(usize, usize)> {
     let _g = IrqGuard::new();
     let q = s.lock();
     q.is(ep).then(|| (q.senders.len(), q.receivers.len()))
+}
+
+/// The endpoint the call the calling thread serves came through (`None`: it serves none):
+/// a zero-copy reply's descriptor is checked against that endpoint's region, which the
+/// caller mapped, whatever endpoint the reply is sent with.
+pub fn answering() -> Option<EpRef> {
+    let (_, w) = me().ok()?;
+    (w.reply_to.load(Ordering::Relaxed) != 0).then(|| w.recv_ep())
+}
+
+/// The endpoint the running thread `here` last received on: the one the call it serves
+/// came through, if it serves one ([`answering`] without that check: the fastpath's,
+/// whose `reply_recv` needs a call served anyway).
+#[inline(always)]
+pub fn received_on(here: Here<'_>) -> Option<EpRef> {
+    Some(WAITERS.get(here.index())?.recv_ep())
 }
 
 /// Operations made through the fastpath and the slow path, summed over threads.
@@ -690,7 +729,7 @@ fn send_slow(
         }
     } else {
         w.put(msg, badge);
-        w.ep.store(ep.index, Ordering::Relaxed);
+        w.send_ep.store(ep.index, Ordering::Relaxed);
         let st = if is_call { CALL_WAIT } else { SEND_WAIT };
         w.word.store(pack(seq, st), Ordering::Release);
         q.senders.push(i as u32);
@@ -717,6 +756,7 @@ pub(super) fn recv_slow(i: usize, w: &Waiter, ep: EpRef, deadline: u64) -> Resul
     if !q.is(ep) {
         return Err(IpcError::Closed);
     }
+    w.set_recv_ep(ep);
     if let Some(k) = q.senders.pop() {
         let sw = waiter(k);
         w.copy_from(sw);
@@ -733,7 +773,6 @@ pub(super) fn recv_slow(i: usize, w: &Waiter, ep: EpRef, deadline: u64) -> Resul
         sched::wake(sw.tid());
         return Ok(w.take());
     }
-    w.ep.store(ep.index, Ordering::Relaxed);
     w.word.store(pack(seq, RECV_WAIT), Ordering::Release);
     q.receivers.push(i as u32);
     drop(q);
@@ -916,7 +955,12 @@ fn timeout(i: usize, w: &Waiter, word: u64) -> bool {
             .compare_exchange(word, pack(seq, IDLE), Ordering::AcqRel, Ordering::Relaxed)
             .is_ok(),
         RECV_WAIT | SEND_WAIT | CALL_WAIT => {
-            let Some(s) = SLOTS.get(w.ep.load(Ordering::Relaxed) as usize) else {
+            let index = if state_of(word) == RECV_WAIT {
+                w.recv_ep.load(Ordering::Relaxed)
+            } else {
+                w.send_ep.load(Ordering::Relaxed)
+            };
+            let Some(s) = SLOTS.get(index as usize) else {
                 return false;
             };
             let _g = IrqGuard::new();

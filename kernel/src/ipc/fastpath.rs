@@ -174,7 +174,7 @@ pub(super) fn reply_recv(
     }
     cw.word.store(pack(cseq, DONE), Ordering::Release);
     let seq = w.begin(RECV_WAIT);
-    w.ep.store(ep.index, Ordering::Relaxed);
+    w.set_recv_ep(ep);
     q.receivers.push(here.index() as u32);
     drop(q);
     let word = pack(seq, RECV_WAIT);

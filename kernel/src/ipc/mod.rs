@@ -85,8 +85,8 @@ mod tests;
 mod tests_fusion;
 
 pub use endpoint::{
-    EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, region, region_len, release, reply,
-    reply_recv, retain, send, set_region, stats, try_fast,
+    EpRef, MAX_ENDPOINTS, answering, call, create, destroy, queued, received_on, recv, region,
+    region_len, release, reply, reply_recv, retain, send, set_region, stats, try_fast,
 };
 pub use fastpath::{STALE_CLAIMS, finish_parked};
 pub use handle::{Cap, Handle, HandleTable, Rights};
@@ -110,7 +110,8 @@ pub struct Msg {
     /// The badge of the handle the message was sent through (0 for replies); ignored on send.
     pub badge: u64,
     /// Words 0 and 1 are a zero-copy descriptor (offset, length) into the endpoint's shared
-    /// region, checked by the system-call layer against its length ([`region_len`]).
+    /// region, checked by the system-call layer against its length ([`region_len`]; a reply's
+    /// against the region of the endpoint the call came through, [`answering`]).
     pub zc: bool,
     /// Words 6 and 7 carry a handle in flight (the system-call layer's encoding, [`INFO_HANDLE`]).
     pub handle: bool,

@@ -22,7 +22,7 @@ pub struct HoldPoint {
 }
 
 impl HoldPoint {
-    const fn new() -> HoldPoint {
+    pub(super) const fn new() -> HoldPoint {
         HoldPoint {
             hold: AtomicBool::new(false),
             held: AtomicBool::new(false),
@@ -46,7 +46,7 @@ impl HoldPoint {
 
     /// The hold itself: one relaxed load when off.
     #[inline(always)]
-    fn pass(&self) {
+    pub(super) fn pass(&self) {
         if self.hold.load(Ordering::Relaxed) {
             self.wait();
         }

@@ -3,7 +3,7 @@
 //! close, the endpoint going with its last handle), on kernel threads; and a process
 //! (`/ipcdemo`'s `KILLED` role) killed while it waits inside an IPC call.
 
-use super::ipc::{call, fast_info};
+use super::ipc::{OP_HOLD, call, fast_info};
 use super::process;
 use super::syscall::Errno;
 use crate::boot::BootState;
@@ -31,6 +31,19 @@ ktest!(
     "user.ipc.kill_during_a_fastpath_block_is_not_lost",
     kill_window
 );
+ktest!(
+    Needs::Threads,
+    "user.ipc.zero_copy_checked_against_the_endpoint_used",
+    zc_refill
+);
+ktest!(
+    Needs::Threads,
+    "user.ipc.zero_copy_reply_checked_against_the_calls_endpoint",
+    zc_reply
+);
+
+const ERANGE: i64 = 34;
+const ETIMEDOUT: i64 = 110;
 
 fn frame(nr: u64, rdi: u64, rsi: u64, timeout_ns: u64) -> IpcFrame {
     let mut f = IpcFrame {
@@ -141,14 +154,25 @@ fn owning(_: &BootState) -> TestResult {
     })
 }
 
-/// The endpoints and flags of the running test (tests run one at a time).
+/// The endpoints, handles and flags of the running test (tests run one at a time).
 static EP: AtomicU64 = AtomicU64::new(0);
 static EP2: AtomicU64 = AtomicU64::new(0);
 static FLAG: AtomicBool = AtomicBool::new(false);
 static PID: AtomicU64 = AtomicU64::new(0);
+static HANDLES: AtomicU64 = AtomicU64::new(0);
+/// The table the kernel threads of the zero-copy tests use (its entries do not
+/// own their endpoints: the tests destroy them).
+static TABLE: HandleTable = HandleTable::new();
 
 fn ep() -> EpRef {
     EpRef::from_raw(EP.load(Ordering::Acquire))
+}
+
+/// Empties `TABLE` (whatever a test left there when it failed half-way).
+fn clear_table() {
+    for k in 0..crate::ipc::handle::HANDLES {
+        let _ = TABLE.remove(Handle(k as u32));
+    }
 }
 
 fn create() -> Result<EpRef, String> {
@@ -348,4 +372,159 @@ fn lock_holder(_: u64) -> u64 {
         0
     })
     .unwrap_or(4)
+}
+
+/// Info word of a zero-copy test message (label 0x2c, 64 bytes).
+const ZC_INFO: u64 = ipc::INFO_ZC | 64 << 32 | 0x2c;
+
+/// A zero-copy call or send on `TABLE`'s handle `HANDLES`, descriptor (0, 1024), 10 s:
+/// 0, or the errno.
+fn zc_sender(nr: u64) -> u64 {
+    let mut f = frame(nr, HANDLES.load(Ordering::Acquire), ZC_INFO, 10_000_000_000);
+    f.words[0] = 0;
+    f.words[1] = 1024;
+    match call(&TABLE, &mut f, None) {
+        Ok(_) => 0,
+        Err(e) => e as u64,
+    }
+}
+
+/// A zero-copy descriptor is checked against the region of the endpoint the message then
+/// goes to: the general path looked the handle up twice (for the check, then for the
+/// operation), so another thread closing it and putting another endpoint in its entry in
+/// between had the descriptor checked against one region and sent through the other
+/// endpoint (whose receivers trust it to lie inside theirs). Forced with the hold point
+/// `OP_HOLD` (after the check, before the operation): the handle names `a` (4 KiB region)
+/// when the call or send is checked, `b` (64 bytes) once it is held; the message must come
+/// through `a`, with the badge of `a`'s handle.
+fn zc_refill(_: &BootState) -> TestResult {
+    use super::syscall::nr::{IPC_CALL, IPC_SEND};
+    let failed: alloc::vec::Vec<String> = [("call", IPC_CALL), ("send", IPC_SEND)]
+        .into_iter()
+        .filter_map(|(what, nr)| zc_refill_op(nr).err().map(|e| format!("{what}: {e}")))
+        .collect();
+    check(failed.is_empty(), || failed.join("; "))
+}
+
+fn zc_refill_op(nr: u64) -> TestResult {
+    let a = create()?;
+    let b = create()?;
+    let r = (|| {
+        check(
+            ipc::set_region(a, 0x2c_0001, 4096) == Ok(true)
+                && ipc::set_region(b, 0x2c_0002, 64) == Ok(true),
+            || "set_region".into(),
+        )?;
+        let h = insert(&TABLE, a, Rights::SEND, 1)?;
+        HANDLES.store(u64::from(h.0), Ordering::Release);
+        OP_HOLD.arm();
+        let s = Builder::new().spawn(zc_sender, nr);
+        let held = s.is_ok() && until(30_000, || OP_HOLD.reached());
+        // Another thread closes the handle; another endpoint takes its entry.
+        let refilled = held
+            && TABLE.remove(h).is_ok()
+            && TABLE.insert(Cap {
+                ep: b,
+                rights: Rights::SEND,
+                badge: 2,
+            }) == Ok(h);
+        OP_HOLD.release();
+        let s = s.map_err(|e| format!("spawn: {e}"))?;
+        let got = ipc::recv(a, rdtsc() + ms(10_000));
+        if nr == super::syscall::nr::IPC_CALL && got.is_ok() {
+            let _ = ipc::reply(&Msg::default());
+        }
+        let code = join_all(&[s], 30_000)?[0];
+        let on_b = ipc::queued(b);
+        let _ = TABLE.remove(h);
+        check(held && refilled, || {
+            format!("held {held}, entry refilled {refilled}")
+        })?;
+        check(
+            matches!(got, Ok(m) if m.badge == 1 && m.zc && m.words[..2] == [0, 1024]),
+            || {
+                format!(
+                    "not received through the endpoint it was checked against: {got:?} (the other endpoint's queues: {on_b:?}, sender: {code})"
+                )
+            },
+        )?;
+        check(code == 0, || format!("sender: errno {code}"))
+    })();
+    clear_table();
+    OP_HOLD.release();
+    let _ = ipc::destroy(a);
+    let _ = ipc::destroy(b);
+    r
+}
+
+/// A zero-copy call through `small` (4 KiB region) answered with `reply_recv` on `big`
+/// (64 KiB): the caller mapped `small`'s region, so the reply's descriptor is checked
+/// against it, not against `big`'s. A descriptor past 4 KiB (inside `big`) is `ERANGE`,
+/// one inside 4 KiB goes to the caller.
+fn zc_reply(_: &BootState) -> TestResult {
+    let big = create()?;
+    let small = create()?;
+    let r = (|| {
+        check(
+            ipc::set_region(big, 0x2c_0003, 65536) == Ok(true)
+                && ipc::set_region(small, 0x2c_0004, 4096) == Ok(true),
+            || "set_region".into(),
+        )?;
+        let hb = insert(&TABLE, big, Rights::RECV, 0)?;
+        let hs = insert(&TABLE, small, Rights::RECV, 0)?;
+        HANDLES.store(u64::from(hb.0) | u64::from(hs.0) << 32, Ordering::Release);
+        let s = Builder::new()
+            .spawn(zc_server, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let queued = until(30_000, || ipc::queued(small) == Some((0, 1)));
+        let mut m = Msg::new(0x2c, [0; 8]);
+        m.zc = true;
+        m.words[1] = 64;
+        let got = if queued {
+            ipc::call(small, 3, &m, rdtsc() + ms(30_000))
+        } else {
+            Err(IpcError::TimedOut)
+        };
+        let code = join_all(&[s], 30_000)?[0];
+        let _ = TABLE.remove(hb);
+        let _ = TABLE.remove(hs);
+        check(
+            matches!(got, Ok(r) if r.label == 0x2d && r.zc && r.words[..2] == [0, 1024]),
+            || format!("call: {got:?}, expected the reply with descriptor (0, 1024)"),
+        )?;
+        check(code == 0, || {
+            format!(
+                "server: {code} (2: the reply past the caller's region was not ERANGE, 3: the one inside it failed)"
+            )
+        })
+    })();
+    clear_table();
+    let _ = ipc::destroy(big);
+    let _ = ipc::destroy(small);
+    r
+}
+
+/// `zc_reply`'s server: takes the call on `small`, then answers with `reply_recv` on `big`.
+fn zc_server(_: u64) -> u64 {
+    use super::syscall::nr::{IPC_RECV, IPC_REPLY_RECV};
+    let handles = HANDLES.load(Ordering::Acquire);
+    let (hb, hs) = (handles & 0xffff_ffff, handles >> 32);
+    let mut f = frame(IPC_RECV, hs, 0, 30_000_000_000);
+    if call(&TABLE, &mut f, None) != Ok(0) {
+        return 1;
+    }
+    let reply = |off: u64, len: u64| {
+        let mut f = frame(IPC_REPLY_RECV, hb, ZC_INFO + 1, 1_000_000);
+        f.words[0] = off;
+        f.words[1] = len;
+        call(&TABLE, &mut f, None)
+    };
+    if reply(0, 8192) != Err(ERANGE) {
+        return 2;
+    }
+    // Sent; then nothing comes on `big`: the receive times out.
+    if reply(0, 1024) != Err(ETIMEDOUT) {
+        return 3;
+    }
+    0
 }
