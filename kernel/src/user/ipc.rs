@@ -353,9 +353,13 @@ fn deadline(ns: u64) -> u64 {
 }
 
 #[inline(never)]
-fn deadline_after(ns: u64) -> u64 {
+pub(super) fn deadline_after(ns: u64) -> u64 {
     let per_us = (crate::smp::time::tsc_hz() / 1_000_000).max(1);
-    let ticks = (ns / 1000).saturating_mul(per_us) + (ns % 1000) * per_us / 1000;
+    // Saturating: a huge timeout (u64::MAX, "practically forever") must not wrap to an
+    // immediate one (or panic in a debug build).
+    let ticks = (ns / 1000)
+        .saturating_mul(per_us)
+        .saturating_add((ns % 1000) * per_us / 1000);
     exo_arch::tsc::rdtsc()
         .saturating_add(ticks.max(1))
         .min(ipc::NO_DEADLINE - 1)

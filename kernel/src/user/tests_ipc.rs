@@ -3,7 +3,7 @@
 //! close, the endpoint going with its last handle), on kernel threads; and a process
 //! (`/ipcdemo`'s `KILLED` role) killed while it waits inside an IPC call.
 
-use super::ipc::{OP_HOLD, call, fast_info};
+use super::ipc::{OP_HOLD, call, deadline_after, fast_info};
 use super::process;
 use super::syscall::Errno;
 use crate::boot::BootState;
@@ -40,6 +40,11 @@ ktest!(
     Needs::Threads,
     "user.ipc.zero_copy_reply_checked_against_the_calls_endpoint",
     zc_reply
+);
+ktest!(
+    Needs::Threads,
+    "user.ipc.huge_timeouts_do_not_expire_at_once",
+    huge_timeouts
 );
 
 const ERANGE: i64 = 34;
@@ -160,7 +165,8 @@ static EP2: AtomicU64 = AtomicU64::new(0);
 static FLAG: AtomicBool = AtomicBool::new(false);
 static PID: AtomicU64 = AtomicU64::new(0);
 static HANDLES: AtomicU64 = AtomicU64::new(0);
-/// The table the kernel threads of the zero-copy tests use (its entries do not
+static TIMEOUT: AtomicU64 = AtomicU64::new(0);
+/// The table the kernel threads of the zero-copy and timeout tests use (its entries do not
 /// own their endpoints: the tests destroy them).
 static TABLE: HandleTable = HandleTable::new();
 
@@ -527,4 +533,75 @@ fn zc_server(_: u64) -> u64 {
         return 3;
     }
     0
+}
+
+/// `huge_timeouts`' receiver: `ipc_recv` on `TABLE`'s handle `HANDLES` with the timeout
+/// `TIMEOUT`; 0 if it got the test's message, else the errno (or 1). Sets `FLAG` when done.
+fn huge_receiver(_: u64) -> u64 {
+    use super::syscall::nr::IPC_RECV;
+    let mut f = frame(
+        IPC_RECV,
+        HANDLES.load(Ordering::Acquire),
+        0,
+        TIMEOUT.load(Ordering::Acquire),
+    );
+    let r = match call(&TABLE, &mut f, None) {
+        Ok(0) if f.rsi as u32 == 0x2e && f.words == [7; 8] => 0,
+        Ok(_) => 1,
+        Err(e) => e as u64,
+    };
+    FLAG.store(true, Ordering::Release);
+    r
+}
+
+/// Timeouts of `u64::MAX` and `i64::MAX` ns ("practically forever"): the deadline they give
+/// lies far ahead (its computation overflowed: an immediate `ETIMEDOUT` in a release build,
+/// a panic in a debug one), and a receive with one waits until a message comes.
+fn huge_timeouts(_: &BootState) -> TestResult {
+    let now = rdtsc();
+    let d = deadline_after(1_000_000);
+    check(d > now && d <= rdtsc() + ms(1), || {
+        format!("1 ms: {} ticks, ms(1) {}", d.wrapping_sub(now), ms(1))
+    })?;
+    for ns in [u64::MAX, i64::MAX as u64] {
+        let now = rdtsc();
+        let d = deadline_after(ns);
+        check(d > now.saturating_add(ms(3_600_000)), || {
+            format!(
+                "timeout {ns:#x} ns: a deadline {} ticks ahead",
+                d.wrapping_sub(now)
+            )
+        })?;
+        let e = create()?;
+        let r = (|| {
+            let h = insert(&TABLE, e, Rights::ALL, 0)?;
+            HANDLES.store(u64::from(h.0), Ordering::Release);
+            TIMEOUT.store(ns, Ordering::Release);
+            FLAG.store(false, Ordering::Release);
+            let t = Builder::new()
+                .spawn(huge_receiver, 0)
+                .map_err(|x| format!("spawn: {x}"))?;
+            let waiting = until(30_000, || {
+                FLAG.load(Ordering::Acquire)
+                    || (ipc::queued(e) == Some((0, 1)) && sched::is_blocked(t))
+            }) && !FLAG.load(Ordering::Acquire);
+            let sent =
+                waiting && ipc::send(e, 0, &Msg::new(0x2e, [7; 8]), rdtsc() + ms(30_000)).is_ok();
+            if !sent {
+                // A receiver still waiting ends with the endpoint.
+                let _ = ipc::destroy(e);
+            }
+            let code = join_all(&[t], 30_000)?[0];
+            let _ = TABLE.remove(h);
+            check(waiting && sent && code == 0, || {
+                format!(
+                    "timeout {ns:#x} ns: receiver waiting {waiting}, sent {sent}, receiver {code} (110: timed out)"
+                )
+            })
+        })();
+        clear_table();
+        let _ = ipc::destroy(e);
+        r?;
+    }
+    Ok(())
 }
