@@ -265,9 +265,11 @@ impl Queues {
 pub(super) struct Slot {
     used: AtomicBool,
     /// The shared region attached to the endpoint ([`set_region`]): an opaque tag of the
-    /// layer that owns regions (0: none) and the region's length in bytes.
+    /// layer that owns regions (0: none) and its bound, the region's length in bytes plus
+    /// one (0: none): the end of a zero-copy descriptor must lie below it ([`zc_bound`]),
+    /// one compare that also refuses every descriptor, the empty one too, with no region.
     region: AtomicU64,
-    region_len: AtomicU64,
+    region_bound: AtomicU64,
     pub(super) q: spin::Mutex<Queues>,
 }
 
@@ -291,7 +293,7 @@ static SLOTS: [Slot; MAX_ENDPOINTS] = [const {
     Slot {
         used: AtomicBool::new(false),
         region: AtomicU64::new(0),
-        region_len: AtomicU64::new(0),
+        region_bound: AtomicU64::new(0),
         q: spin::Mutex::new(Queues {
             gen_: 1,
             live: false,
@@ -365,7 +367,7 @@ pub fn create() -> Result<EpRef, IpcError> {
             let mut q = s.lock();
             q.live = true;
             q.refs = 0;
-            s.region_len.store(0, Ordering::Relaxed);
+            s.region_bound.store(0, Ordering::Relaxed);
             s.region.store(0, Ordering::Relaxed);
             return Ok(EpRef {
                 index: index as u32,
@@ -419,18 +421,19 @@ pub fn region(ep: EpRef) -> Result<(u64, u64), IpcError> {
     }
     Ok((
         s.region.load(Ordering::Relaxed),
-        s.region_len.load(Ordering::Relaxed),
+        s.region_bound.load(Ordering::Relaxed).saturating_sub(1),
     ))
 }
 
-/// The length of the region attached to `ep` (0 if none), lock-free: the bound a
-/// zero-copy descriptor is checked against on the fastpath. Not generation-checked: for
-/// a stale `ep` it may be a successor's length, and the operation it bounds then fails on
-/// `ep`'s generation (`Closed`); the kernel never reads the region through it. A reply,
-/// which does not go through an endpoint, needs [`region`]'s checked read instead.
+/// The bound of the region attached to `ep`, lock-free: its length plus one, 0 if none (a
+/// zero-copy descriptor fits if its end is below it). What the system-call layer checks
+/// descriptors against before an operation on `ep`. Not generation-checked: for a stale
+/// `ep` it may be a successor's bound, and the operation it bounds then fails on `ep`'s
+/// generation (`Closed`); the kernel never reads the region through it. A reply, which
+/// does not go through an endpoint, needs [`region`]'s checked read instead.
 #[inline]
-pub fn region_len(ep: EpRef) -> Result<u64, IpcError> {
-    Ok(slot(ep)?.region_len.load(Ordering::Relaxed))
+pub fn zc_bound(ep: EpRef) -> Result<u64, IpcError> {
+    Ok(slot(ep)?.region_bound.load(Ordering::Relaxed))
 }
 
 /// Attaches region `tag` of `len` bytes to `ep` unless one is attached; `Ok(false)` if
@@ -445,7 +448,8 @@ pub fn set_region(ep: EpRef, tag: u64, len: u64) -> Result<bool, IpcError> {
     if s.region.load(Ordering::Relaxed) != 0 {
         return Ok(false);
     }
-    s.region_len.store(len, Ordering::Relaxed);
+    s.region_bound
+        .store(len.saturating_add(1), Ordering::Relaxed);
     s.region.store(tag, Ordering::Release);
     drop(q);
     Ok(true)

@@ -67,7 +67,7 @@
 //! info = label (bits 0..32) | length in bytes (bits 32..40). Errors map to errno by
 //! [`IpcError::errno`]. Phase 3: 527 `shm_map` maps the endpoint's shared region
 //! (`user::shm`); info bit 40 ([`INFO_ZC`]) marks words 0 and 1 as a descriptor (offset,
-//! length) checked against [`region_len`], which batches use too (16 messages named by
+//! length) checked against [`zc_bound`], which batches use too (16 messages named by
 //! one descriptor). Info bit 41 ([`INFO_HANDLE`]): a handle travels in words 6 and 7
 //! (`user::ipc` checks and converts it). [`fusion`]: shared-memory call rings between
 //! threads on different CPUs, polled, with a wake-up only for a parked peer.
@@ -86,7 +86,7 @@ mod tests_fusion;
 
 pub use endpoint::{
     EpRef, MAX_ENDPOINTS, answering, call, create, destroy, queued, received_on, recv, region,
-    region_len, release, reply, reply_recv, retain, send, set_region, stats, try_fast,
+    release, reply, reply_recv, retain, send, set_region, stats, try_fast, zc_bound,
 };
 pub use fastpath::{STALE_CLAIMS, finish_parked};
 pub use handle::{Cap, Handle, HandleTable, Rights};
@@ -110,7 +110,7 @@ pub struct Msg {
     /// The badge of the handle the message was sent through (0 for replies); ignored on send.
     pub badge: u64,
     /// Words 0 and 1 are a zero-copy descriptor (offset, length) into the endpoint's shared
-    /// region, checked by the system-call layer against its length ([`region_len`]; a reply's
+    /// region, checked by the system-call layer against its length ([`zc_bound`]; a reply's
     /// against the region of the endpoint the call came through, [`answering`]).
     pub zc: bool,
     /// Words 6 and 7 carry a handle in flight (the system-call layer's encoding, [`INFO_HANDLE`]).

@@ -7,9 +7,10 @@
 //! destroyed endpoint `EPIPE`, a server that ended mid-call `ECONNRESET`, one that dropped
 //! the call `ECONNABORTED`, a timeout `ETIMEDOUT`, no call to answer `ESRCH`, no endpoint
 //! or handle left `EAGAIN`, a zero-copy descriptor (info bit 40: words 0 and 1 are offset
-//! and length) outside the endpoint's shared region `ERANGE` (a reply sent by `reply_recv`
-//! is checked against the region of the endpoint its call came through; `ipc_reply` refuses
-//! the bit with `EINVAL`). No pointer is read: there is nothing to fault on.
+//! and length) outside the endpoint's shared region, or with no region (an empty one too),
+//! `ERANGE` (a reply sent by `reply_recv` is checked against the region of the endpoint its
+//! call came through; `ipc_reply` refuses the bit with `EINVAL`). No pointer is read: there
+//! is nothing to fault on.
 //!
 //! Handles in messages (info bit 41, `INFO_HANDLE`): on send, word 7 names a handle of the
 //! sender's and the rights to give ([`outgoing_handle`] checks both and puts the endpoint's
@@ -217,13 +218,15 @@ fn check_zc(ep: ipc::EpRef, info: u64, words: &[u64; 8]) -> Result<(), i64> {
     zc_in_region(ep, words)
 }
 
-/// [`check_zc`] of a descriptor for endpoint `ep` (the length read lock-free: the operation
+/// [`check_zc`] of a descriptor for endpoint `ep` (the bound read lock-free: the operation
 /// on `ep` then checks its generation).
 #[inline(always)]
 fn zc_in_region(ep: ipc::EpRef, words: &[u64; 8]) -> Result<(), i64> {
-    let len = ipc::region_len(ep).map_err(err)?;
-    match words[0].checked_add(words[1]) {
-        Some(end) if end <= len => Ok(()),
+    let bound = ipc::zc_bound(ep).map_err(err)?;
+    // `offset + length < bound` with nothing to overflow: the length fits, then the offset
+    // lies below what is left (icount: `checked_add`, then `end < bound`, cost two more).
+    match bound.checked_sub(words[1]) {
+        Some(room) if words[0] < room => Ok(()),
         _ => Err(ERANGE),
     }
 }
@@ -243,9 +246,9 @@ fn check_zc_reply(ep: ipc::EpRef, info: u64, words: &[u64; 8]) -> Result<(), i64
 
 #[inline(never)]
 fn zc_reply_slow(ep: ipc::EpRef, words: &[u64; 8]) -> Result<(), i64> {
-    let (_, len) = ipc::region(ep).map_err(err)?;
+    let (tag, len) = ipc::region(ep).map_err(err)?;
     match words[0].checked_add(words[1]) {
-        Some(end) if end <= len => Ok(()),
+        Some(end) if tag != 0 && end <= len => Ok(()),
         _ => Err(ERANGE),
     }
 }

@@ -46,6 +46,11 @@ ktest!(
     "user.ipc.huge_timeouts_do_not_expire_at_once",
     huge_timeouts
 );
+ktest!(
+    Needs::Threads,
+    "user.ipc.zero_copy_needs_a_region",
+    zc_needs_region
+);
 
 const ERANGE: i64 = 34;
 const ETIMEDOUT: i64 = 110;
@@ -604,4 +609,48 @@ fn huge_timeouts(_: &BootState) -> TestResult {
         r?;
     }
     Ok(())
+}
+
+/// A zero-copy descriptor on an endpoint with no region is `ERANGE`, even an empty one
+/// (`(0, 0)` passed a check against a length of 0); with a region, every descriptor that
+/// lies inside it passes (empty ones at its end too) and the others are `ERANGE`.
+fn zc_needs_region(_: &BootState) -> TestResult {
+    use super::syscall::nr::IPC_SEND;
+    let e = create()?;
+    let r = (|| {
+        let h = insert(&TABLE, e, Rights::ALL, 0)?;
+        let send = |off: u64, len: u64| {
+            let mut f = frame(IPC_SEND, u64::from(h.0), ZC_INFO, 1_000);
+            f.words[0] = off;
+            f.words[1] = len;
+            call(&TABLE, &mut f, None)
+        };
+        // Checked, then nobody receives: ETIMEDOUT.
+        let cases: &[(bool, u64, u64, i64)] = &[
+            (false, 0, 0, ERANGE),
+            (false, 0, 1, ERANGE),
+            (true, 0, 0, ETIMEDOUT),
+            (true, 4096, 0, ETIMEDOUT),
+            (true, 0, 4096, ETIMEDOUT),
+            (true, 4095, 2, ERANGE),
+            (true, 0, 4097, ERANGE),
+            (true, u64::MAX, 1, ERANGE),
+        ];
+        for &(region, off, len, want) in cases {
+            if region && ipc::region(e) == Ok((0, 0)) {
+                check(ipc::set_region(e, 0x2c_0005, 4096) == Ok(true), || {
+                    "set_region".into()
+                })?;
+            }
+            let got = send(off, len);
+            check(got == Err(want), || {
+                format!("region {region}, descriptor ({off}, {len}): {got:?}, expected -{want}")
+            })?;
+        }
+        let _ = TABLE.remove(h);
+        Ok(())
+    })();
+    clear_table();
+    let _ = ipc::destroy(e);
+    r
 }
