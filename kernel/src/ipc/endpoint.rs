@@ -9,7 +9,7 @@
 
 use super::{IpcError, MSG_WORDS, Msg, fastpath};
 use crate::sched::{self, Here, MAX_THREADS, Tid};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use exo_arch::syscall::IpcFrame;
 use exo_arch::tsc::rdtsc;
 use exo_percpu::IrqGuard;
@@ -283,6 +283,7 @@ impl Slot {
             None => {
                 core::hint::cold_path();
                 LOCK_WAITS.fetch_add(1, Ordering::Relaxed);
+                LOCK_WAITED.store(core::ptr::from_ref(self).addr(), Ordering::Relaxed);
                 self.q.lock()
             }
         }
@@ -306,22 +307,30 @@ static SLOTS: [Slot; MAX_ENDPOINTS] = [const {
 
 static CURSOR: AtomicU32 = AtomicU32::new(0);
 
-/// Times an endpoint's lock was found taken (the contended case of `Slot::lock`, off the
-/// fastpath's way). Test support: a test holding a lock ([`with_lock_held`]) learns from it
-/// that an operation on another CPU has reached the lock, past every check made before it.
-pub static LOCK_WAITS: AtomicU64 = AtomicU64::new(0);
+/// Times an endpoint's lock was found taken, and the slot of the last one (the contended
+/// case of `Slot::lock`, off the fastpath's way). Test support: a test holding a lock
+/// ([`with_lock_held`]) learns from them that an operation on another CPU has reached the
+/// lock, past every check made before it.
+static LOCK_WAITS: AtomicU64 = AtomicU64::new(0);
+static LOCK_WAITED: AtomicUsize = AtomicUsize::new(0);
 
 /// Test support: runs `f` with `ep`'s lock held (interrupts off here), so that an
-/// operation on `ep` from another CPU waits where it takes the lock ([`LOCK_WAITS`] counts
-/// it) until `f` returns. `Closed` if `ep` is gone.
-pub fn with_lock_held<R>(ep: EpRef, f: impl FnOnce() -> R) -> Result<R, IpcError> {
+/// operation on `ep` from another CPU waits where it takes the lock, until `f` returns.
+/// `f` gets a check of whether one waits (or waited) for this lock since `f` began.
+/// `Closed` if `ep` is gone.
+pub fn with_lock_held<R>(ep: EpRef, f: impl FnOnce(&dyn Fn() -> bool) -> R) -> Result<R, IpcError> {
     let s = slot(ep)?;
     let _g = IrqGuard::new();
     let q = s.lock();
     if !q.is(ep) {
         return Err(IpcError::Closed);
     }
-    let r = f();
+    let before = LOCK_WAITS.load(Ordering::Relaxed);
+    let me = core::ptr::from_ref(s).addr();
+    let waited = || {
+        LOCK_WAITS.load(Ordering::Relaxed) != before && LOCK_WAITED.load(Ordering::Relaxed) == me
+    };
+    let r = f(&waited);
     drop(q);
     Ok(r)
 }

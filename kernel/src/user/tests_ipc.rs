@@ -8,7 +8,7 @@ use super::process;
 use super::syscall::Errno;
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus};
-use crate::ipc::endpoint::{LOCK_WAITS, with_lock_held};
+use crate::ipc::endpoint::with_lock_held;
 use crate::ipc::{self, Cap, EpRef, Handle, HandleTable, IpcError, Msg, Rights};
 use crate::ktest;
 use crate::sched::{self, Builder, Tid};
@@ -367,13 +367,12 @@ fn lock_holder(_: u64) -> u64 {
         return 1;
     }
     let pid = PID.load(Ordering::Acquire);
-    with_lock_held(ep(), || {
-        let before = LOCK_WAITS.load(Ordering::Relaxed);
+    with_lock_held(ep(), |waited| {
         if ipc::reply(&Msg::default()).is_err() {
             return 2;
         }
         let d = rdtsc() + ms(10_000);
-        while LOCK_WAITS.load(Ordering::Relaxed) == before {
+        while !waited() {
             if rdtsc() > d {
                 return 3;
             }
