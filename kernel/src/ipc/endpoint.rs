@@ -9,7 +9,7 @@
 
 use super::{IpcError, MSG_WORDS, Msg, fastpath};
 use crate::sched::{self, Here, MAX_THREADS, Tid};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use exo_arch::syscall::IpcFrame;
 use exo_arch::tsc::rdtsc;
 use exo_percpu::IrqGuard;
@@ -55,8 +55,15 @@ pub(super) struct Waiter {
     pub(super) words: [AtomicU64; MSG_WORDS],
     /// Next thread in the endpoint queue it is on.
     pub(super) next: AtomicU32,
-    /// Endpoint slot it is queued on.
-    pub(super) ep: AtomicU32,
+    /// Endpoint slot it is queued on as a sender or caller.
+    pub(super) send_ep: AtomicU32,
+    /// The endpoint it last received on (slot and generation, two stores where packing
+    /// them cost the fastpath two more instructions): queued there as a receiver, or
+    /// taking a queued sender. So the call it serves (`reply_to`) came through this one:
+    /// only a receive gives a thread a call, and a receive answers or drops the call it
+    /// served before. Written and read by the thread itself (`timeout` runs in it too).
+    pub(super) recv_ep: AtomicU32,
+    pub(super) recv_gen: AtomicU32,
     /// Its `Tid` (raw), set at each operation (wakers need the generation).
     pub(super) tid: AtomicU64,
     /// The call it is serving ([`token`]; 0: none).
@@ -77,7 +84,9 @@ impl Waiter {
             badge: AtomicU64::new(0),
             words: [const { AtomicU64::new(0) }; MSG_WORDS],
             next: AtomicU32::new(NIL),
-            ep: AtomicU32::new(NIL),
+            send_ep: AtomicU32::new(NIL),
+            recv_ep: AtomicU32::new(NIL),
+            recv_gen: AtomicU32::new(0),
             tid: AtomicU64::new(0),
             reply_to: AtomicU64::new(0),
             fast: AtomicU64::new(0),
@@ -139,6 +148,19 @@ impl Waiter {
     pub(super) fn count(&self, fast: bool) {
         let c = if fast { &self.fast } else { &self.slow };
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    /// Records `ep` as the endpoint it receives on (`recv_ep`).
+    #[inline(always)]
+    pub(super) fn set_recv_ep(&self, ep: EpRef) {
+        self.recv_ep.store(ep.index, Ordering::Relaxed);
+        self.recv_gen.store(ep.gen_, Ordering::Relaxed);
+    }
+    #[inline(always)]
+    fn recv_ep(&self) -> EpRef {
+        EpRef {
+            index: self.recv_ep.load(Ordering::Relaxed),
+            gen_: self.recv_gen.load(Ordering::Relaxed),
+        }
     }
     #[inline(always)]
     pub(super) fn tid(&self) -> Tid {
@@ -243,9 +265,11 @@ impl Queues {
 pub(super) struct Slot {
     used: AtomicBool,
     /// The shared region attached to the endpoint ([`set_region`]): an opaque tag of the
-    /// layer that owns regions (0: none) and the region's length in bytes.
+    /// layer that owns regions (0: none) and its bound, the region's length in bytes plus
+    /// one (0: none): the end of a zero-copy descriptor must lie below it ([`zc_bound`]),
+    /// one compare that also refuses every descriptor, the empty one too, with no region.
     region: AtomicU64,
-    region_len: AtomicU64,
+    region_bound: AtomicU64,
     pub(super) q: spin::Mutex<Queues>,
 }
 
@@ -258,6 +282,8 @@ impl Slot {
             Some(q) => q,
             None => {
                 core::hint::cold_path();
+                LOCK_WAITS.fetch_add(1, Ordering::Relaxed);
+                LOCK_WAITED.store(core::ptr::from_ref(self).addr(), Ordering::Relaxed);
                 self.q.lock()
             }
         }
@@ -268,7 +294,7 @@ static SLOTS: [Slot; MAX_ENDPOINTS] = [const {
     Slot {
         used: AtomicBool::new(false),
         region: AtomicU64::new(0),
-        region_len: AtomicU64::new(0),
+        region_bound: AtomicU64::new(0),
         q: spin::Mutex::new(Queues {
             gen_: 1,
             live: false,
@@ -280,6 +306,34 @@ static SLOTS: [Slot; MAX_ENDPOINTS] = [const {
 }; MAX_ENDPOINTS];
 
 static CURSOR: AtomicU32 = AtomicU32::new(0);
+
+/// Times an endpoint's lock was found taken, and the slot of the last one (the contended
+/// case of `Slot::lock`, off the fastpath's way). Test support: a test holding a lock
+/// ([`with_lock_held`]) learns from them that an operation on another CPU has reached the
+/// lock, past every check made before it.
+static LOCK_WAITS: AtomicU64 = AtomicU64::new(0);
+static LOCK_WAITED: AtomicUsize = AtomicUsize::new(0);
+
+/// Test support: runs `f` with `ep`'s lock held (interrupts off here), so that an
+/// operation on `ep` from another CPU waits where it takes the lock, until `f` returns.
+/// `f` gets a check of whether one waits (or waited) for this lock since `f` began.
+/// `Closed` if `ep` is gone.
+pub fn with_lock_held<R>(ep: EpRef, f: impl FnOnce(&dyn Fn() -> bool) -> R) -> Result<R, IpcError> {
+    let s = slot(ep)?;
+    let _g = IrqGuard::new();
+    let q = s.lock();
+    if !q.is(ep) {
+        return Err(IpcError::Closed);
+    }
+    let before = LOCK_WAITS.load(Ordering::Relaxed);
+    let me = core::ptr::from_ref(s).addr();
+    let waited = || {
+        LOCK_WAITS.load(Ordering::Relaxed) != before && LOCK_WAITED.load(Ordering::Relaxed) == me
+    };
+    let r = f(&waited);
+    drop(q);
+    Ok(r)
+}
 
 /// A reference to an endpoint: slot index and generation (stale once it is destroyed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,7 +376,7 @@ pub fn create() -> Result<EpRef, IpcError> {
             let mut q = s.lock();
             q.live = true;
             q.refs = 0;
-            s.region_len.store(0, Ordering::Relaxed);
+            s.region_bound.store(0, Ordering::Relaxed);
             s.region.store(0, Ordering::Relaxed);
             return Ok(EpRef {
                 index: index as u32,
@@ -376,17 +430,19 @@ pub fn region(ep: EpRef) -> Result<(u64, u64), IpcError> {
     }
     Ok((
         s.region.load(Ordering::Relaxed),
-        s.region_len.load(Ordering::Relaxed),
+        s.region_bound.load(Ordering::Relaxed).saturating_sub(1),
     ))
 }
 
-/// The length of the region attached to `ep` (0 if none), lock-free: the bound a
-/// zero-copy descriptor is checked against on the fastpath. Not generation-checked: for
-/// a stale `ep` it may be a successor's length, and the operation it bounds then fails on
-/// `ep`'s generation (`Closed`); the kernel never reads the region through it.
+/// The bound of the region attached to `ep`, lock-free: its length plus one, 0 if none (a
+/// zero-copy descriptor fits if its end is below it). What the system-call layer checks
+/// descriptors against before an operation on `ep`. Not generation-checked: for a stale
+/// `ep` it may be a successor's bound, and the operation it bounds then fails on `ep`'s
+/// generation (`Closed`); the kernel never reads the region through it. A reply, which
+/// does not go through an endpoint, needs [`region`]'s checked read instead.
 #[inline]
-pub fn region_len(ep: EpRef) -> Result<u64, IpcError> {
-    Ok(slot(ep)?.region_len.load(Ordering::Relaxed))
+pub fn zc_bound(ep: EpRef) -> Result<u64, IpcError> {
+    Ok(slot(ep)?.region_bound.load(Ordering::Relaxed))
 }
 
 /// Attaches region `tag` of `len` bytes to `ep` unless one is attached; `Ok(false)` if
@@ -401,7 +457,8 @@ pub fn set_region(ep: EpRef, tag: u64, len: u64) -> Result<bool, IpcError> {
     if s.region.load(Ordering::Relaxed) != 0 {
         return Ok(false);
     }
-    s.region_len.store(len, Ordering::Relaxed);
+    s.region_bound
+        .store(len.saturating_add(1), Ordering::Relaxed);
     s.region.store(tag, Ordering::Release);
     drop(q);
     Ok(true)
@@ -446,6 +503,22 @@ pub fn queued(ep: EpRef) -> Option<(usize, usize)> {
     let _g = IrqGuard::new();
     let q = s.lock();
     q.is(ep).then(|| (q.senders.len(), q.receivers.len()))
+}
+
+/// The endpoint the call the calling thread serves came through (`None`: it serves none):
+/// a zero-copy reply's descriptor is checked against that endpoint's region, which the
+/// caller mapped, whatever endpoint the reply is sent with.
+pub fn answering() -> Option<EpRef> {
+    let (_, w) = me().ok()?;
+    (w.reply_to.load(Ordering::Relaxed) != 0).then(|| w.recv_ep())
+}
+
+/// The endpoint the running thread `here` last received on: the one the call it serves
+/// came through, if it serves one ([`answering`] without that check: the fastpath's,
+/// whose `reply_recv` needs a call served anyway).
+#[inline(always)]
+pub fn received_on(here: Here<'_>) -> Option<EpRef> {
+    Some(WAITERS.get(here.index())?.recv_ep())
 }
 
 /// Operations made through the fastpath and the slow path, summed over threads.
@@ -519,7 +592,17 @@ pub fn call_via(
     let (here, w) = me_pinned(&g)?;
     let i = here.index();
     if fast {
-        let r = fastpath::call(here, w, ep, badge, msg.info(), &msg.words, deadline, None);
+        let r = fastpath::call(
+            here,
+            w,
+            ep,
+            badge,
+            msg.info(),
+            &msg.words,
+            deadline,
+            None,
+            move || super::aborting_here(here),
+        );
         if let Some(seq) = r {
             drop(g);
             fastpath::done(i, w, seq, deadline)?;
@@ -551,7 +634,10 @@ pub fn call_regs(
     let g = IrqGuard::new();
     let (here, w) = me_pinned(&g)?;
     let i = here.index();
-    if fast && let Some(seq) = fastpath::call(here, w, ep, badge, info, words, deadline, park) {
+    let aborted = move || super::aborting_here(here);
+    if fast
+        && let Some(seq) = fastpath::call(here, w, ep, badge, info, words, deadline, park, aborted)
+    {
         drop(g);
         fastpath::done(i, w, seq, deadline)?;
         return Ok(w.take_into(words));
@@ -567,6 +653,9 @@ pub fn call_regs(
 /// (`is_call`) or `reply_recv` through [`fastpath`], parking the caller. Returns when a
 /// precondition failed; the general path then does the operation (for `reply_recv`, the
 /// reply may already be done: it finds no caller left to answer and only receives).
+/// `aborted`: whether the caller's process is being killed (the layer's own cheap read of
+/// what [`super::aborting`] says), checked by the layer before and read again once the
+/// caller is marked blocked.
 #[allow(
     clippy::too_many_arguments,
     reason = "inlined: the registers of the system call"
@@ -581,14 +670,16 @@ pub fn try_fast(
     words: &[u64; MSG_WORDS],
     deadline: u64,
     resume: fn(&mut IpcFrame),
+    aborted: impl FnOnce() -> bool,
 ) {
     let Ok(w) = waiter_of(here) else {
         return;
     };
+    let park = Some(resume);
     if is_call {
-        fastpath::call(here, w, ep, badge, info, words, deadline, Some(resume));
+        fastpath::call(here, w, ep, badge, info, words, deadline, park, aborted);
     } else {
-        fastpath::reply_recv(here, w, ep, info, words, deadline, Some(resume));
+        fastpath::reply_recv(here, w, ep, info, words, deadline, park, aborted);
     }
 }
 
@@ -651,7 +742,7 @@ fn send_slow(
         }
     } else {
         w.put(msg, badge);
-        w.ep.store(ep.index, Ordering::Relaxed);
+        w.send_ep.store(ep.index, Ordering::Relaxed);
         let st = if is_call { CALL_WAIT } else { SEND_WAIT };
         w.word.store(pack(seq, st), Ordering::Release);
         q.senders.push(i as u32);
@@ -678,6 +769,7 @@ pub(super) fn recv_slow(i: usize, w: &Waiter, ep: EpRef, deadline: u64) -> Resul
     if !q.is(ep) {
         return Err(IpcError::Closed);
     }
+    w.set_recv_ep(ep);
     if let Some(k) = q.senders.pop() {
         let sw = waiter(k);
         w.copy_from(sw);
@@ -694,7 +786,6 @@ pub(super) fn recv_slow(i: usize, w: &Waiter, ep: EpRef, deadline: u64) -> Resul
         sched::wake(sw.tid());
         return Ok(w.take());
     }
-    w.ep.store(ep.index, Ordering::Relaxed);
     w.word.store(pack(seq, RECV_WAIT), Ordering::Release);
     q.receivers.push(i as u32);
     drop(q);
@@ -750,7 +841,16 @@ pub fn reply_recv_via(ep: EpRef, reply: &Msg, deadline: u64, fast: bool) -> Resu
     let (here, w) = me_pinned(&g)?;
     let i = here.index();
     if fast {
-        let r = fastpath::reply_recv(here, w, ep, reply.info(), &reply.words, deadline, None);
+        let r = fastpath::reply_recv(
+            here,
+            w,
+            ep,
+            reply.info(),
+            &reply.words,
+            deadline,
+            None,
+            move || super::aborting_here(here),
+        );
         if let Some(seq) = r {
             drop(g);
             fastpath::done(i, w, seq, deadline)?;
@@ -775,7 +875,10 @@ pub fn reply_recv_regs(
     let g = IrqGuard::new();
     let (here, w) = me_pinned(&g)?;
     let i = here.index();
-    if fast && let Some(seq) = fastpath::reply_recv(here, w, ep, info, words, deadline, park) {
+    let aborted = move || super::aborting_here(here);
+    if fast
+        && let Some(seq) = fastpath::reply_recv(here, w, ep, info, words, deadline, park, aborted)
+    {
         drop(g);
         fastpath::done(i, w, seq, deadline)?;
         return Ok(w.take_into(words));
@@ -865,7 +968,12 @@ fn timeout(i: usize, w: &Waiter, word: u64) -> bool {
             .compare_exchange(word, pack(seq, IDLE), Ordering::AcqRel, Ordering::Relaxed)
             .is_ok(),
         RECV_WAIT | SEND_WAIT | CALL_WAIT => {
-            let Some(s) = SLOTS.get(w.ep.load(Ordering::Relaxed) as usize) else {
+            let index = if state_of(word) == RECV_WAIT {
+                w.recv_ep.load(Ordering::Relaxed)
+            } else {
+                w.send_ep.load(Ordering::Relaxed)
+            };
+            let Some(s) = SLOTS.get(index as usize) else {
                 return false;
             };
             let _g = IrqGuard::new();

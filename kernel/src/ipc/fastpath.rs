@@ -40,7 +40,8 @@ use exo_arch::syscall::IpcFrame;
 /// gets our reply token, we wait for the reply and the CPU goes straight to the receiver.
 /// `Some(seq)`: the switch is made and we run again; the caller ends its guard and waits
 /// for the reply with [`done`]. With `park` (see the module header) it does not
-/// return once the receiver is claimed.
+/// return once the receiver is claimed. `aborted`: whether the calling thread is being
+/// killed, read once it is marked blocked ([`switch`]); the caller checked it before.
 #[allow(
     clippy::too_many_arguments,
     reason = "inlined: the registers of the system call"
@@ -55,6 +56,7 @@ pub(super) fn call(
     words: &[u64; MSG_WORDS],
     deadline: u64,
     park: Option<fn(&mut IpcFrame)>,
+    aborted: impl FnOnce() -> bool,
 ) -> Option<u64> {
     if !fastpath_enabled() {
         return None;
@@ -82,7 +84,7 @@ pub(super) fn call(
         matches!(
             state_of(w.word.load(Ordering::Acquire)),
             REPLY_WAIT | REPLYING
-        )
+        ) && !aborted()
     };
     switch(here, w, target, deadline, still_wait, park, exit);
     Some(seq)
@@ -104,7 +106,12 @@ pub(super) fn call(
 /// `ep` and the CPU goes straight back to the caller. A caller we cannot claim (running, or
 /// blocked elsewhere) gets the reply as from `reply` (the CAS `REPLY_WAIT -> REPLYING`, the
 /// slot, a wake-up) and we return `None` with the reply done (the slow path only receives).
-/// `Some(seq)` as for [`call`]. With `park` it does not return once the caller is claimed.
+/// `Some(seq)` as for [`call`]. With `park` it does not return once the caller is claimed;
+/// `aborted` as for [`call`].
+#[allow(
+    clippy::too_many_arguments,
+    reason = "inlined: the registers of the system call"
+)]
 #[inline(always)]
 pub(super) fn reply_recv(
     here: Here<'_>,
@@ -114,6 +121,7 @@ pub(super) fn reply_recv(
     words: &[u64; MSG_WORDS],
     deadline: u64,
     park: Option<fn(&mut IpcFrame)>,
+    aborted: impl FnOnce() -> bool,
 ) -> Option<u64> {
     if !fastpath_enabled() {
         return None;
@@ -166,11 +174,11 @@ pub(super) fn reply_recv(
     }
     cw.word.store(pack(cseq, DONE), Ordering::Release);
     let seq = w.begin(RECV_WAIT);
-    w.ep.store(ep.index, Ordering::Relaxed);
+    w.set_recv_ep(ep);
     q.receivers.push(here.index() as u32);
     drop(q);
     let word = pack(seq, RECV_WAIT);
-    let still_wait = || w.word.load(Ordering::Acquire) == word;
+    let still_wait = || w.word.load(Ordering::Acquire) == word && !aborted();
     switch(here, w, target, deadline, still_wait, park, exit);
     Some(seq)
 }
@@ -182,6 +190,14 @@ pub static STALE_CLAIMS: core::sync::atomic::AtomicU64 = core::sync::atomic::Ato
 /// The switch that ends both operations, the caller blocked until `still_wait` says its
 /// wait is over: parked at its boundary (`park`: never returns; `exit`: `target` is parked
 /// and its frame holds its results) or switched out (returns once it runs again).
+///
+/// `still_wait` is also false once the caller is being killed (`aborted`, both operations'
+/// last argument): a kill that lands after the caller's own check (made with interrupts
+/// off, before the operation) finds it running and its wake-up does nothing, so the
+/// caller must see the kill itself or block for good. The kill stores its flag, then
+/// wakes (a CAS); `still_wait` runs after the caller is marked blocked and a full fence:
+/// one of the two sees the other. Not blocked, the caller runs again after `target` and
+/// its wait (`wait`) leaves with `Interrupted`, as the slow path's does.
 #[inline(always)]
 fn switch<'g>(
     here: Here<'g>,

@@ -5,9 +5,8 @@
 //! still looks up, and every operation through it fails with `Closed`.
 
 use super::endpoint::{self, EpRef};
-use super::{IpcError, MSG_WORDS, Msg};
+use super::{IpcError, Msg};
 use core::sync::atomic::{AtomicU64, Ordering};
-use exo_arch::syscall::IpcFrame;
 use exo_percpu::IrqGuard;
 
 /// Entries per table.
@@ -201,37 +200,6 @@ impl HandleTable {
     ) -> Result<Msg, IpcError> {
         let c = self.with(h, Rights::SEND)?;
         endpoint::call_via(c.ep, c.badge, msg, deadline, fast)
-    }
-
-    /// [`HandleTable::call_via`] for a message kept in registers ([`endpoint::call_regs`]).
-    #[inline(always)]
-    pub fn call_regs(
-        &self,
-        h: Handle,
-        info: u64,
-        words: &mut [u64; MSG_WORDS],
-        deadline: u64,
-        fast: bool,
-        park: Option<fn(&mut IpcFrame)>,
-    ) -> Result<(u64, u64), IpcError> {
-        let c = self.with(h, Rights::SEND)?;
-        endpoint::call_regs(c.ep, c.badge, info, words, deadline, fast, park)
-    }
-
-    /// [`HandleTable::reply_recv_via`] for messages kept in registers
-    /// ([`endpoint::reply_recv_regs`]).
-    #[inline(always)]
-    pub fn reply_recv_regs(
-        &self,
-        h: Handle,
-        info: u64,
-        words: &mut [u64; MSG_WORDS],
-        deadline: u64,
-        fast: bool,
-        park: Option<fn(&mut IpcFrame)>,
-    ) -> Result<(u64, u64), IpcError> {
-        let c = self.with(h, Rights::RECV)?;
-        endpoint::reply_recv_regs(c.ep, info, words, deadline, fast, park)
     }
 
     /// [`endpoint::send`] through `h` (needs [`Rights::SEND`]).

@@ -67,7 +67,7 @@
 //! info = label (bits 0..32) | length in bytes (bits 32..40). Errors map to errno by
 //! [`IpcError::errno`]. Phase 3: 527 `shm_map` maps the endpoint's shared region
 //! (`user::shm`); info bit 40 ([`INFO_ZC`]) marks words 0 and 1 as a descriptor (offset,
-//! length) checked against [`region_len`], which batches use too (16 messages named by
+//! length) checked against [`zc_bound`], which batches use too (16 messages named by
 //! one descriptor). Info bit 41 ([`INFO_HANDLE`]): a handle travels in words 6 and 7
 //! (`user::ipc` checks and converts it). [`fusion`]: shared-memory call rings between
 //! threads on different CPUs, polled, with a wake-up only for a parked peer.
@@ -85,12 +85,13 @@ mod tests;
 mod tests_fusion;
 
 pub use endpoint::{
-    EpRef, MAX_ENDPOINTS, call, create, destroy, queued, recv, region, region_len, release, reply,
-    reply_recv, retain, send, set_region, stats, try_fast,
+    EpRef, MAX_ENDPOINTS, answering, call, create, destroy, queued, received_on, recv, region,
+    release, reply, reply_recv, retain, send, set_region, stats, try_fast, zc_bound,
 };
 pub use fastpath::{STALE_CLAIMS, finish_parked};
 pub use handle::{Cap, Handle, HandleTable, Rights};
 
+use crate::sched;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// No deadline.
@@ -109,7 +110,8 @@ pub struct Msg {
     /// The badge of the handle the message was sent through (0 for replies); ignored on send.
     pub badge: u64,
     /// Words 0 and 1 are a zero-copy descriptor (offset, length) into the endpoint's shared
-    /// region, checked by the system-call layer against its length ([`region_len`]).
+    /// region, checked by the system-call layer against its length ([`zc_bound`]; a reply's
+    /// against the region of the endpoint the call came through, [`answering`]).
     pub zc: bool,
     /// Words 6 and 7 carry a handle in flight (the system-call layer's encoding, [`INFO_HANDLE`]).
     pub handle: bool,
@@ -249,7 +251,8 @@ static ABORT: spin::Once<fn() -> bool> = spin::Once::new();
 
 /// Installs the check a waiting thread makes after every wake-up: true makes it leave its
 /// wait (queue or reply) with [`IpcError::Interrupted`] (the `user` layer: the caller's
-/// process is being killed). Set once.
+/// process is being killed). It concerns threads the layer above gave an id
+/// (`sched::current_uid`): a kernel thread is never killed. Set once.
 pub fn set_abort_hook(f: fn() -> bool) {
     ABORT.call_once(|| f);
 }
@@ -257,4 +260,11 @@ pub fn set_abort_hook(f: fn() -> bool) {
 /// Whether the calling thread must abandon its wait.
 pub(crate) fn aborting() -> bool {
     ABORT.get().is_some_and(|f| f())
+}
+
+/// [`aborting`] for the running thread `here` (the fastpath's check once the caller is
+/// marked blocked): one load for a kernel thread, which is never killed.
+#[inline(always)]
+pub(crate) fn aborting_here(here: sched::Here<'_>) -> bool {
+    here.uid() != 0 && aborting()
 }

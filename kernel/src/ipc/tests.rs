@@ -46,6 +46,11 @@ ktest!(
     "ipc.stale_reply_gives_back_a_caller_waiting_elsewhere",
     stale_reply
 );
+ktest!(
+    Needs::Threads,
+    "ipc.fastpath_caller_being_killed_does_not_block",
+    aborted_caller
+);
 
 /// The endpoint of the running test (tests run one at a time).
 static EP: AtomicU64 = AtomicU64::new(0);
@@ -944,5 +949,85 @@ fn stale_region(_: &BootState) -> TestResult {
     for e in made {
         let _ = ipc::destroy(e);
     }
+    r
+}
+
+/// Set by `killed_caller` once back from its fastpath call: 1 without the reply, 2 with it.
+static CAME_BACK: AtomicU64 = AtomicU64::new(0);
+
+/// Calls through the fastpath as the system-call layer does once it has checked its
+/// caller's process, with the kill landed since (`aborted` says so when asked, after the
+/// caller is marked blocked), then gives up its wait (`wait` would: `Interrupted`; here
+/// its deadline passes). 0: as expected.
+fn killed_caller(_: u64) -> u64 {
+    let ep = ep();
+    let m = make(0, 0);
+    let g = exo_percpu::IrqGuard::new();
+    let Ok((here, w)) = super::endpoint::me_pinned(&g) else {
+        return 1;
+    };
+    let i = here.index();
+    let r = super::fastpath::call(
+        here,
+        w,
+        ep,
+        0,
+        m.info(),
+        &m.words,
+        ipc::NO_DEADLINE,
+        None,
+        || true,
+    );
+    drop(g);
+    let Some(seq) = r else {
+        return 2;
+    };
+    let replied =
+        w.word.load(Ordering::Acquire) == super::endpoint::pack(seq, super::endpoint::DONE);
+    CAME_BACK.store(1 + u64::from(replied), Ordering::Release);
+    match super::fastpath::done(i, w, seq, rdtsc() + ms(1)) {
+        Err(IpcError::TimedOut) if !replied => 0,
+        _ => 3,
+    }
+}
+
+/// The fastpath's caller being killed meanwhile does not block: the kill found it running
+/// (its wake-up did nothing), so `still_wait` asks `aborted` once the caller is marked
+/// blocked, and the caller runs again after the receiver it switched to, without the
+/// reply (the receiver holds the call: nothing else would wake it). On one CPU (the
+/// receiver blocked there, as the fastpath needs); `user.ipc.kill_during_a_fastpath_block_is_not_lost`
+/// lands a real kill in that window from another CPU.
+fn aborted_caller(_: &BootState) -> TestResult {
+    let cpu = ncpus() - 1;
+    let e = new_ep()?;
+    FLAG.store(false, Ordering::Release);
+    CAME_BACK.store(0, Ordering::Release);
+    let s = spawn_on(cpu, late_server, 0)?;
+    let r = (|| {
+        wait_for("the server queued", 30_000, || {
+            ipc::queued(e) == Some((0, 1)) && sched::is_blocked(s)
+        })?;
+        let c = spawn_on(cpu, killed_caller, 0)?;
+        let back = wait_for("the caller back", 10_000, || {
+            CAME_BACK.load(Ordering::Acquire) != 0
+        });
+        if back.is_err() {
+            // Blocked: only the reply wakes it.
+            FLAG.store(true, Ordering::Release);
+        }
+        let mut codes = join_all(&[c], 30_000)?;
+        // The server answers once the caller gave up: its reply must find no caller.
+        FLAG.store(true, Ordering::Release);
+        codes.extend(join_all(&[s], 30_000)?);
+        back.map_err(|e| format!("{e}: it blocked until the reply"))?;
+        check(codes == [0, 0], || {
+            format!(
+                "caller {} (2: no fastpath, 3: wrong end), server {} (3: its late reply found the caller)",
+                codes[0], codes[1]
+            )
+        })
+    })();
+    FLAG.store(true, Ordering::Release);
+    let _ = ipc::destroy(e);
     r
 }

@@ -7,8 +7,10 @@
 //! destroyed endpoint `EPIPE`, a server that ended mid-call `ECONNRESET`, one that dropped
 //! the call `ECONNABORTED`, a timeout `ETIMEDOUT`, no call to answer `ESRCH`, no endpoint
 //! or handle left `EAGAIN`, a zero-copy descriptor (info bit 40: words 0 and 1 are offset
-//! and length) outside the endpoint's shared region `ERANGE` (`ipc_reply`, which names no
-//! endpoint, refuses the bit with `EINVAL`). No pointer is read: there is nothing to fault on.
+//! and length) outside the endpoint's shared region, or with no region (an empty one too),
+//! `ERANGE` (a reply sent by `reply_recv` is checked against the region of the endpoint its
+//! call came through; `ipc_reply` refuses the bit with `EINVAL`). No pointer is read: there
+//! is nothing to fault on.
 //!
 //! Handles in messages (info bit 41, `INFO_HANDLE`): on send, word 7 names a handle of the
 //! sender's and the rights to give ([`outgoing_handle`] checks both and puts the endpoint's
@@ -19,6 +21,7 @@
 //! receiver gets `INFO_HANDLE_LOST`, as it does when its table is full. A message that never
 //! arrives (timeout, destroyed endpoint) leaves nothing behind.
 
+use super::aspace::HoldPoint;
 use super::syscall::nr;
 use super::{process, task};
 use crate::ipc::{self, Handle, HandleTable, IpcError, Msg, Rights};
@@ -97,8 +100,13 @@ pub(super) const fn fast_info(info: u64) -> bool {
 /// 2. the caller is a thread of a process that is not being killed, and the handle (all 64
 ///    bits of RDI: one bound check) names an endpoint in its table with the right the call
 ///    needs (send for `call`, receive for `reply_recv`);
-/// 3. a zero-copy descriptor (info bit 40) lies inside the endpoint's region;
+/// 3. a zero-copy descriptor (info bit 40) lies inside the endpoint's region, and for
+///    `reply_recv` the call answered came through that endpoint (else the general path
+///    checks it against the region of the one it came through);
 /// 4. `ipc::try_fast`'s own (a receiver, or the caller to reply to, blocked on this CPU).
+///
+/// A kill that lands after 2 does not find the caller blocked: `try_fast` reads the
+/// process's flag again once the caller is marked blocked (`Live::dying`, one load).
 ///
 /// Returns whether it counted the system call (it got past 2) when it did not take it.
 #[inline(always)]
@@ -112,17 +120,18 @@ fn fast<const CALL: bool>(f: &mut IpcFrame) -> bool {
         return false;
     };
     let uid = here.uid();
-    let Some(t) = process::live_handles(uid) else {
+    let Some(p) = process::live(uid) else {
         return false;
     };
     let need = if CALL { Rights::SEND } else { Rights::RECV };
-    let Ok(c) = t.get_word(f.rdi) else {
+    let Ok(c) = p.handles().get_word(f.rdi) else {
         return false;
     };
-    if !c.rights.has(need) || (info & INFO_ZC != 0 && zc_in_region(c.ep, &f.words).is_err()) {
+    if !c.rights.has(need) || (info & INFO_ZC != 0 && !fast_zc::<CALL>(here, c.ep, &f.words)) {
         return false;
     }
     task::count_syscall_of(uid);
+    let aborted = move || p.dying();
     // No timeout (the usual case) is its own copy of the path: the deadline is a constant
     // there, so no register carries it and its checks fold away.
     if f.rbx == 0 {
@@ -135,12 +144,21 @@ fn fast<const CALL: bool>(f: &mut IpcFrame) -> bool {
             &f.words,
             ipc::NO_DEADLINE,
             resume,
+            aborted,
         );
     } else {
         let dl = deadline_after(f.rbx);
-        ipc::try_fast(here, CALL, c.ep, c.badge, info, &f.words, dl, resume);
+        ipc::try_fast(
+            here, CALL, c.ep, c.badge, info, &f.words, dl, resume, aborted,
+        );
     }
     true
+}
+
+/// [`fast`]'s check of a zero-copy descriptor sent through `ep` (its precondition 3).
+#[inline(always)]
+fn fast_zc<const CALL: bool>(here: Here<'_>, ep: ipc::EpRef, words: &[u64; 8]) -> bool {
+    (CALL || ipc::received_on(here) == Some(ep)) && zc_in_region(ep, words).is_ok()
 }
 
 /// The end of a `call` or `reply_recv` parked at the system-call boundary (the fastpath,
@@ -188,22 +206,49 @@ fn msg_in(f: &IpcFrame) -> Result<Msg, i64> {
 }
 
 /// A zero-copy message's descriptor (words 0 and 1: offset, length in bytes) checked
-/// against the region of the endpoint `h` names: `ERANGE` when it does not lie inside it
-/// (or the endpoint has no region). The kernel never touches the region: nothing to fault on.
+/// against the region of `ep`, the endpoint the message is sent through (the one the
+/// operation then uses: a second look-up of the handle could find another endpoint, put
+/// there meanwhile by another thread): `ERANGE` when it does not lie inside it (or the
+/// endpoint has no region). The kernel never touches the region: nothing to fault on.
 #[inline(always)]
-fn check_zc(t: &HandleTable, h: Handle, info: u64, words: &[u64; 8]) -> Result<(), i64> {
+fn check_zc(ep: ipc::EpRef, info: u64, words: &[u64; 8]) -> Result<(), i64> {
     if info & INFO_ZC == 0 {
         return Ok(());
     }
-    zc_in_region(t.get(h).map_err(err)?.ep, words)
+    zc_in_region(ep, words)
 }
 
-/// [`check_zc`] of a descriptor for endpoint `ep`.
+/// [`check_zc`] of a descriptor for endpoint `ep` (the bound read lock-free: the operation
+/// on `ep` then checks its generation).
 #[inline(always)]
 fn zc_in_region(ep: ipc::EpRef, words: &[u64; 8]) -> Result<(), i64> {
-    let len = ipc::region_len(ep).map_err(err)?;
+    let bound = ipc::zc_bound(ep).map_err(err)?;
+    // `offset + length < bound` with nothing to overflow: the length fits, then the offset
+    // lies below what is left (icount: `checked_add`, then `end < bound`, cost two more).
+    match bound.checked_sub(words[1]) {
+        Some(room) if words[0] < room => Ok(()),
+        _ => Err(ERANGE),
+    }
+}
+
+/// [`check_zc`] of a reply sent by `reply_recv` on `ep`: the reply goes to the caller being
+/// answered, which mapped the region of the endpoint its call came through, not
+/// necessarily `ep`'s (with no call to answer nothing is sent: `ep`'s). That endpoint may
+/// be gone (its caller still waits): its region is read with the generation checked
+/// (`EPIPE` if gone), since no operation on it follows.
+#[inline(always)]
+fn check_zc_reply(ep: ipc::EpRef, info: u64, words: &[u64; 8]) -> Result<(), i64> {
+    if info & INFO_ZC == 0 {
+        return Ok(());
+    }
+    zc_reply_slow(ipc::answering().unwrap_or(ep), words)
+}
+
+#[inline(never)]
+fn zc_reply_slow(ep: ipc::EpRef, words: &[u64; 8]) -> Result<(), i64> {
+    let (tag, len) = ipc::region(ep).map_err(err)?;
     match words[0].checked_add(words[1]) {
-        Some(end) if end <= len => Ok(()),
+        Some(end) if tag != 0 && end <= len => Ok(()),
         _ => Err(ERANGE),
     }
 }
@@ -311,13 +356,22 @@ fn deadline(ns: u64) -> u64 {
 }
 
 #[inline(never)]
-fn deadline_after(ns: u64) -> u64 {
+pub(super) fn deadline_after(ns: u64) -> u64 {
     let per_us = (crate::smp::time::tsc_hz() / 1_000_000).max(1);
-    let ticks = (ns / 1000).saturating_mul(per_us) + (ns % 1000) * per_us / 1000;
+    // Saturating: a huge timeout (u64::MAX, "practically forever") must not wrap to an
+    // immediate one (or panic in a debug build).
+    let ticks = (ns / 1000)
+        .saturating_mul(per_us)
+        .saturating_add((ns % 1000) * per_us / 1000);
     exo_arch::tsc::rdtsc()
         .saturating_add(ticks.max(1))
         .min(ipc::NO_DEADLINE - 1)
 }
+
+/// Test support (a fault-injection switch): `ipc_call`, `ipc_reply_recv` and `ipc_send` on
+/// the general path stop here once they looked the handle up and checked the message, before
+/// the operation, so a test can close the handle and put another endpoint in its entry.
+pub static OP_HOLD: HoldPoint = HoldPoint::new();
 
 fn handle(v: u64) -> Result<Handle, i64> {
     u32::try_from(v).map(Handle).map_err(|_| EBADF)
@@ -336,16 +390,27 @@ pub(super) fn call(
         nr::IPC_CALL | nr::IPC_REPLY_RECV => {
             // The two register-message calls: send, then wait for the answer (call) or for
             // the next caller (reply_recv); the message in and out travels in the frame.
+            // The handle is looked up once: what is checked is what is used.
             let info = info_in(f)?;
-            let h = handle(f.rdi)?;
-            check_zc(t, h, info, &f.words)?;
+            let is_call = f.rax == nr::IPC_CALL;
+            let c = t.get(handle(f.rdi)?).map_err(err)?;
+            if is_call {
+                check_zc(c.ep, info, &f.words)?;
+            } else {
+                check_zc_reply(c.ep, info, &f.words)?;
+            }
             let saved = outgoing_handle(t, info, &mut f.words)?;
+            OP_HOLD.pass();
+            let need = if is_call { Rights::SEND } else { Rights::RECV };
+            if !c.rights.has(need) {
+                return Err(restore(f, saved, EPERM));
+            }
             let fast = f.rsi & INFO_SLOW == 0;
             let dl = deadline(f.rbx);
-            let r = if f.rax == nr::IPC_CALL {
-                t.call_regs(h, info, &mut f.words, dl, fast, park)
+            let r = if is_call {
+                ipc::endpoint::call_regs(c.ep, c.badge, info, &mut f.words, dl, fast, park)
             } else {
-                t.reply_recv_regs(h, info, &mut f.words, dl, fast, park)
+                ipc::endpoint::reply_recv_regs(c.ep, info, &mut f.words, dl, fast, park)
             };
             let (info, badge) = r.map_err(|e| restore(f, saved, err(e)))?;
             f.rsi = incoming_handle(t, info, &mut f.words);
@@ -359,10 +424,14 @@ pub(super) fn call(
         }
         nr::IPC_SEND => {
             let mut m = msg_in(f)?;
-            let h = handle(f.rdi)?;
-            check_zc(t, h, m.info(), &m.words)?;
+            let c = t.get(handle(f.rdi)?).map_err(err)?;
+            check_zc(c.ep, m.info(), &m.words)?;
             outgoing_handle(t, m.info(), &mut m.words)?;
-            t.send(h, &m, deadline(f.rbx)).map_err(err)?;
+            OP_HOLD.pass();
+            if !c.rights.has(Rights::SEND) {
+                return Err(EPERM);
+            }
+            ipc::send(c.ep, c.badge, &m, deadline(f.rbx)).map_err(err)?;
             Ok(0)
         }
         nr::IPC_REPLY => {

@@ -126,23 +126,50 @@ fn pid_of_uid(uid: u64) -> u64 {
     if uid == 0 { 0 } else { exo_percpu::pid() }
 }
 
-/// The handle table of the process whose thread has `uid`, unless it is not a process or
-/// is being killed (the IPC fastpath's look-up: the general path handles both).
-#[inline(always)]
-pub fn live_handles(uid: u64) -> Option<&'static crate::ipc::HandleTable> {
-    let p = proc(pid_of_uid(uid))?;
-    (!p.dying.load(Ordering::Acquire)).then_some(&p.handles)
+/// A process found not being killed by [`live`]: its handle table, and whether it is being
+/// killed by now (one load: the IPC fastpath reads it again once its caller is marked
+/// blocked, since a kill that comes after the first check does not find it blocked).
+#[derive(Clone, Copy)]
+pub struct Live(&'static Proc);
+
+impl Live {
+    /// Its handle table.
+    #[inline(always)]
+    pub fn handles(self) -> &'static crate::ipc::HandleTable {
+        &self.0.handles
+    }
+
+    /// Whether it is being killed now.
+    #[inline(always)]
+    pub fn dying(self) -> bool {
+        self.0.dying.load(Ordering::Acquire)
+    }
 }
 
-/// The IPC entry's one look-up of the calling process: `f` gets its handle table (`None`:
-/// not a process), then the thread ends here if the process is being killed (what
-/// [`exit_if_dying`] checks on every other way back to ring 3). The thread belongs to the
+/// The process whose thread has `uid`, unless it is not a process or is being killed (the
+/// IPC fastpath's look-up: the general path handles both). The thread belongs to the
 /// process throughout, so the slot cannot be reused under it.
+#[inline(always)]
+pub fn live(uid: u64) -> Option<Live> {
+    let p = proc(pid_of_uid(uid))?;
+    (!p.dying.load(Ordering::Acquire)).then_some(Live(p))
+}
+
+/// The IPC entry's one look-up of the calling process: the thread ends here if the process
+/// is being killed, before `f` and after it (what [`exit_if_dying`] checks on every other
+/// way back to ring 3); `f` gets its handle table (`None`: not a process). The check before
+/// keeps a thread of a dying process from taking or sending a message (a kill that lands
+/// later is seen by every wait: `ipc::aborting`). The thread belongs to the process
+/// throughout, so the slot cannot be reused under it.
 #[inline(always)]
 pub fn ipc_syscall(uid: u64, f: impl FnOnce(Option<&crate::ipc::HandleTable>)) {
     let p = proc(pid_of_uid(uid));
+    let dying = || p.is_some_and(|p| p.dying.load(Ordering::Acquire));
+    if dying() {
+        task::die_killed();
+    }
     f(p.map(|p| &p.handles));
-    if p.is_some_and(|p| p.dying.load(Ordering::Acquire)) {
+    if dying() {
         task::die_killed();
     }
 }
@@ -177,6 +204,17 @@ pub fn prepare() {
 /// Loads `path` from the initrd and starts it with `arg` in RDI, on the CPUs of `b`
 /// (callers pass the creator's affinity). Returns the pid.
 pub fn spawn(path: &str, arg: u64, b: Builder) -> Result<u64, Errno> {
+    spawn_with(path, arg, b, proc(caller_pid()).map(|pp| &pp.handles))
+}
+
+/// [`spawn`] with the handles of `handles` (`None`: none) instead of the creator's. Kernel
+/// tests give a process they start endpoints of their own this way.
+pub fn spawn_with(
+    path: &str,
+    arg: u64,
+    b: Builder,
+    handles: Option<&crate::ipc::HandleTable>,
+) -> Result<u64, Errno> {
     reap_orphans();
     let archive = match super::initrd::archive() {
         Some(Ok(a)) => a,
@@ -205,8 +243,8 @@ pub fn spawn(path: &str, arg: u64, b: Builder) -> Result<u64, Errno> {
     // The child starts with a copy of its parent's handles (how a server and its clients
     // come to share an endpoint).
     p.handles.close_all();
-    if let Some(pp) = proc(parent) {
-        p.handles.inherit(&pp.handles);
+    if let Some(h) = handles {
+        p.handles.inherit(h);
     }
     p.live.store(1, Ordering::Relaxed);
     p.threads.store(1, Ordering::Relaxed);
@@ -364,6 +402,12 @@ pub fn thread_join(tid: u64) -> Result<u64, Errno> {
         Err(JoinError::Busy) => Err(Errno::Einval),
         Err(JoinError::Interrupted) => Err(Errno::Eintr),
     }
+}
+
+/// Whether process `pid` has no thread left (or is gone): [`wait`] would not block. Tests
+/// poll it to wait with a deadline.
+pub fn ended(pid: u64) -> bool {
+    proc(pid).is_none_or(|p| p.live.load(Ordering::Acquire) == 0)
 }
 
 /// Waits for process `pid`, a child of the caller, to end and returns its status (see the

@@ -1,14 +1,23 @@
 //! Kernel tests of the IPC system-call layer (`super::ipc`): argument checks and errnos
 //! through the dispatcher's core on a table of the test's own, owning handles (inherit,
-//! close, the endpoint going with its last handle), on kernel threads.
+//! close, the endpoint going with its last handle), on kernel threads; and a process
+//! (`/ipcdemo`'s `KILLED` role) killed while it waits inside an IPC call.
 
-use super::ipc::{call, fast_info};
+use super::ipc::{OP_HOLD, call, deadline_after, fast_info};
+use super::process;
+use super::syscall::Errno;
 use crate::boot::BootState;
-use crate::harness::{Needs, TestResult, check};
-use crate::ipc::{self, Handle, HandleTable, IpcError, Rights};
+use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus};
+use crate::ipc::endpoint::with_lock_held;
+use crate::ipc::{self, Cap, EpRef, Handle, HandleTable, IpcError, Msg, Rights};
 use crate::ktest;
+use crate::sched::{self, Builder, Tid};
+use alloc::boxed::Box;
 use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use exo_arch::syscall::IpcFrame;
+use exo_arch::tsc::rdtsc;
 
 ktest!(Needs::Threads, "user.ipc.syscall_errnos", errnos);
 ktest!(Needs::Threads, "user.ipc.owning_handles", owning);
@@ -17,6 +26,34 @@ ktest!(
     "user.ipc.fast_info_is_the_two_tests",
     fast_info_tests
 );
+ktest!(
+    Needs::Threads,
+    "user.ipc.kill_during_a_fastpath_block_is_not_lost",
+    kill_window
+);
+ktest!(
+    Needs::Threads,
+    "user.ipc.zero_copy_checked_against_the_endpoint_used",
+    zc_refill
+);
+ktest!(
+    Needs::Threads,
+    "user.ipc.zero_copy_reply_checked_against_the_calls_endpoint",
+    zc_reply
+);
+ktest!(
+    Needs::Threads,
+    "user.ipc.huge_timeouts_do_not_expire_at_once",
+    huge_timeouts
+);
+ktest!(
+    Needs::Threads,
+    "user.ipc.zero_copy_needs_a_region",
+    zc_needs_region
+);
+
+const ERANGE: i64 = 34;
+const ETIMEDOUT: i64 = 110;
 
 fn frame(nr: u64, rdi: u64, rsi: u64, timeout_ns: u64) -> IpcFrame {
     let mut f = IpcFrame {
@@ -125,4 +162,494 @@ fn owning(_: &BootState) -> TestResult {
     check(child.get(Handle(h.0)) == Err(IpcError::BadHandle), || {
         "entry left after close_all".into()
     })
+}
+
+/// The endpoints, handles and flags of the running test (tests run one at a time).
+static EP: AtomicU64 = AtomicU64::new(0);
+static EP2: AtomicU64 = AtomicU64::new(0);
+static FLAG: AtomicBool = AtomicBool::new(false);
+static PID: AtomicU64 = AtomicU64::new(0);
+static HANDLES: AtomicU64 = AtomicU64::new(0);
+static TIMEOUT: AtomicU64 = AtomicU64::new(0);
+/// The table the kernel threads of the zero-copy and timeout tests use (its entries do not
+/// own their endpoints: the tests destroy them).
+static TABLE: HandleTable = HandleTable::new();
+
+fn ep() -> EpRef {
+    EpRef::from_raw(EP.load(Ordering::Acquire))
+}
+
+/// Empties `TABLE` (whatever a test left there when it failed half-way).
+fn clear_table() {
+    for k in 0..crate::ipc::handle::HANDLES {
+        let _ = TABLE.remove(Handle(k as u32));
+    }
+}
+
+fn create() -> Result<EpRef, String> {
+    ipc::create().map_err(|e| format!("create: {e}"))
+}
+
+fn insert(t: &HandleTable, ep: EpRef, rights: Rights, badge: u64) -> Result<Handle, String> {
+    t.insert(Cap { ep, rights, badge })
+        .map_err(|e| format!("insert: {e}"))
+}
+
+/// Polls `cond` (yielding) for up to `limit_ms`; whether it held.
+fn until(limit_ms: u64, cond: impl Fn() -> bool) -> bool {
+    let d = rdtsc() + ms(limit_ms);
+    while !cond() {
+        if rdtsc() > d {
+            return false;
+        }
+        sched::yield_now();
+    }
+    true
+}
+
+/// `/ipcdemo`'s `KILLED` role (`user/ipcdemo/src/killed.rs`) and its `how`s.
+const ROLE_KILLED: u64 = 0x1c << 56 | 9 << 48;
+const HOW: [&str; 3] = ["call", "call with a handle", "reply_recv"];
+const REPLY_RECV: u64 = 2;
+/// The status the test kills the process with (as `exit_group(77)` would).
+const KILL_CODE: u64 = 77;
+
+/// A kill that lands while a thread is inside an IPC fastpath, past its process's check
+/// and before it blocks, must not be lost: the kill's wake-up finds the thread running and
+/// does nothing, so the thread must see the kill itself when it blocks (else it stays
+/// blocked for good: no timeout, no message, its process never ends and its parent's
+/// `wait` hangs). The window is forced: the process (`KILLED` role, on the last CPU) calls
+/// the test's `sync` endpoint; the test, on CPU 0, takes the lock of the endpoint of its
+/// next operation, answers `sync`, waits until that operation waits for the lock (so it is
+/// past every check, interrupts off), kills the process and lets the lock go. The
+/// operation then claims the kernel thread on the other side (same CPU) and switches to it,
+/// blocking the process's thread: a `call` through the fastpath (parked), a `call` with a
+/// handle in the message (the general path, whose fastpath attempt switches without
+/// parking) and a `reply_recv` (parked). Each time the process must end, with the kill's
+/// status, while nothing else would wake its thread (the peer holds the call, or no message
+/// comes). Needs two CPUs.
+fn kill_window(_: &BootState) -> TestResult {
+    let n = ncpus();
+    if n < 2 {
+        return Err(format!(
+            "{SKIP}needs two CPUs: the test holds an endpoint's lock on one while the process waits for it on another"
+        ));
+    }
+    // Every case runs (the failures of all of them say more than the first one's).
+    let failed: alloc::vec::Vec<String> = (0..3)
+        .filter_map(|how| {
+            kill_round(how, n - 1)
+                .err()
+                .map(|e| format!("{}: {e}", HOW[how as usize]))
+        })
+        .collect();
+    if let Some(skip) = failed.iter().find(|e| e.contains(SKIP)) {
+        return Err(format!("{SKIP}{}", skip.split(SKIP).last().unwrap_or("")));
+    }
+    check(failed.is_empty(), || failed.join("; "))
+}
+
+fn kill_round(how: u64, cpu: u32) -> TestResult {
+    let e = create()?;
+    let e2 = create()?;
+    EP.store(e.raw(), Ordering::Release);
+    EP2.store(e2.raw(), Ordering::Release);
+    FLAG.store(false, Ordering::Release);
+    // The process's handles: `h` to `e`, `sync` to `e2` (it owns both, so its end destroys
+    // them; the test's copy does not own them).
+    let t = Box::new(HandleTable::new());
+    let h = insert(&t, e, Rights::ALL, 1)?;
+    let sync = insert(&t, e2, Rights::SEND, 2)?;
+    let arg = ROLE_KILLED | how << 40 | u64::from(sync.0) << 16 | u64::from(h.0);
+    let on = |f: fn(u64) -> u64, c: u32| {
+        Builder::new()
+            .pin(c)
+            .spawn(f, how)
+            .map_err(|x| format!("spawn on CPU {c}: {x}"))
+    };
+    // The peer on `e`, on the process's CPU, blocked before the process's operation: a
+    // receiver for its call, or the caller it receives from and then answers.
+    let mut peer: Option<Tid> = None;
+    if how != REPLY_RECV {
+        peer = Some(on(held_receiver, cpu)?);
+        check(until(30_000, || ipc::queued(e) == Some((0, 1))), || {
+            "the peer never queued".into()
+        })?;
+    }
+    let pid = match process::spawn_with("/ipcdemo", arg, Builder::new().pin(cpu), Some(&t)) {
+        Ok(p) => p,
+        Err(Errno::Enoent) => {
+            let _ = ipc::destroy(e);
+            let _ = ipc::destroy(e2);
+            let _ = peer.map(|p| join_all(&[p], 30_000));
+            return Err(format!("{SKIP}no /ipcdemo (run with the initrd)"));
+        }
+        Err(x) => return Err(format!("spawn of /ipcdemo: {x:?}")),
+    };
+    PID.store(pid, Ordering::Release);
+    drop(t);
+    if how == REPLY_RECV {
+        check(until(30_000, || ipc::queued(e) == Some((0, 1))), || {
+            "the process never received".into()
+        })?;
+        peer = Some(on(caller_of_process, cpu)?);
+    }
+    let holder = on(lock_holder, 0)?;
+    let held = join_all(&[holder], 60_000)?[0];
+    let ended = until(10_000, || process::ended(pid));
+    if !ended {
+        // Its thread stayed blocked: wake it by the other means (the peer's reply, the
+        // endpoint's destruction), so that it ends and the test does not leave it behind.
+        FLAG.store(true, Ordering::Release);
+        let _ = ipc::destroy(e);
+        until(10_000, || process::ended(pid));
+    }
+    // `wait` joins the process's threads: their IPC state is settled (a thread counts as
+    // ended before its exit hook has withdrawn its call), then the peer answers.
+    let status = if process::ended(pid) {
+        process::wait(pid).map_err(|x| format!("{x:?}"))
+    } else {
+        Err("still running".into())
+    };
+    FLAG.store(true, Ordering::Release);
+    let peer = peer.map_or(Ok(alloc::vec![0]), |p| join_all(&[p], 30_000))?[0];
+    let _ = ipc::destroy(e);
+    let _ = ipc::destroy(e2);
+    check(held == 0, || {
+        format!(
+            "lock holder: {held} (1: no sync call, 2: reply, 3: the operation never waited for the lock, 4: endpoint gone)"
+        )
+    })?;
+    check(ended, || {
+        "the process did not end after its kill: its thread stayed blocked in the fastpath".into()
+    })?;
+    check(status == Ok(KILL_CODE), || {
+        format!("status {status:?}, expected the kill's {KILL_CODE}")
+    })?;
+    check(peer == 0, || {
+        format!(
+            "peer: {peer} (1: no call, 2: never released, 3: the late reply found its caller, 4: no reply)"
+        )
+    })
+}
+
+/// `kill_window`'s receiver: takes the process's call, holds it until the test is done
+/// with the process, then answers: the killed caller must be gone (`NoCaller`).
+fn held_receiver(_: u64) -> u64 {
+    if ipc::recv(ep(), rdtsc() + ms(30_000)).is_err() {
+        return 1;
+    }
+    if !until(60_000, || FLAG.load(Ordering::Acquire)) {
+        return 2;
+    }
+    match ipc::reply(&Msg::default()) {
+        Err(IpcError::NoCaller) => 0,
+        _ => 3,
+    }
+}
+
+/// `kill_window`'s caller for `reply_recv`: the process answers it (label 1) before it
+/// blocks for the next message.
+fn caller_of_process(_: u64) -> u64 {
+    match ipc::call(ep(), 0, &Msg::new(5, [5; 8]), rdtsc() + ms(30_000)) {
+        Ok(r) if r.label == 1 => 0,
+        Ok(_) => 3,
+        Err(_) => 4,
+    }
+}
+
+/// `kill_window`'s CPU 0 side: takes the process's call on `sync`, then with the lock of
+/// `e` held answers it, waits until the process's next operation waits for that lock and
+/// kills the process.
+fn lock_holder(_: u64) -> u64 {
+    let e2 = EpRef::from_raw(EP2.load(Ordering::Acquire));
+    if ipc::recv(e2, rdtsc() + ms(30_000)).is_err() {
+        return 1;
+    }
+    let pid = PID.load(Ordering::Acquire);
+    with_lock_held(ep(), |waited| {
+        if ipc::reply(&Msg::default()).is_err() {
+            return 2;
+        }
+        let d = rdtsc() + ms(10_000);
+        while !waited() {
+            if rdtsc() > d {
+                return 3;
+            }
+            core::hint::spin_loop();
+        }
+        process::end_process(pid, KILL_CODE);
+        0
+    })
+    .unwrap_or(4)
+}
+
+/// Info word of a zero-copy test message (label 0x2c, 64 bytes).
+const ZC_INFO: u64 = ipc::INFO_ZC | 64 << 32 | 0x2c;
+
+/// A zero-copy call or send on `TABLE`'s handle `HANDLES`, descriptor (0, 1024), 10 s:
+/// 0, or the errno.
+fn zc_sender(nr: u64) -> u64 {
+    let mut f = frame(nr, HANDLES.load(Ordering::Acquire), ZC_INFO, 10_000_000_000);
+    f.words[0] = 0;
+    f.words[1] = 1024;
+    match call(&TABLE, &mut f, None) {
+        Ok(_) => 0,
+        Err(e) => e as u64,
+    }
+}
+
+/// A zero-copy descriptor is checked against the region of the endpoint the message then
+/// goes to: the general path looked the handle up twice (for the check, then for the
+/// operation), so another thread closing it and putting another endpoint in its entry in
+/// between had the descriptor checked against one region and sent through the other
+/// endpoint (whose receivers trust it to lie inside theirs). Forced with the hold point
+/// `OP_HOLD` (after the check, before the operation): the handle names `a` (4 KiB region)
+/// when the call or send is checked, `b` (64 bytes) once it is held; the message must come
+/// through `a`, with the badge of `a`'s handle.
+fn zc_refill(_: &BootState) -> TestResult {
+    use super::syscall::nr::{IPC_CALL, IPC_SEND};
+    let failed: alloc::vec::Vec<String> = [("call", IPC_CALL), ("send", IPC_SEND)]
+        .into_iter()
+        .filter_map(|(what, nr)| zc_refill_op(nr).err().map(|e| format!("{what}: {e}")))
+        .collect();
+    check(failed.is_empty(), || failed.join("; "))
+}
+
+fn zc_refill_op(nr: u64) -> TestResult {
+    let a = create()?;
+    let b = create()?;
+    let r = (|| {
+        check(
+            ipc::set_region(a, 0x2c_0001, 4096) == Ok(true)
+                && ipc::set_region(b, 0x2c_0002, 64) == Ok(true),
+            || "set_region".into(),
+        )?;
+        let h = insert(&TABLE, a, Rights::SEND, 1)?;
+        HANDLES.store(u64::from(h.0), Ordering::Release);
+        OP_HOLD.arm();
+        let s = Builder::new().spawn(zc_sender, nr);
+        let held = s.is_ok() && until(30_000, || OP_HOLD.reached());
+        // Another thread closes the handle; another endpoint takes its entry.
+        let refilled = held
+            && TABLE.remove(h).is_ok()
+            && TABLE.insert(Cap {
+                ep: b,
+                rights: Rights::SEND,
+                badge: 2,
+            }) == Ok(h);
+        OP_HOLD.release();
+        let s = s.map_err(|e| format!("spawn: {e}"))?;
+        let got = ipc::recv(a, rdtsc() + ms(10_000));
+        if nr == super::syscall::nr::IPC_CALL && got.is_ok() {
+            let _ = ipc::reply(&Msg::default());
+        }
+        let code = join_all(&[s], 30_000)?[0];
+        let on_b = ipc::queued(b);
+        let _ = TABLE.remove(h);
+        check(held && refilled, || {
+            format!("held {held}, entry refilled {refilled}")
+        })?;
+        check(
+            matches!(got, Ok(m) if m.badge == 1 && m.zc && m.words[..2] == [0, 1024]),
+            || {
+                format!(
+                    "not received through the endpoint it was checked against: {got:?} (the other endpoint's queues: {on_b:?}, sender: {code})"
+                )
+            },
+        )?;
+        check(code == 0, || format!("sender: errno {code}"))
+    })();
+    clear_table();
+    OP_HOLD.release();
+    let _ = ipc::destroy(a);
+    let _ = ipc::destroy(b);
+    r
+}
+
+/// A zero-copy call through `small` (4 KiB region) answered with `reply_recv` on `big`
+/// (64 KiB): the caller mapped `small`'s region, so the reply's descriptor is checked
+/// against it, not against `big`'s. A descriptor past 4 KiB (inside `big`) is `ERANGE`,
+/// one inside 4 KiB goes to the caller.
+fn zc_reply(_: &BootState) -> TestResult {
+    let big = create()?;
+    let small = create()?;
+    let r = (|| {
+        check(
+            ipc::set_region(big, 0x2c_0003, 65536) == Ok(true)
+                && ipc::set_region(small, 0x2c_0004, 4096) == Ok(true),
+            || "set_region".into(),
+        )?;
+        let hb = insert(&TABLE, big, Rights::RECV, 0)?;
+        let hs = insert(&TABLE, small, Rights::RECV, 0)?;
+        HANDLES.store(u64::from(hb.0) | u64::from(hs.0) << 32, Ordering::Release);
+        let s = Builder::new()
+            .spawn(zc_server, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let queued = until(30_000, || ipc::queued(small) == Some((0, 1)));
+        let mut m = Msg::new(0x2c, [0; 8]);
+        m.zc = true;
+        m.words[1] = 64;
+        let got = if queued {
+            ipc::call(small, 3, &m, rdtsc() + ms(30_000))
+        } else {
+            Err(IpcError::TimedOut)
+        };
+        let code = join_all(&[s], 30_000)?[0];
+        let _ = TABLE.remove(hb);
+        let _ = TABLE.remove(hs);
+        check(
+            matches!(got, Ok(r) if r.label == 0x2d && r.zc && r.words[..2] == [0, 1024]),
+            || format!("call: {got:?}, expected the reply with descriptor (0, 1024)"),
+        )?;
+        check(code == 0, || {
+            format!(
+                "server: {code} (2: the reply past the caller's region was not ERANGE, 3: the one inside it failed)"
+            )
+        })
+    })();
+    clear_table();
+    let _ = ipc::destroy(big);
+    let _ = ipc::destroy(small);
+    r
+}
+
+/// `zc_reply`'s server: takes the call on `small`, then answers with `reply_recv` on `big`.
+fn zc_server(_: u64) -> u64 {
+    use super::syscall::nr::{IPC_RECV, IPC_REPLY_RECV};
+    let handles = HANDLES.load(Ordering::Acquire);
+    let (hb, hs) = (handles & 0xffff_ffff, handles >> 32);
+    let mut f = frame(IPC_RECV, hs, 0, 30_000_000_000);
+    if call(&TABLE, &mut f, None) != Ok(0) {
+        return 1;
+    }
+    let reply = |off: u64, len: u64| {
+        let mut f = frame(IPC_REPLY_RECV, hb, ZC_INFO + 1, 1_000_000);
+        f.words[0] = off;
+        f.words[1] = len;
+        call(&TABLE, &mut f, None)
+    };
+    if reply(0, 8192) != Err(ERANGE) {
+        return 2;
+    }
+    // Sent; then nothing comes on `big`: the receive times out.
+    if reply(0, 1024) != Err(ETIMEDOUT) {
+        return 3;
+    }
+    0
+}
+
+/// `huge_timeouts`' receiver: `ipc_recv` on `TABLE`'s handle `HANDLES` with the timeout
+/// `TIMEOUT`; 0 if it got the test's message, else the errno (or 1). Sets `FLAG` when done.
+fn huge_receiver(_: u64) -> u64 {
+    use super::syscall::nr::IPC_RECV;
+    let mut f = frame(
+        IPC_RECV,
+        HANDLES.load(Ordering::Acquire),
+        0,
+        TIMEOUT.load(Ordering::Acquire),
+    );
+    let r = match call(&TABLE, &mut f, None) {
+        Ok(0) if f.rsi as u32 == 0x2e && f.words == [7; 8] => 0,
+        Ok(_) => 1,
+        Err(e) => e as u64,
+    };
+    FLAG.store(true, Ordering::Release);
+    r
+}
+
+/// Timeouts of `u64::MAX` and `i64::MAX` ns ("practically forever"): the deadline they give
+/// lies far ahead (its computation overflowed: an immediate `ETIMEDOUT` in a release build,
+/// a panic in a debug one), and a receive with one waits until a message comes.
+fn huge_timeouts(_: &BootState) -> TestResult {
+    let now = rdtsc();
+    let d = deadline_after(1_000_000);
+    check(d > now && d <= rdtsc() + ms(1), || {
+        format!("1 ms: {} ticks, ms(1) {}", d.wrapping_sub(now), ms(1))
+    })?;
+    for ns in [u64::MAX, i64::MAX as u64] {
+        let now = rdtsc();
+        let d = deadline_after(ns);
+        check(d > now.saturating_add(ms(3_600_000)), || {
+            format!(
+                "timeout {ns:#x} ns: a deadline {} ticks ahead",
+                d.wrapping_sub(now)
+            )
+        })?;
+        let e = create()?;
+        let r = (|| {
+            let h = insert(&TABLE, e, Rights::ALL, 0)?;
+            HANDLES.store(u64::from(h.0), Ordering::Release);
+            TIMEOUT.store(ns, Ordering::Release);
+            FLAG.store(false, Ordering::Release);
+            let t = Builder::new()
+                .spawn(huge_receiver, 0)
+                .map_err(|x| format!("spawn: {x}"))?;
+            let waiting = until(30_000, || {
+                FLAG.load(Ordering::Acquire)
+                    || (ipc::queued(e) == Some((0, 1)) && sched::is_blocked(t))
+            }) && !FLAG.load(Ordering::Acquire);
+            let sent =
+                waiting && ipc::send(e, 0, &Msg::new(0x2e, [7; 8]), rdtsc() + ms(30_000)).is_ok();
+            if !sent {
+                // A receiver still waiting ends with the endpoint.
+                let _ = ipc::destroy(e);
+            }
+            let code = join_all(&[t], 30_000)?[0];
+            let _ = TABLE.remove(h);
+            check(waiting && sent && code == 0, || {
+                format!(
+                    "timeout {ns:#x} ns: receiver waiting {waiting}, sent {sent}, receiver {code} (110: timed out)"
+                )
+            })
+        })();
+        clear_table();
+        let _ = ipc::destroy(e);
+        r?;
+    }
+    Ok(())
+}
+
+/// A zero-copy descriptor on an endpoint with no region is `ERANGE`, even an empty one
+/// (`(0, 0)` passed a check against a length of 0); with a region, every descriptor that
+/// lies inside it passes (empty ones at its end too) and the others are `ERANGE`.
+fn zc_needs_region(_: &BootState) -> TestResult {
+    use super::syscall::nr::IPC_SEND;
+    let e = create()?;
+    let r = (|| {
+        let h = insert(&TABLE, e, Rights::ALL, 0)?;
+        let send = |off: u64, len: u64| {
+            let mut f = frame(IPC_SEND, u64::from(h.0), ZC_INFO, 1_000);
+            f.words[0] = off;
+            f.words[1] = len;
+            call(&TABLE, &mut f, None)
+        };
+        // Checked, then nobody receives: ETIMEDOUT.
+        let cases: &[(bool, u64, u64, i64)] = &[
+            (false, 0, 0, ERANGE),
+            (false, 0, 1, ERANGE),
+            (true, 0, 0, ETIMEDOUT),
+            (true, 4096, 0, ETIMEDOUT),
+            (true, 0, 4096, ETIMEDOUT),
+            (true, 4095, 2, ERANGE),
+            (true, 0, 4097, ERANGE),
+            (true, u64::MAX, 1, ERANGE),
+        ];
+        for &(region, off, len, want) in cases {
+            if region && ipc::region(e) == Ok((0, 0)) {
+                check(ipc::set_region(e, 0x2c_0005, 4096) == Ok(true), || {
+                    "set_region".into()
+                })?;
+            }
+            let got = send(off, len);
+            check(got == Err(want), || {
+                format!("region {region}, descriptor ({off}, {len}): {got:?}, expected -{want}")
+            })?;
+        }
+        let _ = TABLE.remove(h);
+        Ok(())
+    })();
+    clear_table();
+    let _ = ipc::destroy(e);
+    r
 }

@@ -11,11 +11,13 @@
 //! `ZC` serves the zero-copy cases (`zc.rs`) and `NAMED` (`arg = ROLE << 56 | NAMED << 48 |
 //! name server handle`) registers its own endpoint as `"echo"` and serves echo calls
 //! (`named.rs`); `FUSION`, `FUSION_DIE` and `FUSION_CLIENT` are the peers of case 10's
-//! fusion channels (`fusion.rs`).
+//! fusion channels (`fusion.rs`); `KILLED` is a kernel test's process, killed while it
+//! waits inside an IPC call (`killed.rs`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod cases;
 mod fusion;
+mod killed;
 mod named;
 mod parked;
 mod zc;
@@ -59,6 +61,9 @@ fn run(arg: u64) -> i32 {
         )
     {
         return fusion::peer_role(arg);
+    }
+    if arg >> 56 == ROLE && (arg >> 48) & 0xff == killed::KILLED {
+        return killed::role(arg);
     }
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == named::NAMED {
         return named::server(arg as u32);

@@ -2,7 +2,7 @@
 //! `INFO_ZC` descriptors) and batches of 16 messages of 64 bytes in one call (written into
 //! the region, named by one descriptor), with the server role `ZC` answering both.
 
-use super::{BADGE, LABEL_QUIT, ROLE, endpoint, expect};
+use super::{BADGE, LABEL_QUIT, MS, ROLE, endpoint, expect};
 use exo_rt::{Errno, ExitStatus, IpcMsg, eprintln, println};
 
 /// Server mode: zero-copy and batch server.
@@ -221,6 +221,7 @@ pub fn zero_copy() -> Result<(), &'static str> {
         Errno::ERANGE,
     )?;
     exo_rt::handle_close(other).map_err(|_| "close")?;
+    reply_through_another_endpoint(h)?;
 
     let pid = spawn_server(h)?;
     for i in 0..ROUNDS {
@@ -248,6 +249,48 @@ pub fn zero_copy() -> Result<(), &'static str> {
         "ipcdemo 6: {ROUNDS} zero-copy round trips of 1 KiB: checksums and contents checked; bad descriptors ERANGE"
     );
     Ok(())
+}
+
+/// A zero-copy reply is checked against the region of the endpoint its call came through
+/// (the one the caller mapped), whatever endpoint `ipc_reply_recv` names: a thread takes a
+/// call made through `small` (a 4 KiB region) and answers it with `ipc_reply_recv` on `h`
+/// (64 KiB): a descriptor past 4 KiB is `ERANGE`, one inside goes to the caller.
+fn reply_through_another_endpoint(h: u32) -> Result<(), &'static str> {
+    let small = endpoint()?;
+    exo_rt::shm_map(small, 4096).map_err(|_| "shm_map of the 4 KiB region")?;
+    let t = exo_rt::thread::spawn(reply_elsewhere, u64::from(small) | u64::from(h) << 32)
+        .map_err(|_| "thread")?;
+    let r = exo_rt::ipc_call(small, &IpcMsg::zc(LABEL_ZC, 0, 64, [0; 6]), 5000 * MS);
+    let code = t.join();
+    exo_rt::handle_close(small).map_err(|_| "close")?;
+    if !matches!(r, Ok(a) if a.zc && a.words[0] == 0 && a.words[1] == KIB) {
+        eprintln!("ipcdemo 6: call through the 4 KiB region: {r:?}, expected (0, 1024)");
+        return Err("the zero-copy reply sent through another endpoint");
+    }
+    match code {
+        Ok(0) => Ok(()),
+        Ok(2) => {
+            Err("a reply past the caller's region, inside the other endpoint's, was not ERANGE")
+        }
+        _ => Err("the thread answering through another endpoint failed"),
+    }
+}
+
+/// [`reply_through_another_endpoint`]'s thread: `arg = h << 32 | small`.
+fn reply_elsewhere(arg: u64) -> i32 {
+    let (small, h) = (arg as u32, (arg >> 32) as u32);
+    if exo_rt::ipc_recv(small, 5000 * MS).is_err() {
+        return 1;
+    }
+    let reply = |len| exo_rt::ipc_reply_recv(h, &IpcMsg::zc(LABEL_ZC + 1, 0, len, [0; 6]), MS);
+    if reply(8 * KIB) != Err(Errno::ERANGE) {
+        return 2;
+    }
+    // Sent; then nothing comes on `h`: the receive times out.
+    match reply(KIB) {
+        Err(Errno::ETIMEDOUT) => 0,
+        _ => 3,
+    }
 }
 
 /// Case 7: `BATCHES` batches of 16 messages of 64 bytes, each written into the region and
