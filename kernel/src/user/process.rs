@@ -404,12 +404,6 @@ pub fn thread_join(tid: u64) -> Result<u64, Errno> {
     }
 }
 
-/// Whether process `pid` has no thread left (or is gone): [`wait`] would not block. Tests
-/// poll it to wait with a deadline.
-pub fn ended(pid: u64) -> bool {
-    proc(pid).is_none_or(|p| p.live.load(Ordering::Acquire) == 0)
-}
-
 /// Waits for process `pid`, a child of the caller, to end and returns its status (see the
 /// module header). Not a child (or already being waited for): `ECHILD`; the caller's own
 /// process killed meanwhile: `EINTR` (the child stays, for the next waiter).
@@ -506,8 +500,8 @@ fn reap_orphans() {
     }
 }
 
-/// Test support: whether process `pid` has ended (no thread left), `None` if there is no
-/// such process.
+/// Test support: whether process `pid` has ended (no thread left: [`wait`] would not
+/// block), `None` if there is no such process. Tests poll it to wait with a deadline.
 pub fn ended(pid: u64) -> Option<bool> {
     proc(pid).map(|p| p.live.load(Ordering::Acquire) == 0)
 }

@@ -296,17 +296,17 @@ fn kill_round(how: u64, cpu: u32) -> TestResult {
     }
     let holder = on(lock_holder, 0)?;
     let held = join_all(&[holder], 60_000)?[0];
-    let ended = until(10_000, || process::ended(pid));
+    let ended = until(10_000, || process::ended(pid) != Some(false));
     if !ended {
         // Its thread stayed blocked: wake it by the other means (the peer's reply, the
         // endpoint's destruction), so that it ends and the test does not leave it behind.
         FLAG.store(true, Ordering::Release);
         let _ = ipc::destroy(e);
-        until(10_000, || process::ended(pid));
+        until(10_000, || process::ended(pid) != Some(false));
     }
     // `wait` joins the process's threads: their IPC state is settled (a thread counts as
     // ended before its exit hook has withdrawn its call), then the peer answers.
-    let status = if process::ended(pid) {
+    let status = if process::ended(pid) != Some(false) {
         process::wait(pid).map_err(|x| format!("{x:?}"))
     } else {
         Err("still running".into())
