@@ -417,14 +417,7 @@ fn zc_refill(_: &BootState) -> TestResult {
 }
 
 fn zc_refill_op(nr: u64) -> TestResult {
-    let a = create()?;
-    let b = create()?;
-    let r = (|| {
-        check(
-            ipc::set_region(a, 0x2c_0001, 4096) == Ok(true)
-                && ipc::set_region(b, 0x2c_0002, 64) == Ok(true),
-            || "set_region".into(),
-        )?;
+    let r = with_regions([4096, 64], |a, b| {
         let h = insert(&TABLE, a, Rights::SEND, 1)?;
         HANDLES.store(u64::from(h.0), Ordering::Release);
         OP_HOLD.arm();
@@ -459,9 +452,25 @@ fn zc_refill_op(nr: u64) -> TestResult {
             },
         )?;
         check(code == 0, || format!("sender: errno {code}"))
-    })();
-    clear_table();
+    });
     OP_HOLD.release();
+    r
+}
+
+/// Two endpoints with regions of `lens` bytes (opaque tags of their own) for `f`; then the
+/// test's handle table is cleared and both are destroyed, whatever `f` returned.
+fn with_regions(lens: [u64; 2], f: impl FnOnce(EpRef, EpRef) -> TestResult) -> TestResult {
+    let a = create()?;
+    let b = create().inspect_err(|_| {
+        let _ = ipc::destroy(a);
+    })?;
+    let r = check(
+        ipc::set_region(a, 0x2c_0001, lens[0]) == Ok(true)
+            && ipc::set_region(b, 0x2c_0002, lens[1]) == Ok(true),
+        || "set_region".into(),
+    )
+    .and_then(|()| f(a, b));
+    clear_table();
     let _ = ipc::destroy(a);
     let _ = ipc::destroy(b);
     r
@@ -472,14 +481,7 @@ fn zc_refill_op(nr: u64) -> TestResult {
 /// against it, not against `big`'s. A descriptor past 4 KiB (inside `big`) is `ERANGE`,
 /// one inside 4 KiB goes to the caller.
 fn zc_reply(_: &BootState) -> TestResult {
-    let big = create()?;
-    let small = create()?;
-    let r = (|| {
-        check(
-            ipc::set_region(big, 0x2c_0003, 65536) == Ok(true)
-                && ipc::set_region(small, 0x2c_0004, 4096) == Ok(true),
-            || "set_region".into(),
-        )?;
+    with_regions([65536, 4096], |big, small| {
         let hb = insert(&TABLE, big, Rights::RECV, 0)?;
         let hs = insert(&TABLE, small, Rights::RECV, 0)?;
         HANDLES.store(u64::from(hb.0) | u64::from(hs.0) << 32, Ordering::Release);
@@ -507,11 +509,7 @@ fn zc_reply(_: &BootState) -> TestResult {
                 "server: {code} (2: the reply past the caller's region was not ERANGE, 3: the one inside it failed)"
             )
         })
-    })();
-    clear_table();
-    let _ = ipc::destroy(big);
-    let _ = ipc::destroy(small);
-    r
+    })
 }
 
 /// `zc_reply`'s server: takes the call on `small`, then answers with `reply_recv` on `big`.

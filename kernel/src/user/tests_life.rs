@@ -203,22 +203,7 @@ fn reap_vs_setup(_: &BootState) -> TestResult {
 /// thread) and N's thread be left alone.
 fn join_vs_reuse(_: &BootState) -> TestResult {
     forced(&JOIN_HOLD, || {
-        let p = spawn("/empty", 0)?;
-        settle(p)?;
-        JOIN_HOLD.arm();
-        let j = Builder::new()
-            .spawn(joiner, p)
-            .map_err(|e| format!("spawn: {e}"))?;
-        reached(&JOIN_HOLD, "the join")?;
-        let sp = process::wait(p);
-        task::skip_ids_to_slot_of(p);
-        let n = spawn("/empty", 0)?;
-        JOIN_HOLD.release();
-        let joined = join_all(&[j], 30_000)?[0];
-        check(sp == Ok(0), || format!("process {p}: {sp:?}"))?;
-        check(n % MAX_PROCS as u64 == p % MAX_PROCS as u64, || {
-            format!("process {n} is not in the slot of {p}")
-        })?;
+        let (p, n, joined) = across_reuse(&JOIN_HOLD, "the join", joiner)?;
         check(joined == ERR + 1, || {
             format!(
                 "the join of thread {p} gave {joined:#x} (want no such thread): it joined thread {n} of process {n}, which took the slot"
@@ -227,6 +212,34 @@ fn join_vs_reuse(_: &BootState) -> TestResult {
         let sn = process::wait(n);
         check(sn == Ok(0), || format!("process {n}: {sn:?}"))
     })
+}
+
+/// The window both `join_vs_reuse` and `wait_vs_reuse` force: process `c` (`/empty`) ends;
+/// a test thread runs `held(c)` and stops at `h` (armed here); meanwhile `c` is waited for
+/// (reaped) and a new process `n` takes its slot; then the thread goes on. Returns `c`, `n`
+/// and the thread's result.
+fn across_reuse(
+    h: &HoldPoint,
+    what: &str,
+    held: fn(u64) -> u64,
+) -> Result<(u64, u64, u64), alloc::string::String> {
+    let c = spawn("/empty", 0)?;
+    settle(c)?;
+    h.arm();
+    let t = Builder::new()
+        .spawn(held, c)
+        .map_err(|e| format!("spawn: {e}"))?;
+    reached(h, what)?;
+    let sc = process::wait(c);
+    task::skip_ids_to_slot_of(c);
+    let n = spawn("/empty", 0)?;
+    h.release();
+    let r = join_all(&[t], 30_000)?[0];
+    check(sc == Ok(0), || format!("process {c}: {sc:?}"))?;
+    check(n % MAX_PROCS as u64 == c % MAX_PROCS as u64, || {
+        format!("process {n} is not in the slot of {c}")
+    })?;
+    Ok((c, n, r))
 }
 
 /// `reap_orphans` checked an orphan (ended), then claimed its waiter slot; in between,
@@ -275,22 +288,7 @@ fn orphan_reap_vs_reuse(_: &BootState) -> TestResult {
 /// the same parent). The held wait must fail with ECHILD and N be left to its own waiter.
 fn wait_vs_reuse(_: &BootState) -> TestResult {
     forced(&WAIT_HOLD, || {
-        let c = spawn("/empty", 0)?;
-        settle(c)?;
-        WAIT_HOLD.arm();
-        let w = Builder::new()
-            .spawn(waiter, c)
-            .map_err(|e| format!("spawn: {e}"))?;
-        reached(&WAIT_HOLD, "the wait")?;
-        let sc = process::wait(c);
-        task::skip_ids_to_slot_of(c);
-        let n = spawn("/empty", 0)?;
-        WAIT_HOLD.release();
-        let held = join_all(&[w], 30_000)?[0];
-        check(sc == Ok(0), || format!("process {c}: {sc:?}"))?;
-        check(n % MAX_PROCS as u64 == c % MAX_PROCS as u64, || {
-            format!("process {n} is not in the slot of {c}")
-        })?;
+        let (c, n, held) = across_reuse(&WAIT_HOLD, "the wait", waiter)?;
         let sn = process::wait(n);
         check(held == ERR + Errno::Echild as u64 && sn == Ok(0), || {
             format!(
