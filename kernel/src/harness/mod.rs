@@ -132,6 +132,20 @@ pub fn check(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
     if cond { Ok(()) } else { Err(msg()) }
 }
 
+/// Polls `cond` (yielding) for up to `limit_ms`; on a timeout the scheduler's state is dumped
+/// and the error names `what`.
+pub fn wait_for(what: &str, limit_ms: u64, cond: impl Fn() -> bool) -> TestResult {
+    let d = exo_arch::tsc::rdtsc() + ms(limit_ms);
+    while !cond() {
+        if exo_arch::tsc::rdtsc() > d {
+            sched::dump();
+            return Err(format!("timed out waiting for {what}"));
+        }
+        sched::yield_now();
+    }
+    Ok(())
+}
+
 /// `n` milliseconds in TSC ticks.
 pub fn ms(n: u64) -> u64 {
     n * (crate::smp::time::tsc_hz() / 1000).max(1)

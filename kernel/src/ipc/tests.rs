@@ -2,7 +2,7 @@
 //! that matter are forced with flags and queue states, never with sleeps or host speed.
 
 use crate::boot::BootState;
-use crate::harness::{Needs, TestResult, check, join_all, ms, ncpus};
+use crate::harness::{Needs, TestResult, check, join_all, ms, ncpus, wait_for};
 use crate::ipc::{self, Cap, EpRef, Handle, HandleTable, IpcError, Msg, Rights};
 use crate::ktest;
 use crate::sched::{self, Builder, Tid};
@@ -79,19 +79,6 @@ fn spawn_on(cpu: u32, f: fn(u64) -> u64, arg: u64) -> Result<Tid, String> {
         .pin(cpu)
         .spawn(f, arg)
         .map_err(|e| format!("spawn on CPU {cpu}: {e}"))
-}
-
-/// Polls `cond` (yielding) for up to `limit_ms`.
-fn wait_for(what: &str, limit_ms: u64, cond: impl Fn() -> bool) -> TestResult {
-    let d = rdtsc() + ms(limit_ms);
-    while !cond() {
-        if rdtsc() > d {
-            sched::dump();
-            return Err(format!("timed out waiting for {what}"));
-        }
-        sched::yield_now();
-    }
-    Ok(())
 }
 
 /// Runs `f` with the fastpath on, then off (`f` is told which), the fastpath back on after

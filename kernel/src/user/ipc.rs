@@ -222,9 +222,15 @@ fn check_zc(ep: ipc::EpRef, info: u64, words: &[u64; 8]) -> Result<(), i64> {
 /// on `ep` then checks its generation).
 #[inline(always)]
 fn zc_in_region(ep: ipc::EpRef, words: &[u64; 8]) -> Result<(), i64> {
-    let bound = ipc::zc_bound(ep).map_err(err)?;
-    // `offset + length < bound` with nothing to overflow: the length fits, then the offset
-    // lies below what is left (icount: `checked_add`, then `end < bound`, cost two more).
+    zc_fits(ipc::zc_bound(ep).map_err(err)?, words)
+}
+
+/// Whether descriptor `words` (offset, length) ends below `bound` (a region's length plus
+/// one, 0: no region), as `offset + length < bound` with nothing to overflow: the length
+/// fits, then the offset lies below what is left (icount: `checked_add`, then `end < bound`,
+/// cost two more).
+#[inline(always)]
+fn zc_fits(bound: u64, words: &[u64; 8]) -> Result<(), i64> {
     match bound.checked_sub(words[1]) {
         Some(room) if words[0] < room => Ok(()),
         _ => Err(ERANGE),
@@ -247,10 +253,7 @@ fn check_zc_reply(ep: ipc::EpRef, info: u64, words: &[u64; 8]) -> Result<(), i64
 #[inline(never)]
 fn zc_reply_slow(ep: ipc::EpRef, words: &[u64; 8]) -> Result<(), i64> {
     let (tag, len) = ipc::region(ep).map_err(err)?;
-    match words[0].checked_add(words[1]) {
-        Some(end) if tag != 0 && end <= len => Ok(()),
-        _ => Err(ERANGE),
-    }
+    zc_fits(if tag == 0 { 0 } else { len.saturating_add(1) }, words)
 }
 
 /// A message about to be sent with `INFO_HANDLE` (else nothing): the handle word 7 names

@@ -4,7 +4,7 @@
 
 use super::aspace::{AddressSpace, MAP_HOLD, MMAP_BASE, UNMAP_HOLD, VmError};
 use crate::boot::BootState;
-use crate::harness::{Needs, SKIP, TestResult, check, join_all, ncpus};
+use crate::harness::{Needs, SKIP, TestResult, check, join_all, ncpus, wait_for};
 use crate::ktest;
 use crate::sched::{Builder, Tid};
 use alloc::format;
@@ -506,13 +506,9 @@ fn unmap_vs_region(_: &BootState) -> TestResult {
         let t = Builder::new()
             .spawn(unmapper, 0)
             .map_err(|e| format!("spawn: {e}"))?;
-        let d = crate::smp::time::Deadline::after_ms(30_000);
-        while !UNMAP_HOLD.reached() {
-            if d.passed() {
-                return Err("the unmap never reached its hold point".into());
-            }
-            crate::sched::yield_now();
-        }
+        wait_for("the unmap to reach its hold point", 30_000, || {
+            UNMAP_HOLD.reached()
+        })?;
         let (tag, frames) = super::shm::create(2 * 4096).map_err(|e| format!("region: {e:?}"))?;
         let va = match a.map_shared(&frames, tag) {
             Ok(va) => va,
@@ -584,12 +580,9 @@ fn failed_map(_: &BootState) -> TestResult {
                 .map_err(|e| format!("spawn: {e}"))?;
             let d = crate::smp::time::Deadline::after_ms(60_000);
             let held = (|| {
-                while !MAP_HOLD.reached() {
-                    if d.passed() {
-                        return Err("the map never reached its hold point".into());
-                    }
-                    crate::sched::yield_now();
-                }
+                wait_for("the map to reach its hold point", 60_000, || {
+                    MAP_HOLD.reached()
+                })?;
                 // Mapped: every reader reads it, so its TLB holds the translation.
                 check(wait_readers(cpus.len(), 0, 50, &d), || {
                     "readers did not read the page the held map had mapped".into()

@@ -197,14 +197,7 @@ fn insert(t: &HandleTable, ep: EpRef, rights: Rights, badge: u64) -> Result<Hand
 
 /// Polls `cond` (yielding) for up to `limit_ms`; whether it held.
 fn until(limit_ms: u64, cond: impl Fn() -> bool) -> bool {
-    let d = rdtsc() + ms(limit_ms);
-    while !cond() {
-        if rdtsc() > d {
-            return false;
-        }
-        sched::yield_now();
-    }
-    true
+    crate::harness::wait_for("a test condition", limit_ms, cond).is_ok()
 }
 
 /// `/ipcdemo`'s `KILLED` role (`user/ipcdemo/src/killed.rs`) and its `how`s.

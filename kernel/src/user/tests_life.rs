@@ -9,7 +9,7 @@ use super::process::{self, MAX_PROCS, ORPHAN_HOLD, SPAWN_HOLD, WAIT_HOLD};
 use super::syscall::Errno;
 use super::task::{self, JOIN_HOLD, JoinError};
 use crate::boot::BootState;
-use crate::harness::{Needs, SKIP, TestResult, check, free_frames, join_all, ms};
+use crate::harness::{Needs, SKIP, TestResult, check, free_frames, join_all, ms, wait_for};
 use crate::ktest;
 use crate::sched::{self, Builder, CpuSet, SchedError};
 use crate::smp::time::Deadline;
@@ -104,28 +104,15 @@ fn warm() -> TestResult {
 
 /// Waits until process `pid` has ended (not reaped).
 fn settle(pid: u64) -> TestResult {
-    let d = Deadline::after_ms(30_000);
-    while process::ended(pid) != Some(true) {
-        if d.passed() {
-            return Err(format!(
-                "process {pid} did not end ({:?})",
-                process::ended(pid)
-            ));
-        }
-        sched::yield_now();
-    }
-    Ok(())
+    wait_for(&format!("process {pid} to end"), 30_000, || {
+        process::ended(pid) == Some(true)
+    })
 }
 
 fn reached(h: &HoldPoint, what: &str) -> TestResult {
-    let d = Deadline::after_ms(30_000);
-    while !h.reached() {
-        if d.passed() {
-            return Err(format!("{what} never reached its hold point"));
-        }
-        sched::yield_now();
-    }
-    Ok(())
+    wait_for(&format!("{what} to reach its hold point"), 30_000, || {
+        h.reached()
+    })
 }
 
 /// Runs `f`, which arms `h` (released after it in any case); then every frame and kernel
