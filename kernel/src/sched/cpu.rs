@@ -1035,9 +1035,10 @@ pub struct Here<'g> {
     _g: PhantomData<&'g IrqGuard>,
 }
 
-/// A thread claimed for a direct switch ([`Here::claim`]): `Running`, so no waker takes it;
-/// the claimer must switch to it ([`Here::handoff`], [`Here::handoff_parked`]) before its
-/// guard ends.
+/// A thread claimed for a direct switch ([`Here::claim`]): `Running`, so no waker takes it,
+/// and this CPU's lock held; the claimer must switch to it ([`Here::handoff`],
+/// [`Here::handoff_parked`]) or give it back ([`Here::release`]) before its guard ends,
+/// touching no other CPU lock meanwhile.
 pub struct Claimed<'g> {
     i: usize,
     t: &'static Tcb,
@@ -1081,29 +1082,53 @@ impl<'g> Here<'g> {
 
     /// Claims thread `tid` for a direct switch (IPC's fastpath): `Some` if it is a blocked
     /// table thread that last ran on this CPU (so its registers are saved and its affinity
-    /// allows this CPU); it is then `Running` (one CAS: no waker can take it any more).
-    /// `None`: nothing changed.
+    /// allows this CPU); it is then `Running` (one CAS: no waker can take it any more) and
+    /// **this CPU's lock is held** (the switch needs it: [`Here::handoff`],
+    /// [`Here::handoff_parked`] and [`Here::release`] end it). `None`: nothing changed, the
+    /// lock is not held.
+    ///
+    /// The lock is taken before the thread's CPU is read, not after the CAS, because it is
+    /// what keeps that read true until the CAS: a thread blocked here can leave only once it
+    /// is runnable again, and it can then reach another CPU only through this CPU's run
+    /// queue (queued by the full-mailbox fallback of a wake-up, then stolen), both under this
+    /// lock. Read without it, the thread could be woken, queued, stolen and blocked again
+    /// elsewhere between the read and the CAS, and the CAS would take a thread whose
+    /// registers that CPU may still be saving. With it, the CAS fails (the thread is `Ready`,
+    /// waiting in the mailbox or for the lock). Test `sched.claim_window_closed_by_the_cpu_lock`
+    /// (debug kernels: `inject::hold_claim` holds the window open).
     #[inline(always)]
     pub fn claim(&self, tid: Tid) -> Option<Claimed<'g>> {
         let t = TCBS.get(tid.index())?;
-        (t.generation.load(Ordering::Acquire) == tid.generation()
+        self.cs.lock();
+        if t.generation.load(Ordering::Acquire) == tid.generation()
             && t.cpu.load(Ordering::Acquire) == self.cs.cpu
-            && t.cas_state(State::Blocked, State::Running))
-        .then_some(Claimed {
-            i: tid.index(),
-            t,
-            _g: PhantomData,
-        })
+            && {
+                #[cfg(debug_assertions)]
+                super::inject::hold_claim(tid.index(), self.cs.cpu);
+                t.cas_state(State::Blocked, State::Running)
+            }
+        {
+            return Some(Claimed {
+                i: tid.index(),
+                t,
+                _g: PhantomData,
+            });
+        }
+        self.cs.unlock();
+        None
     }
 
     /// Gives back a thread claimed with [`Here::claim`] that the claimer finds, once it is
     /// its own, waiting for something else than what it came to deliver (it timed out and
     /// began another wait): runnable again, as a [`wake`] would leave it (its wait re-checks
-    /// its condition: a spurious wake-up). Cold.
+    /// its condition: a spurious wake-up). Ends the claim's hold of this CPU's lock first
+    /// (the wake-up may take it). Cold.
     #[cold]
     pub fn release(&self, target: Claimed<'g>) {
+        self.cs.unlock();
         target.t.set_state(State::Ready);
-        post_wake(self.cs, target.i);
+        let on = cpu_sched(target.t.cpu.load(Ordering::Relaxed)).unwrap_or(self.cs);
+        post_wake(on, target.i);
     }
 
     /// Direct switch (IPC's fastpath) to `target`: blocks the calling thread (as
@@ -1116,7 +1141,6 @@ impl<'g> Here<'g> {
     #[inline(always)]
     pub fn handoff(self, target: Claimed<'g>, deadline: u64, still_wait: impl FnOnce() -> bool) {
         let (cs, me, next) = (self.cs, self.t, target.t);
-        cs.lock();
         block_for_handoff(cs, self.i, me, deadline, still_wait);
         switch_direct::<true>(cs, me, next, self.i, target.i, deadline != u64::MAX);
         // SAFETY: as in `switch_locked`: interrupts off (the guard `Here` borrows), this
@@ -1156,7 +1180,6 @@ impl<'g> Here<'g> {
         let (cs, me, next, me_i, next_i) = (self.cs, self.t, target.t, self.i, target.i);
         let frame = me.stack_top.load(Ordering::Relaxed) - IPC_FRAME_BYTES;
         debug_assert!(frame.is_multiple_of(16) && me.pid.load(Ordering::Relaxed) != 0);
-        cs.lock();
         block_for_handoff(cs, me_i, me, deadline, still_wait);
         me.parked.store(true, Ordering::Relaxed);
         let entry = parked_entry as *const () as u64;
@@ -1203,6 +1226,12 @@ impl<'g> Here<'g> {
 }
 
 impl Claimed<'_> {
+    /// The CPU the claimed thread last ran on (test support: this CPU, for a claim).
+    #[cfg(debug_assertions)]
+    pub fn last_cpu(&self) -> u32 {
+        self.t.cpu.load(Ordering::Relaxed)
+    }
+
     /// Its IPC frame if it is parked at its system-call boundary ([`Here::handoff_parked`]):
     /// the claimer may write the results of its operation there and leave through it
     /// (`handoff_parked`'s `exit`). The borrow lives no longer than the claim.
@@ -1306,7 +1335,7 @@ fn load_context<const IN_KERNEL: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb) {
 /// threads of this CPU does not need. Kept: the state and `current`/`prev` words, the
 /// CPU's switch counter, the lazy/eager FPU hook, the address-space switch, the held-lock
 /// word, `current_uid`, and for a user thread the per-CPU pid, kernel stack top and
-/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `claim_here` checked), its
+/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `Here::claim` checked it under this lock), its
 /// switch counter, the migration and the switch-time sample (`after` is 0: a handoff never
 /// migrates, exits or is timed), and the timer: `target` runs on the rest
 /// of the caller's slice (seL4's donation) unless the caller blocked with a deadline

@@ -1,5 +1,6 @@
-//! Fault injection for the reap race of `finish_switch` (debug builds only; the release
-//! kernel has none of it). Armed for one thread `P` by `arm`, it holds two CPUs at the two
+//! Fault injection for two scheduler races (debug builds only; the release kernel has none
+//! of it): the claim window of `Here::claim` (below, [`arm_claim`]) and the reap race of
+//! `finish_switch`. Armed for one thread `P` by `arm`, it holds two CPUs at the two
 //! points of the race, each with a deadline:
 //!
 //! * the CPU that switches away from `P` (CPU A) stops right after releasing its lock, until
@@ -54,7 +55,12 @@ pub(crate) fn result() -> (u32, u32) {
 
 /// Spins until `over` holds (1) or `HOLD_SECONDS` pass (2).
 fn hold(over: impl Fn() -> bool) -> u32 {
-    let d = rdtsc() + HOLD_SECONDS * crate::smp::time::tsc_hz();
+    hold_for(HOLD_SECONDS * crate::smp::time::tsc_hz(), over)
+}
+
+/// Spins until `over` holds (1) or `ticks` TSC ticks pass (2).
+fn hold_for(ticks: u64, over: impl Fn() -> bool) -> u32 {
+    let d = rdtsc() + ticks;
     while rdtsc() < d {
         if over() {
             return 1;
@@ -112,4 +118,53 @@ pub(super) fn before_reap(prev_i: usize) {
 #[inline(never)]
 fn hold_until_a_done() {
     REAP_SAW.store(hold(|| A_DONE.load(Ordering::Acquire)), Ordering::Release);
+}
+
+/// Thread index + 1 whose claim is held open (0: off).
+static HOLD_CLAIM: AtomicU32 = AtomicU32::new(0);
+/// The claimer is inside the held window.
+static CLAIM_HELD: AtomicBool = AtomicBool::new(false);
+/// How the claim's hold ended: 1 the thread moved to another CPU and blocked there, 2 the
+/// deadline (0: not reached).
+static CLAIM_SAW: AtomicU32 = AtomicU32::new(0);
+
+/// Arms the claim hold for thread `i`: the next `Here::claim` of it, on any CPU, stops
+/// between its read of the thread's CPU and its CAS until the thread has moved to another
+/// CPU and blocked there, or half a second passed. `Here::claim` holds its CPU's lock
+/// across the window, so the thread cannot move (it is woken at most): the deadline ends
+/// the hold. A claim without the lock there lets it move, and the CAS takes it.
+pub(crate) fn arm_claim(i: usize) {
+    CLAIM_HELD.store(false, Ordering::Relaxed);
+    CLAIM_SAW.store(0, Ordering::Relaxed);
+    HOLD_CLAIM.store(i as u32 + 1, Ordering::Release);
+}
+
+/// Whether a claimer is inside the held window (or was: until the next `arm_claim`).
+pub(crate) fn claim_held() -> bool {
+    CLAIM_HELD.load(Ordering::Acquire)
+}
+
+/// How the claim's hold ended ([`CLAIM_SAW`]).
+pub(crate) fn claim_result() -> u32 {
+    CLAIM_SAW.load(Ordering::Acquire)
+}
+
+/// `Here::claim` of thread `i` on `cpu`, between its read of the thread's CPU and its CAS:
+/// holds if armed for `i`.
+#[inline(always)]
+pub(super) fn hold_claim(i: usize, cpu: u32) {
+    if claim(&HOLD_CLAIM, i) {
+        hold_claim_window(i, cpu);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn hold_claim_window(i: usize, cpu: u32) {
+    CLAIM_HELD.store(true, Ordering::Release);
+    let t = tcb(i);
+    let how = hold_for(crate::smp::time::tsc_hz() / 2, || {
+        t.cpu.load(Ordering::Acquire) != cpu && t.state() == State::Blocked
+    });
+    CLAIM_SAW.store(how, Ordering::Release);
 }

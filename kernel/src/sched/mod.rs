@@ -59,6 +59,7 @@ mod wake;
 
 mod bench;
 mod tests;
+mod tests_claim;
 mod tests_locks;
 mod tests_reap;
 

@@ -1,0 +1,158 @@
+//! The claim window of `Here::claim`, forced (debug kernels: `sched::inject`). A thread T
+//! that may run anywhere blocks on CPU C; a claimer on C claims it with the claim held
+//! open between its read of T's CPU and its CAS. Meanwhile CPU B wakes T with every
+//! mailbox made full (so the wake-up queues T on C's run queue itself, under C's lock),
+//! then sleeps 100 µs at a time (each sleep a scheduling pass with an empty queue: a steal
+//! attempt) until T runs and blocks on B. `Here::claim` holds C's lock across the window,
+//! so T cannot be queued or stolen: its CAS fails (T is `Ready`) and T runs again once it
+//! is let go. A claim without the lock there takes T while it last ran on B (whose
+//! registers B may still be saving): the test names that claim.
+
+use crate::boot::BootState;
+use crate::harness::{Needs, TestResult};
+use crate::ktest;
+
+ktest!(
+    Needs::Threads,
+    "sched.claim_window_closed_by_the_cpu_lock",
+    claim_window
+);
+
+fn claim_window(_: &BootState) -> TestResult {
+    #[cfg(debug_assertions)]
+    return forced::run();
+    #[cfg(not(debug_assertions))]
+    Err(alloc::format!(
+        "{}needs a debug kernel (the fault injection of sched::inject)",
+        crate::harness::SKIP
+    ))
+}
+
+#[cfg(debug_assertions)]
+mod forced {
+    use crate::harness::{SKIP, TestResult, check, join_all, ncpus, wait_for};
+    use crate::sched::{self, Builder, CpuSet, Tid, inject};
+    use alloc::format;
+    use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use exo_arch::tsc::rdtsc;
+
+    /// T, the waker and the claimer stop.
+    static DONE: AtomicBool = AtomicBool::new(false);
+    /// The CPU T ran on before each block.
+    static RAN_ON: AtomicU32 = AtomicU32::new(u32::MAX);
+    /// T's wake-ups.
+    static WAKES: AtomicU32 = AtomicU32::new(0);
+    /// The claimer has its answer.
+    static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+    /// T: made runnable anywhere while on C (`c`), then blocks until `DONE` (60 s per
+    /// wait), counting its wake-ups.
+    fn victim(c: u64) -> u64 {
+        if sched::this_cpu() != c as u32 || sched::set_affinity(CpuSet::ANY).is_err() {
+            return 2;
+        }
+        while !DONE.load(Ordering::Acquire) {
+            RAN_ON.store(sched::this_cpu(), Ordering::Release);
+            let d = rdtsc() + 60 * crate::smp::time::tsc_hz();
+            if sched::block_until(d, || !DONE.load(Ordering::Acquire)) {
+                return 3;
+            }
+            WAKES.fetch_add(1, Ordering::AcqRel);
+        }
+        0
+    }
+
+    /// On B: once the claimer is inside its window, wakes T with every mailbox full, then
+    /// steals (sleeps) until T blocked on B or the claimer is done. 1: the wake-up found T
+    /// blocked (it landed inside the window).
+    fn waker(raw: u64) -> u64 {
+        let t = Tid::from_raw(raw);
+        if wait_for("the claimer inside its window", 10_000, inject::claim_held).is_err() {
+            return 2;
+        }
+        sched::force_mailbox_full(true);
+        let woke = sched::wake(t);
+        sched::force_mailbox_full(false);
+        let hz = crate::smp::time::tsc_hz();
+        let d = rdtsc() + 5 * hz;
+        while !CLAIMED.load(Ordering::Acquire) && rdtsc() < d {
+            sched::sleep_until(rdtsc() + hz / 10_000);
+        }
+        u64::from(!woke)
+    }
+
+    /// On C: claims T with the hold armed. Err names a claim of a thread that last ran
+    /// elsewhere; Ok(claimed) otherwise (a claim on C is given back at once).
+    fn claimer(raw: u64) -> u64 {
+        let t = Tid::from_raw(raw);
+        let c = sched::this_cpu();
+        let ready = wait_for("T blocked on C", 10_000, || {
+            sched::is_blocked(t) && RAN_ON.load(Ordering::Acquire) == c
+        });
+        if ready.is_err() {
+            return 2;
+        }
+        inject::arm_claim(t.index());
+        let g = exo_percpu::IrqGuard::new();
+        let Some(here) = sched::Here::of(&g) else {
+            return 4;
+        };
+        let code = match here.claim(t) {
+            None => 0,
+            Some(claimed) => {
+                let on = claimed.last_cpu();
+                here.release(claimed);
+                if on == c { 0 } else { 10 + u64::from(on) }
+            }
+        };
+        drop(g);
+        CLAIMED.store(true, Ordering::Release);
+        code
+    }
+
+    pub(super) fn run() -> TestResult {
+        if ncpus() < 2 {
+            return Err(format!("{SKIP}needs 2 CPUs"));
+        }
+        let (c, b) = (ncpus() - 1, 0);
+        DONE.store(false, Ordering::Release);
+        CLAIMED.store(false, Ordering::Release);
+        RAN_ON.store(u32::MAX, Ordering::Release);
+        let spawn = |f: fn(u64) -> u64, cpu: u32, arg: u64| {
+            Builder::new()
+                .pin(cpu)
+                .spawn(f, arg)
+                .map_err(|e| format!("spawn: {e}"))
+        };
+        let t = spawn(victim, c, u64::from(c))?;
+        let wakes = WAKES.load(Ordering::Acquire);
+        let w = spawn(waker, b, t.raw())?;
+        let k = spawn(claimer, c, t.raw())?;
+        let codes = join_all(&[k, w], 30_000);
+        let again = wait_for("T to run again after the claim", 10_000, || {
+            WAKES.load(Ordering::Acquire) > wakes
+        });
+        DONE.store(true, Ordering::Release);
+        sched::wake(t);
+        let end = join_all(&[t], 30_000);
+        let codes = codes?;
+        let saw = inject::claim_result();
+        check(codes[0] < 10, || {
+            format!(
+                "the claim on CPU {c} took a thread that last ran on CPU {} (the window was \
+                 open: it was woken, queued, stolen and blocked there)",
+                codes[0] - 10
+            )
+        })?;
+        check(codes == [0, 0] && saw != 0, || {
+            format!(
+                "claimer ended {} (2: T never blocked on C, 4: no running thread), waker {} \
+                 (1: its wake-up found T not blocked, 2: the claim was never held), the \
+                 hold ended {saw} (0: not reached)",
+                codes[0], codes[1]
+            )
+        })?;
+        again?;
+        check(end? == [0], || "T did not end cleanly".into())
+    }
+}
