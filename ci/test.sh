@@ -351,6 +351,10 @@ log="$out/fail-fault-holding-lock.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.fault_holding_lock=1" --log "$log" --timeout 120 >/dev/null 2>&1
 expect_log "a thread faulting while it holds a sleeping lock is not killed: the machine stops" "$log" 1 $? \
     '^THREAD,[0-9]+,not killed,cpu [0-9]+: it holds 1 sleeping lock' '^PANIC on CPU [0-9]+: unhandled exception: #PF'
+log="$out/fail-fault-in-process.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.fault_in_process=1 exo.test=sched.fault_in_a_process" --log "$log" --timeout 120 >/dev/null 2>&1
+expect_log "a thread of a process faulting inside the kernel is not killed alone: the machine stops" "$log" 1 $? \
+    '^THREAD,[0-9]+,not killed,cpu [0-9]+: a thread of process 16384000 inside the kernel' '^PANIC on CPU [0-9]+: unhandled exception: #PF'
 log="$out/fail-panic-early.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_early=1" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "panic before any AP started: only online CPUs get the NMI, failure verdict" "$log" 1 $? '^PANIC on CPU 0: deliberate panic requested by exo.panic_early' '^PANIC,0$'

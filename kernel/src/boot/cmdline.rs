@@ -50,6 +50,9 @@ pub struct Options {
     /// Test job: a thread faults while holding a sleeping lock (`exo.fault_holding_lock=1`);
     /// the machine must stop rather than kill it and leave the lock held.
     pub fault_holding_lock: bool,
+    /// Test job: a thread of a process faults inside the kernel (`exo.fault_in_process=1`);
+    /// the machine must stop rather than end the thread without its process's end.
+    pub fault_in_process: bool,
     /// Log level.
     pub log_level: log::LevelFilter,
     /// Benchmark mode given on the command line (`exo.mode=tcg|icount|kvm`); boot fills in
@@ -104,6 +107,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         no_acpi: false,
         rsdp_scan: false,
         fault_holding_lock: false,
+        fault_in_process: false,
         log_level: log::LevelFilter::Info,
         mode: None,
         tsc_ref: TscRef::Auto,
@@ -162,6 +166,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("acpi", "off") => set(&mut o.no_acpi, true),
             ("rsdp", "scan") => set(&mut o.rsdp_scan, true),
             ("fault_holding_lock", "1") => set(&mut o.fault_holding_lock, true),
+            ("fault_in_process", "1") => set(&mut o.fault_in_process, true),
             ("rsdp", "bootinfo") => set(&mut o.rsdp_scan, false),
             ("acpi", "on") => set(&mut o.no_acpi, false),
             ("log", v) => v.parse().is_ok_and(|l| set(&mut o.log_level, l)),

@@ -42,6 +42,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "sched.fault_in_a_process_thread_stops_the_machine",
+    fault_in_process
+);
+ktest!(
+    Needs::Threads,
     "mutex.idle_context_job_waits_for_a_sleeping_holder",
     idle_job_on_held_mutex
 );
@@ -369,6 +374,39 @@ fn fault_holding_lock(s: &BootState) -> TestResult {
     match HELD_BY_FAULTER.lock_with_deadline(rdtsc() + ms(2000)) {
         Some(_) => Err("the faulting thread's lock was released".into()),
         None => Err("a thread was killed holding a sleeping lock: it stays held for good".into()),
+    }
+}
+
+/// A kernel thread that takes a pid (as the user layer's threads do), then faults.
+fn process_thread_fault(_: u64) -> u64 {
+    if sched::set_current_ids(FAKE_PID, 1).is_err() {
+        return 1;
+    }
+    crate::sys::deliberate_page_fault()
+}
+
+/// A pid no process has (the user layer's pids are small).
+const FAKE_PID: u64 = 0xfa_0000;
+
+/// With `exo.fault_in_process=1`, a thread of a process (it has a pid) faults inside the
+/// kernel. Ending it alone would skip the user layer's end of it (the process would stay
+/// live for good, its space's lock held): the machine must stop (CI checks the `not killed`
+/// line naming the process, the PANIC and the failure exit). Without the option, skipped.
+fn fault_in_process(s: &BootState) -> TestResult {
+    if !s.opts.fault_in_process {
+        return Err(format!(
+            "{SKIP}needs exo.fault_in_process=1 (stops the machine)"
+        ));
+    }
+    let t = Builder::new()
+        .pin(ncpus() - 1)
+        .spawn(process_thread_fault, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    match join_all(&[t], 5000)?[0] {
+        sched::KILLED => Err("a thread of a process was killed inside the kernel".into()),
+        c => Err(format!(
+            "the thread ended with {c} (1: set_current_ids failed)"
+        )),
     }
 }
 

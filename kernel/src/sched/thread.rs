@@ -492,6 +492,9 @@ pub const KILLED: u64 = u64::MAX;
 /// idle context, not the boot flow), that ran with interrupts enabled (`interrupts_were_on`:
 /// not inside an interrupt handler or an interrupts-off section) and held no preemption
 /// guard or allocator leaf section (so no kernel lock or per-CPU structure is mid-update).
+/// Not killed either: a thread that holds a sleeping lock, or that belongs to a process (a
+/// user thread in a system call or trap: a kernel bug, and ending it here would skip the
+/// user layer's end of it, leaving its process live for good and its space's lock held).
 pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Arguments<'_>, rbp: u64) {
     if !interrupts_were_on || !exo_percpu::preemptible() {
         return;
@@ -509,6 +512,15 @@ pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Argume
     if held != 0 {
         crate::kprintln!(
             "THREAD,{},not killed,cpu {}: it holds {held} sleeping lock(s), which would stay held for good: {why}",
+            tid.raw(),
+            cs.cpu
+        );
+        return;
+    }
+    let pid = t.pid.load(Ordering::Relaxed);
+    if pid != 0 {
+        crate::kprintln!(
+            "THREAD,{},not killed,cpu {}: a thread of process {pid} inside the kernel, whose end would skip its process's (the process would never end, its memory never come back): {why}",
             tid.raw(),
             cs.cpu
         );
