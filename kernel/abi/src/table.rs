@@ -238,7 +238,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         name: "ipc_reply",
         args: &["_", "info", "w0", "w1", "w2", "w3"],
         returns: "0",
-        errors: &[EPERM, ESRCH, EBADF, EINVAL, EMSGSIZE],
+        errors: &[EPERM, ESRCH, EBADF, EINVAL, EPIPE, ERANGE, EMSGSIZE],
         summary: "replies to the call being served",
     },
     SyscallInfo {

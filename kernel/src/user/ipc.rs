@@ -9,7 +9,7 @@
 //! or handle left `EAGAIN`, a zero-copy descriptor (info bit 40: words 0 and 1 are offset
 //! and length) outside the endpoint's shared region, or with no region (an empty one too),
 //! `ERANGE` (a reply sent by `reply_recv` is checked against the region of the endpoint its
-//! call came through; `ipc_reply` refuses the bit with `EINVAL`). No pointer is read: there
+//! call came through, as is one sent by `ipc_reply`). No pointer is read: there
 //! is nothing to fault on.
 //!
 //! Handles in messages (info bit 41, `INFO_HANDLE`): on send, word 7 names a handle of the
@@ -237,7 +237,8 @@ fn zc_fits(bound: u64, words: &[u64; 8]) -> Result<(), i64> {
     }
 }
 
-/// [`check_zc`] of a reply sent by `reply_recv` on `ep`: the reply goes to the caller being
+/// [`check_zc`] of a reply sent by `reply_recv` on `ep` (`ipc_reply` calls the slow half
+/// itself, with the answered call's endpoint): the reply goes to the caller being
 /// answered, which mapped the region of the endpoint its call came through, not
 /// necessarily `ep`'s (with no call to answer nothing is sent: `ep`'s). That endpoint may
 /// be gone (its caller still waits): its region is read with the generation checked
@@ -439,9 +440,12 @@ pub(super) fn call(
         }
         nr::IPC_REPLY => {
             let mut m = msg_in(f)?;
-            if m.zc {
-                // No endpoint named: no region to check a descriptor against.
-                return Err(EINVAL);
+            if m.zc
+                && let Some(ep) = ipc::answering()
+            {
+                // Checked as `reply_recv`'s: against the region of the endpoint the call
+                // came through (with no call to answer, `reply` says `ESRCH`).
+                zc_reply_slow(ep, &m.words)?;
             }
             outgoing_handle(t, m.info(), &mut m.words)?;
             ipc::endpoint::reply(&m).map_err(err)?;

@@ -210,9 +210,9 @@ pub fn zero_copy() -> Result<(), &'static str> {
         )?;
     }
     expect(
-        "zero-copy ipc_reply",
+        "zero-copy ipc_reply with no call to answer",
         exo_rt::ipc_reply(&IpcMsg::zc(LABEL_ZC, 0, 8, [0; 6])),
-        Errno::EINVAL,
+        Errno::ESRCH,
     )?;
     let other = endpoint()?;
     expect(
@@ -252,26 +252,38 @@ pub fn zero_copy() -> Result<(), &'static str> {
 }
 
 /// A zero-copy reply is checked against the region of the endpoint its call came through
-/// (the one the caller mapped), whatever endpoint `ipc_reply_recv` names: a thread takes a
-/// call made through `small` (a 4 KiB region) and answers it with `ipc_reply_recv` on `h`
-/// (64 KiB): a descriptor past 4 KiB is `ERANGE`, one inside goes to the caller.
+/// (the one the caller mapped), whatever endpoint `ipc_reply_recv` names, and so is one
+/// sent by `ipc_reply`: a thread takes a call made through `small` (a 4 KiB region) and
+/// answers it with `ipc_reply_recv` on `h` (64 KiB), then takes a second call and answers
+/// it with `ipc_reply`. A descriptor past 4 KiB is `ERANGE` both ways; one inside goes to
+/// the caller (the first 1 KiB, then 2 KiB).
 fn reply_through_another_endpoint(h: u32) -> Result<(), &'static str> {
     let small = endpoint()?;
     exo_rt::shm_map(small, 4096).map_err(|_| "shm_map of the 4 KiB region")?;
     let t = exo_rt::thread::spawn(reply_elsewhere, u64::from(small) | u64::from(h) << 32)
         .map_err(|_| "thread")?;
-    let r = exo_rt::ipc_call(small, &IpcMsg::zc(LABEL_ZC, 0, 64, [0; 6]), 5000 * MS);
+    let mut got = [None, None];
+    for (k, len) in [KIB, 2 * KIB].into_iter().enumerate() {
+        let r = exo_rt::ipc_call(small, &IpcMsg::zc(LABEL_ZC, 0, 64, [0; 6]), 5000 * MS);
+        if !matches!(r, Ok(a) if a.zc && a.words[0] == 0 && a.words[1] == len) {
+            eprintln!("ipcdemo 6: call {k} through the 4 KiB region: {r:?}, expected (0, {len})");
+            got[k] = Some(r);
+        }
+    }
     let code = t.join();
     exo_rt::handle_close(small).map_err(|_| "close")?;
-    if !matches!(r, Ok(a) if a.zc && a.words[0] == 0 && a.words[1] == KIB) {
-        eprintln!("ipcdemo 6: call through the 4 KiB region: {r:?}, expected (0, 1024)");
+    if got[0].is_some() {
         return Err("the zero-copy reply sent through another endpoint");
+    }
+    if got[1].is_some() {
+        return Err("the zero-copy reply sent by ipc_reply");
     }
     match code {
         Ok(0) => Ok(()),
         Ok(2) => {
             Err("a reply past the caller's region, inside the other endpoint's, was not ERANGE")
         }
+        Ok(5) => Err("an ipc_reply past the caller's region was not ERANGE"),
         _ => Err("the thread answering through another endpoint failed"),
     }
 }
@@ -287,9 +299,19 @@ fn reply_elsewhere(arg: u64) -> i32 {
         return 2;
     }
     // Sent; then nothing comes on `h`: the receive times out.
-    match reply(KIB) {
-        Err(Errno::ETIMEDOUT) => 0,
-        _ => 3,
+    if reply(KIB) != Err(Errno::ETIMEDOUT) {
+        return 3;
+    }
+    if exo_rt::ipc_recv(small, 5000 * MS).is_err() {
+        return 4;
+    }
+    let reply = |len| exo_rt::ipc_reply(&IpcMsg::zc(LABEL_ZC + 1, 0, len, [0; 6]));
+    if reply(8 * KIB) != Err(Errno::ERANGE) {
+        return 5;
+    }
+    match reply(2 * KIB) {
+        Ok(()) => 0,
+        _ => 6,
     }
 }
 
