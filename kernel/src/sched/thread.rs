@@ -373,8 +373,23 @@ impl Builder {
     /// compiler's inlining choices in its loop).
     #[inline(never)]
     pub fn spawn(self, f: ThreadFn, arg: u64) -> Result<Tid, SchedError> {
+        self.spawn_then(f, arg, |_| {})
+    }
+
+    /// [`Builder::spawn`], calling `before(tid)` once the thread exists and before it can
+    /// run (the layer above records the id where the thread, or whoever may join it as soon
+    /// as it runs, will look for it: nothing is written into a record after the thread
+    /// could have ended and its record been reused).
+    #[inline(always)]
+    pub fn spawn_then(
+        self,
+        f: ThreadFn,
+        arg: u64,
+        before: impl FnOnce(Tid),
+    ) -> Result<Tid, SchedError> {
         let g = IrqGuard::new();
         let (tid, target) = self.create(f, arg)?;
+        before(tid);
         let here = this_sched().ok_or(SchedError::NotRunning)?;
         let i = tid.index();
         let t = tcb(i);

@@ -218,9 +218,14 @@ pub fn release_id(id: u64) {
 /// On failure the id is released.
 ///
 /// The record is published (its `tid` the plain id) once its fields are written and before
-/// the thread can run (its ends need it); it is joinable once its kernel thread is known.
-/// Nobody frees it before this returns: a join needs it joinable, and the process cannot
-/// be reaped meanwhile (`spawn` lets waiters in after this; `thread_create`'s caller lives).
+/// the thread can run (its ends need it), and made joinable (its kernel thread id, then
+/// `joiner`) before it can run too (`Builder::spawn_then`), so a sibling may join it as
+/// soon as it runs, and the caller's process as soon as this returns. Until 2026-12-03 this
+/// function did that after the spawn returned, and a thread that ran first on another CPU
+/// and was joined in that window (the spawner's vCPU descheduled) was refused with
+/// `ESRCH`: the `/threads` case 4 failure seen once in CI at -smp 4. The process cannot be
+/// reaped while this runs (`spawn` lets waiters in after it; `thread_create`'s caller
+/// lives).
 pub fn start(
     b: Builder,
     id: u64,
@@ -241,10 +246,17 @@ pub fn start(
     t.clear_tid.store(0, Ordering::Relaxed);
     t.end.store(ALIVE, Ordering::Relaxed);
     t.tid.store(id, Ordering::Release);
-    match b.spawn(user_main, id) {
+    let made_joinable = |k: Tid| {
+        t.sched.store(k.raw(), Ordering::Release);
+        t.joiner.store(id, Ordering::Release);
+    };
+    match b.spawn_then(user_main, id, made_joinable) {
+        // Not a word more into the record: the thread may already have run, ended and been
+        // joined, and its record freed and taken by another thread.
         Ok(tid) => {
-            t.sched.store(tid.raw(), Ordering::Release);
-            t.joiner.store(id, Ordering::Release);
+            if id == pid {
+                START_HOLD.pass();
+            }
             Ok(tid)
         }
         Err(e) => {
@@ -265,9 +277,6 @@ pub fn spawn(b: Builder, entry: u64, stack_top: u64, arg: u64) -> Result<(Tid, u
 /// A user thread's first code (kernel mode): take the ids, go to ring 3.
 fn user_main(id: u64) -> u64 {
     let t = slot(id);
-    if let Some(me) = sched::current() {
-        t.sched.store(me.raw(), Ordering::Release);
-    }
     let pid = t.pid.load(Ordering::Relaxed);
     let e = match sched::set_current_ids(pid, id) {
         Ok(()) => {
@@ -457,6 +466,11 @@ pub enum JoinError {
     /// The caller's process is being killed.
     Interrupted,
 }
+
+/// [`start`] of a process's first thread stops here once the thread is spawned (it may
+/// run, end and be joined) and before it returns, so a test can make the spawner slow (a
+/// vCPU descheduled by its host). The process's other threads pass.
+pub static START_HOLD: HoldPoint = HoldPoint::new();
 
 /// [`join`] stops here after it found thread `tid` in process `pid` and before it claims
 /// the join, so a test can free and reuse the record in that window.

@@ -7,7 +7,7 @@
 use super::aspace::HoldPoint;
 use super::process::{self, MAX_PROCS, ORPHAN_HOLD, SPAWN_HOLD, WAIT_HOLD};
 use super::syscall::Errno;
-use super::task::{self, JOIN_HOLD, JoinError};
+use super::task::{self, JOIN_HOLD, JoinError, START_HOLD};
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, free_frames, join_all, ms, wait_for};
 use crate::ktest;
@@ -41,6 +41,11 @@ ktest!(
     Needs::Threads,
     "user.proc_wait_is_refused_until_the_spawn_started",
     wait_vs_failed_spawn
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_thread_joinable_as_soon_as_it_runs",
+    joinable_at_once
 );
 
 /// Errors as the test threads return them: `ERR + errno`.
@@ -339,6 +344,44 @@ fn wait_vs_failed_spawn(_: &BootState) -> TestResult {
         })?;
         check(process::ended(pid).is_none(), || {
             format!("process {pid} still has a record after its spawn failed")
+        })
+    })
+}
+
+/// A test thread: spawns `/threads` with `case`; its pid or `ERR + errno`.
+fn threads_spawner(case: u64) -> u64 {
+    code(process::spawn("/threads", case, Builder::new()))
+}
+
+/// A thread was made joinable by its spawner after the spawn returned, so a thread that
+/// ran first (on another CPU, its spawner's vCPU descheduled) could not be joined yet: its
+/// sibling's `thread_join` got `ESRCH`. Seen once in CI at -smp 4 as `/threads` case 4 (the
+/// main thread exits 7; a second thread joins it and exits 9, the process's status) ending
+/// with 7. Forced: the spawn of that process is held (`START_HOLD`) inside the start of its
+/// main thread, which runs meanwhile; the process must end with 9 before the spawn returns.
+fn joinable_at_once(_: &BootState) -> TestResult {
+    forced(&START_HOLD, || {
+        let id = task::claim_id(|_| true).map_err(|e| format!("claim: {e}"))?;
+        task::release_id(id);
+        let pid = id + 1;
+        START_HOLD.arm();
+        let s = Builder::new()
+            .spawn(threads_spawner, 4)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&START_HOLD, "the start of /threads' main thread")?;
+        let ended = settle(pid);
+        START_HOLD.release();
+        let spawned = join_all(&[s], 30_000)?[0];
+        check(spawned == pid, || {
+            format!("the held spawn gave {spawned:#x}, not process {pid}")
+        })?;
+        ended?;
+        let status = process::wait(pid);
+        check(status == Ok(9), || {
+            format!(
+                "/threads case 4 ended with {status:?} while its spawn was held (want 9; 7 or \
+                 1: the second thread's join of the main thread was refused)"
+            )
         })
     })
 }
