@@ -49,6 +49,7 @@ fn init(state: &crate::boot::BootState) -> ! {
     crate::user::process::prepare();
     let before = free_frames();
     let threads_before = sched::live_threads();
+    let endpoints_before = crate::ipc::live_endpoints();
     match crate::user::process::run_init(path, state.opts.init_arg) {
         Ok(status) => {
             crate::kprintln!("INIT,{path},status,{status:#x}");
@@ -72,11 +73,13 @@ fn init(state: &crate::boot::BootState) -> ! {
             let t1 = sched::live_threads();
             if let (Ok((f0, o0)), Ok((f1, o1))) = (before, free_frames()) {
                 let t0 = threads_before;
-                // Shared IPC regions: none is left once every process is gone.
+                // Shared IPC regions: none is left once every process is gone; endpoints:
+                // the same count (a handle held in flight and never dropped would keep one).
                 let r1 = crate::user::shm::in_use();
+                let (e0, e1) = (endpoints_before, crate::ipc::live_endpoints());
                 crate::kprintln!(
-                    "MEM,init,free_frames,{f0},{f1},objects_out,{o0},{o1},threads,{t0},{t1},regions,{r1},{}",
-                    if (f0, o0, t0, 0) == (f1, o1, t1, r1) {
+                    "MEM,init,free_frames,{f0},{f1},objects_out,{o0},{o1},threads,{t0},{t1},regions,{r1},endpoints,{e0},{e1},{}",
+                    if (f0, o0, t0, 0, e0) == (f1, o1, t1, r1, e1) {
                         "same"
                     } else {
                         "DIFFERENT"

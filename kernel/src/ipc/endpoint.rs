@@ -74,6 +74,12 @@ pub(super) struct Waiter {
     /// TSC deadline of the operation it is parked in (`sched::handoff_parked`), for the
     /// continuation that finishes it.
     pub(super) deadline: AtomicU64,
+    /// The endpoint ([`EpRef::raw`]; 0: none) of a handle in the message it is sending,
+    /// held for the flight ([`hold_in_flight`]) and not handed over yet: the hand-over of
+    /// the message (into a receiver's slot, or taken from this slot by a receiver) hands
+    /// the hold to the receiver and clears this; what is left at the operation's end is
+    /// dropped ([`settle_in_flight`]).
+    in_flight: AtomicU64,
 }
 
 impl Waiter {
@@ -92,6 +98,7 @@ impl Waiter {
             fast: AtomicU64::new(0),
             slow: AtomicU64::new(0),
             deadline: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
         }
     }
     #[inline(always)]
@@ -726,6 +733,7 @@ fn send_slow(
     if let Some(r) = q.receivers.pop() {
         let rw = waiter(r);
         rw.put(msg, badge);
+        w.in_flight.store(0, Ordering::Relaxed);
         let rseq = seq_of(rw.word.load(Ordering::Relaxed));
         if is_call {
             rw.reply_to.store(token(i, seq), Ordering::Relaxed);
@@ -773,6 +781,7 @@ pub(super) fn recv_slow(i: usize, w: &Waiter, ep: EpRef, deadline: u64) -> Resul
     if let Some(k) = q.senders.pop() {
         let sw = waiter(k);
         w.copy_from(sw);
+        sw.in_flight.store(0, Ordering::Relaxed);
         let word = sw.word.load(Ordering::Relaxed);
         let sseq = seq_of(word);
         if state_of(word) == CALL_WAIT {
@@ -822,6 +831,7 @@ fn reply_slow(w: &Waiter, msg: &Msg) -> Result<(), IpcError> {
         return Err(IpcError::NoCaller);
     }
     cw.put(msg, 0);
+    w.in_flight.store(0, Ordering::Relaxed);
     cw.word.store(pack(cseq, DONE), Ordering::Release);
     sched::wake(cw.tid());
     Ok(())
@@ -1006,4 +1016,58 @@ fn on_thread_exit(i: usize) {
         let _ = timeout(i, w, word);
     }
     w.begin(IDLE);
+    settle(w);
+}
+
+/// Holds endpoint `ep` for the flight of a message the calling thread is about to send
+/// with a handle to it (the system-call layer's `INFO_HANDLE`): one more owner, so the
+/// endpoint lives until the receiver's table has the handle even if every other handle to
+/// it is closed meanwhile (the sender's own too). The slow path's hand-over of the message
+/// gives the hold to the receiver, which keeps it as its new handle's (or drops it:
+/// [`adopt`]); the operation's end drops it if the message never left
+/// ([`settle_in_flight`]). Such messages never take the fastpath. `Closed`: `ep` is gone
+/// (its last handle was closed since the sender looked it up).
+pub fn hold_in_flight(ep: EpRef) -> Result<(), IpcError> {
+    let (_, w) = me()?;
+    retain(ep)?;
+    settle(w);
+    w.in_flight.store(ep.raw(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// The end of an operation that sent a message with a handle: drops the flight's hold if
+/// the message was not handed over (the send failed, timed out, or a reply found no caller).
+pub fn settle_in_flight() {
+    if let Ok((_, w)) = me() {
+        settle(w);
+    }
+}
+
+fn settle(w: &Waiter) {
+    let raw = w.in_flight.swap(0, Ordering::Relaxed);
+    if raw != 0 {
+        release(EpRef::from_raw(raw));
+    }
+}
+
+/// A received handle's endpoint, held for the flight by its sender ([`hold_in_flight`]):
+/// `Ok` if it still exists (the hold is now the caller's, for the handle it installs, or
+/// to [`release`] if it cannot), `Closed` if it was destroyed meanwhile (the hold went
+/// with it).
+pub fn adopt(ep: EpRef) -> Result<(), IpcError> {
+    let s = slot(ep)?;
+    let _g = IrqGuard::new();
+    if s.lock().is(ep) {
+        Ok(())
+    } else {
+        Err(IpcError::Closed)
+    }
+}
+
+/// Endpoints that exist now (the init job's memory line: none may be left by processes).
+pub fn live_endpoints() -> usize {
+    SLOTS
+        .iter()
+        .filter(|s| s.used.load(Ordering::Acquire))
+        .count()
 }

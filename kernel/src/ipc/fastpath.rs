@@ -7,8 +7,13 @@
 //! caller found once under its guard (`sched::Here`, `endpoint::me_pinned`); the caller
 //! ends the guard when they return.
 //!
-//! **Parking** (`park`, a user thread inside the IPC entry, its message without a handle,
-//! [`parkable`]):
+//! **No handles here**: a message carrying a handle (`INFO_HANDLE`) never comes to the
+//! fastpath (the system-call layer sends it by the slow path, whose hand-over moves the
+//! endpoint's in-flight hold, `endpoint::hold_in_flight`, to the receiver). So the
+//! fastpath neither parks its sender nor puts it into a parked receiver's frame (installing
+//! the handle needs the receiver's own table).
+//!
+//! **Parking** (`park`, a user thread inside the IPC entry):
 //! the caller does not switch out in the middle of the kernel but parks at its system-call
 //! boundary (`Here::handoff_parked`: its IPC frame is all it keeps) and the operation does
 //! not return. A target that is itself parked gets its info, badge and result written into
@@ -61,7 +66,7 @@ pub(super) fn call(
     if !fastpath_enabled() {
         return None;
     }
-    let park = parkable(park, info);
+    debug_assert!(info & INFO_HANDLE == 0, "a handle message on the fastpath");
     let s = slot(ep).ok()?;
     let mut q = s.lock();
     if !q.is(ep) {
@@ -126,7 +131,7 @@ pub(super) fn reply_recv(
     if !fastpath_enabled() {
         return None;
     }
-    let park = parkable(park, info);
+    debug_assert!(info & INFO_HANDLE == 0, "a handle message on the fastpath");
     let tok = w.reply_to.load(Ordering::Relaxed);
     if tok == 0 {
         return None;
@@ -214,15 +219,6 @@ fn switch<'g>(
         here.handoff_parked(target, deadline, still_wait, resume, exit);
     }
     here.handoff(target, deadline, still_wait);
-}
-
-/// `park` unless the message carries a handle. Such a message neither parks its sender
-/// (a failed send gives the sender its own words 6 and 7 back, which only the general path
-/// keeps) nor goes into a parked receiver's frame (installing the handle needs the
-/// receiver's own table: its continuation does that from the slot).
-#[inline(always)]
-fn parkable(park: Option<fn(&mut IpcFrame)>, info: u64) -> Option<fn(&mut IpcFrame)> {
-    park.filter(|_| info & INFO_HANDLE == 0)
 }
 
 /// Delivers a message straight into the frame of `target` (claimed) if it is parked (the

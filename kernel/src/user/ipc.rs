@@ -13,13 +13,16 @@
 //! is nothing to fault on.
 //!
 //! Handles in messages (info bit 41, `INFO_HANDLE`): on send, word 7 names a handle of the
-//! sender's and the rights to give ([`outgoing_handle`] checks both and puts the endpoint's
-//! reference, rights and badge in words 6 and 7 for the flight); on receipt
-//! ([`incoming_handle`]) the receiver's table gets a new entry, counted as one more owner of
-//! the endpoint, and word 7 becomes its number. Nothing is held in flight: if every handle to
-//! the endpoint was closed before the message was taken, the endpoint is gone and the
-//! receiver gets `INFO_HANDLE_LOST`, as it does when its table is full. A message that never
-//! arrives (timeout, destroyed endpoint) leaves nothing behind.
+//! sender's and the rights to give ([`outgoing_handle`] checks both, holds the endpoint for
+//! the flight (`ipc::hold_in_flight`: one more owner) and puts the endpoint's reference,
+//! rights and badge in words 6 and 7); on receipt ([`incoming_handle`]) the receiver's table
+//! gets a new entry, which keeps the flight's hold, and word 7 becomes its number. So the
+//! handle arrives even if the sender closes its own right after the send, or ends. The
+//! receiver gets `INFO_HANDLE_LOST` only when its table is full (the hold is dropped) or the
+//! endpoint was destroyed by the kernel meanwhile. A message that never arrives (timeout,
+//! destroyed endpoint, a reply nobody waits for) has its hold dropped at the operation's end
+//! (`ipc::settle_in_flight`). These messages take the slow path, whose hand-over moves the
+//! hold with the message.
 
 use super::aspace::HoldPoint;
 use super::syscall::nr;
@@ -174,7 +177,10 @@ fn resume(f: &mut IpcFrame) {
                 f.rdi = badge;
                 0
             }
-            (Ok(_), None) => -EBADF,
+            (Ok((info, _)), None) => {
+                drop_incoming(info, &f.words);
+                -EBADF
+            }
             (Err(e), _) => -err(e),
         };
         f.set_ret(r);
@@ -295,14 +301,16 @@ fn outgoing_handle_slow(t: &HandleTable, words: &mut [u64; 8]) -> Result<(), i64
     if give & !held != 0 || give & !3 != 0 {
         return Err(EPERM);
     }
+    ipc::hold_in_flight(cap.ep).map_err(|_| EBADF)?;
     words[6] = cap.badge;
     words[7] = cap.ep.raw() | (give << FLIGHT_RIGHTS_SHIFT);
     Ok(())
 }
 
 /// A message just received with `INFO_HANDLE` (else unchanged): the new handle installed in
-/// `t` (word 7 its number, word 6 its rights), or `INFO_HANDLE_LOST` in place of the bit
-/// (word 7 `u64::MAX`, word 6 0) when the endpoint is gone or `t` is full. Returns the info.
+/// `t` (word 7 its number, word 6 its rights), keeping the flight's hold of the endpoint, or
+/// `INFO_HANDLE_LOST` in place of the bit (word 7 `u64::MAX`, word 6 0) when the endpoint is
+/// gone or `t` is full (the hold dropped). Returns the info.
 #[inline(always)]
 fn incoming_handle(t: &HandleTable, info: u64, words: &mut [u64; 8]) -> u64 {
     if info & INFO_HANDLE == 0 {
@@ -320,7 +328,7 @@ fn incoming_handle_slow(t: &HandleTable, info: u64, words: &mut [u64; 8]) -> u64
         rights: Rights(rights as u8),
         badge: words[6],
     };
-    let installed = ipc::retain(ep).ok().and_then(|()| match t.insert(cap) {
+    let installed = ipc::adopt(ep).ok().and_then(|()| match t.insert(cap) {
         Ok(h) => Some(h),
         Err(_) => {
             ipc::release(ep);
@@ -338,6 +346,14 @@ fn incoming_handle_slow(t: &HandleTable, info: u64, words: &mut [u64; 8]) -> u64
             words[6] = 0;
             (info & !INFO_HANDLE) | INFO_HANDLE_LOST
         }
+    }
+}
+
+/// A message received with `INFO_HANDLE` that no table takes: the flight's hold dropped.
+#[cold]
+fn drop_incoming(info: u64, words: &[u64; 8]) {
+    if info & INFO_HANDLE != 0 {
+        ipc::release(ipc::EpRef::from_raw(words[7] & !(3 << FLIGHT_RIGHTS_SHIFT)));
     }
 }
 
@@ -403,19 +419,24 @@ pub(super) fn call(
             } else {
                 check_zc_reply(c.ep, info, &f.words)?;
             }
-            let saved = outgoing_handle(t, info, &mut f.words)?;
-            OP_HOLD.pass();
             let need = if is_call { Rights::SEND } else { Rights::RECV };
             if !c.rights.has(need) {
-                return Err(restore(f, saved, EPERM));
+                return Err(EPERM);
             }
-            let fast = f.rsi & INFO_SLOW == 0;
+            let saved = outgoing_handle(t, info, &mut f.words)?;
+            OP_HOLD.pass();
+            // A handle in the message takes the slow path: its hand-over moves the flight's
+            // hold (`ipc::hold_in_flight`) to the receiver.
+            let fast = f.rsi & INFO_SLOW == 0 && saved.is_none();
             let dl = deadline(f.rbx);
             let r = if is_call {
                 ipc::endpoint::call_regs(c.ep, c.badge, info, &mut f.words, dl, fast, park)
             } else {
                 ipc::endpoint::reply_recv_regs(c.ep, info, &mut f.words, dl, fast, park)
             };
+            if saved.is_some() {
+                ipc::settle_in_flight();
+            }
             let (info, badge) = r.map_err(|e| restore(f, saved, err(e)))?;
             f.rsi = incoming_handle(t, info, &mut f.words);
             f.rdi = badge;
@@ -430,12 +451,16 @@ pub(super) fn call(
             let mut m = msg_in(f)?;
             let c = t.get(handle(f.rdi)?).map_err(err)?;
             check_zc(c.ep, m.info(), &m.words)?;
-            outgoing_handle(t, m.info(), &mut m.words)?;
-            OP_HOLD.pass();
             if !c.rights.has(Rights::SEND) {
                 return Err(EPERM);
             }
-            ipc::send(c.ep, c.badge, &m, deadline(f.rbx)).map_err(err)?;
+            let held = outgoing_handle(t, m.info(), &mut m.words)?;
+            OP_HOLD.pass();
+            let r = ipc::send(c.ep, c.badge, &m, deadline(f.rbx));
+            if held.is_some() {
+                ipc::settle_in_flight();
+            }
+            r.map_err(err)?;
             Ok(0)
         }
         nr::IPC_REPLY => {
@@ -447,8 +472,12 @@ pub(super) fn call(
                 // came through (with no call to answer, `reply` says `ESRCH`).
                 zc_reply_slow(ep, &m.words)?;
             }
-            outgoing_handle(t, m.info(), &mut m.words)?;
-            ipc::endpoint::reply(&m).map_err(err)?;
+            let held = outgoing_handle(t, m.info(), &mut m.words)?;
+            let r = ipc::endpoint::reply(&m);
+            if held.is_some() {
+                ipc::settle_in_flight();
+            }
+            r.map_err(err)?;
             Ok(0)
         }
         nr::ENDPOINT_CREATE => {

@@ -139,8 +139,73 @@ pub fn handles(ns: Option<u32>) -> Result<(), &'static str> {
     checks(ns)
 }
 
+/// Set by [`receive_passed`] just before it waits.
+static RECEIVING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// A handle sent with `ipc_send` and closed by its sender right away still arrives: the
+/// message holds its endpoint in flight. Both threads on this CPU, the receiver blocked in
+/// `ipc_recv` (it says so, then the sender sleeps 20 ms): the send hands the message over
+/// and only makes the receiver runnable, and the sender closes its only handle to the
+/// passed endpoint before it lets the receiver run. The receiver must get a handle to a
+/// live endpoint (a call through it times out: `ETIMEDOUT`, not `EPIPE`) and no
+/// `INFO_HANDLE_LOST`; its close then ends the endpoint (the init job's memory line counts
+/// endpoints).
+fn sent_then_closed() -> Result<(), &'static str> {
+    let cpu = exo_rt::getcpu().map_err(|_| "getcpu")?;
+    exo_rt::pin_to_cpu(cpu).map_err(|_| "pin")?;
+    let e = super::endpoint()?;
+    let x = exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 0).map_err(|_| "endpoint x")?;
+    RECEIVING.store(false, core::sync::atomic::Ordering::Release);
+    let t = exo_rt::thread::spawn(receive_passed, u64::from(e) | (cpu as u64) << 32)
+        .map_err(|_| "thread")?;
+    for _ in 0..5000 {
+        if RECEIVING.load(core::sync::atomic::Ordering::Acquire) {
+            break;
+        }
+        let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(MS));
+    }
+    let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(20 * MS));
+    let sent = exo_rt::ipc_send(
+        e,
+        &IpcMsg::new(LABEL_ECHO, [0; 8]).with_handle(x, RIGHT_SEND),
+        T,
+    );
+    let closed = exo_rt::handle_close(x);
+    let code = t.join();
+    // Every CPU again (the threads spawned later inherit the mask).
+    let _ = exo_rt::sched_setaffinity(0, &[u64::MAX; exo_rt::CPU_SET_BYTES / 8]);
+    want("close of e", exo_rt::handle_close(e), Ok(()))?;
+    want("the send of a handle", sent, Ok(()))?;
+    want("its close right after", closed, Ok(()))?;
+    match code {
+        Ok(0) => Ok(()),
+        Ok(2) => Err("a handle closed by its sender right after the send was lost"),
+        Ok(3) => Err("a handle closed by its sender right after the send named a dead endpoint"),
+        _ => Err("the receiver of a passed handle failed"),
+    }
+}
+
+/// [`sent_then_closed`]'s receiver (`arg = cpu << 32 | e`): 0 when the handle arrived and
+/// names a live endpoint.
+fn receive_passed(arg: u64) -> i32 {
+    if exo_rt::pin_to_cpu((arg >> 32) as usize).is_err() {
+        return 4;
+    }
+    RECEIVING.store(true, core::sync::atomic::Ordering::Release);
+    let Ok(m) = exo_rt::ipc_recv(arg as u32, 5000 * MS) else {
+        return 1;
+    };
+    let Some(k) = m.handle() else {
+        return 2;
+    };
+    let r = exo_rt::ipc_call(k, &IpcMsg::new(LABEL_ECHO, [0; 8]), MS);
+    let _ = exo_rt::handle_close(k);
+    if r == Err(Errno::ETIMEDOUT) { 0 } else { 3 }
+}
+
 /// Every check, against the name server `ns`.
 fn checks(ns: u32) -> Result<(), &'static str> {
+    sent_then_closed()?;
     // Bad requests, before the echo server exists.
     want(
         "register of an empty name (client side)",
