@@ -177,6 +177,26 @@ pub(super) fn switch_out(
     }
 }
 
+/// The running thread `me` (table index) just became a user thread (it took a pid:
+/// `set_current_ids`, the first thing a user thread's kernel entry does before ring 3).
+/// It was switched in as a kernel thread, which is not scrubbed for: if the registers hold
+/// another thread's state, they are reset now, as the switch would have for a user thread
+/// (the LazyFP rule in the module header). Interrupts off (the caller's guard). Until
+/// 2026-12-03 they were not, and a new user thread whose CPU last ran another thread's FPU
+/// code entered ring 3 with that state in the registers (behind TS): the kernel test
+/// `sched.fpu_user_thread_without_state_sees_none_of_the_last` failed once in CI when its
+/// pair ran in the other order.
+pub(super) fn became_user(c: &CpuFpu, me: usize) {
+    let last = c.last.load(Ordering::Relaxed);
+    if last == NONE || last == me as u32 || !EAGER.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(info) = INFO.get() {
+        // `last` is not running, so its state was saved at its switch-out.
+        scrub(c, info, c.ts_clear.load(Ordering::Relaxed));
+    }
+}
+
 /// Resets the registers to the initial state (they hold `last`'s, already saved if it was
 /// live) and sets TS, before a user thread without an area runs (the LazyFP rule in the
 /// module header). Cold: only a switch from a thread with FPU state to such a thread.

@@ -670,8 +670,13 @@ fn fpu_peeker(_: u64) -> u64 {
 }
 
 /// LazyFP (CVE-2018-3665): with eager switching (the default), a user thread that has no
-/// FPU state never runs with another thread's registers loaded, even behind CR0.TS; the
-/// switch resets them first (`fpu::scrub`). Lazy switching leaves them (3 from the peeker).
+/// FPU state never runs with another thread's registers loaded, even behind CR0.TS. Two
+/// orders, each forced: the peeker is a user thread already when the holder yields to it
+/// (the switch resets the registers: `fpu::scrub`), or it starts after the holder loaded the
+/// secret and only then takes its pid, as every user thread's kernel entry does (taking the
+/// pid resets them: `fpu::became_user`; CI once caught that order unscrubbed, when the
+/// pair happened to start the other way round). Lazy switching leaves them (3 from the
+/// peeker).
 fn fpu_scrub(_: &BootState) -> TestResult {
     if crate::sched::fpu::info().is_none() {
         return Err(format!("{SKIP}no FPU save mechanism detected"));
@@ -680,22 +685,47 @@ fn fpu_scrub(_: &BootState) -> TestResult {
         return Err(format!("{SKIP}lazy FPU switching was chosen"));
     }
     AVX.store(exo_arch::cpu::detect().avx, Ordering::Relaxed);
-    SCRUB_STEP.store(0, Ordering::Relaxed);
-    let scrubs0 = crate::sched::fpu::SCRUBS.load(Ordering::Relaxed);
     let cpu = ncpus() - 1;
-    let [peeker, holder] = pinned_pair(cpu, fpu_peeker, fpu_secret_holder)?;
-    let codes = join_all(&[holder, peeker], 20_000)?;
-    let scrubs = crate::sched::fpu::SCRUBS.load(Ordering::Relaxed) - scrubs0;
-    check(codes[0] == 0 && codes[1] != 1 && codes[1] != 2, || {
-        format!(
-            "holder {}, peeker {}: the pair did not meet",
-            codes[0], codes[1]
-        )
-    })?;
-    check(codes[1] == 0, || {
-        format!("a user thread without FPU state found the last thread's registers on CPU {cpu}")
-    })?;
-    check(scrubs > 0, || "no register reset counted".into())
+    for peeker_first in [true, false] {
+        SCRUB_STEP.store(0, Ordering::Release);
+        let scrubs0 = crate::sched::fpu::SCRUBS.load(Ordering::Relaxed);
+        let [holder, peeker] = if peeker_first {
+            let [p, h] = pinned_pair(cpu, fpu_peeker, fpu_secret_holder)?;
+            [h, p]
+        } else {
+            let spawn = |f| {
+                Builder::new()
+                    .pin(cpu)
+                    .spawn(f, 0)
+                    .map_err(|e| format!("spawn: {e}"))
+            };
+            let h = spawn(fpu_secret_holder)?;
+            crate::harness::wait_for("the holder to load its secret", 5000, || {
+                SCRUB_STEP.load(Ordering::Acquire) >= 1
+            })?;
+            [h, spawn(fpu_peeker)?]
+        };
+        let codes = join_all(&[holder, peeker], 20_000)?;
+        let scrubs = crate::sched::fpu::SCRUBS.load(Ordering::Relaxed) - scrubs0;
+        let order = if peeker_first {
+            "the peeker a user thread first"
+        } else {
+            "the peeker started after the secret was loaded"
+        };
+        check(codes[0] == 0 && codes[1] != 1 && codes[1] != 2, || {
+            format!(
+                "{order}: holder {}, peeker {}: the pair did not meet",
+                codes[0], codes[1]
+            )
+        })?;
+        check(codes[1] == 0, || {
+            format!(
+                "{order}: a user thread without FPU state found the last thread's registers on CPU {cpu}"
+            )
+        })?;
+        check(scrubs > 0, || format!("{order}: no register reset counted"))?;
+    }
+    Ok(())
 }
 
 fn parked(_: u64) -> u64 {

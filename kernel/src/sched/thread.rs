@@ -554,6 +554,8 @@ pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Argume
 
 /// Gives the calling thread the ids of the layer above: `pid` (what `exo_percpu::pid` reads
 /// while it runs: the `user` layer's getpid) and `uid` (its own thread id, [`current_uid`]).
+/// A pid makes it a user thread: the FPU registers are reset if they hold another thread's
+/// state (`fpu::became_user`), as a switch to a user thread would have.
 pub fn set_current_ids(pid: u64, uid: u64) -> Result<(), SchedError> {
     let _g = IrqGuard::new();
     let cs = this_sched().ok_or(SchedError::NotRunning)?;
@@ -567,6 +569,9 @@ pub fn set_current_ids(pid: u64, uid: u64) -> Result<(), SchedError> {
     cs.current_uid.store(uid, Ordering::Relaxed);
     t.pid.store(pid, Ordering::Relaxed);
     exo_percpu::set_pid(pid);
+    if pid != 0 {
+        crate::sched::fpu::became_user(&cs.fpu, i);
+    }
     Ok(())
 }
 
