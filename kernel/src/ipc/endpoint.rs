@@ -909,6 +909,8 @@ fn reply_recv_slow(
 ) -> Result<Msg, IpcError> {
     w.count(false);
     let _ = reply_slow(w, reply);
+    // A handle in a reply nobody took is let go now, not after the next message.
+    settle(w);
     recv_slow(i, w, ep, deadline)
 }
 
