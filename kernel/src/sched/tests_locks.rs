@@ -361,20 +361,34 @@ fn killed_after_unlock(_: &BootState) -> TestResult {
 /// (CI checks the `not killed` line, the PANIC and the failure exit). Without the option,
 /// skipped.
 fn fault_holding_lock(s: &BootState) -> TestResult {
-    if !s.opts.fault_holding_lock {
-        return Err(format!(
-            "{SKIP}needs exo.fault_holding_lock=1 (stops the machine)"
-        ));
-    }
-    let t = Builder::new()
-        .pin(ncpus() - 1)
-        .spawn(lock_then_fault, 1)
-        .map_err(|e| format!("spawn: {e}"))?;
+    let t = machine_stopper(
+        s.opts.fault_holding_lock,
+        "fault_holding_lock",
+        lock_then_fault,
+        1,
+    )?;
     let _ = sched::join_until(t, rdtsc() + ms(5000));
     match HELD_BY_FAULTER.lock_with_deadline(rdtsc() + ms(2000)) {
         Some(_) => Err("the faulting thread's lock was released".into()),
         None => Err("a thread was killed holding a sleeping lock: it stays held for good".into()),
     }
+}
+
+/// A test that must stop the machine, run only with its boot option `exo.<option>=1`
+/// (`on`): `f(arg)` spawned on the last CPU, else a SKIP.
+fn machine_stopper(
+    on: bool,
+    option: &str,
+    f: fn(u64) -> u64,
+    arg: u64,
+) -> Result<Tid, alloc::string::String> {
+    if !on {
+        return Err(format!("{SKIP}needs exo.{option}=1 (stops the machine)"));
+    }
+    Builder::new()
+        .pin(ncpus() - 1)
+        .spawn(f, arg)
+        .map_err(|e| format!("spawn: {e}"))
 }
 
 /// A kernel thread that takes a pid (as the user layer's threads do), then faults.
@@ -393,15 +407,12 @@ const FAKE_PID: u64 = 0xfa_0000;
 /// live for good, its space's lock held): the machine must stop (CI checks the `not killed`
 /// line naming the process, the PANIC and the failure exit). Without the option, skipped.
 fn fault_in_process(s: &BootState) -> TestResult {
-    if !s.opts.fault_in_process {
-        return Err(format!(
-            "{SKIP}needs exo.fault_in_process=1 (stops the machine)"
-        ));
-    }
-    let t = Builder::new()
-        .pin(ncpus() - 1)
-        .spawn(process_thread_fault, 0)
-        .map_err(|e| format!("spawn: {e}"))?;
+    let t = machine_stopper(
+        s.opts.fault_in_process,
+        "fault_in_process",
+        process_thread_fault,
+        0,
+    )?;
     match join_all(&[t], 5000)?[0] {
         sched::KILLED => Err("a thread of a process was killed inside the kernel".into()),
         c => Err(format!(

@@ -19,13 +19,7 @@ ktest!(
 );
 
 fn reap_race(_: &BootState) -> TestResult {
-    #[cfg(debug_assertions)]
-    return forced::run();
-    #[cfg(not(debug_assertions))]
-    Err(alloc::format!(
-        "{}needs a debug kernel (the fault injection of sched::inject)",
-        crate::harness::SKIP
-    ))
+    injected_test!(forced::run)
 }
 
 #[cfg(debug_assertions)]

@@ -523,23 +523,24 @@ pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Argume
         return;
     }
     let tid = Tid::new(i, t.generation.load(Ordering::Relaxed));
-    let held = exo_percpu::held_locks();
-    if held != 0 {
+    let refused = |reason: core::fmt::Arguments<'_>| {
         crate::kprintln!(
-            "THREAD,{},not killed,cpu {}: it holds {held} sleeping lock(s), which would stay held for good: {why}",
+            "THREAD,{},not killed,cpu {}: {reason}: {why}",
             tid.raw(),
             cs.cpu
         );
-        return;
+    };
+    let held = exo_percpu::held_locks();
+    if held != 0 {
+        return refused(format_args!(
+            "it holds {held} sleeping lock(s), which would stay held for good"
+        ));
     }
     let pid = t.pid.load(Ordering::Relaxed);
     if pid != 0 {
-        crate::kprintln!(
-            "THREAD,{},not killed,cpu {}: a thread of process {pid} inside the kernel, whose end would skip its process's (the process would never end, its memory never come back): {why}",
-            tid.raw(),
-            cs.cpu
-        );
-        return;
+        return refused(format_args!(
+            "a thread of process {pid} inside the kernel, whose end would skip its process's (the process would never end, its memory never come back)"
+        ));
     }
     crate::kprintln!("THREAD,{},killed,cpu {}: {why}", tid.raw(), cs.cpu);
     if let Some(s) = t.stack() {

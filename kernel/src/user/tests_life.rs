@@ -114,6 +114,25 @@ fn settle(pid: u64) -> TestResult {
     })
 }
 
+/// Arms `h` and starts `spawner(arg)`, a test thread that spawns a process, once it is held
+/// there (`what`): the process's pid (the next id: nothing else claims one meanwhile) and
+/// the spawner's thread.
+fn held_spawn(
+    h: &HoldPoint,
+    spawner: fn(u64) -> u64,
+    arg: u64,
+    what: &str,
+) -> Result<(u64, sched::Tid), String> {
+    let id = task::claim_id(|_| true).map_err(|e| format!("claim: {e}"))?;
+    task::release_id(id);
+    h.arm();
+    let s = Builder::new()
+        .spawn(spawner, arg)
+        .map_err(|e| format!("spawn: {e}"))?;
+    reached(h, what)?;
+    Ok((id + 1, s))
+}
+
 fn reached(h: &HoldPoint, what: &str) -> TestResult {
     wait_for(&format!("{what} to reach its hold point"), 30_000, || {
         h.reached()
@@ -298,14 +317,7 @@ fn wait_vs_reuse(_: &BootState) -> TestResult {
 /// waiting, and the failed spawn must free the slot.
 fn wait_vs_failed_spawn(_: &BootState) -> TestResult {
     forced(&SPAWN_HOLD, || {
-        let id = task::claim_id(|_| true).map_err(|e| format!("claim: {e}"))?;
-        task::release_id(id);
-        let pid = id + 1;
-        SPAWN_HOLD.arm();
-        let s = Builder::new()
-            .spawn(failing_spawner, 0)
-            .map_err(|e| format!("spawn: {e}"))?;
-        reached(&SPAWN_HOLD, "the spawn")?;
+        let (pid, s) = held_spawn(&SPAWN_HOLD, failing_spawner, 0, "the spawn")?;
         let set_up = process::ended(pid);
         let w = Builder::new()
             .spawn(waiter, pid)
@@ -361,14 +373,12 @@ fn threads_spawner(case: u64) -> u64 {
 /// main thread, which runs meanwhile; the process must end with 9 before the spawn returns.
 fn joinable_at_once(_: &BootState) -> TestResult {
     forced(&START_HOLD, || {
-        let id = task::claim_id(|_| true).map_err(|e| format!("claim: {e}"))?;
-        task::release_id(id);
-        let pid = id + 1;
-        START_HOLD.arm();
-        let s = Builder::new()
-            .spawn(threads_spawner, 4)
-            .map_err(|e| format!("spawn: {e}"))?;
-        reached(&START_HOLD, "the start of /threads' main thread")?;
+        let (pid, s) = held_spawn(
+            &START_HOLD,
+            threads_spawner,
+            4,
+            "the start of /threads' main thread",
+        )?;
         let ended = settle(pid);
         START_HOLD.release();
         let spawned = join_all(&[s], 30_000)?[0];
