@@ -542,6 +542,15 @@ pub fn with_current<R>(f: impl FnOnce(&AddressSpace) -> R) -> Option<R> {
 /// Waits for every process still in the table (the end of the `init` job: orphans, whose
 /// parent ended without waiting). Kernel callers only.
 pub fn reap_all() -> usize {
+    reap_all_with(|_, _| {})
+}
+
+/// [`reap_all`], telling `seen(pid, status)` of each process it reaped. The kernel adopts
+/// orphans only (like init): a running process's children are its own to wait for, and
+/// become orphans when it is reaped, for the next pass. Until 2026-12-03 every process was
+/// adopted, so a running orphan's `wait` for its own child could get `ECHILD` (test
+/// `user.proc_reap_all_leaves_a_running_parent_its_children`).
+pub fn reap_all_with(mut seen: impl FnMut(u64, u64)) -> usize {
     let mut n = 0;
     loop {
         let mut progress = false;
@@ -550,12 +559,16 @@ pub fn reap_all() -> usize {
             if pid == 0 {
                 continue;
             }
-            // Adopted by the kernel (pid 0), like init adopting orphans.
-            let was = p.parent.swap(0, Ordering::AcqRel);
-            if was == ORPHAN {
+            if p.parent
+                .compare_exchange(ORPHAN, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 ORPHANS.fetch_sub(1, Ordering::Relaxed);
+            } else if p.parent.load(Ordering::Acquire) != 0 {
+                continue;
             }
-            if wait(pid).is_ok() {
+            if let Ok(status) = wait(pid) {
+                seen(pid, status);
                 n += 1;
                 progress = true;
             }

@@ -47,6 +47,11 @@ ktest!(
     "user.proc_thread_joinable_as_soon_as_it_runs",
     joinable_at_once
 );
+ktest!(
+    Needs::Threads,
+    "user.proc_reap_all_leaves_a_running_parent_its_children",
+    reap_all_vs_running_parent
+);
 
 /// Errors as the test threads return them: `ERR + errno`.
 const ERR: u64 = 1 << 32;
@@ -393,5 +398,36 @@ fn joinable_at_once(_: &BootState) -> TestResult {
                  1: the second thread's join of the main thread was refused)"
             )
         })
+    })
+}
+
+/// `reap_all` (the end of the init job) adopted every process in the table, the children of
+/// a still running orphan too: that orphan's own `wait` for its child then failed. Forced:
+/// an orphan A (`/ipcdemo 0`: it spawns its server B, makes 2001 calls, then waits for B)
+/// takes the last slot of the table, so B, spawned next, takes slot 0, which `reap_all`
+/// looks at first, long before A waits. A must end with 0 (its wait for B succeeded).
+fn reap_all_vs_running_parent(_: &BootState) -> TestResult {
+    warm()?;
+    task::skip_ids_to_slot_of(MAX_PROCS as u64 - 1);
+    let a = spawn("/ipcdemo", 0)?;
+    check(a % MAX_PROCS as u64 == MAX_PROCS as u64 - 1, || {
+        format!("process {a} is not in the table's last slot")
+    })?;
+    check(process::disown(a), || format!("process {a} not disowned"))?;
+    let b = a + 1;
+    wait_for(&format!("process {a}'s server {b}"), 30_000, || {
+        process::ended(b).is_some()
+    })?;
+    let mut status_a = None;
+    let n = process::reap_all_with(|pid, st| {
+        if pid == a {
+            status_a = Some(st);
+        }
+    });
+    check(status_a == Some(0), || {
+        format!(
+            "the orphan {a} ended with {status_a:?} ({n} reaped; want Some(0): its wait for its \
+             own child {b} failed if the kernel had adopted {b})"
+        )
     })
 }
