@@ -2,7 +2,7 @@
 # How far a data redesign of the IPC fastpath could take `ipc.rtt.64`: replays the measured
 # throw-away builds of README "How far this design can go" on this checkout.
 #
-#   scripts/floor-ipc.sh [--keep]
+#   scripts/floor-ipc.sh [--keep | --check]
 #
 # Makes a detached worktree of HEAD in a temporary folder, then for the base and after each
 # step of docs/experiments/ipc-floor/ (applied cumulatively) builds the kernel there and runs
@@ -20,14 +20,16 @@
 # on one CPU): the later /ubench rows may hang, which the run's timeout ends; they are
 # measurements of what the redesign could save, never a kernel to run. A step that no
 # longer applies (the fastpath changed) is reported and ends the script. --keep leaves the
-# worktree for inspection. Takes a few minutes (one kernel build per step).
+# worktree for inspection. Takes a few minutes (one kernel build per step). --check only
+# applies the steps, cumulatively, and builds nothing (CI: the patches still fit the fastpath).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-keep=""
+keep="" check=""
 [ "${1:-}" = --keep ] && keep=1
+[ "${1:-}" = --check ] && check=1
 initrd=$root/target/initrd.cpio
-[ -f "$initrd" ] || { echo "floor-ipc.sh: no $initrd (run 'just initrd')" >&2; exit 2; }
+[ -n "$check" ] || [ -f "$initrd" ] || { echo "floor-ipc.sh: no $initrd (run 'just initrd')" >&2; exit 2; }
 wt=$(mktemp -d /tmp/exo-floor-ipc.XXXXXX)
 cleanup() {
     if [ -z "$keep" ]; then
@@ -55,6 +57,15 @@ measure() {
     printf '%-6s %11s %14s\n' "$name" "$rtt" "${zc:--}"
 }
 
+if [ -n "$check" ]; then
+    n=0
+    for p in "$root"/docs/experiments/ipc-floor/step*.diff; do
+        git -C "$wt" apply "$p" || { echo "floor-ipc.sh: $(basename "$p" .diff) no longer applies to this fastpath" >&2; exit 1; }
+        n=$((n + 1))
+    done
+    echo "floor-ipc.sh: the $n steps apply to this fastpath"
+    exit 0
+fi
 printf '%-6s %11s %14s\n' step ipc.rtt.64 ipc.rtt.1k.zc
 measure base
 for p in "$root"/docs/experiments/ipc-floor/step*.diff; do
