@@ -57,16 +57,17 @@ mod inject;
 mod thread;
 mod wake;
 
-/// The body of a kernel test forced by `inject` (debug kernels): `$run()` there, a SKIP in
-/// release kernels, which have no fault injection.
+/// The body of a kernel test forced by `inject` (debug kernels): `$run()` there, a skip
+/// (`$skip`: the harness's prefix, which the test files name) in release kernels, which
+/// have no fault injection.
 macro_rules! injected_test {
-    ($run:path) => {{
+    ($run:path, $skip:expr) => {{
         #[cfg(debug_assertions)]
         return $run();
         #[cfg(not(debug_assertions))]
         Err(alloc::format!(
             "{}needs a debug kernel (the fault injection of sched::inject)",
-            crate::harness::SKIP
+            $skip
         ))
     }};
 }

@@ -19,7 +19,7 @@ ktest!(
 );
 
 fn claim_window(_: &BootState) -> TestResult {
-    injected_test!(forced::run)
+    injected_test!(forced::run, crate::harness::SKIP)
 }
 
 #[cfg(debug_assertions)]

@@ -19,7 +19,7 @@ ktest!(
 );
 
 fn reap_race(_: &BootState) -> TestResult {
-    injected_test!(forced::run)
+    injected_test!(forced::run, crate::harness::SKIP)
 }
 
 #[cfg(debug_assertions)]
