@@ -1335,9 +1335,9 @@ fn load_context<const IN_KERNEL: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb) {
 /// threads of this CPU does not need. Kept: the state and `current`/`prev` words, the
 /// CPU's switch counter, the lazy/eager FPU hook, the address-space switch, the held-lock
 /// word, `current_uid`, and for a user thread the per-CPU pid, kernel stack top and
-/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `Here::claim` checked it under this lock), its
-/// switch counter, the migration and the switch-time sample (`after` is 0: a handoff never
-/// migrates, exits or is timed), and the timer: `target` runs on the rest
+/// TSS.RSP0. Skipped: the next thread's `cpu` (it is this one: `Here::claim` checked it
+/// under this lock), its switch counter, the migration and the switch-time sample (`after`
+/// is 0: a handoff never migrates, exits or is timed), and the timer: `target` runs on the rest
 /// of the caller's slice (seL4's donation) unless the caller blocked with a deadline
 /// (`rearm`), which the timer must cover. Everything but the switch itself, which the
 /// caller makes (a context switch, or a parked thread's exit). `IN_KERNEL`: `next` resumes

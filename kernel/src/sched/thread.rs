@@ -389,8 +389,8 @@ impl Builder {
     ) -> Result<Tid, SchedError> {
         let g = IrqGuard::new();
         let (tid, target) = self.create(f, arg)?;
-        before(tid);
         let here = this_sched().ok_or(SchedError::NotRunning)?;
+        before(tid);
         let i = tid.index();
         let t = tcb(i);
         t.set_state(State::Ready);
