@@ -123,6 +123,10 @@ step "kernel with fusion_rings off (the endpoint fallback) type-checks, no warni
 
 echo "== host tests"
 host_tests
+# Optimized, the compiler keeps values in r12-r15 across the inline switch: a clobber missing
+# from `switch` fails here (unoptimized, everything lives on the stack and it would pass).
+step "context switch host tests, optimized (values kept in registers across switch)" \
+    cargo test -p exo-arch --release --test context
 step "loom: exo-sched mailbox (MPSC, doorbell)" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
     cargo test -p exo-sched --release --lib mailbox
 step "loom: exo-sync locks (TAS, ticket, MCS) and fusion parking" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \

@@ -1,41 +1,45 @@
-//! Kernel-thread context switch: the callee-saved registers and the stack pointer, nothing
-//! else. Segment state, FPU/SIMD state ([`crate::fpu`]), RFLAGS and the address space are the
-//! scheduler's business, not this module's.
+//! Kernel-thread context switch: the stack pointer, the frame pointer and rbx, nothing else
+//! by hand. Segment state, FPU/SIMD state ([`crate::fpu`]), RFLAGS and the address space are
+//! the scheduler's business, not this module's.
+//!
+//! # How the registers are kept
+//!
+//! [`switch`] is inline assembly in its caller, not a call: it declares every register the
+//! System V ABI lets a call clobber, and r12-r15, as clobbered, so the compiler keeps across
+//! it only what the caller still needs (usually nothing: the scheduler's functions saved
+//! r12-r15 in their own prologue already, and until 2026-12-04 a naked `switch` pushed and
+//! popped the six callee-saved registers again, 12 instructions per switch). rbx and rbp
+//! cannot be declared clobbered (LLVM reserves them), so the block pushes them itself and
+//! calls [`switch_stack`], which only trades stack pointers.
 //!
 //! # Frame layout
 //!
-//! [`switch`] pushes six registers onto the outgoing stack and stores the resulting stack
-//! pointer through `from`. A switched-out context is therefore just one `u64`, its saved stack
-//! pointer `sp`, under which the stack holds a [`SwitchFrame`] (offsets in bytes):
+//! A switched-out context is therefore one `u64`, its saved stack pointer `sp`, under which
+//! the stack holds a [`SwitchFrame`] (offsets in bytes):
 //!
 //! ```text
-//!  sp + 48  OFF_RIP  return address (into the caller of `switch`, or `trampoline`)
-//!  sp + 40  OFF_RBP  rbp  (pushed first)
-//!  sp + 32  OFF_RBX  rbx
-//!  sp + 24  OFF_R12  r12  (new thread: `entry`)
-//!  sp + 16  OFF_R13  r13  (new thread: `arg`)
-//!  sp +  8  OFF_R14  r14
-//!  sp +  0  OFF_R15  r15  (pushed last) <- saved stack pointer
+//!  sp + 16  OFF_RBP  rbp  (pushed first; a new thread: 0)
+//!  sp +  8  OFF_RBX  rbx  (a new thread: `entry`)
+//!  sp +  0  OFF_RIP  return address (into the `switch` block, or `trampoline`) <- saved sp
 //! ```
 //!
-//! Because every caller of `switch` has `rsp % 16 == 8` at the call's target (SysV), and the six
-//! pushes move it by 48, a saved stack pointer always satisfies `sp % 16 == SAVED_SP_MOD16`;
-//! [`init_stack`] builds frames that keep that invariant.
+//! [`enter`] and [`switch_stack`] resume a context with `ret`; the code they return into pops
+//! the rest of its frame itself.
 //!
 //! # New threads
 //!
-//! [`init_stack`] writes a `SwitchFrame` in the top [`INIT_STACK_BYTES`] of a fresh stack with
-//! `r12 = entry`, `r13 = arg`, `rbp = 0` and the return slot pointing at a private naked
-//! trampoline. The first `switch` (or [`enter`]) to that stack pointer pops the frame and
-//! "returns" into the trampoline, which moves `arg` into `rdi`, pushes a zero return address and
-//! jumps to `entry`. At `entry`:
+//! [`init_stack`] writes a `SwitchFrame` and one word more, `arg`, in the top
+//! [`INIT_STACK_BYTES`] of a fresh stack: `rbx = entry`, `rbp = 0` and the return slot pointing
+//! at a private naked trampoline. The first `switch` (or [`enter`]) to that stack pointer
+//! "returns" into the trampoline, which pops `entry`, a zero `rbp` and `arg` (into `rdi`),
+//! pushes a zero return address and jumps to `entry`. At `entry`:
 //!
 //! * `rdi == arg`;
 //! * `rsp % 16 == 8` (the SysV alignment at function entry: `rsp + 8` is 16-aligned);
 //! * `[rsp] == 0` and `rbp == 0`, so frame-pointer walks (see [`crate::backtrace::walk`]) and
 //!   debuggers stop at the thread's first frame;
-//! * `rbx`, `r14`, `r15` are 0; RFLAGS are whatever the switching thread had (typically IF=0:
-//!   enabling interrupts is `entry`'s job).
+//! * the other registers are whatever the switching context left; RFLAGS are whatever the
+//!   switching thread had (typically IF=0: enabling interrupts is `entry`'s job).
 //!
 //! `entry` must never return (its type says so); the return address is 0, so a broken `entry`
 //! that did return would fault on address 0 rather than run garbage.
@@ -49,66 +53,47 @@
 //! The code is position-independent and uses no kernel-only instruction, so it also runs in
 //! user space on the host (the tests and the native bench switch between heap stacks).
 
-use core::arch::naked_asm;
+use core::arch::{asm, naked_asm};
 
 /// What a switched-out stack holds at its saved stack pointer (lowest address first).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SwitchFrame {
-    /// r15, at the saved stack pointer.
-    pub r15: u64,
-    /// r14.
-    pub r14: u64,
-    /// r13 (a new thread's `arg`).
-    pub r13: u64,
-    /// r12 (a new thread's `entry`).
-    pub r12: u64,
-    /// rbx.
+    /// Where the context resumes: the return address into its [`switch`] block, or the
+    /// new-thread trampoline. At the saved stack pointer.
+    pub rip: u64,
+    /// rbx (a new thread's `entry`).
     pub rbx: u64,
     /// rbp: the frame pointer of the switched-out code (start of its backtrace).
     pub rbp: u64,
-    /// Where the context resumes: the return address into its caller of [`switch`], or the
-    /// new-thread trampoline.
-    pub rip: u64,
 }
 
-/// Registers [`switch`] pushes.
-pub const SAVED_REGS: usize = 6;
-/// Bytes of a [`SwitchFrame`]: the six registers and the return address.
-pub const FRAME_SIZE: usize = (SAVED_REGS + 1) * 8;
-/// Offset of the saved r15 from the saved stack pointer.
-pub const OFF_R15: usize = 0;
-/// Offset of the saved r14.
-pub const OFF_R14: usize = 8;
-/// Offset of the saved r13 (a new thread's `arg`).
-pub const OFF_R13: usize = 16;
-/// Offset of the saved r12 (a new thread's `entry`).
-pub const OFF_R12: usize = 24;
-/// Offset of the saved rbx.
-pub const OFF_RBX: usize = 32;
+/// Bytes of a [`SwitchFrame`]: the return address, rbx and rbp.
+pub const FRAME_SIZE: usize = 3 * 8;
+/// Offset of the return address from the saved stack pointer.
+pub const OFF_RIP: usize = 0;
+/// Offset of the saved rbx (a new thread's `entry`).
+pub const OFF_RBX: usize = 8;
 /// Offset of the saved rbp.
-pub const OFF_RBP: usize = 40;
-/// Offset of the return address.
-pub const OFF_RIP: usize = 48;
-/// `sp % 16` of every saved stack pointer (from `switch` or [`init_stack`]).
-pub const SAVED_SP_MOD16: u64 = 8;
-/// Bytes [`init_stack`] uses below the (16-aligned-down) stack top.
-pub const INIT_STACK_BYTES: usize = FRAME_SIZE;
+pub const OFF_RBP: usize = 16;
+/// Offset of a new thread's `arg`, the word above its frame.
+pub const OFF_ARG: usize = FRAME_SIZE;
+/// Bytes [`init_stack`] uses below the (16-aligned-down) stack top: the frame and `arg`.
+pub const INIT_STACK_BYTES: usize = FRAME_SIZE + 8;
 
 const _: () = assert!(core::mem::size_of::<SwitchFrame>() == FRAME_SIZE);
-const _: () = assert!(core::mem::offset_of!(SwitchFrame, r15) == OFF_R15);
-const _: () = assert!(core::mem::offset_of!(SwitchFrame, r14) == OFF_R14);
-const _: () = assert!(core::mem::offset_of!(SwitchFrame, r13) == OFF_R13);
-const _: () = assert!(core::mem::offset_of!(SwitchFrame, r12) == OFF_R12);
+const _: () = assert!(core::mem::offset_of!(SwitchFrame, rip) == OFF_RIP);
 const _: () = assert!(core::mem::offset_of!(SwitchFrame, rbx) == OFF_RBX);
 const _: () = assert!(core::mem::offset_of!(SwitchFrame, rbp) == OFF_RBP);
-const _: () = assert!(core::mem::offset_of!(SwitchFrame, rip) == OFF_RIP);
-// A 16-aligned top minus the frame gives a saved stack pointer with the invariant residue.
-const _: () = assert!((16 - INIT_STACK_BYTES as u64 % 16) % 16 == SAVED_SP_MOD16);
+// The trampoline pops three words above the return slot and pushes one: `entry` then sees
+// `rsp % 16 == 8` exactly when the frame starts 16-aligned.
+const _: () = assert!(INIT_STACK_BYTES.is_multiple_of(16));
 
-/// Saves the callee-saved registers and the stack pointer of the running context into
-/// `*from`, then resumes the context whose saved stack pointer is `to`. Returns when some
-/// other context switches back to the value stored in `*from`.
+/// Saves the running context's stack pointer into `*from` (its frame: rbp, rbx and the
+/// return address into this block, see the module header), then resumes the context whose
+/// saved stack pointer is `to`. Returns when some other context switches back to the value
+/// stored in `*from`. Inline: the compiler keeps across it only the values its caller still
+/// needs, as across a call (see the module header).
 ///
 /// # Safety
 /// * `from` must be valid for an 8-byte write, and the value written must not be switched to
@@ -117,28 +102,45 @@ const _: () = assert!((16 - INIT_STACK_BYTES as u64 % 16) % 16 == SAVED_SP_MOD16
 /// * `to` must be a stack pointer saved by `switch` or built by [`init_stack`], of a context
 ///   that is not running anywhere and is resumed at most once per save; its stack must be
 ///   mapped and stay alive while the context runs.
-/// * As with any `extern "sysv64"` call, everything but the callee-saved registers and `rsp`
-///   may come back changed (by the contexts that ran meanwhile). RFLAGS are not switched:
-///   disabling interrupts around a switch is the caller's policy.
+/// * As with any `extern "sysv64"` call, the caller-saved registers may come back changed
+///   (by the contexts that ran meanwhile). RFLAGS are not switched: disabling interrupts
+///   around a switch is the caller's policy.
+#[inline(always)]
+pub unsafe fn switch(from: *mut u64, to: u64) {
+    // SAFETY: the caller upholds the contract for `from` and `to`. rbx and rbp are pushed and
+    // popped around the call (they cannot be operands); every other register the resumed
+    // contexts may change is declared clobbered (r12-r15 and, by `clobber_abi`, the
+    // caller-saved ones); the block uses the stack (no `nostack`), below the red zone on the
+    // host.
+    unsafe {
+        asm!(
+            "push rbp",
+            "push rbx",
+            "call {stack}",
+            "pop rbx",
+            "pop rbp",
+            stack = sym switch_stack,
+            in("rdi") from,
+            in("rsi") to,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            clobber_abi("sysv64"),
+        );
+    }
+}
+
+/// The stack-pointer trade under [`switch`]: stores the stack pointer (at the return address
+/// of this call) into `*from`, loads `to` and returns into the context saved there.
+///
+/// # Safety
+/// As for [`switch`]; called only by a block that pushed rbp then rbx right before the call
+/// and pops them right after it (the [`SwitchFrame`] layout), with every other register but
+/// rsp treated as clobbered.
 #[unsafe(naked)]
-pub unsafe extern "sysv64" fn switch(from: *mut u64, to: u64) {
-    naked_asm!(
-        "push rbp",
-        "push rbx",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
-        "mov [rdi], rsp",
-        "mov rsp, rsi",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop rbx",
-        "pop rbp",
-        "ret",
-    )
+pub unsafe extern "sysv64" fn switch_stack(from: *mut u64, to: u64) {
+    naked_asm!("mov [rdi], rsp", "mov rsp, rsi", "ret")
 }
 
 /// Resumes the context whose saved stack pointer is `to`, abandoning the current one (its
@@ -150,29 +152,20 @@ pub unsafe extern "sysv64" fn switch(from: *mut u64, to: u64) {
 /// destructors run, no borrow of it may be live in the resumed context).
 #[unsafe(naked)]
 pub unsafe extern "sysv64" fn enter(to: u64) -> ! {
-    naked_asm!(
-        "mov rsp, rdi",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop rbx",
-        "pop rbp",
-        "ret",
-    )
+    naked_asm!("mov rsp, rdi", "ret")
 }
 
-/// First code of a new context, reached by the `ret` of [`switch`]/[`enter`] with `rsp` 16-byte
-/// aligned (see [`init_stack`]): `entry` (r12) gets `arg` (r13) in `rdi`, a zero return address
-/// and a zero `rbp` (popped from the frame).
+/// First code of a new context, reached by the `ret` of [`switch_stack`]/[`enter`] with
+/// `rsp` at the frame's rbx slot (see [`init_stack`]): `entry` (the rbx slot) gets `arg` (the
+/// word above the frame) in `rdi`, a zero return address and a zero `rbp` (the rbp slot).
 #[unsafe(naked)]
 pub(crate) unsafe extern "sysv64" fn trampoline() -> ! {
-    naked_asm!("mov rdi, r13", "push 0", "jmp r12")
+    naked_asm!("pop rax", "pop rbp", "pop rdi", "push 0", "jmp rax")
 }
 
-/// Lays out a new context's [`SwitchFrame`] just below `stack_top` (rounded down to 16 bytes)
-/// so that the first [`switch`] or [`enter`] to the returned stack pointer runs `entry(arg)`
-/// with the guarantees listed in the module documentation.
+/// Lays out a new context's [`SwitchFrame`] and its `arg` just below `stack_top` (rounded
+/// down to 16 bytes) so that the first [`switch`] or [`enter`] to the returned stack pointer
+/// runs `entry(arg)` with the guarantees listed in the module documentation.
 ///
 /// # Safety
 /// The [`INIT_STACK_BYTES`] bytes below `stack_top & !15` must be mapped, writable and not used
@@ -180,17 +173,17 @@ pub(crate) unsafe extern "sysv64" fn trampoline() -> ! {
 pub unsafe fn init_stack(stack_top: u64, entry: extern "sysv64" fn(u64) -> !, arg: u64) -> u64 {
     let sp = (stack_top & !15) - INIT_STACK_BYTES as u64;
     let frame = SwitchFrame {
-        r15: 0,
-        r14: 0,
-        r13: arg,
-        r12: entry as usize as u64,
-        rbx: 0,
-        rbp: 0,
         rip: trampoline as *const () as usize as u64,
+        rbx: entry as usize as u64,
+        rbp: 0,
     };
     // SAFETY: the caller guarantees the bytes are mapped, writable and unused; `sp` is
-    // 8-aligned (16-aligned top minus 56), which is `SwitchFrame`'s alignment.
-    unsafe { (sp as *mut SwitchFrame).write(frame) };
+    // 16-aligned (16-aligned top minus 32), above `SwitchFrame`'s alignment, and the word at
+    // `OFF_ARG` is the last of the `INIT_STACK_BYTES`.
+    unsafe {
+        (sp as *mut SwitchFrame).write(frame);
+        ((sp + OFF_ARG as u64) as *mut u64).write(arg);
+    }
     sp
 }
 

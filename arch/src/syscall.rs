@@ -489,31 +489,31 @@ pub unsafe fn ipc_exit(frame: *mut IpcFrame) -> ! {
     }
 }
 
-/// The switch frame a thread parked at its IPC boundary leaves just below its frame
-/// (`frame - FRAME_SIZE`): [`crate::context::switch`] or [`crate::context::enter`] to it
-/// runs `entry(arg)` on that stack, as for a new thread ([`crate::context::init_stack`]),
-/// except that rbx, r14 and r15 are not set (the parking does not write them).
+/// The switch frame a thread parked at its IPC boundary leaves just below its frame, with
+/// its `arg` above it (`frame - INIT_STACK_BYTES`, as [`crate::context::init_stack`] lays
+/// them out for a new thread): [`crate::context::switch`] or [`crate::context::enter`] to it
+/// runs `entry(arg)` on that stack, as for a new thread.
 #[cfg(target_os = "none")]
 macro_rules! park_frame_asm {
     () => {
         concat!(
             "lea rax, [rip + {tramp}]\n",
-            "mov [rsi - 8], rax\n",
+            "mov [rsi - 32], rax\n",
+            "mov [rsi - 24], rdx\n",
             "mov qword ptr [rsi - 16], 0\n",
-            "mov [rsi - 32], rdx\n",
-            "mov [rsi - 40], rcx\n",
-            "lea rax, [rsi - 56]\n",
+            "mov [rsi - 8], rcx\n",
+            "lea rax, [rsi - 32]\n",
             "mov [rdi], rax\n",
         )
     };
 }
 
-// The offsets the macro writes: rip, rbp, r12, r13 of a `SwitchFrame` ending at the frame.
+// The offsets the macro writes: rip, rbx (entry), rbp and arg of a new thread's frame ending
+// at the IPC frame.
 const _: () = {
-    use crate::context::{FRAME_SIZE, OFF_R12, OFF_R13, OFF_RBP, OFF_RIP};
-    assert!(FRAME_SIZE == 56);
-    assert!(FRAME_SIZE - OFF_RIP == 8 && FRAME_SIZE - OFF_RBP == 16);
-    assert!(FRAME_SIZE - OFF_R12 == 32 && FRAME_SIZE - OFF_R13 == 40);
+    use crate::context::{INIT_STACK_BYTES, OFF_ARG, OFF_RBP, OFF_RBX, OFF_RIP};
+    assert!(INIT_STACK_BYTES == 32);
+    assert!(OFF_RIP == 0 && OFF_RBX == 8 && OFF_RBP == 16 && OFF_ARG == 24);
 };
 
 /// Parks the running thread at its IPC boundary and leaves for ring 3 as another thread

@@ -1,12 +1,12 @@
 //! `exo_arch::context` in user space: "threads" on heap stacks switching with the kernel's
-//! naked `switch`. Nothing may panic on a green stack (no unwind information past the
+//! inline `switch`. Nothing may panic on a green stack (no unwind information past the
 //! trampoline): green code records what it saw in the shared `Shared` block, and the main
 //! context asserts.
 
 use core::arch::{asm, naked_asm};
 use exo_arch::context::{
-    FRAME_SIZE, INIT_STACK_BYTES, SAVED_SP_MOD16, SwitchFrame, enter, init_stack, init_stack_in,
-    saved_frame, switch,
+    FRAME_SIZE, INIT_STACK_BYTES, OFF_ARG, SwitchFrame, enter, init_stack, init_stack_in,
+    saved_frame, switch, switch_stack,
 };
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -58,48 +58,21 @@ fn marks(seed: u64) -> [u64; 6] {
     ]
 }
 
-/// `switch(from, to)` with `marks(seed)` in every callee-saved register; returns what they hold
-/// when this context is resumed (must be `marks(seed)` again).
+/// `switch(from, to)` with the six values `marks(seed)` live across it; returns them as they
+/// are when this context is resumed (must be `marks(seed)` again). Six values cannot all stay
+/// in rbx and rbp, so the compiler keeps some in memory and some in the two registers the
+/// switch block pushes and pops itself: a wrong clobber list, or a frame popped in the wrong
+/// order, shows as a changed value.
 ///
 /// # Safety
 /// As for `switch`.
 #[inline(never)]
 unsafe fn switch_marked(from: *mut u64, to: u64, seed: u64) -> [u64; 6] {
-    let m = marks(seed);
-    let (bx, bp, a, b, c, d): (u64, u64, u64, u64, u64, u64);
-    // SAFETY: rbx and rbp cannot be asm operands (LLVM reserves them), so they are saved on
-    // the stack by hand, loaded with marks, read back and restored around the call; r12-r15
-    // are outputs. `switch` behaves like an `extern "sysv64"` call (clobber_abi). The caller
-    // upholds `switch`'s contract for `from` and `to`.
-    unsafe {
-        asm!(
-            "push rbx",
-            "push rbp",
-            "mov rbx, [r8]",
-            "mov rbp, [r8 + 8]",
-            "mov r12, [r8 + 16]",
-            "mov r13, [r8 + 24]",
-            "mov r14, [r8 + 32]",
-            "mov r15, [r8 + 40]",
-            "call {sw}",
-            "mov rax, rbx",
-            "mov rcx, rbp",
-            "pop rbp",
-            "pop rbx",
-            sw = sym switch,
-            in("r8") m.as_ptr(),
-            in("rdi") from,
-            in("rsi") to,
-            out("rax") bx,
-            out("rcx") bp,
-            out("r12") a,
-            out("r13") b,
-            out("r14") c,
-            out("r15") d,
-            clobber_abi("sysv64"),
-        );
-    }
-    [bx, bp, a, b, c, d]
+    let m = core::hint::black_box(marks(seed));
+    let [a, b, c, d, e, f] = m;
+    // SAFETY: the caller upholds `switch`'s contract for `from` and `to`.
+    unsafe { switch(from, to) };
+    core::hint::black_box([a, b, c, d, e, f])
 }
 
 /// A thread entry that records rsp, rdi, rbp, rbx and the return address exactly as `entry`
@@ -194,14 +167,13 @@ fn new_thread_gets_arg_sysv_alignment_and_ends_backtraces() {
         // SAFETY: inside our heap stack, unused.
         let sp = unsafe { init_stack(t, bounce_probe, &s as *const Shared as u64) };
         assert_eq!(sp, (t & !15) - INIT_STACK_BYTES as u64);
-        assert_eq!(sp % 16, SAVED_SP_MOD16);
+        assert_eq!(sp % 16, 0);
         // SAFETY: a fresh frame of a context that is not running.
         let f = unsafe { saved_frame(sp) };
-        assert_eq!(
-            (f.r13, f.rbp, f.rbx, f.r14, f.r15),
-            (&s as *const Shared as u64, 0, 0, 0, 0)
-        );
-        assert_eq!(f.r12, bounce_probe as *const () as u64);
+        assert_eq!((f.rbx, f.rbp), (bounce_probe as *const () as u64, 0));
+        // SAFETY: the word above the fresh frame, inside our heap stack.
+        let arg = unsafe { ((sp + OFF_ARG as u64) as *const u64).read() };
+        assert_eq!(arg, &s as *const Shared as u64);
         s.thread_sp[0].store(sp, Relaxed);
         // SAFETY: switch into the fresh context; it switches straight back.
         unsafe { switch(s.main_sp.as_ptr(), sp) };
@@ -227,7 +199,6 @@ fn new_thread_gets_arg_sysv_alignment_and_ends_backtraces() {
             0,
             "zero rbp ends frame-pointer walks"
         );
-        assert_eq!(s.entry_rbx.load(Relaxed), 0);
     }
     drop(st);
 }
@@ -282,7 +253,7 @@ fn ring_of_eight_threads_keeps_each_stack_and_registers() {
     for (i, st) in stacks.iter_mut().enumerate() {
         // Odd-sized byte stacks: init_stack_in aligns their end down.
         let sp = init_stack_in(&mut st[i..], ring, &args[i] as *const _ as u64);
-        assert_eq!(sp % 16, SAVED_SP_MOD16);
+        assert_eq!(sp % 16, 0);
         s.thread_sp[i].store(sp, Relaxed);
     }
     const LAPS: u64 = 2_000;
@@ -334,16 +305,52 @@ fn enter_abandons_the_current_context() {
     drop((a, b));
 }
 
+/// Switches out through `switch_stack` with `rbx = 0x5EED` and `rbp = !0x5EED`, pushed as
+/// `switch` pushes them (rbp first), and back.
+///
+/// # Safety
+/// As for `switch`.
+#[inline(never)]
+unsafe fn switch_with_marked_frame(from: *mut u64, to: u64) {
+    // SAFETY: rbx and rbp are saved by hand around the block (they cannot be operands), which
+    // is `switch`'s own with known values pushed; every other register is clobbered. The
+    // caller upholds `switch`'s contract for `from` and `to`.
+    unsafe {
+        asm!(
+            "push rbx",
+            "push rbp",
+            "mov rbx, 0x5EED",
+            "mov rbp, rbx",
+            "not rbp",
+            "push rbp",
+            "push rbx",
+            "call {st}",
+            "pop rbx",
+            "pop rbp",
+            "pop rbp",
+            "pop rbx",
+            st = sym switch_stack,
+            in("rdi") from,
+            in("rsi") to,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            clobber_abi("sysv64"),
+        );
+    }
+}
+
 #[test]
 fn saved_frame_matches_documented_layout() {
-    // The thread switches out with known marks; its saved frame must hold them at the
-    // documented offsets, with the resume address inside `switch_marked`.
+    // The thread switches out with known rbx and rbp; its saved frame must hold them at the
+    // documented offsets, with the resume address inside `switch_with_marked_frame`.
     extern "sysv64" fn parked(arg: u64) -> ! {
         // SAFETY: `arg` is the address of the test's `Shared`.
         let s = unsafe { &*(arg as *const Shared) };
         loop {
             // SAFETY: as in `pong`.
-            unsafe { switch_marked(s.thread_sp[0].as_ptr(), s.main_sp.load(Relaxed), 0x5EED) };
+            unsafe { switch_with_marked_frame(s.thread_sp[0].as_ptr(), s.main_sp.load(Relaxed)) };
         }
     }
     let s = Shared::default();
@@ -354,21 +361,19 @@ fn saved_frame_matches_documented_layout() {
     // SAFETY: into the fresh thread, which switches back.
     unsafe { switch(s.main_sp.as_ptr(), sp0) };
     let sp = s.thread_sp[0].load(Relaxed);
-    assert_eq!(sp % 16, SAVED_SP_MOD16);
     assert!(sp < sp0 && sp > top(&mut st) - STACK as u64);
     // SAFETY: the thread is switched out and stays so.
     let f: SwitchFrame = unsafe { saved_frame(sp) };
-    let m = marks(0x5EED);
-    assert_eq!([f.rbx, f.rbp, f.r12, f.r13, f.r14, f.r15], m);
+    assert_eq!((f.rbx, f.rbp), (0x5EED, !0x5EED));
     let f_raw: [u64; FRAME_SIZE / 8] = core::array::from_fn(|i| {
         // SAFETY: the frame's words, as above.
         unsafe { ((sp + 8 * i as u64) as *const u64).read() }
     });
-    assert_eq!(f_raw, [m[5], m[4], m[3], m[2], m[0], m[1], f.rip]);
-    let here = switch_marked as *const () as u64;
+    assert_eq!(f_raw, [f.rip, 0x5EED, !0x5EED]);
+    let here = switch_with_marked_frame as *const () as u64;
     assert!(
         f.rip > here && f.rip < here + 4096,
-        "resumes inside switch_marked"
+        "resumes inside switch_with_marked_frame"
     );
     drop(st);
 }

@@ -27,8 +27,9 @@
 //!   wakes it (at spawn, at its ticks, and each thief while its victim still has work); with
 //!   a timer, idle CPUs also wake every 8 slices to look for work themselves. No path scans
 //!   one entry per CPU: at 1024 CPUs a query reads 16 words.
-//! * **Context switch**: `exo_arch::context::switch`, a naked function saving the callee-saved
-//!   registers and the stack pointer; `SWITCH_SAMPLES` TSC deltas are kept for the report.
+//! * **Context switch**: `exo_arch::context::switch`, inline assembly that trades stack
+//!   pointers (rbp and rbx pushed by hand; the compiler keeps whatever else is live, so
+//!   nothing is saved twice); `SWITCH_SAMPLES` TSC deltas are kept for the report.
 //!   Before it, an incoming user thread's kernel stack top goes to TSS.RSP0 and the GS
 //!   block (the entries from ring 3 use them) and its pid to the GS block's pid slot.
 //! * **Ring 3**: [`enter_user`] takes a thread to user mode for good; it comes back through

@@ -1,4 +1,4 @@
-//! `ctx.*` and `fpu.*` rows: the kernel's naked context switch and FPU save/restore
+//! `ctx.*` and `fpu.*` rows: the kernel's context switch and FPU save/restore
 //! primitives (`exo_arch::context`, `exo_arch::fpu`), run as is in user space.
 //!
 //! * `ctx.switch.raw`: one `switch` between two stacks on this thread (a round trip of two
