@@ -88,6 +88,29 @@ pub const fn classify(ema: Ema, slice: u64) -> Queue {
     }
 }
 
+/// [`classify`]'s threshold for `slice` on the average's stored form ([`Ema::raw`]), for
+/// [`classify_by`]: `get() < slice >> HOT_BURST_SHIFT` is `raw() < (slice >> HOT_BURST_SHIFT)
+/// << SHIFT` (saturating: for slices above 2^61 the two differ at a stored average of
+/// `u64::MAX` only).
+#[inline]
+#[must_use]
+pub const fn hot_limit(slice: u64) -> u64 {
+    (slice >> HOT_BURST_SHIFT).saturating_mul(1 << Ema::SHIFT)
+}
+
+/// [`classify`] with its threshold computed once ([`hot_limit`]): one comparison of the stored
+/// average (the scheduler classifies at every switch; icount: the two shifts and the load of
+/// the slice go).
+#[inline]
+#[must_use]
+pub const fn classify_by(ema: Ema, limit: u64) -> Queue {
+    if ema.scaled < limit {
+        Queue::Hot
+    } else {
+        Queue::Normal
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +162,22 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 3); // averages 125, 234, 330 (>= 250)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn classify_by_is_classify(scaled in proptest::prelude::any::<u64>(), slice in 0u64..(1 << 61)) {
+            let e = Ema::from_raw(scaled);
+            proptest::prop_assert_eq!(classify_by(e, hot_limit(slice)), classify(e, slice));
+        }
+
+        #[test]
+        fn classify_by_is_classify_near_the_limit(slice in 0u64..(1 << 40), d in 0u64..16) {
+            let limit = hot_limit(slice);
+            for scaled in [limit.saturating_sub(d), limit.saturating_add(d)] {
+                let e = Ema::from_raw(scaled);
+                proptest::prop_assert_eq!(classify_by(e, limit), classify(e, slice));
+            }
+        }
     }
 }

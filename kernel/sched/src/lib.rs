@@ -46,7 +46,7 @@ mod sync;
 mod thread;
 
 pub use cpumask::{AtomicMask, CpuSet};
-pub use ema::{Ema, HOT_BURST_SHIFT, Queue, classify};
+pub use ema::{Ema, HOT_BURST_SHIFT, Queue, classify, classify_by, hot_limit};
 pub use mailbox::{Mailbox, MailboxFull, Message, Notify};
 pub use request_mailbox::{Busy, Request, RequestMailbox};
 pub use runqueue::{DEFAULT_HOT_BUDGET, EnqueueError, NotQueued, RunQueue};

@@ -22,7 +22,7 @@ use exo_arch::apic;
 use exo_arch::syscall::{IPC_FRAME_BYTES, IpcFrame};
 use exo_arch::tsc::rdtsc;
 use exo_percpu::{CpuId, IrqGuard};
-use exo_sched::{Ema, Mailbox, Queue, RunQueue, ThreadRef, classify};
+use exo_sched::{Ema, Mailbox, Queue, RunQueue, ThreadRef, classify_by};
 
 /// Adds one to a counter that one CPU at a time writes (this CPU's own, with interrupts off
 /// or its lock held; a thread's, by the CPU that switches it in, under that CPU's lock): a
@@ -227,7 +227,7 @@ impl CpuSched {
             .is_ok()
         {
             inc_held(&self.nr_ready);
-            if t.any_cpu.load(Ordering::Relaxed)
+            if t.any_cpu()
                 && inc_held(&self.nr_stealable) == 0
                 && let Some(m) = stealable_mask()
             {
@@ -255,7 +255,7 @@ impl CpuSched {
         // (`n == i` compares a thread with itself).
         let was = t.any_cpu.load(Ordering::Relaxed);
         if was != next.any_cpu.load(Ordering::Relaxed) {
-            self.move_stealable(was);
+            self.move_stealable(was != 0);
         }
         Some((n, next))
     }
@@ -279,7 +279,7 @@ impl CpuSched {
     /// Counts thread `i` off this queue (lock held: the stealable bit changes with the count).
     pub(super) fn account_dequeue(&self, t: &Tcb) {
         dec_held(&self.nr_ready);
-        if t.any_cpu.load(Ordering::Relaxed)
+        if t.any_cpu()
             && dec_held(&self.nr_stealable) == 1
             && let Some(m) = stealable_mask()
         {
@@ -450,7 +450,7 @@ fn schedule_core<const YIELD: bool>() {
     let mut picked = None;
     if runnable && prev_i != idle_i {
         prev.set_state(State::Ready);
-        if prev.any_cpu.load(Ordering::Relaxed) || prev.home.load(Ordering::Relaxed) == cs.cpu {
+        if prev.any_cpu() || prev.home.load(Ordering::Relaxed) == cs.cpu {
             // Put back and pick in one step (a yield between equals rotates one list).
             picked = cs.requeue_pick(prev_i, prev, e);
         } else if let Some(m) = put_back_by_affinity(cs, prev_i, prev) {
@@ -459,12 +459,12 @@ fn schedule_core<const YIELD: bool>() {
             return switch_migrating(cs, prev_i, prev, now, m);
         }
     }
-    let (next_i, next) = pick_or_idle(cs, picked, prev_i, prev);
+    let (next_i, next) = pick_or_idle(cs, picked, prev_i, prev, idle_i);
     if next_i == prev_i {
         return keep_running(cs, prev, now, next_i != idle_i);
     }
     let exiting = state == State::Exiting;
-    switch_locked(cs, prev_i, prev, next_i, next, now, None, exiting);
+    switch_locked(cs, prev_i, prev, next_i, next, now, idle_i, None, exiting);
 }
 
 /// `schedule` picked the running thread `prev` again: it runs on, its slice restarted at
@@ -478,15 +478,17 @@ fn keep_running(cs: &CpuSched, prev: &Tcb, now: u64, running: bool) {
 }
 
 /// The next thread (lock held): `picked`, else the local queue's, else a stolen one, else
-/// this CPU's idle context (`prev` itself only before that exists: scheduler init).
+/// this CPU's idle context `idle_i` (`cs.idle`, loaded once by the caller for the whole
+/// switch: icount `ctx.switch` -1 a reload) or `prev` itself only before that exists
+/// (scheduler init).
 #[inline(always)]
 fn pick_or_idle(
     cs: &CpuSched,
     picked: Option<(usize, &'static Tcb)>,
     prev_i: usize,
     prev: &'static Tcb,
+    idle_i: usize,
 ) -> (usize, &'static Tcb) {
-    let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
     match picked
         .or_else(|| pick_local(cs))
         .or_else(|| cs.steal().map(|i| (i, tcb(i))))
@@ -509,12 +511,13 @@ fn switch_migrating(
     now: u64,
     m: &'static CpuSched,
 ) {
-    let (next_i, next) = pick_or_idle(cs, None, prev_i, prev);
+    let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
+    let (next_i, next) = pick_or_idle(cs, None, prev_i, prev, idle_i);
     if next_i == prev_i {
         // Scheduler init only (no idle context yet).
         return keep_running(cs, prev, now, true);
     }
-    switch_locked(cs, prev_i, prev, next_i, next, now, Some(m), false);
+    switch_locked(cs, prev_i, prev, next_i, next, now, idle_i, Some(m), false);
 }
 
 /// `schedule` putting back `prev` (thread `prev_i`), whose affinity is neither any CPU nor
@@ -534,7 +537,8 @@ fn put_back_by_affinity(cs: &CpuSched, prev_i: usize, prev: &Tcb) -> Option<&'st
 /// Switches this CPU from `prev_i` (the running thread, already put back or blocked) to
 /// `next_i` (Ready or claimed, its registers saved), with interrupts off and the CPU's lock
 /// held; `next_i`'s `finish_switch` releases the lock (`exiting`: `prev`'s state, read under
-/// the lock, is Exiting). Used by `schedule`.
+/// the lock, is Exiting; `idle_i`: this CPU's idle context, `cs.idle` as the caller loaded
+/// it). Used by `schedule`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments, reason = "inlined into its one caller")]
 pub(super) fn switch_locked(
@@ -544,10 +548,10 @@ pub(super) fn switch_locked(
     next_i: usize,
     next: &Tcb,
     now: u64,
+    idle_i: usize,
     migrate_to: Option<&'static CpuSched>,
     exiting: bool,
 ) {
-    let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
     next.set_state(State::Running);
     // Every way onto this CPU's queue (`enqueue_inline`, a steal, a new thread's placement)
     // and the idle context's creation already wrote this CPU there, under this lock.
@@ -604,7 +608,7 @@ pub(super) fn queue_of(t: &Tcb) -> Queue {
 /// hand).
 #[inline(always)]
 fn queue_for(e: Ema) -> Queue {
-    classify(e, SLICE_TSC.load(Ordering::Relaxed).max(1))
+    classify_by(e, HOT_LIMIT.load(Ordering::Relaxed))
 }
 
 /// The queue the running thread would go to if it were put back now ([`queue_of`]), for
@@ -791,7 +795,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     })?;
     let t = if as_idle { &cs.idle_tcb } else { tcb(i) };
     *t.affinity.lock() = CpuSet::one(cpu);
-    t.any_cpu.store(false, Ordering::Relaxed);
+    t.set_any_cpu(false);
     t.home.store(cpu, Ordering::Relaxed);
     t.cpu.store(cpu, Ordering::Relaxed);
     t.started.store(rdtsc(), Ordering::Relaxed);
@@ -822,7 +826,9 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
         return Ok(());
     }
     let tsc_hz = crate::smp::time::tsc_hz();
-    SLICE_TSC.store(slice_us * (tsc_hz / 1_000_000).max(1), Ordering::Relaxed);
+    let slice = slice_us * (tsc_hz / 1_000_000).max(1);
+    SLICE_TSC.store(slice, Ordering::Relaxed);
+    HOT_LIMIT.store(exo_sched::hot_limit(slice.max(1)), Ordering::Relaxed);
     let tsc_deadline = exo_arch::cpu::detect().tsc_deadline;
     let mode = if !timer {
         TIMER_OFF

@@ -46,7 +46,7 @@ impl CpuSched {
                 let prio = Priority::new(p).unwrap_or(Priority::MIN);
                 for r in rq.iter_level(prio, class) {
                     let t = tcb(r.index());
-                    if t.any_cpu.load(Ordering::Relaxed) || t.affinity.lock().contains(self.cpu) {
+                    if t.any_cpu() || t.affinity.lock().contains(self.cpu) {
                         found = Some(r);
                         break 'outer;
                     }

@@ -27,6 +27,10 @@ pub(super) const TIMER_DEADLINE: u8 = 2;
 
 pub(super) static SLICE_TSC: AtomicU64 = AtomicU64::new(0);
 
+/// `exo_sched::hot_limit` of `SLICE_TSC` (at least 1), set with it: the run-burst average
+/// below which a thread is hot, compared as stored at every switch (`cpu::queue_for`).
+pub(super) static HOT_LIMIT: AtomicU64 = AtomicU64::new(0);
+
 /// An idle CPU with a timer wakes every this many slices to look for work to steal.
 pub(super) const IDLE_BALANCE_SLICES: u64 = 8;
 
