@@ -141,21 +141,27 @@ pub fn handles(ns: Option<u32>) -> Result<(), &'static str> {
 
 /// Set by [`receive_passed`] just before it waits.
 static RECEIVING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Set by [`sent_then_closed`] once its close of the passed handle returned.
+static CLOSED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// A handle sent with `ipc_send` and closed by its sender right away still arrives: the
 /// message holds its endpoint in flight. Both threads on this CPU, the receiver blocked in
 /// `ipc_recv` (it says so, then the sender sleeps 20 ms): the send hands the message over
 /// and only makes the receiver runnable, and the sender closes its only handle to the
-/// passed endpoint before it lets the receiver run. The receiver must get a handle to a
-/// live endpoint (a call through it times out: `ETIMEDOUT`, not `EPIPE`) and no
-/// `INFO_HANDLE_LOST`; its close then ends the endpoint (the init job's memory line counts
-/// endpoints).
+/// passed endpoint, usually before the receiver runs. The receiver must get a handle (no
+/// `INFO_HANDLE_LOST`) to an endpoint still alive once that close returned: it waits for
+/// the close ([`CLOSED`]) before its call through the handle, which must time out
+/// (`ETIMEDOUT`, not `EPIPE`), so the check does not depend on which thread ran first (it
+/// did until 2026-12-04: at -smp 8, a receiver run before the close and a 1 ms timeout
+/// spent while the host held the sender's vCPU let a kernel without the hold pass). Its
+/// close then ends the endpoint (the init job's memory line counts endpoints).
 fn sent_then_closed() -> Result<(), &'static str> {
     let cpu = exo_rt::getcpu().map_err(|_| "getcpu")?;
     exo_rt::pin_to_cpu(cpu).map_err(|_| "pin")?;
     let e = super::endpoint()?;
     let x = exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 0).map_err(|_| "endpoint x")?;
     RECEIVING.store(false, core::sync::atomic::Ordering::Release);
+    CLOSED.store(false, core::sync::atomic::Ordering::Release);
     let t = exo_rt::thread::spawn(receive_passed, u64::from(e) | (cpu as u64) << 32)
         .map_err(|_| "thread")?;
     for _ in 0..5000 {
@@ -171,6 +177,7 @@ fn sent_then_closed() -> Result<(), &'static str> {
         T,
     );
     let closed = exo_rt::handle_close(x);
+    CLOSED.store(true, core::sync::atomic::Ordering::Release);
     let code = t.join();
     // Every CPU again (the threads spawned later inherit the mask).
     let _ = exo_rt::sched_setaffinity(0, &[u64::MAX; exo_rt::CPU_SET_BYTES / 8]);
@@ -181,6 +188,7 @@ fn sent_then_closed() -> Result<(), &'static str> {
         Ok(0) => Ok(()),
         Ok(2) => Err("a handle closed by its sender right after the send was lost"),
         Ok(3) => Err("a handle closed by its sender right after the send named a dead endpoint"),
+        Ok(5) => Err("the sender's close of the passed handle did not come within 5 s"),
         _ => Err("the receiver of a passed handle failed"),
     }
 }
@@ -198,6 +206,15 @@ fn receive_passed(arg: u64) -> i32 {
     let Some(k) = m.handle() else {
         return 2;
     };
+    for _ in 0..5000 {
+        if CLOSED.load(core::sync::atomic::Ordering::Acquire) {
+            break;
+        }
+        let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(MS));
+    }
+    if !CLOSED.load(core::sync::atomic::Ordering::Acquire) {
+        return 5;
+    }
     let r = exo_rt::ipc_call(k, &IpcMsg::new(LABEL_ECHO, [0; 8]), MS);
     let _ = exo_rt::handle_close(k);
     if r == Err(Errno::ETIMEDOUT) { 0 } else { 3 }
