@@ -152,8 +152,9 @@ static CLOSED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::
 /// `INFO_HANDLE_LOST`) to an endpoint still alive once that close returned: it waits for
 /// the close ([`CLOSED`]) before its call through the handle, which must time out
 /// (`ETIMEDOUT`, not `EPIPE`), so the check does not depend on which thread ran first (it
-/// did until 2026-12-04: at -smp 8, a receiver run before the close and a 1 ms timeout
-/// spent while the host held the sender's vCPU let a kernel without the hold pass). Its
+/// did until 2026-12-04: at -smp 8 a kernel without the hold passed, probably through a
+/// receiver run before the close whose 1 ms timeout was spent while the host held the
+/// sender's vCPU). Its
 /// close then ends the endpoint (the init job's memory line counts endpoints).
 fn sent_then_closed() -> Result<(), &'static str> {
     let cpu = exo_rt::getcpu().map_err(|_| "getcpu")?;
