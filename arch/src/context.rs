@@ -110,15 +110,11 @@ pub unsafe fn switch(from: *mut u64, to: u64) {
     // SAFETY: the caller upholds the contract for `from` and `to`. rbx and rbp are pushed and
     // popped around the call (they cannot be operands); every other register the resumed
     // contexts may change is declared clobbered (r12-r15 and, by `clobber_abi`, the
-    // caller-saved ones); the block uses the stack (no `nostack`), below the red zone on the
-    // host.
+    // caller-saved ones). The block uses the stack: without `nostack`, the compiler keeps
+    // nothing in the red zone below rsp across it (the host has one; the kernel target none).
     unsafe {
         asm!(
-            "push rbp",
-            "push rbx",
-            "call {stack}",
-            "pop rbx",
-            "pop rbp",
+            switch_asm!(),
             stack = sym switch_stack,
             in("rdi") from,
             in("rsi") to,
@@ -130,6 +126,19 @@ pub unsafe fn switch(from: *mut u64, to: u64) {
         );
     }
 }
+
+/// The text of [`switch`]'s block, whose pushes make the [`SwitchFrame`] (rbp first, then
+/// rbx, then the return address of the call of `{stack}`, [`switch_stack`]). Exported for
+/// the host tests, which run the same text with known values in rbx and rbp to check the
+/// frame's layout; everything else calls [`switch`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! switch_asm {
+    () => {
+        "push rbp\npush rbx\ncall {stack}\npop rbx\npop rbp"
+    };
+}
+pub use switch_asm;
 
 /// The stack-pointer trade under [`switch`]: stores the stack pointer (at the return address
 /// of this call) into `*from`, loads `to` and returns into the context saved there.

@@ -22,7 +22,6 @@ struct Shared {
     entry_rdi: AtomicU64,
     entry_rbp: AtomicU64,
     entry_ret: AtomicU64,
-    entry_rbx: AtomicU64,
     // Saved stack pointers.
     main_sp: AtomicU64,
     thread_sp: [AtomicU64; 8],
@@ -36,7 +35,6 @@ const OFF_ENTRY_RSP: usize = core::mem::offset_of!(Shared, entry_rsp);
 const OFF_ENTRY_RDI: usize = core::mem::offset_of!(Shared, entry_rdi);
 const OFF_ENTRY_RBP: usize = core::mem::offset_of!(Shared, entry_rbp);
 const OFF_ENTRY_RET: usize = core::mem::offset_of!(Shared, entry_ret);
-const OFF_ENTRY_RBX: usize = core::mem::offset_of!(Shared, entry_rbx);
 
 fn stack() -> Vec<u128> {
     vec![0u128; STACK / 16]
@@ -46,7 +44,7 @@ fn top(s: &mut [u128]) -> u64 {
     s.as_mut_ptr() as u64 + (s.len() * 16) as u64
 }
 
-/// The values `switch_marked` puts in rbx, rbp, r12, r13, r14, r15 for `seed`.
+/// The six values `switch_marked` keeps live across a switch for `seed`.
 fn marks(seed: u64) -> [u64; 6] {
     [
         seed,
@@ -75,7 +73,7 @@ unsafe fn switch_marked(from: *mut u64, to: u64, seed: u64) -> [u64; 6] {
     core::hint::black_box([a, b, c, d, e, f])
 }
 
-/// A thread entry that records rsp, rdi, rbp, rbx and the return address exactly as `entry`
+/// A thread entry that records rsp, rdi, rbp and the return address exactly as `entry`
 /// receives them (into the `Shared` that `arg` points to), then tail-jumps to `$body`.
 macro_rules! probe {
     ($name:ident, $body:path) => {
@@ -85,14 +83,12 @@ macro_rules! probe {
                 "mov [rdi + {rsp}], rsp",
                 "mov [rdi + {rdi}], rdi",
                 "mov [rdi + {rbp}], rbp",
-                "mov [rdi + {rbx}], rbx",
                 "mov rax, [rsp]",
                 "mov [rdi + {ret}], rax",
                 "jmp {body}",
                 rsp = const OFF_ENTRY_RSP,
                 rdi = const OFF_ENTRY_RDI,
                 rbp = const OFF_ENTRY_RBP,
-                rbx = const OFF_ENTRY_RBX,
                 ret = const OFF_ENTRY_RET,
                 body = sym $body,
             )
@@ -122,7 +118,7 @@ probe!(pong_probe, pong);
 fn ping_pong_preserves_callee_saved_registers() {
     let s = Shared::default();
     let mut st = stack();
-    // SAFETY: the top 56 bytes of our own heap stack, unused.
+    // SAFETY: the top `INIT_STACK_BYTES` of our own heap stack, unused.
     let sp = unsafe { init_stack(top(&mut st), pong_probe, &s as *const Shared as u64) };
     s.thread_sp[0].store(sp, Relaxed);
     const ROUNDS: u64 = 20_000;
@@ -278,7 +274,7 @@ extern "sysv64" fn first(arg: u64) -> ! {
     unsafe { enter(s.thread_sp[1].load(Relaxed)) }
 }
 
-/// Second: records its callee-saved registers as `switch` left them, then returns to main.
+/// Second: counts its start, then switches back to main for good.
 extern "sysv64" fn second(arg: u64) -> ! {
     // SAFETY: `arg` is the address of the test's `Shared`.
     let s = unsafe { &*(arg as *const Shared) };
@@ -305,16 +301,16 @@ fn enter_abandons_the_current_context() {
     drop((a, b));
 }
 
-/// Switches out through `switch_stack` with `rbx = 0x5EED` and `rbp = !0x5EED`, pushed as
-/// `switch` pushes them (rbp first), and back.
+/// Switches out through `switch`'s own block (`switch_asm!`) with `rbx = 0x5EED` and
+/// `rbp = !0x5EED`, and back.
 ///
 /// # Safety
 /// As for `switch`.
 #[inline(never)]
 unsafe fn switch_with_marked_frame(from: *mut u64, to: u64) {
-    // SAFETY: rbx and rbp are saved by hand around the block (they cannot be operands), which
-    // is `switch`'s own with known values pushed; every other register is clobbered. The
-    // caller upholds `switch`'s contract for `from` and `to`.
+    // SAFETY: rbx and rbp are saved by hand around the block (they cannot be operands) and
+    // hold known values inside it; the block is `switch`'s, with its operands and clobbers.
+    // The caller upholds `switch`'s contract for `from` and `to`.
     unsafe {
         asm!(
             "push rbx",
@@ -322,14 +318,10 @@ unsafe fn switch_with_marked_frame(from: *mut u64, to: u64) {
             "mov rbx, 0x5EED",
             "mov rbp, rbx",
             "not rbp",
-            "push rbp",
-            "push rbx",
-            "call {st}",
-            "pop rbx",
-            "pop rbp",
+            exo_arch::context::switch_asm!(),
             "pop rbp",
             "pop rbx",
-            st = sym switch_stack,
+            stack = sym switch_stack,
             in("rdi") from,
             in("rsi") to,
             out("r12") _,
