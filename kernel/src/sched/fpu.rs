@@ -31,6 +31,12 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::fpu::FpuInfo;
 
 const NONE: u32 = u32::MAX;
+/// `CpuFpu::last` of a CPU whose registers hold the state of a thread that ended ([`release`]):
+/// nobody's to keep, but not clean either (the thread's index may already name a new thread),
+/// so the next user thread without FPU state gets them reset, as after another thread's.
+/// Until 2026-12-04 `release` wrote `NONE` there, and a user thread started next on that CPU
+/// entered ring 3 with the ended thread's registers behind TS (LazyFP).
+const DEAD: u32 = u32::MAX - 1;
 
 static INFO: spin::Once<FpuInfo> = spin::Once::new();
 static EAGER: AtomicBool = AtomicBool::new(true);
@@ -188,7 +194,11 @@ pub(super) fn switch_out(
 /// pair ran in the other order.
 pub(super) fn became_user(c: &CpuFpu, me: usize) {
     let last = c.last.load(Ordering::Relaxed);
-    if last == NONE || last == me as u32 || !EAGER.load(Ordering::Relaxed) {
+    // Its own state only if it was saved from this CPU: an index names one thread at a time,
+    // but a CPU its ended predecessor ran on long ago may still name it.
+    let own = last == me as u32
+        && crate::sched::fpu_saved_on(me).load(Ordering::Relaxed) == exo_percpu::cpu_id_hint().0;
+    if last == NONE || own || !EAGER.load(Ordering::Relaxed) {
         return;
     }
     if let Some(info) = INFO.get() {
@@ -276,16 +286,19 @@ pub fn device_not_available() -> NmOutcome {
 }
 
 /// A thread ended: forget it everywhere and free its area (called by the scheduler after the
-/// thread's last switch-out).
+/// thread's last switch-out). The CPUs that name it `last` keep its registers: they become
+/// [`DEAD`], reset before the next user thread without state runs there.
 pub fn release(i: usize, area: &AtomicU64) {
-    // The CPU it was last saved from and this one (its last switch-out) may name it `last`.
+    // The CPU it was last saved from and this one (its last switch-out) may name it `last`
+    // (another CPU it ran on before may too: `became_user` and `switch_out` check the CPU
+    // its state was saved from before they trust a match).
     let saved_on = crate::sched::fpu_saved_on(i).swap(NONE, Ordering::Relaxed);
     let here = exo_percpu::cpu_id_hint().0;
     for cpu in [saved_on, here] {
         if let Some(c) = cpu_fpu(cpu) {
             let _ = c
                 .last
-                .compare_exchange(i as u32, NONE, Ordering::Relaxed, Ordering::Relaxed);
+                .compare_exchange(i as u32, DEAD, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
     let a = area.swap(0, Ordering::Relaxed);

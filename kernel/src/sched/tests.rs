@@ -648,6 +648,13 @@ fn fpu_secret_holder(_: u64) -> u64 {
     u64::from(!yield_until_step(2))
 }
 
+/// Puts the secret in its registers (its first use: #NM, an area), then ends.
+fn fpu_secret_then_exit(_: u64) -> u64 {
+    crate::sched::fpu::load_regs(&[SECRET; 512], AVX.load(Ordering::Relaxed));
+    SCRUB_STEP.store(1, Ordering::Release);
+    0
+}
+
 /// A user thread (a pid) without FPU state: runs right after the holder's yield (the pair is
 /// alone on its CPU) and reads the registers as a speculative access would, before its own
 /// #NM. 0: none of the secret; 3: the holder's registers were still there.
@@ -670,13 +677,15 @@ fn fpu_peeker(_: u64) -> u64 {
 }
 
 /// LazyFP (CVE-2018-3665): with eager switching (the default), a user thread that has no
-/// FPU state never runs with another thread's registers loaded, even behind CR0.TS. Two
+/// FPU state never runs with another thread's registers loaded, even behind CR0.TS. Three
 /// orders, each forced: the peeker is a user thread already when the holder yields to it
-/// (the switch resets the registers: `fpu::scrub`), or it starts after the holder loaded the
+/// (the switch resets the registers: `fpu::scrub`); it starts after the holder loaded the
 /// secret and only then takes its pid, as every user thread's kernel entry does (taking the
 /// pid resets them: `fpu::became_user`; CI once caught that order unscrubbed, when the
-/// pair happened to start the other way round). Lazy switching leaves them (3 from the
-/// peeker).
+/// pair happened to start the other way round); or it starts after the holder ended and was
+/// joined (its registers stay, marked as an ended thread's: `fpu::release`, which until
+/// 2026-12-04 marked them as nobody's, and the peeker found the secret). Lazy switching
+/// leaves them (3 from the peeker).
 fn fpu_scrub(_: &BootState) -> TestResult {
     if crate::sched::fpu::info().is_none() {
         return Err(format!("{SKIP}no FPU save mechanism detected"));
@@ -686,32 +695,42 @@ fn fpu_scrub(_: &BootState) -> TestResult {
     }
     AVX.store(exo_arch::cpu::detect().avx, Ordering::Relaxed);
     let cpu = ncpus() - 1;
-    for peeker_first in [true, false] {
+    let spawn = |f| {
+        Builder::new()
+            .pin(cpu)
+            .spawn(f, 0)
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    for (k, order) in [
+        "the peeker a user thread first",
+        "the peeker started after the secret was loaded",
+        "the peeker started after the holder ended",
+    ]
+    .into_iter()
+    .enumerate()
+    {
         SCRUB_STEP.store(0, Ordering::Release);
         let scrubs0 = crate::sched::fpu::SCRUBS.load(Ordering::Relaxed);
-        let [holder, peeker] = if peeker_first {
-            let [p, h] = pinned_pair(cpu, fpu_peeker, fpu_secret_holder)?;
-            [h, p]
-        } else {
-            let spawn = |f| {
-                Builder::new()
-                    .pin(cpu)
-                    .spawn(f, 0)
-                    .map_err(|e| format!("spawn: {e}"))
-            };
-            let h = spawn(fpu_secret_holder)?;
-            crate::harness::wait_for("the holder to load its secret", 5000, || {
-                SCRUB_STEP.load(Ordering::Acquire) >= 1
-            })?;
-            [h, spawn(fpu_peeker)?]
+        let codes = match k {
+            0 => {
+                let [p, h] = pinned_pair(cpu, fpu_peeker, fpu_secret_holder)?;
+                join_all(&[h, p], 20_000)?
+            }
+            1 => {
+                let h = spawn(fpu_secret_holder)?;
+                crate::harness::wait_for("the holder to load its secret", 5000, || {
+                    SCRUB_STEP.load(Ordering::Acquire) >= 1
+                })?;
+                join_all(&[h, spawn(fpu_peeker)?], 20_000)?
+            }
+            _ => {
+                // Joined: reaped, so `fpu::release` has run (before the state Exited).
+                let h = join_all(&[spawn(fpu_secret_then_exit)?], 20_000)?;
+                let p = join_all(&[spawn(fpu_peeker)?], 20_000)?;
+                alloc::vec![h[0], p[0]]
+            }
         };
-        let codes = join_all(&[holder, peeker], 20_000)?;
         let scrubs = crate::sched::fpu::SCRUBS.load(Ordering::Relaxed) - scrubs0;
-        let order = if peeker_first {
-            "the peeker a user thread first"
-        } else {
-            "the peeker started after the secret was loaded"
-        };
         check(codes[0] == 0 && codes[1] != 1 && codes[1] != 2, || {
             format!(
                 "{order}: holder {}, peeker {}: the pair did not meet",
