@@ -97,6 +97,9 @@ pub type Words<const W: usize> = [u64; W];
 #[derive(Debug)]
 struct Slot<const W: usize> {
     seq: AtomicU64,
+    /// The position the message is about: its own (a request), or the position of the
+    /// request it answers (a reply: [`Rings::serve`]).
+    tag: AtomicU64,
     words: [AtomicU64; W],
 }
 
@@ -123,6 +126,7 @@ impl<const N: usize, const W: usize> Ring<N, W> {
         Ring {
             slots: core::array::from_fn(|i| Slot {
                 seq: AtomicU64::new(i as u64),
+                tag: AtomicU64::new(0),
                 words: core::array::from_fn(|_| AtomicU64::new(0)),
             }),
             head: AtomicU64::new(0),
@@ -131,13 +135,19 @@ impl<const N: usize, const W: usize> Ring<N, W> {
     }
 
     /// Writes `m` if a slot is free (producer only); returns its position (the count of
-    /// messages pushed before it).
+    /// messages pushed before it), which is also its tag ([`Ring::pop`]).
     pub fn push(&self, m: &Words<W>) -> Option<u64> {
+        self.push_tagged(m, None)
+    }
+
+    /// [`Ring::push`] with the tag `tag` instead of the message's own position.
+    pub fn push_tagged(&self, m: &Words<W>, tag: Option<u64>) -> Option<u64> {
         let h = self.head.load(Ordering::Relaxed);
         let s = &self.slots[h as usize % N];
         if s.seq.load(Ordering::Acquire) != h {
             return None;
         }
+        s.tag.store(tag.unwrap_or(h), Ordering::Relaxed);
         for (d, w) in s.words.iter().zip(m) {
             d.store(*w, Ordering::Relaxed);
         }
@@ -152,17 +162,19 @@ impl<const N: usize, const W: usize> Ring<N, W> {
         self.slots[t as usize % N].seq.load(Ordering::Acquire) == t + 1
     }
 
-    /// Takes the next message, if one waits, with its position (consumer only).
+    /// Takes the next message, if one waits, with its tag (consumer only): its position,
+    /// unless it was pushed with another ([`Ring::push_tagged`]).
     pub fn pop(&self) -> Option<(u64, Words<W>)> {
         let t = self.tail.load(Ordering::Relaxed);
         let s = &self.slots[t as usize % N];
         if s.seq.load(Ordering::Acquire) != t + 1 {
             return None;
         }
+        let tag = s.tag.load(Ordering::Relaxed);
         let words = core::array::from_fn(|k| s.words[k].load(Ordering::Relaxed));
         s.seq.store(t + N as u64, Ordering::Release);
         self.tail.store(t + 1, Ordering::Relaxed);
-        Some((t, words))
+        Some((tag, words))
     }
 
     /// Next position to write and next to read (a snapshot, for reports).
@@ -235,6 +247,8 @@ pub struct Rings<const N: usize, const W: usize> {
     server_misses: AtomicU64,
     /// Replies the client discarded: answers to calls that had timed out.
     stale: AtomicU64,
+    /// Replies the server gave up: the reply ring stayed full until its deadline or close.
+    lost: AtomicU64,
     closed: AtomicBool,
 }
 
@@ -435,17 +449,18 @@ fn ended(s: &impl Sched, closed: &AtomicBool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Pushes `m` into `ring`, waiting (bounded by `deadline`, ended by `closed`) while it is
-/// full; returns the message's position.
+/// Pushes `m` into `ring` with `tag` ([`Ring::push_tagged`]), waiting (bounded by
+/// `deadline`, ended by `closed`) while it is full; returns the message's position.
 fn push_until<S: Sched, const N: usize, const W: usize>(
     s: &S,
     ring: &Ring<N, W>,
     m: &Words<W>,
+    tag: Option<u64>,
     closed: &AtomicBool,
     deadline: u64,
 ) -> Result<u64, Error> {
     loop {
-        if let Some(pos) = ring.push(m) {
+        if let Some(pos) = ring.push_tagged(m, tag) {
             return Ok(pos);
         }
         ended(s, closed)?;
@@ -474,6 +489,7 @@ impl<const N: usize, const W: usize> Rings<N, W> {
             client_misses: AtomicU64::new(0),
             server_misses: AtomicU64::new(0),
             stale: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         }
     }
@@ -512,8 +528,9 @@ impl<const N: usize, const W: usize> Rings<N, W> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        // The server answers in order: the reply to this request has its position.
-        let pos = push_until(s, &self.req, m, &self.closed, deadline)?;
+        // The reply to this request carries its position (its tag), whatever the replies
+        // before it became.
+        let pos = push_until(s, &self.req, m, None, &self.closed, deadline)?;
         self.kick(s, &self.server_parked);
         loop {
             let (at, r) = self.client().wait_pop(s, deadline)?;
@@ -535,14 +552,21 @@ impl<const N: usize, const W: usize> Rings<N, W> {
         mut f: impl FnMut(&Words<W>) -> Option<Words<W>>,
     ) -> Result<(), Error> {
         loop {
-            let (_, m) = self.server().wait_pop(s, deadline)?;
+            let (at, m) = self.server().wait_pop(s, deadline)?;
             let (r, last) = match f(&m) {
                 Some(r) => (r, false),
                 None => (m, true),
             };
             // Full only while the client has stopped calling after calls that timed out
             // (its next call drains the stale replies): bounded by the deadline and close.
-            push_until(s, &self.rep, &r, &self.closed, deadline)?;
+            // A reply given up here is lost, and only it: each reply carries the position
+            // of its request (`at`), so later calls still find their own. Until 2026-12-04
+            // the client matched a reply's own ring position, and one lost reply made every
+            // later call time out.
+            if let Err(e) = push_until(s, &self.rep, &r, Some(at), &self.closed, deadline) {
+                self.lost.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
             self.kick(s, &self.client_parked);
             if last {
                 return Ok(());
@@ -560,6 +584,11 @@ impl<const N: usize, const W: usize> Rings<N, W> {
     /// Replies the client discarded because their call had timed out.
     pub fn stale(&self) -> u64 {
         self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Replies the server gave up because the reply ring stayed full (see [`Rings::serve`]).
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 
     /// Wake-ups sent so far (a side found its peer parked).

@@ -319,6 +319,51 @@ fn timed_out_call_and_its_late_reply() {
     assert_eq!(server.join().unwrap(), Ok(()));
 }
 
+/// A reply the server gives up (the reply ring full of answers to calls that timed out,
+/// until its deadline) is lost alone: the next call still gets its own reply. The state is
+/// built on one thread with deadlines already past, so no wait happens until the last call:
+/// four calls time out unanswered while the server holds the first request (its `f` makes
+/// the fifth call), the server answers four and cannot push the fifth answer. Until
+/// 2026-12-04 replies were matched by their own ring position, and every call after a
+/// lost reply timed out.
+#[test]
+fn a_lost_reply_loses_only_itself() {
+    let t = Threads::new(0);
+    let rings: Arc<Rings<4, 1>> = Arc::new(Rings::new());
+    let (client, server) = (t.host(1), t.host(2));
+    for k in 1..=4 {
+        assert_eq!(
+            rings.call(&client, &[k], 0),
+            Err(Error::TimedOut),
+            "call {k}"
+        );
+    }
+    let served = rings.serve(&server, 0, |m| {
+        if m[0] == 1 {
+            // The request ring has room again: the fifth call's request joins the others.
+            assert_eq!(rings.call(&client, &[5], 0), Err(Error::TimedOut));
+        }
+        Some([m[0] + 100])
+    });
+    assert_eq!(served, Err(Error::TimedOut));
+    assert_eq!(
+        rings.lost(),
+        1,
+        "the fifth answer found the reply ring full"
+    );
+    let r2 = rings.clone();
+    let t2 = t.clone();
+    let server = std::thread::spawn(move || {
+        let h = t2.host(2);
+        r2.serve(&h, after_s(&h, 60), |m| (m[0] != 6).then_some([m[0] + 100]))
+    });
+    // The four stale answers first, then the answer to this call: its own request, as the
+    // server's last.
+    assert_eq!(rings.call(&client, &[6], after_s(&client, 30)), Ok([6]));
+    assert_eq!(rings.stale(), 4);
+    assert_eq!(server.join().unwrap(), Ok(()));
+}
+
 /// A caller that cannot block gets `NotAThread` where it would park, not a hang.
 #[test]
 fn a_caller_that_cannot_block() {
