@@ -310,7 +310,13 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
                 .and_then(|f| {
                     m.tables
                         .map_4k(&mut KernelFrames, bottom + i * PAGE, f, Flags::RW)
-                        .map_err(MemError::from)
+                        .map_err(|e| {
+                            // Not mapped (its page table could not be had): it goes back
+                            // here, not with the pages `unmap_range` finds. Until
+                            // 2026-12-04 it leaked, once per failed spawn.
+                            crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(f));
+                            MemError::from(e)
+                        })
                 });
             if let Err(e) = mapped {
                 unmap_range(m, bottom, i); // give back what this call mapped

@@ -27,6 +27,11 @@ ktest!(
     "sched.thread_burst_gives_its_stacks_back",
     stack_burst
 );
+ktest!(
+    Needs::Threads,
+    "mm.stack_without_a_page_table_gives_its_frame_back",
+    stack_without_table
+);
 
 static OOM_LOCK: crate::sched::park::Mutex<u64> = crate::sched::park::mutex(0);
 static GO: AtomicBool = AtomicBool::new(false);
@@ -227,4 +232,52 @@ fn stack_burst(_: &BootState) -> TestResult {
         ));
     }
     Ok(())
+}
+
+/// With exactly one frame left on its CPU: 0 when `alloc_stack` failed and the frame was
+/// there again afterwards, 1 when the frame was gone, 2 when the stack was made anyway, 3
+/// when no frame could be set aside.
+fn one_frame_stack(_: u64) -> u64 {
+    let Ok(one) = crate::mm::kalloc::alloc_frame() else {
+        return 3;
+    };
+    let hoard = crate::mm::kalloc::Hoard::take_all();
+    crate::mm::kalloc::free_frame(one);
+    let code = match crate::mm::memory::alloc_stack(1) {
+        Ok(s) => {
+            crate::mm::memory::free_stack(s);
+            2
+        }
+        Err(_) => match crate::mm::kalloc::alloc_frame() {
+            Ok(f) => {
+                crate::mm::kalloc::free_frame(f);
+                0
+            }
+            Err(_) => 1,
+        },
+    };
+    drop(hoard);
+    code
+}
+
+/// A kernel stack whose one frame was found but whose page table was not (every stack slot
+/// is new and needs its own): `alloc_stack` fails and gives the frame back. Forced on one
+/// CPU (a pinned thread: its CPU's cache holds the one frame) with everything else hoarded.
+/// Until 2026-12-04 the frame leaked (1).
+fn stack_without_table(_: &BootState) -> TestResult {
+    drain_all()?;
+    let t = Builder::new()
+        .pin(ncpus() - 1)
+        .spawn(one_frame_stack, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let code = join_all(&[t], 30_000)?[0];
+    match code {
+        0 => Ok(()),
+        1 => Err("a failed kernel stack kept the frame it had found (it leaked)".into()),
+        2 => Err(
+            "a kernel stack was made from one frame (no page table needed: the test's premise)"
+                .into(),
+        ),
+        _ => Err("no frame to set aside".into()),
+    }
 }
