@@ -353,6 +353,10 @@ echo "== failure paths"
 log="$out/fail-panic.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_on_cpu=2" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "panic on CPU 2 stops all CPUs and exits with failure" "$log" 1 $? '^PANIC on CPU 2: deliberate panic' '^PANIC,2$'
+log="$out/fail-panic-console-held.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_console_held=3" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "panic while another CPU holds the console: the report takes it over (no wait per line)" "$log" 1 $? \
+    '^console: taken over from CPU 3' '^PANIC on CPU 0: deliberate panic requested by exo.panic_console_held' '^STOPPED,3,rip' '^\(resolve with'
 log="$out/fail-fault-holding-lock.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.fault_holding_lock=1" --log "$log" --timeout 120 >/dev/null 2>&1
 expect_log "a thread faulting while it holds a sleeping lock is not killed: the machine stops" "$log" 1 $? \

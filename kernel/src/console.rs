@@ -376,6 +376,36 @@ fn try_locked<R>(f: impl FnOnce() -> R) -> Option<R> {
     })
 }
 
+/// The CPU holding the console lock, if any.
+pub fn holder() -> Option<u32> {
+    OWNER.load(Ordering::Acquire).checked_sub(1)
+}
+
+/// Makes the console this CPU's for good (the panic report, once the other CPUs are
+/// stopped): every later line is written at once, as a re-entry. Returns the CPU that held
+/// the lock, if another one did: it was stopped inside it, and [`locked`]'s bounded wait
+/// would otherwise be paid again at every line of the report (20e9 ticks each: minutes for a
+/// report, until 2026-12-04).
+pub fn take_over() -> Option<u32> {
+    let me = me();
+    match OWNER.swap(me, Ordering::AcqRel) {
+        0 => None,
+        o if o == me => None,
+        o => Some(o - 1),
+    }
+}
+
+/// Takes the console lock and keeps it, spinning with interrupts off until an NMI stops this
+/// CPU: the fault injection of `exo.panic_console_held`.
+pub fn hold_forever() -> ! {
+    locked(|| {
+        loop {
+            core::hint::spin_loop();
+        }
+    });
+    unreachable!("the console holder returned")
+}
+
 /// Runs `f` holding the console lock, interrupts off.
 fn locked(f: impl FnOnce()) {
     exo_arch::cpu::without_interrupts(|| {

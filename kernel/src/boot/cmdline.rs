@@ -62,6 +62,10 @@ pub struct Options {
     pub tsc_ref: TscRef,
     /// A deliberate panic on this CPU after boot (tests the stop-all path).
     pub panic_on_cpu: Option<u32>,
+    /// A deliberate panic on the BSP while this CPU holds the console lock and never lets
+    /// it go (`exo.panic_console_held=N`): the stop-all NMI halts it inside the lock, and the
+    /// report must take the console over at once.
+    pub panic_console_held: Option<u32>,
     /// A deliberate panic on the BSP before any AP is started (`exo.panic_early=1`): the
     /// stop-all must not reach CPUs still in firmware.
     pub panic_early: bool,
@@ -112,6 +116,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         mode: None,
         tsc_ref: TscRef::Auto,
         panic_on_cpu: None,
+        panic_console_held: None,
         panic_early: false,
         ap_delay_ms: 0,
         overflow_on_cpu: None,
@@ -150,6 +155,9 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .parse()
                 .is_ok_and(|id| set(&mut o.phantom_apic_id, Some(id))),
             ("panic_on_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_on_cpu, Some(c))),
+            ("panic_console_held", v) => v
+                .parse()
+                .is_ok_and(|c| set(&mut o.panic_console_held, Some(c))),
             ("panic_early", "1") => set(&mut o.panic_early, true),
             ("ap_delay_ms", v) => v.parse().is_ok_and(|ms| set(&mut o.ap_delay_ms, ms)),
             ("double_free", "1") => set(&mut o.double_free, true),

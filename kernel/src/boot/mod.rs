@@ -232,6 +232,9 @@ pub fn bsp_main(start_info: u64) -> BootState {
     if let Some(c) = opts.panic_on_cpu {
         deliberate_failure(c, boom, "panic");
     }
+    if let Some(c) = opts.panic_console_held {
+        panic_with_console_held(c);
+    }
     if opts.double_free {
         if cfg!(debug_assertions) {
             crate::mm::kalloc::double_free_selftest();
@@ -299,6 +302,24 @@ fn limit_aps(aps: &mut Vec<u32>, mode: apic::Mode) {
 
 fn boom(_: u64) -> u64 {
     panic!("deliberate panic requested by exo.panic_on_cpu");
+}
+
+fn hold_console(_: u64) -> u64 {
+    crate::console::hold_forever()
+}
+
+/// `exo.panic_console_held=N`: CPU `N` takes the console lock for good, then this CPU
+/// panics; the report must take the console over (one line says so) instead of waiting out
+/// the lock's bound at every line.
+fn panic_with_console_held(c: u32) -> ! {
+    info!("deliberate panic on this CPU while CPU {c} holds the console");
+    // It never returns: the deadline ends the wait for it.
+    let _ = cpus::run_on(CpuId(c), hold_console, 0, time::Deadline::after_ms(200));
+    let held = time::Deadline::after_ms(5000);
+    while crate::console::holder() != Some(c) && !held.passed() {
+        core::hint::spin_loop();
+    }
+    panic!("deliberate panic requested by exo.panic_console_held (CPU {c} holds the console)");
 }
 
 /// Recurses until the stack's guard page stops it: #PF, which cannot push its frame on the

@@ -68,6 +68,12 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
         exit(ExitCode::Failure);
     }
     stop_others();
+    // Once the others are stopped the console is ours, even if one of them was stopped
+    // holding its lock (it would never release it).
+    wait_stopped(cpu);
+    if let Some(c) = crate::console::take_over() {
+        crate::kprintln!("console: taken over from CPU {c}, stopped while it held the console");
+    }
     // User bytes queued in the console rings come out before the report.
     crate::console::flush_all();
     crate::kprintln!("PANIC on CPU {cpu}: {msg}");
@@ -104,17 +110,23 @@ impl core::fmt::Display for Vector {
 /// Ticks the report waits for the other CPUs to record where the NMI found them.
 const STOP_WAIT_TICKS: u64 = 200_000_000;
 
-/// One line per other online CPU: `STOPPED,<cpu>,rip,<rip>,ring,<0|3>,if,<0|1>,isr,<v>,irr,<v>`
-/// where the stop-all NMI interrupted it (and its APIC's highest in-service and pending vector), or `STOPPED,<cpu>,no answer` (bounded wait, lock-free).
-fn report_stopped(me: u32) {
-    let others = || crate::smp::cpus::online().filter(move |b| b.hot.cpu_id != me);
+/// Waits (at most [`STOP_WAIT_TICKS`], lock-free) until every other online CPU recorded where
+/// the stop-all NMI found it.
+fn wait_stopped(me: u32) {
     let t0 = exo_arch::tsc::rdtsc();
-    while others().any(|b| b.ext.stopped_rip.load(Ordering::Acquire) == 0)
+    while crate::smp::cpus::online()
+        .filter(|b| b.hot.cpu_id != me)
+        .any(|b| b.ext.stopped_rip.load(Ordering::Acquire) == 0)
         && exo_arch::tsc::rdtsc().wrapping_sub(t0) < STOP_WAIT_TICKS
     {
         core::hint::spin_loop();
     }
-    for b in others() {
+}
+
+/// One line per other online CPU: `STOPPED,<cpu>,rip,<rip>,ring,<0|3>,if,<0|1>,isr,<v>,irr,<v>`
+/// where the stop-all NMI interrupted it (and its APIC's highest in-service and pending vector), or `STOPPED,<cpu>,no answer` (bounded wait, lock-free).
+fn report_stopped(me: u32) {
+    for b in crate::smp::cpus::online().filter(|b| b.hot.cpu_id != me) {
         let id = b.hot.cpu_id;
         match b.ext.stopped_rip.load(Ordering::Acquire) {
             0 => crate::kprintln!("STOPPED,{id},no answer"),
