@@ -697,18 +697,42 @@ fn finish_after(cs: &CpuSched, after: u32, t1: u64) {
 }
 
 /// `finish_switch` when the previous thread must move to CPU `migrate` (`exiting`: what
-/// the switch read under the lock).
+/// the switch read under the lock). The thread is named as on its new CPU before this
+/// CPU's lock is released: a wake-up that found this CPU's mailbox full and waits for the
+/// lock queues a Ready thread here if it is still named as on this CPU (`post_wake`), and
+/// after the unlock it would be queued here as well as on the new CPU. Until 2026-12-04 the
+/// name changed after the unlock (the test `sched.migration_not_queued_twice` forces that
+/// window).
 fn finish_migration(cs: &CpuSched, prev_i: usize, migrate: u32, exiting: bool) {
-    cs.unlock();
     let prev = tcb(prev_i);
+    let target = if exiting { None } else { cpu_sched(migrate) };
+    if let Some(target) = target {
+        prev.cpu.store(target.cpu, Ordering::Release);
+    }
+    cs.unlock();
+    #[cfg(debug_assertions)]
+    super::inject::migration_after_unlock(prev_i);
     if exiting {
         reap(cs, prev_i);
         return;
     }
-    if let Some(target) = cpu_sched(migrate) {
-        prev.cpu.store(target.cpu, Ordering::Release);
+    if let Some(target) = target {
         post_wake(target, prev_i);
     }
+}
+
+/// Whether thread `t` is in CPU `cpu`'s run queue (tests).
+#[cfg(debug_assertions)]
+pub(super) fn queued_on(cpu: u32, t: Tid) -> bool {
+    let _g = IrqGuard::new();
+    let Some(cs) = cpu_sched(cpu) else {
+        return false;
+    };
+    cs.lock();
+    // SAFETY: we hold the lock.
+    let q = unsafe { cs.rq() }.contains(ThreadRef(t.index() as u32));
+    cs.unlock();
+    q
 }
 
 /// The previous thread (`prev_i`) exited: its stack, its FPU area, its joiner.

@@ -168,3 +168,92 @@ fn hold_claim_window(i: usize, cpu: u32) {
     });
     CLAIM_SAW.store(how, Ordering::Release);
 }
+
+/// Thread index + 1 whose wake-up through a full mailbox is held before it takes the target
+/// CPU's lock (0: off).
+static HOLD_FALLBACK: AtomicU32 = AtomicU32::new(0);
+/// Thread index + 1 whose migration is held right after the old CPU's unlock (0: off).
+static HOLD_MIGRATION: AtomicU32 = AtomicU32::new(0);
+/// The held waker is inside its hold / done with its enqueue.
+static FALLBACK_HELD: AtomicBool = AtomicBool::new(false);
+static FALLBACK_DONE: AtomicBool = AtomicBool::new(false);
+/// The old CPU is inside the migration's hold.
+static MIGRATION_HELD: AtomicBool = AtomicBool::new(false);
+/// How the two holds ended: 1 the other side got there, 2 the deadline (0: not reached).
+static FALLBACK_SAW: AtomicU32 = AtomicU32::new(0);
+static MIGRATION_SAW: AtomicU32 = AtomicU32::new(0);
+
+/// Arms the migration race for thread `i`: its next wake-up that finds the target's mailbox
+/// full waits, before it takes the target CPU's lock, until `i` migrates and its old CPU has
+/// released its lock; that CPU then waits (before it posts `i` to the new CPU) until the
+/// wake-up has queued or skipped it. A thread still named as on the old CPU there is
+/// queued there too, and again on the new one.
+pub(crate) fn arm_migration(i: usize) {
+    FALLBACK_HELD.store(false, Ordering::Relaxed);
+    FALLBACK_DONE.store(false, Ordering::Relaxed);
+    MIGRATION_HELD.store(false, Ordering::Relaxed);
+    FALLBACK_SAW.store(0, Ordering::Relaxed);
+    MIGRATION_SAW.store(0, Ordering::Relaxed);
+    HOLD_MIGRATION.store(i as u32 + 1, Ordering::Relaxed);
+    HOLD_FALLBACK.store(i as u32 + 1, Ordering::Release);
+}
+
+/// Whether the armed wake-up is inside its hold (or was: until the next `arm_migration`).
+pub(crate) fn fallback_held() -> bool {
+    FALLBACK_HELD.load(Ordering::Acquire)
+}
+
+/// How the two holds ended: (the wake-up's, the migration's); see [`FALLBACK_SAW`].
+pub(crate) fn migration_result() -> (u32, u32) {
+    (
+        FALLBACK_SAW.load(Ordering::Acquire),
+        MIGRATION_SAW.load(Ordering::Acquire),
+    )
+}
+
+/// A wake-up of `i` through a full mailbox, before the target's lock: holds if armed for
+/// `i` (until the migration's hold is reached). Returns whether it held.
+#[inline(always)]
+pub(super) fn before_fallback_lock(i: usize) -> bool {
+    claim(&HOLD_FALLBACK, i) && {
+        hold_fallback();
+        true
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn hold_fallback() {
+    FALLBACK_HELD.store(true, Ordering::Release);
+    FALLBACK_SAW.store(
+        hold(|| MIGRATION_HELD.load(Ordering::Acquire)),
+        Ordering::Release,
+    );
+}
+
+/// The held wake-up is done (its enqueue made or skipped, the lock released).
+#[inline(always)]
+pub(super) fn fallback_done(held: bool) {
+    if held {
+        FALLBACK_DONE.store(true, Ordering::Release);
+    }
+}
+
+/// The migration of `i`, after its old CPU's unlock: holds if armed for `i`, until the held
+/// wake-up is done.
+#[inline(always)]
+pub(super) fn migration_after_unlock(i: usize) {
+    if claim(&HOLD_MIGRATION, i) {
+        hold_migration();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn hold_migration() {
+    MIGRATION_HELD.store(true, Ordering::Release);
+    MIGRATION_SAW.store(
+        hold(|| FALLBACK_DONE.load(Ordering::Acquire)),
+        Ordering::Release,
+    );
+}

@@ -77,6 +77,7 @@ mod bench;
 mod tests;
 mod tests_claim;
 mod tests_locks;
+mod tests_migrate;
 mod tests_reap;
 
 pub use cpu::{

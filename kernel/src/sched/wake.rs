@@ -54,6 +54,8 @@ pub(super) fn post_wake(target: &CpuSched, i: usize) {
             // that is still the target's current one (woken between marking itself blocked
             // and switching out) is not queued — its own `schedule` keeps it running, as it
             // is Ready; nor is one already queued, or no longer Ready on that CPU.
+            #[cfg(debug_assertions)]
+            let held = super::inject::before_fallback_lock(i);
             target.lock();
             let t = tcb(i);
             if target.current.load(Ordering::Relaxed) != i as u32
@@ -65,6 +67,8 @@ pub(super) fn post_wake(target: &CpuSched, i: usize) {
                 target.enqueue_locked(i);
             }
             target.unlock();
+            #[cfg(debug_assertions)]
+            super::inject::fallback_done(held);
             ring(target);
         }
     }
