@@ -29,7 +29,7 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
-    "mm.stack_without_a_page_table_gives_its_frame_back",
+    "mm.oom_kernel_stack_gives_its_frame_back",
     stack_without_table
 );
 
