@@ -53,7 +53,7 @@
 //! The code is position-independent and uses no kernel-only instruction, so it also runs in
 //! user space on the host (the tests and the native bench switch between heap stacks).
 
-use core::arch::{asm, naked_asm};
+use core::arch::naked_asm;
 
 /// What a switched-out stack holds at its saved stack pointer (lowest address first).
 #[repr(C)]
@@ -112,33 +112,39 @@ pub unsafe fn switch(from: *mut u64, to: u64) {
     // contexts may change is declared clobbered (r12-r15 and, by `clobber_abi`, the
     // caller-saved ones). The block uses the stack: without `nostack`, the compiler keeps
     // nothing in the red zone below rsp across it (the host has one; the kernel target none).
-    unsafe {
-        asm!(
-            switch_asm!(),
-            stack = sym switch_stack,
-            in("rdi") from,
-            in("rsi") to,
+    unsafe { switch_block!(from, to) }
+}
+
+/// [`switch`]'s block, whose pushes make the [`SwitchFrame`] (rbp first, then rbx, then the
+/// return address of the call of [`switch_stack`]), with its operands and clobbers; the
+/// optional instructions before and after it (`switch_block!(from, to; "mov ..."; "...")`)
+/// are for the host tests, which run the same block with known values in rbx and rbp to
+/// check the frame's layout. Everything else calls [`switch`]. Expands to an `asm!` (use it
+/// inside `unsafe`, with `switch`'s contract).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! switch_block {
+    ($from:expr, $to:expr $(; $($before:literal),* ; $($after:literal),*)?) => {
+        core::arch::asm!(
+            $($($before,)*)?
+            "push rbp",
+            "push rbx",
+            "call {stack}",
+            "pop rbx",
+            "pop rbp",
+            $($($after,)*)?
+            stack = sym $crate::context::switch_stack,
+            in("rdi") $from,
+            in("rsi") $to,
             out("r12") _,
             out("r13") _,
             out("r14") _,
             out("r15") _,
             clobber_abi("sysv64"),
-        );
-    }
-}
-
-/// The text of [`switch`]'s block, whose pushes make the [`SwitchFrame`] (rbp first, then
-/// rbx, then the return address of the call of `{stack}`, [`switch_stack`]). Exported for
-/// the host tests, which run the same text with known values in rbx and rbp to check the
-/// frame's layout; everything else calls [`switch`].
-#[doc(hidden)]
-#[macro_export]
-macro_rules! switch_asm {
-    () => {
-        "push rbp\npush rbx\ncall {stack}\npop rbx\npop rbp"
+        )
     };
 }
-pub use switch_asm;
+pub use switch_block;
 
 /// The stack-pointer trade under [`switch`]: stores the stack pointer (at the return address
 /// of this call) into `*from`, loads `to` and returns into the context saved there.

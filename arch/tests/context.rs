@@ -3,10 +3,10 @@
 //! trampoline): green code records what it saw in the shared `Shared` block, and the main
 //! context asserts.
 
-use core::arch::{asm, naked_asm};
+use core::arch::naked_asm;
 use exo_arch::context::{
     FRAME_SIZE, INIT_STACK_BYTES, OFF_ARG, SwitchFrame, enter, init_stack, init_stack_in,
-    saved_frame, switch, switch_stack,
+    saved_frame, switch,
 };
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -301,7 +301,7 @@ fn enter_abandons_the_current_context() {
     drop((a, b));
 }
 
-/// Switches out through `switch`'s own block (`switch_asm!`) with `rbx = 0x5EED` and
+/// Switches out through `switch`'s own block (`switch_block!`) with `rbx = 0x5EED` and
 /// `rbp = !0x5EED`, and back.
 ///
 /// # Safety
@@ -312,24 +312,9 @@ unsafe fn switch_with_marked_frame(from: *mut u64, to: u64) {
     // hold known values inside it; the block is `switch`'s, with its operands and clobbers.
     // The caller upholds `switch`'s contract for `from` and `to`.
     unsafe {
-        asm!(
-            "push rbx",
-            "push rbp",
-            "mov rbx, 0x5EED",
-            "mov rbp, rbx",
-            "not rbp",
-            exo_arch::context::switch_asm!(),
-            "pop rbp",
-            "pop rbx",
-            stack = sym switch_stack,
-            in("rdi") from,
-            in("rsi") to,
-            out("r12") _,
-            out("r13") _,
-            out("r14") _,
-            out("r15") _,
-            clobber_abi("sysv64"),
-        );
+        exo_arch::context::switch_block!(from, to;
+            "push rbx", "push rbp", "mov rbx, 0x5EED", "mov rbp, rbx", "not rbp";
+            "pop rbp", "pop rbx")
     }
 }
 
