@@ -31,11 +31,11 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::fpu::FpuInfo;
 
 const NONE: u32 = u32::MAX;
-/// `CpuFpu::last` of a CPU whose registers hold the state of a thread that ended ([`release`]):
-/// nobody's to keep, but not clean either (the thread's index may already name a new thread),
-/// so the next user thread without FPU state gets them reset, as after another thread's.
-/// Until 2026-12-04 `release` wrote `NONE` there, and a user thread started next on that CPU
-/// entered ring 3 with the ended thread's registers behind TS (LazyFP).
+/// `CpuFpu::last` of a CPU whose registers hold the state of a thread that ended on another
+/// CPU ([`release`]): nobody's to keep, but not clean either (the thread's index may already
+/// name a new thread), so the next user thread without FPU state gets them reset, as after
+/// another thread's. Until 2026-12-04 `release` wrote `NONE` there, and a user thread started
+/// next on such a CPU entered ring 3 with the ended thread's registers behind TS (LazyFP).
 const DEAD: u32 = u32::MAX - 1;
 
 static INFO: spin::Once<FpuInfo> = spin::Once::new();
@@ -286,20 +286,34 @@ pub fn device_not_available() -> NmOutcome {
 }
 
 /// A thread ended: forget it everywhere and free its area (called by the scheduler after the
-/// thread's last switch-out). The CPUs that name it `last` keep its registers: they become
-/// [`DEAD`], reset before the next user thread without state runs there.
+/// thread's last switch-out, on that CPU, interrupts off: the reaper runs in the switch's
+/// tail). If this CPU's registers hold its state they are reset now (eager switching), so
+/// no other thread, and no later switch's hook, has to care; a CPU it was last saved from
+/// before, whose registers cannot be reset from here, is marked [`DEAD`] instead (reset
+/// before the next user thread without state runs there). Until 2026-12-04 both were marked
+/// as holding nobody's state (LazyFP); for a few hours that day this CPU was marked `DEAD`
+/// too, which kept every later kernel-thread switch there off the hook's fast path
+/// (icount `ipc.rtt.64.kthread` +35 in the full bench run).
 pub fn release(i: usize, area: &AtomicU64) {
-    // The CPU it was last saved from and this one (its last switch-out) may name it `last`
-    // (another CPU it ran on before may too: `became_user` and `switch_out` check the CPU
-    // its state was saved from before they trust a match).
     let saved_on = crate::sched::fpu_saved_on(i).swap(NONE, Ordering::Relaxed);
     let here = exo_percpu::cpu_id_hint().0;
-    for cpu in [saved_on, here] {
-        if let Some(c) = cpu_fpu(cpu) {
-            let _ = c
-                .last
-                .compare_exchange(i as u32, DEAD, Ordering::Relaxed, Ordering::Relaxed);
+    let eager = EAGER.load(Ordering::Relaxed);
+    if let Some(c) = cpu_fpu(here)
+        && c.last.load(Ordering::Relaxed) == i as u32
+    {
+        match INFO.get() {
+            Some(info) if eager => scrub(c, info, c.ts_clear.load(Ordering::Relaxed)),
+            // Lazy switching leaves registers to the next #NM (the module header).
+            _ => c.last.store(NONE, Ordering::Relaxed),
         }
+    }
+    if saved_on != here
+        && let Some(c) = cpu_fpu(saved_on)
+    {
+        let mark = if eager { DEAD } else { NONE };
+        let _ = c
+            .last
+            .compare_exchange(i as u32, mark, Ordering::Relaxed, Ordering::Relaxed);
     }
     let a = area.swap(0, Ordering::Relaxed);
     if a != 0
