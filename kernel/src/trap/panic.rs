@@ -124,7 +124,7 @@ fn wait_stopped(me: u32) {
 }
 
 /// One line per other online CPU: `STOPPED,<cpu>,rip,<rip>,ring,<0|3>,if,<0|1>,isr,<v>,irr,<v>`
-/// where the stop-all NMI interrupted it (and its APIC's highest in-service and pending vector), or `STOPPED,<cpu>,no answer` (bounded wait, lock-free).
+/// where the stop-all NMI interrupted it (and its APIC's highest in-service and pending vector), or `STOPPED,<cpu>,no answer` (after [`wait_stopped`]'s bounded wait; lock-free).
 fn report_stopped(me: u32) {
     for b in crate::smp::cpus::online().filter(|b| b.hot.cpu_id != me) {
         let id = b.hot.cpu_id;
