@@ -26,16 +26,14 @@ mod forced {
     use crate::harness::{SKIP, TestResult, check, join_all, ncpus, wait_for};
     use crate::sched::{self, Builder, CpuSet, Tid, inject};
     use alloc::format;
-    use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use core::sync::atomic::{AtomicBool, Ordering};
     use exo_arch::tsc::rdtsc;
 
     /// T has marked itself blocked (it waits for the held wake-up inside its check).
     static BLOCKING: AtomicBool = AtomicBool::new(false);
-    /// Whether T was found on A's run queue once it ran on B (1: yes, 0: no, 2: not looked).
-    static QUEUED_ON_A: AtomicU32 = AtomicU32::new(2);
 
     /// T on A (`a`), to move to B (`b`, the high half of the argument): 0 when it ended on B
-    /// and was not queued on A meanwhile.
+    /// and was not queued on A meanwhile, 5 when it was found on A's run queue.
     fn migrant(arg: u64) -> u64 {
         let (a, b) = (arg as u32, (arg >> 32) as u32);
         let Some(me) = sched::current() else { return 1 };
@@ -59,9 +57,7 @@ mod forced {
         if sched::this_cpu() != b {
             return 4;
         }
-        let on_a = crate::sched::cpu::queued_on(a, me);
-        QUEUED_ON_A.store(u32::from(on_a), Ordering::Release);
-        u64::from(on_a) * 5
+        u64::from(crate::sched::cpu::queued_on(a, me)) * 5
     }
 
     /// On B: once T is blocking, wakes it with every mailbox full (the wake-up is held).
@@ -82,7 +78,6 @@ mod forced {
         }
         let (a, b) = (ncpus() - 1, 0);
         BLOCKING.store(false, Ordering::Release);
-        QUEUED_ON_A.store(2, Ordering::Release);
         let spawn = |f: fn(u64) -> u64, cpu: u32, arg: u64| {
             Builder::new()
                 .pin(cpu)
@@ -93,7 +88,7 @@ mod forced {
         let w = spawn(waker, b, t.raw())?;
         let codes = join_all(&[t, w], 30_000)?;
         let (held, migrated) = inject::migration_result();
-        check(QUEUED_ON_A.load(Ordering::Acquire) != 1, || {
+        check(codes[0] != 5, || {
             format!(
                 "T ran on CPU {b} while it was queued on CPU {a} too: the held wake-up found it \
                  still named as on CPU {a} after A let its lock go"
