@@ -86,7 +86,8 @@ fn invpcid(kind: u64, pcid: u16, addr: u64) {
         addr,
     };
     // SAFETY: only called with PCID on (so INVPCID exists: `pcid_available`), with a valid
-    // type (0 one address, 1 one context); invalidating TLB entries never breaks memory safety.
+    // type (0 one address, 1 one context, 3 every context but global translations);
+    // invalidating TLB entries never breaks memory safety.
     unsafe {
         asm!("invpcid {}, [{}]", in(reg) kind, in(reg) &raw const d,
              options(nostack, preserves_flags, readonly));
@@ -103,6 +104,18 @@ pub fn invalidate_pcid_addr(pcid: u16, va: u64) {
 #[inline]
 pub fn invalidate_pcid(pcid: u16) {
     invpcid(1, pcid, 0);
+}
+
+/// Drops every non-global TLB entry and every paging-structure cache entry this CPU holds,
+/// whatever PCID they are tagged with (SDM 4.10.4.1: INVPCID type 3, or without PCIDs a CR3
+/// load, which covers the only PCID). Needed before a freed page-table frame is reused: a
+/// cached upper-level entry may still point at it, even where nothing accesses the range.
+pub fn flush_all_contexts() {
+    if pcid_enabled() {
+        invpcid(3, 0, 0);
+    } else {
+        flush_current();
+    }
 }
 
 /// Flushes the current space's non-global entries (reloads CR3 without keeping them).

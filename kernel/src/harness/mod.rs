@@ -117,12 +117,16 @@ pub fn drain_all() -> Result<(), String> {
 
 /// Free memory in frames, and heap objects handed out, after [`drain_all`]: the buddy's
 /// free frames plus the frames in heap slabs (a slab carved for kernel objects is not a
-/// leak) and in cached thread stacks (kept for reuse).
+/// leak) and in cached thread stacks (kept for reuse). Freed stacks' page tables are
+/// reclaimed first (`smp::tlb::reclaim_kernel_tables`); any still retired count as free.
 pub fn free_frames() -> Result<(u64, u64), String> {
+    crate::smp::tlb::reclaim_kernel_tables();
     drain_all()?;
     let s = crate::mm::kalloc::stats();
     Ok((
-        (s.buddy_free + s.slab_frames) as u64 + sched::cached_stack_frames(),
+        (s.buddy_free + s.slab_frames) as u64
+            + sched::cached_stack_frames()
+            + crate::mm::memory::retired_tables(),
         s.objects_out as u64,
     ))
 }

@@ -118,7 +118,34 @@ pub struct Memory {
     /// The kernel page tables.
     pub tables: PageTables,
     next_stack_slot: u64,
+    /// Freed stacks' page tables not yet given back (see [`RetiredTables`]): the first's
+    /// physical address (0: none), each linked to the next by its first word.
+    retired: u64,
 }
+
+/// Page tables of freed stacks, held until every CPU has dropped what its paging-structure
+/// caches hold of them. A CPU may cache the page-directory entry that pointed at such a
+/// table (SDM 4.10.3) and walk through it (a speculative walk needs no access to the range)
+/// after the entry is cleared; were the frame reused as anything else, its bytes would be
+/// read as page-table entries. Until 2026-12-04 the table went back to the allocator at once
+/// (`free_stack` flushes nothing remotely: no CPU touches a freed stack's range again, which
+/// covers TLB entries but not those caches). Harmless under TCG (QEMU keeps no such cache),
+/// a real-hardware hazard. The layer above (`smp::tlb::reclaim_kernel_tables`) takes the
+/// list, flushes every CPU and gives the frames back ([`release_tables`]).
+///
+/// The link word written into a retired table is a frame address: bit 0 (present) is 0, so
+/// a walk through a stale cached entry finds nothing mapped.
+#[derive(Debug)]
+#[must_use = "retired tables are freed by `release_tables` after every CPU flushed"]
+pub struct RetiredTables {
+    head: u64,
+    /// How many tables the list holds.
+    pub count: u64,
+}
+
+/// Tables waiting in [`Memory::retired`] (read without the lock by the layer above, to
+/// decide when a flush is worth its IPIs).
+static RETIRED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 impl core::fmt::Debug for Memory {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -286,6 +313,7 @@ pub fn init(map: &[MemRegion], nx: bool, keep: &[(u64, u64)]) -> Result<(u64, us
         *m = Some(Memory {
             tables,
             next_stack_slot: 0,
+            retired: 0,
         })
     });
     Ok((usable, handed))
@@ -298,7 +326,8 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
         // Each slot: guard page + up to 255 stack pages, 2 MiB apart so that every stack has
         // its own page table (freed with the stack). Slots are never reused: other CPUs may
         // still cache translations of a freed stack (no shootdown), harmless only because
-        // nothing maps that range again. The region holds 2^25 slots.
+        // nothing maps that range again (its page table waits for a flush of every CPU:
+        // `RetiredTables`). The region holds 2^25 slots.
         let pages = pages.clamp(1, 255);
         let slot = STACK_REGION + m.next_stack_slot * SLOT;
         m.next_stack_slot += 1;
@@ -335,15 +364,56 @@ fn unmap_range(m: &mut Memory, bottom: u64, pages: u64) {
         if let Some((f, table)) = m.tables.unmap_4k(bottom + i * PAGE) {
             crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(f));
             if let Some(t) = table {
-                crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(t));
+                // Emptied, unlinked from its directory: retired, not freed (see
+                // `RetiredTables`).
+                sys::copy_to_phys(t, &m.retired.to_le_bytes());
+                m.retired = t;
+                RETIRED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             }
         }
     }
 }
 
-/// Unmaps a stack from [`alloc_stack`] and gives its frames and its page table back. The
-/// caller guarantees no CPU runs on it or will touch it again; its address range is never
-/// mapped again (see `alloc_stack`).
+/// Stack page tables retired and not yet given back (a relaxed read: a hint for when to
+/// reclaim them).
+#[inline]
+pub fn retired_tables() -> u64 {
+    RETIRED.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Takes every retired stack page table. The caller makes every CPU drop its paging-structure
+/// caches *after* this returns (the tables were unlinked before), then hands the list to
+/// [`release_tables`]; tables retired meanwhile wait for the next round.
+pub fn take_retired_tables() -> RetiredTables {
+    with_memory(|guard| {
+        let Some(m) = guard.as_mut() else {
+            return RetiredTables { head: 0, count: 0 };
+        };
+        let head = core::mem::replace(&mut m.retired, 0);
+        let count = RETIRED.swap(0, core::sync::atomic::Ordering::Relaxed);
+        RetiredTables { head, count }
+    })
+}
+
+/// Gives retired tables back to the allocator; returns how many. Call only once every CPU
+/// has flushed after [`take_retired_tables`].
+pub fn release_tables(r: RetiredTables) -> u64 {
+    let mut next = r.head;
+    let mut n = 0;
+    while next != 0 {
+        let mut link = [0u8; 8];
+        sys::copy_from_phys(next, &mut link);
+        crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(next));
+        next = u64::from_le_bytes(link);
+        n += 1;
+    }
+    debug_assert_eq!(n, r.count, "retired page-table list and its count disagree");
+    n
+}
+
+/// Unmaps a stack from [`alloc_stack`] and gives its frames back; its page table is retired
+/// (see [`RetiredTables`]). The caller guarantees no CPU runs on it or will touch it again;
+/// its address range is never mapped again (see `alloc_stack`).
 pub fn free_stack(s: Stack) {
     with_memory(|guard| {
         if let Some(m) = guard.as_mut() {

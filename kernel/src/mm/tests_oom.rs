@@ -178,7 +178,8 @@ fn burst_member(_: u64) -> u64 {
 
 /// Defect 9: the global stack pool kept every stack a burst of threads ever needed. Now at
 /// most the per-CPU cache and `STACK_POOL_CAP` stacks stay; the rest are unmapped and their
-/// frames (and page tables) go back to the buddy. 400 threads alive at once, all on CPU 0,
+/// frames go back to the buddy, their page tables once the next spawn has made every CPU
+/// flush (`reclaimed_by_a_spawn`). 400 threads alive at once, all on CPU 0,
 /// then they exit there: the free frames must come back to within what the caches may keep.
 fn stack_burst(_: &BootState) -> TestResult {
     let free = sched::MAX_THREADS.saturating_sub(sched::live_threads() + 16);
@@ -214,6 +215,7 @@ fn stack_burst(_: &BootState) -> TestResult {
         sched::wake(t);
     }
     let codes = join_all(&tids, 60_000)?;
+    reclaimed_by_a_spawn(n)?;
     drain_all()?;
     let after = crate::mm::kalloc::stats().buddy_free;
     let (here, pool) = sched::cached_stacks();
@@ -229,6 +231,56 @@ fn stack_burst(_: &BootState) -> TestResult {
         return Err(format!(
             "{} frames not given back after {n} threads ({here} stacks cached here, {pool} in the pool; may keep {may_keep} frames)",
             before - after
+        ));
+    }
+    Ok(())
+}
+
+fn nothing(_: u64) -> u64 {
+    0
+}
+
+/// After a burst of `n` thread ends: the freed stacks' page tables wait (retired, not freed:
+/// another CPU's paging-structure caches may still point at them), and the next spawn
+/// makes every online CPU flush and gives them back.
+fn reclaimed_by_a_spawn(n: usize) -> TestResult {
+    use crate::mm::memory::retired_tables;
+    use crate::smp::tlb::{RECLAIM_AT, TABLE_RECLAIMS};
+    // At least this many stacks did not fit in the caches and were freed.
+    let freed = (n - sched::STACK_CACHE - sched::STACK_POOL_CAP) as u64;
+    let retired = retired_tables();
+    if retired < freed.min(RECLAIM_AT) {
+        return Err(format!(
+            "{retired} page tables retired after {freed} or more stacks were freed: freed at once?"
+        ));
+    }
+    let flushes = || -> Vec<u64> {
+        crate::smp::cpus::online()
+            .map(|b| b.ext.tlb_flushes.load(Ordering::Relaxed))
+            .collect()
+    };
+    let (before, reclaims) = (flushes(), TABLE_RECLAIMS.load(Ordering::Relaxed));
+    let t = Builder::new()
+        .spawn(nothing, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    join_all(&[t], 10_000)?;
+    if TABLE_RECLAIMS.load(Ordering::Relaxed) == reclaims {
+        return Err(format!(
+            "{retired} retired page tables and the next spawn reclaimed none"
+        ));
+    }
+    if retired_tables() >= RECLAIM_AT {
+        return Err(format!("{} page tables still retired", retired_tables()));
+    }
+    // Every online CPU but the initiator (it flushes itself, uncounted) answered.
+    let quiet = before
+        .iter()
+        .zip(flushes())
+        .filter(|&(&b, a)| a == b)
+        .count();
+    if quiet > 1 {
+        return Err(format!(
+            "{quiet} CPUs did not flush before the page tables were freed"
         ));
     }
     Ok(())

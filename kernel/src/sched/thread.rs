@@ -402,6 +402,11 @@ impl Builder {
         arg: u64,
         before: impl FnOnce(Tid),
     ) -> Result<Tid, SchedError> {
+        // Freed stacks' page tables wait for a flush of every CPU (`memory::RetiredTables`);
+        // a spawn, with interrupts on and nothing held, is where they are reclaimed.
+        if memory::retired_tables() >= crate::smp::tlb::RECLAIM_AT {
+            crate::smp::tlb::reclaim_kernel_tables();
+        }
         let g = IrqGuard::new();
         let (tid, target) = self.create(f, arg)?;
         let here = this_sched().ok_or(SchedError::NotRunning)?;

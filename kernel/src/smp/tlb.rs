@@ -56,6 +56,21 @@ pub struct Request {
     pub pages: u64,
     /// Also make a target running this space switch to `kernel_root` (the space is dying).
     pub evict: bool,
+    /// Kernel page tables were freed: drop every paging-structure cache entry and every
+    /// non-global TLB entry of every PCID (the other fields are ignored).
+    pub tables: bool,
+}
+
+impl Request {
+    /// The request of [`reclaim_kernel_tables`].
+    const TABLES: Request = Request {
+        root: 0,
+        pcid: 0,
+        start: 0,
+        pages: 0,
+        evict: false,
+        tables: true,
+    };
 }
 
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
@@ -76,6 +91,10 @@ pub fn set_kernel_root(root: u64) {
 
 /// Invalidates `r` on this CPU.
 fn apply(r: &Request) {
+    if r.tables {
+        tlb::flush_all_contexts();
+        return;
+    }
     let running = tlb::current_root() == r.root;
     if r.evict && running {
         // The dying space is never entered again; the kernel tables share its kernel half.
@@ -103,6 +122,35 @@ fn apply(r: &Request) {
 /// Invalidates `r` on this CPU and on every other online CPU of `cpus`, and returns when all
 /// have done it. Call with interrupts enabled (targets may be initiating too).
 pub fn shootdown(cpus: &AtomicMask<'_>, r: Request) {
+    shootdown_to(|| cpus.iter(), r);
+}
+
+/// Kernel stack page tables retired (`memory::retired_tables`) before a spawn reclaims them.
+/// Stacks are freed only when the scheduler's caches overflow, so this is reached after a
+/// burst of thread ends; a reclaim costs one IPI per online CPU.
+pub const RECLAIM_AT: u64 = 16;
+
+/// Makes every online CPU drop its paging-structure caches, then gives the retired kernel
+/// stack page tables back to the allocator (see `memory::RetiredTables`). Returns how many.
+/// Does nothing with interrupts off (the tables wait for the next call). The scheduler calls
+/// this before a spawn once [`RECLAIM_AT`] tables wait.
+pub fn reclaim_kernel_tables() -> u64 {
+    if !exo_arch::cpu::interrupts_enabled() {
+        return 0;
+    }
+    let r = crate::mm::memory::take_retired_tables();
+    if r.count == 0 {
+        return crate::mm::memory::release_tables(r);
+    }
+    shootdown_to(|| 0..cpus::capacity() as u32, Request::TABLES);
+    TABLE_RECLAIMS.fetch_add(1, Ordering::Relaxed);
+    crate::mm::memory::release_tables(r)
+}
+
+/// Reclaims of kernel page tables carried out, for tests and reports.
+pub static TABLE_RECLAIMS: AtomicU64 = AtomicU64::new(0);
+
+fn shootdown_to<I: Iterator<Item = u32>>(cpus: impl Fn() -> I, r: Request) {
     debug_assert!(
         exo_arch::cpu::interrupts_enabled(),
         "TLB shootdown with interrupts off could deadlock"
@@ -112,7 +160,7 @@ pub fn shootdown(cpus: &AtomicMask<'_>, r: Request) {
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
     ROOT.store(r.root, Ordering::Relaxed);
     PCID_EVICT.store(
-        u64::from(r.pcid) | (u64::from(r.evict) << 32),
+        u64::from(r.pcid) | (u64::from(r.evict) << 32) | (u64::from(r.tables) << 33),
         Ordering::Relaxed,
     );
     START.store(r.start, Ordering::Relaxed);
@@ -122,7 +170,7 @@ pub fn shootdown(cpus: &AtomicMask<'_>, r: Request) {
     // order earlier stores.
     core::sync::atomic::fence(Ordering::SeqCst);
     let me = exo_percpu::cpu_id_hint().0;
-    for c in cpus.iter().filter(|&c| c != me) {
+    for c in cpus().filter(|&c| c != me) {
         if let Some(b) = cpus::get(CpuId(c)).filter(|b| b.ext.online.load(Ordering::Acquire)) {
             b.ext.tlb_req.store(generation, Ordering::Relaxed);
             let _ = apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_TLB));
@@ -131,7 +179,7 @@ pub fn shootdown(cpus: &AtomicMask<'_>, r: Request) {
     apply(&r);
     let limit = deadline_ms();
     let deadline = crate::smp::time::Deadline::after_ms(limit);
-    for c in cpus.iter().filter(|&c| c != me) {
+    for c in cpus().filter(|&c| c != me) {
         // Only the CPUs this request was sent to: the mask is live, and a CPU that marked
         // itself after the IPIs went out loaded the space after the change (its CR3 load
         // reads the new tables) and got no IPI to answer. Waiting for it hung the
@@ -163,7 +211,8 @@ pub fn handle_ipi() {
         pcid: (pe & 0xFFF) as u16,
         start: START.load(Ordering::Relaxed),
         pages: PAGES.load(Ordering::Relaxed),
-        evict: pe >> 32 != 0,
+        evict: pe >> 32 & 1 != 0,
+        tables: pe >> 33 & 1 != 0,
     };
     apply(&r);
     if let Some(b) = cpus::get(exo_percpu::cpu_id_hint()) {

@@ -473,6 +473,7 @@ impl AddressSpace {
                 start: va,
                 pages,
                 evict: false,
+                tables: false,
             },
         );
     }
@@ -491,6 +492,7 @@ impl Drop for AddressSpace {
                     start: 0,
                     pages: 0,
                     evict: true,
+                    tables: false,
                 },
             );
         }
