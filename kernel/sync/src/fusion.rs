@@ -123,6 +123,10 @@ impl<const N: usize, const W: usize> Default for Ring<N, W> {
 impl<const N: usize, const W: usize> Ring<N, W> {
     /// An empty ring.
     pub fn new() -> Self {
+        // With one slot, "full at position p" (sequence p + 1) and "free for p + 1" are the
+        // same sequence: the second push would overwrite the first (found by a loom model
+        // of 2026-12-04 that tried one-slot rings).
+        const { assert!(N >= 2, "a ring needs two slots or more") };
         Ring {
             slots: core::array::from_fn(|i| Slot {
                 seq: AtomicU64::new(i as u64),
@@ -154,6 +158,12 @@ impl<const N: usize, const W: usize> Ring<N, W> {
         s.seq.store(h + 1, Ordering::Release);
         self.head.store(h + 1, Ordering::Relaxed);
         Some(h)
+    }
+
+    /// Whether every slot holds a message not taken yet (producer only).
+    pub fn full(&self) -> bool {
+        let h = self.head.load(Ordering::Relaxed);
+        self.slots[h as usize % N].seq.load(Ordering::Acquire) != h
     }
 
     /// Whether a message waits (consumer only).
@@ -449,17 +459,39 @@ fn ended(s: &impl Sched, closed: &AtomicBool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Pushes `m` into `ring` with `tag` ([`Ring::push_tagged`]), waiting (bounded by
-/// `deadline`, ended by `closed`) while it is full; returns the message's position.
+/// A producer's push into `ring` ([`Ring::push_tagged`] with `tag`): the message's
+/// position. While the ring is full it polls [`Sched::SPINS`] times, then parks the way a
+/// consumer does (its mark in `parked`, its own parked word, checked again after it is
+/// marked blocked: mark there, ring still full, channel open) until the consumer's kick
+/// after a pop, `deadline` (`TimedOut`) or the end (`Closed`, `PeerGone`). `make_room` runs
+/// before each look (the client discards stale replies there). Until 2026-12-04 this
+/// polled to the deadline: a server with no deadline held the CPU while the reply ring
+/// stayed full and the client was idle.
+#[allow(clippy::too_many_arguments)]
 fn push_until<S: Sched, const N: usize, const W: usize>(
     s: &S,
     ring: &Ring<N, W>,
     m: &Words<W>,
     tag: Option<u64>,
+    parked: &AtomicU64,
     closed: &AtomicBool,
     deadline: u64,
+    mut make_room: impl FnMut(),
 ) -> Result<u64, Error> {
+    if let Some(pos) = ring.push_tagged(m, tag) {
+        return Ok(pos);
+    }
+    for _ in 0..S::SPINS {
+        make_room();
+        if let Some(pos) = ring.push_tagged(m, tag) {
+            return Ok(pos);
+        }
+        ended(s, closed)?;
+        s.relax();
+    }
+    let mark = s.mark().ok_or(Error::NotAThread)?;
     loop {
+        make_room();
         if let Some(pos) = ring.push_tagged(m, tag) {
             return Ok(pos);
         }
@@ -467,7 +499,12 @@ fn push_until<S: Sched, const N: usize, const W: usize>(
         if s.now() >= deadline {
             return Err(Error::TimedOut);
         }
-        s.relax();
+        parked.store(mark, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        s.block_until(deadline, || {
+            parked.load(Ordering::SeqCst) == mark && ring.full() && !closed.load(Ordering::Acquire)
+        });
+        parked.store(0, Ordering::SeqCst);
     }
 }
 
@@ -529,8 +566,19 @@ impl<const N: usize, const W: usize> Rings<N, W> {
             return Err(Error::Closed);
         }
         // The reply to this request carries its position (its tag), whatever the replies
-        // before it became.
-        let pos = push_until(s, &self.req, m, None, &self.closed, deadline)?;
+        // before it became. While the request ring is full, the server's kick after its
+        // next reply wakes this side; replies waiting meanwhile answer calls that timed
+        // out (none is in flight) and are discarded, which may be what lets the server on.
+        let pos = push_until(
+            s,
+            &self.req,
+            m,
+            None,
+            &self.client_parked,
+            &self.closed,
+            deadline,
+            || self.discard_stale(s),
+        )?;
         self.kick(s, &self.server_parked);
         loop {
             let (at, r) = self.client().wait_pop(s, deadline)?;
@@ -538,6 +586,21 @@ impl<const N: usize, const W: usize> Rings<N, W> {
                 return Ok(r);
             }
             self.stale.fetch_add(1, Ordering::Relaxed);
+            // The ring had room for one more reply: a server waiting for it parks.
+            self.kick(s, &self.server_parked);
+        }
+    }
+
+    /// Discards every reply waiting (the client's, with no call in flight: they answer
+    /// calls that timed out), waking a server that waits for room.
+    fn discard_stale(&self, s: &impl Sched) {
+        let mut any = false;
+        while self.rep.pop().is_some() {
+            self.stale.fetch_add(1, Ordering::Relaxed);
+            any = true;
+        }
+        if any {
+            self.kick(s, &self.server_parked);
         }
     }
 
@@ -557,13 +620,23 @@ impl<const N: usize, const W: usize> Rings<N, W> {
                 Some(r) => (r, false),
                 None => (m, true),
             };
-            // Full only while the client has stopped calling after calls that timed out
-            // (its next call drains the stale replies): bounded by the deadline and close.
-            // A reply given up here is lost, and only it: each reply carries the position
-            // of its request (`at`), so later calls still find their own. Until 2026-12-04
-            // the client matched a reply's own ring position, and one lost reply made every
-            // later call time out.
-            if let Err(e) = push_until(s, &self.rep, &r, Some(at), &self.closed, deadline) {
+            // Full only while the client has stopped calling after calls that timed out:
+            // this side parks until the client's next call takes a stale reply (its kick),
+            // bounded by the deadline and close. A reply given up here is lost, and only
+            // it: each reply carries the position of its request (`at`), so later calls
+            // still find their own. Until 2026-12-04 the client matched a reply's own ring
+            // position, and one lost reply made every later call time out.
+            let pushed = push_until(
+                s,
+                &self.rep,
+                &r,
+                Some(at),
+                &self.server_parked,
+                &self.closed,
+                deadline,
+                || {},
+            );
+            if let Err(e) = pushed {
                 self.lost.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }

@@ -10,7 +10,7 @@
 //! skip interleavings depending on it, see `exo-sched`'s mailbox models).
 //!
 //! Preemption bounds keep the set near 25 s (two calls: 4; three calls: 3; the futex
-//! model: 4; a peer's end: 3). `relax` is a loom yield, and the poll calls it only between
+//! model: 4; a peer's end: 3; both rings full: 3, about 10 s more). `relax` is a loom yield, and the poll calls it only between
 //! two looks at the ring: a yield right before a park handed the peer a free turn there,
 //! and the ABA's interleaving (the peer's late kick between a side's re-check and its next
 //! park) was then never run.
@@ -214,6 +214,50 @@ fn fusion_close_wakes_the_server() {
             };
             let (got, ()) = spawn_pair(server_first, server, closer);
             assert_eq!(got, Err(Error::Closed));
+        });
+    }
+}
+
+/// Both waits for room: with two slots per ring, two first calls that time out leave their
+/// requests, then their replies, in the rings, so the client's third request may find the
+/// request ring full (it parks until the server's kick after a reply) and the server's
+/// third answer the reply ring full (it parks until the client's kick after it discards a
+/// stale reply). The third call must still be answered, in every interleaving: a lost
+/// wake-up on either wait is a deadlock here. Both parks were seen in the model's runs
+/// (traced once, 2026-12-04).
+#[test]
+fn fusion_full_rings_park_and_wake() {
+    for client_first in [true, false] {
+        builder(3).check(move || {
+            let t = threads();
+            let rings: Arc<Rings<2, 1>> = Arc::new(Rings::new());
+            let client = {
+                let (r, t) = (rings.clone(), t.clone());
+                move || {
+                    let s = Model::<true> { me: 1, t };
+                    let mut timed_out = 0;
+                    for k in 1..=2 {
+                        let got = r.call(&s, &[k], 0);
+                        assert!(
+                            got == Ok([k + 100]) || got == Err(Error::TimedOut),
+                            "{got:?}"
+                        );
+                        timed_out += u64::from(got.is_err());
+                    }
+                    assert_eq!(r.call(&s, &[0], u64::MAX), Ok([0]));
+                    timed_out
+                }
+            };
+            let server = {
+                let (r, t) = (rings.clone(), t.clone());
+                move || {
+                    let s = Model::<true> { me: 2, t };
+                    r.serve(&s, u64::MAX, |m| (m[0] != 0).then_some([m[0] + 100]))
+                }
+            };
+            let (timed_out, served) = spawn_pair(client_first, client, server);
+            assert_eq!(served, Ok(()));
+            assert_eq!(rings.stale(), timed_out);
         });
     }
 }

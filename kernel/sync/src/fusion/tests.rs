@@ -374,3 +374,94 @@ fn a_caller_that_cannot_block() {
         Err(Error::NotAThread)
     );
 }
+
+/// A server whose reply ring is full (four answers to calls that timed out, and a fifth
+/// answer in hand) parks until the client takes a reply, instead of polling to its
+/// deadline; the client's next call wakes it and gets its own answer after the five stale
+/// ones. Until 2026-12-04 the server polled (with no deadline: for ever, holding its CPU),
+/// and this test's wait for it to park failed.
+#[test]
+fn a_server_waits_for_room_parked() {
+    let t = Threads::new(0);
+    let rings: Arc<Rings<4, 1>> = Arc::new(Rings::new());
+    let client = t.host(1);
+    for k in 1..=4 {
+        assert_eq!(
+            rings.call(&client, &[k], 0),
+            Err(Error::TimedOut),
+            "call {k}"
+        );
+    }
+    let (r2, t2) = (rings.clone(), t.clone());
+    let server = std::thread::spawn(move || {
+        let (h, c) = (t2.host(2), t2.host(1));
+        r2.serve(&h, after_s(&h, 60), |m| {
+            if m[0] == 1 {
+                // No reply pushed yet: this call's request joins the others, unanswered.
+                assert_eq!(r2.call(&c, &[5], 0), Err(Error::TimedOut));
+            }
+            (m[0] != 6).then_some([m[0] + 100])
+        })
+    });
+    // Answers 1..4 fill the reply ring; the fifth answer waits for room. The server can
+    // be parked only there (its request ring is empty once it holds the fifth answer).
+    assert!(
+        wait_until(|| rings.server_is_parked()),
+        "the server never parked with the reply ring full: {rings}"
+    );
+    assert_eq!(rings.call(&client, &[6], after_s(&client, 30)), Ok([6]));
+    assert_eq!(rings.stale(), 5);
+    assert_eq!(rings.lost(), 0);
+    assert_eq!(server.join().unwrap(), Ok(()));
+}
+
+/// A client whose request ring is full (the server stuck in one request) parks until the
+/// server's next reply, instead of polling to its deadline; then its call goes through.
+#[test]
+fn a_client_waits_for_room_parked() {
+    let t = Threads::new(0);
+    let rings: Arc<Rings<4, 1>> = Arc::new(Rings::new());
+    let client = t.host(1);
+    let (in_f, gate) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (r2, t2, i2, g2) = (rings.clone(), t.clone(), in_f.clone(), gate.clone());
+    let server = std::thread::spawn(move || {
+        let h = t2.host(2);
+        r2.serve(&h, after_s(&h, 60), |m| {
+            if m[0] == 1 {
+                i2.store(true, Ordering::SeqCst);
+                while !g2.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            (m[0] != 6).then_some([m[0] + 100])
+        })
+    });
+    assert_eq!(rings.call(&client, &[1], 0), Err(Error::TimedOut));
+    assert!(
+        wait_until(|| in_f.load(Ordering::SeqCst)),
+        "request 1 never served"
+    );
+    for k in 2..=5 {
+        assert_eq!(
+            rings.call(&client, &[k], 0),
+            Err(Error::TimedOut),
+            "call {k}"
+        );
+    }
+    let (r3, g3) = (rings.clone(), gate.clone());
+    let opener = std::thread::spawn(move || {
+        let parked = wait_until(|| r3.client_is_parked());
+        g3.store(true, Ordering::SeqCst);
+        parked
+    });
+    assert_eq!(rings.call(&client, &[6], after_s(&client, 30)), Ok([6]));
+    assert!(
+        opener.join().unwrap(),
+        "the client never parked with the request ring full"
+    );
+    assert_eq!(rings.stale(), 5);
+    assert_eq!(server.join().unwrap(), Ok(()));
+}
