@@ -19,7 +19,12 @@
 //!   compares it with this CPU's kernel GS base, found without GS through `sgdt` (it sits
 //!   right after the CPU's GDT, see `gdt.rs`). Equal: nothing to do (even if ring 3 had set
 //!   its own GS base to that value with `wrgsbase`, GS is then already right). Different:
-//!   `swapgs` now and again before `iretq`.
+//!   `swapgs` now and again before `iretq`. A #DB from ring 3 (saved CS RPL 3) then moves
+//!   its frame to the thread's own kernel stack and runs there, as an ordinary exception
+//!   from ring 3 does (Linux does the same): it ends the thread, and a thread's end needs
+//!   interrupts and may be preempted, which a per-CPU IST stack cannot allow. Until
+//!   2026-12-04 that end ran on the IST stack with interrupts off and skipped the shared
+//!   wake of its `set_tid_address` word.
 //! * No exit can fault after its `swapgs`: `sysretq` only gets a canonical user RIP (checked
 //!   first, `syscall.rs`), and every `iretq` to ring 3 returns a frame the CPU itself pushed
 //!   (user CS, SS and a RIP the CPU could fetch from) or the one `enter_user` builds from the
@@ -170,6 +175,23 @@ macro_rules! stubs {
             "swapgs",
             "mov r12d, 1",
             "4:",
+            // A #DB from ring 3 (GS is the kernel's now, whichever way) kills the thread:
+            // its handler continues on the thread's own kernel stack (empty while ring 3
+            // runs; the syscall entry starts there too), where the thread's end may enable
+            // interrupts, be preempted and block. NMI, #DF and #MC (the machine's, not the
+            // thread's) stay on their IST stacks.
+            "cmp qword ptr [rsp + {vector}], 1",
+            "jne 7f",
+            "test byte ptr [rsp + {cs}], 3",
+            "jz 7f",
+            "mov rdi, gs:[{kstack}]",
+            "sub rdi, {frame}",
+            "mov rbx, rdi",
+            "mov rsi, rsp",
+            "mov ecx, {frame} / 8",
+            "rep movsq",
+            "mov rsp, rbx",
+            "7:",
             "cmp byte ptr [rip + {smap}], 0",
             "je 5f",
             "clac",
@@ -186,6 +208,10 @@ macro_rules! stubs {
             "iretq",
             smap = sym crate::usercopy::SMAP_ON,
             kgs = const crate::gdt::GDT_KERNEL_GS_OFFSET,
+            cs = const core::mem::offset_of!(TrapFrame, cs),
+            vector = const core::mem::offset_of!(TrapFrame, vector),
+            frame = const core::mem::size_of::<TrapFrame>(),
+            kstack = const crate::syscall::GS_KSTACK_TOP,
         );
     };
 }

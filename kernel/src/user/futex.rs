@@ -128,8 +128,9 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
 /// `clear_child_tid`): when `addr` is an aligned word the ending thread may write, 0 is
 /// stored there and one waiter woken, private or shared (a futex wait on the word from
 /// another process that maps it). Anything else (unmapped, read-only, misaligned): nothing,
-/// as Linux does. Runs in the ending thread, in its address space. Without `shared` (the
-/// end runs with interrupts off: on an exception stack) only a private waiter is woken:
+/// as Linux does. Runs in the ending thread, in its address space. Without `shared` (an end
+/// with interrupts off, on an exception stack: none since 2026-12-04, see
+/// `task::on_own_stack`) only a private waiter is woken:
 /// the shared key is the word's physical address, read under the tables' lock, which a
 /// holder keeps across a TLB shootdown that needs this CPU's answer.
 pub fn thread_end_word(addr: u64, shared: bool) {

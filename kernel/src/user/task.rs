@@ -324,10 +324,12 @@ pub fn set_tid_address(addr: u64) -> u64 {
     sched::current_uid()
 }
 
-/// Whether the caller runs on the running thread's own kernel stack: not on an exception's
-/// own stack (IST: a #DB or #MC, from ring 3 too). What may be preempted (and resumed
-/// later) must be on it: a thread switched out on a per-CPU IST stack would find it
-/// overwritten by the next such exception on that CPU.
+/// Whether the caller runs on the running thread's own kernel stack, not on an exception's
+/// own stack (IST). What may be preempted (and resumed later) must be on it: a thread
+/// switched out on a per-CPU IST stack would find it overwritten by the next such exception
+/// on that CPU. Every end from ring 3 runs there: a #DB from ring 3, the one IST vector
+/// that kills the thread, moves to the thread's stack in its entry (`exo_arch::trap`,
+/// since 2026-12-04); this stays as the guard of that rule.
 fn on_own_stack() -> bool {
     let probe = 0u8;
     let sp = core::ptr::from_ref(&probe) as u64;
@@ -342,8 +344,9 @@ fn finish(pid: u64, d: Death, why: &str) -> ! {
     // locks whose holders may wait for this CPU's answer to a TLB shootdown (`munmap` holds
     // the tables' lock across one; the shared wake of the end word takes it): spinning for
     // them with interrupts off was a deadlock, seen in the fuzzer at -smp 8 as "TLB
-    // shootdown: CPU 1 did not answer". On an exception's own stack (a #DB or #MC from
-    // ring 3) they stay off, and the end word's shared wake is skipped.
+    // shootdown: CPU 1 did not answer". On an exception's own stack (none reaches here
+    // since a ring-3 #DB moved to the thread's stack) they would stay off, and the end
+    // word's shared wake be skipped.
     let irqs = on_own_stack();
     if irqs {
         exo_arch::cpu::sti();

@@ -90,7 +90,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         arg: 10,
-        name: "fusion rings between processes on two CPUs (shared region, shared futexes): 2000 checked calls with 40 forced futex wake-ups, a held call that times out and its late reply discarded, close wakes the parked server (EPIPE)",
+        name: "fusion rings between processes on two CPUs (shared region, shared futexes): 2000 checked calls with 40 forced futex wake-ups, a held call that times out and its late reply discarded, close wakes the parked server (EPIPE), a server killed (#UD, then #DB) or a client ended wakes the other side (ECONNRESET)",
         expect: |s| s == ExitStatus::Exited(0),
         expect_text: "exit 0",
     },

@@ -13,8 +13,11 @@
 //! 4. a peer that dies: a server process answers one call, then takes the next and, once
 //!    the client sleeps in the kernel, executes `ud2` (killed): the client's call fails with
 //!    `ECONNRESET` (the kernel cleared its word at the server thread's end), not by its
-//!    deadline; then a client process makes one call and exits once this side (serving,
-//!    no deadline needed) sleeps: the serve ends with `ECONNRESET` after that one call.
+//!    deadline; the same with a server killed by a #DB (`icebp`), whose end ran on the
+//!    exception's own stack and skipped that wake-up until 2026-12-04 (the call then ended
+//!    by its 30 s deadline); then a client process makes one call and exits once this side
+//!    (serving, no deadline needed) sleeps: the serve ends with `ECONNRESET` after that
+//!    one call.
 
 use exo_rt::fusion::Channel;
 use exo_rt::{Errno, ExitStatus, IpcMsg};
@@ -25,6 +28,8 @@ pub const FUSION: u64 = 6;
 pub const FUSION_DIE: u64 = 7;
 /// The mode of a client that makes one call and ends (part 4).
 pub const FUSION_CLIENT: u64 = 8;
+/// The mode of a server that dies mid-call by a #DB, `icebp` (part 4).
+pub const FUSION_DIE_DB: u64 = 10;
 /// The request the `FUSION_DIE` server dies holding.
 const LABEL_DIE: u32 = 0x151;
 const CALLS: u64 = 2000;
@@ -78,7 +83,8 @@ pub fn fusion() -> Result<(), &'static str> {
         exo_rt::eprintln!("ipcdemo 10: fusion server ended {end:?}");
         return Err("the fusion server failed its checks");
     }
-    server_dies(other)?;
+    server_dies(other, FUSION_DIE, exo_rt::KillCause::UD)?;
+    server_dies(other, FUSION_DIE_DB, exo_rt::KillCause::DB)?;
     client_ends(other)?;
     exo_rt::println!(
         "ipcdemo 10: a killed server and an ended client each ended the other side's wait"
@@ -92,21 +98,29 @@ fn spawn_role(c: &Channel, mode: u64, cpu: usize) -> Result<usize, &'static str>
     exo_rt::spawn("/ipcdemo", arg).map_err(|_| "spawn of a fusion role")
 }
 
-/// Part 4, the server killed holding a call.
-fn server_dies(other: usize) -> Result<(), &'static str> {
+/// Part 4, the server killed holding a call (role `mode`, killed by `cause`).
+fn server_dies(other: usize, mode: u64, cause: exo_rt::KillCause) -> Result<(), &'static str> {
     let c = Channel::create().map_err(|_| "fusion channel: create failed")?;
-    let pid = spawn_role(&c, FUSION_DIE, other)?;
+    let pid = spawn_role(&c, mode, other)?;
     let q = super::request(0);
     let first = c.call(&q, WAIT);
+    let start = exo_rt::monotonic_nanos();
     let r = c.call(&IpcMsg::new(LABEL_DIE, [0; 8]), WAIT);
+    // The peer's end is seen after the deadline too (the word is cleared either way):
+    // what must not happen is a call that slept until its deadline (the clocks of the
+    // deadline and of this measure differ slightly: half of it, where a wake-up takes
+    // milliseconds).
+    let woken = exo_rt::monotonic_nanos() - start < WAIT / 2;
     let end = exo_rt::wait(pid);
     if first.map(|a| same(&a, &super::answer(&q, 0, 0))) != Ok(true) {
         return Err("the dying fusion server's first answer was wrong");
     }
-    if r != Err(Errno::ECONNRESET) || end != Ok(ExitStatus::Killed(exo_rt::KillCause::UD)) {
-        exo_rt::eprintln!("ipcdemo 10: call to a dying server: {r:?}, server {end:?}");
+    if r != Err(Errno::ECONNRESET) || !woken || end != Ok(ExitStatus::Killed(cause)) {
+        exo_rt::eprintln!(
+            "ipcdemo 10: call to a dying server: {r:?} (woken before its deadline: {woken}), server {end:?}"
+        );
         exo_rt::eprintln!("ipcdemo 10: channel: {}", c.describe());
-        return Err("a fusion call to a killed server did not fail with ECONNRESET");
+        return Err("a fusion call to a killed server was not woken with ECONNRESET");
     }
     Ok(())
 }
@@ -130,9 +144,9 @@ fn client_ends(other: usize) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The roles of part 4: `FUSION_DIE` answers one call, then dies (`ud2`) holding the
-/// next once the client sleeps; `FUSION_CLIENT` makes one checked call, then exits once
-/// the server sleeps. Exit codes: 2..=5 a failed step.
+/// The roles of part 4: `FUSION_DIE` answers one call, then dies (`ud2`; `FUSION_DIE_DB`:
+/// `icebp`) holding the next once the client sleeps; `FUSION_CLIENT` makes one checked
+/// call, then exits once the server sleeps. Exit codes: 2..=5 a failed step.
 pub fn peer_role(arg: u64) -> i32 {
     let cpu = ((arg >> 32) & 0xffff) as usize;
     if exo_rt::pin_to_cpu(cpu).is_err() {
@@ -153,8 +167,13 @@ pub fn peer_role(arg: u64) -> i32 {
             5
         };
     }
+    let by_db = (arg >> 48) & 0xff == FUSION_DIE_DB;
     let r = c.serve(WAIT, |m| {
         if m.label == LABEL_DIE && wait_until(|| c.client_asleep()) {
+            if by_db {
+                // SAFETY: the point: the server's process is killed (#DB) holding the call.
+                unsafe { core::arch::asm!(".byte 0xf1") };
+            }
             // SAFETY: the point: the server's process is killed holding the call.
             unsafe { core::arch::asm!("ud2") };
         }

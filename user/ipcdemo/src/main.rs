@@ -10,8 +10,8 @@
 //! client by its answer to a `PROBE` call whether it took the call (`late_server`);
 //! `ZC` serves the zero-copy cases (`zc.rs`) and `NAMED` (`arg = ROLE << 56 | NAMED << 48 |
 //! name server handle`) registers its own endpoint as `"echo"` and serves echo calls
-//! (`named.rs`); `FUSION`, `FUSION_DIE` and `FUSION_CLIENT` are the peers of case 10's
-//! fusion channels (`fusion.rs`); `KILLED` is a kernel test's process, killed while it
+//! (`named.rs`); `FUSION`, `FUSION_DIE`, `FUSION_DIE_DB` and `FUSION_CLIENT` are the peers
+//! of case 10's fusion channels (`fusion.rs`); `KILLED` is a kernel test's process, killed while it
 //! waits inside an IPC call (`killed.rs`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -57,7 +57,7 @@ fn run(arg: u64) -> i32 {
     if arg >> 56 == ROLE
         && matches!(
             (arg >> 48) & 0xff,
-            fusion::FUSION_DIE | fusion::FUSION_CLIENT
+            fusion::FUSION_DIE | fusion::FUSION_DIE_DB | fusion::FUSION_CLIENT
         )
     {
         return fusion::peer_role(arg);
