@@ -3,7 +3,7 @@
 //! refused by killing that thread alone, and exited threads give their stacks back.
 
 use crate::boot::BootState;
-use crate::harness::{Needs, SKIP, TestResult, join_all, ms, ncpus};
+use crate::harness::{Needs, SKIP, TestResult, join_all, ms, ncpus, wait_for};
 use crate::ktest;
 use crate::mm::tests::drain_all;
 use crate::sched::{self, Builder, Tid};
@@ -178,8 +178,8 @@ fn burst_member(_: u64) -> u64 {
 
 /// Defect 9: the global stack pool kept every stack a burst of threads ever needed. Now at
 /// most the per-CPU cache and `STACK_POOL_CAP` stacks stay; the rest are unmapped and their
-/// frames go back to the buddy, their page tables once the next spawn has made every CPU
-/// flush (`reclaimed_by_a_spawn`). 400 threads alive at once, all on CPU 0,
+/// frames go back to the buddy, their page tables once a reclaim has made every CPU flush
+/// (`reclaimed_after_a_flush`). 400 threads alive at once, all on CPU 0,
 /// then they exit there: the free frames must come back to within what the caches may keep.
 fn stack_burst(_: &BootState) -> TestResult {
     let free = sched::MAX_THREADS.saturating_sub(sched::live_threads() + 16);
@@ -192,6 +192,8 @@ fn stack_burst(_: &BootState) -> TestResult {
     RELEASE.store(false, Ordering::Release);
     drain_all()?;
     let before = crate::mm::kalloc::stats().buddy_free;
+    let reclaims = crate::smp::tlb::TABLE_RECLAIMS.load(Ordering::Relaxed);
+    let flushes = tlb_flushes();
     let mut tids = Vec::with_capacity(n);
     for k in 0..n {
         match Builder::new().pin(0).spawn(burst_member, k as u64) {
@@ -215,7 +217,7 @@ fn stack_burst(_: &BootState) -> TestResult {
         sched::wake(t);
     }
     let codes = join_all(&tids, 60_000)?;
-    reclaimed_by_a_spawn(n)?;
+    reclaimed_after_a_flush(reclaims, &flushes)?;
     drain_all()?;
     let after = crate::mm::kalloc::stats().buddy_free;
     let (here, pool) = sched::cached_stacks();
@@ -240,42 +242,30 @@ fn nothing(_: u64) -> u64 {
     0
 }
 
-/// After a burst of `n` thread ends: the freed stacks' page tables wait (retired, not freed:
-/// another CPU's paging-structure caches may still point at them), and the next spawn
-/// makes every online CPU flush and gives them back.
-fn reclaimed_by_a_spawn(n: usize) -> TestResult {
+/// After a burst of thread ends (`reclaims` = `TABLE_RECLAIMS` before it, `flushes` each
+/// online CPU's TLB-IPI count then): the freed stacks' page tables were retired, not freed
+/// (another CPU's paging-structure caches may still point at them), and are given back by
+/// a reclaim that made every other online CPU flush first, started by the next spawn or by
+/// an idle CPU, whichever comes first.
+fn reclaimed_after_a_flush(reclaims: u64, flushes: &[u64]) -> TestResult {
     use crate::mm::memory::retired_tables;
     use crate::smp::tlb::{RECLAIM_AT, TABLE_RECLAIMS};
-    // At least this many stacks did not fit in the caches and were freed.
-    let freed = (n - sched::STACK_CACHE - sched::STACK_POOL_CAP) as u64;
-    let retired = retired_tables();
-    if retired < freed.min(RECLAIM_AT) {
-        return Err(format!(
-            "{retired} page tables retired after {freed} or more stacks were freed: freed at once?"
-        ));
-    }
-    let flushes = || -> Vec<u64> {
-        crate::smp::cpus::online()
-            .map(|b| b.ext.tlb_flushes.load(Ordering::Relaxed))
-            .collect()
-    };
-    let (before, reclaims) = (flushes(), TABLE_RECLAIMS.load(Ordering::Relaxed));
     let t = Builder::new()
         .spawn(nothing, 0)
         .map_err(|e| format!("spawn: {e}"))?;
     join_all(&[t], 10_000)?;
+    wait_for("the retired page tables to be reclaimed", 10_000, || {
+        retired_tables() < RECLAIM_AT
+    })?;
     if TABLE_RECLAIMS.load(Ordering::Relaxed) == reclaims {
-        return Err(format!(
-            "{retired} retired page tables and the next spawn reclaimed none"
-        ));
-    }
-    if retired_tables() >= RECLAIM_AT {
-        return Err(format!("{} page tables still retired", retired_tables()));
+        return Err(
+            "the burst's stack page tables went back without a reclaim (freed at once?)".into(),
+        );
     }
     // Every online CPU but the initiator (it flushes itself, uncounted) answered.
-    let quiet = before
+    let quiet = flushes
         .iter()
-        .zip(flushes())
+        .zip(tlb_flushes())
         .filter(|&(&b, a)| a == b)
         .count();
     if quiet > 1 {
@@ -284,6 +274,12 @@ fn reclaimed_by_a_spawn(n: usize) -> TestResult {
         ));
     }
     Ok(())
+}
+
+fn tlb_flushes() -> Vec<u64> {
+    crate::smp::cpus::online()
+        .map(|b| b.ext.tlb_flushes.load(Ordering::Relaxed))
+        .collect()
 }
 
 /// With exactly one frame left on its CPU: 0 when `alloc_stack` failed and the frame was

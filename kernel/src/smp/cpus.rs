@@ -423,6 +423,11 @@ pub fn set_idle_hooks(h: IdleHooks) {
 /// else drain the console rings, else halt until an interrupt.
 pub fn idle_loop() -> ! {
     loop {
+        // Freed kernel stacks' page tables, once enough wait: an idle CPU holds nothing and
+        // has interrupts on, so it can make every CPU flush (spawns do it too).
+        if crate::mm::memory::retired_tables() >= crate::smp::tlb::RECLAIM_AT {
+            crate::smp::tlb::reclaim_kernel_tables();
+        }
         let g = IrqGuard::new();
         let hooks = IDLE_HOOKS.get();
         if poll_mailbox(&g) || hooks.is_some_and(|h| (h.step)(&g)) {

@@ -125,15 +125,18 @@ pub fn shootdown(cpus: &AtomicMask<'_>, r: Request) {
     shootdown_to(|| cpus.iter(), r);
 }
 
-/// Kernel stack page tables retired (`memory::retired_tables`) before a spawn reclaims them.
-/// Stacks are freed only when the scheduler's caches overflow, so this is reached after a
-/// burst of thread ends; a reclaim costs one IPI per online CPU.
+/// Kernel stack page tables retired (`memory::retired_tables`) before a spawn or an idle CPU
+/// reclaims them. Stacks are freed only when the scheduler's caches overflow, so this is
+/// reached after a burst of thread ends; a reclaim costs one IPI per online CPU.
 pub const RECLAIM_AT: u64 = 16;
 
 /// Makes every online CPU drop its paging-structure caches, then gives the retired kernel
 /// stack page tables back to the allocator (see `memory::RetiredTables`). Returns how many.
-/// Does nothing with interrupts off (the tables wait for the next call). The scheduler calls
-/// this before a spawn once [`RECLAIM_AT`] tables wait.
+/// Does nothing with interrupts off (the tables wait for the next call). Called once
+/// [`RECLAIM_AT`] tables wait, before a spawn (the scheduler) and by an idle CPU
+/// (`cpus::idle_loop`). Its caller must hold no spin lock that a CPU may take with
+/// interrupts off (that CPU could not answer); a spawner may hold one a process's threads
+/// take with interrupts on (`thread_create` holds its space's read lock).
 pub fn reclaim_kernel_tables() -> u64 {
     if !exo_arch::cpu::interrupts_enabled() {
         return 0;
