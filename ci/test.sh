@@ -199,6 +199,10 @@ kernel_tests "phantom CPU (no SIPI answer)" --machine q35 --cpu max --smp 4 \
 # The real APs get 1.5 s (a loaded host is slow to run 4 vCPUs), the delayed one arrives at 3 s.
 KT_ONLINE=3 kernel_tests "late AP parks and survives an NMI" --machine q35 --cpu max --smp 4 \
     --append "exo.ap_delay_ms=3000 exo.ap_timeout_ms=1500"
+# An AP that arrived in time and stalls before going online until the BSP gave up on it: it
+# parks, never online after being reported missing.
+KT_ONLINE=3 kernel_tests "AP stalled after arrival parks, not online after reported missing" --machine q35 --cpu max --smp 4 \
+    --append "exo.ap_stall_ms=3000 exo.ap_timeout_ms=1500 exo.test=smp."
 
 echo "== icount determinism"
 icount_a="$out/icount-a.log" icount_b="$out/icount-b.log"

@@ -74,6 +74,10 @@ pub struct Options {
     /// arrives late and parks (tests the late-AP park and the stop-all around it). The BSP
     /// gives up on it after `exo.ap_timeout_ms` without progress.
     pub ap_delay_ms: u64,
+    /// The last AP arrives in time, then stops this long, and until the BSP has given up
+    /// on it, before it goes online (`exo.ap_stall_ms=N`, 0 = off): it must park instead of
+    /// coming online after being reported missing.
+    pub ap_stall_ms: u64,
     /// Free one object twice after boot (debug builds must catch it).
     pub double_free: bool,
     /// A deliberate stack overflow on this CPU after boot (tests guard pages and #DF on IST).
@@ -119,6 +123,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         panic_console_held: None,
         panic_early: false,
         ap_delay_ms: 0,
+        ap_stall_ms: 0,
         overflow_on_cpu: None,
         double_free: false,
         c2c_cpus: 8,
@@ -160,6 +165,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .is_ok_and(|c| set(&mut o.panic_console_held, Some(c))),
             ("panic_early", "1") => set(&mut o.panic_early, true),
             ("ap_delay_ms", v) => v.parse().is_ok_and(|ms| set(&mut o.ap_delay_ms, ms)),
+            ("ap_stall_ms", v) => v.parse().is_ok_and(|ms| set(&mut o.ap_stall_ms, ms)),
             ("double_free", "1") => set(&mut o.double_free, true),
             ("overflow_on_cpu", v) => v
                 .parse()

@@ -5,8 +5,8 @@ use crate::boot::cmdline::Options;
 use log::info;
 
 /// Called by boot just before the APs in `aps` (APIC ids, in CPU-id order) are started:
-/// arms `exo.ap_delay_ms` for the last of them (the highest CPU id, so the online CPUs keep
-/// contiguous ids) and fires `exo.panic_early` (a panic while every AP is still in firmware).
+/// arms `exo.ap_delay_ms` and `exo.ap_stall_ms` for the last of them (the highest CPU id,
+/// so the online CPUs keep contiguous ids) and fires `exo.panic_early` (a panic while every AP is still in firmware).
 pub fn before_ap_start(opts: &Options, aps: &[u32]) {
     if opts.ap_delay_ms > 0
         && let Some(&late) = aps.last()
@@ -18,6 +18,18 @@ pub fn before_ap_start(opts: &Options, aps: &[u32]) {
         info!(
             "exo.ap_delay_ms: APIC id {late} waits {} ms, and until the BSP stops waiting, before it reports arrival",
             opts.ap_delay_ms
+        );
+    }
+    if opts.ap_stall_ms > 0
+        && let Some(&late) = aps.last()
+    {
+        let ticks = opts
+            .ap_stall_ms
+            .saturating_mul(crate::smp::time::tsc_hz() / 1000);
+        crate::smp::bringup::set_ap_stall(late, ticks);
+        info!(
+            "exo.ap_stall_ms: APIC id {late} arrives, then stops {} ms, and until the BSP has given up on it, before it goes online",
+            opts.ap_stall_ms
         );
     }
     if opts.panic_early {

@@ -1,11 +1,20 @@
 //! Bring-up of the application processors: parallel INIT-SIPI-SIPI with the architectural
 //! delays, a deadline for every CPU, and the AP side of CPU initialisation.
+//!
+//! Each target's fate is one atomic state, decided by compare-and-swap on both sides:
+//! the AP moves it `T_WAITING -> T_ARRIVED` when it reaches the kernel and `T_ARRIVED ->
+//! T_ONLINE` just before it marks itself online; once the BSP stops waiting it moves every
+//! target still waiting or arrived to `T_ABANDONED`, and an AP whose swap then fails parks.
+//! So a CPU reported missing never comes online later. Until 2026-12-04 the AP checked a
+//! flag (the closed door) once on arrival: an AP descheduled after that check and before
+//! going online (a loaded TCG host, where 288 CPUs took 59 s) came online after the BSP had
+//! reported it missing, outside the scheduler and the TSC check.
 
 use crate::mm::memory::{self, Stack};
 use crate::smp::cpus::{self, VEC_APIC_ERROR, VEC_SPURIOUS};
 use crate::smp::time::Deadline;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use exo_arch::apic::{self, Delivery, Dest};
 use exo_percpu::CpuId;
 use log::{error, warn};
@@ -23,8 +32,8 @@ pub struct Target {
     pub apic_id: u32,
     /// The logical id it gets.
     pub cpu: CpuId,
-    /// Set by the AP when it reaches Rust.
-    pub arrived: AtomicBool,
+    /// `T_WAITING`, `T_ARRIVED`, `T_ONLINE` or `T_ABANDONED` (module header).
+    state: AtomicU8,
     /// Its descriptor tables and IST stacks, prepared by the BSP.
     pub tables: spin::Mutex<Option<&'static mut exo_arch::gdt::CpuTables>>,
     /// Its per-CPU block, allocated by the BSP.
@@ -45,6 +54,36 @@ static ARRIVED: AtomicU32 = AtomicU32::new(0);
 static ONLINE: AtomicU32 = AtomicU32::new(0);
 /// The BSP waits at most this many quiet periods in all (see [`wait_for_aps`]).
 const QUIET_PERIODS: u64 = 8;
+
+/// A target's states (`Target::state`).
+const T_WAITING: u8 = 0;
+const T_ARRIVED: u8 = 1;
+const T_ONLINE: u8 = 2;
+const T_ABANDONED: u8 = 3;
+
+/// Fault injection (`exo.ap_stall_ms`): the AP with this APIC id stops after its arrival,
+/// for `STALL_TICKS` and until the BSP has decided every target's fate (`DECIDED`).
+static STALL_APIC: AtomicU32 = AtomicU32::new(u32::MAX);
+static STALL_TICKS: AtomicU64 = AtomicU64::new(0);
+static DECIDED: AtomicBool = AtomicBool::new(false);
+
+/// Arms `exo.ap_stall_ms` for the AP with APIC id `apic_id`: it arrives in time, then stops
+/// for `ticks` TSC ticks and until the BSP has given up on it, so it can come online only
+/// after it was reported missing (it must park instead).
+pub fn set_ap_stall(apic_id: u32, ticks: u64) {
+    STALL_TICKS.store(ticks, Ordering::Relaxed);
+    STALL_APIC.store(apic_id, Ordering::Release);
+}
+
+fn stall_if_asked(apic_id: u32) {
+    if STALL_APIC.load(Ordering::Acquire) != apic_id {
+        return;
+    }
+    let end = exo_arch::tsc::rdtsc().saturating_add(STALL_TICKS.load(Ordering::Relaxed));
+    while exo_arch::tsc::rdtsc() < end || !DECIDED.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+}
 
 /// What happened to the APs.
 #[derive(Debug)]
@@ -109,7 +148,7 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         .map(|(i, &id)| Target {
             apic_id: id,
             cpu: CpuId(i as u32 + 1),
-            arrived: AtomicBool::new(false),
+            state: AtomicU8::new(T_WAITING),
             tables: spin::Mutex::new(None),
             block: spin::Mutex::new(None),
         })
@@ -157,19 +196,14 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
     for t in plan
         .targets
         .iter()
-        .filter(|t| !t.arrived.load(Ordering::Acquire))
+        .filter(|t| t.state.load(Ordering::Acquire) == T_WAITING)
     {
         let _ = apic::send_ipi(Dest::Id(t.apic_id), Delivery::StartUp(sipi));
     }
     wait_for_aps(plan.stacks.len() as u32, timeout_ms);
     // From here an AP arriving late parks itself (and the `exo.ap_delay_ms` one is let go).
     exo_arch::smp::close_door();
-    let missing: Vec<u32> = plan
-        .targets
-        .iter()
-        .filter(|t| !cpus::get(t.cpu).is_some_and(|b| b.ext.online.load(Ordering::Acquire)))
-        .map(|t| t.apic_id)
-        .collect();
+    let missing = decide(plan, timeout_ms);
     for id in &missing {
         error!(
             "CPU with APIC id {id} did not come online ({timeout_ms} ms without progress); continuing without it"
@@ -180,6 +214,48 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         expected: n as u32 + 1,
         missing,
     }
+}
+
+/// The end of the wait: an AP that arrived and is still setting itself up gets `settle_ms`
+/// more; then every target not committed to coming online is given up (its AP parks when
+/// it next looks), and the ones committed are waited for (a few instructions away). Returns
+/// the APIC ids given up.
+fn decide(plan: &Plan, settle_ms: u64) -> Vec<u32> {
+    let settling = |t: &Target| t.state.load(Ordering::Acquire) == T_ARRIVED;
+    let d = Deadline::after_ms(settle_ms);
+    while plan.targets.iter().any(settling) && !d.passed() {
+        core::hint::spin_loop();
+    }
+    let missing: Vec<u32> = plan
+        .targets
+        .iter()
+        .filter(|t| {
+            [T_WAITING, T_ARRIVED].iter().any(|&from| {
+                t.state
+                    .compare_exchange(from, T_ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            }) || t.state.load(Ordering::Acquire) == T_ABANDONED
+        })
+        .map(|t| t.apic_id)
+        .collect();
+    DECIDED.store(true, Ordering::Release);
+    let flag_up =
+        |t: &Target| cpus::get(t.cpu).is_some_and(|b| b.ext.online.load(Ordering::Acquire));
+    let d = Deadline::after_ms(settle_ms.saturating_mul(QUIET_PERIODS));
+    while let Some(t) = plan
+        .targets
+        .iter()
+        .find(|t| t.state.load(Ordering::Acquire) == T_ONLINE && !flag_up(t))
+    {
+        if d.passed() {
+            panic!(
+                "CPU {} (APIC id {}) committed to coming online and did not finish",
+                t.cpu.0, t.apic_id
+            );
+        }
+        core::hint::spin_loop();
+    }
+    missing
 }
 
 /// Waits until `want` APs are online, or until no AP has made progress (taken a ticket,
@@ -232,10 +308,15 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
         // Not a CPU we started (stray SIPI): park quietly.
         exo_arch::cpu::halt_forever()
     };
-    if exo_arch::smp::door_closed() || t.arrived.swap(true, Ordering::AcqRel) {
+    if exo_arch::smp::door_closed()
+        || t.state
+            .compare_exchange(T_WAITING, T_ARRIVED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    {
         exo_arch::cpu::halt_forever();
     }
     ARRIVED.fetch_add(1, Ordering::AcqRel);
+    stall_if_asked(my_apic);
     let stack = plan.stack_bounds[ticket as usize];
     let (Some(tables), Some(block)) = (t.tables.lock().take(), t.block.lock().take()) else {
         exo_arch::cpu::halt_forever()
@@ -247,6 +328,13 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
     exo_arch::trap::load_idt();
     let block = cpus::install_this_cpu(block, (stack.bottom, stack.top));
     apic::enable_local(VEC_SPURIOUS, VEC_APIC_ERROR);
+    // The last word is the BSP's if it gave up on this CPU meanwhile: then it parks.
+    if t.state
+        .compare_exchange(T_ARRIVED, T_ONLINE, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        exo_arch::cpu::halt_forever();
+    }
     block
         .ext
         .online_tsc

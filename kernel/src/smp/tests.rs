@@ -44,9 +44,11 @@ ktest!(
 );
 
 /// With `exo.ap_delay_ms`, one AP arrives after the BSP stopped waiting (it is held in the
-/// trampoline until then: see `exo_arch::smp::set_ap_delay`).
+/// trampoline until then: see `exo_arch::smp::set_ap_delay`); with `exo.ap_stall_ms` one
+/// arrives in time and stops before going online until the BSP gave up on it
+/// (`bringup::set_ap_stall`). Either way it must be reported missing and park.
 fn late_ap_expected(s: &BootState) -> bool {
-    s.opts.ap_delay_ms > 0 && s.madt_apic_ids.len() > 1
+    (s.opts.ap_delay_ms > 0 || s.opts.ap_stall_ms > 0) && s.madt_apic_ids.len() > 1
 }
 
 fn all_cpus_online(s: &BootState) -> TestResult {
@@ -77,7 +79,10 @@ fn all_cpus_online(s: &BootState) -> TestResult {
 /// QEMU resets: no verdict at all.
 fn late_ap_nmi(s: &BootState) -> TestResult {
     if !late_ap_expected(s) {
-        return Err(format!("{}needs exo.ap_delay_ms and an AP", SKIP));
+        return Err(format!(
+            "{}needs exo.ap_delay_ms or exo.ap_stall_ms and an AP",
+            SKIP
+        ));
     }
     let &[late] = s.smp.missing.as_slice() else {
         return Err(format!("expected one late AP, missing {:?}", s.smp.missing));
@@ -85,7 +90,7 @@ fn late_ap_nmi(s: &BootState) -> TestResult {
     // The late AP parks once its delay is over (NMI it even if the count never moves: a
     // park that is not counted is a park without the park IDT, which the NMI shows). The
     // slack is for a slow host's vCPU thread; the loop ends as soon as the park is counted.
-    let d = Deadline::after_ms(s.opts.ap_delay_ms + 10_000);
+    let d = Deadline::after_ms(s.opts.ap_delay_ms + s.opts.ap_stall_ms + 10_000);
     while exo_arch::trap::parked() == 0 && !d.passed() {
         core::hint::spin_loop();
     }
