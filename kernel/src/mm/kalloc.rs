@@ -263,6 +263,24 @@ pub fn try_leak<T>(v: T) -> Result<&'static mut T, OutOfMemory> {
     b.leak().first_mut().ok_or(OutOfMemory)
 }
 
+/// `Box::new(v)` that reports exhaustion as an error instead of stopping the kernel (the
+/// global allocator's failure is a panic; stable Rust has no `Box::try_new`). For objects
+/// a user program makes the kernel allocate.
+pub fn try_box<T>(v: T) -> Result<alloc::boxed::Box<T>, OutOfMemory> {
+    let layout = Layout::new::<T>();
+    if layout.size() == 0 {
+        return Ok(alloc::boxed::Box::new(v));
+    }
+    let p = try_alloc(layout)?.cast::<T>().as_ptr();
+    // SAFETY: `p` is fresh memory of `T`'s size and alignment from `try_alloc`, the global
+    // allocator's own path (`KernelAllocator::alloc`), owned by nobody else: writing `v`
+    // initialises it, and the `Box` frees it through `dealloc` with the same layout.
+    unsafe {
+        p.write(v);
+        Ok(alloc::boxed::Box::from_raw(p))
+    }
+}
+
 /// `n` values made by `f`, moved to the heap for good (fallibly, like [`try_leak`]): tables
 /// sized at boot for the CPUs that exist.
 pub fn try_leak_slice<T>(n: usize, f: impl FnMut() -> T) -> Result<&'static mut [T], OutOfMemory> {

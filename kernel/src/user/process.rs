@@ -225,7 +225,10 @@ pub fn spawn_with(
         // Not a regular file: as if absent (docs/syscalls.md).
         return Err(Errno::Enoent);
     }
-    let space = Box::new(AddressSpace::new().map_err(|_| Errno::Enomem)?);
+    // Fallible: with the heap empty `Box::new` stopped the kernel (a user program could
+    // arrange it: found by review, 2026-12-04).
+    let space = AddressSpace::new().map_err(|_| Errno::Enomem)?;
+    let space = crate::mm::kalloc::try_box(space).map_err(|_| Errno::Enomem)?;
     let l = loader::load(&space, entry.data).map_err(|e| match e {
         LoadError::Elf(_) => Errno::Enoexec,
         LoadError::Vm(_) => Errno::Enomem,

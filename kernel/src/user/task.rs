@@ -291,7 +291,9 @@ fn user_main(id: u64) -> u64 {
         Err(e) => e,
     };
     t.end.store(NOT_ENTERED, Ordering::Release);
-    let why = alloc::format!("cannot enter ring 3: {e}");
+    // No heap here: the reason may be that memory ran out.
+    let mut why = arrayvec::ArrayString::<96>::new();
+    let _ = core::fmt::write(&mut why, format_args!("cannot enter ring 3: {e}"));
     finish(pid, Death::NotEntered, &why)
 }
 

@@ -49,6 +49,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.proc_spawn_without_memory_for_its_record_is_enomem",
+    spawn_oom
+);
+ktest!(
+    Needs::Threads,
     "user.proc_reap_all_leaves_a_running_parent_its_children",
     reap_all_vs_running_parent
 );
@@ -429,5 +434,65 @@ fn reap_all_vs_running_parent(_: &BootState) -> TestResult {
             "the orphan {a} ended with {status_a:?} ({n} reaped; want Some(0): its wait for its \
              own child {b} failed if the kernel had adopted {b})"
         )
+    })
+}
+
+/// On its CPU, with the heap hoarded but for one frame and one object of the size a new
+/// space's CPU mask takes: the space's root table and mask can be had, the process's
+/// address-space record (a larger object) cannot. 0: `spawn` said ENOMEM; 1: it
+/// succeeded; 2: another error; 3: nothing to set aside.
+fn spawn_with_one_frame(_: u64) -> u64 {
+    use crate::mm::kalloc;
+    let words = exo_sched::AtomicMask::words_for(crate::smp::cpus::capacity() as u32);
+    let mut mask: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
+    if mask.try_reserve_exact(words).is_err() {
+        return 3;
+    }
+    let Ok(frame) = kalloc::alloc_frame() else {
+        return 3;
+    };
+    let hoard = kalloc::Hoard::take_all();
+    drop(mask);
+    kalloc::free_frame(frame);
+    let r = process::spawn_with("/empty", 0, Builder::new(), None);
+    drop(hoard);
+    match r {
+        Err(Errno::Enomem) => 0,
+        Ok(pid) => {
+            let _ = process::wait(pid);
+            1
+        }
+        Err(_) => 2,
+    }
+}
+
+/// A process spawned when its address-space record cannot be allocated: `ENOMEM`, nothing
+/// lost. Until 2026-12-04 that allocation was an infallible `Box::new`, and the kernel
+/// stopped ("memory allocation failed"): a user program could arrange it (commit pages
+/// until `ENOMEM`, give one back, `spawn`). Forced on one CPU (a pinned thread: its CPU's
+/// cache holds the one frame and the one small object) with everything else hoarded.
+fn spawn_oom(_: &BootState) -> TestResult {
+    warm()?;
+    crate::harness::drain_all()?;
+    let before = free_frames()?;
+    let t = Builder::new()
+        .pin(crate::harness::ncpus() - 1)
+        .spawn(spawn_with_one_frame, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let code = join_all(&[t], 30_000)?[0];
+    match code {
+        0 => {}
+        1 => {
+            return Err(
+                "a process was made with one frame and one small object (the test's premise)"
+                    .into(),
+            );
+        }
+        2 => return Err("spawn failed with another error than ENOMEM".into()),
+        _ => return Err("nothing to set aside".into()),
+    }
+    let after = free_frames()?;
+    check(after == before, || {
+        format!("(frames, objects) {before:?} before, {after:?} after")
     })
 }
