@@ -452,8 +452,28 @@ pub fn zc_bound(ep: EpRef) -> Result<u64, IpcError> {
     Ok(slot(ep)?.region_bound.load(Ordering::Relaxed))
 }
 
+/// Detaches region `tag` from `ep` if it is the one attached (`Ok(true)`): a region whose
+/// creator could not map it, or one freed with its last mapping, so that the endpoint can
+/// be given a new one. Descriptors on `ep` are refused until then (bound 0).
+pub fn detach_region(ep: EpRef, tag: u64) -> Result<bool, IpcError> {
+    let s = slot(ep)?;
+    let _g = IrqGuard::new();
+    let q = s.lock();
+    if !q.is(ep) {
+        return Err(IpcError::Closed);
+    }
+    if s.region.load(Ordering::Relaxed) != tag {
+        return Ok(false);
+    }
+    s.region.store(0, Ordering::Release);
+    s.region_bound.store(0, Ordering::Relaxed);
+    drop(q);
+    Ok(true)
+}
+
 /// Attaches region `tag` of `len` bytes to `ep` unless one is attached; `Ok(false)` if
-/// one was (it stays). The tag stays until the endpoint is destroyed.
+/// one was (it stays). The tag stays until the endpoint is destroyed or the region is
+/// detached ([`detach_region`]).
 pub fn set_region(ep: EpRef, tag: u64, len: u64) -> Result<bool, IpcError> {
     let s = slot(ep)?;
     let _g = IrqGuard::new();

@@ -8,8 +8,9 @@
 //! mappings (every address space that maps it holds one reference, dropped when the space
 //! goes: `aspace::AddressSpace`'s `Drop`), and freed with the last. The endpoint keeps only
 //! a tag (slot + generation): a stale tag (its region freed) is found out by the
-//! generation and `shm_map(handle, 0)` fails with `ENOENT`; the endpoint's bound for
-//! descriptors stays its region's length (the kernel never reads the region).
+//! generation and `shm_map(handle, 0)` fails with `ENOENT`, while `shm_map(handle, len)`
+//! detaches it and creates a new region; the endpoint's bound for descriptors stays its
+//! region's length until then (the kernel never reads the region).
 
 use super::syscall::Errno;
 use crate::mm::kalloc::{self, Frame};
@@ -159,7 +160,11 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
             return Err(Errno::Einval);
         }
         if old != 0 {
-            return Err(Errno::Eexist);
+            if alive(old) {
+                return Err(Errno::Eexist);
+            }
+            // Its region was freed with its last mapping: the endpoint may have a new one.
+            let _ = crate::ipc::detach_region(cap.ep, old);
         }
         let (tag, frames) = create(len)?;
         match crate::ipc::set_region(cap.ep, tag, frames.len() as u64 * PAGE) {
@@ -179,8 +184,23 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
     match r {
         Ok(va) => Ok(va as i64),
         Err(_) => {
+            // A region this call created leaves the endpoint with it: the call failed, and
+            // until 2026-12-04 the dead tag stayed, so the endpoint could never have a
+            // region again (every later shm_map: ENOENT or EEXIST).
+            if len != 0 {
+                let _ = crate::ipc::detach_region(cap.ep, tag);
+            }
             release(tag);
             Err(Errno::Enomem)
         }
     }
+}
+
+/// Whether region `tag` still exists (mapped somewhere).
+fn alive(tag: u64) -> bool {
+    slot_of(tag).is_some_and(|(r, gen_)| {
+        let _g = IrqGuard::new();
+        let g = r.lock();
+        g.gen_ == gen_ && g.refs != 0
+    })
 }

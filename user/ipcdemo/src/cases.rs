@@ -66,7 +66,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         arg: 6,
-        name: "zero-copy: shm_map errors, a region shared by two mappings, 200 round trips of 1 KiB checked by checksums, out-of-region descriptors ERANGE, a reply through another endpoint checked against the call's region",
+        name: "zero-copy: shm_map errors, a region shared by two mappings, 200 round trips of 1 KiB checked by checksums, out-of-region descriptors ERANGE, a reply through another endpoint checked against the call's region, a create that cannot map leaves no region",
         expect: |s| s == ExitStatus::Exited(0),
         expect_text: "exit 0",
     },

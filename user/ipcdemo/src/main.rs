@@ -8,11 +8,11 @@
 //! `QUIT` label, `DIE` takes one call and executes `ud2`, `LATE` takes one call, sleeps
 //! past the caller's timeout, then replies (which must fail with `ESRCH`), and tells the
 //! client by its answer to a `PROBE` call whether it took the call (`late_server`);
-//! `ZC` serves the zero-copy cases (`zc.rs`) and `NAMED` (`arg = ROLE << 56 | NAMED << 48 |
-//! name server handle`) registers its own endpoint as `"echo"` and serves echo calls
-//! (`named.rs`); `FUSION`, `FUSION_DIE`, `FUSION_DIE_DB` and `FUSION_CLIENT` are the peers
-//! of case 10's fusion channels (`fusion.rs`); `KILLED` is a kernel test's process, killed while it
-//! waits inside an IPC call (`killed.rs`).
+//! `ZC` serves the zero-copy cases (`zc.rs`), `ZC_MAKE` creates a region there, and
+//! `NAMED` (`arg = ROLE << 56 | NAMED << 48 | name server handle`) registers its own
+//! endpoint as `"echo"` and serves echo calls (`named.rs`); `FUSION`, `FUSION_DIE`, `FUSION_DIE_DB` and `FUSION_CLIENT` are the peers
+//! of case 10's fusion channels (`fusion.rs`); `KILLED` is a kernel test's process, killed
+//! while it waits inside an IPC call (`killed.rs`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod cases;
@@ -50,6 +50,9 @@ const MS: u64 = 1_000_000;
 fn run(arg: u64) -> i32 {
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == zc::ZC {
         return zc::server(arg as u32);
+    }
+    if arg >> 56 == ROLE && (arg >> 48) & 0xff == zc::ZC_MAKE {
+        return zc::make_role(arg as u32);
     }
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == fusion::FUSION {
         return fusion::server(arg);

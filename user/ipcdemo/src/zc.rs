@@ -7,6 +7,9 @@ use exo_rt::{Errno, ExitStatus, IpcMsg, eprintln, println};
 
 /// Server mode: zero-copy and batch server.
 pub const ZC: u64 = 4;
+/// The mode of a process that creates a region on the endpoint it is given (case 6's
+/// last step): exit 0 if it could, 1 on `EEXIST`, 2 on another error.
+pub const ZC_MAKE: u64 = 11;
 /// Region size of the cases (64 KiB).
 pub const REGION: u64 = 64 * 1024;
 const KIB: u64 = 1024;
@@ -245,10 +248,56 @@ pub fn zero_copy() -> Result<(), &'static str> {
     }
     quit(h, pid)?;
     exo_rt::handle_close(h).map_err(|_| "close")?;
+    a_failed_create_leaves_no_region()?;
     println!(
-        "ipcdemo 6: {ROUNDS} zero-copy round trips of 1 KiB: checksums and contents checked; bad descriptors ERANGE"
+        "ipcdemo 6: {ROUNDS} zero-copy round trips of 1 KiB: checksums and contents checked; bad descriptors ERANGE; a failed create leaves no region"
     );
     Ok(())
+}
+
+/// With this process's shared mappings all used (8: three so far, five more here), a
+/// `shm_map` that creates a region cannot map it: `ENOMEM`, and the endpoint keeps no
+/// region (`ENOENT`), so another process can create one there. Until 2026-12-04 the
+/// endpoint kept the dead region's tag and every later create was `EEXIST`.
+fn a_failed_create_leaves_no_region() -> Result<(), &'static str> {
+    let mut held = [0u32; 5];
+    for e in &mut held {
+        *e = endpoint()?;
+        exo_rt::shm_map(*e, 4096).map_err(|_| "shm_map of a filler region")?;
+    }
+    let e = endpoint()?;
+    expect(
+        "shm_map with every shared mapping in use",
+        exo_rt::shm_map(e, 4096),
+        Errno::ENOMEM,
+    )?;
+    expect(
+        "shm_map of the region a failed create made",
+        exo_rt::shm_map(e, 0),
+        Errno::ENOENT,
+    )?;
+    let pid = exo_rt::spawn("/ipcdemo", ROLE << 56 | ZC_MAKE << 48 | u64::from(e))
+        .map_err(|_| "spawn of the region maker")?;
+    let end = exo_rt::wait(pid);
+    for h in held.into_iter().chain([e]) {
+        exo_rt::handle_close(h).map_err(|_| "close")?;
+    }
+    match end {
+        Ok(ExitStatus::Exited(0)) => Ok(()),
+        Ok(ExitStatus::Exited(1)) => {
+            Err("a region could not be created after a failed create: EEXIST (the dead tag stayed)")
+        }
+        _ => Err("the region maker failed"),
+    }
+}
+
+/// The `ZC_MAKE` role: creates a region on endpoint `h`.
+pub fn make_role(h: u32) -> i32 {
+    match exo_rt::shm_map(h, 4096) {
+        Ok(_) => 0,
+        Err(Errno::EEXIST) => 1,
+        Err(_) => 2,
+    }
 }
 
 /// A zero-copy reply is checked against the region of the endpoint its call came through
