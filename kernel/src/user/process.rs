@@ -261,6 +261,14 @@ pub fn spawn_with(
         p.handles.close_all();
         let space = p.space.write().take();
         p.live.store(0, Ordering::Relaxed);
+        // As in `reap`: a freed slot keeps no parent. Until 2026-12-04 this path left the
+        // creator's pid there, and the creator's reap, running while the next spawn had
+        // claimed the slot but not yet named its parent, marked it ORPHAN and counted it;
+        // the new parent's store then erased the mark, and the count never came down
+        // (found by review; not forced by a test).
+        if p.parent.swap(0, Ordering::AcqRel) == ORPHAN {
+            ORPHANS.fetch_sub(1, Ordering::Relaxed);
+        }
         p.pid.store(0, Ordering::Release);
         drop(space);
         return Err(Errno::Eagain);
