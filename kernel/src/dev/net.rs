@@ -135,15 +135,18 @@ fn queue_size(max: u16) -> u16 {
 
 /// Queue `index`: its memory, the queue over it (fixed descriptors naming `bufs`, device-
 /// writable or not, when given), its doorbell.
+/// `max` is the device's queue size, read once by the caller: a device read twice may
+/// answer twice differently (a larger size the second time sized the queue beyond the
+/// buffers made for the first: an out-of-bounds panic; found by review, 2026-12-04).
 fn ring(
     t: &Transport,
     index: u16,
+    max: u16,
     event_idx: bool,
     bufs: Option<(&Buffers, bool)>,
     in_order: bool,
     msix_entry: Option<u16>,
 ) -> Result<Ring, VirtioError> {
-    let max = t.queue_max(index);
     if max == 0 {
         return Err(VirtioError::Queue(index, "absent"));
     }
@@ -282,6 +285,7 @@ impl QueuePair {
         let rings = ring(
             t,
             rxq,
+            rx_max,
             event_idx,
             Some((&rx_bufs, true)),
             in_order,
@@ -291,6 +295,7 @@ impl QueuePair {
             match ring(
                 t,
                 txq,
+                tx_max,
                 event_idx,
                 Some((&tx_bufs, false)),
                 in_order,
@@ -570,6 +575,14 @@ impl QueuePair {
         self.rx.q.disable_notifications(&DmaRam);
     }
 
+    /// Frames of its rings and buffers.
+    fn frames(&self) -> usize {
+        self.rx.area.len()
+            + self.tx.area.len()
+            + self.rx_bufs.frames.len()
+            + self.tx_bufs.frames.len()
+    }
+
     fn free(self) {
         free_frames(self.rx.area);
         free_frames(self.tx.area);
@@ -685,8 +698,11 @@ impl NetDevice {
             ctrl: None,
         };
         if max_pairs > 1 {
-            // The control queue is the one after the last pair the device has.
-            if let Err(e) = dev.set_pairs(2 * max_pairs, active) {
+            // The control queue is the one after the last pair the device has (in u32:
+            // the spec allows 0x8000 pairs, and twice that is no u16; found by review).
+            let ctrl = u16::try_from(2 * u32::from(max_pairs))
+                .map_err(|_| VirtioError::Queue(u16::MAX, "control queue index past 65535"));
+            if let Err(e) = ctrl.and_then(|c| dev.set_pairs(c, active)) {
                 let e = dev.transport.fail(e);
                 return Err((dev.shutdown_inner(), e));
             }
@@ -704,6 +720,7 @@ impl NetDevice {
         let mut r = ring(
             &self.transport,
             ctrl_index,
+            self.transport.queue_max(ctrl_index),
             self.features & f::RING_EVENT_IDX != 0,
             None,
             false,
@@ -769,15 +786,47 @@ impl NetDevice {
         s
     }
 
-    /// Resets the device (it stops touching memory) and frees every queue and buffer.
+    /// Its PCI function (none: an MMIO device).
+    pub fn pci_function(&self) -> Option<super::pci::Function> {
+        match &self.transport {
+            Transport::Pci { func, .. } => Some(*func),
+            Transport::Mmio(_) => None,
+        }
+    }
+
+    /// Frames of its queues and buffers (what `shutdown` gives back).
+    pub fn dma_frames(&self) -> usize {
+        self.pairs.iter().map(QueuePair::frames).sum::<usize>()
+            + self.ctrl.as_ref().map_or(0, |c| c.area.len())
+    }
+
+    /// Resets the device (it stops touching memory) and frees every queue and buffer; if
+    /// the device does not acknowledge the reset, its DMA is stopped where it can be and
+    /// the memory is kept for good.
     pub fn shutdown(mut self) -> String {
         self.shutdown_inner()
     }
 
     fn shutdown_inner(&mut self) -> String {
-        let _ = self.transport.reset();
+        let reset = self.transport.reset();
         if let Some(m) = &self.msix {
             (0..m.entries).for_each(|i| m.mask(i));
+        }
+        if reset.is_err() {
+            // The device did not acknowledge the reset: it may still write into its queues
+            // and buffers. Bus mastering off where there is one (PCI), and the memory kept
+            // for good: frames handed out again under a live device's DMA would be silent
+            // corruption. Until 2026-12-04 they were freed anyway (found by review).
+            self.transport.stop_dma();
+            let frames = self.dma_frames();
+            let pairs = core::mem::take(&mut self.pairs);
+            log::error!(
+                "virtio-net {}: reset not acknowledged; {frames} frames of its queues and buffers kept for good",
+                self.location
+            );
+            core::mem::forget(pairs);
+            core::mem::forget(self.ctrl.take());
+            return core::mem::take(&mut self.location);
         }
         for p in core::mem::take(&mut self.pairs) {
             p.free();

@@ -83,6 +83,11 @@ impl core::fmt::Display for VirtioError {
     }
 }
 
+/// Fault injection for tests: the next [`Transport::reset`] reports a timeout after the
+/// device did reset (the shutdown path of a device that does not acknowledge one).
+pub static FAIL_NEXT_RESET: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
 /// Register access for one device.
 #[derive(Debug)]
 pub enum Transport {
@@ -255,7 +260,18 @@ impl Transport {
             }
             core::hint::spin_loop();
         }
+        if FAIL_NEXT_RESET.swap(false, core::sync::atomic::Ordering::Relaxed) {
+            return Err(VirtioError::ResetTimeout);
+        }
         Ok(())
+    }
+
+    /// Stops the device's DMA where the transport can (PCI: bus mastering off; MMIO has no
+    /// such switch).
+    pub fn stop_dma(&self) {
+        if let Transport::Pci { func, .. } = self {
+            func.disable_dma();
+        }
     }
 
     /// The 64 feature bits the device offers.
