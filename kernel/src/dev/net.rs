@@ -453,6 +453,22 @@ impl QueuePair {
         Ok(())
     }
 
+    /// Room to send one frame after reaping completions (`Ok(true)`), or none yet
+    /// (`Ok(false)`: the stall clock runs), or the device is broken: a completion it
+    /// returned is invalid, or it has held every buffer past the stall limit
+    /// ([`VirtioError::TxStalled`]). The check of a caller that only sends with room (the
+    /// IP stack's interface), where `tx_burst`'s own check is never reached.
+    pub fn tx_ready(&mut self) -> Result<bool, VirtioError> {
+        if self.reap_tx()? > 0 {
+            self.tx_stalled_since = None;
+        }
+        if self.tx_room() > 0 {
+            return Ok(true);
+        }
+        self.check_stall()?;
+        Ok(false)
+    }
+
     /// Sets the transmit stall limit (tests: a short one).
     pub fn set_tx_stall_ms(&mut self, ms: u64) {
         self.tx_stall_ms = ms;

@@ -38,20 +38,37 @@ impl NetIf {
         &mut self.pair
     }
 
+    /// Gives the queue pair back (to its device, before its shutdown).
+    pub fn into_pair(self) -> QueuePair {
+        self.pair
+    }
+
     /// Whether frames wait (in the ring or already taken).
     pub fn rx_waiting(&self) -> bool {
         !self.rx.is_empty() || self.pair.rx_pending() > 0
     }
 
-    /// Whether a frame can be sent now (reaping completions if the ring looks full).
+    /// Whether a frame can be sent now (reaping completions if the ring looks full). A
+    /// device that returns an invalid completion, or holds every buffer past the stall
+    /// limit, is broken: `error` is set and the interface stops. Until 2026-12-04 this
+    /// ignored the reap's error and never ran the stall check (`tx_burst`'s, never reached
+    /// without room): the interface waited for ever, and the serve loop, with frames
+    /// waiting, spun without sleeping (found by review).
     fn tx_room(&mut self) -> bool {
         if self.error.is_some() {
             return false;
         }
-        if self.pair.tx_room() == 0 {
-            let _ = self.pair.reap_tx();
+        if self.pair.tx_room() > 0 {
+            return true;
         }
-        self.pair.tx_room() > 0
+        match self.pair.tx_ready() {
+            Ok(room) => room,
+            Err(e) => {
+                log::error!("net: transmit stopped: {e}");
+                self.error = Some(e);
+                false
+            }
+        }
     }
 
     fn fill(&mut self) {

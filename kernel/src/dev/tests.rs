@@ -32,6 +32,11 @@ ktest!(
     "net.unacknowledged_reset_keeps_the_device_memory",
     failed_reset_keeps_memory
 );
+ktest!(
+    Needs::Cpus,
+    "net.tx_held_by_device_stops_the_stack_interface",
+    tx_held_stops_netif
+);
 
 /// Ethertype of the test frames (IEEE local experimental).
 pub const ETHERTYPE: u16 = 0x88b5;
@@ -529,4 +534,57 @@ fn failed_reset_keeps_memory(_: &crate::boot::BootState) -> TestResult {
         })?;
     }
     Ok(())
+}
+
+/// The same held transmit ring seen through the IP stack's interface (`NetIf`), which asks
+/// for room before it sends: the stall is found there too and stops the interface with
+/// `TxStalled`. Until 2026-12-04 that check sat in `tx_burst` alone, never reached without
+/// room: the interface waited for ever (and the serve loop spun).
+fn tx_held_stops_netif(_: &crate::boot::BootState) -> TestResult {
+    use exo_net::smoltcp::phy::{Device, TxToken};
+    let before = free_frames()?;
+    let (mut a, b) = pair_of_nics(true)?;
+    let mac = a.mac;
+    let mut pairs = a.take_pairs();
+    let result = if pairs.is_empty() {
+        Err("no pair".into())
+    } else {
+        let mut nif = super::netif::NetIf::new(pairs.remove(0));
+        nif.pair().set_tx_stall_ms(300);
+        let d = Deadline::after_ms(10_000);
+        let mut sent = 0u32;
+        let r = loop {
+            if let Some(t) = nif.transmit(exo_net::smoltcp::time::Instant::ZERO) {
+                t.consume(60, |buf| {
+                    test_frame(buf, mac, sent, 60);
+                });
+                sent += 1;
+            }
+            match &nif.error {
+                Some(super::virtio::VirtioError::TxStalled { ms }) => {
+                    crate::kprintln!("NETSTALL,netif,sent,{sent},stalled_ms,{ms}");
+                    break check(*ms >= 300 && sent > 0, || {
+                        format!("stalled after {ms} ms, {sent} sent")
+                    });
+                }
+                Some(e) => break Err(format!("{e}")),
+                None => {}
+            }
+            if d.passed() {
+                break Err(format!(
+                    "no stall reported through the interface in 10 s ({sent} frames sent)"
+                ));
+            }
+        };
+        pairs.insert(0, nif.into_pair());
+        r
+    };
+    a.return_pairs(pairs);
+    a.shutdown();
+    b.shutdown();
+    let after = free_frames()?;
+    result?;
+    check(before == after, || {
+        format!("free frames/objects {before:?} before, {after:?} after")
+    })
 }
