@@ -366,6 +366,7 @@ impl AddressSpace {
                 if frames.try_reserve(1).is_err() || tables.try_reserve(3).is_err() {
                     // No memory for the lists: shoot down now and free at once.
                     self.shootdown(va, pages);
+                    super::futex::frames_gone(pa.as_slice());
                     pa.into_iter().chain(emptied).for_each(free_now);
                     continue;
                 }
@@ -384,6 +385,9 @@ impl AddressSpace {
             }
         }
         drop(t);
+        // Shared futex waiters keyed on these frames go with them (page tables among them
+        // match none).
+        super::futex::frames_gone(&frames);
         frames.into_iter().for_each(free_now);
         n
     }

@@ -143,6 +143,44 @@ pub fn thread_end_word(addr: u64, shared: bool) {
     }
 }
 
+/// Frames leaving a user address space (`aspace`'s unmap, before they are freed): a
+/// shared waiter keyed on one of them is woken (a spurious wake-up, which every futex wait
+/// allows) and no longer matches any wake. Otherwise it stayed keyed on the frame's
+/// physical address after the frame went to another process, and a wake there for one
+/// waiter took the stale entry instead of that process's own: a lost wake-up across
+/// processes (found by review, 2026-12-04). Without memory for the list of threads to
+/// wake, the stale entries are still taken out of every match (marked woken); their
+/// threads sleep on until their deadlines, as a waiter on an unmapped word does on Linux.
+pub fn frames_gone(frames: &[u64]) {
+    if frames.is_empty() {
+        return;
+    }
+    let mut tids: Vec<Tid> = Vec::new();
+    waiters(|w| {
+        for x in w.iter_mut().filter(|x| x.root == SHARED && !x.woken) {
+            if frames.contains(&(x.addr & !0xfff)) {
+                x.woken = true;
+                if tids.try_reserve(1).is_ok() {
+                    tids.push(x.tid);
+                }
+            }
+        }
+    });
+    for t in tids {
+        sched::wake(t);
+    }
+}
+
+/// Physical addresses of the shared waiters not woken yet (tests).
+pub fn shared_waiting() -> Vec<u64> {
+    waiters(|w| {
+        w.iter()
+            .filter(|x| x.root == SHARED && !x.woken)
+            .map(|x| x.addr)
+            .collect()
+    })
+}
+
 fn wake(addr: u64, private: bool, n: u64) -> Result<i64, Errno> {
     read_word(addr)?; // the word must be the caller's memory
     let (root, addr) = key(addr, private)?;

@@ -20,6 +20,11 @@ use exo_arch::syscall::IpcFrame;
 use exo_arch::tsc::rdtsc;
 
 ktest!(Needs::Threads, "user.ipc.syscall_errnos", errnos);
+ktest!(
+    Needs::Threads,
+    "user.futex_shared_waiter_leaves_with_its_unmapped_page",
+    futex_gone
+);
 ktest!(Needs::Threads, "user.ipc.owning_handles", owning);
 ktest!(
     Needs::Cpus,
@@ -643,4 +648,61 @@ fn zc_needs_region(_: &BootState) -> TestResult {
     clear_table();
     let _ = ipc::destroy(e);
     r
+}
+
+/// `/ipcdemo`'s `FUTEX_GONE` role (`user/ipcdemo/src/futex_gone.rs`).
+const ROLE_FUTEX_GONE: u64 = 0x1c << 56 | 12 << 48;
+
+/// A shared futex waiter whose page its process unmaps: the frame goes back to the
+/// allocator, and the waiter must go with it (woken: a spurious wake-up), not stay keyed
+/// on the frame's physical address, where a wake meant for the frame's next owner (another
+/// process) would take it instead of that owner's waiter. Forced: the process's thread
+/// waits on a fresh page; its main thread calls the test, which answers once it sees the
+/// waiter; the main thread unmaps the page and calls again, and the test looks for the
+/// waiter's key. Until 2026-12-04 it was still there (found by review).
+fn futex_gone(_: &BootState) -> TestResult {
+    let e = create()?;
+    let t = Box::new(HandleTable::new());
+    let sync = insert(&t, e, Rights::SEND, 1)?;
+    let before = super::futex::shared_waiting();
+    let arg = ROLE_FUTEX_GONE | u64::from(sync.0);
+    let pid = match process::spawn_with("/ipcdemo", arg, Builder::new(), Some(&t)) {
+        Ok(p) => p,
+        Err(Errno::Enoent) => {
+            let _ = ipc::destroy(e);
+            return Err(format!("{SKIP}no /ipcdemo (run with the initrd)"));
+        }
+        Err(x) => {
+            let _ = ipc::destroy(e);
+            return Err(format!("spawn of /ipcdemo: {x:?}"));
+        }
+    };
+    drop(t);
+    let new_key = || {
+        super::futex::shared_waiting()
+            .into_iter()
+            .find(|k| !before.contains(k))
+    };
+    let r = (|| {
+        ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
+        check(until(30_000, || new_key().is_some()), || {
+            "the process's futex waiter never slept".into()
+        })?;
+        let key = new_key().ok_or("the waiter left before the unmap")?;
+        ipc::reply(&Msg::default()).map_err(|x| format!("first reply: {x}"))?;
+        ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("second call: {x}"))?;
+        let stale = super::futex::shared_waiting().contains(&key);
+        ipc::reply(&Msg::default()).map_err(|x| format!("second reply: {x}"))?;
+        check(!stale, || {
+            format!(
+                "a waiter stayed keyed on the unmapped page's frame {key:#x} (free for any process now)"
+            )
+        })
+    })();
+    let status = process::wait(pid);
+    let _ = ipc::destroy(e);
+    r?;
+    check(status == Ok(0), || {
+        format!("process status {status:?} (0: its waiter woken by the unmap, 1: it timed out)")
+    })
 }
