@@ -89,6 +89,23 @@ fn pair_of_nics(hub_only: bool) -> Result<(NetDevice, NetDevice), String> {
     Ok((a, b))
 }
 
+/// Shuts both NICs down, then `result`, then every frame and object must be back as they
+/// were (`before`, from `free_frames`).
+fn shut_down_and_compare(
+    a: NetDevice,
+    b: NetDevice,
+    before: (u64, u64),
+    result: TestResult,
+) -> TestResult {
+    a.shutdown();
+    b.shutdown();
+    let after = free_frames()?;
+    result?;
+    check(before == after, || {
+        format!("free frames/objects {before:?} before, {after:?} after")
+    })
+}
+
 /// Writes test frame `seq` (from `src`, `len` bytes) into `buf`; the payload is a function
 /// of the sequence number so the receiver can check every byte.
 pub fn test_frame(buf: &mut [u8], src: [u8; 6], seq: u32, len: usize) -> usize {
@@ -370,13 +387,7 @@ fn rx_flood_recovers(_: &crate::boot::BootState) -> TestResult {
             },
         )
     })();
-    a.shutdown();
-    b.shutdown();
-    let after = free_frames()?;
-    result?;
-    check(before == after, || {
-        format!("free frames/objects {before:?} before, {after:?} after the flood")
-    })
+    shut_down_and_compare(a, b, before, result)
 }
 
 ktest!(
@@ -487,13 +498,7 @@ fn tx_held_is_an_error(_: &crate::boot::BootState) -> TestResult {
             }
         }
     })();
-    a.shutdown();
-    b.shutdown();
-    let after = free_frames()?;
-    result?;
-    check(before == after, || {
-        format!("free frames/objects {before:?} before, {after:?} after")
-    })
+    shut_down_and_compare(a, b, before, result)
 }
 
 /// A device that does not acknowledge its reset at shutdown (forced: `FAIL_NEXT_RESET`)
@@ -580,11 +585,5 @@ fn tx_held_stops_netif(_: &crate::boot::BootState) -> TestResult {
         r
     };
     a.return_pairs(pairs);
-    a.shutdown();
-    b.shutdown();
-    let after = free_frames()?;
-    result?;
-    check(before == after, || {
-        format!("free frames/objects {before:?} before, {after:?} after")
-    })
+    shut_down_and_compare(a, b, before, result)
 }
