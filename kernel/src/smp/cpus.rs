@@ -42,6 +42,26 @@ pub fn take_bsp_block(apic_id: u32, kstack_top: u64) -> &'static mut Block {
     b
 }
 
+/// A CPU's answer to one exchange of the boot TSC check: its TSC, then the exchange's
+/// sequence number (release), on a line of their own.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct TscResponse {
+    /// The sequence number of the last answered exchange.
+    pub seq: AtomicU64,
+    /// The responder's TSC when it saw that exchange's request.
+    pub tsc: AtomicU64,
+}
+
+impl TscResponse {
+    const fn new() -> Self {
+        TscResponse {
+            seq: AtomicU64::new(0),
+            tsc: AtomicU64::new(0),
+        }
+    }
+}
+
 /// The kernel's per-CPU state (the `E` of `PerCpu<E>`).
 #[derive(Debug)]
 pub struct CpuLocal {
@@ -65,6 +85,10 @@ pub struct CpuLocal {
     pub tsc_offset: AtomicI64,
     /// See `tsc_offset`; `u64::MAX` until measured.
     pub tsc_uncertainty: AtomicU64,
+    /// This CPU's answers to the boot TSC check (`tsc_sync`), written only by this CPU: one
+    /// line per CPU, so a responder that answers after the boot CPU gave up on it cannot
+    /// overwrite the next CPU's answer.
+    pub tsc_resp: TscResponse,
     /// Cycle stamp when this CPU came online.
     pub online_tsc: AtomicU64,
     /// The last TLB shootdown this CPU carried out (`tlb::shootdown`'s generation).
@@ -102,6 +126,7 @@ impl CpuLocal {
             fixups: AtomicU64::new(0),
             tsc_offset: AtomicI64::new(0),
             tsc_uncertainty: AtomicU64::new(u64::MAX),
+            tsc_resp: TscResponse::new(),
             online_tsc: AtomicU64::new(0),
             tlb_ack: AtomicU64::new(0),
             tlb_req: AtomicU64::new(0),

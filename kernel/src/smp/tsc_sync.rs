@@ -6,7 +6,7 @@ use crate::smp::cpus;
 use crate::smp::time::Deadline;
 use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc_precise;
-use exo_percpu::CpuId;
+use exo_percpu::{CpuId, IrqGuard};
 use smp_bench::{SyncSample, TscOffset, estimate_offset};
 
 /// Exchanges per CPU.
@@ -15,9 +15,9 @@ pub const ROUNDS: usize = 32;
 #[repr(C, align(64))]
 struct Line(AtomicU64);
 
+/// The boot CPU's request: the sequence number of the current exchange. Each responder
+/// answers in its own block's `tsc_resp` line.
 static REQ: Line = Line(AtomicU64::new(0));
-static RESP_SEQ: Line = Line(AtomicU64::new(0));
-static RESP_TSC: Line = Line(AtomicU64::new(0));
 
 /// Errors of the check.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +38,8 @@ impl core::fmt::Display for SyncError {
 }
 
 fn responder(first_seq: u64) -> u64 {
+    let g = IrqGuard::new();
+    let resp = &cpus::this(&g).ext.tsc_resp;
     let deadline = Deadline::after_ms(2000);
     for i in 0..ROUNDS as u64 {
         let seq = first_seq + i;
@@ -48,15 +50,16 @@ fn responder(first_seq: u64) -> u64 {
             core::hint::spin_loop();
         }
         let t2 = rdtsc_precise();
-        RESP_TSC.0.store(t2, Ordering::Relaxed);
-        RESP_SEQ.0.store(seq, Ordering::Release);
+        resp.tsc.store(t2, Ordering::Relaxed);
+        resp.seq.store(seq, Ordering::Release);
     }
     0
 }
 
-/// The exchanges with a responder already posted on `cpu` for sequence numbers
+/// The exchanges with the responder already posted on `b`'s CPU for sequence numbers
 /// `first..first + ROUNDS`. Does not wait for the job's completion.
-fn exchange(first: u64) -> Result<TscOffset, SyncError> {
+fn exchange(b: &cpus::Block, first: u64) -> Result<TscOffset, SyncError> {
+    let resp = &b.ext.tsc_resp;
     let mut samples = [SyncSample {
         t1: 0,
         t2: 0,
@@ -67,7 +70,7 @@ fn exchange(first: u64) -> Result<TscOffset, SyncError> {
         let seq = first + i as u64;
         let t1 = rdtsc_precise();
         REQ.0.store(seq, Ordering::Release);
-        while RESP_SEQ.0.load(Ordering::Acquire) != seq {
+        while resp.seq.load(Ordering::Acquire) != seq {
             if deadline.passed() {
                 return Err(SyncError::Timeout);
             }
@@ -76,7 +79,7 @@ fn exchange(first: u64) -> Result<TscOffset, SyncError> {
         let t3 = rdtsc_precise();
         *s = SyncSample {
             t1,
-            t2: RESP_TSC.0.load(Ordering::Relaxed),
+            t2: resp.tsc.load(Ordering::Relaxed),
             t3,
         };
     }
@@ -86,8 +89,9 @@ fn exchange(first: u64) -> Result<TscOffset, SyncError> {
 /// Measures `cpu`'s offset to the calling (boot) CPU, alone: post, exchange, wait.
 pub fn measure(cpu: CpuId) -> Result<TscOffset, SyncError> {
     let first = REQ.0.load(Ordering::Relaxed) + 1;
+    let b = cpus::get(cpu).ok_or(SyncError::Run(cpus::RunError::NotOnline(cpu)))?;
     cpus::post(cpu, responder, first).map_err(SyncError::Run)?;
-    let r = exchange(first);
+    let r = exchange(b, first);
     cpus::wait(cpu, Deadline::after_ms(1000)).map_err(SyncError::Run)?;
     r
 }
@@ -107,7 +111,9 @@ fn record(b: &cpus::Block, o: TscOffset) {
 /// all are collected at the end). The exchanges themselves stay one AP at a time against
 /// the boot CPU: every offset is direct, with its own uncertainty bound. Sequence numbers
 /// are disjoint per AP (`ROUNDS` each), so a responder that wakes early ignores the current
-/// AP's exchanges. An AP whose exchange fails is measured again alone, twice at most.
+/// AP's exchanges; each answers on its own line, so one that answers late (after the boot
+/// CPU gave up on it) cannot be taken for the next AP's answer. An AP whose exchange fails
+/// is measured again alone, twice at most.
 pub fn check_all() {
     if let Some(bsp) = cpus::get(CpuId(0)) {
         record(
@@ -130,7 +136,7 @@ pub fn check_all() {
     let mut n = 0;
     while let Some((k, b)) = it.next() {
         let next_posted = post(k + 1, it.peek().map(|&(_, b)| b));
-        if let Some(Ok(o)) = posted.then(|| exchange(first_of(k))) {
+        if let Some(Ok(o)) = posted.then(|| exchange(b, first_of(k))) {
             record(b, o);
         }
         posted = next_posted;
