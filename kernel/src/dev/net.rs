@@ -607,9 +607,36 @@ impl QueuePair {
     }
 }
 
+/// Fault injection for tests: the next control command is queued without its notification,
+/// so the device does not answer it before its deadline (`net.mq_control_late_answer`).
+pub static SKIP_NEXT_CTRL_KICK: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Waits up to 1 s until the device has answered every command on control ring `r`.
+fn ctrl_settle(r: &mut Ring, late: &'static str) -> Result<(), VirtioError> {
+    let d = crate::smp::time::Deadline::after_ms(1000);
+    while r.q.in_flight() > 0 {
+        if r.q.pop(&DmaRam).map_err(VirtioError::Protocol)?.is_none() {
+            if d.passed() {
+                return Err(VirtioError::Control(late));
+            }
+            core::hint::spin_loop();
+        }
+    }
+    Ok(())
+}
+
 /// Sends `VQ_PAIRS_SET(n)` on control ring `r` (its command buffer is the last frame of its
 /// memory) and waits up to 1 s for the device's answer.
+///
+/// A command that passed its deadline stays the device's (its buffer included), so before
+/// the buffer is written again the earlier command is notified once more and its answer
+/// taken off the ring: the answer read below is this command's.
 fn ctrl_pairs_set(r: &mut Ring, n: u16) -> Result<(), VirtioError> {
+    if r.q.in_flight() > 0 {
+        r.bell.ring();
+        ctrl_settle(r, "an earlier VQ_PAIRS_SET still unanswered")?;
+    }
     let buf = r.area.last_mut().ok_or(VirtioError::OutOfMemory)?;
     buf.bytes_mut(0, 4)
         .copy_from_slice(&vnet::ctrl_mq_pairs_set(n));
@@ -618,14 +645,10 @@ fn ctrl_pairs_set(r: &mut Ring, n: u16) -> Result<(), VirtioError> {
     r.q.add_chain(&DmaRam, &[(pa, 4, false), (pa + 4, 1, true)], 0)
         .ok_or(VirtioError::Control("no descriptor"))?;
     r.q.publish(&DmaRam);
-    r.bell.ring();
-    let d = crate::smp::time::Deadline::after_ms(1000);
-    while r.q.pop(&DmaRam).map_err(VirtioError::Protocol)?.is_none() {
-        if d.passed() {
-            return Err(VirtioError::Control("no answer to VQ_PAIRS_SET in 1 s"));
-        }
-        core::hint::spin_loop();
+    if !SKIP_NEXT_CTRL_KICK.swap(false, core::sync::atomic::Ordering::Relaxed) {
+        r.bell.ring();
     }
+    ctrl_settle(r, "no answer to VQ_PAIRS_SET in 1 s")?;
     let answer = r.area.last().map_or(0xff, |b| b.bytes(4, 1)[0]);
     if answer == vnet::CTRL_OK {
         Ok(())
@@ -649,6 +672,9 @@ pub struct NetDevice {
     pub max_pairs: u16,
     /// Queue pairs in use (taken out with [`NetDevice::take_pairs`]).
     pairs: Vec<QueuePair>,
+    /// Queue pairs brought up.
+    up: u16,
+    /// Queue pairs the device was last told to use (and agreed to).
     active: u16,
     ctrl: Option<Ring>,
 }
@@ -710,6 +736,7 @@ impl NetDevice {
             features,
             max_pairs,
             pairs,
+            up: active,
             active,
             ctrl: None,
         };
@@ -758,18 +785,26 @@ impl NetDevice {
     /// Changes how many queue pairs the device uses (1..=the pairs brought up): receive
     /// steering then spreads flows over pairs `0..n` only. The pairs stay allocated.
     pub fn set_active_pairs(&mut self, n: u16) -> Result<(), VirtioError> {
-        let up = self.pairs.len().max(usize::from(self.active)) as u16;
-        if n == 0 || n > up {
+        if n == 0 || n > self.up {
             return Err(VirtioError::Control("pair count out of range"));
         }
         let r = self
             .ctrl
             .as_mut()
             .ok_or(VirtioError::Control("no control queue (one pair only)"))?;
-        ctrl_pairs_set(r, n)
+        ctrl_pairs_set(r, n)?;
+        self.active = n;
+        Ok(())
     }
 
-    /// Queue pairs in use.
+    /// Descriptors of control commands the device has not answered yet (0 without a control
+    /// queue).
+    pub fn ctrl_in_flight(&self) -> usize {
+        self.ctrl.as_ref().map_or(0, |c| c.q.in_flight())
+    }
+
+    /// Queue pairs the device uses (all those brought up, until [`NetDevice::set_active_pairs`]
+    /// says otherwise; unchanged by a command that failed).
     pub fn active_pairs(&self) -> u16 {
         self.active
     }

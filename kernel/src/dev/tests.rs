@@ -91,7 +91,7 @@ fn pair_of_nics(hub_only: bool) -> Result<(NetDevice, NetDevice), String> {
 
 /// Shuts both NICs down, then `result`, then every frame and object must be back as they
 /// were (`before`, from `free_frames`).
-fn shut_down_and_compare(
+pub(super) fn shut_down_and_compare(
     a: NetDevice,
     b: NetDevice,
     before: (u64, u64),

@@ -24,6 +24,11 @@ ktest!(
     "net.mq_each_cpu_its_own_pair",
     mq_each_cpu_its_own_pair
 );
+ktest!(
+    Needs::Threads,
+    "net.mq_control_late_answer",
+    mq_control_late_answer
+);
 
 const MAGIC: &[u8; 4] = b"EXMQ";
 const PER_CPU: u32 = 400;
@@ -193,7 +198,9 @@ fn on_each_cpu(
         .collect()
 }
 
-fn mq_each_cpu_its_own_pair(_: &crate::boot::BootState) -> TestResult {
+/// The multi-queue NIC and a one-pair peer (every other device shut down), or why not
+/// (`SKIP` without them).
+fn mq_and_peer() -> Result<(NetDevice, NetDevice), alloc::string::String> {
     let (devs, bad) = net::probe(ncpus().min(64) as u16);
     if !bad.is_empty() {
         devs.into_iter().for_each(|d| {
@@ -211,11 +218,54 @@ fn mq_each_cpu_its_own_pair(_: &crate::boot::BootState) -> TestResult {
             "{SKIP}no multi-queue NIC with a peer (qemu.sh --net tap-mq)"
         ));
     }
-    let mut dev = mq.remove(0);
-    let mut other = peer.remove(0);
+    let dev = mq.remove(0);
+    let other = peer.remove(0);
     mq.into_iter().chain(peer).for_each(|d| {
         d.shutdown();
     });
+    Ok((dev, other))
+}
+
+/// A control command the device did not answer by its deadline (its notification withheld:
+/// `SKIP_NEXT_CTRL_KICK`) fails with an error and stays the device's; the next command first
+/// gets the earlier one answered and taken off the ring, so its own answer is the one it
+/// reads and nothing is left in flight. The device's memory all comes back at shutdown.
+fn mq_control_late_answer(_: &crate::boot::BootState) -> TestResult {
+    let before = crate::harness::free_frames()?;
+    let (mut dev, other) = mq_and_peer()?;
+    let all = dev.active_pairs();
+    let result: TestResult = (|| {
+        net::SKIP_NEXT_CTRL_KICK.store(true, Ordering::Relaxed);
+        let late = dev.set_active_pairs(1);
+        check(late.is_err() && dev.ctrl_in_flight() > 0, || {
+            format!(
+                "withheld command: {late:?}, {} in flight",
+                dev.ctrl_in_flight()
+            )
+        })?;
+        check(dev.active_pairs() == all, || {
+            format!("{} pairs in use after a failed command", dev.active_pairs())
+        })?;
+        for n in [all.min(2), 1, all] {
+            let r = dev.set_active_pairs(n);
+            check(
+                r.is_ok() && dev.ctrl_in_flight() == 0 && dev.active_pairs() == n,
+                || {
+                    format!(
+                        "VQ_PAIRS_SET {n}: {r:?}, {} in flight, {} pairs in use",
+                        dev.ctrl_in_flight(),
+                        dev.active_pairs()
+                    )
+                },
+            )?;
+        }
+        Ok(())
+    })();
+    super::tests::shut_down_and_compare(dev, other, before, result)
+}
+
+fn mq_each_cpu_its_own_pair(_: &crate::boot::BootState) -> TestResult {
+    let (mut dev, mut other) = mq_and_peer()?;
     let result = phases(&mut dev, &mut other);
     let parked: Vec<QueuePair> = PARKED.lock().drain(..).flatten().collect();
     dev.return_pairs(parked);
