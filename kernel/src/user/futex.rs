@@ -32,6 +32,11 @@ struct Waiter {
 
 static WAITERS: spin::Mutex<Vec<Waiter>> = spin::Mutex::new(Vec::new());
 
+/// A shared wait stops here (a test's switch) once it has read its key and before it is
+/// listed, so a sibling can unmap the word's page and map another in that window
+/// (`user.futex_shared_wait_keyed_on_a_frame_it_lost_leaves`).
+pub static WAIT_KEYED_HOLD: super::aspace::HoldPoint = super::aspace::HoldPoint::new();
+
 /// `f` on the waiter list, locked with interrupts off. Its lock is taken with interrupts
 /// off anyway by a wait's re-check inside the scheduler's block and by a thread's end on
 /// an exception stack: a holder preempted with it (interrupts on) could leave such a CPU
@@ -95,6 +100,9 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
     let me = sched::current().ok_or(Errno::Einval)?;
     read_word(addr)?;
     let (root, addr_key) = key(addr, private)?;
+    if !private {
+        WAIT_KEYED_HOLD.pass();
+    }
     waiters(|w| {
         if read_word(addr)? != val {
             return Err(Errno::Eagain);
@@ -109,6 +117,23 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
         Ok(())
     })?;
     let woken = || waiters(|w| w.iter().find(|x| x.tid == me).is_none_or(|x| x.woken));
+    // A shared key is the frame mapped at `addr` when it was read, under the tables' lock
+    // (which cannot be taken under the waiters' lock): a sibling thread may have unmapped
+    // that frame since (its `frames_gone` found no waiter yet, and the frame may already be
+    // another process's) and mapped a new page there, whose word the check above read. Read
+    // again now that this waiter is listed: the same frame means any later unmap of it calls
+    // `frames_gone` after this point, which finds the waiter; another one means this waiter
+    // is keyed on a frame it no longer maps, where it would take a wake meant for that
+    // frame's next owner (found by review, 2026-12-04): it leaves (EAGAIN, or the wake it
+    // already took).
+    if !private && key(addr, false).ok() != Some((root, addr_key)) {
+        let was_woken = waiters(|w| {
+            w.iter()
+                .position(|x| x.tid == me)
+                .is_none_or(|k| w.swap_remove(k).woken)
+        });
+        return if was_woken { Ok(0) } else { Err(Errno::Eagain) };
+    }
     let dying = super::process::dying;
     while !woken() && !dying() && exo_arch::tsc::rdtsc() < deadline {
         sched::block_until(deadline, || !woken() && !dying());

@@ -550,6 +550,13 @@ pub fn with_current<R>(f: impl FnOnce(&AddressSpace) -> R) -> Option<R> {
     space.as_deref().map(f)
 }
 
+/// Runs `f` on the address space of process `pid` (tests: `None` if it has none).
+pub fn with_space_of<R>(pid: u64, f: impl FnOnce(&AddressSpace) -> R) -> Option<R> {
+    let p = proc(pid)?;
+    let space = p.space.read();
+    space.as_deref().map(f)
+}
+
 /// Waits for every process still in the table (the end of the `init` job: orphans, whose
 /// parent ended without waiting). Kernel callers only.
 pub fn reap_all() -> usize {

@@ -25,6 +25,11 @@ ktest!(
     "user.futex_shared_waiter_leaves_with_its_unmapped_page",
     futex_gone
 );
+ktest!(
+    Needs::Threads,
+    "user.futex_shared_wait_keyed_on_a_frame_it_lost_leaves",
+    futex_rekey
+);
 ktest!(Needs::Threads, "user.ipc.owning_handles", owning);
 ktest!(
     Needs::Cpus,
@@ -660,24 +665,30 @@ const ROLE_FUTEX_GONE: u64 = 0x1c << 56 | 12 << 48;
 /// waits on a fresh page; its main thread calls the test, which answers once it sees the
 /// waiter; the main thread unmaps the page and calls again, and the test looks for the
 /// waiter's key. Until 2026-12-04 it was still there (found by review).
-fn futex_gone(_: &BootState) -> TestResult {
+/// Starts `/ipcdemo`'s `FUTEX_GONE` role (`remap`: the variant that maps a fresh page where
+/// it unmapped one) with a handle to a new endpoint it calls at its two steps: that endpoint
+/// and the process.
+fn start_futex_role(remap: bool) -> Result<(EpRef, u64), String> {
     let e = create()?;
     let t = Box::new(HandleTable::new());
     let sync = insert(&t, e, Rights::SEND, 1)?;
-    let before = super::futex::shared_waiting();
-    let arg = ROLE_FUTEX_GONE | u64::from(sync.0);
-    let pid = match process::spawn_with("/ipcdemo", arg, Builder::new(), Some(&t)) {
-        Ok(p) => p,
-        Err(Errno::Enoent) => {
-            let _ = ipc::destroy(e);
-            return Err(format!("{SKIP}no /ipcdemo (run with the initrd)"));
-        }
+    let arg = ROLE_FUTEX_GONE | u64::from(remap) << 40 | u64::from(sync.0);
+    match process::spawn_with("/ipcdemo", arg, Builder::new(), Some(&t)) {
+        Ok(p) => Ok((e, p)),
         Err(x) => {
             let _ = ipc::destroy(e);
-            return Err(format!("spawn of /ipcdemo: {x:?}"));
+            Err(if x == Errno::Enoent {
+                format!("{SKIP}no /ipcdemo (run with the initrd)")
+            } else {
+                format!("spawn of /ipcdemo: {x:?}")
+            })
         }
-    };
-    drop(t);
+    }
+}
+
+fn futex_gone(_: &BootState) -> TestResult {
+    let before = super::futex::shared_waiting();
+    let (e, pid) = start_futex_role(false)?;
     let new_key = || {
         super::futex::shared_waiting()
             .into_iter()
@@ -704,5 +715,54 @@ fn futex_gone(_: &BootState) -> TestResult {
     r?;
     check(status == Ok(0), || {
         format!("process status {status:?} (0: its waiter woken by the unmap, 1: it timed out)")
+    })
+}
+
+/// A shared futex wait whose page a sibling thread unmaps, and replaces with a fresh one at
+/// the same address, between the wait's reading of its key (the old page's frame) and its
+/// listing: the unmap's `frames_gone` finds no waiter yet, the frame may already be another
+/// process's, and the fresh page's word passes the value check. The waiter must not stay
+/// listed on the frame it lost (where it would take a wake meant for the frame's next
+/// owner, and miss its own process's wakes): it reads its key again once listed and leaves
+/// with `EAGAIN`. Forced: the wait is held after its key (`WAIT_KEYED_HOLD`) while the
+/// process unmaps and maps again; until 2026-12-04 it stayed listed and slept to its 20 s
+/// deadline (`ETIMEDOUT`; found by review).
+fn futex_rekey(_: &BootState) -> TestResult {
+    let hold = &super::futex::WAIT_KEYED_HOLD;
+    hold.arm();
+    let (e, pid) = match start_futex_role(true) {
+        Ok(x) => x,
+        Err(x) => {
+            hold.release();
+            return Err(x);
+        }
+    };
+    let frame_at = |m: &Msg| process::with_space_of(pid, |s| s.phys(m.words[0])).flatten();
+    let r = (|| {
+        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
+        check(until(30_000, || hold.reached()), || {
+            "the process's futex wait never reached the hold after its key".into()
+        })?;
+        let old = frame_at(&m);
+        ipc::reply(&Msg::default()).map_err(|x| format!("first reply: {x}"))?;
+        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("second call: {x}"))?;
+        let new = frame_at(&m);
+        hold.release();
+        ipc::reply(&Msg::default()).map_err(|x| format!("second reply: {x}"))?;
+        check(old.is_some() && new.is_some() && old != new, || {
+            format!(
+                "window not forced: the word's frame was {old:?}, then {new:?} (the decoy did not take it)"
+            )
+        })
+    })();
+    hold.release();
+    let status = process::wait(pid);
+    let _ = ipc::destroy(e);
+    r?;
+    check(status == Ok(7), || {
+        format!(
+            "process status {status:?} (7: the wait left with EAGAIN; 1: it stayed listed on the \
+             unmapped frame until its deadline)"
+        )
     })
 }
