@@ -394,6 +394,10 @@ expect_log "ACPI off: single-CPU operation" "$log" 0 $? '^SMP,1,1,x2apic$' 'sing
 log="$out/fail-phantom.log"
 scripts/qemu.sh --machine microvm --cpu qemu64 --smp 2 --job boot --append "exo.phantom_apic=77 exo.ap_timeout_ms=2000" --log "$log" >/dev/null 2>&1
 expect_log "unanswered SIPI reported by APIC id, boot goes on" "$log" 0 $? '^SMP,2,3,xapic$' 'APIC id 77 did not come online'
+log="$out/fail-phantom-real.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.phantom_apic=1 exo.ap_timeout_ms=99999999" --log "$log" >/dev/null 2>&1
+expect_log "a phantom APIC id naming a real CPU, and a time out of range, are refused and change nothing" "$log" 0 $? '^SMP,2,2,x2apic$' \
+    'exo.phantom_apic=1 ignored' 'ignored bad option "exo.ap_timeout_ms=99999999"'
 
 echo "== benchmarks run and emit well-formed results (numbers are not judged, except icount)"
 bench_out="$out/bench"

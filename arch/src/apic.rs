@@ -73,8 +73,9 @@ impl core::fmt::Display for ApicError {
 
 /// Chooses the mode for the whole machine (BSP, once): x2APIC if CPUID offers it and
 /// `allow_x2apic`, or if firmware already switched to it (x2APIC cannot go back to xAPIC
-/// without a disable). `mmio_base` is the MADT's local APIC address.
-pub fn select_mode(has_x2apic: bool, allow_x2apic: bool, mmio_base: u64) -> Mode {
+/// without a disable). xAPIC registers are reached at the base the CPU's `IA32_APIC_BASE`
+/// gives ([`mmio_base`]), through the direct map.
+pub fn select_mode(has_x2apic: bool, allow_x2apic: bool) -> Mode {
     // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU with an APIC.
     let base = unsafe { rdmsr(IA32_APIC_BASE) };
     let already_x2 = base & BASE_X2APIC != 0;
@@ -84,11 +85,20 @@ pub fn select_mode(has_x2apic: bool, allow_x2apic: bool, mmio_base: u64) -> Mode
         Mode::XApic
     };
     XAPIC_BASE.store(
-        crate::layout::phys_to_virt(mmio_base & !0xFFF),
+        crate::layout::phys_to_virt(base & BASE_ADDR_MASK),
         Ordering::Relaxed,
     );
     MODE.store(if mode == Mode::X2Apic { 1 } else { 2 }, Ordering::Release);
     mode
+}
+
+/// Bits 12..52 of `IA32_APIC_BASE`: the physical address of the xAPIC register page.
+const BASE_ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+
+/// The physical address of this CPU's xAPIC register page (`IA32_APIC_BASE`).
+pub fn mmio_base() -> u64 {
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU with an APIC.
+    unsafe { rdmsr(IA32_APIC_BASE) & BASE_ADDR_MASK }
 }
 
 /// The selected mode (xAPIC until `select_mode` ran).

@@ -94,6 +94,33 @@ impl core::fmt::Display for PvhError {
     }
 }
 
+/// Copies the command line `bytes` (up to a NUL) into `line`; returns whether it did not fit.
+/// Tabs and line ends separate words as spaces do; any other control or non-ASCII byte becomes
+/// `?`, so the word holding it stays one word and fails as a value instead of being split into
+/// shorter, valid ones. A line cut at `CMDLINE_MAX` loses the word cut in two whole: half a
+/// value (`exo.ap_timeout_ms=600` of `=60000`) is another value.
+pub fn copy_cmdline(
+    line: &mut ArrayString<CMDLINE_MAX>,
+    bytes: impl IntoIterator<Item = u8>,
+) -> bool {
+    for b in bytes {
+        let c = match b {
+            0 => break,
+            b' ' | b'\t' | b'\n' | b'\r' => ' ',
+            b if b.is_ascii() && !b.is_ascii_control() => b as char,
+            _ => '?',
+        };
+        if line.try_push(c).is_err() {
+            if c != ' ' {
+                let keep = line.rfind(' ').unwrap_or(0);
+                line.truncate(keep);
+            }
+            return true;
+        }
+    }
+    false
+}
+
 /// Reads the start info at `paddr`.
 ///
 /// # Safety
@@ -146,22 +173,11 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
         }
     }
     if cmdline_paddr != 0 {
-        for i in 0..4096u64 {
+        let bytes = (0..4096u64).map(|i| {
             // SAFETY: the NUL-terminated command line the loader placed; bounded to 4 KiB.
-            let b = unsafe { (phys_to_virt(cmdline_paddr + i) as *const u8).read() };
-            if b == 0 {
-                break;
-            }
-            let c = if b.is_ascii() && !b.is_ascii_control() {
-                b as char
-            } else {
-                ' '
-            };
-            if info.cmdline.try_push(c).is_err() {
-                info.cmdline_truncated = true;
-                break;
-            }
-        }
+            unsafe { (phys_to_virt(cmdline_paddr + i) as *const u8).read() }
+        });
+        info.cmdline_truncated = copy_cmdline(&mut info.cmdline, bytes);
     }
     if version < 1 {
         return Err(PvhError::NoMemoryMap);
@@ -191,4 +207,66 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
         }
     }
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(s: &[u8]) -> (ArrayString<CMDLINE_MAX>, bool) {
+        let mut line = ArrayString::new();
+        let cut = copy_cmdline(&mut line, s.iter().copied());
+        (line, cut)
+    }
+
+    #[test]
+    fn a_line_that_fits_is_kept_up_to_its_nul() {
+        let (l, cut) = copy(b"exo.job=test\texo.smp=4\nx\0ignored");
+        assert_eq!((l.as_str(), cut), ("exo.job=test exo.smp=4 x", false));
+    }
+
+    #[test]
+    fn a_foreign_byte_spoils_its_word_instead_of_splitting_it() {
+        let (l, _) = copy("exo.init=/bin/\u{e9}x exo.ap_timeout_ms=6\x010".as_bytes());
+        assert_eq!(l.as_str(), "exo.init=/bin/??x exo.ap_timeout_ms=6?0");
+    }
+
+    #[test]
+    fn the_word_cut_by_the_limit_is_dropped_whole() {
+        let mut s = words(CMDLINE_MAX - 6);
+        s.extend_from_slice(b" exo.ap_timeout_ms=60000");
+        let (l, cut) = copy(&s);
+        assert!(cut);
+        assert_eq!(l.len(), CMDLINE_MAX - 6);
+        assert!(!l.contains("ap_timeout"));
+    }
+
+    #[test]
+    fn a_cut_at_a_space_keeps_the_last_word() {
+        let mut s = words(CMDLINE_MAX);
+        s.extend_from_slice(b" exo.job=test");
+        let (l, cut) = copy(&s);
+        assert!(cut);
+        assert_eq!(l.len(), CMDLINE_MAX);
+    }
+
+    #[test]
+    fn one_word_longer_than_the_limit_leaves_nothing() {
+        let (l, cut) = copy(&[b'a'; CMDLINE_MAX + 10]);
+        assert!(cut);
+        assert_eq!(l.as_str(), "");
+    }
+
+    /// `n` bytes of 15-letter words separated by single spaces, ending in a letter.
+    fn words(n: usize) -> std::vec::Vec<u8> {
+        (0..n)
+            .map(|i| {
+                if i % 16 == 15 && i + 1 < n {
+                    b' '
+                } else {
+                    b'a'
+                }
+            })
+            .collect()
+    }
 }

@@ -38,9 +38,9 @@ pub struct Options {
     /// Allow x2APIC (`exo.apic=xapic` forces xAPIC when firmware left the choice to us).
     pub allow_x2apic: bool,
     /// How long the BSP waits for APs without any of them making progress, in milliseconds
-    /// (default 5000; 30000 under TCG and foreign hypervisors, set by the boot flow when the
-    /// command line gives none); at most 8 times that in all.
-    pub ap_timeout_ms: u64,
+    /// (`None`: the command line gave no valid value, and the boot flow picks 5000, or 30000
+    /// under TCG and foreign hypervisors); at most 8 times that in all.
+    pub ap_timeout_ms: Option<u64>,
     /// An extra APIC id to "start" that no CPU answers (tests the deadline path).
     pub phantom_apic_id: Option<u32>,
     /// Ignore ACPI (single-CPU operation).
@@ -110,7 +110,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
     let mut o = Options {
         job: Job::Boot,
         allow_x2apic: true,
-        ap_timeout_ms: 5000,
+        ap_timeout_ms: None,
         phantom_apic_id: None,
         no_acpi: false,
         rsdp_scan: false,
@@ -155,7 +155,9 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             },
             ("apic", "xapic") => set(&mut o.allow_x2apic, false),
             ("apic", "x2apic" | "auto") => set(&mut o.allow_x2apic, true),
-            ("ap_timeout_ms", v) => v.parse().is_ok_and(|ms| set(&mut o.ap_timeout_ms, ms)),
+            ("ap_timeout_ms", v) => {
+                in_range(v, 1, MAX_MS).is_some_and(|ms| set(&mut o.ap_timeout_ms, Some(ms)))
+            }
             ("phantom_apic", v) => v
                 .parse()
                 .is_ok_and(|id| set(&mut o.phantom_apic_id, Some(id))),
@@ -164,15 +166,21 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .parse()
                 .is_ok_and(|c| set(&mut o.panic_console_held, Some(c))),
             ("panic_early", "1") => set(&mut o.panic_early, true),
-            ("ap_delay_ms", v) => v.parse().is_ok_and(|ms| set(&mut o.ap_delay_ms, ms)),
-            ("ap_stall_ms", v) => v.parse().is_ok_and(|ms| set(&mut o.ap_stall_ms, ms)),
+            ("ap_delay_ms", v) => {
+                in_range(v, 0, MAX_MS).is_some_and(|ms| set(&mut o.ap_delay_ms, ms))
+            }
+            ("ap_stall_ms", v) => {
+                in_range(v, 0, MAX_MS).is_some_and(|ms| set(&mut o.ap_stall_ms, ms))
+            }
             ("double_free", "1") => set(&mut o.double_free, true),
             ("overflow_on_cpu", v) => v
                 .parse()
                 .is_ok_and(|c| set(&mut o.overflow_on_cpu, Some(c))),
             ("c2c_cpus", v) => v.parse().is_ok_and(|n| set(&mut o.c2c_cpus, n)),
             ("contend_max", v) => v.parse().is_ok_and(|n| set(&mut o.contend_max, n)),
-            ("contend_window_ms", v) => v.parse().is_ok_and(|n| set(&mut o.contend_window_ms, n)),
+            ("contend_window_ms", v) => {
+                in_range(v, 1, MAX_MS).is_some_and(|n| set(&mut o.contend_window_ms, n))
+            }
             ("test", v) => arrayvec::ArrayString::from(v).is_ok_and(|f| set(&mut o.test_filter, f)),
             ("bench", v) => {
                 arrayvec::ArrayString::from(v).is_ok_and(|f| set(&mut o.bench_filter, f))
@@ -196,6 +204,15 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         }
     }
     o
+}
+
+/// The largest time an option may give, in milliseconds (10 minutes: every such option is
+/// multiplied by the TSC's rate or added to a deadline, which must not wrap).
+const MAX_MS: u64 = 600_000;
+
+/// `v` as a decimal number in `lo..=hi`.
+fn in_range(v: &str, lo: u64, hi: u64) -> Option<u64> {
+    v.parse().ok().filter(|n| (lo..=hi).contains(n))
 }
 
 fn set<T>(slot: &mut T, value: T) -> bool {

@@ -24,6 +24,8 @@ use log::{error, info, warn};
 
 /// The AP bring-up deadline under TCG and foreign hypervisors when the command line sets none.
 const AP_TIMEOUT_EMULATED_MS: u64 = 30_000;
+/// The AP deadline elsewhere (see `AP_TIMEOUT_EMULATED_MS`).
+const AP_TIMEOUT_MS: u64 = 5_000;
 
 /// What the later jobs need to know about boot.
 #[derive(Debug)]
@@ -69,11 +71,14 @@ pub fn bsp_main(start_info: u64) -> BootState {
     log::set_max_level(opts.log_level);
     // Under TCG (and other hypervisors) an AP is a host thread: 64 of them on a loaded
     // 2-core host took more than 5 s to come up (seen in CI). The default deadline is
-    // 30 s there; `exo.ap_timeout_ms` still sets it.
-    if !bi.cmdline.contains("exo.ap_timeout_ms=") && exo_arch::cpu::emulated_or_foreign_hypervisor()
-    {
-        opts.ap_timeout_ms = AP_TIMEOUT_EMULATED_MS;
-    }
+    // 30 s there; a valid `exo.ap_timeout_ms` still sets it (a bad one changes nothing).
+    let ap_timeout_ms =
+        opts.ap_timeout_ms
+            .unwrap_or(if exo_arch::cpu::emulated_or_foreign_hypervisor() {
+                AP_TIMEOUT_EMULATED_MS
+            } else {
+                AP_TIMEOUT_MS
+            });
     let detected = detect_mode();
     match opts.mode {
         Some(m) if m != detected => {
@@ -144,7 +149,23 @@ pub fn bsp_main(start_info: u64) -> BootState {
     phase("acpi");
 
     apic::disable_legacy_pic();
-    let mode = apic::select_mode(features.x2apic, opts.allow_x2apic, lapic_base);
+    let mode = apic::select_mode(features.x2apic, opts.allow_x2apic);
+    // The CPU's own register (IA32_APIC_BASE) says where its local APIC answers; the MADT's
+    // copy is only compared with it (a bad table must not aim the kernel's register writes
+    // at RAM or at an unmapped address).
+    let hw_base = apic::mmio_base();
+    if lapic_base != hw_base {
+        warn!(
+            "the MADT places the local APIC at {lapic_base:#x}, the CPU at {hw_base:#x} \
+             (IA32_APIC_BASE): the CPU's is used"
+        );
+    }
+    if mode == apic::Mode::XApic && hw_base >= 4 << 30 {
+        fail(format_args!(
+            "local APIC registers at {hw_base:#x}, above the 4 GiB the kernel maps for \
+             devices, and no x2APIC to reach them otherwise"
+        ));
+    }
     apic::enable_local(VEC_SPURIOUS, VEC_APIC_ERROR);
     let bsp_apic = apic::id();
     if cpus::get(CpuId(0)).is_some_and(|b| b.hot.apic_id != bsp_apic) {
@@ -192,8 +213,20 @@ pub fn bsp_main(start_info: u64) -> BootState {
         warn!("the BSP's APIC id {bsp_apic} is not in the MADT");
     }
     if let Some(p) = opts.phantom_apic_id {
-        info!("adding phantom APIC id {p} (exo.phantom_apic): no CPU will answer it");
-        aps.push(p);
+        // INIT and SIPI to a real CPU's id (the BSP's own, or an AP's twice) or to the
+        // broadcast id would reset or restart running CPUs.
+        let broadcast = if mode == apic::Mode::X2Apic {
+            u32::MAX
+        } else {
+            0xFF
+        };
+        if p == bsp_apic || madt_ids.contains(&p) || p == broadcast {
+            warn!("exo.phantom_apic={p} ignored: it names a CPU that exists, or all of them");
+            opts.phantom_apic_id = None;
+        } else {
+            info!("adding phantom APIC id {p} (exo.phantom_apic): no CPU will answer it");
+            aps.push(p);
+        }
     }
     limit_aps(&mut aps, mode);
     if let Err(e) = cpus::size_table(aps.len() + 1) {
@@ -205,7 +238,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
     order.extend(aps.iter().copied());
     let cr3 = exo_arch::cpu::read_cr3();
     crate::boot::faults::before_ap_start(&opts, &aps);
-    let report = smp::start_aps(&aps, opts.ap_timeout_ms, features.nx, cr3);
+    let report = smp::start_aps(&aps, ap_timeout_ms, features.nx, cr3);
     let aps_online_tsc = phase("aps");
     tsc_sync::check_all();
     kprintln!("SMP,{},{},{}", report.online, report.expected, mode.name());
@@ -518,6 +551,15 @@ fn calibrate_tsc(
     {
         return f;
     }
+    // Device registers are reached through the direct map, which covers the low 4 GiB
+    // (uncached where it is not RAM): a register block the firmware places above is not used.
+    let pm = pm.filter(|t| match t.addr {
+        exo_acpi::PmTimerAddr::Mmio(a) if a >= 4 << 30 => {
+            warn!("FADT PM timer at {a:#x}, above the low 4 GiB: not used");
+            false
+        }
+        _ => true,
+    });
     let pm = pm.map(|t| match t.addr {
         exo_acpi::PmTimerAddr::Port(port) => RefClock::PmTimerPort {
             port,
@@ -528,8 +570,6 @@ fn calibrate_tsc(
             bits: t.bits(),
         },
     });
-    // Device registers are reached through the direct map, which covers the low 4 GiB
-    // (uncached where it is not RAM): a block the firmware places above is not used.
     let hpet = hpet.filter(|&b| b < 4 << 30).map(|base| RefClock::Hpet {
         base: phys_to_virt(base),
     });
