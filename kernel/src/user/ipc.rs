@@ -167,10 +167,14 @@ fn fast_zc<const CALL: bool>(here: Here<'_>, ep: ipc::EpRef, words: &[u64; 8]) -
 /// The end of a `call` or `reply_recv` parked at the system-call boundary (the fastpath,
 /// `ipc::fastpath`), when the scheduler resumes the thread instead of a peer leaving
 /// through its frame: the reply or next message from its slot into the frame (a handle in
-/// it installed), or the error; then the dying check, as for every IPC call.
+/// it installed), or the error; then the dying check, as for every IPC call. Not the check
+/// before as well: the message was taken on the thread's behalf while it was parked, and a
+/// handle in it is held for it (a kill that came meanwhile ended the thread with the hold
+/// in its slot, and the endpoint lived for ever: found by review, 2026-12-04). Installed,
+/// the handle goes with the process's table.
 fn resume(f: &mut IpcFrame) {
     let uid = crate::sched::current_uid();
-    process::ipc_syscall(uid, |t| {
+    process::ipc_syscall_resumed(uid, |t| {
         let r = match (ipc::finish_parked(&mut f.words), t) {
             (Ok((info, badge)), Some(t)) => {
                 f.rsi = incoming_handle(t, info, &mut f.words);

@@ -174,6 +174,17 @@ pub fn ipc_syscall(uid: u64, f: impl FnOnce(Option<&crate::ipc::HandleTable>)) {
     }
 }
 
+/// [`ipc_syscall`] for the end of an operation that was already under way (a parked call
+/// resumed): the dying check after `f` only, so that `f` collects what the operation took
+/// (a handle in flight is the thread's to install or drop).
+pub fn ipc_syscall_resumed(uid: u64, f: impl FnOnce(Option<&crate::ipc::HandleTable>)) {
+    let p = proc(pid_of_uid(uid));
+    f(p.map(|p| &p.handles));
+    if p.is_some_and(|p| p.dying.load(Ordering::Acquire)) {
+        task::die_killed();
+    }
+}
+
 /// Whether the calling thread's process is being killed (its sleeps give up).
 pub fn dying() -> bool {
     proc(caller_pid()).is_some_and(|p| p.dying.load(Ordering::Acquire))

@@ -30,6 +30,11 @@ ktest!(
     "user.futex_shared_wait_keyed_on_a_frame_it_lost_leaves",
     futex_rekey
 );
+ktest!(
+    Needs::Threads,
+    "user.ipc.handle_replied_to_a_parked_caller_being_killed_is_not_lost",
+    parked_handle_reply
+);
 ktest!(Needs::Threads, "user.ipc.owning_handles", owning);
 ktest!(
     Needs::Cpus,
@@ -764,5 +769,84 @@ fn futex_rekey(_: &BootState) -> TestResult {
             "process status {status:?} (7: the wait left with EAGAIN; 1: it stayed listed on the \
              unmapped frame until its deadline)"
         )
+    })
+}
+
+/// A handle replied to a caller parked by the fastpath whose process is killed before it
+/// runs again: the reply's hand-over gives the caller the flight's hold on the endpoint, so
+/// the caller must install the handle (its process's end then closes it) or drop it. Until
+/// 2026-12-04 the resumed caller checked its process before collecting the reply and ended
+/// with the hold in its slot: the endpoint lived on with no handle (found by review).
+/// Forced: the process (`KILLED` role, `call`) calls the test's `sync`, then calls `e`,
+/// where a kernel thread on its CPU waits: the call parks the process's thread and switches
+/// to that thread, which, with interrupts off (so the caller cannot run in between), kills
+/// the process and replies with a handle to `e3`, whose only other owner is the test's
+/// table. Once the process has ended and the test's handle is closed, `e3` must be gone.
+fn parked_handle_reply(_: &BootState) -> TestResult {
+    use super::syscall::nr::IPC_REPLY;
+    let cpu = ncpus() - 1;
+    let e = create()?;
+    let e2 = create()?;
+    let e3 = create()?;
+    EP.store(e.raw(), Ordering::Release);
+    PID.store(0, Ordering::Release);
+    let h3 = insert(&TABLE, e3, Rights::SEND, 3)?;
+    let t = Box::new(HandleTable::new());
+    let h = insert(&t, e, Rights::ALL, 1)?;
+    let sync = insert(&t, e2, Rights::SEND, 2)?;
+    fn replier(h3: u64) -> u64 {
+        if ipc::recv(ep(), rdtsc() + ms(30_000)).is_err() {
+            return 1;
+        }
+        let _g = exo_percpu::IrqGuard::new();
+        process::end_process(PID.load(Ordering::Acquire), KILL_CODE);
+        let mut f = frame(IPC_REPLY, 0, ipc::INFO_HANDLE | 64 << 32, 0);
+        f.words[7] = h3;
+        match call(&TABLE, &mut f, None) {
+            Ok(_) => 0,
+            Err(x) => 10 + x as u64,
+        }
+    }
+    let r = (|| {
+        let peer = Builder::new()
+            .pin(cpu)
+            .spawn(replier, u64::from(h3.0))
+            .map_err(|x| format!("spawn: {x}"))?;
+        check(until(30_000, || ipc::queued(e) == Some((0, 1))), || {
+            "the replier never queued".into()
+        })?;
+        let arg = ROLE_KILLED | u64::from(sync.0) << 16 | u64::from(h.0);
+        let pid = match process::spawn_with("/ipcdemo", arg, Builder::new().pin(cpu), Some(&t)) {
+            Ok(p) => p,
+            Err(x) => {
+                FLAG.store(true, Ordering::Release);
+                let _ = ipc::destroy(e);
+                let _ = join_all(&[peer], 30_000);
+                return Err(if x == Errno::Enoent {
+                    format!("{SKIP}no /ipcdemo (run with the initrd)")
+                } else {
+                    format!("spawn of /ipcdemo: {x:?}")
+                });
+            }
+        };
+        PID.store(pid, Ordering::Release);
+        ipc::recv(e2, rdtsc() + ms(30_000)).map_err(|x| format!("sync call: {x}"))?;
+        ipc::reply(&Msg::default()).map_err(|x| format!("sync reply: {x}"))?;
+        let replied = join_all(&[peer], 30_000)?[0];
+        let status = process::wait(pid);
+        check(replied == 0 && status == Ok(KILL_CODE), || {
+            format!("replier {replied} (0: replied; 1: no call; 10+errno), process {status:?}")
+        })
+    })();
+    drop(t);
+    let _ = TABLE.remove(h3);
+    let left = ipc::queued(e3).is_some();
+    for x in [e, e2, e3] {
+        let _ = ipc::destroy(x);
+    }
+    r?;
+    check(!left, || {
+        "the endpoint passed to the killed caller outlived every handle to it (its hold was lost)"
+            .into()
     })
 }
