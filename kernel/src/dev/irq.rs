@@ -30,6 +30,11 @@ pub fn init() {
     crate::trap::set_device_irq_hook(handler);
 }
 
+/// Device vectors handed out now (tests: a shutdown gives its own back).
+pub fn in_use() -> u32 {
+    USED.load(Ordering::Acquire).count_ones()
+}
+
 /// Whether some thread waits on a device vector (tests: the waiter is registered).
 pub fn any_waiter() -> bool {
     WAITER.iter().any(|w| w.load(Ordering::Acquire) != 0)

@@ -474,6 +474,15 @@ impl QueuePair {
         self.tx_stall_ms = ms;
     }
 
+    /// Test use (fault injection): moves the transmit used ring's index past everything
+    /// that can be in flight, as a broken device would (the next reap finds the jump).
+    pub fn corrupt_tx_used_index(&mut self) {
+        use exo_virtio::Ram as _;
+        let at = self.tx.q.layout().used.0 + 2;
+        let idx = DmaRam.read_u16(at);
+        DmaRam.write_u16(at, idx.wrapping_add(self.tx.q.size() + 1));
+    }
+
     /// Test use: transmits frames of the given lengths (past the 1518-byte limit allowed,
     /// up to the buffer), filled with a pattern: what a broken or hostile peer would send.
     pub fn tx_burst_raw(&mut self, lens: &[usize]) -> Result<usize, VirtioError> {
@@ -870,7 +879,13 @@ impl NetDevice {
             // corruption. Until 2026-12-04 they were freed anyway (found by review).
             self.transport.stop_dma();
             let frames = self.dma_frames();
-            let pairs = core::mem::take(&mut self.pairs);
+            let mut pairs = core::mem::take(&mut self.pairs);
+            // The vectors go back: MSI-X entries (the only way a vector is aimed at a
+            // device here) are masked above and bus mastering is off, so the device can no
+            // longer raise them (until 2026-12-04 they were forgotten with the pairs).
+            for p in &mut pairs {
+                drop(p.irq.take());
+            }
             log::error!(
                 "virtio-net {}: reset not acknowledged; {frames} frames of its queues and buffers kept for good",
                 self.location

@@ -99,6 +99,8 @@ pub struct RxToken<'a> {
 #[derive(Debug)]
 pub struct TxToken<'a> {
     pair: &'a mut QueuePair,
+    /// The interface's `error`: a send that finds the device broken stops the interface.
+    error: &'a mut Option<super::virtio::VirtioError>,
 }
 
 impl phy::RxToken for RxToken<'_> {
@@ -123,10 +125,13 @@ impl phy::TxToken for TxToken<'_> {
         match (out, f) {
             (Some(r), _) => r,
             // No buffer after all (the device broke meanwhile): the stack's frame is built in
-            // scratch memory and dropped, as a NIC drops under pressure.
+            // scratch memory and dropped, as a NIC drops under pressure, and a broken device
+            // stops the interface (until 2026-12-04 only a warning, per frame, for ever:
+            // `tx_room` saw free buffers and never looked at the queue again; found by review).
             (None, Some(f)) => {
                 if let Err(e) = sent {
-                    log::warn!("net: frame dropped: {e}");
+                    log::error!("net: transmit stopped: {e}");
+                    *self.error = Some(e);
                 }
                 let mut scratch = alloc::vec![0u8; len];
                 f(&mut scratch)
@@ -155,6 +160,7 @@ impl Device for NetIf {
             },
             TxToken {
                 pair: &mut self.pair,
+                error: &mut self.error,
             },
         ))
     }
@@ -165,6 +171,7 @@ impl Device for NetIf {
         }
         Some(TxToken {
             pair: &mut self.pair,
+            error: &mut self.error,
         })
     }
 

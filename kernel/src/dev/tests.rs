@@ -37,6 +37,16 @@ ktest!(
     "net.tx_held_by_device_stops_the_stack_interface",
     tx_held_stops_netif
 );
+ktest!(
+    Needs::Cpus,
+    "net.tx_protocol_error_stops_the_stack_interface",
+    tx_error_stops_netif
+);
+ktest!(
+    Needs::Cpus,
+    "net.unacknowledged_reset_at_probe_fails_the_device",
+    failed_reset_at_probe
+);
 
 /// Ethertype of the test frames (IEEE local experimental).
 pub const ETHERTYPE: u16 = 0x88b5;
@@ -516,16 +526,31 @@ fn failed_reset_keeps_memory(_: &crate::boot::BootState) -> TestResult {
     if devs.is_empty() {
         return Err(format!("{SKIP}no virtio-net device (qemu.sh --net hub)"));
     }
-    let d = devs.remove(0);
+    let mut d = devs.remove(0);
     devs.into_iter().for_each(|d| {
         d.shutdown();
     });
     let kept = d.dma_frames() as u64;
     let pci = d.pci_function();
+    let vectors = (0..)
+        .map_while(|i| d.pair(i).map(|p| p.has_irq()))
+        .filter(|v| *v)
+        .count();
     let before = free_frames()?;
+    let vectors_before = super::irq::in_use();
     super::virtio::FAIL_NEXT_RESET.store(true, core::sync::atomic::Ordering::Relaxed);
     d.shutdown();
     let after = free_frames()?;
+    // Its interrupt vectors come back (MSI-X masked, bus mastering off: nothing raises them).
+    let vectors_after = super::irq::in_use();
+    check(
+        vectors_after as usize + vectors == vectors_before as usize,
+        || {
+            format!(
+                "device vectors in use {vectors_before} before, {vectors_after} after; the device held {vectors}"
+            )
+        },
+    )?;
     // Kept: the free count does not move (a normal shutdown gives all `kept` back).
     check(after.0 == before.0, || {
         format!(
@@ -586,4 +611,80 @@ fn tx_held_stops_netif(_: &crate::boot::BootState) -> TestResult {
     };
     a.return_pairs(pairs);
     shut_down_and_compare(a, b, before, result)
+}
+
+/// A device that breaks the transmit queue's protocol while buffers are still free (here
+/// its used index jumps past everything in flight: `corrupt_tx_used_index`) stops the IP
+/// stack's interface at the next send: `error` set, no more transmit tokens. Until
+/// 2026-12-04 the send only logged the error, per frame, for ever: the interface still saw
+/// free buffers and never looked at the queue again (found by review).
+fn tx_error_stops_netif(_: &crate::boot::BootState) -> TestResult {
+    use exo_net::smoltcp::phy::{Device, TxToken};
+    use exo_net::smoltcp::time::Instant;
+    let before = free_frames()?;
+    let (mut a, b) = pair_of_nics(true)?;
+    let mac = a.mac;
+    let mut pairs = a.take_pairs();
+    let result = if pairs.is_empty() {
+        Err("no pair".into())
+    } else {
+        let mut nif = super::netif::NetIf::new(pairs.remove(0));
+        nif.pair().corrupt_tx_used_index();
+        let token = nif.transmit(Instant::ZERO).map(|t| {
+            t.consume(60, |buf| {
+                test_frame(buf, mac, 0, 60);
+            })
+        });
+        let error = nif.error.as_ref().map(|e| format!("{e}"));
+        let closed = nif.transmit(Instant::ZERO).is_none();
+        pairs.insert(0, nif.into_pair());
+        check(token.is_some() && error.is_some() && closed, || {
+            format!("token {token:?}, interface error {error:?}, closed after: {closed}")
+        })
+    };
+    a.return_pairs(pairs);
+    shut_down_and_compare(a, b, before, result)
+}
+
+/// A device that does not acknowledge the reset that begins its bring-up (forced:
+/// `FAIL_NEXT_RESET`) is reported with `ResetTimeout`, and on PCI its bus mastering, which
+/// the transport turned on, is off again: such a device may be running (left so by
+/// firmware) and must not write into memory the kernel hands out. Until 2026-12-04 the
+/// error went back with bus mastering on (found by review). A second probe finds the device
+/// working again.
+fn failed_reset_at_probe(_: &crate::boot::BootState) -> TestResult {
+    use super::virtio::VirtioError;
+    let is_net =
+        |f: &super::pci::Function| f.vendor == 0x1af4 && matches!(f.device, 0x1000 | 0x1041);
+    super::virtio::FAIL_NEXT_RESET.store(true, core::sync::atomic::Ordering::Relaxed);
+    let (devs, bad) = net::probe(1);
+    super::virtio::FAIL_NEXT_RESET.store(false, core::sync::atomic::Ordering::Relaxed);
+    let n = devs.len() + bad.len();
+    devs.into_iter().for_each(|d| {
+        d.shutdown();
+    });
+    if n == 0 {
+        return Err(format!("{SKIP}no virtio-net device (qemu.sh --net hub)"));
+    }
+    check(
+        bad.len() == 1 && matches!(bad[0].1, VirtioError::ResetTimeout),
+        || format!("probe with the first reset unacknowledged: {bad:?}"),
+    )?;
+    // PCI devices are probed first: the failed one is the first virtio-net function.
+    if let Some(f) = super::pci::scan().into_iter().find(is_net) {
+        check(f.read32(4) & (1 << 2) == 0, || {
+            format!(
+                "{}: bus mastering still on after its reset failed",
+                bad[0].0
+            )
+        })?;
+    }
+    let (devs, bad) = net::probe(1);
+    let up = devs.len();
+    devs.into_iter().for_each(|d| {
+        d.shutdown();
+    });
+    check(bad.is_empty() && up == n, || {
+        format!("probe again: {up} up of {n}, {bad:?}")
+    })
 }

@@ -185,15 +185,22 @@ impl Transport {
             let bar = func.read8(at + 4);
             let offset = func.read32(at + 8) as usize;
             let length = func.read32(at + 12) as usize;
+            // The spec's structures start 4-byte aligned, and a notify register (16 bits) at an
+            // even multiple: anything else would make the register accesses unaligned, so
+            // such a window is not used (the missing window is then the device's error).
             let window = || match func.bar(bar) {
-                Bar::Mem(base) => Mmio::new(base.checked_add(offset as u64)?, length),
+                Bar::Mem(base) if offset.is_multiple_of(4) => {
+                    Mmio::new(base.checked_add(offset as u64)?, length)
+                }
                 _ => None,
             };
             match cfg_type {
                 1 if common.is_none() => common = window(),
                 2 if notify.is_none() => {
                     let mult = func.read32(at + 16);
-                    notify = window().map(|w| (w, mult));
+                    notify = window()
+                        .filter(|_| mult.is_multiple_of(2))
+                        .map(|w| (w, mult));
                 }
                 4 if device.is_none() => device = window(),
                 _ => {}
@@ -399,7 +406,10 @@ impl Transport {
     /// Handshake up to `FEATURES_OK`: reset, acknowledge, negotiate (`required` must be
     /// offered; the rest of `wanted` is taken if offered). Returns the accepted features.
     pub fn begin(&self, wanted: u64, required: u64) -> Result<u64, VirtioError> {
-        self.reset()?;
+        // A device that does not acknowledge the reset may be running (left so by firmware)
+        // with bus mastering, which `Transport::pci` has just turned on: `FAILED`, and its
+        // DMA off (until 2026-12-04 only its error went back; found by review).
+        self.reset().map_err(|e| self.fail(e))?;
         self.set_status(status::ACKNOWLEDGE);
         self.set_status(status::ACKNOWLEDGE | status::DRIVER);
         let offered = self.device_features();
