@@ -180,7 +180,11 @@ fn burst_member(_: u64) -> u64 {
 /// most the per-CPU cache and `STACK_POOL_CAP` stacks stay; the rest are unmapped and their
 /// frames go back to the buddy, their page tables once a reclaim has made every CPU flush
 /// (`reclaimed_after_a_flush`). 400 threads alive at once, all on CPU 0,
-/// then they exit there: the free frames must come back to within what the caches may keep.
+/// then they exit there: every frame must come back (counting the stacks the caches keep,
+/// each cache within its bound, and any page table retired after the reclaim). Until
+/// 2026-12-04 the count was the buddy's alone against a bound for CPU 0's cache and the
+/// pool: a stack cached on another CPU, or a table retired after the reclaim, failed it now
+/// and then at -smp 16 (seen in a stress loop).
 fn stack_burst(_: &BootState) -> TestResult {
     let free = sched::MAX_THREADS.saturating_sub(sched::live_threads() + 16);
     let n = 400.min(free);
@@ -190,8 +194,7 @@ fn stack_burst(_: &BootState) -> TestResult {
         ));
     }
     RELEASE.store(false, Ordering::Release);
-    drain_all()?;
-    let before = crate::mm::kalloc::stats().buddy_free;
+    let before = crate::harness::free_frames()?.0;
     let reclaims = crate::smp::tlb::TABLE_RECLAIMS.load(Ordering::Relaxed);
     let flushes = tlb_flushes();
     let mut tids = Vec::with_capacity(n);
@@ -218,20 +221,18 @@ fn stack_burst(_: &BootState) -> TestResult {
     }
     let codes = join_all(&tids, 60_000)?;
     reclaimed_after_a_flush(reclaims, &flushes)?;
-    drain_all()?;
-    let after = crate::mm::kalloc::stats().buddy_free;
+    let after = crate::harness::free_frames()?.0;
     let (here, pool) = sched::cached_stacks();
-    let per = sched::STACK_PAGES as usize + 1; // stack pages + its page table
-    let may_keep = (sched::STACK_CACHE + sched::STACK_POOL_CAP) * per + 8;
     if codes.iter().any(|&c| c != 0) {
         return Err(format!("exit codes {codes:?}"));
     }
     if pool > sched::STACK_POOL_CAP || here > sched::STACK_CACHE {
         return Err(format!("{here} cached here, {pool} in the pool"));
     }
-    if after + may_keep < before {
+    // Slack for the heap's own frames (the test's vectors, thread records).
+    if after + 8 < before {
         return Err(format!(
-            "{} frames not given back after {n} threads ({here} stacks cached here, {pool} in the pool; may keep {may_keep} frames)",
+            "{} frames not given back after {n} threads ({here} stacks cached here, {pool} in the pool)",
             before - after
         ));
     }

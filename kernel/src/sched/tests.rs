@@ -64,6 +64,11 @@ ktest!(
     "sched.thread_table_exhaustion_is_an_error",
     exhaustion
 );
+ktest!(
+    Needs::Threads,
+    "sched.tick_leaves_a_non_preemptible_idle_context_alone",
+    idle_not_preempted
+);
 
 /// Whether the run uses a scheduler timer (not under icount).
 fn use_timer(s: &BootState) -> bool {
@@ -777,4 +782,80 @@ fn exhaustion(_: &BootState) -> TestResult {
     let t = sched::spawn(worker, 3).map_err(|e| format!("spawn after exhaustion: {e}"))?;
     let c = join_all(&[t], 5000)?[0];
     check(c == 10, || format!("returned {c}"))
+}
+
+/// `idle_not_preempted`'s window: 1 while the idle context holds its guard with interrupts
+/// on, 2 once the probe thread has run.
+static IDLE_WINDOW: AtomicU32 = AtomicU32::new(0);
+/// The probe's view of the preempt word when it started (1: preemptible, 2: not).
+static PROBE_SAW: AtomicU32 = AtomicU32::new(0);
+
+/// Runs in a CPU's idle context (its mailbox): holds a preemption guard with interrupts on,
+/// as the idle loop's reclaim of retired page tables does (allocator sections, the
+/// shootdown's lock), until the probe thread has run or 1 s has passed. Returns 1 if the
+/// probe ran inside the window (the idle context was switched away from), else 0.
+fn guarded_idle_window(_: u64) -> u64 {
+    let _p = exo_percpu::PreemptGuard::new();
+    exo_arch::cpu::sti();
+    IDLE_WINDOW.store(1, Ordering::Release);
+    let d = rdtsc() + ms(1000);
+    while IDLE_WINDOW.load(Ordering::Acquire) == 1 && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    exo_arch::cpu::cli();
+    u64::from(IDLE_WINDOW.swap(0, Ordering::AcqRel) == 2)
+}
+
+fn preempt_probe(_: u64) -> u64 {
+    PROBE_SAW.store(
+        if exo_percpu::preemptible() { 1 } else { 2 },
+        Ordering::Release,
+    );
+    let _ = IDLE_WINDOW.compare_exchange(1, 2, Ordering::AcqRel, Ordering::Relaxed);
+    0
+}
+
+/// The tick switches from an idle CPU to queued work only when the idle context may be
+/// preempted: the idle loop reclaims retired stack page tables with interrupts on, inside
+/// preemption guards (allocator magazines, the shootdown's lock). Until 2026-12-04 the tick's
+/// idle branch ignored the preempt word: a thread switched in there ran inside the idle
+/// context's guard, on magazines mid-update (a double free at -smp 16, seen in a stress
+/// loop) or against the shootdown lock its holder could not release. Forced: the idle
+/// context of the last CPU holds a guard with interrupts on (a mailbox request) while a
+/// thread pinned there becomes runnable; the probe must start with the word clear, after
+/// the window.
+fn idle_not_preempted(s: &BootState) -> TestResult {
+    if ncpus() < 2 || !use_timer(s) {
+        return Err(format!(
+            "{SKIP}needs two CPUs and the scheduler's timer (not icount)"
+        ));
+    }
+    let x = ncpus() - 1;
+    IDLE_WINDOW.store(0, Ordering::Release);
+    PROBE_SAW.store(0, Ordering::Release);
+    let cpu = exo_percpu::CpuId(x);
+    cpus::post(cpu, guarded_idle_window, 0).map_err(|e| format!("post: {e}"))?;
+    let d = rdtsc() + ms(10_000);
+    while IDLE_WINDOW.load(Ordering::Acquire) != 1 {
+        if rdtsc() > d {
+            let _ = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(2000));
+            return Err(format!("CPU {x}'s idle context never opened its window"));
+        }
+        sched::yield_now();
+    }
+    let t = Builder::new()
+        .pin(x)
+        .spawn(preempt_probe, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let inside = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(10_000))
+        .map_err(|e| format!("the window's end: {e}"))?;
+    join_all(&[t], 10_000)?;
+    let saw = PROBE_SAW.load(Ordering::Acquire);
+    check(inside == 0 && saw == 1, || {
+        format!(
+            "the probe ran inside the idle context's guard: {}, saw the preempt word {}",
+            inside == 1,
+            if saw == 1 { "clear" } else { "set" }
+        )
+    })
 }

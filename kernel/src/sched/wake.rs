@@ -230,7 +230,13 @@ pub fn tick() {
     // it steals (a halted CPU only looks for work when something wakes it).
     kick_idle_cpu(cs);
     let idle_has_work = is_idle && (others || stealable_elsewhere(cs));
-    if idle_has_work || (expired && others && exo_percpu::preemptible()) {
+    // The idle context is preempted by the same rule as a thread: it too runs code with
+    // interrupts on inside preemption guards (its reclaim of retired page tables: allocator
+    // magazines, the shootdown's lock). Until 2026-12-04 its branch skipped the check, and a
+    // thread switched in ran inside the idle context's guard: magazines mid-update (a double
+    // free at -smp 16) or the shootdown lock held by a context that could not run. A busy
+    // idle context reaches its loop's pick soon enough.
+    if (idle_has_work || (expired && others)) && exo_percpu::preemptible() {
         if !is_idle {
             bump(&cs.preemptions);
         }
