@@ -572,18 +572,11 @@ fn failed_reset_keeps_memory(_: &crate::boot::BootState) -> TestResult {
 /// room: the interface waited for ever (and the serve loop spun).
 fn tx_held_stops_netif(_: &crate::boot::BootState) -> TestResult {
     use exo_net::smoltcp::phy::{Device, TxToken};
-    let before = free_frames()?;
-    let (mut a, b) = pair_of_nics(true)?;
-    let mac = a.mac;
-    let mut pairs = a.take_pairs();
-    let result = if pairs.is_empty() {
-        Err("no pair".into())
-    } else {
-        let mut nif = super::netif::NetIf::new(pairs.remove(0));
+    with_netif(|nif, mac| {
         nif.pair().set_tx_stall_ms(300);
         let d = Deadline::after_ms(10_000);
         let mut sent = 0u32;
-        let r = loop {
+        loop {
             if let Some(t) = nif.transmit(exo_net::smoltcp::time::Instant::ZERO) {
                 t.consume(60, |buf| {
                     test_frame(buf, mac, sent, 60);
@@ -605,7 +598,22 @@ fn tx_held_stops_netif(_: &crate::boot::BootState) -> TestResult {
                     "no stall reported through the interface in 10 s ({sent} frames sent)"
                 ));
             }
-        };
+        }
+    })
+}
+
+/// Pair 0 of the first hub NIC as the IP stack's interface, given to `f` with the NIC's
+/// MAC; then both NICs shut down and every frame must be back.
+fn with_netif(f: impl FnOnce(&mut super::netif::NetIf, [u8; 6]) -> TestResult) -> TestResult {
+    let before = free_frames()?;
+    let (mut a, b) = pair_of_nics(true)?;
+    let mac = a.mac;
+    let mut pairs = a.take_pairs();
+    let result = if pairs.is_empty() {
+        Err("no pair".into())
+    } else {
+        let mut nif = super::netif::NetIf::new(pairs.remove(0));
+        let r = f(&mut nif, mac);
         pairs.insert(0, nif.into_pair());
         r
     };
@@ -621,14 +629,7 @@ fn tx_held_stops_netif(_: &crate::boot::BootState) -> TestResult {
 fn tx_error_stops_netif(_: &crate::boot::BootState) -> TestResult {
     use exo_net::smoltcp::phy::{Device, TxToken};
     use exo_net::smoltcp::time::Instant;
-    let before = free_frames()?;
-    let (mut a, b) = pair_of_nics(true)?;
-    let mac = a.mac;
-    let mut pairs = a.take_pairs();
-    let result = if pairs.is_empty() {
-        Err("no pair".into())
-    } else {
-        let mut nif = super::netif::NetIf::new(pairs.remove(0));
+    with_netif(|nif, mac| {
         nif.pair().corrupt_tx_used_index();
         let token = nif.transmit(Instant::ZERO).map(|t| {
             t.consume(60, |buf| {
@@ -637,13 +638,10 @@ fn tx_error_stops_netif(_: &crate::boot::BootState) -> TestResult {
         });
         let error = nif.error.as_ref().map(|e| format!("{e}"));
         let closed = nif.transmit(Instant::ZERO).is_none();
-        pairs.insert(0, nif.into_pair());
         check(token.is_some() && error.is_some() && closed, || {
             format!("token {token:?}, interface error {error:?}, closed after: {closed}")
         })
-    };
-    a.return_pairs(pairs);
-    shut_down_and_compare(a, b, before, result)
+    })
 }
 
 /// A device that does not acknowledge the reset that begins its bring-up (forced:
