@@ -164,21 +164,22 @@ pub fn live(uid: u64) -> Option<Live> {
 #[inline(always)]
 pub fn ipc_syscall(uid: u64, f: impl FnOnce(Option<&crate::ipc::HandleTable>)) {
     let p = proc(pid_of_uid(uid));
-    let dying = || p.is_some_and(|p| p.dying.load(Ordering::Acquire));
-    if dying() {
+    if p.is_some_and(|p| p.dying.load(Ordering::Acquire)) {
         task::die_killed();
     }
-    f(p.map(|p| &p.handles));
-    if dying() {
-        task::die_killed();
-    }
+    run_then_check(p, f);
 }
 
 /// [`ipc_syscall`] for the end of an operation that was already under way (a parked call
 /// resumed): the dying check after `f` only, so that `f` collects what the operation took
 /// (a handle in flight is the thread's to install or drop).
 pub fn ipc_syscall_resumed(uid: u64, f: impl FnOnce(Option<&crate::ipc::HandleTable>)) {
-    let p = proc(pid_of_uid(uid));
+    run_then_check(proc(pid_of_uid(uid)), f);
+}
+
+/// `f` on `p`'s handle table, then the dying check of both IPC entries.
+#[inline(always)]
+fn run_then_check(p: Option<&Proc>, f: impl FnOnce(Option<&crate::ipc::HandleTable>)) {
     f(p.map(|p| &p.handles));
     if p.is_some_and(|p| p.dying.load(Ordering::Acquire)) {
         task::die_killed();
@@ -556,9 +557,7 @@ pub fn handles() -> Option<&'static crate::ipc::HandleTable> {
 /// Runs `f` on the address space of the calling thread's process (none: a kernel or test
 /// bed thread).
 pub fn with_current<R>(f: impl FnOnce(&AddressSpace) -> R) -> Option<R> {
-    let p = proc(caller_pid())?;
-    let space = p.space.read();
-    space.as_deref().map(f)
+    with_space_of(caller_pid(), f)
 }
 
 /// Runs `f` on the address space of process `pid` (tests: `None` if it has none).
