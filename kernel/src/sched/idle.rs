@@ -172,9 +172,23 @@ pub(super) fn stealable_elsewhere(cs: &CpuSched) -> bool {
     stealable_mask().is_some_and(|m| m.any_except(cs.cpu))
 }
 
-/// Clears the halted mark after a halt ends.
+/// Clears the halted mark after a halt ends (or when the idle loop goes round again without
+/// halting).
 pub fn idle_woke() {
     if let (Some(cs), Some(m)) = (this_sched(), halted_mask()) {
+        m.clear(cs.cpu);
+    }
+}
+
+/// Clears `cs`'s halted mark if it is set (a load first: the mark is a shared word every
+/// kicker reads). The tick calls it when it switches from the idle context to a thread from
+/// inside the halt: until 2026-12-04 that thread (a stolen one at every balancing tick) ran
+/// with its CPU still marked halted, and kickers claimed that CPU for a wasted IPI while one
+/// really halted slept on.
+pub(super) fn leave_halted(cs: &CpuSched) {
+    if let Some(m) = halted_mask()
+        && m.contains(cs.cpu)
+    {
         m.clear(cs.cpu);
     }
 }

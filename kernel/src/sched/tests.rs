@@ -69,6 +69,11 @@ ktest!(
     "sched.tick_leaves_a_non_preemptible_idle_context_alone",
     idle_not_preempted
 );
+ktest!(
+    Needs::Threads,
+    "sched.thread_switched_in_from_a_halt_unmarks_its_cpu",
+    halted_mark_cleared
+);
 
 /// Whether the run uses a scheduler timer (not under icount).
 fn use_timer(s: &BootState) -> bool {
@@ -856,6 +861,78 @@ fn idle_not_preempted(s: &BootState) -> TestResult {
             "the probe ran inside the idle context's guard: {}, saw the preempt word {}",
             inside == 1,
             if saw == 1 { "clear" } else { "set" }
+        )
+    })
+}
+
+/// The probe of `halted_mark_cleared`: 1 if its CPU was not marked halted when it ran, 2 if
+/// it was.
+static HALT_PROBE_SAW: AtomicU32 = AtomicU32::new(0);
+
+/// Runs in a CPU's idle context (its mailbox): marks the CPU halted as the idle loop does
+/// right before its halt, then waits with interrupts on and no guard, as in the halt, until
+/// the probe has run (the tick switched to it) or 10 s have passed. Returns 1 if the probe
+/// ran inside the window.
+fn halted_idle_window(_: u64) -> u64 {
+    if let (Some(cs), Some(m)) = (super::cpu::this_sched(), super::idle::halted_mask()) {
+        m.set(cs.cpu);
+    }
+    exo_arch::cpu::sti();
+    IDLE_WINDOW.store(1, Ordering::Release);
+    let d = rdtsc() + ms(10_000);
+    while IDLE_WINDOW.load(Ordering::Acquire) == 1 && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    exo_arch::cpu::cli();
+    u64::from(IDLE_WINDOW.swap(0, Ordering::AcqRel) == 2)
+}
+
+fn halted_probe(cpu: u64) -> u64 {
+    let marked = super::idle::halted_mask().is_some_and(|m| m.contains(cpu as u32));
+    HALT_PROBE_SAW.store(if marked { 2 } else { 1 }, Ordering::Release);
+    let _ = IDLE_WINDOW.compare_exchange(1, 2, Ordering::AcqRel, Ordering::Relaxed);
+    0
+}
+
+/// A thread the tick switches to from an idle CPU's halt runs with its CPU no longer marked
+/// halted. Until 2026-12-04 only the idle loop cleared the mark, after the halt, so a
+/// thread the tick switched to from inside it (a stolen one at every balancing tick) ran
+/// with the CPU still marked: kickers claimed that CPU for a wasted IPI while one really
+/// halted slept on. Forced: the last CPU's idle context marks itself halted and waits,
+/// preemptible, as in its halt, while a thread pinned there becomes runnable; the tick
+/// switches to it inside the window and the thread looks at the mark.
+fn halted_mark_cleared(s: &BootState) -> TestResult {
+    if ncpus() < 2 || !use_timer(s) {
+        return Err(format!(
+            "{SKIP}needs two CPUs and the scheduler's timer (not icount)"
+        ));
+    }
+    let x = ncpus() - 1;
+    IDLE_WINDOW.store(0, Ordering::Release);
+    HALT_PROBE_SAW.store(0, Ordering::Release);
+    let cpu = exo_percpu::CpuId(x);
+    cpus::post(cpu, halted_idle_window, 0).map_err(|e| format!("post: {e}"))?;
+    let d = rdtsc() + ms(10_000);
+    while IDLE_WINDOW.load(Ordering::Acquire) != 1 {
+        if rdtsc() > d {
+            let _ = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(12_000));
+            return Err(format!("CPU {x}'s idle context never opened its window"));
+        }
+        sched::yield_now();
+    }
+    let t = Builder::new()
+        .pin(x)
+        .spawn(halted_probe, u64::from(x))
+        .map_err(|e| format!("spawn: {e}"))?;
+    let inside = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(12_000))
+        .map_err(|e| format!("the window's end: {e}"))?;
+    join_all(&[t], 10_000)?;
+    let saw = HALT_PROBE_SAW.load(Ordering::Acquire);
+    check(inside == 1 && saw == 1, || {
+        format!(
+            "the probe ran inside the window: {}; its CPU was {}marked halted",
+            inside == 1,
+            if saw == 1 { "not " } else { "" }
         )
     })
 }

@@ -237,7 +237,9 @@ pub fn tick() {
     // free at -smp 16) or the shootdown lock held by a context that could not run. A busy
     // idle context reaches its loop's pick soon enough.
     if (idle_has_work || (expired && others)) && exo_percpu::preemptible() {
-        if !is_idle {
+        if is_idle {
+            leave_halted(cs);
+        } else {
             bump(&cs.preemptions);
         }
         schedule_irqs_off();

@@ -461,6 +461,10 @@ pub fn idle_loop() -> ! {
         // Nothing to run: write out the console rings (whole lines, bounded per pass; again
         // before halting while a ring holds more than one pass writes).
         if crate::console::drain_idle() {
+            // The step may have marked the CPU halted: it is not, until the next pass.
+            if let Some(h) = hooks {
+                (h.woke)();
+            }
             continue;
         }
         // `sti; hlt` is atomic with respect to interrupts: a wake IPI that arrived after
