@@ -331,9 +331,18 @@ scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=mm
 expect_log "exo.test=<prefix>,<prefix> runs exactly the tests it names (registered with ktest!)" "$log" 0 $? \
     '^INFO,ktest,registered,[0-9]+,selected,2,' '^KTEST,mm.stack_guard_unmapped,ok$' '^KTEST,sched.spawn_join_exit_codes,ok$' '^2 passed, 0 failed$'
 log="$out/test-filter-none.log"
-scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=no.such.test" --log "$log" >/dev/null 2>&1
-expect_log "exo.test= that selects nothing is a failure, not an empty pass" "$log" 1 $? \
+# The empty piece after the comma used to select every test.
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=no.such.test," --log "$log" >/dev/null 2>&1
+expect_log "exo.test= that selects nothing (an empty piece included) is a failure, not an empty pass" "$log" 1 $? \
     '^KTEST,harness.filter,FAIL,no test name starts with' '^0 passed, 1 failed$'
+log="$out/test-all-skipped.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=harness." --log "$log" >/dev/null 2>&1
+expect_log "a test run whose every selected test skipped is a failure (nothing was checked)" "$log" 1 $? \
+    '^KTEST,harness.unexpected_kill_fails_its_test,skip,' '^KTEST,harness.all_skipped,FAIL,' '^0 passed, 1 failed$'
+log="$out/test-unexpected-kill.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.fault_unexpected_kill=1 exo.test=harness." --log "$log" >/dev/null 2>&1
+expect_log "a test whose thread a panic killed fails, though it returned success" "$log" 1 $? \
+    '^THREAD,[0-9]+,killed,cpu [0-9]+: panic: deliberate panic' '^KTEST,harness.unexpected_kill_fails_its_test,FAIL,1 kernel thread' '^0 passed, 1 failed$'
 log="$out/exo-madt.log"
 sample=kernel/acpi/tests/data/madt-sample/Desktop_ASRock_QC5000-ITX-PH_45DFEE3E44F5.madt
 just madt "$sample" >"$log" 2>&1
@@ -402,9 +411,9 @@ expect_log "a phantom APIC id naming a real CPU, and a time out of range, are re
 echo "== benchmarks run and emit well-formed results (numbers are not judged, except icount)"
 bench_out="$out/bench"
 mkdir -p "$bench_out"
-bench_ok() { # name, log, csv
-    local name=$1 log=$2 csv=$3
-    if scripts/extract-benches.sh "$log" "$csv" >/dev/null 2>&1 \
+bench_ok() { # name, log, csv, rc (the job exits with failure after an ERROR,bench line)
+    local name=$1 log=$2 csv=$3 rc=$4
+    if [ "$rc" = 0 ] && ! grep -q '^ERROR,bench,' "$log" && scripts/extract-benches.sh "$log" "$csv" >/dev/null 2>&1 \
         && grep -q '^END,' "$log" && grep -q '^SUITE,' "$log" \
         && cargo run -q -p smp-bench --features report --bin exo-report -- "$csv" --svg-dir "$bench_out" >"$csv.report" 2>&1; then
         ok "$name"
@@ -413,10 +422,14 @@ bench_ok() { # name, log, csv
     fi
 }
 scripts/qemu.sh --job bench --machine microvm --cpu max --smp 2 --net hub --log "$bench_out/tcg-bench.log" >/dev/null 2>&1
-bench_ok "bench suite (tcg) runs, lines parse, report renders" "$bench_out/tcg-bench.log" "$bench_out/tcg-bench.csv"
+bench_ok "bench suite (tcg) runs, lines parse, report renders" "$bench_out/tcg-bench.log" "$bench_out/tcg-bench.csv" $?
 scripts/qemu.sh --job contended --machine microvm --cpu max --smp 4 --append "exo.contend_window_ms=5" \
     --log "$bench_out/tcg-contended.log" >/dev/null 2>&1
-bench_ok "contended suite (tcg) runs, lines parse, report renders" "$bench_out/tcg-contended.log" "$bench_out/tcg-contended.csv"
+bench_ok "contended suite (tcg) runs, lines parse, report renders" "$bench_out/tcg-contended.log" "$bench_out/tcg-contended.csv" $?
+log="$bench_out/bench-filter-none.log"
+scripts/qemu.sh --job bench --machine microvm --cpu max --smp 2 --append "exo.bench=no.such.group," --log "$log" >/dev/null 2>&1
+expect_log "exo.bench= that names no group (an empty piece included) is a failure, not an empty suite" "$log" 1 $? \
+    '^ERROR,bench,exo.bench=no.such.group, names no group' '^END,'
 if [ "$(grep -c '^BENCH,c2c\.rtt\.' "$bench_out/tcg-contended.log")" = 12 ] && grep -q '^FAIR,contend\.mcs\.4,4,' "$bench_out/tcg-contended.log" \
     && [ "$(grep -cE '^BENCH,ipc\.rtt\.64\.xcore\.[0-9]+\.[0-9]+,' "$bench_out/tcg-contended.log")" = 12 ] \
     && [ "$(grep -cE '^BENCH,ipc\.rtt\.64\.xcore\.base\.[0-9]+\.[0-9]+,' "$bench_out/tcg-contended.log")" = 12 ] \
@@ -498,7 +511,7 @@ else
     bad "exo-compare table" "$bench_out/compare.txt"
 fi
 EXO_GIT_REV=ci cargo run -q --release -p exo-native-bench >"$bench_out/native.log" 2>"$bench_out/native.err"
-bench_ok "native bench runs, lines parse" "$bench_out/native.log" "$bench_out/native.csv"
+bench_ok "native bench runs, lines parse" "$bench_out/native.log" "$bench_out/native.csv" $?
 
 echo
 if [ "$failed" -gt 0 ]; then

@@ -57,7 +57,7 @@ impl Bench<'_> {
 /// that emits `rows`.
 fn selected(filter: &str, group: &str, rows: &[&str]) -> bool {
     filter.is_empty()
-        || filter.split(',').any(|e| {
+        || filter.split(',').filter(|e| !e.is_empty()).any(|e| {
             let (g, r) = e.split_once(':').unwrap_or((e, ""));
             let row = |n: &&str| match r.strip_suffix('$') {
                 Some(exact) => *n == exact,
@@ -72,6 +72,17 @@ fn line(args: core::fmt::Arguments<'_>) {
     let mut buf = arrayvec::ArrayString::<256>::new();
     let _ = buf.write_fmt(args);
     kprintln!("{}", buf.trim_end());
+}
+
+/// Errors that make the run's results untrustworthy ([`broken`]).
+static BROKEN: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Reports what makes the run's results untrustworthy (a lock that lost updates, a
+/// participant that never finished): an `ERROR,bench,<why>` line, and the job exits with
+/// failure after its `END` line.
+pub fn broken(why: core::fmt::Arguments<'_>) {
+    BROKEN.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    line(format_args!("ERROR,bench,{why}"));
 }
 
 /// Prints one BENCH row (or a warning when there were no samples).
@@ -152,11 +163,18 @@ pub fn run(state: &BootState) -> ! {
         b.emit("tsc.pair", st);
     }
     let filter = state.opts.bench_filter.as_str();
+    let mut ran = 0;
     for g in groups(suite) {
         if selected(filter, g.name, &[]) {
             b.group = g.name;
             (g.run)(&mut b);
+            ran += 1;
         }
+    }
+    if ran == 0 {
+        broken(format_args!(
+            "exo.bench={filter} names no group of the {name} suite"
+        ));
     }
     if suite == Suite::Single {
         // boot.ms: first instruction to all CPUs online, in milliseconds (one sample).
@@ -172,5 +190,9 @@ pub fn run(state: &BootState) -> ! {
             n_results
         }
     ));
-    exit(ExitCode::Success)
+    exit(if BROKEN.load(core::sync::atomic::Ordering::Relaxed) == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
 }

@@ -149,7 +149,10 @@ pub fn contention(all: &[CpuId], state: &BootState, count: &mut u32) {
                 {
                     Ok(t) => tids.push(t),
                     Err(e) => {
-                        log::warn!("contention {name}.{k}: CPU {}: {e}", c.0);
+                        crate::harness::bench::broken(format_args!(
+                            "contend.{name}.{k}: no participant on CPU {}: {e}",
+                            c.0
+                        ));
                         ok = false;
                     }
                 }
@@ -160,8 +163,12 @@ pub fn contention(all: &[CpuId], state: &BootState, count: &mut u32) {
                 match crate::sched::join_until(t, deadline.tsc()) {
                     Ok(a) => acq.push(a),
                     Err(e) => {
-                        log::warn!("contention {name}.{k}: {e}");
-                        ok = false;
+                        // It may still run, and would write into the next round's data:
+                        // no more rounds.
+                        crate::harness::bench::broken(format_args!(
+                            "contend.{name}.{k}: a participant did not finish: {e}"
+                        ));
+                        return;
                     }
                 }
             }
@@ -171,7 +178,10 @@ pub fn contention(all: &[CpuId], state: &BootState, count: &mut u32) {
             let total: u64 = acq.iter().sum();
             let counted = kind.with(|d| d.count);
             if counted != total {
-                log::error!("contention {name}.{k}: lock lost updates ({counted} != {total})");
+                crate::harness::bench::broken(format_args!(
+                    "contend.{name}.{k}: the lock lost updates ({counted} counted, {total} made)"
+                ));
+                continue;
             }
             let mut merged: Vec<u64> = HANDOFFS.lock().iter().flatten().copied().collect();
             let mut row = arrayvec::ArrayString::<48>::new();

@@ -11,12 +11,27 @@ pub mod locks;
 pub mod registry;
 pub mod serve;
 pub mod test;
+mod tests;
 
 use crate::sched::{self, Tid};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 pub use registry::{Needs, Suite, TestResult};
+
+/// Kernel threads the running test expects a panic or a fault to kill ([`expect_kills`]).
+static EXPECTED_KILLS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Declares that the running test ends `n` of its kernel threads by a panic or a fault on
+/// purpose: the test job fails a test during which another number of threads was killed
+/// (a thread that died unnoticed, whose exit code the test did not look at, is a failure).
+pub fn expect_kills(n: u64) {
+    EXPECTED_KILLS.store(n, core::sync::atomic::Ordering::Relaxed);
+}
+
+fn expected_kills() -> u64 {
+    EXPECTED_KILLS.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// Runs the job the command line names (`exo.job=boot|test|bench|contended`); never returns.
 pub fn run(state: &crate::boot::BootState) -> ! {

@@ -2,7 +2,10 @@
 //! `exo.test=<prefix>` (all by default), the `Needs::Cpus` tests first, then the scheduler is
 //! started on every CPU, then the `Needs::Threads` tests; by name within each phase. One
 //! `KTEST,<name>,ok|skip,<why>|FAIL,<why>` line each, then the summary `N passed, N failed`
-//! as the last line, and the debug-exit code. A filter that selects nothing is a failure.
+//! as the last line, and the debug-exit code. A filter that selects nothing is a failure, and
+//! so is a run in which every selected test was skipped (nothing was checked). A test during
+//! which a kernel thread was killed by a panic or a fault fails, whatever it returned, unless
+//! it said it expects that many kills ([`super::expect_kills`]).
 
 use super::SKIP;
 use super::registry::{self, KTest, Needs};
@@ -13,11 +16,16 @@ use alloc::vec::Vec;
 use exo_arch::exit::ExitCode;
 
 /// The registered tests the filter (comma-separated name prefixes; empty = all) selects, in
-/// run order.
+/// run order. An empty piece selects nothing (`exo.test=no.such,` used to run every test).
 pub fn selected(filter: &str) -> Vec<&'static KTest> {
     let mut v: Vec<&'static KTest> = registry::tests()
         .iter()
-        .filter(|t| filter.is_empty() || filter.split(',').any(|p| t.name.starts_with(p)))
+        .filter(|t| {
+            filter.is_empty()
+                || filter
+                    .split(',')
+                    .any(|p| !p.is_empty() && t.name.starts_with(p))
+        })
         .collect();
     v.sort_by_key(|t| (t.needs, t.name));
     v
@@ -33,6 +41,7 @@ pub fn run(state: &BootState) -> ! {
         tests.len()
     );
     let (mut passed, mut failed) = (0u32, 0u32);
+    let any = !tests.is_empty();
     if tests.is_empty() {
         failed += 1;
         kprintln!("KTEST,harness.filter,FAIL,no test name starts with {prefix:?}");
@@ -51,19 +60,35 @@ pub fn run(state: &BootState) -> ! {
             // Console rings before any test measures memory around user code.
             let _ = crate::user::syscall::prepare_console_rings();
         }
-        match (t.run)(state) {
+        super::expect_kills(0);
+        let kills = crate::sched::kills();
+        let r = (t.run)(state);
+        let (killed, expected) = (crate::sched::kills() - kills, super::expected_kills());
+        match r {
+            Err(why) if !why.starts_with(SKIP) => {
+                failed += 1;
+                kprintln!("KTEST,{},FAIL,{why} ({})", t.name, t.file);
+            }
+            _ if killed != expected => {
+                failed += 1;
+                kprintln!(
+                    "KTEST,{},FAIL,{killed} kernel thread(s) killed by a panic or a fault while it ran, {expected} expected (see the THREAD lines above) ({})",
+                    t.name,
+                    t.file
+                );
+            }
             Ok(()) => {
                 passed += 1;
                 kprintln!("KTEST,{},ok", t.name);
             }
-            Err(why) => match why.strip_prefix(SKIP) {
-                Some(reason) => kprintln!("KTEST,{},skip,{reason}", t.name),
-                None => {
-                    failed += 1;
-                    kprintln!("KTEST,{},FAIL,{why} ({})", t.name, t.file);
-                }
-            },
+            Err(why) => kprintln!("KTEST,{},skip,{}", t.name, &why[SKIP.len()..]),
         }
+    }
+    if any && passed == 0 && failed == 0 {
+        failed += 1;
+        kprintln!(
+            "KTEST,harness.all_skipped,FAIL,every selected test was skipped: nothing was checked"
+        );
     }
     kprintln!("{passed} passed, {failed} failed");
     exit(if failed == 0 {

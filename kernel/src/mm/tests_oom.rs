@@ -131,6 +131,7 @@ fn fpu_without_memory(_: &BootState) -> TestResult {
     let cpu = ncpus() - 1;
     TOUCHED.store(0, Ordering::Release);
     GO.store(false, Ordering::Release);
+    crate::harness::expect_kills(1);
     let t = Builder::new()
         .pin(cpu)
         .spawn(gated_simd_user, 0)

@@ -88,8 +88,8 @@ pub use exo_sched::CpuSet;
 pub use thread::{
     Builder, KILLED, STACK_POOL_CAP, Tid, age_free_slots, cached_stack_frames, cached_stacks,
     current_stack, current_uid, enter_user, exit, fpu_area, fpu_saved_on, is_blocked, join,
-    join_unless, join_until, kill_current_if_possible, live_threads, park_node, set_affinity,
-    set_current_ids, set_current_space, set_exit_hook, set_fpu_area, spawn, tid_of,
+    join_unless, join_until, kill_current_if_possible, kills, live_threads, park_node,
+    set_affinity, set_current_ids, set_current_space, set_exit_hook, set_fpu_area, spawn, tid_of,
 };
 pub use wake::{
     block_unless, block_until, force_mailbox_full, kick, sleep_until, sleep_us, slice_tsc, tick,

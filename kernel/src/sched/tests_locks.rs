@@ -172,6 +172,7 @@ fn panicker(n: u64) -> u64 {
 }
 
 fn killed_alone(_: &BootState) -> TestResult {
+    crate::harness::expect_kills(2);
     let last = ncpus() - 1;
     let f = Builder::new()
         .pin(last)
@@ -342,6 +343,7 @@ fn lock_then_fault(keep: u64) -> u64 {
 /// Issue 10, defect 6 (the allowed case): a thread that took and released a sleeping lock,
 /// then faults, is killed alone and the lock is free.
 fn killed_after_unlock(_: &BootState) -> TestResult {
+    crate::harness::expect_kills(1);
     let t = Builder::new()
         .pin(ncpus() - 1)
         .spawn(lock_then_fault, 0)

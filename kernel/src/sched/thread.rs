@@ -521,6 +521,15 @@ pub fn set_exit_hook(hook: fn(usize)) {
 /// Exit code of a thread the kernel killed because it faulted or panicked.
 pub const KILLED: u64 = u64::MAX;
 
+/// Kernel threads ended alone by a panic or a fault so far ([`kill_current_if_possible`]).
+static KILLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many kernel threads a panic or a fault ended alone so far (the test harness fails a
+/// test during which one was, unless the test said it expects it).
+pub fn kills() -> u64 {
+    KILLS.load(Ordering::Relaxed)
+}
+
 /// A fault or panic in thread context: if the thread can be killed without leaving the
 /// kernel in a broken state, reports it, ends it with [`KILLED`] and never returns; returns
 /// (and the caller stops the machine) otherwise. Killable: a spawned thread (not a CPU's
@@ -563,6 +572,7 @@ pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Argume
         ));
     }
     crate::kprintln!("THREAD,{},killed,cpu {}: {why}", tid.raw(), cs.cpu);
+    KILLS.fetch_add(1, Ordering::Relaxed);
     if let Some(s) = t.stack() {
         let mut n = 0;
         exo_arch::backtrace::walk(rbp, s.bottom, s.top, 16, |ret| {
