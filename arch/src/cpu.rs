@@ -16,7 +16,7 @@ pub struct Features {
     pub smap: bool,
     /// User-mode instruction prevention.
     pub umip: bool,
-    /// `rdgsbase`/`wrgsbase` usable (CR4.FSGSBASE).
+    /// The CPU offers `rdgsbase`/`wrgsbase` (CR4.FSGSBASE; left off, see [`enable_features`]).
     pub fsgsbase: bool,
     /// XSAVE enabled (CR4.OSXSAVE) with x87+SSE(+AVX) in XCR0.
     pub xsave: bool,
@@ -52,7 +52,14 @@ pub fn detect() -> Features {
     }
 }
 
-/// Turns on NX, SSE, SMEP/SMAP/UMIP, FSGSBASE and XSAVE where offered, on the calling CPU.
+/// Turns on NX, SSE, SMEP/SMAP/UMIP and XSAVE where offered, on the calling CPU.
+///
+/// CR4.FSGSBASE stays off even where offered: it would let ring 3 write its FS and GS bases
+/// (`wrfsbase`/`wrgsbase`), which no switch saves or restores (the user runtime has no TLS),
+/// so a base one program wrote would be what the next program on that CPU reads, the GS one
+/// through the `swapgs` of its next system call (until 2026-12-04: a leak between processes
+/// and a covert channel). Off, those instructions are #UD and end the program; a selector
+/// load can only set a base to its descriptor's, 0. The kernel itself never uses them.
 /// Every CPU calls it once during its bring-up, before it loads the kernel page tables.
 pub fn enable_features() -> Features {
     let f = detect();
@@ -78,9 +85,7 @@ pub fn enable_features() -> Features {
         if f.umip {
             cr4.insert(Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION);
         }
-        if f.fsgsbase {
-            cr4.insert(Cr4Flags::FSGSBASE);
-        }
+        cr4.remove(Cr4Flags::FSGSBASE);
         if f.xsave {
             cr4.insert(Cr4Flags::OSXSAVE);
         }

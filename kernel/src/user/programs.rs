@@ -265,6 +265,16 @@ core::arch::global_asm!(
     "exo_uprog_sgdt:",
     "sgdt [rsp - 16]",
     "jmp exo_uprog_survived",
+    ".global exo_uprog_wrgsbase",
+    "exo_uprog_wrgsbase:",
+    "mov eax, 0x5678000",
+    "wrgsbase rax",
+    "jmp exo_uprog_survived",
+    ".global exo_uprog_wrfsbase",
+    "exo_uprog_wrfsbase:",
+    "mov eax, 0x1234000",
+    "wrfsbase rax",
+    "jmp exo_uprog_survived",
     ".global exo_uprog_kernel_ds",
     "exo_uprog_kernel_ds:",
     "mov eax, 0x10",
@@ -316,6 +326,8 @@ unsafe extern "C" {
     static exo_uprog_mov_cr3: u8;
     static exo_uprog_out: u8;
     static exo_uprog_sgdt: u8;
+    static exo_uprog_wrgsbase: u8;
+    static exo_uprog_wrfsbase: u8;
     static exo_uprog_kernel_ds: u8;
     static exo_uprog_push_forever: u8;
     static exo_uprog_tf_syscall: u8;
@@ -360,6 +372,11 @@ pub enum Program {
     Out,
     /// `sgdt` (#GP under UMIP).
     Sgdt,
+    /// `wrgsbase`: #UD, as CR4.FSGSBASE stays off (segment bases are not switched per
+    /// thread, so a base one program wrote would be the next one's).
+    WrGsBase,
+    /// `wrfsbase`: #UD, as `WrGsBase`.
+    WrFsBase,
     /// Loads the kernel data selector into DS.
     KernelDs,
     /// Pushes until the stack runs out.
@@ -397,6 +414,8 @@ pub fn offset(p: Program) -> u64 {
         Program::MovCr3 => &raw const exo_uprog_mov_cr3,
         Program::Out => &raw const exo_uprog_out,
         Program::Sgdt => &raw const exo_uprog_sgdt,
+        Program::WrGsBase => &raw const exo_uprog_wrgsbase,
+        Program::WrFsBase => &raw const exo_uprog_wrfsbase,
         Program::KernelDs => &raw const exo_uprog_kernel_ds,
         Program::PushForever => &raw const exo_uprog_push_forever,
         Program::TfSyscall => &raw const exo_uprog_tf_syscall,

@@ -510,6 +510,18 @@ fn cases() -> Vec<Case> {
             }
         ),
         k(
+            "wrgsbase (a base the next program on this CPU would get)",
+            Program::WrGsBase,
+            |_| 0,
+            |_, _| Expect::Fault(6, None, None)
+        ),
+        k(
+            "wrfsbase",
+            Program::WrFsBase,
+            |_| 0,
+            |_, _| Expect::Fault(6, None, None)
+        ),
+        k(
             "load of the kernel data selector",
             Program::KernelDs,
             |_| 0,
