@@ -482,7 +482,8 @@ pub static START_HOLD: HoldPoint = HoldPoint::new();
 pub static JOIN_HOLD: HoldPoint = HoldPoint::new();
 
 /// Joins thread `tid` of process `pid` for thread `me`: waits until it ended, frees its
-/// record and returns its exit code (the fault's vector + 0x100 if it was killed by one).
+/// record and returns its exit code (the low 32 bits of its `thread_exit` value; the fault's
+/// vector + 0x100 if it was killed by one).
 /// Gives up when `abort()` holds (the caller's process is dying).
 pub fn join(pid: u64, tid: u64, me: u64, abort: &dyn Fn() -> bool) -> Result<u64, JoinError> {
     let t = record(tid)
@@ -506,7 +507,9 @@ pub fn join(pid: u64, tid: u64, me: u64, abort: &dyn Fn() -> bool) -> Result<u64
     match sched::join_unless(k, u64::MAX, abort) {
         Ok(_) => {
             let code = match death_of(t) {
-                Some(Death::Exit(c)) => c,
+                // The ABI's `value & 0xffff_ffff`: whole, a value such as -3 read as an
+                // error (ESRCH) after a join that succeeded.
+                Some(Death::Exit(c)) => c & 0xffff_ffff,
                 Some(Death::Fault(f)) => 0x100 + u64::from(f.vector),
                 _ => KILLED,
             };

@@ -91,6 +91,14 @@ fn five(_: u64) -> i32 {
     5
 }
 
+/// Ends with a `thread_exit` value wider than 32 bits, whose low half reads as an error
+/// number if the kernel passed it whole.
+fn wide_exit(_: u64) -> i32 {
+    // SAFETY: the thread ends here; nothing after the call runs.
+    unsafe { exo_rt::raw::syscall1(exo_rt::abi::nr::THREAD_EXIT, 0xFFFF_FFFF_FFFF_FFFD) };
+    0
+}
+
 /// Case 1.
 fn join_errors() -> Check {
     let me = exo_rt::getpid();
@@ -111,6 +119,12 @@ fn join_errors() -> Check {
     }
     if exo_rt::thread_join(tid) != Err(Errno::ESRCH) {
         return Err("a second join is not ESRCH");
+    }
+    // `thread_join` gives `value & 0xffff_ffff` (until 2026-12-04 the whole value: -3,
+    // ESRCH to the caller, after a join that had succeeded).
+    let t = thread::spawn(wide_exit, 0).map_err(|_| "thread_create failed")?;
+    if t.join() != Ok(-3) {
+        return Err("join of a 64-bit thread_exit value is not its low 32 bits");
     }
     for entry in [0usize, 0xFFFF_FFFF_8000_0000, 0x0000_8000_0000_0000] {
         // SAFETY: the kernel refuses the entry before any thread starts.
