@@ -1,5 +1,6 @@
-//! The kernel's virtual address space. The lower half (below `0x0000_8000_0000_0000`)
-//! belongs to user space; the kernel lives in the upper half:
+//! The kernel's virtual address space. The lower half, but for its last page (below
+//! [`USER_END`] = `0x0000_7FFF_FFFF_F000`), belongs to user space; the kernel lives in the
+//! upper half:
 //!
 //! | range                                   | what                                          |
 //! |-----------------------------------------|-----------------------------------------------|
@@ -14,8 +15,13 @@
 pub const PHYS_OFFSET: u64 = 0xFFFF_8000_0000_0000;
 /// Base of the kernel image window: the image is linked at `KERNEL_BASE + its physical address`.
 pub const KERNEL_BASE: u64 = 0xFFFF_FFFF_8000_0000;
-/// First address above the user half.
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// First address above user space: the lower half but for its last page, which is never
+/// mapped (Linux's `TASK_SIZE` too). Code running off the end of user space then faults at
+/// this canonical address; with the last page mapped, an interrupt taken after an
+/// instruction ending there pushed the non-canonical `0x0000_8000_0000_0000`, and the
+/// `iretq` back to ring 3 raises #GP in ring 0 on Intel CPUs, after the exit's `swapgs`:
+/// the kernel ran on the user's GS (until 2026-12-04).
+pub const USER_END: u64 = 0x0000_7FFF_FFFF_F000;
 
 /// The direct-map address of physical address `pa`.
 #[inline(always)]

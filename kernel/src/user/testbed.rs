@@ -4,7 +4,8 @@
 //!
 //! * The code page at [`CODE_VA`] (user, read + execute): the programs of `programs`.
 //! * The edge page, the last page of user space ([`EDGE_VA`]): a `syscall` in its last two
-//!   bytes, whose return address is the first non-canonical address, after a
+//!   bytes, whose return address is `USER_END`, the lower half's last page, which is never
+//!   mapped (before 2026-12-04 it was the first non-canonical address), after a
 //!   `mov eax, 520` (`ipc_call`, entered at [`EDGE_IPC_ENTRY`]: the IPC entry's exit).
 //! * [`SLOTS`] slots, each a thread's stack and data, [`SLOT_SPAN`] apart from
 //!   `SLOTS_VA`: `+0` guard (never mapped), `+0x1000` stack ([`STACK_PAGES`] pages, user

@@ -14,6 +14,9 @@ use exo_rt::raw::*;
 pub const KERNEL_ADDR: usize = 0xffff_ffff_8000_0000;
 /// The first non-canonical address above the user half.
 pub const NON_CANONICAL: usize = 0x0000_8000_0000_0000;
+/// The lower half's last page, never mapped (as on Linux): code running off its end would
+/// be interrupted with a non-canonical return address.
+pub const LAST_LOWER_PAGE: usize = 0x0000_7fff_ffff_f000;
 /// An address below any program (the loader never maps pages 0 and 1).
 pub const UNMAPPED: usize = 0x1000;
 
@@ -146,6 +149,20 @@ pub const CHECKS: &[Check] = &[
             KERNEL_ADDR,
             4096,
             PROT_READ as usize,
+            ANON | MAP_FIXED as usize,
+            usize::MAX,
+            0
+        )),
+        want: Errno::ENOMEM,
+        linux: true,
+    },
+    Check {
+        what: "mmap(last page of the lower half, 4096, PROT_READ|PROT_EXEC, PRIVATE|ANONYMOUS|FIXED)",
+        call: call!(syscall6(
+            nr::MMAP,
+            LAST_LOWER_PAGE,
+            4096,
+            (PROT_READ | PROT_EXEC) as usize,
             ANON | MAP_FIXED as usize,
             usize::MAX,
             0

@@ -10,8 +10,9 @@ use exo_abi::{Errno, nr};
 
 const MAX_ERRNO: i64 = 4095;
 
-/// The first address above the user half (non-canonical from here to the kernel half).
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// The first address above user space: the lower half's last page is never mapped (the
+/// kernel's `USER_END`), non-canonical from the next page to the kernel half.
+pub const USER_END: u64 = 0x0000_7FFF_FFFF_F000;
 /// Lowest address a mapping may use (the kernel's null guard: 64 KiB).
 pub const USER_MIN: u64 = 0x1_0000;
 /// A page.
