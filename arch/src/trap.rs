@@ -27,8 +27,11 @@
 //!   wake of its `set_tid_address` word.
 //! * No exit can fault after its `swapgs`: `sysretq` only gets a canonical user RIP (checked
 //!   first, `syscall.rs`), and every `iretq` to ring 3 returns a frame the CPU itself pushed
-//!   (user CS, SS and a RIP the CPU could fetch from) or the one `enter_user` builds from the
-//!   fixed user selectors and a checked RIP. (Linux needs a "bad IRET" fix-up because it
+//!   (user CS, SS and a canonical RIP: an interrupt pushes the next instruction's address,
+//!   and user space ends a page below the lower half's top, `layout::USER_END`, so that
+//!   address is canonical; until 2026-12-04 the last page could be mapped and run off, and
+//!   the pushed `0x0000_8000_0000_0000` made `iretq` #GP in ring 0 on Intel) or the one
+//!   `enter_user` builds from the fixed user selectors and a checked RIP. (Linux needs a "bad IRET" fix-up because it
 //!   lets ring 3 supply selectors through the LDT and sigreturn; Exo-OS does not.)
 //!
 //! Every entry also clears RFLAGS.AC when SMAP is on (an interrupt inside a user-copy
