@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! PROC,<pid>,exit,<code>          exit_group(code) or the last thread's exit: code & 0xff
-//! PROC,<pid>,killed,<why>         why = #PF at 0x<addr> | #GP | #UD | #DE | #BP | bad syscall frame | ...
+//! PROC,<pid>,killed,<why>         why = #PF at 0x<addr> | #GP | #UD | #DE | #BP | bad syscall frame | init job ended | ...
 //! ```
 //!
 //! ```
@@ -58,6 +58,8 @@ impl KillCause {
     /// The state a `syscall` would return to cannot be returned to by `sysret` (a
     /// non-canonical `rip`).
     pub const BAD_SYSCALL_FRAME: Self = Self(128);
+    /// Still running (an orphan) when the kernel's `init` job ended and reaped what was left.
+    pub const INIT_ENDED: Self = Self(130);
 
     /// The CPU exception vector, if the cause is one.
     pub const fn vector(self) -> Option<u8> {
@@ -75,6 +77,7 @@ impl fmt::Display for KillCause {
             }
             v @ 0..32 => write!(f, "vector {v}"),
             128 => f.write_str("bad syscall frame"),
+            130 => f.write_str("init job ended"),
             c => write!(f, "cause {c}"),
         }
     }
@@ -89,6 +92,9 @@ impl KillCause {
         if s == "bad syscall frame" {
             return Some(Self::BAD_SYSCALL_FRAME);
         }
+        if s == "init job ended" {
+            return Some(Self::INIT_ENDED);
+        }
         let (n, vector) = if let Some(n) = s.strip_prefix("vector ") {
             (n, true)
         } else {
@@ -100,7 +106,7 @@ impl KillCause {
         // Only the spelling Display uses.
         let canonical = match v {
             0..32 => vector && VECTOR_NAMES[v as usize].is_empty(),
-            128 => false,
+            128 | 130 => false,
             _ => !vector,
         };
         canonical.then_some(cause)

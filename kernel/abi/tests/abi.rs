@@ -207,6 +207,7 @@ fn kill_causes_have_the_issue_names() {
         (KillCause::DE, "#DE"),
         (KillCause::BP, "#BP"),
         (KillCause::BAD_SYSCALL_FRAME, "bad syscall frame"),
+        (KillCause::INIT_ENDED, "init job ended"),
         (KillCause(9), "vector 9"),
         (KillCause(200), "cause 200"),
     ];
@@ -222,6 +223,7 @@ fn kill_causes_have_the_issue_names() {
         "vector 14",
         "cause 14",
         "cause 128",
+        "cause 130",
         "vector 09",
         "cause 256",
     ] {
@@ -259,6 +261,13 @@ fn proc_lines_match_the_issue() {
                 end: ProcEnd::killed(KillCause::BAD_SYSCALL_FRAME),
             },
             "PROC,9,killed,bad syscall frame",
+        ),
+        (
+            ProcLine {
+                pid: 12,
+                end: ProcEnd::killed(KillCause::INIT_ENDED),
+            },
+            "PROC,12,killed,init job ended",
         ),
     ];
     for (line, text) in cases {

@@ -15,6 +15,7 @@ use crate::sched::{self, Builder, CpuSet, SchedError};
 use crate::smp::time::Deadline;
 use alloc::format;
 use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
 
 ktest!(
@@ -56,6 +57,11 @@ ktest!(
     Needs::Threads,
     "user.proc_reap_all_leaves_a_running_parent_its_children",
     reap_all_vs_running_parent
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_reap_all_ends_orphans_that_outlive_the_grace",
+    reap_all_ends_lingering
 );
 
 /// Errors as the test threads return them: `ERR + errno`.
@@ -424,7 +430,7 @@ fn reap_all_vs_running_parent(_: &BootState) -> TestResult {
         process::ended(b).is_some()
     })?;
     let mut status_a = None;
-    let n = process::reap_all_with(|pid, st| {
+    let n = process::reap_all_with(60_000, |pid, st| {
         if pid == a {
             status_a = Some(st);
         }
@@ -494,5 +500,52 @@ fn spawn_oom(_: &BootState) -> TestResult {
     let after = free_frames()?;
     check(after == before, || {
         format!("(frames, objects) {before:?} before, {after:?} after")
+    })
+}
+
+/// The orphan of `reap_all_ends_lingering` and the status `reap_all` reaped it with
+/// (`u64::MAX`: not reaped).
+/// `/threads`' linger mode (`user/threads`: `LINGER`).
+const THREADS_LINGER: u64 = 0x11;
+
+static LINGERER: AtomicU64 = AtomicU64::new(0);
+static LINGERER_STATUS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// A test thread: the end of the `init` job's reap, with a 200 ms grace.
+fn reap_with_short_grace(_: u64) -> u64 {
+    let want = LINGERER.load(Ordering::Acquire);
+    process::reap_all_with(200, |pid, st| {
+        if pid == want {
+            LINGERER_STATUS.store(st, Ordering::Release);
+        }
+    }) as u64
+}
+
+/// The end of the `init` job ends orphans that are still running once its grace has
+/// passed. Until 2026-12-04 it waited for each without a deadline: one program that never
+/// ends left the job hanging (no verdict, no `MEM` line). Forced: `/threads` in its linger
+/// mode (a thread spinning, the main one asleep) is disowned, then reaped with a 200 ms
+/// grace in a thread joined with a deadline.
+fn reap_all_ends_lingering(_: &BootState) -> TestResult {
+    warm()?;
+    let before = free_frames()?;
+    let p = spawn("/threads", THREADS_LINGER)?;
+    LINGERER.store(p, Ordering::Release);
+    LINGERER_STATUS.store(u64::MAX, Ordering::Release);
+    check(process::disown(p), || format!("process {p} not disowned"))?;
+    let t = sched::spawn(reap_with_short_grace, 0).map_err(|e| format!("spawn: {e}"))?;
+    let reaped = join_all(&[t], 30_000)
+        .map_err(|e| format!("the reap of a process that never ends did not end: {e}"))?[0];
+    let st = LINGERER_STATUS.load(Ordering::Acquire);
+    check(st == process::STATUS_ENDED_AT_SHUTDOWN, || {
+        format!(
+            "process {p} reaped with status {st:#x}, want {:#x} ({reaped} reaped)",
+            process::STATUS_ENDED_AT_SHUTDOWN
+        )
+    })?;
+    crate::harness::drain_all()?;
+    let after = free_frames()?;
+    check(after == before, || {
+        format!("free frames and heap objects {before:?} before, {after:?} after")
     })
 }

@@ -13,7 +13,20 @@ use exo_rt::{Errno, Timespec, eprintln, println, thread};
 
 exo_rt::entry!(run);
 
+/// Not a case (the suite would never end): never ends on its own, one thread spinning and
+/// the main one asleep. The kernel's end of the `init` job must end such a process.
+pub const LINGER: u64 = 0x11;
+
 fn run(arg: u64) -> i32 {
+    if arg == LINGER {
+        let _spinning = thread::spawn(spinner, 0);
+        loop {
+            let _ = exo_rt::nanosleep(&Timespec {
+                tv_sec: 1000,
+                tv_nsec: 0,
+            });
+        }
+    }
     let Some(case) = cases::CASES.iter().find(|c| c.arg == arg) else {
         eprintln!("threads: unknown case {arg} (0..{})", cases::CASES.len());
         return 2;
