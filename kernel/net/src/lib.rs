@@ -88,6 +88,15 @@ pub struct Config {
     pub request_limit: usize,
     /// A connection that makes no progress for this long is aborted (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// A connection whose request head is not complete this long after it was accepted, or
+    /// after its last response was queued, is aborted (`None`: never): a client sending a
+    /// byte now and then keeps `idle_timeout` from firing, and would hold its slot for good.
+    pub request_timeout: Option<Duration>,
+    /// A slot whose handshake has not completed this long after the SYN came (the SYN-ACK
+    /// unanswered: a client gone, a spoofed source) is dropped and listens again (`None`:
+    /// never). smoltcp retransmits the SYN-ACK without a limit, so without it every slot
+    /// could be held half-open for good.
+    pub handshake_timeout: Option<Duration>,
     /// Body of `GET /`.
     pub body: &'static [u8],
     /// `Content-Type` of `GET /` (at most 64 bytes, else `application/octet-stream`).
@@ -116,6 +125,8 @@ impl Config {
             tcp_tx_buffer: 8192,
             request_limit: 4096,
             idle_timeout: Some(Duration::from_secs(60)),
+            request_timeout: Some(Duration::from_secs(30)),
+            handshake_timeout: Some(Duration::from_secs(10)),
             body: DEFAULT_BODY,
             content_type: "text/plain",
             seed: 0x6578_6f2d_6f73,
@@ -158,8 +169,10 @@ pub struct Stats {
     pub tcp_accepted: u64,
     /// TCP slots currently serving a connection.
     pub tcp_open: usize,
-    /// Connections aborted by the idle timeout.
+    /// Connections aborted by the idle timeout or the request timeout.
     pub tcp_idle_aborts: u64,
+    /// Half-open connections dropped by the handshake timeout.
+    pub tcp_handshake_drops: u64,
     /// Requests answered (including error responses).
     pub http_requests: u64,
     /// Responses by status, indexed like [`Status::ALL`].

@@ -30,6 +30,11 @@ struct Slot {
     /// We closed our side: discard input until the socket is closed.
     closing: bool,
     last_progress: Instant,
+    /// When the request being read began: the connection's start, or the moment its last
+    /// response was queued (`request_timeout`).
+    request_since: Instant,
+    /// When the handshake in progress began (`None`: the slot is not in SYN-RECEIVED).
+    syn_since: Option<Instant>,
 }
 
 /// DHCP client state while no fallback has been applied.
@@ -106,6 +111,7 @@ impl<D: Device> Stack<D> {
                 tcp_accepted: 0,
                 tcp_open: 0,
                 tcp_idle_aborts: 0,
+                tcp_handshake_drops: 0,
                 http_requests: 0,
                 responses: [0; crate::http::Status::ALL.len()],
                 http_rx_bytes: 0,
@@ -154,6 +160,8 @@ impl<D: Device> Stack<D> {
                 connected: false,
                 closing: false,
                 last_progress: now,
+                request_since: now,
+                syn_since: None,
             });
         }
         for i in 0..stack.slots.len() {
@@ -214,6 +222,16 @@ impl<D: Device> Stack<D> {
             if let Some(idle) = self.config.idle_timeout {
                 for slot in self.slots.iter().filter(|s| s.connected) {
                     earliest(slot.last_progress + idle);
+                }
+            }
+            if let Some(t) = self.config.request_timeout {
+                for slot in self.slots.iter().filter(|s| s.connected && s.out.is_none()) {
+                    earliest(slot.request_since + t);
+                }
+            }
+            if let Some(t) = self.config.handshake_timeout {
+                for since in self.slots.iter().filter_map(|s| s.syn_since) {
+                    earliest(since + t);
                 }
             }
             wake
@@ -336,6 +354,25 @@ impl<D: Device> Stack<D> {
         slot.out = None;
         slot.connected = false;
         slot.closing = false;
+        slot.syn_since = None;
+    }
+
+    /// Slot `i` is in SYN-RECEIVED: notes when that began, and drops the half-open
+    /// connection once `handshake_timeout` passed (an abort: the next egress sends the RST,
+    /// and the next pass finds the socket closed and makes it listen again).
+    fn handshake(&mut self, i: usize, now: Instant) -> bool {
+        let slot = &mut self.slots[i];
+        let since = *slot.syn_since.get_or_insert(now);
+        if self
+            .config
+            .handshake_timeout
+            .is_none_or(|t| now < since + t)
+        {
+            return false;
+        }
+        self.sockets.get_mut::<tcp::Socket<'_>>(slot.handle).abort();
+        self.stats.tcp_handshake_drops = self.stats.tcp_handshake_drops.wrapping_add(1);
+        true
     }
 
     /// Serves slot `i`; true if anything moved.
@@ -352,7 +389,8 @@ impl<D: Device> Stack<D> {
                 self.relisten(i);
                 return was;
             }
-            State::Listen | State::SynReceived | State::SynSent => return false,
+            State::SynReceived => return self.handshake(i, now),
+            State::Listen | State::SynSent => return false,
             _ => {}
         }
 
@@ -367,7 +405,9 @@ impl<D: Device> Stack<D> {
         let socket = sockets.get_mut::<tcp::Socket<'_>>(slot.handle);
         if !slot.connected {
             slot.connected = true;
+            slot.syn_since = None;
             slot.last_progress = now;
+            slot.request_since = now;
             stats.tcp_accepted = stats.tcp_accepted.wrapping_add(1);
         }
 
@@ -432,6 +472,7 @@ impl<D: Device> Stack<D> {
                     log::debug!("net: slot {i}: bad request, answering {}", status.code());
                 }
                 slot.out = Some((resp, 0));
+                slot.request_since = now;
                 progress = true;
                 continue;
             }
@@ -463,11 +504,19 @@ impl<D: Device> Stack<D> {
             progress = true;
         }
 
-        if progress {
+        // A request head still incomplete after `request_timeout` (a response being
+        // written is not waited on: its pace is the client's reading).
+        let slow = !slot.closing
+            && slot.out.is_none()
+            && config
+                .request_timeout
+                .is_some_and(|t| now >= slot.request_since + t);
+        if progress && !slow {
             slot.last_progress = now;
-        } else if config
-            .idle_timeout
-            .is_some_and(|idle| now >= slot.last_progress + idle)
+        } else if slow
+            || config
+                .idle_timeout
+                .is_some_and(|idle| now >= slot.last_progress + idle)
         {
             socket.abort();
             slot.closing = true;

@@ -711,3 +711,116 @@ fn dhcp_lease_is_used_and_no_fallback_follows() {
     let h = net.connect();
     assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
 }
+
+/// A TCP SYN to the server's HTTP port from `src` (an address nobody answers ARP for: a
+/// spoofed source, or a client gone), built by hand.
+fn spoofed_syn(src: Ipv4Address, src_port: u16) -> Vec<u8> {
+    use smoltcp::wire::{
+        EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    };
+    let tcp = TcpRepr {
+        src_port,
+        dst_port: 80,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 1024,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER_IP,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x52, 0x55, 0x0a, 0x00, 0x02, 0x63]),
+        dst_addr: EthernetAddress(SERVER_MAC),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
+    let caps = ChecksumCapabilities::default();
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &caps);
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(packet.payload_mut()),
+        &IpAddress::Ipv4(src),
+        &IpAddress::Ipv4(SERVER_IP),
+        &caps,
+    );
+    buf
+}
+
+/// SYNs whose SYN-ACKs are never answered take every slot only until the handshake
+/// timeout: then the slots listen again. (smoltcp retransmits a SYN-ACK without a limit;
+/// until 2026-12-04 32 such SYNs shut the serve job's HTTP port for good.)
+#[test]
+fn half_open_connections_are_dropped_after_the_handshake_timeout() {
+    let mut net = Net::new(Config {
+        tcp_slots: 2,
+        handshake_timeout: Some(Duration::from_secs(3)),
+        ..static_config()
+    });
+    let ghost = Ipv4Address::new(10, 0, 2, 99);
+    for port in [5001, 5002] {
+        net.cdev.inject(spoofed_syn(ghost, port));
+    }
+    net.run_until(100, |_| false);
+    // Both slots are half-open: a real client is refused.
+    let h = net.open();
+    assert!(
+        net.run_until(1000, |n| n.tcp(h).state() == tcp::State::Closed),
+        "a client got a slot while both were half-open"
+    );
+    assert_eq!(net.stack.stats().tcp_handshake_drops, 0);
+    net.run_until(3000, |_| false);
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_handshake_drops, s.tcp_open), (2, 0));
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}
+
+/// A client that sends its request head a byte at a time, each byte before the idle
+/// timeout, is aborted once the request timeout has passed since it connected: it cannot
+/// hold a slot for good. The slot then serves the next client.
+#[test]
+fn trickling_client_is_aborted_after_the_request_timeout() {
+    let mut net = Net::new(Config {
+        tcp_slots: 1,
+        idle_timeout: Some(Duration::from_secs(2)),
+        request_timeout: Some(Duration::from_secs(5)),
+        ..static_config()
+    });
+    let h = net.connect();
+    let mut closed_after = None;
+    for (k, b) in b"GET / HTTP/1.1\r\nHost: 10.0.2.15\r\n".iter().enumerate() {
+        if net.tcp(h).send_slice(&[*b]).is_err() || !net.tcp(h).may_send() {
+            closed_after = Some(k);
+            break;
+        }
+        // A byte a second: the idle timeout (2 s) never fires.
+        if net.run_until(1000, |n| n.tcp(h).state() == tcp::State::Closed) {
+            closed_after = Some(k + 1);
+            break;
+        }
+    }
+    let k = closed_after.expect("the trickling client was never aborted");
+    assert!(
+        (4..=7).contains(&k),
+        "aborted after {k} bytes, want about 5 s"
+    );
+    net.step();
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_idle_aborts, s.tcp_open), (1, 0));
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}

@@ -136,12 +136,14 @@ fn server(_: u64) -> u64 {
 
 fn print_stats(s: &Stats, d: &net::Stats, irqs: u64) {
     kprintln!(
-        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{},irqs,{}",
+        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},tcp_timeouts,{},tcp_half_open_drops,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{},irqs,{}",
         s.http_requests,
         s.responses[0],
         s.responses.iter().skip(1).sum::<u64>(),
         s.tcp_accepted,
         s.tcp_open,
+        s.tcp_idle_aborts,
+        s.tcp_handshake_drops,
         s.udp_echoed,
         s.icmp_echo_replies,
         d.rx_packets,
