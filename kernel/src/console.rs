@@ -39,7 +39,7 @@
 //! the drains from their idle loop (`smp`), tick (`trap`) and exits.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::exit::ExitCode;
 use exo_percpu::{CpuCell, IrqGuard};
 use exo_sync::ring::{Consumer, Producer, RingState};
@@ -196,7 +196,9 @@ pub fn drain_ring(ring: &CpuRing, mode: Drain, budget: usize, out: &mut dyn FnMu
                 let now = exo_arch::tsc::rdtsc();
                 let since = ring.partial_since.load(Ordering::Relaxed);
                 if total >= c.capacity() / 2
-                    || (since != 0 && now.wrapping_sub(since) >= PARTIAL_TICKS)
+                    // `since` may come from another CPU's TSC, ahead of this one's: a
+                    // negative age is 0 (it wrapped to about 2^64 and wrote the line out).
+                    || (since != 0 && now.saturating_sub(since) >= PARTIAL_TICKS)
                 {
                     total
                 } else {
@@ -236,11 +238,16 @@ impl Write for Serial {
     }
 }
 
+/// The last byte written to the UART was a newline (or nothing was written yet): a kernel
+/// line starts here. Written with the console lock held.
+static AT_LINE_START: AtomicBool = AtomicBool::new(true);
+
 /// Bytes to the UART (and to the capture buffer of a test, if one is on). Console lock held.
 fn emit(bytes: &[u8]) {
-    if bytes.is_empty() {
+    let Some(&last) = bytes.last() else {
         return;
-    }
+    };
+    AT_LINE_START.store(last == b'\n', Ordering::Relaxed);
     exo_arch::serial::write_bytes(bytes);
     if let Some(mut c) = CAPTURE.try_lock()
         && c.on
@@ -265,6 +272,11 @@ fn me() -> u32 {
 pub fn write_line(args: fmt::Arguments<'_>) {
     locked(|| {
         drain_before_line();
+        // A user line left unfinished (a flush writes rings whole) ends here: the kernel's
+        // line starts a line of its own (until 2026-12-04 it was glued on: `abcPANIC ..`).
+        if !AT_LINE_START.load(Ordering::Relaxed) {
+            emit(b"\n");
+        }
         let _ = Serial.write_fmt(args);
         let _ = Serial.write_str("\n");
     });

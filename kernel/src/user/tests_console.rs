@@ -33,6 +33,11 @@ ktest!(
     "user.console_user_line_before_its_proc_line",
     proc_line_after
 );
+ktest!(
+    Needs::Threads,
+    "user.console_kernel_line_after_an_unfinished_user_line_starts_a_line",
+    kernel_line_after_partial
+);
 
 /// A ring of `bytes` for the test alone (leaked: a few hundred bytes per run).
 fn test_ring(bytes: usize) -> Result<&'static CpuRing, String> {
@@ -135,24 +140,21 @@ fn full_ring(_: &BootState) -> TestResult {
 
 const EXIT_CODE: u64 = 42;
 
-fn proc_line_after(_: &BootState) -> TestResult {
+/// Runs the test bed's runner on this CPU: one `write(1, bytes)`, then `exit(EXIT_CODE)`,
+/// with the console captured. Returns the process's id and what the console wrote.
+fn write_then_exit(bytes: &[u8]) -> Result<(u64, Vec<u8>), String> {
     testbed::enter()?;
     let cpu = sched::this_cpu();
     let slot = Slot::claim()?;
     let buf = slot.data() + 4096;
-    let mut line = format!("USER,console order test on cpu {cpu} ");
-    while line.len() < 63 {
-        line.push('.');
-    }
-    line.push('\n');
-    usercopy::copy_to_user(buf, line.as_bytes()).map_err(|_| "message copy faulted")?;
+    usercopy::copy_to_user(buf, bytes).map_err(|_| "message copy faulted")?;
     // The runner's table: one write, then exit(EXIT_CODE).
     slot.put(0, 1)?;
     slot.put(8, EXIT_CODE)?;
     slot.put(64, nr::WRITE)?;
     slot.put(72, 1)?;
     slot.put(80, buf)?;
-    slot.put(88, line.len() as u64)?;
+    slot.put(88, bytes.len() as u64)?;
     console::capture_start();
     let started = task::spawn(
         testbed::builder()?.pin(cpu),
@@ -167,26 +169,48 @@ fn proc_line_after(_: &BootState) -> TestResult {
                 .map(|code| (pid, code))
                 .map_err(|e| format!("join: {e}"))
         });
-    let want_proc = joined
-        .as_ref()
-        .map(|(pid, _)| format!("PROC,{pid},exit,{EXIT_CODE}\n"));
-    let found = console::capture_stop(|cap| {
-        let want_proc = want_proc.as_ref().ok()?;
-        let at_line = find(cap, line.as_bytes());
-        let at_proc = find(cap, want_proc.as_bytes());
-        Some((at_line, at_proc))
-    });
+    let cap = console::capture_stop(|cap| cap.to_vec());
     let (pid, code) = joined?;
     let _ = task::reap(pid);
     check(code == EXIT_CODE, || format!("runner exited {code:#x}"))?;
-    match found {
-        Some((Some(l), Some(p))) => check(l < p, || {
+    Ok((pid, cap))
+}
+
+fn proc_line_after(_: &BootState) -> TestResult {
+    let mut line = format!("USER,console order test on cpu {} ", sched::this_cpu());
+    while line.len() < 63 {
+        line.push('.');
+    }
+    line.push('\n');
+    let (pid, cap) = write_then_exit(line.as_bytes())?;
+    let want_proc = format!("PROC,{pid},exit,{EXIT_CODE}\n");
+    match (
+        find(&cap, line.as_bytes()),
+        find(&cap, want_proc.as_bytes()),
+    ) {
+        (Some(l), Some(p)) => check(l < p, || {
             format!("the user line (at {l}) came after PROC,{pid} (at {p})")
         }),
         other => Err(format!(
             "capture misses the user line or the PROC line: {other:?}"
         )),
     }
+}
+
+/// A kernel line printed after a user line that did not end (no newline) starts on a line
+/// of its own: until 2026-12-04 it was glued on (`abcPROC,..`, `abcPANIC on CPU ..`), and
+/// whoever reads the serial log by line (CI's `^PANIC`, `^BENCH` greps) missed it. Forced:
+/// the process writes a line without its newline and exits; its `PROC` line follows.
+fn kernel_line_after_partial(_: &BootState) -> TestResult {
+    let part = format!("USER,unfinished line of cpu {}", sched::this_cpu());
+    let (pid, cap) = write_then_exit(part.as_bytes())?;
+    let want = format!("{part}\nPROC,{pid},exit,{EXIT_CODE}\n");
+    check(find(&cap, want.as_bytes()).is_some(), || {
+        format!(
+            "want {want:?} in the capture, got {:?}",
+            String::from_utf8_lossy(&cap)
+        )
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
