@@ -366,6 +366,10 @@ echo "== failure paths"
 log="$out/fail-panic.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_on_cpu=2" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "panic on CPU 2 stops all CPUs and exits with failure" "$log" 1 $? '^PANIC on CPU 2: deliberate panic' '^PANIC,2$'
+log="$out/fail-panic-two-cpus.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_on_cpu=1 exo.panic_also_cpu=2" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "two CPUs panic: one reports, the other's reason is in its STOPPED line (not 'no answer')" "$log" 1 $? \
+    '^PANIC on CPU 1: deliberate panic requested by exo.panic_on_cpu' '^STOPPED,2,panicked too,deliberate second panic' '^STOPPED,3,rip'
 log="$out/fail-panic-console-held.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_console_held=3" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "panic while another CPU holds the console: the report takes it over (no wait per line)" "$log" 1 $? \

@@ -65,6 +65,9 @@ pub struct Options {
     pub tsc_ref: TscRef,
     /// A deliberate panic on this CPU after boot (tests the stop-all path).
     pub panic_on_cpu: Option<u32>,
+    /// With `panic_on_cpu`: this CPU panics too, while the first one reports
+    /// (`exo.panic_also_cpu=M`): the report must carry its reason, not "no answer".
+    pub panic_also_cpu: Option<u32>,
     /// A deliberate panic on the BSP while this CPU holds the console lock and never lets
     /// it go (`exo.panic_console_held=N`): the stop-all NMI halts it inside the lock, and the
     /// report must take the console over at once.
@@ -124,6 +127,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         mode: None,
         tsc_ref: TscRef::Auto,
         panic_on_cpu: None,
+        panic_also_cpu: None,
         panic_console_held: None,
         panic_early: false,
         ap_delay_ms: 0,
@@ -166,6 +170,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .parse()
                 .is_ok_and(|id| set(&mut o.phantom_apic_id, Some(id))),
             ("panic_on_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_on_cpu, Some(c))),
+            ("panic_also_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_also_cpu, Some(c))),
             ("panic_console_held", v) => v
                 .parse()
                 .is_ok_and(|c| set(&mut o.panic_console_held, Some(c))),

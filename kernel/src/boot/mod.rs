@@ -263,6 +263,13 @@ pub fn bsp_main(start_info: u64) -> BootState {
         aps_online_tsc,
     };
     if let Some(c) = opts.panic_on_cpu {
+        if let Some(m) = opts.panic_also_cpu.filter(|&m| m != c) {
+            // CPU `m` panics once `c` is reporting; the report waits for it (test switch).
+            crate::trap::panic::await_second_panic();
+            if let Err(e) = cpus::post(CpuId(m), second_boom, 0) {
+                error!("exo.panic_also_cpu={m}: could not reach CPU {m}: {e}");
+            }
+        }
         deliberate_failure(c, boom, "panic");
     }
     if let Some(c) = opts.panic_console_held {
@@ -335,6 +342,16 @@ fn limit_aps(aps: &mut Vec<u32>, mode: apic::Mode) {
 
 fn boom(_: u64) -> u64 {
     panic!("deliberate panic requested by exo.panic_on_cpu");
+}
+
+/// `exo.panic_also_cpu`: waits (at most 10 s) until another CPU is reporting a panic, then
+/// panics too.
+fn second_boom(_: u64) -> u64 {
+    let d = time::Deadline::after_ms(10_000);
+    while !crate::trap::panic::stopping() && !d.passed() {
+        core::hint::spin_loop();
+    }
+    panic!("deliberate second panic requested by exo.panic_also_cpu");
 }
 
 fn hold_console(_: u64) -> u64 {

@@ -108,6 +108,11 @@ pub struct CpuLocal {
     /// See `stopped_rip`: the local APIC's highest in-service and pending vectors then
     /// (bits 0..8 and 8..16, each + 1; 0 = none).
     pub stopped_apic: AtomicU64,
+    /// This CPU panicked while another CPU was already reporting: its reason, for that
+    /// report (written by this CPU before it halts, read by the reporter with `try_lock`).
+    pub panic_note: spin::Mutex<arrayvec::ArrayString<200>>,
+    /// `panic_note` holds this CPU's reason.
+    pub panicked_too: AtomicBool,
     /// This CPU's console ring (user `write`), set by the `user` layer at the first write
     /// on this CPU; its producer is this CPU only.
     pub console: spin::Once<&'static crate::console::CpuRing>,
@@ -135,6 +140,8 @@ impl CpuLocal {
             stopped_rflags: AtomicU64::new(0),
             stopped_cs: AtomicU64::new(0),
             stopped_apic: AtomicU64::new(0),
+            panic_note: spin::Mutex::new(arrayvec::ArrayString::new_const()),
+            panicked_too: AtomicBool::new(false),
             console: spin::Once::new(),
         }
     }

@@ -1,12 +1,22 @@
 //! Failure: a panic or fatal exception on any CPU prints the CPU, the reason and a
 //! frame-pointer backtrace, stops every other CPU with an NMI, and exits QEMU with failure.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use exo_arch::apic::{Delivery, Dest};
 use exo_arch::exit::{ExitCode, exit};
 
 /// 0 = running; else the panicking CPU's id + 1.
 static PANICKING: AtomicU32 = AtomicU32::new(0);
+
+/// Test switch (`exo.panic_also_cpu`): the reporting CPU waits for a second panic to be
+/// recorded before it stops the others (else its NMI would stop that CPU first).
+static AWAIT_SECOND: AtomicBool = AtomicBool::new(false);
+
+/// Makes the next panic's report wait (at most 5 s) until another CPU has panicked too.
+pub fn await_second_panic() {
+    AWAIT_SECOND.store(true, Ordering::Release);
+}
 
 /// Is a panic stopping the machine? (NMI handlers halt when it is.)
 pub fn stopping() -> bool {
@@ -60,12 +70,23 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     if let Err(owner) = PANICKING.compare_exchange(0, cpu + 1, Ordering::AcqRel, Ordering::Acquire)
     {
         if owner != cpu + 1 {
-            // Another CPU is already reporting; it will stop us with an NMI and exit.
+            // Another CPU is already reporting; it will stop us with an NMI and exit. Its
+            // report prints our reason: left here first (until 2026-12-04 this CPU showed
+            // as `no answer` there, and its reason was lost).
+            leave_note(cpu, msg, rip);
             exo_arch::cpu::halt_forever();
         }
         // A panic while panicking on this CPU: stop now.
         exo_arch::serial::write_bytes(b"\nnested panic; exiting\n");
         exit(ExitCode::Failure);
+    }
+    if AWAIT_SECOND.load(Ordering::Acquire) {
+        let d = crate::smp::time::Deadline::after_ms(5000);
+        while !crate::smp::cpus::online().any(|b| b.ext.panicked_too.load(Ordering::Acquire))
+            && !d.passed()
+        {
+            core::hint::spin_loop();
+        }
     }
     stop_others();
     // Once the others are stopped the console is ours, even if one of them was stopped
@@ -92,6 +113,44 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
         "(resolve with: addr2line -e target/x86_64-unknown-none/release/exo -f -C <addr>)"
     );
     crate::console::exit(ExitCode::Failure)
+}
+
+/// A CPU that panicked while another reports: its reason into its `panic_note`, and its
+/// stop record as the stop-all NMI would write it (ring 0, interrupts off), so the report
+/// neither waits for it nor calls it unanswered. Lock- and allocation-free (a `try_lock` of
+/// its own note, which only it writes).
+fn leave_note(cpu: u32, msg: core::fmt::Arguments<'_>, rip: Option<u64>) {
+    if !exo_percpu::installed() {
+        return;
+    }
+    let Some(b) = crate::smp::cpus::get(exo_percpu::CpuId(cpu)) else {
+        return;
+    };
+    if let Some(mut note) = b.ext.panic_note.try_lock() {
+        note.clear();
+        let _ = Truncating(&mut note).write_fmt(msg);
+        b.ext.panicked_too.store(true, Ordering::Release);
+    }
+    b.ext.stopped_cs.store(0, Ordering::Relaxed);
+    b.ext.stopped_rflags.store(0, Ordering::Relaxed);
+    b.ext.stopped_apic.store(0, Ordering::Relaxed);
+    b.ext
+        .stopped_rip
+        .store(rip.unwrap_or(1).max(1), Ordering::Release);
+}
+
+/// Writes into an `ArrayString` what fits and drops the rest.
+struct Truncating<'a, const N: usize>(&'a mut arrayvec::ArrayString<N>);
+
+impl<const N: usize> Write for Truncating<'_, N> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for c in s.chars() {
+            if self.0.try_push(c).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A recorded vector (low byte: vector + 1, 0 = none), printed without allocating: the
@@ -128,6 +187,15 @@ fn wait_stopped(me: u32) {
 fn report_stopped(me: u32) {
     for b in crate::smp::cpus::online().filter(|b| b.hot.cpu_id != me) {
         let id = b.hot.cpu_id;
+        if b.ext.panicked_too.load(Ordering::Acquire) {
+            match b.ext.panic_note.try_lock() {
+                Some(note) => crate::kprintln!("STOPPED,{id},panicked too,{}", note.as_str()),
+                None => {
+                    crate::kprintln!("STOPPED,{id},panicked too,(its reason was being written)")
+                }
+            }
+            continue;
+        }
         match b.ext.stopped_rip.load(Ordering::Acquire) {
             0 => crate::kprintln!("STOPPED,{id},no answer"),
             rip => {
