@@ -14,6 +14,8 @@ const SLOT: u64 = 2 * MIB;
 const PAGE: u64 = 4096;
 /// Base of the guarded-stack region (upper half, outside the identity map).
 pub const STACK_REGION: u64 = 0xFFFF_C000_0000_0000;
+/// Stack slots the region holds: it ends where the kernel image's window begins.
+pub const STACK_SLOTS: u64 = (exo_arch::layout::KERNEL_BASE - STACK_REGION) / SLOT;
 
 /// Out of physical memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +120,10 @@ pub struct Memory {
     /// The kernel page tables.
     pub tables: PageTables,
     next_stack_slot: u64,
+    /// Slots whose stack was freed and whose page table was given back after every CPU
+    /// flushed (`release_tables`): nothing of them can be cached any more, so they are
+    /// mapped again before a new slot is taken.
+    free_slots: alloc::vec::Vec<u64>,
     /// Freed stacks' page tables not yet given back (see [`RetiredTables`]): the first's
     /// physical address (0: none), each linked to the next by its first word.
     retired: u64,
@@ -313,6 +319,7 @@ pub fn init(map: &[MemRegion], nx: bool, keep: &[(u64, u64)]) -> Result<(u64, us
         *m = Some(Memory {
             tables,
             next_stack_slot: 0,
+            free_slots: alloc::vec::Vec::new(),
             retired: 0,
         })
     });
@@ -324,13 +331,22 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
     with_memory(|guard| {
         let m = guard.as_mut().ok_or(MemError::NotInitialised)?;
         // Each slot: guard page + up to 255 stack pages, 2 MiB apart so that every stack has
-        // its own page table (freed with the stack). Slots are never reused: other CPUs may
-        // still cache translations of a freed stack (no shootdown), harmless only because
-        // nothing maps that range again (its page table waits for a flush of every CPU:
-        // `RetiredTables`). The region holds 2^25 slots.
+        // its own page table (freed with the stack). A freed stack's slot is mapped again
+        // only once its page table came back from a flush of every CPU (`RetiredTables`,
+        // `free_slots`): until then other CPUs may still cache its translations. The region
+        // holds `STACK_SLOTS` (2^25 - 2^10); until 2026-12-04 slots were never reused and
+        // nothing bounded them, so enough stack churn would have mapped stacks over the
+        // kernel image's window.
         let pages = pages.clamp(1, 255);
-        let slot = STACK_REGION + m.next_stack_slot * SLOT;
-        m.next_stack_slot += 1;
+        let slot = match m.free_slots.pop() {
+            Some(s) => s,
+            None if m.next_stack_slot < STACK_SLOTS => {
+                m.next_stack_slot += 1;
+                STACK_REGION + (m.next_stack_slot - 1) * SLOT
+            }
+            // Every slot holds a live stack or one not yet reclaimed: out of stack space.
+            None => return Err(MemError::OutOfMemory),
+        };
         let bottom = slot + PAGE;
         for i in 0..pages {
             let mapped = KernelFrames
@@ -365,8 +381,10 @@ fn unmap_range(m: &mut Memory, bottom: u64, pages: u64) {
             crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(f));
             if let Some(t) = table {
                 // Emptied, unlinked from its directory: retired, not freed (see
-                // `RetiredTables`).
+                // `RetiredTables`). Its second word names the slot, reused once the table
+                // is released (a 2 MiB-aligned address: bit 0 clear, not present).
                 sys::copy_to_phys(t, &m.retired.to_le_bytes());
+                sys::copy_to_phys(t + 8, &(bottom - PAGE).to_le_bytes());
                 m.retired = t;
                 RETIRED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             }
@@ -395,25 +413,57 @@ pub fn take_retired_tables() -> RetiredTables {
     })
 }
 
-/// Gives retired tables back to the allocator; returns how many. Call only once every CPU
-/// has flushed after [`take_retired_tables`].
+/// Gives retired tables back to the allocator and their slots to `alloc_stack`; returns
+/// how many. Call only once every CPU has flushed after [`take_retired_tables`].
 pub fn release_tables(r: RetiredTables) -> u64 {
+    // Room for the slots first, outside the lock; a slot that finds none is not reused.
+    let mut slots = alloc::vec::Vec::new();
+    let _ = slots.try_reserve_exact(r.count as usize);
     let mut next = r.head;
     let mut n = 0;
     while next != 0 {
-        let mut link = [0u8; 8];
-        sys::copy_from_phys(next, &mut link);
+        let mut words = [0u8; 16];
+        sys::copy_from_phys(next, &mut words);
         crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(next));
-        next = u64::from_le_bytes(link);
+        let [link, slot] = [&words[..8], &words[8..]]
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
+        if slots.len() < slots.capacity() {
+            slots.push(slot);
+        }
+        next = link;
         n += 1;
     }
     debug_assert_eq!(n, r.count, "retired page-table list and its count disagree");
+    if !slots.is_empty() {
+        with_memory(|guard| {
+            if let Some(m) = guard.as_mut()
+                && m.free_slots.try_reserve(slots.len()).is_ok()
+            {
+                m.free_slots.extend_from_slice(&slots);
+            }
+        });
+    }
     n
+}
+
+/// Test support: the next never-used stack slot becomes `slot` (to reach the region's end).
+/// Returns the previous value, to put back.
+pub fn set_next_stack_slot(slot: u64) -> u64 {
+    with_memory(|guard| {
+        guard
+            .as_mut()
+            .map_or(0, |m| core::mem::replace(&mut m.next_stack_slot, slot))
+    })
+}
+
+/// Test support: slots waiting to be mapped again.
+pub fn free_stack_slots() -> usize {
+    with_memory(|guard| guard.as_ref().map_or(0, |m| m.free_slots.len()))
 }
 
 /// Unmaps a stack from [`alloc_stack`] and gives its frames back; its page table is retired
 /// (see [`RetiredTables`]). The caller guarantees no CPU runs on it or will touch it again;
-/// its address range is never mapped again (see `alloc_stack`).
+/// its address range is mapped again only after its table was released (see `alloc_stack`).
 pub fn free_stack(s: Stack) {
     with_memory(|guard| {
         if let Some(m) = guard.as_mut() {

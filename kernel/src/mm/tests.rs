@@ -15,6 +15,11 @@ use exo_percpu::CpuId;
 
 ktest!(Needs::Cpus, "mm.no_writable_executable_page", w_xor_x);
 ktest!(Needs::Cpus, "mm.stack_guard_unmapped", stack_guard);
+ktest!(
+    Needs::Threads,
+    "mm.stack_slots_come_back_after_reclaim_and_end_before_the_image",
+    stack_slots
+);
 ktest!(Needs::Cpus, "mm.heap_on_every_cpu", heap_every_cpu);
 ktest!(
     Needs::Cpus,
@@ -342,4 +347,51 @@ fn refill_drain(_: &BootState) -> TestResult {
         format!("max {max_seen} cached (cap {HIGH_WATER}), {drains} drains")
     })?;
     Ok(())
+}
+
+/// Allocates stacks until the freed slots waiting for reuse are used up; returns them.
+fn take_free_slots() -> Result<Vec<memory::Stack>, String> {
+    let mut v = Vec::new();
+    while memory::free_stack_slots() > 0 {
+        v.push(memory::alloc_stack(1).map_err(|e| format!("alloc_stack: {e}"))?);
+    }
+    Ok(v)
+}
+
+/// A freed stack's slot is mapped again once its page table came back from a flush of every
+/// CPU, and the region's last slot is the last: past it `alloc_stack` says out of memory.
+/// Until 2026-12-04 slots were never reused and nothing bounded them (after 2^25 stacks the
+/// next would have been mapped over the kernel image's window). Forced: a stack is freed
+/// and the retired tables reclaimed; then the never-used counter is set to the last slot.
+fn stack_slots(_: &BootState) -> TestResult {
+    crate::smp::tlb::reclaim_kernel_tables();
+    let mut held = take_free_slots()?;
+    let s = memory::alloc_stack(2).map_err(|e| format!("alloc_stack: {e}"))?;
+    let slot = s.bottom - 4096;
+    memory::free_stack(s);
+    crate::smp::tlb::reclaim_kernel_tables();
+    let again = take_free_slots()?;
+    let reused = again.iter().any(|t| t.bottom - 4096 == slot);
+    held.extend(again);
+    check(reused, || {
+        format!("the slot at {slot:#x} was not mapped again after its table was reclaimed")
+    })?;
+    let last = memory::STACK_SLOTS - 1;
+    let prev = memory::set_next_stack_slot(last);
+    let a = memory::alloc_stack(1);
+    let b = memory::alloc_stack(1);
+    memory::set_next_stack_slot(prev);
+    let want = memory::STACK_REGION + last * (2 << 20) + 4096;
+    let r = match (&a, &b) {
+        (Ok(a), Err(memory::MemError::OutOfMemory)) if a.bottom == want => Ok(()),
+        _ => Err(format!(
+            "last slot: {:x?} (want bottom {want:#x}), past it: {:x?} (want OutOfMemory)",
+            a.as_ref().map(|s| s.bottom),
+            b.as_ref().map(|s| s.bottom)
+        )),
+    };
+    for s in [a, b].into_iter().flatten().chain(held) {
+        memory::free_stack(s);
+    }
+    r
 }
