@@ -295,17 +295,42 @@ pub fn try_alloc_owned(layout: Layout) -> Result<Allocation, OutOfMemory> {
     try_alloc(layout).map(|ptr| Allocation { ptr, layout })
 }
 
-const POISON: u64 = 0xDEDE_DEDE_DEDE_DEDE;
 const FRESH: u64 = 0xA5A5_A5A5_A5A5_A5A5;
 
-/// Debug builds fill freed objects past the link word with 0xDE, so a use after free reads
-/// garbage that canaries notice, and a second free of an object still poisoned is caught.
+/// The secret of the poison word (debug builds; set once from the TSC at the first free):
+/// a freed object's second word is `key ^ address`, which a live object's data cannot
+/// hold by chance or on purpose (it would need the key). Until 2026-12-04 it was the fixed
+/// 0xDEDE..DE: a live object holding those bytes (a buffer of user or network data) was
+/// taken for a double free and stopped a debug kernel.
+static POISON_KEY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+#[inline(always)]
+fn poison_word(obj: usize) -> u64 {
+    use core::sync::atomic::Ordering::Relaxed;
+    let mut key = POISON_KEY.load(Relaxed);
+    if key == 0 {
+        let t = exo_arch::tsc::rdtsc();
+        let new = (t ^ 0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1;
+        key = match POISON_KEY.compare_exchange(0, new, Relaxed, Relaxed) {
+            Ok(_) => new,
+            Err(k) => k,
+        };
+    }
+    key ^ obj as u64
+}
+
+/// Debug builds fill freed objects past the link word with 0xDE (the second word: the
+/// keyed [`poison_word`]), so a use after free reads garbage that canaries notice, and a
+/// second free of an object still poisoned is caught.
 #[inline(always)]
 fn poison(obj: usize, size: usize) {
     if cfg!(debug_assertions) {
         // SAFETY: the object is being freed by its owner (contract of `free`), so its bytes
         // are ours to overwrite; every class is at least 16 bytes.
-        unsafe { core::ptr::write_bytes((obj + 8) as *mut u8, 0xDE, size - 8) };
+        unsafe {
+            core::ptr::write_bytes((obj + 16) as *mut u8, 0xDE, size - 16);
+            ((obj + 8) as *mut u64).write(poison_word(obj));
+        }
     }
 }
 
@@ -326,7 +351,7 @@ fn check_double_free(obj: usize, c: SizeClass) {
         // SAFETY: the caller frees an object of class `c` (>= 16 bytes) it owned, so the
         // bytes are mapped and readable.
         let w = unsafe { ((obj + 8) as *const u64).read() };
-        if w == POISON {
+        if w == poison_word(obj) {
             panic!(
                 "kalloc: double free of {obj:#x} ({} B object): it is already poisoned",
                 c.size()

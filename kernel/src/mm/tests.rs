@@ -20,6 +20,11 @@ ktest!(
     "mm.stack_slots_come_back_after_reclaim_and_end_before_the_image",
     stack_slots
 );
+ktest!(
+    Needs::Threads,
+    "kalloc.live_objects_full_of_poison_bytes_free_cleanly",
+    poison_bytes
+);
 ktest!(Needs::Cpus, "mm.heap_on_every_cpu", heap_every_cpu);
 ktest!(
     Needs::Cpus,
@@ -394,4 +399,33 @@ fn stack_slots(_: &BootState) -> TestResult {
         memory::free_stack(s);
     }
     r
+}
+
+fn poison_filled(_: u64) -> u64 {
+    for len in [16usize, 24, 64, 200, 4096] {
+        let v: Vec<u8> = alloc::vec![0xDE; len];
+        drop(core::hint::black_box(v));
+    }
+    let b = Box::new([0xDEDE_DEDE_DEDE_DEDEu64; 8]);
+    drop(core::hint::black_box(b));
+    7
+}
+
+/// Debug builds: objects whose bytes are all 0xDE (the fill of freed objects) are freed
+/// without a false double-free report. Until 2026-12-04 the check compared the second word
+/// with the fixed 0xDEDE..DE, so a buffer of such data (from a user program, the network)
+/// stopped a debug kernel. Now the word is keyed (`kalloc::poison_word`); the real double
+/// free is still caught (CI: `exo.double_free=1`).
+fn poison_bytes(_: &BootState) -> TestResult {
+    if !cfg!(debug_assertions) {
+        return Err(format!(
+            "{}the double-free check exists in debug builds only",
+            crate::harness::SKIP
+        ));
+    }
+    let t = crate::sched::spawn(poison_filled, 0).map_err(|e| format!("spawn: {e}"))?;
+    let code = crate::harness::join_all(&[t], 10_000)?[0];
+    check(code == 7, || {
+        format!("the thread ended with {code:#x} (killed: a false double free)")
+    })
 }
