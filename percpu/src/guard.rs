@@ -39,6 +39,14 @@ impl Default for IrqGuard {
 impl Drop for IrqGuard {
     #[inline(always)]
     fn drop(&mut self) {
+        // Interrupts stay off for the guard's whole life. On here, someone turned them on
+        // under it: an enclosing guard dropped first (`a`, then `b` made, then `a` dropped),
+        // or an `sti` inside its scope; the code it guards may then have been preempted and
+        // moved to another CPU (per-CPU state mid-update). Debug builds stop on it.
+        debug_assert!(
+            !exo_arch::cpu::interrupts_enabled(),
+            "IrqGuard dropped with interrupts on: guards dropped out of order, or an sti under one"
+        );
         if self.was_enabled {
             exo_arch::cpu::sti();
         }

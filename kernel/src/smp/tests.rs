@@ -24,6 +24,11 @@ ktest!(
     late_ap_nmi
 );
 ktest!(Needs::Cpus, "percpu.gs_reads_right_on_each_cpu", gs_reads);
+ktest!(
+    Needs::Threads,
+    "percpu.irq_guards_dropped_out_of_order_are_caught",
+    guards_out_of_order
+);
 ktest!(Needs::Cpus, "apic.ipi_reaches_each_cpu", ipi_each_cpu);
 ktest!(
     Needs::Cpus,
@@ -494,4 +499,31 @@ fn racing_posters(_: &BootState) -> TestResult {
         })?;
     }
     Ok(())
+}
+
+fn drops_guards_out_of_order(_: u64) -> u64 {
+    let outer = exo_percpu::IrqGuard::new();
+    let inner = exo_percpu::IrqGuard::new();
+    drop(outer); // interrupts on again while `inner` still claims them off
+    drop(inner); // debug builds stop here
+    0
+}
+
+/// Debug builds: an `IrqGuard` dropped while interrupts are on (an enclosing guard dropped
+/// first) is caught: its holder could have been preempted and moved to another CPU with
+/// that CPU's per-CPU state mid-update (the magazines' leaf sections count on the guard).
+/// Forced: a thread drops two nested guards outer first; it must be killed by the check.
+fn guards_out_of_order(_: &BootState) -> TestResult {
+    if !cfg!(debug_assertions) {
+        return Err(format!(
+            "{}the check exists in debug builds only",
+            crate::harness::SKIP
+        ));
+    }
+    crate::harness::expect_kills(1);
+    let t = crate::sched::spawn(drops_guards_out_of_order, 0).map_err(|e| format!("spawn: {e}"))?;
+    let code = crate::harness::join_all(&[t], 10_000)?[0];
+    check(code == crate::sched::KILLED, || {
+        format!("the thread ended with {code:#x}: guards dropped out of order went unnoticed")
+    })
 }
