@@ -29,10 +29,13 @@ pub const fn phys_to_virt(pa: u64) -> u64 {
     PHYS_OFFSET + pa
 }
 
+/// Physical addresses the direct map covers: `[0, DIRECT_MAP_END)` (RAM above is not used).
+pub const DIRECT_MAP_END: u64 = 1 << 46;
+
 /// The physical address behind direct-map address `va` (`None` outside the direct map).
 #[inline(always)]
 pub const fn virt_to_phys(va: u64) -> Option<u64> {
-    if va >= PHYS_OFFSET && va < PHYS_OFFSET + (1 << 46) {
+    if va >= PHYS_OFFSET && va < PHYS_OFFSET + DIRECT_MAP_END {
         Some(va - PHYS_OFFSET)
     } else {
         None

@@ -50,6 +50,81 @@ pub struct MemRegion {
     pub kind: MemKind,
 }
 
+/// Most usable ranges [`usable_ram`] returns (more are dropped: less memory, never wrong).
+pub const USABLE_MAX: usize = 128;
+
+/// The usable RAM of a memory map, as the boot allocator needs it: page-aligned, sorted,
+/// disjoint `[start, end)` ranges of RAM entries, from 1 MiB up to `limit`, minus every
+/// range the map marks as anything else (reserved, ACPI, bad: where a RAM entry and another
+/// overlap, the other wins) and minus `reserved` (the kernel image, the boot modules).
+/// Nothing the loader hands over is trusted: entries may be unsorted, overlap, be empty, or
+/// overflow (`start + len` past 2^64). Until 2026-12-04 the map was used as given: two
+/// overlapping RAM entries handed the frames they share out twice (page tables zeroed again
+/// while in use), a reserved entry inside a RAM one went to the allocator, and an entry
+/// ending past 2^64 overflowed the direct map's size.
+pub fn usable_ram(
+    map: &[MemRegion],
+    reserved: &[(u64, u64)],
+    limit: u64,
+) -> ArrayVec<(u64, u64), USABLE_MAX> {
+    const MIB: u64 = 1 << 20;
+    let page = 4096u64;
+    let limit = limit & !(page - 1);
+    let end_of = |start: u64, len: u64| start.saturating_add(len);
+    let mut ram: ArrayVec<(u64, u64), USABLE_MAX> = ArrayVec::new();
+    for r in map.iter().filter(|r| r.kind == MemKind::Ram) {
+        // Inward to whole pages, inside [1 MiB, limit).
+        let s = r
+            .start
+            .max(MIB)
+            .checked_next_multiple_of(page)
+            .unwrap_or(u64::MAX);
+        let e = end_of(r.start, r.len).min(limit) & !(page - 1);
+        if s < e {
+            let _ = ram.try_push((s, e));
+        }
+    }
+    ram.sort_unstable_by_key(|r| r.0);
+    // Merge overlapping and touching entries.
+    let mut merged: ArrayVec<(u64, u64), USABLE_MAX> = ArrayVec::new();
+    for (s, e) in ram {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => {
+                let _ = merged.try_push((s, e));
+            }
+        }
+    }
+    // Outward to whole pages: what is not RAM, and what the kernel keeps.
+    let holes = map
+        .iter()
+        .filter(|r| r.kind != MemKind::Ram && r.len != 0)
+        .map(|r| (r.start, end_of(r.start, r.len)))
+        .chain(reserved.iter().copied());
+    for (hs, he) in holes {
+        let hs = hs & !(page - 1);
+        let he = he.checked_next_multiple_of(page).unwrap_or(u64::MAX);
+        if hs >= he {
+            continue;
+        }
+        let mut out: ArrayVec<(u64, u64), USABLE_MAX> = ArrayVec::new();
+        for &(s, e) in &merged {
+            if he <= s || hs >= e {
+                let _ = out.try_push((s, e));
+                continue;
+            }
+            if s < hs {
+                let _ = out.try_push((s, hs));
+            }
+            if he < e {
+                let _ = out.try_push((he, e));
+            }
+        }
+        merged = out;
+    }
+    merged
+}
+
 /// What the kernel keeps of the start info.
 #[derive(Debug, Clone)]
 pub struct BootInfo {
@@ -268,5 +343,117 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    fn ram(start: u64, len: u64) -> MemRegion {
+        MemRegion {
+            start,
+            len,
+            kind: MemKind::Ram,
+        }
+    }
+
+    fn other(start: u64, len: u64, kind: MemKind) -> MemRegion {
+        MemRegion { start, len, kind }
+    }
+
+    const MIB: u64 = 1 << 20;
+    const LIMIT: u64 = 1 << 46;
+
+    /// Every frame of the result, to compare with what a map allows.
+    fn frames(r: &[(u64, u64)]) -> std::collections::BTreeSet<u64> {
+        r.iter().flat_map(|&(s, e)| (s..e).step_by(4096)).collect()
+    }
+
+    #[test]
+    fn overlapping_ram_entries_give_each_frame_once() {
+        let map = [ram(MIB, MIB / 2), ram(MIB + MIB / 4, 63 * MIB)];
+        let r = usable_ram(&map, &[], LIMIT);
+        assert_eq!(r.as_slice(), &[(MIB, 64 * MIB + MIB / 4)]);
+    }
+
+    #[test]
+    fn unsorted_and_touching_entries_merge() {
+        let map = [ram(8 * MIB, MIB), ram(2 * MIB, 6 * MIB), ram(0, 640 * 1024)];
+        let r = usable_ram(&map, &[], LIMIT);
+        assert_eq!(r.as_slice(), &[(2 * MIB, 9 * MIB)]);
+    }
+
+    #[test]
+    fn reserved_and_acpi_inside_ram_are_cut_out() {
+        let map = [
+            ram(MIB, 63 * MIB),
+            other(3 * MIB, MIB, MemKind::Reserved),
+            other(10 * MIB + 100, 10, MemKind::AcpiNvs),
+            other(20 * MIB, MIB, MemKind::Other(12)),
+        ];
+        let r = usable_ram(&map, &[(40 * MIB, 41 * MIB + 1)], LIMIT);
+        assert_eq!(
+            r.as_slice(),
+            &[
+                (MIB, 3 * MIB),
+                (4 * MIB, 10 * MIB),
+                (10 * MIB + 4096, 20 * MIB),
+                (21 * MIB, 40 * MIB),
+                (41 * MIB + 4096, 64 * MIB)
+            ]
+        );
+    }
+
+    #[test]
+    fn overflowing_and_empty_entries_are_harmless() {
+        let map = [
+            ram(u64::MAX - 0xffff, 0x20000),
+            ram(0xFFFF_FFFF_FFFF_0000, 0x20000),
+            ram(5 * MIB, 0),
+            ram(2 * MIB, u64::MAX),
+            other(u64::MAX - 10, 100, MemKind::Reserved),
+        ];
+        let r = usable_ram(&map, &[(u64::MAX - 5, u64::MAX)], LIMIT);
+        assert_eq!(r.as_slice(), &[(2 * MIB, LIMIT)]);
+    }
+
+    #[test]
+    fn the_result_is_sorted_disjoint_and_inside_the_ram_entries() {
+        // A deterministic pseudo-random map: whatever it holds, no frame comes out that a
+        // RAM entry does not cover, or that another entry or a reservation covers.
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200 {
+            let mut map = Vec::new();
+            for _ in 0..(next() % 12) {
+                let start = (next() % (256 * MIB)) & !0xff;
+                let len = next() % (64 * MIB);
+                let kind = match next() % 4 {
+                    0 | 1 => MemKind::Ram,
+                    2 => MemKind::Reserved,
+                    _ => MemKind::AcpiReclaim,
+                };
+                map.push(other(start, len, kind));
+            }
+            let res = [(next() % (256 * MIB), next() % (256 * MIB))];
+            let r = usable_ram(&map, &res, 200 * MIB);
+            for w in r.windows(2) {
+                assert!(w[0].1 < w[1].0, "{r:?}");
+            }
+            for f in frames(&r) {
+                let covered =
+                    |m: &MemRegion| f < m.start.saturating_add(m.len) && f + 4096 > m.start;
+                assert!(f >= MIB && f + 4096 <= 200 * MIB);
+                assert!(map.iter().any(|m| m.kind == MemKind::Ram
+                    && m.start <= f
+                    && f + 4096 <= m.start + m.len));
+                assert!(
+                    !map.iter().any(|m| m.kind != MemKind::Ram && covered(m)),
+                    "{f:#x} in {map:?}"
+                );
+                assert!(!(f < res[0].1 && f + 4096 > res[0].0));
+            }
+        }
     }
 }

@@ -33,35 +33,11 @@ pub struct BootFrames {
 }
 
 impl BootFrames {
-    /// Builds the allocator from the memory map, minus `reserved` ranges.
+    /// Builds the allocator from the memory map, minus `reserved` ranges: the map's usable
+    /// RAM as `exo_arch::pvh::usable_ram` makes it (sorted, merged, what the map marks as
+    /// anything else cut out, below the direct map's end), nothing taken on trust.
     pub fn new(map: &[MemRegion], reserved: &[(u64, u64)]) -> Self {
-        let mut ranges: ArrayVec<(u64, u64), 128> = ArrayVec::new();
-        for r in map.iter().filter(|r| r.kind == MemKind::Ram) {
-            let s = r.start.max(MIB).next_multiple_of(PAGE);
-            let e = (r.start.saturating_add(r.len)) & !(PAGE - 1);
-            if s < e {
-                let _ = ranges.try_push((s, e));
-            }
-        }
-        for &(rs, re) in reserved {
-            let mut out: ArrayVec<(u64, u64), 128> = ArrayVec::new();
-            for &(s, e) in &ranges {
-                let rs = rs & !(PAGE - 1);
-                let re = re.next_multiple_of(PAGE);
-                if re <= s || rs >= e {
-                    let _ = out.try_push((s, e));
-                    continue;
-                }
-                if s < rs {
-                    let _ = out.try_push((s, rs));
-                }
-                if re < e {
-                    let _ = out.try_push((re, e));
-                }
-            }
-            ranges = out;
-        }
-        ranges.sort_unstable_by_key(|r| r.0);
+        let ranges = exo_arch::pvh::usable_ram(map, reserved, exo_arch::layout::DIRECT_MAP_END);
         let total = ranges.iter().map(|(s, e)| (e - s) / PAGE).sum();
         let next = ranges.first().map_or(0, |r| r.0);
         BootFrames {
