@@ -436,8 +436,16 @@ impl<F: Futex> Sched for FutexSched<'_, F> {
         // A swap, not a CAS from the state a load or a failed CAS saw: those are plain
         // reads and may return an older value (loom found a wake-up lost that way: a failed
         // CAS read the previous wake-up's READY while the waiter was ASLEEP). A READY left
-        // on a running side is harmless: its next park stores BLOCKED first.
-        let w = &self.words[mark as usize - 1];
+        // on a running side is harmless: its next park stores BLOCKED first. The mark comes
+        // from the parked word in memory the peer also writes: anything but 1 or 2 is the
+        // peer's doing and wakes nobody (until 2026-12-04 it indexed out of bounds: a hostile
+        // peer made this side panic).
+        let Some(w) = (mark as usize)
+            .checked_sub(1)
+            .and_then(|i| self.words.get(i))
+        else {
+            return;
+        };
         if w.swap(READY, Ordering::SeqCst) == ASLEEP {
             self.futex.wake(w);
         }

@@ -465,3 +465,51 @@ fn a_client_waits_for_room_parked() {
     assert_eq!(rings.stale(), 5);
     assert_eq!(server.join().unwrap(), Ok(()));
 }
+
+/// A futex that counts wake-ups and never sleeps.
+struct CountingFutex(core::sync::atomic::AtomicU32);
+
+impl Futex for &CountingFutex {
+    fn now(&self) -> u64 {
+        0
+    }
+    fn window(&self) -> u64 {
+        0
+    }
+    fn wait(&self, _: &AtomicU32, _: u32, _: u64) {}
+    fn wake(&self, _: &AtomicU32) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The parked word lives in memory the peer writes: a mark that is not 1 or 2 (a hostile or
+/// broken peer) wakes nobody and leaves this side running. It indexed the two futex words
+/// out of bounds and panicked until 2026-12-04.
+#[test]
+fn a_forged_parked_mark_wakes_nobody() {
+    let words = [
+        AtomicU32::new(crate::fusion::ASLEEP),
+        AtomicU32::new(crate::fusion::ASLEEP),
+    ];
+    let futex = CountingFutex(core::sync::atomic::AtomicU32::new(0));
+    let s = FutexSched {
+        mark: 1,
+        words: &words,
+        futex: &futex,
+    };
+    for forged in [3u64, 5, u64::MAX, 1 << 32] {
+        let parked = AtomicU64::new(forged);
+        let p = kick_load(&parked);
+        assert!(
+            kick_finish(&s, &parked, p),
+            "the mark is taken off the word"
+        );
+        assert_eq!(parked.load(Ordering::Relaxed), 0);
+    }
+    assert_eq!(futex.0.load(Ordering::Relaxed), 0);
+    // A real mark still wakes its side.
+    let parked = AtomicU64::new(2);
+    assert!(kick_finish(&s, &parked, 2));
+    assert_eq!(futex.0.load(Ordering::Relaxed), 1);
+    assert_eq!(words[1].load(Ordering::Relaxed), crate::fusion::READY);
+}
