@@ -52,6 +52,7 @@ pub mod fpu;
 pub mod park;
 
 mod cpu;
+mod hold;
 mod idle;
 #[cfg(debug_assertions)]
 mod inject;
@@ -85,6 +86,7 @@ pub use cpu::{
     record_switches, switch_samples, this_sched, timer_counts, timer_totals,
 };
 pub use exo_sched::CpuSet;
+pub use hold::HoldPoint;
 pub use thread::{
     Builder, KILLED, STACK_POOL_CAP, Tid, age_free_slots, cached_stack_frames, cached_stacks,
     current_stack, current_uid, enter_user, exit, fpu_area, fpu_saved_on, is_blocked, join,

@@ -112,3 +112,64 @@ mod forced {
         })
     }
 }
+
+ktest!(
+    Needs::Threads,
+    "sched.join_claimed_after_another_joiner_freed_the_slot_is_refused",
+    join_claim_window
+);
+
+/// The outcome of `late_joiner`'s join: its code, or 1 << 62 plus 1 (no such thread),
+/// 2 (timed out), 3 (another error).
+const JOIN_ERR: u64 = 1 << 62;
+
+fn returns_five(_: u64) -> u64 {
+    5
+}
+
+/// Joins thread `raw` with a 3 s deadline.
+fn late_joiner(raw: u64) -> u64 {
+    let d = exo_arch::tsc::rdtsc() + crate::harness::ms(3000);
+    match crate::sched::join_until(crate::sched::Tid::from_raw(raw), d) {
+        Ok(c) => c,
+        Err(crate::sched::SchedError::NoSuchThread) => JOIN_ERR + 1,
+        Err(crate::sched::SchedError::TimedOut) => JOIN_ERR + 2,
+        Err(_) => JOIN_ERR + 3,
+    }
+}
+
+/// A join whose claim comes after another joiner took the thread's exit and freed its
+/// slot is refused (`NoSuchThread`). Until 2026-12-04 the claim went on without looking
+/// again: it waited on the free slot until its deadline (a `join` without one hung), or
+/// took the join of the next thread spawned into the slot. Forced: the late joiner stops
+/// between its check and its claim (`JOIN_CLAIM_HOLD`) while this thread joins.
+fn join_claim_window(_: &BootState) -> TestResult {
+    use super::thread::JOIN_CLAIM_HOLD;
+    use crate::harness::{check, join_all};
+    use crate::sched;
+    use alloc::format;
+    let t = sched::spawn(returns_five, 0).map_err(|e| format!("spawn: {e}"))?;
+    JOIN_CLAIM_HOLD.arm();
+    let late = match sched::spawn(late_joiner, t.raw()) {
+        Ok(l) => l,
+        Err(e) => {
+            JOIN_CLAIM_HOLD.release();
+            return Err(format!("spawn: {e}"));
+        }
+    };
+    let reached = crate::harness::wait_for("the late joiner at its claim", 10_000, || {
+        JOIN_CLAIM_HOLD.reached()
+    });
+    let first = join_all(&[t], 10_000);
+    JOIN_CLAIM_HOLD.release();
+    let second = join_all(&[late], 10_000)?[0];
+    reached?;
+    check(first? == [5], || "the first join did not get 5".into())?;
+    check(second == JOIN_ERR + 1, || {
+        format!(
+            "the late join ended with {second:#x}, want NoSuchThread ({:#x}; {:#x}: it waited on the freed slot until its deadline)",
+            JOIN_ERR + 1,
+            JOIN_ERR + 2
+        )
+    })
+}

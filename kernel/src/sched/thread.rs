@@ -690,6 +690,10 @@ pub fn join_until(tid: Tid, deadline: u64) -> Result<u64, SchedError> {
     join_unless(tid, deadline, &|| false)
 }
 
+/// [`join_unless`] stops here between its check of the thread and its claim of the join,
+/// so a test can have another joiner free the slot in that window.
+pub static JOIN_CLAIM_HOLD: super::HoldPoint = super::HoldPoint::new();
+
 /// [`join_until`] that also gives up (`Err(Interrupted)`, the thread left joinable) when
 /// `abort()` holds: checked before each sleep and after each wake-up, so a caller that
 /// makes `abort()` true and then [`wake`](crate::sched::wake)s the joiner ends its wait.
@@ -700,19 +704,29 @@ pub fn join_unless(tid: Tid, deadline: u64, abort: &dyn Fn() -> bool) -> Result<
     if me == tid {
         return Err(SchedError::AlreadyJoined);
     }
-    if t.generation.load(Ordering::Acquire) != tid.generation() || t.state() == State::Free {
+    let gone =
+        || t.generation.load(Ordering::Acquire) != tid.generation() || t.state() == State::Free;
+    if gone() {
         return Err(SchedError::NoSuchThread);
     }
+    JOIN_CLAIM_HOLD.pass();
+    let mine = me.index() as u32 + 1;
     if t.joiner
-        .compare_exchange(
-            0,
-            me.index() as u32 + 1,
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        )
+        .compare_exchange(0, mine, Ordering::SeqCst, Ordering::Relaxed)
         .is_err()
     {
         return Err(SchedError::AlreadyJoined);
+    }
+    // Claimed, but maybe on a slot another joiner freed (and one spawn took) since the
+    // check: only the joiner frees a slot, so once the claim stands on the right
+    // generation the slot is ours. Until 2026-12-04 it went on without looking: it waited
+    // on a free slot for nothing (a `join` hung, `join_until` timed out) or took the join of
+    // the thread spawned into it.
+    if gone() {
+        let _ = t
+            .joiner
+            .compare_exchange(mine, 0, Ordering::SeqCst, Ordering::Relaxed);
+        return Err(SchedError::NoSuchThread);
     }
     loop {
         if t.state() == State::Exited {

@@ -8,68 +8,13 @@ use crate::mm::kalloc::{self, Frame};
 use crate::mm::memory::KernelFrames;
 use crate::mm::space::Space;
 use crate::smp::tlb::{self, Request};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::layout::USER_END;
 use exo_arch::paging::{FrameSource, MapError, PageTables, UserFlags};
 
 const PAGE: u64 = 4096;
 
-/// Test support (a fault-injection switch): a place where a call stops, while the switch is
-/// on, until a test has done what it wants done in that window ([`HoldPoint::wait`]).
-pub struct HoldPoint {
-    hold: AtomicBool,
-    held: AtomicBool,
-}
-
-impl HoldPoint {
-    pub(super) const fn new() -> HoldPoint {
-        HoldPoint {
-            hold: AtomicBool::new(false),
-            held: AtomicBool::new(false),
-        }
-    }
-
-    /// Stops the next call that passes here (until [`HoldPoint::release`]).
-    pub fn arm(&self) {
-        self.hold.store(true, Ordering::Release);
-    }
-
-    /// Lets the held call go on (and any later one pass).
-    pub fn release(&self) {
-        self.hold.store(false, Ordering::Release);
-    }
-
-    /// Whether a call waits here now.
-    pub fn reached(&self) -> bool {
-        self.held.load(Ordering::Acquire)
-    }
-
-    /// The hold itself: one relaxed load when off.
-    #[inline(always)]
-    pub(super) fn pass(&self) {
-        if self.hold.load(Ordering::Relaxed) {
-            self.wait();
-        }
-    }
-
-    /// Says so in `held` and waits (at most 30 s) until released. One call at a time: the
-    /// others pass (the test's own calls in the window, e.g. a second `wait`).
-    #[cold]
-    fn wait(&self) {
-        if self
-            .held
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return;
-        }
-        let d = crate::smp::time::Deadline::after_ms(30_000);
-        while self.hold.load(Ordering::Acquire) && !d.passed() {
-            crate::sched::yield_now();
-        }
-        self.held.store(false, Ordering::Release);
-    }
-}
+pub use crate::sched::HoldPoint;
 
 /// [`AddressSpace::unmap`] stops here after it checked its range and before it takes the
 /// tables' lock, so a test can map a shared region in that window.

@@ -1,0 +1,69 @@
+//! Test support: [`HoldPoint`], a fault-injection switch that stops a call at a chosen
+//! place until a test has done what it wants done in that window (used by the scheduler's
+//! own races and by the layers above).
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Test support (a fault-injection switch): a place where a call stops, while the switch is
+/// on, until a test has done what it wants done in that window ([`HoldPoint::wait`]).
+pub struct HoldPoint {
+    hold: AtomicBool,
+    held: AtomicBool,
+}
+
+impl Default for HoldPoint {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HoldPoint {
+    /// Off.
+    pub const fn new() -> HoldPoint {
+        HoldPoint {
+            hold: AtomicBool::new(false),
+            held: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops the next call that passes here (until [`HoldPoint::release`]).
+    pub fn arm(&self) {
+        self.hold.store(true, Ordering::Release);
+    }
+
+    /// Lets the held call go on (and any later one pass).
+    pub fn release(&self) {
+        self.hold.store(false, Ordering::Release);
+    }
+
+    /// Whether a call waits here now.
+    pub fn reached(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// The hold itself: one relaxed load when off.
+    #[inline(always)]
+    pub fn pass(&self) {
+        if self.hold.load(Ordering::Relaxed) {
+            self.wait();
+        }
+    }
+
+    /// Says so in `held` and waits (at most 30 s) until released. One call at a time: the
+    /// others pass (the test's own calls in the window, e.g. a second `wait`).
+    #[cold]
+    fn wait(&self) {
+        if self
+            .held
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let d = crate::smp::time::Deadline::after_ms(30_000);
+        while self.hold.load(Ordering::Acquire) && !d.passed() {
+            super::yield_now();
+        }
+        self.held.store(false, Ordering::Release);
+    }
+}
