@@ -344,6 +344,13 @@ impl AddressSpace {
         }
         let pages = range(va, len)?;
         let mut t = self.tables();
+        // A shared region's pages are data: executable, the bytes a peer (or another
+        // mapping of the same region in this space, writable) writes would run here, W^X
+        // defeated through an alias (until 2026-12-04). Checked under the tables' lock, as
+        // `unmap` does.
+        if x && self.overlaps_shared(va, pages) {
+            return Err(VmError::Invalid);
+        }
         for k in 0..pages {
             if t.translate(va + k * PAGE).is_none() {
                 return Err(VmError::NotMapped);

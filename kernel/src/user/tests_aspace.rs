@@ -21,6 +21,11 @@ ktest!(
 ktest!(Needs::Threads, "user.aspace_rejects_bad_ranges", bad_ranges);
 ktest!(
     Needs::Threads,
+    "user.aspace_shared_region_never_executable",
+    shared_never_executable
+);
+ktest!(
+    Needs::Threads,
     "user.aspace_refused_maps_keep_the_address_space",
     refused_maps_keep_space
 );
@@ -664,6 +669,36 @@ fn tables_back(_: &BootState) -> TestResult {
         || {
             format!(
                 "(free + slab frames, heap objects out) {base:?} before the space, {before:?} with its spares, {mapped:?} mapped (want 22 frames fewer), {after:?} after unmapping (tables kept?), {end:?} once dropped"
+            )
+        },
+    )
+}
+
+/// A shared region's pages cannot be made executable: mapped twice (or by a peer), one
+/// mapping writable and another executable would be W^X defeated through an alias. Until
+/// 2026-12-04 `mprotect(PROT_READ | PROT_EXEC)` of a region's mapping was accepted.
+fn shared_never_executable(_: &BootState) -> TestResult {
+    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+    let (tag, frames) = super::shm::create(2 * 4096).map_err(|e| format!("region: {e:?}"))?;
+    let va = match a.map_shared(&frames, tag) {
+        Ok(va) => va,
+        Err(e) => {
+            super::shm::release(tag);
+            return Err(format!("map_shared: {e}"));
+        }
+    };
+    let exec = a.protect(va, 2 * 4096, false, true);
+    let tail = a.protect(va + 4096, 4096, false, true);
+    let read_only = a.protect(va, 2 * 4096, false, false);
+    let rights = a.rights(va);
+    check(
+        exec == Err(VmError::Invalid)
+            && tail == Err(VmError::Invalid)
+            && read_only.is_ok()
+            && rights == Some((false, false)),
+        || {
+            format!(
+                "protect executable: {exec:?} and {tail:?} (want Invalid), read-only: {read_only:?}, rights then {rights:?}"
             )
         },
     )
