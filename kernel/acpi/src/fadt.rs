@@ -82,7 +82,11 @@ pub(crate) fn parse_fadt<M: PhysMem + ?Sized>(
         && address != 0
     {
         match (space_id, u16::try_from(address)) {
-            (SPACE_MEMORY, _) => return Ok(timer(PmTimerAddr::Mmio(address))),
+            // A 32-bit register: 4-byte aligned, or the table lies (and an unaligned
+            // volatile read is a debug-build panic).
+            (SPACE_MEMORY, _) if address % 4 == 0 => {
+                return Ok(timer(PmTimerAddr::Mmio(address)));
+            }
             (SPACE_IO, Ok(port)) => return Ok(timer(PmTimerAddr::Port(port))),
             _ => push_warning(
                 warnings,
@@ -120,7 +124,10 @@ pub(crate) fn parse_hpet<M: PhysMem + ?Sized>(
 ) -> Result<Option<u64>, AcpiError> {
     t.require_len(HPET_BASE_GAS + GAS_LEN)?;
     let (space_id, address) = read_gas(t, HPET_BASE_GAS)?;
-    if space_id != SPACE_MEMORY || address == 0 {
+    // The HPET's registers are 64-bit ones at multiples of 8 from a 1 KiB block: a base
+    // not 8-byte aligned is a table that lies (and the calibration writes its config
+    // register: until 2026-12-04 any base below 4 GiB was used as given).
+    if space_id != SPACE_MEMORY || address == 0 || address % 8 != 0 {
         push_warning(
             warnings,
             Warning::UnusableAddress {

@@ -387,6 +387,17 @@ fn fadt_pm_timer_variants() {
             is_32bit: true
         })
     );
+    // X_PM_TMR_BLK in memory space, not 4-byte aligned: warned, the legacy port used.
+    let (t, w) = pm(fadt(0x608, 1 << 8, Some((0, 0xFED0_1006))));
+    assert_eq!(t.unwrap().addr, PmTimerAddr::Port(0x608));
+    assert!(matches!(
+        w[0],
+        Warning::UnusableAddress {
+            table: Signature::FADT,
+            space_id: 0,
+            address: 0xFED0_1006
+        }
+    ));
     // X_PM_TMR_BLK with zero address: legacy port used.
     let (t, _) = pm(fadt(0x608, 0, Some((1, 0))));
     assert_eq!(t.unwrap().addr, PmTimerAddr::Port(0x608));
@@ -428,6 +439,21 @@ fn hpet_parsing() {
             table: Signature::HPET,
             space_id: 1,
             address: 0x1000
+        }
+    ));
+    // A base that is not 8-byte aligned: refused with a warning.
+    let mem = machine(
+        &[hpet(0, 0xFED0_0004), MadtBuilder::qemu(1).build()],
+        Root::Rsdt,
+    );
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert_eq!(p.hpet, None);
+    assert!(matches!(
+        p.warnings[0],
+        Warning::UnusableAddress {
+            table: Signature::HPET,
+            space_id: 0,
+            address: 0xFED0_0004
         }
     ));
     let mem = machine(&[sdt(b"HPET", 1, &[0; 8])], Root::Rsdt);
