@@ -335,6 +335,7 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
     {
         exo_arch::cpu::halt_forever();
     }
+    cpus::register_this_cpu(block);
     block
         .ext
         .online_tsc

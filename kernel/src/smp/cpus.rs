@@ -216,15 +216,27 @@ pub fn new_block(
     crate::mm::kalloc::try_leak(PerCpu::new(cpu, apic_id, 0, CpuLocal::new()))
 }
 
-/// Installs `block` as the calling CPU's GS block, records its stack and registers it.
+/// Installs `block` as the calling CPU's GS block and records its stack; the BSP's is
+/// registered in the CPU table at once, an AP's by [`register_this_cpu`].
 pub fn install_this_cpu(block: &'static mut Block, stack: (u64, u64)) -> &'static Block {
     block.hot.kstack_top = stack.1;
     block.ext.stack_lo.store(stack.0, Ordering::Relaxed);
     block.ext.stack_hi.store(stack.1, Ordering::Relaxed);
-    let cpu = block.hot.cpu_id;
     let ptr: *const Block = block;
     crate::sys::install_percpu(block);
     let shared = crate::sys::leaked_ref(ptr);
+    if shared.hot.cpu_id == 0 {
+        register_this_cpu(shared);
+    }
+    shared
+}
+
+/// Enters this CPU's block in the CPU table ([`get`] finds it, the count covers it). The
+/// BSP's is entered by [`install_this_cpu`]; an AP's only once it has committed to going
+/// online (`bringup`): until 2026-12-04 an AP the BSP had given up on entered its block
+/// before it found out and parked, so `get` named a CPU that would never run anything.
+pub fn register_this_cpu(shared: &'static Block) {
+    let cpu = shared.hot.cpu_id;
     let slot = match TABLE.get() {
         Some(t) => t.get(cpu as usize),
         None if cpu == 0 => Some(&BSP),
@@ -238,7 +250,6 @@ pub fn install_this_cpu(block: &'static mut Block, stack: (u64, u64)) -> &'stati
         None => panic!("CPU {cpu} has no slot in the CPU table"),
     }
     COUNT.fetch_max(cpu + 1, Ordering::AcqRel);
-    shared
 }
 
 /// The block of `cpu`, if it was registered.

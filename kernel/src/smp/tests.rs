@@ -110,6 +110,17 @@ fn late_ap_nmi(s: &BootState) -> TestResult {
     check(cpus::online_count() == s.smp.online, || {
         "a CPU came online or went away".into()
     })?;
+    // Parked, it is nobody's CPU: not in the CPU table (an AP stalled after its arrival
+    // entered its block there before it found out it was given up on, until 2026-12-04).
+    let listed = (0..cpus::capacity() as u32)
+        .filter_map(|c| cpus::get(CpuId(c)))
+        .find(|b| b.hot.apic_id == late);
+    check(listed.is_none(), || {
+        format!(
+            "APIC id {late}, parked, is CPU {} of the CPU table",
+            listed.map_or(0, |b| b.hot.cpu_id)
+        )
+    })?;
     check(exo_arch::trap::parked() == parked, || {
         format!(
             "park count {parked} -> {}: the NMI restarted a park",
