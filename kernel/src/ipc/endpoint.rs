@@ -277,6 +277,10 @@ pub(super) struct Slot {
     /// one compare that also refuses every descriptor, the empty one too, with no region.
     region: AtomicU64,
     region_bound: AtomicU64,
+    /// The largest region the endpoint has had (bytes; lock held): a new one is made at
+    /// least this large ([`region_floor`]), so a descriptor checked against any earlier
+    /// bound lies inside every region attached later.
+    region_floor: AtomicU64,
     pub(super) q: spin::Mutex<Queues>,
 }
 
@@ -302,6 +306,7 @@ static SLOTS: [Slot; MAX_ENDPOINTS] = [const {
         used: AtomicBool::new(false),
         region: AtomicU64::new(0),
         region_bound: AtomicU64::new(0),
+        region_floor: AtomicU64::new(0),
         q: spin::Mutex::new(Queues {
             gen_: 1,
             live: false,
@@ -384,6 +389,7 @@ pub fn create() -> Result<EpRef, IpcError> {
             q.live = true;
             q.refs = 0;
             s.region_bound.store(0, Ordering::Relaxed);
+            s.region_floor.store(0, Ordering::Relaxed);
             s.region.store(0, Ordering::Relaxed);
             return Ok(EpRef {
                 index: index as u32,
@@ -441,6 +447,21 @@ pub fn region(ep: EpRef) -> Result<(u64, u64), IpcError> {
     ))
 }
 
+/// The least length of a region attached to `ep` from now on: the largest it has had. A
+/// descriptor is checked against the bound when it is sent, and may wait in the queue; the
+/// endpoint keeps a dead region's bound until a new region comes. Made smaller, the new
+/// region could leave a waiting descriptor outside what its receiver maps (until
+/// 2026-12-04: a 4 KiB region after a 1 MiB one).
+pub fn region_floor(ep: EpRef) -> Result<u64, IpcError> {
+    let s = slot(ep)?;
+    let _g = IrqGuard::new();
+    let q = s.lock();
+    if !q.is(ep) {
+        return Err(IpcError::Closed);
+    }
+    Ok(s.region_floor.load(Ordering::Relaxed))
+}
+
 /// The bound of the region attached to `ep`, lock-free: its length plus one, 0 if none (a
 /// zero-copy descriptor fits if its end is below it). What the system-call layer checks
 /// descriptors against before an operation on `ep`. Not generation-checked: for a stale
@@ -486,6 +507,7 @@ pub fn set_region(ep: EpRef, tag: u64, len: u64) -> Result<bool, IpcError> {
     }
     s.region_bound
         .store(len.saturating_add(1), Ordering::Relaxed);
+    s.region_floor.fetch_max(len, Ordering::Relaxed);
     s.region.store(tag, Ordering::Release);
     drop(q);
     Ok(true)

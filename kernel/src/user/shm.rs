@@ -166,6 +166,8 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
             // Its region was freed with its last mapping: the endpoint may have a new one.
             let _ = crate::ipc::detach_region(cap.ep, old);
         }
+        // At least as large as any region the endpoint had (`ipc::region_floor`).
+        let len = len.max(crate::ipc::region_floor(cap.ep).map_err(|_| Errno::Epipe)?);
         let (tag, frames) = create(len)?;
         match crate::ipc::set_region(cap.ep, tag, frames.len() as u64 * PAGE) {
             Ok(true) => (tag, frames),

@@ -54,7 +54,10 @@ fn run(arg: u64) -> i32 {
         return zc::server(arg as u32);
     }
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == zc::ZC_MAKE {
-        return zc::make_role(arg as u32);
+        return zc::make_role(arg as u32, (arg >> 32) as u8);
+    }
+    if arg >> 56 == ROLE && (arg >> 48) & 0xff == zc::ZC_COVER {
+        return zc::cover_role(arg as u32);
     }
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == fusion::FUSION {
         return fusion::server(arg);

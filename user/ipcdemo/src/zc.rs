@@ -10,6 +10,8 @@ pub const ZC: u64 = 4;
 /// The mode of a process that creates a region on the endpoint it is given (case 6's
 /// last step): exit 0 if it could, 1 on `EEXIST`, 2 on another error.
 pub const ZC_MAKE: u64 = 11;
+/// The role that maps an endpoint's region and touches its 64 KiB (`cover_role`).
+pub const ZC_COVER: u64 = 13;
 /// Region size of the cases (64 KiB).
 pub const REGION: u64 = 64 * 1024;
 const KIB: u64 = 1024;
@@ -248,6 +250,7 @@ pub fn zero_copy() -> Result<(), &'static str> {
     }
     quit(h, pid)?;
     exo_rt::handle_close(h).map_err(|_| "close")?;
+    a_new_region_is_as_large_as_the_last()?;
     a_failed_create_leaves_no_region()?;
     println!(
         "ipcdemo 6: {ROUNDS} zero-copy round trips of 1 KiB: checksums and contents checked; bad descriptors ERANGE; a failed create leaves no region"
@@ -291,12 +294,52 @@ fn a_failed_create_leaves_no_region() -> Result<(), &'static str> {
     }
 }
 
-/// The `ZC_MAKE` role: creates a region on endpoint `h`.
-pub fn make_role(h: u32) -> i32 {
-    match exo_rt::shm_map(h, 4096) {
+/// The `ZC_MAKE` role: creates a region of `pages` pages (0: one) on endpoint `h`.
+pub fn make_role(h: u32, pages: u8) -> i32 {
+    match exo_rt::shm_map(h, 4096 * u64::from(pages.max(1))) {
         Ok(_) => 0,
         Err(Errno::EEXIST) => 1,
         Err(_) => 2,
+    }
+}
+
+/// The `ZC_COVER` role: creates a 4 KiB region on endpoint `h` and touches the last word of
+/// its first 64 KiB. Exits 0; killed by a #PF if the region is smaller.
+pub fn cover_role(h: u32) -> i32 {
+    let Ok(base) = exo_rt::shm_map(h, 4096) else {
+        return 2;
+    };
+    // SAFETY: the region is at least as large as any the endpoint had (64 KiB, see
+    // `a_new_region_is_as_large_as_the_last`); a smaller one faults here, on purpose.
+    unsafe { base.add(0x1_0000 - 8).cast::<u64>().write_volatile(1) };
+    0
+}
+
+/// A region created on an endpoint whose region died is at least as large as any region
+/// the endpoint had: descriptors checked against the old one (the endpoint keeps its bound
+/// after the region dies, and a message checked then may still wait in the queue) must lie
+/// inside whatever region the receiver maps next. Until 2026-12-04 a 4 KiB region could
+/// follow a 1 MiB one, and a server was handed a descriptor outside what it mapped (it
+/// faulted, or read other memory of its own). A child makes a 64 KiB region and ends (the
+/// region dies); another asks for 4 KiB there and touches 64 KiB.
+fn a_new_region_is_as_large_as_the_last() -> Result<(), &'static str> {
+    let e = endpoint()?;
+    let run = |role: u64, pages: u64| {
+        exo_rt::spawn(
+            "/ipcdemo",
+            ROLE << 56 | role << 48 | pages << 32 | u64::from(e),
+        )
+        .and_then(exo_rt::wait)
+    };
+    let made = run(ZC_MAKE, 16);
+    let covered = run(ZC_COVER, 0);
+    exo_rt::handle_close(e).map_err(|_| "close")?;
+    match (made, covered) {
+        (Ok(ExitStatus::Exited(0)), Ok(ExitStatus::Exited(0))) => Ok(()),
+        (Ok(ExitStatus::Exited(0)), Ok(ExitStatus::Killed(_))) => {
+            Err("a region made after a 64 KiB one died was smaller than it (the toucher faulted)")
+        }
+        _ => Err("the region maker or the toucher failed"),
     }
 }
 
