@@ -96,7 +96,7 @@ mod forced {
         let q = spawn(yield_loop, a, 0)?;
         let t = spawn(thief, b, 0)?;
         let p = spawn(victim, a, u64::from(a))?;
-        let code = join_all(&[p], 30_000);
+        let code = join_all(&[p], 60_000);
         DONE.store(true, Ordering::Release);
         let rest = join_all(&[q, t], 30_000);
         let (held_a, held_b) = crate::sched::inject::result();
