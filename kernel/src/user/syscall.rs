@@ -525,9 +525,11 @@ fn nanosleep(req: u64) -> Result<i64, Errno> {
     Ok(0)
 }
 
-/// `sched_setaffinity(0, len, mask)`: the calling thread, bits for CPUs (at most 1024).
+/// `sched_setaffinity(tid, len, mask)`: the calling thread (`tid` 0 or its own id), bits
+/// for CPUs (at most 1024). Another thread's id is `ESRCH`: until 2026-12-04 the pid was
+/// accepted from any thread and changed the caller's own mask.
 fn setaffinity(pid: u64, len: u64, mask: u64) -> Result<i64, Errno> {
-    if pid != 0 && pid != exo_percpu::pid() && pid != crate::sched::current_uid() {
+    if pid != 0 && pid != crate::sched::current_uid() {
         return Err(Errno::Esrch);
     }
     let len = len.min(128);

@@ -104,6 +104,16 @@ fn five(_: u64) -> i32 {
     5
 }
 
+/// From a thread other than the main one: `sched_setaffinity` naming the main thread (the
+/// pid) is `ESRCH` (only the caller's own mask can be set), not a change of the caller's.
+fn affinity_of_another(main: u64) -> i32 {
+    match exo_rt::sched_setaffinity(main as usize, &[u64::MAX; exo_rt::CPU_SET_BYTES / 8]) {
+        Err(Errno::ESRCH) => 0,
+        Ok(_) => 1,
+        Err(_) => 2,
+    }
+}
+
 /// Ends with a `thread_exit` value wider than 32 bits, whose low half reads as an error
 /// number if the kernel passed it whole.
 fn wide_exit(_: u64) -> i32 {
@@ -138,6 +148,13 @@ fn join_errors() -> Check {
     let t = thread::spawn(wide_exit, 0).map_err(|_| "thread_create failed")?;
     if t.join() != Ok(-3) {
         return Err("join of a 64-bit thread_exit value is not its low 32 bits");
+    }
+    // Until 2026-12-04 it set the calling thread's own mask and returned 0.
+    let t = thread::spawn(affinity_of_another, me as u64).map_err(|_| "thread_create failed")?;
+    match t.join() {
+        Ok(0) => {}
+        Ok(1) => return Err("sched_setaffinity of the main thread from another thread succeeded"),
+        _ => return Err("sched_setaffinity of the main thread from another thread: not ESRCH"),
     }
     for entry in [0usize, 0xFFFF_FFFF_8000_0000, 0x0000_8000_0000_0000] {
         // SAFETY: the kernel refuses the entry before any thread starts.
