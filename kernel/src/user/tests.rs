@@ -250,6 +250,9 @@ fn runner_calls(slot: &Slot, pid: u64) -> Vec<Call> {
         c(w, [1, slot.data_end() - 32, 64, 0], e(Errno::Efault)),
         c(w, [1, slot.guard(), 16, 0], e(Errno::Efault)),
         c(w, [1, buf, u64::MAX, 0], e(Errno::Efault)),
+        // A count far above the 64 KiB a call writes, over user memory: a short write (the
+        // one whole 256-byte block before the end of the mapping), not EFAULT.
+        c(w, [1, slot.data_end() - 256, 1 << 40, 0], 256),
         c(w, [3, buf, 64, 0], e(Errno::Ebadf)),
         c(1000, [1, 2, 3, 4], e(Errno::Enosys)),
         c(u64::MAX, [0; 4], e(Errno::Enosys)),
@@ -257,8 +260,8 @@ fn runner_calls(slot: &Slot, pid: u64) -> Vec<Call> {
     ]
 }
 
-/// Calls that reach a user page fault inside `write` (fixed up): two per runner.
-const RUNNER_FIXUPS: u64 = 2;
+/// Calls that reach a user page fault inside `write` (fixed up): three per runner.
+const RUNNER_FIXUPS: u64 = 3;
 
 /// The runner on every CPU at once: every call's result, the registers kept across each,
 /// the exit code, the calls counted, the fix-ups taken.
@@ -335,6 +338,16 @@ fn start_runner(slot: &Slot, cpu: u32) -> Result<(Tid, u64, Vec<Call>), String> 
     line.truncate(63);
     line.push('\n');
     usercopy::copy_to_user(buf, line.as_bytes()).map_err(|_| "message copy faulted")?;
+    // The last 256 bytes of the data pages: one printable line, for a write whose count
+    // runs far past them (a short write of this one block).
+    let mut tail = format!("USER,cpu {cpu},short write of the last 256 bytes of the data pages ");
+    while tail.len() < 255 {
+        tail.push('.');
+    }
+    tail.truncate(255);
+    tail.push('\n');
+    usercopy::copy_to_user(slot.data_end() - 256, tail.as_bytes())
+        .map_err(|_| "message copy faulted")?;
     let calls = runner_calls(slot, 0);
     slot.put(0, calls.len() as u64)?;
     slot.put(8, RUNNER_EXIT)?;
