@@ -801,14 +801,50 @@ static PROBE_SAW: AtomicU32 = AtomicU32::new(0);
 /// probe ran inside the window (the idle context was switched away from), else 0.
 fn guarded_idle_window(_: u64) -> u64 {
     let _p = exo_percpu::PreemptGuard::new();
+    open_window(1000)
+}
+
+/// The window of the idle-context tests, in a CPU's idle context: interrupts on, until the
+/// probe says it ran (`IDLE_WINDOW` 2) or `limit_ms` pass; 1 if it ran inside, else 0.
+fn open_window(limit_ms: u64) -> u64 {
     exo_arch::cpu::sti();
     IDLE_WINDOW.store(1, Ordering::Release);
-    let d = rdtsc() + ms(1000);
+    let d = rdtsc() + ms(limit_ms);
     while IDLE_WINDOW.load(Ordering::Acquire) == 1 && rdtsc() < d {
         core::hint::spin_loop();
     }
     exo_arch::cpu::cli();
     u64::from(IDLE_WINDOW.swap(0, Ordering::AcqRel) == 2)
+}
+
+/// Runs `window` in the last CPU's idle context, waits until it is open, makes `probe`
+/// (pinned there, with `arg`) runnable, and returns what the window returned.
+fn probe_in_idle_window(
+    window: crate::smp::cpus::RemoteFn,
+    limit_ms: u64,
+    probe: fn(u64) -> u64,
+    arg: u64,
+) -> Result<u64, alloc::string::String> {
+    let x = ncpus() - 1;
+    IDLE_WINDOW.store(0, Ordering::Release);
+    let cpu = exo_percpu::CpuId(x);
+    cpus::post(cpu, window, 0).map_err(|e| format!("post: {e}"))?;
+    let d = rdtsc() + ms(10_000);
+    while IDLE_WINDOW.load(Ordering::Acquire) != 1 {
+        if rdtsc() > d {
+            let _ = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(limit_ms + 2000));
+            return Err(format!("CPU {x}'s idle context never opened its window"));
+        }
+        sched::yield_now();
+    }
+    let t = Builder::new()
+        .pin(x)
+        .spawn(probe, arg)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let inside = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(limit_ms + 2000))
+        .map_err(|e| format!("the window's end: {e}"))?;
+    join_all(&[t], 10_000)?;
+    Ok(inside)
 }
 
 fn preempt_probe(_: u64) -> u64 {
@@ -835,26 +871,8 @@ fn idle_not_preempted(s: &BootState) -> TestResult {
             "{SKIP}needs two CPUs and the scheduler's timer (not icount)"
         ));
     }
-    let x = ncpus() - 1;
-    IDLE_WINDOW.store(0, Ordering::Release);
     PROBE_SAW.store(0, Ordering::Release);
-    let cpu = exo_percpu::CpuId(x);
-    cpus::post(cpu, guarded_idle_window, 0).map_err(|e| format!("post: {e}"))?;
-    let d = rdtsc() + ms(10_000);
-    while IDLE_WINDOW.load(Ordering::Acquire) != 1 {
-        if rdtsc() > d {
-            let _ = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(2000));
-            return Err(format!("CPU {x}'s idle context never opened its window"));
-        }
-        sched::yield_now();
-    }
-    let t = Builder::new()
-        .pin(x)
-        .spawn(preempt_probe, 0)
-        .map_err(|e| format!("spawn: {e}"))?;
-    let inside = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(10_000))
-        .map_err(|e| format!("the window's end: {e}"))?;
-    join_all(&[t], 10_000)?;
+    let inside = probe_in_idle_window(guarded_idle_window, 1000, preempt_probe, 0)?;
     let saw = PROBE_SAW.load(Ordering::Acquire);
     check(inside == 0 && saw == 1, || {
         format!(
@@ -877,14 +895,7 @@ fn halted_idle_window(_: u64) -> u64 {
     if let (Some(cs), Some(m)) = (super::cpu::this_sched(), super::idle::halted_mask()) {
         m.set(cs.cpu);
     }
-    exo_arch::cpu::sti();
-    IDLE_WINDOW.store(1, Ordering::Release);
-    let d = rdtsc() + ms(10_000);
-    while IDLE_WINDOW.load(Ordering::Acquire) == 1 && rdtsc() < d {
-        core::hint::spin_loop();
-    }
-    exo_arch::cpu::cli();
-    u64::from(IDLE_WINDOW.swap(0, Ordering::AcqRel) == 2)
+    open_window(10_000)
 }
 
 fn halted_probe(cpu: u64) -> u64 {
@@ -907,26 +918,9 @@ fn halted_mark_cleared(s: &BootState) -> TestResult {
             "{SKIP}needs two CPUs and the scheduler's timer (not icount)"
         ));
     }
-    let x = ncpus() - 1;
-    IDLE_WINDOW.store(0, Ordering::Release);
     HALT_PROBE_SAW.store(0, Ordering::Release);
-    let cpu = exo_percpu::CpuId(x);
-    cpus::post(cpu, halted_idle_window, 0).map_err(|e| format!("post: {e}"))?;
-    let d = rdtsc() + ms(10_000);
-    while IDLE_WINDOW.load(Ordering::Acquire) != 1 {
-        if rdtsc() > d {
-            let _ = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(12_000));
-            return Err(format!("CPU {x}'s idle context never opened its window"));
-        }
-        sched::yield_now();
-    }
-    let t = Builder::new()
-        .pin(x)
-        .spawn(halted_probe, u64::from(x))
-        .map_err(|e| format!("spawn: {e}"))?;
-    let inside = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(12_000))
-        .map_err(|e| format!("the window's end: {e}"))?;
-    join_all(&[t], 10_000)?;
+    let x = u64::from(ncpus() - 1);
+    let inside = probe_in_idle_window(halted_idle_window, 10_000, halted_probe, x)?;
     let saw = HALT_PROBE_SAW.load(Ordering::Acquire);
     check(inside == 1 && saw == 1, || {
         format!(

@@ -514,14 +514,7 @@ fn unmap_vs_region(_: &BootState) -> TestResult {
         wait_for("the unmap to reach its hold point", 30_000, || {
             UNMAP_HOLD.reached()
         })?;
-        let (tag, frames) = super::shm::create(2 * 4096).map_err(|e| format!("region: {e:?}"))?;
-        let va = match a.map_shared(&frames, tag) {
-            Ok(va) => va,
-            Err(e) => {
-                super::shm::release(tag);
-                return Err(format!("map_shared: {e}"));
-            }
-        };
+        let (frames, va) = map_region(&a, 2 * 4096)?;
         UNMAP_HOLD.release();
         let code = join_all(&[t], 30_000)?[0];
         let kept = (0..2).all(|k| a.phys(va + k * 4096) == Some(frames[k as usize]));
@@ -679,14 +672,7 @@ fn tables_back(_: &BootState) -> TestResult {
 /// 2026-12-04 `mprotect(PROT_READ | PROT_EXEC)` of a region's mapping was accepted.
 fn shared_never_executable(_: &BootState) -> TestResult {
     let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
-    let (tag, frames) = super::shm::create(2 * 4096).map_err(|e| format!("region: {e:?}"))?;
-    let va = match a.map_shared(&frames, tag) {
-        Ok(va) => va,
-        Err(e) => {
-            super::shm::release(tag);
-            return Err(format!("map_shared: {e}"));
-        }
-    };
+    let (_, va) = map_region(&a, 2 * 4096)?;
     let exec = a.protect(va, 2 * 4096, false, true);
     let tail = a.protect(va + 4096, 4096, false, true);
     let read_only = a.protect(va, 2 * 4096, false, false);
@@ -702,4 +688,17 @@ fn shared_never_executable(_: &BootState) -> TestResult {
             )
         },
     )
+}
+
+/// A new shared region of `len` bytes mapped in `a` (the space holds its reference): its
+/// frames and address.
+fn map_region(a: &AddressSpace, len: u64) -> Result<(Vec<u64>, u64), alloc::string::String> {
+    let (tag, frames) = super::shm::create(len).map_err(|e| format!("region: {e:?}"))?;
+    match a.map_shared(&frames, tag) {
+        Ok(va) => Ok((frames, va)),
+        Err(e) => {
+            super::shm::release(tag);
+            Err(format!("map_shared: {e}"))
+        }
+    }
 }
