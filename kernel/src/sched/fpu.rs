@@ -194,10 +194,17 @@ pub(super) fn switch_out(
 /// pair ran in the other order.
 pub(super) fn became_user(c: &CpuFpu, me: usize) {
     let last = c.last.load(Ordering::Relaxed);
-    // Its own state only if it was saved from this CPU: an index names one thread at a time,
-    // but a CPU its ended predecessor ran on long ago may still name it.
+    // Its own state if this CPU names it and the registers are live (TS clear: only the
+    // running thread's #NM or its eager switch-in clears it, and both name it), or were
+    // saved from this CPU. An index names one thread at a time, but a CPU its ended
+    // predecessor ran on long ago may still name it: that CPU's TS is set, and the saved-on
+    // CPU is checked. Until 2026-12-04 only the second counted, so a thread whose first FPU
+    // use (or an eager switch-in from an area saved elsewhere) had just loaded its own
+    // registers lost them when it took a pid.
     let own = last == me as u32
-        && crate::sched::fpu_saved_on(me).load(Ordering::Relaxed) == exo_percpu::cpu_id_hint().0;
+        && (c.ts_clear.load(Ordering::Relaxed)
+            || crate::sched::fpu_saved_on(me).load(Ordering::Relaxed)
+                == exo_percpu::cpu_id_hint().0);
     if last == NONE || own || !EAGER.load(Ordering::Relaxed) {
         return;
     }

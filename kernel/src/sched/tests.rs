@@ -66,6 +66,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "sched.fpu_thread_taking_a_pid_keeps_its_own_registers",
+    fpu_own_kept
+);
+ktest!(
+    Needs::Threads,
     "sched.tick_leaves_a_non_preemptible_idle_context_alone",
     idle_not_preempted
 );
@@ -928,5 +933,40 @@ fn halted_mark_cleared(s: &BootState) -> TestResult {
             inside == 1,
             if saw == 1 { "not " } else { "" }
         )
+    })
+}
+
+/// Loads a pattern into its FPU registers (its first use: #NM), takes a pid, reads them back:
+/// 0 if they still hold the pattern, 1 if not, 2 if the pid was refused.
+fn fpu_pattern_then_pid(avx: u64) -> u64 {
+    let avx = avx != 0;
+    crate::sched::fpu::load_regs(&[0x5C; 512], avx);
+    if sched::set_current_ids(PEEK_PID, 0).is_err() {
+        return 2;
+    }
+    let mut got = [0u8; 512];
+    crate::sched::fpu::store_regs(&mut got, avx);
+    let _ = sched::set_current_ids(0, 0);
+    let n = if avx { 512 } else { 256 };
+    u64::from(got[..n].iter().any(|&b| b != 0x5C))
+}
+
+/// A thread that takes a pid (every user thread's kernel entry does) keeps the FPU state it
+/// has live in the registers: `fpu::became_user` resets only another thread's. Until
+/// 2026-12-04 its own counted only once saved from this CPU, so a thread whose first FPU
+/// use had just loaded its registers (or that an eager switch-in restored from an area
+/// saved on another CPU) lost them when it took its pid.
+fn fpu_own_kept(_: &BootState) -> TestResult {
+    if crate::sched::fpu::info().is_none() {
+        return Err(format!("{SKIP}no FPU save mechanism"));
+    }
+    let avx = u64::from(exo_arch::cpu::detect().avx);
+    let t = Builder::new()
+        .pin(0)
+        .spawn(fpu_pattern_then_pid, avx)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let code = join_all(&[t], 10_000)?[0];
+    check(code == 0, || {
+        format!("code {code}: the thread's own registers were reset when it took a pid (1)")
     })
 }
