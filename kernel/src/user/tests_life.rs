@@ -526,14 +526,26 @@ fn reap_with_short_grace(_: u64) -> u64 {
 /// ends left the job hanging (no verdict, no `MEM` line). Forced: `/threads` in its linger
 /// mode (a thread spinning, the main one asleep) is disowned, then reaped with a 200 ms
 /// grace in a thread joined with a deadline.
-fn reap_all_ends_lingering(_: &BootState) -> TestResult {
+fn reap_all_ends_lingering(s: &BootState) -> TestResult {
+    // The lingering program spins on its CPU; without the timer (icount) nothing preempts
+    // it, so the reaper must have a CPU of its own.
+    let n = crate::harness::ncpus();
+    if n < 2 && s.opts.mode == Some(smp_bench::Mode::Icount) {
+        return Err(format!(
+            "{SKIP}needs two CPUs without the scheduler's timer (icount)"
+        ));
+    }
     warm()?;
     let before = free_frames()?;
-    let p = spawn("/threads", THREADS_LINGER)?;
+    let p = process::spawn("/threads", THREADS_LINGER, Builder::new().pin(n - 1))
+        .map_err(|e| format!("spawn /threads: {e:?}"))?;
     LINGERER.store(p, Ordering::Release);
     LINGERER_STATUS.store(u64::MAX, Ordering::Release);
     check(process::disown(p), || format!("process {p} not disowned"))?;
-    let t = sched::spawn(reap_with_short_grace, 0).map_err(|e| format!("spawn: {e}"))?;
+    let t = Builder::new()
+        .pin(0)
+        .spawn(reap_with_short_grace, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
     let reaped = join_all(&[t], 30_000)
         .map_err(|e| format!("the reap of a process that never ends did not end: {e}"))?[0];
     let st = LINGERER_STATUS.load(Ordering::Acquire);
