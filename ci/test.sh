@@ -327,7 +327,7 @@ expect_log "an initrd loaded over the ACPI tables is named as the cause, boot go
     'ACPI: 0x[0-9a-f]+ lies inside boot module 0 \(the initrd' 'single-CPU operation' '^SMP,1,1,x2apic$'
 rm -f "$odd"
 log="$out/test-filter.log"
-scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=mm.stack,sched.spawn" --log "$log" >/dev/null 2>&1
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=mm.stack_guard,sched.spawn" --log "$log" >/dev/null 2>&1
 expect_log "exo.test=<prefix>,<prefix> runs exactly the tests it names (registered with ktest!)" "$log" 0 $? \
     '^INFO,ktest,registered,[0-9]+,selected,2,' '^KTEST,mm.stack_guard_unmapped,ok$' '^KTEST,sched.spawn_join_exit_codes,ok$' '^2 passed, 0 failed$'
 log="$out/test-filter-none.log"
