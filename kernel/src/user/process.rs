@@ -545,6 +545,14 @@ pub fn disown(pid: u64) -> bool {
     ok
 }
 
+/// Test support: the first slot of the process table in use (`None`: the table is empty).
+pub fn first_used_slot() -> Option<u64> {
+    PROCS
+        .iter()
+        .position(|p| p.pid.load(Ordering::Acquire) != 0)
+        .map(|i| i as u64)
+}
+
 /// Test support: orphans not yet reaped.
 pub fn orphans() -> u32 {
     ORPHANS.load(Ordering::Relaxed)
@@ -568,6 +576,10 @@ pub fn with_space_of<R>(pid: u64, f: impl FnOnce(&AddressSpace) -> R) -> Option<
     let space = p.space.read();
     space.as_deref().map(f)
 }
+
+/// [`reap_all_with`] stops here for a slot it found used, before it adopts the process,
+/// so a test can have that slot reaped and taken by another orphan in the window.
+pub static REAP_ALL_HOLD: HoldPoint = HoldPoint::new();
 
 /// How long the end of the `init` job lets orphans run on before it ends them.
 pub const ORPHAN_GRACE_MS: u64 = 5000;
@@ -599,10 +611,10 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
         let mut progress = false;
         let mut running = false;
         for p in &PROCS {
-            let pid = p.pid.load(Ordering::Acquire);
-            if pid == 0 {
+            if p.pid.load(Ordering::Acquire) == 0 {
                 continue;
             }
+            REAP_ALL_HOLD.pass();
             if p.parent
                 .compare_exchange(ORPHAN, 0, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
@@ -611,6 +623,11 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
             } else if p.parent.load(Ordering::Acquire) != 0 {
                 continue;
             }
+            // The pid of the process adopted, read after the adoption: the slot may have
+            // been reaped and taken by another orphan since the look above, and that one
+            // is the kernel's now. Until 2026-12-04 the pid came from before: the wait
+            // was for the old process (`ECHILD`) and the new one, adopted, was left.
+            let pid = p.pid.load(Ordering::Acquire);
             if p.live.load(Ordering::Acquire) != 0 {
                 if !deadline.passed() {
                     running = true;

@@ -5,7 +5,7 @@
 //! untouched and that every frame and thread came back.
 
 use super::aspace::HoldPoint;
-use super::process::{self, MAX_PROCS, ORPHAN_HOLD, SPAWN_HOLD, WAIT_HOLD};
+use super::process::{self, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, SPAWN_HOLD, WAIT_HOLD};
 use super::syscall::Errno;
 use super::task::{self, JOIN_HOLD, JoinError, START_HOLD};
 use crate::boot::BootState;
@@ -62,6 +62,11 @@ ktest!(
     Needs::Threads,
     "user.proc_reap_all_ends_orphans_that_outlive_the_grace",
     reap_all_ends_lingering
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_reap_all_waits_for_the_orphan_it_adopted",
+    reap_all_vs_reuse
 );
 
 /// Errors as the test threads return them: `ERR + errno`.
@@ -559,5 +564,55 @@ fn reap_all_ends_lingering(s: &BootState) -> TestResult {
     let after = free_frames()?;
     check(after == before, || {
         format!("free frames and heap objects {before:?} before, {after:?} after")
+    })
+}
+
+/// A test thread: the end of the `init` job's reap (60 s grace); how many it reaped.
+fn reap_all_count(_: u64) -> u64 {
+    process::reap_all_with(60_000, |_, _| {}) as u64
+}
+
+/// The end of the init job adopts an orphan and waits for *that* process: between its look
+/// at a slot and the adoption, the slot's orphan may be reaped by a spawn and the slot
+/// taken by another orphan, which is then adopted. Until 2026-12-04 the wait used the pid
+/// read before (`ECHILD`), and the new orphan, the kernel's now, was never reaped. Forced:
+/// the reap is held (`REAP_ALL_HOLD`) at the slot of orphan `o`; a spawn reaps `o` and
+/// process `n` takes the slot and is disowned; then the reap goes on and must reap `n`.
+fn reap_all_vs_reuse(_: &BootState) -> TestResult {
+    forced(&REAP_ALL_HOLD, || {
+        let o = spawn("/empty", 0)?;
+        check(process::disown(o), || format!("process {o} not disowned"))?;
+        settle(o)?;
+        // The slot of `o` must be the first used one the reap looks at.
+        check(
+            process::first_used_slot() == Some(o % MAX_PROCS as u64),
+            || format!("another process is in the table before {o}"),
+        )?;
+        task::skip_ids_to_slot_of(o);
+        REAP_ALL_HOLD.arm();
+        let r = Builder::new()
+            .spawn(reap_all_count, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&REAP_ALL_HOLD, "the end-of-job reap")?;
+        // This spawn reaps the orphan `o` first, then takes its slot.
+        let n = spawn("/empty", 0)?;
+        check(process::disown(n), || format!("process {n} not disowned"))?;
+        settle(n)?;
+        REAP_ALL_HOLD.release();
+        let reaped = join_all(&[r], 30_000)?[0];
+        let left = process::ended(n);
+        if left.is_some() {
+            let _ = process::wait(n);
+        }
+        check(
+            n % MAX_PROCS as u64 == o % MAX_PROCS as u64 && left.is_none(),
+            || {
+                format!(
+                    "process {n} (in the slot of {o}: {}) left in the table by the end-of-job reap ({reaped} reaped): {}",
+                    n % MAX_PROCS as u64 == o % MAX_PROCS as u64,
+                    left.is_some()
+                )
+            },
+        )
     })
 }
