@@ -108,7 +108,9 @@ pub fn bsp_main(start_info: u64) -> BootState {
     // The BSP's GS block first: the allocator's fast paths live in it.
     let (lo, hi) = exo_arch::boot::boot_stack();
     let bsp_block = cpus::take_bsp_block(exo_arch::cpu::apic_id_from_cpuid(), hi);
-    let bsp_gs_base = core::ptr::from_ref(cpus::install_this_cpu(bsp_block, (lo, hi))) as u64;
+    let bsp = cpus::install_this_cpu(bsp_block, (lo, hi));
+    cpus::register_this_cpu(bsp);
+    let bsp_gs_base = core::ptr::from_ref(bsp) as u64;
     let (mib, frames) = memory::init(&bi.memmap, features.nx, &bi.modules)
         .unwrap_or_else(|e| fail(format_args!("memory: {e}")));
     if let Some(&(pa, len)) = bi.modules.first() {

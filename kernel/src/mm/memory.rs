@@ -398,15 +398,14 @@ pub fn release_tables(r: RetiredTables) -> u64 {
     let mut next = r.head;
     let mut n = 0;
     while next != 0 {
-        let mut words = [0u8; 16];
-        sys::copy_from_phys(next, &mut words);
+        let (mut link, mut slot) = ([0u8; 8], [0u8; 8]);
+        sys::copy_from_phys(next, &mut link);
+        sys::copy_from_phys(next + 8, &mut slot);
         crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(next));
-        let [link, slot] = [&words[..8], &words[8..]]
-            .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
         if slots.len() < slots.capacity() {
-            slots.push(slot);
+            slots.push(u64::from_le_bytes(slot));
         }
-        next = link;
+        next = u64::from_le_bytes(link);
         n += 1;
     }
     debug_assert_eq!(n, r.count, "retired page-table list and its count disagree");

@@ -216,24 +216,20 @@ pub fn new_block(
     crate::mm::kalloc::try_leak(PerCpu::new(cpu, apic_id, 0, CpuLocal::new()))
 }
 
-/// Installs `block` as the calling CPU's GS block and records its stack; the BSP's is
-/// registered in the CPU table at once, an AP's by [`register_this_cpu`].
+/// Installs `block` as the calling CPU's GS block and records its stack; the caller enters
+/// it in the CPU table ([`register_this_cpu`]) once the CPU is committed to running.
 pub fn install_this_cpu(block: &'static mut Block, stack: (u64, u64)) -> &'static Block {
     block.hot.kstack_top = stack.1;
     block.ext.stack_lo.store(stack.0, Ordering::Relaxed);
     block.ext.stack_hi.store(stack.1, Ordering::Relaxed);
     let ptr: *const Block = block;
     crate::sys::install_percpu(block);
-    let shared = crate::sys::leaked_ref(ptr);
-    if shared.hot.cpu_id == 0 {
-        register_this_cpu(shared);
-    }
-    shared
+    crate::sys::leaked_ref(ptr)
 }
 
-/// Enters this CPU's block in the CPU table ([`get`] finds it, the count covers it). The
-/// BSP's is entered by [`install_this_cpu`]; an AP's only once it has committed to going
-/// online (`bringup`): until 2026-12-04 an AP the BSP had given up on entered its block
+/// Enters this CPU's block in the CPU table ([`get`] finds it, the count covers it): the
+/// BSP's at once, an AP's only once it has committed to going online (`bringup`): until
+/// 2026-12-04 an AP the BSP had given up on entered its block
 /// before it found out and parked, so `get` named a CPU that would never run anything.
 pub fn register_this_cpu(shared: &'static Block) {
     let cpu = shared.hot.cpu_id;
