@@ -252,13 +252,15 @@ fn write_slow(fd: u64, buf: u64, len: u64) -> Result<i64, Errno> {
     // The whole range must be user memory (`EFAULT` before any byte); a count above
     // `WRITE_MAX` is then a short write. Until 2026-12-04 a count above the copy limit
     // (1 GiB) was `EFAULT` even over valid memory, against the ABI's short write.
-    usercopy::check_range(buf, 0).map_err(|_| Errno::Efault)?;
-    buf.checked_add(len)
-        .filter(|&end| end <= usercopy::USER_END)
-        .ok_or(Errno::Efault)?;
-    let len = len.min(WRITE_MAX);
-    usercopy::check_range(buf, len).map_err(|_| Errno::Efault)?;
-    let len = len as usize;
+    // (`usercopy::is_user_range` but for its copy-length cap.)
+    if buf < usercopy::USER_BASE
+        || buf
+            .checked_add(len)
+            .is_none_or(|end| end > usercopy::USER_END)
+    {
+        return Err(Errno::Efault);
+    }
+    let len = len.min(WRITE_MAX) as usize;
     write_through(
         buf,
         len,
