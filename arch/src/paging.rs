@@ -13,6 +13,20 @@ const PS: u64 = 1 << 7;
 const G: u64 = 1 << 8;
 const NX: u64 = 1 << 63;
 const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
+/// Software bit (ignored by the MMU): a user leaf without access (`PROT_NONE`). The entry
+/// is not present, so every access faults, but the page stays mapped: its frame is still
+/// the tables' (freed by unmap or with the space), and `protect` can give access back.
+/// The frame is stored inverted, as Linux does since L1TF: a not-present entry's address
+/// bits may still be used by a speculative load on affected Intel parts, and inverted they
+/// name memory above any the machine has instead of the page's data.
+const NONE: u64 = 1 << 9;
+/// A used 4 KiB leaf: present, or mapped without access.
+const USED: u64 = P | NONE;
+
+/// The frame a used 4 KiB leaf maps (inverted when it has no access, see [`NONE`]).
+fn leaf_frame(e: u64) -> u64 {
+    if e & P != 0 { e & ADDR } else { !e & ADDR }
+}
 
 /// Permissions of a mapping. `writable && executable` is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +42,30 @@ pub struct Flags {
 /// A user mapping's permissions (the lower half only; never global).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserFlags {
+    /// Any access at all (`false`: `PROT_NONE`, and then neither of the others).
+    pub accessible: bool,
     /// Writes allowed.
     pub writable: bool,
     /// Instruction fetch allowed.
     pub executable: bool,
+}
+
+impl UserFlags {
+    /// Readable, and writable or executable as asked (x86 pages are always readable).
+    pub const fn new(writable: bool, executable: bool) -> UserFlags {
+        UserFlags {
+            accessible: true,
+            writable,
+            executable,
+        }
+    }
+
+    /// No access (`PROT_NONE`).
+    pub const NONE: UserFlags = UserFlags {
+        accessible: false,
+        writable: false,
+        executable: false,
+    };
 }
 
 impl Flags {
@@ -181,42 +215,57 @@ impl PageTables {
         pa: u64,
         f: UserFlags,
     ) -> Result<(), MapError> {
-        let kf = Flags {
-            writable: f.writable,
-            executable: f.executable,
-            uncached: false,
-        };
-        Self::check(va, kf)?;
+        let e = self.user_entry(va, pa, f)?;
         if va >= crate::layout::USER_END {
             return Err(MapError::BadAddress(va));
         }
         let pt = self.page_table(fs, va, true)?;
-        Self::set_leaf(
-            pt,
-            ((va >> 12) & 511) as usize,
-            (pa & ADDR) | entry_bits(kf, self.nx) | U,
-            va,
-        )
+        Self::set_leaf(pt, ((va >> 12) & 511) as usize, e, va)
     }
 
-    /// Changes the permissions of the user page at `va`; returns false if it is not mapped.
-    pub fn protect_user_4k(&mut self, va: u64, f: UserFlags) -> Result<bool, MapError> {
+    /// The leaf entry mapping user page `va` to frame `pa` with `f`.
+    fn user_entry(&self, va: u64, pa: u64, f: UserFlags) -> Result<u64, MapError> {
         let kf = Flags {
             writable: f.writable,
             executable: f.executable,
             uncached: false,
         };
         Self::check(va, kf)?;
+        Ok(if f.accessible {
+            (pa & ADDR) | entry_bits(kf, self.nx) | U
+        } else {
+            (!pa & ADDR) | NONE | U
+        })
+    }
+
+    /// Changes the permissions of the user page at `va` (mapped with or without access);
+    /// returns false if it is not mapped.
+    pub fn protect_user_4k(&mut self, va: u64, f: UserFlags) -> Result<bool, MapError> {
+        self.user_entry(va, 0, f)?;
         let Some(e) = self.leaf_4k(va) else {
             return Ok(false);
         };
-        // SAFETY: `e` points at the present 4 KiB leaf of `va` in this hierarchy's tables
+        // SAFETY: `e` points at the used 4 KiB leaf of `va` in this hierarchy's tables
         // (directly mapped); the caller invalidates stale translations afterwards.
         unsafe {
             let old = e.read_volatile();
-            e.write_volatile((old & ADDR) | entry_bits(kf, self.nx) | U);
+            e.write_volatile(self.user_entry(va, leaf_frame(old), f)?);
         }
         Ok(true)
+    }
+
+    /// The frame and permissions of user page `va` if it is mapped, with access or
+    /// without ([`PageTables::translate`] sees only pages with access).
+    pub fn user_page(&self, va: u64) -> Option<(u64, UserFlags)> {
+        let e = self.leaf_4k(va)?;
+        // SAFETY: `e` points at the used 4 KiB leaf of `va` in this hierarchy's tables.
+        let v = unsafe { e.read_volatile() };
+        let f = if v & P == 0 {
+            UserFlags::NONE
+        } else {
+            UserFlags::new(v & W != 0, v & NX == 0)
+        };
+        Some((leaf_frame(v), f))
     }
 
     /// The page table (last level) for `va`, with the levels above created as needed.
@@ -250,7 +299,7 @@ impl PageTables {
         Some(tab)
     }
 
-    /// The first page in `[from, to)` that is mapped (a present 4 KiB leaf, or inside a huge
+    /// The first page in `[from, to)` that is mapped (a used 4 KiB leaf, or inside a huge
     /// page), skipping whole absent directories: cost grows with the tables that exist,
     /// not with the length of the range.
     pub fn next_mapped(&self, from: u64, to: u64) -> Option<u64> {
@@ -281,7 +330,7 @@ impl PageTables {
                     return None;
                 }
                 // SAFETY: `tab` is this hierarchy's page table for `p`.
-                if unsafe { table(tab).add(idx as usize).read_volatile() } & P != 0 {
+                if unsafe { table(tab).add(idx as usize).read_volatile() } & USED != 0 {
                     return Some(p);
                 }
             }
@@ -290,13 +339,13 @@ impl PageTables {
         None
     }
 
-    /// The 4 KiB leaf entry of `va`, if present (no huge page on the way).
+    /// The 4 KiB leaf entry of `va`, if used (no huge page on the way).
     fn leaf_4k(&self, va: u64) -> Option<*mut u64> {
         let tab = self.table_of(va, &[39, 30, 21])?;
         // SAFETY: `tab` is this hierarchy's page table for `va`.
         let e = unsafe { table(tab).add(((va >> 12) & 511) as usize) };
         // SAFETY: as above.
-        (unsafe { e.read_volatile() } & P != 0).then_some(e)
+        (unsafe { e.read_volatile() } & USED != 0).then_some(e)
     }
 
     /// Frees the whole lower half: every mapped user frame goes to `leaf(pa)`, every user
@@ -308,12 +357,11 @@ impl PageTables {
                 // SAFETY: a user table frame of this hierarchy (directly mapped), private to
                 // the caller (no CPU uses these tables any more).
                 let e = unsafe { table(tab).add(i).read_volatile() };
-                if e & P == 0 {
-                    continue;
-                }
                 if level == 1 {
-                    leaf(e & ADDR);
-                } else {
+                    if e & USED != 0 {
+                        leaf(leaf_frame(e));
+                    }
+                } else if e & P != 0 {
                     walk(e & ADDR, level - 1, leaf, tf);
                     tf(e & ADDR);
                 }
@@ -366,7 +414,7 @@ impl PageTables {
         // SAFETY: as in `next`.
         unsafe {
             let e = table(tab).add(idx);
-            if e.read_volatile() & P != 0 {
+            if e.read_volatile() & USED != 0 {
                 return Err(MapError::AlreadyMapped(va));
             }
             e.write_volatile(value);
@@ -477,17 +525,17 @@ impl PageTables {
         unsafe {
             let e = table(pt).add(((va >> 12) & 511) as usize);
             let old = e.read_volatile();
-            if old & P == 0 {
+            if old & USED == 0 {
                 return None;
             }
             e.write_volatile(0);
             core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
-            let empty = (0..512).all(|k| table(pt).add(k).read_volatile() & P == 0);
+            let empty = (0..512).all(|k| table(pt).add(k).read_volatile() & USED == 0);
             if empty {
                 table(pd).add(pd_idx).write_volatile(0);
                 core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
             }
-            Some((old & ADDR, empty.then_some(pt)))
+            Some((leaf_frame(old), empty.then_some(pt)))
         }
     }
 
@@ -533,7 +581,8 @@ impl PageTables {
         freed
     }
 
-    /// Walks the tables for `va`: the physical address and whether it is writable/executable.
+    /// Walks the tables for `va`: the physical address and whether it is writable/executable
+    /// (`None`: not mapped, or mapped without access).
     pub fn translate(&self, va: u64) -> Option<(u64, Flags)> {
         let mut tab = self.pml4;
         for (level, shift) in [(4, 39u64), (3, 30), (2, 21), (1, 12)] {

@@ -86,22 +86,30 @@ fn init(state: &crate::boot::BootState) -> ! {
             // threads as before process 1 started (a difference is a leak the CI check
             // catches).
             let t1 = sched::live_threads();
+            let mut same = false;
             if let (Ok((f0, o0)), Ok((f1, o1))) = (before, free_frames()) {
                 let t0 = threads_before;
                 // Shared IPC regions: none is left once every process is gone; endpoints:
                 // the same count (a handle held in flight and never dropped would keep one).
                 let r1 = crate::user::shm::in_use();
                 let (e0, e1) = (endpoints_before, crate::ipc::live_endpoints());
+                same = (f0, o0, t0, 0, e0) == (f1, o1, t1, r1, e1);
                 crate::kprintln!(
                     "MEM,init,free_frames,{f0},{f1},objects_out,{o0},{o1},threads,{t0},{t1},regions,{r1},endpoints,{e0},{e1},{}",
-                    if (f0, o0, t0, 0, e0) == (f1, o1, t1, r1, e1) {
-                        "same"
-                    } else {
-                        "DIFFERENT"
-                    }
+                    if same { "same" } else { "DIFFERENT" }
                 );
             }
-            exit(ExitCode::Success)
+            // The job's exit code is the verdict: process 1 exited 0 and every frame,
+            // object, thread and endpoint came back (until 2026-12-04 it was success
+            // whatever `/init` reported, so only a log grep saw a failed suite).
+            if status == 0 && same {
+                exit(ExitCode::Success)
+            }
+            crate::kprintln!(
+                "INIT,FAIL,{path}: status {status:#x}{}",
+                if same { "" } else { ", memory not back" }
+            );
+            exit(ExitCode::Failure)
         }
         Err(e) => {
             crate::kprintln!("INIT,FAIL,{path}: {e:?}");

@@ -150,7 +150,13 @@ impl AddressSpace {
     /// moves the cursor past it only when the map succeeds: a refused or failed map uses up
     /// no address space. Everything happens under the tables' lock.
     pub fn map(&self, va: Option<u64>, len: u64, w: bool, x: bool) -> Result<u64, VmError> {
-        if w && x {
+        self.map_flags(va, len, UserFlags::new(w, x))
+    }
+
+    /// [`AddressSpace::map`] with `flags` (`UserFlags::NONE`: pages mapped, each with its
+    /// zeroed frame, that every access faults on until `protect` gives access).
+    pub fn map_flags(&self, va: Option<u64>, len: u64, flags: UserFlags) -> Result<u64, VmError> {
+        if flags.writable && flags.executable {
             return Err(VmError::Invalid);
         }
         let mut t = self.tables();
@@ -163,10 +169,6 @@ impl AddressSpace {
         if pages > kalloc::managed_frames() {
             return Err(VmError::NoMemory);
         }
-        let flags = UserFlags {
-            writable: w,
-            executable: x,
-        };
         for k in 0..pages {
             let page = va + k * PAGE;
             let r = match kalloc::alloc_frame() {
@@ -216,10 +218,7 @@ impl AddressSpace {
         let mut sh = self.shared.lock();
         let k = sh.iter().position(|e| e.1 == 0).ok_or(VmError::NoMemory)?;
         let (va, pages) = Self::find_free(&t, self.next.load(Ordering::Relaxed), len)?;
-        let flags = UserFlags {
-            writable: true,
-            executable: false,
-        };
+        let flags = UserFlags::new(true, false);
         for (j, &pa) in frames.iter().enumerate() {
             if let Err(e) = t.map_user_4k(&mut Spares(&self.spare), va + j as u64 * PAGE, pa, flags)
             {
@@ -339,6 +338,13 @@ impl AddressSpace {
 
     /// Changes the permissions of `[va, va + len)`; every page must be mapped.
     pub fn protect(&self, va: u64, len: u64, w: bool, x: bool) -> Result<(), VmError> {
+        self.protect_flags(va, len, UserFlags::new(w, x))
+    }
+
+    /// [`AddressSpace::protect`] with `f` (`UserFlags::NONE` takes every access away, the
+    /// pages and their contents stay; a later call gives access back).
+    pub fn protect_flags(&self, va: u64, len: u64, f: UserFlags) -> Result<(), VmError> {
+        let (w, x) = (f.writable, f.executable);
         if w && x {
             return Err(VmError::Invalid);
         }
@@ -352,14 +358,10 @@ impl AddressSpace {
             return Err(VmError::Invalid);
         }
         for k in 0..pages {
-            if t.translate(va + k * PAGE).is_none() {
+            if t.user_page(va + k * PAGE).is_none() {
                 return Err(VmError::NotMapped);
             }
         }
-        let f = UserFlags {
-            writable: w,
-            executable: x,
-        };
         for k in 0..pages {
             t.protect_user_4k(va + k * PAGE, f)
                 .map_err(|_| VmError::Invalid)?;
@@ -368,7 +370,7 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// The physical address of user address `va`, if its page is mapped.
+    /// The physical address of user address `va`, if its page is mapped with access.
     pub fn phys(&self, va: u64) -> Option<u64> {
         if !(USER_MIN..USER_END).contains(&va) {
             return None;
@@ -376,7 +378,7 @@ impl AddressSpace {
         self.tables().translate(va).map(|(pa, _)| pa)
     }
 
-    /// The rights of the page at `va` (writable, executable), if it is mapped.
+    /// The rights of the page at `va` (writable, executable), if it is mapped with access.
     pub fn rights(&self, va: u64) -> Option<(bool, bool)> {
         let t = self.tables();
         t.translate(va).map(|(_, f)| (f.writable, f.executable))

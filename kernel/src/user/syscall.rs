@@ -17,6 +17,7 @@
 
 use super::task;
 use core::sync::atomic::{AtomicU32, Ordering};
+use exo_arch::paging::UserFlags;
 use exo_arch::syscall::SyscallFrame;
 use exo_arch::usercopy;
 use exo_percpu::IrqGuard;
@@ -440,6 +441,21 @@ fn vm_errno(e: super::aspace::VmError, fixed: bool) -> Errno {
     }
 }
 
+/// The page permissions of `prot` (`PROT_READ` 1, `PROT_WRITE` 2, `PROT_EXEC` 4): 0 is
+/// `PROT_NONE` (mapped, every access faults); write or exec imply read, as on x86; W+X and
+/// unknown bits are EINVAL.
+fn prot_flags(prot: u64) -> Result<UserFlags, Errno> {
+    let (w, x) = (prot & PROT_WRITE != 0, prot & PROT_EXEC != 0);
+    if prot & !7 != 0 || w && x {
+        return Err(Errno::Einval);
+    }
+    Ok(if prot == 0 {
+        UserFlags::NONE
+    } else {
+        UserFlags::new(w, x)
+    })
+}
+
 /// `mmap`: anonymous, private, committed now (no overcommit: a map the kernel cannot back
 /// is refused, touching a granted page never fails); W+X refused.
 fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64) -> Result<i64, Errno> {
@@ -447,17 +463,13 @@ fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64) -> Result<i64, Errn
         || flags & !(MAP_ANONYMOUS | MAP_PRIVATE | MAP_FIXED) != 0
         || fd as i64 != -1 && fd != 0
         || len == 0
-        || prot & !7 != 0
     {
         return Err(Errno::Einval);
     }
-    let (w, x) = (prot & PROT_WRITE != 0, prot & PROT_EXEC != 0);
-    if w && x {
-        return Err(Errno::Einval);
-    }
+    let f = prot_flags(prot)?;
     let fixed = flags & MAP_FIXED != 0;
     super::process::with_current(|a| {
-        a.map(fixed.then_some(addr), len, w, x)
+        a.map_flags(fixed.then_some(addr), len, f)
             .map(|va| va as i64)
             .map_err(|e| vm_errno(e, fixed))
     })
@@ -474,15 +486,9 @@ fn munmap(addr: u64, len: u64) -> Result<i64, Errno> {
 }
 
 fn mprotect(addr: u64, len: u64, prot: u64) -> Result<i64, Errno> {
-    if prot & !7 != 0 {
-        return Err(Errno::Einval);
-    }
-    let (w, x) = (prot & PROT_WRITE != 0, prot & PROT_EXEC != 0);
-    if w && x {
-        return Err(Errno::Einval);
-    }
+    let f = prot_flags(prot)?;
     super::process::with_current(|a| {
-        a.protect(addr, len, w, x)
+        a.protect_flags(addr, len, f)
             .map(|()| 0)
             .map_err(|e| vm_errno(e, true))
     })

@@ -89,4 +89,10 @@ pub const CASES: &[Case] = &[
         expect: |s| s == ExitStatus::Exited(101),
         expect_text: "exit 101 (exo-rt's panic handler)",
     },
+    Case {
+        arg: 13,
+        name: "PROT_NONE: contents kept, kernel copies EFAULT, then a read",
+        expect: |s| killed(KillCause::PF)(s),
+        expect_text: "killed #PF",
+    },
 ];

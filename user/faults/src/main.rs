@@ -3,7 +3,8 @@
 //! if it is still alive after the fault (the kernel let it pass), 2 for an unknown `arg`.
 //! Case 10 instead checks that bad pointers and flags come back as the documented errors
 //! (exit 0 when all do); case 11 tries to make `sysret` return to a non-canonical address;
-//! case 12 panics (exo-rt's handler prints `panic: ...` and exits 101).
+//! case 12 panics (exo-rt's handler prints `panic: ...` and exits 101); case 13 checks
+//! what `PROT_NONE` keeps and refuses before it reads such a page.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod bad_args;
@@ -13,7 +14,7 @@ use core::arch::asm;
 use core::hint::black_box;
 
 use bad_args::{KERNEL_ADDR, NON_CANONICAL, UNMAPPED};
-use exo_rt::abi::{MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use exo_rt::abi::{MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE};
 use exo_rt::{Errno, eprintln, println};
 
 exo_rt::entry!(run);
@@ -68,6 +69,7 @@ fn run(arg: u64) -> i32 {
         10 => return bad_arguments(),
         11 => return sysret_non_canonical(),
         12 => panic!("faults: case 12 panics on purpose"),
+        13 => return prot_none(),
         _ => unreachable!("every case is handled"),
     }
     eprintln!("faults: case {arg} did not fault");
@@ -139,4 +141,71 @@ fn sysret_non_canonical() -> i32 {
             1
         }
     }
+}
+
+/// Case 13: a `PROT_NONE` page keeps its contents but refuses every access: the kernel's
+/// copies from it fail (`write`: EFAULT; `futex`: EFAULT), access given back shows the
+/// same bytes, and a plain read of it ends the process with #PF. Until 2026-12-04 prot 0
+/// left the pages readable (exo-rt's thread-stack guards among them). Returns 1 (alive,
+/// with the reason printed) if any step goes otherwise.
+fn prot_none() -> i32 {
+    const LEN: usize = 2 * 4096;
+    let fail = |what: &str| {
+        println!("faults: PROT_NONE: {what}");
+        1
+    };
+    let Ok(p) = exo_rt::map_anonymous(LEN, PROT_NONE) else {
+        return fail("mmap(PROT_NONE) refused");
+    };
+    let base = p.as_ptr() as usize;
+    // SAFETY: the pages are ours; nothing reads them while they have no access.
+    if unsafe { exo_rt::mprotect(base, LEN, PROT_READ | PROT_WRITE) }.is_err() {
+        return fail("mprotect(READ|WRITE) of a PROT_NONE mapping refused");
+    }
+    // SAFETY: the two pages are mapped read-write, and only this thread uses them.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(base as *mut u8, LEN) };
+    if bytes.iter().any(|&b| b != 0) {
+        return fail("a fresh PROT_NONE page was not zeroed");
+    }
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = (i * 7 + 3) as u8;
+    }
+    // SAFETY: nothing touches the pages until access is given back.
+    if unsafe { exo_rt::mprotect(base, LEN, PROT_NONE) }.is_err() {
+        return fail("mprotect(PROT_NONE) refused");
+    }
+    // SAFETY: no access: the kernel must refuse to read it, not hand the bytes out.
+    let shown = exo_rt::write(1, unsafe {
+        core::slice::from_raw_parts(base as *const u8, 16)
+    });
+    if shown != Err(Errno::EFAULT) {
+        return fail("write(1, PROT_NONE page) was not EFAULT");
+    }
+    // SAFETY: as above (the kernel reads the word; nothing in Rust does).
+    let word = unsafe { &*((base + 4096) as *const core::sync::atomic::AtomicU32) };
+    // A deadline, so a kernel that did read the word (0, as expected) cannot sleep for good.
+    let soon = exo_rt::Timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    };
+    if exo_rt::futex_wait(word, 0, Some(&soon)) != Err(Errno::EFAULT) {
+        return fail("futex_wait on a PROT_NONE page was not EFAULT");
+    }
+    // SAFETY: read-only from here on until the rights are taken away again.
+    if unsafe { exo_rt::mprotect(base, LEN, PROT_READ) }.is_err() {
+        return fail("mprotect(READ) of a PROT_NONE mapping refused");
+    }
+    if bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b != (i * 7 + 3) as u8)
+    {
+        return fail("the contents changed across PROT_NONE");
+    }
+    // SAFETY: nothing touches the pages but the faulting load below.
+    if unsafe { exo_rt::mprotect(base, LEN, PROT_NONE) }.is_err() {
+        return fail("second mprotect(PROT_NONE) refused");
+    }
+    black_box(load(base + 8));
+    fail("a read of a PROT_NONE page did not fault")
 }
