@@ -28,6 +28,9 @@ struct Waiter {
     addr: u64,
     tid: Tid,
     woken: bool,
+    /// Whether wakes may take it. A shared waiter is listed unarmed and armed only once
+    /// its key, read again, is still the frame mapped at its address (see [`wait`]).
+    armed: bool,
 }
 
 static WAITERS: spin::Mutex<Vec<Waiter>> = spin::Mutex::new(Vec::new());
@@ -36,6 +39,10 @@ static WAITERS: spin::Mutex<Vec<Waiter>> = spin::Mutex::new(Vec::new());
 /// listed, so a sibling can unmap the word's page and map another in that window
 /// (`user.futex_shared_wait_keyed_on_a_frame_it_lost_leaves`).
 pub static WAIT_KEYED_HOLD: super::aspace::HoldPoint = super::aspace::HoldPoint::new();
+/// A shared wait stops here once it is listed (unarmed) and before it reads its key
+/// again, so a test can wake the frame it lost in that window
+/// (`user.futex_shared_wait_on_a_lost_frame_takes_no_wake_meant_for_it`).
+pub static WAIT_LISTED_HOLD: super::aspace::HoldPoint = super::aspace::HoldPoint::new();
 
 /// `f` on the waiter list, locked with interrupts off. Its lock is taken with interrupts
 /// off anyway by a wait's re-check inside the scheduler's block and by a thread's end on
@@ -113,6 +120,7 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
             addr: addr_key,
             tid: me,
             woken: false,
+            armed: private,
         });
         Ok(())
     })?;
@@ -120,19 +128,36 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
     // A shared key is the frame mapped at `addr` when it was read, under the tables' lock
     // (which cannot be taken under the waiters' lock): a sibling thread may have unmapped
     // that frame since (its `frames_gone` found no waiter yet, and the frame may already be
-    // another process's) and mapped a new page there, whose word the check above read. Read
-    // again now that this waiter is listed: the same frame means any later unmap of it calls
-    // `frames_gone` after this point, which finds the waiter; another one means this waiter
-    // is keyed on a frame it no longer maps, where it would take a wake meant for that
-    // frame's next owner (found by review, 2026-12-04): it leaves (EAGAIN, or the wake it
-    // already took).
-    if !private && key(addr, false).ok() != Some((root, addr_key)) {
-        let was_woken = waiters(|w| {
-            w.iter()
-                .position(|x| x.tid == me)
-                .is_none_or(|k| w.swap_remove(k).woken)
+    // another process's) and mapped a new page there, whose word the check above read. So
+    // the waiter is listed unarmed, and its key read again: the same frame means any later
+    // unmap of it calls `frames_gone` after this point, which finds the waiter, and it is
+    // armed, its word checked again under the same lock (a wake meanwhile changed it
+    // first: EAGAIN, not a lost wake); another frame means it is keyed on a frame it no
+    // longer maps, and it leaves (EAGAIN). Unarmed, it takes no wake meant for that frame's
+    // next owner: it did, between listing and this check, until 2026-12-04 (the owner's own
+    // waiter then slept on; found by review).
+    if !private {
+        WAIT_LISTED_HOLD.pass();
+        let same = key(addr, false).ok() == Some((root, addr_key));
+        let armed = waiters(|w| {
+            let k = w.iter().position(|x| x.tid == me)?;
+            if w[k].woken {
+                return Some(Ok(())); // `frames_gone`: a spurious wake-up
+            }
+            match read_word(addr) {
+                Ok(v) if same && v == val => {
+                    w[k].armed = true;
+                    Some(Ok(()))
+                }
+                _ => {
+                    w.swap_remove(k);
+                    Some(Err(Errno::Eagain))
+                }
+            }
         });
-        return if was_woken { Ok(0) } else { Err(Errno::Eagain) };
+        if let Some(Err(e)) = armed {
+            return Err(e);
+        }
     }
     let dying = super::process::dying;
     while !woken() && !dying() && exo_arch::tsc::rdtsc() < deadline {
@@ -209,12 +234,22 @@ pub fn shared_waiting() -> Vec<u64> {
 fn wake(addr: u64, private: bool, n: u64) -> Result<i64, Errno> {
     read_word(addr)?; // the word must be the caller's memory
     let (root, addr) = key(addr, private)?;
+    Ok(wake_key(root, addr, n) as i64)
+}
+
+/// Test support: a wake of at most `n` shared waiters on the word at physical address
+/// `pa`, as a process mapping that frame would make it. Returns how many it woke.
+pub fn wake_shared_frame(pa: u64, n: u64) -> u64 {
+    wake_key(SHARED, pa, n)
+}
+
+fn wake_key(root: u64, addr: u64, n: u64) -> u64 {
     let mut woke = 0u64;
     let mut tids: Vec<Tid> = Vec::new();
     waiters(|w| {
         for x in w
             .iter_mut()
-            .filter(|x| x.root == root && x.addr == addr && !x.woken)
+            .filter(|x| x.root == root && x.addr == addr && x.armed && !x.woken)
         {
             // A waiter marked woken is woken: no room to note it (out of memory), the
             // wake stops here and says how many it woke (it marked one it never woke
@@ -230,5 +265,5 @@ fn wake(addr: u64, private: bool, n: u64) -> Result<i64, Errno> {
     for t in tids {
         sched::wake(t);
     }
-    Ok(woke as i64)
+    woke
 }

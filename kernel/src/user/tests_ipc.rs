@@ -32,6 +32,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.futex_shared_wait_on_a_lost_frame_takes_no_wake_meant_for_it",
+    futex_lost_frame_wake
+);
+ktest!(
+    Needs::Threads,
     "user.ipc.handle_replied_to_a_parked_caller_being_killed_is_not_lost",
     parked_handle_reply
 );
@@ -769,6 +774,64 @@ fn futex_rekey(_: &BootState) -> TestResult {
             "process status {status:?} (7: the wait left with EAGAIN; 1: it stayed listed on the \
              unmapped frame until its deadline)"
         )
+    })
+}
+
+/// As `futex_rekey`, with a wake in the next window: the wait, keyed on the frame its
+/// process has since unmapped, is listed and has not yet read its key again when a wake
+/// meant for the frame's next owner arrives (`futex::wake_shared_frame`, standing for
+/// that owner). Listed unarmed, the stale waiter takes nothing: the wake wakes 0 and the
+/// wait leaves with `EAGAIN`. Until 2026-12-04 the stale waiter took the wake (returned 0
+/// to its process) and the owner's own waiter slept on (found by review). Forced: holds
+/// after the key (`WAIT_KEYED_HOLD`) and after the listing (`WAIT_LISTED_HOLD`).
+fn futex_lost_frame_wake(_: &BootState) -> TestResult {
+    let (keyed, listed) = (
+        &super::futex::WAIT_KEYED_HOLD,
+        &super::futex::WAIT_LISTED_HOLD,
+    );
+    keyed.arm();
+    listed.arm();
+    let release = || {
+        keyed.release();
+        listed.release();
+    };
+    let (e, pid) = match start_futex_role(true) {
+        Ok(x) => x,
+        Err(x) => {
+            release();
+            return Err(x);
+        }
+    };
+    let frame_at = |m: &Msg| process::with_space_of(pid, |s| s.phys(m.words[0])).flatten();
+    let r = (|| {
+        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
+        check(until(30_000, || keyed.reached()), || {
+            "the process's futex wait never reached the hold after its key".into()
+        })?;
+        let old = frame_at(&m).ok_or("the word's page is not mapped")?;
+        ipc::reply(&Msg::default()).map_err(|x| format!("first reply: {x}"))?;
+        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("second call: {x}"))?;
+        let new = frame_at(&m);
+        keyed.release();
+        check(until(30_000, || listed.reached()), || {
+            "the futex wait never reached the hold after its listing".into()
+        })?;
+        let woke = super::futex::wake_shared_frame(old, 1);
+        listed.release();
+        ipc::reply(&Msg::default()).map_err(|x| format!("second reply: {x}"))?;
+        check(new.is_some_and(|n| n != old) && woke == 0, || {
+            format!(
+                "a wake on the lost frame {old:#x} woke {woke} waiter(s) (want 0: the stale \
+                 waiter is not armed); the word's frame is now {new:?}"
+            )
+        })
+    })();
+    release();
+    let status = process::wait(pid);
+    let _ = ipc::destroy(e);
+    r?;
+    check(status == Ok(7), || {
+        format!("process status {status:?} (7: the wait left with EAGAIN; 0: it took the wake)")
     })
 }
 
