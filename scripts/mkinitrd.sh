@@ -6,15 +6,16 @@
 #
 # FILE defaults to target/initrd.cpio ($CARGO_TARGET_DIR/initrd.cpio when that is set).
 # Entries: init, hello, empty, faults, ubench, threads, ipcdemo, fuzz, nginx, names (the Rust programs
-# of user/, built with `cargo build --release --target x86_64-unknown-none`) and hello-c
+# of user/, built with `cargo build --release --target x86_64-unknown-none`), hello-c
 # (user/c/hello.c, built
-# with gcc as docs/syscalls.md says; skipped with a note when gcc is missing or --no-c).
+# with gcc as docs/syscalls.md says; skipped with a note when gcc is missing or --no-c) and
+# README (what the archive holds; text, which `spawn` refuses with ENOEXEC: a kernel test's).
 # The archive is reproducible (cpio --reproducible, fixed modes and times).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+usage() { sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
 target_dir=${CARGO_TARGET_DIR:-target}
 case $target_dir in /*) ;; *) target_dir=$root/$target_dir ;; esac
@@ -51,6 +52,9 @@ elif [ "$want_c" = 1 ]; then
     echo "mkinitrd: gcc not found: no hello-c in the initrd" >&2
 fi
 
+printf '%s\n' "Exo-OS initrd: the programs exo.job=init can start (exo.init=/<name>):" \
+    "${names[@]}" >"$stage/README"
+names+=(README)
 touch -d @0 "$stage"/*
 mkdir -p "$(dirname "$out")"
 tmp=$(mktemp "$out.XXXXXX")

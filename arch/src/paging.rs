@@ -3,6 +3,10 @@
 //! [`crate::layout`]), and 4 KiB mappings for guarded stacks elsewhere. Table frames are
 //! reached through the direct map, so they must lie in directly mapped memory (the boot
 //! tables map the first 4 GiB there).
+//!
+//! No entry is global (CR4.PGE stays off): the kernel reuses a freed stack slot after a
+//! flush of every PCID (INVPCID type 3 or a CR3 reload), which would keep a global entry
+//! for the old stack's frame (they carried G, ignored with PGE off, until 2026-12-04).
 
 const P: u64 = 1;
 const W: u64 = 1 << 1;
@@ -10,7 +14,6 @@ const U: u64 = 1 << 2;
 const PWT: u64 = 1 << 3;
 const PCD: u64 = 1 << 4;
 const PS: u64 = 1 << 7;
-const G: u64 = 1 << 8;
 const NX: u64 = 1 << 63;
 const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 /// Software bit (ignored by the MMU): a user leaf without access (`PROT_NONE`). The entry
@@ -446,7 +449,7 @@ impl PageTables {
         Self::set_leaf(
             pt,
             ((va >> 12) & 511) as usize,
-            (pa & ADDR) | entry_bits(f, self.nx) | G,
+            (pa & ADDR) | entry_bits(f, self.nx),
             va,
         )
     }
@@ -468,7 +471,7 @@ impl PageTables {
         Self::set_leaf(
             pd,
             ((va >> 21) & 511) as usize,
-            (pa & ADDR) | entry_bits(f, self.nx) | PS | G,
+            (pa & ADDR) | entry_bits(f, self.nx) | PS,
             va,
         )
     }

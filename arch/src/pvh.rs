@@ -50,6 +50,37 @@ pub struct MemRegion {
     pub kind: MemKind,
 }
 
+/// Whether `[start, start + len)` lies wholly in RAM entries of `map` (in any order;
+/// overlapping or adjacent entries join). A boot module must, before the kernel reads it
+/// through the direct map, which covers RAM and the low 4 GiB only: until 2026-12-04 the
+/// initrd's descriptor was used as given, and one past the direct map faulted in the
+/// kernel at the first `spawn`. Empty or ending past 2^64: false.
+pub fn in_ram(map: &[MemRegion], start: u64, len: u64) -> bool {
+    let Some(end) = start.checked_add(len).filter(|_| len != 0) else {
+        return false;
+    };
+    let mut cur = start;
+    // Each step moves `cur` to the end of a RAM entry holding it: one step per entry at most.
+    for _ in 0..=map.len() {
+        if cur >= end {
+            return true;
+        }
+        let next = map
+            .iter()
+            .filter(|r| r.kind == MemKind::Ram)
+            .filter_map(|r| {
+                let e = r.start.saturating_add(r.len);
+                (r.start <= cur && cur < e).then_some(e)
+            })
+            .max();
+        match next {
+            Some(e) => cur = e,
+            None => return false,
+        }
+    }
+    cur >= end
+}
+
 /// Most usable ranges [`usable_ram`] returns (more are dropped: less memory, never wrong).
 pub const USABLE_MAX: usize = 128;
 
@@ -287,6 +318,44 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn region(start: u64, len: u64, kind: MemKind) -> MemRegion {
+        MemRegion { start, len, kind }
+    }
+
+    #[test]
+    fn a_module_must_lie_wholly_in_ram() {
+        let map = [
+            region(0x10_0000, 0x70_0000, MemKind::Ram), // [1 MiB, 8 MiB)
+            region(0x80_0000, 0x10_0000, MemKind::Reserved),
+            region(0x100_0000, 0x100_0000, MemKind::Ram), // [16 MiB, 32 MiB)
+            region(0x90_0000, 0x70_0000, MemKind::Ram),   // [9 MiB, 16 MiB), listed late
+        ];
+        assert!(in_ram(&map, 0x20_0000, 0x1000));
+        assert!(in_ram(&map, 0x10_0000, 0x70_0000), "the whole entry");
+        // Across two adjacent entries listed out of order.
+        assert!(in_ram(&map, 0xf0_0000, 0x20_0000));
+        assert!(in_ram(&map, 0x90_0000, 0x170_0000));
+        // Into the reserved hole, past RAM's top, below RAM, empty, wrapping.
+        assert!(!in_ram(&map, 0x7f_f000, 0x2000));
+        assert!(!in_ram(&map, 0x1ff_f000, 0x2000));
+        assert!(!in_ram(&map, 0x1_0000_0000, 0x1000));
+        assert!(!in_ram(&map, 0x8_0000, 0x1000));
+        assert!(!in_ram(&map, 0x20_0000, 0));
+        assert!(!in_ram(&map, u64::MAX - 0xfff, 0x2000));
+        assert!(!in_ram(&[], 0x20_0000, 0x1000));
+    }
+
+    #[test]
+    fn overlapping_and_huge_entries_do_not_loop_or_overflow() {
+        let map = [
+            region(0x10_0000, u64::MAX, MemKind::Ram), // ends past 2^64: saturated
+            region(0x10_0000, 0x1000, MemKind::Ram),
+            region(0x10_0000, 0x1000, MemKind::Ram),
+        ];
+        assert!(in_ram(&map, 0x10_0000, 0x1_0000_0000));
+        assert!(!in_ram(&map, 0, 0x20_0000));
+    }
 
     fn copy(s: &[u8]) -> (ArrayString<CMDLINE_MAX>, bool) {
         let mut line = ArrayString::new();

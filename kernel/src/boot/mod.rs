@@ -114,8 +114,12 @@ pub fn bsp_main(start_info: u64) -> BootState {
     let (mib, frames) = memory::init(&bi.memmap, features.nx, &bi.modules)
         .unwrap_or_else(|e| fail(format_args!("memory: {e}")));
     if let Some(&(pa, len)) = bi.modules.first() {
-        crate::user::initrd::set(pa, len);
-        info!("initrd: {len} bytes at {pa:#x} (PVH module)");
+        if exo_arch::pvh::in_ram(&bi.memmap, pa, len) {
+            crate::user::initrd::set(pa, len);
+            info!("initrd: {len} bytes at {pa:#x} (PVH module)");
+        } else {
+            warn!("initrd: {len} bytes at {pa:#x} do not lie in RAM: ignored");
+        }
     }
     // PCID-tagged address spaces when the CPU has PCID and INVPCID (every AP follows).
     exo_arch::tlb::enable_pcid(exo_arch::tlb::pcid_available());

@@ -73,7 +73,11 @@ impl Request {
     };
 }
 
-static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+/// Fair (first come, first served): a CPU waiting to shoot down waits for the requests
+/// queued before it, each bounded by [`deadline_ms`]. The plain spin lock could lose the
+/// race every time to CPUs shooting down in a loop, a wait without a bound (found by
+/// review, 2026-12-04).
+static LOCK: spin::mutex::TicketMutex<()> = spin::mutex::TicketMutex::new(());
 static GEN: AtomicU64 = AtomicU64::new(0);
 static ROOT: AtomicU64 = AtomicU64::new(0);
 static PCID_EVICT: AtomicU64 = AtomicU64::new(0);

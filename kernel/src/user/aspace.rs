@@ -330,7 +330,9 @@ impl AddressSpace {
         }
         drop(t);
         // Shared futex waiters keyed on these frames go with them (page tables among them
-        // match none).
+        // match none); sorted here, so the waiter list's lock is held for a search per
+        // waiter, not a scan of the frames.
+        frames.sort_unstable();
         super::futex::frames_gone(&frames);
         frames.into_iter().for_each(free_now);
         n
@@ -362,12 +364,15 @@ impl AddressSpace {
                 return Err(VmError::NotMapped);
             }
         }
-        for k in 0..pages {
+        // Checked above, so no page fails; if one did, those changed before it are still
+        // shot down before the error returns (no stale writable entry after the call).
+        let r = (0..pages).try_for_each(|k| {
             t.protect_user_4k(va + k * PAGE, f)
-                .map_err(|_| VmError::Invalid)?;
-        }
+                .map(drop)
+                .map_err(|_| VmError::Invalid)
+        });
         self.shootdown(va, pages);
-        Ok(())
+        r
     }
 
     /// The physical address of user address `va`, if its page is mapped with access.

@@ -230,9 +230,15 @@ pub fn spawn_with(
     handles: Option<&crate::ipc::HandleTable>,
 ) -> Result<u64, Errno> {
     reap_orphans();
+    // A malformed archive or executable is named in the log (the errno alone made a
+    // corrupt initrd look like a missing file).
     let archive = match super::initrd::archive() {
         Some(Ok(a)) => a,
-        _ => return Err(Errno::Enoent),
+        Some(Err(e)) => {
+            log::warn!("spawn {path}: the initrd is not a valid archive: {e}");
+            return Err(Errno::Enoent);
+        }
+        None => return Err(Errno::Enoent),
     };
     let entry = archive.find(path).ok_or(Errno::Enoent)?;
     if entry.file_type() != exo_initrd::FileType::Regular {
@@ -244,7 +250,10 @@ pub fn spawn_with(
     let space = AddressSpace::new().map_err(|_| Errno::Enomem)?;
     let space = crate::mm::kalloc::try_box(space).map_err(|_| Errno::Enomem)?;
     let l = loader::load(&space, entry.data).map_err(|e| match e {
-        LoadError::Elf(_) => Errno::Enoexec,
+        LoadError::Elf(_) => {
+            log::warn!("spawn {path}: {e}");
+            Errno::Enoexec
+        }
         LoadError::Vm(_) => Errno::Enomem,
     })?;
     let pid = task::claim_id(|id| {

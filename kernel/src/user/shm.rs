@@ -122,25 +122,43 @@ pub fn acquire(tag: u64) -> Result<Vec<u64>, Errno> {
 }
 
 /// Drops a reference to region `tag`; the last one frees its frames (no mapping of them
-/// is left: every space unmapped them first).
-pub fn release(tag: u64) {
+/// is left: every space unmapped them first). Returns whether this freed the region.
+pub fn release(tag: u64) -> bool {
     let Some((r, gen_)) = slot_of(tag) else {
-        return;
+        return false;
     };
     let frames = {
         let _g = IrqGuard::new();
         let mut g = r.lock();
         if g.gen_ != gen_ || g.refs == 0 {
-            return;
+            return false;
         }
         g.refs -= 1;
         if g.refs != 0 {
-            return;
+            return false;
         }
         g.gen_ = g.gen_.wrapping_add(1).max(1);
         core::mem::take(&mut g.frames)
     };
     free_all(frames);
+    true
+}
+
+/// Drops the reference of a `shm_map` that created region `tag` for endpoint `ep` and then
+/// failed to map it: the endpoint forgets the region only if that was its last reference.
+/// Between `set_region` and the failed map another process may have mapped the region
+/// (`shm_map(h, 0)`); until 2026-12-04 the region was detached anyway, and that process
+/// kept a region the endpoint no longer named (the next `shm_map(h, len)` made a second
+/// one, and descriptors were checked against its length; found by review).
+pub(super) fn undo_created(ep: crate::ipc::EpRef, tag: u64) {
+    if release(tag) {
+        let _ = crate::ipc::detach_region(ep, tag);
+    }
+}
+
+/// Whether region `tag` still exists (tests).
+pub fn exists(tag: u64) -> bool {
+    alive(tag)
 }
 
 /// `shm_map(handle, len)`: maps the region of the endpoint `handle` names into the calling
@@ -188,11 +206,13 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
         Err(_) => {
             // A region this call created leaves the endpoint with it: the call failed, and
             // until 2026-12-04 the dead tag stayed, so the endpoint could never have a
-            // region again (every later shm_map: ENOENT or EEXIST).
+            // region again (every later shm_map: ENOENT or EEXIST). Unless another process
+            // mapped it meanwhile (`undo_created`).
             if len != 0 {
-                let _ = crate::ipc::detach_region(cap.ep, tag);
+                undo_created(cap.ep, tag);
+            } else {
+                release(tag);
             }
-            release(tag);
             Err(Errno::Enomem)
         }
     }

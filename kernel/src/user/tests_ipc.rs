@@ -37,6 +37,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.shm_failed_map_keeps_a_region_another_process_maps",
+    shm_undo_keeps_shared
+);
+ktest!(
+    Needs::Threads,
     "user.ipc.handle_replied_to_a_parked_caller_being_killed_is_not_lost",
     parked_handle_reply
 );
@@ -661,6 +666,36 @@ fn zc_needs_region(_: &BootState) -> TestResult {
         Ok(())
     })();
     clear_table();
+    let _ = ipc::destroy(e);
+    r
+}
+
+/// A `shm_map(h, len)` that created its endpoint's region and then failed to map it (its
+/// space already maps `aspace::MAX_SHARED` regions) gives its reference back; if another
+/// process mapped the region in between (`shm_map(h, 0)`, here `shm::acquire`), the region
+/// lives on and the endpoint must still name it. Until 2026-12-04 it was detached anyway
+/// (found by review). Forced: the steps of the two calls in that order, on one CPU.
+fn shm_undo_keeps_shared(_: &BootState) -> TestResult {
+    let e = create()?;
+    let r = (|| {
+        let (tag, _) = super::shm::create(8192).map_err(|x| format!("region: {x:?}"))?;
+        check(ipc::set_region(e, tag, 8192) == Ok(true), || {
+            "set_region refused".into()
+        })?;
+        let other = super::shm::acquire(tag).map_err(|x| format!("acquire: {x:?}"))?;
+        super::shm::undo_created(e, tag);
+        let named = ipc::region(e).map(|r| r.0);
+        let alive = super::shm::exists(tag);
+        let last = super::shm::release(tag); // the other process's reference
+        check(
+            named == Ok(tag) && alive && other.len() == 2 && last && !super::shm::exists(tag),
+            || {
+                format!(
+                    "after the failed map's undo the endpoint names {named:?} (want Ok({tag:#x})), region alive {alive}; the other reference freed it: {last}"
+                )
+            },
+        )
+    })();
     let _ = ipc::destroy(e);
     r
 }

@@ -68,6 +68,11 @@ ktest!(
     "user.proc_reap_all_waits_for_the_orphan_it_adopted",
     reap_all_vs_reuse
 );
+ktest!(
+    Needs::Threads,
+    "user.proc_spawn_of_a_file_that_is_no_executable_is_enoexec",
+    spawn_not_elf
+);
 
 /// Errors as the test threads return them: `ERR + errno`.
 const ERR: u64 = 1 << 32;
@@ -506,6 +511,31 @@ fn spawn_oom(_: &BootState) -> TestResult {
     check(after == before, || {
         format!("(frames, objects) {before:?} before, {after:?} after")
     })
+}
+
+/// The initrd's `README` (text, no ELF) cannot be started: `ENOEXEC` (the loader's reason
+/// goes to the log), nothing allocated for the attempt is kept; a missing file and a
+/// directory-like path are `ENOENT`.
+fn spawn_not_elf(_: &BootState) -> TestResult {
+    warm()?;
+    let first = process::spawn("/README", 0, Builder::new());
+    crate::harness::drain_all()?;
+    let before = free_frames()?;
+    let again = process::spawn("README", 0, Builder::new());
+    let missing = process::spawn("/no-such-program", 0, Builder::new());
+    crate::harness::drain_all()?;
+    let after = free_frames()?;
+    check(
+        first == Err(Errno::Enoexec)
+            && again == Err(Errno::Enoexec)
+            && missing == Err(Errno::Enoent)
+            && after == before,
+        || {
+            format!(
+                "spawn /README: {first:?} then {again:?} (want Enoexec; is README in the initrd?), /no-such-program: {missing:?}; (frames, objects) {before:?} before, {after:?} after"
+            )
+        },
+    )
 }
 
 /// The orphan of `reap_all_ends_lingering` and the status `reap_all` reaped it with
