@@ -341,6 +341,17 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
                 });
             if let Err(e) = mapped {
                 unmap_range(m, bottom, i); // give back what this call mapped
+                if i == 0 {
+                    // Nothing was mapped in the slot (no table retired, which would bring
+                    // it back): it goes back now, as no CPU can cache a translation of it.
+                    // Until 2026-12-04 it was lost, once per stack that failed this way
+                    // (found by review).
+                    if slot == STACK_REGION + m.next_stack_slot.saturating_sub(1) * SLOT {
+                        m.next_stack_slot -= 1;
+                    } else if m.free_slots.try_reserve(1).is_ok() {
+                        m.free_slots.push(slot);
+                    }
+                }
                 return Err(e);
             }
         }
@@ -428,6 +439,15 @@ pub fn set_next_stack_slot(slot: u64) -> u64 {
         guard
             .as_mut()
             .map_or(0, |m| core::mem::replace(&mut m.next_stack_slot, slot))
+    })
+}
+
+/// Test support: the next never-used stack slot and the slots waiting to be mapped again.
+pub fn stack_slots() -> (u64, usize) {
+    with_memory(|guard| {
+        guard
+            .as_ref()
+            .map_or((0, 0), |m| (m.next_stack_slot, m.free_slots.len()))
     })
 }
 

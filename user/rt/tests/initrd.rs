@@ -118,7 +118,10 @@ fn the_archive_holds_every_program_and_finds_init() {
     let text = std::str::from_utf8(readme.data).expect("README is text");
     assert!(!readme.data.starts_with(b"\x7fELF"));
     for name in expected_names() {
-        assert!(text.lines().any(|l| l == name), "README does not list {name}");
+        assert!(
+            text.lines().any(|l| l == name),
+            "README does not list {name}"
+        );
     }
     for name in expected_names() {
         for path in [format!("/{name}"), name.to_string(), format!("./{name}")] {
