@@ -375,6 +375,24 @@ impl AddressSpace {
         r
     }
 
+    /// Gives back every user page and this space's references to shared regions, now: its
+    /// process's last thread has ended, nothing runs in ring 3 here any more. The space
+    /// itself (root table, PCID, up to three spare tables) stays until the process is
+    /// reaped. Until 2026-12-04 everything stayed until then, so a parent that never
+    /// waited held its ended children's memory. Interrupts on (the tables' lock).
+    pub fn release_user_memory(&self) {
+        // Shared pages first: their frames are the regions', not these tables'.
+        let regions = core::mem::replace(&mut *self.shared.lock(), [(0, 0, 0); MAX_SHARED]);
+        for (va, pages, tag) in regions {
+            if pages != 0 {
+                self.take(self.tables(), va, pages, false);
+                super::shm::release(tag);
+            }
+        }
+        let n = self.take(self.tables(), USER_MIN, (USER_END - USER_MIN) / PAGE, true);
+        self.pages.fetch_sub(n, Ordering::Relaxed);
+    }
+
     /// The physical address of user address `va`, if its page is mapped with access.
     pub fn phys(&self, va: u64) -> Option<u64> {
         if !(USER_MIN..USER_END).contains(&va) {

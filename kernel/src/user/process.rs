@@ -5,8 +5,9 @@
 //! `exit_group` or dies by a fault ([`end_process`]): the others, on every CPU, leave at
 //! their next way back to ring 3 (the CPUs running its space are interrupted, its blocked
 //! threads woken, and every sleep in the `user` layer gives up for a dying process).
-//! [`wait`] waits until no thread is left, joins them, drops the space (every frame back,
-//! the space evicted from every CPU that ran it) and returns the status. One `PROC` line
+//! Its last thread's end gives its memory back (every user page, its shared regions);
+//! [`wait`] waits until no thread is left, joins them, drops the space (the root table and
+//! PCID; the space evicted from every CPU that ran it) and returns the status. One `PROC` line
 //! per process, printed by the thread whose end decided it.
 //!
 //! Status encoding (`wait`): the exit code's low 8 bits, or `0x100 + vector` for a death by
@@ -318,6 +319,14 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
         // The last thread: its handles go (endpoints whose last handle this was are
         // destroyed: threads queued on them fail with EPIPE).
         p.handles.close_all();
+        // And its memory, now, not when it is waited for (the space stays until then).
+        // Never with interrupts off (an end on an exception's stack: none today), where
+        // the tables' lock could wait for this CPU's shootdown answer: left to `reap`.
+        if exo_arch::cpu::interrupts_enabled()
+            && let Some(a) = p.space.read().as_ref()
+        {
+            a.release_user_memory();
+        }
         // Its exit code is the process's, unless the end was decided.
         if let Death::Exit(code) = d
             && p.status

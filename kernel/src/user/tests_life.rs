@@ -73,6 +73,11 @@ ktest!(
     "user.proc_spawn_of_a_file_that_is_no_executable_is_enoexec",
     spawn_not_elf
 );
+ktest!(
+    Needs::Threads,
+    "user.proc_memory_comes_back_when_its_last_thread_ends",
+    memory_at_end
+);
 
 /// Errors as the test threads return them: `ERR + errno`.
 const ERR: u64 = 1 << 32;
@@ -536,6 +541,40 @@ fn spawn_not_elf(_: &BootState) -> TestResult {
             )
         },
     )
+}
+
+/// A process's memory comes back when its last thread ends, not when it is waited for
+/// (a parent that never waits no longer holds its ended children's memory). Forced: the
+/// spawn of `/empty` is held (`SPAWN_HOLD`) with its space made, the test maps 4 MiB there;
+/// once the process has ended, the wait gives back only what the space itself keeps (its
+/// root, spare tables) and the process's kernel thread. Until 2026-12-04 the wait gave it
+/// all back (1024 pages and their tables more).
+fn memory_at_end(_: &BootState) -> TestResult {
+    const PAGES: u64 = 1024;
+    forced(&SPAWN_HOLD, || {
+        let (pid, s) = held_spawn(&SPAWN_HOLD, spawner, 0, "a spawn of /empty")?;
+        let mapped = process::with_space_of(pid, |a| a.map(None, PAGES * 4096, true, false));
+        SPAWN_HOLD.release();
+        let spawned = join_all(&[s], 30_000)?[0];
+        check(spawned == pid && matches!(mapped, Some(Ok(_))), || {
+            format!("spawner: {spawned:#x} (want pid {pid}); map in its space: {mapped:?}")
+        })?;
+        settle(pid)?;
+        // Its last thread counts itself out before it gives the memory back: the end is
+        // when its space maps nothing (or, without the release, never).
+        wait_for("the ended process's pages to go", 30_000, || {
+            process::with_space_of(pid, |a| a.pages()) == Some(0)
+        })?;
+        let ended = free_frames()?;
+        let status = process::wait(pid);
+        let waited = free_frames()?;
+        let at_wait = waited.0.saturating_sub(ended.0);
+        check(status == Ok(0) && at_wait < PAGES, || {
+            format!(
+                "status {status:?}; the wait gave back {at_wait} frames (the {PAGES} mapped pages should have come back at the end)"
+            )
+        })
+    })
 }
 
 /// The orphan of `reap_all_ends_lingering` and the status `reap_all` reaped it with
