@@ -141,11 +141,12 @@ fn write(reg: u32, value: u32) {
     }
 }
 
-/// Enables this CPU's local APIC in the selected mode: software-enabled with `spurious`
-/// vector, LINT0/LINT1 and the timer masked, errors to `error_vector`, TPR 0.
-pub fn enable_local(spurious: u8, error_vector: u8) {
-    // SAFETY: IA32_APIC_BASE read-modify-write keeps the base address and BSP bit; setting
-    // the enable (and x2APIC) bits is the architectural way to turn the APIC on.
+/// Turns this CPU's local APIC on in the selected mode, and nothing else, so that it can
+/// send IPIs: a CPU that must stop the others before its own set-up ran (an AP panicking
+/// before `enable_local`: its x2APIC ICR write #GP'd with no IDT yet, a triple fault that
+/// lost the report, until 2026-12-04).
+pub fn enable_for_ipis() {
+    // SAFETY: as in `enable_local`: the enable (and x2APIC) bits, base and BSP bit kept.
     unsafe {
         let base = rdmsr(IA32_APIC_BASE);
         let mut new = base | BASE_ENABLE;
@@ -156,6 +157,12 @@ pub fn enable_local(spurious: u8, error_vector: u8) {
             wrmsr(IA32_APIC_BASE, new);
         }
     }
+}
+
+/// Enables this CPU's local APIC in the selected mode: software-enabled with `spurious`
+/// vector, LINT0/LINT1 and the timer masked, errors to `error_vector`, TPR 0.
+pub fn enable_local(spurious: u8, error_vector: u8) {
+    enable_for_ipis();
     write(REG_TPR, 0);
     write(REG_LVT_TIMER, LVT_MASKED);
     write(REG_LVT_LINT0, LVT_MASKED);

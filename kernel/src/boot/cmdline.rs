@@ -75,6 +75,9 @@ pub struct Options {
     /// A deliberate panic on the BSP before any AP is started (`exo.panic_early=1`): the
     /// stop-all must not reach CPUs still in firmware.
     pub panic_early: bool,
+    /// A deliberate panic on the last AP (highest CPU id) right after its arrival, before
+    /// it has a per-CPU block (`exo.ap_panic_early=1`): the report must name it by APIC id.
+    pub ap_panic_early: bool,
     /// The last AP (highest CPU id) waits this long in the trampoline, and until the BSP has
     /// stopped waiting for APs, before it reports arrival (`exo.ap_delay_ms=N`, 0 = off): it
     /// arrives late and parks (tests the late-AP park and the stop-all around it). The BSP
@@ -130,6 +133,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         panic_also_cpu: None,
         panic_console_held: None,
         panic_early: false,
+        ap_panic_early: false,
         ap_delay_ms: 0,
         ap_stall_ms: 0,
         overflow_on_cpu: None,
@@ -175,6 +179,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .parse()
                 .is_ok_and(|c| set(&mut o.panic_console_held, Some(c))),
             ("panic_early", "1") => set(&mut o.panic_early, true),
+            ("ap_panic_early", "1") => set(&mut o.ap_panic_early, true),
             ("ap_delay_ms", v) => {
                 in_range(v, 0, MAX_MS).is_some_and(|ms| set(&mut o.ap_delay_ms, ms))
             }

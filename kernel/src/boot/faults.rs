@@ -5,7 +5,7 @@ use crate::boot::cmdline::Options;
 use log::info;
 
 /// Called by boot just before the APs in `aps` (APIC ids, in CPU-id order) are started:
-/// arms `exo.ap_delay_ms` and `exo.ap_stall_ms` for the last of them (the highest CPU id,
+/// arms `exo.ap_delay_ms`, `exo.ap_stall_ms` and `exo.ap_panic_early` for the last of them (the highest CPU id,
 /// so the online CPUs keep contiguous ids) and fires `exo.panic_early` (a panic while every AP is still in firmware).
 pub fn before_ap_start(opts: &Options, aps: &[u32]) {
     if opts.ap_delay_ms > 0
@@ -30,6 +30,14 @@ pub fn before_ap_start(opts: &Options, aps: &[u32]) {
         info!(
             "exo.ap_stall_ms: APIC id {late} arrives, then stops {} ms, and until the BSP has given up on it, before it goes online",
             opts.ap_stall_ms
+        );
+    }
+    if opts.ap_panic_early
+        && let Some(&late) = aps.last()
+    {
+        crate::smp::bringup::set_ap_panic(late);
+        info!(
+            "exo.ap_panic_early: APIC id {late} panics once it arrives, before its per-CPU block"
         );
     }
     if opts.panic_early {

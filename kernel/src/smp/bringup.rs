@@ -75,7 +75,18 @@ pub fn set_ap_stall(apic_id: u32, ticks: u64) {
     STALL_APIC.store(apic_id, Ordering::Release);
 }
 
+/// Fault injection (`exo.ap_panic_early`): the AP with this APIC id panics once it arrives.
+static PANIC_APIC: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Arms `exo.ap_panic_early` for the AP with APIC id `apic_id`.
+pub fn set_ap_panic(apic_id: u32) {
+    PANIC_APIC.store(apic_id, Ordering::Release);
+}
+
 fn stall_if_asked(apic_id: u32) {
+    if PANIC_APIC.load(Ordering::Acquire) == apic_id {
+        panic!("deliberate panic requested by exo.ap_panic_early (before this AP's per-CPU block)");
+    }
     if STALL_APIC.load(Ordering::Acquire) != apic_id {
         return;
     }

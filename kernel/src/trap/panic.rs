@@ -6,8 +6,12 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use exo_arch::apic::{Delivery, Dest};
 use exo_arch::exit::{ExitCode, exit};
 
-/// 0 = running; else the panicking CPU's id + 1.
+/// 0 = running; else the panicking CPU's id + 1, or [`EARLY`] with the APIC id of a CPU
+/// that panicked before it had a per-CPU block (no CPU number yet).
 static PANICKING: AtomicU32 = AtomicU32::new(0);
+
+/// Tag of a [`PANICKING`] token naming an APIC id (CPU numbers stay far below it).
+const EARLY: u32 = 1 << 31;
 
 /// Test switch (`exo.panic_also_cpu`): the reporting CPU waits for a second panic to be
 /// recorded before it stops the others (else its NMI would stop that CPU first).
@@ -62,14 +66,20 @@ fn stop_others() {
 
 fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     exo_arch::cpu::cli();
-    let cpu = if exo_percpu::installed() {
-        exo_percpu::cpu_id_hint().0
+    // A CPU without its per-CPU block (an AP before `install_this_cpu`, the BSP before its
+    // own) has no CPU number: it is named by its APIC id, from CPUID, and claims the report
+    // with a token no CPU number makes. Until 2026-12-04 it reported as CPU 0, and a panic
+    // of CPU 0 meanwhile was taken for a nested panic of its own.
+    let installed = exo_percpu::installed();
+    let (cpu, token) = if installed {
+        let id = exo_percpu::cpu_id_hint().0;
+        (id, id + 1)
     } else {
-        0
+        let apic = exo_arch::cpu::apic_id_from_cpuid();
+        (u32::MAX, EARLY | (apic & !EARLY))
     };
-    if let Err(owner) = PANICKING.compare_exchange(0, cpu + 1, Ordering::AcqRel, Ordering::Acquire)
-    {
-        if owner != cpu + 1 {
+    if let Err(owner) = PANICKING.compare_exchange(0, token, Ordering::AcqRel, Ordering::Acquire) {
+        if owner != token {
             // Another CPU is already reporting; it will stop us with an NMI and exit. Its
             // report prints our reason: left here first (until 2026-12-04 this CPU showed
             // as `no answer` there, and its reason was lost).
@@ -88,6 +98,9 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
             core::hint::spin_loop();
         }
     }
+    if !installed {
+        exo_arch::apic::enable_for_ipis(); // an early AP's APIC may still be off
+    }
     stop_others();
     // Once the others are stopped the console is ours, even if one of them was stopped
     // holding its lock (it would never release it).
@@ -97,8 +110,16 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     }
     // User bytes queued in the console rings come out before the report.
     crate::console::flush_all();
-    crate::kprintln!("PANIC on CPU {cpu}: {msg}");
-    crate::kprintln!("PANIC,{cpu}");
+    if installed {
+        crate::kprintln!("PANIC on CPU {cpu}: {msg}");
+        crate::kprintln!("PANIC,{cpu}");
+    } else {
+        let apic = token & !EARLY;
+        crate::kprintln!(
+            "PANIC on APIC id {apic} (before its per-CPU block, no CPU number): {msg}"
+        );
+        crate::kprintln!("PANIC,apic,{apic}");
+    }
     if let Some(rip) = rip {
         crate::kprintln!("  at {rip:#018x}");
     }
