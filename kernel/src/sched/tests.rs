@@ -16,6 +16,11 @@ ktest!(Needs::Threads, "sched.starts_on_every_cpu", starts);
 ktest!(Needs::Threads, "sched.spawn_join_exit_codes", spawn_join);
 ktest!(
     Needs::Threads,
+    "sched.enter_user_refused_without_an_address_space",
+    enter_user_without_space
+);
+ktest!(
+    Needs::Threads,
     "sched.affinity_respected_and_migration",
     affinity
 );
@@ -968,5 +973,26 @@ fn fpu_own_kept(_: &BootState) -> TestResult {
     let code = join_all(&[t], 10_000)?[0];
     check(code == 0, || {
         format!("code {code}: the thread's own registers were reset when it took a pid (1)")
+    })
+}
+
+/// A thread without an address space of its own cannot go to ring 3: it would run user code
+/// on whatever tables its CPU last loaded (another process's). Until 2026-12-04
+/// `enter_user` did not check (every caller built its threads with a space; found by
+/// review). The kernel thread asks to enter at a user address and must get
+/// `CannotEnterUser` back.
+fn enter_user_without_space(_: &BootState) -> TestResult {
+    fn try_enter(_: u64) -> u64 {
+        match sched::enter_user(0x40_0000, 0x7fff_0000, 0) {
+            sched::SchedError::CannotEnterUser => 0,
+            _ => 1,
+        }
+    }
+    let t = Builder::new()
+        .spawn(try_enter, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let code = join_all(&[t], 30_000)?[0];
+    check(code == 0, || {
+        format!("enter_user without a space returned another refusal ({code})")
     })
 }

@@ -622,7 +622,8 @@ pub fn current_uid() -> u64 {
 /// system calls and traps, on its own kernel stack, whose current frames are abandoned.
 /// Returns (the reason) only when the calling thread cannot go: a CPU's idle context or a
 /// thread without a kernel stack of its own (the boot flow), one holding a sleeping lock or
-/// a preemption guard, or `rip` outside user space.
+/// a preemption guard, one without an address space of its own, or `rip` outside user
+/// space.
 pub fn enter_user(rip: u64, rsp: u64, arg: u64) -> SchedError {
     let g = IrqGuard::new();
     let Some(cs) = this_sched() else {
@@ -633,10 +634,17 @@ pub fn enter_user(rip: u64, rsp: u64, arg: u64) -> SchedError {
     let Some(stack) = t.stack() else {
         return SchedError::CannotEnterUser;
     };
+    // Its own address space, loaded: a thread without one would run ring-3 code on
+    // whatever tables the CPU last had (another process's; found by review, 2026-12-04:
+    // no caller does it, every user thread is built with `Builder::space`).
+    let space = t.space.load(Ordering::Relaxed);
     if i as u32 == cs.idle.load(Ordering::Relaxed)
         || exo_percpu::held_locks() != 0
         || !exo_percpu::preemptible()
         || !exo_arch::usercopy::is_user_range(rip, 1)
+        || space == 0
+        || crate::sys::leaked_ref(space as *const crate::mm::space::Space).root()
+            != exo_arch::tlb::current_root()
     {
         return SchedError::CannotEnterUser;
     }
