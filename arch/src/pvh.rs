@@ -81,6 +81,19 @@ pub fn in_ram(map: &[MemRegion], start: u64, len: u64) -> bool {
     cur >= end
 }
 
+/// Whether any byte of `[start, start + len)` is in a RAM entry of `map` (an end past
+/// 2^64 is cut there). A device window (HPET, PM timer, PCI ECAM) the firmware describes
+/// over RAM must be refused: the kernel's accesses would read and write memory the
+/// allocator hands out.
+pub fn overlaps_ram(map: &[MemRegion], start: u64, len: u64) -> bool {
+    let end = start.saturating_add(len);
+    len != 0
+        && map
+            .iter()
+            .filter(|r| r.kind == MemKind::Ram)
+            .any(|r| r.start < end && start < r.start.saturating_add(r.len))
+}
+
 /// Most usable ranges [`usable_ram`] returns (more are dropped: less memory, never wrong).
 pub const USABLE_MAX: usize = 128;
 
@@ -344,6 +357,38 @@ mod tests {
         assert!(!in_ram(&map, 0x20_0000, 0));
         assert!(!in_ram(&map, u64::MAX - 0xfff, 0x2000));
         assert!(!in_ram(&[], 0x20_0000, 0x1000));
+    }
+
+    #[test]
+    fn device_windows_over_ram_are_found() {
+        let map = [
+            region(0, 0x9_fc00, MemKind::Ram),
+            region(0x10_0000, 0x7ff0_0000, MemKind::Ram), // up to 2 GiB
+            region(0xfed0_0000, 0x1000, MemKind::Reserved),
+        ];
+        assert!(
+            !overlaps_ram(&map, 0xfed0_0000, 0x400),
+            "HPET in a reserved hole"
+        );
+        assert!(
+            !overlaps_ram(&map, 0xb000_0000, 0x1000_0000),
+            "ECAM above RAM"
+        );
+        assert!(!overlaps_ram(&map, 0xa_0000, 0x6_0000), "the VGA/BIOS hole");
+        assert!(overlaps_ram(&map, 0x4000_0000, 0x400), "inside RAM");
+        assert!(
+            overlaps_ram(&map, 0x7fff_f000, 0x2000),
+            "straddling RAM's end"
+        );
+        assert!(
+            overlaps_ram(&map, 0x9_f000, 0x1000),
+            "straddling the first entry's end"
+        );
+        assert!(!overlaps_ram(&map, 0x8000_0000, 0), "empty");
+        assert!(
+            !overlaps_ram(&map, u64::MAX - 0xfff, 0x2000),
+            "cut at 2^64, above RAM"
+        );
     }
 
     #[test]

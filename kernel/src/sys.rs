@@ -1,7 +1,7 @@
 //! The kernel's audited raw-memory leaf: the few places where the kernel itself (not
 //! `arch`/`percpu`) touches raw memory or hands out 'static state. Each block says why. It
 //! imports nothing from the kernel (every subsystem may call it). The other audited files
-//! are `mm/kalloc.rs`, `sched/{cpu,thread,wake,idle,fpu}.rs`, `user/programs.rs` and
+//! are `mm/kalloc.rs`, `mm/memory.rs` (one block: high device windows), `sched/{cpu,thread,wake,idle,fpu}.rs`, `user/programs.rs` and
 //! `harness/registry.rs`.
 #![allow(unsafe_code, reason = "the kernel's single audited unsafe module")]
 
@@ -239,6 +239,20 @@ pub mod io {
                 va: phys_to_virt(pa) as usize,
                 len,
             })
+        }
+
+        /// The window `[pa, pa + len)` above 4 GiB, which `mm::memory::mmio` has mapped
+        /// uncached at its direct-map address.
+        ///
+        /// # Safety
+        /// Every page of `[pa, pa + len)` must be mapped, uncached and writable, at
+        /// `phys_to_virt(pa)` in the kernel half, for good, and must be device memory (no
+        /// RAM the allocator hands out).
+        pub unsafe fn mapped(pa: u64, len: usize) -> Self {
+            Self {
+                va: phys_to_virt(pa) as usize,
+                len,
+            }
         }
 
         /// The sub-window at `off` (`None` if it does not fit).

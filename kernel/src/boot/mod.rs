@@ -148,7 +148,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
     exo_arch::syscall::init_cpu();
     exo_arch::trap::load_idt();
 
-    let acpi = discover_cpus(&opts, bi.rsdp, &bi.modules);
+    let acpi = refuse_windows_over_ram(discover_cpus(&opts, bi.rsdp, &bi.modules), &bi.memmap);
     let (madt_ids, lapic_base) = (acpi.apic_ids, acpi.lapic_base);
     crate::dev::pci::init(&acpi.ecam);
     crate::dev::irq::init();
@@ -490,6 +490,41 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
         hpet: platform.hpet,
         ecam: platform.ecam,
     }
+}
+
+/// Drops the device windows the firmware placed over RAM (HPET, an MMIO PM timer, PCI
+/// ECAM windows), each with a warning: the kernel would read and write, as device
+/// registers, memory the allocator hands out. Until 2026-12-04 only their alignment was
+/// checked. (Not forced by a QEMU test: QEMU's tables are sound; `exo_arch::pvh::overlaps_ram`
+/// is host-tested.)
+fn refuse_windows_over_ram(mut a: AcpiFound, map: &[exo_arch::pvh::MemRegion]) -> AcpiFound {
+    use exo_arch::pvh::overlaps_ram;
+    if let Some(h) = a.hpet
+        && overlaps_ram(map, h, 1024)
+    {
+        warn!("ACPI: HPET at {h:#x} lies over RAM: not used");
+        a.hpet = None;
+    }
+    if let Some(exo_acpi::PmTimer {
+        addr: exo_acpi::PmTimerAddr::Mmio(m),
+        ..
+    }) = a.pm_timer
+        && overlaps_ram(map, m, 4)
+    {
+        warn!("ACPI: PM timer at {m:#x} lies over RAM: not used");
+        a.pm_timer = None;
+    }
+    a.ecam.retain(|w| {
+        let bad = overlaps_ram(map, w.base, w.len());
+        if bad {
+            warn!(
+                "ACPI: PCI ECAM window at {:#x} (segment {}, buses {}..={}) lies over RAM: not used",
+                w.base, w.segment, w.bus_start, w.bus_end
+            );
+        }
+        !bad
+    });
+    a
 }
 
 /// Says so when physical address `pa` (an ACPI structure that was refused, or the RSDP)

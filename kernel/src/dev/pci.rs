@@ -19,15 +19,15 @@ enum Access {
 
 static ACCESS: Mutex<Option<Access>> = Mutex::new(None);
 
-/// Chooses the configuration mechanism: the segment-0 ECAM windows of the MCFG that lie
-/// below 4 GiB, else the ports. Called once by boot.
+/// Chooses the configuration mechanism: the segment-0 ECAM windows of the MCFG that
+/// the kernel can map (`mm::memory::mmio`), else the ports. Called once by boot.
 pub fn init(ecam: &[EcamRegion]) {
     let mut w = Vec::new();
     for r in ecam.iter().filter(|r| r.segment == 0) {
-        match Mmio::new(r.base, r.len() as usize) {
+        match crate::mm::memory::mmio(r.base, r.len() as usize) {
             Some(m) => w.push((*r, m)),
             None => log::warn!(
-                "PCI: ECAM window at {:#x} (buses {}..={}) is above 4 GiB: not mapped, skipped",
+                "PCI: ECAM window at {:#x} (buses {}..={}) cannot be mapped (over RAM, or no page table): skipped",
                 r.base,
                 r.bus_start,
                 r.bus_end
@@ -242,7 +242,7 @@ pub struct Msix {
 
 impl Msix {
     /// Enables MSI-X on `func` (capability at `cap`), every entry masked, or `None` when its
-    /// table is not in a memory BAR below 4 GiB.
+    /// table is not in a memory BAR the kernel can map.
     pub fn enable(func: &Function, cap: u16) -> Option<Msix> {
         let ctl = func.read16(cap + 2);
         let entries = (ctl & 0x7ff) + 1;
@@ -250,7 +250,7 @@ impl Msix {
         let Bar::Mem(base) = func.bar((t & 7) as u8) else {
             return None;
         };
-        let table = Mmio::new(base + u64::from(t & !7), usize::from(entries) * 16)?;
+        let table = crate::mm::memory::mmio(base + u64::from(t & !7), usize::from(entries) * 16)?;
         for i in 0..usize::from(entries) {
             table.write32(16 * i + 12, 1);
         }

@@ -167,7 +167,8 @@ impl Doorbell {
 impl Transport {
     /// The modern transport of a virtio PCI function (vendor 0x1af4, device 0x1040 + type
     /// or a transitional id): its capabilities must name the common, notify and device
-    /// windows in memory BARs below 4 GiB.
+    /// windows in memory BARs the kernel can map (`mm::memory::mmio`: below 4 GiB, or above
+    /// RAM's direct map).
     pub fn pci(func: Function) -> Result<Self, VirtioError> {
         let caps = func.capabilities();
         let mut common = None;
@@ -190,7 +191,7 @@ impl Transport {
             // such a window is not used (the missing window is then the device's error).
             let window = || match func.bar(bar) {
                 Bar::Mem(base) if offset.is_multiple_of(4) => {
-                    Mmio::new(base.checked_add(offset as u64)?, length)
+                    crate::mm::memory::mmio(base.checked_add(offset as u64)?, length)
                 }
                 _ => None,
             };
@@ -207,7 +208,7 @@ impl Transport {
             }
         }
         let common = common.ok_or(VirtioError::Transport(
-            "no usable common-configuration capability (legacy-only device, or a BAR above 4 GiB)",
+            "no usable common-configuration capability (legacy-only device, or a BAR that cannot be mapped)",
         ))?;
         if common.len() < 0x38 {
             return Err(VirtioError::Transport(

@@ -103,6 +103,9 @@ pub struct Memory {
     /// Freed stacks' page tables not yet given back (see [`RetiredTables`]): the first's
     /// physical address (0: none), each linked to the next by its first word.
     retired: u64,
+    /// End of the physical range the direct map covers from `init` on (RAM write-back,
+    /// the rest of the low 4 GiB uncached); [`mmio`] maps device pages above it.
+    direct_end: u64,
 }
 
 /// Page tables of freed stacks, held until every CPU has dropped what its paging-structure
@@ -297,9 +300,52 @@ pub fn init(map: &[MemRegion], nx: bool, keep: &[(u64, u64)]) -> Result<(u64, us
             next_stack_slot: 0,
             free_slots: alloc::vec::Vec::new(),
             retired: 0,
+            direct_end: limit,
         })
     });
     Ok((usable, handed))
+}
+
+/// The device register window `[pa, pa + len)` (a PCI BAR's registers, an ECAM window):
+/// below 4 GiB the uncached part of the direct map; above, its pages are mapped uncached at
+/// their direct-map addresses now (pages mapped so by an earlier call are reused). `None`
+/// for a window that reaches into the direct map's RAM (write-back) above 4 GiB, ends
+/// past the direct map's span, or for which no page table could be had. Until 2026-12-04
+/// windows above 4 GiB were refused: on q35 with 4 GiB of RAM or more the firmware puts
+/// 64-bit BARs there, and no virtio device came up.
+pub fn mmio(pa: u64, len: usize) -> Option<sys::io::Mmio> {
+    if let Some(m) = sys::io::Mmio::new(pa, len) {
+        return Some(m);
+    }
+    let end = pa.checked_add(len as u64)?;
+    if pa < 1 << 32 || len == 0 || end > exo_arch::layout::DIRECT_MAP_END {
+        return None;
+    }
+    let mapped = with_memory(|guard| {
+        let m = guard.as_mut()?;
+        if pa < m.direct_end {
+            return None;
+        }
+        for page in ((pa & !(PAGE - 1))..end).step_by(PAGE as usize) {
+            let va = exo_arch::layout::phys_to_virt(page);
+            match m.tables.translate(va) {
+                Some((p, f)) if p == page && f.uncached && f.writable => {}
+                Some(_) => return None,
+                None => m
+                    .tables
+                    .map_4k(&mut KernelFrames, va, page, Flags::MMIO)
+                    .ok()?,
+            }
+        }
+        Some(())
+    });
+    mapped?;
+    #[allow(unsafe_code, reason = "the one audited block of this file")]
+    // SAFETY: every page of `[pa, end)` was just found or made mapped uncached and writable
+    // at its direct-map address, in the kernel half (shared by every address space, never
+    // unmapped); it lies above the direct map's RAM (`direct_end`), so it is no memory the
+    // allocator hands out: a device window the firmware or a PCI BAR named.
+    Some(unsafe { sys::io::Mmio::mapped(pa, len) })
 }
 
 /// Maps a new stack of `pages` pages with an unmapped guard page below it.
