@@ -28,6 +28,7 @@
 use crate::backoff::Backoff;
 use crate::sync::{AtomicU32, Ordering};
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
 /// What [`Park::park`] observed.
@@ -145,7 +146,10 @@ impl<T, P: Park> ParkingMutex<T, P> {
     #[inline(always)]
     fn guard(&self) -> ParkingGuard<'_, T, P> {
         self.park.acquired();
-        ParkingGuard { m: self }
+        ParkingGuard {
+            m: self,
+            _not_send: PhantomData,
+        }
     }
 
     /// Takes the lock if it is free, without waiting.
@@ -246,10 +250,62 @@ impl<T, P: Park> ParkingMutex<T, P> {
 }
 
 /// Exclusive access to the data of a [`ParkingMutex`]; unlocks on drop.
+///
+/// Not `Send`: [`Park::acquired`] and [`Park::released`] run on the holder's thread (the
+/// kernel counts a thread's sleeping locks there), so the guard is dropped where it was
+/// made. `Sync` only for `T: Sync`, as `&T` is what a shared guard gives. Until 2026-12-04
+/// it took both from `&ParkingMutex` (`Sync` for any `T: Send`): safe code could share a
+/// guard of a `Cell` between threads, a data race (found by review).
+///
+/// ```
+/// # use exo_sync::{Park, ParkResult, ParkingGuard};
+/// # struct P;
+/// # impl Park for P {
+/// #     fn park(&self, _: usize, _: &dyn Fn() -> bool, _: Option<u64>) -> ParkResult {
+/// #         ParkResult::Invalid
+/// #     }
+/// #     fn unpark_one(&self, _: usize) -> bool { false }
+/// #     fn expired(&self, _: u64) -> bool { true }
+/// # }
+/// fn sync<T: Sync>() {}
+/// sync::<ParkingGuard<'static, u64, P>>(); // T: Sync
+/// ```
+///
+/// ```compile_fail
+/// # use exo_sync::{Park, ParkResult, ParkingGuard};
+/// # struct P;
+/// # impl Park for P {
+/// #     fn park(&self, _: usize, _: &dyn Fn() -> bool, _: Option<u64>) -> ParkResult {
+/// #         ParkResult::Invalid
+/// #     }
+/// #     fn unpark_one(&self, _: usize) -> bool { false }
+/// #     fn expired(&self, _: u64) -> bool { true }
+/// # }
+/// fn sync<T: Sync>() {}
+/// sync::<ParkingGuard<'static, core::cell::Cell<u64>, P>>();
+/// ```
+///
+/// ```compile_fail
+/// # use exo_sync::{Park, ParkResult, ParkingGuard};
+/// # struct P;
+/// # impl Park for P {
+/// #     fn park(&self, _: usize, _: &dyn Fn() -> bool, _: Option<u64>) -> ParkResult {
+/// #         ParkResult::Invalid
+/// #     }
+/// #     fn unpark_one(&self, _: usize) -> bool { false }
+/// #     fn expired(&self, _: u64) -> bool { true }
+/// # }
+/// fn send<T: Send>() {}
+/// send::<ParkingGuard<'static, u64, P>>();
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ParkingGuard<'a, T, P: Park> {
     m: &'a ParkingMutex<T, P>,
+    _not_send: PhantomData<*const ()>,
 }
+
+// SAFETY: a shared guard gives only `&T` (`Deref`); `&T` may cross threads when `T: Sync`.
+unsafe impl<T: Sync, P: Park + Sync> Sync for ParkingGuard<'_, T, P> {}
 
 impl<T, P: Park> Deref for ParkingGuard<'_, T, P> {
     type Target = T;
