@@ -93,6 +93,24 @@ impl CpuSet {
         matches!(self.0, Repr::Any)
     }
 
+    /// The same set among CPUs `0..n` in its simplest form: a bitmap holding every one of
+    /// them is [`CpuSet::ANY`], one holding exactly one is [`CpuSet::one`]. The scheduler
+    /// keys on the form (only `ANY` threads are stolen, only `one` threads have a home):
+    /// until 2026-12-04 a mask from `sched_setaffinity` listing every CPU left its thread out
+    /// of work stealing for good (found by review).
+    pub fn normalized(self, n: u32) -> CpuSet {
+        if !matches!(self.0, Repr::Mask(_)) {
+            return self;
+        }
+        let count = self.iter(n).count();
+        let first = self.iter(n).next();
+        match first {
+            _ if n > 0 && count == n as usize => CpuSet::ANY,
+            Some(c) if count == 1 => CpuSet::one(c),
+            _ => self,
+        }
+    }
+
     /// The CPUs of the set below `n`, in increasing order (`ANY` yields `0..n`).
     pub fn iter(&self, n: u32) -> impl Iterator<Item = u32> + '_ {
         let mask: &[u64] = match &self.0 {
@@ -278,6 +296,45 @@ mod tests {
         e.try_insert(63).unwrap();
         e.try_insert(64).unwrap();
         assert_eq!(e.iter(128).collect::<Vec<_>>(), vec![63, 64]);
+    }
+
+    #[test]
+    fn masks_normalize_to_any_and_one() {
+        let mask = |cpus: &[u32]| {
+            let mut s = CpuSet::empty();
+            for &c in cpus {
+                s.try_insert(c).unwrap();
+            }
+            s
+        };
+        assert!(mask(&[0, 1, 2, 3]).normalized(4).is_any());
+        assert!(
+            mask(&[0, 1, 2, 3, 70]).normalized(4).is_any(),
+            "beyond n: ignored"
+        );
+        assert_eq!(mask(&[2]).normalized(4).only(), Some(2));
+        assert_eq!(mask(&[2, 9]).normalized(4).only(), Some(2));
+        let two = mask(&[1, 3]).normalized(4);
+        assert!(!two.is_any() && two.only().is_none());
+        assert_eq!(two.iter(4).collect::<Vec<_>>(), vec![1, 3]);
+        assert!(mask(&[]).normalized(4).iter(4).next().is_none());
+        assert_eq!(CpuSet::one(7).normalized(4).only(), Some(7));
+        assert!(CpuSet::ANY.normalized(1).is_any());
+    }
+
+    proptest! {
+        #[test]
+        fn normalizing_keeps_the_cpus(cpus in proptest::collection::btree_set(0u32..130, 0..20), n in 1u32..140) {
+            let mut s = CpuSet::empty();
+            for &c in &cpus {
+                s.try_insert(c).unwrap();
+            }
+            let before: Vec<u32> = s.iter(n).collect();
+            let t = s.normalized(n);
+            prop_assert_eq!(t.iter(n).collect::<Vec<u32>>(), before.clone());
+            prop_assert_eq!(t.is_any(), before.len() == n as usize);
+            prop_assert_eq!(t.only(), (before.len() == 1 && n > 1).then(|| before[0]));
+        }
     }
 
     #[test]
