@@ -147,6 +147,8 @@ pub enum ConfigError {
     BadPort,
     /// `tcp_slots` is 0, or a TCP buffer is smaller than 64 bytes.
     BadSizes,
+    /// No memory for the TCP slots' buffers.
+    NoMemory,
 }
 
 /// Where the interface's address came from.

@@ -7,7 +7,7 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketHandle,
 use smoltcp::phy::{Device, Medium};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::device::{Counted, Counters};
 use crate::http::{Event, RequestReader, Response};
@@ -35,6 +35,21 @@ struct Slot {
     request_since: Instant,
     /// When the handshake in progress began (`None`: the slot is not in SYN-RECEIVED).
     syn_since: Option<Instant>,
+}
+
+/// A TCP socket for an HTTP slot (`None`: no memory for its buffers).
+fn tcp_socket(config: &Config) -> Option<tcp::Socket<'static>> {
+    let buffer = |n: usize| {
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).ok()?;
+        v.resize(n, 0u8);
+        Some(tcp::SocketBuffer::new(v))
+    };
+    let mut socket = tcp::Socket::new(buffer(config.tcp_rx_buffer)?, buffer(config.tcp_tx_buffer)?);
+    // Responses are written whole; Nagle would hold a pipelined second response until the
+    // first is acknowledged (and the client delays that ACK).
+    socket.set_nagle_enabled(false);
+    Some(socket)
 }
 
 /// DHCP client state while no fallback has been applied.
@@ -145,13 +160,7 @@ impl<D: Device> Stack<D> {
         }
 
         for _ in 0..config.tcp_slots {
-            let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; config.tcp_rx_buffer]),
-                tcp::SocketBuffer::new(vec![0; config.tcp_tx_buffer]),
-            );
-            // Responses are written whole; Nagle would hold a pipelined second response
-            // until the first is acknowledged (and the client delays that ACK).
-            socket.set_nagle_enabled(false);
+            let socket = tcp_socket(&config).ok_or(ConfigError::NoMemory)?;
             let handle = stack.sockets.add(socket);
             stack.slots.push(Slot {
                 handle,
@@ -195,6 +204,7 @@ impl<D: Device> Stack<D> {
         for i in 0..self.slots.len() {
             activity |= self.serve(i, now);
         }
+        activity |= self.keep_one_listening();
         activity |= self.echo_udp();
         activity |= self
             .iface
@@ -224,8 +234,14 @@ impl<D: Device> Stack<D> {
                     earliest(slot.last_progress + idle);
                 }
             }
+            // The same conditions `serve` acts on: a wake-up for a deadline it ignores (a
+            // closing slot's request timeout) was a busy loop until 2026-12-04.
             if let Some(t) = self.config.request_timeout {
-                for slot in self.slots.iter().filter(|s| s.connected && s.out.is_none()) {
+                for slot in self
+                    .slots
+                    .iter()
+                    .filter(|s| s.connected && s.out.is_none() && !s.closing)
+                {
                     earliest(slot.request_since + t);
                 }
             }
@@ -340,8 +356,20 @@ impl<D: Device> Stack<D> {
         }
     }
 
-    /// Puts slot `i` back to listening, forgetting its connection.
+    /// Puts slot `i` back to listening, forgetting its connection. A slot that held a
+    /// half-open connection gets a new socket: smoltcp keeps, per socket, the neighbor it
+    /// could not reach (a spoofed SYN's source never answers ARP) and mutes the socket for a
+    /// second; the next client on that slot got no SYN-ACK meanwhile, and under a stream of
+    /// spoofed SYNs never got one (found while testing the flood fix, 2026-12-04). Without
+    /// memory for the new buffers the old socket listens again.
     fn relisten(&mut self, i: usize) {
+        if self.slots[i].syn_since.is_some()
+            && !self.slots[i].connected
+            && let Some(fresh) = tcp_socket(&self.config)
+        {
+            self.sockets.remove(self.slots[i].handle);
+            self.slots[i].handle = self.sockets.add(fresh);
+        }
         let port = self.config.http_port;
         let slot = &mut self.slots[i];
         let socket = self.sockets.get_mut::<tcp::Socket<'_>>(slot.handle);
@@ -375,6 +403,43 @@ impl<D: Device> Stack<D> {
         true
     }
 
+    /// When no slot listens and two or more are half-open, the oldest half-open one is
+    /// dropped and listens again: SYNs from spoofed sources (which never complete) no longer
+    /// hold every slot for the handshake timeout. A real client then only needs its
+    /// handshake to end before the other half-open slots are taken by newer SYNs. A lone
+    /// half-open slot is left to its handshake (the only one in flight, not a flood). Until
+    /// 2026-12-04 50 spoofed SYNs a second kept the port closed (found by review). Counted
+    /// as a handshake drop.
+    fn keep_one_listening(&mut self) -> bool {
+        use tcp::State;
+        let state = |sockets: &SocketSet<'_>, h| sockets.get::<tcp::Socket<'_>>(h).state();
+        if self
+            .slots
+            .iter()
+            .any(|s| state(&self.sockets, s.handle) == State::Listen)
+        {
+            return false;
+        }
+        let half_open = || {
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| state(&self.sockets, s.handle) == State::SynReceived)
+        };
+        if half_open().count() < 2 {
+            return false;
+        }
+        let Some(i) = half_open().min_by_key(|(_, s)| s.syn_since).map(|(i, _)| i) else {
+            return false;
+        };
+        self.sockets
+            .get_mut::<tcp::Socket<'_>>(self.slots[i].handle)
+            .abort();
+        self.stats.tcp_handshake_drops = self.stats.tcp_handshake_drops.wrapping_add(1);
+        self.relisten(i);
+        true
+    }
+
     /// Serves slot `i`; true if anything moved.
     fn serve(&mut self, i: usize, now: Instant) -> bool {
         use tcp::State;
@@ -390,7 +455,14 @@ impl<D: Device> Stack<D> {
                 return was;
             }
             State::SynReceived => return self.handshake(i, now),
-            State::Listen | State::SynSent => return false,
+            State::Listen | State::SynSent => {
+                // Back to listening without us (a valid RST in SYN-RECEIVED): the
+                // handshake's start goes with it. Left set, it stayed in the past: the
+                // poll's wake-up was 0 from then on (a busy loop), and the slot's next SYN
+                // was dropped at once as timed out (until 2026-12-04; found by review).
+                self.slots[i].syn_since = None;
+                return false;
+            }
             _ => {}
         }
 
@@ -455,11 +527,14 @@ impl<D: Device> Stack<D> {
                 }
             }
             if slot.closing {
+                // Drained, not counted as progress: a peer that keeps sending after our
+                // close would otherwise hold the slot for good (a byte a minute kept the
+                // idle timeout away until 2026-12-04; found by review). The idle timeout
+                // ends a close the peer never completes.
                 while let Ok(n) = socket.recv(|d| (d.len(), d.len())) {
                     if n == 0 {
                         break;
                     }
-                    progress = true;
                 }
                 break;
             }
@@ -543,7 +618,18 @@ impl<D: Device> Stack<D> {
                 Err(udp::RecvError::Exhausted) => break,
             };
             any = true;
-            // Only the remote endpoint: smoltcp picks a unicast source even for a broadcast.
+            // Only to a client's port, and only for a datagram sent to our own address: a
+            // spoofed one from another service's port (echo 7, chargen 19, ..) started a
+            // loop of echoes, and one sent to the broadcast address made every Exo-OS on the
+            // segment answer a spoofed victim (until 2026-12-04; found by review).
+            let unicast = |a: Option<IpAddress>| match a {
+                Some(IpAddress::Ipv4(a)) => Some(a) == self.iface.ipv4_addr(),
+                _ => false,
+            };
+            if meta.endpoint.port < 1024 || !unicast(meta.local_address) {
+                self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1);
+                continue;
+            }
             match socket.send_slice(&self.scratch[..len], meta.endpoint) {
                 Ok(()) => self.stats.udp_echoed = self.stats.udp_echoed.wrapping_add(1),
                 Err(_) => self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1),

@@ -715,6 +715,18 @@ fn dhcp_lease_is_used_and_no_fallback_follows() {
 /// A TCP SYN to the server's HTTP port from `src` (an address nobody answers ARP for: a
 /// spoofed source, or a client gone), built by hand.
 fn spoofed_syn(src: Ipv4Address, src_port: u16) -> Vec<u8> {
+    segment_to_server(src, src_port, smoltcp::wire::TcpControl::Syn, 1000, None)
+}
+
+/// A hand-made TCP segment from `src:src_port` to the server's port 80 (a SYN carries an
+/// MSS option).
+fn segment_to_server(
+    src: Ipv4Address,
+    src_port: u16,
+    control: smoltcp::wire::TcpControl,
+    seq: u32,
+    ack: Option<u32>,
+) -> Vec<u8> {
     use smoltcp::wire::{
         EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
         TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
@@ -722,12 +734,12 @@ fn spoofed_syn(src: Ipv4Address, src_port: u16) -> Vec<u8> {
     let tcp = TcpRepr {
         src_port,
         dst_port: 80,
-        control: TcpControl::Syn,
-        seq_number: TcpSeqNumber(1000),
-        ack_number: None,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
         window_len: 1024,
         window_scale: None,
-        max_seg_size: Some(1460),
+        max_seg_size: (control == TcpControl::Syn).then_some(1460),
         sack_permitted: false,
         sack_ranges: [None; 3],
         timestamp: None,
@@ -760,33 +772,218 @@ fn spoofed_syn(src: Ipv4Address, src_port: u16) -> Vec<u8> {
     buf
 }
 
-/// SYNs whose SYN-ACKs are never answered take every slot only until the handshake
-/// timeout: then the slots listen again. (smoltcp retransmits a SYN-ACK without a limit;
-/// until 2026-12-04 32 such SYNs shut the serve job's HTTP port for good.)
+/// A hand-made UDP datagram from `src:src_port` to `dst` (Ethernet `dmac`), port 7.
+fn udp_to(
+    src: Ipv4Address,
+    src_port: u16,
+    dst: Ipv4Address,
+    dmac: [u8; 6],
+    payload: &[u8],
+) -> Vec<u8> {
+    use smoltcp::wire::{
+        EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket,
+        UdpRepr,
+    };
+    let udp = UdpRepr {
+        src_port,
+        dst_port: 7,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x52, 0x55, 0x0a, 0x00, 0x02, 0x4d]),
+        dst_addr: EthernetAddress(dmac),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0; eth.buffer_len() + ip.buffer_len() + udp.header_len() + payload.len()];
+    let caps = ChecksumCapabilities::default();
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &caps);
+    udp.emit(
+        &mut UdpPacket::new_unchecked(packet.payload_mut()),
+        &IpAddress::Ipv4(src),
+        &IpAddress::Ipv4(dst),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &caps,
+    );
+    buf
+}
+
+/// SYNs whose SYN-ACKs are never answered hold a slot only until the handshake timeout:
+/// then the slot listens again. (smoltcp retransmits a SYN-ACK without a limit; until
+/// 2026-12-04 32 such SYNs shut the serve job's HTTP port for good.) A lone half-open slot
+/// is left to its handshake: with one slot, a real client is refused meanwhile.
 #[test]
 fn half_open_connections_are_dropped_after_the_handshake_timeout() {
     let mut net = Net::new(Config {
-        tcp_slots: 2,
+        tcp_slots: 1,
         handshake_timeout: Some(Duration::from_secs(3)),
         ..static_config()
     });
     let ghost = Ipv4Address::new(10, 0, 2, 99);
-    for port in [5001, 5002] {
-        net.cdev.inject(spoofed_syn(ghost, port));
-    }
+    net.cdev.inject(spoofed_syn(ghost, 5001));
     net.run_until(100, |_| false);
-    // Both slots are half-open: a real client is refused.
     let h = net.open();
     assert!(
         net.run_until(1000, |n| n.tcp(h).state() == tcp::State::Closed),
-        "a client got a slot while both were half-open"
+        "a client got the slot while it was half-open"
     );
     assert_eq!(net.stack.stats().tcp_handshake_drops, 0);
     net.run_until(3000, |_| false);
     let s = net.stack.stats();
-    assert_eq!((s.tcp_handshake_drops, s.tcp_open), (2, 0));
+    assert_eq!((s.tcp_handshake_drops, s.tcp_open), (1, 0));
     let h = net.connect();
     assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}
+
+/// When every slot is taken and two or more are half-open, the oldest half-open one listens
+/// again, on a new socket: a steady stream of spoofed SYNs (50 a second here, far more than
+/// the slots over the handshake timeout) no longer keeps real clients out. Until
+/// 2026-12-04 it did (found by review); with the slot recycled but its socket kept, the
+/// socket stayed muted by smoltcp for a second (the spoofed source never answers ARP), and
+/// the next client on it got no SYN-ACK.
+#[test]
+fn a_syn_flood_leaves_a_slot_for_real_clients() {
+    let mut net = Net::new(Config {
+        tcp_slots: 4,
+        handshake_timeout: Some(Duration::from_secs(10)),
+        ..static_config()
+    });
+    let ghost = Ipv4Address::new(10, 0, 2, 99);
+    let mut port = 6000;
+    // One spoofed SYN every 20 ms while `done` does not hold, at most `ms`.
+    let mut flood = |net: &mut Net, ms: u64, done: &mut dyn FnMut(&mut Net) -> bool| {
+        for _ in 0..ms / 20 {
+            net.cdev.inject(spoofed_syn(ghost, port));
+            port += 1;
+            if net.run_until(20, |n| done(n)) {
+                return true;
+            }
+        }
+        false
+    };
+    flood(&mut net, 2000, &mut |_| false);
+    for k in 0..5 {
+        let h = net.open();
+        // The flood goes on while the client connects (its handshake must end before
+        // three newer spoofed SYNs take the other slots: 60 ms here).
+        assert!(
+            flood(&mut net, 3500, &mut |n| n.tcp(h).state()
+                == tcp::State::Established),
+            "client {k} refused during the flood (state {:?})",
+            net.tcp(h).state()
+        );
+        assert_eq!(net.exchange(h, &get(""), OK.len()), OK, "client {k}");
+        net.tcp(h).close();
+        flood(&mut net, 200, &mut |_| false);
+    }
+    assert!(net.stack.stats().tcp_handshake_drops >= 90);
+}
+
+/// A stale handshake start: a valid RST in SYN-RECEIVED puts the slot back to listening
+/// inside smoltcp; its handshake's start must go too. Until 2026-12-04 it stayed, the poll
+/// asked to be called again at once for good (a busy loop), and the slot's next real SYN
+/// was dropped at once as timed out (found by review).
+#[test]
+fn a_reset_during_the_handshake_leaves_no_stale_deadline() {
+    use smoltcp::wire::TcpControl;
+    let mut net = Net::new(Config {
+        tcp_slots: 1,
+        handshake_timeout: Some(Duration::from_secs(3)),
+        ..static_config()
+    });
+    let ghost = Ipv4Address::new(10, 0, 2, 99);
+    net.cdev.inject(spoofed_syn(ghost, 5001)); // seq 1000
+    net.run_until(50, |_| false);
+    net.cdev
+        .inject(segment_to_server(ghost, 5001, TcpControl::Rst, 1001, None));
+    net.run_until(4000, |_| false);
+    let p = net.stack.poll(net.now);
+    assert_ne!(
+        p.next_wake,
+        Some(Duration::ZERO),
+        "busy loop after the reset"
+    );
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+    assert_eq!(net.stack.stats().tcp_handshake_drops, 0);
+}
+
+/// After our close (HTTP/1.0: the response, then FIN), a peer that never closes but keeps
+/// sending a byte now and then is ended by the idle timeout, and the poll never asks to be
+/// called again at once meanwhile. Until 2026-12-04 the bytes drained while closing counted
+/// as progress (the slot was held for good) and the closing slot's request deadline asked for
+/// a zero wait (a busy loop; found by review).
+#[test]
+fn a_peer_trickling_after_our_close_is_ended_by_the_idle_timeout() {
+    let mut net = Net::new(Config {
+        tcp_slots: 1,
+        idle_timeout: Some(Duration::from_secs(4)),
+        request_timeout: Some(Duration::from_secs(2)),
+        ..static_config()
+    });
+    let h = net.connect();
+    net.send(h, b"GET / HTTP/1.0\r\n\r\n");
+    assert!(!net.read(h, 10_000).is_empty());
+    let mut ended = false;
+    for _ in 0..10 {
+        let _ = net.tcp(h).send_slice(b"x");
+        net.run_until(1000, |_| false);
+        let p = net.stack.poll(net.now);
+        assert!(
+            net.stack.stats().tcp_open == 0 || p.next_wake != Some(Duration::ZERO),
+            "busy loop while closing"
+        );
+        if net.stack.stats().tcp_idle_aborts == 1 {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the trickling peer held the closing slot");
+    net.step();
+    assert_eq!(net.stack.stats().tcp_open, 0);
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}
+
+/// The UDP echo answers clients only: a datagram from a well-known port (another echo or
+/// chargen service: an endless loop) or sent to the broadcast address (a spoofed victim
+/// answered by every host) gets nothing. Until 2026-12-04 both were echoed (found by
+/// review).
+#[test]
+fn udp_echo_ignores_service_ports_and_broadcast() {
+    let mut net = Net::new(static_config());
+    let peer = Ipv4Address::new(10, 0, 2, 77);
+    let before = net.stack.stats();
+    net.cdev
+        .inject(udp_to(peer, 7, SERVER_IP, SERVER_MAC, b"loop me"));
+    net.cdev.inject(udp_to(
+        peer,
+        40000,
+        Ipv4Address::BROADCAST,
+        [0xff; 6],
+        b"bcast",
+    ));
+    net.run_until(200, |_| false);
+    let s = net.stack.stats();
+    assert_eq!(
+        s.udp_echoed, before.udp_echoed,
+        "echoed a service port or a broadcast"
+    );
+    assert_eq!(s.udp_dropped, before.udp_dropped + 2);
+    // A client's datagram to our address is still echoed.
+    net.cdev
+        .inject(udp_to(peer, 40000, SERVER_IP, SERVER_MAC, b"hello"));
+    net.run_until(200, |_| false);
+    assert_eq!(net.stack.stats().udp_echoed, before.udp_echoed + 1);
 }
 
 /// A client that sends its request head a byte at a time, each byte before the idle
