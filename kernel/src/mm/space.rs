@@ -103,15 +103,22 @@ impl Space {
             .get(cpu as usize / 64)
             .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (cpu % 64)) != 0);
         if !marked {
-            // Unmarked, this CPU would load the tables and never be shot down (stale
-            // translations after unmap): refused loudly. Unreachable while every CPU id is
-            // below `cpus::capacity()`, the mask's size (found by review, 2026-12-04).
-            assert!(
-                self.loaded().set(cpu),
-                "CPU {cpu} loads an address space whose mask cannot hold it"
-            );
+            self.mark(cpu);
         }
         crate::sys::switch_space_cr3(self.cr3);
+    }
+
+    /// Marks `cpu` in `loaded` (out of line: the switch's usual case is marked already).
+    /// Unmarked, the CPU would load the tables and never be shot down (stale translations
+    /// after unmap): refused loudly. Unreachable while every CPU id is below
+    /// `cpus::capacity()`, the mask's size (found by review, 2026-12-04).
+    #[cold]
+    #[inline(never)]
+    fn mark(&self, cpu: u32) {
+        assert!(
+            self.loaded().set(cpu),
+            "CPU {cpu} loads an address space whose mask cannot hold it"
+        );
     }
 }
 
