@@ -453,23 +453,24 @@ fi
 # No NIC in the two runs that must match: a QEMU network back-end is not tied to the
 # instruction count (one sample's max moved between runs with a hub attached). The net rows
 # come from a third run; their p50s are gated with the rest.
+icount_rc=0
 for i in 1 2; do
-    scripts/qemu.sh --job bench --mode icount --machine microvm --cpu max --smp 2 --log "$bench_out/icount-$i.log" >/dev/null 2>&1
+    scripts/qemu.sh --job bench --mode icount --machine microvm --cpu max --smp 2 --log "$bench_out/icount-$i.log" >/dev/null 2>&1 || icount_rc=$?
 done
 scripts/qemu.sh --job bench --mode icount --machine microvm --cpu max --smp 2 --net hub --append exo.bench=net \
-    --log "$bench_out/icount-net.log" >/dev/null 2>&1
-if grep -q '^BENCH,' "$bench_out/icount-1.log" && grep -q '^BENCH,net\.rx\.instr_per_pkt,' "$bench_out/icount-net.log" \
+    --log "$bench_out/icount-net.log" >/dev/null 2>&1 || icount_rc=$?
+if [ "$icount_rc" = 0 ] && grep -q '^BENCH,' "$bench_out/icount-1.log" && grep -q '^BENCH,net\.rx\.instr_per_pkt,' "$bench_out/icount-net.log" \
     && diff <(grep '^BENCH,' "$bench_out/icount-1.log") <(grep '^BENCH,' "$bench_out/icount-2.log") >/dev/null; then
     ok "icount bench: two runs give identical BENCH lines"
 else
-    bad "icount bench: runs differ" "$bench_out/icount-2.log"
+    bad "icount bench: a run failed (exit $icount_rc) or the runs differ" "$bench_out/icount-2.log"
 fi
 # Instruction counts are deterministic, so a regression gate on them is fair: fail when a
 # row's p50 grows more than 10% over configs/icount-baseline.csv (update it on purpose).
 # The user-mode IPC rows of /ubench (icount, run above) are gated too; its other rows share
 # names with kernel rows (syscall.null: user round trip vs kernel path) and stay out.
 { cat "$bench_out/icount-1.log" "$bench_out/icount-net.log"
-  grep -E '^BENCH,(ipc\.|ctx\.switch\.as,)' "$out/init-ubench-icount.log" || true; } >"$bench_out/icount-gate.log"
+  grep -E '^(SUITE,user,|BENCH,(ipc\.|ctx\.switch\.as,))' "$out/init-ubench-icount.log" || true; } >"$bench_out/icount-gate.log"
 if scripts/check-icount.sh "$bench_out/icount-gate.log" configs/icount-baseline.csv >"$bench_out/icount-check.txt" 2>&1; then
     ok "icount regression gate (p50 within 10% of configs/icount-baseline.csv)"
 else

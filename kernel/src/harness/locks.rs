@@ -186,7 +186,7 @@ pub fn contention(all: &[CpuId], state: &BootState, count: &mut u32) {
             let mut merged: Vec<u64> = HANDOFFS.lock().iter().flatten().copied().collect();
             let mut row = arrayvec::ArrayString::<48>::new();
             let _ = write!(row, "contend.{name}.{k}");
-            crate::harness::bench::emit(&row, smp_bench::stats_of(&mut merged, 0), count);
+            crate::harness::bench::emit_if_any(&row, smp_bench::stats_of(&mut merged, 0), count);
             let (mn, mx) = (
                 acq.iter().min().copied().unwrap_or(0),
                 acq.iter().max().copied().unwrap_or(0),
