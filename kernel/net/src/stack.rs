@@ -37,6 +37,10 @@ struct Slot {
     syn_since: Option<Instant>,
 }
 
+/// How long a half-open slot is kept before [`Stack::keep_one_listening`] may give it to a
+/// new SYN (far above a real client's round trip).
+const HALF_OPEN_GRACE: Duration = Duration::from_millis(1000);
+
 /// A TCP socket for an HTTP slot (`None`: no memory for its buffers).
 fn tcp_socket(config: &Config) -> Option<tcp::Socket<'static>> {
     let buffer = |n: usize| {
@@ -204,7 +208,7 @@ impl<D: Device> Stack<D> {
         for i in 0..self.slots.len() {
             activity |= self.serve(i, now);
         }
-        activity |= self.keep_one_listening();
+        activity |= self.keep_one_listening(now);
         activity |= self.echo_udp();
         activity |= self
             .iface
@@ -360,8 +364,10 @@ impl<D: Device> Stack<D> {
     /// half-open connection gets a new socket: smoltcp keeps, per socket, the neighbor it
     /// could not reach (a spoofed SYN's source never answers ARP) and mutes the socket for a
     /// second; the next client on that slot got no SYN-ACK meanwhile, and under a stream of
-    /// spoofed SYNs never got one (found while testing the flood fix, 2026-12-04). Without
-    /// memory for the new buffers the old socket listens again.
+    /// spoofed SYNs never got one (found while testing the flood fix, 2026-12-04, before
+    /// recycled slots had their grace; with the grace the flood test no longer needs it, so
+    /// it is kept as a defence, not forced by a test). Without memory for the new buffers
+    /// the old socket listens again.
     fn relisten(&mut self, i: usize) {
         if self.slots[i].syn_since.is_some()
             && !self.slots[i].connected
@@ -403,14 +409,15 @@ impl<D: Device> Stack<D> {
         true
     }
 
-    /// When no slot listens and two or more are half-open, the oldest half-open one is
-    /// dropped and listens again: SYNs from spoofed sources (which never complete) no longer
-    /// hold every slot for the handshake timeout. A real client then only needs its
-    /// handshake to end before the other half-open slots are taken by newer SYNs. A lone
-    /// half-open slot is left to its handshake (the only one in flight, not a flood). Until
-    /// 2026-12-04 50 spoofed SYNs a second kept the port closed (found by review). Counted
-    /// as a handshake drop.
-    fn keep_one_listening(&mut self) -> bool {
+    /// When no slot listens and two or more are half-open, the oldest half-open one, if it
+    /// has been so for [`HALF_OPEN_GRACE`], is dropped and listens again: SYNs from spoofed
+    /// sources (which never complete) hold a slot for that grace, not for the whole
+    /// handshake timeout. The grace protects real handshakes in flight (a client whose
+    /// SYN-ACK was sent must not find its slot gone when its ACK arrives: it would be reset
+    /// after it thought itself connected). A lone half-open slot is left to its handshake.
+    /// Until 2026-12-04 spoofed SYNs at a few a second kept the port closed (found by
+    /// review). Counted as a handshake drop.
+    fn keep_one_listening(&mut self, now: Instant) -> bool {
         use tcp::State;
         let state = |sockets: &SocketSet<'_>, h| sockets.get::<tcp::Socket<'_>>(h).state();
         if self
@@ -429,9 +436,15 @@ impl<D: Device> Stack<D> {
         if half_open().count() < 2 {
             return false;
         }
-        let Some(i) = half_open().min_by_key(|(_, s)| s.syn_since).map(|(i, _)| i) else {
+        let Some((i, since)) = half_open()
+            .filter_map(|(i, s)| Some((i, s.syn_since?)))
+            .min_by_key(|&(_, since)| since)
+        else {
             return false;
         };
+        if now < since + HALF_OPEN_GRACE {
+            return false;
+        }
         self.sockets
             .get_mut::<tcp::Socket<'_>>(self.slots[i].handle)
             .abort();
