@@ -93,20 +93,28 @@ impl CpuSet {
         matches!(self.0, Repr::Any)
     }
 
-    /// The same set among CPUs `0..n` in its simplest form: a bitmap holding every one of
-    /// them is [`CpuSet::ANY`], one holding exactly one is [`CpuSet::one`]. The scheduler
-    /// keys on the form (only `ANY` threads are stolen, only `one` threads have a home):
-    /// until 2026-12-04 a mask from `sched_setaffinity` listing every CPU left its thread out
-    /// of work stealing for good (found by review).
-    pub fn normalized(self, n: u32) -> CpuSet {
+    /// The same set among the online CPUs `online()` (any ids, in any order) in its
+    /// simplest form: a bitmap holding every online CPU is [`CpuSet::ANY`], one holding
+    /// exactly one online CPU is [`CpuSet::one`] of it; anything else is left as given (its
+    /// offline CPUs too). The scheduler keys on the form (only `ANY` threads are stolen, only
+    /// `one` threads have a home): until 2026-12-04 a mask from `sched_setaffinity` listing
+    /// every CPU left its thread out of work stealing for good (found by review).
+    pub fn normalized<I: Iterator<Item = u32>>(self, online: impl Fn() -> I) -> CpuSet {
         if !matches!(self.0, Repr::Mask(_)) {
             return self;
         }
-        let count = self.iter(n).count();
-        let first = self.iter(n).next();
+        let (mut all, mut inside, mut first) = (true, 0usize, None);
+        for c in online() {
+            if self.contains(c) {
+                inside += 1;
+                first = first.or(Some(c));
+            } else {
+                all = false;
+            }
+        }
         match first {
-            _ if n > 0 && count == n as usize => CpuSet::ANY,
-            Some(c) if count == 1 => CpuSet::one(c),
+            Some(_) if all => CpuSet::ANY,
+            Some(c) if inside == 1 => CpuSet::one(c),
             _ => self,
         }
     }
@@ -307,33 +315,51 @@ mod tests {
             }
             s
         };
-        assert!(mask(&[0, 1, 2, 3]).normalized(4).is_any());
+        let four = || 0u32..4;
+        assert!(mask(&[0, 1, 2, 3]).normalized(four).is_any());
         assert!(
-            mask(&[0, 1, 2, 3, 70]).normalized(4).is_any(),
-            "beyond n: ignored"
+            mask(&[0, 1, 2, 3, 70]).normalized(four).is_any(),
+            "beyond: ignored"
         );
-        assert_eq!(mask(&[2]).normalized(4).only(), Some(2));
-        assert_eq!(mask(&[2, 9]).normalized(4).only(), Some(2));
-        let two = mask(&[1, 3]).normalized(4);
+        assert_eq!(mask(&[2]).normalized(four).only(), Some(2));
+        assert_eq!(mask(&[2, 9]).normalized(four).only(), Some(2));
+        let two = mask(&[1, 3]).normalized(four);
         assert!(!two.is_any() && two.only().is_none());
         assert_eq!(two.iter(4).collect::<Vec<_>>(), vec![1, 3]);
-        assert!(mask(&[]).normalized(4).iter(4).next().is_none());
-        assert_eq!(CpuSet::one(7).normalized(4).only(), Some(7));
-        assert!(CpuSet::ANY.normalized(1).is_any());
+        assert!(mask(&[]).normalized(four).iter(4).next().is_none());
+        assert_eq!(CpuSet::one(7).normalized(four).only(), Some(7));
+        assert!(CpuSet::ANY.normalized(|| 0u32..1).is_any());
+        // Online ids with a gap (CPU 1 never came up): 0, 2, 3.
+        let gap = || [0u32, 2, 3].into_iter();
+        assert_eq!(mask(&[1, 3]).normalized(gap).only(), Some(3));
+        assert!(mask(&[0, 2, 3]).normalized(gap).is_any());
+        let kept = mask(&[0, 1, 2]).normalized(gap);
+        assert!(!kept.is_any() && kept.only().is_none() && !kept.contains(3));
+        let both = mask(&[2, 3]).normalized(gap);
+        assert!(both.contains(2) && both.contains(3) && both.only().is_none());
+        assert!(
+            mask(&[1]).normalized(gap).only().is_none(),
+            "only an offline CPU: as given"
+        );
     }
 
     proptest! {
         #[test]
-        fn normalizing_keeps_the_cpus(cpus in proptest::collection::btree_set(0u32..130, 0..20), n in 1u32..140) {
+        fn normalizing_keeps_the_online_cpus(
+            cpus in proptest::collection::btree_set(0u32..130, 0..20),
+            online in proptest::collection::btree_set(0u32..130, 1..40),
+        ) {
             let mut s = CpuSet::empty();
             for &c in &cpus {
                 s.try_insert(c).unwrap();
             }
-            let before: Vec<u32> = s.iter(n).collect();
-            let t = s.normalized(n);
-            prop_assert_eq!(t.iter(n).collect::<Vec<u32>>(), before.clone());
-            prop_assert_eq!(t.is_any(), before.len() == n as usize);
-            prop_assert_eq!(t.only(), (before.len() == 1 && n > 1).then(|| before[0]));
+            let t = s.clone().normalized(|| online.iter().copied());
+            let inside: Vec<u32> = online.iter().copied().filter(|c| cpus.contains(c)).collect();
+            for &c in &online {
+                prop_assert_eq!(t.contains(c), cpus.contains(&c));
+            }
+            prop_assert_eq!(t.is_any(), !inside.is_empty() && inside.len() == online.len());
+            prop_assert_eq!(t.only(), (inside.len() == 1 && online.len() > 1).then(|| inside[0]));
         }
     }
 

@@ -236,7 +236,21 @@ pub fn init(map: &[MemRegion], nx: bool, keep: &[(u64, u64)]) -> Result<(u64, us
         .map(|r| (r.start, r.start.saturating_add(r.len)))
         .collect();
     let is_ram = |a: u64, len: u64| ram.iter().any(|&(s, e)| a < e && a + len > s);
-    let limit = frames.top().max(4 << 30).next_multiple_of(2 * MIB);
+    // The kept ranges (boot modules) are mapped too: `frames.top()` is the end of the RAM
+    // handed over, without them, and an initrd at RAM's top above 4 GiB was left out of
+    // the direct map (its first read faulted; found by review, 2026-12-04).
+    let kept_top = keep
+        .iter()
+        .filter(|&&(s, len)| is_ram(s, len.max(1)))
+        .map(|&(s, len)| s.saturating_add(len))
+        .max()
+        .unwrap_or(0)
+        .min(exo_arch::layout::DIRECT_MAP_END);
+    let limit = frames
+        .top()
+        .max(kept_top)
+        .max(4 << 30)
+        .next_multiple_of(2 * MIB);
     // The page below the BSP's boot stack (the last boot page directory, unused once these
     // tables are loaded: APs walk the boot tables physically) becomes its guard page.
     let boot_guard = image_to_phys(exo_arch::boot::boot_stack().0 - PAGE);
@@ -306,6 +320,9 @@ pub fn init(map: &[MemRegion], nx: bool, keep: &[(u64, u64)]) -> Result<(u64, us
     Ok((usable, handed))
 }
 
+/// Largest window [`mmio`] maps above 4 GiB (256 MiB: a whole PCI segment's ECAM).
+const MMIO_MAX: usize = 256 << 20;
+
 /// The device register window `[pa, pa + len)` (a PCI BAR's registers, an ECAM window):
 /// below 4 GiB the uncached part of the direct map; above, its pages are mapped uncached at
 /// their direct-map addresses now (pages mapped so by an earlier call are reused). `None`
@@ -318,7 +335,9 @@ pub fn mmio(pa: u64, len: usize) -> Option<sys::io::Mmio> {
         return Some(m);
     }
     let end = pa.checked_add(len as u64)?;
-    if pa < 1 << 32 || len == 0 || end > exo_arch::layout::DIRECT_MAP_END {
+    // At most one ECAM segment's size: a device-given length is not trusted to map
+    // millions of pages under the memory lock.
+    if pa < 1 << 32 || len == 0 || len > MMIO_MAX || end > exo_arch::layout::DIRECT_MAP_END {
         return None;
     }
     let mapped = with_memory(|guard| {

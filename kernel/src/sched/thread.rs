@@ -758,7 +758,7 @@ pub fn join_unless(tid: Tid, deadline: u64, abort: &dyn Fn() -> bool) -> Result<
 /// Restricts the calling thread to `set` (it moves at its next scheduling point if the
 /// current CPU is not in it).
 pub fn set_affinity(set: CpuSet) -> Result<(), SchedError> {
-    let set = set.normalized(crate::smp::cpus::online_count());
+    let set = set.normalized(|| crate::smp::cpus::online().map(|b| b.hot.cpu_id));
     first_online(&set).ok_or(SchedError::BadAffinity)?;
     let g = IrqGuard::new();
     let cs = this_sched().ok_or(SchedError::NotRunning)?;
