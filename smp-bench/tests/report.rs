@@ -377,6 +377,32 @@ fn contention_svg() {
     let empty = svg::contention_chart(&[], &[]);
     assert_well_formed(&empty);
     assert!(empty.contains("no contend."));
+    // Hand-offs are raw TSC differences; a cycles target is not drawn on a TCG axis.
+    assert!(chart.contains("raw TSC differences"));
+    let tcg_only: Vec<_> = rows
+        .iter()
+        .filter(|r| r.mode == Some(smp_bench::Mode::Tcg))
+        .cloned()
+        .collect();
+    let tcg = svg::contention_chart(&tcg_only, &targets());
+    assert_well_formed(&tcg);
+    assert!(!tcg.contains("target ≤"), "a cycles target on a tcg chart");
+}
+
+#[test]
+fn ipc_ratio_heatmap_is_in_percent() {
+    let csv = "suite,mode,name,n,mean,min,max,p50,p95,p99\r
+smp,tcg,ipc.rtt.64.xcore.0.1,100,1100,900,3000,1000,1800,2000\r
+smp,tcg,ipc.rtt.64.xcore.base.0.1,100,4100,3000,9000,4000,5000,6000\r
+";
+    let rows = parse_csv(csv).unwrap();
+    let ratio = svg::ipc_xcore_heatmap(&rows, true);
+    assert_well_formed(&ratio);
+    assert!(ratio.contains("<title>CPU 0 → CPU 1: 25 %</title>"));
+    assert!(!ratio.contains(": 25 ticks"));
+    let plain = svg::ipc_xcore_heatmap(&rows, false);
+    assert!(plain.contains("<title>CPU 0 → CPU 1: 1000 ticks</title>"));
+    assert!(plain.contains("timing overhead subtracted"));
 }
 
 #[test]

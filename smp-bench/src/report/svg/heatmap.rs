@@ -5,9 +5,15 @@ use std::collections::BTreeMap;
 use super::color::{hex, latency, text_on};
 use super::doc::{Doc, compact};
 
-/// Renders `cells[(from, to)] = ticks` as an N × N matrix (N = highest CPU index + 1).
-/// Rows are the sending CPU, columns the receiving one; pairs without a value are grey.
-pub(super) fn render(title: &str, subtitle: &str, cells: &BTreeMap<(u32, u32), u64>) -> String {
+/// Renders `cells[(from, to)] = value` (in `unit`: "ticks", "%") as an N × N matrix (N =
+/// highest CPU index + 1). Rows are the sending CPU, columns the receiving one; pairs
+/// without a value are grey.
+pub(super) fn render(
+    title: &str,
+    subtitle: &str,
+    unit: &str,
+    cells: &BTreeMap<(u32, u32), u64>,
+) -> String {
     let n = cells.keys().map(|&(a, b)| a.max(b) + 1).max().unwrap_or(1) as usize;
     let cs = (640.0 / n as f64).clamp(18.0, 60.0);
     let (left, top) = (88.0, 104.0);
@@ -79,7 +85,7 @@ pub(super) fn render(title: &str, subtitle: &str, cells: &BTreeMap<(u32, u32), u
             };
             let bg = latency(t_of(v));
             d.raw(format_args!(
-                "<g><title>CPU {i} → CPU {j}: {v} ticks</title>\n"
+                "<g><title>CPU {i} → CPU {j}: {v} {unit}</title>\n"
             ));
             d.rect(
                 x,
@@ -102,7 +108,7 @@ pub(super) fn render(title: &str, subtitle: &str, cells: &BTreeMap<(u32, u32), u
             d.raw("</g>\n");
         }
     }
-    colour_bar(&mut d, bar_x, top, g, lo, hi);
+    colour_bar(&mut d, bar_x, top, g, lo, hi, unit);
     d.text(
         left,
         h - 18.0,
@@ -122,7 +128,7 @@ fn cell_label(v: u64, cs: f64, font: f64) -> Option<String> {
 }
 
 /// Vertical gradient from `hi` (top, dark) to `lo` (bottom, bright) with 5 labelled ticks.
-fn colour_bar(d: &mut Doc, x: f64, top: f64, g: f64, lo: u64, hi: u64) {
+fn colour_bar(d: &mut Doc, x: f64, top: f64, g: f64, lo: u64, hi: u64, unit: &str) {
     d.raw("<defs><linearGradient id=\"latency-scale\" x1=\"0\" y1=\"0\" x2=\"0\" y2=\"1\">\n");
     for k in 0..=8 {
         let f = f64::from(k) / 8.0;
@@ -143,7 +149,7 @@ fn colour_bar(d: &mut Doc, x: f64, top: f64, g: f64, lo: u64, hi: u64) {
         x - 2.0,
         top - 10.0,
         "font-size=\"11\" fill=\"#444444\"",
-        "ticks",
+        unit,
     );
     let ticks = if hi > lo { 4 } else { 0 };
     for k in 0..=ticks {

@@ -64,7 +64,14 @@ pub fn ipc_xcore_heatmap(rows: &[Row], ratio: bool) -> String {
             "no ipc.rtt.64.xcore.<a>.<b> rows (and .base.) in this run",
         );
     }
-    heatmap::render(title, &subtitle(fusion.values().copied()), &cells)
+    // The IPC rows subtract the timing pair (`ipc::bench`).
+    let unit = if ratio { "%" } else { "ticks" };
+    heatmap::render(
+        title,
+        &subtitle(fusion.values().copied(), true),
+        unit,
+        &cells,
+    )
 }
 
 /// File name of the contention chart.
@@ -86,7 +93,13 @@ pub fn c2c_heatmap(rows: &[Row], kind: C2cKind) -> String {
         return placeholder(title, &what);
     }
     let cells = best.iter().map(|(&k, r)| (k, r.stats.p50)).collect();
-    heatmap::render(title, &subtitle(best.values().copied()), &cells)
+    // Raw TSC differences: the c2c exchanges do not subtract the timing pair.
+    heatmap::render(
+        title,
+        &subtitle(best.values().copied(), false),
+        "ticks",
+        &cells,
+    )
 }
 
 /// Line chart of the `contend.<lock>.<ncpus>` rows' p50, with a dashed line for each
@@ -111,8 +124,14 @@ pub fn contention_chart(rows: &[Row], targets: &[Target]) -> String {
         })
         .filter(|s| !s.points.is_empty())
         .collect();
+    // A cycles target is drawn only on a chart of real cycles (on a TCG or icount axis
+    // its line meant nothing: found by review, 2026-12-04).
+    let cycles = best
+        .values()
+        .all(|r| r.mode.is_some_and(Mode::is_real_cycles));
     let guides: Vec<contention::Guide> = targets
         .iter()
+        .filter(|_| cycles)
         .filter(|t| {
             t.select == Select::MinNcpus
                 && t.unit == Unit::Cycles
@@ -125,7 +144,13 @@ pub fn contention_chart(rows: &[Row], targets: &[Target]) -> String {
             })
         })
         .collect();
-    contention::render(title, &subtitle(best.values().copied()), &series, &guides)
+    // Hand-offs are raw TSC differences between CPUs (`harness::locks`).
+    contention::render(
+        title,
+        &subtitle(best.values().copied(), false),
+        &series,
+        &guides,
+    )
 }
 
 /// File name of the fake-nginx chart.
@@ -246,9 +271,16 @@ fn best_rows<K: Ord>(rows: &[Row], key: impl Fn(&str) -> Option<K>) -> BTreeMap<
     best
 }
 
-/// What the numbers are worth, from the modes of the rows drawn.
-fn subtitle<'a>(rows: impl Iterator<Item = &'a Row>) -> String {
-    format!("timing overhead subtracted · {}", mode_note(rows))
+/// What the numbers are worth, from the modes of the rows drawn (`subtracted`: the rows
+/// subtract the timing pair's overhead; until 2026-12-04 every chart said so, the c2c and
+/// contention ones wrongly).
+fn subtitle<'a>(rows: impl Iterator<Item = &'a Row>, subtracted: bool) -> String {
+    let how = if subtracted {
+        "timing overhead subtracted"
+    } else {
+        "raw TSC differences"
+    };
+    format!("{how} · {}", mode_note(rows))
 }
 
 /// The modes of the rows drawn, in words.
