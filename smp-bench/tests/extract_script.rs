@@ -149,3 +149,36 @@ fn csv_is_readable_by_the_report() {
     assert_eq!(rows[3].stats.p50, 38);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A row the report would refuse (statistics out of order: a run with no request leaves
+/// min = u64::MAX) is skipped by name; the rest of the log still makes a CSV the report
+/// reads. Until 2026-12-04 it went into the CSV, and the report refused the whole file.
+#[test]
+fn inconsistent_rows_are_skipped_by_name() {
+    if !have_bash() {
+        return;
+    }
+    let dir = temp_dir("inconsistent");
+    std::fs::write(
+        dir.join("serial.log"),
+        "SUITE,smp,0,0,tcg,2,x,y\n\
+         BENCH,good,10,5,1,9,5,6,7\n\
+         BENCH,http.empty,0,18446744073709551615,18446744073709551615,0,0,0,0\n\
+         BENCH,p99.above.max,10,5,1,9,5,6,12\n\
+         END,smp,3\n",
+    )
+    .unwrap();
+    let out = run(&dir, &["serial.log", "out.csv"]);
+    assert!(out.status.success());
+    let csv = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    assert_eq!(
+        csv,
+        "suite,mode,name,n,mean,min,max,p50,p95,p99\nsmp,tcg,good,10,5,1,9,5,6,7\n"
+    );
+    #[cfg(feature = "report")]
+    smp_bench::report::parse_csv(&csv).expect("the report reads what is left");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("skipped http.empty: inconsistent"), "{err}");
+    assert!(err.contains("skipped p99.above.max: inconsistent"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
