@@ -34,7 +34,9 @@ pub fn select<'a>(t: &Target, rows: &'a [Row]) -> Option<Measurement<'a>> {
             .map(|(_, row)| Measurement {
                 row,
                 value: row.stats.p50,
-                detail: None,
+                // A target with several rows names the one it shows (target 7: `.lazy` or
+                // `.eager`; until 2026-12-04 the table did not say which; found by review).
+                detail: (prefixes.len() > 1).then(|| row.name.clone()),
             }),
         Select::MinNcpus => rows
             .iter()
