@@ -591,3 +591,28 @@ fn exo_report_binary() {
     assert_eq!(run(&["/nonexistent/bench_results.csv"]), Some(1));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A target with several rows (7: `ctx.switch.fpu`, `.lazy`, `.eager`) says which one it
+/// shows; a row named as the target itself needs no name.
+#[test]
+fn a_target_of_several_rows_names_the_one_shown() {
+    let csv = "suite,mode,name,n,mean,min,max,p50,p95,p99\r
+smp,tcg,ctx.switch.fpu.lazy,100,4100,3000,9000,4000,5000,6000\r
+smp,tcg,ctx.switch.fpu.eager,100,3100,2000,9000,3000,4000,5000\r
+";
+    let rows = parse_csv(csv).unwrap();
+    let t = targets()
+        .into_iter()
+        .find(|t| t.id == "7")
+        .expect("target 7");
+    let m = smp_bench::report::select(&t, &rows).expect("a row");
+    assert_eq!(
+        (m.value, m.detail.as_deref()),
+        (3000, Some("ctx.switch.fpu.eager"))
+    );
+    let own = parse_csv(
+        "suite,mode,name,n,mean,min,max,p50,p95,p99\r\nsmp,tcg,ctx.switch.fpu,100,3100,2000,9000,3000,4000,5000\r\n",
+    )
+    .unwrap();
+    assert_eq!(smp_bench::report::select(&t, &own).unwrap().detail, None);
+}

@@ -34,9 +34,10 @@ pub fn select<'a>(t: &Target, rows: &'a [Row]) -> Option<Measurement<'a>> {
             .map(|(_, row)| Measurement {
                 row,
                 value: row.stats.p50,
-                // A target with several rows names the one it shows (target 7: `.lazy` or
-                // `.eager`; until 2026-12-04 the table did not say which; found by review).
-                detail: (prefixes.len() > 1).then(|| row.name.clone()),
+                // A target with several rows names the one it shows when it is not the
+                // target's own name (target 7: `.lazy` or `.eager`; until 2026-12-04 the
+                // table did not say which; found by review).
+                detail: (prefixes.len() > 1 && row.name != t.name).then(|| row.name.clone()),
             }),
         Select::MinNcpus => rows
             .iter()
