@@ -231,4 +231,21 @@ pub const CHECKS: &[Check] = &[
         want: Errno::ENOSYS,
         linux: true,
     },
+    Check {
+        what: "exo_rt::thread::spawn_with_stack(f, 0, 0) (no stack but its guard page)",
+        call: || {
+            fn idle(_: u64) -> i32 {
+                0
+            }
+            match exo_rt::thread::spawn_with_stack(idle, 0, 0) {
+                Err(e) => -(e as isize),
+                Ok(t) => {
+                    let _ = t.join();
+                    0
+                }
+            }
+        },
+        want: Errno::EINVAL,
+        linux: false,
+    },
 ];

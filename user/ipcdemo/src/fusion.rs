@@ -83,6 +83,7 @@ pub fn fusion() -> Result<(), &'static str> {
         exo_rt::eprintln!("ipcdemo 10: fusion server ended {end:?}");
         return Err("the fusion server failed its checks");
     }
+    forged_small_region()?;
     server_dies(other, FUSION_DIE, exo_rt::KillCause::UD)?;
     server_dies(other, FUSION_DIE_DB, exo_rt::KillCause::DB)?;
     client_ends(other)?;
@@ -90,6 +91,30 @@ pub fn fusion() -> Result<(), &'static str> {
         "ipcdemo 10: a killed server and an ended client each ended the other side's wait"
     );
     Ok(())
+}
+
+/// A region of one page with the magic number in it (what a hostile peer could hand over)
+/// is refused by `Channel::open`: the rings need more than a page, and their end would lie
+/// past the region (until 2026-12-04 the opener died at its first call; found by review).
+fn forged_small_region() -> Result<(), &'static str> {
+    use exo_rt::abi::ipc::{RIGHT_RECV, RIGHT_SEND};
+    let h = exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 0)
+        .map_err(|_| "forged region: endpoint_create")?;
+    let r = (|| {
+        let p = exo_rt::shm_map(h, 4096).map_err(|_| "forged region: shm_map")?;
+        // SAFETY: the kernel just mapped a fresh page at `p` for this program alone.
+        unsafe {
+            p.cast::<u64>()
+                .write_volatile(exo_rt::fusion::region_magic())
+        };
+        match Channel::open(h) {
+            Err(Errno::EINVAL) => Ok(()),
+            Err(_) => Err("forged region: open failed with another error than EINVAL"),
+            Ok(_) => Err("forged region: a one-page region was opened as a channel"),
+        }
+    })();
+    let _ = exo_rt::handle_close(h);
+    r
 }
 
 /// Starts role `mode` of this program on `cpu` for the new channel `c`.

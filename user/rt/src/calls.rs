@@ -129,6 +129,24 @@ pub fn futex_wake_shared(word: &AtomicU32, count: u32) -> Result<usize, Errno> {
     futex(word, FUTEX_WAKE, count, None)
 }
 
+/// Whether the 4-byte word at `addr` (4-aligned) can be read, asked of the kernel (a
+/// private `FUTEX_WAKE` of no waiter reads the word: `EFAULT` if it is not mapped
+/// readable). No reference to the word is made.
+pub(crate) fn word_readable(addr: usize) -> bool {
+    // SAFETY: the kernel reads the word with its fault-checked copy and wakes nobody (count
+    // 0); nothing of this program's memory is written.
+    let r = unsafe {
+        syscall4(
+            nr::FUTEX,
+            addr,
+            (FUTEX_WAKE | FUTEX_PRIVATE_FLAG) as usize,
+            0,
+            0,
+        )
+    };
+    Errno::from_ret(r).is_ok()
+}
+
 fn futex(word: &AtomicU32, op: u32, val: u32, timeout: Option<&Timespec>) -> Result<usize, Errno> {
     let t = timeout.map_or(ptr::null(), |t| t as *const Timespec);
     // SAFETY: the kernel reads the word and the timeout (WAIT), both valid for the call.

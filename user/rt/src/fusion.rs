@@ -20,7 +20,10 @@
 //! that first calls or serves names its peer's futex word with `set_tid_address`, and the
 //! kernel clears that word (`exo_sync::fusion::GONE`) and wakes it at the thread's end.
 //! That word is the thread's one `set_tid_address` word: a thread is the side of one
-//! channel at a time (the last it called or served on is the one told of its end).
+//! channel at a time (the first it called or served on is the one told of its end, per
+//! channel). A peer that ends before its first call or serve is not seen: a wait for it
+//! without a timeout waits for good (known, 2026-12-04: register at `open` with an
+//! explicit side to close it).
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -39,6 +42,12 @@ const W: usize = 9;
 
 /// `"exofusn3"` (3: the futex words' encoding with `GONE`), xor the layout's size.
 const MAGIC: u64 = 0x6578_6f66_7573_6e33 ^ core::mem::size_of::<Shared>() as u64;
+
+/// Test support: the first word of a channel's region (what a test writes to forge one).
+#[doc(hidden)]
+pub fn region_magic() -> u64 {
+    MAGIC
+}
 
 /// The region's contents.
 #[repr(C)]
@@ -161,6 +170,15 @@ impl Channel {
         // first word is read before the magic number says it holds a `Shared`.
         let magic = unsafe { &*p.cast::<AtomicU64>() }.load(Ordering::Acquire);
         if magic != MAGIC {
+            return Err(Errno::EINVAL);
+        }
+        // The rings take more than a page (4608 bytes), and the opener cannot learn the
+        // region's length: a peer could hand over a one-page region with the magic number
+        // in it, and the rings' end would lie past it (found by review, 2026-12-04). The
+        // last word is probed through the kernel, which reads it (EFAULT if unmapped: the
+        // kernel leaves the page after a region unmapped, unless this program mapped
+        // something there itself).
+        if !crate::calls::word_readable(p as usize + core::mem::size_of::<Shared>() - 4) {
             return Err(Errno::EINVAL);
         }
         // SAFETY: the creator wrote a `Shared` there before the magic number (released

@@ -84,6 +84,14 @@ mod entry_point {
     #[cfg(not(test))]
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        use core::sync::atomic::{AtomicBool, Ordering};
+        // A panic while formatting the first one (a `Display` that panics) ends here
+        // instead of recursing to the stack's guard page (found by review, 2026-12-04).
+        static PANICKING: AtomicBool = AtomicBool::new(false);
+        if PANICKING.swap(true, Ordering::AcqRel) {
+            let _ = crate::write(exo_abi::STDERR, b"panic while panicking\n");
+            crate::exit_group(101)
+        }
         let mut w = FdWriter::<LINE_MAX>::new(exo_abi::STDERR);
         let _ = write!(w, "panic: {}", info.message());
         if let Some(loc) = info.location() {

@@ -88,8 +88,12 @@ pub fn spawn(f: fn(u64) -> i32, arg: u64) -> Result<Thread, Errno> {
     spawn_with_stack(f, arg, STACK_SIZE)
 }
 
-/// As [`spawn`], with a stack of `stack_size` bytes (rounded up to whole pages).
+/// As [`spawn`], with a stack of `stack_size` bytes (rounded up to whole pages; 0 is
+/// `EINVAL`: the stack would be only its guard page, until 2026-12-04 a fault here).
 pub fn spawn_with_stack(f: fn(u64) -> i32, arg: u64, stack_size: usize) -> Result<Thread, Errno> {
+    if stack_size == 0 {
+        return Err(Errno::EINVAL);
+    }
     let size = stack_size
         .checked_next_multiple_of(4096)
         .and_then(|s| s.checked_add(GUARD_SIZE))

@@ -46,9 +46,14 @@ pub fn tsc_hz() -> u64 {
         }
         (t1, n1) = (rdtsc(), crate::monotonic_nanos());
     }
-    let hz = match n1.checked_sub(n0).filter(|&dn| dn > 0) {
-        Some(dn) => (u128::from(t1 - t0) * 1_000_000_000 / u128::from(dn)).max(1) as u64,
-        None => 1_000_000_000,
+    // A thread moved meanwhile to a CPU whose TSC is behind would make `t1 - t0` wrap (TSC
+    // offsets between CPUs are measured by the kernel, not corrected): then, or with no
+    // time elapsed, the fallback (found by review, 2026-12-04).
+    let hz = match (n1.checked_sub(n0).filter(|&dn| dn > 0), t1.checked_sub(t0)) {
+        (Some(dn), Some(dt)) => {
+            (u128::from(dt) * 1_000_000_000 / u128::from(dn)).clamp(1, u128::from(u64::MAX)) as u64
+        }
+        _ => 1_000_000_000,
     };
     HZ.store(hz, Ordering::Relaxed);
     hz
