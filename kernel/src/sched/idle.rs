@@ -162,6 +162,16 @@ pub fn idle_step(g: &IrqGuard) -> bool {
     }
     if let Some(m) = halted_mask() {
         m.set(cs.cpu);
+        // Work made stealable after the check above, by a CPU whose kick read the halted
+        // mask before this mark, would wait for a tick: looked for again now that the mark
+        // is visible (a kicker marks stealable work before it reads the halted mask, both
+        // with locked instructions). Until 2026-12-04 the CPU halted anyway (found by
+        // review; latency only, not forced by a test).
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if stealable_elsewhere(cs) {
+            m.clear(cs.cpu);
+            return true;
+        }
     }
     false
 }
