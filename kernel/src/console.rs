@@ -308,13 +308,50 @@ pub fn write_bytes(bytes: &[u8]) {
 
 /// Writes everything every ring holds, waiting for the console lock (exits, the panic
 /// path, a full ring's back-pressure, a writer that moved to another CPU).
+///
+/// What each ring holds when its turn comes goes out in pieces of [`FLUSH_CHUNK`] bytes, the
+/// console lock (interrupts off) taken per piece: a CPU flushing full rings answers TLB
+/// shootdowns and the timer between pieces. Until 2026-12-04 every ring went out in one
+/// hold: on a slow UART (115200 baud: 16 KiB a ring in 1.4 s; under KVM each byte a VM
+/// exit) a flush of many CPUs' rings kept interrupts off past the shootdown's 5 s deadline
+/// (not forced by a test: QEMU's TCG UART is too fast to show it). Bytes queued during the
+/// flush by others may stay for the background drains; those queued before it are out when
+/// it returns (a writer that moved to another CPU relies on it).
 pub fn flush_all() {
-    locked(|| {
-        for r in rings() {
-            drain_ring(r, Drain::All, usize::MAX, &mut emit);
-        }
-    });
+    for r in rings() {
+        flush_ring(r, &mut emit, &mut |piece| locked(piece));
+    }
 }
+
+/// Writes out to `out` what `ring` holds when it starts, [`FLUSH_CHUNK`] bytes per call of
+/// `hold`, which runs the piece it is given (holding the console lock, in [`flush_all`]).
+/// Returns how many pieces it wrote.
+pub fn flush_ring(
+    ring: &CpuRing,
+    out: &mut dyn FnMut(&[u8]),
+    hold: &mut dyn FnMut(&mut dyn FnMut() -> usize) -> usize,
+) -> usize {
+    let mut owed: Option<usize> = None;
+    let mut pieces = 0;
+    loop {
+        let n = hold(&mut || {
+            let left = *owed.get_or_insert_with(|| ring.queued());
+            drain_ring(ring, Drain::All, left.min(FLUSH_CHUNK), out)
+        });
+        let left = owed.unwrap_or(0);
+        if n == 0 {
+            return pieces;
+        }
+        pieces += 1;
+        if n >= left {
+            return pieces;
+        }
+        owed = Some(left - n);
+    }
+}
+
+/// Bytes [`flush_all`] writes per hold of the console lock (44 ms at 115200 baud).
+pub const FLUSH_CHUNK: usize = 512;
 
 /// The idle loop's drain: whole lines of every ring, at most [`IDLE_BUDGET`] bytes each, if
 /// the console lock is free. Returns true when a ring still holds bytes beyond the budget
@@ -419,7 +456,7 @@ pub fn hold_forever() -> ! {
 }
 
 /// Runs `f` holding the console lock, interrupts off.
-fn locked(f: impl FnOnce()) {
+fn locked<R>(f: impl FnOnce() -> R) -> R {
     exo_arch::cpu::without_interrupts(|| {
         let me = me();
         let start = exo_arch::tsc::rdtsc();
@@ -442,11 +479,12 @@ fn locked(f: impl FnOnce()) {
                 }
             }
         }
-        f();
+        let r = f();
         if !stolen {
             OWNER.store(0, Ordering::Release);
         }
-    });
+        r
+    })
 }
 
 /// Prints a line on the serial console.

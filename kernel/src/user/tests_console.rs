@@ -38,6 +38,11 @@ ktest!(
     "user.console_kernel_line_after_an_unfinished_user_line_starts_a_line",
     kernel_line_after_partial
 );
+ktest!(
+    Needs::Threads,
+    "user.console_flush_writes_what_was_queued_in_pieces",
+    flush_in_pieces
+);
 
 /// A ring of `bytes` for the test alone (leaked: a few hundred bytes per run).
 fn test_ring(bytes: usize) -> Result<&'static CpuRing, String> {
@@ -215,4 +220,43 @@ fn kernel_line_after_partial(_: &BootState) -> TestResult {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A flush writes what a ring held when it began, in pieces of `console::FLUSH_CHUNK` bytes
+/// (the console lock, and interrupts, released between pieces: a CPU flushing full rings
+/// still answers TLB shootdowns), in order; bytes queued meanwhile stay for later (the
+/// flush ends). Until 2026-12-04 a flush held the lock for every ring whole.
+fn flush_in_pieces(_: &BootState) -> TestResult {
+    let r = test_ring(4096)?;
+    let data: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    check(push(r, &data) == data.len(), || {
+        "3000 bytes did not fit".into()
+    })?;
+    let out = RefCell::new(Vec::new());
+    let mut holds = 0;
+    let pieces = console::flush_ring(
+        r,
+        &mut |b: &[u8]| out.borrow_mut().extend_from_slice(b),
+        &mut |piece| {
+            holds += 1;
+            let n = piece();
+            if holds == 1 {
+                // Another writer between two pieces: not this flush's to write.
+                push(r, b"later");
+            }
+            n
+        },
+    );
+    let want = data.len().div_ceil(console::FLUSH_CHUNK);
+    let left = drain(r, Drain::All, usize::MAX);
+    check(
+        *out.borrow() == data && pieces == want && holds == want && left == b"later",
+        || {
+            format!(
+                "{} bytes out (want 3000, in order), {pieces} pieces in {holds} holds (want {want}), left {:?}",
+                out.borrow().len(),
+                core::str::from_utf8(&left)
+            )
+        },
+    )
 }
