@@ -392,6 +392,15 @@ pub fn wait(cpu: CpuId, deadline: crate::smp::time::Deadline) -> Result<u64, Run
         if deadline.passed() {
             return Err(RunError::Timeout(cpu));
         }
+        // A waiter that moved onto `cpu` (an unpinned thread, preempted and migrated) runs
+        // the request itself: `cpu`'s idle loop, which would, does not run while the waiter
+        // (or another thread) does. Until 2026-12-04 such a wait ran out its deadline.
+        {
+            let g = IrqGuard::new();
+            if this(&g).hot.cpu_id == cpu.0 && poll_mailbox(&g) {
+                continue;
+            }
+        }
         if halt {
             // Backstop: a timer interrupt within 1 ms, so a lost IPI costs at most that;
             // armed in the timer's current mode (the scheduler's TSC-deadline mode survives).
@@ -420,7 +429,11 @@ pub fn run_on(
     if cpu == exo_percpu::cpu_id_hint() {
         return Ok(f(arg));
     }
-    post(cpu, f, arg)?;
+    match post(cpu, f, arg) {
+        // Moved onto `cpu` since the test above: run it here.
+        Err(RunError::SelfTarget) => return Ok(f(arg)),
+        r => r?,
+    }
     wait(cpu, deadline)
 }
 

@@ -38,6 +38,11 @@ ktest!(
 ktest!(Needs::Cpus, "tsc.sync_check_ran", tsc_check_ran);
 ktest!(Needs::Cpus, "smp.run_on_timeout_is_bounded", run_on_bounded);
 ktest!(
+    Needs::Threads,
+    "smp.wait_after_moving_onto_the_target_runs_the_request",
+    wait_on_target
+);
+ktest!(
     Needs::Cpus,
     "timer.halting_wait_keeps_the_timer_mode",
     wait_keeps_timer_mode
@@ -537,4 +542,57 @@ fn guards_out_of_order(_: &BootState) -> TestResult {
     check(code == crate::sched::KILLED, || {
         format!("the thread ended with {code:#x}: guards dropped out of order went unnoticed")
     })
+}
+
+static BUSY_RUN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static BUSY_STOP: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// A waiter that moved onto the target CPU (an unpinned poster, migrated) runs the request
+/// itself: the target's idle loop, which would, does not run while threads do. Forced: a
+/// spinning thread holds the target (its idle loop never runs, so the posted request stays
+/// pending), and the test thread moves there before it waits. Until 2026-12-04 the wait ran
+/// out its deadline. Not under icount (no preemption: the two threads could not share).
+fn wait_on_target(s: &BootState) -> TestResult {
+    use crate::sched::{self, Builder, CpuSet};
+    let online: Vec<CpuId> = cpus::online().map(|b| CpuId(b.hot.cpu_id)).collect();
+    if online.len() < 2 || s.opts.mode == Some(smp_bench::Mode::Icount) {
+        return Err(format!("{SKIP}needs 2 CPUs and a preempting timer"));
+    }
+    let target = *online.last().unwrap_or(&CpuId(0));
+    fn busy(_: u64) -> u64 {
+        BUSY_RUN.store(true, Ordering::Release);
+        while !BUSY_STOP.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        0
+    }
+    fn job(arg: u64) -> u64 {
+        arg + 1
+    }
+    BUSY_RUN.store(false, Ordering::Release);
+    BUSY_STOP.store(false, Ordering::Release);
+    sched::set_affinity(CpuSet::one(0)).map_err(|e| format!("pin to 0: {e}"))?;
+    let spinner = Builder::new()
+        .pin(target.0)
+        .spawn(busy, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let r = (|| {
+        crate::harness::wait_for("the spinner to run", 30_000, || {
+            BUSY_RUN.load(Ordering::Acquire)
+        })?;
+        cpus::post(target, job, 41).map_err(|e| format!("post: {e}"))?;
+        sched::set_affinity(CpuSet::one(target.0)).map_err(|e| format!("move: {e}"))?;
+        let here = sched::this_cpu();
+        let got = cpus::wait(target, Deadline::after_ms(5000));
+        check(here == target.0 && got == Ok(42), || {
+            format!(
+                "on CPU {here} (target {}): wait gave {got:?} (want Ok(42))",
+                target.0
+            )
+        })
+    })();
+    BUSY_STOP.store(true, Ordering::Release);
+    let _ = sched::set_affinity(CpuSet::ANY);
+    crate::harness::join_all(&[spinner], 30_000)?;
+    r
 }
