@@ -220,10 +220,11 @@ pub fn deliberate_page_fault() -> u64 {
 pub mod io {
     use exo_arch::layout::phys_to_virt;
 
-    /// A device register window at a physical address below 4 GiB that is not RAM (a PCI BAR,
-    /// the ECAM window, a virtio-mmio slot): `memory::init` maps all of it uncached in the
-    /// direct map, so volatile accesses reach the device. Constructed only by `dev`, from
-    /// addresses the firmware's tables or the PCI BARs give.
+    /// A device register window that is not RAM (a PCI BAR, the ECAM window, a virtio-mmio
+    /// slot), mapped uncached at its direct-map address: below 4 GiB by `memory::init`,
+    /// above by `mm::memory::mmio` on demand. Volatile accesses reach the device.
+    /// Constructed by `dev` (through `mm::memory::mmio` where a window may lie above 4 GiB),
+    /// from addresses the firmware's tables or the PCI BARs give.
     #[derive(Debug, Clone, Copy)]
     pub struct Mmio {
         va: usize,
@@ -232,7 +233,7 @@ pub mod io {
 
     impl Mmio {
         /// The window `[pa, pa + len)`, or `None` if it is not below 4 GiB (the uncached part
-        /// of the direct map; the kernel maps nothing else for devices).
+        /// of the direct map that `memory::init` made; higher windows: [`Mmio::mapped`]).
         pub fn new(pa: u64, len: usize) -> Option<Self> {
             let end = pa.checked_add(len as u64)?;
             (pa != 0 && end <= 1 << 32).then(|| Self {

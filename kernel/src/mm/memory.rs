@@ -379,11 +379,11 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
         // nothing bounded them, so enough stack churn would have mapped stacks over the
         // kernel image's window.
         let pages = pages.clamp(1, 255);
-        let slot = match m.free_slots.pop() {
-            Some(s) => s,
+        let (slot, fresh) = match m.free_slots.pop() {
+            Some(s) => (s, false),
             None if m.next_stack_slot < STACK_SLOTS => {
                 m.next_stack_slot += 1;
-                STACK_REGION + (m.next_stack_slot - 1) * SLOT
+                (STACK_REGION + (m.next_stack_slot - 1) * SLOT, true)
             }
             // Every slot holds a live stack or one not yet reclaimed: out of stack space.
             None => return Err(MemError::OutOfMemory),
@@ -411,7 +411,7 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
                     // it back): it goes back now, as no CPU can cache a translation of it.
                     // Until 2026-12-04 it was lost, once per stack that failed this way
                     // (found by review).
-                    if slot == STACK_REGION + m.next_stack_slot.saturating_sub(1) * SLOT {
+                    if fresh {
                         m.next_stack_slot -= 1;
                     } else if m.free_slots.try_reserve(1).is_ok() {
                         m.free_slots.push(slot);

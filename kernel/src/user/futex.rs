@@ -139,24 +139,23 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
     if !private {
         WAIT_LISTED_HOLD.pass();
         let same = key(addr, false).ok() == Some((root, addr_key));
-        let armed = waiters(|w| {
-            let k = w.iter().position(|x| x.tid == me)?;
+        // Whether it left (else it is armed, or `frames_gone` woke it: a spurious wake-up).
+        let left = waiters(|w| {
+            let Some(k) = w.iter().position(|x| x.tid == me) else {
+                return false;
+            };
             if w[k].woken {
-                return Some(Ok(())); // `frames_gone`: a spurious wake-up
+                return false;
             }
-            match read_word(addr) {
-                Ok(v) if same && v == val => {
-                    w[k].armed = true;
-                    Some(Ok(()))
-                }
-                _ => {
-                    w.swap_remove(k);
-                    Some(Err(Errno::Eagain))
-                }
+            if same && read_word(addr) == Ok(val) {
+                w[k].armed = true;
+                return false;
             }
+            w.swap_remove(k);
+            true
         });
-        if let Some(Err(e)) = armed {
-            return Err(e);
+        if left {
+            return Err(Errno::Eagain);
         }
     }
     let dying = super::process::dying;

@@ -156,11 +156,6 @@ pub(super) fn undo_created(ep: crate::ipc::EpRef, tag: u64) {
     }
 }
 
-/// Whether region `tag` still exists (tests).
-pub fn exists(tag: u64) -> bool {
-    alive(tag)
-}
-
 /// `shm_map(handle, len)`: maps the region of the endpoint `handle` names into the calling
 /// process (creating it with `len` bytes when `len != 0`); its address.
 pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
@@ -218,8 +213,8 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
     }
 }
 
-/// Whether region `tag` still exists (mapped somewhere).
-fn alive(tag: u64) -> bool {
+/// Whether region `tag` still exists (mapped somewhere; also for tests).
+pub fn alive(tag: u64) -> bool {
     slot_of(tag).is_some_and(|(r, gen_)| {
         let _g = IrqGuard::new();
         let g = r.lock();

@@ -685,10 +685,10 @@ fn shm_undo_keeps_shared(_: &BootState) -> TestResult {
         let other = super::shm::acquire(tag).map_err(|x| format!("acquire: {x:?}"))?;
         super::shm::undo_created(e, tag);
         let named = ipc::region(e).map(|r| r.0);
-        let alive = super::shm::exists(tag);
+        let alive = super::shm::alive(tag);
         let last = super::shm::release(tag); // the other process's reference
         check(
-            named == Ok(tag) && alive && other.len() == 2 && last && !super::shm::exists(tag),
+            named == Ok(tag) && alive && other.len() == 2 && last && !super::shm::alive(tag),
             || {
                 format!(
                     "after the failed map's undo the endpoint names {named:?} (want Ok({tag:#x})), region alive {alive}; the other reference freed it: {last}"
