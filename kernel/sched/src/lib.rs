@@ -48,6 +48,6 @@ mod thread;
 pub use cpumask::{AtomicMask, CpuSet};
 pub use ema::{Ema, HOT_BURST_SHIFT, Queue, classify, classify_by, hot_limit};
 pub use mailbox::{Mailbox, MailboxFull, Message, Notify};
-pub use request_mailbox::{Busy, Request, RequestMailbox};
+pub use request_mailbox::{Busy, Lost, RESULTS, Request, RequestMailbox};
 pub use runqueue::{DEFAULT_HOT_BUDGET, EnqueueError, NotQueued, RunQueue};
 pub use thread::{InvalidPriority, Priority, ThreadRef};

@@ -3,8 +3,9 @@
 //! Any CPU may [`post`](RequestMailbox::post) one request (a function word, an argument word
 //! and a notify word) to the CPU that owns the mailbox; the owner [`take`](RequestMailbox::take)s
 //! it, runs it and [`complete`](RequestMailbox::complete)s it with a result word; the poster
-//! reads the result with [`finished`](RequestMailbox::finished). One request at a time: a
-//! post while a request is claimed, published or running is refused with [`Busy`].
+//! reads the result of *its* request with [`result`](RequestMailbox::result) and the sequence
+//! number `post` gave it. One request at a time: a post while a request is claimed,
+//! published or running is refused with [`Busy`].
 //!
 //! # Algorithm
 //!
@@ -16,6 +17,14 @@
 //! ignores a claimed-but-unpublished slot (`CLAIMED` set), reads the payload after seeing a
 //! published sequence (acquire), and completes with `result` then `done = seq` (release).
 //! The sequences only grow, so a stale `done` can never make the CAS succeed (no ABA).
+//!
+//! Results are kept per sequence number in a ring of [`RESULTS`] tagged slots (slot
+//! `seq % RESULTS`, a seqlock with the owner as its only writer: the tag cleared, the value
+//! written, the tag set to `seq`), so a poster that reads late still gets its own result
+//! while the next [`RESULTS`]` - 1` requests complete; later than that, [`Lost`]. Until
+//! 2026-12-05 the mailbox kept one result and no tag: a poster whose request had completed
+//! read the result of whichever request completed last (another poster's, if one had been
+//! accepted meanwhile), and while that other request was pending it waited for it too.
 //!
 //! The kernel's first version checked `posted == done` and then stored the payload and
 //! `posted` with plain stores: two posters could both see the mailbox free and overwrite
@@ -31,7 +40,7 @@
 
 use core::fmt;
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, fence};
 
 /// The bit of `posted` that marks a claimed request whose payload is being written.
 const CLAIMED: u64 = 1 << 63;
@@ -47,6 +56,46 @@ impl fmt::Display for Busy {
 }
 
 impl core::error::Error for Busy {}
+
+/// Results the mailbox keeps: a poster's result survives [`RESULTS`]` - 1` later completions.
+pub const RESULTS: usize = 4;
+
+/// [`RequestMailbox::result`] of a request that completed, read after [`RESULTS`] later
+/// requests had completed too: its result slot was reused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Lost;
+
+impl fmt::Display for Lost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("request completed, its result overwritten by later requests")
+    }
+}
+
+impl core::error::Error for Lost {}
+
+/// One result slot: the value of request `tag` (0: being written or never written).
+struct Slot {
+    tag: AtomicU64,
+    value: AtomicU64,
+}
+
+impl Slot {
+    #[cfg(not(all(loom, test)))]
+    const fn new() -> Self {
+        Slot {
+            tag: AtomicU64::new(0),
+            value: AtomicU64::new(0),
+        }
+    }
+
+    #[cfg(all(loom, test))]
+    fn new() -> Self {
+        Slot {
+            tag: AtomicU64::new(0),
+            value: AtomicU64::new(0),
+        }
+    }
+}
 
 /// A published request, as the owner takes it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -68,7 +117,7 @@ pub struct RequestMailbox {
     func: AtomicU64,
     arg: AtomicU64,
     notify: AtomicU64,
-    result: AtomicU64,
+    results: [Slot; RESULTS],
 }
 
 impl RequestMailbox {
@@ -82,7 +131,7 @@ impl RequestMailbox {
             func: AtomicU64::new(0),
             arg: AtomicU64::new(0),
             notify: AtomicU64::new(0),
-            result: AtomicU64::new(0),
+            results: [Slot::new(), Slot::new(), Slot::new(), Slot::new()],
         }
     }
 
@@ -96,7 +145,7 @@ impl RequestMailbox {
             func: AtomicU64::new(0),
             arg: AtomicU64::new(0),
             notify: AtomicU64::new(0),
-            result: AtomicU64::new(0),
+            results: [Slot::new(), Slot::new(), Slot::new(), Slot::new()],
         }
     }
 
@@ -136,20 +185,37 @@ impl RequestMailbox {
     /// The owner's side: completes request `seq` (from [`take`](Self::take)) with `result`;
     /// the mailbox is free again.
     pub fn complete(&self, seq: u64, result: u64) {
-        self.result.store(result, Ordering::Relaxed);
+        let s = &self.results[(seq % RESULTS as u64) as usize];
+        // The seqlock's write: invalidate, then the value, then the tag (the owner is the
+        // only writer, so no odd/even counter is needed).
+        s.tag.store(0, Ordering::Relaxed);
+        fence(Ordering::Release);
+        s.value.store(result, Ordering::Relaxed);
+        s.tag.store(seq, Ordering::Release);
         self.done.store(seq, Ordering::Release);
     }
 
-    /// The poster's side: the result of the last request once it is completed (`None` while
-    /// one is claimed, pending or running). The mailbox is shared: after completion another
-    /// poster may claim it, and from then on this reports that request.
-    pub fn finished(&self) -> Option<u64> {
+    /// The poster's side: the result of request `seq` (what [`post`](Self::post) returned):
+    /// `None` while it is pending or running, `Some(Ok(result))` once completed, and
+    /// `Some(Err(Lost))` if [`RESULTS`] later requests completed before this read.
+    pub fn result(&self, seq: u64) -> Option<Result<u64, Lost>> {
+        let s = &self.results[(seq % RESULTS as u64) as usize];
+        // `done` first: once it is `>= seq`, the tag `seq` (stored before it) is visible,
+        // so a tag found different means the slot is being reused. Read after the tag, a
+        // completion between the two loads would look like a reuse (`Lost` for a request
+        // that had just completed).
         let done = self.done.load(Ordering::Acquire);
-        if self.posted.load(Ordering::Acquire) == done {
-            Some(self.result.load(Ordering::Relaxed))
-        } else {
-            None
+        if s.tag.load(Ordering::Acquire) == seq {
+            let v = s.value.load(Ordering::Relaxed);
+            // Pairs with the writer's release fence: a value written after the tag was
+            // cleared makes the second look see the cleared (or a newer) tag.
+            fence(Ordering::Acquire);
+            if s.tag.load(Ordering::Relaxed) == seq {
+                return Some(Ok(v));
+            }
         }
+        // Not ours in the slot: not written yet (pending), or reused (lost).
+        (done >= seq).then_some(Err(Lost))
     }
 
     /// Is no request claimed, pending or running?

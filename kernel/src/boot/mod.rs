@@ -272,6 +272,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
         if let Some(m) = opts.panic_also_cpu.filter(|&m| m != c) {
             // CPU `m` panics once `c` is reporting; the report waits for it (test switch).
             crate::trap::panic::await_second_panic();
+            // Not waited for: its panic stops every CPU.
             if let Err(e) = cpus::post(CpuId(m), second_boom, 0) {
                 error!("exo.panic_also_cpu={m}: could not reach CPU {m}: {e}");
             }

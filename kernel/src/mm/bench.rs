@@ -133,14 +133,16 @@ fn scaling(b: &mut Bench<'_>) {
         SCALE_START.store(start, Ordering::Relaxed);
         SCALE_END.store(start + window, Ordering::Release);
         let mut per_cpu: Vec<u64> = Vec::with_capacity(k);
+        let mut tickets = Vec::with_capacity(k);
         for &c in &all[1..k] {
-            if let Err(e) = cpus::post(c, scale_participant, 0) {
-                log::warn!("scale.alloc64.{k}: {e}");
+            match cpus::post(c, scale_participant, 0) {
+                Ok(t) => tickets.push(t),
+                Err(e) => log::warn!("scale.alloc64.{k}: {e}"),
             }
         }
         per_cpu.push(scale_participant(0));
-        for &c in &all[1..k] {
-            match cpus::wait(c, Deadline::after_ms(10_000)) {
+        for t in tickets {
+            match cpus::wait(t, Deadline::after_ms(10_000)) {
                 Ok(t) => per_cpu.push(t),
                 Err(e) => log::warn!("scale.alloc64.{k}: {e}"),
             }

@@ -113,12 +113,13 @@ fn heap_every_cpu(_: &BootState) -> TestResult {
         .map(|b| CpuId(b.hot.cpu_id))
         .filter(|c| c.0 != 0)
         .collect();
+    let mut tickets = Vec::with_capacity(cpus.len());
     for &c in &cpus {
-        cpus::post(c, heap_job, u64::from(c.0)).map_err(|e| format!("{e}"))?;
+        tickets.push(cpus::post(c, heap_job, u64::from(c.0)).map_err(|e| format!("{e}"))?);
     }
-    for &c in &cpus {
-        let r = cpus::wait(c, Deadline::after_ms(5000)).map_err(|e| format!("{e}"))?;
-        check(r == 1, || format!("heap check failed on CPU {}", c.0))?;
+    for t in tickets {
+        let r = cpus::wait(t, Deadline::after_ms(5000)).map_err(|e| format!("{e}"))?;
+        check(r == 1, || format!("heap check failed on CPU {}", t.cpu.0))?;
     }
     Ok(())
 }
@@ -205,12 +206,13 @@ fn alloc_storm(_: &BootState) -> TestResult {
     let mut leftovers: Vec<Vec<u64>> = Vec::with_capacity(EXCHANGE_CAP);
     drain_all()?;
     let before = crate::mm::kalloc::stats();
+    let mut tickets = Vec::with_capacity(all.len());
     for &c in all.iter().filter(|c| c.0 != 0) {
-        cpus::post(c, storm, u64::from(c.0) + 1).map_err(|e| format!("{e}"))?;
+        tickets.push(cpus::post(c, storm, u64::from(c.0) + 1).map_err(|e| format!("{e}"))?);
     }
     results.push(storm(1));
-    for &c in all.iter().filter(|c| c.0 != 0) {
-        results.push(cpus::wait(c, Deadline::after_ms(60_000)).map_err(|e| format!("{e}"))?);
+    for t in tickets {
+        results.push(cpus::wait(t, Deadline::after_ms(60_000)).map_err(|e| format!("{e}"))?);
     }
     leftovers.extend(EXCHANGE.lock().drain(..));
     let bad_left = leftovers.iter().filter(|v| !canary_ok(v)).count();

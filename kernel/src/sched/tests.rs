@@ -838,11 +838,14 @@ fn probe_in_idle_window(
     let x = ncpus() - 1;
     IDLE_WINDOW.store(0, Ordering::Release);
     let cpu = exo_percpu::CpuId(x);
-    cpus::post(cpu, window, 0).map_err(|e| format!("post: {e}"))?;
+    let ticket = cpus::post(cpu, window, 0).map_err(|e| format!("post: {e}"))?;
     let d = rdtsc() + ms(10_000);
     while IDLE_WINDOW.load(Ordering::Acquire) != 1 {
         if rdtsc() > d {
-            let _ = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(limit_ms + 2000));
+            let _ = cpus::wait(
+                ticket,
+                crate::smp::time::Deadline::after_ms(limit_ms + 2000),
+            );
             return Err(format!("CPU {x}'s idle context never opened its window"));
         }
         sched::yield_now();
@@ -851,8 +854,11 @@ fn probe_in_idle_window(
         .pin(x)
         .spawn(probe, arg)
         .map_err(|e| format!("spawn: {e}"))?;
-    let inside = cpus::wait(cpu, crate::smp::time::Deadline::after_ms(limit_ms + 2000))
-        .map_err(|e| format!("the window's end: {e}"))?;
+    let inside = cpus::wait(
+        ticket,
+        crate::smp::time::Deadline::after_ms(limit_ms + 2000),
+    )
+    .map_err(|e| format!("the window's end: {e}"))?;
     join_all(&[t], 10_000)?;
     Ok(inside)
 }

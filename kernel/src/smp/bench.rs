@@ -156,9 +156,10 @@ fn run_pair(
     arg: u64,
 ) -> Result<(), cpus::RunError> {
     let me = exo_percpu::cpu_id_hint();
-    for (c, f) in [(b, fb), (a, fa)] {
+    let mut tickets = [None, None];
+    for (k, (c, f)) in [(b, fb), (a, fa)].into_iter().enumerate() {
         if c != me {
-            cpus::post(c, f, arg)?;
+            tickets[k] = Some(cpus::post(c, f, arg)?);
         }
     }
     for (c, f) in [(a, fa), (b, fb)] {
@@ -166,10 +167,8 @@ fn run_pair(
             f(arg);
         }
     }
-    for c in [a, b] {
-        if c != me {
-            cpus::wait(c, Deadline::after_ms(10_000))?;
-        }
+    for t in tickets.into_iter().flatten() {
+        cpus::wait(t, Deadline::after_ms(10_000))?;
     }
     Ok(())
 }

@@ -290,6 +290,9 @@ pub enum RunError {
     Ipi(apic::ApicError),
     /// Running on the calling CPU itself is not a mailbox request.
     SelfTarget,
+    /// The request completed, but its result was overwritten by later requests before it
+    /// was read (`exo_sched::RESULTS` of them).
+    Lost(CpuId),
 }
 
 impl core::fmt::Display for RunError {
@@ -304,12 +307,29 @@ impl core::fmt::Display for RunError {
             ),
             RunError::Ipi(e) => write!(f, "IPI failed: {e}"),
             RunError::SelfTarget => write!(f, "cannot post to the calling CPU"),
+            RunError::Lost(c) => write!(
+                f,
+                "CPU {} finished the request, its result was overwritten before it was read",
+                c.0
+            ),
         }
     }
 }
 
+/// A posted request: the CPU it went to and its sequence number in that CPU's mailbox
+/// ([`wait`] takes it and returns this request's result, no other's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "wait for the request with `cpus::wait`, or say why not"]
+pub struct Ticket {
+    /// The CPU the request went to.
+    pub cpu: CpuId,
+    seq: u64,
+    /// Whether the target sends a wake IPI when it completes (the poster could halt).
+    notified: bool,
+}
+
 /// Posts `f(arg)` to `cpu` and wakes it; does not wait.
-pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<(), RunError> {
+pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<Ticket, RunError> {
     let b = get(cpu)
         .filter(|b| b.ext.online.load(Ordering::Acquire))
         .ok_or(RunError::NotOnline(cpu))?;
@@ -323,11 +343,17 @@ pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<(), RunError> {
         _ => 0,
     };
     // One CAS claims the mailbox: of two posters that both saw it free, one gets Busy.
-    b.ext
+    let seq = b
+        .ext
         .mailbox
         .post(f as usize as u64, arg, poster)
         .map_err(|exo_sched::Busy| RunError::Busy(cpu))?;
-    apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_WAKE)).map_err(RunError::Ipi)
+    apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_WAKE)).map_err(RunError::Ipi)?;
+    Ok(Ticket {
+        cpu,
+        seq,
+        notified: poster != 0,
+    })
 }
 
 /// APIC id + 1 the ICR test interrupt's handler pings (0: none), and how often it ran.
@@ -376,18 +402,39 @@ fn may_halt() -> bool {
     HALT_WAITS.load(Ordering::Relaxed) && exo_arch::cpu::interrupts_enabled()
 }
 
-/// Waits until `cpu` finished its posted request; returns its result (the result of the last
-/// request `cpu` completed: if another poster's request was accepted after the caller's
-/// completed, that one's; the mailbox does not tell waiters apart). Halts between checks
+/// Waits until the request of `t` is finished; returns its result. Halts between checks
 /// when it can (an emulated CPU spinning here would steal a host core from the CPUs doing
-/// the work), so the target sends a wake IPI when it finishes.
-pub fn wait(cpu: CpuId, deadline: crate::smp::time::Deadline) -> Result<u64, RunError> {
-    let b = get(cpu).ok_or(RunError::NotOnline(cpu))?;
-    let mb = &b.ext.mailbox;
-    let halt = may_halt() && mb.notify() != 0;
+/// the work), so the target sends a wake IPI when it finishes. Until 2026-12-05 the wait
+/// had no ticket: it returned the result of whichever request the CPU completed last (another
+/// poster's, if one was accepted after ours completed) and waited for that one too.
+pub fn wait(t: Ticket, deadline: crate::smp::time::Deadline) -> Result<u64, RunError> {
+    let cpu = t.cpu;
+    let mb = &get(cpu).ok_or(RunError::NotOnline(cpu))?.ext.mailbox;
+    let done = || {
+        mb.result(t.seq)
+            .map(|r| r.map_err(|exo_sched::Lost| RunError::Lost(cpu)))
+    };
+    wait_until(cpu, deadline, t.notified && may_halt(), done)
+}
+
+/// Waits until `cpu`'s mailbox holds no request (for a caller that gave up on its ticket,
+/// before it posts again).
+pub fn wait_free(cpu: CpuId, deadline: crate::smp::time::Deadline) -> Result<(), RunError> {
+    let mb = &get(cpu).ok_or(RunError::NotOnline(cpu))?.ext.mailbox;
+    // The request's poster may not be woken: no halt.
+    wait_until(cpu, deadline, false, || mb.is_free().then_some(Ok(())))
+}
+
+/// The loop of [`wait`] and [`wait_free`]: `done` until it says something or `deadline`.
+fn wait_until<T>(
+    cpu: CpuId,
+    deadline: crate::smp::time::Deadline,
+    halt: bool,
+    done: impl Fn() -> Option<Result<T, RunError>>,
+) -> Result<T, RunError> {
     loop {
-        if let Some(r) = mb.finished() {
-            return Ok(r);
+        if let Some(r) = done() {
+            return r;
         }
         if deadline.passed() {
             return Err(RunError::Timeout(cpu));
@@ -405,7 +452,7 @@ pub fn wait(cpu: CpuId, deadline: crate::smp::time::Deadline) -> Result<u64, Run
             // Backstop: a timer interrupt within 1 ms, so a lost IPI costs at most that;
             // armed in the timer's current mode (the scheduler's TSC-deadline mode survives).
             exo_arch::cpu::cli();
-            if !mb.is_free() {
+            if done().is_none() {
                 let backstop = crate::smp::timer::backstop_us(1000);
                 HALTED_WAITS.fetch_add(1, Ordering::Relaxed);
                 exo_arch::cpu::sti_hlt();
@@ -431,10 +478,10 @@ pub fn run_on(
     }
     match post(cpu, f, arg) {
         // Moved onto `cpu` since the test above: run it here.
-        Err(RunError::SelfTarget) => return Ok(f(arg)),
-        r => r?,
+        Err(RunError::SelfTarget) => Ok(f(arg)),
+        Err(e) => Err(e),
+        Ok(t) => wait(t, deadline),
     }
-    wait(cpu, deadline)
 }
 
 /// Runs a pending mailbox request of this CPU, if any. Returns whether it ran one.

@@ -8,7 +8,7 @@ use crate::smp::cpus::{self, VEC_PING};
 use crate::smp::time::Deadline;
 use alloc::format;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use exo_arch::apic::{self, Delivery, Dest};
 use exo_percpu::{CpuId, IrqGuard};
 
@@ -37,6 +37,11 @@ ktest!(
 );
 ktest!(Needs::Cpus, "tsc.sync_check_ran", tsc_check_ran);
 ktest!(Needs::Cpus, "smp.run_on_timeout_is_bounded", run_on_bounded);
+ktest!(
+    Needs::Cpus,
+    "smp.wait_returns_its_own_result_with_a_later_request_pending_or_done",
+    wait_own_result
+);
 ktest!(
     Needs::Threads,
     "smp.wait_after_moving_onto_the_target_runs_the_request",
@@ -303,16 +308,60 @@ fn run_on_bounded(_: &BootState) -> TestResult {
         return Ok(());
     };
     let c = CpuId(b.hot.cpu_id);
-    let r = cpus::run_on(c, slow, 50, Deadline::after_ms(1));
+    let t = cpus::post(c, slow, 50).map_err(|e| format!("post: {e}"))?;
+    let r = cpus::wait(t, Deadline::after_ms(1));
     check(r == Err(cpus::RunError::Timeout(c)), || {
         format!("expected a timeout, got {r:?}")
     })?;
     // The late request still completes; the mailbox is usable again afterwards.
-    let r = cpus::wait(c, Deadline::after_ms(5000));
+    let r = cpus::wait(t, Deadline::after_ms(5000));
     check(r == Ok(7), || format!("late completion gave {r:?}"))?;
     let r = cpus::post(CpuId(9999), slow, 0);
     check(r == Err(cpus::RunError::NotOnline(CpuId(9999))), || {
         format!("post to CPU 9999 gave {r:?}")
+    })
+}
+
+fn times_ten(arg: u64) -> u64 {
+    arg * 10
+}
+
+/// Set to let [`held_times_ten`] finish.
+static HELD_RELEASE: AtomicBool = AtomicBool::new(false);
+
+/// `arg * 10` once [`HELD_RELEASE`] is set (10 s at most: a failed test must not leave its
+/// target busy for good).
+fn held_times_ten(arg: u64) -> u64 {
+    let d = Deadline::after_ms(10_000);
+    while !HELD_RELEASE.load(Ordering::Acquire) && !d.passed() {
+        core::hint::spin_loop();
+    }
+    arg * 10
+}
+
+/// A poster's request completes; a second request is accepted after it and held running on
+/// the target: the first poster's `wait` returns its own result at once, and again after
+/// the second completed. Until 2026-12-05 the mailbox kept one untagged result: the first
+/// wait waited for the held request (its deadline passed) and, once that completed, got
+/// its result (20, not 10).
+fn wait_own_result(_: &BootState) -> TestResult {
+    let Some(b) = cpus::online().find(|b| b.hot.cpu_id != 0) else {
+        return Ok(());
+    };
+    let c = CpuId(b.hot.cpu_id);
+    let first = cpus::post(c, times_ten, 1).map_err(|e| format!("post 1: {e}"))?;
+    cpus::wait_free(c, Deadline::after_ms(5000)).map_err(|e| format!("first request: {e}"))?;
+    HELD_RELEASE.store(false, Ordering::Release);
+    let second = cpus::post(c, held_times_ten, 2).map_err(|e| format!("post 2: {e}"))?;
+    let r = cpus::wait(first, Deadline::after_ms(2000));
+    HELD_RELEASE.store(true, Ordering::Release);
+    check(r == Ok(10), || {
+        format!("the first wait, the second request held: {r:?} (want Ok(10))")
+    })?;
+    let r2 = cpus::wait(second, Deadline::after_ms(12_000));
+    let r1 = cpus::wait(first, Deadline::after_ms(1));
+    check(r2 == Ok(20) && r1 == Ok(10), || {
+        format!("after both: second {r2:?} (want Ok(20)), first {r1:?} (want Ok(10))")
     })
 }
 
@@ -392,7 +441,7 @@ static RACE_OK: [core::sync::atomic::AtomicBool; 2 * RACE_ROUNDS] =
 static RACE_ROUND: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 static RACE_BUSY: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 static RACE_ERR: AtomicU64 = AtomicU64::new(0);
-/// The first error: poster, round and what (1 barrier timeout, 2 not a request's result,
+/// The first error: poster, round and what (1 barrier timeout, 2 not its request's result,
 /// 3 wait error, 4 post error).
 static RACE_WHY: AtomicU64 = AtomicU64::new(0);
 /// Requests that ran with another poster's argument (a torn function/argument pair).
@@ -447,13 +496,13 @@ fn race_poster(who: u64) -> u64 {
         }
         let arg = who << 32 | round;
         match cpus::post(target, f, arg) {
-            Ok(()) => {
+            Ok(t) => {
                 RACE_OK[who as usize * RACE_ROUNDS + round as usize].store(true, Ordering::Relaxed);
-                // Not its result: when the target is quick, both posts of a round can be
-                // accepted one after the other, and `wait` reports the last request's.
-                let r = cpus::wait(target, Deadline::after_ms(5000));
+                // Its own result, even when both posts of a round were accepted one after
+                // the other (until 2026-12-05 `wait` reported the last request's).
+                let r = cpus::wait(t, Deadline::after_ms(5000));
                 match r {
-                    Ok(r) if r ^ RACE_MAGIC < 2 << 32 => {}
+                    Ok(r) if r == arg ^ RACE_MAGIC => {}
                     Ok(r) => return fail(round, 2, r),
                     Err(_) => return fail(round, 3, 0),
                 }
@@ -479,14 +528,14 @@ fn racing_posters(_: &BootState) -> TestResult {
         return Err(format!("{}needs 3 CPUs (two posters and a target)", SKIP));
     }
     RACE_TARGET.store(u64::from(online[2].0), Ordering::Relaxed);
-    cpus::post(online[1], race_poster, 1).map_err(|e| format!("{e}"))?;
+    let t = cpus::post(online[1], race_poster, 1).map_err(|e| format!("{e}"))?;
     let mine = race_poster(0);
-    let theirs = cpus::wait(online[1], Deadline::after_ms(60_000)).map_err(|e| format!("{e}"))?;
+    let theirs = cpus::wait(t, Deadline::after_ms(60_000)).map_err(|e| format!("{e}"))?;
     check(
         mine == 0 && theirs == 0 && RACE_ERR.load(Ordering::Relaxed) == 0,
         || {
             format!(
-                "a poster stopped (CPU 0: {mine}, CPU {}: {theirs}), first error {:#x} (what << 60 | poster << 56 | round << 32 | detail; what: 1 barrier timeout, 2 not a request's result, 3 wait error, 4 post error)",
+                "a poster stopped (CPU 0: {mine}, CPU {}: {theirs}), first error {:#x} (what << 60 | poster << 56 | round << 32 | detail; what: 1 barrier timeout, 2 not its request's result, 3 wait error, 4 post error)",
                 online[1].0,
                 RACE_WHY.load(Ordering::Relaxed)
             )
@@ -580,10 +629,10 @@ fn wait_on_target(s: &BootState) -> TestResult {
         crate::harness::wait_for("the spinner to run", 30_000, || {
             BUSY_RUN.load(Ordering::Acquire)
         })?;
-        cpus::post(target, job, 41).map_err(|e| format!("post: {e}"))?;
+        let t = cpus::post(target, job, 41).map_err(|e| format!("post: {e}"))?;
         sched::set_affinity(CpuSet::one(target.0)).map_err(|e| format!("move: {e}"))?;
         let here = sched::this_cpu();
-        let got = cpus::wait(target, Deadline::after_ms(5000));
+        let got = cpus::wait(t, Deadline::after_ms(5000));
         check(here == target.0 && got == Ok(42), || {
             format!(
                 "on CPU {here} (target {}): wait gave {got:?} (want Ok(42))",

@@ -90,9 +90,9 @@ fn exchange(b: &cpus::Block, first: u64) -> Result<TscOffset, SyncError> {
 pub fn measure(cpu: CpuId) -> Result<TscOffset, SyncError> {
     let first = REQ.0.load(Ordering::Relaxed) + 1;
     let b = cpus::get(cpu).ok_or(SyncError::Run(cpus::RunError::NotOnline(cpu)))?;
-    cpus::post(cpu, responder, first).map_err(SyncError::Run)?;
+    let t = cpus::post(cpu, responder, first).map_err(SyncError::Run)?;
     let r = exchange(b, first);
-    cpus::wait(cpu, Deadline::after_ms(1000)).map_err(SyncError::Run)?;
+    cpus::wait(t, Deadline::after_ms(1000)).map_err(SyncError::Run)?;
     r
 }
 
@@ -144,7 +144,7 @@ pub fn check_all() {
     }
     // Every responder ends by itself (its last exchange, or its deadline).
     for b in aps() {
-        let _ = cpus::wait(CpuId(b.hot.cpu_id), Deadline::after_ms(3000));
+        let _ = cpus::wait_free(CpuId(b.hot.cpu_id), Deadline::after_ms(3000));
     }
     // Sequence numbers past everything handed out above.
     REQ.0.store(first_of(n), Ordering::Release);
@@ -157,7 +157,7 @@ pub fn check_all() {
             if r.is_ok() {
                 break;
             }
-            let _ = cpus::wait(cpu, Deadline::after_ms(3000));
+            let _ = cpus::wait_free(cpu, Deadline::after_ms(3000));
             r = measure(cpu);
         }
         match r {

@@ -133,3 +133,83 @@ fn request_mailbox_loom_posters_and_owner_exactly_once() {
         });
     }
 }
+
+/// The owner completes request 1 while its poster reads the result: pending or the value,
+/// never `Lost` (a first version read the tag, then `done`: a completion between the two
+/// looked like a reused slot; the kernel's racing-posters test hit it at -smp 4).
+#[test]
+fn request_mailbox_loom_result_not_lost_by_its_own_completion() {
+    for order in permutations(2) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(move || {
+            let mb = Arc::new(RequestMailbox::new());
+            let first = mb.post(1, 7, 0).unwrap();
+            let handles: Vec<_> = order
+                .iter()
+                .map(|&a| {
+                    let mb = mb.clone();
+                    thread::spawn(move || {
+                        if a == 0 {
+                            let r = mb.take().unwrap();
+                            mb.complete(r.seq, r.arg * 10);
+                            Vec::new()
+                        } else {
+                            (0..2).map(|_| mb.result(first)).collect()
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                for r in h.join().unwrap() {
+                    assert!(matches!(r, None | Some(Ok(70))), "poster 1 read {r:?}");
+                }
+            }
+            assert_eq!(mb.result(first), Some(Ok(70)));
+        });
+    }
+}
+
+/// The owner completes request 1, then `RESULTS` more (posted by itself) that reuse its
+/// result slot, while poster 1 reads its result: it sees its own value, pending, or `Lost`,
+/// never another request's value (the seqlock of the result slots).
+#[test]
+fn request_mailbox_loom_result_never_another_requests() {
+    for order in permutations(2) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(move || {
+            let mb = Arc::new(RequestMailbox::new());
+            let first = mb.post(1, 7, 0).unwrap();
+            let handles: Vec<_> = order
+                .iter()
+                .map(|&a| {
+                    let mb = mb.clone();
+                    thread::spawn(move || {
+                        if a == 0 {
+                            for k in 0..=RESULTS as u64 {
+                                if k > 0 {
+                                    mb.post(1, 100 + k, 0).unwrap();
+                                }
+                                let r = mb.take().unwrap();
+                                mb.complete(r.seq, r.arg * 10);
+                            }
+                            Vec::new()
+                        } else {
+                            (0..3).map(|_| mb.result(first)).collect()
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                for r in h.join().unwrap() {
+                    assert!(
+                        matches!(r, None | Some(Ok(70)) | Some(Err(Lost))),
+                        "poster 1 read {r:?}"
+                    );
+                }
+            }
+            assert_eq!(mb.result(first), Some(Err(Lost)));
+        });
+    }
+}

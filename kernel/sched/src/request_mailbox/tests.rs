@@ -10,7 +10,6 @@ fn one_request_at_a_time() {
     static MB: RequestMailbox = RequestMailbox::new(); // const-constructible
     assert!(MB.is_free());
     assert_eq!(MB.take(), None);
-    assert_eq!(MB.finished(), Some(0));
     let seq = MB.post(11, 22, 33).unwrap();
     assert_eq!(seq, 1);
     assert!(!MB.is_free());
@@ -19,7 +18,7 @@ fn one_request_at_a_time() {
         Err(Busy),
         "a pending request refuses a second post"
     );
-    assert_eq!(MB.finished(), None);
+    assert_eq!(MB.result(seq), None);
     let r = MB.take().unwrap();
     assert_eq!(
         r,
@@ -38,7 +37,7 @@ fn one_request_at_a_time() {
     );
     MB.complete(r.seq, 44);
     assert_eq!(MB.take(), None);
-    assert_eq!(MB.finished(), Some(44));
+    assert_eq!(MB.result(seq), Some(Ok(44)));
     assert!(MB.is_free());
     assert_eq!(MB.post(5, 6, 0), Ok(2));
     assert!(format!("{MB:?}").starts_with("RequestMailbox { posted: 2, done: 1"));
@@ -55,7 +54,58 @@ fn claimed_but_unpublished_is_busy_and_invisible() {
         "the owner must not run a half-written request"
     );
     assert_eq!(mb.post(1, 2, 3), Err(Busy));
-    assert_eq!(mb.finished(), None);
+    assert_eq!(mb.result(1), None);
+}
+
+/// Runs the pending request as the owner would, completing it with `arg * 10`.
+fn run_one(mb: &RequestMailbox) -> u64 {
+    let r = mb.take().expect("a pending request");
+    mb.complete(r.seq, r.arg * 10);
+    r.seq
+}
+
+/// A poster reads its own result, not the one of a request accepted after its own had
+/// completed (until 2026-12-05 the mailbox kept one untagged result: poster 1 read 20).
+#[test]
+fn a_late_reader_gets_its_own_result() {
+    let mb = RequestMailbox::new();
+    let first = mb.post(1, 1, 0).unwrap();
+    run_one(&mb);
+    let second = mb.post(1, 2, 0).unwrap();
+    assert_eq!(
+        mb.result(first),
+        Some(Ok(10)),
+        "done, while another request is pending"
+    );
+    assert_eq!(mb.result(second), None);
+    run_one(&mb);
+    assert_eq!(mb.result(first), Some(Ok(10)));
+    assert_eq!(mb.result(second), Some(Ok(20)));
+}
+
+/// A result survives `RESULTS - 1` later completions and is reported `Lost` (never another
+/// request's value) after `RESULTS`.
+#[test]
+fn a_result_is_lost_only_after_results_later_completions() {
+    let mb = RequestMailbox::new();
+    let first = mb.post(1, 7, 0).unwrap();
+    run_one(&mb);
+    for k in 1..=RESULTS as u64 {
+        let s = mb.post(1, 100 + k, 0).unwrap();
+        run_one(&mb);
+        assert_eq!(mb.result(s), Some(Ok((100 + k) * 10)));
+        let want = if k < RESULTS as u64 {
+            Some(Ok(70))
+        } else {
+            Some(Err(Lost))
+        };
+        assert_eq!(mb.result(first), want, "after {k} later completions");
+    }
+    assert_eq!(
+        mb.result(first + 1000),
+        None,
+        "a sequence not posted yet is pending"
+    );
 }
 
 /// Two posters race for one owner thread, each round started by a barrier: of every pair
@@ -97,10 +147,16 @@ fn racing_posters_exactly_once() {
                 for round in 0..ROUNDS {
                     barrier.wait();
                     match mb.post(1 + p, p << 32 | round, 0) {
-                        Ok(_) => {
+                        Ok(seq) => {
                             accepted.push(round);
-                            while mb.finished().is_none() {
-                                std::thread::yield_now();
+                            loop {
+                                match mb.result(seq) {
+                                    None => std::thread::yield_now(),
+                                    Some(r) => {
+                                        assert_eq!(r, Ok(p << 32 | round), "poster {p}'s result");
+                                        break;
+                                    }
+                                }
                             }
                         }
                         Err(Busy) => refused += 1,
