@@ -127,7 +127,7 @@ host_tests
 # from `switch` fails here (unoptimized, everything lives on the stack and it would pass).
 step "context switch host tests, optimized (values kept in registers across switch)" \
     cargo test -p exo-arch --release --test context
-step "loom: exo-sched mailbox (MPSC, doorbell)" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
+step "loom: exo-sched mailboxes (MPSC, doorbell, request results)" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
     cargo test -p exo-sched --release --lib mailbox
 step "loom: exo-sync locks (TAS, ticket, MCS) and fusion parking" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
     cargo test -p exo-sync --release

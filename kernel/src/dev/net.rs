@@ -445,7 +445,14 @@ impl QueuePair {
     /// past the limit.
     fn check_stall(&mut self) -> Result<(), VirtioError> {
         let now = exo_arch::tsc::rdtsc();
-        let since = *self.tx_stalled_since.get_or_insert(now);
+        // A start after `now` was read on another CPU whose TSC is ahead (the pair moved;
+        // TSC offsets are measured, not applied): the clock starts again here. Until
+        // 2026-12-05 the difference wrapped and the interface stopped at once, "stalled"
+        // for ~10^10 ms (found by review; `net.tx_stall_clock_from_a_cpu_ahead_starts_again`).
+        let since = match self.tx_stalled_since {
+            Some(s) if s <= now => s,
+            _ => *self.tx_stalled_since.insert(now),
+        };
         let ms = (now - since) / (crate::smp::time::tsc_hz() / 1000).max(1);
         if ms >= self.tx_stall_ms {
             return Err(VirtioError::TxStalled { ms });
@@ -467,6 +474,12 @@ impl QueuePair {
         }
         self.check_stall()?;
         Ok(false)
+    }
+
+    /// Test support (fault injection): starts the transmit stall clock at TSC `since`, as
+    /// if read on another CPU (it stays until a buffer comes back).
+    pub fn set_tx_stall_clock_for_test(&mut self, since: u64) {
+        self.tx_stalled_since = Some(since);
     }
 
     /// Sets the transmit stall limit (tests: a short one).

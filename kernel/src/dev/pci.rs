@@ -166,6 +166,15 @@ impl Function {
         if addr == 0 { Bar::None } else { Bar::Mem(addr) }
     }
 
+    /// The register window `[off, off + len)` of memory BAR `bar`, mapped uncached
+    /// ([`bar_window`]); `None` for an I/O or absent BAR or a window [`bar_window`] refuses.
+    pub fn bar_window(&self, bar: u8, off: u64, len: usize) -> Option<Mmio> {
+        match self.bar(bar) {
+            Bar::Mem(base) => bar_window(base, off, len),
+            _ => None,
+        }
+    }
+
     /// Memory decoding and bus mastering on, legacy INTx off (drivers use MSI-X or poll).
     pub fn enable(&self) {
         let c = self.read32(4);
@@ -232,6 +241,27 @@ pub fn scan() -> Vec<Function> {
     out
 }
 
+/// The chipset's fixed range below 4 GiB: I/O APICs, HPET, TPM, the local APIC and the
+/// MSI address window (`0xFEC0_0000..4 GiB`, the BIOS flash at its top). No PCI BAR belongs
+/// there.
+const CHIPSET_RANGE: core::ops::Range<u64> = 0xFEC0_0000..1 << 32;
+
+/// The window `[base + off, base + off + len)` of a memory BAR at `base` (values the device
+/// gives): `None` if the sum wraps, the window reaches into the chipset's range (a doorbell
+/// or MSI-X table there would write the local APIC's EOI or an I/O APIC), or
+/// `mm::memory::mmio` refuses it (RAM, no page table). Until 2026-12-05 the MSI-X table's
+/// address was `base + off` unchecked (a 64-bit BAR near the top wrapped into low RAM, whose
+/// words the masking loop then wrote) and windows below 4 GiB were not checked against RAM
+/// at all (found by review).
+pub fn bar_window(base: u64, off: u64, len: usize) -> Option<Mmio> {
+    let start = base.checked_add(off)?;
+    let end = start.checked_add(len as u64)?;
+    if start < CHIPSET_RANGE.end && CHIPSET_RANGE.start < end {
+        return None;
+    }
+    crate::mm::memory::mmio(start, len)
+}
+
 /// An enabled MSI-X capability: its vector table, mapped.
 #[derive(Debug)]
 pub struct Msix {
@@ -247,10 +277,7 @@ impl Msix {
         let ctl = func.read16(cap + 2);
         let entries = (ctl & 0x7ff) + 1;
         let t = func.read32(cap + 4);
-        let Bar::Mem(base) = func.bar((t & 7) as u8) else {
-            return None;
-        };
-        let table = crate::mm::memory::mmio(base + u64::from(t & !7), usize::from(entries) * 16)?;
+        let table = func.bar_window((t & 7) as u8, u64::from(t & !7), usize::from(entries) * 16)?;
         for i in 0..usize::from(entries) {
             table.write32(16 * i + 12, 1);
         }

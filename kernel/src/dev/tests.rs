@@ -24,6 +24,16 @@ ktest!(
 ktest!(Needs::Cpus, "net.rx_flood_recovers", rx_flood_recovers);
 ktest!(
     Needs::Cpus,
+    "net.tx_stall_clock_from_a_cpu_ahead_starts_again",
+    tx_stall_clock_ahead
+);
+ktest!(
+    Needs::Cpus,
+    "pci.bar_window_refuses_wraps_the_chipset_range_and_ram",
+    bar_window_refusals
+);
+ktest!(
+    Needs::Cpus,
     "net.tx_held_by_device_is_an_error",
     tx_held_is_an_error
 );
@@ -509,6 +519,109 @@ fn tx_held_is_an_error(_: &crate::boot::BootState) -> TestResult {
         }
     })();
     shut_down_and_compare(a, b, before, result)
+}
+
+/// The transmit queue held full by the device, its stall clock started "on a CPU whose TSC
+/// is ahead" (forced: a start 10^12 ticks in the future): the clock starts again and the
+/// stall is reported after the limit, not at once. Until 2026-12-05 the difference wrapped
+/// and the first check reported a stall of ~10^10 ms.
+fn tx_stall_clock_ahead(_: &crate::boot::BootState) -> TestResult {
+    let before = free_frames()?;
+    let (mut a, b) = pair_of_nics(true)?;
+    let result = (|| {
+        let mac = a.mac;
+        let tx = a.pair(0).ok_or("no pair")?;
+        tx.set_tx_stall_ms(300);
+        let d = Deadline::after_ms(10_000);
+        let mut sent = 0usize;
+        // `pending`: the future start is set and no check has run on it yet; `checked`: a
+        // check ran on it with no completion in between (the clock started again).
+        let (mut pending, mut checked) = (false, false);
+        loop {
+            let r = match tx.tx_ready() {
+                Ok(true) => {
+                    pending = false;
+                    tx.tx_burst(32, |k, buf| {
+                        Some(test_frame(buf, mac, (sent + k) as u32, 60))
+                    })
+                    .map(|n| sent += n)
+                }
+                Ok(false) => {
+                    if pending {
+                        (pending, checked) = (false, true);
+                    } else if !checked {
+                        // Held full, the clock running: as if started on a CPU ahead.
+                        tx.set_tx_stall_clock_for_test(exo_arch::tsc::rdtsc() + 1_000_000_000_000);
+                        pending = true;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(()) => {}
+                Err(super::virtio::VirtioError::TxStalled { ms }) => {
+                    crate::kprintln!("NETSTALL,ahead,sent,{sent},stalled_ms,{ms}");
+                    return check(checked && (300..10_000).contains(&ms), || {
+                        format!(
+                            "stalled after {ms} ms (want 300..10000), the clock ahead checked: {checked}"
+                        )
+                    });
+                }
+                Err(e) => return Err(format!("{e}")),
+            }
+            if d.passed() {
+                return Err(format!("no stall reported in 10 s ({sent} frames sent)"));
+            }
+        }
+    })();
+    shut_down_and_compare(a, b, before, result)
+}
+
+/// `pci::bar_window` refuses a BAR whose base + offset wraps, a window in the chipset's
+/// range (local APIC, I/O APIC) and one over RAM below 4 GiB (a frame the allocator owns),
+/// and `mm::memory::mmio` refuses RAM below 4 GiB itself. Until 2026-12-05 the MSI-X table's
+/// address was an unchecked sum and every window below 4 GiB was taken as given.
+fn bar_window_refusals(_: &crate::boot::BootState) -> TestResult {
+    use super::pci::bar_window;
+    let frame = crate::mm::kalloc::alloc_frame().map_err(|e| format!("{e:?}"))?;
+    let ram = frame.phys();
+    let cases = [
+        (
+            "a wrapping base + offset",
+            0xFFFF_FFFF_FFFF_F000,
+            0x2000,
+            16,
+        ),
+        ("the local APIC page", 0xFEE0_0000, 0, 4),
+        ("an I/O APIC", 0xFEC0_0000, 0x10, 4),
+        (
+            "a window ending inside the chipset range",
+            0xFEBF_F000,
+            0,
+            0x2000,
+        ),
+        ("RAM below 4 GiB", ram, 0, 4096),
+    ];
+    let mut bad = Vec::new();
+    for (what, base, off, len) in cases {
+        if ram >= 1 << 32 && base == ram {
+            continue;
+        }
+        if bar_window(base, off, len).is_some() {
+            bad.push(what);
+        }
+    }
+    if ram < 1 << 32 && crate::mm::memory::mmio(ram, 64).is_some() {
+        bad.push("mm::memory::mmio of RAM below 4 GiB");
+    }
+    crate::mm::kalloc::free_frame(frame);
+    // A device window the refusals must not catch: microvm's virtio-mmio slots (no RAM and
+    // no chipset register on any of the machines).
+    let good = bar_window(0xFEB0_0000, 0x200, 512).is_some();
+    check(bad.is_empty() && good, || {
+        format!("windows accepted: {bad:?}; the device window at 0xfeb00200 accepted: {good}")
+    })
 }
 
 /// A device that does not acknowledge its reset at shutdown (forced: `FAIL_NEXT_RESET`)

@@ -4,7 +4,7 @@
 //! feature negotiation, queue set-up, `DRIVER_OK`. A device that refuses, lacks what the
 //! driver needs or stops answering gets a [`VirtioError`] and the `FAILED` status.
 
-use super::pci::{Bar, Function};
+use super::pci::Function;
 use crate::smp::time::Deadline;
 use crate::sys::io::Mmio;
 use exo_virtio::queue::Layout;
@@ -189,15 +189,16 @@ impl Transport {
             // The spec's structures start 4-byte aligned, and a notify register (16 bits) at an
             // even multiple: anything else would make the register accesses unaligned, so
             // such a window is not used (the missing window is then the device's error).
-            let window = || match func.bar(bar) {
-                Bar::Mem(base) if offset.is_multiple_of(4) => {
-                    crate::mm::memory::mmio(base.checked_add(offset as u64)?, length)
-                }
-                _ => None,
+            let window = || {
+                offset
+                    .is_multiple_of(4)
+                    .then(|| func.bar_window(bar, offset as u64, length))?
             };
             match cfg_type {
                 1 if common.is_none() => common = window(),
-                2 if notify.is_none() => {
+                // The notify capability is 20 bytes: its multiplier follows the common part
+                // (a shorter one would give the next capability's bytes as the multiplier).
+                2 if notify.is_none() && func.read8(at + 2) >= 20 => {
                     let mult = func.read32(at + 16);
                     notify = window()
                         .filter(|_| mult.is_multiple_of(2))

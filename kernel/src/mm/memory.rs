@@ -331,10 +331,27 @@ const MMIO_MAX: usize = 256 << 20;
 /// windows above 4 GiB were refused: on q35 with 4 GiB of RAM or more the firmware puts
 /// 64-bit BARs there, and no virtio device came up.
 pub fn mmio(pa: u64, len: usize) -> Option<sys::io::Mmio> {
-    if let Some(m) = sys::io::Mmio::new(pa, len) {
-        return Some(m);
-    }
     let end = pa.checked_add(len as u64)?;
+    if end <= 1 << 32 {
+        // Below 4 GiB the direct map is uncached only in the 2 MiB chunks without RAM: a
+        // window in a write-back chunk would be RAM (a BAR or table the firmware or a
+        // device got wrong), and the device's registers written there kernel memory.
+        // Until 2026-12-05 such a window was taken as it came (found by review).
+        let uncached = with_memory(|guard| {
+            let m = guard.as_ref()?;
+            let chunk = 2 * MIB;
+            ((pa & !(chunk - 1))..end.max(pa + 1))
+                .step_by(chunk as usize)
+                .all(|c| {
+                    m.tables
+                        .translate(exo_arch::layout::phys_to_virt(c))
+                        .is_some_and(|(_, f)| f.uncached)
+                })
+                .then_some(())
+        });
+        uncached?;
+        return sys::io::Mmio::new(pa, len);
+    }
     // At most one ECAM segment's size: a device-given length is not trusted to map
     // millions of pages under the memory lock.
     if pa < 1 << 32 || len == 0 || len > MMIO_MAX || end > exo_arch::layout::DIRECT_MAP_END {
