@@ -373,6 +373,14 @@ log="$out/fail-panic-two-cpus.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_on_cpu=1 exo.panic_also_cpu=2" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "two CPUs panic: one reports, the other's reason is in its STOPPED line (not 'no answer')" "$log" 1 $? \
     '^PANIC on CPU 1: deliberate panic requested by exo.panic_on_cpu' '^STOPPED,2,panicked too,deliberate second panic' '^STOPPED,3,rip'
+log="$out/fail-panic-at-exit.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_at_exit=2" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "a panic already reporting when the job exits: the exit gives way, failure verdict (it exited with success before)" "$log" 1 $? \
+    '^PANIC on CPU 2: deliberate panic requested by exo.panic_at_exit' '^PANIC,2$' '^STOPPED,0,rip,'
+log="$out/fail-panic-after-exit.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_after_exit=3" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "a panic once the job's exit began: the exit reports it and fails" "$log" 1 $? \
+    '^PANIC on CPU 3 while the run was exiting: deliberate panic requested by exo.panic_after_exit'
 log="$out/fail-panic-console-held.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_console_held=3" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "panic while another CPU holds the console: the report takes it over (no wait per line)" "$log" 1 $? \

@@ -377,9 +377,24 @@ pub fn drain_tick(ring: &CpuRing) {
     }
 }
 
-/// Leaves the machine with `code` after writing out every ring.
+/// Leaves the machine with `code` after writing out every ring; with failure instead if a
+/// CPU panicked once the exit began, and not at all if a panic was already reporting
+/// (this CPU stops; the report exits with failure: `trap::panic::claim_exit`).
 pub fn exit(code: ExitCode) -> ! {
+    if !crate::trap::panic::claim_exit() {
+        // Wait for the reporter's stop NMI, which records where this CPU is (halted on the
+        // park IDT it would be `no answer`); if no report ever ends the run, fail here.
+        exo_arch::cpu::cli();
+        let d = crate::smp::time::Deadline::after_ms(30_000);
+        while !d.passed() {
+            core::hint::spin_loop();
+        }
+        exo_arch::exit::exit(ExitCode::Failure);
+    }
     flush_all();
+    if crate::trap::panic::report_panic_after_exit().is_some() {
+        exo_arch::exit::exit(ExitCode::Failure);
+    }
     exo_arch::exit::exit(code)
 }
 

@@ -68,6 +68,12 @@ pub struct Options {
     /// With `panic_on_cpu`: this CPU panics too, while the first one reports
     /// (`exo.panic_also_cpu=M`): the report must carry its reason, not "no answer".
     pub panic_also_cpu: Option<u32>,
+    /// At the end of the `boot` job this CPU panics and its report waits until the job's
+    /// success exit has begun (`exo.panic_at_exit=N`): the exit must give way (failure).
+    pub panic_at_exit: Option<u32>,
+    /// At the end of the `boot` job this CPU panics once the success exit has been claimed
+    /// (`exo.panic_after_exit=N`): the exit must report it and fail.
+    pub panic_after_exit: Option<u32>,
     /// A deliberate panic on the BSP while this CPU holds the console lock and never lets
     /// it go (`exo.panic_console_held=N`): the stop-all NMI halts it inside the lock, and the
     /// report must take the console over at once.
@@ -131,6 +137,8 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         tsc_ref: TscRef::Auto,
         panic_on_cpu: None,
         panic_also_cpu: None,
+        panic_at_exit: None,
+        panic_after_exit: None,
         panic_console_held: None,
         panic_early: false,
         ap_panic_early: false,
@@ -175,6 +183,10 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .is_ok_and(|id| set(&mut o.phantom_apic_id, Some(id))),
             ("panic_on_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_on_cpu, Some(c))),
             ("panic_also_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_also_cpu, Some(c))),
+            ("panic_at_exit", v) => v.parse().is_ok_and(|c| set(&mut o.panic_at_exit, Some(c))),
+            ("panic_after_exit", v) => v
+                .parse()
+                .is_ok_and(|c| set(&mut o.panic_after_exit, Some(c))),
             ("panic_console_held", v) => v
                 .parse()
                 .is_ok_and(|c| set(&mut o.panic_console_held, Some(c))),

@@ -321,7 +321,43 @@ pub fn report(state: &BootState) -> ! {
         us % 1000,
         state.smp.online
     );
+    panic_at_exit(state.opts);
     exit(ExitCode::Success)
+}
+
+/// `exo.panic_at_exit=N` / `exo.panic_after_exit=N`: CPU `N` panics as the job exits, its
+/// report holding until the exit began, or its panic waiting until the exit was claimed.
+fn panic_at_exit(opts: Options) {
+    use crate::trap::panic;
+    if let Some(c) = opts.panic_at_exit {
+        panic::hold_reports_until_exit();
+        if let Err(e) = cpus::post(CpuId(c), boom_at_exit, 0) {
+            error!("exo.panic_at_exit={c}: could not reach CPU {c}: {e}");
+        }
+        // The exit must meet the panic already claimed.
+        let d = time::Deadline::after_ms(5000);
+        while !panic::stopping() && !d.passed() {
+            core::hint::spin_loop();
+        }
+    } else if let Some(c) = opts.panic_after_exit {
+        panic::hold_exit_until_panic();
+        if let Err(e) = cpus::post(CpuId(c), boom_after_exit, 0) {
+            error!("exo.panic_after_exit={c}: could not reach CPU {c}: {e}");
+        }
+    }
+}
+
+fn boom_at_exit(_: u64) -> u64 {
+    panic!("deliberate panic requested by exo.panic_at_exit");
+}
+
+/// `exo.panic_after_exit`: waits (at most 10 s) until an exit is claimed, then panics.
+fn boom_after_exit(_: u64) -> u64 {
+    let d = time::Deadline::after_ms(10_000);
+    while !crate::trap::panic::exiting() && !d.passed() {
+        core::hint::spin_loop();
+    }
+    panic!("deliberate panic requested by exo.panic_after_exit");
 }
 
 /// Keeps the APs this boot can start (the rule `exo-madt` shows users: `exo_acpi::plan`) and

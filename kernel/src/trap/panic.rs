@@ -13,6 +13,99 @@ static PANICKING: AtomicU32 = AtomicU32::new(0);
 /// Tag of a [`PANICKING`] token naming an APIC id (CPU numbers stay far below it).
 const EARLY: u32 = 1 << 31;
 
+/// [`PANICKING`] once a CPU has begun a deliberate exit ([`claim_exit`]); the token of APIC
+/// id `0x7fff_ffff`, which no x86 machine gives (x2APIC ids of real machines stay far below).
+const EXITING: u32 = u32::MAX;
+
+/// The token (CPU id + 1, or [`EARLY`] | APIC id) of the CPU that claimed the exit.
+static EXITER: AtomicU32 = AtomicU32::new(0);
+
+/// The token of the first CPU that panicked after the exit was claimed (0: none).
+static PANIC_AFTER_EXIT: AtomicU32 = AtomicU32::new(0);
+
+/// Test switches (`exo.panic_at_exit`): see [`hold_reports_until_exit`], [`hold_exit_until_panic`].
+static HOLD_REPORT_FOR_EXIT: AtomicBool = AtomicBool::new(false);
+static HOLD_EXIT_FOR_PANIC: AtomicBool = AtomicBool::new(false);
+static EXIT_BEGUN: AtomicBool = AtomicBool::new(false);
+
+/// Test switch: a panic's report waits (at most 5 s) after its claim until some CPU has
+/// begun to exit, so the exit meets a panic already reporting.
+pub fn hold_reports_until_exit() {
+    HOLD_REPORT_FOR_EXIT.store(true, Ordering::Release);
+}
+
+/// Test switch: an exit waits (at most 5 s) after its claim until a CPU has panicked.
+pub fn hold_exit_until_panic() {
+    HOLD_EXIT_FOR_PANIC.store(true, Ordering::Release);
+}
+
+/// Whether an exit has been claimed (a test's second CPU panics once it has).
+pub fn exiting() -> bool {
+    PANICKING.load(Ordering::Acquire) == EXITING
+}
+
+/// This CPU's token for [`PANICKING`] and its CPU number (`u32::MAX` without a per-CPU
+/// block: named by APIC id).
+fn my_token() -> (u32, u32) {
+    if exo_percpu::installed() {
+        let id = exo_percpu::cpu_id_hint().0;
+        (id, id + 1)
+    } else {
+        let apic = exo_arch::cpu::apic_id_from_cpuid();
+        (u32::MAX, EARLY | (apic & !EARLY))
+    }
+}
+
+/// Claims the end of the run for a deliberate exit (`console::exit`): `false` if a panic
+/// is already reporting (the caller must stop: the reporter stops every CPU and exits with
+/// failure). Until 2026-12-05 an exit did not look: a job that ended while another CPU
+/// was panicking exited with success before the panic's report did (found by review;
+/// `exo.panic_at_exit`, CI "failure paths").
+pub fn claim_exit() -> bool {
+    EXIT_BEGUN.store(true, Ordering::Release);
+    let (_, token) = my_token();
+    match PANICKING.compare_exchange(0, EXITING, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            EXITER.store(token, Ordering::Release);
+            if HOLD_EXIT_FOR_PANIC.load(Ordering::Acquire) {
+                let d = crate::smp::time::Deadline::after_ms(5000);
+                while PANIC_AFTER_EXIT.load(Ordering::Acquire) == 0 && !d.passed() {
+                    core::hint::spin_loop();
+                }
+            }
+            true
+        }
+        // A second exit of this CPU (a nested one, from a failure while exiting): go on.
+        Err(EXITING) => EXITER.load(Ordering::Acquire) == token,
+        // The panic's own report ends with an exit.
+        Err(owner) => owner == token,
+    }
+}
+
+/// After an exit's last output: the CPU (token) that panicked once the exit was claimed,
+/// reported here with its reason (the exit then fails). `None`: no panic.
+pub fn report_panic_after_exit() -> Option<u32> {
+    let t = PANIC_AFTER_EXIT.load(Ordering::Acquire);
+    if t == 0 {
+        return None;
+    }
+    let reason = (t & EARLY == 0)
+        .then(|| crate::smp::cpus::get(exo_percpu::CpuId(t - 1)))
+        .flatten();
+    match reason.and_then(|b| b.ext.panic_note.try_lock()) {
+        Some(note) => crate::kprintln!(
+            "PANIC on CPU {} while the run was exiting: {}",
+            t - 1,
+            note.as_str()
+        ),
+        None if t & EARLY != 0 => {
+            crate::kprintln!("PANIC on APIC id {} while the run was exiting", t & !EARLY)
+        }
+        None => crate::kprintln!("PANIC on CPU {} while the run was exiting", t - 1),
+    }
+    Some(t)
+}
+
 /// Test switch (`exo.panic_also_cpu`): the reporting CPU waits for a second panic to be
 /// recorded before it stops the others (else its NMI would stop that CPU first).
 static AWAIT_SECOND: AtomicBool = AtomicBool::new(false);
@@ -71,14 +164,20 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     // with a token no CPU number makes. Until 2026-12-04 it reported as CPU 0, and a panic
     // of CPU 0 meanwhile was taken for a nested panic of its own.
     let installed = exo_percpu::installed();
-    let (cpu, token) = if installed {
-        let id = exo_percpu::cpu_id_hint().0;
-        (id, id + 1)
-    } else {
-        let apic = exo_arch::cpu::apic_id_from_cpuid();
-        (u32::MAX, EARLY | (apic & !EARLY))
-    };
+    let (cpu, token) = my_token();
     if let Err(owner) = PANICKING.compare_exchange(0, token, Ordering::AcqRel, Ordering::Acquire) {
+        if owner == EXITING && EXITER.load(Ordering::Acquire) != token {
+            // Another CPU is exiting: it reports this panic after its output and fails.
+            leave_note(cpu, msg, rip);
+            let _ =
+                PANIC_AFTER_EXIT.compare_exchange(0, token, Ordering::AcqRel, Ordering::Relaxed);
+            exo_arch::cpu::halt_forever();
+        }
+        if owner == EXITING {
+            // This CPU panicked in its own exit.
+            exo_arch::serial::write_bytes(b"\npanic while exiting; exiting with failure\n");
+            exit(ExitCode::Failure);
+        }
         if owner != token {
             // Another CPU is already reporting; it will stop us with an NMI and exit. Its
             // report prints our reason: left here first (until 2026-12-04 this CPU showed
@@ -89,6 +188,12 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
         // A panic while panicking on this CPU: stop now.
         exo_arch::serial::write_bytes(b"\nnested panic; exiting\n");
         exit(ExitCode::Failure);
+    }
+    if HOLD_REPORT_FOR_EXIT.load(Ordering::Acquire) {
+        let d = crate::smp::time::Deadline::after_ms(5000);
+        while !EXIT_BEGUN.load(Ordering::Acquire) && !d.passed() {
+            core::hint::spin_loop();
+        }
     }
     if AWAIT_SECOND.load(Ordering::Acquire) {
         let d = crate::smp::time::Deadline::after_ms(5000);
