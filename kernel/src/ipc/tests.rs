@@ -51,6 +51,11 @@ ktest!(
     "ipc.fastpath_caller_being_killed_does_not_block",
     aborted_caller
 );
+ktest!(
+    Needs::Threads,
+    "ipc.fastpath_ping_pong_leaves_its_cpu_to_other_threads",
+    ping_pong_shares
+);
 
 /// The endpoint of the running test (tests run one at a time).
 static EP: AtomicU64 = AtomicU64::new(0);
@@ -1017,4 +1022,83 @@ fn aborted_caller(_: &BootState) -> TestResult {
     FLAG.store(true, Ordering::Release);
     let _ = ipc::destroy(e);
     r
+}
+
+/// Calls the ping-pong client made.
+static PP_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Answers every call with the same message until a `STOP` label.
+fn pp_server(_: u64) -> u64 {
+    let ep = ep();
+    let Ok(mut m) = ipc::recv(ep, rdtsc() + ms(60_000)) else {
+        return 1;
+    };
+    while m.label != STOP {
+        m = match ipc::reply_recv(ep, &m, rdtsc() + ms(60_000)) {
+            Ok(m) => m,
+            Err(_) => return 2,
+        };
+    }
+    u64::from(ipc::reply(&m).is_err()) * 3
+}
+
+/// Calls until [`FLAG`] is set (another thread of this CPU ran) or 10 s passed, then
+/// `STOP`: 0 if the flag ended the loop.
+fn pp_client(_: u64) -> u64 {
+    let ep = ep();
+    let end = rdtsc() + ms(10_000);
+    let m = Msg::new(1, [7; 8]);
+    while !FLAG.load(Ordering::Acquire) && rdtsc() < end {
+        if ipc::call(ep, 1, &m, rdtsc() + ms(10_000)).is_err() {
+            return 2;
+        }
+        PP_CALLS.fetch_add(1, Ordering::Relaxed);
+    }
+    let ran = FLAG.load(Ordering::Acquire);
+    let mut stop = m;
+    stop.label = STOP;
+    let stopped = ipc::call(ep, 1, &stop, rdtsc() + ms(10_000)).is_ok();
+    u64::from(!ran) | u64::from(!stopped) << 1
+}
+
+fn set_flag(_: u64) -> u64 {
+    FLAG.store(true, Ordering::Release);
+    0
+}
+
+/// A client and a server ping-ponging through the fastpath on one CPU, a third thread made
+/// runnable there: it runs within a slice or so (the tick preempts the pair), and the
+/// client stops when it sees that. Until 2026-12-05 every direct switch gave the thread
+/// switched to a fresh slice (`started` = now) instead of the rest of the caller's: the
+/// tick never found the slice expired and the third thread ran only when the pair stopped
+/// (here the client's 10 s; at -smp 1 a user program's ping-pong froze the machine).
+/// Found by review.
+fn ping_pong_shares(_: &BootState) -> TestResult {
+    let cpu = ncpus() - 1;
+    let e = new_ep()?;
+    FLAG.store(false, Ordering::Release);
+    PP_CALLS.store(0, Ordering::Relaxed);
+    let fast_before = ipc::stats().0;
+    let s = spawn_on(cpu, pp_server, 0)?;
+    let c = spawn_on(cpu, pp_client, 0)?;
+    let r = (|| {
+        wait_for("the ping-pong to run", 30_000, || {
+            PP_CALLS.load(Ordering::Relaxed) >= 100
+        })?;
+        let x = spawn_on(cpu, set_flag, 0)?;
+        join_all(&[x], 30_000)?;
+        Ok::<(), String>(())
+    })();
+    let codes = join_all(&[c, s], 30_000)?;
+    let _ = ipc::destroy(e);
+    r?;
+    let fast = ipc::stats().0.wrapping_sub(fast_before);
+    check(codes == [0, 0] && fast >= 100, || {
+        format!(
+            "client {} (1: the third thread ran only after its 10 s, 2: its STOP failed), server {}, {} calls, {fast} fastpath operations",
+            codes[0],
+            codes[1],
+            PP_CALLS.load(Ordering::Relaxed)
+        )
+    })
 }

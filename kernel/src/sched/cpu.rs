@@ -1383,8 +1383,12 @@ fn switch_direct<const IN_KERNEL: bool>(
     next_i: usize,
     rearm: bool,
 ) {
-    let now = rdtsc();
-    next.started.store(now, Ordering::Relaxed);
+    // The rest of the caller's slice: `next` runs from the caller's start. Until 2026-12-05
+    // it got a fresh slice (`started` = now) at every direct switch, so two threads
+    // ping-ponging through the fastpath never had an expired slice at a tick and kept
+    // their CPU from every other thread there (`ipc.fastpath_ping_pong_leaves_its_cpu_to_other_threads`).
+    let started = prev.started.load(Ordering::Relaxed);
+    next.started.store(started, Ordering::Relaxed);
     cs.current.store(next_i as u32, Ordering::Relaxed);
     if IN_KERNEL {
         // Read only by `finish_switch`, which an exit to ring 3 does not run.
@@ -1394,7 +1398,7 @@ fn switch_direct<const IN_KERNEL: bool>(
     crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, prev, next_i, next);
     load_context::<IN_KERNEL>(cs, prev, next);
     if rearm {
-        arm_timer(cs, now, true);
+        arm_timer_from(cs, rdtsc(), started, true);
     }
     if IN_KERNEL {
         // Nothing to finish: the caller blocked (it neither exits nor migrates), and a

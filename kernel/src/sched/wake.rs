@@ -263,7 +263,7 @@ pub(super) fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
 
 /// [`arm_timer`] for a slice that started at `start` (the tick's re-arm of a running slice).
 #[inline(always)]
-fn arm_timer_from(cs: &CpuSched, now: u64, start: u64, running: bool) {
+pub(super) fn arm_timer_from(cs: &CpuSched, now: u64, start: u64, running: bool) {
     let mode = TIMER.load(Ordering::Relaxed);
     if mode != TIMER_OFF {
         program_timer(cs, now, start, running, mode);
