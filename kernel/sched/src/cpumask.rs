@@ -68,6 +68,21 @@ impl CpuSet {
         }
     }
 
+    /// A copy made with fallible allocation (a bitmap's copy allocates): for kernel paths
+    /// where running out of memory must be an error, not a panic (`Clone` would abort).
+    pub fn try_clone(&self) -> Result<CpuSet, TryReserveError> {
+        Ok(CpuSet(match &self.0 {
+            Repr::Any => Repr::Any,
+            Repr::One(c) => Repr::One(*c),
+            Repr::Mask(v) => {
+                let mut w = Vec::new();
+                w.try_reserve_exact(v.len())?;
+                w.extend_from_slice(v);
+                Repr::Mask(w)
+            }
+        }))
+    }
+
     /// Does the set contain `cpu`?
     pub fn contains(&self, cpu: u32) -> bool {
         match &self.0 {
@@ -304,6 +319,9 @@ mod tests {
         e.try_insert(63).unwrap();
         e.try_insert(64).unwrap();
         assert_eq!(e.iter(128).collect::<Vec<_>>(), vec![63, 64]);
+        for set in [CpuSet::ANY, CpuSet::one(9), s, e, CpuSet::empty()] {
+            assert_eq!(set.try_clone().unwrap(), set, "try_clone of {set:?}");
+        }
     }
 
     #[test]

@@ -16,6 +16,11 @@ ktest!(Needs::Threads, "sched.starts_on_every_cpu", starts);
 ktest!(Needs::Threads, "sched.spawn_join_exit_codes", spawn_join);
 ktest!(
     Needs::Threads,
+    "sched.inherit_affinity_without_memory_is_an_error",
+    inherit_oom
+);
+ktest!(
+    Needs::Threads,
     "sched.enter_user_refused_without_an_address_space",
     enter_user_without_space
 );
@@ -1000,5 +1005,42 @@ fn enter_user_without_space(_: &BootState) -> TestResult {
     let code = join_all(&[t], 30_000)?[0];
     check(code == 0, || {
         format!("enter_user without a space returned another refusal ({code})")
+    })
+}
+
+/// With every free frame and object hoarded, a thread whose mask is a bitmap (two CPU
+/// words) asks for a builder inheriting it: 0 if that is `OutOfMemory`.
+fn inherit_without_memory(_: u64) -> u64 {
+    let hoard = crate::mm::kalloc::Hoard::take_all();
+    let r = Builder::new().inherit_affinity();
+    drop(hoard);
+    match r {
+        Err(sched::SchedError::OutOfMemory) => 0,
+        Ok(_) => 1,
+        Err(_) => 2,
+    }
+}
+
+/// A thread with a mask of several CPUs (a bitmap) creating a thread or process with the
+/// heap exhausted: `OutOfMemory`, not a kernel panic. Until 2026-12-05 the mask's copy was
+/// an infallible clone ("memory allocation failed": a user program could arrange it with
+/// `sched_setaffinity`, `mmap` until `ENOMEM`, `thread_create`).
+fn inherit_oom(_: &BootState) -> TestResult {
+    let cpu = ncpus() - 1;
+    let mut mask = CpuSet::empty();
+    mask.try_insert(cpu).map_err(|_| "no memory for the mask")?;
+    // A CPU id past every online one: the mask stays a two-word bitmap.
+    mask.try_insert(cpu + 64)
+        .map_err(|_| "no memory for the mask")?;
+    crate::harness::drain_all()?;
+    let t = Builder::new()
+        .affinity(mask)
+        .spawn(inherit_without_memory, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let code = join_all(&[t], 30_000)?[0];
+    check(code == 0, || {
+        format!(
+            "inherit_affinity with the heap hoarded gave {code} (0: OutOfMemory, 1: Ok, 2: another error)"
+        )
     })
 }

@@ -367,15 +367,20 @@ impl Builder {
         self
     }
     /// Runs on the CPUs the calling thread may run on (a child inherits its creator's mask).
-    pub fn inherit_affinity(mut self) -> Builder {
+    /// `OutOfMemory` when the mask is a bitmap and no memory is left for its copy: until
+    /// 2026-12-05 the copy was an infallible clone, and a user program that set a mask of
+    /// a few CPUs, exhausted memory and called `thread_create` or `spawn` stopped the
+    /// machine (found by review; `sched.inherit_affinity_without_memory_is_an_error`).
+    pub fn inherit_affinity(mut self) -> Result<Builder, SchedError> {
         let _g = IrqGuard::new();
         if let Some(cs) = this_sched() {
             self.affinity = tcb(cs.current.load(Ordering::Relaxed) as usize)
                 .affinity
                 .lock()
-                .clone();
+                .try_clone()
+                .map_err(|_| SchedError::OutOfMemory)?;
         }
-        self
+        Ok(self)
     }
     /// Priority 0..=63 (clamped).
     pub fn priority(mut self, p: u8) -> Builder {

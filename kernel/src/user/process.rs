@@ -400,20 +400,17 @@ pub fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, Errno>
         p.threads.fetch_sub(1, Ordering::AcqRel);
         e
     };
+    let builder = Builder::new()
+        .inherit_affinity()
+        .map_err(|_| undo(Errno::Eagain))?;
     let id = task::claim_id(|_| true).map_err(|_| undo(Errno::Eagain))?;
     p.live.fetch_add(1, Ordering::AcqRel);
     let started = {
         let space = p.space.read();
         match space.as_ref() {
-            Some(a) => task::start(
-                Builder::new().inherit_affinity().space(a.space()),
-                id,
-                pid,
-                entry,
-                stack_top,
-                arg,
-            )
-            .is_ok(),
+            Some(a) => {
+                task::start(builder.space(a.space()), id, pid, entry, stack_top, arg).is_ok()
+            }
             None => {
                 task::release_id(id);
                 false

@@ -572,6 +572,8 @@ fn spawn(path: u64, len: u64, arg: u64) -> Result<i64, Errno> {
     let mut buf = [0u8; super::process::PATH_MAX];
     usercopy::copy_from_user(&mut buf[..len as usize], path).map_err(|_| Errno::Efault)?;
     let p = core::str::from_utf8(&buf[..len as usize]).map_err(|_| Errno::Einval)?;
-    super::process::spawn(p, arg, crate::sched::Builder::new().inherit_affinity())
-        .map(|pid| pid as i64)
+    let b = crate::sched::Builder::new()
+        .inherit_affinity()
+        .map_err(|_| Errno::Enomem)?;
+    super::process::spawn(p, arg, b).map(|pid| pid as i64)
 }
