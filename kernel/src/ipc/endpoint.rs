@@ -492,10 +492,26 @@ pub fn detach_region(ep: EpRef, tag: u64) -> Result<bool, IpcError> {
     Ok(true)
 }
 
-/// Attaches region `tag` of `len` bytes to `ep` unless one is attached; `Ok(false)` if
-/// one was (it stays). The tag stays until the endpoint is destroyed or the region is
-/// detached ([`detach_region`]).
-pub fn set_region(ep: EpRef, tag: u64, len: u64) -> Result<bool, IpcError> {
+/// What [`set_region`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// The region is attached.
+    Done,
+    /// Another region is attached (it stays).
+    Occupied,
+    /// The region is smaller than one the endpoint had: at least this many bytes
+    /// ([`region_floor`]; descriptors checked against the larger one may still be queued).
+    BelowFloor(u64),
+}
+
+/// Attaches region `tag` of `len` bytes to `ep` unless one is attached or `len` is below
+/// the endpoint's floor (the largest region it had). The tag stays until the endpoint is
+/// destroyed or the region is detached ([`detach_region`]). Until 2026-12-05 the floor was
+/// only read by the caller, apart from this lock: a smaller region could be attached after
+/// a larger one came and went in between, and a descriptor checked against the larger one
+/// reached the server past its mapping (found by review;
+/// `ipc.region_below_the_floor_is_refused`).
+pub fn set_region(ep: EpRef, tag: u64, len: u64) -> Result<Attach, IpcError> {
     let s = slot(ep)?;
     let _g = IrqGuard::new();
     let q = s.lock();
@@ -503,14 +519,18 @@ pub fn set_region(ep: EpRef, tag: u64, len: u64) -> Result<bool, IpcError> {
         return Err(IpcError::Closed);
     }
     if s.region.load(Ordering::Relaxed) != 0 {
-        return Ok(false);
+        return Ok(Attach::Occupied);
+    }
+    let floor = s.region_floor.load(Ordering::Relaxed);
+    if len < floor {
+        return Ok(Attach::BelowFloor(floor));
     }
     s.region_bound
         .store(len.saturating_add(1), Ordering::Relaxed);
     s.region_floor.fetch_max(len, Ordering::Relaxed);
     s.region.store(tag, Ordering::Release);
     drop(q);
-    Ok(true)
+    Ok(Attach::Done)
 }
 
 /// Counts one more owning handle of `ep` (`Closed` if it is gone).

@@ -56,6 +56,11 @@ ktest!(
     "ipc.fastpath_ping_pong_leaves_its_cpu_to_other_threads",
     ping_pong_shares
 );
+ktest!(
+    Needs::Threads,
+    "ipc.region_below_the_floor_is_refused",
+    region_floor_enforced
+);
 
 /// The endpoint of the running test (tests run one at a time).
 static EP: AtomicU64 = AtomicU64::new(0);
@@ -928,9 +933,10 @@ fn stale_region(_: &BootState) -> TestResult {
         Err(format!("no new endpoint in slot {}", old.index))
     })();
     let r = found.and_then(|new| {
-        check(ipc::set_region(new, TAG, 8192) == Ok(true), || {
-            "set_region on the new endpoint".into()
-        })?;
+        check(
+            ipc::set_region(new, TAG, 8192) == Ok(ipc::Attach::Done),
+            || "set_region on the new endpoint".into(),
+        )?;
         let stale = ipc::region(old);
         let fresh = ipc::region(new);
         check(
@@ -1101,4 +1107,40 @@ fn ping_pong_shares(_: &BootState) -> TestResult {
             PP_CALLS.load(Ordering::Relaxed)
         )
     })
+}
+
+/// A 1 MiB region attached and detached (its creator could not map it): a 4 KiB one is
+/// refused (`BelowFloor`), descriptors up to 1 MiB may still be queued; one of 1 MiB is
+/// attached. Until 2026-12-05 `set_region` did not look at the floor (its caller, `shm_map`,
+/// read it apart from the lock): a smaller region could follow a larger one.
+fn region_floor_enforced(_: &BootState) -> TestResult {
+    const BIG: u64 = 1 << 20;
+    let e = new_ep()?;
+    let r = (|| {
+        check(
+            ipc::set_region(e, 0x5a_0001, BIG) == Ok(ipc::Attach::Done),
+            || "the first region".into(),
+        )?;
+        let bound = ipc::zc_bound(e).map_err(|e| format!("{e}"))?;
+        check(ipc::detach_region(e, 0x5a_0001) == Ok(true), || {
+            "detach".into()
+        })?;
+        let small = ipc::set_region(e, 0x5a_0002, 4096);
+        check(small == Ok(ipc::Attach::BelowFloor(BIG)), || {
+            format!("a 4 KiB region after a 1 MiB one (bound was {bound}): {small:?}")
+        })?;
+        check(ipc::zc_bound(e) == Ok(0), || {
+            "the refused region left a bound".into()
+        })?;
+        let again = ipc::set_region(e, 0x5a_0003, BIG);
+        check(again == Ok(ipc::Attach::Done), || {
+            format!("a region at the floor: {again:?}")
+        })?;
+        let other = ipc::set_region(e, 0x5a_0004, 2 * BIG);
+        check(other == Ok(ipc::Attach::Occupied), || {
+            format!("a second region while one is attached: {other:?}")
+        })
+    })();
+    let _ = ipc::destroy(e);
+    r
 }

@@ -179,18 +179,32 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
             // Its region was freed with its last mapping: the endpoint may have a new one.
             let _ = crate::ipc::detach_region(cap.ep, old);
         }
-        // At least as large as any region the endpoint had (`ipc::region_floor`).
-        let len = len.max(crate::ipc::region_floor(cap.ep).map_err(|_| Errno::Epipe)?);
-        let (tag, frames) = create(len)?;
-        match crate::ipc::set_region(cap.ep, tag, frames.len() as u64 * PAGE) {
-            Ok(true) => (tag, frames),
-            Ok(false) => {
-                release(tag);
-                return Err(Errno::Eexist);
-            }
-            Err(_) => {
-                release(tag);
-                return Err(Errno::Epipe);
+        // At least as large as any region the endpoint had (`ipc::region_floor`), which
+        // another process can raise meanwhile (`set_region` refuses below it: made again
+        // at the new floor, a few times at most).
+        let mut len = len.max(crate::ipc::region_floor(cap.ep).map_err(|_| Errno::Epipe)?);
+        let mut tries = 0;
+        loop {
+            let (tag, frames) = create(len)?;
+            match crate::ipc::set_region(cap.ep, tag, frames.len() as u64 * PAGE) {
+                Ok(crate::ipc::Attach::Done) => break (tag, frames),
+                Ok(crate::ipc::Attach::BelowFloor(floor)) if tries < 4 && floor <= REGION_MAX => {
+                    release(tag);
+                    len = floor;
+                    tries += 1;
+                }
+                Ok(crate::ipc::Attach::BelowFloor(_)) => {
+                    release(tag);
+                    return Err(Errno::Eagain);
+                }
+                Ok(crate::ipc::Attach::Occupied) => {
+                    release(tag);
+                    return Err(Errno::Eexist);
+                }
+                Err(_) => {
+                    release(tag);
+                    return Err(Errno::Epipe);
+                }
             }
         }
     };

@@ -483,8 +483,8 @@ fn with_regions(lens: [u64; 2], f: impl FnOnce(EpRef, EpRef) -> TestResult) -> T
         let _ = ipc::destroy(a);
     })?;
     let r = check(
-        ipc::set_region(a, 0x2c_0001, lens[0]) == Ok(true)
-            && ipc::set_region(b, 0x2c_0002, lens[1]) == Ok(true),
+        ipc::set_region(a, 0x2c_0001, lens[0]) == Ok(ipc::Attach::Done)
+            && ipc::set_region(b, 0x2c_0002, lens[1]) == Ok(ipc::Attach::Done),
         || "set_region".into(),
     )
     .and_then(|()| f(a, b));
@@ -653,9 +653,10 @@ fn zc_needs_region(_: &BootState) -> TestResult {
         ];
         for &(region, off, len, want) in cases {
             if region && ipc::region(e) == Ok((0, 0)) {
-                check(ipc::set_region(e, 0x2c_0005, 4096) == Ok(true), || {
-                    "set_region".into()
-                })?;
+                check(
+                    ipc::set_region(e, 0x2c_0005, 4096) == Ok(ipc::Attach::Done),
+                    || "set_region".into(),
+                )?;
             }
             let got = send(off, len);
             check(got == Err(want), || {
@@ -679,9 +680,10 @@ fn shm_undo_keeps_shared(_: &BootState) -> TestResult {
     let e = create()?;
     let r = (|| {
         let (tag, _) = super::shm::create(8192).map_err(|x| format!("region: {x:?}"))?;
-        check(ipc::set_region(e, tag, 8192) == Ok(true), || {
-            "set_region refused".into()
-        })?;
+        check(
+            ipc::set_region(e, tag, 8192) == Ok(ipc::Attach::Done),
+            || "set_region refused".into(),
+        )?;
         let other = super::shm::acquire(tag).map_err(|x| format!("acquire: {x:?}"))?;
         super::shm::undo_created(e, tag);
         let named = ipc::region(e).map(|r| r.0);
