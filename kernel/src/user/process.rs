@@ -333,7 +333,7 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
                 .compare_exchange(NO_STATUS, code & 0xFF, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            kprintln!("PROC,{pid},exit,{code}");
+            kprintln!("PROC,{pid},exit,{}", code & 0xFF);
         }
         if let Some(w) = waiting(p.waiter.load(Ordering::Acquire)) {
             sched::wake(w);

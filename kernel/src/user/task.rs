@@ -361,7 +361,8 @@ fn finish(pid: u64, d: Death, why: &str) -> ! {
     }
     if !process::thread_ended(pid, d, why) {
         match d {
-            Death::Exit(code) => kprintln!("PROC,{pid},exit,{code}"),
+            // The status byte, as `wait` gives it (`exo_abi::ProcLine`: 0..=255).
+            Death::Exit(code) => kprintln!("PROC,{pid},exit,{}", code & 0xFF),
             _ => kprintln!("PROC,{pid},killed,{why}"),
         }
     }

@@ -40,6 +40,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.proc_exit_line_carries_the_status_byte",
+    exit_line_masked
+);
+ktest!(
+    Needs::Threads,
     "user.console_flush_writes_what_was_queued_in_pieces",
     flush_in_pieces
 );
@@ -148,6 +153,11 @@ const EXIT_CODE: u64 = 42;
 /// Runs the test bed's runner on this CPU: one `write(1, bytes)`, then `exit(EXIT_CODE)`,
 /// with the console captured. Returns the process's id and what the console wrote.
 fn write_then_exit(bytes: &[u8]) -> Result<(u64, Vec<u8>), String> {
+    write_then_exit_with(bytes, EXIT_CODE)
+}
+
+/// [`write_then_exit`] with `exit(code)`.
+fn write_then_exit_with(bytes: &[u8], code: u64) -> Result<(u64, Vec<u8>), String> {
     testbed::enter()?;
     let cpu = sched::this_cpu();
     let slot = Slot::claim()?;
@@ -155,7 +165,7 @@ fn write_then_exit(bytes: &[u8]) -> Result<(u64, Vec<u8>), String> {
     usercopy::copy_to_user(buf, bytes).map_err(|_| "message copy faulted")?;
     // The runner's table: one write, then exit(EXIT_CODE).
     slot.put(0, 1)?;
-    slot.put(8, EXIT_CODE)?;
+    slot.put(8, code)?;
     slot.put(64, nr::WRITE)?;
     slot.put(72, 1)?;
     slot.put(80, buf)?;
@@ -175,9 +185,11 @@ fn write_then_exit(bytes: &[u8]) -> Result<(u64, Vec<u8>), String> {
                 .map_err(|e| format!("join: {e}"))
         });
     let cap = console::capture_stop(|cap| cap.to_vec());
-    let (pid, code) = joined?;
+    let (pid, got) = joined?;
     let _ = task::reap(pid);
-    check(code == EXIT_CODE, || format!("runner exited {code:#x}"))?;
+    check(got & 0xFF == code & 0xFF, || {
+        format!("runner exited {got:#x}")
+    })?;
     Ok((pid, cap))
 }
 
@@ -259,4 +271,18 @@ fn flush_in_pieces(_: &BootState) -> TestResult {
             )
         },
     )
+}
+
+/// `exit(0x1ff)`: the status is its low byte, and so is the `PROC` line's code (what
+/// `exo_abi::ProcLine::parse` reads: at most 255). Until 2026-12-05 the line printed 511,
+/// and tools reading the log lost the process end (found by review).
+fn exit_line_masked(_: &BootState) -> TestResult {
+    let (pid, cap) = write_then_exit_with(b"USER,exit 0x1ff\n", 0x1ff)?;
+    let want = format!("PROC,{pid},exit,255\n");
+    check(find(&cap, want.as_bytes()).is_some(), || {
+        format!(
+            "want {want:?} in the capture, got {:?}",
+            alloc::string::String::from_utf8_lossy(&cap)
+        )
+    })
 }
