@@ -331,12 +331,30 @@ fn timed_loop(n: u64) -> u64 {
     delta
 }
 
-/// Converts TSC ticks to nanoseconds at `hz` without overflow for any u64 input.
+/// Converts TSC ticks to nanoseconds at `hz`, saturating.
 pub const fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
     if hz == 0 {
         return 0;
     }
-    ((ticks as u128 * 1_000_000_000) / hz as u128) as u64
+    let ns = (ticks as u128 * 1_000_000_000) / hz as u128;
+    // Saturating: below 1 GHz a large count (a wrapped cross-CPU difference) has more
+    // nanoseconds than a u64 holds; until 2026-12-05 they were truncated (found by review).
+    if ns > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        ns as u64
+    }
+}
+
+/// Converts nanoseconds to TSC ticks at `hz`, rounded up (a wait of `ns` never ends early),
+/// saturating.
+pub const fn ns_to_ticks_ceil(ns: u64, hz: u64) -> u64 {
+    let t = (ns as u128 * hz as u128).div_ceil(1_000_000_000);
+    if t > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        t as u64
+    }
 }
 
 /// Converts nanoseconds to TSC ticks at `hz`, saturating.
@@ -360,5 +378,15 @@ mod tests {
         assert_eq!(ticks_to_ns(u64::MAX, 1_000_000_000), u64::MAX);
         assert_eq!(ticks_to_ns(5, 0), 0);
         assert_eq!(ns_to_ticks(u64::MAX, u64::MAX), u64::MAX);
+        // Below 1 GHz: saturates instead of truncating.
+        assert_eq!(ticks_to_ns(u64::MAX, 500_000_000), u64::MAX);
+        assert_eq!(ticks_to_ns(u64::MAX / 4, 500_000_000), u64::MAX / 4 * 2);
+        // Rounded up: 999 ns at 2.4999 GHz is 2497.3 ticks.
+        assert_eq!(ns_to_ticks_ceil(999, 2_499_900_000), 2498);
+        assert_eq!(ns_to_ticks(999, 2_499_900_000), 2497);
+        assert_eq!(ns_to_ticks_ceil(1_000, 2_500_000_000), 2_500);
+        assert_eq!(ns_to_ticks_ceil(1, 1), 1);
+        assert_eq!(ns_to_ticks_ceil(0, 3_000_000_000), 0);
+        assert_eq!(ns_to_ticks_ceil(u64::MAX, u64::MAX), u64::MAX);
     }
 }

@@ -93,16 +93,7 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
     let deadline = if timeout == 0 {
         u64::MAX
     } else {
-        let mut b = [0u8; 16];
-        usercopy::copy_from_user(&mut b, timeout).map_err(|_| Errno::Efault)?;
-        let sec = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-        let nsec = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
-        if nsec >= 1_000_000_000 || sec > 1 << 32 {
-            return Err(Errno::Einval);
-        }
-        let us = sec * 1_000_000 + nsec / 1000;
-        exo_arch::tsc::rdtsc()
-            .saturating_add(us.saturating_mul(crate::smp::time::tsc_hz() / 1_000_000))
+        exo_arch::tsc::rdtsc().saturating_add(super::syscall::timespec_ticks(timeout)?)
     };
     let me = sched::current().ok_or(Errno::Einval)?;
     read_word(addr)?;

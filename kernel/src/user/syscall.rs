@@ -521,17 +521,34 @@ fn clock_gettime(clock: u64, ts: u64) -> Result<i64, Errno> {
     Ok(0)
 }
 
-fn nanosleep(req: u64) -> Result<i64, Errno> {
+/// The `struct timespec` at user address `ts` as TSC ticks, rounded up (a wait of that
+/// many ticks lasts at least the time asked) and saturating (a long time is a long wait):
+/// `EINVAL` for a negative field or `tv_nsec >= 10^9`, `EFAULT` if unreadable. Until
+/// 2026-12-05 `nanosleep` and the futex timeout dropped the nanoseconds below a
+/// microsecond and rounded the TSC rate down (`{0, 999}` slept not at all, a 100 s sleep
+/// at 2.4999 GHz ended 40 ms early) and refused `tv_sec` above 2^32 (found by review;
+/// `user.timespec_waits_round_up_and_saturate`).
+pub(super) fn timespec_ticks(ts: u64) -> Result<u64, Errno> {
     let mut b = [0u8; 16];
-    usercopy::copy_from_user(&mut b, req).map_err(|_| Errno::Efault)?;
-    let sec = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-    let nsec = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
-    if nsec >= 1_000_000_000 || sec > 1 << 32 {
+    usercopy::copy_from_user(&mut b, ts).map_err(|_| Errno::Efault)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+    let nsec = i64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+    timespec_to_ticks(sec, nsec, crate::smp::time::tsc_hz())
+}
+
+/// [`timespec_ticks`] of the fields `sec`, `nsec` at `hz`.
+pub(super) fn timespec_to_ticks(sec: i64, nsec: i64, hz: u64) -> Result<u64, Errno> {
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
         return Err(Errno::Einval);
     }
-    let us = sec * 1_000_000 + nsec / 1000;
-    let deadline = exo_arch::tsc::rdtsc()
-        .saturating_add(us.saturating_mul(crate::smp::time::tsc_hz() / 1_000_000));
+    let ns = (sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(nsec as u64);
+    Ok(exo_arch::tsc::ns_to_ticks_ceil(ns, hz))
+}
+
+fn nanosleep(req: u64) -> Result<i64, Errno> {
+    let deadline = exo_arch::tsc::rdtsc().saturating_add(timespec_ticks(req)?);
     while exo_arch::tsc::rdtsc() < deadline {
         if super::process::dying() {
             return Err(Errno::Eintr);

@@ -23,6 +23,11 @@ use exo_percpu::{CpuId, IrqGuard};
 
 ktest!(
     Needs::Cpus,
+    "user.timespec_waits_round_up_and_saturate",
+    timespec_waits
+);
+ktest!(
+    Needs::Cpus,
     "user.cpu_setup_on_every_cpu",
     cpu_setup_every_cpu
 );
@@ -808,4 +813,31 @@ fn storm(_: &BootState) -> TestResult {
     }
     crate::kprintln!("INFO,user,storm,syscalls,{total},cpus,{}", ncpus());
     Ok(())
+}
+
+/// The timeouts of `nanosleep` and `futex` (`timespec_to_ticks`): rounded up to the next
+/// tick (a wait never ends before the time asked), long ones saturate instead of being
+/// refused, negative fields and `tv_nsec >= 10^9` are `EINVAL`. Until 2026-12-05 999 ns
+/// was 0 ticks, the rate was rounded down to whole MHz (2.4999 GHz: 2499 ticks a
+/// microsecond) and `tv_sec` above 2^32 was `EINVAL`.
+fn timespec_waits(_: &BootState) -> TestResult {
+    use super::syscall::timespec_to_ticks as t;
+    let hz = 2_499_900_000;
+    let cases: [((i64, i64), Result<u64, Errno>); 9] = [
+        ((0, 999), Ok(2498)),
+        ((0, 1), Ok(3)),
+        ((100, 0), Ok(249_990_000_000)),
+        ((1 << 32, 0), Ok((1u64 << 32) * hz)),
+        ((1 << 40, 0), Ok(u64::MAX)),
+        ((i64::MAX, 999_999_999), Ok(u64::MAX)),
+        ((-1, 0), Err(Errno::Einval)),
+        ((0, -1), Err(Errno::Einval)),
+        ((0, 1_000_000_000), Err(Errno::Einval)),
+    ];
+    let bad: Vec<_> = cases
+        .iter()
+        .filter(|&&((s, n), want)| t(s, n, hz) != want)
+        .map(|&((s, n), want)| format!("{{{s}, {n}}}: {:?}, want {want:?}", t(s, n, hz)))
+        .collect();
+    check(bad.is_empty(), || format!("{bad:?}"))
 }
