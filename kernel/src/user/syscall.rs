@@ -161,7 +161,7 @@ fn dispatch_other(f: &mut SyscallFrame) {
         nr::GETPID => Ok(exo_percpu::pid() as i64),
         nr::EXIT | nr::THREAD_EXIT => task::exit(f.rdi),
         nr::EXIT_GROUP => task::exit_group(f.rdi),
-        nr::MMAP => mmap(f.rdi, f.rsi, f.rdx, f.r10, f.r8),
+        nr::MMAP => mmap(f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9),
         nr::MUNMAP => munmap(f.rdi, f.rsi),
         nr::MPROTECT => mprotect(f.rdi, f.rsi, f.rdx),
         nr::GETCPU => getcpu(f.rdi, f.rsi),
@@ -457,11 +457,14 @@ fn prot_flags(prot: u64) -> Result<UserFlags, Errno> {
 }
 
 /// `mmap`: anonymous, private, committed now (no overcommit: a map the kernel cannot back
-/// is refused, touching a granted page never fails); W+X refused.
-fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64) -> Result<i64, Errno> {
+/// is refused, touching a granted page never fails); W+X refused. `fd` must be -1 (its
+/// low 32 bits: an `int`) and `offset` 0, as the ABI says: until 2026-12-05 the offset was
+/// not read and fd 0 was taken (found by review; /faults checks both).
+fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Result<i64, Errno> {
     if flags & (MAP_ANONYMOUS | MAP_PRIVATE) != (MAP_ANONYMOUS | MAP_PRIVATE)
         || flags & !(MAP_ANONYMOUS | MAP_PRIVATE | MAP_FIXED) != 0
-        || fd as i64 != -1 && fd != 0
+        || fd as u32 != u32::MAX
+        || offset != 0
         || len == 0
     {
         return Err(Errno::Einval);

@@ -184,6 +184,28 @@ pub const CHECKS: &[Check] = &[
         want: Errno::EINVAL,
         linux: false,
     },
+    // Linux ignores `fd` and `offset` of an anonymous map; the ABI asks -1 and 0 (until
+    // 2026-12-05 the offset was not read and fd 0 was taken).
+    Check {
+        what: "mmap(NULL, 4096, PROT_READ, PRIVATE|ANONYMOUS, fd 0)",
+        call: call!(syscall6(nr::MMAP, 0, 4096, PROT_READ as usize, ANON, 0, 0)),
+        want: Errno::EINVAL,
+        linux: false,
+    },
+    Check {
+        what: "mmap(NULL, 4096, PROT_READ, PRIVATE|ANONYMOUS, fd -1, offset 4096)",
+        call: call!(syscall6(
+            nr::MMAP,
+            0,
+            4096,
+            PROT_READ as usize,
+            ANON,
+            usize::MAX,
+            4096
+        )),
+        want: Errno::EINVAL,
+        linux: false,
+    },
     Check {
         what: "mprotect(0x1000 (unmapped), 4096, PROT_READ)",
         call: call!(syscall3(nr::MPROTECT, UNMAPPED, 4096, PROT_READ as usize)),
