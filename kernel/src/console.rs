@@ -68,6 +68,8 @@ pub struct CpuRing {
     /// drain that finds it held — a nested drain on the same CPU from an NMI, or a stolen
     /// console lock — skips the ring).
     consumer: spin::Mutex<Consumer<'static>>,
+    /// The ring's indices, for [`CpuRing::queued`] without the consumer.
+    state: &'static RingState,
     /// TSC when a background drain first left a partial line here (0: none).
     partial_since: AtomicU64,
     /// The writer (a thread's kernel stack top) whose bytes went in last, if its bytes
@@ -87,6 +89,7 @@ impl CpuRing {
         let (p, c) = exo_sync::ring::split(state, storage)?;
         Some(CpuRing {
             cpu,
+            state: c.state(),
             producer: CpuCell::new(p),
             consumer: spin::Mutex::new(c),
             partial_since: AtomicU64::new(0),
@@ -125,9 +128,12 @@ impl CpuRing {
         self.last_writer.store(who, Ordering::Relaxed);
     }
 
-    /// Bytes queued (a snapshot).
+    /// Bytes queued (a snapshot), without the consumer: until 2026-12-05 this took the
+    /// consumer's lock and said 0 while it was held (a timer tick's look on the ring's CPU
+    /// made a concurrent `flush_all` skip the ring; a CPU stopped by a panic inside that
+    /// look hid the ring from the report; found by review).
     pub fn queued(&self) -> usize {
-        self.consumer.try_lock().map_or(0, |c| c.len())
+        self.state.len()
     }
 }
 
@@ -268,9 +274,55 @@ fn me() -> u32 {
 }
 
 /// Writes one line (the arguments plus a newline) atomically with respect to other CPUs,
-/// after this CPU's queued user bytes and the complete lines of the other rings.
+/// after this CPU's queued user bytes and the complete lines the other rings held when it
+/// began. Those go out first in pieces of [`FLUSH_CHUNK`] bytes, the console lock taken per
+/// piece; the line's own hold writes at most [`FLUSH_CHUNK`] more of each ring (what came
+/// meanwhile). Until 2026-12-05 all of it went out in the line's one hold, interrupts off:
+/// every ring's lines (16 KiB a ring, 1.4 s at 115200 baud) before one `PROC` line, past the
+/// TLB shootdown's deadline with a few CPUs' rings full (found by review;
+/// `user.console_kernel_line_drains_in_pieces`).
 pub fn write_line(args: fmt::Arguments<'_>) {
-    locked(|| {
+    if !exo_arch::cpu::interrupts_enabled() || OWNER.load(Ordering::Relaxed) == me() {
+        // Interrupts off anyway, or inside a hold of ours (a nested line): one hold.
+        return locked(|| line_now(args));
+    }
+    drain_before_line_in_pieces(rings(), me() - 1, &mut emit, &mut |piece| locked(piece));
+    locked(|| line_now(args));
+}
+
+/// Writes out, per call of `hold`, at most [`FLUSH_CHUNK`] bytes of `rings`: CPU `cpu`'s
+/// ring whole, the complete lines of the others, as much as each held when its turn came.
+/// Returns the pieces written.
+pub fn drain_before_line_in_pieces<'r>(
+    rings: impl Iterator<Item = &'r CpuRing>,
+    cpu: u32,
+    out: &mut dyn FnMut(&[u8]),
+    hold: &mut dyn FnMut(&mut dyn FnMut() -> usize) -> usize,
+) -> usize {
+    let mut pieces = 0;
+    for r in rings {
+        let mode = if r.cpu == cpu {
+            Drain::All
+        } else {
+            Drain::Lines
+        };
+        let mut left = r.queued();
+        while left > 0 {
+            let n = hold(&mut || drain_ring(r, mode, left.min(FLUSH_CHUNK), out));
+            if n == 0 {
+                break;
+            }
+            pieces += 1;
+            left = left.saturating_sub(n);
+        }
+    }
+    pieces
+}
+
+/// The line itself, console lock held: what the rings still hold before it (bounded), then
+/// the line.
+fn line_now(args: fmt::Arguments<'_>) {
+    {
         drain_before_line();
         // A user line left unfinished (a flush writes rings whole) ends here: the kernel's
         // line starts a line of its own (until 2026-12-04 it was glued on: `abcPANIC ..`).
@@ -279,31 +331,34 @@ pub fn write_line(args: fmt::Arguments<'_>) {
         }
         let _ = Serial.write_fmt(args);
         let _ = Serial.write_str("\n");
-    });
+    }
 }
 
-/// Console lock held: this CPU's ring completely, the others' complete lines.
+/// Console lock held: this CPU's ring, the others' complete lines, at most [`FLUSH_CHUNK`]
+/// bytes of each (all of them when a caller already holds the console with interrupts
+/// off: the panic report, a nested line).
 fn drain_before_line() {
     let cpu = me() - 1;
+    let budget = if exo_arch::cpu::interrupts_enabled() {
+        FLUSH_CHUNK
+    } else {
+        usize::MAX
+    };
     for r in rings() {
         let mode = if r.cpu == cpu {
             Drain::All
         } else {
             Drain::Lines
         };
-        drain_ring(r, mode, usize::MAX, &mut emit);
+        drain_ring(r, mode, budget, &mut emit);
     }
 }
 
 /// Writes `bytes` as they are, now, after every ring (the path of a `write` on a CPU that
-/// has no ring: no memory for one).
+/// has no ring: no memory for one); the rings in pieces ([`flush_all`]).
 pub fn write_bytes(bytes: &[u8]) {
-    locked(|| {
-        for r in rings() {
-            drain_ring(r, Drain::All, usize::MAX, &mut emit);
-        }
-        emit(bytes);
-    });
+    flush_all();
+    locked(|| emit(bytes));
 }
 
 /// Writes everything every ring holds, waiting for the console lock (exits, the panic
@@ -357,16 +412,19 @@ pub const FLUSH_CHUNK: usize = 512;
 /// the console lock is free. Returns true when a ring still holds bytes beyond the budget
 /// (the caller may pass again before it halts).
 pub fn drain_idle() -> bool {
-    FIRST.get().is_some()
-        && try_locked(|| {
-            let mut more = false;
-            for r in rings() {
-                let n = drain_ring(r, Drain::Lines, IDLE_BUDGET, &mut emit);
-                more |= n == IDLE_BUDGET;
-            }
-            more
-        })
-        .unwrap_or(false)
+    // One ring per hold of the console lock (until 2026-12-05 every ring in one: 4 KiB a
+    // ring with interrupts off, 0.35 s per ring at 115200 baud).
+    let mut more = false;
+    for r in rings() {
+        if r.queued() == 0 {
+            continue;
+        }
+        match try_locked(|| drain_ring(r, Drain::Lines, IDLE_BUDGET, &mut emit)) {
+            Some(n) => more |= n == IDLE_BUDGET,
+            None => return more,
+        }
+    }
+    more
 }
 
 /// The timer tick's drain of its CPU's `ring`: whole lines, at most [`TICK_BUDGET`] bytes,

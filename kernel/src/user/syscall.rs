@@ -269,7 +269,15 @@ fn write_slow(fd: u64, buf: u64, len: u64) -> Result<i64, Errno> {
             let block: &crate::smp::cpus::Block = exo_percpu::this_cpu(g);
             block.ext.console.get().copied()
         },
-        crate::console::flush_all,
+        || {
+            // A thread being killed stops writing (until 2026-12-05 it went on flushing up
+            // to 64 KiB at the UART's pace after its process was killed; found by review).
+            if super::process::dying() {
+                return false;
+            }
+            crate::console::flush_all();
+            true
+        },
     )
 }
 
@@ -282,8 +290,16 @@ pub fn write_through(
     buf: u64,
     len: usize,
     ring_of: impl Fn(&IrqGuard) -> Option<&'static crate::console::CpuRing>,
-    flush: impl Fn(),
+    flush: impl Fn() -> bool,
 ) -> Result<i64, Errno> {
+    // `flush` said stop: what was queued, or `EINTR` for nothing.
+    let stopped = |done: usize| {
+        if done == 0 {
+            Err(Errno::Eintr)
+        } else {
+            Ok(done as i64)
+        }
+    };
     let mut done = 0usize;
     while done < len {
         let g = IrqGuard::new();
@@ -313,7 +329,9 @@ pub fn write_through(
                 w.store(cpu, Ordering::Relaxed);
                 if moved {
                     drop(g);
-                    flush();
+                    if !flush() {
+                        return stopped(done);
+                    }
                     continue;
                 }
             }
@@ -330,9 +348,9 @@ pub fn write_through(
                 Ok(done as i64)
             };
         }
-        if done < len {
-            // The ring is full: back-pressure.
-            flush();
+        if done < len && !flush() {
+            // The ring is full: back-pressure (or the writer stops).
+            return stopped(done);
         }
     }
     Ok(done as i64)

@@ -45,16 +45,26 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.console_kernel_line_drains_in_pieces",
+    line_drains_in_pieces
+);
+ktest!(
+    Needs::Threads,
     "user.console_flush_writes_what_was_queued_in_pieces",
     flush_in_pieces
 );
 
 /// A ring of `bytes` for the test alone (leaked: a few hundred bytes per run).
 fn test_ring(bytes: usize) -> Result<&'static CpuRing, String> {
+    test_ring_of(sched::this_cpu(), bytes)
+}
+
+/// A ring that says it is CPU `cpu`'s (not registered: only the test drains it).
+fn test_ring_of(cpu: u32, bytes: usize) -> Result<&'static CpuRing, String> {
     use crate::mm::kalloc;
     let state = kalloc::try_leak(RingState::new()).map_err(|_| "no memory")?;
     let storage = kalloc::try_leak_slice(bytes, || 0u8).map_err(|_| "no memory")?;
-    let r = CpuRing::new(sched::this_cpu(), state, storage).ok_or("ring size")?;
+    let r = CpuRing::new(cpu, state, storage).ok_or("ring size")?;
     Ok(kalloc::try_leak(r).map_err(|_| "no memory")?)
 }
 
@@ -124,6 +134,7 @@ fn full_ring(_: &BootState) -> TestResult {
             console::drain_ring(r, Drain::All, usize::MAX, &mut |b: &[u8]| {
                 o.extend_from_slice(b)
             });
+            true
         },
     )
     .map_err(|e| format!("write returned {e:?}"))?;
@@ -145,7 +156,32 @@ fn full_ring(_: &BootState) -> TestResult {
     // 5096 bytes through a 256-byte ring: each round fills it, then flushes.
     check(flushes as usize >= LEN / 256, || {
         format!("{flushes} synchronous flushes, want at least {}", LEN / 256)
-    })
+    })?;
+    // A writer being killed: its flush says stop at the first full ring; the call returns
+    // what was queued (until 2026-12-05 it went on, flushing at the UART's pace, after its
+    // process was killed).
+    let r = test_ring(256)?;
+    let stops = RefCell::new(0u32);
+    let n = write_through(
+        slot.data(),
+        LEN,
+        |_| Some(r),
+        || {
+            *stops.borrow_mut() += 1;
+            false
+        },
+    );
+    let queued = drain(r, Drain::All, usize::MAX);
+    check(
+        n == Ok(256) && *stops.borrow() == 1 && queued == data[..256],
+        || {
+            format!(
+                "a stopping writer: write returned {n:?} after {} flush calls, {} bytes queued (want Ok(256), 1, 256)",
+                stops.borrow(),
+                queued.len()
+            )
+        },
+    )
 }
 
 const EXIT_CODE: u64 = 42;
@@ -285,4 +321,58 @@ fn exit_line_masked(_: &BootState) -> TestResult {
             alloc::string::String::from_utf8_lossy(&cap)
         )
     })
+}
+
+/// Before a kernel line: this CPU's ring whole and another ring's complete lines go out in
+/// pieces of at most `console::FLUSH_CHUNK` bytes, one hold of the console lock each (the
+/// other ring's unfinished line stays). Until 2026-12-05 a kernel line wrote them all in
+/// its one hold, interrupts off (here 3000 + 1980 bytes in one).
+fn line_drains_in_pieces(_: &BootState) -> TestResult {
+    let me = sched::this_cpu();
+    let own = test_ring_of(me, 4096)?;
+    let other = test_ring_of(me + 1, 4096)?;
+    let mine: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut theirs = Vec::new();
+    for k in 0..60u32 {
+        theirs
+            .extend_from_slice(format!("line {k:04} of the other CPU, padded to 33\n").as_bytes());
+    }
+    let lines = theirs.len();
+    theirs.extend_from_slice(b"unfinished");
+    check(
+        push(own, &mine) == mine.len() && push(other, &theirs) == theirs.len(),
+        || "the test bytes did not fit".into(),
+    )?;
+    let out = RefCell::new(Vec::new());
+    let (mut holds, mut biggest) = (0, 0);
+    let pieces = console::drain_before_line_in_pieces(
+        [own, other].into_iter(),
+        me,
+        &mut |b: &[u8]| out.borrow_mut().extend_from_slice(b),
+        &mut |piece| {
+            holds += 1;
+            let n = piece();
+            biggest = biggest.max(n);
+            n
+        },
+    );
+    let mut want = mine.clone();
+    want.extend_from_slice(&theirs[..lines]);
+    let left = drain(other, Drain::All, usize::MAX);
+    check(
+        *out.borrow() == want
+            && biggest <= console::FLUSH_CHUNK
+            && pieces <= holds
+            && holds <= pieces + 2
+            && left == b"unfinished",
+        || {
+            format!(
+                "{} bytes out (want {}), {pieces} pieces in {holds} holds, at most {biggest} bytes a hold (want <= {}), left {:?}",
+                out.borrow().len(),
+                want.len(),
+                console::FLUSH_CHUNK,
+                core::str::from_utf8(&left)
+            )
+        },
+    )
 }

@@ -49,6 +49,24 @@ impl RingState {
     }
 }
 
+impl RingState {
+    /// Bytes queued, as either side last published them (a snapshot, without either side:
+    /// for a look that must not wait for, or take, the consumer).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.head
+            .0
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.tail.0.load(Ordering::Acquire))
+    }
+
+    /// Nothing queued (a snapshot)?
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Default for RingState {
     fn default() -> Self {
         Self::new()
@@ -229,6 +247,12 @@ impl<'a> Producer<'a> {
 }
 
 impl<'a> Consumer<'a> {
+    /// The ring's shared state (for [`RingState::len`] without the consumer).
+    #[inline(always)]
+    pub fn state(&self) -> &'a RingState {
+        self.state
+    }
+
     /// The ring's size in bytes.
     #[inline(always)]
     pub fn capacity(&self) -> usize {
