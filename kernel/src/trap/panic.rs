@@ -292,17 +292,36 @@ impl core::fmt::Display for Vector {
     }
 }
 
-/// Ticks the report waits for the other CPUs to record where the NMI found them.
+/// Ticks the report waits for the other CPUs to record where the NMI found them when the
+/// TSC rate is not known yet (a panic during boot).
 const STOP_WAIT_TICKS: u64 = 200_000_000;
 
-/// Waits (at most [`STOP_WAIT_TICKS`], lock-free) until every other online CPU recorded where
-/// the stop-all NMI found it.
+/// How long the report waits for the other CPUs: 1 s on hardware, 10 s under emulation or a
+/// foreign hypervisor (a descheduled vCPU answers late). Until 2026-12-05 the wait was
+/// [`STOP_WAIT_TICKS`] everywhere (67 ms at 3 GHz): a vCPU the host had descheduled longer
+/// showed as `no answer` and ran on during the report (found by review; not forced).
+fn stop_wait_ticks() -> u64 {
+    let hz = crate::smp::time::tsc_hz();
+    if hz == 0 {
+        return STOP_WAIT_TICKS;
+    }
+    let ms = if exo_arch::cpu::emulated_or_foreign_hypervisor() {
+        10_000
+    } else {
+        1000
+    };
+    exo_arch::tsc::ns_to_ticks(ms * 1_000_000, hz).max(STOP_WAIT_TICKS)
+}
+
+/// Waits (at most [`stop_wait_ticks`], lock-free) until every other online CPU recorded
+/// where the stop-all NMI found it.
 fn wait_stopped(me: u32) {
     let t0 = exo_arch::tsc::rdtsc();
+    let limit = stop_wait_ticks();
     while crate::smp::cpus::online()
         .filter(|b| b.hot.cpu_id != me)
         .any(|b| b.ext.stopped_rip.load(Ordering::Acquire) == 0)
-        && exo_arch::tsc::rdtsc().wrapping_sub(t0) < STOP_WAIT_TICKS
+        && exo_arch::tsc::rdtsc().wrapping_sub(t0) < limit
     {
         core::hint::spin_loop();
     }

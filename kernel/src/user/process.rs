@@ -370,6 +370,11 @@ fn kill(p: &Proc, status: u64, why: &str) {
     });
     if let Some(a) = p.space.read().as_ref() {
         let loaded = a.space().loaded();
+        // Interrupts off: `me` stays this CPU for the loop. Until 2026-12-05 it was read
+        // with interrupts on, and a killer moved to another CPU meanwhile never kicked the
+        // one it left (a thread of the process there ran on in ring 3 until its next tick;
+        // under icount, with no tick, for good; found by review, not forced).
+        let _g = exo_percpu::IrqGuard::new();
         let me = sched::this_cpu();
         for cpu in 0..loaded.len() {
             if cpu != me && loaded.contains(cpu) {
