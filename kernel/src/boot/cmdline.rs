@@ -68,6 +68,9 @@ pub struct Options {
     /// With `panic_on_cpu`: this CPU panics too, while the first one reports
     /// (`exo.panic_also_cpu=M`): the report must carry its reason, not "no answer".
     pub panic_also_cpu: Option<u32>,
+    /// This CPU's boot TSC check answers nothing (`exo.tsc_mute_cpu=N`): its measurement
+    /// fails, the next AP's must not.
+    pub tsc_mute_cpu: Option<u32>,
     /// At the end of the `boot` job this CPU panics and its report waits until the job's
     /// success exit has begun (`exo.panic_at_exit=N`): the exit must give way (failure).
     pub panic_at_exit: Option<u32>,
@@ -138,6 +141,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         panic_on_cpu: None,
         panic_also_cpu: None,
         panic_at_exit: None,
+        tsc_mute_cpu: None,
         panic_after_exit: None,
         panic_console_held: None,
         panic_early: false,
@@ -184,6 +188,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("panic_on_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_on_cpu, Some(c))),
             ("panic_also_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.panic_also_cpu, Some(c))),
             ("panic_at_exit", v) => v.parse().is_ok_and(|c| set(&mut o.panic_at_exit, Some(c))),
+            ("tsc_mute_cpu", v) => v.parse().is_ok_and(|c| set(&mut o.tsc_mute_cpu, Some(c))),
             ("panic_after_exit", v) => v
                 .parse()
                 .is_ok_and(|c| set(&mut o.panic_after_exit, Some(c))),

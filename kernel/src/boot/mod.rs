@@ -246,6 +246,9 @@ pub fn bsp_main(start_info: u64) -> BootState {
     crate::boot::faults::before_ap_start(&opts, &aps);
     let report = smp::start_aps(&aps, ap_timeout_ms, features.nx, cr3);
     let aps_online_tsc = phase("aps");
+    if let Some(c) = opts.tsc_mute_cpu {
+        tsc_sync::mute(c);
+    }
     tsc_sync::check_all();
     kprintln!("SMP,{},{},{}", report.online, report.expected, mode.name());
     for b in cpus::online() {

@@ -37,10 +37,30 @@ impl core::fmt::Display for SyncError {
     }
 }
 
+/// Test switch (`exo.tsc_mute_cpu=N`): CPU `N`'s responder answers nothing (`u32::MAX`: none).
+static MUTE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Makes CPU `cpu`'s responder answer nothing (its exchanges time out).
+pub fn mute(cpu: u32) {
+    MUTE.store(cpu, Ordering::Relaxed);
+}
+
+/// How long a responder waits for its first exchange: it is posted while the previous AP
+/// is measured, which may take that AP's whole deadline (2 s) when it fails.
+const START_MS: u64 = 10_000;
+
 fn responder(first_seq: u64) -> u64 {
     let g = IrqGuard::new();
-    let resp = &cpus::this(&g).ext.tsc_resp;
-    let deadline = Deadline::after_ms(2000);
+    let me = cpus::this(&g);
+    if me.hot.cpu_id == MUTE.load(Ordering::Relaxed) {
+        return 2;
+    }
+    let resp = &me.ext.tsc_resp;
+    // The rounds' 2 s start at the first exchange. Until 2026-12-05 they started when the
+    // job did: the next AP's responder, posted while this AP was measured, had spent them
+    // when this AP failed, so it failed too, and every AP after it (2 s each, then measured
+    // again alone; found by review; `exo.tsc_mute_cpu`, CI step).
+    let mut deadline = Deadline::after_ms(START_MS);
     for i in 0..ROUNDS as u64 {
         let seq = first_seq + i;
         while REQ.0.load(Ordering::Acquire) != seq {
@@ -48,6 +68,9 @@ fn responder(first_seq: u64) -> u64 {
                 return 1;
             }
             core::hint::spin_loop();
+        }
+        if i == 0 {
+            deadline = Deadline::after_ms(2000);
         }
         let t2 = rdtsc_precise();
         resp.tsc.store(t2, Ordering::Relaxed);
@@ -134,14 +157,23 @@ pub fn check_all() {
     let mut it = aps().enumerate().peekable();
     let mut posted = post(0, it.peek().map(|&(_, b)| b));
     let mut n = 0;
+    let (mut failed, mut ids) = (0u32, arrayvec::ArrayString::<64>::new());
     while let Some((k, b)) = it.next() {
         let next_posted = post(k + 1, it.peek().map(|&(_, b)| b));
-        if let Some(Ok(o)) = posted.then(|| exchange(b, first_of(k))) {
-            record(b, o);
+        match posted.then(|| exchange(b, first_of(k))) {
+            Some(Ok(o)) => record(b, o),
+            _ => {
+                failed += 1;
+                let _ = core::fmt::Write::write_fmt(
+                    &mut ids,
+                    format_args!("{}{}", if failed > 1 { ";" } else { "" }, b.hot.cpu_id),
+                );
+            }
         }
         posted = next_posted;
         n = k + 1;
     }
+    crate::kprintln!("TSC,check,first_pass_failed,{failed},cpus,{ids}");
     // Every responder ends by itself (its last exchange, or its deadline).
     for b in aps() {
         let _ = cpus::wait_free(CpuId(b.hot.cpu_id), Deadline::after_ms(3000));
