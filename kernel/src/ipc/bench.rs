@@ -190,8 +190,18 @@ fn xrtt(a: u32, b: u32, base: bool) -> Option<smp_bench::Stats> {
     let c = alloc::sync::Arc::new(ipc::fusion::Channel::new().ok()?);
     *XCHAN.lock() = Some(c.clone());
     XBASE.store(base, Ordering::Release);
-    let s = Builder::new().pin(b).spawn(xserver, 0).ok()?;
-    let t = Builder::new().pin(a).spawn(xclient, 0).ok()?;
+    let spawned = Builder::new().pin(b).spawn(xserver, 0).and_then(|s| {
+        Builder::new()
+            .pin(a)
+            .spawn(xclient, 0)
+            .map(|t| (s, t))
+            .inspect_err(|_| c.close())
+    });
+    let Ok((s, t)) = spawned else {
+        // The channel (and its endpoint) goes with the last reference.
+        *XCHAN.lock() = None;
+        return None;
+    };
     let d = rdtsc() + 60 * crate::smp::time::tsc_hz();
     let ok = sched::join_until(t, d) == Ok(0) && sched::join_until(s, d) == Ok(0);
     c.close();

@@ -178,3 +178,14 @@ impl Channel {
         let _ = super::destroy(self.ep);
     }
 }
+
+/// A channel dropped without [`Channel::close`] (an error path) destroys its endpoint
+/// (nothing if `close` did: the generation is checked). Until 2026-12-05 the endpoint
+/// stayed live, with no handle, until reboot (found by review;
+/// `ipc.fusion_channel_dropped_gives_its_endpoint_back`). No side can be parked on it: each
+/// side holds the channel while it waits.
+impl Drop for Channel {
+    fn drop(&mut self) {
+        let _ = super::destroy(self.ep);
+    }
+}

@@ -28,6 +28,11 @@ ktest!(
     "ipc.fusion_call_times_out_and_its_late_reply_is_discarded",
     timeout_then_stale
 );
+ktest!(
+    Needs::Threads,
+    "ipc.fusion_channel_dropped_gives_its_endpoint_back",
+    dropped_channel
+);
 
 static CHAN: spin::Mutex<Option<Arc<Channel>>> = spin::Mutex::new(None);
 const CALLS: u64 = 2000;
@@ -218,4 +223,20 @@ fn timeout_then_stale(_: &crate::boot::BootState) -> TestResult {
             )
         },
     )
+}
+
+/// A channel dropped without `close` (an error path) gives its endpoint back; one closed,
+/// then dropped, too (the second destroy finds it gone).
+fn dropped_channel(_: &crate::boot::BootState) -> TestResult {
+    let before = super::live_endpoints();
+    let a = Channel::new().map_err(|e| format!("new: {e:?}"))?;
+    let b = Channel::new().map_err(|e| format!("new: {e:?}"))?;
+    let during = super::live_endpoints();
+    drop(a);
+    b.close();
+    drop(b);
+    let after = super::live_endpoints();
+    check(during == before + 2 && after == before, || {
+        format!("live endpoints {before} before, {during} with two channels, {after} after")
+    })
 }
