@@ -482,6 +482,31 @@ pub fn take_retired_tables() -> RetiredTables {
     })
 }
 
+/// Puts tables taken by [`take_retired_tables`] back among the retired ones (a flush that
+/// could not be completed: some CPU may still cache them), in front of those retired since.
+pub fn retire_again(r: RetiredTables) {
+    if r.count == 0 {
+        return;
+    }
+    // The list's last table, found outside the lock (the list is the caller's).
+    let mut tail = r.head;
+    loop {
+        let mut link = [0u8; 8];
+        sys::copy_from_phys(tail, &mut link);
+        match u64::from_le_bytes(link) {
+            0 => break,
+            next => tail = next,
+        }
+    }
+    with_memory(|guard| {
+        if let Some(m) = guard.as_mut() {
+            sys::copy_to_phys(tail, &m.retired.to_le_bytes());
+            m.retired = r.head;
+            RETIRED.fetch_add(r.count, core::sync::atomic::Ordering::Relaxed);
+        }
+    });
+}
+
 /// Gives retired tables back to the allocator and their slots to `alloc_stack`; returns
 /// how many. Call only once every CPU has flushed after [`take_retired_tables`].
 pub fn release_tables(r: RetiredTables) -> u64 {

@@ -43,6 +43,11 @@ ktest!(
     wait_own_result
 );
 ktest!(
+    Needs::Cpus,
+    "smp.reclaim_waits_not_for_a_busy_cpu",
+    reclaim_busy_cpu
+);
+ktest!(
     Needs::Threads,
     "smp.wait_after_moving_onto_the_target_runs_the_request",
     wait_on_target
@@ -644,4 +649,74 @@ fn wait_on_target(s: &BootState) -> TestResult {
     let _ = sched::set_affinity(CpuSet::ANY);
     crate::harness::join_all(&[spinner], 30_000)?;
     r
+}
+
+/// A CPU busy in a mailbox job (interrupts off) until the test lets it go; meanwhile a
+/// reclaim of retired kernel page tables gives up (0 reclaimed, the tables retired again,
+/// `RECLAIMS_DEFERRED` one more) instead of waiting for it; once the CPU is free, the next
+/// reclaim gives them back. Until 2026-12-05 the reclaim waited with the shootdown's
+/// deadline (here until the job's 10 s bound; a job longer than the deadline stopped the
+/// machine).
+fn reclaim_busy_cpu(_: &BootState) -> TestResult {
+    use crate::mm::memory;
+    use crate::smp::tlb;
+    let Some(b) = cpus::online().find(|b| b.hot.cpu_id != 0) else {
+        return Ok(());
+    };
+    let c = CpuId(b.hot.cpu_id);
+    // Nothing retired from before: what is retired below is this test's.
+    tlb::reclaim_kernel_tables();
+    HELD_RELEASE.store(false, Ordering::Release);
+    BUSY_IN.store(false, Ordering::Release);
+    let t = cpus::post(c, busy_until_released, 0).map_err(|e| format!("post: {e}"))?;
+    let r = (|| {
+        let d = Deadline::after_ms(10_000);
+        while !BUSY_IN.load(Ordering::Acquire) {
+            if d.passed() {
+                return Err(format!("CPU {} never ran the busy job", c.0));
+            }
+            core::hint::spin_loop();
+        }
+        let s = memory::alloc_stack(1).map_err(|e| format!("alloc_stack: {e}"))?;
+        memory::free_stack(s);
+        let retired = memory::retired_tables();
+        let deferred = tlb::RECLAIMS_DEFERRED.load(Ordering::Relaxed);
+        let n = tlb::reclaim_kernel_tables();
+        let still = memory::retired_tables();
+        let now_deferred = tlb::RECLAIMS_DEFERRED.load(Ordering::Relaxed);
+        check(
+            retired >= 1 && n == 0 && still >= retired && now_deferred == deferred + 1,
+            || {
+                format!(
+                    "with CPU {} busy: {n} tables reclaimed of {retired} retired, {still} retired after, deferrals {deferred} -> {now_deferred} (want 0, >= {retired}, +1)",
+                    c.0
+                )
+            },
+        )?;
+        Ok(retired)
+    })();
+    HELD_RELEASE.store(true, Ordering::Release);
+    let done = cpus::wait(t, Deadline::after_ms(12_000));
+    let retired = r?;
+    check(done.is_ok(), || format!("the busy job: {done:?}"))?;
+    let n = tlb::reclaim_kernel_tables();
+    check(n >= retired, || {
+        format!(
+            "CPU {} free again: {n} tables reclaimed (want >= {retired})",
+            c.0
+        )
+    })
+}
+
+/// Set once [`busy_until_released`] runs.
+static BUSY_IN: AtomicBool = AtomicBool::new(false);
+
+/// A mailbox job (interrupts off) that spins until [`HELD_RELEASE`] (10 s at most).
+fn busy_until_released(_: u64) -> u64 {
+    BUSY_IN.store(true, Ordering::Release);
+    let d = Deadline::after_ms(10_000);
+    while !HELD_RELEASE.load(Ordering::Acquire) && !d.passed() {
+        core::hint::spin_loop();
+    }
+    0
 }
