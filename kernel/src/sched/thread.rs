@@ -409,7 +409,7 @@ impl Builder {
     ) -> Result<Tid, SchedError> {
         // Freed stacks' page tables wait for a flush of every CPU (`memory::RetiredTables`);
         // a spawn, with interrupts on and nothing held, is where they are reclaimed.
-        if memory::retired_tables() >= crate::smp::tlb::RECLAIM_AT {
+        if crate::smp::tlb::reclaim_due() {
             crate::smp::tlb::reclaim_kernel_tables();
         }
         let g = IrqGuard::new();

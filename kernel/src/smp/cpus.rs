@@ -524,7 +524,7 @@ pub fn idle_loop() -> ! {
     loop {
         // Freed kernel stacks' page tables, once enough wait: an idle CPU holds nothing and
         // has interrupts on, so it can make every CPU flush (spawns do it too).
-        if crate::mm::memory::retired_tables() >= crate::smp::tlb::RECLAIM_AT {
+        if crate::smp::tlb::reclaim_due() {
             crate::smp::tlb::reclaim_kernel_tables();
         }
         let g = IrqGuard::new();

@@ -163,6 +163,11 @@ pub fn reclaim_kernel_tables() -> u64 {
     ) {
         log::debug!("reclaim of {} page tables deferred: CPU {c} busy", r.count);
         RECLAIMS_DEFERRED.fetch_add(1, Ordering::Relaxed);
+        NEXT_TRY.store(
+            exo_arch::tsc::rdtsc()
+                .saturating_add(crate::smp::time::tsc_hz() / 1000 * RECLAIM_RETRY_MS),
+            Ordering::Relaxed,
+        );
         crate::mm::memory::retire_again(r);
         return 0;
     }
@@ -173,6 +178,20 @@ pub fn reclaim_kernel_tables() -> u64 {
 /// How long a reclaim waits for the other CPUs before it gives up (see
 /// [`reclaim_kernel_tables`]).
 pub const RECLAIM_PATIENCE_MS: u64 = 100;
+
+/// After a reclaim gave up, the idle loops and spawns wait this long before they try again
+/// (else every idle pass would spend [`RECLAIM_PATIENCE_MS`] on the busy CPU).
+pub const RECLAIM_RETRY_MS: u64 = 1000;
+
+/// TSC before which [`reclaim_due`] says no (a reclaim gave up).
+static NEXT_TRY: AtomicU64 = AtomicU64::new(0);
+
+/// Whether the idle loops and spawns should reclaim now: [`RECLAIM_AT`] tables retired,
+/// and no reclaim gave up in the last [`RECLAIM_RETRY_MS`].
+pub fn reclaim_due() -> bool {
+    crate::mm::memory::retired_tables() >= RECLAIM_AT
+        && exo_arch::tsc::rdtsc() >= NEXT_TRY.load(Ordering::Relaxed)
+}
 
 /// Reclaims given up because a CPU did not answer in time.
 pub static RECLAIMS_DEFERRED: AtomicU64 = AtomicU64::new(0);
