@@ -1,8 +1,12 @@
 //! Endpoints, the per-thread message slots and the slow paths (queues, wake, block).
 //!
-//! A thread's IPC state is one word in its [`Waiter`] (`seq << 32 | error << 8 | state`):
-//! `seq` counts the thread's operations, so a reply token (thread, seq) given to a server
-//! names one call and goes stale when the caller times out, dies or calls again. Queued
+//! A thread's IPC state is one word in its [`Waiter`] (`seq << 16 | error << 8 | state`):
+//! `seq` (48 bits) counts the thread's operations, so a reply token (the seq above 16 bits
+//! of thread index plus one) given to a server names one call and goes stale when the
+//! caller times out, dies or calls again. Until 2026-12-05 the seq had 32 bits: a server holding a token while its
+//! caller timed out and made 2^32 more operations (minutes at a fastpath's pace) could
+//! answer the caller's later call with the old reply (found by review; 2^48 operations
+//! take years). Queued
 //! states change only under the endpoint's lock; a reply claims the caller's word by CAS
 //! (`REPLY_WAIT -> REPLYING`), writes the message, then publishes `DONE`, so a time-out and
 //! a reply racing each other are decided by that one CAS.
@@ -28,22 +32,33 @@ pub(super) const REPLYING: u64 = 5;
 pub(super) const DONE: u64 = 6;
 pub(super) const FAILED: u64 = 7;
 
+/// Where the seq starts in a state word and a reply token.
+const SEQ_SHIFT: u32 = 16;
+// A token's low 16 bits hold a thread index + 1.
+const _: () = assert!(MAX_THREADS < 1 << SEQ_SHIFT);
+
 pub(super) const fn pack(seq: u64, state: u64) -> u64 {
-    (seq << 32) | state
+    (seq << SEQ_SHIFT) | state
 }
 const fn failed(seq: u64, e: IpcError) -> u64 {
-    (seq << 32) | ((e as u64) << 8) | FAILED
+    (seq << SEQ_SHIFT) | ((e as u64) << 8) | FAILED
 }
 pub(super) const fn state_of(w: u64) -> u64 {
     w & 0xff
 }
 pub(super) const fn seq_of(w: u64) -> u64 {
-    w >> 32
+    w >> SEQ_SHIFT
 }
 
 /// A reply token: the caller's thread index + 1 and its operation's seq (0: none).
 pub(super) const fn token(i: usize, seq: u64) -> u64 {
-    (seq << 32) | (i as u64 + 1)
+    (seq << SEQ_SHIFT) | (i as u64 + 1)
+}
+
+/// The thread index of reply token `tok` (not 0).
+#[inline(always)]
+pub(super) const fn token_index(tok: u64) -> u32 {
+    (tok & ((1 << SEQ_SHIFT) - 1)) as u32 - 1
 }
 
 /// One thread's IPC state and message slot (a cache-line pair, indexed by thread index).
@@ -877,7 +892,7 @@ fn reply_slow(w: &Waiter, msg: &Msg) -> Result<(), IpcError> {
     if tok == 0 {
         return Err(IpcError::NoCaller);
     }
-    let cw = waiter((tok as u32) - 1);
+    let cw = waiter(token_index(tok));
     let cseq = seq_of(tok);
     let _g = IrqGuard::new();
     if cw
@@ -982,7 +997,7 @@ fn drop_call(w: &Waiter, e: IpcError) {
     if tok == 0 {
         return;
     }
-    let cw = waiter((tok as u32) - 1);
+    let cw = waiter(token_index(tok));
     let cseq = seq_of(tok);
     if cw
         .word

@@ -25,7 +25,7 @@
 
 use super::endpoint::{
     DONE, EpRef, RECV_WAIT, REPLY_WAIT, REPLYING, Waiter, pack, seq_of, slot, state_of, token,
-    wait, waiter,
+    token_index, wait, waiter,
 };
 use super::{INFO_HANDLE, IpcError, MSG_WORDS, fastpath_enabled};
 use crate::sched::{self, Claimed, Here};
@@ -141,7 +141,7 @@ pub(super) fn reply_recv(
     if !q.is(ep) || q.senders.head().is_some() {
         return None;
     }
-    let cw = waiter((tok as u32) - 1);
+    let cw = waiter(token_index(tok));
     let ctid = cw.tid();
     let cseq = seq_of(tok);
     let waiting = pack(cseq, REPLY_WAIT);

@@ -61,6 +61,7 @@ ktest!(
     "ipc.region_below_the_floor_is_refused",
     region_floor_enforced
 );
+ktest!(Needs::Cpus, "ipc.seqs_and_tokens_keep_48_bits", seq_bits);
 
 /// The endpoint of the running test (tests run one at a time).
 static EP: AtomicU64 = AtomicU64::new(0);
@@ -1143,4 +1144,34 @@ fn region_floor_enforced(_: &BootState) -> TestResult {
     })();
     let _ = ipc::destroy(e);
     r
+}
+
+/// A thread's operation count (seq) keeps 48 bits in its state word and in the reply token
+/// it gives a server, and the token still names its thread: a caller whose seq passed 2^32
+/// is not answered with a reply meant for its seq 2^32 operations earlier. Until 2026-12-05
+/// the seq had 32 bits (`seq << 32`: the high bits fell off).
+fn seq_bits(_: &BootState) -> TestResult {
+    use super::endpoint::{DONE, REPLY_WAIT, pack, seq_of, state_of, token, token_index};
+    let mut bad = Vec::new();
+    for seq in [1u64, 0xffff_ffff, 1 << 32, (1 << 32) + 7, (1 << 48) - 1] {
+        for state in [REPLY_WAIT, DONE] {
+            let w = pack(seq, state);
+            if seq_of(w) != seq || state_of(w) != state {
+                bad.push(format!("pack({seq:#x}, {state}) -> {w:#x}"));
+            }
+        }
+        for i in [0usize, 1, sched::MAX_THREADS - 1] {
+            let t = token(i, seq);
+            if seq_of(t) != seq || token_index(t) as usize != i {
+                bad.push(format!("token({i}, {seq:#x}) -> {t:#x}"));
+            }
+        }
+        if seq < 1 << 32 && pack(seq, REPLY_WAIT) == pack(seq + (1 << 32), REPLY_WAIT) {
+            bad.push(format!(
+                "seq {seq:#x} and {:#x} pack alike",
+                seq + (1 << 32)
+            ));
+        }
+    }
+    check(bad.is_empty(), || format!("{bad:?}"))
 }
