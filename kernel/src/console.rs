@@ -284,10 +284,12 @@ fn me() -> u32 {
 pub fn write_line(args: fmt::Arguments<'_>) {
     if !exo_arch::cpu::interrupts_enabled() || OWNER.load(Ordering::Relaxed) == me() {
         // Interrupts off anyway, or inside a hold of ours (a nested line): one hold.
-        return locked(|| line_now(args));
+        return locked(|| line_now(args, usize::MAX));
     }
     drain_before_line_in_pieces(rings(), me() - 1, &mut emit, &mut |piece| locked(piece));
-    locked(|| line_now(args));
+    // Decided out here: inside the hold interrupts are always off (a first version read
+    // them there, and the line's own hold wrote the rings whole; found by review).
+    locked(|| line_now(args, FLUSH_CHUNK));
 }
 
 /// Writes out, per call of `hold`, at most [`FLUSH_CHUNK`] bytes of `rings`: CPU `cpu`'s
@@ -319,11 +321,11 @@ pub fn drain_before_line_in_pieces<'r>(
     pieces
 }
 
-/// The line itself, console lock held: what the rings still hold before it (bounded), then
-/// the line.
-fn line_now(args: fmt::Arguments<'_>) {
+/// The line itself, console lock held: what the rings still hold before it (at most
+/// `budget` bytes of each), then the line.
+fn line_now(args: fmt::Arguments<'_>, budget: usize) {
     {
-        drain_before_line();
+        drain_before_line(budget);
         // A user line left unfinished (a flush writes rings whole) ends here: the kernel's
         // line starts a line of its own (until 2026-12-04 it was glued on: `abcPANIC ..`).
         if !AT_LINE_START.load(Ordering::Relaxed) {
@@ -334,16 +336,11 @@ fn line_now(args: fmt::Arguments<'_>) {
     }
 }
 
-/// Console lock held: this CPU's ring, the others' complete lines, at most [`FLUSH_CHUNK`]
-/// bytes of each (all of them when a caller already holds the console with interrupts
-/// off: the panic report, a nested line).
-fn drain_before_line() {
+/// Console lock held: this CPU's ring, the others' complete lines, at most `budget` bytes
+/// of each ([`FLUSH_CHUNK`] after [`drain_before_line_in_pieces`]; all of it when the caller
+/// had interrupts off anyway: the panic report, a nested line).
+fn drain_before_line(budget: usize) {
     let cpu = me() - 1;
-    let budget = if exo_arch::cpu::interrupts_enabled() {
-        FLUSH_CHUNK
-    } else {
-        usize::MAX
-    };
     for r in rings() {
         let mode = if r.cpu == cpu {
             Drain::All
@@ -496,6 +493,13 @@ fn try_locked<R>(f: impl FnOnce() -> R) -> Option<R> {
         OWNER.store(0, Ordering::Release);
         Some(r)
     })
+}
+
+/// Lets the console lock go if this CPU holds it (a CPU that panicked while a job was
+/// exiting stops here for good: the exit's writes must not wait out the lock's bound at
+/// each piece; found by review).
+pub fn let_go() {
+    let _ = OWNER.compare_exchange(me(), 0, Ordering::AcqRel, Ordering::Relaxed);
 }
 
 /// The CPU holding the console lock, if any.

@@ -143,7 +143,7 @@ pub fn drain_all() -> Result<(), String> {
 /// leak) and in cached thread stacks (kept for reuse). Freed stacks' page tables are
 /// reclaimed first (`smp::tlb::reclaim_kernel_tables`); any still retired count as free.
 pub fn free_frames() -> Result<(u64, u64), String> {
-    crate::smp::tlb::reclaim_kernel_tables();
+    crate::smp::tlb::reclaim_kernel_tables_waiting();
     drain_all()?;
     let s = crate::mm::kalloc::stats();
     Ok((

@@ -371,12 +371,12 @@ fn take_free_slots() -> Result<Vec<memory::Stack>, String> {
 /// next would have been mapped over the kernel image's window). Forced: a stack is freed
 /// and the retired tables reclaimed; then the never-used counter is set to the last slot.
 fn stack_slots(_: &BootState) -> TestResult {
-    crate::smp::tlb::reclaim_kernel_tables();
+    crate::smp::tlb::reclaim_kernel_tables_waiting();
     let mut held = take_free_slots()?;
     let s = memory::alloc_stack(2).map_err(|e| format!("alloc_stack: {e}"))?;
     let slot = s.bottom - 4096;
     memory::free_stack(s);
-    crate::smp::tlb::reclaim_kernel_tables();
+    crate::smp::tlb::reclaim_kernel_tables_waiting();
     let again = take_free_slots()?;
     let reused = again.iter().any(|t| t.bottom - 4096 == slot);
     held.extend(again);

@@ -74,6 +74,9 @@ pub struct CpuSched {
     /// The deadline this CPU's timer was last programmed for (TSC; `u64::MAX`: none since its
     /// last tick). This CPU only, lock held or in its tick (see `program_timer`).
     pub(super) armed: AtomicU64,
+    /// TSC of this CPU's last switch (the running thread's burst so far, for its average):
+    /// a direct switch gives the thread the caller's slice (`started`), not its burst.
+    pub(super) ran_since: AtomicU64,
     pub(super) mailbox: Mailbox<ThreadRef, MAILBOX_SLOTS>,
     pub(super) current: AtomicU32,
     /// The running thread's `uid` (its control block's, copied at each switch so the
@@ -434,7 +437,10 @@ fn schedule_core<const YIELD: bool>() {
     let prev_i = cs.current.load(Ordering::Relaxed) as usize;
     let idle_i = cs.idle.load(Ordering::Relaxed) as usize;
     let prev = tcb(prev_i);
-    let burst = now.saturating_sub(prev.started.load(Ordering::Relaxed));
+    // Since this CPU's last switch: a thread switched to directly runs on its caller's
+    // slice (`started`), so the slice's start would make its burst the whole chain of
+    // hand-offs (IPC threads drifting from hot to normal; found by review).
+    let burst = now.saturating_sub(cs.ran_since.load(Ordering::Relaxed));
     // The average's whole state is stored (`Ema::raw`): until 2026-12-02 the average divided
     // by 8 was, so every reload shrank it 8-fold and every thread was classified hot.
     let mut e = Ema::from_raw(prev.ema.load(Ordering::Relaxed));
@@ -473,6 +479,7 @@ fn schedule_core<const YIELD: bool>() {
 fn keep_running(cs: &CpuSched, prev: &Tcb, now: u64, running: bool) {
     prev.set_state(State::Running);
     prev.started.store(now, Ordering::Relaxed);
+    cs.ran_since.store(now, Ordering::Relaxed);
     arm_timer(cs, now, running);
     cs.unlock();
 }
@@ -557,6 +564,7 @@ pub(super) fn switch_locked(
     // and the idle context's creation already wrote this CPU there, under this lock.
     debug_assert_eq!(next.cpu.load(Ordering::Relaxed), cs.cpu);
     next.started.store(now, Ordering::Relaxed);
+    cs.ran_since.store(now, Ordering::Relaxed);
     bump(&next.switches);
     cs.current.store(next_i as u32, Ordering::Relaxed);
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
@@ -785,6 +793,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         sleepers: UnsafeCell::new(ArrayVec::new()),
         next_wake: AtomicU64::new(u64::MAX),
         armed: AtomicU64::new(u64::MAX),
+        ran_since: AtomicU64::new(0),
         mailbox: Mailbox::new(),
         current: AtomicU32::new(i as u32),
         current_uid: AtomicU64::new(0),
@@ -823,6 +832,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     t.home.store(cpu, Ordering::Relaxed);
     t.cpu.store(cpu, Ordering::Relaxed);
     t.started.store(rdtsc(), Ordering::Relaxed);
+    cs.ran_since.store(rdtsc(), Ordering::Relaxed);
     t.set_state(State::Running);
     if let Some(e) = SCHEDS.get(cpu as usize) {
         e.store(cs as *const CpuSched as usize, Ordering::Release);
@@ -1389,6 +1399,7 @@ fn switch_direct<const IN_KERNEL: bool>(
     // their CPU from every other thread there (`ipc.fastpath_ping_pong_leaves_its_cpu_to_other_threads`).
     let started = prev.started.load(Ordering::Relaxed);
     next.started.store(started, Ordering::Relaxed);
+    cs.ran_since.store(rdtsc(), Ordering::Relaxed);
     cs.current.store(next_i as u32, Ordering::Relaxed);
     if IN_KERNEL {
         // Read only by `finish_switch`, which an exit to ring 3 does not run.

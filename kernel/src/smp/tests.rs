@@ -665,7 +665,7 @@ fn reclaim_busy_cpu(_: &BootState) -> TestResult {
     };
     let c = CpuId(b.hot.cpu_id);
     // Nothing retired from before: what is retired below is this test's.
-    tlb::reclaim_kernel_tables();
+    tlb::reclaim_kernel_tables_waiting();
     HELD_RELEASE.store(false, Ordering::Release);
     BUSY_IN.store(false, Ordering::Release);
     let t = cpus::post(c, busy_until_released, 0).map_err(|e| format!("post: {e}"))?;
@@ -699,7 +699,7 @@ fn reclaim_busy_cpu(_: &BootState) -> TestResult {
     let done = cpus::wait(t, Deadline::after_ms(12_000));
     let retired = r?;
     check(done.is_ok(), || format!("the busy job: {done:?}"))?;
-    let n = tlb::reclaim_kernel_tables();
+    let n = tlb::reclaim_kernel_tables_waiting();
     check(n >= retired, || {
         format!(
             "CPU {} free again: {n} tables reclaimed (want >= {retired})",

@@ -149,6 +149,22 @@ pub const RECLAIM_AT: u64 = 16;
 /// (a contention window above 5 s under KVM; found by review;
 /// `smp.reclaim_waits_not_for_a_busy_cpu`).
 pub fn reclaim_kernel_tables() -> u64 {
+    let patience = if exo_arch::cpu::emulated_or_foreign_hypervisor() {
+        RECLAIM_PATIENCE_EMULATED_MS
+    } else {
+        RECLAIM_PATIENCE_MS
+    };
+    reclaim_within(Some(patience))
+}
+
+/// [`reclaim_kernel_tables`] that waits for every CPU with the shootdown's deadline (and
+/// stops the machine past it): for tests and frame counts that need the tables back now,
+/// whatever the host's scheduling.
+pub fn reclaim_kernel_tables_waiting() -> u64 {
+    reclaim_within(None)
+}
+
+fn reclaim_within(patience_ms: Option<u64>) -> u64 {
     if !exo_arch::cpu::interrupts_enabled() {
         return 0;
     }
@@ -156,11 +172,7 @@ pub fn reclaim_kernel_tables() -> u64 {
     if r.count == 0 {
         return crate::mm::memory::release_tables(r);
     }
-    if let Err(c) = shootdown_within(
-        || 0..cpus::capacity() as u32,
-        Request::TABLES,
-        Some(RECLAIM_PATIENCE_MS),
-    ) {
+    if let Err(c) = shootdown_within(|| 0..cpus::capacity() as u32, Request::TABLES, patience_ms) {
         log::debug!("reclaim of {} page tables deferred: CPU {c} busy", r.count);
         RECLAIMS_DEFERRED.fetch_add(1, Ordering::Relaxed);
         NEXT_TRY.store(
@@ -178,6 +190,8 @@ pub fn reclaim_kernel_tables() -> u64 {
 /// How long a reclaim waits for the other CPUs before it gives up (see
 /// [`reclaim_kernel_tables`]).
 pub const RECLAIM_PATIENCE_MS: u64 = 100;
+/// The same under emulation or a foreign hypervisor (a vCPU the host left unscheduled).
+pub const RECLAIM_PATIENCE_EMULATED_MS: u64 = 1000;
 
 /// After a reclaim gave up, the idle loops and spawns wait this long before they try again
 /// (else every idle pass would spend [`RECLAIM_PATIENCE_MS`] on the busy CPU).

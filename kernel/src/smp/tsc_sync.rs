@@ -63,8 +63,15 @@ fn responder(first_seq: u64) -> u64 {
     let mut deadline = Deadline::after_ms(START_MS);
     for i in 0..ROUNDS as u64 {
         let seq = first_seq + i;
-        while REQ.0.load(Ordering::Acquire) != seq {
-            if deadline.passed() {
+        loop {
+            let req = REQ.0.load(Ordering::Acquire);
+            if req == seq {
+                break;
+            }
+            // Sequence numbers only grow, and the boot CPU waits on each until answered or
+            // its deadline: past `seq`, it gave up on this responder (a late one must not
+            // hold its CPU's mailbox for `START_MS` into the second pass; found by review).
+            if req > seq || deadline.passed() {
                 return 1;
             }
             core::hint::spin_loop();

@@ -169,6 +169,7 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
         if owner == EXITING && EXITER.load(Ordering::Acquire) != token {
             // Another CPU is exiting: it reports this panic after its output and fails.
             leave_note(cpu, msg, rip);
+            crate::console::let_go();
             let _ =
                 PANIC_AFTER_EXIT.compare_exchange(0, token, Ordering::AcqRel, Ordering::Relaxed);
             exo_arch::cpu::halt_forever();

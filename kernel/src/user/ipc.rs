@@ -381,12 +381,11 @@ fn deadline(ns: u64) -> u64 {
 
 #[inline(never)]
 pub(super) fn deadline_after(ns: u64) -> u64 {
-    let per_us = (crate::smp::time::tsc_hz() / 1_000_000).max(1);
-    // Saturating: a huge timeout (u64::MAX, "practically forever") must not wrap to an
-    // immediate one (or panic in a debug build).
-    let ticks = (ns / 1000)
-        .saturating_mul(per_us)
-        .saturating_add((ns % 1000) * per_us / 1000);
+    // Rounded up and saturating: a huge timeout (u64::MAX, "practically forever") must not
+    // wrap to an immediate one, and none may end early (until 2026-12-05 the rate was
+    // rounded down to whole MHz: a 100 s timeout at 2.4999 GHz ended 40 ms early; found by
+    // review).
+    let ticks = exo_arch::tsc::ns_to_ticks_ceil(ns, crate::smp::time::tsc_hz());
     exo_arch::tsc::rdtsc()
         .saturating_add(ticks.max(1))
         .min(ipc::NO_DEADLINE - 1)

@@ -54,10 +54,11 @@ impl RingState {
     /// for a look that must not wait for, or take, the consumer).
     #[inline]
     pub fn len(&self) -> usize {
-        self.head
-            .0
-            .load(Ordering::Acquire)
-            .wrapping_sub(self.tail.0.load(Ordering::Acquire))
+        // The tail first: both only grow and the tail never passes the head, so a head
+        // read after it is at least that tail (head first, a drain between the two loads
+        // past the head read made the difference wrap to about 2^64; found by review).
+        let tail = self.tail.0.load(Ordering::Acquire);
+        self.head.0.load(Ordering::Acquire).wrapping_sub(tail)
     }
 
     /// Nothing queued (a snapshot)?

@@ -446,6 +446,9 @@ pub fn bad_success(number: u64, a: &[u64; 6], ret: i64) -> bool {
                     || r < USER_MIN
                     || r.checked_add(a[1]).is_none_or(|e| e > USER_END)
                     || (a[3] & 0x10 != 0 && r != a[0])
+                    // The ABI: fd -1 (an int) and offset 0, else EINVAL.
+                    || a[4] as u32 != u32::MAX
+                    || a[5] != 0
             }
             nr::MPROTECT | nr::SCHED_YIELD | nr::NANOSLEEP | nr::SCHED_SETAFFINITY => r != 0,
             nr::CLOCK_GETTIME | nr::GETCPU => r != 0,
@@ -661,7 +664,18 @@ mod tests {
         ));
         assert!(!bad_success(
             nr::MMAP as u64,
+            &[0, 4096, 3, 0x22, u64::MAX, 0],
+            0x10_0000_0000
+        ));
+        // Success with fd 0 or a non-zero offset breaks the ABI (EINVAL).
+        assert!(bad_success(
+            nr::MMAP as u64,
             &[0, 4096, 3, 0x22, 0, 0],
+            0x10_0000_0000
+        ));
+        assert!(bad_success(
+            nr::MMAP as u64,
+            &[0, 4096, 3, 0x22, u64::MAX, 4096],
             0x10_0000_0000
         ));
         assert!(bad_success(
