@@ -15,6 +15,8 @@ use crate::mm::kalloc;
 use crate::sys::io::{DmaFrame, DmaRam};
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::AtomicU16;
+use core::sync::atomic::Ordering::Relaxed;
 use exo_virtio::features as f;
 use exo_virtio::net::{self as vnet, HDR_LEN, RxDrop};
 use exo_virtio::queue::{Layout, QueueError, SplitQueue, avail_bytes, desc_bytes, used_bytes};
@@ -253,6 +255,9 @@ pub struct QueuePair {
 }
 
 impl QueuePair {
+    /// Pair `index`, its queues enabled and its receive buffers published. On failure, the
+    /// error and the frames the device was already told about (the receive ring and buffers
+    /// when the transmit ring failed): they stay until the device is reset.
     fn new(
         t: &Transport,
         index: u16,
@@ -260,12 +265,12 @@ impl QueuePair {
         guest_csum: bool,
         in_order: bool,
         irq: Option<Vector>,
-    ) -> Result<Self, VirtioError> {
+    ) -> Result<Self, (VirtioError, Vec<DmaFrame>)> {
         let (rxq, txq) = (vnet::rx_queue(index), vnet::tx_queue(index));
         let (rx_max, tx_max) = (t.queue_max(rxq), t.queue_max(txq));
         if rx_max == 0 || tx_max == 0 {
             let q = if rx_max == 0 { rxq } else { txq };
-            return Err(VirtioError::Queue(q, "absent"));
+            return Err((VirtioError::Queue(q, "absent"), Vec::new()));
         }
         let (rx_n, tx_n) = (
             usize::from(queue_size(rx_max)),
@@ -279,10 +284,10 @@ impl QueuePair {
             (r, t) => {
                 r.into_iter().chain(t).for_each(|b| free_frames(b.frames));
                 free_frames(spill);
-                return Err(VirtioError::OutOfMemory);
+                return Err((VirtioError::OutOfMemory, Vec::new()));
             }
         };
-        let rings = ring(
+        let rx = ring(
             t,
             rxq,
             rx_max,
@@ -290,9 +295,28 @@ impl QueuePair {
             Some((&rx_bufs, true)),
             in_order,
             irq.as_ref().map(|_| index),
-        )
-        .and_then(|rx| {
-            match ring(
+        );
+        let rx = match rx {
+            Ok(r) => r,
+            Err(e) => {
+                // No queue enabled (`ring` gives its own memory back on failure).
+                free_frames(rx_bufs.frames);
+                free_frames(tx_bufs.frames);
+                return Err((e, Vec::new()));
+            }
+        };
+        // From here the device knows the receive ring (enabled) and, through its fixed
+        // descriptors, the receive buffers.
+        let tx = if FAIL_PAIR_AT
+            .compare_exchange(index, u16::MAX, Relaxed, Relaxed)
+            .is_ok()
+        {
+            Err(VirtioError::Queue(
+                txq,
+                "set-up failed (fault injected: FAIL_PAIR_AT)",
+            ))
+        } else {
+            ring(
                 t,
                 txq,
                 tx_max,
@@ -300,20 +324,15 @@ impl QueuePair {
                 Some((&tx_bufs, false)),
                 in_order,
                 irq.as_ref().map(|_| index),
-            ) {
-                Ok(tx) => Ok((rx, tx)),
-                Err(e) => {
-                    free_frames(rx.area);
-                    Err(e)
-                }
-            }
-        });
-        let (rx, tx) = match rings {
+            )
+        };
+        let tx = match tx {
             Ok(r) => r,
             Err(e) => {
-                free_frames(rx_bufs.frames);
                 free_frames(tx_bufs.frames);
-                return Err(e);
+                let mut named = rx.area;
+                named.extend(rx_bufs.frames);
+                return Err((e, named));
             }
         };
         let mut p = Self {
@@ -629,6 +648,11 @@ impl QueuePair {
     }
 }
 
+/// Fault injection for tests: the creation of queue pair `FAIL_PAIR_AT` fails once, its
+/// transmit queue refused after its receive queue was enabled, as a device refusing a queue
+/// would (`net.pair_failure_at_bring_up_resets_the_device`); `u16::MAX`: off.
+pub static FAIL_PAIR_AT: AtomicU16 = AtomicU16::new(u16::MAX);
+
 /// Fault injection for tests: the next control command is queued without its notification,
 /// so the device does not answer it before its deadline (`net.mq_control_late_answer`).
 pub static SKIP_NEXT_CTRL_KICK: core::sync::atomic::AtomicBool =
@@ -699,11 +723,15 @@ pub struct NetDevice {
     /// Queue pairs the device was last told to use (and agreed to).
     active: u16,
     ctrl: Option<Ring>,
+    /// Frames of a pair whose creation failed half-way, which the device was told about:
+    /// freed, or kept, with the rest by `shutdown_inner` (bring-up failures only).
+    orphans: Vec<DmaFrame>,
 }
 
 impl NetDevice {
     /// Brings the device up with `want_pairs` queue pairs (at most what it offers; one
-    /// without `MQ`). On any failure the device is marked `FAILED` and all its memory freed.
+    /// without `MQ`). On any failure the device is marked `FAILED`; once it has queues, it is
+    /// then reset and their memory freed (kept for good if the reset is not acknowledged).
     pub fn bring_up(
         transport: Transport,
         location: String,
@@ -738,10 +766,28 @@ impl NetDevice {
                 irq,
             ) {
                 Ok(p) => pairs.push(p),
-                Err(e) => {
+                Err((e, named)) => {
+                    // Pairs 0..i have enabled queues and published receive buffers (and
+                    // pair i perhaps its receive ring): the device is reset before their
+                    // memory goes back, which is kept for good if the reset is not
+                    // acknowledged (`shutdown_inner`). Until 2026-12-05 the frames were freed
+                    // with the device only marked `FAILED` (on virtio-mmio nothing stopped
+                    // it; found by review; `net.pair_failure_at_bring_up_resets_the_device`).
                     let e = transport.fail(e);
-                    pairs.into_iter().for_each(QueuePair::free);
-                    return Err(fail(e));
+                    let mut dev = Self {
+                        location,
+                        transport,
+                        msix,
+                        mac: [0; 6],
+                        features,
+                        max_pairs,
+                        pairs,
+                        up: 0,
+                        active: 0,
+                        ctrl: None,
+                        orphans: named,
+                    };
+                    return Err((dev.shutdown_inner(), e));
                 }
             }
         }
@@ -761,6 +807,7 @@ impl NetDevice {
             up: active,
             active,
             ctrl: None,
+            orphans: Vec::new(),
         };
         if max_pairs > 1 {
             // The control queue is the one after the last pair the device has (in u32:
@@ -871,6 +918,7 @@ impl NetDevice {
     pub fn dma_frames(&self) -> usize {
         self.pairs.iter().map(QueuePair::frames).sum::<usize>()
             + self.ctrl.as_ref().map_or(0, |c| c.area.len())
+            + self.orphans.len()
     }
 
     /// Resets the device (it stops touching memory) and frees every queue and buffer; if
@@ -905,11 +953,13 @@ impl NetDevice {
             );
             core::mem::forget(pairs);
             core::mem::forget(self.ctrl.take());
+            core::mem::forget(core::mem::take(&mut self.orphans));
             return core::mem::take(&mut self.location);
         }
         for p in core::mem::take(&mut self.pairs) {
             p.free();
         }
+        free_frames(core::mem::take(&mut self.orphans));
         if let Some(c) = self.ctrl.take() {
             free_frames(c.area);
         }
