@@ -136,7 +136,8 @@ fn queue_size(max: u16) -> u16 {
 }
 
 /// Queue `index`: its memory, the queue over it (fixed descriptors naming `bufs`, device-
-/// writable or not, when given), its doorbell.
+/// writable or not, when given, else a free list; in ring order when `in_order`), its
+/// doorbell.
 /// `max` is the device's queue size, read once by the caller: a device read twice may
 /// answer twice differently (a larger size the second time sized the queue beyond the
 /// buffers made for the first: an out-of-bounds panic; found by review, 2026-12-04).
@@ -184,6 +185,8 @@ fn ring(
         Some((b, writable)) => SplitQueue::new_fixed(&DmaRam, layout, event_idx, |id| {
             (b.pa(usize::from(id)), BUF as u32, writable)
         }),
+        // Free descriptors (the control queue), in ring order under `IN_ORDER`.
+        None if in_order => SplitQueue::new_ring_order(&DmaRam, layout, event_idx),
         None => SplitQueue::new(&DmaRam, layout, event_idx),
     };
     let q = match q {
@@ -835,7 +838,7 @@ impl NetDevice {
             self.transport.queue_max(ctrl_index),
             self.features & f::RING_EVENT_IDX != 0,
             None,
-            false,
+            self.features & f::IN_ORDER != 0,
             None,
         )?;
         self.transport.driver_ok();

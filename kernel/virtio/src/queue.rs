@@ -4,7 +4,10 @@
 //! and its header share one buffer): descriptor `id` is free or in flight, and a buffer's
 //! 64-bit cookie comes back with it. The driver adds buffers ([`SplitQueue::add`]), makes
 //! them visible with one index store ([`SplitQueue::publish`], which says whether the device
-//! must be notified), and reaps what the device used ([`SplitQueue::pop`]).
+//! must be notified), and reaps what the device used ([`SplitQueue::pop`]). When the device
+//! negotiated `VIRTIO_F_IN_ORDER`, descriptors are used in ring order: fixed ones
+//! ([`SplitQueue::new_in_order`]) and free-list ones ([`SplitQueue::new_ring_order`], e.g.
+//! the control queue's commands) alike.
 //!
 //! The device is not trusted. A used index that moves by more than the queue size, a used id
 //! that is not in flight (out of range, or returned twice) and a written length past the
@@ -15,6 +18,7 @@
 //! `used_event`), `used` (`flags`, `idx`, `ring[size]` of (id u32, len u32), `avail_event`).
 
 use crate::Ram;
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 
@@ -148,7 +152,13 @@ pub struct SplitQueue {
     published: u16,
     /// Used index consumed up to.
     last_used: u16,
-    free: Vec<u16>,
+    /// Free descriptors: taken from the back (LIFO: the one just returned, warm in cache),
+    /// or from the front in ring order (`new_ring_order`); returned at the back.
+    free: VecDeque<u16>,
+    /// `new_ring_order`: descriptors are taken in ring order and must come back in it.
+    ring_order: bool,
+    /// Ring order: the head of the oldest chain in flight (the next the device must use).
+    ring_oldest: u16,
     slots: Vec<Slot>,
     poisoned: bool,
     notifications_on: bool,
@@ -180,6 +190,8 @@ impl SplitQueue {
             published: 0,
             last_used: 0,
             free: (0..size).rev().collect(),
+            ring_order: false,
+            ring_oldest: 0,
             slots: alloc::vec![Slot::default(); usize::from(size)],
             poisoned: false,
             notifications_on: true,
@@ -188,6 +200,27 @@ impl SplitQueue {
         ram.write_u16(layout.avail.0, 0);
         ram.write_u16(layout.avail.0 + 2, 0);
         q.write_used_event(ram, 0);
+        Ok(q)
+    }
+
+    /// A queue like [`Self::new`] for a device that negotiated `VIRTIO_F_IN_ORDER` (virtio
+    /// 1.2, 2.7.9: the driver uses descriptors in ring order, from 0 and wrapping at the end
+    /// of the table): [`Self::add`] and [`Self::add_chain`] take the next free descriptors in
+    /// that order (commands of two descriptors: 0->1, then 2->3, ...), and the device must
+    /// return the oldest buffer first; any other id poisons the queue
+    /// ([`QueueError::BadUsedId`]). A batch (one used entry for several buffers, which the
+    /// spec allows) is not taken here: the one user, the control queue, has one command in
+    /// flight at a time, so a device has no batch to make. Until 2026-12-05 the control queue
+    /// took descriptors from the LIFO free list whatever was negotiated: its second command
+    /// was 1->0 (found by review).
+    pub fn new_ring_order<R: Ram>(
+        ram: &R,
+        layout: Layout,
+        event_idx: bool,
+    ) -> Result<Self, QueueError> {
+        let mut q = Self::new(ram, layout, event_idx)?;
+        q.free = (0..layout.size).collect();
+        q.ring_order = true;
         Ok(q)
     }
 
@@ -392,13 +425,27 @@ impl SplitQueue {
         Ok(n)
     }
 
-    fn release(&mut self, id: u16, mut next: Option<u16>) {
-        self.free.push(id);
+    /// Returns descriptor `id` and the rest of its chain (`next`) to the free list; how many.
+    fn release(&mut self, id: u16, mut next: Option<u16>) -> u16 {
+        self.free.push_back(id);
+        let mut n = 1;
         // The rest of a chain (at most 3 more: `add_chain`'s limit).
         for _ in 0..3 {
-            let Some(n) = next else { break };
-            next = self.slots[usize::from(n)].next.take();
-            self.free.push(n);
+            let Some(d) = next else { break };
+            next = self.slots[usize::from(d)].next.take();
+            self.free.push_back(d);
+            n += 1;
+        }
+        n
+    }
+
+    /// A free descriptor: the next in ring order (`new_ring_order`), else the last returned.
+    #[inline]
+    fn take_free(&mut self) -> Option<u16> {
+        if self.ring_order {
+            self.free.pop_front()
+        } else {
+            self.free.pop_back()
         }
     }
 
@@ -448,7 +495,7 @@ impl SplitQueue {
         if self.poisoned {
             return None;
         }
-        let id = self.free.pop()?;
+        let id = self.take_free()?;
         let d = self.layout.desc.0 + 16 * usize::from(id);
         ram.write_u64(d, pa);
         // len (u32), flags (u16), next (u16) in one store.
@@ -487,7 +534,7 @@ impl SplitQueue {
         {
             return None;
         }
-        let ids: alloc::vec::Vec<u16> = (0..segs.len()).filter_map(|_| self.free.pop()).collect();
+        let ids: alloc::vec::Vec<u16> = (0..segs.len()).filter_map(|_| self.take_free()).collect();
         let cap: u32 = segs.iter().filter(|s| s.2).map(|s| s.1).sum();
         for (k, (&(pa, len, w), &id)) in segs.iter().zip(&ids).enumerate() {
             let next = ids.get(k + 1).copied();
@@ -579,7 +626,13 @@ impl SplitQueue {
         let e = self.layout.used.0 + 4 + 8 * usize::from(self.last_used & self.mask);
         let id32 = ram.read_u32(e);
         let len = ram.read_u32(e + 4);
-        let Some(slot) = self.slots.get_mut(id32 as usize).filter(|s| s.busy) else {
+        // Ring order: only the oldest buffer in flight may come back.
+        let its_turn = !self.ring_order || id32 == u32::from(self.ring_oldest);
+        let Some(slot) = self
+            .slots
+            .get_mut(id32 as usize)
+            .filter(|s| s.busy && its_turn)
+        else {
             return self.poison(QueueError::BadUsedId { id: id32 });
         };
         let id = id32 as u16;
@@ -591,7 +644,10 @@ impl SplitQueue {
         let cookie = slot.cookie;
         if !slot.fixed {
             let next = slot.next.take();
-            self.release(id, next);
+            let n = self.release(id, next);
+            if self.ring_order {
+                self.ring_oldest = self.ring_oldest.wrapping_add(n) & self.mask;
+            }
         }
         self.last_used = self.last_used.wrapping_add(1);
         Ok(Used { cookie, len, id })
@@ -630,7 +686,10 @@ impl SplitQueue {
     /// caller frees the memory the cookies name).
     pub fn drain_in_flight(&mut self) -> Vec<u64> {
         let mut out = Vec::new();
-        for id in 0..self.slots.len() {
+        // Oldest first (ring order: they go back to the free list in it).
+        let first = usize::from(self.ring_oldest);
+        for k in 0..self.slots.len() {
+            let id = (first + k) % self.slots.len();
             if self.slots[id].busy {
                 self.slots[id].busy = false;
                 out.push(self.slots[id].cookie);
@@ -641,9 +700,12 @@ impl SplitQueue {
                 for _ in 0..4 {
                     let Some(c) = cur else { break };
                     cur = self.slots[usize::from(c)].next.take();
-                    self.free.push(c);
+                    self.free.push_back(c);
                 }
             }
+        }
+        if self.ring_order {
+            self.ring_oldest = self.free.front().copied().unwrap_or(0);
         }
         out
     }

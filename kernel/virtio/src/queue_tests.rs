@@ -97,6 +97,81 @@ fn chains_go_out_linked_and_come_back_whole() {
     assert_eq!(q.free_count(), 2);
 }
 
+/// Descriptor `id`'s next field (the chain link the device follows).
+fn next_of(ram: &TestRam, q: &SplitQueue, id: u16) -> u16 {
+    (ram.read_u64(q.layout().desc.0 + 16 * usize::from(id) + 8) >> 48) as u16
+}
+
+/// Under `VIRTIO_F_IN_ORDER` (2.7.9) a control command of two descriptors after another
+/// takes the next two in ring order: 0->1, then 2->3 (the LIFO free list gave 1->0), and
+/// so on round the table, wrapping at its end.
+#[test]
+fn ring_order_chains_take_descriptors_in_ring_order() {
+    let ram = TestRam::new(0x10_0000, 64 * 1024);
+    let l = ram.queue_layout(8);
+    let mut q = SplitQueue::new_ring_order(&ram, l, false).unwrap();
+    let mut dev = FakeDevice::new(l, false);
+    let cmd = [(0x1000, 4, false), (0x2000, 1, true)];
+    let mut chains = Vec::new();
+    for k in 0..6u64 {
+        let head = q.add_chain(&ram, &cmd, k).unwrap();
+        q.publish(&ram);
+        let d = dev.take(&ram).unwrap();
+        assert_eq!((d.id, d.flags), (head, DESC_F_NEXT));
+        chains.push((head, next_of(&ram, &q, head)));
+        dev.complete(&ram, u32::from(head), 1);
+        assert_eq!(q.pop(&ram).unwrap().map(|u| u.cookie), Some(k));
+    }
+    assert_eq!(chains, vec![(0, 1), (2, 3), (4, 5), (6, 7), (0, 1), (2, 3)]);
+    // A one-descriptor buffer first: the fifth command wraps at the end of the table (7->0).
+    let ram = TestRam::new(0x10_0000, 64 * 1024);
+    let l = ram.queue_layout(8);
+    let mut q = SplitQueue::new_ring_order(&ram, l, false).unwrap();
+    let mut dev = FakeDevice::new(l, false);
+    let mut got = Vec::new();
+    for k in 0..4u64 {
+        let head = if k == 0 {
+            q.add(&ram, 0x1000, 4, false, k).unwrap()
+        } else {
+            q.add_chain(&ram, &cmd, k).unwrap()
+        };
+        got.push(head);
+        q.publish(&ram);
+        let d = dev.take(&ram).unwrap();
+        dev.complete(&ram, u32::from(d.id), 0);
+        q.pop(&ram).unwrap().unwrap();
+    }
+    let head = q.add_chain(&ram, &cmd, 9).unwrap();
+    assert_eq!(got, vec![0, 1, 3, 5]);
+    assert_eq!((head, next_of(&ram, &q, head)), (7, 0));
+    assert_eq!(q.free_count(), 6);
+}
+
+/// Under `IN_ORDER` the device returns the oldest command first; a later one returned
+/// before it poisons the queue (the free list would leave ring order).
+#[test]
+fn ring_order_refuses_a_command_returned_out_of_order() {
+    let ram = TestRam::new(0x10_0000, 64 * 1024);
+    let l = ram.queue_layout(8);
+    let mut q = SplitQueue::new_ring_order(&ram, l, false).unwrap();
+    let mut dev = FakeDevice::new(l, false);
+    let cmd = [(0x1000, 4, false), (0x2000, 1, true)];
+    let a = q.add_chain(&ram, &cmd, 1).unwrap();
+    let b = q.add_chain(&ram, &cmd, 2).unwrap();
+    assert_eq!((a, b), (0, 2));
+    q.publish(&ram);
+    dev.complete(&ram, u32::from(b), 1);
+    assert_eq!(q.pop(&ram), Err(QueueError::BadUsedId { id: 2 }));
+    assert!(q.is_poisoned());
+    // Without IN_ORDER the same completion is fine.
+    let (ram, mut q, mut dev) = setup(8, false);
+    let _a = q.add_chain(&ram, &cmd, 1).unwrap();
+    let b = q.add_chain(&ram, &cmd, 2).unwrap();
+    q.publish(&ram);
+    dev.complete(&ram, u32::from(b), 1);
+    assert_eq!(q.pop(&ram).unwrap().map(|u| u.cookie), Some(2));
+}
+
 #[test]
 fn fixed_descriptors_post_and_pop_in_bursts() {
     let ram = TestRam::new(0x10_0000, 64 * 1024);
