@@ -164,6 +164,9 @@ pub struct SplitQueue {
     notifications_on: bool,
     /// In-order mode (`new_in_order`): buffers in flight.
     in_order_flight: u16,
+    /// In-order receive: a batch being taken (one used entry for several buffers): the id
+    /// of its last buffer and that buffer's written length.
+    batch_end: Option<(u16, u32)>,
 }
 
 impl SplitQueue {
@@ -196,6 +199,7 @@ impl SplitQueue {
             poisoned: false,
             notifications_on: true,
             in_order_flight: 0,
+            batch_end: None,
         };
         ram.write_u16(layout.avail.0, 0);
         ram.write_u16(layout.avail.0 + 2, 0);
@@ -259,7 +263,7 @@ impl SplitQueue {
     /// posted in ring order (descriptor `i` at avail slot `i`, written here once, so posting
     /// is one index increment and, for transmit, one length store), and the device uses them
     /// in that order, so reaping reads the used index and, where lengths matter (receive),
-    /// one entry per buffer whose id must be the one expected.
+    /// one entry per buffer, or per batch of buffers ([`Self::pop_in_order`]).
     pub fn new_in_order<R: Ram>(
         ram: &R,
         layout: Layout,
@@ -342,35 +346,102 @@ impl SplitQueue {
         Ok(n)
     }
 
-    /// In-order mode, buffers the device writes (receive): up to `max` used buffers with
-    /// their lengths, each entry's id checked against the expected one; `each(id, len)`.
-    /// The caller re-posts them with [`Self::post_next`] (same ids, same order).
+    /// In-order mode, buffers the device writes (receive): up to `max` used buffers, in
+    /// order, each with the length the device wrote; `each(id, len)`. The caller re-posts
+    /// them with [`Self::repost_in_order`] (same ids, same order).
+    ///
+    /// A device may use a batch of buffers with one used entry, the id of the batch's last
+    /// buffer, and move the used index by the batch's size (virtio 1.2, 2.7.9). The entry's
+    /// length is the last buffer's; the spec gives none for the buffers it skips, so those
+    /// come with `len` `None`: what they hold cannot be measured (for virtio-net, an Ethernet
+    /// frame carries no length of its own, and taking the whole buffer would hand up stale
+    /// bytes), and the caller drops them. A batch may span calls (`max`). An entry whose id
+    /// is neither the next buffer nor a later one the used index covers still poisons the
+    /// queue. Until 2026-12-05 only the next buffer's id was accepted: a batching device had
+    /// the queue poisoned (`BadUsedId`; found by review). One entry per buffer, the usual
+    /// case, keeps a loop of its own (no batch state in it).
     #[inline]
     pub fn pop_in_order<R: Ram>(
         &mut self,
         ram: &R,
         max: usize,
-        mut each: impl FnMut(u16, u32),
+        mut each: impl FnMut(u16, Option<u32>),
     ) -> Result<usize, QueueError> {
-        let n = usize::from(self.in_order_waiting(ram)?).min(max);
+        let waiting = self.in_order_waiting(ram)?;
+        let n = usize::from(waiting).min(max);
         fence(Ordering::Acquire);
-        for _ in 0..n {
+        let mut k = 0;
+        // One entry per buffer (the usual case), until an entry names a later buffer.
+        if self.batch_end.is_none() {
+            while k < n {
+                let slot = self.last_used & self.mask;
+                let e = self.layout.used.0 + 4 + 8 * usize::from(slot);
+                let id = ram.read_u32(e);
+                let len = ram.read_u32(e + 4);
+                if id != u32::from(slot) {
+                    break;
+                }
+                let cap = self.slots[usize::from(slot)].cap;
+                if len > cap {
+                    return self.poison(QueueError::BadUsedLength { id: slot, len, cap });
+                }
+                self.last_used = self.last_used.wrapping_add(1);
+                self.in_order_flight -= 1;
+                k += 1;
+                each(slot, Some(len));
+            }
+        }
+        // Batches (rare): the rest, with the batch state kept across calls.
+        while k < n {
             let slot = self.last_used & self.mask;
-            let e = self.layout.used.0 + 4 + 8 * usize::from(slot);
-            let id = ram.read_u32(e);
-            let len = ram.read_u32(e + 4);
-            if id != u32::from(slot) {
-                return self.poison(QueueError::BadUsedId { id });
-            }
-            let cap = self.slots[usize::from(slot)].cap;
-            if len > cap {
-                return self.poison(QueueError::BadUsedLength { id: slot, len, cap });
-            }
+            let len = match self.batch_end {
+                None => {
+                    let e = self.layout.used.0 + 4 + 8 * usize::from(slot);
+                    let id = ram.read_u32(e);
+                    let len = ram.read_u32(e + 4);
+                    // `k < n <= waiting`: this buffer is covered.
+                    let (last, len) = self.begin_batch(slot, id, len, waiting - k as u16)?;
+                    if last == slot {
+                        Some(len)
+                    } else {
+                        self.batch_end = Some((last, len));
+                        None
+                    }
+                }
+                Some((last, len)) if last == slot => {
+                    self.batch_end = None;
+                    Some(len)
+                }
+                Some(_) => None,
+            };
             self.last_used = self.last_used.wrapping_add(1);
             self.in_order_flight -= 1;
+            k += 1;
             each(slot, len);
         }
         Ok(n)
+    }
+
+    /// In-order receive: the used entry for buffer `slot` names buffer `id` (written length
+    /// `len`): this buffer, or a batch from `slot` to `id`, which must lie within the
+    /// `covered` buffers the used index covers from `slot` on. Returns (`id`, `len`), checked.
+    #[cold]
+    fn begin_batch(
+        &mut self,
+        slot: u16,
+        id: u32,
+        len: u32,
+        covered: u16,
+    ) -> Result<(u16, u32), QueueError> {
+        let ahead = id.wrapping_sub(u32::from(slot)) & u32::from(self.mask);
+        if id >= u32::from(self.layout.size) || ahead >= u32::from(covered) {
+            return self.poison(QueueError::BadUsedId { id });
+        }
+        let (id, cap) = (id as u16, self.slots[id as usize].cap);
+        if len > cap {
+            return self.poison(QueueError::BadUsedLength { id, len, cap });
+        }
+        Ok((id, len))
     }
 
     /// Makes fixed descriptor `id` available again; `len`: a new length for a buffer the

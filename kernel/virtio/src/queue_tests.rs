@@ -310,7 +310,7 @@ fn in_order_receive_checks_ids_and_lengths() {
         q.pop_in_order(&ram, 8, |id, len| got.push((id, len))),
         Ok(2)
     );
-    assert_eq!(got, vec![(0, 100), (1, 101)]);
+    assert_eq!(got, vec![(0, Some(100)), (1, Some(101))]);
     assert_eq!(
         (q.post_next(&ram, None), q.post_next(&ram, None)),
         (Some(0), Some(1))
@@ -336,6 +336,99 @@ fn in_order_receive_checks_ids_and_lengths() {
             len: 65,
             cap: 64
         })
+    );
+}
+
+/// A device that uses a batch of receive buffers with one used entry (the last buffer's id)
+/// and moves the used index by the batch's size (2.7.9): every buffer comes back in order,
+/// the skipped ones without a length, the last with its own; a batch may span calls, and
+/// the next entry is read where the batch ended. An entry naming a buffer past what the
+/// index covers still poisons the queue. Until 2026-12-05 the batch was `BadUsedId`.
+#[test]
+fn in_order_receive_takes_a_batch_from_one_entry() {
+    let ram = TestRam::new(0x10_0000, 64 * 1024);
+    let l = ram.queue_layout(4);
+    let mut q = SplitQueue::new_in_order(&ram, l, false, |id| {
+        (0x8000 + u64::from(id) * 2048, 2048, true)
+    })
+    .unwrap();
+    let mut dev = FakeDevice::new(l, false);
+    for _ in 0..4 {
+        q.post_next(&ram, None).unwrap();
+    }
+    q.publish(&ram);
+    // Two buffers, one entry (id 1), used index + 2; then an entry of its own for buffer 2.
+    for want in [0, 1, 2] {
+        assert_eq!(dev.take(&ram).unwrap().id, want);
+    }
+    dev.complete(&ram, 1, 200);
+    let i = dev.used_idx.wrapping_add(1);
+    dev.set_used_idx(&ram, i);
+    dev.complete(&ram, 2, 300);
+    let mut got = Vec::new();
+    assert_eq!(
+        q.pop_in_order(&ram, 8, |id, len| got.push((id, len))),
+        Ok(3)
+    );
+    assert_eq!(got, vec![(0, None), (1, Some(200)), (2, Some(300))]);
+    assert_eq!(q.in_order_flight(), 1);
+    // Three buffers across the end of the ring (3, 0, 1), taken in two calls.
+    q.repost_in_order(3);
+    q.publish(&ram);
+    for want in [3, 0, 1] {
+        assert_eq!(dev.take(&ram).unwrap().id, want);
+    }
+    dev.complete(&ram, 1, 60);
+    let i = dev.used_idx.wrapping_add(2);
+    dev.set_used_idx(&ram, i);
+    got.clear();
+    assert_eq!(
+        q.pop_in_order(&ram, 2, |id, len| got.push((id, len))),
+        Ok(2)
+    );
+    assert_eq!(
+        q.pop_in_order(&ram, 8, |id, len| got.push((id, len))),
+        Ok(1)
+    );
+    assert_eq!(got, vec![(3, None), (0, None), (1, Some(60))]);
+    // Then one entry per buffer again, read where the batch ended.
+    assert_eq!(dev.take(&ram).unwrap().id, 2);
+    dev.complete(&ram, 2, 70);
+    got.clear();
+    assert_eq!(
+        q.pop_in_order(&ram, 8, |id, len| got.push((id, len))),
+        Ok(1)
+    );
+    assert_eq!(got, vec![(2, Some(70))]);
+    assert_eq!(q.in_order_flight(), 0);
+    // A batch (3, 0) whose last buffer's length is past its size.
+    q.repost_in_order(4);
+    q.publish(&ram);
+    dev.complete(&ram, 0, 2049);
+    let i = dev.used_idx.wrapping_add(1);
+    dev.set_used_idx(&ram, i);
+    assert_eq!(
+        q.pop_in_order(&ram, 8, |_, _| ()),
+        Err(QueueError::BadUsedLength {
+            id: 0,
+            len: 2049,
+            cap: 2048
+        })
+    );
+    // An entry naming a buffer past what the used index covers (buffer 2, index + 2).
+    let mut q =
+        SplitQueue::new_in_order(&ram, ram.queue_layout(4), false, |_| (0x8000, 64, true)).unwrap();
+    let mut dev = FakeDevice::new(*q.layout(), false);
+    for _ in 0..4 {
+        q.post_next(&ram, None).unwrap();
+    }
+    q.publish(&ram);
+    dev.complete(&ram, 2, 10);
+    let i = dev.used_idx.wrapping_add(1);
+    dev.set_used_idx(&ram, i);
+    assert_eq!(
+        q.pop_in_order(&ram, 8, |_, _| ()),
+        Err(QueueError::BadUsedId { id: 2 })
     );
 }
 
