@@ -502,12 +502,7 @@ fn irq_wakes_idle_receiver(_: &crate::boot::BootState) -> TestResult {
 /// sender's buffers stay with its device. With a 300 ms stall limit the driver reports the
 /// device stuck (a clear error, not a hang), and shutting down frees everything.
 fn tx_held_is_an_error(_: &crate::boot::BootState) -> TestResult {
-    let before = free_frames()?;
-    let (mut a, b) = pair_of_nics(true)?;
-    let result = (|| {
-        let mac = a.mac;
-        let tx = a.pair(0).ok_or("no pair")?;
-        tx.set_tx_stall_ms(300);
+    with_held_tx(|tx, mac| {
         let d = Deadline::after_ms(10_000);
         let mut sent = 0usize;
         loop {
@@ -527,6 +522,20 @@ fn tx_held_is_an_error(_: &crate::boot::BootState) -> TestResult {
                 return Err(format!("no stall reported in 10 s ({sent} frames sent)"));
             }
         }
+    })
+}
+
+/// The hub pair with nobody receiving on its other side (the sender's transmit queue fills
+/// and stays held), a 300 ms stall limit on the sender's pair: `f(pair, mac)`, then both
+/// shut down and every frame back.
+fn with_held_tx(f: impl FnOnce(&mut QueuePair, [u8; 6]) -> TestResult) -> TestResult {
+    let before = free_frames()?;
+    let (mut a, b) = pair_of_nics(true)?;
+    let result = (|| {
+        let mac = a.mac;
+        let tx = a.pair(0).ok_or("no pair")?;
+        tx.set_tx_stall_ms(300);
+        f(tx, mac)
     })();
     shut_down_and_compare(a, b, before, result)
 }
@@ -536,12 +545,7 @@ fn tx_held_is_an_error(_: &crate::boot::BootState) -> TestResult {
 /// stall is reported after the limit, not at once. Until 2026-12-05 the difference wrapped
 /// and the first check reported a stall of ~10^10 ms.
 fn tx_stall_clock_ahead(_: &crate::boot::BootState) -> TestResult {
-    let before = free_frames()?;
-    let (mut a, b) = pair_of_nics(true)?;
-    let result = (|| {
-        let mac = a.mac;
-        let tx = a.pair(0).ok_or("no pair")?;
-        tx.set_tx_stall_ms(300);
+    with_held_tx(|tx, mac| {
         let d = Deadline::after_ms(10_000);
         let mut sent = 0usize;
         // `pending`: the future start is set and no check has run on it yet; `checked`: a
@@ -584,8 +588,7 @@ fn tx_stall_clock_ahead(_: &crate::boot::BootState) -> TestResult {
                 return Err(format!("no stall reported in 10 s ({sent} frames sent)"));
             }
         }
-    })();
-    shut_down_and_compare(a, b, before, result)
+    })
 }
 
 /// `pci::bar_window` refuses a BAR whose base + offset wraps, a window in the chipset's

@@ -134,14 +134,20 @@ fn request_mailbox_loom_posters_and_owner_exactly_once() {
     }
 }
 
-/// The owner completes request 1 while its poster reads the result: pending or the value,
-/// never `Lost` (a first version read the tag, then `done`: a completion between the two
-/// looked like a reused slot; the kernel's racing-posters test hit it at -smp 4).
-#[test]
-fn request_mailbox_loom_result_not_lost_by_its_own_completion() {
+/// Request 1 (argument 7) posted; then, in both spawn orders, the owner completes it and
+/// `reuses` more requests of its own (each takes the next result slot), while its poster
+/// reads its result `reads` times: each read must satisfy `ok`; after both, the final
+/// result must be `last`.
+fn owner_and_reader(
+    bound: usize,
+    reuses: u64,
+    reads: usize,
+    ok: fn(&Option<Result<u64, Lost>>) -> bool,
+    last: Option<Result<u64, Lost>>,
+) {
     for order in permutations(2) {
         let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(bound);
         b.check(move || {
             let mb = Arc::new(RequestMailbox::new());
             let first = mb.post(1, 7, 0).unwrap();
@@ -151,43 +157,7 @@ fn request_mailbox_loom_result_not_lost_by_its_own_completion() {
                     let mb = mb.clone();
                     thread::spawn(move || {
                         if a == 0 {
-                            let r = mb.take().unwrap();
-                            mb.complete(r.seq, r.arg * 10);
-                            Vec::new()
-                        } else {
-                            (0..2).map(|_| mb.result(first)).collect()
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                for r in h.join().unwrap() {
-                    assert!(matches!(r, None | Some(Ok(70))), "poster 1 read {r:?}");
-                }
-            }
-            assert_eq!(mb.result(first), Some(Ok(70)));
-        });
-    }
-}
-
-/// The owner completes request 1, then `RESULTS` more (posted by itself) that reuse its
-/// result slot, while poster 1 reads its result: it sees its own value, pending, or `Lost`,
-/// never another request's value (the seqlock of the result slots).
-#[test]
-fn request_mailbox_loom_result_never_another_requests() {
-    for order in permutations(2) {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(2);
-        b.check(move || {
-            let mb = Arc::new(RequestMailbox::new());
-            let first = mb.post(1, 7, 0).unwrap();
-            let handles: Vec<_> = order
-                .iter()
-                .map(|&a| {
-                    let mb = mb.clone();
-                    thread::spawn(move || {
-                        if a == 0 {
-                            for k in 0..=RESULTS as u64 {
+                            for k in 0..=reuses {
                                 if k > 0 {
                                     mb.post(1, 100 + k, 0).unwrap();
                                 }
@@ -196,20 +166,39 @@ fn request_mailbox_loom_result_never_another_requests() {
                             }
                             Vec::new()
                         } else {
-                            (0..3).map(|_| mb.result(first)).collect()
+                            (0..reads).map(|_| mb.result(first)).collect()
                         }
                     })
                 })
                 .collect();
             for h in handles {
                 for r in h.join().unwrap() {
-                    assert!(
-                        matches!(r, None | Some(Ok(70)) | Some(Err(Lost))),
-                        "poster 1 read {r:?}"
-                    );
+                    assert!(ok(&r), "poster 1 read {r:?}");
                 }
             }
-            assert_eq!(mb.result(first), Some(Err(Lost)));
+            assert_eq!(mb.result(first), last);
         });
     }
+}
+
+/// The owner completes request 1 while its poster reads the result: pending or the value,
+/// never `Lost` (a first version read the tag, then `done`: a completion between the two
+/// looked like a reused slot; the kernel's racing-posters test hit it at -smp 4).
+#[test]
+fn request_mailbox_loom_result_not_lost_by_its_own_completion() {
+    owner_and_reader(3, 0, 2, |r| matches!(r, None | Some(Ok(70))), Some(Ok(70)));
+}
+
+/// The owner completes request 1, then `RESULTS` more (posted by itself) that reuse its
+/// result slot, while poster 1 reads its result: it sees its own value, pending, or `Lost`,
+/// never another request's value (the seqlock of the result slots).
+#[test]
+fn request_mailbox_loom_result_never_another_requests() {
+    owner_and_reader(
+        2,
+        RESULTS as u64,
+        3,
+        |r| matches!(r, None | Some(Ok(70)) | Some(Err(Lost))),
+        Some(Err(Lost)),
+    );
 }
