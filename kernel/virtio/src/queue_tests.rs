@@ -287,19 +287,26 @@ fn in_order_posts_by_index_and_reaps_by_count() {
     );
 }
 
-#[test]
-fn in_order_receive_checks_ids_and_lengths() {
-    let ram = TestRam::new(0x10_0000, 64 * 1024);
+/// An in-order receive queue of 4 buffers of 2 KiB over `ram`, all 4 posted and published,
+/// and the fake device in front of it.
+fn in_order_rx4(ram: &TestRam) -> (SplitQueue, FakeDevice) {
     let l = ram.queue_layout(4);
-    let mut q = SplitQueue::new_in_order(&ram, l, false, |id| {
+    let mut q = SplitQueue::new_in_order(ram, l, false, |id| {
         (0x8000 + u64::from(id) * 2048, 2048, true)
     })
     .unwrap();
-    let mut dev = FakeDevice::new(l, false);
+    let dev = FakeDevice::new(l, false);
     for _ in 0..4 {
-        q.post_next(&ram, None).unwrap();
+        q.post_next(ram, None).unwrap();
     }
-    q.publish(&ram);
+    q.publish(ram);
+    (q, dev)
+}
+
+#[test]
+fn in_order_receive_checks_ids_and_lengths() {
+    let ram = TestRam::new(0x10_0000, 64 * 1024);
+    let (mut q, mut dev) = in_order_rx4(&ram);
     for k in 0..2 {
         let d = dev.take(&ram).unwrap();
         assert_eq!((d.id, d.flags), (k, DESC_F_WRITE));
@@ -347,16 +354,7 @@ fn in_order_receive_checks_ids_and_lengths() {
 #[test]
 fn in_order_receive_takes_a_batch_from_one_entry() {
     let ram = TestRam::new(0x10_0000, 64 * 1024);
-    let l = ram.queue_layout(4);
-    let mut q = SplitQueue::new_in_order(&ram, l, false, |id| {
-        (0x8000 + u64::from(id) * 2048, 2048, true)
-    })
-    .unwrap();
-    let mut dev = FakeDevice::new(l, false);
-    for _ in 0..4 {
-        q.post_next(&ram, None).unwrap();
-    }
-    q.publish(&ram);
+    let (mut q, mut dev) = in_order_rx4(&ram);
     // Two buffers, one entry (id 1), used index + 2; then an entry of its own for buffer 2.
     for want in [0, 1, 2] {
         assert_eq!(dev.take(&ram).unwrap().id, want);
