@@ -62,6 +62,11 @@ ktest!(
     region_floor_enforced
 );
 ktest!(Needs::Cpus, "ipc.seqs_and_tokens_keep_48_bits", seq_bits);
+ktest!(
+    Needs::Threads,
+    "ipc.fastpath_ping_pong_with_deadlines_takes_no_tick_per_call",
+    ping_pong_ticks
+);
 
 /// The endpoint of the running test (tests run one at a time).
 static EP: AtomicU64 = AtomicU64::new(0);
@@ -1174,4 +1179,64 @@ fn seq_bits(_: &BootState) -> TestResult {
         }
     }
     check(bad.is_empty(), || format!("{bad:?}"))
+}
+
+/// Ticks and slice periods the deadline ping-pong's calls took (its client's measurement).
+static PPT_TICKS: AtomicU64 = AtomicU64::new(0);
+static PPT_PERIODS: AtomicU64 = AtomicU64::new(0);
+const PPT_CALLS: u64 = 2000;
+
+/// Spins two slices (its slice expires at a tick with nothing else queued: a new slice
+/// starts), then makes `PPT_CALLS` calls, each with a deadline, counting its CPU's ticks.
+fn pp_client_ticks(_: u64) -> u64 {
+    let ep = ep();
+    let cpu = sched::this_cpu();
+    let spin = rdtsc() + 2 * sched::slice_tsc();
+    while rdtsc() < spin {
+        core::hint::spin_loop();
+    }
+    let ticks = || sched::timer_counts(cpu).map_or(0, |c| c.1);
+    let (t0, k0) = (rdtsc(), ticks());
+    let m = Msg::new(1, [7; 8]);
+    for _ in 0..PPT_CALLS {
+        if ipc::call(ep, 1, &m, rdtsc() + ms(10_000)).is_err() {
+            return 2;
+        }
+    }
+    PPT_TICKS.store(ticks() - k0, Ordering::Relaxed);
+    PPT_PERIODS.store(
+        (rdtsc() - t0) / sched::slice_tsc().max(1) + 1,
+        Ordering::Relaxed,
+    );
+    let mut stop = m;
+    stop.label = STOP;
+    u64::from(ipc::call(ep, 1, &stop, rdtsc() + ms(10_000)).is_err())
+}
+
+/// A client and a server alone on a CPU, ping-ponging through the fastpath with deadlines
+/// after the client's slice has expired once: the CPU takes about a tick per slice, not one
+/// per call (the bound is the measured slices, whatever the host's speed). Until 2026-12-05
+/// the tick that granted the expired slice a new one did not give it to the thread: a
+/// direct switch passed the old start on, and each hand-off with a deadline re-armed the
+/// timer for that long-past end (a tick per call, about 2000 here; found by review).
+fn ping_pong_ticks(_: &BootState) -> TestResult {
+    let cpu = ncpus() - 1;
+    let e = new_ep()?;
+    let s = spawn_on(cpu, pp_server, 0)?;
+    let c = spawn_on(cpu, pp_client_ticks, 0)?;
+    let codes = join_all(&[c, s], 120_000)?;
+    let _ = ipc::destroy(e);
+    let (ticks, periods) = (
+        PPT_TICKS.load(Ordering::Relaxed),
+        PPT_PERIODS.load(Ordering::Relaxed),
+    );
+    crate::kprintln!(
+        "INFO,ipc,ping_pong_ticks,cpu,{cpu},calls,{PPT_CALLS},ticks,{ticks},periods,{periods}"
+    );
+    check(codes == [0, 0] && ticks <= 2 * periods + 8, || {
+        format!(
+            "client {}, server {}: {ticks} ticks for {PPT_CALLS} calls in {periods} slices",
+            codes[0], codes[1]
+        )
+    })
 }

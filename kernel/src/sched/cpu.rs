@@ -384,7 +384,10 @@ impl CpuSched {
             let i = sl[k] as usize;
             let t = tcb(i);
             let at = t.wake_at.load(Ordering::Relaxed);
-            if at <= now || t.state() != State::Blocked {
+            // `u64::MAX`: it blocked again without a deadline since it was listed (an early
+            // wake, then `recv` or a join); until 2026-12-05 such an entry stayed for good,
+            // and under icount (no timer) its CPU polled instead of halting (found by review).
+            if at <= now || at == u64::MAX || t.state() != State::Blocked {
                 sl.swap_remove(k);
                 if at <= now
                     && t.cpu.load(Ordering::Acquire) == self.cpu
@@ -967,6 +970,19 @@ pub fn timer_counts(cpu: u32) -> Option<(u64, u64, u64, u64)> {
     ))
 }
 
+/// Test support: whether thread `tid` is on CPU `cpu`'s sleeper list (taken under its lock).
+pub fn listed_as_sleeper(cpu: u32, tid: crate::sched::Tid) -> bool {
+    let Some(s) = cpu_sched(cpu) else {
+        return false;
+    };
+    let _g = IrqGuard::new();
+    s.lock();
+    // SAFETY: lock held.
+    let listed = unsafe { s.sleepers() }.contains(&(tid.index() as u32));
+    s.unlock();
+    listed
+}
+
 /// [`timer_counts`] summed over the CPUs whose scheduler runs.
 pub fn timer_totals() -> (u64, u64, u64, u64) {
     cpus::online()
@@ -1057,7 +1073,7 @@ pub fn dump() {
         crate::kprintln!(
             "SCHED,thread,{i},{st:?},cpu,{},wake_in,{},joiner,{},switches,{}",
             t.cpu.load(Ordering::Relaxed),
-            at as i64 - now as i64,
+            at.wrapping_sub(now) as i64,
             t.joiner.load(Ordering::Relaxed),
             t.switches.load(Ordering::Relaxed)
         );

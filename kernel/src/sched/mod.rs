@@ -82,8 +82,8 @@ mod tests_migrate;
 mod tests_reap;
 
 pub use cpu::{
-    Claimed, Here, counters, cpu_sched, cpus_running, current_queue, dump, init, parked_counts,
-    record_switches, switch_samples, this_sched, timer_counts, timer_totals,
+    Claimed, Here, counters, cpu_sched, cpus_running, current_queue, dump, init, listed_as_sleeper,
+    parked_counts, record_switches, switch_samples, this_sched, timer_counts, timer_totals,
 };
 pub use exo_sched::CpuSet;
 pub use hold::HoldPoint;

@@ -16,6 +16,11 @@ ktest!(Needs::Threads, "sched.starts_on_every_cpu", starts);
 ktest!(Needs::Threads, "sched.spawn_join_exit_codes", spawn_join);
 ktest!(
     Needs::Threads,
+    "sched.sleeper_blocked_again_without_deadline_leaves_the_list",
+    sleeper_relisted
+);
+ktest!(
+    Needs::Threads,
     "sched.inherit_affinity_without_memory_is_an_error",
     inherit_oom
 );
@@ -1043,4 +1048,57 @@ fn inherit_oom(_: &BootState) -> TestResult {
             "inherit_affinity with the heap hoarded gave {code} (0: OutOfMemory, 1: Ok, 2: another error)"
         )
     })
+}
+
+/// 1: in its timed block; 2: woken early, about to block without a deadline.
+static RELIST_STAGE: AtomicU32 = AtomicU32::new(0);
+static RELIST_WOKEN: AtomicBool = AtomicBool::new(false);
+static RELIST_RELEASE: AtomicBool = AtomicBool::new(false);
+
+fn relisted_sleeper(_: u64) -> u64 {
+    RELIST_STAGE.store(1, Ordering::Release);
+    let d = rdtsc() + ms(300);
+    while !RELIST_WOKEN.load(Ordering::Acquire) && rdtsc() < d {
+        sched::block_until(d, || !RELIST_WOKEN.load(Ordering::Acquire));
+    }
+    RELIST_STAGE.store(2, Ordering::Release);
+    while !RELIST_RELEASE.load(Ordering::Acquire) {
+        sched::block_unless(|| !RELIST_RELEASE.load(Ordering::Acquire));
+    }
+    0
+}
+
+/// A thread listed as a sleeper (a timed block), woken early, then blocked without a
+/// deadline: once its old deadline has passed, the scan takes it off the list. Until
+/// 2026-12-05 the entry stayed for good (its deadline now `u64::MAX`, it still blocked), and
+/// under icount, with no timer, its CPU polled instead of halting.
+fn sleeper_relisted(_: &BootState) -> TestResult {
+    let cpu = ncpus() - 1;
+    RELIST_STAGE.store(0, Ordering::Release);
+    RELIST_WOKEN.store(false, Ordering::Release);
+    RELIST_RELEASE.store(false, Ordering::Release);
+    let t = Builder::new()
+        .pin(cpu)
+        .spawn(relisted_sleeper, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let r = (|| {
+        crate::harness::wait_for("the timed block", 10_000, || {
+            RELIST_STAGE.load(Ordering::Acquire) == 1
+                && sched::is_blocked(t)
+                && sched::listed_as_sleeper(cpu, t)
+        })?;
+        RELIST_WOKEN.store(true, Ordering::Release);
+        sched::wake(t);
+        crate::harness::wait_for("the block without a deadline", 10_000, || {
+            RELIST_STAGE.load(Ordering::Acquire) == 2 && sched::is_blocked(t)
+        })?;
+        // Its 300 ms pass; the tick armed for them scans the list.
+        crate::harness::wait_for("the stale sleeper entry to go", 10_000, || {
+            !sched::listed_as_sleeper(cpu, t)
+        })
+    })();
+    RELIST_RELEASE.store(true, Ordering::Release);
+    sched::wake(t);
+    join_all(&[t], 10_000)?;
+    r
 }

@@ -248,6 +248,13 @@ pub fn tick() {
         // deadline was still armed when it switched in: `program_timer`) arms the slice's
         // true end; an expired slice that goes on gets a whole new one.
         let start = if expired || is_idle { now } else { started };
+        if expired && !is_idle {
+            // The new slice is the thread's (its `started`, which a direct switch passes on):
+            // until 2026-12-05 only the timer got it, and a fastpath ping-pong with a
+            // deadline re-armed for the long-past end at each hand-off, a tick per call
+            // (found by review).
+            tcb(cur).started.store(now, Ordering::Relaxed);
+        }
         cs.lock();
         arm_timer_from(cs, now, start, !is_idle);
         cs.unlock();

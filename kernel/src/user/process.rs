@@ -180,11 +180,14 @@ pub fn ipc_syscall_resumed(uid: u64, f: impl FnOnce(Option<&crate::ipc::HandleTa
     run_then_check(proc(pid_of_uid(uid)), f);
 }
 
-/// `f` on `p`'s handle table, then the dying check of both IPC entries.
+/// `f` on `p`'s handle table, then the dying check of both IPC entries, interrupts off from
+/// it to ring 3 (as [`exit_if_dying_for_return`]).
 #[inline(always)]
 fn run_then_check(p: Option<&Proc>, f: impl FnOnce(Option<&crate::ipc::HandleTable>)) {
     f(p.map(|p| &p.handles));
+    exo_arch::cpu::cli();
     if p.is_some_and(|p| p.dying.load(Ordering::Acquire)) {
+        exo_arch::cpu::sti();
         task::die_killed();
     }
 }
@@ -203,6 +206,53 @@ pub fn exit_if_dying() {
     if p.dying.load(Ordering::Acquire) && p.pid.load(Ordering::Relaxed) == pid && pid != 0 {
         task::die_killed();
     }
+}
+
+/// [`exit_if_dying`] as the last check before a system call (or a new thread) goes to ring
+/// 3: it returns with interrupts off, and they stay off until `sysretq`/`iretq` (whose
+/// caller disables them anyway). A kill's kick that comes after the check stays pending and
+/// is taken in ring 3, where the interrupt's return hook ends the thread. Until 2026-12-05
+/// the check ran with interrupts on: a kick landing between it and the exit stub's `cli`
+/// was taken in ring 0 (no return hook there) and used up, and the thread ran on in ring 3
+/// until its next tick, for good without one (icount; found by review;
+/// `user.kill_kick_after_the_last_check_is_not_lost`).
+#[inline]
+pub fn exit_if_dying_for_return(nr: u64) {
+    exo_arch::cpu::cli();
+    let pid = exo_percpu::pid();
+    let p = slot(pid);
+    if p.dying.load(Ordering::Acquire) && p.pid.load(Ordering::Relaxed) == pid && pid != 0 {
+        exo_arch::cpu::sti();
+        task::die_killed();
+    }
+    if KILL_AFTER_CHECK.load(Ordering::Relaxed) == nr {
+        kill_after_check(p, pid, nr);
+    }
+}
+
+/// Test switch (`user.kill_kick_after_the_last_check_is_not_lost`): the next system call
+/// numbered so (`u64::MAX`: none) of a process to pass [`exit_if_dying_for_return`]'s check
+/// kills its own process right after it and sends its own CPU the kill's kick, as a kill
+/// from another CPU landing there would.
+pub static KILL_AFTER_CHECK: AtomicU64 = AtomicU64::new(u64::MAX);
+
+#[cold]
+fn kill_after_check(p: &Proc, pid: u64, nr: u64) {
+    if pid == 0
+        || p.pid.load(Ordering::Relaxed) != pid
+        || KILL_AFTER_CHECK
+            .compare_exchange(nr, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    kill(p, 0x100 + 131, "killed after its last check (test)");
+    let g = exo_percpu::IrqGuard::new();
+    let me = crate::smp::cpus::this(&g).hot.apic_id;
+    let _ = exo_arch::apic::send_ipi(
+        exo_arch::apic::Dest::Id(me),
+        exo_arch::apic::Delivery::Fixed(crate::smp::cpus::VEC_WAKE),
+    );
 }
 
 /// The trap module's return-to-ring-3 hook.

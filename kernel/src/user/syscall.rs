@@ -145,7 +145,7 @@ fn write_call(f: &mut SyscallFrame) {
     task::count_syscall();
     let r = write(f.rdi, f.rsi, f.rdx);
     f.set_ret(r.unwrap_or_else(Errno::ret));
-    super::process::exit_if_dying();
+    super::process::exit_if_dying_for_return(nr::WRITE);
 }
 
 /// Every call but `write`.
@@ -179,7 +179,7 @@ fn dispatch_other(f: &mut SyscallFrame) {
     };
     f.set_ret(r.unwrap_or_else(Errno::ret));
     // A thread whose process is being killed does not go back.
-    super::process::exit_if_dying();
+    super::process::exit_if_dying_for_return(f.nr());
 }
 
 /// Bytes a `write` that faults part-way reports as written: whole 256-byte blocks from the

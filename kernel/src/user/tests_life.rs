@@ -20,6 +20,11 @@ use exo_arch::tsc::rdtsc;
 
 ktest!(
     Needs::Threads,
+    "user.kill_kick_after_the_last_check_is_not_lost",
+    kick_after_last_check
+);
+ktest!(
+    Needs::Threads,
     "user.proc_reap_skips_a_thread_record_being_set_up",
     reap_vs_setup
 );
@@ -684,4 +689,32 @@ fn reap_all_vs_reuse(_: &BootState) -> TestResult {
             },
         )
     })
+}
+
+/// `/hello 2` writes two lines, one system call each; its process is killed, with the kill's
+/// kick to its CPU, right after the first `write`'s last dying check (forced:
+/// `process::KILL_AFTER_CHECK`). The kick must end it before it runs on in ring 3: the
+/// first line is printed, the second never is. Until 2026-12-05 that check ran with
+/// interrupts on: the kick was taken in ring 0 and used up, and the program went on to its
+/// second line (a spinning one ran until its next tick, for good without one).
+fn kick_after_last_check(_: &BootState) -> TestResult {
+    process::KILL_AFTER_CHECK.store(super::syscall::nr::WRITE, Ordering::Relaxed);
+    crate::console::capture_start();
+    let r =
+        spawn("/hello", 2).and_then(|pid| process::wait(pid).map_err(|e| format!("wait: {e:?}")));
+    let cap = crate::console::capture_stop(|c| c.to_vec());
+    let armed = process::KILL_AFTER_CHECK.swap(u64::MAX, Ordering::Relaxed) != u64::MAX;
+    let status = r?;
+    let text = String::from_utf8_lossy(&cap);
+    check(
+        !armed
+            && status == 0x100 + 131
+            && text.contains("hello: first line")
+            && !text.contains("hello: second line"),
+        || {
+            format!(
+                "status {status:#x} (want 0x183), switch still armed: {armed}, captured {text:?}"
+            )
+        },
+    )
 }
