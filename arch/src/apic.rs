@@ -249,6 +249,13 @@ pub fn send_ipi(dest: Dest, delivery: Delivery) -> Result<(), ApicError> {
     let lo = u32::from(vector) | (dm << 8) | (level << 14) | (shorthand << 18);
     match mode() {
         Mode::X2Apic => {
+            // x2APIC MSR writes are not serializing: the ICR write can leave before earlier
+            // stores are visible to the target (Intel SDM 10.12.3), which would then find an
+            // old mailbox or TLB request. `mfence; lfence` orders them first, as Linux's
+            // `weak_wrmsr_fence` does. Until 2026-12-05 nothing did (found by review; TCG
+            // cannot show it).
+            // SAFETY: fences only order this CPU's memory accesses.
+            unsafe { core::arch::asm!("mfence", "lfence", options(nostack, preserves_flags)) };
             // SAFETY: ICR MSR 0x830 takes the destination in the high dword; sending an IPI
             // has no memory effect on this CPU.
             unsafe { wrmsr(0x830, (u64::from(id) << 32) | u64::from(lo)) };

@@ -228,6 +228,12 @@ impl PageTables {
 
     /// The leaf entry mapping user page `va` to frame `pa` with `f`.
     fn user_entry(&self, va: u64, pa: u64, f: UserFlags) -> Result<u64, MapError> {
+        // Every user leaf lies below `USER_END`: checked here for the map and the protect
+        // alike (until 2026-12-05 only the map did, and a protect given a kernel address
+        // would have rewritten a shared kernel leaf; no caller did; found by review).
+        if va >= crate::layout::USER_END {
+            return Err(MapError::BadAddress(va));
+        }
         let kf = Flags {
             writable: f.writable,
             executable: f.executable,
@@ -260,6 +266,9 @@ impl PageTables {
     /// The frame and permissions of user page `va` if it is mapped, with access or
     /// without ([`PageTables::translate`] sees only pages with access).
     pub fn user_page(&self, va: u64) -> Option<(u64, UserFlags)> {
+        if va >= crate::layout::USER_END {
+            return None;
+        }
         let e = self.leaf_4k(va)?;
         // SAFETY: `e` points at the used 4 KiB leaf of `va` in this hierarchy's tables.
         let v = unsafe { e.read_volatile() };

@@ -38,9 +38,15 @@ impl<T> CpuCell<T> {
         if self.busy.replace(true) {
             return Err(BorrowError);
         }
+        // The flag's stores stay around `f`'s accesses in program order: an NMI or #MC on this
+        // CPU (not masked by the guard) that sees `busy` clear finds `f` done (found by
+        // review, 2026-12-05: without the fences the compiler could move them).
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
         // SAFETY: `busy` was false, so no other `&mut T` exists; interrupts are off (the
-        // guard), so no handler on this CPU can reach the cell until `busy` is cleared.
+        // guard), so no maskable handler on this CPU can reach the cell until `busy` is
+        // cleared, and an NMI handler finds it busy.
         let r = f(unsafe { &mut *self.value.get() });
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
         self.busy.set(false);
         Ok(r)
     }
