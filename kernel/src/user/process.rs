@@ -217,7 +217,7 @@ pub fn exit_if_dying() {
 /// until its next tick, for good without one (icount; found by review;
 /// `user.kill_kick_after_the_last_check_is_not_lost`).
 #[inline]
-pub fn exit_if_dying_for_return(nr: u64) {
+pub fn exit_if_dying_for_return() {
     exo_arch::cpu::cli();
     let pid = exo_percpu::pid();
     let p = slot(pid);
@@ -225,24 +225,30 @@ pub fn exit_if_dying_for_return(nr: u64) {
         exo_arch::cpu::sti();
         task::die_killed();
     }
-    if KILL_AFTER_CHECK.load(Ordering::Relaxed) == nr {
-        kill_after_check(p, pid, nr);
+}
+
+/// Test switch (`user.kill_kick_after_the_last_check_is_not_lost`): the next `write` of a
+/// process to pass [`exit_if_dying_for_return`]'s check kills its own process right after it
+/// and sends its own CPU the kill's kick, as a kill from another CPU landing there would
+/// (`write` only: the other calls' return pays nothing for it).
+pub static KILL_AFTER_CHECK: AtomicBool = AtomicBool::new(false);
+
+/// The `write` call's [`KILL_AFTER_CHECK`], right after [`exit_if_dying_for_return`]
+/// (interrupts off).
+#[inline(always)]
+pub fn kill_after_check_if_armed() {
+    if KILL_AFTER_CHECK.load(Ordering::Relaxed) {
+        kill_after_check();
     }
 }
 
-/// Test switch (`user.kill_kick_after_the_last_check_is_not_lost`): the next system call
-/// numbered so (`u64::MAX`: none) of a process to pass [`exit_if_dying_for_return`]'s check
-/// kills its own process right after it and sends its own CPU the kill's kick, as a kill
-/// from another CPU landing there would.
-pub static KILL_AFTER_CHECK: AtomicU64 = AtomicU64::new(u64::MAX);
-
 #[cold]
-fn kill_after_check(p: &Proc, pid: u64, nr: u64) {
+fn kill_after_check() {
+    let pid = exo_percpu::pid();
+    let p = slot(pid);
     if pid == 0
         || p.pid.load(Ordering::Relaxed) != pid
-        || KILL_AFTER_CHECK
-            .compare_exchange(nr, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
+        || !KILL_AFTER_CHECK.swap(false, Ordering::Relaxed)
     {
         return;
     }

@@ -145,7 +145,8 @@ fn write_call(f: &mut SyscallFrame) {
     task::count_syscall();
     let r = write(f.rdi, f.rsi, f.rdx);
     f.set_ret(r.unwrap_or_else(Errno::ret));
-    super::process::exit_if_dying_for_return(nr::WRITE);
+    super::process::exit_if_dying_for_return();
+    super::process::kill_after_check_if_armed();
 }
 
 /// Every call but `write`.
@@ -179,7 +180,7 @@ fn dispatch_other(f: &mut SyscallFrame) {
     };
     f.set_ret(r.unwrap_or_else(Errno::ret));
     // A thread whose process is being killed does not go back.
-    super::process::exit_if_dying_for_return(f.nr());
+    super::process::exit_if_dying_for_return();
 }
 
 /// Bytes a `write` that faults part-way reports as written: whole 256-byte blocks from the

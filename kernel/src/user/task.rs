@@ -281,7 +281,7 @@ fn user_main(id: u64) -> u64 {
     let e = match sched::set_current_ids(pid, id) {
         Ok(()) => {
             // Born into a process that is being killed: never run its code.
-            process::exit_if_dying_for_return(u64::MAX - 1);
+            process::exit_if_dying_for_return();
             sched::enter_user(
                 t.entry.load(Ordering::Relaxed),
                 t.stack.load(Ordering::Relaxed),

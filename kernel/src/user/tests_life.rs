@@ -698,12 +698,12 @@ fn reap_all_vs_reuse(_: &BootState) -> TestResult {
 /// interrupts on: the kick was taken in ring 0 and used up, and the program went on to its
 /// second line (a spinning one ran until its next tick, for good without one).
 fn kick_after_last_check(_: &BootState) -> TestResult {
-    process::KILL_AFTER_CHECK.store(super::syscall::nr::WRITE, Ordering::Relaxed);
+    process::KILL_AFTER_CHECK.store(true, Ordering::Relaxed);
     crate::console::capture_start();
     let r =
         spawn("/hello", 2).and_then(|pid| process::wait(pid).map_err(|e| format!("wait: {e:?}")));
     let cap = crate::console::capture_stop(|c| c.to_vec());
-    let armed = process::KILL_AFTER_CHECK.swap(u64::MAX, Ordering::Relaxed) != u64::MAX;
+    let armed = process::KILL_AFTER_CHECK.swap(false, Ordering::Relaxed);
     let status = r?;
     let text = String::from_utf8_lossy(&cap);
     check(
