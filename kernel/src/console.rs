@@ -432,22 +432,42 @@ pub fn drain_tick(ring: &CpuRing) {
     }
 }
 
+/// How an exit meets a panic, from the layer that owns panics (`trap::panic`, installed at
+/// boot with [`set_exit_hooks`]; this layer may not call up to it).
+#[derive(Debug, Clone, Copy)]
+pub struct ExitHooks {
+    /// Claims the end of the run: `false` if a panic is already reporting.
+    pub claim: fn() -> bool,
+    /// After the exit's last output: whether a CPU panicked once the exit was claimed (it
+    /// has printed why).
+    pub panicked_since: fn() -> bool,
+}
+
+static EXIT_HOOKS: spin::Once<ExitHooks> = spin::Once::new();
+
+/// Installs the exit's hooks (once).
+pub fn set_exit_hooks(h: ExitHooks) {
+    EXIT_HOOKS.call_once(|| h);
+}
+
 /// Leaves the machine with `code` after writing out every ring; with failure instead if a
 /// CPU panicked once the exit began, and not at all if a panic was already reporting
-/// (this CPU stops; the report exits with failure: `trap::panic::claim_exit`).
+/// (this CPU stops; the report exits with failure: [`ExitHooks`]).
 pub fn exit(code: ExitCode) -> ! {
-    if !crate::trap::panic::claim_exit() {
+    let hooks = EXIT_HOOKS.get();
+    if hooks.is_some_and(|h| !(h.claim)()) {
         // Wait for the reporter's stop NMI, which records where this CPU is (halted on the
-        // park IDT it would be `no answer`); if no report ever ends the run, fail here.
+        // park IDT it would be `no answer`); if no report ever ends the run, fail here
+        // (about 10 s at 3 GHz).
         exo_arch::cpu::cli();
-        let d = crate::smp::time::Deadline::after_ms(30_000);
-        while !d.passed() {
+        let t0 = exo_arch::tsc::rdtsc();
+        while exo_arch::tsc::rdtsc().wrapping_sub(t0) < 30_000_000_000 {
             core::hint::spin_loop();
         }
         exo_arch::exit::exit(ExitCode::Failure);
     }
     flush_all();
-    if crate::trap::panic::report_panic_after_exit().is_some() {
+    if hooks.is_some_and(|h| (h.panicked_since)()) {
         exo_arch::exit::exit(ExitCode::Failure);
     }
     exo_arch::exit::exit(code)

@@ -117,6 +117,10 @@ pub static KERNEL_DEBUG_TRAPS: AtomicU64 = AtomicU64::new(0);
 pub fn init() {
     exo_arch::trap::set_handler(dispatch);
     exo_arch::trap::init_idt();
+    crate::console::set_exit_hooks(crate::console::ExitHooks {
+        claim: panic::claim_exit,
+        panicked_since: || panic::report_panic_after_exit().is_some(),
+    });
 }
 
 /// The counters of the trapping CPU. Only reached for #BP, kernel #DB, probe fix-ups and
