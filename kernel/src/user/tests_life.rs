@@ -698,6 +698,7 @@ fn reap_all_vs_reuse(_: &BootState) -> TestResult {
 /// interrupts on: the kick was taken in ring 0 and used up, and the program went on to its
 /// second line (a spinning one ran until its next tick, for good without one).
 fn kick_after_last_check(_: &BootState) -> TestResult {
+    warm()?;
     process::KILL_AFTER_CHECK.store(true, Ordering::Relaxed);
     crate::console::capture_start();
     let r =
