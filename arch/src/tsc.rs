@@ -336,35 +336,29 @@ pub const fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
     if hz == 0 {
         return 0;
     }
-    let ns = (ticks as u128 * 1_000_000_000) / hz as u128;
     // Saturating: below 1 GHz a large count (a wrapped cross-CPU difference) has more
     // nanoseconds than a u64 holds; until 2026-12-05 they were truncated (found by review).
-    if ns > u64::MAX as u128 {
-        u64::MAX
-    } else {
-        ns as u64
-    }
+    saturate((ticks as u128 * 1_000_000_000) / hz as u128)
 }
 
 /// Converts nanoseconds to TSC ticks at `hz`, rounded up (a wait of `ns` never ends early),
 /// saturating.
 pub const fn ns_to_ticks_ceil(ns: u64, hz: u64) -> u64 {
-    let t = (ns as u128 * hz as u128).div_ceil(1_000_000_000);
-    if t > u64::MAX as u128 {
+    saturate((ns as u128 * hz as u128).div_ceil(1_000_000_000))
+}
+
+/// `x`, or `u64::MAX` if it does not fit.
+const fn saturate(x: u128) -> u64 {
+    if x > u64::MAX as u128 {
         u64::MAX
     } else {
-        t as u64
+        x as u64
     }
 }
 
 /// Converts nanoseconds to TSC ticks at `hz`, saturating.
 pub const fn ns_to_ticks(ns: u64, hz: u64) -> u64 {
-    let t = (ns as u128 * hz as u128) / 1_000_000_000;
-    if t > u64::MAX as u128 {
-        u64::MAX
-    } else {
-        t as u64
-    }
+    saturate((ns as u128 * hz as u128) / 1_000_000_000)
 }
 
 #[cfg(test)]

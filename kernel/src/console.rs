@@ -324,16 +324,14 @@ pub fn drain_before_line_in_pieces<'r>(
 /// The line itself, console lock held: what the rings still hold before it (at most
 /// `budget` bytes of each), then the line.
 fn line_now(args: fmt::Arguments<'_>, budget: usize) {
-    {
-        drain_before_line(budget);
-        // A user line left unfinished (a flush writes rings whole) ends here: the kernel's
-        // line starts a line of its own (until 2026-12-04 it was glued on: `abcPANIC ..`).
-        if !AT_LINE_START.load(Ordering::Relaxed) {
-            emit(b"\n");
-        }
-        let _ = Serial.write_fmt(args);
-        let _ = Serial.write_str("\n");
+    drain_before_line(budget);
+    // A user line left unfinished (a flush writes rings whole) ends here: the kernel's
+    // line starts a line of its own (until 2026-12-04 it was glued on: `abcPANIC ..`).
+    if !AT_LINE_START.load(Ordering::Relaxed) {
+        emit(b"\n");
     }
+    let _ = Serial.write_fmt(args);
+    let _ = Serial.write_str("\n");
 }
 
 /// Console lock held: this CPU's ring, the others' complete lines, at most `budget` bytes

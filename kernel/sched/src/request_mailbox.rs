@@ -131,7 +131,7 @@ impl RequestMailbox {
             func: AtomicU64::new(0),
             arg: AtomicU64::new(0),
             notify: AtomicU64::new(0),
-            results: [Slot::new(), Slot::new(), Slot::new(), Slot::new()],
+            results: [const { Slot::new() }; RESULTS],
         }
     }
 
@@ -145,7 +145,7 @@ impl RequestMailbox {
             func: AtomicU64::new(0),
             arg: AtomicU64::new(0),
             notify: AtomicU64::new(0),
-            results: [Slot::new(), Slot::new(), Slot::new(), Slot::new()],
+            results: core::array::from_fn(|_| Slot::new()),
         }
     }
 

@@ -338,10 +338,7 @@ fn panic_at_exit(opts: Options) {
             error!("exo.panic_at_exit={c}: could not reach CPU {c}: {e}");
         }
         // The exit must meet the panic already claimed.
-        let d = time::Deadline::after_ms(5000);
-        while !panic::stopping() && !d.passed() {
-            core::hint::spin_loop();
-        }
+        time::Deadline::after_ms(5000).spin_until_or(panic::stopping);
     } else if let Some(c) = opts.panic_after_exit {
         panic::hold_exit_until_panic();
         if let Err(e) = cpus::post(CpuId(c), boom_after_exit, 0) {
@@ -356,10 +353,7 @@ fn boom_at_exit(_: u64) -> u64 {
 
 /// `exo.panic_after_exit`: waits (at most 10 s) until an exit is claimed, then panics.
 fn boom_after_exit(_: u64) -> u64 {
-    let d = time::Deadline::after_ms(10_000);
-    while !crate::trap::panic::exiting() && !d.passed() {
-        core::hint::spin_loop();
-    }
+    time::Deadline::after_ms(10_000).spin_until_or(crate::trap::panic::exiting);
     panic!("deliberate panic requested by exo.panic_after_exit");
 }
 
@@ -393,10 +387,7 @@ fn boom(_: u64) -> u64 {
 /// `exo.panic_also_cpu`: waits (at most 10 s) until another CPU is reporting a panic, then
 /// panics too.
 fn second_boom(_: u64) -> u64 {
-    let d = time::Deadline::after_ms(10_000);
-    while !crate::trap::panic::stopping() && !d.passed() {
-        core::hint::spin_loop();
-    }
+    time::Deadline::after_ms(10_000).spin_until_or(crate::trap::panic::stopping);
     panic!("deliberate second panic requested by exo.panic_also_cpu");
 }
 

@@ -3,10 +3,10 @@
 //! A thread's IPC state is one word in its [`Waiter`] (`seq << 16 | error << 8 | state`):
 //! `seq` (48 bits) counts the thread's operations, so a reply token (the seq above 16 bits
 //! of thread index plus one) given to a server names one call and goes stale when the
-//! caller times out, dies or calls again. Until 2026-12-05 the seq had 32 bits: a server holding a token while its
-//! caller timed out and made 2^32 more operations (minutes at a fastpath's pace) could
-//! answer the caller's later call with the old reply (found by review; 2^48 operations
-//! take years). Queued
+//! caller times out, dies or calls again. Until 2026-12-05 the seq had 32 bits: a server
+//! holding a token while its caller timed out and made 2^32 more operations (minutes at a
+//! fastpath's pace) could answer the caller's later call with the old reply (found by
+//! review; 2^48 operations take years). Queued
 //! states change only under the endpoint's lock; a reply claims the caller's word by CAS
 //! (`REPLY_WAIT -> REPLYING`), writes the message, then publishes `DONE`, so a time-out and
 //! a reply racing each other are decided by that one CAS.

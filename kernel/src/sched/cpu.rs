@@ -1415,7 +1415,8 @@ fn switch_direct<const IN_KERNEL: bool>(
     // their CPU from every other thread there (`ipc.fastpath_ping_pong_leaves_its_cpu_to_other_threads`).
     let started = prev.started.load(Ordering::Relaxed);
     next.started.store(started, Ordering::Relaxed);
-    cs.ran_since.store(rdtsc(), Ordering::Relaxed);
+    let now = rdtsc();
+    cs.ran_since.store(now, Ordering::Relaxed);
     cs.current.store(next_i as u32, Ordering::Relaxed);
     if IN_KERNEL {
         // Read only by `finish_switch`, which an exit to ring 3 does not run.
@@ -1425,7 +1426,7 @@ fn switch_direct<const IN_KERNEL: bool>(
     crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, prev, next_i, next);
     load_context::<IN_KERNEL>(cs, prev, next);
     if rearm {
-        arm_timer_from(cs, rdtsc(), started, true);
+        arm_timer_from(cs, now, started, true);
     }
     if IN_KERNEL {
         // Nothing to finish: the caller blocked (it neither exits nor migrates), and a

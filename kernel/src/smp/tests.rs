@@ -337,11 +337,13 @@ static HELD_RELEASE: AtomicBool = AtomicBool::new(false);
 /// `arg * 10` once [`HELD_RELEASE`] is set (10 s at most: a failed test must not leave its
 /// target busy for good).
 fn held_times_ten(arg: u64) -> u64 {
-    let d = Deadline::after_ms(10_000);
-    while !HELD_RELEASE.load(Ordering::Acquire) && !d.passed() {
-        core::hint::spin_loop();
-    }
+    wait_released();
     arg * 10
+}
+
+/// Spins until [`HELD_RELEASE`], 10 s at most.
+fn wait_released() {
+    Deadline::after_ms(10_000).spin_until_or(|| HELD_RELEASE.load(Ordering::Acquire));
 }
 
 /// A poster's request completes; a second request is accepted after it and held running on
@@ -714,9 +716,6 @@ static BUSY_IN: AtomicBool = AtomicBool::new(false);
 /// A mailbox job (interrupts off) that spins until [`HELD_RELEASE`] (10 s at most).
 fn busy_until_released(_: u64) -> u64 {
     BUSY_IN.store(true, Ordering::Release);
-    let d = Deadline::after_ms(10_000);
-    while !HELD_RELEASE.load(Ordering::Acquire) && !d.passed() {
-        core::hint::spin_loop();
-    }
+    wait_released();
     0
 }

@@ -54,6 +54,17 @@ impl Deadline {
         exo_arch::tsc::rdtsc() >= self.0
     }
 
+    /// Spins until `done()` or the deadline, whichever comes first; returns `done()`.
+    pub fn spin_until_or(self, done: impl Fn() -> bool) -> bool {
+        while !done() {
+            if self.passed() {
+                return done();
+            }
+            core::hint::spin_loop();
+        }
+        true
+    }
+
     /// Spins until the deadline.
     pub fn spin_until(self) {
         while !self.passed() {

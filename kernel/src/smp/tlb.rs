@@ -149,7 +149,8 @@ pub const RECLAIM_AT: u64 = 16;
 /// (a contention window above 5 s under KVM; found by review;
 /// `smp.reclaim_waits_not_for_a_busy_cpu`).
 pub fn reclaim_kernel_tables() -> u64 {
-    let patience = if exo_arch::cpu::emulated_or_foreign_hypervisor() {
+    // The machine's kind as `deadline_ms` found it (CPUID once, not per reclaim).
+    let patience = if deadline_ms() == DEADLINE_EMULATED_MS {
         RECLAIM_PATIENCE_EMULATED_MS
     } else {
         RECLAIM_PATIENCE_MS
@@ -176,8 +177,7 @@ fn reclaim_within(patience_ms: Option<u64>) -> u64 {
         log::debug!("reclaim of {} page tables deferred: CPU {c} busy", r.count);
         RECLAIMS_DEFERRED.fetch_add(1, Ordering::Relaxed);
         NEXT_TRY.store(
-            exo_arch::tsc::rdtsc()
-                .saturating_add(crate::smp::time::tsc_hz() / 1000 * RECLAIM_RETRY_MS),
+            crate::smp::time::Deadline::after_ms(RECLAIM_RETRY_MS).tsc(),
             Ordering::Relaxed,
         );
         crate::mm::memory::retire_again(r);

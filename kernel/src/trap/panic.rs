@@ -39,6 +39,11 @@ pub fn hold_exit_until_panic() {
     HOLD_EXIT_FOR_PANIC.store(true, Ordering::Release);
 }
 
+/// The test switches' hold: spins until `done()`, 5 s at most.
+fn hold_5s(done: impl Fn() -> bool) {
+    crate::smp::time::Deadline::after_ms(5000).spin_until_or(done);
+}
+
 /// Whether an exit has been claimed (a test's second CPU panics once it has).
 pub fn exiting() -> bool {
     PANICKING.load(Ordering::Acquire) == EXITING
@@ -68,10 +73,7 @@ pub fn claim_exit() -> bool {
         Ok(_) => {
             EXITER.store(token, Ordering::Release);
             if HOLD_EXIT_FOR_PANIC.load(Ordering::Acquire) {
-                let d = crate::smp::time::Deadline::after_ms(5000);
-                while PANIC_AFTER_EXIT.load(Ordering::Acquire) == 0 && !d.passed() {
-                    core::hint::spin_loop();
-                }
+                hold_5s(|| PANIC_AFTER_EXIT.load(Ordering::Acquire) != 0);
             }
             true
         }
@@ -191,18 +193,10 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
         exit(ExitCode::Failure);
     }
     if HOLD_REPORT_FOR_EXIT.load(Ordering::Acquire) {
-        let d = crate::smp::time::Deadline::after_ms(5000);
-        while !EXIT_BEGUN.load(Ordering::Acquire) && !d.passed() {
-            core::hint::spin_loop();
-        }
+        hold_5s(|| EXIT_BEGUN.load(Ordering::Acquire));
     }
     if AWAIT_SECOND.load(Ordering::Acquire) {
-        let d = crate::smp::time::Deadline::after_ms(5000);
-        while !crate::smp::cpus::online().any(|b| b.ext.panicked_too.load(Ordering::Acquire))
-            && !d.passed()
-        {
-            core::hint::spin_loop();
-        }
+        hold_5s(|| crate::smp::cpus::online().any(|b| b.ext.panicked_too.load(Ordering::Acquire)));
     }
     if !installed {
         exo_arch::apic::enable_for_ipis(); // an early AP's APIC may still be off

@@ -201,11 +201,17 @@ pub fn dying() -> bool {
 /// thread's start): a thread whose process is being killed ends here.
 #[inline]
 pub fn exit_if_dying() {
-    let pid = exo_percpu::pid();
-    let p = slot(pid);
-    if p.dying.load(Ordering::Acquire) && p.pid.load(Ordering::Relaxed) == pid && pid != 0 {
+    if killed_here() {
         task::die_killed();
     }
+}
+
+/// Whether the running thread's process (by the per-CPU pid) is being killed.
+#[inline(always)]
+fn killed_here() -> bool {
+    let pid = exo_percpu::pid();
+    let p = slot(pid);
+    p.dying.load(Ordering::Acquire) && p.pid.load(Ordering::Relaxed) == pid && pid != 0
 }
 
 /// [`exit_if_dying`] as the last check before a system call (or a new thread) goes to ring
@@ -219,9 +225,7 @@ pub fn exit_if_dying() {
 #[inline]
 pub fn exit_if_dying_for_return() {
     exo_arch::cpu::cli();
-    let pid = exo_percpu::pid();
-    let p = slot(pid);
-    if p.dying.load(Ordering::Acquire) && p.pid.load(Ordering::Relaxed) == pid && pid != 0 {
+    if killed_here() {
         exo_arch::cpu::sti();
         task::die_killed();
     }

@@ -186,25 +186,20 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
         let mut tries = 0;
         loop {
             let (tag, frames) = create(len)?;
-            match crate::ipc::set_region(cap.ep, tag, frames.len() as u64 * PAGE) {
+            let refused = match crate::ipc::set_region(cap.ep, tag, frames.len() as u64 * PAGE) {
                 Ok(crate::ipc::Attach::Done) => break (tag, frames),
                 Ok(crate::ipc::Attach::BelowFloor(floor)) if tries < 4 && floor <= REGION_MAX => {
-                    release(tag);
                     len = floor;
                     tries += 1;
+                    None
                 }
-                Ok(crate::ipc::Attach::BelowFloor(_)) => {
-                    release(tag);
-                    return Err(Errno::Eagain);
-                }
-                Ok(crate::ipc::Attach::Occupied) => {
-                    release(tag);
-                    return Err(Errno::Eexist);
-                }
-                Err(_) => {
-                    release(tag);
-                    return Err(Errno::Epipe);
-                }
+                Ok(crate::ipc::Attach::BelowFloor(_)) => Some(Errno::Eagain),
+                Ok(crate::ipc::Attach::Occupied) => Some(Errno::Eexist),
+                Err(_) => Some(Errno::Epipe),
+            };
+            release(tag);
+            if let Some(e) = refused {
+                return Err(e);
             }
         }
     };

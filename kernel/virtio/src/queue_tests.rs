@@ -102,15 +102,20 @@ fn next_of(ram: &TestRam, q: &SplitQueue, id: u16) -> u16 {
     (ram.read_u64(q.layout().desc.0 + 16 * usize::from(id) + 8) >> 48) as u16
 }
 
+/// A free-list queue of 8 descriptors in ring order over `ram`, and the fake device.
+fn ring_order8(ram: &TestRam) -> (SplitQueue, FakeDevice) {
+    let l = ram.queue_layout(8);
+    let q = SplitQueue::new_ring_order(ram, l, false).unwrap();
+    (q, FakeDevice::new(l, false))
+}
+
 /// Under `VIRTIO_F_IN_ORDER` (2.7.9) a control command of two descriptors after another
 /// takes the next two in ring order: 0->1, then 2->3 (the LIFO free list gave 1->0), and
 /// so on round the table, wrapping at its end.
 #[test]
 fn ring_order_chains_take_descriptors_in_ring_order() {
     let ram = TestRam::new(0x10_0000, 64 * 1024);
-    let l = ram.queue_layout(8);
-    let mut q = SplitQueue::new_ring_order(&ram, l, false).unwrap();
-    let mut dev = FakeDevice::new(l, false);
+    let (mut q, mut dev) = ring_order8(&ram);
     let cmd = [(0x1000, 4, false), (0x2000, 1, true)];
     let mut chains = Vec::new();
     for k in 0..6u64 {
@@ -125,9 +130,7 @@ fn ring_order_chains_take_descriptors_in_ring_order() {
     assert_eq!(chains, vec![(0, 1), (2, 3), (4, 5), (6, 7), (0, 1), (2, 3)]);
     // A one-descriptor buffer first: the fifth command wraps at the end of the table (7->0).
     let ram = TestRam::new(0x10_0000, 64 * 1024);
-    let l = ram.queue_layout(8);
-    let mut q = SplitQueue::new_ring_order(&ram, l, false).unwrap();
-    let mut dev = FakeDevice::new(l, false);
+    let (mut q, mut dev) = ring_order8(&ram);
     let mut got = Vec::new();
     for k in 0..4u64 {
         let head = if k == 0 {
@@ -152,9 +155,7 @@ fn ring_order_chains_take_descriptors_in_ring_order() {
 #[test]
 fn ring_order_refuses_a_command_returned_out_of_order() {
     let ram = TestRam::new(0x10_0000, 64 * 1024);
-    let l = ram.queue_layout(8);
-    let mut q = SplitQueue::new_ring_order(&ram, l, false).unwrap();
-    let mut dev = FakeDevice::new(l, false);
+    let (mut q, mut dev) = ring_order8(&ram);
     let cmd = [(0x1000, 4, false), (0x2000, 1, true)];
     let a = q.add_chain(&ram, &cmd, 1).unwrap();
     let b = q.add_chain(&ram, &cmd, 2).unwrap();
