@@ -177,6 +177,17 @@ kernel_tests "net q35 -smp 2 (PCI/ECAM, hub-mixed)" --machine q35 --cpu max --sm
 kernel_tests "net q35 -m 4G -smp 2 (BARs above 4 GiB)" --machine q35 --cpu max --smp 2 --mem 4G --net hub-mixed --append "exo.test=net."
 kernel_tests "net pc -cpu qemu64 -smp 4 (PCI/ports, hub-mixed)" --machine pc --cpu qemu64 --smp 4 --net hub-mixed --append "exo.test=net."
 kernel_tests "net microvm -smp 2 (MMIO, hub)" --machine microvm --cpu max --smp 2 --net hub --append "exo.test=net."
+# The virtio-mmio windows come from the firmware: microvm's DSDT (above), or without ACPI the
+# command line QEMU writes (virtio_mmio.device=, as Firecracker does); nothing else is probed.
+log="$out/ktest-$(echo "net microvm -smp 2 (MMIO, hub)" | tr ' /:,' '____').log"
+expect_log "net microvm: both NICs found through the DSDT and the payload test ran" "$log" 0 0 \
+    'virtio-mmio: window at 0x[0-9a-f]+ \(512 bytes, from the DSDT\)' '^KTEST,net\.hub_pair_payload_exact,ok$'
+log="$out/net-microvm-noacpi.log"
+scripts/qemu.sh --machine microvm-noacpi --cpu max --smp 1 --job test --net hub --append "exo.test=net." \
+    --log "$log" >/dev/null 2>"$log.err"
+expect_log "net microvm without ACPI -smp 1 (NICs named on the command line)" "$log" 0 $? \
+    'virtio-mmio: window at 0x[0-9a-f]+ \(512 bytes, from the command line\)' \
+    '^KTEST,net\.hub_pair_payload_exact,ok$' '^[0-9]+ passed, 0 failed$'
 # One queue pair per CPU (MQ on a multi-queue tap; a host bridge joins it to a one-pair NIC):
 # each CPU sends and receives on its own pair. The host's own counter of what it received from
 # the multi-queue NIC must equal what the guest's drivers sent.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boot the Exo-OS kernel in QEMU and return the kernel's verdict.
-#   scripts/qemu.sh [--machine q35|pc|microvm] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
+#   scripts/qemu.sh [--machine q35|pc|microvm|microvm-noacpi|q35x] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
 #                   [--mem SIZE] [--job boot|test|bench|contended|init] [--append "extra args"]
 #                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE [--raw-initrd]]
 #                   [--net none|hub|hub-mixed|user|tap-mq] [--queues N]
@@ -12,7 +12,8 @@
 #   this run (so each NIC receives what the other sends, the host's flow hash spreading
 #   flows over NIC 0's queues); removed when QEMU exits. $EXO_TAP_STATS names a file that
 #   gets the host's counters of both taps afterwards.
-#   virtio-pci on q35/pc/q35x, virtio-mmio (modern) on microvm.
+#   virtio-pci on q35/pc/q35x, virtio-mmio (modern) on microvm (named by the DSDT) and
+#   microvm-noacpi (named on the command line; no MADT there: one CPU).
 # Exit status: 0 when the kernel reported success (QEMU exit 33), 1 when it reported failure
 # (QEMU exit 35), 2 for anything else (triple fault exits 0, timeout, QEMU error).
 set -uo pipefail
@@ -81,7 +82,7 @@ else
     cpu_arg=(-cpu "${cpu:-max}")
 fi
 net_arg=()
-if [ "$machine" = microvm ]; then
+if [ "${machine%-noacpi}" = microvm ]; then
     nic=virtio-net-device; net_arg=(-global virtio-mmio.force-legacy=false)
 else
     nic=virtio-net-pci

@@ -22,6 +22,8 @@ impl Signature {
     pub const HPET: Self = Self(*b"HPET");
     /// PCI Express memory-mapped configuration space (ECAM windows).
     pub const MCFG: Self = Self(*b"MCFG");
+    /// Differentiated System Description Table (AML; named by the FADT).
+    pub const DSDT: Self = Self(*b"DSDT");
 }
 
 impl fmt::Display for Signature {
@@ -365,6 +367,17 @@ pub enum Warning {
         /// How many entries were dropped.
         count: u32,
     },
+    /// virtio-mmio windows of the DSDT that a driver cannot use (zero, unaligned, shorter
+    /// than 512 bytes or longer than 64 KiB, reaching past 4 GiB, overlapping one listed
+    /// earlier) or beyond the ones kept; dropped.
+    BadVirtioMmio {
+        /// The first dropped window's base.
+        base: u64,
+        /// Its length.
+        len: u32,
+        /// How many windows were dropped.
+        count: u32,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -580,6 +593,13 @@ impl fmt::Display for Warning {
                 f,
                 "MCFG: {count} unusable ECAM entr{} dropped; the first (#{index}) at {base:#x}",
                 if count == 1 { "y" } else { "ies" }
+            ),
+            Self::BadVirtioMmio { base, len, count } => write!(
+                f,
+                "DSDT: {count} virtio-mmio window{} dropped (unusable or beyond the {} kept); \
+                 the first at {base:#x}, {len} bytes",
+                if count == 1 { "" } else { "s" },
+                crate::dsdt::MAX_VIRTIO_MMIO
             ),
         }
     }

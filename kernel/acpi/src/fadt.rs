@@ -11,6 +11,8 @@ const FADT_PM_TMR_BLK: u32 = 76;
 const FADT_PM_TMR_LEN: u32 = 91;
 const FADT_FLAGS: u32 = 112;
 const FADT_X_PM_TMR_BLK: u32 = 208;
+const FADT_DSDT: u32 = 40;
+const FADT_X_DSDT: u32 = 140;
 const GAS_LEN: u32 = 12;
 const FLAG_TMR_VAL_EXT: u32 = 1 << 8;
 const FLAG_HW_REDUCED_ACPI: u32 = 1 << 20;
@@ -115,6 +117,20 @@ pub(crate) fn parse_fadt<M: PhysMem + ?Sized>(
             Ok(None)
         }
     }
+}
+
+/// The DSDT's address: `X_DSDT` where the table is long enough and it is non-zero, else
+/// the 32-bit `DSDT`; `None` when both are zero.
+pub(crate) fn fadt_dsdt<M: PhysMem + ?Sized>(t: &Table<'_, M>) -> Result<Option<u64>, AcpiError> {
+    t.require_len(FADT_DSDT + 4)?;
+    if t.len >= FADT_X_DSDT + 8 {
+        let x = u64::from_le_bytes(t.bytes(FADT_X_DSDT)?);
+        if x != 0 {
+            return Ok(Some(x));
+        }
+    }
+    let d = u32::from_le_bytes(t.bytes(FADT_DSDT)?);
+    Ok((d != 0).then_some(u64::from(d)))
 }
 
 /// Extract the HPET MMIO base from a validated HPET table.

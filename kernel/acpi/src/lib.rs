@@ -35,6 +35,7 @@
 
 extern crate alloc;
 
+mod dsdt;
 mod error;
 mod fadt;
 mod madt;
@@ -43,6 +44,7 @@ pub mod plan;
 mod platform;
 mod sdt;
 
+pub use dsdt::{MAX_VIRTIO_MMIO, VirtioMmio, virtio_mmio_in_aml};
 pub use error::{AcpiError, Signature, Warning};
 pub use fadt::{PmTimer, PmTimerAddr};
 pub use madt::{

@@ -1,7 +1,8 @@
-//! Top-level discovery: RSDP -> RSDT/XSDT -> MADT, FADT, HPET, MCFG.
+//! Top-level discovery: RSDP -> RSDT/XSDT -> MADT, FADT (-> DSDT), HPET, MCFG.
 
+use crate::dsdt::{VirtioMmio, parse_dsdt};
 use crate::error::{push_warning, reserve};
-use crate::fadt::{PmTimer, parse_fadt, parse_hpet};
+use crate::fadt::{PmTimer, fadt_dsdt, parse_fadt, parse_hpet};
 use crate::madt::Madt;
 use crate::mcfg::{EcamRegion, parse_mcfg};
 use crate::sdt::{RootTable, Rsdp, load_table, parse_rsdp, read_signature};
@@ -13,7 +14,7 @@ use alloc::vec::Vec;
 /// parsed: MADT, FADT, HPET, MCFG); FADT unusable addresses (2); HPET unusable address (1); bad
 /// MCFG entries (1); no MADT.
 /// Reserved up front; exceeding it would only grow the list (fallibly).
-const PLATFORM_WARNINGS: usize = 18;
+const PLATFORM_WARNINGS: usize = 20;
 
 /// Everything the kernel needs from ACPI to bring up CPUs and interrupt controllers.
 #[derive(Clone, Debug)]
@@ -33,6 +34,9 @@ pub struct Platform {
     pub fadt_pm_timer: Option<PmTimer>,
     /// PCI Express ECAM windows from the MCFG (empty without one: legacy port I/O then).
     pub ecam: Vec<EcamRegion>,
+    /// virtio-mmio device windows described in the DSDT (microvm), each checked
+    /// ([`VirtioMmio::is_usable`]); empty without a DSDT or such devices.
+    pub virtio_mmio: Vec<VirtioMmio>,
 }
 
 impl Platform {
@@ -75,8 +79,8 @@ fn select_root<'m, M: PhysMem + ?Sized>(
 ///
 /// Fails only if the RSDP or the root table (XSDT/RSDT) is unusable, or if the heap cannot
 /// hold the platform's short warning list ([`AcpiError::OutOfMemory`]). A missing or corrupt
-/// MADT, FADT or HPET table (including one too large for the heap) yields `None` in that
-/// field plus a warning.
+/// MADT, FADT, HPET or DSDT table (including one too large for the heap) yields `None` (or
+/// an empty list) in that field plus a warning.
 pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platform, AcpiError> {
     let rsdp = parse_rsdp(mem, rsdp_paddr)?;
     let mut warnings = Vec::new();
@@ -100,7 +104,9 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
         hpet: None,
         fadt_pm_timer: None,
         ecam: Vec::new(),
+        virtio_mmio: Vec::new(),
     };
+    let mut dsdt = None;
     let (mut have_fadt, mut have_hpet, mut have_mcfg) = (false, false, false);
     for index in 0..root.count() {
         let paddr = root.entry(index)?;
@@ -147,9 +153,11 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
         }
         let result = load_table(mem, paddr, sig).and_then(|t| match sig {
             Signature::MADT => Madt::from_table(&t).map(|m| p.madt = Some(m)),
-            Signature::FADT => parse_fadt(&t, &mut p.warnings).map(|pm| {
+            Signature::FADT => parse_fadt(&t, &mut p.warnings).and_then(|pm| {
                 p.fadt_pm_timer = pm;
                 have_fadt = true;
+                dsdt = fadt_dsdt(&t)?;
+                Ok(())
             }),
             Signature::MCFG => parse_mcfg(&t, &mut p.warnings).map(|e| {
                 p.ecam = e;
@@ -167,6 +175,19 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
                 reason,
                 count: 1,
             })?;
+        }
+    }
+    if let Some(paddr) = dsdt {
+        let found =
+            load_table(mem, paddr, Signature::DSDT).and_then(|t| parse_dsdt(&t, &mut p.warnings));
+        match found {
+            Ok(v) => p.virtio_mmio = v,
+            Err(reason) => p.warn(Warning::TableSkipped {
+                table: Signature::DSDT,
+                paddr,
+                reason,
+                count: 1,
+            })?,
         }
     }
     if p.madt.is_none() {

@@ -843,3 +843,150 @@ fn refused_tables_name_their_address() {
         Some(0xF0000)
     );
 }
+
+/// Where the DSDT tests put the DSDT (below the tables [`machine`] places).
+const DSDT_ADDR: u64 = 0x7F0_0000;
+
+/// A FADT naming the DSDT at `dsdt` in its 32-bit field, or in `X_DSDT` when `x`.
+fn fadt_with_dsdt(dsdt: u64, x: bool) -> Vec<u8> {
+    let mut t = fadt(0x608, 1 << 8, None);
+    if x {
+        t[140..148].copy_from_slice(&dsdt.to_le_bytes());
+    } else {
+        t[40..44].copy_from_slice(&u32::try_from(dsdt).unwrap().to_le_bytes());
+    }
+    fix_checksum(&mut t, 9);
+    t
+}
+
+fn with_dsdt(dsdt: Vec<u8>, x: bool) -> Platform {
+    let mut mem = machine(
+        &[fadt_with_dsdt(DSDT_ADDR, x), MadtBuilder::qemu(1).build()],
+        Root::Xsdt,
+    );
+    mem.put(DSDT_ADDR, dsdt);
+    discover(&mem, RSDP_ADDR).unwrap()
+}
+
+/// QEMU 10's microvm with two virtio-net devices (`scripts/qemu.sh --machine microvm --net
+/// hub`): the DSDT lists the populated slots only (23 and 22), as the kernel then probes them.
+#[test]
+fn dsdt_of_qemu_microvm_names_its_virtio_mmio_devices() {
+    let aml = include_bytes!("data/dsdt/qemu-microvm-2nic.aml").to_vec();
+    for x in [false, true] {
+        let p = with_dsdt(aml.clone(), x);
+        assert_eq!(
+            p.virtio_mmio,
+            [
+                VirtioMmio {
+                    base: 0xFEB0_2E00,
+                    len: 512,
+                    gsi: Some(47)
+                },
+                VirtioMmio {
+                    base: 0xFEB0_2C00,
+                    len: 512,
+                    gsi: Some(46)
+                }
+            ]
+        );
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+}
+
+/// q35's DSDT (PCI, ISA devices, no virtio-mmio) names none: no slot is probed there.
+#[test]
+fn dsdt_of_qemu_q35_names_no_virtio_mmio_device() {
+    let p = with_dsdt(include_bytes!("data/dsdt/qemu-q35.aml").to_vec(), true);
+    assert!(p.virtio_mmio.is_empty());
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+/// A DSDT that fails its checks is skipped with a warning naming it; no window comes from it.
+/// Every truncation of the real table's body (length and checksum made to agree) is parsed
+/// without a panic and never yields a window the whole table does not list.
+#[test]
+fn bad_or_truncated_dsdt() {
+    let aml = include_bytes!("data/dsdt/qemu-microvm-2nic.aml").to_vec();
+    let mut bad = aml.clone();
+    bad[40] ^= 0xff;
+    let p = with_dsdt(bad, true);
+    assert!(p.virtio_mmio.is_empty());
+    assert!(has(&p, |w| matches!(
+        w,
+        Warning::TableSkipped {
+            table: Signature::DSDT,
+            paddr: DSDT_ADDR,
+            ..
+        }
+    )));
+    let whole = with_dsdt(aml.clone(), true).virtio_mmio;
+    for cut in 36..aml.len() {
+        let mut t = aml[..cut].to_vec();
+        t[4..8].copy_from_slice(&u32::try_from(cut).unwrap().to_le_bytes());
+        fix_checksum(&mut t, 9);
+        let p = with_dsdt(t, true);
+        assert!(p.virtio_mmio.iter().all(|w| whole.contains(w)), "cut {cut}");
+    }
+    // No DSDT at the address the FADT names: a warning, nothing probed.
+    let mem = machine(
+        &[
+            fadt_with_dsdt(DSDT_ADDR, true),
+            MadtBuilder::qemu(1).build(),
+        ],
+        Root::Xsdt,
+    );
+    let p = discover(&mem, RSDP_ADDR).unwrap();
+    assert!(p.virtio_mmio.is_empty());
+    assert!(has(&p, |w| matches!(
+        w,
+        Warning::TableSkipped {
+            table: Signature::DSDT,
+            ..
+        }
+    )));
+}
+
+/// Windows a driver cannot use, or that overlap an earlier one, are dropped with a warning.
+#[test]
+fn dsdt_unusable_and_repeated_windows() {
+    let aml = include_bytes!("data/dsdt/qemu-microvm-2nic.aml").to_vec();
+    // Point slot 23's window at 0xFFFF_FF00 (it would reach past 4 GiB).
+    let at = aml
+        .windows(4)
+        .position(|w| w == 0xFEB0_2E00u32.to_le_bytes())
+        .unwrap();
+    let mut t = aml.clone();
+    t[at..at + 4].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+    fix_checksum(&mut t, 9);
+    let p = with_dsdt(t, true);
+    assert_eq!(p.virtio_mmio.len(), 1);
+    assert!(has(&p, |w| matches!(
+        w,
+        Warning::BadVirtioMmio {
+            base: 0xFFFF_FF00,
+            len: 512,
+            count: 1
+        }
+    )));
+    // Slot 23 renamed to slot 22's window: one window.
+    let mut t = aml;
+    t[at..at + 4].copy_from_slice(&0xFEB0_2C00u32.to_le_bytes());
+    fix_checksum(&mut t, 9);
+    let p = with_dsdt(t.clone(), true);
+    assert_eq!(p.virtio_mmio.len(), 1);
+    assert!(has(&p, |w| matches!(
+        w,
+        Warning::BadVirtioMmio {
+            base: 0xFEB0_2C00,
+            count: 1,
+            ..
+        }
+    )));
+    // Slot 23 at slot 22's window plus 256 bytes: overlapping, dropped.
+    t[at..at + 4].copy_from_slice(&0xFEB0_2D00u32.to_le_bytes());
+    fix_checksum(&mut t, 9);
+    let p = with_dsdt(t, true);
+    assert_eq!(p.virtio_mmio.len(), 1);
+    assert_eq!(p.virtio_mmio[0].base, 0xFEB0_2D00);
+}

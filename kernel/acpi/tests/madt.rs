@@ -854,6 +854,16 @@ fn every_warning_displays_on_one_line() {
             space_id: 1,
             address: 0x1000,
         },
+        Warning::BadVirtioMmio {
+            base: 0xFFFF_FF00,
+            len: 512,
+            count: 1,
+        },
+        Warning::BadVirtioMmio {
+            base: 0,
+            len: 512,
+            count: 3,
+        },
     ]);
     for w in &all {
         let s = w.to_string();

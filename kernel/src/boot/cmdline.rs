@@ -31,7 +31,7 @@ pub enum TscRef {
 }
 
 /// Parsed options. Unknown `exo.*` keys are reported, not fatal.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// The job.
     pub job: Job,
@@ -117,7 +117,13 @@ pub struct Options {
     pub init: arrayvec::ArrayString<128>,
     /// Init job: the argument process 1 gets in RDI (`exo.init_arg=N`, decimal or 0x-hex).
     pub init_arg: u64,
+    /// virtio-mmio devices the machine monitor names (`virtio_mmio.device=SIZE@BASE:IRQ`,
+    /// Linux's form: QEMU's microvm without ACPI, Firecracker), up to [`MMIO_DEVICES`].
+    pub virtio_mmio: arrayvec::ArrayVec<exo_virtio::mmio::CmdlineDevice, MMIO_DEVICES>,
 }
+
+/// virtio-mmio devices taken from the command line; more are refused as bad options.
+pub const MMIO_DEVICES: usize = 8;
 
 /// A problem with one option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,8 +163,16 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         bench_filter: arrayvec::ArrayString::new(),
         init: arrayvec::ArrayString::from("/init").unwrap_or_default(),
         init_arg: 0,
+        virtio_mmio: arrayvec::ArrayVec::new(),
     };
     for word in cmdline.split_ascii_whitespace() {
+        if let Some(v) = word.strip_prefix(exo_virtio::mmio::PARAM) {
+            let d = exo_virtio::mmio::parse_device(v);
+            if d.is_none_or(|d| o.virtio_mmio.try_push(d).is_err()) {
+                bad(BadOption(word));
+            }
+            continue;
+        }
         let Some(rest) = word.strip_prefix("exo.") else {
             continue;
         };

@@ -151,6 +151,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
     let acpi = refuse_windows_over_ram(discover_cpus(&opts, bi.rsdp, &bi.modules), &bi.memmap);
     let (madt_ids, lapic_base) = (acpi.apic_ids, acpi.lapic_base);
     crate::dev::pci::init(&acpi.ecam);
+    crate::dev::virtio::init_mmio(&acpi.virtio_mmio, &opts.virtio_mmio);
     crate::dev::irq::init();
     phase("acpi");
 
@@ -261,7 +262,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
         );
     }
     let state = BootState {
-        opts,
+        opts: opts.clone(),
         madt_apic_ids: order,
         smp: report,
         apic_mode: mode,
@@ -324,13 +325,13 @@ pub fn report(state: &BootState) -> ! {
         us % 1000,
         state.smp.online
     );
-    panic_at_exit(state.opts);
+    panic_at_exit(&state.opts);
     exit(ExitCode::Success)
 }
 
 /// `exo.panic_at_exit=N` / `exo.panic_after_exit=N`: CPU `N` panics as the job exits, its
 /// report holding until the exit began, or its panic waiting until the exit was claimed.
-fn panic_at_exit(opts: Options) {
+fn panic_at_exit(opts: &Options) {
     use crate::trap::panic;
     if let Some(c) = opts.panic_at_exit {
         panic::hold_reports_until_exit();
@@ -444,6 +445,8 @@ struct AcpiFound {
     hpet: Option<u64>,
     /// PCI Express ECAM windows (MCFG).
     ecam: Vec<exo_acpi::EcamRegion>,
+    /// virtio-mmio device windows (DSDT).
+    virtio_mmio: Vec<exo_acpi::VirtioMmio>,
 }
 
 /// RSDP -> MADT: usable CPUs' APIC ids and the local APIC base; the FADT's PM timer and the
@@ -457,6 +460,7 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
         pm_timer,
         hpet,
         ecam: Vec::new(),
+        virtio_mmio: Vec::new(),
     };
     if opts.no_acpi {
         warn!("ACPI disabled on the command line: single-CPU operation");
@@ -496,7 +500,10 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
     }
     let Some(madt) = platform.madt.as_ref() else {
         error!("ACPI: no usable MADT: single-CPU operation");
-        return alone(platform.fadt_pm_timer, platform.hpet);
+        return AcpiFound {
+            virtio_mmio: platform.virtio_mmio,
+            ..alone(platform.fadt_pm_timer, platform.hpet)
+        };
     };
     // Enabled CPUs only: an online-capable one is present but not ready at boot (ACPI 6.3+:
     // it may only be brought up by hot-plug, which Exo-OS does not do).
@@ -520,6 +527,7 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
         pm_timer: platform.fadt_pm_timer,
         hpet: platform.hpet,
         ecam: platform.ecam,
+        virtio_mmio: platform.virtio_mmio,
     }
 }
 

@@ -741,7 +741,7 @@ fn ctrl_pairs_set(r: &mut Ring, n: u16) -> Result<(), VirtioError> {
 /// A virtio-net device brought up.
 #[derive(Debug)]
 pub struct NetDevice {
-    /// Where it is (`pci 00:02.0 [1af4:1041]`, `mmio slot 3`).
+    /// Where it is (`pci 00:02.0 [1af4:1041]`, `mmio 0xfeb02e00`).
     pub location: String,
     transport: Transport,
     msix: Option<super::pci::Msix>,
@@ -1005,7 +1005,8 @@ impl NetDevice {
 /// A device that could not be used: where, and why.
 pub type ProbeError = (String, VirtioError);
 
-/// Finds every virtio-net device (PCI functions, then microvm's MMIO slots) and brings each
+/// Finds every virtio-net device (PCI functions, then the virtio-mmio windows boot took:
+/// [`super::virtio::init_mmio`]) and brings each
 /// up with up to `want_pairs` queue pairs. Failures are returned beside the devices (and
 /// those devices left `FAILED`); nothing is fatal.
 pub fn probe(want_pairs: u16) -> (Vec<NetDevice>, Vec<ProbeError>) {
@@ -1025,9 +1026,9 @@ pub fn probe(want_pairs: u16) -> (Vec<NetDevice>, Vec<ProbeError>) {
             Err(e) => bad.push((loc, e)),
         }
     }
-    for slot in 0..super::virtio::MMIO_SLOTS {
-        let loc = alloc::format!("mmio slot {slot}");
-        match Transport::mmio(slot, super::virtio::DEVICE_NET) {
+    for (base, len) in super::virtio::mmio_windows() {
+        let loc = alloc::format!("mmio {base:#x}");
+        match Transport::mmio(base, len, super::virtio::DEVICE_NET) {
             None => {}
             Some(Ok(t)) => match NetDevice::bring_up(t, loc, want_pairs) {
                 Ok(d) => ok.push(d),

@@ -34,6 +34,11 @@ ktest!(
 );
 ktest!(
     Needs::Cpus,
+    "virtio.mmio_windows_are_the_firmware_s_checked",
+    mmio_windows_checked
+);
+ktest!(
+    Needs::Cpus,
     "net.tx_held_by_device_is_an_error",
     tx_held_is_an_error
 );
@@ -637,6 +642,59 @@ fn bar_window_refusals(_: &crate::boot::BootState) -> TestResult {
     })
 }
 
+/// The virtio-mmio windows probed are the DSDT's and the command line's, each checked: an
+/// unusable one (unaligned, too short, past 4 GiB), a repeat and one overlapping another are
+/// refused, and a window over RAM is never mapped as a device (`Transport::mmio` is `None`
+/// there). Until 2026-12-05 microvm's 24 slots at 0xFEB00000 were read on every machine and
+/// no window named by the firmware was (Firecracker's, at 0xD0000000).
+fn mmio_windows_checked(_: &crate::boot::BootState) -> TestResult {
+    use super::virtio::{DEVICE_NET, Transport, choose_mmio};
+    use exo_acpi::VirtioMmio;
+    use exo_virtio::mmio::CmdlineDevice;
+    let w = |base, len| VirtioMmio {
+        base,
+        len,
+        gsi: Some(5),
+    };
+    let dsdt = [
+        w(0xFEB0_2E00, 0x200),
+        w(0xFEB0_2E00, 0x200),
+        w(0xFEB0_2F00, 0x200),
+        w(0xFEB0_2C02, 0x200),
+        w(0xFEB0_2A00, 0x100),
+        w(0xFFFF_FF00, 0x200),
+    ];
+    let named = [
+        CmdlineDevice {
+            base: 0xD000_0000,
+            size: 0x1000,
+            irq: 5,
+        },
+        CmdlineDevice {
+            base: 0xFEB0_2E00,
+            size: 0x200,
+            irq: 47,
+        },
+        CmdlineDevice {
+            base: 0xFEB0_2000,
+            size: 1 << 32,
+            irq: 5,
+        },
+    ];
+    let got = choose_mmio(&dsdt, &named);
+    let want = [(0xFEB0_2E00, 0x200), (0xD000_0000, 0x1000)];
+    check(got == want, || {
+        format!("windows taken {got:x?}, want {want:x?}")
+    })?;
+    let frame = crate::mm::kalloc::alloc_frame().map_err(|e| format!("{e:?}"))?;
+    let ram = frame.phys();
+    let mapped = Transport::mmio(ram, 0x200, DEVICE_NET).is_some();
+    crate::mm::kalloc::free_frame(frame);
+    check(ram >= 1 << 32 || !mapped, || {
+        format!("RAM at {ram:#x} was read as a virtio-mmio device's registers")
+    })
+}
+
 /// A device that does not acknowledge its reset at shutdown (forced: `FAIL_NEXT_RESET`)
 /// may still write into its queues and buffers: its bus mastering goes off (PCI) and every
 /// frame of them is kept, none handed back to the allocator. Until 2026-12-04 they were
@@ -822,10 +880,10 @@ enum Place {
 }
 
 /// The place of the device a probe reported at `loc` (`pci 00:02.0 [1af4:1000]`,
-/// `mmio slot 3`).
+/// `mmio 0xfeb02e00`).
 fn place_of(loc: &str) -> Option<Place> {
-    if let Some(slot) = loc.strip_prefix("mmio slot ") {
-        return slot.parse().ok().map(Place::Mmio);
+    if let Some(base) = loc.strip_prefix("mmio 0x") {
+        return u64::from_str_radix(base, 16).ok().map(Place::Mmio);
     }
     super::pci::scan()
         .into_iter()
@@ -838,7 +896,14 @@ fn status_at(p: Place) -> Option<u8> {
     use super::virtio::{DEVICE_NET, Transport};
     match p {
         Place::Pci(f) => Transport::pci(f).ok().map(|t| t.status()),
-        Place::Mmio(slot) => Transport::mmio(slot, DEVICE_NET)?.ok().map(|t| t.status()),
+        Place::Mmio(base) => {
+            let (_, len) = super::virtio::mmio_windows()
+                .into_iter()
+                .find(|w| w.0 == base)?;
+            Transport::mmio(base, len, DEVICE_NET)?
+                .ok()
+                .map(|t| t.status())
+        }
     }
 }
 
@@ -885,7 +950,7 @@ fn pair_failure_at_bring_up(_: &crate::boot::BootState) -> TestResult {
     let status = place.and_then(status_at);
     let place_name = match place {
         Some(Place::Pci(f)) => format!("pci {f}"),
-        Some(Place::Mmio(slot)) => format!("mmio slot {slot}"),
+        Some(Place::Mmio(base)) => format!("mmio {base:#x}"),
         None => "?".into(),
     };
     crate::kprintln!("NETPAIRFAIL,{place_name},pair,{at},status,{status:x?}");

@@ -1,5 +1,6 @@
 //! Virtio transports: modern virtio-pci (capabilities naming the common, notify, ISR and
-//! device configuration windows in the BARs) and virtio-mmio version 2 (microvm's slots),
+//! device configuration windows in the BARs) and virtio-mmio version 2 (the windows the
+//! DSDT or the command line name: [`init_mmio`]),
 //! behind one [`Transport`], plus the initialisation handshake: reset with a deadline,
 //! feature negotiation, queue set-up, `DRIVER_OK`. A device that refuses, lacks what the
 //! driver needs or stops answering gets a [`VirtioError`] and the `FAILED` status.
@@ -25,11 +26,74 @@ pub mod status {
 
 /// Virtio device type of a network card.
 pub const DEVICE_NET: u32 = 1;
-/// microvm's virtio-mmio slots: 512 bytes each from this base.
-pub const MMIO_BASE: u64 = 0xFEB0_0000;
-/// Slots probed.
-pub const MMIO_SLOTS: u64 = 24;
 const MMIO_MAGIC: u32 = 0x7472_6976; // "virt"
+
+/// The virtio-mmio windows the drivers probe: those the firmware's DSDT describes (QEMU's
+/// microvm) and those the command line names (`virtio_mmio.device=`: microvm without ACPI,
+/// Firecracker), checked and each once. Until 2026-12-05 the drivers read microvm's 24
+/// slots at 0xFEB00000 on every machine (device registers of somebody else's on any other)
+/// and never found a device elsewhere (Firecracker's are at 0xD0000000).
+static MMIO_WINDOWS: spin::Mutex<alloc::vec::Vec<(u64, u32)>> =
+    spin::Mutex::new(alloc::vec::Vec::new());
+
+/// Takes the windows to probe (boot, once): usable ones ([`exo_acpi::VirtioMmio::is_usable`])
+/// that overlap none taken before, the DSDT's first; the others are refused with a warning.
+pub fn init_mmio(dsdt: &[exo_acpi::VirtioMmio], cmdline: &[exo_virtio::mmio::CmdlineDevice]) {
+    *MMIO_WINDOWS.lock() = choose_mmio(dsdt, cmdline);
+}
+
+/// The windows [`init_mmio`] takes (logged, each refusal with its reason).
+pub(super) fn choose_mmio(
+    dsdt: &[exo_acpi::VirtioMmio],
+    cmdline: &[exo_virtio::mmio::CmdlineDevice],
+) -> alloc::vec::Vec<(u64, u32)> {
+    let named = cmdline.iter().map(|d| exo_acpi::VirtioMmio {
+        base: d.base,
+        len: u32::try_from(d.size).unwrap_or(u32::MAX),
+        gsi: Some(d.irq),
+    });
+    let mut taken: alloc::vec::Vec<(u64, u32)> = alloc::vec::Vec::new();
+    for (w, from) in dsdt
+        .iter()
+        .map(|w| (*w, "DSDT"))
+        .chain(named.map(|w| (w, "command line")))
+    {
+        let end = w.base.saturating_add(u64::from(w.len));
+        if taken.iter().any(|&(b, l)| b == w.base && l == w.len) {
+            continue;
+        }
+        let overlaps = taken
+            .iter()
+            .any(|&(b, l)| b < end && w.base < b + u64::from(l));
+        if !w.is_usable() || overlaps || taken.try_reserve(1).is_err() {
+            log::warn!(
+                "virtio-mmio: window at {:#x} ({} bytes, from the {from}) refused: {}",
+                w.base,
+                w.len,
+                if !w.is_usable() {
+                    "unaligned, shorter than 512 bytes, longer than 64 KiB or past 4 GiB"
+                } else if overlaps {
+                    "overlaps one taken"
+                } else {
+                    "out of memory"
+                }
+            );
+            continue;
+        }
+        log::info!(
+            "virtio-mmio: window at {:#x} ({} bytes, from the {from})",
+            w.base,
+            w.len
+        );
+        taken.push((w.base, w.len));
+    }
+    taken
+}
+
+/// The virtio-mmio windows to probe (base, length), as [`init_mmio`] took them.
+pub fn mmio_windows() -> alloc::vec::Vec<(u64, u32)> {
+    MMIO_WINDOWS.lock().clone()
+}
 
 /// Why a device was not brought up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,9 +294,10 @@ impl Transport {
         })
     }
 
-    /// The virtio-mmio device in microvm's slot `slot`, if one of type `want` is there.
-    pub fn mmio(slot: u64, want: u32) -> Option<Result<Self, VirtioError>> {
-        let m = Mmio::new(MMIO_BASE + 512 * slot, 512)?;
+    /// The virtio-mmio device in the window `[base, base + len)`, if one of type `want` is
+    /// there (`None` too for a window that cannot be mapped uncached: over RAM).
+    pub fn mmio(base: u64, len: u32, want: u32) -> Option<Result<Self, VirtioError>> {
+        let m = crate::mm::memory::mmio(base, len as usize)?;
         if m.read32(M_MAGIC) != MMIO_MAGIC || m.read32(M_DEVICE) != want {
             return None;
         }

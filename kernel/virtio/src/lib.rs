@@ -1,5 +1,6 @@
 //! Virtio for Exo-OS, the parts that are pure logic: the driver side of a split virtqueue
-//! ([`queue`]), feature negotiation ([`features`]) and the virtio-net formats ([`net`]).
+//! ([`queue`]), feature negotiation ([`features`]), the virtio-net formats ([`net`]) and the
+//! command line's virtio-mmio devices ([`mmio`]).
 //!
 //! Nothing here touches hardware. A queue reads and writes the memory it shares with the
 //! device through [`Ram`], which the kernel implements with volatile accesses to its direct
@@ -13,6 +14,7 @@
 extern crate alloc;
 
 pub mod features;
+pub mod mmio;
 pub mod net;
 pub mod queue;
 #[cfg(any(test, feature = "testing"))]
