@@ -174,7 +174,7 @@ kernel_tests "icount q35 -cpu max -smp 4" --mode icount --machine q35 --cpu max 
 kernel_tests "net q35 -smp 2 (PCI/ECAM, hub-mixed)" --machine q35 --cpu max --smp 2 --net hub-mixed --append "exo.test=net."
 # 4 GiB of RAM: the firmware puts the virtio devices' 64-bit BARs above 4 GiB (mapped
 # uncached on demand by mm::memory::mmio; until 2026-12-04 no device came up there).
-kernel_tests "net q35 -m 4G -smp 2 (BARs above 4 GiB)" --machine q35 --cpu max --smp 2 --mem 4G --net hub-mixed --append "exo.test=net."
+kernel_tests "net q35 -m 4G -smp 2 (BARs, ACPI reads above 4 GiB)" --machine q35 --cpu max --smp 2 --mem 4G --net hub-mixed --append "exo.test=net.,boot."
 kernel_tests "net pc -cpu qemu64 -smp 4 (PCI/ports, hub-mixed)" --machine pc --cpu qemu64 --smp 4 --net hub-mixed --append "exo.test=net."
 kernel_tests "net microvm -smp 2 (MMIO, hub)" --machine microvm --cpu max --smp 2 --net hub --append "exo.test=net."
 # The virtio-mmio windows come from the firmware: microvm's DSDT (above), or without ACPI the

@@ -58,6 +58,8 @@ names+=(README)
 touch -d @0 "$stage"/*
 mkdir -p "$(dirname "$out")"
 tmp=$(mktemp "$out.XXXXXX")
+# A failed cpio or truncate leaves no partial archive behind (set -e exits through the trap).
+trap 'rm -rf "$stage"; rm -f "$tmp"' EXIT
 (cd "$stage" && printf '%s\n' "${names[@]}" | cpio -o -H newc --quiet --reproducible -R 0:0) >"$tmp"
 # Zeros after the trailer up to a page multiple (the reader ignores them): see qemu.sh.
 truncate -s %4096 "$tmp"

@@ -327,7 +327,8 @@ pub enum Warning {
         first_offset: u32,
     },
     /// Processor entries repeat an APIC id listed earlier. One entry is kept per id, at the
-    /// place of the first: the first usable one in table order, or the first if none is usable.
+    /// place of the first: the first enabled one in table order, else the first online-capable
+    /// one, else the first.
     DuplicateApicId {
         /// The id repeated by the first repeating entry (lowest offset).
         apic_id: u32,

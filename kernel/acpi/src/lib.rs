@@ -53,7 +53,7 @@ pub use madt::{
 };
 pub use mcfg::{EcamRegion, MAX_ECAM_REGIONS};
 pub use platform::{Platform, discover};
-pub use sdt::{MAX_RSDP_LEN, MAX_TABLE_LEN, Rsdp, find_rsdp, find_rsdp_in_bios, parse_rsdp};
+pub use sdt::{MAX_TABLE_LEN, Rsdp, find_rsdp, find_rsdp_in_bios, parse_rsdp};
 
 /// Read access to physical memory. The kernel implements it over its physical map; tests
 /// implement it over a fake.

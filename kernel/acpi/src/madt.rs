@@ -170,8 +170,8 @@ pub struct Madt {
     /// Processors in table order, with distinct APIC ids, including disabled ones (see
     /// [`Madt::usable_cpus`]). Entries with an invalid APIC id are left out
     /// ([`Warning::InvalidApicIds`]); when several entries share an APIC id, one is kept at
-    /// the place of the first: the first usable one, or the first if none is usable
-    /// ([`Warning::DuplicateApicId`]).
+    /// the place of the first: the first enabled one, else the first online-capable one,
+    /// else the first ([`Warning::DuplicateApicId`]).
     pub cpus: Vec<Cpu>,
     /// I/O APICs.
     pub io_apics: Vec<IoApic>,
@@ -566,8 +566,11 @@ impl Madt {
     }
 
     /// Keep one processor per APIC id, at the place of the first entry with that id: the
-    /// first usable entry in table order, or the first entry if none is usable. Returns the
-    /// aggregated [`Warning::DuplicateApicId`], if any id repeats.
+    /// best entry (enabled, else online-capable, else disabled), the first in table order of
+    /// the best. Returns the aggregated [`Warning::DuplicateApicId`], if any id repeats.
+    /// Until 2026-12-05 the first *usable* entry won, so an online-capable placeholder
+    /// listed before an enabled entry of the same id hid a CPU boot would have started
+    /// (found by review; the Gigabyte B550 sample repeats ids with other flags).
     ///
     /// `O(N log N)`: sorts the (id, index, offset) list instead of searching `cpus` per entry.
     fn resolve_duplicates(&mut self, ids: &mut [IdSlot]) -> Result<Option<Warning>, AcpiError> {
@@ -586,10 +589,22 @@ impl Madt {
                 continue;
             };
             let first = *first as usize;
-            let usable = |&&(_, i, _): &&IdSlot| self.cpus.get(i as usize).is_some_and(Cpu::usable);
-            if !self.cpus.get(first).is_some_and(Cpu::usable)
-                && let Some(&(_, later, _)) = repeats.iter().find(usable)
-                && let Some(&cpu) = self.cpus.get(later as usize)
+            let rank = |i: usize| {
+                self.cpus.get(i).map_or(0, |c| {
+                    if c.enabled {
+                        2
+                    } else {
+                        u8::from(c.online_capable)
+                    }
+                })
+            };
+            // The earliest entry of the highest rank (`max_by_key` would take the last).
+            let best = repeats
+                .iter()
+                .map(|&(_, i, _)| i as usize)
+                .fold(first, |b, i| if rank(i) > rank(b) { i } else { b });
+            if best != first
+                && let Some(&cpu) = self.cpus.get(best)
                 && let Some(slot) = self.cpus.get_mut(first)
             {
                 *slot = cpu;

@@ -15,10 +15,14 @@ const FIRST: u32 = 44;
 const ENTRY: u32 = 16;
 
 /// One ECAM window: bus `b`, device `d`, function `f` of `segment` has its 4 KiB of
-/// configuration space at `base + ((b - bus_start) << 20 | d << 15 | f << 12)`.
+/// configuration space at `base + (b << 20 | d << 15 | f << 12)`, for `b` in
+/// `bus_start..=bus_end`. The base is the address bus 0 would have even when the window
+/// starts at a later bus (PCI Firmware Specification; Linux and Xen read it so): the window
+/// itself begins at [`EcamRegion::start`]. Until 2026-12-05 it was taken as the address of
+/// `bus_start` (found by review): a segment split over two entries read bus 0 for bus 0x80.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EcamRegion {
-    /// Physical base of the window (the address of bus `bus_start`).
+    /// The MCFG's base address: where bus 0's configuration space would be.
     pub base: u64,
     /// PCI segment group.
     pub segment: u16,
@@ -35,13 +39,16 @@ impl EcamRegion {
         if bus < self.bus_start || bus > self.bus_end || dev >= 32 || func >= 8 {
             return None;
         }
-        let off = (u64::from(bus - self.bus_start) << 20)
-            | (u64::from(dev) << 15)
-            | (u64::from(func) << 12);
+        let off = (u64::from(bus) << 20) | (u64::from(dev) << 15) | (u64::from(func) << 12);
         Some(self.base + off)
     }
 
-    /// Bytes the window spans.
+    /// Physical address of the window's first byte: bus `bus_start`'s configuration space.
+    pub fn start(&self) -> u64 {
+        self.base + (u64::from(self.bus_start) << 20)
+    }
+
+    /// Bytes the window spans from [`EcamRegion::start`].
     pub fn len(&self) -> u64 {
         (u64::from(self.bus_end) - u64::from(self.bus_start) + 1) << 20
     }
@@ -75,7 +82,7 @@ pub(crate) fn parse_mcfg<M: PhysMem + ?Sized>(
             && r.base.is_multiple_of(1 << 20)
             && r.bus_start <= r.bus_end
             && r.base
-                .checked_add(r.len())
+                .checked_add((u64::from(r.bus_end) + 1) << 20)
                 .is_some_and(|end| end <= 1 << 52);
         if !sane || out.len() == MAX_ECAM_REGIONS {
             bad += 1;

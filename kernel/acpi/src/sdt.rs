@@ -6,8 +6,6 @@ use crate::{AcpiError, PhysMem, Signature, SliceMem};
 pub const HEADER_LEN: u32 = 36;
 /// Sanity cap on any table length; longer tables are rejected.
 pub const MAX_TABLE_LEN: u32 = 1 << 20;
-/// Sanity cap on an ACPI 2.0+ RSDP's length field.
-pub const MAX_RSDP_LEN: u32 = 4096;
 
 const RSDP_SIGNATURE: &[u8; 8] = b"RSD PTR ";
 const RSDP_V1_LEN: u32 = 20;
@@ -26,7 +24,8 @@ pub struct Rsdp {
     pub rsdt_addr: u32,
     /// Physical address of the XSDT, if revision >= 2 and non-zero.
     pub xsdt_addr: Option<u64>,
-    /// Length covered by the checksums (20 for ACPI 1.0).
+    /// The length field (revision >= 2; as written, not checked: the checksums cover the
+    /// 36 bytes ACPI 2.0 defines), or 20 for ACPI 1.0.
     pub length: u32,
 }
 
@@ -65,7 +64,8 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 }
 
 /// Validate and decode the RSDP at `paddr`: signature, the 20-byte checksum, and for
-/// revision >= 2 the length field and the extended checksum.
+/// revision >= 2 the extended checksum of its 36 bytes (the length field is reported, not
+/// trusted).
 pub fn parse_rsdp<M: PhysMem + ?Sized>(mem: &M, paddr: u64) -> Result<Rsdp, AcpiError> {
     let mut raw = [0u8; RSDP_V2_LEN as usize];
     let v1 = &mut raw[..RSDP_V1_LEN as usize];
@@ -96,17 +96,10 @@ pub fn parse_rsdp<M: PhysMem + ?Sized>(mem: &M, paddr: u64) -> Result<Rsdp, Acpi
         });
     }
     mem.read(paddr, &mut raw)?;
-    let length = le_u32(&raw, 20);
-    if !(RSDP_V2_LEN..=MAX_RSDP_LEN).contains(&length) {
-        return Err(AcpiError::BadLength {
-            table: Signature::RSDP,
-            paddr,
-            length,
-            min: RSDP_V2_LEN,
-            max: MAX_RSDP_LEN,
-        });
-    }
-    let sum = byte_sum(mem, paddr, length)?;
+    // The extended checksum covers the 36 bytes ACPI 2.0 defines, whatever the length field
+    // says (ACPICA and Linux do the same). Until 2026-12-05 a length outside 36..=4096 lost
+    // all of ACPI although both checksums held (found by review).
+    let sum = raw.iter().fold(0u8, |s, &b| s.wrapping_add(b));
     if sum != 0 {
         return Err(AcpiError::BadChecksum {
             table: Signature::RSDP,
@@ -121,7 +114,7 @@ pub fn parse_rsdp<M: PhysMem + ?Sized>(mem: &M, paddr: u64) -> Result<Rsdp, Acpi
         oem_id,
         rsdt_addr,
         xsdt_addr: (xsdt != 0).then_some(xsdt),
-        length,
+        length: le_u32(&raw, 20),
     })
 }
 

@@ -116,7 +116,7 @@ fn bad_rsdp_extended_checksum_is_an_error() {
 }
 
 #[test]
-fn bad_rsdp_signature_length_and_unreadable() {
+fn bad_rsdp_signature_and_unreadable() {
     let mut mem = FakeMem::new();
     let mut r = rsdp_v1(0x1000);
     r[0] = b'X';
@@ -129,14 +129,24 @@ fn bad_rsdp_signature_length_and_unreadable() {
         parse_rsdp(&mem, 0x9000),
         Err(AcpiError::Read { paddr: 0x9000, .. })
     ));
-    let mut r = rsdp_v2(0, 0x2000);
-    r[20..24].copy_from_slice(&20u32.to_le_bytes());
-    fix_checksum(&mut r, 32);
-    mem.put(0x3000, r);
-    assert!(matches!(
-        parse_rsdp(&mem, 0x3000),
-        Err(AcpiError::BadLength { length: 20, .. })
-    ));
+}
+
+/// The length field of an ACPI 2.0 RSDP is not trusted: the extended checksum covers its
+/// 36 bytes whatever it says (ACPICA and Linux do the same). Until 2026-12-05 a length
+/// outside 36..=4096 failed discovery although both checksums held.
+#[test]
+fn rsdp_v2_with_any_length_field_finds_the_tables() {
+    for length in [0, 20, 35, 37, 4097, u32::MAX] {
+        let mut mem = machine(&[MadtBuilder::qemu(4).build()], Root::Xsdt);
+        let mut r = rsdp_v2(RSDT_ADDR as u32, XSDT_ADDR);
+        r[20..24].copy_from_slice(&length.to_le_bytes());
+        fix_checksum(&mut r, 32);
+        mem.put(RSDP_ADDR, r);
+        let p = discover(&mem, RSDP_ADDR).unwrap();
+        assert_eq!(p.rsdp.length, length);
+        assert_eq!(p.root_table, Signature::XSDT);
+        assert_eq!(p.require_madt().unwrap().cpus.len(), 4);
+    }
 }
 
 #[test]
@@ -679,17 +689,43 @@ fn mcfg_q35_window() {
 }
 
 #[test]
-fn mcfg_bus_range_offsets_from_its_start() {
+fn mcfg_base_is_bus_0_s_address_for_a_window_starting_later() {
+    // The base is where bus 0 would be (PCI Firmware Specification): bus 0x10 of a window
+    // starting there lies 0x10 MiB above it. Until 2026-12-05 bus 0x10 read at the base.
     let tables = [mcfg(&[(0xE000_0000, 0, 0x10, 0x1f)])];
     let p = discover(&machine(&tables, Root::Rsdt), RSDP_ADDR).unwrap();
     let r = p.ecam[0];
     assert_eq!(r.config_addr(0x0f, 0, 0), None);
-    assert_eq!(r.config_addr(0x10, 0, 0), Some(0xE000_0000));
+    assert_eq!(r.config_addr(0x10, 0, 0), Some(0xE000_0000 + (0x10 << 20)));
     assert_eq!(
         r.config_addr(0x1f, 31, 7),
-        Some(0xE000_0000 + (0xf << 20) + (31 << 15) + (7 << 12))
+        Some(0xE000_0000 + (0x1f << 20) + (31 << 15) + (7 << 12))
     );
     assert_eq!(r.config_addr(0x20, 0, 0), None);
+    assert_eq!(
+        (r.start(), r.len()),
+        (0xE000_0000 + (0x10 << 20), 0x10 << 20)
+    );
+    // A segment split over two entries sharing the base: each bus at its own address.
+    let tables = [mcfg(&[
+        (0xE000_0000, 0, 0, 0x7f),
+        (0xE000_0000, 0, 0x80, 0xff),
+    ])];
+    let p = discover(&machine(&tables, Root::Rsdt), RSDP_ADDR).unwrap();
+    assert_eq!(p.ecam[0].config_addr(0, 0, 0), Some(0xE000_0000));
+    assert_eq!(
+        p.ecam[1].config_addr(0x80, 0, 0),
+        Some(0xE000_0000 + (0x80 << 20))
+    );
+    // The whole window up to bus_end must lie below 2^52, counted from the base.
+    let top = (1u64 << 52) - (0x100 << 20);
+    let tables = [mcfg(&[
+        (top, 0, 0xf0, 0xff),
+        (top + (1 << 20), 0, 0xf0, 0xff),
+    ])];
+    let p = discover(&machine(&tables, Root::Rsdt), RSDP_ADDR).unwrap();
+    assert_eq!(p.ecam.len(), 1);
+    assert_eq!(p.ecam[0].base, top);
 }
 
 #[test]

@@ -163,13 +163,20 @@ impl Reference {
 /// `limit` CPUs run already. x2APIC is needed if, with it, a CPU with id 0xFF or above starts.
 fn reference(cpus: &[ExpectCpu], x2apic: bool, limit: usize) -> Reference {
     let invalid = |c: &ExpectCpu| c.apic_id == if c.x2apic_entry { 0xFFFF_FFFF } else { 0xFF };
-    let usable = |c: &ExpectCpu| c.enabled || c.online_capable;
+    // Enabled beats online-capable beats disabled; the first of the best is kept.
+    let rank = |c: &ExpectCpu| {
+        if c.enabled {
+            2
+        } else {
+            u8::from(c.online_capable)
+        }
+    };
     // Kept entry per id, and the ids in the order of their first entry.
     let mut kept: HashMap<u64, usize> = HashMap::new();
     let mut order = Vec::new();
     for (i, c) in cpus.iter().enumerate().filter(|(_, c)| !invalid(c)) {
         match kept.get(&c.apic_id) {
-            Some(&k) if !usable(&cpus[k]) && usable(c) => {
+            Some(&k) if rank(c) > rank(&cpus[k]) => {
                 kept.insert(c.apic_id, i);
             }
             Some(_) => {}

@@ -142,14 +142,22 @@ proptest! {
     }
 }
 
-/// The pre-sorting algorithm, entry by entry: a repeat replaces the kept entry only if that
-/// one is unusable and the repeat usable. Returns (kept CPUs, repeats, first repeat offset+id).
+/// The pre-sorting algorithm, entry by entry: a repeat replaces the kept entry only if it
+/// ranks higher (enabled, then online-capable, then disabled). Returns (kept CPUs, repeats,
+/// first repeat offset+id).
 fn reference_dedup(entries: &[(u32, u32, Cpu)]) -> (Vec<Cpu>, u32, Option<(u32, u32)>) {
+    let rank = |c: &Cpu| {
+        if c.enabled {
+            2
+        } else {
+            u8::from(c.online_capable)
+        }
+    };
     let mut kept: Vec<Cpu> = Vec::new();
     let (mut repeats, mut first) = (0, None);
     for &(off, _, cpu) in entries {
         if let Some(k) = kept.iter_mut().find(|k| k.apic_id == cpu.apic_id) {
-            if !k.usable() && cpu.usable() {
+            if rank(&cpu) > rank(k) {
                 *k = cpu;
             }
             repeats += 1;

@@ -547,6 +547,25 @@ fn duplicate_apic_ids() {
         "2 MADT processor entries repeat an APIC id listed earlier (the first repeats id 0x1 \
          at offset 0x44); keeping one entry per id"
     );
+    // An online-capable entry gives way to an enabled one of the same id listed after it
+    // (boot starts enabled CPUs only: the CPU would have been lost); between two enabled
+    // ones the first stays; an online-capable one beats a disabled one.
+    let m = parse(
+        MadtBuilder::new()
+            .lapic(0, 0, 1)
+            .lapic(1, 1, 2)
+            .lapic(2, 1, 1)
+            .lapic(3, 1, 1)
+            .lapic(4, 4, 0)
+            .lapic(5, 4, 2),
+    );
+    assert_eq!(ids(&m), [0, 1, 4]);
+    assert!(m.cpus[1].enabled);
+    assert_eq!(m.cpus[1].acpi_uid, 2, "the first enabled duplicate wins");
+    assert!(m.cpus[2].online_capable && !m.cpus[2].enabled);
+    assert_eq!(m.cpus[2].acpi_uid, 5);
+    let started: Vec<u32> = exo_acpi::plan::boot_cpus(&m).map(|c| c.apic_id).collect();
+    assert_eq!(started, [0, 1]);
     // Only unusable entries for an id: the first is kept. One repeat: singular message.
     let m = parse(
         MadtBuilder::new()

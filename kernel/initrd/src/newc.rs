@@ -149,7 +149,14 @@ impl<'a> Entries<'a> {
 
     fn step(&mut self) -> Result<Option<Entry<'a>>, InitrdError> {
         let offset = self.pos;
-        let rest = self.bytes.get(offset..).unwrap_or(&[]);
+        // Past the end: the last entry's padding was cut off (until 2026-12-05 reported as
+        // a missing trailer at an offset beyond the input; found by review).
+        let Some(rest) = self.bytes.get(offset..) else {
+            return Err(InitrdError::TruncatedHeader {
+                offset,
+                available: 0,
+            });
+        };
         if rest.is_empty() {
             return Err(InitrdError::MissingTrailer { offset });
         }

@@ -51,6 +51,21 @@ fn missing_trailer_on_entry_boundary() {
     assert!(walk.trailer_end().is_none());
 }
 
+/// An archive cut inside the last entry's data padding: the next header is missing, at an
+/// offset past the input. Until 2026-12-05 this was a missing trailer "at 0x78" of 119 bytes.
+#[test]
+fn cut_inside_the_last_padding_is_a_truncated_header() {
+    let bytes = write(&[RawEntry::file("init", b"abc")]);
+    assert_eq!(bytes.len(), 120);
+    assert_eq!(
+        err(&bytes[..119]),
+        InitrdError::TruncatedHeader {
+            offset: 120,
+            available: 0
+        }
+    );
+}
+
 #[test]
 fn bad_magic() {
     for magic in [b"070707", b"070700", b"\0\0\0\0\0\0", b"07070A"] {

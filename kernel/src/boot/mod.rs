@@ -7,6 +7,7 @@
 
 pub mod cmdline;
 mod faults;
+mod tests;
 
 use crate::console::exit;
 use crate::kprintln;
@@ -466,7 +467,7 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
         warn!("ACPI disabled on the command line: single-CPU operation");
         return alone(None, None);
     }
-    let mem = crate::sys::PhysReader { limit: 4 << 30 };
+    let mem = acpi_reader();
     let rsdp = if rsdp_hint != 0 && !opts.rsdp_scan {
         Some(rsdp_hint)
     } else {
@@ -531,6 +532,15 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
     }
 }
 
+/// How ACPI tables are read: through all of the direct map (an XSDT entry may point above
+/// 4 GiB; until 2026-12-05 the reader stopped there and such a table was unreadable: no
+/// MADT, one CPU; found by review).
+fn acpi_reader() -> crate::sys::PhysReader {
+    crate::sys::PhysReader {
+        limit: crate::mm::memory::direct_end(),
+    }
+}
+
 /// Drops the device windows the firmware placed over RAM (HPET, an MMIO PM timer, PCI
 /// ECAM windows), each with a warning: the kernel would read and write, as device
 /// registers, memory the allocator hands out. Until 2026-12-04 only their alignment was
@@ -554,11 +564,11 @@ fn refuse_windows_over_ram(mut a: AcpiFound, map: &[exo_arch::pvh::MemRegion]) -
         a.pm_timer = None;
     }
     a.ecam.retain(|w| {
-        let bad = overlaps_ram(map, w.base, w.len());
+        let bad = overlaps_ram(map, w.start(), w.len());
         if bad {
             warn!(
                 "ACPI: PCI ECAM window at {:#x} (segment {}, buses {}..={}) lies over RAM: not used",
-                w.base, w.segment, w.bus_start, w.bus_end
+                w.start(), w.segment, w.bus_start, w.bus_end
             );
         }
         !bad
@@ -641,41 +651,12 @@ fn calibrate_tsc(
     hpet: Option<u64>,
 ) -> (u64, FreqSource) {
     use cmdline::TscRef;
-    use exo_arch::layout::phys_to_virt;
-    use exo_arch::tsc::RefClock;
     if want == TscRef::Auto
         && let Some(f) = exo_arch::tsc::freq_from_cpuid()
     {
         return f;
     }
-    // Device registers are reached through the direct map, which covers the low 4 GiB
-    // (uncached where it is not RAM): a register block the firmware places above is not used.
-    let pm = pm.filter(|t| match t.addr {
-        exo_acpi::PmTimerAddr::Mmio(a) if a >= 4 << 30 => {
-            warn!("FADT PM timer at {a:#x}, above the low 4 GiB: not used");
-            false
-        }
-        _ => true,
-    });
-    let pm = pm.map(|t| match t.addr {
-        exo_acpi::PmTimerAddr::Port(port) => RefClock::PmTimerPort {
-            port,
-            bits: t.bits(),
-        },
-        exo_acpi::PmTimerAddr::Mmio(addr) => RefClock::PmTimerMmio {
-            addr: phys_to_virt(addr),
-            bits: t.bits(),
-        },
-    });
-    let hpet = hpet.filter(|&b| b < 4 << 30).map(|base| RefClock::Hpet {
-        base: phys_to_virt(base),
-    });
-    let refs: [Option<RefClock>; 3] = match want {
-        TscRef::Auto => [Some(RefClock::Pit), pm, hpet],
-        TscRef::Pit => [Some(RefClock::Pit), None, None],
-        TscRef::PmTimer => [pm, None, None],
-        TscRef::Hpet => [hpet, None, None],
-    };
+    let refs = reference_clocks(want, pm, hpet);
     for r in refs.into_iter().flatten() {
         // Windows until two in a row agree within 0.5% (a vCPU descheduled inside a window
         // skews it), six at most; without agreement, the median of the good ones.
@@ -714,6 +695,57 @@ fn calibrate_tsc(
     error!("TSC calibration failed against every reference clock: assuming 1 GHz");
     (1_000_000_000, FreqSource::Assumed)
 }
+
+/// The reference clocks to calibrate against, in the order tried. A register window is used
+/// only if `mm::memory::mmio` maps it uncached (the HPET's 1 KiB, the PM timer's 4 bytes):
+/// not over RAM or firmware memory, not past the direct map. Until 2026-12-05 only the base
+/// was checked against 4 GiB (a block crossing it faulted the boot CPU; one in ACPI NVS
+/// was written through a write-back mapping; found by review).
+pub(crate) fn reference_clocks(
+    want: cmdline::TscRef,
+    pm: Option<exo_acpi::PmTimer>,
+    hpet: Option<u64>,
+) -> [Option<exo_arch::tsc::RefClock>; 3] {
+    use cmdline::TscRef;
+    use exo_arch::layout::phys_to_virt;
+    use exo_arch::tsc::RefClock;
+    // `mmio` maps a window above 4 GiB at its direct-map address: `phys_to_virt` holds.
+    let device = |what: &str, pa: u64, len: usize| {
+        let ok = crate::mm::memory::mmio(pa, len).is_some();
+        if !ok {
+            warn!(
+                "{what} at {pa:#x} cannot be mapped as device registers (RAM, firmware memory or past the direct map): not used"
+            );
+        }
+        ok
+    };
+    let pm = pm.and_then(|t| match t.addr {
+        exo_acpi::PmTimerAddr::Port(port) => Some(RefClock::PmTimerPort {
+            port,
+            bits: t.bits(),
+        }),
+        exo_acpi::PmTimerAddr::Mmio(addr) => {
+            device("FADT PM timer", addr, 4).then(|| RefClock::PmTimerMmio {
+                addr: phys_to_virt(addr),
+                bits: t.bits(),
+            })
+        }
+    });
+    let hpet = hpet
+        .filter(|&b| device("HPET", b, HPET_WINDOW))
+        .map(|base| RefClock::Hpet {
+            base: phys_to_virt(base),
+        });
+    match want {
+        TscRef::Auto => [Some(RefClock::Pit), pm, hpet],
+        TscRef::Pit => [Some(RefClock::Pit), None, None],
+        TscRef::PmTimer => [pm, None, None],
+        TscRef::Hpet => [hpet, None, None],
+    }
+}
+
+/// The HPET's register block.
+pub(crate) const HPET_WINDOW: usize = 0x400;
 
 fn calibrate_apic_timer(tsc_hz: u64) -> u64 {
     apic::timer_oneshot(crate::smp::cpus::VEC_TIMER, u32::MAX, true);

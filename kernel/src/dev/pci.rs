@@ -24,11 +24,11 @@ static ACCESS: Mutex<Option<Access>> = Mutex::new(None);
 pub fn init(ecam: &[EcamRegion]) {
     let mut w = Vec::new();
     for r in ecam.iter().filter(|r| r.segment == 0) {
-        match crate::mm::memory::mmio(r.base, r.len() as usize) {
+        match crate::mm::memory::mmio(r.start(), r.len() as usize) {
             Some(m) => w.push((*r, m)),
             None => log::warn!(
                 "PCI: ECAM window at {:#x} (buses {}..={}) cannot be mapped (over RAM, or no page table): skipped",
-                r.base,
+                r.start(),
                 r.bus_start,
                 r.bus_end
             ),
@@ -82,7 +82,7 @@ fn read32_at(bus: u8, dev: u8, func: u8, off: u16) -> u32 {
             .iter()
             .find_map(|(r, m)| {
                 let a = r.config_addr(bus, dev, func)?;
-                m.sub((a - r.base) as usize, 4096)
+                m.sub((a - r.start()) as usize, 4096)
             })
             .map_or(u32::MAX, |m| m.read32(usize::from(off & 0xffc))),
         Some(Access::Ports) if off < 256 => io::pci_port_read32(bus, dev, func, off as u8),
@@ -95,7 +95,7 @@ fn write32_at(bus: u8, dev: u8, func: u8, off: u16, v: u32) {
         Some(Access::Ecam(w)) => {
             if let Some(m) = w.iter().find_map(|(r, m)| {
                 let a = r.config_addr(bus, dev, func)?;
-                m.sub((a - r.base) as usize, 4096)
+                m.sub((a - r.start()) as usize, 4096)
             }) {
                 m.write32(usize::from(off & 0xffc), v);
             }

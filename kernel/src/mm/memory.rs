@@ -574,6 +574,12 @@ pub fn free_stack(s: Stack) {
     });
 }
 
+/// End of the physical range the direct map covers (the RAM handed over, firmware memory
+/// among it, boot modules, and at least the low 4 GiB); 4 GiB before `init`.
+pub fn direct_end() -> u64 {
+    with_memory(|m| m.as_ref().map_or(4 << 30, |m| m.direct_end))
+}
+
 /// The kernel tables' root (the CR3 of kernel threads and of CPUs with no user space loaded).
 pub fn kernel_root() -> u64 {
     with_memory(|m| m.as_ref().map_or(0, |m| m.tables.root()))

@@ -4,6 +4,7 @@
 //! failure leaves a space its owner drops (every frame comes back).
 
 use super::aspace::{AddressSpace, USER_MIN, VmError};
+use exo_arch::paging::UserFlags;
 use exo_elf::{ElfError, LoadOptions};
 
 const PAGE: u64 = 4096;
@@ -78,6 +79,17 @@ pub fn load(a: &AddressSpace, elf: &[u8]) -> Result<Loaded, LoadError> {
     }
     for r in plan.relocations() {
         a.write(r.vaddr, &r.value.to_le_bytes())?;
+    }
+    // A segment the file grants no access at all (a guard region) was mapped readable for
+    // the copy: its pages lose every right now (a first page shared with the previous
+    // segment has the same rights: none). Until 2026-12-05 it stayed readable (found by
+    // review).
+    for seg in plan.segments() {
+        let p = &seg.perms;
+        if !(p.read || p.write || p.execute) {
+            let pages = seg.pages();
+            a.protect_flags(pages.start, pages.end - pages.start, UserFlags::NONE)?;
+        }
     }
     a.map(Some(STACK_TOP - STACK_SIZE), STACK_SIZE, true, false)?;
     let img = plan.image_range();

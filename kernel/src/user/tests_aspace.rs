@@ -404,6 +404,11 @@ ktest!(
     "user.loader_refuses_broken_executables_and_gives_memory_back",
     load_broken
 );
+ktest!(
+    Needs::Threads,
+    "user.loader_maps_a_segment_without_rights_inaccessible",
+    load_no_access_segment
+);
 
 /// Every executable of the initrd (its regular files with the ELF magic: the `README` is
 /// text, which `user.proc_spawn_of_a_file_that_is_no_executable_is_enoexec` checks is
@@ -484,6 +489,73 @@ fn load_broken(_: &BootState) -> TestResult {
     let after = free_frames()?;
     check(refused == 7 && after == before, || {
         format!("refused {refused}/7; (frames, objects) {before:?} before, {after:?} after")
+    })
+}
+
+/// A `PT_LOAD` whose flags grant nothing (a guard region) is mapped without any access,
+/// not readable: `/init` with its last program header (`PT_GNU_STACK`) made such a segment
+/// of one page after the image. Nothing of it is kept once the space goes. Until 2026-12-05
+/// the loader mapped every segment readable whatever its flags (found by review).
+fn load_no_access_segment(_: &BootState) -> TestResult {
+    use super::loader::load;
+    const PAGE: u64 = 4096;
+    let Some(Ok(archive)) = super::initrd::archive() else {
+        return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
+    };
+    let Some(init) = archive.find("/init") else {
+        return Err("the initrd has no /init".into());
+    };
+    cycle()?;
+    let before = free_frames()?;
+    let mut elf = init.data.to_vec();
+    let rd = |b: &[u8], at: usize, n: usize| {
+        b.get(at..at + n)
+            .map(|s| s.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)))
+    };
+    let (phoff, phnum) = (rd(&elf, 32, 8), rd(&elf, 56, 2));
+    let (Some(phoff), Some(phnum)) = (phoff, phnum) else {
+        return Err("/init: no ELF header".into());
+    };
+    let last = phoff as usize + 56 * (phnum as usize).saturating_sub(1);
+    // The end of the image: the highest PT_LOAD's vaddr + memsz, rounded up to a page.
+    let end = (0..phnum as usize)
+        .filter_map(|i| {
+            let h = phoff as usize + 56 * i;
+            (rd(&elf, h, 4)? == 1).then(|| Some(rd(&elf, h + 16, 8)? + rd(&elf, h + 40, 8)?))?
+        })
+        .max()
+        .unwrap_or(0);
+    if rd(&elf, last, 4) != Some(0x6474_E551) {
+        return Err(format!(
+            "{SKIP}/init's last program header is not PT_GNU_STACK"
+        ));
+    }
+    let guard = end.next_multiple_of(PAGE) + PAGE;
+    let mut h = [0u8; 56];
+    h[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD, p_flags 0
+    h[16..24].copy_from_slice(&guard.to_le_bytes()); // p_vaddr
+    h[24..32].copy_from_slice(&guard.to_le_bytes()); // p_paddr
+    h[40..48].copy_from_slice(&PAGE.to_le_bytes()); // p_memsz
+    h[48..56].copy_from_slice(&PAGE.to_le_bytes()); // p_align
+    elf[last..last + 56].copy_from_slice(&h);
+    {
+        let a = AddressSpace::new().map_err(|x| format!("new: {x}"))?;
+        let l = load(&a, &elf).map_err(|x| format!("/init with a guard segment: {x}"))?;
+        check(
+            a.rights(guard).is_none() && a.rights(l.entry) == Some((false, true)),
+            || {
+                format!(
+                    "guard segment at {guard:#x}: rights {:?} (want none); entry {:?}",
+                    a.rights(guard),
+                    a.rights(l.entry)
+                )
+            },
+        )?;
+    }
+    drop(elf);
+    let after = free_frames()?;
+    check(after == before, || {
+        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
     })
 }
 
