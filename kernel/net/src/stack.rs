@@ -228,10 +228,8 @@ impl<D: Device> Stack<D> {
                 let d = if at > now { at - now } else { Duration::ZERO };
                 wake = Some(wake.map_or(d, |w| w.min(d)));
             };
-            if let Some(d) = &self.dhcp
-                && d.fallback.is_some()
-            {
-                earliest(d.deadline);
+            if let Some((_, at)) = self.fallback_pending() {
+                earliest(at);
             }
             if let Some(idle) = self.config.idle_timeout {
                 for slot in self.slots.iter().filter(|s| s.connected) {
@@ -337,27 +335,31 @@ impl<D: Device> Stack<D> {
                 self.stats.addressing = AddrState::DhcpPending;
                 true
             }
-            None => {
-                let Some(dhcp) = &self.dhcp else { return false };
-                match dhcp.fallback {
-                    Some(fallback)
-                        if self.stats.addressing == AddrState::DhcpPending
-                            && now >= dhcp.deadline =>
-                    {
-                        log::info!(
-                            "net: no DHCP answer, using {}/{}",
-                            fallback.ip,
-                            fallback.prefix_len
-                        );
-                        self.sockets.remove(handle);
-                        self.dhcp = None;
-                        self.set_static(fallback, AddrState::Fallback);
-                        true
-                    }
-                    _ => false,
+            None => match self.fallback_pending() {
+                Some((fallback, at)) if now >= at => {
+                    log::info!(
+                        "net: no DHCP answer, using {}/{}",
+                        fallback.ip,
+                        fallback.prefix_len
+                    );
+                    self.sockets.remove(handle);
+                    self.dhcp = None;
+                    self.set_static(fallback, AddrState::Fallback);
+                    true
                 }
-            }
+                _ => false,
+            },
         }
+    }
+
+    /// The fallback address and when it is due, while DHCP has no lease. [`poll`](Self::poll)
+    /// wakes for the deadline only then, as [`poll_dhcp`](Self::poll_dhcp) acts on it only
+    /// then: until 2026-12-05 a leased stack kept it as a wake-up, and once it had passed
+    /// every idle poll asked for a zero wait (the serve job spun; found by review).
+    fn fallback_pending(&self) -> Option<(StaticIp, Instant)> {
+        let dhcp = self.dhcp.as_ref()?;
+        let fallback = dhcp.fallback?;
+        (self.stats.addressing == AddrState::DhcpPending).then_some((fallback, dhcp.deadline))
     }
 
     /// Puts slot `i` back to listening, forgetting its connection. A slot that held a

@@ -94,6 +94,36 @@ impl Net {
         done(self)
     }
 
+    /// Steps 1 ms with only the server stack on the wire, answering its DHCP frames with
+    /// leases of `lease_secs` (`None`: the DHCP server is silent); returns the replies sent.
+    /// Other frames are dropped.
+    fn dhcp_step(&mut self, lease_secs: Option<u32>) -> usize {
+        self.now += Duration::from_millis(1);
+        self.stack.poll(self.now);
+        let mut replies = 0;
+        while let Some(frame) = self.cdev.take() {
+            if let Some(reply) = lease_secs.and_then(|l| fake_dhcp_server(&frame, l)) {
+                self.cdev.inject(reply);
+                replies += 1;
+            }
+        }
+        replies
+    }
+
+    /// Runs the fake DHCP server until the stack holds a lease of `lease_secs` (at most 2 s);
+    /// returns the replies sent.
+    fn lease(&mut self, lease_secs: u32) -> usize {
+        let mut replies = 0;
+        for _ in 0..2000 {
+            replies += self.dhcp_step(Some(lease_secs));
+            if self.stack.stats().addressing == AddrState::Dhcp {
+                break;
+            }
+        }
+        assert_eq!(self.stack.stats().addressing, AddrState::Dhcp, "no lease");
+        replies
+    }
+
     fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
         self.sockets.get_mut(h)
     }
@@ -603,8 +633,9 @@ fn idle_stack_sleeps() {
 }
 
 /// A one-lease DHCP server: answers a DISCOVER with an OFFER and a REQUEST with an ACK of
-/// 10.0.2.16/24 via 10.0.2.2 (broadcast replies, as to a client without an address).
-fn fake_dhcp_server(frame: &[u8]) -> Option<Vec<u8>> {
+/// 10.0.2.16/24 via 10.0.2.2 for `lease_secs` (broadcast replies, as to a client without an
+/// address).
+fn fake_dhcp_server(frame: &[u8], lease_secs: u32) -> Option<Vec<u8>> {
     use smoltcp::wire::{
         DhcpMessageType, DhcpPacket, DhcpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
         IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
@@ -647,7 +678,7 @@ fn fake_dhcp_server(frame: &[u8]) -> Option<Vec<u8>> {
         parameter_request_list: None,
         dns_servers: None,
         max_size: None,
-        lease_duration: Some(3600),
+        lease_duration: Some(lease_secs),
         renew_duration: None,
         rebind_duration: None,
         additional_options: &[],
@@ -687,21 +718,7 @@ fn fake_dhcp_server(frame: &[u8]) -> Option<Vec<u8>> {
 #[test]
 fn dhcp_lease_is_used_and_no_fallback_follows() {
     let mut net = Net::new(Config::qemu_user(SERVER_MAC));
-    let mut replies = 0;
-    for _ in 0..2000 {
-        net.now += Duration::from_millis(1);
-        net.stack.poll(net.now);
-        while let Some(frame) = net.cdev.take() {
-            if let Some(reply) = fake_dhcp_server(&frame) {
-                net.cdev.inject(reply);
-                replies += 1;
-            }
-        }
-        if net.stack.stats().addressing == AddrState::Dhcp {
-            break;
-        }
-    }
-    assert_eq!(replies, 2, "OFFER and ACK");
+    assert_eq!(net.lease(3600), 2, "OFFER and ACK");
     let leased = Ipv4Address::new(10, 0, 2, 16);
     assert_eq!(net.stack.stats().address, Some(Ipv4Cidr::new(leased, 24)));
     // Past the fallback deadline the lease stays; HTTP answers on the leased address.
@@ -1045,4 +1062,20 @@ fn trickling_client_is_aborted_after_the_request_timeout() {
     assert_eq!((s.tcp_idle_aborts, s.tcp_open), (1, 0));
     let h = net.connect();
     assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}
+
+/// Once leased, the stack sleeps: the DHCP fallback deadline is not a wake-up any more. Until
+/// 2026-12-05 it stayed one after the lease, and every idle poll past it (3 s after boot)
+/// asked to be called again at once: the serve job spun for good (found by review).
+#[test]
+fn a_leased_stack_sleeps_past_the_fallback_deadline() {
+    let mut net = Net::new(Config::qemu_user(SERVER_MAC));
+    net.lease(3600);
+    for _ in 0..4000 {
+        net.dhcp_step(Some(3600));
+    }
+    assert_eq!(net.stack.stats().addressing, AddrState::Dhcp);
+    let p = net.stack.poll(net.now);
+    assert!(!p.activity, "{p:?}");
+    assert!(p.next_wake.is_none_or(|d| d > Duration::ZERO), "{p:?}");
 }
