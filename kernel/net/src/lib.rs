@@ -62,7 +62,10 @@ pub enum Addressing {
     Dhcp {
         /// The address used when DHCP does not answer in time.
         fallback: Option<StaticIp>,
-        /// How long to wait for a lease before falling back.
+        /// How long to wait for a lease before falling back: after [`Stack::new`], and again
+        /// after a lease is lost (not renewed before it expired, or refused). Without an
+        /// address the stack keeps asking for this long, as at boot, then takes `fallback`
+        /// for good: the host stays reachable while the DHCP server is gone.
         fallback_after: Duration,
     },
 }

@@ -61,6 +61,9 @@ fn tcp_socket(config: &Config) -> Option<tcp::Socket<'static>> {
 struct Dhcp {
     handle: SocketHandle,
     fallback: Option<StaticIp>,
+    fallback_after: Duration,
+    /// When the fallback is due if no lease came: `fallback_after` after boot, or after the
+    /// loss of the last lease.
     deadline: Instant,
 }
 
@@ -157,6 +160,7 @@ impl<D: Device> Stack<D> {
                 stack.dhcp = Some(Dhcp {
                     handle,
                     fallback,
+                    fallback_after,
                     deadline: now + fallback_after,
                 });
                 stack.stats.addressing = AddrState::DhcpPending;
@@ -329,12 +333,20 @@ impl<D: Device> Stack<D> {
                 self.stats.addressing = AddrState::Dhcp;
                 true
             }
-            Some(None) => {
+            // smoltcp also reports Deconfigured on its first poll, before any lease.
+            Some(None) if self.stats.addressing == AddrState::Dhcp => {
+                // The fallback gets its whole wait again: the boot's deadline had long
+                // passed, and until 2026-12-05 the next poll took the fallback address for
+                // good and stopped DHCP (found by review).
                 log::info!("net: DHCP lease lost");
                 self.clear_address();
                 self.stats.addressing = AddrState::DhcpPending;
+                if let Some(d) = &mut self.dhcp {
+                    d.deadline = now + d.fallback_after;
+                }
                 true
             }
+            Some(None) => false,
             None => match self.fallback_pending() {
                 Some((fallback, at)) if now >= at => {
                     log::info!(

@@ -1079,3 +1079,69 @@ fn a_leased_stack_sleeps_past_the_fallback_deadline() {
     assert!(!p.activity, "{p:?}");
     assert!(p.next_wake.is_none_or(|d| d > Duration::ZERO), "{p:?}");
 }
+
+/// Leases 10.0.2.16 for 8 s from the fake DHCP server, then keeps it silent (renewals and
+/// rebinding unanswered) until the lease expires; returns when it was lost. The frames of
+/// the poll that lost it (the new DISCOVER) are left on the wire.
+fn lose_lease(net: &mut Net) -> Instant {
+    net.lease(8);
+    for _ in 0..10_000 {
+        net.now += Duration::from_millis(1);
+        net.stack.poll(net.now);
+        if net.stack.stats().addressing != AddrState::Dhcp {
+            break;
+        }
+        while net.cdev.take().is_some() {}
+    }
+    let s = net.stack.stats();
+    assert_eq!((s.addressing, s.address), (AddrState::DhcpPending, None));
+    net.now
+}
+
+/// A lease that expires sends the stack back to asking, and a server that answers again
+/// (here the DISCOVER sent at the loss) gives it a new lease. Until 2026-12-05 the fallback deadline (3 s after boot) had long
+/// passed when the lease was lost: the next poll took the fallback address for good and
+/// stopped DHCP (found by review).
+#[test]
+fn a_lost_lease_is_asked_for_again() {
+    let mut net = Net::new(Config::qemu_user(SERVER_MAC));
+    lose_lease(&mut net);
+    for _ in 0..2000 {
+        net.dhcp_step(Some(3600));
+        if net.stack.stats().addressing != AddrState::DhcpPending {
+            break;
+        }
+    }
+    let s = net.stack.stats();
+    assert_eq!(
+        (s.addressing, s.address),
+        (
+            AddrState::Dhcp,
+            Some(Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 16), 24))
+        )
+    );
+}
+
+/// With no server answering after a lease was lost, the fallback address comes
+/// `fallback_after` after the loss, as after boot (not at once).
+#[test]
+fn a_lost_lease_falls_back_after_the_same_wait() {
+    let mut net = Net::new(Config::qemu_user(SERVER_MAC));
+    let lost = lose_lease(&mut net);
+    for _ in 0..4000 {
+        net.dhcp_step(None);
+        if net.stack.stats().addressing != AddrState::DhcpPending {
+            break;
+        }
+    }
+    let s = net.stack.stats();
+    assert_eq!(
+        (s.addressing, s.address),
+        (AddrState::Fallback, Some(Ipv4Cidr::new(SERVER_IP, 24)))
+    );
+    let waited = net.now - lost;
+    assert!(
+        (Duration::from_millis(3000)..=Duration::from_millis(3010)).contains(&waited),
+        "fell back {waited} after the loss"
+    );
+}
