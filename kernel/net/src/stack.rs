@@ -3,7 +3,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketHandle, SocketSet};
+use smoltcp::iface::{
+    Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
+};
 use smoltcp::phy::{Device, Medium};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
@@ -17,6 +19,9 @@ use crate::{AddrState, Addressing, Config, ConfigError, Poll, StaticIp, Stats};
 const UDP_MAX_PAYLOAD: usize = 1472;
 /// Datagrams buffered per direction by the echo socket.
 const UDP_PACKETS: usize = 16;
+/// Frames taken from the device per [`Stack::poll`]: a flood cannot hold the poll in
+/// ingress (the sockets, timeouts and DHCP are served between batches).
+pub(crate) const INGRESS_BUDGET: usize = 64;
 
 /// One TCP socket on the HTTP port and the state of the connection it serves.
 #[derive(Debug)]
@@ -206,8 +211,33 @@ impl<D: Device> Stack<D> {
             self.device.counters.frames_rx.get(),
             self.device.counters.frames_tx.get(),
         );
-        let mut activity = self.iface.poll(now, &mut self.device, &mut self.sockets)
-            == PollResult::SocketStateChanged;
+        // At most INGRESS_BUDGET frames, then the sockets are served: `Interface::poll` takes
+        // frames until the device has none, and under a flood it did not return (no timeout,
+        // HTTP slot or DHCP step ran; until 2026-12-05, found by review). A full budget is
+        // activity: the caller polls again at once for the rest.
+        self.iface.poll_maintenance(now);
+        let mut activity = false;
+        let mut taken = 0;
+        while taken < INGRESS_BUDGET {
+            match self
+                .iface
+                .poll_ingress_single(now, &mut self.device, &mut self.sockets)
+            {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => activity = true,
+            }
+            taken += 1;
+        }
+        activity |= taken == INGRESS_BUDGET;
+        // Egress as `Interface::poll` does it: until nothing more goes out.
+        while self
+            .iface
+            .poll_egress(now, &mut self.device, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {
+            activity = true;
+        }
         activity |= self.poll_dhcp(now);
         for i in 0..self.slots.len() {
             activity |= self.serve(i, now);

@@ -1145,3 +1145,79 @@ fn a_lost_lease_falls_back_after_the_same_wait() {
         "fell back {waited} after the loss"
     );
 }
+
+/// A NIC under a flood: a frame is waiting whenever the stack looks (`left` of them);
+/// frames sent are discarded.
+struct Flood {
+    frame: Vec<u8>,
+    left: usize,
+}
+
+struct FloodRx(Vec<u8>);
+struct FloodTx;
+
+impl smoltcp::phy::RxToken for FloodRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl smoltcp::phy::TxToken for FloodTx {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        f(&mut vec![0; len])
+    }
+}
+
+impl smoltcp::phy::Device for Flood {
+    type RxToken<'a> = FloodRx;
+    type TxToken<'a> = FloodTx;
+
+    fn receive(&mut self, _: Instant) -> Option<(FloodRx, FloodTx)> {
+        self.left = self.left.checked_sub(1)?;
+        Some((FloodRx(self.frame.clone()), FloodTx))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<FloodTx> {
+        Some(FloodTx)
+    }
+
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        let mut caps = smoltcp::phy::DeviceCapabilities::default();
+        caps.medium = smoltcp::phy::Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+/// One poll takes a bounded number of frames however many wait, and asks to be called again
+/// at once. Until 2026-12-05 smoltcp's `Interface::poll` took frames until the device had
+/// none: under a flood the poll did not return, and no timeout, HTTP slot or DHCP step ran
+/// (found by review).
+#[test]
+fn one_poll_takes_a_bounded_number_of_frames_under_a_flood() {
+    let frame = udp_to(
+        Ipv4Address::new(10, 0, 2, 77),
+        40000,
+        SERVER_IP,
+        SERVER_MAC,
+        b"x",
+    );
+    let flood = Flood {
+        frame,
+        left: 100_000,
+    };
+    let mut stack = Stack::new(flood, static_config(), Instant::from_millis(0)).unwrap();
+    let budget = crate::stack::INGRESS_BUDGET as u64;
+    for k in 1..=3u64 {
+        let p = stack.poll(Instant::from_millis(k as i64));
+        assert_eq!(stack.stats().frames_rx, k * budget);
+        assert_eq!(
+            p,
+            Poll {
+                activity: true,
+                next_wake: Some(Duration::ZERO)
+            }
+        );
+    }
+    assert_eq!(stack.device_mut().left, 100_000 - 3 * budget as usize);
+}
