@@ -92,8 +92,9 @@ pub struct Config {
     /// A connection that makes no progress for this long is aborted (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// A connection whose request head is not complete this long after it was accepted, or
-    /// after its last response was queued, is aborted (`None`: never): a client sending a
-    /// byte now and then keeps `idle_timeout` from firing, and would hold its slot for good.
+    /// after its last response was sent (out of the TX buffer, or earlier if the next
+    /// request's first byte came), is aborted (`None`: never): a client sending a byte now
+    /// and then keeps `idle_timeout` from firing, and would hold its slot for good.
     pub request_timeout: Option<Duration>,
     /// A slot whose handshake has not completed this long after the SYN came (the SYN-ACK
     /// unanswered: a client gone, a spoofed source) is dropped and listens again (`None`:

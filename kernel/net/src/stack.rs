@@ -35,11 +35,24 @@ struct Slot {
     /// We closed our side: discard input until the socket is closed.
     closing: bool,
     last_progress: Instant,
-    /// When the request being read began: the connection's start, or the moment its last
-    /// response was queued (`request_timeout`).
+    /// When the request being read began: the connection's start, or once its last response
+    /// was queued whole, the moment that left the TX buffer or the next request's first byte
+    /// came, whichever was first (`request_timeout`).
     request_since: Instant,
+    /// Input was read since the last response was queued whole (the next request began).
+    read_since_response: bool,
     /// When the handshake in progress began (`None`: the slot is not in SYN-RECEIVED).
     syn_since: Option<Instant>,
+}
+
+impl Slot {
+    /// The last response is queued whole, its tail is still in the TX buffer and nothing of
+    /// a next request came: the request clock waits (`request_since` is kept at now). The
+    /// client's reading is the pace; a reader that stalls is ended by the idle timeout (no
+    /// progress), and one that sends meanwhile starts the clock.
+    fn draining(&self, socket: &tcp::Socket<'_>) -> bool {
+        self.out.is_none() && !self.read_since_response && socket.send_queue() > 0
+    }
 }
 
 /// How long a half-open slot is kept before [`Stack::keep_one_listening`] may give it to a
@@ -183,6 +196,7 @@ impl<D: Device> Stack<D> {
                 closing: false,
                 last_progress: now,
                 request_since: now,
+                read_since_response: false,
                 syn_since: None,
             });
         }
@@ -273,11 +287,12 @@ impl<D: Device> Stack<D> {
             // The same conditions `serve` acts on: a wake-up for a deadline it ignores (a
             // closing slot's request timeout) was a busy loop until 2026-12-04.
             if let Some(t) = self.config.request_timeout {
-                for slot in self
-                    .slots
-                    .iter()
-                    .filter(|s| s.connected && s.out.is_none() && !s.closing)
-                {
+                for slot in self.slots.iter().filter(|s| {
+                    s.connected
+                        && s.out.is_none()
+                        && !s.closing
+                        && !s.draining(self.sockets.get(s.handle))
+                }) {
                     earliest(slot.request_since + t);
                 }
             }
@@ -537,6 +552,7 @@ impl<D: Device> Stack<D> {
             slot.syn_since = None;
             slot.last_progress = now;
             slot.request_since = now;
+            slot.read_since_response = false;
             stats.tcp_accepted = stats.tcp_accepted.wrapping_add(1);
         }
 
@@ -578,6 +594,8 @@ impl<D: Device> Stack<D> {
                 }
                 let keep_alive = resp.keep_alive;
                 slot.out = None;
+                slot.request_since = now;
+                slot.read_since_response = false;
                 if !keep_alive {
                     socket.close();
                     slot.closing = true;
@@ -604,7 +622,6 @@ impl<D: Device> Stack<D> {
                     log::debug!("net: slot {i}: bad request, answering {}", status.code());
                 }
                 slot.out = Some((resp, 0));
-                slot.request_since = now;
                 progress = true;
                 continue;
             }
@@ -619,6 +636,7 @@ impl<D: Device> Stack<D> {
             match n {
                 Ok(n) if n > 0 => {
                     stats.http_rx_bytes = stats.http_rx_bytes.wrapping_add(n as u64);
+                    slot.read_since_response = true;
                     progress = true;
                 }
                 _ => break,
@@ -637,7 +655,13 @@ impl<D: Device> Stack<D> {
         }
 
         // A request head still incomplete after `request_timeout` (a response being
-        // written is not waited on: its pace is the client's reading).
+        // written, or draining from the TX buffer, is not waited on: its pace is the
+        // client's reading). Until 2026-12-05 the clock ran from the response's start and
+        // through its drain: a client slower than the timeout got a long response cut by a
+        // reset (found by review).
+        if slot.draining(socket) {
+            slot.request_since = now;
+        }
         let slow = !slot.closing
             && slot.out.is_none()
             && config

@@ -1221,3 +1221,104 @@ fn one_poll_takes_a_bounded_number_of_frames_under_a_flood() {
     }
     assert_eq!(stack.device_mut().left, 100_000 - 3 * budget as usize);
 }
+
+/// A stack serving a `len`-byte body through a 4 KiB TX buffer, with a 2 s request timeout
+/// and an idle timeout of `idle_s` seconds, and a client that sent `GET /` (and reads
+/// nothing yet: its 64 KiB window fills).
+fn slow_reader(len: u32, idle_s: u64) -> (Net, SocketHandle) {
+    let body: &'static [u8] = Box::leak(
+        (0..len)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let mut net = Net::new(Config {
+        body,
+        tcp_tx_buffer: 4096,
+        idle_timeout: Some(Duration::from_secs(idle_s)),
+        request_timeout: Some(Duration::from_secs(2)),
+        ..static_config()
+    });
+    let h = net.connect();
+    net.send(h, &get(""));
+    (net, h)
+}
+
+/// Head of the response to `GET /` with a body of `len` bytes.
+fn head_for(len: u32) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nServer: exo-os\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A client that stops reading for longer than the request timeout gets its whole response:
+/// the request timeout waits until the response has left the TX buffer. Until 2026-12-05 it
+/// ran from the moment the response began: a 100 KB body was cut by a reset right after its
+/// last bytes were queued, and a body queued whole (66 KB: the client's window and the TX
+/// buffer hold it all) was cut while its tail still sat in the TX buffer (found by review).
+#[test]
+fn a_slow_reader_gets_its_whole_response() {
+    for len in [100_000, 66_000] {
+        let (mut net, h) = slow_reader(len, 60);
+        net.run_until(3000, |_| false);
+        let want = head_for(len).len() + len as usize;
+        let got = net.read(h, want);
+        assert_eq!(got.len(), want, "{len}-byte body cut short");
+        assert_eq!(net.stack.stats().tcp_idle_aborts, 0);
+        // The connection serves its next request.
+        assert_eq!(net.exchange(h, &get(""), want).len(), want);
+    }
+}
+
+/// A client that never reads is still ended by the idle timeout (4 s here), and an idle
+/// poll asks for no zero wait meanwhile.
+#[test]
+fn a_stalled_reader_is_ended_by_the_idle_timeout() {
+    let (mut net, h) = slow_reader(66_000, 4);
+    let start = net.now;
+    let mut ended = None;
+    for _ in 0..6000 {
+        net.step();
+        if net.stack.stats().tcp_idle_aborts == 1 {
+            ended = Some(net.now - start);
+            break;
+        }
+        if net.now - start > Duration::from_millis(100) {
+            let p = net.stack.poll(net.now);
+            assert!(
+                p.activity || p.next_wake != Some(Duration::ZERO),
+                "busy loop while stalled: {p:?}"
+            );
+        }
+    }
+    let ended = ended.expect("the stalled reader held its slot");
+    assert!(
+        (Duration::from_millis(3900)..=Duration::from_millis(4200)).contains(&ended),
+        "ended {ended} after the request, want the idle timeout"
+    );
+    assert!(net.run_until(1000, |n| n.tcp(h).state() == tcp::State::Closed));
+}
+
+/// A client that never reads but trickles bytes (each before the idle timeout) is ended by
+/// the request timeout: waiting for the response to leave the TX buffer must not keep that
+/// clock away from a client sending a next request.
+#[test]
+fn a_stalled_reader_trickling_a_request_is_ended_by_the_request_timeout() {
+    let (mut net, h) = slow_reader(66_000, 4);
+    net.run_until(500, |_| false);
+    let start = net.now;
+    let mut ended = None;
+    for b in b"GET / HTTP/1.1\r\nHost: 10.0.2.15\r\nX-Slow: yes\r\n".iter() {
+        net.send(h, &[*b]);
+        if net.run_until(500, |n| n.stack.stats().tcp_idle_aborts == 1) {
+            ended = Some(net.now - start);
+            break;
+        }
+    }
+    let ended = ended.expect("the trickling stalled reader held its slot");
+    assert!(
+        ended <= Duration::from_millis(2600),
+        "ended {ended} after the first byte, want the request timeout"
+    );
+}
