@@ -1,5 +1,7 @@
 # Exo-OS: thin recipes over scripts that CI runs the same way.
-set shell := ["bash", "-uc"]
+# -e and pipefail: a recipe line fails when any of its commands fails, the first of a pipe
+# included (until 2026-12-04 `just bench-net` passed when QEMU failed, its grep had output).
+set shell := ["bash", "-euo", "pipefail", "-c"]
 
 kernel := "target/x86_64-unknown-none/release/exo"
 
