@@ -70,9 +70,11 @@ kernel_tests() {
         "SMP,${KT_ONLINE:-$n},"*) ;;
         *) [ -n "$n" ] && online_ok=0 ;;
     esac
+    # Exact: the status is the third field (`KTEST,<name>,ok|skip,<why>|FAIL,<why>`); until
+    # 2026-12-04 '^KTEST,.*,ok' also counted a skip or FAIL line whose reason held ",ok".
     local p f
-    p=$(grep -c '^KTEST,.*,ok' "$log")
-    f=$(grep -c '^KTEST,.*,FAIL' "$log")
+    p=$(grep -c '^KTEST,[^,]*,ok$' "$log")
+    f=$(grep -c '^KTEST,[^,]*,FAIL' "$log")
     passed=$((passed + p)); failed=$((failed + f))
     local summary
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
@@ -83,7 +85,7 @@ kernel_tests() {
         failed=$((failed + 1)); failures+=("kernel $label")
         printf 'FAIL  kernel %-34s (exit %s) %s, %s (want %s online) [%ss]\n' "$label" "$rc" "$summary" \
             "${smp_line:-no SMP line}" "${KT_ONLINE:-$n}" "$d"
-        grep -E '^KTEST,.*,FAIL|PANIC|FAILED|qemu' "$log" "$log.err" | head -20 | sed 's/^/      | /'
+        grep -E '^KTEST,[^,]*,FAIL|PANIC|FAILED|qemu' "$log" "$log.err" | head -20 | sed 's/^/      | /'
     fi
 }
 
@@ -445,14 +447,17 @@ expect_log "a phantom APIC id naming a real CPU, and a time out of range, are re
 echo "== benchmarks run and emit well-formed results (numbers are not judged, except icount)"
 bench_out="$out/bench"
 mkdir -p "$bench_out"
+# extract-benches --strict: a malformed or inconsistent BENCH line, a cut SUITE line, an END
+# count that differs or a missing END fails (until 2026-12-04 they were warnings, discarded).
 bench_ok() { # name, log, csv, rc (the job exits with failure after an ERROR,bench line)
     local name=$1 log=$2 csv=$3 rc=$4
-    if [ "$rc" = 0 ] && ! grep -q '^ERROR,bench,' "$log" && scripts/extract-benches.sh "$log" "$csv" >/dev/null 2>&1 \
-        && grep -q '^END,' "$log" && grep -q '^SUITE,' "$log" \
+    if [ "$rc" = 0 ] && ! grep -q '^ERROR,bench,' "$log" && grep -q '^END,' "$log" && grep -q '^SUITE,' "$log" \
+        && scripts/extract-benches.sh --strict "$log" "$csv" >"$csv.extract" 2>&1 \
         && cargo run -q -p smp-bench --features report --bin exo-report -- "$csv" --svg-dir "$bench_out" >"$csv.report" 2>&1; then
         ok "$name"
     else
-        bad "$name" "$log"
+        bad "$name (exit $rc)" "$log"
+        [ -s "$csv.extract" ] && sed 's/^/      | /' "$csv.extract"
     fi
 }
 scripts/qemu.sh --job bench --machine microvm --cpu max --smp 2 --net hub --log "$bench_out/tcg-bench.log" >/dev/null 2>&1

@@ -1,0 +1,122 @@
+//! `ci/test.sh`'s `kernel_tests` and `bench_ok`, taken out of the script with sed and run
+//! on crafted logs (QEMU and cargo are stubs; skipped when bash or awk is missing).
+
+mod common;
+
+use common::{Tmp, both, have, repo, text};
+use std::process::{Command, Output};
+
+/// scripts/qemu.sh: copies $FAKE_QEMU_OUT to its --log file, exits $FAKE_QEMU_RC.
+const QEMU_STUB: &str = r#"#!/usr/bin/env bash
+log=""
+while [ $# -gt 0 ]; do case $1 in --log) log=$2; shift 2 ;; *) shift ;; esac; done
+cat "$FAKE_QEMU_OUT" > "$log"
+exit "${FAKE_QEMU_RC:-0}"
+"#;
+
+fn setup(tag: &str) -> Tmp {
+    let t = Tmp::new(tag);
+    t.copy_from_repo("scripts/extract-benches.sh");
+    t.script("scripts/qemu.sh", QEMU_STUB);
+    t.script("bin/cargo", "#!/bin/sh\nexit 0\n");
+    t
+}
+
+/// Runs `body` after defining ok, bad, kernel_tests and bench_ok as ci/test.sh has them;
+/// prints `RESULT <passed> <failed>` at the end.
+fn ci(t: &Tmp, body: &str, qemu_out: &str) -> (Output, String) {
+    t.write("qemu.out", qemu_out);
+    let script = format!(
+        "set -uo pipefail\n\
+         source <(sed -n -e '/^ok() {{/,/^}}/p' -e '/^bad() {{/,/^}}/p' \
+             -e '/^kernel_tests() {{/,/^}}/p' -e '/^bench_ok() {{/,/^}}/p' \"$CI\")\n\
+         for f in ok bad kernel_tests bench_ok; do declare -F $f >/dev/null || {{ echo \"no $f in ci/test.sh\"; exit 9; }}; done\n\
+         passed=0 failed=0 failures=() last_t=$SECONDS out=$PWD/logs bench_out=$PWD/bench initrd=()\n\
+         mkdir -p logs bench\n\
+         {body}\n\
+         echo \"RESULT $passed $failed\"\n"
+    );
+    let path = format!(
+        "{}:{}",
+        t.path("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(&t.0)
+        .env("CI", repo().join("ci/test.sh"))
+        .env("PATH", path)
+        .env("FAKE_QEMU_OUT", t.path("qemu.out"))
+        .output()
+        .unwrap();
+    let result = text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT ").map(str::to_string))
+        .unwrap_or_default();
+    (out, result)
+}
+
+/// Only `KTEST,<name>,ok` counts as a pass and `KTEST,<name>,FAIL,...` as a failure: a
+/// skip or FAIL line whose reason held ",ok" counted as a pass too until 2026-12-04 (and a
+/// skip whose reason began with FAIL as a failure).
+#[test]
+fn kernel_tests_counts_exact_status_fields() {
+    if !have("bash") {
+        return;
+    }
+    let t = setup("ci-ktest");
+    let log = "SMP,2,2,x2apic\n\
+               KTEST,sched.one,ok\n\
+               KTEST,net.two,skip,no NIC,ok without one\n\
+               KTEST,mm.three,skip,needs 4 CPUs,ok\n\
+               KTEST,trap.four,skip,FAIL path needs exo.panic_on_cpu\n\
+               1 passed, 0 failed\n";
+    let (out, result) = ci(&t, "kernel_tests \"q35 -smp 2\" --smp 2", log);
+    assert_eq!(result, "1 0", "{}", both(&out));
+    assert!(text(&out.stdout).contains("ok    kernel q35 -smp 2"));
+
+    // A FAIL line counts once as a failure, never as a pass.
+    let log = "SMP,2,2,x2apic\n\
+               KTEST,sched.one,ok\n\
+               KTEST,ipc.two,FAIL,reply was not ok\n\
+               1 passed, 1 failed\n";
+    let (out, result) = ci(&t, "kernel_tests \"q35 -smp 2\" --smp 2", log);
+    // 1 pass; 1 failed test plus the run itself.
+    assert_eq!(result, "1 2", "{}", both(&out));
+    assert!(text(&out.stdout).contains("KTEST,ipc.two,FAIL"));
+}
+
+/// bench_ok uses extract-benches --strict: an END count that differs or a malformed row
+/// fails the step (until 2026-12-04 the warnings were discarded and it passed).
+#[test]
+fn bench_ok_is_strict_about_the_log() {
+    if !have("bash") {
+        return;
+    }
+    let t = setup("ci-bench-ok");
+    let good = "SUITE,smp,0,0,tcg,2,rev,QEMU\n\
+                BENCH,a,10,5,1,9,5,6,7\n\
+                BENCH,b,10,5,1,9,5,6,7\n\
+                END,smp,2\n";
+    let body = "bench_ok \"bench suite\" bench/b.log bench/b.csv 0";
+    t.write("bench/b.log", good);
+    let (out, result) = ci(&t, body, "");
+    assert_eq!(result, "1 0", "{}", both(&out));
+
+    t.write("bench/b.log", &good.replace("END,smp,2", "END,smp,3"));
+    let (out, result) = ci(&t, body, "");
+    assert_eq!(result, "0 1", "{}", both(&out));
+    assert!(
+        text(&out.stdout).contains("END says 3 results, log has 2"),
+        "{}",
+        both(&out)
+    );
+
+    t.write(
+        "bench/b.log",
+        &good.replace("BENCH,b,10,5,1,9,5,6,7", "BENCH,b,10,5"),
+    );
+    let (out, result) = ci(&t, body, "");
+    assert_eq!(result, "0 1", "{}", both(&out));
+}
