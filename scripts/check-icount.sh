@@ -21,6 +21,7 @@ grep -q '^SUITE,.*,icount,' "$log" || { echo "check-icount: $log is not an icoun
 # The icount rows of the log, shared by both uses: sets got[name] (the largest p50, as a
 # number; shown[name] is its text, mawk prints large numbers as 3e+09) and order[1..n]
 # (first-seen order); prints each malformed line as MALFORMED.
+# shellcheck disable=SC2016 # an awk program: its $ fields are awk's
 rows='
     /^SUITE,/ { mode = $5 }
     /^BENCH,/ && mode == "icount" && $2 != "boot.ms" {
