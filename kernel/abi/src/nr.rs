@@ -47,7 +47,11 @@ pub const THREAD_JOIN: usize = 516;
 /// through an endpoint handle and waits for the reply (see [`crate::ipc`]).
 pub const IPC_CALL: usize = 520;
 /// `ipc_reply_recv(handle, info, words..)`: replies to the call being served, then waits
-/// for the next message on the endpoint.
+/// for the next message on the endpoint. An error of the reply's own checks (`EBADF`,
+/// `EPERM`, `EINVAL`, `EMSGSIZE`, `ERANGE`, `EAGAIN`) means nothing was sent: the call is
+/// still being served (`ipc_reply` can answer it). Any other error is the receive's
+/// (`ETIMEDOUT`, `EPIPE`, `EINTR`): the reply was delivered, or dropped because its caller
+/// had stopped waiting; `ipc_reply` then says `ESRCH`.
 pub const IPC_REPLY_RECV: usize = 521;
 /// `ipc_recv(handle)`: waits for a message on the endpoint.
 pub const IPC_RECV: usize = 522;

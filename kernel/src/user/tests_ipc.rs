@@ -79,6 +79,7 @@ ktest!(
 
 const ERANGE: i64 = 34;
 const ETIMEDOUT: i64 = 110;
+const ESRCH: i64 = 3;
 
 fn frame(nr: u64, rdi: u64, rsi: u64, timeout_ns: u64) -> IpcFrame {
     let mut f = IpcFrame {
@@ -524,7 +525,7 @@ fn zc_reply(_: &BootState) -> TestResult {
         )?;
         check(code == 0, || {
             format!(
-                "server: {code} (2: the reply past the caller's region was not ERANGE, 3: the one inside it failed)"
+                "server: {code} (2: the reply past the caller's region was not ERANGE, 3: the one inside it failed, 4: a call was left to answer after it)"
             )
         })
     })
@@ -545,12 +546,19 @@ fn zc_server(_: u64) -> u64 {
         f.words[1] = len;
         call(&TABLE, &mut f, None)
     };
+    // Refused by the reply's own check: nothing was sent, the call is still being served.
     if reply(0, 8192) != Err(ERANGE) {
         return 2;
     }
     // Sent; then nothing comes on `big`: the receive times out.
     if reply(0, 1024) != Err(ETIMEDOUT) {
         return 3;
+    }
+    // The receive's error says the reply went: nothing is left to answer (the ABI's
+    // contract, `exo_abi::nr::IPC_REPLY_RECV`).
+    let mut f = frame(super::syscall::nr::IPC_REPLY, 0, 0, 0);
+    if call(&TABLE, &mut f, None) != Err(ESRCH) {
+        return 4;
     }
     0
 }

@@ -399,6 +399,9 @@ pub fn ipc_call(handle: u32, msg: &IpcMsg, timeout_ns: u64) -> Result<IpcMsg, Er
 }
 
 /// `ipc_reply_recv(handle, reply)`: answers the call being served, waits for the next one.
+/// `EBADF`, `EPERM`, `EINVAL`, `EMSGSIZE`, `ERANGE` or `EAGAIN`: nothing was sent (the call
+/// can still be answered with [`ipc_reply`]); any other error is the receive's, the reply
+/// went (see `exo_abi::nr::IPC_REPLY_RECV`).
 #[inline(always)]
 pub fn ipc_reply_recv(handle: u32, reply: &IpcMsg, timeout_ns: u64) -> Result<IpcMsg, Errno> {
     ipc_op(nr::IPC_REPLY_RECV, handle, reply, 0, timeout_ns)
