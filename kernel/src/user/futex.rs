@@ -31,6 +31,9 @@ struct Waiter {
     /// Whether wakes may take it. A shared waiter is listed unarmed and armed only once
     /// its key, read again, is still the frame mapped at its address (see [`wait`]).
     armed: bool,
+    /// A wake on its key came while it was unarmed (not counted by the waker): if its key
+    /// holds when it arms, it leaves woken instead of sleeping (see [`wait`]).
+    missed: bool,
 }
 
 static WAITERS: spin::Mutex<Vec<Waiter>> = spin::Mutex::new(Vec::new());
@@ -43,6 +46,11 @@ pub static WAIT_KEYED_HOLD: super::aspace::HoldPoint = super::aspace::HoldPoint:
 /// again, so a test can wake the frame it lost in that window
 /// (`user.futex_shared_wait_on_a_lost_frame_takes_no_wake_meant_for_it`).
 pub static WAIT_LISTED_HOLD: super::aspace::HoldPoint = super::aspace::HoldPoint::new();
+/// A wait stops here once its sleep is over and before it leaves the list, so a test can
+/// kill its process after a wake picked it (`user.futex_shared_wake_taken_by_a_dying_waiter_is_passed_on`).
+pub static WAIT_END_HOLD: super::aspace::HoldPoint = super::aspace::HoldPoint::new();
+/// Shared wakes taken by a waiter whose process was dying, passed on (test support).
+pub static PASSED_ON: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// `f` on the waiter list, locked with interrupts off. Its lock is taken with interrupts
 /// off anyway by a wait's re-check inside the scheduler's block and by a thread's end on
@@ -112,6 +120,7 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
             tid: me,
             woken: false,
             armed: private,
+            missed: false,
         });
         Ok(())
     })?;
@@ -138,6 +147,13 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
             if w[k].woken {
                 return false;
             }
+            if same && w[k].missed {
+                // A wake came while it was unarmed, its key still holds: it was meant for
+                // this waiter (queued after its check, as on Linux). Until 2026-12-05 it
+                // armed and slept if the word had its value again (found by review).
+                w[k].woken = true;
+                return false;
+            }
             if same && read_word(addr) == Ok(val) {
                 w[k].armed = true;
                 return false;
@@ -153,10 +169,20 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
     while !woken() && !dying() && exo_arch::tsc::rdtsc() < deadline {
         sched::block_until(deadline, || !woken() && !dying());
     }
+    WAIT_END_HOLD.pass();
     let was_woken = waiters(|w| match w.iter().position(|x| x.tid == me) {
         Some(k) => w.swap_remove(k).woken,
         None => true,
     });
+    // A shared wake taken by a waiter whose process is being killed reaches no program:
+    // passed on to the next waiter on the key (another process's, which would sleep on
+    // otherwise; a frame's unmap wake passed on is one more spurious wake-up). Until
+    // 2026-12-05 it was lost (found by review). Private keys have no waiter outside the
+    // dying process.
+    if was_woken && !private && dying() {
+        PASSED_ON.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        wake_key(root, addr_key, 1);
+    }
     if was_woken {
         Ok(0)
     } else {
@@ -245,8 +271,14 @@ fn wake_key(root: u64, addr: u64, n: u64) -> u64 {
     waiters(|w| {
         for x in w
             .iter_mut()
-            .filter(|x| x.root == root && x.addr == addr && x.armed && !x.woken)
+            .filter(|x| x.root == root && x.addr == addr && !x.woken)
         {
+            if !x.armed {
+                // Not taken (its key may be a frame it lost: the wake may be meant for the
+                // frame's next owner), noted for when it arms (see `wait`).
+                x.missed = true;
+                continue;
+            }
             // A waiter marked woken is woken: no room to note it (out of memory), the
             // wake stops here and says how many it woke (it marked one it never woke
             // before, which then slept until its deadline or for ever).

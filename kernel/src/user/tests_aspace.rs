@@ -454,19 +454,24 @@ fn load_initrd(_: &BootState) -> TestResult {
     })
 }
 
+/// `/init`'s image in the initrd (a skip without an initrd).
+fn init_image() -> Result<&'static [u8], alloc::string::String> {
+    let Some(Ok(archive)) = super::initrd::archive() else {
+        return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
+    };
+    archive
+        .find("/init")
+        .map(|e| e.data)
+        .ok_or_else(|| "the initrd has no /init".into())
+}
+
 /// Truncated or corrupted copies of a real program are refused with a typed error, never a
 /// fault, and nothing they mapped is kept.
 fn load_broken(_: &BootState) -> TestResult {
     use super::loader::{LoadError, load};
-    let Some(Ok(archive)) = super::initrd::archive() else {
-        return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
-    };
-    let Some(init) = archive.find("/init") else {
-        return Err("the initrd has no /init".into());
-    };
+    let elf = init_image()?;
     cycle()?;
     let before = free_frames()?;
-    let elf = init.data;
     let mut refused = 0;
     // Cuts inside the ELF and program headers (a cut past them may still hold every
     // segment's bytes: section headers and symbols come last).
@@ -499,15 +504,10 @@ fn load_broken(_: &BootState) -> TestResult {
 fn load_no_access_segment(_: &BootState) -> TestResult {
     use super::loader::load;
     const PAGE: u64 = 4096;
-    let Some(Ok(archive)) = super::initrd::archive() else {
-        return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
-    };
-    let Some(init) = archive.find("/init") else {
-        return Err("the initrd has no /init".into());
-    };
+    let init = init_image()?;
     cycle()?;
     let before = free_frames()?;
-    let mut elf = init.data.to_vec();
+    let mut elf = init.to_vec();
     let rd = |b: &[u8], at: usize, n: usize| {
         b.get(at..at + n)
             .map(|s| s.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)))

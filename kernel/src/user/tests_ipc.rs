@@ -37,6 +37,16 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.futex_shared_wake_while_listed_unarmed_is_not_lost",
+    futex_wake_while_unarmed
+);
+ktest!(
+    Needs::Threads,
+    "user.futex_shared_wake_taken_by_a_dying_waiter_is_passed_on",
+    futex_dying_waiter_passes_on
+);
+ktest!(
+    Needs::Threads,
     "user.shm_failed_map_keeps_a_region_another_process_maps",
     shm_undo_keeps_shared
 );
@@ -878,6 +888,91 @@ fn futex_lost_frame_wake(_: &BootState) -> TestResult {
     check(status == Ok(7), || {
         format!("process status {status:?} (7: the wait left with EAGAIN; 0: it took the wake)")
     })
+}
+
+/// A shared wake that comes while the waiter is listed but not yet armed (its key being
+/// read again), on the frame it still maps, with the word unchanged: the waiter was queued
+/// after its value check, so the wake is its own (as on Linux) and it leaves woken instead
+/// of sleeping. Forced: the wait is held after its listing (`WAIT_LISTED_HOLD`) while the
+/// test wakes its frame; the waiter must leave the list before the process unmaps the page
+/// (whose wake-up would hide a lost wake). Until 2026-12-05 it armed and slept (found by
+/// review).
+fn futex_wake_while_unarmed(_: &BootState) -> TestResult {
+    let listed = &super::futex::WAIT_LISTED_HOLD;
+    listed.arm();
+    let (e, pid) = match start_futex_role(false) {
+        Ok(x) => x,
+        Err(x) => {
+            listed.release();
+            return Err(x);
+        }
+    };
+    let frame_at = |m: &Msg| process::with_space_of(pid, |s| s.phys(m.words[0])).flatten();
+    let r = (|| {
+        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
+        check(until(30_000, || listed.reached()), || {
+            "the process's futex wait never reached the hold after its listing".into()
+        })?;
+        let frame = frame_at(&m).ok_or("the word's page is not mapped")?;
+        super::futex::wake_shared_frame(frame, 1);
+        listed.release();
+        let left = until(30_000, || !super::futex::shared_waiting().contains(&frame));
+        ipc::reply(&Msg::default()).map_err(|x| format!("first reply: {x}"))?;
+        ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("second call: {x}"))?;
+        ipc::reply(&Msg::default()).map_err(|x| format!("second reply: {x}"))?;
+        check(left, || {
+            format!("the waiter on {frame:#x} slept on after a wake that came while it was unarmed")
+        })
+    })();
+    listed.release();
+    let status = process::wait(pid);
+    let _ = ipc::destroy(e);
+    r?;
+    check(status == Ok(0), || {
+        format!("process status {status:?} (0: its wait ended woken)")
+    })
+}
+
+/// A shared wake that picks a waiter whose process is then killed before the waiter
+/// returns (it would reach no program: its thread ends at the way back to ring 3) is
+/// passed on to the next waiter on the key, another process's, which would sleep on
+/// otherwise. Forced: the waiter is woken while alive, held at the end of its wait
+/// (`WAIT_END_HOLD`), its process killed, then let go; it must pass the wake on
+/// (`futex::PASSED_ON`). Until 2026-12-05 the wake was lost (found by review).
+fn futex_dying_waiter_passes_on(_: &BootState) -> TestResult {
+    use core::sync::atomic::Ordering::Relaxed;
+    let end = &super::futex::WAIT_END_HOLD;
+    let before = super::futex::shared_waiting();
+    let (e, pid) = start_futex_role(false)?;
+    let new_key = || {
+        super::futex::shared_waiting()
+            .into_iter()
+            .find(|k| !before.contains(k))
+    };
+    let passed = super::futex::PASSED_ON.load(Relaxed);
+    let r = (|| {
+        ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
+        check(until(30_000, || new_key().is_some()), || {
+            "the process's futex waiter never slept".into()
+        })?;
+        let key = new_key().ok_or("the waiter left")?;
+        end.arm();
+        let woke = super::futex::wake_shared_frame(key, 1);
+        check(woke == 1 && until(30_000, || end.reached()), || {
+            format!("the wake woke {woke}; the waiter never reached the end of its wait")
+        })?;
+        process::end_process(pid, 9);
+        end.release();
+        check(
+            until(30_000, || super::futex::PASSED_ON.load(Relaxed) > passed),
+            || "the dying waiter kept the wake it took".into(),
+        )
+    })();
+    end.release();
+    let _ = ipc::destroy(e);
+    let status = process::wait(pid);
+    r?;
+    check(status.is_ok(), || format!("process status {status:?}"))
 }
 
 /// A handle replied to a caller parked by the fastpath whose process is killed before it
