@@ -84,12 +84,22 @@ mod entry_point {
     #[cfg(not(test))]
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-        use core::sync::atomic::{AtomicBool, Ordering};
+        use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
         // A panic while formatting the first one (a `Display` that panics) ends here
         // instead of recursing to the stack's guard page (found by review, 2026-12-04).
         static PANICKING: AtomicBool = AtomicBool::new(false);
+        // Set once the first panic's line is out. A second panic, on another thread, waits
+        // for it (1 s at most: a panic recursing on the first thread never sees it set)
+        // before ending the process: until 2026-12-05 its exit_group ended the first
+        // thread before that printed, and two threads panicking together left only
+        // "panic while panicking" (found by review; not forced by a test).
+        static REPORTED: AtomicU32 = AtomicU32::new(0);
         if PANICKING.swap(true, Ordering::AcqRel) {
-            let _ = crate::write(exo_abi::STDERR, b"panic while panicking\n");
+            let second = crate::Timespec::from_nanos(1_000_000_000);
+            let _ = crate::futex_wait(&REPORTED, 0, Some(&second));
+            if REPORTED.load(Ordering::Acquire) == 0 {
+                let _ = crate::write(exo_abi::STDERR, b"panic while panicking\n");
+            }
             crate::exit_group(101)
         }
         let mut w = FdWriter::<LINE_MAX>::new(exo_abi::STDERR);
@@ -99,6 +109,8 @@ mod entry_point {
         }
         w.push(b"\n");
         let _ = w.flush();
+        REPORTED.store(1, Ordering::Release);
+        let _ = crate::futex_wake(&REPORTED, u32::MAX);
         crate::exit_group(101)
     }
 }
