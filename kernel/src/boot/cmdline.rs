@@ -96,8 +96,9 @@ pub struct Options {
     /// on it, before it goes online (`exo.ap_stall_ms=N`, 0 = off): it must park instead of
     /// coming online after being reported missing.
     pub ap_stall_ms: u64,
-    /// Free one object twice after boot (debug builds must catch it).
-    pub double_free: bool,
+    /// Free one object (`exo.double_free=1`) or one frame (`=frame`) twice after boot
+    /// (debug builds must catch it).
+    pub double_free: Option<DoubleFree>,
     /// A deliberate stack overflow on this CPU after boot (tests guard pages and #DF on IST).
     pub overflow_on_cpu: Option<u32>,
     /// CPUs in the core-to-core matrix (the first N online).
@@ -124,6 +125,15 @@ pub struct Options {
 
 /// virtio-mmio devices taken from the command line; more are refused as bad options.
 pub const MMIO_DEVICES: usize = 8;
+
+/// What `exo.double_free` frees twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoubleFree {
+    /// A 64-byte object.
+    Object,
+    /// A 4 KiB frame.
+    Frame,
+}
 
 /// A problem with one option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +165,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         ap_delay_ms: 0,
         ap_stall_ms: 0,
         overflow_on_cpu: None,
-        double_free: false,
+        double_free: None,
         c2c_cpus: 8,
         contend_max: 8,
         contend_window_ms: 20,
@@ -217,7 +227,8 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("ap_stall_ms", v) => {
                 in_range(v, 0, MAX_MS).is_some_and(|ms| set(&mut o.ap_stall_ms, ms))
             }
-            ("double_free", "1") => set(&mut o.double_free, true),
+            ("double_free", "1") => set(&mut o.double_free, Some(DoubleFree::Object)),
+            ("double_free", "frame") => set(&mut o.double_free, Some(DoubleFree::Frame)),
             ("overflow_on_cpu", v) => v
                 .parse()
                 .is_ok_and(|c| set(&mut o.overflow_on_cpu, Some(c))),

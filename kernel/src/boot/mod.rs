@@ -287,9 +287,9 @@ pub fn bsp_main(start_info: u64) -> BootState {
     if let Some(c) = opts.panic_console_held {
         panic_with_console_held(c);
     }
-    if opts.double_free {
+    if let Some(what) = opts.double_free {
         if cfg!(debug_assertions) {
-            crate::mm::kalloc::double_free_selftest();
+            crate::mm::kalloc::double_free_selftest(what == cmdline::DoubleFree::Frame);
             fail(format_args!("a double free went unnoticed"));
         }
         warn!("exo.double_free needs a debug build; ignored");

@@ -179,15 +179,21 @@ impl cache::Depot for KernelDepot {
 /// One 4 KiB frame (not zeroed): the per-CPU magazine, refilled from the buddy in batches.
 #[inline]
 pub fn alloc_frame() -> Result<Frame, OutOfMemory> {
-    cache::alloc_or_refill(&KernelDepot, cache::PAGES)
-        .map(|pa| Frame(pa as u64))
-        .ok_or(OutOfMemory)
+    let va = cache::alloc_or_refill(&KernelDepot, cache::PAGES).ok_or(OutOfMemory)?;
+    unpoison(va);
+    Ok(Frame(va as u64))
 }
 
 /// Gives a frame back (to this CPU's magazine; the 32 oldest go back when it is full).
 #[inline]
 pub fn free_frame(f: Frame) {
-    cache::free_or_drain(&KernelDepot, cache::PAGES, f.0 as usize);
+    let va = f.0 as usize;
+    // Debug builds: a frame's second word holds the keyed poison while it is free, as an
+    // object's does. Until 2026-12-05 a frame freed twice sat twice in the magazine and
+    // was handed to two owners (a page table and a user page), unseen (found by review).
+    check_double_free(va, 4096);
+    poison_word_only(va);
+    cache::free_or_drain(&KernelDepot, cache::PAGES, va);
 }
 
 /// Allocates memory for `layout`, or `Err` when memory is exhausted.
@@ -216,7 +222,7 @@ pub fn try_alloc(layout: Layout) -> Result<NonNull<u8>, OutOfMemory> {
 #[inline]
 pub unsafe fn free(ptr: NonNull<u8>, layout: Layout) {
     if let Some(c) = class_for(layout.size(), layout.align()) {
-        check_double_free(ptr.as_ptr() as usize, c);
+        check_double_free(ptr.as_ptr() as usize, c.size());
         poison(ptr.as_ptr() as usize, c.size());
         cache::free_or_drain(&KernelDepot, c.index(), ptr.as_ptr() as usize);
         return;
@@ -344,25 +350,45 @@ fn unpoison(obj: usize) {
     }
 }
 
-/// Debug builds: an object whose second word still holds the poison was already freed.
+/// Debug builds: an object (or a frame, `size` 4096) whose second word still holds the
+/// poison was already freed.
 #[inline(always)]
-fn check_double_free(obj: usize, c: SizeClass) {
+fn check_double_free(obj: usize, size: usize) {
     if cfg!(debug_assertions) {
-        // SAFETY: the caller frees an object of class `c` (>= 16 bytes) it owned, so the
-        // bytes are mapped and readable.
+        // SAFETY: the caller frees an object of `size` (>= 16 bytes) or a frame it owned, so
+        // the bytes are mapped and readable.
         let w = unsafe { ((obj + 8) as *const u64).read() };
         if w == poison_word(obj) {
-            panic!(
-                "kalloc: double free of {obj:#x} ({} B object): it is already poisoned",
-                c.size()
-            );
+            if size == 4096 {
+                panic!("kalloc: double free of frame {obj:#x}: it is already poisoned");
+            }
+            panic!("kalloc: double free of {obj:#x} ({size} B object): it is already poisoned");
         }
     }
 }
 
-/// Debug self-test of the double-free check (`exo.double_free=1`): frees one object twice.
-/// It must panic on the second free; returns only if the check is missing.
-pub fn double_free_selftest() {
+/// Debug builds: a freed frame's second word gets the keyed poison (the rest is left: a
+/// frame's bytes are often a page table or user data nobody reads after the free).
+#[inline(always)]
+fn poison_word_only(frame: usize) {
+    if cfg!(debug_assertions) {
+        // SAFETY: the frame is being freed by its owner (contract of `Frame`).
+        unsafe { ((frame + 8) as *mut u64).write(poison_word(frame)) };
+    }
+}
+
+/// Debug self-test of the double-free check (`exo.double_free=1`: an object;
+/// `exo.double_free=frame`: a frame): frees it twice. It must panic on the second free;
+/// returns only if the check is missing.
+pub fn double_free_selftest(frame: bool) {
+    if frame {
+        if let Ok(f) = alloc_frame() {
+            let pa = f.phys();
+            free_frame(f);
+            free_frame(Frame::from_phys(pa));
+        }
+        return;
+    }
     let layout = Layout::new::<[u64; 8]>();
     if let Ok(p) = try_alloc(layout) {
         // SAFETY: deliberately wrong, and only in a run that expects the panic this provokes:

@@ -108,19 +108,30 @@ pub struct SmpReport {
 }
 
 /// Prepares per-CPU tables and IST stacks (#DF, NMI, #MC, #DB) for `cpu` (kernel stack
-/// separately, per ticket).
+/// separately, per ticket). On failure nothing is kept: the stacks made before it are freed
+/// (until 2026-12-05 they were left allocated, one set per CPU that failed; found by
+/// review).
 pub fn prepare_tables(
     rsp0: u64,
 ) -> Result<&'static mut exo_arch::gdt::CpuTables, memory::MemError> {
-    let df = memory::alloc_stack(IST_PAGES)?;
-    let nmi = memory::alloc_stack(IST_PAGES)?;
-    let mc = memory::alloc_stack(IST_PAGES)?;
-    let db = memory::alloc_stack(IST_PAGES)?;
-    crate::mm::kalloc::try_leak(exo_arch::gdt::CpuTables::new(
-        [df.top, nmi.top, mc.top, db.top],
-        rsp0,
-    ))
-    .map_err(|_| memory::MemError::OutOfMemory)
+    let mut stacks = arrayvec::ArrayVec::<memory::Stack, 4>::new();
+    let give_back = |stacks: arrayvec::ArrayVec<memory::Stack, 4>| {
+        stacks.into_iter().for_each(memory::free_stack);
+    };
+    for _ in 0..4 {
+        match memory::alloc_stack(IST_PAGES) {
+            Ok(s) => stacks.push(s),
+            Err(e) => {
+                give_back(stacks);
+                return Err(e);
+            }
+        }
+    }
+    let tops = [stacks[0].top, stacks[1].top, stacks[2].top, stacks[3].top];
+    crate::mm::kalloc::try_leak(exo_arch::gdt::CpuTables::new(tops, rsp0)).map_err(|_| {
+        give_back(stacks);
+        memory::MemError::OutOfMemory
+    })
 }
 
 fn spin_us(us: u64) {

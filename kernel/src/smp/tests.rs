@@ -14,6 +14,11 @@ use exo_percpu::{CpuId, IrqGuard};
 
 ktest!(Needs::Cpus, "smp.all_cpus_online", all_cpus_online);
 ktest!(
+    Needs::Threads,
+    "smp.cpu_tables_that_fail_give_their_stacks_back",
+    cpu_tables_fail
+);
+ktest!(
     Needs::Cpus,
     "smp.apic_ids_unique_and_match_madt",
     apic_ids_match
@@ -718,4 +723,75 @@ fn busy_until_released(_: u64) -> u64 {
     BUSY_IN.store(true, Ordering::Release);
     wait_released();
     0
+}
+
+/// With `k` frames left on its CPU (everything else hoarded), for `k` = 1..=40: each
+/// `prepare_tables` that fails (a stack short of frames or of a page table, or the tables'
+/// own object) keeps nothing: the free frames (buddy, slabs, retired tables reclaimed) are
+/// what they were before. Returns 0 once an attempt succeeds past 20 frames (the four
+/// stacks' need: every shortfall covered), `100 + k` for the first `k` that lost memory, 1
+/// if one succeeded earlier or none did (the premise), 2 if no frames could be set aside,
+/// 3 if the count failed.
+fn prepare_with_few_frames(_: u64) -> u64 {
+    use crate::mm::kalloc::{self, Hoard};
+    let mut set: Vec<kalloc::Frame> = Vec::new();
+    if set.try_reserve(40).is_err() {
+        return 2;
+    }
+    for k in 1..=40u64 {
+        let Ok(before) = crate::harness::free_frames() else {
+            return 3;
+        };
+        for _ in 0..k {
+            match kalloc::alloc_frame() {
+                Ok(f) => set.push(f),
+                Err(_) => return 2,
+            }
+        }
+        let hoard = Hoard::take_all();
+        set.drain(..).for_each(kalloc::free_frame);
+        let failed = super::bringup::prepare_tables(0).is_err();
+        drop(hoard);
+        let Ok(after) = crate::harness::free_frames() else {
+            return 3;
+        };
+        if !failed {
+            // Enough frames for the four stacks and the tables' object (from a slab carved
+            // out of the frames left): every shortfall before it was covered. The tables
+            // made are kept for good (about 20 frames, once per run of this test).
+            crate::kprintln!("CPUTABLES,made_with,{k}");
+            return if k > 20 { 0 } else { 1 };
+        }
+        // Frames only: the heap objects out may grow by `alloc_stack`'s list of free slots
+        // (kept for good, not a leak).
+        if after.0 != before.0 {
+            crate::kprintln!(
+                "CPUTABLES,k,{k},before,{before:?},after,{after:?} (free frames, objects out)"
+            );
+            return 100 + k;
+        }
+    }
+    1
+}
+
+/// A CPU's descriptor tables and IST stacks made with memory running out: the attempt fails
+/// and keeps nothing (forced on one pinned CPU, its cache holding the few frames left).
+/// Until 2026-12-05 the stacks made before the failing one stayed allocated (found by
+/// review).
+fn cpu_tables_fail(_: &BootState) -> TestResult {
+    crate::mm::tests::drain_all()?;
+    let t = crate::sched::Builder::new()
+        .pin(crate::harness::ncpus() - 1)
+        .spawn(prepare_with_few_frames, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let code = crate::harness::join_all(&[t], 60_000)?[0];
+    match code {
+        0 => Ok(()),
+        1 => Err("prepare_tables succeeded with the heap hoarded (the test's premise)".into()),
+        2 => Err("no frames to set aside".into()),
+        c => Err(format!(
+            "with {} frames left, a failed prepare_tables kept some of them",
+            c - 100
+        )),
+    }
 }
