@@ -161,15 +161,23 @@ pub fn enable_for_ipis() {
 
 /// Enables this CPU's local APIC in the selected mode: software-enabled with `spurious`
 /// vector, LINT0/LINT1 and the timer masked, errors to `error_vector`, TPR 0.
+///
+/// Software-enabled first: while it is disabled (an AP after INIT, its SVR at reset) the
+/// APIC keeps every LVT entry masked and ignores a write that clears the mask (Intel SDM
+/// vol. 3, 11.4.7.2; KVM does the same). Until 2026-12-05 the error entry was written
+/// before, so on hardware and KVM the APs' error interrupt stayed masked (found by review;
+/// TCG does not enforce the mask, so no QEMU test here can see it). The error status is
+/// cleared with two writes (the first latches, the second clears), as Linux does.
 pub fn enable_local(spurious: u8, error_vector: u8) {
     enable_for_ipis();
+    write(REG_SVR, 0x100 | u32::from(spurious));
     write(REG_TPR, 0);
     write(REG_LVT_TIMER, LVT_MASKED);
     write(REG_LVT_LINT0, LVT_MASKED);
     write(REG_LVT_LINT1, LVT_MASKED);
     write(REG_LVT_ERROR, u32::from(error_vector));
     write(REG_ESR, 0);
-    write(REG_SVR, 0x100 | u32::from(spurious));
+    write(REG_ESR, 0);
 }
 
 /// This CPU's APIC id (32-bit in x2APIC mode, 8-bit in xAPIC mode).

@@ -322,6 +322,7 @@ fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8) {
             / u128::from(crate::smp::time::tsc_hz().max(1));
         apic::timer_oneshot(VEC_TIMER, ticks.clamp(1, u32::MAX as u128) as u32, false);
     }
+    crate::smp::timer::scheduler_armed();
 }
 
 /// The time slice, in TSC ticks (0 before `init`).

@@ -24,7 +24,29 @@ use exo_arch::apic::{self, TimerMode};
 #[derive(Debug)]
 #[must_use = "dropping the backstop restores the timer's LVT"]
 pub struct Backstop {
-    restore: Option<u32>,
+    /// The LVT to put back, the CPU and its count of scheduler arms when it was unmasked.
+    restore: Option<(u32, u32, u64)>,
+}
+
+/// The scheduler armed this CPU's timer (call with interrupts off, after the write): a
+/// backstop whose wait this came in leaves the LVT as the scheduler set it.
+#[inline(always)]
+pub fn scheduler_armed() {
+    use core::sync::atomic::Ordering::Relaxed;
+    if let Some(b) = crate::smp::cpus::get(exo_percpu::cpu_id_hint()) {
+        // Written by this CPU only, interrupts off: no locked add needed.
+        let a = &b.ext.timer_arms;
+        a.store(a.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+}
+
+/// This CPU and its count of scheduler arms.
+fn arms_here() -> (u32, u64) {
+    let cpu = exo_percpu::cpu_id_hint();
+    let n = crate::smp::cpus::get(cpu).map_or(0, |b| {
+        b.ext.timer_arms.load(core::sync::atomic::Ordering::Relaxed)
+    });
+    (cpu.0, n)
 }
 
 /// Arms a timer interrupt within `us` microseconds in the timer's current mode (see the
@@ -57,7 +79,10 @@ pub fn backstop_us(us: u64) -> Backstop {
         // Masked (no scheduler timer here yet) or reserved: a one-shot for this wait only.
         _ => {
             apic::timer_oneshot(VEC_TIMER, ticks_for_us(us), false);
-            Backstop { restore: Some(lvt) }
+            let (cpu, arms) = arms_here();
+            Backstop {
+                restore: Some((lvt, cpu, arms)),
+            }
         }
     }
 }
@@ -68,9 +93,19 @@ fn ticks_for_us(us: u64) -> u32 {
 }
 
 impl Drop for Backstop {
+    /// Puts back the LVT it unmasked, unless the scheduler armed the timer during the wait
+    /// (the backstop's tick runs `sched::tick`, which arms it while the scheduler starts)
+    /// or the waiter now runs on another CPU: until 2026-12-05 the restore masked a timer
+    /// the scheduler had just armed, and its record said a deadline was coming (its lazy
+    /// re-arm skipped writes: no tick until a write it did not skip; seen in 1 of 3 boots
+    /// at -smp 4; found by review).
     fn drop(&mut self) {
-        if let Some(lvt) = self.restore {
-            exo_arch::cpu::without_interrupts(|| apic::set_lvt_timer(lvt));
+        if let Some((lvt, cpu, arms)) = self.restore {
+            exo_arch::cpu::without_interrupts(|| {
+                if arms_here() == (cpu, arms) {
+                    apic::set_lvt_timer(lvt);
+                }
+            });
         }
     }
 }
