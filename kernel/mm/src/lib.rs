@@ -6,6 +6,8 @@
 //! * [`SizeClass`] / [`class_for`]: the small-object size classes of the slab
 //!   layer and the address arithmetic it needs.
 //! * [`Magazine`]: a fixed-capacity LIFO of addresses for per-CPU caches.
+//! * [`chain`]: a pool's chain of free objects sorted in place, and the slabs whose objects
+//!   are all on it taken out (their frames go back to the buddy when memory runs out).
 //!
 //! The kernel wires these to real memory: it carves the buddy's bitmap words
 //! from boot memory, wraps each structure in its own lock or per-CPU slot, and
@@ -15,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod buddy;
+pub mod chain;
 mod error;
 mod magazine;
 mod size_class;

@@ -179,9 +179,19 @@ impl cache::Depot for KernelDepot {
 /// One 4 KiB frame (not zeroed): the per-CPU magazine, refilled from the buddy in batches.
 #[inline]
 pub fn alloc_frame() -> Result<Frame, OutOfMemory> {
-    let va = cache::alloc_or_refill(&KernelDepot, cache::PAGES).ok_or(OutOfMemory)?;
-    unpoison(va);
+    let va = frame_no_reclaim()
+        .or_else(|| (reclaim_slabs() > 0).then(frame_no_reclaim).flatten())
+        .ok_or(OutOfMemory)?;
     Ok(Frame(va as u64))
+}
+
+/// A frame from this CPU's magazine (refilled from the buddy), without reclaiming slabs:
+/// for callers that hold a pool's lock (`carve_slab`).
+#[inline(always)]
+fn frame_no_reclaim() -> Option<usize> {
+    let va = cache::alloc_or_refill(&KernelDepot, cache::PAGES)?;
+    unpoison(va);
+    Some(va)
 }
 
 /// Gives a frame back (to this CPU's magazine; the 32 oldest go back when it is full).
@@ -200,7 +210,14 @@ pub fn free_frame(f: Frame) {
 #[inline]
 pub fn try_alloc(layout: Layout) -> Result<NonNull<u8>, OutOfMemory> {
     if let Some(c) = class_for(layout.size(), layout.align()) {
-        let p = cache::alloc_or_refill(&KernelDepot, c.index()).ok_or(OutOfMemory)?;
+        let p = cache::alloc_or_refill(&KernelDepot, c.index())
+            .or_else(|| {
+                // Another class's empty slabs may make the one this class needs.
+                (reclaim_slabs() > 0)
+                    .then(|| cache::alloc_or_refill(&KernelDepot, c.index()))
+                    .flatten()
+            })
+            .ok_or(OutOfMemory)?;
         unpoison(p);
         // SAFETY: magazines and pools hold only non-null object addresses.
         return Ok(unsafe { NonNull::new_unchecked(p as *mut u8) });
@@ -209,7 +226,13 @@ pub fn try_alloc(layout: Layout) -> Result<NonNull<u8>, OutOfMemory> {
     let pa = if order == 0 {
         alloc_frame()?.0
     } else {
-        buddy_alloc(order)?
+        buddy_alloc(order).or_else(|e| {
+            if reclaim_slabs() > 0 {
+                buddy_alloc(order)
+            } else {
+                Err(e)
+            }
+        })?
     };
     LARGE_FRAMES.fetch_add(1 << order, Ordering::Relaxed);
     NonNull::new(pa as *mut u8).ok_or(OutOfMemory)
@@ -453,16 +476,88 @@ fn give_back(c: SizeClass, objs: &[usize]) {
     unsafe { set_next(last, pool.head) };
     pool.head = first;
     pool.count += objs.len();
+    POOL_GIVES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Objects given back to the pools (batches), and its value at the last slab reclaim: a
+/// reclaim with nothing given back since the last one would find nothing new.
+static POOL_GIVES: AtomicU64 = AtomicU64::new(0);
+static RECLAIMED_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Slabs given back to the buddy by [`reclaim_slabs`] (tests, reports).
+pub static SLABS_RECLAIMED: AtomicU64 = AtomicU64::new(0);
+
+/// The link words of a pool's chain, for `exo_mm::chain`.
+struct PoolLinks;
+
+impl exo_mm::chain::Links for PoolLinks {
+    fn next(&self, obj: usize) -> usize {
+        // SAFETY: only called on the chain of a pool whose lock the caller holds.
+        unsafe { next_of(obj) }
+    }
+    fn set_next(&mut self, obj: usize, next: usize) {
+        // SAFETY: as above; the pool's objects are free and the lock makes them the
+        // caller's.
+        unsafe { set_next(obj, next) }
+    }
+}
+
+/// Gives back to the buddy every slab whose objects are all free in its class's pool (this
+/// CPU's magazines drained first); returns the frames given back. Called when memory has
+/// run out: until 2026-12-05 a slab carved for one class kept its frames for good, and a
+/// burst of small objects freed afterwards left every page allocation failing with the
+/// memory free (found by review). Each pool is sorted by address in place under its lock
+/// (`exo_mm::chain`, `O(n log n)`, no memory needed); skipped with interrupts off (a large
+/// pool's sort must not hold them off) and when nothing was given back to a pool since the
+/// last reclaim. Objects in other CPUs' magazines keep their slabs.
+fn reclaim_slabs() -> usize {
+    use exo_mm::chain::{sort_chain, take_free_slabs};
+    if !exo_arch::cpu::interrupts_enabled() {
+        return 0;
+    }
+    drain_this_cpu();
+    let gives = POOL_GIVES.load(Ordering::Relaxed);
+    if RECLAIMED_AT.swap(gives, Ordering::Relaxed) == gives {
+        return 0;
+    }
+    let _np = PreemptGuard::new();
+    let mut frames = 0;
+    for c in SizeClass::ALL {
+        let mut pool = POOLS[c.index()].lock();
+        if pool.count < c.objects_per_slab() {
+            continue;
+        }
+        let (head, len) = sort_chain(pool.head, pool.count, &mut PoolLinks);
+        if len != pool.count {
+            log::error!(
+                "kalloc: the {} B pool's chain held {len} objects, not {} (a double free): cut",
+                c.size(),
+                pool.count
+            );
+        }
+        let mut slabs = 0;
+        let (head, removed) = take_free_slabs(head, c, &mut PoolLinks, |base| {
+            buddy_free(base, c.slab_order());
+            slabs += 1;
+        });
+        pool.head = head;
+        pool.count = len - removed;
+        pool.carved -= removed;
+        pool.slab_frames -= slabs << c.slab_order();
+        frames += slabs << c.slab_order();
+        SLABS_RECLAIMED.fetch_add(slabs as u64, Ordering::Relaxed);
+    }
+    frames
 }
 
 /// Carves one slab (`2^slab_order` frames) into free objects on the pool's chain.
 fn carve_slab(pool: &mut Pool, c: SizeClass) -> Result<(), OutOfMemory> {
     let order = c.slab_order();
+    // Never reclaims: this pool's lock is held, and a reclaim takes every pool's.
     let base = if order == 0 {
-        alloc_frame()?.0
+        frame_no_reclaim().ok_or(OutOfMemory)?
     } else {
-        buddy_alloc(order)?
-    } as usize;
+        buddy_alloc(order)? as usize
+    };
     let n = c.objects_per_slab();
     for i in (0..n).rev() {
         let obj = base + i * c.size();

@@ -32,6 +32,11 @@ ktest!(
     "mm.oom_kernel_stack_gives_its_frame_and_slot_back",
     stack_without_table
 );
+ktest!(
+    Needs::Threads,
+    "mm.oom_empty_slabs_go_back_to_the_buddy",
+    slab_frames_come_back
+);
 
 static OOM_LOCK: crate::sched::park::Mutex<u64> = crate::sched::park::mutex(0);
 static GO: AtomicBool = AtomicBool::new(false);
@@ -337,5 +342,69 @@ fn stack_without_table(_: &BootState) -> TestResult {
                 .into(),
         ),
         _ => Err("no frame to set aside".into()),
+    }
+}
+
+/// Frames turned into small objects, all freed again, are pages again when pages run out:
+/// with everything else hoarded, 16 frames become 64-byte objects (their slabs), the
+/// objects are freed, and `alloc_frame` must succeed (the empty slabs go back to the buddy:
+/// `kalloc::reclaim_slabs`). Until 2026-12-05 a slab kept its frames for good: it failed
+/// with the memory free (found by review). Runs pinned: the test's CPU holds the frames.
+fn slab_frames_come_back(_: &BootState) -> TestResult {
+    drain_all()?;
+    let t = Builder::new()
+        .pin(ncpus() - 1)
+        .spawn(slabs_then_a_frame, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    match join_all(&[t], 60_000)?[0] {
+        0 => Ok(()),
+        1 => Err("no frames or room to set aside".into()),
+        2 => Err("the frames set aside made no 64-byte objects".into()),
+        n => Err(format!(
+            "16 frames became {} 64-byte objects, all freed; alloc_frame still failed",
+            n - 100
+        )),
+    }
+}
+
+/// `slab_frames_come_back`'s body (see there): 0 when the frame came, 100 + objects made
+/// when it did not.
+fn slabs_then_a_frame(_: u64) -> u64 {
+    use crate::mm::kalloc;
+    const K: usize = 16;
+    let Ok(layout) = core::alloc::Layout::from_size_align(64, 8) else {
+        return 1;
+    };
+    let mut frames: Vec<kalloc::Frame> = Vec::new();
+    let mut objs: Vec<kalloc::Allocation> = Vec::new();
+    if frames.try_reserve(K).is_err() || objs.try_reserve(K * 4096 / 64).is_err() {
+        return 1;
+    }
+    for _ in 0..K {
+        match kalloc::alloc_frame() {
+            Ok(f) => frames.push(f),
+            Err(_) => return 1,
+        }
+    }
+    let hoard = kalloc::Hoard::take_all();
+    frames.drain(..).for_each(kalloc::free_frame);
+    while objs.len() < objs.capacity() {
+        match kalloc::try_alloc_owned(layout) {
+            Ok(a) => objs.push(a),
+            Err(_) => break,
+        }
+    }
+    let made = objs.len() as u64;
+    objs.clear();
+    let got = kalloc::alloc_frame();
+    let ok = got.is_ok();
+    if let Ok(f) = got {
+        kalloc::free_frame(f);
+    }
+    drop(hoard);
+    match (made, ok) {
+        (0, _) => 2,
+        (_, true) => 0,
+        (n, false) => 100 + n,
     }
 }
