@@ -133,65 +133,89 @@ fn buddy_free(pa: u64, order: usize) {
 /// The global layer behind the per-CPU magazines: the class pools, and the buddy for frames.
 struct KernelDepot;
 
-impl cache::Depot for KernelDepot {
+/// [`KernelDepot`] for `carve_slab`, which holds a pool's lock: a frame magazine it finds
+/// dry is refilled without reclaiming slabs (a reclaim takes every pool's lock).
+struct CarveDepot;
+
+impl cache::Depot for CarveDepot {
     fn take(&self, m: usize, out: &mut [usize]) -> usize {
-        // No preemption while a global allocator lock is held: a thread preempted holding
-        // it would stall every CPU that needs it, and deadlock one that spins on it with
-        // interrupts off.
-        let _np = PreemptGuard::new();
-        if m == cache::PAGES {
-            let mut frames = [0u64; BATCH + 1];
-            let want = out.len().min(frames.len());
-            let n = match BUDDY.lock().as_mut() {
-                Some(b) => b.alloc_batch(0, &mut frames[..want]),
-                None => 0,
-            };
-            for (o, &f) in out.iter_mut().zip(&frames[..n]) {
-                *o = f as usize;
-            }
-            return n;
-        }
-        SizeClass::ALL.get(m).map_or(0, |&c| take_from_pool(c, out))
+        take_from_depot(m, out, false)
     }
 
     fn give(&self, m: usize, entries: &[usize]) {
-        let _np = PreemptGuard::new();
-        if m == cache::PAGES {
-            for chunk in entries.chunks(cache::SLOTS) {
-                let mut frames = [0u64; cache::SLOTS];
-                for (f, &e) in frames.iter_mut().zip(chunk) {
-                    *f = e as u64;
-                }
-                if let Some(b) = BUDDY.lock().as_mut()
-                    && let Err(e) = b.free_batch(0, &frames[..chunk.len()])
-                {
-                    panic!("kalloc: draining frames: {e:?}");
-                }
+        cache::Depot::give(&KernelDepot, m, entries);
+    }
+}
+
+impl cache::Depot for KernelDepot {
+    fn take(&self, m: usize, out: &mut [usize]) -> usize {
+        take_from_depot(m, out, true)
+    }
+
+    fn give(&self, m: usize, entries: &[usize]) {
+        give_to_depot(m, entries);
+    }
+}
+
+/// The global layer's side of a refill: frames from the buddy (empty slabs reclaimed first
+/// when it is dry, if `reclaim`), objects from the class's pool.
+fn take_from_depot(m: usize, out: &mut [usize], reclaim: bool) -> usize {
+    // No preemption while a global allocator lock is held: a thread preempted holding
+    // it would stall every CPU that needs it, and deadlock one that spins on it with
+    // interrupts off.
+    let _np = PreemptGuard::new();
+    if m == cache::PAGES {
+        let mut frames = [0u64; BATCH + 1];
+        let want = out.len().min(frames.len());
+        let batch = |frames: &mut [u64]| match BUDDY.lock().as_mut() {
+            Some(b) => b.alloc_batch(0, frames),
+            None => 0,
+        };
+        let mut n = batch(&mut frames[..want]);
+        // The buddy ran dry: empty slabs go back to it first (not for a carve, whose
+        // pool's lock is held: `CarveDepot`).
+        if n == 0 && reclaim && reclaim_slabs() > 0 {
+            n = batch(&mut frames[..want]);
+        }
+        for (o, &f) in out.iter_mut().zip(&frames[..n]) {
+            *o = f as usize;
+        }
+        return n;
+    }
+    SizeClass::ALL.get(m).map_or(0, |&c| take_from_pool(c, out))
+}
+
+/// The global layer's side of a drain: frames to the buddy, objects to their pool.
+fn give_to_depot(m: usize, entries: &[usize]) {
+    let _np = PreemptGuard::new();
+    if m == cache::PAGES {
+        for chunk in entries.chunks(cache::SLOTS) {
+            let mut frames = [0u64; cache::SLOTS];
+            for (f, &e) in frames.iter_mut().zip(chunk) {
+                *f = e as u64;
             }
-            return;
+            if let Some(b) = BUDDY.lock().as_mut()
+                && let Err(e) = b.free_batch(0, &frames[..chunk.len()])
+            {
+                panic!("kalloc: draining frames: {e:?}");
+            }
         }
-        if let Some(&c) = SizeClass::ALL.get(m) {
-            give_back(c, entries);
-        }
+        return;
+    }
+    if let Some(&c) = SizeClass::ALL.get(m) {
+        give_back(c, entries);
     }
 }
 
 /// One 4 KiB frame (not zeroed): the per-CPU magazine, refilled from the buddy in batches.
 #[inline]
 pub fn alloc_frame() -> Result<Frame, OutOfMemory> {
-    let va = frame_no_reclaim()
-        .or_else(|| (reclaim_slabs() > 0).then(frame_no_reclaim).flatten())
-        .ok_or(OutOfMemory)?;
-    Ok(Frame(va as u64))
-}
-
-/// A frame from this CPU's magazine (refilled from the buddy), without reclaiming slabs:
-/// for callers that hold a pool's lock (`carve_slab`).
-#[inline(always)]
-fn frame_no_reclaim() -> Option<usize> {
-    let va = cache::alloc_or_refill(&KernelDepot, cache::PAGES)?;
-    unpoison(va);
-    Some(va)
+    cache::alloc_or_refill(&KernelDepot, cache::PAGES)
+        .map(|va| {
+            unpoison(va);
+            Frame(va as u64)
+        })
+        .ok_or(OutOfMemory)
 }
 
 /// Gives a frame back (to this CPU's magazine; the 32 oldest go back when it is full).
@@ -210,14 +234,7 @@ pub fn free_frame(f: Frame) {
 #[inline]
 pub fn try_alloc(layout: Layout) -> Result<NonNull<u8>, OutOfMemory> {
     if let Some(c) = class_for(layout.size(), layout.align()) {
-        let p = cache::alloc_or_refill(&KernelDepot, c.index())
-            .or_else(|| {
-                // Another class's empty slabs may make the one this class needs.
-                (reclaim_slabs() > 0)
-                    .then(|| cache::alloc_or_refill(&KernelDepot, c.index()))
-                    .flatten()
-            })
-            .ok_or(OutOfMemory)?;
+        let p = cache::alloc_or_refill(&KernelDepot, c.index()).ok_or(OutOfMemory)?;
         unpoison(p);
         // SAFETY: magazines and pools hold only non-null object addresses.
         return Ok(unsafe { NonNull::new_unchecked(p as *mut u8) });
@@ -446,9 +463,16 @@ unsafe fn set_next(obj: usize, next: usize) {
 /// low); returns how many (0: out of memory).
 fn take_from_pool(c: SizeClass, out: &mut [usize]) -> usize {
     let mut pool = POOLS[c.index()].lock();
-    if pool.count < out.len() {
-        // A failed carve is not an error while the pool still has objects.
-        let _ = carve_slab(&mut pool, c);
+    if pool.count < out.len() && carve_slab(&mut pool, c).is_err() && pool.count == 0 {
+        // A failed carve is not an error while the pool still has objects. Without any:
+        // other classes' empty slabs back to the buddy (their locks are taken one at a
+        // time: this one is let go first), then one more carve.
+        drop(pool);
+        let reclaimed = reclaim_slabs();
+        pool = POOLS[c.index()].lock();
+        if reclaimed > 0 && pool.count < out.len() {
+            let _ = carve_slab(&mut pool, c);
+        }
     }
     let take = out.len().min(pool.count);
     for slot in &mut out[..take] {
@@ -485,6 +509,9 @@ static POOL_GIVES: AtomicU64 = AtomicU64::new(0);
 static RECLAIMED_AT: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Slabs given back to the buddy by [`reclaim_slabs`] (tests, reports).
 pub static SLABS_RECLAIMED: AtomicU64 = AtomicU64::new(0);
+/// Pool chains [`reclaim_slabs`] found shorter than their count (an object freed twice in
+/// a release build looped them) and cut there.
+pub static CHAINS_CUT: AtomicU64 = AtomicU64::new(0);
 
 /// The link words of a pool's chain, for `exo_mm::chain`.
 struct PoolLinks;
@@ -501,20 +528,21 @@ impl exo_mm::chain::Links for PoolLinks {
     }
 }
 
-/// Gives back to the buddy every slab whose objects are all free in its class's pool (this
-/// CPU's magazines drained first); returns the frames given back. Called when memory has
+/// Gives back to the buddy every slab whose objects are all free in its class's pool;
+/// returns the frames given back. Called when memory has
 /// run out: until 2026-12-05 a slab carved for one class kept its frames for good, and a
 /// burst of small objects freed afterwards left every page allocation failing with the
 /// memory free (found by review). Each pool is sorted by address in place under its lock
 /// (`exo_mm::chain`, `O(n log n)`, no memory needed); skipped with interrupts off (a large
 /// pool's sort must not hold them off) and when nothing was given back to a pool since the
-/// last reclaim. Objects in other CPUs' magazines keep their slabs.
+/// last reclaim. Objects in the CPUs' magazines keep their slabs. Runs inside a magazine's
+/// refill (the frame magazine's, or a class's carve): it touches no magazine, allocates
+/// nothing and logs nothing (a chain found cut is counted: [`CHAINS_CUT`]).
 fn reclaim_slabs() -> usize {
     use exo_mm::chain::{sort_chain, take_free_slabs};
     if !exo_arch::cpu::interrupts_enabled() {
         return 0;
     }
-    drain_this_cpu();
     let gives = POOL_GIVES.load(Ordering::Relaxed);
     if RECLAIMED_AT.swap(gives, Ordering::Relaxed) == gives {
         return 0;
@@ -528,11 +556,7 @@ fn reclaim_slabs() -> usize {
         }
         let (head, len) = sort_chain(pool.head, pool.count, &mut PoolLinks);
         if len != pool.count {
-            log::error!(
-                "kalloc: the {} B pool's chain held {len} objects, not {} (a double free): cut",
-                c.size(),
-                pool.count
-            );
+            CHAINS_CUT.fetch_add(1, Ordering::Relaxed);
         }
         let mut slabs = 0;
         let (head, removed) = take_free_slabs(head, c, &mut PoolLinks, |base| {
@@ -552,9 +576,12 @@ fn reclaim_slabs() -> usize {
 /// Carves one slab (`2^slab_order` frames) into free objects on the pool's chain.
 fn carve_slab(pool: &mut Pool, c: SizeClass) -> Result<(), OutOfMemory> {
     let order = c.slab_order();
-    // Never reclaims: this pool's lock is held, and a reclaim takes every pool's.
+    // An order-0 slab from the frame magazine, refilled without a reclaim (`CarveDepot`:
+    // a reclaim takes every pool's lock, and this one's is held).
     let base = if order == 0 {
-        frame_no_reclaim().ok_or(OutOfMemory)?
+        let va = cache::alloc_or_refill(&CarveDepot, cache::PAGES).ok_or(OutOfMemory)?;
+        unpoison(va);
+        va
     } else {
         buddy_alloc(order)? as usize
     };
