@@ -94,7 +94,7 @@ pub use clock::Clock;
 pub use line::{
     BenchLine, EndLine, FairLine, Line, SuiteLine, parse_line, write_bench, write_fair,
 };
-pub use measure::{OVERHEAD_PAIRS, bench, bench_batched, bench_with, measure_overhead};
+pub use measure::{OVERHEAD_PAIRS, bench, bench_batched, bench_with, handoff, measure_overhead};
 pub use mode::{Mode, ParseModeError};
 pub use samples::Samples;
 pub use stats::{Stats, nearest_rank_index, stats_of};

@@ -96,3 +96,33 @@ where
     }
     samples.stats(0)
 }
+
+/// One lock hand-off's time, on one time line: the acquirer asked for the lock at `asked`,
+/// got it at `acquired`, and the previous holder (`last`, not `me`; `released_at` 0: none
+/// yet) released it at `released_at`. `None` unless the acquirer was already waiting when
+/// the lock was released (`asked <= released_at`): an acquirer that came later (a late
+/// start, a vCPU the host descheduled) would count its own absence as hand-off time.
+pub fn handoff(asked: i64, acquired: i64, released_at: i64, last: u32, me: u32) -> Option<u64> {
+    (last != me && released_at != 0 && asked <= released_at)
+        .then(|| acquired.saturating_sub(released_at).max(0) as u64)
+}
+
+#[cfg(test)]
+mod handoff_tests {
+    use super::handoff;
+
+    #[test]
+    fn only_an_acquirer_waiting_at_the_release_counts() {
+        // Waiting since 100, released at 150, acquired at 170: 20 ticks.
+        assert_eq!(handoff(100, 170, 150, 1, 2), Some(20));
+        // Asked exactly at the release.
+        assert_eq!(handoff(150, 170, 150, 1, 2), Some(20));
+        // Asked after the release (came late, or its vCPU was away): not a hand-off.
+        assert_eq!(handoff(160, 170, 150, 1, 2), None);
+        // The same CPU again, or the first acquisition of the round.
+        assert_eq!(handoff(100, 170, 150, 2, 2), None);
+        assert_eq!(handoff(100, 170, 0, 1, 2), None);
+        // Clocks a little apart (offset error): never negative.
+        assert_eq!(handoff(100, 140, 150, 1, 2), Some(0));
+    }
+}

@@ -314,7 +314,11 @@ fn echo_threads() -> Result<(), &'static str> {
 fn server_dies() -> Result<(), &'static str> {
     let h = endpoint()?;
     let pid = spawn_server(DIE, h)?;
-    let r = exo_rt::ipc_call(h, &request(0), 5000 * MS);
+    // No deadline: the server takes the call whenever it starts (process start has no bound
+    // under an emulator) and dies holding it; with a 5 s one a slow start made the call
+    // time out and left the server blocked for good on an endpoint its handle kept alive
+    // (init hung in `wait` instead of failing; found by review, 2026-12-05).
+    let r = exo_rt::ipc_call(h, &request(0), 0);
     let st = exo_rt::wait(pid).map_err(|_| "wait")?;
     if st != ExitStatus::Killed(KillCause::UD) {
         return Err("the server was not killed by #UD");
@@ -514,7 +518,11 @@ fn timeouts() -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Set by `blocked_caller` right before its call.
+static CALLING: AtomicU32 = AtomicU32::new(0);
+
 fn blocked_caller(h: u64) -> i32 {
+    CALLING.store(1, Ordering::Release);
     match exo_rt::ipc_call(h as u32, &request(0), 5000 * MS) {
         Err(Errno::EPIPE) => 0,
         Err(Errno::EBADF) => 3, // closed before the call: try again
@@ -526,19 +534,34 @@ fn blocked_caller(h: u64) -> i32 {
     }
 }
 
+/// The close must come once the caller blocks: it announces its call (`CALLING`), this
+/// waits for that, then 20 ms more (the caller's call is a few instructions past its
+/// announcement). A close that still came first is `EBADF` and the case tries again, 20
+/// times at most; it fails if the caller never blocked. Until 2026-12-05 five early closes
+/// in a row passed the case without checking `EPIPE` at all (found by review).
 fn destroyed_while_blocked() -> Result<(), &'static str> {
-    for _ in 0..5 {
+    for _ in 0..20 {
         let h = endpoint()?;
+        CALLING.store(0, Ordering::Relaxed);
         let t = exo_rt::thread::spawn(blocked_caller, u64::from(h)).map_err(|_| "thread")?;
+        // Bounded: 10 s of yields for the thread to start.
+        for _ in 0..10_000 {
+            if CALLING.load(Ordering::Acquire) != 0 {
+                break;
+            }
+            let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(MS));
+        }
         // Let it block (its call has no receiver), then close the only handle.
         let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(20 * MS));
         exo_rt::handle_close(h).map_err(|_| "close")?;
         match t.join() {
-            Ok(0) => break,
+            Ok(0) => {
+                println!("ipcdemo 5: endpoint destroyed under a blocked caller: EPIPE");
+                return Ok(());
+            }
             Ok(3) => continue,
             _ => return Err("the blocked caller did not get EPIPE"),
         }
     }
-    println!("ipcdemo 5: endpoint destroyed under a blocked caller: EPIPE");
-    Ok(())
+    Err("the caller never blocked before the close (20 tries)")
 }
