@@ -224,6 +224,13 @@ fn receive_passed(arg: u64) -> i32 {
 /// Every check, against the name server `ns`.
 fn checks(ns: u32) -> Result<(), &'static str> {
     sent_then_closed()?;
+    // The handle every client holds (inherited from `init`, or from `names::start`) sends
+    // only: no client can take another's REGISTER (and its handle) or answer a LOOKUP.
+    want(
+        "a receive on the name server's endpoint",
+        exo_rt::ipc_recv(ns, MS).map(|_| ()),
+        Err(Errno::EPERM),
+    )?;
     // Bad requests, before the echo server exists.
     want(
         "register of an empty name (client side)",

@@ -12,7 +12,7 @@
 use exo_rt::abi::ipc::RIGHT_SEND;
 use exo_rt::names::{
     BADNAME, BADREQ, BADTOKEN, EXISTS, FULL, LOOKUP, LOOKUP_RIGHTS, NAMES_MAX, NOHANDLE, NORIGHT,
-    NOTFOUND, Name, OK, REGISTER, STOP, UNREGISTER,
+    NOTFOUND, Name, OK, REGISTER, SELF, STOP, UNREGISTER,
 };
 use exo_rt::{IpcMsg, eprintln, println};
 
@@ -55,7 +55,7 @@ fn drop_handle(m: &IpcMsg) {
 }
 
 /// The answer to `m`, and whether the server stops after sending it.
-fn serve(t: &mut Table, token: u32, m: &IpcMsg) -> (IpcMsg, bool) {
+fn serve(t: &mut Table, ns: u32, token: u32, m: &IpcMsg) -> (IpcMsg, bool) {
     if m.label == REGISTER {
         return (reply(register(t, m)), false);
     }
@@ -84,6 +84,9 @@ fn serve(t: &mut Table, token: u32, m: &IpcMsg) -> (IpcMsg, bool) {
                 None => (reply(NOTFOUND), false),
             },
         },
+        // A send-only handle to this endpoint (`names::start` gives its caller that one and
+        // closes the one with the receive right).
+        SELF => (reply(OK).with_handle(ns, RIGHT_SEND), false),
         STOP if m.words[0] == u64::from(token) => (reply(OK), true),
         STOP => (reply(BADTOKEN), false),
         _ => (reply(BADREQ), false),
@@ -133,7 +136,7 @@ fn run(arg: u64) -> i32 {
     };
     loop {
         requests += 1;
-        let (answer, stop) = serve(&mut t, token, &m);
+        let (answer, stop) = serve(&mut t, ns, token, &m);
         if stop {
             let _ = exo_rt::ipc_reply(&answer);
             let held = t.entries.iter().flatten().count();

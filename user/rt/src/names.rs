@@ -36,6 +36,8 @@ pub const REGISTER: u32 = 0x4e53_0001;
 pub const LOOKUP: u32 = 0x4e53_0002;
 /// Request: forget the name (the server closes its handle).
 pub const UNREGISTER: u32 = 0x4e53_0003;
+/// Request: a send-only handle to the server's own endpoint (the reply carries it).
+pub const SELF: u32 = 0x4e53_0004;
 /// Request: stop the server (word 0 must be its token).
 pub const STOP: u32 = 0x4e53_00ff;
 
@@ -198,21 +200,38 @@ impl Name {
     }
 }
 
-/// Starts a name server: a new endpoint (send and receive rights, `badge`) and `/names`
-/// serving it, stoppable with `token` (not 0). Returns the caller's handle to it (which the
-/// server inherited) and the server's pid; [`stop`] it, then `wait` for it.
+/// Starts a name server: a new endpoint (`badge`) and `/names` serving it, stoppable with
+/// `token` (not 0). Returns the caller's handle to it, **send only** (asked of the server
+/// with [`SELF`]; the handle with the receive right the server inherited is closed here),
+/// and the server's pid; [`stop`] it, then `wait` for it. Processes the caller spawns
+/// afterwards inherit the send-only handle: none can receive a client's `REGISTER` (and
+/// the handle it brings) or answer a `LOOKUP` in the server's place, as every one of them
+/// could until 2026-12-05 (found by review).
 pub fn start(token: u32, badge: u64) -> Result<(u32, usize), Errno> {
     if token == 0 {
         return Err(Errno::EINVAL);
     }
     let ns = crate::endpoint_create(RIGHT_SEND | exo_abi::ipc::RIGHT_RECV, badge)?;
-    match crate::spawn("/names", u64::from(ns) | u64::from(token) << 32) {
-        Ok(pid) => Ok((ns, pid)),
+    let pid = match crate::spawn("/names", u64::from(ns) | u64::from(token) << 32) {
+        Ok(pid) => pid,
         Err(e) => {
             let _ = handle_close(ns);
-            Err(e)
+            return Err(e);
         }
-    }
+    };
+    let send_only = match ask(ns, &IpcMsg::new(SELF, [0; 8]), true) {
+        Ok(r) => r.handle(),
+        Err(_) => None,
+    };
+    let Some(h) = send_only else {
+        // The server did not answer as one (EIO): stopped, and its end waited for.
+        let _ = stop(ns, token);
+        let _ = crate::wait(pid);
+        let _ = handle_close(ns);
+        return Err(Errno::EIO);
+    };
+    let _ = handle_close(ns);
+    Ok((h, pid))
 }
 
 /// One request; the reply, with a handle it brought closed unless `keep_handle`.
