@@ -36,10 +36,13 @@ pub fn server(ns: u32) -> i32 {
             return 2;
         }
     };
-    if let Err(err) = names::register(ns, NAME, e, RIGHT_SEND) {
-        eprintln!("ipcdemo 8 server: register {NAME:?}: {err}");
-        return 3;
-    }
+    let reg = match names::register(ns, NAME, e, RIGHT_SEND) {
+        Ok(r) => r,
+        Err(err) => {
+            eprintln!("ipcdemo 8 server: register {NAME:?}: {err}");
+            return 3;
+        }
+    };
     let mut m = match exo_rt::ipc_recv(e, 0) {
         Ok(m) => m,
         Err(err) => {
@@ -58,6 +61,11 @@ pub fn server(ns: u32) -> i32 {
             bad += 1;
         }
         if m.label == LABEL_QUIT {
+            // Its name goes with it: only its registration can take it off.
+            if let Err(err) = names::unregister(ns, NAME, reg) {
+                eprintln!("ipcdemo 8 server: unregister {NAME:?}: {err}");
+                bad += 1;
+            }
             let _ = exo_rt::ipc_reply(&IpcMsg::new(LABEL_QUIT, [0; 8]));
             let _ = exo_rt::handle_close(e);
             return if bad == 0 { 0 } else { 5 };
@@ -234,7 +242,7 @@ fn checks(ns: u32) -> Result<(), &'static str> {
     // Bad requests, before the echo server exists.
     want(
         "register of an empty name (client side)",
-        names::register(ns, "", ns, 0),
+        names::register(ns, "", ns, 0).map(|_| ()),
         Err(NsError::BadName),
     )?;
     want(
@@ -288,7 +296,7 @@ fn checks(ns: u32) -> Result<(), &'static str> {
     let r = exo_rt::endpoint_create(RIGHT_RECV, 1).map_err(|_| "endpoint_create")?;
     want(
         "register of a receive-only handle",
-        names::register(ns, "recv-only", r, 0),
+        names::register(ns, "recv-only", r, 0).map(|_| ()),
         Err(NsError::NoRight),
     )?;
     want("close", exo_rt::handle_close(r), Ok(()))?;
@@ -327,16 +335,14 @@ fn checks(ns: u32) -> Result<(), &'static str> {
     )?;
     want(
         "register of a taken name",
-        names::register(ns, NAME, h, 0),
+        names::register(ns, NAME, h, 0).map(|_| ()),
         Err(NsError::Exists),
     )?;
     // Rights 0 (all the handle has: send) under a second name: a handle that went
     // client -> name server -> client works and keeps the badge.
-    want(
-        "register with rights 0",
-        names::register(ns, "echo-2", h, 0),
-        Ok(()),
-    )?;
+    let reg2 = names::register(ns, "echo-2", h, 0);
+    want("register with rights 0", reg2.map(|_| ()), Ok(()))?;
+    let reg2 = reg2.map_err(|_| "register with rights 0")?;
     let (h2, rights2) = names::lookup_rights(ns, "echo-2").map_err(|e| {
         eprintln!("ipcdemo 8: FAIL: lookup of echo-2: {e}");
         "lookup of echo-2"
@@ -344,7 +350,22 @@ fn checks(ns: u32) -> Result<(), &'static str> {
     want("rights of echo-2's handle", rights2, RIGHT_SEND)?;
     echo(h2, CALLS)?;
     want("close", exo_rt::handle_close(h2), Ok(()))?;
-    want("unregister echo-2", names::unregister(ns, "echo-2"), Ok(()))?;
+    // Only its registrant takes a name off: a wrong cookie is NOTOWNER, the name stays.
+    want(
+        "unregister of echo-2 with another cookie",
+        names::unregister(ns, "echo-2", names::Registration(reg2.0 ^ 2)),
+        Err(NsError::NotOwner),
+    )?;
+    want(
+        "unregister of echo (the echo server's) by this client",
+        names::unregister(ns, NAME, reg2),
+        Err(NsError::NotOwner),
+    )?;
+    want(
+        "unregister echo-2",
+        names::unregister(ns, "echo-2", reg2),
+        Ok(()),
+    )?;
 
     // The kernel's errors for bad handles in messages.
     let reg = Name::new(b"bad")
@@ -383,19 +404,23 @@ fn checks(ns: u32) -> Result<(), &'static str> {
 
     // As many names as the server holds, then FULL (the names go again).
     let mut held = 1; // "echo"
+    let mut regs = [names::Registration(0); names::NAMES_MAX + 1];
     let full = loop {
         if held > names::NAMES_MAX {
             break Ok(()); // one too many accepted
         }
         match names::register(ns, filler_name(held).as_str(), h, RIGHT_SEND) {
-            Ok(()) => held += 1,
+            Ok(r) => {
+                regs[held] = r;
+                held += 1;
+            }
             Err(e) => break Err(e),
         }
     };
-    for k in 1..held {
+    for (k, &reg) in regs.iter().enumerate().take(held).skip(1) {
         want(
             "unregister of a filler name",
-            names::unregister(ns, filler_name(k).as_str()),
+            names::unregister(ns, filler_name(k).as_str(), reg),
             Ok(()),
         )?;
     }
@@ -458,18 +483,8 @@ fn checks(ns: u32) -> Result<(), &'static str> {
     echo(h3, CALLS + 1)?;
     want("close", exo_rt::handle_close(h3), Ok(()))?;
 
-    // Unregister: the name goes, handles already given keep working.
-    want("unregister", names::unregister(ns, NAME), Ok(()))?;
-    want(
-        "lookup after unregister",
-        names::lookup(ns, NAME),
-        Err(NsError::NotFound),
-    )?;
-    want(
-        "unregister twice",
-        names::unregister(ns, NAME),
-        Err(NsError::NotFound),
-    )?;
+    // Unregister: the echo server takes its name off as it quits (only its registration
+    // can); the handle already given keeps working until then.
     echo(h, CALLS + 2)?;
     match exo_rt::ipc_call(h, &IpcMsg::new(LABEL_QUIT, [0; 8]), 0) {
         Ok(m) if m.label == LABEL_QUIT => {}
@@ -482,6 +497,16 @@ fn checks(ns: u32) -> Result<(), &'static str> {
         "the echo server's end",
         exo_rt::wait(pid),
         Ok(ExitStatus::Exited(0)),
+    )?;
+    want(
+        "lookup after the echo server's unregister",
+        names::lookup(ns, NAME),
+        Err(NsError::NotFound),
+    )?;
+    want(
+        "unregister twice",
+        names::unregister(ns, NAME, reg2),
+        Err(NsError::NotFound),
     )?;
     want("close", exo_rt::handle_close(h), Ok(()))?;
     println!(

@@ -11,24 +11,39 @@
 
 use exo_rt::abi::ipc::RIGHT_SEND;
 use exo_rt::names::{
-    BADNAME, BADREQ, BADTOKEN, EXISTS, FULL, LOOKUP, LOOKUP_RIGHTS, NAMES_MAX, NOHANDLE, NORIGHT,
-    NOTFOUND, Name, OK, REGISTER, SELF, STOP, UNREGISTER,
+    BADNAME, BADREQ, BADTOKEN, COOKIE_WORD, EXISTS, FULL, LOOKUP, LOOKUP_RIGHTS, NAMES_MAX,
+    NOHANDLE, NORIGHT, NOTFOUND, NOTOWNER, Name, OK, REGISTER, SELF, STOP, UNREGISTER,
 };
 use exo_rt::{IpcMsg, eprintln, println};
 
 exo_rt::entry!(run);
 
-/// A name and the server's handle to its endpoint.
+/// A name, the server's handle to its endpoint, and the cookie its registrant got.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     name: Name,
     handle: u32,
+    cookie: u64,
 }
 
 /// The names held.
 #[derive(Debug)]
 struct Table {
     entries: [Option<Entry>; NAMES_MAX],
+    /// State of the cookie generator (splitmix64, seeded from the TSC at start: cookies
+    /// are not guessed from one another, though not secret against a client that can time
+    /// the server and try many).
+    seed: u64,
+}
+
+impl Table {
+    fn cookie(&mut self) -> u64 {
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) | 1
+    }
 }
 
 impl Table {
@@ -57,7 +72,13 @@ fn drop_handle(m: &IpcMsg) {
 /// The answer to `m`, and whether the server stops after sending it.
 fn serve(t: &mut Table, ns: u32, token: u32, m: &IpcMsg) -> (IpcMsg, bool) {
     if m.label == REGISTER {
-        return (reply(register(t, m)), false);
+        let (code, cookie) = register(t, m);
+        let mut r = reply(code);
+        if code == OK {
+            r.words[0] = cookie;
+            r.len = 8;
+        }
+        return (r, false);
     }
     // Only a register may carry a handle.
     if m.handle().is_some() || m.handle_lost() {
@@ -75,6 +96,10 @@ fn serve(t: &mut Table, ns: u32, token: u32, m: &IpcMsg) -> (IpcMsg, bool) {
         UNREGISTER => match Name::from_msg(m) {
             Err(_) => (reply(BADNAME), false),
             Ok(name) => match t.find(&name) {
+                // Only its registrant (the cookie its REGISTER got) takes a name off.
+                Some(i) if t.entries[i].is_some_and(|e| e.cookie != m.words[COOKIE_WORD]) => {
+                    (reply(NOTOWNER), false)
+                }
                 Some(i) => {
                     if let Some(e) = t.entries[i].take() {
                         let _ = exo_rt::handle_close(e.handle);
@@ -93,22 +118,29 @@ fn serve(t: &mut Table, ns: u32, token: u32, m: &IpcMsg) -> (IpcMsg, bool) {
     }
 }
 
-/// A `REGISTER`: the reply code. The received handle is kept only on `OK`.
-fn register(t: &mut Table, m: &IpcMsg) -> u32 {
+/// A `REGISTER`: the reply code and, on `OK`, the registration's cookie. The received
+/// handle is kept only on `OK`.
+fn register(t: &mut Table, m: &IpcMsg) -> (u32, u64) {
     let Some(h) = m.handle() else {
-        return if Name::from_msg(m).is_err() {
+        let code = if Name::from_msg(m).is_err() {
             BADNAME
         } else {
             NOHANDLE
         };
+        return (code, 0);
     };
+    let cookie = t.cookie();
     let code = match Name::from_msg(m) {
         Err(_) => BADNAME,
         Ok(_) if m.handle_rights() & RIGHT_SEND == 0 => NORIGHT,
         Ok(name) if t.find(&name).is_some() => EXISTS,
         Ok(name) => match t.entries.iter_mut().find(|e| e.is_none()) {
             Some(slot) => {
-                *slot = Some(Entry { name, handle: h });
+                *slot = Some(Entry {
+                    name,
+                    handle: h,
+                    cookie,
+                });
                 OK
             }
             None => FULL,
@@ -117,7 +149,7 @@ fn register(t: &mut Table, m: &IpcMsg) -> u32 {
     if code != OK {
         let _ = exo_rt::handle_close(h);
     }
-    code
+    (code, cookie)
 }
 
 fn run(arg: u64) -> i32 {
@@ -125,6 +157,7 @@ fn run(arg: u64) -> i32 {
     let token = (arg >> 32) as u32;
     let mut t = Table {
         entries: [None; NAMES_MAX],
+        seed: exo_rt::time::rdtsc(),
     };
     let mut requests = 0u64;
     let mut m = match exo_rt::ipc_recv(ns, 0) {

@@ -41,6 +41,8 @@ pub const SELF: u32 = 0x4e53_0004;
 /// Request: stop the server (word 0 must be its token).
 pub const STOP: u32 = 0x4e53_00ff;
 
+/// Reply: the name is someone else's (`UNREGISTER` without the registration's cookie).
+pub const NOTOWNER: u32 = 9;
 /// Reply: done.
 pub const OK: u32 = 0;
 /// Reply: the name is taken.
@@ -86,6 +88,8 @@ pub enum NsError {
     NoRight,
     /// [`BADREQ`].
     BadRequest,
+    /// [`NOTOWNER`].
+    NotOwner,
     /// The reply said [`OK`] but its handle could not be given to us
     /// (`INFO_HANDLE_LOST`: our table is full, or the endpoint is gone).
     HandleLost,
@@ -108,6 +112,7 @@ impl NsError {
             BADTOKEN => NsError::BadToken,
             NORIGHT => NsError::NoRight,
             BADREQ => NsError::BadRequest,
+            NOTOWNER => NsError::NotOwner,
             other => NsError::Protocol(other),
         })
     }
@@ -124,6 +129,7 @@ impl core::fmt::Display for NsError {
             NsError::BadToken => f.write_str("wrong stop token"),
             NsError::NoRight => f.write_str("handle without the send right"),
             NsError::BadRequest => f.write_str("bad request"),
+            NsError::NotOwner => f.write_str("the name is another client's"),
             NsError::HandleLost => f.write_str("handle lost (table full?)"),
             NsError::Protocol(c) => write!(f, "protocol error (reply {c})"),
             NsError::Ipc(e) => write!(f, "ipc: {e}"),
@@ -248,13 +254,19 @@ fn ask(ns: u32, m: &IpcMsg, keep_handle: bool) -> Result<IpcMsg, NsError> {
     }
 }
 
+/// A registration: the cookie the server gave it (its reply's word 0), which
+/// [`unregister`] must present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration(pub u64);
+
 /// Registers `handle` (one of the caller's, which keeps it) under `name`, giving the server
-/// `rights` (0: all the handle has; the server needs `RIGHT_SEND` to pass it on).
-pub fn register(ns: u32, name: &str, handle: u32, rights: u64) -> Result<(), NsError> {
+/// `rights` (0: all the handle has; the server needs `RIGHT_SEND` to pass it on). Only the
+/// returned registration can take the name off again.
+pub fn register(ns: u32, name: &str, handle: u32, rights: u64) -> Result<Registration, NsError> {
     let m = Name::new(name.as_bytes())?
         .request(REGISTER)
         .with_handle(handle, rights);
-    ask(ns, &m, false).map(|_| ())
+    ask(ns, &m, false).map(|r| Registration(r.words[0]))
 }
 
 /// Looks `name` up: a new handle of the caller's to the endpoint and its rights
@@ -275,11 +287,18 @@ pub fn lookup(ns: u32, name: &str) -> Result<u32, NsError> {
     lookup_rights(ns, name).map(|(h, _)| h)
 }
 
-/// Forgets `name` (handles already given out stay valid).
-pub fn unregister(ns: u32, name: &str) -> Result<(), NsError> {
-    let m = Name::new(name.as_bytes())?.request(UNREGISTER);
+/// Forgets `name`, registered as `reg` (handles already given out stay valid). Another
+/// client's name is [`NsError::NotOwner`]: until 2026-12-05 any client could take any name
+/// off and register its own endpoint under it (found by review).
+pub fn unregister(ns: u32, name: &str, reg: Registration) -> Result<(), NsError> {
+    let mut m = Name::new(name.as_bytes())?.request(UNREGISTER);
+    m.words[COOKIE_WORD] = reg.0;
     ask(ns, &m, false).map(|_| ())
 }
+
+/// The word of an `UNREGISTER` that carries the registration's cookie (after the name's
+/// six).
+pub const COOKIE_WORD: usize = 6;
 
 /// Stops the server started with `token`; it exits 0 after the reply.
 pub fn stop(ns: u32, token: u32) -> Result<(), NsError> {
