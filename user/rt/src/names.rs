@@ -349,7 +349,7 @@ mod tests {
         // Client side: refused before any call (ns 9999 is never touched).
         assert_eq!(register(9999, "", 0, 0), Err(NsError::BadName));
         assert_eq!(lookup(9999, &"y".repeat(49)), Err(NsError::BadName));
-        assert_eq!(unregister(9999, ""), Err(NsError::BadName));
+        assert_eq!(unregister(9999, "", Registration(1)), Err(NsError::BadName));
     }
 
     #[test]
