@@ -240,9 +240,15 @@ pub fn start(token: u32, badge: u64) -> Result<(u32, usize), Errno> {
     Ok((h, pid))
 }
 
+/// How long a request waits for the server's answer: far above any answer's time (the
+/// server answers at once), so only a server that is gone or stuck gives
+/// `NsError::Ipc(ETIMEDOUT)`; until 2026-12-05 a request waited for ever and a dead
+/// server hung its clients (init's IPC suite until CI's timeout; found by review).
+pub const REQUEST_TIMEOUT_NS: u64 = 60_000_000_000;
+
 /// One request; the reply, with a handle it brought closed unless `keep_handle`.
 fn ask(ns: u32, m: &IpcMsg, keep_handle: bool) -> Result<IpcMsg, NsError> {
-    let r = ipc_call(ns, m, 0).map_err(NsError::Ipc)?;
+    let r = ipc_call(ns, m, REQUEST_TIMEOUT_NS).map_err(NsError::Ipc)?;
     if let Some(h) = r.handle()
         && (!keep_handle || r.label != OK)
     {
