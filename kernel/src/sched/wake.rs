@@ -199,9 +199,10 @@ pub fn sleep_until(deadline: u64) {
     }
 }
 
-/// Sleeps for `us` microseconds.
+/// Sleeps for `us` microseconds (to a tick, saturating: until 2026-12-05 the rate was
+/// rounded down to whole ticks per microsecond, up to 0.04% short, and a large `us` wrapped).
 pub fn sleep_us(us: u64) {
-    sleep_until(rdtsc() + us * (crate::smp::time::tsc_hz() / 1_000_000).max(1));
+    sleep_until(crate::smp::time::Deadline::after_us(us).tsc());
 }
 
 /// The tick: wakes expired sleepers, preempts the running thread at the end of its slice if

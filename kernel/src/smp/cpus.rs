@@ -453,11 +453,13 @@ fn wait_until<T>(
             }
         }
         if halt {
-            // Backstop: a timer interrupt within 1 ms, so a lost IPI costs at most that;
-            // armed in the timer's current mode (the scheduler's TSC-deadline mode survives).
+            // Backstop: a timer interrupt within 1 ms, so a lost IPI costs at most that, and
+            // no later than the deadline (until 2026-12-05 a nearer deadline could be
+            // overrun by up to 1 ms; found by review); armed in the timer's current mode
+            // (the scheduler's TSC-deadline mode survives).
             exo_arch::cpu::cli();
             if done().is_none() {
-                let backstop = crate::smp::timer::backstop_us(1000);
+                let backstop = crate::smp::timer::backstop_us(deadline.us_left().clamp(1, 1000));
                 HALTED_WAITS.fetch_add(1, Ordering::Relaxed);
                 exo_arch::cpu::sti_hlt();
                 drop(backstop);

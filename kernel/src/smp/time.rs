@@ -48,6 +48,12 @@ impl Deadline {
         self.0
     }
 
+    /// Microseconds left until it passes, rounded up (0 once it has).
+    pub fn us_left(&self) -> u64 {
+        let left = self.0.saturating_sub(exo_arch::tsc::rdtsc());
+        exo_arch::tsc::ticks_to_ns(left, tsc_hz()).div_ceil(1000)
+    }
+
     /// Has it passed?
     #[inline]
     pub fn passed(&self) -> bool {
