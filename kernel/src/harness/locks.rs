@@ -136,13 +136,14 @@ fn participant(slot: u64) -> u64 {
         d.spin_until_or(|| RUN.start.load(Ordering::Acquire) != 0);
     }
     // Start and end are on the boot CPU's time line; this CPU's TSC runs `off` ahead.
-    let start = (RUN.start.load(Ordering::Acquire) as i64 + off) as u64;
+    let opened = RUN.start.load(Ordering::Acquire);
+    let start = (opened as i64 + off) as u64;
     let end = (RUN.end.load(Ordering::Relaxed) as i64 + off) as u64;
-    // Late: not there for the first half of the window (an emulator's vCPU thread may wait
-    // a host time slice or two to see the start; one that misses half the window did not
-    // contend in it).
+    // Late: not there for the first half of the window, or the window never opened (an
+    // emulator's vCPU thread may wait a host time slice or two to see the start; one that
+    // misses half the window did not contend in it).
     let half = end.saturating_sub(start) / 2;
-    if start == off as u64 || rdtsc() >= start.saturating_add(half) {
+    if opened == 0 || rdtsc() >= start.saturating_add(half) {
         RUN.late.fetch_add(1, Ordering::Relaxed);
     }
     while rdtsc() < start {

@@ -529,8 +529,7 @@ impl exo_mm::chain::Links for PoolLinks {
 }
 
 /// Gives back to the buddy every slab whose objects are all free in its class's pool;
-/// returns the frames given back. Called when memory has
-/// run out: until 2026-12-05 a slab carved for one class kept its frames for good, and a
+/// returns the frames given back. Called when memory has run out: until 2026-12-05 a slab carved for one class kept its frames for good, and a
 /// burst of small objects freed afterwards left every page allocation failing with the
 /// memory free (found by review). Each pool is sorted by address in place under its lock
 /// (`exo_mm::chain`, `O(n log n)`, no memory needed); skipped with interrupts off (a large

@@ -751,14 +751,17 @@ fn start_futex_role(remap: bool) -> Result<(EpRef, u64), String> {
     }
 }
 
+/// A shared futex key listed now that `before` did not hold (the role's waiter's).
+fn new_shared_key(before: &[u64]) -> Option<u64> {
+    super::futex::shared_waiting()
+        .into_iter()
+        .find(|k| !before.contains(k))
+}
+
 fn futex_gone(_: &BootState) -> TestResult {
     let before = super::futex::shared_waiting();
     let (e, pid) = start_futex_role(false)?;
-    let new_key = || {
-        super::futex::shared_waiting()
-            .into_iter()
-            .find(|k| !before.contains(k))
-    };
+    let new_key = || new_shared_key(&before);
     let r = (|| {
         ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
         check(until(30_000, || new_key().is_some()), || {
@@ -944,11 +947,7 @@ fn futex_dying_waiter_passes_on(_: &BootState) -> TestResult {
     let end = &super::futex::WAIT_END_HOLD;
     let before = super::futex::shared_waiting();
     let (e, pid) = start_futex_role(false)?;
-    let new_key = || {
-        super::futex::shared_waiting()
-            .into_iter()
-            .find(|k| !before.contains(k))
-    };
+    let new_key = || new_shared_key(&before);
     let passed = super::futex::PASSED_ON.load(Relaxed);
     let r = (|| {
         ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
