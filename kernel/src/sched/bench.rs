@@ -22,6 +22,9 @@ const ROUNDS: usize = 1000;
 const WARM: usize = 50;
 
 static SAMPLES: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
+/// The timing pair's cost (`Bench::overhead`), subtracted from every round trip before it is
+/// halved (until 2026-12-05 the switch rows kept it: half a pair too much in each sample).
+static PAIR: AtomicU64 = AtomicU64::new(0);
 static FPU_TOUCH: AtomicBool = AtomicBool::new(false);
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -44,6 +47,7 @@ fn yielder(_: u64) -> u64 {
 
 /// Times `ROUNDS` yields to the partner: each is two switches (there and back).
 fn timed_yielder(_: u64) -> u64 {
+    let pair = PAIR.load(Ordering::Relaxed);
     let mut v = Vec::with_capacity(ROUNDS);
     for i in 0..ROUNDS + WARM {
         if FPU_TOUCH.load(Ordering::Relaxed) {
@@ -53,7 +57,7 @@ fn timed_yielder(_: u64) -> u64 {
         sched::yield_now();
         let t1 = rdtsc_precise();
         if i >= WARM {
-            v.push((t1 - t0) / 2);
+            v.push((t1 - t0).saturating_sub(pair) / 2);
         }
     }
     STOP.store(true, Ordering::Release);
@@ -85,6 +89,7 @@ fn rows(b: &mut Bench<'_>) {
         return;
     }
     let cpu = cpus::online().map(|b| b.hot.cpu_id).max().unwrap_or(0);
+    PAIR.store(b.overhead, Ordering::Relaxed);
     if b.wants(&["ctx.switch"]) {
         // Not recording: the switch buffer's two TSC reads and store are instrumentation.
         b.emit("ctx.switch", pingpong(cpu, false));
@@ -118,13 +123,13 @@ fn rows(b: &mut Bench<'_>) {
         crate::sched::fpu::set_eager(was);
     }
     if b.wants(&["thread.spawn"]) {
-        b.emit("thread.spawn", spawn_row());
+        b.emit("thread.spawn", spawn_row(b.overhead));
     }
     if b.wants(&["mutex.fast", "cas.locked"]) {
-        mutex_fast_rows(&mut b.count);
+        mutex_fast_rows(b.overhead, &mut b.count);
     }
     if b.wants(&["sched.pick_next"]) {
-        b.emit("sched.pick_next", pick_next_row());
+        b.emit("sched.pick_next", pick_next_row(b.overhead));
     }
     if b.wants(&["sched.wake.xcore"])
         && let Some(c) = cpus::online().find(|c| c.hot.cpu_id != 0)
@@ -138,8 +143,8 @@ fn nothing(_: u64) -> u64 {
 }
 
 /// Mean cost of one `spawn` over batches of 100 (the threads are pinned here and run only
-/// when the batch is joined).
-fn spawn_row() -> Option<Stats> {
+/// when the batch is joined); `pair`: the timing pair, subtracted from the batch.
+fn spawn_row(pair: u64) -> Option<Stats> {
     let me = sched::this_cpu();
     let mut v = Vec::new();
     let mut tids: Vec<Tid> = Vec::with_capacity(100);
@@ -159,15 +164,15 @@ fn spawn_row() -> Option<Stats> {
             let _ = sched::join_until(t, d);
         }
         if round >= 2 && n == 100 {
-            v.push((t1 - t0) / n);
+            v.push((t1 - t0).saturating_sub(pair) / n);
         }
     }
     smp_bench::stats_of(&mut v, 0)
 }
 
 /// `pick_next` on a run queue holding 64 runnable threads over 8 priorities (each pick's
-/// thread is put back untimed).
-fn pick_next_row() -> Option<Stats> {
+/// thread is put back untimed); `pair`: the timing pair, subtracted.
+fn pick_next_row(pair: u64) -> Option<Stats> {
     let mut rq: Box<RunQueue<{ sched::MAX_THREADS }>> = Box::new(RunQueue::new());
     for t in 0..64u32 {
         let p = Priority::new((t % 8) as u8 * 4).unwrap_or(Priority::MIN);
@@ -184,18 +189,8 @@ fn pick_next_row() -> Option<Stats> {
         }
         v.push(t1 - t0);
     }
-    let overhead = v
-        .iter()
-        .copied()
-        .min()
-        .unwrap_or(0)
-        .min(tsc_pair_overhead());
+    let overhead = v.iter().copied().min().unwrap_or(0).min(pair);
     smp_bench::stats_of(&mut v, overhead)
-}
-
-/// The minimum of 100 empty timing pairs (what every row subtracts).
-fn tsc_pair_overhead() -> u64 {
-    smp_bench::measure_overhead(&mut rdtsc_precise, 100)
 }
 
 static WAKE_T0: AtomicU64 = AtomicU64::new(0);
@@ -264,10 +259,9 @@ static FAST: crate::sched::park::Mutex<u64> = crate::sched::park::mutex(0);
 
 /// `mutex.fast`: lock + unlock of the blocking mutex, uncontended, beside the bare
 /// `lock cmpxchg` it is built on (`cas.locked`), and their ratio.
-fn mutex_fast_rows(count: &mut u32) {
+fn mutex_fast_rows(overhead: u64, count: &mut u32) {
     const R: usize = 2000;
     const K: u64 = 16;
-    let overhead = tsc_pair_overhead();
     let mut v = Vec::with_capacity(R);
     for _ in 0..R {
         let t0 = rdtsc_precise();
