@@ -66,6 +66,10 @@ pub const HANDLE_CLOSE: usize = 526;
 /// `shm_map(handle, len)`: maps the shared region of an endpoint (created with `len`
 /// bytes when `len != 0`); returns its address (zero-copy IPC, see [`crate::ipc`]).
 pub const SHM_MAP: usize = 527;
+/// `handle_info(handle)`: the handle's rights (1 send, 2 receive) while its endpoint can be
+/// used; `EPIPE` once it is destroyed or no handle can receive on it any more (its server
+/// ended), `EBADF` for no such handle.
+pub const HANDLE_INFO: usize = 528;
 /// First IPC number (`IPC_CALL`..=`HANDLE_CLOSE` take the IPC entry: callee-saved
 /// registers carry payload).
 pub const IPC_FIRST: usize = 520;

@@ -255,7 +255,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         args: &["handle"],
         returns: "0",
         errors: &[EBADF],
-        summary: "closes a handle (the endpoint goes with its last handle)",
+        summary: "closes a handle (the endpoint goes with its last handle, deaf with its last receive handle)",
     },
     SyscallInfo {
         number: nr::SHM_MAP,
@@ -264,6 +264,14 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         returns: "address",
         errors: &[ENOENT, EBADF, EAGAIN, ENOMEM, EEXIST, EINVAL, EPIPE],
         summary: "maps an endpoint's shared region (created with len bytes if len != 0)",
+    },
+    SyscallInfo {
+        number: nr::HANDLE_INFO,
+        name: "handle_info",
+        args: &["handle"],
+        returns: "rights",
+        errors: &[EBADF, EPIPE],
+        summary: "a handle's rights while its endpoint can be used (EPIPE: destroyed or deaf)",
     },
 ];
 

@@ -33,6 +33,7 @@ const NUMBERS: &[(usize, &str)] = &[
     (nr::ENDPOINT_CREATE, "endpoint_create"),
     (nr::HANDLE_CLOSE, "handle_close"),
     (nr::SHM_MAP, "shm_map"),
+    (nr::HANDLE_INFO, "handle_info"),
 ];
 
 #[test]

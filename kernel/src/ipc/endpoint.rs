@@ -11,7 +11,7 @@
 //! (`REPLY_WAIT -> REPLYING`), writes the message, then publishes `DONE`, so a time-out and
 //! a reply racing each other are decided by that one CAS.
 
-use super::{IpcError, MSG_WORDS, Msg, fastpath};
+use super::{IpcError, MSG_WORDS, Msg, Rights, fastpath};
 use crate::sched::{self, Here, MAX_THREADS, Tid};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use exo_arch::syscall::IpcFrame;
@@ -89,8 +89,8 @@ pub(super) struct Waiter {
     /// TSC deadline of the operation it is parked in (`sched::handoff_parked`), for the
     /// continuation that finishes it.
     pub(super) deadline: AtomicU64,
-    /// The endpoint ([`EpRef::raw`]; 0: none) of a handle in the message it is sending,
-    /// held for the flight ([`hold_in_flight`]) and not handed over yet: the hand-over of
+    /// The endpoint and rights ([`hold_word`]; 0: none) of a handle in the message it is
+    /// sending, held for the flight ([`hold_in_flight`]) and not handed over yet: the hand-over of
     /// the message (into a receiver's slot, or taken from this slot by a receiver) hands
     /// the hold to the receiver and clears this; what is left at the operation's end is
     /// dropped ([`settle_in_flight`]).
@@ -267,17 +267,33 @@ impl List {
 #[derive(Debug)]
 pub(super) struct Queues {
     pub(super) gen_: u32,
+    /// Operations may use it: neither destroyed nor [`Queues::deaf`].
     pub(super) live: bool,
+    /// The last owning handle with the receive right went while others remain: nobody can
+    /// ever receive on it again (a receive right is only ever copied from one), so every
+    /// operation fails with `Closed` as on a destroyed endpoint (queued threads were failed
+    /// with it), while the slot stays, with its generation, until the last handle goes.
+    /// Until 2026-12-05 a caller of an endpoint whose server had ended waited for good (or
+    /// its deadline), and a name kept by the name server for a dead server answered nothing.
+    /// An endpoint never held by a receive handle (served by kernel threads) never goes deaf.
+    pub(super) deaf: bool,
     /// Owning handles ([`retain`], [`release`]); the last release destroys the endpoint.
     pub(super) refs: u32,
+    /// Those of `refs` with the receive right (handles in flight too).
+    pub(super) recv_refs: u32,
     pub(super) senders: List,
     pub(super) receivers: List,
 }
 
 impl Queues {
+    /// Whether operations may use `ep` (live, same generation): the fastpath's one check.
     #[inline(always)]
     pub(super) fn is(&self, ep: EpRef) -> bool {
         self.live && self.gen_ == ep.gen_
+    }
+    /// Whether handles may still name `ep` (live or deaf: not destroyed).
+    fn held(&self, ep: EpRef) -> bool {
+        (self.live || self.deaf) && self.gen_ == ep.gen_
     }
 }
 
@@ -325,7 +341,9 @@ static SLOTS: [Slot; MAX_ENDPOINTS] = [const {
         q: spin::Mutex::new(Queues {
             gen_: 1,
             live: false,
+            deaf: false,
             refs: 0,
+            recv_refs: 0,
             senders: List::new(),
             receivers: List::new(),
         }),
@@ -402,7 +420,9 @@ pub fn create() -> Result<EpRef, IpcError> {
             let _g = IrqGuard::new();
             let mut q = s.lock();
             q.live = true;
+            q.deaf = false;
             q.refs = 0;
+            q.recv_refs = 0;
             s.region_bound.store(0, Ordering::Relaxed);
             s.region_floor.store(0, Ordering::Relaxed);
             s.region.store(0, Ordering::Relaxed);
@@ -415,14 +435,15 @@ pub fn create() -> Result<EpRef, IpcError> {
     Err(IpcError::Exhausted)
 }
 
-/// Destroys an endpoint: every thread queued on it returns [`IpcError::Closed`]; later
-/// operations on `ep` too. Callers already waiting for a reply keep waiting for it.
+/// Destroys an endpoint (a deaf one too): every thread queued on it returns
+/// [`IpcError::Closed`]; later operations on `ep` too. Callers already waiting for a reply
+/// keep waiting for it.
 pub fn destroy(ep: EpRef) -> Result<(), IpcError> {
     let s = slot(ep)?;
     {
         let _g = IrqGuard::new();
         let mut q = s.lock();
-        if !q.is(ep) {
+        if !q.held(ep) {
             return Err(IpcError::Closed);
         }
         kill_locked(&mut q);
@@ -434,8 +455,15 @@ pub fn destroy(ep: EpRef) -> Result<(), IpcError> {
 /// The destruction itself (slot lock held): generation bumped, queued threads failed.
 fn kill_locked(q: &mut Queues) {
     q.live = false;
+    q.deaf = false;
     q.refs = 0;
+    q.recv_refs = 0;
     q.gen_ = q.gen_.wrapping_add(1).max(1);
+    fail_queued(q);
+}
+
+/// Every thread queued on the endpoint (lock held) returns [`IpcError::Closed`].
+fn fail_queued(q: &mut Queues) {
     while let Some(i) = q.senders.pop().or_else(|| q.receivers.pop()) {
         let w = waiter(i);
         let seq = seq_of(w.word.load(Ordering::Relaxed));
@@ -548,37 +576,60 @@ pub fn set_region(ep: EpRef, tag: u64, len: u64) -> Result<Attach, IpcError> {
     Ok(Attach::Done)
 }
 
-/// Counts one more owning handle of `ep` (`Closed` if it is gone).
-pub fn retain(ep: EpRef) -> Result<(), IpcError> {
+/// Counts one more owning handle of `ep` with `rights` (`Closed` if it is destroyed; a
+/// deaf endpoint is still held: a handle to it may be copied, its operations fail).
+pub fn retain(ep: EpRef, rights: Rights) -> Result<(), IpcError> {
     let s = slot(ep)?;
     let _g = IrqGuard::new();
     let mut q = s.lock();
-    if !q.is(ep) {
+    if !q.held(ep) {
         return Err(IpcError::Closed);
     }
     q.refs += 1;
+    q.recv_refs += u32::from(rights.has(Rights::RECV));
     Ok(())
 }
 
-/// Drops an owning handle of `ep`: the last one destroys it (as [`destroy`]). Nothing if
-/// `ep` is already gone.
-pub fn release(ep: EpRef) {
+/// Drops an owning handle of `ep` with `rights`: the last one destroys it (as [`destroy`]);
+/// the last with the receive right makes it deaf ([`Queues::deaf`]). Nothing if `ep` is
+/// already destroyed.
+pub fn release(ep: EpRef, rights: Rights) {
     let Ok(s) = slot(ep) else {
         return;
     };
     {
         let _g = IrqGuard::new();
         let mut q = s.lock();
-        if !q.is(ep) {
+        if !q.held(ep) {
             return;
         }
         q.refs = q.refs.saturating_sub(1);
         if q.refs != 0 {
+            if rights.has(Rights::RECV) {
+                q.recv_refs = q.recv_refs.saturating_sub(1);
+                if q.recv_refs == 0 && q.live {
+                    q.live = false;
+                    q.deaf = true;
+                    fail_queued(&mut q);
+                }
+            }
             return;
         }
         kill_locked(&mut q);
     }
     s.used.store(false, Ordering::Release);
+}
+
+/// Whether `ep` can still be used: `Ok` if it is live, `Closed` if it is destroyed or deaf
+/// (no handle can receive on it any more). The `handle_info` system call's answer.
+pub fn check(ep: EpRef) -> Result<(), IpcError> {
+    let s = slot(ep)?;
+    let _g = IrqGuard::new();
+    if s.lock().is(ep) {
+        Ok(())
+    } else {
+        Err(IpcError::Closed)
+    }
 }
 
 /// Threads queued on `ep`: (senders and callers, receivers); `None` once it is destroyed.
@@ -1106,12 +1157,32 @@ fn on_thread_exit(i: usize) {
 /// [`adopt`]); the operation's end drops it if the message never left
 /// ([`settle_in_flight`]). Such messages never take the fastpath. `Closed`: `ep` is gone
 /// (its last handle was closed since the sender looked it up).
-pub fn hold_in_flight(ep: EpRef) -> Result<(), IpcError> {
+pub fn hold_in_flight(ep: EpRef, rights: Rights) -> Result<(), IpcError> {
     let (_, w) = me()?;
-    retain(ep)?;
+    retain(ep, rights)?;
     settle(w);
-    w.in_flight.store(ep.raw(), Ordering::Relaxed);
+    w.in_flight.store(hold_word(ep, rights), Ordering::Relaxed);
     Ok(())
+}
+
+/// Where a hold's rights sit in [`hold_word`]: bits 24..26 of the slot half (slots are
+/// below 2^24).
+const HOLD_RIGHTS_SHIFT: u32 = 24;
+const _: () = assert!(MAX_ENDPOINTS < 1 << HOLD_RIGHTS_SHIFT);
+
+/// One word for a hold of `ep` with `rights` (never 0: the generation is not): the flight's
+/// record, and the word a message carrying a handle has while in flight.
+pub fn hold_word(ep: EpRef, rights: Rights) -> u64 {
+    ep.raw() | (u64::from(rights.0 & Rights::ALL.0) << HOLD_RIGHTS_SHIFT)
+}
+
+/// The endpoint and rights of a [`hold_word`].
+pub fn hold_of(word: u64) -> (EpRef, Rights) {
+    let rights = Rights(((word >> HOLD_RIGHTS_SHIFT) & u64::from(Rights::ALL.0)) as u8);
+    (
+        EpRef::from_raw(word & !(u64::from(Rights::ALL.0) << HOLD_RIGHTS_SHIFT)),
+        rights,
+    )
 }
 
 /// The end of an operation that sent a message with a handle: drops the flight's hold if
@@ -1125,18 +1196,19 @@ pub fn settle_in_flight() {
 fn settle(w: &Waiter) {
     let raw = w.in_flight.swap(0, Ordering::Relaxed);
     if raw != 0 {
-        release(EpRef::from_raw(raw));
+        let (ep, rights) = hold_of(raw);
+        release(ep, rights);
     }
 }
 
 /// A received handle's endpoint, held for the flight by its sender ([`hold_in_flight`]):
-/// `Ok` if it still exists (the hold is now the caller's, for the handle it installs, or
-/// to [`release`] if it cannot), `Closed` if it was destroyed meanwhile (the hold went
-/// with it).
+/// `Ok` if it still exists, deaf or not (the hold is now the caller's, for the handle it
+/// installs, or to [`release`] if it cannot), `Closed` if it was destroyed meanwhile (the
+/// hold went with it).
 pub fn adopt(ep: EpRef) -> Result<(), IpcError> {
     let s = slot(ep)?;
     let _g = IrqGuard::new();
-    if s.lock().is(ep) {
+    if s.lock().held(ep) {
         Ok(())
     } else {
         Err(IpcError::Closed)

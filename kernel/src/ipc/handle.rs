@@ -97,18 +97,19 @@ impl HandleTable {
     /// when its last owning handle is closed: [`HandleTable::close`]).
     pub fn create_endpoint(&self, rights: Rights, badge: u64) -> Result<Handle, IpcError> {
         let ep = endpoint::create()?;
-        endpoint::retain(ep)?;
+        endpoint::retain(ep, rights)?;
         let h = self.insert(Cap { ep, rights, badge });
         if h.is_err() {
-            endpoint::release(ep);
+            endpoint::release(ep, rights);
         }
         h
     }
 
-    /// Empties owning entry `h`; the endpoint goes with its last owning handle.
+    /// Empties owning entry `h`; the endpoint goes with its last owning handle (and goes
+    /// deaf with its last one that can receive: `endpoint::release`).
     pub fn close(&self, h: Handle) -> Result<(), IpcError> {
         let c = self.remove(h)?;
-        endpoint::release(c.ep);
+        endpoint::release(c.ep, c.rights);
         Ok(())
     }
 
@@ -128,7 +129,7 @@ impl HandleTable {
         for k in 0..HANDLES {
             if let Ok(c) = from.get(Handle(k as u32))
                 && self.entry[k].load(Ordering::Relaxed) == 0
-                && endpoint::retain(c.ep).is_ok()
+                && endpoint::retain(c.ep, c.rights).is_ok()
             {
                 self.badge[k].store(c.badge, Ordering::Relaxed);
                 self.entry[k].store(pack(&c), Ordering::Release);

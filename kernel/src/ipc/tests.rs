@@ -28,6 +28,11 @@ ktest!(
     "ipc.destroy_wakes_every_blocked_thread",
     destroy_wakes
 );
+ktest!(
+    Needs::Threads,
+    "ipc.endpoint_goes_deaf_with_its_last_receive_handle",
+    deaf
+);
 ktest!(Needs::Threads, "ipc.timeouts_expire", timeouts);
 ktest!(Needs::Threads, "ipc.timeout_racing_a_reply", timeout_race);
 ktest!(Needs::Threads, "ipc.bad_handles_and_arguments", bad_handles);
@@ -374,6 +379,107 @@ fn destroy_wakes(_: &BootState) -> TestResult {
     check(reused, || "the destroyed slot was never reused".into())?;
     check(ipc::destroy(e) == Err(IpcError::Closed), || {
         "destroyed twice".into()
+    })
+}
+
+/// A handle of `t` to `e` with `rights`, made the way a passed handle is (one more owner).
+fn extra_handle(t: &HandleTable, e: EpRef, rights: Rights) -> Result<Handle, String> {
+    ipc::retain(e, rights).map_err(|x| format!("retain: {x}"))?;
+    t.insert(Cap {
+        ep: e,
+        rights,
+        badge: 2,
+    })
+    .map_err(|x| {
+        ipc::release(e, rights);
+        format!("insert: {x}")
+    })
+}
+
+/// The last handle with the receive right closed while send handles remain: the endpoint
+/// goes deaf. Callers, senders and receivers queued on it (kernel threads on the raw
+/// reference) fail with `Closed` at once, a call through the send handle too (until
+/// 2026-12-05 it waited for its deadline: nobody could ever receive it), `check` says so,
+/// and the slot stays until the last handle goes. An endpoint that only ever had send
+/// handles (a kernel server's) never goes deaf.
+fn deaf(_: &BootState) -> TestResult {
+    let n = ncpus();
+    let t = HandleTable::new();
+    // Queued callers and a sender.
+    let r = t
+        .create_endpoint(Rights::ALL, 1)
+        .map_err(|x| format!("create: {x}"))?;
+    let e = t.get(r).map_err(|x| format!("get: {x}"))?.ep;
+    EP.store(e.raw(), Ordering::Release);
+    let s = extra_handle(&t, e, Rights::SEND)?;
+    let mut tids = Vec::new();
+    for k in 0..2u32 {
+        tids.push(spawn_on(k % n, caller, 2)?);
+    }
+    tids.push(spawn_on(1 % n, blocked_sender, 0)?);
+    wait_for("3 senders queued", 30_000, || {
+        ipc::queued(e) == Some((3, 0))
+    })?;
+    let live = ipc::live_endpoints();
+    t.close(r).map_err(|x| format!("close: {x}"))?;
+    let codes = join_all(&tids, 30_000)?;
+    check(codes.iter().all(|&c| c == 0), || {
+        format!("queued senders not failed with Closed: {codes:?}")
+    })?;
+    check(ipc::check(e) == Err(IpcError::Closed), || {
+        "check of a deaf endpoint".into()
+    })?;
+    let call = t.call(s, &make(0, 0), rdtsc() + ms(30_000));
+    check(call == Err(IpcError::Closed), || {
+        format!("call through the send handle of a deaf endpoint: {call:?}")
+    })?;
+    let recv = ipc::recv(e, rdtsc() + ms(30_000));
+    check(recv.as_ref().err() == Some(&IpcError::Closed), || {
+        format!("receive on a deaf endpoint: {recv:?}")
+    })?;
+    check(ipc::live_endpoints() == live, || {
+        "the deaf slot went early".into()
+    })?;
+    // A handle to it is still copied (passed, inherited): an owner like the others.
+    let s2 = extra_handle(&t, e, Rights::SEND)?;
+    t.close(s2).map_err(|x| format!("close: {x}"))?;
+    t.close(s).map_err(|x| format!("close: {x}"))?;
+    check(ipc::live_endpoints() == live - 1, || {
+        "the deaf slot outlived its last handle".into()
+    })?;
+
+    // Queued receivers.
+    let r = t
+        .create_endpoint(Rights::RECV, 1)
+        .map_err(|x| format!("create: {x}"))?;
+    let e = t.get(r).map_err(|x| format!("get: {x}"))?.ep;
+    EP.store(e.raw(), Ordering::Release);
+    let s = extra_handle(&t, e, Rights::SEND)?;
+    let mut tids = Vec::new();
+    for k in 0..2u32 {
+        tids.push(spawn_on((k + 1) % n, blocked_receiver, 0)?);
+    }
+    wait_for("2 receivers queued", 30_000, || {
+        ipc::queued(e) == Some((0, 2))
+    })?;
+    t.close(r).map_err(|x| format!("close: {x}"))?;
+    let codes = join_all(&tids, 30_000)?;
+    check(codes.iter().all(|&c| c == 0), || {
+        format!("queued receivers not failed with Closed: {codes:?}")
+    })?;
+    t.close(s).map_err(|x| format!("close: {x}"))?;
+
+    // Send handles only: live until the last goes.
+    let e = ipc::create().map_err(|x| format!("create: {x}"))?;
+    let a = extra_handle(&t, e, Rights::SEND)?;
+    let b = extra_handle(&t, e, Rights::SEND)?;
+    t.close(a).map_err(|x| format!("close: {x}"))?;
+    check(ipc::check(e).is_ok(), || {
+        "an endpoint without receive handles went deaf".into()
+    })?;
+    t.close(b).map_err(|x| format!("close: {x}"))?;
+    check(ipc::check(e) == Err(IpcError::Closed), || {
+        "the endpoint outlived its last handle".into()
     })
 }
 

@@ -42,9 +42,6 @@ const INFO_RESERVED: u64 =
     !(INFO_SLOW | INFO_ZC | INFO_HANDLE | (0xff << INFO_LEN_SHIFT) | 0xffff_ffff);
 /// Where the rights to give sit in word 7 on send (`exo_abi::ipc::HANDLE_RIGHTS_SHIFT`).
 const HANDLE_RIGHTS_SHIFT: u32 = 32;
-/// In flight, word 7 is the endpoint reference with the rights at bits 24..26 of its slot
-/// half (slots are below 2^24).
-const FLIGHT_RIGHTS_SHIFT: u32 = 24;
 const MSG_MAX: usize = 64;
 
 const EINVAL: i64 = 22;
@@ -305,9 +302,11 @@ fn outgoing_handle_slow(t: &HandleTable, words: &mut [u64; 8]) -> Result<(), i64
     if give & !held != 0 || give & !3 != 0 {
         return Err(EPERM);
     }
-    ipc::hold_in_flight(cap.ep).map_err(|_| EBADF)?;
+    let give = Rights(give as u8);
+    ipc::hold_in_flight(cap.ep, give).map_err(|_| EBADF)?;
     words[6] = cap.badge;
-    words[7] = cap.ep.raw() | (give << FLIGHT_RIGHTS_SHIFT);
+    // In flight, word 7 is the hold: the endpoint reference with the rights.
+    words[7] = ipc::hold_word(cap.ep, give);
     Ok(())
 }
 
@@ -325,24 +324,23 @@ fn incoming_handle(t: &HandleTable, info: u64, words: &mut [u64; 8]) -> u64 {
 
 #[inline(never)]
 fn incoming_handle_slow(t: &HandleTable, info: u64, words: &mut [u64; 8]) -> u64 {
-    let rights = (words[7] >> FLIGHT_RIGHTS_SHIFT) & 3;
-    let ep = ipc::EpRef::from_raw(words[7] & !(3 << FLIGHT_RIGHTS_SHIFT));
+    let (ep, rights) = ipc::hold_of(words[7]);
     let cap = ipc::Cap {
         ep,
-        rights: Rights(rights as u8),
+        rights,
         badge: words[6],
     };
     let installed = ipc::adopt(ep).ok().and_then(|()| match t.insert(cap) {
         Ok(h) => Some(h),
         Err(_) => {
-            ipc::release(ep);
+            ipc::release(ep, rights);
             None
         }
     });
     match installed {
         Some(h) => {
             words[7] = u64::from(h.0);
-            words[6] = rights;
+            words[6] = u64::from(rights.0);
             info
         }
         None => {
@@ -357,7 +355,8 @@ fn incoming_handle_slow(t: &HandleTable, info: u64, words: &mut [u64; 8]) -> u64
 #[cold]
 fn drop_incoming(info: u64, words: &[u64; 8]) {
     if info & INFO_HANDLE != 0 {
-        ipc::release(ipc::EpRef::from_raw(words[7] & !(3 << FLIGHT_RIGHTS_SHIFT)));
+        let (ep, rights) = ipc::hold_of(words[7]);
+        ipc::release(ep, rights);
     }
 }
 
@@ -367,6 +366,18 @@ fn msg_out(t: &HandleTable, f: &mut IpcFrame, m: &Msg) {
     f.words = m.words;
     f.rsi = incoming_handle(t, m.info(), &mut f.words);
     f.rdi = m.badge;
+}
+
+/// `handle_info(handle)`: the rights of the caller's handle while its endpoint can be
+/// used; `EBADF` for no such handle, `EPIPE` once the endpoint is destroyed or deaf (no
+/// handle can receive on it any more: `ipc::endpoint::Queues::deaf`). A name server asks
+/// it to let go of a name whose server ended.
+pub fn handle_info(handle: u64) -> Result<i64, super::syscall::Errno> {
+    use super::syscall::Errno;
+    let t = process::handles().ok_or(Errno::Ebadf)?;
+    let cap = t.get_word(handle).map_err(|_| Errno::Ebadf)?;
+    ipc::check(cap.ep).map_err(|_| Errno::Epipe)?;
+    Ok(i64::from(cap.rights.0))
 }
 
 /// TSC deadline of a timeout in nanoseconds (0: none).

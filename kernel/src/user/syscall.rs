@@ -13,6 +13,7 @@
 //! | 60  | `exit`        | code                | does not return | -                |
 //! | 520..=526 | IPC (`ipc_call`, `ipc_reply_recv`, `ipc_recv`, `ipc_send`, `ipc_reply`, `endpoint_create`, `handle_close`) | registers: see `super::ipc` | 0, or a handle | EPERM, EBADF, ESRCH, EINVAL, EPIPE, EMSGSIZE, ECONNABORTED, ECONNRESET, ETIMEDOUT, EAGAIN (per call: `docs/syscalls.md`) |
 //! | 527 | `shm_map`     | handle, len         | the address of the endpoint's shared region in the caller (created with len bytes if len != 0) | EBADF, ENOENT (no region), EEXIST (len != 0 and one exists), EINVAL (len > 1 MiB), ENOMEM, EAGAIN (no region slot), EPIPE |
+//! | 528 | `handle_info` | handle            | the handle's rights (1 send, 2 receive) while its endpoint can be used | EBADF (no such handle), EPIPE (destroyed, or no handle can receive on it any more) |
 //! | any other | -       | -                   | -               | ENOSYS           |
 
 use super::task;
@@ -54,6 +55,8 @@ pub mod nr {
     pub const THREAD_EXIT: u64 = 515;
     /// `shm_map(handle, len) -> addr`: maps an endpoint's shared region (`super::shm`).
     pub const SHM_MAP: u64 = 527;
+    /// `handle_info(handle) -> rights`: whether a handle's endpoint can still be used.
+    pub const HANDLE_INFO: u64 = 528;
     /// `thread_join(tid) -> code`: waits for a thread of the caller's process.
     pub const THREAD_JOIN: u64 = 516;
     /// `write(fd, buf, len)`.
@@ -114,7 +117,8 @@ pub enum Errno {
     Edeadlk = 35,
     /// A futex wait's deadline passed.
     Etimedout = 110,
-    /// The endpoint was destroyed (`shm_map`).
+    /// The endpoint was destroyed, or no handle can receive on it any more (`shm_map`,
+    /// `handle_info`).
     Epipe = 32,
 }
 
@@ -176,6 +180,7 @@ fn dispatch_other(f: &mut SyscallFrame) {
         nr::THREAD_CREATE => super::process::thread_create(f.rdi, f.rsi, f.rdx).map(|t| t as i64),
         nr::THREAD_JOIN => super::process::thread_join(f.rdi).map(|c| c as i64),
         nr::SHM_MAP => super::shm::shm_map(f.rdi, f.rsi),
+        nr::HANDLE_INFO => super::ipc::handle_info(f.rdi),
         _ => Err(Errno::Enosys),
     };
     f.set_ret(r.unwrap_or_else(Errno::ret));

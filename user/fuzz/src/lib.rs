@@ -217,6 +217,7 @@ pub const IMPLEMENTED: &[(usize, u32)] = &[
     (nr::ENDPOINT_CREATE, 3),
     (nr::HANDLE_CLOSE, 2),
     (nr::SHM_MAP, 2),
+    (nr::HANDLE_INFO, 2),
 ];
 
 /// Whether `n` is an IPC call: the worker makes it with `exo_rt::raw::ipc` (payload in
@@ -470,6 +471,8 @@ pub fn bad_success(number: u64, a: &[u64; 6], ret: i64) -> bool {
             | nr::HANDLE_CLOSE => r != 0,
             nr::ENDPOINT_CREATE => r >= exo_abi::ipc::HANDLES as u64,
             nr::SHM_MAP => !r.is_multiple_of(PAGE) || !(USER_MIN..USER_END).contains(&r),
+            // The handle's rights: send, receive or both.
+            nr::HANDLE_INFO => r == 0 || r > 3,
             _ => false,
         },
     }

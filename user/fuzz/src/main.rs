@@ -536,7 +536,7 @@ impl Ctx {
                 a[0] = if r.chance(7, 8) { r.below(66) } else { a[0] };
                 a[1] = r.pick(&[0, 0, 1, 4096, 65536, 1 << 20, (1 << 20) + 1, u64::MAX]);
             }
-            nr::HANDLE_CLOSE => {
+            nr::HANDLE_CLOSE | nr::HANDLE_INFO => {
                 a[0] = if r.chance(7, 8) { r.below(66) } else { a[0] };
             }
             nr::THREAD_JOIN => {

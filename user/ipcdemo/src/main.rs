@@ -77,7 +77,7 @@ fn run(arg: u64) -> i32 {
         return killed::role(arg);
     }
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == named::NAMED {
-        return named::server(arg as u32);
+        return named::server(arg);
     }
     if arg >> 56 == ROLE {
         return server((arg >> 48) & 0xff, arg as u32, false);

@@ -4,8 +4,8 @@
 //! the send right only and answers echo calls until `QUIT`; the client looks the name up
 //! (a handle passed in the reply) and checks the rights it got, 200 echo calls through it
 //! (the server checks that the badge survived two transfers), every error the kernel and
-//! the name server must give (see [`checks`]), a full table (`INFO_HANDLE_LOST`), and
-//! `unregister`. Without a name server in its `arg` it starts its own (and stops it).
+//! the name server must give (see [`checks`]), a full table (`INFO_HANDLE_LOST`),
+//! `unregister`, and a server that ends without unregistering ([`gone_server`]). Without a name server in its `arg` it starts its own (and stops it).
 
 use core::fmt::Debug;
 
@@ -16,8 +16,11 @@ use exo_rt::{Errno, ExitStatus, IpcMsg, eprintln, println};
 
 use super::{LABEL_ECHO, LABEL_QUIT, MS, ROLE};
 
-/// Role: the echo server registered by name.
+/// Role: the echo server registered by name (`arg` bit 32: [`GONE`]'s variant).
 pub const NAMED: u64 = 5;
+/// The echo server under [`GONE_NAME`] that ends without taking its name off.
+const GONE: u64 = 1 << 32;
+const GONE_NAME: &str = "gone";
 /// The badge of the echo server's endpoint handle, which every copy keeps.
 const ECHO_BADGE: u64 = 0xEC40_0000_0000_0008;
 const NAME: &str = "echo";
@@ -27,8 +30,12 @@ const T: u64 = 1000 * MS;
 
 /// The echo server: registers its endpoint as `"echo"`, then answers `LABEL_ECHO` calls
 /// with every word + 1 (and `LABEL_ECHO + 1`) until `LABEL_QUIT`. Exit 0 when every call
-/// came with the endpoint's badge and no handle.
-pub fn server(ns: u32) -> i32 {
+/// came with the endpoint's badge and no handle. With [`GONE`] in `arg` it registers as
+/// [`GONE_NAME`] and leaves its name at `LABEL_QUIT` (the name server must let it go).
+pub fn server(arg: u64) -> i32 {
+    let ns = arg as u32;
+    let gone = arg & GONE != 0;
+    let name = if gone { GONE_NAME } else { NAME };
     let e = match exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, ECHO_BADGE) {
         Ok(e) => e,
         Err(err) => {
@@ -36,10 +43,10 @@ pub fn server(ns: u32) -> i32 {
             return 2;
         }
     };
-    let reg = match names::register(ns, NAME, e, RIGHT_SEND) {
+    let reg = match names::register(ns, name, e, RIGHT_SEND) {
         Ok(r) => r,
         Err(err) => {
-            eprintln!("ipcdemo 8 server: register {NAME:?}: {err}");
+            eprintln!("ipcdemo 8 server: register {name:?}: {err}");
             return 3;
         }
     };
@@ -62,8 +69,8 @@ pub fn server(ns: u32) -> i32 {
         }
         if m.label == LABEL_QUIT {
             // Its name goes with it: only its registration can take it off.
-            if let Err(err) = names::unregister(ns, NAME, reg) {
-                eprintln!("ipcdemo 8 server: unregister {NAME:?}: {err}");
+            if !gone && let Err(err) = names::unregister(ns, name, reg) {
+                eprintln!("ipcdemo 8 server: unregister {name:?}: {err}");
                 bad += 1;
             }
             let _ = exo_rt::ipc_reply(&IpcMsg::new(LABEL_QUIT, [0; 8]));
@@ -153,7 +160,9 @@ static RECEIVING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBoo
 static CLOSED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// A handle sent with `ipc_send` and closed by its sender right away still arrives: the
-/// message holds its endpoint in flight. Both threads on this CPU, the receiver blocked in
+/// message holds its endpoint in flight. It carries both rights: with the send right only,
+/// the sender's close would take the endpoint's last receive right, and its calls fail with
+/// `EPIPE` (deaf, see [`gone_server`]). Both threads on this CPU, the receiver blocked in
 /// `ipc_recv` (it says so, then the sender sleeps 20 ms): the send hands the message over
 /// and only makes the receiver runnable, and the sender closes its only handle to the
 /// passed endpoint, usually before the receiver runs. The receiver must get a handle (no
@@ -182,7 +191,7 @@ fn sent_then_closed() -> Result<(), &'static str> {
     let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(20 * MS));
     let sent = exo_rt::ipc_send(
         e,
-        &IpcMsg::new(LABEL_ECHO, [0; 8]).with_handle(x, RIGHT_SEND),
+        &IpcMsg::new(LABEL_ECHO, [0; 8]).with_handle(x, RIGHT_SEND | RIGHT_RECV),
         T,
     );
     let closed = exo_rt::handle_close(x);
@@ -227,6 +236,77 @@ fn receive_passed(arg: u64) -> i32 {
     let r = exo_rt::ipc_call(k, &IpcMsg::new(LABEL_ECHO, [0; 8]), MS);
     let _ = exo_rt::handle_close(k);
     if r == Err(Errno::ETIMEDOUT) { 0 } else { 3 }
+}
+
+/// A registered server that ends without taking its name off: the handle a client looked up
+/// says `EPIPE` (`handle_info`, and a call fails with it at once, where it waited for good
+/// until 2026-12-05: the endpoint lived on through the name server's handle), the name
+/// server lets the name go (`NOTFOUND`) and a new server can take it. `h`: a send handle
+/// to register with.
+fn gone_server(ns: u32, h: u32) -> Result<(), &'static str> {
+    let pid = exo_rt::spawn("/ipcdemo", ROLE << 56 | NAMED << 48 | GONE | u64::from(ns))
+        .map_err(|_| "spawn of the gone server")?;
+    let t0 = exo_rt::monotonic_nanos();
+    let g = loop {
+        match names::lookup(ns, GONE_NAME) {
+            Ok(g) => break g,
+            Err(NsError::NotFound) if exo_rt::monotonic_nanos() - t0 < 60_000 * MS => {
+                let _ = exo_rt::nanosleep(&exo_rt::Timespec::from_nanos(MS));
+            }
+            Err(e) => {
+                eprintln!("ipcdemo 8: FAIL: lookup of {GONE_NAME:?}: {e}");
+                return Err("lookup of the gone server");
+            }
+        }
+    };
+    want(
+        "handle_info of a live server's handle",
+        exo_rt::handle_info(g),
+        Ok(RIGHT_SEND),
+    )?;
+    echo(g, 0)?;
+    match exo_rt::ipc_call(g, &IpcMsg::new(LABEL_QUIT, [0; 8]), 0) {
+        Ok(m) if m.label == LABEL_QUIT => {}
+        other => {
+            eprintln!("ipcdemo 8: FAIL: quit of the gone server: {other:?}");
+            return Err("quit call");
+        }
+    }
+    // Its end closed its handles (the process's end comes before `wait` returns).
+    want(
+        "the gone server's end",
+        exo_rt::wait(pid),
+        Ok(ExitStatus::Exited(0)),
+    )?;
+    want(
+        "handle_info after its end",
+        exo_rt::handle_info(g),
+        Err(Errno::EPIPE),
+    )?;
+    want(
+        "a call through the handle after its end",
+        exo_rt::ipc_call(g, &IpcMsg::new(LABEL_ECHO, [0; 8]), T).map(|_| ()),
+        Err(Errno::EPIPE),
+    )?;
+    want("close", exo_rt::handle_close(g), Ok(()))?;
+    want(
+        "handle_info of the closed handle",
+        exo_rt::handle_info(g),
+        Err(Errno::EBADF),
+    )?;
+    want(
+        "lookup of a name whose server ended",
+        names::lookup(ns, GONE_NAME),
+        Err(NsError::NotFound),
+    )?;
+    let again = names::register(ns, GONE_NAME, h, RIGHT_SEND);
+    want("register of the freed name", again.map(|_| ()), Ok(()))?;
+    let again = again.map_err(|_| "register")?;
+    want(
+        "unregister of the freed name",
+        names::unregister(ns, GONE_NAME, again),
+        Ok(()),
+    )
 }
 
 /// Every check, against the name server `ns`.
@@ -326,6 +406,12 @@ fn checks(ns: u32) -> Result<(), &'static str> {
     for seq in 0..CALLS {
         echo(h, seq)?;
     }
+    want(
+        "handle_info of the looked-up handle",
+        exo_rt::handle_info(h),
+        Ok(RIGHT_SEND),
+    )?;
+    gone_server(ns, h)?;
 
     // The name server's answers.
     want(

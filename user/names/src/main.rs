@@ -3,7 +3,9 @@
 //! protocol of `exo_rt::names` on that endpoint: `REGISTER` stores the handle that came
 //! with the message under a name, `LOOKUP` passes a handle to it back in the reply (send
 //! right only), `UNREGISTER` closes it, `STOP` with the token replies and exits 0 (every
-//! stored handle closed). Anything else gets an error reply; no message makes it crash.
+//! stored handle closed). A name whose endpoint went deaf (its server ended: the kernel's
+//! `handle_info` says `EPIPE`) is let go when a `LOOKUP` finds it (`NOTFOUND`) and before
+//! a `REGISTER`, so a restarted server can take its name again. Anything else gets an error reply; no message makes it crash.
 //! A handle that arrives with a message it does not keep is closed at once.
 //!
 //! Exits 0 after a `STOP`, 2 when its endpoint cannot be received on.
@@ -52,6 +54,38 @@ impl Table {
             .iter()
             .position(|e| e.is_some_and(|e| e.name == *name))
     }
+
+    /// [`Table::find`] of a name whose server can still receive: a name whose endpoint
+    /// went deaf (its registrant ended or closed its receive handle: `handle_info` says
+    /// `EPIPE`) is let go on the way. Until 2026-12-05 such a name was kept for good.
+    fn find_live(&mut self, name: &Name) -> Option<usize> {
+        let i = self.find(name)?;
+        if self.entries[i].is_some_and(|e| dead(e.handle)) {
+            self.let_go(i);
+            return None;
+        }
+        Some(i)
+    }
+
+    /// Every name whose server ended, let go (before a `REGISTER` finds the table full).
+    fn prune(&mut self) {
+        for i in 0..NAMES_MAX {
+            if self.entries[i].is_some_and(|e| dead(e.handle)) {
+                self.let_go(i);
+            }
+        }
+    }
+
+    fn let_go(&mut self, i: usize) {
+        if let Some(e) = self.entries[i].take() {
+            let _ = exo_rt::handle_close(e.handle);
+        }
+    }
+}
+
+/// Whether nothing sent through the server's handle `h` can be received any more.
+fn dead(h: u32) -> bool {
+    exo_rt::handle_info(h) == Err(exo_rt::Errno::EPIPE)
 }
 
 /// A reply with `code` and no payload.
@@ -88,7 +122,7 @@ fn serve(t: &mut Table, ns: u32, token: u32, m: &IpcMsg) -> (IpcMsg, bool) {
     match m.label {
         LOOKUP => match Name::from_msg(m) {
             Err(_) => (reply(BADNAME), false),
-            Ok(name) => match t.find(&name).and_then(|i| t.entries[i]) {
+            Ok(name) => match t.find_live(&name).and_then(|i| t.entries[i]) {
                 Some(e) => (reply(OK).with_handle(e.handle, LOOKUP_RIGHTS), false),
                 None => (reply(NOTFOUND), false),
             },
@@ -101,9 +135,7 @@ fn serve(t: &mut Table, ns: u32, token: u32, m: &IpcMsg) -> (IpcMsg, bool) {
                     (reply(NOTOWNER), false)
                 }
                 Some(i) => {
-                    if let Some(e) = t.entries[i].take() {
-                        let _ = exo_rt::handle_close(e.handle);
-                    }
+                    t.let_go(i);
                     (reply(OK), false)
                 }
                 None => (reply(NOTFOUND), false),
@@ -130,6 +162,8 @@ fn register(t: &mut Table, m: &IpcMsg) -> (u32, u64) {
         return (code, 0);
     };
     let cookie = t.cookie();
+    // A name whose server ended is free again.
+    t.prune();
     let code = match Name::from_msg(m) {
         Err(_) => BADNAME,
         Ok(_) if m.handle_rights() & RIGHT_SEND == 0 => NORIGHT,

@@ -440,6 +440,14 @@ pub fn shm_map(handle: u32, len: u64) -> Result<*mut u8, Errno> {
         .map(|a| a as *mut u8)
 }
 
+/// `handle_info(handle)`: the handle's rights (`RIGHT_SEND`, `RIGHT_RECV`) while its
+/// endpoint can be used; `EPIPE` once it is destroyed or nobody can receive on it any
+/// more (its server ended), `EBADF` for no such handle.
+pub fn handle_info(handle: u32) -> Result<u64, Errno> {
+    // SAFETY: reads the caller's handle table; nothing changes.
+    Errno::from_ret(unsafe { syscall1(nr::HANDLE_INFO, handle as usize) }).map(|r| r as u64)
+}
+
 /// `handle_close(handle)`.
 pub fn handle_close(handle: u32) -> Result<(), Errno> {
     // SAFETY: only the caller's handle table changes.

@@ -9,8 +9,8 @@
 //!
 //! | request | label | words | `len` | reply |
 //! |---------|-------|-------|-------|-------|
-//! | register | [`REGISTER`] | 0..6 the name, 7 the handle to store (`INFO_HANDLE`) | name's bytes | [`OK`], [`EXISTS`], [`FULL`], [`BADNAME`], [`NOHANDLE`] (no handle came, or `INFO_HANDLE_LOST`), [`NORIGHT`] (the handle cannot send) |
-//! | lookup | [`LOOKUP`] | 0..6 the name | name's bytes | [`OK`] passing a handle to the stored endpoint with `RIGHT_SEND` only (word 7 the caller's new handle, word 6 its rights), or [`NOTFOUND`], [`BADNAME`] |
+//! | register | [`REGISTER`] | 0..6 the name, 7 the handle to store (`INFO_HANDLE`) | name's bytes | [`OK`], [`EXISTS`] (a live registration has the name: one whose endpoint went deaf, its server ended, is let go), [`FULL`], [`BADNAME`], [`NOHANDLE`] (no handle came, or `INFO_HANDLE_LOST`), [`NORIGHT`] (the handle cannot send) |
+//! | lookup | [`LOOKUP`] | 0..6 the name | name's bytes | [`OK`] passing a handle to the stored endpoint with `RIGHT_SEND` only (word 7 the caller's new handle, word 6 its rights), or [`NOTFOUND`] (also for a name whose server ended: let go), [`BADNAME`] |
 //! | unregister | [`UNREGISTER`] | 0..6 the name | name's bytes | [`OK`] (the server closed its handle), [`NOTFOUND`], [`BADNAME`] |
 //! | stop | [`STOP`] | 0 the token the server was started with | 8 | [`OK`], then the server exits 0; [`BADTOKEN`] |
 //!
