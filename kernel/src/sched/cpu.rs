@@ -430,6 +430,12 @@ pub(super) fn schedule_yield_irqs_off() {
 /// The scheduler's core (`YIELD`: called by a yield, see [`schedule_yield_irqs_off`]).
 #[inline(always)]
 fn schedule_core<const YIELD: bool>() {
+    // A preemption guard held across a switch would come back on another CPU and be dropped
+    // there: both CPUs' counts wrong for good (found by review; no caller does it).
+    debug_assert!(
+        exo_percpu::preemptible(),
+        "switch inside a preemption guard"
+    );
     let Some(cs) = this_sched() else {
         return;
     };
@@ -1409,6 +1415,10 @@ fn switch_direct<const IN_KERNEL: bool>(
     next_i: usize,
     rearm: bool,
 ) {
+    debug_assert!(
+        exo_percpu::preemptible(),
+        "switch inside a preemption guard"
+    );
     // The rest of the caller's slice: `next` runs from the caller's start. Until 2026-12-05
     // it got a fresh slice (`started` = now) at every direct switch, so two threads
     // ping-ponging through the fastpath never had an expired slice at a tick and kept
