@@ -16,7 +16,7 @@ pub use cell::{BorrowError, CpuCell};
 pub use guard::{IrqGuard, Pinned, PreemptGuard};
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
 
 /// Offset of the self pointer.
 pub const OFF_SELF: usize = 0;
@@ -64,17 +64,20 @@ pub struct Hot {
     pub apic_id: u32,
     /// The current thread's held-sleeping-lock count (see [`OFF_HELD_LOCKS`]).
     pub held_locks: AtomicUsize,
-    /// Top of this CPU's kernel stack.
-    pub kstack_top: u64,
+    /// Top of this CPU's kernel stack. This and `user_rsp` and `pid` are written through
+    /// `gs:` (system-call entry, the switch) while `&PerCpu` references live: atomics, so
+    /// no Rust reference promises them unchanging (plain `u64` until 2026-12-05; nothing
+    /// read them through Rust, found by review).
+    pub kstack_top: AtomicU64,
     /// Preemption-disable nesting count (only this CPU writes it).
     pub preempt: AtomicU32,
     /// Leaf-section flag (see [`cache`]); preemption waits while it is set.
     pub leaf: AtomicU8,
     _pad0: [u8; 3],
     /// Scratch slot for the user RSP on syscall entry.
-    pub user_rsp: u64,
+    pub user_rsp: AtomicU64,
     /// Process id of the current thread.
-    pub pid: u64,
+    pub pid: AtomicU64,
     /// The kernel's scheduler state of this CPU (opaque to this crate; 0 until it runs), so
     /// the scheduler finds its own CPU's state with one `gs:` load.
     pub sched: AtomicUsize,
@@ -119,12 +122,12 @@ impl<E> PerCpu<E> {
                 cpu_id: cpu.0,
                 apic_id,
                 held_locks: AtomicUsize::new(0),
-                kstack_top,
+                kstack_top: AtomicU64::new(kstack_top),
                 preempt: AtomicU32::new(0),
                 leaf: AtomicU8::new(0),
                 _pad0: [0; 3],
-                user_rsp: 0,
-                pid: 0,
+                user_rsp: AtomicU64::new(0),
+                pid: AtomicU64::new(0),
                 sched: AtomicUsize::new(0),
             },
             caches: cache::Caches::new(),
@@ -315,6 +318,7 @@ pub fn this_cpu<E>(_pinned: &impl Pinned) -> &PerCpu<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::sync::atomic::Ordering;
 
     #[test]
     fn header_layout() {
@@ -328,7 +332,7 @@ mod tests {
         let b = PerCpu::new(CpuId(3), 7, 0x1000, 5u8);
         assert_eq!(b.hot.cpu_id, 3);
         assert_eq!(b.hot.apic_id, 7);
-        assert_eq!(b.hot.kstack_top, 0x1000);
+        assert_eq!(b.hot.kstack_top.load(Ordering::Relaxed), 0x1000);
     }
 }
 

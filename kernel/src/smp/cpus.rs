@@ -38,7 +38,7 @@ pub fn take_bsp_block(apic_id: u32, kstack_top: u64) -> &'static mut Block {
     static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     let b = crate::sys::take_once(&raw mut BSP_BLOCK, &TAKEN);
     b.hot.apic_id = apic_id;
-    b.hot.kstack_top = kstack_top;
+    b.hot.kstack_top.store(kstack_top, Ordering::Relaxed);
     b
 }
 
@@ -223,7 +223,7 @@ pub fn new_block(
 /// Installs `block` as the calling CPU's GS block and records its stack; the caller enters
 /// it in the CPU table ([`register_this_cpu`]) once the CPU is committed to running.
 pub fn install_this_cpu(block: &'static mut Block, stack: (u64, u64)) -> &'static Block {
-    block.hot.kstack_top = stack.1;
+    block.hot.kstack_top.store(stack.1, Ordering::Relaxed);
     block.ext.stack_lo.store(stack.0, Ordering::Relaxed);
     block.ext.stack_hi.store(stack.1, Ordering::Relaxed);
     let ptr: *const Block = block;
