@@ -50,7 +50,9 @@ pub const MAG_BYTES: usize = 512;
 pub struct Magazine {
     /// Entries in `slots[..len]`.
     pub len: usize,
-    /// Free object addresses, or physical frame addresses for [`PAGES`].
+    /// Free object addresses, or frame addresses for [`PAGES`]; never 0 (a leaf pop reads
+    /// 0 as "empty", so an entry 0 would be lost: the kernel's frames are direct-map
+    /// addresses, physical frame 0 is never one).
     pub slots: [usize; SLOTS],
 }
 
@@ -214,6 +216,7 @@ pub fn len(g: &impl Pinned, m: usize) -> usize {
 /// Pushes `items` (oldest first) on magazine `m`; returns how many fit (the rest stay the
 /// caller's).
 pub fn refill(g: &impl Pinned, m: usize, items: &[usize]) -> usize {
+    debug_assert!(!items.contains(&0), "a magazine entry 0");
     with_mag(g, m, |mg| {
         let n = items.len().min(SLOTS - mg.len);
         mg.slots[mg.len..mg.len + n].copy_from_slice(&items[..n]);
