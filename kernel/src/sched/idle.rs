@@ -130,7 +130,7 @@ pub(super) fn kick_idle_cpu(here: &CpuSched) {
 
 /// Called by an idle context with interrupts off: runs queued work if there is any (returns
 /// true after it ran and this context was picked again), false if the CPU may halt.
-pub fn idle_step(g: &IrqGuard) -> bool {
+pub fn idle_step(g: &mut IrqGuard) -> bool {
     let Some(cs) = this_sched() else {
         return false;
     };

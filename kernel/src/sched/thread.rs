@@ -504,12 +504,12 @@ pub fn exit(code: u64) -> ! {
     {
         hook(me.index());
     }
-    let g = IrqGuard::new();
+    let mut g = IrqGuard::new();
     if let Some(cs) = this_sched() {
         let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
         me.exit_code.store(code, Ordering::Relaxed);
         me.set_state(State::Exiting);
-        schedule(&g);
+        schedule(&mut g);
     }
     panic!("sched::exit returned (no scheduler on this CPU, or an exiting thread was resumed)");
 }
@@ -765,7 +765,7 @@ pub fn join_unless(tid: Tid, deadline: u64, abort: &dyn Fn() -> bool) -> Result<
 pub fn set_affinity(set: CpuSet) -> Result<(), SchedError> {
     let set = set.normalized(|| crate::smp::cpus::online().map(|b| b.hot.cpu_id));
     first_online(&set).ok_or(SchedError::BadAffinity)?;
-    let g = IrqGuard::new();
+    let mut g = IrqGuard::new();
     let cs = this_sched().ok_or(SchedError::NotRunning)?;
     let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
     let here = set.contains(cs.cpu);
@@ -774,7 +774,7 @@ pub fn set_affinity(set: CpuSet) -> Result<(), SchedError> {
         .store(set.only().unwrap_or(NO_THREAD), Ordering::Relaxed);
     *me.affinity.lock() = set;
     if !here {
-        schedule(&g);
+        schedule(&mut g);
     }
     Ok(())
 }

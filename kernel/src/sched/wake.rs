@@ -123,7 +123,7 @@ pub(super) fn wake_index(i: usize) -> bool {
 /// thread is marked blocked, so a [`wake`] issued after the condition changed is never lost.
 /// Returns when woken (possibly spuriously: callers re-check their condition).
 pub fn block_unless(still_wait: impl FnOnce() -> bool) {
-    let g = IrqGuard::new();
+    let mut g = IrqGuard::new();
     let Some(cs) = this_sched() else {
         return;
     };
@@ -138,7 +138,7 @@ pub fn block_unless(still_wait: impl FnOnce() -> bool) {
         }
         return;
     }
-    schedule(&g);
+    schedule(&mut g);
 }
 
 /// Like [`block_unless`], but also ends at TSC `deadline` (`u64::MAX`: none). Returns true
@@ -148,7 +148,7 @@ pub fn block_until(deadline: u64, still_wait: impl FnOnce() -> bool) -> bool {
         block_unless(still_wait);
         return false;
     }
-    let g = IrqGuard::new();
+    let mut g = IrqGuard::new();
     let Some(cs) = this_sched() else {
         return rdtsc() >= deadline;
     };
@@ -160,7 +160,7 @@ pub fn block_until(deadline: u64, still_wait: impl FnOnce() -> bool) -> bool {
         }
         return false;
     }
-    schedule(&g);
+    schedule(&mut g);
     rdtsc() >= deadline
 }
 
@@ -189,13 +189,13 @@ pub fn sleep_until(deadline: u64) {
         if rdtsc() >= deadline {
             return;
         }
-        let g = IrqGuard::new();
+        let mut g = IrqGuard::new();
         let Some(cs) = this_sched() else {
             crate::smp::time::Deadline::at_tsc(deadline).spin_until();
             return;
         };
         block_as_sleeper(cs, deadline);
-        schedule(&g);
+        schedule(&mut g);
     }
 }
 

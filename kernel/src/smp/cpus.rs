@@ -512,7 +512,7 @@ pub fn poll_mailbox(g: &IrqGuard) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct IdleHooks {
     /// See [`IdleHooks`].
-    pub step: fn(&IrqGuard) -> bool,
+    pub step: fn(&mut IrqGuard) -> bool,
     /// See [`IdleHooks`].
     pub woke: fn(),
 }
@@ -533,9 +533,9 @@ pub fn idle_loop() -> ! {
         if crate::smp::tlb::reclaim_due() {
             crate::smp::tlb::reclaim_kernel_tables();
         }
-        let g = IrqGuard::new();
+        let mut g = IrqGuard::new();
         let hooks = IDLE_HOOKS.get();
-        if poll_mailbox(&g) || hooks.is_some_and(|h| (h.step)(&g)) {
+        if poll_mailbox(&g) || hooks.is_some_and(|h| (h.step)(&mut g)) {
             continue;
         }
         // Nothing to run: write out the console rings (whole lines, bounded per pass; again
