@@ -100,7 +100,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         name: "futex",
         args: &["uaddr", "op", "val", "timeout", "uaddr2", "val3"],
         returns: "0 or woken",
-        errors: &[EAGAIN, EFAULT, EINVAL, ENOSYS, ETIMEDOUT],
+        errors: &[EAGAIN, ENOMEM, EFAULT, EINVAL, ENOSYS, ETIMEDOUT],
         summary: "FUTEX_WAIT (with timeout) and FUTEX_WAKE on a 32-bit word, private or shared",
     },
     SyscallInfo {
@@ -108,7 +108,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         name: "sched_setaffinity",
         args: &["pid", "cpusetsize", "mask"],
         returns: "0",
-        errors: &[ESRCH, EFAULT, EINVAL],
+        errors: &[ESRCH, ENOMEM, EFAULT, EINVAL],
         summary: "restricts a thread of the caller's process to the CPUs of a bit mask",
     },
     SyscallInfo {
@@ -172,7 +172,7 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         name: "thread_create",
         args: &["entry", "stack_top", "arg"],
         returns: "tid",
-        errors: &[EAGAIN, EFAULT, EINVAL],
+        errors: &[EAGAIN, ENOMEM, EFAULT, EINVAL],
         summary: "a new thread of the caller's process at entry, rsp = stack_top, rdi = arg",
     },
     SyscallInfo {

@@ -71,7 +71,10 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64) -> Result<i64, Errno> {
     let private = op & FUTEX_PRIVATE_FLAG != 0;
     match op & !FUTEX_PRIVATE_FLAG {
         FUTEX_WAIT => wait(addr, private, val as u32, timeout),
-        FUTEX_WAKE => wake(addr, private, val),
+        // Linux's `val` is an int: the low 32 bits, for WAKE as for WAIT (until 2026-12-05
+        // WAKE counted with all 64, so `1 << 32` woke a waiter where Linux wakes none;
+        // found by review).
+        FUTEX_WAKE => wake(addr, private, u64::from(val as u32)),
         _ => Err(Errno::Enosys),
     }
 }

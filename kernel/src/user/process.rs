@@ -25,7 +25,7 @@ use super::loader::{self, LoadError};
 use super::syscall::Errno;
 use super::task::{self, Death, JoinError};
 use crate::kprintln;
-use crate::sched::{self, Builder, Tid};
+use crate::sched::{self, Builder, SchedError, Tid};
 use crate::smp::time::Deadline;
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -340,7 +340,7 @@ pub fn spawn_with(
     let b = b.space(space.space());
     *p.space.write() = Some(space);
     SPAWN_HOLD.pass();
-    if task::start(b, pid, pid, l.entry, l.stack_top, arg).is_err() {
+    if let Err(e) = task::start(b, pid, pid, l.entry, l.stack_top, arg) {
         // Nobody waits: the slot was never open to waiters.
         p.handles.close_all();
         let space = p.space.write().take();
@@ -355,7 +355,7 @@ pub fn spawn_with(
         }
         p.pid.store(0, Ordering::Release);
         drop(space);
-        return Err(Errno::Eagain);
+        return Err(start_errno(e));
     }
     // Last, once the thread runs: until now the slot could not be claimed by a waiter (see
     // `reap`), who would otherwise wait for a start that may still fail.
@@ -467,26 +467,35 @@ pub fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, Errno>
     };
     let builder = Builder::new()
         .inherit_affinity()
-        .map_err(|_| undo(Errno::Eagain))?;
+        .map_err(|e| undo(start_errno(task::SpawnError::Sched(e))))?;
     let id = task::claim_id(|_| true).map_err(|_| undo(Errno::Eagain))?;
     p.live.fetch_add(1, Ordering::AcqRel);
     let started = {
         let space = p.space.read();
         match space.as_ref() {
-            Some(a) => {
-                task::start(builder.space(a.space()), id, pid, entry, stack_top, arg).is_ok()
-            }
+            Some(a) => task::start(builder.space(a.space()), id, pid, entry, stack_top, arg)
+                .map_err(start_errno),
             None => {
                 task::release_id(id);
-                false
+                Err(Errno::Eagain)
             }
         }
     };
-    if !started {
+    if let Err(e) = started {
         p.live.fetch_sub(1, Ordering::AcqRel);
-        return Err(undo(Errno::Eagain));
+        return Err(undo(e));
     }
     Ok(id)
+}
+
+/// The errno of a thread that could not start: `ENOMEM` when there was no memory for its
+/// stacks, `EAGAIN` when a table was full (until 2026-12-05 both were `EAGAIN`, which
+/// `spawn`'s documentation gives to a full process table; found by review).
+fn start_errno(e: task::SpawnError) -> Errno {
+    match e {
+        task::SpawnError::Sched(SchedError::OutOfMemory) => Errno::Enomem,
+        _ => Errno::Eagain,
+    }
 }
 
 /// `thread_join(tid)`: waits for thread `tid` of the caller's process to end and returns

@@ -256,6 +256,12 @@ fn write_slow(fd: u64, buf: u64, len: u64) -> Result<i64, Errno> {
     if fd != 1 && fd != 2 {
         return Err(Errno::Ebadf);
     }
+    // A length of 0 touches nothing (the ABI's pointer rule): 0 for any `buf` in the user
+    // half, NULL too, as Linux does (a kernel or non-canonical `buf` stays `EFAULT`, as
+    // there). Until 2026-12-05 a NULL `buf` made it `EFAULT` (found by review).
+    if len == 0 && buf <= usercopy::USER_END {
+        return Ok(0);
+    }
     // The whole range must be user memory (`EFAULT` before any byte); a count above
     // `WRITE_MAX` is then a short write. Until 2026-12-04 a count above the copy limit
     // (1 GiB) was `EFAULT` even over valid memory, against the ABI's short write.

@@ -83,6 +83,12 @@ pub const CHECKS: &[Check] = &[
         linux: true,
     },
     Check {
+        what: "write(1, kernel address, 0)",
+        call: call!(syscall3(nr::WRITE, 1, KERNEL_ADDR, 0)),
+        want: Errno::EFAULT,
+        linux: true,
+    },
+    Check {
         what: "write(999, \"x\", 1)",
         call: call!(syscall3(nr::WRITE, 999, b"x".as_ptr() as usize, 1)),
         want: Errno::EBADF,
@@ -270,4 +276,17 @@ pub const CHECKS: &[Check] = &[
         want: Errno::EINVAL,
         linux: false,
     },
+];
+
+/// A call that must return 0: what it is in C-like words, and the call.
+pub type ZeroCall = (&'static str, fn() -> isize);
+
+/// Calls at the edge of the rules that must succeed with 0 (on Linux too): a length of 0
+/// touches nothing, whatever user-half pointer comes with it.
+pub const ZERO: &[ZeroCall] = &[
+    ("write(1, NULL, 0)", call!(syscall3(nr::WRITE, 1, 0, 0))),
+    (
+        "write(2, 0x1000 (unmapped), 0)",
+        call!(syscall3(nr::WRITE, 2, UNMAPPED, 0)),
+    ),
 ];

@@ -107,7 +107,19 @@ fn bad_arguments() -> i32 {
             bad += 1;
         }
     }
-    println!("faults: {} calls, {bad} wrong", bad_args::CHECKS.len());
+    for &(what, call) in bad_args::ZERO {
+        let got = call();
+        if got == 0 {
+            println!("faults: ok   {what}: 0");
+        } else {
+            println!("faults: FAIL {what}: got {got}, want 0");
+            bad += 1;
+        }
+    }
+    println!(
+        "faults: {} calls, {bad} wrong",
+        bad_args::CHECKS.len() + bad_args::ZERO.len()
+    );
     if bad == 0 { 0 } else { 1 }
 }
 

@@ -1051,7 +1051,10 @@ fn thread_round(cx: &mut Ctx, per_thread: u64, span_cap: bool) -> u64 {
             }
         }
         Err(Errno::ENOSYS) => {
+            // Threads exist: a kernel that answers ENOSYS lost them (a finding).
             STATS.threads_enosys.fetch_add(1, Relaxed);
+            STATS.flags.fetch_or(F_BADRET, Relaxed);
+            println!("FUZZ,badret,thread_create: ENOSYS");
             return 0;
         }
         Err(Errno::EAGAIN | Errno::ENOMEM) => return 0,

@@ -169,4 +169,7 @@ fn the_errors_faults_expects_are_linuxs() {
         checked += 1;
     }
     assert!(checked >= 15, "{checked}");
+    for &(what, call) in bad_args::ZERO {
+        assert_eq!(call(), 0, "{what}");
+    }
 }

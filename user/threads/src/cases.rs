@@ -15,7 +15,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         arg: 1,
-        name: "join errors: self EDEADLK, unknown and foreign tids ESRCH, twice ESRCH, kernel entry EFAULT; set_tid_address words",
+        name: "join errors: self EDEADLK, unknown and foreign tids ESRCH, twice ESRCH, kernel entry EFAULT; a futex wake of 1 << 32 wakes nobody; set_tid_address words",
         expect: |s| s == ExitStatus::Exited(0),
         expect_text: "exit 0",
     },

@@ -162,7 +162,67 @@ fn join_errors() -> Check {
             return Err("a non-user entry is not EFAULT");
         }
     }
+    wake_counts_32_bits()?;
     end_words()
+}
+
+/// The word [`wake_counts_32_bits`]'s waiter sleeps on, and its state (1: about to wait,
+/// 2: its wait returned 0, 3: it timed out, 4: something else).
+static WAKE_WORD: AtomicU32 = AtomicU32::new(0);
+static WAKE_STATE: AtomicU32 = AtomicU32::new(0);
+
+fn timed_waiter(_: u64) -> i32 {
+    WAKE_STATE.store(1, Ordering::Release);
+    let t = Timespec::from_nanos(300_000_000);
+    let r = exo_rt::futex_wait(&WAKE_WORD, 0, Some(&t));
+    let s = match r {
+        Ok(_) => 2,
+        Err(Errno::ETIMEDOUT) => 3,
+        Err(_) => 4,
+    };
+    WAKE_STATE.store(s, Ordering::Release);
+    0
+}
+
+/// `FUTEX_WAKE` counts the low 32 bits of `val` (Linux's `int`): a wake of `1 << 32`
+/// wakes nobody. A thread waits 300 ms on a word; this one makes such wakes until the
+/// wait ends: each must return 0 and the wait must time out. Until 2026-12-05 the kernel
+/// counted with 64 bits and woke the waiter (found by review; the waiter is blocked for
+/// 300 ms while this thread keeps calling, so a kernel that counts 64 bits is caught).
+fn wake_counts_32_bits() -> Check {
+    WAKE_STATE.store(0, Ordering::Release);
+    let t = thread::spawn(timed_waiter, 0).map_err(|_| "thread_create failed")?;
+    let mut woke = 0i64;
+    let mut calls = 0u64;
+    // Bounded by the waiter's 300 ms timeout (and 10 s of calls at most).
+    let t0 = exo_rt::monotonic_nanos();
+    while WAKE_STATE.load(Ordering::Acquire) < 2 && exo_rt::monotonic_nanos() - t0 < 10_000_000_000
+    {
+        // SAFETY: FUTEX_WAKE of a word of ours: the kernel only reads it.
+        let r = unsafe {
+            exo_rt::raw::syscall3(
+                exo_rt::abi::nr::FUTEX,
+                WAKE_WORD.as_ptr() as usize,
+                1 | 128, // FUTEX_WAKE | FUTEX_PRIVATE_FLAG
+                1 << 32,
+            )
+        };
+        calls += 1;
+        if r != 0 {
+            woke = r as i64;
+        }
+    }
+    if t.join() != Ok(0) {
+        return Err("the futex waiter did not end with 0");
+    }
+    match (WAKE_STATE.load(Ordering::Acquire), woke) {
+        (3, 0) => {
+            println!("threads: {calls} futex wakes of 1 << 32 woke nobody");
+            Ok(())
+        }
+        (_, w) if w != 0 => Err("a futex wake of 1 << 32 woke a waiter (64-bit count)"),
+        _ => Err("the futex waiter did not time out"),
+    }
 }
 
 /// The word of `set_tid_address`, and a second one a misaligned name must leave alone.
