@@ -1,5 +1,6 @@
 //! A pass-through [`Device`] that counts frames and ICMP echo traffic on their way between
-//! the driver and the interface (smoltcp answers pings itself, so this is where they are seen).
+//! the driver and the interface (smoltcp answers pings itself, so this is where they are seen),
+//! and [`Replay`], which hands the interface a frame the stack has already taken.
 
 use core::cell::Cell;
 
@@ -143,5 +144,57 @@ impl<T: TxToken> TxToken for Tx<'_, T> {
 
     fn set_meta(&mut self, meta: PacketMeta) {
         self.inner.set_meta(meta);
+    }
+}
+
+/// One frame already taken from the device (and counted), handed to the interface as if it
+/// came now; answers go out through the device. The stack looks at a frame before smoltcp
+/// does only while no HTTP slot may be listening and a connection could give its slot to a
+/// new client (`Stack::make_room`). Without room to send
+/// when the interface asks, the frame is dropped as a full ring would drop it (TCP sends it
+/// again).
+pub(crate) struct Replay<'a, D> {
+    pub(crate) frame: Option<(&'a [u8], PacketMeta)>,
+    pub(crate) device: &'a mut Counted<D>,
+}
+
+/// Receive token of [`Replay`].
+pub(crate) struct ReplayRx<'a>(&'a [u8], PacketMeta);
+
+impl RxToken for ReplayRx<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(self.0)
+    }
+
+    fn meta(&self) -> PacketMeta {
+        self.1
+    }
+}
+
+impl<D: Device> Device for Replay<'_, D> {
+    type RxToken<'b>
+        = ReplayRx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = Tx<'b, D::TxToken<'b>>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let (frame, meta) = self.frame.take()?;
+        let tx = self.device.transmit(timestamp)?;
+        Some((ReplayRx(frame, meta), tx))
+    }
+
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        self.device.transmit(timestamp)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.device.capabilities()
     }
 }

@@ -153,6 +153,12 @@ impl RequestReader {
         self.buf.len()
     }
 
+    /// Nothing of a request is pending: no bytes buffered, no body being discarded, no
+    /// error reported (the connection is between requests, as far as its input goes).
+    pub fn idle(&self) -> bool {
+        self.buf.is_empty() && self.discard == 0 && !self.failed
+    }
+
     /// Takes bytes from the stream and returns how many were taken (fewer than offered only
     /// when the buffer is full: call [`next_request`](Self::next_request) to make room).
     pub fn push(&mut self, mut data: &[u8]) -> usize {

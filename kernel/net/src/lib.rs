@@ -82,6 +82,8 @@ pub struct Config {
     /// UDP port of the echo service (7); 0 disables it.
     pub udp_echo_port: u16,
     /// Number of TCP sockets listening on `http_port`: the most connections served at once.
+    /// When every one is taken, a new client's SYN gets the slot of the connection idle
+    /// between requests the longest (for a second or more; it is reset), else it is refused.
     pub tcp_slots: usize,
     /// Receive buffer per TCP slot, bytes (the advertised window).
     pub tcp_rx_buffer: usize,
@@ -179,6 +181,9 @@ pub struct Stats {
     pub tcp_idle_aborts: u64,
     /// Half-open connections dropped by the handshake timeout.
     pub tcp_handshake_drops: u64,
+    /// Connections idle between requests reset to give their slot to a new client (every
+    /// slot was taken).
+    pub tcp_idle_evictions: u64,
     /// Requests answered (including error responses).
     pub http_requests: u64,
     /// Responses by status, indexed like [`Status::ALL`].

@@ -6,12 +6,15 @@ use alloc::vec::Vec;
 use smoltcp::iface::{
     Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
 };
-use smoltcp::phy::{Device, Medium};
+use smoltcp::phy::{Device, Medium, RxToken};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpAddress, IpCidr,
+    IpEndpoint, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TcpPacket,
+};
 
-use crate::device::{Counted, Counters};
+use crate::device::{Counted, Counters, Replay};
 use crate::http::{Event, RequestReader, Response};
 use crate::{AddrState, Addressing, Config, ConfigError, Poll, StaticIp, Stats};
 
@@ -37,7 +40,8 @@ struct Slot {
     last_progress: Instant,
     /// When the request being read began: the connection's start, or once its last response
     /// was queued whole, the moment that left the TX buffer or the next request's first byte
-    /// came, whichever was first (`request_timeout`).
+    /// came, whichever was first (`request_timeout`; between requests, how long the
+    /// connection has been idle: [`Stack::make_room`]).
     request_since: Instant,
     /// Input was read since the last response was queued whole (the next request began).
     read_since_response: bool,
@@ -53,11 +57,46 @@ impl Slot {
     fn draining(&self, socket: &tcp::Socket<'_>) -> bool {
         self.out.is_none() && !self.read_since_response && socket.send_queue() > 0
     }
+
+    /// Between requests: established, the last response (if any) acknowledged whole, nothing
+    /// of a next request come (none read, none waiting in the socket). Only such a connection
+    /// may be evicted for a new one ([`Stack::make_room`]): never one in the middle of a
+    /// request or a response.
+    fn between_requests(&self, socket: &tcp::Socket<'_>) -> bool {
+        self.connected
+            && !self.closing
+            && self.out.is_none()
+            && !self.read_since_response
+            && self.reader.idle()
+            && socket.state() == tcp::State::Established
+            && socket.send_queue() == 0
+            && socket.recv_queue() == 0
+    }
 }
 
 /// How long a half-open slot is kept before [`Stack::keep_one_listening`] may give it to a
 /// new SYN (far above a real client's round trip).
 const HALF_OPEN_GRACE: Duration = Duration::from_millis(1000);
+
+/// How long a connection must have been idle between requests before [`Stack::make_room`]
+/// may reset it for a new client (as [`HALF_OPEN_GRACE`]: a client that just got its answer
+/// and is about to ask again is left alone).
+const IDLE_GRACE: Duration = Duration::from_millis(1000);
+
+/// The source of `frame` if it is a TCP SYN (not a SYN-ACK) to `addr:port`.
+fn syn_to(frame: &[u8], addr: Ipv4Address, port: u16) -> Option<IpEndpoint> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp || ip.dst_addr() != addr {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    (tcp.syn() && !tcp.ack() && tcp.dst_port() == port)
+        .then(|| IpEndpoint::new(IpAddress::Ipv4(ip.src_addr()), tcp.src_port()))
+}
 
 /// A TCP socket for an HTTP slot (`None`: no memory for its buffers).
 fn tcp_socket(config: &Config) -> Option<tcp::Socket<'static>> {
@@ -96,6 +135,9 @@ pub struct Stack<D: Device> {
     config: Config,
     stats: Stats,
     scratch: Vec<u8>,
+    /// A frame taken from the device to be looked at before smoltcp has it
+    /// ([`Stack::ingress_looked_at`]).
+    held: Vec<u8>,
 }
 
 impl<D: Device> core::fmt::Debug for Stack<D> {
@@ -139,6 +181,7 @@ impl<D: Device> Stack<D> {
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(mac));
         iface_config.random_seed = config.seed;
         let iface = Interface::new(iface_config, &mut device, now);
+        let frame_len = device.capabilities().max_transmission_unit.max(1514);
         let mut stack = Self {
             device,
             iface,
@@ -152,6 +195,7 @@ impl<D: Device> Stack<D> {
                 tcp_open: 0,
                 tcp_idle_aborts: 0,
                 tcp_handshake_drops: 0,
+                tcp_idle_evictions: 0,
                 http_requests: 0,
                 responses: [0; crate::http::Status::ALL.len()],
                 http_rx_bytes: 0,
@@ -166,6 +210,7 @@ impl<D: Device> Stack<D> {
                 address: None,
             },
             scratch: vec![0; UDP_MAX_PAYLOAD],
+            held: Vec::with_capacity(frame_len),
         };
 
         match config.addr {
@@ -232,11 +277,19 @@ impl<D: Device> Stack<D> {
         self.iface.poll_maintenance(now);
         let mut activity = false;
         let mut taken = 0;
+        // While a connection is idle between requests, a frame that may find no slot
+        // listening (the batch may have taken the `listening` ones) is looked at first: a SYN
+        // for the HTTP port gets a slot made for it (`make_room`).
+        let evictable = self.idle_candidate(now).is_some();
+        let listening = if evictable { self.listening() } else { 0 };
         while taken < INGRESS_BUDGET {
-            match self
-                .iface
-                .poll_ingress_single(now, &mut self.device, &mut self.sockets)
-            {
+            let result = if evictable && taken >= listening && self.listening() == 0 {
+                self.ingress_looked_at(now)
+            } else {
+                self.iface
+                    .poll_ingress_single(now, &mut self.device, &mut self.sockets)
+            };
+            match result {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
                 PollIngressSingleResult::SocketStateChanged => activity = true,
@@ -508,6 +561,93 @@ impl<D: Device> Stack<D> {
             .get_mut::<tcp::Socket<'_>>(self.slots[i].handle)
             .abort();
         self.stats.tcp_handshake_drops = self.stats.tcp_handshake_drops.wrapping_add(1);
+        self.relisten(i);
+        true
+    }
+
+    /// How many slots listen.
+    fn listening(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| self.sockets.get::<tcp::Socket<'_>>(s.handle).state() == tcp::State::Listen)
+            .count()
+    }
+
+    /// The slot whose connection has been idle between requests the longest, if for
+    /// [`IDLE_GRACE`] or more.
+    fn idle_candidate(&self, now: Instant) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.between_requests(self.sockets.get(s.handle)))
+            .min_by_key(|(_, s)| s.request_since)
+            .filter(|(_, s)| now >= s.request_since + IDLE_GRACE)
+            .map(|(i, _)| i)
+    }
+
+    /// Takes one frame from the device; if it is a SYN for the HTTP port, makes a slot listen
+    /// for it ([`make_room`](Self::make_room)); then hands it to the interface.
+    fn ingress_looked_at(&mut self, now: Instant) -> PollIngressSingleResult {
+        let mut frame = core::mem::take(&mut self.held);
+        frame.clear();
+        let Some((rx, _)) = self.device.receive(now) else {
+            self.held = frame;
+            return PollIngressSingleResult::None;
+        };
+        let meta = rx.meta();
+        rx.consume(|f| frame.extend_from_slice(f));
+        if let Some(addr) = self.iface.ipv4_addr()
+            && let Some(from) = syn_to(&frame, addr, self.config.http_port)
+        {
+            self.make_room(now, from);
+        }
+        let mut replay = Replay {
+            frame: Some((&frame, meta)),
+            device: &mut self.device,
+        };
+        let result = self
+            .iface
+            .poll_ingress_single(now, &mut replay, &mut self.sockets);
+        self.held = frame;
+        result
+    }
+
+    /// A SYN from `from` came for the HTTP port: when no slot listens, the connection idle
+    /// between requests the longest, if for [`IDLE_GRACE`], is reset (the RST goes out at
+    /// once) and its slot listens for the SYN. Not when the SYN is a retransmission for a
+    /// slot's connection, nor while two or more slots are half-open: those are recycled by
+    /// [`keep_one_listening`](Self::keep_one_listening), and spoofed SYNs would otherwise
+    /// evict a connection each. Until 2026-12-05 a few keep-alive clients asking now and then
+    /// (or reconnecting) held every slot and a new client was refused meanwhile (found by
+    /// review). Counted in `tcp_idle_evictions`.
+    fn make_room(&mut self, now: Instant, from: IpEndpoint) -> bool {
+        use tcp::State;
+        let mut half_open = 0;
+        for s in &self.slots {
+            let socket = self.sockets.get::<tcp::Socket<'_>>(s.handle);
+            match socket.state() {
+                State::Listen => return false,
+                State::SynReceived => half_open += 1,
+                _ => {}
+            }
+            if socket.remote_endpoint() == Some(from) {
+                return false;
+            }
+        }
+        if half_open >= 2 {
+            return false;
+        }
+        let Some(i) = self.idle_candidate(now) else {
+            return false;
+        };
+        self.sockets
+            .get_mut::<tcp::Socket<'_>>(self.slots[i].handle)
+            .abort();
+        self.stats.tcp_idle_evictions = self.stats.tcp_idle_evictions.wrapping_add(1);
+        // The RST first: listening forgets the connection.
+        let _ = self
+            .iface
+            .poll_egress(now, &mut self.device, &mut self.sockets);
         self.relisten(i);
         true
     }

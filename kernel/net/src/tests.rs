@@ -1322,3 +1322,113 @@ fn a_stalled_reader_trickling_a_request_is_ended_by_the_request_timeout() {
         "ended {ended} after the first byte, want the request timeout"
     );
 }
+
+/// Keep-alive clients holding every slot (each asks again every 25 s, under the request
+/// timeout) keep their connections while nobody else comes, and a new client gets the slot
+/// of the one idle the longest: it is reset, the others are untouched. Until 2026-12-05 the
+/// new client was refused for as long as they kept asking (found by review).
+#[test]
+fn keep_alive_clients_holding_every_slot_make_room_for_a_new_one() {
+    let mut net = Net::new(Config {
+        tcp_slots: 2,
+        ..static_config()
+    });
+    let hs: Vec<_> = (0..2).map(|_| net.connect()).collect();
+    for _ in 0..4 {
+        for &h in &hs {
+            assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+        }
+        net.run_until(25_000, |_| false);
+    }
+    assert_eq!(net.stack.stats().tcp_idle_evictions, 0);
+    let h = net.open();
+    assert!(
+        net.run_until(1000, |n| n.tcp(h).state() == tcp::State::Established),
+        "the new client was refused ({:?})",
+        net.tcp(h).state()
+    );
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+    // The first holder asked first: it was reset; the second is still served.
+    assert!(net.run_until(100, |n| n.tcp(hs[0]).state() == tcp::State::Closed));
+    assert_eq!(net.exchange(hs[1], &get(""), OK.len()), OK);
+    let s = net.stack.stats();
+    assert_eq!(
+        (s.tcp_idle_evictions, s.tcp_idle_aborts, s.tcp_open),
+        (1, 0, 2)
+    );
+}
+
+/// A connection in the middle of a response (its client not reading yet) or of a request
+/// (half a head) is never evicted for a new client: the new client is refused as before.
+/// Once the response is read whole, that connection is idle between requests and gives its
+/// slot to the next new client; the one mid-request keeps its slot and is answered.
+#[test]
+fn a_connection_mid_request_or_mid_response_is_not_evicted() {
+    let body: &'static [u8] = Box::leak(
+        (0..66_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let mut net = Net::new(Config {
+        tcp_slots: 2,
+        body,
+        tcp_tx_buffer: 4096,
+        ..static_config()
+    });
+    let reader = net.connect();
+    net.send(reader, &get(""));
+    let asker = net.connect();
+    net.send(asker, b"GET / HTTP/1.1\r\nHost:");
+    net.run_until(3000, |_| false);
+    let h = net.open();
+    assert!(
+        net.run_until(1000, |n| n.tcp(h).state() == tcp::State::Closed),
+        "a new client got a slot ({:?})",
+        net.tcp(h).state()
+    );
+    assert_eq!(net.stack.stats().tcp_idle_evictions, 0);
+    let want = head_for(66_000).len() + 66_000;
+    assert_eq!(net.read(reader, want).len(), want);
+    net.run_until(1500, |_| false);
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), want).len(), want);
+    assert!(net.run_until(100, |n| n.tcp(reader).state() == tcp::State::Closed));
+    let answer = net.exchange(asker, b" x\r\n\r\n", want);
+    assert_eq!(answer.len(), want);
+    assert_eq!(net.stack.stats().tcp_idle_evictions, 1);
+}
+
+/// Spoofed SYNs do not evict idle connections one per SYN: while two or more slots are
+/// half-open, those are recycled ([`Stack`]'s `keep_one_listening`) and the idle
+/// connections kept. A flood of 10 s costs at most one of them.
+#[test]
+fn a_syn_flood_evicts_at_most_one_idle_connection() {
+    let mut net = Net::new(Config {
+        tcp_slots: 4,
+        handshake_timeout: Some(Duration::from_secs(10)),
+        ..static_config()
+    });
+    let hs: Vec<_> = (0..3).map(|_| net.connect()).collect();
+    for &h in &hs {
+        assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+    }
+    net.run_until(2000, |_| false);
+    let ghost = Ipv4Address::new(10, 0, 2, 99);
+    for port in 6000..6050 {
+        net.cdev.inject(spoofed_syn(ghost, port));
+        net.run_until(200, |_| false);
+    }
+    let s = net.stack.stats();
+    assert!(s.tcp_idle_evictions <= 1, "{s:?}");
+    // The half-open slots were recycled meanwhile (each after its grace).
+    assert!(s.tcp_handshake_drops >= 10, "{s:?}");
+    let mut served = 0;
+    for &h in &hs {
+        if net.tcp(h).state() == tcp::State::Established {
+            assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+            served += 1;
+        }
+    }
+    assert_eq!(served as u64, 3 - s.tcp_idle_evictions);
+}
