@@ -4,8 +4,9 @@
 //! keep-alive), UDP echo on port 7, ICMP echo. Runs on CPU 0 until QEMU is stopped.
 //!
 //! Prints `SERVE,up,...` with the MAC once the device is up, `SERVE,address,<cidr>,<how>` when
-//! the address is known, and a `SERVE,stats,...` line every 5 s when something changed. A device
-//! that fails is reported and the job exits with failure.
+//! the address is known (`SERVE,address,none,<how>` when it is lost: a DHCP lease not renewed),
+//! and a `SERVE,stats,...` line every 5 s when one of its counters changed (the interrupt count
+//! aside; [`Report`]). A device that fails is reported and the job exits with failure.
 //!
 //! Idle policy (NAPI-like): after a poll with no work, spin on the ring for 200 µs, then ask
 //! the device for an interrupt at the next frame and sleep until it comes or the stack's next
@@ -87,27 +88,25 @@ fn server(_: u64) -> u64 {
         }
     };
     let mut announced = None;
-    let mut last = stack.stats();
+    let mut last = Report::new(&stack.stats(), &stack.device_mut().pair().stats);
     let mut report = Deadline::after_ms(5000);
     loop {
         let p = stack.poll(now());
         let s = stack.stats();
         if s.address != announced {
             announced = s.address;
-            if let Some(a) = s.address {
-                kprintln!("SERVE,address,{a},{:?}", s.addressing);
+            match s.address {
+                Some(a) => kprintln!("SERVE,address,{a},{:?}", s.addressing),
+                None => kprintln!("SERVE,address,none,{:?}", s.addressing),
             }
         }
         if report.passed() {
             report = Deadline::after_ms(5000);
-            if s.http_requests != last.http_requests
-                || s.udp_echoed != last.udp_echoed
-                || s.icmp_echo_replies != last.icmp_echo_replies
-            {
-                let pair = stack.device_mut().pair();
-                let (d, irqs) = (pair.stats, pair.irq_count());
-                print_stats(&s, &d, irqs);
-                last = s;
+            let pair = stack.device_mut().pair();
+            let (r, irqs) = (Report::new(&s, &pair.stats), pair.irq_count());
+            if r != last {
+                print_stats(&r, irqs);
+                last = r;
             }
         }
         if let Some(e) = &stack.device_mut().error {
@@ -134,21 +133,68 @@ fn server(_: u64) -> u64 {
     }
 }
 
-fn print_stats(s: &Stats, d: &net::Stats, irqs: u64) {
+/// The counters of a `SERVE,stats` line but the interrupt count: the line is printed when
+/// one of them changed (interrupts without frames are no news). Until 2026-12-05 only the
+/// HTTP, UDP echo and ping counts were compared: a SYN flood, a runt flood, a scan or idle
+/// aborts printed nothing, and `udp_dropped` was never printed (found by review).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Report {
+    http_requests: u64,
+    ok: u64,
+    other: u64,
+    tcp_accepted: u64,
+    tcp_open: usize,
+    tcp_timeouts: u64,
+    tcp_half_open_drops: u64,
+    udp_echoed: u64,
+    icmp_replies: u64,
+    frames_rx: u64,
+    frames_tx: u64,
+    rx_drops: u64,
+    udp_dropped: u64,
+    tcp_idle_evictions: u64,
+}
+
+impl Report {
+    fn new(s: &Stats, d: &net::Stats) -> Self {
+        Self {
+            http_requests: s.http_requests,
+            ok: s.responses[0],
+            other: s.responses.iter().skip(1).sum::<u64>(),
+            tcp_accepted: s.tcp_accepted,
+            tcp_open: s.tcp_open,
+            tcp_timeouts: s.tcp_idle_aborts,
+            tcp_half_open_drops: s.tcp_handshake_drops,
+            udp_echoed: s.udp_echoed,
+            icmp_replies: s.icmp_echo_replies,
+            frames_rx: d.rx_packets,
+            frames_tx: d.tx_packets,
+            rx_drops: d.rx_dropped(),
+            udp_dropped: s.udp_dropped,
+            tcp_idle_evictions: s.tcp_idle_evictions,
+        }
+    }
+}
+
+/// The fields after `irqs` came later (2026-12-05): they are appended, so readers of the
+/// older line keep working.
+fn print_stats(r: &Report, irqs: u64) {
     kprintln!(
-        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},tcp_timeouts,{},tcp_half_open_drops,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{},irqs,{}",
-        s.http_requests,
-        s.responses[0],
-        s.responses.iter().skip(1).sum::<u64>(),
-        s.tcp_accepted,
-        s.tcp_open,
-        s.tcp_idle_aborts,
-        s.tcp_handshake_drops,
-        s.udp_echoed,
-        s.icmp_echo_replies,
-        d.rx_packets,
-        d.tx_packets,
-        d.rx_dropped(),
-        irqs
+        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},tcp_timeouts,{},tcp_half_open_drops,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{},irqs,{},udp_dropped,{},tcp_idle_evictions,{}",
+        r.http_requests,
+        r.ok,
+        r.other,
+        r.tcp_accepted,
+        r.tcp_open,
+        r.tcp_timeouts,
+        r.tcp_half_open_drops,
+        r.udp_echoed,
+        r.icmp_replies,
+        r.frames_rx,
+        r.frames_tx,
+        r.rx_drops,
+        irqs,
+        r.udp_dropped,
+        r.tcp_idle_evictions
     );
 }
