@@ -1160,7 +1160,10 @@ impl<'g> Here<'g> {
     /// elsewhere between the read and the CAS, and the CAS would take a thread whose
     /// registers that CPU may still be saving. With it, the CAS fails (the thread is `Ready`,
     /// waiting in the mailbox or for the lock). Test `sched.claim_window_closed_by_the_cpu_lock`
-    /// (debug kernels: `inject::hold_claim` holds the window open).
+    /// (debug kernels: `inject::hold_claim` holds the window open). The same lock keeps the
+    /// generation read true: an ended thread's slot gets its new generation under the lock
+    /// of the CPU it last ran on (`thread::free_slot`), so it cannot be reused, and its
+    /// newcomer claimed, inside the window (`sched.claim_of_a_reused_slot_fails`).
     #[inline(always)]
     pub fn claim(&self, tid: Tid) -> Option<Claimed<'g>> {
         let t = TCBS.get(tid.index())?;

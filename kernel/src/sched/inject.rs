@@ -141,6 +141,15 @@ pub(crate) fn arm_claim(i: usize) {
     HOLD_CLAIM.store(i as u32 + 1, Ordering::Release);
 }
 
+/// Disarms the claim hold and forgets the last one (a test's start: `claim_held` stays
+/// true after a hold until the next arming, and a helper of the next test waiting for it
+/// would go on at once).
+pub(crate) fn reset_claim() {
+    HOLD_CLAIM.store(0, Ordering::Relaxed);
+    CLAIM_SAW.store(0, Ordering::Relaxed);
+    CLAIM_HELD.store(false, Ordering::Release);
+}
+
 /// Whether a claimer is inside the held window (or was: until the next `arm_claim`).
 pub(crate) fn claim_held() -> bool {
     CLAIM_HELD.load(Ordering::Acquire)

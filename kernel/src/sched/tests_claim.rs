@@ -17,9 +17,18 @@ ktest!(
     "sched.claim_window_closed_by_the_cpu_lock",
     claim_window
 );
+ktest!(
+    Needs::Threads,
+    "sched.claim_of_a_reused_slot_fails",
+    reused_slot
+);
 
 fn claim_window(_: &BootState) -> TestResult {
     injected_test!(forced::run, crate::harness::SKIP)
+}
+
+fn reused_slot(_: &BootState) -> TestResult {
+    injected_test!(reused::run, crate::harness::SKIP)
 }
 
 #[cfg(debug_assertions)]
@@ -109,6 +118,7 @@ mod forced {
             return Err(format!("{SKIP}needs 2 CPUs"));
         }
         let (c, b) = (ncpus() - 1, 0);
+        inject::reset_claim();
         DONE.store(false, Ordering::Release);
         CLAIMED.store(false, Ordering::Release);
         RAN_ON.store(u32::MAX, Ordering::Release);
@@ -148,5 +158,143 @@ mod forced {
         })?;
         again?;
         check(end? == [0], || "T did not end cleanly".into())
+    }
+}
+
+/// The claim of a thread that has ended (on C, not joined yet) while its slot is reused.
+/// With the claim held open between its read of T's CPU and its CAS (half a second), CPU B
+/// joins T, makes the next spawn take T's slot and spawns T', pinned to B, which blocks
+/// there. The join's free of the slot takes C's lock (`thread::free_slot`), which the
+/// claimer holds: the slot stays T's until the claim is decided, the CAS finds T ended and
+/// fails. Until 2026-12-05 the slot was freed without it: the CAS took T' (`Blocked`) and
+/// the claim returned a thread that last ran on B (found by review; failed so at -smp 2).
+/// On a host too slow to join, spawn and block within the half second, the hold ends by its
+/// deadline and the test passes without having forced anything (as the claim-window test).
+#[cfg(debug_assertions)]
+mod reused {
+    use crate::harness::{SKIP, TestResult, check, join_all, ncpus, wait_for};
+    use crate::sched::thread::{NEXT_SLOT, State, tcb};
+    use crate::sched::{self, Builder, Tid, inject};
+    use alloc::format;
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use exo_arch::tsc::rdtsc;
+
+    /// T' and the reuser stop.
+    static DONE: AtomicBool = AtomicBool::new(false);
+    /// The claimer has its answer.
+    static CLAIMED: AtomicBool = AtomicBool::new(false);
+    /// T' (raw id; 0: not spawned).
+    static NEWCOMER: AtomicU64 = AtomicU64::new(0);
+
+    fn ends(_: u64) -> u64 {
+        0
+    }
+
+    /// T': blocks until `DONE` (60 s per wait; a spurious wake-up loops).
+    fn newcomer(_: u64) -> u64 {
+        let d = rdtsc() + 60 * crate::smp::time::tsc_hz();
+        while !DONE.load(Ordering::Acquire) {
+            if sched::block_until(d, || !DONE.load(Ordering::Acquire)) {
+                return 3;
+            }
+        }
+        0
+    }
+
+    /// On B: once the claimer is inside its window, joins T, points the next spawn at T's
+    /// slot and spawns T' on B; then waits for the claimer's answer.
+    fn reuser(raw: u64) -> u64 {
+        let t = Tid::from_raw(raw);
+        if wait_for("the claimer inside its window", 10_000, inject::claim_held).is_err() {
+            return 2;
+        }
+        let d = rdtsc() + 10 * crate::smp::time::tsc_hz();
+        if sched::join_until(t, d) != Ok(0) {
+            return 3;
+        }
+        NEXT_SLOT.store(t.index() as u32, Ordering::Relaxed);
+        let Ok(n) = Builder::new().pin(sched::this_cpu()).spawn(newcomer, 0) else {
+            return 4;
+        };
+        NEWCOMER.store(n.raw(), Ordering::Release);
+        if n.index() != t.index() {
+            return 5;
+        }
+        let _ = wait_for("the claimer's answer", 60_000, || {
+            CLAIMED.load(Ordering::Acquire)
+        });
+        0
+    }
+
+    /// On C: claims T with the long hold armed. 0: refused; 10 + the CPU the claimed thread
+    /// last ran on (given back at once); 4: no running thread.
+    fn claimer(raw: u64) -> u64 {
+        let t = Tid::from_raw(raw);
+        inject::arm_claim(t.index());
+        let g = exo_percpu::IrqGuard::new();
+        let Some(here) = sched::Here::of(&g) else {
+            return 4;
+        };
+        let code = match here.claim(t) {
+            None => 0,
+            Some(claimed) => {
+                let on = claimed.last_cpu();
+                here.release(claimed);
+                10 + u64::from(on)
+            }
+        };
+        drop(g);
+        CLAIMED.store(true, Ordering::Release);
+        code
+    }
+
+    pub(super) fn run() -> TestResult {
+        if ncpus() < 2 {
+            return Err(format!("{SKIP}needs 2 CPUs"));
+        }
+        let (c, b) = (ncpus() - 1, 0);
+        inject::reset_claim();
+        DONE.store(false, Ordering::Release);
+        CLAIMED.store(false, Ordering::Release);
+        NEWCOMER.store(0, Ordering::Release);
+        let spawn = |f: fn(u64) -> u64, cpu: u32, arg: u64| {
+            Builder::new()
+                .pin(cpu)
+                .spawn(f, arg)
+                .map_err(|e| format!("spawn: {e}"))
+        };
+        let t = spawn(ends, c, 0)?;
+        wait_for("T ended on C", 10_000, || {
+            tcb(t.index()).state() == State::Exited
+        })?;
+        let k = spawn(claimer, c, t.raw())?;
+        let r = spawn(reuser, b, t.raw())?;
+        let codes = join_all(&[k, r], 60_000);
+        let saw = inject::claim_result();
+        DONE.store(true, Ordering::Release);
+        let n = NEWCOMER.load(Ordering::Acquire);
+        let end = if n == 0 {
+            Ok(alloc::vec![0])
+        } else {
+            sched::wake(Tid::from_raw(n));
+            join_all(&[Tid::from_raw(n)], 30_000)
+        };
+        let codes = codes?;
+        check(codes[0] < 10, || {
+            format!(
+                "the claim of an ended thread took the new thread of its slot, which last \
+                 ran on CPU {}",
+                codes[0] - 10
+            )
+        })?;
+        check(codes == [0, 0] && saw != 0, || {
+            format!(
+                "claimer ended {} (4: no running thread), reuser {} (2: the claim was never \
+                 held, 3: T not joined, 4: no spawn, 5: T' not in T's slot), the hold ended \
+                 {saw} (0: not reached)",
+                codes[0], codes[1]
+            )
+        })?;
+        check(end? == [0], || "T' did not end cleanly".into())
     }
 }

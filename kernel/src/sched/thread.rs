@@ -262,9 +262,28 @@ pub(super) fn alloc_slot() -> Result<usize, SchedError> {
     Err(SchedError::TooManyThreads)
 }
 
+/// Frees the slot of ended thread `i` (its joiner's last step): a new generation, nothing
+/// of the old thread kept.
+///
+/// The new generation is written under the lock of the CPU the thread last ran on: a claim
+/// there (`Here::claim`, IPC's fastpath) checks the generation and CASes the state under
+/// that lock, so the slot cannot be freed, taken by a spawn and its newcomer blocked
+/// between the two (the CAS would take the newcomer, which may be running on another CPU:
+/// until 2026-12-05, found by review; `sched.claim_of_a_reused_slot_fails`). The lock is
+/// taken here, on the join, not in the claim: the fastpath pays nothing.
 pub(super) fn free_slot(i: usize) {
     let t = tcb(i);
-    t.generation.fetch_add(1, Ordering::Relaxed);
+    {
+        let _g = IrqGuard::new();
+        let last = cpu_sched(t.cpu.load(Ordering::Acquire));
+        if let Some(cs) = last {
+            cs.lock();
+        }
+        t.generation.fetch_add(1, Ordering::Relaxed);
+        if let Some(cs) = last {
+            cs.unlock();
+        }
+    }
     t.joiner.store(0, Ordering::Relaxed);
     t.held.store(0, Ordering::Relaxed);
     t.space.store(0, Ordering::Relaxed);
