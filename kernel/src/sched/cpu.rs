@@ -387,7 +387,14 @@ impl CpuSched {
             // `u64::MAX`: it blocked again without a deadline since it was listed (an early
             // wake, then `recv` or a join); until 2026-12-05 such an entry stayed for good,
             // and under icount (no timer) its CPU polled instead of halting (found by review).
-            if at <= now || at == u64::MAX || t.state() != State::Blocked {
+            // Another CPU: it blocked again there (woken early, moved), listed there with its
+            // new deadline; until 2026-12-05 this entry stayed until that deadline, an hour
+            // or "forever" for a large IPC timeout (found by review).
+            if at <= now
+                || at == u64::MAX
+                || t.state() != State::Blocked
+                || t.cpu.load(Ordering::Acquire) != self.cpu
+            {
                 sl.swap_remove(k);
                 if at <= now
                     && t.cpu.load(Ordering::Acquire) == self.cpu

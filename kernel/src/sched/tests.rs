@@ -21,6 +21,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "sched.sleeper_blocked_again_on_another_cpu_leaves_the_list",
+    sleeper_moved
+);
+ktest!(
+    Needs::Threads,
     "sched.inherit_affinity_without_memory_is_an_error",
     inherit_oom
 );
@@ -1101,4 +1106,68 @@ fn sleeper_relisted(_: &BootState) -> TestResult {
     sched::wake(t);
     join_all(&[t], 10_000)?;
     r
+}
+
+/// 1: in its timed block on A; 2: woken early, moved to B, about to block for an hour.
+static MOVED_STAGE: AtomicU32 = AtomicU32::new(0);
+static MOVED_WOKEN: AtomicBool = AtomicBool::new(false);
+static MOVED_RELEASE: AtomicBool = AtomicBool::new(false);
+
+fn moved_sleeper(b: u64) -> u64 {
+    MOVED_STAGE.store(1, Ordering::Release);
+    let d = rdtsc() + ms(300);
+    while !MOVED_WOKEN.load(Ordering::Acquire) && rdtsc() < d {
+        sched::block_until(d, || !MOVED_WOKEN.load(Ordering::Acquire));
+    }
+    if sched::set_affinity(CpuSet::one(b as u32)).is_err() {
+        return 1;
+    }
+    MOVED_STAGE.store(2, Ordering::Release);
+    let hour = rdtsc() + ms(3_600_000);
+    while !MOVED_RELEASE.load(Ordering::Acquire) && rdtsc() < hour {
+        sched::block_until(hour, || !MOVED_RELEASE.load(Ordering::Acquire));
+    }
+    0
+}
+
+/// A thread listed as a sleeper on CPU A (a 300 ms block), woken early, moved to CPU B and
+/// blocked there for an hour: once its old deadline has passed, A's scan takes it off A's
+/// list (it is listed on B). Until 2026-12-05 A kept the entry until the new deadline.
+fn sleeper_moved(_: &BootState) -> TestResult {
+    if ncpus() < 2 {
+        return Err(format!("{}needs 2 CPUs", crate::harness::SKIP));
+    }
+    let (a, b) = (ncpus() - 1, 0);
+    MOVED_STAGE.store(0, Ordering::Release);
+    MOVED_WOKEN.store(false, Ordering::Release);
+    MOVED_RELEASE.store(false, Ordering::Release);
+    let t = Builder::new()
+        .pin(a)
+        .spawn(moved_sleeper, u64::from(b))
+        .map_err(|e| format!("spawn: {e}"))?;
+    let r = (|| {
+        crate::harness::wait_for("the timed block on A", 10_000, || {
+            MOVED_STAGE.load(Ordering::Acquire) == 1
+                && sched::is_blocked(t)
+                && sched::listed_as_sleeper(a, t)
+        })?;
+        MOVED_WOKEN.store(true, Ordering::Release);
+        sched::wake(t);
+        crate::harness::wait_for("the hour-long block on B", 10_000, || {
+            MOVED_STAGE.load(Ordering::Acquire) == 2
+                && sched::is_blocked(t)
+                && sched::listed_as_sleeper(b, t)
+        })?;
+        // Its 300 ms pass; the tick A armed for them scans A's list.
+        crate::harness::wait_for("the stale entry on A to go", 10_000, || {
+            !sched::listed_as_sleeper(a, t)
+        })
+    })();
+    MOVED_RELEASE.store(true, Ordering::Release);
+    sched::wake(t);
+    let code = join_all(&[t], 10_000)?[0];
+    r?;
+    check(code == 0, || {
+        format!("the sleeper ended {code} (1: set_affinity failed)")
+    })
 }
