@@ -109,7 +109,20 @@ pub fn wake(tid: Tid) -> bool {
 
 pub(super) fn wake_index(i: usize) -> bool {
     let t = tcb(i);
-    if !t.cas_state(State::Blocked, State::Ready) {
+    // SeqCst: the waker stores the condition, then reads the state here; the waiter stores
+    // `Blocked`, fences, then reads the condition (`block_unless`). A store then a load on
+    // each side needs a SeqCst operation on both to be ordered in the language's model (on
+    // x86 `lock cmpxchg` is a full barrier either way: the same instruction; found by
+    // review).
+    if t.state
+        .compare_exchange(
+            State::Blocked as u8,
+            State::Ready as u8,
+            Ordering::SeqCst,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
         return false;
     }
     match cpu_sched(t.cpu.load(Ordering::Acquire)) {
