@@ -623,9 +623,14 @@ pub fn release(ep: EpRef, rights: Rights) {
 /// Whether `ep` can still be used: `Ok` if it is live, `Closed` if it is destroyed or deaf
 /// (no handle can receive on it any more). The `handle_info` system call's answer.
 pub fn check(ep: EpRef) -> Result<(), IpcError> {
+    passes(ep, Queues::is)
+}
+
+/// `Ok` if `ep`'s queues, locked, pass `test`; `Closed` otherwise.
+fn passes(ep: EpRef, test: fn(&Queues, EpRef) -> bool) -> Result<(), IpcError> {
     let s = slot(ep)?;
     let _g = IrqGuard::new();
-    if s.lock().is(ep) {
+    if test(&s.lock(), ep) {
         Ok(())
     } else {
         Err(IpcError::Closed)
@@ -1206,13 +1211,7 @@ fn settle(w: &Waiter) {
 /// installs, or to [`release`] if it cannot), `Closed` if it was destroyed meanwhile (the
 /// hold went with it).
 pub fn adopt(ep: EpRef) -> Result<(), IpcError> {
-    let s = slot(ep)?;
-    let _g = IrqGuard::new();
-    if s.lock().held(ep) {
-        Ok(())
-    } else {
-        Err(IpcError::Closed)
-    }
+    passes(ep, Queues::held)
 }
 
 /// Endpoints that exist now (the init job's memory line: none may be left by processes).

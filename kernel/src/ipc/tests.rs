@@ -405,13 +405,17 @@ fn extra_handle(t: &HandleTable, e: EpRef, rights: Rights) -> Result<Handle, Str
 fn deaf(_: &BootState) -> TestResult {
     let n = ncpus();
     let t = HandleTable::new();
+    // A handle of `t` with `rights` to a new endpoint (the test's `EP`) and a send handle.
+    let made = |rights| -> Result<(Handle, EpRef, Handle), String> {
+        let r = t
+            .create_endpoint(rights, 1)
+            .map_err(|x| format!("create: {x}"))?;
+        let e = t.get(r).map_err(|x| format!("get: {x}"))?.ep;
+        EP.store(e.raw(), Ordering::Release);
+        Ok((r, e, extra_handle(&t, e, Rights::SEND)?))
+    };
     // Queued callers and a sender.
-    let r = t
-        .create_endpoint(Rights::ALL, 1)
-        .map_err(|x| format!("create: {x}"))?;
-    let e = t.get(r).map_err(|x| format!("get: {x}"))?.ep;
-    EP.store(e.raw(), Ordering::Release);
-    let s = extra_handle(&t, e, Rights::SEND)?;
+    let (r, e, s) = made(Rights::ALL)?;
     let mut tids = Vec::new();
     for k in 0..2u32 {
         tids.push(spawn_on(k % n, caller, 2)?);
@@ -449,12 +453,7 @@ fn deaf(_: &BootState) -> TestResult {
     })?;
 
     // Queued receivers.
-    let r = t
-        .create_endpoint(Rights::RECV, 1)
-        .map_err(|x| format!("create: {x}"))?;
-    let e = t.get(r).map_err(|x| format!("get: {x}"))?.ep;
-    EP.store(e.raw(), Ordering::Release);
-    let s = extra_handle(&t, e, Rights::SEND)?;
+    let (r, e, s) = made(Rights::RECV)?;
     let mut tids = Vec::new();
     for k in 0..2u32 {
         tids.push(spawn_on((k + 1) % n, blocked_receiver, 0)?);

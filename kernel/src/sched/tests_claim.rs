@@ -31,6 +31,21 @@ fn reused_slot(_: &BootState) -> TestResult {
     injected_test!(reused::run, crate::harness::SKIP)
 }
 
+/// On the calling CPU: claims `t` with the claim hold armed (`inject::arm_claim`).
+/// `Ok(None)`: refused; `Ok(Some(cpu))`: claimed a thread that last ran on `cpu` (given
+/// back at once); `Err`: no running thread to claim from.
+#[cfg(debug_assertions)]
+fn claim_held_open(t: crate::sched::Tid) -> Result<Option<u32>, ()> {
+    crate::sched::inject::arm_claim(t.index());
+    let g = exo_percpu::IrqGuard::new();
+    let here = crate::sched::Here::of(&g).ok_or(())?;
+    Ok(here.claim(t).map(|claimed| {
+        let on = claimed.last_cpu();
+        here.release(claimed);
+        on
+    }))
+}
+
 #[cfg(debug_assertions)]
 mod forced {
     use crate::harness::{SKIP, TestResult, check, join_all, ncpus, wait_for};
@@ -95,20 +110,11 @@ mod forced {
         if ready.is_err() {
             return 2;
         }
-        inject::arm_claim(t.index());
-        let g = exo_percpu::IrqGuard::new();
-        let Some(here) = sched::Here::of(&g) else {
-            return 4;
+        let code = match super::claim_held_open(t) {
+            Err(()) => 4,
+            Ok(Some(on)) if on != c => 10 + u64::from(on),
+            Ok(_) => 0,
         };
-        let code = match here.claim(t) {
-            None => 0,
-            Some(claimed) => {
-                let on = claimed.last_cpu();
-                here.release(claimed);
-                if on == c { 0 } else { 10 + u64::from(on) }
-            }
-        };
-        drop(g);
         CLAIMED.store(true, Ordering::Release);
         code
     }
@@ -229,21 +235,11 @@ mod reused {
     /// On C: claims T with the long hold armed. 0: refused; 10 + the CPU the claimed thread
     /// last ran on (given back at once); 4: no running thread.
     fn claimer(raw: u64) -> u64 {
-        let t = Tid::from_raw(raw);
-        inject::arm_claim(t.index());
-        let g = exo_percpu::IrqGuard::new();
-        let Some(here) = sched::Here::of(&g) else {
-            return 4;
+        let code = match super::claim_held_open(Tid::from_raw(raw)) {
+            Err(()) => 4,
+            Ok(None) => 0,
+            Ok(Some(on)) => 10 + u64::from(on),
         };
-        let code = match here.claim(t) {
-            None => 0,
-            Some(claimed) => {
-                let on = claimed.last_cpu();
-                here.release(claimed);
-                10 + u64::from(on)
-            }
-        };
-        drop(g);
         CLAIMED.store(true, Ordering::Release);
         code
     }
