@@ -134,17 +134,22 @@ fn with_block(f: impl FnOnce(&'static cpus::Block)) {
 }
 
 /// An exception nobody fixed: the faulting thread is killed alone if it can be, else the
-/// machine stops.
+/// machine stops. A double fault or a machine check always stops it: they are the
+/// machine's, not the thread's (and run on their IST stacks, where ending the thread there
+/// is not safe; until 2026-12-05 a kernel thread with interrupts on was killed; found by
+/// review).
 fn fault(frame: &TrapFrame, v: u8) {
     let cr2 = if v == 14 { exo_arch::cpu::cr2() } else { 0 };
-    crate::sched::kill_current_if_possible(
-        frame.rflags & (1 << 9) != 0,
-        format_args!(
-            "{} (vector {v}), error code {:#x}, rip {:#x}, cr2 {cr2:#x}",
-            NAMES[v as usize], frame.error_code, frame.rip
-        ),
-        frame.rbp,
-    );
+    if !matches!(v, 8 | 18) {
+        crate::sched::kill_current_if_possible(
+            frame.rflags & (1 << 9) != 0,
+            format_args!(
+                "{} (vector {v}), error code {:#x}, rip {:#x}, cr2 {cr2:#x}",
+                NAMES[v as usize], frame.error_code, frame.rip
+            ),
+            frame.rbp,
+        );
+    }
     crate::trap::panic::fatal_exception(
         format_args!(
             "{} (vector {v}), error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {cr2:#x}",

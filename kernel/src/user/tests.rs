@@ -104,6 +104,9 @@ fn cpu_state(_: u64) -> u64 {
     if f.umip && cr4 & exo_arch::cpu::CR4_UMIP == 0 {
         bad |= 4;
     }
+    if f.mce && cr4 & exo_arch::cpu::CR4_MCE == 0 {
+        bad |= 64;
+    }
     if exo_arch::usercopy::SMAP_ON.load(Ordering::Relaxed) != f.smap {
         bad |= 8;
     }
@@ -124,16 +127,17 @@ fn cpu_setup_every_cpu(s: &BootState) -> TestResult {
             .map_err(|e| format!("CPU {c}: {e}"))?;
         check(bad == 0, || {
             format!(
-                "CPU {c}: bad state {bad:#b} (1 SMEP, 2 SMAP, 4 UMIP off; 8 SMAP flag; 16 syscall MSRs; 32 GS base beside the GDT)"
+                "CPU {c}: bad state {bad:#b} (1 SMEP, 2 SMAP, 4 UMIP off; 8 SMAP flag; 16 syscall MSRs; 32 GS base beside the GDT; 64 machine checks off)"
             )
         })?;
     }
     crate::kprintln!(
-        "INFO,user,smep,{},smap,{},umip,{},nx,{}",
+        "INFO,user,smep,{},smap,{},umip,{},nx,{},mce,{}",
         s.features.smep,
         s.features.smap,
         s.features.umip,
-        s.features.nx
+        s.features.nx,
+        s.features.mce
     );
     Ok(())
 }
