@@ -446,6 +446,14 @@ log="$out/fail-phantom-real.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.phantom_apic=1 exo.ap_timeout_ms=99999999" --log "$log" >/dev/null 2>&1
 expect_log "a phantom APIC id naming a real CPU, and a time out of range, are refused and change nothing" "$log" 0 $? '^SMP,2,2,x2apic$' \
     'exo.phantom_apic=1 ignored' 'ignored bad option "exo.ap_timeout_ms=99999999"'
+log="$out/fail-bad-job.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.job=tset" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "a mistyped job fails the boot (it ran the boot job and exited with success)" "$log" 1 $? \
+    'ignored bad option "exo.job=tset"' '^BOOT FAILED: a bad exo.job'
+log="$out/fail-console-held-self.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.panic_console_held=0" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "exo.panic_console_held naming the CPU that panics is refused (it hung the run)" "$log" 0 $? \
+    'exo.panic_console_held=0 names the CPU that panics: ignored'
 
 echo "== benchmarks run and emit well-formed results (numbers are not judged, except icount)"
 bench_out="$out/bench"

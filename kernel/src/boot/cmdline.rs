@@ -121,6 +121,12 @@ pub struct Options {
     /// virtio-mmio devices the machine monitor names (`virtio_mmio.device=SIZE@BASE:IRQ`,
     /// Linux's form: QEMU's microvm without ACPI, Firecracker), up to [`MMIO_DEVICES`].
     pub virtio_mmio: arrayvec::ArrayVec<exo_virtio::mmio::CmdlineDevice, MMIO_DEVICES>,
+    /// A word saying what to run could not be taken (`exo.job`, `exo.init`, `exo.init_arg`,
+    /// `exo.test`, `exo.bench`: an unknown job, a path or filter too long, no number): the
+    /// run would not be the one asked for (a mistyped job ran the boot job and exited with
+    /// success, a bench filter too long ran every group), so the boot fails. Other bad
+    /// options are ignored with a warning.
+    pub fatal: bool,
 }
 
 /// virtio-mmio devices taken from the command line; more are refused as bad options.
@@ -174,6 +180,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         init: arrayvec::ArrayString::from("/init").unwrap_or_default(),
         init_arg: 0,
         virtio_mmio: arrayvec::ArrayVec::new(),
+        fatal: false,
     };
     for word in cmdline.split_ascii_whitespace() {
         if let Some(v) = word.strip_prefix(exo_virtio::mmio::PARAM) {
@@ -257,6 +264,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             _ => false,
         };
         if !ok {
+            o.fatal |= matches!(k, "job" | "init" | "init_arg" | "test" | "bench");
             bad(BadOption(word));
         }
     }

@@ -69,6 +69,12 @@ pub fn bsp_main(start_info: u64) -> BootState {
     kprintln!("BOOT,entry,{first}");
     let bi = crate::sys::read_start_info(start_info).unwrap_or_else(|e| fail(format_args!("{e}")));
     let mut opts = cmdline::parse(&bi.cmdline, |b| warn!("ignored bad option {:?}", b.0));
+    if opts.fatal {
+        fail(format_args!(
+            "a bad exo.job, exo.init, exo.init_arg, exo.test or exo.bench (see the warning): \
+             the run would not be the one asked for"
+        ));
+    }
     log::set_max_level(opts.log_level);
     // Under TCG (and other hypervisors) an AP is a host thread: 64 of them on a loaded
     // 2-core host took more than 5 s to come up (seen in CI). The default deadline is
@@ -285,7 +291,13 @@ pub fn bsp_main(start_info: u64) -> BootState {
         deliberate_failure(c, boom, "panic");
     }
     if let Some(c) = opts.panic_console_held {
-        panic_with_console_held(c);
+        // The CPU that panics cannot hold the console for good first: it would spin in
+        // the lock forever (until 2026-12-05 `=0` hung the run; found by review).
+        if c == exo_percpu::cpu_id_hint().0 {
+            warn!("exo.panic_console_held={c} names the CPU that panics: ignored");
+        } else {
+            panic_with_console_held(c);
+        }
     }
     if let Some(what) = opts.double_free {
         if cfg!(debug_assertions) {

@@ -21,6 +21,36 @@ ktest!(
     "boot.cmdline_takes_virtio_mmio_devices",
     cmdline_virtio_mmio
 );
+ktest!(
+    Needs::Cpus,
+    "boot.cmdline_what_to_run_must_be_understood",
+    cmdline_fatal
+);
+
+/// A word saying what to run that cannot be taken fails the boot (`Options::fatal`); other
+/// bad options are ignored with their warning. Until 2026-12-05 `exo.job=tset` ran the boot
+/// job and exited with success, and a bench filter too long ran every group.
+fn cmdline_fatal(_: &crate::boot::BootState) -> TestResult {
+    use super::cmdline::parse;
+    let long = format!("exo.bench={}", "x".repeat(200));
+    for (line, want) in [
+        ("exo.job=tset", true),
+        ("exo.job=test exo.init=", true),
+        ("exo.init_arg=0xzz", true),
+        (long.as_str(), true),
+        (
+            "exo.job=bench exo.bench=sched exo.ap_timeout_ms=99999999 exo.apic=none",
+            false,
+        ),
+        ("exo.job=init exo.init=/hello exo.init_arg=0x31", false),
+    ] {
+        let o = parse(line, |_| {});
+        check(o.fatal == want, || {
+            format!("{line:?}: fatal {}, expected {want}", o.fatal)
+        })?;
+    }
+    Ok(())
+}
 
 /// An HPET or MMIO PM timer the firmware places over RAM, or whose register block crosses
 /// 4 GiB, is not calibrated against (the calibration writes the HPET's configuration
