@@ -21,6 +21,37 @@ pub fn walk(mut rbp: u64, lo: u64, hi: u64, max: usize, mut f: impl FnMut(u64)) 
     }
 }
 
+/// [`walk`] from a frame pointer on no known stack (a corrupt `rbp`, an IST stack): the
+/// chain may go anywhere in the 16 KiB above `rbp`, each read is a probe (a page fault ends
+/// the walk: [`crate::trap::probe_read_u64`]) and every address must lie in the kernel half
+/// (a non-canonical one would raise #GP, which no probe catches). Until 2026-12-05 the panic
+/// report read such a chain directly: `rbp = 0x4141414141414140` from a smashed stack
+/// faulted inside the report, which then ended as a nested panic without the other CPUs'
+/// stop records (found by review).
+pub fn walk_probed(mut rbp: u64, max: usize, mut f: impl FnMut(u64)) {
+    const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
+    let hi = rbp.saturating_add(16 * 1024);
+    for _ in 0..max {
+        if rbp < KERNEL_HALF || rbp.saturating_add(16) > hi || !rbp.is_multiple_of(8) {
+            return;
+        }
+        let (Ok(next), Ok(ret)) = (
+            crate::trap::probe_read_u64(rbp),
+            crate::trap::probe_read_u64(rbp + 8),
+        ) else {
+            return;
+        };
+        if ret == 0 {
+            return;
+        }
+        f(ret);
+        if next <= rbp {
+            return;
+        }
+        rbp = next;
+    }
+}
+
 /// The caller's frame pointer.
 #[inline(always)]
 pub fn current_rbp() -> u64 {

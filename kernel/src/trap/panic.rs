@@ -122,13 +122,14 @@ pub fn stopping() -> bool {
     PANICKING.load(Ordering::Acquire) != 0
 }
 
-fn stack_bounds(rbp: u64) -> (u64, u64) {
+/// The known stack `rbp` lies on (the thread's, this CPU's, the boot stack), if any.
+fn stack_bounds(rbp: u64) -> Option<(u64, u64)> {
     if exo_percpu::installed()
         && let Some((lo, hi)) = crate::sched::current_stack()
         && lo <= rbp
         && rbp < hi
     {
-        return (lo, hi);
+        return Some((lo, hi));
     }
     if exo_percpu::installed()
         && let Some(b) = crate::smp::cpus::get(exo_percpu::cpu_id_hint())
@@ -136,15 +137,20 @@ fn stack_bounds(rbp: u64) -> (u64, u64) {
         let lo = b.ext.stack_lo.load(Ordering::Relaxed);
         let hi = b.ext.stack_hi.load(Ordering::Relaxed);
         if lo <= rbp && rbp < hi {
-            return (lo, hi);
+            return Some((lo, hi));
         }
     }
     let (lo, hi) = exo_arch::boot::boot_stack();
-    if lo <= rbp && rbp < hi {
-        return (lo, hi);
+    (lo <= rbp && rbp < hi).then_some((lo, hi))
+}
+
+/// The report's backtrace from `rbp`: on a known stack, read directly within it; else (an
+/// IST stack, or a corrupt frame pointer) with probed reads (`walk_probed`).
+pub(crate) fn backtrace(rbp: u64, mut f: impl FnMut(u64)) {
+    match stack_bounds(rbp) {
+        Some((lo, hi)) => exo_arch::backtrace::walk(rbp, lo, hi, 32, f),
+        None => exo_arch::backtrace::walk_probed(rbp, 32, &mut f),
     }
-    // Unknown stack (an IST stack, say): allow a 16 KiB window above the frame pointer.
-    (rbp, rbp.saturating_add(16 * 1024))
 }
 
 /// NMIs every other CPU that is online, one by APIC id. Never the all-but-self shorthand:
@@ -223,9 +229,8 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     if let Some(rip) = rip {
         crate::kprintln!("  at {rip:#018x}");
     }
-    let (lo, hi) = stack_bounds(rbp);
     let mut n = 0;
-    exo_arch::backtrace::walk(rbp, lo, hi, 32, |ret| {
+    backtrace(rbp, |ret| {
         crate::kprintln!("  #{n:<2} {ret:#018x}");
         n += 1;
     });

@@ -15,6 +15,27 @@ ktest!(
     breakpoint_each_cpu
 );
 ktest!(Needs::Cpus, "trap.page_fault_caught", page_fault_caught);
+ktest!(
+    Needs::Cpus,
+    "trap.panic_backtrace_survives_a_corrupt_frame_pointer",
+    backtrace_corrupt_rbp
+);
+
+/// The panic report's backtrace from a frame pointer on no known stack reads nothing it
+/// cannot: a non-canonical value (a smashed stack's `0x4141...`), a user-half one, an
+/// unmapped guard page give no frame and no fault; a real chain still gives its frames.
+fn backtrace_corrupt_rbp(_: &BootState) -> TestResult {
+    let guard = crate::mm::memory::alloc_stack(2).map_err(|e| format!("{e}"))?;
+    let unmapped = guard.bottom - 4096;
+    for rbp in [0x4141_4141_4141_4140, 0x1000, unmapped, unmapped + 4096 - 8] {
+        let mut n = 0;
+        crate::trap::panic::backtrace(rbp, |_| n += 1);
+        check(n == 0, || format!("rbp {rbp:#x}: {n} frames"))?;
+    }
+    let mut n = 0;
+    crate::trap::panic::backtrace(exo_arch::backtrace::current_rbp(), |_| n += 1);
+    check(n > 0, || "no frame from this function's own rbp".into())
+}
 
 fn do_int3(_: u64) -> u64 {
     exo_arch::cpu::breakpoint();
