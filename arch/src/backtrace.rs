@@ -28,6 +28,7 @@ pub fn walk(mut rbp: u64, lo: u64, hi: u64, max: usize, mut f: impl FnMut(u64)) 
 /// report read such a chain directly: `rbp = 0x4141414141414140` from a smashed stack
 /// faulted inside the report, which then ended as a nested panic without the other CPUs'
 /// stop records (found by review).
+#[cfg(target_os = "none")]
 pub fn walk_probed(mut rbp: u64, max: usize, mut f: impl FnMut(u64)) {
     const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
     let hi = rbp.saturating_add(16 * 1024);
