@@ -363,6 +363,8 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
         .online_tsc
         .store(exo_arch::tsc::rdtsc(), Ordering::Relaxed);
     block.ext.online.store(true, Ordering::Release);
+    // A panic that began meanwhile may have sent its NMIs before this CPU was listed.
+    cpus::halt_if_stopping(block);
     ONLINE.fetch_add(1, Ordering::AcqRel);
     cpus::idle_loop()
 }

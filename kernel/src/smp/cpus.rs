@@ -261,6 +261,37 @@ pub fn get(cpu: CpuId) -> Option<&'static Block> {
     }
 }
 
+/// A panic is stopping the machine: set by the reporting CPU before it reads the online list
+/// to send its NMIs ([`mark_stopping`]), read by an AP that has just come online
+/// ([`halt_if_stopping`]).
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// The reporting CPU of a panic, before it sends the stop-all NMIs to the CPUs online.
+pub fn mark_stopping() {
+    STOPPING.store(true, Ordering::Relaxed);
+    core::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// An AP that has just come online (`online` stored) while a panic stops the machine: the
+/// stop-all's NMIs went to the CPUs online when it began, maybe not to this one, which
+/// would run on through the report (`STOPPED,k,no answer` for a live CPU). Records itself
+/// stopped here, as the NMI would (ring 0, interrupts off, this function as its place), and
+/// halts. The fences pair with [`mark_stopping`]'s: one side sees the other (found by
+/// review, 2026-12-05; not forced by a test).
+pub fn halt_if_stopping(b: &Block) {
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if !STOPPING.load(Ordering::Relaxed) {
+        return;
+    }
+    b.ext.stopped_cs.store(0, Ordering::Relaxed);
+    b.ext.stopped_rflags.store(0, Ordering::Relaxed);
+    b.ext.stopped_apic.store(0, Ordering::Relaxed);
+    b.ext
+        .stopped_rip
+        .store(halt_if_stopping as *const () as u64, Ordering::Release);
+    exo_arch::cpu::halt_forever();
+}
+
 /// Iterates over the registered CPUs that are online.
 pub fn online() -> impl Iterator<Item = &'static Block> {
     (0..COUNT.load(Ordering::Acquire))

@@ -207,6 +207,8 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     if !installed {
         exo_arch::apic::enable_for_ipis(); // an early AP's APIC may still be off
     }
+    // Before the online list is read: an AP coming online either is in it or sees this.
+    crate::smp::cpus::mark_stopping();
     stop_others();
     // Once the others are stopped the console is ours, even if one of them was stopped
     // holding its lock (it would never release it).
