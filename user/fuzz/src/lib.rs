@@ -86,6 +86,9 @@ pub enum Mode {
     Coordinator(Coordinator),
     /// Make random calls.
     Worker(Worker),
+    /// A worker's child that calls the worker's echo server ([`echo`]) through a handle it
+    /// inherited.
+    EchoChild(EchoChild),
 }
 
 /// The coordinator's parameters.
@@ -116,6 +119,27 @@ pub struct Worker {
     pub seed: u32,
 }
 
+/// An echo child's parameters (its `arg`: bits 0-1 = 2, 2-7 the handle, 8-9 its rights,
+/// 10-15 the calls, 16 unpin, 17-21 the pages of the endpoint's region (0: unknown), 22-31
+/// the worker's count of children, 32-63 the worker's seed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EchoChild {
+    /// The handle (inherited) to call the server through.
+    pub handle: u32,
+    /// Its rights.
+    pub rights: u64,
+    /// Calls to make (0..=63).
+    pub calls: u32,
+    /// Allow every CPU (else it stays on its parent's).
+    pub unpin: bool,
+    /// Pages of the echo endpoint's shared region when the worker knows it (0: unknown).
+    pub region_pages: u32,
+    /// Which child of the worker it is (10 bits): with `seed`, its stream.
+    pub index: u32,
+    /// The worker's seed (the endpoint's badge is [`echo::badge`] of it).
+    pub seed: u32,
+}
+
 /// Default calls per CPU, in thousands.
 pub const DEFAULT_KCALLS: u32 = 50;
 /// Default calls per worker process, in thousands.
@@ -124,6 +148,7 @@ pub const DEFAULT_GEN_KCALLS: u32 = 16;
 pub const WORKER_CALL_UNIT: u64 = 64;
 
 const MODE_WORKER: u64 = 1;
+const MODE_ECHO_CHILD: u64 = 2;
 
 impl Mode {
     /// Decodes `arg`; `None` for a malformed one.
@@ -149,6 +174,15 @@ impl Mode {
                 units: ((arg >> 16) & 0xffff) as u32,
                 seed,
             })),
+            MODE_ECHO_CHILD => Some(Mode::EchoChild(EchoChild {
+                handle: ((arg >> 2) & 0x3f) as u32,
+                rights: (arg >> 8) & 3,
+                calls: ((arg >> 10) & 0x3f) as u32,
+                unpin: arg & (1 << 16) != 0,
+                region_pages: ((arg >> 17) & 0x1f) as u32,
+                index: ((arg >> 22) & 0x3ff) as u32,
+                seed,
+            })),
             _ => None,
         }
     }
@@ -169,6 +203,16 @@ impl Mode {
                     | u64::from(w.no_span_cap) << 15
                     | (u64::from(w.units) & 0xffff) << 16
                     | u64::from(w.seed) << 32
+            }
+            Mode::EchoChild(c) => {
+                MODE_ECHO_CHILD
+                    | (u64::from(c.handle) & 0x3f) << 2
+                    | (c.rights & 3) << 8
+                    | (u64::from(c.calls) & 0x3f) << 10
+                    | u64::from(c.unpin) << 16
+                    | (u64::from(c.region_pages) & 0x1f) << 17
+                    | (u64::from(c.index) & 0x3ff) << 22
+                    | u64::from(c.seed) << 32
             }
         }
     }
@@ -221,7 +265,8 @@ pub const IMPLEMENTED: &[(usize, u32)] = &[
 ];
 
 /// Whether `n` is an IPC call: the worker makes it with `exo_rt::raw::ipc` (payload in
-/// the callee-saved registers, a short timeout in `rbx`: never a wait without end).
+/// the callee-saved registers, a short timeout in `rbx`: never a wait without end; only
+/// the calls to its own echo server ([`echo`]) may carry none).
 pub const fn is_ipc(n: u64) -> bool {
     n >= nr::IPC_FIRST as u64 && n <= nr::IPC_LAST as u64
 }
@@ -477,6 +522,404 @@ pub fn bad_success(number: u64, a: &[u64; 6], ret: i64) -> bool {
     }
 }
 
+/// The echo protocol: each worker serves an endpoint of its own with a server thread, which
+/// answers every message with a reply derived from it ([`echo::reply`]); the worker's stream
+/// (and its echo children) call it with random messages ([`echo::plan`]), check the result
+/// against the contract ([`echo::allowed`]) and the reply against the message
+/// ([`echo::check_reply`]). Pure: the program makes the calls.
+pub mod echo {
+    use super::{IPC_TIMEOUT_MAX, NASTY, Rng, mix};
+    use exo_abi::Errno;
+    use exo_abi::ipc::{
+        HANDLE_RIGHTS_SHIFT, HANDLES, INFO_HANDLE, INFO_HANDLE_LOST, INFO_LEN_SHIFT, INFO_RESERVED,
+        INFO_SLOW, INFO_ZC, MSG_MAX,
+    };
+
+    /// Label of the message that ends the server (with word 0 [`MAGIC`], no other bit): it
+    /// answers, then returns.
+    pub const QUIT: u32 = 0xEC40_0001;
+    /// Label of the message that puts the server in its deadly mode (a kamikaze worker's
+    /// last phase): it answers, then receives with a timeout and ends after
+    /// `SERVER_IDLE_ROUNDS` receives in a row that brought nothing.
+    pub const DEADLY: u32 = 0xEC40_0002;
+    /// Word 0 of the control messages.
+    pub const MAGIC: u64 = 0x6563_686F_2166_7A7A;
+
+    /// A control message the server obeys.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Control {
+        /// Answer, then end.
+        Quit,
+        /// Answer, then serve with timeouts.
+        Deadly,
+    }
+
+    /// The control a received message (its info as delivered) asks for, if any.
+    pub fn control(info: u64, words: &[u64; 8]) -> Option<Control> {
+        if words[0] != MAGIC || info & !(0xff << INFO_LEN_SHIFT | 0xffff_ffff) != 0 {
+            return None;
+        }
+        match info as u32 {
+            QUIT => Some(Control::Quit),
+            DEADLY => Some(Control::Deadly),
+            _ => None,
+        }
+    }
+
+    /// The message that asks for control `c`: its info and words.
+    pub fn control_message(c: Control) -> (u64, [u64; 8]) {
+        let label = match c {
+            Control::Quit => QUIT,
+            Control::Deadly => DEADLY,
+        };
+        (exo_abi::ipc::info(label, 8), [MAGIC, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    /// The badge of the echo endpoint of the worker with `seed` (never 0: a reply's).
+    pub const fn badge(seed: u32) -> u64 {
+        mix(seed as u64 ^ 0xEC40_BAD6E) | 1
+    }
+
+    /// The seed of echo child `index` of the worker with `seed`.
+    pub const fn child_seed(seed: u32, index: u32) -> u64 {
+        mix((seed as u64) << 10 | index as u64 ^ 0xC41D_0000_0000)
+    }
+
+    /// Word `i` of a reply: word `i` of the message, scrambled with the badge.
+    pub const fn scramble(x: u64, i: usize, badge: u64) -> u64 {
+        x.rotate_left(8 * i as u32 + 5) ^ badge ^ mix(0xEC40 + i as u64)
+    }
+
+    /// The label of the reply to a message with `label`.
+    pub const fn reply_label(label: u32) -> u32 {
+        label.rotate_left(7) ^ 0x5EED_EC40
+    }
+
+    /// The server's reply to a message received with `info` (as delivered), `badge` and
+    /// `words`: its info and words. Length `64 - len`, no zero-copy or slow bit; words 0..5
+    /// scrambled ([`scramble`]), word 5 the info received; a handle the message brought
+    /// (`INFO_HANDLE`: word 7) goes back with all its rights (`INFO_HANDLE`, word 7 that
+    /// handle; the server closes its own once the reply went), else words 6 and 7
+    /// scrambled too (after `INFO_HANDLE_LOST` they were 0 and `u64::MAX`).
+    pub fn reply(info: u64, badge: u64, words: &[u64; 8]) -> (u64, [u64; 8]) {
+        let len = (MSG_MAX as u64).saturating_sub((info >> INFO_LEN_SHIFT) & 0xff);
+        let mut out = [0u64; 8];
+        for (i, w) in out.iter_mut().enumerate().take(5) {
+            *w = scramble(words[i], i, badge);
+        }
+        out[5] = info;
+        let handle = info & INFO_HANDLE != 0;
+        if handle {
+            out[7] = exo_abi::ipc::handle_word(words[7] as u32, 0);
+        } else {
+            out[6] = scramble(words[6], 6, badge);
+            out[7] = scramble(words[7], 7, badge);
+        }
+        let info = u64::from(reply_label(info as u32))
+            | len << INFO_LEN_SHIFT
+            | if handle { INFO_HANDLE } else { 0 };
+        (info, out)
+    }
+
+    /// What the caller knows of a handle it passes (word 7 with `INFO_HANDLE`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Passed {
+        /// No `INFO_HANDLE`.
+        No,
+        /// One of its own with rights it has: the receiver's handle gets these rights.
+        Good(u64),
+        /// The kernel must refuse it with this error (no such handle, rights it lacks).
+        Bad(Errno),
+        /// A handle it does not track (the stream's): any of these.
+        Unknown,
+    }
+
+    /// What the caller knows of a zero-copy descriptor (words 0 and 1 with `INFO_ZC`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Zc {
+        /// No `INFO_ZC`.
+        No,
+        /// Inside the endpoint's region, whose size it knows.
+        Fits,
+        /// Outside it (`ERANGE`).
+        Outside,
+        /// The caller does not know the region (the stream may have made one).
+        Unknown,
+    }
+
+    /// One call to the echo server.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Plan {
+        /// `ipc_send` (no reply) rather than `ipc_call`.
+        pub send: bool,
+        /// The info word, as passed (`INFO_SLOW` and invalid bits included).
+        pub info: u64,
+        /// The eight words.
+        pub words: [u64; 8],
+        /// Timeout in ns (`rbx`; 0: none).
+        pub timeout: u64,
+        /// The descriptor, if any.
+        pub zc: Zc,
+        /// The handle passed, if any.
+        pub passed: Passed,
+    }
+
+    /// Whether descriptor `off, len` lies inside a region of `region` bytes (the kernel's
+    /// `zc_fits`: `off + len <= region`, nothing wrapping).
+    pub const fn zc_fits(region: u64, off: u64, len: u64) -> bool {
+        match off.checked_add(len) {
+            Some(end) => end <= region,
+            None => false,
+        }
+    }
+
+    /// A random call through a handle of the caller with the send right. `own`: handles
+    /// the caller holds and their rights (the ones a passed handle is drawn from);
+    /// `region`: the size of the endpoint's shared region when the caller knows it;
+    /// `timed`: every call gets a timeout (up to `max_timeout` ns; otherwise 3 in 4 get none).
+    pub fn plan(
+        r: &mut Rng,
+        own: &[(u32, u64)],
+        region: Option<u64>,
+        timed: bool,
+        max_timeout: u64,
+    ) -> Plan {
+        let label = r.next_u64() as u32;
+        let len = r.pick(&[0u64, 8, 24, 64, 64, 64, 64, 33, 65, 128, 255]);
+        let mut info = u64::from(label) | len << INFO_LEN_SHIFT;
+        let mut words = [0u64; 8];
+        for w in &mut words {
+            *w = if r.chance(1, 2) {
+                r.next_u64()
+            } else {
+                r.pick(NASTY)
+            };
+        }
+        if words[0] == MAGIC {
+            words[0] ^= 1;
+        }
+        if r.chance(1, 4) {
+            info |= INFO_SLOW;
+        }
+        let mut zc = Zc::No;
+        if r.chance(1, 8) {
+            info |= INFO_ZC;
+            match region {
+                Some(size) if r.chance(2, 3) => {
+                    // Inside (mostly), or right at its end, or one past it.
+                    words[0] = r.below(size + 1);
+                    words[1] = match r.below(4) {
+                        0 => size - words[0],
+                        1 => size - words[0] + 1,
+                        _ => r.below(size - words[0] + 1),
+                    };
+                }
+                _ => {
+                    words[0] = r.pick(&[0, 0, 8, 4096, u64::MAX]);
+                    words[1] = r.pick(&[0, 8, 4096, 1 << 20, u64::MAX]);
+                }
+            }
+            zc = match region {
+                Some(size) if zc_fits(size, words[0], words[1]) => Zc::Fits,
+                Some(_) => Zc::Outside,
+                None => Zc::Unknown,
+            };
+        }
+        let mut passed = Passed::No;
+        if r.chance(1, 4) {
+            info |= INFO_HANDLE;
+            let (word, p) = pass_word(r, own);
+            words[7] = word;
+            passed = p;
+        }
+        if r.chance(1, 24) {
+            // A reserved bit, or INFO_HANDLE_LOST (receipt only): EINVAL.
+            info |= 1 << (42 + r.below(21));
+        }
+        let timeout = if timed || r.chance(1, 4) {
+            1 + r.below(max_timeout.max(1))
+        } else {
+            0
+        };
+        Plan {
+            send: r.chance(1, 8),
+            info,
+            words,
+            timeout,
+            zc,
+            passed,
+        }
+    }
+
+    /// Word 7 of a message passing a handle, and what the kernel must make of it.
+    fn pass_word(r: &mut Rng, own: &[(u32, u64)]) -> (u64, Passed) {
+        let rights_word = |h: u32, rights: u64| u64::from(h) | rights << HANDLE_RIGHTS_SHIFT;
+        match r.below(8) {
+            0..=3 if !own.is_empty() => {
+                // One of its own, with all its rights (0), or some, or more than it has.
+                let (h, held) = r.pick(own);
+                let want = r.below(4);
+                let give = if want == 0 { held } else { want };
+                let p = if give & !held == 0 {
+                    Passed::Good(give)
+                } else {
+                    Passed::Bad(Errno::EPERM)
+                };
+                (rights_word(h, want), p)
+            }
+            4 if !own.is_empty() => {
+                // Rights beyond the two bits: EPERM.
+                let (h, _) = r.pick(own);
+                (
+                    rights_word(h, 1 << (2 + r.below(30))),
+                    Passed::Bad(Errno::EPERM),
+                )
+            }
+            5 => {
+                // No such handle: out of the table, or beyond 32 bits.
+                let h = r.pick(&[HANDLES as u32, HANDLES as u32 + 1, u32::MAX, 1 << 31]);
+                (rights_word(h, r.below(4)), Passed::Bad(Errno::EBADF))
+            }
+            _ => {
+                let w = super::ipc_handle_word(r);
+                let (h, want) = (w as u32, w >> HANDLE_RIGHTS_SHIFT);
+                let p = match own.iter().find(|&&(o, _)| o == h) {
+                    _ if h as usize >= HANDLES => Passed::Bad(Errno::EBADF),
+                    Some(&(_, held)) => {
+                        let give = if want == 0 { held } else { want };
+                        if give & !held == 0 {
+                            Passed::Good(give)
+                        } else {
+                            Passed::Bad(Errno::EPERM)
+                        }
+                    }
+                    None => Passed::Unknown,
+                };
+                (w, p)
+            }
+        }
+    }
+
+    /// Whether result `r` of the call `p` (through a handle with the send right, to an
+    /// endpoint whose server is alive and the only receiver, which answers every call) is
+    /// one the contract allows. The kernel checks, in order: the info (`EINVAL`,
+    /// `EMSGSIZE`), the descriptor (`ERANGE`), the passed handle (`EBADF`, `EPERM`); a
+    /// message it takes is answered, unless the timeout passes first (`ETIMEDOUT`).
+    pub fn allowed(p: &Plan, r: Result<(), Errno>) -> bool {
+        if p.info & INFO_RESERVED != 0 {
+            return r == Err(Errno::EINVAL);
+        }
+        if (p.info >> INFO_LEN_SHIFT) & 0xff > MSG_MAX as u64 {
+            return r == Err(Errno::EMSGSIZE);
+        }
+        if p.info & INFO_ZC != 0 {
+            match p.zc {
+                Zc::Outside => return r == Err(Errno::ERANGE),
+                Zc::Unknown if r == Err(Errno::ERANGE) => return true,
+                _ => {}
+            }
+        }
+        if p.info & INFO_HANDLE != 0 {
+            match p.passed {
+                Passed::Bad(e) => return r == Err(e),
+                Passed::Unknown if matches!(r, Err(Errno::EBADF | Errno::EPERM)) => return true,
+                _ => {}
+            }
+        }
+        r.is_ok() || (p.timeout != 0 && r == Err(Errno::ETIMEDOUT))
+    }
+
+    /// Whether the plan's message must be answered (the kernel cannot refuse it).
+    pub fn must_succeed(p: &Plan) -> bool {
+        p.timeout == 0
+            && allowed(p, Ok(()))
+            && [
+                Errno::EINVAL,
+                Errno::EMSGSIZE,
+                Errno::ERANGE,
+                Errno::EBADF,
+                Errno::EPERM,
+            ]
+            .iter()
+            .all(|&e| !allowed(p, Err(e)))
+    }
+
+    /// Checks the reply a call got (`info` and `rdi` the registers after it, `words` the
+    /// eight words) against the message sent (`p`, through a handle with `badge`). Returns
+    /// the handle the reply brought (the caller's to close), or what is wrong.
+    pub fn check_reply(
+        p: &Plan,
+        badge: u64,
+        info: u64,
+        rdi: u64,
+        words: &[u64; 8],
+    ) -> Result<Option<u32>, &'static str> {
+        let sent = p.info & !INFO_SLOW;
+        // What the server may have received: the handle, or its loss (its table full).
+        let received = words[5];
+        let handle_in = sent & INFO_HANDLE != 0;
+        let lost = handle_in && received == (sent & !INFO_HANDLE) | INFO_HANDLE_LOST;
+        if received != sent && !lost {
+            return Err("word 5 (the info the server received)");
+        }
+        if rdi != 0 {
+            return Err("rdi (a reply's badge is 0)");
+        }
+        let len = (MSG_MAX as u64).saturating_sub((sent >> INFO_LEN_SHIFT) & 0xff);
+        let base = u64::from(reply_label(sent as u32)) | len << INFO_LEN_SHIFT;
+        let back = handle_in && !lost;
+        let expect_info = if back {
+            [base | INFO_HANDLE, base | INFO_HANDLE_LOST]
+        } else {
+            [base, base]
+        };
+        if !expect_info.contains(&info) {
+            return Err("info (label, length, bits)");
+        }
+        for (i, &w) in p.words.iter().enumerate().take(5) {
+            if words[i] != scramble(w, i, badge) {
+                return Err("words 0..5");
+            }
+        }
+        if lost {
+            if words[6] != scramble(0, 6, badge) || words[7] != scramble(u64::MAX, 7, badge) {
+                return Err("words 6 and 7 (after a lost handle)");
+            }
+            return Ok(None);
+        }
+        if !back {
+            if words[6] != scramble(p.words[6], 6, badge)
+                || words[7] != scramble(p.words[7], 7, badge)
+            {
+                return Err("words 6 and 7");
+            }
+            return Ok(None);
+        }
+        if info & INFO_HANDLE_LOST != 0 {
+            // The caller's table was full when the handle came back.
+            return if words[6] == 0 && words[7] == u64::MAX {
+                Ok(None)
+            } else {
+                Err("words 6 and 7 (a lost handle)")
+            };
+        }
+        let rights_ok = match p.passed {
+            Passed::Good(r) => words[6] == r,
+            _ => (1..=3).contains(&words[6]),
+        };
+        if !rights_ok {
+            return Err("word 6 (the rights of the handle back)");
+        }
+        if words[7] >= HANDLES as u64 {
+            return Err("word 7 (the handle back)");
+        }
+        Ok(Some(words[7] as u32))
+    }
+
+    /// The longest timeout the stream's calls to the server carry outside the deadly phase.
+    pub const TIMEOUT_MAX: u64 = IPC_TIMEOUT_MAX;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +961,197 @@ mod tests {
         assert_eq!(handles, (1 << 66) - 1, "every handle 0..=65");
         assert_eq!(rights, 0xf, "rights 0..=3");
         assert!(wild > 0, "rights beyond the two bits");
+    }
+
+    mod echo_model {
+        use super::super::Rng;
+        use super::super::echo::*;
+        use exo_abi::Errno;
+        use exo_abi::ipc as abi;
+
+        /// The caller's table in the model: its own handles (tracked), and one it does not
+        /// track (the stream's: receive right only).
+        const TABLE: [(u32, u64); 3] = [(0, 3), (5, 1), (9, 2)];
+        const OWN: [(u32, u64); 2] = [(0, 3), (5, 1)];
+
+        /// What the kernel and the server do with plan `p` (the contract of `ipc_call` and
+        /// handle passing, docs/syscalls.md): the registers the caller gets back.
+        fn model(
+            p: &Plan,
+            region: Option<u64>,
+            badge: u64,
+            room: (bool, bool),
+        ) -> Result<(u64, u64, [u64; 8]), Errno> {
+            let info = p.info;
+            if info & abi::INFO_RESERVED != 0 {
+                return Err(Errno::EINVAL);
+            }
+            if abi::len_of(info) as usize > abi::MSG_MAX {
+                return Err(Errno::EMSGSIZE);
+            }
+            if info & abi::INFO_ZC != 0
+                && !region.is_some_and(|r| zc_fits(r, p.words[0], p.words[1]))
+            {
+                return Err(Errno::ERANGE);
+            }
+            let mut w = p.words;
+            let mut rx = info & !abi::INFO_SLOW;
+            let mut give = 0;
+            if info & abi::INFO_HANDLE != 0 {
+                let h = w[7] as u32;
+                let want = (w[7] >> 32) & 0xffff_ffff;
+                let held = TABLE.iter().find(|t| t.0 == h).ok_or(Errno::EBADF)?.1;
+                give = if want == 0 { held } else { want };
+                if give & !held != 0 || give & !3 != 0 {
+                    return Err(Errno::EPERM);
+                }
+                if room.0 {
+                    (w[6], w[7]) = (give, 20);
+                } else {
+                    rx = rx & !abi::INFO_HANDLE | abi::INFO_HANDLE_LOST;
+                    (w[6], w[7]) = (0, u64::MAX);
+                }
+            }
+            let (mut rinfo, mut rw) = reply(rx, badge, &w);
+            if rinfo & abi::INFO_HANDLE != 0 {
+                if room.1 {
+                    (rw[6], rw[7]) = (give, 21);
+                } else {
+                    rinfo = rinfo & !abi::INFO_HANDLE | abi::INFO_HANDLE_LOST;
+                    (rw[6], rw[7]) = (0, u64::MAX);
+                }
+            }
+            Ok((rinfo, 0, rw))
+        }
+
+        #[test]
+        fn every_planned_call_is_judged_as_the_contract_says() {
+            let badge = badge(42);
+            let mut r = Rng::new(3);
+            let (mut ok, mut must, mut back, mut lost, mut zc_fit) = (0, 0, 0, 0, 0);
+            let mut seen_passed = [0u32; 4];
+            let mut seen_zc = [0u32; 4];
+            for k in 0..200_000u64 {
+                let known = k % 2 == 0;
+                let size = (1 + r.below(8)) * 4096;
+                // The region the endpoint really has: the one the caller knows, or (unknown
+                // to it) none or one the stream made.
+                let region = if known {
+                    Some(size)
+                } else {
+                    [None, Some(size)][r.below(2) as usize]
+                };
+                let p = plan(&mut r, &OWN, known.then_some(size), k % 5 == 0, 100_000);
+                seen_passed[match p.passed {
+                    Passed::No => 0,
+                    Passed::Good(_) => 1,
+                    Passed::Bad(_) => 2,
+                    Passed::Unknown => 3,
+                }] += 1;
+                seen_zc[match p.zc {
+                    Zc::No => 0,
+                    Zc::Fits => 1,
+                    Zc::Outside => 2,
+                    Zc::Unknown => 3,
+                }] += 1;
+                assert_eq!(p.zc != Zc::No, p.info & abi::INFO_ZC != 0);
+                assert_eq!(p.passed != Passed::No, p.info & abi::INFO_HANDLE != 0);
+                assert_eq!(control(p.info & !abi::INFO_SLOW, &p.words), None, "{p:?}");
+                if k % 5 == 0 {
+                    assert_ne!(p.timeout, 0);
+                }
+                let room = (r.chance(7, 8), r.chance(7, 8));
+                let got = model(&p, region, badge, room);
+                assert!(allowed(&p, got.map(|_| ())), "{p:?} {got:?}");
+                if must_succeed(&p) {
+                    must += 1;
+                    assert!(got.is_ok(), "{p:?} {got:?}");
+                }
+                let Ok((info, rdi, words)) = got else {
+                    continue;
+                };
+                ok += 1;
+                if p.zc == Zc::Fits {
+                    zc_fit += 1;
+                }
+                match check_reply(&p, badge, info, rdi, &words) {
+                    Ok(Some(h)) => {
+                        back += 1;
+                        assert_eq!(h, 21);
+                    }
+                    Ok(None) => {
+                        lost += u32::from(p.passed != Passed::No);
+                    }
+                    Err(what) => panic!("{what}: {p:?} {info:#x} {words:x?}"),
+                }
+                // Any change to the info or words 0..6 is seen (word 7 may be any handle).
+                let bit = r.below(64);
+                let mut bad = words;
+                bad[r.below(6) as usize] ^= 1 << bit;
+                assert!(check_reply(&p, badge, info, rdi, &bad).is_err());
+                assert!(check_reply(&p, badge, info ^ 1 << bit, rdi, &words).is_err());
+                assert!(check_reply(&p, badge, info, 1, &words).is_err());
+                assert!(check_reply(&p, badge ^ 2, info, rdi, &words).is_err());
+            }
+            assert!(seen_passed.iter().all(|&n| n > 1000), "{seen_passed:?}");
+            assert!(seen_zc.iter().all(|&n| n > 1000), "{seen_zc:?}");
+            assert!(ok > 100_000 && must > 60_000, "{ok} {must}");
+            assert!(
+                back > 5000 && lost > 1000 && zc_fit > 1000,
+                "{back} {lost} {zc_fit}"
+            );
+        }
+
+        #[test]
+        fn results_outside_the_contract_are_refused() {
+            let mut r = Rng::new(9);
+            for _ in 0..10_000 {
+                let p = plan(&mut r, &OWN, Some(8192), false, 100_000);
+                if must_succeed(&p) {
+                    for e in [
+                        Errno::ETIMEDOUT,
+                        Errno::EPIPE,
+                        Errno::ECONNRESET,
+                        Errno::EBADF,
+                    ] {
+                        assert!(!allowed(&p, Err(e)), "{p:?} {e}");
+                    }
+                }
+                if p.timeout == 0 {
+                    assert!(!allowed(&p, Err(Errno::ETIMEDOUT)));
+                }
+                if p.info & abi::INFO_RESERVED != 0 {
+                    assert!(!allowed(&p, Ok(())));
+                }
+            }
+        }
+
+        #[test]
+        fn control_messages_are_recognised_as_delivered() {
+            for c in [Control::Quit, Control::Deadly] {
+                let (info, words) = control_message(c);
+                assert_eq!(control(info, &words), Some(c));
+                let mut w = words;
+                w[0] ^= 1;
+                assert_eq!(control(info, &w), None);
+                assert_eq!(control(info | abi::INFO_HANDLE, &words), None);
+                // The reply to one is checked like any other.
+                let p = Plan {
+                    send: false,
+                    info,
+                    words,
+                    timeout: 0,
+                    zc: Zc::No,
+                    passed: Passed::No,
+                };
+                let (rinfo, rw) = reply(info, badge(1), &words);
+                assert_eq!(check_reply(&p, badge(1), rinfo, 0, &rw), Ok(None));
+            }
+            assert_ne!(badge(0), 0);
+            assert_ne!(child_seed(1, 0), child_seed(1, 1));
+            assert!(zc_fits(4096, 0, 4096) && zc_fits(4096, 4096, 0));
+            assert!(!zc_fits(4096, 1, 4096) && !zc_fits(4096, u64::MAX, 2));
+        }
     }
 
     #[test]
@@ -568,6 +1202,24 @@ mod tests {
                 units: 0xffff,
                 seed: u32::MAX,
             }),
+            Mode::EchoChild(EchoChild {
+                handle: 63,
+                rights: 1,
+                calls: 63,
+                unpin: true,
+                region_pages: 31,
+                index: 1023,
+                seed: u32::MAX,
+            }),
+            Mode::EchoChild(EchoChild {
+                handle: 0,
+                rights: 3,
+                calls: 1,
+                unpin: false,
+                region_pages: 0,
+                index: 5,
+                seed: 7,
+            }),
         ];
         for m in modes {
             assert_eq!(Mode::decode(m.encode()), Some(m));
@@ -581,7 +1233,7 @@ mod tests {
                 seed: 0
             }))
         );
-        assert_eq!(Mode::decode(2), None);
+        assert!(matches!(Mode::decode(2), Some(Mode::EchoChild(_))));
         assert_eq!(Mode::decode(3), None);
     }
 

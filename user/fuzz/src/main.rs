@@ -5,7 +5,8 @@
 //! or a page followed by a hole, misaligned and unmapped pointers, huge lengths, and
 //! pointers to its own buffers), spawns and waits for children (`/empty`, `/hello`,
 //! `/faults <k>` that die by a fault, bogus paths) and starts threads. Every result is
-//! checked against `exo_abi::SYSCALLS`: a success, or an error the call's row lists.
+//! checked against `exo_abi::SYSCALLS`: a success, or an error the call's row lists. Each
+//! worker also serves an IPC endpoint of its own and calls it (see *The echo server*).
 //!
 //! # `arg`
 //!
@@ -15,6 +16,9 @@
 //! | 8      | lift the `munmap` span cap (see below)           | 14: kamikaze allowed; 15: lift the span cap |
 //! | 9-31   | calls per CPU, thousands (0: 50)                 | 16-31: calls, in units of 64   |
 //! | 32-63  | the run's seed                                   | the worker's seed              |
+//!
+//! Bits 0-1 = 2 is an echo child of a worker (`exo_fuzz::EchoChild`: the handle to call
+//! through, its rights, the calls, the region's size; the worker starts it, see below).
 //!
 //! `exo.init=/fuzz exo.init_arg=0x<seed>00000000 | kcalls << 9` runs a whole campaign as
 //! process 1 (what CI does); a worker's arg (printed in every finding) reruns one worker
@@ -46,6 +50,52 @@
 //! one `FUZZ,<untyped|undocumented|badret|child>,...` line with the worker's arg and the
 //! call's index, enough to replay it.
 //!
+//! # The echo server
+//!
+//! Each worker creates an endpoint (both rights, a badge from its seed: `exo_fuzz::echo`),
+//! gives it a shared region of 1 to 8 pages one time in two (so zero-copy descriptors can
+//! fit, and the callers know exactly which do), and starts one server thread (on a static
+//! stack in the image) that receives on it and answers every message with a reply derived
+//! from it (`echo::reply`: label and length transformed, words scrambled with the badge,
+//! word 5 the info it received; a handle the message brought goes back in the reply and is
+//! then closed), through `ipc_reply_recv` (the fastpath when the caller is blocked on its
+//! CPU) or `ipc_reply` then `ipc_recv`, at times with `INFO_SLOW`. It gets a send-only
+//! handle first by passing the endpoint's handle to the server with the send right alone.
+//! One call in [`ECHO_ODDS`] of the main stream is an `ipc_call` (one in 8 of them an
+//! `ipc_send`) to it with a random message (`echo::plan`: label, length 0..=255, payload,
+//! `INFO_SLOW`, a zero-copy descriptor inside, at the edge of or outside the region, a
+//! handle of its own with rights it has or lacks, a bad handle, one of the stream's,
+//! reserved bits), 3 in 4 with no timeout (`rbx = 0`: the fastpath's own copy). That is
+//! safe outside the deadly phase: the main stream alone calls the server, nothing else
+//! receives on the endpoint while it does (the stream's threads run only while it waits
+//! for them), its handles are never closed nor the server joined (`tame`), so a message
+//! the kernel takes is answered and one it refuses waits for nothing. The result must be
+//! the one the contract allows (`echo::allowed`: exactly `EINVAL`, `EMSGSIZE`, `ERANGE`,
+//! `EBADF` or `EPERM` where the message says so, else success, `ETIMEDOUT` only with a
+//! timeout), and a reply the one the server derives (`echo::check_reply`; a handle that
+//! came back has the rights given and is closed); anything else is
+//! `FUZZ,badret,...,echo <what>: ...`, and so is an ordinary worker (or a kamikaze's
+//! ordinary phase) with [`ECHO_MIN_CALLS`] calls and no round trip.
+//!
+//! One call in [`ECHO_CHILD_ODDS`] starts an echo child (`/fuzz` with its arg) that
+//! inherits the handles and makes 1 to 16 such calls through the send-only handle, at
+//! times passing that handle or an endpoint of its own (the server, in the worker's
+//! process, gets a handle from the child's table and passes it back); the worker waits for
+//! it at once (so the server is still alone to receive) and it must exit 0.
+//!
+//! At its end an ordinary worker sends `QUIT` (answered, then the server returns), joins
+//! the server and closes the handles; without an answer it does not join (its exit ends
+//! the thread). A kamikaze sends `DEADLY` before its deadly phase: the server then
+//! receives with a timeout of [`SERVER_IDLE_NS`] and ends after [`SERVER_IDLE_ROUNDS`]
+//! empty receives in a row (or [`SERVER_DEADLY_TURNS`] in all), so a main thread that ended
+//! alone leaves no thread waiting for ever; the deadly phase's echo calls all carry a
+//! timeout and only their errno is checked (its threads may take the call, close the
+//! handle, end the server). The `FUZZ,worker` line ends with `echo=<calls>,echo_ok=<round
+//! trips>,echo_t0=<those with no timeout>,echo_handles=<handles back>,echo_zc=<zero-copy
+//! round trips>,echo_sends=<sends taken>,echo_children=<children that exited
+//! 0>,echo_served=<messages the server received>`. A worker that finds no endpoint or
+//! thread left in the system runs without (`FUZZ,echo-off,...`, not a finding).
+//!
 //! # Staying alive
 //!
 //! Outside the kamikaze phase the worker never makes a call that the contract says would
@@ -54,9 +104,11 @@
 //! worker's buffers and thread stacks, all statics) or the stack; `write` to the console
 //! only reads from a page of newlines followed by a hole (or from memory that surely
 //! faults), so the log stays readable; `nanosleep` and `futex(FUTEX_WAIT)` get a short or
-//! invalid timeout unless their pointer surely faults; `spawn` never starts `/fuzz`,
-//! `/init` or `/ubench`; `thread_create` from the stream gets a kernel or non-canonical
-//! entry, or a bad stack with an entry that only exits; threads never join one another.
+//! invalid timeout unless their pointer surely faults; a random `spawn` never starts
+//! `/fuzz`, `/init` or `/ubench`; `thread_create` from the stream gets a kernel or
+//! non-canonical entry, or a bad stack with an entry that only exits; threads never join
+//! one another, nor the main stream the echo server; `handle_close` never closes the echo
+//! endpoint's handles (an entry out of the table instead).
 //! Maps that could eat all memory (more than [`BIG_MAP`]) are made once in
 //! [`OOM_ODDS`] calls. `munmap` spans above [`MUNMAP_SPAN_CAP`] are cut to it unless the
 //! arg lifts the cap (bit 8, what CI does): the kernel once walked every page of the range
@@ -70,8 +122,9 @@
 mod cases;
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use exo_fuzz::echo::{self, Control, Passed, Plan, Zc};
 use exo_fuzz::{
     Coordinator, ENDING_CALLS, KERNEL_DIRECT, KERNEL_IMAGE, LENGTHS, Mode, NASTY, PAGE, PLAY_BASE,
     PLAY_SIZE, Rng, USER_END, USER_MIN, Verdict, WORKER_CALL_UNIT, Worker, bad_success, classify,
@@ -94,11 +147,29 @@ pub const BIG_MAP: u64 = 64 << 20;
 pub const SMALL_MAP: u64 = 4 << 20;
 /// One call in this many may be a big map.
 pub const OOM_ODDS: u64 = 50_000;
+/// One call of the main stream in this many is a call to the worker's echo server.
+pub const ECHO_ODDS: u64 = 16;
+/// One call of the main stream in this many (outside the deadly phase) starts an echo
+/// child and waits for it.
+pub const ECHO_CHILD_ODDS: u64 = 1024;
+/// An ordinary worker that made this many calls to its echo server must have had a
+/// round trip.
+pub const ECHO_MIN_CALLS: u64 = 32;
+/// The longest timeout of the echo calls of the deadly phase, ns.
+pub const DEADLY_ECHO_TIMEOUT: u64 = 1_000_000;
+/// The server's receive timeout in its deadly mode, ns.
+pub const SERVER_IDLE_NS: u64 = 1_000_000;
+/// In its deadly mode the server ends after this many receives in a row that brought
+/// nothing (timed out or failed)...
+pub const SERVER_IDLE_ROUNDS: u32 = 64;
+/// ... or after this many receives in all.
+pub const SERVER_DEADLY_TURNS: u64 = 4 * KAMIKAZE_CALLS;
 
 fn run(arg: u64) -> i32 {
     match Mode::decode(arg) {
         Some(Mode::Coordinator(c)) => coordinator(c),
         Some(Mode::Worker(w)) => worker(w, arg),
+        Some(Mode::EchoChild(c)) => echo_child(c, arg),
         None => {
             eprintln!("fuzz: bad arg {arg:#x}");
             2
@@ -298,6 +369,17 @@ struct Stats {
     threads_enosys: AtomicU64,
     known: AtomicU64,
     arg: AtomicU64,
+    /// Calls to the echo server (main stream), round trips, those with no timeout (the
+    /// fastpath's `rbx == 0` copy), replies that brought a handle back, zero-copy round
+    /// trips, sends taken, children that ended well, messages the server received.
+    echo: AtomicU64,
+    echo_ok: AtomicU64,
+    echo_t0: AtomicU64,
+    echo_handles: AtomicU64,
+    echo_zc: AtomicU64,
+    echo_sends: AtomicU64,
+    echo_children: AtomicU64,
+    echo_served: AtomicU64,
 }
 
 static STATS: Stats = Stats {
@@ -312,6 +394,14 @@ static STATS: Stats = Stats {
     threads_enosys: AtomicU64::new(0),
     known: AtomicU64::new(0),
     arg: AtomicU64::new(0),
+    echo: AtomicU64::new(0),
+    echo_ok: AtomicU64::new(0),
+    echo_t0: AtomicU64::new(0),
+    echo_handles: AtomicU64::new(0),
+    echo_zc: AtomicU64::new(0),
+    echo_sends: AtomicU64::new(0),
+    echo_children: AtomicU64::new(0),
+    echo_served: AtomicU64::new(0),
 };
 
 const F_UNTYPED: u32 = 1;
@@ -658,9 +748,15 @@ impl Ctx {
                     a[0] = self.pid;
                 }
             }
-            nr::THREAD_JOIN if self.thread => {
-                // Never one of the worker's own threads (two could wait for each other).
+            nr::THREAD_JOIN if self.thread || (!self.deadly && ECHO.is_server(a[0])) => {
+                // Never one of the worker's own threads (two could wait for each other), nor
+                // its echo server (it ends at the worker's end).
                 a[0] = self.rng.pick(&[u64::MAX, 1 << 40, KERNEL_IMAGE, USER_END]);
+            }
+            nr::HANDLE_CLOSE if !self.deadly && ECHO.is_own_handle(a[0]) => {
+                // The echo endpoint's handles stay (a call through a reused entry could wait
+                // for ever); an entry out of the table instead (EBADF).
+                a[0] = exo_rt::abi::ipc::HANDLES as u64 + self.rng.below(2);
             }
             _ => {}
         }
@@ -672,6 +768,16 @@ impl Ctx {
 
     /// One random call, checked.
     fn step(&mut self) {
+        if !self.thread && ECHO.on() {
+            // The main stream alone calls the server: outside the deadly phase nothing else
+            // receives on its endpoint meanwhile, so every call it takes is answered.
+            if self.rng.chance(1, ECHO_ODDS) {
+                return self.echo_step();
+            }
+            if !self.deadly && self.rng.chance(1, ECHO_CHILD_ODDS) {
+                return self.echo_spawn();
+            }
+        }
         let mut n = exo_fuzz::pick_nr(&mut self.rng);
         // Spawns through the menu half of the time (children whose end is known).
         if n as usize == nr::SPAWN && self.rng.chance(1, 2) {
@@ -704,7 +810,8 @@ impl Ctx {
     }
 
     /// An IPC call: `a` as the six usual registers, random payload words in the callee-saved
-    /// ones, a timeout of at most `IPC_TIMEOUT_MAX` ns in `rbx` (never 0: no endless wait).
+    /// ones, a timeout of at most `IPC_TIMEOUT_MAX` ns in `rbx` (never 0: no endless wait; the
+    /// handle is random: at times the echo endpoint's, served then).
     fn ipc_step(&mut self, n: u64, a: &[u64; 6]) {
         let mut handle = a[0];
         let mut info = a[1];
@@ -911,6 +1018,116 @@ impl Ctx {
         }
     }
 
+    /// A call to the worker's echo server with a random message ([`echo::plan`]), checked:
+    /// the result against the contract ([`echo::allowed`]), a reply against the message
+    /// ([`echo::check_reply`]). Outside the deadly phase most carry no timeout (the server
+    /// is alive and alone to receive: every message the kernel takes is answered); in it
+    /// every one has a timeout and only the result's type is checked (the threads may
+    /// receive the call, close the handle, or end the server).
+    fn echo_step(&mut self) {
+        let e = ECHO.handle.load(Relaxed);
+        let own = ECHO.own();
+        let timed = self.deadly || !ECHO.up.load(Relaxed);
+        let max = if self.deadly {
+            DEADLY_ECHO_TIMEOUT
+        } else {
+            echo::TIMEOUT_MAX
+        };
+        let p = echo::plan(&mut self.rng, own.as_slice(), ECHO.region(), timed, max);
+        let n = if p.send { nr::IPC_SEND } else { nr::IPC_CALL };
+        let (ret, info, rdi, words) = ipc_raw(n, u64::from(e), p.info, p.words, p.timeout);
+        let index = self.index;
+        let a = [
+            u64::from(e),
+            p.info,
+            p.words[0],
+            p.words[1],
+            p.words[2],
+            p.words[3],
+        ];
+        self.check(n as u64, &a, ret);
+        STATS.echo.fetch_add(1, Relaxed);
+        if self.deadly {
+            return;
+        }
+        let r = Errno::from_ret(ret as isize).map(|_| ());
+        if !echo::allowed(&p, r) {
+            echo_finding(index, "result", &p, ret, info, &words);
+        }
+        if ret != 0 {
+            return;
+        }
+        if p.send {
+            STATS.echo_sends.fetch_add(1, Relaxed);
+            return;
+        }
+        match echo::check_reply(&p, ECHO.badge.load(Relaxed), info, rdi, &words) {
+            Ok(back) => {
+                STATS.echo_ok.fetch_add(1, Relaxed);
+                if p.timeout == 0 {
+                    STATS.echo_t0.fetch_add(1, Relaxed);
+                }
+                if p.zc == Zc::Fits {
+                    STATS.echo_zc.fetch_add(1, Relaxed);
+                }
+                if let Some(h) = back {
+                    STATS.echo_handles.fetch_add(1, Relaxed);
+                    if !handle_back_ok(h, words[6], p.passed) {
+                        echo_finding(index, "handle back", &p, ret, info, &words);
+                    }
+                }
+            }
+            Err(what) => echo_finding(index, what, &p, ret, info, &words),
+        }
+    }
+
+    /// An echo child (`/fuzz` in mode [`Mode::EchoChild`]): it inherits the worker's
+    /// handles and calls the server through the send-only handle the worker got back from
+    /// it (or the endpoint's own); the worker waits for it at once (nothing else receives
+    /// on the endpoint meanwhile, so the child's calls may carry no timeout) and it must
+    /// exit 0.
+    fn echo_spawn(&mut self) {
+        self.reap_pending();
+        let (handle, rights) = ECHO.child_handle();
+        let index = ECHO.children.fetch_add(1, Relaxed);
+        let c = exo_fuzz::EchoChild {
+            handle,
+            rights,
+            calls: 1 + self.rng.below(16) as u32,
+            unpin: self.rng.chance(1, 2),
+            region_pages: (ECHO.region().unwrap_or(0) / PAGE) as u32,
+            index: index & 0x3ff,
+            seed: ECHO.seed.load(Relaxed),
+        };
+        let arg = Mode::EchoChild(c).encode();
+        const PATH: &str = "/fuzz";
+        let a = [PATH.as_ptr() as u64, PATH.len() as u64, arg, 0, 0, 0];
+        // SAFETY: the kernel reads the path.
+        let ret = unsafe {
+            exo_rt::raw::syscall3(nr::SPAWN, PATH.as_ptr() as usize, PATH.len(), arg as usize)
+        } as i64;
+        self.check(nr::SPAWN as u64, &a, ret);
+        match Errno::from_ret(ret as isize) {
+            Ok(pid) => {
+                STATS.spawns.fetch_add(1, Relaxed);
+                let s = exo_rt::wait(pid);
+                if s == Ok(ExitStatus::Exited(0)) {
+                    STATS.echo_children.fetch_add(1, Relaxed);
+                }
+                self.judge(pid as u64, Expect::Exit(0), s.ok());
+            }
+            // Out of processes or memory is allowed at any time (the tables are shared).
+            Err(Errno::EAGAIN | Errno::ENOMEM) => {}
+            Err(e) => {
+                STATS.flags.fetch_or(F_CHILD, Relaxed);
+                println!(
+                    "FUZZ,child,arg={:#x},spawn /fuzz {arg:#x} (echo child): {e}",
+                    STATS.arg.load(Relaxed)
+                );
+            }
+        }
+    }
+
     /// Ends the stream: its maps back, its child waited for.
     fn finish(&mut self) {
         self.unmap_all();
@@ -982,6 +1199,455 @@ unsafe extern "C" {
 
 fn exit_thread_entry() -> u64 {
     exo_fuzz_exit_thread as *const () as u64
+}
+
+// ---------------------------------------------------------------------------------------
+// The echo server: a thread of the worker that serves an endpoint of its own.
+
+/// The worker's echo endpoint and server (see [`echo`]).
+struct Echo {
+    /// The endpoint's handle (send and receive rights); `u32::MAX`: none (the worker runs
+    /// without a server).
+    handle: AtomicU32,
+    /// A send-only handle to it, which came back from the server (`u32::MAX`: none).
+    send: AtomicU32,
+    /// The server thread's id (0: none).
+    tid: AtomicU64,
+    /// The endpoint's badge.
+    badge: AtomicU64,
+    /// The size of its shared region when the worker made one (0: unknown).
+    region: AtomicU64,
+    /// The worker's seed (the children's streams derive from it).
+    seed: AtomicU32,
+    /// Echo children started.
+    children: AtomicU32,
+    /// The server is serving (it clears this before it ends on its own).
+    up: AtomicBool,
+}
+
+static ECHO: Echo = Echo {
+    handle: AtomicU32::new(u32::MAX),
+    send: AtomicU32::new(u32::MAX),
+    tid: AtomicU64::new(0),
+    badge: AtomicU64::new(0),
+    region: AtomicU64::new(0),
+    seed: AtomicU32::new(0),
+    children: AtomicU32::new(0),
+    up: AtomicBool::new(false),
+};
+
+/// Handles the caller tracks, with their rights (at most two).
+struct Own([(u32, u64); 2], usize);
+
+impl Own {
+    fn as_slice(&self) -> &[(u32, u64)] {
+        &self.0[..self.1]
+    }
+}
+
+impl Echo {
+    fn on(&self) -> bool {
+        self.handle.load(Relaxed) != u32::MAX
+    }
+
+    fn own(&self) -> Own {
+        let mut o = Own([(0, 0); 2], 0);
+        for (h, rights) in [
+            (self.handle.load(Relaxed), 3),
+            (self.send.load(Relaxed), exo_rt::abi::ipc::RIGHT_SEND),
+        ] {
+            if h != u32::MAX {
+                o.0[o.1] = (h, rights);
+                o.1 += 1;
+            }
+        }
+        o
+    }
+
+    fn region(&self) -> Option<u64> {
+        Some(self.region.load(Relaxed)).filter(|&r| r != 0)
+    }
+
+    /// The handle an echo child calls through: the send-only one if the worker has it.
+    fn child_handle(&self) -> (u32, u64) {
+        match self.send.load(Relaxed) {
+            u32::MAX => (self.handle.load(Relaxed), 3),
+            s => (s, exo_rt::abi::ipc::RIGHT_SEND),
+        }
+    }
+
+    /// Whether `tid` (as `thread_join` might read it) names the server.
+    fn is_server(&self, tid: u64) -> bool {
+        let t = self.tid.load(Relaxed);
+        t != 0 && (tid == t || tid as u32 == t as u32)
+    }
+
+    /// Whether `h` is one of the echo endpoint's handles the worker keeps.
+    fn is_own_handle(&self, h: u64) -> bool {
+        [self.handle.load(Relaxed), self.send.load(Relaxed)]
+            .iter()
+            .any(|&o| o != u32::MAX && h == u64::from(o))
+    }
+}
+
+/// One IPC call with the message in registers: `rax` and the registers after it (`rsi`,
+/// `rdi`, the words).
+fn ipc_raw(
+    n: usize,
+    handle: u64,
+    info: u64,
+    words: [u64; 8],
+    timeout: u64,
+) -> (i64, u64, u64, [u64; 8]) {
+    let (mut h, mut i, mut w) = (handle, info, words);
+    // SAFETY: the IPC calls read and write registers only (no pointer arguments).
+    let ret = unsafe { exo_rt::raw::ipc(n, &mut h, &mut i, &mut w, timeout) } as i64;
+    (ret, i, h, w)
+}
+
+/// A wrong echo result or reply: a finding (`FUZZ,badret`), with the message.
+fn echo_finding(index: u64, what: &str, p: &Plan, ret: i64, info: u64, words: &[u64; 8]) {
+    STATS.flags.fetch_or(F_BADRET, Relaxed);
+    if STATS.printed.fetch_add(1, Relaxed) < 32 {
+        println!(
+            "FUZZ,badret,arg={:#x},call={index},echo {what}: {} info={:#x} timeout={} zc={:?} passed={:?} words={:x?},ret={ret},got info={info:#x} words={words:x?}",
+            STATS.arg.load(Relaxed),
+            if p.send { "send" } else { "call" },
+            p.info,
+            p.timeout,
+            p.zc,
+            p.passed,
+            p.words,
+        );
+    }
+}
+
+/// A handle that came back in a reply: its rights as word 6 said, then closed. One of the
+/// caller's own (`Passed::Good`) names a live endpoint; one of the stream's may name a deaf
+/// one (its receive handle closed: `EPIPE`).
+fn handle_back_ok(h: u32, rights: u64, passed: Passed) -> bool {
+    let info = exo_rt::handle_info(h);
+    let closed = exo_rt::handle_close(h);
+    let deaf_ok = !matches!(passed, Passed::Good(_)) && info == Err(Errno::EPIPE);
+    (info == Ok(rights) || deaf_ok) && closed.is_ok()
+}
+
+/// Calls the server with control message `c` (no timeout: it is alive and alone to
+/// receive); whether it answered as [`echo::reply`] says.
+fn echo_control(c: Control) -> bool {
+    let (info, words) = echo::control_message(c);
+    let p = Plan {
+        send: false,
+        info,
+        words,
+        timeout: 0,
+        zc: Zc::No,
+        passed: Passed::No,
+    };
+    let (ret, rinfo, rdi, rw) = ipc_raw(
+        nr::IPC_CALL,
+        u64::from(ECHO.handle.load(Relaxed)),
+        info,
+        words,
+        0,
+    );
+    let ok = ret == 0 && echo::check_reply(&p, ECHO.badge.load(Relaxed), rinfo, rdi, &rw).is_ok();
+    if !ok {
+        echo_finding(0, "control", &p, ret, rinfo, &rw);
+    }
+    ok
+}
+
+#[repr(C, align(4096))]
+struct ServerStack(UnsafeCell<[u8; THREAD_STACK]>);
+// SAFETY: the server thread's alone (one per worker process); only raw pointers are made.
+unsafe impl Sync for ServerStack {}
+/// The server's stack, in the image (which the stream never unmaps outside the deadly
+/// phase).
+static SERVER_STACK: ServerStack = ServerStack(UnsafeCell::new([0; THREAD_STACK]));
+
+/// The worker's endpoint, its server and the send-only handle; `false` when the worker
+/// runs without (no endpoint or thread left in the system: not a finding).
+fn echo_start(w: &Worker, rng: &mut Rng) -> bool {
+    let badge = echo::badge(w.seed);
+    let mut tries = 0;
+    let e = loop {
+        match exo_rt::endpoint_create(3, badge) {
+            Ok(e) => break e,
+            Err(Errno::EAGAIN) if tries < 100 => {
+                tries += 1;
+                exo_rt::sched_yield();
+            }
+            Err(e) => {
+                println!(
+                    "FUZZ,echo-off,arg={:#x},endpoint_create: {e}",
+                    STATS.arg.load(Relaxed)
+                );
+                return false;
+            }
+        }
+    };
+    ECHO.badge.store(badge, Relaxed);
+    ECHO.seed.store(w.seed, Relaxed);
+    if rng.chance(1, 2) {
+        // A shared region (1 to 8 pages) whose size the callers know: their descriptors
+        // must fit it exactly.
+        let size = (1 + rng.below(8)) * PAGE;
+        if exo_rt::shm_map(e, size).is_ok() {
+            ECHO.region.store(size, Relaxed);
+        }
+    }
+    let seed = rng.next_u64();
+    let top = (SERVER_STACK.0.get() as u64 + THREAD_STACK as u64 - 16) & !15;
+    // SAFETY: the top of the server's stack, which nothing uses yet.
+    unsafe {
+        (top as *mut exo_rt::thread::Start).write(exo_rt::thread::Start {
+            f: echo_server,
+            arg: seed,
+        })
+    };
+    ECHO.handle.store(e, Relaxed);
+    ECHO.up.store(true, Relaxed);
+    // SAFETY: the runtime's entry reads the Start above rsp and never returns; the stack is
+    // the server's alone.
+    match unsafe { exo_rt::thread_create(exo_rt::thread::entry(), top as usize, top) } {
+        Ok(tid) => ECHO.tid.store(tid as u64, Relaxed),
+        Err(err) => {
+            ECHO.handle.store(u32::MAX, Relaxed);
+            ECHO.up.store(false, Relaxed);
+            let _ = exo_rt::handle_close(e);
+            println!(
+                "FUZZ,echo-off,arg={:#x},thread_create: {err}",
+                STATS.arg.load(Relaxed)
+            );
+            return false;
+        }
+    }
+    // The send-only handle: passed to the server, which passes it back.
+    let mut words = [0u64; 8];
+    words[7] = exo_rt::abi::ipc::handle_word(e, exo_rt::abi::ipc::RIGHT_SEND);
+    let p = Plan {
+        send: false,
+        info: exo_rt::abi::ipc::info(7, 64) | exo_rt::abi::ipc::INFO_HANDLE,
+        words,
+        timeout: 0,
+        zc: Zc::No,
+        passed: Passed::Good(exo_rt::abi::ipc::RIGHT_SEND),
+    };
+    let (ret, info, rdi, rw) = ipc_raw(nr::IPC_CALL, u64::from(e), p.info, p.words, 0);
+    match echo::check_reply(&p, badge, info, rdi, &rw) {
+        Ok(Some(s)) if ret == 0 && exo_rt::handle_info(s) == Ok(exo_rt::abi::ipc::RIGHT_SEND) => {
+            ECHO.send.store(s, Relaxed)
+        }
+        // Its table full (inherited handles): the children use the endpoint's own handle.
+        Ok(None) if ret == 0 && info & exo_rt::abi::ipc::INFO_HANDLE_LOST != 0 => {}
+        Ok(_) => echo_finding(0, "send-only handle", &p, ret, info, &rw),
+        Err(what) => echo_finding(0, what, &p, ret, info, &rw),
+    }
+    true
+}
+
+/// The worker's end of the echo: QUIT (answered, then the server returns), the server
+/// joined, the handles closed. Without an answer the server is left to the process's end
+/// (no join that could wait for ever).
+fn echo_stop() {
+    if !ECHO.on() {
+        return;
+    }
+    if !ECHO.up.load(Relaxed) {
+        finding_line("echo server ended early");
+        return;
+    }
+    if !echo_control(Control::Quit) {
+        return;
+    }
+    match exo_rt::thread_join(ECHO.tid.load(Relaxed) as usize) {
+        Ok(0) => {}
+        r => finding_line(&alloc_free_fmt("echo server join", r)),
+    }
+    ECHO.tid.store(0, Relaxed);
+    for h in [ECHO.send.load(Relaxed), ECHO.handle.load(Relaxed)] {
+        if h != u32::MAX && exo_rt::handle_close(h).is_err() {
+            finding_line("echo handle close");
+        }
+    }
+    ECHO.send.store(u32::MAX, Relaxed);
+    ECHO.handle.store(u32::MAX, Relaxed);
+}
+
+/// The echo server (a thread of the worker, see [`echo`]): receives on the endpoint and
+/// answers every message with [`echo::reply`], through `ipc_reply_recv` (3 in 4 of the
+/// messages without a handle: the fastpath when the caller is blocked on this CPU) or
+/// `ipc_reply` then `ipc_recv` (handles, control messages, the rest), sometimes with
+/// `INFO_SLOW`. A handle a message brought goes back in the reply and is closed once it
+/// went. A reply the kernel refuses (the handle closed meanwhile by a thread of the
+/// stream) is sent again without it, so a caller is always answered. Outside the deadly
+/// mode it receives with no timeout and a failed receive is a finding (nothing closes the
+/// endpoint's handle).
+fn echo_server(seed: u64) -> i32 {
+    use exo_rt::abi::ipc::{INFO_HANDLE, INFO_SLOW};
+    let e = u64::from(ECHO.handle.load(Relaxed));
+    let mut rng = Rng::new(seed);
+    let (mut deadly, mut idle, mut turns, mut errors) = (false, 0u32, 0u64, 0u32);
+    let mut serving: Option<(u64, u64, [u64; 8])> = None;
+    loop {
+        let (ret, info, badge, words) = match serving.take() {
+            None => ipc_raw(
+                nr::IPC_RECV,
+                e,
+                0,
+                [0; 8],
+                if deadly { SERVER_IDLE_NS } else { 0 },
+            ),
+            Some((info, badge, words)) => {
+                let ctl = echo::control(info, &words);
+                if ctl == Some(Control::Deadly) {
+                    deadly = true;
+                }
+                let timeout = if deadly { SERVER_IDLE_NS } else { 0 };
+                let (rinfo, rwords) = echo::reply(info, badge, &words);
+                let slow = if rng.chance(1, 4) { INFO_SLOW } else { 0 };
+                if info & INFO_HANDLE == 0 && ctl.is_none() && rng.chance(3, 4) {
+                    let r = ipc_raw(nr::IPC_REPLY_RECV, e, rinfo | slow, rwords, timeout);
+                    if r.0 < 0 {
+                        // The reply refused (then it is sent now) or the receive failed
+                        // (then the reply went: ESRCH).
+                        let _ = ipc_raw(nr::IPC_REPLY, 0, rinfo, rwords, 0);
+                    }
+                    r
+                } else {
+                    let r = ipc_raw(nr::IPC_REPLY, 0, rinfo | slow, rwords, 0);
+                    if r.0 < 0 && rinfo & INFO_HANDLE != 0 {
+                        let _ = ipc_raw(nr::IPC_REPLY, 0, rinfo & !INFO_HANDLE, rwords, 0);
+                    }
+                    if info & INFO_HANDLE != 0 {
+                        let _ = exo_rt::handle_close(words[7] as u32);
+                    }
+                    if ctl == Some(Control::Quit) {
+                        ECHO.up.store(false, Relaxed);
+                        return 0;
+                    }
+                    ipc_raw(nr::IPC_RECV, e, 0, [0; 8], timeout)
+                }
+            }
+        };
+        if deadly {
+            turns += 1;
+        }
+        if ret == 0 {
+            STATS.echo_served.fetch_add(1, Relaxed);
+            serving = Some((info, badge, words));
+            (idle, errors) = (0, 0);
+        } else if deadly {
+            idle += 1;
+        } else {
+            errors += 1;
+            let e = Errno::from_ret(ret as isize).err().unwrap_or(Errno::EINVAL);
+            finding_line(&alloc_free_fmt("echo server receive", Err::<(), _>(e)));
+        }
+        if idle >= SERVER_IDLE_ROUNDS || turns >= SERVER_DEADLY_TURNS || errors >= 16 {
+            ECHO.up.store(false, Relaxed);
+            return 0;
+        }
+    }
+}
+
+/// A finding of the echo that is no single call's: `FUZZ,badret,arg=...,<what>`.
+fn finding_line(what: &str) {
+    STATS.flags.fetch_or(F_BADRET, Relaxed);
+    if STATS.printed.fetch_add(1, Relaxed) < 32 {
+        println!("FUZZ,badret,arg={:#x},{what}", STATS.arg.load(Relaxed));
+    }
+}
+
+/// `what: r` in a fixed buffer (no allocator here).
+fn alloc_free_fmt<T: core::fmt::Debug>(what: &str, r: Result<T, Errno>) -> Line {
+    use core::fmt::Write;
+    let mut l = Line([0; 96], 0);
+    let _ = write!(l, "{what}: {r:?}");
+    l
+}
+
+/// A short line built without an allocator.
+struct Line([u8; 96], usize);
+
+impl core::fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.0.len() - self.1);
+        self.0[self.1..self.1 + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.1 += n;
+        Ok(())
+    }
+}
+
+impl core::ops::Deref for Line {
+    type Target = str;
+    fn deref(&self) -> &str {
+        core::str::from_utf8(&self.0[..self.1]).unwrap_or("?")
+    }
+}
+
+/// An echo child (`Mode::EchoChild`): `calls` random calls to the worker's server through
+/// the inherited `handle` (no timeout for 3 in 4: the worker waits for this child, so the
+/// server is alive and alone to receive), each checked as the worker checks its own,
+/// passing its handle or an endpoint of its own at times (the server, in the worker's
+/// process, gets a handle from this one and passes it back). Exits 0, or `64 | flags`.
+fn echo_child(c: exo_fuzz::EchoChild, arg: u64) -> i32 {
+    STATS.arg.store(arg, Relaxed);
+    if c.unpin {
+        let _ = exo_rt::sched_setaffinity(0, &[u64::MAX; exo_rt::CPU_SET_BYTES / 8]);
+    }
+    let badge = echo::badge(c.seed);
+    let mut rng = Rng::new(echo::child_seed(c.seed, c.index));
+    let mine = exo_rt::endpoint_create(3, rng.next_u64()).ok();
+    let mut own = Own([(c.handle, c.rights), (0, 0)], 1);
+    if let Some(m) = mine {
+        own.0[1] = (m, 3);
+        own.1 = 2;
+    }
+    let region = Some(u64::from(c.region_pages) * PAGE).filter(|&r| r != 0);
+    for index in 0..u64::from(c.calls) {
+        let p = echo::plan(&mut rng, own.as_slice(), region, false, echo::TIMEOUT_MAX);
+        let n = if p.send { nr::IPC_SEND } else { nr::IPC_CALL };
+        let (ret, info, rdi, words) = ipc_raw(n, u64::from(c.handle), p.info, p.words, p.timeout);
+        let a = [
+            u64::from(c.handle),
+            p.info,
+            p.words[0],
+            p.words[1],
+            p.words[2],
+            p.words[3],
+        ];
+        match classify(n as u64, ret) {
+            Verdict::Untyped => finding(F_UNTYPED, "untyped", index, n as u64, &a, ret),
+            Verdict::Undocumented(_) => {
+                finding(F_UNDOCUMENTED, "undocumented", index, n as u64, &a, ret)
+            }
+            _ => {}
+        }
+        if !echo::allowed(&p, Errno::from_ret(ret as isize).map(|_| ())) {
+            echo_finding(index, "result (child)", &p, ret, info, &words);
+        }
+        if ret != 0 || p.send {
+            continue;
+        }
+        match echo::check_reply(&p, badge, info, rdi, &words) {
+            Ok(Some(h)) if !handle_back_ok(h, words[6], p.passed) => {
+                echo_finding(index, "handle back (child)", &p, ret, info, &words)
+            }
+            Ok(_) => {}
+            Err(what) => echo_finding(index, what, &p, ret, info, &words),
+        }
+    }
+    if let Some(m) = mine
+        && exo_rt::handle_close(m).is_err()
+    {
+        finding_line("echo child: close of its endpoint");
+    }
+    match STATS.flags.load(Relaxed) {
+        0 => 0,
+        f => 64 | f as i32,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1120,7 +1786,9 @@ fn setup() -> Result<(), Errno> {
         exo_rt::munmap(page(HOLE2) as usize, PAGE as usize)?;
     }
     let end = STACKS.0.get() as u64 + (THREADS * THREAD_STACK) as u64;
-    if arena() < IMAGE.0 || end > IMAGE.1 {
+    let server_end = SERVER_STACK.0.get() as u64 + THREAD_STACK as u64;
+    if arena() < IMAGE.0 || end.max(server_end) > IMAGE.1 || (SERVER_STACK.0.get() as u64) < IMAGE.0
+    {
         return Err(Errno::EINVAL);
     }
     Ok(())
@@ -1144,6 +1812,8 @@ fn worker(w: Worker, arg: u64) -> i32 {
     };
     let span_cap = !w.no_span_cap;
     let mut cx = Ctx::new(u64::from(w.seed) << 8 | 0x77, w.cpu, false, false, span_cap);
+    let mut echo_rng = Rng::new(echo::child_seed(w.seed, 0x3ff) ^ 0x5e7e);
+    echo_start(&w, &mut echo_rng);
     let mut made = 0u64;
     let mut next_round = 512 + cx.rng.below(1024);
     while made < ordinary {
@@ -1159,9 +1829,24 @@ fn worker(w: Worker, arg: u64) -> i32 {
         }
     }
     cx.finish();
-    let flags = STATS.flags.load(Relaxed);
+    let calls = STATS.echo.load(Relaxed);
+    if calls >= ECHO_MIN_CALLS && STATS.echo_ok.load(Relaxed) == 0 {
+        finding_line(&alloc_free_fmt(
+            "echo: no round trip in calls",
+            Ok::<_, Errno>(calls),
+        ));
+    }
+    if !w.kamikaze {
+        echo_stop();
+    }
     report(w, arg, made);
     if w.kamikaze {
+        // The server serves the deadly phase too, with timeouts (its callers may end,
+        // close its handle, or leave it alone: it ends once idle).
+        if STATS.flags.load(Relaxed) == 0 && ECHO.on() && ECHO.up.load(Relaxed) {
+            echo_control(Control::Deadly);
+        }
+        let flags = STATS.flags.load(Relaxed);
         if flags != 0 {
             // Findings are not lost in the deadly phase's random end.
             return 64 | flags as i32;
@@ -1169,6 +1854,7 @@ fn worker(w: Worker, arg: u64) -> i32 {
         kamikaze(&mut cx, span_cap);
         exo_rt::exit_group(0);
     }
+    let flags = STATS.flags.load(Relaxed);
     if flags == 0 { 0 } else { 64 | flags as i32 }
 }
 
@@ -1210,6 +1896,18 @@ fn report(w: Worker, arg: u64, made: u64) {
             let _ = write!(line, ",{}={n}", e.name());
         }
     }
+    let _ = write!(
+        line,
+        ",echo={},echo_ok={},echo_t0={},echo_handles={},echo_zc={},echo_sends={},echo_children={},echo_served={}",
+        STATS.echo.load(Relaxed),
+        STATS.echo_ok.load(Relaxed),
+        STATS.echo_t0.load(Relaxed),
+        STATS.echo_handles.load(Relaxed),
+        STATS.echo_zc.load(Relaxed),
+        STATS.echo_sends.load(Relaxed),
+        STATS.echo_children.load(Relaxed),
+        STATS.echo_served.load(Relaxed),
+    );
     line.push(b"\n");
     let _ = line.flush();
 }
