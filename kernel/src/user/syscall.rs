@@ -14,7 +14,12 @@
 //! | 520..=526 | IPC (`ipc_call`, `ipc_reply_recv`, `ipc_recv`, `ipc_send`, `ipc_reply`, `endpoint_create`, `handle_close`) | registers: see `super::ipc` | 0, or a handle | EPERM, EBADF, ESRCH, EINVAL, EPIPE, EMSGSIZE, ECONNABORTED, ECONNRESET, ETIMEDOUT, EAGAIN (per call: `docs/syscalls.md`) |
 //! | 527 | `shm_map`     | handle, len         | the address of the endpoint's shared region in the caller (created with len bytes if len != 0) | EBADF, ENOENT (no region), EEXIST (len != 0 and one exists), EINVAL (len > 1 MiB), ENOMEM, EAGAIN (no region slot), EPIPE |
 //! | 528 | `handle_info` | handle            | the handle's rights (1 send, 2 receive) while its endpoint can be used | EBADF (no such handle), EPIPE (destroyed, or no handle can receive on it any more) |
-//! | any other | -       | -                   | -               | ENOSYS           |
+//! | the others | see `docs/syscalls.md` | | | |
+//! | any unknown number | - | -               | -               | ENOSYS           |
+//!
+//! This table names the ones dispatched specially; `docs/syscalls.md` has every call (the
+//! memory, thread, process, time and futex calls too) and `exo_abi::SYSCALLS` the same in
+//! code (a host test keeps the two equal).
 
 use super::task;
 use core::sync::atomic::{AtomicU32, Ordering};
