@@ -417,6 +417,10 @@ expect_log "a thread of a process faulting inside the kernel is not killed alone
 log="$out/fail-panic-early.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_early=1" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "panic before any AP started: only online CPUs get the NMI, failure verdict" "$log" 1 $? '^PANIC on CPU 0: deliberate panic requested by exo.panic_early' '^PANIC,0$'
+log="$out/fail-fault-early.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.fault_early=1" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "a CPU exception before memory is set up is reported (the early IDT), failure verdict" "$log" 1 $? \
+    '^PANIC on CPU 0: unhandled exception: #UD' '^PANIC,0$'
 log="$out/fail-ap-panic-early.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.ap_panic_early=1" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "an AP panicking before its per-CPU block (x2APIC still off): named by APIC id, the others stopped, failure verdict" "$log" 1 $? \

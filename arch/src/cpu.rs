@@ -208,6 +208,13 @@ pub fn breakpoint() {
     x86_64::instructions::interrupts::int3();
 }
 
+/// Executes `ud2`: an invalid-opcode exception (#UD) here (failure-path tests).
+pub fn undefined_instruction() {
+    // SAFETY: raises #UD; the kernel's handler reports it and stops the machine, or (with a
+    // fix-up) nothing of this function's state is assumed afterwards.
+    unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+}
+
 /// Reads CR2 (the faulting address of the last #PF).
 pub fn cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()

@@ -81,6 +81,9 @@ pub struct Options {
     /// it go (`exo.panic_console_held=N`): the stop-all NMI halts it inside the lock, and the
     /// report must take the console over at once.
     pub panic_console_held: Option<u32>,
+    /// A CPU exception (`ud2`) on the BSP before memory is set up (`exo.fault_early=1`):
+    /// the early IDT must report it (it triple-faulted with no word: QEMU exits 0).
+    pub fault_early: bool,
     /// A deliberate panic on the BSP before any AP is started (`exo.panic_early=1`): the
     /// stop-all must not reach CPUs still in firmware.
     pub panic_early: bool,
@@ -167,6 +170,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         panic_after_exit: None,
         panic_console_held: None,
         panic_early: false,
+        fault_early: false,
         ap_panic_early: false,
         ap_delay_ms: 0,
         ap_stall_ms: 0,
@@ -227,6 +231,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .parse()
                 .is_ok_and(|c| set(&mut o.panic_console_held, Some(c))),
             ("panic_early", "1") => set(&mut o.panic_early, true),
+            ("fault_early", "1") => set(&mut o.fault_early, true),
             ("ap_panic_early", "1") => set(&mut o.ap_panic_early, true),
             ("ap_delay_ms", v) => {
                 in_range(v, 0, MAX_MS).is_some_and(|ms| set(&mut o.ap_delay_ms, ms))

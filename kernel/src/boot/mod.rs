@@ -118,6 +118,17 @@ pub fn bsp_main(start_info: u64) -> BootState {
     let bsp = cpus::install_this_cpu(bsp_block, (lo, hi));
     cpus::register_this_cpu(bsp);
     let bsp_gs_base = core::ptr::from_ref(bsp) as u64;
+    // The IDT from here, on the boot GDT (same code selector): an exception while memory
+    // is set up (the loader's memory map and modules are followed there) is reported and
+    // fails the run. Until 2026-12-05 the IDT came after `memory::init` and such a fault
+    // triple-faulted with no word (found by review). The IST vectors (#DB, NMI, #DF, #MC)
+    // still need the TSS, loaded with the kernel's own GDT below.
+    crate::trap::init();
+    exo_arch::trap::load_idt();
+    if opts.fault_early {
+        info!("deliberate #UD before memory is set up (exo.fault_early)");
+        exo_arch::cpu::undefined_instruction();
+    }
     let (mib, frames) = memory::init(&bi.memmap, features.nx, &bi.modules)
         .unwrap_or_else(|e| fail(format_args!("memory: {e}")));
     if let Some(&(pa, len)) = bi.modules.first() {
@@ -146,7 +157,6 @@ pub fn bsp_main(start_info: u64) -> BootState {
     );
     phase("memory");
 
-    crate::trap::init();
     crate::user::init();
     match smp::prepare_tables(hi) {
         Ok(t) => exo_arch::gdt::load(t, bsp_gs_base),
