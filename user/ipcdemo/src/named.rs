@@ -376,10 +376,20 @@ fn checks(ns: u32) -> Result<(), &'static str> {
     let r = exo_rt::endpoint_create(RIGHT_RECV, 1).map_err(|_| "endpoint_create")?;
     want(
         "register of a receive-only handle",
-        names::register(ns, "recv-only", r, 0).map(|_| ()),
+        names::register(ns, "recv-only", r, RIGHT_RECV).map(|_| ()),
         Err(NsError::NoRight),
     )?;
     want("close", exo_rt::handle_close(r), Ok(()))?;
+    // Send-only handles alone: one that can receive would keep its endpoint from going
+    // deaf when its server ends (and let the name server take its calls).
+    let both =
+        exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 1).map_err(|_| "endpoint_create")?;
+    want(
+        "register of a handle with both rights",
+        names::register(ns, "both", both, RIGHT_SEND | RIGHT_RECV).map(|_| ()),
+        Err(NsError::NoRight),
+    )?;
+    want("close", exo_rt::handle_close(both), Ok(()))?;
 
     // The echo server registers itself; look it up until it has.
     let pid = exo_rt::spawn("/ipcdemo", ROLE << 56 | NAMED << 48 | u64::from(ns))

@@ -3,7 +3,9 @@
 //! protocol of `exo_rt::names` on that endpoint: `REGISTER` stores the handle that came
 //! with the message under a name, `LOOKUP` passes a handle to it back in the reply (send
 //! right only), `UNREGISTER` closes it, `STOP` with the token replies and exits 0 (every
-//! stored handle closed). A name whose endpoint went deaf (its server ended: the kernel's
+//! stored handle closed). Only send-only handles are stored (`NORIGHT` otherwise), and the
+//! handles inherited from the parent but its own endpoint's are closed at start: neither
+//! keeps an endpoint from going deaf. A name whose endpoint went deaf (its server ended: the kernel's
 //! `handle_info` says `EPIPE`) is let go when a `LOOKUP` finds it (`NOTFOUND`) and before
 //! a `REGISTER`, so a restarted server can take its name again. Anything else gets an error reply; no message makes it crash.
 //! A handle that arrives with a message it does not keep is closed at once.
@@ -166,7 +168,10 @@ fn register(t: &mut Table, m: &IpcMsg) -> (u32, u64) {
     t.prune();
     let code = match Name::from_msg(m) {
         Err(_) => BADNAME,
-        Ok(_) if m.handle_rights() & RIGHT_SEND == 0 => NORIGHT,
+        // Send only: a receive right here would keep the endpoint from ever going deaf (its
+        // name never let go when its server ends) and let this server take its calls
+        // (until 2026-12-05 it was kept; found by review).
+        Ok(_) if m.handle_rights() != RIGHT_SEND => NORIGHT,
         Ok(name) if t.find(&name).is_some() => EXISTS,
         Ok(name) => match t.entries.iter_mut().find(|e| e.is_none()) {
             Some(slot) => {
@@ -189,6 +194,14 @@ fn register(t: &mut Table, m: &IpcMsg) -> (u32, u64) {
 fn run(arg: u64) -> i32 {
     let ns = arg as u32;
     let token = (arg >> 32) as u32;
+    // The whole table of its parent came with it: every handle but its own endpoint's goes
+    // (a receive handle kept here would keep that endpoint from going deaf while this
+    // server lives; until 2026-12-05 they were kept; found by review).
+    for h in 0..exo_rt::abi::ipc::HANDLES as u32 {
+        if h != ns {
+            let _ = exo_rt::handle_close(h);
+        }
+    }
     let mut t = Table {
         entries: [None; NAMES_MAX],
         seed: exo_rt::time::rdtsc(),

@@ -9,7 +9,7 @@
 //!
 //! | request | label | words | `len` | reply |
 //! |---------|-------|-------|-------|-------|
-//! | register | [`REGISTER`] | 0..6 the name, 7 the handle to store (`INFO_HANDLE`) | name's bytes | [`OK`], [`EXISTS`] (a live registration has the name: one whose endpoint went deaf, its server ended, is let go), [`FULL`], [`BADNAME`], [`NOHANDLE`] (no handle came, or `INFO_HANDLE_LOST`), [`NORIGHT`] (the handle cannot send) |
+//! | register | [`REGISTER`] | 0..6 the name, 7 the handle to store (`INFO_HANDLE`) | name's bytes | [`OK`], [`EXISTS`] (a live registration has the name: one whose endpoint went deaf, its server ended, is let go), [`FULL`], [`BADNAME`], [`NOHANDLE`] (no handle came, or `INFO_HANDLE_LOST`), [`NORIGHT`] (the handle is not send-only) |
 //! | lookup | [`LOOKUP`] | 0..6 the name | name's bytes | [`OK`] passing a handle to the stored endpoint with `RIGHT_SEND` only (word 7 the caller's new handle, word 6 its rights), or [`NOTFOUND`] (also for a name whose server ended: let go), [`BADNAME`] |
 //! | unregister | [`UNREGISTER`] | 0..6 the name | name's bytes | [`OK`] (the server closed its handle), [`NOTFOUND`], [`BADNAME`] |
 //! | stop | [`STOP`] | 0 the token the server was started with | 8 | [`OK`], then the server exits 0; [`BADTOKEN`] |
@@ -266,9 +266,10 @@ fn ask(ns: u32, m: &IpcMsg, keep_handle: bool) -> Result<IpcMsg, NsError> {
 pub struct Registration(pub u64);
 
 /// Registers `handle` (one of the caller's, which keeps it) under `name`, giving the server
-/// `rights` (0: all the handle has; the server needs `RIGHT_SEND` to pass it on). Only the
-/// returned registration can take the name off again.
+/// `rights` (0: `RIGHT_SEND`; the server takes send-only handles: [`NORIGHT`] otherwise).
+/// Only the returned registration can take the name off again.
 pub fn register(ns: u32, name: &str, handle: u32, rights: u64) -> Result<Registration, NsError> {
+    let rights = if rights == 0 { RIGHT_SEND } else { rights };
     let m = Name::new(name.as_bytes())?
         .request(REGISTER)
         .with_handle(handle, rights);
