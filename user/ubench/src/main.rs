@@ -222,6 +222,25 @@ fn ipc_server(h: u64) -> i32 {
     }
 }
 
+/// The bound of [`probe`] and of a `QUIT`: far above an answer's time (a server process
+/// starting under an emulator included), so only a server that is gone or stuck reaches it.
+const PROBE_TIMEOUT_NS: u64 = 60_000_000_000;
+
+/// One timed, checked round trip through `h` before a row whose calls carry no timeout (a
+/// timeout would change what the row measures): a server that is gone or stuck fails the
+/// row here instead of making its first untimed call wait for good (ubench holds the
+/// receive right too, so its endpoint never goes deaf; until 2026-12-05 such a server hung
+/// ubench, then init, until CI's timeout; found by review). A server that dies in the
+/// middle of a row still hangs it.
+fn probe(h: u32) -> Result<(), Errno> {
+    let q = IpcMsg::new(FAST, [7, 1, 2, 3, 4, 5, 6, !7]);
+    match exo_rt::ipc_op(nr::IPC_CALL, h, &q, 0, PROBE_TIMEOUT_NS) {
+        Ok(r) if same_words(&r.words, &q.words) => Ok(()),
+        Ok(_) => Err(Errno::EIO),
+        Err(e) => Err(e),
+    }
+}
+
 /// One round trip with 64 bytes, checked (a wrong echo counts as an error). The check
 /// folds the eight differences into one word (a dozen instructions; `==` on the arrays
 /// called `memcmp`, a hundred instructions of the harness counted in the row).
@@ -299,7 +318,7 @@ fn spawn_ipc_server(h: u32, cpu: usize) -> Result<usize, Errno> {
 /// Ends a server (process `pid`, or a thread): the `QUIT` call, then its end, which must
 /// be exit 0.
 fn quit_ipc_server(h: u32, end: impl FnOnce() -> bool, err: &mut Option<Errno>) {
-    let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), 0);
+    let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), PROBE_TIMEOUT_NS);
     if quit.is_err() || !end() {
         eprintln!("ubench: an ipc server did not end cleanly (quit: {quit:?})");
         err.get_or_insert(Errno::EIO);
@@ -327,6 +346,15 @@ fn ipc_rows<const M: usize>(
                    label: u32,
                    extra: u64,
                    err: &mut Option<Errno>| {
+        // After an error the server may be gone: no more untimed calls.
+        if err.is_some() {
+            return;
+        }
+        if let Err(e) = probe(h) {
+            eprintln!("ubench: {name}: the server did not answer a timed call: {e}");
+            err.get_or_insert(e);
+            return;
+        }
         let st = suite.measure(s, WARMUP, N, 1, || {
             seq += 1;
             ipc_rtt(h, label, extra, seq, err);
@@ -337,7 +365,9 @@ fn ipc_rows<const M: usize>(
     };
     row(suite, s, "ipc.rtt.64", FAST, 0, &mut err);
     row(suite, s, "ipc.slowpath.rtt.64", SLOW, INFO_SLOW, &mut err);
-    if let Err(e) = zc_rows(suite, s, h) {
+    if err.is_none()
+        && let Err(e) = probe(h).and_then(|()| zc_rows(suite, s, h))
+    {
         err.get_or_insert(e);
     }
     let exited = |pid| move || exo_rt::wait(pid) == Ok(ExitStatus::Exited(0));
@@ -458,21 +488,33 @@ fn fusion_row<const M: usize>(
             return Err(e);
         }
     };
-    let mut err = None;
+    // One call first: a server that never serves (its pin or open failed) fails the row in
+    // one timeout, not in one per call (577 of them: hours; found by review).
+    let probe = IpcMsg::new(FAST, [7, 1, 2, 3, 4, 5, 6, !7]);
+    let mut err = match c.call(&probe, FUSION_TIMEOUT) {
+        Ok(r) if same_words(&r.words, &probe.words) => None,
+        Ok(_) => Some(Errno::EIO),
+        Err(e) => Some(e),
+    };
     let mut seq = 0u64;
-    let st = suite.measure(s, WARMUP, N, 1, || {
-        seq += 1;
-        let q = IpcMsg::new(FAST, [seq, 1, 2, 3, 4, 5, 6, !seq]);
-        match c.call(&q, FUSION_TIMEOUT) {
-            Ok(r) if same_words(&r.words, &q.words) => {}
-            Ok(_) => {
-                err.get_or_insert(Errno::EIO);
+    let timed = err.is_none();
+    let st = if timed {
+        suite.measure(s, WARMUP, N, 1, || {
+            seq += 1;
+            let q = IpcMsg::new(FAST, [seq, 1, 2, 3, 4, 5, 6, !seq]);
+            match c.call(&q, FUSION_TIMEOUT) {
+                Ok(r) if same_words(&r.words, &q.words) => {}
+                Ok(_) => {
+                    err.get_or_insert(Errno::EIO);
+                }
+                Err(e) => {
+                    err.get_or_insert(e);
+                }
             }
-            Err(e) => {
-                err.get_or_insert(e);
-            }
-        }
-    });
+        })
+    } else {
+        None
+    };
     let wakes = c.wakes();
     let quit = c.call(&IpcMsg::new(QUIT, [0; 8]), FUSION_TIMEOUT);
     let end = server.end();
