@@ -19,9 +19,21 @@ enum Access {
 
 static ACCESS: Mutex<Option<Access>> = Mutex::new(None);
 
+/// The physical ranges of every ECAM window the MCFG names (all segments, mapped or not):
+/// configuration space, which no BAR window may overlap ([`bar_window`]).
+static ECAM_RANGES: Mutex<Vec<core::ops::Range<u64>>> = Mutex::new(Vec::new());
+
 /// Chooses the configuration mechanism: the segment-0 ECAM windows of the MCFG that
 /// the kernel can map (`mm::memory::mmio`), else the ports. Called once by boot.
 pub fn init(ecam: &[EcamRegion]) {
+    {
+        let mut ranges = ECAM_RANGES.lock();
+        ranges.clear();
+        ranges.extend(ecam.iter().map(|r| {
+            let start = r.start();
+            start..start.saturating_add(r.len())
+        }));
+    }
     let mut w = Vec::new();
     for r in ecam.iter().filter(|r| r.segment == 0) {
         match crate::mm::memory::mmio(r.start(), r.len() as usize) {
@@ -40,6 +52,11 @@ pub fn init(ecam: &[EcamRegion]) {
         Access::Ecam(w)
     };
     *ACCESS.lock() = Some(a);
+}
+
+/// The physical ranges of the MCFG's ECAM windows (every segment; empty without an MCFG).
+pub fn ecam_ranges() -> Vec<core::ops::Range<u64>> {
+    ECAM_RANGES.lock().clone()
 }
 
 /// The mechanism in use, for the report (`ecam` or `ports`; `none` before `init`).
@@ -248,15 +265,23 @@ const CHIPSET_RANGE: core::ops::Range<u64> = 0xFEC0_0000..1 << 32;
 
 /// The window `[base + off, base + off + len)` of a memory BAR at `base` (values the device
 /// gives): `None` if the sum wraps, the window reaches into the chipset's range (a doorbell
-/// or MSI-X table there would write the local APIC's EOI or an I/O APIC), or
-/// `mm::memory::mmio` refuses it (RAM, no page table). Until 2026-12-05 the MSI-X table's
-/// address was `base + off` unchecked (a 64-bit BAR near the top wrapped into low RAM, whose
-/// words the masking loop then wrote) and windows below 4 GiB were not checked against RAM
-/// at all (found by review).
+/// or MSI-X table there would write the local APIC's EOI or an I/O APIC) or into an ECAM
+/// window (a virtio common configuration there would write another function's configuration
+/// header), or `mm::memory::mmio` refuses it (RAM, no page table). Until 2026-12-05 the
+/// MSI-X table's address was `base + off` unchecked (a 64-bit BAR near the top wrapped into
+/// low RAM, whose words the masking loop then wrote), windows below 4 GiB were not checked
+/// against RAM at all, and windows over ECAM were accepted (found by review).
 pub fn bar_window(base: u64, off: u64, len: usize) -> Option<Mmio> {
     let start = base.checked_add(off)?;
     let end = start.checked_add(len as u64)?;
     if start < CHIPSET_RANGE.end && CHIPSET_RANGE.start < end {
+        return None;
+    }
+    if ECAM_RANGES
+        .lock()
+        .iter()
+        .any(|r| start < r.end && r.start < end)
+    {
         return None;
     }
     crate::mm::memory::mmio(start, len)

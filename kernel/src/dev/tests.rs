@@ -597,9 +597,11 @@ fn tx_stall_clock_ahead(_: &crate::boot::BootState) -> TestResult {
 }
 
 /// `pci::bar_window` refuses a BAR whose base + offset wraps, a window in the chipset's
-/// range (local APIC, I/O APIC) and one over RAM below 4 GiB (a frame the allocator owns),
-/// and `mm::memory::mmio` refuses RAM below 4 GiB itself. Until 2026-12-05 the MSI-X table's
-/// address was an unchecked sum and every window below 4 GiB was taken as given.
+/// range (local APIC, I/O APIC), one over RAM below 4 GiB (a frame the allocator owns) and,
+/// where there is an MCFG (q35), one at the base of an ECAM window or ending inside it, and
+/// `mm::memory::mmio` refuses RAM below 4 GiB itself. Until 2026-12-05 the MSI-X table's
+/// address was an unchecked sum, every window below 4 GiB was taken as given, and a window
+/// over configuration space (ECAM) was accepted.
 fn bar_window_refusals(_: &crate::boot::BootState) -> TestResult {
     use super::pci::bar_window;
     let frame = crate::mm::kalloc::alloc_frame().map_err(|e| format!("{e:?}"))?;
@@ -630,6 +632,16 @@ fn bar_window_refusals(_: &crate::boot::BootState) -> TestResult {
             bad.push(what);
         }
     }
+    let ecam = super::pci::ecam_ranges();
+    for r in &ecam {
+        if bar_window(r.start, 0, 0x38).is_some() {
+            bad.push("the base of an ECAM window");
+        }
+        if r.start >= 0x1000 && bar_window(r.start - 0x1000, 0x800, 0x1000).is_some() {
+            bad.push("a window ending inside an ECAM window");
+        }
+    }
+    crate::kprintln!("INFO,pci.bar_window,ecam_windows,{}", ecam.len());
     if ram < 1 << 32 && crate::mm::memory::mmio(ram, 64).is_some() {
         bad.push("mm::memory::mmio of RAM below 4 GiB");
     }
