@@ -72,6 +72,11 @@ ktest!(
     "net.rx_in_order_batch_drops_only_the_skipped_frames",
     rx_in_order_batch
 );
+ktest!(
+    Needs::Cpus,
+    "net.queue_size_not_taken_fails_the_device",
+    queue_size_not_taken
+);
 
 /// Ethertype of the test frames (IEEE local experimental).
 pub const ETHERTYPE: u16 = 0x88b5;
@@ -1031,4 +1036,68 @@ fn rx_in_order_batch(_: &crate::boot::BootState) -> TestResult {
         })
     })();
     shut_down_and_compare(a, b, before, result)
+}
+
+/// A PCI device whose queue size reads back other than the size written (forced:
+/// `FAIL_NEXT_QSIZE`, on the first queue of the first virtio-net function) fails its
+/// bring-up with a `Queue` error naming the size, is left reset (status 0) and every frame
+/// is back; a second probe brings it up. A device keeping a larger size would write used
+/// entries past the ring's frame. Until 2026-12-05 the size was never read back (found by
+/// review). PCI only: virtio-mmio's `QueueNum` cannot be read.
+fn queue_size_not_taken(_: &crate::boot::BootState) -> TestResult {
+    use super::virtio::VirtioError;
+    use core::sync::atomic::Ordering::Relaxed;
+    let (devs, bad) = net::probe(1);
+    let n = devs.len();
+    let pci = devs.iter().filter(|d| d.pci_function().is_some()).count();
+    devs.into_iter().for_each(|d| {
+        d.shutdown();
+    });
+    if !bad.is_empty() {
+        return Err(format!("{bad:?}"));
+    }
+    if pci == 0 {
+        return Err(format!(
+            "{SKIP}no virtio-net PCI function (qemu.sh --net hub, q35 or pc)"
+        ));
+    }
+    let before = free_frames()?;
+    super::virtio::FAIL_NEXT_QSIZE.store(true, Relaxed);
+    let (devs, mut bad) = net::probe(1);
+    super::virtio::FAIL_NEXT_QSIZE.store(false, Relaxed);
+    let up = devs.len();
+    devs.into_iter().for_each(|d| {
+        d.shutdown();
+    });
+    let failed = bad.len();
+    let named = matches!(
+        bad.first(),
+        Some((_, VirtioError::Queue(0, w))) if w.contains("queue size")
+    );
+    let place = bad.pop().and_then(|(loc, _)| place_of(&loc));
+    drop(bad);
+    let after = free_frames()?;
+    let status = place.and_then(status_at);
+    check(failed == 1 && named && up + 1 == n, || {
+        format!("{failed} device(s) failed (queue 0's size named: {named}), {up} of {n} up")
+    })?;
+    check(
+        matches!(place, Some(Place::Pci(_))) && status == Some(0),
+        || {
+            format!(
+                "device {place:?} status {status:x?} after its queue size was refused: not reset"
+            )
+        },
+    )?;
+    check(before == after, || {
+        format!("free frames/objects {before:?} before, {after:?} after")
+    })?;
+    let (devs, bad) = net::probe(1);
+    let again = devs.len();
+    devs.into_iter().for_each(|d| {
+        d.shutdown();
+    });
+    check(bad.is_empty() && again == n, || {
+        format!("probe again: {again} up of {n}, {bad:?}")
+    })
 }

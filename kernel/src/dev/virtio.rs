@@ -152,6 +152,12 @@ impl core::fmt::Display for VirtioError {
 pub static FAIL_NEXT_RESET: core::sync::atomic::AtomicBool =
     core::sync::atomic::AtomicBool::new(false);
 
+/// Fault injection for tests: the next queue-size read-back of a PCI transport
+/// ([`Transport::setup_queue`]) sees a size other than the one written, as a device keeping
+/// its own would (`net.queue_size_not_taken_fails_the_device`).
+pub static FAIL_NEXT_QSIZE: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
 /// Register access for one device.
 #[derive(Debug)]
 pub enum Transport {
@@ -388,7 +394,11 @@ impl Transport {
     }
 
     /// Gives queue `q` its areas (and MSI-X vector entry) and enables it; returns its
-    /// doorbell.
+    /// doorbell. On PCI the queue size is read back first: a device that keeps another size
+    /// (a larger one would write used entries past the ring's frame, into unrelated kernel
+    /// memory) fails the queue before it learns any address. Until 2026-12-05 the size was
+    /// written and never checked (found by review). virtio-mmio's `QueueNum` is write-only:
+    /// not checked there.
     pub fn setup_queue(
         &self,
         q: u16,
@@ -399,6 +409,16 @@ impl Transport {
             Transport::Pci { common, notify, .. } => {
                 common.write16(C_QSEL, q);
                 common.write16(C_QSIZE, l.size);
+                let mut size = common.read16(C_QSIZE);
+                if FAIL_NEXT_QSIZE.swap(false, core::sync::atomic::Ordering::Relaxed) {
+                    size = size.wrapping_add(1);
+                }
+                if size != l.size {
+                    return Err(VirtioError::Queue(
+                        q,
+                        "device did not take the queue size written (reads back another)",
+                    ));
+                }
                 common.write64_split(C_QDESC, l.desc.1);
                 common.write64_split(C_QDRIVER, l.avail.1);
                 common.write64_split(C_QDEVICE, l.used.1);
