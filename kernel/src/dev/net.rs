@@ -28,7 +28,8 @@ pub const BUF: usize = 2048;
 pub const DEFAULT_TX_STALL_MS: u64 = 5000;
 /// Largest queue size used (smaller if the device says so).
 pub const MAX_QUEUE: u16 = 256;
-/// Features the driver takes when offered.
+/// Features the driver takes when offered (`NET_MQ` only with `NET_CTRL_VQ`:
+/// `exo_virtio::features::negotiate_net`).
 pub const WANTED: u64 = f::VERSION_1
     | f::NET_MAC
     | f::NET_STATUS
@@ -773,7 +774,10 @@ impl NetDevice {
         want_pairs: u16,
     ) -> Result<Self, (String, VirtioError)> {
         let fail = |e| (location.clone(), e);
-        let features = transport.begin(WANTED, f::VERSION_1).map_err(fail)?;
+        // `NET_MQ` only with `NET_CTRL_VQ` (`negotiate_net`; virtio 1.2, 5.1.3.1).
+        let features = transport
+            .begin(|offered| f::negotiate_net(offered, WANTED, f::VERSION_1))
+            .map_err(fail)?;
         let event_idx = features & f::RING_EVENT_IDX != 0;
         let max_pairs = if features & f::NET_MQ != 0 && features & f::NET_CTRL_VQ != 0 {
             transport.config16(vnet::config::MAX_PAIRS).max(1)

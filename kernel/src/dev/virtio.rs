@@ -490,9 +490,13 @@ impl Transport {
         Some(m)
     }
 
-    /// Handshake up to `FEATURES_OK`: reset, acknowledge, negotiate (`required` must be
-    /// offered; the rest of `wanted` is taken if offered). Returns the accepted features.
-    pub fn begin(&self, wanted: u64, required: u64) -> Result<u64, VirtioError> {
+    /// Handshake up to `FEATURES_OK`: reset, acknowledge, negotiate (`negotiate` maps the
+    /// offered bits to those accepted: `exo_virtio::features::negotiate` or a device type's
+    /// own, such as `negotiate_net`). Returns the accepted features.
+    pub fn begin(
+        &self,
+        negotiate: impl FnOnce(u64) -> Result<u64, exo_virtio::features::FeatureError>,
+    ) -> Result<u64, VirtioError> {
         // A device that does not acknowledge the reset may be running (left so by firmware)
         // with bus mastering, which `Transport::pci` has just turned on: `FAILED`, and its
         // DMA off (until 2026-12-04 only its error went back; found by review).
@@ -500,8 +504,7 @@ impl Transport {
         self.set_status(status::ACKNOWLEDGE);
         self.set_status(status::ACKNOWLEDGE | status::DRIVER);
         let offered = self.device_features();
-        let accepted = exo_virtio::features::negotiate(offered, wanted, required)
-            .map_err(|e| self.fail(VirtioError::Features(e)))?;
+        let accepted = negotiate(offered).map_err(|e| self.fail(VirtioError::Features(e)))?;
         self.set_driver_features(accepted);
         self.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
         if self.status() & status::FEATURES_OK == 0 {
