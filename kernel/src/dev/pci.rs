@@ -133,6 +133,41 @@ pub enum Bar {
     None,
 }
 
+/// BAR `i` (0..6) of a type-0 header whose dwords `read` gives: `None` for the upper half of
+/// a 64-bit memory BAR (the BARs are walked from BAR 0, so an upper half whose bits look like
+/// a 64-bit BAR's does not hide the next one), and for a 64-bit BAR 5 (no upper half).
+/// Until 2026-12-05 the upper half was decoded as a BAR of its own (a memory BAR at its
+/// value with the low bits masked; found by review: `pci.bar_upper_half_is_none`).
+pub fn decode_bar(i: u8, read: impl Fn(u16) -> u32) -> Bar {
+    let reg = |j: u8| read(0x10 + 4 * u16::from(j));
+    let is_mem64 = |v: u32| v & 1 == 0 && (v >> 1) & 3 == 2;
+    if i >= 6 {
+        return Bar::None;
+    }
+    let mut j = 0;
+    while j < i {
+        j += if is_mem64(reg(j)) { 2 } else { 1 };
+    }
+    if j > i {
+        // `i` is the upper half of BAR `i - 1`.
+        return Bar::None;
+    }
+    let lo = reg(i);
+    if lo & 1 == 1 {
+        return Bar::Io(lo & !3);
+    }
+    let base = u64::from(lo & !0xf);
+    let addr = if is_mem64(lo) {
+        if i == 5 {
+            return Bar::None;
+        }
+        base | (u64::from(reg(i + 1)) << 32)
+    } else {
+        base
+    };
+    if addr == 0 { Bar::None } else { Bar::Mem(addr) }
+}
+
 /// PCI command register bits.
 const CMD_MEM: u32 = 1 << 1;
 const CMD_BUS_MASTER: u32 = 1 << 2;
@@ -164,23 +199,9 @@ impl Function {
         self.write32(off & !3, (old & !(0xffff << sh)) | (u32::from(v) << sh));
     }
 
-    /// BAR `i` (0..6) of a type-0 header.
+    /// BAR `i` (0..6) of a type-0 header ([`decode_bar`]).
     pub fn bar(&self, i: u8) -> Bar {
-        if i >= 6 {
-            return Bar::None;
-        }
-        let off = 0x10 + 4 * u16::from(i);
-        let lo = self.read32(off);
-        if lo & 1 == 1 {
-            return Bar::Io(lo & !3);
-        }
-        let base = u64::from(lo & !0xf);
-        let addr = if (lo >> 1) & 3 == 2 && i < 5 {
-            base | (u64::from(self.read32(off + 4)) << 32)
-        } else {
-            base
-        };
-        if addr == 0 { Bar::None } else { Bar::Mem(addr) }
+        decode_bar(i, |off| self.read32(off))
     }
 
     /// The register window `[off, off + len)` of memory BAR `bar`, mapped uncached

@@ -32,6 +32,7 @@ ktest!(
     "pci.bar_window_refuses_wraps_the_chipset_range_and_ram",
     bar_window_refusals
 );
+ktest!(Needs::Cpus, "pci.bar_upper_half_is_none", bar_upper_half);
 ktest!(
     Needs::Cpus,
     "virtio.mmio_windows_are_the_firmware_s_checked",
@@ -657,6 +658,78 @@ fn bar_window_refusals(_: &crate::boot::BootState) -> TestResult {
     check(bad.is_empty() && good, || {
         format!("windows accepted: {bad:?}; the device window at 0xfeb00200 accepted: {good}")
     })
+}
+
+/// `pci::decode_bar` over fake headers: the upper half of a 64-bit memory BAR is
+/// `Bar::None`, whatever its bits look like (here an I/O BAR's, and a 64-bit memory BAR's
+/// that would otherwise have swallowed the next BAR as its own upper half), the BAR after
+/// it is decoded as usual, and a 64-bit BAR 5 (no upper half) is `None`. Until 2026-12-05
+/// the upper half was returned as a BAR of its own (`Io(0)`, `Mem(0xfe00000000000000)`).
+fn bar_upper_half(_: &crate::boot::BootState) -> TestResult {
+    use super::pci::{Bar, decode_bar};
+    let headers: [([u32; 6], [Bar; 6]); 3] = [
+        (
+            [
+                0xFEB0_000C,
+                0x0000_0001,
+                0xFE00_0000,
+                0x0000_C001,
+                0x0000_000C,
+                0x0000_0001,
+            ],
+            [
+                Bar::Mem(0x1_FEB0_0000),
+                Bar::None,
+                Bar::Mem(0xFE00_0000),
+                Bar::Io(0xC000),
+                Bar::Mem(0x1_0000_0000),
+                Bar::None,
+            ],
+        ),
+        (
+            [0x0000_0004, 0x0000_0004, 0xFE00_0000, 0, 0, 0xE000_0004],
+            [
+                Bar::Mem(0x4_0000_0000),
+                Bar::None,
+                Bar::Mem(0xFE00_0000),
+                Bar::None,
+                Bar::None,
+                Bar::None,
+            ],
+        ),
+        (
+            [
+                0x0000_0001,
+                0x0000_0004,
+                0x0000_0004,
+                0x0000_0004,
+                0x0000_0001,
+                0,
+            ],
+            [
+                Bar::Io(0),
+                Bar::Mem(0x4_0000_0000),
+                Bar::None,
+                Bar::Mem(0x1_0000_0000),
+                Bar::None,
+                Bar::None,
+            ],
+        ),
+    ];
+    let mut bad = Vec::new();
+    for (h, (bars, want)) in headers.iter().enumerate() {
+        let read = |off: u16| match off {
+            0x10..=0x27 => bars[usize::from(off - 0x10) / 4],
+            _ => 0,
+        };
+        for (i, w) in want.iter().enumerate() {
+            let got = decode_bar(i as u8, read);
+            if got != *w {
+                bad.push(format!("header {h} BAR {i}: {got:x?}, want {w:x?}"));
+            }
+        }
+    }
+    check(bad.is_empty(), || bad.join("; "))
 }
 
 /// The virtio-mmio windows probed are the DSDT's and the command line's, each checked: an
