@@ -676,11 +676,25 @@ impl QueuePair {
             + self.tx_bufs.frames.len()
     }
 
-    fn free(self) {
-        free_frames(self.rx.area);
-        free_frames(self.tx.area);
-        free_frames(self.rx_bufs.frames);
-        free_frames(self.tx_bufs.frames);
+    /// Frees its memory and its vector: only once the device is reset and its MSI-X entries
+    /// masked (`shutdown_inner`).
+    fn free(mut self) {
+        free_frames(core::mem::take(&mut self.rx.area));
+        free_frames(core::mem::take(&mut self.tx.area));
+        free_frames(core::mem::take(&mut self.rx_bufs.frames));
+        free_frames(core::mem::take(&mut self.tx_bufs.frames));
+        drop(self.irq.take());
+    }
+}
+
+/// A pair dropped other than by [`NetDevice::shutdown`] (a caller that took it and returned
+/// early) may belong to a device still running: its frames are leaked (a `DmaFrame` frees
+/// nothing when dropped) and its interrupt vector is forgotten, not freed, since the
+/// device may still raise it and the vector would be handed to someone else. Until
+/// 2026-12-05 the vector went back to the allocator (found by review).
+impl Drop for QueuePair {
+    fn drop(&mut self) {
+        core::mem::forget(self.irq.take());
     }
 }
 
@@ -762,6 +776,26 @@ pub struct NetDevice {
     /// Frames of a pair whose creation failed half-way, which the device was told about:
     /// freed, or kept, with the rest by `shutdown_inner` (bring-up failures only).
     orphans: Vec<DmaFrame>,
+    /// `shutdown_inner` has run (it runs once: [`NetDevice::shutdown`], a failed bring-up,
+    /// or `Drop`).
+    down: bool,
+}
+
+/// A device dropped without [`NetDevice::shutdown`] (an early return holding it) is shut
+/// down here: reset, its memory freed (kept for good if the reset is not acknowledged).
+/// Until 2026-12-05 it stayed `DRIVER_OK`, writing into frames nobody owned any more
+/// (found by review). Pairs taken out and not given back stay with their holders (leaked
+/// when dropped: `Drop for QueuePair`).
+impl Drop for NetDevice {
+    fn drop(&mut self) {
+        if !self.down {
+            log::warn!(
+                "virtio-net {}: dropped without shutdown: reset now",
+                self.location
+            );
+            self.shutdown_inner();
+        }
+    }
 }
 
 impl NetDevice {
@@ -825,6 +859,7 @@ impl NetDevice {
                         active: 0,
                         ctrl: None,
                         orphans: named,
+                        down: false,
                     };
                     return Err((dev.shutdown_inner(), e));
                 }
@@ -847,6 +882,7 @@ impl NetDevice {
             active,
             ctrl: None,
             orphans: Vec::new(),
+            down: false,
         };
         if max_pairs > 1 {
             // The control queue is the one after the last pair the device has (in u32:
@@ -967,7 +1003,11 @@ impl NetDevice {
         self.shutdown_inner()
     }
 
+    /// The shutdown; a second call does nothing (returns the location, empty after the first).
     fn shutdown_inner(&mut self) -> String {
+        if core::mem::replace(&mut self.down, true) {
+            return core::mem::take(&mut self.location);
+        }
         let reset = self.transport.reset();
         if let Some(m) = &self.msix {
             (0..m.entries).for_each(|i| m.mask(i));
