@@ -956,14 +956,7 @@ fn failed_reset_at_probe(_: &crate::boot::BootState) -> TestResult {
             )
         })?;
     }
-    let (devs, bad) = net::probe(1);
-    let up = devs.len();
-    devs.into_iter().for_each(|d| {
-        d.shutdown();
-    });
-    check(bad.is_empty() && up == n, || {
-        format!("probe again: {up} up of {n}, {bad:?}")
-    })
+    probe_again(1, n)
 }
 
 /// Where a probed device is, without the heap (its location string would count as an
@@ -1058,14 +1051,7 @@ fn pair_failure_at_bring_up(_: &crate::boot::BootState) -> TestResult {
     check(before == after, || {
         format!("free frames/objects {before:?} before, {after:?} after")
     })?;
-    let (devs, bad) = net::probe(want);
-    let again = devs.len();
-    devs.into_iter().for_each(|d| {
-        d.shutdown();
-    });
-    check(bad.is_empty() && again == n, || {
-        format!("probe again: {again} up of {n}, {bad:?}")
-    })
+    probe_again(want, n)
 }
 
 /// Two frames received on an `IN_ORDER` NIC whose used entries are rewritten into one, as a
@@ -1170,14 +1156,7 @@ fn queue_size_not_taken(_: &crate::boot::BootState) -> TestResult {
     check(before == after, || {
         format!("free frames/objects {before:?} before, {after:?} after")
     })?;
-    let (devs, bad) = net::probe(1);
-    let again = devs.len();
-    devs.into_iter().for_each(|d| {
-        d.shutdown();
-    });
-    check(bad.is_empty() && again == n, || {
-        format!("probe again: {again} up of {n}, {bad:?}")
-    })
+    probe_again(1, n)
 }
 
 /// Devices dropped without `shutdown` (an early return holding one) are reset by `Drop`:
@@ -1215,12 +1194,18 @@ fn dropped_device_is_reset(_: &crate::boot::BootState) -> TestResult {
             "free frames/objects {before:?} before, {after:?} after; vectors in use {vectors_before} before, {vectors_after} after"
         )
     })?;
-    let (devs, bad) = net::probe(1);
-    let again = devs.len();
+    probe_again(1, n)
+}
+
+/// A probe after a test's devices were shut down (or failed and reset): all `n` come up
+/// again, no error (then shut down).
+fn probe_again(want: u16, n: usize) -> TestResult {
+    let (devs, bad) = net::probe(want);
+    let up = devs.len();
     devs.into_iter().for_each(|d| {
         d.shutdown();
     });
-    check(bad.is_empty() && again == n, || {
-        format!("probe again: {again} up of {n}, {bad:?}")
+    check(bad.is_empty() && up == n, || {
+        format!("probe again: {up} up of {n}, {bad:?}")
     })
 }
