@@ -17,6 +17,8 @@ pub const NANOSLEEP: usize = 35;
 pub const GETPID: usize = 39;
 /// `exit(code)`: ends the calling thread.
 pub const EXIT: usize = 60;
+/// `kill(pid, sig)`: `SIGKILL` (9) ends a child process; 0 only checks that it can.
+pub const KILL: usize = 62;
 /// `futex(uaddr, op, val, timeout, uaddr2, val3)`.
 pub const FUTEX: usize = 202;
 /// `sched_setaffinity(pid, cpusetsize, mask)`.
@@ -35,7 +37,8 @@ pub const GETCPU: usize = 309;
 pub const EXO_BASE: usize = 512;
 /// `spawn(path, path_len, arg)`: a new process from an initrd entry.
 pub const SPAWN: usize = 512;
-/// `wait(pid)`: blocks until a child process ends; returns its status.
+/// `wait(pid, timeout)`: blocks until a child process ends, or until the relative
+/// `timeout` (a `timespec`; NULL: none) passes; returns its status.
 pub const WAIT: usize = 513;
 /// `thread_create(entry, stack_top, arg)`: a new thread in the caller's process.
 pub const THREAD_CREATE: usize = 514;

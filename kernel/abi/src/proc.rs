@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! PROC,<pid>,exit,<code>          exit_group(code) or the last thread's exit: code & 0xff
-//! PROC,<pid>,killed,<why>         why = #PF at 0x<addr> | #GP | #UD | #DE | #BP | bad syscall frame | init job ended | ...
+//! PROC,<pid>,killed,<why>         why = #PF at 0x<addr> | #GP | #UD | #DE | #BP | bad syscall frame | init job ended | SIGKILL | ...
 //! ```
 //!
 //! ```
@@ -60,6 +60,8 @@ impl KillCause {
     pub const BAD_SYSCALL_FRAME: Self = Self(128);
     /// Still running (an orphan) when the kernel's `init` job ended and reaped what was left.
     pub const INIT_ENDED: Self = Self(130);
+    /// Ended by its parent's `kill(pid, SIGKILL)`.
+    pub const SIGKILL: Self = Self(131);
 
     /// The CPU exception vector, if the cause is one.
     pub const fn vector(self) -> Option<u8> {
@@ -78,6 +80,7 @@ impl fmt::Display for KillCause {
             v @ 0..32 => write!(f, "vector {v}"),
             128 => f.write_str("bad syscall frame"),
             130 => f.write_str("init job ended"),
+            131 => f.write_str("SIGKILL"),
             c => write!(f, "cause {c}"),
         }
     }
@@ -95,6 +98,9 @@ impl KillCause {
         if s == "init job ended" {
             return Some(Self::INIT_ENDED);
         }
+        if s == "SIGKILL" {
+            return Some(Self::SIGKILL);
+        }
         let (n, vector) = if let Some(n) = s.strip_prefix("vector ") {
             (n, true)
         } else {
@@ -106,7 +112,7 @@ impl KillCause {
         // Only the spelling Display uses.
         let canonical = match v {
             0..32 => vector && VECTOR_NAMES[v as usize].is_empty(),
-            128 | 130 => false,
+            128 | 130 | 131 => false,
             _ => !vector,
         };
         canonical.then_some(cause)

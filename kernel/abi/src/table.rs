@@ -96,6 +96,14 @@ pub const SYSCALLS: &[SyscallInfo] = &[
         summary: "ends the calling thread (the process with the last one)",
     },
     SyscallInfo {
+        number: nr::KILL,
+        name: "kill",
+        args: &["pid", "sig"],
+        returns: "0",
+        errors: &[EPERM, ESRCH, EINVAL],
+        summary: "SIGKILL (9) ends a child process (status SIGKILL); sig 0 only checks",
+    },
+    SyscallInfo {
         number: nr::FUTEX,
         name: "futex",
         args: &["uaddr", "op", "val", "timeout", "uaddr2", "val3"],
@@ -162,10 +170,10 @@ pub const SYSCALLS: &[SyscallInfo] = &[
     SyscallInfo {
         number: nr::WAIT,
         name: "wait",
-        args: &["pid"],
+        args: &["pid", "timeout"],
         returns: "status",
-        errors: &[ECHILD],
-        summary: "blocks until child pid ends; its exit code or the fault that killed it",
+        errors: &[ECHILD, EFAULT, EINVAL, ETIMEDOUT],
+        summary: "blocks until child pid ends (or *timeout passes); its exit code or what killed it",
     },
     SyscallInfo {
         number: nr::THREAD_CREATE,

@@ -14,6 +14,7 @@ const NUMBERS: &[(usize, &str)] = &[
     (nr::NANOSLEEP, "nanosleep"),
     (nr::GETPID, "getpid"),
     (nr::EXIT, "exit"),
+    (nr::KILL, "kill"),
     (nr::FUTEX, "futex"),
     (nr::SCHED_SETAFFINITY, "sched_setaffinity"),
     (nr::SET_TID_ADDRESS, "set_tid_address"),
@@ -65,6 +66,7 @@ fn linux_numbers_are_linux_and_exo_numbers_start_at_512() {
         ("nanosleep", 35),
         ("getpid", 39),
         ("exit", 60),
+        ("kill", 62),
         ("futex", 202),
         ("sched_setaffinity", 203),
         ("set_tid_address", 218),
@@ -209,6 +211,7 @@ fn kill_causes_have_the_issue_names() {
         (KillCause::BP, "#BP"),
         (KillCause::BAD_SYSCALL_FRAME, "bad syscall frame"),
         (KillCause::INIT_ENDED, "init job ended"),
+        (KillCause::SIGKILL, "SIGKILL"),
         (KillCause(9), "vector 9"),
         (KillCause(200), "cause 200"),
     ];
@@ -225,6 +228,7 @@ fn kill_causes_have_the_issue_names() {
         "cause 14",
         "cause 128",
         "cause 130",
+        "cause 131",
         "vector 09",
         "cause 256",
     ] {
@@ -269,6 +273,13 @@ fn proc_lines_match_the_issue() {
                 end: ProcEnd::killed(KillCause::INIT_ENDED),
             },
             "PROC,12,killed,init job ended",
+        ),
+        (
+            ProcLine {
+                pid: 13,
+                end: ProcEnd::killed(KillCause::SIGKILL),
+            },
+            "PROC,13,killed,SIGKILL",
         ),
     ];
     for (line, text) in cases {

@@ -409,10 +409,51 @@ pub fn end_process(pid: u64, code: u64) {
     }
 }
 
+/// The status of a process ended by its parent's `kill(pid, SIGKILL)`
+/// (`exo_abi::KillCause::SIGKILL`, written `SIGKILL` in its `PROC` line).
+pub const STATUS_SIGKILL: u64 = 0x100 + 131;
+/// `kill`'s one signal.
+const SIGKILL: u64 = 9;
+
+/// `kill(pid, sig)`: `SIGKILL` ends process `pid`, a child of the caller, as `exit_group`
+/// would (status [`STATUS_SIGKILL`]; nothing changes if it had already ended); `sig` 0 only
+/// checks. `EINVAL`: another signal, or `pid` 0 or negative (no process groups); `ESRCH`:
+/// no such process; `EPERM`: not a child of the caller.
+pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
+    if sig != SIGKILL && sig != 0 {
+        return Err(Errno::Einval);
+    }
+    if pid == 0 || pid > i64::MAX as u64 {
+        return Err(Errno::Einval);
+    }
+    let caller = caller_pid();
+    let p = proc(pid).ok_or(Errno::Esrch)?;
+    // Under the space's read lock the record cannot be reaped (`reap` takes it for writing
+    // before it frees the pid), so once its pid is checked here the kill reaches this
+    // process, never one that took the slot since `proc` looked (another thread of the
+    // caller may reap the child and spawn again meanwhile).
+    let space = p.space.read();
+    if p.pid.load(Ordering::Acquire) != pid {
+        return Err(Errno::Esrch);
+    }
+    if p.parent.load(Ordering::Acquire) != caller {
+        return Err(Errno::Eperm);
+    }
+    if sig == SIGKILL {
+        kill_in(p, space.as_deref(), STATUS_SIGKILL, "SIGKILL");
+    }
+    Ok(())
+}
+
 /// Decides the process's end (`status`; the first decision wins and prints the line) and
 /// makes every thread leave: blocked ones are woken, CPUs that may run its space in ring 3
 /// are interrupted; each thread ends at its next way back to ring 3.
 fn kill(p: &Proc, status: u64, why: &str) {
+    kill_in(p, p.space.read().as_deref(), status, why);
+}
+
+/// [`kill`] with the process's space already read.
+fn kill_in(p: &Proc, space: Option<&AddressSpace>, status: u64, why: &str) {
     let pid = p.pid.load(Ordering::Relaxed);
     if p.status
         .compare_exchange(NO_STATUS, status, Ordering::AcqRel, Ordering::Relaxed)
@@ -428,7 +469,7 @@ fn kill(p: &Proc, status: u64, why: &str) {
     task::for_each_of(pid, |t| {
         sched::wake(t);
     });
-    if let Some(a) = p.space.read().as_ref() {
+    if let Some(a) = space {
         let loaded = a.space().loaded();
         // Interrupts off: `me` stays this CPU for the loop. Until 2026-12-05 it was read
         // with interrupts on, and a killer moved to another CPU meanwhile never kicked the
@@ -522,6 +563,14 @@ pub fn thread_join(tid: u64) -> Result<u64, Errno> {
 /// module header). Not a child (or already being waited for): `ECHILD`; the caller's own
 /// process killed meanwhile: `EINTR` (the child stays, for the next waiter).
 pub fn wait(pid: u64) -> Result<u64, Errno> {
+    wait_until(pid, u64::MAX)
+}
+
+/// [`wait`] until the TSC reaches `deadline` (`u64::MAX`: none): `ETIMEDOUT` when it passes
+/// with the child still running (the child stays, for the next waiter). Until 2026-12-06
+/// `wait` had no deadline: a child that never ended held its parent for good (init, and
+/// with it CI, until the step's timeout, with no verdict).
+pub fn wait_until(pid: u64, deadline: u64) -> Result<u64, Errno> {
     let caller = caller_pid();
     let p = proc(pid).ok_or(Errno::Echild)?;
     let me = sched::current().ok_or(Errno::Echild)?;
@@ -540,7 +589,11 @@ pub fn wait(pid: u64) -> Result<u64, Errno> {
             p.waiter.store(free, Ordering::Release);
             return Err(Errno::Eintr);
         }
-        sched::block_unless(|| p.live.load(Ordering::Acquire) != 0 && !dying());
+        if exo_arch::tsc::rdtsc() >= deadline {
+            p.waiter.store(free, Ordering::Release);
+            return Err(Errno::Etimedout);
+        }
+        sched::block_until(deadline, || p.live.load(Ordering::Acquire) != 0 && !dying());
     }
     Ok(reap(p))
 }

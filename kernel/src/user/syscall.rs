@@ -50,8 +50,10 @@ pub mod nr {
     pub const GETCPU: u64 = 309;
     /// `spawn(path, len, arg) -> pid`: a program of the initrd as a new process.
     pub const SPAWN: u64 = 512;
-    /// `wait(pid) -> status`: blocks until the process ends.
+    /// `wait(pid, timeout) -> status`: blocks until the process ends (or `*timeout` passes).
     pub const WAIT: u64 = 513;
+    /// `kill(pid, sig)`: `SIGKILL` ends a child process.
+    pub const KILL: u64 = 62;
     /// `futex(word, op, val, timeout)`: FUTEX_WAIT and FUTEX_WAKE, private or shared.
     pub const FUTEX: u64 = 202;
     /// `thread_create(entry, stack_top, arg) -> tid`: a thread of the caller's process.
@@ -92,6 +94,8 @@ pub mod nr {
 #[repr(i64)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Errno {
+    /// Not permitted (kill: not a child of the caller).
+    Eperm = 1,
     /// No such file (spawn: not in the initrd).
     Enoent = 2,
     /// Not an executable this kernel runs (spawn).
@@ -179,7 +183,8 @@ fn dispatch_other(f: &mut SyscallFrame) {
         nr::NANOSLEEP => nanosleep(f.rdi),
         nr::SCHED_SETAFFINITY => setaffinity(f.rdi, f.rsi, f.rdx),
         nr::SPAWN => spawn(f.rdi, f.rsi, f.rdx),
-        nr::WAIT => super::process::wait(f.rdi).map(|s| s as i64),
+        nr::WAIT => wait(f.rdi, f.rsi),
+        nr::KILL => super::process::kill_child(f.rdi, f.rsi).map(|()| 0),
         nr::FUTEX => super::futex::futex(f.rdi, f.rsi, f.rdx, f.r10),
         nr::SET_TID_ADDRESS => Ok(super::task::set_tid_address(f.rdi) as i64),
         nr::THREAD_CREATE => super::process::thread_create(f.rdi, f.rsi, f.rdx).map(|t| t as i64),
@@ -583,6 +588,16 @@ pub(super) fn timespec_to_ticks(sec: i64, nsec: i64, hz: u64) -> Result<u64, Err
         .saturating_mul(1_000_000_000)
         .saturating_add(nsec as u64);
     Ok(exo_arch::tsc::ns_to_ticks_ceil(ns, hz))
+}
+
+/// `wait(pid, timeout)`: [`super::process::wait_until`] with the deadline `*timeout` from
+/// now (NULL: none).
+fn wait(pid: u64, timeout: u64) -> Result<i64, Errno> {
+    let deadline = match timeout {
+        0 => u64::MAX,
+        ts => exo_arch::tsc::rdtsc().saturating_add(timespec_ticks(ts)?),
+    };
+    super::process::wait_until(pid, deadline).map(|s| s as i64)
 }
 
 fn nanosleep(req: u64) -> Result<i64, Errno> {

@@ -83,6 +83,16 @@ ktest!(
     "user.proc_memory_comes_back_when_its_last_thread_ends",
     memory_at_end
 );
+ktest!(
+    Needs::Threads,
+    "user.proc_kill_ends_a_child_and_leaves_a_decided_end",
+    kill_child
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_wait_with_a_deadline_leaves_the_child",
+    wait_deadline
+);
 
 /// Errors as the test threads return them: `ERR + errno`.
 const ERR: u64 = 1 << 32;
@@ -718,4 +728,111 @@ fn kick_after_last_check(_: &BootState) -> TestResult {
             )
         },
     )
+}
+
+/// `kill(pid, SIGKILL)` ends a child that never ends on its own (`/threads` in its linger
+/// mode: a thread spinning in ring 3, the main one asleep in the kernel): its status is
+/// [`process::STATUS_SIGKILL`] and every frame comes back. A child that had already ended
+/// keeps its own status (the kill changes nothing and succeeds), and a child already
+/// reaped is `ESRCH`. Before `kill` (2026-12-06) no program could end a child at all.
+fn kill_child(s: &BootState) -> TestResult {
+    // The lingering program spins on its CPU; without the timer (icount) nothing preempts
+    // it, so this thread must have a CPU of its own.
+    let n = crate::harness::ncpus();
+    if n < 2 && s.opts.mode == Some(smp_bench::Mode::Icount) {
+        return Err(format!(
+            "{SKIP}needs two CPUs without the scheduler's timer (icount)"
+        ));
+    }
+    warm()?;
+    let before = free_frames()?;
+    let p = process::spawn("/threads", THREADS_LINGER, Builder::new().pin(n - 1))
+        .map_err(|e| format!("spawn /threads: {e:?}"))?;
+    check(process::kill_child(p, 0) == Ok(()), || {
+        format!("kill({p}, 0) of a running child failed")
+    })?;
+    check(process::kill_child(p, 15) == Err(Errno::Einval), || {
+        format!("kill({p}, 15) was not EINVAL")
+    })?;
+    check(process::kill_child(p, 9) == Ok(()), || {
+        format!("kill({p}, SIGKILL) failed")
+    })?;
+    let st = bounded_wait(p)?;
+    check(st == process::STATUS_SIGKILL, || {
+        format!(
+            "the killed child's status is {st:#x}, want {:#x}",
+            process::STATUS_SIGKILL
+        )
+    })?;
+    check(process::kill_child(p, 9) == Err(Errno::Esrch), || {
+        format!("kill({p}, SIGKILL) after its reap was not ESRCH")
+    })?;
+    // An end already decided stays.
+    let q = spawn("/empty", 0)?;
+    settle(q)?;
+    check(process::kill_child(q, 9) == Ok(()), || {
+        format!("kill({q}, SIGKILL) of an ended child failed")
+    })?;
+    let st = bounded_wait(q)?;
+    check(st == 0, || {
+        format!("the ended child's status became {st:#x} with a kill after its end (want 0)")
+    })?;
+    crate::harness::drain_all()?;
+    let after = free_frames()?;
+    check(after == before, || {
+        format!("free frames and heap objects {before:?} before, {after:?} after")
+    })
+}
+
+/// A test thread: waits for `pid` at most 20 ms; its status or `ERR + errno`.
+fn short_waiter(pid: u64) -> u64 {
+    let deadline = Deadline::after_ms(20);
+    code(process::wait_until(pid, deadline.tsc()))
+}
+
+/// Waits for `pid` in a test thread joined with a deadline; its status.
+fn bounded_wait(pid: u64) -> Result<u64, String> {
+    let w = Builder::new()
+        .spawn(waiter, pid)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let st =
+        join_all(&[w], 30_000).map_err(|e| format!("the wait for {pid} never returned: {e}"))?[0];
+    check(st < ERR, || format!("the wait for {pid} failed: {:#x}", st))?;
+    Ok(st)
+}
+
+/// A wait with a deadline says `ETIMEDOUT` when the child is still running at its
+/// deadline, not before it (a deadline passes late, never early), and leaves the child for
+/// the next wait (which gets its status once it is killed).
+fn wait_deadline(s: &BootState) -> TestResult {
+    let n = crate::harness::ncpus();
+    if n < 2 && s.opts.mode == Some(smp_bench::Mode::Icount) {
+        return Err(format!(
+            "{SKIP}needs two CPUs without the scheduler's timer (icount)"
+        ));
+    }
+    warm()?;
+    let p = process::spawn("/threads", THREADS_LINGER, Builder::new().pin(n - 1))
+        .map_err(|e| format!("spawn /threads: {e:?}"))?;
+    let t0 = rdtsc();
+    let w = Builder::new()
+        .spawn(short_waiter, p)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let got = join_all(&[w], 30_000).map_err(|e| format!("the 20 ms wait never returned: {e}"))?[0];
+    let took = rdtsc() - t0;
+    let result = check(got == ERR + Errno::Etimedout as u64, || {
+        format!("the 20 ms wait for a running child gave {got:#x} (want ETIMEDOUT)")
+    })
+    .and_then(|()| {
+        check(took >= ms(20), || {
+            format!("the 20 ms wait returned after {took} ticks, before its deadline")
+        })
+    });
+    // The child stays for the next waiter: killed, it is reaped with its status.
+    let killed = process::kill_child(p, 9);
+    let st = bounded_wait(p)?;
+    result?;
+    check(killed == Ok(()) && st == process::STATUS_SIGKILL, || {
+        format!("after the timed-out wait: kill {killed:?}, status {st:#x}")
+    })
 }

@@ -35,6 +35,11 @@ pub struct Check {
 
 const ANON: usize = (MAP_PRIVATE | MAP_ANONYMOUS) as usize;
 
+/// A `timespec` with `tv_nsec` out of range.
+static BAD_TIMESPEC: [i64; 2] = [0, 1_000_000_000];
+/// `{0, 0}`.
+static ZERO_TIMESPEC: [i64; 2] = [0, 0];
+
 /// `|| rawN(args)` as a `fn() -> isize`.
 macro_rules! call {
     ($f:ident($($a:expr),* $(,)?)) => {
@@ -242,9 +247,75 @@ pub const CHECKS: &[Check] = &[
         linux: false,
     },
     Check {
-        what: "wait(1) (not a child)",
-        call: call!(syscall1(nr::WAIT, 1)),
+        what: "wait(1, NULL) (not a child)",
+        call: call!(syscall2(nr::WAIT, 1, 0)),
         want: Errno::ECHILD,
+        linux: false,
+    },
+    Check {
+        what: "wait(1, 0x1000 (unmapped))",
+        call: call!(syscall2(nr::WAIT, 1, UNMAPPED)),
+        want: Errno::EFAULT,
+        linux: false,
+    },
+    Check {
+        what: "wait(1, {0, 10^9}) (tv_nsec too large)",
+        call: call!(syscall2(nr::WAIT, 1, BAD_TIMESPEC.as_ptr() as usize)),
+        want: Errno::EINVAL,
+        linux: false,
+    },
+    Check {
+        what: "wait(1, {0, 0}) (not a child)",
+        call: call!(syscall2(nr::WAIT, 1, ZERO_TIMESPEC.as_ptr() as usize)),
+        want: Errno::ECHILD,
+        linux: false,
+    },
+    // `kill` with signal 0 (a check) or 65 (no such signal) only: the host test runs this
+    // whole case on Linux (`user/rt/tests/initrd.rs`), where a root caller's kill(1, 9)
+    // reaches init, kill(0, ..) the process group and kill(-1, ..) every process. Signal 0
+    // does nothing there. Exo-OS's SIGKILL path: `/threads` case 8 and a kernel test.
+    Check {
+        what: "kill(1, 0) (init: not a child)",
+        call: call!(syscall2(nr::KILL, 1, 0)),
+        want: Errno::EPERM,
+        linux: false,
+    },
+    Check {
+        what: "kill(getpid(), 0) (itself: not a child)",
+        call: || {
+            let me = exo_rt::getpid();
+            // SAFETY: signal 0 only checks (here and on Linux).
+            unsafe { syscall2(nr::KILL, me, 0) }
+        },
+        want: Errno::EPERM,
+        linux: false,
+    },
+    Check {
+        what: "kill(getpid(), 65) (no such signal)",
+        call: || {
+            let me = exo_rt::getpid();
+            // SAFETY: refused (no signal 65, here and on Linux).
+            unsafe { syscall2(nr::KILL, me, 65) }
+        },
+        want: Errno::EINVAL,
+        linux: true,
+    },
+    Check {
+        what: "kill(0, 0) (no process groups)",
+        call: call!(syscall2(nr::KILL, 0, 0)),
+        want: Errno::EINVAL,
+        linux: false,
+    },
+    Check {
+        what: "kill(-1, 0) (no process groups)",
+        call: call!(syscall2(nr::KILL, usize::MAX, 0)),
+        want: Errno::EINVAL,
+        linux: false,
+    },
+    Check {
+        what: "kill(1 << 40, 0) (no such process)",
+        call: call!(syscall2(nr::KILL, 1 << 40, 0)),
+        want: Errno::ESRCH,
         linux: false,
     },
     Check {

@@ -250,6 +250,7 @@ pub const IMPLEMENTED: &[(usize, u32)] = &[
     (nr::GETCPU, 5),
     (nr::SPAWN, 3),
     (nr::WAIT, 3),
+    (nr::KILL, 2),
     (nr::THREAD_CREATE, 3),
     (nr::THREAD_EXIT, 1),
     (nr::THREAD_JOIN, 3),
@@ -294,6 +295,7 @@ pub const EDGE_NUMBERS: &[u64] = &[
     8,
     59,
     61,
+    63,
     230,
     232,
     310,
@@ -505,6 +507,7 @@ pub fn bad_success(number: u64, a: &[u64; 6], ret: i64) -> bool {
             },
             nr::SPAWN => r == 0,
             nr::WAIT => r > 0x1ff,
+            nr::KILL => r != 0,
             nr::THREAD_JOIN => r > 0xffff_ffff,
             nr::SET_TID_ADDRESS => r == 0,
             nr::IPC_CALL

@@ -599,6 +599,22 @@ impl Ctx {
                     (2, _) => r.below(300),
                     _ => r.pick(NASTY),
                 };
+                // The timeout: none, a known timespec (short or invalid), or any pointer.
+                a[1] = match r.below(4) {
+                    0 => 0,
+                    1 | 2 => self.timespec(),
+                    _ => self.ptr(),
+                };
+            }
+            nr::KILL => {
+                a[0] = match (r.below(6), self.pending) {
+                    (0, Some((pid, _))) => pid,
+                    (1, _) => self.pid,
+                    (2, _) => 1,
+                    (3, _) => r.below(300),
+                    _ => r.pick(NASTY),
+                };
+                a[1] = r.pick(&[0, 9, 9, 15, 1, 64, u64::MAX, 9 | 1 << 32]);
             }
             nr::IPC_CALL | nr::IPC_REPLY_RECV | nr::IPC_RECV | nr::IPC_SEND | nr::IPC_REPLY => {
                 a[0] = if r.chance(3, 4) { r.below(66) } else { a[0] };
@@ -745,6 +761,17 @@ impl Ctx {
                 // child, the worker itself, older processes and huge values stay.
                 let own = self.pending.map(|(pid, _)| pid);
                 if Some(a[0]) != own && a[0] > self.pid && a[0] < 1 << 40 {
+                    a[0] = self.pid;
+                }
+            }
+            nr::KILL if a[0] > self.pid && a[0] < 1 << 40 => {
+                // Possibly a child of this worker: only the pending one whose end may be
+                // anything can be killed (a menu child's end is judged, an echo child's
+                // calls are counted); any other becomes the worker itself (EPERM).
+                let any = self
+                    .pending
+                    .is_some_and(|(pid, e)| pid == a[0] && matches!(e, Expect::Any));
+                if !any {
                     a[0] = self.pid;
                 }
             }

@@ -18,6 +18,15 @@
 //!   workers), `arg >> 32` requests per worker count (0: its default), waited for; it must
 //!   exit 0 (every response checked).
 //!
+//! - bit 7: the watchdog check: `/threads 0x11` (a child that never ends) under a 1 s
+//!   limit; it must be killed by the watchdog (status killed SIGKILL).
+//! - bits 8..=23: the time limit of each child in seconds (0: the defaults,
+//!   [`CASE_LIMIT_S`] for a suite case, [`LONG_LIMIT_S`] for `/ubench`, `/nginx`, `/fuzz`).
+//!
+//! Every child runs under a watchdog: one still running at its limit is killed
+//! (`kill(pid, SIGKILL)`), reported, and counts as unexpected, so a hung child ends the
+//! run with a FAIL line and `init: done, FAILED` instead of a hang.
+//!
 //! Exits 0 when every child ended as expected, 1 otherwise.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -28,7 +37,7 @@ mod ipc_cases;
 #[path = "../../threads/src/cases.rs"]
 mod thread_cases;
 
-use exo_rt::{ExitStatus, eprintln, println};
+use exo_rt::{Errno, ExitStatus, Timespec, eprintln, println};
 
 exo_rt::entry!(run);
 
@@ -44,6 +53,28 @@ const IPC_SUITE: u64 = 1 << 5;
 const FUZZ: u64 = 1 << 2;
 /// `arg` bit: run the fake nginx.
 const NGINX: u64 = 1 << 6;
+/// `arg` bit: check the watchdog on a child that never ends.
+const WATCHDOG_CHECK: u64 = 1 << 7;
+/// Default limit of a suite case, seconds: each takes well under a second on TCG.
+const CASE_LIMIT_S: u64 = 120;
+/// Default limit of `/ubench`, `/nginx` and `/fuzz`, seconds (their CI steps stop QEMU
+/// earlier; the limit is for runs without such a bound).
+const LONG_LIMIT_S: u64 = 1800;
+/// How long a killed child may take to end before init gives up on it, seconds.
+const KILL_GRACE_S: u64 = 10;
+/// `/threads`' mode that never ends (`user/threads`: `LINGER`).
+const THREADS_LINGER: u64 = 0x11;
+
+/// The limit of every child, seconds, when `arg` sets one (bits 8..=23).
+static LIMIT_S: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// A child's limit: the one `arg` set, or `default` seconds.
+fn limit(default: u64) -> u64 {
+    match LIMIT_S.load(core::sync::atomic::Ordering::Relaxed) {
+        0 => default,
+        s => s,
+    }
+}
 
 fn run(arg: u64) -> i32 {
     let pid = exo_rt::getpid();
@@ -51,7 +82,11 @@ fn run(arg: u64) -> i32 {
         Ok(cpu) => println!("init: hello from pid {pid} on cpu {cpu}"),
         Err(e) => println!("init: hello from pid {pid} on cpu ? (getcpu: {e})"),
     }
-    let mut ok = run_child("/hello", 0).is_some_and(ExitStatus::success);
+    LIMIT_S.store((arg >> 8) & 0xffff, core::sync::atomic::Ordering::Relaxed);
+    let mut ok = run_child("/hello", 0, limit(CASE_LIMIT_S)).is_some_and(ExitStatus::success);
+    if arg & WATCHDOG_CHECK != 0 {
+        ok &= watchdog_check();
+    }
     if arg & FAULT_SUITE != 0 {
         ok &= fault_suite((arg >> 32).max(1));
     }
@@ -62,15 +97,15 @@ fn run(arg: u64) -> i32 {
         ok &= ipc_suite((arg >> 32).max(1));
     }
     if arg & UBENCH != 0 {
-        ok &= run_child("/ubench", 0).is_some_and(ExitStatus::success);
+        ok &= run_child("/ubench", 0, limit(LONG_LIMIT_S)).is_some_and(ExitStatus::success);
     }
     if arg & NGINX != 0 {
-        ok &= run_child("/nginx", arg >> 32).is_some_and(ExitStatus::success);
+        ok &= run_child("/nginx", arg >> 32, limit(LONG_LIMIT_S)).is_some_and(ExitStatus::success);
     }
     if arg & FUZZ != 0 {
         // The coordinator's arg: calls per CPU (thousands) in bits 9-31, seed 0.
         let kcalls = (arg >> 32) & 0x7f_ffff;
-        ok &= run_child("/fuzz", kcalls << 9).is_some_and(ExitStatus::success);
+        ok &= run_child("/fuzz", kcalls << 9, limit(LONG_LIMIT_S)).is_some_and(ExitStatus::success);
     }
     println!(
         "init: done, {}",
@@ -79,8 +114,9 @@ fn run(arg: u64) -> i32 {
     if ok { 0 } else { 1 }
 }
 
-/// Spawns `path` with `arg`, waits for it, prints how it ended.
-fn run_child(path: &str, arg: u64) -> Option<ExitStatus> {
+/// Spawns `path` with `arg`, waits for it (at most `limit_s` seconds: [`watch`]), prints
+/// how it ended.
+fn run_child(path: &str, arg: u64, limit_s: u64) -> Option<ExitStatus> {
     let pid = match exo_rt::spawn(path, arg) {
         Ok(pid) => pid,
         Err(e) => {
@@ -88,7 +124,7 @@ fn run_child(path: &str, arg: u64) -> Option<ExitStatus> {
             return None;
         }
     };
-    match exo_rt::wait(pid) {
+    match watch(pid, path, arg, limit_s) {
         Ok(status) => {
             println!("init: {path} (pid {pid}) ended: {status}");
             Some(status)
@@ -96,6 +132,47 @@ fn run_child(path: &str, arg: u64) -> Option<ExitStatus> {
         Err(e) => {
             eprintln!("init: wait {pid} ({path}): {e}");
             None
+        }
+    }
+}
+
+/// Waits for child `pid` (`path arg`) at most `limit_s` seconds; one still running then is
+/// killed (the line `init: watchdog: ...`) and waited for: its status is killed SIGKILL,
+/// which no child is expected to end with. `Err` when the wait fails, or when the killed
+/// child does not end within [`KILL_GRACE_S`] (`ETIMEDOUT`; it is left running).
+fn watch(pid: usize, path: &str, arg: u64, limit_s: u64) -> Result<ExitStatus, Errno> {
+    let limit = Timespec::from_nanos(limit_s.saturating_mul(1_000_000_000));
+    match exo_rt::wait_timeout(pid, &limit) {
+        Err(Errno::ETIMEDOUT) => {}
+        r => return r,
+    }
+    let killed = exo_rt::kill(pid, exo_rt::SIGKILL);
+    println!(
+        "init: watchdog: {path} {arg:#x} (pid {pid}) still running after {limit_s} s: kill: {killed:?}"
+    );
+    exo_rt::wait_timeout(pid, &Timespec::from_nanos(KILL_GRACE_S * 1_000_000_000))
+}
+
+/// The watchdog on a child that never ends (`/threads` [`THREADS_LINGER`], a spinning
+/// thread and a sleeping one) with a 1 s limit: it must come back killed SIGKILL.
+fn watchdog_check() -> bool {
+    let pid = match exo_rt::spawn("/threads", THREADS_LINGER) {
+        Ok(pid) => pid,
+        Err(e) => {
+            println!("init: watchdog check: spawn /threads: {e}: FAIL");
+            return false;
+        }
+    };
+    match watch(pid, "/threads", THREADS_LINGER, 1) {
+        Ok(s) if s == ExitStatus::Killed(exo_rt::KillCause::SIGKILL) => {
+            println!("init: watchdog check: /threads (pid {pid}) {s}: ok");
+            true
+        }
+        r => {
+            println!(
+                "init: watchdog check: /threads (pid {pid}) {r:?}, expected killed SIGKILL: FAIL"
+            );
+            false
         }
     }
 }
@@ -134,8 +211,9 @@ fn run_cases_with(
     path.push_str(program);
     for round in 0..rounds {
         for case in cases {
-            let status = match exo_rt::spawn(&path, arg_of(case)) {
-                Ok(pid) => exo_rt::wait(pid).map(|s| (pid, s)),
+            let arg = arg_of(case);
+            let status = match exo_rt::spawn(&path, arg) {
+                Ok(pid) => watch(pid, &path, arg, limit(CASE_LIMIT_S)).map(|s| (pid, s)),
                 Err(e) => Err(e),
             };
             runs += 1;
@@ -182,7 +260,7 @@ fn ipc_suite(rounds: u64) -> bool {
     });
     let ns_ok = ns.is_some_and(|(h, pid)| {
         let stopped = exo_rt::names::stop(h, token);
-        let status = exo_rt::wait(pid);
+        let status = watch(pid, "/names", 0, limit(CASE_LIMIT_S));
         let _ = exo_rt::handle_close(h);
         match (stopped, status) {
             (Ok(()), Ok(ExitStatus::Exited(0))) => {

@@ -239,11 +239,33 @@ pub fn spawn(path: &str, arg: u64) -> Result<usize, Errno> {
     })
 }
 
-/// `wait(pid)`: blocks until child `pid` ends; how it ended.
+/// `wait(pid, NULL)`: blocks until child `pid` ends; how it ended.
 pub fn wait(pid: usize) -> Result<ExitStatus, Errno> {
-    // SAFETY: no memory is involved.
-    let raw = Errno::from_ret(unsafe { syscall1(nr::WAIT, pid) })?;
+    // SAFETY: no memory is involved (no timeout).
+    let raw = Errno::from_ret(unsafe { syscall2(nr::WAIT, pid, 0) })?;
     ExitStatus::from_raw(raw).ok_or(Errno::EIO)
+}
+
+/// `wait(pid, &timeout)`: [`wait`] for at most `timeout`; `Err(ETIMEDOUT)` when it passes
+/// with the child still running (it can be waited for again, or [`kill`]ed).
+/// [`Timespec::ZERO`] only looks.
+pub fn wait_timeout(pid: usize, timeout: &Timespec) -> Result<ExitStatus, Errno> {
+    // SAFETY: the kernel reads one Timespec.
+    let raw =
+        Errno::from_ret(unsafe { syscall2(nr::WAIT, pid, timeout as *const Timespec as usize) })?;
+    ExitStatus::from_raw(raw).ok_or(Errno::EIO)
+}
+
+/// `kill(pid, sig)`'s one signal: ends the process.
+pub const SIGKILL: usize = 9;
+
+/// `kill(pid, sig)`: [`SIGKILL`] ends child `pid` (its status: killed
+/// [`KillCause::SIGKILL`](crate::KillCause::SIGKILL); the caller still [`wait`]s for it);
+/// 0 only checks that it could. `EPERM`: not a child of the caller; `ESRCH`: no such
+/// process; `EINVAL`: another signal.
+pub fn kill(pid: usize, sig: usize) -> Result<(), Errno> {
+    // SAFETY: no memory is involved.
+    Errno::from_ret(unsafe { syscall2(nr::KILL, pid, sig) }).map(|_| ())
 }
 
 /// `thread_create(entry, stack_top, arg)`: a new thread of this process starting at

@@ -55,4 +55,10 @@ pub const CASES: &[Case] = &[
         expect: |s| matches!(s, ExitStatus::Exited(1..=4)),
         expect_text: "exit 1, 2, 3 or 4",
     },
+    Case {
+        arg: 8,
+        name: "a child that never ends: wait with a timeout says ETIMEDOUT (0 and 50 ms), kill(child, 0) and kill(child, SIGKILL) succeed, wait says killed SIGKILL, then kill says ESRCH",
+        expect: |s| s == ExitStatus::Exited(0),
+        expect_text: "exit 0",
+    },
 ];

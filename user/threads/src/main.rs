@@ -46,6 +46,7 @@ fn run(arg: u64) -> i32 {
         5 => limit(),
         6 => churn(),
         7 => racing_exits(),
+        8 => timed_wait_and_kill(),
         _ => Err("no such case"),
     };
     match r {
@@ -305,6 +306,56 @@ fn sleeper(_: u64) -> i32 {
             tv_nsec: 0,
         });
     }
+}
+
+/// Case 8: `/threads LINGER` (a spinning thread and a sleeping one: it never ends on its
+/// own) is waited for with timeouts, then killed. The 50 ms wait must not end before its
+/// deadline (a deadline passes late, never early: the check cannot fail on a slow host).
+fn timed_wait_and_kill() -> Check {
+    let child = exo_rt::spawn("/threads", LINGER).map_err(|_| "spawn /threads LINGER failed")?;
+    let r = check_timed_wait_and_kill(child);
+    if r.is_err() {
+        // Never leave it running: its parent's end would make it an orphan.
+        let _ = exo_rt::kill(child, exo_rt::SIGKILL);
+        let _ = exo_rt::wait(child);
+    }
+    r
+}
+
+fn check_timed_wait_and_kill(child: usize) -> Check {
+    if exo_rt::wait_timeout(child, &Timespec::ZERO) != Err(Errno::ETIMEDOUT) {
+        return Err("wait(child, {0, 0}) did not say ETIMEDOUT");
+    }
+    let t0 = exo_rt::monotonic_nanos();
+    if exo_rt::wait_timeout(child, &Timespec::from_nanos(50_000_000)) != Err(Errno::ETIMEDOUT) {
+        return Err("wait(child, 50 ms) did not say ETIMEDOUT");
+    }
+    let waited = exo_rt::monotonic_nanos().saturating_sub(t0);
+    if waited < 50_000_000 {
+        return Err("wait(child, 50 ms) gave up before 50 ms");
+    }
+    if exo_rt::kill(child, 0).is_err() {
+        return Err("kill(child, 0) failed");
+    }
+    if exo_rt::kill(child, 15) != Err(Errno::EINVAL) {
+        return Err("kill(child, 15) did not say EINVAL");
+    }
+    if exo_rt::kill(child, exo_rt::SIGKILL).is_err() {
+        return Err("kill(child, SIGKILL) failed");
+    }
+    // Bounded: a killed child's threads leave at their next way back to ring 3 (10 s is
+    // for a kernel that lost the kill; it ends the check with an error, not a hang).
+    match exo_rt::wait_timeout(child, &Timespec::from_nanos(10_000_000_000)) {
+        Ok(s) if s == exo_rt::ExitStatus::Killed(exo_rt::KillCause::SIGKILL) => {}
+        Ok(_) => return Err("the killed child's status is not killed SIGKILL"),
+        Err(Errno::ETIMEDOUT) => return Err("the killed child did not end within 10 s"),
+        Err(_) => return Err("wait for the killed child failed"),
+    }
+    if exo_rt::kill(child, exo_rt::SIGKILL) != Err(Errno::ESRCH) {
+        return Err("kill of a child already waited for did not say ESRCH");
+    }
+    println!("threads: timed waits of {waited} ns, then killed: killed SIGKILL");
+    Ok(())
 }
 
 fn spinner(_: u64) -> i32 {
