@@ -245,7 +245,7 @@ fn run_cases_with(
 /// name server (`/names`) on a new endpoint, whose handle the cases inherit (and get in
 /// their `arg`: case 8 uses it); stopped with its token at the end, it must exit 0.
 fn ipc_suite(rounds: u64) -> bool {
-    let token = (exo_rt::time::rdtsc() as u32) | 1;
+    let token = exo_rt::names::new_token();
     let ns = match exo_rt::names::start(token, NS_BADGE) {
         Ok(x) => Some(x),
         Err(e) => {

@@ -133,10 +133,57 @@ fn echo(h: u32, seq: u64) -> Result<(), &'static str> {
     want("an echo reply", r, expect)
 }
 
+/// A name server of its own takes [`names::STOP_TRIES`] stops with a wrong token, then
+/// refuses the right one too (a token cannot be found by trying), and is ended with `kill`.
+/// Until 2026-12-06 every wrong token could be tried, and the token came from the TSC.
+fn stop_tries() -> Result<(), &'static str> {
+    let token = names::new_token();
+    let (ns, pid) = names::start(token, 0x4e53).map_err(|e| {
+        eprintln!("ipcdemo 8: FAIL: starting /names: {e}");
+        "no name server"
+    })?;
+    let r = (|| {
+        for k in 0..names::STOP_TRIES {
+            let wrong = token.wrapping_add(2 + 2 * k);
+            want(
+                "stop with a wrong token",
+                names::stop(ns, wrong),
+                Err(NsError::BadToken),
+            )?;
+        }
+        want(
+            "stop with the right token after too many wrong ones",
+            names::stop(ns, token),
+            Err(NsError::BadToken),
+        )?;
+        want(
+            "the name server still answers",
+            raw(ns, &IpcMsg::new(0x77, [0; 8])),
+            Ok(BADREQ),
+        )
+    })();
+    let killed = exo_rt::kill(pid, exo_rt::SIGKILL);
+    let end = exo_rt::wait(pid);
+    let _ = exo_rt::handle_close(ns);
+    r?;
+    want("kill of its name server", killed, Ok(()))?;
+    want(
+        "its name server's end",
+        end,
+        Ok(ExitStatus::Killed(exo_rt::KillCause::SIGKILL)),
+    )?;
+    println!(
+        "ipcdemo 8: a name server refused its stop after {} wrong tokens",
+        names::STOP_TRIES
+    );
+    Ok(())
+}
+
 /// The case: with the name server `ns`, or one of its own.
 pub fn handles(ns: Option<u32>) -> Result<(), &'static str> {
+    stop_tries()?;
     let Some(ns) = ns else {
-        let token = (exo_rt::time::rdtsc() as u32) | 1;
+        let token = names::new_token();
         let (ns, pid) = names::start(token, 0x4e53).map_err(|e| {
             eprintln!("ipcdemo 8: FAIL: starting /names: {e}");
             "no name server"

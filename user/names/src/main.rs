@@ -10,13 +10,16 @@
 //! a `REGISTER`, so a restarted server can take its name again. Anything else gets an error reply; no message makes it crash.
 //! A handle that arrives with a message it does not keep is closed at once.
 //!
+//! After `exo_rt::names::STOP_TRIES` `STOP`s with a wrong token it refuses every `STOP`
+//! (guessing the token is not a way to stop it; its parent can still `kill` it).
+//!
 //! Exits 0 after a `STOP`, 2 when its endpoint cannot be received on.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use exo_rt::abi::ipc::RIGHT_SEND;
 use exo_rt::names::{
     BADNAME, BADREQ, BADTOKEN, COOKIE_WORD, EXISTS, FULL, LOOKUP, LOOKUP_RIGHTS, NAMES_MAX,
-    NOHANDLE, NORIGHT, NOTFOUND, NOTOWNER, Name, OK, REGISTER, SELF, STOP, UNREGISTER,
+    NOHANDLE, NORIGHT, NOTFOUND, NOTOWNER, Name, OK, REGISTER, SELF, STOP, STOP_TRIES, UNREGISTER,
 };
 use exo_rt::{IpcMsg, eprintln, println};
 
@@ -38,6 +41,8 @@ struct Table {
     /// are not guessed from one another, though not secret against a client that can time
     /// the server and try many).
     seed: u64,
+    /// `STOP`s with a wrong token so far (at [`STOP_TRIES`], every `STOP` is refused).
+    bad_stops: u32,
 }
 
 impl Table {
@@ -146,8 +151,11 @@ fn serve(t: &mut Table, ns: u32, token: u32, m: &IpcMsg) -> (IpcMsg, bool) {
         // A send-only handle to this endpoint (`names::start` gives its caller that one and
         // closes the one with the receive right).
         SELF => (reply(OK).with_handle(ns, RIGHT_SEND), false),
-        STOP if m.words[0] == u64::from(token) => (reply(OK), true),
-        STOP => (reply(BADTOKEN), false),
+        STOP if t.bad_stops < STOP_TRIES && m.words[0] == u64::from(token) => (reply(OK), true),
+        STOP => {
+            t.bad_stops = t.bad_stops.saturating_add(1);
+            (reply(BADTOKEN), false)
+        }
         _ => (reply(BADREQ), false),
     }
 }
@@ -205,6 +213,7 @@ fn run(arg: u64) -> i32 {
     let mut t = Table {
         entries: [None; NAMES_MAX],
         seed: exo_rt::time::rdtsc(),
+        bad_stops: 0,
     };
     let mut requests = 0u64;
     let mut m = match exo_rt::ipc_recv(ns, 0) {

@@ -206,6 +206,25 @@ impl Name {
     }
 }
 
+/// Wrong `STOP` tokens a server takes before it refuses every `STOP` for good (the right
+/// token too: [`BADTOKEN`]): a client trying tokens one after another has a chance of at
+/// most 4096 in 2^31 (the tokens are odd). The server must then be ended with `kill`.
+pub const STOP_TRIES: u32 = 4096;
+
+/// A stop token for [`start`]: 32 random bits from the CPU ([`crate::time::rdrand`]), never
+/// 0. Without `rdrand` it is drawn from the TSC and can be guessed by a process that knows
+/// roughly when the server started. Until 2026-12-06 it always came from the TSC.
+pub fn new_token() -> u32 {
+    let r = crate::time::rdrand().unwrap_or_else(|| {
+        // splitmix64's finalizer over the TSC: spreads the bits, hides nothing.
+        let mut z = crate::time::rdtsc().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    });
+    (r as u32) | 1
+}
+
 /// Starts a name server: a new endpoint (`badge`) and `/names` serving it, stoppable with
 /// `token` (not 0). Returns the caller's handle to it, **send only** (asked of the server
 /// with [`SELF`]; the handle with the receive right the server inherited is closed here),

@@ -58,3 +58,25 @@ pub fn tsc_hz() -> u64 {
     HZ.store(hz, Ordering::Relaxed);
     hz
 }
+
+/// A 64-bit random number from the CPU (`rdrand`, retried up to 10 times as Intel advises),
+/// or `None` when the CPU has no `rdrand` (CPUID.1:ECX bit 30; QEMU's `-cpu qemu64`) or it
+/// kept failing.
+pub fn rdrand() -> Option<u64> {
+    let ecx = core::arch::x86_64::__cpuid(1).ecx;
+    if ecx & (1 << 30) == 0 {
+        return None;
+    }
+    for _ in 0..10 {
+        let (v, ok): (u64, u8);
+        // SAFETY: the CPU has rdrand (checked above); it writes a register and CF only.
+        unsafe {
+            core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok,
+                options(nomem, nostack));
+        }
+        if ok != 0 {
+            return Some(v);
+        }
+    }
+    None
+}
