@@ -567,7 +567,7 @@ pub fn wait(pid: u64) -> Result<u64, Errno> {
 }
 
 /// [`wait`] until the TSC reaches `deadline` (`u64::MAX`: none): `ETIMEDOUT` when it passes
-/// with the child still running (the child stays, for the next waiter). Until 2026-12-06
+/// with the child still running (the child stays, for the next waiter). Until 2026-12-05
 /// `wait` had no deadline: a child that never ended held its parent for good (init, and
 /// with it CI, until the step's timeout, with no verdict).
 pub fn wait_until(pid: u64, deadline: u64) -> Result<u64, Errno> {

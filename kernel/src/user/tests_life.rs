@@ -734,7 +734,7 @@ fn kick_after_last_check(_: &BootState) -> TestResult {
 /// mode: a thread spinning in ring 3, the main one asleep in the kernel): its status is
 /// [`process::STATUS_SIGKILL`] and every frame comes back. A child that had already ended
 /// keeps its own status (the kill changes nothing and succeeds), and a child already
-/// reaped is `ESRCH`. Before `kill` (2026-12-06) no program could end a child at all.
+/// reaped is `ESRCH`. Before `kill` (2026-12-05) no program could end a child at all.
 fn kill_child(s: &BootState) -> TestResult {
     // The lingering program spins on its CPU; without the timer (icount) nothing preempts
     // it, so this thread must have a CPU of its own.

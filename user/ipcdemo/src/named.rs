@@ -135,7 +135,7 @@ fn echo(h: u32, seq: u64) -> Result<(), &'static str> {
 
 /// A name server of its own takes [`names::STOP_TRIES`] stops with a wrong token, then
 /// refuses the right one too (a token cannot be found by trying), and is ended with `kill`.
-/// Until 2026-12-06 every wrong token could be tried, and the token came from the TSC.
+/// Until 2026-12-05 every wrong token could be tried, and the token came from the TSC.
 fn stop_tries() -> Result<(), &'static str> {
     let token = names::new_token();
     let (ns, pid) = names::start(token, 0x4e53).map_err(|e| {

@@ -213,7 +213,7 @@ pub const STOP_TRIES: u32 = 4096;
 
 /// A stop token for [`start`]: 32 random bits from the CPU ([`crate::time::rdrand`]), never
 /// 0. Without `rdrand` it is drawn from the TSC and can be guessed by a process that knows
-/// roughly when the server started. Until 2026-12-06 it always came from the TSC.
+/// roughly when the server started. Until 2026-12-05 it always came from the TSC.
 pub fn new_token() -> u32 {
     let r = crate::time::rdrand().unwrap_or_else(|| {
         // splitmix64's finalizer over the TSC: spreads the bits, hides nothing.
