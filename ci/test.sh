@@ -267,6 +267,19 @@ scripts/qemu.sh --machine q35 --cpu max --smp 4 --job init "${initrd[@]}" --appe
 expect_log "fake nginx at -smp 4: 1..4 workers over IPC, every response checked, rows well-formed" "$log" 0 $? \
     '^SUITE,nginx,' '^BENCH,nginx\.rps\.1,1,[0-9]+,' '^BENCH,nginx\.lat\.4,1000,[0-9]+,' '^END,nginx,8$' \
     '^nginx: summary: .*, all good$' '^PROC,1,exit,0$' '^MEM,init,.*,same$'
+# A point of the fake nginx that fails kills and waits for its workers (until 2026-12-05 they
+# were left blocked, orphans the init job ended): forced with arg bit 48 (fail once they are up).
+log="$out/nginx-fail.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job init "${initrd[@]}" --append "exo.init=/nginx exo.init_arg=0x1000000000064" \
+    --log "$log" --timeout 120 >/dev/null 2>&1
+expect_log "fake nginx failing a point: its worker killed and waited for, no orphan, memory back, failure verdict" "$log" 1 $? \
+    '^nginx: N=1: failed: 1 worker\(s\) killed and waited for$' '^PROC,[0-9]+,killed,SIGKILL$' '^PROC,1,exit,1$' \
+    '^MEM,init,.*,same$'
+if grep -q 'killed,init job ended' "$log"; then
+    bad "the failed nginx point left no orphan for the init job to end" "$log"
+else
+    ok "the failed nginx point left no orphan for the init job to end"
+fi
 log="$out/init-faults-10k.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job init "${initrd[@]}" --append "exo.init_arg=0x38E00000001" \
     --log "$log" --timeout 1200 >/dev/null 2>&1

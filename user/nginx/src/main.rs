@@ -22,7 +22,8 @@
 //! | `nginx.rps.<n>` | requests per second with n workers and n clients (one sample: n = 1, every statistic the same; not ticks) |
 //! | `nginx.lat.<n>` | one sample per request: ticks from call to response (p50, p99, ...) |
 //!
-//! then a summary line. With `arg = 0x6e << 56 | cpu << 32 | ready << 16 | handle` it is
+//! then a summary line. A point that fails kills and waits for its workers; `arg` bit 48
+//! injects such a failure (test). With `arg = 0x6e << 56 | cpu << 32 | ready << 16 | handle` it is
 //! instead a worker: pinned to `cpu`, it announces itself with a send on `ready`, then
 //! serves calls on `handle` until label [`QUIT`]; exit 0 if every request was well-formed.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -39,6 +40,9 @@ exo_rt::entry!(run);
 
 /// Role tag in the top byte of `arg`: a worker.
 const WORKER: u64 = 0x6e;
+/// `arg` bit (test): the first point fails once its workers are up; they must be killed
+/// and waited for (no orphan left), and the program exits 1.
+const INJECT_FAILURE: u64 = 1 << 48;
 /// Requests per point (per N) when `arg` gives none.
 const DEFAULT_REQUESTS: u64 = 4000;
 /// At most this many requests per point (the latency buffer: 8 bytes each).
@@ -80,11 +84,12 @@ fn run(arg: u64) -> i32 {
         let cpu = (arg >> 32) as usize & 0xff_ffff;
         return worker(cpu, (arg >> 16) as u32 & 0xffff, arg as u32 & 0xffff);
     }
-    let requests = match arg {
+    let inject = arg & INJECT_FAILURE != 0;
+    let requests = match arg & !INJECT_FAILURE {
         0 => DEFAULT_REQUESTS,
         r => r.min(MAX_REQUESTS),
     };
-    match generator(requests) {
+    match generator(requests, inject) {
         Ok(()) => 0,
         Err(why) => {
             eprintln!("nginx: FAIL: {why}");
@@ -317,7 +322,7 @@ struct Point {
     lat: Option<Stats>,
 }
 
-fn generator(requests: u64) -> Result<(), &'static str> {
+fn generator(requests: u64, inject: bool) -> Result<(), &'static str> {
     let ncpus = count_cpus().max(1);
     let buf = exo_rt::map_anonymous(requests as usize * 8, PROT_READ | PROT_WRITE)
         .map_err(|_| "mmap of the latency buffer")?;
@@ -332,7 +337,7 @@ fn generator(requests: u64) -> Result<(), &'static str> {
     let mut checked = 0u64;
     let mut points = [Point::default(); MAX_N];
     for n in 1..=ncpus {
-        let (p, ticks, ns) = point(n, requests, suite.overhead())?;
+        let (p, ticks, ns) = point(n, requests, suite.overhead(), inject)?;
         checked += requests + WARMUP * n as u64;
         // Requests per second: TSC Hz from CPUID, else the TSC against CLOCK_MONOTONIC.
         let hz = if cpuid_hz != 0 {
@@ -413,11 +418,54 @@ impl Name {
 
 /// One point: `n` workers, `n` clients, `requests` requests. Returns the latency statistics,
 /// the ticks and nanoseconds from the start signal to the last response.
-fn point(n: usize, requests: u64, overhead: u64) -> Result<(Point, u64, u64), &'static str> {
+///
+/// On an error the workers still running are killed and waited for: until 2026-12-05 they
+/// were left blocked on the endpoint (they hold handles with the receive right, so it never
+/// went deaf), orphans until the end of the `init` job. `inject` (test): fail once every
+/// worker has announced itself.
+fn point(
+    n: usize,
+    requests: u64,
+    overhead: u64,
+    inject: bool,
+) -> Result<(Point, u64, u64), &'static str> {
     let h = exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 0).map_err(|_| "endpoint_create")?;
-    let ready =
-        exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 0).map_err(|_| "endpoint_create")?;
+    let ready = match exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 0) {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = exo_rt::handle_close(h);
+            return Err("endpoint_create");
+        }
+    };
+    // Workers spawned and not waited for (0: none).
     let mut pids = [0usize; MAX_N];
+    let r = run_point(n, requests, overhead, inject, h, ready, &mut pids);
+    if r.is_err() {
+        let mut killed = 0;
+        for pid in pids.iter_mut().filter(|p| **p != 0) {
+            if exo_rt::kill(*pid, exo_rt::SIGKILL).is_ok() {
+                killed += 1;
+            }
+            let _ = exo_rt::wait(*pid);
+            *pid = 0;
+        }
+        eprintln!("nginx: N={n}: failed: {killed} worker(s) killed and waited for");
+        let _ = exo_rt::handle_close(h);
+        let _ = exo_rt::handle_close(ready);
+    }
+    r
+}
+
+/// [`point`]'s work with its two endpoints; `pids` holds the workers not yet waited for.
+fn run_point(
+    n: usize,
+    requests: u64,
+    overhead: u64,
+    inject: bool,
+    h: u32,
+    ready: u32,
+    pids: &mut [usize; MAX_N],
+) -> Result<(Point, u64, u64), &'static str> {
     for (cpu, pid) in pids.iter_mut().enumerate().take(n) {
         let arg = WORKER << 56 | (cpu as u64) << 32 | u64::from(ready) << 16 | u64::from(h);
         *pid = exo_rt::spawn("/nginx", arg).map_err(|_| "spawn of a worker")?;
@@ -425,6 +473,9 @@ fn point(n: usize, requests: u64, overhead: u64) -> Result<(Point, u64, u64), &'
     // Every worker is up (pinned, about to receive) before a client starts.
     for _ in 0..n {
         exo_rt::ipc_recv(ready, TIMEOUT_NS).map_err(|_| "a worker did not announce itself")?;
+    }
+    if inject {
+        return Err("injected failure (arg bit 48) once the workers are up");
     }
     REQUESTS.store(requests, Ordering::Relaxed);
     HANDLE.store(h, Ordering::Relaxed);
@@ -458,8 +509,9 @@ fn point(n: usize, requests: u64, overhead: u64) -> Result<(Point, u64, u64), &'
         }
     }
     let mut worker_failed = false;
-    for &pid in &pids[..n] {
-        worker_failed |= exo_rt::wait(pid) != Ok(ExitStatus::Exited(0));
+    for pid in &mut pids[..n] {
+        worker_failed |= exo_rt::wait(*pid) != Ok(ExitStatus::Exited(0));
+        *pid = 0;
     }
     exo_rt::handle_close(h).map_err(|_| "close")?;
     exo_rt::handle_close(ready).map_err(|_| "close")?;
