@@ -1,5 +1,5 @@
-//! Devices: PCI configuration space and enumeration (`pci`), the virtio transports and
-//! handshake (`virtio`: modern PCI, MMIO v2), and the virtio-net driver (`net`: one queue
+//! Devices: PCI configuration space, enumeration and BAR sizing (`pci`), the virtio
+//! transports and handshake (`virtio`: modern PCI, MMIO v2), and the virtio-net driver (`net`: one queue
 //! pair per CPU, bursts, checked receive buffers), and a queue pair as a `smoltcp` device for
 //! the kernel's IP stack (`netif`, over the host-tested `exo-net`). The queue logic itself is the host-tested
 //! `exo-virtio` crate.

@@ -122,24 +122,103 @@ fn write32_at(bus: u8, dev: u8, func: u8, off: u16, v: u32) {
     }
 }
 
-/// A memory BAR: its physical address (prefetchable or not; I/O BARs are not used).
+/// A BAR, decoded and sized ([`decode_bar`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bar {
-    /// Memory space at this address.
-    Mem(u64),
-    /// An I/O port BAR (not used by the drivers here).
-    Io(u32),
-    /// Nothing: an unimplemented BAR, or the upper half of a 64-bit one.
+    /// Memory space (prefetchable or not): `size` bytes at `addr`.
+    Mem {
+        /// Physical address.
+        addr: u64,
+        /// Bytes the BAR decodes (a power of two).
+        size: u64,
+    },
+    /// An I/O port BAR (not used by the drivers here): `size` ports from `port`.
+    Io {
+        /// First port.
+        port: u32,
+        /// Ports the BAR decodes (a power of two).
+        size: u32,
+    },
+    /// Nothing: an unimplemented BAR (size 0), one the firmware left unassigned (memory at
+    /// address 0), or the upper half of a 64-bit one.
     None,
 }
 
-/// BAR `i` (0..6) of a type-0 header whose dwords `read` gives: `None` for the upper half of
-/// a 64-bit memory BAR (the BARs are walked from BAR 0, so an upper half whose bits look like
-/// a 64-bit BAR's does not hide the next one), and for a 64-bit BAR 5 (no upper half).
-/// Until 2026-12-05 the upper half was decoded as a BAR of its own (a memory BAR at its
-/// value with the low bits masked; found by review: `pci.bar_upper_half_is_none`).
-pub fn decode_bar(i: u8, read: impl Fn(u16) -> u32) -> Bar {
-    let reg = |j: u8| read(0x10 + 4 * u16::from(j));
+impl Bar {
+    /// Bytes (memory) or ports (I/O) the BAR decodes; 0 for [`Bar::None`].
+    pub fn size(&self) -> u64 {
+        match *self {
+            Bar::Mem { size, .. } => size,
+            Bar::Io { size, .. } => u64::from(size),
+            Bar::None => 0,
+        }
+    }
+
+    /// `[off, off + len)` lies entirely within the BAR (an offset from its start).
+    pub fn holds(&self, off: u64, len: u64) -> bool {
+        off.checked_add(len).is_some_and(|end| end <= self.size())
+    }
+
+    /// The register window `[off, off + len)` of a memory BAR, mapped uncached: `None` for
+    /// an I/O or absent BAR, a window that does not lie within the BAR's size, or one
+    /// [`bar_window`] refuses.
+    pub fn window(&self, off: u64, len: usize) -> Option<Mmio> {
+        match *self {
+            Bar::Mem { addr, .. } if self.holds(off, len as u64) => bar_window(addr, off, len),
+            _ => None,
+        }
+    }
+}
+
+impl core::fmt::Display for Bar {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let human = |f: &mut core::fmt::Formatter<'_>, n: u64| match n {
+            n if n >= 1 << 30 && n.is_multiple_of(1 << 30) => write!(f, "{} GiB", n >> 30),
+            n if n >= 1 << 20 && n.is_multiple_of(1 << 20) => write!(f, "{} MiB", n >> 20),
+            n if n >= 1 << 10 && n.is_multiple_of(1 << 10) => write!(f, "{} KiB", n >> 10),
+            n => write!(f, "{n} bytes"),
+        };
+        match *self {
+            Bar::Mem { addr, size } => {
+                write!(f, "memory at {addr:#x}, ")?;
+                human(f, size)
+            }
+            Bar::Io { port, size } => write!(f, "I/O ports {port:#x}, {size} ports"),
+            Bar::None => write!(f, "none"),
+        }
+    }
+}
+
+/// The size a BAR decodes, from its value `lo` (its type bits) and what its register (and,
+/// for a 64-bit memory BAR, its upper half's) reads back after all ones were written
+/// (`lo_mask`, `hi_mask`): the lowest address bit the device lets software set (PCI 3.0,
+/// 6.2.5.1; the bits below it are hard-wired to 0). 0: the BAR is not implemented (every
+/// address bit reads back 0). An I/O BAR's two low bits and a memory BAR's four are type
+/// bits, not address bits; an I/O BAR's upper 16 bits may read back 0 (x86 ports are 16
+/// bits), which leaves its size alone.
+pub fn bar_size(lo: u32, lo_mask: u32, hi_mask: u32) -> u64 {
+    let mask = if lo & 1 == 1 {
+        u64::from(lo_mask & !3)
+    } else if (lo >> 1) & 3 == 2 {
+        (u64::from(hi_mask) << 32) | u64::from(lo_mask & !0xf)
+    } else {
+        u64::from(lo_mask & !0xf)
+    };
+    mask & mask.wrapping_neg()
+}
+
+/// BAR `i` (0..6) of a type-0 header whose dwords `read` gives, sized from `mask`, the dword
+/// each BAR register reads back after all ones were written to it ([`bar_size`]): `None`
+/// for the upper half of a 64-bit memory BAR (the BARs are walked from BAR 0, so an upper
+/// half whose bits look like a 64-bit BAR's does not hide the next one), for a 64-bit BAR 5
+/// (no upper half), for a BAR of size 0 (not implemented) and for a memory BAR at address 0
+/// (not assigned). Until 2026-12-05 the upper half was decoded as a BAR of its own (a
+/// memory BAR at its value with the low bits masked; found by review:
+/// `pci.bar_upper_half_is_none`), and no BAR was sized, so a capability window a device
+/// placed past its BAR's end was mapped as given (`pci.bar_size_from_the_all_ones_mask`).
+pub fn decode_bar(i: u8, read: impl Fn(u16) -> u32, mask: impl Fn(u16) -> u32) -> Bar {
+    let off = |j: u8| 0x10 + 4 * u16::from(j);
+    let reg = |j: u8| read(off(j));
     let is_mem64 = |v: u32| v & 1 == 0 && (v >> 1) & 3 == 2;
     if i >= 6 {
         return Bar::None;
@@ -154,21 +233,41 @@ pub fn decode_bar(i: u8, read: impl Fn(u16) -> u32) -> Bar {
     }
     let lo = reg(i);
     if lo & 1 == 1 {
-        return Bar::Io(lo & !3);
+        // The lowest set bit of a 32-bit mask: the size fits in 32 bits.
+        return match bar_size(lo, mask(off(i)), 0) {
+            0 => Bar::None,
+            size => Bar::Io {
+                port: lo & !3,
+                size: size as u32,
+            },
+        };
     }
     let base = u64::from(lo & !0xf);
-    let addr = if is_mem64(lo) {
+    let (addr, size) = if is_mem64(lo) {
         if i == 5 {
             return Bar::None;
         }
-        base | (u64::from(reg(i + 1)) << 32)
+        (
+            base | (u64::from(reg(i + 1)) << 32),
+            bar_size(lo, mask(off(i)), mask(off(i + 1))),
+        )
     } else {
-        base
+        (base, bar_size(lo, mask(off(i)), 0))
     };
-    if addr == 0 { Bar::None } else { Bar::Mem(addr) }
+    if addr == 0 || size == 0 {
+        Bar::None
+    } else {
+        Bar::Mem { addr, size }
+    }
 }
 
+/// The BARs of every function sized so far ([`Function::bars`]): each function is sized
+/// once, at its first probe, before any driver has it; later probes (the tests probe the
+/// same devices again and again) take these and write nothing.
+static SIZED: Mutex<Vec<(Function, [Bar; 6])>> = Mutex::new(Vec::new());
+
 /// PCI command register bits.
+const CMD_IO: u32 = 1 << 0;
 const CMD_MEM: u32 = 1 << 1;
 const CMD_BUS_MASTER: u32 = 1 << 2;
 const CMD_INTX_DISABLE: u32 = 1 << 10;
@@ -199,18 +298,49 @@ impl Function {
         self.write32(off & !3, (old & !(0xffff << sh)) | (u32::from(v) << sh));
     }
 
-    /// BAR `i` (0..6) of a type-0 header ([`decode_bar`]).
-    pub fn bar(&self, i: u8) -> Bar {
-        decode_bar(i, |off| self.read32(off))
-    }
-
-    /// The register window `[off, off + len)` of memory BAR `bar`, mapped uncached
-    /// ([`bar_window`]); `None` for an I/O or absent BAR or a window [`bar_window`] refuses.
-    pub fn bar_window(&self, bar: u8, off: u64, len: usize) -> Option<Mmio> {
-        match self.bar(bar) {
-            Bar::Mem(base) => bar_window(base, off, len),
-            _ => None,
+    /// The six BARs of a type-0 header (all `None` for any other header), decoded and
+    /// sized. The first call for a function sizes them the standard way (PCI 3.0, 6.2.5.1):
+    /// I/O and memory decoding off in the command register, all ones written to each BAR
+    /// register (both halves of a 64-bit BAR) and the mask read back, the original value
+    /// and then the command register restored exactly; each BAR is logged with its size.
+    /// That first call must come before the function is in use: with decoding off, its
+    /// registers do not answer. Later calls take the sizes kept in `SIZED`.
+    pub fn bars(&self) -> [Bar; 6] {
+        if let Some((_, b)) = SIZED.lock().iter().find(|(f, _)| f == self) {
+            return *b;
         }
+        if (self.read32(0xc) >> 16) & 0x7f != 0 {
+            return [Bar::None; 6];
+        }
+        let off = |j: usize| 0x10 + 4 * j as u16;
+        let orig: [u32; 6] = core::array::from_fn(|j| self.read32(off(j)));
+        let cmd = self.read32(4) & 0xffff;
+        // The status half of the dword is written as 0: its bits are cleared by writing 1.
+        self.write32(4, cmd & !(CMD_IO | CMD_MEM));
+        let mask: [u32; 6] = core::array::from_fn(|j| {
+            self.write32(off(j), u32::MAX);
+            let m = self.read32(off(j));
+            self.write32(off(j), orig[j]);
+            m
+        });
+        self.write32(4, cmd);
+        for (j, &v) in orig.iter().enumerate() {
+            let now = self.read32(off(j));
+            if now != v {
+                log::error!("PCI {self}: BAR register {j} reads {now:#x} after sizing, was {v:#x}");
+            }
+        }
+        let get = |o: u16| orig[usize::from((o - 0x10) / 4)];
+        let msk = |o: u16| mask[usize::from((o - 0x10) / 4)];
+        let bars: [Bar; 6] = core::array::from_fn(|i| decode_bar(i as u8, get, msk));
+        for (i, b) in bars.iter().enumerate().filter(|(_, b)| **b != Bar::None) {
+            log::info!("PCI {self}: BAR {i}: {b}");
+        }
+        let mut sized = SIZED.lock();
+        if sized.try_reserve(1).is_ok() {
+            sized.push((*self, bars));
+        }
+        bars
     }
 
     /// Memory decoding and bus mastering on, legacy INTx off (drivers use MSI-X or poll).
@@ -308,6 +438,18 @@ pub fn bar_window(base: u64, off: u64, len: usize) -> Option<Mmio> {
     crate::mm::memory::mmio(start, len)
 }
 
+/// The MSI-X table's and pending-bit array's windows, as (BAR, offset, length), from the
+/// MSI-X capability at `cap`: 16 bytes per entry, one pending bit per entry in 64-bit words.
+pub fn msix_windows(func: &Function, cap: u16) -> [(u8, u64, u64); 2] {
+    let entries = u64::from(func.read16(cap + 2) & 0x7ff) + 1;
+    let t = func.read32(cap + 4);
+    let p = func.read32(cap + 8);
+    [
+        ((t & 7) as u8, u64::from(t & !7), 16 * entries),
+        ((p & 7) as u8, u64::from(p & !7), 8 * entries.div_ceil(64)),
+    ]
+}
+
 /// An enabled MSI-X capability: its vector table, mapped.
 #[derive(Debug)]
 pub struct Msix {
@@ -317,13 +459,15 @@ pub struct Msix {
 }
 
 impl Msix {
-    /// Enables MSI-X on `func` (capability at `cap`), every entry masked, or `None` when its
-    /// table is not in a memory BAR the kernel can map.
-    pub fn enable(func: &Function, cap: u16) -> Option<Msix> {
+    /// Enables MSI-X on `func` (capability at `cap`, BARs `bars`: [`Function::bars`]),
+    /// every entry masked, or `None` when its table is not in a memory BAR the kernel can
+    /// map (or does not lie within its BAR: [`msix_windows`], which the transport checked
+    /// first).
+    pub fn enable(func: &Function, cap: u16, bars: &[Bar; 6]) -> Option<Msix> {
         let ctl = func.read16(cap + 2);
         let entries = (ctl & 0x7ff) + 1;
-        let t = func.read32(cap + 4);
-        let table = func.bar_window((t & 7) as u8, u64::from(t & !7), usize::from(entries) * 16)?;
+        let [(bir, off, len), _] = msix_windows(func, cap);
+        let table = bars.get(usize::from(bir))?.window(off, len as usize)?;
         for i in 0..usize::from(entries) {
             table.write32(16 * i + 12, 1);
         }

@@ -5,7 +5,7 @@
 //! feature negotiation, queue set-up, `DRIVER_OK`. A device that refuses, lacks what the
 //! driver needs or stops answering gets a [`VirtioError`] and the `FAILED` status.
 
-use super::pci::Function;
+use super::pci::{Bar, Function};
 use crate::smp::time::Deadline;
 use crate::sys::io::Mmio;
 use exo_virtio::queue::Layout;
@@ -117,6 +117,20 @@ pub enum VirtioError {
     Protocol(exo_virtio::queue::QueueError),
     /// The control queue's answer was an error or never came.
     Control(&'static str),
+    /// A window the device names (a virtio capability's, the MSI-X table or pending-bit
+    /// array) does not lie entirely within its BAR: the device is not used.
+    OutsideBar {
+        /// Which window.
+        what: Window,
+        /// The BAR it names.
+        bar: u8,
+        /// Its offset in the BAR.
+        off: u64,
+        /// Its length.
+        len: u64,
+        /// The BAR's size (0: not implemented, not assigned, or no such BAR).
+        size: u64,
+    },
     /// Every transmit buffer has been the device's for longer than the stall limit.
     TxStalled {
         /// Milliseconds without a buffer coming back.
@@ -139,6 +153,23 @@ impl core::fmt::Display for VirtioError {
             VirtioError::OutOfMemory => write!(f, "out of memory for queues or buffers"),
             VirtioError::Protocol(e) => write!(f, "device broke the queue protocol: {e}"),
             VirtioError::Control(w) => write!(f, "control queue: {w}"),
+            VirtioError::OutsideBar {
+                what,
+                bar,
+                off,
+                len,
+                size,
+            } => {
+                write!(
+                    f,
+                    "{what} window at {off:#x} ({len:#x} bytes) runs past the end of BAR {bar} "
+                )?;
+                if *size == 0 {
+                    write!(f, "(not implemented, not assigned, or no such BAR)")
+                } else {
+                    write!(f, "({size:#x} bytes)")
+                }
+            }
             VirtioError::TxStalled { ms } => write!(
                 f,
                 "device returned no transmit buffer in {ms} ms with all of them in flight"
@@ -158,6 +189,95 @@ pub static FAIL_NEXT_RESET: core::sync::atomic::AtomicBool =
 pub static FAIL_NEXT_QSIZE: core::sync::atomic::AtomicBool =
     core::sync::atomic::AtomicBool::new(false);
 
+/// A window in a PCI BAR that a device names, for [`VirtioError::OutsideBar`] and
+/// [`FAIL_NEXT_WINDOW`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Window {
+    /// The virtio common configuration.
+    Common = 1,
+    /// The virtio notification (doorbell) window.
+    Notify = 2,
+    /// The virtio ISR status.
+    Isr = 3,
+    /// The virtio device-specific configuration.
+    Device = 4,
+    /// The MSI-X vector table.
+    MsixTable = 5,
+    /// The MSI-X pending-bit array.
+    MsixPba = 6,
+}
+
+impl Window {
+    /// Every window, in the order above.
+    pub const ALL: [Window; 6] = [
+        Window::Common,
+        Window::Notify,
+        Window::Isr,
+        Window::Device,
+        Window::MsixTable,
+        Window::MsixPba,
+    ];
+}
+
+impl core::fmt::Display for Window {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Window::Common => "common-configuration",
+            Window::Notify => "notify",
+            Window::Isr => "ISR",
+            Window::Device => "device-configuration",
+            Window::MsixTable => "MSI-X table",
+            Window::MsixPba => "MSI-X pending-bit array",
+        })
+    }
+}
+
+/// Fault injection for tests: [`Window`] `as u8` (0: none). The next [`Transport::pci`] sees
+/// the first such window its device names grown to end one byte past its BAR's end, as a
+/// device placing it there would (`pci.window_past_its_bar_fails_the_device`).
+pub static FAIL_NEXT_WINDOW: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// The length of the window `[off, off + len)` that the device names for `what` in BAR
+/// `bar`, as the transport is to see it: `len`, or, once when [`FAIL_NEXT_WINDOW`] names
+/// `what`, one byte past the BAR's end.
+fn seen_len(bars: &[Bar; 6], what: Window, bar: u8, off: u64, len: u64) -> u64 {
+    let size = bars.get(usize::from(bar)).map_or(0, Bar::size);
+    let ord = core::sync::atomic::Ordering::Relaxed;
+    if FAIL_NEXT_WINDOW
+        .compare_exchange(what as u8, 0, ord, ord)
+        .is_ok()
+    {
+        size.saturating_sub(off) + 1
+    } else {
+        len
+    }
+}
+
+/// `Ok` if the window `[off, off + len)` that the device names for `what` lies entirely
+/// within BAR `bar` of `bars` (the sizes [`Function::bars`] found), else
+/// [`VirtioError::OutsideBar`].
+fn within_bar(
+    bars: &[Bar; 6],
+    what: Window,
+    bar: u8,
+    off: u64,
+    len: u64,
+) -> Result<(), VirtioError> {
+    let b = bars.get(usize::from(bar)).copied().unwrap_or(Bar::None);
+    if b.holds(off, len) {
+        Ok(())
+    } else {
+        Err(VirtioError::OutsideBar {
+            what,
+            bar,
+            off,
+            len,
+            size: b.size(),
+        })
+    }
+}
+
 /// Register access for one device.
 #[derive(Debug)]
 pub enum Transport {
@@ -173,6 +293,8 @@ pub enum Transport {
         device: Mmio,
         /// MSI-X capability offset, if any.
         msix: Option<u16>,
+        /// The function's BARs, sized ([`Function::bars`]).
+        bars: [Bar; 6],
     },
     /// virtio-mmio version 2 at this window.
     Mmio(Mmio),
@@ -238,15 +360,27 @@ impl Transport {
     /// The modern transport of a virtio PCI function (vendor 0x1af4, device 0x1040 + type
     /// or a transitional id): its capabilities must name the common, notify and device
     /// windows in memory BARs the kernel can map (`mm::memory::mmio`: below 4 GiB, or above
-    /// RAM's direct map).
+    /// RAM's direct map). Its BARs are sized ([`Function::bars`]: at the first probe, before
+    /// anything is enabled) and every window it names (the common, notify, ISR and device
+    /// windows of each virtio capability, and the MSI-X table and pending-bit array) must lie
+    /// entirely within its BAR: one that does not is [`VirtioError::OutsideBar`] and the
+    /// device is not touched. Until 2026-12-05 the BARs were not sized and such a window was
+    /// mapped as the device gave it, running into whatever follows the BAR (found by review:
+    /// `pci.window_past_its_bar_fails_the_device`).
     pub fn pci(func: Function) -> Result<Self, VirtioError> {
+        let bars = func.bars();
         let caps = func.capabilities();
         let mut common = None;
         let mut notify = None;
         let mut device = None;
         let mut msix = None;
         for &(id, at) in &caps {
-            if id == 0x11 {
+            if id == 0x11 && msix.is_none() {
+                let [t, p] = super::pci::msix_windows(&func, at);
+                for (what, (bar, off, len)) in [(Window::MsixTable, t), (Window::MsixPba, p)] {
+                    let len = seen_len(&bars, what, bar, off, len);
+                    within_bar(&bars, what, bar, off, len)?;
+                }
                 msix = Some(at);
             }
             if id != 0x09 {
@@ -255,14 +389,28 @@ impl Transport {
             let cfg_type = func.read8(at + 3);
             let bar = func.read8(at + 4);
             let offset = func.read32(at + 8) as usize;
-            let length = func.read32(at + 12) as usize;
+            let mut length = func.read32(at + 12) as usize;
+            // Values 6 and up name no BAR: such a capability is ignored (virtio 1.2,
+            // 4.1.4.1); types past the device configuration are not used here.
+            let what = match cfg_type {
+                1 => Window::Common,
+                2 => Window::Notify,
+                3 => Window::Isr,
+                4 => Window::Device,
+                _ => continue,
+            };
+            if bar >= 6 {
+                continue;
+            }
+            length = seen_len(&bars, what, bar, offset as u64, length as u64) as usize;
+            within_bar(&bars, what, bar, offset as u64, length as u64)?;
             // The spec's structures start 4-byte aligned, and a notify register (16 bits) at an
             // even multiple: anything else would make the register accesses unaligned, so
             // such a window is not used (the missing window is then the device's error).
             let window = || {
                 offset
                     .is_multiple_of(4)
-                    .then(|| func.bar_window(bar, offset as u64, length))?
+                    .then(|| bars[usize::from(bar)].window(offset as u64, length))?
             };
             match cfg_type {
                 1 if common.is_none() => common = window(),
@@ -297,6 +445,7 @@ impl Transport {
             notify,
             device,
             msix,
+            bars,
         })
     }
 
@@ -480,12 +629,13 @@ impl Transport {
             func,
             msix: Some(cap),
             common,
+            bars,
             ..
         } = self
         else {
             return None;
         };
-        let m = super::pci::Msix::enable(func, *cap)?;
+        let m = super::pci::Msix::enable(func, *cap, bars)?;
         common.write16(C_CFGMSIX, 0xffff);
         Some(m)
     }
