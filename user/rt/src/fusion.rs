@@ -162,7 +162,11 @@ impl Channel {
     }
 
     /// The peer's side of the channel whose endpoint `handle` names (its region mapped
-    /// here). `EPROTO` if the region does not hold this version's rings.
+    /// here). `EINVAL` if the region does not hold this version's rings (the doc said
+    /// `EPROTO` until 2026-12-05; the code always answered `EINVAL`). A refused region stays
+    /// mapped until the process ends: the kernel refuses `munmap` of a shared region's
+    /// pages (`docs/syscalls.md`, `shm_map`), so a program that opens many bad handles
+    /// runs into the limit of 8 regions mapped per process (`ENOMEM`), never a leak beyond it.
     pub fn open(handle: u32) -> Result<Channel, Errno> {
         let p = crate::shm_map(handle, 0)?;
         let p = p.cast::<Shared>();
