@@ -31,9 +31,18 @@ impl HoldPoint {
         self.hold.store(true, Ordering::Release);
     }
 
-    /// Lets the held call go on (and any later one pass).
+    /// Lets the held call go on (and any later one pass), and returns once it has left the
+    /// hold (at most 30 s; the caller yields meanwhile), so the switch can be armed again at
+    /// once for the next call. Until 2026-12-05 it returned at once: a test that re-armed
+    /// right away kept the call it had just released held (it saw the switch on again) for
+    /// the whole 30 s, and that call's `held` made the next one pass unheld
+    /// (`sched.hold_point_rearmed_at_once_holds_only_the_next_call`).
     pub fn release(&self) {
         self.hold.store(false, Ordering::Release);
+        let d = crate::smp::time::Deadline::after_ms(30_000);
+        while self.held.load(Ordering::Acquire) && !d.passed() {
+            super::yield_now();
+        }
     }
 
     /// Whether a call waits here now.

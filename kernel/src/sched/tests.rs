@@ -13,6 +13,11 @@ use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus};
 use crate::ktest;
 
 ktest!(Needs::Threads, "sched.starts_on_every_cpu", starts);
+ktest!(
+    Needs::Threads,
+    "sched.hold_point_rearmed_at_once_holds_only_the_next_call",
+    hold_rearmed
+);
 ktest!(Needs::Threads, "sched.spawn_join_exit_codes", spawn_join);
 ktest!(
     Needs::Threads,
@@ -1170,4 +1175,47 @@ fn sleeper_moved(_: &BootState) -> TestResult {
     check(code == 0, || {
         format!("the sleeper ended {code} (1: set_affinity failed)")
     })
+}
+
+static REARM_HOLD: super::HoldPoint = super::HoldPoint::new();
+static REARM_PASSED: AtomicU32 = AtomicU32::new(0);
+
+/// A test thread: passes [`REARM_HOLD`] once and counts it.
+fn rearm_passer(_: u64) -> u64 {
+    REARM_HOLD.pass();
+    REARM_PASSED.fetch_add(1, Ordering::AcqRel);
+    0
+}
+
+/// A hold point armed again right after `release` holds the next call, not the one just
+/// released: `release` returns once that call has left the hold. Until 2026-12-05 it
+/// returned at once, and the released call, seeing the switch on again, stayed held for
+/// its whole 30 s deadline (the join below waits 10 s), while its `held` flag let the next
+/// call pass unheld. Forced: call A is held, released and the switch re-armed at once;
+/// A must end, and call B must then be held.
+fn hold_rearmed(_: &BootState) -> TestResult {
+    REARM_PASSED.store(0, Ordering::Release);
+    REARM_HOLD.arm();
+    let a = Builder::new()
+        .spawn(rearm_passer, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let r = (|| {
+        crate::harness::wait_for("call A held", 10_000, || REARM_HOLD.reached())?;
+        REARM_HOLD.release();
+        REARM_HOLD.arm();
+        join_all(&[a], 10_000).map_err(|e| format!("call A, released, stayed held: {e}"))?;
+        let b = Builder::new()
+            .spawn(rearm_passer, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let held = crate::harness::wait_for("call B held", 10_000, || REARM_HOLD.reached());
+        let passed = REARM_PASSED.load(Ordering::Acquire);
+        REARM_HOLD.release();
+        join_all(&[b], 10_000)?;
+        held?;
+        check(passed == 1, || {
+            format!("{passed} call(s) had passed while B should have been held (want 1: A)")
+        })
+    })();
+    REARM_HOLD.release();
+    r
 }
