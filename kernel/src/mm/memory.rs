@@ -28,6 +28,10 @@ pub struct BootFrames {
     ranges: ArrayVec<(u64, u64), 128>,
     idx: usize,
     next: u64,
+    /// The unused tails `[next, end)` of ranges left behind because a contiguous request did
+    /// not fit in them: at most one per range, so never more than `ranges` holds. Later
+    /// requests are served from them first, and `remaining` yields them.
+    skipped: ArrayVec<(u64, u64), 128>,
     /// Usable frames at start.
     pub total: u64,
 }
@@ -44,18 +48,32 @@ impl BootFrames {
             ranges,
             idx: 0,
             next,
+            skipped: ArrayVec::new(),
             total,
         }
     }
 
-    /// `n` physically contiguous frames.
+    /// `n` physically contiguous frames: from the lowest skipped tail that holds them, else
+    /// from the current range, else from the next range that does (the current range's tail
+    /// is kept in `skipped`). Until 2026-12-05 a skipped tail was lost: `remaining` started
+    /// at the next range, so the buddy never received those frames.
     pub fn alloc_contiguous(&mut self, n: u64) -> Result<u64, OutOfMemory> {
+        let bytes = n.checked_mul(PAGE).ok_or(OutOfMemory)?;
+        if let Some(t) = self.skipped.iter_mut().find(|t| t.1 - t.0 >= bytes) {
+            let p = t.0;
+            t.0 += bytes;
+            return Ok(p);
+        }
         while self.idx < self.ranges.len() {
             let (_, end) = self.ranges[self.idx];
-            if self.next + n * PAGE <= end {
+            if self.next.saturating_add(bytes) <= end {
                 let p = self.next;
-                self.next += n * PAGE;
+                self.next += bytes;
                 return Ok(p);
+            }
+            if self.next < end {
+                // One entry per range left behind: `skipped` cannot overflow.
+                let _ = self.skipped.try_push((self.next, end));
             }
             self.idx += 1;
             if let Some(r) = self.ranges.get(self.idx) {
@@ -65,16 +83,21 @@ impl BootFrames {
         Err(OutOfMemory)
     }
 
-    /// The ranges not handed out yet (the rest of the current one, then the later ones).
+    /// The ranges not handed out yet: the skipped tails (see [`BootFrames::alloc_contiguous`]),
+    /// the rest of the current range, then the later ones. Disjoint, and no more of them
+    /// than `ranges` holds (a skipped tail's range is behind the current one).
     pub fn remaining(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.ranges
+        let tails = self.skipped.iter().copied().filter(|&(s, e)| s < e);
+        let rest = self
+            .ranges
             .iter()
             .enumerate()
             .skip(self.idx)
             .filter_map(|(i, &(s, e))| {
                 let s = if i == self.idx { self.next.max(s) } else { s };
                 (s < e).then_some((s, e))
-            })
+            });
+        tails.chain(rest)
     }
 
     /// The highest usable address + 1.

@@ -1,5 +1,6 @@
 //! Kernel tests of memory: W^X kernel mappings, stack guards, the heap on every CPU, an
-//! allocation storm with cross-CPU frees, frame exhaustion, fallible allocation, magazines.
+//! allocation storm with cross-CPU frees, frame exhaustion, fallible allocation, magazines,
+//! the boot frame allocator's hand-over.
 
 use crate::boot::BootState;
 use crate::harness::{Needs, TestResult, check};
@@ -37,6 +38,11 @@ ktest!(
     frame_exhaustion
 );
 ktest!(Needs::Cpus, "kalloc.fallible_api_reports_oom", fallible_oom);
+ktest!(
+    Needs::Cpus,
+    "mm.boot_frames_skipped_tail_is_handed_over",
+    boot_frames_skipped_tail
+);
 ktest!(
     Needs::Cpus,
     "kalloc.per_cpu_refill_and_drain_in_batches",
@@ -436,5 +442,60 @@ fn poison_bytes(_: &BootState) -> TestResult {
     let code = crate::harness::join_all(&[t], 10_000)?[0];
     check(code == 7, || {
         format!("the thread ended with {code:#x} (killed: a false double free)")
+    })
+}
+
+/// `BootFrames` over a made-up map (it only counts addresses: nothing is touched): RAM
+/// `[1 MiB, +3 pages)` and `[2 MiB, +16 pages)`. After one page, a 4-page request does not
+/// fit in the first range's 2-page tail and comes from the second; the tail must still be
+/// handed over (`remaining`) and serve a later request that fits. Until 2026-12-05 it was
+/// lost: `remaining` yielded the second range's rest alone (12 of the 14 pages left).
+fn boot_frames_skipped_tail(_: &BootState) -> TestResult {
+    use exo_arch::pvh::{MemKind, MemRegion};
+    const P: u64 = 4096;
+    const A: u64 = 1 << 20;
+    const B: u64 = 2 << 20;
+    let map = [
+        MemRegion {
+            start: A,
+            len: 3 * P,
+            kind: MemKind::Ram,
+        },
+        MemRegion {
+            start: B,
+            len: 16 * P,
+            kind: MemKind::Ram,
+        },
+    ];
+    let mut f = memory::BootFrames::new(&map, &[]);
+    check(f.total == 19, || {
+        format!("{} usable frames, want 19", f.total)
+    })?;
+    let one = f.alloc_contiguous(1).map_err(|_| "1 page: out of memory")?;
+    let four = f
+        .alloc_contiguous(4)
+        .map_err(|_| "4 pages: out of memory")?;
+    check(one == A && four == B, || {
+        format!("1 page at {one:#x}, 4 at {four:#x}; want {A:#x}, {B:#x}")
+    })?;
+    let left: Vec<(u64, u64)> = f.remaining().collect();
+    let want = [(A + P, A + 3 * P), (B + 4 * P, B + 16 * P)];
+    check(left == want, || {
+        format!("remaining {left:x?}, want {want:x?} (the first range's tail lost?)")
+    })?;
+    let two = f
+        .alloc_contiguous(2)
+        .map_err(|_| "2 pages: out of memory")?;
+    let left: Vec<(u64, u64)> = f.remaining().collect();
+    check(two == A + P && left == want[1..], || {
+        format!(
+            "2 pages at {two:#x} (want the tail, {:#x}), remaining {left:x?}",
+            A + P
+        )
+    })?;
+    // Nothing handed out twice or lost: 7 pages given, 12 remaining, 19 in all.
+    let pages: u64 = left.iter().map(|(s, e)| (e - s) / P).sum();
+    check(pages + 7 == f.total, || {
+        format!("{pages} pages remaining after 7 handed out, of {}", f.total)
     })
 }
