@@ -446,31 +446,69 @@ fn joinable_at_once(_: &BootState) -> TestResult {
 /// a still running orphan too: that orphan's own `wait` for its child then failed. Forced:
 /// an orphan A (`/ipcdemo 0`: it spawns its server B, makes 2001 calls, then waits for B)
 /// takes the last slot of the table, so B, spawned next, takes slot 0, which `reap_all`
-/// looks at first, long before A waits. A must end with 0 (its wait for B succeeded).
+/// looks at first. A is held inside its wait for B (`WAIT_HOLD`: after its checks, before
+/// it claims B); the reap, in a thread of its own, is held at its first slot (B's), let go,
+/// and held again at the next (A's), so its decision about B is made while A still waits
+/// for B; then both go on. A must end with 0 (its wait for B succeeded). Until 2026-12-05
+/// the test waited for B to exist by polling while A ran on: under load A could reap B
+/// first and the poll never saw it (seen once in a full run on a loaded host).
 fn reap_all_vs_running_parent(_: &BootState) -> TestResult {
-    warm()?;
-    task::skip_ids_to_slot_of(MAX_PROCS as u64 - 1);
-    let a = spawn("/ipcdemo", 0)?;
-    check(a % MAX_PROCS as u64 == MAX_PROCS as u64 - 1, || {
-        format!("process {a} is not in the table's last slot")
-    })?;
-    check(process::disown(a), || format!("process {a} not disowned"))?;
-    let b = a + 1;
-    wait_for(&format!("process {a}'s server {b}"), 30_000, || {
-        process::ended(b).is_some()
-    })?;
-    let mut status_a = None;
-    let n = process::reap_all_with(60_000, |pid, st| {
-        if pid == a {
-            status_a = Some(st);
-        }
-    });
-    check(status_a == Some(0), || {
-        format!(
-            "the orphan {a} ended with {status_a:?} ({n} reaped; want Some(0): its wait for its \
-             own child {b} failed if the kernel had adopted {b})"
-        )
+    forced(&WAIT_HOLD, || {
+        task::skip_ids_to_slot_of(MAX_PROCS as u64 - 1);
+        WAIT_HOLD.arm();
+        let a = spawn("/ipcdemo", 0)?;
+        check(a % MAX_PROCS as u64 == MAX_PROCS as u64 - 1, || {
+            format!("process {a} is not in the table's last slot")
+        })?;
+        check(process::disown(a), || format!("process {a} not disowned"))?;
+        let b = a + 1;
+        reached(&WAIT_HOLD, "the orphan's wait for its server")?;
+        check(process::ended(b).is_some(), || {
+            format!("process {a} waits, but its server {b} has no record")
+        })?;
+        check(process::first_used_slot() == Some(0), || {
+            format!("the server {b} is not in the table's first slot")
+        })?;
+        A_STATUS.store(u64::MAX, Ordering::Release);
+        ORPHAN_A.store(a, Ordering::Release);
+        REAP_ALL_HOLD.arm();
+        let r = Builder::new()
+            .spawn(reap_recording_a, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let decided =
+            reached(&REAP_ALL_HOLD, "the end-of-job reap at the server's slot").and_then(|()| {
+                REAP_ALL_HOLD.release();
+                REAP_ALL_HOLD.arm();
+                reached(&REAP_ALL_HOLD, "the end-of-job reap at the orphan's slot")
+            });
+        WAIT_HOLD.release();
+        REAP_ALL_HOLD.release();
+        let n = join_all(&[r], 90_000)?[0];
+        decided?;
+        let status_a = A_STATUS.load(Ordering::Acquire);
+        check(status_a == 0, || {
+            format!(
+                "the orphan {a} ended with {status_a:#x} ({n} reaped; want 0: its wait for its \
+                 own child {b} failed if the kernel had adopted {b})"
+            )
+        })
     })
+}
+
+/// The orphan of `reap_all_vs_running_parent` and its status as the end-of-job reap saw it
+/// (`u64::MAX`: not reaped).
+static ORPHAN_A: AtomicU64 = AtomicU64::new(0);
+static A_STATUS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// A test thread: the end of the `init` job's reap (60 s grace), recording [`ORPHAN_A`]'s
+/// status; how many it reaped.
+fn reap_recording_a(_: u64) -> u64 {
+    let a = ORPHAN_A.load(Ordering::Acquire);
+    process::reap_all_with(60_000, |pid, st| {
+        if pid == a {
+            A_STATUS.store(st, Ordering::Release);
+        }
+    }) as u64
 }
 
 /// On its CPU, with the heap hoarded but for one frame and one object of the size a new
