@@ -362,7 +362,23 @@ const IA32_TSC_DEADLINE: u32 = 0x6E0;
 /// Puts the local APIC timer in TSC-deadline mode on `vector` (CPUID.01H:ECX[24] must be
 /// set); arm it with [`timer_deadline`].
 pub fn timer_deadline_mode(vector: u8) {
-    write(REG_LVT_TIMER, u32::from(vector) | LVT_TSC_DEADLINE);
+    set_lvt_timer(u32::from(vector) | LVT_TSC_DEADLINE);
+}
+
+/// After an LVT timer write: when it put the timer in TSC-deadline mode, the fence the
+/// first IA32_TSC_DEADLINE write needs.
+fn fence_if_deadline_mode(lvt: u32) {
+    if TimerMode::of_lvt(lvt) != TimerMode::TscDeadline {
+        return;
+    }
+    // The switch must be seen before the first IA32_TSC_DEADLINE write, or that write may
+    // be ignored (Intel SDM 10.5.4.1: an MFENCE between the LVT write, an uncached store in
+    // xAPIC mode or a non-serializing WRMSR in x2APIC mode, and the deadline's WRMSR; Linux
+    // does the same in `__setup_APIC_LVTT`). Until 2026-12-05 nothing ordered them: the
+    // scheduler's first deadline could be lost, its CPU left with no tick (not testable in
+    // QEMU, which applies both writes in order).
+    // SAFETY: `mfence` only orders this CPU's earlier accesses before its later ones.
+    unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) };
 }
 
 /// Arms the TSC-deadline timer: the interrupt fires once the TSC reaches `tsc` (0 disarms).
@@ -411,6 +427,7 @@ pub fn lvt_timer() -> u32 {
 /// or the TSC deadline is not touched).
 pub fn set_lvt_timer(lvt: u32) {
     write(REG_LVT_TIMER, lvt);
+    fence_if_deadline_mode(lvt);
 }
 
 /// (Re)starts the one-shot or periodic count with `count` ticks, leaving the LVT and the
