@@ -5,7 +5,8 @@
 #   3. kernel tests in QEMU: exo.job=test across machines (q35, pc, microvm), APIC modes
 #      (xAPIC with -cpu qemu64, x2APIC with -cpu max) and -smp 1..64, plus icount determinism;
 #   4. boot matrix: SMP,N,N on every machine and APIC mode (N in 1,2,3,4,8,16,64 on q35; 1,4,64 elsewhere);
-#   5. failure paths: a CPU that never answers SIPI, ACPI off, a panic on an AP.
+#   5. failure paths: a CPU that never answers SIPI, one that cannot be given memory, ACPI
+#      off, a panic on an AP.
 # Ends with the line `N passed, N failed`; exits non-zero if anything failed.
 # EXO_TEST_QUICK=1 runs a reduced QEMU matrix.
 set -uo pipefail
@@ -219,6 +220,16 @@ KT_ONLINE=3 kernel_tests "late AP parks and survives an NMI" --machine q35 --cpu
 # parks, never online after being reported missing.
 KT_ONLINE=3 kernel_tests "AP stalled after arrival parks, not online after reported missing" --machine q35 --cpu max --smp 4 \
     --append "exo.ap_stall_ms=3000 exo.ap_timeout_ms=1500 exo.test=smp."
+# An AP whose resources cannot be allocated (its per-CPU block refused, after its stacks and
+# tables were made) is never sent INIT or SIPI and never waited for: reported not started
+# with the reason, the others online with contiguous ids (the ktest checks the BSP's wait
+# ended with every AP it started online, not by a timeout).
+label="AP without memory not started, not waited for"
+KT_ONLINE=3 kernel_tests "$label" --machine q35 --cpu max --smp 4 \
+    --append "exo.ap_alloc_fail=2 exo.ap_timeout_ms=5000 exo.test=smp."
+expect_log "AP without memory: the CPU table says not started, and why" "$out/ktest-$(echo "$label" | tr ' /:,' '____').log" 0 0 \
+    '^CPUDOWN,2,not started,no per-CPU block: out of memory \(forced by exo.ap_alloc_fail\)$' \
+    '^KTEST,smp\.ap_without_memory_is_neither_started_nor_waited_for,ok$'
 
 echo "== icount determinism"
 icount_a="$out/icount-a.log" icount_b="$out/icount-b.log"

@@ -2,11 +2,12 @@
 //! documented in `cmdline::Options`). Nothing here runs unless its knob is given.
 
 use crate::boot::cmdline::Options;
-use log::info;
+use log::{info, warn};
 
 /// Called by boot just before the APs in `aps` (APIC ids, in CPU-id order) are started:
 /// arms `exo.ap_delay_ms`, `exo.ap_stall_ms` and `exo.ap_panic_early` for the last of them (the highest CPU id,
-/// so the online CPUs keep contiguous ids) and fires `exo.panic_early` (a panic while every AP is still in firmware).
+/// so the online CPUs keep contiguous ids), `exo.ap_alloc_fail` for the CPU it names, and
+/// fires `exo.panic_early` (a panic while every AP is still in firmware).
 pub fn before_ap_start(opts: &Options, aps: &[u32]) {
     if opts.ap_delay_ms > 0
         && let Some(&late) = aps.last()
@@ -39,6 +40,18 @@ pub fn before_ap_start(opts: &Options, aps: &[u32]) {
         info!(
             "exo.ap_panic_early: APIC id {late} panics once it arrives, before its per-CPU block"
         );
+    }
+    if let Some(c) = opts.ap_alloc_fail {
+        // `aps[k]` would be CPU k + 1 were every AP before it started.
+        match aps.get((c as usize).wrapping_sub(1)) {
+            Some(&id) if c > 0 => {
+                crate::smp::bringup::set_ap_alloc_fail(c);
+                info!(
+                    "exo.ap_alloc_fail: the per-CPU block of AP {c} (APIC id {id}) will not be allocated"
+                );
+            }
+            _ => warn!("exo.ap_alloc_fail={c} names no AP to start: ignored"),
+        }
     }
     if opts.panic_early {
         panic!("deliberate panic requested by exo.panic_early (no AP started yet)");

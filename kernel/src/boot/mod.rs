@@ -33,7 +33,8 @@ const AP_TIMEOUT_MS: u64 = 5_000;
 pub struct BootState {
     /// Command-line options.
     pub opts: Options,
-    /// APIC ids of the usable CPUs the MADT lists (BSP included), in CPU-id order.
+    /// APIC ids of the usable CPUs the MADT lists (BSP included), in CPU-id order; an AP
+    /// not started (`SmpReport::not_started`: it has no CPU id) is left out.
     pub madt_apic_ids: Vec<u32>,
     /// The AP start-up outcome.
     pub smp: smp::SmpReport,
@@ -265,6 +266,8 @@ pub fn bsp_main(start_info: u64) -> BootState {
     let report = smp::start_aps(&aps, ap_timeout_ms, features.nx, cr3);
     // From now on a large allocation's miss may ask the other CPUs for their cached frames.
     crate::mm::kalloc::set_remote_drain(cpus::drain_frames_elsewhere);
+    // An AP not started took no CPU id (the next one took it): `order` stays in CPU-id order.
+    order.retain(|id| !report.not_started.iter().any(|d| d.apic_id == *id));
     let aps_online_tsc = phase("aps");
     if let Some(c) = opts.tsc_mute_cpu {
         tsc_sync::mute(c);
@@ -279,6 +282,13 @@ pub fn bsp_main(start_info: u64) -> BootState {
             b.ext.tsc_offset.load(Ordering::Relaxed),
             b.ext.tsc_uncertainty.load(Ordering::Relaxed)
         );
+    }
+    // The APs not started, and the ones that did not answer, after the CPUs online.
+    for d in &report.not_started {
+        kprintln!("CPUDOWN,{},not started,{}", d.apic_id, d.why);
+    }
+    for id in &report.missing {
+        kprintln!("CPUDOWN,{id},did not come online,no progress for {ap_timeout_ms} ms");
     }
     let state = BootState {
         opts: opts.clone(),

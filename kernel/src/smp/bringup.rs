@@ -9,7 +9,16 @@
 //! flag (the closed door) once on arrival: an AP descheduled after that check and before
 //! going online (a loaded TCG host, where 288 CPUs took 59 s) came online after the BSP had
 //! reported it missing, outside the scheduler and the TSC check.
+//!
+//! Everything an AP needs (its kernel stack, descriptor tables and IST stacks, per-CPU
+//! block) is allocated, fallibly, before any INIT is sent: an AP whose resources could not
+//! be had is `T_NOT_STARTED`, reported with the reason (`SmpReport::not_started`), never
+//! sent INIT or SIPI and never waited for. Until 2026-12-05 such an AP was started anyway,
+//! found nothing when it arrived and halted, and the BSP waited for it for two AP timeouts
+//! (the quiet period, then the settling of an arrived AP); the lists the bring-up made
+//! panicked when the heap was out (`Vec::with_capacity`, `collect`, `into_boxed_slice`).
 
+use crate::mm::kalloc;
 use crate::mm::memory::{self, Stack};
 use crate::smp::cpus::{self, VEC_APIC_ERROR, VEC_SPURIOUS};
 use crate::smp::time::Deadline;
@@ -30,14 +39,91 @@ pub const IST_PAGES: u64 = 4;
 pub struct Target {
     /// The CPU's APIC id.
     pub apic_id: u32,
-    /// The logical id it gets.
+    /// The logical id it gets (`u32::MAX` when it is not started).
     pub cpu: CpuId,
-    /// `T_WAITING`, `T_ARRIVED`, `T_ONLINE` or `T_ABANDONED` (module header).
+    /// `T_WAITING`, `T_ARRIVED`, `T_ONLINE`, `T_ABANDONED` or `T_NOT_STARTED` (module
+    /// header).
     state: AtomicU8,
-    /// Its descriptor tables and IST stacks, prepared by the BSP.
-    pub tables: spin::Mutex<Option<&'static mut exo_arch::gdt::CpuTables>>,
-    /// Its per-CPU block, allocated by the BSP.
-    pub block: spin::Mutex<Option<&'static mut cpus::Block>>,
+    /// Its descriptor tables and IST stacks, prepared by the BSP (owned until the AP takes
+    /// them for good).
+    tables: spin::Mutex<Option<Tables>>,
+    /// Its per-CPU block, allocated by the BSP (owned until the AP takes it).
+    block: spin::Mutex<Option<alloc::boxed::Box<cpus::Block>>>,
+}
+
+/// A CPU's descriptor tables with the IST stacks they name, owned: [`Tables::give_back`]
+/// frees all of it, [`Tables::keep`] hands the tables out for good.
+#[derive(Debug)]
+pub struct Tables {
+    ist: arrayvec::ArrayVec<Stack, 4>,
+    tables: alloc::boxed::Box<exo_arch::gdt::CpuTables>,
+}
+
+impl Tables {
+    /// The tables for good (loaded by a CPU, which keeps using them and their stacks).
+    pub fn keep(self) -> &'static mut exo_arch::gdt::CpuTables {
+        alloc::boxed::Box::leak(self.tables)
+    }
+
+    /// Frees the tables and their IST stacks (no CPU ever loaded them).
+    pub fn give_back(self) {
+        self.ist.into_iter().for_each(memory::free_stack);
+    }
+}
+
+/// What an AP could not be given, so it was not started.
+#[derive(Debug, Clone, Copy)]
+pub enum NotStartedWhy {
+    /// Its kernel stack.
+    KernelStack(memory::MemError),
+    /// Its descriptor tables or their IST stacks.
+    Tables(memory::MemError),
+    /// Its per-CPU block (the heap is out).
+    Block,
+    /// Its per-CPU block, refused by `exo.ap_alloc_fail` (its stacks and tables, made
+    /// first, were given back as for a real failure).
+    Injected,
+}
+
+impl core::fmt::Display for NotStartedWhy {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            NotStartedWhy::KernelStack(e) => write!(f, "no kernel stack: {e}"),
+            NotStartedWhy::Tables(e) => write!(f, "no descriptor tables or IST stacks: {e}"),
+            NotStartedWhy::Block => write!(f, "no per-CPU block: out of memory"),
+            NotStartedWhy::Injected => {
+                write!(
+                    f,
+                    "no per-CPU block: out of memory (forced by exo.ap_alloc_fail)"
+                )
+            }
+        }
+    }
+}
+
+/// An AP that was not started. It has no CPU id: the APs after it take the ids in turn,
+/// so the CPUs online keep contiguous ids (what the CPU table's users and the tests
+/// expect of a machine with fewer CPUs).
+#[derive(Debug, Clone, Copy)]
+pub struct NotStarted {
+    /// Its place in the list of APs to start (1 for the first: the CPU id it would have had
+    /// had every AP before it been started).
+    pub ap: u32,
+    /// Its APIC id.
+    pub apic_id: u32,
+    /// Why.
+    pub why: NotStartedWhy,
+}
+
+/// How the BSP's wait for the APs it started ended ([`wait_for_aps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// Every AP started came online (or none was started).
+    AllOnline,
+    /// No AP made progress for the AP timeout.
+    Quiet,
+    /// The overall cap (`QUIET_PERIODS` timeouts) passed.
+    Cap,
 }
 
 struct Plan {
@@ -50,6 +136,9 @@ struct Plan {
 
 static PLAN: spin::Once<Plan> = spin::Once::new();
 static ARRIVED: AtomicU32 = AtomicU32::new(0);
+/// INIT IPIs sent (one per AP started): the tests' evidence that an AP not started was never
+/// sent one.
+static INITS_SENT: AtomicU32 = AtomicU32::new(0);
 /// APs that finished their set-up (their block's `online` is set).
 static ONLINE: AtomicU32 = AtomicU32::new(0);
 /// The BSP waits at most this many quiet periods in all (see [`wait_for_aps`]).
@@ -60,6 +149,9 @@ const T_WAITING: u8 = 0;
 const T_ARRIVED: u8 = 1;
 const T_ONLINE: u8 = 2;
 const T_ABANDONED: u8 = 3;
+/// Its resources could not be allocated: never sent INIT or SIPI, never waited for; an AP
+/// that arrives anyway (a stray SIPI) parks, as its swap from `T_WAITING` fails.
+const T_NOT_STARTED: u8 = 4;
 
 /// Fault injection (`exo.ap_stall_ms`): the AP with this APIC id stops after its arrival,
 /// for `STALL_TICKS` and until the BSP has decided every target's fate (`DECIDED`).
@@ -81,6 +173,17 @@ static PANIC_APIC: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Arms `exo.ap_panic_early` for the AP with APIC id `apic_id`.
 pub fn set_ap_panic(apic_id: u32) {
     PANIC_APIC.store(apic_id, Ordering::Release);
+}
+
+/// Fault injection (`exo.ap_alloc_fail`): the per-CPU block of the AP at this place in the
+/// list to start (1 for the first) is refused, as if the heap were out.
+static ALLOC_FAIL_AP: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Arms `exo.ap_alloc_fail` for the `ap`-th AP to start (1 for the first): its per-CPU
+/// block's allocation fails, after its stacks and tables were made (they are given back),
+/// so it must not be started.
+pub fn set_ap_alloc_fail(ap: u32) {
+    ALLOC_FAIL_AP.store(ap, Ordering::Release);
 }
 
 fn stall_if_asked(apic_id: u32) {
@@ -105,15 +208,27 @@ pub struct SmpReport {
     pub expected: u32,
     /// APIC ids that did not answer by the deadline.
     pub missing: Vec<u32>,
+    /// APs not started: their resources could not be allocated.
+    pub not_started: Vec<NotStarted>,
+    /// How the wait for the APs started ended.
+    pub wait_end: WaitEnd,
+    /// The BSP waited, after the wait, for an AP that had arrived and was setting itself
+    /// up ([`decide`]).
+    pub settled: bool,
 }
 
 /// Prepares per-CPU tables and IST stacks (#DF, NMI, #MC, #DB) for `cpu` (kernel stack
-/// separately, per ticket). On failure nothing is kept: the stacks made before it are freed
-/// (until 2026-12-05 they were left allocated, one set per CPU that failed; found by
-/// review).
+/// separately, per ticket), kept for good. On failure nothing is kept: the stacks made
+/// before it are freed (until 2026-12-05 they were left allocated, one set per CPU that
+/// failed; found by review).
 pub fn prepare_tables(
     rsp0: u64,
 ) -> Result<&'static mut exo_arch::gdt::CpuTables, memory::MemError> {
+    prepare_owned_tables(rsp0).map(Tables::keep)
+}
+
+/// [`prepare_tables`], owned: the caller keeps or gives back.
+fn prepare_owned_tables(rsp0: u64) -> Result<Tables, memory::MemError> {
     let mut stacks = arrayvec::ArrayVec::<memory::Stack, 4>::new();
     let give_back = |stacks: arrayvec::ArrayVec<memory::Stack, 4>| {
         stacks.into_iter().for_each(memory::free_stack);
@@ -128,10 +243,58 @@ pub fn prepare_tables(
         }
     }
     let tops = [stacks[0].top, stacks[1].top, stacks[2].top, stacks[3].top];
-    crate::mm::kalloc::try_leak(exo_arch::gdt::CpuTables::new(tops, rsp0)).map_err(|_| {
-        give_back(stacks);
-        memory::MemError::OutOfMemory
-    })
+    match kalloc::try_box(exo_arch::gdt::CpuTables::new(tops, rsp0)) {
+        Ok(tables) => Ok(Tables {
+            ist: stacks,
+            tables,
+        }),
+        Err(_) => {
+            give_back(stacks);
+            Err(memory::MemError::OutOfMemory)
+        }
+    }
+}
+
+/// An AP's resources, made before it is started.
+struct ApResources {
+    kstack: Stack,
+    tables: Tables,
+    block: alloc::boxed::Box<cpus::Block>,
+}
+
+/// Makes everything the `ap`-th AP to start needs as CPU `cpu`, or nothing: what was made
+/// before a failure is given back.
+fn prepare_ap(ap: u32, cpu: CpuId, apic_id: u32) -> Result<ApResources, NotStartedWhy> {
+    let kstack = memory::alloc_stack(KSTACK_PAGES).map_err(NotStartedWhy::KernelStack)?;
+    let tables = match prepare_owned_tables(0) {
+        Ok(t) => t,
+        Err(e) => {
+            memory::free_stack(kstack);
+            return Err(NotStartedWhy::Tables(e));
+        }
+    };
+    let block = if ALLOC_FAIL_AP.load(Ordering::Acquire) == ap {
+        Err(NotStartedWhy::Injected)
+    } else {
+        cpus::new_block(cpu, apic_id).map_err(|_| NotStartedWhy::Block)
+    };
+    match block {
+        Ok(block) => Ok(ApResources {
+            kstack,
+            tables,
+            block,
+        }),
+        Err(why) => {
+            tables.give_back();
+            memory::free_stack(kstack);
+            Err(why)
+        }
+    }
+}
+
+/// INIT IPIs the bring-up sent.
+pub fn inits_sent() -> u32 {
+    INITS_SENT.load(Ordering::Relaxed)
 }
 
 fn spin_us(us: u64) {
@@ -139,48 +302,71 @@ fn spin_us(us: u64) {
 }
 
 /// Starts every AP in `apic_ids` (the BSP's own id excluded by the caller) and waits for
-/// them, at most `timeout_ms`. CPU ids are assigned in list order starting at 1.
+/// them, at most `timeout_ms` without progress. CPU ids are assigned in list order starting
+/// at 1; an AP whose resources cannot be allocated is not started and takes no id.
 pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) -> SmpReport {
     let n = apic_ids.len();
+    let mut report = SmpReport {
+        online: 1,
+        expected: n as u32 + 1,
+        missing: Vec::new(),
+        not_started: Vec::new(),
+        wait_end: WaitEnd::AllOnline,
+        settled: false,
+    };
     if n == 0 {
-        return SmpReport {
-            online: 1,
-            expected: 1,
-            missing: Vec::new(),
+        return report;
+    }
+    // Every list at its full size first, fallibly: the pushes below cannot allocate. Out of
+    // memory here starts no AP (said, never a panic).
+    let mut targets: Vec<Target> = Vec::new();
+    let mut by_apic: Vec<(u32, u32)> = Vec::new();
+    let mut tops: Vec<u64> = Vec::new();
+    let mut stack_bounds: Vec<Stack> = Vec::new();
+    let reserved = targets.try_reserve_exact(n).is_ok()
+        && by_apic.try_reserve_exact(n).is_ok()
+        && tops.try_reserve_exact(n).is_ok()
+        && stack_bounds.try_reserve_exact(n).is_ok()
+        && report.missing.try_reserve_exact(n).is_ok()
+        && report.not_started.try_reserve_exact(n).is_ok();
+    if !reserved {
+        error!("no memory for the bring-up lists of {n} APs: starting none");
+        return report;
+    }
+    let mut next = CpuId(1);
+    for (i, &id) in apic_ids.iter().enumerate() {
+        let ap = i as u32 + 1;
+        let cpu = next;
+        let (cpu, state, tables, block) = match prepare_ap(ap, cpu, id) {
+            Ok(r) => {
+                next = CpuId(next.0 + 1);
+                tops.push(r.kstack.top);
+                stack_bounds.push(r.kstack);
+                (cpu, T_WAITING, Some(r.tables), Some(r.block))
+            }
+            Err(why) => {
+                error!("AP {ap} (APIC id {id}) not started: {why}; continuing without it");
+                report.not_started.push(NotStarted {
+                    ap,
+                    apic_id: id,
+                    why,
+                });
+                // No CPU id: the next AP takes this one.
+                (CpuId(u32::MAX), T_NOT_STARTED, None, None)
+            }
         };
-    }
-    let mut stack_bounds = Vec::with_capacity(n);
-    let mut tops = Vec::with_capacity(n);
-    for _ in 0..n {
-        match memory::alloc_stack(KSTACK_PAGES) {
-            Ok(s) => {
-                tops.push(s.top);
-                stack_bounds.push(s);
-            }
-            Err(e) => {
-                error!("no stack for AP #{}: {e}; starting fewer APs", tops.len());
-                break;
-            }
-        }
-    }
-    let stacks: &'static [u64] = alloc::boxed::Box::leak(tops.into_boxed_slice());
-    let targets: Vec<Target> = apic_ids
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| Target {
+        by_apic.push((id, i as u32));
+        targets.push(Target {
             apic_id: id,
-            cpu: CpuId(i as u32 + 1),
-            state: AtomicU8::new(T_WAITING),
-            tables: spin::Mutex::new(None),
-            block: spin::Mutex::new(None),
-        })
-        .collect();
-    let mut by_apic: Vec<(u32, u32)> = targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.apic_id, i as u32))
-        .collect();
+            cpu,
+            state: AtomicU8::new(state),
+            tables: spin::Mutex::new(tables),
+            block: spin::Mutex::new(block),
+        });
+    }
     by_apic.sort_unstable();
+    // One kernel stack per AP started, taken by ticket (arrival order).
+    let stacks: &'static [u64] = tops.leak();
     crate::sys::install_trampoline(final_cr3, nx, stacks, ap_entry);
     let plan = PLAN.call_once(|| Plan {
         targets,
@@ -188,30 +374,22 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         stacks,
         stack_bounds,
     });
+    let started = || {
+        plan.targets
+            .iter()
+            .filter(|t| t.state.load(Ordering::Acquire) != T_NOT_STARTED)
+    };
 
-    // INIT to all, in parallel; prepare their tables during the 10 ms INIT delay.
-    for t in &plan.targets {
+    // INIT to the APs started, in parallel, then the architectural 10 ms.
+    for t in started() {
+        INITS_SENT.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = apic::send_ipi(Dest::Id(t.apic_id), Delivery::Init) {
             warn!("INIT to APIC id {} failed: {e}", t.apic_id);
         }
     }
-    let init_done = Deadline::after_ms(10);
-    for t in &plan.targets {
-        match prepare_tables(0) {
-            Ok(tab) => *t.tables.lock() = Some(tab),
-            Err(e) => error!("no descriptor tables for APIC id {}: {e}", t.apic_id),
-        }
-        match cpus::new_block(t.cpu, t.apic_id) {
-            Ok(b) => *t.block.lock() = Some(b),
-            Err(e) => error!(
-                "no per-CPU block for APIC id {}: {e}; it will not start",
-                t.apic_id
-            ),
-        }
-    }
-    init_done.spin_until();
+    Deadline::after_ms(10).spin_until();
     let sipi = exo_arch::smp::sipi_vector();
-    for t in &plan.targets {
+    for t in started() {
         let _ = apic::send_ipi(Dest::Id(t.apic_id), Delivery::StartUp(sipi));
     }
     spin_us(200);
@@ -222,44 +400,41 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
     {
         let _ = apic::send_ipi(Dest::Id(t.apic_id), Delivery::StartUp(sipi));
     }
-    wait_for_aps(plan.stacks.len() as u32, timeout_ms);
+    report.wait_end = wait_for_aps(plan.stacks.len() as u32, timeout_ms);
     // From here an AP arriving late parks itself (and the `exo.ap_delay_ms` one is let go).
     exo_arch::smp::close_door();
-    let missing = decide(plan, timeout_ms);
-    for id in &missing {
+    report.settled = decide(plan, timeout_ms, &mut report.missing);
+    for id in &report.missing {
         error!(
             "CPU with APIC id {id} did not come online ({timeout_ms} ms without progress); continuing without it"
         );
     }
-    SmpReport {
-        online: cpus::online_count(),
-        expected: n as u32 + 1,
-        missing,
-    }
+    report.online = cpus::online_count();
+    report
 }
 
 /// The end of the wait: an AP that arrived and is still setting itself up gets `settle_ms`
 /// more; then every target not committed to coming online is given up (its AP parks when
-/// it next looks), and the ones committed are waited for (a few instructions away). Returns
-/// the APIC ids given up.
-fn decide(plan: &Plan, settle_ms: u64) -> Vec<u32> {
+/// it next looks), and the ones committed are waited for (a few instructions away). Pushes
+/// the APIC ids given up onto `missing` (room for every target is reserved); returns whether
+/// it waited for an arrived AP. Targets never started are neither waited for nor missing.
+fn decide(plan: &Plan, settle_ms: u64, missing: &mut Vec<u32>) -> bool {
     let settling = |t: &Target| t.state.load(Ordering::Acquire) == T_ARRIVED;
+    let settled = plan.targets.iter().any(settling);
     let d = Deadline::after_ms(settle_ms);
     while plan.targets.iter().any(settling) && !d.passed() {
         core::hint::spin_loop();
     }
-    let missing: Vec<u32> = plan
-        .targets
-        .iter()
-        .filter(|t| {
-            [T_WAITING, T_ARRIVED].iter().any(|&from| {
-                t.state
-                    .compare_exchange(from, T_ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            }) || t.state.load(Ordering::Acquire) == T_ABANDONED
-        })
-        .map(|t| t.apic_id)
-        .collect();
+    for t in &plan.targets {
+        let given_up = [T_WAITING, T_ARRIVED].iter().any(|&from| {
+            t.state
+                .compare_exchange(from, T_ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        }) || t.state.load(Ordering::Acquire) == T_ABANDONED;
+        if given_up && missing.len() < missing.capacity() {
+            missing.push(t.apic_id);
+        }
+    }
     DECIDED.store(true, Ordering::Release);
     let flag_up =
         |t: &Target| cpus::get(t.cpu).is_some_and(|b| b.ext.online.load(Ordering::Acquire));
@@ -277,7 +452,7 @@ fn decide(plan: &Plan, settle_ms: u64) -> Vec<u32> {
         }
         core::hint::spin_loop();
     }
-    missing
+    settled
 }
 
 /// Waits until `want` APs are online, or until no AP has made progress (taken a ticket,
@@ -287,7 +462,7 @@ fn decide(plan: &Plan, settle_ms: u64) -> Vec<u32> {
 /// kernel and 35 s more to bring them online: a fixed deadline from the SIPI reported CPUs
 /// missing that were still coming. A CPU that never answers is still given up after
 /// `quiet_ms` of silence.
-fn wait_for_aps(want: u32, quiet_ms: u64) {
+fn wait_for_aps(want: u32, quiet_ms: u64) -> WaitEnd {
     let progress = || {
         (
             exo_arch::smp::tickets_taken(),
@@ -301,14 +476,17 @@ fn wait_for_aps(want: u32, quiet_ms: u64) {
     loop {
         let now = progress();
         // All online, or the overall cap reached.
-        if now.2 == want || cap.passed() {
-            return;
+        if now.2 == want {
+            return WaitEnd::AllOnline;
+        }
+        if cap.passed() {
+            return WaitEnd::Cap;
         }
         if now != last {
             last = now;
             quiet = Deadline::after_ms(quiet_ms);
         } else if quiet.passed() {
-            return;
+            return WaitEnd::Quiet;
         }
         core::hint::spin_loop();
     }
@@ -340,9 +518,11 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
     ARRIVED.fetch_add(1, Ordering::AcqRel);
     stall_if_asked(my_apic);
     let stack = plan.stack_bounds[ticket as usize];
+    // Every target in `T_WAITING` was given both before its INIT (`prepare_ap`).
     let (Some(tables), Some(block)) = (t.tables.lock().take(), t.block.lock().take()) else {
         exo_arch::cpu::halt_forever()
     };
+    let (tables, block) = (tables.keep(), alloc::boxed::Box::leak(block));
     // The block's address is this CPU's kernel GS base from `install_this_cpu` on; the
     // paranoid trap entries find it beside the GDT.
     exo_arch::gdt::load(tables, core::ptr::from_mut(block) as u64);

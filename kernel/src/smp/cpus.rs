@@ -212,12 +212,13 @@ pub fn capacity() -> usize {
 }
 
 /// A block for an AP, allocated by the BSP before the AP starts (an AP cannot allocate
-/// before its GS block is installed: the allocator's fast path lives there).
+/// before its GS block is installed: the allocator's fast path lives there). Owned: freed
+/// if the AP is not started, leaked by the AP that installs it.
 pub fn new_block(
     cpu: CpuId,
     apic_id: u32,
-) -> Result<&'static mut Block, crate::mm::kalloc::OutOfMemory> {
-    crate::mm::kalloc::try_leak(PerCpu::new(cpu, apic_id, 0, CpuLocal::new()))
+) -> Result<alloc::boxed::Box<Block>, crate::mm::kalloc::OutOfMemory> {
+    crate::mm::kalloc::try_box(PerCpu::new(cpu, apic_id, 0, CpuLocal::new()))
 }
 
 /// Installs `block` as the calling CPU's GS block and records its stack; the caller enters

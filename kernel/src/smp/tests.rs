@@ -20,6 +20,11 @@ ktest!(
 );
 ktest!(
     Needs::Cpus,
+    "smp.ap_without_memory_is_neither_started_nor_waited_for",
+    ap_alloc_fail
+);
+ktest!(
+    Needs::Cpus,
     "smp.apic_ids_unique_and_match_madt",
     apic_ids_match
 );
@@ -94,6 +99,71 @@ fn all_cpus_online(s: &BootState) -> TestResult {
                 s.smp.missing
             )
         })?;
+    }
+    Ok(())
+}
+
+/// `exo.ap_alloc_fail=K`: the K-th AP's per-CPU block was refused after its stacks and
+/// tables were made. It must be reported not started with that reason, never sent INIT (nor
+/// SIPI: they go to the same list), not missing, in no slot of the CPU table; the others are
+/// online with contiguous CPU ids, and the BSP's wait ended because every AP it started came
+/// online, without waiting out a quiet period or an arrived AP's settling (the AP timeout
+/// never ran out for it: the boot time holds none). Until 2026-12-05 it was started anyway
+/// and held the BSP for two AP timeouts.
+fn ap_alloc_fail(s: &BootState) -> TestResult {
+    use crate::smp::bringup::{self, NotStartedWhy, WaitEnd};
+    let Some(k) = s
+        .opts
+        .ap_alloc_fail
+        .filter(|&k| k >= 1 && k < s.smp.expected)
+    else {
+        return Err(format!("{SKIP}needs exo.ap_alloc_fail naming an AP"));
+    };
+    let [d] = s.smp.not_started.as_slice() else {
+        return Err(format!(
+            "expected AP {k} alone not started, got {:?}",
+            s.smp.not_started
+        ));
+    };
+    check(
+        d.ap == k && matches!(d.why, NotStartedWhy::Injected),
+        || format!("AP {k} should be not started by exo.ap_alloc_fail, got {d:?}"),
+    )?;
+    let id = d.apic_id;
+    check(!s.smp.missing.contains(&id), || {
+        format!("APIC id {id}, not started, is reported missing too")
+    })?;
+    let listed = (0..cpus::capacity() as u32)
+        .filter_map(|c| cpus::get(CpuId(c)))
+        .find(|b| b.hot.apic_id == id);
+    check(listed.is_none(), || {
+        format!("APIC id {id}, not started, is in the CPU table")
+    })?;
+    let started = s.smp.expected - 1 - 1;
+    check(bringup::inits_sent() == started, || {
+        format!(
+            "{} INITs sent for {started} APs started (APIC id {id} was not to get one)",
+            bringup::inits_sent()
+        )
+    })?;
+    let online = cpus::online_count();
+    let top = cpus::online().map(|b| b.hot.cpu_id).max().unwrap_or(0);
+    check(top + 1 == online, || {
+        format!("{online} CPUs online, the highest CPU id is {top}: ids not contiguous")
+    })?;
+    if s.opts.phantom_apic_id.is_none() && !late_ap_expected(s) {
+        check(online == started + 1, || {
+            format!("{online} online, {started} APs started and the BSP")
+        })?;
+        check(
+            s.smp.wait_end == WaitEnd::AllOnline && !s.smp.settled,
+            || {
+                format!(
+                    "the BSP's wait ended {:?} (settling an arrived AP: {}): it waited for a CPU",
+                    s.smp.wait_end, s.smp.settled
+                )
+            },
+        )?;
     }
     Ok(())
 }
