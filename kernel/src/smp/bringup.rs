@@ -215,6 +215,9 @@ pub struct SmpReport {
     /// The BSP waited, after the wait, for an AP that had arrived and was setting itself
     /// up ([`decide`]).
     pub settled: bool,
+    /// APs given up on whose tables, IST stacks and per-CPU block were freed, their AP
+    /// not having taken them ([`decide`]).
+    pub given_back: u32,
 }
 
 /// Prepares per-CPU tables and IST stacks (#DF, NMI, #MC, #DB) for `cpu` (kernel stack
@@ -313,6 +316,7 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         not_started: Vec::new(),
         wait_end: WaitEnd::AllOnline,
         settled: false,
+        given_back: 0,
     };
     if n == 0 {
         return report;
@@ -403,7 +407,7 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
     report.wait_end = wait_for_aps(plan.stacks.len() as u32, timeout_ms);
     // From here an AP arriving late parks itself (and the `exo.ap_delay_ms` one is let go).
     exo_arch::smp::close_door();
-    report.settled = decide(plan, timeout_ms, &mut report.missing);
+    (report.settled, report.given_back) = decide(plan, timeout_ms, &mut report.missing);
     for id in &report.missing {
         error!(
             "CPU with APIC id {id} did not come online ({timeout_ms} ms without progress); continuing without it"
@@ -417,23 +421,44 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
 /// more; then every target not committed to coming online is given up (its AP parks when
 /// it next looks), and the ones committed are waited for (a few instructions away). Pushes
 /// the APIC ids given up onto `missing` (room for every target is reserved); returns whether
-/// it waited for an arrived AP. Targets never started are neither waited for nor missing.
-fn decide(plan: &Plan, settle_ms: u64, missing: &mut Vec<u32>) -> bool {
+/// it waited for an arrived AP, and how many given up gave their tables back. Targets never started are neither waited for nor missing.
+fn decide(plan: &Plan, settle_ms: u64, missing: &mut Vec<u32>) -> (bool, u32) {
     let settling = |t: &Target| t.state.load(Ordering::Acquire) == T_ARRIVED;
     let settled = plan.targets.iter().any(settling);
     let d = Deadline::after_ms(settle_ms);
     while plan.targets.iter().any(settling) && !d.passed() {
         core::hint::spin_loop();
     }
+    let mut given_back = 0;
     for t in &plan.targets {
-        let given_up = [T_WAITING, T_ARRIVED].iter().any(|&from| {
+        let swap = |from| {
             t.state
                 .compare_exchange(from, T_ABANDONED, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
-        }) || t.state.load(Ordering::Acquire) == T_ABANDONED;
-        if given_up && missing.len() < missing.capacity() {
+        };
+        let given_up =
+            swap(T_WAITING) || swap(T_ARRIVED) || t.state.load(Ordering::Acquire) == T_ABANDONED;
+        if !given_up {
+            continue;
+        }
+        if missing.len() < missing.capacity() {
             missing.push(t.apic_id);
         }
+        // What its AP has not taken goes back: the AP takes its tables and block under these
+        // locks after its arrival, and one that finds either gone halts before it touches
+        // anything (`ap_entry`); one given up on before it arrived never looks. Until
+        // 2026-12-05 they were kept (the four IST stacks' 64 KiB and more, per CPU that did
+        // not come online). Kept for good: what an AP already took (it may have loaded its
+        // tables: its TSS names the IST stacks an NMI to the parked CPU runs on), and every
+        // kernel stack (taken by ticket: a late AP runs on one before it finds out it was
+        // given up on).
+        let tables = t.tables.lock().take();
+        let block = t.block.lock().take();
+        if let Some(tables) = tables {
+            tables.give_back();
+            given_back += 1;
+        }
+        drop(block);
     }
     DECIDED.store(true, Ordering::Release);
     let flag_up =
@@ -452,7 +477,7 @@ fn decide(plan: &Plan, settle_ms: u64, missing: &mut Vec<u32>) -> bool {
         }
         core::hint::spin_loop();
     }
-    settled
+    (settled, given_back)
 }
 
 /// Waits until `want` APs are online, or until no AP has made progress (taken a ticket,
@@ -518,8 +543,13 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
     ARRIVED.fetch_add(1, Ordering::AcqRel);
     stall_if_asked(my_apic);
     let stack = plan.stack_bounds[ticket as usize];
-    // Every target in `T_WAITING` was given both before its INIT (`prepare_ap`).
-    let (Some(tables), Some(block)) = (t.tables.lock().take(), t.block.lock().take()) else {
+    // Every target in `T_WAITING` was given both before its INIT (`prepare_ap`); either is
+    // gone only if the BSP gave up on this CPU meanwhile and took it back (`decide`): halt
+    // without touching what was taken here (it stays this CPU's, never used). One lock at a
+    // time, each let go before a halt (the BSP takes the other next).
+    let tables = t.tables.lock().take();
+    let block = t.block.lock().take();
+    let (Some(tables), Some(block)) = (tables, block) else {
         exo_arch::cpu::halt_forever()
     };
     let (tables, block) = (tables.keep(), alloc::boxed::Box::leak(block));

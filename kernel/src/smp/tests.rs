@@ -25,6 +25,11 @@ ktest!(
 );
 ktest!(
     Needs::Cpus,
+    "smp.cpu_given_up_gives_its_tables_back",
+    given_up_gives_back
+);
+ktest!(
+    Needs::Cpus,
     "smp.apic_ids_unique_and_match_madt",
     apic_ids_match
 );
@@ -166,6 +171,29 @@ fn ap_alloc_fail(s: &BootState) -> TestResult {
         )?;
     }
     Ok(())
+}
+
+/// A CPU given up on gave its descriptor tables, IST stacks and per-CPU block back, its AP
+/// not having taken them: `exo.phantom_apic` (it never answers), `exo.ap_delay_ms` (held in
+/// the trampoline until the BSP stopped waiting), `exo.ap_stall_ms` (stopped after its
+/// arrival, before it takes them). An AP that then looks finds them gone and halts
+/// (`smp.late_ap_parks_and_survives_nmi` NMIs it there). Until 2026-12-05 they were kept.
+fn given_up_gives_back(s: &BootState) -> TestResult {
+    let phantom = u32::from(s.opts.phantom_apic_id.is_some());
+    let late = u32::from(late_ap_expected(s));
+    if phantom + late == 0 {
+        return Err(format!(
+            "{SKIP}needs exo.phantom_apic, exo.ap_delay_ms or exo.ap_stall_ms"
+        ));
+    }
+    check(s.smp.given_back == phantom + late, || {
+        format!(
+            "{} CPUs given up on gave their tables back, expected {} (missing {:?})",
+            s.smp.given_back,
+            phantom + late,
+            s.smp.missing
+        )
+    })
 }
 
 /// `exo.ap_delay_ms` made one AP arrive after the BSP stopped waiting: it must park (with an
