@@ -92,6 +92,11 @@ pub static SPAWN_HOLD: HoldPoint = HoldPoint::new();
 pub static WAIT_HOLD: HoldPoint = HoldPoint::new();
 /// `reap_orphans` stops here after it found an ended orphan and before it claims it.
 pub static ORPHAN_HOLD: HoldPoint = HoldPoint::new();
+/// `kill_child` stops here after its checks (under the space's read lock) and before the
+/// kill, so a test can reap the process and let a spawn take its slot in that window.
+pub static KILL_HOLD: HoldPoint = HoldPoint::new();
+/// `reap` stops here once it has taken the space, before it frees the pid.
+pub static REAP_HOLD: HoldPoint = HoldPoint::new();
 /// Orphans not yet reaped.
 static ORPHANS: AtomicU32 = AtomicU32::new(0);
 
@@ -256,7 +261,7 @@ fn kill_after_check() {
     {
         return;
     }
-    kill(p, 0x100 + 131, "killed after its last check (test)");
+    kill(p, STATUS_SIGKILL, "SIGKILL");
     let g = exo_percpu::IrqGuard::new();
     let me = crate::smp::cpus::this(&g).hot.apic_id;
     let _ = exo_arch::apic::send_ipi(
@@ -428,19 +433,28 @@ pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
     }
     let caller = caller_pid();
     let p = proc(pid).ok_or(Errno::Esrch)?;
-    // Under the space's read lock the record cannot be reaped (`reap` takes it for writing
-    // before it frees the pid), so once its pid is checked here the kill reaches this
-    // process, never one that took the slot since `proc` looked (another thread of the
-    // caller may reap the child and spawn again meanwhile).
+    // The record is this process's while its pid is there *and* its space is: `reap` (and
+    // a failed `spawn`) takes the space before it frees the pid, and a `spawn` that takes
+    // the slot installs its space (the write lock) only after it has set the record up
+    // anew. Under the read lock neither can happen, so the kill reaches this process, never
+    // one that took the slot since `proc` looked (another thread of the caller may reap the
+    // child and spawn again meanwhile). Until 2026-12-05 (the day `kill` came) the space
+    // was not checked: a kill that read the pid after the reap's take and held the lock
+    // killed the process that took the slot once the reap ended (found by review, forced:
+    // `user.proc_kill_never_reaches_a_reused_slot`).
     let space = p.space.read();
-    if p.pid.load(Ordering::Acquire) != pid {
+    if space.is_none() || p.pid.load(Ordering::Acquire) != pid {
         return Err(Errno::Esrch);
     }
     if p.parent.load(Ordering::Acquire) != caller {
         return Err(Errno::Eperm);
     }
-    if sig == SIGKILL {
-        kill_in(p, space.as_deref(), STATUS_SIGKILL, "SIGKILL");
+    KILL_HOLD.pass();
+    // An ended child keeps its end (its last thread's exit code may be decided a moment
+    // after `live` reached 0: a kill in that moment would win; this check narrows it to a
+    // kill that races the end itself, which may decide it).
+    if sig == SIGKILL && p.live.load(Ordering::Acquire) != 0 {
+        kill_in(p, pid, space.as_deref(), STATUS_SIGKILL, "SIGKILL");
     }
     Ok(())
 }
@@ -449,12 +463,12 @@ pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
 /// makes every thread leave: blocked ones are woken, CPUs that may run its space in ring 3
 /// are interrupted; each thread ends at its next way back to ring 3.
 fn kill(p: &Proc, status: u64, why: &str) {
-    kill_in(p, p.space.read().as_deref(), status, why);
+    let pid = p.pid.load(Ordering::Relaxed);
+    kill_in(p, pid, p.space.read().as_deref(), status, why);
 }
 
-/// [`kill`] with the process's space already read.
-fn kill_in(p: &Proc, space: Option<&AddressSpace>, status: u64, why: &str) {
-    let pid = p.pid.load(Ordering::Relaxed);
+/// [`kill`] of process `pid`, whose record `p` is, with its space already read.
+fn kill_in(p: &Proc, pid: u64, space: Option<&AddressSpace>, status: u64, why: &str) {
     if p.status
         .compare_exchange(NO_STATUS, status, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
@@ -618,6 +632,7 @@ fn reap(p: &'static Proc) -> u64 {
     }
     p.handles.close_all();
     let space = p.space.write().take();
+    REAP_HOLD.pass();
     match joined {
         Ok(_) => drop(space), // every thread is gone: the space can go (evicted, frames back)
         Err(n) => {

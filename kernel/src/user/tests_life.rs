@@ -5,7 +5,9 @@
 //! untouched and that every frame and thread came back.
 
 use super::aspace::HoldPoint;
-use super::process::{self, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, SPAWN_HOLD, WAIT_HOLD};
+use super::process::{
+    self, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, REAP_HOLD, SPAWN_HOLD, WAIT_HOLD,
+};
 use super::syscall::Errno;
 use super::task::{self, JOIN_HOLD, JoinError, START_HOLD};
 use crate::boot::BootState;
@@ -92,6 +94,11 @@ ktest!(
     Needs::Threads,
     "user.proc_wait_with_a_deadline_leaves_the_child",
     wait_deadline
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_kill_never_reaches_a_reused_slot",
+    kill_vs_reuse
 );
 
 /// Errors as the test threads return them: `ERR + errno`.
@@ -757,7 +764,7 @@ fn kick_after_last_check(_: &BootState) -> TestResult {
     let text = String::from_utf8_lossy(&cap);
     check(
         !armed
-            && status == 0x100 + 131
+            && status == process::STATUS_SIGKILL
             && text.contains("hello: first line")
             && !text.contains("hello: second line"),
         || {
@@ -872,5 +879,48 @@ fn wait_deadline(s: &BootState) -> TestResult {
     result?;
     check(killed == Ok(()) && st == process::STATUS_SIGKILL, || {
         format!("after the timed-out wait: kill {killed:?}, status {st:#x}")
+    })
+}
+
+/// A test thread: `kill(pid, SIGKILL)` as the kernel (the parent of the processes the tests
+/// spawn); 0 or `ERR + errno`.
+fn killer(pid: u64) -> u64 {
+    code(process::kill_child(pid, 9).map(|()| 0))
+}
+
+/// A kill never reaches a process that took the slot of the one it named. Until it checked
+/// the space (the day `kill` came, 2026-12-05, found by review) a kill that read the pid
+/// after the reap had taken the space passed its checks and, holding the space's read lock,
+/// killed the process a spawn put in the slot once the reap had freed it. Forced: the reap
+/// of ended child `c` is held once it has taken the space (`REAP_HOLD`); a kill of `c` must
+/// then say `ESRCH` at once (without the check it passes its checks and stops at
+/// `KILL_HOLD`, and the join below times out); then the reap goes on.
+fn kill_vs_reuse(_: &BootState) -> TestResult {
+    forced(&REAP_HOLD, || {
+        let c = spawn("/empty", 0)?;
+        settle(c)?;
+        REAP_HOLD.arm();
+        let r = Builder::new()
+            .spawn(waiter, c)
+            .map_err(|e| format!("spawn: {e}"))?;
+        reached(&REAP_HOLD, "the reap of the ended child")?;
+        KILL_HOLD.arm();
+        let k = Builder::new().spawn(killer, c);
+        let killed = match k {
+            Ok(k) => join_all(&[k], 10_000).map(|v| v[0]),
+            Err(e) => Err(format!("spawn: {e}")),
+        };
+        KILL_HOLD.release();
+        REAP_HOLD.release();
+        let status = join_all(&[r], 30_000)?[0];
+        let killed = killed.map_err(|e| {
+            format!("the kill of {c}, whose reap had taken its space, did not return at once: {e}")
+        })?;
+        check(killed == ERR + Errno::Esrch as u64, || {
+            format!("the kill of {c} while its reap was held gave {killed:#x} (want ESRCH)")
+        })?;
+        check(status == 0, || {
+            format!("process {c} reaped with status {status:#x}")
+        })
     })
 }

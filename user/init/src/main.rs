@@ -260,6 +260,11 @@ fn ipc_suite(rounds: u64) -> bool {
     });
     let ns_ok = ns.is_some_and(|(h, pid)| {
         let stopped = exo_rt::names::stop(h, token);
+        if stopped.is_err() {
+            // It will not stop on its own (a client may have locked STOP with wrong tokens):
+            // killed at once, not at the watchdog's limit.
+            let _ = exo_rt::kill(pid, exo_rt::SIGKILL);
+        }
         let status = watch(pid, "/names", 0, limit(CASE_LIMIT_S));
         let _ = exo_rt::handle_close(h);
         match (stopped, status) {

@@ -437,7 +437,8 @@ fn point(
             return Err("endpoint_create");
         }
     };
-    // Workers spawned and not waited for (0: none).
+    // Workers spawned and not waited for (0: none). A worker that already ended (after
+    // QUIT) counts as killed: `kill` of an ended child succeeds and changes nothing.
     let mut pids = [0usize; MAX_N];
     let r = run_point(n, requests, overhead, inject, h, ready, &mut pids);
     if r.is_err() {
@@ -450,10 +451,12 @@ fn point(
             *pid = 0;
         }
         eprintln!("nginx: N={n}: failed: {killed} worker(s) killed and waited for");
-        let _ = exo_rt::handle_close(h);
-        let _ = exo_rt::handle_close(ready);
     }
-    r
+    // Closed here only, whatever happened (`run_point` never closes them).
+    let closed = exo_rt::handle_close(h).and(exo_rt::handle_close(ready));
+    let r = r?;
+    closed.map_err(|_| "close")?;
+    Ok(r)
 }
 
 /// [`point`]'s work with its two endpoints; `pids` holds the workers not yet waited for.
@@ -513,8 +516,6 @@ fn run_point(
         worker_failed |= exo_rt::wait(*pid) != Ok(ExitStatus::Exited(0));
         *pid = 0;
     }
-    exo_rt::handle_close(h).map_err(|_| "close")?;
-    exo_rt::handle_close(ready).map_err(|_| "close")?;
     if client_failed || FAILED.load(Ordering::Relaxed) != 0 {
         return Err("a request failed or a response was wrong");
     }
