@@ -642,6 +642,25 @@ fn memory_at_end(_: &BootState) -> TestResult {
 /// `/threads`' linger mode (`user/threads`: `LINGER`).
 const THREADS_LINGER: u64 = 0x11;
 
+/// Whether a test can run `/threads` in its linger mode beside its own threads: the
+/// program spins on its CPU, and without the timer (icount) nothing preempts it, so it needs
+/// a CPU of its own (the last: [`spawn_lingerer`]).
+fn lingerer_fits(s: &BootState) -> TestResult {
+    if crate::harness::ncpus() < 2 && s.opts.mode == Some(smp_bench::Mode::Icount) {
+        return Err(format!(
+            "{SKIP}needs two CPUs without the scheduler's timer (icount)"
+        ));
+    }
+    Ok(())
+}
+
+/// `/threads` in its linger mode (it never ends on its own), pinned to the last CPU.
+fn spawn_lingerer() -> Result<u64, String> {
+    let n = crate::harness::ncpus();
+    process::spawn("/threads", THREADS_LINGER, Builder::new().pin(n - 1))
+        .map_err(|e| format!("spawn /threads: {e:?}"))
+}
+
 static LINGERER: AtomicU64 = AtomicU64::new(0);
 static LINGERER_STATUS: AtomicU64 = AtomicU64::new(u64::MAX);
 
@@ -661,18 +680,10 @@ fn reap_with_short_grace(_: u64) -> u64 {
 /// mode (a thread spinning, the main one asleep) is disowned, then reaped with a 200 ms
 /// grace in a thread joined with a deadline.
 fn reap_all_ends_lingering(s: &BootState) -> TestResult {
-    // The lingering program spins on its CPU; without the timer (icount) nothing preempts
-    // it, so the reaper must have a CPU of its own.
-    let n = crate::harness::ncpus();
-    if n < 2 && s.opts.mode == Some(smp_bench::Mode::Icount) {
-        return Err(format!(
-            "{SKIP}needs two CPUs without the scheduler's timer (icount)"
-        ));
-    }
+    lingerer_fits(s)?;
     warm()?;
     let before = free_frames()?;
-    let p = process::spawn("/threads", THREADS_LINGER, Builder::new().pin(n - 1))
-        .map_err(|e| format!("spawn /threads: {e:?}"))?;
+    let p = spawn_lingerer()?;
     LINGERER.store(p, Ordering::Release);
     LINGERER_STATUS.store(u64::MAX, Ordering::Release);
     check(process::disown(p), || format!("process {p} not disowned"))?;
@@ -781,18 +792,10 @@ fn kick_after_last_check(_: &BootState) -> TestResult {
 /// keeps its own status (the kill changes nothing and succeeds), and a child already
 /// reaped is `ESRCH`. Before `kill` (2026-12-05) no program could end a child at all.
 fn kill_child(s: &BootState) -> TestResult {
-    // The lingering program spins on its CPU; without the timer (icount) nothing preempts
-    // it, so this thread must have a CPU of its own.
-    let n = crate::harness::ncpus();
-    if n < 2 && s.opts.mode == Some(smp_bench::Mode::Icount) {
-        return Err(format!(
-            "{SKIP}needs two CPUs without the scheduler's timer (icount)"
-        ));
-    }
+    lingerer_fits(s)?;
     warm()?;
     let before = free_frames()?;
-    let p = process::spawn("/threads", THREADS_LINGER, Builder::new().pin(n - 1))
-        .map_err(|e| format!("spawn /threads: {e:?}"))?;
+    let p = spawn_lingerer()?;
     check(process::kill_child(p, 0) == Ok(()), || {
         format!("kill({p}, 0) of a running child failed")
     })?;
@@ -850,15 +853,9 @@ fn bounded_wait(pid: u64) -> Result<u64, String> {
 /// deadline, not before it (a deadline passes late, never early), and leaves the child for
 /// the next wait (which gets its status once it is killed).
 fn wait_deadline(s: &BootState) -> TestResult {
-    let n = crate::harness::ncpus();
-    if n < 2 && s.opts.mode == Some(smp_bench::Mode::Icount) {
-        return Err(format!(
-            "{SKIP}needs two CPUs without the scheduler's timer (icount)"
-        ));
-    }
+    lingerer_fits(s)?;
     warm()?;
-    let p = process::spawn("/threads", THREADS_LINGER, Builder::new().pin(n - 1))
-        .map_err(|e| format!("spawn /threads: {e:?}"))?;
+    let p = spawn_lingerer()?;
     let t0 = rdtsc();
     let w = Builder::new()
         .spawn(short_waiter, p)
