@@ -859,16 +859,9 @@ fn bar_size_from_mask(_: &crate::boot::BootState) -> TestResult {
     check(bad.is_empty(), || bad.join("; "))
 }
 
-/// A PCI device naming a window that runs one byte past its BAR's end (forced in turn for
-/// each of the common, notify, ISR and device windows and the MSI-X table and pending-bit
-/// array: `FAIL_NEXT_WINDOW`, on the first virtio-net function) is refused at probe with
-/// `OutsideBar` naming that window; the device is not touched (its status stays 0, as the
-/// shutdown before left it), no frame or vector is taken, and a second probe brings every
-/// device up. Until 2026-12-05 BARs were not sized and the window was mapped as the device
-/// gave it (found by review). PCI only.
-fn window_past_its_bar(_: &crate::boot::BootState) -> TestResult {
-    use super::virtio::{FAIL_NEXT_WINDOW, VirtioError, Window};
-    use core::sync::atomic::Ordering::Relaxed;
+/// Probes the virtio-net devices and shuts them down again: how many came up, or an error
+/// (a device that failed) or a skip when none is a PCI function.
+fn pci_devices_up() -> Result<usize, String> {
     let (devs, bad) = net::probe(1);
     let n = devs.len();
     let pci = devs.iter().filter(|d| d.pci_function().is_some()).count();
@@ -883,6 +876,20 @@ fn window_past_its_bar(_: &crate::boot::BootState) -> TestResult {
             "{SKIP}no virtio-net PCI function (qemu.sh --net hub, q35 or pc)"
         ));
     }
+    Ok(n)
+}
+
+/// A PCI device naming a window that runs one byte past its BAR's end (forced in turn for
+/// each of the common, notify, ISR and device windows and the MSI-X table and pending-bit
+/// array: `FAIL_NEXT_WINDOW`, on the first virtio-net function) is refused at probe with
+/// `OutsideBar` naming that window; the device is not touched (its status stays 0, as the
+/// shutdown before left it), no frame or vector is taken, and a second probe brings every
+/// device up. Until 2026-12-05 BARs were not sized and the window was mapped as the device
+/// gave it (found by review). PCI only.
+fn window_past_its_bar(_: &crate::boot::BootState) -> TestResult {
+    use super::virtio::{FAIL_NEXT_WINDOW, VirtioError, Window};
+    use core::sync::atomic::Ordering::Relaxed;
+    let n = pci_devices_up()?;
     for what in Window::ALL {
         let before = free_frames()?;
         let vectors_before = super::irq::in_use();
@@ -1305,20 +1312,7 @@ fn rx_in_order_batch(_: &crate::boot::BootState) -> TestResult {
 fn queue_size_not_taken(_: &crate::boot::BootState) -> TestResult {
     use super::virtio::VirtioError;
     use core::sync::atomic::Ordering::Relaxed;
-    let (devs, bad) = net::probe(1);
-    let n = devs.len();
-    let pci = devs.iter().filter(|d| d.pci_function().is_some()).count();
-    devs.into_iter().for_each(|d| {
-        d.shutdown();
-    });
-    if !bad.is_empty() {
-        return Err(format!("{bad:?}"));
-    }
-    if pci == 0 {
-        return Err(format!(
-            "{SKIP}no virtio-net PCI function (qemu.sh --net hub, q35 or pc)"
-        ));
-    }
+    let n = pci_devices_up()?;
     let before = free_frames()?;
     super::virtio::FAIL_NEXT_QSIZE.store(true, Relaxed);
     let (devs, mut bad) = net::probe(1);
