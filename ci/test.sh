@@ -459,6 +459,22 @@ if grep -q '^STOPPED,[0-9]*,no answer' "$log"; then
 else
     ok "an AP coming online during a panic's report is stopped too (no 'no answer' line)"
 fi
+# A machine check (injected through QEMU's monitor on CPU 1 once the kernel runs /threads'
+# linger mode) stops every CPU with a report naming the bank (until 2026-12-05 CR4.MCE was
+# off and such a check shut the CPU down silently; then the report named only the vector).
+log="$out/fail-mce.log" mon="$out/mce-monitor"
+rm -f "$mon.in" "$mon.out" && mkfifo "$mon.in" "$mon.out" && : > "$log"
+EXO_QEMU_MONITOR="$mon" scripts/qemu.sh --machine q35 --cpu max --smp 2 --job init "${initrd[@]}" \
+    --append "exo.init=/threads exo.init_arg=0x11" --log "$log" --timeout 120 >/dev/null 2>&1 &
+qpid=$!
+for _ in $(seq 1200); do grep -q '^PROC\|^CPU,1,' "$log" && break; sleep 0.1; done
+sleep 1
+echo "mce 1 1 0xb600000000000000 0x5 0x1000 0" > "$mon.in"
+wait "$qpid"
+expect_log "a machine check injected on CPU 1: reported with its bank, every CPU stopped, failure verdict" "$log" 1 $? \
+    '^PANIC on CPU 1: unhandled exception: #MC machine check \(vector 18\).*MCG_STATUS 0x5 \(RIPV MCIP\); bank 1: status 0xb600000000000000 \(VAL UC EN PCC\) addr 0x1000$' \
+    '^PANIC,1$' '^STOPPED,0,rip,'
+rm -f "$mon.in" "$mon.out"
 log="$out/fail-panic-late-ap.log"
 scripts/qemu.sh --machine q35 --cpu qemu64 --smp 4 --job boot --append "exo.ap_delay_ms=3000 exo.ap_timeout_ms=1500 exo.panic_on_cpu=0" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "panic with a late AP parked: failure verdict, no triple fault" "$log" 1 $? '^SMP,3,4,xapic$' '^PANIC on CPU 0: deliberate panic' '^PANIC,0$'

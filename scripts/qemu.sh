@@ -14,6 +14,9 @@
 #   gets the host's counters of both taps afterwards.
 #   virtio-pci on q35/pc/q35x, virtio-mmio (modern) on microvm (named by the DSDT) and
 #   microvm-noacpi (named on the command line; no MADT there: one CPU).
+# $EXO_QEMU_MONITOR=PATH: the QEMU monitor on the FIFOs PATH.in and PATH.out (made by the
+# caller with mkfifo; e.g. `echo "mce 1 1 0xb600000000000000 0x5 0x1000 0" > PATH.in`
+# injects a machine check on CPU 1). Without it, no monitor.
 # Exit status: 0 when the kernel reported success (QEMU exit 33), 1 when it reported failure
 # (QEMU exit 35), 2 for anything else (triple fault exits 0, timeout, QEMU error).
 set -uo pipefail
@@ -141,7 +144,7 @@ esac
 # shellcheck disable=SC2046
 cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"
      -kernel "$kernel" "${initrd_arg[@]}" -append "exo.job=$job $extra"
-     -serial stdio -display none -monitor none -no-reboot -nodefaults
+     -serial stdio -display none -monitor "${EXO_QEMU_MONITOR:+pipe:}${EXO_QEMU_MONITOR:-none}" -no-reboot -nodefaults
      -device isa-debug-exit,iobase=0xf4,iosize=0x04 "${net_arg[@]}")
 [ -n "${EXO_QEMU_VERBOSE:-}" ] && echo "+ ${cmd[*]}" >&2
 # The UART sends CRLF; logs and pipes get plain LF lines.

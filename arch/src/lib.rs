@@ -16,6 +16,7 @@ pub mod exit;
 pub mod fpu;
 pub mod gdt;
 pub mod layout;
+pub mod mce;
 pub mod paging;
 pub mod port;
 pub mod pvh;

@@ -150,10 +150,23 @@ fn fault(frame: &TrapFrame, v: u8) {
             frame.rbp,
         );
     }
+    // A machine check says what the banks hold (MSRs only: safe here). Until 2026-12-05
+    // the report named the vector alone.
+    let mce = if v == 18 {
+        exo_arch::mce::Report::read()
+    } else {
+        None
+    };
+    let mce = mce.as_ref().map(|r| r as &dyn core::fmt::Display);
     crate::trap::panic::fatal_exception(
         format_args!(
-            "{} (vector {v}), error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {cr2:#x}",
-            NAMES[v as usize], frame.error_code, frame.rip, frame.rsp
+            "{} (vector {v}), error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {cr2:#x}{}{}",
+            NAMES[v as usize],
+            frame.error_code,
+            frame.rip,
+            frame.rsp,
+            if mce.is_some() { "; " } else { "" },
+            mce.unwrap_or(&"")
         ),
         frame.rbp,
         frame.rip,
