@@ -265,13 +265,20 @@ fn emit(bytes: &[u8]) {
     }
 }
 
+/// This CPU's name in the console lock's owner word: its CPU id + 1 once its per-CPU block
+/// is installed, else `EARLY | APIC id` (CPUID). Until 2026-12-05 every CPU without a block
+/// was 1, the BSP's own name: an AP logging early while the BSP (or another early AP) held
+/// the lock took it for a re-entry and wrote over that line.
 fn me() -> u32 {
     if exo_percpu::installed() {
         exo_percpu::cpu_id_hint().0 + 1
     } else {
-        1
+        EARLY | (exo_arch::cpu::apic_id_from_cpuid() & !EARLY)
     }
 }
+
+/// The bit of [`me`]'s name for a CPU without its per-CPU block (CPU ids stay far below it).
+const EARLY: u32 = 1 << 31;
 
 /// Writes one line (the arguments plus a newline) atomically with respect to other CPUs,
 /// after this CPU's queued user bytes and the complete lines the other rings held when it
@@ -520,9 +527,40 @@ pub fn let_go() {
     let _ = OWNER.compare_exchange(me(), 0, Ordering::AcqRel, Ordering::Relaxed);
 }
 
-/// The CPU holding the console lock, if any.
+/// Who holds the console lock (an owner word of [`me`]'s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// A CPU with its per-CPU block.
+    Cpu(u32),
+    /// A CPU without one yet, by APIC id.
+    Early(u32),
+}
+
+impl Owner {
+    fn of(word: u32) -> Option<Owner> {
+        match word {
+            0 => None,
+            w if w & EARLY != 0 => Some(Owner::Early(w & !EARLY)),
+            w => Some(Owner::Cpu(w - 1)),
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Cpu(c) => write!(f, "CPU {c}"),
+            Owner::Early(a) => write!(f, "APIC id {a} (no per-CPU block yet)"),
+        }
+    }
+}
+
+/// The CPU (with its per-CPU block) holding the console lock, if any.
 pub fn holder() -> Option<u32> {
-    OWNER.load(Ordering::Acquire).checked_sub(1)
+    match Owner::of(OWNER.load(Ordering::Acquire)) {
+        Some(Owner::Cpu(c)) => Some(c),
+        _ => None,
+    }
 }
 
 /// Makes the console this CPU's for good (the panic report, once the other CPUs are
@@ -530,12 +568,11 @@ pub fn holder() -> Option<u32> {
 /// the lock, if another one did: it was stopped inside it, and [`locked`]'s bounded wait
 /// would otherwise be paid again at every line of the report (20e9 ticks each: minutes for a
 /// report, until 2026-12-04).
-pub fn take_over() -> Option<u32> {
+pub fn take_over() -> Option<Owner> {
     let me = me();
     match OWNER.swap(me, Ordering::AcqRel) {
-        0 => None,
         o if o == me => None,
-        o => Some(o - 1),
+        o => Owner::of(o),
     }
 }
 

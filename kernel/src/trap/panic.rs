@@ -214,7 +214,7 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     // holding its lock (it would never release it).
     wait_stopped(cpu);
     if let Some(c) = crate::console::take_over() {
-        crate::kprintln!("console: taken over from CPU {c}, stopped while it held the console");
+        crate::kprintln!("console: taken over from {c}, stopped while it held the console");
     }
     // User bytes queued in the console rings come out before the report.
     crate::console::flush_all();
