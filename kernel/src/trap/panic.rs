@@ -108,6 +108,9 @@ pub fn report_panic_after_exit() -> Option<u32> {
     Some(t)
 }
 
+/// A nested panic has sent the stop-all NMIs (at most once).
+static NESTED_STOP: AtomicBool = AtomicBool::new(false);
+
 /// Test switch (`exo.panic_also_cpu`): the reporting CPU waits for a second panic to be
 /// recorded before it stops the others (else its NMI would stop that CPU first).
 static AWAIT_SECOND: AtomicBool = AtomicBool::new(false);
@@ -194,8 +197,15 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
             leave_note(cpu, msg, rip);
             exo_arch::cpu::halt_forever();
         }
-        // A panic while panicking on this CPU: stop now.
+        // A panic while panicking on this CPU: stop now, and the others with it (once: a
+        // panic inside `stop_others` itself must not loop). Under QEMU the exit ends every
+        // CPU anyway; on a real machine, where the exit port does nothing, the other CPUs
+        // ran on until 2026-12-05 when the nesting came before the report's stop-all (not
+        // testable under QEMU).
         exo_arch::serial::write_bytes(b"\nnested panic; exiting\n");
+        if !NESTED_STOP.swap(true, Ordering::AcqRel) {
+            stop_others();
+        }
         exit(ExitCode::Failure);
     }
     if HOLD_REPORT_FOR_EXIT.load(Ordering::Acquire) {
