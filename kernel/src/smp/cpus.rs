@@ -322,8 +322,6 @@ pub enum RunError {
     Busy(CpuId),
     /// The request was not finished by the deadline.
     Timeout(CpuId),
-    /// The IPI could not be sent.
-    Ipi(apic::ApicError),
     /// Running on the calling CPU itself is not a mailbox request.
     SelfTarget,
     /// The request completed, but its result was overwritten by later requests before it
@@ -341,7 +339,6 @@ impl core::fmt::Display for RunError {
                 "CPU {} did not finish its request before the deadline",
                 c.0
             ),
-            RunError::Ipi(e) => write!(f, "IPI failed: {e}"),
             RunError::SelfTarget => write!(f, "cannot post to the calling CPU"),
             RunError::Lost(c) => write!(
                 f,
@@ -384,7 +381,18 @@ pub fn post(cpu: CpuId, f: RemoteFn, arg: u64) -> Result<Ticket, RunError> {
         .mailbox
         .post(f as usize as u64, arg, poster)
         .map_err(|exo_sched::Busy| RunError::Busy(cpu))?;
-    apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_WAKE)).map_err(RunError::Ipi)?;
+    // The request is posted whether or not the IPI goes out: the caller gets its ticket and
+    // waits with its deadline (a target that is not woken may still run it at its next look
+    // at the mailbox, as after any wait that timed out). Until 2026-12-05 a failed IPI
+    // returned an error without the ticket: the caller took the request for never posted
+    // while the target could still run it later, with an argument the caller may have let
+    // go (the 'left' list's post without a ticket).
+    if let Err(e) = apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_WAKE)) {
+        log::warn!(
+            "wake IPI to CPU {} failed ({e}): request posted, not announced",
+            cpu.0
+        );
+    }
     Ok(Ticket {
         cpu,
         seq,
