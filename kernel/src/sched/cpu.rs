@@ -109,8 +109,6 @@ pub struct CpuSched {
     pub steals: AtomicU64,
     /// See `switches`.
     pub wake_ipis: AtomicU64,
-    /// Preemptions by a wake-up IPI (`wake::wake_ipi`), apart from the tick's `preemptions`.
-    pub wake_preemptions: AtomicU64,
     /// Threads parked at their system-call boundary this CPU left for ring 3 through
     /// their frame (`handoff_parked`'s `exit`), and parked threads resumed by a switch
     /// (their continuation ran).
@@ -835,7 +833,6 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         preemptions: AtomicU64::new(0),
         steals: AtomicU64::new(0),
         wake_ipis: AtomicU64::new(0),
-        wake_preemptions: AtomicU64::new(0),
         parked_exits: AtomicU64::new(0),
         parked_resumes: AtomicU64::new(0),
         timer_ticks: AtomicU64::new(0),
@@ -975,15 +972,6 @@ pub fn counters() -> (u64, u64, u64, u64) {
         c.3 += s.wake_ipis.load(Ordering::Relaxed);
     }
     c
-}
-
-/// Preemptions by wake-up IPIs summed over CPUs (`CpuSched::wake_preemptions`; the tick's
-/// are [`counters`]' second).
-pub fn wake_preemptions() -> u64 {
-    cpus::online()
-        .filter_map(|b| cpu_sched(b.hot.cpu_id))
-        .map(|s| s.wake_preemptions.load(Ordering::Relaxed))
-        .sum()
 }
 
 /// One CPU's timer counters: (switches, ticks, slice writes, other writes); see

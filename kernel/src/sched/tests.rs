@@ -61,11 +61,6 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
-    "sched.wake_ipi_preempts_a_spinning_thread",
-    wake_preempts
-);
-ktest!(
-    Needs::Threads,
     "sched.switches_leave_an_earlier_deadline_armed",
     lazy_timer
 );
@@ -468,18 +463,7 @@ fn setter(_: u64) -> u64 {
     0
 }
 
-/// The tick preempts a spinning kernel thread for the other thread of its CPU. Wake-up
-/// preemption is held off: the second thread's spawn is a wake-up on that CPU, which
-/// preempts the spinner itself once it has run a quarter slice (seen in debug kernels,
-/// whose spawn is slower), and the tick would then have nothing to do.
 fn preempted(s: &BootState) -> TestResult {
-    sched::hold_wake_preemption(true);
-    let r = preempted_by_the_tick(s);
-    sched::hold_wake_preemption(false);
-    r
-}
-
-fn preempted_by_the_tick(s: &BootState) -> TestResult {
     FLAG.store(false, Ordering::Relaxed);
     let (_, p0, _, _) = sched::counters();
     let (cpu, codes) = pair_on_last_cpu(s, spinner, setter)?;
@@ -488,113 +472,6 @@ fn preempted_by_the_tick(s: &BootState) -> TestResult {
         format!("the spinner on CPU {cpu} never saw the flag: not preempted")
     })?;
     check(p1 > p0, || "no preemption counted".into())
-}
-
-/// `wake_preempts`: W may go on (set by the test), W ran, the spinner runs, the spinner
-/// stopped spinning; the TSC of the wake-up and of W's start.
-static WP_GO: AtomicBool = AtomicBool::new(false);
-static WP_W_RAN: AtomicBool = AtomicBool::new(false);
-static WP_SPINNING: AtomicBool = AtomicBool::new(false);
-static WP_S_DONE: AtomicBool = AtomicBool::new(false);
-static WP_WOKEN_AT: AtomicU64 = AtomicU64::new(0);
-static WP_W_AT: AtomicU64 = AtomicU64::new(0);
-
-/// W: blocks (no deadline) until the test lets it go; 0 if it then ran while the spinner
-/// was still spinning, 1 if only after.
-fn wp_woken(_: u64) -> u64 {
-    while !WP_GO.load(Ordering::Acquire) {
-        sched::block_unless(|| !WP_GO.load(Ordering::Acquire));
-    }
-    WP_W_AT.store(rdtsc(), Ordering::Release);
-    let spinning = !WP_S_DONE.load(Ordering::Acquire);
-    WP_W_RAN.store(true, Ordering::Release);
-    u64::from(!spinning)
-}
-
-/// S: spins (preemptible, no call into the scheduler) until W has run or 2 s have passed;
-/// 0 if it saw W run, 1 if not.
-fn wp_spinner(_: u64) -> u64 {
-    WP_SPINNING.store(true, Ordering::Release);
-    let deadline = rdtsc() + ms(2000);
-    let mut saw = false;
-    while rdtsc() < deadline {
-        if WP_W_RAN.load(Ordering::Acquire) {
-            saw = true;
-            break;
-        }
-        core::hint::spin_loop();
-    }
-    WP_S_DONE.store(true, Ordering::Release);
-    u64::from(!saw)
-}
-
-/// A thread woken onto a CPU where another thread spins runs while that one still spins:
-/// the wake-up preempts (`sched::wake_ipi`, or the tick's same rule when the tick drains
-/// the mailbox first). W (pinned to the last CPU) blocks; S (pinned there too) spins for up
-/// to 2 s, never blocking or yielding; once S has run for a whole slice (past the wake-up
-/// preemption's floor, a quarter slice), CPU 0 wakes W. W must run, and S see it, before
-/// S's 2 s are over. It cannot pass without the wake-up preemption: the tick's slice-end
-/// preemption is held off for the test (`sched::hold_tick_preemption`; under icount there
-/// is no tick at all), W is pinned (no other CPU may steal it), and S gives the CPU up by
-/// no other means, so W waits in the run queue or the mailbox until S returns after 2 s.
-/// Seen with the IPI's call and the tick's rule taken out: both report 1, W ran 2 s after
-/// its wake-up (TCG -smp 4, and icount -smp 2, where the IPI alone does it: 1,202 TSC
-/// ticks with it). Needs 2 CPUs.
-fn wake_preempts(_: &BootState) -> TestResult {
-    if ncpus() < 2 {
-        return Err(format!("{SKIP}needs 2 CPUs"));
-    }
-    let x = ncpus() - 1;
-    for f in [&WP_GO, &WP_W_RAN, &WP_SPINNING, &WP_S_DONE] {
-        f.store(false, Ordering::Release);
-    }
-    let spawn = |f| {
-        Builder::new()
-            .pin(x)
-            .spawn(f, 0)
-            .map_err(|e| format!("spawn: {e}"))
-    };
-    let w = spawn(wp_woken)?;
-    let p0 = sched::wake_preemptions();
-    sched::hold_tick_preemption(true);
-    let mut tids = alloc::vec![w];
-    let r = (|| {
-        crate::harness::wait_for("W to block", 10_000, || sched::is_blocked(w))?;
-        tids.push(spawn(wp_spinner)?);
-        crate::harness::wait_for("S to spin", 10_000, || WP_SPINNING.load(Ordering::Acquire))?;
-        let until = rdtsc() + sched::slice_tsc();
-        while rdtsc() < until {
-            sched::yield_now();
-        }
-        WP_WOKEN_AT.store(rdtsc(), Ordering::Release);
-        WP_GO.store(true, Ordering::Release);
-        let woke = sched::wake(w);
-        check(woke, || "W was not blocked".into())
-    })();
-    if r.is_err() {
-        WP_GO.store(true, Ordering::Release);
-        sched::wake(w);
-    }
-    let codes = join_all(&tids, 10_000);
-    sched::hold_tick_preemption(false);
-    r?;
-    let codes = codes?;
-    let p1 = sched::wake_preemptions();
-    let lat = WP_W_AT
-        .load(Ordering::Acquire)
-        .saturating_sub(WP_WOKEN_AT.load(Ordering::Acquire));
-    check(codes == [0, 0], || {
-        format!(
-            "W (code {}) ran only once S (code {}) stopped spinning on CPU {x}: not preempted by the wake-up ({} TSC ticks after it)",
-            codes[0], codes[1], lat
-        )
-    })?;
-    check(p1 > p0, || "no wake-up preemption counted".into())?;
-    crate::kprintln!(
-        "INFO,sched.wake_preempt,cpu,{x},latency_tsc,{lat},slice_tsc,{}",
-        sched::slice_tsc()
-    );
-    Ok(())
 }
 
 /// One of the lazy-timer test's pair: once both run (else a yield finds nobody to switch

@@ -1,8 +1,7 @@
 //! Blocking, waking, sleeping and the timer: `Blocked -> Ready` by one CAS and a post to the
 //! thread's CPU mailbox (with the full-mailbox fallback), wake IPIs, `block_unless` /
-//! `block_until` / `sleep_until`, the wake IPI's preemption (`wake_ipi`), the tick
-//! (preemption at the slice end, sleepers due) and the one-shot or TSC-deadline timer
-//! programming.
+//! `block_until` / `sleep_until`, the tick (preemption at the slice end, sleepers due) and
+//! the one-shot or TSC-deadline timer programming.
 #![allow(
     unsafe_code,
     reason = "run queue and sleeper list under the CPU's lock"
@@ -83,27 +82,6 @@ pub fn force_mailbox_full(on: bool) {
     FORCE_MAILBOX_FULL.store(on, Ordering::Relaxed);
 }
 
-/// Test switch: the tick preempts no thread at its slice end (`true`), or as usual. The idle
-/// context is still preempted when work waits, sleepers are still woken. Lets a test show
-/// that something else (a wake-up IPI) gave a thread the CPU.
-pub(super) static TICK_PREEMPTION_HELD: AtomicBool = AtomicBool::new(false);
-
-/// Stops the tick from preempting threads at their slice end (`true`), or lets it again
-/// (tests: `sched.wake_ipi_preempts_a_spinning_thread`).
-pub fn hold_tick_preemption(on: bool) {
-    TICK_PREEMPTION_HELD.store(on, Ordering::Relaxed);
-}
-
-/// Test switch: wake-ups preempt nobody (`true`), or as usual (`wake_ipi`, and the tick's
-/// same rule). Lets a test show that the tick alone preempts a spinning thread.
-pub(super) static WAKE_PREEMPTION_HELD: AtomicBool = AtomicBool::new(false);
-
-/// Stops wake-ups from preempting (`true`), or lets them again (tests whose point is the
-/// tick's preemption: a thread spawned onto a spinner's CPU is a wake-up there).
-pub fn hold_wake_preemption(on: bool) {
-    WAKE_PREEMPTION_HELD.store(on, Ordering::Relaxed);
-}
-
 pub(super) fn ring(target: &CpuSched) {
     if target.cpu == exo_percpu::cpu_id_hint().0 {
         return; // we drain our own mailbox at our next schedule
@@ -119,68 +97,6 @@ pub fn kick(cpu: u32) {
         ring(cs);
     }
 }
-
-/// The wake-up IPI (`VEC_WAKE`), called by its interrupt after EOI: a thread woken onto this
-/// CPU while another one runs gets the CPU now, not at the running thread's slice end (or,
-/// under icount, which has no timer, only when it blocks). Only when the interrupted code
-/// is preemptible (the tick's rule), the mailbox holds work (a `kick` or a stale doorbell
-/// does nothing) and the running thread is not the idle context (its loop takes the
-/// mailbox when the IPI ends its halt). The rest is `wake_preempt`.
-#[inline(always)]
-pub fn wake_ipi() {
-    let Some(cs) = this_sched() else {
-        return;
-    };
-    if cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed)
-        || !cs.mailbox.is_pending()
-        || !exo_percpu::preemptible()
-    {
-        return;
-    }
-    wake_preempt(cs);
-}
-
-/// [`wake_ipi`] with a thread running and woken threads in the mailbox: they go to the run
-/// queue (as at a tick), and the running thread is preempted through the tick's path
-/// (`schedule_irqs_off`: it is put back and the most urgent thread runs, which may be
-/// itself) if [`wake_may_preempt`] says so; else the woken threads wait for its slice end,
-/// as before.
-#[inline(never)]
-fn wake_preempt(cs: &CpuSched) {
-    let now = rdtsc();
-    cs.lock();
-    cs.drain_mailbox();
-    // SAFETY: lock held.
-    let others = !unsafe { cs.rq() }.is_empty();
-    cs.unlock();
-    if others && wake_may_preempt(cs, now) {
-        bump(&cs.wake_preemptions);
-        schedule_irqs_off();
-    }
-}
-
-/// Whether a wake-up may preempt the thread running on `cs` at `now`: it has run at least
-/// [`WAKE_GRANULARITY_SHIFT`]'s share of a slice since it was switched in (`ran_since`),
-/// and no test holds wake-up preemption off.
-#[inline(always)]
-fn wake_may_preempt(cs: &CpuSched, now: u64) -> bool {
-    now.saturating_sub(cs.ran_since.load(Ordering::Relaxed))
-        >= SLICE_TSC.load(Ordering::Relaxed) >> WAKE_GRANULARITY_SHIFT
-        && !WAKE_PREEMPTION_HELD.load(Ordering::Relaxed)
-}
-
-/// A wake-up preempts the running thread only once it has run `slice >> this` (a quarter
-/// of the slice, 250 us at the kernel's 1 ms) since it was switched in: a woken thread
-/// waits for nothing past that point, for at most the slice end before it. The floor keeps
-/// a CPU-bound thread's share against threads that wake and block in turn (two threads
-/// ping-ponging across CPUs, one of them here): each wake-up preemption leaves it at least
-/// a quarter slice more, so it keeps at least G / (G + b) of the CPU, b being the woken
-/// thread's burst (nearly all of it for IPC-sized bursts), where with no floor it would
-/// only run between two wake-ups. The same shift as the hot queue's limit
-/// (`exo_sched::HOT_BURST_SHIFT`): a burst cut short by a wake-up is never below the hot
-/// limit, so wake-up preemptions alone do not make a CPU-bound thread look hot (and jump
-/// ahead of every normal thread).
-pub(super) const WAKE_GRANULARITY_SHIFT: u32 = exo_sched::HOT_BURST_SHIFT;
 
 /// Makes thread `tid` runnable if it is blocked; returns whether it was.
 pub fn wake(tid: Tid) -> bool {
@@ -302,9 +218,8 @@ pub fn sleep_us(us: u64) {
     sleep_until(crate::smp::time::Deadline::after_us(us).tsc());
 }
 
-/// The tick: wakes expired sleepers, preempts the running thread at the end of its slice, or
-/// for threads woken here since the last drain by the wake IPI's rule (`wake_ipi`), if the
-/// interrupted code allows it. Called by the timer interrupt after EOI.
+/// The tick: wakes expired sleepers, preempts the running thread at the end of its slice if
+/// the interrupted code allows it. Called by the timer interrupt after EOI.
 #[inline(never)]
 pub fn tick() {
     let Some(cs) = this_sched() else {
@@ -316,13 +231,6 @@ pub fn tick() {
     cs.armed.store(u64::MAX, Ordering::Relaxed);
     bump(&cs.timer_ticks);
     cs.lock();
-    // Threads woken here since the last drain: the tick applies the wake IPI's rule to them
-    // too. The timer's vector outranks the wake IPI's, so when both are pending (a CPU
-    // that took neither for a while: a vCPU the host did not run) the tick comes first and
-    // drains the mailbox, and the IPI then finds it empty; until the tick took the rule
-    // over, such a wake-up waited for the slice end (seen under TCG at -smp 4, about one
-    // run in two of `sched.wake_ipi_preempts_a_spinning_thread`).
-    let woken = cs.mailbox.is_pending();
     cs.drain_mailbox();
     let _ = cs.wake_sleepers(now);
     let cur = cs.current.load(Ordering::Relaxed) as usize;
@@ -342,15 +250,11 @@ pub fn tick() {
     // thread switched in ran inside the idle context's guard: magazines mid-update (a double
     // free at -smp 16) or the shootdown lock held by a context that could not run. A busy
     // idle context reaches its loop's pick soon enough.
-    let slice_end = expired && others && !TICK_PREEMPTION_HELD.load(Ordering::Relaxed);
-    let wake_due = woken && others && !is_idle && wake_may_preempt(cs, now);
-    if (idle_has_work || slice_end || wake_due) && exo_percpu::preemptible() {
+    if (idle_has_work || (expired && others)) && exo_percpu::preemptible() {
         if is_idle {
             leave_halted(cs);
-        } else if slice_end {
-            bump(&cs.preemptions);
         } else {
-            bump(&cs.wake_preemptions);
+            bump(&cs.preemptions);
         }
         schedule_irqs_off();
     } else {
