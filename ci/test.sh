@@ -220,6 +220,12 @@ KT_ONLINE=3 kernel_tests "late AP parks and survives an NMI" --machine q35 --cpu
 # parks, never online after being reported missing.
 KT_ONLINE=3 kernel_tests "AP stalled after arrival parks, not online after reported missing" --machine q35 --cpu max --smp 4 \
     --append "exo.ap_stall_ms=3000 exo.ap_timeout_ms=1500 exo.test=smp."
+# The same AP stalled between taking its tables and its per-CPU block: the BSP gives up and
+# takes the block back; the AP must park without freeing the tables it took (until
+# 2026-12-05 it dropped them, a free through gs: with no per-CPU block and no IDT: a triple
+# fault, QEMU exit 0).
+KT_ONLINE=3 kernel_tests "AP stalled between its two takes parks without freeing what it took" --machine q35 --cpu max --smp 4 \
+    --append "exo.ap_stall_ms=3000 exo.ap_timeout_ms=1500 exo.ap_stall_split=1 exo.test=smp."
 # An AP whose resources cannot be allocated (its per-CPU block refused, after its stacks and
 # tables were made) is never sent INIT or SIPI and never waited for: reported not started
 # with the reason, the others online with contiguous ids (the ktest checks the BSP's wait

@@ -99,6 +99,10 @@ pub struct Options {
     /// on it, before it goes online (`exo.ap_stall_ms=N`, 0 = off): it must park instead of
     /// coming online after being reported missing.
     pub ap_stall_ms: u64,
+    /// With `ap_stall_ms`: the AP stalls between taking its descriptor tables and taking its
+    /// per-CPU block (`exo.ap_stall_split=1`), so the BSP gives up on it holding one of the
+    /// two: it must park without freeing it (a free there triple-faulted).
+    pub ap_stall_split: bool,
     /// The per-CPU block of this AP (CPU id, 1 or more) cannot be allocated
     /// (`exo.ap_alloc_fail=N`, after its stacks and tables were made): it must not be sent
     /// INIT or SIPI, must be reported not started with the reason, and must not be waited
@@ -179,6 +183,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         ap_panic_early: false,
         ap_delay_ms: 0,
         ap_stall_ms: 0,
+        ap_stall_split: false,
         ap_alloc_fail: None,
         overflow_on_cpu: None,
         double_free: None,
@@ -245,6 +250,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("ap_stall_ms", v) => {
                 in_range(v, 0, MAX_MS).is_some_and(|ms| set(&mut o.ap_stall_ms, ms))
             }
+            ("ap_stall_split", "1") => set(&mut o.ap_stall_split, true),
             ("ap_alloc_fail", v) => v.parse().is_ok_and(|c| set(&mut o.ap_alloc_fail, Some(c))),
             ("double_free", "1") => set(&mut o.double_free, Some(DoubleFree::Object)),
             ("double_free", "frame") => set(&mut o.double_free, Some(DoubleFree::Frame)),

@@ -27,7 +27,7 @@ pub fn before_ap_start(opts: &Options, aps: &[u32]) {
         let ticks = opts
             .ap_stall_ms
             .saturating_mul(crate::smp::time::tsc_hz() / 1000);
-        crate::smp::bringup::set_ap_stall(late, ticks);
+        crate::smp::bringup::set_ap_stall(late, ticks, opts.ap_stall_split);
         info!(
             "exo.ap_stall_ms: APIC id {late} arrives, then stops {} ms, and until the BSP has given up on it, before it goes online",
             opts.ap_stall_ms

@@ -162,10 +162,15 @@ static DECIDED: AtomicBool = AtomicBool::new(false);
 /// Arms `exo.ap_stall_ms` for the AP with APIC id `apic_id`: it arrives in time, then stops
 /// for `ticks` TSC ticks and until the BSP has given up on it, so it can come online only
 /// after it was reported missing (it must park instead).
-pub fn set_ap_stall(apic_id: u32, ticks: u64) {
+pub fn set_ap_stall(apic_id: u32, ticks: u64, split: bool) {
     STALL_TICKS.store(ticks, Ordering::Relaxed);
+    STALL_SPLIT.store(split, Ordering::Relaxed);
     STALL_APIC.store(apic_id, Ordering::Release);
 }
+
+/// Fault injection (`exo.ap_stall_split`): the stalled AP stops between taking its tables
+/// and taking its block, not before both.
+static STALL_SPLIT: AtomicBool = AtomicBool::new(false);
 
 /// Fault injection (`exo.ap_panic_early`): the AP with this APIC id panics once it arrives.
 static PANIC_APIC: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -186,11 +191,13 @@ pub fn set_ap_alloc_fail(ap: u32) {
     ALLOC_FAIL_AP.store(ap, Ordering::Release);
 }
 
-fn stall_if_asked(apic_id: u32) {
-    if PANIC_APIC.load(Ordering::Acquire) == apic_id {
+fn stall_if_asked(apic_id: u32, split_point: bool) {
+    if !split_point && PANIC_APIC.load(Ordering::Acquire) == apic_id {
         panic!("deliberate panic requested by exo.ap_panic_early (before this AP's per-CPU block)");
     }
-    if STALL_APIC.load(Ordering::Acquire) != apic_id {
+    if STALL_APIC.load(Ordering::Acquire) != apic_id
+        || STALL_SPLIT.load(Ordering::Relaxed) != split_point
+    {
         return;
     }
     let end = exo_arch::tsc::rdtsc().saturating_add(STALL_TICKS.load(Ordering::Relaxed));
@@ -541,16 +548,26 @@ extern "C" fn ap_entry(ticket: u32) -> ! {
         exo_arch::cpu::halt_forever();
     }
     ARRIVED.fetch_add(1, Ordering::AcqRel);
-    stall_if_asked(my_apic);
+    stall_if_asked(my_apic, false);
     let stack = plan.stack_bounds[ticket as usize];
     // Every target in `T_WAITING` was given both before its INIT (`prepare_ap`); either is
     // gone only if the BSP gave up on this CPU meanwhile and took it back (`decide`): halt
     // without touching what was taken here (it stays this CPU's, never used). One lock at a
     // time, each let go before a halt (the BSP takes the other next).
     let tables = t.tables.lock().take();
+    stall_if_asked(my_apic, true);
     let block = t.block.lock().take();
-    let (Some(tables), Some(block)) = (tables, block) else {
-        exo_arch::cpu::halt_forever()
+    let (tables, block) = match (tables, block) {
+        (Some(tables), Some(block)) => (tables, block),
+        (tables, block) => {
+            // Never dropped: a free here writes through `gs:` (the allocator's per-CPU
+            // caches) on a CPU with no per-CPU block and no IDT, a triple fault. Until
+            // 2026-12-05 a let-else dropped the half it had taken (found by review,
+            // reproduced with the AP stalled between the two takes).
+            core::mem::forget(tables);
+            core::mem::forget(block);
+            exo_arch::cpu::halt_forever()
+        }
     };
     let (tables, block) = (tables.keep(), alloc::boxed::Box::leak(block));
     // The block's address is this CPU's kernel GS base from `install_this_cpu` on; the
