@@ -264,8 +264,6 @@ pub fn bsp_main(start_info: u64) -> BootState {
     let cr3 = exo_arch::cpu::read_cr3();
     crate::boot::faults::before_ap_start(&opts, &aps);
     let report = smp::start_aps(&aps, ap_timeout_ms, features.nx, cr3);
-    // From now on a large allocation's miss may ask the other CPUs for their cached frames.
-    crate::mm::kalloc::set_remote_drain(cpus::drain_frames_elsewhere);
     // An AP not started took no CPU id (the next one took it): `order` stays in CPU-id order.
     order.retain(|id| !report.not_started.iter().any(|d| d.apic_id == *id));
     let aps_online_tsc = phase("aps");

@@ -16,10 +16,8 @@
 //!   drain bounds how much one CPU can hoard when a producer/consumer pair moves memory one
 //!   way.
 //! * A block of order >= 1 the buddy cannot give (after reclaiming empty slabs) is looked for
-//!   among the frames the magazines hold: this CPU's go back to the buddy (coalescing), then
-//!   the other CPUs' when the layer above has installed a way to ask them (`set_remote_drain`),
-//!   within a deadline; then the buddy is asked again. Only on that miss: the order-0 paths
-//!   are untouched.
+//!   among the frames this CPU's magazine holds: they go back to the buddy (coalescing) and
+//!   the buddy is asked again. Only on that miss: the order-0 paths are untouched.
 //! * Interrupt handlers must not allocate (the fast paths hold off preemption, not interrupts).
 //!
 //! This module is the kernel's second audited `unsafe` module: it links raw free objects.
@@ -126,67 +124,29 @@ fn buddy_alloc(order: usize) -> Result<u64, OutOfMemory> {
         .map_err(|_| OutOfMemory)
 }
 
-/// How long an order >= 1 miss waits for the other CPUs' magazines to be drained (µs): a
-/// failing allocation may be that much slower. A switch for tests that need the drain to
-/// finish whatever the emulator's speed.
-pub static REMOTE_DRAIN_US: AtomicU64 = AtomicU64::new(20_000);
-/// Order >= 1 misses that drained this CPU's frame magazine, and those that asked the other
-/// CPUs to drain theirs (tests, reports).
+/// Order >= 1 misses that drained this CPU's frame magazine (tests, reports).
 pub static LOCAL_DRAINS: AtomicU64 = AtomicU64::new(0);
-/// See [`LOCAL_DRAINS`].
-pub static REMOTE_DRAINS: AtomicU64 = AtomicU64::new(0);
-/// The layer above's "every other online CPU drains its frame magazine, wait at most this
-/// many µs; returns how many did" (`smp`, installed at boot once the CPUs are up).
-static REMOTE_DRAIN: spin::Once<fn(u64) -> u32> = spin::Once::new();
-/// One remote drain at a time: a second CPU missing meanwhile does not post requests of
-/// its own (the mailboxes are busy with the first's), it only tries the buddy again.
-static REMOTE_DRAINING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
-/// Installs how the other CPUs are asked to drain their frame magazines (once).
-pub fn set_remote_drain(f: fn(u64) -> u32) {
-    REMOTE_DRAIN.call_once(|| f);
-}
-
-/// Gives this CPU's frame magazine back to the buddy (the remote side of an order >= 1
-/// miss; tests).
-pub fn drain_frames_this_cpu() {
-    cache::drain_all(&KernelDepot, cache::PAGES);
-}
 
 /// The miss path of a block of `order >= 1` (a large allocation, a slab carve): the buddy
-/// had none, but free frames may sit in the per-CPU frame magazines, where they never
-/// coalesce. This CPU's magazine goes back to the buddy, then (interrupts on, and the layer
-/// above able to) every other CPU's, waiting at most [`REMOTE_DRAIN_US`]; the buddy is
-/// asked after each. Until 2026-12-05 such an allocation failed out of memory with the
-/// frames free in magazines (on the "left" list). Touches no pool: safe under a pool's lock
-/// (`carve_slab`), like `buddy_alloc`.
+/// had none, but free frames may sit in this CPU's frame magazine, where they never
+/// coalesce: it goes back to the buddy and the buddy is asked again. Until 2026-12-05 such
+/// an allocation failed out of memory with the frames free in the magazine (on the "left"
+/// list). Touches no pool and waits for nothing: safe under a pool's lock (`carve_slab`),
+/// like `buddy_alloc`. Other CPUs' magazines are not asked: a first version posted them
+/// drain requests and waited up to 20 ms, with a pool's lock held when a slab carve missed,
+/// and a request a busy CPU had not answered kept its mailbox busy for every later
+/// `run_on` (found by review); a CPU's magazine holds at most a few hundred frames.
 #[cold]
 fn buddy_alloc_from_magazines(order: usize) -> Result<u64, OutOfMemory> {
     let held = {
         let g = PreemptGuard::new();
         cache::len(&g, cache::PAGES)
     };
-    if held > 0 {
-        LOCAL_DRAINS.fetch_add(1, Ordering::Relaxed);
-        drain_frames_this_cpu();
-        if let Ok(pa) = buddy_alloc(order) {
-            return Ok(pa);
-        }
-    }
-    let Some(&remote) = REMOTE_DRAIN.get() else {
-        return Err(OutOfMemory);
-    };
-    // Waiting with interrupts off would hold them off on this CPU for the whole deadline
-    // (a caller in the scheduler's switch path, under an interrupts-off lock): not done,
-    // as for `reclaim_slabs`.
-    if !exo_arch::cpu::interrupts_enabled() {
+    if held == 0 {
         return Err(OutOfMemory);
     }
-    if !REMOTE_DRAINING.swap(true, Ordering::Acquire) {
-        REMOTE_DRAINS.fetch_add(1, Ordering::Relaxed);
-        remote(REMOTE_DRAIN_US.load(Ordering::Relaxed));
-        REMOTE_DRAINING.store(false, Ordering::Release);
-    }
+    LOCAL_DRAINS.fetch_add(1, Ordering::Relaxed);
+    cache::drain_all(&KernelDepot, cache::PAGES);
     buddy_alloc(order)
 }
 

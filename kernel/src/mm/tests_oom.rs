@@ -43,11 +43,6 @@ ktest!(
     "mm.oom_order1_takes_frames_from_this_cpus_magazine",
     order1_from_this_magazine
 );
-ktest!(
-    Needs::Threads,
-    "mm.oom_order1_takes_frames_from_another_cpus_magazine",
-    order1_from_another_magazine
-);
 
 static OOM_LOCK: crate::sched::park::Mutex<u64> = crate::sched::park::mutex(0);
 static GO: AtomicBool = AtomicBool::new(false);
@@ -420,73 +415,38 @@ fn slabs_then_a_frame(_: u64) -> u64 {
     }
 }
 
-/// `pair_in_a_magazine`'s argument when the pair goes into its own CPU's magazine.
-const HERE: u64 = u64::MAX;
-
 /// Where an order-1 allocation must find its frames, with everything else hoarded: the two
-/// halves of one buddy block, freed one frame at a time into this CPU's frame magazine, or
-/// into another CPU's. Until 2026-12-05 it failed out of memory with both frames free (the
-/// buddy held no order >= 1 block; magazine frames never coalesce; on the "left" list).
+/// halves of one buddy block, freed one frame at a time into this CPU's frame magazine.
+/// Until 2026-12-05 it failed out of memory with both frames free (the buddy held no block
+/// of order 1 or more; magazine frames never coalesce; on the "left" list). Other CPUs'
+/// magazines are not drained (see `kalloc::buddy_alloc_from_magazines`).
 fn order1_from_this_magazine(_: &BootState) -> TestResult {
-    order1_from_magazine(false)
-}
-
-/// See [`order1_from_this_magazine`]: the pair in another CPU's magazine (that CPU idle).
-fn order1_from_another_magazine(_: &BootState) -> TestResult {
-    order1_from_magazine(true)
-}
-
-fn order1_from_magazine(remote: bool) -> TestResult {
-    let n = ncpus();
-    if remote && n < 2 {
-        return Err(format!("{SKIP}one CPU"));
-    }
     drain_all()?;
-    // The test thread on the last CPU; the pair, when remote, on CPU 0 (idle meanwhile:
-    // the runner waits in `join_all`).
-    let arg = if remote { 0 } else { HERE };
-    // The other CPUs' drain must finish whatever the emulator's speed (the default deadline
-    // is an allocation's, short): the test asks for the harness's usual 5 s.
-    let old = crate::mm::kalloc::REMOTE_DRAIN_US.swap(5_000_000, Ordering::Relaxed);
     let t = Builder::new()
-        .pin(n - 1)
-        .spawn(pair_in_a_magazine, arg)
+        .pin(ncpus() - 1)
+        .spawn(pair_in_a_magazine, 0)
         .map_err(|e| format!("spawn: {e}"));
-    let code = t.and_then(|t| join_all(&[t], 60_000));
-    crate::mm::kalloc::REMOTE_DRAIN_US.store(old, Ordering::Relaxed);
-    let whose = if remote { "CPU 0's" } else { "this CPU's" };
-    match code?[0] {
+    match t.and_then(|t| join_all(&[t], 60_000))?[0] {
         0 => Ok(()),
         1 => Err("no buddy pair among the frames set aside, or no room for them".into()),
-        2 => Err("CPU 0 did not drain its magazine or take the pair".into()),
-        3 => Err(format!(
-            "an order-1 allocation failed with the buddy empty and a free pair in {whose} magazine"
-        )),
-        4 => Err(format!(
-            "the order-1 block did not come from {whose} magazine (the path was not forced)"
-        )),
+        3 => Err(
+            "an order-1 allocation failed with the buddy empty and a free pair in this CPU's magazine"
+                .into(),
+        ),
+        4 => Err(
+            "the order-1 block did not come from this CPU's magazine (the path was not forced)"
+                .into(),
+        ),
         c => Err(format!("exit code {c:#x}")),
     }
 }
 
-fn drain_frames(_: u64) -> u64 {
-    crate::mm::kalloc::drain_frames_this_cpu();
-    0
-}
-
-fn free_pair(pa: u64) -> u64 {
-    use crate::mm::kalloc::{Frame, free_frame};
-    free_frame(Frame::from_phys(pa));
-    free_frame(Frame::from_phys(pa + 4096));
-    0
-}
-
-/// The body of [`order1_from_magazine`] on its pinned CPU: frames until two are the halves
-/// of one order-1 block, everything else hoarded (the buddy is empty), the pair freed into
-/// a magazine (this CPU's, or CPU `arg`'s), then one 8 KiB page-aligned allocation (order
-/// 1). 0 when it came and is the pair (the counter of the drain that must have found it
-/// moved), 3 when it failed, 4 when it came from elsewhere; 1, 2: set-up failed.
-fn pair_in_a_magazine(arg: u64) -> u64 {
+/// The body of [`order1_from_this_magazine`] on its pinned CPU: frames until two are the
+/// halves of one order-1 block, everything else hoarded (the buddy is empty), the pair
+/// freed into this CPU's magazine, then one 8 KiB page-aligned allocation (order 1). 0 when
+/// it came and is the pair (the local drain's counter moved), 3 when it failed, 4 when it
+/// came from elsewhere; 1: set-up failed.
+fn pair_in_a_magazine(_: u64) -> u64 {
     use crate::mm::kalloc::{self, Frame};
     const MAX: usize = 4096;
     let mut frames: Vec<Frame> = Vec::new();
@@ -509,57 +469,19 @@ fn pair_in_a_magazine(arg: u64) -> u64 {
         return 1;
     };
     let base = a.phys().min(b.phys());
-    let mut code = 0;
-    if arg != HERE {
-        // CPU `arg`'s magazine emptied into the buddy, to be hoarded: afterwards it holds
-        // the pair alone (it stays idle), so the drain must give back exactly that block.
-        let on = crate::smp::cpus::run_on(
-            exo_percpu::CpuId(arg as u32),
-            drain_frames,
-            0,
-            crate::smp::time::Deadline::after_ms(5000),
-        );
-        if on.is_err() {
-            code = 2;
-        }
-    }
     let hoard = kalloc::Hoard::take_all();
-    let (local, remote) = (
-        kalloc::LOCAL_DRAINS.load(Ordering::Relaxed),
-        kalloc::REMOTE_DRAINS.load(Ordering::Relaxed),
-    );
-    if arg == HERE {
-        kalloc::free_frame(a);
-        kalloc::free_frame(b);
-    } else if code == 0 {
-        // The frames change hands by address (a `Frame` has no drop of its own).
-        let _ = (a, b);
-        let on = crate::smp::cpus::run_on(
-            exo_percpu::CpuId(arg as u32),
-            free_pair,
-            base,
-            crate::smp::time::Deadline::after_ms(5000),
-        );
-        if on.is_err() {
-            // Not freed there (the request may still run): kept, never reused.
-            code = 2;
-        }
-    }
-    if code == 0 {
-        let layout = core::alloc::Layout::from_size_align(8192, 4096).ok();
-        let got = layout.map(kalloc::try_alloc_owned);
-        let drained = if arg == HERE {
-            kalloc::LOCAL_DRAINS.load(Ordering::Relaxed) != local
-        } else {
-            kalloc::REMOTE_DRAINS.load(Ordering::Relaxed) != remote
-        };
-        code = match &got {
-            Some(Ok(p)) if drained && p.addr() as u64 == exo_arch::layout::phys_to_virt(base) => 0,
-            Some(Ok(_)) => 4,
-            _ => 3,
-        };
-        drop(got);
-    }
+    let local = kalloc::LOCAL_DRAINS.load(Ordering::Relaxed);
+    kalloc::free_frame(a);
+    kalloc::free_frame(b);
+    let layout = core::alloc::Layout::from_size_align(8192, 4096).ok();
+    let got = layout.map(kalloc::try_alloc_owned);
+    let drained = kalloc::LOCAL_DRAINS.load(Ordering::Relaxed) != local;
+    let code = match &got {
+        Some(Ok(p)) if drained && p.addr() as u64 == exo_arch::layout::phys_to_virt(base) => 0,
+        Some(Ok(_)) => 4,
+        _ => 3,
+    };
+    drop(got);
     drop(hoard);
     frames.drain(..).for_each(kalloc::free_frame);
     code

@@ -530,56 +530,6 @@ pub fn run_on(
     }
 }
 
-fn drain_frames(_: u64) -> u64 {
-    crate::mm::kalloc::drain_frames_this_cpu();
-    0
-}
-
-/// Asks every other online CPU to give its frame magazine back to the buddy and waits for
-/// them, at most `us` microseconds in all; returns how many did in time. kalloc's miss path
-/// for blocks of order >= 1 (installed at boot: `kalloc::set_remote_drain`), so it
-/// allocates nothing: requests are posted and waited for `TICKETS` at a time. A CPU whose
-/// mailbox is busy is skipped; one that does not answer in time runs the request later
-/// (harmless: a drain; its mailbox is busy until then). Mailbox requests run when a CPU is
-/// idle or waits: a CPU busy with a thread all along is not drained.
-pub fn drain_frames_elsewhere(us: u64) -> u32 {
-    const TICKETS: usize = 32;
-    let deadline = crate::smp::time::Deadline::after_us(us);
-    let mut cpus = online().map(|b| CpuId(b.hot.cpu_id));
-    let mut done = 0;
-    loop {
-        let mut tickets = arrayvec::ArrayVec::<Ticket, TICKETS>::new();
-        for cpu in cpus.by_ref() {
-            match post(cpu, drain_frames, 0) {
-                Ok(t) => {
-                    tickets.push(t);
-                    if tickets.is_full() {
-                        break;
-                    }
-                }
-                // The caller's CPU now (it drained the one it missed on, and may have moved
-                // since): drained here.
-                Err(RunError::SelfTarget) => {
-                    drain_frames(0);
-                }
-                // Busy (another request pending), gone: skipped.
-                Err(_) => {}
-            }
-        }
-        if tickets.is_empty() {
-            return done;
-        }
-        for t in tickets {
-            if wait(t, deadline).is_ok() {
-                done += 1;
-            }
-        }
-        if deadline.passed() {
-            return done;
-        }
-    }
-}
-
 /// Runs a pending mailbox request of this CPU, if any. Returns whether it ran one.
 pub fn poll_mailbox(g: &IrqGuard) -> bool {
     let b = this(g);
