@@ -238,35 +238,30 @@ impl core::fmt::Display for Window {
 /// device placing it there would (`pci.window_past_its_bar_fails_the_device`).
 pub static FAIL_NEXT_WINDOW: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
 
-/// The length of the window `[off, off + len)` that the device names for `what` in BAR
-/// `bar`, as the transport is to see it: `len`, or, once when [`FAIL_NEXT_WINDOW`] names
-/// `what`, one byte past the BAR's end.
-fn seen_len(bars: &[Bar; 6], what: Window, bar: u8, off: u64, len: u64) -> u64 {
-    let size = bars.get(usize::from(bar)).map_or(0, Bar::size);
-    let ord = core::sync::atomic::Ordering::Relaxed;
-    if FAIL_NEXT_WINDOW
-        .compare_exchange(what as u8, 0, ord, ord)
-        .is_ok()
-    {
-        size.saturating_sub(off) + 1
-    } else {
-        len
-    }
-}
-
-/// `Ok` if the window `[off, off + len)` that the device names for `what` lies entirely
-/// within BAR `bar` of `bars` (the sizes [`Function::bars`] found), else
-/// [`VirtioError::OutsideBar`].
-fn within_bar(
+/// Checks the window `[off, off + len)` that the device names for `what` in BAR `bar` of
+/// `bars` (the sizes [`Function::bars`] found): its length as the transport is to use it,
+/// or [`VirtioError::OutsideBar`] when it does not lie entirely within the BAR. Once when
+/// [`FAIL_NEXT_WINDOW`] names `what`, the window is seen grown to end one byte past the
+/// BAR's end (test).
+fn check_window(
     bars: &[Bar; 6],
     what: Window,
     bar: u8,
     off: u64,
     len: u64,
-) -> Result<(), VirtioError> {
+) -> Result<u64, VirtioError> {
     let b = bars.get(usize::from(bar)).copied().unwrap_or(Bar::None);
+    let ord = core::sync::atomic::Ordering::Relaxed;
+    let len = if FAIL_NEXT_WINDOW
+        .compare_exchange(what as u8, 0, ord, ord)
+        .is_ok()
+    {
+        b.size().saturating_sub(off) + 1
+    } else {
+        len
+    };
     if b.holds(off, len) {
-        Ok(())
+        Ok(len)
     } else {
         Err(VirtioError::OutsideBar {
             what,
@@ -378,8 +373,7 @@ impl Transport {
             if id == 0x11 && msix.is_none() {
                 let [t, p] = super::pci::msix_windows(&func, at);
                 for (what, (bar, off, len)) in [(Window::MsixTable, t), (Window::MsixPba, p)] {
-                    let len = seen_len(&bars, what, bar, off, len);
-                    within_bar(&bars, what, bar, off, len)?;
+                    check_window(&bars, what, bar, off, len)?;
                 }
                 msix = Some(at);
             }
@@ -389,7 +383,7 @@ impl Transport {
             let cfg_type = func.read8(at + 3);
             let bar = func.read8(at + 4);
             let offset = func.read32(at + 8) as usize;
-            let mut length = func.read32(at + 12) as usize;
+            let length = u64::from(func.read32(at + 12));
             // Values 6 and up name no BAR: such a capability is ignored (virtio 1.2,
             // 4.1.4.1); types past the device configuration are not used here.
             let what = match cfg_type {
@@ -402,8 +396,7 @@ impl Transport {
             if bar >= 6 {
                 continue;
             }
-            length = seen_len(&bars, what, bar, offset as u64, length as u64) as usize;
-            within_bar(&bars, what, bar, offset as u64, length as u64)?;
+            let length = check_window(&bars, what, bar, offset as u64, length)? as usize;
             // The spec's structures start 4-byte aligned, and a notify register (16 bits) at an
             // even multiple: anything else would make the register accesses unaligned, so
             // such a window is not used (the missing window is then the device's error).

@@ -101,11 +101,7 @@ fn read_word(addr: u64) -> Result<u32, Errno> {
 }
 
 fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> {
-    let deadline = if timeout == 0 {
-        u64::MAX
-    } else {
-        exo_arch::tsc::rdtsc().saturating_add(super::syscall::timespec_ticks(timeout)?)
-    };
+    let deadline = super::syscall::timeout_deadline(timeout)?;
     let me = sched::current().ok_or(Errno::Einval)?;
     read_word(addr)?;
     let (root, addr_key) = key(addr, private)?;

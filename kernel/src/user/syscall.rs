@@ -590,14 +590,19 @@ pub(super) fn timespec_to_ticks(sec: i64, nsec: i64, hz: u64) -> Result<u64, Err
     Ok(exo_arch::tsc::ns_to_ticks_ceil(ns, hz))
 }
 
+/// The TSC deadline of an optional relative timeout: `*ts` from now, `u64::MAX` for NULL
+/// (`futex` and `wait`).
+pub(super) fn timeout_deadline(ts: u64) -> Result<u64, Errno> {
+    match ts {
+        0 => Ok(u64::MAX),
+        ts => Ok(exo_arch::tsc::rdtsc().saturating_add(timespec_ticks(ts)?)),
+    }
+}
+
 /// `wait(pid, timeout)`: [`super::process::wait_until`] with the deadline `*timeout` from
 /// now (NULL: none).
 fn wait(pid: u64, timeout: u64) -> Result<i64, Errno> {
-    let deadline = match timeout {
-        0 => u64::MAX,
-        ts => exo_arch::tsc::rdtsc().saturating_add(timespec_ticks(ts)?),
-    };
-    super::process::wait_until(pid, deadline).map(|s| s as i64)
+    super::process::wait_until(pid, timeout_deadline(timeout)?).map(|s| s as i64)
 }
 
 fn nanosleep(req: u64) -> Result<i64, Errno> {

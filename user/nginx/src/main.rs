@@ -447,7 +447,8 @@ fn point(
             if exo_rt::kill(*pid, exo_rt::SIGKILL).is_ok() {
                 killed += 1;
             }
-            let _ = exo_rt::wait(*pid);
+            // Bounded: a killed worker leaves at its next way back to ring 3.
+            let _ = exo_rt::wait_timeout(*pid, &exo_rt::Timespec::from_nanos(TIMEOUT_NS));
             *pid = 0;
         }
         eprintln!("nginx: N={n}: failed: {killed} worker(s) killed and waited for");
