@@ -126,16 +126,8 @@ fn drain(_: u64) -> u64 {
 /// Moves every CPU's cached objects and frames back to the allocator's global layers, so
 /// `kalloc::stats` counts free memory exactly (tests and the init job's memory line).
 pub fn drain_all() -> Result<(), String> {
-    for b in crate::smp::cpus::online() {
-        crate::smp::cpus::run_on(
-            exo_percpu::CpuId(b.hot.cpu_id),
-            drain,
-            0,
-            crate::smp::time::Deadline::after_ms(5000),
-        )
-        .map_err(|e| format!("{e}"))?;
-    }
-    Ok(())
+    crate::smp::cpus::run_on_every(drain, 0, crate::smp::time::Deadline::after_ms(5000))
+        .map_err(|e| format!("drain of every CPU's caches: {e}"))
 }
 
 /// Free memory in frames, and heap objects handed out, after [`drain_all`]: the buddy's
@@ -145,13 +137,25 @@ pub fn drain_all() -> Result<(), String> {
 pub fn free_frames() -> Result<(u64, u64), String> {
     crate::smp::tlb::reclaim_kernel_tables_waiting();
     drain_all()?;
+    Ok(counted_free())
+}
+
+/// [`free_frames`] for a caller that knows only its own CPU's caches changed (a pinned test
+/// with the other CPUs drained and idle): this CPU's caches drained, no IPI, no shoot-down
+/// (retired tables count as free either way), nothing allocated.
+pub fn free_frames_here() -> (u64, u64) {
+    crate::mm::kalloc::drain_this_cpu();
+    counted_free()
+}
+
+fn counted_free() -> (u64, u64) {
     let s = crate::mm::kalloc::stats();
-    Ok((
+    (
         (s.buddy_free + s.slab_frames) as u64
             + sched::cached_stack_frames()
             + crate::mm::memory::retired_tables(),
         s.objects_out as u64,
-    ))
+    )
 }
 
 /// Prefix of an `Err` that means "not applicable here" (printed as `skip`, not counted).

@@ -62,7 +62,15 @@ pub fn run(state: &BootState) -> ! {
         }
         super::expect_kills(0);
         let kills = crate::sched::kills();
+        let start = exo_arch::tsc::rdtsc();
         let r = (t.run)(state);
+        // How long each test ran (TSC-derived; ticks under icount): what to look at first
+        // when a run grows or a test's deadline comes close.
+        kprintln!(
+            "KTIME,{},{}",
+            t.name,
+            crate::smp::time::ticks_to_us(exo_arch::tsc::rdtsc().wrapping_sub(start)) / 1000
+        );
         let (killed, expected) = (crate::sched::kills() - kills, super::expected_kills());
         match r {
             Err(why) if !why.starts_with(SKIP) => {
