@@ -687,7 +687,7 @@ pub(super) fn finish_switch() {
     let prev_i = cs.prev.load(Ordering::Relaxed) as usize;
     cs.unlock();
     #[cfg(debug_assertions)]
-    super::inject::done(super::inject::after_unlock(prev_i));
+    super::inject::done(super::inject::after_unlock(cs.cpu, prev_i));
 }
 
 /// `finish_switch` with work to do (`after`, read under the lock; `t1`: the TSC at the end of
@@ -713,7 +713,7 @@ fn finish_after(cs: &CpuSched, after: u32, t1: u64) {
     }
     cs.unlock();
     #[cfg(debug_assertions)]
-    let held = super::inject::after_unlock(prev_i);
+    let held = super::inject::after_unlock(cs.cpu, prev_i);
     if exiting {
         #[cfg(debug_assertions)]
         super::inject::before_reap(prev_i);

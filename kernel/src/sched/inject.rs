@@ -15,11 +15,13 @@
 //! drives it.
 
 use super::thread::{State, tcb};
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
 
 /// Thread index + 1 whose switch-away A holds (0: off).
 static HOLD: AtomicU32 = AtomicU32::new(0);
+/// CPU A: only a switch away from the thread there is held.
+static HOLD_CPU: AtomicU32 = AtomicU32::new(0);
 /// Thread index + 1 whose reap B holds (0: off).
 static HOLD_REAP: AtomicU32 = AtomicU32::new(0);
 /// A finished the held `finish_switch`.
@@ -33,8 +35,13 @@ static REAP_SAW: AtomicU32 = AtomicU32::new(0);
 /// two compilers once kept CPU A from its `done` for over 10 s, which failed the test).
 const HOLD_SECONDS: u64 = 30;
 
-/// Arms both holds for thread `i` (the calling thread, about to yield).
-pub(crate) fn arm(i: usize) {
+/// Arms both holds for thread `i` (the calling thread, about to yield on CPU `a`). Only a
+/// switch away from it on `a` is held: a tick may preempt it before its yield and another
+/// CPU steal it (it is stealable by then), and a hold of that CPU instead had no thief
+/// (until 2026-12-05: the test failed about once in 15 runs beside host load, CPU 0 held
+/// with the victim queued there while A ran only its yielding filler).
+pub(crate) fn arm(i: usize, a: u32) {
+    HOLD_CPU.store(a, Ordering::Relaxed);
     A_DONE.store(false, Ordering::Relaxed);
     SAW.store(0, Ordering::Relaxed);
     REAP_SAW.store(0, Ordering::Relaxed);
@@ -72,11 +79,11 @@ fn hold_for(ticks: u64, over: impl Fn() -> bool) -> u32 {
     2
 }
 
-/// CPU A, after `finish_switch`'s unlock: if armed for `prev_i`, wait until it is exiting
-/// (or gone). Returns whether this was the held switch.
+/// CPU `cpu`, after `finish_switch`'s unlock: if it is A and armed for `prev_i`, wait until
+/// that thread is exiting (or gone). Returns whether this was the held switch.
 #[inline(always)]
-pub(super) fn after_unlock(prev_i: usize) -> bool {
-    claim(&HOLD, prev_i) && {
+pub(super) fn after_unlock(cpu: u32, prev_i: usize) -> bool {
+    HOLD_CPU.load(Ordering::Relaxed) == cpu && claim(&HOLD, prev_i) && {
         hold_until_exiting(prev_i);
         true
     }
@@ -96,8 +103,60 @@ fn claim(slot: &AtomicU32, i: usize) -> bool {
 #[inline(never)]
 fn hold_until_exiting(prev_i: usize) {
     let t = tcb(prev_i);
+    snapshot(prev_i, 0);
     let how = hold(|| matches!(t.state(), State::Exiting | State::Exited));
+    snapshot(prev_i, SNAP);
     SAW.store(how, Ordering::Release);
+}
+
+/// Words of one [`snapshot`].
+const SNAP: usize = 10;
+/// What A's hold saw at its start and at its end (see [`snapshot`]), for the test's message.
+static DIAG: [AtomicU64; 2 * SNAP] = [const { AtomicU64::new(0) }; 2 * SNAP];
+
+/// Records, at `at`: the held thread's state and CPU, A's ready and stealable counts and
+/// stealable bit, and for CPU B (the lowest other CPU) its switches, steals, running
+/// thread, timer ticks, halted bit and lock.
+fn snapshot(prev_i: usize, at: usize) {
+    use super::cpu::cpu_sched;
+    let t = tcb(prev_i);
+    let Some(a) = super::cpu::this_sched() else {
+        return;
+    };
+    let b = u32::from(a.cpu == 0);
+    let mask = |m: Option<exo_sched::AtomicMask<'static>>, c: u32| {
+        u64::from(m.is_some_and(|m| m.contains(c)))
+    };
+    let mut w = [
+        t.state() as u64,
+        u64::from(t.cpu.load(Ordering::Relaxed)),
+        u64::from(a.nr_ready.load(Ordering::Relaxed)),
+        u64::from(a.nr_stealable.load(Ordering::Relaxed))
+            | mask(super::idle::stealable_mask(), a.cpu) << 32,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    if let Some(b) = cpu_sched(b) {
+        w[4] = b.switches.load(Ordering::Relaxed);
+        w[5] = b.steals.load(Ordering::Relaxed);
+        w[6] = u64::from(b.current.load(Ordering::Relaxed));
+        w[7] = b.timer_ticks.load(Ordering::Relaxed);
+        w[8] = mask(super::idle::halted_mask(), b.cpu);
+        w[9] = u64::from(b.lock.load(Ordering::Relaxed));
+    }
+    for (d, v) in DIAG[at..at + SNAP].iter().zip(w) {
+        d.store(v, Ordering::Relaxed);
+    }
+}
+
+/// A's hold at its start and end: `[state, cpu, A ready, A stealable | bit << 32, B
+/// switches, B steals, B current, B ticks, B halted, B locked]` twice.
+pub(crate) fn diag() -> [u64; 2 * SNAP] {
+    core::array::from_fn(|k| DIAG[k].load(Ordering::Acquire))
 }
 
 /// CPU A, at the end of the held `finish_switch`.

@@ -42,13 +42,15 @@ mod forced {
         0
     }
 
-    /// The thief on B: sleeps 100 µs at a time until `DONE` (bounded), so B schedules with its
-    /// own queue empty again and again, and each time looks for a thread to steal.
+    /// The thief on B: sleeps 1 ms at a time until `DONE` (bounded), so B schedules with its
+    /// own queue empty again and again, and each time looks for a thread to steal. (100 µs
+    /// sleeps, until 2026-12-05, could be over before a loaded host's debug kernel reached
+    /// its pick: the thief was picked again, no steal tried.)
     fn thief(_: u64) -> u64 {
         let hz = crate::smp::time::tsc_hz();
         let d = rdtsc() + 60 * hz;
         while !DONE.load(Ordering::Acquire) && rdtsc() < d {
-            sched::sleep_until(rdtsc() + hz / 10_000);
+            sched::sleep_until(rdtsc() + hz / 1000);
         }
         0
     }
@@ -57,22 +59,32 @@ mod forced {
     /// A yield may pick P straight back: P is new, so its run class (short bursts: hot) can
     /// be served before Q's, which depends on how long Q's bursts took on this host. A never
     /// switched away then (the hold is still armed), and P yields again; the hot streak's
-    /// budget lets Q run within a few yields.
+    /// budget lets Q run within a few yields. Stolen while still armed (a tick preempted it
+    /// on A before its yield, B took it), P moves back to A and tries again: only A's switch
+    /// is held.
     fn victim(a: u64) -> u64 {
+        let a = a as u32;
         let Some(me) = sched::current() else { return 1 };
-        if sched::this_cpu() != a as u32 || sched::set_affinity(CpuSet::ANY).is_err() {
+        if sched::this_cpu() != a || sched::set_affinity(CpuSet::ANY).is_err() {
             return 2;
         }
-        crate::sched::inject::arm(me.index());
+        crate::sched::inject::arm(me.index(), a);
         let d = rdtsc() + 30 * crate::smp::time::tsc_hz();
         loop {
-            sched::yield_now();
-            if sched::this_cpu() != a as u32 {
-                return 0;
+            if sched::this_cpu() != a {
+                // Taken before A's held switch: back to A, stealable again.
+                if sched::set_affinity(CpuSet::one(a)).is_err()
+                    || sched::this_cpu() != a
+                    || sched::set_affinity(CpuSet::ANY).is_err()
+                {
+                    return 5;
+                }
             }
+            sched::yield_now();
             if !crate::sched::inject::armed() {
-                // A switched away from us and holds until we exit, yet we run on A.
-                return 3;
+                // A switched away from us and held until we were exiting: we must be
+                // running elsewhere (3: on A, which decided while we were only Ready).
+                return if sched::this_cpu() != a { 0 } else { 3 };
             }
             if rdtsc() >= d {
                 return 4;
@@ -100,14 +112,20 @@ mod forced {
         DONE.store(true, Ordering::Release);
         let rest = join_all(&[q, t], 30_000);
         let (held_a, held_b) = crate::sched::inject::result();
+        let diag = crate::sched::inject::diag();
         let code = code?;
         rest?;
         check(code == [0] && held_a == 1 && held_b == 1, || {
             format!(
                 "victim ended {code:?} (0: ran on after A's hold on another CPU; 3: on A; 4: A \
-                 never switched away from it in 30 s of yields), A's hold \
+                 never switched away from it in 30 s of yields; 5: it could not move back to \
+                 A), A's hold \
                  ended {held_a} (1: the victim was exiting, 2: deadline), B's reap hold ended \
-                 {held_b} (1: A was done, 2: deadline, 0: never reached)"
+                 {held_b} (1: A was done, 2: deadline, 0: never reached); A's hold saw \
+                 (state, cpu, A ready, A stealable, B switches, steals, current, ticks, \
+                 halted, locked) {:?} at its start, {:?} at its end",
+                &diag[..10],
+                &diag[10..]
             )
         })
     }
