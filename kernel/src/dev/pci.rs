@@ -361,13 +361,22 @@ impl Function {
         bars
     }
 
-    /// Memory decoding and bus mastering on, legacy INTx off (drivers use MSI-X or poll).
-    pub fn enable(&self) {
+    /// Memory decoding on, legacy INTx off (drivers use MSI-X or poll); bus mastering left
+    /// as it is (a driver turns it on once the device is reset: [`Function::enable_dma`]).
+    pub fn enable_decoding(&self) {
         let c = self.read32(4);
-        self.write32(
-            4,
-            (c & 0xffff) | CMD_MEM | CMD_BUS_MASTER | CMD_INTX_DISABLE,
-        );
+        self.write32(4, (c & 0xffff) | CMD_MEM | CMD_INTX_DISABLE);
+    }
+
+    /// Bus mastering on (the device may reach memory): after its reset.
+    pub fn enable_dma(&self) {
+        let c = self.read32(4);
+        self.write32(4, (c & 0xffff) | CMD_BUS_MASTER);
+    }
+
+    /// Whether bus mastering is on.
+    pub fn dma_enabled(&self) -> bool {
+        self.read32(4) & CMD_BUS_MASTER != 0
     }
 
     /// Bus mastering off (the device can no longer reach memory): before its memory is

@@ -18,6 +18,11 @@ ktest!(
 ktest!(Needs::Cpus, "net.hub_pair_payload_exact", hub_pair_payload);
 ktest!(
     Needs::Cpus,
+    "net.no_dma_before_the_reset",
+    no_dma_before_reset
+);
+ktest!(
+    Needs::Cpus,
     "net.runt_and_oversized_dropped",
     runt_and_oversized
 );
@@ -861,6 +866,30 @@ fn bar_size_from_mask(_: &crate::boot::BootState) -> TestResult {
 
 /// Probes the virtio-net devices and shuts them down again: how many came up, or an error
 /// (a device that failed) or a skip when none is a PCI function.
+/// A PCI device is reset with bus mastering off, turned on after: a device left running
+/// by firmware or a previous kernel must not write into memory before its reset. Every PCI
+/// bring-up of a probe counts whether the device could master the bus at its reset (a
+/// firmware left it on for the first, a probe just before for the others); until
+/// 2026-12-05 `Transport::pci` turned it on before the reset, and this failed with every
+/// bring-up counted. After the probe the devices work (the payload test's exchange).
+fn no_dma_before_reset(s: &crate::boot::BootState) -> TestResult {
+    use super::virtio::{DMA_ON_AT_RESET, PCI_BEGINS};
+    use core::sync::atomic::Ordering;
+    let (begins, on) = (
+        PCI_BEGINS.load(Ordering::Relaxed),
+        DMA_ON_AT_RESET.load(Ordering::Relaxed),
+    );
+    let n = pci_devices_up()?;
+    let begins = PCI_BEGINS.load(Ordering::Relaxed) - begins;
+    let on = DMA_ON_AT_RESET.load(Ordering::Relaxed) - on;
+    check(begins >= 1 && on == 0, || {
+        format!(
+            "{n} devices brought up, {begins} PCI bring-ups, {on} of them reset with bus mastering on"
+        )
+    })?;
+    hub_pair_payload(s)
+}
+
 fn pci_devices_up() -> Result<usize, String> {
     let (devs, bad) = net::probe(1);
     let n = devs.len();

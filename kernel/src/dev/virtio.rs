@@ -183,6 +183,12 @@ impl core::fmt::Display for VirtioError {
 pub static FAIL_NEXT_RESET: core::sync::atomic::AtomicBool =
     core::sync::atomic::AtomicBool::new(false);
 
+/// PCI bring-ups ([`Transport::begin`]), and those whose device had bus mastering on when
+/// it was reset (must stay 0: `net.no_dma_before_the_reset`).
+pub static PCI_BEGINS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// See [`PCI_BEGINS`].
+pub static DMA_ON_AT_RESET: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 /// Fault injection for tests: the next queue-size read-back of a PCI transport
 /// ([`Transport::setup_queue`]) sees a size other than the one written, as a device keeping
 /// its own would (`net.queue_size_not_taken_fails_the_device`).
@@ -431,7 +437,7 @@ impl Transport {
         let device = device.ok_or(VirtioError::Transport(
             "no usable device-configuration capability",
         ))?;
-        func.enable();
+        func.enable_decoding();
         Ok(Transport::Pci {
             func,
             common,
@@ -493,6 +499,13 @@ impl Transport {
     pub fn stop_dma(&self) {
         if let Transport::Pci { func, .. } = self {
             func.disable_dma();
+        }
+    }
+
+    /// Bus mastering on, where there is one (PCI): after the device's reset.
+    pub fn allow_dma(&self) {
+        if let Transport::Pci { func, .. } = self {
+            func.enable_dma();
         }
     }
 
@@ -640,10 +653,20 @@ impl Transport {
         &self,
         negotiate: impl FnOnce(u64) -> Result<u64, exo_virtio::features::FeatureError>,
     ) -> Result<u64, VirtioError> {
-        // A device that does not acknowledge the reset may be running (left so by firmware)
-        // with bus mastering, which `Transport::pci` has just turned on: `FAILED`, and its
-        // DMA off (until 2026-12-04 only its error went back; found by review).
+        // Bus mastering off until the device is reset: one left running by firmware (or a
+        // previous kernel) must not write into memory meanwhile. Until 2026-12-05
+        // `Transport::pci` turned it on before the reset. A device that does not
+        // acknowledge the reset: `FAILED`, its DMA left off (until 2026-12-04 only its error
+        // went back; found by review).
+        self.stop_dma();
+        if let Transport::Pci { func, .. } = self {
+            PCI_BEGINS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            if func.dma_enabled() {
+                DMA_ON_AT_RESET.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            }
+        }
         self.reset().map_err(|e| self.fail(e))?;
+        self.allow_dma();
         self.set_status(status::ACKNOWLEDGE);
         self.set_status(status::ACKNOWLEDGE | status::DRIVER);
         let offered = self.device_features();
