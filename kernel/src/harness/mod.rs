@@ -135,27 +135,21 @@ pub fn drain_all() -> Result<(), String> {
 /// leak) and in cached thread stacks (kept for reuse). Freed stacks' page tables are
 /// reclaimed first (`smp::tlb::reclaim_kernel_tables`); any still retired count as free.
 pub fn free_frames() -> Result<(u64, u64), String> {
+    try_free_frames().map_err(|e| format!("drain of every CPU's caches: {e}"))
+}
+
+/// [`free_frames`] that allocates nothing, for a caller holding the heap empty (its error
+/// is the first CPU that did not answer, without a message).
+pub fn try_free_frames() -> Result<(u64, u64), crate::smp::cpus::RunError> {
     crate::smp::tlb::reclaim_kernel_tables_waiting();
-    drain_all()?;
-    Ok(counted_free())
-}
-
-/// [`free_frames`] for a caller that knows only its own CPU's caches changed (a pinned test
-/// with the other CPUs drained and idle): this CPU's caches drained, no IPI, no shoot-down
-/// (retired tables count as free either way), nothing allocated.
-pub fn free_frames_here() -> (u64, u64) {
-    crate::mm::kalloc::drain_this_cpu();
-    counted_free()
-}
-
-fn counted_free() -> (u64, u64) {
+    crate::smp::cpus::run_on_every(drain, 0, crate::smp::time::Deadline::after_ms(5000))?;
     let s = crate::mm::kalloc::stats();
-    (
+    Ok((
         (s.buddy_free + s.slab_frames) as u64
             + sched::cached_stack_frames()
             + crate::mm::memory::retired_tables(),
         s.objects_out as u64,
-    )
+    ))
 }
 
 /// Prefix of an `Err` that means "not applicable here" (printed as `skip`, not counted).

@@ -831,23 +831,28 @@ fn busy_until_released(_: u64) -> u64 {
 /// own object) keeps nothing: the free frames (buddy, slabs, retired tables reclaimed) are
 /// the `k` more than before. Returns 0 once an attempt succeeds past 20 frames (the four
 /// stacks' need: every shortfall covered), `100 + k` for the first `k` that lost memory, 1
-/// if one succeeded earlier or none did (the premise), 2 if the hoard had too few frames.
-/// The heap is emptied once and `k` frames handed back per attempt, counted from this CPU
-/// alone (the others were drained first and stay idle: a frame one of them freed meanwhile
-/// would fail the test either way). Until 2026-12-05 the heap was emptied again for each
-/// `k` and every count drained all CPUs and shot down their TLBs: 40 walks over every frame
-/// and 80 rounds of IPIs ran out the join's 60 s at 288 CPUs and 1 GiB on a slow host.
-/// Nothing here allocates while the heap is held empty.
+/// if one succeeded earlier or none did (the premise), 2 if the hoard had too few frames, 3
+/// if a count failed. The heap is emptied once and `k` frames handed back per attempt
+/// (until 2026-12-05 it was emptied again for each `k`: 40 walks over every frame, and each
+/// count drained the CPUs one round trip after another, which ran out the join's 60 s at
+/// 288 CPUs and 1 GiB on a slow host). Every count drains every CPU (in parallel): other
+/// CPUs move frames too (an idle CPU reclaims retired stack tables into its own cache, a
+/// late thread's stack leaves a cache), and a count of this CPU alone failed so in debug
+/// runs beside host load. Nothing here allocates while the heap is held empty.
 fn prepare_with_few_frames(_: u64) -> u64 {
     use crate::mm::kalloc::Hoard;
     let mut hoard = Hoard::take_all();
     for k in 1..=40u64 {
-        let before = crate::harness::free_frames_here();
+        let Ok(before) = crate::harness::try_free_frames() else {
+            return 3;
+        };
         if hoard.release_frames(k as usize) != k as usize {
             return 2;
         }
         let failed = super::bringup::prepare_tables(0).is_err();
-        let after = crate::harness::free_frames_here();
+        let Ok(after) = crate::harness::try_free_frames() else {
+            return 3;
+        };
         if !failed {
             drop(hoard);
             // Enough frames for the four stacks and the tables' object (from a slab carved
@@ -886,6 +891,7 @@ fn cpu_tables_fail(_: &BootState) -> TestResult {
         0 => Ok(()),
         1 => Err("prepare_tables succeeded with the heap hoarded (the test's premise)".into()),
         2 => Err("no frames to set aside".into()),
+        3 => Err("a free-frame count failed (a CPU did not answer its drain)".into()),
         c => Err(format!(
             "with {} frames left, a failed prepare_tables kept some of them",
             c - 100
