@@ -49,6 +49,13 @@ pub(crate) fn arm(i: usize, a: u32) {
     HOLD.store(i as u32 + 1, Ordering::Release);
 }
 
+/// Disarms A's hold for thread `i` unless A has claimed it (its held switch happened):
+/// whether it was still armed. Only one of the two wins.
+pub(crate) fn disarm(i: usize) -> bool {
+    HOLD.compare_exchange(i as u32 + 1, 0, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
 /// Whether A's hold is still armed: no CPU has switched away from the armed thread yet.
 pub(crate) fn armed() -> bool {
     HOLD.load(Ordering::Acquire) != 0

@@ -60,8 +60,8 @@ mod forced {
     /// be served before Q's, which depends on how long Q's bursts took on this host. A never
     /// switched away then (the hold is still armed), and P yields again; the hot streak's
     /// budget lets Q run within a few yields. Stolen while still armed (a tick preempted it
-    /// on A before its yield, B took it), P moves back to A and tries again: only A's switch
-    /// is held.
+    /// on A before its yield, B took it), P disarms, moves back to A, and arms again: only
+    /// A's switch is held.
     fn victim(a: u64) -> u64 {
         let a = a as u32;
         let Some(me) = sched::current() else { return 1 };
@@ -71,24 +71,32 @@ mod forced {
         crate::sched::inject::arm(me.index(), a);
         let d = rdtsc() + 30 * crate::smp::time::tsc_hz();
         loop {
+            if !crate::sched::inject::armed() {
+                // A switched away from us (at a yield or a tick) and held until we were
+                // exiting: we must be running elsewhere (3: on A, which decided while we
+                // were only Ready).
+                return if sched::this_cpu() != a { 0 } else { 3 };
+            }
             if sched::this_cpu() != a {
-                // Taken before A's held switch: back to A, stealable again.
+                // Taken before A's held switch: disarmed (unless A's held switch has just
+                // happened: then we are where we should be), back to A, stealable and armed
+                // again. Moving back while armed could land us in A's queue during its
+                // hold, which waits for us to exit.
+                if !crate::sched::inject::disarm(me.index()) {
+                    return 0;
+                }
                 if sched::set_affinity(CpuSet::one(a)).is_err()
                     || sched::this_cpu() != a
                     || sched::set_affinity(CpuSet::ANY).is_err()
                 {
                     return 5;
                 }
-            }
-            sched::yield_now();
-            if !crate::sched::inject::armed() {
-                // A switched away from us and held until we were exiting: we must be
-                // running elsewhere (3: on A, which decided while we were only Ready).
-                return if sched::this_cpu() != a { 0 } else { 3 };
+                crate::sched::inject::arm(me.index(), a);
             }
             if rdtsc() >= d {
                 return 4;
             }
+            sched::yield_now();
         }
     }
 

@@ -98,6 +98,9 @@ pub struct CpuLocal {
     pub tlb_req: AtomicU64,
     /// TLB shootdown requests this CPU answered.
     pub tlb_flushes: AtomicU64,
+    /// Those of them for an address space's mappings (not a reclaim of kernel tables, which
+    /// goes to every CPU).
+    pub tlb_space_flushes: AtomicU64,
     /// Times the scheduler armed this CPU's timer (`timer::scheduler_armed`): a backstop
     /// restores the LVT it unmasked only if none came during its wait.
     pub timer_arms: AtomicU64,
@@ -139,6 +142,7 @@ impl CpuLocal {
             tlb_ack: AtomicU64::new(0),
             tlb_req: AtomicU64::new(0),
             tlb_flushes: AtomicU64::new(0),
+            tlb_space_flushes: AtomicU64::new(0),
             timer_arms: AtomicU64::new(0),
             stopped_rip: AtomicU64::new(0),
             stopped_rflags: AtomicU64::new(0),

@@ -409,28 +409,35 @@ fn tsc_check_ran(_: &BootState) -> TestResult {
     Ok(())
 }
 
-fn slow(ms: u64) -> u64 {
-    Deadline::after_ms(ms).spin_until();
-    7
-}
-
+/// A wait's deadline passes while its request is still running (held until the wait has
+/// timed out: until 2026-12-05 the request spun 50 ms, and a caller's vCPU stalled that long
+/// by the host got `Ok` before its 1 ms wait); the request then completes and its result
+/// is read.
 fn run_on_bounded(_: &BootState) -> TestResult {
     let Some(b) = cpus::online().find(|b| b.hot.cpu_id != 0) else {
         return Ok(());
     };
     let c = CpuId(b.hot.cpu_id);
-    let t = cpus::post(c, slow, 50).map_err(|e| format!("post: {e}"))?;
+    HELD_RELEASE.store(false, Ordering::Release);
+    let t = cpus::post(c, held_times_ten, 7).map_err(|e| format!("post: {e}"))?;
     let r = cpus::wait(t, Deadline::after_ms(1));
+    HELD_RELEASE.store(true, Ordering::Release);
     check(r == Err(cpus::RunError::Timeout(c)), || {
         format!("expected a timeout, got {r:?}")
     })?;
     // The late request still completes; the mailbox is usable again afterwards.
-    let r = cpus::wait(t, Deadline::after_ms(5000));
-    check(r == Ok(7), || format!("late completion gave {r:?}"))?;
-    let r = cpus::post(CpuId(9999), slow, 0);
+    let r = cpus::wait(t, Deadline::after_ms(12_000));
+    check(r == Ok(70), || format!("late completion gave {r:?}"))?;
+    let r = cpus::post(CpuId(9999), times_ten, 0);
     check(r == Err(cpus::RunError::NotOnline(CpuId(9999))), || {
         format!("post to CPU 9999 gave {r:?}")
     })
+}
+
+/// Spins until some `cpus::wait` halted after `halts` were counted (10 s at most); 7.
+fn spin_until_a_halt(halts: u64) -> u64 {
+    Deadline::after_ms(10_000).spin_until_or(|| cpus::halted_waits() > halts);
+    7
 }
 
 fn times_ten(arg: u64) -> u64 {
@@ -510,15 +517,10 @@ fn wait_keeps_timer_mode(_: &BootState) -> TestResult {
     for (name, lvt) in LVT_STATES {
         exo_arch::cpu::without_interrupts(|| apic::set_lvt_timer(lvt));
         let halts = cpus::halted_waits();
-        let mut r = Ok(7);
-        // A wait that never halted proves nothing (a host that descheduled this vCPU for
-        // the whole 5 ms): try again, a few times at most.
-        for _ in 0..5 {
-            r = cpus::run_on(other, slow, 5, Deadline::after_ms(5000));
-            if r != Ok(7) || cpus::halted_waits() != halts {
-                break;
-            }
-        }
+        // The request runs until the wait has halted (10 s at most): until 2026-12-05 it
+        // spun 5 ms, tried five times, and a host that descheduled this vCPU for each of
+        // them left a wait that never halted.
+        let r = cpus::run_on(other, spin_until_a_halt, halts, Deadline::after_ms(15_000));
         let after = exo_arch::cpu::without_interrupts(apic::lvt_timer);
         let halted = cpus::halted_waits() - halts;
         result = check(r == Ok(7) && halted > 0 && after == lvt, || {

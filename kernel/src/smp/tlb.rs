@@ -295,6 +295,9 @@ pub fn handle_ipi() {
     apply(&r);
     if let Some(b) = cpus::get(exo_percpu::cpu_id_hint()) {
         b.ext.tlb_flushes.fetch_add(1, Ordering::Relaxed);
+        if !r.tables {
+            b.ext.tlb_space_flushes.fetch_add(1, Ordering::Relaxed);
+        }
         b.ext.tlb_ack.fetch_max(generation, Ordering::Release);
     }
     apic::eoi();

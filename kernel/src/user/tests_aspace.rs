@@ -336,7 +336,7 @@ fn no_stale(_: &BootState) -> TestResult {
         .map_err(|e| format!("map: {e}"))?;
     let flushes_left_out = |c: Option<u32>| {
         c.and_then(|c| crate::smp::cpus::get(exo_percpu::CpuId(c)))
-            .map_or(0, |b| b.ext.tlb_flushes.load(Ordering::Relaxed))
+            .map_or(0, |b| b.ext.tlb_space_flushes.load(Ordering::Relaxed))
     };
     let quiet_before = flushes_left_out(left_out);
     let shots_before = crate::smp::tlb::SHOOTDOWNS.load(Ordering::Relaxed);
