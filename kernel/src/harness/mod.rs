@@ -133,7 +133,8 @@ pub fn drain_all() -> Result<(), String> {
 /// Free memory in frames, and heap objects handed out, after [`drain_all`]: the buddy's
 /// free frames plus the frames in heap slabs (a slab carved for kernel objects is not a
 /// leak) and in cached thread stacks (kept for reuse). Freed stacks' page tables are
-/// reclaimed first (`smp::tlb::reclaim_kernel_tables`); any still retired count as free.
+/// reclaimed first (`smp::tlb::reclaim_kernel_tables`); any still retired count as free,
+/// and so does the stack free-slot list's buffer (grown for good: `memory::slot_list_frames`).
 pub fn free_frames() -> Result<(u64, u64), String> {
     try_free_frames().map_err(|e| format!("drain of every CPU's caches: {e}"))
 }
@@ -147,7 +148,8 @@ pub fn try_free_frames() -> Result<(u64, u64), crate::smp::cpus::RunError> {
     Ok((
         (s.buddy_free + s.slab_frames) as u64
             + sched::cached_stack_frames()
-            + crate::mm::memory::retired_tables(),
+            + crate::mm::memory::retired_tables()
+            + crate::mm::memory::slot_list_frames(),
         s.objects_out as u64,
     ))
 }

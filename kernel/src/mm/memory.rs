@@ -581,6 +581,26 @@ pub fn stack_slots() -> (u64, usize) {
     })
 }
 
+/// Frames of the free-slot list's buffer while it is a large allocation (0 while it is a
+/// slab object, whose frames count as the slab's). The list grows for good when reclaimed
+/// tables give many slots back at once (a reclaim after a burst of thread ends), so a frame
+/// count that must come back exactly counts these as kept (`harness::free_frames`): a
+/// growth from 8 to 16 KiB during a process test read as 2 frames lost (seen once at -smp
+/// 16 beside host load, 2026-12-05).
+pub fn slot_list_frames() -> u64 {
+    with_memory(|guard| {
+        guard.as_ref().map_or(0, |m| {
+            let bytes = m.free_slots.capacity() * core::mem::size_of::<u64>();
+            let align = core::mem::align_of::<u64>();
+            if bytes == 0 || exo_mm::class_for(bytes, align).is_some() {
+                0
+            } else {
+                exo_mm::page_order_for(bytes, align).map_or(0, |o| 1 << o)
+            }
+        })
+    })
+}
+
 /// Test support: slots waiting to be mapped again.
 pub fn free_stack_slots() -> usize {
     with_memory(|guard| guard.as_ref().map_or(0, |m| m.free_slots.len()))
