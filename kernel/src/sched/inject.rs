@@ -192,19 +192,31 @@ fn hold_until_a_done() {
 static HOLD_CLAIM: AtomicU32 = AtomicU32::new(0);
 /// The claimer is inside the held window.
 static CLAIM_HELD: AtomicBool = AtomicBool::new(false);
+/// The test's other CPU is about to act inside the held window ([`claim_go`]).
+static CLAIM_GO: AtomicBool = AtomicBool::new(false);
 /// How the claim's hold ended: 1 the thread moved to another CPU and blocked there, 2 the
-/// deadline (0: not reached).
+/// deadline after the go, 3 no go within [`HOLD_SECONDS`] (0: not reached).
 static CLAIM_SAW: AtomicU32 = AtomicU32::new(0);
 
 /// Arms the claim hold for thread `i`: the next `Here::claim` of it, on any CPU, stops
-/// between its read of the thread's CPU and its CAS until the thread has moved to another
-/// CPU and blocked there, or half a second passed. `Here::claim` holds its CPU's lock
-/// across the window, so the thread cannot move (it is woken at most): the deadline ends
-/// the hold. A claim without the lock there lets it move, and the CAS takes it.
+/// between its read of the thread's CPU and its CAS until the test's other CPU says it acts
+/// ([`claim_go`]), then until the thread has moved to another CPU and blocked there, or
+/// half a second passed. `Here::claim` holds its CPU's lock across the window, so the
+/// thread cannot move (it is woken at most): the deadline ends the hold. A claim without
+/// the lock there lets it move, and the CAS takes it. Until 2026-12-05 the half second ran
+/// from the claimer's entry: a helper whose vCPU the host stalled that long acted after the
+/// hold, and the test then forced nothing (found by review).
 pub(crate) fn arm_claim(i: usize) {
     CLAIM_HELD.store(false, Ordering::Relaxed);
+    CLAIM_GO.store(false, Ordering::Relaxed);
     CLAIM_SAW.store(0, Ordering::Relaxed);
     HOLD_CLAIM.store(i as u32 + 1, Ordering::Release);
+}
+
+/// The test's other CPU, inside the held window, right before it acts (a wake-up, a join):
+/// the hold's half second starts now.
+pub(crate) fn claim_go() {
+    CLAIM_GO.store(true, Ordering::Release);
 }
 
 /// Disarms the claim hold and forgets the last one (a test's start: `claim_held` stays
@@ -212,6 +224,7 @@ pub(crate) fn arm_claim(i: usize) {
 /// would go on at once).
 pub(crate) fn reset_claim() {
     HOLD_CLAIM.store(0, Ordering::Relaxed);
+    CLAIM_GO.store(false, Ordering::Relaxed);
     CLAIM_SAW.store(0, Ordering::Relaxed);
     CLAIM_HELD.store(false, Ordering::Release);
 }
@@ -240,9 +253,12 @@ pub(super) fn hold_claim(i: usize, cpu: u32) {
 fn hold_claim_window(i: usize, cpu: u32) {
     CLAIM_HELD.store(true, Ordering::Release);
     let t = tcb(i);
-    let how = hold_for(crate::smp::time::tsc_hz() / 2, || {
-        t.cpu.load(Ordering::Acquire) != cpu && t.state() == State::Blocked
-    });
+    let how = match hold(|| CLAIM_GO.load(Ordering::Acquire)) {
+        1 => hold_for(crate::smp::time::tsc_hz() / 2, || {
+            t.cpu.load(Ordering::Acquire) != cpu && t.state() == State::Blocked
+        }),
+        _ => 3,
+    };
     CLAIM_SAW.store(how, Ordering::Release);
 }
 
