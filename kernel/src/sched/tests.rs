@@ -1060,16 +1060,107 @@ fn inherit_oom(_: &BootState) -> TestResult {
     })
 }
 
-/// 1: in its timed block; 2: woken early, about to block without a deadline.
+/// A sleeper's timed block that the runner ends early (before its deadline), whatever the
+/// host's speed. Until 2026-12-05 the two sleeper-list tests below gave their sleeper one
+/// 300 ms block: a runner whose vCPU the host stalled that long found the sleeper past it
+/// (timed out, on to its next stage) and failed its wait after 10 s (found by review). Now
+/// each try is a block with a fresh deadline (300 ms, doubled at each retry up to 4.8 s);
+/// the runner wakes the try it saw blocked and listed, by its number, and the sleeper goes
+/// on only if that wake-up came before the try's deadline (so it is still listed, with a
+/// deadline to come: the case the tests need); else it publishes the next try.
+struct EarlyWake {
+    /// The sleeper's try (0: none yet; [`GAVE_UP`]: no try woken in time).
+    attempt: AtomicU32,
+    /// The try the runner woke (0: none).
+    woken: AtomicU32,
+}
+
+/// Tries before the sleeper gives up (the last ones 4.8 s each: over 30 s in all).
+const EARLY_TRIES: u32 = 10;
+const GAVE_UP: u32 = u32::MAX;
+
+impl EarlyWake {
+    const fn new() -> Self {
+        Self {
+            attempt: AtomicU32::new(0),
+            woken: AtomicU32::new(0),
+        }
+    }
+
+    fn reset(&self) {
+        self.woken.store(0, Ordering::SeqCst);
+        self.attempt.store(0, Ordering::SeqCst);
+    }
+
+    /// The sleeper: blocks with a deadline until the runner wakes the try before its
+    /// deadline. Returns whether it did within [`EARLY_TRIES`].
+    fn sleep(&self) -> bool {
+        let mut span = ms(300);
+        for k in 1..=EARLY_TRIES {
+            let d = rdtsc() + span;
+            self.attempt.store(k, Ordering::SeqCst);
+            while self.woken.load(Ordering::SeqCst) != k && rdtsc() < d {
+                sched::block_until(d, || self.woken.load(Ordering::SeqCst) != k);
+            }
+            // Woken, and the deadline still to come when it was seen.
+            if self.woken.load(Ordering::SeqCst) == k && rdtsc() < d {
+                return true;
+            }
+            span = (2 * span).min(ms(4800));
+        }
+        self.attempt.store(GAVE_UP, Ordering::SeqCst);
+        false
+    }
+
+    /// The runner: waits for the sleeper `t` blocked in a try and listed as a sleeper on
+    /// `cpu`, wakes that try, then waits for `next` (the sleeper's next stage) or another
+    /// try, and again until `next` (60 s in all).
+    fn wake_early(&self, t: Tid, cpu: u32, next: impl Fn() -> bool) -> TestResult {
+        let d = rdtsc() + ms(60_000);
+        loop {
+            let seen = core::cell::Cell::new(0);
+            crate::harness::wait_for("the timed block", 30_000, || {
+                let k = self.attempt.load(Ordering::SeqCst);
+                // Read again after: blocked and listed in try k, not the one before.
+                let blocked = k != 0
+                    && (k == GAVE_UP
+                        || (sched::is_blocked(t)
+                            && sched::listed_as_sleeper(cpu, t)
+                            && self.attempt.load(Ordering::SeqCst) == k));
+                seen.set(k);
+                blocked
+            })?;
+            let k = seen.get();
+            if k == GAVE_UP {
+                return Err(format!(
+                    "the sleeper was never woken before its deadline in {EARLY_TRIES} tries"
+                ));
+            }
+            self.woken.store(k, Ordering::SeqCst);
+            sched::wake(t);
+            crate::harness::wait_for("the sleeper on, or its next try", 30_000, || {
+                next() || self.attempt.load(Ordering::SeqCst) != k
+            })?;
+            if next() {
+                return Ok(());
+            }
+            if rdtsc() > d {
+                return Err(format!(
+                    "the sleeper's timed block not woken before its deadline in 60 s (try {k})"
+                ));
+            }
+        }
+    }
+}
+
+static RELIST: EarlyWake = EarlyWake::new();
+/// 2: woken early, about to block without a deadline.
 static RELIST_STAGE: AtomicU32 = AtomicU32::new(0);
-static RELIST_WOKEN: AtomicBool = AtomicBool::new(false);
 static RELIST_RELEASE: AtomicBool = AtomicBool::new(false);
 
 fn relisted_sleeper(_: u64) -> u64 {
-    RELIST_STAGE.store(1, Ordering::Release);
-    let d = rdtsc() + ms(300);
-    while !RELIST_WOKEN.load(Ordering::Acquire) && rdtsc() < d {
-        sched::block_until(d, || !RELIST_WOKEN.load(Ordering::Acquire));
+    if !RELIST.sleep() {
+        return 1;
     }
     RELIST_STAGE.store(2, Ordering::Release);
     while !RELIST_RELEASE.load(Ordering::Acquire) {
@@ -1081,48 +1172,44 @@ fn relisted_sleeper(_: u64) -> u64 {
 /// A thread listed as a sleeper (a timed block), woken early, then blocked without a
 /// deadline: once its old deadline has passed, the scan takes it off the list. Until
 /// 2026-12-05 the entry stayed for good (its deadline now `u64::MAX`, it still blocked), and
-/// under icount, with no timer, its CPU polled instead of halting.
+/// under icount, with no timer, its CPU polled instead of halting. The early wake-up is
+/// [`EarlyWake`]'s (until 2026-12-05 one 300 ms block the runner had to beat).
 fn sleeper_relisted(_: &BootState) -> TestResult {
     let cpu = ncpus() - 1;
+    RELIST.reset();
     RELIST_STAGE.store(0, Ordering::Release);
-    RELIST_WOKEN.store(false, Ordering::Release);
     RELIST_RELEASE.store(false, Ordering::Release);
     let t = Builder::new()
         .pin(cpu)
         .spawn(relisted_sleeper, 0)
         .map_err(|e| format!("spawn: {e}"))?;
     let r = (|| {
-        crate::harness::wait_for("the timed block", 10_000, || {
-            RELIST_STAGE.load(Ordering::Acquire) == 1
-                && sched::is_blocked(t)
-                && sched::listed_as_sleeper(cpu, t)
-        })?;
-        RELIST_WOKEN.store(true, Ordering::Release);
-        sched::wake(t);
+        RELIST.wake_early(t, cpu, || RELIST_STAGE.load(Ordering::Acquire) == 2)?;
         crate::harness::wait_for("the block without a deadline", 10_000, || {
             RELIST_STAGE.load(Ordering::Acquire) == 2 && sched::is_blocked(t)
         })?;
-        // Its 300 ms pass; the tick armed for them scans the list.
+        // Its old deadline passes (4.8 s at most); the tick armed for it scans the list.
         crate::harness::wait_for("the stale sleeper entry to go", 10_000, || {
             !sched::listed_as_sleeper(cpu, t)
         })
     })();
     RELIST_RELEASE.store(true, Ordering::Release);
     sched::wake(t);
-    join_all(&[t], 10_000)?;
-    r
+    let code = join_all(&[t], 10_000)?[0];
+    r?;
+    check(code == 0, || {
+        format!("the sleeper ended {code} (1: never woken before its deadline)")
+    })
 }
 
-/// 1: in its timed block on A; 2: woken early, moved to B, about to block for an hour.
+static MOVED: EarlyWake = EarlyWake::new();
+/// 2: woken early, moved to B, about to block for an hour.
 static MOVED_STAGE: AtomicU32 = AtomicU32::new(0);
-static MOVED_WOKEN: AtomicBool = AtomicBool::new(false);
 static MOVED_RELEASE: AtomicBool = AtomicBool::new(false);
 
 fn moved_sleeper(b: u64) -> u64 {
-    MOVED_STAGE.store(1, Ordering::Release);
-    let d = rdtsc() + ms(300);
-    while !MOVED_WOKEN.load(Ordering::Acquire) && rdtsc() < d {
-        sched::block_until(d, || !MOVED_WOKEN.load(Ordering::Acquire));
+    if !MOVED.sleep() {
+        return 2;
     }
     if sched::set_affinity(CpuSet::one(b as u32)).is_err() {
         return 1;
@@ -1135,35 +1222,31 @@ fn moved_sleeper(b: u64) -> u64 {
     0
 }
 
-/// A thread listed as a sleeper on CPU A (a 300 ms block), woken early, moved to CPU B and
+/// A thread listed as a sleeper on CPU A (a timed block), woken early, moved to CPU B and
 /// blocked there for an hour: once its old deadline has passed, A's scan takes it off A's
-/// list (it is listed on B). Until 2026-12-05 A kept the entry until the new deadline.
+/// list (it is listed on B). Until 2026-12-05 A kept the entry until the new deadline. The
+/// early wake-up is [`EarlyWake`]'s (until 2026-12-05 one 300 ms block the runner had to
+/// beat).
 fn sleeper_moved(_: &BootState) -> TestResult {
     if ncpus() < 2 {
         return Err(format!("{}needs 2 CPUs", crate::harness::SKIP));
     }
     let (a, b) = (ncpus() - 1, 0);
+    MOVED.reset();
     MOVED_STAGE.store(0, Ordering::Release);
-    MOVED_WOKEN.store(false, Ordering::Release);
     MOVED_RELEASE.store(false, Ordering::Release);
     let t = Builder::new()
         .pin(a)
         .spawn(moved_sleeper, u64::from(b))
         .map_err(|e| format!("spawn: {e}"))?;
     let r = (|| {
-        crate::harness::wait_for("the timed block on A", 10_000, || {
-            MOVED_STAGE.load(Ordering::Acquire) == 1
-                && sched::is_blocked(t)
-                && sched::listed_as_sleeper(a, t)
-        })?;
-        MOVED_WOKEN.store(true, Ordering::Release);
-        sched::wake(t);
+        MOVED.wake_early(t, a, || MOVED_STAGE.load(Ordering::Acquire) == 2)?;
         crate::harness::wait_for("the hour-long block on B", 10_000, || {
             MOVED_STAGE.load(Ordering::Acquire) == 2
                 && sched::is_blocked(t)
                 && sched::listed_as_sleeper(b, t)
         })?;
-        // Its 300 ms pass; the tick A armed for them scans A's list.
+        // Its old deadline passes (4.8 s at most); the tick A armed for it scans A's list.
         crate::harness::wait_for("the stale entry on A to go", 10_000, || {
             !sched::listed_as_sleeper(a, t)
         })
@@ -1173,7 +1256,10 @@ fn sleeper_moved(_: &BootState) -> TestResult {
     let code = join_all(&[t], 10_000)?[0];
     r?;
     check(code == 0, || {
-        format!("the sleeper ended {code} (1: set_affinity failed)")
+        format!(
+            "the sleeper ended {code} (1: set_affinity failed, 2: never woken before its \
+             deadline)"
+        )
     })
 }
 
