@@ -424,16 +424,30 @@ fn fault_in_process(s: &BootState) -> TestResult {
 }
 
 static IDLE_HELD: crate::sched::park::Mutex<u64> = crate::sched::park::mutex(0);
+/// The idle-context job is about to take `IDLE_HELD`.
+static JOB_WAITING: AtomicBool = AtomicBool::new(false);
 
-fn sleeping_holder(us: u64) -> u64 {
+/// On the job's CPU: takes the lock, then sleeps 1 ms at a time until the job is about to
+/// take it (2: not within 10 s), sleeps 5 ms more (the job now waits in the lock: on this
+/// CPU, the holder can run while the job is under way only when its wait yields), then
+/// releases.
+fn sleeping_holder(_: u64) -> u64 {
     let mut g = IDLE_HELD.lock();
     FLAG.store(true, Ordering::Release);
-    sched::sleep_us(us);
+    let d = rdtsc() + ms(10_000);
+    while !JOB_WAITING.load(Ordering::Acquire) {
+        if rdtsc() > d {
+            return 2;
+        }
+        sched::sleep_us(1000);
+    }
+    sched::sleep_us(5000);
     *g += 1;
     0
 }
 
 fn idle_job(_: u64) -> u64 {
+    JOB_WAITING.store(true, Ordering::Release);
     let mut g = IDLE_HELD.lock();
     *g += 10;
     *g
@@ -442,7 +456,10 @@ fn idle_job(_: u64) -> u64 {
 /// Issue 10, defect 11: a run-on-CPU job runs in the CPU's idle context with interrupts off;
 /// if it needs a sleeping lock whose holder sleeps on (or is queued on) that same CPU, it
 /// used to spin for good (no tick, no switch). The idle context now yields to the CPU's
-/// threads while it waits, so the holder runs and releases.
+/// threads while it waits, so the holder runs and releases. Until 2026-12-05 the holder
+/// slept a fixed 20 ms: a job that reached the CPU after it (a slow host) found the lock
+/// free and passed without waiting (found by review). The holder now releases only once
+/// the job is about to take the lock (`JOB_WAITING`), so the job always waits.
 fn idle_job_on_held_mutex(_: &BootState) -> TestResult {
     if ncpus() < 2 {
         return Err(format!("{SKIP}needs a second CPU for the job"));
@@ -450,9 +467,10 @@ fn idle_job_on_held_mutex(_: &BootState) -> TestResult {
     let cpu = ncpus() - 1;
     *IDLE_HELD.lock() = 0;
     FLAG.store(false, Ordering::Release);
+    JOB_WAITING.store(false, Ordering::Release);
     let h = Builder::new()
         .pin(cpu)
-        .spawn(sleeping_holder, 20_000)
+        .spawn(sleeping_holder, 0)
         .map_err(|e| format!("spawn: {e}"))?;
     let d = rdtsc() + ms(5000);
     while !FLAG.load(Ordering::Acquire) {
@@ -468,8 +486,12 @@ fn idle_job_on_held_mutex(_: &BootState) -> TestResult {
         0,
         crate::smp::time::Deadline::after_ms(10_000),
     );
+    let joined = join_all(&[h], 20_000);
     check(r == Ok(11), || {
         format!("the job on CPU {cpu} gave {r:?} (holder first: want 11)")
     })?;
-    join_all(&[h], 10_000).map(|_| ())
+    let code = joined?[0];
+    check(code == 0, || {
+        format!("the holder ended {code} (2: the job never came within 10 s)")
+    })
 }
