@@ -390,8 +390,12 @@ fn rx_flood_recovers(_: &crate::boot::BootState) -> TestResult {
         let rx_size = usize::from(rx.sizes().0);
         // Four times the receive ring with nobody receiving: the receive ring runs dry, then
         // the hub holds frames and the sender's ring fills (QEMU pushes back rather than
-        // dropping on a hub). Sending stops when the transmit side made no progress for
-        // 200 ms (all its buffers held) or the flood is out.
+        // dropping on a hub). Sending stops when the flood is out or, once past the receive
+        // ring's size, when the transmit side made no progress for 200 ms (all its buffers
+        // held); 5 s at most in all. Until 2026-12-05 the 200 ms rule held from the start: a
+        // QEMU whose transmit processing stalled that long before its first completion
+        // stopped the flood at the transmit ring's size (256, the receive ring's too) and
+        // `sent > rx_size` failed (found by review).
         let flood = 4 * rx_size;
         let mut sent = 0;
         let d = Deadline::after_ms(5000);
@@ -403,7 +407,7 @@ fn rx_flood_recovers(_: &crate::boot::BootState) -> TestResult {
                 })
                 .map_err(|e| format!("{e}"))?;
             sent += n;
-            if n > 0 {
+            if n > 0 || sent <= rx_size {
                 idle_since = None;
             } else if idle_since
                 .get_or_insert_with(|| Deadline::after_ms(200))
