@@ -339,14 +339,17 @@ expect_log "user benchmarks (/ubench) run under icount and emit BENCH lines" "$l
     '^BENCH,ipc.rtt.64.xcore.fusion.proc,' '^BENCH,ipc.rtt.64.xcore.fusion.thread,' '^END,user,' '^MEM,init,.*,same$'
 
 echo "== many CPUs (x2APIC ids above 255, interrupt remapping with EIM)"
-log="$out/boot-q35x-1024.log"
-scripts/qemu.sh --job boot --machine q35x --cpu max --smp 1024 --mem 256M --log "$log" --timeout 900 >/dev/null 2>&1
+# 512 CPUs, not the 1024 `just qemu-smp 1024 q35x` boots: QEMU's own start-up grows faster
+# than the CPU count (paused and quit: 2 s at 256, 11 s at 512, 89 s at 1024 on the 2-core
+# CI host), and the 1024-CPU boot was 157 of this run's 1253 s (2026-12-05).
+log="$out/boot-q35x-512.log"
+scripts/qemu.sh --job boot --machine q35x --cpu max --smp 512 --mem 256M --log "$log" --timeout 900 >/dev/null 2>&1
 rc=$?
-if [ "$rc" = 0 ] && grep -qx 'SMP,1024,1024,x2apic' "$log" && [ "$(grep -c '^CPU,' "$log")" = 1024 ] \
+if [ "$rc" = 0 ] && grep -qx 'SMP,512,512,x2apic' "$log" && [ "$(grep -c '^CPU,' "$log")" = 512 ] \
     && grep -q '^BOOTTIME,' "$log"; then
-    ok "boot q35x -smp 1024 -m 256M: SMP,1024,1024,x2apic, 1024 CPU lines ($(grep '^BOOTTIME,' "$log"))"
+    ok "boot q35x -smp 512 -m 256M: SMP,512,512,x2apic, 512 CPU lines ($(grep '^BOOTTIME,' "$log"))"
 else
-    bad "boot q35x -smp 1024 (exit $rc, got $(grep '^SMP,' "$log" || echo 'no SMP line'))" "$log"
+    bad "boot q35x -smp 512 (exit $rc, got $(grep '^SMP,' "$log" || echo 'no SMP line'))" "$log"
 fi
 
 echo "== mode detection, clocks, firmware paths"
