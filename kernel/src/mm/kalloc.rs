@@ -650,12 +650,14 @@ impl Hoard {
             objects: [0; SizeClass::COUNT],
             count: 0,
         };
-        h.take_rest();
+        let _ = h.take_rest();
         h
     }
 
-    /// Takes whatever the heap gained since (frames and objects freed meanwhile).
-    pub fn take_rest(&mut self) {
+    /// Takes whatever the heap gained since (frames and objects freed meanwhile); returns
+    /// how many it took.
+    pub fn take_rest(&mut self) -> usize {
+        let had = self.count;
         while let Ok(f) = alloc_frame() {
             // SAFETY: the frame was just allocated for us (identity-mapped RAM); its first
             // word links it to the previous one.
@@ -671,6 +673,7 @@ impl Hoard {
                 self.count += 1;
             }
         }
+        self.count - had
     }
 
     /// Frees up to `n` of the frames held (into this CPU's cache, as any free does); returns
