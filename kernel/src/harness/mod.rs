@@ -126,8 +126,12 @@ fn drain(_: u64) -> u64 {
 /// Moves every CPU's cached objects and frames back to the allocator's global layers, so
 /// `kalloc::stats` counts free memory exactly (tests and the init job's memory line).
 pub fn drain_all() -> Result<(), String> {
+    drain_every_cpu().map_err(|e| format!("drain of every CPU's caches: {e}"))
+}
+
+/// [`drain_all`] with the mailbox's error (nothing allocated).
+fn drain_every_cpu() -> Result<(), crate::smp::cpus::RunError> {
     crate::smp::cpus::run_on_every(drain, 0, crate::smp::time::Deadline::after_ms(5000))
-        .map_err(|e| format!("drain of every CPU's caches: {e}"))
 }
 
 /// Free memory in frames, and heap objects handed out, after [`drain_all`]: the buddy's
@@ -143,7 +147,7 @@ pub fn free_frames() -> Result<(u64, u64), String> {
 /// is the first CPU that did not answer, without a message).
 pub fn try_free_frames() -> Result<(u64, u64), crate::smp::cpus::RunError> {
     crate::smp::tlb::reclaim_kernel_tables_waiting();
-    crate::smp::cpus::run_on_every(drain, 0, crate::smp::time::Deadline::after_ms(5000))?;
+    drain_every_cpu()?;
     let s = crate::mm::kalloc::stats();
     Ok((
         (s.buddy_free + s.slab_frames) as u64

@@ -247,6 +247,15 @@ pub fn alloc_frame() -> Result<Frame, OutOfMemory> {
         .ok_or(OutOfMemory)
 }
 
+/// Frames an allocation of `layout` takes from the buddy as a large allocation (0: it is a
+/// slab object, or too large to be had).
+pub fn large_frames_for(layout: Layout) -> u64 {
+    if class_for(layout.size(), layout.align()).is_some() {
+        return 0;
+    }
+    page_order_for(layout.size(), layout.align()).map_or(0, |o| 1 << o)
+}
+
 /// Gives a frame back (to this CPU's magazine; the 32 oldest go back when it is full).
 #[inline]
 pub fn free_frame(f: Frame) {

@@ -590,13 +590,8 @@ pub fn stack_slots() -> (u64, usize) {
 pub fn slot_list_frames() -> u64 {
     with_memory(|guard| {
         guard.as_ref().map_or(0, |m| {
-            let bytes = m.free_slots.capacity() * core::mem::size_of::<u64>();
-            let align = core::mem::align_of::<u64>();
-            if bytes == 0 || exo_mm::class_for(bytes, align).is_some() {
-                0
-            } else {
-                exo_mm::page_order_for(bytes, align).map_or(0, |o| 1 << o)
-            }
+            core::alloc::Layout::array::<u64>(m.free_slots.capacity())
+                .map_or(0, super::kalloc::large_frames_for)
         })
     })
 }
