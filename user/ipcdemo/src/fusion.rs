@@ -18,8 +18,13 @@
 //!    by its 30 s deadline); then a client process makes one call and exits once this side
 //!    (serving, no deadline needed) sleeps: the serve ends with `ECONNRESET` after that
 //!    one call.
+//! 5. a peer that ends before its first serve: a server process opens the channel bound
+//!    as the server (`Channel::open_as`) and, once the client sleeps in the kernel in its
+//!    call, exits without ever serving: the call fails with `ECONNRESET`, not by its
+//!    deadline (until 2026-12-05 only a call or serve named the thread, and the call waited
+//!    out its deadline).
 
-use exo_rt::fusion::Channel;
+use exo_rt::fusion::{Channel, Side};
 use exo_rt::{Errno, ExitStatus, IpcMsg};
 
 /// The server role's mode (`arg = ROLE << 56 | FUSION << 48 | cpu << 32 | handle`).
@@ -30,6 +35,9 @@ pub const FUSION_DIE: u64 = 7;
 pub const FUSION_CLIENT: u64 = 8;
 /// The mode of a server that dies mid-call by a #DB, `icebp` (part 4).
 pub const FUSION_DIE_DB: u64 = 10;
+/// The mode of a server that opens the channel bound as the server and exits without
+/// serving (part 5).
+pub const FUSION_OPEN_EXIT: u64 = 14;
 /// The request the `FUSION_DIE` server dies holding.
 const LABEL_DIE: u32 = 0x151;
 const CALLS: u64 = 2000;
@@ -87,8 +95,9 @@ pub fn fusion() -> Result<(), &'static str> {
     server_dies(other, FUSION_DIE, exo_rt::KillCause::UD)?;
     server_dies(other, FUSION_DIE_DB, exo_rt::KillCause::DB)?;
     client_ends(other)?;
+    server_ends_unserved(other)?;
     exo_rt::println!(
-        "ipcdemo 10: a killed server and an ended client each ended the other side's wait"
+        "ipcdemo 10: a killed server, an ended client and a server that never served each ended the other side's wait"
     );
     Ok(())
 }
@@ -150,6 +159,24 @@ fn server_dies(other: usize, mode: u64, cause: exo_rt::KillCause) -> Result<(), 
     Ok(())
 }
 
+/// Part 5, the server that opens the channel and ends before its first serve.
+fn server_ends_unserved(other: usize) -> Result<(), &'static str> {
+    let c = Channel::create().map_err(|_| "fusion channel: create failed")?;
+    let pid = spawn_role(&c, FUSION_OPEN_EXIT, other)?;
+    let start = exo_rt::monotonic_nanos();
+    let r = c.call(&super::request(0), WAIT);
+    let woken = exo_rt::monotonic_nanos() - start < WAIT / 2;
+    let end = exo_rt::wait(pid);
+    if r != Err(Errno::ECONNRESET) || !woken || end != Ok(ExitStatus::Exited(0)) {
+        exo_rt::eprintln!(
+            "ipcdemo 10: call to a server that never served: {r:?} (woken before its deadline: {woken}), server {end:?}"
+        );
+        exo_rt::eprintln!("ipcdemo 10: channel: {}", c.describe());
+        return Err("a fusion call to a server that ended unserved was not woken with ECONNRESET");
+    }
+    Ok(())
+}
+
 /// Part 4, the client that ends: this side serves with no deadline.
 fn client_ends(other: usize) -> Result<(), &'static str> {
     let c = Channel::create().map_err(|_| "fusion channel: create failed")?;
@@ -169,13 +196,25 @@ fn client_ends(other: usize) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The roles of part 4: `FUSION_DIE` answers one call, then dies (`ud2`; `FUSION_DIE_DB`:
-/// `icebp`) holding the next once the client sleeps; `FUSION_CLIENT` makes one checked
-/// call, then exits once the server sleeps. Exit codes: 2..=5 a failed step.
+/// The roles of parts 4 and 5: `FUSION_DIE` answers one call, then dies (`ud2`;
+/// `FUSION_DIE_DB`: `icebp`) holding the next once the client sleeps; `FUSION_CLIENT` makes
+/// one checked call, then exits once the server sleeps; `FUSION_OPEN_EXIT` opens the channel
+/// bound as the server and exits once the client sleeps. Exit codes: 2..=5 a failed step.
 pub fn peer_role(arg: u64) -> i32 {
     let cpu = ((arg >> 32) & 0xffff) as usize;
     if exo_rt::pin_to_cpu(cpu).is_err() {
         return 2;
+    }
+    if (arg >> 48) & 0xff == FUSION_OPEN_EXIT {
+        let Ok(c) = Channel::open_as(arg as u32, Side::Server) else {
+            return 3;
+        };
+        // Ends (exit 0) once the client sleeps in its call, never having served.
+        return if wait_until(|| c.client_asleep()) {
+            0
+        } else {
+            5
+        };
     }
     let Ok(c) = Channel::open(arg as u32) else {
         return 3;
@@ -257,7 +296,7 @@ pub fn server(arg: u64) -> i32 {
     if exo_rt::pin_to_cpu(cpu).is_err() {
         return 2;
     }
-    let Ok(c) = Channel::open(arg as u32) else {
+    let Ok(c) = Channel::open_as(arg as u32, Side::Server) else {
         return 3;
     };
     let mut seq = 0;

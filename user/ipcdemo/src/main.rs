@@ -65,7 +65,10 @@ fn run(arg: u64) -> i32 {
     if arg >> 56 == ROLE
         && matches!(
             (arg >> 48) & 0xff,
-            fusion::FUSION_DIE | fusion::FUSION_DIE_DB | fusion::FUSION_CLIENT
+            fusion::FUSION_DIE
+                | fusion::FUSION_DIE_DB
+                | fusion::FUSION_CLIENT
+                | fusion::FUSION_OPEN_EXIT
         )
     {
         return fusion::peer_role(arg);

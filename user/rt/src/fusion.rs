@@ -21,9 +21,11 @@
 //! kernel clears that word (`exo_sync::fusion::GONE`) and wakes it at the thread's end.
 //! That word is the thread's one `set_tid_address` word: a thread is the side of one
 //! channel at a time (the first it called or served on is the one told of its end, per
-//! channel). A peer that ends before its first call or serve is not seen: a wait for it
-//! without a timeout waits for good (known, 2026-12-04: register at `open` with an
-//! explicit side to close it).
+//! channel). A thread can name itself its side's thread earlier, before its first call or
+//! serve ([`Channel::bind`], or [`Channel::open_as`] at once): its end is then seen even if
+//! it never calls or serves (until 2026-12-05 a peer that ended before its first call or
+//! serve was not seen, and a wait for it without a timeout waited for good). A peer that
+//! ends before it even opens the channel is still not seen: only a timeout ends that wait.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -56,6 +58,25 @@ struct Shared {
     /// The futex words of the client (mark 1) and of the server (mark 2).
     state: [AtomicU32; 2],
     rings: Rings<RING, W>,
+}
+
+/// Which side of a channel a thread serves as ([`Channel::bind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The side that calls ([`Channel::call`]).
+    Client,
+    /// The side that serves ([`Channel::serve`]).
+    Server,
+}
+
+impl Side {
+    /// The side's parking mark (1: the client, 2: the server).
+    const fn mark(self) -> u64 {
+        match self {
+            Side::Client => 1,
+            Side::Server => 2,
+        }
+    }
 }
 
 /// One side of a fusion channel.
@@ -194,6 +215,24 @@ impl Channel {
             hz: tsc_hz(),
             watching: AtomicBool::new(false),
         })
+    }
+
+    /// [`Channel::open`], then [`Channel::bind`] of the calling thread as `side`: its end is
+    /// seen by the peer from now on, whether or not it ever calls or serves.
+    pub fn open_as(handle: u32, side: Side) -> Result<Channel, Errno> {
+        let c = Self::open(handle)?;
+        c.bind(side);
+        Ok(c)
+    }
+
+    /// Names the calling thread as this channel's `side` thread now: when it ends (exit, a
+    /// fault, its process killed), the peer's waits end with `ECONNRESET`, even if it never
+    /// called or served. [`call`](Self::call) and [`serve`](Self::serve) do it themselves on
+    /// their first use; binding first closes the window before that (a side that opens the
+    /// channel and dies before serving). Uses the thread's one `set_tid_address` word, as
+    /// they do; a second bind on the same channel does nothing.
+    pub fn bind(&self, side: Side) {
+        self.watch(side.mark());
     }
 
     /// The scheduler of side `mark` (1: the client, 2: the server).

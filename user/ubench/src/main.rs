@@ -547,7 +547,7 @@ fn fusion_server(cpu: usize, h: u32) -> i32 {
         eprintln!("ubench: fusion server cannot pin to cpu {cpu}: {e}");
         return 2;
     }
-    let c = match exo_rt::fusion::Channel::open(h) {
+    let c = match exo_rt::fusion::Channel::open_as(h, exo_rt::fusion::Side::Server) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ubench: fusion server: open: {e}");
