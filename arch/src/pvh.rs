@@ -187,6 +187,9 @@ pub struct BootInfo {
     /// Modules the loader passed (QEMU `-initrd`: one): physical address and size, the first
     /// [`MODULES_MAX`].
     pub modules: ArrayVec<(u64, u64), MODULES_MAX>,
+    /// Modules beyond [`MODULES_MAX`] that were ignored (their memory is not reserved:
+    /// nothing reads them).
+    pub modules_dropped: u32,
 }
 
 /// Modules kept from the start info.
@@ -272,11 +275,13 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
         memmap_dropped: 0,
         version,
         modules: ArrayVec::new(),
+        modules_dropped: 0,
     };
     // Modules: count at +12, list at +16; each entry 32 bytes (paddr, size, cmdline, reserved).
     let nmod = rd32(12);
     let modlist = rd64(16);
     if modlist != 0 {
+        info.modules_dropped = nmod.saturating_sub(MODULES_MAX as u32);
         for i in 0..u64::from(nmod).min(MODULES_MAX as u64) {
             let e = phys_to_virt(modlist + i * 32);
             // SAFETY: entry i of the loader's module list, `nmod` entries of 32 bytes.
@@ -321,11 +326,31 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
             len,
             kind: MemKind::from_raw(kind),
         };
-        if info.memmap.try_push(r).is_err() {
+        if keep_region(&mut info.memmap, r) {
             info.memmap_dropped += 1;
         }
     }
     Ok(info)
+}
+
+/// Adds entry `r` of the loader's memory map to `map`; true if an entry was dropped for
+/// room (`r` itself or one kept before). A full map drops RAM first: a non-RAM entry takes
+/// the place of the last RAM entry kept, so a map longer than [`MEMMAP_MAX`] costs usable
+/// memory, never a reserved range handed out as RAM ([`usable_ram`] subtracts only the
+/// non-RAM entries it sees). Until 2026-12-05 every entry past the 64th was dropped
+/// whatever its kind: a reserved range inside a RAM entry, listed late, went to the
+/// allocator. Only when more than 64 entries are not RAM is one of them dropped, and then
+/// no RAM entry is left at all (boot stops: no memory).
+pub fn keep_region(map: &mut ArrayVec<MemRegion, MEMMAP_MAX>, r: MemRegion) -> bool {
+    if map.try_push(r).is_ok() {
+        return false;
+    }
+    if r.kind != MemKind::Ram
+        && let Some(i) = map.iter().rposition(|e| e.kind == MemKind::Ram)
+    {
+        map[i] = r;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -334,6 +359,52 @@ mod tests {
 
     fn region(start: u64, len: u64, kind: MemKind) -> MemRegion {
         MemRegion { start, len, kind }
+    }
+
+    #[test]
+    fn a_long_map_drops_ram_never_a_reserved_range() {
+        let mut map = ArrayVec::<MemRegion, MEMMAP_MAX>::new();
+        // 64 RAM entries of 1 MiB from 16 MiB, then a reserved range inside the first one and
+        // a RAM entry past them all.
+        let mut dropped = 0;
+        for i in 0..MEMMAP_MAX as u64 {
+            dropped += u32::from(keep_region(
+                &mut map,
+                region(0x100_0000 + i * 0x10_0000, 0x10_0000, MemKind::Ram),
+            ));
+        }
+        assert_eq!(dropped, 0);
+        assert!(keep_region(
+            &mut map,
+            region(0x104_0000, 0x1000, MemKind::Reserved)
+        ));
+        assert!(keep_region(
+            &mut map,
+            region(0x1_0000_0000, 0x10_0000, MemKind::Ram)
+        ));
+        assert_eq!(map.len(), MEMMAP_MAX);
+        assert!(map.iter().any(|e| e.kind == MemKind::Reserved));
+        let usable = usable_ram(&map, &[], u64::MAX);
+        // The reserved page is not handed out; the last RAM entry made room for it, and the
+        // late RAM entry is not kept.
+        assert!(
+            usable
+                .iter()
+                .all(|&(s, e)| e <= 0x104_0000 || s >= 0x104_1000)
+        );
+        assert!(
+            usable
+                .iter()
+                .all(|&(_, e)| e <= 0x100_0000 + 63 * 0x10_0000)
+        );
+        assert!(usable.iter().any(|&(s, _)| s == 0x104_1000));
+        // A map of reserved entries only: one of them is dropped, and no RAM is left.
+        let mut all = ArrayVec::<MemRegion, MEMMAP_MAX>::new();
+        for i in 0..=MEMMAP_MAX as u64 {
+            let _ = keep_region(&mut all, region(i * 0x1000, 0x1000, MemKind::Reserved));
+        }
+        assert_eq!(all.len(), MEMMAP_MAX);
+        assert!(usable_ram(&all, &[], u64::MAX).is_empty());
     }
 
     #[test]

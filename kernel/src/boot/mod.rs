@@ -130,6 +130,21 @@ pub fn bsp_main(start_info: u64) -> BootState {
         info!("deliberate #UD before memory is set up (exo.fault_early)");
         exo_arch::cpu::undefined_instruction();
     }
+    if bi.memmap_dropped != 0 {
+        // RAM entries made room (`pvh::keep_region`): less memory, never a reserved range.
+        warn!(
+            "memory map: {} entries beyond {} not kept (RAM entries dropped first: less memory is used)",
+            bi.memmap_dropped,
+            exo_arch::pvh::MEMMAP_MAX
+        );
+    }
+    if bi.modules_dropped != 0 {
+        warn!(
+            "boot modules: {} beyond the first {} ignored (only the first is read, as the initrd)",
+            bi.modules_dropped,
+            exo_arch::pvh::MODULES_MAX
+        );
+    }
     let (mib, frames) = memory::init(&bi.memmap, features.nx, &bi.modules)
         .unwrap_or_else(|e| fail(format_args!("memory: {e}")));
     if let Some(&(pa, len)) = bi.modules.first() {
