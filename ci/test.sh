@@ -237,6 +237,18 @@ expect_log "AP without memory: the CPU table says not started, and why" "$out/kt
     '^CPUDOWN,2,not started,no per-CPU block: out of memory \(forced by exo.ap_alloc_fail\)$' \
     '^KTEST,smp\.ap_without_memory_is_neither_started_nor_waited_for,ok$'
 
+# No AP can be started when the bring-up's own lists cannot be allocated: each is reported
+# by APIC id with the reason (until 2026-12-05 only the SMP line's count said so), and the
+# kernel runs on the BSP alone (the smp tests count the CPUs the boot could start).
+label="bring-up lists without memory: every AP reported"
+KT_ONLINE=1 kernel_tests "$label" --machine q35 --cpu max --smp 4 \
+    --append "exo.ap_lists_fail=1 exo.test=smp."
+expect_log "bring-up lists without memory: CPUDOWN for each AP" "$out/ktest-$(echo "$label" | tr ' /:,' '____').log" 0 0 \
+    '^SMP,1,4,' \
+    '^CPUDOWN,1,not started,no memory for the bring-up lists \(forced by exo.ap_lists_fail\)$' \
+    '^CPUDOWN,2,not started,no memory for the bring-up lists \(forced by exo.ap_lists_fail\)$' \
+    '^CPUDOWN,3,not started,no memory for the bring-up lists \(forced by exo.ap_lists_fail\)$'
+
 echo "== icount determinism"
 icount_a="$out/icount-a.log" icount_b="$out/icount-b.log"
 scripts/qemu.sh --mode icount --machine microvm --cpu max --smp 4 --job boot --log "$icount_a" >/dev/null 2>&1

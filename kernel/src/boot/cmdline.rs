@@ -108,6 +108,9 @@ pub struct Options {
     /// INIT or SIPI, must be reported not started with the reason, and must not be waited
     /// for; the others come online.
     pub ap_alloc_fail: Option<u32>,
+    /// The bring-up's own lists cannot be allocated (`exo.ap_lists_fail=1`): no AP is
+    /// started, and each must be reported `CPUDOWN` with the reason.
+    pub ap_lists_fail: bool,
     /// Free one object (`exo.double_free=1`) or one frame (`=frame`) twice after boot
     /// (debug builds must catch it).
     pub double_free: Option<DoubleFree>,
@@ -185,6 +188,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         ap_stall_ms: 0,
         ap_stall_split: false,
         ap_alloc_fail: None,
+        ap_lists_fail: false,
         overflow_on_cpu: None,
         double_free: None,
         c2c_cpus: 8,
@@ -252,6 +256,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             }
             ("ap_stall_split", "1") => set(&mut o.ap_stall_split, true),
             ("ap_alloc_fail", v) => v.parse().is_ok_and(|c| set(&mut o.ap_alloc_fail, Some(c))),
+            ("ap_lists_fail", "1") => set(&mut o.ap_lists_fail, true),
             ("double_free", "1") => set(&mut o.double_free, Some(DoubleFree::Object)),
             ("double_free", "frame") => set(&mut o.double_free, Some(DoubleFree::Frame)),
             ("overflow_on_cpu", v) => v

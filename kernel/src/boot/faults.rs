@@ -53,6 +53,10 @@ pub fn before_ap_start(opts: &Options, aps: &[u32]) {
             _ => warn!("exo.ap_alloc_fail={c} names no AP to start: ignored"),
         }
     }
+    if opts.ap_lists_fail {
+        crate::smp::bringup::set_ap_lists_fail();
+        info!("exo.ap_lists_fail: the bring-up's lists will not be allocated (no AP starts)");
+    }
     if opts.panic_early {
         panic!("deliberate panic requested by exo.panic_early (no AP started yet)");
     }

@@ -270,8 +270,12 @@ pub fn bsp_main(start_info: u64) -> BootState {
     }
     limit_aps(&mut aps, mode);
     if let Err(e) = cpus::size_table(aps.len() + 1) {
-        // Cannot happen after `limit_aps`, except out of memory: run on the BSP alone.
+        // Cannot happen after `limit_aps`, except out of memory: run on the BSP alone, every
+        // AP reported by APIC id (until 2026-12-05 they were dropped without a line).
         error!("CPU table: {e}; starting no AP");
+        for id in &aps {
+            kprintln!("CPUDOWN,{id},not started,no CPU table: {e}");
+        }
         aps.clear();
         let _ = cpus::size_table(1);
     }
@@ -281,6 +285,9 @@ pub fn bsp_main(start_info: u64) -> BootState {
     let report = smp::start_aps(&aps, ap_timeout_ms, features.nx, cr3);
     // An AP not started took no CPU id (the next one took it): `order` stays in CPU-id order.
     order.retain(|id| !report.not_started.iter().any(|d| d.apic_id == *id));
+    if report.none_started.is_some() {
+        order.retain(|id| !aps.contains(id));
+    }
     let aps_online_tsc = phase("aps");
     if let Some(c) = opts.tsc_mute_cpu {
         tsc_sync::mute(c);
@@ -299,6 +306,13 @@ pub fn bsp_main(start_info: u64) -> BootState {
     // The APs not started, and the ones that did not answer, after the CPUs online.
     for d in &report.not_started {
         kprintln!("CPUDOWN,{},not started,{}", d.apic_id, d.why);
+    }
+    // No AP started because the bring-up's own lists could not be allocated: each by APIC
+    // id (until 2026-12-05 the SMP line alone said it, by its count).
+    if let Some(why) = report.none_started {
+        for id in &aps {
+            kprintln!("CPUDOWN,{id},not started,{why}");
+        }
     }
     for id in &report.missing {
         kprintln!("CPUDOWN,{id},did not come online,no progress for {ap_timeout_ms} ms");

@@ -184,6 +184,15 @@ pub fn set_ap_panic(apic_id: u32) {
 /// list to start (1 for the first) is refused, as if the heap were out.
 static ALLOC_FAIL_AP: AtomicU32 = AtomicU32::new(u32::MAX);
 
+/// Fault injection (`exo.ap_lists_fail=1`): the bring-up's lists are refused as if memory
+/// were out, so no AP is started.
+static LISTS_FAIL: AtomicBool = AtomicBool::new(false);
+
+/// Makes the bring-up's list allocation fail (`exo.ap_lists_fail`).
+pub fn set_ap_lists_fail() {
+    LISTS_FAIL.store(true, Ordering::Release);
+}
+
 /// Arms `exo.ap_alloc_fail` for the `ap`-th AP to start (1 for the first): its per-CPU
 /// block's allocation fails, after its stacks and tables were made (they are given back),
 /// so it must not be started.
@@ -225,6 +234,9 @@ pub struct SmpReport {
     /// APs given up on whose tables, IST stacks and per-CPU block were freed, their AP
     /// not having taken them ([`decide`]).
     pub given_back: u32,
+    /// Why no AP was started at all, when the bring-up's own lists could not be allocated
+    /// (then `not_started` could not be either: the caller reports every AP it asked for).
+    pub none_started: Option<&'static str>,
 }
 
 /// Prepares per-CPU tables and IST stacks (#DF, NMI, #MC, #DB) for `cpu` (kernel stack
@@ -324,6 +336,7 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         wait_end: WaitEnd::AllOnline,
         settled: false,
         given_back: 0,
+        none_started: None,
     };
     if n == 0 {
         return report;
@@ -334,7 +347,8 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
     let mut by_apic: Vec<(u32, u32)> = Vec::new();
     let mut tops: Vec<u64> = Vec::new();
     let mut stack_bounds: Vec<Stack> = Vec::new();
-    let reserved = targets.try_reserve_exact(n).is_ok()
+    let reserved = !LISTS_FAIL.load(Ordering::Acquire)
+        && targets.try_reserve_exact(n).is_ok()
         && by_apic.try_reserve_exact(n).is_ok()
         && tops.try_reserve_exact(n).is_ok()
         && stack_bounds.try_reserve_exact(n).is_ok()
@@ -342,6 +356,11 @@ pub fn start_aps(apic_ids: &[u32], timeout_ms: u64, nx: bool, final_cr3: u64) ->
         && report.not_started.try_reserve_exact(n).is_ok();
     if !reserved {
         error!("no memory for the bring-up lists of {n} APs: starting none");
+        report.none_started = Some(if LISTS_FAIL.load(Ordering::Acquire) {
+            "no memory for the bring-up lists (forced by exo.ap_lists_fail)"
+        } else {
+            "no memory for the bring-up lists"
+        });
         return report;
     }
     let mut next = CpuId(1);
