@@ -215,6 +215,14 @@ pub fn undefined_instruction() {
     unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
 }
 
+/// Raises a #DB by `int 1` in ring 0 (the vector's own gate: an IST one once the TSS is
+/// loaded). The kernel's handler takes it as single-stepping that leaked in and returns.
+pub fn debug_interrupt() {
+    // SAFETY: `int 1` through the IDT's gate 1 (DPL 0, so allowed from ring 0); the handler
+    // returns here with every register as it was.
+    unsafe { core::arch::asm!("int 1", options(nomem)) };
+}
+
 /// Reads CR2 (the faulting address of the last #PF).
 pub fn cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()

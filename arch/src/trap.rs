@@ -258,6 +258,11 @@ struct Idt([u64; 512]);
 
 static mut IDT: Idt = Idt([0; 512]);
 
+/// The BSP's IDT before its TSS exists ([`load_early_idt`]): the shared IDT's gates with no
+/// IST, so #DB, NMI, #DF and #MC run on the current stack. Through an IST gate with no TSS
+/// loaded, delivery itself faults, then the #DF does, and the CPU resets with no word.
+static mut EARLY_IDT: Idt = Idt([0; 512]);
+
 /// An interrupt gate (type 0xE, present) to `addr` through the kernel code selector.
 fn gate(addr: u64, ist: u64, dpl: u64) -> (u64, u64) {
     let lo = (addr & 0xFFFF)
@@ -268,9 +273,9 @@ fn gate(addr: u64, ist: u64, dpl: u64) -> (u64, u64) {
     (lo, addr >> 32)
 }
 
-/// Fills the shared IDT (every vector to its stub; #DB, #DF, NMI and #MC on their IST stacks) and
-/// the park IDT (see [`park`]), and loads nothing: the BSP calls `init_idt`, every CPU
-/// `load_idt`.
+/// Fills the shared IDT (every vector to its stub; #DB, #DF, NMI and #MC on their IST stacks),
+/// the early IDT (the same without IST) and the park IDT (see [`park`]), and loads nothing:
+/// the BSP calls `init_idt` and `load_early_idt`, every CPU `load_idt` once its TSS is loaded.
 pub fn init_idt() {
     let base = &raw const exo_trap_stubs as u64;
     let park_stub = &raw const exo_park_stub as u64;
@@ -285,16 +290,20 @@ pub fn init_idt() {
         };
         // DPL 0: `int N` from ring 3 is a #GP. DPL 3 for #BP, so `int3` in ring 3 is a #BP
         // (which kills the thread; see the kernel's user-fault hook).
-        let (lo, hi) = gate(addr, ist, if v == 3 { 3 } else { 0 });
+        let dpl = if v == 3 { 3 } else { 0 };
+        let (lo, hi) = gate(addr, ist, dpl);
+        let (elo, ehi) = gate(addr, 0, dpl);
         // Park gates: no IST (a parked CPU may have no TSS), the current stack.
         let (plo, phi) = gate(park_stub, 0, 0);
-        let (idt, park) = (&raw mut IDT, &raw mut PARK_IDT);
-        // SAFETY: the BSP fills both IDTs once before any CPU loads them (the park IDT is
-        // published below, after it is complete); no one reads them yet, and no reference to
-        // the statics exists while they are written through the raw pointers.
+        let (idt, park, early) = (&raw mut IDT, &raw mut PARK_IDT, &raw mut EARLY_IDT);
+        // SAFETY: the BSP fills the three IDTs once before any CPU loads them (the park IDT
+        // is published below, after it is complete); no one reads them yet, and no reference
+        // to the statics exists while they are written through the raw pointers.
         unsafe {
             (*idt).0[2 * v] = lo;
             (*idt).0[2 * v + 1] = hi;
+            (*early).0[2 * v] = elo;
+            (*early).0[2 * v + 1] = ehi;
             (*park).0[2 * v] = plo;
             (*park).0[2 * v + 1] = phi;
         }
@@ -380,6 +389,17 @@ pub fn park() -> ! {
 pub fn parked() -> u64 {
     // SAFETY: a u64 in .bss, only ever updated atomically (`lock inc`).
     unsafe { exo_parked.load(Ordering::Acquire) }
+}
+
+/// Loads the BSP's early IDT (every gate without IST: see `EARLY_IDT`), for the time before
+/// its TSS is loaded; [`load_idt`] replaces it once the TSS is there.
+pub fn load_early_idt() {
+    let ptr = x86_64::structures::DescriptorTablePointer {
+        limit: (16 * 256 - 1) as u16,
+        base: x86_64::VirtAddr::new(&raw const EARLY_IDT as u64),
+    };
+    // SAFETY: the early IDT is a static filled by `init_idt` and never changed afterwards.
+    unsafe { x86_64::instructions::tables::lidt(&ptr) };
 }
 
 /// Loads the shared IDT on the calling CPU.

@@ -84,6 +84,9 @@ pub struct Options {
     /// A CPU exception (`ud2`) on the BSP before memory is set up (`exo.fault_early=1`):
     /// the early IDT must report it (it triple-faulted with no word: QEMU exits 0).
     pub fault_early: bool,
+    /// A #DB (`int 1`, an IST vector) on the BSP before its TSS is loaded
+    /// (`exo.debug_early=1`): it must be taken and return, boot going on.
+    pub debug_early: bool,
     /// A deliberate panic on the BSP before any AP is started (`exo.panic_early=1`): the
     /// stop-all must not reach CPUs still in firmware.
     pub panic_early: bool,
@@ -183,6 +186,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         panic_console_held: None,
         panic_early: false,
         fault_early: false,
+        debug_early: false,
         ap_panic_early: false,
         ap_delay_ms: 0,
         ap_stall_ms: 0,
@@ -247,6 +251,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .is_ok_and(|c| set(&mut o.panic_console_held, Some(c))),
             ("panic_early", "1") => set(&mut o.panic_early, true),
             ("fault_early", "1") => set(&mut o.fault_early, true),
+            ("debug_early", "1") => set(&mut o.debug_early, true),
             ("ap_panic_early", "1") => set(&mut o.ap_panic_early, true),
             ("ap_delay_ms", v) => {
                 in_range(v, 0, MAX_MS).is_some_and(|ms| set(&mut o.ap_delay_ms, ms))

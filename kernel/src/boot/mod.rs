@@ -122,13 +122,19 @@ pub fn bsp_main(start_info: u64) -> BootState {
     // The IDT from here, on the boot GDT (same code selector): an exception while memory
     // is set up (the loader's memory map and modules are followed there) is reported and
     // fails the run. Until 2026-12-05 the IDT came after `memory::init` and such a fault
-    // triple-faulted with no word (found by review). The IST vectors (#DB, NMI, #DF, #MC)
-    // still need the TSS, loaded with the kernel's own GDT below.
+    // triple-faulted with no word (found by review). Until the TSS is loaded with the
+    // kernel's own GDT below, the early IDT has no IST gates: #DB, NMI, #DF and #MC run on
+    // the boot stack (until 2026-12-05 their IST gates faulted with no TSS: a reset).
     crate::trap::init();
-    exo_arch::trap::load_idt();
+    exo_arch::trap::load_early_idt();
     if opts.fault_early {
         info!("deliberate #UD before memory is set up (exo.fault_early)");
         exo_arch::cpu::undefined_instruction();
+    }
+    if opts.debug_early {
+        info!("deliberate #DB (int 1) before the TSS is loaded (exo.debug_early)");
+        exo_arch::cpu::debug_interrupt();
+        info!("exo.debug_early: the #DB was taken on the boot stack and returned");
     }
     if bi.memmap_dropped != 0 {
         // RAM entries made room (`pvh::keep_region`): less memory, never a reserved range.
