@@ -286,7 +286,8 @@ for n in 1 2 4 64; do
         '^init: thread suite: 1 round\(s\), 9 process\(es\), 0 unexpected$' \
         '^init: ipc suite: 1 round\(s\), 11 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
         '^PROC,1,exit,0$' '^MEM,init,.*,same$' '^TIMER,init,mode,[a-z-]+,switches,[0-9]+,ticks,[0-9]+,writes,[0-9]+$' \
-        '^IPC,init,fast,[0-9]+,slow,[0-9]+,parked_exits,[1-9][0-9]*,parked_resumes,[1-9][0-9]*$'
+        '^IPC,init,fast,[0-9]+,slow,[0-9]+,parked_exits,[1-9][0-9]*,parked_resumes,[1-9][0-9]*$' \
+        '^PREEMPT,init,tick,[0-9]+,wake,[0-9]+$'
 done
 # The fake nginx (user/nginx): a load generator and 1..4 workers over IPC, every response
 # checked; rows well-formed (the figures are TCG timing: never judged).

@@ -82,6 +82,12 @@ fn init(state: &crate::boot::BootState) -> ! {
                 sched::timer_mode(),
                 slice + other
             );
+            // Preemptions: at a slice end (the tick) and for a wake-up (`sched::wake_ipi`).
+            let (_, tick, _, _) = sched::counters();
+            crate::kprintln!(
+                "PREEMPT,init,tick,{tick},wake,{}",
+                sched::wake_preemptions()
+            );
             // Every process's memory is back: the same free frames, heap objects and
             // threads as before process 1 started (a difference is a leak the CI check
             // catches).
@@ -201,9 +207,10 @@ pub fn join_all(tids: &[Tid], deadline_ms: u64) -> Result<Vec<u64>, String> {
             Err(e) => {
                 sched::dump();
                 return Err(format!(
-                    "join of thread {k}/{} ({t}): {e} (switches {:?})",
+                    "join of thread {k}/{} ({t}): {e} (switches {:?}, wake preemptions {})",
                     tids.len(),
-                    sched::counters()
+                    sched::counters(),
+                    sched::wake_preemptions()
                 ));
             }
         }

@@ -109,6 +109,15 @@ pub struct CpuSched {
     pub steals: AtomicU64,
     /// See `switches`.
     pub wake_ipis: AtomicU64,
+    /// Preemptions by a wake-up IPI (`wake::wake_ipi`), apart from the tick's `preemptions`.
+    pub wake_preemptions: AtomicU64,
+    /// A woken thread waits in the run queue for the wake-up rule (`wake::defer_wake`: the
+    /// running thread short of its floor or not preemptible; or queued by the full-mailbox
+    /// path): `switches + 1` at that moment (0: none). Until this CPU switches again, the
+    /// tick and the wake IPI apply the rule once more, and a tick is armed for it.
+    pub(super) wake_deferred: AtomicU64,
+    /// Looks that deferred the wake-up rule (`wake::defer_wake`), for tests and reports.
+    pub wake_deferrals: AtomicU64,
     /// Threads parked at their system-call boundary this CPU left for ring 3 through
     /// their frame (`handoff_parked`'s `exit`), and parked threads resumed by a switch
     /// (their continuation ran).
@@ -833,6 +842,9 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         preemptions: AtomicU64::new(0),
         steals: AtomicU64::new(0),
         wake_ipis: AtomicU64::new(0),
+        wake_preemptions: AtomicU64::new(0),
+        wake_deferred: AtomicU64::new(0),
+        wake_deferrals: AtomicU64::new(0),
         parked_exits: AtomicU64::new(0),
         parked_resumes: AtomicU64::new(0),
         timer_ticks: AtomicU64::new(0),
@@ -974,6 +986,15 @@ pub fn counters() -> (u64, u64, u64, u64) {
     c
 }
 
+/// Preemptions by wake-up IPIs summed over CPUs (`CpuSched::wake_preemptions`; the tick's
+/// are [`counters`]' second).
+pub fn wake_preemptions() -> u64 {
+    cpus::online()
+        .filter_map(|b| cpu_sched(b.hot.cpu_id))
+        .map(|s| s.wake_preemptions.load(Ordering::Relaxed))
+        .sum()
+}
+
 /// One CPU's timer counters: (switches, ticks, slice writes, other writes); see
 /// `CpuSched::timer_ticks`.
 pub fn timer_counts(cpu: u32) -> Option<(u64, u64, u64, u64)> {
@@ -984,6 +1005,27 @@ pub fn timer_counts(cpu: u32) -> Option<(u64, u64, u64, u64)> {
         s.timer_writes_slice.load(Ordering::Relaxed),
         s.timer_writes_other.load(Ordering::Relaxed),
     ))
+}
+
+/// Test support: CPU `cpu`'s wake-up state, for a test's failure report: (current thread,
+/// TSC ticks since its switch-in (`ran_since`), mailbox pending, queued threads, wake IPIs
+/// sent to it, wake-up preemptions, tick preemptions, ticks, `ran_since` itself (a TSC of
+/// CPU `cpu`'s clock, where the second is this CPU's TSC minus it), wake-up deferrals).
+pub fn wake_state(cpu: u32) -> Option<[u64; 10]> {
+    let s = cpu_sched(cpu)?;
+    let ran_since = s.ran_since.load(Ordering::Relaxed);
+    Some([
+        u64::from(s.current.load(Ordering::Relaxed)),
+        rdtsc().saturating_sub(ran_since),
+        u64::from(s.mailbox.is_pending()),
+        s.nr_ready.load(Ordering::Relaxed) as u64,
+        s.wake_ipis.load(Ordering::Relaxed),
+        s.wake_preemptions.load(Ordering::Relaxed),
+        s.preemptions.load(Ordering::Relaxed),
+        s.timer_ticks.load(Ordering::Relaxed),
+        ran_since,
+        s.wake_deferrals.load(Ordering::Relaxed),
+    ])
 }
 
 /// Test support: whether thread `tid` is on CPU `cpu`'s sleeper list (taken under its lock).

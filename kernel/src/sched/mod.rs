@@ -11,12 +11,21 @@
 //!   cannot be stolen before its registers are saved. No global lock anywhere on these paths.
 //! * **Wake-ups**: `Blocked -> Ready` is one CAS on the thread's state; the winner posts the
 //!   thread to its CPU's lock-free [`exo_sched::Mailbox`] and rings that CPU (wake IPI) when
-//!   the doorbell says so. The CPU drains its mailbox into its run queue when it schedules.
+//!   the doorbell says so. The CPU drains its mailbox into its run queue when it schedules,
+//!   at its ticks, and in the wake IPI's handler (`wake_ipi`) when a thread runs there.
 //! * **Preemption**: a one-shot local APIC timer per CPU (TSC-deadline mode when CPUID offers
 //!   it) fires at the end of the running thread's slice or at the first sleeper's deadline;
 //!   the tick preempts only when the interrupted code is preemptible (`exo_percpu::preemptible`:
-//!   preempt count and allocator leaf byte both zero). Under `-icount` the timer is not used
-//!   (QEMU limitation, see boot.rs): no preemption, sleepers are polled.
+//!   preempt count and allocator leaf byte both zero). A wake-up preempts too, by the same
+//!   rule and through the same path: the wake IPI (or a tick, if it drains the mailbox first)
+//!   preempts a thread that has run at least a quarter slice since it was switched in
+//!   (`WAKE_GRANULARITY_SHIFT`: bounded wake-up latency, and a CPU-bound thread keeps a
+//!   quarter slice per wake-up against threads that ping-pong through it); a thread that
+//!   has run less (or runs non-preemptible code) keeps the CPU until it has: the wake-up is
+//!   deferred (the tick and the IPI look again until the CPU switches, a tick armed for
+//!   that moment). Counted apart (`wake_preemptions`, `wake_deferrals`).
+//!   Under `-icount` the timer is not used (QEMU limitation, see boot.rs): no slice-end
+//!   preemption (wake-ups still preempt), sleepers are polled.
 //! * **Idle and stealing**: each CPU has an idle context (an AP's boot context; the BSP gets
 //!   an idle thread) that halts with `sti; hlt` and, when woken, takes work from its mailbox
 //!   or steals a runnable thread it may run from another CPU (`try_lock` only). Two shared
@@ -84,6 +93,7 @@ mod tests_reap;
 pub use cpu::{
     Claimed, Here, counters, cpu_sched, cpus_running, current_queue, dump, init, listed_as_sleeper,
     parked_counts, record_switches, switch_samples, this_sched, timer_counts, timer_totals,
+    wake_preemptions, wake_state,
 };
 pub use exo_sched::CpuSet;
 pub use hold::HoldPoint;
@@ -94,8 +104,9 @@ pub use thread::{
     set_affinity, set_current_ids, set_current_space, set_exit_hook, set_fpu_area, spawn, tid_of,
 };
 pub use wake::{
-    block_unless, block_until, force_mailbox_full, kick, sleep_until, sleep_us, slice_tsc, tick,
-    timer_mode, wake, yield_now,
+    block_unless, block_until, force_mailbox_full, hold_tick_preemption, hold_wake_preemption,
+    kick, set_wake_floor_tsc, sleep_until, sleep_us, slice_tsc, tick, timer_mode, wake, wake_ipi,
+    yield_now,
 };
 
 use core::sync::atomic::Ordering;

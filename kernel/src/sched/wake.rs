@@ -1,7 +1,8 @@
 //! Blocking, waking, sleeping and the timer: `Blocked -> Ready` by one CAS and a post to the
 //! thread's CPU mailbox (with the full-mailbox fallback), wake IPIs, `block_unless` /
-//! `block_until` / `sleep_until`, the tick (preemption at the slice end, sleepers due) and
-//! the one-shot or TSC-deadline timer programming.
+//! `block_until` / `sleep_until`, the wake IPI's preemption (`wake_ipi`), the tick
+//! (preemption at the slice end, sleepers due) and the one-shot or TSC-deadline timer
+//! programming.
 #![allow(
     unsafe_code,
     reason = "run queue and sleeper list under the CPU's lock"
@@ -65,6 +66,7 @@ pub(super) fn post_wake(target: &CpuSched, i: usize) {
                 && !unsafe { target.rq() }.contains(ThreadRef(i as u32))
             {
                 target.enqueue_locked(i);
+                mark_wake_waiting(target);
             }
             target.unlock();
             #[cfg(debug_assertions)]
@@ -82,6 +84,27 @@ pub fn force_mailbox_full(on: bool) {
     FORCE_MAILBOX_FULL.store(on, Ordering::Relaxed);
 }
 
+/// Test switch: the tick preempts no thread at its slice end (`true`), or as usual. The idle
+/// context is still preempted when work waits, sleepers are still woken. Lets a test show
+/// that something else (a wake-up IPI) gave a thread the CPU.
+pub(super) static TICK_PREEMPTION_HELD: AtomicBool = AtomicBool::new(false);
+
+/// Stops the tick from preempting threads at their slice end (`true`), or lets it again
+/// (tests: `sched.wake_ipi_preempts_a_spinning_thread`).
+pub fn hold_tick_preemption(on: bool) {
+    TICK_PREEMPTION_HELD.store(on, Ordering::Relaxed);
+}
+
+/// Test switch: wake-ups preempt nobody (`true`), or as usual (`wake_ipi`, and the tick's
+/// same rule). Lets a test show that the tick alone preempts a spinning thread.
+pub(super) static WAKE_PREEMPTION_HELD: AtomicBool = AtomicBool::new(false);
+
+/// Stops wake-ups from preempting (`true`), or lets them again (tests whose point is the
+/// tick's preemption: a thread spawned onto a spinner's CPU is a wake-up there).
+pub fn hold_wake_preemption(on: bool) {
+    WAKE_PREEMPTION_HELD.store(on, Ordering::Relaxed);
+}
+
 pub(super) fn ring(target: &CpuSched) {
     if target.cpu == exo_percpu::cpu_id_hint().0 {
         return; // we drain our own mailbox at our next schedule
@@ -97,6 +120,139 @@ pub fn kick(cpu: u32) {
         ring(cs);
     }
 }
+
+/// The wake-up IPI (`VEC_WAKE`), called by its interrupt after EOI: a thread woken onto this
+/// CPU while another one runs gets the CPU now (the running thread past its floor, in
+/// preemptible code), or soon (`defer_wake`), not at the running thread's slice end (or,
+/// under icount, which has no timer, only when it blocks). Only when the running thread is
+/// not the idle context (its loop takes the mailbox when the IPI ends its halt) and the
+/// mailbox holds work or a woken thread waits in the run queue for this rule
+/// (`wake_still_deferred`: a deferred wake-up, or the full-mailbox path, which queues
+/// directly); a `kick` or a job's IPI with neither does nothing. The rest is `wake_preempt`.
+#[inline(always)]
+pub fn wake_ipi() {
+    let Some(cs) = this_sched() else {
+        return;
+    };
+    if cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed)
+        || !(cs.mailbox.is_pending() || wake_still_deferred(cs))
+    {
+        return;
+    }
+    wake_preempt(cs, exo_percpu::preemptible());
+}
+
+/// [`wake_ipi`] with a thread running and woken threads in the mailbox (or marked waiting):
+/// they go to the run queue (as at a tick), and the running thread is preempted through the
+/// tick's path (`schedule_irqs_off`: it is put back and the most urgent thread runs, which
+/// may be itself) if it has run its floor ([`wake_floor_reached`]) and the interrupted code
+/// is `preemptible`; else the wake-up is deferred ([`defer_wake`]).
+#[inline(never)]
+fn wake_preempt(cs: &CpuSched, preemptible: bool) {
+    let now = rdtsc();
+    cs.lock();
+    cs.drain_mailbox();
+    // SAFETY: lock held.
+    let waits = !unsafe { cs.rq() }.is_empty() && !wake_held();
+    let preempt = waits && preemptible && wake_floor_reached(cs, now);
+    if preempt {
+        // Applied: a thread less urgent than the running one is not looked at again.
+        cs.wake_deferred.store(0, Ordering::Relaxed);
+    } else if waits {
+        defer_wake(cs, now);
+    }
+    cs.unlock();
+    if preempt {
+        bump(&cs.wake_preemptions);
+        schedule_irqs_off();
+    }
+}
+
+/// Woken threads are queued on `cs` but the rule cannot be applied now (lock held): the
+/// running thread has not reached its floor ([`wake_floor_reached`]), or the interrupted
+/// code is not preemptible. Marks the wake-up as waiting until this CPU's next switch (the
+/// tick applies the rule again while the mark holds) and arms a tick no later than the
+/// floor's end, or, past it, a sixteenth of a slice from now (never at once: no storm of
+/// ticks while the code stays non-preemptible). Until 2026-12-05 (the day wake-up
+/// preemption came) such a wake-up was forgotten: the woken thread waited for the slice end,
+/// or with the tick's preemption held (a test) for as long as the running thread ran.
+fn defer_wake(cs: &CpuSched, now: u64) {
+    mark_wake_waiting(cs);
+    bump(&cs.wake_deferrals);
+    let slice = SLICE_TSC.load(Ordering::Relaxed);
+    let at = cs
+        .ran_since
+        .load(Ordering::Relaxed)
+        .saturating_add(wake_floor())
+        .max(now.saturating_add((slice >> 4).max(1)));
+    let mode = TIMER.load(Ordering::Relaxed);
+    if mode != TIMER_OFF && at < cs.armed.load(Ordering::Relaxed) {
+        bump(&cs.timer_writes_other);
+        write_timer(cs, now, at, mode);
+    }
+}
+
+/// Records on `cs` (lock held) that a woken thread waits in its run queue for the wake-up
+/// rule, until `cs` next switches: [`defer_wake`], and `post_wake`'s full-mailbox path (which
+/// queues without the mailbox, so the IPI's and the tick's look at the mailbox would not see
+/// it). A direct switch (an IPC hand-off) counts as a switch: on a CPU busy with hand-offs,
+/// whose `ran_since` restarts at each, a woken thread waits for the chain's slice end.
+fn mark_wake_waiting(cs: &CpuSched) {
+    cs.wake_deferred
+        .store(cs.switches.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Whether a woken thread marked by [`mark_wake_waiting`] still waits on `cs`: no switch since.
+#[inline(always)]
+fn wake_still_deferred(cs: &CpuSched) -> bool {
+    cs.wake_deferred.load(Ordering::Relaxed) == cs.switches.load(Ordering::Relaxed) + 1
+}
+
+/// Whether the thread running on `cs` has run its floor ([`wake_floor`]) at `now`, since it
+/// was switched in (`ran_since`; a direct switch and a pick of the same thread restart it).
+#[inline(always)]
+fn wake_floor_reached(cs: &CpuSched, now: u64) -> bool {
+    now.saturating_sub(cs.ran_since.load(Ordering::Relaxed)) >= wake_floor()
+}
+
+/// Whether a test holds wake-up preemption off (`hold_wake_preemption`): no wake-up
+/// preempts, none is deferred.
+#[inline(always)]
+fn wake_held() -> bool {
+    WAKE_PREEMPTION_HELD.load(Ordering::Relaxed)
+}
+
+/// How long a thread runs before a wake-up may preempt it, in TSC ticks: a quarter slice
+/// ([`WAKE_GRANULARITY_SHIFT`]), or what a test set (`set_wake_floor_tsc`).
+#[inline(always)]
+fn wake_floor() -> u64 {
+    match WAKE_FLOOR_TSC.load(Ordering::Relaxed) {
+        0 => SLICE_TSC.load(Ordering::Relaxed) >> WAKE_GRANULARITY_SHIFT,
+        f => f,
+    }
+}
+
+/// Test switch: the wake-up floor in TSC ticks (0: a quarter slice).
+static WAKE_FLOOR_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the wake-up preemption's floor to `tsc` ticks of running (0: back to a quarter
+/// slice). Tests: a floor long enough that a wake-up surely comes before it.
+pub fn set_wake_floor_tsc(tsc: u64) {
+    WAKE_FLOOR_TSC.store(tsc, Ordering::Relaxed);
+}
+
+/// A wake-up preempts the running thread only once it has run `slice >> this` (a quarter
+/// of the slice, 250 us at the kernel's 1 ms) since it was switched in: a woken thread
+/// waits for nothing past that point, for at most the slice end before it. The floor keeps
+/// a CPU-bound thread's share against threads that wake and block in turn (two threads
+/// ping-ponging across CPUs, one of them here): each wake-up preemption leaves it at least
+/// a quarter slice more, so it keeps at least G / (G + b) of the CPU, b being the woken
+/// thread's burst (nearly all of it for IPC-sized bursts), where with no floor it would
+/// only run between two wake-ups. The same shift as the hot queue's limit
+/// (`exo_sched::HOT_BURST_SHIFT`): a burst cut short by a wake-up is never below the hot
+/// limit, so wake-up preemptions alone do not make a CPU-bound thread look hot (and jump
+/// ahead of every normal thread).
+pub(super) const WAKE_GRANULARITY_SHIFT: u32 = exo_sched::HOT_BURST_SHIFT;
 
 /// Makes thread `tid` runnable if it is blocked; returns whether it was.
 pub fn wake(tid: Tid) -> bool {
@@ -218,8 +374,9 @@ pub fn sleep_us(us: u64) {
     sleep_until(crate::smp::time::Deadline::after_us(us).tsc());
 }
 
-/// The tick: wakes expired sleepers, preempts the running thread at the end of its slice if
-/// the interrupted code allows it. Called by the timer interrupt after EOI.
+/// The tick: wakes expired sleepers, preempts the running thread at the end of its slice, or
+/// for threads woken here since the last drain by the wake IPI's rule (`wake_ipi`), if the
+/// interrupted code allows it. Called by the timer interrupt after EOI.
 #[inline(never)]
 pub fn tick() {
     let Some(cs) = this_sched() else {
@@ -231,6 +388,13 @@ pub fn tick() {
     cs.armed.store(u64::MAX, Ordering::Relaxed);
     bump(&cs.timer_ticks);
     cs.lock();
+    // Threads woken here since the last drain: the tick applies the wake IPI's rule to them
+    // too. The timer's vector outranks the wake IPI's, so when both are pending (a CPU
+    // that took neither for a while: a vCPU the host did not run) the tick comes first and
+    // drains the mailbox, and the IPI then finds it empty; until the tick took the rule
+    // over, such a wake-up waited for the slice end (seen under TCG at -smp 4, about one
+    // run in two of `sched.wake_ipi_preempts_a_spinning_thread`).
+    let woken = cs.mailbox.is_pending() || wake_still_deferred(cs);
     cs.drain_mailbox();
     let _ = cs.wake_sleepers(now);
     let cur = cs.current.load(Ordering::Relaxed) as usize;
@@ -239,6 +403,13 @@ pub fn tick() {
     let expired = now.saturating_sub(started) >= SLICE_TSC.load(Ordering::Relaxed);
     // SAFETY: lock held.
     let others = !unsafe { cs.rq() }.is_empty();
+    let preemptible = exo_percpu::preemptible();
+    let wake_waits = woken && others && !is_idle && !wake_held();
+    let wake_due = wake_waits && wake_floor_reached(cs, now);
+    if wake_due && preemptible {
+        // Applied below: a thread less urgent than the running one is not looked at again.
+        cs.wake_deferred.store(0, Ordering::Relaxed);
+    }
     cs.unlock();
     // Periodic balancing: runnable unpinned threads wait here while a CPU sleeps: wake one,
     // it steals (a halted CPU only looks for work when something wakes it).
@@ -250,11 +421,14 @@ pub fn tick() {
     // thread switched in ran inside the idle context's guard: magazines mid-update (a double
     // free at -smp 16) or the shootdown lock held by a context that could not run. A busy
     // idle context reaches its loop's pick soon enough.
-    if (idle_has_work || (expired && others)) && exo_percpu::preemptible() {
+    let slice_end = expired && others && !TICK_PREEMPTION_HELD.load(Ordering::Relaxed);
+    if (idle_has_work || slice_end || wake_due) && preemptible {
         if is_idle {
             leave_halted(cs);
-        } else {
+        } else if slice_end {
             bump(&cs.preemptions);
+        } else {
+            bump(&cs.wake_preemptions);
         }
         schedule_irqs_off();
     } else {
@@ -271,6 +445,11 @@ pub fn tick() {
         }
         cs.lock();
         arm_timer_from(cs, now, start, !is_idle);
+        if wake_waits {
+            // Before the floor, or not preemptible now: looked at again at a tick armed for
+            // the floor's end, or soon (`defer_wake`).
+            defer_wake(cs, now);
+        }
         cs.unlock();
     }
 }
@@ -321,12 +500,18 @@ fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8) {
     if now < armed && armed <= at && at - armed <= slice / 2 {
         return;
     }
-    cs.armed.store(at, Ordering::Relaxed);
     if running && at == own.max(now + 1) {
         bump(&cs.timer_writes_slice);
     } else {
         bump(&cs.timer_writes_other);
     }
+    write_timer(cs, now, at, mode);
+}
+
+/// Writes this CPU's timer for `at` (`mode`: deadline or one-shot) and records it in `armed`
+/// (lock held; the end of [`program_timer`], and [`defer_wake`]'s earlier tick).
+fn write_timer(cs: &CpuSched, now: u64, at: u64, mode: u8) {
+    cs.armed.store(at, Ordering::Relaxed);
     if mode == TIMER_DEADLINE {
         apic::timer_deadline(at);
     } else {

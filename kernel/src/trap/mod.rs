@@ -266,7 +266,11 @@ fn handle(frame: &mut TrapFrame) {
             crate::sched::fpu::NmOutcome::NotOurs => fault(frame, v),
         },
         0..=31 => fault(frame, v),
-        VEC_WAKE => exo_arch::apic::eoi(),
+        VEC_WAKE => {
+            exo_arch::apic::eoi();
+            // A thread woken here while another runs may take the CPU now (`sched::wake_ipi`).
+            crate::sched::wake_ipi();
+        }
         VEC_TLB => crate::smp::tlb::handle_ipi(),
         VEC_TIMER => {
             exo_arch::apic::eoi();

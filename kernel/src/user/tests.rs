@@ -693,8 +693,17 @@ fn setter(data: u64) -> u64 {
 
 /// A ring-3 spinner on every CPU, each with a kernel thread on its CPU that can only run
 /// if the timer preempts the spinner in ring 3 (the interrupt path's `swapgs` from ring 3,
-/// the switch away from a thread in user mode and back).
+/// the switch away from a thread in user mode and back). Wake-up preemption is held off
+/// meanwhile: the kernel thread's spawn is a wake-up on the spinner's CPU, which would
+/// otherwise preempt the spinner once it has run a quarter slice, not the timer.
 fn spinner(s: &BootState) -> TestResult {
+    sched::hold_wake_preemption(true);
+    let r = spinner_preempted_by_the_tick(s);
+    sched::hold_wake_preemption(false);
+    r
+}
+
+fn spinner_preempted_by_the_tick(s: &BootState) -> TestResult {
     testbed::enter()?;
     if s.opts.mode == Some(smp_bench::Mode::Icount) || sched::timer_mode() == "off" {
         return Err(format!(
