@@ -178,9 +178,9 @@ pub struct BootInfo {
     pub cmdline_truncated: bool,
     /// RSDP physical address, 0 if not given.
     pub rsdp: u64,
-    /// Memory map (first `MEMMAP_MAX` entries).
+    /// Memory map: the entries that matter, at most `MEMMAP_MAX` ([`select_regions`]).
     pub memmap: ArrayVec<MemRegion, MEMMAP_MAX>,
-    /// Entries beyond `MEMMAP_MAX` that were dropped.
+    /// Entries that mattered but did not fit ([`select_regions`]).
     pub memmap_dropped: u32,
     /// start_info version.
     pub version: u32,
@@ -311,9 +311,9 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
     if mm == 0 || n == 0 {
         return Err(PvhError::NoMemoryMap);
     }
-    for i in 0..u64::from(n) {
-        let e = phys_to_virt(mm + i * 24);
-        // SAFETY: entry i of the loader's memory map, `n` entries of 24 bytes.
+    let read = |i: usize| {
+        let e = phys_to_virt(mm + i as u64 * 24);
+        // SAFETY: entry i (< n) of the loader's memory map, `n` entries of 24 bytes.
         let (start, len, kind) = unsafe {
             (
                 (e as *const u64).read_unaligned(),
@@ -321,32 +321,77 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
                 ((e + 16) as *const u32).read_unaligned(),
             )
         };
-        let r = MemRegion {
+        MemRegion {
             start,
             len,
             kind: MemKind::from_raw(kind),
-        };
-        if keep_region(&mut info.memmap, r) {
-            info.memmap_dropped += 1;
         }
-    }
+    };
+    let (map, dropped) = select_regions(n as usize, read);
+    info.memmap = map;
+    info.memmap_dropped = dropped;
     Ok(info)
 }
 
-/// Adds entry `r` of the loader's memory map to `map`; true if an entry was dropped for
-/// room (`r` itself or one kept before). A full map drops RAM first: a non-RAM entry takes
-/// the place of the last RAM entry kept, so a map longer than [`MEMMAP_MAX`] costs usable
-/// memory, never a reserved range handed out as RAM ([`usable_ram`] subtracts only the
-/// non-RAM entries it sees). Until 2026-12-05 every entry past the 64th was dropped
-/// whatever its kind: a reserved range inside a RAM entry, listed late, went to the
-/// allocator. Only when more than 64 entries are not RAM is one of them dropped, and then
-/// no RAM entry is left at all (boot stops: no memory).
+/// Whether entries of this kind are memory the kernel maps cacheable (RAM, ACPI tables and
+/// storage: `memory::init`), as opposed to ranges that only take memory away from RAM.
+fn ram_like(k: MemKind) -> bool {
+    matches!(k, MemKind::Ram | MemKind::AcpiReclaim | MemKind::AcpiNvs)
+}
+
+/// The entries of the loader's memory map (`n` of them, entry `i` from `read(i)`) kept in at
+/// most [`MEMMAP_MAX`], and how many that cost. What matters: every RAM-like entry, and
+/// every other entry that takes memory away from a RAM entry of the whole map (non-empty
+/// and overlapping one); a reserved range beside RAM changes nothing ([`usable_ram`] only
+/// subtracts) and is passed over, however many there are (real maps list dozens of device
+/// and firmware ranges). If what matters is still more than fits, [`keep_region`] drops the
+/// smallest RAM-like entries first: less memory, never a reserved range handed out as RAM.
+/// Until 2026-12-05 every entry past the 64th was dropped whatever its kind: a reserved
+/// range inside a RAM entry, listed late, went to the allocator; the first fix (the same
+/// day) made room by dropping the last RAM entry kept even for a range beside RAM, so a
+/// sorted map of three RAM entries and 63 reserved ones kept no memory at all (review).
+pub fn select_regions(
+    n: usize,
+    read: impl Fn(usize) -> MemRegion,
+) -> (ArrayVec<MemRegion, MEMMAP_MAX>, u32) {
+    let mut map = ArrayVec::new();
+    let mut dropped = 0;
+    let overlap = |a: &MemRegion, b: &MemRegion| {
+        a.start < b.start.saturating_add(b.len) && b.start < a.start.saturating_add(a.len)
+    };
+    for i in 0..n {
+        let r = read(i);
+        if !ram_like(r.kind)
+            && (r.len == 0
+                || !(0..n).any(|j| {
+                    let e = read(j);
+                    e.kind == MemKind::Ram && overlap(&e, &r)
+                }))
+        {
+            continue;
+        }
+        dropped += u32::from(keep_region(&mut map, r));
+    }
+    (map, dropped)
+}
+
+/// Adds entry `r` to `map`; true if an entry was dropped for room (`r` itself or one kept
+/// before). A full map keeps a range that takes memory away (it replaces the smallest
+/// RAM-like entry kept) and, of RAM-like entries, the larger ones. Only when every entry kept
+/// takes memory away is such a range dropped, and then no RAM is left at all (boot stops:
+/// no memory).
 pub fn keep_region(map: &mut ArrayVec<MemRegion, MEMMAP_MAX>, r: MemRegion) -> bool {
     if map.try_push(r).is_ok() {
         return false;
     }
-    if r.kind != MemKind::Ram
-        && let Some(i) = map.iter().rposition(|e| e.kind == MemKind::Ram)
+    let smallest = map
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| ram_like(e.kind))
+        .min_by_key(|(_, e)| e.len)
+        .map(|(i, _)| i);
+    if let Some(i) = smallest
+        && (!ram_like(r.kind) || map[i].len < r.len)
     {
         map[i] = r;
     }
@@ -363,48 +408,60 @@ mod tests {
 
     #[test]
     fn a_long_map_drops_ram_never_a_reserved_range() {
-        let mut map = ArrayVec::<MemRegion, MEMMAP_MAX>::new();
         // 64 RAM entries of 1 MiB from 16 MiB, then a reserved range inside the first one and
-        // a RAM entry past them all.
-        let mut dropped = 0;
-        for i in 0..MEMMAP_MAX as u64 {
-            dropped += u32::from(keep_region(
-                &mut map,
-                region(0x100_0000 + i * 0x10_0000, 0x10_0000, MemKind::Ram),
-            ));
-        }
-        assert_eq!(dropped, 0);
-        assert!(keep_region(
-            &mut map,
-            region(0x104_0000, 0x1000, MemKind::Reserved)
-        ));
-        assert!(keep_region(
-            &mut map,
-            region(0x1_0000_0000, 0x10_0000, MemKind::Ram)
-        ));
+        // a smaller RAM entry past them all.
+        let mut raw: Vec<MemRegion> = (0..MEMMAP_MAX as u64)
+            .map(|i| region(0x100_0000 + i * 0x10_0000, 0x10_0000, MemKind::Ram))
+            .collect();
+        raw.push(region(0x104_0000, 0x1000, MemKind::Reserved));
+        raw.push(region(0x1_0000_0000, 0x8_0000, MemKind::Ram));
+        let (map, dropped) = select_regions(raw.len(), |i| raw[i]);
+        assert_eq!(dropped, 2);
         assert_eq!(map.len(), MEMMAP_MAX);
         assert!(map.iter().any(|e| e.kind == MemKind::Reserved));
         let usable = usable_ram(&map, &[], u64::MAX);
-        // The reserved page is not handed out; the last RAM entry made room for it, and the
-        // late RAM entry is not kept.
+        // The reserved page is not handed out; one RAM entry made room for it (63 MiB left,
+        // less the page if it lay in one of those), and the late, smaller RAM entry is not
+        // kept.
         assert!(
             usable
                 .iter()
                 .all(|&(s, e)| e <= 0x104_0000 || s >= 0x104_1000)
         );
-        assert!(
-            usable
-                .iter()
-                .all(|&(_, e)| e <= 0x100_0000 + 63 * 0x10_0000)
+        let total: u64 = usable.iter().map(|&(s, e)| e - s).sum();
+        assert!(total >= 63 * 0x10_0000 - 0x1000, "{total:#x}");
+        assert!(usable.iter().all(|&(_, e)| e <= 0x500_0000));
+        // A map of reserved ranges inside one RAM entry: one is dropped, no RAM is left.
+        let mut all = vec![region(0, 0x100_0000, MemKind::Ram)];
+        all.extend((0..=MEMMAP_MAX as u64).map(|i| region(i * 0x1000, 0x1000, MemKind::Reserved)));
+        let (map, _) = select_regions(all.len(), |i| all[i]);
+        assert_eq!(map.len(), MEMMAP_MAX);
+        assert!(usable_ram(&map, &[], u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn reserved_ranges_beside_ram_cost_no_memory() {
+        // A sorted map as firmware writes them: low RAM, RAM to 2 GiB, 63 device and firmware
+        // ranges beside RAM (and an empty one inside it), then the large RAM above 4 GiB.
+        let mut raw = vec![
+            region(0, 0xa_0000, MemKind::Ram),
+            region(0x10_0000, 0x7ff0_0000, MemKind::Ram),
+            region(0x20_0000, 0, MemKind::Reserved),
+        ];
+        raw.extend(
+            (0..63u64).map(|i| region(0x8000_0000 + i * 0x10_0000, 0x1000, MemKind::Reserved)),
         );
-        assert!(usable.iter().any(|&(s, _)| s == 0x104_1000));
-        // A map of reserved entries only: one of them is dropped, and no RAM is left.
-        let mut all = ArrayVec::<MemRegion, MEMMAP_MAX>::new();
-        for i in 0..=MEMMAP_MAX as u64 {
-            let _ = keep_region(&mut all, region(i * 0x1000, 0x1000, MemKind::Reserved));
-        }
-        assert_eq!(all.len(), MEMMAP_MAX);
-        assert!(usable_ram(&all, &[], u64::MAX).is_empty());
+        raw.push(region(0xfed0_0000, 0x1000, MemKind::AcpiNvs));
+        raw.push(region(0x1_0000_0000, 0x3_0000_0000, MemKind::Ram));
+        let (map, dropped) = select_regions(raw.len(), |i| raw[i]);
+        assert_eq!(dropped, 0);
+        assert_eq!(map.len(), 4, "the three RAM entries and the ACPI one");
+        let usable = usable_ram(&map, &[], u64::MAX);
+        let total: u64 = usable.iter().map(|&(s, e)| e - s).sum();
+        assert_eq!(total, 0x7ff0_0000 + 0x3_0000_0000);
+        // The old rule (every entry past the 64th dropped, or the last RAM one evicted)
+        // lost the RAM above 4 GiB here.
+        assert!(usable.iter().any(|&(s, _)| s == 0x1_0000_0000));
     }
 
     #[test]

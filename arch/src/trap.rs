@@ -155,6 +155,31 @@ macro_rules! stubs {
             "add rsp, 16",
             "iretq",
 
+            // The early IDT's gates of #DB, NMI, #DF and #MC (`load_early_idt`): the common
+            // entry, GS decided by CS. Before its TSS the BSP runs ring 0 code alone (no
+            // ring 3, no `swapgs` window), and the paranoid entry's lookup of the kernel GS
+            // base after the GDT finds nothing there yet: the boot GDT is 24 bytes (it
+            // swapped to a GS base of 0; found by review).
+            ".global exo_trap_early_1",
+            ".global exo_trap_early_2",
+            ".global exo_trap_early_8",
+            ".global exo_trap_early_18",
+            "exo_trap_early_1:",
+            "push 0",
+            "push 1",
+            "jmp exo_trap_common",
+            "exo_trap_early_2:",
+            "push 0",
+            "push 2",
+            "jmp exo_trap_common",
+            "exo_trap_early_8:",
+            "push 8",
+            "jmp exo_trap_common",
+            "exo_trap_early_18:",
+            "push 0",
+            "push 18",
+            "jmp exo_trap_common",
+
             // The paranoid entry: GS decided by the GS base MSR, not by CS (module docs).
             "exo_trap_paranoid:",
             "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
@@ -230,6 +255,10 @@ stubs!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27
 
 unsafe extern "C" {
     static exo_trap_stubs: u8;
+    static exo_trap_early_1: u8;
+    static exo_trap_early_2: u8;
+    static exo_trap_early_8: u8;
+    static exo_trap_early_18: u8;
 }
 
 /// The kernel's trap handler: gets every trap's frame, may edit it (e.g. RIP for a fixup).
@@ -259,8 +288,9 @@ struct Idt([u64; 512]);
 static mut IDT: Idt = Idt([0; 512]);
 
 /// The BSP's IDT before its TSS exists ([`load_early_idt`]): the shared IDT's gates with no
-/// IST, so #DB, NMI, #DF and #MC run on the current stack. Through an IST gate with no TSS
-/// loaded, delivery itself faults, then the #DF does, and the CPU resets with no word.
+/// IST, so #DB, NMI, #DF and #MC run on the current stack, and these four through the common
+/// entry (GS by CS), not the paranoid one (which finds the kernel GS base after the kernel's
+/// GDT). Through an IST gate with no TSS loaded, delivery itself faults, then the #DF does.
 static mut EARLY_IDT: Idt = Idt([0; 512]);
 
 /// An interrupt gate (type 0xE, present) to `addr` through the kernel code selector.
@@ -292,7 +322,15 @@ pub fn init_idt() {
         // (which kills the thread; see the kernel's user-fault hook).
         let dpl = if v == 3 { 3 } else { 0 };
         let (lo, hi) = gate(addr, ist, dpl);
-        let (elo, ehi) = gate(addr, 0, dpl);
+        // The early IDT: no IST, and the IST vectors through the common entry.
+        let early_addr = match v {
+            1 => &raw const exo_trap_early_1 as u64,
+            2 => &raw const exo_trap_early_2 as u64,
+            8 => &raw const exo_trap_early_8 as u64,
+            18 => &raw const exo_trap_early_18 as u64,
+            _ => addr,
+        };
+        let (elo, ehi) = gate(early_addr, 0, dpl);
         // Park gates: no IST (a parked CPU may have no TSS), the current stack.
         let (plo, phi) = gate(park_stub, 0, 0);
         let (idt, park, early) = (&raw mut IDT, &raw mut PARK_IDT, &raw mut EARLY_IDT);
@@ -392,7 +430,9 @@ pub fn parked() -> u64 {
 }
 
 /// Loads the BSP's early IDT (every gate without IST: see `EARLY_IDT`), for the time before
-/// its TSS is loaded; [`load_idt`] replaces it once the TSS is there.
+/// its TSS is loaded; [`load_idt`] replaces it once the TSS is there. The BSP only, before
+/// `gdt::load`: loaded later, an NMI or #DB on the system-call entry's first instruction
+/// (ring 0 with the user's stack and GS) would run there.
 pub fn load_early_idt() {
     let ptr = x86_64::structures::DescriptorTablePointer {
         limit: (16 * 256 - 1) as u16,

@@ -34,7 +34,8 @@ pub struct BootState {
     /// Command-line options.
     pub opts: Options,
     /// APIC ids of the usable CPUs the MADT lists (BSP included), in CPU-id order; an AP
-    /// not started (`SmpReport::not_started`: it has no CPU id) is left out.
+    /// not started (`SmpReport::not_started`, or every AP when none could be:
+    /// `SmpReport::none_started`, no CPU table) has no CPU id and is left out.
     pub madt_apic_ids: Vec<u32>,
     /// The AP start-up outcome.
     pub smp: smp::SmpReport,
@@ -133,13 +134,18 @@ pub fn bsp_main(start_info: u64) -> BootState {
     }
     if opts.debug_early {
         info!("deliberate #DB (int 1) before the TSS is loaded (exo.debug_early)");
+        let before = crate::trap::KERNEL_DEBUG_TRAPS.load(core::sync::atomic::Ordering::Relaxed);
         exo_arch::cpu::debug_interrupt();
-        info!("exo.debug_early: the #DB was taken on the boot stack and returned");
+        // Counted only if the handler found this CPU's block through GS.
+        let n =
+            crate::trap::KERNEL_DEBUG_TRAPS.load(core::sync::atomic::Ordering::Relaxed) - before;
+        info!("exo.debug_early: the #DB was taken on the boot stack and returned, counted {n}");
     }
     if bi.memmap_dropped != 0 {
-        // RAM entries made room (`pvh::keep_region`): less memory, never a reserved range.
+        // More entries that matter than fit (`pvh::select_regions`): the smallest RAM-like
+        // ones made room: less memory, never a reserved range.
         warn!(
-            "memory map: {} entries beyond {} not kept (RAM entries dropped first: less memory is used)",
+            "memory map: {} entries that matter did not fit in {} (the smallest RAM entries dropped: less memory is used)",
             bi.memmap_dropped,
             exo_arch::pvh::MEMMAP_MAX
         );
@@ -153,6 +159,12 @@ pub fn bsp_main(start_info: u64) -> BootState {
     }
     let (mib, frames) = memory::init(&bi.memmap, features.nx, &bi.modules)
         .unwrap_or_else(|e| fail(format_args!("memory: {e}")));
+    if opts.debug_early {
+        // After the kernel's tables (the low identity map gone), still before the TSS.
+        info!("deliberate NMI (int 2) before the TSS is loaded (exo.debug_early)");
+        exo_arch::cpu::nmi_interrupt();
+        info!("exo.debug_early: the NMI was taken on the boot stack and returned");
+    }
     if let Some(&(pa, len)) = bi.modules.first() {
         if exo_arch::pvh::in_ram(&bi.memmap, pa, len) {
             crate::user::initrd::set(pa, len);
@@ -275,14 +287,13 @@ pub fn bsp_main(start_info: u64) -> BootState {
         }
     }
     limit_aps(&mut aps, mode);
+    // APs that cannot be started because the CPU table could not be sized: reported with
+    // the others not started, after the CPU lines (until 2026-12-05 dropped without a line).
+    let mut no_table: Vec<u32> = Vec::new();
     if let Err(e) = cpus::size_table(aps.len() + 1) {
-        // Cannot happen after `limit_aps`, except out of memory: run on the BSP alone, every
-        // AP reported by APIC id (until 2026-12-05 they were dropped without a line).
+        // Cannot happen after `limit_aps`, except out of memory: run on the BSP alone.
         error!("CPU table: {e}; starting no AP");
-        for id in &aps {
-            kprintln!("CPUDOWN,{id},not started,no CPU table: {e}");
-        }
-        aps.clear();
+        no_table = core::mem::take(&mut aps);
         let _ = cpus::size_table(1);
     }
     order.extend(aps.iter().copied());
@@ -299,7 +310,12 @@ pub fn bsp_main(start_info: u64) -> BootState {
         tsc_sync::mute(c);
     }
     tsc_sync::check_all();
-    kprintln!("SMP,{},{},{}", report.online, report.expected, mode.name());
+    kprintln!(
+        "SMP,{},{},{}",
+        report.online,
+        report.expected + no_table.len() as u32,
+        mode.name()
+    );
     for b in cpus::online() {
         kprintln!(
             "CPU,{},{},{},{}",
@@ -319,6 +335,9 @@ pub fn bsp_main(start_info: u64) -> BootState {
         for id in &aps {
             kprintln!("CPUDOWN,{id},not started,{why}");
         }
+    }
+    for id in &no_table {
+        kprintln!("CPUDOWN,{id},not started,no memory for the CPU table");
     }
     for id in &report.missing {
         kprintln!("CPUDOWN,{id},did not come online,no progress for {ap_timeout_ms} ms");

@@ -163,14 +163,12 @@ fn server_dies(other: usize, mode: u64, cause: exo_rt::KillCause) -> Result<(), 
 fn server_ends_unserved(other: usize) -> Result<(), &'static str> {
     let c = Channel::create().map_err(|_| "fusion channel: create failed")?;
     let pid = spawn_role(&c, FUSION_OPEN_EXIT, other)?;
-    let start = exo_rt::monotonic_nanos();
+    // Without the server's bind its end clears nothing and the call ends by its deadline
+    // (`ETIMEDOUT`): the error alone tells the two apart.
     let r = c.call(&super::request(0), WAIT);
-    let woken = exo_rt::monotonic_nanos() - start < WAIT / 2;
     let end = exo_rt::wait(pid);
-    if r != Err(Errno::ECONNRESET) || !woken || end != Ok(ExitStatus::Exited(0)) {
-        exo_rt::eprintln!(
-            "ipcdemo 10: call to a server that never served: {r:?} (woken before its deadline: {woken}), server {end:?}"
-        );
+    if r != Err(Errno::ECONNRESET) || end != Ok(ExitStatus::Exited(0)) {
+        exo_rt::eprintln!("ipcdemo 10: call to a server that never served: {r:?}, server {end:?}");
         exo_rt::eprintln!("ipcdemo 10: channel: {}", c.describe());
         return Err("a fusion call to a server that ended unserved was not woken with ECONNRESET");
     }

@@ -20,14 +20,15 @@
 //! that first calls or serves names its peer's futex word with `set_tid_address`, and the
 //! kernel clears that word (`exo_sync::fusion::GONE`) and wakes it at the thread's end.
 //! That word is the thread's one `set_tid_address` word: a thread is the side of one
-//! channel at a time (the first it called or served on is the one told of its end, per
-//! channel). A thread can name itself its side's thread earlier, before its first call or
+//! channel at a time (`set_tid_address` replaces: the last channel it bound, called or
+//! served on first is the one told of its end), and a `Channel` value names its side once,
+//! from the thread that first binds, calls or serves with it. A thread can name itself its side's thread earlier, before its first call or
 //! serve ([`Channel::bind`], or [`Channel::open_as`] at once): its end is then seen even if
 //! it never calls or serves (until 2026-12-05 a peer that ended before its first call or
 //! serve was not seen, and a wait for it without a timeout waited for good). A peer that
 //! ends before it even opens the channel is still not seen: only a timeout ends that wait.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use exo_abi::ipc::{RIGHT_RECV, RIGHT_SEND};
 use exo_sync::fusion::{self as proto, ASLEEP, Futex, FutexSched, RUNNING, Rings, Words};
@@ -85,8 +86,9 @@ pub struct Channel {
     sh: &'static Shared,
     handle: u32,
     hz: u64,
-    /// Whether this side's thread named its peer's word with `set_tid_address`.
-    watching: AtomicBool,
+    /// The side this value's thread named itself as with `set_tid_address` (its peer's
+    /// word): 0 none yet, 1 the client, 2 the server.
+    watching: AtomicU8,
 }
 
 impl core::fmt::Debug for Shared {
@@ -178,7 +180,7 @@ impl Channel {
             sh,
             handle: h,
             hz: tsc_hz(),
-            watching: AtomicBool::new(false),
+            watching: AtomicU8::new(0),
         })
     }
 
@@ -213,7 +215,7 @@ impl Channel {
             sh,
             handle,
             hz: tsc_hz(),
-            watching: AtomicBool::new(false),
+            watching: AtomicU8::new(0),
         })
     }
 
@@ -221,7 +223,7 @@ impl Channel {
     /// seen by the peer from now on, whether or not it ever calls or serves.
     pub fn open_as(handle: u32, side: Side) -> Result<Channel, Errno> {
         let c = Self::open(handle)?;
-        c.bind(side);
+        c.bind(side)?;
         Ok(c)
     }
 
@@ -229,10 +231,12 @@ impl Channel {
     /// fault, its process killed), the peer's waits end with `ECONNRESET`, even if it never
     /// called or served. [`call`](Self::call) and [`serve`](Self::serve) do it themselves on
     /// their first use; binding first closes the window before that (a side that opens the
-    /// channel and dies before serving). Uses the thread's one `set_tid_address` word, as
-    /// they do; a second bind on the same channel does nothing.
-    pub fn bind(&self, side: Side) {
-        self.watch(side.mark());
+    /// channel and dies before serving). Call it from the thread that will call or serve.
+    /// Uses the thread's one `set_tid_address` word, as they do (the last channel a thread
+    /// names is the one told of its end). A second bind as the same side does nothing;
+    /// `EINVAL` if this value was bound as the other side (so are `call` and `serve` then).
+    pub fn bind(&self, side: Side) -> Result<(), Errno> {
+        self.watch(side.mark())
     }
 
     /// The scheduler of side `mark` (1: the client, 2: the server).
@@ -245,12 +249,19 @@ impl Channel {
     }
 
     /// Makes the calling thread's end clear side `mark`'s peer's word (its waits then end
-    /// with `ECONNRESET`): once, by the first call or serve.
-    fn watch(&self, mark: u64) {
-        if !self.watching.load(Ordering::Relaxed) {
-            let peer = &self.sh.state[2 - mark as usize];
-            crate::set_tid_address(peer);
-            self.watching.store(true, Ordering::Relaxed);
+    /// with `ECONNRESET`): once, by the first bind, call or serve. `EINVAL` if this value
+    /// was already bound as the other side (it would name the wrong word: the peer would
+    /// never be told).
+    fn watch(&self, mark: u64) -> Result<(), Errno> {
+        match u64::from(self.watching.load(Ordering::Relaxed)) {
+            0 => {
+                let peer = &self.sh.state[2 - mark as usize];
+                crate::set_tid_address(peer);
+                self.watching.store(mark as u8, Ordering::Relaxed);
+                Ok(())
+            }
+            m if m == mark => Ok(()),
+            _ => Err(Errno::EINVAL),
         }
     }
 
@@ -272,7 +283,7 @@ impl Channel {
     /// `ECONNRESET` once the server's thread ended without answering. The client side: one
     /// thread per channel.
     pub fn call(&self, m: &IpcMsg, timeout_ns: u64) -> Result<IpcMsg, Errno> {
-        self.watch(1);
+        self.watch(1)?;
         let s = self.side(1);
         let r = self
             .sh
@@ -290,7 +301,7 @@ impl Channel {
         timeout_ns: u64,
         mut f: impl FnMut(&IpcMsg) -> Option<IpcMsg>,
     ) -> Result<(), Errno> {
-        self.watch(2);
+        self.watch(2)?;
         let s = self.side(2);
         let d = self.deadline(timeout_ns);
         let r = self
