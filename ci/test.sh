@@ -249,6 +249,11 @@ expect_log "bring-up lists without memory: CPUDOWN for each AP" "$out/ktest-$(ec
     '^CPUDOWN,2,not started,no memory for the bring-up lists \(forced by exo.ap_lists_fail\)$' \
     '^CPUDOWN,3,not started,no memory for the bring-up lists \(forced by exo.ap_lists_fail\)$'
 
+log="$out/cpu-table-fail.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.cpu_table_fail=1" --log "$log" --timeout 120 >/dev/null 2>&1
+expect_log "CPU table without memory: CPUDOWN for each AP after the CPU lines, the BSP runs" "$log" 0 $? \
+    '^SMP,1,4,' '^CPUDOWN,3,not started,no memory for the CPU table \(forced by exo.cpu_table_fail\)$' '^BOOT,done,'
+
 echo "== icount determinism"
 icount_a="$out/icount-a.log" icount_b="$out/icount-b.log"
 scripts/qemu.sh --mode icount --machine microvm --cpu max --smp 4 --job boot --log "$icount_a" >/dev/null 2>&1

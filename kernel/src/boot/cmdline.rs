@@ -114,6 +114,9 @@ pub struct Options {
     /// The bring-up's own lists cannot be allocated (`exo.ap_lists_fail=1`): no AP is
     /// started, and each must be reported `CPUDOWN` with the reason.
     pub ap_lists_fail: bool,
+    /// The CPU table cannot be sized (`exo.cpu_table_fail=1`): no AP is started, each
+    /// reported `CPUDOWN` with the reason.
+    pub cpu_table_fail: bool,
     /// Free one object (`exo.double_free=1`) or one frame (`=frame`) twice after boot
     /// (debug builds must catch it).
     pub double_free: Option<DoubleFree>,
@@ -193,6 +196,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         ap_stall_split: false,
         ap_alloc_fail: None,
         ap_lists_fail: false,
+        cpu_table_fail: false,
         overflow_on_cpu: None,
         double_free: None,
         c2c_cpus: 8,
@@ -262,6 +266,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("ap_stall_split", "1") => set(&mut o.ap_stall_split, true),
             ("ap_alloc_fail", v) => v.parse().is_ok_and(|c| set(&mut o.ap_alloc_fail, Some(c))),
             ("ap_lists_fail", "1") => set(&mut o.ap_lists_fail, true),
+            ("cpu_table_fail", "1") => set(&mut o.cpu_table_fail, true),
             ("double_free", "1") => set(&mut o.double_free, Some(DoubleFree::Object)),
             ("double_free", "frame") => set(&mut o.double_free, Some(DoubleFree::Frame)),
             ("overflow_on_cpu", v) => v

@@ -290,7 +290,12 @@ pub fn bsp_main(start_info: u64) -> BootState {
     // APs that cannot be started because the CPU table could not be sized: reported with
     // the others not started, after the CPU lines (until 2026-12-05 dropped without a line).
     let mut no_table: Vec<u32> = Vec::new();
-    if let Err(e) = cpus::size_table(aps.len() + 1) {
+    let sized = if opts.cpu_table_fail {
+        Err(cpus::TableError::OutOfMemory)
+    } else {
+        cpus::size_table(aps.len() + 1)
+    };
+    if let Err(e) = sized {
         // Cannot happen after `limit_aps`, except out of memory: run on the BSP alone.
         error!("CPU table: {e}; starting no AP");
         no_table = core::mem::take(&mut aps);
@@ -336,8 +341,13 @@ pub fn bsp_main(start_info: u64) -> BootState {
             kprintln!("CPUDOWN,{id},not started,{why}");
         }
     }
+    let forced = if opts.cpu_table_fail {
+        " (forced by exo.cpu_table_fail)"
+    } else {
+        ""
+    };
     for id in &no_table {
-        kprintln!("CPUDOWN,{id},not started,no memory for the CPU table");
+        kprintln!("CPUDOWN,{id},not started,no memory for the CPU table{forced}");
     }
     for id in &report.missing {
         kprintln!("CPUDOWN,{id},did not come online,no progress for {ap_timeout_ms} ms");
