@@ -111,11 +111,6 @@ pub struct CpuSched {
     pub wake_ipis: AtomicU64,
     /// Preemptions by a wake-up IPI (`wake::wake_ipi`), apart from the tick's `preemptions`.
     pub wake_preemptions: AtomicU64,
-    /// A woken thread waits in the run queue for the wake-up rule (`wake::defer_wake`: the
-    /// running thread short of its floor or not preemptible; or queued by the full-mailbox
-    /// path): `switches + 1` at that moment (0: none). Until this CPU switches again, the
-    /// tick and the wake IPI apply the rule once more, and a tick is armed for it.
-    pub(super) wake_deferred: AtomicU64,
     /// Looks that deferred the wake-up rule (`wake::defer_wake`), for tests and reports.
     pub wake_deferrals: AtomicU64,
     /// Threads parked at their system-call boundary this CPU left for ring 3 through
@@ -336,6 +331,7 @@ impl CpuSched {
                 // SAFETY: the caller holds the lock.
                 if !unsafe { self.rq() }.contains(r) {
                     self.enqueue_locked(i);
+                    mark_woken(t);
                 }
             }
         });
@@ -665,6 +661,14 @@ pub(super) fn pick_local(cs: &CpuSched) -> Option<(usize, &'static Tcb)> {
     Some((i, t))
 }
 
+/// Marks `t`, just queued by a wake-up, as waiting for the wake-up preemption rule until it
+/// next runs (`Tcb::woken_mark`).
+#[inline(always)]
+pub(super) fn mark_woken(t: &Tcb) {
+    t.woken_mark
+        .store(t.switches.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
 /// `CpuSched::after`: the thread switched out was exiting (the next one reaps it).
 pub(super) const AFTER_EXITING: u32 = 1;
 /// `CpuSched::after`: the thread switched out moves to CPU `CpuSched::migrate`.
@@ -843,7 +847,6 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         steals: AtomicU64::new(0),
         wake_ipis: AtomicU64::new(0),
         wake_preemptions: AtomicU64::new(0),
-        wake_deferred: AtomicU64::new(0),
         wake_deferrals: AtomicU64::new(0),
         parked_exits: AtomicU64::new(0),
         parked_resumes: AtomicU64::new(0),

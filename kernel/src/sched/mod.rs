@@ -22,8 +22,9 @@
 //!   (`WAKE_GRANULARITY_SHIFT`: bounded wake-up latency, and a CPU-bound thread keeps a
 //!   quarter slice per wake-up against threads that ping-pong through it); a thread that
 //!   has run less (or runs non-preemptible code) keeps the CPU until it has: the wake-up is
-//!   deferred (the tick and the IPI look again until the CPU switches, a tick armed for
-//!   that moment). Counted apart (`wake_preemptions`, `wake_deferrals`).
+//!   deferred (the woken thread is marked until it runs; the tick and the IPI look at the
+//!   thread they would run next, a tick armed for that moment). Counted apart
+//!   (`wake_preemptions`, `wake_deferrals`).
 //!   Under `-icount` the timer is not used (QEMU limitation, see boot.rs): no slice-end
 //!   preemption (wake-ups still preempt), sleepers are polled.
 //! * **Idle and stealing**: each CPU has an idle context (an AP's boot context; the BSP gets

@@ -480,8 +480,8 @@ fn setter(_: u64) -> u64 {
 
 /// The tick preempts a spinning kernel thread for the other thread of its CPU. Wake-up
 /// preemption is held off: the second thread's spawn is a wake-up on that CPU, which
-/// preempts the spinner itself once it has run a quarter slice (seen in debug kernels,
-/// whose spawn is slower), and the tick would then have nothing to do.
+/// preempts the spinner itself once it has run a quarter slice (at once, or deferred to that
+/// point), and the tick would then have nothing to do.
 fn preempted(s: &BootState) -> TestResult {
     sched::hold_wake_preemption(true);
     let r = preempted_by_the_tick(s);
@@ -558,9 +558,11 @@ fn wake_preempts(_: &BootState) -> TestResult {
         return Err(format!("{SKIP}needs 2 CPUs"));
     }
     let x = ncpus() - 1;
-    let p0 = sched::wake_preemptions();
+    // CPU x's own count (another CPU's wake-up preemption would not do).
+    let preemptions_on = |c| sched::wake_state(c).map_or(0, |w| w[5]);
+    let p0 = preemptions_on(x);
     let run = wake_onto_spinner(x, sched::slice_tsc(), 0, false)?;
-    let p1 = sched::wake_preemptions();
+    let p1 = preemptions_on(x);
     let lat = run.w_at.saturating_sub(run.woken_at);
     check(run.codes == [0, 0], || {
         format!(
@@ -568,7 +570,9 @@ fn wake_preempts(_: &BootState) -> TestResult {
             run.codes[0], run.codes[1]
         )
     })?;
-    check(p1 > p0, || "no wake-up preemption counted".into())?;
+    check(p1 > p0, || {
+        format!("no wake-up preemption counted on CPU {x}")
+    })?;
     crate::kprintln!(
         "INFO,sched.wake_preempt,cpu,{x},latency_tsc,{lat},slice_tsc,{}",
         sched::slice_tsc()

@@ -107,6 +107,10 @@ pub(super) struct Tcb {
     pub(super) joiner: AtomicU32,
     pub(super) wake_at: AtomicU64,
     pub(super) switches: AtomicU64,
+    /// Queued by a wake-up and not run since: `switches + 1` when a drain of the mailbox or
+    /// the full-mailbox path queued it (0: not). What the wake-up preemption rule looks for
+    /// at the head of a run queue (`wake::woken_waits`).
+    pub(super) woken_mark: AtomicU64,
     /// FPU save area (0: none yet) and whether the thread ever used the FPU.
     pub(super) fpu_area: AtomicU64,
     /// CPU whose registers last saved this thread's FPU state (`u32::MAX`: none).
@@ -180,6 +184,7 @@ impl Tcb {
             joiner: AtomicU32::new(0),
             wake_at: AtomicU64::new(0),
             switches: AtomicU64::new(0),
+            woken_mark: AtomicU64::new(0),
             fpu_area: AtomicU64::new(0),
             fpu_cpu: AtomicU32::new(u32::MAX),
             park: crate::sched::park::ParkNode::new(),
@@ -486,6 +491,7 @@ impl Builder {
         t.arg.store(arg, Ordering::Relaxed);
         t.joiner.store(0, Ordering::Relaxed);
         t.switches.store(0, Ordering::Relaxed);
+        t.woken_mark.store(0, Ordering::Relaxed);
         t.fpu_area.store(0, Ordering::Relaxed);
         t.space.store(self.space, Ordering::Relaxed);
         t.pid.store(0, Ordering::Relaxed);

@@ -66,7 +66,7 @@ pub(super) fn post_wake(target: &CpuSched, i: usize) {
                 && !unsafe { target.rq() }.contains(ThreadRef(i as u32))
             {
                 target.enqueue_locked(i);
-                mark_wake_waiting(target);
+                super::cpu::mark_woken(t);
             }
             target.unlock();
             #[cfg(debug_assertions)]
@@ -126,16 +126,16 @@ pub fn kick(cpu: u32) {
 /// preemptible code), or soon (`defer_wake`), not at the running thread's slice end (or,
 /// under icount, which has no timer, only when it blocks). Only when the running thread is
 /// not the idle context (its loop takes the mailbox when the IPI ends its halt) and the
-/// mailbox holds work or a woken thread waits in the run queue for this rule
-/// (`wake_still_deferred`: a deferred wake-up, or the full-mailbox path, which queues
-/// directly); a `kick` or a job's IPI with neither does nothing. The rest is `wake_preempt`.
+/// mailbox holds work or the run queue is not empty (a deferred wake-up, or the
+/// full-mailbox path, which queues directly: `woken_waits` then looks at the thread itself);
+/// a `kick` or a job's IPI with neither does nothing. The rest is `wake_preempt`.
 #[inline(always)]
 pub fn wake_ipi() {
     let Some(cs) = this_sched() else {
         return;
     };
     if cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed)
-        || !(cs.mailbox.is_pending() || wake_still_deferred(cs))
+        || !(cs.mailbox.is_pending() || cs.nr_ready.load(Ordering::Relaxed) != 0)
     {
         return;
     }
@@ -152,13 +152,9 @@ fn wake_preempt(cs: &CpuSched, preemptible: bool) {
     let now = rdtsc();
     cs.lock();
     cs.drain_mailbox();
-    // SAFETY: lock held.
-    let waits = !unsafe { cs.rq() }.is_empty() && !wake_held();
+    let waits = woken_waits(cs) && !wake_held();
     let preempt = waits && preemptible && wake_floor_reached(cs, now);
-    if preempt {
-        // Applied: a thread less urgent than the running one is not looked at again.
-        cs.wake_deferred.store(0, Ordering::Relaxed);
-    } else if waits {
+    if waits && !preempt {
         defer_wake(cs, now);
     }
     cs.unlock();
@@ -170,14 +166,13 @@ fn wake_preempt(cs: &CpuSched, preemptible: bool) {
 
 /// Woken threads are queued on `cs` but the rule cannot be applied now (lock held): the
 /// running thread has not reached its floor ([`wake_floor_reached`]), or the interrupted
-/// code is not preemptible. Marks the wake-up as waiting until this CPU's next switch (the
-/// tick applies the rule again while the mark holds) and arms a tick no later than the
-/// floor's end, or, past it, a sixteenth of a slice from now (never at once: no storm of
-/// ticks while the code stays non-preemptible). Until 2026-12-05 (the day wake-up
+/// code is not preemptible. The woken thread stays marked (`Tcb::woken_mark`: the tick
+/// applies the rule again while it is the next to run) and a tick is armed at the floor's end,
+/// and never sooner than a sixteenth of a slice from now (no storm of ticks while the code
+/// stays non-preemptible). Until 2026-12-05 (the day wake-up
 /// preemption came) such a wake-up was forgotten: the woken thread waited for the slice end,
 /// or with the tick's preemption held (a test) for as long as the running thread ran.
 fn defer_wake(cs: &CpuSched, now: u64) {
-    mark_wake_waiting(cs);
     bump(&cs.wake_deferrals);
     let slice = SLICE_TSC.load(Ordering::Relaxed);
     let at = cs
@@ -192,20 +187,18 @@ fn defer_wake(cs: &CpuSched, now: u64) {
     }
 }
 
-/// Records on `cs` (lock held) that a woken thread waits in its run queue for the wake-up
-/// rule, until `cs` next switches: [`defer_wake`], and `post_wake`'s full-mailbox path (which
-/// queues without the mailbox, so the IPI's and the tick's look at the mailbox would not see
-/// it). A direct switch (an IPC hand-off) counts as a switch: on a CPU busy with hand-offs,
-/// whose `ran_since` restarts at each, a woken thread waits for the chain's slice end.
-fn mark_wake_waiting(cs: &CpuSched) {
-    cs.wake_deferred
-        .store(cs.switches.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-}
-
-/// Whether a woken thread marked by [`mark_wake_waiting`] still waits on `cs`: no switch since.
-#[inline(always)]
-fn wake_still_deferred(cs: &CpuSched) -> bool {
-    cs.wake_deferred.load(Ordering::Relaxed) == cs.switches.load(Ordering::Relaxed) + 1
+/// Whether the thread `cs` would run next is one a wake-up queued and that has not run
+/// since (`Tcb::woken_mark`, set by the mailbox's drain and the full-mailbox path; lock
+/// held). The rule looks at the woken thread itself, not at how it was queued: until
+/// 2026-12-05 (the day wake-up preemption came) a per-CPU mark set by the path that queued
+/// it was found lost in one stress run (a debug kernel, q35 -smp 2): the thread waited with
+/// nothing looking at it again.
+fn woken_waits(cs: &CpuSched) -> bool {
+    // SAFETY: the caller holds the lock.
+    unsafe { cs.rq() }.peek_next().is_some_and(|n| {
+        let t = tcb(n.index());
+        t.woken_mark.load(Ordering::Relaxed) == t.switches.load(Ordering::Relaxed) + 1
+    })
 }
 
 /// Whether the thread running on `cs` has run its floor ([`wake_floor`]) at `now`, since it
@@ -394,7 +387,6 @@ pub fn tick() {
     // drains the mailbox, and the IPI then finds it empty; until the tick took the rule
     // over, such a wake-up waited for the slice end (seen under TCG at -smp 4, about one
     // run in two of `sched.wake_ipi_preempts_a_spinning_thread`).
-    let woken = cs.mailbox.is_pending() || wake_still_deferred(cs);
     cs.drain_mailbox();
     let _ = cs.wake_sleepers(now);
     let cur = cs.current.load(Ordering::Relaxed) as usize;
@@ -404,12 +396,8 @@ pub fn tick() {
     // SAFETY: lock held.
     let others = !unsafe { cs.rq() }.is_empty();
     let preemptible = exo_percpu::preemptible();
-    let wake_waits = woken && others && !is_idle && !wake_held();
+    let wake_waits = others && !is_idle && !wake_held() && woken_waits(cs);
     let wake_due = wake_waits && wake_floor_reached(cs, now);
-    if wake_due && preemptible {
-        // Applied below: a thread less urgent than the running one is not looked at again.
-        cs.wake_deferred.store(0, Ordering::Relaxed);
-    }
     cs.unlock();
     // Periodic balancing: runnable unpinned threads wait here while a CPU sleeps: wake one,
     // it steals (a halted CPU only looks for work when something wakes it).
