@@ -589,7 +589,10 @@ pub(super) fn switch_locked(
     debug_assert_eq!(next.cpu.load(Ordering::Relaxed), cs.cpu);
     next.started.store(now, Ordering::Relaxed);
     cs.ran_since.store(now, Ordering::Relaxed);
-    bump(&next.switches);
+    next.switches.store(
+        next.switches.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
     cs.current.store(next_i as u32, Ordering::Relaxed);
     cs.prev.store(prev_i as u32, Ordering::Relaxed);
     bump(&cs.switches);
@@ -665,8 +668,13 @@ pub(super) fn pick_local(cs: &CpuSched) -> Option<(usize, &'static Tcb)> {
 /// next runs (`Tcb::woken_mark`).
 #[inline(always)]
 pub(super) fn mark_woken(t: &Tcb) {
-    t.woken_mark
-        .store(t.switches.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    t.woken_mark.store(woken_mark_of(t), Ordering::Relaxed);
+}
+
+/// The mark `t` bears while queued by a wake-up and not run since (`Tcb::woken_mark`).
+#[inline(always)]
+pub(super) fn woken_mark_of(t: &Tcb) -> u32 {
+    t.switches.load(Ordering::Relaxed).wrapping_add(1)
 }
 
 /// `CpuSched::after`: the thread switched out was exiting (the next one reaps it).

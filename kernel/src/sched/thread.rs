@@ -106,11 +106,13 @@ pub(super) struct Tcb {
     /// Index of the joining thread + 1 (0: none).
     pub(super) joiner: AtomicU32,
     pub(super) wake_at: AtomicU64,
-    pub(super) switches: AtomicU64,
+    /// Times switched in (wraps at 2^32: a count for reports and the wake mark).
+    pub(super) switches: AtomicU32,
     /// Queued by a wake-up and not run since: `switches + 1` when a drain of the mailbox or
     /// the full-mailbox path queued it (0: not). What the wake-up preemption rule looks for
-    /// at the head of a run queue (`wake::woken_waits`).
-    pub(super) woken_mark: AtomicU64,
+    /// at the head of a run queue (`wake::woken_waits`). 32 bits, as `switches`: the block
+    /// stays three cache lines (a stale mark would need 2^32 switches of the thread).
+    pub(super) woken_mark: AtomicU32,
     /// FPU save area (0: none yet) and whether the thread ever used the FPU.
     pub(super) fpu_area: AtomicU64,
     /// CPU whose registers last saved this thread's FPU state (`u32::MAX`: none).
@@ -138,6 +140,11 @@ pub(super) struct Tcb {
     /// the thread itself once running.
     pub(super) parked: AtomicBool,
 }
+
+// Three cache lines (the switch indexes the table with one `lea` and one shift): a field that
+// grows it past them costs every switch and the cache; decide it here (2026-12-05: the wake
+// mark was 64-bit at first and made it 200 bytes).
+const _: () = assert!(core::mem::size_of::<Tcb>() == 192);
 
 // SAFETY: `ctx` is only accessed by the CPU that switches the thread out or in, with that
 // CPU's run-queue lock held (the thread is then on no other CPU); all else is atomic.
@@ -183,8 +190,8 @@ impl Tcb {
             exit_code: AtomicU64::new(0),
             joiner: AtomicU32::new(0),
             wake_at: AtomicU64::new(0),
-            switches: AtomicU64::new(0),
-            woken_mark: AtomicU64::new(0),
+            switches: AtomicU32::new(0),
+            woken_mark: AtomicU32::new(0),
             fpu_area: AtomicU64::new(0),
             fpu_cpu: AtomicU32::new(u32::MAX),
             park: crate::sched::park::ParkNode::new(),

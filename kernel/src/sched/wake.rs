@@ -197,7 +197,7 @@ fn woken_waits(cs: &CpuSched) -> bool {
     // SAFETY: the caller holds the lock.
     unsafe { cs.rq() }.peek_next().is_some_and(|n| {
         let t = tcb(n.index());
-        t.woken_mark.load(Ordering::Relaxed) == t.switches.load(Ordering::Relaxed) + 1
+        t.woken_mark.load(Ordering::Relaxed) == super::cpu::woken_mark_of(t)
     })
 }
 
