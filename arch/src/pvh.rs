@@ -86,12 +86,16 @@ pub fn in_ram(map: &[MemRegion], start: u64, len: u64) -> bool {
 /// over RAM must be refused: the kernel's accesses would read and write memory the
 /// allocator hands out.
 pub fn overlaps_ram(map: &[MemRegion], start: u64, len: u64) -> bool {
-    let end = start.saturating_add(len);
+    map.iter().any(|r| ram_overlaps(r, start, len))
+}
+
+/// Whether `r` is a RAM entry holding a byte of `[start, start + len)` (an end past 2^64 is
+/// cut there; an empty range holds none): [`overlaps_ram`] for one entry.
+fn ram_overlaps(r: &MemRegion, start: u64, len: u64) -> bool {
     len != 0
-        && map
-            .iter()
-            .filter(|r| r.kind == MemKind::Ram)
-            .any(|r| r.start < end && start < r.start.saturating_add(r.len))
+        && r.kind == MemKind::Ram
+        && r.start < start.saturating_add(len)
+        && start < r.start.saturating_add(r.len)
 }
 
 /// Most usable ranges [`usable_ram`] returns (more are dropped: less memory, never wrong).
@@ -356,18 +360,9 @@ pub fn select_regions(
 ) -> (ArrayVec<MemRegion, MEMMAP_MAX>, u32) {
     let mut map = ArrayVec::new();
     let mut dropped = 0;
-    let overlap = |a: &MemRegion, b: &MemRegion| {
-        a.start < b.start.saturating_add(b.len) && b.start < a.start.saturating_add(a.len)
-    };
     for i in 0..n {
         let r = read(i);
-        if !ram_like(r.kind)
-            && (r.len == 0
-                || !(0..n).any(|j| {
-                    let e = read(j);
-                    e.kind == MemKind::Ram && overlap(&e, &r)
-                }))
-        {
+        if !ram_like(r.kind) && !(0..n).any(|j| ram_overlaps(&read(j), r.start, r.len)) {
             continue;
         }
         dropped += u32::from(keep_region(&mut map, r));

@@ -308,7 +308,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
     // An AP not started took no CPU id (the next one took it): `order` stays in CPU-id order.
     order.retain(|id| !report.not_started.iter().any(|d| d.apic_id == *id));
     if report.none_started.is_some() {
-        order.retain(|id| !aps.contains(id));
+        order.truncate(1); // the BSP's
     }
     let aps_online_tsc = phase("aps");
     if let Some(c) = opts.tsc_mute_cpu {

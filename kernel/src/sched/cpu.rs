@@ -331,7 +331,7 @@ impl CpuSched {
                 // SAFETY: the caller holds the lock.
                 if !unsafe { self.rq() }.contains(r) {
                     self.enqueue_locked(i);
-                    mark_woken(t);
+                    t.mark_woken();
                 }
             }
         });
@@ -662,19 +662,6 @@ pub(super) fn pick_local(cs: &CpuSched) -> Option<(usize, &'static Tcb)> {
     let t = tcb(i);
     cs.account_dequeue(t);
     Some((i, t))
-}
-
-/// Marks `t`, just queued by a wake-up, as waiting for the wake-up preemption rule until it
-/// next runs (`Tcb::woken_mark`).
-#[inline(always)]
-pub(super) fn mark_woken(t: &Tcb) {
-    t.woken_mark.store(woken_mark_of(t), Ordering::Relaxed);
-}
-
-/// The mark `t` bears while queued by a wake-up and not run since (`Tcb::woken_mark`).
-#[inline(always)]
-pub(super) fn woken_mark_of(t: &Tcb) -> u32 {
-    t.switches.load(Ordering::Relaxed).wrapping_add(1)
 }
 
 /// `CpuSched::after`: the thread switched out was exiting (the next one reaps it).

@@ -151,6 +151,26 @@ const _: () = assert!(core::mem::size_of::<Tcb>() == 192);
 unsafe impl Sync for Tcb {}
 
 impl Tcb {
+    /// Marks the thread, just queued by a wake-up, as waiting for the wake-up preemption rule
+    /// until it next runs (`woken_mark`).
+    #[inline(always)]
+    pub(super) fn mark_woken(&self) {
+        self.woken_mark
+            .store(self.woken_mark_now(), Ordering::Relaxed);
+    }
+
+    /// Whether a wake-up queued the thread and it has not run since (`woken_mark`).
+    #[inline(always)]
+    pub(super) fn woken_waiting(&self) -> bool {
+        self.woken_mark.load(Ordering::Relaxed) == self.woken_mark_now()
+    }
+
+    /// The mark the thread bears until it next runs (`switches + 1`).
+    #[inline(always)]
+    fn woken_mark_now(&self) -> u32 {
+        self.switches.load(Ordering::Relaxed).wrapping_add(1)
+    }
+
     /// Whether the thread may run on any CPU (stealable).
     #[inline(always)]
     pub(super) fn any_cpu(&self) -> bool {

@@ -66,7 +66,7 @@ pub(super) fn post_wake(target: &CpuSched, i: usize) {
                 && !unsafe { target.rq() }.contains(ThreadRef(i as u32))
             {
                 target.enqueue_locked(i);
-                super::cpu::mark_woken(t);
+                t.mark_woken();
             }
             target.unlock();
             #[cfg(debug_assertions)]
@@ -195,10 +195,9 @@ fn defer_wake(cs: &CpuSched, now: u64) {
 /// nothing looking at it again.
 fn woken_waits(cs: &CpuSched) -> bool {
     // SAFETY: the caller holds the lock.
-    unsafe { cs.rq() }.peek_next().is_some_and(|n| {
-        let t = tcb(n.index());
-        t.woken_mark.load(Ordering::Relaxed) == super::cpu::woken_mark_of(t)
-    })
+    unsafe { cs.rq() }
+        .peek_next()
+        .is_some_and(|n| tcb(n.index()).woken_waiting())
 }
 
 /// Whether the thread running on `cs` has run its floor ([`wake_floor`]) at `now`, since it
@@ -368,8 +367,9 @@ pub fn sleep_us(us: u64) {
 }
 
 /// The tick: wakes expired sleepers, preempts the running thread at the end of its slice, or
-/// for threads woken here since the last drain by the wake IPI's rule (`wake_ipi`), if the
-/// interrupted code allows it. Called by the timer interrupt after EOI.
+/// by the wake IPI's rule (`wake_ipi`) when the thread it would run next was woken and has
+/// not run since (`woken_waits`), if the interrupted code allows it. Called by the timer
+/// interrupt after EOI.
 #[inline(never)]
 pub fn tick() {
     let Some(cs) = this_sched() else {
@@ -381,8 +381,8 @@ pub fn tick() {
     cs.armed.store(u64::MAX, Ordering::Relaxed);
     bump(&cs.timer_ticks);
     cs.lock();
-    // Threads woken here since the last drain: the tick applies the wake IPI's rule to them
-    // too. The timer's vector outranks the wake IPI's, so when both are pending (a CPU
+    // Woken threads waiting here (drained now or earlier): the tick applies the wake IPI's
+    // rule to them too. The timer's vector outranks the wake IPI's, so when both are pending (a CPU
     // that took neither for a while: a vCPU the host did not run) the tick comes first and
     // drains the mailbox, and the IPI then finds it empty; until the tick took the rule
     // over, such a wake-up waited for the slice end (seen under TCG at -smp 4, about one

@@ -22,8 +22,9 @@
 //! That word is the thread's one `set_tid_address` word: a thread is the side of one
 //! channel at a time (`set_tid_address` replaces: the last channel it bound, called or
 //! served on first is the one told of its end), and a `Channel` value names its side once,
-//! from the thread that first binds, calls or serves with it. A thread can name itself its side's thread earlier, before its first call or
-//! serve ([`Channel::bind`], or [`Channel::open_as`] at once): its end is then seen even if
+//! from the thread that first binds, calls or serves with it. A thread can name itself its
+//! side's thread before its first call or serve ([`Channel::bind`], or
+//! [`Channel::open_as`] at once): its end is then seen even if
 //! it never calls or serves (until 2026-12-05 a peer that ended before its first call or
 //! serve was not seen, and a wait for it without a timeout waited for good). A peer that
 //! ends before it even opens the channel is still not seen: only a timeout ends that wait.
