@@ -890,8 +890,7 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
     }
     let tsc_hz = crate::smp::time::tsc_hz();
     let slice = slice_us * (tsc_hz / 1_000_000).max(1);
-    SLICE_TSC.store(slice, Ordering::Relaxed);
-    HOT_LIMIT.store(exo_sched::hot_limit(slice.max(1)), Ordering::Relaxed);
+    set_slice_tsc(slice);
     let tsc_deadline = exo_arch::cpu::detect().tsc_deadline;
     let mode = if !timer {
         TIMER_OFF

@@ -90,6 +90,7 @@ mod tests_claim;
 mod tests_locks;
 mod tests_migrate;
 mod tests_reap;
+mod tests_wake;
 
 pub use cpu::{
     Claimed, Here, counters, cpu_sched, cpus_running, current_queue, dump, init, listed_as_sleeper,
@@ -106,8 +107,8 @@ pub use thread::{
 };
 pub use wake::{
     block_unless, block_until, force_mailbox_full, hold_tick_preemption, hold_wake_preemption,
-    kick, set_wake_floor_tsc, sleep_until, sleep_us, slice_tsc, tick, timer_mode, wake, wake_ipi,
-    yield_now,
+    kick, set_slice_tsc, set_wake_floor_tsc, sleep_until, sleep_us, slice_tsc, tick, timer_mode,
+    wake, wake_ipi, yield_now,
 };
 
 use core::sync::atomic::Ordering;

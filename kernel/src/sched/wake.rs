@@ -174,17 +174,23 @@ fn wake_preempt(cs: &CpuSched, preemptible: bool) {
 /// or with the tick's preemption held (a test) for as long as the running thread ran.
 fn defer_wake(cs: &CpuSched, now: u64) {
     bump(&cs.wake_deferrals);
-    let slice = SLICE_TSC.load(Ordering::Relaxed);
-    let at = cs
-        .ran_since
-        .load(Ordering::Relaxed)
-        .saturating_add(wake_floor())
-        .max(now.saturating_add((slice >> 4).max(1)));
+    let at = deferred_tick(cs, now);
     let mode = TIMER.load(Ordering::Relaxed);
     if mode != TIMER_OFF && at < cs.armed.load(Ordering::Relaxed) {
         bump(&cs.timer_writes_other);
         write_timer(cs, now, at, mode);
     }
+}
+
+/// When a deferred wake-up is looked at again ([`defer_wake`]): the running thread's floor's
+/// end, and never sooner than a sixteenth of a slice from `now` (lock held).
+#[inline(always)]
+fn deferred_tick(cs: &CpuSched, now: u64) -> u64 {
+    let slice = SLICE_TSC.load(Ordering::Relaxed);
+    cs.ran_since
+        .load(Ordering::Relaxed)
+        .saturating_add(wake_floor())
+        .max(now.saturating_add((slice >> 4).max(1)))
 }
 
 /// Whether the thread `cs` would run next is one a wake-up queued and that has not run
@@ -231,6 +237,16 @@ static WAKE_FLOOR_TSC: AtomicU64 = AtomicU64::new(0);
 /// slice). Tests: a floor long enough that a wake-up surely comes before it.
 pub fn set_wake_floor_tsc(tsc: u64) {
     WAKE_FLOOR_TSC.store(tsc, Ordering::Relaxed);
+}
+
+/// Sets the time slice to `tsc` ticks (at least 1) with the hot limit computed from it, and
+/// returns the slice it replaces: `init`, and tests that need a slice longer than what they
+/// measure (the floor-end tick of a deferred wake-up, which the slice-end tick would
+/// otherwise come before). A switch or a tick reads it afresh.
+pub fn set_slice_tsc(tsc: u64) -> u64 {
+    let slice = tsc.max(1);
+    HOT_LIMIT.store(exo_sched::hot_limit(slice), Ordering::Relaxed);
+    SLICE_TSC.swap(slice, Ordering::Relaxed)
 }
 
 /// A wake-up preempts the running thread only once it has run `slice >> this` (a quarter
@@ -432,11 +448,20 @@ pub fn tick() {
             tcb(cur).started.store(now, Ordering::Relaxed);
         }
         cs.lock();
-        arm_timer_from(cs, now, start, !is_idle);
-        if wake_waits {
-            // Before the floor, or not preemptible now: looked at again at a tick armed for
-            // the floor's end, or soon (`defer_wake`).
-            defer_wake(cs, now);
+        // A wake-up that waits (before the floor, or not preemptible now) is looked at
+        // again at a tick armed for the floor's end, or soon (`defer_wake`'s deadline): the
+        // timer is written once, for the earlier of that and the slice's end (until
+        // 2026-12-05 the re-arm wrote the slice's end and `defer_wake` the earlier
+        // deadline after it: two writes, each a VM exit under KVM).
+        let cap = if wake_waits {
+            bump(&cs.wake_deferrals);
+            deferred_tick(cs, now)
+        } else {
+            u64::MAX
+        };
+        let mode = TIMER.load(Ordering::Relaxed);
+        if mode != TIMER_OFF {
+            program_timer(cs, now, start, !is_idle, mode, cap);
         }
         cs.unlock();
     }
@@ -454,11 +479,12 @@ pub(super) fn arm_timer(cs: &CpuSched, now: u64, running: bool) {
 pub(super) fn arm_timer_from(cs: &CpuSched, now: u64, start: u64, running: bool) {
     let mode = TIMER.load(Ordering::Relaxed);
     if mode != TIMER_OFF {
-        program_timer(cs, now, start, running, mode);
+        program_timer(cs, now, start, running, mode, u64::MAX);
     }
 }
 
-/// [`arm_timer_from`] with a timer in use (`mode`).
+/// [`arm_timer_from`] with a timer in use (`mode`), for no later than `cap` (`u64::MAX`:
+/// no bound; the tick's deferred wake-up, `deferred_tick`).
 ///
 /// Lazy within half a slice: when the deadline already armed is still ahead, not later than
 /// this one and at most half a slice earlier, it stays (its tick, that much early, arms the
@@ -471,7 +497,7 @@ pub(super) fn arm_timer_from(cs: &CpuSched, now: u64, start: u64, running: bool)
 /// this CPU's `cpus::wait` backstop writes the timer besides, never later than what is
 /// armed, so a deadline ahead in the record is one the hardware will deliver.
 #[inline(never)]
-fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8) {
+fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8, cap: u64) {
     // SAFETY: lock held.
     let next_sleeper =
         (!unsafe { cs.sleepers() }.is_empty()).then(|| cs.next_wake.load(Ordering::Relaxed));
@@ -483,7 +509,10 @@ fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8) {
     } else {
         now + slice * IDLE_BALANCE_SLICES
     };
-    let at = next_sleeper.map_or(own, |w| w.min(own)).max(now + 1);
+    let at = next_sleeper
+        .map_or(own, |w| w.min(own))
+        .min(cap)
+        .max(now + 1);
     let armed = cs.armed.load(Ordering::Relaxed);
     if now < armed && armed <= at && at - armed <= slice / 2 {
         return;
