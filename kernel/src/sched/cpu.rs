@@ -120,7 +120,8 @@ pub struct CpuSched {
     /// See `parked_exits`.
     pub parked_resumes: AtomicU64,
     /// Timer interrupts (`tick`), and timer writes (`program_timer`): for a running thread's
-    /// slice end, and the others (the idle context's, a sleeper's earlier deadline).
+    /// slice end, and the others (the idle context's, a sleeper's earlier deadline, a
+    /// deferred wake-up's: `defer_wake`, or the tick's bound).
     pub timer_ticks: AtomicU64,
     /// See `timer_ticks`.
     pub timer_writes_slice: AtomicU64,

@@ -242,11 +242,18 @@ pub fn set_wake_floor_tsc(tsc: u64) {
 /// Sets the time slice to `tsc` ticks (at least 1) with the hot limit computed from it, and
 /// returns the slice it replaces: `init`, and tests that need a slice longer than what they
 /// measure (the floor-end tick of a deferred wake-up, which the slice-end tick would
-/// otherwise come before). A switch or a tick reads it afresh.
+/// otherwise come before). Switches and ticks read it afresh; a deadline already armed for
+/// the old slice stays until then, so every other running CPU is kicked (an idle one
+/// re-arms its balancing tick, 8 slices, from the new slice: after a test's 4 s slice it
+/// was 32 s ahead; found by review), and this CPU re-arms at its next switch.
 pub fn set_slice_tsc(tsc: u64) -> u64 {
     let slice = tsc.max(1);
     HOT_LIMIT.store(exo_sched::hot_limit(slice), Ordering::Relaxed);
-    SLICE_TSC.swap(slice, Ordering::Relaxed)
+    let old = SLICE_TSC.swap(slice, Ordering::Relaxed);
+    for c in 0..crate::smp::cpus::capacity() as u32 {
+        kick(c);
+    }
+    old
 }
 
 /// A wake-up preempts the running thread only once it has run `slice >> this` (a quarter
