@@ -577,12 +577,18 @@ pub fn set_region(ep: EpRef, tag: u64, len: u64) -> Result<Attach, IpcError> {
 }
 
 /// Counts one more owning handle of `ep` with `rights` (`Closed` if it is destroyed; a
-/// deaf endpoint is still held: a handle to it may be copied, its operations fail).
+/// deaf endpoint is still held: a send handle to it may be copied, whose operations fail,
+/// one with the receive right may not).
 pub fn retain(ep: EpRef, rights: Rights) -> Result<(), IpcError> {
     let s = slot(ep)?;
     let _g = IrqGuard::new();
     let mut q = s.lock();
-    if !q.held(ep) {
+    // A deaf endpoint (held, not live) has no receive handle and never gets one again: a
+    // copy with the receive right made after its last one closed (a pass or a spawn that
+    // read the entry before a sibling thread closed it) is refused, as the closed entry
+    // itself would be. Until 2026-12-05 it was made: a receive handle that could never
+    // receive (found by review).
+    if !q.held(ep) || (rights.has(Rights::RECV) && !q.live) {
         return Err(IpcError::Closed);
     }
     q.refs += 1;

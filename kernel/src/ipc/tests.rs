@@ -400,8 +400,9 @@ fn extra_handle(t: &HandleTable, e: EpRef, rights: Rights) -> Result<Handle, Str
 /// goes deaf. Callers, senders and receivers queued on it (kernel threads on the raw
 /// reference) fail with `Closed` at once, a call through the send handle too (until
 /// 2026-12-05 it waited for its deadline: nobody could ever receive it), `check` says so,
-/// and the slot stays until the last handle goes. An endpoint that only ever had send
-/// handles (a kernel server's) never goes deaf.
+/// and the slot stays until the last handle goes; a send handle to it can still be copied,
+/// a receive handle cannot. An endpoint that only ever had send handles (a kernel server's)
+/// never goes deaf.
 fn deaf(_: &BootState) -> TestResult {
     let n = ncpus();
     let t = HandleTable::new();
@@ -444,7 +445,16 @@ fn deaf(_: &BootState) -> TestResult {
     check(ipc::live_endpoints() == live, || {
         "the deaf slot went early".into()
     })?;
-    // A handle to it is still copied (passed, inherited): an owner like the others.
+    // A handle to it is still copied (passed, inherited): an owner like the others; never
+    // one with the receive right (a copy racing the close of the last one: until
+    // 2026-12-05 it made a receive handle that could never receive; found by review).
+    let recv_copy = ipc::retain(e, Rights::ALL);
+    if recv_copy.is_ok() {
+        ipc::release(e, Rights::ALL);
+    }
+    check(recv_copy == Err(IpcError::Closed), || {
+        format!("a receive right retained on a deaf endpoint: {recv_copy:?}")
+    })?;
     let s2 = extra_handle(&t, e, Rights::SEND)?;
     t.close(s2).map_err(|x| format!("close: {x}"))?;
     t.close(s).map_err(|x| format!("close: {x}"))?;

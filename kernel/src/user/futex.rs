@@ -31,11 +31,18 @@ struct Waiter {
     /// Whether wakes may take it. A shared waiter is listed unarmed and armed only once
     /// its key, read again, is still the frame mapped at its address (see [`wait`]).
     armed: bool,
-    /// A wake on its key came while it was unarmed (not counted by the waker): if its key
-    /// holds when it arms, it leaves woken instead of sleeping (see [`wait`]).
+    /// A wake on its key came while it was unarmed (counted against the wake's limit, not
+    /// in what it returns): if its key holds when it arms, it leaves woken instead of
+    /// sleeping; if its key is a frame it lost, the wake is passed on to the next waiter on
+    /// that key (see [`wait`]).
     missed: bool,
 }
 
+/// Every waiter, in the order they were listed: a wake takes the matching ones from the
+/// front (the longest waiting first), and a waiter leaving is removed in place (`remove`,
+/// never `swap_remove`, which moved the newest waiter to the front: three threads taking
+/// turns through wakes of one waiter each left one of them asleep for ever, 30 / 0 / 30
+/// wakes in 60; found by review, 2026-12-05).
 static WAITERS: spin::Mutex<Vec<Waiter>> = spin::Mutex::new(Vec::new());
 
 /// A shared wait stops here (a test's switch) once it has read its key and before it is
@@ -139,28 +146,38 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
         WAIT_LISTED_HOLD.pass();
         let same = key(addr, false).ok() == Some((root, addr_key));
         // Whether it left (else it is armed, or `frames_gone` woke it: a spurious wake-up).
-        let left = waiters(|w| {
+        // Whether it left, and whether it must pass on a wake it was counted for.
+        let (left, pass_on) = waiters(|w| {
             let Some(k) = w.iter().position(|x| x.tid == me) else {
-                return false;
+                return (false, false);
             };
             if w[k].woken {
-                return false;
+                return (false, false);
             }
             if same && w[k].missed {
                 // A wake came while it was unarmed, its key still holds: it was meant for
                 // this waiter (queued after its check, as on Linux). Until 2026-12-05 it
                 // armed and slept if the word had its value again (found by review).
                 w[k].woken = true;
-                return false;
+                return (false, false);
             }
             if same && read_word(addr) == Ok(val) {
                 w[k].armed = true;
-                return false;
+                return (false, false);
             }
-            w.swap_remove(k);
-            true
+            (true, w.remove(k).missed && !same)
         });
         if left {
+            // A wake stopped at this waiter, keyed on a frame it lost (the wake is meant for
+            // the frame's next owner): the next waiter on the key gets it, as with a dying
+            // waiter's below. (With its key holding and its word changed it returns
+            // `EAGAIN` to its program, as good as woken.) Until 2026-12-05 a wake noted
+            // every unarmed waiter whatever its count: a wake of 0 woke one (found by
+            // review).
+            if pass_on {
+                PASSED_ON.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                wake_key(root, addr_key, 1);
+            }
             return Err(Errno::Eagain);
         }
     }
@@ -170,7 +187,7 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
     }
     WAIT_END_HOLD.pass();
     let was_woken = waiters(|w| match w.iter().position(|x| x.tid == me) {
-        Some(k) => w.swap_remove(k).woken,
+        Some(k) => w.remove(k).woken,
         None => true,
     });
     // A shared wake taken by a waiter whose process is being killed reaches no program:
@@ -242,6 +259,17 @@ pub fn frames_gone(frames: &[u64]) {
     }
 }
 
+/// The shared waiters not woken yet on the word at physical address `pa`, in list order,
+/// each with whether it is armed (tests).
+pub fn listed_on(pa: u64) -> Vec<(Tid, bool)> {
+    waiters(|w| {
+        w.iter()
+            .filter(|x| x.root == SHARED && x.addr == pa && !x.woken)
+            .map(|x| (x.tid, x.armed))
+            .collect()
+    })
+}
+
 /// Physical addresses of the shared waiters not woken yet (tests).
 pub fn shared_waiting() -> Vec<u64> {
     waiters(|w| {
@@ -264,28 +292,37 @@ pub fn wake_shared_frame(pa: u64, n: u64) -> u64 {
     wake_key(SHARED, pa, n)
 }
 
+/// Wakes at most `n` waiters on the key, the longest waiting first; returns how many it
+/// woke. An unarmed waiter it meets counts against `n` and is noted, not woken (its key may
+/// be a frame it lost: the wake may be meant for the frame's next owner): when it arms it
+/// takes the wake, or passes it on (see `wait`), so the number returned may be less than
+/// the threads a wake lets go, never more.
 fn wake_key(root: u64, addr: u64, n: u64) -> u64 {
     let mut woke = 0u64;
+    let mut taken = 0u64;
     let mut tids: Vec<Tid> = Vec::new();
     waiters(|w| {
         for x in w
             .iter_mut()
-            .filter(|x| x.root == root && x.addr == addr && !x.woken)
+            .filter(|x| x.root == root && x.addr == addr && !x.woken && !x.missed)
         {
+            if taken >= n {
+                break;
+            }
             if !x.armed {
-                // Not taken (its key may be a frame it lost: the wake may be meant for the
-                // frame's next owner), noted for when it arms (see `wait`).
                 x.missed = true;
+                taken += 1;
                 continue;
             }
             // A waiter marked woken is woken: no room to note it (out of memory), the
             // wake stops here and says how many it woke (it marked one it never woke
             // before, which then slept until its deadline or for ever).
-            if woke >= n || tids.try_reserve(1).is_err() {
+            if tids.try_reserve(1).is_err() {
                 break;
             }
             x.woken = true;
             woke += 1;
+            taken += 1;
             tids.push(x.tid);
         }
     });

@@ -30,6 +30,7 @@ mod bench;
 mod tests;
 mod tests_aspace;
 mod tests_console;
+mod tests_futex;
 mod tests_ipc;
 mod tests_life;
 

@@ -22,31 +22,6 @@ use exo_arch::tsc::rdtsc;
 ktest!(Needs::Threads, "user.ipc.syscall_errnos", errnos);
 ktest!(
     Needs::Threads,
-    "user.futex_shared_waiter_leaves_with_its_unmapped_page",
-    futex_gone
-);
-ktest!(
-    Needs::Threads,
-    "user.futex_shared_wait_keyed_on_a_frame_it_lost_leaves",
-    futex_rekey
-);
-ktest!(
-    Needs::Threads,
-    "user.futex_shared_wait_on_a_lost_frame_takes_no_wake_meant_for_it",
-    futex_lost_frame_wake
-);
-ktest!(
-    Needs::Threads,
-    "user.futex_shared_wake_while_listed_unarmed_is_not_lost",
-    futex_wake_while_unarmed
-);
-ktest!(
-    Needs::Threads,
-    "user.futex_shared_wake_taken_by_a_dying_waiter_is_passed_on",
-    futex_dying_waiter_passes_on
-);
-ktest!(
-    Needs::Threads,
     "user.shm_failed_map_keeps_a_region_another_process_maps",
     shm_undo_keeps_shared
 );
@@ -222,17 +197,22 @@ fn clear_table() {
     }
 }
 
-fn create() -> Result<EpRef, String> {
+pub(super) fn create() -> Result<EpRef, String> {
     ipc::create().map_err(|e| format!("create: {e}"))
 }
 
-fn insert(t: &HandleTable, ep: EpRef, rights: Rights, badge: u64) -> Result<Handle, String> {
+pub(super) fn insert(
+    t: &HandleTable,
+    ep: EpRef,
+    rights: Rights,
+    badge: u64,
+) -> Result<Handle, String> {
     t.insert(Cap { ep, rights, badge })
         .map_err(|e| format!("insert: {e}"))
 }
 
 /// Polls `cond` (yielding) for up to `limit_ms`; whether it held.
-fn until(limit_ms: u64, cond: impl Fn() -> bool) -> bool {
+pub(super) fn until(limit_ms: u64, cond: impl Fn() -> bool) -> bool {
     crate::harness::wait_for("a test condition", limit_ms, cond).is_ok()
 }
 
@@ -718,260 +698,6 @@ fn shm_undo_keeps_shared(_: &BootState) -> TestResult {
     })();
     let _ = ipc::destroy(e);
     r
-}
-
-/// `/ipcdemo`'s `FUTEX_GONE` role (`user/ipcdemo/src/futex_gone.rs`).
-const ROLE_FUTEX_GONE: u64 = 0x1c << 56 | 12 << 48;
-
-/// A shared futex waiter whose page its process unmaps: the frame goes back to the
-/// allocator, and the waiter must go with it (woken: a spurious wake-up), not stay keyed
-/// on the frame's physical address, where a wake meant for the frame's next owner (another
-/// process) would take it instead of that owner's waiter. Forced: the process's thread
-/// waits on a fresh page; its main thread calls the test, which answers once it sees the
-/// waiter; the main thread unmaps the page and calls again, and the test looks for the
-/// waiter's key. Until 2026-12-04 it was still there (found by review).
-/// Starts `/ipcdemo`'s `FUTEX_GONE` role (`remap`: the variant that maps a fresh page where
-/// it unmapped one) with a handle to a new endpoint it calls at its two steps: that endpoint
-/// and the process.
-fn start_futex_role(remap: bool) -> Result<(EpRef, u64), String> {
-    let e = create()?;
-    let t = Box::new(HandleTable::new());
-    let sync = insert(&t, e, Rights::SEND, 1)?;
-    let arg = ROLE_FUTEX_GONE | u64::from(remap) << 40 | u64::from(sync.0);
-    match process::spawn_with("/ipcdemo", arg, Builder::new(), Some(&t)) {
-        Ok(p) => Ok((e, p)),
-        Err(x) => {
-            let _ = ipc::destroy(e);
-            Err(if x == Errno::Enoent {
-                format!("{SKIP}no /ipcdemo (run with the initrd)")
-            } else {
-                format!("spawn of /ipcdemo: {x:?}")
-            })
-        }
-    }
-}
-
-/// A shared futex key listed now that `before` did not hold (the role's waiter's).
-fn new_shared_key(before: &[u64]) -> Option<u64> {
-    super::futex::shared_waiting()
-        .into_iter()
-        .find(|k| !before.contains(k))
-}
-
-fn futex_gone(_: &BootState) -> TestResult {
-    let before = super::futex::shared_waiting();
-    let (e, pid) = start_futex_role(false)?;
-    let new_key = || new_shared_key(&before);
-    let r = (|| {
-        ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
-        check(until(30_000, || new_key().is_some()), || {
-            "the process's futex waiter never slept".into()
-        })?;
-        let key = new_key().ok_or("the waiter left before the unmap")?;
-        ipc::reply(&Msg::default()).map_err(|x| format!("first reply: {x}"))?;
-        ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("second call: {x}"))?;
-        let stale = super::futex::shared_waiting().contains(&key);
-        ipc::reply(&Msg::default()).map_err(|x| format!("second reply: {x}"))?;
-        check(!stale, || {
-            format!(
-                "a waiter stayed keyed on the unmapped page's frame {key:#x} (free for any process now)"
-            )
-        })
-    })();
-    let status = process::wait(pid);
-    let _ = ipc::destroy(e);
-    r?;
-    check(status == Ok(0), || {
-        format!("process status {status:?} (0: its waiter woken by the unmap, 1: it timed out)")
-    })
-}
-
-/// A shared futex wait whose page a sibling thread unmaps, and replaces with a fresh one at
-/// the same address, between the wait's reading of its key (the old page's frame) and its
-/// listing: the unmap's `frames_gone` finds no waiter yet, the frame may already be another
-/// process's, and the fresh page's word passes the value check. The waiter must not stay
-/// listed on the frame it lost (where it would take a wake meant for the frame's next
-/// owner, and miss its own process's wakes): it reads its key again once listed and leaves
-/// with `EAGAIN`. Forced: the wait is held after its key (`WAIT_KEYED_HOLD`) while the
-/// process unmaps and maps again; until 2026-12-04 it stayed listed and slept to its 20 s
-/// deadline (`ETIMEDOUT`; found by review).
-fn futex_rekey(_: &BootState) -> TestResult {
-    let hold = &super::futex::WAIT_KEYED_HOLD;
-    hold.arm();
-    let (e, pid) = match start_futex_role(true) {
-        Ok(x) => x,
-        Err(x) => {
-            hold.release();
-            return Err(x);
-        }
-    };
-    let frame_at = |m: &Msg| process::with_space_of(pid, |s| s.phys(m.words[0])).flatten();
-    let r = (|| {
-        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
-        check(until(30_000, || hold.reached()), || {
-            "the process's futex wait never reached the hold after its key".into()
-        })?;
-        let old = frame_at(&m);
-        ipc::reply(&Msg::default()).map_err(|x| format!("first reply: {x}"))?;
-        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("second call: {x}"))?;
-        let new = frame_at(&m);
-        hold.release();
-        ipc::reply(&Msg::default()).map_err(|x| format!("second reply: {x}"))?;
-        check(old.is_some() && new.is_some() && old != new, || {
-            format!(
-                "window not forced: the word's frame was {old:?}, then {new:?} (the decoy did not take it)"
-            )
-        })
-    })();
-    hold.release();
-    let status = process::wait(pid);
-    let _ = ipc::destroy(e);
-    r?;
-    check(status == Ok(7), || {
-        format!(
-            "process status {status:?} (7: the wait left with EAGAIN; 1: it stayed listed on the \
-             unmapped frame until its deadline)"
-        )
-    })
-}
-
-/// As `futex_rekey`, with a wake in the next window: the wait, keyed on the frame its
-/// process has since unmapped, is listed and has not yet read its key again when a wake
-/// meant for the frame's next owner arrives (`futex::wake_shared_frame`, standing for
-/// that owner). Listed unarmed, the stale waiter takes nothing: the wake wakes 0 and the
-/// wait leaves with `EAGAIN`. Until 2026-12-04 the stale waiter took the wake (returned 0
-/// to its process) and the owner's own waiter slept on (found by review). Forced: holds
-/// after the key (`WAIT_KEYED_HOLD`) and after the listing (`WAIT_LISTED_HOLD`).
-fn futex_lost_frame_wake(_: &BootState) -> TestResult {
-    let (keyed, listed) = (
-        &super::futex::WAIT_KEYED_HOLD,
-        &super::futex::WAIT_LISTED_HOLD,
-    );
-    keyed.arm();
-    listed.arm();
-    let release = || {
-        keyed.release();
-        listed.release();
-    };
-    let (e, pid) = match start_futex_role(true) {
-        Ok(x) => x,
-        Err(x) => {
-            release();
-            return Err(x);
-        }
-    };
-    let frame_at = |m: &Msg| process::with_space_of(pid, |s| s.phys(m.words[0])).flatten();
-    let r = (|| {
-        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
-        check(until(30_000, || keyed.reached()), || {
-            "the process's futex wait never reached the hold after its key".into()
-        })?;
-        let old = frame_at(&m).ok_or("the word's page is not mapped")?;
-        ipc::reply(&Msg::default()).map_err(|x| format!("first reply: {x}"))?;
-        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("second call: {x}"))?;
-        let new = frame_at(&m);
-        keyed.release();
-        check(until(30_000, || listed.reached()), || {
-            "the futex wait never reached the hold after its listing".into()
-        })?;
-        let woke = super::futex::wake_shared_frame(old, 1);
-        listed.release();
-        ipc::reply(&Msg::default()).map_err(|x| format!("second reply: {x}"))?;
-        check(new.is_some_and(|n| n != old) && woke == 0, || {
-            format!(
-                "a wake on the lost frame {old:#x} woke {woke} waiter(s) (want 0: the stale \
-                 waiter is not armed); the word's frame is now {new:?}"
-            )
-        })
-    })();
-    release();
-    let status = process::wait(pid);
-    let _ = ipc::destroy(e);
-    r?;
-    check(status == Ok(7), || {
-        format!("process status {status:?} (7: the wait left with EAGAIN; 0: it took the wake)")
-    })
-}
-
-/// A shared wake that comes while the waiter is listed but not yet armed (its key being
-/// read again), on the frame it still maps, with the word unchanged: the waiter was queued
-/// after its value check, so the wake is its own (as on Linux) and it leaves woken instead
-/// of sleeping. Forced: the wait is held after its listing (`WAIT_LISTED_HOLD`) while the
-/// test wakes its frame; the waiter must leave the list before the process unmaps the page
-/// (whose wake-up would hide a lost wake). Until 2026-12-05 it armed and slept (found by
-/// review).
-fn futex_wake_while_unarmed(_: &BootState) -> TestResult {
-    let listed = &super::futex::WAIT_LISTED_HOLD;
-    listed.arm();
-    let (e, pid) = match start_futex_role(false) {
-        Ok(x) => x,
-        Err(x) => {
-            listed.release();
-            return Err(x);
-        }
-    };
-    let frame_at = |m: &Msg| process::with_space_of(pid, |s| s.phys(m.words[0])).flatten();
-    let r = (|| {
-        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
-        check(until(30_000, || listed.reached()), || {
-            "the process's futex wait never reached the hold after its listing".into()
-        })?;
-        let frame = frame_at(&m).ok_or("the word's page is not mapped")?;
-        super::futex::wake_shared_frame(frame, 1);
-        listed.release();
-        let left = until(30_000, || !super::futex::shared_waiting().contains(&frame));
-        ipc::reply(&Msg::default()).map_err(|x| format!("first reply: {x}"))?;
-        ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("second call: {x}"))?;
-        ipc::reply(&Msg::default()).map_err(|x| format!("second reply: {x}"))?;
-        check(left, || {
-            format!("the waiter on {frame:#x} slept on after a wake that came while it was unarmed")
-        })
-    })();
-    listed.release();
-    let status = process::wait(pid);
-    let _ = ipc::destroy(e);
-    r?;
-    check(status == Ok(0), || {
-        format!("process status {status:?} (0: its wait ended woken)")
-    })
-}
-
-/// A shared wake that picks a waiter whose process is then killed before the waiter
-/// returns (it would reach no program: its thread ends at the way back to ring 3) is
-/// passed on to the next waiter on the key, another process's, which would sleep on
-/// otherwise. Forced: the waiter is woken while alive, held at the end of its wait
-/// (`WAIT_END_HOLD`), its process killed, then let go; it must pass the wake on
-/// (`futex::PASSED_ON`). Until 2026-12-05 the wake was lost (found by review).
-fn futex_dying_waiter_passes_on(_: &BootState) -> TestResult {
-    use core::sync::atomic::Ordering::Relaxed;
-    let end = &super::futex::WAIT_END_HOLD;
-    let before = super::futex::shared_waiting();
-    let (e, pid) = start_futex_role(false)?;
-    let new_key = || new_shared_key(&before);
-    let passed = super::futex::PASSED_ON.load(Relaxed);
-    let r = (|| {
-        ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
-        check(until(30_000, || new_key().is_some()), || {
-            "the process's futex waiter never slept".into()
-        })?;
-        let key = new_key().ok_or("the waiter left")?;
-        end.arm();
-        let woke = super::futex::wake_shared_frame(key, 1);
-        check(woke == 1 && until(30_000, || end.reached()), || {
-            format!("the wake woke {woke}; the waiter never reached the end of its wait")
-        })?;
-        process::end_process(pid, 9);
-        end.release();
-        check(
-            until(30_000, || super::futex::PASSED_ON.load(Relaxed) > passed),
-            || "the dying waiter kept the wake it took".into(),
-        )
-    })();
-    end.release();
-    let _ = ipc::destroy(e);
-    let status = process::wait(pid);
-    r?;
-    check(status.is_ok(), || format!("process status {status:?}"))
 }
 
 /// A handle replied to a caller parked by the fastpath whose process is killed before it
