@@ -188,6 +188,11 @@ pub fn refused() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
 
+/// The per-process limit in frames (0: none).
+pub fn proc_limit_pages() -> u64 {
+    PROC_LIMIT.load(Ordering::Relaxed)
+}
+
 /// Sets the per-process limit to `n` frames (0: none); returns the old one (tests set it
 /// and restore it). Accounts already over it keep what they hold; their next charge fails.
 pub fn set_proc_limit_pages(n: u64) -> u64 {

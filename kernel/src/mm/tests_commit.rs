@@ -67,18 +67,23 @@ fn account_limit(_: &BootState) -> TestResult {
     check(g == g0, || format!("global charge {g0} before, {g} after"))
 }
 
-/// The limit the job started with leaves at least the reserve of the managed frames, and
-/// the default reserve is `max(8 MiB, managed / 16)` (or the command line's MiB).
+/// The limit the job started with leaves at least the reserve of the managed frames, the
+/// default reserve is `max(8 MiB, managed / 16)` (or `exo.kernel_reserve_mb`), and the
+/// per-process limit is `exo.proc_mem_mb`.
 fn limit_leaves_reserve(b: &BootState) -> TestResult {
     let managed = super::kalloc::managed_frames();
     let (limit, reserve) = (commit::limit(), commit::reserve());
     let want = commit::reserve_for(managed, b.opts.kernel_reserve_mb);
     let default_rule = commit::reserve_for(managed, None) == (managed / 16).max(2048);
+    let (proc_limit, proc_want) = (commit::proc_limit_pages(), b.opts.proc_mem_mb * 256);
     check(
-        limit.saturating_add(reserve) <= managed && reserve == want && default_rule,
+        limit.saturating_add(reserve) <= managed
+            && reserve == want
+            && default_rule
+            && proc_limit == proc_want,
         || {
             format!(
-                "limit {limit} + reserve {reserve} frames of {managed} managed (reserve want {want}; default rule holds: {default_rule})"
+                "limit {limit} + reserve {reserve} frames of {managed} managed (reserve want {want}; default rule holds: {default_rule}); per-process limit {proc_limit} frames (want {proc_want})"
             )
         },
     )

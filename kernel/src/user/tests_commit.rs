@@ -124,7 +124,13 @@ fn hog_leaves_reserve(_: &BootState) -> TestResult {
     warm()?;
     let (g0, f0) = (commit::charged(), free_frames()?);
     let initrd = matches!(super::initrd::archive(), Some(Ok(_)));
-    let hog = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+    // The global limit is what this test is about: no per-process limit meanwhile (one
+    // given at boot, `exo.proc_mem_mb`, is restored after).
+    let old = commit::set_proc_limit_pages(0);
+    let hog = AddressSpace::new().map_err(|e| {
+        commit::set_proc_limit_pages(old);
+        format!("space: {e}")
+    })?;
     // While the hog holds its memory nothing here allocates but the calls under test (a
     // message formatted then could be what fails): the results are kept and read after.
     let (err, pages) = map_until_refused(&hog);
@@ -139,6 +145,7 @@ fn hog_leaves_reserve(_: &BootState) -> TestResult {
         .ok()
         .map(|&t| crate::sched::join_until(t, rdtsc() + ms(30_000)));
     drop(hog);
+    commit::set_proc_limit_pages(old);
     check(
         err == VmError::NoMemory && g <= limit && g + 2 >= limit,
         || {
