@@ -1,8 +1,8 @@
 //! Kernel tests of the commit accounting as user spaces meet it (`mm::commit` charged by
 //! `aspace` and `shm`): a space that maps until `ENOMEM` stops at the global limit and
 //! leaves the kernel its reserve, the per-process limit stops one space and not another
-//! process, page tables are charged, a shared region is charged once; and every charge
-//! comes back exactly, with every frame. The spaces are mapped through
+//! process, page tables are charged, a shared region is charged once, a map refused part-way
+//! gives its charge back; and every charge comes back exactly, with every frame. The spaces are mapped through
 //! `AddressSpace::map`, the path a user `mmap` takes (`syscall` calls it on the process's
 //! space), from a test thread; the second process is a real one (`/threads`, whose threads'
 //! stacks are `mmap`ed).
@@ -40,6 +40,11 @@ ktest!(
     Needs::Threads,
     "user.commit_shared_region_is_charged_once",
     region_once
+);
+ktest!(
+    Needs::Threads,
+    "user.commit_failed_map_gives_back_its_charge",
+    failed_map
 );
 
 const PAGE: u64 = 4096;
@@ -313,6 +318,43 @@ fn region_once(_: &BootState) -> TestResult {
             "the region outlived its last mapping".into()
         })
     })();
+    r?;
+    all_back(g0, f0)
+}
+
+/// A map whose pages fit but whose second page table does not: with the per-process limit
+/// at 517 frames, 513 pages from a 1 GiB boundary charge 1 (root) + 513, then the directory
+/// pointer table, the directory and the first page table (517); the 513th page's table is
+/// refused after 512 pages were mapped. The call fails with `NoMemory` and gives back every
+/// page and its charge (the space holds its root and at most three spare tables, no page);
+/// then 512 pages at the same place fit, and at the space's end the global charge and the
+/// free frames are back.
+fn failed_map(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    const LIMIT: u64 = 517;
+    let old = commit::set_proc_limit_pages(LIMIT);
+    let r: TestResult = (|| {
+        let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+        let base = 0x40_0000_0000u64;
+        let r = a.map(Some(base), 513 * PAGE, true, false);
+        let (held, pages) = (a.account().total(), a.pages());
+        check(
+            r == Err(VmError::NoMemory) && pages == 0 && (1..=4).contains(&held),
+            || {
+                format!(
+                    "513 pages over the limit by one table: {r:?}, {pages} pages left, charge {held} (want NoMemory, 0, the root and at most three spares)"
+                )
+            },
+        )?;
+        a.map(Some(base), 512 * PAGE, true, false)
+            .map_err(|e| format!("512 pages after the failed map: {e}"))?;
+        let held = a.account().total();
+        check(held == 1 + 3 + 512, || {
+            format!("512 pages mapped: charge {held} (want 516)")
+        })
+    })();
+    commit::set_proc_limit_pages(old);
     r?;
     all_back(g0, f0)
 }
