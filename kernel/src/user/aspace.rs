@@ -136,8 +136,8 @@ fn range(va: u64, len: u64) -> Result<u64, VmError> {
 }
 
 impl AddressSpace {
-    /// An empty space.
-    /// `NoMemory` when its root table cannot be had or is over the commit limits.
+    /// An empty space; `NoMemory` when its root table cannot be had or would pass the
+    /// commit limits.
     pub fn new() -> Result<AddressSpace, VmError> {
         let n = crate::smp::cpus::capacity() as u32;
         let account = Account::new();
