@@ -249,6 +249,17 @@ expect_log "bring-up lists without memory: CPUDOWN for each AP" "$out/ktest-$(ec
     '^CPUDOWN,2,not started,no memory for the bring-up lists \(forced by exo.ap_lists_fail\)$' \
     '^CPUDOWN,3,not started,no memory for the bring-up lists \(forced by exo.ap_lists_fail\)$'
 
+# The commit limits given at boot (`mm::commit`): the reserve and the per-process limit are
+# taken from the command line, shown on the MEM line, and the commit tests pass under them
+# (mm.commit_limit_leaves_the_reserve checks the limits the boot set are the options').
+label="commit limits from the command line"
+kernel_tests "$label" --machine q35 --cpu max --smp 2 \
+    --append "exo.kernel_reserve_mb=64 exo.proc_mem_mb=16 exo.test=mm.commit,user.commit"
+expect_log "commit limits from the command line: shown at boot, the commit tests pass" "$out/ktest-$(echo "$label" | tr ' /:,' '____').log" 0 0 \
+    '^MEM,user_limit_mb,[0-9]+,reserve_mb,64,proc_limit_mb,16,managed_mb,[0-9]+$' \
+    '^KTEST,mm\.commit_limit_leaves_the_reserve,ok$' \
+    '^KTEST,user\.commit_hog_leaves_the_kernel_its_reserve,ok$'
+
 log="$out/cpu-table-fail.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.cpu_table_fail=1" --log "$log" --timeout 120 >/dev/null 2>&1
 expect_log "CPU table without memory: CPUDOWN for each AP after the CPU lines, the BSP runs" "$log" 0 $? \

@@ -135,6 +135,12 @@ pub struct Options {
     /// prefixes (`exo.bench=net`; empty = all); `group:row-prefix` runs only that part of a
     /// group that asks (`exo.bench=sched:ctx.switch.raw`).
     pub bench_filter: arrayvec::ArrayString<128>,
+    /// Frames kept from user space, in MiB (`exo.kernel_reserve_mb=N`, 0..=1048576; `None`:
+    /// the default, `max(8 MiB, managed memory / 16)`; see `mm::commit`).
+    pub kernel_reserve_mb: Option<u64>,
+    /// Most memory one process may hold, in MiB (`exo.proc_mem_mb=N`, 0..=1048576; 0, the
+    /// default: no limit but the global one).
+    pub proc_mem_mb: u64,
     /// Init job: the program to start as process 1 (`exo.init=PATH`, default `/init`).
     pub init: arrayvec::ArrayString<128>,
     /// Init job: the argument process 1 gets in RDI (`exo.init_arg=N`, decimal or 0x-hex).
@@ -192,6 +198,8 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         debug_early: false,
         ap_panic_early: false,
         ap_delay_ms: 0,
+        kernel_reserve_mb: None,
+        proc_mem_mb: 0,
         ap_stall_ms: 0,
         ap_stall_split: false,
         ap_alloc_fail: None,
@@ -272,6 +280,12 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("overflow_on_cpu", v) => v
                 .parse()
                 .is_ok_and(|c| set(&mut o.overflow_on_cpu, Some(c))),
+            ("kernel_reserve_mb", v) => {
+                in_range(v, 0, MAX_MB).is_some_and(|mb| set(&mut o.kernel_reserve_mb, Some(mb)))
+            }
+            ("proc_mem_mb", v) => {
+                in_range(v, 0, MAX_MB).is_some_and(|mb| set(&mut o.proc_mem_mb, mb))
+            }
             ("c2c_cpus", v) => v.parse().is_ok_and(|n| set(&mut o.c2c_cpus, n)),
             ("contend_max", v) => v.parse().is_ok_and(|n| set(&mut o.contend_max, n)),
             ("contend_window_ms", v) => {
@@ -307,6 +321,10 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
 /// The largest time an option may give, in milliseconds (10 minutes: every such option is
 /// multiplied by the TSC's rate or added to a deadline, which must not wrap).
 const MAX_MS: u64 = 600_000;
+
+/// The largest memory size an option may give, in MiB (1 TiB: converted to frames and
+/// compared with counts of frames, which must not wrap).
+const MAX_MB: u64 = 1 << 20;
 
 /// `v` as a decimal number in `lo..=hi`.
 fn in_range(v: &str, lo: u64, hi: u64) -> Option<u64> {

@@ -27,6 +27,50 @@ ktest!(
     cmdline_fatal
 );
 
+ktest!(
+    Needs::Cpus,
+    "boot.cmdline_takes_the_commit_limits",
+    cmdline_commit_limits
+);
+
+/// `exo.kernel_reserve_mb` and `exo.proc_mem_mb` (`mm::commit`): a number in 0..=1048576
+/// is taken, anything else is a bad option that changes nothing (not fatal).
+fn cmdline_commit_limits(_: &crate::boot::BootState) -> TestResult {
+    use super::cmdline::parse;
+    for (line, reserve, proc_mb, bad) in [
+        ("", None, 0, 0),
+        (
+            "exo.kernel_reserve_mb=64 exo.proc_mem_mb=16",
+            Some(64),
+            16,
+            0,
+        ),
+        ("exo.kernel_reserve_mb=0 exo.proc_mem_mb=0", Some(0), 0, 0),
+        ("exo.kernel_reserve_mb=1048576", Some(1 << 20), 0, 0),
+        (
+            "exo.kernel_reserve_mb=1048577 exo.proc_mem_mb=-1",
+            None,
+            0,
+            2,
+        ),
+        ("exo.kernel_reserve_mb= exo.proc_mem_mb=8M", None, 0, 2),
+        ("exo.proc_mem_mb=32 exo.proc_mem_mb=x", None, 32, 1),
+    ] {
+        let mut n = 0;
+        let o = parse(line, |_| n += 1);
+        check(
+            o.kernel_reserve_mb == reserve && o.proc_mem_mb == proc_mb && n == bad && !o.fatal,
+            || {
+                format!(
+                    "{line:?}: reserve {:?}, per process {}, {n} bad, fatal {} (want {reserve:?}, {proc_mb}, {bad}, false)",
+                    o.kernel_reserve_mb, o.proc_mem_mb, o.fatal
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// A word saying what to run that cannot be taken fails the boot (`Options::fatal`); other
 /// bad options are ignored with their warning. Until 2026-12-05 `exo.job=tset` ran the boot
 /// job and exited with success, and a bench filter too long ran every group.

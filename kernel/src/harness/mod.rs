@@ -36,6 +36,16 @@ fn expected_kills() -> u64 {
 /// Runs the job the command line names (`exo.job=boot|test|bench|contended`); never returns.
 pub fn run(state: &crate::boot::BootState) -> ! {
     use crate::boot::cmdline::Job;
+    // The kernel's own setup is done and no user space exists yet: the commit limits are
+    // set now, once, and shown.
+    let l = crate::mm::commit::init(state.opts.kernel_reserve_mb, state.opts.proc_mem_mb);
+    crate::kprintln!(
+        "MEM,user_limit_mb,{},reserve_mb,{},proc_limit_mb,{},managed_mb,{}",
+        l.user_limit / 256,
+        l.reserve / 256,
+        l.proc_limit / 256,
+        crate::mm::kalloc::managed_frames() / 256
+    );
     match state.opts.job {
         Job::Boot => crate::boot::report(state),
         Job::Test => test::run(state),
@@ -65,6 +75,7 @@ fn init(state: &crate::boot::BootState) -> ! {
     let before = free_frames();
     let threads_before = sched::live_threads();
     let endpoints_before = crate::ipc::live_endpoints();
+    let charged_before = crate::mm::commit::charged();
     match crate::user::process::run_init(path, state.opts.init_arg) {
         Ok(status) => {
             crate::kprintln!("INIT,{path},status,{status:#x}");
@@ -99,9 +110,11 @@ fn init(state: &crate::boot::BootState) -> ! {
                 // the same count (a handle held in flight and never dropped would keep one).
                 let r1 = crate::user::shm::in_use();
                 let (e0, e1) = (endpoints_before, crate::ipc::live_endpoints());
-                same = (f0, o0, t0, 0, e0) == (f1, o1, t1, r1, e1);
+                // User memory's commit charge (`mm::commit`): every frame charged is back.
+                let (c0, c1) = (charged_before, crate::mm::commit::charged());
+                same = (f0, o0, t0, 0, e0, c0) == (f1, o1, t1, r1, e1, c1);
                 crate::kprintln!(
-                    "MEM,init,free_frames,{f0},{f1},objects_out,{o0},{o1},threads,{t0},{t1},regions,{r1},endpoints,{e0},{e1},{}",
+                    "MEM,init,free_frames,{f0},{f1},objects_out,{o0},{o1},threads,{t0},{t1},regions,{r1},endpoints,{e0},{e1},charged,{c0},{c1},{}",
                     if same { "same" } else { "DIFFERENT" }
                 );
             }

@@ -1,7 +1,9 @@
 //! Address spaces: one page-table root per user process (lower half private, kernel half
 //! shared), its PCID when the CPU has PCID and INVPCID, and the set of CPUs that ever loaded
-//! it (the targets of its TLB shootdowns). Mapping policy, commit accounting and shootdowns
-//! live above (`user::aspace`); this is what the scheduler needs to switch spaces.
+//! it (the targets of its TLB shootdowns). Mapping policy and shootdowns live above
+//! (`user::aspace`), which also charges this space's frames, the root and the tables
+//! included, to its commit account (`mm::commit`); this is what the scheduler needs to
+//! switch spaces.
 
 use crate::mm::memory::{self, MemError};
 use alloc::boxed::Box;

@@ -3,7 +3,13 @@
 //! the kernel cannot back fails with `NoMemory`), unmapping and protection changes with a
 //! TLB shootdown to every CPU that may cache the old translation *before* the call returns
 //! and before any freed frame is reused, and the loader's writes into a space it is building.
+//!
+//! Every frame a space takes is charged to its [`Account`] (`mm::commit`) before it is
+//! allocated: the root table at creation, the pages of a map (one charge per call), each new
+//! page table; frames freed while the space lives are uncharged by the call that frees them,
+//! and the rest goes back with the account when the space is dropped.
 
+use crate::mm::commit::Account;
 use crate::mm::kalloc::{self, Frame};
 use crate::mm::memory::KernelFrames;
 use crate::mm::space::Space;
@@ -75,18 +81,41 @@ pub struct AddressSpace {
     /// back). Read and written under the tables' lock, put there only after the shootdown
     /// that unlinked them; freed with the space.
     spare: [AtomicU64; 3],
+    /// What this space holds of user memory (`mm::commit`): the root, its page tables (the
+    /// spare ones too), its pages, and the shared regions it created. Declared last: dropped
+    /// after `space` freed the frames, its own frames then leave the global charge.
+    account: Account,
 }
 
 /// The frames for new page tables of a space: its spare ones first ([`AddressSpace`]'s
-/// `spare`; tables' lock held), then zeroed frames of the allocator.
-struct Spares<'a>(&'a [AtomicU64; 3]);
+/// `spare`; tables' lock held; charged already), then zeroed frames of the allocator, each
+/// charged to the space's account first (a table over the limit fails the map as a table
+/// the allocator cannot give does: `NoMemory`). Without that charge a process mapping single
+/// pages 2 MiB apart cost the kernel a frame per page that no limit saw.
+struct Spares<'a>(&'a [AtomicU64; 3], &'a Account);
 
 impl FrameSource for Spares<'_> {
     fn alloc_zeroed_frame(&mut self) -> Option<u64> {
         match self.0.iter().find(|s| s.load(Ordering::Relaxed) != 0) {
             Some(s) => Some(s.swap(0, Ordering::Relaxed)),
-            None => KernelFrames.alloc_zeroed_frame(),
+            None => self.fresh(),
         }
+    }
+}
+
+impl Spares<'_> {
+    /// A new table frame, charged first. Out of line: inlined, it made the table walk's
+    /// step too large to inline into `map_user_4k` (three calls per map, icount `mmap.4k`
+    /// +55 instructions), and a fresh table is zeroed anyway (hundreds of instructions).
+    #[cold]
+    #[inline(never)]
+    fn fresh(&self) -> Option<u64> {
+        self.1.charge(1).ok()?;
+        let f = KernelFrames.alloc_zeroed_frame();
+        if f.is_none() {
+            self.1.uncharge(1);
+        }
+        f
     }
 }
 
@@ -107,16 +136,27 @@ fn range(va: u64, len: u64) -> Result<u64, VmError> {
 }
 
 impl AddressSpace {
-    /// An empty space.
+    /// An empty space; `NoMemory` when its root table cannot be had or would pass the
+    /// commit limits.
     pub fn new() -> Result<AddressSpace, VmError> {
         let n = crate::smp::cpus::capacity() as u32;
+        let account = Account::new();
+        // The root table.
+        account.charge(1).map_err(|_| VmError::NoMemory)?;
+        // A failed `Space::new` took no frame: the account goes with its charge.
         Ok(AddressSpace {
             space: Space::new(n).map_err(|_| VmError::NoMemory)?,
             next: AtomicU64::new(MMAP_BASE),
             pages: AtomicU64::new(0),
             spare: [const { AtomicU64::new(0) }; 3],
             shared: spin::Mutex::new([(0, 0, 0); MAX_SHARED]),
+            account,
         })
+    }
+
+    /// What this space holds of user memory (`mm::commit`).
+    pub fn account(&self) -> &Account {
+        &self.account
     }
 
     /// The tables, locked. Never with interrupts off: a holder may wait (`unmap`,
@@ -169,6 +209,9 @@ impl AddressSpace {
         if pages > kalloc::managed_frames() {
             return Err(VmError::NoMemory);
         }
+        // Every page charged at once (one update of the counters per call); a failure
+        // below gives back what `take` did not (the pages never mapped).
+        self.account.charge(pages).map_err(|_| VmError::NoMemory)?;
         for k in 0..pages {
             let page = va + k * PAGE;
             let r = match kalloc::alloc_frame() {
@@ -176,7 +219,7 @@ impl AddressSpace {
                 Ok(f) => {
                     let pa = f.phys();
                     crate::sys::zero_frame(pa);
-                    match t.map_user_4k(&mut Spares(&self.spare), page, pa, flags) {
+                    match t.map_user_4k(&mut Spares(&self.spare, &self.account), page, pa, flags) {
                         Ok(()) => Ok(()), // the frame now belongs to the tables
                         Err(e) => {
                             kalloc::free_frame(f);
@@ -196,6 +239,7 @@ impl AddressSpace {
                 // stop the MMU): their CPUs may cache the translations, so the frames go
                 // back only after the shootdown, as for `unmap`.
                 self.take(t, va, k, true);
+                self.account.uncharge(pages - k);
                 return Err(e);
             }
             if k == 0 && pages > 1 {
@@ -220,8 +264,8 @@ impl AddressSpace {
         let (va, pages) = Self::find_free(&t, self.next.load(Ordering::Relaxed), len)?;
         let flags = UserFlags::new(true, false);
         for (j, &pa) in frames.iter().enumerate() {
-            if let Err(e) = t.map_user_4k(&mut Spares(&self.spare), va + j as u64 * PAGE, pa, flags)
-            {
+            let mut src = Spares(&self.spare, &self.account);
+            if let Err(e) = t.map_user_4k(&mut src, va + j as u64 * PAGE, pa, flags) {
                 // The pages mapped so far go, the region's frames stay the region's; as in
                 // `map`, the page tables freed go back only after the shootdown (and the
                 // caller releases the region, which may free its frames, after this).
@@ -288,11 +332,14 @@ impl AddressSpace {
     /// (page tables and the directories above them; up to three kept as `spare`) and, with
     /// `own`, the pages' frames (without: they belong to a shared region). Nothing is freed
     /// before the shootdown: until then another CPU may still write through a stale
-    /// translation. Returns the pages unmapped.
+    /// translation. Every frame freed here (own pages, tables not kept as spare) leaves the
+    /// account in one update. Returns the pages unmapped.
     fn take(&self, mut t: spin::MutexGuard<'_, PageTables>, va: u64, pages: u64, own: bool) -> u64 {
         let end = va + pages * PAGE;
         let (mut frames, mut tables) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
         let mut n = 0;
+        // Frames freed at once below (the fallback without memory for the lists).
+        let mut freed_now = 0;
         let mut cur = va;
         let free_now = |pa: u64| kalloc::free_frame(Frame::from_phys(pa));
         while let Some(p) = t.next_mapped(cur, end) {
@@ -311,7 +358,10 @@ impl AddressSpace {
                     // No memory for the lists: shoot down now and free at once.
                     self.shootdown(va, pages);
                     super::futex::frames_gone(pa.as_slice());
-                    pa.into_iter().chain(emptied).for_each(free_now);
+                    pa.into_iter().chain(emptied).for_each(|f| {
+                        freed_now += 1;
+                        free_now(f);
+                    });
                     continue;
                 }
                 frames.extend(pa);
@@ -325,7 +375,10 @@ impl AddressSpace {
             match self.spare.iter().find(|s| s.load(Ordering::Relaxed) == 0) {
                 Some(s) => s.store(f, Ordering::Relaxed),
                 None if frames.try_reserve(1).is_ok() => frames.push(f),
-                None => free_now(f), // shot down already
+                None => {
+                    freed_now += 1;
+                    free_now(f); // shot down already
+                }
             }
         }
         drop(t);
@@ -334,7 +387,9 @@ impl AddressSpace {
         // waiter, not a scan of the frames.
         frames.sort_unstable();
         super::futex::frames_gone(&frames);
+        let freed = freed_now + frames.len() as u64;
         frames.into_iter().for_each(free_now);
+        self.account.uncharge(freed);
         n
     }
 

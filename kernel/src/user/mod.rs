@@ -29,6 +29,7 @@ pub mod testbed;
 mod bench;
 mod tests;
 mod tests_aspace;
+mod tests_commit;
 mod tests_console;
 mod tests_futex;
 mod tests_ipc;

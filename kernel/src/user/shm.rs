@@ -11,8 +11,14 @@
 //! generation and `shm_map(handle, 0)` fails with `ENOENT`, while `shm_map(handle, len)`
 //! detaches it and creates a new region; the endpoint's bound for descriptors stays its
 //! region's length until then (the kernel never reads the region).
+//!
+//! Commit accounting (`mm::commit`): a region's frames are charged once, when it is created,
+//! to the creating process's account (its per-process limit) and to the global charge, which
+//! the region keeps until it is freed, whoever maps it last; not per mapping.
 
+use super::aspace::AddressSpace;
 use super::syscall::Errno;
+use crate::mm::commit::{self, Account};
 use crate::mm::kalloc::{self, Frame};
 use alloc::vec::Vec;
 use exo_percpu::IrqGuard;
@@ -54,8 +60,12 @@ pub fn in_use() -> usize {
 }
 
 /// A new region of `len` bytes (rounded up to pages) of zeroed frames, with one reference
-/// (the creator's mapping-to-be: [`release`] it if that fails). Returns its tag and frames.
-pub fn create(len: u64) -> Result<(u64, Vec<u64>), Errno> {
+/// (the creator's mapping-to-be: [`release`] it if that fails), charged to `acct` (the
+/// creator's; `ENOMEM` over a limit) and to the global charge; the creator gives its part
+/// back with `Account::let_go_region` when it lets go of the region ([`undo_created`] after
+/// a failed map, or its space's end), the region its global part when it is freed.
+/// Returns its tag and frames.
+pub fn create(len: u64, acct: &Account) -> Result<(u64, Vec<u64>), Errno> {
     if len == 0 || len > REGION_MAX {
         return Err(Errno::Einval);
     }
@@ -68,6 +78,7 @@ pub fn create(len: u64) -> Result<(u64, Vec<u64>), Errno> {
     let mut copy = Vec::new();
     copy.try_reserve_exact(pages as usize)
         .map_err(|_| Errno::Enomem)?;
+    acct.charge_region(pages).map_err(|_| Errno::Enomem)?;
     for _ in 0..pages {
         match kalloc::alloc_frame() {
             Ok(f) => {
@@ -76,6 +87,8 @@ pub fn create(len: u64) -> Result<(u64, Vec<u64>), Errno> {
             }
             Err(_) => {
                 free_all(frames);
+                acct.let_go_region(pages);
+                commit::region_freed(pages);
                 return Err(Errno::Enomem);
             }
         }
@@ -91,6 +104,8 @@ pub fn create(len: u64) -> Result<(u64, Vec<u64>), Errno> {
         }
     }
     free_all(frames);
+    acct.let_go_region(pages);
+    commit::region_freed(pages);
     Err(Errno::Eagain)
 }
 
@@ -140,7 +155,9 @@ pub fn release(tag: u64) -> bool {
         g.gen_ = g.gen_.wrapping_add(1).max(1);
         core::mem::take(&mut g.frames)
     };
+    let n = frames.len() as u64;
     free_all(frames);
+    commit::region_freed(n);
     true
 }
 
@@ -162,7 +179,13 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
     let t = super::process::handles().ok_or(Errno::Ebadf)?;
     let h = u32::try_from(handle).map_err(|_| Errno::Ebadf)?;
     let cap = t.get(crate::ipc::Handle(h)).map_err(|_| Errno::Ebadf)?;
-    let (old, _) = crate::ipc::region(cap.ep).map_err(|_| Errno::Epipe)?;
+    super::process::with_current(|a| map_in(a, cap.ep, len)).unwrap_or(Err(Errno::Enomem))
+}
+
+/// [`shm_map`] for the calling process's space `a` (a region it creates is charged to its
+/// account) and endpoint `ep`.
+fn map_in(a: &AddressSpace, ep: crate::ipc::EpRef, len: u64) -> Result<i64, Errno> {
+    let (old, _) = crate::ipc::region(ep).map_err(|_| Errno::Epipe)?;
     let (tag, frames) = if len == 0 {
         if old == 0 {
             return Err(Errno::Enoent);
@@ -177,16 +200,16 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
                 return Err(Errno::Eexist);
             }
             // Its region was freed with its last mapping: the endpoint may have a new one.
-            let _ = crate::ipc::detach_region(cap.ep, old);
+            let _ = crate::ipc::detach_region(ep, old);
         }
         // At least as large as any region the endpoint had (`ipc::region_floor`), which
         // another process can raise meanwhile (`set_region` refuses below it: made again
         // at the new floor, a few times at most).
-        let mut len = len.max(crate::ipc::region_floor(cap.ep).map_err(|_| Errno::Epipe)?);
+        let mut len = len.max(crate::ipc::region_floor(ep).map_err(|_| Errno::Epipe)?);
         let mut tries = 0;
         loop {
-            let (tag, frames) = create(len)?;
-            let refused = match crate::ipc::set_region(cap.ep, tag, frames.len() as u64 * PAGE) {
+            let (tag, frames) = create(len, a.account())?;
+            let refused = match crate::ipc::set_region(ep, tag, frames.len() as u64 * PAGE) {
                 Ok(crate::ipc::Attach::Done) => break (tag, frames),
                 Ok(crate::ipc::Attach::BelowFloor(floor)) if tries < 4 && floor <= REGION_MAX => {
                     len = floor;
@@ -198,14 +221,13 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
                 Err(_) => Some(Errno::Epipe),
             };
             release(tag);
+            a.account().let_go_region(frames.len() as u64);
             if let Some(e) = refused {
                 return Err(e);
             }
         }
     };
-    let r = super::process::with_current(|a| a.map_shared(&frames, tag))
-        .unwrap_or(Err(super::aspace::VmError::NoMemory));
-    match r {
+    match a.map_shared(&frames, tag) {
         Ok(va) => Ok(va as i64),
         Err(_) => {
             // A region this call created leaves the endpoint with it: the call failed, and
@@ -213,7 +235,8 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
             // region again (every later shm_map: ENOENT or EEXIST). Unless another process
             // mapped it meanwhile (`undo_created`).
             if len != 0 {
-                undo_created(cap.ep, tag);
+                undo_created(ep, tag);
+                a.account().let_go_region(frames.len() as u64);
             } else {
                 release(tag);
             }

@@ -773,7 +773,8 @@ fn shared_never_executable(_: &BootState) -> TestResult {
 /// A new shared region of `len` bytes mapped in `a` (the space holds its reference): its
 /// frames and address.
 fn map_region(a: &AddressSpace, len: u64) -> Result<(Vec<u64>, u64), alloc::string::String> {
-    let (tag, frames) = super::shm::create(len).map_err(|e| format!("region: {e:?}"))?;
+    let (tag, frames) =
+        super::shm::create(len, a.account()).map_err(|e| format!("region: {e:?}"))?;
     match a.map_shared(&frames, tag) {
         Ok(va) => Ok((frames, va)),
         Err(e) => {

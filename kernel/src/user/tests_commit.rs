@@ -1,0 +1,360 @@
+//! Kernel tests of the commit accounting as user spaces meet it (`mm::commit` charged by
+//! `aspace` and `shm`): a space that maps until `ENOMEM` stops at the global limit and
+//! leaves the kernel its reserve, the per-process limit stops one space and not another
+//! process, page tables are charged, a shared region is charged once, a map refused part-way
+//! gives its charge back; and every charge comes back exactly, with every frame. The spaces are mapped through
+//! `AddressSpace::map`, the path a user `mmap` takes (`syscall` calls it on the process's
+//! space), from a test thread; the second process is a real one (`/threads`, whose threads'
+//! stacks are `mmap`ed).
+
+use super::aspace::{AddressSpace, VmError};
+use super::process;
+use super::syscall::Errno;
+use crate::boot::BootState;
+use crate::harness::{Needs, SKIP, TestResult, check, free_frames, ms};
+use crate::ktest;
+use crate::mm::commit;
+use crate::mm::kalloc;
+use crate::sched::Builder;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use exo_arch::tsc::rdtsc;
+
+ktest!(
+    Needs::Threads,
+    "user.commit_hog_leaves_the_kernel_its_reserve",
+    hog_leaves_reserve
+);
+ktest!(
+    Needs::Threads,
+    "user.commit_proc_limit_stops_one_process_not_another",
+    proc_limit
+);
+ktest!(
+    Needs::Threads,
+    "user.commit_page_tables_are_charged",
+    tables_charged
+);
+ktest!(
+    Needs::Threads,
+    "user.commit_shared_region_is_charged_once",
+    region_once
+);
+ktest!(
+    Needs::Threads,
+    "user.commit_failed_map_gives_back_its_charge",
+    failed_map
+);
+
+const PAGE: u64 = 4096;
+const MIB: u64 = 1 << 20;
+
+/// Maps `a` in 1 MiB chunks, then single pages, until a map fails; that error and the
+/// pages mapped. At most `managed_frames` pages in all (the loop always ends).
+fn map_until_refused(a: &AddressSpace) -> (VmError, u64) {
+    let mut pages = 0;
+    let bound = kalloc::managed_frames() + 1;
+    for len in [MIB, PAGE] {
+        loop {
+            match a.map(None, len, true, false) {
+                Ok(_) => pages += len / PAGE,
+                Err(e) if len == PAGE || e != VmError::NoMemory => return (e, pages),
+                Err(_) => break,
+            }
+            if pages > bound {
+                return (VmError::Invalid, pages);
+            }
+        }
+    }
+    (VmError::Invalid, pages)
+}
+
+/// A space made, mapped and dropped: the allocator's slabs and magazines warmed, so the
+/// frame counts before and after a test compare.
+fn warm() -> TestResult {
+    let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+    a.map(None, MIB, true, false)
+        .map_err(|e| format!("warm-up map: {e}"))?;
+    Ok(())
+}
+
+/// The global charge and the free frames are back to `before` (`g0`, `f0`).
+fn all_back(g0: u64, f0: (u64, u64)) -> TestResult {
+    let g1 = commit::charged();
+    let f1 = free_frames()?;
+    check(g1 == g0 && f1 == f0, || {
+        format!(
+            "global charge {g0} before, {g1} after; (free frames, heap objects) {f0:?} before, {f1:?} after"
+        )
+    })
+}
+
+/// Frames the kernel thread of [`hog_leaves_reserve`] allocates: 1 MiB, more than the
+/// per-CPU magazines hold (so they must come from the buddy), well within the 8 MiB floor
+/// of the reserve.
+const THREAD_FRAMES: usize = 256;
+
+/// A kernel thread that takes [`THREAD_FRAMES`] frames and a heap vector, gives them back,
+/// and returns 0 (1: a frame was refused, 2: the vector was).
+fn needs_memory(_: u64) -> u64 {
+    let mut v: Vec<kalloc::Frame> = Vec::new();
+    if v.try_reserve_exact(THREAD_FRAMES).is_err() {
+        return 2;
+    }
+    let mut code = 0;
+    for _ in 0..THREAD_FRAMES {
+        match kalloc::alloc_frame() {
+            Ok(f) => v.push(f),
+            Err(_) => {
+                code = 1;
+                break;
+            }
+        }
+    }
+    v.into_iter().for_each(kalloc::free_frame);
+    code
+}
+
+/// A hog maps until `ENOMEM`. While it holds everything it got: its charge stops at the
+/// global limit (within the two frames a last page and its table may leave unused), a
+/// user process cannot be spawned (`ENOMEM`: the limit, not the allocator, says no), and
+/// a kernel thread can still be spawned, take 1 MiB and be joined. When the hog goes, the
+/// global charge and the free frames are back where they were.
+///
+/// Checked to fail without the reserve: booted with `exo.kernel_reserve_mb=0` (the limit is
+/// then every frame free when the job started), the hog is stopped by the allocator instead
+/// and the kernel thread cannot be spawned or cannot get its frames (2026-12-05).
+fn hog_leaves_reserve(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    let initrd = matches!(super::initrd::archive(), Some(Ok(_)));
+    // The global limit is what this test is about: no per-process limit meanwhile (one
+    // given at boot, `exo.proc_mem_mb`, is restored after).
+    let old = commit::set_proc_limit_pages(0);
+    let hog = AddressSpace::new().map_err(|e| {
+        commit::set_proc_limit_pages(old);
+        format!("space: {e}")
+    })?;
+    // While the hog holds its memory nothing here allocates but the calls under test (a
+    // message formatted then could be what fails): the results are kept and read after.
+    let (err, pages) = map_until_refused(&hog);
+    let (g, limit) = (commit::charged(), commit::limit());
+    let spawned = initrd.then(|| process::spawn("/empty", 0, Builder::new()));
+    if let Some(Ok(pid)) = spawned {
+        let _ = process::wait_until(pid, rdtsc() + ms(30_000));
+    }
+    let thread = Builder::new().spawn(needs_memory, 0);
+    let joined = thread
+        .as_ref()
+        .ok()
+        .map(|&t| crate::sched::join_until(t, rdtsc() + ms(30_000)));
+    drop(hog);
+    commit::set_proc_limit_pages(old);
+    check(
+        err == VmError::NoMemory && g <= limit && g + 2 >= limit,
+        || {
+            format!(
+                "the hog mapped {pages} pages, stopped by {err:?}: global charge {g}, limit {limit} (want NoMemory within 2 frames of the limit)"
+            )
+        },
+    )?;
+    check(spawned.is_none_or(|s| s == Err(Errno::Enomem)), || {
+        format!("a process spawned while the hog held the limit: {spawned:?} (want ENOMEM)")
+    })?;
+    let t =
+        thread.map_err(|e| format!("a kernel thread could not be spawned beside the hog: {e}"))?;
+    check(matches!(joined, Some(Ok(0))), || {
+        format!(
+            "the kernel thread {t} beside the hog: {joined:?} (1: a frame refused, 2: the heap)"
+        )
+    })?;
+    all_back(g0, f0)
+}
+
+/// With the per-process limit at 8 MiB, a space maps until `ENOMEM` and stops at its own
+/// limit (its charge within two frames of it; the global one far below its own); at the
+/// same time another space still maps 1 MiB and a real process (`/threads` case 0, which
+/// `mmap`s its threads' stacks) runs to completion with status 0.
+fn proc_limit(_: &BootState) -> TestResult {
+    if !matches!(super::initrd::archive(), Some(Ok(_))) {
+        return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
+    }
+    let _ = super::syscall::prepare_console_rings();
+    process::prepare();
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    const LIMIT: u64 = 8 * 256;
+    let old = commit::set_proc_limit_pages(LIMIT);
+    let r: TestResult = (|| {
+        let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+        let (err, pages) = map_until_refused(&a);
+        let held = a.account().total();
+        check(
+            err == VmError::NoMemory && held <= LIMIT && held + 2 >= LIMIT,
+            || {
+                format!(
+                    "mapped {pages} pages, stopped by {err:?}, holding {held} frames (want NoMemory within 2 frames of {LIMIT})"
+                )
+            },
+        )?;
+        let b = AddressSpace::new().map_err(|e| format!("second space: {e}"))?;
+        b.map(None, MIB, true, false)
+            .map_err(|e| format!("a second space beside the full one: {e}"))?;
+        let pid = process::spawn("/threads", 0, Builder::new())
+            .map_err(|e| format!("spawn /threads beside the full space: {e:?}"))?;
+        let s = process::wait_until(pid, rdtsc() + ms(60_000));
+        check(s == Ok(0), || {
+            format!("/threads 0 beside the full space: {s:?} (want Ok(0))")
+        })?;
+        let held_after = a.account().total();
+        check(held_after == held, || {
+            format!("the full space's charge moved: {held} -> {held_after}")
+        })
+    })();
+    commit::set_proc_limit_pages(old);
+    r?;
+    all_back(g0, f0)
+}
+
+/// Single pages 2 MiB apart with `MAP_FIXED` each need a page table: with the per-process
+/// limit at 64 frames, the space (root, one directory pointer table, one directory: 3) gets
+/// exactly `(64 - 3) / 2 = 30` pages, each page costing two frames; uncharged tables would
+/// have let it map 61.
+fn tables_charged(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    const LIMIT: u64 = 64;
+    let old = commit::set_proc_limit_pages(LIMIT);
+    let r: TestResult = (|| {
+        let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+        // 1 GiB-aligned: every page lies in one directory.
+        let base = 0x40_0000_0000u64;
+        let mut n = 0;
+        let err = loop {
+            if n >= 512 {
+                break VmError::Invalid;
+            }
+            match a.map(Some(base + n * 2 * MIB), PAGE, true, false) {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+        };
+        let held = a.account().total();
+        let want = (LIMIT - 3) / 2;
+        check(
+            err == VmError::NoMemory && n == want && held == 3 + 2 * n && a.pages() == n,
+            || {
+                format!(
+                    "{n} pages mapped 2 MiB apart (want {want}), stopped by {err:?}, charge {held} (want {})",
+                    3 + 2 * n
+                )
+            },
+        )?;
+        // Unmapping gives the pages and their tables back (up to three kept as spares,
+        // still the space's).
+        let base_charge = a.account().total();
+        for k in 0..n {
+            a.unmap(base + k * 2 * MIB, PAGE)
+                .map_err(|e| format!("unmap: {e}"))?;
+        }
+        let left = a.account().total();
+        check(left <= 1 + 3, || {
+            format!(
+                "after unmapping every page the space holds {left} frames (had {base_charge}; want the root and at most three spare tables)"
+            )
+        })
+    })();
+    commit::set_proc_limit_pages(old);
+    r?;
+    all_back(g0, f0)
+}
+
+/// A region of 16 frames is charged once, when it is made: to its creator's account and
+/// the global charge; a second space mapping it adds only its own tables. The creator's end
+/// leaves the region's 16 charged (the other space still maps it); the last mapping's end
+/// frees it and the global charge is back.
+fn region_once(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    let r: Result<(), String> = (|| {
+        let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+        let b = AddressSpace::new().map_err(|e| format!("second space: {e}"))?;
+        let (a0, b0) = (a.account().total(), b.account().total());
+        let g1 = commit::charged();
+        let (tag, frames) =
+            super::shm::create(16 * PAGE, a.account()).map_err(|e| format!("region: {e:?}"))?;
+        let g2 = commit::charged();
+        if let Err(e) = a.map_shared(&frames, tag) {
+            super::shm::release(tag);
+            return Err(format!("map_shared: {e}"));
+        }
+        let other = super::shm::acquire(tag).map_err(|e| format!("acquire: {e:?}"))?;
+        if let Err(e) = b.map_shared(&other, tag) {
+            super::shm::release(tag);
+            return Err(format!("second map_shared: {e}"));
+        }
+        let (a1, b1) = (a.account().total(), b.account().total());
+        // Each mapping added its tables (a directory pointer table, a directory, a table).
+        check(g2 == g1 + 16 && a1 == a0 + 16 + 3 && b1 == b0 + 3, || {
+            format!(
+                "region made: global +{} (want 16); creator +{} (want 19), other +{} (want 3)",
+                g2 - g1,
+                a1 - a0,
+                b1 - b0
+            )
+        })?;
+        let gb = commit::charged();
+        drop(a);
+        let ga = commit::charged();
+        check(ga == gb - a1 + 16, || {
+            format!(
+                "creator gone: global {gb} -> {ga} (want {}: the region stays)",
+                gb - a1 + 16
+            )
+        })?;
+        drop(b);
+        check(!super::shm::alive(tag), || {
+            "the region outlived its last mapping".into()
+        })
+    })();
+    r?;
+    all_back(g0, f0)
+}
+
+/// A map whose pages fit but whose second page table does not: with the per-process limit
+/// at 517 frames, 513 pages from a 1 GiB boundary charge 1 (root) + 513, then the directory
+/// pointer table, the directory and the first page table (517); the 513th page's table is
+/// refused after 512 pages were mapped. The call fails with `NoMemory` and gives back every
+/// page and its charge (the space holds its root and at most three spare tables, no page);
+/// then 512 pages at the same place fit, and at the space's end the global charge and the
+/// free frames are back.
+fn failed_map(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    const LIMIT: u64 = 517;
+    let old = commit::set_proc_limit_pages(LIMIT);
+    let r: TestResult = (|| {
+        let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+        let base = 0x40_0000_0000u64;
+        let r = a.map(Some(base), 513 * PAGE, true, false);
+        let (held, pages) = (a.account().total(), a.pages());
+        check(
+            r == Err(VmError::NoMemory) && pages == 0 && (1..=4).contains(&held),
+            || {
+                format!(
+                    "513 pages over the limit by one table: {r:?}, {pages} pages left, charge {held} (want NoMemory, 0, the root and at most three spares)"
+                )
+            },
+        )?;
+        a.map(Some(base), 512 * PAGE, true, false)
+            .map_err(|e| format!("512 pages after the failed map: {e}"))?;
+        let held = a.account().total();
+        check(held == 1 + 3 + 512, || {
+            format!("512 pages mapped: charge {held} (want 516)")
+        })
+    })();
+    commit::set_proc_limit_pages(old);
+    r?;
+    all_back(g0, f0)
+}
