@@ -38,7 +38,11 @@ pub fn run(state: &crate::boot::BootState) -> ! {
     use crate::boot::cmdline::Job;
     // The kernel's own setup is done and no user space exists yet: the commit limits are
     // set now, once, and shown.
-    let l = crate::mm::commit::init(state.opts.kernel_reserve_mb, state.opts.proc_mem_mb);
+    let l = crate::mm::commit::init(
+        state.opts.kernel_reserve_mb,
+        state.opts.proc_mem_mb,
+        ncpus(),
+    );
     crate::kprintln!(
         "MEM,user_limit_mb,{},reserve_mb,{},proc_limit_mb,{},managed_mb,{}",
         l.user_limit / 256,

@@ -209,6 +209,15 @@ impl AddressSpace {
         if pages > kalloc::managed_frames() {
             return Err(VmError::NoMemory);
         }
+        // A fixed range that overlaps a mapping fails before anything is charged (a walk of
+        // the tables that exist: a picked range is free by construction). Charged first, a
+        // doomed fixed map of the room left was `ENOMEM` instead of `EEXIST`, and held the
+        // whole charge while it zeroed its first frame: a loop of them on a few CPUs kept
+        // the global charge at its limit, and other processes' maps failed (found by
+        // review, 2026-12-05).
+        if !picked && t.next_mapped(va, va + pages * PAGE).is_some() {
+            return Err(VmError::Exists);
+        }
         // Every page charged at once (one update of the counters per call); a failure
         // below gives back what `take` did not (the pages never mapped).
         self.account.charge(pages).map_err(|_| VmError::NoMemory)?;

@@ -78,7 +78,30 @@ pub fn create(len: u64, acct: &Account) -> Result<(u64, Vec<u64>), Errno> {
     let mut copy = Vec::new();
     copy.try_reserve_exact(pages as usize)
         .map_err(|_| Errno::Enomem)?;
-    acct.charge_region(pages).map_err(|_| Errno::Enomem)?;
+    // The table's slot first (held by one reference while the region has no frames, so no
+    // other creation takes it): a full table is `EAGAIN` before anything is charged or
+    // taken. Until 2026-12-05 up to 256 frames were charged and zeroed before the table
+    // was looked at (a cheap loop held 1 MiB of the global charge; found by review).
+    let slot = {
+        let _g = IrqGuard::new();
+        REGIONS.iter().position(|r| {
+            let mut g = r.lock();
+            let free = g.refs == 0 && g.frames.is_empty();
+            if free {
+                g.refs = 1;
+            }
+            free
+        })
+    }
+    .ok_or(Errno::Eagain)?;
+    let let_go_slot = || {
+        let _g = IrqGuard::new();
+        REGIONS[slot].lock().refs = 0;
+    };
+    if acct.charge_region(pages).is_err() {
+        let_go_slot();
+        return Err(Errno::Enomem);
+    }
     for _ in 0..pages {
         match kalloc::alloc_frame() {
             Ok(f) => {
@@ -89,24 +112,16 @@ pub fn create(len: u64, acct: &Account) -> Result<(u64, Vec<u64>), Errno> {
                 free_all(frames);
                 acct.let_go_region(pages);
                 commit::region_freed(pages);
+                let_go_slot();
                 return Err(Errno::Enomem);
             }
         }
     }
     copy.extend_from_slice(&frames);
     let _g = IrqGuard::new();
-    for (i, r) in REGIONS.iter().enumerate() {
-        let mut g = r.lock();
-        if g.refs == 0 && g.frames.is_empty() {
-            g.refs = 1;
-            g.frames = frames;
-            return Ok((tag(i, g.gen_), copy));
-        }
-    }
-    free_all(frames);
-    acct.let_go_region(pages);
-    commit::region_freed(pages);
-    Err(Errno::Eagain)
+    let mut g = REGIONS[slot].lock();
+    g.frames = frames;
+    Ok((tag(slot, g.gen_), copy))
 }
 
 fn free_all(frames: Vec<u64>) {

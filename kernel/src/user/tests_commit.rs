@@ -46,6 +46,16 @@ ktest!(
     "user.commit_failed_map_gives_back_its_charge",
     failed_map
 );
+ktest!(
+    Needs::Threads,
+    "user.commit_fixed_map_over_a_mapping_charges_nothing",
+    fixed_overlap
+);
+ktest!(
+    Needs::Threads,
+    "user.commit_full_region_table_charges_nothing",
+    full_region_table
+);
 
 const PAGE: u64 = 4096;
 const MIB: u64 = 1 << 20;
@@ -355,6 +365,78 @@ fn failed_map(_: &BootState) -> TestResult {
         })
     })();
     commit::set_proc_limit_pages(old);
+    r?;
+    all_back(g0, f0)
+}
+
+/// A fixed map over a range with a page already mapped is `EEXIST`, found before anything
+/// is charged: with the per-process limit at 64 frames, a 100-page fixed map over the one
+/// page a space holds fails with `Exists` and leaves its charge as it was. Until 2026-12-05
+/// the whole length was charged first: `ENOMEM` here (against `mmap`'s contract), and a
+/// doomed map of the room left held the whole global charge while it zeroed its first
+/// frame (found by review).
+fn fixed_overlap(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    let old = commit::set_proc_limit_pages(64);
+    let r: TestResult = (|| {
+        let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+        let base = 0x40_0000_0000u64;
+        a.map(Some(base), PAGE, true, false)
+            .map_err(|e| format!("one page: {e}"))?;
+        let held = a.account().total();
+        let r = a.map(Some(base), 100 * PAGE, true, false);
+        let (after, pages) = (a.account().total(), a.pages());
+        check(
+            r == Err(VmError::Exists) && after == held && pages == 1,
+            || {
+                format!(
+                    "100 fixed pages over a mapped one: {r:?} (want Exists), charge {held} -> {after}, {pages} pages (want 1)"
+                )
+            },
+        )
+    })();
+    commit::set_proc_limit_pages(old);
+    r?;
+    all_back(g0, f0)
+}
+
+/// A region asked for while the region table is full is `EAGAIN` before anything is
+/// charged or taken: the table filled with one-page regions, a 1 MiB region over the
+/// creator's per-process limit is `EAGAIN` (the table), not `ENOMEM` (the charge). Until
+/// 2026-12-05 the frames were charged and zeroed before the table was looked at (found by
+/// review).
+fn full_region_table(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    let r: TestResult = (|| {
+        let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+        let mut tags = Vec::new();
+        let stop = loop {
+            match super::shm::create(PAGE, a.account()) {
+                Ok((t, _)) => tags.push(t),
+                Err(e) => break e,
+            }
+            if tags.len() > super::shm::MAX_REGIONS {
+                break Errno::Einval;
+            }
+        };
+        let old = commit::set_proc_limit_pages(a.account().total() + 1);
+        let big = super::shm::create(MIB, a.account());
+        commit::set_proc_limit_pages(old);
+        if let Ok((t, _)) = &big {
+            tags.push(*t);
+        }
+        for t in tags {
+            super::shm::release(t);
+        }
+        let big = big.map(|_| ());
+        check(stop == Errno::Eagain && big == Err(Errno::Eagain), || {
+            format!(
+                "the table filled with {stop:?} (want Eagain); a 1 MiB region over the limit then: {big:?} (want Err(Eagain))"
+            )
+        })
+    })();
     r?;
     all_back(g0, f0)
 }
