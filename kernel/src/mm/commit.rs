@@ -1,9 +1,11 @@
 //! Commit accounting of user memory: how many frames the kernel holds on behalf of user
-//! space (anonymous and image pages, page tables of user spaces, shared regions), the
+//! space (anonymous and image pages, page tables of user spaces, shared regions, user
+//! threads' kernel stacks), the
 //! global limit on that total, which leaves the kernel a reserve of frames no user mapping
 //! can take, and the per-process limit (`exo.proc_mem_mb`).
 //!
-//! Owns the counters and the rule; the callers (`user::aspace`, `user::shm`) charge a
+//! Owns the counters and the rule; the callers (`user::aspace`, `user::shm`,
+//! `user::process` for the threads' kernel stacks) charge a
 //! frame *before* they allocate it and uncharge it when they free it, one call per map
 //! request where they can (a page table is charged when it is allocated). A charge that
 //! does not fit is refused and changes nothing; the caller then fails with `ENOMEM`.

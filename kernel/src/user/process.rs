@@ -36,6 +36,12 @@ pub const PATH_MAX: usize = 256;
 pub const MAX_PROCS: usize = 1024;
 /// Threads of one process whose records exist at once (running, or ended and not joined).
 pub const MAX_PROC_THREADS: u32 = 64;
+/// Frames a user thread makes the kernel hold while it runs, charged to its process
+/// (`mm::commit`) from its start to its end: its kernel stack and the stack's page table.
+/// Until 2026-12-05 they were not charged, and a thread bomb across processes (the thread
+/// table's 1024 threads, 36 MiB in a release kernel) could take the kernel's whole default
+/// reserve at 512 MiB.
+pub const THREAD_FRAMES: u64 = sched::STACK_PAGES + 1;
 
 const NO_STATUS: u64 = u64::MAX;
 /// `waiter` of a slot being set up or freed (no kernel thread has this raw id).
@@ -322,6 +328,11 @@ pub fn spawn_with(
         }
         LoadError::Vm(_) => Errno::Enomem,
     })?;
+    // The first thread's kernel stack (given back with the space if the start fails).
+    space
+        .account()
+        .charge(THREAD_FRAMES)
+        .map_err(|_| Errno::Enomem)?;
     let pid = task::claim_id(|id| {
         slot(id)
             .pid
@@ -379,6 +390,10 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
         Death::Fault(f) => kill(p, 0x100 + u64::from(f.vector), why),
         Death::BadReturn => kill(p, 0x100 + 128, why),
         Death::NotEntered => kill(p, 0x100 + 129, why),
+    }
+    // Its kernel stack's charge (`THREAD_FRAMES`, taken at its start).
+    if let Some(a) = p.space.read().as_ref() {
+        a.account().uncharge(THREAD_FRAMES);
     }
     if p.live.fetch_sub(1, Ordering::AcqRel) == 1 {
         // The last thread: its handles go (endpoints whose last handle this was are
@@ -528,8 +543,15 @@ pub fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, Errno>
     let started = {
         let space = p.space.read();
         match space.as_ref() {
+            Some(a) if a.account().charge(THREAD_FRAMES).is_err() => {
+                task::release_id(id);
+                Err(Errno::Enomem)
+            }
             Some(a) => task::start(builder.space(a.space()), id, pid, entry, stack_top, arg)
-                .map_err(start_errno),
+                .map_err(|e| {
+                    a.account().uncharge(THREAD_FRAMES);
+                    start_errno(e)
+                }),
             None => {
                 task::release_id(id);
                 Err(Errno::Eagain)

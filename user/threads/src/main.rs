@@ -17,7 +17,17 @@ exo_rt::entry!(run);
 /// the main one asleep. The kernel's end of the `init` job must end such a process.
 pub const LINGER: u64 = 0x11;
 
+/// Not a case either (its end depends on the kernel's options): starts gated threads with
+/// 16 KiB stacks until one is refused, lets them go and joins them; exits with the number
+/// started when the refusal was `ENOMEM` (`user.commit_threads_charge_their_kernel_stacks`
+/// sets a per-process memory limit), 200 when it was `EAGAIN` (the thread limit), 201
+/// otherwise.
+pub const UNTIL_REFUSED: u64 = 0x12;
+
 fn run(arg: u64) -> i32 {
+    if arg == UNTIL_REFUSED {
+        return until_refused();
+    }
     if arg == LINGER {
         let _spinning = thread::spawn(spinner, 0);
         loop {
@@ -435,6 +445,30 @@ fn gated(_: u64) -> i32 {
         let _ = exo_rt::futex_wait(&GATE, 0, None);
     }
     3
+}
+
+/// [`UNTIL_REFUSED`].
+fn until_refused() -> i32 {
+    let mut ts = arrayvec::ArrayVec::<thread::Thread, 80>::new();
+    let err = loop {
+        match thread::spawn_with_stack(gated, 0, 16 * 1024) {
+            Ok(t) if !ts.is_full() => ts.push(t),
+            Ok(_) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    let n = ts.len() as i32;
+    GATE.store(1, Ordering::Release);
+    let _ = exo_rt::futex_wake(&GATE, u32::MAX);
+    for t in ts {
+        let _ = t.join();
+    }
+    println!("threads: {n} threads besides main, then {err:?}");
+    match err {
+        Some(Errno::ENOMEM) => n,
+        Some(Errno::EAGAIN) => 200,
+        _ => 201,
+    }
 }
 
 /// Case 5: the per-process thread limit (64 with the main thread) gives EAGAIN, not less.
