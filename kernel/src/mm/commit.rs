@@ -12,7 +12,8 @@
 //!
 //! The rule (fixed once by [`init`], when the job starts, after the kernel's own setup):
 //! `limit = free frames then - reserve - 63 frames per CPU` (what the CPUs' frame caches may
-//! hold), where `reserve` is `exo.kernel_reserve_mb` or, by
+//! hold) `- what the scheduler's stack caches may come to hold` (ended threads' stacks kept
+//! for reuse), where `reserve` is `exo.kernel_reserve_mb` or, by
 //! default, `max(8 MiB, managed / 16)` (`managed`: the frames the allocator took over at
 //! boot). User space can never hold more than `limit` frames in all, so at least `reserve`
 //! frames stay for the kernel; but the kernel's own later growth (thread stacks, heap
@@ -155,15 +156,17 @@ pub fn reserve_for(managed: u64, reserve_mb: Option<u64>) -> u64 {
 
 /// Sets the limits once, when the job starts (the kernel's own setup done, no user space
 /// yet, `cpus` CPUs online): the global limit is the frames free now (in the buddy; frames
-/// in per-CPU caches count as used) less the reserve and less what the CPUs' frame caches
-/// may hold later (`kalloc::HIGH_WATER` each: a CPU never takes frames from another CPU's
-/// cache, so frames cached elsewhere are out of a CPU's reach; without this slack they
-/// came out of the reserve, about 16 MiB at -smp 64; found by review, 2026-12-05);
-/// `proc_mb` MiB per process (0: no per-process limit).
-pub fn init(reserve_mb: Option<u64>, proc_mb: u64, cpus: u32) -> Limits {
+/// in per-CPU caches count as used) less the reserve, less what the CPUs' frame caches may
+/// hold later (`kalloc::HIGH_WATER` each: a CPU never takes frames from another CPU's
+/// cache, so frames cached elsewhere are out of a CPU's reach; without this they came out
+/// of the reserve, about 16 MiB at -smp 64), and less `cached` more frames the caller
+/// knows caches of its own may come to hold (the scheduler's ended threads' stacks, which
+/// are not charged once their thread ended: 40 MiB at -smp 64; both found by review,
+/// 2026-12-05); `proc_mb` MiB per process (0: no per-process limit).
+pub fn init(reserve_mb: Option<u64>, proc_mb: u64, cpus: u32, cached: u64) -> Limits {
     let reserve = reserve_for(super::kalloc::managed_frames(), reserve_mb);
     let free = super::kalloc::stats().buddy_free as u64;
-    let slack = u64::from(cpus) * super::kalloc::HIGH_WATER as u64;
+    let slack = u64::from(cpus) * super::kalloc::HIGH_WATER as u64 + cached;
     let user_limit = free.saturating_sub(reserve).saturating_sub(slack);
     RESERVE.store(reserve, Ordering::Relaxed);
     LIMIT.store(user_limit, Ordering::Relaxed);

@@ -540,7 +540,8 @@ const EVERY_BATCH: usize = 64;
 /// Runs `f(arg)` on every online CPU (the caller's own here) and waits for all of them:
 /// posted up to [`EVERY_BATCH`] at a time and waited for together, so a batch costs about one
 /// round trip, not one per CPU. Every request posted is waited for (up to `deadline`) before
-/// it returns; the result is the first error, if any (a busy mailbox, a timeout). Until
+/// it returns; the result is the first error, if any (a mailbox still busy at the deadline,
+/// a timeout). Until
 /// 2026-12-05 callers ran `run_on` CPU after CPU: at 288 CPUs under TCG on two host cores a
 /// drain of every CPU's caches took seconds, and a test that drains 80 times ran out its
 /// 60 s deadline on a slower host.
@@ -554,7 +555,18 @@ pub fn run_on_every(
     loop {
         let mut batch = arrayvec::ArrayVec::<Ticket, EVERY_BATCH>::new();
         for b in cpus.by_ref() {
-            match post(CpuId(b.hot.cpu_id), f, arg) {
+            // A mailbox busy with another poster's request (one slot per CPU) is tried
+            // again until the deadline: until 2026-12-05 the first try's `Busy` was the
+            // result, and a drain of every CPU's caches failed a test when another CPU had
+            // just posted to the same target (seen once, debug -smp 4, in
+            // `user.proc_reap_all_ends_orphans_that_outlive_the_grace`).
+            let posted = loop {
+                match post(CpuId(b.hot.cpu_id), f, arg) {
+                    Err(RunError::Busy(_)) if !deadline.passed() => core::hint::spin_loop(),
+                    r => break r,
+                }
+            };
+            match posted {
                 Ok(t) => batch.push(t),
                 Err(RunError::SelfTarget) => {
                     f(arg);

@@ -616,14 +616,19 @@ fn unmap_vs_region(_: &BootState) -> TestResult {
     r
 }
 
-/// Maps the two pages from [`PAGE_VA`] in the shared space, the second of which is mapped
-/// already: 0 if refused with `Exists`, 1 if it succeeded, 2 on another error or no space.
+/// Pages of [`failing_mapper`]'s map: a whole page table's worth from [`PAGE_VA`] (2 MiB
+/// aligned) and one more, whose page table the per-process limit refuses.
+const FAILING_PAGES: u64 = 513;
+
+/// Maps [`FAILING_PAGES`] pages from [`PAGE_VA`] in the shared space, the last of which
+/// needs a page table over the per-process limit: 0 if refused with `NoMemory`, 1 if it
+/// succeeded, 2 on another error or no space.
 fn failing_mapper(_: u64) -> u64 {
     let Some(a) = RACED.lock().clone() else {
         return 2;
     };
-    match a.map(Some(PAGE_VA), 2 * 4096, true, false) {
-        Err(VmError::Exists) => 0,
+    match a.map(Some(PAGE_VA), FAILING_PAGES * 4096, true, false) {
+        Err(VmError::NoMemory) => 0,
         Ok(_) => 1,
         _ => 2,
     }
@@ -632,8 +637,10 @@ fn failing_mapper(_: u64) -> u64 {
 /// A map that fails part way gives back the pages it had mapped; threads of the space on
 /// other CPUs may have used them meanwhile (the tables' lock does not stop the MMU), so the
 /// frames may go back only after a shootdown. Forced: the map is held (`MAP_HOLD`) once its
-/// first page is mapped until readers on the other CPUs have read it; then it fails on its
-/// second page (mapped beforehand). From then on every reader must fault on the first page.
+/// first page is mapped until readers on the other CPUs have read it; then it fails at its
+/// 513th page, whose page table the per-process memory limit refuses (until 2026-12-05 the
+/// second page was mapped beforehand, but a fixed map over a mapping is now refused before
+/// it maps anything). From then on every reader must fault on the first page.
 /// (Before the fix the rollback freed the frame with no shootdown: the readers went on
 /// reading it, and whatever the frame became next, through their stale translations.)
 fn failed_map(_: &BootState) -> TestResult {
@@ -644,8 +651,9 @@ fn failed_map(_: &BootState) -> TestResult {
     let me = crate::sched::this_cpu();
     let cpus: Vec<u32> = (0..n).filter(|&c| c != me).take(8).collect();
     let a = Arc::new(AddressSpace::new().map_err(|e| format!("new: {e}"))?);
-    a.map(Some(PAGE_VA + 4096), 4096, true, false)
-        .map_err(|e| format!("map of the second page: {e}"))?;
+    // The pages and the first page table's three tables fit; the last page's table does not.
+    let limit = a.account().total() + FAILING_PAGES + 3;
+    let old_limit = crate::mm::commit::set_proc_limit_pages(limit);
     *RACED.lock() = Some(a.clone());
     reset_readers();
     MAP_HOLD.arm();
@@ -669,7 +677,9 @@ fn failed_map(_: &BootState) -> TestResult {
             MAP_HOLD.release();
             let code = join_all(&[t], 60_000)?[0];
             held?;
-            check(code == 0, || format!("map {code} (0: refused with Exists)"))?;
+            check(code == 0, || {
+                format!("map {code} (0: refused with NoMemory)")
+            })?;
             ROUND.store(1, Ordering::Release);
             // Given back: every reader must fault from now on.
             check(wait_readers(cpus.len(), 1, 50, &d), || {
@@ -684,10 +694,10 @@ fn failed_map(_: &BootState) -> TestResult {
         r?;
         let stale = STALE.load(Ordering::Relaxed);
         check(
-            stale == 0 && a.phys(PAGE_VA).is_none() && a.pages() == 1,
+            stale == 0 && a.phys(PAGE_VA).is_none() && a.pages() == 0,
             || {
                 format!(
-                    "{stale} read(s) through the translation of a page the failed map gave back; first page {:?}, {} page(s) mapped (want 1)",
+                    "{stale} read(s) through the translation of a page the failed map gave back; first page {:?}, {} page(s) mapped (want 0)",
                     a.phys(PAGE_VA),
                     a.pages()
                 )
@@ -695,6 +705,7 @@ fn failed_map(_: &BootState) -> TestResult {
         )
     })();
     MAP_HOLD.release();
+    crate::mm::commit::set_proc_limit_pages(old_limit);
     RACED.lock().take();
     if r.is_err() {
         // A thread may still use it (a join that timed out): never dropped.
