@@ -254,16 +254,7 @@ fn wake_full_mailbox(_: &BootState) -> TestResult {
 /// came after the floor anyway (a host stall of 200 ms) forces nothing and is tried again.
 /// Needs 2 CPUs and the timer (under icount nothing ticks: only the IPI applies the rule).
 fn wake_deferred(s: &BootState) -> TestResult {
-    if ncpus() < 2 {
-        return Err(format!("{SKIP}needs 2 CPUs"));
-    }
-    if !use_timer(s) || sched::timer_mode() == "off" {
-        return Err(format!(
-            "{SKIP}no scheduler timer in this mode ({})",
-            sched::timer_mode()
-        ));
-    }
-    let x = ncpus() - 1;
+    let x = timed_target(s)?;
     let floor = ms(200);
     sched::set_wake_floor_tsc(floor);
     let r = (|| {
@@ -310,6 +301,21 @@ fn wake_deferred(s: &BootState) -> TestResult {
     r
 }
 
+/// The CPU the deferral tests spin on (the last), or why they are skipped: they need 2 CPUs
+/// and the scheduler's timer (under icount nothing ticks: only the IPI applies the rule).
+fn timed_target(s: &BootState) -> Result<u32, alloc::string::String> {
+    if ncpus() < 2 {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    }
+    if !use_timer(s) || sched::timer_mode() == "off" {
+        return Err(format!(
+            "{SKIP}no scheduler timer in this mode ({})",
+            sched::timer_mode()
+        ));
+    }
+    Ok(ncpus() - 1)
+}
+
 /// CPU `cpu`'s wake-up deferrals (`sched::wake_state`).
 fn deferrals_on(cpu: u32) -> u64 {
     sched::wake_state(cpu).map_or(0, |w| w[9])
@@ -334,16 +340,7 @@ fn deferrals_on(cpu: u32) -> u64 {
 /// floor or the guard forces nothing and is made again, and after 5 such tries the test is
 /// skipped, not failed. Needs 2 CPUs and the timer.
 fn wake_deferred_tick(s: &BootState) -> TestResult {
-    if ncpus() < 2 {
-        return Err(format!("{SKIP}needs 2 CPUs"));
-    }
-    if !use_timer(s) || sched::timer_mode() == "off" {
-        return Err(format!(
-            "{SKIP}no scheduler timer in this mode ({})",
-            sched::timer_mode()
-        ));
-    }
-    let x = ncpus() - 1;
+    let x = timed_target(s)?;
     let slice = sched::set_slice_tsc(ms(8000));
     WP_SPIN_MS.store(4000, Ordering::Release);
     let r = (|| {

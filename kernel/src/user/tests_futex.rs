@@ -240,39 +240,52 @@ fn futex_lost_frame_wake(_: &BootState) -> TestResult {
 /// (whose wake-up would hide a lost wake). Until 2026-12-05 it armed and slept (found by
 /// review).
 fn futex_wake_while_unarmed(_: &BootState) -> TestResult {
-    let listed = &super::futex::WAIT_LISTED_HOLD;
-    listed.arm();
+    let status = at_listed_hold(|frame| {
+        super::futex::wake_shared_frame(frame, 1);
+        super::futex::WAIT_LISTED_HOLD.release();
+        let left = until(30_000, || !super::futex::shared_waiting().contains(&frame));
+        check(left, || {
+            format!("the waiter on {frame:#x} slept on after a wake that came while it was unarmed")
+        })
+    })?;
+    check(status == Ok(0), || {
+        format!("process status {status:?} (0: its wait ended woken)")
+    })
+}
+
+/// Starts the role (its plain variant) with its wait held once listed, unarmed
+/// (`WAIT_LISTED_HOLD`), runs `at_hold` with the word's frame there (it releases the hold),
+/// answers the role's two calls and waits for it: its status, once `at_hold`'s checks
+/// passed.
+fn at_listed_hold(at_hold: impl FnOnce(u64) -> TestResult) -> Result<Result<u64, Errno>, String> {
+    let hold = &super::futex::WAIT_LISTED_HOLD;
+    hold.arm();
     let (e, pid) = match start_futex_role(0) {
         Ok(x) => x,
         Err(x) => {
-            listed.release();
+            hold.release();
             return Err(x);
         }
     };
     let frame_at = |m: &Msg| process::with_space_of(pid, |s| s.phys(m.words[0])).flatten();
     let r = (|| {
         let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
-        check(until(30_000, || listed.reached()), || {
+        check(until(30_000, || hold.reached()), || {
             "the process's futex wait never reached the hold after its listing".into()
         })?;
         let frame = frame_at(&m).ok_or("the word's page is not mapped")?;
-        super::futex::wake_shared_frame(frame, 1);
-        listed.release();
-        let left = until(30_000, || !super::futex::shared_waiting().contains(&frame));
+        let r = at_hold(frame);
+        hold.release();
         ipc::reply(&Msg::default()).map_err(|x| format!("first reply: {x}"))?;
         ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("second call: {x}"))?;
         ipc::reply(&Msg::default()).map_err(|x| format!("second reply: {x}"))?;
-        check(left, || {
-            format!("the waiter on {frame:#x} slept on after a wake that came while it was unarmed")
-        })
+        r
     })();
-    listed.release();
+    hold.release();
     let status = process::wait(pid);
     let _ = ipc::destroy(e);
     r?;
-    check(status == Ok(0), || {
-        format!("process status {status:?} (0: its wait ended woken)")
-    })
+    Ok(status)
 }
 
 /// A shared wake that picks a waiter whose process is then killed before the waiter
@@ -383,31 +396,13 @@ fn futex_fifo(_: &BootState) -> TestResult {
 /// review). Forced: the wait is held after its listing
 /// (`WAIT_LISTED_HOLD`) while the test wakes its frame.
 fn futex_wake_none_while_unarmed(_: &BootState) -> TestResult {
-    let hold = &super::futex::WAIT_LISTED_HOLD;
-    hold.arm();
-    let (e, pid) = match start_futex_role(0) {
-        Ok(x) => x,
-        Err(x) => {
-            hold.release();
-            return Err(x);
-        }
-    };
-    let frame_at = |m: &Msg| process::with_space_of(pid, |s| s.phys(m.words[0])).flatten();
-    let r = (|| {
-        let m = ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
-        check(until(30_000, || hold.reached()), || {
-            "the process's futex wait never reached the hold after its listing".into()
-        })?;
-        let frame = frame_at(&m).ok_or("the word's page is not mapped")?;
+    let status = at_listed_hold(|frame| {
         let none = super::futex::wake_shared_frame(frame, 0);
-        hold.release();
+        super::futex::WAIT_LISTED_HOLD.release();
         let state = || super::futex::listed_on(frame);
         let settled = until(30_000, || state().first().is_none_or(|&(_, armed)| armed));
         let after = state();
         let one = super::futex::wake_shared_frame(frame, 1);
-        ipc::reply(&Msg::default()).map_err(|x| format!("first reply: {x}"))?;
-        ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("second call: {x}"))?;
-        ipc::reply(&Msg::default()).map_err(|x| format!("second reply: {x}"))?;
         check(
             none == 0 && settled && after.len() == 1 && after[0].1 && one == 1,
             || {
@@ -416,11 +411,7 @@ fn futex_wake_none_while_unarmed(_: &BootState) -> TestResult {
                 )
             },
         )
-    })();
-    hold.release();
-    let status = process::wait(pid);
-    let _ = ipc::destroy(e);
-    r?;
+    })?;
     check(status == Ok(0), || {
         format!("process status {status:?} (0: its wait ended woken)")
     })

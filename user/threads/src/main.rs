@@ -449,21 +449,9 @@ fn gated(_: u64) -> i32 {
 
 /// [`UNTIL_REFUSED`].
 fn until_refused() -> i32 {
-    let mut ts = arrayvec::ArrayVec::<thread::Thread, 80>::new();
-    let err = loop {
-        match thread::spawn_with_stack(gated, 0, 16 * 1024) {
-            Ok(t) if !ts.is_full() => ts.push(t),
-            Ok(_) => break None,
-            Err(e) => break Some(e),
-        }
-    };
-    let n = ts.len() as i32;
-    GATE.store(1, Ordering::Release);
-    let _ = exo_rt::futex_wake(&GATE, u32::MAX);
-    for t in ts {
-        let _ = t.join();
-    }
+    let (n, err, _) = gated_until_refused();
     println!("threads: {n} threads besides main, then {err:?}");
+    let n = n as i32;
     match err {
         Some(Errno::ENOMEM) => n,
         Some(Errno::EAGAIN) => 200,
@@ -471,8 +459,10 @@ fn until_refused() -> i32 {
     }
 }
 
-/// Case 5: the per-process thread limit (64 with the main thread) gives EAGAIN, not less.
-fn limit() -> Check {
+/// Starts [`gated`] threads with 16 KiB stacks until one is refused (or 80 run), then lets
+/// them go and joins them: how many started, the refusal (`None`: 80 started), and how many
+/// joins did not return 3.
+fn gated_until_refused() -> (usize, Option<Errno>, u32) {
     let mut ts = arrayvec::ArrayVec::<thread::Thread, 80>::new();
     let err = loop {
         match thread::spawn_with_stack(gated, 0, 16 * 1024) {
@@ -488,6 +478,12 @@ fn limit() -> Check {
     for t in ts {
         bad += u32::from(t.join() != Ok(3));
     }
+    (n, err, bad)
+}
+
+/// Case 5: the per-process thread limit (64 with the main thread) gives EAGAIN, not less.
+fn limit() -> Check {
+    let (n, err, bad) = gated_until_refused();
     println!("threads: {n} threads besides main, then {err:?}; {bad} bad join(s)");
     if err != Some(Errno::EAGAIN) {
         return Err("the limit is not EAGAIN");
