@@ -440,9 +440,8 @@ impl AddressSpace {
     }
 
     /// Gives back every user page and this space's references to shared regions, now: its
-    /// process's last thread has ended, nothing runs in ring 3 here any more. The space
-    /// itself (root table, PCID, up to three spare tables) stays until the process is
-    /// reaped. Until 2026-12-04 everything stayed until then, so a parent that never
+    /// process's last thread has ended, nothing runs in ring 3 here any more, and its spare
+    /// page tables. The space itself (root table, PCID) stays until the process is reaped. Until 2026-12-04 everything stayed until then, so a parent that never
     /// waited held its ended children's memory. Interrupts on (the tables' lock).
     pub fn release_user_memory(&self) {
         // Shared pages first: their frames are the regions', not these tables'.
@@ -455,6 +454,20 @@ impl AddressSpace {
         }
         let n = self.take(self.tables(), USER_MIN, (USER_END - USER_MIN) / PAGE, true);
         self.pages.fetch_sub(n, Ordering::Relaxed);
+        // The spare tables too: no map comes any more. Each was emptied by a `take` that
+        // shot its range down before keeping it. Until 2026-12-05 they stayed, charged,
+        // until the process was waited for (found by review).
+        let t = self.tables();
+        let mut freed = 0;
+        for s in &self.spare {
+            let f = s.swap(0, Ordering::Relaxed);
+            if f != 0 {
+                kalloc::free_frame(Frame::from_phys(f));
+                freed += 1;
+            }
+        }
+        drop(t);
+        self.account.uncharge(freed);
     }
 
     /// The physical address of user address `va`, if its page is mapped with access.

@@ -61,6 +61,11 @@ ktest!(
     "user.commit_threads_charge_their_kernel_stacks",
     threads_charged
 );
+ktest!(
+    Needs::Threads,
+    "user.commit_ended_process_keeps_only_its_root",
+    ended_keeps_root
+);
 
 const PAGE: u64 = 4096;
 const MIB: u64 = 1 << 20;
@@ -482,5 +487,32 @@ fn threads_charged(_: &BootState) -> TestResult {
     let g1 = commit::charged();
     check(g1 == g0, || {
         format!("global charge {g0} before, {g1} after the process")
+    })
+}
+
+/// A process whose last thread has ended, not yet waited for, keeps only its root table
+/// charged: its pages and its spare page tables went with its last thread (`/empty` maps
+/// its image and stack, so unmapping them leaves spare tables). Until 2026-12-05 the up to
+/// three spares stayed charged until the process was waited for (found by review).
+fn ended_keeps_root(_: &BootState) -> TestResult {
+    let pid = process::spawn("/empty", 0, Builder::new()).map_err(|e| {
+        if e == Errno::Enoent {
+            format!("{SKIP}no /empty (run with the initrd)")
+        } else {
+            format!("spawn of /empty: {e:?}")
+        }
+    })?;
+    let total = || process::with_space_of(pid, |s| s.account().total());
+    let ended = crate::harness::wait_for("/empty to end", 30_000, || {
+        process::ended(pid) == Some(true)
+    });
+    let settled = ended.is_ok()
+        && crate::harness::wait_for("its charge to settle", 30_000, || total() == Some(1)).is_ok();
+    let left = total();
+    let status = process::wait(pid);
+    check(settled && status == Ok(0), || {
+        format!(
+            "/empty ended ({ended:?}) and holds {left:?} frames before it is waited for (want Some(1): its root); status {status:?}"
+        )
     })
 }
