@@ -38,18 +38,13 @@ pub fn run(state: &crate::boot::BootState) -> ! {
     use crate::boot::cmdline::Job;
     // The kernel's own setup is done and no user space exists yet: the commit limits are
     // set now, once, and shown.
-    // The scheduler's stack caches (a pool and one per CPU) keep ended threads' stacks,
-    // charged to nobody: what they may come to hold beyond what they hold now is left out
-    // of what user space may take.
-    let stack_frames = crate::sched::STACK_PAGES + 1;
-    let stack_caches = (crate::sched::STACK_POOL_CAP as u64
-        + crate::sched::STACK_CACHE as u64 * u64::from(ncpus()))
-        * stack_frames;
+    // The scheduler's stack caches keep ended threads' stacks, charged to nobody: what
+    // they may come to hold is left out of what user space may take.
     let l = crate::mm::commit::init(
         state.opts.kernel_reserve_mb,
         state.opts.proc_mem_mb,
         ncpus(),
-        stack_caches.saturating_sub(crate::sched::cached_stack_frames()),
+        crate::sched::stack_cache_room(ncpus()),
     );
     crate::kprintln!(
         "MEM,user_limit_mb,{},reserve_mb,{},proc_limit_mb,{},managed_mb,{}",

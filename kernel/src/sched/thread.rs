@@ -364,6 +364,14 @@ pub fn cached_stacks() -> (usize, usize) {
     (here, STACK_POOL.lock().len())
 }
 
+/// Frames the stack caches (the pool and one per CPU of `cpus`) may still come to hold
+/// beyond [`cached_stack_frames`]: what ended threads' stacks can keep from the allocator,
+/// charged to nobody (the commit limit leaves it out of what user space may take).
+pub fn stack_cache_room(cpus: u32) -> u64 {
+    let most = (STACK_POOL_CAP as u64 + STACK_CACHE as u64 * u64::from(cpus)) * (STACK_PAGES + 1);
+    most.saturating_sub(cached_stack_frames())
+}
+
 /// Frames held by cached stacks on every CPU and in the pool (each stack's pages and its
 /// own page table): memory kept for reuse, not leaked.
 pub fn cached_stack_frames() -> u64 {
