@@ -172,16 +172,18 @@ pub fn free_frames() -> Result<(u64, u64), String> {
 /// [`free_frames`] that allocates nothing, for a caller holding the heap empty (its error
 /// is the first CPU that did not answer, without a message).
 pub fn try_free_frames() -> Result<(u64, u64), crate::smp::cpus::RunError> {
-    crate::smp::tlb::reclaim_kernel_tables_waiting();
-    drain_every_cpu()?;
-    let s = crate::mm::kalloc::stats();
-    Ok((
-        (s.buddy_free + s.slab_frames) as u64
-            + sched::cached_stack_frames()
-            + crate::mm::memory::retired_tables()
-            + crate::mm::memory::slot_list_frames(),
-        s.objects_out as u64,
-    ))
+    // No other CPU's reclaim holds tables between the drain and the reads.
+    crate::smp::tlb::with_reclaims_held(|_| {
+        drain_every_cpu()?;
+        let s = crate::mm::kalloc::stats();
+        Ok((
+            (s.buddy_free + s.slab_frames) as u64
+                + sched::cached_stack_frames()
+                + crate::mm::memory::retired_tables()
+                + crate::mm::memory::slot_list_frames(),
+            s.objects_out as u64,
+        ))
+    })
 }
 
 /// Prefix of an `Err` that means "not applicable here" (printed as `skip`, not counted).

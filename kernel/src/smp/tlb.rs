@@ -11,7 +11,7 @@
 //! invalidate (a CR3 load flushed the others).
 
 use crate::smp::cpus::{self, VEC_TLB};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use exo_arch::apic::{self, Delivery, Dest};
 use exo_arch::tlb;
 use exo_percpu::{CpuId, PreemptGuard};
@@ -162,13 +162,60 @@ pub fn reclaim_kernel_tables() -> u64 {
 /// stops the machine past it): for tests and frame counts that need the tables back now,
 /// whatever the host's scheduling.
 pub fn reclaim_kernel_tables_waiting() -> u64 {
-    reclaim_within(None)
+    with_reclaims_held(|n| n)
 }
 
+/// Reclaims the retired kernel stack page tables as [`reclaim_kernel_tables_waiting`], then
+/// runs `f` (given how many were reclaimed) before any other reclaim can start: a frame
+/// count (`harness::try_free_frames`) drains every CPU and reads the allocator inside, so
+/// it never sees tables in the hands of a reclaim on another CPU (taken from the retired
+/// list, not yet freed) or freed into that CPU's cache after its drain. Until 2026-12-05 a
+/// count could run beside an idle CPU's reclaim and miss or double-count its tables. Waits
+/// for a reclaim under way (bounded by its own deadline); preemption is off throughout.
+/// With interrupts off it reclaims nothing and runs `f(0)` (it could not answer the
+/// reclaim it would wait for).
+pub fn with_reclaims_held<R>(f: impl FnOnce(u64) -> R) -> R {
+    if !exo_arch::cpu::interrupts_enabled() {
+        return f(0);
+    }
+    let _np = PreemptGuard::new();
+    // A reclaim under way ends within the shootdown's deadline (past it, the machine
+    // stops); twice that is the bound here.
+    let deadline = crate::smp::time::Deadline::after_ms(2 * deadline_ms());
+    while RECLAIMING.swap(true, Ordering::Acquire) {
+        assert!(
+            !deadline.passed(),
+            "tlb: a reclaim of kernel page tables held the reclaim flag past {} ms",
+            2 * deadline_ms()
+        );
+        core::hint::spin_loop();
+    }
+    let n = reclaim_held(None);
+    let r = f(n);
+    RECLAIMING.store(false, Ordering::Release);
+    r
+}
+
+/// Set while a reclaim has tables in hand or a count holds reclaims off
+/// ([`with_reclaims_held`]).
+static RECLAIMING: AtomicBool = AtomicBool::new(false);
+
+/// A reclaim unless another one is under way (the tables then wait for the next).
 fn reclaim_within(patience_ms: Option<u64>) -> u64 {
     if !exo_arch::cpu::interrupts_enabled() {
         return 0;
     }
+    let _np = PreemptGuard::new();
+    if RECLAIMING.swap(true, Ordering::Acquire) {
+        return 0;
+    }
+    let n = reclaim_held(patience_ms);
+    RECLAIMING.store(false, Ordering::Release);
+    n
+}
+
+/// The reclaim itself, with [`RECLAIMING`] held and interrupts on.
+fn reclaim_held(patience_ms: Option<u64>) -> u64 {
     let r = crate::mm::memory::take_retired_tables();
     if r.count == 0 {
         return crate::mm::memory::release_tables(r);
