@@ -552,14 +552,17 @@ impl PageTables {
     }
 
     /// After [`PageTables::unmap_4k`] emptied and unlinked the page table of the user address
-    /// `va`: unlinks the page directory above it if that is empty now, then the
-    /// page-directory-pointer table above that if it is empty too, and flushes `va` from this
-    /// CPU's TLB and paging-structure caches. Returns their frames (none, one or both), the
-    /// caller's to free once `va` is invalidated on every CPU, as for the page table. Without
-    /// this an emptied directory stayed until the space went: a process mapping and unmapping
-    /// one page per GiB held a page directory per GiB (and one more table per 512 GiB) while
-    /// it mapped nothing. Kernel-half addresses are left alone: those tables are shared by
-    /// every address space.
+    /// `va`, or after a [`PageTables::map_user_4k`] of `va` failed part-way down: unlinks the
+    /// page directory of `va` if that is empty now, then the page-directory-pointer table
+    /// above it if it is empty (whether or not it still had a directory for `va`: a failed
+    /// map may have made only that table), and flushes `va` from this CPU's TLB and
+    /// paging-structure caches. Returns their frames (none, one or both), the caller's to
+    /// free once `va` is invalidated on every CPU, as for the page table. Without this an
+    /// emptied directory stayed until the space went: a process mapping and unmapping one
+    /// page per GiB held a page directory per GiB (and one more table per 512 GiB) while it
+    /// mapped nothing; and until 2026-12-05 a map refused its page table (out of frames, or
+    /// the commit limit) left the directories it had just made for good (found by review).
+    /// Kernel-half addresses are left alone: those tables are shared by every address space.
     pub fn prune(&mut self, va: u64) -> [Option<u64>; 2] {
         let mut freed = [None, None];
         if va >= crate::layout::USER_END {
@@ -577,18 +580,22 @@ impl PageTables {
         // frame); an entry is cleared before the flush, so nothing new is cached from it.
         unsafe {
             let pdpte = table(pdpt).add(pdpt_idx).read_volatile();
-            if pdpte & P == 0 || pdpte & PS != 0 || !empty(pdpte & ADDR) {
-                return freed;
+            if pdpte & P != 0 {
+                if pdpte & PS != 0 || !empty(pdpte & ADDR) {
+                    return freed;
+                }
+                table(pdpt).add(pdpt_idx).write_volatile(0);
+                freed[0] = Some(pdpte & ADDR);
             }
-            table(pdpt).add(pdpt_idx).write_volatile(0);
-            freed[0] = Some(pdpte & ADDR);
             if empty(pdpt) {
                 table(self.pml4)
                     .add(((va >> 39) & 511) as usize)
                     .write_volatile(0);
                 freed[1] = Some(pdpt);
             }
-            core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
+            if freed != [None, None] {
+                core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
+            }
         }
         freed
     }

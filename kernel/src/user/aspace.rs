@@ -247,7 +247,7 @@ impl AddressSpace {
                 // the space may have used those pages meanwhile (the tables' lock does not
                 // stop the MMU): their CPUs may cache the translations, so the frames go
                 // back only after the shootdown, as for `unmap`.
-                self.take(t, va, k, true);
+                self.take_failed(t, va, k, true);
                 self.account.uncharge(pages - k);
                 return Err(e);
             }
@@ -279,7 +279,7 @@ impl AddressSpace {
                 // `map`, the page tables freed go back only after the shootdown (and the
                 // caller releases the region, which may free its frames, after this).
                 drop(sh);
-                self.take(t, va, j as u64, false);
+                self.take_failed(t, va, j as u64, false);
                 return Err(match e {
                     MapError::OutOfFrames => VmError::NoMemory,
                     _ => VmError::Invalid,
@@ -343,7 +343,31 @@ impl AddressSpace {
     /// before the shootdown: until then another CPU may still write through a stale
     /// translation. Every frame freed here (own pages, tables not kept as spare) leaves the
     /// account in one update. Returns the pages unmapped.
-    fn take(&self, mut t: spin::MutexGuard<'_, PageTables>, va: u64, pages: u64, own: bool) -> u64 {
+    fn take(&self, t: spin::MutexGuard<'_, PageTables>, va: u64, pages: u64, own: bool) -> u64 {
+        self.take_with(t, va, pages, own, [None, None])
+    }
+
+    /// [`AddressSpace::take`] after a map of `[va, va + pages]` failed at its last page
+    /// (`pages` of them mapped): the directories the failed page's walk made and left empty
+    /// go too (they were linked, so they are shot down first like the rest). Until
+    /// 2026-12-05 they stayed, charged, until the space went: a map refused its page table
+    /// by the commit limit, once per GiB, took two frames each time (found by review;
+    /// `user.commit_failed_map_leaves_no_empty_directory`).
+    fn take_failed(&self, mut t: spin::MutexGuard<'_, PageTables>, va: u64, pages: u64, own: bool) {
+        let stranded = t.prune(va + pages * PAGE);
+        self.take_with(t, va, pages, own, stranded);
+    }
+
+    /// [`AddressSpace::take`], with `stranded` tables already unlinked (by the caller, within
+    /// the range shot down: `[va, va + pages]`) to free with the emptied ones.
+    fn take_with(
+        &self,
+        mut t: spin::MutexGuard<'_, PageTables>,
+        va: u64,
+        pages: u64,
+        own: bool,
+        stranded: [Option<u64>; 2],
+    ) -> u64 {
         let end = va + pages * PAGE;
         let (mut frames, mut tables) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
         let mut n = 0;
@@ -351,6 +375,22 @@ impl AddressSpace {
         let mut freed_now = 0;
         let mut cur = va;
         let free_now = |pa: u64| kalloc::free_frame(Frame::from_phys(pa));
+        // A failed map's directories: kept as spares or freed after the shootdown below,
+        // which then covers one page more than the range (the failed page's).
+        let shot = if stranded == [None, None] {
+            pages
+        } else {
+            pages + 1
+        };
+        for f in stranded.into_iter().flatten() {
+            if tables.try_reserve(1).is_ok() {
+                tables.push(f);
+            } else {
+                self.shootdown(va, shot);
+                freed_now += 1;
+                free_now(f);
+            }
+        }
         while let Some(p) = t.next_mapped(cur, end) {
             cur = p + PAGE;
             if let Some((pa, table)) = t.unmap_4k(p) {
@@ -377,8 +417,8 @@ impl AddressSpace {
                 tables.extend(emptied);
             }
         }
-        if n > 0 {
-            self.shootdown(va, pages);
+        if n > 0 || !tables.is_empty() {
+            self.shootdown(va, shot);
         }
         for f in tables {
             match self.spare.iter().find(|s| s.load(Ordering::Relaxed) == 0) {

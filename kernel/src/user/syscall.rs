@@ -441,10 +441,18 @@ fn console_ring_for(cpu: u32) -> Option<&'static crate::console::CpuRing> {
         return Some(r);
     }
     use crate::mm::kalloc;
-    let state = kalloc::try_leak(exo_sync::ring::RingState::new()).ok()?;
-    let storage = kalloc::try_leak_slice(crate::console::RING_BYTES, || 0u8).ok()?;
-    let ring = kalloc::try_leak(crate::console::CpuRing::new(cpu, state, storage)?).ok()?;
-    let mine: &'static crate::console::CpuRing = ring;
+    // Everything taken owned first and kept (leaked) only once all of it was had: until
+    // 2026-12-05 each piece was leaked as it came, and a `write` that found memory short
+    // for the second or third lost the first ones for good, once per call (found by
+    // review). `RING_BYTES` is a power of two, so the ring's own check cannot fail.
+    let state = kalloc::try_box(exo_sync::ring::RingState::new()).ok()?;
+    let mut storage = alloc::vec::Vec::new();
+    storage.try_reserve_exact(crate::console::RING_BYTES).ok()?;
+    storage.resize(crate::console::RING_BYTES, 0u8);
+    let slot = kalloc::try_box(core::mem::MaybeUninit::<crate::console::CpuRing>::uninit()).ok()?;
+    let ring = crate::console::CpuRing::new(cpu, alloc::boxed::Box::leak(state), storage.leak())?;
+    let mine: &'static crate::console::CpuRing =
+        alloc::boxed::Box::leak(alloc::boxed::Box::write(slot, ring));
     let r = *block.ext.console.call_once(|| mine);
     // A ring that lost a race for the slot (another thread made one first) stays unused
     // and unregistered: only the slot's ring is drained and written.

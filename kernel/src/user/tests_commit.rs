@@ -48,6 +48,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.commit_failed_map_leaves_no_empty_directory",
+    failed_map_no_directory
+);
+ktest!(
+    Needs::Threads,
     "user.commit_fixed_map_over_a_mapping_charges_nothing",
     fixed_overlap
 );
@@ -372,6 +377,35 @@ fn failed_map(_: &BootState) -> TestResult {
         let held = a.account().total();
         check(held == 1 + 3 + 512, || {
             format!("512 pages mapped: charge {held} (want 516)")
+        })
+    })();
+    commit::set_proc_limit_pages(old);
+    r?;
+    all_back(g0, f0)
+}
+
+/// A map refused its page table, at an address with no tables yet, leaves no directory
+/// linked: with the per-process limit at 4 frames (the root, the page, the directory
+/// pointer table, the directory) the page table is refused; the two directories the walk
+/// made are unlinked and kept as the space's spares, which its release frees: the space
+/// then holds its root alone. Until 2026-12-05 they stayed linked in the tables, out of
+/// reach of every unmap and of the release, charged until the space went (3 frames held
+/// here; a program could strand two frames per GiB of address space; found by review).
+fn failed_map_no_directory(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    let old = commit::set_proc_limit_pages(4);
+    let r: TestResult = (|| {
+        let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+        let r = a.map(Some(0x40_0000_0000), PAGE, true, false);
+        let pages = a.pages();
+        check(r == Err(VmError::NoMemory) && pages == 0, || {
+            format!("a page whose table is over the limit: {r:?}, {pages} pages (want NoMemory, 0)")
+        })?;
+        a.release_user_memory();
+        let held = a.account().total();
+        check(held == 1, || {
+            format!("after the release the space holds {held} frames (want 1, its root)")
         })
     })();
     commit::set_proc_limit_pages(old);
