@@ -842,9 +842,9 @@ fn busy_until_released(_: u64) -> u64 {
 /// late thread's stack leaves a cache), and a count of this CPU alone failed so in debug
 /// runs beside host load. Nothing here allocates while the heap is held empty. A count
 /// that differs is taken again, up to three times for one `k` (a kept frame is kept at
-/// each try): the project's CI once failed at 288 CPUs with 17 frames left, which 20 runs
-/// here (two 288-CPU machines at once) never showed; counts now also hold other CPUs'
-/// reclaims off (`tlb::with_reclaims_held`), and a differing count prints where the
+/// each try): the project's CI once failed at 288 CPUs with 17 frames left, which 22 runs
+/// here (some with two 288-CPU machines at once) never showed; counts now also hold other
+/// CPUs' reclaims off (`tlb::with_reclaims_held`), and a differing count prints where the
 /// frames were.
 fn prepare_with_few_frames(_: u64) -> u64 {
     use crate::mm::kalloc::Hoard;
