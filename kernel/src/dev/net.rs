@@ -15,8 +15,8 @@ use crate::mm::kalloc;
 use crate::sys::io::{DmaFrame, DmaRam};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicU16;
 use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64};
 use exo_virtio::features as f;
 use exo_virtio::net::{self as vnet, HDR_LEN, RxDrop};
 use exo_virtio::queue::{Layout, QueueError, SplitQueue, avail_bytes, desc_bytes, used_bytes};
@@ -243,6 +243,9 @@ fn hand_up(
 pub struct QueuePair {
     /// Pair index (RX queue `2i`, TX queue `2i + 1`).
     pub index: u16,
+    /// The bring-up it belongs to ([`NetDevice::id`]): what [`NetDevice::return_pairs`]
+    /// checks (an index alone names a pair of any device).
+    owner: u64,
     rx: Ring,
     tx: Ring,
     rx_bufs: Buffers,
@@ -268,6 +271,7 @@ impl QueuePair {
     /// when the transmit ring failed): they stay until the device is reset.
     fn new(
         t: &Transport,
+        owner: u64,
         index: u16,
         event_idx: bool,
         guest_csum: bool,
@@ -345,6 +349,7 @@ impl QueuePair {
         };
         let mut p = Self {
             index,
+            owner,
             rx,
             tx,
             rx_bufs,
@@ -512,6 +517,19 @@ impl QueuePair {
     /// Sets the transmit stall limit (tests: a short one).
     pub fn set_tx_stall_ms(&mut self, ms: u64) {
         self.tx_stall_ms = ms;
+    }
+
+    /// The bring-up the pair belongs to ([`NetDevice::id`]).
+    pub fn owner(&self) -> u64 {
+        self.owner
+    }
+
+    /// Test use (fault injection): names another bring-up as the pair's owner, as a pair
+    /// that reached the wrong place would (a pair of the same device and index twice:
+    /// `net.return_pairs_refuses_foreign_and_duplicate_pairs`). Put it back before the pair
+    /// goes home.
+    pub fn set_owner_for_test(&mut self, owner: u64) {
+        self.owner = owner;
     }
 
     /// Test use (fault injection): moves the transmit used ring's index past everything
@@ -753,6 +771,108 @@ fn ctrl_pairs_set(r: &mut Ring, n: u16) -> Result<(), VirtioError> {
     }
 }
 
+/// Where a device is, as a driver claims it: a PCI function (bus, device, function) or the
+/// base of a virtio-mmio window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// A PCI function.
+    Pci(u8, u8, u8),
+    /// A virtio-mmio window.
+    Mmio(u64),
+}
+
+/// The devices a [`NetDevice`] owns (or a probe is bringing up): at most one driver per
+/// device. A leaf lock (nothing else is taken under it but the heap's, for a `push`).
+static CLAIMED: spin::Mutex<Vec<Site>> = spin::Mutex::new(Vec::new());
+
+/// A device taken for one driver; given up when dropped (after the device's shutdown: the
+/// [`NetDevice`] holding it drops it at the end of `shutdown_inner`).
+#[derive(Debug)]
+pub struct Claim(Site);
+
+impl Claim {
+    /// Takes `site`: `Ok(None)` when a driver already owns it (it must not be touched: a
+    /// probe's reset and bring-up would take it from under its owner, whose shutdown would
+    /// later reset it under the new one; until 2026-12-05 nothing recorded an owner, found by
+    /// review: `net.second_probe_leaves_devices_in_use_alone`).
+    pub fn take(site: Site) -> Result<Option<Claim>, VirtioError> {
+        let mut c = CLAIMED.lock();
+        if c.contains(&site) {
+            return Ok(None);
+        }
+        c.try_reserve(1).map_err(|_| VirtioError::OutOfMemory)?;
+        c.push(site);
+        Ok(Some(Claim(site)))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        CLAIMED.lock().retain(|s| *s != self.0);
+    }
+}
+
+/// Bring-ups so far: the next one's [`NetDevice::id`].
+static BRING_UPS: AtomicU64 = AtomicU64::new(1);
+
+/// Why [`NetDevice::return_pairs`] refused pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairRefused {
+    /// Pair `index` belongs to another device or to an earlier bring-up of this one (bring-up
+    /// `owner`): its memory is not this device's to free.
+    Foreign {
+        /// Its index.
+        index: u16,
+        /// The bring-up it belongs to.
+        owner: u64,
+    },
+    /// The device already holds a pair `index` (or the batch holds it twice): freeing both
+    /// at shutdown would free the same memory twice.
+    Duplicate {
+        /// Its index.
+        index: u16,
+    },
+}
+
+impl core::fmt::Display for PairRefused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PairRefused::Foreign { index, owner } => {
+                write!(
+                    f,
+                    "pair {index} belongs to bring-up {owner}, not this device"
+                )
+            }
+            PairRefused::Duplicate { index } => write!(f, "pair {index} is already returned"),
+        }
+    }
+}
+
+/// The MAC of a device that gives none (`NET_MAC` not offered): `02` (unicast, locally
+/// administered) and 40 bits of an FNV-1a hash of its location, so NICs at different places
+/// get different addresses, the same one at every boot. Until 2026-12-05 it was
+/// `02:00:00:00:00:<pairs>`, the same on every such NIC (found by review:
+/// `net.fallback_mac_is_made_from_the_location`).
+pub fn fallback_mac(location: &str) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in location.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // The high bits folded in: FNV's low bits alone mix the last bytes least.
+    let b = (h ^ (h >> 40)).to_be_bytes();
+    [0x02, b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// Fault injection for tests: bring-ups do not take `NET_MAC` (the device's own address),
+/// as with a device that does not offer it: the MAC is [`fallback_mac`]'s
+/// (`net.fallback_mac_is_made_from_the_location`).
+pub static REFUSE_MAC: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Shutdowns that gave frames back with the device's bus mastering still on (must stay 0:
+/// `net.shutdown_stops_dma_before_freeing`).
+pub static DMA_ON_AT_FREE: AtomicU32 = AtomicU32::new(0);
+
 /// A virtio-net device brought up.
 #[derive(Debug)]
 pub struct NetDevice {
@@ -779,10 +899,15 @@ pub struct NetDevice {
     /// `shutdown_inner` has run (it runs once: [`NetDevice::shutdown`], a failed bring-up,
     /// or `Drop`).
     down: bool,
+    /// This bring-up's number (its pairs carry it: [`QueuePair::owner`]).
+    id: u64,
+    /// The device, taken for this driver until `shutdown_inner` is done with it.
+    claim: Option<Claim>,
 }
 
 /// A device dropped without [`NetDevice::shutdown`] (an early return holding it) is shut
-/// down here: reset, its memory freed (kept for good if the reset is not acknowledged).
+/// down here: reset, bus mastering off (PCI), its memory freed (kept for good if the reset
+/// is not acknowledged), the device given up for the next probe.
 /// Until 2026-12-05 it stayed `DRIVER_OK`, writing into frames nobody owned any more
 /// (found by review). Pairs taken out and not given back stay with their holders (leaked
 /// when dropped: `Drop for QueuePair`).
@@ -800,18 +925,26 @@ impl Drop for NetDevice {
 
 impl NetDevice {
     /// Brings the device up with `want_pairs` queue pairs (at most what it offers; one
-    /// without `MQ`). On any failure the device is marked `FAILED`; once it has queues, it is
-    /// then reset and their memory freed (kept for good if the reset is not acknowledged).
+    /// without `MQ`), the device taken for it (`claim`, given up at its shutdown). On any
+    /// failure the device is marked `FAILED`; once it has queues, it is then reset and their
+    /// memory freed (kept for good if the reset is not acknowledged).
     pub fn bring_up(
         transport: Transport,
         location: String,
+        claim: Claim,
         want_pairs: u16,
     ) -> Result<Self, (String, VirtioError)> {
         let fail = |e| (location.clone(), e);
+        let wanted = if REFUSE_MAC.load(Relaxed) {
+            WANTED & !f::NET_MAC
+        } else {
+            WANTED
+        };
         // `NET_MQ` only with `NET_CTRL_VQ` (`negotiate_net`; virtio 1.2, 5.1.3.1).
         let features = transport
-            .begin(|offered| f::negotiate_net(offered, WANTED, f::VERSION_1))
+            .begin(|offered| f::negotiate_net(offered, wanted, f::VERSION_1))
             .map_err(fail)?;
+        let id = BRING_UPS.fetch_add(1, Relaxed);
         let event_idx = features & f::RING_EVENT_IDX != 0;
         let max_pairs = if features & f::NET_MQ != 0 && features & f::NET_CTRL_VQ != 0 {
             transport.config16(vnet::config::MAX_PAIRS).max(1)
@@ -832,6 +965,7 @@ impl NetDevice {
             });
             match QueuePair::new(
                 &transport,
+                id,
                 i,
                 event_idx,
                 false,
@@ -860,6 +994,8 @@ impl NetDevice {
                         ctrl: None,
                         orphans: named,
                         down: false,
+                        id,
+                        claim: Some(claim),
                     };
                     return Err((dev.shutdown_inner(), e));
                 }
@@ -868,7 +1004,7 @@ impl NetDevice {
         let mac = if features & f::NET_MAC != 0 {
             core::array::from_fn(|i| transport.config8(vnet::config::MAC + i))
         } else {
-            [0x02, 0x00, 0x00, 0x00, 0x00, pairs.len() as u8]
+            fallback_mac(&location)
         };
         let mut dev = Self {
             location,
@@ -883,6 +1019,8 @@ impl NetDevice {
             ctrl: None,
             orphans: Vec::new(),
             down: false,
+            id,
+            claim: Some(claim),
         };
         if max_pairs > 1 {
             // The control queue is the one after the last pair the device has (in u32:
@@ -963,10 +1101,40 @@ impl NetDevice {
         self.pairs.get_mut(i)
     }
 
-    /// Gives pairs back (before [`NetDevice::shutdown`]).
-    pub fn return_pairs(&mut self, mut p: Vec<QueuePair>) {
+    /// This bring-up's number: its pairs carry it ([`QueuePair::owner`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Gives pairs back (before [`NetDevice::shutdown`]): all of them, or none when one is
+    /// not this bring-up's ([`PairRefused::Foreign`]) or has an index the device already
+    /// holds or the batch holds twice ([`PairRefused::Duplicate`]); refused, the batch comes
+    /// back with the reason and the device is unchanged. The device frees the pairs it holds
+    /// at shutdown: until 2026-12-05 any pair was taken (by index alone), and a foreign one's
+    /// memory was freed while its own device still wrote into it (found by review:
+    /// `net.return_pairs_refuses_foreign_and_duplicate_pairs`).
+    pub fn return_pairs(
+        &mut self,
+        mut p: Vec<QueuePair>,
+    ) -> Result<(), (PairRefused, Vec<QueuePair>)> {
+        let refused = p.iter().enumerate().find_map(|(k, q)| {
+            if q.owner != self.id {
+                Some(PairRefused::Foreign {
+                    index: q.index,
+                    owner: q.owner,
+                })
+            } else if self.pairs.iter().chain(&p[..k]).any(|h| h.index == q.index) {
+                Some(PairRefused::Duplicate { index: q.index })
+            } else {
+                None
+            }
+        });
+        if let Some(why) = refused {
+            return Err((why, p));
+        }
         self.pairs.append(&mut p);
         self.pairs.sort_by_key(|p| p.index);
+        Ok(())
     }
 
     /// Link up (`STATUS` bit 0; assumed up without `NET_STATUS`).
@@ -996,9 +1164,10 @@ impl NetDevice {
             + self.orphans.len()
     }
 
-    /// Resets the device (it stops touching memory) and frees every queue and buffer; if
-    /// the device does not acknowledge the reset, its DMA is stopped where it can be and
-    /// the memory is kept for good.
+    /// Resets the device (it stops touching memory), stops its DMA where it can be (PCI:
+    /// bus mastering off) and frees every queue and buffer; if the device does not
+    /// acknowledge the reset, the memory is kept for good. Then the device is free for the
+    /// next probe (whose bring-up turns bus mastering on again after its reset).
     pub fn shutdown(mut self) -> String {
         self.shutdown_inner()
     }
@@ -1008,16 +1177,24 @@ impl NetDevice {
         if core::mem::replace(&mut self.down, true) {
             return core::mem::take(&mut self.location);
         }
+        // Given up when this returns, the device reset and its memory dealt with: a probe
+        // may take it then, not before.
+        let _claim = self.claim.take();
         let reset = self.transport.reset();
+        // Bus mastering off (PCI) in every shutdown, before any frame goes back: a device
+        // that acknowledged its reset may still finish a write it had begun, into frames
+        // then owned by others. `Transport::begin` turns it on again after the next reset.
+        // Until 2026-12-05 it went off only when the reset was not acknowledged (found by
+        // review: `net.shutdown_stops_dma_before_freeing`). MMIO has no such switch.
+        self.transport.stop_dma();
         if let Some(m) = &self.msix {
             (0..m.entries).for_each(|i| m.mask(i));
         }
         if reset.is_err() {
             // The device did not acknowledge the reset: it may still write into its queues
-            // and buffers. Bus mastering off where there is one (PCI), and the memory kept
-            // for good: frames handed out again under a live device's DMA would be silent
+            // and buffers (on virtio-mmio nothing stops it). The memory is kept for good:
+            // frames handed out again under a live device's DMA would be silent
             // corruption. Until 2026-12-04 they were freed anyway (found by review).
-            self.transport.stop_dma();
             let frames = self.dma_frames();
             let mut pairs = core::mem::take(&mut self.pairs);
             // The vectors go back: MSI-X entries (the only way a vector is aimed at a
@@ -1034,6 +1211,9 @@ impl NetDevice {
             core::mem::forget(self.ctrl.take());
             core::mem::forget(core::mem::take(&mut self.orphans));
             return core::mem::take(&mut self.location);
+        }
+        if self.transport.dma_enabled() {
+            DMA_ON_AT_FREE.fetch_add(1, Relaxed);
         }
         for p in core::mem::take(&mut self.pairs) {
             p.free();
@@ -1052,7 +1232,8 @@ pub type ProbeError = (String, VirtioError);
 /// Finds every virtio-net device (PCI functions, then the virtio-mmio windows boot took:
 /// [`super::virtio::init_mmio`]) and brings each
 /// up with up to `want_pairs` queue pairs. Failures are returned beside the devices (and
-/// those devices left `FAILED`); nothing is fatal.
+/// those devices left `FAILED`); nothing is fatal. A device a live [`NetDevice`] owns is
+/// skipped, untouched ([`Claim`]).
 pub fn probe(want_pairs: u16) -> (Vec<NetDevice>, Vec<ProbeError>) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
@@ -1062,8 +1243,20 @@ pub fn probe(want_pairs: u16) -> (Vec<NetDevice>, Vec<ProbeError>) {
             continue;
         }
         let loc = alloc::format!("pci {func}");
+        // Taken before the transport is made (`Transport::pci` writes the command register).
+        let claim = match Claim::take(Site::Pci(func.bus, func.dev, func.func)) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                log::info!("virtio-net {loc}: in use by another driver: skipped");
+                continue;
+            }
+            Err(e) => {
+                bad.push((loc, e));
+                continue;
+            }
+        };
         match Transport::pci(func) {
-            Ok(t) => match NetDevice::bring_up(t, loc, want_pairs) {
+            Ok(t) => match NetDevice::bring_up(t, loc, claim, want_pairs) {
                 Ok(d) => ok.push(d),
                 Err(e) => bad.push(e),
             },
@@ -1072,9 +1265,21 @@ pub fn probe(want_pairs: u16) -> (Vec<NetDevice>, Vec<ProbeError>) {
     }
     for (base, len) in super::virtio::mmio_windows() {
         let loc = alloc::format!("mmio {base:#x}");
+        // Taken before the window is read; given up at once if it holds no virtio-net device.
+        let claim = match Claim::take(Site::Mmio(base)) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                log::info!("virtio-net {loc}: in use by another driver: skipped");
+                continue;
+            }
+            Err(e) => {
+                bad.push((loc, e));
+                continue;
+            }
+        };
         match Transport::mmio(base, len, super::virtio::DEVICE_NET) {
             None => {}
-            Some(Ok(t)) => match NetDevice::bring_up(t, loc, want_pairs) {
+            Some(Ok(t)) => match NetDevice::bring_up(t, loc, claim, want_pairs) {
                 Ok(d) => ok.push(d),
                 Err(e) => bad.push(e),
             },

@@ -268,7 +268,7 @@ fn mq_each_cpu_its_own_pair(_: &crate::boot::BootState) -> TestResult {
     let (mut dev, mut other) = mq_and_peer()?;
     let result = phases(&mut dev, &mut other);
     let parked: Vec<QueuePair> = PARKED.lock().drain(..).flatten().collect();
-    dev.return_pairs(parked);
+    let result = result.and(super::tests::give_back(&mut dev, parked));
     crate::kprintln!(
         "NETMQ,pairs,{}/{},tx,{},rx_per_queue,{:?}",
         dev.active_pairs(),

@@ -502,6 +502,15 @@ impl Transport {
         }
     }
 
+    /// Whether the device can reach memory through bus mastering (PCI); `false` on MMIO,
+    /// which has no such switch.
+    pub fn dma_enabled(&self) -> bool {
+        match self {
+            Transport::Pci { func, .. } => func.dma_enabled(),
+            Transport::Mmio(_) => false,
+        }
+    }
+
     /// Bus mastering on, where there is one (PCI): after the device's reset.
     pub fn allow_dma(&self) {
         if let Transport::Pci { func, .. } = self {
