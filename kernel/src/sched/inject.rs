@@ -350,3 +350,54 @@ fn hold_migration() {
         Ordering::Release,
     );
 }
+
+/// Thread index + 1 whose wake-up is looked at between its CAS and its post (0: off).
+static WAKE_CAS_FOR: AtomicU32 = AtomicU32::new(0);
+/// What the armed wake-up found there: 0 not reached, 1 interrupts off (nothing can
+/// preempt the waker there: it went on), 2 interrupts on (it stood preempted in
+/// [`WAKE_CAS_HOLD`] until released).
+static WAKE_CAS_SAW: AtomicU32 = AtomicU32::new(0);
+/// Where the armed wake-up stands preempted when interrupts are on there.
+pub(crate) static WAKE_CAS_HOLD: super::HoldPoint = super::HoldPoint::new();
+
+/// Arms the wake-up window of `wake_index` for thread `i`: its next wake-up that wins the
+/// `Blocked -> Ready` CAS stops right after it, before the post, for as long as the test
+/// holds it ([`WAKE_CAS_HOLD`], released by the test) if interrupts are on there, as a
+/// preemption by the tick at that instruction would; with them off nothing can preempt it
+/// there, and it goes on.
+pub(crate) fn arm_wake_cas(i: usize) {
+    WAKE_CAS_SAW.store(0, Ordering::Relaxed);
+    WAKE_CAS_HOLD.arm();
+    WAKE_CAS_FOR.store(i as u32 + 1, Ordering::Release);
+}
+
+/// Disarms it (the test's end) and lets a held wake-up go on.
+pub(crate) fn disarm_wake_cas() {
+    WAKE_CAS_FOR.store(0, Ordering::Release);
+    WAKE_CAS_HOLD.release();
+}
+
+/// What the armed wake-up found ([`WAKE_CAS_SAW`]).
+pub(crate) fn wake_cas_result() -> u32 {
+    WAKE_CAS_SAW.load(Ordering::Acquire)
+}
+
+/// `wake_index` of `i`, right after its CAS won: stands preempted there if armed for `i`
+/// and interrupts are on.
+#[inline(always)]
+pub(super) fn after_wake_cas(i: usize) {
+    if claim(&WAKE_CAS_FOR, i) {
+        wake_cas_window();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn wake_cas_window() {
+    if exo_arch::cpu::interrupts_enabled() {
+        WAKE_CAS_SAW.store(2, Ordering::Release);
+        WAKE_CAS_HOLD.pass();
+    } else {
+        WAKE_CAS_SAW.store(1, Ordering::Release);
+    }
+}

@@ -2,7 +2,8 @@
 //! deferral of a wake-up that comes before the running thread's floor or in code that
 //! cannot be preempted): a thread W woken onto a CPU where a thread S spins must run while
 //! S still spins. The tick's slice-end preemption is held off in every one of them, so
-//! nothing but the wake-up rule can let W run before S stops.
+//! nothing but the wake-up rule can let W run before S stops. Beside them, the window of
+//! `wake::wake_index` between its CAS and its post (`sched.wake_window_not_preemptible`).
 
 use super::tests::use_timer;
 use crate::boot::BootState;
@@ -399,4 +400,305 @@ fn deferred_part(x: u32, guard: u64, not_before: u64, deferrals: u64) -> TestRes
     })();
     WP_GUARD_TSC.store(0, Ordering::Release);
     r
+}
+
+ktest!(
+    Needs::Threads,
+    "sched.wake_after_a_self_wake_still_preempts",
+    wake_after_self_wake
+);
+ktest!(
+    Needs::Threads,
+    "sched.wake_window_not_preemptible",
+    wake_window
+);
+
+/// `wake_after_self_wake`: T1 may go on, U may go on, U ran, R spins, R stopped spinning.
+static SW_T1_GO: AtomicBool = AtomicBool::new(false);
+static SW_U_GO: AtomicBool = AtomicBool::new(false);
+static SW_U_RAN: AtomicBool = AtomicBool::new(false);
+static SW_R_SPINNING: AtomicBool = AtomicBool::new(false);
+static SW_R_DONE: AtomicBool = AtomicBool::new(false);
+/// U's id (raw) for the thread on CPU 0 that wakes it.
+static SW_U: AtomicU64 = AtomicU64::new(0);
+
+/// T1 and U: block (no deadline) until `go` is set; 0 if they then ran while R still spun
+/// (U records that it ran).
+fn sw_blocked(which: u64) -> u64 {
+    let go = if which == 0 { &SW_T1_GO } else { &SW_U_GO };
+    while !go.load(Ordering::Acquire) {
+        sched::block_unless(|| !go.load(Ordering::Acquire));
+    }
+    let spinning = !SW_R_DONE.load(Ordering::Acquire);
+    if which != 0 {
+        SW_U_RAN.store(true, Ordering::Release);
+    }
+    u64::from(!spinning)
+}
+
+/// R: wakes T1 (`t1`: a thread of its own CPU, so a post to its own mailbox before the fix),
+/// then spins (preemptible, never calling the scheduler) until U has run or 2 s passed; 0 if
+/// it saw U run, 1 if not, 2 if T1 was not blocked.
+fn sw_waker(t1: u64) -> u64 {
+    SW_T1_GO.store(true, Ordering::Release);
+    if !sched::wake(sched::Tid::from_raw(t1)) {
+        SW_R_DONE.store(true, Ordering::Release);
+        return 2;
+    }
+    SW_R_SPINNING.store(true, Ordering::Release);
+    let deadline = rdtsc() + ms(2000);
+    let mut saw = false;
+    while rdtsc() < deadline {
+        if SW_U_RAN.load(Ordering::Acquire) {
+            saw = true;
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    saw |= SW_U_RAN.load(Ordering::Acquire);
+    SW_R_DONE.store(true, Ordering::Release);
+    u64::from(!saw)
+}
+
+/// On CPU 0: once R spins (and has run past the wake-up floor), wakes U (`SW_U`); returns
+/// the wake IPIs counted on CPU `x` across the wake-up, shifted left by 8 (1: R never spun,
+/// 2: U was not blocked).
+fn sw_remote(x: u64) -> u64 {
+    let (u, x) = (sched::Tid::from_raw(SW_U.load(Ordering::Acquire)), x as u32);
+    if crate::harness::wait_for("R to spin", 10_000, || {
+        SW_R_SPINNING.load(Ordering::Acquire)
+    })
+    .is_err()
+    {
+        return 1;
+    }
+    // Past R's floor (1 ms) on x: the wake-up IPI may preempt R at once.
+    let until = rdtsc() + ms(5);
+    while rdtsc() < until {
+        sched::yield_now();
+    }
+    let ipis = |c| sched::wake_state(c).map_or(0, |w| w[4]);
+    let i0 = ipis(x);
+    SW_U_GO.store(true, Ordering::Release);
+    if !sched::wake(u) {
+        return 2;
+    }
+    (ipis(x) - i0) << 8
+}
+
+/// A thread woken onto a CPU from another CPU preempts that CPU's running thread even when
+/// that thread has just woken a thread of its own CPU. R (pinned to CPU x) wakes T1 (pinned
+/// there, blocked), then spins up to 2 s; a thread on CPU 0 then wakes U (pinned to x,
+/// blocked). U must run, and R see it, while R still spins, and the wake-up must have sent
+/// x a wake IPI. The slice is 4 s (`sched::set_slice_tsc`) and the tick's slice-end
+/// preemption is held, so no tick comes to x while R spins (under icount nothing ticks at
+/// all): only the wake IPI of U's wake-up can let U run before R stops. Until 2026-12-05
+/// R's wake-up of T1 went to x's own mailbox and rang its doorbell with no IPI (a CPU does
+/// not interrupt itself); the doorbell stayed set while R spun, U's wake-up found it set
+/// and sent no IPI, and U ran only once R stopped, 2 s later: R reported 1, no IPI counted
+/// (checked without the fix). The property does not depend on how fast the host runs: with
+/// the fix U runs as soon as the IPI lands, without it never while R spins. The wake-up
+/// floor is 1 ms, and CPU 0 wakes U 5 ms after R said it spins, so R is past it (under
+/// icount nothing would look at a deferred wake-up again). Needs 2 CPUs.
+fn wake_after_self_wake(_: &BootState) -> TestResult {
+    if ncpus() < 2 {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    }
+    let x = ncpus() - 1;
+    for f in [&SW_T1_GO, &SW_U_GO, &SW_U_RAN, &SW_R_SPINNING, &SW_R_DONE] {
+        f.store(false, Ordering::Release);
+    }
+    let slice = sched::set_slice_tsc(ms(4000));
+    sched::set_wake_floor_tsc(ms(1));
+    sched::hold_tick_preemption(true);
+    let spawn = |f, cpu, arg| {
+        Builder::new()
+            .pin(cpu)
+            .spawn(f, arg)
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let mut tids = Vec::new();
+    let ticks = |c| sched::wake_state(c).map_or(0, |w| w[7]);
+    let mut ticks_during = 0;
+    let r = (|| -> TestResult {
+        tids.push(spawn(sw_blocked, x, 0)?);
+        tids.push(spawn(sw_blocked, x, 1)?);
+        let (t1, u) = (tids[0], tids[1]);
+        SW_U.store(u.raw(), Ordering::Release);
+        crate::harness::wait_for("T1 and U to block", 10_000, || {
+            sched::is_blocked(t1) && sched::is_blocked(u)
+        })?;
+        let k0 = ticks(x);
+        tids.push(spawn(sw_waker, x, t1.raw())?);
+        tids.push(spawn(sw_remote, 0, u64::from(x))?);
+        crate::harness::wait_for("R to stop", 10_000, || SW_R_DONE.load(Ordering::Acquire))?;
+        ticks_during = ticks(x) - k0;
+        Ok(())
+    })();
+    if r.is_err() {
+        SW_T1_GO.store(true, Ordering::Release);
+        SW_U_GO.store(true, Ordering::Release);
+        for &t in &tids[..tids.len().min(2)] {
+            sched::wake(t);
+        }
+    }
+    let codes = join_all(&tids, 10_000);
+    sched::hold_tick_preemption(false);
+    sched::set_wake_floor_tsc(0);
+    sched::set_slice_tsc(slice);
+    r?;
+    let codes = codes?;
+    let (remote, ipis) = (codes[3] & 0xff, codes[3] >> 8);
+    check(codes[2] != 2 && remote == 0, || {
+        format!(
+            "T1 or U was not blocked when woken (R {}, CPU 0 {remote})",
+            codes[2]
+        )
+    })?;
+    check(codes[1] == 0 && codes[2] == 0, || {
+        format!(
+            "U (code {}) ran only once R (code {}) stopped spinning on CPU {x}: its wake-up \
+             from CPU 0 did not preempt R, which had woken T1 there ({ipis} wake IPIs to x \
+             across U's wake-up, {ticks_during} ticks on x)",
+            codes[1], codes[2]
+        )
+    })?;
+    check(ipis > 0, || {
+        format!("U's wake-up sent CPU {x} no wake IPI (U ran: {ticks_during} ticks on x)")
+    })
+}
+
+fn wake_window(_: &BootState) -> TestResult {
+    injected_test!(window::run, SKIP)
+}
+
+/// The window of `wake::wake_index` between its `Blocked -> Ready` CAS and its post, forced
+/// (debug kernels: `inject::arm_wake_cas`). T (pinned to CPU 0) blocks with a deadline
+/// (`block_until`, 20 ms); W (pinned to the last CPU) wakes it. Right after W's CAS, the
+/// injection makes W stand there as if the tick had preempted it at that instruction (it
+/// yields in a hold until the test releases it), but only if interrupts are on there: with
+/// them off no preemption can come there, and W goes on to post T. T must come back
+/// (woken, or by its deadline) before the test releases W, which it does only once T is
+/// back or 500 ms after T's deadline. It is then blocked in a second wait and in no run
+/// queue (queued once). The stall is one of a preemption, not of the host (a vCPU the host
+/// stops there stops the post as well, and nothing in the kernel can help that): what the
+/// test shows is that the window cannot be preempted, by what T sees. Until 2026-12-05 the
+/// window had interrupts on: W stood preempted, T was Ready and in no run queue nor
+/// mailbox, its CPU's sleeper scan dropped it (not Blocked), and it came back only when W
+/// was released, 500 ms past its deadline (checked without the fix: the hold found
+/// interrupts on and T was not back). A try whose wake-up came after T's deadline (W's CAS
+/// lost, nothing forced) is made again, at most 5 times. Needs 2 CPUs.
+#[cfg(debug_assertions)]
+mod window {
+    use crate::harness::{SKIP, TestResult, check, join_all, ms, ncpus, wait_for};
+    use crate::sched::{self, Builder, Tid, inject};
+    use alloc::format;
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use exo_arch::tsc::rdtsc;
+
+    /// T's deadline (0: not blocked yet), the TSC when it came back (0: not yet), and the
+    /// end of the test (T's second wait).
+    static DEADLINE: AtomicU64 = AtomicU64::new(0);
+    static BACK: AtomicU64 = AtomicU64::new(0);
+    static FINISH: AtomicBool = AtomicBool::new(false);
+
+    /// T: blocks until woken or 20 ms pass, says when it came back, then waits (no deadline)
+    /// for the test's end.
+    fn sleeper(_: u64) -> u64 {
+        let d = rdtsc() + ms(20);
+        DEADLINE.store(d, Ordering::Release);
+        sched::block_until(d, || true);
+        BACK.store(rdtsc().max(1), Ordering::Release);
+        while !FINISH.load(Ordering::Acquire) {
+            sched::block_unless(|| !FINISH.load(Ordering::Acquire));
+        }
+        0
+    }
+
+    /// W: once T is blocked, wakes it; 0 if its wake-up won the CAS, 1 if T was no longer
+    /// blocked (its deadline came first), 2 if T never blocked.
+    fn waker(raw: u64) -> u64 {
+        let t = Tid::from_raw(raw);
+        if wait_for("T to block", 10_000, || {
+            DEADLINE.load(Ordering::Acquire) != 0 && sched::is_blocked(t)
+        })
+        .is_err()
+        {
+            return 2;
+        }
+        u64::from(!sched::wake(t))
+    }
+
+    pub(super) fn run() -> TestResult {
+        if ncpus() < 2 {
+            return Err(format!("{SKIP}needs 2 CPUs"));
+        }
+        for _ in 0..5 {
+            if try_once()? {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "{SKIP}5 tries, each wake-up came after T's 20 ms deadline: nothing was forced"
+        ))
+    }
+
+    /// One try: `Ok(true)` if the wake-up went through the window, `Ok(false)` if it lost
+    /// the CAS to T's deadline (nothing forced).
+    fn try_once() -> Result<bool, alloc::string::String> {
+        DEADLINE.store(0, Ordering::Release);
+        BACK.store(0, Ordering::Release);
+        FINISH.store(false, Ordering::Release);
+        let spawn = |f, cpu, arg| {
+            Builder::new()
+                .pin(cpu)
+                .spawn(f, arg)
+                .map_err(|e| format!("spawn: {e}"))
+        };
+        let t = spawn(sleeper, 0, 0)?;
+        inject::arm_wake_cas(t.index());
+        let r = (|| -> Result<u64, alloc::string::String> {
+            let w = spawn(waker, ncpus() - 1, t.raw())?;
+            wait_for("T to block", 10_000, || {
+                DEADLINE.load(Ordering::Acquire) != 0
+            })?;
+            let d = DEADLINE.load(Ordering::Acquire);
+            while BACK.load(Ordering::Acquire) == 0 && rdtsc() < d + ms(500) {
+                sched::sleep_us(1000);
+            }
+            let back = BACK.load(Ordering::Acquire);
+            let saw = inject::wake_cas_result();
+            inject::disarm_wake_cas();
+            let code = join_all(&[w], 10_000)?[0];
+            if code != 0 {
+                return Ok(code);
+            }
+            check(back != 0, || {
+                format!(
+                    "T came back only once its waker, stopped between its CAS and its post, was \
+                     released, 500 ms past its deadline (the window had interrupts {})",
+                    if saw == 2 { "on" } else { "off" }
+                )
+            })?;
+            check(saw == 1, || {
+                format!("the wake-up's window was reached with interrupts on or not at all ({saw})")
+            })?;
+            wait_for("T to block again", 10_000, || sched::is_blocked(t))?;
+            check(!crate::sched::cpu::queued_on(0, t), || {
+                "T, blocked again, is still queued on CPU 0: queued twice".into()
+            })?;
+            Ok(0)
+        })();
+        inject::disarm_wake_cas();
+        FINISH.store(true, Ordering::Release);
+        sched::wake(t);
+        let joined = join_all(&[t], 10_000);
+        let code = r?;
+        joined?;
+        match code {
+            0 => Ok(true),
+            1 => Ok(false),
+            _ => Err("T never blocked".into()),
+        }
+    }
 }

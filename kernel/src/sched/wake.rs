@@ -38,20 +38,40 @@ pub(super) const IDLE_BALANCE_SLICES: u64 = 8;
 /// Posts thread `i` (already `Ready`, `cpu` set) to `target` and rings it if needed. The
 /// caller must not hold any run-queue lock.
 pub(super) fn post_wake(target: &CpuSched, i: usize) {
-    // Interrupts off: the fallback below takes a run-queue lock (maybe this CPU's), which an
-    // interrupt on this CPU (the tick) also takes.
+    // Interrupts off: the direct path below takes a run-queue lock (maybe this CPU's), which
+    // an interrupt on this CPU (the tick) also takes.
     let _g = IrqGuard::new();
-    let pushed = if FORCE_MAILBOX_FULL.load(Ordering::Relaxed) {
+    post_wake_irqs_off(target, i);
+}
+
+/// [`post_wake`] with interrupts already off (`wake_index` holds them off from its CAS on).
+///
+/// A thread woken onto this very CPU is queued directly under this CPU's lock (the
+/// full-mailbox path below), as a spawn here is (`Builder::spawn_then`), not posted to its
+/// own mailbox: such a post rang the doorbell with no IPI (a CPU does not interrupt
+/// itself), and the doorbell stayed set until this CPU next drained its mailbox (its next
+/// schedule or tick). Every post from another CPU meanwhile found it set
+/// (`Notify::AlreadyPending`) and sent no IPI, so no wake-up preemption (`wake_ipi`) ran for
+/// them: until 2026-12-05 a thread woken onto a CPU whose running thread had just woken a
+/// thread of its own CPU waited for that thread's slice end, and under icount (no timer)
+/// until it blocked (found by review; test `sched.wake_after_a_self_wake_still_preempts`).
+/// Not a self-IPI (an APIC write, a VM exit under KVM), nor a post then a drain of our own
+/// mailbox: with that drain the same-CPU IPC slow path (`ipc.slowpath.rtt.64`) took 36
+/// instructions more per round trip, with the direct enqueue 98 fewer (icount).
+#[inline(always)]
+fn post_wake_irqs_off(target: &CpuSched, i: usize) {
+    let pushed = if FORCE_MAILBOX_FULL.load(Ordering::Relaxed) || is_this_cpu(target) {
         Err(())
     } else {
         target.mailbox.push(ThreadRef(i as u32)).map_err(|_| ())
     };
     match pushed {
-        Ok(exo_sched::Notify::SendIpi) => ring(target),
+        Ok(exo_sched::Notify::SendIpi) => ring_other(target),
         Ok(exo_sched::Notify::AlreadyPending) => {}
         Err(()) => {
-            // Mailbox full: enqueue under the target's lock (never our own: callers do not
-            // hold a lock here), then ring it. The same rules as `drain_mailbox`: a thread
+            // Mailbox full, or this CPU: enqueue under the target's lock (callers hold no
+            // run-queue lock here, our own included), then ring it (not this CPU: `ring`).
+            // The same rules as `drain_mailbox`: a thread
             // that is still the target's current one (woken between marking itself blocked
             // and switching out) is not queued — its own `schedule` keeps it running, as it
             // is Ready; nor is one already queued, or no longer Ready on that CPU.
@@ -105,10 +125,32 @@ pub fn hold_wake_preemption(on: bool) {
     WAKE_PREEMPTION_HELD.store(on, Ordering::Relaxed);
 }
 
+/// [`post_wake_irqs_off`] for `wake_index`, out of line: the wake-up's own frame stays small
+/// (inlined into it, the registers it saves made `sched.wake.xcore` 11 instructions longer,
+/// icount).
+#[inline(never)]
+fn post_woken(target: &CpuSched, i: usize) {
+    post_wake_irqs_off(target, i);
+}
+
+/// Sends `target` a wake IPI, unless it is this CPU (nothing to interrupt: it looks at its
+/// run queue and mailbox at its next schedule or tick).
 pub(super) fn ring(target: &CpuSched) {
-    if target.cpu == exo_percpu::cpu_id_hint().0 {
-        return; // we drain our own mailbox at our next schedule
+    if is_this_cpu(target) {
+        return;
     }
+    ring_other(target);
+}
+
+/// Whether `target` is this CPU (interrupts off, or a hint).
+#[inline(always)]
+fn is_this_cpu(target: &CpuSched) -> bool {
+    target.cpu == exo_percpu::cpu_id_hint().0
+}
+
+/// [`ring`] of another CPU.
+#[inline(always)]
+fn ring_other(target: &CpuSched) {
     target.wake_ipis.fetch_add(1, Ordering::Relaxed);
     let _ = apic::send_ipi(Dest::Id(target.apic_id), Delivery::Fixed(VEC_WAKE));
 }
@@ -278,8 +320,18 @@ pub fn wake(tid: Tid) -> bool {
     wake_index(tid.index())
 }
 
+/// `Blocked -> Ready` by one CAS, then the post to the thread's CPU, with interrupts off
+/// across both (guards nest: some callers have them off already). Between the two the
+/// thread is Ready and in no run queue nor mailbox: every other waker's CAS fails, a claim
+/// (`Here::claim`) wants it Blocked, and its CPU's sleeper scan drops its entry (it is not
+/// Blocked), so only this waker can queue it. Until 2026-12-05 interrupts went off only in
+/// `post_wake`: a waker preempted in between (or starved by a more urgent thread on its
+/// CPU) held the woken thread out of every run queue, past its `block_until` deadline, for
+/// as long as it did not run again (found by review; `sched.wake_window_not_preemptible`).
+#[inline(always)]
 pub(super) fn wake_index(i: usize) -> bool {
     let t = tcb(i);
+    let _g = IrqGuard::new();
     // SeqCst: the waker stores the condition, then reads the state here; the waiter stores
     // `Blocked`, fences, then reads the condition (`block_unless`). A store then a load on
     // each side needs a SeqCst operation on both to be ordered in the language's model (on
@@ -296,8 +348,10 @@ pub(super) fn wake_index(i: usize) -> bool {
     {
         return false;
     }
+    #[cfg(debug_assertions)]
+    super::inject::after_wake_cas(i);
     match cpu_sched(t.cpu.load(Ordering::Acquire)) {
-        Some(target) => post_wake(target, i),
+        Some(target) => post_woken(target, i),
         None => t.set_state(State::Blocked), // cannot happen: threads only live on running CPUs
     }
     true

@@ -763,6 +763,10 @@ pub static REAP_ALL_HOLD: HoldPoint = HoldPoint::new();
 /// How long the end of the `init` job lets orphans run on before it ends them.
 pub const ORPHAN_GRACE_MS: u64 = 5000;
 
+/// How long the end of the `init` job waits for an orphan it ended to be gone before it
+/// leaves it (reported, its space leaked).
+pub const ENDED_ORPHAN_WAIT_MS: u64 = 5000;
+
 /// Status of an orphan still running when the `init` job ended (ended by the kernel).
 /// (`exo_abi::KillCause::INIT_ENDED`, written `init job ended` in its `PROC` line).
 pub const STATUS_ENDED_AT_SHUTDOWN: u64 = 0x100 + 130;
@@ -783,9 +787,15 @@ pub fn reap_all() -> usize {
 /// [`STATUS_ENDED_AT_SHUTDOWN`]): until 2026-12-04 it was waited for without a deadline, so
 /// one program that never ends (a loop, a wait nobody answers) left the `init` job hanging,
 /// no verdict, no `MEM` line (test `user.proc_reap_all_ends_orphans_that_outlive_the_grace`).
+/// An orphan ended so but still not gone [`ENDED_ORPHAN_WAIT_MS`] later (a thread that
+/// never reaches its end) is reported and left in the table, its space with it (a thread
+/// may still run there, as `reap` leaks the space of a thread it cannot join): until
+/// 2026-12-05 that wait had no deadline, and the job hung the same way (found by review).
 pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
     let deadline = Deadline::after_ms(grace_ms);
     let mut n = 0;
+    // Orphans ended and still not gone: not looked at again in this call.
+    let mut left: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
     loop {
         let mut progress = false;
         let mut running = false;
@@ -807,17 +817,32 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
             // is the kernel's now. Until 2026-12-04 the pid came from before: the wait
             // was for the old process (`ECHILD`) and the new one, adopted, was left.
             let pid = p.pid.load(Ordering::Acquire);
+            if left.contains(&pid) {
+                continue;
+            }
+            let mut until = u64::MAX;
             if p.live.load(Ordering::Acquire) != 0 {
                 if !deadline.passed() {
                     running = true;
                     continue;
                 }
                 kill(p, STATUS_ENDED_AT_SHUTDOWN, "init job ended");
+                until = Deadline::after_ms(ENDED_ORPHAN_WAIT_MS).tsc();
             }
-            if let Ok(status) = wait(pid) {
-                seen(pid, status);
-                n += 1;
-                progress = true;
+            match wait_until(pid, until) {
+                Ok(status) => {
+                    seen(pid, status);
+                    n += 1;
+                    progress = true;
+                }
+                Err(Errno::Etimedout) => {
+                    log::error!(
+                        "process {pid}: still running {ENDED_ORPHAN_WAIT_MS} ms after the init \
+                         job ended it; left, its space leaked"
+                    );
+                    left.push(pid);
+                }
+                Err(_) => {}
             }
         }
         if !progress {
