@@ -764,8 +764,9 @@ pub static REAP_ALL_HOLD: HoldPoint = HoldPoint::new();
 pub const ORPHAN_GRACE_MS: u64 = 5000;
 
 /// How long the end of the `init` job waits for an orphan it ended to be gone before it
-/// leaves it (reported, its space leaked).
-pub const ENDED_ORPHAN_WAIT_MS: u64 = 5000;
+/// leaves it (reported, its space leaked): as long as [`super::task::JOIN_ALL_MS`] (a
+/// killed thread on an emulated CPU among many may take seconds to reach its end).
+pub const ENDED_ORPHAN_WAIT_MS: u64 = super::task::JOIN_ALL_MS;
 
 /// Status of an orphan still running when the `init` job ended (ended by the kernel).
 /// (`exo_abi::KillCause::INIT_ENDED`, written `init job ended` in its `PROC` line).

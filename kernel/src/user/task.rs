@@ -541,8 +541,10 @@ pub fn for_each_of(pid: u64, mut f: impl FnMut(Tid)) {
 }
 
 /// How long [`join_all`] waits, for all of a process's kernel threads together, before it
-/// counts those not ended as stuck.
-pub const JOIN_ALL_MS: u64 = 5000;
+/// counts those not ended as stuck: the shootdown's deadline under emulation
+/// (`smp::tlb::DEADLINE_EMULATED_MS`), as an emulated CPU among hundreds on a few host cores
+/// may not run for seconds; a thread that ended normally is joined at once.
+pub const JOIN_ALL_MS: u64 = crate::smp::tlb::DEADLINE_EMULATED_MS;
 
 /// Joins every thread of process `pid` (all ended: the process's live count is 0) and
 /// frees their records; returns how many there were. `Err(n)`: `n` kernel threads could
