@@ -783,7 +783,14 @@ pub enum Site {
 
 /// The devices a [`NetDevice`] owns (or a probe is bringing up): at most one driver per
 /// device. A leaf lock (nothing else is taken under it but the heap's, for a `push`).
-static CLAIMED: spin::Mutex<Vec<Site>> = spin::Mutex::new(Vec::new());
+/// A fixed table, not a heap list: the first claim of a boot allocated the list for good,
+/// and a test measuring the heap before its first probe found one object more (found by
+/// review).
+static CLAIMED: spin::Mutex<[Option<Site>; MAX_CLAIMS]> = spin::Mutex::new([None; MAX_CLAIMS]);
+
+/// Devices one boot may have taken at once (a full table: `OutOfMemory`, that device
+/// reported and skipped).
+pub const MAX_CLAIMS: usize = 64;
 
 /// A device taken for one driver; given up when dropped (after the device's shutdown: the
 /// [`NetDevice`] holding it drops it at the end of `shutdown_inner`).
@@ -797,18 +804,23 @@ impl Claim {
     /// review: `net.second_probe_leaves_devices_in_use_alone`).
     pub fn take(site: Site) -> Result<Option<Claim>, VirtioError> {
         let mut c = CLAIMED.lock();
-        if c.contains(&site) {
+        if c.contains(&Some(site)) {
             return Ok(None);
         }
-        c.try_reserve(1).map_err(|_| VirtioError::OutOfMemory)?;
-        c.push(site);
+        let free = c
+            .iter_mut()
+            .find(|s| s.is_none())
+            .ok_or(VirtioError::OutOfMemory)?;
+        *free = Some(site);
         Ok(Some(Claim(site)))
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        CLAIMED.lock().retain(|s| *s != self.0);
+        for s in CLAIMED.lock().iter_mut().filter(|s| **s == Some(self.0)) {
+            *s = None;
+        }
     }
 }
 

@@ -789,11 +789,21 @@ fn reclaim_busy_cpu(_: &BootState) -> TestResult {
         }
         let s = memory::alloc_stack(1).map_err(|e| format!("alloc_stack: {e}"))?;
         memory::free_stack(s);
-        let retired = memory::retired_tables();
-        let deferred = tlb::RECLAIMS_DEFERRED.load(Ordering::Relaxed);
-        let n = tlb::reclaim_kernel_tables();
-        let still = memory::retired_tables();
-        let now_deferred = tlb::RECLAIMS_DEFERRED.load(Ordering::Relaxed);
+        // A reclaim another CPU has under way (an idle one, once 16 tables wait) makes this
+        // one skip rather than try: tried again until one was tried (bounded).
+        let d = Deadline::after_ms(10_000);
+        let (retired, deferred, n, still, now_deferred) = loop {
+            let skipped = tlb::RECLAIMS_SKIPPED.load(Ordering::Relaxed);
+            let retired = memory::retired_tables();
+            let deferred = tlb::RECLAIMS_DEFERRED.load(Ordering::Relaxed);
+            let n = tlb::reclaim_kernel_tables();
+            let still = memory::retired_tables();
+            let now_deferred = tlb::RECLAIMS_DEFERRED.load(Ordering::Relaxed);
+            if tlb::RECLAIMS_SKIPPED.load(Ordering::Relaxed) == skipped || d.passed() {
+                break (retired, deferred, n, still, now_deferred);
+            }
+            core::hint::spin_loop();
+        };
         check(
             retired >= 1 && n == 0 && still >= retired && now_deferred == deferred + 1,
             || {

@@ -171,25 +171,37 @@ pub fn reclaim_kernel_tables_waiting() -> u64 {
 /// it never sees tables in the hands of a reclaim on another CPU (taken from the retired
 /// list, not yet freed) or freed into that CPU's cache after its drain. Until 2026-12-05 a
 /// count could run beside an idle CPU's reclaim and miss or double-count its tables. Waits
-/// for a reclaim under way (bounded by its own deadline); preemption is off throughout.
-/// With interrupts off it reclaims nothing and runs `f(0)` (it could not answer the
-/// reclaim it would wait for).
+/// for a reclaim or a count under way (bounded), preemptible and running this CPU's
+/// mailbox requests meanwhile; preemption is off once it holds the flag. With interrupts
+/// off it reclaims nothing and runs `f(0)` (it could not answer the reclaim it would wait
+/// for).
 pub fn with_reclaims_held<R>(f: impl FnOnce(u64) -> R) -> R {
     if !exo_arch::cpu::interrupts_enabled() {
         return f(0);
     }
-    let _np = PreemptGuard::new();
-    // A reclaim under way ends within the shootdown's deadline (past it, the machine
-    // stops); twice that is the bound here.
-    let deadline = crate::smp::time::Deadline::after_ms(2 * deadline_ms());
-    while RECLAIMING.swap(true, Ordering::Acquire) {
+    // The longest hold: a reclaim's shootdown (its deadline; past it the machine stops)
+    // and a count's drain of every CPU (5 s); the bound is both with a margin. The wait
+    // runs this CPU's mailbox requests: a count holding the flag drains every CPU, this
+    // one included, and a waiter spinning with preemption off (its first version) made
+    // that drain time out (found by review).
+    let limit = 2 * deadline_ms() + 10_000;
+    let deadline = crate::smp::time::Deadline::after_ms(limit);
+    let _np = loop {
+        let np = PreemptGuard::new();
+        if !RECLAIMING.swap(true, Ordering::Acquire) {
+            break np;
+        }
+        drop(np);
+        {
+            let g = exo_percpu::IrqGuard::new();
+            cpus::poll_mailbox(&g);
+        }
         assert!(
             !deadline.passed(),
-            "tlb: a reclaim of kernel page tables held the reclaim flag past {} ms",
-            2 * deadline_ms()
+            "tlb: the reclaim flag of kernel page tables held past {limit} ms"
         );
         core::hint::spin_loop();
-    }
+    };
     let n = reclaim_held(None);
     let r = f(n);
     RECLAIMING.store(false, Ordering::Release);
@@ -207,6 +219,7 @@ fn reclaim_within(patience_ms: Option<u64>) -> u64 {
     }
     let _np = PreemptGuard::new();
     if RECLAIMING.swap(true, Ordering::Acquire) {
+        RECLAIMS_SKIPPED.fetch_add(1, Ordering::Relaxed);
         return 0;
     }
     let n = reclaim_held(patience_ms);
@@ -253,6 +266,10 @@ pub fn reclaim_due() -> bool {
     crate::mm::memory::retired_tables() >= RECLAIM_AT
         && exo_arch::tsc::rdtsc() >= NEXT_TRY.load(Ordering::Relaxed)
 }
+
+/// Reclaims not tried because another reclaim or a frame count held the flag
+/// ([`with_reclaims_held`]); for tests.
+pub static RECLAIMS_SKIPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Reclaims given up because a CPU did not answer in time.
 pub static RECLAIMS_DEFERRED: AtomicU64 = AtomicU64::new(0);
