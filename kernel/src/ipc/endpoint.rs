@@ -596,6 +596,24 @@ pub fn retain(ep: EpRef, rights: Rights) -> Result<(), IpcError> {
     Ok(())
 }
 
+/// Makes `ep` deaf if no handle can receive on it: for an endpoint a process creates with
+/// the send right alone, which no receive handle can ever come to (a receive right is only
+/// ever copied from one). Until 2026-12-05 it stayed live: its handle, passed to another
+/// process, queued that process's calls until their deadlines, for ever without one, and
+/// `handle_info` called it fine (found by review).
+pub fn deaf_unless_heard(ep: EpRef) {
+    let Ok(s) = slot(ep) else {
+        return;
+    };
+    let _g = IrqGuard::new();
+    let mut q = s.lock();
+    if q.held(ep) && q.live && q.recv_refs == 0 {
+        q.live = false;
+        q.deaf = true;
+        fail_queued(&mut q);
+    }
+}
+
 /// Drops an owning handle of `ep` with `rights`: the last one destroys it (as [`destroy`]);
 /// the last with the receive right makes it deaf ([`Queues::deaf`]). Nothing if `ep` is
 /// already destroyed.

@@ -94,10 +94,15 @@ impl HandleTable {
     }
 
     /// Creates an endpoint and installs an owning handle to it (the endpoint is destroyed
-    /// when its last owning handle is closed: [`HandleTable::close`]).
+    /// when its last owning handle is closed: [`HandleTable::close`]). Created without the
+    /// receive right it is deaf from the start (`endpoint::deaf_unless_heard`: nobody can
+    /// ever receive on it, so its calls fail at once).
     pub fn create_endpoint(&self, rights: Rights, badge: u64) -> Result<Handle, IpcError> {
         let ep = endpoint::create()?;
         endpoint::retain(ep, rights)?;
+        if !rights.has(Rights::RECV) {
+            endpoint::deaf_unless_heard(ep);
+        }
         let h = self.insert(Cap { ep, rights, badge });
         if h.is_err() {
             endpoint::release(ep, rights);

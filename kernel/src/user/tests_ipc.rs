@@ -108,6 +108,12 @@ fn errnos(_: &BootState) -> TestResult {
     let s = run(&t, ENDPOINT_CREATE, 1, 0).map_err(|e| format!("create: -{e}"))?;
     let got = run(&t, IPC_RECV, s as u64, 0);
     check(got == Err(1), || format!("recv without the right: {got:?}"))?;
+    // Made with the send right alone, nobody can ever receive on it: deaf from the start,
+    // a call fails at once (until 2026-12-05 it waited for its deadline: ETIMEDOUT).
+    let got = run(&t, IPC_CALL, s as u64, info64);
+    check(got == Err(32), || {
+        format!("call on a send-only endpoint: {got:?}, expected -32 (EPIPE)")
+    })?;
     // Nobody on the other side: the 1 ms timeout passes.
     let got = run(&t, IPC_RECV, h as u64, 0);
     check(got == Err(110), || format!("recv with nobody: {got:?}"))?;
