@@ -768,6 +768,16 @@ pub const ORPHAN_GRACE_MS: u64 = 5000;
 /// killed thread on an emulated CPU among many may take seconds to reach its end).
 pub const ENDED_ORPHAN_WAIT_MS: u64 = super::task::JOIN_ALL_MS;
 
+/// [`ENDED_ORPHAN_WAIT_MS`] as the reap uses it (a test shortens it:
+/// [`set_ended_orphan_wait_ms`]).
+static ENDED_ORPHAN_WAIT: AtomicU64 = AtomicU64::new(ENDED_ORPHAN_WAIT_MS);
+
+/// Test use: how long the end of the `init` job waits for an orphan it ended; returns the
+/// previous value.
+pub fn set_ended_orphan_wait_ms(ms: u64) -> u64 {
+    ENDED_ORPHAN_WAIT.swap(ms, Ordering::Relaxed)
+}
+
 /// Status of an orphan still running when the `init` job ended (ended by the kernel).
 /// (`exo_abi::KillCause::INIT_ENDED`, written `init job ended` in its `PROC` line).
 pub const STATUS_ENDED_AT_SHUTDOWN: u64 = 0x100 + 130;
@@ -828,7 +838,7 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
                     continue;
                 }
                 kill(p, STATUS_ENDED_AT_SHUTDOWN, "init job ended");
-                until = Deadline::after_ms(ENDED_ORPHAN_WAIT_MS).tsc();
+                until = Deadline::after_ms(ENDED_ORPHAN_WAIT.load(Ordering::Relaxed)).tsc();
             }
             match wait_until(pid, until) {
                 Ok(status) => {
@@ -838,8 +848,9 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
                 }
                 Err(Errno::Etimedout) => {
                     log::error!(
-                        "process {pid}: still running {ENDED_ORPHAN_WAIT_MS} ms after the init \
-                         job ended it; left, its space leaked"
+                        "process {pid}: still running {} ms after the init job ended it; \
+                         left, its space leaked",
+                        ENDED_ORPHAN_WAIT.load(Ordering::Relaxed)
                     );
                     left.push(pid);
                 }

@@ -46,6 +46,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.proc_reap_all_leaves_an_ended_orphan_that_does_not_end",
+    reap_all_leaves_stuck
+);
+ktest!(
+    Needs::Threads,
     "user.futex_wakes_the_longest_waiter_first",
     futex_fifo
 );
@@ -414,5 +419,74 @@ fn futex_wake_none_while_unarmed(_: &BootState) -> TestResult {
     })?;
     check(status == Ok(0), || {
         format!("process status {status:?} (0: its wait ended woken)")
+    })
+}
+
+/// The status `reap_all_leaves_stuck`'s reap saw for its orphan (`u64::MAX`: none).
+static STUCK_STATUS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// A test thread: the end of the `init` job's reap with a 200 ms grace; the status it saw
+/// for process `pid` goes to [`STUCK_STATUS`].
+fn reap_recording(pid: u64) -> u64 {
+    process::reap_all_with(200, |p, st| {
+        if p == pid {
+            STUCK_STATUS.store(st, core::sync::atomic::Ordering::Release);
+        }
+    }) as u64
+}
+
+/// The end of the `init` job leaves an orphan it ended that does not end, reported, and
+/// ends itself: until 2026-12-05 it waited for it without a deadline (found by review), and
+/// one thread that never reached its end hung the job with no verdict. Forced: the role's
+/// futex waiter, woken by the kill, is held at the end of its wait (`WAIT_END_HOLD`); the
+/// reap (200 ms grace, the wait for an ended orphan shortened to 300 ms) must return
+/// without having reaped it; let go, the orphan ends and the next reap takes it.
+fn reap_all_leaves_stuck(_: &BootState) -> TestResult {
+    use core::sync::atomic::Ordering::Acquire;
+    let end = &super::futex::WAIT_END_HOLD;
+    let before = super::futex::shared_waiting();
+    let (e, pid) = start_futex_role(0)?;
+    STUCK_STATUS.store(u64::MAX, core::sync::atomic::Ordering::Release);
+    let r = (|| {
+        ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
+        check(until(30_000, || new_shared_key(&before).is_some()), || {
+            "the process's futex waiter never slept".into()
+        })?;
+        check(process::disown(pid), || {
+            format!("process {pid} not disowned")
+        })?;
+        end.arm();
+        let old = process::set_ended_orphan_wait_ms(300);
+        let t = Builder::new().spawn(reap_recording, pid);
+        let joined = t
+            .map_err(|x| format!("spawn: {x}"))
+            .and_then(|t| crate::harness::join_all(&[t], 30_000));
+        process::set_ended_orphan_wait_ms(old);
+        joined.map_err(|x| format!("the reap of an orphan that does not end did not end: {x}"))?;
+        let st = STUCK_STATUS.load(Acquire);
+        // The waiter, woken by the kill, reaches the hold (its CPU may be slow to run it:
+        // waited for; the reap gave up either way, as it had not ended).
+        let held = until(30_000, || end.reached());
+        check(held && st == u64::MAX, || {
+            format!(
+                "held at the end of its wait: {held}; status the reap saw: {st:#x} (want held, none)"
+            )
+        })
+    })();
+    end.release();
+    let _ = ipc::destroy(e);
+    // Let go, it ends; a reap with no grace takes it (the test's own process otherwise).
+    let again = Builder::new()
+        .spawn(reap_recording, pid)
+        .map_err(|x| format!("spawn: {x}"))
+        .and_then(|t| crate::harness::join_all(&[t], 30_000));
+    r?;
+    again?;
+    let st = STUCK_STATUS.load(Acquire);
+    check(st == process::STATUS_ENDED_AT_SHUTDOWN, || {
+        format!(
+            "the orphan, let go, reaped with status {st:#x} (want {:#x})",
+            process::STATUS_ENDED_AT_SHUTDOWN
+        )
     })
 }
