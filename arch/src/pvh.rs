@@ -81,6 +81,96 @@ pub fn in_ram(map: &[MemRegion], start: u64, len: u64) -> bool {
     cur >= end
 }
 
+/// Why a boot module is refused ([`check_module`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleRefusal {
+    /// `start + len` is past 2^64.
+    Wraps,
+    /// Some of it is not in a RAM entry of the memory map.
+    NotInRam,
+    /// It ends past the direct map ([`crate::layout::DIRECT_MAP_END`]): never readable.
+    PastDirectMap,
+}
+
+impl core::fmt::Display for ModuleRefusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ModuleRefusal::Wraps => "its end is past 2^64",
+            ModuleRefusal::NotInRam => "it does not lie wholly inside RAM of the memory map",
+            ModuleRefusal::PastDirectMap => "it ends past the direct map",
+        })
+    }
+}
+
+/// Whether the boot module `[start, start + len)` (the loader's address and size) may be
+/// used: reserved from the allocator, mapped and read. It must lie wholly inside RAM entries
+/// of `map` ([`in_ram`]) and below [`crate::layout::DIRECT_MAP_END`]; the sum is checked.
+pub fn check_module(map: &[MemRegion], start: u64, len: u64) -> Result<(), ModuleRefusal> {
+    let end = start.checked_add(len).ok_or(ModuleRefusal::Wraps)?;
+    if !in_ram(map, start, len) {
+        return Err(ModuleRefusal::NotInRam);
+    }
+    if end > crate::layout::DIRECT_MAP_END {
+        return Err(ModuleRefusal::PastDirectMap);
+    }
+    Ok(())
+}
+
+/// The loader's boot modules after [`check_module`], each in its place in the loader's
+/// list (`None`: refused). Only accepted modules are reserved from the allocator and
+/// raise the direct map's top; module 0 is the initrd only if it was accepted. Until
+/// 2026-12-05 every module was reserved as given and one merely overlapping RAM raised
+/// the direct map to its end (a module of 64 TiB at 16 MiB asked for a 64 TiB direct map
+/// and boot failed with "mapping failed"; an end past 2^64 overflowed), and its check
+/// against RAM only came after (found by review).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Modules {
+    /// Module `i` of the loader's list: its (start, length) if accepted.
+    pub slots: ArrayVec<Option<(u64, u64)>, MODULES_MAX>,
+}
+
+impl Modules {
+    /// The accepted modules, (start, length) each.
+    pub fn accepted(&self) -> ArrayVec<(u64, u64), MODULES_MAX> {
+        self.slots.iter().flatten().copied().collect()
+    }
+
+    /// The initrd (module 0), if accepted.
+    pub fn initrd(&self) -> Option<(u64, u64)> {
+        self.slots.first().copied().flatten()
+    }
+
+    /// The end of the highest accepted module (0 if none): the direct map reaches it.
+    pub fn top(&self) -> u64 {
+        self.accepted()
+            .iter()
+            .map(|&(s, len)| s + len) // no overflow: `check_module` checked the sum
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Checks each of `modules` ([`check_module`]); `refused(i, start, len, why)` is called for
+/// each refused one (boot logs it).
+pub fn accept_modules(
+    map: &[MemRegion],
+    modules: &[(u64, u64)],
+    mut refused: impl FnMut(usize, u64, u64, ModuleRefusal),
+) -> Modules {
+    let mut out = Modules::default();
+    for (i, &(s, len)) in modules.iter().enumerate().take(MODULES_MAX) {
+        let slot = match check_module(map, s, len) {
+            Ok(()) => Some((s, len)),
+            Err(why) => {
+                refused(i, s, len, why);
+                None
+            }
+        };
+        out.slots.push(slot);
+    }
+    out
+}
+
 /// Whether any byte of `[start, start + len)` is in a RAM entry of `map` (an end past
 /// 2^64 is cut there). A device window (HPET, PM timer, PCI ECAM) the firmware describes
 /// over RAM must be refused: the kernel's accesses would read and write memory the
@@ -687,6 +777,48 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn modules_are_checked_before_use() {
+        // RAM: [1 MiB, 1 GiB).
+        let map = [region(0x10_0000, 0x3ff0_0000, MemKind::Ram)];
+        let mut refused = std::vec::Vec::new();
+        let m = accept_modules(
+            &map,
+            &[
+                (16 << 20, 1 << 46),        // overlaps RAM, ends at 64 TiB
+                (u64::MAX - 0xfff, 0x2000), // wraps
+                (32 << 20, 0x1_0000),       // sound
+                (0x3fff_f000, 0x2000),      // past RAM's end
+            ],
+            |i, _, _, why| refused.push((i, why)),
+        );
+        assert_eq!(
+            refused,
+            [
+                (0, ModuleRefusal::NotInRam),
+                (1, ModuleRefusal::Wraps),
+                (3, ModuleRefusal::NotInRam)
+            ]
+        );
+        assert_eq!(m.accepted().as_slice(), &[(32 << 20, 0x1_0000)]);
+        assert_eq!(
+            m.top(),
+            (32 << 20) + 0x1_0000,
+            "only the sound one raises the top"
+        );
+        assert_eq!(m.initrd(), None, "module 0 was refused: no initrd");
+        let m = accept_modules(&map, &[(16 << 20, 1 << 46)], |_, _, _, _| {});
+        assert_eq!((m.top(), m.initrd(), m.accepted().len()), (0, None, 0));
+        let m = accept_modules(&map, &[(16 << 20, 0x1000)], |_, _, _, _| panic!());
+        assert_eq!(m.initrd(), Some((16 << 20, 0x1000)));
+        // RAM past the direct map: never readable.
+        let big = [region(0x10_0000, u64::MAX, MemKind::Ram)];
+        assert_eq!(
+            check_module(&big, crate::layout::DIRECT_MAP_END - 0x1000, 0x2000),
+            Err(ModuleRefusal::PastDirectMap)
+        );
     }
 
     fn copy(s: &[u8]) -> (ArrayString<CMDLINE_MAX>, bool) {

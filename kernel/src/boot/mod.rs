@@ -157,7 +157,16 @@ pub fn bsp_main(start_info: u64) -> BootState {
             exo_arch::pvh::MODULES_MAX
         );
     }
-    let (mib, frames) = memory::init(&bi.memmap, features.nx, &bi.modules)
+    // Each module is checked before anything uses it (reserved, mapped, read as the
+    // initrd): a refused one is logged and left alone, its memory the allocator's.
+    let modules = exo_arch::pvh::accept_modules(&bi.memmap, &bi.modules, |k, pa, len, why| {
+        warn!(
+            "boot module {k}{} ({len:#x} bytes at {pa:#x}) refused: {why}; not read, its \
+             memory not reserved",
+            if k == 0 { ", the initrd" } else { "" }
+        );
+    });
+    let (mib, frames) = memory::init(&bi.memmap, features.nx, &modules.accepted())
         .unwrap_or_else(|e| fail(format_args!("memory: {e}")));
     if opts.debug_early {
         // After the kernel's tables (the low identity map gone), still before the TSS.
@@ -165,13 +174,9 @@ pub fn bsp_main(start_info: u64) -> BootState {
         exo_arch::cpu::nmi_interrupt();
         info!("exo.debug_early: the NMI was taken on the boot stack and returned");
     }
-    if let Some(&(pa, len)) = bi.modules.first() {
-        if exo_arch::pvh::in_ram(&bi.memmap, pa, len) {
-            crate::user::initrd::set(pa, len);
-            info!("initrd: {len} bytes at {pa:#x} (PVH module)");
-        } else {
-            warn!("initrd: {len} bytes at {pa:#x} do not lie in RAM: ignored");
-        }
+    if let Some((pa, len)) = modules.initrd() {
+        crate::user::initrd::set(pa, len);
+        info!("initrd: {len} bytes at {pa:#x} (PVH module)");
     }
     // PCID-tagged address spaces when the CPU has PCID and INVPCID (every AP follows).
     exo_arch::tlb::enable_pcid(exo_arch::tlb::pcid_available());
