@@ -81,6 +81,96 @@ pub fn in_ram(map: &[MemRegion], start: u64, len: u64) -> bool {
     cur >= end
 }
 
+/// Why a boot module is refused ([`check_module`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleRefusal {
+    /// `start + len` is past 2^64.
+    Wraps,
+    /// Some of it is not in a RAM entry of the memory map.
+    NotInRam,
+    /// It ends past the direct map ([`crate::layout::DIRECT_MAP_END`]): never readable.
+    PastDirectMap,
+}
+
+impl core::fmt::Display for ModuleRefusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ModuleRefusal::Wraps => "its end is past 2^64",
+            ModuleRefusal::NotInRam => "it does not lie wholly inside RAM of the memory map",
+            ModuleRefusal::PastDirectMap => "it ends past the direct map",
+        })
+    }
+}
+
+/// Whether the boot module `[start, start + len)` (the loader's address and size) may be
+/// used: reserved from the allocator, mapped and read. It must lie wholly inside RAM entries
+/// of `map` ([`in_ram`]) and below [`crate::layout::DIRECT_MAP_END`]; the sum is checked.
+pub fn check_module(map: &[MemRegion], start: u64, len: u64) -> Result<(), ModuleRefusal> {
+    let end = start.checked_add(len).ok_or(ModuleRefusal::Wraps)?;
+    if !in_ram(map, start, len) {
+        return Err(ModuleRefusal::NotInRam);
+    }
+    if end > crate::layout::DIRECT_MAP_END {
+        return Err(ModuleRefusal::PastDirectMap);
+    }
+    Ok(())
+}
+
+/// The loader's boot modules after [`check_module`], each in its place in the loader's
+/// list (`None`: refused). Only accepted modules are reserved from the allocator and
+/// raise the direct map's top; module 0 is the initrd only if it was accepted. Until
+/// 2026-12-05 every module was reserved as given and one merely overlapping RAM raised
+/// the direct map to its end (a module of 64 TiB at 16 MiB asked for a 64 TiB direct map
+/// and boot failed with "mapping failed"; an end past 2^64 overflowed), and its check
+/// against RAM only came after (found by review).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Modules {
+    /// Module `i` of the loader's list: its (start, length) if accepted.
+    pub slots: ArrayVec<Option<(u64, u64)>, MODULES_MAX>,
+}
+
+impl Modules {
+    /// The accepted modules, (start, length) each.
+    pub fn accepted(&self) -> ArrayVec<(u64, u64), MODULES_MAX> {
+        self.slots.iter().flatten().copied().collect()
+    }
+
+    /// The initrd (module 0), if accepted.
+    pub fn initrd(&self) -> Option<(u64, u64)> {
+        self.slots.first().copied().flatten()
+    }
+
+    /// The end of the highest accepted module (0 if none): the direct map reaches it.
+    pub fn top(&self) -> u64 {
+        self.accepted()
+            .iter()
+            .map(|&(s, len)| s + len) // no overflow: `check_module` checked the sum
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Checks each of `modules` ([`check_module`]); `refused(i, start, len, why)` is called for
+/// each refused one (boot logs it).
+pub fn accept_modules(
+    map: &[MemRegion],
+    modules: &[(u64, u64)],
+    mut refused: impl FnMut(usize, u64, u64, ModuleRefusal),
+) -> Modules {
+    let mut out = Modules::default();
+    for (i, &(s, len)) in modules.iter().enumerate().take(MODULES_MAX) {
+        let slot = match check_module(map, s, len) {
+            Ok(()) => Some((s, len)),
+            Err(why) => {
+                refused(i, s, len, why);
+                None
+            }
+        };
+        out.slots.push(slot);
+    }
+    out
+}
+
 /// Whether any byte of `[start, start + len)` is in a RAM entry of `map` (an end past
 /// 2^64 is cut there). A device window (HPET, PM timer, PCI ECAM) the firmware describes
 /// over RAM must be refused: the kernel's accesses would read and write memory the
@@ -96,6 +186,71 @@ fn ram_overlaps(r: &MemRegion, start: u64, len: u64) -> bool {
         && r.kind == MemKind::Ram
         && r.start < start.saturating_add(len)
         && start < r.start.saturating_add(r.len)
+}
+
+/// The chipset's fixed range below 4 GiB: I/O APICs, HPET, TPM, the local APIC and the
+/// MSI address window (`0xFEC0_0000..4 GiB`, the BIOS flash at its top). No device window
+/// the kernel maps for a driver (PCI BAR, ECAM, virtio-mmio) belongs there.
+pub const CHIPSET_RANGE: core::ops::Range<u64> = 0xFEC0_0000..1 << 32;
+
+/// Why a device window is refused ([`device_window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowRefusal {
+    /// Zero bytes long.
+    Empty,
+    /// `start + len` is past 2^64.
+    Wraps,
+    /// It overlaps a RAM entry of the memory map.
+    OverRam,
+    /// It reaches into [`CHIPSET_RANGE`].
+    Chipset,
+    /// It overlaps a PCI ECAM window (configuration space).
+    OverEcam,
+}
+
+impl core::fmt::Display for WindowRefusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            WindowRefusal::Empty => "empty",
+            WindowRefusal::Wraps => "its end is past 2^64",
+            WindowRefusal::OverRam => "over RAM",
+            WindowRefusal::Chipset => {
+                "in the chipset's range 0xfec00000..4 GiB (I/O APIC, HPET, local APIC, MSI)"
+            }
+            WindowRefusal::OverEcam => "over a PCI ECAM window (configuration space)",
+        })
+    }
+}
+
+/// Whether a device's register window `[start, start + len)` (a PCI BAR's, an ECAM
+/// window, a virtio-mmio window) may be mapped for a driver: not empty, no wrap, no byte
+/// in RAM of `map`, none in [`CHIPSET_RANGE`] (a driver's writes there would reach the
+/// local APIC's EOI or an I/O APIC) and none in the `ecam` windows (another function's
+/// configuration space; an ECAM window itself is checked with `ecam` empty). One rule for
+/// the three kinds: until 2026-12-05 only PCI BARs were checked against the chipset range
+/// and ECAM, ECAM windows and virtio-mmio windows only against RAM (a virtio-mmio window
+/// named on the command line at 0xfee00000 was probed over the local APIC; found by
+/// review).
+pub fn device_window(
+    map: &[MemRegion],
+    ecam: &[core::ops::Range<u64>],
+    start: u64,
+    len: u64,
+) -> Result<(), WindowRefusal> {
+    if len == 0 {
+        return Err(WindowRefusal::Empty);
+    }
+    let end = start.checked_add(len).ok_or(WindowRefusal::Wraps)?;
+    if overlaps_ram(map, start, len) {
+        return Err(WindowRefusal::OverRam);
+    }
+    if start < CHIPSET_RANGE.end && CHIPSET_RANGE.start < end {
+        return Err(WindowRefusal::Chipset);
+    }
+    if ecam.iter().any(|r| start < r.end && r.start < end) {
+        return Err(WindowRefusal::OverEcam);
+    }
+    Ok(())
 }
 
 /// Most usable ranges [`usable_ram`] returns (more are dropped: less memory, never wrong).
@@ -208,6 +363,15 @@ pub enum PvhError {
     BadMagic(u32),
     /// Version 0 has no memory map, and this kernel needs one.
     NoMemoryMap,
+    /// The start info, or a structure it points to (`what`: its command line, module list
+    /// or memory map), at `addr`, does not lie below [`BOOT_MAPPED`] (or its end wraps):
+    /// it cannot be read before the kernel's own page tables exist.
+    Unreadable {
+        /// Which structure.
+        what: &'static str,
+        /// Its physical address as given.
+        addr: u64,
+    },
 }
 
 impl core::fmt::Display for PvhError {
@@ -216,6 +380,12 @@ impl core::fmt::Display for PvhError {
             PvhError::Missing => write!(f, "no PVH start_info (ebx was 0)"),
             PvhError::BadMagic(m) => write!(f, "PVH start_info magic {m:#x}, expected {MAGIC:#x}"),
             PvhError::NoMemoryMap => write!(f, "PVH start_info has no memory map (version 0)"),
+            PvhError::Unreadable { what, addr } => write!(
+                f,
+                "PVH start_info: the {what} at {addr:#x} does not lie in the first {} GiB the \
+                 boot page tables map (or its end wraps): not read",
+                BOOT_MAPPED >> 30
+            ),
         }
     }
 }
@@ -247,30 +417,73 @@ pub fn copy_cmdline(
     false
 }
 
-/// Reads the start info at `paddr`.
+/// Physical addresses the boot page tables map (`boot.rs`: the first 4 GiB, through the
+/// direct map): the start info and everything it points to must lie below, and [`read`]
+/// refuses anything else.
+pub const BOOT_MAPPED: u64 = 4 << 30;
+
+/// Reads the start info at `paddr`, through the direct map of the boot page tables.
 ///
 /// # Safety
-/// `paddr` must be the value the PVH loader passed in `ebx`, with the start info, its command
-/// line and memory map directly mapped ([`crate::layout`]) and not yet reused.
+/// `paddr` must be the value the PVH loader passed in `ebx`, read while the boot page tables
+/// (the first [`BOOT_MAPPED`] bytes directly mapped, [`crate::layout`]) are loaded and
+/// before anything can reuse the memory it points to. Pointers in it are not trusted:
+/// [`parse`] only reads below [`BOOT_MAPPED`].
 pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
+    parse(paddr, BOOT_MAPPED, |pa, buf| {
+        // SAFETY: `parse` asks only for `[pa, pa + buf.len())` inside `[0, BOOT_MAPPED)`
+        // (sum checked), which the boot tables map at `PHYS_OFFSET` (caller's contract): the
+        // read cannot fault, and the loader's memory does not overlap this stack buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(pa) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            );
+        }
+    })
+}
+
+/// The start info at `paddr` and what it points to, read through `raw(addr, buf)` (fills
+/// `buf` from physical `addr`), which is only asked for ranges that end at or below `limit`
+/// (sums checked); a structure, list or command line that does not is
+/// [`PvhError::Unreadable`]. Until 2026-12-05 every pointer was followed as given and the
+/// sums (`modlist + i * 32`, `paddr + off`) were unchecked: a pointer past the 4 GiB the
+/// boot tables map faulted before the kernel had an IDT (a triple fault, QEMU exited with
+/// no word), one near 2^64 overflowed (found by review).
+pub fn parse(paddr: u64, limit: u64, raw: impl Fn(u64, &mut [u8])) -> Result<BootInfo, PvhError> {
     if paddr == 0 {
         return Err(PvhError::Missing);
     }
-    let rd32 = |off: u64| {
-        // SAFETY: inside the start_info structure the caller vouches for.
-        unsafe { (phys_to_virt(paddr + off) as *const u32).read_unaligned() }
+    // `len` bytes at `base + off`, if they end at or below `limit`.
+    let fetch = |what: &'static str, base: u64, off: u64, buf: &mut [u8]| {
+        let ok = base
+            .checked_add(off)
+            .filter(|a| a.checked_add(buf.len() as u64).is_some_and(|e| e <= limit));
+        match ok {
+            Some(a) => {
+                raw(a, buf);
+                Ok(())
+            }
+            None => Err(PvhError::Unreadable { what, addr: base }),
+        }
     };
-    let rd64 = |off: u64| {
-        // SAFETY: as above.
-        unsafe { (phys_to_virt(paddr + off) as *const u64).read_unaligned() }
+    let rd32 = |what, base, off| {
+        let mut b = [0u8; 4];
+        fetch(what, base, off, &mut b).map(|()| u32::from_le_bytes(b))
     };
-    let magic = rd32(0);
+    let rd64 = |what, base, off| {
+        let mut b = [0u8; 8];
+        fetch(what, base, off, &mut b).map(|()| u64::from_le_bytes(b))
+    };
+    const SI: &str = "start info";
+    let magic = rd32(SI, paddr, 0)?;
     if magic != MAGIC {
         return Err(PvhError::BadMagic(magic));
     }
-    let version = rd32(4);
-    let cmdline_paddr = rd64(24);
-    let rsdp = rd64(32);
+    let version = rd32(SI, paddr, 4)?;
+    let cmdline_paddr = rd64(SI, paddr, 24)?;
+    let rsdp = rd64(SI, paddr, 32)?;
     let mut info = BootInfo {
         cmdline: ArrayString::new(),
         cmdline_truncated: false,
@@ -282,53 +495,56 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, PvhError> {
         modules_dropped: 0,
     };
     // Modules: count at +12, list at +16; each entry 32 bytes (paddr, size, cmdline, reserved).
-    let nmod = rd32(12);
-    let modlist = rd64(16);
+    let nmod = rd32(SI, paddr, 12)?;
+    let modlist = rd64(SI, paddr, 16)?;
     if modlist != 0 {
         info.modules_dropped = nmod.saturating_sub(MODULES_MAX as u32);
         for i in 0..u64::from(nmod).min(MODULES_MAX as u64) {
-            let e = phys_to_virt(modlist + i * 32);
-            // SAFETY: entry i of the loader's module list, `nmod` entries of 32 bytes.
-            let (paddr, size) = unsafe {
-                (
-                    (e as *const u64).read_unaligned(),
-                    ((e + 8) as *const u64).read_unaligned(),
-                )
-            };
+            const ML: &str = "module list";
+            let (paddr, size) = (rd64(ML, modlist, i * 32)?, rd64(ML, modlist, i * 32 + 8)?);
             if size != 0 {
                 let _ = info.modules.try_push((paddr, size));
             }
         }
     }
     if cmdline_paddr != 0 {
-        let bytes = (0..4096u64).map(|i| {
-            // SAFETY: the NUL-terminated command line the loader placed; bounded to 4 KiB.
-            unsafe { (phys_to_virt(cmdline_paddr + i) as *const u8).read() }
+        // Byte by byte, up to the NUL (at most 4 KiB): only what is read must be readable.
+        let bad = core::cell::Cell::new(None);
+        let bytes = (0..4096u64).map_while(|i| {
+            let mut b = [0u8];
+            match fetch("command line", cmdline_paddr, i, &mut b) {
+                Ok(()) => Some(b[0]),
+                Err(e) => {
+                    bad.set(Some(e));
+                    None
+                }
+            }
         });
         info.cmdline_truncated = copy_cmdline(&mut info.cmdline, bytes);
+        if let Some(e) = bad.get() {
+            return Err(e);
+        }
     }
     if version < 1 {
         return Err(PvhError::NoMemoryMap);
     }
-    let mm = rd64(40);
-    let n = rd32(48).min(1024);
+    let mm = rd64(SI, paddr, 40)?;
+    let n = rd32(SI, paddr, 48)?.min(1024);
     if mm == 0 || n == 0 {
         return Err(PvhError::NoMemoryMap);
     }
+    // The whole table first: `select_regions` reads entries again and cannot fail.
+    const MM: &str = "memory map";
+    fetch(MM, mm, u64::from(n) * 24 - 1, &mut [0u8])?;
     let read = |i: usize| {
-        let e = phys_to_virt(mm + i as u64 * 24);
-        // SAFETY: entry i (< n) of the loader's memory map, `n` entries of 24 bytes.
-        let (start, len, kind) = unsafe {
-            (
-                (e as *const u64).read_unaligned(),
-                ((e + 8) as *const u64).read_unaligned(),
-                ((e + 16) as *const u32).read_unaligned(),
-            )
-        };
+        let mut e = [0u8; 24];
+        // In the table checked above.
+        let _ = fetch(MM, mm, i as u64 * 24, &mut e);
+        let word = |o: usize| u64::from_le_bytes(e[o..o + 8].try_into().unwrap_or([0; 8]));
         MemRegion {
-            start,
-            len,
-            kind: MemKind::from_raw(kind),
+            start: word(0),
+            len: word(8),
+            kind: MemKind::from_raw(u32::from_le_bytes(e[16..20].try_into().unwrap_or([0; 4]))),
         }
     };
     let (map, dropped) = select_regions(n as usize, read);
@@ -523,6 +739,200 @@ mod tests {
         ];
         assert!(in_ram(&map, 0x10_0000, 0x1_0000_0000));
         assert!(!in_ram(&map, 0, 0x20_0000));
+    }
+
+    /// A fake physical memory for [`parse`]: `bytes` at physical 0, zeros above up to
+    /// [`BOOT_MAPPED`]; a read past it fails the test (the bound must be checked first).
+    fn parse_fake(bytes: &[u8]) -> Result<BootInfo, PvhError> {
+        parse(0x1000, BOOT_MAPPED, |pa, buf| {
+            let end = pa.checked_add(buf.len() as u64).expect("a wrapping read");
+            assert!(end <= BOOT_MAPPED, "read at {pa:#x} past the limit");
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = bytes.get(pa as usize + i).copied().unwrap_or(0);
+            }
+        })
+    }
+
+    /// A start info at 0x1000 with its command line at 0x2000, module list at 0x3000 (one
+    /// module) and memory map at 0x4000 (one RAM entry), then `edit` applied.
+    fn start_info(edit: impl FnOnce(&mut std::vec::Vec<u8>)) -> std::vec::Vec<u8> {
+        let mut m = std::vec![0u8; 0x5000];
+        let mut put = |at: usize, v: &[u8]| m[at..at + v.len()].copy_from_slice(v);
+        put(0x1000, &MAGIC.to_le_bytes());
+        put(0x1004, &1u32.to_le_bytes());
+        put(0x100c, &1u32.to_le_bytes()); // one module
+        put(0x1010, &0x3000u64.to_le_bytes());
+        put(0x1018, &0x2000u64.to_le_bytes());
+        put(0x1028, &0x4000u64.to_le_bytes());
+        put(0x1030, &1u32.to_le_bytes());
+        put(0x2000, b"exo.job=boot\0");
+        put(0x3000, &0x100_0000u64.to_le_bytes());
+        put(0x3008, &0x1000u64.to_le_bytes());
+        put(0x4000, &0x10_0000u64.to_le_bytes());
+        put(0x4008, &0x3ff0_0000u64.to_le_bytes());
+        put(0x4010, &1u32.to_le_bytes());
+        edit(&mut m);
+        m
+    }
+
+    #[test]
+    fn a_sound_start_info_is_read() {
+        let bi = parse_fake(&start_info(|_| {})).unwrap();
+        assert_eq!(bi.cmdline.as_str(), "exo.job=boot");
+        assert_eq!(bi.modules.as_slice(), &[(0x100_0000, 0x1000)]);
+        assert_eq!(
+            bi.memmap.as_slice(),
+            &[region(0x10_0000, 0x3ff0_0000, MemKind::Ram)]
+        );
+    }
+
+    #[test]
+    fn pointers_past_the_boot_map_are_errors_not_reads() {
+        for (off, what) in [
+            (0x1018, "command line"),
+            (0x1010, "module list"),
+            (0x1028, "memory map"),
+        ] {
+            for addr in [5u64 << 30, u64::MAX - 8] {
+                let m = start_info(|m| m[off..off + 8].copy_from_slice(&addr.to_le_bytes()));
+                let got = parse_fake(&m);
+                assert_eq!(
+                    got.err(),
+                    Some(PvhError::Unreadable { what, addr }),
+                    "{what} at {addr:#x}"
+                );
+            }
+        }
+        // A command line whose NUL comes before the limit is read whole.
+        let m = start_info(|m| {
+            m[0x1018..0x1020].copy_from_slice(&(BOOT_MAPPED - 1).to_le_bytes());
+        });
+        assert_eq!(parse_fake(&m).unwrap().cmdline.as_str(), "");
+        // A module list or memory map whose last entry crosses the limit.
+        let m = start_info(|m| {
+            m[0x100c..0x1010].copy_from_slice(&2u32.to_le_bytes());
+            m[0x1010..0x1018].copy_from_slice(&(BOOT_MAPPED - 40).to_le_bytes());
+        });
+        assert!(matches!(
+            parse_fake(&m),
+            Err(PvhError::Unreadable {
+                what: "module list",
+                ..
+            })
+        ));
+        let m = start_info(|m| {
+            m[0x1030..0x1034].copy_from_slice(&1024u32.to_le_bytes());
+            m[0x1028..0x1030].copy_from_slice(&(BOOT_MAPPED - 24 * 1000).to_le_bytes());
+        });
+        assert!(matches!(
+            parse_fake(&m),
+            Err(PvhError::Unreadable {
+                what: "memory map",
+                ..
+            })
+        ));
+        // The start info itself.
+        for at in [5u64 << 30, u64::MAX - 8, BOOT_MAPPED - 2] {
+            let got = parse(at, BOOT_MAPPED, |_, _| panic!("read past the limit"));
+            assert_eq!(
+                got.err(),
+                Some(PvhError::Unreadable {
+                    what: "start info",
+                    addr: at
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn modules_are_checked_before_use() {
+        // RAM: [1 MiB, 1 GiB).
+        let map = [region(0x10_0000, 0x3ff0_0000, MemKind::Ram)];
+        let mut refused = std::vec::Vec::new();
+        let m = accept_modules(
+            &map,
+            &[
+                (16 << 20, 1 << 46),        // overlaps RAM, ends at 64 TiB
+                (u64::MAX - 0xfff, 0x2000), // wraps
+                (32 << 20, 0x1_0000),       // sound
+                (0x3fff_f000, 0x2000),      // past RAM's end
+            ],
+            |i, _, _, why| refused.push((i, why)),
+        );
+        assert_eq!(
+            refused,
+            [
+                (0, ModuleRefusal::NotInRam),
+                (1, ModuleRefusal::Wraps),
+                (3, ModuleRefusal::NotInRam)
+            ]
+        );
+        assert_eq!(m.accepted().as_slice(), &[(32 << 20, 0x1_0000)]);
+        assert_eq!(
+            m.top(),
+            (32 << 20) + 0x1_0000,
+            "only the sound one raises the top"
+        );
+        assert_eq!(m.initrd(), None, "module 0 was refused: no initrd");
+        let m = accept_modules(&map, &[(16 << 20, 1 << 46)], |_, _, _, _| {});
+        assert_eq!((m.top(), m.initrd(), m.accepted().len()), (0, None, 0));
+        let m = accept_modules(&map, &[(16 << 20, 0x1000)], |_, _, _, _| panic!());
+        assert_eq!(m.initrd(), Some((16 << 20, 0x1000)));
+        // RAM past the direct map: never readable.
+        let big = [region(0x10_0000, u64::MAX, MemKind::Ram)];
+        assert_eq!(
+            check_module(&big, crate::layout::DIRECT_MAP_END - 0x1000, 0x2000),
+            Err(ModuleRefusal::PastDirectMap)
+        );
+    }
+
+    #[test]
+    fn device_windows_keep_out_of_ram_the_chipset_and_ecam() {
+        let map = [region(0x10_0000, 0x7ff0_0000, MemKind::Ram)]; // up to 2 GiB
+        let ecam = [
+            0xb000_0000..0xc000_0000,
+            0x1_0000_0000_0000..0x1_0000_1000_0000,
+        ];
+        let w = |s, len| device_window(&map, &ecam, s, len);
+        assert_eq!(w(0xfeb0_0000, 512), Ok(()), "microvm's virtio-mmio slot");
+        assert_eq!(w(0xd000_0000, 0x1000), Ok(()), "Firecracker's");
+        assert_eq!(w(0x1_0000_0000, 0x4000), Ok(()), "a 64-bit BAR");
+        assert_eq!(
+            w(0xfee0_0000, 512),
+            Err(WindowRefusal::Chipset),
+            "local APIC"
+        );
+        assert_eq!(
+            w(0xfec0_0000, 0x20),
+            Err(WindowRefusal::Chipset),
+            "I/O APIC"
+        );
+        assert_eq!(
+            w(0xfebf_f000, 0x2000),
+            Err(WindowRefusal::Chipset),
+            "ends inside"
+        );
+        assert_eq!(
+            w(0xffff_f000, 0x2000),
+            Err(WindowRefusal::Chipset),
+            "across 4 GiB"
+        );
+        assert_eq!(w(0x4000_0000, 0x1000), Err(WindowRefusal::OverRam));
+        assert_eq!(w(0xb000_0000, 0x38), Err(WindowRefusal::OverEcam));
+        assert_eq!(w(0xafff_f000, 0x2000), Err(WindowRefusal::OverEcam));
+        assert_eq!(
+            w(0x1_0000_0800_0000, 0x1000),
+            Err(WindowRefusal::OverEcam),
+            "a BAR inside an ECAM window above 4 GiB"
+        );
+        assert_eq!(w(u64::MAX - 0xfff, 0x2000), Err(WindowRefusal::Wraps));
+        assert_eq!(w(0xd000_0000, 0), Err(WindowRefusal::Empty));
+        // An ECAM window is checked with no ECAM list: only RAM, chipset and wrap.
+        assert_eq!(device_window(&map, &[], 0xb000_0000, 0x1000_0000), Ok(()));
+        assert_eq!(
+            device_window(&map, &[], 0xf000_0000, 0x1000_0000),
+            Err(WindowRefusal::Chipset)
+        );
     }
 
     fn copy(s: &[u8]) -> (ArrayString<CMDLINE_MAX>, bool) {

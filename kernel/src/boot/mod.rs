@@ -157,7 +157,16 @@ pub fn bsp_main(start_info: u64) -> BootState {
             exo_arch::pvh::MODULES_MAX
         );
     }
-    let (mib, frames) = memory::init(&bi.memmap, features.nx, &bi.modules)
+    // Each module is checked before anything uses it (reserved, mapped, read as the
+    // initrd): a refused one is logged and left alone, its memory the allocator's.
+    let modules = exo_arch::pvh::accept_modules(&bi.memmap, &bi.modules, |k, pa, len, why| {
+        warn!(
+            "boot module {k}{} ({len:#x} bytes at {pa:#x}) refused: {why}; not read, its \
+             memory not reserved",
+            if k == 0 { ", the initrd" } else { "" }
+        );
+    });
+    let (mib, frames) = memory::init(&bi.memmap, features.nx, &modules.accepted())
         .unwrap_or_else(|e| fail(format_args!("memory: {e}")));
     if opts.debug_early {
         // After the kernel's tables (the low identity map gone), still before the TSS.
@@ -165,13 +174,9 @@ pub fn bsp_main(start_info: u64) -> BootState {
         exo_arch::cpu::nmi_interrupt();
         info!("exo.debug_early: the NMI was taken on the boot stack and returned");
     }
-    if let Some(&(pa, len)) = bi.modules.first() {
-        if exo_arch::pvh::in_ram(&bi.memmap, pa, len) {
-            crate::user::initrd::set(pa, len);
-            info!("initrd: {len} bytes at {pa:#x} (PVH module)");
-        } else {
-            warn!("initrd: {len} bytes at {pa:#x} do not lie in RAM: ignored");
-        }
+    if let Some((pa, len)) = modules.initrd() {
+        crate::user::initrd::set(pa, len);
+        info!("initrd: {len} bytes at {pa:#x} (PVH module)");
     }
     // PCID-tagged address spaces when the CPU has PCID and INVPCID (every AP follows).
     exo_arch::tlb::enable_pcid(exo_arch::tlb::pcid_available());
@@ -201,7 +206,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
 
     let acpi = refuse_windows_over_ram(discover_cpus(&opts, bi.rsdp, &bi.modules), &bi.memmap);
     let (madt_ids, lapic_base) = (acpi.apic_ids, acpi.lapic_base);
-    crate::dev::pci::init(&acpi.ecam);
+    crate::dev::pci::init(&acpi.ecam, &bi.memmap);
     crate::dev::virtio::init_mmio(&acpi.virtio_mmio, &opts.virtio_mmio);
     crate::dev::irq::init();
     phase("acpi");
@@ -637,11 +642,13 @@ fn acpi_reader() -> crate::sys::PhysReader {
     }
 }
 
-/// Drops the device windows the firmware placed over RAM (HPET, an MMIO PM timer, PCI
-/// ECAM windows), each with a warning: the kernel would read and write, as device
-/// registers, memory the allocator hands out. Until 2026-12-04 only their alignment was
-/// checked. (Not forced by a QEMU test: QEMU's tables are sound; `exo_arch::pvh::overlaps_ram`
-/// is host-tested.)
+/// Drops the device windows the firmware placed over RAM (HPET, an MMIO PM timer), each
+/// with a warning: the kernel would read and write, as device registers, memory the
+/// allocator hands out. Until 2026-12-04 only their alignment was checked. (Not forced by
+/// a QEMU test: QEMU's tables are sound; `exo_arch::pvh::overlaps_ram` is host-tested.)
+/// Until 2026-12-05 the PCI ECAM windows were checked here too, against RAM only:
+/// `dev::pci::init` checks them now (`exo_arch::pvh::device_window`: RAM and the chipset's
+/// range).
 fn refuse_windows_over_ram(mut a: AcpiFound, map: &[exo_arch::pvh::MemRegion]) -> AcpiFound {
     use exo_arch::pvh::overlaps_ram;
     if let Some(h) = a.hpet
@@ -659,16 +666,6 @@ fn refuse_windows_over_ram(mut a: AcpiFound, map: &[exo_arch::pvh::MemRegion]) -
         warn!("ACPI: PM timer at {m:#x} lies over RAM: not used");
         a.pm_timer = None;
     }
-    a.ecam.retain(|w| {
-        let bad = overlaps_ram(map, w.start(), w.len());
-        if bad {
-            warn!(
-                "ACPI: PCI ECAM window at {:#x} (segment {}, buses {}..={}) lies over RAM: not used",
-                w.start(), w.segment, w.bus_start, w.bus_end
-            );
-        }
-        !bad
-    });
     a
 }
 

@@ -19,13 +19,57 @@ enum Access {
 
 static ACCESS: Mutex<Option<Access>> = Mutex::new(None);
 
-/// The physical ranges of every ECAM window the MCFG names (all segments, mapped or not):
-/// configuration space, which no BAR window may overlap ([`bar_window`]).
+/// The physical ranges of the ECAM windows in use (every segment's the MCFG names that
+/// [`window_ok`] accepts, mapped or not): configuration space, which no other device window
+/// may overlap ([`bar_window`], virtio-mmio).
 static ECAM_RANGES: Mutex<Vec<core::ops::Range<u64>>> = Mutex::new(Vec::new());
 
+/// The loader's memory map, as boot passed it to [`init`]: no device window may overlap its
+/// RAM ([`window_ok`]).
+static MEMORY_MAP: Mutex<Vec<exo_arch::pvh::MemRegion>> = Mutex::new(Vec::new());
+
+/// Whether the device window `[start, start + len)` may be mapped for a driver:
+/// `exo_arch::pvh::device_window` (no wrap, no RAM, not in the chipset's range, no ECAM
+/// window) against the memory map and ECAM windows [`init`] kept. The one rule for PCI
+/// BARs ([`bar_window`]), ECAM windows ([`init`], with no ECAM list) and virtio-mmio
+/// windows (`virtio::choose_mmio`).
+pub fn window_ok(start: u64, len: u64) -> Result<(), exo_arch::pvh::WindowRefusal> {
+    let map = MEMORY_MAP.lock();
+    let ecam = ECAM_RANGES.lock();
+    exo_arch::pvh::device_window(&map, &ecam, start, len)
+}
+
 /// Chooses the configuration mechanism: the segment-0 ECAM windows of the MCFG that
-/// the kernel can map (`mm::memory::mmio`), else the ports. Called once by boot.
-pub fn init(ecam: &[EcamRegion]) {
+/// `exo_arch::pvh::device_window` accepts against `map` (no RAM, not in the chipset's
+/// range) and the kernel can map (`mm::memory::mmio`), else the ports; keeps `map` for
+/// [`window_ok`]. A refused window is logged and not used. Called once by boot. Until
+/// 2026-12-05 ECAM windows were only checked against RAM (boot's
+/// `refuse_windows_over_ram`), not against the chipset's range (found by review).
+pub fn init(ecam: &[EcamRegion], map: &[exo_arch::pvh::MemRegion]) {
+    {
+        let mut m = MEMORY_MAP.lock();
+        m.clear();
+        m.extend_from_slice(map);
+    }
+    let ecam: Vec<EcamRegion> = ecam
+        .iter()
+        .filter(
+            |r| match exo_arch::pvh::device_window(map, &[], r.start(), r.len()) {
+                Ok(()) => true,
+                Err(why) => {
+                    log::warn!(
+                        "PCI: ECAM window at {:#x} (segment {}, buses {}..={}) refused: {why}",
+                        r.start(),
+                        r.segment,
+                        r.bus_start,
+                        r.bus_end
+                    );
+                    false
+                }
+            },
+        )
+        .copied()
+        .collect();
     {
         let mut ranges = ECAM_RANGES.lock();
         ranges.clear();
@@ -436,32 +480,18 @@ pub fn scan() -> Vec<Function> {
     out
 }
 
-/// The chipset's fixed range below 4 GiB: I/O APICs, HPET, TPM, the local APIC and the
-/// MSI address window (`0xFEC0_0000..4 GiB`, the BIOS flash at its top). No PCI BAR belongs
-/// there.
-const CHIPSET_RANGE: core::ops::Range<u64> = 0xFEC0_0000..1 << 32;
-
 /// The window `[base + off, base + off + len)` of a memory BAR at `base` (values the device
-/// gives): `None` if the sum wraps, the window reaches into the chipset's range (a doorbell
-/// or MSI-X table there would write the local APIC's EOI or an I/O APIC) or into an ECAM
-/// window (a virtio common configuration there would write another function's configuration
-/// header), or `mm::memory::mmio` refuses it (RAM, no page table). Until 2026-12-05 the
-/// MSI-X table's address was `base + off` unchecked (a 64-bit BAR near the top wrapped into
-/// low RAM, whose words the masking loop then wrote), windows below 4 GiB were not checked
-/// against RAM at all, and windows over ECAM were accepted (found by review).
+/// gives): `None` if the sum wraps, [`window_ok`] refuses it (over RAM; in the chipset's
+/// range, where a doorbell or MSI-X table would write the local APIC's EOI or an I/O APIC;
+/// over an ECAM window, where a virtio common configuration would write another function's
+/// configuration header), or `mm::memory::mmio` refuses it (RAM, no page table). Until
+/// 2026-12-05 the MSI-X table's address was `base + off` unchecked (a 64-bit BAR near the
+/// top wrapped into low RAM, whose words the masking loop then wrote), windows below 4 GiB
+/// were not checked against RAM at all, and windows over ECAM were accepted (found by
+/// review).
 pub fn bar_window(base: u64, off: u64, len: usize) -> Option<Mmio> {
     let start = base.checked_add(off)?;
-    let end = start.checked_add(len as u64)?;
-    if start < CHIPSET_RANGE.end && CHIPSET_RANGE.start < end {
-        return None;
-    }
-    if ECAM_RANGES
-        .lock()
-        .iter()
-        .any(|r| start < r.end && r.start < end)
-    {
-        return None;
-    }
+    window_ok(start, len as u64).ok()?;
     crate::mm::memory::mmio(start, len)
 }
 

@@ -999,7 +999,8 @@ fn window_past_its_bar(_: &crate::boot::BootState) -> TestResult {
 }
 
 /// The virtio-mmio windows probed are the DSDT's and the command line's, each checked: an
-/// unusable one (unaligned, too short, past 4 GiB), a repeat and one overlapping another are
+/// unusable one (unaligned, too short, past 4 GiB), a repeat, one overlapping another and
+/// one in the chipset's range (the local APIC's page; accepted until 2026-12-05) are
 /// refused, and a window over RAM is never mapped as a device (`Transport::mmio` is `None`
 /// there). Until 2026-12-05 microvm's 24 slots at 0xFEB00000 were read on every machine and
 /// no window named by the firmware was (Firecracker's, at 0xD0000000).
@@ -1034,6 +1035,11 @@ fn mmio_windows_checked(_: &crate::boot::BootState) -> TestResult {
         CmdlineDevice {
             base: 0xFEB0_2000,
             size: 1 << 32,
+            irq: 5,
+        },
+        CmdlineDevice {
+            base: 0xFEE0_0000,
+            size: 0x200,
             irq: 5,
         },
     ];

@@ -36,8 +36,12 @@ const MMIO_MAGIC: u32 = 0x7472_6976; // "virt"
 static MMIO_WINDOWS: spin::Mutex<alloc::vec::Vec<(u64, u32)>> =
     spin::Mutex::new(alloc::vec::Vec::new());
 
-/// Takes the windows to probe (boot, once): usable ones ([`exo_acpi::VirtioMmio::is_usable`])
-/// that overlap none taken before, the DSDT's first; the others are refused with a warning.
+/// Takes the windows to probe (boot, once, after `pci::init`): usable ones
+/// ([`exo_acpi::VirtioMmio::is_usable`]) that `pci::window_ok` accepts (not RAM, not in the
+/// chipset's range, not over ECAM) and that overlap none taken before, the DSDT's first; the
+/// others are refused with a warning. Until 2026-12-05 the chipset's range and ECAM were not
+/// checked: `virtio_mmio.device=512@0xfee00000:5` was probed over the local APIC (found by
+/// review).
 pub fn init_mmio(dsdt: &[exo_acpi::VirtioMmio], cmdline: &[exo_virtio::mmio::CmdlineDevice]) {
     *MMIO_WINDOWS.lock() = choose_mmio(dsdt, cmdline);
 }
@@ -65,18 +69,23 @@ pub(super) fn choose_mmio(
         let overlaps = taken
             .iter()
             .any(|&(b, l)| b < end && w.base < b + u64::from(l));
-        if !w.is_usable() || overlaps || taken.try_reserve(1).is_err() {
+        let window = super::pci::window_ok(w.base, u64::from(w.len)).err();
+        let refusal: Option<&dyn core::fmt::Display> = if !w.is_usable() {
+            Some(&"unaligned, shorter than 512 bytes, longer than 64 KiB or past 4 GiB")
+        } else if let Some(why) = &window {
+            Some(why)
+        } else if overlaps {
+            Some(&"overlaps one taken")
+        } else if taken.try_reserve(1).is_err() {
+            Some(&"out of memory")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
             log::warn!(
-                "virtio-mmio: window at {:#x} ({} bytes, from the {from}) refused: {}",
+                "virtio-mmio: window at {:#x} ({} bytes, from the {from}) refused: {why}",
                 w.base,
                 w.len,
-                if !w.is_usable() {
-                    "unaligned, shorter than 512 bytes, longer than 64 KiB or past 4 GiB"
-                } else if overlaps {
-                    "overlaps one taken"
-                } else {
-                    "out of memory"
-                }
             );
             continue;
         }

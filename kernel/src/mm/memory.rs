@@ -230,7 +230,8 @@ impl FrameSource for KernelFrames {
 
 /// Builds the kernel page tables with boot frames, switches this CPU to them, then hands all
 /// remaining RAM to `kalloc`, except the kernel image and the `keep` ranges (physical start,
-/// length: the loader's modules, the initrd). Returns (usable MiB, frames handed over).
+/// length: the loader's modules that `exo_arch::pvh::accept_modules` accepted, wholly in
+/// RAM, the initrd first). Returns (usable MiB, frames handed over).
 ///
 /// The tables map nothing in the lower half (it is user space): the direct map of
 /// `[0, max(RAM top, 4 GiB))` at `PHYS_OFFSET` (RAM read-write, the rest of the low 4 GiB
@@ -258,13 +259,16 @@ pub fn init(map: &[MemRegion], nx: bool, keep: &[(u64, u64)]) -> Result<(u64, us
         })
         .map(|r| (r.start, r.start.saturating_add(r.len)))
         .collect();
-    let is_ram = |a: u64, len: u64| ram.iter().any(|&(s, e)| a < e && a + len > s);
+    let is_ram = |a: u64, len: u64| ram.iter().any(|&(s, e)| a < e && a.saturating_add(len) > s);
     // The kept ranges (boot modules) are mapped too: `frames.top()` is the end of the RAM
     // handed over, without them, and an initrd at RAM's top above 4 GiB was left out of
-    // the direct map (its first read faulted; found by review, 2026-12-04).
+    // the direct map (its first read faulted; found by review, 2026-12-04). Until 2026-12-05
+    // a module merely overlapping RAM raised it to the module's end, however far (boot
+    // checks them first now: `pvh::accept_modules`); the same test here
+    // (wholly in RAM) is a second guard.
     let kept_top = keep
         .iter()
-        .filter(|&&(s, len)| is_ram(s, len.max(1)))
+        .filter(|&&(s, len)| exo_arch::pvh::in_ram(map, s, len))
         .map(|&(s, len)| s.saturating_add(len))
         .max()
         .unwrap_or(0)
