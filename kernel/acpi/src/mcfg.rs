@@ -57,6 +57,27 @@ impl EcamRegion {
     pub fn is_empty(&self) -> bool {
         false
     }
+
+    /// The window cut to the buses whose configuration space ends at or below `limit`
+    /// (`None`: not even `bus_start`'s does). Firmware that states more buses than fit
+    /// below the chipset's range (a window at `0xF000_0000` for 256 buses reaches
+    /// `0xFFFF_FFFF`) has the buses below it decoded and nothing above: the window is
+    /// trimmed to them rather than dropped whole (as Linux trims MCFG windows).
+    pub fn below(&self, limit: u64) -> Option<EcamRegion> {
+        let start = self.start();
+        if start.saturating_add(self.len()) <= limit {
+            return Some(*self);
+        }
+        let buses = limit.checked_sub(start)? >> 20;
+        if buses == 0 {
+            return None;
+        }
+        let bus_end = u64::from(self.bus_start) + buses - 1;
+        Some(EcamRegion {
+            bus_end: bus_end as u8,
+            ..*self
+        })
+    }
 }
 
 /// The ECAM windows of a validated MCFG.
@@ -102,4 +123,54 @@ pub(crate) fn parse_mcfg<M: PhysMem + ?Sized>(
         )?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EcamRegion;
+
+    fn w(base: u64, bus_start: u8, bus_end: u8) -> EcamRegion {
+        EcamRegion {
+            base,
+            segment: 0,
+            bus_start,
+            bus_end,
+        }
+    }
+
+    #[test]
+    fn below_keeps_a_window_that_fits() {
+        assert_eq!(
+            w(0xB000_0000, 0, 255).below(0xFEC0_0000),
+            Some(w(0xB000_0000, 0, 255))
+        );
+        assert_eq!(
+            w(0xE000_0000, 0, 255).below(0xF000_0000),
+            Some(w(0xE000_0000, 0, 255))
+        );
+    }
+
+    #[test]
+    fn below_trims_the_buses_past_the_limit() {
+        // 0xF000_0000 + 236 MiB = 0xFEC0_0000: buses 0..=235 fit.
+        assert_eq!(
+            w(0xF000_0000, 0, 255).below(0xFEC0_0000),
+            Some(w(0xF000_0000, 0, 235))
+        );
+        // A window starting at bus 16: its first byte is base + 16 MiB.
+        assert_eq!(
+            w(0xF000_0000, 16, 255).below(0xFEC0_0000),
+            Some(w(0xF000_0000, 16, 235))
+        );
+        let t = w(0xF000_0000, 0, 255).below(0xFEC0_0000).unwrap();
+        assert_eq!(t.start() + t.len(), 0xFEC0_0000);
+    }
+
+    #[test]
+    fn below_refuses_a_window_with_no_bus_below_the_limit() {
+        assert_eq!(w(0xFEC0_0000, 0, 3).below(0xFEC0_0000), None);
+        assert_eq!(w(0xFED0_0000, 0, 3).below(0xFEC0_0000), None);
+        // Less than one bus's 1 MiB below the limit.
+        assert_eq!(w(0xFEB8_0000, 0, 3).below(0xFEC0_0000), None);
+    }
 }

@@ -53,22 +53,35 @@ pub fn init(ecam: &[EcamRegion], map: &[exo_arch::pvh::MemRegion]) {
     }
     let ecam: Vec<EcamRegion> = ecam
         .iter()
-        .filter(
-            |r| match exo_arch::pvh::device_window(map, &[], r.start(), r.len()) {
-                Ok(()) => true,
+        .filter_map(|r| {
+            // Buses stated past the chipset's range's start are not decoded there: the
+            // window is trimmed to those below it, not refused whole (review, 2026-12-05).
+            let t = r.below(exo_arch::pvh::CHIPSET_RANGE.start).unwrap_or(*r);
+            if t != *r {
+                log::warn!(
+                    "PCI: ECAM window at {:#x} (segment {}) states buses {}..={}, which reach the chipset's range: buses {}..={} used",
+                    r.start(),
+                    r.segment,
+                    r.bus_start,
+                    r.bus_end,
+                    t.bus_start,
+                    t.bus_end
+                );
+            }
+            match exo_arch::pvh::device_window(map, &[], t.start(), t.len()) {
+                Ok(()) => Some(t),
                 Err(why) => {
                     log::warn!(
                         "PCI: ECAM window at {:#x} (segment {}, buses {}..={}) refused: {why}",
-                        r.start(),
-                        r.segment,
-                        r.bus_start,
-                        r.bus_end
+                        t.start(),
+                        t.segment,
+                        t.bus_start,
+                        t.bus_end
                     );
-                    false
+                    None
                 }
-            },
-        )
-        .copied()
+            }
+        })
         .collect();
     {
         let mut ranges = ECAM_RANGES.lock();

@@ -447,6 +447,9 @@ fn reap_all_leaves_stuck(_: &BootState) -> TestResult {
     let before = super::futex::shared_waiting();
     let (e, pid) = start_futex_role(0)?;
     STUCK_STATUS.store(u64::MAX, core::sync::atomic::Ordering::Release);
+    // The first reap's thread if its join failed (it still runs: joined again once the
+    // waiter is let go, instead of a second reap beside it).
+    let mut unjoined = None;
     let r = (|| {
         ipc::recv(e, rdtsc() + ms(30_000)).map_err(|x| format!("first call: {x}"))?;
         check(until(30_000, || new_shared_key(&before).is_some()), || {
@@ -458,9 +461,9 @@ fn reap_all_leaves_stuck(_: &BootState) -> TestResult {
         end.arm();
         let old = process::set_ended_orphan_wait_ms(300);
         let t = Builder::new().spawn(reap_recording, pid);
-        let joined = t
-            .map_err(|x| format!("spawn: {x}"))
-            .and_then(|t| crate::harness::join_all(&[t], 30_000));
+        let joined = t.map_err(|x| format!("spawn: {x}")).and_then(|t| {
+            crate::harness::join_all(&[t], 30_000).inspect_err(|_| unjoined = Some(t))
+        });
         process::set_ended_orphan_wait_ms(old);
         joined.map_err(|x| format!("the reap of an orphan that does not end did not end: {x}"))?;
         let st = STUCK_STATUS.load(Acquire);
@@ -475,7 +478,12 @@ fn reap_all_leaves_stuck(_: &BootState) -> TestResult {
     })();
     end.release();
     let _ = ipc::destroy(e);
-    // Let go, it ends; a reap with no grace takes it (the test's own process otherwise).
+    if let Some(t) = unjoined {
+        // The failed run's reap, let go with the waiter, takes the orphan itself.
+        let _ = crate::harness::join_all(&[t], 30_000);
+        return r;
+    }
+    // Let go, it ends; the next reap (200 ms grace) takes it.
     let again = Builder::new()
         .spawn(reap_recording, pid)
         .map_err(|x| format!("spawn: {x}"))
