@@ -461,6 +461,10 @@ log="$out/fail-panic-two-cpus.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_on_cpu=1 exo.panic_also_cpu=2" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "two CPUs panic: one reports, the other's reason is in its STOPPED line (not 'no answer')" "$log" 1 $? \
     '^PANIC on CPU 1: deliberate panic requested by exo.panic_on_cpu' '^STOPPED,2,panicked too,deliberate second panic' '^STOPPED,3,rip'
+log="$out/fail-panic-nmi.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_on_cpu=2 exo.nmi_in_report=1" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "an NMI on the CPU reporting a panic: the report goes on and fails the run (it halted there, QEMU never told)" "$log" 1 $? \
+    '^NMI,reporting_cpu,taken,1$' '^PANIC on CPU 2: deliberate panic' '^PANIC,2$'
 log="$out/tsc-mute.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.tsc_mute_cpu=1" --log "$log" --timeout 120 >/dev/null 2>&1
 expect_log "an AP whose TSC check fails does not make the next ones fail (their responders wait for their turn)" "$log" 0 $? \

@@ -81,6 +81,9 @@ pub struct Options {
     /// it go (`exo.panic_console_held=N`): the stop-all NMI halts it inside the lock, and the
     /// report must take the console over at once.
     pub panic_console_held: Option<u32>,
+    /// The panic's report sends its own CPU an NMI once the others are stopped
+    /// (`exo.nmi_in_report=1`, with `exo.panic_on_cpu`): the report must go on.
+    pub nmi_in_report: bool,
     /// A CPU exception (`ud2`) on the BSP before memory is set up (`exo.fault_early=1`):
     /// the early IDT must report it (it triple-faulted with no word: QEMU exits 0).
     pub fault_early: bool,
@@ -195,6 +198,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         panic_console_held: None,
         panic_early: false,
         fault_early: false,
+        nmi_in_report: false,
         debug_early: false,
         ap_panic_early: false,
         ap_delay_ms: 0,
@@ -263,6 +267,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 .is_ok_and(|c| set(&mut o.panic_console_held, Some(c))),
             ("panic_early", "1") => set(&mut o.panic_early, true),
             ("fault_early", "1") => set(&mut o.fault_early, true),
+            ("nmi_in_report", "1") => set(&mut o.nmi_in_report, true),
             ("debug_early", "1") => set(&mut o.debug_early, true),
             ("ap_panic_early", "1") => set(&mut o.ap_panic_early, true),
             ("ap_delay_ms", v) => {

@@ -369,6 +369,9 @@ pub fn bsp_main(start_info: u64) -> BootState {
         aps_online_tsc,
     };
     if let Some(c) = opts.panic_on_cpu {
+        if opts.nmi_in_report {
+            crate::trap::panic::nmi_self_in_report();
+        }
         if let Some(m) = opts.panic_also_cpu.filter(|&m| m != c) {
             // CPU `m` panics once `c` is reporting; the report waits for it (test switch).
             crate::trap::panic::await_second_panic();

@@ -173,6 +173,16 @@ fn fault(frame: &TrapFrame, v: u8) {
     );
 }
 
+/// Whether exception `v` taken from ring 3 is the thread's own fault (its process's to
+/// answer): not an NMI or a machine check (the machine's), not #NM (the lazy FPU's, handled
+/// below), and not a double fault, which is the kernel's (its delivery failed: a bad
+/// kernel stack or TSS) whatever CS the CPU pushed, and runs on its IST stack, where a
+/// thread cannot be ended. Until 2026-12-05 a #DF with a ring-3 CS was given to the
+/// process as its fault (found by review; `trap.double_fault_from_user_is_the_kernel_s`).
+pub(crate) const fn is_the_threads(v: u8) -> bool {
+    v < 32 && !matches!(v, 2 | 7 | 8 | 18)
+}
+
 /// An exception from ring 3: to the hook (without one, like a kernel fault).
 fn user_fault(frame: &mut TrapFrame, v: u8) {
     let f = UserFault {
@@ -202,9 +212,7 @@ fn handle(frame: &mut TrapFrame) {
     if frame.from_user() {
         if v >= 32 {
             USER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
-        } else if !matches!(v, 2 | 7 | 18) {
-            // NMI and #MC are the machine's, #NM the lazy FPU's (below); the rest are the
-            // thread's own faults.
+        } else if is_the_threads(v) {
             return user_fault(frame, v);
         }
     }
@@ -226,6 +234,13 @@ fn handle(frame: &mut TrapFrame) {
             b.ext.fixups.fetch_add(1, Ordering::Relaxed);
         }),
         2 => {
+            // The CPU that is reporting a panic or exiting is not stopped by an NMI (one
+            // from the machine monitor, a hypervisor's diagnostic, a stray LINT1): until
+            // 2026-12-05 it halted here too, the report cut off and QEMU never told
+            // (found by review; `exo.nmi_in_report`, CI "failure paths").
+            if crate::trap::panic::nmi_on_the_stopper() {
+                return;
+            }
             if crate::trap::panic::stopping() {
                 // For the report: where this CPU was (a CPU that never answers a
                 // shoot-down shows here with IF 0 and the place it spins).

@@ -125,6 +125,37 @@ pub fn stopping() -> bool {
     PANICKING.load(Ordering::Acquire) != 0
 }
 
+/// An NMI on the CPU that is reporting a panic or exiting (it must go on: the others are
+/// the ones to stop); noted for the test switch [`nmi_self_in_report`].
+pub fn nmi_on_the_stopper() -> bool {
+    let p = PANICKING.load(Ordering::Acquire);
+    if p == 0 {
+        return false;
+    }
+    let (_, token) = my_token();
+    let mine = if p == EXITING {
+        EXITER.load(Ordering::Acquire) == token
+    } else {
+        p == token
+    };
+    if mine {
+        STOPPER_NMIS.fetch_add(1, Ordering::AcqRel);
+    }
+    mine
+}
+
+/// NMIs the reporting or exiting CPU took and went on from.
+static STOPPER_NMIS: AtomicU32 = AtomicU32::new(0);
+
+/// Test switch (`exo.nmi_in_report=1`): the panic's report sends its own CPU an NMI once
+/// the others are stopped, and goes on once it was taken.
+static NMI_SELF: AtomicBool = AtomicBool::new(false);
+
+/// Arms [`NMI_SELF`].
+pub fn nmi_self_in_report() {
+    NMI_SELF.store(true, Ordering::Release);
+}
+
 /// The known stack `rbp` lies on (the thread's, this CPU's, the boot stack), if any.
 fn stack_bounds(rbp: u64) -> Option<(u64, u64)> {
     if exo_percpu::installed()
@@ -223,6 +254,15 @@ fn die(msg: core::fmt::Arguments<'_>, rbp: u64, rip: Option<u64>) -> ! {
     // Once the others are stopped the console is ours, even if one of them was stopped
     // holding its lock (it would never release it).
     wait_stopped(cpu);
+    if NMI_SELF.load(Ordering::Acquire) {
+        let before = STOPPER_NMIS.load(Ordering::Acquire);
+        // By APIC id: xAPIC has no self shorthand for NMI.
+        let me = exo_arch::cpu::apic_id_from_cpuid();
+        let _ = exo_arch::apic::send_ipi(Dest::Id(me), Delivery::Nmi);
+        let taken = crate::smp::time::Deadline::after_ms(1000)
+            .spin_until_or(|| STOPPER_NMIS.load(Ordering::Acquire) != before);
+        crate::kprintln!("NMI,reporting_cpu,taken,{}", u8::from(taken));
+    }
     if let Some(c) = crate::console::take_over() {
         crate::kprintln!("console: taken over from {c}, stopped while it held the console");
     }

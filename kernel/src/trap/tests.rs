@@ -17,6 +17,30 @@ ktest!(
 ktest!(Needs::Cpus, "trap.page_fault_caught", page_fault_caught);
 ktest!(
     Needs::Cpus,
+    "trap.double_fault_from_user_is_the_kernel_s",
+    double_fault_is_the_kernel_s
+);
+
+/// Which exceptions from ring 3 go to the thread's process: every fault of the program's
+/// own (#DE, #UD, #GP, #PF, ...), never an NMI, #NM (the lazy FPU's), a machine check, or
+/// a double fault (until 2026-12-05 a #DF with a ring-3 CS was handed to the process as its
+/// fault and the thread ended on the #DF's IST stack; found by review).
+fn double_fault_is_the_kernel_s(_: &BootState) -> TestResult {
+    use super::is_the_threads;
+    for v in [0u8, 1, 3, 4, 5, 6, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21] {
+        check(is_the_threads(v), || {
+            format!("vector {v} not given to the thread")
+        })?;
+    }
+    for v in [2u8, 7, 8, 18, 32, 255] {
+        check(!is_the_threads(v), || {
+            format!("vector {v} given to the thread")
+        })?;
+    }
+    Ok(())
+}
+ktest!(
+    Needs::Cpus,
     "trap.panic_backtrace_survives_a_corrupt_frame_pointer",
     backtrace_corrupt_rbp
 );
