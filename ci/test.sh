@@ -465,6 +465,10 @@ log="$out/fail-panic-nmi.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.panic_on_cpu=2 exo.nmi_in_report=1" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "an NMI on the CPU reporting a panic: the report goes on and fails the run (it halted there, QEMU never told)" "$log" 1 $? \
     '^NMI,reporting_cpu,taken,1$' '^PANIC on CPU 2: deliberate panic' '^PANIC,2$'
+log="$out/fail-panic-in-exit.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=sched.panic_in exo.panic_in_exit=1" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "a kernel thread that fails again in its own end: not killed again, the machine stops with that reason (it recursed to a double fault)" "$log" 1 $? \
+    '^THREAD,[0-9]+,not killed,cpu 1: it failed in its own end' "^PANIC on CPU 1: deliberate panic in a thread's end"
 log="$out/tsc-mute.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.tsc_mute_cpu=1" --log "$log" --timeout 120 >/dev/null 2>&1
 expect_log "an AP whose TSC check fails does not make the next ones fail (their responders wait for their turn)" "$log" 0 $? \

@@ -81,6 +81,9 @@ pub struct Options {
     /// it go (`exo.panic_console_held=N`): the stop-all NMI halts it inside the lock, and the
     /// report must take the console over at once.
     pub panic_console_held: Option<u32>,
+    /// A kernel thread panics, and panics again in its end (`exo.panic_in_exit=1`): the
+    /// machine must stop with that reason, not kill the thread again and again.
+    pub panic_in_exit: bool,
     /// The panic's report sends its own CPU an NMI once the others are stopped
     /// (`exo.nmi_in_report=1`, with `exo.panic_on_cpu`): the report must go on.
     pub nmi_in_report: bool,
@@ -199,6 +202,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         panic_early: false,
         fault_early: false,
         nmi_in_report: false,
+        panic_in_exit: false,
         debug_early: false,
         ap_panic_early: false,
         ap_delay_ms: 0,
@@ -268,6 +272,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("panic_early", "1") => set(&mut o.panic_early, true),
             ("fault_early", "1") => set(&mut o.fault_early, true),
             ("nmi_in_report", "1") => set(&mut o.nmi_in_report, true),
+            ("panic_in_exit", "1") => set(&mut o.panic_in_exit, true),
             ("debug_early", "1") => set(&mut o.debug_early, true),
             ("ap_panic_early", "1") => set(&mut o.ap_panic_early, true),
             ("ap_delay_ms", v) => {

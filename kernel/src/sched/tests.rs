@@ -12,6 +12,11 @@ use exo_arch::tsc::rdtsc;
 use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus};
 use crate::ktest;
 
+ktest!(
+    Needs::Threads,
+    "sched.panic_in_a_thread_s_end_stops_the_machine",
+    panic_in_exit
+);
 ktest!(Needs::Threads, "sched.starts_on_every_cpu", starts);
 ktest!(
     Needs::Threads,
@@ -1315,4 +1320,29 @@ fn hold_rearmed(_: &BootState) -> TestResult {
     })();
     REARM_HOLD.release();
     r
+}
+
+/// `exo.panic_in_exit=1` only (it stops the machine; CI "failure paths" expects the
+/// report): a kernel thread panics, is killed alone, and panics again in its end; the
+/// machine must stop with that reason (`PANIC on CPU n: deliberate panic in a thread's
+/// end`), the thread not killed again. Until 2026-12-05 each panic in the end killed it
+/// again, whose end panicked again, down to a double fault on its stack's guard page.
+fn panic_in_exit(s: &BootState) -> TestResult {
+    if !s.opts.panic_in_exit {
+        return Err(format!(
+            "{SKIP}needs exo.panic_in_exit=1 (it stops the machine)"
+        ));
+    }
+    crate::sched::Builder::new()
+        .pin(crate::harness::ncpus() - 1)
+        .spawn(panics_in_its_end, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    sched::sleep_us(10_000_000);
+    Err("the panic in a thread's end did not stop the machine".into())
+}
+
+/// A kernel thread that panics (it is killed alone) and panics again in its end.
+fn panics_in_its_end(_: u64) -> u64 {
+    crate::sched::panic_in_exit_of_current();
+    panic!("deliberate panic requested by exo.panic_in_exit");
 }

@@ -319,6 +319,7 @@ pub(super) fn free_slot(i: usize) {
     t.joiner.store(0, Ordering::Relaxed);
     t.held.store(0, Ordering::Relaxed);
     t.space.store(0, Ordering::Relaxed);
+    IN_EXIT[i].store(false, Ordering::Relaxed);
     // A mask with a bitmap is a heap object: given back now, not when the slot is reused.
     let old = core::mem::replace(&mut *t.affinity.lock(), CpuSet::ANY);
     drop(old);
@@ -557,12 +558,36 @@ pub fn age_free_slots(generation: u32) {
     }
 }
 
+/// Threads inside [`exit`] (its hook, then the switch away), by index: a failure there is
+/// not answered by ending the thread again ([`kill_current_if_possible`] refuses; the
+/// machine stops with the reason). Until 2026-12-05 a panic in the exit hook of a killed
+/// thread killed it again, whose exit ran the hook again: hundreds of `THREAD,killed`
+/// lines, then a double fault on the stack's guard page reported instead of the reason
+/// (found by review; `exo.panic_in_exit`, CI "failure paths"). Cleared when the slot is
+/// freed.
+static IN_EXIT: [AtomicBool; MAX_THREADS] = [const { AtomicBool::new(false) }; MAX_THREADS];
+
+/// Test switch (`exo.panic_in_exit`): the thread with this index + 1 panics in its [`exit`]
+/// (as a failing exit hook would), every time.
+static PANIC_IN_EXIT_OF: AtomicU32 = AtomicU32::new(0);
+
+/// Makes the calling thread panic in its [`exit`] (the `exo.panic_in_exit` test).
+pub fn panic_in_exit_of_current() {
+    if let Some(me) = current() {
+        PANIC_IN_EXIT_OF.store(me.index() as u32 + 1, Ordering::Release);
+    }
+}
+
 /// Ends the calling thread with `code` (what `join` returns). Never returns.
 pub fn exit(code: u64) -> ! {
-    if let Some(hook) = EXIT_HOOK.get()
-        && let Some(me) = current()
-    {
-        hook(me.index());
+    if let Some(me) = current() {
+        IN_EXIT[me.index()].store(true, Ordering::Relaxed);
+        if PANIC_IN_EXIT_OF.load(Ordering::Acquire) == me.index() as u32 + 1 {
+            panic!("deliberate panic in a thread's end, requested by exo.panic_in_exit");
+        }
+        if let Some(hook) = EXIT_HOOK.get() {
+            hook(me.index());
+        }
     }
     let mut g = IrqGuard::new();
     if let Some(cs) = this_sched() {
@@ -624,6 +649,11 @@ pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Argume
             cs.cpu
         );
     };
+    if IN_EXIT[i].load(Ordering::Relaxed) {
+        return refused(format_args!(
+            "it failed in its own end (ending it again would fail again)"
+        ));
+    }
     let held = exo_percpu::held_locks();
     if held != 0 {
         return refused(format_args!(
