@@ -578,15 +578,25 @@ pub fn panic_in_exit_of_current() {
     }
 }
 
+/// The `exo.panic_in_exit` test's panic, out of the exit path's way.
+#[cold]
+#[inline(never)]
+fn panic_in_exit_if_asked(i: usize) {
+    if PANIC_IN_EXIT_OF.load(Ordering::Acquire) == i as u32 + 1 {
+        panic!("deliberate panic in a thread's end, requested by exo.panic_in_exit");
+    }
+}
+
 /// Ends the calling thread with `code` (what `join` returns). Never returns.
 pub fn exit(code: u64) -> ! {
     if let Some(me) = current() {
-        IN_EXIT[me.index()].store(true, Ordering::Relaxed);
-        if PANIC_IN_EXIT_OF.load(Ordering::Acquire) == me.index() as u32 + 1 {
-            panic!("deliberate panic in a thread's end, requested by exo.panic_in_exit");
+        let i = me.index();
+        IN_EXIT[i].store(true, Ordering::Relaxed);
+        if PANIC_IN_EXIT_OF.load(Ordering::Relaxed) != 0 {
+            panic_in_exit_if_asked(i);
         }
         if let Some(hook) = EXIT_HOOK.get() {
-            hook(me.index());
+            hook(i);
         }
     }
     let mut g = IrqGuard::new();
