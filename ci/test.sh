@@ -507,6 +507,13 @@ scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.debug_e
 expect_log "an IST vector (#DB) before the TSS is loaded is taken and returns, boot goes on" "$log" 0 $? \
     'exo.debug_early: the #DB was taken on the boot stack and returned, counted 1$' \
     'exo.debug_early: the NMI was taken on the boot stack and returned' '^BOOT,done,'
+# A #UD on an AP before its per-CPU block and the shared IDT: taken through the early IDT
+# (loaded in `exo_ap_entry64`) and reported by APIC id. Until 2026-12-05 the AP had no IDT
+# there and the machine triple-faulted with no word (QEMU exited 0, no PANIC line).
+log="$out/fail-ap-fault-early.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.ap_fault_early=1" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "a CPU exception on an AP before its per-CPU block and IDT is reported by APIC id (the early IDT), failure verdict" "$log" 1 $? \
+    '^PANIC on APIC id 3 \(before its per-CPU block, no CPU number\): unhandled exception: #UD' '^PANIC,apic,3$' '^STOPPED,0,rip,'
 log="$out/fail-ap-panic-early.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.ap_panic_early=1" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "an AP panicking before its per-CPU block (x2APIC still off): named by APIC id, the others stopped, failure verdict" "$log" 1 $? \

@@ -80,6 +80,13 @@ exo_ap_entry64:
        take the boot GDT through the image window first (same selectors), so an interrupt
        that reaches a parked AP can still load its code segment. */
     lgdt exo_boot_gdt_ptr_hi(%rip)
+    /* The early IDT (`trap::EXO_EARLY_IDTR`, filled before any AP starts; no IST, so no
+       TSS needed): an exception or NMI from here on is reported, by APIC id while the AP
+       has no per-CPU block. Until 2026-12-05 the AP ran with IDTR base 0 until `load_idt`
+       and any exception triple-faulted the machine. (Before the ticket's stack is taken
+       below, RSP is still the one INIT left: a fault in these few instructions is not
+       reportable.) */
+    lidt EXO_EARLY_IDTR+6(%rip)
     movq exo_ap_final_cr3(%rip), %rcx
     movq %rcx, %cr3
     movl $1, %eax

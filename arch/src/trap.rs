@@ -293,6 +293,19 @@ static mut IDT: Idt = Idt([0; 512]);
 /// GDT). Through an IST gate with no TSS loaded, delivery itself faults, then the #DF does.
 static mut EARLY_IDT: Idt = Idt([0; 512]);
 
+/// The early IDT's pseudo-descriptor (at offset 6, as [`EXO_PARK_IDTR`]), filled by
+/// [`init_idt`] before any AP starts: [`load_early_idt`] loads it on the BSP, and every AP
+/// in the first instructions of `exo_ap_entry64` (`smp.rs`), right after its GDT. Until
+/// 2026-12-05 an AP had no IDT until `load_idt` (IDTR base 0, limit 0xFFFF after INIT, low
+/// memory unmapped in the final tables): an exception or NMI in `ap_entry` before it
+/// triple-faulted the machine with no report (found by review; `exo.ap_fault_early`).
+#[unsafe(no_mangle)]
+static EXO_EARLY_IDTR: Idtr = Idtr {
+    _pad: [0; 3],
+    limit: core::sync::atomic::AtomicU16::new(0),
+    base: core::sync::atomic::AtomicU64::new(0),
+};
+
 /// An interrupt gate (type 0xE, present) to `addr` through the kernel code selector.
 fn gate(addr: u64, ist: u64, dpl: u64) -> (u64, u64) {
     let lo = (addr & 0xFFFF)
@@ -352,6 +365,12 @@ pub fn init_idt() {
         .base
         .store(&raw const PARK_IDT as u64, Ordering::Relaxed);
     EXO_PARK_IDTR
+        .limit
+        .store((16 * 256 - 1) as u16, Ordering::Release);
+    EXO_EARLY_IDTR
+        .base
+        .store(&raw const EARLY_IDT as u64, Ordering::Relaxed);
+    EXO_EARLY_IDTR
         .limit
         .store((16 * 256 - 1) as u16, Ordering::Release);
 }
@@ -430,16 +449,19 @@ pub fn parked() -> u64 {
 }
 
 /// Loads the BSP's early IDT (every gate without IST: see `EARLY_IDT`), for the time before
-/// its TSS is loaded; [`load_idt`] replaces it once the TSS is there. The BSP only, before
-/// `gdt::load`: loaded later, an NMI or #DB on the system-call entry's first instruction
-/// (ring 0 with the user's stack and GS) would run there.
+/// its TSS is loaded; [`load_idt`] replaces it once the TSS is there. Before `gdt::load`
+/// (the APs load it in `exo_ap_entry64`): loaded later, an NMI or #DB on the system-call
+/// entry's first instruction (ring 0 with the user's stack and GS) would run there. After
+/// `init_idt`.
 pub fn load_early_idt() {
-    let ptr = x86_64::structures::DescriptorTablePointer {
-        limit: (16 * 256 - 1) as u16,
-        base: x86_64::VirtAddr::new(&raw const EARLY_IDT as u64),
+    // SAFETY: `EXO_EARLY_IDTR` describes the early IDT, a static filled by `init_idt` and
+    // never changed afterwards; the 10 bytes at offset 6 are the limit and the base.
+    unsafe {
+        core::arch::asm!(
+            "lidt [rip + EXO_EARLY_IDTR + 6]",
+            options(readonly, nostack, preserves_flags)
+        )
     };
-    // SAFETY: the early IDT is a static filled by `init_idt` and never changed afterwards.
-    unsafe { x86_64::instructions::tables::lidt(&ptr) };
 }
 
 /// Loads the shared IDT on the calling CPU.

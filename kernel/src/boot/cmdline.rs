@@ -99,6 +99,11 @@ pub struct Options {
     /// A deliberate panic on the last AP (highest CPU id) right after its arrival, before
     /// it has a per-CPU block (`exo.ap_panic_early=1`): the report must name it by APIC id.
     pub ap_panic_early: bool,
+    /// A CPU exception (`ud2`) on the last AP (highest CPU id) right after its arrival,
+    /// before it has a per-CPU block or the shared IDT (`exo.ap_fault_early=1`): the early
+    /// IDT must take it and the report name the AP by APIC id (it triple-faulted with no
+    /// word: QEMU exits 0).
+    pub ap_fault_early: bool,
     /// The last AP (highest CPU id) waits this long in the trampoline, and until the BSP has
     /// stopped waiting for APs, before it reports arrival (`exo.ap_delay_ms=N`, 0 = off): it
     /// arrives late and parks (tests the late-AP park and the stop-all around it). The BSP
@@ -205,6 +210,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         panic_in_exit: false,
         debug_early: false,
         ap_panic_early: false,
+        ap_fault_early: false,
         ap_delay_ms: 0,
         kernel_reserve_mb: None,
         proc_mem_mb: 0,
@@ -275,6 +281,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("panic_in_exit", "1") => set(&mut o.panic_in_exit, true),
             ("debug_early", "1") => set(&mut o.debug_early, true),
             ("ap_panic_early", "1") => set(&mut o.ap_panic_early, true),
+            ("ap_fault_early", "1") => set(&mut o.ap_fault_early, true),
             ("ap_delay_ms", v) => {
                 in_range(v, 0, MAX_MS).is_some_and(|ms| set(&mut o.ap_delay_ms, ms))
             }

@@ -5,9 +5,10 @@ use crate::boot::cmdline::Options;
 use log::{info, warn};
 
 /// Called by boot just before the APs in `aps` (APIC ids, in CPU-id order) are started:
-/// arms `exo.ap_delay_ms`, `exo.ap_stall_ms` and `exo.ap_panic_early` for the last of them (the highest CPU id,
-/// so the online CPUs keep contiguous ids), `exo.ap_alloc_fail` for the CPU it names, and
-/// fires `exo.panic_early` (a panic while every AP is still in firmware).
+/// arms `exo.ap_delay_ms`, `exo.ap_stall_ms`, `exo.ap_panic_early` and `exo.ap_fault_early`
+/// for the last of them (the highest CPU id, so the online CPUs keep contiguous ids),
+/// `exo.ap_alloc_fail` for the CPU it names, and fires `exo.panic_early` (a panic while
+/// every AP is still in firmware).
 pub fn before_ap_start(opts: &Options, aps: &[u32]) {
     if opts.ap_delay_ms > 0
         && let Some(&late) = aps.last()
@@ -39,6 +40,14 @@ pub fn before_ap_start(opts: &Options, aps: &[u32]) {
         crate::smp::bringup::set_ap_panic(late);
         info!(
             "exo.ap_panic_early: APIC id {late} panics once it arrives, before its per-CPU block"
+        );
+    }
+    if opts.ap_fault_early
+        && let Some(&late) = aps.last()
+    {
+        crate::smp::bringup::set_ap_fault(late);
+        info!(
+            "exo.ap_fault_early: APIC id {late} executes ud2 once it arrives, before its per-CPU block and the shared IDT"
         );
     }
     if let Some(c) = opts.ap_alloc_fail {

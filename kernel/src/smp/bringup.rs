@@ -180,6 +180,15 @@ pub fn set_ap_panic(apic_id: u32) {
     PANIC_APIC.store(apic_id, Ordering::Release);
 }
 
+/// Fault injection (`exo.ap_fault_early`): the AP with this APIC id executes `ud2` once it
+/// arrives (a #UD before its per-CPU block and before `load_idt`).
+static FAULT_APIC: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Arms `exo.ap_fault_early` for the AP with APIC id `apic_id`.
+pub fn set_ap_fault(apic_id: u32) {
+    FAULT_APIC.store(apic_id, Ordering::Release);
+}
+
 /// Fault injection (`exo.ap_alloc_fail`): the per-CPU block of the AP at this place in the
 /// list to start (1 for the first) is refused, as if the heap were out.
 static ALLOC_FAIL_AP: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -203,6 +212,9 @@ pub fn set_ap_alloc_fail(ap: u32) {
 fn stall_if_asked(apic_id: u32, split_point: bool) {
     if !split_point && PANIC_APIC.load(Ordering::Acquire) == apic_id {
         panic!("deliberate panic requested by exo.ap_panic_early (before this AP's per-CPU block)");
+    }
+    if !split_point && FAULT_APIC.load(Ordering::Acquire) == apic_id {
+        exo_arch::cpu::undefined_instruction();
     }
     if STALL_APIC.load(Ordering::Acquire) != apic_id
         || STALL_SPLIT.load(Ordering::Relaxed) != split_point

@@ -123,13 +123,22 @@ pub fn init() {
     });
 }
 
-/// The counters of the trapping CPU. Only reached for #BP, kernel #DB, probe fix-ups and
-/// ping IPIs, none
-/// of which can happen before the CPU's GS block is installed (IPIs go to online CPUs only),
-/// so no `rdmsr` check sits on the interrupt path that `ipi.rtt` times.
+/// The counters of the trapping CPU, for the interrupts (timer, ping IPIs), which cannot
+/// arrive before the CPU's GS block is installed (IPIs go to online CPUs only), so no
+/// `rdmsr` check sits on the interrupt path that `ipi.rtt` times. Exceptions and NMIs use
+/// [`with_block_if_installed`].
 fn with_block(f: impl FnOnce(&'static cpus::Block)) {
     if let Some(b) = cpus::get(exo_percpu::cpu_id_hint()) {
         f(b);
+    }
+}
+
+/// [`with_block`] for exceptions and NMIs, which an AP can take before its per-CPU block
+/// is installed (GS base 0, through the early IDT): nothing then. Until 2026-12-05 such an
+/// AP had no IDT at all (`exo.ap_fault_early`).
+fn with_block_if_installed(f: impl FnOnce(&'static cpus::Block)) {
+    if exo_percpu::installed() {
+        with_block(f);
     }
 }
 
@@ -140,7 +149,9 @@ fn with_block(f: impl FnOnce(&'static cpus::Block)) {
 /// review).
 fn fault(frame: &TrapFrame, v: u8) {
     let cr2 = if v == 14 { exo_arch::cpu::cr2() } else { 0 };
-    if !matches!(v, 8 | 18) {
+    // No thread to kill on a CPU without its per-CPU block (an AP before
+    // `install_this_cpu`): the scheduler's state is read through GS.
+    if !matches!(v, 8 | 18) && exo_percpu::installed() {
         crate::sched::kill_current_if_possible(
             frame.rflags & (1 << 9) != 0,
             format_args!(
@@ -222,15 +233,15 @@ fn handle(frame: &mut TrapFrame) {
         // and go on; the user's TF comes back with its RFLAGS on return.
         1 if !frame.from_user() => {
             frame.rflags &= !(1 << 8);
-            with_block(|_| {
+            with_block_if_installed(|_| {
                 KERNEL_DEBUG_TRAPS.fetch_add(1, Ordering::Relaxed);
             });
             log::debug!("#DB in ring 0 at rip {:#x}: TF cleared", frame.rip);
         }
-        3 => with_block(|b| {
+        3 => with_block_if_installed(|b| {
             b.ext.breakpoints.fetch_add(1, Ordering::Relaxed);
         }),
-        14 if exo_arch::trap::fixup(frame, exo_arch::cpu::cr2()) => with_block(|b| {
+        14 if exo_arch::trap::fixup(frame, exo_arch::cpu::cr2()) => with_block_if_installed(|b| {
             b.ext.fixups.fetch_add(1, Ordering::Relaxed);
         }),
         2 => {
@@ -244,7 +255,7 @@ fn handle(frame: &mut TrapFrame) {
             if crate::trap::panic::stopping() {
                 // For the report: where this CPU was (a CPU that never answers a
                 // shoot-down shows here with IF 0 and the place it spins).
-                with_block(|b| {
+                with_block_if_installed(|b| {
                     b.ext.stopped_rflags.store(frame.rflags, Ordering::Relaxed);
                     b.ext.stopped_cs.store(frame.cs, Ordering::Relaxed);
                     let v = |x: Option<u8>| x.map_or(0, |v| u64::from(v) + 1);
@@ -258,10 +269,12 @@ fn handle(frame: &mut TrapFrame) {
                 exo_arch::cpu::halt_forever();
             }
             log::warn!("unexpected NMI at rip {:#x}", frame.rip);
-            if exo_percpu::cpu_id_hint().0 == 0 {
+            if exo_percpu::installed() && exo_percpu::cpu_id_hint().0 == 0 {
                 crate::sched::dump();
             }
         }
+        // The lazy FPU's state is per CPU: without the block, #NM is not ours.
+        7 if !exo_percpu::installed() => fault(frame, v),
         7 => match crate::sched::fpu::device_not_available() {
             crate::sched::fpu::NmOutcome::Fixed => {}
             _ if frame.from_user() => user_fault(frame, v),
