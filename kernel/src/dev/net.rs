@@ -1241,6 +1241,22 @@ impl NetDevice {
 /// A device that could not be used: where, and why.
 pub type ProbeError = (String, VirtioError);
 
+/// Takes `site` for a probe: the claim and `loc` back, or `None` when a driver owns it
+/// (logged, skipped untouched) or the claim table is full (the error added to `bad`).
+fn claim_or_skip(site: Site, loc: String, bad: &mut Vec<ProbeError>) -> Option<(Claim, String)> {
+    match Claim::take(site) {
+        Ok(Some(c)) => Some((c, loc)),
+        Ok(None) => {
+            log::info!("virtio-net {loc}: in use by another driver: skipped");
+            None
+        }
+        Err(e) => {
+            bad.push((loc, e));
+            None
+        }
+    }
+}
+
 /// Finds every virtio-net device (PCI functions, then the virtio-mmio windows boot took:
 /// [`super::virtio::init_mmio`]) and brings each
 /// up with up to `want_pairs` queue pairs. Failures are returned beside the devices (and
@@ -1256,16 +1272,10 @@ pub fn probe(want_pairs: u16) -> (Vec<NetDevice>, Vec<ProbeError>) {
         }
         let loc = alloc::format!("pci {func}");
         // Taken before the transport is made (`Transport::pci` writes the command register).
-        let claim = match Claim::take(Site::Pci(func.bus, func.dev, func.func)) {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                log::info!("virtio-net {loc}: in use by another driver: skipped");
-                continue;
-            }
-            Err(e) => {
-                bad.push((loc, e));
-                continue;
-            }
+        let Some((claim, loc)) =
+            claim_or_skip(Site::Pci(func.bus, func.dev, func.func), loc, &mut bad)
+        else {
+            continue;
         };
         match Transport::pci(func) {
             Ok(t) => match NetDevice::bring_up(t, loc, claim, want_pairs) {
@@ -1278,16 +1288,8 @@ pub fn probe(want_pairs: u16) -> (Vec<NetDevice>, Vec<ProbeError>) {
     for (base, len) in super::virtio::mmio_windows() {
         let loc = alloc::format!("mmio {base:#x}");
         // Taken before the window is read; given up at once if it holds no virtio-net device.
-        let claim = match Claim::take(Site::Mmio(base)) {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                log::info!("virtio-net {loc}: in use by another driver: skipped");
-                continue;
-            }
-            Err(e) => {
-                bad.push((loc, e));
-                continue;
-            }
+        let Some((claim, loc)) = claim_or_skip(Site::Mmio(base), loc, &mut bad) else {
+            continue;
         };
         match Transport::mmio(base, len, super::virtio::DEVICE_NET) {
             None => {}
