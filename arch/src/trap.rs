@@ -359,20 +359,8 @@ pub fn init_idt() {
             (*park).0[2 * v + 1] = phi;
         }
     }
-    // Publish: base first, then the limit (which `exo_park` tests) with release; x86 keeps
-    // the two stores in order for the CPU that parks later.
-    EXO_PARK_IDTR
-        .base
-        .store(&raw const PARK_IDT as u64, Ordering::Relaxed);
-    EXO_PARK_IDTR
-        .limit
-        .store((16 * 256 - 1) as u16, Ordering::Release);
-    EXO_EARLY_IDTR
-        .base
-        .store(&raw const EARLY_IDT as u64, Ordering::Relaxed);
-    EXO_EARLY_IDTR
-        .limit
-        .store((16 * 256 - 1) as u16, Ordering::Release);
+    EXO_PARK_IDTR.publish(&raw const PARK_IDT as u64);
+    EXO_EARLY_IDTR.publish(&raw const EARLY_IDT as u64);
 }
 
 /// The park IDT: every vector to one stub that halts forever, on the current stack (no IST),
@@ -387,6 +375,16 @@ struct Idtr {
     _pad: [u16; 3],
     limit: core::sync::atomic::AtomicU16,
     base: core::sync::atomic::AtomicU64,
+}
+
+impl Idtr {
+    /// Points it at the 256-gate table at `base`: the base first, then the limit (which
+    /// `exo_park` tests) with release; x86 keeps the two stores in order for a CPU that
+    /// loads it later.
+    fn publish(&self, base: u64) {
+        self.base.store(base, Ordering::Relaxed);
+        self.limit.store((16 * 256 - 1) as u16, Ordering::Release);
+    }
 }
 
 #[unsafe(no_mangle)]

@@ -1057,12 +1057,10 @@ fn mmio_windows_checked(_: &crate::boot::BootState) -> TestResult {
     })
 }
 
-/// A device that does not acknowledge its reset at shutdown (forced: `FAIL_NEXT_RESET`)
-/// may still write into its queues and buffers: its bus mastering goes off (PCI) and every
-/// frame of them is kept, none handed back to the allocator. Until 2026-12-04 they were
-/// freed anyway. The next probe resets and enables the device again.
-fn failed_reset_keeps_memory(_: &crate::boot::BootState) -> TestResult {
-    let (mut devs, bad) = net::probe(1);
+/// The devices `net::probe(want)` brings up; a probe failure shuts those it made down and
+/// fails, none found skips.
+fn probe_some(want: u16) -> Result<Vec<NetDevice>, String> {
+    let (devs, bad) = net::probe(want);
     if !bad.is_empty() {
         devs.into_iter().for_each(|d| {
             d.shutdown();
@@ -1072,6 +1070,15 @@ fn failed_reset_keeps_memory(_: &crate::boot::BootState) -> TestResult {
     if devs.is_empty() {
         return Err(format!("{SKIP}no virtio-net device (qemu.sh --net hub)"));
     }
+    Ok(devs)
+}
+
+/// A device that does not acknowledge its reset at shutdown (forced: `FAIL_NEXT_RESET`)
+/// may still write into its queues and buffers: its bus mastering goes off (PCI) and every
+/// frame of them is kept, none handed back to the allocator. Until 2026-12-04 they were
+/// freed anyway. The next probe resets and enables the device again.
+fn failed_reset_keeps_memory(_: &crate::boot::BootState) -> TestResult {
+    let mut devs = probe_some(1)?;
     let mut d = devs.remove(0);
     devs.into_iter().for_each(|d| {
         d.shutdown();
@@ -1478,16 +1485,7 @@ fn shutdown_stops_dma(s: &crate::boot::BootState) -> TestResult {
     let mut pci = 0;
     for dropped in [false, true] {
         let how = if dropped { "dropped" } else { "shut down" };
-        let (devs, bad) = net::probe(1);
-        if !bad.is_empty() {
-            devs.into_iter().for_each(|d| {
-                d.shutdown();
-            });
-            return Err(format!("{bad:?}"));
-        }
-        if devs.is_empty() {
-            return Err(format!("{SKIP}no virtio-net device (qemu.sh --net hub)"));
-        }
+        let devs = probe_some(1)?;
         let found: Vec<(String, Option<super::pci::Function>)> = devs
             .iter()
             .map(|d| (d.location.clone(), d.pci_function()))
