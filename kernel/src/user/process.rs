@@ -50,6 +50,11 @@ const CLAIMED: u64 = u64::MAX;
 const NOBODY: u64 = 0xFFFF_FFFE;
 /// `parent` of a process whose parent was reaped first.
 const ORPHAN: u64 = u64::MAX;
+/// `waiter` of a process reaped while one of its threads had not finished its end (see
+/// [`retry_stranded`]): no kernel thread has this raw id, and it is no [`unwaited`] value.
+const STRANDED: u64 = u64::MAX - 2;
+/// `parent` of such a process: nobody's child (no caller's pid, not [`ORPHAN`]).
+const STRANDED_PARENT: u64 = u64::MAX - 1;
 
 struct Proc {
     /// 0: free.
@@ -105,6 +110,8 @@ pub static KILL_HOLD: HoldPoint = HoldPoint::new();
 pub static REAP_HOLD: HoldPoint = HoldPoint::new();
 /// Orphans not yet reaped.
 static ORPHANS: AtomicU32 = AtomicU32::new(0);
+/// Processes reaped with a thread not joined, their space kept in their record ([`reap`]).
+static STRANDED_COUNT: AtomicU32 = AtomicU32::new(0);
 
 fn slot(pid: u64) -> &'static Proc {
     &PROCS[pid as usize % MAX_PROCS]
@@ -655,18 +662,31 @@ fn reap(p: &'static Proc) -> u64 {
     p.handles.close_all();
     let space = p.space.write().take();
     REAP_HOLD.pass();
+    // A thread that could not be joined may still run in the space: it stays in the
+    // record, which stays claimed (its pid cannot be reused, so a later join finds these
+    // threads and no others), until [`retry_stranded`] joins them. Until 2026-12-05 the
+    // space was leaked for good (a thread late by seconds on a starved vCPU lost the whole
+    // process's memory; `user.proc_wait_keeps_the_space_of_a_thread_not_joined`).
+    let stranded = joined.is_err();
     match joined {
         Ok(_) => drop(space), // every thread is gone: the space can go (evicted, frames back)
         Err(n) => {
-            // A thread that could not be joined may still run in it: kept for good.
-            log::error!("process {pid}: {n} thread(s) not joined; its space is leaked");
-            core::mem::forget(space);
+            log::error!(
+                "process {pid}: {n} thread(s) not joined; its space is kept until they end"
+            );
+            *p.space.write() = space;
         }
     }
     // Swapped, not read: `reap_all` may adopt it meanwhile, and one of us counts it down;
     // and a freed slot keeps no ORPHAN for `reap_all` to count down again while reused.
-    if p.parent.swap(0, Ordering::AcqRel) == ORPHAN {
+    let new_parent = if stranded { STRANDED_PARENT } else { 0 };
+    if p.parent.swap(new_parent, Ordering::AcqRel) == ORPHAN {
         ORPHANS.fetch_sub(1, Ordering::Relaxed);
+    }
+    if stranded {
+        STRANDED_COUNT.fetch_add(1, Ordering::Relaxed);
+        p.waiter.store(STRANDED, Ordering::Release);
+        return status;
     }
     // Nobody may claim the slot as a waiter again until `spawn` has set it up anew.
     p.waiter.store(CLAIMED, Ordering::Release);
@@ -674,8 +694,39 @@ fn reap(p: &'static Proc) -> u64 {
     status
 }
 
+/// Frees the records and spaces of processes reaped with a thread not joined ([`reap`])
+/// whose threads have all ended since (joined now, without waiting); returns how many are
+/// still kept. Cheap when there are none: every `spawn` and `reap_all` calls it.
+pub fn retry_stranded() -> u32 {
+    if STRANDED_COUNT.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    for p in &PROCS {
+        // Claimed (`CLAIMED`, as `reap` leaves a slot it frees), so one caller at a time.
+        if p.waiter
+            .compare_exchange(STRANDED, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        let pid = p.pid.load(Ordering::Relaxed);
+        if task::join_all_until(pid, 0).is_err() {
+            p.waiter.store(STRANDED, Ordering::Release);
+            continue;
+        }
+        let space = p.space.write().take();
+        drop(space);
+        log::info!("process {pid}: its last thread ended; its space is freed");
+        p.parent.store(0, Ordering::Relaxed);
+        STRANDED_COUNT.fetch_sub(1, Ordering::Relaxed);
+        p.pid.store(0, Ordering::Release);
+    }
+    STRANDED_COUNT.load(Ordering::Relaxed)
+}
+
 /// Reaps the orphans that have ended (cheap when there are none).
 fn reap_orphans() {
+    retry_stranded();
     if ORPHANS.load(Ordering::Relaxed) == 0 {
         return;
     }
@@ -764,7 +815,7 @@ pub static REAP_ALL_HOLD: HoldPoint = HoldPoint::new();
 pub const ORPHAN_GRACE_MS: u64 = 5000;
 
 /// How long the end of the `init` job waits for an orphan it ended to be gone before it
-/// leaves it (reported, its space leaked): as long as [`super::task::JOIN_ALL_MS`] (a
+/// leaves it (reported, left in the table with its space): as long as [`super::task::JOIN_ALL_MS`] (a
 /// killed thread on an emulated CPU among many may take seconds to reach its end).
 pub const ENDED_ORPHAN_WAIT_MS: u64 = super::task::JOIN_ALL_MS;
 
@@ -800,9 +851,10 @@ pub fn reap_all() -> usize {
 /// no verdict, no `MEM` line (test `user.proc_reap_all_ends_orphans_that_outlive_the_grace`).
 /// An orphan ended so but still not gone [`ENDED_ORPHAN_WAIT_MS`] later (a thread that
 /// never reaches its end) is reported and left in the table, its space with it (a thread
-/// may still run there, as `reap` leaks the space of a thread it cannot join): until
+/// may still run there, as `reap` keeps the space of a thread it cannot join): until
 /// 2026-12-05 that wait had no deadline, and the job hung the same way (found by review).
 pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
+    retry_stranded();
     let deadline = Deadline::after_ms(grace_ms);
     let mut n = 0;
     // Orphans ended and still not gone: not looked at again in this call.
@@ -849,7 +901,7 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
                 Err(Errno::Etimedout) => {
                     log::error!(
                         "process {pid}: still running {} ms after the init job ended it; \
-                         left, its space leaked",
+                         left in the table with its space",
                         ENDED_ORPHAN_WAIT.load(Ordering::Relaxed)
                     );
                     left.push(pid);

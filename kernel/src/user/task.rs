@@ -366,6 +366,7 @@ fn finish(pid: u64, d: Death, why: &str) -> ! {
             _ => kprintln!("PROC,{pid},killed,{why}"),
         }
     }
+    FINISH_HOLD.pass();
     sched::exit(match d {
         Death::Exit(code) => code,
         _ => KILLED,
@@ -477,6 +478,10 @@ pub enum JoinError {
 /// run, end and be joined) and before it returns, so a test can make the spawner slow (a
 /// vCPU descheduled by its host). The process's other threads pass.
 pub static START_HOLD: HoldPoint = HoldPoint::new();
+/// A thread's end stops here once its process has been told (the process may have ended
+/// with it) and before the kernel thread ends: a thread late to finish its end when its
+/// process is reaped.
+pub static FINISH_HOLD: HoldPoint = HoldPoint::new();
 
 /// [`join`] stops here after it found thread `tid` in process `pid` and before it claims
 /// the join, so a test can free and reuse the record in that window.
@@ -554,7 +559,21 @@ pub const JOIN_ALL_MS: u64 = crate::smp::tlb::DEADLINE_EMULATED_MS;
 /// no deadline: a kernel thread that never finished its end held the reaper (a parent's
 /// `wait`, the `init` job's end) for good, with no verdict (found by review).
 pub fn join_all(pid: u64) -> Result<usize, usize> {
-    let deadline = crate::smp::time::Deadline::after_ms(JOIN_ALL_MS).tsc();
+    let ms = JOIN_ALL_WAIT.load(Ordering::Relaxed);
+    join_all_until(pid, crate::smp::time::Deadline::after_ms(ms).tsc())
+}
+
+/// [`JOIN_ALL_MS`] as [`join_all`] uses it (a test shortens it: [`set_join_all_ms`]).
+static JOIN_ALL_WAIT: AtomicU64 = AtomicU64::new(JOIN_ALL_MS);
+
+/// Test support: sets how long [`join_all`] waits; returns the previous value.
+pub fn set_join_all_ms(ms: u64) -> u64 {
+    JOIN_ALL_WAIT.swap(ms, Ordering::Relaxed)
+}
+
+/// [`join_all`] until the TSC reaches `deadline` (0: no wait, only threads already ended
+/// are joined).
+pub fn join_all_until(pid: u64, deadline: u64) -> Result<usize, usize> {
     let (mut n, mut stuck) = (0, 0);
     for t in &TASKS {
         let Some(tid) = started(t) else {

@@ -9,7 +9,7 @@ use super::process::{
     self, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, REAP_HOLD, SPAWN_HOLD, WAIT_HOLD,
 };
 use super::syscall::Errno;
-use super::task::{self, JOIN_HOLD, JoinError, START_HOLD};
+use super::task::{self, FINISH_HOLD, JOIN_HOLD, JoinError, START_HOLD};
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, free_frames, join_all, ms, wait_for};
 use crate::ktest;
@@ -99,6 +99,11 @@ ktest!(
     Needs::Threads,
     "user.proc_kill_never_reaches_a_reused_slot",
     kill_vs_reuse
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_wait_keeps_the_space_of_a_thread_not_joined",
+    wait_vs_late_end
 );
 
 /// Errors as the test threads return them: `ERR + errno`.
@@ -934,5 +939,38 @@ fn kill_vs_reuse(_: &BootState) -> TestResult {
         check(status == 0, || {
             format!("process {c} reaped with status {status:#x}")
         })
+    })
+}
+
+/// A process reaped while one of its threads has not finished its end (the reap's join
+/// deadline, `task::join_all`, passed) keeps its space and record until that thread has
+/// ended, then gives both back (`process::retry_stranded`, run by every spawn). Forced:
+/// `/empty`'s thread is held at the end of its end (`task::FINISH_HOLD`, after its process
+/// was told) and the reap's join waits 300 ms; the wait returns the status, the record
+/// stays (its pid not reusable); let go, a retry frees it and every frame comes back. Until
+/// 2026-12-05 the space was leaked for good (`forced`'s count fails by the whole space).
+fn wait_vs_late_end(_: &BootState) -> TestResult {
+    forced(&FINISH_HOLD, || {
+        FINISH_HOLD.arm();
+        let pid = spawn("/empty", 0)?;
+        reached(&FINISH_HOLD, "/empty's end")?;
+        let old = task::set_join_all_ms(300);
+        let status = process::wait(pid);
+        task::set_join_all_ms(old);
+        let kept = process::retry_stranded();
+        let recorded = process::ended(pid);
+        FINISH_HOLD.release();
+        wait_for("the late thread's process to be freed", 30_000, || {
+            process::retry_stranded();
+            process::ended(pid).is_none()
+        })?;
+        check(
+            status == Ok(0) && kept == 1 && recorded == Some(true),
+            || {
+                format!(
+                    "wait: {status:?} (want Ok(0)); kept after the reap: {kept} (want 1); record: {recorded:?} (want ended)"
+                )
+            },
+        )
     })
 }
