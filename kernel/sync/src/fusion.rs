@@ -596,14 +596,27 @@ impl<const N: usize, const W: usize> Rings<N, W> {
             self.stale.fetch_add(1, Ordering::Relaxed);
             // The ring had room for one more reply: a server waiting for it parks.
             self.kick(s, &self.server_parked);
+            // `wait_pop` returns a message before it looks at the clock: a peer that keeps
+            // publishing stale replies (the rings live in memory a user-mode peer writes)
+            // held the call past its deadline for as long as it went on, until 2026-12-05
+            // (found by review; `call_deadline_holds_against_a_flood_of_stale_replies`).
+            if s.now() >= deadline {
+                return Err(Error::TimedOut);
+            }
         }
     }
 
     /// Discards every reply waiting (the client's, with no call in flight: they answer
     /// calls that timed out), waking a server that waits for room.
+    /// At most `N` (one ring's worth) per call: a peer publishing as fast as they go held
+    /// it for good, until 2026-12-05; the caller (`push_until`) looks again, with its
+    /// deadline.
     fn discard_stale(&self, s: &impl Sched) {
         let mut any = false;
-        while self.rep.pop().is_some() {
+        for _ in 0..N {
+            if self.rep.pop().is_none() {
+                break;
+            }
             self.stale.fetch_add(1, Ordering::Relaxed);
             any = true;
         }

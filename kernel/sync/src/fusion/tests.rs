@@ -513,3 +513,43 @@ fn a_forged_parked_mark_wakes_nobody() {
     assert_eq!(futex.0.load(Ordering::Relaxed), 1);
     assert_eq!(words[1].load(Ordering::Relaxed), crate::fusion::READY);
 }
+
+/// A peer that answers every kick with one more stale reply (a reply tagged for no call in
+/// flight) cannot hold a call past its deadline: the call looks at the clock after each
+/// stale reply it drops. The clock here is always past the deadline; until 2026-12-05 the
+/// call went on as long as the replies did (found by review: the rings live in memory a
+/// user-mode peer writes).
+#[test]
+fn call_deadline_holds_against_a_flood_of_stale_replies() {
+    struct Flood<'a> {
+        r: &'a Rings<4, 1>,
+        n: core::cell::Cell<u32>,
+    }
+    impl Sched for Flood<'_> {
+        fn mark(&self) -> Option<u64> {
+            Some(1)
+        }
+        fn now(&self) -> u64 {
+            1000
+        }
+        fn window(&self) -> u64 {
+            0
+        }
+        fn block_until(&self, _: u64, _: impl FnOnce() -> bool) {}
+        fn wake(&self, _: u64) {
+            let n = self.n.get() + 1;
+            self.n.set(n);
+            assert!(n < 10_000, "the call still runs after {n} stale replies");
+            self.r.rep.push_tagged(&[0], Some(u64::MAX));
+            self.r.server_parked.store(2, Ordering::SeqCst);
+        }
+    }
+    let r: Rings<4, 1> = Rings::new();
+    r.server_parked.store(2, Ordering::SeqCst);
+    let s = Flood {
+        r: &r,
+        n: core::cell::Cell::new(0),
+    };
+    assert_eq!(r.call(&s, &[1], 10), Err(Error::TimedOut));
+    assert!(s.n.get() <= 2, "{} stale replies taken", s.n.get());
+}
