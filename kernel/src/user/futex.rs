@@ -68,9 +68,51 @@ fn waiters<R>(f: impl FnOnce(&mut Vec<Waiter>) -> R) -> R {
     f(&mut WAITERS.lock())
 }
 
-/// Reserves room for 64 waiters up front (see `process::prepare`).
+/// Waiters the list has room for from `prepare` on, kept when it empties.
+const RESERVED: usize = 64;
+
+/// Reserves room for [`RESERVED`] waiters up front (see `process::prepare`).
 pub fn prepare() {
-    let _ = waiters(|w| w.try_reserve(64));
+    let _ = waiters(|w| w.try_reserve(RESERVED));
+}
+
+/// Takes waiter `k` off the list `w`; an emptied list that grew past [`RESERVED`] gives
+/// its room back (until 2026-12-05 it kept it: more than 64 threads waiting at once, e.g.
+/// one program's 100 workers, left the list's 4 to 32 KiB taken for good, and the `init`
+/// job's memory check found them missing; found by review).
+fn leave(w: &mut Vec<Waiter>, k: usize) -> Waiter {
+    let x = w.remove(k);
+    if w.is_empty() && w.capacity() > RESERVED {
+        let mut fresh = Vec::new();
+        if fresh.try_reserve(RESERVED).is_ok() {
+            *w = fresh;
+        }
+    }
+    x
+}
+
+/// Test support: lists `n` waiters that no wake can match (thread `me`, key root 0, which
+/// no address space has) and takes them off again one by one, as waits leave; returns the
+/// list's capacity before and after.
+pub fn list_and_leave(n: usize, me: Tid) -> Result<(usize, usize), Errno> {
+    waiters(|w| {
+        let before = w.capacity();
+        w.try_reserve(n).map_err(|_| Errno::Enomem)?;
+        for _ in 0..n {
+            w.push(Waiter {
+                root: 0,
+                addr: 0,
+                tid: me,
+                woken: false,
+                armed: false,
+                missed: false,
+            });
+        }
+        while let Some(k) = w.iter().position(|x| x.root == 0 && x.tid == me) {
+            leave(w, k);
+        }
+        Ok((before, w.capacity()))
+    })
 }
 
 /// The `futex` system call.
@@ -165,7 +207,7 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
                 w[k].armed = true;
                 return (false, false);
             }
-            (true, w.remove(k).missed && !same)
+            (true, leave(w, k).missed && !same)
         });
         if left {
             // A wake stopped at this waiter, keyed on a frame it lost (the wake is meant for
@@ -187,7 +229,7 @@ fn wait(addr: u64, private: bool, val: u32, timeout: u64) -> Result<i64, Errno> 
     }
     WAIT_END_HOLD.pass();
     let was_woken = waiters(|w| match w.iter().position(|x| x.tid == me) {
-        Some(k) => w.remove(k).woken,
+        Some(k) => leave(w, k).woken,
         None => true,
     });
     // A shared wake taken by a waiter whose process is being killed reaches no program:

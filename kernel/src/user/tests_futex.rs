@@ -26,6 +26,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.futex_waiter_list_gives_its_room_back_when_empty",
+    futex_list_shrinks
+);
+ktest!(
+    Needs::Threads,
     "user.futex_shared_wait_keyed_on_a_frame_it_lost_leaves",
     futex_rekey
 );
@@ -495,6 +500,21 @@ fn reap_all_leaves_stuck(_: &BootState) -> TestResult {
         format!(
             "the orphan, let go, reaped with status {st:#x} (want {:#x})",
             process::STATUS_ENDED_AT_SHUTDOWN
+        )
+    })
+}
+
+/// The futex waiter list, grown past its reserve by many waiters at once, gives the room
+/// back when the last leaves (200 waiters listed and taken off by the waits' own leaving
+/// path; until 2026-12-05 the list kept room for 256, 8 KiB, for good).
+fn futex_list_shrinks(_: &BootState) -> TestResult {
+    let me = crate::sched::current().ok_or_else(|| String::from("not a thread"))?;
+    let (before, after) =
+        super::futex::list_and_leave(200, me).map_err(|e| format!("listing: {e:?}"))?;
+    let most = before.max(64);
+    check(after <= most, || {
+        format!(
+            "the list had room for {before} before 200 waiters came and went, {after} after (want at most {most})"
         )
     })
 }
