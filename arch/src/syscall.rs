@@ -66,6 +66,14 @@ const MSR_STAR: u32 = 0xC000_0081;
 const MSR_LSTAR: u32 = 0xC000_0082;
 #[cfg(target_os = "none")]
 const MSR_FMASK: u32 = 0xC000_0084;
+#[cfg(target_os = "none")]
+const MSR_CSTAR: u32 = 0xC000_0083;
+#[cfg(target_os = "none")]
+const MSR_SYSENTER_CS: u32 = 0x174;
+#[cfg(target_os = "none")]
+const MSR_SYSENTER_ESP: u32 = 0x175;
+#[cfg(target_os = "none")]
+const MSR_SYSENTER_EIP: u32 = 0x176;
 
 /// RFLAGS bits cleared on `syscall`: TF, IF, DF, IOPL, NT, AC.
 pub const SFMASK: u64 = 0x100 | 0x200 | 0x400 | 0x3000 | 0x4000 | 0x4_0000;
@@ -407,7 +415,12 @@ unsafe extern "C" {
 
 /// Enables `syscall` on the calling CPU: EFER.SCE, STAR (kernel CS 0x08 / SS 0x10 on entry,
 /// user CS 0x2B / SS 0x23 on SYSRET), LSTAR (the entry stub) and SFMASK. Every CPU calls it
-/// once in its bring-up, after loading its GDT.
+/// once in its bring-up, after loading its GDT. The other ways into ring 0 are closed:
+/// `sysenter` (SYSENTER_CS 0: #GP in ring 3; on AMD it is #UD in long mode anyway) and
+/// compatibility-mode `syscall` (CSTAR 0; no 32-bit code segment exists). Until 2026-12-05
+/// their MSRs were left as found: zero after a reset, but a boot from another kernel
+/// (kexec) would have left ring 3 a `sysenter` into ring 0 at that kernel's address
+/// (found by review).
 #[cfg(target_os = "none")]
 pub fn init_cpu() {
     use x86_64::registers::model_specific::{Efer, EferFlags};
@@ -421,6 +434,38 @@ pub fn init_cpu() {
         );
         crate::cpu::wrmsr(MSR_LSTAR, exo_syscall_entry as *const () as u64);
         crate::cpu::wrmsr(MSR_FMASK, SFMASK);
+        crate::cpu::wrmsr(MSR_CSTAR, 0);
+        crate::cpu::wrmsr(MSR_SYSENTER_CS, 0);
+        crate::cpu::wrmsr(MSR_SYSENTER_ESP, 0);
+        crate::cpu::wrmsr(MSR_SYSENTER_EIP, 0);
+    }
+}
+
+/// Whether the calling CPU's other entries into ring 0 are closed ([`init_cpu`]): CSTAR and
+/// the SYSENTER MSRs all zero.
+#[cfg(target_os = "none")]
+pub fn legacy_entries_closed() -> bool {
+    // SAFETY: reading these MSRs (present on every x86-64 CPU) has no side effect.
+    unsafe {
+        crate::cpu::rdmsr(MSR_CSTAR) == 0
+            && crate::cpu::rdmsr(MSR_SYSENTER_CS) == 0
+            && crate::cpu::rdmsr(MSR_SYSENTER_ESP) == 0
+            && crate::cpu::rdmsr(MSR_SYSENTER_EIP) == 0
+    }
+}
+
+/// Test support: sets the SYSENTER MSRs and CSTAR as another kernel may have left them
+/// (kernel CS, an entry address in the upper half), on the calling CPU; [`init_cpu`] must
+/// close them again.
+#[cfg(target_os = "none")]
+pub fn open_legacy_entries_for_test() {
+    // SAFETY: nothing executes `sysenter` or compatibility-mode `syscall` on this CPU while
+    // the test runs (kernel code never does; the test thread is a kernel thread), and the
+    // caller calls `init_cpu` right after; the values are inert until then.
+    unsafe {
+        crate::cpu::wrmsr(MSR_SYSENTER_CS, u64::from(KERNEL_CS));
+        crate::cpu::wrmsr(MSR_SYSENTER_EIP, exo_syscall_entry as *const () as u64);
+        crate::cpu::wrmsr(MSR_CSTAR, exo_syscall_entry as *const () as u64);
     }
 }
 

@@ -89,9 +89,16 @@ fn reap(pid: u64) -> Result<Report, String> {
 }
 
 /// What each CPU must show: SMEP/SMAP/UMIP on where CPUID offers them, `syscall` enabled
-/// with our entry, and the kernel GS base beside the GDT equal to the CPU's GS block.
-fn cpu_state(_: u64) -> u64 {
+/// with our entry and the other entries into ring 0 closed, and the kernel GS base beside
+/// the GDT equal to the CPU's GS block. `reopen` 1: the SYSENTER and compatibility-mode
+/// entries are first set as another kernel may leave them, then the CPU's `syscall` set-up
+/// is run again (it must close them).
+fn cpu_state(reopen: u64) -> u64 {
     let g = IrqGuard::new();
+    if reopen == 1 {
+        exo_arch::syscall::open_legacy_entries_for_test();
+        exo_arch::syscall::init_cpu();
+    }
     let f = exo_arch::cpu::detect();
     let cr4 = exo_arch::cpu::read_cr4();
     let mut bad = 0;
@@ -113,6 +120,9 @@ fn cpu_state(_: u64) -> u64 {
     if !exo_arch::syscall::is_enabled() {
         bad |= 16;
     }
+    if !exo_arch::syscall::legacy_entries_closed() {
+        bad |= 128;
+    }
     let block = core::ptr::from_ref(cpus::this(&g)) as u64;
     if exo_arch::gdt::kernel_gs_base() != Some(block) {
         bad |= 32;
@@ -123,13 +133,15 @@ fn cpu_state(_: u64) -> u64 {
 fn cpu_setup_every_cpu(s: &BootState) -> TestResult {
     for b in cpus::online() {
         let c = b.hot.cpu_id;
-        let bad = cpus::run_on(CpuId(c), cpu_state, 0, Deadline::after_ms(2000))
-            .map_err(|e| format!("CPU {c}: {e}"))?;
-        check(bad == 0, || {
-            format!(
-                "CPU {c}: bad state {bad:#b} (1 SMEP, 2 SMAP, 4 UMIP off; 8 SMAP flag; 16 syscall MSRs; 32 GS base beside the GDT; 64 machine checks off)"
-            )
-        })?;
+        for reopen in [0, 1] {
+            let bad = cpus::run_on(CpuId(c), cpu_state, reopen, Deadline::after_ms(2000))
+                .map_err(|e| format!("CPU {c}: {e}"))?;
+            check(bad == 0, || {
+                format!(
+                    "CPU {c} (set-up run again over open legacy entries: {reopen}): bad state {bad:#b} (1 SMEP, 2 SMAP, 4 UMIP off; 8 SMAP flag; 16 syscall MSRs; 32 GS base beside the GDT; 64 machine checks off; 128 sysenter or CSTAR open)"
+                )
+            })?;
+        }
     }
     crate::kprintln!(
         "INFO,user,smep,{},smap,{},umip,{},nx,{},mce,{}",
