@@ -16,10 +16,12 @@
 //! * every kernel line (`kprintln!`, the `log` facade) first drains its own CPU's ring
 //!   completely, then the complete lines of the other rings, then prints: a line a CPU
 //!   prints comes after every byte that CPU queued before it (e.g. `PROC,<pid>,exit,0`
-//!   after the process's last `write`);
+//!   after the process's last `write`; a thread that ends on another CPU than the one its
+//!   last bytes went to flushes that ring first, `user::syscall::console_thread_end`);
 //! * the idle loop drains every ring ([`drain_idle`]: try-lock, at most [`IDLE_BUDGET`]
-//!   bytes per ring per pass) and the timer tick drains its own CPU's ring
-//!   ([`drain_tick`]: try-lock, [`TICK_BUDGET`] bytes), so a busy CPU's output appears;
+//!   bytes per ring per pass, one ring per hold, interrupts on between holds) and the
+//!   timer tick drains its own CPU's ring ([`drain_tick`]: try-lock, [`TICK_BUDGET`]
+//!   bytes), so a busy CPU's output appears;
 //! * the panic path and every exit of the machine ([`exit`]) flush every ring first
 //!   ([`flush_all`]): nothing queued is lost when QEMU exits.
 //!
@@ -39,7 +41,7 @@
 //! the drains from their idle loop (`smp`), tick (`trap`) and exits.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use exo_arch::exit::ExitCode;
 use exo_percpu::{CpuCell, IrqGuard};
 use exo_sync::ring::{Consumer, Producer, RingState};
@@ -162,7 +164,7 @@ pub fn forget_writer(who: u64) {
     }
 }
 
-fn rings() -> impl Iterator<Item = &'static CpuRing> {
+fn rings() -> impl Iterator<Item = &'static CpuRing> + Clone {
     core::iter::successors(FIRST.get().copied(), |r| r.next.get().copied())
 }
 
@@ -173,6 +175,9 @@ pub enum Drain {
     All,
     /// Whole lines (background drains; see the module documentation for the exceptions).
     Lines,
+    /// Only the complete lines within the budget, no exception (the other rings in a kernel
+    /// line's own hold: what is left of a small budget never cuts a line).
+    Complete,
 }
 
 /// Writes up to `budget` queued bytes of `ring` to `out` as `mode` says, frees them, and
@@ -191,6 +196,7 @@ pub fn drain_ring(ring: &CpuRing, mode: Drain, budget: usize, out: &mut dyn FnMu
     let window = total.min(budget);
     let n = match mode {
         Drain::All => window,
+        Drain::Complete => last_newline(a, b, window).map_or(0, |i| i + 1),
         Drain::Lines => {
             let cut = last_newline(a, b, window).map_or(0, |i| i + 1);
             if window < total {
@@ -283,20 +289,86 @@ const EARLY: u32 = 1 << 31;
 /// Writes one line (the arguments plus a newline) atomically with respect to other CPUs,
 /// after this CPU's queued user bytes and the complete lines the other rings held when it
 /// began. Those go out first in pieces of [`FLUSH_CHUNK`] bytes, the console lock taken per
-/// piece; the line's own hold writes at most [`FLUSH_CHUNK`] more of each ring (what came
-/// meanwhile). Until 2026-12-05 all of it went out in the line's one hold, interrupts off:
-/// every ring's lines (16 KiB a ring, 1.4 s at 115200 baud) before one `PROC` line, past the
-/// TLB shootdown's deadline with a few CPUs' rings full (found by review;
-/// `user.console_kernel_line_drains_in_pieces`).
+/// piece; the line's own hold writes what this CPU's ring got meanwhile (at most
+/// [`FLUSH_CHUNK`], else it goes back to pieces) and at most [`FLUSH_CHUNK`] more of the
+/// other rings' complete lines in all ([`drain_in_line_hold`]). Until 2026-12-05 all of it
+/// went out in the line's one hold, interrupts off: every ring's lines (16 KiB a ring,
+/// 1.4 s at 115200 baud) before one `PROC` line, past the TLB shootdown's deadline with a
+/// few CPUs' rings full (found by review; `user.console_kernel_line_drains_in_pieces`);
+/// then, until a second review the same day, the line's own hold still wrote up to
+/// [`FLUSH_CHUNK`] of every ring (N CPUs: N pieces in one hold), and a line printed with
+/// interrupts off (a trap, an IRQ guard) wrote every ring whole
+/// (`user.console_line_hold_is_bounded`).
 pub fn write_line(args: fmt::Arguments<'_>) {
-    if !exo_arch::cpu::interrupts_enabled() || OWNER.load(Ordering::Relaxed) == me() {
-        // Interrupts off anyway, or inside a hold of ours (a nested line): one hold.
-        return locked(|| line_now(args, usize::MAX));
+    let cpu = me() - 1;
+    if OWNER.load(Ordering::Relaxed) == me() {
+        // Inside a hold of ours (a nested line), or the console taken over by the panic
+        // report (every later line a re-entry): one hold, every ring before the line.
+        return locked(|| {
+            drain_every_ring(cpu);
+            line_text(args);
+        });
     }
-    drain_before_line_in_pieces(rings(), me() - 1, &mut emit, &mut |piece| locked(piece));
-    // Decided out here: inside the hold interrupts are always off (a first version read
-    // them there, and the line's own hold wrote the rings whole; found by review).
-    locked(|| line_now(args, FLUSH_CHUNK));
+    if !exo_arch::cpu::interrupts_enabled() {
+        // Interrupts off anyway: one hold, this CPU's ring whole (the order it promises),
+        // the others' complete lines bounded, whatever the number of CPUs.
+        return locked(|| {
+            drain_in_line_hold(rings(), cpu, usize::MAX, FLUSH_CHUNK, &mut emit);
+            line_text(args);
+        });
+    }
+    for tries in 0.. {
+        drain_before_line_in_pieces(rings(), cpu, &mut emit, &mut |piece| locked(piece));
+        // Decided out here: inside the hold interrupts are always off (a first version read
+        // them there, and the line's own hold wrote the rings whole; found by review). A
+        // ring refilled past a piece at every try (threads of this CPU writing between the
+        // pieces and the hold) is written whole at the last: the line is not put off forever.
+        let own_max = if tries < LINE_TRIES {
+            FLUSH_CHUNK
+        } else {
+            usize::MAX
+        };
+        let written = locked(|| {
+            let ok = drain_in_line_hold(rings(), cpu, own_max, FLUSH_CHUNK, &mut emit);
+            if ok {
+                line_text(args);
+            }
+            ok
+        });
+        if written {
+            return;
+        }
+    }
+}
+
+/// Tries of a kernel line's own hold that refuse more than [`FLUSH_CHUNK`] bytes of its
+/// CPU's ring (see [`write_line`]).
+const LINE_TRIES: u32 = 4;
+
+/// A kernel line's own hold (console lock held), just before the line: CPU `cpu`'s ring
+/// whole, then at most `others_max` bytes of the other rings' complete lines in all.
+/// Returns false, having written nothing, when `cpu`'s ring holds more than `own_max`
+/// bytes: the caller writes it out in pieces first. Until 2026-12-05 every ring got a
+/// budget of its own here (N CPUs: N budgets with interrupts off).
+pub fn drain_in_line_hold<'r>(
+    rings: impl Iterator<Item = &'r CpuRing> + Clone,
+    cpu: u32,
+    own_max: usize,
+    others_max: usize,
+    out: &mut dyn FnMut(&[u8]),
+) -> bool {
+    if rings.clone().any(|r| r.cpu == cpu && r.queued() > own_max) {
+        return false;
+    }
+    let mut left = others_max;
+    for r in rings {
+        if r.cpu == cpu {
+            drain_ring(r, Drain::All, own_max, out);
+        } else if left > 0 {
+            left -= drain_ring(r, Drain::Complete, left, out);
+        }
+    }
+    true
 }
 
 /// Writes out, per call of `hold`, at most [`FLUSH_CHUNK`] bytes of `rings`: CPU `cpu`'s
@@ -328,10 +400,8 @@ pub fn drain_before_line_in_pieces<'r>(
     pieces
 }
 
-/// The line itself, console lock held: what the rings still hold before it (at most
-/// `budget` bytes of each), then the line.
-fn line_now(args: fmt::Arguments<'_>, budget: usize) {
-    drain_before_line(budget);
+/// The line itself, console lock held, after what the caller drained.
+fn line_text(args: fmt::Arguments<'_>) {
     // A user line left unfinished (a flush writes rings whole) ends here: the kernel's
     // line starts a line of its own (until 2026-12-04 it was glued on: `abcPANIC ..`).
     if !AT_LINE_START.load(Ordering::Relaxed) {
@@ -341,18 +411,16 @@ fn line_now(args: fmt::Arguments<'_>, budget: usize) {
     let _ = Serial.write_str("\n");
 }
 
-/// Console lock held: this CPU's ring, the others' complete lines, at most `budget` bytes
-/// of each ([`FLUSH_CHUNK`] after [`drain_before_line_in_pieces`]; all of it when the caller
-/// had interrupts off anyway: the panic report, a nested line).
-fn drain_before_line(budget: usize) {
-    let cpu = me() - 1;
+/// Console lock held: this CPU's ring, then the others' complete lines, all of them (the
+/// panic report, once the console is taken over and every ring flushed; a nested line).
+fn drain_every_ring(cpu: u32) {
     for r in rings() {
         let mode = if r.cpu == cpu {
             Drain::All
         } else {
             Drain::Lines
         };
-        drain_ring(r, mode, budget, &mut emit);
+        drain_ring(r, mode, usize::MAX, &mut emit);
     }
 }
 
@@ -378,6 +446,12 @@ pub fn flush_all() {
     for r in rings() {
         flush_ring(r, &mut emit, &mut |piece| locked(piece));
     }
+}
+
+/// Writes out what `ring` holds now, in pieces as [`flush_all`] does (a thread that ends on
+/// another CPU than the one its last bytes went to, before its process's `PROC` line).
+pub fn flush_one(ring: &CpuRing) {
+    flush_ring(ring, &mut emit, &mut |piece| locked(piece));
 }
 
 /// Writes out to `out` what `ring` holds when it starts, [`FLUSH_CHUNK`] bytes per call of
@@ -411,22 +485,76 @@ pub fn flush_ring(
 pub const FLUSH_CHUNK: usize = 512;
 
 /// The idle loop's drain: whole lines of every ring, at most [`IDLE_BUDGET`] bytes each, if
-/// the console lock is free. Returns true when a ring still holds bytes beyond the budget
-/// (the caller may pass again before it halts).
+/// the console lock is free. Returns true when a ring it wrote from still holds bytes (the
+/// caller may pass again before it halts). The caller has interrupts on: each ring's hold
+/// turns them off for that ring alone (`smp::cpus::idle_loop`; until 2026-12-05 the idle
+/// loop kept its guard across this call, and every ring's hold ran with interrupts off,
+/// found by review; `user.console_idle_drain_runs_with_interrupts_on`).
 pub fn drain_idle() -> bool {
+    if IDLE_PROBE.load(Ordering::Relaxed) == PROBE_ARMED {
+        let seen = if exo_arch::cpu::interrupts_enabled() {
+            PROBE_ON
+        } else {
+            PROBE_OFF
+        };
+        let _ = IDLE_PROBE.compare_exchange(PROBE_ARMED, seen, Ordering::AcqRel, Ordering::Relaxed);
+    }
+    drain_idle_in(rings(), &mut emit, &mut |piece| try_locked(piece))
+}
+
+/// [`drain_idle`] over `rings`, one call of `hold` per ring (`None`: the console lock is
+/// busy, the pass ends). "More" is what is left in a ring the pass wrote from: until
+/// 2026-12-05 it was "the pass wrote a whole budget", which a whole-lines drain almost
+/// never does (it stops at the last newline within it), so an idle CPU halted with complete
+/// lines still queued (found by review; `user.console_idle_drain_says_more_from_what_is_left`).
+/// A ring left with only a young partial line makes one more pass, which writes nothing.
+pub fn drain_idle_in<'r>(
+    rings: impl Iterator<Item = &'r CpuRing>,
+    out: &mut dyn FnMut(&[u8]),
+    hold: &mut dyn FnMut(&mut dyn FnMut() -> usize) -> Option<usize>,
+) -> bool {
     // One ring per hold of the console lock (until 2026-12-05 every ring in one: 4 KiB a
     // ring with interrupts off, 0.35 s per ring at 115200 baud).
     let mut more = false;
-    for r in rings() {
+    for r in rings {
         if r.queued() == 0 {
             continue;
         }
-        match try_locked(|| drain_ring(r, Drain::Lines, IDLE_BUDGET, &mut emit)) {
-            Some(n) => more |= n == IDLE_BUDGET,
+        match hold(&mut || drain_ring(r, Drain::Lines, IDLE_BUDGET, out)) {
+            Some(n) => more |= n > 0 && r.queued() > 0,
             None => return more,
         }
     }
     more
+}
+
+/// Whether the idle loop has console work: a ring holds bytes (or a test armed the probe).
+/// The idle loop drains with interrupts on only then, and looks for threads again after.
+pub fn idle_work() -> bool {
+    IDLE_PROBE.load(Ordering::Relaxed) == PROBE_ARMED || rings().any(|r| r.queued() != 0)
+}
+
+/// The idle drain's probe (a test's): armed, the next [`drain_idle`] records whether it was
+/// called with interrupts on.
+static IDLE_PROBE: AtomicU8 = AtomicU8::new(PROBE_IDLE);
+const PROBE_IDLE: u8 = 0;
+const PROBE_ARMED: u8 = 1;
+const PROBE_ON: u8 = 2;
+const PROBE_OFF: u8 = 3;
+
+/// Arms the idle drain's probe: some CPU's idle loop passes [`drain_idle`] soon (see
+/// [`idle_work`]) and records whether interrupts were on.
+pub fn probe_idle_drain() {
+    IDLE_PROBE.store(PROBE_ARMED, Ordering::Release);
+}
+
+/// What the idle drain's probe saw: `Some(interrupts were on)`, `None` while it waits. A
+/// result disarms it.
+pub fn idle_probe_result() -> Option<bool> {
+    match IDLE_PROBE.load(Ordering::Acquire) {
+        PROBE_ON | PROBE_OFF => Some(IDLE_PROBE.swap(PROBE_IDLE, Ordering::AcqRel) == PROBE_ON),
+        _ => None,
+    }
 }
 
 /// The timer tick's drain of its CPU's `ring`: whole lines, at most [`TICK_BUDGET`] bytes,

@@ -628,6 +628,9 @@ pub fn set_idle_hooks(h: IdleHooks) {
 /// The idle loop of a CPU: run mailbox work, then the idle hook's work (runnable threads),
 /// else drain the console rings, else halt until an interrupt.
 pub fn idle_loop() -> ! {
+    // The last console pass left nothing it would write now (only young partial lines, or
+    // the lock was busy): the next pass with nothing to run halts instead of draining.
+    let mut drained = false;
     loop {
         // Freed kernel stacks' page tables, once enough wait: an idle CPU holds nothing and
         // has interrupts on, so it can make every CPU flush (spawns do it too).
@@ -637,17 +640,27 @@ pub fn idle_loop() -> ! {
         let mut g = IrqGuard::new();
         let hooks = IDLE_HOOKS.get();
         if poll_mailbox(&g) || hooks.is_some_and(|h| (h.step)(&mut g)) {
+            drained = false;
             continue;
         }
         // Nothing to run: write out the console rings (whole lines, bounded per pass; again
-        // before halting while a ring holds more than one pass writes).
-        if crate::console::drain_idle() {
-            // The step may have marked the CPU halted: it is not, until the next pass.
+        // while a ring it wrote from holds more), with interrupts on: each ring's hold of
+        // the console lock turns them off for that ring alone. Then the loop looks for work
+        // again with interrupts off before it halts: a wake-up that came during the drain is
+        // seen there, and one after that look is pending at the `sti; hlt`. Until 2026-12-05
+        // the guard lived across the drain, and interrupts stayed off from the first ring
+        // to the last (up to 0.35 s a ring at 115200 baud: past the TLB shootdown's
+        // deadline with a dozen busy CPUs; found by review).
+        if !drained && crate::console::idle_work() {
+            drop(g);
+            // The step may have marked the CPU halted: it is not, until it halts.
             if let Some(h) = hooks {
                 (h.woke)();
             }
+            drained = !crate::console::drain_idle();
             continue;
         }
+        drained = false;
         // `sti; hlt` is atomic with respect to interrupts: a wake IPI that arrived after
         // the check is pending and ends the halt at once. No lost wake-up.
         core::mem::forget(g);

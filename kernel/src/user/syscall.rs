@@ -204,11 +204,49 @@ fn dispatch_other(f: &mut SyscallFrame) {
 const WRITE_FAULT_GRANULE: usize = 256;
 
 /// The CPU whose console ring each thread (by its slot in the thread table) last queued
-/// bytes in, `u32::MAX` when none is known; written by that thread only. A thread that
-/// writes on another CPU than last time first flushes every ring, so its own bytes keep
-/// their order across migrations.
+/// bytes in, `u32::MAX` when none is known; written by that thread only (reset at its start
+/// and its end: [`console_thread_start`], [`console_thread_end`]). A thread that writes on
+/// another CPU than last time first flushes every ring, so its own bytes keep their order
+/// across migrations.
 static WRITE_CPU: [AtomicU32; crate::sched::MAX_THREADS] =
     [const { AtomicU32::new(u32::MAX) }; crate::sched::MAX_THREADS];
+
+/// A user thread's first step: no CPU holds its bytes yet (its slot's `WRITE_CPU` may still
+/// name the last owner's).
+pub(super) fn console_thread_start() {
+    let g = IrqGuard::new();
+    if let Some(w) = crate::sched::current_slot(&g).and_then(|i| WRITE_CPU.get(i)) {
+        w.store(u32::MAX, Ordering::Relaxed);
+    }
+}
+
+/// A user thread's end, before its process's `PROC` line: the ring that holds its last
+/// bytes, if it is another CPU's than this one's, is written out (the `PROC` line drains
+/// its own CPU's ring whole but only the complete lines of the others: a process that
+/// moved after an unfinished last `write` had its `PROC` line first,
+/// `user.console_proc_line_after_a_moved_writer`); then no ring names it as last writer and
+/// its slot forgets the CPU. Until 2026-12-05 neither was done: the writer's name (its
+/// kernel stack's top) outlived it, and the next thread on that stack took the fast path
+/// on its first `write`, leaving its `WRITE_CPU` unknown, so a move after it skipped the
+/// flush and that thread's bytes came out of order (found by review;
+/// `user.console_writer_forgotten_at_thread_end`).
+pub(super) fn console_thread_end() {
+    let (last, here) = {
+        let g = IrqGuard::new();
+        let last = crate::sched::current_slot(&g)
+            .and_then(|i| WRITE_CPU.get(i))
+            .map_or(u32::MAX, |w| w.swap(u32::MAX, Ordering::Relaxed));
+        (last, crate::sched::this_cpu())
+    };
+    if last != u32::MAX
+        && last != here
+        && let Some(&ring) =
+            crate::smp::cpus::get(exo_percpu::CpuId(last)).and_then(|b| b.ext.console.get())
+    {
+        crate::console::flush_one(ring);
+    }
+    crate::console::forget_writer(exo_percpu::kstack_top());
+}
 
 /// `write`: fd 1 and 2 are the console. The whole range is checked first (`-EFAULT`
 /// before any byte otherwise); the bytes are copied straight from user memory into this

@@ -280,6 +280,7 @@ fn user_main(id: u64) -> u64 {
     let pid = t.pid.load(Ordering::Relaxed);
     let e = match sched::set_current_ids(pid, id) {
         Ok(()) => {
+            super::syscall::console_thread_start();
             // Born into a process that is being killed: never run its code.
             process::exit_if_dying_for_return();
             sched::enter_user(
@@ -359,6 +360,8 @@ fn finish(pid: u64, d: Death, why: &str) -> ! {
             super::futex::thread_end_word(word, irqs);
         }
     }
+    // Its console bytes before its process's `PROC` line; its writer name forgotten.
+    super::syscall::console_thread_end();
     if !process::thread_ended(pid, d, why) {
         match d {
             // The status byte, as `wait` gives it (`exo_abi::ProcLine`: 0..=255).

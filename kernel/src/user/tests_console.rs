@@ -53,6 +53,31 @@ ktest!(
     "user.console_flush_writes_what_was_queued_in_pieces",
     flush_in_pieces
 );
+ktest!(
+    Needs::Threads,
+    "user.console_idle_drain_runs_with_interrupts_on",
+    idle_drain_irqs_on
+);
+ktest!(
+    Needs::Threads,
+    "user.console_line_hold_is_bounded",
+    line_hold_bounded
+);
+ktest!(
+    Needs::Threads,
+    "user.console_idle_drain_says_more_from_what_is_left",
+    idle_more_from_what_is_left
+);
+ktest!(
+    Needs::Threads,
+    "user.console_writer_forgotten_at_thread_end",
+    writer_forgotten
+);
+ktest!(
+    Needs::Threads,
+    "user.console_proc_line_after_a_moved_writer",
+    proc_line_after_moved_writer
+);
 
 /// A ring of `bytes` for the test alone (leaked: a few hundred bytes per run).
 fn test_ring(bytes: usize) -> Result<&'static CpuRing, String> {
@@ -194,18 +219,41 @@ fn write_then_exit(bytes: &[u8]) -> Result<(u64, Vec<u8>), String> {
 
 /// [`write_then_exit`] with `exit(code)`.
 fn write_then_exit_with(bytes: &[u8], code: u64) -> Result<(u64, Vec<u8>), String> {
+    write_then_exit_moving(bytes, code, None)
+}
+
+/// [`write_then_exit_with`], the runner moving to CPU `to` (`sched_setaffinity`) between
+/// its write and its exit, if `to` is given.
+fn write_then_exit_moving(
+    bytes: &[u8],
+    code: u64,
+    to: Option<u32>,
+) -> Result<(u64, Vec<u8>), String> {
     testbed::enter()?;
     let cpu = sched::this_cpu();
     let slot = Slot::claim()?;
     let buf = slot.data() + 4096;
     usercopy::copy_to_user(buf, bytes).map_err(|_| "message copy faulted")?;
-    // The runner's table: one write, then exit(EXIT_CODE).
+    // The runner's table: one write, then (moving) sched_setaffinity(0, 8, mask), then
+    // exit(code).
     slot.put(0, 1)?;
     slot.put(8, code)?;
     slot.put(64, nr::WRITE)?;
     slot.put(72, 1)?;
     slot.put(80, buf)?;
     slot.put(88, bytes.len() as u64)?;
+    if let Some(to) = to {
+        let mask = slot.data() + 1024;
+        check(to < 64, || {
+            format!("CPU {to} is past the test's 64-bit mask")
+        })?;
+        slot.put(1024, 1u64 << to)?;
+        slot.put(0, 2)?;
+        slot.put(128, nr::SCHED_SETAFFINITY)?;
+        slot.put(136, 0)?;
+        slot.put(144, 8)?;
+        slot.put(152, mask)?;
+    }
     console::capture_start();
     let started = task::spawn(
         testbed::builder()?.pin(cpu),
@@ -375,4 +423,173 @@ fn line_drains_in_pieces(_: &BootState) -> TestResult {
             )
         },
     )
+}
+
+/// The idle loop drains the console rings with interrupts on (each ring's hold of the lock
+/// turns them off for that ring alone). Until 2026-12-05 its guard lived across the drain:
+/// interrupts stayed off from the first ring to the last, whatever their number. Forced: the
+/// probe makes some idle CPU's next pass call the drain and record the interrupt flag; this
+/// thread sleeps, so its CPU goes idle.
+fn idle_drain_irqs_on(_: &BootState) -> TestResult {
+    console::probe_idle_drain();
+    let deadline = exo_arch::tsc::rdtsc() + crate::harness::ms(10_000);
+    loop {
+        if let Some(on) = console::idle_probe_result() {
+            return check(on, || {
+                "the idle loop drained the console with interrupts off".into()
+            });
+        }
+        if exo_arch::tsc::rdtsc() > deadline {
+            return Err("no idle pass drained the console in 10 s".into());
+        }
+        sched::sleep_us(1000);
+    }
+}
+
+/// A kernel line's own hold writes its CPU's ring (at most a piece, else it refuses and the
+/// caller goes back to pieces) and at most `console::FLUSH_CHUNK` bytes of the other rings'
+/// complete lines in all, whatever their number; with interrupts off at the line (own ring
+/// whole), the others are bounded the same. Until 2026-12-05 each ring had a budget of its
+/// own there (here 3 x 480 bytes of other lines in one hold), and a line with interrupts
+/// off wrote every ring whole.
+fn line_hold_bounded(_: &BootState) -> TestResult {
+    let me = sched::this_cpu();
+    let own = test_ring_of(me, 4096)?;
+    let others = [
+        test_ring_of(me + 1, 4096)?,
+        test_ring_of(me + 2, 4096)?,
+        test_ring_of(me + 3, 4096)?,
+    ];
+    let mut lines = Vec::new();
+    for k in 0..30u32 {
+        lines.extend_from_slice(
+            format!("{:<39}\n", format!("line {k:04} of another CPU")).as_bytes(),
+        );
+    }
+    check(lines.len() == 30 * 40, || {
+        format!("line length {}", lines.len())
+    })?;
+    let fill = |own_bytes: &[u8]| -> TestResult {
+        for r in [own].into_iter().chain(others) {
+            let _ = drain(r, Drain::All, usize::MAX);
+        }
+        check(push(own, own_bytes) == own_bytes.len(), || {
+            "own bytes".into()
+        })?;
+        for r in others {
+            check(push(r, &lines) == lines.len(), || "other lines".into())?;
+        }
+        Ok(())
+    };
+    let hold = |own_max: usize| {
+        let mut out = Vec::new();
+        let ok = console::drain_in_line_hold(
+            [own].into_iter().chain(others),
+            me,
+            own_max,
+            console::FLUSH_CHUNK,
+            &mut |b: &[u8]| out.extend_from_slice(b),
+        );
+        (ok, out)
+    };
+    let mine: Vec<u8> = (0..300u32).map(|i| b'a' + (i % 26) as u8).collect();
+    for own_max in [console::FLUSH_CHUNK, usize::MAX] {
+        fill(&mine)?;
+        let (ok, out) = hold(own_max);
+        let rest = out.get(mine.len()..).unwrap_or_default();
+        check(
+            ok && out.starts_with(&mine)
+                && rest.len() <= console::FLUSH_CHUNK
+                && rest.len() % 40 == 0
+                && lines.starts_with(&rest[..rest.len().min(lines.len())]),
+            || {
+                format!(
+                    "own_max {own_max}: ok {ok}, {} bytes out: want the own 300 then at most {} bytes of whole other lines",
+                    out.len(),
+                    console::FLUSH_CHUNK
+                )
+            },
+        )?;
+    }
+    // More than a piece in its own ring: nothing written, the caller goes back to pieces.
+    let big: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    fill(&big)?;
+    let (ok, out) = hold(console::FLUSH_CHUNK);
+    check(!ok && out.is_empty() && own.queued() == big.len(), || {
+        format!("own ring over a piece: ok {ok}, {} bytes out", out.len())
+    })
+}
+
+/// The idle drain says "more" when a ring it wrote from still holds bytes: three 3000-byte
+/// lines, one pass writes one (the last newline within its budget) and must say more. Until
+/// 2026-12-05 it said more only for a pass that wrote a whole budget, which a whole-lines
+/// drain almost never does: the idle CPU halted with complete lines queued.
+fn idle_more_from_what_is_left(_: &BootState) -> TestResult {
+    let r = test_ring(16 * 1024)?;
+    let mut line = alloc::vec![b'x'; 2999];
+    line.push(b'\n');
+    for _ in 0..3 {
+        check(push(r, &line) == line.len(), || {
+            "3000 bytes did not fit".into()
+        })?;
+    }
+    let mut out = Vec::new();
+    let mut passes = Vec::new();
+    loop {
+        let before = out.len();
+        let more = console::drain_idle_in(
+            [r].into_iter(),
+            &mut |b: &[u8]| out.extend_from_slice(b),
+            &mut |piece| Some(piece()),
+        );
+        passes.push((out.len() - before, more));
+        if !more || passes.len() > 5 {
+            break;
+        }
+    }
+    check(
+        passes == [(3000, true), (3000, true), (3000, false)] && r.queued() == 0,
+        || format!("idle passes (bytes, more): {passes:?}, {} left", r.queued()),
+    )
+}
+
+/// The ring a user thread wrote to last no longer names it once the thread has ended: its
+/// name (its kernel stack's top) goes to the next thread on that stack, whose first `write`
+/// would take the fast path and skip the bookkeeping that flushes a moved writer's bytes.
+/// Until 2026-12-05 the ring kept naming it.
+fn writer_forgotten(_: &BootState) -> TestResult {
+    let cpu = sched::this_cpu();
+    let (_, cap) = write_then_exit(b"USER,a writer that ends\n")?;
+    check(find(&cap, b"USER,a writer that ends\n").is_some(), || {
+        "the runner's line is not in the capture".into()
+    })?;
+    let ring = crate::smp::cpus::get(exo_percpu::CpuId(cpu))
+        .and_then(|b| b.ext.console.get().copied())
+        .ok_or("this CPU has no console ring")?;
+    let w = ring.last_writer();
+    check(w == 0, || {
+        format!("CPU {cpu}'s ring still names writer {w:#x} after the runner ended")
+    })
+}
+
+/// A process that writes an unfinished line on one CPU, moves to another and exits: its
+/// `PROC` line comes after that line (the thread's end writes the ring holding its bytes).
+/// Until 2026-12-05 the `PROC` line, printed on the new CPU, drained only complete lines
+/// of the old CPU's ring, and the young partial line came out after it.
+fn proc_line_after_moved_writer(_: &BootState) -> TestResult {
+    let n = crate::harness::ncpus();
+    if n < 2 {
+        return Err(format!("{}needs 2 CPUs", crate::harness::SKIP));
+    }
+    let me = sched::this_cpu();
+    let to = (me + 1) % n;
+    let part = format!("USER,unfinished line of cpu {me}, moving to {to}");
+    let (pid, cap) = write_then_exit_moving(part.as_bytes(), EXIT_CODE, Some(to))?;
+    let want = format!("{part}\nPROC,{pid},exit,{EXIT_CODE}\n");
+    check(find(&cap, want.as_bytes()).is_some(), || {
+        format!(
+            "want {want:?} in the capture, got {:?}",
+            String::from_utf8_lossy(&cap)
+        )
+    })
 }
