@@ -575,6 +575,11 @@ log="$out/fail-bad-job.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.job=tset" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "a mistyped job fails the boot (it ran the boot job and exited with success)" "$log" 1 $? \
     'ignored bad option "exo.job=tset"' '^BOOT FAILED: a bad exo.job'
+log="$out/fail-cmdline-too-long.log"
+long="exo.test=$(printf 'no.such.test.%03d,' $(seq 1 40))"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "$long" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "a command line past 512 bytes fails the boot (its cut end was lost: every test ran, with success)" "$log" 1 $? \
+    '^BOOT FAILED: the command line is longer than 512 bytes'
 log="$out/fail-console-held-self.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.panic_console_held=0" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "exo.panic_console_held naming the CPU that panics is refused (it hung the run)" "$log" 0 $? \

@@ -99,11 +99,15 @@ pub fn bsp_main(start_info: u64) -> BootState {
             opts.mode = Some(detected);
         }
     }
+    // A cut line lost its last words (the cut one whole, and everything after): an
+    // `exo.job`, `exo.test` or `exo.init` among them would leave a run that is not the one
+    // asked for and exits with success (the boot job instead of the tests). Until
+    // 2026-12-05 it was a warning (found by review; a CI step boots a 600-byte line).
     if bi.cmdline_truncated {
-        warn!(
-            "command line longer than {} bytes was cut",
+        fail(format_args!(
+            "the command line is longer than {} bytes: its end would be lost",
             exo_arch::pvh::CMDLINE_MAX
-        );
+        ));
     }
     let features = exo_arch::cpu::enable_features();
     for r in &bi.memmap {
