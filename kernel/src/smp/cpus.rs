@@ -75,6 +75,10 @@ pub struct CpuLocal {
     /// `RemoteFn` written only by [`post`]; notify word: the poster's APIC id + 1, woken by
     /// an IPI when the request is done, or 0).
     mailbox: exo_sched::RequestMailbox,
+    /// Set while this CPU runs a mailbox request ([`poll_mailbox`]): a poll from inside it
+    /// runs nothing (the mailbox hands out the running request until it completes, so
+    /// the poll would run it again, recursively).
+    in_job: AtomicBool,
     /// Ping IPIs received.
     pub pings: AtomicU64,
     /// #BP traps taken.
@@ -132,6 +136,7 @@ impl CpuLocal {
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
             mailbox: exo_sched::RequestMailbox::new(),
+            in_job: AtomicBool::new(false),
             pings: AtomicU64::new(0),
             breakpoints: AtomicU64::new(0),
             fixups: AtomicU64::new(0),
@@ -473,13 +478,35 @@ pub fn wait_free(cpu: CpuId, deadline: crate::smp::time::Deadline) -> Result<(),
     wait_until(cpu, deadline, false, || mb.is_free().then_some(Ok(())))
 }
 
+/// Whether a wait begun now may run this CPU's own mailbox requests while it waits: with
+/// interrupts on, so not inside a mailbox job (they run with interrupts off, and
+/// [`poll_mailbox`] refuses there anyway) nor an interrupt handler.
+fn waiter_polls() -> bool {
+    exo_arch::cpu::interrupts_enabled()
+}
+
+/// One look at this CPU's mailbox for a waiter (see [`wait_until`]): runs a pending request
+/// if `polls` (the waiter's [`waiter_polls`]) or the waiter is on `target` itself. Returns
+/// whether it ran one.
+fn poll_while_waiting(target: Option<CpuId>, polls: bool) -> bool {
+    let g = IrqGuard::new();
+    (polls || target.is_some_and(|c| this(&g).hot.cpu_id == c.0)) && poll_mailbox(&g)
+}
+
 /// The loop of [`wait`] and [`wait_free`]: `done` until it says something or `deadline`.
+/// Runs this CPU's own mailbox requests meanwhile (unless called with interrupts off):
+/// the waiter stays current on its CPU (spinning, or halting as the running thread), so
+/// that CPU's idle loop, which would run them, does not. Until 2026-12-05 it ran them only
+/// when waiting on its own CPU, and two CPUs waiting on each other's requests (a `run_on`
+/// each way, a drain of every CPU beside a `run_on`) both ran out their deadlines (found
+/// by review; `smp.cross_run_on_completes`).
 fn wait_until<T>(
     cpu: CpuId,
     deadline: crate::smp::time::Deadline,
     halt: bool,
     done: impl Fn() -> Option<Result<T, RunError>>,
 ) -> Result<T, RunError> {
+    let polls = waiter_polls();
     loop {
         if let Some(r) = done() {
             return r;
@@ -490,19 +517,18 @@ fn wait_until<T>(
         // A waiter that moved onto `cpu` (an unpinned thread, preempted and migrated) runs
         // the request itself: `cpu`'s idle loop, which would, does not run while the waiter
         // (or another thread) does. Until 2026-12-04 such a wait ran out its deadline.
-        {
-            let g = IrqGuard::new();
-            if this(&g).hot.cpu_id == cpu.0 && poll_mailbox(&g) {
-                continue;
-            }
+        if poll_while_waiting(Some(cpu), polls) {
+            continue;
         }
         if halt {
             // Backstop: a timer interrupt within 1 ms, so a lost IPI costs at most that, and
             // no later than the deadline (until 2026-12-05 a nearer deadline could be
             // overrun by up to 1 ms; found by review); armed in the timer's current mode
-            // (the scheduler's TSC-deadline mode survives).
+            // (the scheduler's TSC-deadline mode survives). Not with a request in this
+            // CPU's own mailbox, posted since the look above (its wake IPI may have been
+            // taken before the `cli`): the next pass runs it.
             exo_arch::cpu::cli();
-            if done().is_none() {
+            if done().is_none() && !(polls && own_mailbox_busy()) {
                 let backstop = crate::smp::timer::backstop_us(deadline.us_left().clamp(1, 1000));
                 HALTED_WAITS.fetch_add(1, Ordering::Relaxed);
                 exo_arch::cpu::sti_hlt();
@@ -551,6 +577,7 @@ pub fn run_on_every(
     deadline: crate::smp::time::Deadline,
 ) -> Result<(), RunError> {
     let mut first: Option<RunError> = None;
+    let polls = waiter_polls();
     let mut cpus = online();
     loop {
         let mut batch = arrayvec::ArrayVec::<Ticket, EVERY_BATCH>::new();
@@ -559,10 +586,16 @@ pub fn run_on_every(
             // again until the deadline: until 2026-12-05 the first try's `Busy` was the
             // result, and a drain of every CPU's caches failed a test when another CPU had
             // just posted to the same target (seen once, debug -smp 4, in
-            // `user.proc_reap_all_ends_orphans_that_outlive_the_grace`).
+            // `user.proc_reap_all_ends_orphans_that_outlive_the_grace`). The retries run this
+            // CPU's own requests, as `wait_until` does: the request the target is busy with
+            // may be waiting for one of them (until 2026-12-05 both ran out their deadlines).
             let posted = loop {
                 match post(CpuId(b.hot.cpu_id), f, arg) {
-                    Err(RunError::Busy(_)) if !deadline.passed() => core::hint::spin_loop(),
+                    Err(RunError::Busy(_)) if !deadline.passed() => {
+                        if !poll_while_waiting(None, polls) {
+                            core::hint::spin_loop();
+                        }
+                    }
                     r => break r,
                 }
             };
@@ -591,15 +624,29 @@ pub fn run_on_every(
     }
 }
 
-/// Runs a pending mailbox request of this CPU, if any. Returns whether it ran one.
+/// Whether this CPU's mailbox holds a request (pending, being posted or running).
+fn own_mailbox_busy() -> bool {
+    let g = IrqGuard::new();
+    !this(&g).ext.mailbox.is_free()
+}
+
+/// Runs a pending mailbox request of this CPU, if any. Returns whether it ran one. Inside a
+/// mailbox job (a job that waits on another CPU) it runs nothing: the mailbox would hand
+/// out the running job again.
 pub fn poll_mailbox(g: &IrqGuard) -> bool {
     let b = this(g);
+    if b.ext.in_job.load(Ordering::Relaxed) {
+        return false;
+    }
     let mb = &b.ext.mailbox;
     let Some(req) = mb.take() else {
         return false;
     };
     let f = crate::sys::remote_fn(req.func);
+    // Interrupts are off (`g`): only this CPU reads or writes the flag, none can interleave.
+    b.ext.in_job.store(true, Ordering::Relaxed);
     let r = f(req.arg);
+    b.ext.in_job.store(false, Ordering::Relaxed);
     mb.complete(req.seq, r);
     if req.notify != 0 {
         let _ = apic::send_ipi(Dest::Id((req.notify - 1) as u32), Delivery::Fixed(VEC_WAKE));

@@ -77,6 +77,17 @@ ktest!(
     "smp.run_on_racing_posters_each_request_runs_once",
     racing_posters
 );
+ktest!(Needs::Threads, "smp.cross_run_on_completes", cross_run_on);
+ktest!(
+    Needs::Threads,
+    "smp.tlb_late_ipi_applies_no_other_request",
+    late_tlb_ipi
+);
+ktest!(
+    Needs::Cpus,
+    "smp.tlb_failed_send_is_reported_at_once",
+    tlb_failed_send
+);
 
 /// With `exo.ap_delay_ms`, one AP arrives after the BSP stopped waiting (it is held in the
 /// trampoline until then: see `exo_arch::smp::set_ap_delay`); with `exo.ap_stall_ms` one
@@ -961,4 +972,244 @@ fn cpu_tables_fail(_: &BootState) -> TestResult {
             c - 100
         )),
     }
+}
+
+/// The two CPUs of [`cross_run_on`] (CPU ids), each side's arrival at the barrier and its
+/// result (`u64::MAX`: a barrier timeout; `1 << 63 | n`: error `n` of `run_on`, 1 timeout,
+/// 2 busy, 3 other).
+static CROSS_CPU: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static CROSS_IN: [AtomicBool; 2] = [const { AtomicBool::new(false) }; 2];
+static CROSS_GOT: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+/// Side `who` of [`cross_run_on`]: meets the other side, then runs `times_ten(7)` on the
+/// other side's CPU.
+fn cross_side(who: u64) -> u64 {
+    let me = who as usize;
+    CROSS_IN[me].store(true, Ordering::Release);
+    let met = Deadline::after_ms(30_000).spin_until_or(|| CROSS_IN[1 - me].load(Ordering::Acquire));
+    let got = if !met {
+        u64::MAX
+    } else {
+        let other = CpuId(CROSS_CPU[1 - me].load(Ordering::Relaxed) as u32);
+        match cpus::run_on(other, times_ten, 7, Deadline::after_ms(1000)) {
+            Ok(v) => v,
+            Err(cpus::RunError::Timeout(_)) => 1 << 63 | 1,
+            Err(cpus::RunError::Busy(_)) => 1 << 63 | 2,
+            Err(_) => 1 << 63 | 3,
+        }
+    };
+    CROSS_GOT[me].store(got, Ordering::Release);
+    0
+}
+
+/// Two threads pinned to two CPUs meet at a barrier, then each runs a request on the other's
+/// CPU: both get their result (70). Each waiter stays current on its CPU (spinning, or
+/// halting as the running thread), so its CPU's idle loop never runs the other's request:
+/// the wait must run it. Until 2026-12-05 a waiter ran its own CPU's mailbox only when
+/// waiting on that CPU, and both waits ran out their deadline (found by review). With two
+/// CPUs one side shares CPU 0 with the test thread, which is blocked in its join.
+fn cross_run_on(_: &BootState) -> TestResult {
+    let online: Vec<CpuId> = cpus::online().map(|b| CpuId(b.hot.cpu_id)).collect();
+    let [.., a, b] = online.as_slice() else {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    };
+    for (k, c) in [a, b].into_iter().enumerate() {
+        CROSS_CPU[k].store(u64::from(c.0), Ordering::Relaxed);
+        CROSS_IN[k].store(false, Ordering::Relaxed);
+        CROSS_GOT[k].store(0, Ordering::Relaxed);
+    }
+    let mut tids = Vec::new();
+    for (k, c) in [a, b].into_iter().enumerate() {
+        match crate::sched::Builder::new()
+            .pin(c.0)
+            .spawn(cross_side, k as u64)
+        {
+            Ok(t) => tids.push(t),
+            Err(e) => {
+                // The side spawned gives up at its barrier (30 s).
+                crate::harness::join_all(&tids, 60_000)?;
+                return Err(format!("spawn on CPU {}: {e}", c.0));
+            }
+        }
+    }
+    crate::harness::join_all(&tids, 60_000)?;
+    let got = [0, 1].map(|k| CROSS_GOT[k].load(Ordering::Acquire));
+    check(got == [70, 70], || {
+        format!(
+            "CPU {} -> CPU {} gave {:#x}, CPU {} -> CPU {} gave {:#x} (want 70 each; u64::MAX: the barrier timed out; 1 << 63 | 1: a timeout, | 2: busy, | 3: another error)",
+            a.0, b.0, got[0], b.0, a.0, got[1]
+        )
+    })
+}
+
+/// A root no page table has: the space of a request no CPU runs.
+#[cfg(debug_assertions)]
+const NO_ROOT: u64 = 0x000F_FFFF_FFFF_F000;
+
+static LATE_RUN: AtomicBool = AtomicBool::new(false);
+static LATE_STOP: AtomicBool = AtomicBool::new(false);
+static LATE_ROOT: AtomicU64 = AtomicU64::new(0);
+
+/// The thread of [`late_tlb_ipi`], in the test bed's space: records its root, then spins
+/// with interrupts on until told to stop (60 s at most).
+fn late_spinner(_: u64) -> u64 {
+    LATE_ROOT.store(exo_arch::tlb::current_root(), Ordering::Relaxed);
+    LATE_RUN.store(true, Ordering::Release);
+    Deadline::after_ms(60_000).spin_until_or(|| LATE_STOP.load(Ordering::Acquire));
+    0
+}
+
+/// A late `VEC_TLB` interrupt (no request was sent to its CPU) on a CPU running a live
+/// space Y, while the current request N is the evict of another space (sent to no CPU):
+/// the handler is held (debug hook `tlb::stale_hold`) after it read N's evict word, request
+/// N+1 (a page of Y, sent to no CPU) is written, then the handler goes on. It must leave
+/// Y loaded. Until 2026-12-05 it applied N's evict with N+1's root and switched its CPU to
+/// the kernel tables under Y's thread (found by review; the window, forced here, is a late
+/// interrupt left by a reclaim that gave up on a busy CPU). Debug builds only (the hook).
+fn late_tlb_ipi(s: &BootState) -> TestResult {
+    use crate::sched::{self, CpuSet};
+    if !cfg!(debug_assertions) {
+        return Err(format!("{SKIP}the hook exists in debug builds only"));
+    }
+    let online: Vec<CpuId> = cpus::online().map(|b| CpuId(b.hot.cpu_id)).collect();
+    let Some(&c) = online.last().filter(|c| c.0 != 0) else {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    };
+    if s.opts.mode == Some(smp_bench::Mode::Icount) {
+        return Err(format!("{SKIP}not under icount"));
+    }
+    let apic_id = cpus::get(c).ok_or("no block for the CPU")?.hot.apic_id;
+    let y = crate::user::testbed::space()?;
+    sched::set_affinity(CpuSet::one(0)).map_err(|e| format!("pin to 0: {e}"))?;
+    LATE_RUN.store(false, Ordering::Release);
+    LATE_STOP.store(false, Ordering::Release);
+    let spinner = crate::user::testbed::builder()?
+        .pin(c.0)
+        .spawn(late_spinner, 0)
+        .map_err(|e| format!("spawn: {e}"));
+    let r = spinner.clone().and_then(|_| {
+        crate::harness::wait_for("the spinner to run", 30_000, || {
+            LATE_RUN.load(Ordering::Acquire)
+        })?;
+        let before = LATE_ROOT.load(Ordering::Relaxed);
+        check(before == y.root(), || {
+            format!(
+                "the spinner runs on root {before:#x}, not its space's {:#x}",
+                y.root()
+            )
+        })?;
+        late_ipi_forced(c, apic_id, y)
+    });
+    #[cfg(debug_assertions)]
+    crate::smp::tlb::stale_hold::disarm();
+    LATE_STOP.store(true, Ordering::Release);
+    let _ = sched::set_affinity(CpuSet::ANY);
+    if let Ok(t) = spinner {
+        crate::harness::join_all(&[t], 70_000)?;
+    }
+    r
+}
+
+/// [`late_tlb_ipi`] once the spinner runs Y on `c`: no reclaim may send its own request
+/// meanwhile (they are held off, and this thread stays on its CPU).
+#[cfg(debug_assertions)]
+fn late_ipi_forced(c: CpuId, apic_id: u32, y: &crate::mm::space::Space) -> TestResult {
+    use crate::smp::tlb::{self, Request, stale_hold};
+    let none = exo_sched::AtomicMask::new(&[], 0);
+    tlb::with_reclaims_held(|_| {
+        let stale0 = tlb::STALE_IPIS.load(Ordering::Relaxed);
+        // N: the evict of a space no CPU runs, sent to no other CPU.
+        let evict = Request {
+            root: NO_ROOT,
+            pcid: 0,
+            start: 0,
+            pages: 0,
+            evict: true,
+            tables: false,
+        };
+        tlb::shootdown(&none, evict);
+        stale_hold::arm(c.0, tlb::generation());
+        apic::send_ipi(Dest::Id(apic_id), Delivery::Fixed(cpus::VEC_TLB))
+            .map_err(|e| format!("VEC_TLB to CPU {}: {e}", c.0))?;
+        if !Deadline::after_ms(30_000).spin_until_or(stale_hold::reached) {
+            return Err(format!("CPU {}'s handler never reached the hold", c.0));
+        }
+        // N+1: one page of Y, sent to no other CPU; the held handler goes on.
+        let page = Request {
+            root: y.root(),
+            pcid: y.pcid(),
+            start: 0x1000,
+            pages: 1,
+            evict: false,
+            tables: false,
+        };
+        tlb::shootdown(&none, page);
+        Deadline::after_ms(30_000).spin_until_or(|| stale_hold::root_after().is_some());
+        let after = stale_hold::root_after();
+        let stale = tlb::STALE_IPIS.load(Ordering::Relaxed) - stale0;
+        check(after == Some(y.root()), || {
+            format!(
+                "CPU {}, running space root {:#x}, has root {after:x?} after a late VEC_TLB handler that read an evict of another space (handlers that applied nothing: {stale})",
+                c.0,
+                y.root()
+            )
+        })
+    })
+}
+
+#[cfg(not(debug_assertions))]
+fn late_ipi_forced(_: CpuId, _: u32, _: &crate::mm::space::Space) -> TestResult {
+    Ok(())
+}
+
+/// A shootdown IPI that cannot be sent (forced: the debug switch `tlb::fail_next_send`, as a
+/// busy xAPIC ICR would) ends the shootdown at once with the send's error, naming it (the
+/// text a shootdown's panic prints). Until 2026-12-05 the error was ignored and the initiator
+/// waited its whole deadline for a CPU that was never asked, then blamed that CPU (here:
+/// `Late` after 10 s; found by review). Debug builds only (the switch).
+fn tlb_failed_send(_: &BootState) -> TestResult {
+    #[cfg(debug_assertions)]
+    {
+        use crate::smp::tlb::{self, Request, Unanswered};
+        let np = exo_percpu::PreemptGuard::new();
+        let me = exo_percpu::cpu_id_hint().0;
+        let Some(c) = cpus::online().map(|b| b.hot.cpu_id).find(|&c| c != me) else {
+            return Err(format!("{SKIP}needs 2 CPUs"));
+        };
+        let words = [const { AtomicU64::new(0) }; 4];
+        let n = (words.len() * 64) as u32;
+        let mask = exo_sched::AtomicMask::new(&words, n);
+        if c >= n {
+            return Err(format!("{SKIP}CPU {c} beyond the test's mask"));
+        }
+        mask.set(c);
+        let r = Request {
+            root: NO_ROOT,
+            pcid: 0,
+            start: 0,
+            pages: 0,
+            evict: false,
+            tables: false,
+        };
+        tlb::fail_next_send(me, c);
+        let got = tlb::try_shootdown(&mask, r, 10_000);
+        drop(np);
+        let want = Unanswered::NotSent(c, apic::ApicError::IcrTimeout);
+        let text = got.err().map(|e| format!("{e}")).unwrap_or_default();
+        check(
+            got == Err(want) && text.contains("could not be sent"),
+            || {
+                format!(
+                    "a shootdown whose IPI to CPU {c} failed gave {got:?} ('{text}'), want {want:?}"
+                )
+            },
+        )?;
+        // The switch is spent: the next shootdown reaches the CPU.
+        let again = tlb::try_shootdown(&mask, r, 10_000);
+        check(again.is_ok(), || {
+            format!("the next shootdown to CPU {c}: {again:?}")
+        })
+    }
+    #[cfg(not(debug_assertions))]
+    Err(format!("{SKIP}the switch exists in debug builds only"))
 }

@@ -233,8 +233,9 @@ fn reclaim_held(patience_ms: Option<u64>) -> u64 {
     if r.count == 0 {
         return crate::mm::memory::release_tables(r);
     }
-    if let Err(c) = shootdown_within(|| 0..cpus::capacity() as u32, Request::TABLES, patience_ms) {
-        log::debug!("reclaim of {} page tables deferred: CPU {c} busy", r.count);
+    // An IPI that could not be sent defers it at once (`shootdown_within`).
+    if let Err(e) = shootdown_within(|| 0..cpus::capacity() as u32, Request::TABLES, patience_ms) {
+        log::debug!("reclaim of {} page tables deferred: {e}", r.count);
         RECLAIMS_DEFERRED.fetch_add(1, Ordering::Relaxed);
         NEXT_TRY.store(
             crate::smp::time::Deadline::after_ms(RECLAIM_RETRY_MS).tsc(),
@@ -278,23 +279,104 @@ pub static RECLAIMS_DEFERRED: AtomicU64 = AtomicU64::new(0);
 pub static TABLE_RECLAIMS: AtomicU64 = AtomicU64::new(0);
 
 fn shootdown_to<I: Iterator<Item = u32>>(cpus: impl Fn() -> I, r: Request) {
-    if let Err(c) = shootdown_within(cpus, r, None) {
-        panic!(
-            "TLB shootdown: CPU {c} did not answer within {} ms (root {:#x})",
-            deadline_ms(),
-            r.root
-        );
+    if let Err(e) = shootdown_within(cpus, r, None) {
+        panic!("TLB shootdown: {e} (root {:#x})", r.root);
     }
 }
 
-/// The shootdown: `Err(cpu)` if `cpu` did not answer within `patience_ms` (`None`: the
-/// machine's deadline, [`deadline_ms`]). A late answer is harmless: it acknowledges the
-/// request current when it comes.
+/// Why a shootdown did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The IPI to this CPU could not be sent (this CPU's local APIC said why): the
+    /// shootdown gave up at once, without waiting for anyone.
+    NotSent(u32, apic::ApicError),
+    /// This CPU did not acknowledge within the wait (the time in ms).
+    Late(u32, u64),
+}
+
+impl core::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Unanswered::NotSent(c, e) => write!(f, "the IPI to CPU {c} could not be sent ({e})"),
+            Unanswered::Late(c, ms) => write!(f, "CPU {c} did not answer within {ms} ms"),
+        }
+    }
+}
+
+/// [`shootdown`] that reports, instead of stopping the machine, a CPU that did not answer
+/// within `patience_ms` or an IPI that could not be sent: for tests (debug builds).
+#[cfg(debug_assertions)]
+pub fn try_shootdown(
+    cpus: &AtomicMask<'_>,
+    r: Request,
+    patience_ms: u64,
+) -> Result<(), Unanswered> {
+    shootdown_within(|| cpus.iter(), r, Some(patience_ms))
+}
+
+/// The generation of the last shootdown request (for tests: [`stale_hold::arm`]).
+#[cfg(debug_assertions)]
+pub fn generation() -> u64 {
+    GEN.load(Ordering::Acquire)
+}
+
+/// Sends the `VEC_TLB` IPI to CPU `cpu` (APIC id `apic_id`). Debug builds: fails with
+/// `IcrTimeout`, sending nothing, when [`fail_next_send`] named this send.
+fn send_tlb_ipi(me: u32, cpu: u32, apic_id: u32) -> Result<(), apic::ApicError> {
+    #[cfg(debug_assertions)]
+    if FAIL_SEND.load(Ordering::Relaxed) != 0
+        && FAIL_SEND
+            .compare_exchange(fail_key(me, cpu), 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    {
+        return Err(apic::ApicError::IcrTimeout);
+    }
+    let _ = (me, cpu);
+    apic::send_ipi(Dest::Id(apic_id), Delivery::Fixed(VEC_TLB))
+}
+
+/// Debug builds: the next shootdown IPI CPU `from` sends to CPU `to` fails (`fail_key`;
+/// 0: none).
+#[cfg(debug_assertions)]
+static FAIL_SEND: AtomicU64 = AtomicU64::new(0);
+
+#[cfg(debug_assertions)]
+fn fail_key(from: u32, to: u32) -> u64 {
+    (u64::from(from) + 1) << 32 | u64::from(to)
+}
+
+/// Test support (debug builds): the next shootdown IPI that CPU `from` sends to CPU `to`
+/// fails with `IcrTimeout` and is not sent, as a busy or refused xAPIC ICR would.
+#[cfg(debug_assertions)]
+pub fn fail_next_send(from: u32, to: u32) {
+    FAIL_SEND.store(fail_key(from, to), Ordering::Release);
+}
+
+/// Takes request `generation` back from every CPU it was sent to (a shootdown that gives
+/// up): a late handler on those CPUs then finds it was not sent there and applies nothing
+/// (`handle_ipi`), so it cannot combine this request with the fields of the next one.
+fn withdraw<I: Iterator<Item = u32>>(cpus: impl Fn() -> I, generation: u64) {
+    for c in cpus() {
+        if let Some(b) = cpus::get(CpuId(c)) {
+            let _ =
+                b.ext
+                    .tlb_req
+                    .compare_exchange(generation, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The shootdown: `Err` if a CPU did not answer within `patience_ms` (`None`: the
+/// machine's deadline, [`deadline_ms`]) or its IPI could not be sent (at once: until
+/// 2026-12-05 a failed send was ignored, and the initiator waited out the whole deadline
+/// for a CPU that was never asked, then blamed that CPU; found by review,
+/// `smp.tlb_failed_send_is_reported_at_once`). Either way the request is withdrawn from the
+/// CPUs it was sent to (see [`withdraw`]), so a late answer applies nothing.
 fn shootdown_within<I: Iterator<Item = u32>>(
     cpus: impl Fn() -> I,
     r: Request,
     patience_ms: Option<u64>,
-) -> Result<(), u32> {
+) -> Result<(), Unanswered> {
     debug_assert!(
         exo_arch::cpu::interrupts_enabled(),
         "TLB shootdown with interrupts off could deadlock"
@@ -302,13 +384,15 @@ fn shootdown_within<I: Iterator<Item = u32>>(
     let _np = PreemptGuard::new();
     let _l = LOCK.lock();
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
-    ROOT.store(r.root, Ordering::Relaxed);
+    // Release stores (plain moves on x86): a handler that reads one of them also sees the
+    // withdrawal of the request before (see `handle_ipi`).
+    ROOT.store(r.root, Ordering::Release);
     PCID_EVICT.store(
         u64::from(r.pcid) | (u64::from(r.evict) << 32) | (u64::from(r.tables) << 33),
-        Ordering::Relaxed,
+        Ordering::Release,
     );
-    START.store(r.start, Ordering::Relaxed);
-    PAGES.store(r.pages, Ordering::Relaxed);
+    START.store(r.start, Ordering::Release);
+    PAGES.store(r.pages, Ordering::Release);
     let generation = GEN.fetch_add(1, Ordering::Release) + 1;
     // The request must be visible before any IPI: an x2APIC ICR write (WRMSR) does not
     // order earlier stores.
@@ -317,7 +401,10 @@ fn shootdown_within<I: Iterator<Item = u32>>(
     for c in cpus().filter(|&c| c != me) {
         if let Some(b) = cpus::get(CpuId(c)).filter(|b| b.ext.online.load(Ordering::Acquire)) {
             b.ext.tlb_req.store(generation, Ordering::Relaxed);
-            let _ = apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_TLB));
+            if let Err(e) = send_tlb_ipi(me, c, b.hot.apic_id) {
+                withdraw(&cpus, generation);
+                return Err(Unanswered::NotSent(c, e));
+            }
         }
     }
     apply(&r);
@@ -336,7 +423,8 @@ fn shootdown_within<I: Iterator<Item = u32>>(
         };
         while b.ext.tlb_ack.load(Ordering::Acquire) < generation {
             if deadline.passed() {
-                return Err(c);
+                withdraw(&cpus, generation);
+                return Err(Unanswered::Late(c, limit));
             }
             core::hint::spin_loop();
         }
@@ -344,25 +432,120 @@ fn shootdown_within<I: Iterator<Item = u32>>(
     Ok(())
 }
 
-/// The `VEC_TLB` handler: carries out the current request, acknowledges it.
+/// `VEC_TLB` handlers that applied nothing: the current request was not sent to their CPU,
+/// or was answered or withdrawn already (a late interrupt; see [`handle_ipi`]).
+pub static STALE_IPIS: AtomicU64 = AtomicU64::new(0);
+
+/// The `VEC_TLB` handler: carries out the current request and acknowledges it, if it was
+/// sent to this CPU and not answered yet. Else the interrupt is a late one (left pending by
+/// a reclaim that gave up on this CPU, or a second delivery after the answer) and no
+/// initiator waits for it: it applies nothing and acknowledges nothing. Until 2026-12-05 it
+/// applied whatever the fields held: a late handler could read them while an initiator
+/// that did not target this CPU rewrote them, combine two requests (the evict of a dying
+/// space, the root of the space this CPU runs) and evict a live space (found by review,
+/// `smp.tlb_late_ipi_applies_no_other_request`). The check comes after the fields are
+/// read: a request that was sent here stays in place until this CPU answers it or its
+/// initiator withdraws it (`withdraw`, before the next request is written; the fields' loads
+/// are acquire, so a field of the next request brings the withdrawal with it). It never
+/// acknowledges a request it skipped: a request's initiator stores `tlb_req` after `GEN`,
+/// and an acknowledgement read between the two would end its wait before this CPU flushed.
 pub fn handle_ipi() {
     let generation = GEN.load(Ordering::Acquire);
-    let pe = PCID_EVICT.load(Ordering::Relaxed);
+    let pe = PCID_EVICT.load(Ordering::Acquire);
+    #[cfg(debug_assertions)]
+    let held = stale_hold::hold(generation);
     let r = Request {
-        root: ROOT.load(Ordering::Relaxed),
+        root: ROOT.load(Ordering::Acquire),
         pcid: (pe & 0xFFF) as u16,
-        start: START.load(Ordering::Relaxed),
-        pages: PAGES.load(Ordering::Relaxed),
+        start: START.load(Ordering::Acquire),
+        pages: PAGES.load(Ordering::Acquire),
         evict: pe >> 32 & 1 != 0,
         tables: pe >> 33 & 1 != 0,
     };
-    apply(&r);
-    if let Some(b) = cpus::get(exo_percpu::cpu_id_hint()) {
+    let b = cpus::get(exo_percpu::cpu_id_hint());
+    let mine = b.filter(|b| {
+        b.ext.tlb_req.load(Ordering::Acquire) == generation
+            && b.ext.tlb_ack.load(Ordering::Relaxed) < generation
+    });
+    if let Some(b) = mine {
+        apply(&r);
         b.ext.tlb_flushes.fetch_add(1, Ordering::Relaxed);
         if !r.tables {
             b.ext.tlb_space_flushes.fetch_add(1, Ordering::Relaxed);
         }
         b.ext.tlb_ack.fetch_max(generation, Ordering::Release);
+    } else {
+        STALE_IPIS.fetch_add(1, Ordering::Relaxed);
+    }
+    #[cfg(debug_assertions)]
+    if held {
+        stale_hold::finish();
     }
     apic::eoi();
+}
+
+/// Test support (debug builds only): holds one `VEC_TLB` handler on a chosen CPU between
+/// its loads of the request's evict word and its root, until a later request is written,
+/// and records that CPU's root once the handler is done
+/// (`smp.tlb_late_ipi_applies_no_other_request`).
+#[cfg(debug_assertions)]
+pub mod stale_hold {
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    /// CPU id + 1 whose handler is held (0: off).
+    static CPU: AtomicU64 = AtomicU64::new(0);
+    /// The generation the held handler must have read.
+    static GENERATION: AtomicU64 = AtomicU64::new(0);
+    static REACHED: AtomicBool = AtomicBool::new(false);
+    static DONE: AtomicBool = AtomicBool::new(false);
+    static ROOT_AFTER: AtomicU64 = AtomicU64::new(0);
+
+    /// Holds the next handler on `cpu` that reads request `generation` (one handler).
+    pub fn arm(cpu: u32, generation: u64) {
+        REACHED.store(false, Ordering::Relaxed);
+        DONE.store(false, Ordering::Relaxed);
+        GENERATION.store(generation, Ordering::Relaxed);
+        CPU.store(u64::from(cpu) + 1, Ordering::Release);
+    }
+
+    /// Disarms (a handler already held goes on as it was).
+    pub fn disarm() {
+        CPU.store(0, Ordering::Release);
+    }
+
+    /// Whether the armed handler is held now (or was).
+    pub fn reached() -> bool {
+        REACHED.load(Ordering::Acquire)
+    }
+
+    /// The held CPU's root once its handler is done.
+    pub fn root_after() -> Option<u64> {
+        DONE.load(Ordering::Acquire)
+            .then(|| ROOT_AFTER.load(Ordering::Relaxed))
+    }
+
+    /// In the handler: if this is the armed one, says so and waits until a later request
+    /// is written (10 s at most). Returns whether it was.
+    #[inline(always)]
+    pub(super) fn hold(generation: u64) -> bool {
+        let me = u64::from(exo_percpu::cpu_id_hint().0) + 1;
+        if CPU.load(Ordering::Relaxed) != me
+            || GENERATION.load(Ordering::Relaxed) != generation
+            || CPU
+                .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        REACHED.store(true, Ordering::Release);
+        crate::smp::time::Deadline::after_ms(10_000)
+            .spin_until_or(|| super::GEN.load(Ordering::Acquire) != generation);
+        true
+    }
+
+    /// The held handler is done: its CPU's root now.
+    pub(super) fn finish() {
+        ROOT_AFTER.store(exo_arch::tlb::current_root(), Ordering::Relaxed);
+        DONE.store(true, Ordering::Release);
+    }
 }
