@@ -444,24 +444,69 @@ impl Function {
     }
 
     /// Capabilities as (id, offset), bounded: a list that loops or points below the header
-    /// ends the walk (and is logged).
+    /// ends the walk, and a capability whose body does not fit below 0x100 is left out (both
+    /// logged; see [`walk_capabilities`]).
     pub fn capabilities(&self) -> Vec<(u8, u16)> {
-        let mut out = Vec::new();
         if self.read16(6) & (1 << 4) == 0 {
-            return out;
+            return Vec::new();
         }
-        let mut p = u16::from(self.read8(0x34) & 0xfc);
-        while p != 0 {
-            if p < 0x40 || out.len() == MAX_CAPS {
-                log::warn!("PCI {self}: capability list broken at {p:#x}; walk stopped");
-                break;
-            }
-            let id = self.read8(p);
-            out.push((id, p));
-            p = u16::from(self.read8(p + 1) & 0xfc);
-        }
-        out
+        walk_capabilities(
+            |o| self.read8(o),
+            |p, why| {
+                log::warn!("PCI {self}: capability at {p:#x} {why}");
+            },
+        )
     }
+}
+
+/// The bytes a capability with id `id` at `at` must have in the standard configuration
+/// space (below 0x100), `len` being its byte 2 (a vendor capability's own length): MSI-X 12,
+/// a vendor-specific one (virtio's, 16 bytes and more) its length, at least 16; others 2
+/// (id and next pointer: their bodies are not read here).
+fn capability_fits(id: u8, at: u16, len: u8) -> bool {
+    let need = match id {
+        0x11 => 12,
+        0x09 if len < 16 => return false,
+        0x09 => u16::from(len),
+        _ => 2,
+    };
+    at + need <= 0x100
+}
+
+/// The capability list of a function whose configuration bytes `read8` gives (its status
+/// says it has one): (id, offset) pairs, at most [`MAX_CAPS`]. A pointer below the header
+/// ends the walk; a capability whose body does not fit below 0x100 (or a vendor capability
+/// shorter than virtio's 16 bytes) is left out, and the walk goes on (`bad(offset, why)`
+/// says so). Until 2026-12-05 the bodies were not bounded: a capability at 0xF4..0xFC had
+/// its fields read past 0x100, from the extended space through ECAM (unrelated registers
+/// taken as an MSI-X table's BAR and offset, or a virtio window) and all ones through the
+/// ports, and a short vendor capability took the next one's bytes as its window (found by
+/// review; `pci.capability_bodies_past_the_standard_space_are_left_out`).
+pub fn walk_capabilities(
+    read8: impl Fn(u16) -> u8,
+    mut bad: impl FnMut(u16, &str),
+) -> Vec<(u8, u16)> {
+    let mut out = Vec::new();
+    let mut p = u16::from(read8(0x34) & 0xfc);
+    let mut seen = 0;
+    while p != 0 {
+        if p < 0x40 || seen == MAX_CAPS {
+            bad(
+                p,
+                "breaks the list (a loop, or below the header); walk stopped",
+            );
+            break;
+        }
+        seen += 1;
+        let id = read8(p);
+        if capability_fits(id, p, read8(p + 2)) {
+            out.push((id, p));
+        } else {
+            bad(p, "does not fit below 0x100 (or is too short); left out");
+        }
+        p = u16::from(read8(p + 1) & 0xfc);
+    }
+    out
 }
 
 /// Every function present, bus by bus (all 256 buses: the scan does not depend on bridges

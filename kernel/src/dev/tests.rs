@@ -40,6 +40,11 @@ ktest!(
 ktest!(Needs::Cpus, "pci.bar_upper_half_is_none", bar_upper_half);
 ktest!(
     Needs::Cpus,
+    "pci.capability_bodies_past_the_standard_space_are_left_out",
+    capability_bodies
+);
+ktest!(
+    Needs::Cpus,
     "pci.bar_size_from_the_all_ones_mask",
     bar_size_from_mask
 );
@@ -1684,4 +1689,35 @@ fn return_pairs_refuses(_: &crate::boot::BootState) -> TestResult {
         }
     })();
     shut_down_and_compare(a, b, before, result)
+}
+
+/// The capability walk over a made-up configuration space (bytes past 0x100 set, as an
+/// extended capability's header read through ECAM would be): an MSI-X capability at 0xF8
+/// (12 bytes: past 0x100) and vendor capabilities shorter than 16 bytes or reaching past
+/// 0x100 are left out and named; the others are kept, in order, and the walk goes on.
+fn capability_bodies(_: &crate::boot::BootState) -> TestResult {
+    let mut cfg = [0u8; 0x110];
+    cfg[0x100..].fill(0x5A);
+    // (offset, id, next, byte 2)
+    let caps = [
+        (0x40u16, 0x11u8, 0x50u8, 0x00u8), // MSI-X: fits
+        (0x50, 0x09, 0x60, 4),             // vendor, 4 bytes: too short
+        (0x60, 0x09, 0xF8, 16),            // vendor, 16 bytes: fits
+        (0xF8, 0x11, 0xF0, 0x00),          // MSI-X at 0xF8: body to 0x104
+        (0xF0, 0x09, 0xE0, 16),            // vendor to exactly 0x100: fits
+        (0xE0, 0x09, 0x00, 0x30),          // vendor, 48 bytes: to 0x110
+    ];
+    cfg[0x34] = 0x40;
+    for &(at, id, next, b2) in &caps {
+        let a = usize::from(at);
+        cfg[a] = id;
+        cfg[a + 1] = next;
+        cfg[a + 2] = b2;
+    }
+    let mut refused = Vec::new();
+    let got = super::pci::walk_capabilities(|o| cfg[usize::from(o)], |p, _| refused.push(p));
+    let want = [(0x11, 0x40), (0x09, 0x60), (0x09, 0xF0)];
+    check(got == want && refused == [0x50, 0xF8, 0xE0], || {
+        format!("kept {got:x?} (want {want:x?}), left out {refused:x?} (want [50, f8, e0])")
+    })
 }

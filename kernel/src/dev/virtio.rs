@@ -392,6 +392,8 @@ impl Transport {
                 }
                 msix = Some(at);
             }
+            // A vendor capability in the list has its 16 bytes below 0x100
+            // (`pci::walk_capabilities`).
             if id != 0x09 {
                 continue;
             }
