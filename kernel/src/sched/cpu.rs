@@ -127,6 +127,9 @@ pub struct CpuSched {
     pub timer_writes_slice: AtomicU64,
     /// See `timer_ticks`.
     pub timer_writes_other: AtomicU64,
+    /// Stealable work queued behind a running thread offered to a halted CPU
+    /// (`wake::offer_to_a_halted_cpu`), for tests.
+    pub offers: AtomicU64,
 }
 
 // SAFETY: `rq` and `sleepers` are only accessed with `lock` held (and interrupts off); every
@@ -849,6 +852,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         timer_ticks: AtomicU64::new(0),
         timer_writes_slice: AtomicU64::new(0),
         timer_writes_other: AtomicU64::new(0),
+        offers: AtomicU64::new(0),
     })
     .map_err(|_| {
         if !as_idle {
@@ -1024,6 +1028,12 @@ pub fn wake_state(cpu: u32) -> Option<[u64; 10]> {
         ran_since,
         s.wake_deferrals.load(Ordering::Relaxed),
     ])
+}
+
+/// Test support: how often CPU `cpu` offered stealable work queued behind its running
+/// thread to a halted CPU (`wake::offer_to_a_halted_cpu`).
+pub fn offers(cpu: u32) -> u64 {
+    cpu_sched(cpu).map_or(0, |s| s.offers.load(Ordering::Relaxed))
 }
 
 /// Test support: whether thread `tid` is on CPU `cpu`'s sleeper list (taken under its lock).

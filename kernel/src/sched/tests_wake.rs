@@ -35,6 +35,11 @@ ktest!(
     "sched.wake_deferred_is_applied_by_the_tick_it_armed",
     wake_deferred_tick
 );
+ktest!(
+    Needs::Threads,
+    "sched.self_wake_of_a_stealable_thread_is_offered_to_a_halted_cpu",
+    self_wake_offered
+);
 
 /// `wake_preempts`: W may go on (set by the test), W ran, the spinner runs, the spinner
 /// stopped spinning; the TSC of the wake-up and of W's start.
@@ -701,4 +706,81 @@ mod window {
             _ => Err("T never blocked".into()),
         }
     }
+}
+
+/// `self_wake_offered`: W's thread id (raw), W may go on.
+static SW_W: AtomicU64 = AtomicU64::new(0);
+static SW_GO: AtomicBool = AtomicBool::new(false);
+
+/// W: started on CPU x, made free to run anywhere (it stays on x: x is in the set), blocks
+/// until S lets it go.
+fn sw_woken(_: u64) -> u64 {
+    if sched::set_affinity(sched::CpuSet::ANY).is_err() {
+        return 2;
+    }
+    while !SW_GO.load(Ordering::Acquire) {
+        sched::block_unless(|| !SW_GO.load(Ordering::Acquire));
+    }
+    0
+}
+
+/// S: on CPU x; once W blocks, wakes W (a wake-up onto its own CPU: W is queued behind S,
+/// stealable) and returns how many offers CPU x made meanwhile (`u64::MAX`: the set-up did
+/// not happen). W is let go in every case.
+fn sw_self_waker(x: u64) -> u64 {
+    let w = sched::Tid::from_raw(SW_W.load(Ordering::Acquire));
+    let d = rdtsc() + ms(10_000);
+    while !sched::is_blocked(w) && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    let set_up = sched::is_blocked(w) && sched::this_cpu() == x as u32;
+    let before = super::cpu::offers(x as u32);
+    SW_GO.store(true, Ordering::Release);
+    let woke = sched::wake(w);
+    let offered = super::cpu::offers(x as u32) - before;
+    if !(set_up && woke) {
+        return u64::MAX;
+    }
+    offered
+}
+
+/// A thread others may take, woken onto a CPU whose running thread goes on, is offered to
+/// a halted CPU (`wake::offer_to_a_halted_cpu`: the kick of one, which steals it). W blocks
+/// on CPU x, free to run anywhere; S, pinned to x, wakes it: W is queued behind S, and CPU
+/// x must make one offer. Until 2026-12-05 nothing did (only a spawn and the tick): with
+/// the timer off (icount, the benchmark jobs) and every other CPU halted, W waited for as
+/// long as S ran (found by review). The end-to-end case needs every other CPU halted with
+/// no sleeper to poll for, which the test job cannot arrange (a polling idle CPU steals W
+/// by itself): the offer is what is checked (seen without it: 0 offers). Needs 2 CPUs.
+fn self_wake_offered(_: &BootState) -> TestResult {
+    if ncpus() < 2 {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    }
+    let x = ncpus() - 1;
+    SW_GO.store(false, Ordering::Release);
+    let w = Builder::new()
+        .pin(x)
+        .spawn(sw_woken, 0)
+        .map_err(|e| format!("spawn W: {e}"))?;
+    SW_W.store(w.raw(), Ordering::Release);
+    // The wake-up's own preemption would switch to W on CPU x (nothing left to offer).
+    sched::hold_wake_preemption(true);
+    let s = Builder::new().pin(x).spawn(sw_self_waker, u64::from(x));
+    let r = match s {
+        Ok(s) => join_all(&[s, w], 30_000),
+        Err(e) => {
+            SW_GO.store(true, Ordering::Release);
+            sched::wake(w);
+            let _ = join_all(&[w], 30_000);
+            Err(format!("spawn S: {e}"))
+        }
+    };
+    sched::hold_wake_preemption(false);
+    let codes = r?;
+    check(codes == [1, 0], || {
+        format!(
+            "offers CPU {x} made for W, queued behind S: {} (want 1; u64::MAX: the set-up did not happen); W's code {} (2: its affinity)",
+            codes[0], codes[1]
+        )
+    })
 }

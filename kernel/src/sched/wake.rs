@@ -91,8 +91,27 @@ fn post_wake_irqs_off(target: &CpuSched, i: usize) {
             target.unlock();
             #[cfg(debug_assertions)]
             super::inject::fallback_done(held);
-            ring(target);
+            if is_this_cpu(target) {
+                offer_to_a_halted_cpu(target);
+            } else {
+                ring(target);
+            }
         }
+    }
+}
+
+/// A thread other CPUs may take was queued on `cs` behind a running thread (a wake-up onto
+/// this busy CPU, or one deferred: [`defer_wake`]): a halted CPU is told, which steals it
+/// ([`kick_idle_cpu`]; one load when `cs` holds nothing stealable). Until 2026-12-05 only a
+/// spawn and the tick did it: with the timer off (icount, the benchmark jobs) a halted CPU
+/// never heard of the work, and a thread woken onto a CPU whose running thread did not
+/// give it up waited for good beside an idle CPU (found by review;
+/// `sched.self_wake_of_a_stealable_thread_is_offered_to_a_halted_cpu`).
+#[inline(always)]
+fn offer_to_a_halted_cpu(cs: &CpuSched) {
+    if cs.current.load(Ordering::Relaxed) != cs.idle.load(Ordering::Relaxed) {
+        bump(&cs.offers);
+        kick_idle_cpu(cs);
     }
 }
 
@@ -216,6 +235,7 @@ fn wake_preempt(cs: &CpuSched, preemptible: bool) {
 /// or with the tick's preemption held (a test) for as long as the running thread ran.
 fn defer_wake(cs: &CpuSched, now: u64) {
     bump(&cs.wake_deferrals);
+    offer_to_a_halted_cpu(cs);
     let at = deferred_tick(cs, now);
     let mode = TIMER.load(Ordering::Relaxed);
     if mode != TIMER_OFF && at < cs.armed.load(Ordering::Relaxed) {
