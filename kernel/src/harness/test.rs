@@ -3,9 +3,11 @@
 //! started on every CPU, then the `Needs::Threads` tests; by name within each phase. One
 //! `KTEST,<name>,ok|skip,<why>|FAIL,<why>` line each, then the summary `N passed, N failed`
 //! as the last line, and the debug-exit code. A filter that selects nothing is a failure, and
-//! so is a run in which every selected test was skipped (nothing was checked). A test during
-//! which a kernel thread was killed by a panic or a fault fails, whatever it returned, unless
-//! it said it expects that many kills ([`super::expect_kills`]).
+//! so is a filter piece that selects nothing (a mistyped or renamed test), and a run in which
+//! every selected test was skipped (nothing was checked). A test during which a kernel thread
+//! was killed by a panic or a fault fails, whatever it returned, unless it said it expects
+//! that many kills ([`super::expect_kills`]); so does the job when a thread was killed
+//! between tests or after the last (a thread a test left behind).
 
 use super::SKIP;
 use super::registry::{self, KTest, Needs};
@@ -31,6 +33,14 @@ pub fn selected(filter: &str) -> Vec<&'static KTest> {
     v
 }
 
+/// The pieces of `filter` (comma-separated name prefixes) that select no registered test.
+pub fn unmatched(filter: &str) -> Vec<&str> {
+    filter
+        .split(',')
+        .filter(|p| !p.is_empty() && !registry::tests().iter().any(|t| t.name.starts_with(p)))
+        .collect()
+}
+
 /// Runs the selected tests and exits QEMU with the verdict.
 pub fn run(state: &BootState) -> ! {
     let prefix = state.opts.test_filter.as_str();
@@ -45,7 +55,18 @@ pub fn run(state: &BootState) -> ! {
     if tests.is_empty() {
         failed += 1;
         kprintln!("KTEST,harness.filter,FAIL,no test name starts with {prefix:?}");
+    } else {
+        // Until 2026-12-05 a piece that matched nothing was ignored: a mistyped or renamed
+        // test left a run's coverage without a word (found by review).
+        for p in unmatched(prefix) {
+            failed += 1;
+            kprintln!(
+                "KTEST,harness.filter,FAIL,no test name starts with {p:?} (a piece of the filter)"
+            );
+        }
     }
+    let job_kills = crate::sched::kills();
+    let mut counted_kills = 0;
     let mut phase = Needs::Cpus;
     for t in tests {
         if t.needs == Needs::Threads && phase == Needs::Cpus {
@@ -72,6 +93,7 @@ pub fn run(state: &BootState) -> ! {
             crate::smp::time::ticks_to_us(exo_arch::tsc::rdtsc().wrapping_sub(start)) / 1000
         );
         let (killed, expected) = (crate::sched::kills() - kills, super::expected_kills());
+        counted_kills += killed;
         match r {
             Err(why) if !why.starts_with(SKIP) => {
                 failed += 1;
@@ -91,6 +113,15 @@ pub fn run(state: &BootState) -> ! {
             }
             Err(why) => kprintln!("KTEST,{},skip,{}", t.name, &why[SKIP.len()..]),
         }
+    }
+    // Kills no test's count saw: between two tests, or after the last (until 2026-12-05 they
+    // went unreported, found by review).
+    let stray = (crate::sched::kills() - job_kills).saturating_sub(counted_kills);
+    if stray != 0 {
+        failed += 1;
+        kprintln!(
+            "KTEST,harness.kills_between_tests,FAIL,{stray} kernel thread(s) killed outside every test's run (see the THREAD lines above)"
+        );
     }
     if any && passed == 0 && failed == 0 {
         failed += 1;
