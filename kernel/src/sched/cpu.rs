@@ -608,8 +608,9 @@ pub(super) fn switch_locked(
         cs.migrate.store(m.cpu, Ordering::Relaxed);
         after |= AFTER_MIGRATE;
     }
-    if RECORDING.load(Ordering::Relaxed) {
-        cs.switch_t0.store(rdtsc(), Ordering::Relaxed);
+    if RECORDING.load(Ordering::Relaxed) == cs.cpu + 1 {
+        cs.switch_t0
+            .store(exo_arch::tsc::rdtsc_precise(), Ordering::Relaxed);
         after |= AFTER_RECORD;
     }
     cs.after.store(after, Ordering::Relaxed);
@@ -685,7 +686,7 @@ pub(super) fn finish_switch() {
         // The switch-time sample is read here, before the call (the instrument's own cost
         // stays out of `ctx.switch.raw`).
         let t1 = if after & AFTER_RECORD != 0 {
-            rdtsc()
+            exo_arch::tsc::rdtsc_precise()
         } else {
             0
         };
@@ -949,7 +950,7 @@ pub(super) fn calibration_yielder(n: u64) -> u64 {
 /// the switch buffer is full, and the distribution of the recorded switch times (TSC at the
 /// `switch` call to TSC in the thread switched to) is printed as one `INFO,sched.switch` line.
 pub(super) fn report_switch_samples() {
-    record_switches(true);
+    record_switches(Some(0));
     let n = (SWITCH_SAMPLES / 2) as u64;
     let a = Builder::new().pin(0).spawn(calibration_yielder, n);
     let b = Builder::new().pin(0).spawn(calibration_yielder, n);
@@ -957,7 +958,7 @@ pub(super) fn report_switch_samples() {
     for t in [a, b].into_iter().flatten() {
         let _ = join_until(t, deadline);
     }
-    record_switches(false);
+    record_switches(None);
     let mut v = switch_samples();
     match smp_bench::stats_of(&mut v, 0) {
         Some(st) => crate::kprintln!(
@@ -1073,7 +1074,8 @@ pub(super) static SAMPLES: [AtomicU64; SWITCH_SAMPLES] =
 
 pub(super) static SAMPLE_N: AtomicU64 = AtomicU64::new(0);
 
-pub(super) static RECORDING: AtomicBool = AtomicBool::new(false);
+/// The CPU whose switches are recorded, plus one (0: none).
+pub(super) static RECORDING: AtomicU32 = AtomicU32::new(0);
 
 #[inline(always)]
 pub(super) fn record_switch(dt: u64) {
@@ -1083,13 +1085,16 @@ pub(super) fn record_switch(dt: u64) {
     }
 }
 
-/// Starts recording switch times (TSC at the switch call to TSC in the next thread) into
-/// the static `SWITCH_SAMPLES` buffer, from empty.
-pub fn record_switches(on: bool) {
-    if on {
+/// Starts recording the switch times of CPU `cpu` (`None`: stops), TSC at the switch call
+/// to TSC in the next thread, both serialised (`rdtsc_precise`, the timing pair the bench
+/// subtracts), into the static `SWITCH_SAMPLES` buffer, from empty. Only that CPU's: until
+/// 2026-12-05 every CPU's switches went in (another CPU's switch in the middle of a
+/// benchmark's samples), and the reads were unfenced.
+pub fn record_switches(cpu: Option<u32>) {
+    if cpu.is_some() {
         SAMPLE_N.store(0, Ordering::Relaxed);
     }
-    RECORDING.store(on, Ordering::Release);
+    RECORDING.store(cpu.map_or(0, |c| c + 1), Ordering::Release);
 }
 
 /// The recorded switch samples.
