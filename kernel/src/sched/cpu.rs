@@ -89,6 +89,9 @@ pub struct CpuSched {
     /// xorshift state for the thieves' random start (this CPU only).
     pub(super) rng: AtomicU64,
     pub(super) switch_t0: AtomicU64,
+    /// This CPU's switches are recorded (`record_switches`): a flag here, not a CPU number
+    /// compared on every switch, so the switch path costs what it did before 2026-12-05.
+    pub(super) recording: AtomicBool,
     /// CPU the thread just switched out must move to (valid with `AFTER_MIGRATE`).
     pub(super) migrate: AtomicU32,
     /// What the thread switched to must do for the one switched out, besides releasing the
@@ -608,7 +611,7 @@ pub(super) fn switch_locked(
         cs.migrate.store(m.cpu, Ordering::Relaxed);
         after |= AFTER_MIGRATE;
     }
-    if RECORDING.load(Ordering::Relaxed) == cs.cpu + 1 {
+    if cs.recording.load(Ordering::Relaxed) {
         cs.switch_t0
             .store(exo_arch::tsc::rdtsc_precise(), Ordering::Relaxed);
         after |= AFTER_RECORD;
@@ -834,6 +837,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
             0x9E37_79B9_7F4A_7C15 ^ (u64::from(cpu) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         ),
         switch_t0: AtomicU64::new(0),
+        recording: AtomicBool::new(false),
         migrate: AtomicU32::new(NO_THREAD),
         after: AtomicU32::new(0),
         stacks: spin::Mutex::new(ArrayVec::new()),
@@ -1074,9 +1078,6 @@ pub(super) static SAMPLES: [AtomicU64; SWITCH_SAMPLES] =
 
 pub(super) static SAMPLE_N: AtomicU64 = AtomicU64::new(0);
 
-/// The CPU whose switches are recorded, plus one (0: none).
-pub(super) static RECORDING: AtomicU32 = AtomicU32::new(0);
-
 #[inline(always)]
 pub(super) fn record_switch(dt: u64) {
     let n = SAMPLE_N.fetch_add(1, Ordering::Relaxed) as usize;
@@ -1094,7 +1095,9 @@ pub fn record_switches(cpu: Option<u32>) {
     if cpu.is_some() {
         SAMPLE_N.store(0, Ordering::Relaxed);
     }
-    RECORDING.store(cpu.map_or(0, |c| c + 1), Ordering::Release);
+    for s in cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id)) {
+        s.recording.store(Some(s.cpu) == cpu, Ordering::Release);
+    }
 }
 
 /// The recorded switch samples.
