@@ -37,7 +37,8 @@
 //! * core-to-core matrix: `c2c.rtt.<a>.<b>` (round trip a→b→a, ticks on CPU a) and
 //!   `c2c.oneway.<a>.<b>` (a→b one-way latency from synchronised TSCs);
 //! * contention: `contend.<lock>.<ncpus>` (ticks per hand-off), lock ∈ {`tas`, `ticket`, `mcs`,
-//!   `mutex`}, each followed by a `FAIR,contend.<lock>.<ncpus>,...` line;
+//!   `mutex`, and `spin` for the native suite's host spin lock}, each followed by a
+//!   `FAIR,contend.<lock>.<ncpus>,...` line;
 //! * rows whose seed unit is not cycles carry that unit: `boot.ms` in milliseconds, `net.pps` in
 //!   packets per second.
 //!
@@ -83,6 +84,7 @@ pub mod line;
 mod measure;
 mod mode;
 pub mod names;
+mod pingpong;
 mod samples;
 mod stats;
 mod tsc;
@@ -94,8 +96,12 @@ pub use clock::Clock;
 pub use line::{
     BenchLine, EndLine, FairLine, Line, SuiteLine, parse_line, write_bench, write_fair,
 };
-pub use measure::{OVERHEAD_PAIRS, bench, bench_batched, bench_with, handoff, measure_overhead};
+pub use measure::{
+    OVERHEAD_PAIRS, bench, bench_batched, bench_with, handoff, measure_overhead, per_call,
+    time_once,
+};
 pub use mode::{Mode, ParseModeError};
+pub use pingpong::{PingLine, answer, ping};
 pub use samples::Samples;
 pub use stats::{Stats, nearest_rank_index, stats_of};
 pub use tsc::{OneWay, SyncSample, TscOffset, estimate_offset, one_way_latency};

@@ -92,9 +92,81 @@ where
         }
         let t1 = clock.now();
         let work = t1.saturating_sub(t0).saturating_sub(overhead);
-        samples.push(work / k64 + u64::from(work % k64 >= k64.div_ceil(2)));
+        samples.push(per_call(work, k64));
     }
     samples.stats(0)
+}
+
+/// The per-call cost of `k` calls that took `work` ticks together (timing pair already
+/// subtracted): `work / k` rounded to nearest (a half rounds up), 0 when `k == 0`.
+///
+/// Every batched row divides through this (since 2026-12-05: until then the hand-written
+/// batched loops of the kernel and the native suite truncated, low by up to a tick, while
+/// [`bench_with`] rounded; and `ctx.switch`'s halving floored in the kernel but rounded up
+/// on the Linux peer). For `k == 2` it is `work.div_ceil(2)`, the halving of the round
+/// trips.
+pub const fn per_call(work: u64, k: u64) -> u64 {
+    if k == 0 {
+        return 0;
+    }
+    work / k + (work % k >= k.div_ceil(2)) as u64
+}
+
+/// Times one call of `f` between two clock reads: the elapsed ticks minus `overhead` (the
+/// timing pair's cost, saturating), and what `f` returned. `f` receives the first read, the
+/// start timestamp (e.g. to publish it with a ping).
+pub fn time_once<C, F, R>(clock: &mut C, overhead: u64, f: F) -> (u64, R)
+where
+    C: Clock + ?Sized,
+    F: FnOnce(u64) -> R,
+{
+    let t0 = clock.now();
+    let r = f(t0);
+    let t1 = clock.now();
+    (t1.saturating_sub(t0).saturating_sub(overhead), r)
+}
+
+#[cfg(test)]
+mod per_call_tests {
+    use super::{measure_overhead, per_call, time_once};
+    use core::cell::Cell;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Rounded to nearest: never more than half a call away from the exact share.
+        #[test]
+        fn per_call_is_within_half_a_call(w in 0u64..u64::MAX / 2, k in 1u64..100_000) {
+            let total = u128::from(per_call(w, k)) * u128::from(k);
+            prop_assert!(total.abs_diff(u128::from(w)) <= u128::from(k / 2));
+        }
+    }
+
+    #[test]
+    fn per_call_rounds_like_the_halving_of_round_trips() {
+        assert_eq!(per_call(199, 16), 12); // 12.44
+        assert_eq!(per_call(200, 16), 13); // 12.5: a half rounds up
+        assert_eq!(per_call(7, 2), 7u64.div_ceil(2));
+        assert_eq!(per_call(5, 0), 0);
+    }
+
+    /// A clock whose every read costs 10 ticks: the timing pair's cost measured and
+    /// subtracted leaves exactly the body's cost.
+    #[test]
+    fn time_once_subtracts_the_pair() {
+        let t = Cell::new(0u64);
+        let mut clock = || {
+            t.set(t.get() + 10);
+            t.get()
+        };
+        let overhead = measure_overhead(&mut clock, 8);
+        assert_eq!(overhead, 10);
+        let (dt, start) = time_once(&mut clock, overhead, |t0| {
+            t.set(t.get() + 37); // the body
+            t0
+        });
+        assert_eq!(dt, 37);
+        assert_eq!(start, 170); // 8 pairs (16 reads), then the first read
+    }
 }
 
 /// One lock hand-off's time, on one time line: the acquirer asked for the lock at `asked`,

@@ -42,7 +42,8 @@ pub const SYSCALL_WRITE_64: &str = "syscall.write.64";
 pub const MUTEX_FAST: &str = "mutex.fast";
 /// Seed target 15b: packets per second through the virtual NIC (values in pps).
 pub const NET_PPS: &str = "net.pps";
-/// Seed target 16: boot to all CPUs online (values in milliseconds).
+/// Seed target 16: boot to all CPUs online and init done, the end of boot (values in
+/// milliseconds).
 pub const BOOT_MS: &str = "boot.ms";
 
 /// Which core-to-core matrix a row belongs to.
@@ -75,24 +76,30 @@ pub enum LockKind {
     Mcs,
     /// The kernel's sleeping mutex (seed target 15, `mutex.contended`).
     Mutex,
+    /// A plain spin lock (`spin::Mutex`): the native suite's host lock, never target 15
+    /// (until 2026-12-05 the native suite named it `mutex`, and its host number filled target
+    /// 15 in place of the kernel's blocking mutex; found by review).
+    Spin,
 }
 
 impl LockKind {
     /// Every lock kind, in the order above.
-    pub const ALL: [LockKind; 4] = [
+    pub const ALL: [LockKind; 5] = [
         LockKind::Tas,
         LockKind::Ticket,
         LockKind::Mcs,
         LockKind::Mutex,
+        LockKind::Spin,
     ];
 
-    /// The name segment: `tas`, `ticket`, `mcs` or `mutex`.
+    /// The name segment: `tas`, `ticket`, `mcs`, `mutex` or `spin`.
     pub const fn as_str(self) -> &'static str {
         match self {
             LockKind::Tas => "tas",
             LockKind::Ticket => "ticket",
             LockKind::Mcs => "mcs",
             LockKind::Mutex => "mutex",
+            LockKind::Spin => "spin",
         }
     }
 

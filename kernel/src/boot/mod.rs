@@ -53,6 +53,25 @@ pub struct BootState {
     pub aps_online_tsc: u64,
 }
 
+/// TSC at the end of boot ([`done`]), 0 before.
+static DONE_TSC: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The end of boot: every CPU online, the TSC check done, the kernel's own set-up done
+/// (the commit limits, the last step before any job); the first call takes the TSC, the
+/// `boot` job prints it as `BOOT,done` and `boot.ms` ends there.
+pub fn done() -> u64 {
+    let t = rdtsc();
+    match DONE_TSC.compare_exchange(0, t, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => t,
+        Err(first) => first,
+    }
+}
+
+/// The end of boot if [`done`] was called (the harness calls it before any job).
+pub fn done_at() -> Option<u64> {
+    Some(DONE_TSC.load(Ordering::Acquire)).filter(|&t| t != 0)
+}
+
 fn phase(name: &str) -> u64 {
     let t = rdtsc();
     kprintln!("BOOT,{name},{t}");
@@ -410,7 +429,8 @@ pub fn bsp_main(start_info: u64) -> BootState {
 
 /// The `boot` job: the memory and timing summary, then power off.
 pub fn report(state: &BootState) -> ! {
-    let done = phase("done");
+    let done = done();
+    kprintln!("BOOT,done,{done}");
     let us = time::ticks_to_us(done - state.first_tsc);
     let m = crate::mm::kalloc::stats();
     kprintln!(

@@ -32,6 +32,31 @@ ktest!(
     "boot.cmdline_takes_the_commit_limits",
     cmdline_commit_limits
 );
+ktest!(
+    Needs::Cpus,
+    "boot.boot_ms_ends_at_the_end_of_boot",
+    boot_ms_end
+);
+
+/// `boot.ms` (target 16: first instruction to all CPUs online and init done) ends at the end
+/// of boot, taken before the job began, after the APs came online and the TSC check
+/// (until 2026-12-05 it ended when the APs came online).
+fn boot_ms_end(state: &crate::boot::BootState) -> TestResult {
+    let Some(end) = super::done_at() else {
+        return Err("no end of boot recorded before the job".into());
+    };
+    check(end > state.aps_online_tsc, || {
+        format!(
+            "end of boot {end} not after the APs came online ({})",
+            state.aps_online_tsc
+        )
+    })?;
+    let want = crate::smp::time::ticks_to_us(end - state.first_tsc).div_ceil(1000);
+    let got = crate::harness::bench::boot_ms(state);
+    check(got == want, || {
+        format!("boot.ms {got}, the end of boot says {want}")
+    })
+}
 
 /// `exo.kernel_reserve_mb` and `exo.proc_mem_mb` (`mm::commit`): a number in 0..=1048576
 /// is taken, anything else is a bad option that changes nothing (not fatal).

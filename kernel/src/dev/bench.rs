@@ -63,8 +63,14 @@ fn rows(b: &mut Bench<'_>) {
             });
             let t3 = rdtsc_precise();
             if k >= 20 && sent == BURST && got as usize == BURST {
-                txs.push((t1 - t0).saturating_sub(b.overhead) / BURST as u64);
-                rxs.push((t3 - t2).saturating_sub(b.overhead) / BURST as u64);
+                txs.push(smp_bench::per_call(
+                    (t1 - t0).saturating_sub(b.overhead),
+                    BURST as u64,
+                ));
+                rxs.push(smp_bench::per_call(
+                    (t3 - t2).saturating_sub(b.overhead),
+                    BURST as u64,
+                ));
             }
         }
         emit(

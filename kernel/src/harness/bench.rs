@@ -19,6 +19,15 @@ use exo_arch::exit::ExitCode;
 use exo_arch::tsc::{rdtsc, rdtsc_precise};
 use smp_bench::{EndLine, Mode, Samples, Stats, SuiteLine};
 
+/// `boot.ms`: the kernel's first instruction to the end of boot (all CPUs online and the
+/// kernel's set-up done: `boot::done`, the `boot` job's `BOOT,done`), in milliseconds
+/// rounded up, as targets.md defines target 16. Until 2026-12-05 it ended when the APs came
+/// online, before the TSC check (seconds when an AP fails it) and the rest of the set-up.
+pub(crate) fn boot_ms(state: &BootState) -> u64 {
+    crate::smp::time::ticks_to_us(crate::boot::done().saturating_sub(state.first_tsc))
+        .div_ceil(1000)
+}
+
 /// Samples per single-CPU row.
 pub const N: usize = 2000;
 
@@ -190,10 +199,7 @@ pub fn run(state: &BootState) -> ! {
         ));
     }
     if suite == Suite::Single {
-        // boot.ms: first instruction to all CPUs online, in milliseconds (one sample).
-        let ms =
-            crate::smp::time::ticks_to_us(state.aps_online_tsc - state.first_tsc).div_ceil(1000);
-        b.emit("boot.ms", Some(Stats::one(ms)));
+        b.emit("boot.ms", Some(Stats::one(boot_ms(state))));
     }
     let n_results = b.count;
     line(format_args!(

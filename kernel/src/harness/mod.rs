@@ -53,6 +53,8 @@ pub fn run(state: &crate::boot::BootState) -> ! {
         l.proc_limit / 256,
         crate::mm::kalloc::managed_frames() / 256
     );
+    // The end of boot, for every job (`boot.ms` ends here, `BOOT,done` says it).
+    crate::boot::done();
     match state.opts.job {
         Job::Boot => crate::boot::report(state),
         Job::Test => test::run(state),

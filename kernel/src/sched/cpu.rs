@@ -89,6 +89,9 @@ pub struct CpuSched {
     /// xorshift state for the thieves' random start (this CPU only).
     pub(super) rng: AtomicU64,
     pub(super) switch_t0: AtomicU64,
+    /// This CPU's switches are recorded (`record_switches`): a flag here, not a CPU number
+    /// compared on every switch, so the switch path costs what it did before 2026-12-05.
+    pub(super) recording: AtomicBool,
     /// CPU the thread just switched out must move to (valid with `AFTER_MIGRATE`).
     pub(super) migrate: AtomicU32,
     /// What the thread switched to must do for the one switched out, besides releasing the
@@ -611,8 +614,9 @@ pub(super) fn switch_locked(
         cs.migrate.store(m.cpu, Ordering::Relaxed);
         after |= AFTER_MIGRATE;
     }
-    if RECORDING.load(Ordering::Relaxed) {
-        cs.switch_t0.store(rdtsc(), Ordering::Relaxed);
+    if cs.recording.load(Ordering::Relaxed) {
+        cs.switch_t0
+            .store(exo_arch::tsc::rdtsc_precise(), Ordering::Relaxed);
         after |= AFTER_RECORD;
     }
     cs.after.store(after, Ordering::Relaxed);
@@ -688,7 +692,7 @@ pub(super) fn finish_switch() {
         // The switch-time sample is read here, before the call (the instrument's own cost
         // stays out of `ctx.switch.raw`).
         let t1 = if after & AFTER_RECORD != 0 {
-            rdtsc()
+            exo_arch::tsc::rdtsc_precise()
         } else {
             0
         };
@@ -836,6 +840,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
             0x9E37_79B9_7F4A_7C15 ^ (u64::from(cpu) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         ),
         switch_t0: AtomicU64::new(0),
+        recording: AtomicBool::new(false),
         migrate: AtomicU32::new(NO_THREAD),
         after: AtomicU32::new(0),
         stacks: spin::Mutex::new(ArrayVec::new()),
@@ -953,7 +958,7 @@ pub(super) fn calibration_yielder(n: u64) -> u64 {
 /// the switch buffer is full, and the distribution of the recorded switch times (TSC at the
 /// `switch` call to TSC in the thread switched to) is printed as one `INFO,sched.switch` line.
 pub(super) fn report_switch_samples() {
-    record_switches(true);
+    record_switches(Some(0));
     let n = (SWITCH_SAMPLES / 2) as u64;
     let a = Builder::new().pin(0).spawn(calibration_yielder, n);
     let b = Builder::new().pin(0).spawn(calibration_yielder, n);
@@ -961,7 +966,7 @@ pub(super) fn report_switch_samples() {
     for t in [a, b].into_iter().flatten() {
         let _ = join_until(t, deadline);
     }
-    record_switches(false);
+    record_switches(None);
     let mut v = switch_samples();
     match smp_bench::stats_of(&mut v, 0) {
         Some(st) => crate::kprintln!(
@@ -1083,8 +1088,6 @@ pub(super) static SAMPLES: [AtomicU64; SWITCH_SAMPLES] =
 
 pub(super) static SAMPLE_N: AtomicU64 = AtomicU64::new(0);
 
-pub(super) static RECORDING: AtomicBool = AtomicBool::new(false);
-
 #[inline(always)]
 pub(super) fn record_switch(dt: u64) {
     let n = SAMPLE_N.fetch_add(1, Ordering::Relaxed) as usize;
@@ -1093,13 +1096,18 @@ pub(super) fn record_switch(dt: u64) {
     }
 }
 
-/// Starts recording switch times (TSC at the switch call to TSC in the next thread) into
-/// the static `SWITCH_SAMPLES` buffer, from empty.
-pub fn record_switches(on: bool) {
-    if on {
+/// Starts recording the switch times of CPU `cpu` (`None`: stops), TSC at the switch call
+/// to TSC in the next thread, both serialised (`rdtsc_precise`, the timing pair the bench
+/// subtracts), into the static `SWITCH_SAMPLES` buffer, from empty. Only that CPU's: until
+/// 2026-12-05 every CPU's switches went in (another CPU's switch in the middle of a
+/// benchmark's samples), and the reads were unfenced.
+pub fn record_switches(cpu: Option<u32>) {
+    if cpu.is_some() {
         SAMPLE_N.store(0, Ordering::Relaxed);
     }
-    RECORDING.store(on, Ordering::Release);
+    for s in cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id)) {
+        s.recording.store(Some(s.cpu) == cpu, Ordering::Release);
+    }
 }
 
 /// The recorded switch samples.

@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::apic::{self, Delivery, Dest};
 use exo_arch::tsc::{rdtsc, rdtsc_precise};
 use exo_percpu::{CpuId, IrqGuard};
-use smp_bench::{Stats, TscOffset, one_way_latency};
+use smp_bench::{PingLine, Stats, TscOffset, one_way_latency};
 
 kbench!(Suite::Single, "percpu", percpu_rows);
 kbench!(Suite::Single, "ipi", ipi_row);
@@ -74,27 +74,18 @@ fn ipi_row(b: &mut Bench<'_>) {
 
 // ---- core-to-core ping-pong -------------------------------------------------------------
 
-#[repr(C, align(64))]
-struct Line {
-    seq: AtomicU64,
-    tsc: AtomicU64,
-}
-
-static PING: Line = Line {
-    seq: AtomicU64::new(0),
-    tsc: AtomicU64::new(0),
-};
-static PONG: Line = Line {
-    seq: AtomicU64::new(0),
-    tsc: AtomicU64::new(0),
-};
+static PING: PingLine = PingLine::new();
+static PONG: PingLine = PingLine::new();
 static ONEWAY: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
 static RTT: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
 /// (offset, uncertainty) of the initiator, published before a pair runs.
 static INIT_OFF: AtomicU64 = AtomicU64::new(0);
 static INIT_UNC: AtomicU64 = AtomicU64::new(0);
+/// The timing pair's cost (`Bench::overhead`), subtracted from each round trip.
+static C2C_PAIR: AtomicU64 = AtomicU64::new(0);
 
-/// Responder: echo each sequence number; record one-way latencies of the pings.
+/// Responder: echo each sequence number; record one-way latencies of the pings
+/// (`smp_bench::answer`: the ping's timestamp read before the answer goes out).
 fn c2c_responder(first: u64) -> u64 {
     let me = offset_of(exo_percpu::cpu_id_hint());
     let them = TscOffset {
@@ -105,43 +96,34 @@ fn c2c_responder(first: u64) -> u64 {
     oneway.clear();
     let d = Deadline::after_ms(5000);
     for i in 0..(C2C_N as u64 + 10) {
-        let seq = first + i;
-        while PING.seq.load(Ordering::Acquire) != seq {
-            if d.passed() {
-                return 1;
-            }
-            core::hint::spin_loop();
-        }
-        let t_recv = rdtsc();
-        PONG.seq.store(seq, Ordering::Release);
+        let Some((t_sent, t_recv)) =
+            smp_bench::answer(&mut rdtsc, &PING, &PONG, first + i, || !d.passed())
+        else {
+            return 1;
+        };
         if i >= 10 {
-            oneway.push(
-                one_way_latency(PING.tsc.load(Ordering::Relaxed), them, t_recv, me).clamped(),
-            );
+            oneway.push(one_way_latency(t_sent, them, t_recv, me).clamped());
         }
     }
     0
 }
 
-/// Initiator: time round trips.
+/// Initiator: time round trips with the serialised pair, its cost subtracted
+/// (`smp_bench::ping`, as the Linux peer's `c2c.rtt`; until 2026-12-05 two unfenced `rdtsc`
+/// and the pair kept: the Exo-OS side of the comparison carried the pair).
 fn c2c_initiator(first: u64) -> u64 {
+    let pair = C2C_PAIR.load(Ordering::Relaxed);
     let mut rtt = RTT.lock();
     rtt.clear();
     let d = Deadline::after_ms(5000);
     for i in 0..(C2C_N as u64 + 10) {
-        let seq = first + i;
-        let t0 = rdtsc();
-        PING.tsc.store(t0, Ordering::Relaxed);
-        PING.seq.store(seq, Ordering::Release);
-        while PONG.seq.load(Ordering::Acquire) != seq {
-            if d.passed() {
-                return 1;
-            }
-            core::hint::spin_loop();
-        }
-        let t1 = rdtsc();
+        let Some(t) = smp_bench::ping(&mut rdtsc_precise, pair, &PING, &PONG, first + i, || {
+            !d.passed()
+        }) else {
+            return 1;
+        };
         if i >= 10 {
-            rtt.push(t1 - t0);
+            rtt.push(t);
         }
     }
     0
@@ -181,6 +163,7 @@ fn c2c_matrix(b: &mut Bench<'_>) {
     let (state, count) = (b.state, &mut b.count);
     let all: Vec<CpuId> = cpus::online().map(|b| CpuId(b.hot.cpu_id)).collect();
     let m = all.len().min(state.opts.c2c_cpus as usize);
+    C2C_PAIR.store(b.overhead, Ordering::Relaxed);
     let mut seq = 1_000u64;
     for &a in &all[..m] {
         for &b in &all[..m] {

@@ -479,7 +479,8 @@ fn timed_yields(s: &mut Samples<N>, ovh: u64) -> i64 {
         unsafe { libc::sched_yield() };
         let t1 = rdtsc_precise();
         if i >= PINGPONG_WARMUP {
-            s.push((t1 - t0).saturating_sub(ovh).div_ceil(2));
+            // Halved by the helper every side's `ctx.switch` uses (2026-12-05: the kernel's floored).
+            s.push(smp_bench::per_call((t1 - t0).saturating_sub(ovh), 2));
         }
     }
     switches() - before
@@ -545,7 +546,7 @@ fn kernel_rows(suite: &mut Suite) {
             *black_box(&FAST).lock().unwrap_or_else(|p| p.into_inner()) += 1;
         }
         let t1 = rdtsc_precise();
-        v.push((t1 - t0).saturating_sub(ovh) / K);
+        v.push(smp_bench::per_call((t1 - t0).saturating_sub(ovh), K));
     }
     suite.emit("mutex.fast", smp_bench::stats_of(&mut v, 0));
 }
@@ -677,7 +678,7 @@ fn pingpong(
             let t1 = rdtsc_precise();
             if i >= PINGPONG_WARMUP {
                 let t = (t1 - t0).saturating_sub(ovh);
-                s.push(if halve { t.div_ceil(2) } else { t });
+                s.push(if halve { smp_bench::per_call(t, 2) } else { t });
             }
         }
         sh.stop.store(true, Ordering::Release);

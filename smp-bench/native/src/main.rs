@@ -129,7 +129,7 @@ fn main() {
     });
     locks::mutex_fast(&mut out, &mut s, overhead);
     if cores >= 2 {
-        c2c(&mut out);
+        c2c(&mut out, overhead);
         locks::contended(&mut out);
     } else {
         eprintln!("one core only: no cross-core rows");
@@ -153,38 +153,36 @@ fn main() {
 /// Longest the c2c row may take (it stops early with the samples it has).
 const C2C_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Cache-line ping-pong between cores 0 and 1: the raw hand-off floor.
-fn c2c(out: &mut Out) {
-    #[repr(align(64))]
-    struct Line(AtomicU64);
-    let ping = Arc::new((Line(AtomicU64::new(0)), Line(AtomicU64::new(0))));
+/// Cache-line ping-pong between cores 0 and 1: the raw hand-off floor, timed as the kernel
+/// and the Linux peer time it (`smp_bench::ping`: the fenced pair, `overhead` subtracted;
+/// until 2026-12-05 this row kept the pair).
+fn c2c(out: &mut Out, overhead: u64) {
+    use smp_bench::PingLine;
+    let lines = Arc::new((PingLine::new(), PingLine::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let (p2, stop2) = (Arc::clone(&ping), Arc::clone(&stop));
+    let (l2, stop2) = (Arc::clone(&lines), Arc::clone(&stop));
     let responder = std::thread::spawn(move || {
         pin(1);
-        let mut last = 0;
-        while !stop2.load(Ordering::Relaxed) {
-            let v = p2.0.0.load(Ordering::Acquire);
-            if v != last {
-                last = v;
-                p2.1.0.store(v, Ordering::Release);
-            }
-            std::hint::spin_loop();
+        let mut seq = 1;
+        while smp_bench::answer(&mut rdtsc_precise, &l2.0, &l2.1, seq, || {
+            !stop2.load(Ordering::Relaxed)
+        })
+        .is_some()
+        {
+            seq += 1;
         }
     });
     let mut s: Box<Samples<N>> = Box::new(Samples::new());
+    let mut clk = rdtsc_precise;
     // Bounded in time too: on a VM whose two vCPUs rarely run at once (this project's CI
     // machines) one round trip can take milliseconds, and 21,000 of them took minutes.
     let until = std::time::Instant::now() + C2C_TIME_LIMIT;
     for i in 1..=(N as u64 + 1000) {
-        let t0 = rdtsc_precise();
-        ping.0.0.store(i, Ordering::Release);
-        while ping.1.0.load(Ordering::Acquire) != i {
-            std::hint::spin_loop();
-        }
-        let t1 = rdtsc_precise();
+        let Some(rtt) = smp_bench::ping(&mut clk, overhead, &lines.0, &lines.1, i, || true) else {
+            break;
+        };
         if i > 1000 {
-            s.push(t1 - t0);
+            s.push(rtt);
         }
         if i > 1256 && i % 256 == 0 && std::time::Instant::now() > until {
             eprintln!("c2c.rtt.0.1: time limit after {i} round trips (the row has fewer samples)");
@@ -244,19 +242,20 @@ mod locks {
 
     use super::*;
     use exo_sync::{McsLock, TasMutex, TicketMutex, WithLock};
+    use smp_bench::names::{ContendName, LockKind};
 
     #[derive(Default)]
     pub struct Data {
-        count: u64,
-        released_at: u64,
-        last: u32,
+        pub(crate) count: u64,
+        pub(crate) released_at: u64,
+        pub(crate) last: u32,
     }
 
     pub enum Any {
         Tas(TasMutex<Data>),
         Ticket(TicketMutex<Data>),
         Mcs(McsLock<Data>),
-        Mutex(spin::Mutex<Data>),
+        Spin(spin::Mutex<Data>),
     }
 
     impl Any {
@@ -266,18 +265,50 @@ mod locks {
                 Any::Tas(l) => l.with_lock(f),
                 Any::Ticket(l) => l.with_lock(f),
                 Any::Mcs(l) => l.with_lock(f),
-                Any::Mutex(l) => f(&mut l.lock()),
+                Any::Spin(l) => f(&mut l.lock()),
             }
         }
     }
 
-    fn all() -> Vec<(&'static str, Any)> {
+    /// The locks of the `lock.<name>.uncontended` and `contend.<name>.2` rows. The host
+    /// `spin::Mutex` is `spin`, not `mutex`: `contend.mutex.<k>` is the kernel's blocking
+    /// mutex, seed target 15 (until 2026-12-05 this one was named `mutex`, and its host
+    /// number filled target 15; found by review).
+    pub(crate) fn all() -> Vec<(LockKind, Any)> {
         vec![
-            ("tas", Any::Tas(TasMutex::new(Data::default()))),
-            ("ticket", Any::Ticket(TicketMutex::new(Data::default()))),
-            ("mcs", Any::Mcs(McsLock::new(Data::default()))),
-            ("mutex", Any::Mutex(spin::Mutex::new(Data::default()))),
+            (LockKind::Tas, Any::Tas(TasMutex::new(Data::default()))),
+            (
+                LockKind::Ticket,
+                Any::Ticket(TicketMutex::new(Data::default())),
+            ),
+            (LockKind::Mcs, Any::Mcs(McsLock::new(Data::default()))),
+            (LockKind::Spin, Any::Spin(spin::Mutex::new(Data::default()))),
         ]
+    }
+
+    /// The contention row of `lock` (two threads).
+    pub(crate) fn contend_row(lock: LockKind) -> String {
+        ContendName { lock, ncpus: 2 }.to_string()
+    }
+
+    /// One acquisition inside the lock, as the kernel's contention runner records it: the
+    /// hand-off (`smp_bench::handoff`: counted only if `me` was already waiting when the
+    /// previous holder released, `asked <= released_at`; until 2026-12-05 every hand-off
+    /// counted, a descheduled thread's absence included), then the holder's marks.
+    pub(crate) fn record(d: &mut Data, asked: u64, acquired: u64, me: u32, samples: &mut Vec<u64>) {
+        if samples.len() < 100_000
+            && let Some(h) = smp_bench::handoff(
+                asked as i64,
+                acquired as i64,
+                d.released_at as i64,
+                d.last,
+                me,
+            )
+        {
+            samples.push(h);
+        }
+        d.count += 1;
+        d.last = me;
     }
 
     pub fn uncontended(out: &mut Out, s: &mut Samples<N>, overhead: u64) {
@@ -286,7 +317,7 @@ mod locks {
             let st = smp_bench::bench_with(&mut clk, s, overhead, 1000, N, 16, || {
                 l.with(|d| d.count += 1)
             });
-            out.row(&format!("lock.{name}.uncontended"), st);
+            out.row(&format!("lock.{}.uncontended", name.as_str()), st);
         }
     }
 
@@ -307,14 +338,13 @@ mod locks {
                         while rdtsc_precise() < start {
                             std::hint::spin_loop();
                         }
-                        while rdtsc_precise() < end {
+                        loop {
+                            let asked = rdtsc_precise();
+                            if asked >= end {
+                                break;
+                            }
                             l.with(|d| {
-                                let t = rdtsc_precise();
-                                if d.last != me && d.released_at != 0 && samples.len() < 100_000 {
-                                    samples.push(t.saturating_sub(d.released_at));
-                                }
-                                d.count += 1;
-                                d.last = me;
+                                record(d, asked, rdtsc_precise(), me, &mut samples);
                                 d.released_at = rdtsc_precise();
                             });
                             acq += 1;
@@ -332,8 +362,8 @@ mod locks {
             }
             let total: u64 = acqs.iter().sum();
             let counted = l.with(|d| d.count);
-            assert_eq!(counted, total, "lock {name} lost updates");
-            let row = format!("contend.{name}.2");
+            assert_eq!(counted, total, "lock {} lost updates", name.as_str());
+            let row = contend_row(name);
             out.row(&row, smp_bench::stats_of(&mut merged, 0));
             let (mn, mx) = (
                 acqs.iter().copied().min().unwrap_or(0),
@@ -378,8 +408,8 @@ mod mm {
                 b.free(p, 0).expect("free");
             }
             let t2 = rdtsc_precise();
-            s.push((t1 - t0).saturating_sub(overhead) / 32);
-            fs.push((t2 - t1).saturating_sub(overhead) / 32);
+            s.push(smp_bench::per_call((t1 - t0).saturating_sub(overhead), 32));
+            fs.push(smp_bench::per_call((t2 - t1).saturating_sub(overhead), 32));
         }
         out.row("buddy.alloc.0", s.stats(0));
         out.row("buddy.free.0", fs.stats(0));
@@ -391,7 +421,10 @@ mod mm {
             let n = b.alloc_batch(0, &mut batch);
             let t1 = rdtsc_precise();
             b.free_batch(0, &batch[..n]).expect("free_batch");
-            s.push((t1 - t0).saturating_sub(overhead) / n.max(1) as u64);
+            s.push(smp_bench::per_call(
+                (t1 - t0).saturating_sub(overhead),
+                n.max(1) as u64,
+            ));
         }
         out.row("buddy.alloc_batch32.per_frame", s.stats(0));
         // Magazine pop + push (the per-CPU frame cache fast path, no lock, no atomics).
@@ -439,7 +472,7 @@ mod sched {
             for &t in &picked {
                 rq.enqueue(t, prio(t.0), Queue::Normal).expect("re-enqueue");
             }
-            s.push((t1 - t0).saturating_sub(overhead) / 32);
+            s.push(smp_bench::per_call((t1 - t0).saturating_sub(overhead), 32));
         }
         out.row("sched.pick_next", s.stats(0));
     }
@@ -479,8 +512,14 @@ mod alloc {
                 unsafe { a.dealloc(p, layout) };
             }
             let t2 = rdtsc_precise();
-            s.push((t1 - t0).saturating_sub(overhead) / K as u64);
-            fs.push((t2 - t1).saturating_sub(overhead) / K as u64);
+            s.push(smp_bench::per_call(
+                (t1 - t0).saturating_sub(overhead),
+                K as u64,
+            ));
+            fs.push(smp_bench::per_call(
+                (t2 - t1).saturating_sub(overhead),
+                K as u64,
+            ));
         }
     }
 
@@ -516,8 +555,14 @@ mod alloc {
                 }
             }
             let t2 = rdtsc_precise();
-            s.push((t1 - t0).saturating_sub(overhead) / K as u64);
-            fs.push((t2 - t1).saturating_sub(overhead) / K as u64);
+            s.push(smp_bench::per_call(
+                (t1 - t0).saturating_sub(overhead),
+                K as u64,
+            ));
+            fs.push(smp_bench::per_call(
+                (t2 - t1).saturating_sub(overhead),
+                K as u64,
+            ));
         }
         let exo64 = s.stats(0).map_or(0, |st| st.p50);
         out.row("alloc.64", s.stats(0));
@@ -535,8 +580,14 @@ mod alloc {
                 let _ = black_box(cache::page_free(f));
             }
             let t2 = rdtsc_precise();
-            s.push((t1 - t0).saturating_sub(overhead) / K as u64);
-            fs.push((t2 - t1).saturating_sub(overhead) / K as u64);
+            s.push(smp_bench::per_call(
+                (t1 - t0).saturating_sub(overhead),
+                K as u64,
+            ));
+            fs.push(smp_bench::per_call(
+                (t2 - t1).saturating_sub(overhead),
+                K as u64,
+            ));
         }
         out.row("alloc.4k", s.stats(0));
         out.row("free.4k", fs.stats(0));
@@ -577,5 +628,47 @@ mod alloc {
         fn measure(&self, s: &mut Samples<N>, fs: &mut Samples<N>, overhead: u64, layout: Layout) {
             pair(self, s, fs, overhead, layout);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locks::{Data, all, contend_row, record};
+    use smp_bench::report::{build_table, parse_csv, parse_targets};
+
+    /// Every native contention row, later in the file than the kernel's and trusted, leaves
+    /// target 15 (`mutex.contended`, the kernel's blocking mutex) to the kernel's row.
+    #[test]
+    fn no_native_lock_row_fills_target_15() {
+        let targets = parse_targets(include_str!("../../../configs/targets.toml")).unwrap();
+        let mut csv = String::from(
+            "suite,mode,name,n,mean,min,max,p50,p95,p99\n\
+             contended,kvm,contend.mutex.2,100,900,300,9000,850,1000,2000\n",
+        );
+        for (lock, _) in all() {
+            let row = contend_row(lock);
+            csv += &format!("native,native,{row},100,130,100,900,120,200,300\n");
+        }
+        let rows = parse_csv(&csv).unwrap();
+        let table = build_table(&targets, &rows);
+        let t15 = table.iter().find(|r| r.id == "15").unwrap();
+        assert_eq!(
+            (t15.value.as_str(), t15.mode.as_str()),
+            ("850 (2 CPUs)", "kvm")
+        );
+    }
+
+    /// The kernel's hand-off definition: only an acquirer already waiting at the release.
+    #[test]
+    fn a_late_acquirer_is_not_a_hand_off() {
+        let mut d = Data::default();
+        let mut v = Vec::new();
+        record(&mut d, 100, 110, 1, &mut v); // first acquisition: nothing to hand off
+        d.released_at = 150;
+        record(&mut d, 160, 170, 2, &mut v); // asked after the release (was away)
+        d.released_at = 200;
+        record(&mut d, 180, 230, 1, &mut v); // waiting since 180: 30 ticks
+        assert_eq!(v, [30]);
+        assert_eq!((d.count, d.last), (3, 1));
     }
 }

@@ -773,7 +773,7 @@ fn ctx_switch_as<const M: usize>(
         exo_rt::sched_yield();
         let t1 = rdtsc_precise();
         if i >= YIELD_WARMUP {
-            s.push((t1 - t0).saturating_sub(ovh).div_ceil(2));
+            s.push(exo_rt::bench::per_call((t1 - t0).saturating_sub(ovh), 2));
         }
     }
     let stats = s.stats(0);

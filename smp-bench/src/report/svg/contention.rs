@@ -35,6 +35,7 @@ fn style(lock: LockKind) -> (&'static str, &'static str) {
         LockKind::Ticket => ("#1f77b4", "ticket spin lock"),
         LockKind::Mcs => ("#2ca02c", "MCS queue lock"),
         LockKind::Mutex => ("#9467bd", "mutex"),
+        LockKind::Spin => ("#8c564b", "spin::Mutex (host)"),
     }
 }
 
