@@ -82,9 +82,26 @@ fn kernel_tests_counts_exact_status_fields() {
                KTEST,ipc.two,FAIL,reply was not ok\n\
                1 passed, 1 failed\n";
     let (out, result) = ci(&t, "kernel_tests \"q35 -smp 2\" --smp 2", log);
-    // 1 pass; 1 failed test plus the run itself.
-    assert_eq!(result, "1 2", "{}", both(&out));
+    // 1 pass; the failed test once (until 2026-12-05 the run's own failure counted it again).
+    assert_eq!(result, "1 1", "{}", both(&out));
     assert!(text(&out.stdout).contains("KTEST,ipc.two,FAIL"));
+
+    // A run made for one test (KT_REQUIRE) fails when that test skipped, once.
+    let log = "SMP,2,2,x2apic\n\
+               KTEST,sched.one,ok\n\
+               KTEST,pci.two,skip,no NIC\n\
+               1 passed, 0 failed\n";
+    let (out, result) = ci(
+        &t,
+        "KT_REQUIRE=\"pci.two\" kernel_tests \"q35 -smp 2\" --smp 2",
+        log,
+    );
+    assert_eq!(result, "1 1", "{}", both(&out));
+    assert!(
+        text(&out.stdout).contains("not ok: pci.two"),
+        "{}",
+        both(&out)
+    );
 }
 
 /// bench_ok uses extract-benches --strict: an END count that differs or a malformed row
