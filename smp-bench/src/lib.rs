@@ -98,7 +98,7 @@ pub use line::{
 };
 pub use measure::{
     OVERHEAD_PAIRS, bench, bench_batched, bench_with, handoff, measure_overhead, per_call,
-    time_once,
+    per_call_between, time_once,
 };
 pub use mode::{Mode, ParseModeError};
 pub use pingpong::{PingLine, answer, ping};

@@ -112,6 +112,13 @@ pub const fn per_call(work: u64, k: u64) -> u64 {
     work / k + (work % k >= k.div_ceil(2)) as u64
 }
 
+/// The cost of one of `k` calls timed together from `t0` to `t1` (two reads of one clock),
+/// the timing pair's `overhead` taken off first: [`per_call`] of the span (0 for a clock that
+/// went back).
+pub const fn per_call_between(t0: u64, t1: u64, overhead: u64, k: u64) -> u64 {
+    per_call(t1.saturating_sub(t0).saturating_sub(overhead), k)
+}
+
 /// Times one call of `f` between two clock reads: the elapsed ticks minus `overhead` (the
 /// timing pair's cost, saturating), and what `f` returned. `f` receives the first read, the
 /// start timestamp (e.g. to publish it with a ping).
@@ -128,7 +135,7 @@ where
 
 #[cfg(test)]
 mod per_call_tests {
-    use super::{measure_overhead, per_call, time_once};
+    use super::{measure_overhead, per_call, per_call_between, time_once};
     use core::cell::Cell;
     use proptest::prelude::*;
 
@@ -147,6 +154,8 @@ mod per_call_tests {
         assert_eq!(per_call(200, 16), 13); // 12.5: a half rounds up
         assert_eq!(per_call(7, 2), 7u64.div_ceil(2));
         assert_eq!(per_call(5, 0), 0);
+        assert_eq!(per_call_between(100, 305, 5, 16), 13);
+        assert_eq!(per_call_between(305, 100, 5, 16), 0);
     }
 
     /// A clock whose every read costs 10 ticks: the timing pair's cost measured and

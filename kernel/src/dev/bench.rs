@@ -63,12 +63,16 @@ fn rows(b: &mut Bench<'_>) {
             });
             let t3 = rdtsc_precise();
             if k >= 20 && sent == BURST && got as usize == BURST {
-                txs.push(smp_bench::per_call(
-                    (t1 - t0).saturating_sub(b.overhead),
+                txs.push(smp_bench::per_call_between(
+                    t0,
+                    t1,
+                    b.overhead,
                     BURST as u64,
                 ));
-                rxs.push(smp_bench::per_call(
-                    (t3 - t2).saturating_sub(b.overhead),
+                rxs.push(smp_bench::per_call_between(
+                    t2,
+                    t3,
+                    b.overhead,
                     BURST as u64,
                 ));
             }

@@ -54,14 +54,8 @@ fn alloc_rows(b: &mut Bench<'_>) {
             *slot = None;
         }
         let t2 = rdtsc_precise();
-        s.push(smp_bench::per_call(
-            (t1 - t0).saturating_sub(overhead),
-            K as u64,
-        ));
-        fs.push(smp_bench::per_call(
-            (t2 - t1).saturating_sub(overhead),
-            K as u64,
-        ));
+        s.push(smp_bench::per_call_between(t0, t1, overhead, K as u64));
+        fs.push(smp_bench::per_call_between(t1, t2, overhead, K as u64));
     }
     emit("alloc.64.batch32", s.stats(0), count);
     emit("free.64.batch32", fs.stats(0), count);
@@ -98,8 +92,8 @@ fn alloc_rows(b: &mut Bench<'_>) {
             free_frame(f);
         }
         let t2 = rdtsc_precise();
-        s.push(smp_bench::per_call((t1 - t0).saturating_sub(overhead), n));
-        fs.push(smp_bench::per_call((t2 - t1).saturating_sub(overhead), n));
+        s.push(smp_bench::per_call_between(t0, t1, overhead, n));
+        fs.push(smp_bench::per_call_between(t1, t2, overhead, n));
     }
     emit("alloc.4k.batch32", s.stats(0), count);
     emit("free.4k.batch32", fs.stats(0), count);

@@ -71,7 +71,7 @@ fn timed_yielder(_: u64) -> u64 {
         if i >= WARM {
             // Halved to nearest, as every side's `ctx.switch` (until 2026-12-05 floored here,
             // rounded up on the Linux peer).
-            v.push(smp_bench::per_call((t1 - t0).saturating_sub(pair), 2));
+            v.push(smp_bench::per_call_between(t0, t1, pair, 2));
         }
     }
     if raw {
@@ -184,7 +184,7 @@ fn spawn_row(pair: u64) -> Option<Stats> {
             let _ = sched::join_until(t, d);
         }
         if round >= 2 && n == 100 {
-            v.push(smp_bench::per_call((t1 - t0).saturating_sub(pair), n));
+            v.push(smp_bench::per_call_between(t0, t1, pair, n));
         }
     }
     smp_bench::stats_of(&mut v, 0)
@@ -289,7 +289,7 @@ fn mutex_fast_rows(overhead: u64, count: &mut u32) {
             *core::hint::black_box(&FAST).lock() += 1;
         }
         let t1 = rdtsc_precise();
-        v.push(smp_bench::per_call((t1 - t0).saturating_sub(overhead), K));
+        v.push(smp_bench::per_call_between(t0, t1, overhead, K));
     }
     let m = smp_bench::stats_of(&mut v, 0);
     emit("mutex.fast", m, count);
@@ -307,7 +307,7 @@ fn mutex_fast_rows(overhead: u64, count: &mut u32) {
             );
         }
         let t1 = rdtsc_precise();
-        v.push(smp_bench::per_call((t1 - t0).saturating_sub(overhead), K));
+        v.push(smp_bench::per_call_between(t0, t1, overhead, K));
     }
     let c = smp_bench::stats_of(&mut v, 0);
     emit("cas.locked", c, count);

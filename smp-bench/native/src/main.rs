@@ -408,8 +408,8 @@ mod mm {
                 b.free(p, 0).expect("free");
             }
             let t2 = rdtsc_precise();
-            s.push(smp_bench::per_call((t1 - t0).saturating_sub(overhead), 32));
-            fs.push(smp_bench::per_call((t2 - t1).saturating_sub(overhead), 32));
+            s.push(smp_bench::per_call_between(t0, t1, overhead, 32));
+            fs.push(smp_bench::per_call_between(t1, t2, overhead, 32));
         }
         out.row("buddy.alloc.0", s.stats(0));
         out.row("buddy.free.0", fs.stats(0));
@@ -472,7 +472,7 @@ mod sched {
             for &t in &picked {
                 rq.enqueue(t, prio(t.0), Queue::Normal).expect("re-enqueue");
             }
-            s.push(smp_bench::per_call((t1 - t0).saturating_sub(overhead), 32));
+            s.push(smp_bench::per_call_between(t0, t1, overhead, 32));
         }
         out.row("sched.pick_next", s.stats(0));
     }
@@ -512,14 +512,8 @@ mod alloc {
                 unsafe { a.dealloc(p, layout) };
             }
             let t2 = rdtsc_precise();
-            s.push(smp_bench::per_call(
-                (t1 - t0).saturating_sub(overhead),
-                K as u64,
-            ));
-            fs.push(smp_bench::per_call(
-                (t2 - t1).saturating_sub(overhead),
-                K as u64,
-            ));
+            s.push(smp_bench::per_call_between(t0, t1, overhead, K as u64));
+            fs.push(smp_bench::per_call_between(t1, t2, overhead, K as u64));
         }
     }
 
@@ -555,14 +549,8 @@ mod alloc {
                 }
             }
             let t2 = rdtsc_precise();
-            s.push(smp_bench::per_call(
-                (t1 - t0).saturating_sub(overhead),
-                K as u64,
-            ));
-            fs.push(smp_bench::per_call(
-                (t2 - t1).saturating_sub(overhead),
-                K as u64,
-            ));
+            s.push(smp_bench::per_call_between(t0, t1, overhead, K as u64));
+            fs.push(smp_bench::per_call_between(t1, t2, overhead, K as u64));
         }
         let exo64 = s.stats(0).map_or(0, |st| st.p50);
         out.row("alloc.64", s.stats(0));
@@ -580,14 +568,8 @@ mod alloc {
                 let _ = black_box(cache::page_free(f));
             }
             let t2 = rdtsc_precise();
-            s.push(smp_bench::per_call(
-                (t1 - t0).saturating_sub(overhead),
-                K as u64,
-            ));
-            fs.push(smp_bench::per_call(
-                (t2 - t1).saturating_sub(overhead),
-                K as u64,
-            ));
+            s.push(smp_bench::per_call_between(t0, t1, overhead, K as u64));
+            fs.push(smp_bench::per_call_between(t1, t2, overhead, K as u64));
         }
         out.row("alloc.4k", s.stats(0));
         out.row("free.4k", fs.stats(0));
