@@ -153,6 +153,15 @@ pub fn register(ring: &'static CpuRing) {
     }
 }
 
+/// Unnames `who` as `ring`'s last writer if it is (a thread's end: the one ring that can
+/// name it, the one its last bytes went to; the others were made to forget it when it
+/// began writing there, [`forget_writer`]).
+pub fn unname_writer(ring: &CpuRing, who: u64) {
+    if ring.last_writer.load(Ordering::Relaxed) == who {
+        ring.last_writer.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Unnames `who` as last writer of every ring (it is about to write somewhere else). A
 /// ring's owner may name another writer at the same time: at worst that one takes its
 /// slow path once.

@@ -238,14 +238,22 @@ pub(super) fn console_thread_end() {
             .map_or(u32::MAX, |w| w.swap(u32::MAX, Ordering::Relaxed));
         (last, crate::sched::this_cpu())
     };
-    if last != u32::MAX
-        && last != here
-        && let Some(&ring) =
-            crate::smp::cpus::get(exo_percpu::CpuId(last)).and_then(|b| b.ext.console.get())
-    {
+    // No bytes known (it never wrote): no ring names it, nothing to write out (a thread's
+    // write that names it in a ring also records that ring's CPU here: one ring, this
+    // one, is all the end looks at; icount `uthread.spawn` +72 when it looked at every
+    // ring).
+    if last == u32::MAX {
+        return;
+    }
+    let Some(&ring) =
+        crate::smp::cpus::get(exo_percpu::CpuId(last)).and_then(|b| b.ext.console.get())
+    else {
+        return;
+    };
+    if last != here {
         crate::console::flush_one(ring);
     }
-    crate::console::forget_writer(exo_percpu::kstack_top());
+    crate::console::unname_writer(ring, exo_percpu::kstack_top());
 }
 
 /// `write`: fd 1 and 2 are the console. The whole range is checked first (`-EFAULT`
