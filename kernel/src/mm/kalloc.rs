@@ -577,16 +577,101 @@ impl exo_mm::chain::Links for PoolLinks {
 /// last reclaim. Objects in the CPUs' magazines keep their slabs. Runs inside a magazine's
 /// refill (the frame magazine's, or a class's carve): it touches no magazine, allocates
 /// nothing and logs nothing (a chain found cut is counted: [`CHAINS_CUT`]).
+///
+/// One reclaim at a time: a CPU that finds one under way waits for its end and returns what
+/// it gave back (its caller then tries the buddy again). Until 2026-12-05 the reclaim was
+/// marked done when it began, and a second CPU that ran dry meanwhile was told nothing was
+/// left and failed its allocation while the first was about to free the frames (found by
+/// review; `kalloc.reclaim_under_way_is_waited_for`).
 fn reclaim_slabs() -> usize {
-    use exo_mm::chain::{sort_chain, take_free_slabs};
     if !exo_arch::cpu::interrupts_enabled() {
         return 0;
+    }
+    let _np = PreemptGuard::new();
+    let seen = RECLAIMS_DONE.load(Ordering::Acquire);
+    let _one = match RECLAIM.try_lock() {
+        Some(g) => g,
+        None => {
+            RECLAIM_WAITS.fetch_add(1, Ordering::Relaxed);
+            RECLAIM.lock()
+        }
+    };
+    if RECLAIMS_DONE.load(Ordering::Acquire) != seen {
+        // Another CPU's reclaim ended while this one waited: what it gave back is in the
+        // buddy now (a second pass right after would find nothing).
+        return LAST_RECLAIM.load(Ordering::Relaxed) as usize;
     }
     let gives = POOL_GIVES.load(Ordering::Relaxed);
     if RECLAIMED_AT.swap(gives, Ordering::Relaxed) == gives {
         return 0;
     }
-    let _np = PreemptGuard::new();
+    #[cfg(debug_assertions)]
+    reclaim_hold();
+    let frames = reclaim_pools();
+    LAST_RECLAIM.store(frames as u64, Ordering::Relaxed);
+    RECLAIMS_DONE.fetch_add(1, Ordering::Release);
+    frames
+}
+
+/// One slab reclaim at a time ([`reclaim_slabs`]).
+static RECLAIM: spin::Mutex<()> = spin::Mutex::new(());
+/// Reclaims finished, and what the last gave back (frames).
+static RECLAIMS_DONE: AtomicU64 = AtomicU64::new(0);
+static LAST_RECLAIM: AtomicU64 = AtomicU64::new(0);
+/// Reclaims that found another under way and waited for it (tests).
+pub static RECLAIM_WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// Test support (debug builds): the next reclaim that gets past its checks stops there,
+/// holding the reclaim, until [`release_reclaim`] (or about 2^31 spins).
+#[cfg(debug_assertions)]
+static HOLD_RECLAIM: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+#[cfg(debug_assertions)]
+fn reclaim_hold() {
+    if HOLD_RECLAIM
+        .compare_exchange(1, 2, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        let mut spins = 0u64;
+        while HOLD_RECLAIM.load(Ordering::Acquire) == 2 && spins < 1 << 31 {
+            core::hint::spin_loop();
+            spins += 1;
+        }
+        HOLD_RECLAIM.store(0, Ordering::Release);
+    }
+}
+
+/// Test support (debug builds): arms the reclaim hold (and marks a pool given to, so the next
+/// reclaim does not stop at its nothing-new check).
+#[cfg(debug_assertions)]
+pub fn hold_next_reclaim() {
+    // Something given back since the last reclaim, so the next one gets past its check.
+    POOL_GIVES.fetch_add(1, Ordering::Relaxed);
+    HOLD_RECLAIM.store(1, Ordering::Release);
+}
+
+/// Test support (debug builds): whether a reclaim is held now.
+#[cfg(debug_assertions)]
+pub fn reclaim_held() -> bool {
+    HOLD_RECLAIM.load(Ordering::Acquire) == 2
+}
+
+/// Test support (debug builds): lets a held reclaim go (and disarms the hold).
+#[cfg(debug_assertions)]
+pub fn release_reclaim() {
+    HOLD_RECLAIM.store(3, Ordering::Release);
+}
+
+/// Test support: runs a slab reclaim as an allocation that ran dry would; returns what it
+/// reports given back.
+#[cfg(debug_assertions)]
+pub fn reclaim_for_test() -> usize {
+    reclaim_slabs()
+}
+
+/// The reclaim itself ([`reclaim_slabs`], its lock held): every pool's wholly free slabs.
+fn reclaim_pools() -> usize {
+    use exo_mm::chain::{sort_chain, take_free_slabs};
     let mut frames = 0;
     for c in SizeClass::ALL {
         let mut pool = POOLS[c.index()].lock();

@@ -26,6 +26,11 @@ ktest!(
     "kalloc.live_objects_full_of_poison_bytes_free_cleanly",
     poison_bytes
 );
+ktest!(
+    Needs::Threads,
+    "kalloc.reclaim_under_way_is_waited_for",
+    reclaim_waits
+);
 ktest!(Needs::Cpus, "mm.heap_on_every_cpu", heap_every_cpu);
 ktest!(
     Needs::Cpus,
@@ -498,4 +503,95 @@ fn boot_frames_skipped_tail(_: &BootState) -> TestResult {
     check(pages + 7 == f.total, || {
         format!("{pages} pages remaining after 7 handed out, of {}", f.total)
     })
+}
+
+/// `reclaim_waits`: the second reclaim's result, and whether it returned.
+#[cfg(debug_assertions)]
+static RW_B_RESULT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+#[cfg(debug_assertions)]
+static RW_B_DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+#[cfg(debug_assertions)]
+fn rw_reclaim(_: u64) -> u64 {
+    crate::mm::kalloc::reclaim_for_test() as u64
+}
+
+#[cfg(debug_assertions)]
+fn rw_second(_: u64) -> u64 {
+    let r = crate::mm::kalloc::reclaim_for_test() as u64;
+    RW_B_RESULT.store(r, core::sync::atomic::Ordering::Release);
+    RW_B_DONE.store(true, core::sync::atomic::Ordering::Release);
+    r
+}
+
+/// The driver of [`reclaim_waits`] (pinned to CPU 0: the two reclaims spin with preemption
+/// off on the last two CPUs). 0: the second reclaim waited for the first and reported what
+/// it gave back; 1 it returned while the first was under way; 2 the set-up failed.
+#[cfg(debug_assertions)]
+fn rw_driver(_: u64) -> u64 {
+    use crate::mm::kalloc;
+    use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+    let n = crate::harness::ncpus();
+    RW_B_DONE.store(false, Release);
+    kalloc::hold_next_reclaim();
+    let Ok(a) = crate::sched::Builder::new().pin(n - 1).spawn(rw_reclaim, 0) else {
+        kalloc::release_reclaim();
+        return 2;
+    };
+    let held =
+        crate::harness::wait_for("the first reclaim to be held", 30_000, kalloc::reclaim_held);
+    let waits = kalloc::RECLAIM_WAITS.load(Relaxed);
+    let b = crate::sched::Builder::new().pin(n - 2).spawn(rw_second, 0);
+    let seen = held.is_ok()
+        && b.is_ok()
+        && crate::harness::wait_for("the second reclaim to wait or return", 30_000, || {
+            kalloc::RECLAIM_WAITS.load(Relaxed) != waits || RW_B_DONE.load(Acquire)
+        })
+        .is_ok();
+    let early = RW_B_DONE.load(Acquire);
+    kalloc::release_reclaim();
+    let ra = crate::sched::join(a).unwrap_or(u64::MAX);
+    let rb = b.map_or(u64::MAX, |b| crate::sched::join(b).unwrap_or(u64::MAX));
+    if !seen {
+        return 2;
+    }
+    if early {
+        return 1;
+    }
+    u64::from(ra != rb || RW_B_RESULT.load(Acquire) != rb)
+}
+
+/// A CPU that runs dry while another CPU's slab reclaim is under way waits for that reclaim
+/// and is told what it gave back (its caller then tries the buddy again), instead of being
+/// told nothing was left. Forced: the first reclaim is held past its checks (debug hook); a
+/// second, on another CPU, must wait (`RECLAIM_WAITS`), not return. Until 2026-12-05 it
+/// returned 0 at once (the first had marked the reclaim done when it began), and its
+/// allocation failed with the frames about to come back. Needs 3 CPUs and a debug kernel.
+fn reclaim_waits(_: &BootState) -> TestResult {
+    if !cfg!(debug_assertions) {
+        return Err(format!(
+            "{}the hold exists in debug builds only",
+            crate::harness::SKIP
+        ));
+    }
+    if crate::harness::ncpus() < 3 {
+        return Err(format!(
+            "{}needs 3 CPUs (both reclaims spin with preemption off)",
+            crate::harness::SKIP
+        ));
+    }
+    #[cfg(debug_assertions)]
+    {
+        let d = crate::sched::Builder::new()
+            .pin(0)
+            .spawn(rw_driver, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let code = crate::harness::join_all(&[d], 120_000)?[0];
+        check(code == 0, || {
+            format!(
+                "{code}: 1 the second reclaim returned while the first was under way, 2 the set-up failed, else it reported another count than the first"
+            )
+        })?;
+    }
+    Ok(())
 }
