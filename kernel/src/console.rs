@@ -167,9 +167,7 @@ pub fn unname_writer(ring: &CpuRing, who: u64) {
 /// slow path once.
 pub fn forget_writer(who: u64) {
     for r in rings() {
-        if r.last_writer.load(Ordering::Relaxed) == who {
-            r.last_writer.store(0, Ordering::Relaxed);
-        }
+        unname_writer(r, who);
     }
 }
 
@@ -453,7 +451,7 @@ pub fn write_bytes(bytes: &[u8]) {
 /// it returns (a writer that moved to another CPU relies on it).
 pub fn flush_all() {
     for r in rings() {
-        flush_ring(r, &mut emit, &mut |piece| locked(piece));
+        flush_one(r);
     }
 }
 

@@ -70,7 +70,8 @@ fn post_wake_irqs_off(target: &CpuSched, i: usize) {
         Ok(exo_sched::Notify::AlreadyPending) => {}
         Err(()) => {
             // Mailbox full, or this CPU: enqueue under the target's lock (callers hold no
-            // run-queue lock here, our own included), then ring it (not this CPU: `ring`).
+            // run-queue lock here, our own included), then ring it, or on this CPU offer
+            // the thread to a halted CPU.
             // The same rules as `drain_mailbox`: a thread
             // that is still the target's current one (woken between marking itself blocked
             // and switching out) is not queued — its own `schedule` keeps it running, as it
@@ -94,7 +95,7 @@ fn post_wake_irqs_off(target: &CpuSched, i: usize) {
             if is_this_cpu(target) {
                 offer_to_a_halted_cpu(target);
             } else {
-                ring(target);
+                ring_other(target);
             }
         }
     }
