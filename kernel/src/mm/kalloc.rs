@@ -662,10 +662,11 @@ pub fn release_reclaim() {
     HOLD_RECLAIM.store(3, Ordering::Release);
 }
 
-/// Test support: runs a slab reclaim as an allocation that ran dry would; returns what it
-/// reports given back.
-#[cfg(debug_assertions)]
-pub fn reclaim_for_test() -> usize {
+/// Reclaims wholly free slabs ([`reclaim_slabs`]) for a caller whose own allocation ran
+/// dry where no reclaim is made (interrupts off, under another lock) and that can try
+/// again: returns the frames given back (0 with interrupts off, or when nothing was given
+/// back to a pool since the last reclaim).
+pub fn reclaim_empty_slabs() -> usize {
     reclaim_slabs()
 }
 

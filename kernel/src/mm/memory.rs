@@ -194,6 +194,16 @@ pub enum MemError {
     NotInitialised,
 }
 
+impl MemError {
+    /// Whether frames ran out (for a page or for a page table).
+    pub fn is_out_of_frames(&self) -> bool {
+        matches!(
+            self,
+            MemError::OutOfMemory | MemError::Map(MapError::OutOfFrames)
+        )
+    }
+}
+
 impl From<MapError> for MemError {
     fn from(e: MapError) -> Self {
         MemError::Map(e)
@@ -412,7 +422,21 @@ pub fn mmio(pa: u64, len: usize) -> Option<sys::io::Mmio> {
 }
 
 /// Maps a new stack of `pages` pages with an unmapped guard page below it.
+///
+/// Its frames are taken under the memory lock, with interrupts off, where the allocator
+/// reclaims no empty slab; when they run out, the caller's side (interrupts on) reclaims
+/// them and tries once more. Until 2026-12-06 a spawn failed for want of memory while
+/// wholly free slabs held it (found by review; `mm.stack_allocation_reclaims_empty_slabs`).
 pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
+    match map_stack(pages) {
+        Err(e) if e.is_out_of_frames() && crate::mm::kalloc::reclaim_empty_slabs() > 0 => {
+            map_stack(pages)
+        }
+        r => r,
+    }
+}
+
+fn map_stack(pages: u64) -> Result<Stack, MemError> {
     with_memory(|guard| {
         let m = guard.as_mut().ok_or(MemError::NotInitialised)?;
         // Each slot: guard page + up to 255 stack pages, 2 MiB apart so that every stack has

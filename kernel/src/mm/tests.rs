@@ -45,6 +45,11 @@ ktest!(
 ktest!(Needs::Cpus, "kalloc.fallible_api_reports_oom", fallible_oom);
 ktest!(
     Needs::Cpus,
+    "mm.stack_allocation_reclaims_empty_slabs",
+    stack_reclaims_slabs
+);
+ktest!(
+    Needs::Cpus,
     "mm.boot_frames_skipped_tail_is_handed_over",
     boot_frames_skipped_tail
 );
@@ -303,6 +308,64 @@ fn frame_exhaustion(_: &BootState) -> TestResult {
     })
 }
 
+/// A kernel stack (a spawn's) is mapped under the memory lock with interrupts off, where
+/// the allocator reclaims no slab: when the buddy is dry and only wholly free slabs hold
+/// memory, `alloc_stack` reclaims them itself (interrupts on) and tries again. Forced: every
+/// frame the buddy has is taken while a megabyte of small objects keeps its slabs full; the
+/// objects are then freed into their pool (this CPU's magazines drained), so the slabs are
+/// all the memory left. Until 2026-12-06 the stack failed for want of memory.
+fn stack_reclaims_slabs(_: &BootState) -> TestResult {
+    use crate::mm::kalloc;
+    const OBJECTS: usize = 4096; // 256 bytes each: 256 frames of slabs
+    drain_all()?;
+    let mut objs: Vec<Box<[u64; 32]>> = Vec::new();
+    objs.try_reserve_exact(OBJECTS)
+        .map_err(|e| format!("bookkeeping vector: {e}"))?;
+    for i in 0..OBJECTS {
+        objs.push(Box::new([i as u64; 32]));
+    }
+    let s = kalloc::stats();
+    let mut frames: Vec<kalloc::Frame> = Vec::new();
+    frames
+        .try_reserve_exact(s.buddy_free + s.slab_frames + 64)
+        .map_err(|e| format!("frame vector: {e}"))?;
+    while frames.len() < frames.capacity() {
+        match kalloc::alloc_frame() {
+            Ok(f) => frames.push(f),
+            Err(kalloc::OutOfMemory) => break,
+        }
+    }
+    let reclaimed = kalloc::SLABS_RECLAIMED.load(core::sync::atomic::Ordering::Relaxed);
+    objs.clear(); // its buffer kept until the end: 8 frames the stack would take
+    kalloc::drain_this_cpu();
+    let dry = kalloc::stats();
+    let stack = memory::alloc_stack(2);
+    let slabs_back =
+        kalloc::SLABS_RECLAIMED.load(core::sync::atomic::Ordering::Relaxed) - reclaimed;
+    if let Ok(st) = stack {
+        memory::free_stack(st);
+    }
+    for f in frames.drain(..) {
+        kalloc::free_frame(f);
+    }
+    drop(frames);
+    drop(objs);
+    drain_all()?;
+    check(dry.buddy_free == 0 && dry.slab_frames >= 16, || {
+        format!(
+            "set-up: {} frames left in the buddy, {} in slabs",
+            dry.buddy_free, dry.slab_frames
+        )
+    })?;
+    check(stack.is_ok() && slabs_back > 0, || {
+        format!(
+            "stack {:?} with {} frames in wholly free slabs; {slabs_back} slabs reclaimed",
+            stack.map(|_| ()),
+            dry.slab_frames
+        )
+    })
+}
+
 fn fallible_oom(_: &BootState) -> TestResult {
     let mut v: Vec<u8> = Vec::new();
     check(v.try_reserve(1 << 40).is_err(), || {
@@ -513,12 +576,12 @@ static RW_B_DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBoo
 
 #[cfg(debug_assertions)]
 fn rw_reclaim(_: u64) -> u64 {
-    crate::mm::kalloc::reclaim_for_test() as u64
+    crate::mm::kalloc::reclaim_empty_slabs() as u64
 }
 
 #[cfg(debug_assertions)]
 fn rw_second(_: u64) -> u64 {
-    let r = crate::mm::kalloc::reclaim_for_test() as u64;
+    let r = crate::mm::kalloc::reclaim_empty_slabs() as u64;
     RW_B_RESULT.store(r, core::sync::atomic::Ordering::Release);
     RW_B_DONE.store(true, core::sync::atomic::Ordering::Release);
     r
