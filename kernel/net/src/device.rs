@@ -148,11 +148,9 @@ impl<T: TxToken> TxToken for Tx<'_, T> {
 }
 
 /// One frame already taken from the device (and counted), handed to the interface as if it
-/// came now; answers go out through the device. The stack looks at a frame before smoltcp
-/// does only while no HTTP slot may be listening and a connection could give its slot to a
-/// new client (`Stack::make_room`). Without room to send
-/// when the interface asks, the frame is dropped as a full ring would drop it (TCP sends it
-/// again).
+/// came now; answers go out through the device. The stack looks at every frame before
+/// smoltcp does (`Stack::admit`). Without room to send when the interface asks, the frame is
+/// dropped as a full ring would drop it (TCP sends it again).
 pub(crate) struct Replay<'a, D> {
     pub(crate) frame: Option<(&'a [u8], PacketMeta)>,
     pub(crate) device: &'a mut Counted<D>,

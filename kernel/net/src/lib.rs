@@ -184,6 +184,10 @@ pub struct Stats {
     /// Connections idle between requests reset to give their slot to a new client (every
     /// slot was taken).
     pub tcp_idle_evictions: u64,
+    /// SYNs for the HTTP port dropped because a slot holds a connection or a handshake with
+    /// their source address and port (a retransmitted SYN, or a blind one meant to reset
+    /// that connection).
+    pub tcp_duplicate_syns: u64,
     /// Requests answered (including error responses).
     pub http_requests: u64,
     /// Responses by status, indexed like [`Status::ALL`].

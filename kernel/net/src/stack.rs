@@ -196,6 +196,7 @@ impl<D: Device> Stack<D> {
                 tcp_idle_aborts: 0,
                 tcp_handshake_drops: 0,
                 tcp_idle_evictions: 0,
+                tcp_duplicate_syns: 0,
                 http_requests: 0,
                 responses: [0; crate::http::Status::ALL.len()],
                 http_rx_bytes: 0,
@@ -277,19 +278,8 @@ impl<D: Device> Stack<D> {
         self.iface.poll_maintenance(now);
         let mut activity = false;
         let mut taken = 0;
-        // While a connection is idle between requests, a frame that may find no slot
-        // listening (the batch may have taken the `listening` ones) is looked at first: a SYN
-        // for the HTTP port gets a slot made for it (`make_room`).
-        let evictable = self.idle_candidate(now).is_some();
-        let listening = if evictable { self.listening() } else { 0 };
         while taken < INGRESS_BUDGET {
-            let result = if evictable && taken >= listening && self.listening() == 0 {
-                self.ingress_looked_at(now)
-            } else {
-                self.iface
-                    .poll_ingress_single(now, &mut self.device, &mut self.sockets)
-            };
-            match result {
+            match self.ingress_looked_at(now) {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
                 PollIngressSingleResult::SocketStateChanged => activity = true,
@@ -565,14 +555,6 @@ impl<D: Device> Stack<D> {
         true
     }
 
-    /// How many slots listen.
-    fn listening(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| self.sockets.get::<tcp::Socket<'_>>(s.handle).state() == tcp::State::Listen)
-            .count()
-    }
-
     /// The slot whose connection has been idle between requests the longest, if for
     /// [`IDLE_GRACE`] or more.
     fn idle_candidate(&self, now: Instant) -> Option<usize> {
@@ -585,8 +567,8 @@ impl<D: Device> Stack<D> {
             .map(|(i, _)| i)
     }
 
-    /// Takes one frame from the device; if it is a SYN for the HTTP port, makes a slot listen
-    /// for it ([`make_room`](Self::make_room)); then hands it to the interface.
+    /// Takes one frame from the device and looks at it ([`admit`](Self::admit)); if admitted,
+    /// hands it to the interface, else drops it.
     fn ingress_looked_at(&mut self, now: Instant) -> PollIngressSingleResult {
         let mut frame = core::mem::take(&mut self.held);
         frame.clear();
@@ -596,31 +578,57 @@ impl<D: Device> Stack<D> {
         };
         let meta = rx.meta();
         rx.consume(|f| frame.extend_from_slice(f));
-        if let Some(addr) = self.iface.ipv4_addr()
-            && let Some(from) = syn_to(&frame, addr, self.config.http_port)
-        {
-            self.make_room(now, from);
-        }
-        let mut replay = Replay {
-            frame: Some((&frame, meta)),
-            device: &mut self.device,
+        let result = if self.admit(&frame, now) {
+            let mut replay = Replay {
+                frame: Some((&frame, meta)),
+                device: &mut self.device,
+            };
+            self.iface
+                .poll_ingress_single(now, &mut replay, &mut self.sockets)
+        } else {
+            PollIngressSingleResult::PacketProcessed
         };
-        let result = self
-            .iface
-            .poll_ingress_single(now, &mut replay, &mut self.sockets);
         self.held = frame;
         result
     }
 
-    /// A SYN from `from` came for the HTTP port: when no slot listens, the connection idle
-    /// between requests the longest, if for [`IDLE_GRACE`], is reset (the RST goes out at
-    /// once) and its slot listens for the SYN. Not when the SYN is a retransmission for a
-    /// slot's connection, nor while two or more slots are half-open: those are recycled by
+    /// Whether `frame` may go to the interface. A SYN for the HTTP port from an endpoint a
+    /// slot already holds a connection (or a handshake) with is dropped: smoltcp gives a
+    /// segment to the first socket that accepts it, a listening slot earlier in the set than
+    /// the connection's would take the SYN, go SYN-RECEIVED on the same addresses and ports,
+    /// and answer the client's next segment of that connection with a reset in its window.
+    /// Until 2026-12-06 one blind SYN (any sequence number) reset an established connection
+    /// that way, and a retransmitted SYN started a second handshake on a lower slot whose
+    /// reset ended the first (found by review); counted in `tcp_duplicate_syns`. Any other
+    /// SYN for the HTTP port may make a slot listen for it ([`make_room`](Self::make_room)).
+    fn admit(&mut self, frame: &[u8], now: Instant) -> bool {
+        let Some(addr) = self.iface.ipv4_addr() else {
+            return true;
+        };
+        let Some(from) = syn_to(frame, addr, self.config.http_port) else {
+            return true;
+        };
+        let held = self.slots.iter().any(|s| {
+            let socket = self.sockets.get::<tcp::Socket<'_>>(s.handle);
+            socket.state() != tcp::State::Listen && socket.remote_endpoint() == Some(from)
+        });
+        if held {
+            self.stats.tcp_duplicate_syns = self.stats.tcp_duplicate_syns.wrapping_add(1);
+            return false;
+        }
+        self.make_room(now);
+        true
+    }
+
+    /// A SYN came for the HTTP port (not for a slot's own connection: those are dropped by
+    /// [`admit`](Self::admit)): when no slot listens, the connection idle between requests
+    /// the longest, if for [`IDLE_GRACE`], is reset (the RST goes out at once) and its slot
+    /// listens for the SYN. Not while two or more slots are half-open: those are recycled by
     /// [`keep_one_listening`](Self::keep_one_listening), and spoofed SYNs would otherwise
     /// evict a connection each. Until 2026-12-05 a few keep-alive clients asking now and then
     /// (or reconnecting) held every slot and a new client was refused meanwhile (found by
     /// review). Counted in `tcp_idle_evictions`.
-    fn make_room(&mut self, now: Instant, from: IpEndpoint) -> bool {
+    fn make_room(&mut self, now: Instant) -> bool {
         use tcp::State;
         let mut half_open = 0;
         for s in &self.slots {
@@ -629,9 +637,6 @@ impl<D: Device> Stack<D> {
                 State::Listen => return false,
                 State::SynReceived => half_open += 1,
                 _ => {}
-            }
-            if socket.remote_endpoint() == Some(from) {
-                return false;
             }
         }
         if half_open >= 2 {

@@ -1432,3 +1432,142 @@ fn a_syn_flood_evicts_at_most_one_idle_connection() {
     }
     assert_eq!(served as u64, 3 - s.tcp_idle_evictions);
 }
+
+/// An ARP request from `src` (MAC `mac`) for the server's address: the server learns where
+/// `src` is (a hand-made client the test plays itself).
+fn arp_request_from(src: Ipv4Address, mac: [u8; 6]) -> Vec<u8> {
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
+    };
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(mac),
+        source_protocol_addr: src,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: SERVER_IP,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(mac),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut buf = vec![0; eth.buffer_len() + arp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    buf
+}
+
+/// A TCP segment the server sent to `dst`: (SYN, RST, sequence number, acknowledgment).
+type Seg = (bool, bool, u32, Option<u32>);
+
+fn tcp_to(frame: &[u8], dst: Ipv4Address) -> Option<Seg> {
+    use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp || ip.dst_addr() != dst {
+        return None;
+    }
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some((
+        t.syn(),
+        t.rst(),
+        t.seq_number().0 as u32,
+        t.ack().then(|| t.ack_number().0 as u32),
+    ))
+}
+
+/// Steps 1 ms with only the server on the wire; returns the TCP segments it sent to `dst`
+/// (other frames are dropped).
+fn stack_only_step(net: &mut Net, dst: Ipv4Address) -> Vec<Seg> {
+    net.now += Duration::from_millis(1);
+    net.stack.poll(net.now);
+    let mut out = Vec::new();
+    while let Some(f) = net.cdev.take() {
+        out.extend(tcp_to(&f, dst));
+    }
+    out
+}
+
+/// One SYN carrying an established connection's addresses and ports, with any sequence
+/// number, leaves that connection alone: it is dropped before smoltcp sees it. Until
+/// 2026-12-06 a listening slot earlier in the socket set took it (smoltcp gives a segment to
+/// the first socket that accepts it), went SYN-RECEIVED on the same 4-tuple, and reset the
+/// client's next segment with a sequence number in its window: a blind off-path reset
+/// (found by review).
+#[test]
+fn one_blind_syn_does_not_reset_an_established_connection() {
+    let mut net = Net::new(Config {
+        tcp_slots: 2,
+        ..static_config()
+    });
+    let x = net.connect(); // slot 0
+    let y = net.connect(); // slot 1
+    assert_eq!(net.exchange(y, &get(""), OK.len()), OK);
+    // x leaves: slot 0, before y's in the socket set, listens again.
+    net.tcp(x).close();
+    assert!(net.run_until(3000, |n| !n.tcp(x).is_open()));
+    net.run_until(50, |_| false);
+    let port = net.tcp(y).local_endpoint().unwrap().port;
+    net.cdev.inject(spoofed_syn(CLIENT_IP, port));
+    net.run_until(20, |_| false);
+    assert_eq!(net.tcp(y).state(), tcp::State::Established, "y was reset");
+    assert_eq!(net.exchange(y, &get(""), OK.len()), OK, "y was reset");
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_duplicate_syns, s.tcp_open), (1, 1));
+    // Slot 0 still listens for a real client.
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}
+
+/// A client's SYN retransmitted (its SYN-ACK lost) after a slot earlier in the socket set
+/// than its half-open one began listening again is dropped: the handshake completes on its
+/// slot. Until 2026-12-06 the listening slot took the SYN and sent a second SYN-ACK; the
+/// client's ACK of the first then reached that slot and drew a reset (found by review).
+#[test]
+fn a_retransmitted_syn_does_not_start_a_second_handshake_on_a_lower_slot() {
+    use smoltcp::wire::TcpControl;
+    let mut net = Net::new(Config {
+        tcp_slots: 2,
+        ..static_config()
+    });
+    let x = net.connect(); // slot 0
+    assert_eq!(net.exchange(x, &get(""), OK.len()), OK);
+    let ghost = Ipv4Address::new(10, 0, 2, 99);
+    net.cdev.inject(arp_request_from(
+        ghost,
+        [0x52, 0x55, 0x0a, 0x00, 0x02, 0x63],
+    ));
+    stack_only_step(&mut net, ghost);
+    net.cdev.inject(spoofed_syn(ghost, 5001));
+    let segs = stack_only_step(&mut net, ghost);
+    let isn = segs.iter().find(|s| s.0).expect("SYN-ACK from slot 1").2;
+    // x leaves: slot 0 listens again.
+    net.tcp(x).close();
+    assert!(net.run_until(3000, |n| !n.tcp(x).is_open()));
+    net.run_until(50, |_| false);
+    net.cdev.inject(spoofed_syn(ghost, 5001));
+    let segs = stack_only_step(&mut net, ghost);
+    assert!(
+        !segs.iter().any(|s| s.0 && s.2 != isn),
+        "a second handshake began: {segs:?}"
+    );
+    // The client ACKs the SYN-ACK it got.
+    net.cdev.inject(segment_to_server(
+        ghost,
+        5001,
+        TcpControl::None,
+        1001,
+        Some(isn.wrapping_add(1)),
+    ));
+    let segs = stack_only_step(&mut net, ghost);
+    assert!(!segs.iter().any(|s| s.1), "the client was reset: {segs:?}");
+    let s = net.stack.stats();
+    assert_eq!(
+        (s.tcp_duplicate_syns, s.tcp_accepted, s.tcp_open),
+        (1, 2, 1)
+    );
+}

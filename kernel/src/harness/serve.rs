@@ -153,6 +153,7 @@ struct Report {
     rx_drops: u64,
     udp_dropped: u64,
     tcp_idle_evictions: u64,
+    tcp_duplicate_syns: u64,
 }
 
 impl Report {
@@ -172,15 +173,16 @@ impl Report {
             rx_drops: d.rx_dropped(),
             udp_dropped: s.udp_dropped,
             tcp_idle_evictions: s.tcp_idle_evictions,
+            tcp_duplicate_syns: s.tcp_duplicate_syns,
         }
     }
 }
 
-/// The fields after `irqs` came later (2026-12-05): they are appended, so readers of the
-/// older line keep working.
+/// The fields after `irqs` came later (2026-12-05, `tcp_duplicate_syns` 2026-12-06): they
+/// are appended, so readers of the older line keep working.
 fn print_stats(r: &Report, irqs: u64) {
     kprintln!(
-        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},tcp_timeouts,{},tcp_half_open_drops,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{},irqs,{},udp_dropped,{},tcp_idle_evictions,{}",
+        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},tcp_timeouts,{},tcp_half_open_drops,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{},irqs,{},udp_dropped,{},tcp_idle_evictions,{},tcp_duplicate_syns,{}",
         r.http_requests,
         r.ok,
         r.other,
@@ -195,6 +197,7 @@ fn print_stats(r: &Report, irqs: u64) {
         r.rx_drops,
         irqs,
         r.udp_dropped,
-        r.tcp_idle_evictions
+        r.tcp_idle_evictions,
+        r.tcp_duplicate_syns
     );
 }
