@@ -200,7 +200,8 @@ pub struct Stats {
     pub udp_echoed: u64,
     /// UDP datagrams dropped (TX buffer full or oversized).
     pub udp_dropped: u64,
-    /// ICMP echo requests received (smoltcp answers them).
+    /// ICMP echo requests received (smoltcp answers those sent to the interface's own
+    /// address; one sent to a broadcast or multicast address is dropped).
     pub icmp_echo_requests: u64,
     /// ICMP echo replies sent.
     pub icmp_echo_replies: u64,

@@ -1571,3 +1571,60 @@ fn a_retransmitted_syn_does_not_start_a_second_handshake_on_a_lower_slot() {
         (1, 2, 1)
     );
 }
+
+/// A hand-made ICMP echo request from `src` to `dst` (Ethernet `dmac`).
+fn icmp_echo_to(src: Ipv4Address, dst: Ipv4Address, dmac: [u8; 6]) -> Vec<u8> {
+    use smoltcp::wire::{
+        EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    };
+    let icmp = Icmpv4Repr::EchoRequest {
+        ident: 1,
+        seq_no: 1,
+        data: &[0xAA; 1000],
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Icmp,
+        payload_len: icmp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x52, 0x55, 0x0a, 0x00, 0x02, 0x4d]),
+        dst_addr: EthernetAddress(dmac),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0; eth.buffer_len() + ip.buffer_len() + icmp.buffer_len()];
+    let caps = ChecksumCapabilities::default();
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &caps);
+    icmp.emit(
+        &mut Icmpv4Packet::new_unchecked(packet.payload_mut()),
+        &caps,
+    );
+    buf
+}
+
+/// A ping sent to the broadcast address (all ones, or the subnet's) gets no reply: with a
+/// spoofed source, every host answering it floods the victim. Until 2026-12-06 smoltcp's
+/// automatic echo reply answered it (found by review). A ping to our address is answered.
+#[test]
+fn a_broadcast_ping_gets_no_reply() {
+    let mut net = Net::new(static_config());
+    let h = net.connect(); // the server knows where the victim is: a reply needs no ARP
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+    for dst in [Ipv4Address::new(10, 0, 2, 255), Ipv4Address::BROADCAST] {
+        net.cdev.inject(icmp_echo_to(CLIENT_IP, dst, [0xff; 6]));
+        net.run_until(100, |_| false);
+        let s = net.stack.stats();
+        assert_eq!(s.icmp_echo_replies, 0, "a ping to {dst} was answered");
+    }
+    assert_eq!(net.stack.stats().icmp_echo_requests, 2);
+    net.cdev
+        .inject(icmp_echo_to(CLIENT_IP, SERVER_IP, SERVER_MAC));
+    net.run_until(100, |_| false);
+    let s = net.stack.stats();
+    assert_eq!((s.icmp_echo_requests, s.icmp_echo_replies), (3, 1));
+}
