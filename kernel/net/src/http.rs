@@ -159,6 +159,11 @@ impl RequestReader {
         self.buf.is_empty() && self.discard == 0 && !self.failed
     }
 
+    /// A request's body is being read and thrown away (its head was returned).
+    pub fn discarding(&self) -> bool {
+        self.discard > 0
+    }
+
     /// Takes bytes from the stream and returns how many were taken (fewer than offered only
     /// when the buffer is full: call [`next_request`](Self::next_request) to make room).
     pub fn push(&mut self, mut data: &[u8]) -> usize {

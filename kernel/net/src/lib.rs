@@ -91,12 +91,17 @@ pub struct Config {
     pub tcp_tx_buffer: usize,
     /// Largest request head accepted (request line and headers); bigger ones get 431.
     pub request_limit: usize,
-    /// A connection that makes no progress for this long is aborted (`None`: never).
+    /// A connection that makes no progress for this long is aborted (`None`: never); one
+    /// idle between requests after a response is closed instead (FIN), and aborted if it
+    /// has not completed the close after as long again.
     pub idle_timeout: Option<Duration>,
     /// A connection whose request head is not complete this long after it was accepted, or
     /// after its last response was sent (out of the TX buffer, or earlier if the next
-    /// request's first byte came), is aborted (`None`: never): a client sending a byte now
-    /// and then keeps `idle_timeout` from firing, and would hold its slot for good.
+    /// request's first byte came), or after the last byte of a request body, is aborted
+    /// (`None`: never): a client sending a byte now and then keeps `idle_timeout` from
+    /// firing, and would hold its slot for good. A keep-alive connection idle between
+    /// requests is closed instead (FIN). The clock does not run while a request body is
+    /// being received (`idle_timeout` ends a stalled upload).
     pub request_timeout: Option<Duration>,
     /// A slot whose handshake has not completed this long after the SYN came (the SYN-ACK
     /// unanswered: a client gone, a spoofed source) is dropped and listens again (`None`:
@@ -177,7 +182,9 @@ pub struct Stats {
     pub tcp_accepted: u64,
     /// TCP slots currently serving a connection.
     pub tcp_open: usize,
-    /// Connections aborted by the idle timeout or the request timeout.
+    /// Connections aborted (a reset) by the idle timeout or the request timeout: in the
+    /// middle of a request or a response, silent since they connected, or not completing
+    /// the close of [`tcp_idle_closes`](Self::tcp_idle_closes).
     pub tcp_idle_aborts: u64,
     /// Half-open connections dropped by the handshake timeout.
     pub tcp_handshake_drops: u64,
@@ -188,6 +195,9 @@ pub struct Stats {
     /// their source address and port (a retransmitted SYN, or a blind one meant to reset
     /// that connection).
     pub tcp_duplicate_syns: u64,
+    /// Keep-alive connections idle between requests (after a response) past the request or
+    /// the idle timeout, closed with a FIN.
+    pub tcp_idle_closes: u64,
     /// Requests answered (including error responses).
     pub http_requests: u64,
     /// Responses by status, indexed like [`Status::ALL`].

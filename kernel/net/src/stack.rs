@@ -40,11 +40,16 @@ struct Slot {
     last_progress: Instant,
     /// When the request being read began: the connection's start, or once its last response
     /// was queued whole, the moment that left the TX buffer or the next request's first byte
-    /// came, whichever was first (`request_timeout`; between requests, how long the
-    /// connection has been idle: [`Stack::make_room`]).
+    /// came, whichever was first, or the last byte of the answered request's body, if later
+    /// (`request_timeout`; between requests, how long the connection has been idle:
+    /// [`Stack::make_room`]).
     request_since: Instant,
-    /// Input was read since the last response was queued whole (the next request began).
+    /// Input was read since the last response was queued whole (the next request began; the
+    /// body of the request answered is not the next request).
     read_since_response: bool,
+    /// A response was queued whole and the connection kept open: between requests now, it
+    /// is a keep-alive connection, which a timeout closes with a FIN, not a reset.
+    answered: bool,
     /// When the handshake in progress began (`None`: the slot is not in SYN-RECEIVED).
     syn_since: Option<Instant>,
 }
@@ -56,6 +61,18 @@ impl Slot {
     /// progress), and one that sends meanwhile starts the clock.
     fn draining(&self, socket: &tcp::Socket<'_>) -> bool {
         self.out.is_none() && !self.read_since_response && socket.send_queue() > 0
+    }
+
+    /// The request clock (`request_timeout`) runs: a request head is awaited. Not while a
+    /// response is written or drains ([`draining`](Self::draining)), nor while a request's
+    /// body is read and thrown away (the client's sending is the pace; the idle timeout ends
+    /// a stalled one), nor once we closed.
+    fn request_clock_runs(&self, socket: &tcp::Socket<'_>) -> bool {
+        self.connected
+            && !self.closing
+            && self.out.is_none()
+            && !self.reader.discarding()
+            && !self.draining(socket)
     }
 
     /// Between requests: established, the last response (if any) acknowledged whole, nothing
@@ -211,6 +228,7 @@ impl<D: Device> Stack<D> {
                 tcp_handshake_drops: 0,
                 tcp_idle_evictions: 0,
                 tcp_duplicate_syns: 0,
+                tcp_idle_closes: 0,
                 http_requests: 0,
                 responses: [0; crate::http::Status::ALL.len()],
                 http_rx_bytes: 0,
@@ -257,6 +275,7 @@ impl<D: Device> Stack<D> {
                 last_progress: now,
                 request_since: now,
                 read_since_response: false,
+                answered: false,
                 syn_since: None,
             });
         }
@@ -344,12 +363,11 @@ impl<D: Device> Stack<D> {
             // The same conditions `serve` acts on: a wake-up for a deadline it ignores (a
             // closing slot's request timeout) was a busy loop until 2026-12-04.
             if let Some(t) = self.config.request_timeout {
-                for slot in self.slots.iter().filter(|s| {
-                    s.connected
-                        && s.out.is_none()
-                        && !s.closing
-                        && !s.draining(self.sockets.get(s.handle))
-                }) {
+                for slot in self
+                    .slots
+                    .iter()
+                    .filter(|s| s.request_clock_runs(self.sockets.get(s.handle)))
+                {
                     earliest(slot.request_since + t);
                 }
             }
@@ -502,6 +520,7 @@ impl<D: Device> Stack<D> {
         }
         slot.reader.reset();
         slot.out = None;
+        slot.answered = false;
         slot.connected = false;
         slot.closing = false;
         slot.syn_since = None;
@@ -721,6 +740,7 @@ impl<D: Device> Stack<D> {
             slot.last_progress = now;
             slot.request_since = now;
             slot.read_since_response = false;
+            slot.answered = false;
             stats.tcp_accepted = stats.tcp_accepted.wrapping_add(1);
         }
 
@@ -764,6 +784,7 @@ impl<D: Device> Stack<D> {
                 slot.out = None;
                 slot.request_since = now;
                 slot.read_since_response = false;
+                slot.answered = keep_alive;
                 if !keep_alive {
                     socket.close();
                     slot.closing = true;
@@ -797,6 +818,7 @@ impl<D: Device> Stack<D> {
                 break;
             }
             let reader = &mut slot.reader;
+            let in_body = reader.discarding();
             let n = socket.recv(|d| {
                 let n = reader.push(d);
                 (n, n)
@@ -804,7 +826,14 @@ impl<D: Device> Stack<D> {
             match n {
                 Ok(n) if n > 0 => {
                     stats.http_rx_bytes = stats.http_rx_bytes.wrapping_add(n as u64);
-                    slot.read_since_response = true;
+                    if in_body {
+                        // The body of a request already read: the next head is awaited from
+                        // the body's last byte on, and only bytes after it begin it.
+                        slot.request_since = now;
+                        slot.read_since_response |= slot.reader.buffered() > 0;
+                    } else {
+                        slot.read_since_response = true;
+                    }
                     progress = true;
                 }
                 _ => break,
@@ -824,14 +853,16 @@ impl<D: Device> Stack<D> {
 
         // A request head still incomplete after `request_timeout` (a response being
         // written, or draining from the TX buffer, is not waited on: its pace is the
-        // client's reading). Until 2026-12-05 the clock ran from the response's start and
-        // through its drain: a client slower than the timeout got a long response cut by a
+        // client's reading; nor a request body being uploaded: its pace is the client's
+        // sending). Until 2026-12-05 the clock ran from the response's start and through its
+        // drain: a client slower than the timeout got a long response cut by a reset (found
+        // by review). Until 2026-12-06 it ran from the first body byte after the response
+        // to a head with `Content-Length`: an upload slower than the timeout was cut by a
         // reset (found by review).
         if slot.draining(socket) {
             slot.request_since = now;
         }
-        let slow = !slot.closing
-            && slot.out.is_none()
+        let slow = slot.request_clock_runs(socket)
             && config
                 .request_timeout
                 .is_some_and(|t| now >= slot.request_since + t);
@@ -842,10 +873,21 @@ impl<D: Device> Stack<D> {
                 .idle_timeout
                 .is_some_and(|idle| now >= slot.last_progress + idle)
         {
-            socket.abort();
-            slot.closing = true;
-            slot.out = None;
-            stats.tcp_idle_aborts = stats.tcp_idle_aborts.wrapping_add(1);
+            if slot.answered && slot.between_requests(socket) {
+                // A keep-alive connection idle between requests is closed with a FIN (the
+                // client may ask again on a new one) and given a whole idle timeout to
+                // complete the close; one that does not is then aborted. Until 2026-12-06 it
+                // was reset as a hostile one is (found by review).
+                socket.close();
+                slot.closing = true;
+                slot.last_progress = now;
+                stats.tcp_idle_closes = stats.tcp_idle_closes.wrapping_add(1);
+            } else {
+                socket.abort();
+                slot.closing = true;
+                slot.out = None;
+                stats.tcp_idle_aborts = stats.tcp_idle_aborts.wrapping_add(1);
+            }
             progress = true;
         }
         progress

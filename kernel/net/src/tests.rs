@@ -1628,3 +1628,95 @@ fn a_broadcast_ping_gets_no_reply() {
     let s = net.stack.stats();
     assert_eq!((s.icmp_echo_requests, s.icmp_echo_replies), (3, 1));
 }
+
+/// A request body uploaded slower than the request timeout (100 bytes, 10 every 3 s, against
+/// a 2 s timeout) keeps its connection: that timeout is for a request head, and the next
+/// head's clock starts at the body's last byte. The connection then serves its next request;
+/// an upload that stalls for the idle timeout (4 s) is aborted, and a connection idle after a
+/// whole body is closed as any idle keep-alive connection is (FIN). Until 2026-12-06 the
+/// first body byte after the response started the request clock and the upload was cut by a
+/// reset (found by review).
+#[test]
+fn a_slow_upload_keeps_its_connection_until_the_body_is_done() {
+    let mut net = Net::new(Config {
+        idle_timeout: Some(Duration::from_secs(4)),
+        request_timeout: Some(Duration::from_secs(2)),
+        ..static_config()
+    });
+    let post = |len: u32| {
+        format!("POST / HTTP/1.1\r\nHost: 10.0.2.15\r\nContent-Length: {len}\r\n\r\n").into_bytes()
+    };
+    let h = net.connect();
+    net.send(h, &post(100));
+    let got = net.read(h, 134);
+    assert!(got.starts_with(b"HTTP/1.1 405"), "{got:?}");
+    for k in 0..10 {
+        assert!(net.tcp(h).may_send(), "aborted after {k} chunks");
+        net.send(h, &[b'z'; 10]);
+        net.run_until(if k < 9 { 3000 } else { 100 }, |_| false);
+    }
+    assert_eq!(net.tcp(h).state(), tcp::State::Established);
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+    let s = net.stack.stats();
+    assert_eq!(
+        (s.tcp_idle_aborts, s.tcp_idle_closes, s.http_requests),
+        (0, 0, 2)
+    );
+    // A stalled upload is ended by the idle timeout (a reset: it is mid-request).
+    net.send(h, &post(100));
+    assert!(net.read(h, 134).starts_with(b"HTTP/1.1 405"));
+    net.send(h, &[b'z'; 10]);
+    assert!(net.run_until(5000, |n| n.tcp(h).state() == tcp::State::Closed));
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_idle_aborts, s.tcp_idle_closes), (1, 0));
+    // Idle after a whole body (sent after its answer): closed with a FIN.
+    let h = net.connect();
+    net.send(h, &post(10));
+    assert!(net.read(h, 134).starts_with(b"HTTP/1.1 405"));
+    net.send(h, &[b'z'; 10]);
+    assert!(net.run_until(3000, |n| n.tcp(h).state() != tcp::State::Established));
+    assert_eq!(net.tcp(h).state(), tcp::State::CloseWait);
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_idle_aborts, s.tcp_idle_closes), (1, 1));
+}
+
+/// A keep-alive connection idle between requests past the request timeout (30 s) is closed
+/// with a FIN, not reset, and counted in `tcp_idle_closes`, not with the aborts: a client
+/// that closes in turn frees its slot. One that never completes the close is aborted a whole
+/// idle timeout (60 s) later. Until 2026-12-06 every idle keep-alive connection was reset
+/// (found by review).
+#[test]
+fn an_idle_keep_alive_connection_is_closed_with_a_fin() {
+    let mut net = Net::new(static_config());
+    let (a, b) = (net.connect(), net.connect());
+    assert_eq!(net.exchange(a, &get(""), OK.len()), OK);
+    assert_eq!(net.exchange(b, &get(""), OK.len()), OK);
+    let start = net.now;
+    assert!(net.run_until(31_000, |n| n.tcp(a).state() != tcp::State::Established));
+    assert!(
+        net.now - start >= Duration::from_millis(29_900),
+        "closed early"
+    );
+    // A FIN (the client's side may still send), not a reset (CLOSED).
+    assert!(net.run_until(100, |n| n.tcp(b).state() == tcp::State::CloseWait));
+    assert_eq!(net.tcp(a).state(), tcp::State::CloseWait);
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_idle_closes, s.tcp_idle_aborts), (2, 0));
+    // a closes its side: its slot is free, nothing aborted.
+    net.tcp(a).close();
+    assert!(
+        net.run_until(1000, |n| n.tcp(a).state() == tcp::State::Closed
+            || n.tcp(a).state() == tcp::State::TimeWait)
+    );
+    net.step();
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_idle_aborts, s.tcp_open), (0, 1));
+    // b never closes: aborted once the idle timeout passed after the FIN.
+    let fin = net.now;
+    assert!(net.run_until(61_000, |n| n.stack.stats().tcp_idle_aborts == 1));
+    assert!(net.now - fin >= Duration::from_secs(58), "aborted early");
+    net.step();
+    assert_eq!(net.stack.stats().tcp_open, 0);
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}

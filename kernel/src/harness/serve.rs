@@ -154,6 +154,7 @@ struct Report {
     udp_dropped: u64,
     tcp_idle_evictions: u64,
     tcp_duplicate_syns: u64,
+    tcp_idle_closes: u64,
 }
 
 impl Report {
@@ -174,15 +175,18 @@ impl Report {
             udp_dropped: s.udp_dropped,
             tcp_idle_evictions: s.tcp_idle_evictions,
             tcp_duplicate_syns: s.tcp_duplicate_syns,
+            tcp_idle_closes: s.tcp_idle_closes,
         }
     }
 }
 
-/// The fields after `irqs` came later (2026-12-05, `tcp_duplicate_syns` 2026-12-06): they
-/// are appended, so readers of the older line keep working.
+/// The fields after `irqs` came later (2026-12-05; `tcp_duplicate_syns` and
+/// `tcp_idle_closes` 2026-12-06): they are appended, so readers of the older line keep
+/// working. `tcp_timeouts` counts resets only; idle keep-alive connections closed with a FIN
+/// are `tcp_idle_closes`.
 fn print_stats(r: &Report, irqs: u64) {
     kprintln!(
-        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},tcp_timeouts,{},tcp_half_open_drops,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{},irqs,{},udp_dropped,{},tcp_idle_evictions,{},tcp_duplicate_syns,{}",
+        "SERVE,stats,http_requests,{},ok,{},other,{},tcp_accepted,{},tcp_open,{},tcp_timeouts,{},tcp_half_open_drops,{},udp_echoed,{},icmp_replies,{},frames_rx,{},frames_tx,{},rx_drops,{},irqs,{},udp_dropped,{},tcp_idle_evictions,{},tcp_duplicate_syns,{},tcp_idle_closes,{}",
         r.http_requests,
         r.ok,
         r.other,
@@ -198,6 +202,7 @@ fn print_stats(r: &Report, irqs: u64) {
         irqs,
         r.udp_dropped,
         r.tcp_idle_evictions,
-        r.tcp_duplicate_syns
+        r.tcp_duplicate_syns,
+        r.tcp_idle_closes
     );
 }
