@@ -28,7 +28,7 @@ pub mod testing;
 pub use smoltcp;
 pub use smoltcp::time::{Duration, Instant};
 pub use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
-pub use stack::Stack;
+pub use stack::{BODY_MIN_RATE, Stack};
 
 use http::Status;
 
@@ -100,8 +100,10 @@ pub struct Config {
     /// request's first byte came), or after the last byte of a request body, is aborted
     /// (`None`: never): a client sending a byte now and then keeps `idle_timeout` from
     /// firing, and would hold its slot for good. A keep-alive connection idle between
-    /// requests is closed instead (FIN). The clock does not run while a request body is
-    /// being received (`idle_timeout` ends a stalled upload).
+    /// requests is closed instead (FIN). While a request body is received, each body byte
+    /// pushes the clock on by 1/[`BODY_MIN_RATE`](crate::BODY_MIN_RATE) s (never
+    /// past the present): an upload at that rate or faster is never cut, a slower one (a
+    /// body trickled to hold the slot) is aborted once it is a whole timeout behind.
     pub request_timeout: Option<Duration>,
     /// A slot whose handshake has not completed this long after the SYN came (the SYN-ACK
     /// unanswered: a client gone, a spoofed source) is dropped and listens again (`None`:

@@ -63,16 +63,12 @@ impl Slot {
         self.out.is_none() && !self.read_since_response && socket.send_queue() > 0
     }
 
-    /// The request clock (`request_timeout`) runs: a request head is awaited. Not while a
-    /// response is written or drains ([`draining`](Self::draining)), nor while a request's
-    /// body is read and thrown away (the client's sending is the pace; the idle timeout ends
-    /// a stalled one), nor once we closed.
+    /// The request clock (`request_timeout`) runs: a request head, or the rest of a body, is
+    /// awaited. Not while a response is written or drains ([`draining`](Self::draining)),
+    /// nor once we closed. While a body is received the clock runs too, pushed on by each
+    /// byte that comes ([`BODY_MIN_RATE`]).
     fn request_clock_runs(&self, socket: &tcp::Socket<'_>) -> bool {
-        self.connected
-            && !self.closing
-            && self.out.is_none()
-            && !self.reader.discarding()
-            && !self.draining(socket)
+        self.connected && !self.closing && self.out.is_none() && !self.draining(socket)
     }
 
     /// Between requests: established, the last response (if any) acknowledged whole, nothing
@@ -90,6 +86,13 @@ impl Slot {
             && socket.recv_queue() == 0
     }
 }
+
+/// The slowest request body upload never cut by `request_timeout`, in bytes a second (as
+/// Apache's `mod_reqtimeout` default `MinRate=500`): each body byte pushes the request clock
+/// on by 2 ms. Until 2026-12-06 a body had the one timeout whatever its length (an upload
+/// slower than 30 s was reset), and for a moment that day none (a body trickled a byte a
+/// minute held its slot for good); found by review.
+pub const BODY_MIN_RATE: u64 = 500;
 
 /// How long a half-open slot is kept before [`Stack::keep_one_listening`] may give it to a
 /// new SYN (far above a real client's round trip).
@@ -827,9 +830,16 @@ impl<D: Device> Stack<D> {
                 Ok(n) if n > 0 => {
                     stats.http_rx_bytes = stats.http_rx_bytes.wrapping_add(n as u64);
                     if in_body {
-                        // The body of a request already read: the next head is awaited from
-                        // the body's last byte on, and only bytes after it begin it.
-                        slot.request_since = now;
+                        // The body of a request already read: each byte buys the upload
+                        // 1/BODY_MIN_RATE s; the next head is awaited from the body's last
+                        // byte on, and only bytes after it begin it.
+                        slot.request_since = if slot.reader.discarding() {
+                            let credit =
+                                Duration::from_micros(n as u64 * 1_000_000 / BODY_MIN_RATE);
+                            (slot.request_since + credit).min(now)
+                        } else {
+                            now
+                        };
                         slot.read_since_response |= slot.reader.buffered() > 0;
                     } else {
                         slot.read_since_response = true;
@@ -853,12 +863,12 @@ impl<D: Device> Stack<D> {
 
         // A request head still incomplete after `request_timeout` (a response being
         // written, or draining from the TX buffer, is not waited on: its pace is the
-        // client's reading; nor a request body being uploaded: its pace is the client's
-        // sending). Until 2026-12-05 the clock ran from the response's start and through its
+        // client's reading; a request body being uploaded pushes the clock on at
+        // `BODY_MIN_RATE`). Until 2026-12-05 the clock ran from the response's start and through its
         // drain: a client slower than the timeout got a long response cut by a reset (found
         // by review). Until 2026-12-06 it ran from the first body byte after the response
-        // to a head with `Content-Length`: an upload slower than the timeout was cut by a
-        // reset (found by review).
+        // to a head with `Content-Length` without regard to the bytes coming: an upload
+        // longer than the timeout was cut by a reset however fast (found by review).
         if slot.draining(socket) {
             slot.request_since = now;
         }

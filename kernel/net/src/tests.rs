@@ -1629,12 +1629,13 @@ fn a_broadcast_ping_gets_no_reply() {
     assert_eq!((s.icmp_echo_requests, s.icmp_echo_replies), (3, 1));
 }
 
-/// A request body uploaded slower than the request timeout (100 bytes, 10 every 3 s, against
-/// a 2 s timeout) keeps its connection: that timeout is for a request head, and the next
-/// head's clock starts at the body's last byte. The connection then serves its next request;
-/// an upload that stalls for the idle timeout (4 s) is aborted, and a connection idle after a
-/// whole body is closed as any idle keep-alive connection is (FIN). Until 2026-12-06 the
-/// first body byte after the response started the request clock and the upload was cut by a
+/// A request body uploaded for longer than the request timeout at `BODY_MIN_RATE` or faster
+/// (3000 bytes at 600 a second, 5 s against a 2 s timeout) keeps its connection, and the next
+/// head's clock starts at the body's last byte: the connection then serves its next request.
+/// A body trickled below the rate (20 bytes a second) is cut once a whole timeout behind, an
+/// upload that stalls is aborted, and a connection idle after a whole body is closed as any
+/// idle keep-alive connection is (FIN). Until 2026-12-06 the first body byte after the
+/// response started the request clock and any upload longer than the timeout was cut by a
 /// reset (found by review).
 #[test]
 fn a_slow_upload_keeps_its_connection_until_the_body_is_done() {
@@ -1647,13 +1648,14 @@ fn a_slow_upload_keeps_its_connection_until_the_body_is_done() {
         format!("POST / HTTP/1.1\r\nHost: 10.0.2.15\r\nContent-Length: {len}\r\n\r\n").into_bytes()
     };
     let h = net.connect();
-    net.send(h, &post(100));
+    // 3000 bytes at 600 a second (above BODY_MIN_RATE), 5 s in all against a 2 s timeout.
+    net.send(h, &post(3000));
     let got = net.read(h, 134);
     assert!(got.starts_with(b"HTTP/1.1 405"), "{got:?}");
     for k in 0..10 {
         assert!(net.tcp(h).may_send(), "aborted after {k} chunks");
-        net.send(h, &[b'z'; 10]);
-        net.run_until(if k < 9 { 3000 } else { 100 }, |_| false);
+        net.send(h, &[b'z'; 300]);
+        net.run_until(if k < 9 { 500 } else { 100 }, |_| false);
     }
     assert_eq!(net.tcp(h).state(), tcp::State::Established);
     assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
@@ -1662,13 +1664,34 @@ fn a_slow_upload_keeps_its_connection_until_the_body_is_done() {
         (s.tcp_idle_aborts, s.tcp_idle_closes, s.http_requests),
         (0, 0, 2)
     );
-    // A stalled upload is ended by the idle timeout (a reset: it is mid-request).
+    // A body trickled below the rate (20 bytes a second) is cut once it is a whole request
+    // timeout behind (a reset: it is mid-request), long before the idle timeout.
+    net.send(h, &post(1000));
+    assert!(net.read(h, 134).starts_with(b"HTTP/1.1 405"));
+    let start = net.now;
+    for _ in 0..20 {
+        if net.tcp(h).state() == tcp::State::Closed {
+            break;
+        }
+        net.send(h, &[b'z'; 10]);
+        net.run_until(500, |n| n.tcp(h).state() == tcp::State::Closed);
+    }
+    assert_eq!(net.tcp(h).state(), tcp::State::Closed);
+    let took = net.now - start;
+    assert!(
+        took >= Duration::from_millis(2000) && took < Duration::from_millis(3500),
+        "trickled body cut after {took}"
+    );
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_idle_aborts, s.tcp_idle_closes), (1, 0));
+    // A stalled upload is ended too.
+    let h = net.connect();
     net.send(h, &post(100));
     assert!(net.read(h, 134).starts_with(b"HTTP/1.1 405"));
     net.send(h, &[b'z'; 10]);
     assert!(net.run_until(5000, |n| n.tcp(h).state() == tcp::State::Closed));
     let s = net.stack.stats();
-    assert_eq!((s.tcp_idle_aborts, s.tcp_idle_closes), (1, 0));
+    assert_eq!((s.tcp_idle_aborts, s.tcp_idle_closes), (2, 0));
     // Idle after a whole body (sent after its answer): closed with a FIN.
     let h = net.connect();
     net.send(h, &post(10));
@@ -1677,7 +1700,7 @@ fn a_slow_upload_keeps_its_connection_until_the_body_is_done() {
     assert!(net.run_until(3000, |n| n.tcp(h).state() != tcp::State::Established));
     assert_eq!(net.tcp(h).state(), tcp::State::CloseWait);
     let s = net.stack.stats();
-    assert_eq!((s.tcp_idle_aborts, s.tcp_idle_closes), (1, 1));
+    assert_eq!((s.tcp_idle_aborts, s.tcp_idle_closes), (2, 1));
 }
 
 /// A keep-alive connection idle between requests past the request timeout (30 s) is closed
