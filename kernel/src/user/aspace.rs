@@ -233,18 +233,20 @@ impl AddressSpace {
             Some(v) => (v, range(v, len)?),
             None => Self::find_free(&t, self.next.load(Ordering::Relaxed), len)?,
         };
-        // No overcommit, and no walk over a range that could never be backed.
-        if pages > kalloc::managed_frames() {
-            return Err(VmError::NoMemory);
-        }
-        // A fixed range that overlaps a mapping fails before anything is charged (a walk of
-        // the tables that exist: a picked range is free by construction). Charged first, a
-        // doomed fixed map of the room left was `ENOMEM` instead of `EEXIST`, and held the
-        // whole charge while it zeroed its first frame: a loop of them on a few CPUs kept
-        // the global charge at its limit, and other processes' maps failed (found by
-        // review, 2026-12-05).
+        // A fixed range that overlaps a mapping fails before anything is charged, whatever
+        // its length (a walk of the tables that exist, cheap for any length: a picked range
+        // is free by construction). Charged first, a doomed fixed map of the room left was
+        // `ENOMEM` instead of `EEXIST`, and held the whole charge while it zeroed its first
+        // frame: a loop of them on a few CPUs kept the global charge at its limit, and other
+        // processes' maps failed (found by review, 2026-12-05). Until 2026-12-06 one longer
+        // than the machine's memory was still `ENOMEM`, the check below coming first (found
+        // by review; `user.commit_fixed_map_over_a_mapping_charges_nothing`).
         if !picked && t.next_mapped(va, va + pages * PAGE).is_some() {
             return Err(VmError::Exists);
+        }
+        // No overcommit.
+        if pages > kalloc::managed_frames() {
+            return Err(VmError::NoMemory);
         }
         // Every page charged at once (one update of the counters per call); a failure
         // below gives back what `take` did not (the pages never mapped).
