@@ -40,9 +40,11 @@ pub const MMAP_BASE: u64 = 0x10_0000_0000;
 pub enum VmError {
     /// The kernel cannot back the request (`-ENOMEM`).
     NoMemory,
-    /// Unaligned, empty or overflowing (`-EINVAL`).
+    /// Unaligned or empty (`-EINVAL`).
     Invalid,
-    /// Outside the user range `[USER_MIN, USER_END)` (`-ENOMEM`, as Linux).
+    /// Outside the user range `[USER_MIN, USER_END)`, a length that wraps when rounded up
+    /// to a page among them (`-ENOMEM` for a map or a protection change, `-EINVAL` for an
+    /// unmap, as Linux).
     OutOfRange,
     /// Part of the range is already mapped (`-EEXIST` for a fixed map).
     Exists,
@@ -150,12 +152,17 @@ fn room(v: &mut alloc::vec::Vec<u64>, k: usize) -> bool {
     v.len() + k <= TAKE_BATCH && v.try_reserve(k).is_ok()
 }
 
-/// Checks `[va, va + len)`: page-aligned, non-empty, inside `[USER_MIN, USER_END)`.
+/// Checks `[va, va + len)`: page-aligned, non-empty, inside `[USER_MIN, USER_END)` (a
+/// length that wraps when rounded up to a page is not: `OutOfRange`, as Linux's
+/// `PAGE_ALIGN(len)` gives `ENOMEM` for `mmap` and `mprotect`; until 2026-12-06 it was
+/// `Invalid`, `EINVAL`, found by review).
 fn range(va: u64, len: u64) -> Result<u64, VmError> {
     if !va.is_multiple_of(PAGE) || len == 0 {
         return Err(VmError::Invalid);
     }
-    let len = len.checked_next_multiple_of(PAGE).ok_or(VmError::Invalid)?;
+    let len = len
+        .checked_next_multiple_of(PAGE)
+        .ok_or(VmError::OutOfRange)?;
     let end = va.checked_add(len).ok_or(VmError::OutOfRange)?;
     if va < USER_MIN || end > USER_END {
         return Err(VmError::OutOfRange);

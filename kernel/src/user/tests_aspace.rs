@@ -170,7 +170,7 @@ fn fixed_then_free(_: &BootState) -> TestResult {
 
 fn bad_ranges(_: &BootState) -> TestResult {
     let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
-    let cases: [(Option<u64>, u64, bool, bool, VmError); 7] = [
+    let cases: [(Option<u64>, u64, bool, bool, VmError); 10] = [
         (Some(0x10_0001), 4096, true, false, VmError::Invalid), // unaligned
         (Some(0x10_0000), 0, true, false, VmError::Invalid),    // empty
         (Some(0), 4096, true, false, VmError::OutOfRange),      // null page
@@ -190,6 +190,18 @@ fn bad_ranges(_: &BootState) -> TestResult {
         ), // kernel
         (Some(!0xFFF), 8192, true, false, VmError::OutOfRange), // wraps
         (Some(0x10_0000), 4096, true, true, VmError::Invalid),  // W+X
+        // A length that wraps when rounded up to a page: out of range (`ENOMEM`, as
+        // Linux's `PAGE_ALIGN`; `Invalid` until 2026-12-06), the kernel-picked map too
+        // (`NoMemory`: no room for it).
+        (Some(0x10_0000), u64::MAX, true, false, VmError::OutOfRange),
+        (
+            Some(0x10_0000),
+            u64::MAX - 4094,
+            true,
+            false,
+            VmError::OutOfRange,
+        ),
+        (None, u64::MAX, true, false, VmError::NoMemory),
     ];
     for (va, len, w, x, want) in cases {
         let got = a.map(va, len, w, x);
@@ -207,6 +219,21 @@ fn bad_ranges(_: &BootState) -> TestResult {
     check(p == Err(VmError::NotMapped), || {
         format!("protect of a range with a hole = {p:?}")
     })?;
+    // A wrapping length: `OutOfRange` for both (`ENOMEM` for mprotect, `EINVAL` for munmap,
+    // as Linux), nothing changed.
+    let p = a.protect(0x10_0000, u64::MAX, false, false);
+    let u = a.unmap(0x10_0000, u64::MAX);
+    check(
+        p == Err(VmError::OutOfRange)
+            && u == Err(VmError::OutOfRange)
+            && a.rights(0x10_0000) == Some((true, false)),
+        || {
+            format!(
+                "protect and unmap of u64::MAX bytes = {p:?}, {u:?} (want OutOfRange); rights then {:?}",
+                a.rights(0x10_0000)
+            )
+        },
+    )?;
     // More than the machine has: refused whole, nothing kept.
     let before = a.pages();
     let huge = a.map(None, 1 << 40, true, false);
