@@ -40,9 +40,11 @@ pub const MMAP_BASE: u64 = 0x10_0000_0000;
 pub enum VmError {
     /// The kernel cannot back the request (`-ENOMEM`).
     NoMemory,
-    /// Unaligned, empty or overflowing (`-EINVAL`).
+    /// Unaligned or empty (`-EINVAL`).
     Invalid,
-    /// Outside the user range `[USER_MIN, USER_END)` (`-ENOMEM`, as Linux).
+    /// Outside the user range `[USER_MIN, USER_END)`, a length that wraps when rounded up
+    /// to a page among them (`-ENOMEM` for a map or a protection change, `-EINVAL` for an
+    /// unmap, as Linux).
     OutOfRange,
     /// Part of the range is already mapped (`-EEXIST` for a fixed map).
     Exists,
@@ -122,12 +124,45 @@ impl Spares<'_> {
 /// Shared regions one space may map.
 pub const MAX_SHARED: usize = 8;
 
-/// Checks `[va, va + len)`: page-aligned, non-empty, inside `[USER_MIN, USER_END)`.
+/// Most entries of one list of a `take` batch (`AddressSpace::take_with`): 512 KiB, a
+/// buddy block of order 7; a full batch is shot down and freed before the next begins.
+const TAKE_BATCH: usize = 64 * 1024;
+
+/// Test support (debug builds): the most entries a list of a `take` batch may hold (0:
+/// [`TAKE_BATCH`]), as if the allocator could not grow it past that.
+#[cfg(debug_assertions)]
+static TAKE_LIST_CAP: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Test support (debug builds): caps the lists of every `take` batch at `n` entries (0: no
+/// cap but [`TAKE_BATCH`]); returns the cap before.
+#[cfg(debug_assertions)]
+pub fn set_take_list_cap(n: usize) -> usize {
+    TAKE_LIST_CAP.swap(n, Ordering::Relaxed)
+}
+
+/// Whether list `v` of a `take` batch has room for `k` more entries (grown if it can be).
+fn room(v: &mut alloc::vec::Vec<u64>, k: usize) -> bool {
+    #[cfg(debug_assertions)]
+    {
+        let cap = TAKE_LIST_CAP.load(Ordering::Relaxed);
+        if cap != 0 && v.len() + k > cap {
+            return false;
+        }
+    }
+    v.len() + k <= TAKE_BATCH && v.try_reserve(k).is_ok()
+}
+
+/// Checks `[va, va + len)`: page-aligned, non-empty, inside `[USER_MIN, USER_END)` (a
+/// length that wraps when rounded up to a page is not: `OutOfRange`, as Linux's
+/// `PAGE_ALIGN(len)` gives `ENOMEM` for `mmap` and `mprotect`; until 2026-12-06 it was
+/// `Invalid`, `EINVAL`, found by review).
 fn range(va: u64, len: u64) -> Result<u64, VmError> {
     if !va.is_multiple_of(PAGE) || len == 0 {
         return Err(VmError::Invalid);
     }
-    let len = len.checked_next_multiple_of(PAGE).ok_or(VmError::Invalid)?;
+    let len = len
+        .checked_next_multiple_of(PAGE)
+        .ok_or(VmError::OutOfRange)?;
     let end = va.checked_add(len).ok_or(VmError::OutOfRange)?;
     if va < USER_MIN || end > USER_END {
         return Err(VmError::OutOfRange);
@@ -205,18 +240,20 @@ impl AddressSpace {
             Some(v) => (v, range(v, len)?),
             None => Self::find_free(&t, self.next.load(Ordering::Relaxed), len)?,
         };
-        // No overcommit, and no walk over a range that could never be backed.
-        if pages > kalloc::managed_frames() {
-            return Err(VmError::NoMemory);
-        }
-        // A fixed range that overlaps a mapping fails before anything is charged (a walk of
-        // the tables that exist: a picked range is free by construction). Charged first, a
-        // doomed fixed map of the room left was `ENOMEM` instead of `EEXIST`, and held the
-        // whole charge while it zeroed its first frame: a loop of them on a few CPUs kept
-        // the global charge at its limit, and other processes' maps failed (found by
-        // review, 2026-12-05).
+        // A fixed range that overlaps a mapping fails before anything is charged, whatever
+        // its length (a walk of the tables that exist, cheap for any length: a picked range
+        // is free by construction). Charged first, a doomed fixed map of the room left was
+        // `ENOMEM` instead of `EEXIST`, and held the whole charge while it zeroed its first
+        // frame: a loop of them on a few CPUs kept the global charge at its limit, and other
+        // processes' maps failed (found by review, 2026-12-05). Until 2026-12-06 one longer
+        // than the machine's memory was still `ENOMEM`, the check below coming first (found
+        // by review; `user.commit_fixed_map_over_a_mapping_charges_nothing`).
         if !picked && t.next_mapped(va, va + pages * PAGE).is_some() {
             return Err(VmError::Exists);
+        }
+        // No overcommit.
+        if pages > kalloc::managed_frames() {
+            return Err(VmError::NoMemory);
         }
         // Every page charged at once (one update of the counters per call); a failure
         // below gives back what `take` did not (the pages never mapped).
@@ -342,7 +379,8 @@ impl AddressSpace {
     /// `own`, the pages' frames (without: they belong to a shared region). Nothing is freed
     /// before the shootdown: until then another CPU may still write through a stale
     /// translation. Every frame freed here (own pages, tables not kept as spare) leaves the
-    /// account in one update. Returns the pages unmapped.
+    /// account in one update per batch (see [`AddressSpace::take_with`]). Returns the pages
+    /// unmapped.
     fn take(&self, t: spin::MutexGuard<'_, PageTables>, va: u64, pages: u64, own: bool) -> u64 {
         self.take_with(t, va, pages, own, [None, None])
     }
@@ -360,6 +398,16 @@ impl AddressSpace {
 
     /// [`AddressSpace::take`], with `stranded` tables already unlinked (by the caller, within
     /// the range shot down: `[va, va + pages]`) to free with the emptied ones.
+    ///
+    /// The range goes in batches: the frames and tables to free are listed until a list is
+    /// full ([`TAKE_BATCH`]) or cannot grow; then one shootdown covers every page unmapped
+    /// since the last one, and the batch is freed and uncharged (as at the end), its lists
+    /// emptied but kept for the next batch. So a range of any size costs one shootdown per
+    /// batch. Until 2026-12-06 the lists only grew, and once they could not (a 4 MiB block
+    /// holds 524,288 entries, 2 GiB of pages) every further page was shot down on its own:
+    /// about 262,000 shootdowns, each interrupting every CPU that loaded the space, for a
+    /// 3 GiB munmap or process exit (found by review;
+    /// `user.aspace_huge_unmap_shoots_down_once_per_batch`).
     fn take_with(
         &self,
         mut t: spin::MutexGuard<'_, PageTables>,
@@ -371,30 +419,14 @@ impl AddressSpace {
         let end = va + pages * PAGE;
         let (mut frames, mut tables) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
         let mut n = 0;
-        // Frames freed at once below (the fallback without memory for the lists).
-        let mut freed_now = 0;
+        // Where the pages not shot down yet start, and whether any was unmapped.
+        let (mut from, mut unshot) = (va, false);
         let mut cur = va;
-        let free_now = |pa: u64| kalloc::free_frame(Frame::from_phys(pa));
-        // A failed map's directories: kept as spares or freed after the shootdown below,
-        // which then covers one page more than the range (the failed page's).
-        let shot = if stranded == [None, None] {
-            pages
-        } else {
-            pages + 1
-        };
-        for f in stranded.into_iter().flatten() {
-            if tables.try_reserve(1).is_ok() {
-                tables.push(f);
-            } else {
-                self.shootdown(va, shot);
-                freed_now += 1;
-                free_now(f);
-            }
-        }
         while let Some(p) = t.next_mapped(cur, end) {
             cur = p + PAGE;
             if let Some((pa, table)) = t.unmap_4k(p) {
                 n += 1;
+                unshot = true;
                 let pa = own.then_some(pa);
                 // An emptied page table may have emptied the directories above it too.
                 let upper = if table.is_some() {
@@ -403,43 +435,70 @@ impl AddressSpace {
                     [None, None]
                 };
                 let emptied = table.into_iter().chain(upper.into_iter().flatten());
-                if frames.try_reserve(1).is_err() || tables.try_reserve(3).is_err() {
-                    // No memory for the lists: shoot down now and free at once.
-                    self.shootdown(va, pages);
-                    super::futex::frames_gone(pa.as_slice());
-                    pa.into_iter().chain(emptied).for_each(|f| {
-                        freed_now += 1;
-                        free_now(f);
-                    });
-                    continue;
+                if !room(&mut frames, 1) || !room(&mut tables, 3) {
+                    // The batch is full: one shootdown for it and this page, then it goes.
+                    self.shootdown(from, (cur - from) / PAGE);
+                    (from, unshot) = (cur, false);
+                    let mut gone =
+                        self.keep_tables(tables.drain(..)) + self.free_frames(&mut frames);
+                    if !room(&mut frames, 1) || !room(&mut tables, 3) {
+                        // Lists that never had room (no memory for their first entries):
+                        // this page's frames go now (shot down already).
+                        super::futex::frames_gone(pa.as_slice());
+                        pa.into_iter().chain(emptied).for_each(|f| {
+                            gone += 1;
+                            kalloc::free_frame(Frame::from_phys(f));
+                        });
+                        self.account.uncharge(gone);
+                        continue;
+                    }
+                    self.account.uncharge(gone);
                 }
                 frames.extend(pa);
                 tables.extend(emptied);
             }
         }
-        if n > 0 || !tables.is_empty() {
-            self.shootdown(va, shot);
+        // A failed map's directories are freed (or kept) after the last shootdown, which
+        // then covers one page more than the range (the failed page's).
+        let extra = stranded.iter().any(Option::is_some);
+        if unshot || extra {
+            self.shootdown(from, (end - from) / PAGE + u64::from(extra));
         }
+        let mut last = self.keep_tables(tables.drain(..).chain(stranded.into_iter().flatten()));
+        drop(t);
+        last += self.free_frames(&mut frames);
+        self.account.uncharge(last);
+        n
+    }
+
+    /// Tables that a `take` unlinked and shot down: kept as spares (up to three; tables'
+    /// lock held) or freed. Returns how many were freed (the caller uncharges them).
+    fn keep_tables(&self, tables: impl Iterator<Item = u64>) -> u64 {
+        let mut freed = 0;
         for f in tables {
             match self.spare.iter().find(|s| s.load(Ordering::Relaxed) == 0) {
                 Some(s) => s.store(f, Ordering::Relaxed),
-                None if frames.try_reserve(1).is_ok() => frames.push(f),
                 None => {
-                    freed_now += 1;
-                    free_now(f); // shot down already
+                    freed += 1;
+                    kalloc::free_frame(Frame::from_phys(f));
                 }
             }
         }
-        drop(t);
-        // Shared futex waiters keyed on these frames go with them (page tables among them
-        // match none); sorted here, so the waiter list's lock is held for a search per
-        // waiter, not a scan of the frames.
+        freed
+    }
+
+    /// Frees the pages' frames a `take` unmapped and shot down (and empties `frames`, keeping
+    /// its room). Shared futex waiters keyed on these frames go with them; sorted here, so
+    /// the waiter list's lock is held for a search per waiter, not a scan of the frames.
+    /// Returns how many were freed (the caller uncharges them).
+    fn free_frames(&self, frames: &mut alloc::vec::Vec<u64>) -> u64 {
         frames.sort_unstable();
-        super::futex::frames_gone(&frames);
-        let freed = freed_now + frames.len() as u64;
-        frames.into_iter().for_each(free_now);
-        self.account.uncharge(freed);
-        n
+        super::futex::frames_gone(frames);
+        let freed = frames.len() as u64;
+        frames
+            .drain(..)
+            .for_each(|f| kalloc::free_frame(Frame::from_phys(f)));
+        freed
     }
 
     /// Changes the permissions of `[va, va + len)`; every page must be mapped.

@@ -65,6 +65,11 @@ ktest!(
     "user.aspace_unmap_gives_back_every_table_level",
     tables_back
 );
+ktest!(
+    Needs::Threads,
+    "user.aspace_huge_unmap_shoots_down_once_per_batch",
+    batched_unmap
+);
 
 fn free_frames() -> Result<(u64, u64), alloc::string::String> {
     crate::harness::free_frames()
@@ -165,7 +170,7 @@ fn fixed_then_free(_: &BootState) -> TestResult {
 
 fn bad_ranges(_: &BootState) -> TestResult {
     let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
-    let cases: [(Option<u64>, u64, bool, bool, VmError); 7] = [
+    let cases: [(Option<u64>, u64, bool, bool, VmError); 10] = [
         (Some(0x10_0001), 4096, true, false, VmError::Invalid), // unaligned
         (Some(0x10_0000), 0, true, false, VmError::Invalid),    // empty
         (Some(0), 4096, true, false, VmError::OutOfRange),      // null page
@@ -185,6 +190,18 @@ fn bad_ranges(_: &BootState) -> TestResult {
         ), // kernel
         (Some(!0xFFF), 8192, true, false, VmError::OutOfRange), // wraps
         (Some(0x10_0000), 4096, true, true, VmError::Invalid),  // W+X
+        // A length that wraps when rounded up to a page: out of range (`ENOMEM`, as
+        // Linux's `PAGE_ALIGN`; `Invalid` until 2026-12-06), the kernel-picked map too
+        // (`NoMemory`: no room for it).
+        (Some(0x10_0000), u64::MAX, true, false, VmError::OutOfRange),
+        (
+            Some(0x10_0000),
+            u64::MAX - 4094,
+            true,
+            false,
+            VmError::OutOfRange,
+        ),
+        (None, u64::MAX, true, false, VmError::NoMemory),
     ];
     for (va, len, w, x, want) in cases {
         let got = a.map(va, len, w, x);
@@ -202,6 +219,21 @@ fn bad_ranges(_: &BootState) -> TestResult {
     check(p == Err(VmError::NotMapped), || {
         format!("protect of a range with a hole = {p:?}")
     })?;
+    // A wrapping length: `OutOfRange` for both (`ENOMEM` for mprotect, `EINVAL` for munmap,
+    // as Linux), nothing changed.
+    let p = a.protect(0x10_0000, u64::MAX, false, false);
+    let u = a.unmap(0x10_0000, u64::MAX);
+    check(
+        p == Err(VmError::OutOfRange)
+            && u == Err(VmError::OutOfRange)
+            && a.rights(0x10_0000) == Some((true, false)),
+        || {
+            format!(
+                "protect and unmap of u64::MAX bytes = {p:?}, {u:?} (want OutOfRange); rights then {:?}",
+                a.rights(0x10_0000)
+            )
+        },
+    )?;
     // More than the machine has: refused whole, nothing kept.
     let before = a.pages();
     let huge = a.map(None, 1 << 40, true, false);
@@ -756,6 +788,96 @@ fn tables_back(_: &BootState) -> TestResult {
             )
         },
     )
+}
+
+/// An unmap whose lists of frames to free cannot grow past 64 entries (forced:
+/// `aspace::set_take_list_cap`, as a heap that has no larger block; a 4 MiB block holds
+/// 2 GiB of pages) shoots down once per full list, not once per page past it, while a
+/// thread of the space on another CPU (when there is one) has its pages in its TLB: that
+/// thread faults on the first page once the unmap returned, every frame and every charge of
+/// the pages is back, and the space keeps three spare tables as before. Until 2026-12-06
+/// each page past the cap got its own shootdown (937 in all here; found by review).
+fn batched_unmap(_: &BootState) -> TestResult {
+    #[cfg(debug_assertions)]
+    {
+        use crate::mm::commit;
+        use crate::smp::tlb;
+        const P: u64 = 4096;
+        // The pages mapped and unmapped, and the most entries a list of the unmap may hold.
+        const BATCHED_PAGES: u64 = 1000;
+        const LIST_CAP: usize = 64;
+        let me = crate::sched::this_cpu();
+        let cpus: Vec<u32> = (0..ncpus()).filter(|&c| c != me).take(1).collect();
+        let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+        // Shootdowns of this unmap: the counter less the kernel-table reclaims meanwhile.
+        let shots = || {
+            tlb::SHOOTDOWNS.load(Ordering::Relaxed)
+                - tlb::TABLE_RECLAIMS.load(Ordering::Relaxed)
+                - tlb::RECLAIMS_DEFERRED.load(Ordering::Relaxed)
+        };
+        // One pass: readers on `cpus` (pinned, in the space), the pages mapped and read,
+        // unmapped with the lists capped, then the readers fault and are joined (frames are
+        // counted between passes: a reader spinning keeps its CPU from draining its caches).
+        // The pages unmapped and the shootdowns.
+        let pass = || -> Result<(u64, u64), alloc::string::String> {
+            reset_readers();
+            let tids = spawn_readers(&a, &cpus)?;
+            let r = (|| {
+                a.map(Some(PAGE_VA), BATCHED_PAGES * P, true, false)
+                    .map_err(|e| format!("map: {e}"))?;
+                // Mapped: every reader reads it, so its TLB holds the translation.
+                let d = crate::smp::time::Deadline::after_ms(60_000);
+                check(wait_readers(cpus.len(), 0, 50, &d), || {
+                    "readers did not read the mapped page".into()
+                })?;
+                let old = super::aspace::set_take_list_cap(LIST_CAP);
+                let before = shots();
+                let gone = a.unmap(PAGE_VA, BATCHED_PAGES * P);
+                let n = shots() - before;
+                super::aspace::set_take_list_cap(old);
+                let gone = gone.map_err(|e| format!("unmap: {e}"))?;
+                ROUND.store(1, Ordering::Release);
+                // Unmapped: every reader must fault from now on.
+                check(wait_readers(cpus.len(), 1, 50, &d), || {
+                    format!(
+                        "readers did not fault on the unmapped page ({} stale reads)",
+                        STALE.load(Ordering::Relaxed)
+                    )
+                })?;
+                Ok((gone, n))
+            })();
+            STOP.store(true, Ordering::Release);
+            join_all(&tids, 10_000)?;
+            let stale = STALE.load(Ordering::Relaxed);
+            check(stale == 0, || {
+                format!("{stale} read(s) through a translation that unmap had removed")
+            })?;
+            r
+        };
+        // Warms the allocator (slabs, magazines, the scheduler's stack cache) with the same
+        // work, and leaves the space its three spare tables, so the counts compare.
+        pass()?;
+        let (f0, g0, c0) = (free_frames()?, commit::charged(), a.account().total());
+        let (gone, n) = pass()?;
+        let (f1, g1, c1) = (free_frames()?, commit::charged(), a.account().total());
+        let most = BATCHED_PAGES.div_ceil(LIST_CAP as u64) + 1;
+        check(
+            gone == BATCHED_PAGES && a.pages() == 0 && n >= 1 && n <= most,
+            || {
+                format!(
+                    "unmapped {gone} of {BATCHED_PAGES} pages ({} left) with {n} shootdowns (want 1 to {most})",
+                    a.pages()
+                )
+            },
+        )?;
+        check(f1 == f0 && g1 == g0 && c1 == c0, || {
+            format!(
+                "(free + slab frames, heap objects out) {f0:?} before, {f1:?} after; global charge {g0} -> {g1}, the space's {c0} -> {c1}"
+            )
+        })
+    }
+    #[cfg(not(debug_assertions))]
+    Err(format!("{SKIP}the hook exists in debug builds only"))
 }
 
 /// A shared region's pages cannot be made executable: mapped twice (or by a peer), one

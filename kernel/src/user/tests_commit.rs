@@ -418,7 +418,8 @@ fn failed_map_no_directory(_: &BootState) -> TestResult {
 /// page a space holds fails with `Exists` and leaves its charge as it was. Until 2026-12-05
 /// the whole length was charged first: `ENOMEM` here (against `mmap`'s contract), and a
 /// doomed map of the room left held the whole global charge while it zeroed its first
-/// frame (found by review).
+/// frame (found by review). So is one longer than the machine's memory (`ENOMEM` until
+/// 2026-12-06: that check came first; found by review).
 fn fixed_overlap(_: &BootState) -> TestResult {
     warm()?;
     let (g0, f0) = (commit::charged(), free_frames()?);
@@ -436,6 +437,19 @@ fn fixed_overlap(_: &BootState) -> TestResult {
             || {
                 format!(
                     "100 fixed pages over a mapped one: {r:?} (want Exists), charge {held} -> {after}, {pages} pages (want 1)"
+                )
+            },
+        )?;
+        // Longer than the machine's memory: still `Exists` (it was `NoMemory` until
+        // 2026-12-06).
+        let long = (kalloc::managed_frames() + 1) * PAGE;
+        let r = a.map(Some(base), long, true, false);
+        let (after, pages) = (a.account().total(), a.pages());
+        check(
+            r == Err(VmError::Exists) && after == held && pages == 1,
+            || {
+                format!(
+                    "{long:#x} fixed bytes (more than the machine has) over a mapped page: {r:?} (want Exists), charge {held} -> {after}, {pages} pages (want 1)"
                 )
             },
         )

@@ -153,6 +153,22 @@ pub const CHECKS: &[Check] = &[
         want: Errno::EINVAL,
         linux: true,
     },
+    // A length that wraps when rounded up to a page (Linux's `PAGE_ALIGN(len)` is 0):
+    // `ENOMEM`, as Linux (until 2026-12-06 Exo-OS said `EINVAL`).
+    Check {
+        what: "mmap(NULL, SIZE_MAX, PROT_READ, PRIVATE|ANONYMOUS)",
+        call: call!(syscall6(
+            nr::MMAP,
+            0,
+            usize::MAX,
+            PROT_READ as usize,
+            ANON,
+            usize::MAX,
+            0
+        )),
+        want: Errno::ENOMEM,
+        linux: true,
+    },
     Check {
         what: "mmap(kernel address, 4096, PROT_READ, PRIVATE|ANONYMOUS|FIXED)",
         call: call!(syscall6(
@@ -224,8 +240,25 @@ pub const CHECKS: &[Check] = &[
         linux: true,
     },
     Check {
+        what: "mprotect(0x1000, SIZE_MAX, PROT_READ) (the length wraps)",
+        call: call!(syscall3(
+            nr::MPROTECT,
+            UNMAPPED,
+            usize::MAX,
+            PROT_READ as usize
+        )),
+        want: Errno::ENOMEM,
+        linux: true,
+    },
+    Check {
         what: "munmap(1, 4096) (unaligned)",
         call: call!(syscall2(nr::MUNMAP, 1, 4096)),
+        want: Errno::EINVAL,
+        linux: true,
+    },
+    Check {
+        what: "munmap(0x1000, SIZE_MAX) (the length wraps)",
+        call: call!(syscall2(nr::MUNMAP, UNMAPPED, usize::MAX)),
         want: Errno::EINVAL,
         linux: true,
     },
