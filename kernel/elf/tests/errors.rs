@@ -158,6 +158,47 @@ fn bad_bias() {
     ok_with(&Elf::exec().build(), &opts);
 }
 
+/// A static PIE's bias must keep each segment as aligned as it was linked: a multiple of
+/// every `p_align`. Until 2026-12-06 only page alignment was required, and a segment with
+/// an 8 MiB `p_align` loaded at the 4 MiB default bias (found by review).
+#[test]
+fn bias_not_a_multiple_of_a_segment_alignment() {
+    let mut e = Elf::pie(&[]);
+    e.phdrs[1].align = 0x80_0000;
+    assert_eq!(
+        err(&e),
+        ElfError::BiasMisaligned {
+            index: 1,
+            bias: 0x40_0000,
+            align: 0x80_0000
+        }
+    );
+    for bias in [0x80_0000, 0x5555_5500_0000] {
+        let opts = LoadOptions {
+            pie_bias: bias,
+            ..OPTS
+        };
+        let file = e.build();
+        let p = ok_with(&file, &opts);
+        assert_eq!(p.segments()[1].vaddr % 0x80_0000, 0x1000);
+    }
+    // 2 MiB divides the default bias; 0, 1 and small alignments never constrain it.
+    for align in [0, 1, 16, 0x1000, 0x20_0000] {
+        let mut e = Elf::pie(&[]);
+        for p in e.phdrs.iter_mut().filter(|p| p.p_type == PT_LOAD) {
+            p.align = align;
+        }
+        ok_with(&e.build(), &OPTS);
+    }
+    // An empty segment maps nothing and is not checked.
+    let mut e = Elf::pie(&[]);
+    e.phdrs.push(Ph {
+        align: 0x80_0000,
+        ..Ph::load(R, 0, 0x10_0000, 0, 0)
+    });
+    ok_with(&e.build(), &OPTS);
+}
+
 fn with_load(i: usize, f: impl FnOnce(&mut Ph)) -> Elf {
     let mut e = Elf::exec();
     f(&mut e.phdrs[i]);
