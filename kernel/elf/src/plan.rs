@@ -48,6 +48,20 @@ impl LoadOptions {
         max_total_memsz: 1 << 30,
         pie_bias: 0x40_0000,
     };
+
+    /// What the Exo-OS kernel loads (`kernel/src/user/loader.rs` plans every `spawn` with
+    /// these; the initrd's tests check its programs against them):
+    /// `0x1_0000..0x7fff_fffa_f000` (the first 64 KiB are never mapped; the end leaves room
+    /// for the 256 KiB stack below `0x7fff_ffff_0000` and the unmapped guard page under it),
+    /// 16 segments, 256 MiB of pages, PIE bias 4 MiB. A file outside these limits is
+    /// refused before anything is mapped (`spawn` returns `ENOEXEC`, docs/syscalls.md).
+    pub const EXO_KERNEL: Self = Self {
+        user_start: 0x1_0000,
+        user_end: 0x7fff_fffa_f000,
+        max_segments: MAX_LOAD_SEGMENTS,
+        max_total_memsz: 256 << 20,
+        pie_bias: 0x40_0000,
+    };
 }
 
 impl Default for LoadOptions {
