@@ -69,6 +69,16 @@ pub enum ElfError {
         /// Program header index.
         index: usize,
     },
+    /// A static PIE's load bias is not a multiple of a `PT_LOAD` segment's `p_align`: the
+    /// segment would not load at the alignment it was linked for.
+    BiasMisaligned {
+        /// Program header index.
+        index: usize,
+        /// The bias requested ([`LoadOptions::pie_bias`](crate::LoadOptions::pie_bias)).
+        bias: u64,
+        /// The segment's `p_align`.
+        align: u64,
+    },
     /// A `PT_LOAD` segment is both writable and executable (W^X).
     WriteAndExecute {
         /// Program header index.
@@ -204,6 +214,10 @@ impl fmt::Display for ElfError {
             Self::Misaligned { index } => write!(
                 f,
                 "ELF: segment {index}: offset and address differ modulo the page size or alignment"
+            ),
+            Self::BiasMisaligned { index, bias, align } => write!(
+                f,
+                "ELF: segment {index}: load bias {bias:#x} is not a multiple of its alignment {align:#x}"
             ),
             Self::WriteAndExecute { index } => {
                 write!(f, "ELF: segment {index} is both writable and executable")

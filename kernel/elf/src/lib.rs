@@ -29,7 +29,7 @@
 //!   56-byte program headers, all inside the file.
 //! - `ET_EXEC`, loaded at its link addresses, and `ET_DYN` without `PT_INTERP` (static
 //!   PIE, as `gcc -static-pie` or rustc for `x86_64-unknown-none` produce), loaded at
-//!   [`LoadOptions::pie_bias`] (page-aligned).
+//!   [`LoadOptions::pie_bias`] (page-aligned, and a multiple of every segment's `p_align`).
 //! - Relocations of a static PIE (or of an `ET_EXEC` with `PT_DYNAMIC`): the `DT_RELA`
 //!   (`DT_RELASZ`, `DT_RELAENT` = 24) and `DT_JMPREL` (`DT_PLTREL` = `DT_RELA`) tables, whose
 //!   entries must all be `R_X86_64_RELATIVE` (or `R_X86_64_NONE`, skipped), each writing 8
@@ -40,8 +40,9 @@
 //! # Checked for each `PT_LOAD` segment
 //!
 //! `p_filesz <= p_memsz`; the file bytes inside the file; `p_align` 0, 1 or a power of two;
-//! `p_offset ≡ p_vaddr` modulo 4 KiB and modulo `p_align`; not both writable and executable
-//! (W^X); address + bias without overflow; pages inside the user range of the
+//! `p_offset ≡ p_vaddr` modulo 4 KiB and modulo `p_align`; for a static PIE, the bias a
+//! multiple of `p_align` (the segment stays as aligned as it was linked); not both writable
+//! and executable (W^X); address + bias without overflow; pages inside the user range of the
 //! [`LoadOptions`] (never page 0, never above the lower half); ascending order without
 //! overlapping bytes; a page shared with the previous segment only with the same
 //! permissions; at most [`LoadOptions::max_segments`] segments and

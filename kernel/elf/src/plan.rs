@@ -32,8 +32,9 @@ pub struct LoadOptions {
     /// segments counts once). Also caps the TLS block's `p_memsz`.
     pub max_total_memsz: u64,
     /// Load bias for a position-independent executable (`ET_DYN`): every address in the
-    /// file is moved up by this amount. Must be a multiple of [`PAGE_SIZE`]. Ignored for
-    /// `ET_EXEC`, which loads at its link addresses.
+    /// file is moved up by this amount. Must be a multiple of [`PAGE_SIZE`], and of the
+    /// `p_align` of every non-empty `PT_LOAD` segment. Ignored for `ET_EXEC`, which loads
+    /// at its link addresses.
     pub pie_bias: u64,
 }
 
@@ -45,6 +46,20 @@ impl LoadOptions {
         user_end: 0x0000_7fff_ffff_f000,
         max_segments: MAX_LOAD_SEGMENTS,
         max_total_memsz: 1 << 30,
+        pie_bias: 0x40_0000,
+    };
+
+    /// What the Exo-OS kernel loads (`kernel/src/user/loader.rs` plans every `spawn` with
+    /// these; the initrd's tests check its programs against them):
+    /// `0x1_0000..0x7fff_fffa_f000` (the first 64 KiB are never mapped; the end leaves room
+    /// for the 256 KiB stack below `0x7fff_ffff_0000` and the unmapped guard page under it),
+    /// 16 segments, 256 MiB of pages, PIE bias 4 MiB. A file outside these limits is
+    /// refused before anything is mapped (`spawn` returns `ENOEXEC`, docs/syscalls.md).
+    pub const EXO_KERNEL: Self = Self {
+        user_start: 0x1_0000,
+        user_end: 0x7fff_fffa_f000,
+        max_segments: MAX_LOAD_SEGMENTS,
+        max_total_memsz: 256 << 20,
         pie_bias: 0x40_0000,
     };
 }
@@ -477,6 +492,17 @@ fn add_segment(
     let align = ph.align.max(1);
     if ph.offset % PAGE_SIZE != ph.vaddr % PAGE_SIZE || ph.offset % align != ph.vaddr % align {
         return Err(ElfError::Misaligned { index });
+    }
+    // The bias keeps every segment at the alignment it was linked for: a multiple of its
+    // `p_align` (the bias is already a multiple of the page). Until 2026-12-06 only the page
+    // was required, and a PIE with an 8 MiB `p_align` loaded at the 4 MiB default bias
+    // landed misaligned (found by review).
+    if !p.bias.is_multiple_of(align) {
+        return Err(ElfError::BiasMisaligned {
+            index,
+            bias: p.bias,
+            align,
+        });
     }
     let perms = Perms::from_flags(ph.flags);
     if perms.write && perms.execute {

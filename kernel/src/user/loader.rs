@@ -12,8 +12,15 @@ const PAGE: u64 = 4096;
 pub const STACK_TOP: u64 = 0x7FFF_FFFF_0000;
 /// Size of the initial thread's stack; the page below it stays unmapped (guard).
 pub const STACK_SIZE: u64 = 256 * 1024;
-/// Most bytes a program's segments may occupy.
-pub const MAX_IMAGE: u64 = 256 << 20;
+/// What the loader accepts: `exo_elf`'s [`LoadOptions::EXO_KERNEL`] (the user range below
+/// the stack and its guard page, 16 segments, 256 MiB of pages, PIE bias 4 MiB), which the
+/// host tests of the initrd check its programs against. Until 2026-12-06 the loader built
+/// its own options and those tests planned with [`LoadOptions::DEFAULT`] (1 GiB, another
+/// range), so they did not check what the kernel accepts (found by review).
+pub const OPTIONS: LoadOptions = LoadOptions::EXO_KERNEL;
+// The shared options match this kernel's layout.
+const _: () =
+    assert!(OPTIONS.user_start == USER_MIN && OPTIONS.user_end == STACK_TOP - STACK_SIZE - PAGE);
 
 /// Why a program could not be loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,13 +59,7 @@ pub struct Loaded {
 
 /// Loads `elf` into `a` (an empty space) and maps its stack.
 pub fn load(a: &AddressSpace, elf: &[u8]) -> Result<Loaded, LoadError> {
-    let opts = LoadOptions {
-        user_start: USER_MIN,
-        user_end: STACK_TOP - STACK_SIZE - PAGE,
-        max_total_memsz: MAX_IMAGE,
-        ..LoadOptions::DEFAULT
-    };
-    let plan = exo_elf::plan(elf, &opts).map_err(LoadError::Elf)?;
+    let plan = exo_elf::plan(elf, &OPTIONS).map_err(LoadError::Elf)?;
     for seg in plan.segments() {
         let pages = seg.pages();
         // A first page shared with the previous segment is mapped already (same rights).

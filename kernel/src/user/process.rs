@@ -324,11 +324,36 @@ pub fn spawn_with(
         // Not a regular file: as if absent (docs/syscalls.md).
         return Err(Errno::Enoent);
     }
+    start_image(path, entry.data, arg, b, handles)
+}
+
+/// [`spawn_with`] of the executable `image` (named `name` in the log) instead of a file of
+/// the initrd. Kernel tests run executables of their own this way.
+pub fn spawn_image(
+    name: &str,
+    image: &[u8],
+    arg: u64,
+    b: Builder,
+    handles: Option<&crate::ipc::HandleTable>,
+) -> Result<u64, Errno> {
+    reap_orphans();
+    start_image(name, image, arg, b, handles)
+}
+
+/// Loads `image` into a new space and starts its process (the part of [`spawn_with`]
+/// after the lookup; `path` names it in the log).
+fn start_image(
+    path: &str,
+    image: &[u8],
+    arg: u64,
+    b: Builder,
+    handles: Option<&crate::ipc::HandleTable>,
+) -> Result<u64, Errno> {
     // Fallible: with the heap empty `Box::new` stopped the kernel (a user program could
     // arrange it: found by review, 2026-12-04).
     let space = AddressSpace::new().map_err(|_| Errno::Enomem)?;
     let space = crate::mm::kalloc::try_box(space).map_err(|_| Errno::Enomem)?;
-    let l = loader::load(&space, entry.data).map_err(|e| match e {
+    let l = loader::load(&space, image).map_err(|e| match e {
         LoadError::Elf(_) => {
             log::warn!("spawn {path}: {e}");
             Errno::Enoexec

@@ -71,6 +71,11 @@ ktest!(
     "user.commit_ended_process_keeps_only_its_root",
     ended_keeps_root
 );
+ktest!(
+    Needs::Threads,
+    "user.commit_load_refused_part_way_gives_everything_back",
+    load_refused_part_way
+);
 
 const PAGE: u64 = 4096;
 const MIB: u64 = 1 << 20;
@@ -563,4 +568,99 @@ fn ended_keeps_root(_: &BootState) -> TestResult {
             "/empty ended ({ended:?}) and holds {left:?} frames before it is waited for (want Some(1): its root); status {status:?}"
         )
     })
+}
+
+/// A program load refused for memory after some of its pages are mapped fails with the
+/// typed out-of-memory error and keeps nothing. `/init` is loaded under per-process limits
+/// that let exactly its first `k` segments in, for each `k` from 1 to all of them (all: the
+/// stack is what is refused); each limit is the charge of a scratch space holding those
+/// segments' pages, mapped as the loader maps them. Each load fails with
+/// `LoadError::Vm(VmError::NoMemory)` holding those pages and no more (the refused map
+/// takes nothing). Then `spawn("/init")` under the charge of a whole load, and under that
+/// plus its first thread's kernel stack (`process::THREAD_FRAMES`) less one frame, is
+/// `ENOMEM`. Afterwards the global charge and the free frames are back where they were,
+/// and the limit is restored whatever happened. Until 2026-12-06 no test forced a load to
+/// fail part-way (found by review).
+fn load_refused_part_way(_: &BootState) -> TestResult {
+    use super::loader::{self, LoadError};
+    let elf = match super::initrd::archive() {
+        Some(Ok(a)) => a.find("/init").map(|e| e.data),
+        _ => None,
+    };
+    let Some(elf) = elf else {
+        return Err(format!("{SKIP}no /init (run with the initrd)"));
+    };
+    let plan = exo_elf::plan(elf, &loader::OPTIONS).map_err(|e| format!("/init: {e}"))?;
+    let segs = plan.segments();
+    check(segs.len() >= 2, || {
+        format!("/init has {} segment(s), want at least 2", segs.len())
+    })?;
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    let old = commit::proc_limit_pages();
+    let r: TestResult = (|| {
+        let full = {
+            let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+            loader::load(&a, elf).map_err(|e| format!("/init without a limit: {e}"))?;
+            a.account().total()
+        };
+        let mut cases = 0;
+        for k in 1..=segs.len() {
+            // The first k segments, mapped as the loader maps them: their charge and pages.
+            let scratch = AddressSpace::new().map_err(|e| format!("scratch space: {e}"))?;
+            for seg in &segs[..k] {
+                let pages = seg.pages();
+                let start = pages.start + if seg.shares_first_page { PAGE } else { 0 };
+                if start < pages.end {
+                    scratch
+                        .map(Some(start), pages.end - start, false, false)
+                        .map_err(|e| format!("scratch map of {pages:x?}: {e}"))?;
+                }
+            }
+            let (limit, want) = (scratch.account().total(), scratch.pages());
+            drop(scratch);
+            let next = segs.get(k);
+            if next.is_some_and(|s| s.shares_first_page && s.pages().end - s.pages().start == PAGE)
+            {
+                // The next segment maps no page of its own: nothing to refuse.
+                continue;
+            }
+            commit::set_proc_limit_pages(limit);
+            let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+            let r = loader::load(&a, elf);
+            let (pages, held) = (a.pages(), a.account().total());
+            drop(a);
+            commit::set_proc_limit_pages(old);
+            let what = if next.is_some() { "segment" } else { "stack" };
+            check(
+                r == Err(LoadError::Vm(VmError::NoMemory)) && pages == want && held <= limit,
+                || {
+                    format!(
+                        "/init under a limit of {limit} frames (its first {k} segment(s); the {what} after them over it): {r:?} holding {pages} pages, {held} frames (want Err(Vm(NoMemory)), {want} pages)"
+                    )
+                },
+            )?;
+            cases += 1;
+        }
+        check(cases >= 2, || {
+            format!("{cases} refused loads (want a segment's and the stack's)")
+        })?;
+        for limit in [full - 1, full + process::THREAD_FRAMES - 1] {
+            commit::set_proc_limit_pages(limit);
+            let r = process::spawn("/init", 0, Builder::new());
+            commit::set_proc_limit_pages(old);
+            if let Ok(pid) = r {
+                let _ = process::wait_until(pid, rdtsc() + ms(30_000));
+            }
+            check(r == Err(Errno::Enomem), || {
+                format!(
+                    "spawn of /init under a limit of {limit} frames (a whole load takes {full}): {r:?} (want Err(Enomem))"
+                )
+            })?;
+        }
+        Ok(())
+    })();
+    commit::set_proc_limit_pages(old);
+    r?;
+    all_back(g0, f0)
 }

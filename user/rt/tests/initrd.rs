@@ -1,7 +1,8 @@
 //! The initrd as `scripts/mkinitrd.sh` makes it: the archive parses with `exo-initrd` and
 //! holds every program; each is a static `ET_EXEC` for x86-64 linked at 0x400000 whose
-//! `exo_elf::plan` succeeds with `LoadOptions::DEFAULT`, entry at the start of its text,
-//! W^X, no TLS, no relocations, a non-executable stack. On a Linux x86-64 host the
+//! `exo_elf::plan` succeeds with `LoadOptions::EXO_KERNEL` (what the kernel's loader
+//! accepts), entry at the start of its text, W^X, no TLS, no relocations, a
+//! non-executable stack. On a Linux x86-64 host the
 //! programs that only use calls Linux shares (`hello`, `empty`, `hello-c`) are also run,
 //! and so is every case of `/faults` (its `arg` set by patching `_start`), each of which
 //! must die of the signal Linux gives for the fault, or exit as documented.
@@ -154,7 +155,7 @@ fn every_program_is_a_static_exec_the_loader_accepts() {
             "{name}: EM_X86_64"
         );
 
-        let plan = exo_elf::plan(elf, &LoadOptions::DEFAULT)
+        let plan = exo_elf::plan(elf, &LoadOptions::EXO_KERNEL)
             .unwrap_or_else(|e| panic!("{name}: exo_elf::plan: {e}"));
         assert_eq!(plan.kind(), ElfKind::Executable, "{name}");
         assert_eq!(plan.bias(), 0);
@@ -283,7 +284,7 @@ fn every_fault_case_faults_on_a_linux_host() {
     let Some(bytes) = archive() else { return };
     let archive = Archive::parse(bytes).unwrap();
     let elf = archive.find("/faults").unwrap().data;
-    let plan = exo_elf::plan(elf, &LoadOptions::DEFAULT).unwrap();
+    let plan = exo_elf::plan(elf, &LoadOptions::EXO_KERNEL).unwrap();
     let text = plan.segments().iter().find(|s| s.perms.execute).unwrap();
     let at = text.file_offset + (plan.entry() - text.vaddr) as usize;
     assert_eq!(
