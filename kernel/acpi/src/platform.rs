@@ -10,9 +10,10 @@ use crate::{AcpiError, PhysMem, Signature, Warning};
 use alloc::vec::Vec;
 
 /// Upper bound on [`Platform::warnings`] once aggregated: XSDT fallback, root trailing bytes,
-/// null, unreadable and blank root entries (1 each); duplicate and skipped tables (1 per signature
-/// parsed: MADT, FADT, HPET, MCFG); FADT unusable addresses (2); HPET unusable address (1); bad
-/// MCFG entries (1); no MADT.
+/// null, unreadable and blank root entries (1 each); duplicate tables (1 per signature parsed
+/// from the root table: MADT, FADT, HPET, MCFG); skipped tables (those four and the DSDT); FADT
+/// unusable addresses (2); HPET unusable address (1); bad MCFG entries (1); bad virtio-mmio
+/// windows (1); no MADT (1): 5 + 4 + 5 + 2 + 1 + 1 + 1 + 1.
 /// Reserved up front; exceeding it would only grow the list (fallibly).
 const PLATFORM_WARNINGS: usize = 20;
 
@@ -26,7 +27,7 @@ pub struct Platform {
     /// The MADT, or `None` if missing or corrupt (run on the boot CPU only).
     pub madt: Option<Madt>,
     /// Non-fatal problems outside the MADT (MADT-internal ones are in `madt.warnings`),
-    /// repeated ones aggregated (see [`Warning`]): about 15 at most.
+    /// repeated ones aggregated (see [`Warning`]): 20 at most (one per kind and table).
     pub warnings: Vec<Warning>,
     /// HPET MMIO base address, if an HPET table is present and sane.
     pub hpet: Option<u64>,
