@@ -379,6 +379,16 @@ pub enum Warning {
         /// How many windows were dropped.
         count: u32,
     },
+    /// Devices of the DSDT with the virtio-mmio `_HID` (`LNRO0005`) whose window could not
+    /// be decoded: no `_CRS` among the names the scan reached, a `_CRS` computed by a method,
+    /// or one without a fixed 32-bit memory window. Not used (the kernel's command line can
+    /// name them).
+    UndecodedVirtioMmio {
+        /// Offset of the first one's `Device` op from the start of the DSDT.
+        offset: u32,
+        /// How many such devices.
+        count: u32,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -601,6 +611,12 @@ impl fmt::Display for Warning {
                  the first at {base:#x}, {len} bytes",
                 if count == 1 { "" } else { "s" },
                 crate::dsdt::MAX_VIRTIO_MMIO
+            ),
+            Self::UndecodedVirtioMmio { offset, count } => write!(
+                f,
+                "DSDT: {count} virtio-mmio device{} (LNRO0005) without a _CRS memory window \
+                 this scan decodes, not used; the first at offset {offset:#x}",
+                if count == 1 { "" } else { "s" },
             ),
         }
     }

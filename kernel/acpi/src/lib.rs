@@ -26,9 +26,10 @@
 //!   carrying a count and the first occurrence, so a table cannot crowd out the warnings that
 //!   matter. The MADT's warning list is reserved at its exact size after the walk (at most
 //!   one per reserved entry type, one per known entry type that is too short, and a handful of
-//!   summaries). [`Platform::warnings`] holds at most 20 (one per kind and table: the five
+//!   summaries). [`Platform::warnings`] holds at most 21 (one per kind and table: the five
 //!   root-table kinds, a duplicate and a skipped table per signature used, the FADT's two
-//!   unusable addresses and the HPET's one, the MCFG's and the DSDT's entries, no MADT).
+//!   unusable addresses and the HPET's one, the MCFG's entries, the DSDT's bad and undecoded
+//!   virtio-mmio devices, no MADT).
 //! - Scratch space on the stack is small: a 256-byte entry buffer and a ~1.5 KiB tally of
 //!   per-type counters during the MADT walk.
 #![cfg_attr(not(test), no_std)]

@@ -12,10 +12,10 @@ use alloc::vec::Vec;
 /// Upper bound on [`Platform::warnings`] once aggregated: XSDT fallback, root trailing bytes,
 /// null, unreadable and blank root entries (1 each); duplicate tables (1 per signature parsed
 /// from the root table: MADT, FADT, HPET, MCFG); skipped tables (those four and the DSDT); FADT
-/// unusable addresses (2); HPET unusable address (1); bad MCFG entries (1); bad virtio-mmio
-/// windows (1); no MADT (1): 5 + 4 + 5 + 2 + 1 + 1 + 1 + 1.
+/// unusable addresses (2); HPET unusable address (1); bad MCFG entries (1); bad and undecoded
+/// virtio-mmio windows (1 each); no MADT (1): 5 + 4 + 5 + 2 + 1 + 1 + 2 + 1.
 /// Reserved up front; exceeding it would only grow the list (fallibly).
-const PLATFORM_WARNINGS: usize = 20;
+const PLATFORM_WARNINGS: usize = 21;
 
 /// Everything the kernel needs from ACPI to bring up CPUs and interrupt controllers.
 #[derive(Clone, Debug)]
@@ -27,7 +27,7 @@ pub struct Platform {
     /// The MADT, or `None` if missing or corrupt (run on the boot CPU only).
     pub madt: Option<Madt>,
     /// Non-fatal problems outside the MADT (MADT-internal ones are in `madt.warnings`),
-    /// repeated ones aggregated (see [`Warning`]): 20 at most (one per kind and table).
+    /// repeated ones aggregated (see [`Warning`]): 21 at most (one per kind and table).
     pub warnings: Vec<Warning>,
     /// HPET MMIO base address, if an HPET table is present and sane.
     pub hpet: Option<u64>,

@@ -1026,3 +1026,49 @@ fn dsdt_unusable_and_repeated_windows() {
     assert_eq!(p.virtio_mmio.len(), 1);
     assert_eq!(p.virtio_mmio[0].base, 0xFEB0_2D00);
 }
+
+/// A window whose bytes hold the `Device` op (5B 82) is found, and a virtio-mmio device whose
+/// window cannot be decoded is named in a warning. Until 2026-12-06 the first was lost and
+/// neither was said (found by review).
+#[test]
+fn dsdt_device_op_bytes_in_a_window_and_undecoded_devices() {
+    let aml = include_bytes!("data/dsdt/qemu-microvm-2nic.aml").to_vec();
+    let at = aml
+        .windows(4)
+        .position(|w| w == 0xFEB0_2E00u32.to_le_bytes())
+        .unwrap();
+    for base in [0xD082_5B00u32, 0x825B_0000] {
+        let mut t = aml.clone();
+        t[at..at + 4].copy_from_slice(&base.to_le_bytes());
+        fix_checksum(&mut t, 9);
+        let p = with_dsdt(t, true);
+        let bases: Vec<u64> = p.virtio_mmio.iter().map(|w| w.base).collect();
+        assert_eq!(bases, [u64::from(base), 0xFEB0_2C00], "{base:#x}");
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+    // Slot 23's Memory32Fixed descriptor made another type: its device (the first `Device`
+    // op of the LNRO0005 ones, at 0x13f) has no window left, and the warning says so.
+    let device = aml
+        .windows(6)
+        .position(|w| w == b"\x5b\x82\x42\x04VR")
+        .unwrap();
+    assert_eq!(device, 0x13F);
+    let mut t = aml.clone();
+    assert_eq!(t[at - 4], 0x86);
+    t[at - 4] = 0x87;
+    fix_checksum(&mut t, 9);
+    let p = with_dsdt(t, true);
+    assert_eq!(p.virtio_mmio.len(), 1);
+    assert_eq!(
+        p.warnings,
+        [Warning::UndecodedVirtioMmio {
+            offset: 0x13F,
+            count: 1
+        }]
+    );
+    assert_eq!(
+        p.warnings[0].to_string(),
+        "DSDT: 1 virtio-mmio device (LNRO0005) without a _CRS memory window this scan \
+         decodes, not used; the first at offset 0x13f"
+    );
+}
