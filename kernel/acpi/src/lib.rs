@@ -64,15 +64,28 @@ pub use sdt::{MAX_TABLE_LEN, Rsdp, find_rsdp, find_rsdp_in_bios, parse_rsdp};
 /// # Contract
 ///
 /// `read` must return an error (typically [`AcpiError::Read`]), never fault, hang or panic,
-/// for **any** range it cannot read: unmapped memory, a page it leaves unmapped on purpose
-/// (such as page 0, which holds the BIOS data area), addresses beyond what it maps, and ranges
-/// whose end overflows. This crate probes addresses taken from firmware (the EBDA pointer at
-/// `0x40E`, table pointers in the RSDT/XSDT) and relies on a failed read to skip them: a
-/// failed read is never taken as data.
+/// for **any** range it cannot read: unmapped memory, a page it leaves unmapped on purpose,
+/// addresses beyond what it maps, and ranges whose end overflows. (A reader that refuses
+/// page 0, which holds the BIOS data area, costs [`find_rsdp_in_bios`] the EBDA.) This crate
+/// probes addresses taken from firmware (the EBDA pointer at `0x40E`, table pointers in the
+/// RSDT/XSDT) and relies on a failed read to skip them: a failed read is never taken as data.
 pub trait PhysMem {
     /// Fill `buf` with the bytes at physical addresses `paddr..paddr + buf.len()`, or fail
     /// without touching memory it cannot read (see the trait's contract).
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), AcpiError>;
+}
+
+/// The reading rule of a [`PhysMem`] over a direct map of physical `[0, limit)`, as the
+/// kernel's reader has: `len` bytes at `paddr` are readable when all of them lie below `limit`
+/// and their end does not overflow. Page 0 is readable: [`find_rsdp_in_bios`] reads the EBDA
+/// pointer at 0x40E there. The kernel applies exactly this function, so the host tests run
+/// the crate under the kernel's policy.
+#[must_use]
+pub fn direct_map_readable(limit: u64, paddr: u64, len: usize) -> bool {
+    u64::try_from(len)
+        .ok()
+        .and_then(|n| paddr.checked_add(n))
+        .is_some_and(|end| end <= limit)
 }
 
 /// A [`PhysMem`] over one byte slice that starts at physical address `base`.

@@ -149,8 +149,9 @@ const BIOS_AREA: core::ops::Range<u64> = 0xE0000..0x100000;
 /// UEFI-only machines, where the bootloader hands over the RSDP address.
 ///
 /// Every read may fail (see [`PhysMem`]'s contract): if the EBDA pointer cannot be read (a
-/// kernel that leaves page 0 unmapped refuses it) or points outside conventional memory, only
-/// the BIOS area is scanned; unreadable candidates are skipped. A failed read is never taken as
+/// reader that refuses page 0 refuses it; the kernel's reads it, see
+/// [`crate::direct_map_readable`]) or points outside conventional memory, only the BIOS area
+/// is scanned; unreadable candidates are skipped. A failed read is never taken as
 /// a pointer or as a match. `None` if nothing valid is found.
 pub fn find_rsdp_in_bios<M: PhysMem + ?Sized>(mem: &M) -> Option<u64> {
     let mut seg = [0u8; 2];

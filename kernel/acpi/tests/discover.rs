@@ -539,9 +539,29 @@ fn bios_machine() -> FakeMem {
     mem
 }
 
+/// Under the kernel's reading rule the EBDA is scanned: its pointer at 0x40E, in page 0, is
+/// read. Until 2026-12-06 the kernel's reader refused page 0 and the EBDA was never looked at
+/// (found by review).
+#[test]
+fn find_rsdp_in_bios_under_the_kernels_rule_finds_the_ebda_rsdp() {
+    let mem = bios_machine();
+    let kernel = KernelReader {
+        inner: &mem,
+        limit: 4 << 30,
+    };
+    assert_eq!(find_rsdp_in_bios(&kernel), Some(0x9_FC40));
+    // The rule itself: all of the range below the limit, no overflow.
+    assert!(direct_map_readable(0x1000, 0x40E, 2));
+    assert!(direct_map_readable(0x1000, 0, 0x1000));
+    assert!(!direct_map_readable(0x1000, 0xFFF, 2));
+    assert!(!direct_map_readable(u64::MAX, u64::MAX - 1, 2));
+    assert!(direct_map_readable(u64::MAX, u64::MAX - 2, 2));
+}
+
 #[test]
 fn find_rsdp_in_bios_without_page_0_scans_the_bios_area() {
-    // Defect 5: the kernel leaves page 0 unmapped, so the EBDA pointer at 0x40E is unreadable.
+    // A reader that refuses page 0 (as the kernel's did until 2026-12-06): the EBDA pointer at
+    // 0x40E is unreadable, the BIOS area is scanned.
     let mem = bios_machine();
     assert_eq!(
         find_rsdp_in_bios(&mem),
