@@ -48,7 +48,7 @@ mod platform;
 mod sdt;
 
 pub use dsdt::{MAX_VIRTIO_MMIO, VirtioMmio, virtio_mmio_in_aml};
-pub use error::{AcpiError, Signature, Warning};
+pub use error::{AcpiError, Signature, TableError, Warning};
 pub use fadt::{PmTimer, PmTimerAddr};
 pub use madt::{
     Cpu, IntOverride, IoApic, IsaIrq, LocalNmi, Madt, NmiProcessor, NmiSource, Polarity,

@@ -159,6 +159,55 @@ fn no_root_table_is_an_error() {
     );
 }
 
+/// With the XSDT refused and the RSDT too, the error says why for both, and names both
+/// addresses (the kernel blames a boot module lying over either). Until 2026-12-06 only the
+/// RSDT's reason came back (found by review).
+#[test]
+fn both_root_tables_refused_names_both() {
+    let mut mem = machine(&[MadtBuilder::qemu(2).build()], Root::Xsdt);
+    let mut x = xsdt(&[table_addr(0)]);
+    x[20] = x[20].wrapping_add(0x55);
+    mem.put(XSDT_ADDR, x);
+    mem.put(RSDP_ADDR, rsdp_v2(0xDEAD_0000, XSDT_ADDR));
+    let err = discover(&mem, RSDP_ADDR).unwrap_err();
+    assert_eq!(
+        err,
+        AcpiError::RootTablesUnusable {
+            xsdt: TableError::BadChecksum {
+                table: Signature::XSDT,
+                paddr: XSDT_ADDR,
+                sum: 0x55,
+            },
+            rsdt: TableError::Read {
+                paddr: 0xDEAD_0000,
+                len: 36
+            },
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "neither root table is usable: the XSDT: XSDT at 0x7fd8000 has a bad checksum (bytes \
+         sum to 0x55, expected 0); the RSDT: cannot read 36 bytes of physical memory at \
+         0xdead0000"
+    );
+    assert_eq!(err.paddr(), Some(XSDT_ADDR));
+    assert_eq!(err.paddrs().collect::<Vec<_>>(), [XSDT_ADDR, 0xDEAD_0000]);
+    // One refused, the other missing: that one's reason alone, as before.
+    mem.put(RSDP_ADDR, rsdp_v2(0, XSDT_ADDR));
+    let err = discover(&mem, RSDP_ADDR).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AcpiError::BadChecksum {
+                table: Signature::XSDT,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.paddrs().collect::<Vec<_>>(), [XSDT_ADDR]);
+}
+
 #[test]
 fn corrupt_root_table_is_an_error() {
     let mut mem = machine(&[MadtBuilder::qemu(1).build()], Root::Rsdt);
@@ -668,6 +717,20 @@ fn error_messages_are_one_line() {
             needed: 116,
         },
         AcpiError::NoRootTable { paddr: 5 },
+        AcpiError::RootTablesUnusable {
+            xsdt: TableError::BadLength {
+                table: Signature::XSDT,
+                paddr: 6,
+                length: 0,
+                min: 36,
+                max: 1 << 20,
+            },
+            rsdt: TableError::BadSignature {
+                paddr: 7,
+                expected: Signature::RSDT,
+                found: Signature([0; 4]),
+            },
+        },
         AcpiError::NoMadt,
     ];
     for e in errs {

@@ -605,7 +605,11 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
         Ok(p) => p,
         Err(e) => {
             error!("ACPI: {e}: single-CPU operation");
-            blame_module(modules, e.paddr());
+            // Both root tables when both were refused (until 2026-12-06 the XSDT's reason and
+            // address were lost; found by review).
+            for pa in e.paddrs() {
+                blame_module(modules, Some(pa));
+            }
             return alone(None, None);
         }
     };
