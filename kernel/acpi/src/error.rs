@@ -475,8 +475,9 @@ pub enum Warning {
         /// How many overrides were ignored for conflicting.
         count: u32,
     },
-    /// The MADT lists no usable processor at all.
-    NoUsableCpus,
+    /// The MADT lists no enabled processor (online-capable ones are not started: see
+    /// [`crate::Madt::enabled_cpus`]), so no CPU but the boot CPU runs.
+    NoEnabledCpus,
     /// An address taken from a table is unusable and was ignored. (A table repeating the same
     /// unusable address, such as several zero local APIC address overrides, gives one warning.)
     UnusableAddress {
@@ -720,7 +721,9 @@ impl fmt::Display for Warning {
                 "conflicting local APIC address overrides: using {kept:#x}, ignoring {count} \
                  others (the first {ignored:#x})"
             ),
-            Self::NoUsableCpus => write!(f, "MADT lists no usable CPU"),
+            Self::NoEnabledCpus => {
+                write!(f, "MADT lists no enabled CPU; only the boot CPU will run")
+            }
             Self::UnusableAddress {
                 table,
                 space_id,

@@ -27,13 +27,6 @@ pub struct Cpu {
     pub x2apic_entry: bool,
 }
 
-impl Cpu {
-    /// Whether the OS may start this processor (`enabled || online_capable`).
-    pub fn usable(&self) -> bool {
-        self.enabled || self.online_capable
-    }
-}
-
 /// An I/O APIC (type 1 entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoApic {
@@ -167,8 +160,8 @@ pub struct Madt {
     pub local_apic_addr: u64,
     /// Flags bit 0: dual 8259 PICs are present and must be masked.
     pub pcat_compat: bool,
-    /// Processors in table order, with distinct APIC ids, including disabled ones (see
-    /// [`Madt::usable_cpus`]). Entries with an invalid APIC id are left out
+    /// Processors in table order, with distinct APIC ids, including disabled and
+    /// online-capable ones (see [`Madt::enabled_cpus`]). Entries with an invalid APIC id are left out
     /// ([`Warning::InvalidApicIds`]); when several entries share an APIC id, one is kept at
     /// the place of the first: the first enabled one, else the first online-capable one,
     /// else the first ([`Warning::DuplicateApicId`]).
@@ -347,9 +340,13 @@ impl Madt {
         parse_madt(&SliceMem::new(0, bytes), 0)
     }
 
-    /// Processors the OS may start.
-    pub fn usable_cpus(&self) -> impl Iterator<Item = &Cpu> + '_ {
-        self.cpus.iter().filter(|c| c.usable())
+    /// The processors the firmware marks enabled: those boot starts ([`crate::plan`]'s rule 1;
+    /// its xAPIC and CPU-limit rules come after). A disabled but online-capable processor is
+    /// not among them: it waits for hot-plug, which Exo-OS does not do. Until 2026-12-06 this
+    /// was `usable_cpus`, which took online-capable ones too, while boot started enabled ones
+    /// only (found by review).
+    pub fn enabled_cpus(&self) -> impl Iterator<Item = &Cpu> + '_ {
+        self.cpus.iter().filter(|c| c.enabled)
     }
 
     /// GSI, polarity and trigger of ISA IRQ `irq`: identity-mapped, active high, edge,
@@ -682,10 +679,10 @@ impl Madt {
                     count,
                 });
         let no_cpus = self
-            .usable_cpus()
+            .enabled_cpus()
             .next()
             .is_none()
-            .then_some(Warning::NoUsableCpus);
+            .then_some(Warning::NoEnabledCpus);
         let all = stop
             .into_iter()
             .chain(reserved)

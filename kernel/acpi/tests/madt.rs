@@ -21,12 +21,8 @@ fn qemu_like_1_4_64_cpus() {
         let m = p.madt.as_ref().unwrap();
         assert_eq!(m.cpus.len(), usize::from(n));
         assert_eq!(ids(m), (0..u32::from(n)).collect::<Vec<_>>());
-        assert!(
-            m.cpus
-                .iter()
-                .all(|c| c.enabled && c.usable() && !c.x2apic_entry)
-        );
-        assert_eq!(m.usable_cpus().count(), usize::from(n));
+        assert!(m.cpus.iter().all(|c| c.enabled && !c.x2apic_entry));
+        assert_eq!(m.enabled_cpus().count(), usize::from(n));
         assert_eq!(m.io_apics.len(), 1);
         assert_eq!(m.overrides.len(), 5);
         assert!(m.warnings.is_empty(), "{:?}", m.warnings);
@@ -46,7 +42,7 @@ fn three_hundred_cpus_are_all_kept() {
     let m = parse(b);
     assert_eq!(m.cpus.len(), 300);
     assert_eq!(ids(&m), (0..300).collect::<Vec<_>>());
-    assert_eq!(m.usable_cpus().count(), 300);
+    assert_eq!(m.enabled_cpus().count(), 300);
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
 }
 
@@ -104,21 +100,30 @@ fn disabled_and_online_capable_cpus() {
         .x2apic(4, 2, 4);
     let m = parse(b);
     assert_eq!(m.cpus.len(), 5);
-    let usable: Vec<bool> = m.cpus.iter().map(Cpu::usable).collect();
-    assert_eq!(usable, [true, false, true, false, true]);
     assert!(m.cpus[2].online_capable && !m.cpus[2].enabled);
-    assert_eq!(
-        m.usable_cpus().map(|c| c.apic_id).collect::<Vec<_>>(),
-        [0, 2, 4]
-    );
+    // Only enabled CPUs are started; online-capable ones wait for hot-plug.
+    assert_eq!(m.enabled_cpus().map(|c| c.apic_id).collect::<Vec<_>>(), [0]);
+    let started: Vec<u32> = exo_acpi::plan::boot_cpus(&m).map(|c| c.apic_id).collect();
+    assert_eq!(started, [0]);
     assert!(m.warnings.is_empty());
 }
 
 #[test]
-fn no_usable_cpu_is_warned() {
+fn no_enabled_cpu_is_warned() {
     let m = parse(MadtBuilder::new().lapic(0, 0, 0));
     assert_eq!(m.cpus.len(), 1);
-    assert_eq!(m.warnings.as_slice(), &[Warning::NoUsableCpus]);
+    assert_eq!(m.warnings.as_slice(), &[Warning::NoEnabledCpus]);
+    // Online-capable CPUs only: boot starts none of them, and the warning says so. Until
+    // 2026-12-06 they counted as usable and nothing was said while the BSP ran alone
+    // (found by review).
+    let m = parse(MadtBuilder::new().lapic(0, 0, 2).lapic(1, 1, 2));
+    assert_eq!(m.cpus.len(), 2);
+    assert_eq!(exo_acpi::plan::boot_cpus(&m).count(), 0);
+    assert_eq!(m.warnings.as_slice(), &[Warning::NoEnabledCpus]);
+    assert_eq!(
+        m.warnings[0].to_string(),
+        "MADT lists no enabled CPU; only the boot CPU will run"
+    );
 }
 
 #[test]
@@ -522,7 +527,7 @@ fn duplicate_apic_ids() {
         "2 MADT processor entries repeat an APIC id listed earlier (the first repeats id 0x1 \
          at offset 0x3c); keeping one entry per id"
     );
-    // A disabled first entry gives way to a usable duplicate, which takes its place.
+    // A disabled first entry gives way to an enabled duplicate, which takes its place.
     let m = parse(
         MadtBuilder::new()
             .lapic(0, 0, 1)
@@ -533,7 +538,7 @@ fn duplicate_apic_ids() {
     );
     assert_eq!(ids(&m), [0, 1, 7]);
     assert!(m.cpus[1].enabled);
-    assert_eq!(m.cpus[1].acpi_uid, 2, "the first usable duplicate wins");
+    assert_eq!(m.cpus[1].acpi_uid, 2, "the first enabled duplicate wins");
     assert_eq!(
         m.warnings.as_slice(),
         &[Warning::DuplicateApicId {
@@ -566,7 +571,7 @@ fn duplicate_apic_ids() {
     assert_eq!(m.cpus[2].acpi_uid, 5);
     let started: Vec<u32> = exo_acpi::plan::boot_cpus(&m).map(|c| c.apic_id).collect();
     assert_eq!(started, [0, 1]);
-    // Only unusable entries for an id: the first is kept. One repeat: singular message.
+    // Only disabled entries for an id: the first is kept. One repeat: singular message.
     let m = parse(
         MadtBuilder::new()
             .lapic(0, 0, 1)
@@ -583,7 +588,8 @@ fn duplicate_apic_ids() {
 
 #[test]
 fn duplicates_across_many_ids_keep_table_order() {
-    // Every id listed twice, the second copy usable only for odd ids whose first is disabled.
+    // Every id listed twice: the first copy enabled for even ids, disabled for odd ones,
+    // whose enabled second copy takes its place.
     let mut b = MadtBuilder::new();
     for i in 0..600u32 {
         b = b.x2apic(i, if i % 2 == 0 { 1 } else { 0 }, i);
@@ -593,7 +599,7 @@ fn duplicates_across_many_ids_keep_table_order() {
     }
     let m = parse(b);
     assert_eq!(ids(&m), (0..600).collect::<Vec<_>>());
-    assert!(m.cpus.iter().all(Cpu::usable));
+    assert!(m.cpus.iter().all(|c| c.enabled));
     for c in &m.cpus {
         let uid = if c.apic_id % 2 == 0 {
             c.apic_id
@@ -626,7 +632,7 @@ fn trailing_byte_is_warned() {
 #[test]
 fn repeated_warnings_are_aggregated_and_summaries_survive() {
     // Like the EVGA X299 board: placeholders, then many reserved entries of one type, and a
-    // table whose only real CPU entry is unusable, so every summary warning must show.
+    // table whose only real CPU entry is disabled, so every summary warning must show.
     let mut b = MadtBuilder::new();
     for _ in 0..30 {
         b = b.lapic(0xFF, 0xFF, 0);
@@ -670,7 +676,7 @@ fn repeated_warnings_are_aggregated_and_summaries_survive() {
                 offset: 44 + 31 * 8,
                 count: 1
             },
-            Warning::NoUsableCpus,
+            Warning::NoEnabledCpus,
         ]
     );
     assert_eq!(
@@ -684,7 +690,7 @@ fn repeated_warnings_are_aggregated_and_summaries_survive() {
 }
 
 #[test]
-fn placeholders_first_never_cost_usable_cpus() {
+fn placeholders_first_never_cost_enabled_cpus() {
     // Defect 7: 300 placeholders (disabled, neither enabled nor online-capable) listed before
     // the real CPUs, which must all be kept.
     let mut b = MadtBuilder::new();
@@ -700,8 +706,13 @@ fn placeholders_first_never_cost_usable_cpus() {
     let m = parse(b);
     assert_eq!(m.cpus.len(), 564);
     assert_eq!(
-        m.usable_cpus().map(|c| c.apic_id).collect::<Vec<_>>(),
-        (0..264).collect::<Vec<_>>()
+        m.enabled_cpus().map(|c| c.apic_id).collect::<Vec<_>>(),
+        (0..200).collect::<Vec<_>>()
+    );
+    // The online-capable ones are kept too (not started).
+    assert_eq!(
+        m.cpus[500..].iter().map(|c| c.apic_id).collect::<Vec<_>>(),
+        (200..264).collect::<Vec<_>>()
     );
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
     // Placeholders repeating the usable CPUs' ids give way to them.
@@ -715,7 +726,7 @@ fn placeholders_first_never_cost_usable_cpus() {
     let m = parse(b);
     assert_eq!(m.cpus.len(), 300);
     assert!(m.cpus.iter().all(|c| c.enabled && c.acpi_uid == c.apic_id));
-    assert_eq!(m.usable_cpus().count(), 300);
+    assert_eq!(m.enabled_cpus().count(), 300);
 }
 
 #[test]
@@ -867,7 +878,7 @@ fn every_warning_displays_on_one_line() {
             cpus: 3,
         },
         Warning::MadtTrailingByte { offset: 0x57 },
-        Warning::NoUsableCpus,
+        Warning::NoEnabledCpus,
         Warning::UnusableAddress {
             table: Signature::HPET,
             space_id: 1,
