@@ -111,19 +111,25 @@ fn invalid_id(c: &Cpu) -> bool {
     c.apic_id == if c.x2apic_entry { u32::MAX } else { 0xFF }
 }
 
-/// Enabled or online-capable.
-fn present(c: &Cpu) -> bool {
-    c.enabled || c.online_capable
+/// Enabled ranks above online-capable, which ranks above disabled.
+fn rank(c: &Cpu) -> u8 {
+    if c.enabled {
+        2
+    } else {
+        u8::from(c.online_capable)
+    }
 }
 
 /// What the parser must keep, from ACPICA's list: invalid ids dropped; one entry per APIC id,
-/// at the first entry's place, the first usable one (or the first if none is usable).
+/// at the first entry's place: the first of the highest rank (enabled, else online-capable,
+/// else disabled). Until 2026-12-06 this oracle kept the first enabled-or-online-capable
+/// one, the parser's rule before it ranked enabled first (found by review).
 fn expected_cpus(all: &[Cpu]) -> Vec<Cpu> {
     let mut kept: Vec<Cpu> = Vec::new();
     let mut slot: HashMap<u32, usize> = HashMap::new();
     for c in all.iter().filter(|c| !invalid_id(c)) {
         match slot.get(&c.apic_id) {
-            Some(&i) if !present(&kept[i]) && present(c) => kept[i] = *c,
+            Some(&i) if rank(c) > rank(&kept[i]) => kept[i] = *c,
             Some(_) => {}
             None => {
                 slot.insert(c.apic_id, kept.len());
@@ -132,6 +138,33 @@ fn expected_cpus(all: &[Cpu]) -> Vec<Cpu> {
         }
     }
     kept
+}
+
+/// The oracle on a synthetic list: an online-capable entry (flags 2), then an enabled one
+/// (flags 1) for the same id; the enabled one is kept, at the first one's place, as the
+/// parser does.
+#[test]
+fn oracle_keeps_the_enabled_duplicate_over_an_earlier_online_capable_one() {
+    let cpu = |acpi_uid, apic_id, flags: u32| Cpu {
+        apic_id,
+        acpi_uid,
+        enabled: flags & 1 != 0,
+        online_capable: flags & 2 != 0,
+        x2apic_entry: false,
+    };
+    let listed = [cpu(0, 0, 1), cpu(1, 5, 2), cpu(2, 5, 1), cpu(3, 6, 1)];
+    let m = Madt::from_bytes(
+        &MadtBuilder::new()
+            .lapic(0, 0, 1)
+            .lapic(1, 5, 2)
+            .lapic(2, 5, 1)
+            .lapic(3, 6, 1)
+            .build(),
+    )
+    .unwrap();
+    let expected = expected_cpus(&listed);
+    assert_eq!(expected, [cpu(0, 0, 1), cpu(2, 5, 1), cpu(3, 6, 1)]);
+    assert_eq!(m.cpus, expected);
 }
 
 fn name(path: &Path) -> String {
