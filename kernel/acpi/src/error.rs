@@ -466,6 +466,16 @@ pub enum Warning {
         /// How many entries were dropped as repeats.
         count: u32,
     },
+    /// Interrupt source overrides that name a bus and IRQ an earlier override names too. All
+    /// are kept in [`crate::Madt::overrides`]; [`crate::Madt::isa_irq`] uses the first.
+    DuplicateOverride {
+        /// Bus of the first repeating override (in table order).
+        bus: u8,
+        /// Its bus-relative IRQ.
+        irq: u8,
+        /// How many overrides repeat an earlier one's bus and IRQ.
+        count: u32,
+    },
     /// Local APIC address overrides with values different from the first; the first is used.
     ConflictingApicAddress {
         /// Address used.
@@ -703,6 +713,16 @@ impl fmt::Display for Warning {
                 f,
                 "{count} MADT processor entries repeat an APIC id listed earlier (the first \
                  repeats id {apic_id:#x} at offset {offset:#x}); keeping one entry per id"
+            ),
+            Self::DuplicateOverride { bus, irq, count: 1 } => write!(
+                f,
+                "MADT interrupt source override for bus {bus} IRQ {irq} repeats an earlier \
+                 one; the first is used"
+            ),
+            Self::DuplicateOverride { bus, irq, count } => write!(
+                f,
+                "{count} MADT interrupt source overrides repeat the bus and IRQ of an earlier \
+                 one (the first repeats bus {bus} IRQ {irq}); the first of each is used"
             ),
             Self::ConflictingApicAddress {
                 kept,

@@ -21,7 +21,9 @@
 //!   131,066 eight-byte processor entries, 65,533 sixteen-byte x2APIC ones). Limits on what the
 //!   kernel can run belong to the kernel, which sees every CPU the firmware lists.
 //!   Duplicate APIC ids are resolved once at the end by sorting a scratch list of ids
-//!   (`O(N log N)`, one more allocation of `N` entries, and one of `N` flags if any id repeats).
+//!   (`O(N log N)`, one more allocation of `N` entries, and one of `N` flags if any id repeats);
+//!   repeated interrupt source overrides are found the same way (one allocation of `N`
+//!   entries when there are two overrides or more).
 //! - Warnings: repeated per-entry problems of one kind are aggregated into one [`Warning`]
 //!   carrying a count and the first occurrence, so a table cannot crowd out the warnings that
 //!   matter. The MADT's warning list is reserved at its exact size after the walk (at most

@@ -619,6 +619,63 @@ fn duplicates_across_many_ids_keep_table_order() {
     );
 }
 
+/// Interrupt source overrides repeating a bus and IRQ are all kept, the first is the one
+/// used, and one aggregated warning names the first repeat in table order. Until 2026-12-06
+/// nothing was said (found by review).
+#[test]
+fn repeated_overrides_are_warned_and_the_first_is_used() {
+    // QEMU's five (IRQ 0, 5, 9, 10, 11 on bus 0), then IRQ 9 again, IRQ 9 on bus 1 (not a
+    // repeat), IRQ 0 again (sorts before IRQ 9, comes after it), IRQ 9 a third time.
+    let m = parse(
+        MadtBuilder::qemu(1)
+            .iso(0, 9, 20, 0xF)
+            .iso(1, 9, 21, 0)
+            .iso(0, 0, 22, 0)
+            .iso(0, 9, 23, 0),
+    );
+    assert_eq!(m.overrides.len(), 9);
+    assert_eq!(
+        m.warnings.as_slice(),
+        &[Warning::DuplicateOverride {
+            bus: 0,
+            irq: 9,
+            count: 3
+        }]
+    );
+    assert_eq!(
+        m.warnings[0].to_string(),
+        "3 MADT interrupt source overrides repeat the bus and IRQ of an earlier one (the \
+         first repeats bus 0 IRQ 9); the first of each is used"
+    );
+    assert_eq!(
+        m.isa_irq(9),
+        IsaIrq {
+            gsi: 9,
+            active_low: false,
+            level_triggered: true
+        }
+    );
+    assert_eq!(m.isa_irq(0).gsi, 2);
+    // One repeat: the singular message. The same IRQ on two buses is no repeat.
+    let m = parse(
+        MadtBuilder::new()
+            .lapic(0, 0, 1)
+            .iso(0, 4, 4, 0)
+            .iso(0, 4, 4, 0),
+    );
+    assert_eq!(
+        m.warnings[0].to_string(),
+        "MADT interrupt source override for bus 0 IRQ 4 repeats an earlier one; the first is used"
+    );
+    let m = parse(
+        MadtBuilder::new()
+            .lapic(0, 0, 1)
+            .iso(0, 4, 4, 0)
+            .iso(1, 4, 4, 0),
+    );
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+}
+
 #[test]
 fn trailing_byte_is_warned() {
     let m = parse(MadtBuilder::qemu(1).raw(&[0]));
