@@ -196,7 +196,8 @@ KT_REQUIRE="pci.window_past_its_bar_fails_the_device" \
     kernel_tests "net q35 -smp 2 (PCI/ECAM, hub-mixed)" --machine q35 --cpu max --smp 2 --net hub-mixed --append "exo.test=net.,pci."
 # 4 GiB of RAM: the firmware puts the virtio devices' 64-bit BARs above 4 GiB (mapped
 # uncached on demand by mm::memory::mmio; until 2026-12-04 no device came up there).
-KT_REQUIRE="boot.acpi_reader_reaches_the_whole_direct_map" \
+# The EBDA and RSDP-hint tests need SeaBIOS's EBDA pointer and BIOS-area RSDP (q35 has both).
+KT_REQUIRE="boot.acpi_reader_reaches_the_whole_direct_map boot.acpi_reader_scans_the_ebda_for_the_rsdp boot.rsdp_hint_that_fails_falls_back_to_the_bios_scan" \
     kernel_tests "net q35 -m 4G -smp 2 (BARs, ACPI reads above 4 GiB)" --machine q35 --cpu max --smp 2 --mem 4G --net hub-mixed --append "exo.test=net.,boot."
 KT_REQUIRE="pci.window_past_its_bar_fails_the_device" \
     kernel_tests "net pc -cpu qemu64 -smp 4 (PCI/ports, hub-mixed)" --machine pc --cpu qemu64 --smp 4 --net hub-mixed --append "exo.test=net.,pci."
@@ -470,7 +471,7 @@ expect_log "just madt on a real MADT: four CPUs usable, xAPIC" "$log" 0 $? \
     '^CPU,1,0,xapic,usable$' '^IOAPIC,5,0xfec00000,0$' '^MADT,4,xapic$'
 log="$out/rsdp-scan.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job boot --append "exo.rsdp=scan" --log "$log" >/dev/null 2>&1
-expect_log "RSDP from the BIOS area scan (page 0 refused, no fault)" "$log" 0 $? \
+expect_log "RSDP from the BIOS area scan (EBDA pointer read in page 0, then the BIOS area; no fault)" "$log" 0 $? \
     'RSDP found at 0x[0-9a-f]+ in the BIOS area' '^SMP,4,4,x2apic$'
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ ! -d /sys/module/kvm_pvm ]; then
     skip "qemu.sh --mode kvm guard: hardware virtualization present (nothing to refuse)"

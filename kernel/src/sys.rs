@@ -133,11 +133,11 @@ pub struct PhysReader {
 
 impl exo_acpi::PhysMem for PhysReader {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), exo_acpi::AcpiError> {
-        let end = paddr.checked_add(buf.len() as u64);
-        // Page 0 (the real-mode IVT and BIOS data area) is refused like any unreadable
-        // address, so `find_rsdp_in_bios` falls back to its other area (as when page 0 was
-        // the null guard of the old identity map; the test of that path stays meaningful).
-        if paddr < 0x1000 || end.is_none_or(|e| e > self.limit) {
+        // `exo_acpi::direct_map_readable` is the rule (host-tested under it): the whole range
+        // below `limit`, page 0 included, so `find_rsdp_in_bios` reads the EBDA pointer at
+        // 0x40E. Until 2026-12-06 page 0 was refused and the EBDA never scanned (found by
+        // review).
+        if !exo_acpi::direct_map_readable(self.limit, paddr, buf.len()) {
             return Err(exo_acpi::AcpiError::Read {
                 paddr,
                 len: buf.len(),
@@ -145,8 +145,9 @@ impl exo_acpi::PhysMem for PhysReader {
         }
         let va = exo_arch::layout::phys_to_virt(paddr);
         // SAFETY: [paddr, paddr+len) lies below `limit`, inside the direct map of the tables
-        // in use (boot tables: 4 GiB; kernel tables: all of RAM and the low 4 GiB). ACPI
-        // tables are ordinary memory: reading them has no side effect.
+        // in use (boot tables: 4 GiB; kernel tables: all of RAM and the low 4 GiB, page 0
+        // included), which maps every page from physical 0. ACPI tables and the BIOS data
+        // area are ordinary memory: reading them has no side effect.
         unsafe { core::ptr::copy_nonoverlapping(va as *const u8, buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }

@@ -3,12 +3,14 @@
 //! Name (_CRS, ResourceTemplate () { Memory32Fixed (..., base, length) Interrupt (...) }) }`.
 //!
 //! Not an AML interpreter: a bounded scan of the AML bytes for that shape (every `Device`
-//! op, its package length checked against the table, its own `_HID` and `_CRS` names before
-//! any nested device). A `_CRS` computed by a method, or a device described another way, is
-//! not found; the kernel's command line (`virtio_mmio.device=`, as Linux reads it) names such
-//! devices. Each window found is checked (non-zero, 4-byte aligned, 512 bytes to 64 KiB,
-//! below 4 GiB, not overlapping an earlier one) and at most [`MAX_VIRTIO_MMIO`] are kept;
-//! the others are dropped with one aggregated warning.
+//! op, its package length checked against the table, then its own objects walked one by one,
+//! each decoded to its end, up to any nested device, for its `_HID` and `_CRS` names). A
+//! `LNRO0005` device whose window the scan cannot decode (a `_CRS` computed by a method, say)
+//! is not used and is named in a warning; a device described another way is not found. The
+//! kernel's command line (`virtio_mmio.device=`, as Linux reads it) names such devices. Each
+//! window found is checked (non-zero, 4-byte aligned, 512 bytes to 64 KiB, below 4 GiB, not
+//! overlapping an earlier one) and at most [`MAX_VIRTIO_MMIO`] are kept; the others are
+//! dropped with one aggregated warning.
 
 use crate::error::{push_warning, reserve, try_push};
 use crate::sdt::{HEADER_LEN, Table};
@@ -24,12 +26,38 @@ const MIN_WINDOW: u32 = 0x200;
 /// The largest window taken.
 const MAX_WINDOW: u32 = 0x1_0000;
 
-/// `Name (_HID, "LNRO0005")`: NameOp, the name, StringPrefix, the string and its NUL.
-const HID_VIRTIO_MMIO: &[u8] = b"\x08_HID\x0dLNRO0005\x00";
-/// `Name (_CRS, Buffer ...`: NameOp, the name, BufferOp.
-const CRS_BUFFER: &[u8] = b"\x08_CRS\x11";
+/// The value of `Name (_HID, "LNRO0005")`: StringPrefix, the string and its NUL.
+const HID_VIRTIO_MMIO: &[u8] = b"\x0dLNRO0005\x00";
 /// ExtOpPrefix, DeviceOp.
 const DEVICE_OP: &[u8] = &[0x5B, 0x82];
+
+// AML opcodes the walk over a device's own objects knows (ACPI 6.5, 20.3).
+const ZERO_OP: u8 = 0x00;
+const ONE_OP: u8 = 0x01;
+const NAME_OP: u8 = 0x08;
+const BYTE_PREFIX: u8 = 0x0A;
+const WORD_PREFIX: u8 = 0x0B;
+const DWORD_PREFIX: u8 = 0x0C;
+const STRING_PREFIX: u8 = 0x0D;
+const QWORD_PREFIX: u8 = 0x0E;
+const SCOPE_OP: u8 = 0x10;
+const BUFFER_OP: u8 = 0x11;
+const PACKAGE_OP: u8 = 0x12;
+const VAR_PACKAGE_OP: u8 = 0x13;
+const METHOD_OP: u8 = 0x14;
+const IF_OP: u8 = 0xA0;
+const ELSE_OP: u8 = 0xA1;
+const WHILE_OP: u8 = 0xA2;
+const ONES_OP: u8 = 0xFF;
+const EXT_OP: u8 = 0x5B;
+// After EXT_OP:
+const MUTEX_OP: u8 = 0x01;
+const EVENT_OP: u8 = 0x02;
+const REVISION_OP: u8 = 0x30;
+const OP_REGION_OP: u8 = 0x80;
+const FIELD_OP: u8 = 0x81;
+const INDEX_FIELD_OP: u8 = 0x86;
+const BANK_FIELD_OP: u8 = 0x87;
 
 /// Large resource descriptor: 32-bit fixed memory range (ACPI 6.5, 6.4.3.4).
 const RES_MEMORY32_FIXED: u8 = 0x86;
@@ -65,7 +93,8 @@ impl VirtioMmio {
 }
 
 /// The virtio-mmio devices of a validated DSDT, in the order the AML lists them; a window
-/// that overlaps one listed earlier (a repeat too) is dropped like an unusable one.
+/// that overlaps one listed earlier (a repeat too) is dropped like an unusable one, and a
+/// device whose window could not be decoded is counted in [`Warning::UndecodedVirtioMmio`].
 pub(crate) fn parse_dsdt<M: PhysMem + ?Sized>(
     t: &Table<'_, M>,
     warnings: &mut Vec<Warning>,
@@ -77,7 +106,16 @@ pub(crate) fn parse_dsdt<M: PhysMem + ?Sized>(
     t.read(HEADER_LEN, &mut aml)?;
     let mut found = Vec::new();
     let mut dropped: Option<(VirtioMmio, u32)> = None;
-    for w in virtio_mmio_in_aml(&aml) {
+    let mut undecoded: Option<(usize, u32)> = None;
+    for d in devices(&aml) {
+        let w = match d {
+            Found::Window(w) => w,
+            Found::Undecoded { at } => {
+                let u = undecoded.get_or_insert((at, 0));
+                u.1 = u.1.saturating_add(1);
+                continue;
+            }
+        };
         let overlaps = |f: &VirtioMmio| {
             f.base < w.base.saturating_add(u64::from(w.len)) && w.base < f.base + u64::from(f.len)
         };
@@ -90,6 +128,16 @@ pub(crate) fn parse_dsdt<M: PhysMem + ?Sized>(
             reserve(&mut found, MAX_VIRTIO_MMIO, "virtio-mmio windows")?;
         }
         try_push(&mut found, w, "virtio-mmio windows")?;
+    }
+    if let Some((at, count)) = undecoded {
+        push_warning(
+            warnings,
+            Warning::UndecodedVirtioMmio {
+                // The AML is shorter than the table (at most 1 MiB).
+                offset: HEADER_LEN + at as u32,
+                count,
+            },
+        )?;
     }
     if let Some((w, count)) = dropped {
         push_warning(
@@ -107,29 +155,149 @@ pub(crate) fn parse_dsdt<M: PhysMem + ?Sized>(
 /// Every `LNRO0005` device of `aml` (the table's body) with a fixed 32-bit memory window, as
 /// written (unchecked).
 pub fn virtio_mmio_in_aml(aml: &[u8]) -> impl Iterator<Item = VirtioMmio> + '_ {
+    devices(aml).filter_map(|d| match d {
+        Found::Window(w) => Some(w),
+        Found::Undecoded { .. } => None,
+    })
+}
+
+/// What the scan makes of one `LNRO0005` device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found {
+    /// Its `_CRS` buffer names a fixed 32-bit memory window.
+    Window(VirtioMmio),
+    /// Its window could not be decoded: no `_CRS` among the names the walk reached, a `_CRS`
+    /// that is not a buffer (a method), or a buffer without a `Memory32Fixed` descriptor.
+    Undecoded {
+        /// Offset of its `Device` op in the AML.
+        at: usize,
+    },
+}
+
+/// Every `LNRO0005` device of `aml`, in order: its window, or that it has none decoded.
+fn devices(aml: &[u8]) -> impl Iterator<Item = Found> + '_ {
     let mut at = 0;
     core::iter::from_fn(move || {
         while let Some(p) = find(aml.get(at..)?, DEVICE_OP) {
-            let start = at + p + DEVICE_OP.len();
+            let op = at + p;
+            let start = op + DEVICE_OP.len();
             // The next search starts inside this device: nested devices are devices too.
             at = start;
             let Some(body) = package(aml, start) else {
                 continue;
             };
-            // Its own names come before any nested device.
-            let own = &body[..find(body, DEVICE_OP).unwrap_or(body.len())];
-            if find(own, HID_VIRTIO_MMIO).is_none() {
+            let names = own_names(body);
+            if !names.virtio_mmio {
                 continue;
             }
-            let Some(c) = find(own, CRS_BUFFER) else {
-                continue;
-            };
-            if let Some(w) = buffer(own, c + CRS_BUFFER.len()).and_then(window) {
-                return Some(w);
-            }
+            return Some(match names.crs.and_then(window) {
+                Some(w) => Found::Window(w),
+                None => Found::Undecoded { at: op },
+            });
         }
         None
     })
+}
+
+/// What a device's own names say.
+#[derive(Default)]
+struct Names<'a> {
+    /// Its `_HID` is the string `LNRO0005`.
+    virtio_mmio: bool,
+    /// The bytes of its `_CRS`, when that is a buffer.
+    crs: Option<&'a [u8]>,
+}
+
+/// The names of a device whose package body (after its PkgLength) is `body`: its NameString,
+/// then its objects one by one, each decoded to its end, so bytes inside a name's value (a
+/// `_CRS` window holding 5B 82, say) are never taken for an op. The walk stops at a nested
+/// device-like object (its names are its own), at the body's end, and at anything it cannot
+/// step over; what it reached by then is what the device says. Until 2026-12-06 the body
+/// was cut at the first 5B 82 bytes, wherever they lay (found by review).
+fn own_names(body: &[u8]) -> Names<'_> {
+    let mut names = Names::default();
+    let Some(mut i) = name_string(body, 0) else {
+        return names;
+    };
+    while let Some(&op) = body.get(i) {
+        let next = match (op, body.get(i + 1).copied()) {
+            (NAME_OP, _) => name_string(body, i + 1).and_then(|value| {
+                let end = data_object(body, value)?;
+                match body.get(i + 1..value)? {
+                    b"_HID" => {
+                        names.virtio_mmio = body.get(value..end) == Some(HID_VIRTIO_MMIO);
+                    }
+                    b"_CRS" if body.get(value) == Some(&BUFFER_OP) => {
+                        names.crs = buffer(body, value + 1);
+                    }
+                    _ => {}
+                }
+                Some(end)
+            }),
+            (METHOD_OP | IF_OP | ELSE_OP | WHILE_OP | SCOPE_OP, _) => skip_package(body, i + 1),
+            (EXT_OP, Some(FIELD_OP | INDEX_FIELD_OP | BANK_FIELD_OP)) => skip_package(body, i + 2),
+            // OperationRegion (name, space, offset, length), with constant offset and length.
+            (EXT_OP, Some(OP_REGION_OP)) => name_string(body, i + 2)
+                .and_then(|space| data_object(body, space + 1))
+                .and_then(|len| data_object(body, len)),
+            (EXT_OP, Some(MUTEX_OP)) => name_string(body, i + 2).map(|flags| flags + 1),
+            (EXT_OP, Some(EVENT_OP)) => name_string(body, i + 2),
+            // A nested Device, Processor, PowerResource or ThermalZone, or an object this walk
+            // does not know: stop.
+            _ => None,
+        };
+        let Some(next) = next else {
+            break;
+        };
+        i = next;
+    }
+    names
+}
+
+/// The end of the NameString at `aml[at..]`: root and parent prefixes, then a NameSeg, a
+/// dual or multi-part name, or the null name. Each NameSeg starts with `A`-`Z` or `_`.
+fn name_string(aml: &[u8], at: usize) -> Option<usize> {
+    let mut i = at;
+    while matches!(aml.get(i), Some(b'\\' | b'^')) {
+        i += 1;
+    }
+    let segs = match *aml.get(i)? {
+        0x00 => return Some(i + 1),
+        0x2E => {
+            i += 1;
+            2
+        }
+        0x2F => {
+            let n = usize::from(*aml.get(i + 1)?);
+            i += 2;
+            n
+        }
+        _ => 1,
+    };
+    for s in 0..segs {
+        let seg = aml.get(i + 4 * s..i + 4 * s + 4)?;
+        if !(seg[0].is_ascii_uppercase() || seg[0] == b'_') {
+            return None;
+        }
+    }
+    Some(i + 4 * segs)
+}
+
+/// The end of the data object at `aml[at..]`: an integer or string constant, a buffer or a
+/// package; `None` for anything else (a reference, an expression).
+fn data_object(aml: &[u8], at: usize) -> Option<usize> {
+    let end = match *aml.get(at)? {
+        ZERO_OP | ONE_OP | ONES_OP => at + 1,
+        BYTE_PREFIX => at + 2,
+        WORD_PREFIX => at + 3,
+        DWORD_PREFIX => at + 5,
+        QWORD_PREFIX => at + 9,
+        STRING_PREFIX => at + 2 + aml.get(at + 1..)?.iter().position(|&b| b == 0)?,
+        BUFFER_OP | PACKAGE_OP | VAR_PACKAGE_OP => return skip_package(aml, at + 1),
+        EXT_OP if aml.get(at + 1) == Some(&REVISION_OP) => at + 2,
+        _ => return None,
+    };
+    (end <= aml.len()).then_some(end)
 }
 
 /// The first index of `needle` in `hay`.
@@ -137,9 +305,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Decodes the AML PkgLength at `aml[at..]`: the package's bytes after its length field, if
-/// they lie inside `aml`.
-fn package(aml: &[u8], at: usize) -> Option<&[u8]> {
+/// Decodes the AML PkgLength at `aml[at..]`: the length of the field itself and the
+/// package's length (which counts the field).
+fn pkg_length(aml: &[u8], at: usize) -> Option<(usize, usize)> {
     let lead = *aml.get(at)?;
     let extra = usize::from(lead >> 6);
     let mut len = if extra == 0 {
@@ -150,9 +318,20 @@ fn package(aml: &[u8], at: usize) -> Option<&[u8]> {
     for i in 0..extra {
         len |= usize::from(*aml.get(at + 1 + i)?) << (4 + 8 * i);
     }
-    // The length counts its own bytes.
-    let body = len.checked_sub(1 + extra)?;
-    aml.get(at + 1 + extra..)?.get(..body)
+    Some((1 + extra, len))
+}
+
+/// The package's bytes after its PkgLength at `aml[at..]`, if they lie inside `aml`.
+fn package(aml: &[u8], at: usize) -> Option<&[u8]> {
+    let (field, len) = pkg_length(aml, at)?;
+    let body = len.checked_sub(field)?;
+    aml.get(at + field..)?.get(..body)
+}
+
+/// The end of the package whose PkgLength is at `aml[at..]`, if it lies inside `aml`.
+fn skip_package(aml: &[u8], at: usize) -> Option<usize> {
+    let body = package(aml, at)?;
+    Some(at + pkg_length(aml, at)?.0 + body.len())
 }
 
 /// The bytes of the `Buffer` whose PkgLength is at `aml[at..]` (after its size term),
@@ -232,9 +411,10 @@ mod tests {
         let mut buf = vec![0x0A, res.len() as u8];
         buf.extend_from_slice(&res);
         let mut body = name.to_vec();
+        body.extend_from_slice(b"\x08_HID");
         body.extend_from_slice(HID_VIRTIO_MMIO);
         body.extend_from_slice(b"\x08_UID\x0a\x00");
-        body.extend_from_slice(CRS_BUFFER);
+        body.extend_from_slice(b"\x08_CRS\x11");
         body.extend_from_slice(&pkg(&buf));
         let mut d = DEVICE_OP.to_vec();
         d.extend_from_slice(&pkg(&body));
@@ -300,6 +480,103 @@ mod tests {
         let mut aml = DEVICE_OP.to_vec();
         aml.extend(pkg(&body));
         assert_eq!(virtio_mmio_in_aml(&aml).count(), 1);
+    }
+
+    /// A window whose bytes hold a `Device` op (5B 82) is found: the device's own names are
+    /// walked object by object, not cut at the first 5B 82 (until 2026-12-06 the cut fell
+    /// inside the `_CRS` buffer and the device was lost without a warning; found by review).
+    #[test]
+    fn a_window_holding_device_op_bytes_is_found() {
+        for base in [0xD082_5B00, 0x825B_0000, 0x5B82_0000] {
+            let got: Vec<_> = virtio_mmio_in_aml(&device(b"VR00", base, 0x200, 12)).collect();
+            assert_eq!(
+                got,
+                [VirtioMmio {
+                    base: u64::from(base),
+                    len: 0x200,
+                    gsi: Some(12)
+                }],
+                "{base:#x}"
+            );
+        }
+        // And as the length or the interrupt.
+        assert_eq!(
+            virtio_mmio_in_aml(&device(b"VR00", 0xFEB0_0000, 0x5B82, 0x825B)).count(),
+            1
+        );
+    }
+
+    /// `Device (name) { <objects> }` around raw object bytes.
+    fn device_of(name: &[u8; 4], objects: &[u8]) -> Vec<u8> {
+        let mut body = name.to_vec();
+        body.extend_from_slice(objects);
+        let mut d = DEVICE_OP.to_vec();
+        d.extend_from_slice(&pkg(&body));
+        d
+    }
+
+    /// The objects of [`device`]'s body (after its name).
+    fn objects_of(d: &[u8]) -> Vec<u8> {
+        package(d, DEVICE_OP.len()).unwrap()[4..].to_vec()
+    }
+
+    #[test]
+    fn objects_before_the_names_are_stepped_over() {
+        let names = objects_of(&device(b"VR00", 0xFEB0_0000, 0x200, 12));
+        // OperationRegion (REGN, SystemMemory, 0xFEB00000, 0x10), Field (REGN, ...) { ... },
+        // Method (_STA) { Return (0x0F) }, Name (_CCA, One), Mutex (MTX0, 0), Event (EVT0),
+        // Name (_STR, Unicode-ish string), Name (PKG0, Package { 1 }).
+        let mut objects = b"\x5b\x80REGN\x00\x0c\x00\x00\xb0\xfe\x0a\x10".to_vec();
+        objects.extend_from_slice(b"\x5b\x81\x0bREGN\x01FLD0\x20");
+        objects.extend_from_slice(b"\x14\x09_STA\x00\xa4\x0a\x0f");
+        objects.extend_from_slice(b"\x08_CCA\x01\x5b\x01MTX0\x00\x5b\x02EVT0");
+        objects.extend_from_slice(b"\x08_STR\x0dvirtio\x00\x08PKG0\x12\x03\x01\x01");
+        objects.extend_from_slice(&names);
+        let got: Vec<_> = devices(&device_of(b"VR00", &objects)).collect();
+        assert_eq!(
+            got,
+            [Found::Window(VirtioMmio {
+                base: 0xFEB0_0000,
+                len: 0x200,
+                gsi: Some(12)
+            })]
+        );
+    }
+
+    /// A virtio-mmio device whose window cannot be decoded is reported, not passed over.
+    #[test]
+    fn a_device_without_a_decodable_window_is_reported() {
+        let hid = b"\x08_HID\x0dLNRO0005\x00";
+        // `_CRS` computed by a method.
+        let mut method = hid.to_vec();
+        method.extend_from_slice(b"\x14\x0b_CRS\x00\xa4\x0aX\x00\x00");
+        // No `_CRS` at all.
+        let none = hid.to_vec();
+        // A `_CRS` buffer without a Memory32Fixed descriptor (only the end tag).
+        let mut no_mem = hid.to_vec();
+        no_mem.extend_from_slice(b"\x08_CRS\x11\x05\x0a\x02\x79\x00");
+        // The `_CRS` after an object the walk cannot step over (a Store expression).
+        let mut after_unknown = hid.to_vec();
+        after_unknown.extend_from_slice(b"\x70\x0a\x01\x60");
+        let names = objects_of(&device(b"VR00", 0xFEB0_0000, 0x200, 1));
+        let uid = find(&names, b"\x08_UID").unwrap();
+        after_unknown.extend_from_slice(&names[uid..]);
+        let mut aml = Vec::new();
+        for (i, objects) in [method, none, no_mem, after_unknown].iter().enumerate() {
+            let start = aml.len();
+            aml.extend(device_of(b"VR0A", objects));
+            assert_eq!(
+                devices(&aml[start..]).collect::<Vec<_>>(),
+                [Found::Undecoded { at: 0 }],
+                "case {i}"
+            );
+        }
+        assert_eq!(devices(&aml).count(), 4);
+        assert_eq!(virtio_mmio_in_aml(&aml).count(), 0);
+        // Another `_HID`: not a virtio-mmio device, nothing said.
+        let mut other = b"\x08_HID\x0dPNP0501\x00".to_vec();
+        other.extend_from_slice(b"\x14\x0b_CRS\x00\xa4\x0aX\x00\x00");
+        assert_eq!(devices(&device_of(b"COM1", &other)).count(), 0);
     }
 
     #[test]

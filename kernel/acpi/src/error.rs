@@ -107,6 +107,14 @@ pub enum AcpiError {
         /// Physical address of the RSDP.
         paddr: u64,
     },
+    /// Neither root table is usable: the XSDT was refused, and so was the RSDT the RSDP
+    /// names beside it.
+    RootTablesUnusable {
+        /// Why the XSDT was refused.
+        xsdt: TableError,
+        /// Why the RSDT was refused.
+        rsdt: TableError,
+    },
     /// No usable MADT (only returned by [`crate::Platform::require_madt`]).
     NoMadt,
     /// The heap could not provide room for a list (the list is sized from the table).
@@ -164,6 +172,10 @@ impl fmt::Display for AcpiError {
             Self::NoRootTable { paddr } => {
                 write!(f, "RSDP at {paddr:#x} names neither an RSDT nor an XSDT")
             }
+            Self::RootTablesUnusable { xsdt, rsdt } => write!(
+                f,
+                "neither root table is usable: the XSDT: {xsdt}; the RSDT: {rsdt}"
+            ),
             Self::NoMadt => write!(f, "no usable MADT (APIC table)"),
             Self::OutOfMemory { what, count } => {
                 write!(f, "out of memory: cannot allocate room for {count} {what}")
@@ -188,8 +200,125 @@ impl AcpiError {
             | Self::BadLength { paddr, .. }
             | Self::Truncated { paddr, .. }
             | Self::NoRootTable { paddr } => Some(paddr),
+            Self::RootTablesUnusable { xsdt, .. } => Some(xsdt.paddr()),
             Self::NoMadt | Self::OutOfMemory { .. } => None,
         }
+    }
+
+    /// Every physical address the error names: [`Self::paddr`]'s, then for
+    /// [`Self::RootTablesUnusable`] the RSDT's (the XSDT's is the first).
+    pub fn paddrs(&self) -> impl Iterator<Item = u64> + use<> {
+        let rsdt = match *self {
+            Self::RootTablesUnusable { rsdt, .. } => Some(rsdt.paddr()),
+            _ => None,
+        };
+        self.paddr().into_iter().chain(rsdt)
+    }
+}
+
+/// Why a table was refused when loaded (its signature, length, checksum, or its bytes could
+/// not be read): the [`AcpiError`] variants of the same names, as a type of their own so that
+/// [`AcpiError::RootTablesUnusable`] can carry two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    /// See [`AcpiError::Read`].
+    Read {
+        /// First physical address of the failed read.
+        paddr: u64,
+        /// Number of bytes requested.
+        len: usize,
+    },
+    /// See [`AcpiError::BadSignature`].
+    BadSignature {
+        /// Physical address of the table.
+        paddr: u64,
+        /// Signature that was expected.
+        expected: Signature,
+        /// Signature actually found.
+        found: Signature,
+    },
+    /// See [`AcpiError::BadLength`].
+    BadLength {
+        /// Which table.
+        table: Signature,
+        /// Physical address of the table.
+        paddr: u64,
+        /// Length found in the header.
+        length: u32,
+        /// Smallest accepted length.
+        min: u32,
+        /// Largest accepted length.
+        max: u32,
+    },
+    /// See [`AcpiError::BadChecksum`].
+    BadChecksum {
+        /// Which table.
+        table: Signature,
+        /// Physical address of the table.
+        paddr: u64,
+        /// The actual byte sum (0 would be valid).
+        sum: u8,
+    },
+}
+
+impl TableError {
+    /// A failed read of `len` bytes at `paddr`: the reader's [`AcpiError::Read`] as it is,
+    /// any other error it gave as a read of the range asked for (see [`crate::PhysMem`]).
+    pub(crate) fn read(e: AcpiError, paddr: u64, len: usize) -> Self {
+        match e {
+            AcpiError::Read { paddr, len } => Self::Read { paddr, len },
+            _ => Self::Read { paddr, len },
+        }
+    }
+
+    /// The physical address of the refused table, or of the failed read.
+    #[must_use]
+    pub const fn paddr(&self) -> u64 {
+        match *self {
+            Self::Read { paddr, .. }
+            | Self::BadSignature { paddr, .. }
+            | Self::BadLength { paddr, .. }
+            | Self::BadChecksum { paddr, .. } => paddr,
+        }
+    }
+}
+
+impl From<TableError> for AcpiError {
+    fn from(e: TableError) -> Self {
+        match e {
+            TableError::Read { paddr, len } => Self::Read { paddr, len },
+            TableError::BadSignature {
+                paddr,
+                expected,
+                found,
+            } => Self::BadSignature {
+                paddr,
+                expected,
+                found,
+            },
+            TableError::BadLength {
+                table,
+                paddr,
+                length,
+                min,
+                max,
+            } => Self::BadLength {
+                table,
+                paddr,
+                length,
+                min,
+                max,
+            },
+            TableError::BadChecksum { table, paddr, sum } => {
+                Self::BadChecksum { table, paddr, sum }
+            }
+        }
+    }
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        AcpiError::from(*self).fmt(f)
     }
 }
 
@@ -337,6 +466,16 @@ pub enum Warning {
         /// How many entries were dropped as repeats.
         count: u32,
     },
+    /// Interrupt source overrides that name a bus and IRQ an earlier override names too. All
+    /// are kept in [`crate::Madt::overrides`]; [`crate::Madt::isa_irq`] uses the first.
+    DuplicateOverride {
+        /// Bus of the first repeating override (in table order).
+        bus: u8,
+        /// Its bus-relative IRQ.
+        irq: u8,
+        /// How many overrides repeat an earlier one's bus and IRQ.
+        count: u32,
+    },
     /// Local APIC address overrides with values different from the first; the first is used.
     ConflictingApicAddress {
         /// Address used.
@@ -346,8 +485,9 @@ pub enum Warning {
         /// How many overrides were ignored for conflicting.
         count: u32,
     },
-    /// The MADT lists no usable processor at all.
-    NoUsableCpus,
+    /// The MADT lists no enabled processor (online-capable ones are not started: see
+    /// [`crate::Madt::enabled_cpus`]), so no CPU but the boot CPU runs.
+    NoEnabledCpus,
     /// An address taken from a table is unusable and was ignored. (A table repeating the same
     /// unusable address, such as several zero local APIC address overrides, gives one warning.)
     UnusableAddress {
@@ -377,6 +517,16 @@ pub enum Warning {
         /// Its length.
         len: u32,
         /// How many windows were dropped.
+        count: u32,
+    },
+    /// Devices of the DSDT with the virtio-mmio `_HID` (`LNRO0005`) whose window could not
+    /// be decoded: no `_CRS` among the names the scan reached, a `_CRS` computed by a method,
+    /// or one without a fixed 32-bit memory window. Not used (the kernel's command line can
+    /// name them).
+    UndecodedVirtioMmio {
+        /// Offset of the first one's `Device` op from the start of the DSDT.
+        offset: u32,
+        /// How many such devices.
         count: u32,
     },
 }
@@ -564,6 +714,16 @@ impl fmt::Display for Warning {
                 "{count} MADT processor entries repeat an APIC id listed earlier (the first \
                  repeats id {apic_id:#x} at offset {offset:#x}); keeping one entry per id"
             ),
+            Self::DuplicateOverride { bus, irq, count: 1 } => write!(
+                f,
+                "MADT interrupt source override for bus {bus} IRQ {irq} repeats an earlier \
+                 one; the first is used"
+            ),
+            Self::DuplicateOverride { bus, irq, count } => write!(
+                f,
+                "{count} MADT interrupt source overrides repeat the bus and IRQ of an earlier \
+                 one (the first repeats bus {bus} IRQ {irq}); the first of each is used"
+            ),
             Self::ConflictingApicAddress {
                 kept,
                 ignored,
@@ -581,7 +741,9 @@ impl fmt::Display for Warning {
                 "conflicting local APIC address overrides: using {kept:#x}, ignoring {count} \
                  others (the first {ignored:#x})"
             ),
-            Self::NoUsableCpus => write!(f, "MADT lists no usable CPU"),
+            Self::NoEnabledCpus => {
+                write!(f, "MADT lists no enabled CPU; only the boot CPU will run")
+            }
             Self::UnusableAddress {
                 table,
                 space_id,
@@ -601,6 +763,12 @@ impl fmt::Display for Warning {
                  the first at {base:#x}, {len} bytes",
                 if count == 1 { "" } else { "s" },
                 crate::dsdt::MAX_VIRTIO_MMIO
+            ),
+            Self::UndecodedVirtioMmio { offset, count } => write!(
+                f,
+                "DSDT: {count} virtio-mmio device{} (LNRO0005) without a _CRS memory window \
+                 this scan decodes, not used; the first at offset {offset:#x}",
+                if count == 1 { "" } else { "s" },
             ),
         }
     }

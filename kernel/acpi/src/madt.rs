@@ -27,13 +27,6 @@ pub struct Cpu {
     pub x2apic_entry: bool,
 }
 
-impl Cpu {
-    /// Whether the OS may start this processor (`enabled || online_capable`).
-    pub fn usable(&self) -> bool {
-        self.enabled || self.online_capable
-    }
-}
-
 /// An I/O APIC (type 1 entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoApic {
@@ -167,15 +160,16 @@ pub struct Madt {
     pub local_apic_addr: u64,
     /// Flags bit 0: dual 8259 PICs are present and must be masked.
     pub pcat_compat: bool,
-    /// Processors in table order, with distinct APIC ids, including disabled ones (see
-    /// [`Madt::usable_cpus`]). Entries with an invalid APIC id are left out
+    /// Processors in table order, with distinct APIC ids, including disabled and
+    /// online-capable ones (see [`Madt::enabled_cpus`]). Entries with an invalid APIC id are left out
     /// ([`Warning::InvalidApicIds`]); when several entries share an APIC id, one is kept at
     /// the place of the first: the first enabled one, else the first online-capable one,
     /// else the first ([`Warning::DuplicateApicId`]).
     pub cpus: Vec<Cpu>,
     /// I/O APICs.
     pub io_apics: Vec<IoApic>,
-    /// Interrupt source overrides.
+    /// Interrupt source overrides, all of them in table order, repeats included
+    /// ([`Warning::DuplicateOverride`]; [`Madt::isa_irq`] uses the first for a bus and IRQ).
     pub overrides: Vec<IntOverride>,
     /// NMI sources.
     pub nmi_sources: Vec<NmiSource>,
@@ -347,13 +341,18 @@ impl Madt {
         parse_madt(&SliceMem::new(0, bytes), 0)
     }
 
-    /// Processors the OS may start.
-    pub fn usable_cpus(&self) -> impl Iterator<Item = &Cpu> + '_ {
-        self.cpus.iter().filter(|c| c.usable())
+    /// The processors the firmware marks enabled: those boot starts ([`crate::plan`]'s rule 1;
+    /// its xAPIC and CPU-limit rules come after). A disabled but online-capable processor is
+    /// not among them: it waits for hot-plug, which Exo-OS does not do. Until 2026-12-06 this
+    /// was `usable_cpus`, which took online-capable ones too, while boot started enabled ones
+    /// only (found by review).
+    pub fn enabled_cpus(&self) -> impl Iterator<Item = &Cpu> + '_ {
+        self.cpus.iter().filter(|c| c.enabled)
     }
 
     /// GSI, polarity and trigger of ISA IRQ `irq`: identity-mapped, active high, edge,
-    /// unless an interrupt source override for bus 0 says otherwise.
+    /// unless an interrupt source override for bus 0 says otherwise (the first, when several
+    /// name the IRQ: [`Warning::DuplicateOverride`] says so).
     pub fn isa_irq(&self, irq: u8) -> IsaIrq {
         let ov = self
             .overrides
@@ -628,6 +627,40 @@ impl Madt {
         }))
     }
 
+    /// The aggregated [`Warning::DuplicateOverride`], if two interrupt source overrides name
+    /// the same bus and IRQ: how many repeat an earlier one, and the bus and IRQ of the first
+    /// that does (in table order). Until 2026-12-06 repeats were kept without a word while
+    /// [`Madt::isa_irq`] used the first (found by review).
+    ///
+    /// `O(N log N)`: sorts a scratch list of (bus and IRQ, index).
+    fn repeated_overrides(&self) -> Result<Option<Warning>, AcpiError> {
+        if self.overrides.len() < 2 {
+            return Ok(None);
+        }
+        let mut keys: Vec<(u16, u32)> = Vec::new();
+        reserve(&mut keys, self.overrides.len(), OVERRIDE_SCRATCH)?;
+        keys.extend(
+            (0u32..)
+                .zip(&self.overrides)
+                .map(|(i, o)| (u16::from_be_bytes([o.bus, o.source_irq]), i)),
+        );
+        // Indices are distinct, so the order is total and the unstable sort deterministic.
+        keys.sort_unstable();
+        let (mut count, mut first) = (0u32, None::<(u32, u16)>);
+        for group in keys.chunk_by(|a, b| a.0 == b.0) {
+            for &(key, index) in group.iter().skip(1) {
+                count = count.saturating_add(1);
+                if first.is_none_or(|(i, _)| index < i) {
+                    first = Some((index, key));
+                }
+            }
+        }
+        Ok(first.map(|(_, key)| {
+            let [bus, irq] = key.to_be_bytes();
+            Warning::DuplicateOverride { bus, irq, count }
+        }))
+    }
+
     /// Apply the address override, resolve duplicate APIC ids and emit the warnings:
     /// the walk's stop, then per-entry problems (aggregated), then summaries.
     fn finish(&mut self, mut w: Walk) -> Result<(), AcpiError> {
@@ -637,6 +670,7 @@ impl Madt {
         let duplicates = self.resolve_duplicates(&mut w.ids)?;
         // Free the scratch list before the warnings are allocated.
         drop(core::mem::take(&mut w.ids));
+        let repeated_overrides = self.repeated_overrides()?;
         let mut stop = w.stop;
         if let Some(
             Warning::MadtEntryBadLength { cpus, .. } | Warning::MadtEntryTruncated { cpus, .. },
@@ -682,16 +716,17 @@ impl Madt {
                     count,
                 });
         let no_cpus = self
-            .usable_cpus()
+            .enabled_cpus()
             .next()
             .is_none()
-            .then_some(Warning::NoUsableCpus);
+            .then_some(Warning::NoEnabledCpus);
         let all = stop
             .into_iter()
             .chain(reserved)
             .chain(too_short)
             .chain(invalid)
             .chain(duplicates)
+            .chain(repeated_overrides)
             .chain(zero_addr)
             .chain(conflicting)
             .chain(no_cpus);
@@ -710,4 +745,5 @@ const OVERRIDES: &str = "MADT interrupt source override entries";
 const NMI_SOURCES: &str = "MADT NMI source entries";
 const LOCAL_NMIS: &str = "MADT local APIC NMI entries";
 const SCRATCH: &str = "MADT processor entries (duplicate id check)";
+const OVERRIDE_SCRATCH: &str = "MADT interrupt source overrides (repeat check)";
 const WARNINGS: &str = "MADT warnings";

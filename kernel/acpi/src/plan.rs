@@ -13,8 +13,9 @@
 //!
 //! Rule 1 is ACPI's (6.3+, MADT processor flags): an online-capable CPU is not ready for use
 //! at boot. When this module was written the kernel still built its list from
-//! [`Madt::usable_cpus`], which includes online-capable CPUs, and so sent them INIT-SIPI;
-//! building it from [`boot_cpus`] instead brings the kernel in line with this module.
+//! `Madt::usable_cpus`, which included online-capable CPUs, and so sent them INIT-SIPI;
+//! building it from [`boot_cpus`] instead brought the kernel in line with this module, and
+//! [`Madt::enabled_cpus`] replaced `usable_cpus` (2026-12-06).
 //!
 //! The parser ([`Madt`]) has already left out entries with an invalid APIC id and repeated
 //! APIC ids. [`plan`] applies rules 1-3 to a parsed [`Madt`] through the same functions;
@@ -93,7 +94,7 @@ impl fmt::Display for Decision {
 /// The CPUs of a parsed MADT that the kernel may start: those the firmware marks enabled
 /// (see the module documentation for why online-capable ones are not among them).
 pub fn boot_cpus(madt: &Madt) -> impl Iterator<Item = &Cpu> + '_ {
-    madt.cpus.iter().filter(|c| c.enabled)
+    madt.enabled_cpus()
 }
 
 /// The APs [`limit_aps`] left out, for the kernel's log.

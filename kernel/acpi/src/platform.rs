@@ -10,11 +10,12 @@ use crate::{AcpiError, PhysMem, Signature, Warning};
 use alloc::vec::Vec;
 
 /// Upper bound on [`Platform::warnings`] once aggregated: XSDT fallback, root trailing bytes,
-/// null, unreadable and blank root entries (1 each); duplicate and skipped tables (1 per signature
-/// parsed: MADT, FADT, HPET, MCFG); FADT unusable addresses (2); HPET unusable address (1); bad
-/// MCFG entries (1); no MADT.
+/// null, unreadable and blank root entries (1 each); duplicate tables (1 per signature parsed
+/// from the root table: MADT, FADT, HPET, MCFG); skipped tables (those four and the DSDT); FADT
+/// unusable addresses (2); HPET unusable address (1); bad MCFG entries (1); bad and undecoded
+/// virtio-mmio windows (1 each); no MADT (1): 5 + 4 + 5 + 2 + 1 + 1 + 2 + 1.
 /// Reserved up front; exceeding it would only grow the list (fallibly).
-const PLATFORM_WARNINGS: usize = 20;
+const PLATFORM_WARNINGS: usize = 21;
 
 /// Everything the kernel needs from ACPI to bring up CPUs and interrupt controllers.
 #[derive(Clone, Debug)]
@@ -26,7 +27,7 @@ pub struct Platform {
     /// The MADT, or `None` if missing or corrupt (run on the boot CPU only).
     pub madt: Option<Madt>,
     /// Non-fatal problems outside the MADT (MADT-internal ones are in `madt.warnings`),
-    /// repeated ones aggregated (see [`Warning`]): about 15 at most.
+    /// repeated ones aggregated (see [`Warning`]): 21 at most (one per kind and table).
     pub warnings: Vec<Warning>,
     /// HPET MMIO base address, if an HPET table is present and sane.
     pub hpet: Option<u64>,
@@ -54,25 +55,38 @@ impl Platform {
 }
 
 /// Pick the root table: the XSDT when the RSDP is revision >= 2 and names one, falling back
-/// to the RSDT (with a warning) if the XSDT is unusable.
+/// to the RSDT (with a warning) if the XSDT is unusable. When both are refused the error
+/// carries both reasons ([`AcpiError::RootTablesUnusable`]): until 2026-12-06 only the
+/// RSDT's was returned and the XSDT's dropped (found by review).
 fn select_root<'m, M: PhysMem + ?Sized>(
     mem: &'m M,
     rsdp: &Rsdp,
     warnings: &mut Vec<Warning>,
 ) -> Result<RootTable<'m, M>, AcpiError> {
-    if let Some(xsdt) = rsdp.xsdt_addr {
-        match RootTable::xsdt(mem, xsdt) {
-            Ok(root) => return Ok(root),
-            Err(reason) if rsdp.rsdt_addr != 0 => {
-                push_warning(warnings, Warning::XsdtFallback { reason })?;
-            }
-            Err(e) => return Err(e),
+    let rsdt = (rsdp.rsdt_addr != 0).then_some(u64::from(rsdp.rsdt_addr));
+    let Some(xsdt) = rsdp.xsdt_addr else {
+        let rsdt = rsdt.ok_or(AcpiError::NoRootTable { paddr: rsdp.paddr })?;
+        return Ok(RootTable::rsdt(mem, rsdt)?);
+    };
+    let xsdt = match RootTable::xsdt(mem, xsdt) {
+        Ok(root) => return Ok(root),
+        Err(e) => e,
+    };
+    let Some(rsdt) = rsdt else {
+        return Err(xsdt.into());
+    };
+    match RootTable::rsdt(mem, rsdt) {
+        Ok(root) => {
+            push_warning(
+                warnings,
+                Warning::XsdtFallback {
+                    reason: xsdt.into(),
+                },
+            )?;
+            Ok(root)
         }
+        Err(rsdt) => Err(AcpiError::RootTablesUnusable { xsdt, rsdt }),
     }
-    if rsdp.rsdt_addr == 0 {
-        return Err(AcpiError::NoRootTable { paddr: rsdp.paddr });
-    }
-    RootTable::rsdt(mem, u64::from(rsdp.rsdt_addr))
 }
 
 /// Discover the platform from the RSDP at `rsdp_paddr`.
@@ -151,23 +165,25 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
             })?;
             continue;
         }
-        let result = load_table(mem, paddr, sig).and_then(|t| match sig {
-            Signature::MADT => Madt::from_table(&t).map(|m| p.madt = Some(m)),
-            Signature::FADT => parse_fadt(&t, &mut p.warnings).and_then(|pm| {
-                p.fadt_pm_timer = pm;
-                have_fadt = true;
-                dsdt = fadt_dsdt(&t)?;
-                Ok(())
-            }),
-            Signature::MCFG => parse_mcfg(&t, &mut p.warnings).map(|e| {
-                p.ecam = e;
-                have_mcfg = true;
-            }),
-            _ => parse_hpet(&t, &mut p.warnings).map(|h| {
-                p.hpet = h;
-                have_hpet = true;
-            }),
-        });
+        let result = load_table(mem, paddr, sig)
+            .map_err(AcpiError::from)
+            .and_then(|t| match sig {
+                Signature::MADT => Madt::from_table(&t).map(|m| p.madt = Some(m)),
+                Signature::FADT => parse_fadt(&t, &mut p.warnings).and_then(|pm| {
+                    p.fadt_pm_timer = pm;
+                    have_fadt = true;
+                    dsdt = fadt_dsdt(&t)?;
+                    Ok(())
+                }),
+                Signature::MCFG => parse_mcfg(&t, &mut p.warnings).map(|e| {
+                    p.ecam = e;
+                    have_mcfg = true;
+                }),
+                _ => parse_hpet(&t, &mut p.warnings).map(|h| {
+                    p.hpet = h;
+                    have_hpet = true;
+                }),
+            });
         if let Err(reason) = result {
             p.warn(Warning::TableSkipped {
                 table: sig,
@@ -178,8 +194,9 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_paddr: u64) -> Result<Platfor
         }
     }
     if let Some(paddr) = dsdt {
-        let found =
-            load_table(mem, paddr, Signature::DSDT).and_then(|t| parse_dsdt(&t, &mut p.warnings));
+        let found = load_table(mem, paddr, Signature::DSDT)
+            .map_err(AcpiError::from)
+            .and_then(|t| parse_dsdt(&t, &mut p.warnings));
         match found {
             Ok(v) => p.virtio_mmio = v,
             Err(reason) => p.warn(Warning::TableSkipped {

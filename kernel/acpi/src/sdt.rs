@@ -1,5 +1,6 @@
 //! RSDP discovery and validation, generic table headers, and the RSDT/XSDT root tables.
 
+use crate::error::TableError;
 use crate::{AcpiError, PhysMem, Signature, SliceMem};
 
 /// Size of the standard ACPI table header.
@@ -149,8 +150,9 @@ const BIOS_AREA: core::ops::Range<u64> = 0xE0000..0x100000;
 /// UEFI-only machines, where the bootloader hands over the RSDP address.
 ///
 /// Every read may fail (see [`PhysMem`]'s contract): if the EBDA pointer cannot be read (a
-/// kernel that leaves page 0 unmapped refuses it) or points outside conventional memory, only
-/// the BIOS area is scanned; unreadable candidates are skipped. A failed read is never taken as
+/// reader that refuses page 0 refuses it; the kernel's reads it, see
+/// [`crate::direct_map_readable`]) or points outside conventional memory, only the BIOS area
+/// is scanned; unreadable candidates are skipped. A failed read is never taken as
 /// a pointer or as a match. `None` if nothing valid is found.
 pub fn find_rsdp_in_bios<M: PhysMem + ?Sized>(mem: &M) -> Option<u64> {
     let mut seg = [0u8; 2];
@@ -233,12 +235,13 @@ pub(crate) fn load_table<M: PhysMem + ?Sized>(
     mem: &M,
     paddr: u64,
     expected: Signature,
-) -> Result<Table<'_, M>, AcpiError> {
+) -> Result<Table<'_, M>, TableError> {
     let mut hdr = [0u8; HEADER_LEN as usize];
-    mem.read(paddr, &mut hdr)?;
+    mem.read(paddr, &mut hdr)
+        .map_err(|e| TableError::read(e, paddr, hdr.len()))?;
     let found = Signature([hdr[0], hdr[1], hdr[2], hdr[3]]);
     if found != expected {
-        return Err(AcpiError::BadSignature {
+        return Err(TableError::BadSignature {
             paddr,
             expected,
             found,
@@ -246,7 +249,7 @@ pub(crate) fn load_table<M: PhysMem + ?Sized>(
     }
     let len = le_u32(&hdr, 4);
     if !(HEADER_LEN..=MAX_TABLE_LEN).contains(&len) {
-        return Err(AcpiError::BadLength {
+        return Err(TableError::BadLength {
             table: found,
             paddr,
             length: len,
@@ -255,14 +258,14 @@ pub(crate) fn load_table<M: PhysMem + ?Sized>(
         });
     }
     if paddr.checked_add(u64::from(len)).is_none() {
-        return Err(AcpiError::Read {
+        return Err(TableError::Read {
             paddr,
             len: len as usize,
         });
     }
-    let sum = byte_sum(mem, paddr, len)?;
+    let sum = byte_sum(mem, paddr, len).map_err(|e| TableError::read(e, paddr, len as usize))?;
     if sum != 0 {
-        return Err(AcpiError::BadChecksum {
+        return Err(TableError::BadChecksum {
             table: found,
             paddr,
             sum,
@@ -285,7 +288,7 @@ pub(crate) struct RootTable<'m, M: PhysMem + ?Sized> {
 
 impl<'m, M: PhysMem + ?Sized> RootTable<'m, M> {
     /// Load the XSDT (64-bit entries).
-    pub fn xsdt(mem: &'m M, paddr: u64) -> Result<Self, AcpiError> {
+    pub fn xsdt(mem: &'m M, paddr: u64) -> Result<Self, TableError> {
         load_table(mem, paddr, Signature::XSDT).map(|table| Self {
             table,
             entry_size: 8,
@@ -293,7 +296,7 @@ impl<'m, M: PhysMem + ?Sized> RootTable<'m, M> {
     }
 
     /// Load the RSDT (32-bit entries).
-    pub fn rsdt(mem: &'m M, paddr: u64) -> Result<Self, AcpiError> {
+    pub fn rsdt(mem: &'m M, paddr: u64) -> Result<Self, TableError> {
         load_table(mem, paddr, Signature::RSDT).map(|table| Self {
             table,
             entry_size: 4,

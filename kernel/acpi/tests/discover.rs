@@ -159,6 +159,55 @@ fn no_root_table_is_an_error() {
     );
 }
 
+/// With the XSDT refused and the RSDT too, the error says why for both, and names both
+/// addresses (the kernel blames a boot module lying over either). Until 2026-12-06 only the
+/// RSDT's reason came back (found by review).
+#[test]
+fn both_root_tables_refused_names_both() {
+    let mut mem = machine(&[MadtBuilder::qemu(2).build()], Root::Xsdt);
+    let mut x = xsdt(&[table_addr(0)]);
+    x[20] = x[20].wrapping_add(0x55);
+    mem.put(XSDT_ADDR, x);
+    mem.put(RSDP_ADDR, rsdp_v2(0xDEAD_0000, XSDT_ADDR));
+    let err = discover(&mem, RSDP_ADDR).unwrap_err();
+    assert_eq!(
+        err,
+        AcpiError::RootTablesUnusable {
+            xsdt: TableError::BadChecksum {
+                table: Signature::XSDT,
+                paddr: XSDT_ADDR,
+                sum: 0x55,
+            },
+            rsdt: TableError::Read {
+                paddr: 0xDEAD_0000,
+                len: 36
+            },
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "neither root table is usable: the XSDT: XSDT at 0x7fd8000 has a bad checksum (bytes \
+         sum to 0x55, expected 0); the RSDT: cannot read 36 bytes of physical memory at \
+         0xdead0000"
+    );
+    assert_eq!(err.paddr(), Some(XSDT_ADDR));
+    assert_eq!(err.paddrs().collect::<Vec<_>>(), [XSDT_ADDR, 0xDEAD_0000]);
+    // One refused, the other missing: that one's reason alone, as before.
+    mem.put(RSDP_ADDR, rsdp_v2(0, XSDT_ADDR));
+    let err = discover(&mem, RSDP_ADDR).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AcpiError::BadChecksum {
+                table: Signature::XSDT,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.paddrs().collect::<Vec<_>>(), [XSDT_ADDR]);
+}
+
 #[test]
 fn corrupt_root_table_is_an_error() {
     let mut mem = machine(&[MadtBuilder::qemu(1).build()], Root::Rsdt);
@@ -539,9 +588,29 @@ fn bios_machine() -> FakeMem {
     mem
 }
 
+/// Under the kernel's reading rule the EBDA is scanned: its pointer at 0x40E, in page 0, is
+/// read. Until 2026-12-06 the kernel's reader refused page 0 and the EBDA was never looked at
+/// (found by review).
+#[test]
+fn find_rsdp_in_bios_under_the_kernels_rule_finds_the_ebda_rsdp() {
+    let mem = bios_machine();
+    let kernel = KernelReader {
+        inner: &mem,
+        limit: 4 << 30,
+    };
+    assert_eq!(find_rsdp_in_bios(&kernel), Some(0x9_FC40));
+    // The rule itself: all of the range below the limit, no overflow.
+    assert!(direct_map_readable(0x1000, 0x40E, 2));
+    assert!(direct_map_readable(0x1000, 0, 0x1000));
+    assert!(!direct_map_readable(0x1000, 0xFFF, 2));
+    assert!(!direct_map_readable(u64::MAX, u64::MAX - 1, 2));
+    assert!(direct_map_readable(u64::MAX, u64::MAX - 2, 2));
+}
+
 #[test]
 fn find_rsdp_in_bios_without_page_0_scans_the_bios_area() {
-    // Defect 5: the kernel leaves page 0 unmapped, so the EBDA pointer at 0x40E is unreadable.
+    // A reader that refuses page 0 (as the kernel's did until 2026-12-06): the EBDA pointer at
+    // 0x40E is unreadable, the BIOS area is scanned.
     let mem = bios_machine();
     assert_eq!(
         find_rsdp_in_bios(&mem),
@@ -648,6 +717,20 @@ fn error_messages_are_one_line() {
             needed: 116,
         },
         AcpiError::NoRootTable { paddr: 5 },
+        AcpiError::RootTablesUnusable {
+            xsdt: TableError::BadLength {
+                table: Signature::XSDT,
+                paddr: 6,
+                length: 0,
+                min: 36,
+                max: 1 << 20,
+            },
+            rsdt: TableError::BadSignature {
+                paddr: 7,
+                expected: Signature::RSDT,
+                found: Signature([0; 4]),
+            },
+        },
         AcpiError::NoMadt,
     ];
     for e in errs {
@@ -1025,4 +1108,50 @@ fn dsdt_unusable_and_repeated_windows() {
     let p = with_dsdt(t, true);
     assert_eq!(p.virtio_mmio.len(), 1);
     assert_eq!(p.virtio_mmio[0].base, 0xFEB0_2D00);
+}
+
+/// A window whose bytes hold the `Device` op (5B 82) is found, and a virtio-mmio device whose
+/// window cannot be decoded is named in a warning. Until 2026-12-06 the first was lost and
+/// neither was said (found by review).
+#[test]
+fn dsdt_device_op_bytes_in_a_window_and_undecoded_devices() {
+    let aml = include_bytes!("data/dsdt/qemu-microvm-2nic.aml").to_vec();
+    let at = aml
+        .windows(4)
+        .position(|w| w == 0xFEB0_2E00u32.to_le_bytes())
+        .unwrap();
+    for base in [0xD082_5B00u32, 0x825B_0000] {
+        let mut t = aml.clone();
+        t[at..at + 4].copy_from_slice(&base.to_le_bytes());
+        fix_checksum(&mut t, 9);
+        let p = with_dsdt(t, true);
+        let bases: Vec<u64> = p.virtio_mmio.iter().map(|w| w.base).collect();
+        assert_eq!(bases, [u64::from(base), 0xFEB0_2C00], "{base:#x}");
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+    // Slot 23's Memory32Fixed descriptor made another type: its device (the first `Device`
+    // op of the LNRO0005 ones, at 0x13f) has no window left, and the warning says so.
+    let device = aml
+        .windows(6)
+        .position(|w| w == b"\x5b\x82\x42\x04VR")
+        .unwrap();
+    assert_eq!(device, 0x13F);
+    let mut t = aml.clone();
+    assert_eq!(t[at - 4], 0x86);
+    t[at - 4] = 0x87;
+    fix_checksum(&mut t, 9);
+    let p = with_dsdt(t, true);
+    assert_eq!(p.virtio_mmio.len(), 1);
+    assert_eq!(
+        p.warnings,
+        [Warning::UndecodedVirtioMmio {
+            offset: 0x13F,
+            count: 1
+        }]
+    );
+    assert_eq!(
+        p.warnings[0].to_string(),
+        "DSDT: 1 virtio-mmio device (LNRO0005) without a _CRS memory window this scan \
+         decodes, not used; the first at offset 0x13f"
+    );
 }

@@ -157,8 +157,8 @@ impl Reference {
 }
 
 /// Placeholders (id 0xFF / 0xFFFFFFFF) are skipped; one entry is kept per APIC id, the first
-/// usable (enabled or online-capable) one or else the first, and takes the place of the
-/// id's first entry; among the kept entries, only enabled ones start: the first (the BSP)
+/// of the highest rank (enabled, else online-capable, else disabled), and takes the place of
+/// the id's first entry; among the kept entries, only enabled ones start: the first (the BSP)
 /// always, the others in order unless xAPIC mode cannot address them (id 0xFF or above) or
 /// `limit` CPUs run already. x2APIC is needed if, with it, a CPU with id 0xFF or above starts.
 fn reference(cpus: &[ExpectCpu], x2apic: bool, limit: usize) -> Reference {
@@ -420,6 +420,43 @@ fn duplicates_disabled_online_capable_and_everything_else() {
          id 0x1 at offset 0x3c); keeping one entry per id\n\
          MADT,2,xapic\n"
     );
+}
+
+/// An online-capable entry (flags 2), then an enabled one (flags 1) for the same id: the
+/// enabled one starts, the other is the duplicate, as the reference says.
+#[test]
+fn enabled_duplicate_after_an_online_capable_entry_starts() {
+    let t = MadtBuilder::new()
+        .lapic(0, 0, 1)
+        .lapic(1, 5, 2)
+        .lapic(2, 5, 1)
+        .build();
+    let out = run_on(&t, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let cpu_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("CPU,")).collect();
+    assert_eq!(
+        cpu_lines,
+        [
+            "CPU,0,0,xapic,usable",
+            "CPU,1,5,xapic,skipped:duplicate-apic-id",
+            "CPU,2,5,xapic,usable"
+        ]
+    );
+    let cpu = |uid, apic_id, flags: u32| ExpectCpu {
+        x2apic_entry: false,
+        uid,
+        apic_id,
+        enabled: flags & 1 != 0,
+        online_capable: flags & 2 != 0,
+    };
+    let r = reference(
+        &[cpu(0, 0, 1), cpu(1, 5, 2), cpu(2, 5, 1)],
+        true,
+        KERNEL_CPU_LIMIT,
+    );
+    assert_eq!(r.cpu_lines, cpu_lines);
+    assert_eq!(text.lines().last(), Some("MADT,2,xapic"));
 }
 
 #[test]

@@ -111,14 +111,25 @@ fn invalid_id(c: &Cpu) -> bool {
     c.apic_id == if c.x2apic_entry { u32::MAX } else { 0xFF }
 }
 
+/// Enabled ranks above online-capable, which ranks above disabled.
+fn rank(c: &Cpu) -> u8 {
+    if c.enabled {
+        2
+    } else {
+        u8::from(c.online_capable)
+    }
+}
+
 /// What the parser must keep, from ACPICA's list: invalid ids dropped; one entry per APIC id,
-/// at the first entry's place, the first usable one (or the first if none is usable).
+/// at the first entry's place: the first of the highest rank (enabled, else online-capable,
+/// else disabled). Until 2026-12-06 this oracle kept the first enabled-or-online-capable
+/// one, the parser's rule before it ranked enabled first (found by review).
 fn expected_cpus(all: &[Cpu]) -> Vec<Cpu> {
     let mut kept: Vec<Cpu> = Vec::new();
     let mut slot: HashMap<u32, usize> = HashMap::new();
     for c in all.iter().filter(|c| !invalid_id(c)) {
         match slot.get(&c.apic_id) {
-            Some(&i) if !kept[i].usable() && c.usable() => kept[i] = *c,
+            Some(&i) if rank(c) > rank(&kept[i]) => kept[i] = *c,
             Some(_) => {}
             None => {
                 slot.insert(c.apic_id, kept.len());
@@ -127,6 +138,33 @@ fn expected_cpus(all: &[Cpu]) -> Vec<Cpu> {
         }
     }
     kept
+}
+
+/// The oracle on a synthetic list: an online-capable entry (flags 2), then an enabled one
+/// (flags 1) for the same id; the enabled one is kept, at the first one's place, as the
+/// parser does.
+#[test]
+fn oracle_keeps_the_enabled_duplicate_over_an_earlier_online_capable_one() {
+    let cpu = |acpi_uid, apic_id, flags: u32| Cpu {
+        apic_id,
+        acpi_uid,
+        enabled: flags & 1 != 0,
+        online_capable: flags & 2 != 0,
+        x2apic_entry: false,
+    };
+    let listed = [cpu(0, 0, 1), cpu(1, 5, 2), cpu(2, 5, 1), cpu(3, 6, 1)];
+    let m = Madt::from_bytes(
+        &MadtBuilder::new()
+            .lapic(0, 0, 1)
+            .lapic(1, 5, 2)
+            .lapic(2, 5, 1)
+            .lapic(3, 6, 1)
+            .build(),
+    )
+    .unwrap();
+    let expected = expected_cpus(&listed);
+    assert_eq!(expected, [cpu(0, 0, 1), cpu(2, 5, 1), cpu(3, 6, 1)]);
+    assert_eq!(m.cpus, expected);
 }
 
 fn name(path: &Path) -> String {
@@ -169,7 +207,7 @@ fn every_sample_matches_acpica_with_nothing_lost() {
             x.cpus.len(),
             "{name}: every processor entry accounted for"
         );
-        assert!(m.usable_cpus().count() > 0, "{name}");
+        assert!(m.enabled_cpus().count() > 0, "{name}");
         assert_ne!(m.local_apic_addr, 0, "{name}");
 
         assert_eq!(m.io_apics, x.io_apics, "{name}: I/O APICs");
@@ -200,7 +238,7 @@ fn supermicro_x10dai_keeps_all_40_local_nmis() {
     // 40 CPUs, one LINT1 NMI entry per CPU: 24 of them used to be dropped (16-entry list).
     let (_, m) = sample("Desktop_Supermicro_X10DAi_4A64A6094FE3");
     assert_eq!(m.cpus.len(), 40);
-    assert_eq!(m.usable_cpus().count(), 40);
+    assert_eq!(m.enabled_cpus().count(), 40);
     assert_eq!(m.local_nmis.len(), 40);
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
     // Every CPU gets its own LINT1 NMI, edge-triggered, active high.
@@ -230,7 +268,7 @@ fn evga_x299_reserved_entries_are_aggregated_and_summaries_remain() {
     // 28 entries of reserved type 0x7F used to give 28 warnings, filling the list.
     let (bytes, m) = sample("Desktop_EVGA_X299_MICRO_4B645993A72D");
     assert_eq!(m.cpus.len(), 20);
-    assert_eq!(m.usable_cpus().count(), 20);
+    assert_eq!(m.enabled_cpus().count(), 20);
     assert_eq!(m.io_apics.len(), 5);
     assert_eq!(m.local_nmis.len(), 2);
     assert_eq!(
@@ -257,7 +295,7 @@ fn evga_x299_reserved_entries_are_aggregated_and_summaries_remain() {
     );
 
     // The same table with its last CPU entries turned into placeholders too: the summary
-    // warnings (no usable CPU) still show next to the aggregated ones.
+    // warnings (no enabled CPU) still show next to the aggregated ones.
     let mut broken = bytes.clone();
     let mut off = 44;
     while off < broken.len() {
@@ -268,13 +306,13 @@ fn evga_x299_reserved_entries_are_aggregated_and_summaries_remain() {
     }
     fix_checksum(&mut broken, 9);
     let m = Madt::from_bytes(&broken).unwrap();
-    assert_eq!(m.usable_cpus().count(), 0);
+    assert_eq!(m.enabled_cpus().count(), 0);
     assert_eq!(m.warnings.len(), 3);
-    assert_eq!(m.warnings.last(), Some(&Warning::NoUsableCpus));
+    assert_eq!(m.warnings.last(), Some(&Warning::NoEnabledCpus));
 
     // Through discovery, the platform's and the MADT's warnings all come out.
     let mem = machine(&[bytes, hpet(1, 0x1000)], Root::Xsdt);
     let p = discover(&mem, RSDP_ADDR).unwrap();
     assert_eq!(p.all_warnings().count(), 3);
-    assert_eq!(p.require_madt().unwrap().usable_cpus().count(), 20);
+    assert_eq!(p.require_madt().unwrap().enabled_cpus().count(), 20);
 }

@@ -596,21 +596,7 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
         return alone(None, None);
     }
     let mem = acpi_reader();
-    let rsdp = if rsdp_hint != 0 && !opts.rsdp_scan {
-        Some(rsdp_hint)
-    } else {
-        if opts.rsdp_scan {
-            info!("exo.rsdp=scan: ignoring the boot info's RSDP; scanning the BIOS area");
-        } else {
-            warn!("no RSDP in the PVH start info; scanning the BIOS area");
-        }
-        let found = exo_acpi::find_rsdp_in_bios(&mem);
-        if let Some(p) = found {
-            info!("ACPI: RSDP found at {p:#x} in the BIOS area");
-        }
-        found
-    };
-    let Some(rsdp) = rsdp else {
+    let Some(rsdp) = choose_rsdp(&mem, rsdp_hint, opts.rsdp_scan, modules) else {
         error!("ACPI: no RSDP found: single-CPU operation");
         return alone(None, None);
     };
@@ -619,7 +605,11 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
         Ok(p) => p,
         Err(e) => {
             error!("ACPI: {e}: single-CPU operation");
-            blame_module(modules, e.paddr());
+            // Both root tables when both were refused (until 2026-12-06 the XSDT's reason and
+            // address were lost; found by review).
+            for pa in e.paddrs() {
+                blame_module(modules, Some(pa));
+            }
             return alone(None, None);
         }
     };
@@ -658,6 +648,37 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
         ecam: platform.ecam,
         virtio_mmio: platform.virtio_mmio,
     }
+}
+
+/// The RSDP to discover from: the boot info's (`hint`, 0 for none) when it validates, else
+/// (and with `exo.rsdp=scan`) the BIOS areas' ([`exo_acpi::find_rsdp_in_bios`]). A hint that
+/// fails to validate is warned about, blamed on a boot module it lies in, and scanned past:
+/// until 2026-12-06 it was used as given and its failure left the BSP running alone although
+/// the BIOS areas may hold a good one (found by review).
+fn choose_rsdp(
+    mem: &crate::sys::PhysReader,
+    hint: u64,
+    scan: bool,
+    modules: &[(u64, u64)],
+) -> Option<u64> {
+    if scan {
+        info!("exo.rsdp=scan: ignoring the boot info's RSDP; scanning the BIOS area");
+    } else if hint == 0 {
+        warn!("no RSDP in the PVH start info; scanning the BIOS area");
+    } else {
+        match exo_acpi::parse_rsdp(mem, hint) {
+            Ok(_) => return Some(hint),
+            Err(e) => {
+                warn!("ACPI: the boot info's RSDP is unusable ({e}); scanning the BIOS area");
+                blame_module(modules, Some(hint));
+            }
+        }
+    }
+    let found = exo_acpi::find_rsdp_in_bios(mem);
+    if let Some(p) = found {
+        info!("ACPI: RSDP found at {p:#x} in the BIOS area");
+    }
+    found
 }
 
 /// How ACPI tables are read: through all of the direct map (an XSDT entry may point above

@@ -68,6 +68,26 @@ impl PhysMem for RefuseBelow<'_> {
     }
 }
 
+/// A [`PhysMem`] with the kernel's reading rule ([`exo_acpi::direct_map_readable`]: a direct
+/// map of `[0, limit)`) over a fake.
+#[derive(Debug)]
+pub struct KernelReader<'a> {
+    pub inner: &'a FakeMem,
+    pub limit: u64,
+}
+
+impl PhysMem for KernelReader<'_> {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), AcpiError> {
+        if !exo_acpi::direct_map_readable(self.limit, paddr, buf.len()) {
+            return Err(AcpiError::Read {
+                paddr,
+                len: buf.len(),
+            });
+        }
+        self.inner.read(paddr, buf)
+    }
+}
+
 /// Set `bytes[at]` so that all of `bytes` sums to zero.
 pub fn fix_checksum(bytes: &mut [u8], at: usize) {
     bytes[at] = 0;
