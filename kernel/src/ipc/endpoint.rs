@@ -478,10 +478,24 @@ fn fail_queued(q: &mut Queues) {
 /// endpoint is reused, and a stale handle must not name its successor's region (it did
 /// when this read was lock-free: `shm_map(stale, 0)` mapped another process's region).
 pub fn region(ep: EpRef) -> Result<(u64, u64), IpcError> {
+    region_if(ep, Queues::is)
+}
+
+/// [`region`] for a zero-copy reply to a call that came through `ep`: a deaf endpoint (no
+/// receive handle left, its taken calls still answered) keeps its region, which the caller
+/// mapped; `Closed` only once it is destroyed. Until 2026-12-06 a server that closed its
+/// receive handle and then answered a call it had taken got `EPIPE` for a zero-copy reply
+/// (a plain reply went), and its caller waited out its deadline (found by review;
+/// `user.ipc.zero_copy_reply_through_a_deaf_endpoint_goes`).
+pub fn reply_region(ep: EpRef) -> Result<(u64, u64), IpcError> {
+    region_if(ep, Queues::held)
+}
+
+fn region_if(ep: EpRef, test: fn(&Queues, EpRef) -> bool) -> Result<(u64, u64), IpcError> {
     let s = slot(ep)?;
     let _g = IrqGuard::new();
     let q = s.lock();
-    if !q.is(ep) {
+    if !test(&q, ep) {
         return Err(IpcError::Closed);
     }
     Ok((

@@ -248,8 +248,9 @@ fn zc_fits(bound: u64, words: &[u64; 8]) -> Result<(), i64> {
 /// itself, with the answered call's endpoint): the reply goes to the caller being
 /// answered, which mapped the region of the endpoint its call came through, not
 /// necessarily `ep`'s (with no call to answer nothing is sent: `ep`'s). That endpoint may
-/// be gone (its caller still waits): its region is read with the generation checked
-/// (`EPIPE` if gone), since no operation on it follows.
+/// be deaf (its region still the caller's) or gone (its caller still waits): its region is
+/// read with the generation checked (`EPIPE` once destroyed), since no operation on it
+/// follows.
 #[inline(always)]
 fn check_zc_reply(ep: ipc::EpRef, info: u64, words: &[u64; 8]) -> Result<(), i64> {
     if info & INFO_ZC == 0 {
@@ -260,7 +261,7 @@ fn check_zc_reply(ep: ipc::EpRef, info: u64, words: &[u64; 8]) -> Result<(), i64
 
 #[inline(never)]
 fn zc_reply_slow(ep: ipc::EpRef, words: &[u64; 8]) -> Result<(), i64> {
-    let (tag, len) = ipc::region(ep).map_err(err)?;
+    let (tag, len) = ipc::reply_region(ep).map_err(err)?;
     zc_fits(if tag == 0 { 0 } else { len.saturating_add(1) }, words)
 }
 

@@ -53,6 +53,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.ipc.zero_copy_reply_through_a_deaf_endpoint_goes",
+    zc_reply_deaf
+);
+ktest!(
+    Needs::Threads,
     "user.ipc.huge_timeouts_do_not_expire_at_once",
     huge_timeouts
 );
@@ -557,6 +562,69 @@ fn zc_server(_: u64) -> u64 {
         return 4;
     }
     0
+}
+
+/// A server that takes a zero-copy call, then closes its last receive handle (the endpoint
+/// goes deaf: new calls fail, the ones taken are still answered) answers it with a
+/// zero-copy reply: the reply goes (its descriptor checked against the region the deaf
+/// endpoint keeps) and the caller gets it. Until 2026-12-06 the reply was `EPIPE` and the
+/// caller waited out its deadline (found by review).
+fn zc_reply_deaf(_: &BootState) -> TestResult {
+    let e = create()?;
+    let held = ipc::set_region(e, 0x2c_0003, 4096) == Ok(ipc::Attach::Done)
+        && ipc::retain(e, Rights::ALL).is_ok()
+        && ipc::retain(e, Rights::SEND).is_ok();
+    let r = check(held, || "set-up: region or references".into()).and_then(|()| {
+        let h = insert(&TABLE, e, Rights::RECV, 0)?;
+        HANDLES.store(u64::from(h.0), Ordering::Release);
+        EP.store(e.raw(), Ordering::Release);
+        let s = Builder::new()
+            .spawn(zc_deaf_server, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let queued = until(30_000, || ipc::queued(e) == Some((0, 1)));
+        let mut m = Msg::new(0x2c, [0; 8]);
+        m.zc = true;
+        m.words[1] = 64;
+        let got = if queued {
+            ipc::call(e, 3, &m, rdtsc() + ms(30_000))
+        } else {
+            Err(IpcError::TimedOut)
+        };
+        let code = join_all(&[s], 30_000)?[0];
+        check(
+            matches!(got, Ok(r) if r.label == 0x2d && r.zc && r.words[..2] == [0, 64]),
+            || format!("call: {got:?}, expected the reply with descriptor (0, 64)"),
+        )?;
+        check(code == 0, || {
+            format!("server: {code} (1: its receive failed, 2: the endpoint did not go deaf, else the reply's errno)")
+        })
+    });
+    clear_table();
+    ipc::release(e, Rights::SEND);
+    let _ = ipc::destroy(e);
+    r
+}
+
+/// `zc_reply_deaf`'s server: takes the call on `TABLE`'s handle `HANDLES`, lets go of the
+/// endpoint's receive reference (deaf), then answers with `ipc_reply`, descriptor (0, 64).
+fn zc_deaf_server(_: u64) -> u64 {
+    use super::syscall::nr::{IPC_RECV, IPC_REPLY};
+    let mut f = frame(IPC_RECV, HANDLES.load(Ordering::Acquire), 0, 30_000_000_000);
+    if call(&TABLE, &mut f, None) != Ok(0) {
+        return 1;
+    }
+    let e = ep();
+    ipc::release(e, Rights::ALL);
+    if ipc::check(e).is_ok() {
+        return 2;
+    }
+    let mut f = frame(IPC_REPLY, 0, ZC_INFO + 1, 0);
+    f.words[0] = 0;
+    f.words[1] = 64;
+    match call(&TABLE, &mut f, None) {
+        Ok(_) => 0,
+        Err(e) => e as u64,
+    }
 }
 
 /// `huge_timeouts`' receiver: `ipc_recv` on `TABLE`'s handle `HANDLES` with the timeout
