@@ -325,6 +325,9 @@ echo "== user mode (exo.job=init: /init from the initrd as process 1)"
 for n in 1 2 4 64; do
     log="$out/init-smp$n.log"
     # 0xB1: also the watchdog check (a child that never ends, killed at its 1 s limit).
+    # Init's name server, shared by every round of the IPC suite, must get no STOP with a
+    # wrong token (each brings its lockout closer: until 2026-12-06 every round sent one and
+    # the 4096th round locked init's own STOP out).
     scripts/qemu.sh --machine q35 --cpu max --smp "$n" --job init "${initrd[@]}" --append "exo.init_arg=0xB1" \
         --log "$log" --timeout 600 >/dev/null 2>&1
     expect_log "init at -smp $n: /hello, the watchdog, the fault, thread and IPC suites, process 1 exits 0, memory and threads back" "$log" 0 $? \
@@ -332,6 +335,7 @@ for n in 1 2 4 64; do
         '^init: fault suite: 1 round\(s\), 11 kill\(s\), 0 unexpected$' \
         '^init: thread suite: 1 round\(s\), 9 process\(es\), 0 unexpected$' \
         '^init: ipc suite: 1 round\(s\), 11 process\(es\), 0 unexpected$' '^init: done, all as expected$' \
+        '^names: stopped after [0-9]+ request\(s\), [0-9]+ name\(s\) still held, 0 wrong stop\(s\)$' \
         '^PROC,1,exit,0$' '^MEM,init,.*,same$' '^TIMER,init,mode,[a-z-]+,switches,[0-9]+,ticks,[0-9]+,writes,[0-9]+$' \
         '^IPC,init,fast,[0-9]+,slow,[0-9]+,parked_exits,[1-9][0-9]*,parked_resumes,[1-9][0-9]*$' \
         '^PREEMPT,init,tick,[0-9]+,wake,[0-9]+$'
