@@ -362,6 +362,14 @@ if grep -q 'killed,init job ended' "$log" || ! grep -q '^PROC,1,exit,' "$log"; t
 else
     ok "the failed nginx point left no orphan for the init job to end"
 fi
+# /ubench's profile role (scripts/iprof.sh's) with a server that never serves (arg bit 32: it
+# is started on a CPU that does not exist) fails at its probe's deadline (1 s with that bit)
+# instead of hanging (until 2026-12-06 its calls had no timeout).
+log="$out/ubench-profile-dead-server.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 1 --job init "${initrd[@]}" --append "exo.init=/ubench exo.init_arg=0x5000000100000000" \
+    --log "$log" --timeout 120 >/dev/null 2>&1
+expect_log "ubench's profile role with a server that never serves: fails at the probe's deadline, no hang" "$log" 1 $? \
+    '^ubench: profile role: ETIMEDOUT .*server: Some\(Ok\(Exited\(2\)\)\)\)$' '^PROC,1,exit,1$' '^MEM,init,.*,same$'
 log="$out/init-faults-10k.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 4 --job init "${initrd[@]}" --append "exo.init_arg=0x38E00000001" \
     --log "$log" --timeout 1200 >/dev/null 2>&1
