@@ -23,12 +23,12 @@
 //! # Program entry
 //!
 //! A process starts at `e_entry` of its ELF file (a thread made by `thread_create` at its
-//! `entry`) with `rdi` = the `arg` given to `spawn` (`thread_create`; 0 for process 1),
-//! `rsp` 16-byte aligned at the top of its stack (nothing is pushed: no `argc`, `argv` or
-//! auxiliary vector), every other general register 0, `rflags` = `IF` only (`DF` clear),
-//! the x87/SSE state as after `FNINIT` with `MXCSR` = `0x1f80`, and the FS and GS bases 0.
-//! There is no return address: the entry code must end with `exit_group` (or
-//! `thread_exit`).
+//! `entry`) with `rdi` = the `arg` given to `spawn` (`thread_create`; for process 1 the
+//! kernel command line's `exo.init_arg`, 0 unless set), `rsp` 16-byte aligned at the top
+//! of its stack (nothing is pushed: no `argc`, `argv` or auxiliary vector), every other
+//! general register 0, `rflags` = `IF` only (`DF` clear), the x87/SSE state as after
+//! `FNINIT` with `MXCSR` = `0x1f80`, and the FS and GS bases 0. There is no return
+//! address: the entry code must end with `exit_group` (or `thread_exit`).
 //!
 //! ```
 //! use exo_abi::{Errno, SYSCALLS, nr};

@@ -50,11 +50,18 @@ pub const THREAD_JOIN: usize = 516;
 /// through an endpoint handle and waits for the reply (see [`crate::ipc`]).
 pub const IPC_CALL: usize = 520;
 /// `ipc_reply_recv(handle, info, words..)`: replies to the call being served, then waits
-/// for the next message on the endpoint. An error of the reply's own checks (`EBADF`,
-/// `EPERM`, `EINVAL`, `EMSGSIZE`, `ERANGE`, `EAGAIN`) means nothing was sent: the call is
-/// still being served (`ipc_reply` can answer it). Any other error is the receive's
-/// (`ETIMEDOUT`, `EPIPE`, `EINTR`): the reply was delivered, or dropped because its caller
-/// had stopped waiting; `ipc_reply` then says `ESRCH`.
+/// for the next message on the endpoint. `EBADF` (no such handle, or a handle to pass that
+/// the caller does not hold: the handle is looked up once, before the reply), `EPERM`,
+/// `EINVAL`, `EMSGSIZE` and `ERANGE` are the reply's own checks: nothing was sent, the call
+/// is still being served (`ipc_reply` can answer it). `ETIMEDOUT` is the receive's: the
+/// reply was delivered, or dropped because its caller had stopped waiting; `ipc_reply` then
+/// says `ESRCH`. `EPIPE` is the receive's as well (`handle`'s endpoint destroyed), with one
+/// exception: a zero-copy reply (`ipc::INFO_ZC`) answering a call whose endpoint was
+/// destroyed meanwhile is refused before it is sent (its descriptor is checked against that
+/// endpoint's region). A server that gets `EPIPE` for a zero-copy reply calls `ipc_reply`
+/// with a plain message: `0`, the call still waited and has this answer; `ESRCH`, nothing
+/// was left to answer (the reply had gone, or no caller waited). No other error comes back
+/// (a thread whose process is killed meanwhile never returns).
 pub const IPC_REPLY_RECV: usize = 521;
 /// `ipc_recv(handle)`: waits for a message on the endpoint.
 pub const IPC_RECV: usize = 522;

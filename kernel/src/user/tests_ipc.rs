@@ -53,6 +53,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.ipc.reply_recv_epipe_before_its_reply_only_for_zero_copy",
+    reply_recv_epipe
+);
+ktest!(
+    Needs::Threads,
     "user.ipc.zero_copy_reply_through_a_deaf_endpoint_goes",
     zc_reply_deaf
 );
@@ -70,6 +75,7 @@ ktest!(
 const ERANGE: i64 = 34;
 const ETIMEDOUT: i64 = 110;
 const ESRCH: i64 = 3;
+const EPIPE: i64 = 32;
 
 fn frame(nr: u64, rdi: u64, rsi: u64, timeout_ns: u64) -> IpcFrame {
     let mut f = IpcFrame {
@@ -560,6 +566,89 @@ fn zc_server(_: u64) -> u64 {
     let mut f = frame(super::syscall::nr::IPC_REPLY, 0, 0, 0);
     if call(&TABLE, &mut f, None) != Err(ESRCH) {
         return 4;
+    }
+    0
+}
+
+/// `ipc_reply_recv`'s two `EPIPE`s, told apart as `exo_abi::nr::IPC_REPLY_RECV` says. A
+/// zero-copy call through `a`, whose endpoint the server destroys once it took the call,
+/// answered with a zero-copy `reply_recv` on `b`: `EPIPE` before anything is sent (the
+/// descriptor is checked against the region of the call's endpoint, gone), so the call is
+/// still served and a plain `ipc_reply` reaches the caller. Then a plain call through `b`,
+/// destroyed once taken, answered with a plain `reply_recv` on `b`: the reply goes, the
+/// receive fails with `EPIPE`, and `ipc_reply` says `ESRCH`.
+fn reply_recv_epipe(_: &BootState) -> TestResult {
+    with_regions([4096, 4096], |a, b| {
+        let ha = insert(&TABLE, a, Rights::RECV, 0)?;
+        let hb = insert(&TABLE, b, Rights::RECV, 0)?;
+        HANDLES.store(u64::from(ha.0) | u64::from(hb.0) << 32, Ordering::Release);
+        EP.store(a.raw(), Ordering::Release);
+        EP2.store(b.raw(), Ordering::Release);
+        let s = Builder::new()
+            .spawn(epipe_server, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let mut m = Msg::new(0x2c, [0; 8]);
+        m.zc = true;
+        m.words[1] = 64;
+        let first = if until(30_000, || ipc::queued(a) == Some((0, 1))) {
+            ipc::call(a, 1, &m, rdtsc() + ms(30_000))
+        } else {
+            Err(IpcError::TimedOut)
+        };
+        let second = if until(30_000, || ipc::queued(b) == Some((0, 1))) {
+            ipc::call(b, 2, &Msg::new(0x2e, [5; 8]), rdtsc() + ms(30_000))
+        } else {
+            Err(IpcError::TimedOut)
+        };
+        let code = join_all(&[s], 30_000)?[0];
+        let _ = TABLE.remove(ha);
+        let _ = TABLE.remove(hb);
+        check(matches!(first, Ok(r) if r.label == 0x2d && !r.zc), || {
+            format!("zero-copy call: {first:?}, expected the plain reply 0x2d")
+        })?;
+        check(matches!(second, Ok(r) if r.label == 0x2f), || {
+            format!("plain call: {second:?}, expected the reply 0x2f")
+        })?;
+        check(code == 0, || {
+            format!(
+                "server: {code} (1/5: a receive failed, 2: the zero-copy reply_recv was not EPIPE, 3: the ipc_reply after it failed, 4: the plain reply_recv was not EPIPE, 6: ipc_reply after it was not ESRCH)"
+            )
+        })
+    })
+}
+
+/// `reply_recv_epipe`'s server (`HANDLES`: `a`'s handle, then `b`'s; `EP`, `EP2`: `a`, `b`).
+fn epipe_server(_: u64) -> u64 {
+    use super::syscall::nr::{IPC_RECV, IPC_REPLY, IPC_REPLY_RECV};
+    let handles = HANDLES.load(Ordering::Acquire);
+    let (ha, hb) = (handles & 0xffff_ffff, handles >> 32);
+    let plain = |label: u64| 64 << 32 | label;
+    let mut f = frame(IPC_RECV, ha, 0, 30_000_000_000);
+    if call(&TABLE, &mut f, None) != Ok(0) {
+        return 1;
+    }
+    let _ = ipc::destroy(ep());
+    let mut f = frame(IPC_REPLY_RECV, hb, ZC_INFO + 1, 1_000_000);
+    f.words[1] = 64;
+    if call(&TABLE, &mut f, None) != Err(EPIPE) {
+        return 2;
+    }
+    let mut f = frame(IPC_REPLY, 0, plain(0x2d), 0);
+    if call(&TABLE, &mut f, None) != Ok(0) {
+        return 3;
+    }
+    let mut f = frame(IPC_RECV, hb, 0, 30_000_000_000);
+    if call(&TABLE, &mut f, None) != Ok(0) {
+        return 5;
+    }
+    let _ = ipc::destroy(EpRef::from_raw(EP2.load(Ordering::Acquire)));
+    let mut f = frame(IPC_REPLY_RECV, hb, plain(0x2f), 1_000_000);
+    if call(&TABLE, &mut f, None) != Err(EPIPE) {
+        return 4;
+    }
+    let mut f = frame(IPC_REPLY, 0, plain(0x30), 0);
+    if call(&TABLE, &mut f, None) != Err(ESRCH) {
+        return 6;
     }
     0
 }

@@ -93,7 +93,7 @@
 //! handle, end the server). The `FUZZ,worker` line ends with `echo=<calls>,echo_ok=<round
 //! trips>,echo_t0=<those with no timeout>,echo_handles=<handles back>,echo_zc=<zero-copy
 //! round trips>,echo_sends=<sends taken>,echo_children=<children that exited
-//! 0>,echo_served=<messages the server received>`. A worker that finds no endpoint or
+//! 0>,echo_served=<messages the server received>,write_partial=<partial writes>`. A worker that finds no endpoint or
 //! thread left in the system runs without (`FUZZ,echo-off,...`, not a finding).
 //!
 //! # Staying alive
@@ -103,7 +103,10 @@
 //! `mmap(MAP_FIXED)` ranges the kernel would accept never touch the image (with the
 //! worker's buffers and thread stacks, all statics) or the stack; `write` to the console
 //! only reads from a page of newlines followed by a hole (or from memory that surely
-//! faults), so the log stays readable; `nanosleep` and `futex(FUTEX_WAIT)` get a short or
+//! faults), so the log stays readable; now and then it starts 257 to 527 bytes before the
+//! hole and must return the whole 256-byte blocks before it as the kernel counts them
+//! (`PartialWrite`: a `badret` otherwise), counted in `write_partial`;
+//! `nanosleep` and `futex(FUTEX_WAIT)` get a short or
 //! invalid timeout unless their pointer surely faults; a random `spawn` never starts
 //! `/fuzz`, `/init` or `/ubench`; `thread_create` from the stream gets a kernel or
 //! non-canonical entry, or a bad stack with an entry that only exits; threads never join
@@ -380,6 +383,9 @@ struct Stats {
     echo_sends: AtomicU64,
     echo_children: AtomicU64,
     echo_served: AtomicU64,
+    /// Writes that reached the hole from more than a block before it and returned the part
+    /// before it ([`PartialWrite`]).
+    write_partial: AtomicU64,
 }
 
 static STATS: Stats = Stats {
@@ -402,6 +408,7 @@ static STATS: Stats = Stats {
     echo_sends: AtomicU64::new(0),
     echo_children: AtomicU64::new(0),
     echo_served: AtomicU64::new(0),
+    write_partial: AtomicU64::new(0),
 };
 
 const F_UNTYPED: u32 = 1;
@@ -444,6 +451,28 @@ struct Ctx {
     nmaps: usize,
     /// A child not waited for yet (random `wait`s may take it).
     pending: Option<(u64, Expect)>,
+    /// The write `tame` just made reach the hole from more than a block before it.
+    partial: Option<PartialWrite>,
+}
+
+/// The kernel's block of a `write` that faults part-way: it returns the bytes queued before
+/// the fault, every whole block of `buf` at least (`docs/syscalls.md`, `write`).
+const WRITE_BLOCK: u64 = 256;
+
+/// A `write` of a buffer whose first `most` bytes are readable (newlines) and the next are
+/// the hole: it must return between `least` and `most` (`EFAULT` only when `least` is 0).
+/// The exact rule (the kernel's `queue` in `kernel/src/user/syscall.rs`): the whole
+/// [`WRITE_BLOCK`]s of `buf` that it copied before the fault, or, when the console ring
+/// filled part-way, the bytes it had queued until then if more. It copies 8 bytes per step
+/// from where each copy starts (`buf`, or where the ring wrapped or filled), and the bytes
+/// of the 8-byte step the fault lies in are not copied: with fewer than 8 readable bytes
+/// past the last whole block that block may be lost too, so `least` is then one block
+/// less (and `EFAULT` possible with one block). Not checked in the deadly phase, where
+/// other threads may unmap the newlines.
+#[derive(Debug, Clone, Copy)]
+struct PartialWrite {
+    least: u64,
+    most: u64,
 }
 
 /// How a spawned child must end.
@@ -467,6 +496,7 @@ impl Ctx {
             maps: [(0, 0); 8],
             nmaps: 0,
             pending: None,
+            partial: None,
         }
     }
 
@@ -700,11 +730,32 @@ impl Ctx {
             }
             nr::WRITE => {
                 if (a[0] == 1 || a[0] == 2) && a[2] != 0 && !surely_faults(a[1], a[2]) {
-                    // One in 16 prints (1 to 3 newlines, then the hole), the others fault.
-                    a[1] = if self.rng.chance(1, 16) {
+                    // 15 in 16 start in the hole: EFAULT. The others start in the page of
+                    // newlines: 1 to 3 bytes before the hole (whole when `a[2]` ends before
+                    // it, else EFAULT with nothing written: the kernel keeps only whole
+                    // 256-byte blocks of `buf` before a fault), or, one in 4 of them, one
+                    // or two blocks and 1 to 15 bytes before it, with a length that reaches
+                    // it (a partial write: [`PartialWrite`]). Until 2026-12-06 the comment
+                    // said every one of them printed, and no write could return a partial
+                    // count (found by review).
+                    a[1] = if !self.rng.chance(1, 16) {
+                        page(HOLE2) + self.rng.below(PAGE)
+                    } else if !self.rng.chance(1, 4) {
                         page(HOLE2) - 1 - self.rng.below(3)
                     } else {
-                        page(HOLE2) + self.rng.below(PAGE)
+                        let blocks = if self.rng.chance(3, 4) { 1 } else { 2 };
+                        let past = 1 + self.rng.below(15);
+                        let readable = blocks * WRITE_BLOCK + past;
+                        a[2] = readable + 1 + self.rng.below(PAGE);
+                        // (Not for a number with bit 32 set: it is not `write`.)
+                        if !self.deadly && *n == nr::WRITE as u64 {
+                            let whole = if past >= 8 { blocks } else { blocks - 1 };
+                            self.partial = Some(PartialWrite {
+                                least: whole * WRITE_BLOCK,
+                                most: readable,
+                            });
+                        }
+                        page(HOLE2) - readable
                     };
                 }
             }
@@ -831,6 +882,13 @@ impl Ctx {
             )
         } as i64;
         self.check(n, &a, ret);
+        if let Some(w) = self.partial.take() {
+            if ret > 0 && (w.least..=w.most).contains(&(ret as u64)) {
+                STATS.write_partial.fetch_add(1, Relaxed);
+            } else if !(ret == -(Errno::EFAULT.code() as i64) && w.least == 0) {
+                finding(F_BADRET, "badret", self.index - 1, n, &a, ret);
+            }
+        }
         if ret >= 0 {
             self.after_success(n, &a, ret);
         }
@@ -1925,7 +1983,7 @@ fn report(w: Worker, arg: u64, made: u64) {
     }
     let _ = write!(
         line,
-        ",echo={},echo_ok={},echo_t0={},echo_handles={},echo_zc={},echo_sends={},echo_children={},echo_served={}",
+        ",echo={},echo_ok={},echo_t0={},echo_handles={},echo_zc={},echo_sends={},echo_children={},echo_served={},write_partial={}",
         STATS.echo.load(Relaxed),
         STATS.echo_ok.load(Relaxed),
         STATS.echo_t0.load(Relaxed),
@@ -1934,6 +1992,7 @@ fn report(w: Worker, arg: u64, made: u64) {
         STATS.echo_sends.load(Relaxed),
         STATS.echo_children.load(Relaxed),
         STATS.echo_served.load(Relaxed),
+        STATS.write_partial.load(Relaxed),
     );
     line.push(b"\n");
     let _ = line.flush();

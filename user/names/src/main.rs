@@ -13,7 +13,8 @@
 //! After `exo_rt::names::STOP_TRIES` `STOP`s with a wrong token it refuses every `STOP`
 //! (guessing the token is not a way to stop it; its parent can still `kill` it).
 //!
-//! Exits 0 after a `STOP`, 2 when its endpoint cannot be received on.
+//! Exits 0 after a `STOP` (its last line: `names: stopped after <n> request(s), <k> name(s)
+//! still held, <w> wrong stop(s)`), 2 when its endpoint cannot be received on.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use exo_rt::abi::ipc::RIGHT_SEND;
@@ -232,7 +233,10 @@ fn run(arg: u64) -> i32 {
             for e in t.entries.iter_mut().filter_map(Option::take) {
                 let _ = exo_rt::handle_close(e.handle);
             }
-            println!("names: stopped after {requests} request(s), {held} name(s) still held");
+            println!(
+                "names: stopped after {requests} request(s), {held} name(s) still held, {} wrong stop(s)",
+                t.bad_stops
+            );
             return 0;
         }
         m = match exo_rt::ipc_reply_recv(ns, &answer, 0) {

@@ -421,9 +421,13 @@ pub fn ipc_call(handle: u32, msg: &IpcMsg, timeout_ns: u64) -> Result<IpcMsg, Er
 }
 
 /// `ipc_reply_recv(handle, reply)`: answers the call being served, waits for the next one.
-/// `EBADF`, `EPERM`, `EINVAL`, `EMSGSIZE`, `ERANGE` or `EAGAIN`: nothing was sent (the call
-/// can still be answered with [`ipc_reply`]); any other error is the receive's, the reply
-/// went (see `exo_abi::nr::IPC_REPLY_RECV`).
+/// `EBADF`, `EPERM`, `EINVAL`, `EMSGSIZE` or `ERANGE`: nothing was sent (the call can still
+/// be answered with [`ipc_reply`]). `ETIMEDOUT` is the receive's: the reply went. `EPIPE` is
+/// the receive's too (the reply went), except for a zero-copy `reply` answering a call whose
+/// endpoint was destroyed meanwhile, refused before it was sent: after an `EPIPE` to a
+/// zero-copy reply, [`ipc_reply`] with a plain message answers the call if it still waits
+/// (`Ok`), and says `ESRCH` when nothing is left to answer (the reply had gone, or no
+/// caller waited). No other error is returned (see `exo_abi::nr::IPC_REPLY_RECV`).
 #[inline(always)]
 pub fn ipc_reply_recv(handle: u32, reply: &IpcMsg, timeout_ns: u64) -> Result<IpcMsg, Errno> {
     ipc_op(nr::IPC_REPLY_RECV, handle, reply, 0, timeout_ns)

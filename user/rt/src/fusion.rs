@@ -87,6 +87,9 @@ pub struct Channel {
     sh: &'static Shared,
     handle: u32,
     hz: u64,
+    /// TSC ticks per nanosecond, 32.32 fixed point rounded up ([`ticks_per_ns_q32`]): a
+    /// timeout becomes ticks by one multiplication.
+    scale: u64,
     /// The side this value's thread named itself as with `set_tid_address` (its peer's
     /// word): 0 none yet, 1 the client, 2 the server.
     watching: AtomicU8,
@@ -130,6 +133,19 @@ impl Futex for UserFutex {
     fn wake(&self, word: &AtomicU32) {
         let _ = crate::futex_wake_shared(word, 1);
     }
+}
+
+/// TSC ticks per nanosecond at `hz`, 32.32 fixed point, rounded up (saturating).
+fn ticks_per_ns_q32(hz: u64) -> u64 {
+    let q = (u128::from(hz) << 32).div_ceil(1_000_000_000);
+    u64::try_from(q).unwrap_or(u64::MAX)
+}
+
+/// `ns` nanoseconds in TSC ticks at `scale` ([`ticks_per_ns_q32`]): never fewer than
+/// `ns * hz / 10^9` rounded down (a timeout does not end early), at most one tick more for
+/// every 4.29 s (2^32 ns); saturating.
+fn ns_to_ticks(ns: u64, scale: u64) -> u64 {
+    u64::try_from((u128::from(ns) * u128::from(scale)) >> 32).unwrap_or(u64::MAX)
 }
 
 fn words_of(m: &IpcMsg) -> Words<W> {
@@ -181,6 +197,7 @@ impl Channel {
             sh,
             handle: h,
             hz: tsc_hz(),
+            scale: ticks_per_ns_q32(tsc_hz()),
             watching: AtomicU8::new(0),
         })
     }
@@ -216,6 +233,7 @@ impl Channel {
             sh,
             handle,
             hz: tsc_hz(),
+            scale: ticks_per_ns_q32(tsc_hz()),
             watching: AtomicU8::new(0),
         })
     }
@@ -271,12 +289,14 @@ impl Channel {
         self.handle
     }
 
+    /// The TSC deadline `timeout_ns` from now (0: none, `u64::MAX`). No division: until
+    /// 2026-12-06 each call divided a 128-bit product by 10^9 (`__udivti3`, inside every
+    /// timed round trip of ubench's fusion rows; found by review).
     fn deadline(&self, timeout_ns: u64) -> u64 {
         if timeout_ns == 0 {
             return u64::MAX;
         }
-        let ticks = u128::from(timeout_ns) * u128::from(self.hz) / 1_000_000_000;
-        rdtsc().saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
+        rdtsc().saturating_add(ns_to_ticks(timeout_ns, self.scale))
     }
 
     /// Sends `m` (label, length, words; no badge, zero-copy or handle) and waits for the
@@ -354,5 +374,62 @@ struct Describe<'a>(&'a Shared);
 impl core::fmt::Display for Describe<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{:?}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ns_to_ticks, ticks_per_ns_q32};
+
+    /// The division the conversion replaces: `ns * hz / 10^9`, rounded down.
+    fn exact(ns: u64, hz: u64) -> u128 {
+        u128::from(ns) * u128::from(hz) / 1_000_000_000
+    }
+
+    #[test]
+    fn timeouts_convert_without_ending_early() {
+        let rates = [
+            1,
+            999_999_999,
+            1_000_000_000,
+            2_499_900_000,
+            2_900_000_123,
+            3_000_000_000,
+            5_000_000_001,
+            u64::from(u32::MAX),
+        ];
+        let timeouts = [
+            1,
+            999,
+            1_000_000,
+            30_000_000_000,
+            60_000_000_000,
+            1 << 40,
+            u64::from(u32::MAX) * 1_000,
+        ];
+        for hz in rates {
+            let scale = ticks_per_ns_q32(hz);
+            for ns in timeouts {
+                let got = u128::from(ns_to_ticks(ns, scale));
+                let want = exact(ns, hz);
+                // At most one tick more per 2^32 ns, plus the rounding of both.
+                let slack = u128::from(ns >> 32) + 1;
+                assert!(
+                    got >= want && got <= want + slack,
+                    "hz {hz}, {ns} ns: {got} ticks, exact {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn huge_values_saturate() {
+        assert_eq!(ticks_per_ns_q32(u64::MAX), u64::MAX);
+        assert_eq!(ns_to_ticks(u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(
+            ns_to_ticks(u64::MAX, ticks_per_ns_q32(3_000_000_000)),
+            u64::MAX
+        );
+        assert_eq!(ns_to_ticks(0, ticks_per_ns_q32(3_000_000_000)), 0);
     }
 }

@@ -15,6 +15,18 @@ pub const LINE_MAX: usize = 512;
 /// Collects formatted output for file descriptor `fd` in an `N`-byte buffer; writes it
 /// out when full and on [`flush`](Self::flush). Dropping it without `flush` loses what is
 /// buffered.
+///
+/// `N` must be at least 1 (checked at compile time: with no room, [`push`](Self::push)
+/// would loop for ever):
+///
+/// ```
+/// let w = exo_rt::io::FdWriter::<1>::new(1);
+/// assert!(w.buffered().is_empty());
+/// ```
+///
+/// ```compile_fail
+/// let _ = exo_rt::io::FdWriter::<0>::new(1);
+/// ```
 #[derive(Debug)]
 pub struct FdWriter<const N: usize> {
     fd: usize,
@@ -26,6 +38,9 @@ pub struct FdWriter<const N: usize> {
 impl<const N: usize> FdWriter<N> {
     /// An empty buffer for `fd`.
     pub const fn new(fd: usize) -> Self {
+        // Until 2026-12-06 `FdWriter::<0>` built, and its first `push` never returned
+        // (found by review).
+        const { assert!(N > 0, "FdWriter needs a buffer of at least one byte") };
         Self {
             fd,
             len: 0,

@@ -20,8 +20,8 @@
 //!
 //! # Entry: what the runtime expects from the kernel
 //!
-//! At `_start` (the ELF entry): `rdi` = the `arg` of `spawn`, `rsp` 16-byte aligned (System V
-//! process entry), no return address. `_start` clears `rbp` (the end of the frame-pointer
+//! At `_start` (the ELF entry): `rdi` = the `arg` of `spawn` (process 1: `exo.init_arg`, 0
+//! unless set), `rsp` 16-byte aligned (System V process entry), no return address. `_start` clears `rbp` (the end of the frame-pointer
 //! chain), re-aligns `rsp` defensively and calls the program; nothing else is read (no
 //! `argc`/`argv`/auxiliary vector, no TLS: programs must not use `#[thread_local]`).
 //! `docs/syscalls.md` has the whole contract.

@@ -5,14 +5,16 @@
 //! # The protocol
 //!
 //! Every request is an `ipc_call` on the name server's endpoint; the reply's label is one
-//! of the reply codes below ([`OK`] .. [`BADREQ`]).
+//! of the reply codes below ([`OK`] .. [`NOTOWNER`]). Until 2026-12-06 this table had no
+//! `SELF`, no cookie and no `NOTOWNER` (found by review).
 //!
 //! | request | label | words | `len` | reply |
 //! |---------|-------|-------|-------|-------|
-//! | register | [`REGISTER`] | 0..6 the name, 7 the handle to store (`INFO_HANDLE`) | name's bytes | [`OK`], [`EXISTS`] (a live registration has the name: one whose endpoint went deaf, its server ended, is let go), [`FULL`], [`BADNAME`], [`NOHANDLE`] (no handle came, or `INFO_HANDLE_LOST`), [`NORIGHT`] (the handle is not send-only) |
+//! | register | [`REGISTER`] | 0..6 the name, 7 the handle to store (`INFO_HANDLE`) | name's bytes | [`OK`] with the registration's cookie in word 0 (`len` 8; [`unregister`] must present it), [`EXISTS`] (a live registration has the name: one whose endpoint went deaf, its server ended, is let go), [`FULL`], [`BADNAME`], [`NOHANDLE`] (no handle came, or `INFO_HANDLE_LOST`), [`NORIGHT`] (the handle is not send-only) |
 //! | lookup | [`LOOKUP`] | 0..6 the name | name's bytes | [`OK`] passing a handle to the stored endpoint with `RIGHT_SEND` only (word 7 the caller's new handle, word 6 its rights), or [`NOTFOUND`] (also for a name whose server ended: let go), [`BADNAME`] |
-//! | unregister | [`UNREGISTER`] | 0..6 the name | name's bytes | [`OK`] (the server closed its handle), [`NOTFOUND`], [`BADNAME`] |
-//! | stop | [`STOP`] | 0 the token the server was started with | 8 | [`OK`], then the server exits 0; [`BADTOKEN`] |
+//! | unregister | [`UNREGISTER`] | 0..6 the name, [`COOKIE_WORD`] (6) the cookie its `REGISTER` got | name's bytes | [`OK`] (the server closed its handle), [`NOTOWNER`] (another cookie: the name stays), [`NOTFOUND`], [`BADNAME`] |
+//! | self | [`SELF`] | none | 0 | [`OK`] passing a send-only handle to the server's own endpoint (what [`start`] keeps) |
+//! | stop | [`STOP`] | 0 the token the server was started with | 8 | [`OK`], then the server exits 0; [`BADTOKEN`] (also for the right token after [`STOP_TRIES`] wrong ones) |
 //!
 //! Any other label, or a message that does not fit its row (e.g. a handle sent with a
 //! lookup, which the server closes), is answered [`BADREQ`] or the row's error: never a
@@ -410,7 +412,7 @@ mod tests {
     fn codes_map_to_errors() {
         assert_eq!(NsError::from_code(OK), None);
         let codes = [
-            EXISTS, FULL, BADNAME, NOHANDLE, NOTFOUND, BADTOKEN, NORIGHT, BADREQ,
+            EXISTS, FULL, BADNAME, NOHANDLE, NOTFOUND, BADTOKEN, NORIGHT, BADREQ, NOTOWNER,
         ];
         for (i, &c) in codes.iter().enumerate() {
             let e = NsError::from_code(c).unwrap();
@@ -420,7 +422,7 @@ mod tests {
             }
         }
         assert_eq!(NsError::from_code(99), Some(NsError::Protocol(99)));
-        let labels = [REGISTER, LOOKUP, UNREGISTER, STOP];
+        let labels = [REGISTER, LOOKUP, UNREGISTER, SELF, STOP];
         assert!(labels.iter().all(|l| !codes.contains(l) && *l != OK));
     }
 

@@ -4,8 +4,9 @@
 //! (`target_os = "none"`); on the host, [`entry!`](crate::entry) makes a stub `main`.
 
 /// Declares the program's main function, `fn(arg: u64) -> i32`: `_start` calls it with the
-/// `arg` of `spawn` (0 for process 1) and ends the process with `exit_group` of its
-/// result. Use it once, in a `#![cfg_attr(target_os = "none", no_std, no_main)]` binary:
+/// `arg` of `spawn` (for process 1, the kernel command line's `exo.init_arg`: 0 unless
+/// set) and ends the process with `exit_group` of its result. Use it once, in a
+/// `#![cfg_attr(target_os = "none", no_std, no_main)]` binary:
 ///
 /// ```text
 /// exo_rt::entry!(run);

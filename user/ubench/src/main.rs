@@ -22,9 +22,11 @@
 //! | `ipc.batch.16x64` | 16 messages of 64 bytes written into the shared region and sent by one `ipc_call` (one descriptor); the server reads all 16 (their 128 words summed) and answers with the count and the sum, which the client checks: the whole batch |
 //!
 //! With `arg = 0x50 << 56 | n` it is the profile role of `scripts/iprof.sh`: the
-//! `ipc.rtt.64` set-up (server process, endpoint), `n` checked round trips, the end; nothing
-//! printed, exit 0 if every echo matched. Runs with `n = 0` and `n = 1000` differ by exactly
-//! 1000 round trips.
+//! `ipc.rtt.64` set-up (server process, endpoint), one timed round trip (the probe), `n`
+//! checked round trips, the end (a `QUIT` with a timeout); nothing printed, exit 0 if every
+//! echo matched. Runs with `n = 0` and `n = 1000` differ by exactly 1000 round trips. A
+//! server that does not answer fails it (exit 1) within 60 s; `arg` bit 32 starts the server
+//! on a CPU that does not exist (it exits at once) and bounds the probe by 1 s, to check that.
 //!
 //! With `arg = 0x59 << 56 | cpu << 32 | count` (cpu < 2^24, count < 2^32), it is instead that copy: it pins itself
 //! to `cpu`, yields `count` times and exits 0. With `arg = 0x1c << 56 | cpu << 32 | handle`
@@ -89,7 +91,7 @@ fn run(arg: u64) -> i32 {
         return ipc_server(arg & 0xffff_ffff);
     }
     if arg >> 56 == PROFILE {
-        return profile(arg & 0xffff_ffff);
+        return profile(arg);
     }
     if arg >> 56 == FUSION_SERVER {
         return fusion_server((arg >> 32) as usize & 0xff_ffff, arg as u32);
@@ -233,8 +235,13 @@ const PROBE_TIMEOUT_NS: u64 = 60_000_000_000;
 /// ubench, then init, until CI's timeout; found by review). A server that dies in the
 /// middle of a row still hangs it.
 fn probe(h: u32) -> Result<(), Errno> {
+    probe_within(h, PROBE_TIMEOUT_NS)
+}
+
+/// [`probe`] with a bound of `timeout_ns`.
+fn probe_within(h: u32, timeout_ns: u64) -> Result<(), Errno> {
     let q = IpcMsg::new(FAST, [7, 1, 2, 3, 4, 5, 6, !7]);
-    match exo_rt::ipc_op(nr::IPC_CALL, h, &q, 0, PROBE_TIMEOUT_NS) {
+    match exo_rt::ipc_op(nr::IPC_CALL, h, &q, 0, timeout_ns) {
         Ok(r) if same_words(&r.words, &q.words) => Ok(()),
         Ok(_) => Err(Errno::EIO),
         Err(e) => Err(e),
@@ -258,33 +265,58 @@ fn ipc_rtt(h: u32, label: u32, extra: u64, seq: u64, err: &mut Option<Errno>) {
     }
 }
 
-/// The profile role: `n` round trips of `ipc.rtt.64` with the server process of
-/// [`ipc_rows`], set up and ended the same way whatever `n`.
-fn profile(n: u64) -> i32 {
+/// `arg` bit of the profile role: the server is started on a CPU that does not exist, so
+/// it exits (2) without serving, and the probe waits [`DEAD_SERVER_PROBE_NS`]: the role
+/// must fail then (CI's check that it has a deadline).
+const PROFILE_DEAD_SERVER: u64 = 1 << 32;
+/// The probe's bound with [`PROFILE_DEAD_SERVER`] (1 s: the check stays short).
+const DEAD_SERVER_PROBE_NS: u64 = 1_000_000_000;
+
+/// The profile role (`arg = PROFILE << 56 | n`, [`PROFILE_DEAD_SERVER`] for its check): `n`
+/// round trips of `ipc.rtt.64` with the server process of [`ipc_rows`], set up and ended
+/// the same way whatever `n`. As the rows do, a [`probe`] comes first and the `QUIT` has
+/// [`PROBE_TIMEOUT_NS`]: a server that never serves fails the role (exit 1) instead of
+/// hanging it, and `scripts/iprof.sh` with it (until 2026-12-06 its calls had no timeout;
+/// found by review); a server still running then is killed.
+fn profile(arg: u64) -> i32 {
+    let n = arg & 0xffff_ffff;
     let cpu = exo_rt::getcpu().unwrap_or(0);
-    let run = || -> Result<(), Errno> {
+    let (server_cpu, probe_ns) = if arg & PROFILE_DEAD_SERVER != 0 {
+        (0xff_ffff, DEAD_SERVER_PROBE_NS)
+    } else {
+        (cpu as u64 & 0xff_ffff, PROBE_TIMEOUT_NS)
+    };
+    let mut end = None;
+    let mut run = || -> Result<(), Errno> {
         exo_rt::pin_to_cpu(cpu)?;
         let h = exo_rt::endpoint_create(RIGHT_SEND | RIGHT_RECV, 7)?;
         let pid = exo_rt::spawn(
             "/ubench",
-            IPC_SERVER << 56 | (cpu as u64 & 0xff_ffff) << 32 | u64::from(h),
+            IPC_SERVER << 56 | server_cpu << 32 | u64::from(h),
         )?;
-        let mut err = None;
-        for seq in 1..=n {
-            ipc_rtt(h, FAST, 0, seq, &mut err);
+        let calls = probe_within(h, probe_ns).and_then(|()| {
+            let mut err = None;
+            for seq in 1..=n {
+                ipc_rtt(h, FAST, 0, seq, &mut err);
+            }
+            let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), PROBE_TIMEOUT_NS);
+            err.map_or(quit.map(|_| ()), Err)
+        });
+        if calls.is_err() {
+            let _ = exo_rt::kill(pid, exo_rt::SIGKILL);
         }
-        let quit = exo_rt::ipc_call(h, &IpcMsg::new(QUIT, [0; 8]), 0);
-        let end = exo_rt::wait(pid);
-        match (err, quit, end) {
-            (None, Ok(_), Ok(ExitStatus::Exited(0))) => Ok(()),
-            (Some(e), ..) | (_, Err(e), _) | (.., Err(e)) => Err(e),
+        let status = exo_rt::wait(pid);
+        end = Some(status);
+        match (calls, status) {
+            (Ok(()), Ok(ExitStatus::Exited(0))) => Ok(()),
+            (Err(e), _) | (_, Err(e)) => Err(e),
             _ => Err(Errno::EIO),
         }
     };
     match run() {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("ubench: profile role: {e}");
+            eprintln!("ubench: profile role: {e} (server: {end:?})");
             1
         }
     }
