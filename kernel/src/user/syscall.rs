@@ -438,12 +438,37 @@ fn queue(
     let n1 = want.min(a.len());
     let mut copied = usercopy::copy_from_user_prefix(&mut a[..n1], buf + done as u64).unwrap_or(0);
     let mut faulted = copied < n1;
+    let mut tried = n1;
     if !faulted && n1 < want && !b.is_empty() {
         let n2 = (want - n1).min(b.len());
+        tried += n2;
         let c2 =
             usercopy::copy_from_user_prefix(&mut b[..n2], buf + (done + n1) as u64).unwrap_or(0);
         copied += c2;
         faulted = c2 < n2;
+    }
+    if faulted {
+        // The copy goes 8 bytes a step from where it began (the buffer, or the ring's wrap),
+        // and the step that faulted left up to 7 readable bytes: taken one by one, so every
+        // whole block before the fault is kept, as documented. Until 2026-12-06 a block that
+        // ended less than 8 bytes before the fault was lost when the ring wrapped before it
+        // at an offset not a multiple of 8 (`write` said `EFAULT` for 257 readable bytes;
+        // found by the fuzzer's new partial-write check;
+        // `user.console_write_keeps_whole_blocks_before_a_fault`).
+        for _ in 0..7 {
+            if copied >= tried {
+                break;
+            }
+            let dst = if copied < n1 {
+                &mut a[copied..=copied]
+            } else {
+                &mut b[copied - n1..=copied - n1]
+            };
+            if usercopy::copy_from_user_prefix(dst, buf + (done + copied) as u64) != Ok(1) {
+                break;
+            }
+            copied += 1;
+        }
     }
     let keep = if faulted {
         ((done + copied) / WRITE_FAULT_GRANULE * WRITE_FAULT_GRANULE).saturating_sub(done)

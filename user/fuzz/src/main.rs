@@ -463,12 +463,11 @@ const WRITE_BLOCK: u64 = 256;
 /// the hole: it must return between `least` and `most` (`EFAULT` only when `least` is 0).
 /// The exact rule (the kernel's `queue` in `kernel/src/user/syscall.rs`): the whole
 /// [`WRITE_BLOCK`]s of `buf` that it copied before the fault, or, when the console ring
-/// filled part-way, the bytes it had queued until then if more. It copies 8 bytes per step
-/// from where each copy starts (`buf`, or where the ring wrapped or filled), and the bytes
-/// of the 8-byte step the fault lies in are not copied: with fewer than 8 readable bytes
-/// past the last whole block that block may be lost too, so `least` is then one block
-/// less (and `EFAULT` possible with one block). Not checked in the deadly phase, where
-/// other threads may unmap the newlines.
+/// filled part-way, the bytes it had queued until then if more. (Until 2026-12-06 the
+/// kernel lost the last whole block when fewer than 8 readable bytes followed it and the
+/// ring wrapped at an odd offset before it; this check found it, and accepted one block
+/// less until the kernel was fixed.) Not checked in the deadly phase, where other threads
+/// may unmap the newlines.
 #[derive(Debug, Clone, Copy)]
 struct PartialWrite {
     least: u64,
@@ -749,9 +748,8 @@ impl Ctx {
                         a[2] = readable + 1 + self.rng.below(PAGE);
                         // (Not for a number with bit 32 set: it is not `write`.)
                         if !self.deadly && *n == nr::WRITE as u64 {
-                            let whole = if past >= 8 { blocks } else { blocks - 1 };
                             self.partial = Some(PartialWrite {
-                                least: whole * WRITE_BLOCK,
+                                least: blocks * WRITE_BLOCK,
                                 most: readable,
                             });
                         }
