@@ -8,20 +8,24 @@
 //!
 //! **Parking.** The waiter stores its mark (`Sched::mark`, the same at every park of the
 //! thread) in its `parked` word, then blocks through [`Sched::block_until`], whose check
-//! ([`still_parked`]) runs after the thread is marked blocked: its mark is still there,
-//! its ring is empty and the channel is open. The producer publishes its slot, then
-//! ([`kick_load`], after a full fence) reads the `parked` word and, if it holds a mark,
-//! takes it by CAS and wakes that thread ([`kick_finish`]). A full fence on each side
-//! between its store and its load makes one of the two see the other.
+//! (`still_parked`, the one check of both waits: for a message, and for room in a full
+//! ring) runs after the thread is marked blocked: its mark is still there, its ring is
+//! still empty (still full) and the channel is open. The producer publishes its slot (the
+//! consumer frees one), then ([`kick_load`], after a full fence) reads the `parked` word
+//! and, if it holds a mark, takes it by CAS and wakes that thread ([`kick_finish`]). A full
+//! fence on each side between its store and its load makes one of the two see the other.
 //!
 //! The mark is part of the waiter's check because a producer that read the mark of an
 //! earlier park and was delayed before its CAS can clear the mark of a newer park (ABA):
 //! its wake-up, finding the thread not yet blocked, does nothing, and without the check
 //! that park would block with no mark left for the next producer to find (both sides
-//! asleep until their deadlines). The unit test `late_kick_clears_a_newer_park` forces
-//! that interleaving step by step; the loom model finds a lost wake-up on its own when the
-//! check is removed (`loom_tests::fusion_without_the_mark_check_deadlocks`, run by CI as
-//! a check that must fail).
+//! asleep until their deadlines). The client's two waits share its one parked word, so the
+//! late kick of a wait for a reply can meet a wait for room too. The unit tests
+//! `late_kick_clears_a_newer_park` and `late_kick_clears_a_newer_park_for_room` force
+//! those interleavings step by step; the loom models find the lost wake-ups on their own
+//! when the check is removed (`loom_tests::fusion_without_the_mark_check_deadlocks` and
+//! `fusion_wait_for_room_without_the_mark_check_deadlocks`, run by CI as checks that must
+//! fail).
 //!
 //! [`FutexSched`] is the scheduler of sides that share only memory (user processes: a
 //! futex word per side in the shared region); it is model-checked with the rings too.
@@ -71,8 +75,8 @@ pub trait Sched {
     }
 
     /// Fault injection for the model checker only: `false` drops the mark from the
-    /// waiter's check (the lost wake-up of the module header, which the loom model must
-    /// find). A constant: the kernel's path has no trace of it.
+    /// waiter's check, in both waits (the lost wake-ups of the module header, which the
+    /// loom models must find). A constant: the kernel's path has no trace of it.
     #[doc(hidden)]
     const MARK_CHECK: bool = true;
 }
@@ -196,24 +200,23 @@ impl<const N: usize, const W: usize> Ring<N, W> {
     }
 }
 
-/// Whether a side that stored its `mark` in `parked` (and is marked blocked) must block:
-/// its mark is still there (see the module header: a late producer's CAS may have taken
-/// it), no message waits, the channel is open.
-pub fn still_parked<const N: usize, const W: usize>(
-    ring: &Ring<N, W>,
+/// The waiter's check, the only one (both waits, [`Side::wait_pop`] and `push_until`, block
+/// through it): whether a side that stored its `mark` in `parked` (and is marked blocked)
+/// must block. Its mark is still there (see the module header: a late producer's CAS may
+/// have taken it), `waiting()` still holds (its ring is empty, or full for a push) and the
+/// channel is open. [`Sched::MARK_CHECK`] `false` drops the mark (the model's fault
+/// injection). Until 2026-12-06 each wait had its own copy and the fault injection reached
+/// only the empty-ring one: removing the mark from the wait for room passed every test
+/// (found by review).
+fn still_parked<S: Sched>(
     parked: &AtomicU64,
     mark: u64,
     closed: &AtomicBool,
+    waiting: impl FnOnce() -> bool,
 ) -> bool {
-    parked.load(Ordering::SeqCst) == mark && still_parked_unmarked(ring, closed)
-}
-
-/// The rest of [`still_parked`]: no message waits, the channel is open.
-fn still_parked_unmarked<const N: usize, const W: usize>(
-    ring: &Ring<N, W>,
-    closed: &AtomicBool,
-) -> bool {
-    !ring.ready() && !closed.load(Ordering::Acquire)
+    (!S::MARK_CHECK || parked.load(Ordering::SeqCst) == mark)
+        && waiting()
+        && !closed.load(Ordering::Acquire)
 }
 
 /// The first half of a producer's kick: the mark of a parked consumer (0: none), read after
@@ -317,8 +320,7 @@ impl<const N: usize, const W: usize> Side<'_, N, W> {
             self.parked.store(mark, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             s.block_until(deadline, || {
-                (!S::MARK_CHECK || self.parked.load(Ordering::SeqCst) == mark)
-                    && still_parked_unmarked(self.ring, self.closed)
+                still_parked::<S>(self.parked, mark, self.closed, || !self.ring.ready())
             });
             self.parked.store(0, Ordering::SeqCst);
             if let Some(m) = self.ring.pop() {
@@ -468,7 +470,7 @@ fn ended(s: &impl Sched, closed: &AtomicBool) -> Result<(), Error> {
 }
 
 /// A producer's push into `ring` ([`Ring::push_tagged`] with `tag`): the message's
-/// position. While the ring is full it polls [`Sched::SPINS`] times, then parks the way a
+/// position. While the ring is full it looks [`Sched::SPINS`] times, then parks the way a
 /// consumer does (its mark in `parked`, its own parked word, checked again after it is
 /// marked blocked: mark there, ring still full, channel open) until the consumer's kick
 /// after a pop, `deadline` (`TimedOut`) or the end (`Closed`, `PeerGone`). `make_room` runs
@@ -489,13 +491,16 @@ fn push_until<S: Sched, const N: usize, const W: usize>(
     if let Some(pos) = ring.push_tagged(m, tag) {
         return Ok(pos);
     }
-    for _ in 0..S::SPINS {
+    // `relax` between two looks, not after the last (as in `wait_pop`): a model checker's
+    // yield right before the park handed the peer a free turn there, and the late kick of
+    // the module header could never meet this park.
+    for _ in 1..S::SPINS {
+        s.relax();
         make_room();
         if let Some(pos) = ring.push_tagged(m, tag) {
             return Ok(pos);
         }
         ended(s, closed)?;
-        s.relax();
     }
     let mark = s.mark().ok_or(Error::NotAThread)?;
     loop {
@@ -510,7 +515,7 @@ fn push_until<S: Sched, const N: usize, const W: usize>(
         parked.store(mark, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         s.block_until(deadline, || {
-            parked.load(Ordering::SeqCst) == mark && ring.full() && !closed.load(Ordering::Acquire)
+            still_parked::<S>(parked, mark, closed, || ring.full())
         });
         parked.store(0, Ordering::SeqCst);
     }
