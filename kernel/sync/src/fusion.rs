@@ -109,6 +109,11 @@ struct Slot<const W: usize> {
 
 /// A bounded SPSC ring of `N` slots with per-slot sequence numbers (slot `i` is free for
 /// position `p` when its sequence is `p`, full when it is `p + 1`).
+///
+/// Positions and sequences wrap at 2^64 (`N` is a power of two, so a position keeps its
+/// slot across the wrap): they live in memory that a user-mode peer writes, and one that
+/// stores `u64::MAX` there must not make this side panic. Until 2026-12-06 they were added
+/// unchecked, a panic with overflow checks on (found by review).
 #[derive(Debug)]
 pub struct Ring<const N: usize, const W: usize> {
     slots: [Slot<W>; N],
@@ -131,6 +136,9 @@ impl<const N: usize, const W: usize> Ring<N, W> {
         // same sequence: the second push would overwrite the first (found by a loom model
         // of 2026-12-04 that tried one-slot rings).
         const { assert!(N >= 2, "a ring needs two slots or more") };
+        // Positions wrap at 2^64: slot `p % N` is the same on both sides of the wrap only
+        // when `N` divides 2^64.
+        const { assert!(N.is_power_of_two(), "a ring's slots are a power of two") };
         Ring {
             slots: core::array::from_fn(|i| Slot {
                 seq: AtomicU64::new(i as u64),
@@ -159,8 +167,8 @@ impl<const N: usize, const W: usize> Ring<N, W> {
         for (d, w) in s.words.iter().zip(m) {
             d.store(*w, Ordering::Relaxed);
         }
-        s.seq.store(h + 1, Ordering::Release);
-        self.head.store(h + 1, Ordering::Relaxed);
+        s.seq.store(h.wrapping_add(1), Ordering::Release);
+        self.head.store(h.wrapping_add(1), Ordering::Relaxed);
         Some(h)
     }
 
@@ -173,7 +181,7 @@ impl<const N: usize, const W: usize> Ring<N, W> {
     /// Whether a message waits (consumer only).
     pub fn ready(&self) -> bool {
         let t = self.tail.load(Ordering::Relaxed);
-        self.slots[t as usize % N].seq.load(Ordering::Acquire) == t + 1
+        self.slots[t as usize % N].seq.load(Ordering::Acquire) == t.wrapping_add(1)
     }
 
     /// Takes the next message, if one waits, with its tag (consumer only): its position,
@@ -181,13 +189,13 @@ impl<const N: usize, const W: usize> Ring<N, W> {
     pub fn pop(&self) -> Option<(u64, Words<W>)> {
         let t = self.tail.load(Ordering::Relaxed);
         let s = &self.slots[t as usize % N];
-        if s.seq.load(Ordering::Acquire) != t + 1 {
+        if s.seq.load(Ordering::Acquire) != t.wrapping_add(1) {
             return None;
         }
         let tag = s.tag.load(Ordering::Relaxed);
         let words = core::array::from_fn(|k| s.words[k].load(Ordering::Relaxed));
-        s.seq.store(t + N as u64, Ordering::Release);
-        self.tail.store(t + 1, Ordering::Relaxed);
+        s.seq.store(t.wrapping_add(N as u64), Ordering::Release);
+        self.tail.store(t.wrapping_add(1), Ordering::Relaxed);
         Some((tag, words))
     }
 

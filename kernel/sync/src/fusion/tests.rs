@@ -227,6 +227,56 @@ impl Sched for Script<'_> {
     }
 }
 
+/// The positions live in memory a user-mode peer writes: a peer that stores `u64::MAX` in
+/// the head, the tail and the sequences must not make this side panic (overflow checks are
+/// on in these tests). From positions a peer set consistently (the ring as if `u64::MAX`
+/// messages had gone through) the ring stays a FIFO across the wrap of the positions to 0
+/// (`N` divides 2^64, so a position keeps its slot); from garbage (every sequence
+/// `u64::MAX`) it answers without panicking. Until 2026-12-06 a `+ 1` there panicked (found
+/// by review).
+#[test]
+fn positions_at_u64_max_wrap_without_panic() {
+    let r: Ring<4, 1> = Ring::new();
+    r.head.store(u64::MAX, Ordering::Relaxed);
+    r.tail.store(u64::MAX, Ordering::Relaxed);
+    r.slots[3].seq.store(u64::MAX, Ordering::Relaxed);
+    assert!(!r.ready() && !r.full());
+    assert_eq!(r.pop(), None);
+    assert_eq!(r.push(&[1]), Some(u64::MAX));
+    assert!(r.ready());
+    for k in 0..3 {
+        assert_eq!(
+            r.push(&[k + 2]),
+            Some(k),
+            "the positions after u64::MAX are 0, 1, 2"
+        );
+    }
+    assert!(r.full());
+    assert_eq!(r.push(&[9]), None, "four slots: full");
+    assert_eq!(r.pop(), Some((u64::MAX, [1])));
+    for k in 0..3 {
+        assert_eq!(r.pop(), Some((k, [k + 2])), "pop {k}");
+    }
+    assert_eq!(r.pop(), None);
+    assert_eq!(r.positions(), (3, 3));
+    assert_eq!(r.push(&[5]), Some(3), "u64::MAX's slot is free for 3");
+    assert_eq!(r.pop(), Some((3, [5])));
+
+    let g: Ring<4, 1> = Ring::new();
+    g.head.store(u64::MAX, Ordering::Relaxed);
+    g.tail.store(u64::MAX, Ordering::Relaxed);
+    for s in &g.slots {
+        s.seq.store(u64::MAX, Ordering::Relaxed);
+    }
+    assert!(!g.ready());
+    assert_eq!(g.push(&[1]), Some(u64::MAX));
+    assert!(g.ready());
+    assert_eq!(g.pop(), Some((u64::MAX, [1])));
+    assert_eq!(g.push(&[2]), None, "slot 0's sequence is garbage: not free");
+    assert!(g.full() && !g.ready());
+    assert_eq!(g.pop(), None);
+}
+
 /// The ABA of the parked word, step by step on one thread through `Side::wait_pop` (the
 /// interleaving that stalled the kernel's `ipc.fusion_rings_across_cpus` about once in 15
 /// runs at -smp 4): a producer publishes and reads the mark of a park, is delayed; the
