@@ -375,6 +375,36 @@ fn late_kick_clears_a_newer_park_for_room() {
     assert_eq!(s.parks.get(), 3);
 }
 
+/// The poll window is halved after a wait that ended parked, not after one that timed out
+/// while it polled (the deadline inside the window: the peer may have been running
+/// alongside all along). Clock: one unit per look. Until 2026-12-06 such a wait counted a
+/// miss too (found by review).
+#[test]
+fn a_wait_that_times_out_polling_counts_no_miss() {
+    let ring: Ring<4, 1> = Ring::new();
+    let (parked, misses, closed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicBool::new(false));
+    let side = Side {
+        ring: &ring,
+        parked: &parked,
+        misses: &misses,
+        closed: &closed,
+    };
+    let no_peer = |_: &Script<'_>, _: u32| {};
+    let s = Script::new(1, 100, &no_peer);
+    assert_eq!(side.wait_pop(&s, 10), Err(Error::TimedOut));
+    assert_eq!(s.parks.get(), 0, "parked before the end of its window");
+    assert_eq!(
+        misses.load(Ordering::Relaxed),
+        0,
+        "a wait that never parked counted a miss"
+    );
+    // A wait whose window ends before its deadline parks, and counts its miss.
+    let s = Script::new(1, 100, &no_peer);
+    assert_eq!(side.wait_pop(&s, 1000), Err(Error::TimedOut));
+    assert_eq!((s.parks.get(), s.slept.get()), (1, 1));
+    assert_eq!(misses.load(Ordering::Relaxed), 1);
+}
+
 const CALLS: u64 = 3000;
 const PARK_EVERY: u64 = 100;
 
