@@ -148,18 +148,28 @@ step "loom: exo-sched mailboxes (MPSC, doorbell, request results)" env RUSTFLAGS
     cargo test -p exo-sched --release --lib mailbox
 step "loom: exo-sync locks (TAS, ticket, MCS) and fusion parking" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
     cargo test -p exo-sync --release
-# The fusion model's fault injection must fail: with the mark check off, loom must report
-# the lost wake-up (it aborts the process on a deadlock, so the test runs alone).
+# The fusion models' fault injection must fail: with the mark check off, loom must report
+# the lost wake-up in each model made to find it (the wait for a reply; the wait for room,
+# since 2026-12-06: the check there had no test, found by review). loom aborts the process
+# on a deadlock, so each test runs alone.
 fusion_mark_check_off() {
-    local log="$out/loom-fusion-mark-check-off.log"
-    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" cargo test -p exo-sync --release --lib \
-        -- --ignored --exact fusion::loom_tests::fusion_without_the_mark_check_deadlocks >"$log" 2>&1
-    local rc=$?
-    # loom's own report (`deadlock; threads = ...`), not the test's name, which cargo prints
-    # on any failure (until 2026-12-05 any panic of the model passed this step).
-    [ "$rc" != 0 ] && grep -q 'deadlock; threads = ' "$log"
+    local t log rc bad=0
+    for t in fusion_without_the_mark_check_deadlocks fusion_wait_for_room_without_the_mark_check_deadlocks; do
+        log="$out/loom-$t.log"
+        RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" cargo test -p exo-sync --release --lib \
+            -- --ignored --exact "fusion::loom_tests::$t" >"$log" 2>&1
+        rc=$?
+        # loom's own report (`deadlock; threads = ...`), not the test's name, which cargo prints
+        # on any failure (until 2026-12-05 any panic of the model passed this step).
+        if [ "$rc" != 0 ] && grep -q 'deadlock; threads = ' "$log"; then
+            echo "$t: deadlock found, as it must be"
+        else
+            echo "$t: no deadlock report (exit $rc), see $log"; bad=1
+        fi
+    done
+    return "$bad"
 }
-step "loom: the fusion model finds the lost wake-up when the mark check is off (must deadlock)" fusion_mark_check_off
+step "loom: the fusion models find the lost wake-ups when the mark check is off (wait for a reply, wait for room: must deadlock)" fusion_mark_check_off
 
 echo "== build"
 step "kernel build (release)" cargo build -p exo --target x86_64-unknown-none --release

@@ -8,20 +8,24 @@
 //!
 //! **Parking.** The waiter stores its mark (`Sched::mark`, the same at every park of the
 //! thread) in its `parked` word, then blocks through [`Sched::block_until`], whose check
-//! ([`still_parked`]) runs after the thread is marked blocked: its mark is still there,
-//! its ring is empty and the channel is open. The producer publishes its slot, then
-//! ([`kick_load`], after a full fence) reads the `parked` word and, if it holds a mark,
-//! takes it by CAS and wakes that thread ([`kick_finish`]). A full fence on each side
-//! between its store and its load makes one of the two see the other.
+//! (`still_parked`, the one check of both waits: for a message, and for room in a full
+//! ring) runs after the thread is marked blocked: its mark is still there, its ring is
+//! still empty (still full) and the channel is open. The producer publishes its slot (the
+//! consumer frees one), then ([`kick_load`], after a full fence) reads the `parked` word
+//! and, if it holds a mark, takes it by CAS and wakes that thread ([`kick_finish`]). A full
+//! fence on each side between its store and its load makes one of the two see the other.
 //!
 //! The mark is part of the waiter's check because a producer that read the mark of an
 //! earlier park and was delayed before its CAS can clear the mark of a newer park (ABA):
 //! its wake-up, finding the thread not yet blocked, does nothing, and without the check
 //! that park would block with no mark left for the next producer to find (both sides
-//! asleep until their deadlines). The unit test `late_kick_clears_a_newer_park` forces
-//! that interleaving step by step; the loom model finds a lost wake-up on its own when the
-//! check is removed (`loom_tests::fusion_without_the_mark_check_deadlocks`, run by CI as
-//! a check that must fail).
+//! asleep until their deadlines). The client's two waits share its one parked word, so the
+//! late kick of a wait for a reply can meet a wait for room too. The unit tests
+//! `late_kick_clears_a_newer_park` and `late_kick_clears_a_newer_park_for_room` force
+//! those interleavings step by step; the loom models find the lost wake-ups on their own
+//! when the check is removed (`loom_tests::fusion_without_the_mark_check_deadlocks` and
+//! `fusion_wait_for_room_without_the_mark_check_deadlocks`, run by CI as checks that must
+//! fail).
 //!
 //! [`FutexSched`] is the scheduler of sides that share only memory (user processes: a
 //! futex word per side in the shared region); it is model-checked with the rings too.
@@ -71,8 +75,8 @@ pub trait Sched {
     }
 
     /// Fault injection for the model checker only: `false` drops the mark from the
-    /// waiter's check (the lost wake-up of the module header, which the loom model must
-    /// find). A constant: the kernel's path has no trace of it.
+    /// waiter's check, in both waits (the lost wake-ups of the module header, which the
+    /// loom models must find). A constant: the kernel's path has no trace of it.
     #[doc(hidden)]
     const MARK_CHECK: bool = true;
 }
@@ -105,6 +109,11 @@ struct Slot<const W: usize> {
 
 /// A bounded SPSC ring of `N` slots with per-slot sequence numbers (slot `i` is free for
 /// position `p` when its sequence is `p`, full when it is `p + 1`).
+///
+/// Positions and sequences wrap at 2^64 (`N` is a power of two, so a position keeps its
+/// slot across the wrap): they live in memory that a user-mode peer writes, and one that
+/// stores `u64::MAX` there must not make this side panic. Until 2026-12-06 they were added
+/// unchecked, a panic with overflow checks on (found by review).
 #[derive(Debug)]
 pub struct Ring<const N: usize, const W: usize> {
     slots: [Slot<W>; N],
@@ -127,6 +136,9 @@ impl<const N: usize, const W: usize> Ring<N, W> {
         // same sequence: the second push would overwrite the first (found by a loom model
         // of 2026-12-04 that tried one-slot rings).
         const { assert!(N >= 2, "a ring needs two slots or more") };
+        // Positions wrap at 2^64: slot `p % N` is the same on both sides of the wrap only
+        // when `N` divides 2^64.
+        const { assert!(N.is_power_of_two(), "a ring's slots are a power of two") };
         Ring {
             slots: core::array::from_fn(|i| Slot {
                 seq: AtomicU64::new(i as u64),
@@ -155,8 +167,8 @@ impl<const N: usize, const W: usize> Ring<N, W> {
         for (d, w) in s.words.iter().zip(m) {
             d.store(*w, Ordering::Relaxed);
         }
-        s.seq.store(h + 1, Ordering::Release);
-        self.head.store(h + 1, Ordering::Relaxed);
+        s.seq.store(h.wrapping_add(1), Ordering::Release);
+        self.head.store(h.wrapping_add(1), Ordering::Relaxed);
         Some(h)
     }
 
@@ -169,7 +181,7 @@ impl<const N: usize, const W: usize> Ring<N, W> {
     /// Whether a message waits (consumer only).
     pub fn ready(&self) -> bool {
         let t = self.tail.load(Ordering::Relaxed);
-        self.slots[t as usize % N].seq.load(Ordering::Acquire) == t + 1
+        self.slots[t as usize % N].seq.load(Ordering::Acquire) == t.wrapping_add(1)
     }
 
     /// Takes the next message, if one waits, with its tag (consumer only): its position,
@@ -177,13 +189,13 @@ impl<const N: usize, const W: usize> Ring<N, W> {
     pub fn pop(&self) -> Option<(u64, Words<W>)> {
         let t = self.tail.load(Ordering::Relaxed);
         let s = &self.slots[t as usize % N];
-        if s.seq.load(Ordering::Acquire) != t + 1 {
+        if s.seq.load(Ordering::Acquire) != t.wrapping_add(1) {
             return None;
         }
         let tag = s.tag.load(Ordering::Relaxed);
         let words = core::array::from_fn(|k| s.words[k].load(Ordering::Relaxed));
-        s.seq.store(t + N as u64, Ordering::Release);
-        self.tail.store(t + 1, Ordering::Relaxed);
+        s.seq.store(t.wrapping_add(N as u64), Ordering::Release);
+        self.tail.store(t.wrapping_add(1), Ordering::Relaxed);
         Some((tag, words))
     }
 
@@ -196,24 +208,23 @@ impl<const N: usize, const W: usize> Ring<N, W> {
     }
 }
 
-/// Whether a side that stored its `mark` in `parked` (and is marked blocked) must block:
-/// its mark is still there (see the module header: a late producer's CAS may have taken
-/// it), no message waits, the channel is open.
-pub fn still_parked<const N: usize, const W: usize>(
-    ring: &Ring<N, W>,
+/// The waiter's check, the only one (both waits, [`Side::wait_pop`] and `push_until`, block
+/// through it): whether a side that stored its `mark` in `parked` (and is marked blocked)
+/// must block. Its mark is still there (see the module header: a late producer's CAS may
+/// have taken it), `waiting()` still holds (its ring is empty, or full for a push) and the
+/// channel is open. [`Sched::MARK_CHECK`] `false` drops the mark (the model's fault
+/// injection). Until 2026-12-06 each wait had its own copy and the fault injection reached
+/// only the empty-ring one: removing the mark from the wait for room passed every test
+/// (found by review).
+fn still_parked<S: Sched>(
     parked: &AtomicU64,
     mark: u64,
     closed: &AtomicBool,
+    waiting: impl FnOnce() -> bool,
 ) -> bool {
-    parked.load(Ordering::SeqCst) == mark && still_parked_unmarked(ring, closed)
-}
-
-/// The rest of [`still_parked`]: no message waits, the channel is open.
-fn still_parked_unmarked<const N: usize, const W: usize>(
-    ring: &Ring<N, W>,
-    closed: &AtomicBool,
-) -> bool {
-    !ring.ready() && !closed.load(Ordering::Acquire)
+    (!S::MARK_CHECK || parked.load(Ordering::SeqCst) == mark)
+        && waiting()
+        && !closed.load(Ordering::Acquire)
 }
 
 /// The first half of a producer's kick: the mark of a parked consumer (0: none), read after
@@ -303,7 +314,14 @@ impl<const N: usize, const W: usize> Side<'_, N, W> {
             if let Some(last) = self.ended(s) {
                 return last;
             }
-            if s.now() >= end {
+            let now = s.now();
+            if now >= end {
+                // A wait that ends polling is no miss: the window shrinks only for waits
+                // that park. Until 2026-12-06 one that timed out here counted one too (and
+                // halved the next window; found by review).
+                if now >= deadline {
+                    return Err(Error::TimedOut);
+                }
                 break;
             }
             s.relax();
@@ -317,8 +335,7 @@ impl<const N: usize, const W: usize> Side<'_, N, W> {
             self.parked.store(mark, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             s.block_until(deadline, || {
-                (!S::MARK_CHECK || self.parked.load(Ordering::SeqCst) == mark)
-                    && still_parked_unmarked(self.ring, self.closed)
+                still_parked::<S>(self.parked, mark, self.closed, || !self.ring.ready())
             });
             self.parked.store(0, Ordering::SeqCst);
             if let Some(m) = self.ring.pop() {
@@ -468,7 +485,7 @@ fn ended(s: &impl Sched, closed: &AtomicBool) -> Result<(), Error> {
 }
 
 /// A producer's push into `ring` ([`Ring::push_tagged`] with `tag`): the message's
-/// position. While the ring is full it polls [`Sched::SPINS`] times, then parks the way a
+/// position. While the ring is full it looks [`Sched::SPINS`] times, then parks the way a
 /// consumer does (its mark in `parked`, its own parked word, checked again after it is
 /// marked blocked: mark there, ring still full, channel open) until the consumer's kick
 /// after a pop, `deadline` (`TimedOut`) or the end (`Closed`, `PeerGone`). `make_room` runs
@@ -489,13 +506,16 @@ fn push_until<S: Sched, const N: usize, const W: usize>(
     if let Some(pos) = ring.push_tagged(m, tag) {
         return Ok(pos);
     }
-    for _ in 0..S::SPINS {
+    // `relax` between two looks, not after the last (as in `wait_pop`): a model checker's
+    // yield right before the park handed the peer a free turn there, and the late kick of
+    // the module header could never meet this park.
+    for _ in 1..S::SPINS {
+        s.relax();
         make_room();
         if let Some(pos) = ring.push_tagged(m, tag) {
             return Ok(pos);
         }
         ended(s, closed)?;
-        s.relax();
     }
     let mark = s.mark().ok_or(Error::NotAThread)?;
     loop {
@@ -510,7 +530,7 @@ fn push_until<S: Sched, const N: usize, const W: usize>(
         parked.store(mark, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         s.block_until(deadline, || {
-            parked.load(Ordering::SeqCst) == mark && ring.full() && !closed.load(Ordering::Acquire)
+            still_parked::<S>(parked, mark, closed, || ring.full())
         });
         parked.store(0, Ordering::SeqCst);
     }

@@ -363,14 +363,18 @@ fn parking_mutex_deadline_spin_then_park() {
     parking_deadline_model(1, Some(2));
 }
 
-/// The byte ring: one producer makes three pushes (1, 2 and 2 numbered bytes, as much of
-/// each as fits) into a 2-byte ring while one consumer makes three drains; then the main
-/// thread drains the rest. Under every interleaving of the index loads and stores, what
-/// comes out is exactly what the pushes reported as taken, in order: a producer that
-/// reused space before the consumer freed it (or a consumer that read past the published
-/// head) would hand over a wrong or missing byte here. No thread spins, so the model is
-/// small. (The buffer is plain memory, so loom checks the index protocol and its outcome,
-/// not the orderings of the byte accesses themselves.)
+/// The byte ring: one producer makes three pushes into a 2-byte ring (1, 2 and 1 numbered
+/// bytes, as much of each as fits; the first and last through `push_with`, the fast path,
+/// the last one reloading `tail`, the middle one through `spare` and `commit`) while one
+/// consumer makes three drains; then the main thread drains the rest. Under every
+/// interleaving of the index loads and stores, what comes out is exactly what the pushes
+/// reported as taken, in order: a producer that reused space before the consumer freed it
+/// (or a consumer that read past the published head) would hand over a wrong or missing
+/// byte here. The bytes' shadow cells (`RingState::shadow`) make loom check the orderings
+/// too: each `Release`/`Acquire` of `ring.rs` on these paths made `Relaxed` alone is a
+/// causality violation here (checked by mutation, 2026-12-06; until then the buffer was
+/// plain memory to loom and all of them made `Relaxed` at once passed). No thread spins,
+/// so the model is small.
 #[test]
 fn byte_ring_one_producer_one_consumer() {
     use crate::ring::{RingState, split};
@@ -380,9 +384,20 @@ fn byte_ring_one_producer_one_consumer() {
         let (mut p, mut c) = split(state, buf).expect("power of two");
         let t = thread::spawn(move || {
             let mut next = 0u8;
-            for n in [1u8, 2, 2] {
+            for (k, n) in [1u8, 2, 1].into_iter().enumerate() {
                 let chunk: Vec<u8> = (next..next + n).collect();
-                next += p.push(&chunk) as u8;
+                next += if k == 1 {
+                    p.push(&chunk) as u8
+                } else {
+                    let fill = |d: &mut [u8]| {
+                        d.copy_from_slice(&chunk);
+                        Ok::<(), ()>(())
+                    };
+                    match p.push_with(chunk.len(), fill) {
+                        Some(Ok(())) => n,
+                        _ => 0,
+                    }
+                };
             }
             next
         });

@@ -30,11 +30,24 @@ use core::ptr::NonNull;
 #[derive(Debug)]
 struct Padded(AtomicUsize);
 
+/// The largest ring a loom model may split: its bytes have shadow cells in [`RingState`].
+#[cfg(all(loom, test))]
+const SHADOW: usize = 8;
+
 /// The shared indices of one ring. Create it with [`RingState::new`], then [`split`].
 #[derive(Debug)]
 pub struct RingState {
     head: Padded,
     tail: Padded,
+    /// Under loom only, one cell per byte of the buffer (the buffer is plain memory, which
+    /// loom does not see): the producer writes a byte's cell where it may write the byte
+    /// (the free space, after it loads `tail`; a `push_with`'s bytes), the consumer reads
+    /// it where it reads the byte (the queued bytes, after it loads `head`), so loom checks
+    /// that `head`'s and `tail`'s orderings order every byte access (a causality
+    /// violation otherwise). Until 2026-12-06 the loom model could not fail on them: every
+    /// `Release`/`Acquire` here made `Relaxed` still passed (found by review).
+    #[cfg(all(loom, test))]
+    shadow: [loom::cell::UnsafeCell<()>; SHADOW],
 }
 
 impl RingState {
@@ -44,8 +57,34 @@ impl RingState {
             RingState {
                 head: Padded(AtomicUsize::new(0)),
                 tail: Padded(AtomicUsize::new(0)),
+                #[cfg(all(loom, test))]
+                shadow: core::array::from_fn(|_| loom::cell::UnsafeCell::new(())),
             }
         }
+    }
+
+    /// Under loom, a write of the bytes at positions `[from, from + n)` of a ring of
+    /// `mask + 1` bytes, on their shadow cells; nothing otherwise.
+    #[inline(always)]
+    fn shadow_write(&self, from: usize, n: usize, mask: usize) {
+        #[cfg(all(loom, test))]
+        for i in 0..n {
+            self.shadow[from.wrapping_add(i) & mask].with_mut(|_| ());
+        }
+        #[cfg(not(all(loom, test)))]
+        let _ = (from, n, mask);
+    }
+
+    /// Under loom, a read of the bytes at positions `[from, from + n)` (as
+    /// [`RingState::shadow_write`]); nothing otherwise.
+    #[inline(always)]
+    fn shadow_read(&self, from: usize, n: usize, mask: usize) {
+        #[cfg(all(loom, test))]
+        for i in 0..n {
+            self.shadow[from.wrapping_add(i) & mask].with(|_| ());
+        }
+        #[cfg(not(all(loom, test)))]
+        let _ = (from, n, mask);
     }
 }
 
@@ -119,6 +158,11 @@ pub fn split<'a>(
     if !cap.is_power_of_two() {
         return None;
     }
+    #[cfg(all(loom, test))]
+    assert!(
+        cap <= SHADOW,
+        "a loom model's ring has {SHADOW} shadow cells"
+    );
     state.head.0.store(0, Ordering::Relaxed);
     state.tail.0.store(0, Ordering::Relaxed);
     let state: &'a RingState = state;
@@ -174,6 +218,7 @@ impl<'a> Producer<'a> {
         let start = self.head & self.mask;
         let first = free.min(cap - start);
         self.spare = free;
+        self.state.shadow_write(self.head, free, self.mask);
         let p = self.buf.as_ptr();
         // SAFETY: `[start, start + first)` and `[0, free - first)` lie in the buffer
         // (`first <= cap - start`, `free <= cap`) and are the free region `[head, tail +
@@ -221,6 +266,7 @@ impl<'a> Producer<'a> {
         if n > cap - start {
             return None;
         }
+        self.state.shadow_write(self.head, n, self.mask);
         // SAFETY: `[start, start + n)` lies in the buffer (`n <= cap - start`) and in the
         // free region `[head, tail + cap)` (`head + n <= limit <= tail + cap` for a `tail`
         // loaded with `Acquire`: the consumer is done with those bytes), which the consumer
@@ -282,6 +328,7 @@ impl<'a> Consumer<'a> {
         let head = self.state.head.0.load(Ordering::Acquire);
         let cap = self.mask + 1;
         let used = head.wrapping_sub(self.tail);
+        self.state.shadow_read(self.tail, used, self.mask);
         let start = self.tail & self.mask;
         let first = used.min(cap - start);
         let p = self.buf.as_ptr();

@@ -10,10 +10,12 @@
 //! skip interleavings depending on it, see `exo-sched`'s mailbox models).
 //!
 //! Preemption bounds keep the set near 25 s (two calls: 4; three calls: 3; the futex
-//! model: 4; a peer's end: 3; both rings full: 3, about 10 s more). `relax` is a loom yield, and the poll calls it only between
-//! two looks at the ring: a yield right before a park handed the peer a free turn there,
-//! and the ABA's interleaving (the peer's late kick between a side's re-check and its next
-//! park) was then never run.
+//! model: 4; a peer's end: 3; both rings full: 3, about 10 s more; a wait for room after a
+//! wait for a reply: 3, about 5 s more). `relax` is a loom yield, and both polls (for a
+//! message, for room) call it only between two looks at the ring: a yield right before a
+//! park handed the peer a free turn there, and the ABA's interleaving (the peer's late kick
+//! between a side's re-check and its next park) was then never run (the wait for room
+//! relaxed right before its park until 2026-12-06).
 //!
 //! [`FutexSched`] is checked on its own model of a futex (`ModelFutex`: the value checked
 //! under the lock that `wake` takes, as the kernel's futex table does). That model found
@@ -40,8 +42,9 @@
 //! every model deadlocks; `FutexSched` calling the futex only when it took BLOCKED, or
 //! sleeping on BLOCKED without the ASLEEP step, deadlocks the futex model. The fault
 //! injection that drops the mark from the waiter's check ([`Sched::MARK_CHECK`] `false`)
-//! deadlocks; loom then aborts the process (its deadlock report panics while threads are
-//! parked), so that test is `#[ignore]`d and CI runs it on its own, expecting the deadlock.
+//! deadlocks, in the two-call model (the wait for a reply) and in the wait for room's; loom
+//! then aborts the process (its deadlock report panics while threads are parked), so those
+//! tests are `#[ignore]`d and CI runs each on its own, expecting the deadlock.
 //! The waiter's fence after its parked store is not needed here (`block_until` fences
 //! after marking the thread blocked, the model's and the kernel's alike); it stays, so the
 //! protocol does not lean on that.
@@ -105,6 +108,13 @@ impl<const CHECK: bool> Sched for Model<CHECK> {
 
     fn relax(&self) {
         thread::yield_now();
+    }
+}
+
+impl Threads {
+    /// Whether the thread of `mark` is marked blocked (asleep, or about to check).
+    fn blocked(&self, mark: u64) -> bool {
+        *self.state[mark as usize - 1].0.lock().unwrap() == BLOCKED
     }
 }
 
@@ -260,6 +270,87 @@ fn fusion_full_rings_park_and_wake() {
             assert_eq!(rings.stale(), timed_out);
         });
     }
+}
+
+/// The client's one parked word serves both its waits: a late kick from its wait for a reply
+/// must not strand a later wait for room. The first call (no deadline) parks for its reply;
+/// the server's kick after that reply may read the mark and be delayed before its CAS
+/// while the client, finding the reply by its own re-check, goes on: two calls that time
+/// out fill the request ring (two slots) behind the server's back, and the last call parks
+/// for room with the same mark, which the late CAS then takes (its wake-up finding the
+/// client running). That park must not block: the server's next kick would find no mark.
+///
+/// The server answers the first request by hand (what `serve` does: pop, reply, kick),
+/// then waits, yielding, until the request ring is full and the client is marked blocked,
+/// then serves the rest. The yields are free turns for loom, so three preemptions reach
+/// the stranded park instead of the four that the server popping on its own needs (about
+/// a minute of model per spawn order). Caught: the mark left out of the wait for room's
+/// check alone (`push_until`; not caught before 2026-12-06) deadlocks here; with the
+/// relax right before that park (as it was until then) the late kick never met it.
+fn room_after_reply<const CHECK: bool>(client_first: bool, bound: usize) {
+    builder(bound).check(move || {
+        let t = threads();
+        let rings: Arc<Rings<2, 1>> = Arc::new(Rings::new());
+        let client = {
+            let (r, t) = (rings.clone(), t.clone());
+            move || {
+                let s = Model::<CHECK> { me: 1, t };
+                assert_eq!(r.call(&s, &[1], u64::MAX), Ok([101]));
+                let mut timed_out = 0;
+                for k in 2..=3 {
+                    let got = r.call(&s, &[k], 0);
+                    assert!(
+                        got == Ok([k + 100]) || got == Err(Error::TimedOut),
+                        "{got:?}"
+                    );
+                    timed_out += u64::from(got.is_err());
+                }
+                assert_eq!(r.call(&s, &[0], u64::MAX), Ok([0]));
+                timed_out
+            }
+        };
+        let server = {
+            let (r, t) = (rings.clone(), t.clone());
+            move || {
+                let s = Model::<CHECK> {
+                    me: 2,
+                    t: t.clone(),
+                };
+                let (at, m) = loop {
+                    match r.req.pop() {
+                        Some(got) => break got,
+                        None => thread::yield_now(),
+                    }
+                };
+                r.rep.push_tagged(&[m[0] + 100], Some(at)).expect("room");
+                r.kick(&s, &r.client_parked);
+                while !(r.req.positions() == (3, 1) && t.blocked(1)) {
+                    thread::yield_now();
+                }
+                serve_echo(&r, &s);
+            }
+        };
+        let (timed_out, ()) = spawn_pair(client_first, client, server);
+        assert_eq!(rings.stale(), timed_out);
+    });
+}
+
+/// [`room_after_reply`], both spawn orders.
+#[test]
+fn fusion_wait_for_room_after_a_wait_for_reply() {
+    for client_first in [true, false] {
+        room_after_reply::<true>(client_first, 3);
+    }
+}
+
+/// The fault injection on [`room_after_reply`]: without the mark in the waiter's check,
+/// loom finds the stranded wait for room (a deadlock; this model has no second wait for a
+/// reply, so the deadlock is that wait's). Must fail, as
+/// [`fusion_without_the_mark_check_deadlocks`]: CI runs it alone and expects "deadlock".
+#[test]
+#[ignore = "must fail: CI runs it alone and expects loom's deadlock report"]
+fn fusion_wait_for_room_without_the_mark_check_deadlocks() {
+    room_after_reply::<false>(true, 3);
 }
 
 /// The memory the two processes of the futex model share: the rings, both futex words, and
