@@ -421,6 +421,13 @@ expect_log "icount detected without exo.mode (x2APIC timer read skipped, bench r
 log="$out/tcg-detect.log"
 scripts/qemu.sh --machine microvm --cpu max --smp 2 --job boot --log "$log" >/dev/null 2>&1
 expect_log "tcg detected without exo.mode" "$log" 0 $? 'mode tcg \(detected' '^BOOT,done,'
+# An override may only claim less than what was detected (smp_bench::Mode::may_report_as):
+# exo.mode=kvm under TCG is refused and the suite says tcg (until 2026-12-06 it said kvm and
+# the report took TCG ticks for cycles).
+log="$out/mode-kvm-refused.log"
+scripts/qemu.sh --machine microvm --cpu max --smp 2 --job bench --append "exo.mode=kvm exo.bench=percpu" --log "$log" >/dev/null 2>&1
+expect_log "exo.mode=kvm under TCG refused: the suite says tcg, not kvm" "$log" 0 $? \
+    'exo.mode=kvm refused: this run is tcg' '^SUITE,smp,[0-9]+,[0-9]+,tcg,' '^END,smp,'
 for r in "pmtimer:ACPI PM timer:PmTimer" "hpet:HPET:Hpet" "pit:PIT:PitCalibrated"; do
     IFS=: read -r knob name src <<<"$r"
     log="$out/tsc-ref-$knob.log"
