@@ -133,6 +133,7 @@ step "rustfmt --check" cargo fmt --all --check
 step "clippy host (all targets, -D warnings)" cargo clippy --workspace --exclude exo --all-targets --all-features -- -D warnings
 step "clippy kernel target (-D warnings)" cargo clippy --workspace --exclude exo-native-bench --exclude exo-linux-peer --target x86_64-unknown-none -- -D warnings
 step "kernel subsystems call down only (scripts/check-layers.sh)" scripts/check-layers.sh
+step "README's icount figures are configs/icount-baseline.csv's (scripts/check-readme-icount.sh)" scripts/check-readme-icount.sh
 step "just floor-ipc's throw-away steps still apply to this fastpath (scripts/floor-ipc.sh --check)" \
     bash scripts/floor-ipc.sh --check
 step "kernel with fusion_rings off (the endpoint fallback) type-checks, no warnings" env RUSTFLAGS="-D warnings" \
