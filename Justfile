@@ -3,7 +3,9 @@
 # included (until 2026-12-04 `just bench-net` passed when QEMU failed, its grep had output).
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-kernel := "target/x86_64-unknown-none/release/exo"
+# Where cargo builds: $CARGO_TARGET_DIR when set, else target/ (scripts/lib.sh says the same).
+target := env("CARGO_TARGET_DIR", "target")
+kernel := target / "x86_64-unknown-none/release/exo"
 
 # List the recipes.
 default:
@@ -13,7 +15,7 @@ default:
 setup:
     bash ci/setup.sh
 
-# Build the bootable ELF at target/x86_64-unknown-none/release/exo.
+# Build the bootable ELF at target/x86_64-unknown-none/release/exo ($CARGO_TARGET_DIR/... when set).
 build:
     cargo build -p exo --target x86_64-unknown-none --release
 
@@ -43,7 +45,7 @@ floor-ipc: initrd
 iprof-ipc func="": build
     bash scripts/mkinitrd.sh >/dev/null
     mkdir -p out
-    IPROF_TITLE="ipc.rtt.64, microvm" scripts/iprof.sh --job init --per 1000 --user-elf target/x86_64-unknown-none/release/exo-ubench --base "exo.init=/ubench exo.init_arg=0x5000000000000000" --probe "exo.init=/ubench exo.init_arg=0x50000000000003e8" --svg out/iprof-ipc.svg --mark "300:target" --mark "441:seL4 fastpath, 0 words" {{ if func != "" { "--annotate '" + func + "'" } else { "" } }}
+    IPROF_TITLE="ipc.rtt.64, microvm" scripts/iprof.sh --job init --per 1000 --user-elf {{target}}/x86_64-unknown-none/release/exo-ubench --base "exo.init=/ubench exo.init_arg=0x5000000000000000" --probe "exo.init=/ubench exo.init_arg=0x50000000000003e8" --svg out/iprof-ipc.svg --mark "300:target" --mark "441:seL4 fastpath, 0 words" {{ if func != "" { "--annotate '" + func + "'" } else { "" } }}
 
 # Core-to-core matrix and lock contention (exo.job=contended), with SVG plots in out/.
 bench-contended n="4" mode="tcg" machine="microvm": build
@@ -91,6 +93,6 @@ check:
 madt file="/sys/firmware/acpi/tables/APIC":
     @cargo run -q -p exo-acpi --bin exo-madt -- {{file}}
 
-# Build the user programs (user/, and user/c/hello.c with gcc) into target/initrd.cpio.
+# Build the user programs (user/, and user/c/hello.c with gcc) into target/initrd.cpio ($CARGO_TARGET_DIR/initrd.cpio when set).
 initrd:
     scripts/mkinitrd.sh

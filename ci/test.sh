@@ -12,6 +12,9 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# Where cargo builds ($CARGO_TARGET_DIR or target/): the kernel and initrd booted below.
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 out=${EXO_TEST_OUT:-$root/target/test-logs}
 mkdir -p "$out"
 passed=0 failed=0
@@ -137,7 +140,7 @@ step "README's icount figures are configs/icount-baseline.csv's (scripts/check-r
 step "just floor-ipc's throw-away steps still apply to this fastpath (scripts/floor-ipc.sh --check)" \
     bash scripts/floor-ipc.sh --check
 step "kernel with fusion_rings off (the endpoint fallback) type-checks, no warnings" env RUSTFLAGS="-D warnings" \
-    CARGO_TARGET_DIR="$root/target/nofusion" cargo check -p exo --target x86_64-unknown-none --no-default-features
+    CARGO_TARGET_DIR="$exo_target/nofusion" cargo check -p exo --target x86_64-unknown-none --no-default-features
 
 echo "== host tests"
 host_tests
@@ -145,15 +148,15 @@ host_tests
 # from `switch` fails here (unoptimized, everything lives on the stack and it would pass).
 step "context switch host tests, optimized (values kept in registers across switch)" \
     cargo test -p exo-arch --release --test context
-step "loom: exo-sched mailboxes (MPSC, doorbell, request results)" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
+step "loom: exo-sched mailboxes (MPSC, doorbell, request results)" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$exo_target/loom" \
     cargo test -p exo-sched --release --lib mailbox
-step "loom: exo-sync locks (TAS, ticket, MCS) and fusion parking" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
+step "loom: exo-sync locks (TAS, ticket, MCS) and fusion parking" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$exo_target/loom" \
     cargo test -p exo-sync --release
 # The fusion model's fault injection must fail: with the mark check off, loom must report
 # the lost wake-up (it aborts the process on a deadlock, so the test runs alone).
 fusion_mark_check_off() {
     local log="$out/loom-fusion-mark-check-off.log"
-    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" cargo test -p exo-sync --release --lib \
+    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$exo_target/loom" cargo test -p exo-sync --release --lib \
         -- --ignored --exact fusion::loom_tests::fusion_without_the_mark_check_deadlocks >"$log" 2>&1
     local rc=$?
     # loom's own report (`deadlock; threads = ...`), not the test's name, which cargo prints
@@ -164,10 +167,10 @@ step "loom: the fusion model finds the lost wake-up when the mark check is off (
 
 echo "== build"
 step "kernel build (release)" cargo build -p exo --target x86_64-unknown-none --release
-[ -f target/x86_64-unknown-none/release/exo ] || { echo "no kernel: stopping"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
-step "initrd: user programs packed by scripts/mkinitrd.sh" env CARGO_TARGET_DIR="$root/target" bash scripts/mkinitrd.sh
+[ -f "$exo_kernel" ] || { echo "no kernel: stopping"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+step "initrd: user programs packed by scripts/mkinitrd.sh" bash scripts/mkinitrd.sh
 initrd=()
-[ -f target/initrd.cpio ] && initrd=(--initrd "$root/target/initrd.cpio")
+[ -f "$exo_initrd" ] && initrd=(--initrd "$exo_initrd")
 
 echo "== kernel tests in QEMU"
 if [ -n "${EXO_TEST_QUICK:-}" ]; then
@@ -445,7 +448,7 @@ expect_log "no HPET on microvm: calibration failure is reported, boot goes on" "
 # An initrd whose size is not a page multiple, passed as it is, runs into microvm's ACPI
 # tables (RAM's last page; 4095 bytes over: all of them): the kernel must name the cause.
 log="$out/acpi-under-initrd.log" odd="$out/odd-initrd.cpio"
-cp target/initrd.cpio "$odd" && truncate -s $(( $(stat -c %s "$odd") / 4096 * 4096 + 4095 )) "$odd"
+cp "$exo_initrd" "$odd" && truncate -s $(( $(stat -c %s "$odd") / 4096 * 4096 + 4095 )) "$odd"
 scripts/qemu.sh --machine microvm --cpu max --smp 4 --job boot --initrd "$odd" --raw-initrd --log "$log" >/dev/null 2>&1
 expect_log "an initrd loaded over the ACPI tables is named as the cause, boot goes on with one CPU" "$log" 0 $? \
     'ACPI: 0x[0-9a-f]+ lies inside boot module 0 \(the initrd' 'single-CPU operation' '^SMP,1,1,x2apic$'
@@ -590,7 +593,7 @@ scripts/qemu.sh --machine microvm --cpu max --smp 2 --job boot --append "exo.ove
 expect_log "stack overflow on an AP hits the guard page, #DF on its IST stack" "$log" 1 $? '^PANIC on CPU 1: unhandled exception: #DF double fault' '^PANIC,1$'
 echo "== debug kernel (poisoning and double-free checks on)"
 step "kernel build (debug)" cargo build -p exo --target x86_64-unknown-none
-dbg=target/x86_64-unknown-none/debug/exo
+dbg=$exo_target/x86_64-unknown-none/debug/exo
 KT_REQUIRE="sched.wake_window_not_preemptible" kernel_tests "debug kernel microvm -cpu max -smp 4" --kernel "$dbg" --machine microvm --cpu max --smp 4
 log="$out/fail-double-free.log"
 scripts/qemu.sh --kernel "$dbg" --machine microvm --cpu max --smp 2 --job boot --append "exo.double_free=1" --log "$log" --timeout 60 >/dev/null 2>&1

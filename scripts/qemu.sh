@@ -4,6 +4,8 @@
 #                   [--mem SIZE] [--job boot|test|bench|contended|init] [--append "extra args"]
 #                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE [--raw-initrd]]
 #                   [--net none|hub|hub-mixed|user|tap-mq] [--queues N]
+#   --kernel: default the release kernel in cargo's target folder ($CARGO_TARGET_DIR when set,
+#   else target/: scripts/lib.sh), where `just build` puts it.
 #   --net hub: two virtio-net NICs on one QEMU hub (what one sends, the other receives);
 #   --net user: one NIC on QEMU user networking, host 127.0.0.1:$EXO_HTTP_PORT (8080) ->
 #   guest TCP 80 and 127.0.0.1:$EXO_UDP_PORT (8007) -> guest UDP 7.
@@ -23,7 +25,9 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 machine=q35 mode=tcg cpu="" smp=4 mem=512M job=boot extra="" log="" tmo=${EXO_QEMU_TIMEOUT:-180} initrd=""
 net=none queues=""
-kernel="$root/target/x86_64-unknown-none/release/exo"
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
+kernel=$exo_kernel
 while [ $# -gt 0 ]; do
     case "$1" in
         --machine) machine=$2; shift 2 ;;

@@ -7,6 +7,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 n=${1:-4} machine=${2:-q35} mode=${EXO_MODE:-tcg}
 cpu=$([ "$mode" = kvm ] && echo host || echo max)
 mkdir -p out
@@ -17,7 +19,7 @@ run() { # job [log name] [extra qemu.sh arguments]
 }
 initrd=()
 if scripts/mkinitrd.sh >out/initrd.log 2>&1; then
-    initrd=(--initrd "${CARGO_TARGET_DIR:-target}/initrd.cpio")
+    initrd=(--initrd "$exo_initrd")
 else
     echo "initrd build failed (see out/initrd.log): user mode is skipped"
 fi

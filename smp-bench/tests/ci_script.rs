@@ -137,3 +137,52 @@ fn bench_ok_is_strict_about_the_log() {
     let (out, result) = ci(&t, body, "");
     assert_eq!(result, "0 1", "{}", both(&out));
 }
+
+/// No script reaches into ./target for a built kernel, initrd or program: every such path
+/// comes from scripts/lib.sh (`$CARGO_TARGET_DIR`, else target/), so what `just test` builds
+/// is what it boots. Until 2026-12-06 qemu.sh, run.sh, bench.sh, iprof.sh and ci/test.sh
+/// read ./target whatever CARGO_TARGET_DIR said, and tested an old kernel.
+#[test]
+fn scripts_find_built_files_through_lib_sh() {
+    let mut files = vec![repo().join("ci/test.sh"), repo().join("Justfile")];
+    for e in std::fs::read_dir(repo().join("scripts")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "sh") && !p.ends_with("lib.sh") {
+            files.push(p);
+        }
+    }
+    let mut found = Vec::new();
+    for f in &files {
+        let s = std::fs::read_to_string(f).unwrap();
+        for (i, line) in s.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with('#') {
+                continue;
+            }
+            // `target/...` as a word of its own (`$exo_target/...` is lib.sh's).
+            let bare = ["target/x86_64-unknown-none", "target/initrd"]
+                .iter()
+                .any(|bad| {
+                    code.match_indices(bad).any(|(at, _)| {
+                        !code[..at]
+                            .chars()
+                            .next_back()
+                            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+                });
+            if bare {
+                found.push(format!("{}:{}: {line}", f.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "paths into ./target:\n{}",
+        found.join("\n")
+    );
+    let ci = std::fs::read_to_string(repo().join("ci/test.sh")).unwrap();
+    assert!(
+        ci.contains(". scripts/lib.sh"),
+        "ci/test.sh sources scripts/lib.sh"
+    );
+}

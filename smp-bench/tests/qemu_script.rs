@@ -1,0 +1,78 @@
+//! `scripts/qemu.sh` with QEMU replaced by a stub (skipped when bash or awk is missing):
+//! which kernel it boots, where its log goes.
+
+mod common;
+
+use common::{Tmp, both, have, repo, text};
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// qemu-system-x86_64: writes its arguments one a line to $FAKE_QEMU_ARGS, prints a line
+/// and exits $FAKE_QEMU_RC (33: the kernel's success).
+const QEMU_STUB: &str = "#!/usr/bin/env bash\n\
+printf '%s\\n' \"$@\" > \"$FAKE_QEMU_ARGS\"\n\
+echo 'BOOT,done,1'\n\
+exit \"${FAKE_QEMU_RC:-33}\"\n";
+
+fn setup(tag: &str) -> Tmp {
+    let t = Tmp::new(tag);
+    t.script("bin/qemu-system-x86_64", QEMU_STUB);
+    t
+}
+
+/// Runs the repository's `scripts/qemu.sh <args>` with the stub QEMU first on the PATH and
+/// `CARGO_TARGET_DIR` set to `target_dir` (unset when `None`).
+fn qemu(t: &Tmp, args: &[&str], target_dir: Option<&Path>) -> Output {
+    let path = format!(
+        "{}:{}",
+        t.path("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.env_remove("CARGO_TARGET_DIR");
+    if let Some(d) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", d);
+    }
+    cmd.arg(repo().join("scripts/qemu.sh"))
+        .args(args)
+        .current_dir(&t.0)
+        .env("PATH", path)
+        .env("FAKE_QEMU_ARGS", t.path("qemu.args"))
+        .output()
+        .unwrap()
+}
+
+/// The argument after `flag` in the stub's record of QEMU's command line.
+fn qemu_arg(t: &Tmp, flag: &str) -> Option<String> {
+    let args = t.read("qemu.args");
+    let mut it = args.lines();
+    it.by_ref().find(|a| *a == flag)?;
+    it.next().map(str::to_string)
+}
+
+/// Without --kernel, the kernel booted is the one in `$CARGO_TARGET_DIR`, where cargo built
+/// it: until 2026-12-06 it was ./target's whatever CARGO_TARGET_DIR said (an old kernel).
+#[test]
+fn the_default_kernel_is_in_cargo_target_dir() {
+    if !have("bash") {
+        return;
+    }
+    let t = setup("qemu-target-dir");
+    let elsewhere = t.path("elsewhere");
+    let kernel = elsewhere.join("x86_64-unknown-none/release/exo");
+    // Not built there: refused, naming where it looked (never ./target's).
+    let out = qemu(&t, &["--job", "boot"], Some(&elsewhere));
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(
+        text(&out.stderr).contains(&format!("no kernel at {}", kernel.display())),
+        "{}",
+        both(&out)
+    );
+    t.write("elsewhere/x86_64-unknown-none/release/exo", "");
+    let out = qemu(&t, &["--job", "boot"], Some(&elsewhere));
+    assert!(out.status.success(), "{}", both(&out));
+    assert_eq!(
+        qemu_arg(&t, "-kernel").as_deref(),
+        Some(kernel.to_str().unwrap())
+    );
+}
