@@ -64,6 +64,7 @@ compare-linux mode="icount" n="2" machine="microvm":
 # driver's instructions per packet under icount), then as root the transmit rate per queue
 # count on a multi-queue tap (net.mq.tx.pps.<q>, tcg/kvm). mode: tcg | icount | kvm.
 bench-net mode="icount" n="4" machine="q35": build
+    mkdir -p out
     scripts/qemu.sh --machine {{machine}} --mode {{mode}} --smp {{n}} --job bench --net hub --append exo.bench=net --log out/bench-net.log | grep -E '^(BENCH,net|NETCHECK)'
     if [ "{{mode}}" != icount ] && [ "$(id -u)" = 0 ]; then EXO_TAP_STATS=out/bench-net-mq.taps scripts/qemu.sh --machine {{machine}} --mode {{mode}} --smp {{n}} --job contended --net tap-mq --append exo.bench=net --log out/bench-net-mq.log | grep -E '^(BENCH,net|NETMQ)'; cat out/bench-net-mq.taps; fi
 

@@ -48,6 +48,14 @@ while [ $# -gt 0 ]; do
         *) echo "qemu.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
+# The log is made (its folder too) before anything can fail: a run that stops early leaves
+# an empty log, never an older run's, and a log that cannot be written stops the run before
+# QEMU starts. Until 2026-12-06 tee failed to open a log in a missing folder, the log was
+# lost and the script still exited 0 with the kernel's verdict (found by review).
+if [ -n "$log" ]; then
+    { mkdir -p "$(dirname "$log")" && : > "$log"; } 2>/dev/null \
+        || { echo "qemu.sh: cannot write the log $log" >&2; exit 2; }
+fi
 args() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }
 [ -f "$root/configs/qemu/$machine.args" ] || { echo "qemu.sh: no machine profile '$machine'" >&2; exit 2; }
 [ -f "$root/configs/qemu/$mode.args" ] || { echo "qemu.sh: no mode profile '$mode'" >&2; exit 2; }
@@ -154,7 +162,13 @@ cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp 
 # The UART sends CRLF; logs and pipes get plain LF lines.
 if [ -n "$log" ]; then
     timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | stdbuf -oL tr -d '\r' | tee "$log"
-    rc=${PIPESTATUS[0]}
+    st=("${PIPESTATUS[@]}")
+    rc=${st[0]}
+    # tee failed writing the log (141 is not that: the caller's reader went away, a `| head`).
+    if [ "${st[2]}" != 0 ] && [ "${st[2]}" != 141 ]; then
+        echo "qemu.sh: writing the log $log failed (tee exit ${st[2]}); QEMU exited $rc" >&2
+        exit 2
+    fi
 else
     timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | stdbuf -oL tr -d '\r'
     rc=${PIPESTATUS[0]}

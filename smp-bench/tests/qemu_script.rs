@@ -76,3 +76,57 @@ fn the_default_kernel_is_in_cargo_target_dir() {
         Some(kernel.to_str().unwrap())
     );
 }
+
+/// `--log` into a folder that does not exist yet: made, and the log written. Until
+/// 2026-12-06 tee could not open it, the log was lost and qemu.sh exited 0.
+#[test]
+fn a_log_in_a_missing_folder_is_written() {
+    if !have("bash") {
+        return;
+    }
+    let t = setup("qemu-log-folder");
+    t.write("tgt/x86_64-unknown-none/release/exo", "");
+    let log = t.path("new/folder/boot.log");
+    let out = qemu(
+        &t,
+        &["--job", "boot", "--log", log.to_str().unwrap()],
+        Some(&t.path("tgt")),
+    );
+    assert!(out.status.success(), "{}", both(&out));
+    assert_eq!(t.read("new/folder/boot.log"), "BOOT,done,1\n");
+}
+
+/// A log that cannot be made stops the run before QEMU starts (exit 2), and a run that
+/// stops early (no kernel) leaves an empty log, not the previous run's.
+#[test]
+fn a_log_is_made_before_anything_else_or_the_run_stops() {
+    if !have("bash") {
+        return;
+    }
+    let t = setup("qemu-log-early");
+    t.write("tgt/x86_64-unknown-none/release/exo", "");
+    t.write("a-file", "");
+    let bad = t.path("a-file/boot.log");
+    let out = qemu(
+        &t,
+        &["--job", "boot", "--log", bad.to_str().unwrap()],
+        Some(&t.path("tgt")),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(
+        text(&out.stderr).contains("cannot write the log"),
+        "{}",
+        both(&out)
+    );
+    assert!(!t.path("qemu.args").exists(), "QEMU ran: {}", both(&out));
+
+    t.write("old.log", "BOOT,done,from an older run\n");
+    let old = t.path("old.log");
+    let out = qemu(
+        &t,
+        &["--job", "boot", "--log", old.to_str().unwrap()],
+        Some(&t.path("no-kernel-here")),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert_eq!(t.read("old.log"), "");
+}
