@@ -23,9 +23,10 @@ build:
 run n="4" machine="q35": build
     scripts/run.sh {{n}} {{machine}}
 
-# Boot N CPUs in QEMU (default job: CPU table and boot timings). mode: tcg | icount | kvm.
-qemu-smp n="4" machine="q35" mode="tcg" cpu="max": build
-    scripts/qemu.sh --machine {{machine}} --mode {{mode}} --cpu {{cpu}} --smp {{n}} --job boot
+# Boot N CPUs in QEMU (default job: CPU table and boot timings). mode: tcg | icount | kvm;
+# cpu: a QEMU model, default max (host under kvm).
+qemu-smp n="4" machine="q35" mode="tcg" cpu="": build
+    scripts/qemu.sh --machine {{machine}} --mode {{mode}} {{ if cpu != "" { "--cpu " + cpu } else { "" } }} --smp {{n}} --job boot
 
 # Single-CPU suite (exo.job=bench). mode: tcg | icount | kvm.
 bench mode="tcg" n="4" machine="microvm": build
@@ -76,9 +77,9 @@ serve n="2" machine="q35": build
 bench-serve cpus="1 2 4": build
     scripts/serve.sh bench "{{cpus}}"
 
-# Kernel tests at one configuration.
-ktest n="4" machine="q35" cpu="max" mode="tcg": build
-    scripts/qemu.sh --machine {{machine}} --mode {{mode}} --cpu {{cpu}} --smp {{n}} --job test
+# Kernel tests at one configuration. cpu: a QEMU model, default max (host under kvm).
+ktest n="4" machine="q35" cpu="" mode="tcg": build
+    scripts/qemu.sh --machine {{machine}} --mode {{mode}} {{ if cpu != "" { "--cpu " + cpu } else { "" } }} --smp {{n}} --job test
 
 # Every test: lint, host tests, kernel tests across the QEMU matrix. Ends with `N passed, N failed`.
 test:

@@ -130,3 +130,93 @@ fn a_log_is_made_before_anything_else_or_the_run_stops() {
     assert_eq!(out.status.code(), Some(2), "{}", both(&out));
     assert_eq!(t.read("old.log"), "");
 }
+
+/// `cpu_model` of qemu.sh, taken out of the script with sed: the -cpu value for a mode and
+/// a --cpu ("" when not given).
+fn cpu_model(mode: &str, cpu: &str) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(
+            "source <(sed -n '/^cpu_model() {/,/^}/p' \"$Q\") && declare -F cpu_model >/dev/null \
+             && cpu_model \"$1\" \"$2\"",
+        )
+        .arg("bash")
+        .arg(mode)
+        .arg(cpu)
+        .env("Q", repo().join("scripts/qemu.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "no cpu_model in qemu.sh: {}",
+        both(&out)
+    );
+    text(&out.stdout).trim().to_string()
+}
+
+/// --cpu is the model under kvm too, with +invtsc added; host when not given. Until
+/// 2026-12-06 kvm's profile hard-coded -cpu host,+invtsc and --cpu was silently ignored.
+#[test]
+fn cpu_is_honoured_under_kvm() {
+    if !have("bash") {
+        return;
+    }
+    assert_eq!(cpu_model("kvm", ""), "host,+invtsc");
+    assert_eq!(cpu_model("kvm", "EPYC"), "EPYC,+invtsc");
+    assert_eq!(cpu_model("tcg", ""), "max");
+    assert_eq!(cpu_model("icount", "qemu64"), "qemu64");
+    // One -cpu only: the kvm profile names none (a second -cpu would win or clash).
+    let kvm = std::fs::read_to_string(repo().join("configs/qemu/kvm.args")).unwrap();
+    assert!(
+        kvm.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .all(|l| !l.contains("-cpu")),
+        "{kvm}"
+    );
+}
+
+/// The same through the whole script where this host lets it run --mode kvm (a writable
+/// /dev/kvm; EXO_KVM_FORCE for nested software KVM): QEMU gets -cpu <model>,+invtsc once.
+#[test]
+fn cpu_reaches_qemu_under_kvm() {
+    if !have("bash") {
+        return;
+    }
+    let writable = Command::new("test")
+        .args(["-w", "/dev/kvm"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !writable {
+        eprintln!("skipped: no writable /dev/kvm (cpu_is_honoured_under_kvm covers the rule)");
+        return;
+    }
+    let t = setup("qemu-kvm-cpu");
+    t.write("tgt/x86_64-unknown-none/release/exo", "");
+    let path = format!(
+        "{}:{}",
+        t.path("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (cpu, want) in [(None, "host,+invtsc"), (Some("EPYC"), "EPYC,+invtsc")] {
+        let mut args = vec!["--mode", "kvm", "--job", "boot"];
+        if let Some(c) = cpu {
+            args.extend(["--cpu", c]);
+        }
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/qemu.sh"))
+            .args(&args)
+            .current_dir(&t.0)
+            .env("PATH", &path)
+            .env("CARGO_TARGET_DIR", t.path("tgt"))
+            .env("EXO_KVM_FORCE", "1")
+            .env("FAKE_QEMU_ARGS", t.path("qemu.args"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", both(&out));
+        assert_eq!(qemu_arg(&t, "-cpu").as_deref(), Some(want));
+        assert_eq!(
+            t.read("qemu.args").lines().filter(|l| *l == "-cpu").count(),
+            1
+        );
+    }
+}
