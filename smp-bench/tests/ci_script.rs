@@ -186,3 +186,50 @@ fn scripts_find_built_files_through_lib_sh() {
         "ci/test.sh sources scripts/lib.sh"
     );
 }
+
+/// The --net tap-mq runs need root and /dev/net/tun: without either they are skipped (said,
+/// counted neither way), as the kvm guard is; until 2026-12-06 they failed there.
+#[test]
+fn tap_mq_runs_are_skipped_off_root_or_without_tun() {
+    if !have("bash") {
+        return;
+    }
+    let why = |uid: &str, tun: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(
+                "source <(sed -n '/^tap_unavailable() {/,/^}/p' \"$CI\") \
+                 && declare -F tap_unavailable >/dev/null && tap_unavailable \"$1\" \"$2\"",
+            )
+            .arg("bash")
+            .arg(uid)
+            .arg(tun)
+            .env("CI", repo().join("ci/test.sh"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", both(&out));
+        text(&out.stdout).trim().to_string()
+    };
+    // /dev/null stands for a character device that is there.
+    assert_eq!(why("0", "/dev/null"), "");
+    assert_eq!(why("1000", "/dev/null"), "not root");
+    assert_eq!(why("0", "/no/such/tun"), "no /no/such/tun");
+    assert_eq!(why("1000", "/no/such/tun"), "not root, no /no/such/tun");
+
+    // Every tap-mq run of ci/test.sh is inside `if [ -z "$tap_why" ]`, whose else skips.
+    let ci = std::fs::read_to_string(repo().join("ci/test.sh")).unwrap();
+    assert!(ci.contains("tap_why=$(tap_unavailable \"$(id -u)\" /dev/net/tun)"));
+    let (mut guarded, mut runs) = (false, 0);
+    for (i, line) in ci.lines().enumerate() {
+        if line == "if [ -z \"$tap_why\" ]; then" {
+            guarded = true;
+        } else if line == "else" || line == "fi" {
+            guarded = false;
+        }
+        if line.contains("--net tap-mq") && !line.trim_start().starts_with('#') {
+            runs += 1;
+            assert!(guarded, "ci/test.sh:{}: a tap-mq run not guarded", i + 1);
+        }
+    }
+    assert_eq!(runs, 3, "the tap-mq runs of ci/test.sh");
+}
