@@ -233,3 +233,16 @@ fn tap_mq_runs_are_skipped_off_root_or_without_tun() {
     }
     assert_eq!(runs, 3, "the tap-mq runs of ci/test.sh");
 }
+
+/// .ci/run puts cargo's bin on the PATH before ci/setup.sh, which calls rustup and cargo
+/// (until 2026-12-06 it did so after).
+#[test]
+fn ci_run_sets_the_path_before_setup() {
+    let run = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    let at = |s: &str| {
+        run.lines()
+            .position(|l| l.trim() == s)
+            .unwrap_or_else(|| panic!(".ci/run has no line {s:?}:\n{run}"))
+    };
+    assert!(at("export PATH=\"$HOME/.cargo/bin:$PATH\"") < at("bash ci/setup.sh"));
+}
