@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Boot the Exo-OS kernel in QEMU and return the kernel's verdict.
 #   scripts/qemu.sh [--machine q35|pc|microvm|microvm-noacpi|q35x] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
-#                   [--mem SIZE] [--job boot|test|bench|contended|init] [--append "extra args"]
+#                   [--mem SIZE] [--job boot|test|bench|contended|init|serve|linux] [--append "extra args"]
 #                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE [--raw-initrd]]
 #                   [--net none|hub|hub-mixed|user|tap-mq] [--queues N]
 #   --cpu: the QEMU CPU model; default max (tcg, icount) or host (kvm). Under kvm +invtsc is
 #   added to the model given (the kernel's clocks need an invariant TSC): --cpu EPYC boots
 #   -cpu EPYC,+invtsc.
+#   --job: exo.job= for the kernel (README, Interface contract); serve runs until QEMU stops
+#   (scripts/serve.sh); linux is for the Linux peer (scripts/compare-linux.sh boots Linux).
+#   --timeout: seconds before QEMU is ended (0: never); default $EXO_QEMU_TIMEOUT, else 180
+#   plus 1 per CPU past 64 (QEMU's own start-up grows with the CPU count: 1024 CPUs get 1140).
 #   --kernel: default the release kernel in cargo's target folder ($CARGO_TARGET_DIR when set,
 #   else target/: scripts/lib.sh), where `just build` puts it.
 #   --net hub: two virtio-net NICs on one QEMU hub (what one sends, the other receives);
@@ -26,7 +30,7 @@
 # (QEMU exit 35), 2 for anything else (triple fault exits 0, timeout, QEMU error).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-machine=q35 mode=tcg cpu="" smp=4 mem=512M job=boot extra="" log="" tmo=${EXO_QEMU_TIMEOUT:-180} initrd=""
+machine=q35 mode=tcg cpu="" smp=4 mem=512M job=boot extra="" log="" tmo="" initrd=""
 net=none queues=""
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
@@ -51,6 +55,15 @@ while [ $# -gt 0 ]; do
         *) echo "qemu.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
+# The default time limit for --smp $1: 180 s, plus 1 s per CPU past 64. Until 2026-12-06 it
+# was 180 s at any count, and `just qemu-smp 1024 q35x` (157 s in one CI run) could be ended
+# on a loaded host (found by review).
+default_timeout() { # smp
+    local n=$1
+    case $n in ''|*[!0-9]*) n=0 ;; esac
+    echo $(( 180 + (n > 64 ? n - 64 : 0) ))
+}
+tmo=${tmo:-${EXO_QEMU_TIMEOUT:-$(default_timeout "$smp")}}
 # The log is made (its folder too) before anything can fail: a run that stops early leaves
 # an empty log, never an older run's, and a log that cannot be written stops the run before
 # QEMU starts. Until 2026-12-06 tee failed to open a log in a missing folder, the log was

@@ -131,27 +131,9 @@ fn a_log_is_made_before_anything_else_or_the_run_stops() {
     assert_eq!(t.read("old.log"), "");
 }
 
-/// `cpu_model` of qemu.sh, taken out of the script with sed: the -cpu value for a mode and
-/// a --cpu ("" when not given).
+/// `cpu_model` of qemu.sh: the -cpu value for a mode and a --cpu ("" when not given).
 fn cpu_model(mode: &str, cpu: &str) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(
-            "source <(sed -n '/^cpu_model() {/,/^}/p' \"$Q\") && declare -F cpu_model >/dev/null \
-             && cpu_model \"$1\" \"$2\"",
-        )
-        .arg("bash")
-        .arg(mode)
-        .arg(cpu)
-        .env("Q", repo().join("scripts/qemu.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "no cpu_model in qemu.sh: {}",
-        both(&out)
-    );
-    text(&out.stdout).trim().to_string()
+    qemu_fn("cpu_model", &[mode, cpu])
 }
 
 /// --cpu is the model under kvm too, with +invtsc added; host when not given. Until
@@ -219,4 +201,52 @@ fn cpu_reaches_qemu_under_kvm() {
             1
         );
     }
+}
+
+/// A function of qemu.sh, taken out with sed, called with `args`; its output.
+fn qemu_fn(name: &str, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source <(sed -n '/^{name}() {{/,/^}}/p' \"$Q\") && declare -F {name} >/dev/null \
+             && {name} \"$@\""
+        ))
+        .arg("bash")
+        .args(args)
+        .env("Q", repo().join("scripts/qemu.sh"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "no {name} in qemu.sh: {}", both(&out));
+    text(&out.stdout).trim().to_string()
+}
+
+/// Large CPU counts get a longer default time limit (QEMU's own start-up grows with them):
+/// until 2026-12-06 `just qemu-smp 1024 q35x` had 180 s, where CI had seen 157.
+#[test]
+fn large_cpu_counts_get_a_longer_default_timeout() {
+    if !have("bash") {
+        return;
+    }
+    assert_eq!(qemu_fn("default_timeout", &["4"]), "180");
+    assert_eq!(qemu_fn("default_timeout", &["64"]), "180");
+    assert_eq!(qemu_fn("default_timeout", &["512"]), "628");
+    assert_eq!(qemu_fn("default_timeout", &["1024"]), "1140");
+    assert_eq!(qemu_fn("default_timeout", &["4,sockets=2"]), "180");
+}
+
+/// --help names every job the kernel and the scripts use (serve and linux were missing).
+#[test]
+fn help_names_every_job() {
+    if !have("bash") {
+        return;
+    }
+    let t = setup("qemu-help");
+    let out = qemu(&t, &["--help"], None);
+    assert!(out.status.success(), "{}", both(&out));
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("--job boot|test|bench|contended|init|serve|linux"),
+        "{help}"
+    );
+    assert!(help.contains("--timeout: "), "{help}");
 }
