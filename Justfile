@@ -3,7 +3,9 @@
 # included (until 2026-12-04 `just bench-net` passed when QEMU failed, its grep had output).
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-kernel := "target/x86_64-unknown-none/release/exo"
+# Where cargo builds: $CARGO_TARGET_DIR when set, else target/ (scripts/lib.sh says the same).
+target := env("CARGO_TARGET_DIR", "target")
+kernel := target / "x86_64-unknown-none/release/exo"
 
 # List the recipes.
 default:
@@ -13,7 +15,7 @@ default:
 setup:
     bash ci/setup.sh
 
-# Build the bootable ELF at target/x86_64-unknown-none/release/exo.
+# Build the bootable ELF at target/x86_64-unknown-none/release/exo ($CARGO_TARGET_DIR/... when set).
 build:
     cargo build -p exo --target x86_64-unknown-none --release
 
@@ -21,9 +23,10 @@ build:
 run n="4" machine="q35": build
     scripts/run.sh {{n}} {{machine}}
 
-# Boot N CPUs in QEMU (default job: CPU table and boot timings). mode: tcg | icount | kvm.
-qemu-smp n="4" machine="q35" mode="tcg" cpu="max": build
-    scripts/qemu.sh --machine {{machine}} --mode {{mode}} --cpu {{cpu}} --smp {{n}} --job boot
+# Boot N CPUs in QEMU (default job: CPU table and boot timings). mode: tcg | icount | kvm;
+# cpu: a QEMU model, default max (host under kvm).
+qemu-smp n="4" machine="q35" mode="tcg" cpu="": build
+    scripts/qemu.sh --machine {{machine}} --mode {{mode}} {{ if cpu != "" { "--cpu " + cpu } else { "" } }} --smp {{n}} --job boot
 
 # Single-CPU suite (exo.job=bench). mode: tcg | icount | kvm.
 bench mode="tcg" n="4" machine="microvm": build
@@ -43,7 +46,7 @@ floor-ipc: initrd
 iprof-ipc func="": build
     bash scripts/mkinitrd.sh >/dev/null
     mkdir -p out
-    IPROF_TITLE="ipc.rtt.64, microvm" scripts/iprof.sh --job init --per 1000 --user-elf target/x86_64-unknown-none/release/exo-ubench --base "exo.init=/ubench exo.init_arg=0x5000000000000000" --probe "exo.init=/ubench exo.init_arg=0x50000000000003e8" --svg out/iprof-ipc.svg --mark "300:target" --mark "441:seL4 fastpath, 0 words" {{ if func != "" { "--annotate '" + func + "'" } else { "" } }}
+    IPROF_TITLE="ipc.rtt.64, microvm" scripts/iprof.sh --job init --per 1000 --user-elf {{target}}/x86_64-unknown-none/release/exo-ubench --base "exo.init=/ubench exo.init_arg=0x5000000000000000" --probe "exo.init=/ubench exo.init_arg=0x50000000000003e8" --svg out/iprof-ipc.svg --mark "300:target" --mark "441:seL4 fastpath, 0 words" {{ if func != "" { "--annotate '" + func + "'" } else { "" } }}
 
 # Core-to-core matrix and lock contention (exo.job=contended), with SVG plots in out/.
 bench-contended n="4" mode="tcg" machine="microvm": build
@@ -62,6 +65,7 @@ compare-linux mode="icount" n="2" machine="microvm":
 # driver's instructions per packet under icount), then as root the transmit rate per queue
 # count on a multi-queue tap (net.mq.tx.pps.<q>, tcg/kvm). mode: tcg | icount | kvm.
 bench-net mode="icount" n="4" machine="q35": build
+    mkdir -p out
     scripts/qemu.sh --machine {{machine}} --mode {{mode}} --smp {{n}} --job bench --net hub --append exo.bench=net --log out/bench-net.log | grep -E '^(BENCH,net|NETCHECK)'
     if [ "{{mode}}" != icount ] && [ "$(id -u)" = 0 ]; then EXO_TAP_STATS=out/bench-net-mq.taps scripts/qemu.sh --machine {{machine}} --mode {{mode}} --smp {{n}} --job contended --net tap-mq --append exo.bench=net --log out/bench-net-mq.log | grep -E '^(BENCH,net|NETMQ)'; cat out/bench-net-mq.taps; fi
 
@@ -73,9 +77,9 @@ serve n="2" machine="q35": build
 bench-serve cpus="1 2 4": build
     scripts/serve.sh bench "{{cpus}}"
 
-# Kernel tests at one configuration.
-ktest n="4" machine="q35" cpu="max" mode="tcg": build
-    scripts/qemu.sh --machine {{machine}} --mode {{mode}} --cpu {{cpu}} --smp {{n}} --job test
+# Kernel tests at one configuration. cpu: a QEMU model, default max (host under kvm).
+ktest n="4" machine="q35" cpu="" mode="tcg": build
+    scripts/qemu.sh --machine {{machine}} --mode {{mode}} {{ if cpu != "" { "--cpu " + cpu } else { "" } }} --smp {{n}} --job test
 
 # Every test: lint, host tests, kernel tests across the QEMU matrix. Ends with `N passed, N failed`.
 test:
@@ -91,6 +95,6 @@ check:
 madt file="/sys/firmware/acpi/tables/APIC":
     @cargo run -q -p exo-acpi --bin exo-madt -- {{file}}
 
-# Build the user programs (user/, and user/c/hello.c with gcc) into target/initrd.cpio.
+# Build the user programs (user/, and user/c/hello.c with gcc) into target/initrd.cpio ($CARGO_TARGET_DIR/initrd.cpio when set).
 initrd:
     scripts/mkinitrd.sh

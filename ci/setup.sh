@@ -3,11 +3,17 @@
 # Installs: the pinned toolchain's x86_64-unknown-none target + clippy/rustfmt,
 # QEMU >= 8 (bookworm-backports; bookworm's own 7.2 has no x2APIC under TCG), `just`,
 # cpio, binutils and gcc; libc6-dev's static glibc (libc.a) for the Linux peer of
-# `just compare-linux`, and apt lists that know linux-image-amd64 (its kernel is fetched on use).
+# `just compare-linux`, and apt lists that know linux-image-amd64 (its kernel is fetched on use);
+# python3 (serve.sh's UDP echo check) and iproute2 (ip for the tap-mq runs, nstat for
+# serve.sh bench). QEMU comes from bookworm-backports on Debian only; elsewhere from the
+# distribution's own packages, or the script says what is missing and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '[setup] %s\n' "$*"; }
+# What it reads and where it adds an apt source (tests point these at scratch files).
+os_release=${EXO_SETUP_OS_RELEASE:-/etc/os-release}
+apt_etc=${EXO_SETUP_APT_ETC:-/etc/apt}
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
@@ -21,34 +27,47 @@ qemu_ok() {
 if qemu_ok; then
     say "QEMU present: $(qemu-system-x86_64 --version | head -1)"
 else
-    . /etc/os-release
-    codename=${VERSION_CODENAME:-bookworm}
-    if ! grep -rqs "${codename}-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        say "adding ${codename}-backports to apt sources"
-        echo "deb http://deb.debian.org/debian ${codename}-backports main" \
-            | $SUDO tee /etc/apt/sources.list.d/exo-backports.list >/dev/null
+    # shellcheck disable=SC1090
+    . "$os_release"
+    # Debian's backports source only on Debian: on another distribution it would be a broken
+    # apt source (until 2026-12-06 it was added whatever the distribution: found by review).
+    if [ "${ID:-}" = debian ]; then
+        codename=${VERSION_CODENAME:-bookworm}
+        if ! grep -rqs "${codename}-backports" "$apt_etc/sources.list" "$apt_etc/sources.list.d/"; then
+            say "adding ${codename}-backports to apt sources"
+            echo "deb http://deb.debian.org/debian ${codename}-backports main" \
+                | $SUDO tee "$apt_etc/sources.list.d/exo-backports.list" >/dev/null
+        fi
+        say "installing QEMU from ${codename}-backports"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t "${codename}-backports" \
+            qemu-system-x86 >/dev/null
+    elif command -v apt-get >/dev/null 2>&1; then
+        say "not Debian (${ID:-unknown}): installing QEMU from its own packages (no backports source added)"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-system-x86 >/dev/null || true
+    else
+        echo "setup: QEMU >= 8 (qemu-system-x86_64) is missing and this is not Debian (${ID:-unknown}), nor has it apt-get: install it with this system's package manager" >&2
+        exit 1
     fi
-    say "installing QEMU from ${codename}-backports"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t "${codename}-backports" \
-        qemu-system-x86 >/dev/null
-    qemu_ok || { echo "setup: QEMU >= 8 still missing after install" >&2; exit 1; }
+    qemu_ok || { echo "setup: QEMU >= 8 still missing after install ($(qemu-system-x86_64 --version 2>/dev/null | head -1 || echo 'no qemu-system-x86_64')): on ${ID:-this system} install QEMU 8 or later by hand" >&2; exit 1; }
     say "QEMU installed: $(qemu-system-x86_64 --version | head -1)"
 fi
 
 # cpio packs the initrd (and the initrd reader's tests run the real tool); readelf (binutils)
 # and gcc check the ELF loader against real static executables; curl and wrk talk to the
-# serve job (scripts/serve.sh).
+# serve job (scripts/serve.sh), python3 checks its UDP echo; ip (iproute2) makes the taps of
+# `just test`'s tap-mq runs and nstat (iproute2) counts serve.sh bench's dropped SYNs.
 missing=()
-for t in cpio:cpio readelf:binutils gcc:gcc curl:curl wrk:wrk; do
-    command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
+for t in cpio:cpio readelf:binutils gcc:gcc curl:curl wrk:wrk python3:python3 ip:iproute2 nstat:iproute2; do
+    command -v "${t%%:*}" >/dev/null 2>&1 || [[ " ${missing[*]} " == *" ${t#*:} "* ]] || missing+=("${t#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-    say "cpio, readelf, gcc, curl and wrk present"
+    say "cpio, readelf, gcc, curl, wrk, python3, ip and nstat present"
 fi
 
 # The Linux peer (smp-bench/linux) links glibc statically (+crt-static): libc.a comes with libc6-dev.

@@ -11,6 +11,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 job=${1:?usage: scripts/bench.sh <bench|contended|native> [mode] [N] [machine]}
 mode=${2:-tcg} n=${3:-4} machine=${4:-microvm}
 mkdir -p out
@@ -23,7 +25,7 @@ if [ "$job" = native ]; then
         cargo run -q --release -p exo-native-bench | tee "$part" || rc=$?
 else
     cpu=$([ "$mode" = kvm ] && echo host || echo max)
-    [ -f target/x86_64-unknown-none/release/exo ] || cargo build -q -p exo --target x86_64-unknown-none --release
+    [ -f "$exo_kernel" ] || cargo build -q -p exo --target x86_64-unknown-none --release
     scripts/qemu.sh --job "$job" --mode "$mode" --machine "$machine" --cpu "$cpu" --smp "$n" --log "$part" \
         | { grep -E '^(SUITE|BENCH|FAIR|END|ERROR),' || true; } || rc=$?
 fi

@@ -20,8 +20,9 @@ cd "$root"
 linux_only=0
 if [ "${1:-}" = --linux-only ]; then linux_only=1; shift; fi
 mode=${1:-icount} n=${2:-2} machine=${3:-microvm}
-target_dir=${CARGO_TARGET_DIR:-target}
-case $target_dir in /*) ;; *) target_dir=$root/$target_dir ;; esac
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
+target_dir=$exo_target
 cache=$root/target/linux
 out=${EXO_COMPARE_OUT:-$root/out/compare}
 mkdir -p "$cache" "$out"

@@ -25,10 +25,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 keep="" check=""
 [ "${1:-}" = --keep ] && keep=1
 [ "${1:-}" = --check ] && check=1
-initrd=$root/target/initrd.cpio
+initrd=$exo_initrd
 [ -n "$check" ] || [ -f "$initrd" ] || { echo "floor-ipc.sh: no $initrd (run 'just initrd')" >&2; exit 2; }
 wt=$(mktemp -d /tmp/exo-floor-ipc.XXXXXX)
 cleanup() {
@@ -41,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 git -C "$root" worktree add --detach -q "$wt" HEAD
 # One target folder for every step: each build is incremental on the one before.
-export CARGO_TARGET_DIR=$root/target/floor-ipc
+export CARGO_TARGET_DIR=$exo_target/floor-ipc
 
 measure() {
     local name=$1 log=$wt/ubench-$1.log

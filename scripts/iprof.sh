@@ -30,6 +30,9 @@
 # instructions on this project's 2-core machines: keep the job short (a bench filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 per="" job=bench base="" probe="" base_initrd="" probe_initrd="" user_elf="" machine=microvm
 smp=1 top=40 annotate="" svg="" marks=""
@@ -53,10 +56,10 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$per" ] || { echo "iprof.sh: --per N (operations the probe adds) is required" >&2; exit 2; }
 if [ "$job" = init ]; then
-    [ -n "$base_initrd" ] || base_initrd=target/initrd.cpio
+    [ -n "$base_initrd" ] || base_initrd=$exo_initrd
     [ -n "$probe_initrd" ] || probe_initrd=$base_initrd
 fi
-kernel=target/x86_64-unknown-none/release/exo
+kernel=$exo_kernel
 [ -f "$kernel" ] || { echo "iprof.sh: build the kernel first (just build)" >&2; exit 2; }
 work=$(mktemp -d /tmp/iprof.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -17,9 +17,10 @@ cd "$root"
 
 usage() { sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
-target_dir=${CARGO_TARGET_DIR:-target}
-case $target_dir in /*) ;; *) target_dir=$root/$target_dir ;; esac
-out=$target_dir/initrd.cpio
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+target_dir=$exo_target
+out=$exo_initrd
 want_c=1
 while [ $# -gt 0 ]; do
     case $1 in

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Boot the Exo-OS kernel in QEMU and return the kernel's verdict.
 #   scripts/qemu.sh [--machine q35|pc|microvm|microvm-noacpi|q35x] [--mode tcg|icount|kvm] [--cpu MODEL] [--smp N]
-#                   [--mem SIZE] [--job boot|test|bench|contended|init] [--append "extra args"]
+#                   [--mem SIZE] [--job boot|test|bench|contended|init|serve|linux] [--append "extra args"]
 #                   [--log FILE] [--timeout SECONDS] [--kernel PATH] [--initrd FILE [--raw-initrd]]
 #                   [--net none|hub|hub-mixed|user|tap-mq] [--queues N]
+#   --cpu: the QEMU CPU model; default max (tcg, icount) or host (kvm). Under kvm +invtsc is
+#   added to the model given (the kernel's clocks need an invariant TSC): --cpu EPYC boots
+#   -cpu EPYC,+invtsc.
+#   --job: exo.job= for the kernel (README, Interface contract); serve runs until QEMU stops
+#   (scripts/serve.sh); linux is for the Linux peer (scripts/compare-linux.sh boots Linux).
+#   --timeout: seconds before QEMU is ended (0: never); default $EXO_QEMU_TIMEOUT, else 180
+#   plus 1 per CPU past 64 (QEMU's own start-up grows with the CPU count: 1024 CPUs get 1140).
+#   --kernel: default the release kernel in cargo's target folder ($CARGO_TARGET_DIR when set,
+#   else target/: scripts/lib.sh), where `just build` puts it.
 #   --net hub: two virtio-net NICs on one QEMU hub (what one sends, the other receives);
 #   --net user: one NIC on QEMU user networking, host 127.0.0.1:$EXO_HTTP_PORT (8080) ->
 #   guest TCP 80 and 127.0.0.1:$EXO_UDP_PORT (8007) -> guest UDP 7.
@@ -21,9 +30,11 @@
 # (QEMU exit 35), 2 for anything else (triple fault exits 0, timeout, QEMU error).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-machine=q35 mode=tcg cpu="" smp=4 mem=512M job=boot extra="" log="" tmo=${EXO_QEMU_TIMEOUT:-180} initrd=""
+machine=q35 mode=tcg cpu="" smp=4 mem=512M job=boot extra="" log="" tmo="" initrd=""
 net=none queues=""
-kernel="$root/target/x86_64-unknown-none/release/exo"
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
+kernel=$exo_kernel
 while [ $# -gt 0 ]; do
     case "$1" in
         --machine) machine=$2; shift 2 ;;
@@ -44,7 +55,30 @@ while [ $# -gt 0 ]; do
         *) echo "qemu.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
+# The default time limit for --smp $1: 180 s, plus 1 s per CPU past 64. Until 2026-12-06 it
+# was 180 s at any count, and `just qemu-smp 1024 q35x` (157 s in one CI run) could be ended
+# on a loaded host (found by review).
+default_timeout() { # smp
+    local n=$1
+    case $n in ''|*[!0-9]*) n=0 ;; esac
+    echo $(( 180 + (n > 64 ? n - 64 : 0) ))
+}
+tmo=${tmo:-${EXO_QEMU_TIMEOUT:-$(default_timeout "$smp")}}
+# The log is made (its folder too) before anything can fail: a run that stops early leaves
+# an empty log, never an older run's, and a log that cannot be written stops the run before
+# QEMU starts. Until 2026-12-06 tee failed to open a log in a missing folder, the log was
+# lost and the script still exited 0 with the kernel's verdict (found by review).
+if [ -n "$log" ]; then
+    { mkdir -p "$(dirname "$log")" && : > "$log"; } 2>/dev/null \
+        || { echo "qemu.sh: cannot write the log $log" >&2; exit 2; }
+fi
 args() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }
+# The -cpu value for mode $1 and --cpu $2: the model given, else max (host under kvm); kvm
+# adds +invtsc. Until 2026-12-06 kvm's profile hard-coded -cpu host,+invtsc and --cpu was
+# ignored under kvm without a word (found by review).
+cpu_model() { # mode cpu
+    if [ "$1" = kvm ]; then echo "${2:-host},+invtsc"; else echo "${2:-max}"; fi
+}
 [ -f "$root/configs/qemu/$machine.args" ] || { echo "qemu.sh: no machine profile '$machine'" >&2; exit 2; }
 [ -f "$root/configs/qemu/$mode.args" ] || { echo "qemu.sh: no mode profile '$mode'" >&2; exit 2; }
 [ -f "$kernel" ] || { echo "qemu.sh: no kernel at $kernel (run 'just build')" >&2; exit 2; }
@@ -80,10 +114,8 @@ if [ "$mode" = kvm ]; then
         fi
         echo "qemu.sh: warning: KVM here is nested software virtualization; ticks are not cycles (mode kvm-trapped)" >&2
     fi
-    cpu_arg=()
-else
-    cpu_arg=(-cpu "${cpu:-max}")
 fi
+cpu_arg=(-cpu "$(cpu_model "$mode" "$cpu")")
 net_arg=()
 if [ "${machine%-noacpi}" = microvm ]; then
     nic=virtio-net-device; net_arg=(-global virtio-mmio.force-legacy=false)
@@ -150,7 +182,13 @@ cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp 
 # The UART sends CRLF; logs and pipes get plain LF lines.
 if [ -n "$log" ]; then
     timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | stdbuf -oL tr -d '\r' | tee "$log"
-    rc=${PIPESTATUS[0]}
+    st=("${PIPESTATUS[@]}")
+    rc=${st[0]}
+    # tee failed writing the log (141 is not that: the caller's reader went away, a `| head`).
+    if [ "${st[2]}" != 0 ] && [ "${st[2]}" != 141 ]; then
+        echo "qemu.sh: writing the log $log failed (tee exit ${st[2]}); QEMU exited $rc" >&2
+        exit 2
+    fi
 else
     timeout --kill-after=5 "$tmo" "${cmd[@]}" < /dev/null | stdbuf -oL tr -d '\r'
     rc=${PIPESTATUS[0]}

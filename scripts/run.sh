@@ -7,38 +7,53 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 n=${1:-4} machine=${2:-q35} mode=${EXO_MODE:-tcg}
 cpu=$([ "$mode" = kvm ] && echo host || echo max)
 mkdir -p out
 run() { # job [log name] [extra qemu.sh arguments]
     local job=$1 name=${2:-$1}; shift; [ $# -gt 0 ] && shift
+    rm -f "out/$name.log"
     scripts/qemu.sh --machine "$machine" --mode "$mode" --cpu "$cpu" --smp "$n" --job "$job" \
         --log "out/$name.log" "${initrd[@]}" "$@" >/dev/null
 }
+# Where to look when a run failed: its log, or qemu.sh's own message when it stopped before
+# QEMU wrote anything. Each log is removed before its run, so a failure never points at an
+# older run's log (until 2026-12-06 it could: found by review).
+see() { # log
+    if [ -s "$1" ]; then echo "see $1"; else echo "qemu.sh stopped before QEMU wrote anything (its message above)"; fi
+}
 initrd=()
 if scripts/mkinitrd.sh >out/initrd.log 2>&1; then
-    initrd=(--initrd "${CARGO_TARGET_DIR:-target}/initrd.cpio")
+    initrd=(--initrd "$exo_initrd")
 else
     echo "initrd build failed (see out/initrd.log): user mode is skipped"
 fi
 echo "== boot: $n CPUs, $machine, $mode"
-run boot || { echo "boot failed: see out/boot.log"; exit 1; }
+run boot || { echo "boot failed: $(see out/boot.log)"; exit 1; }
 grep -E '^(SMP|CPU|BOOTTIME),' out/boot.log
 echo
 echo "== kernel self-checks"
-if run test; then tail -n 1 out/test.log; else grep -E 'FAIL|PANIC' out/test.log; tail -n 1 out/test.log; exit 1; fi
+if run test; then
+    tail -n 1 out/test.log
+else
+    grep -E 'FAIL|PANIC' out/test.log || true; tail -n 1 out/test.log 2>/dev/null || true
+    echo "tests failed: $(see out/test.log)"; exit 1
+fi
 echo
 echo "== benchmarks (mode $mode: $( [ "$mode" = kvm ] && echo 'real cycles' || echo 'TSC ticks of an emulated CPU, not cycles'))"
 # The bench job gets a hub pair of virtio-net NICs: the net.* rows.
-run bench bench --net hub || { echo "bench suite failed: see out/bench.log"; exit 1; }
-run contended || { echo "contended suite failed: see out/contended.log"; exit 1; }
+run bench bench --net hub || { echo "bench suite failed: $(see out/bench.log)"; exit 1; }
+run contended || { echo "contended suite failed: $(see out/contended.log)"; exit 1; }
 cat out/bench.log out/contended.log > out/serial.log
 if [ "$mode" != icount ]; then
     # The same kernel suite under -icount shift=0 (seconds): exact guest instructions, the
     # figures that mean something whatever this host's speed; the table shows them beside.
     echo "== benchmarks under icount (guest instructions, deterministic)"
+    rm -f out/bench-icount.log
     scripts/qemu.sh --machine microvm --mode icount --cpu max --smp 2 --job bench --net hub \
-        --log out/bench-icount.log >/dev/null || { echo "icount bench failed: see out/bench-icount.log"; exit 1; }
+        --log out/bench-icount.log >/dev/null || { echo "icount bench failed: $(see out/bench-icount.log)"; exit 1; }
     cat out/bench-icount.log >> out/serial.log
 fi
 if [ ${#initrd[@]} -gt 0 ]; then
@@ -46,12 +61,13 @@ if [ ${#initrd[@]} -gt 0 ]; then
     # No timer under icount: the thread suite's spinning threads need preemption (and
     # requests per second in instructions mean nothing).
     uarg=$([ "$mode" = icount ] && echo 2 || echo 0x52)
-    run init init-user --append "exo.init_arg=$uarg" || { echo "user mode failed: see out/init-user.log"; exit 1; }
+    run init init-user --append "exo.init_arg=$uarg" || { echo "user mode failed: $(see out/init-user.log)"; exit 1; }
     grep -E '^(init: thread suite|nginx: (N=|summary)|MEM,init)' out/init-user.log
     # Instruction counts (deterministic): the figures rows 12 and 13 are judged by in icount.
+    rm -f out/init-ubench-icount.log
     scripts/qemu.sh --machine microvm --mode icount --cpu max --smp 2 --job init "${initrd[@]}" \
         --append "exo.init_arg=2" --log out/init-ubench-icount.log >/dev/null ||
-        { echo "ubench under icount failed: see out/init-ubench-icount.log"; exit 1; }
+        { echo "ubench under icount failed: $(see out/init-ubench-icount.log)"; exit 1; }
     cat out/init-user.log out/init-ubench-icount.log >> out/serial.log
 fi
 if command -v wrk >/dev/null; then

@@ -2,7 +2,8 @@
 # The serve job from the host: Exo-OS's HTTP/1.1 server, UDP echo and ping over QEMU user
 # networking (host 127.0.0.1:$EXO_HTTP_PORT -> guest TCP 80, 127.0.0.1:$EXO_UDP_PORT -> UDP 7).
 #
-#   scripts/serve.sh run [N=2] [machine=q35]    boot, print the URL, serve until Ctrl-C
+#   scripts/serve.sh run [N=2] [machine=q35]    boot, print the URL, serve until Ctrl-C (no
+#                                               time limit); says how it ended
 #   scripts/serve.sh check [N=2] [machine=q35]  CI: curl (GET / body, 404, keep-alive reuse),
 #                                               UDP echo, then stop; exit 1 on any mismatch
 #   scripts/serve.sh bench [CPUS="1 2 4"]       wrk (1 thread, 16 connections, 5 s) at each CPU
@@ -20,11 +21,13 @@ qemu_pid=""
 stop() { [ -n "$qemu_pid" ] && { pkill -P "$qemu_pid" 2>/dev/null; kill "$qemu_pid" 2>/dev/null; wait "$qemu_pid" 2>/dev/null; }; qemu_pid=""; }
 trap stop EXIT
 
-# boot N machine log: start the serve job in the background, wait (60 s) for its address.
+# boot N machine log [timeout]: start the serve job in the background (QEMU ended after
+# timeout seconds, default 3600; 0: never), wait (60 s) for its address. qemu.sh's own
+# messages go to log.err.
 boot() {
-    local n=$1 machine=$2 log=$3
+    local n=$1 machine=$2 log=$3 tmo=${4:-3600}
     : >"$log"
-    scripts/qemu.sh --machine "$machine" --smp "$n" --job serve --net user --timeout 3600 --log "$log" >/dev/null 2>&1 &
+    scripts/qemu.sh --machine "$machine" --smp "$n" --job serve --net user --timeout "$tmo" --log "$log" >/dev/null 2>"$log.err" &
     qemu_pid=$!
     for _ in $(seq 1 120); do
         grep -q '^SERVE,address,' "$log" && return 0
@@ -52,10 +55,21 @@ PY
 case $what in
 run)
     n=${2:-2} machine=${3:-q35}
-    boot "$n" "$machine" out/serve.log || exit 1
+    # No time limit: it serves until Ctrl-C, and says how it ended. Until 2026-12-06 QEMU
+    # was ended after an hour (qemu.sh --timeout 3600) and the script stopped without a
+    # word (found by review).
+    boot "$n" "$machine" out/serve.log 0 || exit 1
     grep '^SERVE' out/serve.log
     echo "Exo-OS serves http://127.0.0.1:$port/ (UDP echo on 127.0.0.1:$uport); Ctrl-C stops it."
+    trap 'echo; echo "serve: stopped by Ctrl-C"; exit 130' INT
     tail -n +1 -f out/serve.log --pid "$qemu_pid" | grep --line-buffered '^SERVE,stats'
+    wait "$qemu_pid"
+    rc=$?
+    qemu_pid=""
+    echo "serve: QEMU ended by itself (qemu.sh exit $rc), not by Ctrl-C; the end of out/serve.log and qemu.sh's messages:" >&2
+    tail -n 5 out/serve.log >&2
+    cat out/serve.log.err >&2
+    exit 1
     ;;
 check)
     n=${2:-2} machine=${3:-q35}
@@ -113,5 +127,5 @@ LUA
     rm -f "$lua"
     [ "$rows" -gt 0 ]
     ;;
-*) sed -n '2,12p' "$0"; exit 2 ;;
+*) sed -n '2,/^set /{/^#/p}' "$0"; exit 2 ;;
 esac

@@ -53,6 +53,31 @@ impl Mode {
     pub const fn is_real_cycles(self) -> bool {
         matches!(self, Mode::Kvm | Mode::Native)
     }
+
+    /// Whether a run detected as `self` may report itself as `requested` (the `exo.mode=`
+    /// option): only the same mode, or one that claims less about its ticks: `tcg` (emulated
+    /// time, nothing quantitative) from any mode, `kvm-trapped` (KVM, ticks not cycles) from
+    /// `kvm`. Never `kvm` or `native` (real cycles) nor `icount` (exact instructions) unless
+    /// that is what was detected: the report would take the ticks for what they are not.
+    /// Until 2026-12-06 any override was taken, and `exo.mode=kvm` under TCG had the report
+    /// mark targets achieved from emulated ticks (found by review).
+    pub const fn may_report_as(self, requested: Mode) -> bool {
+        self as u8 == requested as u8
+            || matches!(
+                (self, requested),
+                (_, Mode::Tcg) | (Mode::Kvm, Mode::KvmTrapped)
+            )
+    }
+
+    /// The mode a run reports: `requested` when the `detected` mode [may report as
+    /// it](Mode::may_report_as), else `detected`; `Err(detected)` when a request was refused.
+    pub const fn resolve(detected: Mode, requested: Option<Mode>) -> Result<Mode, Mode> {
+        match requested {
+            None => Ok(detected),
+            Some(m) if detected.may_report_as(m) => Ok(m),
+            Some(_) => Err(detected),
+        }
+    }
 }
 
 impl fmt::Display for Mode {
@@ -96,5 +121,44 @@ mod tests {
         );
         assert!(Mode::Kvm.is_real_cycles() && Mode::Native.is_real_cycles());
         assert!(!Mode::Tcg.is_real_cycles() && !Mode::Icount.is_real_cycles());
+    }
+
+    /// `exo.mode=` may only claim less than what was detected: every (detected, requested)
+    /// pair, with the reason each refusal matters.
+    #[test]
+    fn an_override_never_claims_more_than_was_detected() {
+        use Mode::*;
+        let allowed = [
+            (Tcg, Tcg),
+            (Icount, Icount),
+            (Icount, Tcg),
+            (Kvm, Kvm),
+            (Kvm, KvmTrapped),
+            (Kvm, Tcg),
+            (KvmTrapped, KvmTrapped),
+            (KvmTrapped, Tcg),
+            (Native, Native),
+            (Native, Tcg),
+        ];
+        for d in Mode::ALL {
+            for r in Mode::ALL {
+                assert_eq!(
+                    d.may_report_as(r),
+                    allowed.contains(&(d, r)),
+                    "detected {d}, exo.mode={r}"
+                );
+            }
+        }
+        // TCG ticks reported as real cycles would mark targets achieved.
+        assert_eq!(Mode::resolve(Tcg, Some(Kvm)), Err(Tcg));
+        // An EXO_KVM_FORCE run (rdtsc traps) never reports kvm.
+        assert_eq!(Mode::resolve(KvmTrapped, Some(Kvm)), Err(KvmTrapped));
+        // TCG ticks are not instruction counts (the icount gate would judge them).
+        assert_eq!(Mode::resolve(Tcg, Some(Icount)), Err(Tcg));
+        assert_eq!(Mode::resolve(Tcg, Some(KvmTrapped)), Err(Tcg));
+        assert_eq!(Mode::resolve(Icount, Some(Native)), Err(Icount));
+        assert_eq!(Mode::resolve(Kvm, Some(Tcg)), Ok(Tcg));
+        assert_eq!(Mode::resolve(Kvm, Some(KvmTrapped)), Ok(KvmTrapped));
+        assert_eq!(Mode::resolve(Icount, None), Ok(Icount));
     }
 }

@@ -24,6 +24,7 @@ const CONTENDED_OK: &str =
 fn setup(tag: &str) -> Tmp {
     let t = Tmp::new(tag);
     t.copy_from_repo("scripts/bench.sh");
+    t.copy_from_repo("scripts/lib.sh");
     t.copy_from_repo("scripts/extract-benches.sh");
     t.script("scripts/qemu.sh", QEMU_STUB);
     t.script("bin/cargo", CARGO_STUB);
@@ -43,14 +44,29 @@ fn age(t: &Tmp, rel: &str) {
 
 /// Runs `scripts/bench.sh <args>`, QEMU printing `qemu_out` and exiting `rc`.
 fn bench(t: &Tmp, args: &[&str], qemu_out: &str, rc: i32) -> Output {
+    bench_in(t, args, qemu_out, rc, None)
+}
+
+/// As `bench`, with `CARGO_TARGET_DIR` set to `target_dir` (unset when `None`).
+fn bench_in(
+    t: &Tmp,
+    args: &[&str],
+    qemu_out: &str,
+    rc: i32,
+    target_dir: Option<&std::path::Path>,
+) -> Output {
     t.write("qemu.out", qemu_out);
     let path = format!(
         "{}:{}",
         t.path("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    Command::new("bash")
-        .arg(t.path("scripts/bench.sh"))
+    let mut cmd = Command::new("bash");
+    cmd.env_remove("CARGO_TARGET_DIR");
+    if let Some(d) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", d);
+    }
+    cmd.arg(t.path("scripts/bench.sh"))
         .args(args)
         .current_dir(&t.0)
         .env("PATH", path)
@@ -155,4 +171,28 @@ fn an_old_log_with_an_error_line_gives_no_rows() {
         "{}",
         both(&out)
     );
+}
+
+/// The kernel is looked for where cargo builds it: with `CARGO_TARGET_DIR` set, a kernel
+/// only in ./target is not taken for built (until 2026-12-06 it was, and an old kernel ran).
+#[test]
+fn the_kernel_is_looked_for_in_cargo_target_dir() {
+    if !have("bash") {
+        return;
+    }
+    let t = setup("bench-target-dir");
+    let elsewhere = t.path("elsewhere");
+    let out = bench_in(&t, &["bench", "tcg"], BENCH_OK, 0, Some(&elsewhere));
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(
+        t.read("cargo.calls").contains("build -q -p exo"),
+        "no kernel in $CARGO_TARGET_DIR: it must be built; {}",
+        both(&out)
+    );
+    // Built there: no build.
+    std::fs::remove_file(t.path("cargo.calls")).unwrap();
+    t.write("elsewhere/x86_64-unknown-none/release/exo", "");
+    let out = bench_in(&t, &["bench", "tcg"], BENCH_OK, 0, Some(&elsewhere));
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(!t.read("cargo.calls").contains("build -q -p exo"));
 }

@@ -137,3 +137,112 @@ fn bench_ok_is_strict_about_the_log() {
     let (out, result) = ci(&t, body, "");
     assert_eq!(result, "0 1", "{}", both(&out));
 }
+
+/// No script reaches into ./target for a built kernel, initrd or program: every such path
+/// comes from scripts/lib.sh (`$CARGO_TARGET_DIR`, else target/), so what `just test` builds
+/// is what it boots. Until 2026-12-06 qemu.sh, run.sh, bench.sh, iprof.sh and ci/test.sh
+/// read ./target whatever CARGO_TARGET_DIR said, and tested an old kernel.
+#[test]
+fn scripts_find_built_files_through_lib_sh() {
+    let mut files = vec![repo().join("ci/test.sh"), repo().join("Justfile")];
+    for e in std::fs::read_dir(repo().join("scripts")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "sh") && !p.ends_with("lib.sh") {
+            files.push(p);
+        }
+    }
+    let mut found = Vec::new();
+    for f in &files {
+        let s = std::fs::read_to_string(f).unwrap();
+        for (i, line) in s.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with('#') {
+                continue;
+            }
+            // `target/...` as a word of its own (`$exo_target/...` is lib.sh's).
+            let bare = ["target/x86_64-unknown-none", "target/initrd"]
+                .iter()
+                .any(|bad| {
+                    code.match_indices(bad).any(|(at, _)| {
+                        !code[..at]
+                            .chars()
+                            .next_back()
+                            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+                });
+            if bare {
+                found.push(format!("{}:{}: {line}", f.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "paths into ./target:\n{}",
+        found.join("\n")
+    );
+    let ci = std::fs::read_to_string(repo().join("ci/test.sh")).unwrap();
+    assert!(
+        ci.contains(". scripts/lib.sh"),
+        "ci/test.sh sources scripts/lib.sh"
+    );
+}
+
+/// The --net tap-mq runs need root and /dev/net/tun: without either they are skipped (said,
+/// counted neither way), as the kvm guard is; until 2026-12-06 they failed there.
+#[test]
+fn tap_mq_runs_are_skipped_off_root_or_without_tun() {
+    if !have("bash") {
+        return;
+    }
+    let why = |uid: &str, tun: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(
+                "source <(sed -n '/^tap_unavailable() {/,/^}/p' \"$CI\") \
+                 && declare -F tap_unavailable >/dev/null && tap_unavailable \"$1\" \"$2\"",
+            )
+            .arg("bash")
+            .arg(uid)
+            .arg(tun)
+            .env("CI", repo().join("ci/test.sh"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", both(&out));
+        text(&out.stdout).trim().to_string()
+    };
+    // /dev/null stands for a character device that is there.
+    assert_eq!(why("0", "/dev/null"), "");
+    assert_eq!(why("1000", "/dev/null"), "not root");
+    assert_eq!(why("0", "/no/such/tun"), "no /no/such/tun");
+    assert_eq!(why("1000", "/no/such/tun"), "not root, no /no/such/tun");
+
+    // Every tap-mq run of ci/test.sh is inside `if [ -z "$tap_why" ]`, whose else skips.
+    let ci = std::fs::read_to_string(repo().join("ci/test.sh")).unwrap();
+    assert!(ci.contains("tap_why=$(tap_unavailable \"$(id -u)\" /dev/net/tun)"));
+    let (mut guarded, mut runs) = (false, 0);
+    for (i, line) in ci.lines().enumerate() {
+        if line == "if [ -z \"$tap_why\" ]; then" {
+            guarded = true;
+        } else if line == "else" || line == "fi" {
+            guarded = false;
+        }
+        if line.contains("--net tap-mq") && !line.trim_start().starts_with('#') {
+            runs += 1;
+            assert!(guarded, "ci/test.sh:{}: a tap-mq run not guarded", i + 1);
+        }
+    }
+    assert_eq!(runs, 3, "the tap-mq runs of ci/test.sh");
+}
+
+/// .ci/run puts cargo's bin on the PATH before ci/setup.sh, which calls rustup and cargo
+/// (until 2026-12-06 it did so after).
+#[test]
+fn ci_run_sets_the_path_before_setup() {
+    let run = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    let at = |s: &str| {
+        run.lines()
+            .position(|l| l.trim() == s)
+            .unwrap_or_else(|| panic!(".ci/run has no line {s:?}:\n{run}"))
+    };
+    assert!(at("export PATH=\"$HOME/.cargo/bin:$PATH\"") < at("bash ci/setup.sh"));
+}

@@ -635,3 +635,54 @@ native,native,contend.tas.2,100,130,100,900,110,200,300
     assert_eq!(r.mode, "kvm");
     assert_ne!(r.status, Status::Achieved);
 }
+
+/// docs/benchmarking.md names every SVG `exo-report --svg-dir` writes, and says how many:
+/// until 2026-12-06 it promised "three SVG charts" where seven were written.
+#[test]
+fn the_benchmarking_doc_names_every_svg() {
+    let dir = temp_dir("doc-svgs");
+    let csv = dir.join("bench_results.csv");
+    std::fs::write(&csv, CSV).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_exo-report"))
+        .arg(&csv)
+        .arg("--targets")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../configs/targets.toml"
+        ))
+        .arg("--svg-dir")
+        .arg(dir.join("svg"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut written: Vec<String> = std::fs::read_dir(dir.join("svg"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|f| f.ends_with(".svg"))
+        .collect();
+    written.sort();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/benchmarking.md"
+    ))
+    .unwrap();
+    for f in &written {
+        assert!(
+            doc.contains(&format!("`{f}`")),
+            "docs/benchmarking.md does not name {f}"
+        );
+    }
+    let words = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
+    let n = words[written.len()];
+    assert!(
+        doc.contains(&format!("{n} SVG charts")),
+        "docs/benchmarking.md should say \"{n} SVG charts\" ({written:?})"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

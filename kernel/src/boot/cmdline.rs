@@ -58,8 +58,9 @@ pub struct Options {
     pub fault_unexpected_kill: bool,
     /// Log level.
     pub log_level: log::LevelFilter,
-    /// Benchmark mode given on the command line (`exo.mode=tcg|icount|kvm`); boot fills in
-    /// the detected one when none is given (see `boot::detect_mode`).
+    /// Benchmark mode given on the command line (`exo.mode=tcg|kvm-trapped|...`); boot
+    /// replaces it with the detected one when none is given or the one given claims more than
+    /// was detected (see `boot::detect_mode`, `smp_bench::Mode::may_report_as`).
     pub mode: Option<smp_bench::Mode>,
     /// TSC calibration reference.
     pub tsc_ref: TscRef,

@@ -107,17 +107,31 @@ pub fn bsp_main(start_info: u64) -> BootState {
             } else {
                 AP_TIMEOUT_MS
             });
+    // `exo.mode=` may only claim less than what was detected (`Mode::may_report_as`: tcg
+    // from any mode, kvm-trapped from kvm); any other is refused and the detected mode kept.
+    // Until 2026-12-06 any override was taken with a warning, and `exo.mode=kvm` under TCG
+    // had the report take emulated ticks for cycles (found by review).
     let detected = detect_mode();
-    match opts.mode {
-        Some(m) if m != detected => {
-            warn!("exo.mode={m} overrides the detected mode {detected}")
+    let requested = opts.mode;
+    opts.mode = Some(match smp_bench::Mode::resolve(detected, requested) {
+        Ok(m) if requested.is_none() => {
+            info!("mode {m} (detected; exo.mode=tcg, or kvm-trapped under kvm, overrides)");
+            m
         }
-        Some(_) => {}
-        None => {
-            info!("mode {detected} (detected; exo.mode=... overrides)");
-            opts.mode = Some(detected);
+        Ok(m) if m != detected => {
+            warn!("exo.mode={m} overrides the detected mode {detected} (it claims less)");
+            m
         }
-    }
+        Ok(m) => m,
+        Err(m) => {
+            let r = requested.map_or("", smp_bench::Mode::as_str);
+            warn!(
+                "exo.mode={r} refused: this run is {m}, its ticks are not what {r} claims \
+                 (an override may only claim less: tcg, or kvm-trapped under kvm); mode {m}"
+            );
+            m
+        }
+    });
     // A cut line lost its last words (the cut one whole, and everything after): an
     // `exo.job`, `exo.test` or `exo.init` among them would leave a run that is not the one
     // asked for and exits with success (the boot job instead of the tests). Until

@@ -198,13 +198,21 @@ fn mode(init: bool, cmdline: &str) -> Mode {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("exo.mode="))
         .and_then(Mode::parse);
-    match forced {
-        Some(m) if m != detected => {
+    // As on Exo-OS: an override may only claim less than what was detected
+    // (`Mode::may_report_as`); until 2026-12-06 any was taken (found by review).
+    match Mode::resolve(detected, forced) {
+        Ok(m) if m != detected => {
             println!("linux: warning: exo.mode={m} overrides the detected mode {detected}");
             m
         }
-        Some(m) => m,
-        None => detected,
+        Ok(m) => m,
+        Err(m) => {
+            let r = forced.map_or("", Mode::as_str);
+            println!(
+                "linux: warning: exo.mode={r} refused: this run is {m} (an override may only claim less); mode {m}"
+            );
+            m
+        }
     }
 }
 
