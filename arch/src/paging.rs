@@ -363,32 +363,31 @@ impl PageTables {
     /// Frees the whole lower half: every mapped user frame goes to `leaf(pa)`, every user
     /// page-table frame to `table_frame(pa)`; the PML4's lower entries are cleared. The
     /// caller makes sure no CPU runs on these tables (or will use translations of them).
-    pub fn free_user_half(&mut self, mut leaf: impl FnMut(u64), mut table_frame: impl FnMut(u64)) {
-        fn walk(tab: u64, level: u32, leaf: &mut impl FnMut(u64), tf: &mut impl FnMut(u64)) {
-            for i in 0..512 {
-                // SAFETY: a user table frame of this hierarchy (directly mapped), private to
-                // the caller (no CPU uses these tables any more).
-                let e = unsafe { table(tab).add(i).read_volatile() };
-                if level == 1 {
-                    if e & USED != 0 {
-                        leaf(leaf_frame(e));
-                    }
-                } else if e & P != 0 {
-                    walk(e & ADDR, level - 1, leaf, tf);
-                    tf(e & ADDR);
+    pub fn free_user_half(&mut self, leaf: impl FnMut(u64), table_frame: impl FnMut(u64)) {
+        self.detach_user_half().free(leaf, table_frame);
+    }
+
+    /// Unlinks the whole lower half from the PML4 (its 256 entries cleared) and returns it:
+    /// no walk of this hierarchy reaches those tables any more, but CPUs that loaded it may
+    /// still cache translations through them until the caller invalidates the lower half on
+    /// each of them; then [`DetachedUserHalf::free`] gives their frames. One pass over the
+    /// tables that exist, where unmapping the range page by page costs a look for the next
+    /// mapped page and an emptiness scan of its table per page.
+    pub fn detach_user_half(&mut self) -> DetachedUserHalf {
+        let mut entries = [0u64; 256];
+        for (i, slot) in entries.iter_mut().enumerate() {
+            // SAFETY: the PML4 of this hierarchy (directly mapped frame); lower-half entries
+            // are user tables, cleared here before any of them is handed out.
+            unsafe {
+                let e = table(self.pml4).add(i);
+                let v = e.read_volatile();
+                if v & P != 0 {
+                    *slot = v;
+                    e.write_volatile(0);
                 }
             }
         }
-        for i in 0..256 {
-            // SAFETY: the PML4 of this hierarchy; lower-half entries are user tables.
-            let e = unsafe { table(self.pml4).add(i).read_volatile() };
-            if e & P != 0 {
-                walk(e & ADDR, 3, &mut leaf, &mut table_frame);
-                table_frame(e & ADDR);
-                // SAFETY: as above.
-                unsafe { table(self.pml4).add(i).write_volatile(0) };
-            }
-        }
+        DetachedUserHalf { entries }
     }
 
     /// The next-level table under entry `idx` of `tab`, created if absent (with U when
@@ -628,5 +627,43 @@ impl PageTables {
             tab = e & ADDR;
         }
         None
+    }
+}
+
+/// The lower half of an address space, unlinked from its PML4 by
+/// [`PageTables::detach_user_half`]: its tables' frames, until [`DetachedUserHalf::free`]
+/// (dropped unfreed, they are lost).
+#[must_use = "the detached tables' frames are given back only by `free`"]
+#[derive(Debug)]
+pub struct DetachedUserHalf {
+    entries: [u64; 256],
+}
+
+impl DetachedUserHalf {
+    /// Every mapped user frame to `leaf(pa)`, every page-table frame to `table_frame(pa)`
+    /// (a table's own frame after its entries). The caller has invalidated the lower half
+    /// on every CPU that loaded the tables, so nothing walks them any more.
+    pub fn free(self, mut leaf: impl FnMut(u64), mut table_frame: impl FnMut(u64)) {
+        fn walk(tab: u64, level: u32, leaf: &mut impl FnMut(u64), tf: &mut impl FnMut(u64)) {
+            for i in 0..512 {
+                // SAFETY: a user table frame of a detached hierarchy (directly mapped),
+                // private to its owner: no PML4 links it and no CPU caches a walk through it.
+                let e = unsafe { table(tab).add(i).read_volatile() };
+                if level == 1 {
+                    if e & USED != 0 {
+                        leaf(leaf_frame(e));
+                    }
+                } else if e & P != 0 {
+                    walk(e & ADDR, level - 1, leaf, tf);
+                    tf(e & ADDR);
+                }
+            }
+        }
+        for e in self.entries {
+            if e & P != 0 {
+                walk(e & ADDR, 3, &mut leaf, &mut table_frame);
+                table_frame(e & ADDR);
+            }
+        }
     }
 }

@@ -449,13 +449,16 @@ fn queue(
     }
     if faulted {
         // The copy goes 8 bytes a step from where it began (the buffer, or the ring's wrap),
-        // and the step that faulted left up to 7 readable bytes: taken one by one, so every
-        // whole block before the fault is kept, as documented. Until 2026-12-06 a block that
-        // ended less than 8 bytes before the fault was lost when the ring wrapped before it
-        // at an offset not a multiple of 8 (`write` said `EFAULT` for 257 readable bytes;
-        // found by the fuzzer's new partial-write check;
+        // and the step that faulted left up to 7 readable bytes: taken one by one when a
+        // block ends within them, so every whole block before the fault is kept, as
+        // documented (otherwise not: one more fault for nothing). Until 2026-12-06 a block
+        // that ended less than 8 bytes before the fault was lost when the ring wrapped
+        // before it at an offset not a multiple of 8 (`write` said `EFAULT` for 257
+        // readable bytes; found by the fuzzer's new partial-write check;
         // `user.console_write_keeps_whole_blocks_before_a_fault`).
-        for _ in 0..7 {
+        let at = done + copied;
+        let need = (at / WRITE_FAULT_GRANULE + 1) * WRITE_FAULT_GRANULE - at;
+        for _ in 0..if need < 8 { need } else { 0 } {
             if copied >= tried {
                 break;
             }

@@ -624,30 +624,30 @@ fn epipe_server(_: u64) -> u64 {
     let (ha, hb) = (handles & 0xffff_ffff, handles >> 32);
     let plain = |label: u64| 64 << 32 | label;
     let mut f = frame(IPC_RECV, ha, 0, 30_000_000_000);
-    if call(&TABLE, &mut f, None) != Ok(0) {
+    if table_call(&mut f) != Ok(0) {
         return 1;
     }
     let _ = ipc::destroy(ep());
     let mut f = frame(IPC_REPLY_RECV, hb, ZC_INFO + 1, 1_000_000);
     f.words[1] = 64;
-    if call(&TABLE, &mut f, None) != Err(EPIPE) {
+    if table_call(&mut f) != Err(EPIPE) {
         return 2;
     }
     let mut f = frame(IPC_REPLY, 0, plain(0x2d), 0);
-    if call(&TABLE, &mut f, None) != Ok(0) {
+    if table_call(&mut f) != Ok(0) {
         return 3;
     }
     let mut f = frame(IPC_RECV, hb, 0, 30_000_000_000);
-    if call(&TABLE, &mut f, None) != Ok(0) {
+    if table_call(&mut f) != Ok(0) {
         return 5;
     }
     let _ = ipc::destroy(EpRef::from_raw(EP2.load(Ordering::Acquire)));
     let mut f = frame(IPC_REPLY_RECV, hb, plain(0x2f), 1_000_000);
-    if call(&TABLE, &mut f, None) != Err(EPIPE) {
+    if table_call(&mut f) != Err(EPIPE) {
         return 4;
     }
     let mut f = frame(IPC_REPLY, 0, plain(0x30), 0);
-    if call(&TABLE, &mut f, None) != Err(ESRCH) {
+    if table_call(&mut f) != Err(ESRCH) {
         return 6;
     }
     0
@@ -699,7 +699,7 @@ fn zc_reply_deaf(_: &BootState) -> TestResult {
 fn zc_deaf_server(_: u64) -> u64 {
     use super::syscall::nr::{IPC_RECV, IPC_REPLY};
     let mut f = frame(IPC_RECV, HANDLES.load(Ordering::Acquire), 0, 30_000_000_000);
-    if call(&TABLE, &mut f, None) != Ok(0) {
+    if table_call(&mut f) != Ok(0) {
         return 1;
     }
     let e = ep();
@@ -710,10 +710,17 @@ fn zc_deaf_server(_: u64) -> u64 {
     let mut f = frame(IPC_REPLY, 0, ZC_INFO + 1, 0);
     f.words[0] = 0;
     f.words[1] = 64;
-    match call(&TABLE, &mut f, None) {
+    match table_call(&mut f) {
         Ok(_) => 0,
         Err(e) => e as u64,
     }
+}
+
+/// One IPC call on `TABLE` (out of line: `call` is inlined into each caller, and a server
+/// with many calls made a frame larger than a debug build's kernel stack).
+#[inline(never)]
+fn table_call(f: &mut IpcFrame) -> Result<i64, i64> {
+    call(&TABLE, f, None)
 }
 
 /// `huge_timeouts`' receiver: `ipc_recv` on `TABLE`'s handle `HANDLES` with the timeout
