@@ -424,8 +424,9 @@ pub fn mmio(pa: u64, len: usize) -> Option<sys::io::Mmio> {
 /// Maps a new stack of `pages` pages with an unmapped guard page below it.
 ///
 /// Its frames are taken under the memory lock, with interrupts off, where the allocator
-/// reclaims no empty slab; when they run out, the caller's side (interrupts on) reclaims
-/// them and tries once more. Until 2026-12-06 a spawn failed for want of memory while
+/// reclaims no empty slab; when they run out, empty slabs are reclaimed once the lock is let
+/// go and it tries once more, if the caller has interrupts on (a spawn takes its stack
+/// before it turns them off). Until 2026-12-06 a spawn failed for want of memory while
 /// wholly free slabs held it (found by review; `mm.stack_allocation_reclaims_empty_slabs`).
 pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
     match map_stack(pages) {
@@ -651,12 +652,31 @@ pub fn kernel_root() -> u64 {
     with_memory(|m| m.as_ref().map_or(0, |m| m.tables.root()))
 }
 
-/// New tables for a user address space: empty lower half, the kernel half shared.
+/// New tables for a user address space: empty lower half, the kernel half shared. The root
+/// frame is taken before the memory lock (interrupts on, where the allocator may reclaim
+/// empty slabs: none is reclaimed under the lock). Until 2026-12-06 it was taken under it,
+/// and a spawn failed with `ENOMEM` while empty slabs held the memory (found by review;
+/// `mm.stack_allocation_reclaims_empty_slabs`).
 pub fn new_user_tables() -> Result<PageTables, MemError> {
-    with_memory(|m| {
+    /// The one frame taken before the lock.
+    struct Taken(Option<u64>);
+    impl FrameSource for Taken {
+        fn alloc_zeroed_frame(&mut self) -> Option<u64> {
+            self.0.take()
+        }
+    }
+    let root = KernelFrames
+        .alloc_zeroed_frame()
+        .ok_or(MemError::OutOfMemory)?;
+    let mut taken = Taken(Some(root));
+    let r = with_memory(|m| {
         let m = m.as_ref().ok_or(MemError::NotInitialised)?;
-        PageTables::new_user(&mut KernelFrames, &m.tables).map_err(MemError::from)
-    })
+        PageTables::new_user(&mut taken, &m.tables).map_err(MemError::from)
+    });
+    if let Some(f) = taken.0 {
+        crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(f));
+    }
+    r
 }
 
 /// Translates `va` through the kernel tables (tests).

@@ -44,7 +44,7 @@ ktest!(
 );
 ktest!(Needs::Cpus, "kalloc.fallible_api_reports_oom", fallible_oom);
 ktest!(
-    Needs::Cpus,
+    Needs::Threads,
     "mm.stack_allocation_reclaims_empty_slabs",
     stack_reclaims_slabs
 );
@@ -308,62 +308,103 @@ fn frame_exhaustion(_: &BootState) -> TestResult {
     })
 }
 
-/// A kernel stack (a spawn's) is mapped under the memory lock with interrupts off, where
-/// the allocator reclaims no slab: when the buddy is dry and only wholly free slabs hold
-/// memory, `alloc_stack` reclaims them itself (interrupts on) and tries again. Forced: every
-/// frame the buddy has is taken while a megabyte of small objects keeps its slabs full; the
-/// objects are then freed into their pool (this CPU's magazines drained), so the slabs are
-/// all the memory left. Until 2026-12-06 the stack failed for want of memory.
+/// A spawn's kernel stack and a new address space's root table are allocated where the
+/// allocator may reclaim empty slabs: when the buddy is dry and only wholly free slabs hold
+/// memory, both still succeed. Forced, once for each (`dry`): every frame the buddy has is
+/// taken while a megabyte of small objects keeps its slabs full, the objects are then freed
+/// into their pool (this CPU's magazines drained), so the slabs are all the memory left; the
+/// stack caches are emptied first, so the spawn maps a stack. Until 2026-12-06 both were
+/// allocated with interrupts off, where no slab is reclaimed, and failed for want of memory.
+/// Runs on a thread pinned to CPU 0 (the drain is this CPU's).
 fn stack_reclaims_slabs(_: &BootState) -> TestResult {
+    let d = crate::sched::Builder::new()
+        .pin(0)
+        .spawn(dry_driver, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let code = crate::harness::join_all(&[d], 120_000)?[0];
+    check(code == 0, || {
+        format!(
+            "{code:#x}: low byte 1 the set-up left frames in the buddy or none in slabs, 2 the root table failed, 3 the spawn failed, 4 no slab was reclaimed for one of them (high bits: the step's buddy and slab frames)"
+        )
+    })
+}
+
+/// `stack_reclaims_slabs`' thread body: 0, or what failed.
+fn dry_driver(_: u64) -> u64 {
+    crate::sched::free_cached_stacks();
+    let tables = dry(|| crate::mm::memory::new_user_tables().ok().map(|t| t.root()));
+    match tables {
+        Err(code) => return code,
+        Ok((None, _)) => return 2,
+        Ok((Some(root), reclaimed)) => {
+            crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(root));
+            if reclaimed == 0 {
+                return 4;
+            }
+        }
+    }
+    crate::sched::free_cached_stacks();
+    let spawned = dry(|| crate::sched::Builder::new().pin(0).spawn(nothing, 0).ok());
+    match spawned {
+        Err(code) => code,
+        Ok((None, _)) => 3,
+        Ok((Some(t), reclaimed)) => {
+            let _ = crate::sched::join(t);
+            if reclaimed == 0 { 4 } else { 0 }
+        }
+    }
+}
+
+fn nothing(_: u64) -> u64 {
+    0
+}
+
+/// Runs `op` with the buddy dry and the memory left all in wholly free slabs (see
+/// `stack_reclaims_slabs`); returns its result and the slabs reclaimed meanwhile, or the
+/// set-up's failure (1, with the buddy's and the slabs' frames in the high bits). Everything
+/// is given back after `op`.
+fn dry<R>(op: impl FnOnce() -> R) -> Result<(R, u64), u64> {
     use crate::mm::kalloc;
+    use core::sync::atomic::Ordering::Relaxed;
     const OBJECTS: usize = 4096; // 256 bytes each: 256 frames of slabs
-    drain_all()?;
+    if drain_all().is_err() {
+        return Err(1);
+    }
     let mut objs: Vec<Box<[u64; 32]>> = Vec::new();
-    objs.try_reserve_exact(OBJECTS)
-        .map_err(|e| format!("bookkeeping vector: {e}"))?;
+    if objs.try_reserve_exact(OBJECTS).is_err() {
+        return Err(1);
+    }
     for i in 0..OBJECTS {
         objs.push(Box::new([i as u64; 32]));
     }
     let s = kalloc::stats();
     let mut frames: Vec<kalloc::Frame> = Vec::new();
-    frames
+    if frames
         .try_reserve_exact(s.buddy_free + s.slab_frames + 64)
-        .map_err(|e| format!("frame vector: {e}"))?;
+        .is_err()
+    {
+        return Err(1);
+    }
     while frames.len() < frames.capacity() {
         match kalloc::alloc_frame() {
             Ok(f) => frames.push(f),
             Err(kalloc::OutOfMemory) => break,
         }
     }
-    let reclaimed = kalloc::SLABS_RECLAIMED.load(core::sync::atomic::Ordering::Relaxed);
-    objs.clear(); // its buffer kept until the end: 8 frames the stack would take
+    objs.clear(); // its buffer kept until the end: 8 frames `op` would take
     kalloc::drain_this_cpu();
     let dry = kalloc::stats();
-    let stack = memory::alloc_stack(2);
-    let slabs_back =
-        kalloc::SLABS_RECLAIMED.load(core::sync::atomic::Ordering::Relaxed) - reclaimed;
-    if let Ok(st) = stack {
-        memory::free_stack(st);
-    }
+    let before = kalloc::SLABS_RECLAIMED.load(Relaxed);
+    let r = (dry.buddy_free == 0 && dry.slab_frames >= 16).then(op);
+    let reclaimed = kalloc::SLABS_RECLAIMED.load(Relaxed) - before;
     for f in frames.drain(..) {
         kalloc::free_frame(f);
     }
     drop(frames);
     drop(objs);
-    drain_all()?;
-    check(dry.buddy_free == 0 && dry.slab_frames >= 16, || {
-        format!(
-            "set-up: {} frames left in the buddy, {} in slabs",
-            dry.buddy_free, dry.slab_frames
-        )
-    })?;
-    check(stack.is_ok() && slabs_back > 0, || {
-        format!(
-            "stack {:?} with {} frames in wholly free slabs; {slabs_back} slabs reclaimed",
-            stack.map(|_| ()),
-            dry.slab_frames
-        )
-    })
+    let _ = drain_all();
+    r.map(|r| (r, reclaimed))
+        .ok_or(1 | (dry.buddy_free as u64) << 8 | (dry.slab_frames as u64) << 32)
 }
 
 fn fallible_oom(_: &BootState) -> TestResult {

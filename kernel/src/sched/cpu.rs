@@ -938,7 +938,10 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
     // CPU 0's idle context: a thread of its own (the boot flow is the main thread).
     {
         let _g = IrqGuard::new();
-        let (idle, cs) = Builder::new().pin(0).priority(0).create(idle_thread, 0)?;
+        let (idle, cs) = Builder::new()
+            .pin(0)
+            .priority(0)
+            .create(idle_thread, 0, None)?;
         // Never queued: the idle context runs when nothing else can.
         tcb(idle.index()).set_state(State::Ready);
         cs.idle.store(idle.index() as u32, Ordering::Relaxed);

@@ -365,6 +365,30 @@ pub fn cached_stacks() -> (usize, usize) {
     (here, STACK_POOL.lock().len())
 }
 
+/// Test support: unmaps every cached stack (every CPU's cache and the pool) and gives its
+/// memory back; returns how many there were. A spawn after it maps a new stack.
+pub fn free_cached_stacks() -> usize {
+    let _g = IrqGuard::new();
+    let mut n = 0;
+    let mut free_all = |v: &mut ArrayVec<Stack, { STACK_CACHE }>| {
+        for s in v.drain(..) {
+            memory::free_stack(s);
+            n += 1;
+        }
+    };
+    for c in 0..crate::smp::cpus::capacity() as u32 {
+        if let Some(cs) = cpu_sched(c) {
+            free_all(&mut cs.stacks.lock());
+        }
+    }
+    let pool: ArrayVec<Stack, STACK_POOL_CAP> = core::mem::take(&mut *STACK_POOL.lock());
+    for s in pool {
+        memory::free_stack(s);
+        n += 1;
+    }
+    n
+}
+
 /// Frames the stack caches (the pool and one per CPU of `cpus`) may still come to hold
 /// beyond [`cached_stack_frames`]: what ended threads' stacks can keep from the allocator,
 /// charged to nobody (the commit limit leaves it out of what user space may take).
@@ -472,8 +496,13 @@ impl Builder {
         if crate::smp::tlb::reclaim_due() {
             crate::smp::tlb::reclaim_kernel_tables();
         }
+        // The stack before interrupts go off: one mapped anew may need the slabs' reclaim,
+        // which runs only with interrupts on (`memory::alloc_stack`). Until 2026-12-06 it was
+        // taken with them off, and a spawn failed for want of memory held in empty slabs
+        // (found by review; `mm.stack_allocation_reclaims_empty_slabs`).
+        let stack = take_stack(this_sched().ok_or(SchedError::NotRunning)?)?;
         let g = IrqGuard::new();
-        let (tid, target) = self.create(f, arg)?;
+        let (tid, target) = self.create(f, arg, Some(stack))?;
         let here = this_sched().ok_or(SchedError::NotRunning)?;
         before(tid);
         let i = tid.index();
@@ -491,22 +520,37 @@ impl Builder {
         Ok(tid)
     }
 
-    /// Builds the thread (state `Embryo`, not queued) and chooses its CPU.
+    /// Builds the thread (state `Embryo`, not queued) and chooses its CPU, on `stack` if
+    /// given (given back if the thread cannot be made), else on one taken here.
     pub(super) fn create(
         self,
         f: ThreadFn,
         arg: u64,
+        stack: Option<Stack>,
     ) -> Result<(Tid, &'static CpuSched), SchedError> {
-        let here = this_sched().ok_or(SchedError::NotRunning)?;
-        let target = if self.affinity.contains(here.cpu) {
-            here
-        } else {
-            first_online(&self.affinity)
-                .and_then(cpu_sched)
-                .ok_or(SchedError::BadAffinity)?
+        let Some(here) = this_sched() else {
+            if let Some(s) = stack {
+                memory::free_stack(s);
+            }
+            return Err(SchedError::NotRunning);
         };
-        let i = alloc_slot()?;
-        let stack = match take_stack(here) {
+        let slot = self
+            .affinity
+            .contains(here.cpu)
+            .then_some(here)
+            .or_else(|| first_online(&self.affinity).and_then(cpu_sched))
+            .ok_or(SchedError::BadAffinity)
+            .and_then(|target| alloc_slot().map(|i| (target, i)));
+        let (target, i) = match slot {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(s) = stack {
+                    give_stack(here, s);
+                }
+                return Err(e);
+            }
+        };
+        let stack = match stack.map_or_else(|| take_stack(here), Ok) {
             Ok(s) => s,
             Err(e) => {
                 tcb(i).set_state(State::Free);
