@@ -193,21 +193,34 @@ pub struct Buddy<'a> {
     layout: Layout,
 }
 
+/// `n` frames, at most [`MAX_SPAN_FRAMES`] (the layout of anything larger would need more
+/// summary levels than the allocator has).
+const fn capped(n: usize) -> usize {
+    if n as u64 > MAX_SPAN_FRAMES {
+        MAX_SPAN_FRAMES as usize
+    } else {
+        n
+    }
+}
+
 impl<'a> Buddy<'a> {
     /// Storage words needed for a span of `n_frames` frames at any base.
     ///
     /// Assumes the worst alignment padding (1023 frames); use
     /// [`Buddy::words_needed_for`] for the exact figure. About 5 bits per
-    /// frame (≈ 1/6500 of the span: 2.5 MiB for 16 GiB).
+    /// frame (≈ 1/6500 of the span: 2.5 MiB for 16 GiB). A span above
+    /// [`MAX_SPAN_FRAMES`] (which [`Buddy::new`] refuses) gets the figure for
+    /// the largest span: until 2026-12-06 it panicked (found by review).
     pub const fn words_needed(n_frames: usize) -> usize {
-        layout(n_frames.saturating_add(MAX_BLOCK_FRAMES - 1)).words
+        layout(capped(n_frames).saturating_add(MAX_BLOCK_FRAMES - 1)).words
     }
 
     /// Exact storage words needed for `n_frames` frames starting at
-    /// `base_paddr` (which should be 4 KiB aligned).
+    /// `base_paddr` (which should be 4 KiB aligned); capped as
+    /// [`Buddy::words_needed`].
     pub const fn words_needed_for(base_paddr: u64, n_frames: usize) -> usize {
         let pad = ((base_paddr % MAX_BLOCK_BYTES) >> FRAME_SHIFT) as usize;
-        layout(n_frames.saturating_add(pad)).words
+        layout(capped(n_frames).saturating_add(pad)).words
     }
 
     /// Creates an allocator for `[base_paddr, base_paddr + n_frames * 4 KiB)`

@@ -5,12 +5,14 @@
 //!   contiguous span, with its whole state in a caller-provided `&mut [u64]`.
 //! * [`SizeClass`] / [`class_for`]: the small-object size classes of the slab
 //!   layer and the address arithmetic it needs.
-//! * [`Magazine`]: a fixed-capacity LIFO of addresses for per-CPU caches.
+//! * [`Magazine`]: a fixed-capacity LIFO of addresses for per-CPU caches (the native
+//!   benchmarks' model; the kernel's per-CPU caches are `exo_percpu::cache`: 63 slots,
+//!   batches of 32).
 //! * [`chain`]: a pool's chain of free objects sorted in place, and the slabs whose objects
 //!   are all on it taken out (their frames go back to the buddy when memory runs out).
 //!
 //! The kernel wires these to real memory: it carves the buddy's bitmap words
-//! from boot memory, wraps each structure in its own lock or per-CPU slot, and
+//! from boot memory, wraps the buddy and the pools in their own locks, and
 //! turns the returned physical addresses into pointers.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]

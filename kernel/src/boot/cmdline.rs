@@ -129,7 +129,8 @@ pub struct Options {
     /// The CPU table cannot be sized (`exo.cpu_table_fail=1`): no AP is started, each
     /// reported `CPUDOWN` with the reason.
     pub cpu_table_fail: bool,
-    /// Free one object (`exo.double_free=1`) or one frame (`=frame`) twice after boot
+    /// Free one object (`exo.double_free=1`) or one frame (`=frame`) twice after boot, or
+    /// free an address inside a frame (`=inner`),
     /// (debug builds must catch it).
     pub double_free: Option<DoubleFree>,
     /// A deliberate stack overflow on this CPU after boot (tests guard pages and #DF on IST).
@@ -178,6 +179,8 @@ pub enum DoubleFree {
     Object,
     /// A 4 KiB frame.
     Frame,
+    /// An address inside a frame, then inside an object: freed once each (the start check).
+    Inner,
 }
 
 /// A problem with one option.
@@ -295,6 +298,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("cpu_table_fail", "1") => set(&mut o.cpu_table_fail, true),
             ("double_free", "1") => set(&mut o.double_free, Some(DoubleFree::Object)),
             ("double_free", "frame") => set(&mut o.double_free, Some(DoubleFree::Frame)),
+            ("double_free", "inner") => set(&mut o.double_free, Some(DoubleFree::Inner)),
             ("overflow_on_cpu", v) => v
                 .parse()
                 .is_ok_and(|c| set(&mut o.overflow_on_cpu, Some(c))),

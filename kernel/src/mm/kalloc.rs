@@ -260,6 +260,12 @@ pub fn large_frames_for(layout: Layout) -> u64 {
 #[inline]
 pub fn free_frame(f: Frame) {
     let va = f.0 as usize;
+    // Debug builds: a frame's start only (`Frame::from_phys` of another address is safe to
+    // call; until 2026-12-06 it was taken, handed out again, and found only when the
+    // magazine drained into the buddy; found by review).
+    if cfg!(debug_assertions) && va & 0xfff != 0 {
+        panic!("kalloc: free of {va:#x}, not the start of a frame");
+    }
     // Debug builds: a frame's second word holds the keyed poison while it is free, as an
     // object's does. Until 2026-12-05 a frame freed twice sat twice in the magazine and
     // was handed to two owners (a page table and a user page), unseen (found by review).
@@ -302,6 +308,13 @@ pub fn try_alloc(layout: Layout) -> Result<NonNull<u8>, OutOfMemory> {
 #[inline]
 pub unsafe fn free(ptr: NonNull<u8>, layout: Layout) {
     if let Some(c) = class_for(layout.size(), layout.align()) {
+        if cfg!(debug_assertions) && !c.is_object_start(ptr.as_ptr() as u64) {
+            panic!(
+                "kalloc: free of {:p}, not the start of a {} B object",
+                ptr.as_ptr(),
+                c.size()
+            );
+        }
         check_double_free(ptr.as_ptr() as usize, c.size());
         poison(ptr.as_ptr() as usize, c.size());
         cache::free_or_drain(&KernelDepot, c.index(), ptr.as_ptr() as usize);
@@ -457,11 +470,28 @@ fn poison_word_only(frame: usize) {
     }
 }
 
-/// Debug self-test of the double-free check (`exo.double_free=1`: an object;
-/// `exo.double_free=frame`: a frame): frees it twice. It must panic on the second free;
-/// returns only if the check is missing.
-pub fn double_free_selftest(frame: bool) {
-    if frame {
+/// What [`double_free_selftest`] frees wrongly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadFree {
+    /// An object, twice.
+    Object,
+    /// A frame, twice.
+    Frame,
+    /// An address 8 bytes into a frame.
+    Inner,
+}
+
+/// Debug self-test of the free checks (`exo.double_free=1`: an object freed twice;
+/// `=frame`: a frame freed twice; `=inner`: an address inside a frame freed). It must panic
+/// at the bad free; returns only if the check is missing.
+pub fn double_free_selftest(what: BadFree) {
+    if what == BadFree::Inner {
+        if let Ok(f) = alloc_frame() {
+            free_frame(Frame::from_phys(f.phys() + 8));
+        }
+        return;
+    }
+    if what == BadFree::Frame {
         if let Ok(f) = alloc_frame() {
             let pa = f.phys();
             free_frame(f);

@@ -133,6 +133,23 @@ fn words_needed_is_sufficient_and_exact_errors() {
     const { assert!(W > 0) };
 }
 
+/// Spans too large for the allocator get a figure, not a panic (until 2026-12-06 the layout
+/// indexed past its summary levels), and `new` refuses them whatever the storage.
+#[test]
+fn words_needed_of_a_span_too_large_does_not_panic() {
+    let most = Buddy::words_needed(MAX_SPAN_FRAMES as usize);
+    assert_eq!(Buddy::words_needed(usize::MAX), most);
+    assert_eq!(
+        Buddy::words_needed_for(0, 1 << 40),
+        Buddy::words_needed_for(0, MAX_SPAN_FRAMES as usize)
+    );
+    let mut st = [0u64; 4];
+    assert!(matches!(
+        Buddy::new(&mut st, 0, 1 << 40),
+        Err(MmError::InvalidSpan { .. })
+    ));
+}
+
 #[test]
 fn new_rejects_bad_spans() {
     let mut st = vec![0u64; 64];
