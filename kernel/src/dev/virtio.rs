@@ -145,6 +145,14 @@ pub enum VirtioError {
         /// Milliseconds without a buffer coming back.
         ms: u64,
     },
+    /// Queue pair `index` may not transmit: the device was told to use pairs `0..active`
+    /// only (`VQ_PAIRS_SET`; 0: its device is no longer up).
+    PairInactive {
+        /// The pair.
+        index: u16,
+        /// The pairs the device uses.
+        active: u16,
+    },
 }
 
 impl core::fmt::Display for VirtioError {
@@ -182,6 +190,10 @@ impl core::fmt::Display for VirtioError {
             VirtioError::TxStalled { ms } => write!(
                 f,
                 "device returned no transmit buffer in {ms} ms with all of them in flight"
+            ),
+            VirtioError::PairInactive { index, active } => write!(
+                f,
+                "queue pair {index} may not transmit: the device uses pairs 0..{active}"
             ),
         }
     }
