@@ -928,6 +928,21 @@ pub fn fallback_mac(location: &str) -> [u8; 6] {
     [0x02, b[3], b[4], b[5], b[6], b[7]]
 }
 
+/// Whether `m` can be an interface's own address: unicast (the group bit, bit 0 of the
+/// first byte, clear: no multicast, no broadcast) and not all zeros, as `exo_net`'s stack
+/// requires. A device's MAC that is not ([`NetDevice::bring_up`]; or a device-configuration
+/// window too short to hold one, which reads as zeros) is replaced by [`fallback_mac`]'s:
+/// until 2026-12-06 it was taken as it was, and the stack refused the NIC (`BadMac`; found
+/// by review: `net.device_mac_not_unicast_falls_back`).
+pub fn unicast_mac(m: &[u8; 6]) -> bool {
+    m[0] & 1 == 0 && *m != [0; 6]
+}
+
+/// Fault injection for tests: the next bring-up that reads its device's MAC (`NET_MAC`)
+/// reads this address instead, as from a device reporting it
+/// (`net.device_mac_not_unicast_falls_back`).
+pub static SUBSTITUTE_MAC: spin::Mutex<Option<[u8; 6]>> = spin::Mutex::new(None);
+
 /// Fault injection for tests: bring-ups do not take `NET_MAC` (the device's own address),
 /// as with a device that does not offer it: the MAC is [`fallback_mac`]'s
 /// (`net.fallback_mac_is_made_from_the_location`).
@@ -1067,7 +1082,18 @@ impl NetDevice {
             }
         }
         let mac = if features & f::NET_MAC != 0 {
-            core::array::from_fn(|i| transport.config8(vnet::config::MAC + i))
+            let m = SUBSTITUTE_MAC.lock().take().unwrap_or_else(|| {
+                core::array::from_fn(|i| transport.config8(vnet::config::MAC + i))
+            });
+            if unicast_mac(&m) {
+                m
+            } else {
+                let fb = fallback_mac(&location);
+                log::warn!(
+                    "virtio-net {location}: the device's MAC {m:02x?} is not a unicast address: {fb:02x?} used"
+                );
+                fb
+            }
         } else {
             fallback_mac(&location)
         };

@@ -120,6 +120,11 @@ ktest!(
 );
 ktest!(
     Needs::Cpus,
+    "net.device_mac_not_unicast_falls_back",
+    device_mac_not_unicast
+);
+ktest!(
+    Needs::Cpus,
     "net.second_probe_leaves_devices_in_use_alone",
     second_probe_leaves_devices_alone
 );
@@ -1666,6 +1671,41 @@ fn fallback_mac_from_location(_: &crate::boot::BootState) -> TestResult {
     check(distinct(&mine), || {
         format!("two NICs without NET_MAC have the same MAC: {got:02x?}")
     })
+}
+
+/// A device whose MAC (`NET_MAC`) is multicast, broadcast or all zeros (forced:
+/// `SUBSTITUTE_MAC`, read by the first device's bring-up in place of its own) comes up with
+/// the address made from its location (`fallback_mac`), unicast, which the IP stack takes;
+/// the other devices keep their own, unicast, addresses. Until 2026-12-06 the address was
+/// taken as read and `exo_net::Stack::new` refused the NIC (`BadMac`; found by review).
+fn device_mac_not_unicast(_: &crate::boot::BootState) -> TestResult {
+    let bad_macs = [[0x01, 0x00, 0x5e, 0x00, 0x00, 0x01], [0xff; 6], [0; 6]];
+    for bad_mac in bad_macs {
+        *net::SUBSTITUTE_MAC.lock() = Some(bad_mac);
+        let (devs, bad) = net::probe(1);
+        let left = net::SUBSTITUTE_MAC.lock().take();
+        let got: Vec<(String, [u8; 6])> =
+            devs.iter().map(|d| (d.location.clone(), d.mac)).collect();
+        devs.into_iter().for_each(|d| {
+            d.shutdown();
+        });
+        check(bad.is_empty() && left.is_none() && !got.is_empty(), || {
+            format!(
+                "{bad_mac:02x?}: {} up, {bad:?}, substitute left: {left:02x?}",
+                got.len()
+            )
+        })?;
+        for (k, (loc, m)) in got.iter().enumerate() {
+            crate::kprintln!("NETMAC,substitute {bad_mac:02x?},{loc},{m:02x?}");
+            let fallback = *m == net::fallback_mac(loc);
+            check(net::unicast_mac(m) && fallback == (k == 0), || {
+                format!(
+                    "device MAC {bad_mac:02x?} given to the first: {loc} (device {k}) has {m:02x?} (the one made from its place: {fallback})"
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// A second probe while the first one's devices are alive leaves them alone: it brings up
