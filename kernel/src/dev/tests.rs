@@ -29,6 +29,11 @@ ktest!(
 ktest!(Needs::Cpus, "net.rx_flood_recovers", rx_flood_recovers);
 ktest!(
     Needs::Cpus,
+    "net.rx_burst_takes_at_most_64",
+    rx_burst_takes_at_most_64
+);
+ktest!(
+    Needs::Cpus,
     "net.tx_stall_clock_from_a_cpu_ahead_starts_again",
     tx_stall_clock_ahead
 );
@@ -421,6 +426,55 @@ fn runt_and_oversized(_: &crate::boot::BootState) -> TestResult {
     a.shutdown();
     b.shutdown();
     result
+}
+
+/// With 100 frames waiting, one `rx_burst(usize::MAX)` takes `RX_BURST_MAX` (64) of them,
+/// in both directions of the hub pair (with `--net hub-mixed` one receiver has
+/// `VIRTIO_F_IN_ORDER` and one not: both paths), and the rest follow, every frame intact.
+/// Until 2026-12-06 the in-order path took every frame waiting (found by review).
+fn rx_burst_takes_at_most_64(_: &crate::boot::BootState) -> TestResult {
+    const N: usize = 100;
+    let before = free_frames()?;
+    let (mut a, mut b) = pair_of_nics(true)?;
+    let result = (|| {
+        for dir in 0..2 {
+            let (tx_dev, rx_dev) = if dir == 0 {
+                (&mut a, &mut b)
+            } else {
+                (&mut b, &mut a)
+            };
+            let in_order = rx_dev.features & exo_virtio::features::IN_ORDER != 0;
+            let mac = tx_dev.mac;
+            let tx = tx_dev.pair(0).ok_or("no pair")?;
+            let rx = rx_dev.pair(0).ok_or("no pair")?;
+            let sent = tx
+                .tx_burst(N, |k, buf| Some(test_frame(buf, mac, k as u32, 64)))
+                .map_err(|e| format!("{e}"))?;
+            let d = Deadline::after_ms(2000);
+            while rx.rx_pending() < N && !d.passed() {
+                core::hint::spin_loop();
+            }
+            let waiting = rx.rx_pending();
+            let mut seqs = Vec::new();
+            let first = rx
+                .rx_burst(usize::MAX, |f| seqs.push(check_frame(f)))
+                .map_err(|e| format!("{e}"))?;
+            let rest = receive(rx, N - first, |f| seqs.push(check_frame(f)))?;
+            let _ = tx.reap_tx();
+            let want: Vec<Result<u32, String>> = (0..N as u32).map(Ok).collect();
+            check(
+                sent == N && waiting >= N && first == net::RX_BURST_MAX && seqs == want,
+                || {
+                    format!(
+                        "receiver in order: {in_order}; sent {sent}, {waiting} waiting, first burst took {first}, then {rest}; frames {:?}",
+                        seqs.iter().filter(|s| s.is_err()).collect::<Vec<_>>()
+                    )
+                },
+            )?;
+        }
+        Ok(())
+    })();
+    shut_down_and_compare(a, b, before, result)
 }
 
 fn rx_flood_recovers(_: &crate::boot::BootState) -> TestResult {
