@@ -26,6 +26,8 @@ pub const BUF: usize = 2048;
 /// How long every transmit buffer may stay with the device, none coming back, before the
 /// driver calls the device broken ([`VirtioError::TxStalled`]).
 pub const DEFAULT_TX_STALL_MS: u64 = 5000;
+/// Most received buffers one [`QueuePair::rx_burst`] takes.
+pub const RX_BURST_MAX: usize = 64;
 /// Largest queue size used (smaller if the device says so).
 pub const MAX_QUEUE: u16 = 256;
 /// Features the driver takes when offered (`NET_MQ` only with `NET_CTRL_VQ`:
@@ -246,6 +248,8 @@ pub struct QueuePair {
     /// The bring-up it belongs to ([`NetDevice::id`]): what [`NetDevice::return_pairs`]
     /// checks (an index alone names a pair of any device).
     owner: u64,
+    /// Its device's slot in [`ACTIVE_PAIRS`] (its claim's): whether the pair may transmit.
+    slot: usize,
     rx: Ring,
     tx: Ring,
     rx_bufs: Buffers,
@@ -271,7 +275,7 @@ impl QueuePair {
     /// when the transmit ring failed): they stay until the device is reset.
     fn new(
         t: &Transport,
-        owner: u64,
+        (owner, slot): (u64, usize),
         index: u16,
         event_idx: bool,
         guest_csum: bool,
@@ -350,6 +354,7 @@ impl QueuePair {
         let mut p = Self {
             index,
             owner,
+            slot,
             rx,
             tx,
             rx_bufs,
@@ -406,13 +411,16 @@ impl QueuePair {
 
     /// Transmits up to `max` frames: `fill(k, buf)` writes frame `k` into `buf` (up to 1518
     /// bytes, in the DMA buffer itself) and returns its length, or `None` to stop. One
-    /// publish and at most one doorbell for the burst. Returns the frames queued.
+    /// publish and at most one doorbell for the burst. Returns the frames queued, or
+    /// [`VirtioError::PairInactive`] (nothing queued) on a pair the device was told not to
+    /// use ([`NetDevice::set_active_pairs`]).
     #[inline]
     pub fn tx_burst(
         &mut self,
         max: usize,
         mut fill: impl FnMut(usize, &mut [u8]) -> Option<usize>,
     ) -> Result<usize, VirtioError> {
+        self.check_active()?;
         // Completions first, every burst: the driver's whole per-packet cost is in the burst,
         // and the buffers just returned are the ones reused (warm in cache).
         if self.reap_tx()? > 0 {
@@ -473,6 +481,27 @@ impl QueuePair {
         (sent, bytes)
     }
 
+    /// `Ok` if the pair may transmit: its device uses it (its index below the pair count of
+    /// the last `VQ_PAIRS_SET`, [`NetDevice::set_active_pairs`]; virtio 1.2, 5.1.6.5.5: no
+    /// frame on a transmit queue past it), and the device is still up. Until 2026-12-06
+    /// nothing stopped a pair past the count from transmitting (found by review:
+    /// `net.mq_inactive_pair_does_not_transmit`).
+    #[inline]
+    fn check_active(&self) -> Result<(), VirtioError> {
+        let v = ACTIVE_PAIRS
+            .get(self.slot)
+            .map_or(0, |a| a.load(core::sync::atomic::Ordering::Acquire));
+        let active = if v >> 16 == self.owner { v as u16 } else { 0 };
+        if self.index < active {
+            Ok(())
+        } else {
+            Err(VirtioError::PairInactive {
+                index: self.index,
+                active,
+            })
+        }
+    }
+
     /// All buffers in flight and none came back: starts the stall clock, or fails once it ran
     /// past the limit.
     fn check_stall(&mut self) -> Result<(), VirtioError> {
@@ -495,9 +524,11 @@ impl QueuePair {
     /// Room to send one frame after reaping completions (`Ok(true)`), or none yet
     /// (`Ok(false)`: the stall clock runs), or the device is broken: a completion it
     /// returned is invalid, or it has held every buffer past the stall limit
-    /// ([`VirtioError::TxStalled`]). The check of a caller that only sends with room (the
+    /// ([`VirtioError::TxStalled`]), or the pair is one the device was told not to use
+    /// ([`VirtioError::PairInactive`]). The check of a caller that only sends with room (the
     /// IP stack's interface), where `tx_burst`'s own check is never reached.
     pub fn tx_ready(&mut self) -> Result<bool, VirtioError> {
+        self.check_active()?;
         if self.reap_tx()? > 0 {
             self.tx_stalled_since = None;
         }
@@ -570,6 +601,7 @@ impl QueuePair {
     /// Test use: transmits frames of the given lengths (past the 1518-byte limit allowed,
     /// up to the buffer), filled with a pattern: what a broken or hostile peer would send.
     pub fn tx_burst_raw(&mut self, lens: &[usize]) -> Result<usize, VirtioError> {
+        self.check_active()?;
         self.reap_tx()?;
         let mut n = 0;
         for &len in lens {
@@ -596,9 +628,12 @@ impl QueuePair {
         Ok(n)
     }
 
-    /// Receives up to `max` frames (at most 64 a call): `deliver(frame)` sees each good one
-    /// in its DMA buffer; bad ones are dropped and counted. The buffers go back to the device
-    /// in one publish (one doorbell at most). Returns the buffers taken (good and dropped).
+    /// Receives up to `max` frames (at most [`RX_BURST_MAX`] a call, in both modes):
+    /// `deliver(frame)` sees each good one in its DMA buffer; bad ones are dropped and
+    /// counted. The buffers go back to the device in one publish (one doorbell at most).
+    /// Returns the buffers taken (good and dropped). Until 2026-12-06 the `IN_ORDER` path
+    /// took up to `max`, a whole ring in one call (found by review:
+    /// `net.rx_burst_takes_at_most_64`).
     #[inline]
     pub fn rx_burst(
         &mut self,
@@ -608,10 +643,13 @@ impl QueuePair {
         let (bufs, stats, csum) = (&self.rx_bufs, &mut self.stats, self.guest_csum);
         if self.in_order {
             // A buffer without a length (skipped by a batch) cannot be measured: dropped.
-            let n = self.rx.q.pop_in_order(&DmaRam, max, |id, len| match len {
-                Some(len) => hand_up(bufs, stats, csum, id, len, &mut deliver),
-                None => stats.rx_len_unknown += 1,
-            })?;
+            let n =
+                self.rx
+                    .q
+                    .pop_in_order(&DmaRam, max.min(RX_BURST_MAX), |id, len| match len {
+                        Some(len) => hand_up(bufs, stats, csum, id, len, &mut deliver),
+                        None => stats.rx_len_unknown += 1,
+                    })?;
             self.rx.q.repost_in_order(n as u16);
             if n > 0 && self.rx.q.publish(&DmaRam) {
                 self.rx.bell.ring();
@@ -619,11 +657,11 @@ impl QueuePair {
             }
             return Ok(n);
         }
-        let mut taken: arrayvec::ArrayVec<u16, 64> = arrayvec::ArrayVec::new();
+        let mut taken: arrayvec::ArrayVec<u16, RX_BURST_MAX> = arrayvec::ArrayVec::new();
         let n = self
             .rx
             .q
-            .pop_burst(&DmaRam, max.min(64), |u| {
+            .pop_burst(&DmaRam, max.min(RX_BURST_MAX), |u| {
                 hand_up(bufs, stats, csum, u.id, u.len, &mut deliver);
                 taken.push(u.id);
             })
@@ -795,7 +833,7 @@ pub const MAX_CLAIMS: usize = 64;
 /// A device taken for one driver; given up when dropped (after the device's shutdown: the
 /// [`NetDevice`] holding it drops it at the end of `shutdown_inner`).
 #[derive(Debug)]
-pub struct Claim(Site);
+pub struct Claim(Site, usize);
 
 impl Claim {
     /// Takes `site`: `Ok(None)` when a driver already owns it (it must not be touched: a
@@ -807,20 +845,42 @@ impl Claim {
         if c.contains(&Some(site)) {
             return Ok(None);
         }
-        let free = c
+        let (slot, free) = c
             .iter_mut()
-            .find(|s| s.is_none())
+            .enumerate()
+            .find(|(_, s)| s.is_none())
             .ok_or(VirtioError::OutOfMemory)?;
         *free = Some(site);
-        Ok(Some(Claim(site)))
+        ACTIVE_PAIRS[slot].store(0, core::sync::atomic::Ordering::Release);
+        Ok(Some(Claim(site, slot)))
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        for s in CLAIMED.lock().iter_mut().filter(|s| **s == Some(self.0)) {
+        let mut c = CLAIMED.lock();
+        ACTIVE_PAIRS[self.1].store(0, core::sync::atomic::Ordering::Release);
+        for s in c.iter_mut().filter(|s| **s == Some(self.0)) {
             *s = None;
         }
+    }
+}
+
+/// Per claim slot (the [`CLAIMED`] entry of a device's [`Claim`]): the bring-up holding it
+/// ([`NetDevice::id`]) in the upper 48 bits and the queue pairs its device uses in the low
+/// 16 ([`NetDevice::set_active_pairs`]); 0 while the slot is free. What a pair, wherever
+/// its CPU took it, checks before it transmits ([`QueuePair::tx_burst`]): a pair of another
+/// bring-up (its device shut down, the slot taken again) finds another id and may not.
+/// In a fixed table, not shared through the heap: a bring-up allocates no object for it.
+static ACTIVE_PAIRS: [AtomicU64; MAX_CLAIMS] = [const { AtomicU64::new(0) }; MAX_CLAIMS];
+
+/// Sets the pairs bring-up `id` (holding claim slot `slot`) uses, for its pairs to see.
+fn publish_active(slot: usize, id: u64, n: u16) {
+    if let Some(a) = ACTIVE_PAIRS.get(slot) {
+        a.store(
+            (id << 16) | u64::from(n),
+            core::sync::atomic::Ordering::Release,
+        );
     }
 }
 
@@ -876,6 +936,21 @@ pub fn fallback_mac(location: &str) -> [u8; 6] {
     [0x02, b[3], b[4], b[5], b[6], b[7]]
 }
 
+/// Whether `m` can be an interface's own address: unicast (the group bit, bit 0 of the
+/// first byte, clear: no multicast, no broadcast) and not all zeros, as `exo_net`'s stack
+/// requires. A device's MAC that is not ([`NetDevice::bring_up`]; or a device-configuration
+/// window too short to hold one, which reads as zeros) is replaced by [`fallback_mac`]'s:
+/// until 2026-12-06 it was taken as it was, and the stack refused the NIC (`BadMac`; found
+/// by review: `net.device_mac_not_unicast_falls_back`).
+pub fn unicast_mac(m: &[u8; 6]) -> bool {
+    m[0] & 1 == 0 && *m != [0; 6]
+}
+
+/// Fault injection for tests: the next bring-up that reads its device's MAC (`NET_MAC`)
+/// reads this address instead, as from a device reporting it
+/// (`net.device_mac_not_unicast_falls_back`).
+pub static SUBSTITUTE_MAC: spin::Mutex<Option<[u8; 6]>> = spin::Mutex::new(None);
+
 /// Fault injection for tests: bring-ups do not take `NET_MAC` (the device's own address),
 /// as with a device that does not offer it: the MAC is [`fallback_mac`]'s
 /// (`net.fallback_mac_is_made_from_the_location`).
@@ -902,7 +977,8 @@ pub struct NetDevice {
     pairs: Vec<QueuePair>,
     /// Queue pairs brought up.
     up: u16,
-    /// Queue pairs the device was last told to use (and agreed to).
+    /// Queue pairs the device was last told to use (and agreed to); its pairs see it in
+    /// [`ACTIVE_PAIRS`].
     active: u16,
     ctrl: Option<Ring>,
     /// Frames of a pair whose creation failed half-way, which the device was told about:
@@ -977,7 +1053,7 @@ impl NetDevice {
             });
             match QueuePair::new(
                 &transport,
-                id,
+                (id, claim.1),
                 i,
                 event_idx,
                 false,
@@ -1014,7 +1090,18 @@ impl NetDevice {
             }
         }
         let mac = if features & f::NET_MAC != 0 {
-            core::array::from_fn(|i| transport.config8(vnet::config::MAC + i))
+            let m = SUBSTITUTE_MAC.lock().take().unwrap_or_else(|| {
+                core::array::from_fn(|i| transport.config8(vnet::config::MAC + i))
+            });
+            if unicast_mac(&m) {
+                m
+            } else {
+                let fb = fallback_mac(&location);
+                log::warn!(
+                    "virtio-net {location}: the device's MAC {m:02x?} is not a unicast address: {fb:02x?} used"
+                );
+                fb
+            }
         } else {
             fallback_mac(&location)
         };
@@ -1049,6 +1136,7 @@ impl NetDevice {
         for p in &mut dev.pairs {
             p.kick_rx();
         }
+        dev.publish_active(active);
         Ok(dev)
     }
 
@@ -1077,18 +1165,39 @@ impl NetDevice {
     }
 
     /// Changes how many queue pairs the device uses (1..=the pairs brought up): receive
-    /// steering then spreads flows over pairs `0..n` only. The pairs stay allocated.
+    /// steering then spreads flows over pairs `0..n` only, and pairs `n..` may not transmit
+    /// (their `tx_burst` and `tx_ready` fail with [`VirtioError::PairInactive`], wherever
+    /// they are: virtio 1.2, 5.1.6.5.5). The pairs stay allocated. Fewer pairs: they stop
+    /// before the command is queued (a burst another CPU began before that still finishes);
+    /// more: they start once the device agreed. A command that failed (refused, or
+    /// unanswered and perhaps applied later) leaves [`NetDevice::active_pairs`] as it was,
+    /// but only the pairs both counts allow may transmit until a command succeeds.
     pub fn set_active_pairs(&mut self, n: u16) -> Result<(), VirtioError> {
         if n == 0 || n > self.up {
             return Err(VirtioError::Control("pair count out of range"));
         }
-        let r = self
+        let (old, id, slot) = (self.active, self.id, self.claim.as_ref().map(|c| c.1));
+        let publish = |n| slot.map(|s| publish_active(s, id, n));
+        let c = self
             .ctrl
             .as_mut()
             .ok_or(VirtioError::Control("no control queue (one pair only)"))?;
-        ctrl_pairs_set(r, n)?;
-        self.active = n;
-        Ok(())
+        if n < old {
+            publish(n);
+        }
+        let r = ctrl_pairs_set(c, n);
+        if r.is_ok() {
+            self.active = n;
+        }
+        publish(if r.is_ok() { n } else { n.min(old) });
+        r
+    }
+
+    /// Lets pairs `0..n` (and no other) of this bring-up transmit ([`ACTIVE_PAIRS`]).
+    fn publish_active(&self, n: u16) {
+        if let Some(c) = &self.claim {
+            publish_active(c.1, self.id, n);
+        }
     }
 
     /// Descriptors of control commands the device has not answered yet (0 without a control

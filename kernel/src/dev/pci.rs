@@ -553,40 +553,99 @@ pub fn bar_window(base: u64, off: u64, len: usize) -> Option<Mmio> {
     crate::mm::memory::mmio(start, len)
 }
 
-/// The MSI-X table's and pending-bit array's windows, as (BAR, offset, length), from the
-/// MSI-X capability at `cap`: 16 bytes per entry, one pending bit per entry in 64-bit words.
-pub fn msix_windows(func: &Function, cap: u16) -> [(u8, u64, u64); 2] {
-    let entries = u64::from(func.read16(cap + 2) & 0x7ff) + 1;
-    let t = func.read32(cap + 4);
-    let p = func.read32(cap + 8);
-    [
-        ((t & 7) as u8, u64::from(t & !7), 16 * entries),
-        ((p & 7) as u8, u64::from(p & !7), 8 * entries.div_ceil(64)),
-    ]
+/// An MSI-X capability's layout: its table size and where its table and pending-bit array
+/// are, all from one read of each of its registers ([`MsixLayout::read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsixLayout {
+    /// Table entries (the control word's Table Size + 1: 1..=2048).
+    pub entries: u16,
+    /// The BAR and offset of the vector table.
+    table_at: (u8, u32),
+    /// The BAR and offset of the pending-bit array.
+    pba_at: (u8, u32),
+}
+
+impl MsixLayout {
+    /// The layout the control word `ctl` (the capability's bytes 2..4) and the table and
+    /// pending-bit-array registers `table` and `pba` (bytes 4..8, 8..12) describe.
+    pub fn decode(ctl: u16, table: u32, pba: u32) -> Self {
+        MsixLayout {
+            entries: (ctl & 0x7ff) + 1,
+            table_at: ((table & 7) as u8, table & !7),
+            pba_at: ((pba & 7) as u8, pba & !7),
+        }
+    }
+
+    /// The vector table as (BAR, offset, length): 16 bytes per entry, so exactly the
+    /// entries [`Self::entries`] counts.
+    pub fn table(&self) -> (u8, u64, u64) {
+        let (bar, off) = self.table_at;
+        (bar, u64::from(off), 16 * u64::from(self.entries))
+    }
+
+    /// The pending-bit array as (BAR, offset, length): one bit per entry, in 64-bit words.
+    pub fn pba(&self) -> (u8, u64, u64) {
+        let (bar, off) = self.pba_at;
+        (
+            bar,
+            u64::from(off),
+            8 * u64::from(self.entries).div_ceil(64),
+        )
+    }
+
+    /// The layout of the MSI-X capability at `cap` of `func`, its control word read once.
+    /// Whoever maps the table and counts its entries must take both from one such layout:
+    /// the Table Size is the device's to report, and two reads may disagree. Until 2026-12-06
+    /// the control word was read once for the entry count and again for the table's length,
+    /// and a device reporting a larger size the first time had the masking loop write past
+    /// the mapped table, a kernel panic (found by review:
+    /// `pci.msix_table_size_is_read_once`).
+    pub fn read(func: &Function, cap: u16) -> Self {
+        let ctl = msix_control(func, cap);
+        Self::decode(ctl, func.read32(cap + 4), func.read32(cap + 8))
+    }
+}
+
+/// Fault injection for tests: the `n`-th read of an MSI-X control word from now (1: the
+/// next; 0: off) reports the largest Table Size (2048 entries), as a device changing its
+/// answer would (`pci.msix_table_size_is_read_once`). Counts down once per read.
+pub static MSIX_SIZE_LIE_AT: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// The control word of the MSI-X capability at `cap` (with [`MSIX_SIZE_LIE_AT`] applied).
+fn msix_control(func: &Function, cap: u16) -> u16 {
+    use core::sync::atomic::Ordering::Relaxed;
+    let ctl = func.read16(cap + 2);
+    let was = MSIX_SIZE_LIE_AT.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    if was == Ok(1) { ctl | 0x7ff } else { ctl }
 }
 
 /// An enabled MSI-X capability: its vector table, mapped.
 #[derive(Debug)]
 pub struct Msix {
     table: Mmio,
-    /// Table entries.
+    /// Table entries (each lies within the mapped table).
     pub entries: u16,
 }
 
 impl Msix {
-    /// Enables MSI-X on `func` (capability at `cap`, BARs `bars`: [`Function::bars`]),
-    /// every entry masked, or `None` when its table is not in a memory BAR the kernel can
-    /// map (or does not lie within its BAR: [`msix_windows`], which the transport checked
-    /// first).
-    pub fn enable(func: &Function, cap: u16, bars: &[Bar; 6]) -> Option<Msix> {
-        let ctl = func.read16(cap + 2);
-        let entries = (ctl & 0x7ff) + 1;
-        let [(bir, off, len), _] = msix_windows(func, cap);
-        let table = bars.get(usize::from(bir))?.window(off, len as usize)?;
+    /// Enables MSI-X on `func` (capability at `cap`, its `layout` as [`MsixLayout::read`]
+    /// gave it and the transport checked against its BAR, that BAR `bar` as
+    /// [`Function::bars`] sized it), every entry masked, or `None` when its table is not in
+    /// a memory BAR the kernel can map. The entry count is the layout's, never read again
+    /// (and at most what the mapped table holds), so no entry written here or by
+    /// [`Msix::set`] and [`Msix::mask`] lies past the table.
+    pub fn enable(func: &Function, cap: u16, layout: &MsixLayout, bar: &Bar) -> Option<Msix> {
+        let (_, off, len) = layout.table();
+        let table = bar.window(off, len as usize)?;
+        let entries = layout
+            .entries
+            .min(u16::try_from(table.len() / 16).unwrap_or(u16::MAX));
         for i in 0..usize::from(entries) {
             table.write32(16 * i + 12, 1);
         }
-        // Enable, function mask off.
+        // Enable, function mask off (the Table Size bits are read-only: this read's are not
+        // used).
+        let ctl = msix_control(func, cap);
         func.write16(cap + 2, (ctl | (1 << 15)) & !(1 << 14));
         Some(Msix { table, entries })
     }

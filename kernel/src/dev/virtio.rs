@@ -145,6 +145,14 @@ pub enum VirtioError {
         /// Milliseconds without a buffer coming back.
         ms: u64,
     },
+    /// Queue pair `index` may not transmit: the device was told to use pairs `0..active`
+    /// only (`VQ_PAIRS_SET`; 0: its device is no longer up).
+    PairInactive {
+        /// The pair.
+        index: u16,
+        /// The pairs the device uses.
+        active: u16,
+    },
 }
 
 impl core::fmt::Display for VirtioError {
@@ -182,6 +190,10 @@ impl core::fmt::Display for VirtioError {
             VirtioError::TxStalled { ms } => write!(
                 f,
                 "device returned no transmit buffer in {ms} ms with all of them in flight"
+            ),
+            VirtioError::PairInactive { index, active } => write!(
+                f,
+                "queue pair {index} may not transmit: the device uses pairs 0..{active}"
             ),
         }
     }
@@ -301,10 +313,9 @@ pub enum Transport {
         notify: (Mmio, u32),
         /// Device-specific configuration.
         device: Mmio,
-        /// MSI-X capability offset, if any.
-        msix: Option<u16>,
-        /// The function's BARs, sized ([`Function::bars`]).
-        bars: [Bar; 6],
+        /// MSI-X capability offset, its layout (read once, checked against its BAR) and the
+        /// BAR of its table (sized: [`Function::bars`]), if any.
+        msix: Option<(u16, super::pci::MsixLayout, Bar)>,
     },
     /// virtio-mmio version 2 at this window.
     Mmio(Mmio),
@@ -386,11 +397,14 @@ impl Transport {
         let mut msix = None;
         for &(id, at) in &caps {
             if id == 0x11 && msix.is_none() {
-                let [t, p] = super::pci::msix_windows(&func, at);
-                for (what, (bar, off, len)) in [(Window::MsixTable, t), (Window::MsixPba, p)] {
+                let l = super::pci::MsixLayout::read(&func, at);
+                for (what, (bar, off, len)) in
+                    [(Window::MsixTable, l.table()), (Window::MsixPba, l.pba())]
+                {
                     check_window(&bars, what, bar, off, len)?;
                 }
-                msix = Some(at);
+                let table_bar = bars.get(usize::from(l.table().0)).copied();
+                msix = Some((at, l, table_bar.unwrap_or(Bar::None)));
             }
             // A vendor capability in the list has its 16 bytes below 0x100
             // (`pci::walk_capabilities`).
@@ -455,7 +469,6 @@ impl Transport {
             notify,
             device,
             msix,
-            bars,
         })
     }
 
@@ -653,15 +666,14 @@ impl Transport {
     pub fn enable_msix(&self) -> Option<super::pci::Msix> {
         let Transport::Pci {
             func,
-            msix: Some(cap),
+            msix: Some((cap, layout, bar)),
             common,
-            bars,
             ..
         } = self
         else {
             return None;
         };
-        let m = super::pci::Msix::enable(func, *cap, bars)?;
+        let m = super::pci::Msix::enable(func, *cap, layout, bar)?;
         common.write16(C_CFGMSIX, 0xffff);
         Some(m)
     }

@@ -535,7 +535,10 @@ impl SplitQueue {
         self.free.len()
     }
 
-    /// Buffers added and not yet returned (published or not).
+    /// Descriptors added and not yet returned (published or not): one per buffer on a
+    /// fixed or in-order queue, but every descriptor of a chain ([`Self::add_chain`]: a
+    /// control command and its status byte are two) on a free-list one, so not a count of
+    /// buffers there.
     pub fn in_flight(&self) -> usize {
         if self.in_order_flight > 0 {
             usize::from(self.in_order_flight)
@@ -753,9 +756,22 @@ impl SplitQueue {
         }
     }
 
-    /// Every buffer still in flight, with its cookie, freed (after a device reset: the
-    /// caller frees the memory the cookies name).
+    /// Every buffer still in flight, with its cookie (a fixed descriptor's is its id),
+    /// oldest first, freed (after a device reset: the caller frees the memory the cookies
+    /// name); the queue then has nothing in flight. In-order mode ([`Self::new_in_order`]):
+    /// the buffers posted and not yet reaped, from the oldest, and the indices move past
+    /// them. Until 2026-12-06 an in-order queue returned none of its buffers (they are
+    /// posted without being marked busy; found by review).
     pub fn drain_in_flight(&mut self) -> Vec<u64> {
+        if self.in_order_flight > 0 {
+            let out = (0..self.in_order_flight)
+                .map(|k| self.slots[usize::from(self.last_used.wrapping_add(k) & self.mask)].cookie)
+                .collect();
+            self.last_used = self.last_used.wrapping_add(self.in_order_flight);
+            self.in_order_flight = 0;
+            self.batch_end = None;
+            return out;
+        }
         let mut out = Vec::new();
         // Oldest first (ring order: they go back to the free list in it).
         let first = usize::from(self.ring_oldest);
