@@ -108,6 +108,10 @@ pub static ORPHAN_HOLD: HoldPoint = HoldPoint::new();
 pub static KILL_HOLD: HoldPoint = HoldPoint::new();
 /// `reap` stops here once it has taken the space, before it frees the pid.
 pub static REAP_HOLD: HoldPoint = HoldPoint::new();
+/// [`thread_ended`] of a process's last thread stops here, the process counted out (no
+/// thread left: `wait` no longer blocks), before it gives the memory back: a last thread
+/// slow to finish its end.
+pub static END_HOLD: HoldPoint = HoldPoint::new();
 /// Orphans not yet reaped.
 static ORPHANS: AtomicU32 = AtomicU32::new(0);
 /// Processes reaped with a thread not joined, their space kept in their record ([`reap`]).
@@ -431,6 +435,7 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
         // The last thread: its handles go (endpoints whose last handle this was are
         // destroyed: threads queued on them fail with EPIPE).
         p.handles.close_all();
+        END_HOLD.pass();
         // And its memory, now, not when it is waited for (the space stays until then).
         // Never with interrupts off (an end on an exception's stack: none today), where
         // the tables' lock could wait for this CPU's shootdown answer: left to `reap`.
@@ -635,7 +640,8 @@ pub fn wait(pid: u64) -> Result<u64, Errno> {
 }
 
 /// [`wait`] until the TSC reaches `deadline` (`u64::MAX`: none): `ETIMEDOUT` when it passes
-/// with the child still running (the child stays, for the next waiter). Until 2026-12-05
+/// with the child still running, or its last thread still finishing its end (giving its
+/// memory back: see [`reap`]); the child stays, for the next waiter. Until 2026-12-05
 /// `wait` had no deadline: a child that never ended held its parent for good (init, and
 /// with it CI, until the step's timeout, with no verdict).
 pub fn wait_until(pid: u64, deadline: u64) -> Result<u64, Errno> {
@@ -663,14 +669,26 @@ pub fn wait_until(pid: u64, deadline: u64) -> Result<u64, Errno> {
         }
         sched::block_until(deadline, || p.live.load(Ordering::Acquire) != 0 && !dying());
     }
-    Ok(reap(p))
+    reap(p, deadline).ok_or(Errno::Etimedout)
 }
 
 /// Frees an ended process whose waiter slot the caller holds: joins its threads, drops its
-/// space, makes its children orphans, frees the record. Returns the status.
-fn reap(p: &'static Proc) -> u64 {
+/// space, makes its children orphans, frees the record. Returns the status; `None` if the
+/// caller's `deadline` passed before its last thread had finished its end (it may still be
+/// giving the memory back): nothing is changed and the process is unwaited again (the
+/// waiter slot given back), for the next wait. The joins wait until `deadline` or
+/// [`task::join_all_deadline`], whichever is first. Until 2026-12-06 they waited for the
+/// latter only (30 s), so a `wait` with a timeout, `{0, 0}` too, could block up to 30 s past
+/// it behind a last thread still in its end (found by review;
+/// `user.proc_wait_with_a_deadline_is_bounded_by_it_during_the_end`).
+fn reap(p: &'static Proc, deadline: u64) -> Option<u64> {
     let pid = p.pid.load(Ordering::Relaxed);
-    let joined = task::join_all(pid);
+    let stuck_at = task::join_all_deadline();
+    let joined = task::join_all_until(pid, deadline.min(stuck_at));
+    if joined.is_err() && deadline <= stuck_at {
+        p.waiter.store(unwaited(pid), Ordering::Release);
+        return None;
+    }
     let status = match p.status.load(Ordering::Acquire) {
         NO_STATUS => 0x100 + 129,
         s => s,
@@ -711,12 +729,12 @@ fn reap(p: &'static Proc) -> u64 {
     if stranded {
         STRANDED_COUNT.fetch_add(1, Ordering::Relaxed);
         p.waiter.store(STRANDED, Ordering::Release);
-        return status;
+        return Some(status);
     }
     // Nobody may claim the slot as a waiter again until `spawn` has set it up anew.
     p.waiter.store(CLAIMED, Ordering::Release);
     p.pid.store(0, Ordering::Release);
-    status
+    Some(status)
 }
 
 /// Frees the records and spaces of processes reaped with a thread not joined ([`reap`])
@@ -775,7 +793,7 @@ fn reap_orphans() {
             .compare_exchange(free, me.raw(), Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            reap(p);
+            reap(p, u64::MAX);
         }
     }
 }

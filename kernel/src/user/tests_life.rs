@@ -6,7 +6,8 @@
 
 use super::aspace::HoldPoint;
 use super::process::{
-    self, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, REAP_HOLD, SPAWN_HOLD, WAIT_HOLD,
+    self, END_HOLD, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, REAP_HOLD, SPAWN_HOLD,
+    WAIT_HOLD,
 };
 use super::syscall::Errno;
 use super::task::{self, FINISH_HOLD, JOIN_HOLD, JoinError, START_HOLD};
@@ -104,6 +105,11 @@ ktest!(
     Needs::Threads,
     "user.proc_wait_keeps_the_space_of_a_thread_not_joined",
     wait_vs_late_end
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_wait_with_a_deadline_is_bounded_by_it_during_the_end",
+    wait_deadline_during_end
 );
 
 /// Errors as the test threads return them: `ERR + errno`.
@@ -972,5 +978,46 @@ fn wait_vs_late_end(_: &BootState) -> TestResult {
                 )
             },
         )
+    })
+}
+
+/// A wait with a deadline returns by it even when the child's last thread, counted out (no
+/// thread left), is still in its end giving the memory back: `ETIMEDOUT`, the child left
+/// for the next wait, which gets its status. Forced: `/empty`'s last thread is held before
+/// it gives its memory back (`process::END_HOLD`); a 20 ms wait for it must return
+/// `ETIMEDOUT` within 5 s, while it is still held. Until 2026-12-06 the wait's reap joined
+/// that thread for up to 30 s whatever the wait's deadline (found by review): it returned
+/// only once the hold was let go.
+fn wait_deadline_during_end(_: &BootState) -> TestResult {
+    forced(&END_HOLD, || {
+        END_HOLD.arm();
+        let pid = spawn("/empty", 0)?;
+        reached(&END_HOLD, "/empty's last thread's end")?;
+        let w = Builder::new()
+            .spawn(short_waiter, pid)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let early = join_all(&[w], 5_000);
+        END_HOLD.release();
+        let got = match &early {
+            Ok(v) => v[0],
+            Err(_) => join_all(&[w], 60_000)?[0],
+        };
+        check(
+            early.is_ok() && got == ERR + Errno::Etimedout as u64,
+            || {
+                format!(
+                    "the 20 ms wait for {pid}, its last thread held in its end, gave {got:#x} (want ETIMEDOUT) {}",
+                    if early.is_ok() {
+                        "while it was held"
+                    } else {
+                        "only once it was let go (more than 5 s)"
+                    }
+                )
+            },
+        )?;
+        let st = bounded_wait(pid)?;
+        check(st == 0, || {
+            format!("the wait after the timed-out one gave status {st:#x} (want 0)")
+        })
     })
 }
