@@ -432,8 +432,25 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
         a.account().uncharge(THREAD_FRAMES);
     }
     if p.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-        // The last thread: its handles go (endpoints whose last handle this was are
-        // destroyed: threads queued on them fail with EPIPE).
+        // The last thread: its exit code is the process's, unless the end was decided;
+        // decided first, before the rest of the end, so the status is there whenever a
+        // reap comes (`wait` also waits for it), even one that cannot join this thread yet
+        // (its deadline passed: the process is kept as stranded with its status). The line
+        // still comes after the process's console bytes (`task::finish` wrote this
+        // thread's out before; every other thread did so before it counted itself out).
+        // Until 2026-12-06 it was decided after the memory release: a reap whose join timed
+        // out meanwhile read no status and reported `0x100 + 129` ("never reached ring 3")
+        // for a process whose line then said `exit,0` (found by review;
+        // `user.proc_status_is_decided_before_the_memory_release`).
+        if let Death::Exit(code) = d
+            && p.status
+                .compare_exchange(NO_STATUS, code & 0xFF, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            kprintln!("PROC,{pid},exit,{}", code & 0xFF);
+        }
+        // Its handles go (endpoints whose last handle this was are destroyed: threads
+        // queued on them fail with EPIPE).
         p.handles.close_all();
         END_HOLD.pass();
         // And its memory, now, not when it is waited for (the space stays until then).
@@ -443,14 +460,6 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
             && let Some(a) = p.space.read().as_ref()
         {
             a.release_user_memory();
-        }
-        // Its exit code is the process's, unless the end was decided.
-        if let Death::Exit(code) = d
-            && p.status
-                .compare_exchange(NO_STATUS, code & 0xFF, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            kprintln!("PROC,{pid},exit,{}", code & 0xFF);
         }
         if let Some(w) = waiting(p.waiter.load(Ordering::Acquire)) {
             sched::wake(w);
@@ -658,7 +667,11 @@ pub fn wait_until(pid: u64, deadline: u64) -> Result<u64, Errno> {
     p.waiter
         .compare_exchange(free, me.raw(), Ordering::AcqRel, Ordering::Relaxed)
         .map_err(|_| Errno::Echild)?;
-    while p.live.load(Ordering::Acquire) != 0 {
+    // Not ended until its end is decided too: its last thread decides it right after it
+    // counted itself out (a few instructions; every other end was decided before that).
+    let running =
+        || p.live.load(Ordering::Acquire) != 0 || p.status.load(Ordering::Acquire) == NO_STATUS;
+    while running() {
         if dying() {
             p.waiter.store(free, Ordering::Release);
             return Err(Errno::Eintr);
@@ -667,7 +680,7 @@ pub fn wait_until(pid: u64, deadline: u64) -> Result<u64, Errno> {
             p.waiter.store(free, Ordering::Release);
             return Err(Errno::Etimedout);
         }
-        sched::block_until(deadline, || p.live.load(Ordering::Acquire) != 0 && !dying());
+        sched::block_until(deadline, || running() && !dying());
     }
     reap(p, deadline).ok_or(Errno::Etimedout)
 }

@@ -111,6 +111,11 @@ ktest!(
     "user.proc_wait_with_a_deadline_is_bounded_by_it_during_the_end",
     wait_deadline_during_end
 );
+ktest!(
+    Needs::Threads,
+    "user.proc_status_is_decided_before_the_memory_release",
+    status_before_release
+);
 
 /// Errors as the test threads return them: `ERR + errno`.
 const ERR: u64 = 1 << 32;
@@ -1018,6 +1023,47 @@ fn wait_deadline_during_end(_: &BootState) -> TestResult {
         let st = bounded_wait(pid)?;
         check(st == 0, || {
             format!("the wait after the timed-out one gave status {st:#x} (want 0)")
+        })
+    })
+}
+
+/// A process's status is decided as soon as its last thread has counted itself out, before
+/// the rest of its end: a reap that cannot join that thread (its join's deadline passed)
+/// still returns the status the process's `PROC` line gives. The status of a process that
+/// ends by `exit_group` (every program's return from its main) is decided before that, by
+/// the call; this is about a last thread that ends by `thread_exit`: `/threads` case 4,
+/// whose second thread joins the main one (exit 7) and exits 9. Forced: that last thread is
+/// held before it gives the memory back (`process::END_HOLD`), and the reap's join waits
+/// 300 ms; the wait (in a test thread, joined within 10 s) must return 9, the process kept
+/// as stranded until the thread is let go. Until 2026-12-06 the status was decided after
+/// the release: the wait returned `0x100 + 129` ("never reached ring 3"; found by review).
+fn status_before_release(_: &BootState) -> TestResult {
+    forced(&END_HOLD, || {
+        END_HOLD.arm();
+        let pid = spawn("/threads", 4)?;
+        reached(&END_HOLD, "/threads' last thread's end")?;
+        let old = task::set_join_all_ms(300);
+        let w = Builder::new().spawn(waiter, pid);
+        let got = match w {
+            Ok(w) => join_all(&[w], 10_000).map(|v| v[0]).or_else(|e| {
+                END_HOLD.release();
+                join_all(&[w], 60_000).map(|_| ERR).map_err(|_| e)
+            }),
+            Err(e) => Err(format!("spawn: {e}")),
+        };
+        task::set_join_all_ms(old);
+        let kept = process::retry_stranded();
+        END_HOLD.release();
+        wait_for("the late thread's process to be freed", 30_000, || {
+            process::retry_stranded();
+            process::ended(pid).is_none()
+        })?;
+        let got = got?;
+        check(got == 9 && kept == 1, || {
+            format!(
+                "the wait for {pid}, its last thread held before its memory release, gave {got:#x} (want 9; {:#x}: no status yet; {ERR:#x}: it returned only once the thread was let go); kept after the reap: {kept} (want 1)",
+                0x100 + 129
+            )
         })
     })
 }
