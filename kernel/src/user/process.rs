@@ -484,7 +484,8 @@ const SIGKILL: u64 = 9;
 /// `kill(pid, sig)`: `SIGKILL` ends process `pid`, a child of the caller, as `exit_group`
 /// would (status [`STATUS_SIGKILL`]; nothing changes if it had already ended); `sig` 0 only
 /// checks. `EINVAL`: another signal, or `pid` 0 or negative (no process groups); `ESRCH`:
-/// no such process; `EPERM`: not a child of the caller.
+/// no such process (or none yet: its `spawn` has not returned); `EPERM`: not a child of the
+/// caller.
 pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
     if sig != SIGKILL && sig != 0 {
         return Err(Errno::Einval);
@@ -504,7 +505,7 @@ pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
     // killed the process that took the slot once the reap ended (found by review, forced:
     // `user.proc_kill_never_reaches_a_reused_slot`).
     let space = p.space.read();
-    if space.is_none() || p.pid.load(Ordering::Acquire) != pid {
+    if !is_this_process(p, pid, &space) {
         return Err(Errno::Esrch);
     }
     if p.parent.load(Ordering::Acquire) != caller {
@@ -518,6 +519,20 @@ pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
         kill_in(p, pid, space.as_deref(), STATUS_SIGKILL, "SIGKILL");
     }
     Ok(())
+}
+
+/// Whether record `p`, whose space lock the caller holds (`space`), is process `pid`'s, a
+/// process that can be killed. The record is this process's while its pid is there *and*
+/// its space is (see [`kill_child`]). A process whose spawn has not returned (`waiter` still
+/// [`CLAIMED`], as `spawn` leaves it until its first thread has started) is none yet: its
+/// start may still fail, and the spawn then frees it silently. Until 2026-12-06 a kill in
+/// that window (a sibling's `kill(next pid, SIGKILL)`) returned 0 and printed
+/// `PROC,<pid>,killed,SIGKILL` for a pid whose spawn then failed (found by review;
+/// `user.proc_kill_never_reaches_a_spawn_not_started`).
+fn is_this_process(p: &Proc, pid: u64, space: &Option<Box<AddressSpace>>) -> bool {
+    space.is_some()
+        && p.pid.load(Ordering::Acquire) == pid
+        && p.waiter.load(Ordering::Acquire) != CLAIMED
 }
 
 /// Decides the process's end (`status`; the first decision wins and prints the line) and

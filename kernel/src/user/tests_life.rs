@@ -116,6 +116,11 @@ ktest!(
     "user.proc_status_is_decided_before_the_memory_release",
     status_before_release
 );
+ktest!(
+    Needs::Threads,
+    "user.proc_kill_never_reaches_a_spawn_not_started",
+    kill_vs_failed_spawn
+);
 
 /// Errors as the test threads return them: `ERR + errno`.
 const ERR: u64 = 1 << 32;
@@ -1065,5 +1070,39 @@ fn status_before_release(_: &BootState) -> TestResult {
                 0x100 + 129
             )
         })
+    })
+}
+
+/// A kill never reaches a process whose spawn has not returned: its first thread's start
+/// may still fail, and the spawn then frees it without a status or a line. Forced: a spawn
+/// whose thread cannot start (an affinity with no CPU) is held (`SPAWN_HOLD`) with its
+/// record and space set up; `kill(pid, SIGKILL)` there must be `ESRCH`, the spawn then
+/// fails with `EAGAIN`, and the console (captured) has no `PROC,<pid>` line. Until
+/// 2026-12-06 the kill returned 0 and printed `PROC,<pid>,killed,SIGKILL` for that pid
+/// (found by review).
+fn kill_vs_failed_spawn(_: &BootState) -> TestResult {
+    forced(&SPAWN_HOLD, || {
+        crate::console::capture_start();
+        let r = (|| {
+            let (pid, s) = held_spawn(&SPAWN_HOLD, failing_spawner, 0, "the spawn")?;
+            let killed = process::kill_child(pid, 9);
+            SPAWN_HOLD.release();
+            let spawned = join_all(&[s], 30_000)?[0];
+            Ok::<_, String>((pid, killed, spawned))
+        })();
+        let cap = crate::console::capture_stop(|c| c.to_vec());
+        let (pid, killed, spawned) = r?;
+        let text = String::from_utf8_lossy(&cap);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("PROC,{pid},")));
+        check(
+            killed == Err(Errno::Esrch) && spawned == ERR + Errno::Eagain as u64 && line.is_none(),
+            || {
+                format!(
+                    "kill({pid}, SIGKILL) during its spawn: {killed:?} (want Err(Esrch)); the spawn: {spawned:#x} (want EAGAIN); its line: {line:?} (want none)"
+                )
+            },
+        )
     })
 }
