@@ -528,11 +528,14 @@ pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
 /// start may still fail, and the spawn then frees it silently. Until 2026-12-06 a kill in
 /// that window (a sibling's `kill(next pid, SIGKILL)`) returned 0 and printed
 /// `PROC,<pid>,killed,SIGKILL` for a pid whose spawn then failed (found by review;
-/// `user.proc_kill_never_reaches_a_spawn_not_started`).
+/// `user.proc_kill_never_reaches_a_spawn_not_started`). Nor is a process already waited
+/// for whose reap left it [`STRANDED`] (its record and space kept for a thread not joined,
+/// or [`CLAIMED`] while `retry_stranded` looks at it): until 2026-12-06 a kill of it was
+/// `EPERM` (its parent is [`STRANDED_PARENT`]), not the `ESRCH` of a child reaped (found
+/// by review; `user.proc_wait_keeps_the_space_of_a_thread_not_joined`).
 fn is_this_process(p: &Proc, pid: u64, space: &Option<Box<AddressSpace>>) -> bool {
-    space.is_some()
-        && p.pid.load(Ordering::Acquire) == pid
-        && p.waiter.load(Ordering::Acquire) != CLAIMED
+    let w = p.waiter.load(Ordering::Acquire);
+    space.is_some() && p.pid.load(Ordering::Acquire) == pid && w != CLAIMED && w != STRANDED
 }
 
 /// Decides the process's end (`status`; the first decision wins and prints the line) and

@@ -963,8 +963,10 @@ fn kill_vs_reuse(_: &BootState) -> TestResult {
 /// ended, then gives both back (`process::retry_stranded`, run by every spawn). Forced:
 /// `/empty`'s thread is held at the end of its end (`task::FINISH_HOLD`, after its process
 /// was told) and the reap's join waits 300 ms; the wait returns the status, the record
-/// stays (its pid not reusable); let go, a retry frees it and every frame comes back. Until
-/// 2026-12-05 the space was leaked for good (`forced`'s count fails by the whole space).
+/// stays (its pid not reusable), and a kill of it is `ESRCH` (it was waited for); let go,
+/// a retry frees it and every frame comes back. Until 2026-12-05 the space was leaked for
+/// good (`forced`'s count fails by the whole space); until 2026-12-06 the kill was `EPERM`
+/// (found by review).
 fn wait_vs_late_end(_: &BootState) -> TestResult {
     forced(&FINISH_HOLD, || {
         FINISH_HOLD.arm();
@@ -975,16 +977,20 @@ fn wait_vs_late_end(_: &BootState) -> TestResult {
         task::set_join_all_ms(old);
         let kept = process::retry_stranded();
         let recorded = process::ended(pid);
+        let killed = (process::kill_child(pid, 0), process::kill_child(pid, 9));
         FINISH_HOLD.release();
         wait_for("the late thread's process to be freed", 30_000, || {
             process::retry_stranded();
             process::ended(pid).is_none()
         })?;
         check(
-            status == Ok(0) && kept == 1 && recorded == Some(true),
+            status == Ok(0)
+                && kept == 1
+                && recorded == Some(true)
+                && killed == (Err(Errno::Esrch), Err(Errno::Esrch)),
             || {
                 format!(
-                    "wait: {status:?} (want Ok(0)); kept after the reap: {kept} (want 1); record: {recorded:?} (want ended)"
+                    "wait: {status:?} (want Ok(0)); kept after the reap: {kept} (want 1); record: {recorded:?} (want ended); kill with 0 and SIGKILL while kept: {killed:?} (want ESRCH: waited for)"
                 )
             },
         )
