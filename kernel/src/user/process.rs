@@ -884,6 +884,9 @@ pub fn with_space_of<R>(pid: u64, f: impl FnOnce(&AddressSpace) -> R) -> Option<
 /// [`reap_all_with`] stops here for a slot it found used, before it adopts the process,
 /// so a test can have that slot reaped and taken by another orphan in the window.
 pub static REAP_ALL_HOLD: HoldPoint = HoldPoint::new();
+/// [`reap_all_with`] stops here once it has decided to end a process still running past
+/// the grace, before it kills it, so a test can have it end, be reaped and its slot taken.
+pub static REAP_ALL_KILL_HOLD: HoldPoint = HoldPoint::new();
 
 /// How long the end of the `init` job lets orphans run on before it ends them.
 pub const ORPHAN_GRACE_MS: u64 = 5000;
@@ -963,7 +966,24 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
                     running = true;
                     continue;
                 }
-                kill(p, STATUS_ENDED_AT_SHUTDOWN, "init job ended");
+                // The process adopted, by its pid, as `kill_child` kills: it may have
+                // ended since the look above, been reaped by another waiter of the kernel
+                // and its slot taken by a new process (no adoption of ours: left alone).
+                // Until 2026-12-06 `kill` read the slot's pid anew, and killed that one
+                // (found by review; `user.proc_reap_all_kills_only_the_orphan_it_adopted`).
+                REAP_ALL_KILL_HOLD.pass();
+                let space = p.space.read();
+                if !is_this_process(p, pid, &space) {
+                    continue;
+                }
+                kill_in(
+                    p,
+                    pid,
+                    space.as_deref(),
+                    STATUS_ENDED_AT_SHUTDOWN,
+                    "init job ended",
+                );
+                drop(space);
                 until = Deadline::after_ms(ENDED_ORPHAN_WAIT.load(Ordering::Relaxed)).tsc();
             }
             match wait_until(pid, until) {

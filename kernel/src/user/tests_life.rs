@@ -6,8 +6,8 @@
 
 use super::aspace::HoldPoint;
 use super::process::{
-    self, END_HOLD, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, REAP_HOLD, SPAWN_HOLD,
-    WAIT_HOLD,
+    self, END_HOLD, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, REAP_ALL_KILL_HOLD,
+    REAP_HOLD, SPAWN_HOLD, WAIT_HOLD,
 };
 use super::syscall::Errno;
 use super::task::{self, FINISH_HOLD, JOIN_HOLD, JoinError, START_HOLD};
@@ -120,6 +120,11 @@ ktest!(
     Needs::Threads,
     "user.proc_kill_never_reaches_a_spawn_not_started",
     kill_vs_failed_spawn
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_reap_all_kills_only_the_orphan_it_adopted",
+    reap_all_kill_vs_reuse
 );
 
 /// Errors as the test threads return them: `ERR + errno`.
@@ -1110,5 +1115,58 @@ fn kill_vs_failed_spawn(_: &BootState) -> TestResult {
                 )
             },
         )
+    })
+}
+
+/// A test thread: the end of the `init` job's reap with no grace (every process it adopts
+/// that still runs is ended at once); how many it reaped.
+fn reap_all_no_grace(_: u64) -> u64 {
+    process::reap_all_with(0, |_, _| {}) as u64
+}
+
+/// The end of the `init` job kills the process it adopted and found running past the
+/// grace, never one that took its slot since. Forced: the reap (no grace) is held
+/// (`REAP_ALL_KILL_HOLD`) about to end process `o` (`/threads` lingering, the kernel's
+/// child); meanwhile `o` is killed and waited for by the test, and process `n` (lingering
+/// too) takes its slot; the reap then goes on. `n` must be left running: killed by the test
+/// afterwards, its status is `SIGKILL`'s, not the init job's end's. Until 2026-12-06 the
+/// reap's kill read the slot's pid anew and killed `n` (status `0x100 + 130`, its line
+/// `PROC,<n>,killed,init job ended`; found by review).
+fn reap_all_kill_vs_reuse(s: &BootState) -> TestResult {
+    lingerer_fits(s)?;
+    forced(&REAP_ALL_KILL_HOLD, || {
+        let o = spawn_lingerer()?;
+        check(
+            process::first_used_slot() == Some(o % MAX_PROCS as u64),
+            || format!("another process is in the table before {o}"),
+        )?;
+        REAP_ALL_KILL_HOLD.arm();
+        let r = Builder::new()
+            .spawn(reap_all_no_grace, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let n = reached(&REAP_ALL_KILL_HOLD, "the end-of-job reap's kill").and_then(|()| {
+            let killed = process::kill_child(o, 9);
+            let so = bounded_wait(o)?;
+            check(killed == Ok(()) && so == process::STATUS_SIGKILL, || {
+                format!("kill of {o}: {killed:?}, then its status {so:#x}")
+            })?;
+            task::skip_ids_to_slot_of(o);
+            spawn_lingerer()
+        });
+        REAP_ALL_KILL_HOLD.release();
+        let reaped = join_all(&[r], 30_000)?[0];
+        let n = n?;
+        let killed = process::kill_child(n, 9);
+        let sn = bounded_wait(n)?;
+        check(n % MAX_PROCS as u64 == o % MAX_PROCS as u64, || {
+            format!("process {n} is not in the slot of {o}")
+        })?;
+        check(killed == Ok(()) && sn == process::STATUS_SIGKILL, || {
+            format!(
+                "process {n}, in the slot of {o} the reap was about to end: kill {killed:?}, status {sn:#x} (want {:#x}; {:#x}: the reap ended it) ({reaped} reaped)",
+                process::STATUS_SIGKILL,
+                process::STATUS_ENDED_AT_SHUTDOWN
+            )
+        })
     })
 }
