@@ -141,7 +141,7 @@ fn code(r: Result<u64, Errno>) -> u64 {
 }
 
 /// A test thread: spawns `/empty` (reaping ended orphans first); its pid or `ERR + errno`.
-fn spawner(_: u64) -> u64 {
+pub(super) fn spawner(_: u64) -> u64 {
     code(process::spawn("/empty", 0, Builder::new()))
 }
 
@@ -196,7 +196,7 @@ fn settle(pid: u64) -> TestResult {
 /// Arms `h` and starts `spawner(arg)`, a test thread that spawns a process, once it is held
 /// there (`what`): the process's pid (the next id: nothing else claims one meanwhile) and
 /// the spawner's thread.
-fn held_spawn(
+pub(super) fn held_spawn(
     h: &HoldPoint,
     spawner: fn(u64) -> u64,
     arg: u64,
@@ -648,8 +648,8 @@ fn spawn_not_elf(_: &BootState) -> TestResult {
 /// (a parent that never waits no longer holds its ended children's memory). Forced: the
 /// spawn of `/empty` is held (`SPAWN_HOLD`) with its space made, the test maps 4 MiB there;
 /// once the process has ended, the wait gives back only what the space itself keeps (its
-/// root, spare tables) and the process's kernel thread. Until 2026-12-04 the wait gave it
-/// all back (1024 pages and their tables more).
+/// root table) and the process's kernel thread. Until 2026-12-04 the wait gave it all back
+/// (1024 pages and their tables more).
 fn memory_at_end(_: &BootState) -> TestResult {
     const PAGES: u64 = 1024;
     forced(&SPAWN_HOLD, || {
