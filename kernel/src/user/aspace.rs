@@ -577,8 +577,10 @@ impl AddressSpace {
         self.pages.fetch_sub(pages, Ordering::Relaxed);
         self.account.uncharge(pages + tables);
         // The spare tables too: no map comes any more. Each was emptied by a `take` that
-        // shot its range down before keeping it. Until 2026-12-05 they stayed, charged,
-        // until the process was waited for (found by review).
+        // shot its range down before keeping it (an unmap of the process's, or the shared
+        // regions' above; a process that did neither has none).
+        // `user.commit_ended_process_keeps_only_its_root` leaves some. Until 2026-12-05
+        // they stayed, charged, until the process was waited for (found by review).
         let t = self.tables();
         let mut freed = 0;
         for s in &self.spare {

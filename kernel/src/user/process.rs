@@ -108,6 +108,10 @@ pub static ORPHAN_HOLD: HoldPoint = HoldPoint::new();
 pub static KILL_HOLD: HoldPoint = HoldPoint::new();
 /// `reap` stops here once it has taken the space, before it frees the pid.
 pub static REAP_HOLD: HoldPoint = HoldPoint::new();
+/// [`thread_ended`] of a process's last thread stops here, the process counted out (no
+/// thread left: `wait` no longer blocks), before it gives the memory back: a last thread
+/// slow to finish its end.
+pub static END_HOLD: HoldPoint = HoldPoint::new();
 /// Orphans not yet reaped.
 static ORPHANS: AtomicU32 = AtomicU32::new(0);
 /// Processes reaped with a thread not joined, their space kept in their record ([`reap`]).
@@ -428,9 +432,27 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
         a.account().uncharge(THREAD_FRAMES);
     }
     if p.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-        // The last thread: its handles go (endpoints whose last handle this was are
-        // destroyed: threads queued on them fail with EPIPE).
+        // The last thread: its exit code is the process's, unless the end was decided;
+        // decided first, before the rest of the end, so the status is there whenever a
+        // reap comes (`wait` also waits for it), even one that cannot join this thread yet
+        // (its deadline passed: the process is kept as stranded with its status). The line
+        // still comes after the process's console bytes (`task::finish` wrote this
+        // thread's out before; every other thread did so before it counted itself out).
+        // Until 2026-12-06 it was decided after the memory release: a reap whose join timed
+        // out meanwhile read no status and reported `0x100 + 129` ("never reached ring 3")
+        // for a process whose line then said `exit,0` (found by review;
+        // `user.proc_status_is_decided_before_the_memory_release`).
+        if let Death::Exit(code) = d
+            && p.status
+                .compare_exchange(NO_STATUS, code & 0xFF, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            kprintln!("PROC,{pid},exit,{}", code & 0xFF);
+        }
+        // Its handles go (endpoints whose last handle this was are destroyed: threads
+        // queued on them fail with EPIPE).
         p.handles.close_all();
+        END_HOLD.pass();
         // And its memory, now, not when it is waited for (the space stays until then).
         // Never with interrupts off (an end on an exception's stack: none today), where
         // the tables' lock could wait for this CPU's shootdown answer: left to `reap`.
@@ -438,14 +460,6 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
             && let Some(a) = p.space.read().as_ref()
         {
             a.release_user_memory();
-        }
-        // Its exit code is the process's, unless the end was decided.
-        if let Death::Exit(code) = d
-            && p.status
-                .compare_exchange(NO_STATUS, code & 0xFF, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            kprintln!("PROC,{pid},exit,{}", code & 0xFF);
         }
         if let Some(w) = waiting(p.waiter.load(Ordering::Acquire)) {
             sched::wake(w);
@@ -470,7 +484,8 @@ const SIGKILL: u64 = 9;
 /// `kill(pid, sig)`: `SIGKILL` ends process `pid`, a child of the caller, as `exit_group`
 /// would (status [`STATUS_SIGKILL`]; nothing changes if it had already ended); `sig` 0 only
 /// checks. `EINVAL`: another signal, or `pid` 0 or negative (no process groups); `ESRCH`:
-/// no such process; `EPERM`: not a child of the caller.
+/// no such process (or none yet: its `spawn` has not returned); `EPERM`: not a child of the
+/// caller.
 pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
     if sig != SIGKILL && sig != 0 {
         return Err(Errno::Einval);
@@ -490,7 +505,7 @@ pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
     // killed the process that took the slot once the reap ended (found by review, forced:
     // `user.proc_kill_never_reaches_a_reused_slot`).
     let space = p.space.read();
-    if space.is_none() || p.pid.load(Ordering::Acquire) != pid {
+    if !is_this_process(p, pid, &space) {
         return Err(Errno::Esrch);
     }
     if p.parent.load(Ordering::Acquire) != caller {
@@ -504,6 +519,23 @@ pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
         kill_in(p, pid, space.as_deref(), STATUS_SIGKILL, "SIGKILL");
     }
     Ok(())
+}
+
+/// Whether record `p`, whose space lock the caller holds (`space`), is process `pid`'s, a
+/// process that can be killed. The record is this process's while its pid is there *and*
+/// its space is (see [`kill_child`]). A process whose spawn has not returned (`waiter` still
+/// [`CLAIMED`], as `spawn` leaves it until its first thread has started) is none yet: its
+/// start may still fail, and the spawn then frees it silently. Until 2026-12-06 a kill in
+/// that window (a sibling's `kill(next pid, SIGKILL)`) returned 0 and printed
+/// `PROC,<pid>,killed,SIGKILL` for a pid whose spawn then failed (found by review;
+/// `user.proc_kill_never_reaches_a_spawn_not_started`). Nor is a process already waited
+/// for whose reap left it [`STRANDED`] (its record and space kept for a thread not joined,
+/// or [`CLAIMED`] while `retry_stranded` looks at it): until 2026-12-06 a kill of it was
+/// `EPERM` (its parent is [`STRANDED_PARENT`]), not the `ESRCH` of a child reaped (found
+/// by review; `user.proc_wait_keeps_the_space_of_a_thread_not_joined`).
+fn is_this_process(p: &Proc, pid: u64, space: &Option<Box<AddressSpace>>) -> bool {
+    let w = p.waiter.load(Ordering::Acquire);
+    space.is_some() && p.pid.load(Ordering::Acquire) == pid && w != CLAIMED && w != STRANDED
 }
 
 /// Decides the process's end (`status`; the first decision wins and prints the line) and
@@ -635,7 +667,8 @@ pub fn wait(pid: u64) -> Result<u64, Errno> {
 }
 
 /// [`wait`] until the TSC reaches `deadline` (`u64::MAX`: none): `ETIMEDOUT` when it passes
-/// with the child still running (the child stays, for the next waiter). Until 2026-12-05
+/// with the child still running, or its last thread still finishing its end (giving its
+/// memory back: see [`reap`]); the child stays, for the next waiter. Until 2026-12-05
 /// `wait` had no deadline: a child that never ended held its parent for good (init, and
 /// with it CI, until the step's timeout, with no verdict).
 pub fn wait_until(pid: u64, deadline: u64) -> Result<u64, Errno> {
@@ -652,7 +685,11 @@ pub fn wait_until(pid: u64, deadline: u64) -> Result<u64, Errno> {
     p.waiter
         .compare_exchange(free, me.raw(), Ordering::AcqRel, Ordering::Relaxed)
         .map_err(|_| Errno::Echild)?;
-    while p.live.load(Ordering::Acquire) != 0 {
+    // Not ended until its end is decided too: its last thread decides it right after it
+    // counted itself out (a few instructions; every other end was decided before that).
+    let running =
+        || p.live.load(Ordering::Acquire) != 0 || p.status.load(Ordering::Acquire) == NO_STATUS;
+    while running() {
         if dying() {
             p.waiter.store(free, Ordering::Release);
             return Err(Errno::Eintr);
@@ -661,16 +698,28 @@ pub fn wait_until(pid: u64, deadline: u64) -> Result<u64, Errno> {
             p.waiter.store(free, Ordering::Release);
             return Err(Errno::Etimedout);
         }
-        sched::block_until(deadline, || p.live.load(Ordering::Acquire) != 0 && !dying());
+        sched::block_until(deadline, || running() && !dying());
     }
-    Ok(reap(p))
+    reap(p, deadline).ok_or(Errno::Etimedout)
 }
 
 /// Frees an ended process whose waiter slot the caller holds: joins its threads, drops its
-/// space, makes its children orphans, frees the record. Returns the status.
-fn reap(p: &'static Proc) -> u64 {
+/// space, makes its children orphans, frees the record. Returns the status; `None` if the
+/// caller's `deadline` passed before its last thread had finished its end (it may still be
+/// giving the memory back): nothing is changed and the process is unwaited again (the
+/// waiter slot given back), for the next wait. The joins wait until `deadline` or
+/// [`task::join_all_deadline`], whichever is first. Until 2026-12-06 they waited for the
+/// latter only (30 s), so a `wait` with a timeout, `{0, 0}` too, could block up to 30 s past
+/// it behind a last thread still in its end (found by review;
+/// `user.proc_wait_with_a_deadline_is_bounded_by_it_during_the_end`).
+fn reap(p: &'static Proc, deadline: u64) -> Option<u64> {
     let pid = p.pid.load(Ordering::Relaxed);
-    let joined = task::join_all(pid);
+    let stuck_at = task::join_all_deadline();
+    let joined = task::join_all_until(pid, deadline.min(stuck_at));
+    if joined.is_err() && deadline <= stuck_at {
+        p.waiter.store(unwaited(pid), Ordering::Release);
+        return None;
+    }
     let status = match p.status.load(Ordering::Acquire) {
         NO_STATUS => 0x100 + 129,
         s => s,
@@ -711,12 +760,12 @@ fn reap(p: &'static Proc) -> u64 {
     if stranded {
         STRANDED_COUNT.fetch_add(1, Ordering::Relaxed);
         p.waiter.store(STRANDED, Ordering::Release);
-        return status;
+        return Some(status);
     }
     // Nobody may claim the slot as a waiter again until `spawn` has set it up anew.
     p.waiter.store(CLAIMED, Ordering::Release);
     p.pid.store(0, Ordering::Release);
-    status
+    Some(status)
 }
 
 /// Frees the records and spaces of processes reaped with a thread not joined ([`reap`])
@@ -775,7 +824,7 @@ fn reap_orphans() {
             .compare_exchange(free, me.raw(), Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            reap(p);
+            reap(p, u64::MAX);
         }
     }
 }
@@ -835,6 +884,9 @@ pub fn with_space_of<R>(pid: u64, f: impl FnOnce(&AddressSpace) -> R) -> Option<
 /// [`reap_all_with`] stops here for a slot it found used, before it adopts the process,
 /// so a test can have that slot reaped and taken by another orphan in the window.
 pub static REAP_ALL_HOLD: HoldPoint = HoldPoint::new();
+/// [`reap_all_with`] stops here once it has decided to end a process still running past
+/// the grace, before it kills it, so a test can have it end, be reaped and its slot taken.
+pub static REAP_ALL_KILL_HOLD: HoldPoint = HoldPoint::new();
 
 /// How long the end of the `init` job lets orphans run on before it ends them.
 pub const ORPHAN_GRACE_MS: u64 = 5000;
@@ -914,7 +966,24 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
                     running = true;
                     continue;
                 }
-                kill(p, STATUS_ENDED_AT_SHUTDOWN, "init job ended");
+                // The process adopted, by its pid, as `kill_child` kills: it may have
+                // ended since the look above, been reaped by another waiter of the kernel
+                // and its slot taken by a new process (no adoption of ours: left alone).
+                // Until 2026-12-06 `kill` read the slot's pid anew, and killed that one
+                // (found by review; `user.proc_reap_all_kills_only_the_orphan_it_adopted`).
+                REAP_ALL_KILL_HOLD.pass();
+                let space = p.space.read();
+                if !is_this_process(p, pid, &space) {
+                    continue;
+                }
+                kill_in(
+                    p,
+                    pid,
+                    space.as_deref(),
+                    STATUS_ENDED_AT_SHUTDOWN,
+                    "init job ended",
+                );
+                drop(space);
                 until = Deadline::after_ms(ENDED_ORPHAN_WAIT.load(Ordering::Relaxed)).tsc();
             }
             match wait_until(pid, until) {

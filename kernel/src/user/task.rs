@@ -548,34 +548,37 @@ pub fn for_each_of(pid: u64, mut f: impl FnMut(Tid)) {
     }
 }
 
-/// How long [`join_all`] waits, for all of a process's kernel threads together, before it
-/// counts those not ended as stuck: the shootdown's deadline under emulation
+/// How long a reap waits ([`join_all_deadline`]), for all of a process's kernel threads
+/// together, before it counts those not ended as stuck: the shootdown's deadline under emulation
 /// (`smp::tlb::DEADLINE_EMULATED_MS`), as an emulated CPU among hundreds on a few host cores
 /// may not run for seconds; a thread that ended normally is joined at once.
 pub const JOIN_ALL_MS: u64 = crate::smp::tlb::DEADLINE_EMULATED_MS;
 
-/// Joins every thread of process `pid` (all ended: the process's live count is 0) and
-/// frees their records; returns how many there were. `Err(n)`: `n` kernel threads could
-/// not be joined (someone else joins them, none is known, or one had not ended
-/// [`JOIN_ALL_MS`] after the call), so they may still run in the process's space: their
-/// records are kept, and the caller must not drop the space. Until 2026-12-05 the joins had
-/// no deadline: a kernel thread that never finished its end held the reaper (a parent's
-/// `wait`, the `init` job's end) for good, with no verdict (found by review).
-pub fn join_all(pid: u64) -> Result<usize, usize> {
+/// When a join of every thread of a process that starts now counts those not ended as stuck
+/// ([`JOIN_ALL_MS`] from now; a test shortens it: [`set_join_all_ms`]). A reap joins until
+/// this or its caller's deadline, whichever comes first ([`join_all_until`]). Until
+/// 2026-12-05 the joins had no deadline: a kernel thread that never finished its end held
+/// the reaper (a parent's `wait`, the `init` job's end) for good, with no verdict (found by
+/// review).
+pub fn join_all_deadline() -> u64 {
     let ms = JOIN_ALL_WAIT.load(Ordering::Relaxed);
-    join_all_until(pid, crate::smp::time::Deadline::after_ms(ms).tsc())
+    crate::smp::time::Deadline::after_ms(ms).tsc()
 }
 
-/// [`JOIN_ALL_MS`] as [`join_all`] uses it (a test shortens it: [`set_join_all_ms`]).
+/// [`JOIN_ALL_MS`] as [`join_all_deadline`] uses it (a test shortens it: [`set_join_all_ms`]).
 static JOIN_ALL_WAIT: AtomicU64 = AtomicU64::new(JOIN_ALL_MS);
 
-/// Test support: sets how long [`join_all`] waits; returns the previous value.
+/// Test support: sets how long [`join_all_deadline`] is from now; returns the previous value.
 pub fn set_join_all_ms(ms: u64) -> u64 {
     JOIN_ALL_WAIT.swap(ms, Ordering::Relaxed)
 }
 
-/// [`join_all`] until the TSC reaches `deadline` (0: no wait, only threads already ended
-/// are joined).
+/// Joins every thread of process `pid` (all ended: the process's live count is 0) and
+/// frees their records, waiting until the TSC reaches `deadline` (0: no wait, only threads
+/// already ended are joined); returns how many there were. `Err(n)`: `n` kernel threads
+/// could not be joined (someone else joins them, none is known, or one had not ended by
+/// the deadline), so they may still run in the process's space: their records are kept,
+/// and the caller must not drop the space.
 pub fn join_all_until(pid: u64, deadline: u64) -> Result<usize, usize> {
     let (mut n, mut stuck) = (0, 0);
     for t in &TASKS {

@@ -544,16 +544,41 @@ fn threads_charged(_: &BootState) -> TestResult {
 }
 
 /// A process whose last thread has ended, not yet waited for, keeps only its root table
-/// charged: its pages and its spare page tables went with its last thread (`/empty` maps
-/// its image and stack, so unmapping them leaves spare tables). Until 2026-12-05 the up to
-/// three spares stayed charged until the process was waited for (found by review).
+/// charged: its pages, its page tables and its spare ones (tables an unmap emptied, kept for
+/// its next maps) went with its last thread. Forced: the spawn of `/empty` is held
+/// (`process::SPAWN_HOLD`) with its space made, and the test maps and unmaps a page in a
+/// 512 GiB nothing else uses, which leaves its emptied tables as spares (checked: the
+/// space's charge grows by them). `/empty` itself unmaps nothing, and since the one-pass
+/// release (`AddressSpace::release_user_memory`) a process that unmapped nothing has no
+/// spare at its end: until 2026-12-06 this test spawned `/empty` alone and passed without
+/// the loop that frees them (found by review). Until 2026-12-05 the up to three spares
+/// stayed charged until the process was waited for (found by review).
 fn ended_keeps_root(_: &BootState) -> TestResult {
-    let pid = process::spawn("/empty", 0, Builder::new()).map_err(|e| {
-        if e == Errno::Enoent {
-            format!("{SKIP}no /empty (run with the initrd)")
-        } else {
-            format!("spawn of /empty: {e:?}")
-        }
+    use super::process::SPAWN_HOLD;
+    if !matches!(super::initrd::archive(), Some(Ok(_))) {
+        return Err(format!("{SKIP}no /empty (run with the initrd)"));
+    }
+    // A page in the fourth 512 GiB of the lower half: its page table, directory and
+    // directory pointer table are its own.
+    const VA: u64 = 3 << 39;
+    let (pid, s) = super::tests_life::held_spawn(
+        &SPAWN_HOLD,
+        super::tests_life::spawner,
+        0,
+        "a spawn of /empty",
+    )
+    .inspect_err(|_| SPAWN_HOLD.release())?;
+    let kept = process::with_space_of(pid, |a| {
+        let before = a.account().total();
+        let r = a
+            .map(Some(VA), PAGE, true, false)
+            .and_then(|_| a.unmap(VA, PAGE));
+        (r, before, a.account().total())
+    });
+    SPAWN_HOLD.release();
+    let spawned = crate::harness::join_all(&[s], 30_000)?[0];
+    check(spawned == pid, || {
+        format!("the held spawn gave {spawned:#x}, not process {pid}")
     })?;
     let total = || process::with_space_of(pid, |s| s.account().total());
     let ended = crate::harness::wait_for("/empty to end", 30_000, || {
@@ -563,9 +588,17 @@ fn ended_keeps_root(_: &BootState) -> TestResult {
         && crate::harness::wait_for("its charge to settle", 30_000, || total() == Some(1)).is_ok();
     let left = total();
     let status = process::wait(pid);
+    check(
+        matches!(kept, Some((Ok(1), before, after)) if after > before),
+        || {
+            format!(
+                "map and unmap of a page at {VA:#x} in the held space: (result, charge before, charge after) {kept:?} (want Ok(1) and spare tables kept: a higher charge after)"
+            )
+        },
+    )?;
     check(settled && status == Ok(0), || {
         format!(
-            "/empty ended ({ended:?}) and holds {left:?} frames before it is waited for (want Some(1): its root); status {status:?}"
+            "/empty ended ({ended:?}) and holds {left:?} frames before it is waited for (want Some(1): its root; more: spare tables kept); status {status:?}"
         )
     })
 }

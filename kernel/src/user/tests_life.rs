@@ -6,7 +6,8 @@
 
 use super::aspace::HoldPoint;
 use super::process::{
-    self, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, REAP_HOLD, SPAWN_HOLD, WAIT_HOLD,
+    self, END_HOLD, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, REAP_ALL_KILL_HOLD,
+    REAP_HOLD, SPAWN_HOLD, WAIT_HOLD,
 };
 use super::syscall::Errno;
 use super::task::{self, FINISH_HOLD, JOIN_HOLD, JoinError, START_HOLD};
@@ -105,6 +106,26 @@ ktest!(
     "user.proc_wait_keeps_the_space_of_a_thread_not_joined",
     wait_vs_late_end
 );
+ktest!(
+    Needs::Threads,
+    "user.proc_wait_with_a_deadline_is_bounded_by_it_during_the_end",
+    wait_deadline_during_end
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_status_is_decided_before_the_memory_release",
+    status_before_release
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_kill_never_reaches_a_spawn_not_started",
+    kill_vs_failed_spawn
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_reap_all_kills_only_the_orphan_it_adopted",
+    reap_all_kill_vs_reuse
+);
 
 /// Errors as the test threads return them: `ERR + errno`.
 const ERR: u64 = 1 << 32;
@@ -120,7 +141,7 @@ fn code(r: Result<u64, Errno>) -> u64 {
 }
 
 /// A test thread: spawns `/empty` (reaping ended orphans first); its pid or `ERR + errno`.
-fn spawner(_: u64) -> u64 {
+pub(super) fn spawner(_: u64) -> u64 {
     code(process::spawn("/empty", 0, Builder::new()))
 }
 
@@ -175,7 +196,7 @@ fn settle(pid: u64) -> TestResult {
 /// Arms `h` and starts `spawner(arg)`, a test thread that spawns a process, once it is held
 /// there (`what`): the process's pid (the next id: nothing else claims one meanwhile) and
 /// the spawner's thread.
-fn held_spawn(
+pub(super) fn held_spawn(
     h: &HoldPoint,
     spawner: fn(u64) -> u64,
     arg: u64,
@@ -627,8 +648,8 @@ fn spawn_not_elf(_: &BootState) -> TestResult {
 /// (a parent that never waits no longer holds its ended children's memory). Forced: the
 /// spawn of `/empty` is held (`SPAWN_HOLD`) with its space made, the test maps 4 MiB there;
 /// once the process has ended, the wait gives back only what the space itself keeps (its
-/// root, spare tables) and the process's kernel thread. Until 2026-12-04 the wait gave it
-/// all back (1024 pages and their tables more).
+/// root table) and the process's kernel thread. Until 2026-12-04 the wait gave it all back
+/// (1024 pages and their tables more).
 fn memory_at_end(_: &BootState) -> TestResult {
     const PAGES: u64 = 1024;
     forced(&SPAWN_HOLD, || {
@@ -947,8 +968,10 @@ fn kill_vs_reuse(_: &BootState) -> TestResult {
 /// ended, then gives both back (`process::retry_stranded`, run by every spawn). Forced:
 /// `/empty`'s thread is held at the end of its end (`task::FINISH_HOLD`, after its process
 /// was told) and the reap's join waits 300 ms; the wait returns the status, the record
-/// stays (its pid not reusable); let go, a retry frees it and every frame comes back. Until
-/// 2026-12-05 the space was leaked for good (`forced`'s count fails by the whole space).
+/// stays (its pid not reusable), and a kill of it is `ESRCH` (it was waited for); let go,
+/// a retry frees it and every frame comes back. Until 2026-12-05 the space was leaked for
+/// good (`forced`'s count fails by the whole space); until 2026-12-06 the kill was `EPERM`
+/// (found by review).
 fn wait_vs_late_end(_: &BootState) -> TestResult {
     forced(&FINISH_HOLD, || {
         FINISH_HOLD.arm();
@@ -959,18 +982,191 @@ fn wait_vs_late_end(_: &BootState) -> TestResult {
         task::set_join_all_ms(old);
         let kept = process::retry_stranded();
         let recorded = process::ended(pid);
+        let killed = (process::kill_child(pid, 0), process::kill_child(pid, 9));
         FINISH_HOLD.release();
         wait_for("the late thread's process to be freed", 30_000, || {
             process::retry_stranded();
             process::ended(pid).is_none()
         })?;
         check(
-            status == Ok(0) && kept == 1 && recorded == Some(true),
+            status == Ok(0)
+                && kept == 1
+                && recorded == Some(true)
+                && killed == (Err(Errno::Esrch), Err(Errno::Esrch)),
             || {
                 format!(
-                    "wait: {status:?} (want Ok(0)); kept after the reap: {kept} (want 1); record: {recorded:?} (want ended)"
+                    "wait: {status:?} (want Ok(0)); kept after the reap: {kept} (want 1); record: {recorded:?} (want ended); kill with 0 and SIGKILL while kept: {killed:?} (want ESRCH: waited for)"
                 )
             },
         )
+    })
+}
+
+/// A wait with a deadline returns by it even when the child's last thread, counted out (no
+/// thread left), is still in its end giving the memory back: `ETIMEDOUT`, the child left
+/// for the next wait, which gets its status. Forced: `/empty`'s last thread is held before
+/// it gives its memory back (`process::END_HOLD`); a 20 ms wait for it must return
+/// `ETIMEDOUT` within 5 s, while it is still held. Until 2026-12-06 the wait's reap joined
+/// that thread for up to 30 s whatever the wait's deadline (found by review): it returned
+/// only once the hold was let go.
+fn wait_deadline_during_end(_: &BootState) -> TestResult {
+    forced(&END_HOLD, || {
+        END_HOLD.arm();
+        let pid = spawn("/empty", 0)?;
+        reached(&END_HOLD, "/empty's last thread's end")?;
+        let w = Builder::new()
+            .spawn(short_waiter, pid)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let early = join_all(&[w], 5_000);
+        END_HOLD.release();
+        let got = match &early {
+            Ok(v) => v[0],
+            Err(_) => join_all(&[w], 60_000)?[0],
+        };
+        check(
+            early.is_ok() && got == ERR + Errno::Etimedout as u64,
+            || {
+                format!(
+                    "the 20 ms wait for {pid}, its last thread held in its end, gave {got:#x} (want ETIMEDOUT) {}",
+                    if early.is_ok() {
+                        "while it was held"
+                    } else {
+                        "only once it was let go (more than 5 s)"
+                    }
+                )
+            },
+        )?;
+        let st = bounded_wait(pid)?;
+        check(st == 0, || {
+            format!("the wait after the timed-out one gave status {st:#x} (want 0)")
+        })
+    })
+}
+
+/// A process's status is decided as soon as its last thread has counted itself out, before
+/// the rest of its end: a reap that cannot join that thread (its join's deadline passed)
+/// still returns the status the process's `PROC` line gives. The status of a process that
+/// ends by `exit_group` (every program's return from its main) is decided before that, by
+/// the call; this is about a last thread that ends by `thread_exit`: `/threads` case 4,
+/// whose second thread joins the main one (exit 7) and exits 9. Forced: that last thread is
+/// held before it gives the memory back (`process::END_HOLD`), and the reap's join waits
+/// 300 ms; the wait (in a test thread, joined within 10 s) must return 9, the process kept
+/// as stranded until the thread is let go. Until 2026-12-06 the status was decided after
+/// the release: the wait returned `0x100 + 129` ("never reached ring 3"; found by review).
+fn status_before_release(_: &BootState) -> TestResult {
+    forced(&END_HOLD, || {
+        END_HOLD.arm();
+        let pid = spawn("/threads", 4)?;
+        reached(&END_HOLD, "/threads' last thread's end")?;
+        let old = task::set_join_all_ms(300);
+        let w = Builder::new().spawn(waiter, pid);
+        let got = match w {
+            Ok(w) => join_all(&[w], 10_000).map(|v| v[0]).or_else(|e| {
+                END_HOLD.release();
+                join_all(&[w], 60_000).map(|_| ERR).map_err(|_| e)
+            }),
+            Err(e) => Err(format!("spawn: {e}")),
+        };
+        task::set_join_all_ms(old);
+        let kept = process::retry_stranded();
+        END_HOLD.release();
+        wait_for("the late thread's process to be freed", 30_000, || {
+            process::retry_stranded();
+            process::ended(pid).is_none()
+        })?;
+        let got = got?;
+        check(got == 9 && kept == 1, || {
+            format!(
+                "the wait for {pid}, its last thread held before its memory release, gave {got:#x} (want 9; {:#x}: no status yet; {ERR:#x}: it returned only once the thread was let go); kept after the reap: {kept} (want 1)",
+                0x100 + 129
+            )
+        })
+    })
+}
+
+/// A kill never reaches a process whose spawn has not returned: its first thread's start
+/// may still fail, and the spawn then frees it without a status or a line. Forced: a spawn
+/// whose thread cannot start (an affinity with no CPU) is held (`SPAWN_HOLD`) with its
+/// record and space set up; `kill(pid, SIGKILL)` there must be `ESRCH`, the spawn then
+/// fails with `EAGAIN`, and the console (captured) has no `PROC,<pid>` line. Until
+/// 2026-12-06 the kill returned 0 and printed `PROC,<pid>,killed,SIGKILL` for that pid
+/// (found by review).
+fn kill_vs_failed_spawn(_: &BootState) -> TestResult {
+    forced(&SPAWN_HOLD, || {
+        crate::console::capture_start();
+        let r = (|| {
+            let (pid, s) = held_spawn(&SPAWN_HOLD, failing_spawner, 0, "the spawn")?;
+            let killed = process::kill_child(pid, 9);
+            SPAWN_HOLD.release();
+            let spawned = join_all(&[s], 30_000)?[0];
+            Ok::<_, String>((pid, killed, spawned))
+        })();
+        let cap = crate::console::capture_stop(|c| c.to_vec());
+        let (pid, killed, spawned) = r?;
+        let text = String::from_utf8_lossy(&cap);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("PROC,{pid},")));
+        check(
+            killed == Err(Errno::Esrch) && spawned == ERR + Errno::Eagain as u64 && line.is_none(),
+            || {
+                format!(
+                    "kill({pid}, SIGKILL) during its spawn: {killed:?} (want Err(Esrch)); the spawn: {spawned:#x} (want EAGAIN); its line: {line:?} (want none)"
+                )
+            },
+        )
+    })
+}
+
+/// A test thread: the end of the `init` job's reap with no grace (every process it adopts
+/// that still runs is ended at once); how many it reaped.
+fn reap_all_no_grace(_: u64) -> u64 {
+    process::reap_all_with(0, |_, _| {}) as u64
+}
+
+/// The end of the `init` job kills the process it adopted and found running past the
+/// grace, never one that took its slot since. Forced: the reap (no grace) is held
+/// (`REAP_ALL_KILL_HOLD`) about to end process `o` (`/threads` lingering, the kernel's
+/// child); meanwhile `o` is killed and waited for by the test, and process `n` (lingering
+/// too) takes its slot; the reap then goes on. `n` must be left running: killed by the test
+/// afterwards, its status is `SIGKILL`'s, not the init job's end's. Until 2026-12-06 the
+/// reap's kill read the slot's pid anew and killed `n` (status `0x100 + 130`, its line
+/// `PROC,<n>,killed,init job ended`; found by review).
+fn reap_all_kill_vs_reuse(s: &BootState) -> TestResult {
+    lingerer_fits(s)?;
+    forced(&REAP_ALL_KILL_HOLD, || {
+        let o = spawn_lingerer()?;
+        check(
+            process::first_used_slot() == Some(o % MAX_PROCS as u64),
+            || format!("another process is in the table before {o}"),
+        )?;
+        REAP_ALL_KILL_HOLD.arm();
+        let r = Builder::new()
+            .spawn(reap_all_no_grace, 0)
+            .map_err(|e| format!("spawn: {e}"))?;
+        let n = reached(&REAP_ALL_KILL_HOLD, "the end-of-job reap's kill").and_then(|()| {
+            let killed = process::kill_child(o, 9);
+            let so = bounded_wait(o)?;
+            check(killed == Ok(()) && so == process::STATUS_SIGKILL, || {
+                format!("kill of {o}: {killed:?}, then its status {so:#x}")
+            })?;
+            task::skip_ids_to_slot_of(o);
+            spawn_lingerer()
+        });
+        REAP_ALL_KILL_HOLD.release();
+        let reaped = join_all(&[r], 30_000)?[0];
+        let n = n?;
+        let killed = process::kill_child(n, 9);
+        let sn = bounded_wait(n)?;
+        check(n % MAX_PROCS as u64 == o % MAX_PROCS as u64, || {
+            format!("process {n} is not in the slot of {o}")
+        })?;
+        check(killed == Ok(()) && sn == process::STATUS_SIGKILL, || {
+            format!(
+                "process {n}, in the slot of {o} the reap was about to end: kill {killed:?}, status {sn:#x} (want {:#x}; {:#x}: the reap ended it) ({reaped} reaped)",
+                process::STATUS_SIGKILL,
+                process::STATUS_ENDED_AT_SHUTDOWN
+            )
+        })
     })
 }
