@@ -1738,6 +1738,9 @@ fn device_mac_not_unicast(_: &crate::boot::BootState) -> TestResult {
         *net::SUBSTITUTE_MAC.lock() = Some(bad_mac);
         let (devs, bad) = net::probe(1);
         let left = net::SUBSTITUTE_MAC.lock().take();
+        if devs.is_empty() && bad.is_empty() {
+            return Err(format!("{SKIP}no virtio-net device (qemu.sh --net hub)"));
+        }
         let got: Vec<(String, [u8; 6])> =
             devs.iter().map(|d| (d.location.clone(), d.mac)).collect();
         devs.into_iter().for_each(|d| {
