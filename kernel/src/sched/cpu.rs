@@ -490,6 +490,16 @@ fn schedule_core<const YIELD: bool>() {
         if prev.any_cpu() || prev.home.load(Ordering::Relaxed) == cs.cpu {
             // Put back and pick in one step (a yield between equals rotates one list).
             picked = cs.requeue_pick(prev_i, prev, e);
+            if !YIELD {
+                // A preemption (the tick's, a wake-up's) put a runnable thread back: what
+                // others may take now waits here (it, or a woken thread it keeps the CPU
+                // from), and a halted CPU is told. Until 2026-12-06 nothing was: with the
+                // timer off no tick came to kick one, and an unpinned thread preempted by a
+                // wake-up waited beside a halted CPU for as long as the woken thread ran
+                // (found by review; `sched.preempted_stealable_thread_is_offered_to_a_halted_cpu`).
+                // Not for a yield (`ctx.switch`) nor a block (its thread is not put back).
+                offer_to_a_halted_cpu(cs);
+            }
         } else if let Some(m) = put_back_by_affinity(cs, prev_i, prev) {
             // Its set no longer holds this CPU: the rest of the switch in a cold copy, so
             // the common path carries no migration target.

@@ -154,7 +154,7 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
         return true;
     }
     // Without a timer, sleepers are polled: do not halt while any sleeps here.
-    if any_sleeper && TIMER.load(Ordering::Relaxed) == TIMER_OFF {
+    if any_sleeper && timer_off() {
         // `pause` also ends this vCPU's turn under single-threaded icount emulation, so a
         // polling idle CPU does not hold the virtual clock hostage.
         core::hint::spin_loop();
@@ -174,6 +174,11 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
         }
     }
     false
+}
+
+/// Test support: whether CPU `cpu` is marked halted (in its idle loop's halt, or about to be).
+pub(super) fn is_halted(cpu: u32) -> bool {
+    halted_mask().is_some_and(|m| m.contains(cpu))
 }
 
 /// Does another CPU have runnable unpinned threads waiting? (A scan of the stealable mask's

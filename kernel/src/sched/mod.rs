@@ -89,6 +89,7 @@ mod tests;
 mod tests_claim;
 mod tests_locks;
 mod tests_migrate;
+mod tests_notimer;
 mod tests_reap;
 mod tests_wake;
 
@@ -107,9 +108,9 @@ pub use thread::{
     set_exit_hook, set_fpu_area, spawn, stack_cache_room, tid_of,
 };
 pub use wake::{
-    block_unless, block_until, force_mailbox_full, hold_tick_preemption, hold_wake_preemption,
-    kick, set_slice_tsc, set_wake_floor_tsc, sleep_until, sleep_us, slice_tsc, tick, timer_mode,
-    wake, wake_ipi, yield_now,
+    block_unless, block_until, emulate_timer_off, force_mailbox_full, hold_tick_preemption,
+    hold_wake_preemption, kick, set_slice_tsc, set_wake_floor_tsc, sleep_until, sleep_us,
+    slice_tsc, tick, timer_mode, wake, wake_ipi, yield_now,
 };
 
 use core::sync::atomic::Ordering;
