@@ -67,9 +67,12 @@ pub struct CpuSched {
     pub(super) lock: AtomicBool,
     pub(super) rq: UnsafeCell<RunQueue<MAX_THREADS>>,
     pub(super) sleepers: UnsafeCell<ArrayVec<u32, MAX_THREADS>>,
-    /// A lower bound of the sleepers' wake-up times (`u64::MAX`: none; lock held): a switch
-    /// scans the list only once it has passed, the timer is armed from it without a scan.
-    /// Exact after each scan; a sleeper woken early leaves it low (one early scan).
+    /// A lower bound of the sleepers' wake-up times (`u64::MAX`: none; written with the lock
+    /// held): a switch scans the list only once it has passed, the timer is armed from it
+    /// without a scan. Exact after each scan; a sleeper woken early leaves it low (one early
+    /// scan). `u64::MAX` when the list is empty (only a scan empties it) or holds no
+    /// deadline; other CPUs read it lock-free: without a timer, idle ones ring this CPU when
+    /// it has passed (`idle::watch_busy_sleepers`).
     pub(super) next_wake: AtomicU64,
     /// The deadline this CPU's timer was last programmed for (TSC; `u64::MAX`: none since its
     /// last tick). This CPU only, lock held or in its tick (see `program_timer`).
@@ -133,6 +136,13 @@ pub struct CpuSched {
     /// Stealable work queued behind a running thread offered to a halted CPU
     /// (`wake::offer_to_a_halted_cpu`), for tests.
     pub offers: AtomicU64,
+    /// Wake IPIs this CPU sent, idle without a timer, to busy CPUs whose sleeper was due
+    /// (`idle::watch_busy_sleepers`), for tests.
+    pub sleeper_rings: AtomicU64,
+    /// When this CPU's idle step next looks at busy CPUs' sleepers (TSC; 0: at once,
+    /// `u64::MAX`: never, with a timer): `idle::watch_busy_sleepers` sets it, a CPU that
+    /// recruits this one as a watcher clears it.
+    pub(super) watch_at: AtomicU64,
 }
 
 // SAFETY: `rq` and `sleepers` are only accessed with `lock` held (and interrupts off); every
@@ -373,8 +383,14 @@ impl CpuSched {
         if !sl.contains(&i) {
             let _ = sl.try_push(i);
         }
-        if deadline < self.next_wake.load(Ordering::Relaxed) {
+        let bound = self.next_wake.load(Ordering::Relaxed);
+        if deadline < bound {
             self.next_wake.store(deadline, Ordering::Relaxed);
+            if bound == u64::MAX {
+                // The list held no deadline (empty, as `next_wake` is `u64::MAX` then,
+                // or only entries without one).
+                first_sleeper(self, deadline);
+            }
         }
     }
 
@@ -418,6 +434,9 @@ impl CpuSched {
                 next = Some(next.map_or(at, |n| n.min(at)));
                 k += 1;
             }
+        }
+        if sl.is_empty() {
+            no_sleepers_left(self);
         }
         next
     }
@@ -868,6 +887,8 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         timer_writes_slice: AtomicU64::new(0),
         timer_writes_other: AtomicU64::new(0),
         offers: AtomicU64::new(0),
+        sleeper_rings: AtomicU64::new(0),
+        watch_at: AtomicU64::new(if timer_off() { 0 } else { u64::MAX }),
     })
     .map_err(|_| {
         if !as_idle {

@@ -26,7 +26,9 @@
 //!   thread they would run next, a tick armed for that moment). Counted apart
 //!   (`wake_preemptions`, `wake_deferrals`).
 //!   Under `-icount` the timer is not used (QEMU limitation, see boot.rs): no slice-end
-//!   preemption (wake-ups still preempt), sleepers are polled.
+//!   preemption (wake-ups still preempt), sleepers are polled: an idle CPU polls for its
+//!   own, and looks at busy CPUs' (at most once a slice, every step while one is due within
+//!   `WATCH_SLICES`), ringing a CPU whose sleeper is due (its wake IPI wakes it).
 //! * **Idle and stealing**: each CPU has an idle context (an AP's boot context; the BSP gets
 //!   an idle thread) that halts with `sti; hlt` and, when woken, takes work from its mailbox
 //!   or steals a runnable thread it may run from another CPU (`try_lock` only). Two shared

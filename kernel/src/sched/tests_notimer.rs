@@ -261,3 +261,134 @@ fn remote_wake_offered(_: &BootState) -> TestResult {
         )
     })
 }
+
+ktest!(
+    Needs::Threads,
+    "sched.due_sleeper_on_a_busy_cpu_is_woken_without_a_timer",
+    busy_cpu_sleeper
+);
+
+/// `busy_cpu_sleeper`: S's deadline (0: not asleep yet) and when it came back (0: not yet);
+/// when the spinner started (0: not yet), and whether it stopped.
+static S_DEADLINE: AtomicU64 = AtomicU64::new(0);
+static S_BACK: AtomicU64 = AtomicU64::new(0);
+static SP_START: AtomicU64 = AtomicU64::new(0);
+static SP_DONE: AtomicBool = AtomicBool::new(false);
+
+/// S: started on CPU `x`, made free to run anywhere (it stays on x), sleeps 20 ms there;
+/// 0 if it came back while the spinner still spun, 1 if only after, 2 if it could not
+/// widen its affinity, 3 if it did not start on x.
+fn s_sleeper(x: u64) -> u64 {
+    if sched::set_affinity(CpuSet::ANY).is_err() {
+        return 2;
+    }
+    if sched::this_cpu() != x as u32 {
+        return 3;
+    }
+    let d = rdtsc() + ms(20);
+    S_DEADLINE.store(d, Ordering::Release);
+    sched::sleep_until(d);
+    let spinning = !SP_DONE.load(Ordering::Acquire);
+    S_BACK.store(rdtsc().max(1), Ordering::Release);
+    u64::from(!spinning)
+}
+
+/// The spinner: pinned to CPU x, spins (never blocking or yielding) until S is back or 2 s
+/// passed.
+fn sp_spinner(_: u64) -> u64 {
+    SP_START.store(rdtsc().max(1), Ordering::Release);
+    let d = rdtsc() + ms(2000);
+    while S_BACK.load(Ordering::Acquire) == 0 && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    SP_DONE.store(true, Ordering::Release);
+    0
+}
+
+/// A sleeper whose deadline passes on a CPU that runs a CPU-bound thread is woken (and, free
+/// to run anywhere, runs elsewhere) without a timer. S (unpinned) sleeps 20 ms on CPU x; a
+/// spinner pinned to x starts before S is due and spins up to 2 s; this thread waits
+/// sleeping 1 ms at a time (its CPU idle, polling for it). S must come back while the
+/// spinner still spins. Until 2026-12-06 a CPU's sleepers were looked at only by that CPU
+/// (its schedule, tick and idle step): with the timer off S overslept until the spinner
+/// stopped, beside an idle CPU (found by review; without the fix S reports 1). An idle CPU
+/// now rings a busy one whose sleeper is due (`idle::watch_busy_sleepers`), whose wake IPI
+/// wakes it (`wake::wake_ipi`). A try whose spinner started only after S's deadline (a slow
+/// host: nothing forced) is made again, at most 5 times. Needs 2 CPUs.
+fn busy_cpu_sleeper(_: &BootState) -> TestResult {
+    if ncpus() < 2 {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    }
+    let (_, x) = cpus_for_test();
+    sched::emulate_timer_off(true);
+    let r = (|| -> TestResult {
+        for _ in 0..5 {
+            if sleeper_try(x)? {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "{SKIP}5 tries, each spinner started only after S was due: nothing was forced"
+        ))
+    })();
+    sched::emulate_timer_off(false);
+    r
+}
+
+/// One try of [`busy_cpu_sleeper`] on CPU `x`: `Ok(true)` if the spinner ran on x before S
+/// was due (forced) and S came back while it spun, `Ok(false)` if nothing was forced.
+fn sleeper_try(x: u32) -> Result<bool, alloc::string::String> {
+    S_DEADLINE.store(0, Ordering::Release);
+    S_BACK.store(0, Ordering::Release);
+    SP_START.store(0, Ordering::Release);
+    SP_DONE.store(false, Ordering::Release);
+    let spawn = |f, arg| {
+        Builder::new()
+            .pin(x)
+            .spawn(f, arg)
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let rings = || {
+        (0..ncpus())
+            .filter_map(sched::cpu_sched)
+            .map(|c| c.sleeper_rings.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let rings0 = rings();
+    let s = spawn(s_sleeper, u64::from(x))?;
+    let mut tids = alloc::vec![s];
+    let r = (|| -> TestResult {
+        wait_for("S to sleep", 10_000, || {
+            S_DEADLINE.load(Ordering::Acquire) != 0 && sched::is_blocked(s)
+        })?;
+        tids.push(spawn(sp_spinner, 0)?);
+        wait_for("the spinner to start", 10_000, || {
+            SP_START.load(Ordering::Acquire) != 0
+        })?;
+        let d = rdtsc() + ms(5000);
+        while S_BACK.load(Ordering::Acquire) == 0 && !SP_DONE.load(Ordering::Acquire) && rdtsc() < d
+        {
+            sched::sleep_us(1000);
+        }
+        Ok(())
+    })();
+    let codes = join_all(&tids, 30_000);
+    r?;
+    let codes = codes?;
+    if SP_START.load(Ordering::Acquire) >= S_DEADLINE.load(Ordering::Acquire) {
+        return Ok(false);
+    }
+    let late = S_BACK
+        .load(Ordering::Acquire)
+        .saturating_sub(S_DEADLINE.load(Ordering::Acquire));
+    check(codes[0] == 0, || {
+        format!(
+            "S, asleep on CPU {x} behind a spinner, came back only when the spinner stopped \
+             (code {}, {} ms past its deadline; {} sleeper rings)",
+            codes[0],
+            late / ms(1).max(1),
+            rings() - rings0
+        )
+    })?;
+    Ok(true)
+}

@@ -154,8 +154,13 @@ pub(super) static TIMER_OFF_EMULATED: AtomicBool = AtomicBool::new(false);
 /// `IDLE_BALANCE_SLICES` slices later).
 pub fn emulate_timer_off(on: bool) {
     TIMER_OFF_EMULATED.store(on, Ordering::SeqCst);
-    if !on {
-        for c in 0..crate::smp::cpus::capacity() as u32 {
+    for c in 0..crate::smp::cpus::capacity() as u32 {
+        if let Some(cs) = cpu_sched(c) {
+            // Idle CPUs look at busy CPUs' sleepers only without a timer.
+            cs.watch_at
+                .store(if timer_off() { 0 } else { u64::MAX }, Ordering::Relaxed);
+        }
+        if !on {
             kick(c);
         }
     }
@@ -221,16 +226,19 @@ pub fn kick(cpu: u32) {
 /// preemptible code), or soon (`defer_wake`), not at the running thread's slice end (or,
 /// under icount, which has no timer, only when it blocks). Only when the running thread is
 /// not the idle context (its loop takes the mailbox when the IPI ends its halt) and the
-/// mailbox holds work or the run queue is not empty (a deferred wake-up, or the
-/// full-mailbox path, which queues directly: `woken_waits` then looks at the thread itself);
-/// a `kick` or a job's IPI with neither does nothing. The rest is `wake_preempt`.
+/// mailbox holds work, the run queue is not empty (a deferred wake-up, or the
+/// full-mailbox path, which queues directly: `woken_waits` then looks at the thread itself)
+/// or sleepers are listed (without a timer, an idle CPU rings this one when one is due);
+/// a `kick` or a job's IPI with none of these does nothing. The rest is `wake_preempt`.
 #[inline(always)]
 pub fn wake_ipi() {
     let Some(cs) = this_sched() else {
         return;
     };
     if cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed)
-        || !(cs.mailbox.is_pending() || cs.nr_ready.load(Ordering::Relaxed) != 0)
+        || !(cs.mailbox.is_pending()
+            || cs.nr_ready.load(Ordering::Relaxed) != 0
+            || cs.next_wake.load(Ordering::Relaxed) != u64::MAX)
     {
         return;
     }
@@ -247,6 +255,11 @@ fn wake_preempt(cs: &CpuSched, preemptible: bool) {
     let now = rdtsc();
     cs.lock();
     cs.drain_mailbox();
+    // Sleepers whose deadline passed: without a timer, an idle CPU rings this one for them
+    // (`idle::watch_busy_sleepers`), and nothing else looks at them while a thread runs
+    // here. Queued as the tick would: not marked as woken (a pinned one waits for the
+    // running thread, as it would for its slice end; one others may take is offered below).
+    let _ = cs.wake_sleepers(now);
     let waits = woken_waits(cs) && !wake_held();
     let preempt = waits && preemptible && wake_floor_reached(cs, now);
     if !preempt {
