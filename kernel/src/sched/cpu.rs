@@ -401,6 +401,16 @@ impl CpuSched {
         !unsafe { self.sleepers() }.is_empty() && now >= self.next_wake.load(Ordering::Relaxed)
     }
 
+    /// Scans the sleeper list now, before its first deadline if need be (lock held): the
+    /// entries of threads no longer blocked here until a deadline go, the due ones are
+    /// woken, `next_wake` is exact. Returns whether sleepers are left.
+    pub(super) fn rescan_sleepers(&self, now: u64) -> bool {
+        let next = self.wake_some_sleepers(now);
+        self.next_wake
+            .store(next.unwrap_or(u64::MAX), Ordering::Relaxed);
+        next.is_some()
+    }
+
     /// [`CpuSched::wake_sleepers`] with sleepers to look at.
     #[inline(never)]
     fn wake_some_sleepers(&self, now: u64) -> Option<u64> {
@@ -413,8 +423,11 @@ impl CpuSched {
             let t = tcb(i);
             let at = t.wake_at.load(Ordering::Relaxed);
             // `u64::MAX`: it blocked again without a deadline since it was listed (an early
-            // wake, then `recv` or a join); until 2026-12-05 such an entry stayed for good,
-            // and under icount (no timer) its CPU polled instead of halting (found by review).
+            // wake, then `recv` or a join); until 2026-12-05 such an entry stayed for good
+            // (found by review). Dropped here, at a scan: a switch's comes only once the
+            // list's first deadline has passed, so without a timer the idle step scans too
+            // (`idle::own_sleepers_left`): until 2026-12-06 an idle CPU polled for such an
+            // entry until its old deadline, 30 s or an hour (found by review).
             // Another CPU: it blocked again there (woken early, moved), listed there with its
             // new deadline; until 2026-12-05 this entry stayed until that deadline, an hour
             // or "forever" for a large IPC timeout (found by review).

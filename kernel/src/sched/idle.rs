@@ -179,9 +179,27 @@ fn recruit_watcher(cs: &CpuSched) {
 fn keeps_polling(cs: &CpuSched, any_sleeper: bool) -> bool {
     let now = rdtsc();
     if now >= cs.watch_at.load(Ordering::Relaxed) {
-        return watch_busy_sleepers(cs, now) | (any_sleeper && timer_off());
+        let own = any_sleeper && timer_off() && own_sleepers_left(cs, now);
+        return watch_busy_sleepers(cs, now) | own;
     }
     any_sleeper && timer_off()
+}
+
+/// Without a timer, an idle CPU polls for as long as its sleeper list is not empty, and
+/// that list loses an entry only at a scan, which a switch makes once the first deadline
+/// has passed: a thread woken early from a long wait that blocks again without a deadline
+/// (or elsewhere) kept its CPU polling until the old deadline. So the look of
+/// [`keeps_polling`] (at most once a slice) scans the list now (`rescan_sleepers`): such
+/// entries go, and the CPU halts once none is left. Whether it must go on polling (sleepers
+/// left, or the scan woke one). Until 2026-12-06 nothing did (found by review;
+/// `sched.idle_cpu_without_a_timer_halts_once_its_sleepers_are_stale`).
+#[cold]
+#[inline(never)]
+fn own_sleepers_left(cs: &CpuSched, now: u64) -> bool {
+    cs.lock();
+    let left = cs.rescan_sleepers(now) || cs.nr_ready.load(Ordering::Relaxed) != 0;
+    cs.unlock();
+    left
 }
 
 /// Without a timer, nothing wakes the sleepers of a CPU that runs a thread but its own

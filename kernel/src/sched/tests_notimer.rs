@@ -392,3 +392,100 @@ fn sleeper_try(x: u32) -> Result<bool, alloc::string::String> {
     })?;
     Ok(true)
 }
+
+ktest!(
+    Needs::Threads,
+    "sched.idle_cpu_without_a_timer_halts_once_its_sleepers_are_stale",
+    stale_sleeper_halts
+);
+
+/// `stale_sleeper_halts`: T's first wait may end, its second; how far T got (1: in its
+/// first wait, 2: in its second).
+static T_GO1: AtomicBool = AtomicBool::new(false);
+static T_GO2: AtomicBool = AtomicBool::new(false);
+static T_PHASE: AtomicU32 = AtomicU32::new(0);
+
+/// T: pinned to CPU `x`, waits with a 30 s deadline until let go (early), then waits with
+/// none; 0, 3 if it did not run on x, 4 if its first wait timed out.
+fn t_waiter(x: u64) -> u64 {
+    if sched::this_cpu() != x as u32 {
+        return 3;
+    }
+    let d = rdtsc() + ms(30_000);
+    T_PHASE.store(1, Ordering::Release);
+    while !T_GO1.load(Ordering::Acquire) {
+        if sched::block_until(d, || !T_GO1.load(Ordering::Acquire)) {
+            return 4;
+        }
+    }
+    T_PHASE.store(2, Ordering::Release);
+    while !T_GO2.load(Ordering::Acquire) {
+        sched::block_unless(|| !T_GO2.load(Ordering::Acquire));
+    }
+    0
+}
+
+/// Without a timer, an idle CPU whose sleeper list holds only stale entries halts: T
+/// (pinned to CPU x) waits with a 30 s deadline (listed as x's sleeper; x, idle, polls for
+/// it), is woken early, then waits with no deadline. x must show in the halted mask within
+/// 2 s. Until 2026-12-06 an entry left the list only at a scan, which came once its 30 s
+/// deadline had passed: x polled until then (found by review; without the fix x was not
+/// halted after 2 s). Needs 2 CPUs.
+fn stale_sleeper_halts(_: &BootState) -> TestResult {
+    if ncpus() < 2 {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    }
+    let (_, x) = cpus_for_test();
+    for f in [&T_GO1, &T_GO2] {
+        f.store(false, Ordering::Release);
+    }
+    T_PHASE.store(0, Ordering::Release);
+    sched::emulate_timer_off(true);
+    let mut tids: Vec<Tid> = Vec::new();
+    let mut halted_after = None;
+    let r = (|| -> TestResult {
+        tids.push(
+            Builder::new()
+                .pin(x)
+                .spawn(t_waiter, u64::from(x))
+                .map_err(|e| format!("spawn: {e}"))?,
+        );
+        let t = tids[0];
+        wait_for("T's first wait", 10_000, || {
+            T_PHASE.load(Ordering::Acquire) == 1 && sched::is_blocked(t)
+        })?;
+        check(sched::listed_as_sleeper(x, t), || {
+            format!("T, in a wait with a deadline, is not listed as CPU {x}'s sleeper")
+        })?;
+        T_GO1.store(true, Ordering::Release);
+        sched::wake(t);
+        wait_for("T's second wait", 10_000, || {
+            T_PHASE.load(Ordering::Acquire) == 2 && sched::is_blocked(t)
+        })?;
+        let t0 = rdtsc();
+        let d = t0 + ms(2000);
+        while !super::idle::is_halted(x) && rdtsc() < d {
+            sched::yield_now();
+        }
+        if super::idle::is_halted(x) {
+            halted_after = Some((rdtsc() - t0) / ms(1).max(1));
+        }
+        Ok(())
+    })();
+    T_GO1.store(true, Ordering::Release);
+    T_GO2.store(true, Ordering::Release);
+    if let Some(&t) = tids.first() {
+        sched::wake(t);
+    }
+    let codes = join_all(&tids, 30_000);
+    sched::emulate_timer_off(false);
+    r?;
+    let codes = codes?;
+    check(codes == [0], || format!("T ended with {}", codes[0]))?;
+    check(halted_after.is_some(), || {
+        format!(
+            "CPU {x}, idle with only T's stale entry (blocked again without a deadline) on its \
+             sleeper list, did not halt within 2 s (it polls until the old 30 s deadline)"
+        )
+    })
+}
