@@ -841,7 +841,7 @@ fn reap(cs: &CpuSched, prev_i: usize) {
     crate::sched::fpu::release(prev_i, &prev.fpu_area);
     prev.set_state(State::Exited);
     core::sync::atomic::fence(Ordering::SeqCst);
-    let j = prev.joiner.load(Ordering::SeqCst);
+    let j = joiner_of(prev.joiner.load(Ordering::SeqCst));
     if j != 0 {
         wake_index((j - 1) as usize);
     }
@@ -1195,7 +1195,7 @@ pub fn dump() {
             "SCHED,thread,{i},{st:?},cpu,{},wake_in,{},joiner,{},switches,{}",
             t.cpu.load(Ordering::Relaxed),
             at.wrapping_sub(now) as i64,
-            t.joiner.load(Ordering::Relaxed),
+            joiner_of(t.joiner.load(Ordering::Relaxed)),
             t.switches.load(Ordering::Relaxed)
         );
     }
