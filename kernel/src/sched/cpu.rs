@@ -1366,7 +1366,19 @@ impl<'g> Here<'g> {
         let resume = resume as *const () as u64;
         if exit {
             // Two parked threads, both inside the IPC entry: neither holds a sleeping lock.
-            debug_assert!(next.held.load(Ordering::Relaxed) == 0 && exo_percpu::held_locks() == 0);
+            // Their held-lock words are not written on this path (`switch_direct::<false>`):
+            // the caller's keeps what its last switch-out stored, which the switch that
+            // resumes it loads. That is 0: only user threads park, and no path of a user
+            // thread takes a sleeping lock (`park::Mutex` serves kernel tests and the lock
+            // harness), so every switch-out of one stored 0. Storing 0 here anyway cost
+            // `ipc.rtt.64` 713 -> 717 (icount, 2026-12-06: found by review, left); should a
+            // user path take a sleeping lock one day, this path must store the word (the
+            // assertion below stops a debug kernel first).
+            debug_assert!(
+                next.held.load(Ordering::Relaxed) == 0
+                    && me.held.load(Ordering::Relaxed) == 0
+                    && exo_percpu::held_locks() == 0
+            );
             switch_direct::<false>(cs, me, next, me_i, next_i, deadline != u64::MAX);
             next.parked.store(false, Ordering::Relaxed);
             bump(&cs.parked_exits);
@@ -1483,7 +1495,8 @@ fn block_for_handoff(
 /// stack top and TSS.RSP0, where entries from ring 3 land and getpid reads. Kernel threads
 /// never run ring 3 code: their switches skip the last part (the slots keep stale values
 /// nobody reads; `enter_user` and `set_current_ids` set them for a thread on its way).
-/// `IN_KERNEL` as for [`switch_direct`] (false: the held-lock word is left alone).
+/// `IN_KERNEL` as for [`switch_direct`] (false: the held-lock word is left alone, and the
+/// threads' words are not written: see `Here::handoff_parked`).
 #[inline(always)]
 fn load_context<const IN_KERNEL: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb) {
     let space = next.space.load(Ordering::Relaxed);
