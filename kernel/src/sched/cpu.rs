@@ -67,9 +67,12 @@ pub struct CpuSched {
     pub(super) lock: AtomicBool,
     pub(super) rq: UnsafeCell<RunQueue<MAX_THREADS>>,
     pub(super) sleepers: UnsafeCell<ArrayVec<u32, MAX_THREADS>>,
-    /// A lower bound of the sleepers' wake-up times (`u64::MAX`: none; lock held): a switch
-    /// scans the list only once it has passed, the timer is armed from it without a scan.
-    /// Exact after each scan; a sleeper woken early leaves it low (one early scan).
+    /// A lower bound of the sleepers' wake-up times (`u64::MAX`: none; written with the lock
+    /// held): a switch scans the list only once it has passed, the timer is armed from it
+    /// without a scan. Exact after each scan; a sleeper woken early leaves it low (one early
+    /// scan). `u64::MAX` when the list is empty (only a scan empties it) or holds no
+    /// deadline; other CPUs read it lock-free: without a timer, idle ones ring this CPU when
+    /// it has passed (`idle::watch_busy_sleepers`).
     pub(super) next_wake: AtomicU64,
     /// The deadline this CPU's timer was last programmed for (TSC; `u64::MAX`: none since its
     /// last tick). This CPU only, lock held or in its tick (see `program_timer`).
@@ -133,6 +136,13 @@ pub struct CpuSched {
     /// Stealable work queued behind a running thread offered to a halted CPU
     /// (`wake::offer_to_a_halted_cpu`), for tests.
     pub offers: AtomicU64,
+    /// Wake IPIs this CPU sent, idle without a timer, to busy CPUs whose sleeper was due
+    /// (`idle::watch_busy_sleepers`), for tests.
+    pub sleeper_rings: AtomicU64,
+    /// When this CPU's idle step next looks at busy CPUs' sleepers (TSC; 0: at once,
+    /// `u64::MAX`: never, with a timer): `idle::watch_busy_sleepers` sets it, a CPU that
+    /// recruits this one as a watcher clears it.
+    pub(super) watch_at: AtomicU64,
 }
 
 // SAFETY: `rq` and `sleepers` are only accessed with `lock` held (and interrupts off); every
@@ -373,8 +383,14 @@ impl CpuSched {
         if !sl.contains(&i) {
             let _ = sl.try_push(i);
         }
-        if deadline < self.next_wake.load(Ordering::Relaxed) {
+        let bound = self.next_wake.load(Ordering::Relaxed);
+        if deadline < bound {
             self.next_wake.store(deadline, Ordering::Relaxed);
+            if bound == u64::MAX {
+                // The list held no deadline (empty, as `next_wake` is `u64::MAX` then,
+                // or only entries without one).
+                first_sleeper(self, deadline);
+            }
         }
     }
 
@@ -383,6 +399,16 @@ impl CpuSched {
     pub(super) fn sleeper_due(&self, now: u64) -> bool {
         // SAFETY: the caller holds the lock.
         !unsafe { self.sleepers() }.is_empty() && now >= self.next_wake.load(Ordering::Relaxed)
+    }
+
+    /// Scans the sleeper list now, before its first deadline if need be (lock held): the
+    /// entries of threads no longer blocked here until a deadline go, the due ones are
+    /// woken, `next_wake` is exact. Returns whether sleepers are left.
+    pub(super) fn rescan_sleepers(&self, now: u64) -> bool {
+        let next = self.wake_some_sleepers(now);
+        self.next_wake
+            .store(next.unwrap_or(u64::MAX), Ordering::Relaxed);
+        next.is_some()
     }
 
     /// [`CpuSched::wake_sleepers`] with sleepers to look at.
@@ -397,8 +423,11 @@ impl CpuSched {
             let t = tcb(i);
             let at = t.wake_at.load(Ordering::Relaxed);
             // `u64::MAX`: it blocked again without a deadline since it was listed (an early
-            // wake, then `recv` or a join); until 2026-12-05 such an entry stayed for good,
-            // and under icount (no timer) its CPU polled instead of halting (found by review).
+            // wake, then `recv` or a join); until 2026-12-05 such an entry stayed for good
+            // (found by review). Dropped here, at a scan: a switch's comes only once the
+            // list's first deadline has passed, so without a timer the idle step scans too
+            // (`idle::own_sleepers_left`): until 2026-12-06 an idle CPU polled for such an
+            // entry until its old deadline, 30 s or an hour (found by review).
             // Another CPU: it blocked again there (woken early, moved), listed there with its
             // new deadline; until 2026-12-05 this entry stayed until that deadline, an hour
             // or "forever" for a large IPC timeout (found by review).
@@ -418,6 +447,9 @@ impl CpuSched {
                 next = Some(next.map_or(at, |n| n.min(at)));
                 k += 1;
             }
+        }
+        if sl.is_empty() {
+            no_sleepers_left(self);
         }
         next
     }
@@ -490,6 +522,16 @@ fn schedule_core<const YIELD: bool>() {
         if prev.any_cpu() || prev.home.load(Ordering::Relaxed) == cs.cpu {
             // Put back and pick in one step (a yield between equals rotates one list).
             picked = cs.requeue_pick(prev_i, prev, e);
+            if !YIELD {
+                // A preemption (the tick's, a wake-up's) put a runnable thread back: what
+                // others may take now waits here (it, or a woken thread it keeps the CPU
+                // from), and a halted CPU is told. Until 2026-12-06 nothing was: with the
+                // timer off no tick came to kick one, and an unpinned thread preempted by a
+                // wake-up waited beside a halted CPU for as long as the woken thread ran
+                // (found by review; `sched.preempted_stealable_thread_is_offered_to_a_halted_cpu`).
+                // Not for a yield (`ctx.switch`) nor a block (its thread is not put back).
+                offer_to_a_halted_cpu(cs);
+            }
         } else if let Some(m) = put_back_by_affinity(cs, prev_i, prev) {
             // Its set no longer holds this CPU: the rest of the switch in a cold copy, so
             // the common path carries no migration target.
@@ -799,7 +841,7 @@ fn reap(cs: &CpuSched, prev_i: usize) {
     crate::sched::fpu::release(prev_i, &prev.fpu_area);
     prev.set_state(State::Exited);
     core::sync::atomic::fence(Ordering::SeqCst);
-    let j = prev.joiner.load(Ordering::SeqCst);
+    let j = joiner_of(prev.joiner.load(Ordering::SeqCst));
     if j != 0 {
         wake_index((j - 1) as usize);
     }
@@ -858,6 +900,8 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         timer_writes_slice: AtomicU64::new(0),
         timer_writes_other: AtomicU64::new(0),
         offers: AtomicU64::new(0),
+        sleeper_rings: AtomicU64::new(0),
+        watch_at: AtomicU64::new(if timer_off() { 0 } else { u64::MAX }),
     })
     .map_err(|_| {
         if !as_idle {
@@ -1151,7 +1195,7 @@ pub fn dump() {
             "SCHED,thread,{i},{st:?},cpu,{},wake_in,{},joiner,{},switches,{}",
             t.cpu.load(Ordering::Relaxed),
             at.wrapping_sub(now) as i64,
-            t.joiner.load(Ordering::Relaxed),
+            joiner_of(t.joiner.load(Ordering::Relaxed)),
             t.switches.load(Ordering::Relaxed)
         );
     }
@@ -1322,7 +1366,19 @@ impl<'g> Here<'g> {
         let resume = resume as *const () as u64;
         if exit {
             // Two parked threads, both inside the IPC entry: neither holds a sleeping lock.
-            debug_assert!(next.held.load(Ordering::Relaxed) == 0 && exo_percpu::held_locks() == 0);
+            // Their held-lock words are not written on this path (`switch_direct::<false>`):
+            // the caller's keeps what its last switch-out stored, which the switch that
+            // resumes it loads. That is 0: only user threads park, and no path of a user
+            // thread takes a sleeping lock (`park::Mutex` serves kernel tests and the lock
+            // harness), so every switch-out of one stored 0. Storing 0 here anyway cost
+            // `ipc.rtt.64` 713 -> 717 (icount, 2026-12-06: found by review, left); should a
+            // user path take a sleeping lock one day, this path must store the word (the
+            // assertion below stops a debug kernel first).
+            debug_assert!(
+                next.held.load(Ordering::Relaxed) == 0
+                    && me.held.load(Ordering::Relaxed) == 0
+                    && exo_percpu::held_locks() == 0
+            );
             switch_direct::<false>(cs, me, next, me_i, next_i, deadline != u64::MAX);
             next.parked.store(false, Ordering::Relaxed);
             bump(&cs.parked_exits);
@@ -1439,7 +1495,8 @@ fn block_for_handoff(
 /// stack top and TSS.RSP0, where entries from ring 3 land and getpid reads. Kernel threads
 /// never run ring 3 code: their switches skip the last part (the slots keep stale values
 /// nobody reads; `enter_user` and `set_current_ids` set them for a thread on its way).
-/// `IN_KERNEL` as for [`switch_direct`] (false: the held-lock word is left alone).
+/// `IN_KERNEL` as for [`switch_direct`] (false: the held-lock word is left alone, and the
+/// threads' words are not written: see `Here::handoff_parked`).
 #[inline(always)]
 fn load_context<const IN_KERNEL: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb) {
     let space = next.space.load(Ordering::Relaxed);

@@ -80,6 +80,7 @@ impl CpuSched {
 pub(super) struct Masks {
     halted: &'static [AtomicU64],
     stealable: &'static [AtomicU64],
+    sleeping: &'static [AtomicU64],
     n: u32,
 }
 
@@ -95,14 +96,155 @@ pub(super) fn stealable_mask() -> Option<AtomicMask<'static>> {
     MASKS.get().map(|m| AtomicMask::new(m.stealable, m.n))
 }
 
-/// Allocates the halted and stealable bitmaps for `n` CPUs (once; without memory they stay
-/// empty: no kicks, no steals, every CPU still runs its own threads).
+/// CPUs with sleepers listed (a non-empty sleeper list; set and cleared under that CPU's
+/// lock, when the list fills and when a scan empties it): what an idle CPU without a timer
+/// looks at for sleepers of busy CPUs ([`watch_busy_sleepers`]).
+pub(super) fn sleeping_mask() -> Option<AtomicMask<'static>> {
+    MASKS.get().map(|m| AtomicMask::new(m.sleeping, m.n))
+}
+
+/// Allocates the halted, stealable and sleeping bitmaps for `n` CPUs (once; without memory
+/// they stay empty: no kicks, no steals, no watch of other CPUs' sleepers, every CPU still
+/// runs its own threads).
 pub(super) fn init_masks(n: u32) {
     MASKS.call_once(|| Masks {
         halted: alloc_mask(n).unwrap_or(&[]),
         stealable: alloc_mask(n).unwrap_or(&[]),
+        sleeping: alloc_mask(n).unwrap_or(&[]),
         n,
     });
+}
+
+/// How far ahead (in slices) an idle CPU without a timer watches a busy CPU's sleepers: it
+/// stays awake, polling, while one is due within this many slices (a halted CPU cannot
+/// look at the clock), and is woken for one ([`recruit_watcher`]). Beyond it, the sleeper is
+/// looked at whenever an idle CPU runs its idle step (woken for any reason, or polling for
+/// sleepers of its own), or when its own CPU schedules: benchmarks join with deadlines of
+/// tens of seconds, and idle CPUs that polled through them would be measured (one vCPU
+/// runs at a time under icount).
+pub(super) const WATCH_SLICES: u64 = 64;
+
+/// [`WATCH_SLICES`] in TSC ticks.
+fn watch_horizon() -> u64 {
+    SLICE_TSC
+        .load(Ordering::Relaxed)
+        .saturating_mul(WATCH_SLICES)
+}
+
+/// CPU `cs`'s sleeper list was empty and now holds a thread blocked until `deadline` (its
+/// lock held): marked in the sleeping mask; without a timer, if its CPU has other threads
+/// to run (so it will not poll for the sleeper itself) and the deadline is within
+/// [`WATCH_SLICES`], a halted CPU is woken to watch it.
+#[cold]
+#[inline(never)]
+pub(super) fn first_sleeper(cs: &CpuSched, deadline: u64) {
+    if let Some(m) = sleeping_mask() {
+        m.set(cs.cpu);
+    }
+    if timer_off()
+        && cs.nr_ready.load(Ordering::Relaxed) != 0
+        && deadline <= rdtsc().saturating_add(watch_horizon())
+    {
+        recruit_watcher(cs);
+    }
+}
+
+/// A scan emptied CPU `cs`'s sleeper list (its lock held).
+#[cold]
+pub(super) fn no_sleepers_left(cs: &CpuSched) {
+    if let Some(m) = sleeping_mask() {
+        m.clear(cs.cpu);
+    }
+}
+
+/// Wakes one halted CPU (claimed, as a kick claims one) to watch `cs`'s sleepers.
+#[cold]
+fn recruit_watcher(cs: &CpuSched) {
+    if let Some(w) = halted_mask()
+        .and_then(|m| m.take_from(cs.cpu.wrapping_add(1), cs.cpu))
+        .and_then(cpu_sched)
+    {
+        w.watch_at.store(0, Ordering::Relaxed);
+        ring(w);
+    }
+}
+
+/// Whether an idle CPU with nothing to run keeps polling instead of halting (interrupts
+/// off): without a timer, while sleepers of its own wait (nothing else wakes them), or a
+/// busy CPU's are due soon ([`watch_busy_sleepers`], looked at no more than once a slice
+/// unless one is near: `watch_at`). A TSC read and a compare when it is not time to look:
+/// every idle step that halts or polls pays them, and under icount that is measured (one
+/// vCPU runs at a time: `ipc.rtt.64.xcore.kthread` +6 a round trip).
+#[inline(always)]
+fn keeps_polling(cs: &CpuSched, any_sleeper: bool) -> bool {
+    let now = rdtsc();
+    if now >= cs.watch_at.load(Ordering::Relaxed) {
+        let own = any_sleeper && timer_off() && own_sleepers_left(cs, now);
+        return watch_busy_sleepers(cs, now) | own;
+    }
+    any_sleeper && timer_off()
+}
+
+/// Without a timer, an idle CPU polls for as long as its sleeper list is not empty, and
+/// that list loses an entry only at a scan, which a switch makes once the first deadline
+/// has passed: a thread woken early from a long wait that blocks again without a deadline
+/// (or elsewhere) kept its CPU polling until the old deadline. So the look of
+/// [`keeps_polling`] (at most once a slice) scans the list now (`rescan_sleepers`): such
+/// entries go, and the CPU halts once none is left. Whether it must go on polling (sleepers
+/// left, or the scan woke one). Until 2026-12-06 nothing did (found by review;
+/// `sched.idle_cpu_without_a_timer_halts_once_its_sleepers_are_stale`).
+#[cold]
+#[inline(never)]
+fn own_sleepers_left(cs: &CpuSched, now: u64) -> bool {
+    cs.lock();
+    let left = cs.rescan_sleepers(now) || cs.nr_ready.load(Ordering::Relaxed) != 0;
+    cs.unlock();
+    left
+}
+
+/// Without a timer, nothing wakes the sleepers of a CPU that runs a thread but its own
+/// `schedule` (a CPU-bound thread: never). So the idle step of a CPU with nothing to run
+/// looks at the CPUs with sleepers ([`sleeping_mask`]) that run a thread: one whose first
+/// deadline has passed is rung (its wake IPI wakes them: `wake::wake_ipi`, and a thread
+/// others may take is then stolen by this CPU or a halted one). Returns whether one is due
+/// within [`WATCH_SLICES`]: the caller polls instead of halting, and looks again at its
+/// next step; else it looks again a slice later (`watch_at`). An idle CPU polls for its
+/// own sleepers: skipped. Until 2026-12-06 a sleeper on a busy CPU woke only once that CPU
+/// scheduled, beside idle CPUs (found by review;
+/// `sched.due_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
+#[cold]
+#[inline(never)]
+fn watch_busy_sleepers(cs: &CpuSched, now: u64) -> bool {
+    if !timer_off() {
+        // A timer wakes sleepers (a test's emulation of none has ended).
+        cs.watch_at.store(u64::MAX, Ordering::Relaxed);
+        return false;
+    }
+    let slice = SLICE_TSC.load(Ordering::Relaxed);
+    let Some(m) = sleeping_mask() else {
+        cs.watch_at
+            .store(now.saturating_add(slice), Ordering::Relaxed);
+        return false;
+    };
+    let horizon = now.saturating_add(watch_horizon());
+    let mut near = false;
+    for c in m.iter() {
+        let Some(o) = cpu_sched(c).filter(|o| o.cpu != cs.cpu) else {
+            continue;
+        };
+        if o.current.load(Ordering::Relaxed) == o.idle.load(Ordering::Relaxed) {
+            continue;
+        }
+        let at = o.next_wake.load(Ordering::Relaxed);
+        if at <= now {
+            bump(&cs.sleeper_rings);
+            ring(o);
+        }
+        near |= at <= horizon;
+    }
+    let next = if near { 0 } else { now.saturating_add(slice) };
+    cs.watch_at.store(next, Ordering::Relaxed);
+    near
 }
 
 pub(super) fn alloc_mask(n: u32) -> Result<&'static [AtomicU64], SchedError> {
@@ -153,8 +295,7 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
         schedule(g);
         return true;
     }
-    // Without a timer, sleepers are polled: do not halt while any sleeps here.
-    if any_sleeper && TIMER.load(Ordering::Relaxed) == TIMER_OFF {
+    if keeps_polling(cs, any_sleeper) {
         // `pause` also ends this vCPU's turn under single-threaded icount emulation, so a
         // polling idle CPU does not hold the virtual clock hostage.
         core::hint::spin_loop();
@@ -174,6 +315,11 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
         }
     }
     false
+}
+
+/// Test support: whether CPU `cpu` is marked halted (in its idle loop's halt, or about to be).
+pub(super) fn is_halted(cpu: u32) -> bool {
+    halted_mask().is_some_and(|m| m.contains(cpu))
 }
 
 /// Does another CPU have runnable unpinned threads waiting? (A scan of the stealable mask's

@@ -26,16 +26,26 @@
 //!   thread they would run next, a tick armed for that moment). Counted apart
 //!   (`wake_preemptions`, `wake_deferrals`).
 //!   Under `-icount` the timer is not used (QEMU limitation, see boot.rs): no slice-end
-//!   preemption (wake-ups still preempt), sleepers are polled.
+//!   preemption, and a wake-up preempts only a thread past its floor in preemptible code.
+//!   One that comes within the running thread's first quarter slice, or while it runs
+//!   non-preemptible code, is deferred to a tick that never comes: the woken thread runs
+//!   once the running one blocks or yields, a later wake-up IPI to that CPU finds it past
+//!   its floor, or (if it may run elsewhere) a halted CPU it was offered to steals it.
+//!   (Until 2026-12-06 this said wake-ups still preempt, unqualified: found by review.)
+//!   Sleepers are polled: an idle CPU polls for its own, and looks at busy CPUs' (at most
+//!   once a slice, every step while one is due within `WATCH_SLICES`), ringing a CPU whose
+//!   sleeper is due (its wake IPI wakes it).
 //! * **Idle and stealing**: each CPU has an idle context (an AP's boot context; the BSP gets
 //!   an idle thread) that halts with `sti; hlt` and, when woken, takes work from its mailbox
-//!   or steals a runnable thread it may run from another CPU (`try_lock` only). Two shared
+//!   or steals a runnable thread it may run from another CPU (`try_lock` only). Shared
 //!   bitmaps over the CPUs that exist ([`exo_sched::AtomicMask`], sized at start-up) keep
-//!   this bounded at any CPU count: *halted* CPUs and CPUs with *stealable* threads. A thief
-//!   starts its search at a random CPU and tries at most [`STEAL_TRIES`] victims; a busy CPU
-//!   with threads waiting claims the next halted CPU after itself (one atomic bit clear) and
-//!   wakes it (at spawn, at its ticks, and each thief while its victim still has work); with
-//!   a timer, idle CPUs also wake every 8 slices to look for work themselves. No path scans
+//!   this bounded at any CPU count: *halted* CPUs and CPUs with *stealable* threads (and
+//!   CPUs with *sleeping* threads, for the polling above). A thief starts its search at a
+//!   random CPU and tries at most [`STEAL_TRIES`] victims; a busy CPU with threads waiting
+//!   claims the next halted CPU after itself (one atomic bit clear) and wakes it (at spawn,
+//!   at its ticks, when a wake-up or a preemption leaves stealable work behind its running
+//!   thread, and each thief while its victim still has work); with a timer, idle CPUs also
+//!   wake every 8 slices to look for work themselves. No path scans
 //!   one entry per CPU: at 1024 CPUs a query reads 16 words.
 //! * **Context switch**: `exo_arch::context::switch`, inline assembly that trades stack
 //!   pointers (rbp and rbx pushed by hand; the compiler keeps whatever else is live, so
@@ -89,6 +99,7 @@ mod tests;
 mod tests_claim;
 mod tests_locks;
 mod tests_migrate;
+mod tests_notimer;
 mod tests_reap;
 mod tests_wake;
 
@@ -107,9 +118,9 @@ pub use thread::{
     set_exit_hook, set_fpu_area, spawn, stack_cache_room, tid_of,
 };
 pub use wake::{
-    block_unless, block_until, force_mailbox_full, hold_tick_preemption, hold_wake_preemption,
-    kick, set_slice_tsc, set_wake_floor_tsc, sleep_until, sleep_us, slice_tsc, tick, timer_mode,
-    wake, wake_ipi, yield_now,
+    block_unless, block_until, emulate_timer_off, force_mailbox_full, hold_tick_preemption,
+    hold_wake_preemption, kick, set_slice_tsc, set_wake_floor_tsc, sleep_until, sleep_us,
+    slice_tsc, tick, timer_mode, wake, wake_ipi, yield_now,
 };
 
 use core::sync::atomic::Ordering;

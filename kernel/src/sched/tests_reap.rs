@@ -199,3 +199,111 @@ fn join_claim_window(_: &BootState) -> TestResult {
         )
     })
 }
+
+ktest!(
+    Needs::Threads,
+    "sched.stale_join_leaves_the_new_thread_of_its_slot_joinable",
+    stale_join
+);
+
+/// `stale_join`: T2 may end; the stale joiner is done.
+static T2_GO: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static STALE_DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// T2: waits until let go, then returns 7.
+fn waits_then_seven(_: u64) -> u64 {
+    use core::sync::atomic::Ordering;
+    while !T2_GO.load(Ordering::Acquire) {
+        crate::sched::block_unless(|| !T2_GO.load(Ordering::Acquire));
+    }
+    7
+}
+
+/// [`late_joiner`] that says when it is done.
+fn stale_joiner(raw: u64) -> u64 {
+    let code = late_joiner(raw);
+    STALE_DONE.store(true, core::sync::atomic::Ordering::Release);
+    code
+}
+
+/// A join through a stale id leaves the thread spawned into the slot since joinable by its
+/// own joiner. J1 checks T and stops before its claim (`JOIN_CLAIM_HOLD`); this thread joins
+/// T (the slot is freed); T2 is spawned into the same slot; J1 goes on, with a hold after
+/// its claim (`JOIN_RECHECK_HOLD`); this thread then joins T2 (let go to end), which must
+/// give T2's code, and J1's join must end with `NoSuchThread`. Until 2026-12-06 the joiner
+/// word held the joiner alone: J1's claim took T2's word (it was 0) and stood until J1
+/// looked at the generation again, so T2's join got `AlreadyJoined` (and had T2 ended in
+/// that window, the reap would have woken J1, not its joiner; found by review). With the
+/// generation in the word J1's claim fails and J1 never reaches the second hold. A try
+/// whose spawn did not land in T's slot (another spawn took it) is a skip.
+fn stale_join(_: &BootState) -> TestResult {
+    use super::thread::{JOIN_CLAIM_HOLD, JOIN_RECHECK_HOLD, NEXT_SLOT};
+    use crate::harness::{SKIP, check, join_all, ms, wait_for};
+    use crate::sched::{self, SchedError};
+    use alloc::format;
+    use core::sync::atomic::Ordering;
+    T2_GO.store(false, Ordering::Release);
+    STALE_DONE.store(false, Ordering::Release);
+    let t = sched::spawn(returns_five, 0).map_err(|e| format!("spawn T: {e}"))?;
+    JOIN_CLAIM_HOLD.arm();
+    let j1 = match sched::spawn(stale_joiner, t.raw()) {
+        Ok(j) => j,
+        Err(e) => {
+            JOIN_CLAIM_HOLD.release();
+            let _ = join_all(&[t], 10_000);
+            return Err(format!("spawn J1: {e}"));
+        }
+    };
+    let reached = wait_for("J1 at its claim", 10_000, || JOIN_CLAIM_HOLD.reached());
+    let first = join_all(&[t], 10_000);
+    NEXT_SLOT.store(t.index() as u32, Ordering::Relaxed);
+    let t2 = sched::spawn(waits_then_seven, 0);
+    JOIN_RECHECK_HOLD.arm();
+    JOIN_CLAIM_HOLD.release();
+    let j1_went_on = wait_for("J1 to end or claim", 10_000, || {
+        STALE_DONE.load(Ordering::Acquire) || JOIN_RECHECK_HOLD.reached()
+    });
+    let j1_claimed = JOIN_RECHECK_HOLD.reached();
+    if !j1_claimed {
+        // Off before this thread's own join passes there.
+        JOIN_RECHECK_HOLD.release();
+    }
+    T2_GO.store(true, Ordering::Release);
+    let second = t2.as_ref().map(|&t2| {
+        sched::wake(t2);
+        sched::join_until(t2, exo_arch::tsc::rdtsc() + ms(10_000))
+    });
+    JOIN_RECHECK_HOLD.release();
+    let j1_code = join_all(&[j1], 10_000);
+    if let (Ok(t2), Ok(Err(_))) = (&t2, &second) {
+        // Refused while J1's claim stood: joinable again now that J1 undid it.
+        let _ = join_all(&[*t2], 10_000);
+    }
+    reached?;
+    j1_went_on?;
+    check(first? == [5], || "the first join of T did not get 5".into())?;
+    let t2 = t2.map_err(|e| format!("spawn T2: {e}"))?;
+    if t2.index() != t.index() {
+        return Err(format!(
+            "{SKIP}T2 went to slot {}, not T's ({}): nothing was forced",
+            t2.index(),
+            t.index()
+        ));
+    }
+    let second = second.unwrap_or(Err(SchedError::NoSuchThread));
+    check(second == Ok(7), || {
+        format!(
+            "the join of T2 (spawned into T's freed slot) got {second:?}, want Ok(7): J1's join \
+             of T, stale, {} T2's joiner word",
+            if j1_claimed {
+                "had claimed"
+            } else {
+                "had not claimed"
+            }
+        )
+    })?;
+    let j1_code = j1_code?[0];
+    check(j1_code == JOIN_ERR + 1, || {
+        format!("J1's join of T ended with {j1_code:#x}, want NoSuchThread")
+    })
+}

@@ -103,7 +103,8 @@ pub(super) struct Tcb {
     pub(super) entry: AtomicU64,
     pub(super) arg: AtomicU64,
     pub(super) exit_code: AtomicU64,
-    /// Index of the joining thread + 1 (0: none).
+    /// Who joins this thread: [`joiner_word`] of the thread's generation (its low 16 bits)
+    /// and the joining thread's index + 1 (0: none).
     pub(super) joiner: AtomicU32,
     pub(super) wake_at: AtomicU64,
     /// Times switched in (wraps at 2^32: a count for reports and the wake mark).
@@ -145,6 +146,27 @@ pub(super) struct Tcb {
 // grows it past them costs every switch and the cache; decide it here (2026-12-05: the wake
 // mark was 64-bit at first and made it 200 bytes).
 const _: () = assert!(core::mem::size_of::<Tcb>() == 192);
+
+/// The joiner word of a thread of generation `generation` joined by the thread with index
+/// `joiner` - 1 (0: none): the generation's low 16 bits above the joiner. A join claims the
+/// word only if it names the generation of the thread it meant (`join_unless`): until
+/// 2026-12-06 it held the joiner alone, and a join whose id had gone stale (the thread
+/// joined by another, its slot freed and taken by a spawn) took the new thread's word for a
+/// moment, refusing its real joiner and taking its wake-up if it ended then (found by
+/// review; `sched.stale_join_leaves_the_new_thread_of_its_slot_joinable`).
+#[inline(always)]
+pub(super) const fn joiner_word(generation: u32, joiner: u32) -> u32 {
+    ((generation & 0xFFFF) << 16) | joiner
+}
+
+/// The joining thread's index + 1 in a joiner word (0: none).
+#[inline(always)]
+pub(super) fn joiner_of(word: u32) -> u32 {
+    word & 0xFFFF
+}
+
+// Every thread index (an idle context's too) + 1 fits the joiner word's low 16 bits.
+const _: () = assert!(MAX_THREADS + crate::smp::cpus::CPU_LIMIT < 0xFFFF);
 
 // SAFETY: `ctx` is only accessed by the CPU that switches the thread out or in, with that
 // CPU's run-queue lock held (the thread is then on no other CPU); all else is atomic.
@@ -208,7 +230,7 @@ impl Tcb {
             entry: AtomicU64::new(0),
             arg: AtomicU64::new(0),
             exit_code: AtomicU64::new(0),
-            joiner: AtomicU32::new(0),
+            joiner: AtomicU32::new(joiner_word(1, 0)),
             wake_at: AtomicU64::new(0),
             switches: AtomicU32::new(0),
             woken_mark: AtomicU32::new(0),
@@ -311,12 +333,13 @@ pub(super) fn free_slot(i: usize) {
         if let Some(cs) = last {
             cs.lock();
         }
-        t.generation.fetch_add(1, Ordering::Relaxed);
+        let generation = t.generation.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        t.joiner
+            .store(joiner_word(generation, 0), Ordering::Relaxed);
         if let Some(cs) = last {
             cs.unlock();
         }
     }
-    t.joiner.store(0, Ordering::Relaxed);
     t.held.store(0, Ordering::Relaxed);
     t.space.store(0, Ordering::Relaxed);
     IN_EXIT[i].store(false, Ordering::Relaxed);
@@ -569,7 +592,10 @@ impl Builder {
         t.ema.store(0, Ordering::Relaxed);
         t.entry.store(f as usize as u64, Ordering::Relaxed);
         t.arg.store(arg, Ordering::Relaxed);
-        t.joiner.store(0, Ordering::Relaxed);
+        let generation = t.generation.load(Ordering::Relaxed);
+        // A free slot's joiner word is its generation's with no joiner (`free_slot`,
+        // `age_free_slots`, the table's start): nothing to write (`thread.spawn`).
+        debug_assert_eq!(t.joiner.load(Ordering::Relaxed), joiner_word(generation, 0));
         t.switches.store(0, Ordering::Relaxed);
         t.woken_mark.store(0, Ordering::Relaxed);
         t.fpu_area.store(0, Ordering::Relaxed);
@@ -581,7 +607,7 @@ impl Builder {
         let rsp = unsafe { exo_arch::context::init_stack(stack.top, thread_entry, i as u64) };
         // SAFETY: the thread is an embryo nobody else can see yet.
         unsafe { *t.ctx_ptr() = rsp };
-        let tid = Tid::new(i, t.generation.load(Ordering::Relaxed));
+        let tid = Tid::new(i, generation);
         t.cpu.store(target.cpu, Ordering::Relaxed);
         Ok((tid, target))
     }
@@ -598,6 +624,8 @@ pub fn age_free_slots(generation: u32) {
     for t in &TCBS {
         if t.state() == State::Free {
             t.generation.store(generation, Ordering::Relaxed);
+            t.joiner
+                .store(joiner_word(generation, 0), Ordering::Relaxed);
         }
     }
 }
@@ -851,6 +879,10 @@ pub fn join_until(tid: Tid, deadline: u64) -> Result<u64, SchedError> {
 /// so a test can have another joiner free the slot in that window.
 pub static JOIN_CLAIM_HOLD: super::HoldPoint = super::HoldPoint::new();
 
+/// [`join_unless`] stops here between its claim of the join and its second check of the
+/// thread, so a test can join in that window.
+pub static JOIN_RECHECK_HOLD: super::HoldPoint = super::HoldPoint::new();
+
 /// [`join_until`] that also gives up (`Err(Interrupted)`, the thread left joinable) when
 /// `abort()` holds: checked before each sleep and after each wake-up, so a caller that
 /// makes `abort()` true and then [`wake`](crate::sched::wake)s the joiner ends its wait.
@@ -867,22 +899,32 @@ pub fn join_unless(tid: Tid, deadline: u64, abort: &dyn Fn() -> bool) -> Result<
         return Err(SchedError::NoSuchThread);
     }
     JOIN_CLAIM_HOLD.pass();
-    let mine = me.index() as u32 + 1;
+    // The word of `tid`'s generation with no joiner, and with us: a stale `tid` (its slot
+    // freed and reused since the check) finds the new thread's generation there and claims
+    // nothing (`joiner_word`).
+    let free = joiner_word(tid.generation(), 0);
+    let mine = joiner_word(tid.generation(), me.index() as u32 + 1);
     if t.joiner
-        .compare_exchange(0, mine, Ordering::SeqCst, Ordering::Relaxed)
+        .compare_exchange(free, mine, Ordering::SeqCst, Ordering::Relaxed)
         .is_err()
     {
-        return Err(SchedError::AlreadyJoined);
+        return Err(if gone() {
+            SchedError::NoSuchThread
+        } else {
+            SchedError::AlreadyJoined
+        });
     }
+    JOIN_RECHECK_HOLD.pass();
     // Claimed, but maybe on a slot another joiner freed (and one spawn took) since the
-    // check: only the joiner frees a slot, so once the claim stands on the right
-    // generation the slot is ours. Until 2026-12-04 it went on without looking: it waited
-    // on a free slot for nothing (a `join` hung, `join_until` timed out) or took the join of
-    // the thread spawned into it.
+    // check, whose generation's low 16 bits are those of `tid` (65536 lifetimes later):
+    // only the joiner frees a slot, so once the claim stands on the right generation the
+    // slot is ours. Until 2026-12-04 it went on without looking: it waited on a free slot
+    // for nothing (a `join` hung, `join_until` timed out) or took the join of the thread
+    // spawned into it.
     if gone() {
         let _ = t
             .joiner
-            .compare_exchange(mine, 0, Ordering::SeqCst, Ordering::Relaxed);
+            .compare_exchange(mine, free, Ordering::SeqCst, Ordering::Relaxed);
         return Err(SchedError::NoSuchThread);
     }
     loop {
@@ -892,11 +934,11 @@ pub fn join_unless(tid: Tid, deadline: u64, abort: &dyn Fn() -> bool) -> Result<
             return Ok(code);
         }
         if rdtsc() >= deadline {
-            t.joiner.store(0, Ordering::SeqCst);
+            t.joiner.store(free, Ordering::SeqCst);
             return Err(SchedError::TimedOut);
         }
         if abort() {
-            t.joiner.store(0, Ordering::SeqCst);
+            t.joiner.store(free, Ordering::SeqCst);
             return Err(SchedError::Interrupted);
         }
         // The exiting thread wakes us; the deadline (if any) ends the wait otherwise.

@@ -109,7 +109,7 @@ fn post_wake_irqs_off(target: &CpuSched, i: usize) {
 /// give it up waited for good beside an idle CPU (found by review;
 /// `sched.self_wake_of_a_stealable_thread_is_offered_to_a_halted_cpu`).
 #[inline(always)]
-fn offer_to_a_halted_cpu(cs: &CpuSched) {
+pub(super) fn offer_to_a_halted_cpu(cs: &CpuSched) {
     // The stealable count first: for pinned threads (every benchmark's) that one load is
     // all the offer costs (icount: `ipc.slowpath.rtt.64` +18 with the idle check first).
     if cs.nr_stealable.load(Ordering::Relaxed) != 0
@@ -137,6 +137,40 @@ pub(super) static TICK_PREEMPTION_HELD: AtomicBool = AtomicBool::new(false);
 /// (tests: `sched.wake_ipi_preempts_a_spinning_thread`).
 pub fn hold_tick_preemption(on: bool) {
     TICK_PREEMPTION_HELD.store(on, Ordering::Relaxed);
+}
+
+/// Test switch: the scheduler behaves as without a timer (`TIMER_OFF`, as under icount)
+/// where that matters, on a machine whose timer runs: the tick does nothing but re-arm a
+/// running thread's slice end (no preemption, no sleeper woken, no kick of a halted CPU, no
+/// wake-up rule), an idle CPU arms no timer (no balancing tick: it halts until something
+/// rings it) and polls for sleepers instead, a deferred wake-up arms no tick. Lets a test
+/// under TCG (the test job's timer is on) show what only the absence of the tick exposes.
+/// Checked only where the timer is in use: under icount it costs nothing.
+pub(super) static TIMER_OFF_EMULATED: AtomicBool = AtomicBool::new(false);
+
+/// Makes the scheduler act as if it had no timer (`true`; see [`TIMER_OFF_EMULATED`]), or
+/// as usual. Turned off, every CPU is kicked: an idle one arms its balancing tick again. A
+/// balancing tick an idle CPU armed before it was turned on still comes (at most
+/// `IDLE_BALANCE_SLICES` slices later).
+pub fn emulate_timer_off(on: bool) {
+    TIMER_OFF_EMULATED.store(on, Ordering::SeqCst);
+    for c in 0..crate::smp::cpus::capacity() as u32 {
+        if let Some(cs) = cpu_sched(c) {
+            // Idle CPUs look at busy CPUs' sleepers only without a timer.
+            cs.watch_at
+                .store(if timer_off() { 0 } else { u64::MAX }, Ordering::Relaxed);
+        }
+        if !on {
+            kick(c);
+        }
+    }
+}
+
+/// Whether the scheduler goes without a timer: none in use (icount), or a test emulates that
+/// ([`emulate_timer_off`]).
+#[inline(always)]
+pub(super) fn timer_off() -> bool {
+    TIMER.load(Ordering::Relaxed) == TIMER_OFF || TIMER_OFF_EMULATED.load(Ordering::Relaxed)
 }
 
 /// Test switch: wake-ups preempt nobody (`true`), or as usual (`wake_ipi`, and the tick's
@@ -192,16 +226,19 @@ pub fn kick(cpu: u32) {
 /// preemptible code), or soon (`defer_wake`), not at the running thread's slice end (or,
 /// under icount, which has no timer, only when it blocks). Only when the running thread is
 /// not the idle context (its loop takes the mailbox when the IPI ends its halt) and the
-/// mailbox holds work or the run queue is not empty (a deferred wake-up, or the
-/// full-mailbox path, which queues directly: `woken_waits` then looks at the thread itself);
-/// a `kick` or a job's IPI with neither does nothing. The rest is `wake_preempt`.
+/// mailbox holds work, the run queue is not empty (a deferred wake-up, or the
+/// full-mailbox path, which queues directly: `woken_waits` then looks at the thread itself)
+/// or sleepers are listed (without a timer, an idle CPU rings this one when one is due);
+/// a `kick` or a job's IPI with none of these does nothing. The rest is `wake_preempt`.
 #[inline(always)]
 pub fn wake_ipi() {
     let Some(cs) = this_sched() else {
         return;
     };
     if cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed)
-        || !(cs.mailbox.is_pending() || cs.nr_ready.load(Ordering::Relaxed) != 0)
+        || !(cs.mailbox.is_pending()
+            || cs.nr_ready.load(Ordering::Relaxed) != 0
+            || cs.next_wake.load(Ordering::Relaxed) != u64::MAX)
     {
         return;
     }
@@ -218,10 +255,25 @@ fn wake_preempt(cs: &CpuSched, preemptible: bool) {
     let now = rdtsc();
     cs.lock();
     cs.drain_mailbox();
+    // Sleepers whose deadline passed: without a timer, an idle CPU rings this one for them
+    // (`idle::watch_busy_sleepers`), and nothing else looks at them while a thread runs
+    // here. Queued as the tick would: not marked as woken (a pinned one waits for the
+    // running thread, as it would for its slice end; one others may take is offered below).
+    let _ = cs.wake_sleepers(now);
     let waits = woken_waits(cs) && !wake_held();
     let preempt = waits && preemptible && wake_floor_reached(cs, now);
-    if waits && !preempt {
-        defer_wake(cs, now);
+    if !preempt {
+        if waits {
+            defer_wake(cs, now);
+        } else {
+            // The woken thread is queued but not the next to run (or the rule is held):
+            // if others may take it, a halted CPU is told (the running thread goes on).
+            // Until 2026-12-06 nothing was: with the timer off no tick came to kick one, and
+            // a woken unpinned thread waited beside a halted CPU for as long as the running
+            // thread ran (found by review;
+            // `sched.remote_wake_of_a_stealable_thread_is_offered_to_a_halted_cpu`).
+            offer_to_a_halted_cpu(cs);
+        }
     }
     cs.unlock();
     if preempt {
@@ -243,7 +295,10 @@ fn defer_wake(cs: &CpuSched, now: u64) {
     offer_to_a_halted_cpu(cs);
     let at = deferred_tick(cs, now);
     let mode = TIMER.load(Ordering::Relaxed);
-    if mode != TIMER_OFF && at < cs.armed.load(Ordering::Relaxed) {
+    if mode != TIMER_OFF
+        && at < cs.armed.load(Ordering::Relaxed)
+        && !TIMER_OFF_EMULATED.load(Ordering::Relaxed)
+    {
         bump(&cs.timer_writes_other);
         write_timer(cs, now, at, mode);
     }
@@ -482,6 +537,9 @@ pub fn tick() {
     // switch it makes) programs the next one.
     cs.armed.store(u64::MAX, Ordering::Relaxed);
     bump(&cs.timer_ticks);
+    if TIMER_OFF_EMULATED.load(Ordering::Relaxed) {
+        return emulated_tick(cs, now);
+    }
     cs.lock();
     // Woken threads waiting here (drained now or earlier): the tick applies the wake IPI's
     // rule to them too. The timer's vector outranks the wake IPI's, so when both are pending (a CPU
@@ -553,6 +611,22 @@ pub fn tick() {
     }
 }
 
+/// The tick while a test emulates a machine without a timer ([`emulate_timer_off`]): as if
+/// it had not come, but a running thread's slice end is armed again (so the tick goes on
+/// once the test ends); an idle CPU arms nothing (`program_timer`).
+#[cold]
+#[inline(never)]
+fn emulated_tick(cs: &CpuSched, now: u64) {
+    let cur = cs.current.load(Ordering::Relaxed) as usize;
+    let is_idle = cur == cs.idle.load(Ordering::Relaxed) as usize;
+    let mode = TIMER.load(Ordering::Relaxed);
+    if !is_idle && mode != TIMER_OFF {
+        cs.lock();
+        program_timer(cs, now, now, true, mode, u64::MAX);
+        cs.unlock();
+    }
+}
+
 /// Programs this CPU's timer for the earlier of the first sleeper's deadline and the end of
 /// a slice starting `now` (`running` a thread) or the next idle balancing tick (lock held).
 #[inline(always)]
@@ -592,6 +666,10 @@ fn program_timer(cs: &CpuSched, now: u64, start: u64, running: bool, mode: u8, c
     // a halted CPU looks for work to steal even if no busy CPU kicks it.
     let own = if running {
         start.saturating_add(slice)
+    } else if TIMER_OFF_EMULATED.load(Ordering::Relaxed) {
+        // A test emulates a machine without a timer: an idle CPU polls its sleepers and
+        // halts otherwise, armed for nothing.
+        return;
     } else {
         now + slice * IDLE_BALANCE_SLICES
     };

@@ -1,0 +1,491 @@
+//! Kernel tests of the scheduler without a timer (icount: the benchmark jobs, CI's icount
+//! test run), where no tick comes to do what it does besides preempting: kick a halted CPU
+//! when stealable work waits behind a running thread, wake the sleepers whose deadline
+//! passed. The test job under TCG has the timer on, so each test makes the scheduler act as
+//! without one (`sched::emulate_timer_off`: the tick does nothing, an idle CPU arms no
+//! timer): what it checks holds in both modes, and fails without its fix in both.
+
+use crate::boot::BootState;
+use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus, wait_for};
+use crate::ktest;
+use crate::sched::{self, Builder, CpuSet, Tid};
+use alloc::format;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use exo_arch::tsc::rdtsc;
+
+ktest!(
+    Needs::Threads,
+    "sched.preempted_stealable_thread_is_offered_to_a_halted_cpu",
+    preempted_offered
+);
+ktest!(
+    Needs::Threads,
+    "sched.remote_wake_of_a_stealable_thread_is_offered_to_a_halted_cpu",
+    remote_wake_offered
+);
+
+/// This CPU (where the test runs) and the CPU the threads under test are pinned to: the last
+/// one that is not this one.
+fn cpus_for_test() -> (u32, u32) {
+    let me = sched::this_cpu();
+    let x = (0..ncpus()).rev().find(|&c| c != me).unwrap_or(me);
+    (me, x)
+}
+
+/// With the timer emulated off: waits until every CPU but those of `busy` is halted, once
+/// the balancing tick an idle CPU armed before the emulation began has come
+/// (`IDLE_BALANCE_SLICES` slices; 10 are waited). A skip if one is not halted within 5 s
+/// (it polls for a sleeper of its own, or runs a thread of the kernel's): without every
+/// other CPU halted, an idle one could take the work itself and nothing would be forced.
+fn others_halted(busy: &[u32]) -> TestResult {
+    let until = rdtsc() + 10 * sched::slice_tsc();
+    while rdtsc() < until {
+        sched::yield_now();
+    }
+    let others = || (0..ncpus()).filter(|c| !busy.contains(c));
+    let d = rdtsc() + ms(5000);
+    while !others().all(super::idle::is_halted) {
+        if rdtsc() > d {
+            let awake: Vec<u32> = others().filter(|&c| !super::idle::is_halted(c)).collect();
+            return Err(format!(
+                "{SKIP}CPUs {awake:?} did not halt within 5 s (nothing would be forced)"
+            ));
+        }
+        sched::yield_now();
+    }
+    Ok(())
+}
+
+/// Waits on this CPU without leaving it idle (an idle CPU would look for work to steal
+/// itself) until `done` or `limit_ms` passed; whether `done`.
+fn busy_wait(done: &AtomicBool, limit_ms: u64) -> bool {
+    let d = rdtsc() + ms(limit_ms);
+    while !done.load(Ordering::Acquire) && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    done.load(Ordering::Acquire)
+}
+
+/// `preempted_offered`: X's progress and CPU, X stops, R may go on, R is done.
+static X_COUNT: AtomicU64 = AtomicU64::new(0);
+static X_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
+static X_STOP: AtomicBool = AtomicBool::new(false);
+static R_GO: AtomicBool = AtomicBool::new(false);
+static R_DONE: AtomicBool = AtomicBool::new(false);
+
+/// X: started on CPU `x`, made free to run anywhere (it stays on x), spins counting until
+/// told to stop (60 s at most); 0, or 2 if it could not widen its affinity, 3 if it did not
+/// start on x.
+fn x_spinner(x: u64) -> u64 {
+    if sched::set_affinity(CpuSet::ANY).is_err() {
+        return 2;
+    }
+    if sched::this_cpu() != x as u32 {
+        return 3;
+    }
+    let d = rdtsc() + ms(60_000);
+    while !X_STOP.load(Ordering::Acquire) && rdtsc() < d {
+        X_CPU.store(sched::this_cpu(), Ordering::Relaxed);
+        X_COUNT.fetch_add(1, Ordering::AcqRel);
+        core::hint::spin_loop();
+    }
+    0
+}
+
+/// R: pinned to CPU `x`, blocks until the test wakes it; then, holding x (it never blocks
+/// or yields), watches X for up to 2 s: 0 if X made progress meanwhile (so on another CPU),
+/// 1 if not, 3 if R did not run on x.
+fn r_waiter(x: u64) -> u64 {
+    while !R_GO.load(Ordering::Acquire) {
+        sched::block_unless(|| !R_GO.load(Ordering::Acquire));
+    }
+    let c0 = X_COUNT.load(Ordering::Acquire);
+    let code = if sched::this_cpu() != x as u32 {
+        3
+    } else {
+        let d = rdtsc() + ms(2000);
+        while X_COUNT.load(Ordering::Acquire) == c0 && rdtsc() < d {
+            core::hint::spin_loop();
+        }
+        u64::from(X_COUNT.load(Ordering::Acquire) == c0)
+    };
+    R_DONE.store(true, Ordering::Release);
+    code
+}
+
+/// An unpinned thread preempted by a wake-up is offered to a halted CPU (the reviewer's
+/// interleaving, timer off): X (free to run anywhere) spins on CPU x past its wake-up floor
+/// (1 ms here); R, pinned to x, blocked; every other CPU but this one halted; this thread
+/// wakes R and then busy-waits (were its CPU idle, it would steal X itself). R's wake-up
+/// preempts X (`wake_preempt`): X is queued on x, stealable, and R runs there for 2 s
+/// watching X. X must make progress meanwhile, on a halted CPU that was told. Until
+/// 2026-12-06 nobody read the halted mask on that path: with the timer off no tick came
+/// to kick one, and X waited until R ended (found by review; without the fix R reports 1).
+/// Needs 3 CPUs.
+fn preempted_offered(_: &BootState) -> TestResult {
+    if ncpus() < 3 {
+        return Err(format!("{SKIP}needs 3 CPUs"));
+    }
+    let (me, x) = cpus_for_test();
+    X_COUNT.store(0, Ordering::Release);
+    X_CPU.store(u32::MAX, Ordering::Release);
+    for f in [&X_STOP, &R_GO, &R_DONE] {
+        f.store(false, Ordering::Release);
+    }
+    sched::emulate_timer_off(true);
+    sched::set_wake_floor_tsc(ms(1));
+    let spawn = |f, arg| {
+        Builder::new()
+            .pin(x)
+            .spawn(f, arg)
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let mut tids: Vec<Tid> = Vec::new();
+    let offers0 = super::cpu::offers(x);
+    let r = (|| -> TestResult {
+        tids.push(spawn(r_waiter, u64::from(x))?);
+        wait_for("R to block", 10_000, || sched::is_blocked(tids[0]))?;
+        tids.push(spawn(x_spinner, u64::from(x))?);
+        wait_for("X to spin", 10_000, || X_COUNT.load(Ordering::Acquire) > 0)?;
+        others_halted(&[me, x])?;
+        R_GO.store(true, Ordering::Release);
+        check(sched::wake(tids[0]), || "R was not blocked".into())?;
+        check(busy_wait(&R_DONE, 10_000), || "R never finished".into())
+    })();
+    X_STOP.store(true, Ordering::Release);
+    R_GO.store(true, Ordering::Release);
+    if let Some(&rt) = tids.first() {
+        sched::wake(rt);
+    }
+    let codes = join_all(&tids, 30_000);
+    sched::emulate_timer_off(false);
+    sched::set_wake_floor_tsc(0);
+    r?;
+    let codes = codes?;
+    check(codes == [0, 0], || {
+        format!(
+            "X, preempted on CPU {x} by R's wake-up, made no progress elsewhere while R ran \
+             there for 2 s (R's code {}, X's {}; {} offers on CPU {x}; X last seen on CPU {})",
+            codes[0],
+            codes[1],
+            super::cpu::offers(x) - offers0,
+            X_CPU.load(Ordering::Acquire)
+        )
+    })
+}
+
+/// `remote_wake_offered`: W may go on, W ran, S spins, S is done.
+static W_GO: AtomicBool = AtomicBool::new(false);
+static W_RAN: AtomicBool = AtomicBool::new(false);
+static S_SPINNING: AtomicBool = AtomicBool::new(false);
+static S_DONE: AtomicBool = AtomicBool::new(false);
+
+/// W: started on CPU x, made free to run anywhere, blocks until the test lets it go; 0, or
+/// 2 if it could not widen its affinity.
+fn w_woken(_: u64) -> u64 {
+    if sched::set_affinity(CpuSet::ANY).is_err() {
+        return 2;
+    }
+    while !W_GO.load(Ordering::Acquire) {
+        sched::block_unless(|| !W_GO.load(Ordering::Acquire));
+    }
+    W_RAN.store(true, Ordering::Release);
+    0
+}
+
+/// S: pinned to CPU x, spins (never blocking or yielding) until W ran or 2 s passed; 0 if
+/// it saw W run, 1 if not.
+fn s_spinner(_: u64) -> u64 {
+    S_SPINNING.store(true, Ordering::Release);
+    let d = rdtsc() + ms(2000);
+    while !W_RAN.load(Ordering::Acquire) && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    let saw = W_RAN.load(Ordering::Acquire);
+    S_DONE.store(true, Ordering::Release);
+    u64::from(!saw)
+}
+
+/// A thread others may take, woken from another CPU onto a CPU whose running thread keeps
+/// it (the wake-up rule held: `sched::hold_wake_preemption`, as when the woken thread is not
+/// the next to run), is offered to a halted CPU. W (free to run anywhere) blocks on CPU x;
+/// S, pinned to x, spins there for up to 2 s; every other CPU but this one halted; this
+/// thread wakes W and busy-waits. W must run (elsewhere) while S spins. Until 2026-12-06
+/// the wake IPI's handler (`wake_preempt`) queued W and told nobody: with the timer off W
+/// waited until S ended (found by review; without the fix S reports 1). Needs 3 CPUs.
+fn remote_wake_offered(_: &BootState) -> TestResult {
+    if ncpus() < 3 {
+        return Err(format!("{SKIP}needs 3 CPUs"));
+    }
+    let (me, x) = cpus_for_test();
+    for f in [&W_GO, &W_RAN, &S_SPINNING, &S_DONE] {
+        f.store(false, Ordering::Release);
+    }
+    sched::emulate_timer_off(true);
+    sched::hold_wake_preemption(true);
+    let spawn = |f| {
+        Builder::new()
+            .pin(x)
+            .spawn(f, 0)
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let mut tids: Vec<Tid> = Vec::new();
+    let offers0 = super::cpu::offers(x);
+    let r = (|| -> TestResult {
+        tids.push(spawn(w_woken)?);
+        wait_for("W to block", 10_000, || sched::is_blocked(tids[0]))?;
+        tids.push(spawn(s_spinner)?);
+        wait_for("S to spin", 10_000, || S_SPINNING.load(Ordering::Acquire))?;
+        others_halted(&[me, x])?;
+        W_GO.store(true, Ordering::Release);
+        check(sched::wake(tids[0]), || "W was not blocked".into())?;
+        check(busy_wait(&S_DONE, 10_000), || "S never finished".into())
+    })();
+    W_GO.store(true, Ordering::Release);
+    if let Some(&w) = tids.first() {
+        sched::wake(w);
+    }
+    let codes = join_all(&tids, 30_000);
+    sched::hold_wake_preemption(false);
+    sched::emulate_timer_off(false);
+    r?;
+    let codes = codes?;
+    check(codes == [0, 0], || {
+        format!(
+            "W, woken onto CPU {x} behind S, did not run elsewhere while S spun there for 2 s \
+             (W's code {}, S's {}; {} offers on CPU {x})",
+            codes[0],
+            codes[1],
+            super::cpu::offers(x) - offers0
+        )
+    })
+}
+
+ktest!(
+    Needs::Threads,
+    "sched.due_sleeper_on_a_busy_cpu_is_woken_without_a_timer",
+    busy_cpu_sleeper
+);
+
+/// `busy_cpu_sleeper`: S's deadline (0: not asleep yet) and when it came back (0: not yet);
+/// when the spinner started (0: not yet), and whether it stopped.
+static S_DEADLINE: AtomicU64 = AtomicU64::new(0);
+static S_BACK: AtomicU64 = AtomicU64::new(0);
+static SP_START: AtomicU64 = AtomicU64::new(0);
+static SP_DONE: AtomicBool = AtomicBool::new(false);
+
+/// S: started on CPU `x`, made free to run anywhere (it stays on x), sleeps 20 ms there;
+/// 0 if it came back while the spinner still spun, 1 if only after, 2 if it could not
+/// widen its affinity, 3 if it did not start on x.
+fn s_sleeper(x: u64) -> u64 {
+    if sched::set_affinity(CpuSet::ANY).is_err() {
+        return 2;
+    }
+    if sched::this_cpu() != x as u32 {
+        return 3;
+    }
+    let d = rdtsc() + ms(20);
+    S_DEADLINE.store(d, Ordering::Release);
+    sched::sleep_until(d);
+    let spinning = !SP_DONE.load(Ordering::Acquire);
+    S_BACK.store(rdtsc().max(1), Ordering::Release);
+    u64::from(!spinning)
+}
+
+/// The spinner: pinned to CPU x, spins (never blocking or yielding) until S is back or 2 s
+/// passed.
+fn sp_spinner(_: u64) -> u64 {
+    SP_START.store(rdtsc().max(1), Ordering::Release);
+    let d = rdtsc() + ms(2000);
+    while S_BACK.load(Ordering::Acquire) == 0 && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    SP_DONE.store(true, Ordering::Release);
+    0
+}
+
+/// A sleeper whose deadline passes on a CPU that runs a CPU-bound thread is woken (and, free
+/// to run anywhere, runs elsewhere) without a timer. S (unpinned) sleeps 20 ms on CPU x; a
+/// spinner pinned to x starts before S is due and spins up to 2 s; this thread waits
+/// sleeping 1 ms at a time (its CPU idle, polling for it). S must come back while the
+/// spinner still spins. Until 2026-12-06 a CPU's sleepers were looked at only by that CPU
+/// (its schedule, tick and idle step): with the timer off S overslept until the spinner
+/// stopped, beside an idle CPU (found by review; without the fix S reports 1). An idle CPU
+/// now rings a busy one whose sleeper is due (`idle::watch_busy_sleepers`), whose wake IPI
+/// wakes it (`wake::wake_ipi`). A try whose spinner started only after S's deadline (a slow
+/// host: nothing forced) is made again, at most 5 times. Needs 2 CPUs.
+fn busy_cpu_sleeper(_: &BootState) -> TestResult {
+    if ncpus() < 2 {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    }
+    let (_, x) = cpus_for_test();
+    sched::emulate_timer_off(true);
+    let r = (|| -> TestResult {
+        for _ in 0..5 {
+            if sleeper_try(x)? {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "{SKIP}5 tries, each spinner started only after S was due: nothing was forced"
+        ))
+    })();
+    sched::emulate_timer_off(false);
+    r
+}
+
+/// One try of [`busy_cpu_sleeper`] on CPU `x`: `Ok(true)` if the spinner ran on x before S
+/// was due (forced) and S came back while it spun, `Ok(false)` if nothing was forced.
+fn sleeper_try(x: u32) -> Result<bool, alloc::string::String> {
+    S_DEADLINE.store(0, Ordering::Release);
+    S_BACK.store(0, Ordering::Release);
+    SP_START.store(0, Ordering::Release);
+    SP_DONE.store(false, Ordering::Release);
+    let spawn = |f, arg| {
+        Builder::new()
+            .pin(x)
+            .spawn(f, arg)
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let rings = || {
+        (0..ncpus())
+            .filter_map(sched::cpu_sched)
+            .map(|c| c.sleeper_rings.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let rings0 = rings();
+    let s = spawn(s_sleeper, u64::from(x))?;
+    let mut tids = alloc::vec![s];
+    let r = (|| -> TestResult {
+        wait_for("S to sleep", 10_000, || {
+            S_DEADLINE.load(Ordering::Acquire) != 0 && sched::is_blocked(s)
+        })?;
+        tids.push(spawn(sp_spinner, 0)?);
+        wait_for("the spinner to start", 10_000, || {
+            SP_START.load(Ordering::Acquire) != 0
+        })?;
+        let d = rdtsc() + ms(5000);
+        while S_BACK.load(Ordering::Acquire) == 0 && !SP_DONE.load(Ordering::Acquire) && rdtsc() < d
+        {
+            sched::sleep_us(1000);
+        }
+        Ok(())
+    })();
+    let codes = join_all(&tids, 30_000);
+    r?;
+    let codes = codes?;
+    if SP_START.load(Ordering::Acquire) >= S_DEADLINE.load(Ordering::Acquire) {
+        return Ok(false);
+    }
+    let late = S_BACK
+        .load(Ordering::Acquire)
+        .saturating_sub(S_DEADLINE.load(Ordering::Acquire));
+    check(codes[0] == 0, || {
+        format!(
+            "S, asleep on CPU {x} behind a spinner, came back only when the spinner stopped \
+             (code {}, {} ms past its deadline; {} sleeper rings)",
+            codes[0],
+            late / ms(1).max(1),
+            rings() - rings0
+        )
+    })?;
+    Ok(true)
+}
+
+ktest!(
+    Needs::Threads,
+    "sched.idle_cpu_without_a_timer_halts_once_its_sleepers_are_stale",
+    stale_sleeper_halts
+);
+
+/// `stale_sleeper_halts`: T's first wait may end, its second; how far T got (1: in its
+/// first wait, 2: in its second).
+static T_GO1: AtomicBool = AtomicBool::new(false);
+static T_GO2: AtomicBool = AtomicBool::new(false);
+static T_PHASE: AtomicU32 = AtomicU32::new(0);
+
+/// T: pinned to CPU `x`, waits with a 30 s deadline until let go (early), then waits with
+/// none; 0, 3 if it did not run on x, 4 if its first wait timed out.
+fn t_waiter(x: u64) -> u64 {
+    if sched::this_cpu() != x as u32 {
+        return 3;
+    }
+    let d = rdtsc() + ms(30_000);
+    T_PHASE.store(1, Ordering::Release);
+    while !T_GO1.load(Ordering::Acquire) {
+        if sched::block_until(d, || !T_GO1.load(Ordering::Acquire)) {
+            return 4;
+        }
+    }
+    T_PHASE.store(2, Ordering::Release);
+    while !T_GO2.load(Ordering::Acquire) {
+        sched::block_unless(|| !T_GO2.load(Ordering::Acquire));
+    }
+    0
+}
+
+/// Without a timer, an idle CPU whose sleeper list holds only stale entries halts: T
+/// (pinned to CPU x) waits with a 30 s deadline (listed as x's sleeper; x, idle, polls for
+/// it), is woken early, then waits with no deadline. x must show in the halted mask within
+/// 2 s. Until 2026-12-06 an entry left the list only at a scan, which came once its 30 s
+/// deadline had passed: x polled until then (found by review; without the fix x was not
+/// halted after 2 s). Needs 2 CPUs.
+fn stale_sleeper_halts(_: &BootState) -> TestResult {
+    if ncpus() < 2 {
+        return Err(format!("{SKIP}needs 2 CPUs"));
+    }
+    let (_, x) = cpus_for_test();
+    for f in [&T_GO1, &T_GO2] {
+        f.store(false, Ordering::Release);
+    }
+    T_PHASE.store(0, Ordering::Release);
+    sched::emulate_timer_off(true);
+    let mut tids: Vec<Tid> = Vec::new();
+    let mut halted_after = None;
+    let r = (|| -> TestResult {
+        tids.push(
+            Builder::new()
+                .pin(x)
+                .spawn(t_waiter, u64::from(x))
+                .map_err(|e| format!("spawn: {e}"))?,
+        );
+        let t = tids[0];
+        wait_for("T's first wait", 10_000, || {
+            T_PHASE.load(Ordering::Acquire) == 1 && sched::is_blocked(t)
+        })?;
+        check(sched::listed_as_sleeper(x, t), || {
+            format!("T, in a wait with a deadline, is not listed as CPU {x}'s sleeper")
+        })?;
+        T_GO1.store(true, Ordering::Release);
+        sched::wake(t);
+        wait_for("T's second wait", 10_000, || {
+            T_PHASE.load(Ordering::Acquire) == 2 && sched::is_blocked(t)
+        })?;
+        let t0 = rdtsc();
+        let d = t0 + ms(2000);
+        while !super::idle::is_halted(x) && rdtsc() < d {
+            sched::yield_now();
+        }
+        if super::idle::is_halted(x) {
+            halted_after = Some((rdtsc() - t0) / ms(1).max(1));
+        }
+        Ok(())
+    })();
+    T_GO1.store(true, Ordering::Release);
+    T_GO2.store(true, Ordering::Release);
+    if let Some(&t) = tids.first() {
+        sched::wake(t);
+    }
+    let codes = join_all(&tids, 30_000);
+    sched::emulate_timer_off(false);
+    r?;
+    let codes = codes?;
+    check(codes == [0], || format!("T ended with {}", codes[0]))?;
+    check(halted_after.is_some(), || {
+        format!(
+            "CPU {x}, idle with only T's stale entry (blocked again without a deadline) on its \
+             sleeper list, did not halt within 2 s (it polls until the old 30 s deadline)"
+        )
+    })
+}
