@@ -985,7 +985,8 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
         let (idle, cs) = Builder::new()
             .pin(0)
             .priority(0)
-            .create(idle_thread, 0, None)?;
+            .create(idle_thread, 0)
+            .map_err(|(e, _)| e)?;
         // Never queued: the idle context runs when nothing else can.
         tcb(idle.index()).set_state(State::Ready);
         cs.idle.store(idle.index() as u32, Ordering::Relaxed);

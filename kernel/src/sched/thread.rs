@@ -519,13 +519,23 @@ impl Builder {
         if crate::smp::tlb::reclaim_due() {
             crate::smp::tlb::reclaim_kernel_tables();
         }
-        // The stack before interrupts go off: one mapped anew may need the slabs' reclaim,
-        // which runs only with interrupts on (`memory::alloc_stack`). Until 2026-12-06 it was
-        // taken with them off, and a spawn failed for want of memory held in empty slabs
-        // (found by review; `mm.stack_allocation_reclaims_empty_slabs`).
-        let stack = take_stack(this_sched().ok_or(SchedError::NotRunning)?)?;
-        let g = IrqGuard::new();
-        let (tid, target) = self.create(f, arg, Some(stack))?;
+        let mut g = IrqGuard::new();
+        let (tid, target) = match self.create(f, arg) {
+            Ok(v) => v,
+            // A stack mapped anew found no frame: with interrupts off no empty slab is
+            // reclaimed (`kalloc`), so once more after a reclaim with them on. Until
+            // 2026-12-06 the spawn failed for want of memory held in empty slabs (found by
+            // review; `mm.stack_allocation_reclaims_empty_slabs`).
+            Err((SchedError::OutOfMemory, Some(me))) => {
+                drop(g);
+                if crate::mm::kalloc::reclaim_empty_slabs() == 0 {
+                    return Err(SchedError::OutOfMemory);
+                }
+                g = IrqGuard::new();
+                me.create(f, arg).map_err(|(e, _)| e)?
+            }
+            Err((e, _)) => return Err(e),
+        };
         let here = this_sched().ok_or(SchedError::NotRunning)?;
         before(tid);
         let i = tid.index();
@@ -543,41 +553,31 @@ impl Builder {
         Ok(tid)
     }
 
-    /// Builds the thread (state `Embryo`, not queued) and chooses its CPU, on `stack` if
-    /// given (given back if the thread cannot be made), else on one taken here.
+    /// Builds the thread (state `Embryo`, not queued) and chooses its CPU.
+    /// The builder comes back with an error for want of a stack (it may be tried again).
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error path only; the builder is reused"
+    )]
     pub(super) fn create(
         self,
         f: ThreadFn,
         arg: u64,
-        stack: Option<Stack>,
-    ) -> Result<(Tid, &'static CpuSched), SchedError> {
-        let Some(here) = this_sched() else {
-            if let Some(s) = stack {
-                memory::free_stack(s);
-            }
-            return Err(SchedError::NotRunning);
+    ) -> Result<(Tid, &'static CpuSched), (SchedError, Option<Self>)> {
+        let here = this_sched().ok_or((SchedError::NotRunning, None))?;
+        let target = if self.affinity.contains(here.cpu) {
+            here
+        } else {
+            first_online(&self.affinity)
+                .and_then(cpu_sched)
+                .ok_or((SchedError::BadAffinity, None))?
         };
-        let slot = self
-            .affinity
-            .contains(here.cpu)
-            .then_some(here)
-            .or_else(|| first_online(&self.affinity).and_then(cpu_sched))
-            .ok_or(SchedError::BadAffinity)
-            .and_then(|target| alloc_slot().map(|i| (target, i)));
-        let (target, i) = match slot {
-            Ok(v) => v,
-            Err(e) => {
-                if let Some(s) = stack {
-                    give_stack(here, s);
-                }
-                return Err(e);
-            }
-        };
-        let stack = match stack.map_or_else(|| take_stack(here), Ok) {
+        let i = alloc_slot().map_err(|e| (e, None))?;
+        let stack = match take_stack(here) {
             Ok(s) => s,
             Err(e) => {
                 tcb(i).set_state(State::Free);
-                return Err(e);
+                return Err((e, Some(self)));
             }
         };
         let t = tcb(i);
