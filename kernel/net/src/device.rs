@@ -7,7 +7,8 @@ use core::cell::Cell;
 use smoltcp::phy::{Device, DeviceCapabilities, PacketMeta, RxToken, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet,
+    EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Address,
+    Ipv4Packet,
 };
 
 /// Frame and ICMP echo counters (cells: both tokens of a pair update them).
@@ -23,8 +24,8 @@ fn bump(c: &Cell<u64>) {
     c.set(c.get().wrapping_add(1));
 }
 
-/// The ICMPv4 message type of an Ethernet frame, if it carries one.
-fn icmp_type(frame: &[u8]) -> Option<Icmpv4Message> {
+/// The ICMPv4 message type of an Ethernet frame and its IPv4 destination, if it carries one.
+pub(crate) fn icmp_of(frame: &[u8]) -> Option<(Icmpv4Message, Ipv4Address)> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     if eth.ethertype() != EthernetProtocol::Ipv4 {
         return None;
@@ -33,7 +34,13 @@ fn icmp_type(frame: &[u8]) -> Option<Icmpv4Message> {
     if ip.next_header() != IpProtocol::Icmp {
         return None;
     }
-    Some(Icmpv4Packet::new_checked(ip.payload()).ok()?.msg_type())
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+    Some((icmp.msg_type(), ip.dst_addr()))
+}
+
+/// The ICMPv4 message type of an Ethernet frame, if it carries one.
+fn icmp_type(frame: &[u8]) -> Option<Icmpv4Message> {
+    icmp_of(frame).map(|(t, _)| t)
 }
 
 impl Counters {

@@ -10,8 +10,8 @@ use smoltcp::phy::{Device, Medium, RxToken};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4Message, Icmpv4Packet,
-    IpAddress, IpCidr, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TcpPacket,
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4Message, IpAddress,
+    IpCidr, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TcpPacket,
 };
 
 use crate::device::{Counted, Counters, Replay};
@@ -120,16 +120,8 @@ fn syn_to(frame: &[u8], addr: Ipv4Address, port: u16) -> Option<IpEndpoint> {
 
 /// The IPv4 destination of `frame` if it carries an ICMP echo request.
 fn echo_request_to(frame: &[u8]) -> Option<Ipv4Address> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    if ip.next_header() != IpProtocol::Icmp {
-        return None;
-    }
-    let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
-    (icmp.msg_type() == Icmpv4Message::EchoRequest).then(|| ip.dst_addr())
+    crate::device::icmp_of(frame)
+        .and_then(|(t, dst)| (t == Icmpv4Message::EchoRequest).then_some(dst))
 }
 
 /// A TCP socket for an HTTP slot (`None`: no memory for its buffers).
