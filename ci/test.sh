@@ -250,8 +250,10 @@ expect_log "virtio-mmio window over the local APIC refused (microvm -smp 1)" "$l
 # the multi-queue NIC must equal what the guest's drivers sent.
 if [ -z "$tap_why" ]; then
     log="$out/net-tap-mq-q35-4.log"
+    # The per-CPU test alone: the host's count is of the whole run (the inactive-pair test
+    # sends frames of its own; with it in the run the counts differed by those).
     EXO_TAP_STATS="$log.taps" scripts/qemu.sh --machine q35 --cpu max --smp 4 --job test --net tap-mq \
-        --append "exo.test=net.mq" --log "$log" >/dev/null 2>"$log.err"
+        --append "exo.test=net.mq_each_cpu_its_own_pair" --log "$log" >/dev/null 2>"$log.err"
     rc=$?
     guest_tx=$(sed -n 's/^NETMQ,pairs,4\/4,tx,\([0-9]*\),.*/\1/p' "$log")
     host_rx=$(awk -F, '/^TAP,exoA/ { print $4 }' "$log.taps" 2>/dev/null)
@@ -265,7 +267,8 @@ if [ -z "$tap_why" ]; then
     host_rx=$(awk -F, '/^TAP,exoA/ { print $4 }' "$log.taps" 2>/dev/null)
     host_drop=$(awk -F, '/^TAP,exoB/ { print $8 }' "$log.taps" 2>/dev/null)
     expect_log "net tap-mq microvm -smp 8 (MMIO, 8 pairs): $(sed -n 's/^NETMQ,transmit,frames,\([0-9]*\),received,\([0-9]*\),missing,\([0-9]*\),.*/\2 of \1 received, \3 missing/p' "$log"); host tap A counted ${host_rx:-?}, tap B dropped ${host_drop:-?}" \
-        "$log" 0 "$rc" '^KTEST,net\.mq_each_cpu_its_own_pair,ok$' '^KTEST,net\.hub_pair_payload_exact,ok$' '^[0-9]+ passed, 0 failed$'
+        "$log" 0 "$rc" '^KTEST,net\.mq_each_cpu_its_own_pair,ok$' '^KTEST,net\.hub_pair_payload_exact,ok$' \
+        '^KTEST,net\.mq_inactive_pair_does_not_transmit,ok$' '^[0-9]+ passed, 0 failed$'
 else
     skip "net tap-mq q35 -smp 4 (one queue pair per CPU): $tap_why"
     skip "net tap-mq microvm -smp 8 (MMIO, 8 pairs): $tap_why"

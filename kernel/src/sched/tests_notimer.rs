@@ -279,6 +279,15 @@ static SP_DONE: AtomicBool = AtomicBool::new(false);
 /// 0 if it came back while the spinner still spun, 1 if only after, 2 if it could not
 /// widen its affinity, 3 if it did not start on x.
 fn s_sleeper(x: u64) -> u64 {
+    let r = s_sleeper_body(x);
+    S_ENDED.store(true, Ordering::Release);
+    r
+}
+
+/// `busy_cpu_sleeper`: S has ended (whichever way).
+static S_ENDED: AtomicBool = AtomicBool::new(false);
+
+fn s_sleeper_body(x: u64) -> u64 {
     if sched::set_affinity(CpuSet::ANY).is_err() {
         return 2;
     }
@@ -314,7 +323,9 @@ fn sp_spinner(_: u64) -> u64 {
 /// stopped, beside an idle CPU (found by review; without the fix S reports 1). An idle CPU
 /// now rings a busy one whose sleeper is due (`idle::watch_busy_sleepers`), whose wake IPI
 /// wakes it (`wake::wake_ipi`). A try whose spinner started only after S's deadline (a slow
-/// host: nothing forced) is made again, at most 5 times. Needs 2 CPUs.
+/// host: nothing forced), or whose S was no longer asleep when this thread looked (many
+/// emulated CPUs on two host cores: it failed CI at -smp 64 the day it came), is made again,
+/// at most 5 times. Needs 2 CPUs.
 fn busy_cpu_sleeper(_: &BootState) -> TestResult {
     if ncpus() < 2 {
         return Err(format!("{SKIP}needs 2 CPUs"));
@@ -340,6 +351,7 @@ fn busy_cpu_sleeper(_: &BootState) -> TestResult {
 fn sleeper_try(x: u32) -> Result<bool, alloc::string::String> {
     S_DEADLINE.store(0, Ordering::Release);
     S_BACK.store(0, Ordering::Release);
+    S_ENDED.store(false, Ordering::Release);
     SP_START.store(0, Ordering::Release);
     SP_DONE.store(false, Ordering::Release);
     let spawn = |f, arg| {
@@ -358,9 +370,16 @@ fn sleeper_try(x: u32) -> Result<bool, alloc::string::String> {
     let s = spawn(s_sleeper, u64::from(x))?;
     let mut tids = alloc::vec![s];
     let r = (|| -> TestResult {
-        wait_for("S to sleep", 10_000, || {
-            S_DEADLINE.load(Ordering::Acquire) != 0 && sched::is_blocked(s)
+        // S asleep, or already past its sleep (woken before this thread looked, or moved off
+        // x before it slept: many emulated CPUs on a slow host): then nothing can be
+        // forced this try.
+        wait_for("S to sleep or end", 10_000, || {
+            (S_DEADLINE.load(Ordering::Acquire) != 0 && sched::is_blocked(s))
+                || S_ENDED.load(Ordering::Acquire)
         })?;
+        if S_ENDED.load(Ordering::Acquire) {
+            return Ok(());
+        }
         tids.push(spawn(sp_spinner, 0)?);
         wait_for("the spinner to start", 10_000, || {
             SP_START.load(Ordering::Acquire) != 0
@@ -375,7 +394,8 @@ fn sleeper_try(x: u32) -> Result<bool, alloc::string::String> {
     let codes = join_all(&tids, 30_000);
     r?;
     let codes = codes?;
-    if SP_START.load(Ordering::Acquire) >= S_DEADLINE.load(Ordering::Acquire) {
+    let started = SP_START.load(Ordering::Acquire);
+    if started == 0 || started >= S_DEADLINE.load(Ordering::Acquire) {
         return Ok(false);
     }
     let late = S_BACK
