@@ -114,7 +114,12 @@ kernel_tests() {
         failures+=("kernel $label")
         printf 'FAIL  kernel %-34s (exit %s) %s, %s (want %s online)%s [%ss]\n' "$label" "$rc" "$summary" \
             "${smp_line:-no SMP line}" "${KT_ONLINE:-$n}" "${missing:+; not ok:$missing}" "$d"
-        grep -E '^KTEST,[^,]*,(FAIL|skip)|PANIC|FAILED|qemu' "$log" "$log.err" | head -20 | sed 's/^/      | /'
+        # What failed first (until 2026-12-06 skip lines came first and the project's CI
+        # showed twenty skips and not the failing test), then the skips, counted.
+        grep -hE '^KTEST,[^,]*,FAIL|PANIC|FAILED|qemu' "$log" "$log.err" | head -20 | sed 's/^/      | /'
+        # What the first failing test printed before its line (its diagnostics).
+        grep -m1 -B12 '^KTEST,[^,]*,FAIL' "$log" | grep -vE '^KTEST,' | sed 's/^/      |   /'
+        printf '      | (%s tests skipped)\n' "$(grep -c '^KTEST,[^,]*,skip' "$log")"
     fi
 }
 
