@@ -222,22 +222,38 @@ pub fn ncpus() -> u32 {
 
 /// Joins every thread with one deadline; returns the exit codes. A join that times out dumps
 /// the scheduler's state (`SCHED` lines) for the post-mortem.
+///
+/// Nothing is allocated before a group of up to [`JOIN_GROUP`] threads has been joined: the
+/// codes wait in an array on the stack. A test's thread may hold the heap empty
+/// (`kalloc::Hoard`) from its first instruction; until 2026-12-06 this function's first
+/// statement allocated the codes' list, and a test thread preempted between its spawn and
+/// its join (the thread then ran first on the one CPU) panicked the kernel with "memory
+/// allocation of 8 bytes failed" (the project's CI, `smp.cpu_tables_that_fail_give_their_
+/// stacks_back` with one CPU online; reproduced beside host load).
 pub fn join_all(tids: &[Tid], deadline_ms: u64) -> Result<Vec<u64>, String> {
     let deadline = exo_arch::tsc::rdtsc() + ms(deadline_ms);
-    let mut codes = Vec::with_capacity(tids.len());
-    for (k, &t) in tids.iter().enumerate() {
-        match sched::join_until(t, deadline) {
-            Ok(c) => codes.push(c),
-            Err(e) => {
-                sched::dump();
-                return Err(format!(
-                    "join of thread {k}/{} ({t}): {e} (switches {:?}, wake preemptions {})",
-                    tids.len(),
-                    sched::counters(),
-                    sched::wake_preemptions()
-                ));
+    let mut codes = Vec::new();
+    for (g, group) in tids.chunks(JOIN_GROUP).enumerate() {
+        let mut got = [0u64; JOIN_GROUP];
+        for (i, &t) in group.iter().enumerate() {
+            match sched::join_until(t, deadline) {
+                Ok(c) => got[i] = c,
+                Err(e) => {
+                    sched::dump();
+                    return Err(format!(
+                        "join of thread {}/{} ({t}): {e} (switches {:?}, wake preemptions {})",
+                        g * JOIN_GROUP + i,
+                        tids.len(),
+                        sched::counters(),
+                        sched::wake_preemptions()
+                    ));
+                }
             }
         }
+        codes.extend_from_slice(&got[..group.len()]);
     }
     Ok(codes)
 }
+
+/// Threads [`join_all`] joins before it allocates.
+pub const JOIN_GROUP: usize = 64;
