@@ -269,7 +269,7 @@ fn apic_ids_match(s: &BootState) -> TestResult {
     let mut seen = Vec::new();
     for b in cpus::online() {
         let cpu = CpuId(b.hot.cpu_id);
-        let hw = cpus::run_on(cpu, read_apic_id, 0, Deadline::after_ms(2000))
+        let hw = cpus::run_on(cpu, read_apic_id, 0, Deadline::after_ms(30_000))
             .map_err(|e| format!("{e}"))? as u32;
         check(hw == b.hot.apic_id, || {
             format!(
@@ -306,7 +306,7 @@ fn gs_reads(_: &BootState) -> TestResult {
     for b in cpus::online() {
         let cpu = CpuId(b.hot.cpu_id);
         let r =
-            cpus::run_on(cpu, gs_probe, 0, Deadline::after_ms(2000)).map_err(|e| format!("{e}"))?;
+            cpus::run_on(cpu, gs_probe, 0, Deadline::after_ms(30_000)).map_err(|e| format!("{e}"))?;
         check(r >> 2 == u64::from(cpu.0), || {
             format!("gs:[cpu_id] on CPU {} read {}", cpu.0, r >> 2)
         })?;
@@ -325,7 +325,7 @@ fn ipi_each_cpu(_: &BootState) -> TestResult {
         let before = b.ext.pings.load(Ordering::Acquire);
         apic::send_ipi(Dest::Id(b.hot.apic_id), Delivery::Fixed(VEC_PING))
             .map_err(|e| format!("{e}"))?;
-        let d = Deadline::after_ms(2000);
+        let d = Deadline::after_ms(30_000);
         while b.ext.pings.load(Ordering::Acquire) == before {
             if d.passed() {
                 return Err(format!(
@@ -487,7 +487,7 @@ fn wait_own_result(_: &BootState) -> TestResult {
     cpus::wait_free(c, Deadline::after_ms(5000)).map_err(|e| format!("first request: {e}"))?;
     HELD_RELEASE.store(false, Ordering::Release);
     let second = cpus::post(c, held_times_ten, 2).map_err(|e| format!("post 2: {e}"))?;
-    let r = cpus::wait(first, Deadline::after_ms(2000));
+    let r = cpus::wait(first, Deadline::after_ms(30_000));
     HELD_RELEASE.store(true, Ordering::Release);
     check(r == Ok(10), || {
         format!("the first wait, the second request held: {r:?} (want Ok(10))")
@@ -994,7 +994,7 @@ fn cross_side(who: u64) -> u64 {
         u64::MAX
     } else {
         let other = CpuId(CROSS_CPU[1 - me].load(Ordering::Relaxed) as u32);
-        match cpus::run_on(other, times_ten, 7, Deadline::after_ms(1000)) {
+        match cpus::run_on(other, times_ten, 7, Deadline::after_ms(30_000)) {
             Ok(v) => v,
             Err(cpus::RunError::Timeout(_)) => 1 << 63 | 1,
             Err(cpus::RunError::Busy(_)) => 1 << 63 | 2,

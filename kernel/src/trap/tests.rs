@@ -69,7 +69,7 @@ fn do_int3(_: u64) -> u64 {
 fn breakpoint_each_cpu(_: &BootState) -> TestResult {
     for b in cpus::online() {
         let before = b.ext.breakpoints.load(Ordering::Relaxed);
-        let r = cpus::run_on(CpuId(b.hot.cpu_id), do_int3, 0, Deadline::after_ms(2000))
+        let r = cpus::run_on(CpuId(b.hot.cpu_id), do_int3, 0, Deadline::after_ms(30_000))
             .map_err(|e| format!("{e}"))?;
         let after = b.ext.breakpoints.load(Ordering::Relaxed);
         check(r == 1 && after == before + 1, || {

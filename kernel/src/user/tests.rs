@@ -134,7 +134,7 @@ fn cpu_setup_every_cpu(s: &BootState) -> TestResult {
     for b in cpus::online() {
         let c = b.hot.cpu_id;
         for reopen in [0, 1] {
-            let bad = cpus::run_on(CpuId(c), cpu_state, reopen, Deadline::after_ms(2000))
+            let bad = cpus::run_on(CpuId(c), cpu_state, reopen, Deadline::after_ms(30_000))
                 .map_err(|e| format!("CPU {c}: {e}"))?;
             check(bad == 0, || {
                 format!(
@@ -172,7 +172,7 @@ fn paranoid_here(_: u64) -> u64 {
 fn paranoid_every_cpu(_: &BootState) -> TestResult {
     for b in cpus::online() {
         let c = b.hot.cpu_id;
-        let n = cpus::run_on(CpuId(c), paranoid_here, 0, Deadline::after_ms(2000))
+        let n = cpus::run_on(CpuId(c), paranoid_here, 0, Deadline::after_ms(30_000))
             .map_err(|e| format!("CPU {c}: {e}"))?;
         check(n == 2, || {
             format!("CPU {c}: {n:#x} #DB traps counted with the right GS, want 2")
