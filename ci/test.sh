@@ -654,6 +654,9 @@ expect_log "debug build: a frame freed twice is caught and stops the machine" "$
 log="$out/fail-inner-free.log"
 scripts/qemu.sh --kernel "$dbg" --machine microvm --cpu max --smp 2 --job boot --append "exo.double_free=inner" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "debug build: a free of an address inside a frame is caught at the free and stops the machine" "$log" 1 $? '^PANIC on CPU 0: kalloc: free of 0x[0-9a-f]+, not the start of a frame'
+log="$out/fail-inner-object-free.log"
+scripts/qemu.sh --kernel "$dbg" --machine microvm --cpu max --smp 2 --job boot --append "exo.double_free=inner_object" --log "$log" --timeout 60 >/dev/null 2>&1
+expect_log "debug build: a free of an address inside a small object is caught at the free and stops the machine" "$log" 1 $? '^PANIC on CPU 0: kalloc: free of 0x[0-9a-f]+, not the start of a 64 B object'
 log="$out/debug-trap-end.log"
 scripts/qemu.sh --kernel "$dbg" --machine q35 --cpu max --smp 4 --job init "${initrd[@]}" --append "exo.init=/threads exo.init_arg=3" --log "$log" --timeout 300 >/dev/null 2>&1
 expect_log "debug build: a thread killed by a trap ends with interrupts on (its end word's shared wake takes the tables' lock, never with them off)" "$log" 1 $? '^PROC,1,killed,#UD$' '^MEM,init,.*,same$' '^INIT,FAIL,/threads: status 0x106$'

@@ -1,5 +1,7 @@
 //! The kernel command line: `exo.job=boot|test|bench|contended|init|serve`, plus knobs.
 
+use crate::mm::kalloc::BadFree;
+
 /// What the kernel does once every CPU is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
@@ -130,9 +132,9 @@ pub struct Options {
     /// reported `CPUDOWN` with the reason.
     pub cpu_table_fail: bool,
     /// Free one object (`exo.double_free=1`) or one frame (`=frame`) twice after boot, or
-    /// free an address inside a frame (`=inner`),
+    /// free an address inside a frame (`=inner`) or inside an object (`=inner_object`)
     /// (debug builds must catch it).
-    pub double_free: Option<DoubleFree>,
+    pub double_free: Option<BadFree>,
     /// A deliberate stack overflow on this CPU after boot (tests guard pages and #DF on IST).
     pub overflow_on_cpu: Option<u32>,
     /// CPUs in the core-to-core matrix (the first N online).
@@ -171,17 +173,6 @@ pub struct Options {
 
 /// virtio-mmio devices taken from the command line; more are refused as bad options.
 pub const MMIO_DEVICES: usize = 8;
-
-/// What `exo.double_free` frees twice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DoubleFree {
-    /// A 64-byte object.
-    Object,
-    /// A 4 KiB frame.
-    Frame,
-    /// An address inside a frame, then inside an object: freed once each (the start check).
-    Inner,
-}
 
 /// A problem with one option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,9 +287,10 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("ap_alloc_fail", v) => v.parse().is_ok_and(|c| set(&mut o.ap_alloc_fail, Some(c))),
             ("ap_lists_fail", "1") => set(&mut o.ap_lists_fail, true),
             ("cpu_table_fail", "1") => set(&mut o.cpu_table_fail, true),
-            ("double_free", "1") => set(&mut o.double_free, Some(DoubleFree::Object)),
-            ("double_free", "frame") => set(&mut o.double_free, Some(DoubleFree::Frame)),
-            ("double_free", "inner") => set(&mut o.double_free, Some(DoubleFree::Inner)),
+            ("double_free", "1") => set(&mut o.double_free, Some(BadFree::Object)),
+            ("double_free", "frame") => set(&mut o.double_free, Some(BadFree::Frame)),
+            ("double_free", "inner") => set(&mut o.double_free, Some(BadFree::Inner)),
+            ("double_free", "inner_object") => set(&mut o.double_free, Some(BadFree::InnerObject)),
             ("overflow_on_cpu", v) => v
                 .parse()
                 .is_ok_and(|c| set(&mut o.overflow_on_cpu, Some(c))),

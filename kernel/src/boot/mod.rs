@@ -430,11 +430,7 @@ pub fn bsp_main(start_info: u64) -> BootState {
     }
     if let Some(what) = opts.double_free {
         if cfg!(debug_assertions) {
-            crate::mm::kalloc::double_free_selftest(match what {
-                cmdline::DoubleFree::Object => crate::mm::kalloc::BadFree::Object,
-                cmdline::DoubleFree::Frame => crate::mm::kalloc::BadFree::Frame,
-                cmdline::DoubleFree::Inner => crate::mm::kalloc::BadFree::Inner,
-            });
+            crate::mm::kalloc::double_free_selftest(what);
             fail(format_args!("a bad free went unnoticed"));
         }
         warn!("exo.double_free needs a debug build; ignored");

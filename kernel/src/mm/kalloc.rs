@@ -203,7 +203,7 @@ fn take_from_depot(m: usize, out: &mut [usize], reclaim: bool) -> usize {
         let mut n = batch(&mut frames[..want]);
         // The buddy ran dry: empty slabs go back to it first (not for a carve, whose
         // pool's lock is held: `CarveDepot`).
-        if n == 0 && reclaim && reclaim_slabs() > 0 {
+        if n == 0 && reclaim && reclaim_empty_slabs() > 0 {
             n = batch(&mut frames[..want]);
         }
         for (o, &f) in out.iter_mut().zip(&frames[..n]) {
@@ -289,7 +289,7 @@ pub fn try_alloc(layout: Layout) -> Result<NonNull<u8>, OutOfMemory> {
     } else {
         buddy_alloc(order)
             .or_else(|e| {
-                if reclaim_slabs() > 0 {
+                if reclaim_empty_slabs() > 0 {
                     buddy_alloc(order)
                 } else {
                     Err(e)
@@ -470,26 +470,41 @@ fn poison_word_only(frame: usize) {
     }
 }
 
-/// What [`double_free_selftest`] frees wrongly.
+/// What [`double_free_selftest`] frees wrongly (`exo.double_free=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadFree {
-    /// An object, twice.
+    /// A 64-byte object, twice (`=1`).
     Object,
-    /// A frame, twice.
+    /// A 4 KiB frame, twice (`=frame`).
     Frame,
-    /// An address 8 bytes into a frame.
+    /// An address 8 bytes into a frame, freed as a frame (`=inner`).
     Inner,
+    /// An address 8 bytes into a 64-byte object, freed with the object's layout
+    /// (`=inner_object`).
+    InnerObject,
 }
 
-/// Debug self-test of the free checks (`exo.double_free=1`: an object freed twice;
-/// `=frame`: a frame freed twice; `=inner`: an address inside a frame freed). It must panic
-/// at the bad free; returns only if the check is missing.
+/// Debug self-test of the free checks ([`BadFree`]). It must panic at the bad free; returns
+/// only if the check is missing.
 pub fn double_free_selftest(what: BadFree) {
-    if what == BadFree::Inner {
-        if let Ok(f) = alloc_frame() {
-            free_frame(Frame::from_phys(f.phys() + 8));
+    let layout = Layout::new::<[u64; 8]>();
+    match what {
+        BadFree::Inner => {
+            if let Ok(f) = alloc_frame() {
+                free_frame(Frame::from_phys(f.phys() + 8));
+            }
+            return;
         }
-        return;
+        BadFree::InnerObject => {
+            if let Ok(p) = try_alloc(layout) {
+                // SAFETY: deliberately wrong, and only in a run that expects the panic this
+                // provokes: `free` stops at its start check (debug builds) before it
+                // touches the address. Release builds never call this.
+                unsafe { free(p.add(8), layout) };
+            }
+            return;
+        }
+        BadFree::Frame | BadFree::Object => {}
     }
     if what == BadFree::Frame {
         if let Ok(f) = alloc_frame() {
@@ -499,7 +514,6 @@ pub fn double_free_selftest(what: BadFree) {
         }
         return;
     }
-    let layout = Layout::new::<[u64; 8]>();
     if let Ok(p) = try_alloc(layout) {
         // SAFETY: deliberately wrong, and only in a run that expects the panic this provokes:
         // the first free is valid; the second is caught by `check_double_free` before the
@@ -538,7 +552,7 @@ fn take_from_pool(c: SizeClass, out: &mut [usize]) -> usize {
         // other classes' empty slabs back to the buddy (their locks are taken one at a
         // time: this one is let go first), then one more carve.
         drop(pool);
-        let reclaimed = reclaim_slabs();
+        let reclaimed = reclaim_empty_slabs();
         pool = POOLS[c.index()].lock();
         if reclaimed > 0 && pool.count < out.len() {
             let _ = carve_slab(&mut pool, c);
@@ -577,9 +591,9 @@ fn give_back(c: SizeClass, objs: &[usize]) {
 /// reclaim with nothing given back since the last one would find nothing new.
 static POOL_GIVES: AtomicU64 = AtomicU64::new(0);
 static RECLAIMED_AT: AtomicU64 = AtomicU64::new(u64::MAX);
-/// Slabs given back to the buddy by [`reclaim_slabs`] (tests, reports).
+/// Slabs given back to the buddy by [`reclaim_empty_slabs`] (tests, reports).
 pub static SLABS_RECLAIMED: AtomicU64 = AtomicU64::new(0);
-/// Pool chains [`reclaim_slabs`] found shorter than their count (an object freed twice in
+/// Pool chains [`reclaim_empty_slabs`] found shorter than their count (an object freed twice in
 /// a release build looped them) and cut there.
 pub static CHAINS_CUT: AtomicU64 = AtomicU64::new(0);
 
@@ -613,7 +627,12 @@ impl exo_mm::chain::Links for PoolLinks {
 /// marked done when it began, and a second CPU that ran dry meanwhile was told nothing was
 /// left and failed its allocation while the first was about to free the frames (found by
 /// review; `kalloc.reclaim_under_way_is_waited_for`).
-fn reclaim_slabs() -> usize {
+///
+/// Public for a caller whose own allocation ran dry where no reclaim is made (interrupts
+/// off, under another lock) and that can try again once it has them on (a spawn's stack:
+/// `sched::Builder::spawn_then`): it returns 0 with interrupts off, or when nothing was
+/// given back to a pool since the last reclaim.
+pub fn reclaim_empty_slabs() -> usize {
     if !exo_arch::cpu::interrupts_enabled() {
         return 0;
     }
@@ -643,7 +662,7 @@ fn reclaim_slabs() -> usize {
     frames
 }
 
-/// One slab reclaim at a time ([`reclaim_slabs`]).
+/// One slab reclaim at a time ([`reclaim_empty_slabs`]).
 static RECLAIM: spin::Mutex<()> = spin::Mutex::new(());
 /// Reclaims finished, and what the last gave back (frames).
 static RECLAIMS_DONE: AtomicU64 = AtomicU64::new(0);
@@ -692,15 +711,7 @@ pub fn release_reclaim() {
     HOLD_RECLAIM.store(3, Ordering::Release);
 }
 
-/// Reclaims wholly free slabs ([`reclaim_slabs`]) for a caller whose own allocation ran
-/// dry where no reclaim is made (interrupts off, under another lock) and that can try
-/// again: returns the frames given back (0 with interrupts off, or when nothing was given
-/// back to a pool since the last reclaim).
-pub fn reclaim_empty_slabs() -> usize {
-    reclaim_slabs()
-}
-
-/// The reclaim itself ([`reclaim_slabs`], its lock held): every pool's wholly free slabs.
+/// The reclaim itself ([`reclaim_empty_slabs`], its lock held): every pool's wholly free slabs.
 fn reclaim_pools() -> usize {
     use exo_mm::chain::{sort_chain, take_free_slabs};
     let mut frames = 0;

@@ -425,9 +425,12 @@ pub fn mmio(pa: u64, len: usize) -> Option<sys::io::Mmio> {
 ///
 /// Its frames are taken under the memory lock, with interrupts off, where the allocator
 /// reclaims no empty slab; when they run out, empty slabs are reclaimed once the lock is let
-/// go and it tries once more, if the caller has interrupts on (a spawn takes its stack
-/// before it turns them off). Until 2026-12-06 a spawn failed for want of memory while
-/// wholly free slabs held it (found by review; `mm.stack_allocation_reclaims_empty_slabs`).
+/// go and it tries once more. That reclaim is made only if the caller has interrupts on:
+/// the AP bring-up (`smp::bringup`, after the BSP's `sti`) and tests. A caller with them
+/// off gets the failure at once (the reclaim returns 0) and retries after a reclaim of its
+/// own, as `sched::Builder::spawn_then` does (a spawn takes its stack under its interrupt
+/// guard). Until 2026-12-06 both failed for want of memory while wholly free slabs held it
+/// (found by review; `mm.stack_allocation_reclaims_empty_slabs`).
 pub fn alloc_stack(pages: u64) -> Result<Stack, MemError> {
     match map_stack(pages) {
         Err(e) if e.is_out_of_frames() && crate::mm::kalloc::reclaim_empty_slabs() > 0 => {

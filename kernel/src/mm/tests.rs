@@ -263,8 +263,9 @@ fn alloc_storm(_: &BootState) -> TestResult {
 fn frame_exhaustion(_: &BootState) -> TestResult {
     drain_all()?;
     let s = crate::mm::kalloc::stats();
-    // Empty slabs go back to the buddy when frames run out (`kalloc::reclaim_slabs`): the
-    // frames to be had are the buddy's and, at most, the slabs'.
+    // Empty slabs go back to the buddy when frames run out
+    // (`kalloc::reclaim_empty_slabs`): the frames to be had are the buddy's and, at most,
+    // the slabs'.
     let (before, slabs) = (s.buddy_free, s.slab_frames);
     let mut frames: Vec<crate::mm::kalloc::Frame> = Vec::new();
     frames
@@ -308,9 +309,10 @@ fn frame_exhaustion(_: &BootState) -> TestResult {
     })
 }
 
-/// A spawn's kernel stack and a new address space's root table are allocated where the
+/// A spawn's kernel stack, a new address space's root table and a stack mapped with
+/// interrupts on (`memory::alloc_stack`, as the AP bring-up does) are allocated where the
 /// allocator may reclaim empty slabs: when the buddy is dry and only wholly free slabs hold
-/// memory, both still succeed. Forced, once for each (`dry`): every frame the buddy has is
+/// memory, all three still succeed. Forced, once for each (`dry`): every frame the buddy has is
 /// taken while a megabyte of small objects keeps its slabs full, the objects are then freed
 /// into their pool (this CPU's magazines drained), so the slabs are all the memory left; the
 /// stack caches are emptied first, so the spawn maps a stack. Until 2026-12-06 both were
@@ -324,7 +326,7 @@ fn stack_reclaims_slabs(_: &BootState) -> TestResult {
     let code = crate::harness::join_all(&[d], 120_000)?[0];
     check(code == 0, || {
         format!(
-            "{code:#x}: low byte 1 the set-up left frames in the buddy or none in slabs, 2 the root table failed, 3 the spawn failed, 4 no slab was reclaimed for one of them (high bits: the step's buddy and slab frames)"
+            "{code:#x}: low byte 1 the set-up left frames in the buddy or none in slabs, 2 the root table failed, 3 the spawn failed, 4 no slab was reclaimed for one of them, 5 a stack mapped with interrupts on failed (high bits: the step's buddy and slab frames)"
         )
     })
 }
@@ -346,10 +348,23 @@ fn dry_driver(_: u64) -> u64 {
     crate::sched::free_cached_stacks();
     let spawned = dry(|| crate::sched::Builder::new().pin(0).spawn(nothing, 0).ok());
     match spawned {
-        Err(code) => code,
-        Ok((None, _)) => 3,
+        Err(code) => return code,
+        Ok((None, _)) => return 3,
         Ok((Some(t), reclaimed)) => {
             let _ = crate::sched::join(t);
+            if reclaimed == 0 {
+                return 4;
+            }
+        }
+    }
+    // A stack mapped with interrupts on, as the AP bring-up maps its stacks: `alloc_stack`'s
+    // own retry after a reclaim (a spawn's is `Builder::spawn_then`'s).
+    let stack = dry(|| crate::mm::memory::alloc_stack(1).ok());
+    match stack {
+        Err(code) => code,
+        Ok((None, _)) => 5,
+        Ok((Some(s), reclaimed)) => {
+            crate::mm::memory::free_stack(s);
             if reclaimed == 0 { 4 } else { 0 }
         }
     }

@@ -354,7 +354,7 @@ fn stack_without_table(_: &BootState) -> TestResult {
 /// Frames turned into small objects, all freed again, are pages again when pages run out:
 /// with everything else hoarded, 16 frames become 64-byte objects (their slabs), the
 /// objects are freed, and `alloc_frame` must succeed (the empty slabs go back to the buddy:
-/// `kalloc::reclaim_slabs`). Until 2026-12-05 a slab kept its frames for good: it failed
+/// `kalloc::reclaim_empty_slabs`). Until 2026-12-05 a slab kept its frames for good: it failed
 /// with the memory free (found by review). Runs pinned: the test's CPU holds the frames.
 fn slab_frames_come_back(_: &BootState) -> TestResult {
     drain_all()?;

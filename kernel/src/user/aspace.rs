@@ -422,6 +422,11 @@ impl AddressSpace {
         // Where the pages not shot down yet start, and whether any was unmapped.
         let (mut from, mut unshot) = (va, false);
         let mut cur = va;
+        // Whether a list has no room for one more page's entries. A take of a shared region's
+        // pages lists no frames (theirs are the region's): that list is never allocated.
+        let full = |frames: &mut alloc::vec::Vec<u64>, tables: &mut alloc::vec::Vec<u64>| {
+            (own && !room(frames, 1)) || !room(tables, 3)
+        };
         while let Some(p) = t.next_mapped(cur, end) {
             cur = p + PAGE;
             if let Some((pa, table)) = t.unmap_4k(p) {
@@ -435,13 +440,12 @@ impl AddressSpace {
                     [None, None]
                 };
                 let emptied = table.into_iter().chain(upper.into_iter().flatten());
-                if !room(&mut frames, 1) || !room(&mut tables, 3) {
+                if full(&mut frames, &mut tables) {
                     // The batch is full: one shootdown for it and this page, then it goes.
                     self.shootdown(from, (cur - from) / PAGE);
                     (from, unshot) = (cur, false);
-                    let mut gone =
-                        self.keep_tables(tables.drain(..)) + self.free_frames(&mut frames);
-                    if !room(&mut frames, 1) || !room(&mut tables, 3) {
+                    let mut gone = self.free_batch(tables.drain(..), &mut frames, None);
+                    if full(&mut frames, &mut tables) {
                         // Lists that never had room (no memory for their first entries):
                         // this page's frames go now (shot down already).
                         super::futex::frames_gone(pa.as_slice());
@@ -464,11 +468,31 @@ impl AddressSpace {
         if unshot || extra {
             self.shootdown(from, (end - from) / PAGE + u64::from(extra));
         }
-        let mut last = self.keep_tables(tables.drain(..).chain(stranded.into_iter().flatten()));
-        drop(t);
-        last += self.free_frames(&mut frames);
+        let last = self.free_batch(
+            tables.drain(..).chain(stranded.into_iter().flatten()),
+            &mut frames,
+            Some(t),
+        );
         self.account.uncharge(last);
         n
+    }
+
+    /// Frees a batch of a `take`, unmapped and shot down: its `tables` kept as spares or
+    /// freed (the tables' lock held: the caller's, or `unlock`), then its pages' `frames`
+    /// (emptied, their room kept), after `unlock` is let go when given (the take's last
+    /// batch: the frames are not freed under the lock). Returns how many frames were freed
+    /// (the caller uncharges them).
+    fn free_batch(
+        &self,
+        tables: impl Iterator<Item = u64>,
+        frames: &mut alloc::vec::Vec<u64>,
+        unlock: Option<spin::MutexGuard<'_, PageTables>>,
+    ) -> u64 {
+        let kept = self.keep_tables(tables);
+        drop(unlock);
+        let freed = kept + free_own_frames(frames);
+        frames.clear();
+        freed
     }
 
     /// Tables that a `take` unlinked and shot down: kept as spares (up to three; tables'
@@ -484,17 +508,6 @@ impl AddressSpace {
                 }
             }
         }
-        freed
-    }
-
-    /// Frees the pages' frames a `take` unmapped and shot down (and empties `frames`, keeping
-    /// its room). Shared futex waiters keyed on these frames go with them; sorted here, so
-    /// the waiter list's lock is held for a search per waiter, not a scan of the frames.
-    /// Returns how many were freed (the caller uncharges them).
-    fn free_frames(&self, frames: &mut alloc::vec::Vec<u64>) -> u64 {
-        free_own_frames(frames);
-        let freed = frames.len() as u64;
-        frames.clear();
         freed
     }
 
@@ -661,14 +674,16 @@ impl AddressSpace {
     }
 }
 
-/// Frees a batch of a space's own page frames, shot down already: shared futex waiters keyed
-/// on them go first (sorted, as `futex::frames_gone` needs).
-fn free_own_frames(frames: &mut [u64]) {
+/// Frees a batch of a space's own page frames, shot down already; returns how many. Shared
+/// futex waiters keyed on them go first; sorted here, so the waiter list's lock is held for
+/// a search per waiter, not a scan of the frames (as `futex::frames_gone` needs).
+fn free_own_frames(frames: &mut [u64]) -> u64 {
     frames.sort_unstable();
     super::futex::frames_gone(frames);
     for &f in frames.iter() {
         kalloc::free_frame(Frame::from_phys(f));
     }
+    frames.len() as u64
 }
 
 impl Drop for AddressSpace {

@@ -108,6 +108,9 @@ pub static ORPHAN_HOLD: HoldPoint = HoldPoint::new();
 pub static KILL_HOLD: HoldPoint = HoldPoint::new();
 /// `reap` stops here once it has taken the space, before it frees the pid.
 pub static REAP_HOLD: HoldPoint = HoldPoint::new();
+/// [`retry_stranded`] stops here once it has claimed a process kept by its reap (`waiter`
+/// [`CLAIMED`]), before it tries to join its threads.
+pub static STRANDED_HOLD: HoldPoint = HoldPoint::new();
 /// [`thread_ended`] of a process's last thread stops here, the process counted out (no
 /// thread left: `wait` no longer blocks), before it gives the memory back: a last thread
 /// slow to finish its end.
@@ -484,8 +487,8 @@ const SIGKILL: u64 = 9;
 /// `kill(pid, sig)`: `SIGKILL` ends process `pid`, a child of the caller, as `exit_group`
 /// would (status [`STATUS_SIGKILL`]; nothing changes if it had already ended); `sig` 0 only
 /// checks. `EINVAL`: another signal, or `pid` 0 or negative (no process groups); `ESRCH`:
-/// no such process (or none yet: its `spawn` has not returned); `EPERM`: not a child of the
-/// caller.
+/// no such process, or one waited for (and, to its parent, none yet: its `spawn` has not
+/// returned; [`standing`]); `EPERM`: not a child of the caller.
 pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
     if sig != SIGKILL && sig != 0 {
         return Err(Errno::Einval);
@@ -505,19 +508,19 @@ pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
     // killed the process that took the slot once the reap ended (found by review, forced:
     // `user.proc_kill_never_reaches_a_reused_slot`).
     let space = p.space.read();
-    let w = p.waiter.load(Ordering::Acquire);
-    if space.is_none() || p.pid.load(Ordering::Acquire) != pid || w == STRANDED {
+    let standing = standing(p, pid, &space);
+    if standing == Standing::Gone {
         return Err(Errno::Esrch);
     }
     if p.parent.load(Ordering::Acquire) != caller {
         return Err(Errno::Eperm);
     }
-    // The caller's own spawn of it has not returned (`is_this_process`). Only for its
-    // parent: the process itself (or any other caller) is answered as for a running
-    // process, since it may run before its spawn returns. Until the fix of the same day,
-    // `kill(getpid(), 0)` in a process that ran before its spawn returned was `ESRCH`, not
-    // `EPERM` (found by CI's 910-round fault suite).
-    if w == CLAIMED {
+    // The caller's own spawn of it has not returned. Only for its parent: the process
+    // itself (or any other caller) is answered as for a running process, since it may run
+    // before its spawn returns. Until the fix of the same day, `kill(getpid(), 0)` in a
+    // process that ran before its spawn returned was `ESRCH`, not `EPERM` (found by CI's
+    // 910-round fault suite).
+    if standing == Standing::NotStarted {
         return Err(Errno::Esrch);
     }
     KILL_HOLD.pass();
@@ -530,21 +533,46 @@ pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Whether record `p`, whose space lock the caller holds (`space`), is process `pid`'s, a
-/// process that can be killed. The record is this process's while its pid is there *and*
-/// its space is (see [`kill_child`]). A process whose spawn has not returned (`waiter` still
-/// [`CLAIMED`], as `spawn` leaves it until its first thread has started) is none yet: its
-/// start may still fail, and the spawn then frees it silently. Until 2026-12-06 a kill in
-/// that window (a sibling's `kill(next pid, SIGKILL)`) returned 0 and printed
-/// `PROC,<pid>,killed,SIGKILL` for a pid whose spawn then failed (found by review;
-/// `user.proc_kill_never_reaches_a_spawn_not_started`). Nor is a process already waited
-/// for whose reap left it [`STRANDED`] (its record and space kept for a thread not joined,
-/// or [`CLAIMED`] while `retry_stranded` looks at it): until 2026-12-06 a kill of it was
-/// `EPERM` (its parent is [`STRANDED_PARENT`]), not the `ESRCH` of a child reaped (found
-/// by review; `user.proc_wait_keeps_the_space_of_a_thread_not_joined`).
-fn is_this_process(p: &Proc, pid: u64, space: &Option<Box<AddressSpace>>) -> bool {
+/// What record `p` is to a caller naming process `pid` ([`standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// No such process: the record is another's or free, or the process was waited for.
+    Gone,
+    /// Process `pid`, whose spawn has not returned (`waiter` still [`CLAIMED`], as `spawn`
+    /// leaves it until its first thread has started): its start may still fail, and the
+    /// spawn then frees it silently.
+    NotStarted,
+    /// Process `pid`, started (running or ended, not waited for).
+    Live,
+}
+
+/// What record `p`, whose space lock the caller holds (`space`), is to a caller naming
+/// process `pid`. The record is this process's while its pid is there *and* its space is
+/// (see [`kill_child`]). A process already waited for whose reap kept its record (a thread
+/// not joined) is [`Standing::Gone`]: its parent is [`STRANDED_PARENT`] from the moment the
+/// reap decides so, before its `waiter` is [`STRANDED`], and while `retry_stranded` looks
+/// at it (`waiter` [`CLAIMED`] meanwhile). Until 2026-12-06 a kill of such a process was
+/// `EPERM` (found by review; `user.proc_wait_keeps_the_space_of_a_thread_not_joined`), then
+/// still in those two windows (`waiter` not [`STRANDED`]; found by review,
+/// `user.proc_kill_of_a_stranded_child_in_its_retry_is_esrch`). A process not started is
+/// [`Standing::NotStarted`]: only its parent is told so (`ESRCH`; others get what a running
+/// process gives them), and nothing kills it: until 2026-12-06 a kill in that window (a
+/// sibling's `kill(next pid, SIGKILL)`) returned 0 and printed `PROC,<pid>,killed,SIGKILL`
+/// for a pid whose spawn then failed (found by review;
+/// `user.proc_kill_never_reaches_a_spawn_not_started`).
+fn standing(p: &Proc, pid: u64, space: &Option<Box<AddressSpace>>) -> Standing {
     let w = p.waiter.load(Ordering::Acquire);
-    space.is_some() && p.pid.load(Ordering::Acquire) == pid && w != CLAIMED && w != STRANDED
+    if space.is_none()
+        || p.pid.load(Ordering::Acquire) != pid
+        || w == STRANDED
+        || p.parent.load(Ordering::Acquire) == STRANDED_PARENT
+    {
+        Standing::Gone
+    } else if w == CLAIMED {
+        Standing::NotStarted
+    } else {
+        Standing::Live
+    }
 }
 
 /// Decides the process's end (`status`; the first decision wins and prints the line) and
@@ -792,6 +820,7 @@ pub fn retry_stranded() -> u32 {
         {
             continue;
         }
+        STRANDED_HOLD.pass();
         let pid = p.pid.load(Ordering::Relaxed);
         if task::join_all_until(pid, 0).is_err() {
             p.waiter.store(STRANDED, Ordering::Release);
@@ -982,7 +1011,7 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
                 // (found by review; `user.proc_reap_all_kills_only_the_orphan_it_adopted`).
                 REAP_ALL_KILL_HOLD.pass();
                 let space = p.space.read();
-                if !is_this_process(p, pid, &space) {
+                if standing(p, pid, &space) != Standing::Live {
                     continue;
                 }
                 kill_in(

@@ -7,7 +7,7 @@
 use super::aspace::HoldPoint;
 use super::process::{
     self, END_HOLD, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, REAP_ALL_KILL_HOLD,
-    REAP_HOLD, SPAWN_HOLD, WAIT_HOLD,
+    REAP_HOLD, SPAWN_HOLD, STRANDED_HOLD, WAIT_HOLD,
 };
 use super::syscall::Errno;
 use super::task::{self, FINISH_HOLD, JOIN_HOLD, JoinError, START_HOLD};
@@ -105,6 +105,11 @@ ktest!(
     Needs::Threads,
     "user.proc_wait_keeps_the_space_of_a_thread_not_joined",
     wait_vs_late_end
+);
+ktest!(
+    Needs::Threads,
+    "user.proc_kill_of_a_stranded_child_in_its_retry_is_esrch",
+    kill_vs_stranded_retry
 );
 ktest!(
     Needs::Threads,
@@ -964,12 +969,12 @@ fn kill_vs_reuse(_: &BootState) -> TestResult {
 }
 
 /// A process reaped while one of its threads has not finished its end (the reap's join
-/// deadline, `task::join_all`, passed) keeps its space and record until that thread has
-/// ended, then gives both back (`process::retry_stranded`, run by every spawn). Forced:
-/// `/empty`'s thread is held at the end of its end (`task::FINISH_HOLD`, after its process
-/// was told) and the reap's join waits 300 ms; the wait returns the status, the record
-/// stays (its pid not reusable), and a kill of it is `ESRCH` (it was waited for); let go,
-/// a retry frees it and every frame comes back. Until 2026-12-05 the space was leaked for
+/// deadline, `task::join_all_deadline`, passed) keeps its space and record until that
+/// thread has ended, then gives both back (`process::retry_stranded`, run by every spawn).
+/// Forced: `/empty`'s thread is held at the end of its end (`task::FINISH_HOLD`, after its
+/// process was told) and the reap's join waits 300 ms; the wait returns the status, the
+/// record stays (its pid not reusable), and a kill of it is `ESRCH` (it was waited for);
+/// let go, a retry frees it and every frame comes back. Until 2026-12-05 the space was leaked for
 /// good (`forced`'s count fails by the whole space); until 2026-12-06 the kill was `EPERM`
 /// (found by review).
 fn wait_vs_late_end(_: &BootState) -> TestResult {
@@ -1000,6 +1005,56 @@ fn wait_vs_late_end(_: &BootState) -> TestResult {
             },
         )
     })
+}
+
+/// A kill of a process waited for whose reap kept its record (a thread not joined) is
+/// `ESRCH` also while `process::retry_stranded` (run by every spawn) has it claimed, its
+/// `waiter` `CLAIMED` rather than `STRANDED`. Forced: as in `wait_vs_late_end` the process
+/// is kept (`/empty`'s thread held at the end of its end, the reap's join waiting 300 ms);
+/// then a retry in a test thread is held once it has claimed it (`process::STRANDED_HOLD`),
+/// and the test kills it with 0 and SIGKILL there. Until 2026-12-06 both were `EPERM` (its
+/// parent is nobody's; found by review); the same holds in `reap`'s window between its
+/// parent and its waiter being set (not forced: no hold there).
+fn kill_vs_stranded_retry(_: &BootState) -> TestResult {
+    forced(&FINISH_HOLD, || {
+        FINISH_HOLD.arm();
+        let pid = spawn("/empty", 0)?;
+        reached(&FINISH_HOLD, "/empty's end")?;
+        let old = task::set_join_all_ms(300);
+        let status = process::wait(pid);
+        task::set_join_all_ms(old);
+        STRANDED_HOLD.arm();
+        let r = Builder::new().spawn(stranded_retrier, 0);
+        let held = r.is_ok() && reached(&STRANDED_HOLD, "a retry of the kept process").is_ok();
+        let killed = (process::kill_child(pid, 0), process::kill_child(pid, 9));
+        STRANDED_HOLD.release();
+        let kept = match r {
+            Ok(t) => join_all(&[t], 30_000).map(|v| v[0]),
+            Err(e) => Err(format!("spawn: {e}")),
+        };
+        FINISH_HOLD.release();
+        wait_for("the late thread's process to be freed", 30_000, || {
+            process::retry_stranded();
+            process::ended(pid).is_none()
+        })?;
+        let kept = kept?;
+        check(
+            status == Ok(0)
+                && held
+                && kept == 1
+                && killed == (Err(Errno::Esrch), Err(Errno::Esrch)),
+            || {
+                format!(
+                    "wait: {status:?} (want Ok(0)); retry held with the process claimed: {held}; kept after the retry: {kept} (want 1); kill with 0 and SIGKILL during the retry: {killed:?} (want ESRCH: waited for)"
+                )
+            },
+        )
+    })
+}
+
+/// A test thread: `process::retry_stranded`; the processes still kept.
+fn stranded_retrier(_: u64) -> u64 {
+    u64::from(process::retry_stranded())
 }
 
 /// A wait with a deadline returns by it even when the child's last thread, counted out (no
