@@ -12,7 +12,8 @@ net.tx.instr_per_pkt,59\n";
 
 /// Every table shape the README has: the seed table (`name` / `icount`, a row judged by the
 /// row named in parentheses), the kernel paths (`row` / `instructions (p50)`, two names per
-/// cell, the second a suffix), and the network rows (`value`, only where `mode` is icount).
+/// cell, the second a suffix), the network rows (`value`, only where `mode` is icount), and
+/// the Linux comparison (`Exo-OS p50 (suite)`, a figure noted "(user X)" is row X's).
 const GOOD: &str = "# Results\n\n\
 | ID | name | p50 | mode | icount | status |\n\
 | --- | --- | --- | --- | --- | --- |\n\
@@ -31,7 +32,13 @@ const GOOD: &str = "# Results\n\n\
 | row | value | mode | note |\n\
 |---|---|---|---|\n\
 | `net.tx.instr_per_pkt` | **59** instructions (58 before) | icount | tx |\n\
-| `net.tx.pps` | 128 k | tcg | not an instruction count |\n";
+| `net.tx.pps` | 128 k | tcg | not an instruction count |\n\
+\n\
+| row | Exo-OS p50 (suite) | Linux p50 | ratio | mode | what |\n\
+| --- | --- | --- | --- | --- | --- |\n\
+| alloc.4k | 10 (smp) | 171 | 0.06 | icount | frames |\n\
+| ipc.pipe | 3828 (user ipc.rtt.64.xcore.proc) | 17009 | 0.23 | icount | pipes |\n\
+| c2c.rtt | missing | missing | - | - | not under icount |\n";
 
 fn check(t: &Tmp) -> std::process::Output {
     run_script("check-readme-icount.sh", &["README.md", "base.csv"], &t.0)
@@ -62,10 +69,11 @@ fn every_table_shape_is_read_and_a_matching_readme_passes() {
     t.write("README.md", GOOD);
     let out = check(&t);
     assert!(out.status.success(), "{}", both(&out));
-    // 1 (seed table) + 6 (kernel paths) + 1 (network); syscall.getpid (the README's is the
-    // user round trip) and the rows not in the baseline are left out.
+    // 1 (seed table) + 6 (kernel paths) + 1 (network) + 2 (Linux comparison);
+    // syscall.getpid (the README's is the user round trip) and the rows not in the baseline
+    // are left out.
     assert!(
-        text(&out.stdout).contains("8 icount figures in 3 tables match"),
+        text(&out.stdout).contains("10 icount figures in 4 tables match"),
         "{}",
         both(&out)
     );
@@ -100,6 +108,11 @@ fn a_figure_that_drifted_fails() {
             "**59** instructions",
             "**58** instructions",
             "README.md:19: net.tx.instr_per_pkt: the README says 58, the baseline 59",
+        ),
+        (
+            "| 3828 (user ipc.rtt.64.xcore.proc)",
+            "| 3803 (user ipc.rtt.64.xcore.proc)",
+            "README.md:25: ipc.rtt.64.xcore.proc: the README says 3803, the baseline 3828",
         ),
         ("| 10 / 14 |", "| 10 |", "2 name(s) but 1 figure(s)"),
     ] {
