@@ -143,6 +143,14 @@ pub struct CpuSched {
     /// `u64::MAX`: never, with a timer): `idle::watch_busy_sleepers` sets it, a CPU that
     /// recruits this one as a watcher clears it.
     pub(super) watch_at: AtomicU64,
+    /// The `next_wake` a watcher last rang this CPU for (`idle::watch_busy_sleepers`): each
+    /// due deadline is rung once, not at every idle step of every polling CPU until this
+    /// one takes the IPI (found by review 2026-12-06).
+    pub(super) rung_for: AtomicU64,
+    /// This CPU's idle step left for work with sleepers due within the watch window and
+    /// recruited a watcher (`idle::idle_step`): watchers count it as busy before its switch
+    /// makes `current` say so; cleared when its idle step finds no work again.
+    pub(super) leaving_idle: AtomicBool,
 }
 
 // SAFETY: `rq` and `sleepers` are only accessed with `lock` held (and interrupts off); every
@@ -367,10 +375,7 @@ impl CpuSched {
         if now < bound {
             return Some(bound);
         }
-        let next = self.wake_some_sleepers(now);
-        self.next_wake
-            .store(next.unwrap_or(u64::MAX), Ordering::Relaxed);
-        next
+        self.wake_some_sleepers(now)
     }
 
     /// Puts thread `i`, about to block until TSC `deadline` (its `wake_at`, already
@@ -386,32 +391,23 @@ impl CpuSched {
         let bound = self.next_wake.load(Ordering::Relaxed);
         if deadline < bound {
             self.next_wake.store(deadline, Ordering::Relaxed);
-            if bound == u64::MAX {
-                // The list held no deadline (empty, as `next_wake` is `u64::MAX` then,
-                // or only entries without one).
-                first_sleeper(self, deadline);
-            }
+            // Every lowering, not only the first deadline: without a timer a 1 ms sleep
+            // beside a queued thread on a CPU whose list already held a 30 s deadline
+            // recruited no watcher until 2026-12-06 (found by review;
+            // `sched.due_sleeper_beside_a_distant_one_is_watched_without_a_timer`).
+            sleeper_deadline_lowered(self, deadline, bound);
         }
-    }
-
-    /// Whether a sleeper may be due at `now` (lock held).
-    #[inline(always)]
-    pub(super) fn sleeper_due(&self, now: u64) -> bool {
-        // SAFETY: the caller holds the lock.
-        !unsafe { self.sleepers() }.is_empty() && now >= self.next_wake.load(Ordering::Relaxed)
     }
 
     /// Scans the sleeper list now, before its first deadline if need be (lock held): the
     /// entries of threads no longer blocked here until a deadline go, the due ones are
     /// woken, `next_wake` is exact. Returns whether sleepers are left.
     pub(super) fn rescan_sleepers(&self, now: u64) -> bool {
-        let next = self.wake_some_sleepers(now);
-        self.next_wake
-            .store(next.unwrap_or(u64::MAX), Ordering::Relaxed);
-        next.is_some()
+        self.wake_some_sleepers(now).is_some()
     }
 
-    /// [`CpuSched::wake_sleepers`] with sleepers to look at.
+    /// [`CpuSched::wake_sleepers`] with sleepers to look at: the scan, and `next_wake` made
+    /// exact (the next deadline, `u64::MAX` for none), which it returns.
     #[inline(never)]
     fn wake_some_sleepers(&self, now: u64) -> Option<u64> {
         // SAFETY: the caller holds the lock.
@@ -442,6 +438,15 @@ impl CpuSched {
                     && t.cas_state(State::Blocked, State::Ready)
                 {
                     self.enqueue_locked(i);
+                    if timer_off() {
+                        // No slice-end tick will come: marked as a wake-up's, so the
+                        // wake-up rule preempts a running thread past its floor
+                        // (`wake::wake_preempt`). Until 2026-12-06 a due pinned sleeper
+                        // on a busy CPU was queued and waited until the running thread
+                        // blocked (found by review;
+                        // `sched.due_pinned_sleeper_on_a_busy_cpu_runs_without_a_timer`).
+                        t.mark_woken();
+                    }
                 }
             } else {
                 next = Some(next.map_or(at, |n| n.min(at)));
@@ -451,6 +456,8 @@ impl CpuSched {
         if sl.is_empty() {
             no_sleepers_left(self);
         }
+        self.next_wake
+            .store(next.unwrap_or(u64::MAX), Ordering::Relaxed);
         next
     }
 }
@@ -902,6 +909,8 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         offers: AtomicU64::new(0),
         sleeper_rings: AtomicU64::new(0),
         watch_at: AtomicU64::new(if timer_off() { 0 } else { u64::MAX }),
+        rung_for: AtomicU64::new(u64::MAX),
+        leaving_idle: AtomicBool::new(false),
     })
     .map_err(|_| {
         if !as_idle {

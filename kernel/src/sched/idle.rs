@@ -131,20 +131,65 @@ fn watch_horizon() -> u64 {
         .saturating_mul(WATCH_SLICES)
 }
 
-/// CPU `cs`'s sleeper list was empty and now holds a thread blocked until `deadline` (its
-/// lock held): marked in the sleeping mask; without a timer, if its CPU has other threads
-/// to run (so it will not poll for the sleeper itself) and the deadline is within
-/// [`WATCH_SLICES`], a halted CPU is woken to watch it.
+/// CPU `cs`'s first sleeper deadline was lowered to `deadline` from `bound` (`u64::MAX`:
+/// the list held none; its lock held): without a timer, marked in the sleeping mask, and if
+/// its CPU has other threads to run (so it will not poll for the sleeper itself) and the
+/// deadline is within [`WATCH_SLICES`], a halted CPU is woken to watch it. With a timer the
+/// mask is not kept (nobody reads it; `emulate_timer_off` rebuilds it).
 #[cold]
 #[inline(never)]
-pub(super) fn first_sleeper(cs: &CpuSched, deadline: u64) {
-    if let Some(m) = sleeping_mask() {
+pub(super) fn sleeper_deadline_lowered(cs: &CpuSched, deadline: u64, bound: u64) {
+    if !timer_off() {
+        return;
+    }
+    if bound == u64::MAX
+        && let Some(m) = sleeping_mask()
+    {
         m.set(cs.cpu);
     }
-    if timer_off()
-        && cs.nr_ready.load(Ordering::Relaxed) != 0
-        && deadline <= rdtsc().saturating_add(watch_horizon())
-    {
+    if cs.nr_ready.load(Ordering::Relaxed) != 0 && within_watch(deadline, rdtsc()) {
+        recruit_watcher(cs);
+    }
+}
+
+/// Whether a sleeper due at `at` is within [`WATCH_SLICES`] of `now`.
+fn within_watch(at: u64, now: u64) -> bool {
+    at <= now.saturating_add(watch_horizon())
+}
+
+/// Marks the sleeping mask afresh from every CPU's sleeper list (under its lock): the
+/// timer's emulation just began, and with a timer the mask is not kept.
+pub(super) fn rebuild_sleeping_mask() {
+    let Some(m) = sleeping_mask() else {
+        return;
+    };
+    let _g = IrqGuard::new();
+    for c in 0..crate::smp::cpus::capacity() as u32 {
+        if let Some(cs) = cpu_sched(c) {
+            cs.lock();
+            // SAFETY: lock held.
+            if unsafe { cs.sleepers() }.is_empty() {
+                m.clear(c);
+            } else {
+                m.set(c);
+            }
+            cs.unlock();
+        }
+    }
+}
+
+/// The idle step of `cs`, which has sleepers, leaves for work (lock held, timer off): if
+/// the first is due within [`WATCH_SLICES`], a halted CPU is woken to watch them (nothing
+/// else would while the work runs: until 2026-12-06 a CPU-bound thread woken onto a CPU
+/// polling for its own sleeper made it oversleep until that thread blocked; found by
+/// review, `sched.due_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
+#[cold]
+#[inline(never)]
+fn leave_idle_with_sleepers(cs: &CpuSched, now: u64) {
+    if within_watch(cs.next_wake.load(Ordering::Relaxed), now) {
+        // Before the ring: the watcher counts this CPU busy though its switch has not
+        // happened yet.
+        cs.leaving_idle.store(true, Ordering::SeqCst);
         recruit_watcher(cs);
     }
 }
@@ -169,37 +214,22 @@ fn recruit_watcher(cs: &CpuSched) {
     }
 }
 
-/// Whether an idle CPU with nothing to run keeps polling instead of halting (interrupts
-/// off): without a timer, while sleepers of its own wait (nothing else wakes them), or a
-/// busy CPU's are due soon ([`watch_busy_sleepers`], looked at no more than once a slice
-/// unless one is near: `watch_at`). A TSC read and a compare when it is not time to look:
-/// every idle step that halts or polls pays them, and under icount that is measured (one
-/// vCPU runs at a time: `ipc.rtt.64.xcore.kthread` +6 a round trip).
-#[inline(always)]
-fn keeps_polling(cs: &CpuSched, any_sleeper: bool) -> bool {
-    let now = rdtsc();
-    if now >= cs.watch_at.load(Ordering::Relaxed) {
-        let own = any_sleeper && timer_off() && own_sleepers_left(cs, now);
-        return watch_busy_sleepers(cs, now) | own;
-    }
-    any_sleeper && timer_off()
-}
-
 /// Without a timer, an idle CPU polls for as long as its sleeper list is not empty, and
 /// that list loses an entry only at a scan, which a switch makes once the first deadline
 /// has passed: a thread woken early from a long wait that blocks again without a deadline
-/// (or elsewhere) kept its CPU polling until the old deadline. So the look of
-/// [`keeps_polling`] (at most once a slice) scans the list now (`rescan_sleepers`): such
-/// entries go, and the CPU halts once none is left. Whether it must go on polling (sleepers
-/// left, or the scan woke one). Until 2026-12-06 nothing did (found by review;
+/// (or elsewhere) kept its CPU polling until the old deadline. So the idle step's look (at
+/// most once a slice: `watch_at`) scans the list now (`rescan_sleepers`): such entries go,
+/// and the CPU halts once none is left. Whether it must go on polling (sleepers left, or
+/// the scan woke one). Lock held. Until 2026-12-06 nothing did (found by review;
 /// `sched.idle_cpu_without_a_timer_halts_once_its_sleepers_are_stale`).
+/// Also ends the idle step's `leaving_idle` mark: the CPU is idle again (at a look, not at
+/// every polling step: a call per step cost `ipc.rtt.64.xcore.kthread` +72, icount; the mark
+/// left meanwhile makes a watcher count this CPU busy for at most a slice).
 #[cold]
 #[inline(never)]
 fn own_sleepers_left(cs: &CpuSched, now: u64) -> bool {
-    cs.lock();
-    let left = cs.rescan_sleepers(now) || cs.nr_ready.load(Ordering::Relaxed) != 0;
-    cs.unlock();
-    left
+    cs.leaving_idle.store(false, Ordering::Relaxed);
+    cs.rescan_sleepers(now) || cs.nr_ready.load(Ordering::Relaxed) != 0
 }
 
 /// Without a timer, nothing wakes the sleepers of a CPU that runs a thread but its own
@@ -232,11 +262,17 @@ fn watch_busy_sleepers(cs: &CpuSched, now: u64) -> bool {
         let Some(o) = cpu_sched(c).filter(|o| o.cpu != cs.cpu) else {
             continue;
         };
-        if o.current.load(Ordering::Relaxed) == o.idle.load(Ordering::Relaxed) {
+        // The mark first: set before a leaving CPU's switch, cleared only once it is idle
+        // again, so a CPU on its way to a thread is never seen idle.
+        let leaving = o.leaving_idle.load(Ordering::SeqCst);
+        if !leaving && o.current.load(Ordering::Relaxed) == o.idle.load(Ordering::Relaxed) {
             continue;
         }
         let at = o.next_wake.load(Ordering::Relaxed);
-        if at <= now {
+        // Once per due deadline (the first watcher to see it): until 2026-12-06 every idle
+        // step of every polling CPU rang it again until it took the IPI (found by review;
+        // `sched.due_sleeper_is_rung_once_per_deadline`).
+        if at <= now && o.rung_for.swap(at, Ordering::Relaxed) != at {
             bump(&cs.sleeper_rings);
             ring(o);
         }
@@ -286,16 +322,31 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
     let now = rdtsc();
     // SAFETY: lock held.
     let any_sleeper = !unsafe { cs.sleepers() }.is_empty();
-    let sleepers_due = cs.sleeper_due(now);
+    let mut sleepers_due = false;
+    if any_sleeper {
+        sleepers_due = now >= cs.next_wake.load(Ordering::Relaxed);
+        if work && !sleepers_due && timer_off() {
+            leave_idle_with_sleepers(cs, now);
+        }
+    }
     if !sleepers_due {
         arm_timer(cs, now, false);
     }
-    cs.unlock();
     if work || sleepers_due {
+        cs.unlock();
         schedule(g);
         return true;
     }
-    if keeps_polling(cs, any_sleeper) {
+    // Without a timer: polls while sleepers of its own wait (nothing else wakes them), or a
+    // busy CPU's are due soon ([`watch_busy_sleepers`]), looked at no more than once a
+    // slice unless one is near (`watch_at`; the look also rescans its own list, under this
+    // lock: [`own_sleepers_left`]). A compare when it is not time to look: every idle step
+    // that halts or polls pays it, and under icount that is measured (one vCPU runs at a
+    // time: `ipc.rtt.64.xcore.kthread` +6 a round trip with a TSC read besides).
+    let look = now >= cs.watch_at.load(Ordering::Relaxed);
+    let own = any_sleeper && timer_off() && (!look || own_sleepers_left(cs, now));
+    cs.unlock();
+    if (look && watch_busy_sleepers(cs, now)) | own {
         // `pause` also ends this vCPU's turn under single-threaded icount emulation, so a
         // polling idle CPU does not hold the virtual clock hostage.
         core::hint::spin_loop();

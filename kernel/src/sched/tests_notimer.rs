@@ -267,32 +267,79 @@ ktest!(
     "sched.due_sleeper_on_a_busy_cpu_is_woken_without_a_timer",
     busy_cpu_sleeper
 );
+ktest!(
+    Needs::Threads,
+    "sched.due_sleeper_beside_a_distant_one_is_watched_without_a_timer",
+    beside_distant_sleeper
+);
+ktest!(
+    Needs::Threads,
+    "sched.due_pinned_sleeper_on_a_busy_cpu_runs_without_a_timer",
+    pinned_busy_cpu_sleeper
+);
+ktest!(
+    Needs::Threads,
+    "sched.due_sleeper_is_rung_once_per_deadline",
+    rung_once
+);
 
-/// `busy_cpu_sleeper`: S's deadline (0: not asleep yet) and when it came back (0: not yet);
-/// when the spinner started (0: not yet), and whether it stopped.
+/// How a [`sleeper_try`] makes CPU x busy while S sleeps there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    /// S (free to run anywhere) sleeps on idle x, which polls for it; then the spinner is
+    /// woken onto x.
+    AfterSleep,
+    /// As `AfterSleep`, S pinned to x.
+    AfterSleepPinned,
+    /// D (pinned to x) waits with a 30 s deadline first; S (free to run anywhere) sleeps
+    /// while the spinner is queued behind it on x.
+    BesideDistant,
+    /// As `AfterSleepPinned`, the spinner holding interrupts off until 30 ms past S's
+    /// deadline (x takes no wake IPI meanwhile).
+    IrqsOff,
+}
+
+/// `busy_cpu_sleeper` and its variants: S's deadline (0: not asleep yet) and when it came
+/// back (0: not yet); S runs, the spinner is queued; when the spinner started (0: not yet),
+/// and whether it stopped; D may end; the sleeper rings while x held interrupts off.
 static S_DEADLINE: AtomicU64 = AtomicU64::new(0);
 static S_BACK: AtomicU64 = AtomicU64::new(0);
+static S_RUNS: AtomicBool = AtomicBool::new(false);
+static SP_QUEUED: AtomicBool = AtomicBool::new(false);
 static SP_START: AtomicU64 = AtomicU64::new(0);
 static SP_DONE: AtomicBool = AtomicBool::new(false);
+static D_GO: AtomicBool = AtomicBool::new(false);
+static IRQS_OFF_RINGS: AtomicU64 = AtomicU64::new(0);
 
-/// S: started on CPU `x`, made free to run anywhere (it stays on x), sleeps 20 ms there;
-/// 0 if it came back while the spinner still spun, 1 if only after, 2 if it could not
-/// widen its affinity, 3 if it did not start on x.
+/// S: started on CPU `x & 0xffff`, made free to run anywhere unless `PINNED` is in `x`
+/// (it stays on x), sleeps 20 ms there (first, with `BESIDE`, once the spinner is queued
+/// behind it); 0 if it came back while the spinner still spun, 1 if only after, 2 if it
+/// could not widen its affinity, 3 if it did not start on x.
 fn s_sleeper(x: u64) -> u64 {
     let r = s_sleeper_body(x);
     S_ENDED.store(true, Ordering::Release);
     r
 }
 
+const PINNED: u64 = 1 << 16;
+const BESIDE: u64 = 1 << 17;
+
 /// `busy_cpu_sleeper`: S has ended (whichever way).
 static S_ENDED: AtomicBool = AtomicBool::new(false);
 
-fn s_sleeper_body(x: u64) -> u64 {
-    if sched::set_affinity(CpuSet::ANY).is_err() {
+fn s_sleeper_body(arg: u64) -> u64 {
+    if arg & PINNED == 0 && sched::set_affinity(CpuSet::ANY).is_err() {
         return 2;
     }
-    if sched::this_cpu() != x as u32 {
+    if sched::this_cpu() != (arg & 0xffff) as u32 {
         return 3;
+    }
+    if arg & BESIDE != 0 {
+        S_RUNS.store(true, Ordering::Release);
+        let d = rdtsc() + ms(10_000);
+        while !SP_QUEUED.load(Ordering::Acquire) && rdtsc() < d {
+            core::hint::spin_loop();
+        }
     }
     let d = rdtsc() + ms(20);
     S_DEADLINE.store(d, Ordering::Release);
@@ -302,10 +349,27 @@ fn s_sleeper_body(x: u64) -> u64 {
     u64::from(!spinning)
 }
 
+/// The sleeper rings of every CPU so far.
+fn sleeper_rings() -> u64 {
+    (0..ncpus())
+        .filter_map(sched::cpu_sched)
+        .map(|c| c.sleeper_rings.load(Ordering::Relaxed))
+        .sum()
+}
+
 /// The spinner: pinned to CPU x, spins (never blocking or yielding) until S is back or 2 s
-/// passed.
-fn sp_spinner(_: u64) -> u64 {
+/// passed; with `irqs_off` (non-zero), first with interrupts off until 30 ms past S's
+/// deadline, counting the sleeper rings meanwhile (`irqs_off`: their count before, plus 1).
+fn sp_spinner(irqs_off: u64) -> u64 {
     SP_START.store(rdtsc().max(1), Ordering::Release);
+    if irqs_off != 0 {
+        let _g = exo_percpu::IrqGuard::new();
+        let until = S_DEADLINE.load(Ordering::Acquire) + ms(30);
+        while rdtsc() < until {
+            core::hint::spin_loop();
+        }
+        IRQS_OFF_RINGS.store(sleeper_rings() + 1 - irqs_off, Ordering::Release);
+    }
     let d = rdtsc() + ms(2000);
     while S_BACK.load(Ordering::Acquire) == 0 && rdtsc() < d {
         core::hint::spin_loop();
@@ -314,27 +378,72 @@ fn sp_spinner(_: u64) -> u64 {
     0
 }
 
-/// A sleeper whose deadline passes on a CPU that runs a CPU-bound thread is woken (and, free
-/// to run anywhere, runs elsewhere) without a timer. S (unpinned) sleeps 20 ms on CPU x; a
-/// spinner pinned to x starts before S is due and spins up to 2 s; this thread waits
-/// sleeping 1 ms at a time (its CPU idle, polling for it). S must come back while the
-/// spinner still spins. Until 2026-12-06 a CPU's sleepers were looked at only by that CPU
-/// (its schedule, tick and idle step): with the timer off S overslept until the spinner
-/// stopped, beside an idle CPU (found by review; without the fix S reports 1). An idle CPU
-/// now rings a busy one whose sleeper is due (`idle::watch_busy_sleepers`), whose wake IPI
-/// wakes it (`wake::wake_ipi`). A try whose spinner started only after S's deadline (a slow
-/// host: nothing forced), or whose S was no longer asleep when this thread looked (many
-/// emulated CPUs on two host cores: it failed CI at -smp 64 the day it came), is made again,
-/// at most 5 times. Needs 2 CPUs.
-fn busy_cpu_sleeper(_: &BootState) -> TestResult {
-    if ncpus() < 2 {
-        return Err(format!("{SKIP}needs 2 CPUs"));
+/// D: pinned to CPU x, waits with a 30 s deadline until let go; 0, 4 if it timed out.
+fn d_distant(_: u64) -> u64 {
+    let d = rdtsc() + ms(30_000);
+    while !D_GO.load(Ordering::Acquire) {
+        if sched::block_until(d, || !D_GO.load(Ordering::Acquire)) {
+            return 4;
+        }
     }
-    let (_, x) = cpus_for_test();
+    0
+}
+
+/// A sleeper whose deadline passes on a CPU that runs a CPU-bound thread is woken (and, free
+/// to run anywhere, runs elsewhere) without a timer. S (unpinned) sleeps 20 ms on CPU x,
+/// idle, which polls for it; then a spinner pinned to x is woken there and spins up to 2 s;
+/// every other CPU but this one was halted, and this thread busy-waits: only a halted CPU
+/// recruited to watch x can wake S in time. S must come back while the spinner still spins.
+/// Until 2026-12-06 a CPU's sleepers were looked at only by that CPU (its schedule, tick and
+/// idle step): with the timer off S overslept until the spinner stopped (found by review).
+/// An idle CPU now rings a busy one whose sleeper is due (`idle::watch_busy_sleepers`),
+/// whose wake IPI wakes it (`wake::wake_ipi`); until 2026-12-06 nothing recruited such a
+/// watcher when the thread was woken onto a CPU polling for its own sleeper (found by
+/// review: this test passed only because its own thread slept, its CPU polling and
+/// watching; without the fix S reports 1). A try whose spinner started only after S's
+/// deadline (a slow host: nothing forced), or whose S was no longer asleep when this
+/// thread looked (many emulated CPUs on two host cores), is made again, at most 5 times.
+/// Needs 3 CPUs (this one, x, a watcher).
+fn busy_cpu_sleeper(_: &BootState) -> TestResult {
+    sleeper_test(Busy::AfterSleep)
+}
+
+/// As [`busy_cpu_sleeper`], x's list already holding D's 30 s deadline, and S's 20 ms one
+/// added while the spinner is queued behind S: the lowering of x's first deadline recruits
+/// the watcher. Until 2026-12-06 only a first deadline (none before) did (found by review;
+/// without the fix S reports 1).
+fn beside_distant_sleeper(_: &BootState) -> TestResult {
+    sleeper_test(Busy::BesideDistant)
+}
+
+/// As [`busy_cpu_sleeper`], S pinned to x: rung, x queues S marked as woken, and the
+/// wake-up rule preempts the spinner (its floor made 1 tick). Until 2026-12-06 S was
+/// queued unmarked and waited until the spinner stopped (found by review; without the fix
+/// S reports 1).
+fn pinned_busy_cpu_sleeper(_: &BootState) -> TestResult {
+    sleeper_test(Busy::AfterSleepPinned)
+}
+
+/// As [`pinned_busy_cpu_sleeper`], the spinner holding x's interrupts off until 30 ms past
+/// S's deadline: the watcher rings x once for that deadline (at most 3 rings counted, other
+/// CPUs' sleepers included), not at every idle step until x takes the IPI. Until
+/// 2026-12-06 it rang at every step (found by review; without the fix hundreds).
+fn rung_once(_: &BootState) -> TestResult {
+    sleeper_test(Busy::IrqsOff)
+}
+
+fn sleeper_test(mode: Busy) -> TestResult {
+    if ncpus() < 3 {
+        return Err(format!(
+            "{SKIP}needs 3 CPUs (this one busy, x, a halted one to watch x)"
+        ));
+    }
+    let (me, x) = cpus_for_test();
     sched::emulate_timer_off(true);
+    sched::set_wake_floor_tsc(1);
     let r = (|| -> TestResult {
         for _ in 0..5 {
-            if sleeper_try(x)? {
+            if sleeper_try(mode, me, x)? {
                 return Ok(());
             }
         }
@@ -342,34 +451,61 @@ fn busy_cpu_sleeper(_: &BootState) -> TestResult {
             "{SKIP}5 tries, each spinner started only after S was due: nothing was forced"
         ))
     })();
+    sched::hold_wake_preemption(false);
+    sched::set_wake_floor_tsc(0);
     sched::emulate_timer_off(false);
     r
 }
 
-/// One try of [`busy_cpu_sleeper`] on CPU `x`: `Ok(true)` if the spinner ran on x before S
+/// One try of [`sleeper_test`] on CPU `x`: `Ok(true)` if the spinner ran on x before S
 /// was due (forced) and S came back while it spun, `Ok(false)` if nothing was forced.
-fn sleeper_try(x: u32) -> Result<bool, alloc::string::String> {
+fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::String> {
     S_DEADLINE.store(0, Ordering::Release);
     S_BACK.store(0, Ordering::Release);
     S_ENDED.store(false, Ordering::Release);
+    S_RUNS.store(false, Ordering::Release);
+    SP_QUEUED.store(false, Ordering::Release);
     SP_START.store(0, Ordering::Release);
     SP_DONE.store(false, Ordering::Release);
+    D_GO.store(false, Ordering::Release);
+    IRQS_OFF_RINGS.store(0, Ordering::Release);
     let spawn = |f, arg| {
         Builder::new()
             .pin(x)
             .spawn(f, arg)
             .map_err(|e| format!("spawn: {e}"))
     };
-    let rings = || {
-        (0..ncpus())
-            .filter_map(sched::cpu_sched)
-            .map(|c| c.sleeper_rings.load(Ordering::Relaxed))
-            .sum::<u64>()
-    };
-    let rings0 = rings();
-    let s = spawn(s_sleeper, u64::from(x))?;
-    let mut tids = alloc::vec![s];
+    let rings0 = sleeper_rings();
+    let mut tids: Vec<Tid> = Vec::new();
+    let mut d_tid = None;
     let r = (|| -> TestResult {
+        if mode == Busy::BesideDistant {
+            let d = spawn(d_distant, 0)?;
+            d_tid = Some(d);
+            wait_for("D to wait", 10_000, || {
+                sched::is_blocked(d) && sched::listed_as_sleeper(x, d)
+            })?;
+        }
+        others_halted(&[me, x])?;
+        let arg = u64::from(x)
+            | match mode {
+                Busy::AfterSleep => 0,
+                Busy::AfterSleepPinned | Busy::IrqsOff => PINNED,
+                Busy::BesideDistant => BESIDE,
+            };
+        let s = spawn(s_sleeper, arg)?;
+        tids.push(s);
+        if mode == Busy::BesideDistant {
+            // The spinner is queued behind S (no wake-up preemption), then S sleeps.
+            sched::hold_wake_preemption(true);
+            wait_for("S to run", 10_000, || S_RUNS.load(Ordering::Acquire))?;
+            tids.push(spawn(sp_spinner, 0)?);
+            let xs = super::cpu::cpu_sched(x).ok_or("no CPU x")?;
+            wait_for("the spinner to be queued", 10_000, || {
+                xs.nr_ready.load(Ordering::Acquire) != 0
+            })?;
+            SP_QUEUED.store(true, Ordering::Release);
+        }
         // S asleep, or already past its sleep (woken before this thread looked, or moved off
         // x before it slept: many emulated CPUs on a slow host): then nothing can be
         // forced this try.
@@ -377,20 +513,35 @@ fn sleeper_try(x: u32) -> Result<bool, alloc::string::String> {
             (S_DEADLINE.load(Ordering::Acquire) != 0 && sched::is_blocked(s))
                 || S_ENDED.load(Ordering::Acquire)
         })?;
+        sched::hold_wake_preemption(false);
         if S_ENDED.load(Ordering::Acquire) {
             return Ok(());
         }
-        tids.push(spawn(sp_spinner, 0)?);
+        if mode != Busy::BesideDistant {
+            let irqs_off = if mode == Busy::IrqsOff {
+                sleeper_rings() + 1
+            } else {
+                0
+            };
+            tids.push(spawn(sp_spinner, irqs_off)?);
+        }
         wait_for("the spinner to start", 10_000, || {
             SP_START.load(Ordering::Acquire) != 0
         })?;
+        // Busy, not asleep: this CPU must not watch x itself.
         let d = rdtsc() + ms(5000);
         while S_BACK.load(Ordering::Acquire) == 0 && !SP_DONE.load(Ordering::Acquire) && rdtsc() < d
         {
-            sched::sleep_us(1000);
+            core::hint::spin_loop();
         }
         Ok(())
     })();
+    sched::hold_wake_preemption(false);
+    D_GO.store(true, Ordering::Release);
+    if let Some(d) = d_tid {
+        sched::wake(d);
+        tids.push(d);
+    }
     let codes = join_all(&tids, 30_000);
     r?;
     let codes = codes?;
@@ -398,6 +549,10 @@ fn sleeper_try(x: u32) -> Result<bool, alloc::string::String> {
     if started == 0 || started >= S_DEADLINE.load(Ordering::Acquire) {
         return Ok(false);
     }
+    check(
+        codes.iter().all(|&c| c == 0 || c == 1) && codes[1..].iter().all(|&c| c == 0),
+        || format!("thread codes {codes:?}"),
+    )?;
     let late = S_BACK
         .load(Ordering::Acquire)
         .saturating_sub(S_DEADLINE.load(Ordering::Acquire));
@@ -407,9 +562,18 @@ fn sleeper_try(x: u32) -> Result<bool, alloc::string::String> {
              (code {}, {} ms past its deadline; {} sleeper rings)",
             codes[0],
             late / ms(1).max(1),
-            rings() - rings0
+            sleeper_rings() - rings0
         )
     })?;
+    if mode == Busy::IrqsOff {
+        let n = IRQS_OFF_RINGS.load(Ordering::Acquire);
+        check(n <= 3, || {
+            format!(
+                "CPU {x}, its interrupts off for 30 ms past S's deadline, was rung {n} times \
+                 for it (once is enough)"
+            )
+        })?;
+    }
     Ok(true)
 }
 

@@ -154,6 +154,10 @@ pub(super) static TIMER_OFF_EMULATED: AtomicBool = AtomicBool::new(false);
 /// `IDLE_BALANCE_SLICES` slices later).
 pub fn emulate_timer_off(on: bool) {
     TIMER_OFF_EMULATED.store(on, Ordering::SeqCst);
+    if on {
+        // With a timer the sleeping mask is not kept (`idle::sleeper_deadline_lowered`).
+        rebuild_sleeping_mask();
+    }
     for c in 0..crate::smp::cpus::capacity() as u32 {
         if let Some(cs) = cpu_sched(c) {
             // Idle CPUs look at busy CPUs' sleepers only without a timer.
@@ -257,8 +261,8 @@ fn wake_preempt(cs: &CpuSched, preemptible: bool) {
     cs.drain_mailbox();
     // Sleepers whose deadline passed: without a timer, an idle CPU rings this one for them
     // (`idle::watch_busy_sleepers`), and nothing else looks at them while a thread runs
-    // here. Queued as the tick would: not marked as woken (a pinned one waits for the
-    // running thread, as it would for its slice end; one others may take is offered below).
+    // here. Queued and, without a timer, marked as woken (`wake_some_sleepers`): the rule
+    // below preempts for them, as no slice end will; one others may take is offered.
     let _ = cs.wake_sleepers(now);
     let waits = woken_waits(cs) && !wake_held();
     let preempt = waits && preemptible && wake_floor_reached(cs, now);
@@ -559,9 +563,6 @@ pub fn tick() {
     let wake_waits = others && !is_idle && !wake_held() && woken_waits(cs);
     let wake_due = wake_waits && wake_floor_reached(cs, now);
     cs.unlock();
-    // Periodic balancing: runnable unpinned threads wait here while a CPU sleeps: wake one,
-    // it steals (a halted CPU only looks for work when something wakes it).
-    kick_idle_cpu(cs);
     let idle_has_work = is_idle && (others || stealable_elsewhere(cs));
     // The idle context is preempted by the same rule as a thread: it too runs code with
     // interrupts on inside preemption guards (its reclaim of retired page tables: allocator
@@ -570,7 +571,16 @@ pub fn tick() {
     // free at -smp 16) or the shootdown lock held by a context that could not run. A busy
     // idle context reaches its loop's pick soon enough.
     let slice_end = expired && others && !TICK_PREEMPTION_HELD.load(Ordering::Relaxed);
-    if (idle_has_work || slice_end || wake_due) && preemptible {
+    let preempt = (idle_has_work || slice_end || wake_due) && preemptible;
+    // Periodic balancing: runnable unpinned threads wait here while a CPU sleeps: wake one,
+    // it steals (a halted CPU only looks for work when something wakes it). Not when a
+    // thread put back by the switch below is followed by `schedule`'s own offer
+    // (`offer_to_a_halted_cpu`): until 2026-12-06 both kicked, two halted CPUs woken for
+    // one preemption (found by review; no test forces it).
+    if !(preempt && !is_idle && offered_when_put_back(cs, tcb(cur))) {
+        kick_idle_cpu(cs);
+    }
+    if preempt {
         if is_idle {
             leave_halted(cs);
         } else if slice_end {
@@ -609,6 +619,13 @@ pub fn tick() {
         }
         cs.unlock();
     }
+}
+
+/// Whether `schedule`, preempting the running thread `t` of `cs`, offers `cs`'s stealable
+/// work to a halted CPU (it does when it puts `t` back through its requeue: `t` may run
+/// anywhere, or only here).
+fn offered_when_put_back(cs: &CpuSched, t: &Tcb) -> bool {
+    t.any_cpu() || t.home.load(Ordering::Relaxed) == cs.cpu
 }
 
 /// The tick while a test emulates a machine without a timer ([`emulate_timer_off`]): as if
