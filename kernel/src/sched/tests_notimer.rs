@@ -14,6 +14,14 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
 
+/// How long a test gives the kernel to do what it must (a halted CPU kicked, a watcher's
+/// ring): a bound on a broken kernel, not a time to meet; every wait ends as soon as the
+/// event comes. Until 2026-12-06 2 s, which a stalled host's vCPU could run out (CI hosts
+/// run up to 64 vCPUs on two cores); a missed event still fails, later.
+const WINDOW_MS: u64 = 20_000;
+/// A deadline that must not pass during a test ([`WINDOW_MS`] and the waits around it).
+const DISTANT_MS: u64 = 120_000;
+
 ktest!(
     Needs::Threads,
     "sched.preempted_stealable_thread_is_offered_to_a_halted_cpu",
@@ -94,7 +102,7 @@ fn x_spinner(x: u64) -> u64 {
 }
 
 /// R: pinned to CPU `x`, blocks until the test wakes it; then, holding x (it never blocks
-/// or yields), watches X for up to 2 s: 0 if X made progress meanwhile (so on another CPU),
+/// or yields), watches X for up to [`WINDOW_MS`]: 0 if X made progress meanwhile (so on another CPU),
 /// 1 if not, 3 if R did not run on x.
 fn r_waiter(x: u64) -> u64 {
     while !R_GO.load(Ordering::Acquire) {
@@ -104,7 +112,7 @@ fn r_waiter(x: u64) -> u64 {
     let code = if sched::this_cpu() != x as u32 {
         3
     } else {
-        let d = rdtsc() + ms(2000);
+        let d = rdtsc() + ms(WINDOW_MS);
         while X_COUNT.load(Ordering::Acquire) == c0 && rdtsc() < d {
             core::hint::spin_loop();
         }
@@ -118,7 +126,7 @@ fn r_waiter(x: u64) -> u64 {
 /// interleaving, timer off): X (free to run anywhere) spins on CPU x past its wake-up floor
 /// (1 ms here); R, pinned to x, blocked; every other CPU but this one halted; this thread
 /// wakes R and then busy-waits (were its CPU idle, it would steal X itself). R's wake-up
-/// preempts X (`wake_preempt`): X is queued on x, stealable, and R runs there for 2 s
+/// preempts X (`wake_preempt`): X is queued on x, stealable, and R runs there for [`WINDOW_MS`]
 /// watching X. X must make progress meanwhile, on a halted CPU that was told. Until
 /// 2026-12-06 nobody read the halted mask on that path: with the timer off no tick came
 /// to kick one, and X waited until R ended (found by review; without the fix R reports 1).
@@ -151,14 +159,16 @@ fn preempted_offered(_: &BootState) -> TestResult {
         others_halted(&[me, x])?;
         R_GO.store(true, Ordering::Release);
         check(sched::wake(tids[0]), || "R was not blocked".into())?;
-        check(busy_wait(&R_DONE, 10_000), || "R never finished".into())
+        check(busy_wait(&R_DONE, 2 * WINDOW_MS), || {
+            "R never finished".into()
+        })
     })();
     X_STOP.store(true, Ordering::Release);
     R_GO.store(true, Ordering::Release);
     if let Some(&rt) = tids.first() {
         sched::wake(rt);
     }
-    let codes = join_all(&tids, 30_000);
+    let codes = join_all(&tids, 3 * WINDOW_MS);
     sched::emulate_timer_off(false);
     sched::set_wake_floor_tsc(0);
     r?;
@@ -166,7 +176,8 @@ fn preempted_offered(_: &BootState) -> TestResult {
     check(codes == [0, 0], || {
         format!(
             "X, preempted on CPU {x} by R's wake-up, made no progress elsewhere while R ran \
-             there for 2 s (R's code {}, X's {}; {} offers on CPU {x}; X last seen on CPU {})",
+             there for {} s (R's code {}, X's {}; {} offers on CPU {x}; X last seen on CPU {})",
+            WINDOW_MS / 1000,
             codes[0],
             codes[1],
             super::cpu::offers(x) - offers0,
@@ -194,11 +205,11 @@ fn w_woken(_: u64) -> u64 {
     0
 }
 
-/// S: pinned to CPU x, spins (never blocking or yielding) until W ran or 2 s passed; 0 if
+/// S: pinned to CPU x, spins (never blocking or yielding) until W ran or [`WINDOW_MS`] passed; 0 if
 /// it saw W run, 1 if not.
 fn s_spinner(_: u64) -> u64 {
     S_SPINNING.store(true, Ordering::Release);
-    let d = rdtsc() + ms(2000);
+    let d = rdtsc() + ms(WINDOW_MS);
     while !W_RAN.load(Ordering::Acquire) && rdtsc() < d {
         core::hint::spin_loop();
     }
@@ -210,7 +221,7 @@ fn s_spinner(_: u64) -> u64 {
 /// A thread others may take, woken from another CPU onto a CPU whose running thread keeps
 /// it (the wake-up rule held: `sched::hold_wake_preemption`, as when the woken thread is not
 /// the next to run), is offered to a halted CPU. W (free to run anywhere) blocks on CPU x;
-/// S, pinned to x, spins there for up to 2 s; every other CPU but this one halted; this
+/// S, pinned to x, spins there for up to [`WINDOW_MS`]; every other CPU but this one halted; this
 /// thread wakes W and busy-waits. W must run (elsewhere) while S spins. Until 2026-12-06
 /// the wake IPI's handler (`wake_preempt`) queued W and told nobody: with the timer off W
 /// waited until S ended (found by review; without the fix S reports 1). Needs 3 CPUs.
@@ -246,15 +257,16 @@ fn remote_wake_offered(_: &BootState) -> TestResult {
     if let Some(&w) = tids.first() {
         sched::wake(w);
     }
-    let codes = join_all(&tids, 30_000);
+    let codes = join_all(&tids, 3 * WINDOW_MS);
     sched::hold_wake_preemption(false);
     sched::emulate_timer_off(false);
     r?;
     let codes = codes?;
     check(codes == [0, 0], || {
         format!(
-            "W, woken onto CPU {x} behind S, did not run elsewhere while S spun there for 2 s \
+            "W, woken onto CPU {x} behind S, did not run elsewhere while S spun there for {} s \
              (W's code {}, S's {}; {} offers on CPU {x})",
+            WINDOW_MS / 1000,
             codes[0],
             codes[1],
             super::cpu::offers(x) - offers0
@@ -291,7 +303,7 @@ enum Busy {
     AfterSleep,
     /// As `AfterSleep`, S pinned to x.
     AfterSleepPinned,
-    /// D (pinned to x) waits with a 30 s deadline first; S (free to run anywhere) sleeps
+    /// D (pinned to x) waits with a long deadline ([`DISTANT_MS`]) first; S (free to run anywhere) sleeps
     /// while the spinner is queued behind it on x.
     BesideDistant,
     /// As `AfterSleepPinned`, the spinner holding interrupts off until 30 ms past S's
@@ -357,7 +369,7 @@ fn sleeper_rings() -> u64 {
         .sum()
 }
 
-/// The spinner: pinned to CPU x, spins (never blocking or yielding) until S is back or 2 s
+/// The spinner: pinned to CPU x, spins (never blocking or yielding) until S is back or [`WINDOW_MS`]
 /// passed; with `irqs_off` (non-zero), first with interrupts off until 30 ms past S's
 /// deadline, counting the sleeper rings meanwhile (`irqs_off`: their count before, plus 1).
 fn sp_spinner(irqs_off: u64) -> u64 {
@@ -370,7 +382,7 @@ fn sp_spinner(irqs_off: u64) -> u64 {
         }
         IRQS_OFF_RINGS.store(sleeper_rings() + 1 - irqs_off, Ordering::Release);
     }
-    let d = rdtsc() + ms(2000);
+    let d = rdtsc() + ms(WINDOW_MS);
     while S_BACK.load(Ordering::Acquire) == 0 && rdtsc() < d {
         core::hint::spin_loop();
     }
@@ -378,9 +390,9 @@ fn sp_spinner(irqs_off: u64) -> u64 {
     0
 }
 
-/// D: pinned to CPU x, waits with a 30 s deadline until let go; 0, 4 if it timed out.
+/// D: pinned to CPU x, waits with a long deadline ([`DISTANT_MS`]) until let go; 0, 4 if it timed out.
 fn d_distant(_: u64) -> u64 {
-    let d = rdtsc() + ms(30_000);
+    let d = rdtsc() + ms(DISTANT_MS);
     while !D_GO.load(Ordering::Acquire) {
         if sched::block_until(d, || !D_GO.load(Ordering::Acquire)) {
             return 4;
@@ -391,7 +403,7 @@ fn d_distant(_: u64) -> u64 {
 
 /// A sleeper whose deadline passes on a CPU that runs a CPU-bound thread is woken (and, free
 /// to run anywhere, runs elsewhere) without a timer. S (unpinned) sleeps 20 ms on CPU x,
-/// idle, which polls for it; then a spinner pinned to x is woken there and spins up to 2 s;
+/// idle, which polls for it; then a spinner pinned to x is woken there and spins up to [`WINDOW_MS`];
 /// every other CPU but this one was halted, and this thread busy-waits: only a halted CPU
 /// recruited to watch x can wake S in time. S must come back while the spinner still spins.
 /// Until 2026-12-06 a CPU's sleepers were looked at only by that CPU (its schedule, tick and
@@ -408,7 +420,7 @@ fn busy_cpu_sleeper(_: &BootState) -> TestResult {
     sleeper_test(Busy::AfterSleep)
 }
 
-/// As [`busy_cpu_sleeper`], x's list already holding D's 30 s deadline, and S's 20 ms one
+/// As [`busy_cpu_sleeper`], x's list already holding D's long deadline ([`DISTANT_MS`]), and S's 20 ms one
 /// added while the spinner is queued behind S: the lowering of x's first deadline recruits
 /// the watcher. Until 2026-12-06 only a first deadline (none before) did (found by review;
 /// without the fix S reports 1).
@@ -529,7 +541,7 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
             SP_START.load(Ordering::Acquire) != 0
         })?;
         // Busy, not asleep: this CPU must not watch x itself.
-        let d = rdtsc() + ms(5000);
+        let d = rdtsc() + ms(2 * WINDOW_MS);
         while S_BACK.load(Ordering::Acquire) == 0 && !SP_DONE.load(Ordering::Acquire) && rdtsc() < d
         {
             core::hint::spin_loop();
@@ -542,7 +554,7 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
         sched::wake(d);
         tids.push(d);
     }
-    let codes = join_all(&tids, 30_000);
+    let codes = join_all(&tids, 3 * WINDOW_MS);
     r?;
     let codes = codes?;
     let started = SP_START.load(Ordering::Acquire);
@@ -589,13 +601,13 @@ static T_GO1: AtomicBool = AtomicBool::new(false);
 static T_GO2: AtomicBool = AtomicBool::new(false);
 static T_PHASE: AtomicU32 = AtomicU32::new(0);
 
-/// T: pinned to CPU `x`, waits with a 30 s deadline until let go (early), then waits with
+/// T: pinned to CPU `x`, waits with a long deadline ([`DISTANT_MS`]) until let go (early), then waits with
 /// none; 0, 3 if it did not run on x, 4 if its first wait timed out.
 fn t_waiter(x: u64) -> u64 {
     if sched::this_cpu() != x as u32 {
         return 3;
     }
-    let d = rdtsc() + ms(30_000);
+    let d = rdtsc() + ms(DISTANT_MS);
     T_PHASE.store(1, Ordering::Release);
     while !T_GO1.load(Ordering::Acquire) {
         if sched::block_until(d, || !T_GO1.load(Ordering::Acquire)) {
@@ -610,11 +622,11 @@ fn t_waiter(x: u64) -> u64 {
 }
 
 /// Without a timer, an idle CPU whose sleeper list holds only stale entries halts: T
-/// (pinned to CPU x) waits with a 30 s deadline (listed as x's sleeper; x, idle, polls for
-/// it), is woken early, then waits with no deadline. x must show in the halted mask within
-/// 2 s. Until 2026-12-06 an entry left the list only at a scan, which came once its 30 s
-/// deadline had passed: x polled until then (found by review; without the fix x was not
-/// halted after 2 s). Needs 2 CPUs.
+/// (pinned to CPU x) waits with a distant deadline ([`DISTANT_MS`]; listed as x's sleeper;
+/// x, idle, polls for it), is woken early, then waits with no deadline. x must show in the
+/// halted mask within [`WINDOW_MS`]. Until 2026-12-06 an entry left the list only at a
+/// scan, which came once its deadline had passed: x polled until then (found by review;
+/// without the fix x was not halted after 2 s). Needs 2 CPUs.
 fn stale_sleeper_halts(_: &BootState) -> TestResult {
     if ncpus() < 2 {
         return Err(format!("{SKIP}needs 2 CPUs"));
@@ -647,7 +659,7 @@ fn stale_sleeper_halts(_: &BootState) -> TestResult {
             T_PHASE.load(Ordering::Acquire) == 2 && sched::is_blocked(t)
         })?;
         let t0 = rdtsc();
-        let d = t0 + ms(2000);
+        let d = t0 + ms(WINDOW_MS);
         while !super::idle::is_halted(x) && rdtsc() < d {
             sched::yield_now();
         }
@@ -661,7 +673,7 @@ fn stale_sleeper_halts(_: &BootState) -> TestResult {
     if let Some(&t) = tids.first() {
         sched::wake(t);
     }
-    let codes = join_all(&tids, 30_000);
+    let codes = join_all(&tids, 3 * WINDOW_MS);
     sched::emulate_timer_off(false);
     r?;
     let codes = codes?;
@@ -669,7 +681,8 @@ fn stale_sleeper_halts(_: &BootState) -> TestResult {
     check(halted_after.is_some(), || {
         format!(
             "CPU {x}, idle with only T's stale entry (blocked again without a deadline) on its \
-             sleeper list, did not halt within 2 s (it polls until the old 30 s deadline)"
+             sleeper list, did not halt within {} s (it polls until T's old deadline)",
+            WINDOW_MS / 1000
         )
     })
 }

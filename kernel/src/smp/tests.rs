@@ -305,8 +305,8 @@ fn gs_probe(_: u64) -> u64 {
 fn gs_reads(_: &BootState) -> TestResult {
     for b in cpus::online() {
         let cpu = CpuId(b.hot.cpu_id);
-        let r =
-            cpus::run_on(cpu, gs_probe, 0, Deadline::after_ms(30_000)).map_err(|e| format!("{e}"))?;
+        let r = cpus::run_on(cpu, gs_probe, 0, Deadline::after_ms(30_000))
+            .map_err(|e| format!("{e}"))?;
         check(r >> 2 == u64::from(cpu.0), || {
             format!("gs:[cpu_id] on CPU {} read {}", cpu.0, r >> 2)
         })?;
