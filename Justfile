@@ -5,7 +5,6 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Where cargo builds: $CARGO_TARGET_DIR when set, else target/ (scripts/lib.sh says the same).
 target := env("CARGO_TARGET_DIR", "target")
-kernel := target / "x86_64-unknown-none/release/exo"
 
 # List the recipes.
 default:

@@ -23,7 +23,7 @@ mode=${1:-icount} n=${2:-2} machine=${3:-microvm}
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
 target_dir=$exo_target
-cache=$root/target/linux
+cache=$exo_target/linux
 out=${EXO_COMPARE_OUT:-$root/out/compare}
 mkdir -p "$cache" "$out"
 rev=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -60,8 +60,10 @@ trap 'rm -rf "$stage"' EXIT
 install -m 0755 "$peer" "$stage/init"
 touch -d @0 "$stage/init"
 initramfs=$cache/initramfs.cpio
-(cd "$stage" && echo init | cpio -o -H newc --quiet --reproducible -R 0:0) >"$initramfs.tmp"
-mv -f "$initramfs.tmp" "$initramfs"
+# Written beside and renamed: two runs at once never read a half-written archive.
+initramfs_tmp=$(mktemp "$initramfs.XXXXXX")
+(cd "$stage" && echo init | cpio -o -H newc --quiet --reproducible -R 0:0) >"$initramfs_tmp"
+mv -f "$initramfs_tmp" "$initramfs"
 
 # 3. Linux, both mitigation settings.
 # Under TCG the guest TSC is the host's, and Linux's early calibration against the PIT fails

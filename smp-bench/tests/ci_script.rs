@@ -160,7 +160,8 @@ fn scripts_find_built_files_through_lib_sh() {
                 continue;
             }
             // `target/...` as a word of its own (`$exo_target/...` is lib.sh's).
-            let bare = ["target/x86_64-unknown-none", "target/initrd"]
+            // `$root/target/...` too: compare-linux.sh kept its cache there until 2026-12-06.
+            let bare = ["target/x86_64-unknown-none", "target/initrd", "target/linux"]
                 .iter()
                 .any(|bad| {
                     code.match_indices(bad).any(|(at, _)| {

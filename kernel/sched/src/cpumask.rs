@@ -289,7 +289,7 @@ impl<'a> AtomicMask<'a> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use alloc::vec;

@@ -111,7 +111,7 @@ pub const fn classify_by(ema: Ema, limit: u64) -> Queue {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -621,5 +621,5 @@ impl<const CAP: usize> fmt::Debug for RunQueue<CAP> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;

@@ -91,7 +91,7 @@ impl TryFrom<u8> for Priority {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
