@@ -56,11 +56,18 @@ struct Slot {
 
 impl Slot {
     /// The last response is queued whole, its tail is still in the TX buffer and nothing of
-    /// a next request came: the request clock waits (`request_since` is kept at now). The
-    /// client's reading is the pace; a reader that stalls is ended by the idle timeout (no
-    /// progress), and one that sends meanwhile starts the clock.
+    /// a next request came, nor is a body awaited: the request clock waits (`request_since`
+    /// is kept at now). The client's reading is the pace; a reader that stalls is ended by
+    /// the idle timeout (no progress), and one that sends meanwhile starts the clock. A body
+    /// being uploaded is never draining: its clock is [`BODY_MIN_RATE`]'s. Until 2026-12-06 a
+    /// client that left the response unread (a zero window) and trickled its body a byte
+    /// every 59 s kept the slot draining, each pass reset the clock, each byte the idle
+    /// timeout: the slot was held for good (found by review).
     fn draining(&self, socket: &tcp::Socket<'_>) -> bool {
-        self.out.is_none() && !self.read_since_response && socket.send_queue() > 0
+        self.out.is_none()
+            && !self.read_since_response
+            && !self.reader.discarding()
+            && socket.send_queue() > 0
     }
 
     /// The request clock (`request_timeout`) runs: a request head, or the rest of a body, is

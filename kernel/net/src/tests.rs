@@ -1743,3 +1743,50 @@ fn an_idle_keep_alive_connection_is_closed_with_a_fin() {
     let h = net.connect();
     assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
 }
+
+/// A client that leaves its response unread (a 16-byte window: the answer stays in the TX
+/// buffer) and trickles a request body a byte every 50 s (each before the idle timeout) is
+/// cut by the request timeout (30 s), as a body trickled below `BODY_MIN_RATE` is. Until
+/// 2026-12-06 the slot counted as draining its response while the body came: the clock was
+/// reset each pass and the slot held for good (found by review: still established after
+/// 1000 s).
+#[test]
+fn a_body_trickled_behind_an_unread_response_is_cut_by_the_request_timeout() {
+    let mut net = Net::new(static_config());
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; 16]),
+        tcp::SocketBuffer::new(vec![0; 65536]),
+    );
+    s.set_nagle_enabled(false);
+    s.connect(
+        net.client.context(),
+        (IpAddress::Ipv4(SERVER_IP), 80),
+        45000,
+    )
+    .unwrap();
+    let h = net.sockets.add(s);
+    assert!(net.run_until(5000, |n| n.tcp(h).state() == tcp::State::Established));
+    net.send(
+        h,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+    );
+    let start = net.now;
+    for _ in 0..4 {
+        if net.run_until(50_000, |n| n.tcp(h).state() == tcp::State::Closed) {
+            break;
+        }
+        net.send(h, b"z");
+    }
+    assert_eq!(net.tcp(h).state(), tcp::State::Closed, "the slot is held");
+    let took = net.now - start;
+    assert!(
+        took >= Duration::from_millis(29_900) && took <= Duration::from_millis(31_000),
+        "cut after {took}, want the request timeout"
+    );
+    net.step();
+    let s = net.stack.stats();
+    assert_eq!(
+        (s.tcp_idle_aborts, s.tcp_idle_closes, s.tcp_open),
+        (1, 0, 0)
+    );
+}
