@@ -4,7 +4,8 @@
 //!
 //! Not an AML interpreter: a bounded scan of the AML bytes for that shape (every `Device`
 //! op, its package length checked against the table, then its own objects walked one by one,
-//! each decoded to its end, up to any nested device, for its `_HID` and `_CRS` names). A
+//! each decoded to its end, up to any nested device or a fixed step budget, for its `_HID`
+//! and `_CRS` names: the scan is linear in the AML's length, whatever its bytes). A
 //! `LNRO0005` device whose window the scan cannot decode (a `_CRS` computed by a method, say)
 //! is not used and is named in a warning; a device described another way is not found. The
 //! kernel's command line (`virtio_mmio.device=`, as Linux reads it) names such devices. Each
@@ -175,18 +176,39 @@ enum Found {
 }
 
 /// Every `LNRO0005` device of `aml`, in order: its window, or that it has none decoded.
-fn devices(aml: &[u8]) -> impl Iterator<Item = Found> + '_ {
-    let mut at = 0;
-    core::iter::from_fn(move || {
-        while let Some(p) = find(aml.get(at..)?, DEVICE_OP) {
-            let op = at + p;
+fn devices(aml: &[u8]) -> Devices<'_> {
+    Devices {
+        aml,
+        at: 0,
+        steps: 0,
+    }
+}
+
+/// The iterator of [`devices`].
+struct Devices<'a> {
+    aml: &'a [u8],
+    /// Where the search for the next `Device` op starts.
+    at: usize,
+    /// Steps the walks over devices' names took so far ([`WALK_BUDGET`] each at most).
+    steps: usize,
+}
+
+impl Iterator for Devices<'_> {
+    type Item = Found;
+
+    fn next(&mut self) -> Option<Found> {
+        let aml = self.aml;
+        while let Some(p) = find(aml.get(self.at..)?, DEVICE_OP) {
+            let op = self.at + p;
             let start = op + DEVICE_OP.len();
             // The next search starts inside this device: nested devices are devices too.
-            at = start;
+            self.at = start;
             let Some(body) = package(aml, start) else {
                 continue;
             };
-            let names = own_names(body);
+            let mut left = WALK_BUDGET;
+            let names = own_names(body, &mut left);
+            self.steps += WALK_BUDGET - left;
             if !names.virtio_mmio {
                 continue;
             }
@@ -196,7 +218,23 @@ fn devices(aml: &[u8]) -> impl Iterator<Item = Found> + '_ {
             });
         }
         None
-    })
+    }
+}
+
+/// The steps one device's walk over its names may take ([`own_names`]): one per object,
+/// one per byte of a name or string read. A real device takes a few dozen (QEMU microvm's
+/// virtio-mmio devices 18, no device of QEMU's q35 DSDT more than 39, measured 2026-12-06);
+/// buffers, packages and methods are stepped over by their length, at one step. Every
+/// 5B 82 in the AML is walked, those inside other objects' data too, and each walk could
+/// run to the end of its package: until 2026-12-06 a 1 MiB hostile DSDT of fake devices
+/// inside buffers took 38 s to scan (a boot hang; found by review); with the budget that
+/// probe takes 76 ms (host, release build), 65 000 walks of 128 steps.
+const WALK_BUDGET: usize = 128;
+
+/// Takes `n` steps from `left`; `None` (and nothing taken) when fewer are left.
+fn spend(left: &mut usize, n: usize) -> Option<()> {
+    *left = left.checked_sub(n)?;
+    Some(())
 }
 
 /// What a device's own names say.
@@ -212,17 +250,21 @@ struct Names<'a> {
 /// then its objects one by one, each decoded to its end, so bytes inside a name's value (a
 /// `_CRS` window holding 5B 82, say) are never taken for an op. The walk stops at a nested
 /// device-like object (its names are its own), at the body's end, and at anything it cannot
-/// step over; what it reached by then is what the device says. Until 2026-12-06 the body
-/// was cut at the first 5B 82 bytes, wherever they lay (found by review).
-fn own_names(body: &[u8]) -> Names<'_> {
+/// step over, and once `left` steps are spent ([`WALK_BUDGET`]); what it reached by then is
+/// what the device says. Until 2026-12-06 the body was cut at the first 5B 82 bytes,
+/// wherever they lay (found by review).
+fn own_names<'a>(body: &'a [u8], left: &mut usize) -> Names<'a> {
     let mut names = Names::default();
-    let Some(mut i) = name_string(body, 0) else {
+    let Some(mut i) = name_string(body, 0, left) else {
         return names;
     };
     while let Some(&op) = body.get(i) {
+        if spend(left, 1).is_none() {
+            break;
+        }
         let next = match (op, body.get(i + 1).copied()) {
-            (NAME_OP, _) => name_string(body, i + 1).and_then(|value| {
-                let end = data_object(body, value)?;
+            (NAME_OP, _) => name_string(body, i + 1, left).and_then(|value| {
+                let end = data_object(body, value, left)?;
                 match body.get(i + 1..value)? {
                     b"_HID" => {
                         names.virtio_mmio = body.get(value..end) == Some(HID_VIRTIO_MMIO);
@@ -237,11 +279,11 @@ fn own_names(body: &[u8]) -> Names<'_> {
             (METHOD_OP | IF_OP | ELSE_OP | WHILE_OP | SCOPE_OP, _) => skip_package(body, i + 1),
             (EXT_OP, Some(FIELD_OP | INDEX_FIELD_OP | BANK_FIELD_OP)) => skip_package(body, i + 2),
             // OperationRegion (name, space, offset, length), with constant offset and length.
-            (EXT_OP, Some(OP_REGION_OP)) => name_string(body, i + 2)
-                .and_then(|space| data_object(body, space + 1))
-                .and_then(|len| data_object(body, len)),
-            (EXT_OP, Some(MUTEX_OP)) => name_string(body, i + 2).map(|flags| flags + 1),
-            (EXT_OP, Some(EVENT_OP)) => name_string(body, i + 2),
+            (EXT_OP, Some(OP_REGION_OP)) => name_string(body, i + 2, left)
+                .and_then(|space| data_object(body, space + 1, left))
+                .and_then(|len| data_object(body, len, left)),
+            (EXT_OP, Some(MUTEX_OP)) => name_string(body, i + 2, left).map(|flags| flags + 1),
+            (EXT_OP, Some(EVENT_OP)) => name_string(body, i + 2, left),
             // A nested Device, Processor, PowerResource or ThermalZone, or an object this walk
             // does not know: stop.
             _ => None,
@@ -256,9 +298,11 @@ fn own_names(body: &[u8]) -> Names<'_> {
 
 /// The end of the NameString at `aml[at..]`: root and parent prefixes, then a NameSeg, a
 /// dual or multi-part name, or the null name. Each NameSeg starts with `A`-`Z` or `_`.
-fn name_string(aml: &[u8], at: usize) -> Option<usize> {
+/// Each prefix and NameSeg costs a step of `left`; `None` when they run out.
+fn name_string(aml: &[u8], at: usize, left: &mut usize) -> Option<usize> {
     let mut i = at;
     while matches!(aml.get(i), Some(b'\\' | b'^')) {
+        spend(left, 1)?;
         i += 1;
     }
     let segs = match *aml.get(i)? {
@@ -274,6 +318,7 @@ fn name_string(aml: &[u8], at: usize) -> Option<usize> {
         }
         _ => 1,
     };
+    spend(left, segs)?;
     for s in 0..segs {
         let seg = aml.get(i + 4 * s..i + 4 * s + 4)?;
         if !(seg[0].is_ascii_uppercase() || seg[0] == b'_') {
@@ -284,15 +329,25 @@ fn name_string(aml: &[u8], at: usize) -> Option<usize> {
 }
 
 /// The end of the data object at `aml[at..]`: an integer or string constant, a buffer or a
-/// package; `None` for anything else (a reference, an expression).
-fn data_object(aml: &[u8], at: usize) -> Option<usize> {
+/// package; `None` for anything else (a reference, an expression). A string costs `left` a
+/// step a byte; `None` when its NUL is not found in the steps left.
+fn data_object(aml: &[u8], at: usize, left: &mut usize) -> Option<usize> {
     let end = match *aml.get(at)? {
         ZERO_OP | ONE_OP | ONES_OP => at + 1,
         BYTE_PREFIX => at + 2,
         WORD_PREFIX => at + 3,
         DWORD_PREFIX => at + 5,
         QWORD_PREFIX => at + 9,
-        STRING_PREFIX => at + 2 + aml.get(at + 1..)?.iter().position(|&b| b == 0)?,
+        STRING_PREFIX => {
+            let rest = aml.get(at + 1..)?;
+            let scan = &rest[..rest.len().min(*left)];
+            let Some(len) = scan.iter().position(|&b| b == 0) else {
+                *left -= scan.len();
+                return None;
+            };
+            spend(left, len + 1)?;
+            at + 2 + len
+        }
         BUFFER_OP | PACKAGE_OP | VAR_PACKAGE_OP => return skip_package(aml, at + 1),
         EXT_OP if aml.get(at + 1) == Some(&REVISION_OP) => at + 2,
         _ => return None,
@@ -577,6 +632,84 @@ mod tests {
         let mut other = b"\x08_HID\x0dPNP0501\x00".to_vec();
         other.extend_from_slice(b"\x14\x0b_CRS\x00\xa4\x0aX\x00\x00");
         assert_eq!(devices(&device_of(b"COM1", &other)).count(), 0);
+    }
+
+    /// The PkgLength (3-byte encoding) of a package running from `at` to `end`; with
+    /// `no_nul`, a little short of it if need be for no zero byte (a NUL would end the
+    /// strings of [`hostile`]'s second shape; only the last 4 KiB's have one).
+    fn pkg3_to(at: usize, end: usize, no_nul: bool) -> [u8; 3] {
+        let mut len = end - at;
+        while no_nul && len >= 1 << 12 && (len & 0xFF0 == 0 || len >> 12 == 0) {
+            len -= 1;
+        }
+        assert!(len < 1 << 20);
+        [
+            0x80 | (len & 0x0F) as u8,
+            (len >> 4) as u8,
+            (len >> 12) as u8,
+        ]
+    }
+
+    /// A hostile AML of `units` fake devices, each in the data of an object of the one before
+    /// and each package running to the AML's end, so that every walk without a bound runs
+    /// to the end: `shape` 0, each a Name whose buffer holds the next device (the review's
+    /// probe); 1, each a Name whose string holds the next device, no NUL anywhere; 2, each
+    /// a buffer holding the next, all ending at one long run of `^` prefixes.
+    fn hostile(shape: u8, units: usize) -> Vec<u8> {
+        let mut aml = Vec::new();
+        match shape {
+            0 | 1 => {
+                let end = units * 16;
+                for _ in 0..units {
+                    aml.extend_from_slice(if shape == 0 {
+                        b"\x08NNNN\x11\x0a\x5b\x82"
+                    } else {
+                        b"\x08NNNN\x0dz\x5b\x82"
+                    });
+                    aml.extend(pkg3_to(aml.len(), end, true));
+                    aml.extend_from_slice(b"MMMM");
+                }
+            }
+            _ => {
+                // Device (MMMM) { Name (NNNN, Buffer { <the next device> }) ... }, the
+                // buffers all ending where the devices' last object begins: Name (^^..^NNNN,
+                // One) with a run of 16 `^` a device. Every device's walk reaches the run.
+                let buffers_end = units * 18;
+                let end = buffers_end + 1 + units * 16 + 5;
+                for _ in 0..units {
+                    aml.extend_from_slice(b"\x5b\x82");
+                    aml.extend(pkg3_to(aml.len(), end, false));
+                    aml.extend_from_slice(b"MMMM\x08NNNN\x11");
+                    aml.extend(pkg3_to(aml.len(), buffers_end, false));
+                }
+                aml.push(NAME_OP);
+                aml.resize(end - 5, b'^');
+                aml.extend_from_slice(b"NNNN\x01");
+            }
+        }
+        aml
+    }
+
+    /// A hostile DSDT of fake devices (5B 82 inside other objects' data) takes a bounded
+    /// number of steps per device: at most [`WALK_BUDGET`] each, linear in the AML's length.
+    /// Until 2026-12-06 each fake device's walk ran to the end of its package: quadratic
+    /// (1 MiB took 38 s on the host; found by review). Steps are counted, not timed.
+    #[test]
+    fn a_hostile_dsdt_is_scanned_in_bounded_steps() {
+        for shape in 0..3 {
+            let aml = hostile(shape, 2048);
+            let fakes = aml.windows(2).filter(|w| w == &DEVICE_OP).count();
+            assert!(fakes >= 2048, "shape {shape}: {fakes} devices");
+            let mut d = devices(&aml);
+            assert_eq!(d.by_ref().count(), 0, "shape {shape}");
+            assert!(d.steps > 0);
+            assert!(
+                d.steps <= fakes * WALK_BUDGET && d.steps <= 40 * aml.len(),
+                "shape {shape}: {} steps for {} bytes, {fakes} devices",
+                d.steps,
+                aml.len()
+            );
+        }
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! The kernel's rule, in the order boot applies it:
 //!
-//! 1. Only CPUs the firmware marks *enabled* are started ([`boot_cpus`]). A disabled entry is
-//!    ignored; a disabled but *online-capable* one (ACPI 6.3+) is a CPU firmware may enable at
-//!    run time through hot-plug, which Exo-OS does not do, so it is not started either.
+//! 1. Only CPUs the firmware marks *enabled* are started ([`Madt::enabled_cpus`]). A disabled
+//!    entry is ignored; a disabled but *online-capable* one (ACPI 6.3+) is a CPU firmware may
+//!    enable at run time through hot-plug, which Exo-OS does not do, so it is not started
+//!    either.
 //! 2. The boot CPU (BSP) is running already; every other enabled CPU is an AP.
 //! 3. [`limit_aps`] leaves out, in MADT order, the APs it cannot start: in xAPIC mode those
 //!    whose APIC id is 0xFF or above (the 8-bit destination field cannot name them; 0xFF is the
@@ -14,8 +15,9 @@
 //! Rule 1 is ACPI's (6.3+, MADT processor flags): an online-capable CPU is not ready for use
 //! at boot. When this module was written the kernel still built its list from
 //! `Madt::usable_cpus`, which included online-capable CPUs, and so sent them INIT-SIPI;
-//! building it from [`boot_cpus`] instead brought the kernel in line with this module, and
-//! [`Madt::enabled_cpus`] replaced `usable_cpus` (2026-12-06).
+//! building it from enabled CPUs instead brought the kernel in line with this module, and
+//! [`Madt::enabled_cpus`] replaced `usable_cpus` (2026-12-06; `plan::boot_cpus`, the same
+//! list under a second name, went the same day).
 //!
 //! The parser ([`Madt`]) has already left out entries with an invalid APIC id and repeated
 //! APIC ids. [`plan`] applies rules 1-3 to a parsed [`Madt`] through the same functions;
@@ -91,12 +93,6 @@ impl fmt::Display for Decision {
     }
 }
 
-/// The CPUs of a parsed MADT that the kernel may start: those the firmware marks enabled
-/// (see the module documentation for why online-capable ones are not among them).
-pub fn boot_cpus(madt: &Madt) -> impl Iterator<Item = &Cpu> + '_ {
-    madt.enabled_cpus()
-}
-
 /// The APs [`limit_aps`] left out, for the kernel's log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DroppedAps {
@@ -145,7 +141,7 @@ impl Admission {
 /// passes `cpus::CPU_LIMIT`, 4096). Allocates nothing.
 ///
 /// `aps` are the APIC ids of the CPUs to start, BSP excluded, in MADT order (the kernel builds
-/// them from [`boot_cpus`]).
+/// them from [`Madt::enabled_cpus`]).
 pub fn limit_aps(aps: &mut Vec<u32>, x2apic: bool, cpu_limit: usize) -> DroppedAps {
     let mut admission = Admission::new(x2apic, cpu_limit);
     let mut dropped = DroppedAps::default();
@@ -179,7 +175,8 @@ pub struct Plan {
     pub x2apic_needed: bool,
 }
 
-/// What Exo-OS does with each CPU of `madt`: [`boot_cpus`], the BSP, then [`limit_aps`]'s rule.
+/// What Exo-OS does with each CPU of `madt`: [`Madt::enabled_cpus`], the BSP, then
+/// [`limit_aps`]'s rule.
 ///
 /// `bsp_apic_id` is the APIC id of the CPU running boot (the kernel knows it); `None` takes
 /// the first enabled CPU in table order, where firmware conventionally lists the boot CPU.
@@ -192,7 +189,7 @@ pub fn plan(
     x2apic: bool,
     cpu_limit: usize,
 ) -> Result<Plan, AcpiError> {
-    let bsp = bsp_apic_id.or_else(|| boot_cpus(madt).next().map(|c| c.apic_id));
+    let bsp = bsp_apic_id.or_else(|| madt.enabled_cpus().next().map(|c| c.apic_id));
     let mut admission = Admission::new(x2apic, cpu_limit);
     // The same APs under x2APIC mode, for `x2apic_needed`.
     let mut with_x2apic = Admission::new(true, cpu_limit);
@@ -498,7 +495,7 @@ mod tests {
         assert_eq!(p.started, 3);
         assert!(!p.x2apic_needed);
         assert_eq!(
-            boot_cpus(&m).map(|c| c.apic_id).collect::<Vec<_>>(),
+            m.enabled_cpus().map(|c| c.apic_id).collect::<Vec<_>>(),
             [0, 3, 4]
         );
     }

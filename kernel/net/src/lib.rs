@@ -82,8 +82,10 @@ pub struct Config {
     /// UDP port of the echo service (7); 0 disables it.
     pub udp_echo_port: u16,
     /// Number of TCP sockets listening on `http_port`: the most connections served at once.
-    /// When every one is taken, a new client's SYN gets the slot of the connection idle
-    /// between requests the longest (for a second or more; it is reset), else it is refused.
+    /// When every one is taken, a new client's SYN gets the slot of a keep-alive connection
+    /// closed for idleness whose client has not completed the close, else of the connection
+    /// idle between requests the longest (for a second or more); it is reset. Else the SYN
+    /// is refused.
     pub tcp_slots: usize,
     /// Receive buffer per TCP slot, bytes (the advertised window).
     pub tcp_rx_buffer: usize,
@@ -92,8 +94,9 @@ pub struct Config {
     /// Largest request head accepted (request line and headers); bigger ones get 431.
     pub request_limit: usize,
     /// A connection that makes no progress for this long is aborted (`None`: never); one
-    /// idle between requests after a response is closed instead (FIN), and aborted if it
-    /// has not completed the close after as long again.
+    /// idle between requests after a response is closed instead (FIN). A connection closed
+    /// so (by this timeout or by `request_timeout`) that has not completed the close is
+    /// aborted after as long again, at most 60 s, and after 60 s when this is `None`.
     pub idle_timeout: Option<Duration>,
     /// A connection whose request head is not complete this long after it was accepted, or
     /// after its last response was sent (out of the TX buffer, or earlier if the next
@@ -190,8 +193,8 @@ pub struct Stats {
     pub tcp_idle_aborts: u64,
     /// Half-open connections dropped by the handshake timeout.
     pub tcp_handshake_drops: u64,
-    /// Connections idle between requests reset to give their slot to a new client (every
-    /// slot was taken).
+    /// Connections idle between requests, or closed for idleness and not yet closed by their
+    /// client, reset to give their slot to a new client (every slot was taken).
     pub tcp_idle_evictions: u64,
     /// SYNs for the HTTP port dropped because a slot holds a connection or a handshake with
     /// their source address and port (a retransmitted SYN, or a blind one meant to reset

@@ -52,15 +52,26 @@ struct Slot {
     answered: bool,
     /// When the handshake in progress began (`None`: the slot is not in SYN-RECEIVED).
     syn_since: Option<Instant>,
+    /// When we closed this keep-alive connection (a FIN) for being idle between requests:
+    /// it is aborted if the client has not completed the close by [`Slot::close_overdue`],
+    /// and may be evicted for a new client meanwhile ([`Stack::idle_candidate`]).
+    idle_closed: Option<Instant>,
 }
 
 impl Slot {
     /// The last response is queued whole, its tail is still in the TX buffer and nothing of
-    /// a next request came: the request clock waits (`request_since` is kept at now). The
-    /// client's reading is the pace; a reader that stalls is ended by the idle timeout (no
-    /// progress), and one that sends meanwhile starts the clock.
+    /// a next request came, nor is a body awaited: the request clock waits (`request_since`
+    /// is kept at now). The client's reading is the pace; a reader that stalls is ended by
+    /// the idle timeout (no progress), and one that sends meanwhile starts the clock. A body
+    /// being uploaded is never draining: its clock is [`BODY_MIN_RATE`]'s. Until 2026-12-06 a
+    /// client that left the response unread (a zero window) and trickled its body a byte
+    /// every 59 s kept the slot draining, each pass reset the clock, each byte the idle
+    /// timeout: the slot was held for good (found by review).
     fn draining(&self, socket: &tcp::Socket<'_>) -> bool {
-        self.out.is_none() && !self.read_since_response && socket.send_queue() > 0
+        self.out.is_none()
+            && !self.read_since_response
+            && !self.reader.discarding()
+            && socket.send_queue() > 0
     }
 
     /// The request clock (`request_timeout`) runs: a request head, or the rest of a body, is
@@ -72,9 +83,9 @@ impl Slot {
     }
 
     /// Between requests: established, the last response (if any) acknowledged whole, nothing
-    /// of a next request come (none read, none waiting in the socket). Only such a connection
-    /// may be evicted for a new one ([`Stack::make_room`]): never one in the middle of a
-    /// request or a response.
+    /// of a next request come (none read, none waiting in the socket). Only such a connection,
+    /// or one we closed for idleness ([`closed_idle`](Self::closed_idle)), may be evicted for
+    /// a new one ([`Stack::make_room`]): never one in the middle of a request or a response.
     fn between_requests(&self, socket: &tcp::Socket<'_>) -> bool {
         self.connected
             && !self.closing
@@ -85,7 +96,31 @@ impl Slot {
             && socket.send_queue() == 0
             && socket.recv_queue() == 0
     }
+
+    /// Closed by us for idleness and waiting for the client's side of the close (its FIN,
+    /// or the ACK of ours): the client has had its answers and our goodbye, so the slot may
+    /// go to a new client as an idle one may. Pooled clients leave the FIN unread: until
+    /// 2026-12-06 such a slot (FIN-WAIT-2) could not be evicted and a new client was refused
+    /// for a whole idle timeout (found by review).
+    fn closed_idle(&self, socket: &tcp::Socket<'_>) -> bool {
+        self.idle_closed.is_some()
+            && matches!(socket.state(), tcp::State::FinWait1 | tcp::State::FinWait2)
+    }
+
+    /// When a connection closed for idleness that has not completed the close is aborted:
+    /// the idle timeout after our FIN, at most [`CLOSE_TIMEOUT`] (and that without an idle
+    /// timeout: until 2026-12-06 nothing ended such a slot then; found by review).
+    fn close_deadline(&self, config: &Config) -> Option<Instant> {
+        let limit = config
+            .idle_timeout
+            .map_or(CLOSE_TIMEOUT, |t| t.min(CLOSE_TIMEOUT));
+        self.idle_closed.map(|at| at + limit)
+    }
 }
+
+/// The longest a connection closed for idleness is given to complete the close (as Linux's
+/// `tcp_fin_timeout` default).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The slowest request body upload never cut by `request_timeout`, in bytes a second (as
 /// Apache's `mod_reqtimeout` default `MinRate=500`): each body byte pushes the request clock
@@ -272,6 +307,7 @@ impl<D: Device> Stack<D> {
                 read_since_response: false,
                 answered: false,
                 syn_since: None,
+                idle_closed: None,
             });
         }
         for i in 0..stack.slots.len() {
@@ -370,6 +406,13 @@ impl<D: Device> Stack<D> {
                 for since in self.slots.iter().filter_map(|s| s.syn_since) {
                     earliest(since + t);
                 }
+            }
+            for at in self
+                .slots
+                .iter()
+                .filter_map(|s| s.close_deadline(&self.config))
+            {
+                earliest(at);
             }
             wake
         };
@@ -519,6 +562,7 @@ impl<D: Device> Stack<D> {
         slot.connected = false;
         slot.closing = false;
         slot.syn_since = None;
+        slot.idle_closed = None;
     }
 
     /// Slot `i` is in SYN-RECEIVED: notes when that began, and drops the half-open
@@ -583,15 +627,23 @@ impl<D: Device> Stack<D> {
         true
     }
 
-    /// The slot whose connection has been idle between requests the longest, if for
-    /// [`IDLE_GRACE`] or more.
+    /// The slot to evict for a new client: one closed for idleness and not yet closed by
+    /// its client ([`Slot::closed_idle`]), the oldest close first; else the connection idle
+    /// between requests the longest, if for [`IDLE_GRACE`] or more.
     fn idle_candidate(&self, now: Instant) -> Option<usize> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.between_requests(self.sockets.get(s.handle)))
-            .min_by_key(|(_, s)| s.request_since)
-            .filter(|(_, s)| now >= s.request_since + IDLE_GRACE)
+            .filter_map(|(i, s)| {
+                let socket = self.sockets.get(s.handle);
+                if s.closed_idle(socket) {
+                    Some((i, (false, s.idle_closed?)))
+                } else {
+                    (s.between_requests(socket) && now >= s.request_since + IDLE_GRACE)
+                        .then_some((i, (true, s.request_since)))
+                }
+            })
+            .min_by_key(|&(_, key)| key)
             .map(|(i, _)| i)
     }
 
@@ -658,9 +710,10 @@ impl<D: Device> Stack<D> {
     }
 
     /// A SYN came for the HTTP port (not for a slot's own connection: those are dropped by
-    /// [`admit`](Self::admit)): when no slot listens, the connection idle between requests
-    /// the longest, if for [`IDLE_GRACE`], is reset (the RST goes out at once) and its slot
-    /// listens for the SYN. Not while two or more slots are half-open: those are recycled by
+    /// [`admit`](Self::admit)): when no slot listens, a connection closed for idleness whose
+    /// client has not completed the close, else the connection idle between requests the
+    /// longest, if for [`IDLE_GRACE`] ([`idle_candidate`](Self::idle_candidate)), is reset
+    /// (the RST goes out at once) and its slot listens for the SYN. Not while two or more slots are half-open: those are recycled by
     /// [`keep_one_listening`](Self::keep_one_listening), and spoofed SYNs would otherwise
     /// evict a connection each. Until 2026-12-05 a few keep-alive clients asking now and then
     /// (or reconnecting) held every slot and a new client was refused meanwhile (found by
@@ -736,6 +789,7 @@ impl<D: Device> Stack<D> {
             slot.request_since = now;
             slot.read_since_response = false;
             slot.answered = false;
+            slot.idle_closed = None;
             stats.tcp_accepted = stats.tcp_accepted.wrapping_add(1);
         }
 
@@ -868,26 +922,30 @@ impl<D: Device> Stack<D> {
             && config
                 .request_timeout
                 .is_some_and(|t| now >= slot.request_since + t);
-        if progress && !slow {
+        let close_overdue = slot.close_deadline(config).is_some_and(|at| now >= at);
+        if progress && !slow && !close_overdue {
             slot.last_progress = now;
         } else if slow
+            || close_overdue
             || config
                 .idle_timeout
                 .is_some_and(|idle| now >= slot.last_progress + idle)
         {
             if slot.answered && slot.between_requests(socket) {
                 // A keep-alive connection idle between requests is closed with a FIN (the
-                // client may ask again on a new one) and given a whole idle timeout to
+                // client may ask again on a new one) and given until its close deadline to
                 // complete the close; one that does not is then aborted. Until 2026-12-06 it
                 // was reset as a hostile one is (found by review).
                 socket.close();
                 slot.closing = true;
+                slot.idle_closed = Some(now);
                 slot.last_progress = now;
                 stats.tcp_idle_closes = stats.tcp_idle_closes.wrapping_add(1);
             } else {
                 socket.abort();
                 slot.closing = true;
                 slot.out = None;
+                slot.idle_closed = None;
                 stats.tcp_idle_aborts = stats.tcp_idle_aborts.wrapping_add(1);
             }
             progress = true;

@@ -1743,3 +1743,127 @@ fn an_idle_keep_alive_connection_is_closed_with_a_fin() {
     let h = net.connect();
     assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
 }
+
+/// A client that leaves its response unread (a 16-byte window: the answer stays in the TX
+/// buffer) and trickles a request body a byte every 50 s (each before the idle timeout) is
+/// cut by the request timeout (30 s), as a body trickled below `BODY_MIN_RATE` is. Until
+/// 2026-12-06 the slot counted as draining its response while the body came: the clock was
+/// reset each pass and the slot held for good (found by review: still established after
+/// 1000 s).
+#[test]
+fn a_body_trickled_behind_an_unread_response_is_cut_by_the_request_timeout() {
+    let mut net = Net::new(static_config());
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; 16]),
+        tcp::SocketBuffer::new(vec![0; 65536]),
+    );
+    s.set_nagle_enabled(false);
+    s.connect(
+        net.client.context(),
+        (IpAddress::Ipv4(SERVER_IP), 80),
+        45000,
+    )
+    .unwrap();
+    let h = net.sockets.add(s);
+    assert!(net.run_until(5000, |n| n.tcp(h).state() == tcp::State::Established));
+    net.send(
+        h,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+    );
+    let start = net.now;
+    for _ in 0..4 {
+        if net.run_until(50_000, |n| n.tcp(h).state() == tcp::State::Closed) {
+            break;
+        }
+        net.send(h, b"z");
+    }
+    assert_eq!(net.tcp(h).state(), tcp::State::Closed, "the slot is held");
+    let took = net.now - start;
+    assert!(
+        took >= Duration::from_millis(29_900) && took <= Duration::from_millis(31_000),
+        "cut after {took}, want the request timeout"
+    );
+    net.step();
+    let s = net.stack.stats();
+    assert_eq!(
+        (s.tcp_idle_aborts, s.tcp_idle_closes, s.tcp_open),
+        (1, 0, 0)
+    );
+}
+
+/// Keep-alive clients that leave our idle close unanswered (pooled clients do not read the
+/// FIN: their side stays open, ours in FIN-WAIT-2) do not keep a new client out: the slot
+/// closed the longest ago is evicted at once. Until 2026-12-06 such slots were no eviction
+/// candidates and a new client was refused until the close timed out, a whole idle timeout
+/// after the FIN (found by review: refused for 20 s and more).
+#[test]
+fn slots_closed_for_idleness_make_room_for_a_new_client() {
+    let mut net = Net::new(Config {
+        tcp_slots: 2,
+        ..static_config()
+    });
+    let (a, b) = (net.connect(), net.connect());
+    assert_eq!(net.exchange(a, &get(""), OK.len()), OK);
+    net.run_until(100, |_| false);
+    assert_eq!(net.exchange(b, &get(""), OK.len()), OK);
+    // Both closed by the request timeout (30 s); the clients leave the FIN unanswered.
+    net.run_until(32_000, |_| false);
+    assert_eq!(net.tcp(a).state(), tcp::State::CloseWait);
+    assert_eq!(net.tcp(b).state(), tcp::State::CloseWait);
+    let s = net.stack.stats();
+    assert_eq!((s.tcp_idle_closes, s.tcp_open), (2, 2));
+    let h = net.open();
+    assert!(
+        net.run_until(1000, |n| n.tcp(h).state() == tcp::State::Established),
+        "the new client was refused ({:?})",
+        net.tcp(h).state()
+    );
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+    // a was closed first: it was reset; b still waits for its close.
+    assert!(net.run_until(100, |n| n.tcp(a).state() == tcp::State::Closed));
+    assert_eq!(net.tcp(b).state(), tcp::State::CloseWait);
+    let s = net.stack.stats();
+    assert_eq!(
+        (s.tcp_idle_evictions, s.tcp_idle_aborts, s.tcp_open),
+        (1, 0, 2)
+    );
+}
+
+/// Without an idle timeout, a keep-alive connection closed by the request timeout whose
+/// client never completes the close is aborted 60 s after our FIN, and the poll wakes for
+/// it. Until 2026-12-06 nothing ended it: the slot was held for good (found by review).
+#[test]
+fn a_close_left_unanswered_is_aborted_without_an_idle_timeout() {
+    let mut net = Net::new(Config {
+        tcp_slots: 1,
+        idle_timeout: None,
+        ..static_config()
+    });
+    let a = net.connect();
+    assert_eq!(net.exchange(a, &get(""), OK.len()), OK);
+    assert!(net.run_until(31_000, |n| n.stack.stats().tcp_idle_closes == 1));
+    let fin = net.now;
+    net.run_until(10_000, |_| false);
+    assert_eq!(net.tcp(a).state(), tcp::State::CloseWait);
+    // The poll's wake-up covers the close's deadline, 50 s away.
+    let p = net.stack.poll(net.now);
+    assert!(
+        p.next_wake
+            .is_some_and(|w| w > Duration::ZERO && w <= Duration::from_secs(50)),
+        "{p:?}"
+    );
+    assert!(
+        net.run_until(60_000, |n| n.stack.stats().tcp_idle_aborts == 1),
+        "the closed slot is held ({:?})",
+        net.tcp(a).state()
+    );
+    assert!(
+        net.now - fin >= Duration::from_millis(59_900),
+        "aborted early"
+    );
+    net.step();
+    assert_eq!(net.stack.stats().tcp_open, 0);
+    assert!(net.run_until(100, |n| n.tcp(a).state() == tcp::State::Closed));
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}

@@ -640,7 +640,7 @@ fn discover_cpus(opts: &Options, rsdp_hint: u64, modules: &[(u64, u64)]) -> Acpi
     };
     // Enabled CPUs only: an online-capable one is present but not ready at boot (ACPI 6.3+:
     // it may only be brought up by hot-plug, which Exo-OS does not do).
-    let ids: Vec<u32> = exo_acpi::plan::boot_cpus(madt).map(|c| c.apic_id).collect();
+    let ids: Vec<u32> = madt.enabled_cpus().map(|c| c.apic_id).collect();
     info!(
         "ACPI: MADT lists {} CPUs ({} enabled), {} I/O APIC(s), {} override(s), LAPIC at {:#x}",
         madt.cpus.len(),
