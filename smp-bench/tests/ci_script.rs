@@ -161,16 +161,20 @@ fn scripts_find_built_files_through_lib_sh() {
             }
             // `target/...` as a word of its own (`$exo_target/...` is lib.sh's).
             // `$root/target/...` too: compare-linux.sh kept its cache there until 2026-12-06.
-            let bare = ["target/x86_64-unknown-none", "target/initrd", "target/linux"]
-                .iter()
-                .any(|bad| {
-                    code.match_indices(bad).any(|(at, _)| {
-                        !code[..at]
-                            .chars()
-                            .next_back()
-                            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                    })
-                });
+            let bare = [
+                "target/x86_64-unknown-none",
+                "target/initrd",
+                "target/linux",
+            ]
+            .iter()
+            .any(|bad| {
+                code.match_indices(bad).any(|(at, _)| {
+                    !code[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+            });
             if bare {
                 found.push(format!("{}:{}: {line}", f.display(), i + 1));
             }
