@@ -74,6 +74,12 @@ pub struct CpuSched {
     /// deadline; other CPUs read it lock-free: without a timer, idle ones ring this CPU when
     /// it has passed (`idle::watch_busy_sleepers`).
     pub(super) next_wake: AtomicU64,
+    /// The TSC from which `next_wake` is within the watch window (`idle::WATCH_SLICES`
+    /// before it; never above it), kept with it under the lock: the idle step's one compare
+    /// both for a due sleeper and for one near enough to recruit a watcher as it leaves for
+    /// work (computing the window there cost `ipc.rtt.64.xcore.kthread` +30 instructions a
+    /// round trip, icount, 2026-12-06: CPU 0 holds the bench driver's 120 s join).
+    pub(super) near_from: AtomicU64,
     /// The deadline this CPU's timer was last programmed for (TSC; `u64::MAX`: none since its
     /// last tick). This CPU only, lock held or in its tick (see `program_timer`).
     pub(super) armed: AtomicU64,
@@ -407,7 +413,7 @@ impl CpuSched {
     }
 
     /// [`CpuSched::wake_sleepers`] with sleepers to look at: the scan, and `next_wake` made
-    /// exact (the next deadline, `u64::MAX` for none), which it returns.
+    /// exact (the next deadline, `u64::MAX` for none; `near_from` with it), which it returns.
     #[inline(never)]
     fn wake_some_sleepers(&self, now: u64) -> Option<u64> {
         // SAFETY: the caller holds the lock.
@@ -456,8 +462,9 @@ impl CpuSched {
         if sl.is_empty() {
             no_sleepers_left(self);
         }
-        self.next_wake
-            .store(next.unwrap_or(u64::MAX), Ordering::Relaxed);
+        let at = next.unwrap_or(u64::MAX);
+        self.next_wake.store(at, Ordering::Relaxed);
+        self.near_from.store(near_from(at), Ordering::Relaxed);
         next
     }
 }
@@ -876,6 +883,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         rq: UnsafeCell::new(RunQueue::new()),
         sleepers: UnsafeCell::new(ArrayVec::new()),
         next_wake: AtomicU64::new(u64::MAX),
+        near_from: AtomicU64::new(u64::MAX),
         armed: AtomicU64::new(u64::MAX),
         ran_since: AtomicU64::new(0),
         mailbox: Mailbox::new(),

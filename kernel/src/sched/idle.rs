@@ -131,14 +131,35 @@ fn watch_horizon() -> u64 {
         .saturating_mul(WATCH_SLICES)
 }
 
+/// The TSC from which a sleeper due at `at` is within [`WATCH_SLICES`] (`near_from`).
+pub(super) fn near_from(at: u64) -> u64 {
+    at.saturating_sub(watch_horizon())
+}
+
+/// Makes every CPU's `near_from` exact again (under its lock): the slice, and so the watch
+/// window, changed (`set_slice_tsc`).
+pub(super) fn renew_near_from() {
+    let _g = IrqGuard::new();
+    for c in 0..crate::smp::cpus::capacity() as u32 {
+        if let Some(cs) = cpu_sched(c) {
+            cs.lock();
+            let at = cs.next_wake.load(Ordering::Relaxed);
+            cs.near_from.store(near_from(at), Ordering::Relaxed);
+            cs.unlock();
+        }
+    }
+}
+
 /// CPU `cs`'s first sleeper deadline was lowered to `deadline` from `bound` (`u64::MAX`:
-/// the list held none; its lock held): without a timer, marked in the sleeping mask, and if
-/// its CPU has other threads to run (so it will not poll for the sleeper itself) and the
-/// deadline is within [`WATCH_SLICES`], a halted CPU is woken to watch it. With a timer the
-/// mask is not kept (nobody reads it; `emulate_timer_off` rebuilds it).
+/// the list held none; its lock held): `near_from` follows; without a timer, marked in the
+/// sleeping mask, and if its CPU has other threads to run (so it will not poll for the
+/// sleeper itself) and the deadline is within [`WATCH_SLICES`], a halted CPU is woken to
+/// watch it. With a timer the mask is not kept (nobody reads it; `emulate_timer_off`
+/// rebuilds it).
 #[cold]
 #[inline(never)]
 pub(super) fn sleeper_deadline_lowered(cs: &CpuSched, deadline: u64, bound: u64) {
+    cs.near_from.store(near_from(deadline), Ordering::Relaxed);
     if !timer_off() {
         return;
     }
@@ -178,20 +199,18 @@ pub(super) fn rebuild_sleeping_mask() {
     }
 }
 
-/// The idle step of `cs`, which has sleepers, leaves for work (lock held, timer off): if
-/// the first is due within [`WATCH_SLICES`], a halted CPU is woken to watch them (nothing
+/// The idle step of `cs`, whose first sleeper is due within [`WATCH_SLICES`] (not yet),
+/// leaves for work (lock held, timer off): a halted CPU is woken to watch them (nothing
 /// else would while the work runs: until 2026-12-06 a CPU-bound thread woken onto a CPU
 /// polling for its own sleeper made it oversleep until that thread blocked; found by
 /// review, `sched.due_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
 #[cold]
 #[inline(never)]
-fn leave_idle_with_sleepers(cs: &CpuSched, now: u64) {
-    if within_watch(cs.next_wake.load(Ordering::Relaxed), now) {
-        // Before the ring: the watcher counts this CPU busy though its switch has not
-        // happened yet.
-        cs.leaving_idle.store(true, Ordering::SeqCst);
-        recruit_watcher(cs);
-    }
+fn leave_idle_with_sleepers(cs: &CpuSched) {
+    // Before the ring: the watcher counts this CPU busy though its switch has not happened
+    // yet.
+    cs.leaving_idle.store(true, Ordering::SeqCst);
+    recruit_watcher(cs);
 }
 
 /// A scan emptied CPU `cs`'s sleeper list (its lock held).
@@ -323,10 +342,13 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
     // SAFETY: lock held.
     let any_sleeper = !unsafe { cs.sleepers() }.is_empty();
     let mut sleepers_due = false;
-    if any_sleeper {
+    // One compare while the first deadline is beyond the watch window (`near_from` is never
+    // above `next_wake`): a CPU holding a bench driver's long join leaves for work at every
+    // round trip (the window computed here cost `ipc.rtt.64.xcore.kthread` +30, icount).
+    if any_sleeper && now >= cs.near_from.load(Ordering::Relaxed) {
         sleepers_due = now >= cs.next_wake.load(Ordering::Relaxed);
         if work && !sleepers_due && timer_off() {
-            leave_idle_with_sleepers(cs, now);
+            leave_idle_with_sleepers(cs);
         }
     }
     if !sleepers_due {

@@ -376,6 +376,8 @@ pub fn set_slice_tsc(tsc: u64) -> u64 {
     let slice = tsc.max(1);
     HOT_LIMIT.store(exo_sched::hot_limit(slice), Ordering::Relaxed);
     let old = SLICE_TSC.swap(slice, Ordering::Relaxed);
+    // The watch window is counted in slices.
+    renew_near_from();
     for c in 0..crate::smp::cpus::capacity() as u32 {
         kick(c);
     }
