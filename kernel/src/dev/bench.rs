@@ -10,7 +10,7 @@
 
 use super::tests::{check_frame, hub_pair, test_frame};
 use crate::harness::Suite;
-use crate::harness::bench::{Bench, emit};
+use crate::harness::bench::{Bench, broken, emit};
 use crate::kbench;
 use crate::smp::time::{Deadline, tsc_hz};
 use exo_arch::tsc::rdtsc_precise;
@@ -158,6 +158,9 @@ static MQ_PARKED: spin::Mutex<alloc::vec::Vec<Option<super::net::QueuePair>>> =
     spin::Mutex::new(alloc::vec::Vec::new());
 static MQ_SENT: [core::sync::atomic::AtomicU64; 64] =
     [const { core::sync::atomic::AtomicU64::new(0) }; 64];
+/// Each sender's own window, in ticks (the rate's divisor).
+static MQ_WINDOW: [core::sync::atomic::AtomicU64; 64] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 64];
 static MQ_START: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 static MQ_READY: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
@@ -196,9 +199,15 @@ fn mq_sender(i: u64) -> u64 {
         crate::sched::yield_now();
         start = MQ_START.load(Ordering::Acquire);
     }
-    let end = start + 200 * (tsc_hz() / 1000).max(1);
+    // The start is on CPU 0's time line; this CPU's TSC runs `off` ahead. The rate divides
+    // by this sender's own window: it starts when it sees the start, not at it. Until
+    // 2026-12-06 the end was compared unshifted and every sender counted as if it sent for
+    // exactly 200 ms (found by review).
+    let off = crate::smp::tsc_sync::offset_of(exo_percpu::cpu_id_hint()).offset;
+    let end = (start as i64 + off) as u64 + 200 * (tsc_hz() / 1000).max(1);
     let before = p.stats.tx_completed;
     let mut seq = 0u32;
+    let t0 = exo_arch::tsc::rdtsc();
     while exo_arch::tsc::rdtsc() < end {
         let n = p
             .tx_burst(BURST, |k, buf| {
@@ -213,7 +222,9 @@ fn mq_sender(i: u64) -> u64 {
             .unwrap_or(0);
         seq += n as u32;
     }
+    let t1 = exo_arch::tsc::rdtsc();
     let _ = p.reap_tx();
+    MQ_WINDOW[i % 64].store(t1.saturating_sub(t0), Ordering::Relaxed);
     MQ_SENT[i % 64].store(p.stats.tx_completed - before, Ordering::Release);
     if let Some(s) = MQ_PARKED.lock().get_mut(i) {
         *s = Some(p);
@@ -229,7 +240,14 @@ fn mq_rows(b: &mut Bench<'_>) {
     if b.state.opts.mode == Some(Mode::Icount) {
         return;
     }
-    if !crate::sched::running() && crate::sched::init(false, 1000).is_err() {
+    // Failures are errors, as `harness::bench::emit` has it (until 2026-12-06 warnings, and
+    // the rows went missing; found by review); no multi-queue NIC is a skip.
+    if !crate::sched::running()
+        && let Err(e) = crate::sched::init(false, 1000)
+    {
+        broken(format_args!(
+            "net.mq: scheduler did not start ({e}); no net.mq rows"
+        ));
         return;
     }
     let ncpus = crate::smp::cpus::online_count().min(64) as u16;
@@ -259,18 +277,19 @@ fn mq_rows(b: &mut Bench<'_>) {
         let t0 = rdtsc_precise();
         MQ_START.store(t0, Ordering::Release);
         if crate::harness::join_all(&tids, 30_000).is_err() || tids.len() != q {
-            log::warn!("bench: net.mq senders failed at {q} queues");
+            broken(format_args!("net.mq.tx.pps.{q}: the senders failed"));
             break;
         }
-        let sent: u64 = MQ_SENT
-            .iter()
-            .take(q)
-            .map(|a| a.load(Ordering::Acquire))
-            .sum();
+        let (mut sent, mut rate) = (0u64, 0u128);
+        for (s, w) in MQ_SENT.iter().zip(&MQ_WINDOW).take(q) {
+            let (s, w) = (s.load(Ordering::Acquire), w.load(Ordering::Relaxed));
+            sent += s;
+            rate += u128::from(s) * u128::from(tsc_hz()) / u128::from(w.max(1));
+        }
         total_sent += sent;
         emit(
             &alloc::format!("net.mq.tx.pps.{q}"),
-            one(sent * 5),
+            one(rate as u64),
             &mut b.count,
         );
         q *= 2;
@@ -335,14 +354,17 @@ fn mq_rx_rows(
     let mut q = 1;
     while q <= n {
         if let Err(e) = dev.set_active_pairs(q as u16) {
-            log::warn!("bench: VQ_PAIRS_SET {q}: {e}");
+            broken(format_args!("net.mq.rx.pps.{q}: VQ_PAIRS_SET: {e}"));
             break;
         }
         MQ_STOP.store(false, Ordering::Release);
         let tag = 100 + q as u32;
         MQ_TAG.store(u64::from(tag), Ordering::Release);
         let tids = start_on_cpus(q, mq_receiver);
-        let Some(tx) = peer.pair(0) else { break };
+        let Some(tx) = peer.pair(0) else {
+            broken(format_args!("net.mq.rx.pps.{q}: the load NIC has no pair"));
+            break;
+        };
         let t0 = rdtsc_precise();
         let end = t0 + 200 * (tsc_hz() / 1000).max(1);
         let mut seq = 0u32;
@@ -367,7 +389,7 @@ fn mq_rx_rows(
         crate::sched::sleep_us(20_000);
         MQ_STOP.store(true, Ordering::Release);
         if crate::harness::join_all(&tids, 30_000).is_err() || tids.len() != q {
-            log::warn!("bench: net.mq receivers failed at {q} queues");
+            broken(format_args!("net.mq.rx.pps.{q}: the receivers failed"));
             break;
         }
         let got: u64 = MQ_SENT

@@ -94,8 +94,13 @@ fn rtt(client_cpu: u32, server_cpu: u32, fast: bool) -> Option<smp_bench::Stats>
 }
 
 fn rows(b: &mut Bench<'_>) {
-    if !sched::running() && sched::init(false, 1000).is_err() {
-        log::warn!("bench: scheduler did not start; no ipc rows");
+    // No scheduler, no rows: an error (until 2026-12-06 a warning; found by review).
+    if !sched::running()
+        && let Err(e) = sched::init(false, 1000)
+    {
+        crate::harness::bench::broken(format_args!(
+            "sched.ipc: scheduler did not start ({e}); no ipc rows"
+        ));
         return;
     }
     OVERHEAD.store(b.overhead, Ordering::Relaxed);
@@ -217,8 +222,12 @@ fn xcore_matrix(b: &mut Bench<'_>) {
     if b.state.opts.mode == Some(smp_bench::Mode::Icount) {
         return;
     }
-    if !sched::running() && sched::init(false, 1000).is_err() {
-        log::warn!("bench: scheduler did not start; no ipc.xcore rows");
+    if !sched::running()
+        && let Err(e) = sched::init(false, 1000)
+    {
+        crate::harness::bench::broken(format_args!(
+            "ipc.xcore: scheduler did not start ({e}); no ipc.xcore rows"
+        ));
         return;
     }
     OVERHEAD.store(b.overhead, Ordering::Relaxed);

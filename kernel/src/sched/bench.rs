@@ -32,9 +32,15 @@ static RAW: AtomicBool = AtomicBool::new(false);
 const _: () = assert!(2 * ROUNDS <= sched::SWITCH_SAMPLES);
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Whether the switched FPU state includes AVX (the kernel's XCR0), read once per round.
+static FPU_AVX: AtomicBool = AtomicBool::new(false);
+
+/// Dirties the vector registers, the AVX upper halves too where the state has them: target 7
+/// is FPU/SSE/AVX state (XSAVE family), and with AVX clean XSAVEOPT skips it. Until
+/// 2026-12-06 SSE only (found by review).
 fn touch_fpu() {
     static BUF: [u8; 512] = [7; 512];
-    crate::sched::fpu::load_regs(&BUF, false);
+    crate::sched::fpu::load_regs(&BUF, FPU_AVX.load(Ordering::Relaxed));
 }
 
 /// Yields until told to stop (the partner of the timed thread), touching the FPU if asked.
@@ -84,6 +90,8 @@ fn timed_yielder(_: u64) -> u64 {
 
 /// One ping-pong of two threads pinned to `cpu`; the timed one's samples.
 fn pingpong(cpu: u32, fpu: bool) -> Option<Stats> {
+    let avx = crate::sched::fpu::info().is_some_and(|i| i.xcr0 & exo_arch::fpu::XFEATURE_AVX != 0);
+    FPU_AVX.store(avx, Ordering::Relaxed);
     FPU_TOUCH.store(fpu, Ordering::Relaxed);
     STOP.store(false, Ordering::Release);
     let a = Builder::new().pin(cpu).spawn(yielder, 0).ok()?;
@@ -101,8 +109,13 @@ fn pingpong(cpu: u32, fpu: bool) -> Option<Stats> {
 /// The scheduler rows of `exo.job=bench` (each part skipped unless `b.wants` it:
 /// `exo.bench=sched:ctx.switch.raw` runs the plain ping-pong alone).
 fn rows(b: &mut Bench<'_>) {
-    if !sched::running() && sched::init(false, 1000).is_err() {
-        log::warn!("bench: scheduler did not start; no scheduler rows");
+    // No scheduler, no rows: an error (until 2026-12-06 a warning; found by review).
+    if !sched::running()
+        && let Err(e) = sched::init(false, 1000)
+    {
+        crate::harness::bench::broken(format_args!(
+            "sched: scheduler did not start ({e}); no scheduler rows"
+        ));
         return;
     }
     let cpu = cpus::online().map(|b| b.hot.cpu_id).max().unwrap_or(0);

@@ -129,30 +129,63 @@ fn c2c_initiator(first: u64) -> u64 {
     0
 }
 
-/// Runs `fa` on `a` and `fb` on `b` at once (either may be the calling CPU).
+/// Why a pair of [`run_pair`] did not give a measurement.
+#[derive(Debug)]
+enum PairError {
+    /// Posting or waiting failed.
+    Run(cpus::RunError),
+    /// A side returned non-zero (timed out waiting for the other: its samples are short).
+    Side(CpuId, u64),
+}
+
+impl core::fmt::Display for PairError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PairError::Run(e) => write!(f, "{e}"),
+            PairError::Side(c, r) => write!(f, "the side on CPU {} returned {r}", c.0),
+        }
+    }
+}
+
+/// Runs `fa` on `a` and `fb` on `b` at once (either may be the calling CPU); every side's
+/// result is checked: until 2026-12-06 the local side's and the posted side's results were
+/// dropped, and a pair whose side timed out emitted short rows without an error (found by
+/// review).
 fn run_pair(
     a: CpuId,
     fa: cpus::RemoteFn,
     b: CpuId,
     fb: cpus::RemoteFn,
     arg: u64,
-) -> Result<(), cpus::RunError> {
+) -> Result<(), PairError> {
     let me = exo_percpu::cpu_id_hint();
     let mut tickets = [None, None];
     for (k, (c, f)) in [(b, fb), (a, fa)].into_iter().enumerate() {
         if c != me {
-            tickets[k] = Some(cpus::post(c, f, arg)?);
+            tickets[k] = Some((c, cpus::post(c, f, arg).map_err(PairError::Run)?));
         }
     }
+    let mut failed = None;
     for (c, f) in [(a, fa), (b, fb)] {
         if c == me {
-            f(arg);
+            let r = f(arg);
+            if r != 0 {
+                failed.get_or_insert(PairError::Side(c, r));
+            }
         }
     }
-    for t in tickets.into_iter().flatten() {
-        cpus::wait(t, Deadline::after_ms(10_000))?;
+    // Every posted side waited for, even after a failure: none may still run into the next
+    // pair's samples unnoticed.
+    for (c, t) in tickets.into_iter().flatten() {
+        match cpus::wait(t, Deadline::after_ms(10_000)) {
+            Ok(0) => {}
+            Ok(r) => {
+                failed.get_or_insert(PairError::Side(c, r));
+            }
+            Err(e) => return Err(PairError::Run(e)),
+        }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 fn stats_of(v: &mut [u64]) -> Option<Stats> {
@@ -195,4 +228,42 @@ fn c2c_matrix(b: &mut Bench<'_>) {
             kprintln!("ERRBOUND,{n},{bound}");
         }
     }
+}
+
+crate::ktest!(
+    crate::harness::Needs::Cpus,
+    "smp.bench_pair_with_a_failed_side_is_an_error",
+    pair_side_failed
+);
+
+fn side_ok(_: u64) -> u64 {
+    0
+}
+
+fn side_timed_out(_: u64) -> u64 {
+    1
+}
+
+/// A c2c pair whose side returns non-zero (it timed out) is an error, whether that side ran
+/// here or on another CPU (at -smp 1 both run here).
+fn pair_side_failed(_: &crate::boot::BootState) -> crate::harness::TestResult {
+    let me = exo_percpu::cpu_id_hint();
+    let other = cpus::online()
+        .map(|b| CpuId(b.hot.cpu_id))
+        .find(|&c| c != me)
+        .unwrap_or(me);
+    for (a, b) in [(me, other), (other, me)] {
+        let r = run_pair(a, side_ok, b, side_ok, 0);
+        crate::harness::check(r.is_ok(), || alloc::format!("{a:?}/{b:?} both 0: {r:?}"))?;
+        for (fa, fb) in [
+            (side_timed_out as cpus::RemoteFn, side_ok as cpus::RemoteFn),
+            (side_ok, side_timed_out),
+        ] {
+            let r = run_pair(a, fa, b, fb, 0);
+            crate::harness::check(matches!(r, Err(PairError::Side(_, 1))), || {
+                alloc::format!("{a:?}/{b:?}: a side returned 1, run_pair gave {r:?}")
+            })?;
+        }
+    }
+    Ok(())
 }

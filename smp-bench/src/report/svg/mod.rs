@@ -93,10 +93,12 @@ pub fn c2c_heatmap(rows: &[Row], kind: C2cKind) -> String {
         return placeholder(title, &what);
     }
     let cells = best.iter().map(|(&k, r)| (k, r.stats.p50)).collect();
-    // Raw TSC differences: the c2c exchanges do not subtract the timing pair.
+    // The round trips subtract the timing pair (`smp_bench::ping`, since 2026-12-05); the
+    // one-way figures are raw TSC differences between CPUs. Until 2026-12-06 both maps
+    // said "raw" (found by review).
     heatmap::render(
         title,
-        &subtitle(best.values().copied(), false),
+        &subtitle(best.values().copied(), kind == C2cKind::Rtt),
         "ticks",
         &cells,
     )
