@@ -603,7 +603,11 @@ expect_log "panic while another CPU holds the console: the report takes it over 
 log="$out/fail-fault-holding-lock.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.fault_holding_lock=1" --log "$log" --timeout 120 >/dev/null 2>&1
 expect_log "a thread faulting while it holds a sleeping lock is not killed: the machine stops" "$log" 1 $? \
-    '^THREAD,[0-9]+,not killed,cpu [0-9]+: it holds 1 sleeping lock' '^PANIC on CPU [0-9]+: unhandled exception: #PF'
+    '^THREAD,[0-9]+,not killed,cpu [0-9]+: it holds 1 lock\(s\) \(sleeping' '^PANIC on CPU [0-9]+: unhandled exception: #PF'
+log="$out/fail-panic-holding-tables.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.panic_holding_tables=1 exo.test=user.panic_holding_tables" --log "$log" --timeout 120 >/dev/null 2>&1
+expect_log "a kernel thread panicking with an address space's tables locked (a spin lock, interrupts on) is not killed: the machine stops" "$log" 1 $? \
+    '^THREAD,[0-9]+,not killed,cpu [0-9]+: it holds 1 lock\(s\)' "^PANIC on CPU [0-9]+: deliberate panic with an address space's tables locked"
 log="$out/fail-fault-in-process.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.fault_in_process=1 exo.test=sched.fault_in_a_process" --log "$log" --timeout 120 >/dev/null 2>&1
 expect_log "a thread of a process faulting inside the kernel is not killed alone: the machine stops" "$log" 1 $? \

@@ -146,6 +146,34 @@ pub struct Support {
     pub compacted_size: usize,
     /// CPUID.(0xD,1):EBX: compacted size for XCR0 | IA32_XSS (>= `compacted_size`).
     pub compacted_size_with_xss: usize,
+    /// The restore leaks the x87 last-instruction and last-operand pointers ([`fxsave_leak`]).
+    pub fxsave_leak: bool,
+}
+
+/// Does FXRSTOR/XRSTOR on this CPU leave FOP, FIP and FDP as they were unless the image has
+/// an exception pending (FSW.ES)? AMD CPUs before Zen 2, which lack XSAVEERPTR
+/// (CPUID.8000_0008:EBX[2], "the save and restore instructions always save and restore the
+/// error pointers"): there a process read the pointers the last process to run x87 code
+/// left (Linux's X86_BUG_FXSAVE_LEAK). From the vendor string (CPUID.0: EBX, EDX, ECX),
+/// the highest extended leaf (CPUID.8000_0000:EAX) and CPUID.8000_0008:EBX.
+pub fn fxsave_leak(vendor: &[u8; 12], max_ext_leaf: u32, ext8_ebx: u32) -> bool {
+    let erptr = max_ext_leaf >= 0x8000_0008 && ext8_ebx & (1 << 2) != 0;
+    (vendor == b"AuthenticAMD" || vendor == b"HygonGenuine") && !erptr
+}
+
+fn detect_fxsave_leak() -> bool {
+    let v = __cpuid_count(0, 0);
+    let mut vendor = [0u8; 12];
+    vendor[..4].copy_from_slice(&v.ebx.to_le_bytes());
+    vendor[4..8].copy_from_slice(&v.edx.to_le_bytes());
+    vendor[8..].copy_from_slice(&v.ecx.to_le_bytes());
+    let max_ext = __cpuid_count(0x8000_0000, 0).eax;
+    let ebx = if max_ext >= 0x8000_0008 {
+        __cpuid_count(0x8000_0008, 0).ebx
+    } else {
+        0
+    };
+    fxsave_leak(&vendor, max_ext, ebx)
 }
 
 fn xgetbv0() -> u64 {
@@ -194,6 +222,7 @@ impl Support {
                 standard_size: 0,
                 compacted_size: 0,
                 compacted_size_with_xss: 0,
+                fxsave_leak: detect_fxsave_leak(),
             };
         }
         // Leaf 0xD exists whenever XSAVE does (OSXSAVE can only be set if it does).
@@ -214,6 +243,7 @@ impl Support {
                 0
             },
             compacted_size_with_xss: if xsavec { d1.ebx as usize } else { 0 },
+            fxsave_leak: detect_fxsave_leak(),
         }
     }
 
@@ -248,13 +278,18 @@ pub struct FpuInfo {
     pub mechanism: Mechanism,
     /// Components saved and restored: XCR0 for the XSAVE family, x87 | SSE for FXSAVE.
     pub xcr0: u64,
+    /// [`restore`] first sets FOP/FIP/FDP to known values ([`fxsave_leak`]).
+    pub fxsave_leak: bool,
 }
 
 impl FpuInfo {
     /// The best mechanism on this CPU and its area size.
     pub fn detect() -> FpuInfo {
         let s = Support::detect();
-        FpuInfo::from_support(&s, s.best()).unwrap_or(FpuInfo::FXSAVE)
+        FpuInfo::from_support(&s, s.best()).unwrap_or(FpuInfo {
+            fxsave_leak: s.fxsave_leak,
+            ..FpuInfo::FXSAVE
+        })
     }
 
     /// `m` on this CPU, if the CPU offers it (e.g. to compare mechanisms in benches).
@@ -267,6 +302,7 @@ impl FpuInfo {
         align: AREA_ALIGN,
         mechanism: Mechanism::Fxsave,
         xcr0: XFEATURE_X87 | XFEATURE_SSE,
+        fxsave_leak: false,
     };
 
     /// `m` with the sizes in `s`, if `s` offers it.
@@ -275,7 +311,12 @@ impl FpuInfo {
             return None;
         }
         let size = match m {
-            Mechanism::Fxsave => return Some(FpuInfo::FXSAVE),
+            Mechanism::Fxsave => {
+                return Some(FpuInfo {
+                    fxsave_leak: s.fxsave_leak,
+                    ..FpuInfo::FXSAVE
+                });
+            }
             Mechanism::Xsave | Mechanism::XsaveOpt => s.standard_size,
             Mechanism::XsaveC => s.compacted_size,
         };
@@ -284,6 +325,7 @@ impl FpuInfo {
             align: AREA_ALIGN,
             mechanism: m,
             xcr0: s.xcr0,
+            fxsave_leak: s.fxsave_leak,
         })
     }
 
@@ -386,6 +428,10 @@ macro_rules! asm_replacing_fpu_state {
 #[inline]
 pub unsafe fn restore(area: *const u8, info: &FpuInfo) {
     debug_assert!((area as usize).is_multiple_of(AREA_ALIGN));
+    if info.fxsave_leak {
+        // SAFETY: TS is clear (the contract).
+        unsafe { clear_error_pointers() };
+    }
     let (lo, hi) = (info.xcr0 as u32, (info.xcr0 >> 32) as u32);
     // SAFETY: per the contract the area is readable and holds a valid image for this format;
     // the instructions only read it and replace FPU/SIMD registers, which the macro declares
@@ -402,6 +448,30 @@ pub unsafe fn restore(area: *const u8, info: &FpuInfo) {
                 )
             }
         }
+    }
+}
+
+/// Sets FOP, FIP and FDP to values of no thread's (Linux's sequence, for
+/// [`fxsave_leak`] CPUs, where the restore that follows leaves them unless its image has an
+/// exception pending): exceptions cleared (so `fild` raises none, and none is left pending),
+/// every register tagged empty (so the push cannot overflow), then an x87 load of a
+/// constant. The restore then replaces every register this touched. Until 2026-12-06 the
+/// pointers of the last x87 instruction leaked from one thread to the next there (found by
+/// review).
+///
+/// # Safety
+/// CR0.TS must be clear (else #NM).
+#[cold]
+#[inline(never)]
+unsafe fn clear_error_pointers() {
+    static ZERO: i32 = 0;
+    // SAFETY: `ZERO` is a readable 4-byte static; the instructions only change x87 state,
+    // which the caller's restore replaces and the macro declares clobbered.
+    unsafe {
+        asm_replacing_fpu_state!(
+            "fnclex", "emms", "fild dword ptr [{0}]", in(reg) &raw const ZERO,
+            options(nostack, preserves_flags, readonly)
+        )
     }
 }
 
@@ -438,6 +508,27 @@ pub fn ts_is_set() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fxsave_leak_is_amd_without_xsaveerptr() {
+        let (amd, intel, hygon) = (b"AuthenticAMD", b"GenuineIntel", b"HygonGenuine");
+        assert!(fxsave_leak(amd, 0x8000_0008, 0), "pre-Zen 2: no XSAVEERPTR");
+        assert!(
+            fxsave_leak(amd, 0x8000_0008, !(1 << 2)),
+            "other EBX bits say nothing"
+        );
+        assert!(
+            fxsave_leak(amd, 0x8000_0001, 1 << 2),
+            "no leaf 8: no XSAVEERPTR"
+        );
+        assert!(!fxsave_leak(amd, 0x8000_0021, 1 << 2), "Zen 2 on");
+        assert!(
+            !fxsave_leak(intel, 0x8000_0008, 0),
+            "Intel saves the pointers always"
+        );
+        assert!(fxsave_leak(hygon, 0x8000_0008, 0), "Hygon: Zen 1");
+        assert!(!fxsave_leak(hygon, 0x8000_0008, 1 << 2));
+    }
 
     /// Vector registers 0-15 (32 bytes each; only the low 16 are used without AVX), MXCSR
     /// and the x87 control word, laid out for the asm below.
@@ -667,7 +758,18 @@ mod tests {
     #[test]
     fn save_clobber_restore_roundtrip_every_mechanism() {
         let avx = host_avx();
-        for info in infos() {
+        // Each with and without the error-pointer reset (`fxsave_leak`), whatever this host
+        // is: the reset must leave nothing of its own once the restore ran.
+        let with_and_without = infos().into_iter().flat_map(|i| {
+            [
+                i,
+                FpuInfo {
+                    fxsave_leak: !i.fxsave_leak,
+                    ..i
+                },
+            ]
+        });
+        for info in with_and_without {
             let wide = avx && info.xcr0 & XFEATURE_AVX != 0;
             let mut area = buf();
             init_area(&mut area.0, &info);

@@ -63,6 +63,15 @@ pub struct Report {
     pub more: u32,
 }
 
+/// Banks reachable through the legacy MSRs (`0x400 + 4 * i`, which end at 0x47F: 32
+/// banks) of the `count` IA32_MCG_CAP reports. AMD CPUs report up to 64; the banks above
+/// 32 exist only as SMCA MSRs, and reading their would-be legacy address (0x480 on:
+/// VMX capability MSRs, or nothing) raises #GP inside the #MC handler (found by review,
+/// 2026-12-06).
+pub fn legacy_banks(mcg_cap: u64) -> u8 {
+    (mcg_cap as u8).min(32)
+}
+
 impl Report {
     /// A report from `mcg_status` and the banks' (STATUS, ADDR, MISC) as `bank(i)` reads
     /// them, for `count` banks.
@@ -103,7 +112,7 @@ impl Report {
         // bank MCG_CAP counts exist; reading them has no side effect. ADDR and MISC are read
         // only when STATUS says they are implemented and valid (they may not exist otherwise).
         unsafe {
-            let count = crate::cpu::rdmsr(IA32_MCG_CAP) as u8;
+            let count = legacy_banks(crate::cpu::rdmsr(IA32_MCG_CAP));
             let mcg_status = crate::cpu::rdmsr(IA32_MCG_STATUS);
             Some(Report::from_banks(mcg_status, count, |i| {
                 let base = IA32_MC0_STATUS + 4 * u32::from(i);
@@ -164,6 +173,26 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn banks_beyond_the_legacy_msrs_are_not_read() {
+        assert_eq!(
+            legacy_banks(0x0000_0000_0100_0a16),
+            22,
+            "count in bits 0..8 only"
+        );
+        assert_eq!(legacy_banks(32), 32);
+        assert_eq!(
+            legacy_banks(64),
+            32,
+            "AMD's 64 banks: the last legacy MSR is 0x47F"
+        );
+        assert_eq!(legacy_banks(0xff), 32);
+        assert_eq!(
+            IA32_MC0_STATUS + 4 * (u32::from(legacy_banks(0xff)) - 1) + 2,
+            0x47F
+        );
+    }
 
     #[test]
     fn only_valid_banks_with_their_valid_fields() {

@@ -438,11 +438,17 @@ pub fn init_cpu() {
         crate::cpu::wrmsr(MSR_SYSENTER_CS, 0);
         crate::cpu::wrmsr(MSR_SYSENTER_ESP, 0);
         crate::cpu::wrmsr(MSR_SYSENTER_EIP, 0);
+        // The user GS base (always 0 here: programs cannot set it) is what an NMI, #MC or
+        // #DB swaps in when it finds GS base unlike this CPU's kernel GS base: on an AP
+        // between `load_idt` and the per-CPU block's install, GS base is 0, and the swapgs
+        // brought in whatever firmware or a previous kernel (kexec) left here, which
+        // `exo_percpu::installed()` then took for a block (found by review, 2026-12-06).
+        crate::cpu::wrmsr(MSR_KERNEL_GS_BASE, 0);
     }
 }
 
 /// Whether the calling CPU's other entries into ring 0 are closed ([`init_cpu`]): CSTAR and
-/// the SYSENTER MSRs all zero.
+/// the SYSENTER MSRs all zero, and the user GS base (KERNEL_GS_BASE in ring 0) zero.
 #[cfg(target_os = "none")]
 pub fn legacy_entries_closed() -> bool {
     // SAFETY: reading these MSRs (present on every x86-64 CPU) has no side effect.
@@ -451,6 +457,7 @@ pub fn legacy_entries_closed() -> bool {
             && crate::cpu::rdmsr(MSR_SYSENTER_CS) == 0
             && crate::cpu::rdmsr(MSR_SYSENTER_ESP) == 0
             && crate::cpu::rdmsr(MSR_SYSENTER_EIP) == 0
+            && crate::cpu::rdmsr(MSR_KERNEL_GS_BASE) == 0
     }
 }
 
@@ -466,6 +473,8 @@ pub fn open_legacy_entries_for_test() {
         crate::cpu::wrmsr(MSR_SYSENTER_CS, u64::from(KERNEL_CS));
         crate::cpu::wrmsr(MSR_SYSENTER_EIP, exo_syscall_entry as *const () as u64);
         crate::cpu::wrmsr(MSR_CSTAR, exo_syscall_entry as *const () as u64);
+        // A stale user GS base (ring 0 with GS base the block's: no entry swaps it in).
+        crate::cpu::wrmsr(MSR_KERNEL_GS_BASE, 0xffff_8000_dead_0000);
     }
 }
 

@@ -55,6 +55,10 @@ pub struct Options {
     /// Test job: a thread of a process faults inside the kernel (`exo.fault_in_process=1`);
     /// the machine must stop rather than end the thread without its process's end.
     pub fault_in_process: bool,
+    /// Test job: a kernel thread panics with an address space's tables locked
+    /// (`exo.panic_holding_tables=1`); the machine must stop rather than kill it and leave
+    /// the lock held.
+    pub panic_holding_tables: bool,
     /// Test job: the harness's own check, a test whose thread is killed by a panic that the
     /// test does not notice (`exo.fault_unexpected_kill=1`); the test must be reported FAIL.
     pub fault_unexpected_kill: bool,
@@ -189,6 +193,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         rsdp_scan: false,
         fault_holding_lock: false,
         fault_in_process: false,
+        panic_holding_tables: false,
         fault_unexpected_kill: false,
         log_level: log::LevelFilter::Info,
         mode: None,
@@ -313,6 +318,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("rsdp", "scan") => set(&mut o.rsdp_scan, true),
             ("fault_holding_lock", "1") => set(&mut o.fault_holding_lock, true),
             ("fault_in_process", "1") => set(&mut o.fault_in_process, true),
+            ("panic_holding_tables", "1") => set(&mut o.panic_holding_tables, true),
             ("fault_unexpected_kill", "1") => set(&mut o.fault_unexpected_kill, true),
             ("rsdp", "bootinfo") => set(&mut o.rsdp_scan, false),
             ("acpi", "on") => set(&mut o.no_acpi, false),

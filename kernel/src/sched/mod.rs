@@ -72,6 +72,7 @@ pub mod fpu;
 pub mod park;
 
 mod cpu;
+mod held;
 mod hold;
 mod idle;
 #[cfg(debug_assertions)]
@@ -109,6 +110,7 @@ pub use cpu::{
     wake_preemptions, wake_state,
 };
 pub use exo_sched::CpuSet;
+pub use held::Held;
 pub use hold::HoldPoint;
 pub use thread::{
     Builder, KILLED, STACK_POOL_CAP, Tid, age_free_slots, cached_stack_frames, cached_stacks,

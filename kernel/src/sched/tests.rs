@@ -125,7 +125,7 @@ fn starts(_: &BootState) -> TestResult {
     crate::kprintln!(
         "INFO,sched,timer,{},fpu,{:?}",
         sched::timer_mode(),
-        crate::sched::fpu::info().map(|i| (i.size, i.mechanism))
+        crate::sched::fpu::info().map(|i| (i.size, i.mechanism, i.fxsave_leak))
     );
     Ok(())
 }

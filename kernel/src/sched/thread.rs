@@ -707,10 +707,15 @@ pub fn kills() -> u64 {
 /// (and the caller stops the machine) otherwise. Killable: a spawned thread (not a CPU's
 /// idle context, not the boot flow), that ran with interrupts enabled (`interrupts_were_on`:
 /// not inside an interrupt handler or an interrupts-off section) and held no preemption
-/// guard or allocator leaf section (so no kernel lock or per-CPU structure is mid-update).
-/// Not killed either: a thread that holds a sleeping lock, or that belongs to a process (a
+/// guard or allocator leaf section (so no lock taken with interrupts off or preemption
+/// disabled, and no per-CPU structure, is mid-update). Not killed either: a thread that
+/// holds a counted lock (a sleeping lock, or a spin lock held with interrupts on through
+/// [`crate::sched::Held`]: an address space's tables, a process's space slot; with
+/// panic=abort no guard is dropped, and the next taker would spin for good: until
+/// 2026-12-06 such a thread was killed, found by review), or that belongs to a process (a
 /// user thread in a system call or trap: a kernel bug, and ending it here would skip the
-/// user layer's end of it, leaving its process live for good and its space's lock held).
+/// user layer's end of it, leaving its process live for good). A spin lock taken with
+/// interrupts on and not counted would still stay held: see `Held` for which are.
 pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Arguments<'_>, rbp: u64) {
     if !interrupts_were_on || !exo_percpu::preemptible() {
         return;
@@ -739,7 +744,7 @@ pub fn kill_current_if_possible(interrupts_were_on: bool, why: core::fmt::Argume
     let held = exo_percpu::held_locks();
     if held != 0 {
         return refused(format_args!(
-            "it holds {held} sleeping lock(s), which would stay held for good"
+            "it holds {held} lock(s) (sleeping, or an address space's), which would stay held for good"
         ));
     }
     let pid = t.pid.load(Ordering::Relaxed);

@@ -20,7 +20,11 @@ use exo_arch::paging::{FrameSource, MapError, PageTables, UserFlags};
 
 const PAGE: u64 = 4096;
 
+use crate::sched::Held;
 pub use crate::sched::HoldPoint;
+
+/// An address space's tables, locked and counted ([`AddressSpace::tables`]).
+type Tables<'a> = Held<spin::MutexGuard<'a, PageTables>>;
 
 /// [`AddressSpace::unmap`] stops here after it checked its range and before it takes the
 /// tables' lock, so a test can map a shared region in that window.
@@ -198,13 +202,27 @@ impl AddressSpace {
     /// `protect`, a failed `map`) for every CPU that loaded the space to answer a TLB
     /// shootdown, and one spinning here with interrupts off never answers (a thread's end
     /// did, from a trap: the fuzzer's "TLB shootdown: CPU 1 did not answer" at -smp 8).
+    /// Held with interrupts on, so counted ([`Held`]): a thread failing with it is not
+    /// ended alone.
     #[track_caller]
-    fn tables(&self) -> spin::MutexGuard<'_, PageTables> {
+    fn tables(&self) -> Tables<'_> {
         debug_assert!(
             exo_arch::cpu::interrupts_enabled(),
             "an address space's tables locked with interrupts off (a shootdown could deadlock)"
         );
-        self.space.tables.lock()
+        Held::new(self.space.tables.lock())
+    }
+
+    /// Test switch (`exo.panic_holding_tables`): panics with the tables locked, as a bug in
+    /// a map loop would.
+    pub fn panic_holding_tables(&self) -> ! {
+        let _t = self.tables();
+        panic!("deliberate panic with an address space's tables locked (exo.panic_holding_tables)")
+    }
+
+    /// Is the tables' lock free now? (tests)
+    pub fn tables_free(&self) -> bool {
+        self.space.tables.try_lock().is_some()
     }
 
     /// The page-table side (what the scheduler loads).
@@ -381,7 +399,7 @@ impl AddressSpace {
     /// translation. Every frame freed here (own pages, tables not kept as spare) leaves the
     /// account in one update per batch (see [`AddressSpace::take_with`]). Returns the pages
     /// unmapped.
-    fn take(&self, t: spin::MutexGuard<'_, PageTables>, va: u64, pages: u64, own: bool) -> u64 {
+    fn take(&self, t: Tables<'_>, va: u64, pages: u64, own: bool) -> u64 {
         self.take_with(t, va, pages, own, [None, None])
     }
 
@@ -391,7 +409,7 @@ impl AddressSpace {
     /// 2026-12-05 they stayed, charged, until the space went: a map refused its page table
     /// by the commit limit, once per GiB, took two frames each time (found by review;
     /// `user.commit_failed_map_leaves_no_empty_directory`).
-    fn take_failed(&self, mut t: spin::MutexGuard<'_, PageTables>, va: u64, pages: u64, own: bool) {
+    fn take_failed(&self, mut t: Tables<'_>, va: u64, pages: u64, own: bool) {
         let stranded = t.prune(va + pages * PAGE);
         self.take_with(t, va, pages, own, stranded);
     }
@@ -410,7 +428,7 @@ impl AddressSpace {
     /// `user.aspace_huge_unmap_shoots_down_once_per_batch`).
     fn take_with(
         &self,
-        mut t: spin::MutexGuard<'_, PageTables>,
+        mut t: Tables<'_>,
         va: u64,
         pages: u64,
         own: bool,
@@ -486,7 +504,7 @@ impl AddressSpace {
         &self,
         tables: impl Iterator<Item = u64>,
         frames: &mut alloc::vec::Vec<u64>,
-        unlock: Option<spin::MutexGuard<'_, PageTables>>,
+        unlock: Option<Tables<'_>>,
     ) -> u64 {
         let kept = self.keep_tables(tables);
         drop(unlock);

@@ -25,6 +25,7 @@ use super::loader::{self, LoadError};
 use super::syscall::Errno;
 use super::task::{self, Death, JoinError};
 use crate::kprintln;
+use crate::sched::Held;
 use crate::sched::{self, Builder, SchedError, Tid};
 use crate::smp::time::Deadline;
 use alloc::boxed::Box;
@@ -61,7 +62,8 @@ struct Proc {
     pid: AtomicU64,
     /// Who may wait for it: the creator's pid (0: the kernel), or [`ORPHAN`].
     parent: AtomicU64,
-    space: spin::RwLock<Option<Box<AddressSpace>>>,
+    /// Only through [`Proc::space_read`] and [`Proc::space_write`] (counted holds).
+    space_lock: spin::RwLock<Option<Box<AddressSpace>>>,
     /// Threads started and not ended.
     live: AtomicU32,
     /// Thread records not yet joined.
@@ -82,7 +84,7 @@ impl Proc {
         Proc {
             pid: AtomicU64::new(0),
             parent: AtomicU64::new(0),
-            space: spin::RwLock::new(None),
+            space_lock: spin::RwLock::new(None),
             live: AtomicU32::new(0),
             threads: AtomicU32::new(0),
             dying: AtomicBool::new(false),
@@ -90,6 +92,20 @@ impl Proc {
             waiter: AtomicU64::new(CLAIMED),
             handles: crate::ipc::HandleTable::new(),
         }
+    }
+}
+
+impl Proc {
+    /// The space, read-locked. Held with interrupts on across a kill or a thread's start,
+    /// so counted ([`Held`]): a kernel thread failing with it is not ended alone (the next
+    /// writer, a reap, would spin for good).
+    fn space_read(&self) -> Held<spin::RwLockReadGuard<'_, Option<Box<AddressSpace>>>> {
+        Held::new(self.space_lock.read())
+    }
+
+    /// The space, write-locked (counted as [`Proc::space_read`]).
+    fn space_write(&self) -> Held<spin::RwLockWriteGuard<'_, Option<Box<AddressSpace>>>> {
+        Held::new(self.space_lock.write())
     }
 }
 
@@ -393,12 +409,12 @@ fn start_image(
     p.dying.store(false, Ordering::Relaxed);
     p.status.store(NO_STATUS, Ordering::Relaxed);
     let b = b.space(space.space());
-    *p.space.write() = Some(space);
+    *p.space_write() = Some(space);
     SPAWN_HOLD.pass();
     if let Err(e) = task::start(b, pid, pid, l.entry, l.stack_top, arg) {
         // Nobody waits: the slot was never open to waiters.
         p.handles.close_all();
-        let space = p.space.write().take();
+        let space = p.space_write().take();
         p.live.store(0, Ordering::Relaxed);
         // As in `reap`: a freed slot keeps no parent. Until 2026-12-04 this path left the
         // creator's pid there, and the creator's reap, running while the next spawn had
@@ -431,7 +447,7 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
         Death::NotEntered => kill(p, 0x100 + 129, why),
     }
     // Its kernel stack's charge (`THREAD_FRAMES`, taken at its start).
-    if let Some(a) = p.space.read().as_ref() {
+    if let Some(a) = p.space_read().as_ref() {
         a.account().uncharge(THREAD_FRAMES);
     }
     if p.live.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -460,7 +476,7 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
         // Never with interrupts off (an end on an exception's stack: none today), where
         // the tables' lock could wait for this CPU's shootdown answer: left to `reap`.
         if exo_arch::cpu::interrupts_enabled()
-            && let Some(a) = p.space.read().as_ref()
+            && let Some(a) = p.space_read().as_ref()
         {
             a.release_user_memory();
         }
@@ -507,7 +523,7 @@ pub fn kill_child(pid: u64, sig: u64) -> Result<(), Errno> {
     // was not checked: a kill that read the pid after the reap's take and held the lock
     // killed the process that took the slot once the reap ended (found by review, forced:
     // `user.proc_kill_never_reaches_a_reused_slot`).
-    let space = p.space.read();
+    let space = p.space_read();
     let standing = standing(p, pid, &space);
     if standing == Standing::Gone {
         return Err(Errno::Esrch);
@@ -580,7 +596,7 @@ fn standing(p: &Proc, pid: u64, space: &Option<Box<AddressSpace>>) -> Standing {
 /// are interrupted; each thread ends at its next way back to ring 3.
 fn kill(p: &Proc, status: u64, why: &str) {
     let pid = p.pid.load(Ordering::Relaxed);
-    kill_in(p, pid, p.space.read().as_deref(), status, why);
+    kill_in(p, pid, p.space_read().as_deref(), status, why);
 }
 
 /// [`kill`] of process `pid`, whose record `p` is, with its space already read.
@@ -642,7 +658,7 @@ pub fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, Errno>
     let id = task::claim_id(|_| true).map_err(|_| undo(Errno::Eagain))?;
     p.live.fetch_add(1, Ordering::AcqRel);
     let started = {
-        let space = p.space.read();
+        let space = p.space_read();
         match space.as_ref() {
             Some(a) if a.account().charge(THREAD_FRAMES).is_err() => {
                 task::release_id(id);
@@ -771,7 +787,7 @@ fn reap(p: &'static Proc, deadline: u64) -> Option<u64> {
         }
     }
     p.handles.close_all();
-    let space = p.space.write().take();
+    let space = p.space_write().take();
     REAP_HOLD.pass();
     // A thread that could not be joined may still run in the space: it stays in the
     // record, which stays claimed (its pid cannot be reused, so a later join finds these
@@ -785,7 +801,7 @@ fn reap(p: &'static Proc, deadline: u64) -> Option<u64> {
             log::error!(
                 "process {pid}: {n} thread(s) not joined; its space is kept until they end"
             );
-            *p.space.write() = space;
+            *p.space_write() = space;
         }
     }
     // Swapped, not read: `reap_all` may adopt it meanwhile, and one of us counts it down;
@@ -826,7 +842,7 @@ pub fn retry_stranded() -> u32 {
             p.waiter.store(STRANDED, Ordering::Release);
             continue;
         }
-        let space = p.space.write().take();
+        let space = p.space_write().take();
         drop(space);
         log::info!("process {pid}: its last thread ended; its space is freed");
         p.parent.store(0, Ordering::Relaxed);
@@ -915,7 +931,7 @@ pub fn with_current<R>(f: impl FnOnce(&AddressSpace) -> R) -> Option<R> {
 /// Runs `f` on the address space of process `pid` (tests: `None` if it has none).
 pub fn with_space_of<R>(pid: u64, f: impl FnOnce(&AddressSpace) -> R) -> Option<R> {
     let p = proc(pid)?;
-    let space = p.space.read();
+    let space = p.space_read();
     space.as_deref().map(f)
 }
 
@@ -1010,7 +1026,7 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
                 // Until 2026-12-06 `kill` read the slot's pid anew, and killed that one
                 // (found by review; `user.proc_reap_all_kills_only_the_orphan_it_adopted`).
                 REAP_ALL_KILL_HOLD.pass();
-                let space = p.space.read();
+                let space = p.space_read();
                 if standing(p, pid, &space) != Standing::Live {
                     continue;
                 }

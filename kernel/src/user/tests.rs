@@ -138,7 +138,7 @@ fn cpu_setup_every_cpu(s: &BootState) -> TestResult {
                 .map_err(|e| format!("CPU {c}: {e}"))?;
             check(bad == 0, || {
                 format!(
-                    "CPU {c} (set-up run again over open legacy entries: {reopen}): bad state {bad:#b} (1 SMEP, 2 SMAP, 4 UMIP off; 8 SMAP flag; 16 syscall MSRs; 32 GS base beside the GDT; 64 machine checks off; 128 sysenter or CSTAR open)"
+                    "CPU {c} (set-up run again over open legacy entries: {reopen}): bad state {bad:#b} (1 SMEP, 2 SMAP, 4 UMIP off; 8 SMAP flag; 16 syscall MSRs; 32 GS base beside the GDT; 64 machine checks off; 128 sysenter or CSTAR open, or a user GS base left in KERNEL_GS_BASE)"
                 )
             })?;
         }

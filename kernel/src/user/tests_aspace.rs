@@ -22,6 +22,11 @@ ktest!(
 ktest!(Needs::Threads, "user.aspace_rejects_bad_ranges", bad_ranges);
 ktest!(
     Needs::Threads,
+    "user.panic_holding_tables_stops_the_machine",
+    panic_holding_tables
+);
+ktest!(
+    Needs::Threads,
     "user.aspace_prot_none_keeps_pages_contents_and_frames",
     prot_none
 );
@@ -1074,4 +1079,49 @@ fn prot_none_cycle() -> TestResult {
     // frames must come back with the space (the caller counts).
     drop(a);
     Ok(())
+}
+
+static PANIC_SPACE: spin::Once<Option<AddressSpace>> = spin::Once::new();
+
+fn panic_with_tables(_: u64) -> u64 {
+    match PANIC_SPACE.get() {
+        Some(Some(a)) => a.panic_holding_tables(),
+        _ => 1,
+    }
+}
+
+/// With `exo.panic_holding_tables=1`, a kernel thread (no pid, interrupts on, preemptible,
+/// no sleeping lock) panics with an address space's tables locked. Ended alone, it would
+/// leave the lock held for good (panic=abort drops no guard): the next map or reap of the
+/// space spins for ever. The machine must stop instead (CI checks the `not killed` line,
+/// the PANIC and the failure exit); until 2026-12-06 the thread was killed (found by
+/// review). Without the option, skipped.
+fn panic_holding_tables(s: &BootState) -> TestResult {
+    if !s.opts.panic_holding_tables {
+        return Err(format!(
+            "{SKIP}needs exo.panic_holding_tables=1 (stops the machine)"
+        ));
+    }
+    let a = PANIC_SPACE.call_once(|| AddressSpace::new().ok());
+    let Some(a) = a else {
+        return Err("no memory for the address space".into());
+    };
+    let t = Builder::new()
+        .pin(ncpus() - 1)
+        .spawn(panic_with_tables, 0)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let code = join_all(&[t], 5000)?[0];
+    Err(format!(
+        "the thread ended with {code:#x} ({}), the tables' lock {}",
+        if code == crate::sched::KILLED {
+            "killed"
+        } else {
+            "1: no space"
+        },
+        if a.tables_free() {
+            "free"
+        } else {
+            "held for good"
+        }
+    ))
 }
