@@ -542,11 +542,11 @@ scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=mm
 expect_log "a filter piece that selects no test fails the run (a mistyped or renamed test)" "$log" 1 $? \
     '^KTEST,harness.filter,FAIL,no test name starts with "no.such.test" \(a piece of the filter\)$' '^1 passed, 1 failed$'
 log="$out/test-all-skipped.log"
-scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=harness." --log "$log" >/dev/null 2>&1
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.test=harness.unexpected_kill" --log "$log" >/dev/null 2>&1
 expect_log "a test run whose every selected test skipped is a failure (nothing was checked)" "$log" 1 $? \
     '^KTEST,harness.unexpected_kill_fails_its_test,skip,' '^KTEST,harness.all_skipped,FAIL,' '^0 passed, 1 failed$'
 log="$out/test-unexpected-kill.log"
-scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.fault_unexpected_kill=1 exo.test=harness." --log "$log" >/dev/null 2>&1
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job test --append "exo.fault_unexpected_kill=1 exo.test=harness.unexpected_kill" --log "$log" >/dev/null 2>&1
 expect_log "a test whose thread a panic killed fails, though it returned success" "$log" 1 $? \
     '^THREAD,[0-9]+,killed,cpu [0-9]+: panic: deliberate panic' '^KTEST,harness.unexpected_kill_fails_its_test,FAIL,1 kernel thread' '^0 passed, 1 failed$'
 log="$out/exo-madt.log"
