@@ -636,11 +636,21 @@ pub fn capture_start() {
 }
 
 /// Stops the capture and hands `f` what was written since [`capture_start`].
+///
+/// The capture is copied out under the console lock (interrupts off) into a buffer taken
+/// before, and `f` runs on the copy: until 2026-12-06 `f` (every caller's `to_vec`) ran
+/// holding the capture's lock with interrupts on, so a test thread killed by a failed
+/// allocation there left it held for good (the next `capture_start` spun with the console
+/// lock held), and a `capture_start` on the same CPU after a preemption deadlocked (found
+/// by review).
 pub fn capture_stop<R>(f: impl FnOnce(&[u8]) -> R) -> R {
-    locked(|| CAPTURE.lock().on = false);
-    // Off: no drain appends any more; the test reads what was captured.
-    let c = CAPTURE.lock();
-    f(&c.buf[..c.len])
+    let mut copy = alloc::vec::Vec::with_capacity(16 * 1024);
+    locked(|| {
+        let mut c = CAPTURE.lock();
+        c.on = false;
+        copy.extend_from_slice(&c.buf[..c.len]);
+    });
+    f(&copy)
 }
 
 /// Runs `f` holding the console lock if it is free now (interrupts off); `None` if not.

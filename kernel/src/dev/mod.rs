@@ -16,3 +16,19 @@ pub mod virtio;
 mod bench;
 mod tests;
 pub(crate) mod tests_mq;
+
+/// A copy of the list behind `lock`, allocated outside it: a failed allocation ends the
+/// caller (a killed kernel thread) without the lock held for good, as a `clone` under the
+/// lock did until 2026-12-06 (found by review). The list changes only at boot; a longer one
+/// met in between is read again.
+fn copy_out<T: Clone>(lock: &spin::Mutex<alloc::vec::Vec<T>>) -> alloc::vec::Vec<T> {
+    loop {
+        let n = lock.lock().len();
+        let mut v = alloc::vec::Vec::with_capacity(n);
+        let list = lock.lock();
+        if list.len() <= v.capacity() {
+            v.extend_from_slice(&list);
+            return v;
+        }
+    }
+}

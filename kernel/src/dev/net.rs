@@ -1090,7 +1090,9 @@ impl NetDevice {
             }
         }
         let mac = if features & f::NET_MAC != 0 {
-            let m = SUBSTITUTE_MAC.lock().take().unwrap_or_else(|| {
+            // The lock only for the take (the device's registers are read after it).
+            let substitute = SUBSTITUTE_MAC.lock().take();
+            let m = substitute.unwrap_or_else(|| {
                 core::array::from_fn(|i| transport.config8(vnet::config::MAC + i))
             });
             if unicast_mac(&m) {

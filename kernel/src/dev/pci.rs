@@ -131,7 +131,7 @@ const VIRTIO_VENDOR: u16 = 0x1af4;
 
 /// The physical ranges of the MCFG's ECAM windows (every segment; empty without an MCFG).
 pub fn ecam_ranges() -> Vec<core::ops::Range<u64>> {
-    ECAM_RANGES.lock().clone()
+    super::copy_out(&ECAM_RANGES)
 }
 
 /// The mechanism in use, for the report (`ecam` or `ports`; `none` before `init`).

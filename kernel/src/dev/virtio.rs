@@ -101,7 +101,7 @@ pub(super) fn choose_mmio(
 
 /// The virtio-mmio windows to probe (base, length), as [`init_mmio`] took them.
 pub fn mmio_windows() -> alloc::vec::Vec<(u64, u32)> {
-    MMIO_WINDOWS.lock().clone()
+    super::copy_out(&MMIO_WINDOWS)
 }
 
 /// Why a device was not brought up.
