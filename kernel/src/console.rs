@@ -43,7 +43,7 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use exo_arch::exit::ExitCode;
-use exo_percpu::{CpuCell, IrqGuard};
+use exo_percpu::{CpuCell, CpuId, IrqGuard};
 use exo_sync::ring::{Consumer, Producer, RingState};
 
 /// Bytes of one CPU's ring.
@@ -64,7 +64,7 @@ static OWNER: AtomicU32 = AtomicU32::new(0);
 #[derive(Debug)]
 pub struct CpuRing {
     cpu: u32,
-    /// Only the ring's own CPU, interrupts off.
+    /// Only the ring's producer CPU (its own; the cell checks), interrupts off.
     producer: CpuCell<Producer<'static>>,
     /// Only the console lock's holder (`try_lock`: held only by a drain in progress; a
     /// drain that finds it held — a nested drain on the same CPU from an NMI, or a stolen
@@ -88,11 +88,22 @@ impl CpuRing {
         state: &'static mut RingState,
         storage: &'static mut [u8],
     ) -> Option<CpuRing> {
+        Self::labelled(cpu, CpuId(cpu), state, storage)
+    }
+
+    /// A ring that the drains take for CPU `cpu`'s but that only CPU `producer` fills
+    /// (tests of the drains' handling of other CPUs' rings, filled from the test's CPU).
+    pub fn labelled(
+        cpu: u32,
+        producer: CpuId,
+        state: &'static mut RingState,
+        storage: &'static mut [u8],
+    ) -> Option<CpuRing> {
         let (p, c) = exo_sync::ring::split(state, storage)?;
         Some(CpuRing {
             cpu,
             state: c.state(),
-            producer: CpuCell::new(p),
+            producer: CpuCell::new(producer, p),
             consumer: spin::Mutex::new(c),
             partial_since: AtomicU64::new(0),
             last_writer: AtomicU64::new(0),
@@ -105,9 +116,8 @@ impl CpuRing {
         self.cpu
     }
 
-    /// Runs `f` on the producer side. Only the ring's own CPU may call this (the kernel
-    /// reaches a CPU's ring through that CPU's block), with interrupts off (`g`); `None`
-    /// for a re-entrant call.
+    /// Runs `f` on the producer side, with interrupts off (`g`): `None` for a re-entrant
+    /// call or on a CPU other than the ring's producer (the cell checks).
     #[inline(always)]
     pub fn produce<R>(
         &self,

@@ -165,11 +165,24 @@ pub fn calibrate_tsc_against(
     unsafe { r.calibrate(ms) }
 }
 
-/// Installs `block` as this CPU's per-CPU block.
-pub fn install_percpu<E>(block: &'static mut exo_percpu::PerCpu<E>) {
+/// Installs `block` as this CPU's per-CPU block; returns the token that reaches it.
+///
+/// # Panics
+/// If another CPU installed a block of another type (the token vouches for all of them).
+pub fn install_percpu<E: 'static>(
+    block: &'static mut exo_percpu::PerCpu<E>,
+) -> exo_percpu::Installed<E> {
+    static KIND: spin::Once<core::any::TypeId> = spin::Once::new();
+    let kind = *KIND.call_once(core::any::TypeId::of::<E>);
+    assert!(
+        kind == core::any::TypeId::of::<E>(),
+        "per-CPU blocks of two types"
+    );
     // SAFETY: called once per CPU in its bring-up with interrupts off, before any gs: read;
-    // the block is leaked ('static) and installed on this CPU only.
-    unsafe { exo_percpu::install(block) };
+    // the block is leaked ('static) and installed on this CPU only; its CPU id is the one
+    // the boot CPU gave it (unique, MADT order); every block is a `PerCpu<E>` of one `E`
+    // (the check above).
+    unsafe { exo_percpu::install(block) }
 }
 
 /// Installs the AP trampoline.

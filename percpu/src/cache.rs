@@ -71,7 +71,7 @@ pub struct Caches {
 }
 
 // SAFETY: a block's caches are only touched by the CPU that installed the block (all access
-// goes through `gs:` or through `this_cpu` under a guard), never shared between CPUs.
+// goes through `gs:` or through `this_caches` under a guard), never shared between CPUs.
 unsafe impl Sync for Caches {}
 
 impl Caches {
@@ -198,7 +198,7 @@ pub fn page_free(pa: u64) -> Result<usize, u64> {
 /// Runs `f` on this CPU's magazine `m` (a class index, or [`PAGES`]), for guarded slow
 /// paths. The borrow cannot outlive `f`, so two of them never overlap.
 fn with_mag<R>(g: &impl Pinned, m: usize, f: impl FnOnce(&mut Magazine) -> R) -> R {
-    let caches = &crate::this_cpu::<()>(g).caches;
+    let caches = crate::this_caches(g);
     // SAFETY: the block is this CPU's and the guard keeps us on it; only this CPU touches
     // its caches, leaf sections cannot run while this code runs (they do not nest into it,
     // interrupt handlers do not use the caches), and `f` gets the only reference for its

@@ -16,6 +16,7 @@ pub use cell::{BorrowError, CpuCell};
 pub use guard::{IrqGuard, Pinned, PreemptGuard};
 
 use core::arch::asm;
+use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
 
 /// Offset of the self pointer.
@@ -139,13 +140,63 @@ impl<E> PerCpu<E> {
 const IA32_GS_BASE: u32 = 0xC000_0101;
 const IA32_KERNEL_GS_BASE: u32 = 0xC000_0102;
 
+/// Proof that the per-CPU blocks are `PerCpu<E>`: made only by [`install`], whose contract
+/// is that every block installed anywhere is of that one `E`. [`Installed::this_cpu`] needs
+/// it: until 2026-12-06 `this_cpu::<E>` was safe for any `E` the caller named, type
+/// confusion in safe code (found by review). A zero-sized `Copy` value: keep it anywhere.
+///
+/// Only `install` makes one, and naming a block type needs it (or `unsafe`):
+/// ```compile_fail,E0451
+/// let t: exo_percpu::Installed<u64> = exo_percpu::Installed { _e: core::marker::PhantomData };
+/// ```
+/// ```compile_fail,E0133
+/// fn block(g: &exo_percpu::PreemptGuard) -> &exo_percpu::PerCpu<u64> {
+///     exo_percpu::this_cpu::<u64>(g)
+/// }
+/// ```
+pub struct Installed<E> {
+    _e: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for Installed<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for Installed<E> {}
+
+impl<E> core::fmt::Debug for Installed<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Installed")
+    }
+}
+
+impl<E> Installed<E> {
+    /// This CPU's block, for the guard's lifetime: one `gs:` load.
+    #[inline(always)]
+    pub fn this_cpu(self, pinned: &impl Pinned) -> &PerCpu<E> {
+        // SAFETY: the token exists, so `install` ran, and its contract makes every installed
+        // block a `PerCpu<E>`; a guard exists only on a CPU that runs kernel code after its
+        // bring-up installed its block (as for every `gs:` read here).
+        unsafe { this_cpu(pinned) }
+    }
+}
+
 /// Makes `block` this CPU's per-CPU block: sets its self pointer and the GS base, and clears
-/// KERNEL_GS_BASE (the user GS value that `swapgs` will exchange in later).
+/// KERNEL_GS_BASE (the user GS value that `swapgs` will exchange in later). Returns the
+/// token that reaches it ([`Installed::this_cpu`]).
 ///
 /// # Safety
 /// Called once per CPU during bring-up, with interrupts off, before anything reads `gs:`;
-/// `block` must never be freed or moved and must not be installed on another CPU.
-pub unsafe fn install<E>(block: &'static mut PerCpu<E>) {
+/// `block` must never be freed or moved and must not be installed on another CPU; its CPU id
+/// is unique among installed blocks ([`CpuCell`] trusts it); every block installed in the
+/// program (on any CPU) is a `PerCpu<E>` of this same `E` (the token vouches for all).
+///
+/// # Panics
+/// On a CPU id of 2^31 or more (reserved by [`CpuCell`]).
+pub unsafe fn install<E>(block: &'static mut PerCpu<E>) -> Installed<E> {
+    assert!(block.hot.cpu_id < cell::BUSY, "CPU id of 2^31 or more");
     let p = block as *mut PerCpu<E>;
     // SAFETY: `block` is exclusively ours ('static mut); the MSR writes point GS at it, which
     // the caller guarantees happens once, on this CPU only, before any gs: access.
@@ -154,6 +205,7 @@ pub unsafe fn install<E>(block: &'static mut PerCpu<E>) {
         exo_arch::cpu::wrmsr(IA32_GS_BASE, p as u64);
         exo_arch::cpu::wrmsr(IA32_KERNEL_GS_BASE, 0);
     }
+    Installed { _e: PhantomData }
 }
 
 /// Is a per-CPU block installed on this CPU? (GS base non-zero; usable in panic paths.)
@@ -305,13 +357,25 @@ pub fn preemptible() -> bool {
     gs_read64!(OFF_PREEMPT) & 0xFF_FFFF_FFFF == 0
 }
 
-/// This CPU's block, for the guard's lifetime.
+/// This CPU's block, for the guard's lifetime (safe: [`Installed::this_cpu`]).
+///
+/// # Safety
+/// The block installed on this CPU is a `PerCpu<E>` (the caller names the right `E`).
 #[inline(always)]
-pub fn this_cpu<E>(_pinned: &impl Pinned) -> &PerCpu<E> {
+pub unsafe fn this_cpu<E>(_pinned: &impl Pinned) -> &PerCpu<E> {
     let p = gs_read64!(OFF_SELF) as *const PerCpu<E>;
     // SAFETY: gs:[0] is the self pointer of the block installed on this CPU, which lives
-    // forever; the caller names the same `E` the kernel installed (the kernel has one `E`).
-    // The guard keeps us on this CPU, so the reference means "this CPU's block" while it lives.
+    // forever; it is a `PerCpu<E>` (the caller's contract). The guard keeps us on this CPU,
+    // so the reference means "this CPU's block" while it lives.
+    unsafe { &*p }
+}
+
+/// This CPU's allocation caches (their offset is the same whatever the block's `E`).
+#[inline(always)]
+pub(crate) fn this_caches(_pinned: &impl Pinned) -> &cache::Caches {
+    let p = (gs_read64!(OFF_SELF) as usize + cache::OFF_CACHES) as *const cache::Caches;
+    // SAFETY: gs:[0] is the self pointer of the block installed on this CPU, which lives
+    // forever; every `PerCpu<E>` holds its caches at `OFF_CACHES` (checked in `cache`).
     unsafe { &*p }
 }
 
@@ -352,6 +416,10 @@ pub mod host {
     /// `gs:`-relative accessors work in this thread exactly as on a kernel CPU.
     /// (Only `PreemptGuard` may be used on the host: `IrqGuard` executes `cli`.)
     pub fn install_for_thread<E>(block: &'static mut PerCpu<E>) -> Result<(), SetGsError> {
+        assert!(
+            block.hot.cpu_id < crate::cell::BUSY,
+            "CPU id of 2^31 or more"
+        );
         let p = block as *mut PerCpu<E>;
         // SAFETY: `block` is exclusively ours and lives forever; the write sets the self
         // pointer before GS points at the block.
@@ -382,12 +450,16 @@ pub mod host {
                 let block: &'static mut PerCpu<u64> =
                     Box::leak(Box::new(PerCpu::new(CpuId(5), 9, 0, 77)));
                 install_for_thread(block).expect("arch_prctl(ARCH_SET_GS)");
+                fn this(g: &PreemptGuard) -> &PerCpu<u64> {
+                    // SAFETY: this thread's block is a `PerCpu<u64>`.
+                    unsafe { crate::this_cpu::<u64>(g) }
+                }
                 let g = PreemptGuard::new();
                 assert_eq!(crate::cpu_id(&g), CpuId(5));
                 assert_eq!(crate::apic_id(&g), 9);
-                assert_eq!(crate::this_cpu::<u64>(&g).ext, 77);
+                assert_eq!(this(&g).ext, 77);
                 assert_eq!(
-                    crate::this_cpu::<u64>(&g)
+                    this(&g)
                         .hot
                         .preempt
                         .load(core::sync::atomic::Ordering::Relaxed),
@@ -396,7 +468,7 @@ pub mod host {
                 drop(g);
                 let g = PreemptGuard::new();
                 assert_eq!(
-                    crate::this_cpu::<u64>(&g)
+                    this(&g)
                         .hot
                         .preempt
                         .load(core::sync::atomic::Ordering::Relaxed),

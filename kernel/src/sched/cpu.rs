@@ -472,7 +472,7 @@ impl CpuSched {
 /// The core of the scheduler: puts the current thread back (if it is still runnable), picks
 /// the next one and switches to it. Interrupts must be off (`_g`, or an interrupt handler).
 /// The guard is borrowed mutably: a reference to this CPU's state taken under it
-/// (`exo_percpu::this_cpu(&g)`) cannot live across the switch, after which the thread may
+/// (`cpus::local(&g)`) cannot live across the switch, after which the thread may
 /// run on another CPU (a shared borrow allowed it; found by review, no caller did it).
 pub fn schedule(_g: &mut IrqGuard) {
     schedule_irqs_off();

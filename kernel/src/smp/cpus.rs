@@ -237,8 +237,19 @@ pub fn install_this_cpu(block: &'static mut Block, stack: (u64, u64)) -> &'stati
     block.ext.stack_lo.store(stack.0, Ordering::Relaxed);
     block.ext.stack_hi.store(stack.1, Ordering::Relaxed);
     let ptr: *const Block = block;
-    crate::sys::install_percpu(block);
+    let installed = crate::sys::install_percpu(block);
+    INSTALLED.call_once(|| installed);
     crate::sys::leaked_ref(ptr)
+}
+
+/// The token that reaches the installed blocks (set by the first [`install_this_cpu`]).
+static INSTALLED: spin::Once<exo_percpu::Installed<CpuLocal>> = spin::Once::new();
+
+/// This CPU's block through one `gs:` load (`None` before the first block is installed):
+/// the fast path of [`this`], which also finds it in the table.
+#[inline(always)]
+pub fn local(g: &impl Pinned) -> Option<&Block> {
+    Some(INSTALLED.get()?.this_cpu(g))
 }
 
 /// Enters this CPU's block in the CPU table ([`get`] finds it, the count covers it): the
@@ -316,7 +327,7 @@ pub fn online_count() -> u32 {
 
 /// This CPU's block.
 pub fn this(g: &impl Pinned) -> &'static Block {
-    let b: &Block = exo_percpu::this_cpu(g);
+    let b = local(g).expect("no per-CPU block installed");
     // The block is leaked at install time; extending the borrow is what `get` returns too.
     get(CpuId(b.hot.cpu_id))
         .unwrap_or_else(|| panic!("CPU {} has no registered block", b.hot.cpu_id))

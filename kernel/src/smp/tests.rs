@@ -297,7 +297,7 @@ fn gs_probe(_: u64) -> u64 {
     let g = IrqGuard::new();
     let id = exo_percpu::cpu_id(&g).0;
     let b = cpus::this(&g);
-    let selfp_ok = core::ptr::eq(exo_percpu::this_cpu::<cpus::CpuLocal>(&g), b);
+    let selfp_ok = cpus::local(&g).is_some_and(|l| core::ptr::eq(l, b));
     let apic_ok = exo_percpu::apic_id(&g) == apic::id();
     (u64::from(id) << 2) | (u64::from(selfp_ok) << 1) | u64::from(apic_ok)
 }

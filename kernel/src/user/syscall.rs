@@ -284,8 +284,7 @@ fn write(fd: u64, buf: u64, len: u64) -> Result<i64, Errno> {
 #[inline(always)]
 fn write_fast(buf: u64, len: usize) -> Option<Result<i64, Errno>> {
     let g = IrqGuard::new();
-    let block: &crate::smp::cpus::Block = exo_percpu::this_cpu(&g);
-    let ring = *block.ext.console.get()?;
+    let ring = *crate::smp::cpus::local(&g)?.ext.console.get()?;
     // Our latest bytes are in this ring (and nowhere else): append.
     if ring.last_writer() != exo_percpu::kstack_top() {
         return None;
@@ -333,10 +332,7 @@ fn write_slow(fd: u64, buf: u64, len: u64) -> Result<i64, Errno> {
     write_through(
         buf,
         len,
-        |g| {
-            let block: &crate::smp::cpus::Block = exo_percpu::this_cpu(g);
-            block.ext.console.get().copied()
-        },
+        |g| crate::smp::cpus::local(g)?.ext.console.get().copied(),
         || {
             // A thread being killed stops writing (until 2026-12-05 it went on flushing up
             // to 64 KiB at the UART's pace after its process was killed; found by review).

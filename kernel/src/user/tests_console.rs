@@ -83,19 +83,75 @@ ktest!(
     "user.console_proc_line_after_a_moved_writer",
     proc_line_after_moved_writer
 );
+ktest!(
+    Needs::Threads,
+    "user.console_ring_is_filled_only_on_its_cpu",
+    filled_only_on_its_cpu
+);
 
 /// A ring of `bytes` for the test alone (leaked: a few hundred bytes per run).
 fn test_ring(bytes: usize) -> Result<&'static CpuRing, String> {
     test_ring_of(sched::this_cpu(), bytes)
 }
 
-/// A ring that says it is CPU `cpu`'s (not registered: only the test drains it).
+/// A ring that says it is CPU `cpu`'s (not registered: only the test drains it), filled by
+/// this CPU (the test's thread stays here: the boot thread is pinned): the drains see
+/// another CPU's ring, and the test's `push` is its producer. Until 2026-12-06 the rings
+/// of "other CPUs" were theirs for the producer too, and this CPU filled them, which the
+/// producer's owner check now refuses.
 fn test_ring_of(cpu: u32, bytes: usize) -> Result<&'static CpuRing, String> {
     use crate::mm::kalloc;
     let state = kalloc::try_leak(RingState::new()).map_err(|_| "no memory")?;
     let storage = kalloc::try_leak_slice(bytes, || 0u8).map_err(|_| "no memory")?;
-    let r = CpuRing::new(cpu, state, storage).ok_or("ring size")?;
+    let me = exo_percpu::CpuId(sched::this_cpu());
+    let r = CpuRing::labelled(cpu, me, state, storage).ok_or("ring size")?;
     Ok(kalloc::try_leak(r).map_err(|_| "no memory")?)
+}
+
+/// The ring [`filled_only_on_its_cpu`] hands to its CPU's mailbox request.
+static OWNED_RING: spin::Mutex<Option<&'static CpuRing>> = spin::Mutex::new(None);
+
+fn push_owned(_: u64) -> u64 {
+    let r = *OWNED_RING.lock();
+    r.map_or(u64::MAX, |r| push(r, b"from its own CPU") as u64)
+}
+
+/// Only a ring's own CPU fills it: a push from another CPU is refused (no second producer
+/// racing the owner's), the same push run on the owner (its mailbox) goes in. Until
+/// 2026-12-06 the producer cell took any CPU's word for it (found by review).
+fn filled_only_on_its_cpu(_: &BootState) -> TestResult {
+    let n = crate::harness::ncpus();
+    if n < 2 {
+        return Err(format!("{}needs 2 CPUs", crate::harness::SKIP));
+    }
+    let me = sched::this_cpu();
+    let other = (me + 1) % n;
+    let r = {
+        use crate::mm::kalloc;
+        let state = kalloc::try_leak(RingState::new()).map_err(|_| "no memory")?;
+        let storage = kalloc::try_leak_slice(256, || 0u8).map_err(|_| "no memory")?;
+        let r = CpuRing::new(other, state, storage).ok_or("ring size")?;
+        kalloc::try_leak(r).map_err(|_| "no memory")?
+    };
+    let here = push(r, b"from another CPU");
+    check(here == 0 && r.queued() == 0, || {
+        format!("CPU {me} put {here} bytes in CPU {other}'s ring")
+    })?;
+    *OWNED_RING.lock() = Some(r);
+    let there = crate::smp::cpus::run_on(
+        exo_percpu::CpuId(other),
+        push_owned,
+        0,
+        crate::smp::time::Deadline::after_ms(30_000),
+    );
+    *OWNED_RING.lock() = None;
+    let got = drain(r, Drain::All, usize::MAX);
+    check(there == Ok(16) && got == b"from its own CPU", || {
+        format!(
+            "on CPU {other}: {there:?}, ring holds {:?}",
+            String::from_utf8_lossy(&got)
+        )
+    })
 }
 
 fn push(r: &CpuRing, bytes: &[u8]) -> usize {
