@@ -82,9 +82,15 @@ host_tests() {
 # KTEST line failed (until 2026-12-05 a failing test counted twice: its line and the exit).
 # KT_REQUIRE: names of tests the run is made for, which must be `ok` (a skip there is a test
 # that cannot fail: until 2026-12-05 such runs passed with their test skipped).
+# The log of the kernel_tests run labelled $1.
+ktest_log() { echo "$out/ktest-$(echo "$1" | tr ' /:,' '____').log"; }
+# The APIC mode a guest CPU model ($1) boots in: x2APIC with -cpu max, xAPIC otherwise.
+apic_mode() { if [ "$1" = max ]; then echo x2apic; else echo xapic; fi; }
+
 kernel_tests() {
     local label=$1; shift
-    local log="$out/ktest-$(echo "$label" | tr ' /:,' '____').log"
+    local log
+    log=$(ktest_log "$label")
     scripts/qemu.sh --job test --log "$log" "${initrd[@]}" "$@" >/dev/null 2>"$log.err"
     local rc=$?
     # Every CPU asked for must be online (SMP,<online>,...), KT_ONLINE when fewer are meant
@@ -215,17 +221,20 @@ else
             "microvm max 4" "microvm qemu64 2" "microvm qemu64 8" "pc qemu64 4" "pc max 8"
             "q35 max 64" "microvm qemu64 64")
 fi
-# A matrix run also stands for the boot matrix's entry of the same machine, CPU and count
-# when its boot lines are the boot job's (SMP,N,N,<mode> and N CPU lines): that entry is not
+# A matrix run that passed also stands for the boot matrix's entry of the same machine, CPU
+# and count when its boot lines are the boot job's (SMP,N,N,<mode> and N CPU lines; the boot
+# job's own BOOT,done report is checked by the entries still booted): that entry is not
 # booted again below (until 2026-12-06 ten of its 26 boots repeated a run made here).
 declare -A booted=()
 for m in "${matrix[@]}"; do
     set -- $m
     label="$1 -cpu $2 -smp $3"
+    failed_before=$failed
     kernel_tests "$label" --machine "$1" --cpu "$2" --smp "$3"
-    log="$out/ktest-$(echo "$label" | tr ' /:,' '____').log"
-    mode=$([ "$2" = max ] && echo x2apic || echo xapic)
-    if grep -qx "SMP,$3,$3,$mode" "$log" && [ "$(grep -c '^CPU,' "$log")" = "$3" ]; then
+    log=$(ktest_log "$label")
+    mode=$(apic_mode "$2")
+    if [ "$failed" = "$failed_before" ] && grep -qx "SMP,$3,$3,$mode" "$log" \
+        && [ "$(grep -c '^CPU,' "$log")" = "$3" ]; then
         booted["$1 $2 $3"]=$log
     fi
 done
@@ -252,7 +261,7 @@ KT_REQUIRE="pci.window_past_its_bar_fails_the_device" \
 kernel_tests "net microvm -smp 2 (MMIO, hub)" --machine microvm --cpu max --smp 2 --net hub --append "exo.test=net."
 # The virtio-mmio windows come from the firmware: microvm's DSDT (above), or without ACPI the
 # command line QEMU writes (virtio_mmio.device=, as Firecracker does); nothing else is probed.
-log="$out/ktest-$(echo "net microvm -smp 2 (MMIO, hub)" | tr ' /:,' '____').log"
+log=$(ktest_log "net microvm -smp 2 (MMIO, hub)")
 expect_log "net microvm: both NICs found through the DSDT and the payload test ran" "$log" 0 0 \
     'virtio-mmio: window at 0x[0-9a-f]+ \(512 bytes, from the DSDT\)' '^KTEST,net\.hub_pair_payload_exact,ok$'
 log="$out/net-microvm-noacpi.log"
@@ -321,7 +330,7 @@ KT_ONLINE=3 KT_REQUIRE="smp.cpu_given_up_gives_its_tables_back" kernel_tests "AP
 label="AP without memory not started, not waited for"
 KT_ONLINE=3 kernel_tests "$label" --machine q35 --cpu max --smp 4 \
     --append "exo.ap_alloc_fail=2 exo.ap_timeout_ms=5000 exo.test=smp."
-expect_log "AP without memory: the CPU table says not started, and why" "$out/ktest-$(echo "$label" | tr ' /:,' '____').log" 0 0 \
+expect_log "AP without memory: the CPU table says not started, and why" "$(ktest_log "$label")" 0 0 \
     '^CPUDOWN,2,not started,no per-CPU block: out of memory \(forced by exo.ap_alloc_fail\)$' \
     '^KTEST,smp\.ap_without_memory_is_neither_started_nor_waited_for,ok$'
 
@@ -331,7 +340,7 @@ expect_log "AP without memory: the CPU table says not started, and why" "$out/kt
 label="bring-up lists without memory: every AP reported"
 KT_ONLINE=1 kernel_tests "$label" --machine q35 --cpu max --smp 4 \
     --append "exo.ap_lists_fail=1 exo.test=smp."
-expect_log "bring-up lists without memory: CPUDOWN for each AP" "$out/ktest-$(echo "$label" | tr ' /:,' '____').log" 0 0 \
+expect_log "bring-up lists without memory: CPUDOWN for each AP" "$(ktest_log "$label")" 0 0 \
     '^SMP,1,4,' \
     '^CPUDOWN,1,not started,no memory for the bring-up lists \(forced by exo.ap_lists_fail\)$' \
     '^CPUDOWN,2,not started,no memory for the bring-up lists \(forced by exo.ap_lists_fail\)$' \
@@ -343,7 +352,7 @@ expect_log "bring-up lists without memory: CPUDOWN for each AP" "$out/ktest-$(ec
 label="commit limits from the command line"
 kernel_tests "$label" --machine q35 --cpu max --smp 2 \
     --append "exo.kernel_reserve_mb=64 exo.proc_mem_mb=16 exo.test=mm.commit,user.commit"
-expect_log "commit limits from the command line: shown at boot, the commit tests pass" "$out/ktest-$(echo "$label" | tr ' /:,' '____').log" 0 0 \
+expect_log "commit limits from the command line: shown at boot, the commit tests pass" "$(ktest_log "$label")" 0 0 \
     '^MEM,user_limit_mb,[0-9]+,reserve_mb,64,proc_limit_mb,16,managed_mb,[0-9]+$' \
     '^KTEST,mm\.commit_limit_leaves_the_reserve,ok$' \
     '^KTEST,user\.commit_hog_leaves_the_kernel_its_reserve,ok$'
@@ -371,7 +380,7 @@ echo "== boot matrix"
 if [ -n "${EXO_TEST_QUICK:-}" ]; then counts=(1 3 16); else counts=(1 2 3 4 8 16 64); fi
 for machine in q35 pc microvm; do
     for cpu in max qemu64; do
-        mode=$([ "$cpu" = max ] && echo x2apic || echo xapic)
+        mode=$(apic_mode "$cpu")
         for n in "${counts[@]}"; do
             if [ "$machine" != q35 ] && [ -z "${EXO_TEST_QUICK:-}" ] && [[ " 2 3 8 16 " == *" $n "* ]]; then
                 continue

@@ -212,6 +212,7 @@ impl Support {
     /// Reads CPUID leaves 1 and 0xD and XCR0.
     pub fn detect() -> Support {
         let osxsave = __cpuid_count(1, 0).ecx & (1 << 27) != 0;
+        let fxsave_leak = detect_fxsave_leak();
         if !osxsave {
             return Support {
                 osxsave,
@@ -222,7 +223,7 @@ impl Support {
                 standard_size: 0,
                 compacted_size: 0,
                 compacted_size_with_xss: 0,
-                fxsave_leak: detect_fxsave_leak(),
+                fxsave_leak,
             };
         }
         // Leaf 0xD exists whenever XSAVE does (OSXSAVE can only be set if it does).
@@ -243,7 +244,7 @@ impl Support {
                 0
             },
             compacted_size_with_xss: if xsavec { d1.ebx as usize } else { 0 },
-            fxsave_leak: detect_fxsave_leak(),
+            fxsave_leak,
         }
     }
 

@@ -627,13 +627,16 @@ pub fn exit(code: ExitCode) -> ! {
 struct Capture {
     on: bool,
     len: usize,
-    buf: [u8; 16 * 1024],
+    buf: [u8; CAPTURE_BYTES],
 }
+
+/// What a capture keeps: the first 16 KiB written.
+const CAPTURE_BYTES: usize = 16 * 1024;
 
 static CAPTURE: spin::Mutex<Capture> = spin::Mutex::new(Capture {
     on: false,
     len: 0,
-    buf: [0; 16 * 1024],
+    buf: [0; CAPTURE_BYTES],
 });
 
 /// Starts copying everything the console writes (the first 16 KiB) for a test.
@@ -654,7 +657,7 @@ pub fn capture_start() {
 /// lock held), and a `capture_start` on the same CPU after a preemption deadlocked (found
 /// by review).
 pub fn capture_stop<R>(f: impl FnOnce(&[u8]) -> R) -> R {
-    let mut copy = alloc::vec::Vec::with_capacity(16 * 1024);
+    let mut copy = alloc::vec::Vec::with_capacity(CAPTURE_BYTES);
     locked(|| {
         let mut c = CAPTURE.lock();
         c.on = false;

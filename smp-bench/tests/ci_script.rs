@@ -22,13 +22,13 @@ fn setup(tag: &str) -> Tmp {
     t
 }
 
-/// Runs `body` after defining ok, bad, kernel_tests and bench_ok as ci/test.sh has them;
-/// prints `RESULT <passed> <failed>` at the end.
+/// Runs `body` after defining ok, bad, ktest_log, kernel_tests and bench_ok as ci/test.sh
+/// has them; prints `RESULT <passed> <failed>` at the end.
 fn ci(t: &Tmp, body: &str, qemu_out: &str) -> (Output, String) {
     t.write("qemu.out", qemu_out);
     let script = format!(
         "set -uo pipefail\n\
-         source <(sed -n -e '/^ok() {{/,/^}}/p' -e '/^bad() {{/,/^}}/p' \
+         source <(sed -n -e '/^ok() {{/,/^}}/p' -e '/^bad() {{/,/^}}/p' -e '/^ktest_log() {{/p' \
              -e '/^kernel_tests() {{/,/^}}/p' -e '/^bench_ok() {{/,/^}}/p' \"$CI\")\n\
          for f in ok bad kernel_tests bench_ok; do declare -F $f >/dev/null || {{ echo \"no $f in ci/test.sh\"; exit 9; }}; done\n\
          passed=0 failed=0 failures=() last_t=$SECONDS out=$PWD/logs bench_out=$PWD/bench initrd=()\n\

@@ -530,7 +530,7 @@ impl<const CAP: usize> RunQueue<CAP> {
     }
 
     /// Checks every internal invariant (test helper).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn assert_consistent(&self) {
         let mut counts = [0u32; 2];
         let mut bitmaps = [0u64; 2];

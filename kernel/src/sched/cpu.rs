@@ -533,7 +533,7 @@ fn schedule_core<const YIELD: bool>() {
     let mut picked = None;
     if runnable && prev_i != idle_i {
         prev.set_state(State::Ready);
-        if prev.any_cpu() || prev.home.load(Ordering::Relaxed) == cs.cpu {
+        if put_back_here(cs, prev) {
             // Put back and pick in one step (a yield between equals rotates one list).
             picked = cs.requeue_pick(prev_i, prev, e);
             if !YIELD {
@@ -1592,4 +1592,12 @@ fn switch_direct<const IN_KERNEL: bool>(
         // direct switch is not timed.
         cs.after.store(0, Ordering::Relaxed);
     }
+}
+
+/// Whether `schedule` puts the runnable thread `t` it switches away from back on `cs`'s run
+/// queue (`t` may run anywhere, or only here), where a preemption then offers `cs`'s
+/// stealable work to a halted CPU; `tick` relies on that offer (`wake::tick`).
+#[inline(always)]
+pub(super) fn put_back_here(cs: &CpuSched, t: &Tcb) -> bool {
+    t.any_cpu() || t.home.load(Ordering::Relaxed) == cs.cpu
 }

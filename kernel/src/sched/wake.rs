@@ -579,7 +579,7 @@ pub fn tick() {
     // thread put back by the switch below is followed by `schedule`'s own offer
     // (`offer_to_a_halted_cpu`): until 2026-12-06 both kicked, two halted CPUs woken for
     // one preemption (found by review; no test forces it).
-    if !(preempt && !is_idle && offered_when_put_back(cs, tcb(cur))) {
+    if !(preempt && !is_idle && super::cpu::put_back_here(cs, tcb(cur))) {
         kick_idle_cpu(cs);
     }
     if preempt {
@@ -621,13 +621,6 @@ pub fn tick() {
         }
         cs.unlock();
     }
-}
-
-/// Whether `schedule`, preempting the running thread `t` of `cs`, offers `cs`'s stealable
-/// work to a halted CPU (it does when it puts `t` back through its requeue: `t` may run
-/// anywhere, or only here).
-fn offered_when_put_back(cs: &CpuSched, t: &Tcb) -> bool {
-    t.any_cpu() || t.home.load(Ordering::Relaxed) == cs.cpu
 }
 
 /// The tick while a test emulates a machine without a timer ([`emulate_timer_off`]): as if
