@@ -178,9 +178,21 @@ step "context switch host tests, optimized (values kept in registers across swit
 # One cargo run for both crates' models (their test binaries build in parallel; proptest and
 # the unit tests are left out of the loom build: until 2026-12-06 two runs, the second also
 # building and running exo-sync's doc and unit tests, which the host tests run anyway).
-step "loom: exo-sched mailboxes (MPSC, doorbell, request results), exo-sync locks (TAS, ticket, MCS) and fusion parking" \
+# Each crate's binary must run models: a filter that matched none (a module renamed) would
+# pass with `0 passed` (until 2026-12-06 it did; `loom_ran_models` counts them per binary).
+loom_ran_models() { # log: every `test result:` line has at least one passed, and there are two
+    awk '/^test result:/ { n++; for (i = 1; i <= NF; i++) if ($i ~ /^passed/ && $(i - 1) + 0 == 0) z++ }
+         END { exit !(n == 2 && z == 0) }' "$1"
+}
+loom_models() {
+    local log=$out/loom-models.log
     env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$exo_target/loom" \
-    cargo test -p exo-sched -p exo-sync --release --lib loom_tests
+        cargo test -p exo-sched -p exo-sync --release --lib loom_tests >"$log" 2>&1 || return 1
+    loom_ran_models "$log" || { echo "a loom test binary ran no model (see $log)"; return 1; }
+    grep '^test result:' "$log"
+}
+step "loom: exo-sched mailboxes (MPSC, doorbell, request results), exo-sync locks (TAS, ticket, MCS) and fusion parking" \
+    loom_models
 # The fusion models' fault injection must fail: with the mark check off, loom must report
 # the lost wake-up in each model made to find it (the wait for a reply; the wait for room,
 # since 2026-12-06: the check there had no test, found by review). loom aborts the process

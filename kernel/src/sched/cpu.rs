@@ -1046,10 +1046,16 @@ pub(super) fn report_switch_samples() {
     }
 }
 
+/// The scheduler state of every online CPU whose scheduler runs (the sums and reports below;
+/// six copies of this filter until 2026-12-06).
+fn each_cpu_sched() -> impl Iterator<Item = &'static CpuSched> {
+    cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id))
+}
+
 /// Counters summed over CPUs: (switches, preemptions, steals, wake IPIs).
 pub fn counters() -> (u64, u64, u64, u64) {
     let mut c = (0, 0, 0, 0);
-    for s in cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id)) {
+    for s in each_cpu_sched() {
         c.0 += s.switches.load(Ordering::Relaxed);
         c.1 += s.preemptions.load(Ordering::Relaxed);
         c.2 += s.steals.load(Ordering::Relaxed);
@@ -1061,8 +1067,7 @@ pub fn counters() -> (u64, u64, u64, u64) {
 /// Preemptions by wake-up IPIs summed over CPUs (`CpuSched::wake_preemptions`; the tick's
 /// are [`counters`]' second).
 pub fn wake_preemptions() -> u64 {
-    cpus::online()
-        .filter_map(|b| cpu_sched(b.hot.cpu_id))
+    each_cpu_sched()
         .map(|s| s.wake_preemptions.load(Ordering::Relaxed))
         .sum()
 }
@@ -1131,21 +1136,17 @@ pub fn timer_totals() -> (u64, u64, u64, u64) {
 /// Parked threads left for through their frame and resumed by a switch, summed over CPUs
 /// (`CpuSched::parked_exits`, `parked_resumes`).
 pub fn parked_counts() -> (u64, u64) {
-    cpus::online()
-        .filter_map(|b| cpu_sched(b.hot.cpu_id))
-        .fold((0, 0), |(e, r), s| {
-            (
-                e + s.parked_exits.load(Ordering::Relaxed),
-                r + s.parked_resumes.load(Ordering::Relaxed),
-            )
-        })
+    each_cpu_sched().fold((0, 0), |(e, r), s| {
+        (
+            e + s.parked_exits.load(Ordering::Relaxed),
+            r + s.parked_resumes.load(Ordering::Relaxed),
+        )
+    })
 }
 
 /// CPUs whose scheduler runs.
 pub fn cpus_running() -> u32 {
-    cpus::online()
-        .filter(|b| cpu_sched(b.hot.cpu_id).is_some())
-        .count() as u32
+    each_cpu_sched().count() as u32
 }
 
 pub(super) static SAMPLES: [AtomicU64; SWITCH_SAMPLES] =
@@ -1170,7 +1171,7 @@ pub fn record_switches(cpu: Option<u32>) {
     if cpu.is_some() {
         SAMPLE_N.store(0, Ordering::Relaxed);
     }
-    for s in cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id)) {
+    for s in each_cpu_sched() {
         s.recording.store(Some(s.cpu) == cpu, Ordering::Release);
     }
 }
@@ -1190,7 +1191,7 @@ pub fn switch_samples() -> Vec<u64> {
 #[inline(never)]
 pub fn dump() {
     let now = rdtsc();
-    for s in cpus::online().filter_map(|b| cpu_sched(b.hot.cpu_id)) {
+    for s in each_cpu_sched() {
         crate::kprintln!(
             "SCHED,cpu,{},current,{},idle,{},ready,{},stealable,{},pending,{},halted,{},locked,{}",
             s.cpu,
@@ -1383,20 +1384,19 @@ impl<'g> Here<'g> {
         let entry = parked_entry as *const () as u64;
         let resume = resume as *const () as u64;
         if exit {
-            // Two parked threads, both inside the IPC entry: neither holds a sleeping lock.
-            // Their held-lock words are not written on this path (`switch_direct::<false>`):
-            // the caller's keeps what its last switch-out stored, which the switch that
-            // resumes it loads. That is 0: only user threads park, and no path of a user
-            // thread takes a sleeping lock (`park::Mutex` serves kernel tests and the lock
-            // harness), so every switch-out of one stored 0. Storing 0 here anyway cost
-            // `ipc.rtt.64` 713 -> 717 (icount, 2026-12-06: found by review, left); should a
-            // user path take a sleeping lock one day, this path must store the word (the
-            // assertion below stops a debug kernel first).
-            debug_assert!(
-                next.held.load(Ordering::Relaxed) == 0
-                    && me.held.load(Ordering::Relaxed) == 0
-                    && exo_percpu::held_locks() == 0
-            );
+            // Two parked threads, both inside the IPC entry: neither holds a counted lock
+            // (the CPU's word is 0 and stays so for `next`), so the words are neither swapped
+            // nor stored on this path (`switch_direct::<false>`; a store of the caller's cost
+            // `ipc.rtt.64` 713 -> 717, icount). The caller's word thus keeps what an earlier
+            // switch-out stored, which may be stale: a user thread switched out inside `mmap`
+            // with its address space's tables held (counted since 2026-12-06) stored 1 there.
+            // So a parked thread's word is never loaded: its resumption by a switch
+            // (`parked_entry`) sets its CPU's count to 0, what a parked thread holds. Until
+            // 2026-12-06 the switch loaded the stale 1 and the thread ran on counting a lock
+            // it did not hold (a debug kernel stopped on this assertion, which also required
+            // both words 0, within seconds of the fuzzer; test
+            // `user.ipc.parked_thread_resumes_counting_no_lock`).
+            debug_assert!(exo_percpu::held_locks() == 0);
             switch_direct::<false>(cs, me, next, me_i, next_i, deadline != u64::MAX);
             next.parked.store(false, Ordering::Relaxed);
             bump(&cs.parked_exits);
@@ -1463,6 +1463,9 @@ impl Claimed<'_> {
 /// with interrupts on, then ring 3 through the frame.
 extern "sysv64" fn parked_entry(resume: u64) -> ! {
     finish_switch();
+    // It parked holding no counted lock; the switch loaded its word, which the exit path of
+    // `handoff_parked` may have left stale: the count is 0 (interrupts are still off).
+    exo_percpu::swap_held_locks(0);
     let cs = this_sched().expect("a parked thread resumes on a running CPU");
     let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
     me.parked.store(false, Ordering::Relaxed);

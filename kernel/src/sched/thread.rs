@@ -123,6 +123,8 @@ pub(super) struct Tcb {
     /// Sleeping locks (`park::Mutex`) held, while switched out (while it runs, the count
     /// lives in its CPU's GS block: `exo_percpu::held_locks`). A thread that faults holding
     /// one is not killed (the lock would stay held for good); the machine stops instead.
+    /// Not kept for a thread parked at its IPC boundary, which holds none: the parked exit
+    /// does not store it, and the resumption sets the count to 0 (`cpu::parked_entry`).
     pub(super) held: AtomicU64,
     /// The address space this thread runs in (a `mm::space::Space` that outlives the thread),
     /// or 0: a kernel thread, which runs on whatever space is loaded.

@@ -968,6 +968,16 @@ fn kill_vs_reuse(_: &BootState) -> TestResult {
     })
 }
 
+/// Runs `f` with the reap's join of a process's threads waiting 300 ms instead of its
+/// default (`task::set_join_all_ms`), then puts the default back: the tests below hold a
+/// thread at its end on purpose, and the reap must give up on it soon.
+fn with_short_reap_join<T>(f: impl FnOnce() -> T) -> T {
+    let old = task::set_join_all_ms(300);
+    let r = f();
+    task::set_join_all_ms(old);
+    r
+}
+
 /// A process reaped while one of its threads has not finished its end (the reap's join
 /// deadline, `task::join_all_deadline`, passed) keeps its space and record until that
 /// thread has ended, then gives both back (`process::retry_stranded`, run by every spawn).
@@ -982,9 +992,7 @@ fn wait_vs_late_end(_: &BootState) -> TestResult {
         FINISH_HOLD.arm();
         let pid = spawn("/empty", 0)?;
         reached(&FINISH_HOLD, "/empty's end")?;
-        let old = task::set_join_all_ms(300);
-        let status = process::wait(pid);
-        task::set_join_all_ms(old);
+        let status = with_short_reap_join(|| process::wait(pid));
         let kept = process::retry_stranded();
         let recorded = process::ended(pid);
         let killed = (process::kill_child(pid, 0), process::kill_child(pid, 9));
@@ -1020,9 +1028,7 @@ fn kill_vs_stranded_retry(_: &BootState) -> TestResult {
         FINISH_HOLD.arm();
         let pid = spawn("/empty", 0)?;
         reached(&FINISH_HOLD, "/empty's end")?;
-        let old = task::set_join_all_ms(300);
-        let status = process::wait(pid);
-        task::set_join_all_ms(old);
+        let status = with_short_reap_join(|| process::wait(pid));
         STRANDED_HOLD.arm();
         let r = Builder::new().spawn(stranded_retrier, 0);
         let held = r.is_ok() && reached(&STRANDED_HOLD, "a retry of the kept process").is_ok();
@@ -1113,16 +1119,13 @@ fn status_before_release(_: &BootState) -> TestResult {
         END_HOLD.arm();
         let pid = spawn("/threads", 4)?;
         reached(&END_HOLD, "/threads' last thread's end")?;
-        let old = task::set_join_all_ms(300);
-        let w = Builder::new().spawn(waiter, pid);
-        let got = match w {
+        let got = with_short_reap_join(|| match Builder::new().spawn(waiter, pid) {
             Ok(w) => join_all(&[w], 10_000).map(|v| v[0]).or_else(|e| {
                 END_HOLD.release();
                 join_all(&[w], 60_000).map(|_| ERR).map_err(|_| e)
             }),
             Err(e) => Err(format!("spawn: {e}")),
-        };
-        task::set_join_all_ms(old);
+        });
         let kept = process::retry_stranded();
         END_HOLD.release();
         wait_for("the late thread's process to be freed", 30_000, || {
