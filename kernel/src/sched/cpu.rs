@@ -386,8 +386,10 @@ impl CpuSched {
 
     /// Puts thread `i`, about to block until TSC `deadline` (its `wake_at`, already
     /// stored), on the sleeper list (once) and lowers `next_wake` to cover it. Lock held.
+    /// `handoff`: `i` switches straight to a claimed thread (`block_for_handoff`), which is
+    /// on no run queue but runs here while `i` sleeps (a constant at each call site).
     #[inline(always)]
-    pub(super) fn add_sleeper(&self, i: u32, deadline: u64) {
+    pub(super) fn add_sleeper(&self, i: u32, deadline: u64, handoff: bool) {
         // SAFETY: the caller holds the lock.
         let sl = unsafe { self.sleepers() };
         // One entry per thread (the list holds MAX_THREADS): never full.
@@ -401,7 +403,7 @@ impl CpuSched {
             // beside a queued thread on a CPU whose list already held a 30 s deadline
             // recruited no watcher until 2026-12-06 (found by review;
             // `sched.due_sleeper_beside_a_distant_one_is_watched_without_a_timer`).
-            sleeper_deadline_lowered(self, deadline, bound);
+            sleeper_deadline_lowered(self, deadline, bound, handoff);
         }
     }
 
@@ -1494,8 +1496,10 @@ fn block_for_handoff(
     still_wait: impl FnOnce() -> bool,
 ) {
     me.wake_at.store(deadline, Ordering::Relaxed);
+    // `target` runs next without being queued: counted as busy for the watcher rule (a
+    // constant `u64::MAX` deadline, the fastpath's usual copy, folds this away).
     if deadline != u64::MAX {
-        cs.add_sleeper(me_i as u32, deadline);
+        cs.add_sleeper(me_i as u32, deadline, true);
     }
     me.set_state(State::Blocked);
     core::sync::atomic::fence(Ordering::SeqCst);

@@ -153,12 +153,16 @@ pub(super) fn renew_near_from() {
 /// CPU `cs`'s first sleeper deadline was lowered to `deadline` from `bound` (`u64::MAX`:
 /// the list held none; its lock held): `near_from` follows; without a timer, marked in the
 /// sleeping mask, and if its CPU has other threads to run (so it will not poll for the
-/// sleeper itself) and the deadline is within [`WATCH_SLICES`], a halted CPU is woken to
-/// watch it. With a timer the mask is not kept (nobody reads it; `emulate_timer_off`
-/// rebuilds it).
+/// sleeper itself: queued ones, or with `handoff` the claimed thread a direct switch runs
+/// next, which is on no run queue) and the deadline is within [`WATCH_SLICES`], a halted
+/// CPU is woken to watch it. With a timer the mask is not kept (nobody reads it;
+/// `emulate_timer_off` rebuilds it). Until 2026-12-06 a direct switch's caller (the IPC
+/// fastpath with a timeout) counted only the run queue, often empty: no watcher, and its
+/// timeout passed unseen while the target ran CPU-bound (found by review;
+/// `sched.handoff_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
 #[cold]
 #[inline(never)]
-pub(super) fn sleeper_deadline_lowered(cs: &CpuSched, deadline: u64, bound: u64) {
+pub(super) fn sleeper_deadline_lowered(cs: &CpuSched, deadline: u64, bound: u64, handoff: bool) {
     cs.near_from.store(near_from(deadline), Ordering::Relaxed);
     if !timer_off() {
         return;
@@ -168,7 +172,7 @@ pub(super) fn sleeper_deadline_lowered(cs: &CpuSched, deadline: u64, bound: u64)
     {
         m.set(cs.cpu);
     }
-    if cs.nr_ready.load(Ordering::Relaxed) != 0 && within_watch(deadline, rdtsc()) {
+    if (handoff || cs.nr_ready.load(Ordering::Relaxed) != 0) && within_watch(deadline, rdtsc()) {
         recruit_watcher(cs);
     }
 }

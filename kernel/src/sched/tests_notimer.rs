@@ -686,3 +686,155 @@ fn stale_sleeper_halts(_: &BootState) -> TestResult {
         )
     })
 }
+
+ktest!(
+    Needs::Threads,
+    "sched.handoff_sleeper_on_a_busy_cpu_is_woken_without_a_timer",
+    handoff_sleeper
+);
+
+/// `handoff_sleeper`: B (raw id; 0: not spawned), B may go on, B stopped spinning; H's
+/// deadline (0: not yet) and when it came back (0: not yet).
+static HB_TARGET: AtomicU64 = AtomicU64::new(0);
+static HB_GO: AtomicBool = AtomicBool::new(false);
+static HB_DONE: AtomicBool = AtomicBool::new(false);
+static HH_DEADLINE: AtomicU64 = AtomicU64::new(0);
+static HH_BACK: AtomicU64 = AtomicU64::new(0);
+
+/// B: pinned to CPU `x`, blocks until H's direct switch claims it (or the test lets it
+/// go), then spins (never blocking or yielding) until H is back or [`WINDOW_MS`] passed; 0,
+/// 3 if it did not run on x.
+fn hb_target(x: u64) -> u64 {
+    while !HB_GO.load(Ordering::Acquire) {
+        sched::block_unless(|| !HB_GO.load(Ordering::Acquire));
+    }
+    let on_x = sched::this_cpu() == x as u32;
+    let d = rdtsc() + ms(WINDOW_MS);
+    while HH_BACK.load(Ordering::Acquire) == 0 && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    HB_DONE.store(true, Ordering::Release);
+    if on_x { 0 } else { 3 }
+}
+
+/// H: pinned to CPU `x`, claims B (blocked on x) and switches straight to it, blocked
+/// itself with a deadline 20 ms ahead (`Here::handoff`, as the IPC fastpath with a
+/// timeout); 0 if it came back while B still spun, 1 if only after, 3 if it did not run on
+/// x, 4 if the claim was refused (B not blocked on x: nothing forced).
+fn hh_caller(x: u64) -> u64 {
+    if sched::this_cpu() != x as u32 {
+        return 3;
+    }
+    let b = Tid::from_raw(HB_TARGET.load(Ordering::Acquire));
+    let g = exo_percpu::IrqGuard::new();
+    let Some(here) = sched::Here::of(&g) else {
+        return 3;
+    };
+    HB_GO.store(true, Ordering::Release);
+    let Some(target) = here.claim(b) else {
+        return 4;
+    };
+    let d = rdtsc() + ms(20);
+    HH_DEADLINE.store(d, Ordering::Release);
+    // Nothing wakes H but its deadline.
+    here.handoff(target, d, || true);
+    let spinning = !HB_DONE.load(Ordering::Acquire);
+    HH_BACK.store(rdtsc().max(1), Ordering::Release);
+    drop(g);
+    u64::from(!spinning)
+}
+
+/// A thread blocked with a deadline by a direct switch (`Here::handoff`: the IPC fastpath's
+/// caller with a timeout) on a CPU whose claimed target then runs CPU-bound is woken at its
+/// deadline without a timer. B, pinned to CPU x, blocks; every other CPU but this one is
+/// halted, and this thread busy-waits; H, pinned to x, claims B and switches to it with a
+/// deadline 20 ms ahead; B spins up to [`WINDOW_MS`]. Only a halted CPU recruited to watch
+/// x can wake H in time: H must come back while B still spins. Until 2026-12-06 the
+/// sleeper a direct switch added recruited a watcher only if x's run queue held a thread,
+/// and B, claimed, is on none (found by review; without the fix H reports 1, back only
+/// once B stopped). A try whose claim was refused (B not blocked on x when H looked) is
+/// made again, at most 5 times. Needs 3 CPUs (this one, x, a watcher).
+fn handoff_sleeper(_: &BootState) -> TestResult {
+    if ncpus() < 3 {
+        return Err(format!(
+            "{SKIP}needs 3 CPUs (this one busy, x, a halted one to watch x)"
+        ));
+    }
+    let (me, x) = cpus_for_test();
+    sched::emulate_timer_off(true);
+    sched::set_wake_floor_tsc(1);
+    let r = (|| -> TestResult {
+        for _ in 0..5 {
+            if handoff_try(me, x)? {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "{SKIP}5 tries, each claim of B refused: nothing was forced"
+        ))
+    })();
+    sched::set_wake_floor_tsc(0);
+    sched::emulate_timer_off(false);
+    r
+}
+
+/// One try of [`handoff_sleeper`] on CPU `x`: `Ok(true)` if H switched to B and came back
+/// while B spun, `Ok(false)` if H's claim was refused.
+fn handoff_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
+    HB_TARGET.store(0, Ordering::Release);
+    HB_GO.store(false, Ordering::Release);
+    HB_DONE.store(false, Ordering::Release);
+    HH_DEADLINE.store(0, Ordering::Release);
+    HH_BACK.store(0, Ordering::Release);
+    let spawn = |f, arg| {
+        Builder::new()
+            .pin(x)
+            .spawn(f, arg)
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let rings0 = sleeper_rings();
+    let mut tids: Vec<Tid> = Vec::new();
+    let r = (|| -> TestResult {
+        let b = spawn(hb_target, u64::from(x))?;
+        tids.push(b);
+        HB_TARGET.store(b.raw(), Ordering::Release);
+        wait_for("B to block", 10_000, || sched::is_blocked(b))?;
+        others_halted(&[me, x])?;
+        tids.push(spawn(hh_caller, u64::from(x))?);
+        // Busy, not asleep: this CPU must not watch x itself.
+        let d = rdtsc() + ms(2 * WINDOW_MS);
+        while HH_BACK.load(Ordering::Acquire) == 0
+            && !HB_DONE.load(Ordering::Acquire)
+            && rdtsc() < d
+        {
+            core::hint::spin_loop();
+        }
+        Ok(())
+    })();
+    // B let go if H never claimed it.
+    HB_GO.store(true, Ordering::Release);
+    if let Some(&b) = tids.first() {
+        sched::wake(b);
+    }
+    let codes = join_all(&tids, 3 * WINDOW_MS);
+    r?;
+    let codes = codes?;
+    if codes[1] == 4 {
+        return Ok(false);
+    }
+    check(codes[0] == 0 && codes[1] <= 1, || {
+        format!("thread codes {codes:?} (B, H)")
+    })?;
+    let late = HH_BACK
+        .load(Ordering::Acquire)
+        .saturating_sub(HH_DEADLINE.load(Ordering::Acquire));
+    check(codes[1] == 0, || {
+        format!(
+            "H, blocked by a direct switch to B on CPU {x} with a deadline, came back only \
+             when B stopped spinning ({} ms past its deadline; {} sleeper rings)",
+            late / ms(1).max(1),
+            sleeper_rings() - rings0
+        )
+    })?;
+    Ok(true)
+}

@@ -495,7 +495,7 @@ pub(super) fn block_as_sleeper(cs: &CpuSched, deadline: u64) -> &'static Tcb {
     let me = tcb(i as usize);
     me.wake_at.store(deadline, Ordering::Relaxed);
     cs.lock();
-    cs.add_sleeper(i, deadline);
+    cs.add_sleeper(i, deadline, false);
     me.set_state(State::Blocked);
     cs.unlock();
     me
