@@ -115,9 +115,9 @@ pub use hold::HoldPoint;
 pub use thread::{
     Builder, KILLED, STACK_POOL_CAP, Tid, age_free_slots, cached_stack_frames, cached_stacks,
     current_stack, current_uid, enter_user, exit, fpu_area, fpu_saved_on, free_cached_stacks,
-    is_blocked, join, join_unless, join_until, kill_current_if_possible, kills, live_threads,
-    panic_in_exit_of_current, park_node, set_affinity, set_current_ids, set_current_space,
-    set_exit_hook, set_fpu_area, spawn, stack_cache_room, tid_of,
+    held_word, is_blocked, join, join_unless, join_until, kill_current_if_possible, kills,
+    live_threads, panic_in_exit_of_current, park_node, set_affinity, set_current_ids,
+    set_current_space, set_exit_hook, set_fpu_area, spawn, stack_cache_room, tid_of,
 };
 pub use wake::{
     block_unless, block_until, emulate_timer_off, force_mailbox_full, hold_tick_preemption,

@@ -999,6 +999,18 @@ pub fn is_blocked(tid: Tid) -> bool {
     })
 }
 
+/// Test support: thread `tid`'s held-lock word as its last switch-out left it
+/// (`Tcb::held`; `None`: no such thread). Meaningful while the thread is switched out
+/// (read from a thread of its CPU, it is): the count of counted locks it held then, or,
+/// for a thread parked through the exit path of `Here::handoff_parked` (which does not
+/// store the word), what an earlier switch-out stored
+/// (`user.ipc.parked_thread_resumes_counting_no_lock`).
+pub fn held_word(tid: Tid) -> Option<u64> {
+    TCBS.get(tid.index())
+        .filter(|t| t.generation.load(Ordering::Acquire) == tid.generation())
+        .map(|t| t.held.load(Ordering::Relaxed))
+}
+
 /// Thread `i`'s FPU save area (0: none yet).
 pub fn fpu_area(i: usize) -> u64 {
     tcb(i).fpu_area.load(Ordering::Relaxed)

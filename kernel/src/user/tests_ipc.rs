@@ -1,8 +1,10 @@
 //! Kernel tests of the IPC system-call layer (`super::ipc`): argument checks and errnos
 //! through the dispatcher's core on a table of the test's own, owning handles (inherit,
 //! close, the endpoint going with its last handle), on kernel threads; and a process
-//! (`/ipcdemo`'s `KILLED` role) killed while it waits inside an IPC call.
+//! (`/ipcdemo`'s `KILLED` role) killed while it waits inside an IPC call; a thread parked by
+//! the fastpath's exit, then resumed by a switch (`PARKED_HELD` role).
 
+use super::aspace::MAP_HOLD;
 use super::ipc::{OP_HOLD, call, deadline_after, fast_info};
 use super::process;
 use super::syscall::Errno;
@@ -29,6 +31,11 @@ ktest!(
     Needs::Threads,
     "user.ipc.handle_replied_to_a_parked_caller_being_killed_is_not_lost",
     parked_handle_reply
+);
+ktest!(
+    Needs::Threads,
+    "user.ipc.parked_thread_resumes_counting_no_lock",
+    parked_resumes_counting_no_lock
 );
 ktest!(Needs::Threads, "user.ipc.owning_handles", owning);
 ktest!(
@@ -948,4 +955,180 @@ fn parked_handle_reply(_: &BootState) -> TestResult {
         "the endpoint passed to the killed caller outlived every handle to it (its hold was lost)"
             .into()
     })
+}
+
+/// `/ipcdemo`'s `PARKED_HELD` role (`user/ipcdemo/src/held.rs`) and the labels of its calls
+/// on the test's endpoint (each answered with its own label).
+const ROLE_PARKED_HELD: u64 = 0x1c << 56 | 15 << 48;
+const HELD_HELLO: u32 = 1;
+const HELD_ARM: u32 = 2;
+const HELD_PARKED: u32 = 3;
+const HELD_DONE: u32 = 4;
+
+/// What `held_checker` saw: the caller's held-lock word while held in `map`, the same while
+/// parked by the exit, the parked exits counted from its `ARM` call to then, its word once
+/// resumed by a switch and switched out again, and the parked resumptions counted in
+/// between (`u64::MAX`: not reached).
+static HELD_SEEN: [AtomicU64; 5] = [const { AtomicU64::new(u64::MAX) }; 5];
+
+/// Tick and wake-up preemption held off while it lives (`sched::hold_tick_preemption`,
+/// `sched::hold_wake_preemption`): threads switch only where they yield or block.
+struct NoPreemption;
+
+impl NoPreemption {
+    fn new() -> NoPreemption {
+        sched::hold_tick_preemption(true);
+        sched::hold_wake_preemption(true);
+        NoPreemption
+    }
+}
+
+impl Drop for NoPreemption {
+    fn drop(&mut self) {
+        sched::hold_tick_preemption(false);
+        sched::hold_wake_preemption(false);
+    }
+}
+
+/// A thread parked by the fastpath's exit (`Here::handoff_parked` with `exit`: two parked
+/// threads, the caller's held-lock word not stored) keeps in its word what an earlier
+/// switch-out stored; resumed later by a switch (`cpu::parked_entry`), it must run counting
+/// no lock, whatever that word says. Until 2026-12-06 the switch loaded the stale word: a
+/// user thread once switched out inside `mmap` with its address space's tables held
+/// (counted) ran on counting locks it did not hold (found by the fuzzer on a debug kernel).
+/// Forced, everything pinned to one CPU and no thread preempted (`NoPreemption`): the
+/// process (`PARKED_HELD` role: a caller and a server thread) parks its server as its
+/// endpoint's receiver, the caller maps two pages and is held inside `map` with the tables
+/// locked (`aspace::MAP_HOLD`) until this test's kernel thread on that CPU
+/// (`held_checker`) has seen it switched out there (its word 2: the tables and its
+/// process's space slot) and lets it go; it then calls the parked server: the exit. The
+/// server tells the checker (the caller's word must still be the stale one stored in `map`
+/// and a parked exit counted: else the path was not taken), answers by
+/// `ipc_reply` (the slow path: the caller is woken and switched to), and the caller's next
+/// call switches it out again, storing the count it ran with: it must be 0.
+fn parked_resumes_counting_no_lock(_: &BootState) -> TestResult {
+    let cpu = ncpus() - 1;
+    let e = create()?;
+    EP.store(e.raw(), Ordering::Release);
+    PID.store(0, Ordering::Release);
+    for w in &HELD_SEEN {
+        w.store(u64::MAX, Ordering::Relaxed);
+    }
+    // The process's handle to `e` (its end closes it; the test destroys `e`).
+    let t = Box::new(HandleTable::new());
+    let sync = insert(&t, e, Rights::SEND, 1)?;
+    let held = NoPreemption::new();
+    let r = (|| {
+        let arg = ROLE_PARKED_HELD | u64::from(sync.0);
+        let pid = match process::spawn_with("/ipcdemo", arg, Builder::new().pin(cpu), Some(&t)) {
+            Ok(p) => p,
+            Err(Errno::Enoent) => return Err(format!("{SKIP}no /ipcdemo (run with the initrd)")),
+            Err(x) => return Err(format!("spawn of /ipcdemo: {x:?}")),
+        };
+        PID.store(pid, Ordering::Release);
+        let step = Builder::new()
+            .pin(cpu)
+            .spawn(held_checker, 0)
+            .map_err(|x| format!("spawn on CPU {cpu}: {x}"))
+            .and_then(|k| join_all(&[k], 180_000).map(|c| c[0]));
+        if step != Ok(0) {
+            // The process may wait for good (its calls have no deadline), or be held in `map`.
+            MAP_HOLD.release();
+            process::end_process(pid, KILL_CODE);
+        }
+        let status = process::wait(pid);
+        let step = step?;
+        check(step == 0 && status == Ok(0), || {
+            format!(
+                "checker stopped at step {step} (0: done; 1-3 hello, 4-5 arm, 6 the caller never switched out held in map, 7-8 parked, 9-10 done), process {status:?} (want Ok(0); else the role's step)"
+            )
+        })
+    })();
+    drop(held);
+    drop(t);
+    MAP_HOLD.release();
+    let _ = ipc::destroy(e);
+    r?;
+    let seen = HELD_SEEN.each_ref().map(|w| w.load(Ordering::Relaxed));
+    check(seen[1] == seen[0] && seen[2] >= 1, || {
+        format!(
+            "the caller was not parked through the fastpath's exit with its stale word: word {} (want {}, stored in map), parked exits {} (want 1 or more)",
+            seen[1], seen[0], seen[2]
+        )
+    })?;
+    check(seen[4] >= 1, || {
+        format!(
+            "no parked thread resumed by a switch after the exit (resumptions {})",
+            seen[4]
+        )
+    })?;
+    check(seen[3] == 0, || {
+        format!(
+            "the caller, resumed by a switch after the parked exit, ran counting {} lock(s) (want 0: it held none; {} stored in map)",
+            seen[3], seen[0]
+        )
+    })
+}
+
+/// `parked_resumes_counting_no_lock`'s kernel thread, on the process's CPU: answers the
+/// process's calls on the test's endpoint, doing or checking what each says (see the role).
+/// 0, or the step it stopped at.
+fn held_checker(_: u64) -> u64 {
+    let sync = ep();
+    let next = |label: u32| ipc::recv(sync, rdtsc() + ms(30_000)).is_ok_and(|m| m.label == label);
+    let answer = |label: u32| ipc::reply(&Msg::new(label, [0; 8])).is_ok();
+    if !next(HELD_HELLO) {
+        return 1;
+    }
+    // Its first call: the caller is the process's only thread yet.
+    let (mut caller, mut n) = (None, 0);
+    super::task::for_each_of(PID.load(Ordering::Acquire), |k| {
+        caller = Some(k);
+        n += 1;
+    });
+    let Some(c) = caller.filter(|_| n == 1) else {
+        return 2;
+    };
+    if !answer(HELD_HELLO) {
+        return 3;
+    }
+    // Armed once the server is parked (the caller's `PRIME` came before this call).
+    if !next(HELD_ARM) {
+        return 4;
+    }
+    let (exits, _) = sched::parked_counts();
+    MAP_HOLD.arm();
+    if !answer(HELD_ARM) {
+        return 5;
+    }
+    // The caller, held with its tables locked, switched out (to this thread) at least once:
+    // its word counts them and its process's space slot, read-locked around the map.
+    if !until(30_000, || {
+        MAP_HOLD.reached() && sched::held_word(c).is_some_and(|w| w != 0)
+    }) {
+        return 6;
+    }
+    let in_map = sched::held_word(c).unwrap_or(0);
+    HELD_SEEN[0].store(in_map, Ordering::Relaxed);
+    MAP_HOLD.release();
+    // The server's call: the caller is parked by the exit.
+    if !next(HELD_PARKED) {
+        return 7;
+    }
+    let (exits_now, resumes) = sched::parked_counts();
+    HELD_SEEN[1].store(sched::held_word(c).unwrap_or(u64::MAX), Ordering::Relaxed);
+    HELD_SEEN[2].store(exits_now - exits, Ordering::Relaxed);
+    if !answer(HELD_PARKED) {
+        return 8;
+    }
+    // The caller's call after its resumption: switched out again, its word stored.
+    if !next(HELD_DONE) {
+        return 9;
+    }
+    HELD_SEEN[3].store(sched::held_word(c).unwrap_or(u64::MAX), Ordering::Relaxed);
+    HELD_SEEN[4].store(sched::parked_counts().1 - resumes, Ordering::Relaxed);
+    if !answer(HELD_DONE) {
+        return 10;
+    }
+    0
 }

@@ -12,13 +12,16 @@
 //! `NAMED` (`arg = ROLE << 56 | NAMED << 48 | name server handle`) registers its own
 //! endpoint as `"echo"` and serves echo calls (`named.rs`); `FUSION`, `FUSION_DIE`, `FUSION_DIE_DB` and `FUSION_CLIENT` are the peers
 //! of case 10's fusion channels (`fusion.rs`); `KILLED` is a kernel test's process, killed
-//! while it waits inside an IPC call (`killed.rs`), and `FUTEX_GONE` one whose futex
-//! waiter's page is unmapped under it (`futex_gone.rs`).
+//! while it waits inside an IPC call (`killed.rs`), `FUTEX_GONE` one whose futex
+//! waiter's page is unmapped under it (`futex_gone.rs`), and `PARKED_HELD` one parked by
+//! the fastpath's exit after it was switched out holding its address space's tables
+//! (`held.rs`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod cases;
 mod fusion;
 mod futex_gone;
+mod held;
 mod killed;
 mod named;
 mod parked;
@@ -75,6 +78,9 @@ fn run(arg: u64) -> i32 {
     }
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == futex_gone::FUTEX_GONE {
         return futex_gone::role(arg);
+    }
+    if arg >> 56 == ROLE && (arg >> 48) & 0xff == held::PARKED_HELD {
+        return held::role(arg);
     }
     if arg >> 56 == ROLE && (arg >> 48) & 0xff == killed::KILLED {
         return killed::role(arg);
