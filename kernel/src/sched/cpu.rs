@@ -1391,10 +1391,11 @@ impl<'g> Here<'g> {
             // nor stored on this path (`switch_direct::<false>`; a store of the caller's cost
             // `ipc.rtt.64` 713 -> 717, icount). The caller's word thus keeps what an earlier
             // switch-out stored, which may be stale: a user thread switched out inside `mmap`
-            // with its address space's tables held (counted since 2026-12-06) stored 1 there.
+            // with its address space's tables and its process's space slot held (counted since
+            // 2026-12-06) stored 2 there.
             // So a parked thread's word is never loaded: its resumption by a switch
             // (`parked_entry`) sets its CPU's count to 0, what a parked thread holds. Until
-            // 2026-12-06 the switch loaded the stale 1 and the thread ran on counting a lock
+            // 2026-12-06 the switch loaded the stale 2 and the thread ran on counting a lock
             // it did not hold (a debug kernel stopped on this assertion, which also required
             // both words 0, within seconds of the fuzzer; test
             // `user.ipc.parked_thread_resumes_counting_no_lock`).

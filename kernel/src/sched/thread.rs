@@ -120,9 +120,11 @@ pub(super) struct Tcb {
     pub(super) fpu_cpu: AtomicU32,
     /// Wait node for the kernel futex (`park`): parking never allocates.
     pub(super) park: crate::sched::park::ParkNode,
-    /// Sleeping locks (`park::Mutex`) held, while switched out (while it runs, the count
-    /// lives in its CPU's GS block: `exo_percpu::held_locks`). A thread that faults holding
-    /// one is not killed (the lock would stay held for good); the machine stops instead.
+    /// Counted locks held (sleeping locks, `park::Mutex`, and spin locks taken through
+    /// `sched::Held`: an address space's tables, a process's space slot), while switched
+    /// out (while it runs, the count lives in its CPU's GS block:
+    /// `exo_percpu::held_locks`). A thread that faults holding one is not killed (the lock
+    /// would stay held for good); the machine stops instead.
     /// Not kept for a thread parked at its IPC boundary, which holds none: the parked exit
     /// does not store it, and the resumption sets the count to 0 (`cpu::parked_entry`).
     pub(super) held: AtomicU64,
