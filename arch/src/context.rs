@@ -46,7 +46,8 @@
 //!
 //! # Not saved
 //!
-//! RFLAGS (so also IF, DF, AC), the segment registers and their bases, CR3, the FPU/SIMD state
+//! RFLAGS (so also IF, DF, AC), the segment registers and their bases (the scheduler keeps
+//! the data-segment selectors per thread: [`crate::segs`]), CR3, the FPU/SIMD state
 //! and its control words (MXCSR, x87 FCW: callee-saved in SysV but never touched by the
 //! soft-float kernel; host users that change them must save them themselves).
 //!

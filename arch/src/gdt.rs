@@ -16,7 +16,7 @@
 //! `sgdt`, which needs no GS, and compare it with the live GS base (see `trap.rs`).
 
 use x86_64::VirtAddr;
-use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::segmentation::{CS, SS, Segment};
 use x86_64::instructions::tables::{lgdt, load_tss, sgdt};
 use x86_64::structures::DescriptorTablePointer;
 use x86_64::structures::gdt::{Descriptor, DescriptorFlags, SegmentSelector};
@@ -88,7 +88,11 @@ impl CpuTables {
 
 /// Builds the GDT around the TSS, records `kernel_gs_base` (the address of this CPU's
 /// per-CPU block, installed now or later in its bring-up) and loads GDT, segments and TR on
-/// the calling CPU. FS and GS are not touched (loading a selector may clear their bases).
+/// the calling CPU. DS, ES, FS and GS get the null selector (their bases kept:
+/// [`crate::segs::load`]): what the kernel runs with and every thread starts with, so that
+/// a switch between threads that never loaded another finds nothing to do
+/// (`crate::segs`). Until 2026-12-06 DS and ES held the kernel data selector here, which
+/// only the first IRETQ to ring 3 nulled (its DPL is 0) and SYSRET never did.
 pub fn load(tables: &'static mut CpuTables, kernel_gs_base: u64) {
     let p: *mut CpuTables = tables;
     // SAFETY: the TSS lives in the same 'static allocation as the GDT and is never moved or
@@ -123,16 +127,16 @@ pub fn load(tables: &'static mut CpuTables, kernel_gs_base: u64) {
     unsafe {
         lgdt(&ptr);
         CS::set_reg(SegmentSelector(KERNEL_CS));
-        DS::set_reg(SegmentSelector(KERNEL_DS));
-        ES::set_reg(SegmentSelector(KERNEL_DS));
         SS::set_reg(SegmentSelector(KERNEL_DS));
         load_tss(SegmentSelector(TSS_SEL));
     }
+    #[cfg(target_os = "none")]
+    crate::segs::load(0);
 }
 
 /// The calling CPU's tables, if the loaded GDT is one [`load`] installed (the boot and AP
 /// trampoline GDTs are shorter).
-fn loaded() -> Option<*mut CpuTables> {
+pub(crate) fn loaded() -> Option<*mut CpuTables> {
     let d = sgdt();
     (usize::from(d.limit) == GDT_LEN * 8 - 1).then_some(d.base.as_u64() as *mut CpuTables)
 }

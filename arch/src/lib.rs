@@ -20,6 +20,7 @@ pub mod mce;
 pub mod paging;
 pub mod port;
 pub mod pvh;
+pub mod segs;
 pub mod serial;
 #[cfg(target_os = "none")]
 pub mod smp;

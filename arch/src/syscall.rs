@@ -360,8 +360,14 @@ core::arch::global_asm!(
     "exo_enter_user:",
     "cli",
     "mov r8, rdx",
-    // The user FS base and the user GS base (KERNEL_GS_BASE until the swapgs) start at 0.
+    // DS, ES, FS and GS start null whatever ran here before (the scheduler keeps them per
+    // thread, `segs.rs`: this thread's are null already unless that broke), FS first, so
+    // the FS base written next is the one ring 3 gets.
     "xor eax, eax",
+    "mov ds, eax",
+    "mov es, eax",
+    "mov fs, eax",
+    // The user FS base and the user GS base (KERNEL_GS_BASE until the swapgs) start at 0.
     "xor edx, edx",
     "mov ecx, {fs_base}",
     "wrmsr",
@@ -388,6 +394,9 @@ core::arch::global_asm!(
     "xor r14d, r14d",
     "xor r15d, r15d",
     "swapgs",
+    // GS null with the user GS base live (the kernel's stays in KERNEL_GS_BASE): the base
+    // the load may write is the user one, 0 either way. A null load cannot fault.
+    "mov gs, eax",
     "iretq",
     user_rsp = const GS_USER_RSP,
     kstack = const GS_KSTACK_TOP,
@@ -496,8 +505,8 @@ pub fn is_user_rip(rip: u64) -> bool {
 
 /// Leaves the kernel for ring 3 for the first time: RIP `rip`, RSP `rsp`, `arg` in RDI,
 /// every other general register 0, RFLAGS = IF, the user FS and GS bases 0, CS/SS the user
-/// selectors. Later entries to the kernel (system calls, traps) start at the kernel stack
-/// top again.
+/// selectors, DS, ES, FS and GS the null selector. Later entries to the kernel (system
+/// calls, traps) start at the kernel stack top again.
 ///
 /// # Safety
 /// * The per-CPU block's kernel stack top ([`GS_KSTACK_TOP`]) and this CPU's TSS RSP0 are

@@ -1517,7 +1517,8 @@ fn block_for_handoff(
 
 /// What every switch does for the thread coming in, shared by [`switch_locked`] and
 /// [`switch_direct`]: its address space (a kernel thread runs on whatever is loaded), the
-/// held-lock word, `current_uid`, and for a user thread (pid != 0) the per-CPU pid, kernel
+/// held-lock word, `current_uid`, the data-segment selectors when either thread is a user
+/// thread ([`switch_selectors`]), and for a user thread (pid != 0) the per-CPU pid, kernel
 /// stack top and TSS.RSP0, where entries from ring 3 land and getpid reads. Kernel threads
 /// never run ring 3 code: their switches skip the last part (the slots keep stale values
 /// nobody reads; `enter_user` and `set_current_ids` set them for a thread on its way).
@@ -1535,7 +1536,7 @@ fn load_context<const IN_KERNEL: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb) {
     }
     if IN_KERNEL {
         prev.held.store(
-            exo_percpu::swap_held_locks(next.held.load(Ordering::Relaxed)),
+            exo_percpu::swap_held_locks(u64::from(next.held.load(Ordering::Relaxed))) as u32,
             Ordering::Relaxed,
         );
     }
@@ -1547,6 +1548,44 @@ fn load_context<const IN_KERNEL: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb) {
         exo_percpu::set_pid(pid);
         exo_percpu::set_kstack_top(top);
         set_rsp0(cs, top);
+        switch_selectors(prev, next);
+    } else if prev.pid.load(Ordering::Relaxed) != 0 {
+        switch_selectors(prev, next);
+    }
+}
+
+/// The data-segment selectors DS, ES, FS and GS at a switch from `prev` to `next`, one of
+/// them a user thread (`exo_arch::segs`): ring 3 may load its own, which no entry or exit
+/// changes, so without this the next thread on the CPU saw them (a channel between
+/// processes; until 2026-12-06, `user.segment_selectors_are_per_thread`). Linux keeps them
+/// per thread too. Kept in `Tcb::segs` while a thread is switched out, 0 while it runs.
+///
+/// The common case costs a read of the four registers and of `next.segs` (all 0: nothing
+/// to do). Otherwise ([`switch_selectors_slow`]) `prev`'s are saved and `next`'s loaded.
+/// Kernel threads need nothing: they never load any, and every switch to one from a user
+/// thread loads its (null) ones, so a switch between two kernel threads is skipped (the
+/// caller's test of the two pids). Icount on 2026-12-06: `ctx.switch` 179 -> 182 (the
+/// pid test), `ctx.switch.as` 299 -> 309 and `ipc.rtt.64` 713 -> 735 (the check, once per
+/// switch); called at the end of the user-thread branch, one instruction cheaper than at
+/// its start (the compiler's block layout).
+#[inline(always)]
+fn switch_selectors(prev: &Tcb, next: &Tcb) {
+    let live = exo_arch::segs::live_or();
+    if live | next.segs.load(Ordering::Relaxed) != 0 {
+        switch_selectors_slow(prev, next);
+    }
+}
+
+/// [`switch_selectors`] when `prev` runs with selectors of its own or `next` has saved ones.
+#[cold]
+#[inline(never)]
+fn switch_selectors_slow(prev: &Tcb, next: &Tcb) {
+    let live = exo_arch::segs::live();
+    prev.segs.store(live, Ordering::Relaxed);
+    let want = next.segs.load(Ordering::Relaxed);
+    next.segs.store(0, Ordering::Relaxed);
+    if want != live {
+        exo_arch::segs::load(want);
     }
 }
 

@@ -127,7 +127,9 @@ pub(super) struct Tcb {
     /// would stay held for good); the machine stops instead.
     /// Not kept for a thread parked at its IPC boundary, which holds none: the parked exit
     /// does not store it, and the resumption sets the count to 0 (`cpu::parked_entry`).
-    pub(super) held: AtomicU64,
+    /// 32 bits of the block's 64-bit count (no thread holds 2^32 locks), so that `segs`
+    /// fits beside it in the three cache lines (2026-12-06).
+    pub(super) held: AtomicU32,
     /// The address space this thread runs in (a `mm::space::Space` that outlives the thread),
     /// or 0: a kernel thread, which runs on whatever space is loaded.
     pub(super) space: AtomicU64,
@@ -139,6 +141,11 @@ pub(super) struct Tcb {
     /// and idle contexts), read through [`current_uid`]: the switch copies it into the
     /// CPU's state.
     pub(super) uid: AtomicU64,
+    /// Its DS, ES, FS and GS selectors while switched out, packed (`exo_arch::segs::pack`),
+    /// when it is a user thread that ran with others than the null ones; 0 while it runs (the
+    /// registers hold them then) and for every other thread. Written by the switch, under
+    /// the lock of the CPU that switches it (`cpu::switch_selectors`).
+    pub(super) segs: AtomicU32,
     /// Parked at its system-call boundary (`handoff_parked`): its saved context is the
     /// continuation that finishes its IPC operation, its IPC frame at its stack top all it
     /// keeps. Written by the CPU that parks it or resumes it, under that CPU's lock or by
@@ -241,10 +248,11 @@ impl Tcb {
             fpu_area: AtomicU64::new(0),
             fpu_cpu: AtomicU32::new(u32::MAX),
             park: crate::sched::park::ParkNode::new(),
-            held: AtomicU64::new(0),
+            held: AtomicU32::new(0),
             space: AtomicU64::new(0),
             pid: AtomicU64::new(0),
             uid: AtomicU64::new(0),
+            segs: AtomicU32::new(0),
             parked: AtomicBool::new(false),
         }
     }
@@ -346,6 +354,9 @@ pub(super) fn free_slot(i: usize) {
     }
     t.held.store(0, Ordering::Relaxed);
     t.space.store(0, Ordering::Relaxed);
+    // A thread that ended with selectors of its own left them here at its last switch: the
+    // slot's next thread starts with the null ones.
+    t.segs.store(0, Ordering::Relaxed);
     IN_EXIT[i].store(false, Ordering::Relaxed);
     // A mask with a bitmap is a heap object: given back now, not when the slot is reused.
     let old = core::mem::replace(&mut *t.affinity.lock(), CpuSet::ANY);
@@ -1010,7 +1021,7 @@ pub fn is_blocked(tid: Tid) -> bool {
 pub fn held_word(tid: Tid) -> Option<u64> {
     TCBS.get(tid.index())
         .filter(|t| t.generation.load(Ordering::Acquire) == tid.generation())
-        .map(|t| t.held.load(Ordering::Relaxed))
+        .map(|t| u64::from(t.held.load(Ordering::Relaxed)))
 }
 
 /// Thread `i`'s FPU save area (0: none yet).

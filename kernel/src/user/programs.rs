@@ -206,6 +206,68 @@ core::arch::global_asm!(
     "mov eax, 60",
     "syscall",
     "ud2",
+    // segs(data): [0], [8], [16], [24] DS, ES, FS, GS to load first when [32] is 1 (in);
+    // [40] TSC ticks to wait at most for [48] (in), with a `sched_yield` per round, or
+    // without system calls when [64] is 1 (in: only an interrupt then lets another thread
+    // run on this CPU); [56] set to 1 once loaded (out). When [48] is set: [72], [80],
+    // [88], [96] DS, ES, FS, GS as read (out), [104] 1 when `fs:[data]` and `gs:[data]`
+    // read what `[data]` holds (both bases 0), and exit 0; exit 1 when the time is up.
+    ".global exo_uprog_segs",
+    "exo_uprog_segs:",
+    "mov r15, rdi",
+    "cmp qword ptr [r15 + 32], 0",
+    "je 2f",
+    "mov eax, [r15]",
+    "mov ds, ax",
+    "mov eax, [r15 + 8]",
+    "mov es, ax",
+    "mov eax, [r15 + 16]",
+    "mov fs, ax",
+    "mov eax, [r15 + 24]",
+    "mov gs, ax",
+    "2:",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "add rax, [r15 + 40]",
+    "mov r12, rax",
+    "mov qword ptr [r15 + 56], 1",
+    "3:",
+    "cmp qword ptr [r15 + 48], 0",
+    "jne 4f",
+    "cmp qword ptr [r15 + 64], 0",
+    "jne 5f",
+    "mov eax, 24",
+    "syscall",
+    "5:",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "cmp rax, r12",
+    "jb 3b",
+    "mov edi, 1",
+    "jmp 9f",
+    "4:",
+    "mov eax, ds",
+    "mov [r15 + 72], rax",
+    "mov eax, es",
+    "mov [r15 + 80], rax",
+    "mov eax, fs",
+    "mov [r15 + 88], rax",
+    "mov eax, gs",
+    "mov [r15 + 96], rax",
+    "mov rax, [r15]",
+    "cmp rax, fs:[r15]",
+    "jne 6f",
+    "cmp rax, gs:[r15]",
+    "jne 6f",
+    "mov qword ptr [r15 + 104], 1",
+    "6:",
+    "xor edi, edi",
+    "9:",
+    "mov eax, 60",
+    "syscall",
+    "ud2",
     // The fault programs: one faulting instruction each (RDI: a target address).
     ".global exo_uprog_read",
     "exo_uprog_read:",
@@ -312,6 +374,7 @@ unsafe extern "C" {
     static exo_uprog_storm: u8;
     static exo_uprog_spinner: u8;
     static exo_uprog_bench: u8;
+    static exo_uprog_segs: u8;
     static exo_uprog_read: u8;
     static exo_uprog_write: u8;
     static exo_uprog_jump: u8;
@@ -344,6 +407,8 @@ pub enum Program {
     Spinner,
     /// Timed system calls (the `syscall.null` row).
     Bench,
+    /// Loads DS, ES, FS and GS, waits (yielding or spinning) and reads them back.
+    Segs,
     /// `mov rax, [rdi]`.
     Read,
     /// `mov [rdi], rax`.
@@ -400,6 +465,7 @@ pub fn offset(p: Program) -> u64 {
         Program::Storm => &raw const exo_uprog_storm,
         Program::Spinner => &raw const exo_uprog_spinner,
         Program::Bench => &raw const exo_uprog_bench,
+        Program::Segs => &raw const exo_uprog_segs,
         Program::Read => &raw const exo_uprog_read,
         Program::Write => &raw const exo_uprog_write,
         Program::Jump => &raw const exo_uprog_jump,

@@ -62,6 +62,11 @@ ktest!(
     "user.syscalls_10000_per_thread_two_threads_per_cpu",
     storm
 );
+ktest!(
+    Needs::Threads,
+    "user.segment_selectors_are_per_thread",
+    segment_selectors
+);
 
 /// A non-canonical address.
 const NON_CANONICAL: u64 = 0x8000_0000_0000_0000;
@@ -838,6 +843,168 @@ fn storm(_: &BootState) -> TestResult {
     }
     crate::kprintln!("INFO,user,storm,syscalls,{total},cpus,{}", ncpus());
     Ok(())
+}
+
+/// What the first thread of [`segment_selectors_on`] loads into DS, ES, FS and GS: the user
+/// code and data selectors with RPL 3 and 0, and null selectors with a nonzero RPL (in FS
+/// and GS: an IRETQ may null one in DS or ES, the CPU's doing, not the kernel's). Both
+/// kinds in GS, whose load in the switch needs the `swapgs` window.
+const SEG_SETS: [[u16; 4]; 2] = [[0x2B, 0x20, 0x23, 3], [0x23, 0x2B, 1, 0x28]];
+
+/// Data-segment selectors are per thread (`sched::cpu::switch_selectors`): on one CPU a
+/// user thread loads its own into DS, ES, FS and GS and waits, then a second user thread
+/// starts there and must find the null ones (until 2026-12-06 it found the first's: nothing
+/// saved or reset them), then the first must find its own again, both with FS and GS bases
+/// still 0; a kernel thread started there last must run with null selectors and the FS and
+/// user GS bases 0. The first waits with a `sched_yield` per round (switched out inside a
+/// system call, back through SYSRET) and, with a scheduler timer, spinning in ring 3 (only
+/// an interrupt switches it out; back through IRETQ). The order is forced: the second
+/// starts once the first has reported its load, and the first reads its selectors only
+/// after the second has ended. On CPU 0 and the last CPU, every set of [`SEG_SETS`].
+fn segment_selectors(s: &BootState) -> TestResult {
+    testbed::enter()?;
+    let timer = s.opts.mode != Some(smp_bench::Mode::Icount) && sched::timer_mode() != "off";
+    let last = cpus::online().map(|b| b.hot.cpu_id).max().unwrap_or(0);
+    let mut on = alloc::vec![0];
+    if last != 0 {
+        on.push(last);
+    }
+    let mut rounds = 0;
+    for &c in &on {
+        for (k, set) in SEG_SETS.iter().enumerate() {
+            for spin in [false, true] {
+                if spin && !timer {
+                    continue;
+                }
+                let how = if spin { "spinning" } else { "yielding" };
+                segment_selectors_on(c, set, spin)
+                    .map_err(|e| format!("CPU {c}, set {k} {set:x?}, first thread {how}: {e}"))?;
+                rounds += 1;
+            }
+        }
+    }
+    crate::kprintln!("INFO,user,segment_selectors,rounds,{rounds},spinning,{timer}");
+    Ok(())
+}
+
+/// DS, ES, FS and GS as a [`Program::Segs`] thread read them, from its slot.
+fn read_segs(slot: &Slot) -> Result<[u16; 4], String> {
+    let mut got = [0u16; 4];
+    for (i, g) in got.iter_mut().enumerate() {
+        *g = slot.get(72 + 8 * i as u64)? as u16;
+    }
+    Ok(got)
+}
+
+/// One round of [`segment_selectors`] on CPU `c`.
+fn segment_selectors_on(c: u32, set: &[u16; 4], spin: bool) -> TestResult {
+    let wait_ms = 30_000 + 100 * u64::from(ncpus());
+    let first = Slot::claim()?;
+    for (i, v) in set.iter().enumerate() {
+        first.put(8 * i as u64, u64::from(*v))?;
+    }
+    first.put(32, 1)?;
+    first.put(40, ms(wait_ms))?;
+    first.put(64, u64::from(spin))?;
+    let (ta, pa) = task::spawn(
+        testbed::builder()?.pin(c),
+        testbed::entry(Program::Segs),
+        first.stack_top(),
+        first.data(),
+    )
+    .map_err(|e| format!("spawn the first thread: {e}"))?;
+    // From here on the first thread may use its slot until it ends: on an error, the slot
+    // is kept (forgotten), as elsewhere.
+    let r = segment_selectors_second(c, &first, wait_ms).and_then(|()| {
+        first.put(48, 1)?;
+        let code = join_all(&[ta], wait_ms + 30_000)?[0];
+        let r = reap(pa)?;
+        let got = read_segs(&first)?;
+        check(
+            code == 0 && r.death == Some(Death::Exit(0)) && first.get(104)? == 1,
+            || {
+                format!(
+                    "first thread: exit {code:#x} ({:?}), FS and GS bases 0: {}",
+                    r.death,
+                    first.get(104).unwrap_or(0)
+                )
+            },
+        )?;
+        check(got == *set, || {
+            format!("the first thread found {got:x?} when it ran again, want its own")
+        })
+    });
+    if r.is_err() {
+        core::mem::forget(first);
+        return r;
+    }
+    let k = crate::sched::Builder::new()
+        .pin(c)
+        .spawn(kernel_selectors, 0)
+        .map_err(|e| format!("spawn the kernel thread: {e}"))?;
+    let got = join_all(&[k], 30_000)?[0];
+    check(got == 0, || {
+        format!(
+            "a kernel thread started after them runs with selectors {:x?} (DS, ES, FS, GS; {:#x}: an FS or user GS base not 0)",
+            exo_arch::segs::unpack(got as u32),
+            u64::MAX
+        )
+    })
+}
+
+/// The second thread of [`segment_selectors_on`]: started on CPU `c` once the first has
+/// loaded its selectors (its slot's flag), it must read the null ones and bases 0.
+fn segment_selectors_second(c: u32, first: &Slot, wait_ms: u64) -> TestResult {
+    let deadline = rdtsc() + ms(wait_ms);
+    while first.get(56)? == 0 {
+        if rdtsc() > deadline {
+            return Err("the first thread never reported its selectors loaded".into());
+        }
+        sched::yield_now();
+    }
+    let second = Slot::claim()?;
+    second.put(48, 1)?;
+    let (tb, pb) = task::spawn(
+        testbed::builder()?.pin(c),
+        testbed::entry(Program::Segs),
+        second.stack_top(),
+        second.data(),
+    )
+    .map_err(|e| format!("spawn the second thread: {e}"))?;
+    let code = match join_all(&[tb], wait_ms) {
+        Ok(c) => c[0],
+        Err(e) => {
+            core::mem::forget(second);
+            return Err(e);
+        }
+    };
+    let r = reap(pb)?;
+    let got = read_segs(&second)?;
+    check(
+        code == 0 && r.death == Some(Death::Exit(0)) && second.get(104)? == 1,
+        || {
+            format!(
+                "second thread: exit {code:#x} ({:?}), FS and GS bases 0: {}",
+                r.death,
+                second.get(104).unwrap_or(0)
+            )
+        },
+    )?;
+    check(got == [0; 4], || {
+        format!(
+            "the second thread started with selectors {got:x?}, want the null ones (the first thread's leaked)"
+        )
+    })
+}
+
+/// A kernel thread's selectors (packed), or `u64::MAX` when the FS base or the user GS
+/// base is not 0.
+fn kernel_selectors(_: u64) -> u64 {
+    let _g = IrqGuard::new();
+    if exo_arch::segs::bases() != (0, 0) {
+        return u64::MAX;
+    }
+    u64::from(exo_arch::segs::live())
 }
 
 /// The timeouts of `nanosleep` and `futex` (`timespec_to_ticks`): rounded up to the next
