@@ -5,7 +5,7 @@
 #   scripts/mkinitrd.sh [--out FILE] [--no-c]
 #
 # FILE defaults to target/initrd.cpio ($CARGO_TARGET_DIR/initrd.cpio when that is set).
-# Entries: init, hello, empty, faults, ubench, threads, ipcdemo, fuzz, nginx, names (the Rust programs
+# Entries: init, hello, empty, faults, ubench, threads, ipcdemo, fuzz, nginx, names, hog (the Rust programs
 # of user/, built with `cargo build --release --target x86_64-unknown-none`), hello-c
 # (user/c/hello.c, built
 # with gcc as docs/syscalls.md says; skipped with a note when gcc is missing or --no-c) and
@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
 done
 command -v cpio >/dev/null || { echo "mkinitrd: cpio is not installed (just setup)" >&2; exit 1; }
 
-programs=(init hello empty faults ubench threads ipcdemo fuzz nginx names)
+programs=(init hello empty faults ubench threads ipcdemo fuzz nginx names hog)
 packages=()
 for p in "${programs[@]}"; do packages+=(-p "exo-$p"); done
 "${CARGO:-cargo}" build --release --target x86_64-unknown-none "${packages[@]}"

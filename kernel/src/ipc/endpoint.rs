@@ -18,7 +18,8 @@ use exo_arch::syscall::IpcFrame;
 use exo_arch::tsc::rdtsc;
 use exo_percpu::IrqGuard;
 
-/// Endpoints that can exist at once.
+/// Endpoints that can exist at once (the `user` layer gives each process tree a share of
+/// them: [`create_for`]).
 pub const MAX_ENDPOINTS: usize = 1024;
 
 const NIL: u32 = u32::MAX;
@@ -406,8 +407,49 @@ pub(super) fn slot(ep: EpRef) -> Result<&'static Slot, IpcError> {
     SLOTS.get(ep.index as usize).ok_or(IpcError::Closed)
 }
 
-/// Creates an endpoint.
+/// The layer above's charge for the endpoints it creates on someone's behalf
+/// ([`create_for`]; the `user` layer's per-process-tree limits): `charge(slot, owner)` when
+/// one is made (false: refused, [`IpcError::Exhausted`], as a full table), `release(slot)`
+/// when it is destroyed, before its slot can be taken again. Neither is called on an
+/// operation through an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Charges {
+    /// Charges the endpoint made in slot `index` to `owner`; false refuses it.
+    pub charge: fn(u32, u64) -> bool,
+    /// Gives back the charge of the endpoint in slot `index`, destroyed.
+    pub release: fn(u32),
+}
+
+static CHARGES: spin::Once<Charges> = spin::Once::new();
+
+/// Whether the endpoint in each slot was charged ([`create_for`] with an owner), so that
+/// only those are released (a slot array of its own: [`Slot`]'s line is the fastpath's).
+static CHARGED: [AtomicBool; MAX_ENDPOINTS] = [const { AtomicBool::new(false) }; MAX_ENDPOINTS];
+
+/// Installs the layer above's [`Charges`] (once).
+pub fn set_charges(c: Charges) {
+    CHARGES.call_once(|| c);
+}
+
+/// Frees slot `index` (`s`) of an endpoint just destroyed: its charge given back first.
+fn free_slot(s: &Slot, index: u32) {
+    if CHARGED[index as usize].swap(false, Ordering::AcqRel)
+        && let Some(c) = CHARGES.get()
+    {
+        (c.release)(index);
+    }
+    s.used.store(false, Ordering::Release);
+}
+
+/// Creates an endpoint (charged to nobody).
 pub fn create() -> Result<EpRef, IpcError> {
+    create_for(0)
+}
+
+/// Creates an endpoint on behalf of `owner` (an id of the layer above, 0: nobody), charged
+/// to it through the installed [`Charges`]: `Exhausted` when the table is full or the charge
+/// is refused.
+pub fn create_for(owner: u64) -> Result<EpRef, IpcError> {
     sched::set_exit_hook(on_thread_exit);
     let start = CURSOR.fetch_add(1, Ordering::Relaxed) as usize;
     for k in 0..MAX_ENDPOINTS {
@@ -417,6 +459,15 @@ pub fn create() -> Result<EpRef, IpcError> {
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
+            if owner != 0
+                && let Some(c) = CHARGES.get()
+            {
+                if !(c.charge)(index as u32, owner) {
+                    s.used.store(false, Ordering::Release);
+                    return Err(IpcError::Exhausted);
+                }
+                CHARGED[index].store(true, Ordering::Relaxed);
+            }
             let _g = IrqGuard::new();
             let mut q = s.lock();
             q.live = true;
@@ -448,7 +499,7 @@ pub fn destroy(ep: EpRef) -> Result<(), IpcError> {
         }
         kill_locked(&mut q);
     }
-    s.used.store(false, Ordering::Release);
+    free_slot(s, ep.index);
     Ok(())
 }
 
@@ -655,7 +706,7 @@ pub fn release(ep: EpRef, rights: Rights) {
         }
         kill_locked(&mut q);
     }
-    s.used.store(false, Ordering::Release);
+    free_slot(s, ep.index);
 }
 
 /// Whether `ep` can still be used: `Ok` if it is live, `Closed` if it is destroyed or deaf

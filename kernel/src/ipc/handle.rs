@@ -98,7 +98,18 @@ impl HandleTable {
     /// receive right it is deaf from the start (`endpoint::deaf_unless_heard`: nobody can
     /// ever receive on it, so its calls fail at once).
     pub fn create_endpoint(&self, rights: Rights, badge: u64) -> Result<Handle, IpcError> {
-        let ep = endpoint::create()?;
+        self.create_endpoint_for(rights, badge, 0)
+    }
+
+    /// [`HandleTable::create_endpoint`] of an endpoint charged to `owner`
+    /// ([`endpoint::create_for`]: the charge goes with the endpoint).
+    pub fn create_endpoint_for(
+        &self,
+        rights: Rights,
+        badge: u64,
+        owner: u64,
+    ) -> Result<Handle, IpcError> {
+        let ep = endpoint::create_for(owner)?;
         endpoint::retain(ep, rights)?;
         if !rights.has(Rights::RECV) {
             endpoint::deaf_unless_heard(ep);

@@ -85,10 +85,10 @@ mod tests;
 mod tests_fusion;
 
 pub use endpoint::{
-    Attach, EpRef, MAX_ENDPOINTS, adopt, answering, call, check, create, destroy, detach_region,
-    hold_in_flight, hold_of, hold_word, live_endpoints, queued, received_on, recv, region,
-    region_floor, release, reply, reply_recv, reply_region, retain, send, set_region,
-    settle_in_flight, stats, try_fast, zc_bound,
+    Attach, Charges, EpRef, MAX_ENDPOINTS, adopt, answering, call, check, create, destroy,
+    detach_region, hold_in_flight, hold_of, hold_word, live_endpoints, queued, received_on, recv,
+    region, region_floor, release, reply, reply_recv, reply_region, retain, send, set_charges,
+    set_region, settle_in_flight, stats, try_fast, zc_bound,
 };
 pub use fastpath::{STALE_CLAIMS, finish_parked};
 pub use handle::{Cap, Handle, HandleTable, Rights};

@@ -500,7 +500,8 @@ pub(super) fn call(
             if rights == 0 || rights > 3 {
                 return Err(EINVAL);
             }
-            t.create_endpoint(Rights(rights as u8), f.rsi)
+            // Charged to the caller's process tree (`limits`: EAGAIN over its share).
+            t.create_endpoint_for(Rights(rights as u8), f.rsi, process::caller_pid())
                 .map(|h| i64::from(h.0))
                 .map_err(err)
         }

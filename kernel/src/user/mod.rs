@@ -10,6 +10,8 @@
 //! folder is the kernel's policy on top of it.
 //!
 //! The IPC system calls (`ipc`) use the `ipc` subsystem through each process's handle table.
+//! Each process tree has a share of the process, thread, endpoint and region tables
+//! (`limits`).
 //!
 //! Calls down only: `ipc` (endpoints, handle tables), `trap` (installs the user-fault hook), `sched` (threads, pids, entering
 //! ring 3, exit), `smp` (shootdowns), `mm` (frames, page-table roots), `console`.
@@ -18,6 +20,7 @@ pub mod aspace;
 pub mod futex;
 pub mod initrd;
 pub mod ipc;
+pub mod limits;
 pub mod loader;
 pub mod process;
 pub mod programs;
@@ -34,12 +37,17 @@ mod tests_console;
 mod tests_futex;
 mod tests_ipc;
 mod tests_life;
+mod tests_limits;
 
 /// Installs the system-call dispatcher and the ring-3 fault hooks (BSP, once, before any
 /// CPU enables `syscall` and any thread enters ring 3).
 pub fn init() {
     exo_arch::syscall::set_handlers(syscall::dispatch, ipc::dispatch, task::bad_return);
     crate::ipc::set_abort_hook(process::dying);
+    crate::ipc::set_charges(crate::ipc::Charges {
+        charge: limits::charge_endpoint,
+        release: limits::release_endpoint,
+    });
     crate::trap::set_user_fault_hook(task::user_fault);
     crate::trap::set_user_return_hook(process::on_user_return);
 }

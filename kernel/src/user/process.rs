@@ -18,9 +18,12 @@
 //! Records: a fixed table keyed by `pid % MAX_PROCS` (a pid is claimed together with its
 //! first thread's record, so both slots are free). A process whose parent was reaped
 //! before it is an orphan: the next `spawn` (or the end of the `init` job) reaps it once
-//! it has ended.
+//! it has ended. Each process tree has a share of the process and thread tables
+//! (`limits`): a spawn or `thread_create` over it is `EAGAIN`; a record's share is given
+//! back when the record is freed.
 
 use super::aspace::{AddressSpace, HoldPoint};
+use super::limits;
 use super::loader::{self, LoadError};
 use super::syscall::Errno;
 use super::task::{self, Death, JoinError};
@@ -33,7 +36,8 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Longest path `spawn` accepts.
 pub const PATH_MAX: usize = 256;
-/// Processes that can exist at once (not yet waited for).
+/// Processes that can exist at once (not yet waited for), all trees together (each tree has
+/// a share: `limits`).
 pub const MAX_PROCS: usize = 1024;
 /// Threads of one process whose records exist at once (running, or ended and not joined).
 pub const MAX_PROC_THREADS: u32 = 64;
@@ -159,7 +163,7 @@ fn proc(pid: u64) -> Option<&'static Proc> {
 }
 
 /// The calling thread's pid: 0 for a kernel thread (whose GS pid slot is stale).
-fn caller_pid() -> u64 {
+pub(super) fn caller_pid() -> u64 {
     pid_of_uid(sched::current_uid())
 }
 
@@ -372,31 +376,42 @@ fn start_image(
     b: Builder,
     handles: Option<&crate::ipc::HandleTable>,
 ) -> Result<u64, Errno> {
+    let parent = caller_pid();
+    // Its slot and first thread in the creator's share of the tables (`limits`), before
+    // anything is loaded: a tree at its limit is refused at no cost.
+    let share = limits::reserve_spawn(parent)?;
+    let refused = |e: Errno| {
+        limits::unreserve_spawn(parent);
+        e
+    };
     // Fallible: with the heap empty `Box::new` stopped the kernel (a user program could
     // arrange it: found by review, 2026-12-04).
-    let space = AddressSpace::new().map_err(|_| Errno::Enomem)?;
-    let space = crate::mm::kalloc::try_box(space).map_err(|_| Errno::Enomem)?;
-    let l = loader::load(&space, image).map_err(|e| match e {
-        LoadError::Elf(_) => {
-            log::warn!("spawn {path}: {e}");
-            Errno::Enoexec
-        }
-        LoadError::Vm(_) => Errno::Enomem,
+    let space = AddressSpace::new().map_err(|_| refused(Errno::Enomem))?;
+    let space = crate::mm::kalloc::try_box(space).map_err(|_| refused(Errno::Enomem))?;
+    let l = loader::load(&space, image).map_err(|e| {
+        refused(match e {
+            LoadError::Elf(_) => {
+                log::warn!("spawn {path}: {e}");
+                Errno::Enoexec
+            }
+            LoadError::Vm(_) => Errno::Enomem,
+        })
     })?;
     // The first thread's kernel stack (given back with the space if the start fails).
     space
         .account()
         .charge(THREAD_FRAMES)
-        .map_err(|_| Errno::Enomem)?;
+        .map_err(|_| refused(Errno::Enomem))?;
     let pid = task::claim_id(|id| {
         slot(id)
             .pid
             .compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     })
-    .map_err(|_| Errno::Eagain)?;
+    .map_err(|_| refused(Errno::Eagain))?;
+    // The reservation becomes the new process's account (closed when its record is freed).
+    limits::open(pid, parent, share);
     let p = slot(pid);
-    let parent = caller_pid();
     p.parent.store(parent, Ordering::Relaxed);
     // The child starts with a copy of its parent's handles (how a server and its clients
     // come to share an endpoint).
@@ -424,6 +439,7 @@ fn start_image(
         if p.parent.swap(0, Ordering::AcqRel) == ORPHAN {
             ORPHANS.fetch_sub(1, Ordering::Relaxed);
         }
+        limits::close(pid);
         p.pid.store(0, Ordering::Release);
         drop(space);
         return Err(start_errno(e));
@@ -648,7 +664,13 @@ pub fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, Errno>
         p.threads.fetch_sub(1, Ordering::AcqRel);
         return Err(Errno::Eagain);
     }
+    // Its record in the tree's share of the thread table (`limits`), as long as it is.
+    if let Err(e) = limits::charge_thread(pid) {
+        p.threads.fetch_sub(1, Ordering::AcqRel);
+        return Err(e);
+    }
     let undo = |e: Errno| {
+        limits::uncharge_thread(pid);
         p.threads.fetch_sub(1, Ordering::AcqRel);
         e
     };
@@ -703,6 +725,7 @@ pub fn thread_join(tid: u64) -> Result<u64, Errno> {
     let p = proc(pid).ok_or(Errno::Esrch)?;
     match task::join(pid, tid, me, &dying) {
         Ok(code) => {
+            limits::uncharge_thread(pid);
             p.threads.fetch_sub(1, Ordering::AcqRel);
             Ok(code)
         }
@@ -817,6 +840,9 @@ fn reap(p: &'static Proc, deadline: u64) -> Option<u64> {
     }
     // Nobody may claim the slot as a waiter again until `spawn` has set it up anew.
     p.waiter.store(CLAIMED, Ordering::Release);
+    // Its share of the tables given back (what its tree still holds goes to its creator's),
+    // before the slot, whose account a new process opens.
+    limits::close(pid);
     p.pid.store(0, Ordering::Release);
     Some(status)
 }
@@ -847,6 +873,7 @@ pub fn retry_stranded() -> u32 {
         log::info!("process {pid}: its last thread ended; its space is freed");
         p.parent.store(0, Ordering::Relaxed);
         STRANDED_COUNT.fetch_sub(1, Ordering::Relaxed);
+        limits::close(pid);
         p.pid.store(0, Ordering::Release);
     }
     STRANDED_COUNT.load(Ordering::Relaxed)
@@ -909,6 +936,14 @@ pub fn first_used_slot() -> Option<u64> {
         .iter()
         .position(|p| p.pid.load(Ordering::Acquire) != 0)
         .map(|i| i as u64)
+}
+
+/// Test support: processes in the table (set up, running, or ended and not reaped).
+pub fn in_table() -> usize {
+    PROCS
+        .iter()
+        .filter(|p| p.pid.load(Ordering::Acquire) != 0)
+        .count()
 }
 
 /// Test support: orphans not yet reaped.

@@ -14,7 +14,9 @@
 //!
 //! Commit accounting (`mm::commit`): a region's frames are charged once, when it is created,
 //! to the creating process's account (its per-process limit) and to the global charge, which
-//! the region keeps until it is freed, whoever maps it last; not per mapping.
+//! the region keeps until it is freed, whoever maps it last; not per mapping. The region's
+//! slot is charged the same way to the creating process's tree (`limits`: `EAGAIN` over its
+//! share of the table) until the region is freed.
 
 use super::aspace::AddressSpace;
 use super::syscall::Errno;
@@ -23,7 +25,7 @@ use crate::mm::kalloc::{self, Frame};
 use alloc::vec::Vec;
 use exo_percpu::IrqGuard;
 
-/// Regions that can exist at once.
+/// Regions that can exist at once, all process trees together (each has a share: `limits`).
 pub const MAX_REGIONS: usize = 64;
 /// Largest region (bytes).
 pub const REGION_MAX: u64 = 1 << 20;
@@ -48,9 +50,10 @@ fn tag(index: usize, gen_: u32) -> u64 {
     (u64::from(gen_) << 32) | (index as u64 + 1)
 }
 
-fn slot_of(tag: u64) -> Option<(&'static spin::Mutex<Region>, u32)> {
+/// Region `tag`'s slot: its index, its record and the generation the tag names.
+fn slot_of(tag: u64) -> Option<(usize, &'static spin::Mutex<Region>, u32)> {
     let i = (tag as u32 as usize).checked_sub(1)?;
-    REGIONS.get(i).map(|r| (r, (tag >> 32) as u32))
+    REGIONS.get(i).map(|r| (i, r, (tag >> 32) as u32))
 }
 
 /// Regions in use (tests: none left after a run).
@@ -63,9 +66,10 @@ pub fn in_use() -> usize {
 /// (the creator's mapping-to-be: [`release`] it if that fails), charged to `acct` (the
 /// creator's; `ENOMEM` over a limit) and to the global charge; the creator gives its part
 /// back with `Account::let_go_region` when it lets go of the region ([`undo_created`] after
-/// a failed map, or its space's end), the region its global part when it is freed.
-/// Returns its tag and frames.
-pub fn create(len: u64, acct: &Account) -> Result<(u64, Vec<u64>), Errno> {
+/// a failed map, or its space's end), the region its global part when it is freed. Its slot
+/// is charged to process `owner`'s tree (`EAGAIN` over its share; 0: the kernel's, not
+/// charged) until the region is freed. Returns its tag and frames.
+pub fn create(len: u64, acct: &Account, owner: u64) -> Result<(u64, Vec<u64>), Errno> {
     if len == 0 || len > REGION_MAX {
         return Err(Errno::Einval);
     }
@@ -94,9 +98,18 @@ pub fn create(len: u64, acct: &Account) -> Result<(u64, Vec<u64>), Errno> {
         })
     }
     .ok_or(Errno::Eagain)?;
-    let let_go_slot = || {
+    let free_slot = || {
         let _g = IrqGuard::new();
         REGIONS[slot].lock().refs = 0;
+    };
+    // Before anything is charged or taken too, as a full table.
+    if !super::limits::charge_region(slot, owner) {
+        free_slot();
+        return Err(Errno::Eagain);
+    }
+    let let_go_slot = || {
+        super::limits::release_region(slot);
+        free_slot();
     };
     if acct.charge_region(pages).is_err() {
         let_go_slot();
@@ -140,7 +153,7 @@ fn copy_of(frames: &[u64]) -> Result<Vec<u64>, Errno> {
 
 /// One more reference to region `tag` (a new mapping); its frames. `ENOENT` if it is gone.
 pub fn acquire(tag: u64) -> Result<Vec<u64>, Errno> {
-    let (r, gen_) = slot_of(tag).ok_or(Errno::Enoent)?;
+    let (_, r, gen_) = slot_of(tag).ok_or(Errno::Enoent)?;
     let _g = IrqGuard::new();
     let mut g = r.lock();
     if g.gen_ != gen_ || g.refs == 0 {
@@ -154,7 +167,7 @@ pub fn acquire(tag: u64) -> Result<Vec<u64>, Errno> {
 /// Drops a reference to region `tag`; the last one frees its frames (no mapping of them
 /// is left: every space unmapped them first). Returns whether this freed the region.
 pub fn release(tag: u64) -> bool {
-    let Some((r, gen_)) = slot_of(tag) else {
+    let Some((i, r, gen_)) = slot_of(tag) else {
         return false;
     };
     let frames = {
@@ -168,6 +181,9 @@ pub fn release(tag: u64) -> bool {
             return false;
         }
         g.gen_ = g.gen_.wrapping_add(1).max(1);
+        // The tree's charge, under the lock: once it is dropped the slot may be taken (and
+        // charged) by a new region.
+        super::limits::release_region(i);
         core::mem::take(&mut g.frames)
     };
     let n = frames.len() as u64;
@@ -194,12 +210,13 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
     let t = super::process::handles().ok_or(Errno::Ebadf)?;
     let h = u32::try_from(handle).map_err(|_| Errno::Ebadf)?;
     let cap = t.get(crate::ipc::Handle(h)).map_err(|_| Errno::Ebadf)?;
-    super::process::with_current(|a| map_in(a, cap.ep, len)).unwrap_or(Err(Errno::Enomem))
+    let owner = super::process::caller_pid();
+    super::process::with_current(|a| map_in(a, owner, cap.ep, len)).unwrap_or(Err(Errno::Enomem))
 }
 
-/// [`shm_map`] for the calling process's space `a` (a region it creates is charged to its
-/// account) and endpoint `ep`.
-fn map_in(a: &AddressSpace, ep: crate::ipc::EpRef, len: u64) -> Result<i64, Errno> {
+/// [`shm_map`] for the calling process `owner`, its space `a` (a region it creates is
+/// charged to its account and its tree) and endpoint `ep`.
+fn map_in(a: &AddressSpace, owner: u64, ep: crate::ipc::EpRef, len: u64) -> Result<i64, Errno> {
     let (old, _) = crate::ipc::region(ep).map_err(|_| Errno::Epipe)?;
     let (tag, frames) = if len == 0 {
         if old == 0 {
@@ -223,7 +240,7 @@ fn map_in(a: &AddressSpace, ep: crate::ipc::EpRef, len: u64) -> Result<i64, Errn
         let mut len = len.max(crate::ipc::region_floor(ep).map_err(|_| Errno::Epipe)?);
         let mut tries = 0;
         loop {
-            let (tag, frames) = create(len, a.account())?;
+            let (tag, frames) = create(len, a.account(), owner)?;
             let refused = match crate::ipc::set_region(ep, tag, frames.len() as u64 * PAGE) {
                 Ok(crate::ipc::Attach::Done) => break (tag, frames),
                 Ok(crate::ipc::Attach::BelowFloor(floor)) if tries < 4 && floor <= REGION_MAX => {
@@ -262,7 +279,7 @@ fn map_in(a: &AddressSpace, ep: crate::ipc::EpRef, len: u64) -> Result<i64, Errn
 
 /// Whether region `tag` still exists (mapped somewhere; also for tests).
 pub fn alive(tag: u64) -> bool {
-    slot_of(tag).is_some_and(|(r, gen_)| {
+    slot_of(tag).is_some_and(|(_, r, gen_)| {
         let _g = IrqGuard::new();
         let g = r.lock();
         g.gen_ == gen_ && g.refs != 0

@@ -29,7 +29,8 @@ use exo_arch::syscall::SyscallFrame;
 use exo_arch::trap::TrapFrame;
 
 /// User threads whose records can exist at once (a record stays until its thread is
-/// joined: [`reap`], `thread_join`, or the process's `wait`).
+/// joined: [`reap`], `thread_join`, or the process's `wait`), all process trees together
+/// (each has a share: `limits`).
 pub const MAX_TASKS: usize = sched::MAX_THREADS;
 
 const ALIVE: u64 = 0;
@@ -124,6 +125,14 @@ fn free(t: &Task, tid: u64) {
 /// Test support: whether thread `tid` has a record (started and not yet joined).
 pub fn exists(tid: u64) -> bool {
     record(tid).is_some()
+}
+
+/// Test support: thread records in use (claimed, started, or ended and not joined).
+pub fn records() -> usize {
+    TASKS
+        .iter()
+        .filter(|t| t.tid.load(Ordering::Acquire) != 0)
+        .count()
 }
 
 /// Test support: the id that holds the slot of `id` (claimed or started; 0: free).

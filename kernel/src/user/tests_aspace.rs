@@ -972,7 +972,7 @@ fn shared_never_executable(_: &BootState) -> TestResult {
 /// frames and address.
 fn map_region(a: &AddressSpace, len: u64) -> Result<(Vec<u64>, u64), alloc::string::String> {
     let (tag, frames) =
-        super::shm::create(len, a.account()).map_err(|e| format!("region: {e:?}"))?;
+        super::shm::create(len, a.account(), 0).map_err(|e| format!("region: {e:?}"))?;
     match a.map_shared(&frames, tag) {
         Ok(va) => Ok((frames, va)),
         Err(e) => {

@@ -313,7 +313,7 @@ fn region_once(_: &BootState) -> TestResult {
         let (a0, b0) = (a.account().total(), b.account().total());
         let g1 = commit::charged();
         let (tag, frames) =
-            super::shm::create(16 * PAGE, a.account()).map_err(|e| format!("region: {e:?}"))?;
+            super::shm::create(16 * PAGE, a.account(), 0).map_err(|e| format!("region: {e:?}"))?;
         let g2 = commit::charged();
         if let Err(e) = a.map_shared(&frames, tag) {
             super::shm::release(tag);
@@ -476,7 +476,7 @@ fn full_region_table(_: &BootState) -> TestResult {
         let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
         let mut tags = Vec::new();
         let stop = loop {
-            match super::shm::create(PAGE, a.account()) {
+            match super::shm::create(PAGE, a.account(), 0) {
                 Ok((t, _)) => tags.push(t),
                 Err(e) => break e,
             }
@@ -485,7 +485,7 @@ fn full_region_table(_: &BootState) -> TestResult {
             }
         };
         let old = commit::set_proc_limit_pages(a.account().total() + 1);
-        let big = super::shm::create(MIB, a.account());
+        let big = super::shm::create(MIB, a.account(), 0);
         commit::set_proc_limit_pages(old);
         if let Ok((t, _)) = &big {
             tags.push(*t);

@@ -855,7 +855,7 @@ fn shm_undo_keeps_shared(_: &BootState) -> TestResult {
     let e = create()?;
     let r = (|| {
         let acct = crate::mm::commit::Account::new();
-        let (tag, _) = super::shm::create(8192, &acct).map_err(|x| format!("region: {x:?}"))?;
+        let (tag, _) = super::shm::create(8192, &acct, 0).map_err(|x| format!("region: {x:?}"))?;
         check(
             ipc::set_region(e, tag, 8192) == Ok(ipc::Attach::Done),
             || "set_region refused".into(),

@@ -19,8 +19,9 @@ use std::sync::OnceLock;
 use exo_elf::{ElfKind, LoadOptions};
 use exo_initrd::{Archive, FileType};
 
-const RUST_PROGRAMS: [&str; 10] = [
+const RUST_PROGRAMS: [&str; 11] = [
     "init", "hello", "empty", "faults", "ubench", "threads", "ipcdemo", "fuzz", "nginx", "names",
+    "hog",
 ];
 
 /// Forks and file writes of this test binary are serialised: a thread that forks while
