@@ -15,11 +15,12 @@
 //! spawned), and refused with `EAGAIN` (the errno of a full table) if any of them would pass
 //! its limit; nothing is charged then.
 //!
-//! Limits ([`TOP`], [`SHARE_SHIFT`]): a process the kernel spawns (init; a kernel test's)
+//! Limits ([`TOP`], [`child_limit`]): a process the kernel spawns (init; a kernel test's)
 //! gets half of each table, so the kernel keeps the other half whatever that tree does (its
-//! own threads take records of the same thread table). A child gets half of its creator's
-//! limits: whatever one child and its descendants do, the parent's tree keeps at least half
-//! of its own share, so init can still start, and wait for, its other children.
+//! own threads take records of the same thread table). A child gets three quarters of its
+//! creator's limits: whatever one child and its descendants do, the parent's tree keeps at
+//! least a quarter of its own share (at least one of each), so init can still start, and
+//! wait for, its other children.
 //!
 //! An account goes when its process's record is freed (reaped, or a spawn that failed). What
 //! its tree still holds is not given back then but handed to its charge parent: the accounts
@@ -75,12 +76,26 @@ pub const TOP: Counts = [
     (MAX_REGIONS / 2) as u32,
 ];
 
-/// A child's limits are its creator's shifted right by this (halved): one child's tree can
-/// take at most half of what its parent's may hold, so the parent always keeps the other
-/// half for itself and its other children. Init's children get 256 processes, 256 threads,
-/// 256 endpoints and 16 regions; nine levels below a process the kernel spawned, a process
-/// can no longer spawn (its child's share of the process table would be 0).
-pub const SHARE_SHIFT: u32 = 1;
+/// A child's limit for one table, from its creator's `l`: three quarters of it, the
+/// creator keeping at least one (a quarter, rounded down, or 1). One child's tree thus never
+/// takes more than three quarters of what its parent's may hold, and the parent keeps the
+/// rest for itself and its other children. Init's children get 384 processes, 384 threads,
+/// 384 endpoints and 24 regions; 22 levels below `init` a process can no longer spawn (its
+/// child's process share would be 0), and six below it a process still gets 7 regions. Until 2026-12-06 (the day the shares came) a child got half: nine levels
+/// deep could not spawn, five deep had one region.
+pub const fn child_limit(l: u32) -> u32 {
+    let keep = if l / 4 > 1 { l / 4 } else { 1 };
+    l.saturating_sub(keep)
+}
+
+const _: () = assert!(
+    child_limit(512) == 384
+        && child_limit(32) == 24
+        && child_limit(4) == 3
+        && child_limit(3) == 2
+        && child_limit(1) == 0
+        && child_limit(0) == 0
+);
 
 /// What a spawn charges its creator's tree: the new process's slot and its first thread.
 const SPAWN: Counts = [1, 1, 0, 0];
@@ -223,7 +238,7 @@ impl Table {
 /// The share a child of `caller` gets ([`TOP`] for a child of the kernel).
 fn share_of(t: &Table, caller: u64) -> Counts {
     match t.index(caller) {
-        Some(i) => t.accounts[i].limit.map(|l| l >> SHARE_SHIFT),
+        Some(i) => t.accounts[i].limit.map(child_limit),
         None => t.top.unwrap_or(TOP),
     }
 }

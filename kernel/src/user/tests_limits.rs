@@ -2,7 +2,7 @@
 //! (`/hog`, `user/hog`, spawned by the kernel) takes slots of one table until refused:
 //! first through helpers, its children (for processes, children it reaps once they filled
 //! their share, leaving their children as orphans beside the next one), then itself. Its
-//! first helper must be refused with `EAGAIN` at half of the tree's share, the tree at
+//! first helper must be refused with `EAGAIN` at its own share (three quarters of the tree's), the tree at
 //! exactly its share; a bystander the kernel spawns meanwhile must still get a process, a
 //! thread, an endpoint and a region; once the tree is gone every table and account is back
 //! as before, and a second run is refused at the same counts.
@@ -15,7 +15,7 @@
 //! followed by another), and the bystander is refused: each test fails so (checked with
 //! the limits' check disabled).
 
-use super::limits::{self, Counts, Kind, SHARE_SHIFT, TOP};
+use super::limits::{self, Counts, Kind, TOP, child_limit};
 use super::process::{self, MAX_PROCS};
 use super::shm::MAX_REGIONS;
 use super::syscall::Errno;
@@ -160,14 +160,14 @@ fn run(kind: Kind) -> Result<Report, String> {
     let (report, used, limit) = r?;
     let k = kind as usize;
     let l = u64::from(TEST_TOP[k]);
-    let half = l >> SHARE_SHIFT;
-    // What the first helper (its own share: half) and the root (the rest) hold besides the
+    let share = u64::from(child_limit(TEST_TOP[k]));
+    // What the first helper (its own share: three quarters) and the root (the rest) hold besides the
     // slots they take: a process slot and a thread each, the root's report endpoint.
     let (first, own) = match kind {
-        Kind::Procs => (half - 1, 0),
-        Kind::Threads => (half - 1, l - 1 - half),
-        Kind::Endpoints => (half, l - 1 - half),
-        Kind::Regions => (half, l - half),
+        Kind::Procs => (share - 1, 0),
+        Kind::Threads => (share - 1, l - 1 - share),
+        Kind::Endpoints => (share, l - 1 - share),
+        Kind::Regions => (share, l - share),
     };
     let counts_right = match kind {
         // The helpers the root reaped left their children behind, in its tree: it is full
