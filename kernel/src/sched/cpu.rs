@@ -480,9 +480,33 @@ pub fn schedule(_g: &mut IrqGuard) {
     schedule_irqs_off();
 }
 
+/// [`schedule`] after which this CPU's sleepers could go unwatched (see
+/// [`schedule_watching_irqs_off`]).
+pub(super) fn schedule_watching(_g: &mut IrqGuard) {
+    schedule_watching_irqs_off();
+}
+
 #[inline(never)]
 pub(super) fn schedule_irqs_off() {
-    schedule_core::<false>();
+    schedule_core::<false, false>();
+}
+
+/// [`schedule`] after which this CPU's sleepers could go unwatched without a timer: by a
+/// thread that just listed itself as a sleeper (`wake::block_as_sleeper`: `block_until`,
+/// `sleep_until`), and by the idle step leaving for sleepers due. Its own copy of the
+/// core, which, when the switch runs a thread, recruits a watcher for this CPU's sleepers
+/// if one is due within the watch window (`idle::sleepers_left_for_work`). Whatever that
+/// thread is (queued before, posted to the mailbox after the sleeper's add, stolen, a
+/// sleeper that fell due), it is known only here, under the lock, and no idle step comes
+/// between to recruit one. Until 2026-12-06 the sleeper's add recruited one only if the
+/// run queue held a thread then: one posted (or queued) between the add and this switch
+/// ran with the sleeper unwatched, and it overslept for as long as that thread ran (found
+/// by review; `sched.due_sleeper_whose_switch_ran_a_posted_thread_is_woken_without_a_timer`).
+/// A copy, not a test in the common core: blocks without a deadline, wake-ups and yields
+/// pay nothing for it.
+#[inline(never)]
+pub(super) fn schedule_watching_irqs_off() {
+    schedule_core::<false, true>();
 }
 
 /// [`schedule_irqs_off`] for a yield ([`super::yield_now`]): the caller is the running
@@ -494,12 +518,13 @@ pub(super) fn schedule_irqs_off() {
 /// (left to the compiler, they became calls: 239).
 #[inline(never)]
 pub(super) fn schedule_yield_irqs_off() {
-    schedule_core::<true>();
+    schedule_core::<true, false>();
 }
 
-/// The scheduler's core (`YIELD`: called by a yield, see [`schedule_yield_irqs_off`]).
+/// The scheduler's core (`YIELD`: called by a yield, see [`schedule_yield_irqs_off`];
+/// `WATCHING`: see [`schedule_watching_irqs_off`]).
 #[inline(always)]
-fn schedule_core<const YIELD: bool>() {
+fn schedule_core<const YIELD: bool, const WATCHING: bool>() {
     // A preemption guard held across a switch would come back on another CPU and be dropped
     // there: both CPUs' counts wrong for good (found by review; no caller does it).
     debug_assert!(
@@ -557,6 +582,9 @@ fn schedule_core<const YIELD: bool>() {
     let (next_i, next) = pick_or_idle(cs, picked, prev_i, prev, idle_i);
     if next_i == prev_i {
         return keep_running(cs, prev, now, next_i != idle_i);
+    }
+    if WATCHING && next_i != idle_i {
+        sleepers_left_for_work(cs, now);
     }
     let exiting = state == State::Exiting;
     switch_locked(cs, prev_i, prev, next_i, next, now, idle_i, None, exiting);

@@ -152,14 +152,17 @@ pub(super) fn renew_near_from() {
 
 /// CPU `cs`'s first sleeper deadline was lowered to `deadline` from `bound` (`u64::MAX`:
 /// the list held none; its lock held): `near_from` follows; without a timer, marked in the
-/// sleeping mask, and if its CPU has other threads to run (so it will not poll for the
-/// sleeper itself: queued ones, or with `handoff` the claimed thread a direct switch runs
-/// next, which is on no run queue) and the deadline is within [`WATCH_SLICES`], a halted
-/// CPU is woken to watch it. With a timer the mask is not kept (nobody reads it;
-/// `emulate_timer_off` rebuilds it). Until 2026-12-06 a direct switch's caller (the IPC
-/// fastpath with a timeout) counted only the run queue, often empty: no watcher, and its
-/// timeout passed unseen while the target ran CPU-bound (found by review;
-/// `sched.handoff_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
+/// sleeping mask, and with `handoff` (the sleeper switches straight to a claimed thread,
+/// which runs next on this CPU, so it will not poll for the sleeper itself) if the deadline
+/// is within [`WATCH_SLICES`], a halted CPU is woken to watch it. A sleeper that schedules
+/// (`handoff` false) has its switch recruit the watcher if it runs a thread
+/// ([`sleepers_left_for_work`]): until 2026-12-06 this add did, if the run queue held a
+/// thread then, and a thread posted after it ran unwatched (found by review;
+/// `sched.due_sleeper_whose_switch_ran_a_posted_thread_is_woken_without_a_timer`). With a
+/// timer the mask is not kept (nobody reads it; `emulate_timer_off` rebuilds it). Until
+/// 2026-12-06 a direct switch's caller (the IPC fastpath with a timeout) counted only the
+/// run queue, often empty: no watcher, and its timeout passed unseen while the target ran
+/// CPU-bound (found by review; `sched.handoff_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
 #[cold]
 #[inline(never)]
 pub(super) fn sleeper_deadline_lowered(cs: &CpuSched, deadline: u64, bound: u64, handoff: bool) {
@@ -172,7 +175,26 @@ pub(super) fn sleeper_deadline_lowered(cs: &CpuSched, deadline: u64, bound: u64,
     {
         m.set(cs.cpu);
     }
-    if (handoff || cs.nr_ready.load(Ordering::Relaxed) != 0) && within_watch(deadline, rdtsc()) {
+    if handoff && within_watch(deadline, rdtsc()) {
+        recruit_watcher(cs);
+    }
+}
+
+/// A switch of CPU `cs` after which its sleepers could go unwatched
+/// (`cpu::schedule_watching_irqs_off`: a thread that just listed itself as a sleeper, or
+/// the idle step leaving for sleepers due) runs a thread, not the idle context (lock held,
+/// `now` the switch's clock, its due sleepers woken): without a timer, and with a sleeper
+/// due within [`WATCH_SLICES`], a halted CPU is woken to watch them (nothing else would
+/// while that thread runs). A sleeper's switch still names it `current`, so the watcher
+/// counts this CPU busy; the idle context's is marked leaving, as
+/// [`leave_idle_with_sleepers`] does.
+#[cold]
+#[inline(never)]
+pub(super) fn sleepers_left_for_work(cs: &CpuSched, now: u64) {
+    if timer_off() && now >= cs.near_from.load(Ordering::Relaxed) {
+        if cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed) {
+            cs.leaving_idle.store(true, Ordering::SeqCst);
+        }
         recruit_watcher(cs);
     }
 }
@@ -345,20 +367,27 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
     let now = rdtsc();
     // SAFETY: lock held.
     let any_sleeper = !unsafe { cs.sleepers() }.is_empty();
-    let mut sleepers_due = false;
     // One compare while the first deadline is beyond the watch window (`near_from` is never
     // above `next_wake`): a CPU holding a bench driver's long join leaves for work at every
     // round trip (the window computed here cost `ipc.rtt.64.xcore.kthread` +30, icount).
     if any_sleeper && now >= cs.near_from.load(Ordering::Relaxed) {
-        sleepers_due = now >= cs.next_wake.load(Ordering::Relaxed);
-        if work && !sleepers_due && timer_off() {
+        if now >= cs.next_wake.load(Ordering::Relaxed) {
+            // Sleepers due: the switch wakes them (and arms the timer), and if it then runs
+            // a thread with another sleeper due within the window, recruits a watcher for
+            // it (`schedule_watching`). Until 2026-12-06 this step recruited none: the
+            // woken sleeper ran, and one due soon after overslept for as long as it did
+            // (found by review;
+            // `sched.due_sleeper_behind_one_woken_from_idle_is_woken_without_a_timer`).
+            cs.unlock();
+            schedule_watching(g);
+            return true;
+        }
+        if work && timer_off() {
             leave_idle_with_sleepers(cs);
         }
     }
-    if !sleepers_due {
-        arm_timer(cs, now, false);
-    }
-    if work || sleepers_due {
+    arm_timer(cs, now, false);
+    if work {
         cs.unlock();
         schedule(g);
         return true;

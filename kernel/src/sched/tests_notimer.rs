@@ -422,8 +422,9 @@ fn busy_cpu_sleeper(_: &BootState) -> TestResult {
 
 /// As [`busy_cpu_sleeper`], x's list already holding D's long deadline ([`DISTANT_MS`]), and S's 20 ms one
 /// added while the spinner is queued behind S: the lowering of x's first deadline recruits
-/// the watcher. Until 2026-12-06 only a first deadline (none before) did (found by review;
-/// without the fix S reports 1).
+/// the watcher (since 2026-12-06 S's switch to the spinner does, once the lowering has
+/// brought x's watch window forward). Until 2026-12-06 only a first deadline (none before)
+/// did (found by review; without the fix S reports 1).
 fn beside_distant_sleeper(_: &BootState) -> TestResult {
     sleeper_test(Busy::BesideDistant)
 }
@@ -832,6 +833,350 @@ fn handoff_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
         format!(
             "H, blocked by a direct switch to B on CPU {x} with a deadline, came back only \
              when B stopped spinning ({} ms past its deadline; {} sleeper rings)",
+            late / ms(1).max(1),
+            sleeper_rings() - rings0
+        )
+    })?;
+    Ok(true)
+}
+
+ktest!(
+    Needs::Threads,
+    "sched.due_sleeper_whose_switch_ran_a_posted_thread_is_woken_without_a_timer",
+    posted_in_window
+);
+ktest!(
+    Needs::Threads,
+    "sched.due_sleeper_whose_switch_ran_a_thread_it_woke_is_woken_without_a_timer",
+    woken_in_window
+);
+
+/// `posted_in_window` and `woken_in_window`: W (raw id), W may go on, W stopped spinning;
+/// S is in its window (its sleeper listed, its switch not made), W was posted, S saw that
+/// in its window; S's deadline (0: not yet), when its window ended, when it came back (0:
+/// not yet).
+static WW_TARGET: AtomicU64 = AtomicU64::new(0);
+static WW_GO: AtomicBool = AtomicBool::new(false);
+static WW_DONE: AtomicBool = AtomicBool::new(false);
+static WS_IN: AtomicBool = AtomicBool::new(false);
+static WS_POSTED: AtomicBool = AtomicBool::new(false);
+static WS_SAW_POST: AtomicBool = AtomicBool::new(false);
+static WS_DEADLINE: AtomicU64 = AtomicU64::new(0);
+static WS_SWITCH: AtomicU64 = AtomicU64::new(0);
+static WS_BACK: AtomicU64 = AtomicU64::new(0);
+
+/// `ws_sleeper`'s argument: S wakes W itself in its window (else the test posts it).
+const SELF_WAKE: u64 = 1 << 16;
+
+/// W: pinned to CPU `x`, blocks until made ready in S's window (or let go), then spins
+/// (never blocking or yielding) until S is back or [`WINDOW_MS`] passed; 0, 3 if it did not
+/// run on x.
+fn ww_spinner(x: u64) -> u64 {
+    while !WW_GO.load(Ordering::Acquire) {
+        sched::block_unless(|| !WW_GO.load(Ordering::Acquire));
+    }
+    let on_x = sched::this_cpu() == x as u32;
+    let d = rdtsc() + ms(WINDOW_MS);
+    while WS_BACK.load(Ordering::Acquire) == 0 && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    WW_DONE.store(true, Ordering::Release);
+    if on_x { 0 } else { 3 }
+}
+
+/// S: pinned to CPU `arg & 0xffff`, waits with a deadline 20 ms ahead (`block_until`, which
+/// nothing else ends); its condition, which runs once its sleeper is listed, interrupts
+/// off, before its switch, holds it there until W is ready on x: made so by S itself with
+/// [`SELF_WAKE`] (queued on x directly), else by the test (posted to x's mailbox; x's wake
+/// IPI waits, its interrupts off), or 1 s passed. 0 if it came back while W still spun, 1
+/// if only after, 3 if it did not run on x, 5 if its wait ended before its deadline.
+fn ws_sleeper(arg: u64) -> u64 {
+    if sched::this_cpu() != (arg & 0xffff) as u32 {
+        return 3;
+    }
+    let d = rdtsc() + ms(20);
+    WS_DEADLINE.store(d, Ordering::Release);
+    let timed_out = sched::block_until(d, || {
+        if arg & SELF_WAKE != 0 {
+            WW_GO.store(true, Ordering::Release);
+            sched::wake(Tid::from_raw(WW_TARGET.load(Ordering::Acquire)));
+            WS_SAW_POST.store(true, Ordering::Release);
+        } else {
+            WS_IN.store(true, Ordering::Release);
+            let until = rdtsc() + ms(1000);
+            while !WS_POSTED.load(Ordering::Acquire) && rdtsc() < until {
+                core::hint::spin_loop();
+            }
+            WS_SAW_POST.store(WS_POSTED.load(Ordering::Acquire), Ordering::Release);
+        }
+        WS_SWITCH.store(rdtsc().max(1), Ordering::Release);
+        true
+    });
+    let spinning = !WW_DONE.load(Ordering::Acquire);
+    WS_BACK.store(rdtsc().max(1), Ordering::Release);
+    if !timed_out {
+        return 5;
+    }
+    u64::from(!spinning)
+}
+
+/// A thread that lists itself as a sleeper on a CPU with nothing else to run, and whose
+/// switch then runs a thread posted to that CPU's mailbox meanwhile (no idle step between),
+/// is woken at its deadline without a timer, while that thread runs CPU-bound. W, pinned
+/// to CPU x, blocks; every other CPU but this one is halted, and this thread busy-waits;
+/// S, pinned to x, waits 20 ms (`block_until`) and its condition, past its sleeper's add,
+/// holds it until this thread has woken W (posted to x's mailbox); S's switch drains W
+/// and runs it; W spins up to [`WINDOW_MS`]. Only a halted CPU recruited to watch x can
+/// wake S in time: S must come back while W still spins. Until 2026-12-06 only the
+/// sleeper's add recruited a watcher, if x's run queue held a thread then (found by
+/// review; without the fix S reports 1, back only once W stopped). A try whose switch
+/// came after S's deadline, or before W was posted (a slow host: nothing forced), is made
+/// again, at most 5 times. Needs 3 CPUs (this one, x, a watcher).
+fn posted_in_window(_: &BootState) -> TestResult {
+    window_test(false)
+}
+
+/// As [`posted_in_window`], S's condition waking W itself: W is queued on x directly (the
+/// path of a wake-up onto its own CPU, or through a full mailbox), and S's switch runs it.
+/// Until 2026-12-06 no watcher either (found by review; without the fix S reports 1).
+fn woken_in_window(_: &BootState) -> TestResult {
+    window_test(true)
+}
+
+fn window_test(self_wake: bool) -> TestResult {
+    if ncpus() < 3 {
+        return Err(format!(
+            "{SKIP}needs 3 CPUs (this one busy, x, a halted one to watch x)"
+        ));
+    }
+    let (me, x) = cpus_for_test();
+    sched::emulate_timer_off(true);
+    sched::set_wake_floor_tsc(1);
+    let r = (|| -> TestResult {
+        for _ in 0..5 {
+            if window_try(self_wake, me, x)? {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "{SKIP}5 tries, each S's switch made after its deadline or before W was \
+             posted: nothing was forced"
+        ))
+    })();
+    sched::set_wake_floor_tsc(0);
+    sched::emulate_timer_off(false);
+    r
+}
+
+/// One try of [`window_test`] on CPU `x`: `Ok(true)` if S's switch ran W (posted or woken
+/// in S's window) before S's deadline and S came back while W spun, `Ok(false)` if
+/// nothing was forced.
+fn window_try(self_wake: bool, me: u32, x: u32) -> Result<bool, alloc::string::String> {
+    WW_TARGET.store(0, Ordering::Release);
+    for f in [&WW_GO, &WW_DONE, &WS_IN, &WS_POSTED, &WS_SAW_POST] {
+        f.store(false, Ordering::Release);
+    }
+    for v in [&WS_DEADLINE, &WS_SWITCH, &WS_BACK] {
+        v.store(0, Ordering::Release);
+    }
+    let spawn = |f, arg| {
+        Builder::new()
+            .pin(x)
+            .spawn(f, arg)
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let rings0 = sleeper_rings();
+    let mut tids: Vec<Tid> = Vec::new();
+    let r = (|| -> TestResult {
+        let w = spawn(ww_spinner, u64::from(x))?;
+        tids.push(w);
+        WW_TARGET.store(w.raw(), Ordering::Release);
+        wait_for("W to block", 10_000, || sched::is_blocked(w))?;
+        others_halted(&[me, x])?;
+        let arg = u64::from(x) | if self_wake { SELF_WAKE } else { 0 };
+        tids.push(spawn(ws_sleeper, arg)?);
+        if !self_wake {
+            wait_for("S in its window", 10_000, || WS_IN.load(Ordering::Acquire))?;
+            WW_GO.store(true, Ordering::Release);
+            check(sched::wake(w), || "W was not blocked".into())?;
+            WS_POSTED.store(true, Ordering::Release);
+        }
+        // Busy, not asleep: this CPU must not watch x itself.
+        let d = rdtsc() + ms(2 * WINDOW_MS);
+        while WS_BACK.load(Ordering::Acquire) == 0
+            && !WW_DONE.load(Ordering::Acquire)
+            && rdtsc() < d
+        {
+            core::hint::spin_loop();
+        }
+        Ok(())
+    })();
+    // W let go if it was never woken.
+    WW_GO.store(true, Ordering::Release);
+    WS_POSTED.store(true, Ordering::Release);
+    if let Some(&w) = tids.first() {
+        sched::wake(w);
+    }
+    let codes = join_all(&tids, 3 * WINDOW_MS);
+    r?;
+    let codes = codes?;
+    check(codes[0] == 0 && matches!(codes[1], 0 | 1 | 5), || {
+        format!("thread codes {codes:?} (W, S)")
+    })?;
+    let switch = WS_SWITCH.load(Ordering::Acquire);
+    let deadline = WS_DEADLINE.load(Ordering::Acquire);
+    if !WS_SAW_POST.load(Ordering::Acquire) || switch == 0 || switch >= deadline {
+        return Ok(false);
+    }
+    let late = WS_BACK.load(Ordering::Acquire).saturating_sub(deadline);
+    check(codes[1] == 0, || {
+        format!(
+            "S, whose switch ran W ({}) on CPU {x} with S's 20 ms deadline listed, came back \
+             only when W stopped spinning (code {}, {} ms past its deadline; {} sleeper rings)",
+            if self_wake {
+                "woken by S in its window"
+            } else {
+                "posted to x's mailbox in S's window"
+            },
+            codes[1],
+            late / ms(1).max(1),
+            sleeper_rings() - rings0
+        )
+    })?;
+    Ok(true)
+}
+
+ktest!(
+    Needs::Threads,
+    "sched.due_sleeper_behind_one_woken_from_idle_is_woken_without_a_timer",
+    behind_idle_woken
+);
+
+/// `behind_idle_woken`: A's and B's deadlines; A is spinning (when it started, 0: not yet),
+/// A stopped; when B came back (0: not yet).
+static IA_DEADLINE: AtomicU64 = AtomicU64::new(0);
+static IB_DEADLINE: AtomicU64 = AtomicU64::new(0);
+static IA_START: AtomicU64 = AtomicU64::new(0);
+static IA_DONE: AtomicBool = AtomicBool::new(false);
+static IB_BACK: AtomicU64 = AtomicU64::new(0);
+
+/// A: pinned to CPU `x`, sleeps until its deadline, then spins (never blocking or yielding)
+/// until B is back or [`WINDOW_MS`] passed; 0, 3 if it did not run on x.
+fn ia_spinner(x: u64) -> u64 {
+    sched::sleep_until(IA_DEADLINE.load(Ordering::Acquire));
+    IA_START.store(rdtsc().max(1), Ordering::Release);
+    let on_x = sched::this_cpu() == x as u32;
+    let d = rdtsc() + ms(WINDOW_MS);
+    while IB_BACK.load(Ordering::Acquire) == 0 && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    IA_DONE.store(true, Ordering::Release);
+    if on_x { 0 } else { 3 }
+}
+
+/// B: pinned to CPU `x`, sleeps until its deadline; 0 if it came back while A still spun,
+/// 1 if only after, 3 if it did not run on x.
+fn ib_sleeper(x: u64) -> u64 {
+    if sched::this_cpu() != x as u32 {
+        return 3;
+    }
+    sched::sleep_until(IB_DEADLINE.load(Ordering::Acquire));
+    let spinning = !IA_DONE.load(Ordering::Acquire);
+    IB_BACK.store(rdtsc().max(1), Ordering::Release);
+    u64::from(!spinning)
+}
+
+/// A sleeper left on a CPU whose idle step leaves for another sleeper that fell due is
+/// woken at its deadline without a timer, while the one woken runs CPU-bound. A and B,
+/// pinned to CPU x, sleep there (A until 1 s from the start, B 20 ms longer); x, idle,
+/// polls for them; every other CPU but this one is halted, and this thread busy-waits.
+/// x's idle step wakes A at its deadline, and A spins up to [`WINDOW_MS`]: only a halted
+/// CPU recruited to watch x can wake B in time, and B must come back while A still spins.
+/// Until 2026-12-06 an idle step that left for a due sleeper recruited no watcher (found
+/// by review; without the fix B reports 1, back only once A stopped). A try whose other
+/// CPUs halted only after A's deadline, or whose A ran only after B's (a slow host:
+/// nothing forced), is made again, at most 5 times. Needs 3 CPUs (this one, x, a watcher).
+fn behind_idle_woken(_: &BootState) -> TestResult {
+    if ncpus() < 3 {
+        return Err(format!(
+            "{SKIP}needs 3 CPUs (this one busy, x, a halted one to watch x)"
+        ));
+    }
+    let (me, x) = cpus_for_test();
+    sched::emulate_timer_off(true);
+    sched::set_wake_floor_tsc(1);
+    let r = (|| -> TestResult {
+        for _ in 0..5 {
+            if behind_idle_try(me, x)? {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "{SKIP}5 tries, each A woken only after B's deadline or with CPUs awake: \
+             nothing was forced"
+        ))
+    })();
+    sched::set_wake_floor_tsc(0);
+    sched::emulate_timer_off(false);
+    r
+}
+
+/// One try of [`behind_idle_woken`] on CPU `x`: `Ok(true)` if every other CPU halted
+/// before A's deadline, A ran on x before B's and B came back while A spun, `Ok(false)`
+/// if nothing was forced.
+fn behind_idle_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
+    let a_at = rdtsc() + ms(1000);
+    let b_at = a_at + ms(20);
+    IA_DEADLINE.store(a_at, Ordering::Release);
+    IB_DEADLINE.store(b_at, Ordering::Release);
+    IA_START.store(0, Ordering::Release);
+    IA_DONE.store(false, Ordering::Release);
+    IB_BACK.store(0, Ordering::Release);
+    let spawn = |f| {
+        Builder::new()
+            .pin(x)
+            .spawn(f, u64::from(x))
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let rings0 = sleeper_rings();
+    let mut tids: Vec<Tid> = Vec::new();
+    let mut halted_at = u64::MAX;
+    let r = (|| -> TestResult {
+        for f in [ia_spinner as fn(u64) -> u64, ib_sleeper] {
+            let t = spawn(f)?;
+            tids.push(t);
+            wait_for("A and B to sleep", 10_000, || {
+                sched::is_blocked(t) && sched::listed_as_sleeper(x, t)
+            })?;
+        }
+        others_halted(&[me, x])?;
+        halted_at = rdtsc();
+        // Busy, not asleep: this CPU must not watch x itself.
+        let d = b_at + ms(2 * WINDOW_MS);
+        while IB_BACK.load(Ordering::Acquire) == 0
+            && !IA_DONE.load(Ordering::Acquire)
+            && rdtsc() < d
+        {
+            core::hint::spin_loop();
+        }
+        Ok(())
+    })();
+    let codes = join_all(&tids, 3 * WINDOW_MS);
+    r?;
+    let codes = codes?;
+    check(codes[0] == 0 && codes[1] <= 1, || {
+        format!("thread codes {codes:?} (A, B)")
+    })?;
+    let started = IA_START.load(Ordering::Acquire);
+    if halted_at >= a_at || started == 0 || started >= b_at {
+        return Ok(false);
+    }
+    let late = IB_BACK.load(Ordering::Acquire).saturating_sub(b_at);
+    check(codes[1] == 0, || {
+        format!(
+            "B, asleep on CPU {x} behind A (woken by x's idle step 20 ms before B's \
+             deadline, then spinning), came back only when A stopped ({} ms past its \
+             deadline; {} sleeper rings)",
             late / ms(1).max(1),
             sleeper_rings() - rings0
         )

@@ -484,12 +484,13 @@ pub fn block_until(deadline: u64, still_wait: impl FnOnce() -> bool) -> bool {
         }
         return false;
     }
-    schedule(&mut g);
+    schedule_watching(&mut g);
     rdtsc() >= deadline
 }
 
 /// Marks the current thread blocked with a wake-up at `deadline`, on this CPU's sleeper
-/// list (interrupts off: the caller holds an `IrqGuard` until it has scheduled).
+/// list (interrupts off: the caller holds an `IrqGuard` until it has scheduled, through
+/// `schedule_watching`: its switch recruits a watcher for the sleeper if it runs a thread).
 pub(super) fn block_as_sleeper(cs: &CpuSched, deadline: u64) -> &'static Tcb {
     let i = cs.current.load(Ordering::Relaxed);
     let me = tcb(i as usize);
@@ -519,7 +520,7 @@ pub fn sleep_until(deadline: u64) {
             return;
         };
         block_as_sleeper(cs, deadline);
-        schedule(&mut g);
+        schedule_watching(&mut g);
     }
 }
 
