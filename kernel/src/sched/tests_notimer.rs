@@ -445,7 +445,14 @@ fn rung_once(_: &BootState) -> TestResult {
     sleeper_test(Busy::IrqsOff)
 }
 
-fn sleeper_test(mode: Busy) -> TestResult {
+/// The frame of the timer-less watcher tests: a skip below 3 CPUs (this one busy, x, a
+/// halted one to watch x); the timer emulated off and the wake-up floor at 1 tick; `try_at`
+/// made at most 5 times on (this CPU, x) until it forced what it tests (`Ok(true)`), a skip
+/// saying `unforced` if it never did; then both put back.
+fn timer_off_tries(
+    unforced: &str,
+    mut try_at: impl FnMut(u32, u32) -> Result<bool, alloc::string::String>,
+) -> TestResult {
     if ncpus() < 3 {
         return Err(format!(
             "{SKIP}needs 3 CPUs (this one busy, x, a halted one to watch x)"
@@ -456,17 +463,23 @@ fn sleeper_test(mode: Busy) -> TestResult {
     sched::set_wake_floor_tsc(1);
     let r = (|| -> TestResult {
         for _ in 0..5 {
-            if sleeper_try(mode, me, x)? {
+            if try_at(me, x)? {
                 return Ok(());
             }
         }
-        Err(format!(
-            "{SKIP}5 tries, each spinner started only after S was due: nothing was forced"
-        ))
+        Err(format!("{SKIP}5 tries, {unforced}"))
     })();
-    sched::hold_wake_preemption(false);
     sched::set_wake_floor_tsc(0);
     sched::emulate_timer_off(false);
+    r
+}
+
+fn sleeper_test(mode: Busy) -> TestResult {
+    let r = timer_off_tries(
+        "each spinner started only after S was due: nothing was forced",
+        |me, x| sleeper_try(mode, me, x),
+    );
+    sched::hold_wake_preemption(false);
     r
 }
 
@@ -756,27 +769,7 @@ fn hh_caller(x: u64) -> u64 {
 /// once B stopped). A try whose claim was refused (B not blocked on x when H looked) is
 /// made again, at most 5 times. Needs 3 CPUs (this one, x, a watcher).
 fn handoff_sleeper(_: &BootState) -> TestResult {
-    if ncpus() < 3 {
-        return Err(format!(
-            "{SKIP}needs 3 CPUs (this one busy, x, a halted one to watch x)"
-        ));
-    }
-    let (me, x) = cpus_for_test();
-    sched::emulate_timer_off(true);
-    sched::set_wake_floor_tsc(1);
-    let r = (|| -> TestResult {
-        for _ in 0..5 {
-            if handoff_try(me, x)? {
-                return Ok(());
-            }
-        }
-        Err(format!(
-            "{SKIP}5 tries, each claim of B refused: nothing was forced"
-        ))
-    })();
-    sched::set_wake_floor_tsc(0);
-    sched::emulate_timer_off(false);
-    r
+    timer_off_tries("each claim of B refused: nothing was forced", handoff_try)
 }
 
 /// One try of [`handoff_sleeper`] on CPU `x`: `Ok(true)` if H switched to B and came back
@@ -944,28 +937,11 @@ fn woken_in_window(_: &BootState) -> TestResult {
 }
 
 fn window_test(self_wake: bool) -> TestResult {
-    if ncpus() < 3 {
-        return Err(format!(
-            "{SKIP}needs 3 CPUs (this one busy, x, a halted one to watch x)"
-        ));
-    }
-    let (me, x) = cpus_for_test();
-    sched::emulate_timer_off(true);
-    sched::set_wake_floor_tsc(1);
-    let r = (|| -> TestResult {
-        for _ in 0..5 {
-            if window_try(self_wake, me, x)? {
-                return Ok(());
-            }
-        }
-        Err(format!(
-            "{SKIP}5 tries, each S's switch made after its deadline or before W was \
-             posted: nothing was forced"
-        ))
-    })();
-    sched::set_wake_floor_tsc(0);
-    sched::emulate_timer_off(false);
-    r
+    timer_off_tries(
+        "each S's switch made after its deadline or before W was \
+         posted: nothing was forced",
+        |me, x| window_try(self_wake, me, x),
+    )
 }
 
 /// One try of [`window_test`] on CPU `x`: `Ok(true)` if S's switch ran W (posted or woken
@@ -1097,28 +1073,11 @@ fn ib_sleeper(x: u64) -> u64 {
 /// CPUs halted only after A's deadline, or whose A ran only after B's (a slow host:
 /// nothing forced), is made again, at most 5 times. Needs 3 CPUs (this one, x, a watcher).
 fn behind_idle_woken(_: &BootState) -> TestResult {
-    if ncpus() < 3 {
-        return Err(format!(
-            "{SKIP}needs 3 CPUs (this one busy, x, a halted one to watch x)"
-        ));
-    }
-    let (me, x) = cpus_for_test();
-    sched::emulate_timer_off(true);
-    sched::set_wake_floor_tsc(1);
-    let r = (|| -> TestResult {
-        for _ in 0..5 {
-            if behind_idle_try(me, x)? {
-                return Ok(());
-            }
-        }
-        Err(format!(
-            "{SKIP}5 tries, each A woken only after B's deadline or with CPUs awake: \
-             nothing was forced"
-        ))
-    })();
-    sched::set_wake_floor_tsc(0);
-    sched::emulate_timer_off(false);
-    r
+    timer_off_tries(
+        "each A woken only after B's deadline or with CPUs awake: \
+         nothing was forced",
+        behind_idle_try,
+    )
 }
 
 /// One try of [`behind_idle_woken`] on CPU `x`: `Ok(true)` if every other CPU halted
