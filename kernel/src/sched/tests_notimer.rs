@@ -719,15 +719,22 @@ static HH_BACK: AtomicU64 = AtomicU64::new(0);
 /// go), then spins (never blocking or yielding) until H is back or [`WINDOW_MS`] passed; 0,
 /// 3 if it did not run on x.
 fn hb_target(x: u64) -> u64 {
-    while !HB_GO.load(Ordering::Acquire) {
-        sched::block_unless(|| !HB_GO.load(Ordering::Acquire));
+    gated_spinner(x, &HB_GO, &HH_BACK, &HB_DONE)
+}
+
+/// The CPU-bound thread of the watcher tests: blocks until `go`, then spins (never
+/// blocking or yielding) until `back` is set (the sleeper came back) or [`WINDOW_MS`]
+/// passed, and sets `done`; 0, 3 if it did not run on CPU `x`.
+fn gated_spinner(x: u64, go: &AtomicBool, back: &AtomicU64, done: &AtomicBool) -> u64 {
+    while !go.load(Ordering::Acquire) {
+        sched::block_unless(|| !go.load(Ordering::Acquire));
     }
     let on_x = sched::this_cpu() == x as u32;
     let d = rdtsc() + ms(WINDOW_MS);
-    while HH_BACK.load(Ordering::Acquire) == 0 && rdtsc() < d {
+    while back.load(Ordering::Acquire) == 0 && rdtsc() < d {
         core::hint::spin_loop();
     }
-    HB_DONE.store(true, Ordering::Release);
+    done.store(true, Ordering::Release);
     if on_x { 0 } else { 3 }
 }
 
@@ -865,16 +872,7 @@ const SELF_WAKE: u64 = 1 << 16;
 /// (never blocking or yielding) until S is back or [`WINDOW_MS`] passed; 0, 3 if it did not
 /// run on x.
 fn ww_spinner(x: u64) -> u64 {
-    while !WW_GO.load(Ordering::Acquire) {
-        sched::block_unless(|| !WW_GO.load(Ordering::Acquire));
-    }
-    let on_x = sched::this_cpu() == x as u32;
-    let d = rdtsc() + ms(WINDOW_MS);
-    while WS_BACK.load(Ordering::Acquire) == 0 && rdtsc() < d {
-        core::hint::spin_loop();
-    }
-    WW_DONE.store(true, Ordering::Release);
-    if on_x { 0 } else { 3 }
+    gated_spinner(x, &WW_GO, &WS_BACK, &WW_DONE)
 }
 
 /// S: pinned to CPU `arg & 0xffff`, waits with a deadline 20 ms ahead (`block_until`, which
