@@ -172,6 +172,48 @@ impl Table {
         true
     }
 
+    /// [`Table::fits`] for one more of `kind` alone (a thread record, an endpoint, a region):
+    /// one use compared per level instead of four (icount `uthread.spawn` 2827 -> 2802 on
+    /// 2026-12-06 with [`Table::apply_one`]: the thread's charge and release each walk the
+    /// tree once).
+    fn fits_one(&self, pid: u64, kind: Kind) -> bool {
+        let k = kind as usize;
+        let mut at = self.index(pid);
+        for _ in 0..MAX_PROCS {
+            let Some(i) = at else {
+                return true;
+            };
+            let a = &self.accounts[i];
+            if a.used[k] >= a.limit[k] {
+                return false;
+            }
+            at = self.index(a.parent);
+        }
+        true
+    }
+
+    /// [`Table::apply`] of one `kind` alone.
+    fn apply_one(&mut self, pid: u64, kind: Kind, add: bool) {
+        let k = kind as usize;
+        let mut at = self.index(pid);
+        for _ in 0..MAX_PROCS {
+            let Some(i) = at else {
+                return;
+            };
+            let a = &mut self.accounts[i];
+            a.used[k] = if add {
+                a.used[k].saturating_add(1)
+            } else {
+                a.used[k].checked_sub(1).unwrap_or_else(|| {
+                    MISCOUNTS.fetch_add(1, Ordering::Relaxed);
+                    0
+                })
+            };
+            let parent = a.parent;
+            at = self.index(parent);
+        }
+    }
+
     /// Adds `n` to (or takes it from) the uses of `pid`'s account and of every one above it.
     fn apply(&mut self, pid: u64, n: &Counts, add: bool) {
         let mut at = self.index(pid);
@@ -210,13 +252,11 @@ impl Table {
         } else {
             0
         };
-        let mut n = [0; KINDS];
-        n[kind as usize] = 1;
         if owner != 0 {
-            if !self.fits(owner, &n) {
+            if !self.fits_one(owner, kind) {
                 return false;
             }
-            self.apply(owner, &n, true);
+            self.apply_one(owner, kind, true);
         }
         let slot = &mut self.owners(kind)[index];
         if *slot != 0 {
@@ -229,9 +269,7 @@ impl Table {
     /// Gives back the charge of slot `index`'s `kind` (to whom it is charged now).
     fn release_object(&mut self, kind: Kind, index: usize) {
         let owner = core::mem::take(&mut self.owners(kind)[index]);
-        let mut n = [0; KINDS];
-        n[kind as usize] = 1;
-        self.apply(owner, &n, false);
+        self.apply_one(owner, kind, false);
     }
 }
 
@@ -331,11 +369,10 @@ pub fn charge_thread(pid: u64) -> Result<(), Errno> {
         let Some(i) = t.index(pid) else {
             return Ok(());
         };
-        let n = [0, 1, 0, 0];
-        if !t.fits(pid, &n) {
+        if !t.fits_one(pid, Kind::Threads) {
             return Err(Errno::Eagain);
         }
-        t.apply(pid, &n, true);
+        t.apply_one(pid, Kind::Threads, true);
         t.accounts[i].threads += 1;
         Ok(())
     })
@@ -352,7 +389,7 @@ pub fn uncharge_thread(pid: u64) {
             MISCOUNTS.fetch_add(1, Ordering::Relaxed);
             0
         });
-        t.apply(pid, &[0, 1, 0, 0], false);
+        t.apply_one(pid, Kind::Threads, false);
     });
 }
 
