@@ -173,14 +173,17 @@ fn dhcp_reply_from_no_host(frame: &[u8]) -> bool {
     let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
         return false;
     };
-    let src = ip.src_addr();
-    if ip.next_header() != IpProtocol::Udp
-        || !(src.is_unspecified() || src.is_broadcast() || src.is_multicast())
-    {
+    if ip.next_header() != IpProtocol::Udp || is_host(ip.src_addr()) {
         return false;
     }
     UdpPacket::new_checked(ip.payload())
         .is_ok_and(|u| u.src_port() == DHCP_SERVER_PORT && u.dst_port() == DHCP_CLIENT_PORT)
+}
+
+/// Whether `a` may be a host's address: not 0.0.0.0, broadcast nor multicast (smoltcp asserts
+/// as much of a next hop it looks up, and of a destination it sends to).
+fn is_host(a: Ipv4Address) -> bool {
+    !(a.is_unspecified() || a.is_broadcast() || a.is_multicast())
 }
 
 /// The IPv4 destination of `frame` if it carries an ICMP echo request.
@@ -534,7 +537,15 @@ impl<D: Device> Stack<D> {
         let Some(dhcp) = &self.dhcp else { return false };
         let handle = dhcp.handle;
         let event = match self.sockets.get_mut::<dhcpv4::Socket<'_>>(handle).poll() {
-            Some(dhcpv4::Event::Configured(c)) => Some(Some((c.address, c.router))),
+            // A router that is no host's address is left out (no default route: the local
+            // network still works). smoltcp takes any, and looking up a non-unicast next hop
+            // fails an assertion in its neighbour cache (a panic: the kernel's), as soon as an
+            // answer goes off the subnet. Until 2026-12-06 a DHCP server naming
+            // 255.255.255.255 its router brought the kernel down so (found by the
+            // hostile-frames proptest).
+            Some(dhcpv4::Event::Configured(c)) => {
+                Some(Some((c.address, c.router.filter(|&r| is_host(r)))))
+            }
             Some(dhcpv4::Event::Deconfigured) => Some(None),
             None => None,
         };

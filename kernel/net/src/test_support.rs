@@ -197,15 +197,16 @@ impl Net {
 /// 10.0.2.16/24 via 10.0.2.2 for `lease_secs` (broadcast replies, as to a client without an
 /// address).
 pub(crate) fn fake_dhcp_server(frame: &[u8], lease_secs: u32) -> Option<Vec<u8>> {
-    fake_dhcp_server_from(frame, lease_secs, CLIENT_IP)
+    fake_dhcp_server_with(frame, lease_secs, CLIENT_IP, CLIENT_IP)
 }
 
-/// [`fake_dhcp_server`] with its replies' IP source address `src` (the server identifier
-/// stays 10.0.2.2).
-pub(crate) fn fake_dhcp_server_from(
+/// [`fake_dhcp_server`] with its replies' IP source address `src` and the router it names
+/// `router` (the server identifier stays 10.0.2.2).
+pub(crate) fn fake_dhcp_server_with(
     frame: &[u8],
     lease_secs: u32,
     src: Ipv4Address,
+    router: Ipv4Address,
 ) -> Option<Vec<u8>> {
     use smoltcp::wire::{
         DhcpMessageType, DhcpPacket, DhcpRepr, EthernetFrame, EthernetProtocol, IpProtocol,
@@ -239,7 +240,7 @@ pub(crate) fn fake_dhcp_server_from(
         client_ip: Ipv4Address::UNSPECIFIED,
         your_ip: Ipv4Address::new(10, 0, 2, 16),
         server_ip: server,
-        router: Some(server),
+        router: Some(router),
         subnet_mask: Some(Ipv4Address::new(255, 255, 255, 0)),
         relay_agent_ip: Ipv4Address::UNSPECIFIED,
         broadcast: false,

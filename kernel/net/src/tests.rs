@@ -1510,12 +1510,62 @@ fn a_dhcp_reply_from_the_unspecified_address_is_dropped() {
         net.now += Duration::from_millis(1);
         net.stack.poll(net.now);
         while let Some(frame) = net.cdev.take() {
-            if let Some(reply) = fake_dhcp_server_from(&frame, 10, Ipv4Address::UNSPECIFIED) {
+            if let Some(reply) =
+                fake_dhcp_server_with(&frame, 10, Ipv4Address::UNSPECIFIED, CLIENT_IP)
+            {
                 net.cdev.inject(reply);
             }
         }
     }
     assert_eq!(net.stack.stats().addressing, AddrState::Fallback);
+    let h = net.connect();
+    assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
+}
+
+/// A DHCP lease naming a router that is no host's address (255.255.255.255 here) is used
+/// without a default route: smoltcp would look the router up as the next hop of any answer
+/// off the subnet, and a non-unicast next hop fails an assertion in its neighbour cache (a
+/// panic, the kernel's). Until 2026-12-06 one segment from an off-subnet address after such
+/// a lease brought the kernel down (found by the hostile-frames proptest, `tests_fuzz`).
+#[test]
+fn a_lease_naming_a_broadcast_router_gets_no_default_route() {
+    let mut net = Net::new(Config::qemu_user(SERVER_MAC));
+    for _ in 0..2000 {
+        net.now += Duration::from_millis(1);
+        net.stack.poll(net.now);
+        while let Some(frame) = net.cdev.take() {
+            if let Some(reply) =
+                fake_dhcp_server_with(&frame, 3600, CLIENT_IP, Ipv4Address::BROADCAST)
+            {
+                net.cdev.inject(reply);
+            }
+        }
+        if net.stack.stats().addressing == AddrState::Dhcp {
+            break;
+        }
+    }
+    assert_eq!(net.stack.stats().addressing, AddrState::Dhcp);
+    let leased = Ipv4Address::new(10, 0, 2, 16);
+    // A SYN from off the subnet: its SYN-ACK would go by the default route.
+    let far = Ipv4Address::new(192, 0, 2, 1);
+    let syn = smoltcp::wire::TcpRepr {
+        src_port: 5000,
+        dst_port: 80,
+        control: smoltcp::wire::TcpControl::Syn,
+        seq_number: smoltcp::wire::TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 1024,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    net.cdev
+        .inject(tcp_frame(Eth(GHOST_MAC, SERVER_MAC), far, leased, &syn));
+    net.run_until(100, |_| false);
+    net.server = leased;
     let h = net.connect();
     assert_eq!(net.exchange(h, &get(""), OK.len()), OK);
 }
