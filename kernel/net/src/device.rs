@@ -1,5 +1,6 @@
-//! A pass-through [`Device`] that counts frames and ICMP echo traffic on their way between
-//! the driver and the interface (smoltcp answers pings itself, so this is where they are seen),
+//! A pass-through [`Device`] that counts frames, ICMP echo traffic and UDP echoes on their way
+//! between the driver and the interface (smoltcp answers pings itself, and holds a datagram
+//! until its next hop answers ARP, so this is where they are seen going out),
 //! and [`Replay`], which hands the interface a frame the stack has already taken.
 
 use core::cell::Cell;
@@ -8,16 +9,20 @@ use smoltcp::phy::{Device, DeviceCapabilities, PacketMeta, RxToken, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Address,
-    Ipv4Packet,
+    Ipv4Packet, UdpPacket,
 };
 
-/// Frame and ICMP echo counters (cells: both tokens of a pair update them).
+/// Frame, ICMP echo and UDP echo counters (cells: both tokens of a pair update them).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) frames_rx: Cell<u64>,
     pub(crate) frames_tx: Cell<u64>,
     pub(crate) echo_requests: Cell<u64>,
     pub(crate) echo_replies: Cell<u64>,
+    /// The UDP echo port (0: none).
+    pub(crate) udp_echo_port: u16,
+    /// Frames sent carrying a UDP datagram from `udp_echo_port`: the echoes that went out.
+    pub(crate) udp_echo_frames: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -38,6 +43,19 @@ pub(crate) fn icmp_of(frame: &[u8]) -> Option<(Icmpv4Message, Ipv4Address)> {
     Some((icmp.msg_type(), ip.dst_addr()))
 }
 
+/// The UDP source port of an Ethernet frame, if it carries a UDP datagram over IPv4.
+fn udp_src_port(frame: &[u8]) -> Option<u16> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Udp {
+        return None;
+    }
+    Some(UdpPacket::new_checked(ip.payload()).ok()?.src_port())
+}
+
 /// The ICMPv4 message type of an Ethernet frame, if it carries one.
 fn icmp_type(frame: &[u8]) -> Option<Icmpv4Message> {
     icmp_of(frame).map(|(t, _)| t)
@@ -55,6 +73,9 @@ impl Counters {
         bump(&self.frames_tx);
         if icmp_type(frame) == Some(Icmpv4Message::EchoReply) {
             bump(&self.echo_replies);
+        }
+        if self.udp_echo_port != 0 && udp_src_port(frame) == Some(self.udp_echo_port) {
+            bump(&self.udp_echo_frames);
         }
     }
 }

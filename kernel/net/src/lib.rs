@@ -211,9 +211,11 @@ pub struct Stats {
     pub http_rx_bytes: u64,
     /// Response bytes written to TCP.
     pub http_tx_bytes: u64,
-    /// UDP datagrams echoed.
+    /// UDP datagrams echoed (the echo handed to the device).
     pub udp_echoed: u64,
-    /// UDP datagrams dropped (TX buffer full or oversized).
+    /// UDP datagrams dropped: oversized, from a service port, not sent to our own address,
+    /// or whose echo could not go out (its destination did not answer ARP within a second,
+    /// or the device had no room).
     pub udp_dropped: u64,
     /// ICMP echo requests received (smoltcp answers those sent to the interface's own
     /// address; one sent to a broadcast or multicast address is dropped).
@@ -248,4 +250,8 @@ pub struct Poll {
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fuzz;

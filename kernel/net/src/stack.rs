@@ -10,8 +10,9 @@ use smoltcp::phy::{Device, Medium, RxToken};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4Message, IpAddress,
-    IpCidr, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TcpPacket,
+    DHCP_CLIENT_PORT, DHCP_SERVER_PORT, EthernetAddress, EthernetFrame, EthernetProtocol,
+    HardwareAddress, Icmpv4Message, IpAddress, IpCidr, IpEndpoint, IpProtocol, Ipv4Address,
+    Ipv4Cidr, Ipv4Packet, TcpPacket, UdpPacket,
 };
 
 use crate::device::{Counted, Counters, Replay};
@@ -22,6 +23,9 @@ use crate::{AddrState, Addressing, Config, ConfigError, Poll, StaticIp, Stats};
 const UDP_MAX_PAYLOAD: usize = 1472;
 /// Datagrams buffered per direction by the echo socket.
 const UDP_PACKETS: usize = 16;
+/// How long an echo whose destination has not answered ARP is kept and tried again (as long
+/// as smoltcp waits before it asks again).
+const ECHO_ARP_WAIT: Duration = Duration::from_millis(1000);
 /// Frames taken from the device per [`Stack::poll`]: a flood cannot hold the poll in
 /// ingress (the sockets, timeouts and DHCP are served between batches).
 pub(crate) const INGRESS_BUDGET: usize = 64;
@@ -153,6 +157,35 @@ fn syn_to(frame: &[u8], addr: Ipv4Address, port: u16) -> Option<IpEndpoint> {
         .then(|| IpEndpoint::new(IpAddress::Ipv4(ip.src_addr()), tcp.src_port()))
 }
 
+/// Whether `frame` carries a UDP datagram from the DHCP server port to the DHCP client port
+/// whose IPv4 source is not a host's address (0.0.0.0, broadcast, multicast): no DHCP server
+/// sends from one. smoltcp's DHCP client takes an OFFER's source as the server's address and
+/// later sends its renewal there: to 0.0.0.0, an assertion in smoltcp's `Interface` fails (a
+/// panic: the kernel's). Until 2026-12-06 any host on the segment could answer the broadcast
+/// DISCOVER so (found by the hostile-frames proptest).
+fn dhcp_reply_from_no_host(frame: &[u8]) -> bool {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return false;
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+        return false;
+    };
+    if ip.next_header() != IpProtocol::Udp || is_host(ip.src_addr()) {
+        return false;
+    }
+    UdpPacket::new_checked(ip.payload())
+        .is_ok_and(|u| u.src_port() == DHCP_SERVER_PORT && u.dst_port() == DHCP_CLIENT_PORT)
+}
+
+/// Whether `a` may be a host's address: not 0.0.0.0, broadcast nor multicast (smoltcp asserts
+/// as much of a next hop it looks up, and of a destination it sends to).
+fn is_host(a: Ipv4Address) -> bool {
+    !(a.is_unspecified() || a.is_broadcast() || a.is_multicast())
+}
+
 /// The IPv4 destination of `frame` if it carries an ICMP echo request.
 fn echo_request_to(frame: &[u8]) -> Option<Ipv4Address> {
     crate::device::icmp_of(frame)
@@ -195,7 +228,13 @@ pub struct Stack<D: Device> {
     dhcp: Option<Dhcp>,
     config: Config,
     stats: Stats,
+    /// The datagrams taken from the echo socket in one pass, `UDP_MAX_PAYLOAD` bytes each,
+    /// then the one held ([`echo_held`](Self::echo_held)).
     scratch: Vec<u8>,
+    /// Their lengths and addresses.
+    echo_pending: Vec<(usize, udp::UdpMetadata)>,
+    /// An echo waiting for its destination to answer ARP: until when, length, address.
+    echo_held: Option<(Instant, usize, udp::UdpMetadata)>,
     /// A frame taken from the device to be looked at before smoltcp has it
     /// ([`Stack::ingress_looked_at`]).
     held: Vec<u8>,
@@ -237,7 +276,10 @@ impl<D: Device> Stack<D> {
 
         let mut device = Counted {
             inner: device,
-            counters: Counters::default(),
+            counters: Counters {
+                udp_echo_port: config.udp_echo_port,
+                ..Counters::default()
+            },
         };
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(mac));
         iface_config.random_seed = config.seed;
@@ -272,7 +314,9 @@ impl<D: Device> Stack<D> {
                 addressing: AddrState::Static,
                 address: None,
             },
-            scratch: vec![0; UDP_MAX_PAYLOAD],
+            scratch: vec![0; (UDP_PACKETS + 1) * UDP_MAX_PAYLOAD],
+            echo_pending: Vec::with_capacity(UDP_PACKETS),
+            echo_held: None,
             held: Vec::with_capacity(frame_len),
         };
 
@@ -364,7 +408,7 @@ impl<D: Device> Stack<D> {
             activity |= self.serve(i, now);
         }
         activity |= self.keep_one_listening(now);
-        activity |= self.echo_udp();
+        activity |= self.echo_udp(now);
         activity |= self
             .iface
             .poll_egress(now, &mut self.device, &mut self.sockets)
@@ -385,6 +429,9 @@ impl<D: Device> Stack<D> {
             };
             if let Some((_, at)) = self.fallback_pending() {
                 earliest(at);
+            }
+            if let Some((until, ..)) = self.echo_held {
+                earliest(until);
             }
             if let Some(idle) = self.config.idle_timeout {
                 for slot in self.slots.iter().filter(|s| s.connected) {
@@ -434,6 +481,16 @@ impl<D: Device> Stack<D> {
         s
     }
 
+    /// The TCP state of every HTTP slot's socket (tests: a slot leaked is one not listening
+    /// once every timeout has passed).
+    #[cfg(test)]
+    pub(crate) fn slot_states(&self) -> Vec<tcp::State> {
+        self.slots
+            .iter()
+            .map(|s| self.sockets.get::<tcp::Socket<'_>>(s.handle).state())
+            .collect()
+    }
+
     /// The configuration the stack runs with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -480,7 +537,15 @@ impl<D: Device> Stack<D> {
         let Some(dhcp) = &self.dhcp else { return false };
         let handle = dhcp.handle;
         let event = match self.sockets.get_mut::<dhcpv4::Socket<'_>>(handle).poll() {
-            Some(dhcpv4::Event::Configured(c)) => Some(Some((c.address, c.router))),
+            // A router that is no host's address is left out (no default route: the local
+            // network still works). smoltcp takes any, and looking up a non-unicast next hop
+            // fails an assertion in its neighbour cache (a panic: the kernel's), as soon as an
+            // answer goes off the subnet. Until 2026-12-06 a DHCP server naming
+            // 255.255.255.255 its router brought the kernel down so (found by the
+            // hostile-frames proptest).
+            Some(dhcpv4::Event::Configured(c)) => {
+                Some(Some((c.address, c.router.filter(|&r| is_host(r)))))
+            }
             Some(dhcpv4::Event::Deconfigured) => Some(None),
             None => None,
         };
@@ -686,7 +751,12 @@ impl<D: Device> Stack<D> {
     /// address: until 2026-12-06 one sent to the broadcast address (all ones, or the
     /// subnet's) was answered too, so a spoofed victim got a reply from every Exo-OS on the
     /// segment (found by review). It is still counted in `icmp_echo_requests`.
+    ///
+    /// A DHCP reply from no host's address is dropped ([`dhcp_reply_from_no_host`]).
     fn admit(&mut self, frame: &[u8], now: Instant) -> bool {
+        if dhcp_reply_from_no_host(frame) {
+            return false;
+        }
         let ours = self.iface.ipv4_addr();
         if let Some(dst) = echo_request_to(frame) {
             return Some(dst) == ours;
@@ -953,22 +1023,52 @@ impl<D: Device> Stack<D> {
         progress
     }
 
-    /// Echoes every datagram on the UDP echo port; true if any was handled.
-    fn echo_udp(&mut self) -> bool {
+    /// Echoes every datagram on the UDP echo port; true if any was handled. Each echo goes
+    /// out at once or leaves the socket: smoltcp holds a datagram in the socket until its
+    /// next hop answers ARP, for good (a source spoofed on the subnet never answers; our own
+    /// address, spoofed, neither), the echoes queued behind it wait with it, and the socket
+    /// is muted meanwhile. Until 2026-12-06 one such datagram ended the echo service for every
+    /// client (found by the hostile-frames proptest). So the datagrams are taken from the
+    /// socket first and each echo is queued alone and sent at once; one that did not go out
+    /// is taken back by closing the socket (its buffers emptied) and adding it again (with
+    /// smoltcp's per-socket neighbour wait gone), and held aside: tried again on each poll
+    /// (a client answering the ARP request the attempt sent gets it) until
+    /// [`ECHO_ARP_WAIT`], then dropped. One is held at a time, the latest.
+    fn echo_udp(&mut self, now: Instant) -> bool {
         let Some(handle) = self.udp else { return false };
-        let socket = self.sockets.get_mut::<udp::Socket<'_>>(handle);
         let mut any = false;
-        loop {
-            let (len, meta) = match socket.recv_slice(&mut self.scratch) {
-                Ok(r) => r,
+        self.echo_pending.clear();
+        let socket = self.sockets.get_mut::<udp::Socket<'_>>(handle);
+        // At most UDP_PACKETS wait in the socket (its receive metadata ring).
+        while self.echo_pending.len() < UDP_PACKETS {
+            let at = self.echo_pending.len() * UDP_MAX_PAYLOAD;
+            match socket.recv_slice(&mut self.scratch[at..at + UDP_MAX_PAYLOAD]) {
+                Ok(r) => self.echo_pending.push(r),
                 Err(udp::RecvError::Truncated) => {
                     self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1);
                     any = true;
-                    continue;
                 }
                 Err(udp::RecvError::Exhausted) => break,
-            };
+            }
+        }
+
+        const HELD: usize = UDP_PACKETS;
+        if let Some((until, len, meta)) = self.echo_held {
+            if now >= until {
+                self.echo_held = None;
+                self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1);
+                any = true;
+            } else if self.echo_now(HELD, len, meta, now) {
+                self.echo_held = None;
+                any = true;
+            }
+            // Still waiting is no activity: the poll would be asked for again at once (its
+            // wake-up is the deadline).
+        }
+
+        for k in 0..self.echo_pending.len() {
             any = true;
+            let (len, meta) = self.echo_pending[k];
             // Only to a client's port, and only for a datagram sent to our own address: a
             // spoofed one from another service's port (echo 7, chargen 19, ..) started a
             // loop of echoes, and one sent to the broadcast address made every Exo-OS on the
@@ -981,11 +1081,49 @@ impl<D: Device> Stack<D> {
                 self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1);
                 continue;
             }
-            match socket.send_slice(&self.scratch[..len], meta.endpoint) {
-                Ok(()) => self.stats.udp_echoed = self.stats.udp_echoed.wrapping_add(1),
-                Err(_) => self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1),
+            if self.echo_now(k, len, meta, now) {
+                continue;
             }
+            if self.echo_held.is_some() {
+                self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1);
+            }
+            self.scratch.copy_within(
+                k * UDP_MAX_PAYLOAD..k * UDP_MAX_PAYLOAD + len,
+                HELD * UDP_MAX_PAYLOAD,
+            );
+            self.echo_held = Some((now + ECHO_ARP_WAIT, len, meta));
         }
         any
+    }
+
+    /// Sends the echo of the datagram in scratch slot `k` at once; false if it did not go out
+    /// (counted as dropped only if the socket refused it): the echo socket is then emptied
+    /// and added again ([`echo_udp`](Self::echo_udp)).
+    fn echo_now(&mut self, k: usize, len: usize, meta: udp::UdpMetadata, now: Instant) -> bool {
+        let Some(handle) = self.udp else { return false };
+        let data = &self.scratch[k * UDP_MAX_PAYLOAD..k * UDP_MAX_PAYLOAD + len];
+        let socket = self.sockets.get_mut::<udp::Socket<'_>>(handle);
+        if socket.send_slice(data, meta.endpoint).is_err() {
+            self.stats.udp_dropped = self.stats.udp_dropped.wrapping_add(1);
+            return true;
+        }
+        let before = self.device.counters.udp_echo_frames.get();
+        let _ = self
+            .iface
+            .poll_egress(now, &mut self.device, &mut self.sockets);
+        if self.device.counters.udp_echo_frames.get() != before {
+            self.stats.udp_echoed = self.stats.udp_echoed.wrapping_add(1);
+            return true;
+        }
+        self.udp = match self.sockets.remove(handle) {
+            smoltcp::socket::Socket::Udp(mut socket) => {
+                socket.close();
+                // Cannot fail: the port is non-zero and the socket closed.
+                let _ = socket.bind(self.config.udp_echo_port);
+                Some(self.sockets.add(socket))
+            }
+            _ => None,
+        };
+        false
     }
 }

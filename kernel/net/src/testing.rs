@@ -104,6 +104,12 @@ impl Port {
         self.tx.borrow_mut().send(frame);
     }
 
+    /// Copies of the frames waiting to be received by this port (to watch the other side's
+    /// output and still deliver it).
+    pub fn peek(&self) -> Vec<Vec<u8>> {
+        self.rx.borrow().frames.iter().cloned().collect()
+    }
+
     /// Takes the next frame this port would receive (to inspect the other side's output).
     pub fn take(&self) -> Option<Vec<u8>> {
         self.rx.borrow_mut().frames.pop_front()
