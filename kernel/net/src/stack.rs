@@ -10,9 +10,8 @@ use smoltcp::phy::{Device, Medium, RxToken};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    DHCP_CLIENT_PORT, DHCP_SERVER_PORT, EthernetAddress, EthernetFrame, EthernetProtocol,
-    HardwareAddress, Icmpv4Message, IpAddress, IpCidr, IpEndpoint, IpProtocol, Ipv4Address,
-    Ipv4Cidr, Ipv4Packet, TcpPacket, UdpPacket,
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4Message, IpAddress,
+    IpCidr, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TcpPacket,
 };
 
 use crate::device::{Counted, Counters, Replay};
@@ -157,13 +156,18 @@ fn syn_to(frame: &[u8], addr: Ipv4Address, port: u16) -> Option<IpEndpoint> {
         .then(|| IpEndpoint::new(IpAddress::Ipv4(ip.src_addr()), tcp.src_port()))
 }
 
-/// Whether `frame` carries a UDP datagram from the DHCP server port to the DHCP client port
-/// whose IPv4 source is not a host's address (0.0.0.0, broadcast, multicast): no DHCP server
-/// sends from one. smoltcp's DHCP client takes an OFFER's source as the server's address and
-/// later sends its renewal there: to 0.0.0.0, an assertion in smoltcp's `Interface` fails (a
-/// panic: the kernel's). Until 2026-12-06 any host on the segment could answer the broadcast
-/// DISCOVER so (found by the hostile-frames proptest).
-fn dhcp_reply_from_no_host(frame: &[u8]) -> bool {
+/// Whether `frame` is an IPv4 packet whose source cannot be a host on the wire: 0.0.0.0, all
+/// ones, a multicast group, the loopback network, or, once the interface has an address
+/// (`ours`), that address or its subnet's broadcast address. RFC 1122 (3.2.1.3) has a host
+/// drop these silently. Until 2026-12-06 smoltcp took them: a SYN from 0.0.0.0, 127.0.0.1 or
+/// the stack's own address held a slot half-open (the loopback one's SYN-ACK sent to the
+/// router), a datagram spoofed from its own address wedged the UDP echo (see
+/// [`Stack::echo_udp`]), and a DHCP OFFER from 0.0.0.0 made smoltcp's renewal fail an
+/// assertion (a panic: the kernel's), since smoltcp's DHCP client takes an OFFER's source as
+/// the server's address and later sends there (found by the hostile-frames proptest;
+/// `frames_from_no_host_address_are_dropped_unanswered`,
+/// `a_dhcp_reply_from_the_unspecified_address_is_dropped`).
+fn from_no_host(frame: &[u8], ours: Option<Ipv4Cidr>) -> bool {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return false;
     };
@@ -173,11 +177,10 @@ fn dhcp_reply_from_no_host(frame: &[u8]) -> bool {
     let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
         return false;
     };
-    if ip.next_header() != IpProtocol::Udp || is_host(ip.src_addr()) {
-        return false;
-    }
-    UdpPacket::new_checked(ip.payload())
-        .is_ok_and(|u| u.src_port() == DHCP_SERVER_PORT && u.dst_port() == DHCP_CLIENT_PORT)
+    let src = ip.src_addr();
+    !is_host(src)
+        || src.is_loopback()
+        || ours.is_some_and(|c| src == c.address() || Some(src) == c.broadcast())
 }
 
 /// Whether `a` may be a host's address: not 0.0.0.0, broadcast nor multicast (smoltcp asserts
@@ -752,9 +755,13 @@ impl<D: Device> Stack<D> {
     /// subnet's) was answered too, so a spoofed victim got a reply from every Exo-OS on the
     /// segment (found by review). It is still counted in `icmp_echo_requests`.
     ///
-    /// A DHCP reply from no host's address is dropped ([`dhcp_reply_from_no_host`]).
+    /// A packet from no host's address is dropped ([`from_no_host`]).
     fn admit(&mut self, frame: &[u8], now: Instant) -> bool {
-        if dhcp_reply_from_no_host(frame) {
+        // The interface's one IPv4 address (proto-ipv4 only: every address is one).
+        let cidr = self.iface.ip_addrs().first().map(|c| match c {
+            IpCidr::Ipv4(c) => *c,
+        });
+        if from_no_host(frame, cidr) {
             return false;
         }
         let ours = self.iface.ipv4_addr();
