@@ -78,7 +78,11 @@ pub struct CpuSched {
     /// before it; never above it), kept with it under the lock: the idle step's one compare
     /// both for a due sleeper and for one near enough to recruit a watcher as it leaves for
     /// work (computing the window there cost `ipc.rtt.64.xcore.kthread` +30 instructions a
-    /// round trip, icount, 2026-12-06: CPU 0 holds the bench driver's 120 s join).
+    /// round trip, icount, 2026-12-06: CPU 0 holds the bench driver's 120 s join). Without
+    /// a timer 0 while a first deadline beyond the window has had no watcher yet
+    /// (`far_for`) or while this CPU watches others (`watching`): the same compare then
+    /// sends the idle step's leave for work, and the switch-time recruit, to
+    /// `idle::busy_with_sleepers` (`idle::near_from_of`).
     pub(super) near_from: AtomicU64,
     /// The deadline this CPU's timer was last programmed for (TSC; `u64::MAX`: none since its
     /// last tick). This CPU only, lock held or in its tick (see `program_timer`).
@@ -157,6 +161,21 @@ pub struct CpuSched {
     /// recruited a watcher (`idle::idle_step`): watchers count it as busy before its switch
     /// makes `current` say so; cleared when its idle step finds no work again.
     pub(super) leaving_idle: AtomicBool,
+    /// The first sleeper deadline beyond the watch window a watcher was recruited for as
+    /// this CPU went busy (`idle::busy_with_sleepers`; `u64::MAX`: none), lock held: once
+    /// per deadline, not at every leave for work of a CPU holding a long join.
+    pub(super) far_for: AtomicU64,
+    /// Watchers poll for this CPU's sleeper beyond the window while its `switches` count is
+    /// below this (0: none) and its `ran_since` not above `far_since`: the busy stretch
+    /// that recruited them, which ends at its next pass through the scheduler
+    /// (`idle::far_watched`). Written under the lock, read lock-free.
+    pub(super) far_until: AtomicU64,
+    /// See `far_until` (`u64::MAX`: a handoff's stretch, bounded by `switches` alone).
+    pub(super) far_since: AtomicU64,
+    /// This CPU, idle, polls for other CPUs' sleepers (its last look found one to watch:
+    /// `idle::watch_busy_sleepers`); written by this CPU under its lock. While set,
+    /// `near_from` is 0, so its leave for work hands the watch on (`idle::busy_with_sleepers`).
+    pub(super) watching: AtomicBool,
 }
 
 // SAFETY: `rq` and `sleepers` are only accessed with `lock` held (and interrupts off); every
@@ -466,7 +485,8 @@ impl CpuSched {
         }
         let at = next.unwrap_or(u64::MAX);
         self.next_wake.store(at, Ordering::Relaxed);
-        self.near_from.store(near_from(at), Ordering::Relaxed);
+        self.near_from
+            .store(near_from_of(self, at), Ordering::Relaxed);
         next
     }
 }
@@ -949,6 +969,10 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         watch_at: AtomicU64::new(if timer_off() { 0 } else { u64::MAX }),
         rung_for: AtomicU64::new(u64::MAX),
         leaving_idle: AtomicBool::new(false),
+        far_for: AtomicU64::new(u64::MAX),
+        far_until: AtomicU64::new(0),
+        far_since: AtomicU64::new(0),
+        watching: AtomicBool::new(false),
     })
     .map_err(|_| {
         if !as_idle {

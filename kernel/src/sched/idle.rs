@@ -122,6 +122,22 @@ pub(super) fn init_masks(n: u32) {
 /// sleepers of its own), or when its own CPU schedules: benchmarks join with deadlines of
 /// tens of seconds, and idle CPUs that polled through them would be measured (one vCPU
 /// runs at a time under icount).
+///
+/// A first deadline beyond the window when its CPU goes busy (its idle step leaves for
+/// work, a sleeper's own switch runs a thread, a handoff) is watched too, but only through
+/// that busy stretch ([`busy_with_sleepers`]: once per deadline, `far_for`): a halted CPU
+/// is recruited and polls until that CPU passes through its scheduler again (`far_until`,
+/// `far_since`), so the sleeper is seen once it comes within the window, however long the
+/// thread runs. Until 2026-12-06 none was, and such a sleeper overslept for as long as a
+/// CPU-bound thread ran (found by review;
+/// `sched.far_sleeper_on_a_busy_cpu_is_woken_without_a_timer`). The trade-off: without a
+/// timer only a polling CPU sees time pass, and a CPU that schedules (a switch, or a yield
+/// that keeps its thread) looks at its own sleepers each time, so the watcher stops
+/// polling then: a ping-pong or a round trip beside a bench driver's join releases it at
+/// once, and the deadline recruits no other (a benchmark's joins cost one wake-up of a
+/// halted CPU each, not a polling CPU). A busy stretch that begins later at a plain switch
+/// (a yield, a wake-up, an exit) while that deadline is still beyond the window recruits
+/// none: such a sleeper is watched again only once within the window, by the ways above.
 pub(super) const WATCH_SLICES: u64 = 64;
 
 /// [`WATCH_SLICES`] in TSC ticks.
@@ -136,6 +152,25 @@ pub(super) fn near_from(at: u64) -> u64 {
     at.saturating_sub(watch_horizon())
 }
 
+/// CPU `cs`'s `near_from` for its first deadline `at` (lock held): [`near_from`], but 0
+/// without a timer while `at` has had no watcher recruited for it yet (`far_for`) or while
+/// this CPU watches others (`watching`). The idle step's one compare
+/// (`now >= near_from`) and the switch-time recruit's then call [`busy_with_sleepers`]
+/// when this CPU goes busy: a deadline beyond the window gets its watcher (once), a
+/// watcher that leaves hands its watch on. Nothing is added where the compare fails: a
+/// CPU holding a bench driver's long join pays one extra call, at its first leave for
+/// work after the join began.
+pub(super) fn near_from_of(cs: &CpuSched, at: u64) -> u64 {
+    if timer_off()
+        && (cs.watching.load(Ordering::Relaxed)
+            || (at != u64::MAX && cs.far_for.load(Ordering::Relaxed) != at))
+    {
+        0
+    } else {
+        near_from(at)
+    }
+}
+
 /// Makes every CPU's `near_from` exact again (under its lock): the slice, and so the watch
 /// window, changed (`set_slice_tsc`).
 pub(super) fn renew_near_from() {
@@ -144,7 +179,7 @@ pub(super) fn renew_near_from() {
         if let Some(cs) = cpu_sched(c) {
             cs.lock();
             let at = cs.next_wake.load(Ordering::Relaxed);
-            cs.near_from.store(near_from(at), Ordering::Relaxed);
+            cs.near_from.store(near_from_of(cs, at), Ordering::Relaxed);
             cs.unlock();
         }
     }
@@ -163,10 +198,13 @@ pub(super) fn renew_near_from() {
 /// 2026-12-06 a direct switch's caller (the IPC fastpath with a timeout) counted only the
 /// run queue, often empty: no watcher, and its timeout passed unseen while the target ran
 /// CPU-bound (found by review; `sched.handoff_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
+/// A handoff's deadline beyond the window gets its watcher too, through the claimed
+/// thread's run ([`busy_with_sleepers`]).
 #[cold]
 #[inline(never)]
 pub(super) fn sleeper_deadline_lowered(cs: &CpuSched, deadline: u64, bound: u64, handoff: bool) {
-    cs.near_from.store(near_from(deadline), Ordering::Relaxed);
+    cs.near_from
+        .store(near_from_of(cs, deadline), Ordering::Relaxed);
     if !timer_off() {
         return;
     }
@@ -175,23 +213,30 @@ pub(super) fn sleeper_deadline_lowered(cs: &CpuSched, deadline: u64, bound: u64,
     {
         m.set(cs.cpu);
     }
-    if handoff && within_watch(deadline, rdtsc()) {
+    if handoff && busy_with_sleepers(cs, rdtsc(), None) {
         recruit_watcher(cs);
     }
 }
 
 /// A switch of CPU `cs` after which its sleepers could go unwatched
 /// (`cpu::schedule_watching_irqs_off`: a thread that just listed itself as a sleeper, or
-/// the idle step leaving for sleepers due) runs a thread, not the idle context (lock held,
-/// `now` the switch's clock, its due sleepers woken): without a timer, and with a sleeper
-/// due within [`WATCH_SLICES`], a halted CPU is woken to watch them (nothing else would
-/// while that thread runs). A sleeper's switch still names it `current`, so the watcher
-/// counts this CPU busy; the idle context's is marked leaving, as
-/// [`leave_idle_with_sleepers`] does.
+/// the idle step leaving for sleepers due, or for work while its `near_from` has passed)
+/// runs a thread, not the idle context (lock held, `now` the switch's clock, its due
+/// sleepers woken): without a timer, and with a sleeper due within [`WATCH_SLICES`], a
+/// halted CPU is woken to watch them (nothing else would while that thread runs); also
+/// for a first deadline beyond the window, and for a CPU that was watching others'
+/// sleepers ([`busy_with_sleepers`]). A sleeper's switch still names it `current`, so the
+/// watcher counts this CPU busy; the idle context's is marked leaving (`leaving_idle`).
+/// Until 2026-12-06 the idle step's leave for work recruited before its switch, and for
+/// a sleeper within the window only: the recruit is made here now, when the switch knows
+/// it runs a thread and `ran_since` bounds the far watch.
 #[cold]
 #[inline(never)]
 pub(super) fn sleepers_left_for_work(cs: &CpuSched, now: u64) {
-    if timer_off() && now >= cs.near_from.load(Ordering::Relaxed) {
+    if timer_off()
+        && now >= cs.near_from.load(Ordering::Relaxed)
+        && busy_with_sleepers(cs, now, Some(now))
+    {
         if cs.current.load(Ordering::Relaxed) == cs.idle.load(Ordering::Relaxed) {
             cs.leaving_idle.store(true, Ordering::SeqCst);
         }
@@ -199,9 +244,57 @@ pub(super) fn sleepers_left_for_work(cs: &CpuSched, now: u64) {
     }
 }
 
-/// Whether a sleeper due at `at` is within [`WATCH_SLICES`] of `now`.
-fn within_watch(at: u64, now: u64) -> bool {
-    at <= now.saturating_add(watch_horizon())
+/// CPU `cs` goes busy (lock held, timer off, `now` at least its `near_from`: a sleeper
+/// due within the window, a first deadline beyond it not yet watched, or this CPU was
+/// watching others): whether a halted CPU must be recruited. Yes for a sleeper within
+/// [`WATCH_SLICES`]; yes, once per deadline (`far_for`), for a first deadline beyond it,
+/// watched through this busy stretch: its watchers poll until this CPU's next switch
+/// (`far_until`) or, with `switch_at` (the TSC of the switch being made, which stores it in
+/// `ran_since`; none for a handoff, whose direct switch reads its own), its next pass
+/// through the scheduler (`far_since`); see [`WATCH_SLICES`] for the trade-off. With
+/// `switch_at` the list is scanned first (lock held, every listed sleeper blocked): an
+/// entry left by a thread woken early (the one this CPU leaves its idle loop for, back
+/// from a long join) recruits nobody. Yes too if this CPU was watching others' sleepers:
+/// the watch is handed on, as nothing else would look at them while this CPU runs its
+/// thread; until 2026-12-06 a watcher claimed for work left them unwatched (found by
+/// review; `sched.watcher_leaving_for_work_hands_its_watch_on_without_a_timer`).
+/// `near_from` is made exact again (past the window's start for the first deadline).
+#[cold]
+fn busy_with_sleepers(cs: &CpuSched, now: u64, switch_at: Option<u64>) -> bool {
+    let handing_on = cs.watching.swap(false, Ordering::Relaxed);
+    let mut at = cs.next_wake.load(Ordering::Relaxed);
+    let mut own = false;
+    if at != u64::MAX {
+        if now >= near_from(at) {
+            own = true;
+        } else if cs.far_for.load(Ordering::Relaxed) != at {
+            if switch_at.is_some() {
+                // Nothing is due at `now`: the switch's own scan woke what was.
+                cs.rescan_sleepers(now);
+                at = cs.next_wake.load(Ordering::Relaxed);
+            }
+            if at != u64::MAX && cs.far_for.load(Ordering::Relaxed) != at {
+                cs.far_for.store(at, Ordering::Relaxed);
+                // The switch this CPU is making counts one: watched until the one after.
+                let sw = cs.switches.load(Ordering::Relaxed);
+                cs.far_until.store(sw.wrapping_add(2), Ordering::Relaxed);
+                cs.far_since
+                    .store(switch_at.unwrap_or(u64::MAX), Ordering::Relaxed);
+                own = true;
+            }
+        }
+    }
+    cs.near_from.store(near_from_of(cs, at), Ordering::Relaxed);
+    handing_on || own
+}
+
+/// Whether watchers poll for CPU `o`'s first deadline `at`, beyond the window: the busy
+/// stretch its far watcher was recruited for lasts (no switch since, no pass through the
+/// scheduler since: [`busy_with_sleepers`]).
+fn far_watched(o: &CpuSched, at: u64) -> bool {
+    o.far_for.load(Ordering::Relaxed) == at
+        && o.switches.load(Ordering::Relaxed) < o.far_until.load(Ordering::Relaxed)
+        && o.ran_since.load(Ordering::Relaxed) <= o.far_since.load(Ordering::Relaxed)
 }
 
 /// Marks the sleeping mask afresh from every CPU's sleeper list (under its lock): the
@@ -223,20 +316,6 @@ pub(super) fn rebuild_sleeping_mask() {
             cs.unlock();
         }
     }
-}
-
-/// The idle step of `cs`, whose first sleeper is due within [`WATCH_SLICES`] (not yet),
-/// leaves for work (lock held, timer off): a halted CPU is woken to watch them (nothing
-/// else would while the work runs: until 2026-12-06 a CPU-bound thread woken onto a CPU
-/// polling for its own sleeper made it oversleep until that thread blocked; found by
-/// review, `sched.due_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
-#[cold]
-#[inline(never)]
-fn leave_idle_with_sleepers(cs: &CpuSched) {
-    // Before the ring: the watcher counts this CPU busy though its switch has not happened
-    // yet.
-    cs.leaving_idle.store(true, Ordering::SeqCst);
-    recruit_watcher(cs);
 }
 
 /// A scan emptied CPU `cs`'s sleeper list (its lock held).
@@ -287,18 +366,23 @@ fn own_sleepers_left(cs: &CpuSched, now: u64) -> bool {
 /// own sleepers: skipped. Until 2026-12-06 a sleeper on a busy CPU woke only once that CPU
 /// scheduled, beside idle CPUs (found by review;
 /// `sched.due_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
+/// A first deadline beyond the window counts as near while its busy stretch lasts (its
+/// CPU's `far_for` and `far_until`: see [`WATCH_SLICES`]). Whether this CPU watches is
+/// kept in `watching` ([`set_watching`]).
 #[cold]
 #[inline(never)]
 fn watch_busy_sleepers(cs: &CpuSched, now: u64) -> bool {
     if !timer_off() {
         // A timer wakes sleepers (a test's emulation of none has ended).
         cs.watch_at.store(u64::MAX, Ordering::Relaxed);
+        set_watching(cs, false);
         return false;
     }
     let slice = SLICE_TSC.load(Ordering::Relaxed);
     let Some(m) = sleeping_mask() else {
         cs.watch_at
             .store(now.saturating_add(slice), Ordering::Relaxed);
+        set_watching(cs, false);
         return false;
     };
     let horizon = now.saturating_add(watch_horizon());
@@ -321,11 +405,24 @@ fn watch_busy_sleepers(cs: &CpuSched, now: u64) -> bool {
             bump(&cs.sleeper_rings);
             ring(o);
         }
-        near |= at <= horizon;
+        near |= at <= horizon || far_watched(o, at);
     }
     let next = if near { 0 } else { now.saturating_add(slice) };
     cs.watch_at.store(next, Ordering::Relaxed);
+    set_watching(cs, near);
     near
+}
+
+/// Records whether idle CPU `cs` watches others' sleepers (`watching`, with `near_from`
+/// made 0 or exact under its lock: see [`near_from_of`]); only when that changes.
+fn set_watching(cs: &CpuSched, on: bool) {
+    if cs.watching.load(Ordering::Relaxed) != on {
+        cs.lock();
+        cs.watching.store(on, Ordering::Relaxed);
+        let at = cs.next_wake.load(Ordering::Relaxed);
+        cs.near_from.store(near_from_of(cs, at), Ordering::Relaxed);
+        cs.unlock();
+    }
 }
 
 pub(super) fn alloc_mask(n: u32) -> Result<&'static [AtomicU64], SchedError> {
@@ -365,26 +462,29 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
         || stealable_elsewhere(cs);
     cs.lock();
     let now = rdtsc();
-    // SAFETY: lock held.
-    let any_sleeper = !unsafe { cs.sleepers() }.is_empty();
     // One compare while the first deadline is beyond the watch window (`near_from` is never
-    // above `next_wake`): a CPU holding a bench driver's long join leaves for work at every
-    // round trip (the window computed here cost `ipc.rtt.64.xcore.kthread` +30, icount).
-    if any_sleeper && now >= cs.near_from.load(Ordering::Relaxed) {
-        if now >= cs.next_wake.load(Ordering::Relaxed) {
-            // Sleepers due: the switch wakes them (and arms the timer), and if it then runs
-            // a thread with another sleeper due within the window, recruits a watcher for
-            // it (`schedule_watching`). Until 2026-12-06 this step recruited none: the
-            // woken sleeper ran, and one due soon after overslept for as long as it did
-            // (found by review;
-            // `sched.due_sleeper_behind_one_woken_from_idle_is_woken_without_a_timer`).
-            cs.unlock();
-            schedule_watching(g);
-            return true;
-        }
-        if work && timer_off() {
-            leave_idle_with_sleepers(cs);
-        }
+    // above `next_wake`, and above any clock with no sleeper listed): a CPU holding a bench
+    // driver's long join leaves for work at every round trip (the window computed here
+    // cost `ipc.rtt.64.xcore.kthread` +30, icount). Without a timer also taken by a first
+    // deadline beyond the window not yet watched, and by a CPU watching others
+    // (`near_from_of`).
+    if now >= cs.near_from.load(Ordering::Relaxed)
+        && (now >= cs.next_wake.load(Ordering::Relaxed) || (work && timer_off()))
+    {
+        // Sleepers due: the switch wakes them (and arms the timer), and if it then runs a
+        // thread with another sleeper due within the window, recruits a watcher for it
+        // (`schedule_watching`). Until 2026-12-06 this step recruited none: the woken
+        // sleeper ran, and one due soon after overslept for as long as it did (found by
+        // review; `sched.due_sleeper_behind_one_woken_from_idle_is_woken_without_a_timer`).
+        // Work without a timer: the same switch recruits a watcher for this CPU's
+        // sleepers, or hands this CPU's watch on ([`sleepers_left_for_work`]): nothing
+        // else would look at them while the work runs (until 2026-12-06 a CPU-bound thread
+        // woken onto a CPU polling for its own sleeper made it oversleep until that
+        // thread blocked; found by review,
+        // `sched.due_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
+        cs.unlock();
+        schedule_watching(g);
+        return true;
     }
     arm_timer(cs, now, false);
     if work {
@@ -399,6 +499,8 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
     // that halts or polls pays it, and under icount that is measured (one vCPU runs at a
     // time: `ipc.rtt.64.xcore.kthread` +6 a round trip with a TSC read besides).
     let look = now >= cs.watch_at.load(Ordering::Relaxed);
+    // SAFETY: lock held.
+    let any_sleeper = !unsafe { cs.sleepers() }.is_empty();
     let own = any_sleeper && timer_off() && (!look || own_sleepers_left(cs, now));
     cs.unlock();
     if (look && watch_busy_sleepers(cs, now)) | own {

@@ -294,6 +294,16 @@ ktest!(
     "sched.due_sleeper_is_rung_once_per_deadline",
     rung_once
 );
+ktest!(
+    Needs::Threads,
+    "sched.far_sleeper_on_a_busy_cpu_is_woken_without_a_timer",
+    far_busy_cpu_sleeper
+);
+ktest!(
+    Needs::Threads,
+    "sched.watcher_leaving_for_work_hands_its_watch_on_without_a_timer",
+    watcher_hands_on
+);
 
 /// How a [`sleeper_try`] makes CPU x busy while S sleeps there.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -309,6 +319,11 @@ enum Busy {
     /// As `AfterSleepPinned`, the spinner holding interrupts off until 30 ms past S's
     /// deadline (x takes no wake IPI meanwhile).
     IrqsOff,
+    /// As `AfterSleep`, S's deadline [`FAR_MS`] beyond the watch window.
+    Far,
+    /// As `Far`, then the watcher x's busy stretch recruited is given a CPU-bound thread
+    /// of its own (G, pinned to it).
+    FarHandOn,
 }
 
 /// `busy_cpu_sleeper` and its variants: S's deadline (0: not asleep yet) and when it came
@@ -335,6 +350,16 @@ fn s_sleeper(x: u64) -> u64 {
 
 const PINNED: u64 = 1 << 16;
 const BESIDE: u64 = 1 << 17;
+/// S sleeps [`FAR_MS`] beyond the watch window ([`watch_window`]) instead of 20 ms.
+const FAR: u64 = 1 << 18;
+/// How far beyond the watch window a far sleeper's deadline lies: time for the test to
+/// set up what it forces before the deadline comes within the window.
+const FAR_MS: u64 = 1000;
+
+/// The watch window (`idle::WATCH_SLICES` slices) in TSC ticks.
+fn watch_window() -> u64 {
+    sched::slice_tsc().saturating_mul(super::idle::WATCH_SLICES)
+}
 
 /// `busy_cpu_sleeper`: S has ended (whichever way).
 static S_ENDED: AtomicBool = AtomicBool::new(false);
@@ -353,12 +378,41 @@ fn s_sleeper_body(arg: u64) -> u64 {
             core::hint::spin_loop();
         }
     }
-    let d = rdtsc() + ms(20);
+    let d = rdtsc()
+        + if arg & FAR != 0 {
+            watch_window() + ms(FAR_MS)
+        } else {
+            ms(20)
+        };
     S_DEADLINE.store(d, Ordering::Release);
     sched::sleep_until(d);
     let spinning = !SP_DONE.load(Ordering::Acquire);
     S_BACK.store(rdtsc().max(1), Ordering::Release);
     u64::from(!spinning)
+}
+
+/// `FarHandOn`: the watcher's CPU (`u32::MAX`: none found) and when G started there (0:
+/// not yet).
+static HW_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
+static G_START: AtomicU64 = AtomicU64::new(0);
+
+/// G: pinned to the watcher's CPU `w`, spins (never blocking or yielding) until S is back
+/// or [`WINDOW_MS`] passed; 0, 3 if it did not run on w.
+fn g_spinner(w: u64) -> u64 {
+    G_START.store(rdtsc().max(1), Ordering::Release);
+    let on_w = sched::this_cpu() == w as u32;
+    let d = rdtsc() + ms(WINDOW_MS);
+    while S_BACK.load(Ordering::Acquire) == 0 && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    if on_w { 0 } else { 3 }
+}
+
+/// The first CPU but `me` and `x` that watches other CPUs' sleepers (`watching`).
+fn a_watcher(me: u32, x: u32) -> Option<u32> {
+    (0..ncpus())
+        .filter(|&c| c != me && c != x)
+        .find(|&c| sched::cpu_sched(c).is_some_and(|s| s.watching.load(Ordering::Acquire)))
 }
 
 /// The sleeper rings of every CPU so far.
@@ -445,6 +499,33 @@ fn rung_once(_: &BootState) -> TestResult {
     sleeper_test(Busy::IrqsOff)
 }
 
+/// As [`busy_cpu_sleeper`], S's deadline [`FAR_MS`] beyond the watch window
+/// (`idle::WATCH_SLICES` slices) when the spinner makes x busy: x's leave for it recruits a
+/// watcher that polls through the spinner's run and rings x once S is due. Until
+/// 2026-12-06 only a deadline within the window recruited one, and nothing did once S's
+/// came within it (found by review; without the fix S reports 1, back only once the
+/// spinner stopped). A try whose spinner started only once S's deadline was within the
+/// window (a slow host: nothing forced) is made again, at most 5 times.
+fn far_busy_cpu_sleeper(_: &BootState) -> TestResult {
+    sleeper_test(Busy::Far)
+}
+
+/// As [`far_busy_cpu_sleeper`], and once a CPU watches x (the one x's leave recruited,
+/// polling), G, pinned to that CPU, is spawned there and spins: the watcher leaves its idle
+/// loop for G and must hand its watch on to another halted CPU, which rings x once S is
+/// due. Until 2026-12-06 a watcher claimed for work left the sleepers it watched unwatched
+/// (found by review; without the fix S reports 1, back only once the spinner stopped). A
+/// try whose G started only after S's deadline, or found no watcher, is made again, at
+/// most 5 times. Needs 4 CPUs (this one, x, the watcher, one to hand on to).
+fn watcher_hands_on(_: &BootState) -> TestResult {
+    if ncpus() < 4 {
+        return Err(format!(
+            "{SKIP}needs 4 CPUs (this one busy, x, a watcher, one to hand on to)"
+        ));
+    }
+    sleeper_test(Busy::FarHandOn)
+}
+
 /// The frame of the timer-less watcher tests: a skip below 3 CPUs (this one busy, x, a
 /// halted one to watch x); the timer emulated off and the wake-up floor at 1 tick; `try_at`
 /// made at most 5 times on (this CPU, x) until it forced what it tests (`Ok(true)`), a skip
@@ -475,10 +556,19 @@ fn timer_off_tries(
 }
 
 fn sleeper_test(mode: Busy) -> TestResult {
-    let r = timer_off_tries(
-        "each spinner started only after S was due: nothing was forced",
-        |me, x| sleeper_try(mode, me, x),
-    );
+    let unforced = match mode {
+        Busy::Far => {
+            "each spinner started only once S was due within the watch window: \
+                      nothing was forced"
+        }
+        Busy::FarHandOn => {
+            "each spinner started only once S was due within the watch \
+                            window, or no watcher was found, or G started only after S's \
+                            deadline: nothing was forced"
+        }
+        _ => "each spinner started only after S was due: nothing was forced",
+    };
+    let r = timer_off_tries(unforced, |me, x| sleeper_try(mode, me, x));
     sched::hold_wake_preemption(false);
     r
 }
@@ -495,6 +585,8 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
     SP_DONE.store(false, Ordering::Release);
     D_GO.store(false, Ordering::Release);
     IRQS_OFF_RINGS.store(0, Ordering::Release);
+    HW_CPU.store(u32::MAX, Ordering::Release);
+    G_START.store(0, Ordering::Release);
     let spawn = |f, arg| {
         Builder::new()
             .pin(x)
@@ -518,6 +610,7 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
                 Busy::AfterSleep => 0,
                 Busy::AfterSleepPinned | Busy::IrqsOff => PINNED,
                 Busy::BesideDistant => BESIDE,
+                Busy::Far | Busy::FarHandOn => FAR,
             };
         let s = spawn(s_sleeper, arg)?;
         tids.push(s);
@@ -554,6 +647,28 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
         wait_for("the spinner to start", 10_000, || {
             SP_START.load(Ordering::Acquire) != 0
         })?;
+        if mode == Busy::FarHandOn {
+            // The watcher polls from x's leave for the spinner until S is due: found well
+            // before (none found in time: nothing forced).
+            let d = S_DEADLINE.load(Ordering::Acquire);
+            let mut w = a_watcher(me, x);
+            while w.is_none() && rdtsc() < d {
+                sched::yield_now();
+                w = a_watcher(me, x);
+            }
+            if let Some(w) = w {
+                HW_CPU.store(w, Ordering::Release);
+                tids.push(
+                    Builder::new()
+                        .pin(w)
+                        .spawn(g_spinner, u64::from(w))
+                        .map_err(|e| format!("spawn: {e}"))?,
+                );
+                wait_for("G to start", 10_000, || {
+                    G_START.load(Ordering::Acquire) != 0
+                })?;
+            }
+        }
         // Busy, not asleep: this CPU must not watch x itself.
         let d = rdtsc() + ms(2 * WINDOW_MS);
         while S_BACK.load(Ordering::Acquire) == 0 && !SP_DONE.load(Ordering::Acquire) && rdtsc() < d
@@ -572,7 +687,16 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
     r?;
     let codes = codes?;
     let started = SP_START.load(Ordering::Acquire);
-    if started == 0 || started >= S_DEADLINE.load(Ordering::Acquire) {
+    let deadline = S_DEADLINE.load(Ordering::Acquire);
+    // A far sleeper's spinner must start while S's deadline is beyond the window, and the
+    // watcher's G before S is due.
+    let far = matches!(mode, Busy::Far | Busy::FarHandOn);
+    let g = G_START.load(Ordering::Acquire);
+    if started == 0
+        || started >= deadline
+        || (far && started.saturating_add(watch_window()) >= deadline)
+        || (mode == Busy::FarHandOn && (g == 0 || g >= deadline))
+    {
         return Ok(false);
     }
     check(
@@ -584,8 +708,16 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
         .saturating_sub(S_DEADLINE.load(Ordering::Acquire));
     check(codes[0] == 0, || {
         format!(
-            "S, asleep on CPU {x} behind a spinner, came back only when the spinner stopped \
-             (code {}, {} ms past its deadline; {} sleeper rings)",
+            "S, asleep on CPU {x} behind a spinner{}, came back only when the spinner \
+             stopped (code {}, {} ms past its deadline; {} sleeper rings)",
+            match mode {
+                Busy::Far => " (its deadline beyond the watch window when it began)".into(),
+                Busy::FarHandOn => format!(
+                    " (its watcher, CPU {}, then given a thread of its own)",
+                    HW_CPU.load(Ordering::Acquire)
+                ),
+                _ => alloc::string::String::new(),
+            },
             codes[0],
             late / ms(1).max(1),
             sleeper_rings() - rings0
@@ -1134,6 +1266,231 @@ fn behind_idle_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
             "B, asleep on CPU {x} behind A (woken by x's idle step 20 ms before B's \
              deadline, then spinning), came back only when A stopped ({} ms past its \
              deadline; {} sleeper rings)",
+            late / ms(1).max(1),
+            sleeper_rings() - rings0
+        )
+    })?;
+    Ok(true)
+}
+
+ktest!(
+    Needs::Threads,
+    "sched.due_sleeper_whose_switch_ran_a_stolen_thread_is_woken_without_a_timer",
+    stolen_in_window
+);
+
+/// `stolen_in_window`: P may go on, P runs, T runs on y free to run anywhere; x's switch
+/// count in S's window (before its switch) and where T found it when it ran again (CPU,
+/// count, when; 0: not yet); S's deadline and when it came back (0: not yet); T stopped
+/// spinning; the test is over (P and T stop).
+static PY_GO: AtomicBool = AtomicBool::new(false);
+static PY_RUNS: AtomicBool = AtomicBool::new(false);
+static TY_READY: AtomicBool = AtomicBool::new(false);
+static ST_SW0: AtomicU64 = AtomicU64::new(0);
+static ST_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
+static ST_SW1: AtomicU64 = AtomicU64::new(0);
+static ST_START: AtomicU64 = AtomicU64::new(0);
+static ST_DEADLINE: AtomicU64 = AtomicU64::new(0);
+static ST_BACK: AtomicU64 = AtomicU64::new(0);
+static ST_DONE: AtomicBool = AtomicBool::new(false);
+static ST_STOP: AtomicBool = AtomicBool::new(false);
+
+/// Spins (never blocking or yielding) until S is back, `done` (if given), the test is
+/// over or `limit_ms` passed.
+fn spin_until_s_back(done: Option<&AtomicBool>, limit_ms: u64) {
+    let d = rdtsc() + ms(limit_ms);
+    while ST_BACK.load(Ordering::Acquire) == 0
+        && !done.is_some_and(|f| f.load(Ordering::Acquire))
+        && !ST_STOP.load(Ordering::Acquire)
+        && rdtsc() < d
+    {
+        core::hint::spin_loop();
+    }
+}
+
+/// P: pinned to CPU `y`, blocks until let go, then spins there until S is back or T
+/// stopped (y, idle again before that, would watch x itself); 0, 3 if it did not run on
+/// y.
+fn py_spinner(y: u64) -> u64 {
+    while !PY_GO.load(Ordering::Acquire) {
+        sched::block_unless(|| !PY_GO.load(Ordering::Acquire));
+    }
+    PY_RUNS.store(true, Ordering::Release);
+    let on_y = sched::this_cpu() == y as u32;
+    spin_until_s_back(Some(&ST_DONE), 3 * WINDOW_MS);
+    if on_y { 0 } else { 3 }
+}
+
+/// T: started on CPU `y`, made free to run anywhere (it stays on y), yields until P runs
+/// there (at most 10 s): T is then queued on y behind P, which never yields, and no halted
+/// CPU was told (a yield offers nothing). Whoever runs it next took it from y: it notes
+/// where, x's switch count then and when, and spins; 0, 2 if it could not widen its
+/// affinity, 3 if it did not start on y.
+fn ty_stolen(y: u64) -> u64 {
+    if sched::set_affinity(CpuSet::ANY).is_err() {
+        return 2;
+    }
+    if sched::this_cpu() != y as u32 {
+        return 3;
+    }
+    TY_READY.store(true, Ordering::Release);
+    let d = rdtsc() + ms(10_000);
+    while !PY_RUNS.load(Ordering::Acquire) && !ST_STOP.load(Ordering::Acquire) && rdtsc() < d {
+        sched::yield_now();
+    }
+    let c = sched::this_cpu();
+    let sw = sched::cpu_sched(c).map_or(0, |s| s.switches.load(Ordering::Acquire));
+    ST_SW1.store(sw, Ordering::Release);
+    ST_CPU.store(c, Ordering::Release);
+    ST_START.store(rdtsc().max(1), Ordering::Release);
+    spin_until_s_back(None, WINDOW_MS);
+    ST_DONE.store(true, Ordering::Release);
+    0
+}
+
+/// S: pinned to CPU `x`, waits with a deadline 20 ms ahead (`block_until`, which nothing
+/// else ends), noting x's switch count in its window (its sleeper listed, its switch not
+/// made); 0 if it came back while T still spun, 1 if only after, 3 if it did not run on
+/// x, 5 if its wait ended before its deadline.
+fn st_sleeper(x: u64) -> u64 {
+    if sched::this_cpu() != x as u32 {
+        return 3;
+    }
+    let Some(xs) = sched::cpu_sched(x as u32) else {
+        return 3;
+    };
+    let d = rdtsc() + ms(20);
+    ST_DEADLINE.store(d, Ordering::Release);
+    let timed_out = sched::block_until(d, || {
+        ST_SW0.store(xs.switches.load(Ordering::Acquire), Ordering::Release);
+        true
+    });
+    let spinning = !ST_DONE.load(Ordering::Acquire);
+    ST_BACK.store(rdtsc().max(1), Ordering::Release);
+    if !timed_out {
+        return 5;
+    }
+    u64::from(!spinning)
+}
+
+/// A thread that lists itself as a sleeper on a CPU with nothing queued, and whose switch
+/// then steals a CPU-bound thread from another CPU and runs it, is woken at its deadline
+/// without a timer (the steal case of the switch-time recruit, `idle::sleepers_left_for_work`).
+/// P, pinned to CPU y, spins there; T (free to run anywhere) is queued on y behind it by a
+/// yield, which tells no halted CPU; every other CPU but this one and y is halted (x too),
+/// and this thread busy-waits; S, pinned to x, waits 20 ms (`block_until`): its switch
+/// finds x's queue empty, steals T and runs it (x's switch count one past the one S saw
+/// in its window: no idle step between), and T spins up to [`WINDOW_MS`]. Only a halted
+/// CPU recruited by that switch can wake S in time: S must come back while T still spins
+/// (without the recruit S reports 1, back only once T stopped). A try where T was taken by
+/// another CPU, or ran on x only through x's idle step or after S's deadline (a slow host:
+/// nothing forced), is made again, at most 5 times. Needs 4 CPUs (this one, x, y, a
+/// watcher).
+fn stolen_in_window(_: &BootState) -> TestResult {
+    if ncpus() < 4 {
+        return Err(format!(
+            "{SKIP}needs 4 CPUs (this one busy, x, y, a halted one to watch x)"
+        ));
+    }
+    timer_off_tries(
+        "each T taken by another CPU, or run on x not by S's switch or after S's \
+         deadline: nothing was forced",
+        stolen_try,
+    )
+}
+
+/// One try of [`stolen_in_window`] on CPU `x`: `Ok(true)` if S's switch stole T and ran it
+/// before S's deadline and S came back while T spun, `Ok(false)` if nothing was forced.
+fn stolen_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
+    let Some(y) = (0..ncpus()).find(|&c| c != me && c != x) else {
+        return Err(format!("{SKIP}no CPU y"));
+    };
+    for f in [&PY_GO, &PY_RUNS, &TY_READY, &ST_DONE, &ST_STOP] {
+        f.store(false, Ordering::Release);
+    }
+    for v in [&ST_SW0, &ST_SW1, &ST_START, &ST_DEADLINE, &ST_BACK] {
+        v.store(0, Ordering::Release);
+    }
+    ST_CPU.store(u32::MAX, Ordering::Release);
+    let spawn = |f, cpu: u32| {
+        Builder::new()
+            .pin(cpu)
+            .spawn(f, u64::from(cpu))
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let rings0 = sleeper_rings();
+    let mut tids: Vec<Tid> = Vec::new();
+    let mut queued = false;
+    let r = (|| -> TestResult {
+        // Every balancing tick armed before the timer's emulation began has come: no CPU
+        // but these wakes to take T from y before S's switch does.
+        others_halted(&[me])?;
+        let p = spawn(py_spinner, y)?;
+        tids.push(p);
+        wait_for("P to block", 10_000, || sched::is_blocked(p))?;
+        tids.push(spawn(ty_stolen, y)?);
+        wait_for("T to run on y", 10_000, || TY_READY.load(Ordering::Acquire))?;
+        // P queued behind T (its wake-up preempts nobody), then T yields to it.
+        sched::hold_wake_preemption(true);
+        PY_GO.store(true, Ordering::Release);
+        let woken = sched::wake(p);
+        let d = rdtsc() + ms(10_000);
+        while !PY_RUNS.load(Ordering::Acquire) && rdtsc() < d {
+            sched::yield_now();
+        }
+        sched::hold_wake_preemption(false);
+        check(woken, || "P was not blocked".into())?;
+        queued = PY_RUNS.load(Ordering::Acquire);
+        // Another CPU awake now may take T from y first: nothing forced this try.
+        if !queued || others_halted(&[me, y]).is_err() {
+            queued = false;
+            return Ok(());
+        }
+        tids.push(spawn(st_sleeper, x)?);
+        // Busy, not asleep: this CPU must not watch x itself.
+        let d = rdtsc() + ms(2 * WINDOW_MS);
+        while ST_BACK.load(Ordering::Acquire) == 0
+            && !ST_DONE.load(Ordering::Acquire)
+            && rdtsc() < d
+        {
+            core::hint::spin_loop();
+        }
+        Ok(())
+    })();
+    sched::hold_wake_preemption(false);
+    ST_STOP.store(true, Ordering::Release);
+    PY_GO.store(true, Ordering::Release);
+    if let Some(&p) = tids.first() {
+        sched::wake(p);
+    }
+    let codes = join_all(&tids, 3 * WINDOW_MS);
+    r?;
+    let codes = codes?;
+    if !queued || codes.len() < 3 {
+        return Ok(false);
+    }
+    check(
+        codes[0] == 0 && codes[1] == 0 && matches!(codes[2], 0 | 1 | 5),
+        || format!("thread codes {codes:?} (P, T, S)"),
+    )?;
+    let deadline = ST_DEADLINE.load(Ordering::Acquire);
+    let start = ST_START.load(Ordering::Acquire);
+    let sw0 = ST_SW0.load(Ordering::Acquire);
+    if ST_CPU.load(Ordering::Acquire) != x
+        || sw0 == 0
+        || ST_SW1.load(Ordering::Acquire) != sw0 + 1
+        || start == 0
+        || start >= deadline
+    {
+        return Ok(false);
+    }
+    let late = ST_BACK.load(Ordering::Acquire).saturating_sub(deadline);
+    check(codes[2] == 0, || {
+        format!(
+            "S, whose switch on CPU {x} stole T from CPU {y} and ran it with S's 20 ms \
+             deadline listed, came back only when T stopped spinning (code {}, {} ms past \
+             its deadline; {} sleeper rings)",
+            codes[2],
             late / ms(1).max(1),
             sleeper_rings() - rings0
         )

@@ -163,11 +163,14 @@ pub fn emulate_timer_off(on: bool) {
             // Idle CPUs look at busy CPUs' sleepers only without a timer.
             cs.watch_at
                 .store(if timer_off() { 0 } else { u64::MAX }, Ordering::Relaxed);
+            cs.watching.store(false, Ordering::Relaxed);
         }
         if !on {
             kick(c);
         }
     }
+    // `near_from` depends on the timer's absence (`idle::near_from_of`).
+    renew_near_from();
 }
 
 /// Whether the scheduler goes without a timer: none in use (icount), or a test emulates that
