@@ -94,6 +94,12 @@ pub fn broken(why: core::fmt::Arguments<'_>) {
     line(format_args!("ERROR,bench,{why}"));
 }
 
+/// How many errors [`broken`] reported so far (tests: a row machinery run by a test
+/// reports none besides the one it checks).
+pub fn broken_count() -> u32 {
+    BROKEN.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Prints one BENCH row. A row without samples (its benchmark failed: a call that erred,
 /// a join that timed out) is [`broken`]: the job fails. Until 2026-12-04 it was a warning,
 /// and the row just went missing from the results and the icount gate.

@@ -174,38 +174,88 @@ fn scaling(b: &mut Bench<'_>) {
     for k in 1..=all.len().min(state.opts.contend_max as usize) {
         let mut n = arrayvec::ArrayString::<48>::new();
         let _ = write!(n, "scale.alloc64.{k}");
-        // A round in which no CPU made a pair (every vCPU, the caller's too, kept off its host
-        // core past the window's end: the host's luck) is run again with a window twice as
-        // long, [`SCALE_TRIES`] rounds at most. Until 2026-12-06 it was an error at once: the
-        // caller was taken to always make pairs, which a vCPU descheduled for the 5 ms
-        // between the start and the end does not (a debug kernel's contended run at -smp 4
-        // on a loaded 2-core host failed so).
-        let mut per_cpu = Vec::new();
-        for round in 0..SCALE_TRIES {
-            SCALE_WINDOW.store(window << round, Ordering::Relaxed);
-            match scale_round(k, &all, &n) {
-                None => return,
-                Some(v) if v.is_empty() && round + 1 < SCALE_TRIES => {
-                    log::warn!("{n}: no CPU made a pair in the window; again, twice as long");
-                }
-                Some(v) => {
-                    per_cpu = v;
-                    break;
-                }
+        match scale_row(k, &all, &n, window) {
+            ScaleRow::Sample { mut per_cpu, .. } => {
+                emit(&n, smp_bench::stats_of(&mut per_cpu, 0), count);
             }
+            ScaleRow::NoPair(why) => broken(format_args!("{why}")),
+            ScaleRow::Stopped => return,
         }
-        if per_cpu.is_empty() {
-            broken(format_args!(
-                "{n}: no CPU made a pair in {SCALE_TRIES} windows"
-            ));
-            continue;
-        }
-        emit(&n, smp_bench::stats_of(&mut per_cpu, 0), count);
     }
 }
 
-/// Rounds of one `scale.alloc64.<k>` row before no pair at all is an error ([`scaling`]).
-const SCALE_TRIES: u32 = 5;
+/// How one `scale.alloc64.<k>` row ended ([`scale_row`]).
+#[derive(Debug)]
+pub(super) enum ScaleRow {
+    /// The per-pair figures of the CPUs that made pairs, the window (ticks) of the round
+    /// that gave them and how many rounds before it were empty (each doubled the window).
+    Sample {
+        per_cpu: Vec<u64>,
+        window: u64,
+        empty_rounds: u32,
+    },
+    /// No CPU made a pair in [`SCALE_TRIES`] rounds: what the row is reported broken with.
+    NoPair(alloc::string::String),
+    /// A round could not go on (reported as broken by [`scale_round`]): no more rows.
+    Stopped,
+}
+
+/// One `scale.alloc64.<k>` row (`n`) on the first `k` CPUs of `all`, its first round's
+/// window `window` ticks ([`SCALE_LEAD`] set). A round in which no CPU made a pair (every
+/// vCPU, the caller's too, kept off its host core past the window's end: the host's luck)
+/// is run again with a window twice as long, [`SCALE_TRIES`] rounds at most. Until
+/// 2026-12-06 it was an error at once: the caller was taken to always make pairs, which a
+/// vCPU descheduled for the 5 ms between the start and the end does not (a debug kernel's
+/// contended run at -smp 4 on a loaded 2-core host failed so). Apart from [`scaling`], so
+/// a test runs it (`mm.scale_row_retries_empty_rounds_then_reports_broken`, with
+/// [`empty_scale_rounds_for_tests`]: until 2026-12-06 nothing forced the retry).
+pub(super) fn scale_row(k: usize, all: &[CpuId], n: &str, window: u64) -> ScaleRow {
+    for round in 0..SCALE_TRIES {
+        let w = window << round;
+        SCALE_WINDOW.store(w, Ordering::Relaxed);
+        let Some(mut v) = scale_round(k, all, n) else {
+            return ScaleRow::Stopped;
+        };
+        if SCALE_EMPTY_ROUNDS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
+            .is_ok()
+        {
+            v.clear();
+        }
+        if !v.is_empty() {
+            return ScaleRow::Sample {
+                per_cpu: v,
+                window: w,
+                empty_rounds: round,
+            };
+        }
+        if round + 1 < SCALE_TRIES {
+            log::warn!("{n}: no CPU made a pair in the window; again, twice as long");
+        }
+    }
+    ScaleRow::NoPair(alloc::format!(
+        "{n}: no CPU made a pair in {SCALE_TRIES} windows"
+    ))
+}
+
+/// Rounds of one `scale.alloc64.<k>` row before no pair at all is an error ([`scale_row`]).
+pub(super) const SCALE_TRIES: u32 = 5;
+
+/// Fault injection (tests): this many more rounds of `scale.alloc64.<k>` rows count as
+/// empty whatever their CPUs made ([`scale_row`]); 0 in every bench run.
+static SCALE_EMPTY_ROUNDS: AtomicU32 = AtomicU32::new(0);
+
+/// Makes the next `n` rounds of [`scale_row`] count as empty (no CPU made a pair); returns
+/// how many of the previous setting were left unused.
+pub(super) fn empty_scale_rounds_for_tests(n: u32) -> u32 {
+    SCALE_EMPTY_ROUNDS.swap(n, Ordering::AcqRel)
+}
+
+/// Sets the lead from the barrier to a round's start, as [`scaling`] does (`tsc_per_ms`:
+/// the TSC rate), for a test that runs [`scale_row`].
+pub(super) fn set_scale_lead_for_tests(tsc_per_ms: u64) {
+    SCALE_LEAD.store(tsc_per_ms * 5, Ordering::Relaxed);
+}
 
 /// One round of `scale.alloc64.<k>` (`n`) on the first `k` CPUs of `all`: the per-pair
 /// figures of the CPUs that made pairs (empty: none did); `None` when the row cannot go on

@@ -12,5 +12,6 @@ pub mod space;
 
 mod bench;
 pub(crate) mod tests;
+mod tests_bench;
 mod tests_commit;
 mod tests_oom;

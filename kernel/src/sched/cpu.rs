@@ -146,6 +146,9 @@ pub struct CpuSched {
     /// Stealable work queued behind a running thread offered to a halted CPU
     /// (`wake::offer_to_a_halted_cpu`), for tests.
     pub offers: AtomicU64,
+    /// Halted CPUs this CPU woke for stealable work (`idle::kick_idle_cpu`: a CPU's halted
+    /// mark claimed, a wake IPI sent), for tests; counted on the CPU that sends the IPI.
+    pub idle_kicks: AtomicU64,
     /// Wake IPIs this CPU sent, idle without a timer, to busy CPUs whose sleeper was due
     /// (`idle::watch_busy_sleepers`), for tests.
     pub sleeper_rings: AtomicU64,
@@ -965,6 +968,7 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
         timer_writes_slice: AtomicU64::new(0),
         timer_writes_other: AtomicU64::new(0),
         offers: AtomicU64::new(0),
+        idle_kicks: AtomicU64::new(0),
         sleeper_rings: AtomicU64::new(0),
         watch_at: AtomicU64::new(if timer_off() { 0 } else { u64::MAX }),
         rung_for: AtomicU64::new(u64::MAX),
@@ -1163,6 +1167,12 @@ pub fn wake_state(cpu: u32) -> Option<[u64; 10]> {
 /// thread to a halted CPU (`wake::offer_to_a_halted_cpu`).
 pub fn offers(cpu: u32) -> u64 {
     cpu_sched(cpu).map_or(0, |s| s.offers.load(Ordering::Relaxed))
+}
+
+/// Test support: how many halted CPUs CPU `cpu` woke for stealable work
+/// (`idle::kick_idle_cpu`).
+pub fn idle_kicks(cpu: u32) -> u64 {
+    cpu_sched(cpu).map_or(0, |s| s.idle_kicks.load(Ordering::Relaxed))
 }
 
 /// Test support: whether thread `tid` is on CPU `cpu`'s sleeper list (taken under its lock).

@@ -444,6 +444,12 @@ pub(super) fn kick_idle_cpu(here: &CpuSched) {
         .and_then(|m| m.take_from(here.cpu.wrapping_add(1), here.cpu))
         .and_then(cpu_sched)
     {
+        // Counted on the CPU that sends the IPI (a thief passing work on kicks for its
+        // victim), and only when one is sent: nothing on a path that finds no halted CPU.
+        // Every caller has interrupts off (`bump`'s rule).
+        if let Some(me) = this_sched() {
+            bump(&me.idle_kicks);
+        }
         ring(idle);
     }
 }

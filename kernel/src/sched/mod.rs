@@ -102,6 +102,7 @@ mod tests_locks;
 mod tests_migrate;
 mod tests_notimer;
 mod tests_reap;
+mod tests_tick;
 mod tests_wake;
 
 pub use cpu::{

@@ -173,6 +173,14 @@ pub fn emulate_timer_off(on: bool) {
     renew_near_from();
 }
 
+/// Test support: ends [`emulate_timer_off`]'s emulation without kicking any CPU, so the next
+/// tick of a busy CPU is a real one while the CPUs a test saw halted stay halted (with the
+/// emulation they armed no timer; each arms its balancing tick again at its next idle step).
+/// [`emulate_timer_off`]`(false)` afterwards restores the rest.
+pub(super) fn end_timer_off_emulation_quietly() {
+    TIMER_OFF_EMULATED.store(false, Ordering::SeqCst);
+}
+
 /// Whether the scheduler goes without a timer: none in use (icount), or a test emulates that
 /// ([`emulate_timer_off`]).
 #[inline(always)]
@@ -376,14 +384,24 @@ pub fn set_wake_floor_tsc(tsc: u64) {
 /// re-arms its balancing tick, 8 slices, from the new slice: after a test's 4 s slice it
 /// was 32 s ahead; found by review), and this CPU re-arms at its next switch.
 pub fn set_slice_tsc(tsc: u64) -> u64 {
+    let old = set_slice_tsc_quietly(tsc);
+    for c in 0..crate::smp::cpus::capacity() as u32 {
+        kick(c);
+    }
+    old
+}
+
+/// [`set_slice_tsc`] without its kicks (test support): halted CPUs stay halted (with
+/// [`emulate_timer_off`] on they armed no balancing tick), and deadlines already armed stay
+/// until they come. A test that needs halted CPUs under a longer slice sets it so once they
+/// halted (the watch window, 64 slices, would keep idle CPUs polling for any sleeper due
+/// within it), and restores it with [`set_slice_tsc`].
+pub(super) fn set_slice_tsc_quietly(tsc: u64) -> u64 {
     let slice = tsc.max(1);
     HOT_LIMIT.store(exo_sched::hot_limit(slice), Ordering::Relaxed);
     let old = SLICE_TSC.swap(slice, Ordering::Relaxed);
     // The watch window is counted in slices.
     renew_near_from();
-    for c in 0..crate::smp::cpus::capacity() as u32 {
-        kick(c);
-    }
     old
 }
 
@@ -582,7 +600,8 @@ pub fn tick() {
     // it steals (a halted CPU only looks for work when something wakes it). Not when a
     // thread put back by the switch below is followed by `schedule`'s own offer
     // (`offer_to_a_halted_cpu`): until 2026-12-06 both kicked, two halted CPUs woken for
-    // one preemption (found by review; no test forces it).
+    // one preemption (found by review;
+    // `sched.tick_preemption_of_a_stealable_thread_kicks_one_halted_cpu`).
     if !(preempt && !is_idle && super::cpu::put_back_here(cs, tcb(cur))) {
         kick_idle_cpu(cs);
     }
