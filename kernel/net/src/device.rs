@@ -29,13 +29,19 @@ fn bump(c: &Cell<u64>) {
     c.set(c.get().wrapping_add(1));
 }
 
-/// The ICMPv4 message type of an Ethernet frame and its IPv4 destination, if it carries one.
-pub(crate) fn icmp_of(frame: &[u8]) -> Option<(Icmpv4Message, Ipv4Address)> {
+/// The IPv4 packet an Ethernet frame carries, its header checked (`None`: another protocol,
+/// or too short for what its headers say).
+pub(crate) fn ipv4_of(frame: &[u8]) -> Option<Ipv4Packet<&[u8]>> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     if eth.ethertype() != EthernetProtocol::Ipv4 {
         return None;
     }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    Ipv4Packet::new_checked(eth.payload()).ok()
+}
+
+/// The ICMPv4 message type of an Ethernet frame and its IPv4 destination, if it carries one.
+pub(crate) fn icmp_of(frame: &[u8]) -> Option<(Icmpv4Message, Ipv4Address)> {
+    let ip = crate::device::ipv4_of(frame)?;
     if ip.next_header() != IpProtocol::Icmp {
         return None;
     }
@@ -45,11 +51,7 @@ pub(crate) fn icmp_of(frame: &[u8]) -> Option<(Icmpv4Message, Ipv4Address)> {
 
 /// The UDP source port of an Ethernet frame, if it carries a UDP datagram over IPv4.
 fn udp_src_port(frame: &[u8]) -> Option<u16> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let ip = crate::device::ipv4_of(frame)?;
     if ip.next_header() != IpProtocol::Udp {
         return None;
     }

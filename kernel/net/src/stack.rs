@@ -10,8 +10,8 @@ use smoltcp::phy::{Device, Medium, RxToken};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4Message, IpAddress,
-    IpCidr, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TcpPacket,
+    EthernetAddress, HardwareAddress, Icmpv4Message, IpAddress, IpCidr, IpEndpoint, IpProtocol,
+    Ipv4Address, Ipv4Cidr, TcpPacket,
 };
 
 use crate::device::{Counted, Counters, Replay};
@@ -143,11 +143,7 @@ const IDLE_GRACE: Duration = Duration::from_millis(1000);
 
 /// The source of `frame` if it is a TCP SYN (not a SYN-ACK) to `addr:port`.
 fn syn_to(frame: &[u8], addr: Ipv4Address, port: u16) -> Option<IpEndpoint> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let ip = crate::device::ipv4_of(frame)?;
     if ip.next_header() != IpProtocol::Tcp || ip.dst_addr() != addr {
         return None;
     }
@@ -168,13 +164,7 @@ fn syn_to(frame: &[u8], addr: Ipv4Address, port: u16) -> Option<IpEndpoint> {
 /// `frames_from_no_host_address_are_dropped_unanswered`,
 /// `a_dhcp_reply_from_the_unspecified_address_is_dropped`).
 fn from_no_host(frame: &[u8], ours: Option<Ipv4Cidr>) -> bool {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return false;
-    };
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return false;
-    }
-    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+    let Some(ip) = crate::device::ipv4_of(frame) else {
         return false;
     };
     let src = ip.src_addr();

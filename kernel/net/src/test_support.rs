@@ -208,15 +208,8 @@ pub(crate) fn fake_dhcp_server_with(
     src: Ipv4Address,
     router: Ipv4Address,
 ) -> Option<Vec<u8>> {
-    use smoltcp::wire::{
-        DhcpMessageType, DhcpPacket, DhcpRepr, EthernetFrame, EthernetProtocol, IpProtocol,
-        Ipv4Packet, UdpPacket,
-    };
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    use smoltcp::wire::{DhcpMessageType, DhcpPacket, DhcpRepr, IpProtocol, UdpPacket};
+    let ip = crate::device::ipv4_of(frame)?;
     if ip.next_header() != IpProtocol::Udp {
         return None;
     }
@@ -459,12 +452,8 @@ pub(crate) fn arp_frame(eth: Eth, arp: &smoltcp::wire::ArpRepr) -> Vec<u8> {
 pub(crate) type Seg = (bool, bool, u32, Option<u32>);
 
 pub(crate) fn tcp_to(frame: &[u8], dst: Ipv4Address) -> Option<Seg> {
-    use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    use smoltcp::wire::{IpProtocol, TcpPacket};
+    let ip = crate::device::ipv4_of(frame)?;
     if ip.next_header() != IpProtocol::Tcp || ip.dst_addr() != dst {
         return None;
     }
