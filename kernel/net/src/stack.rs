@@ -10,8 +10,8 @@ use smoltcp::phy::{Device, Medium, RxToken};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, Icmpv4Message, IpAddress, IpCidr, IpEndpoint, IpProtocol,
-    Ipv4Address, Ipv4Cidr, TcpPacket,
+    EthernetAddress, HardwareAddress, Icmpv4Message, Icmpv4Packet, IpAddress, IpCidr, IpEndpoint,
+    IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TcpPacket,
 };
 
 use crate::device::{Counted, Counters, Replay};
@@ -141,9 +141,8 @@ const HALF_OPEN_GRACE: Duration = Duration::from_millis(1000);
 /// and is about to ask again is left alone).
 const IDLE_GRACE: Duration = Duration::from_millis(1000);
 
-/// The source of `frame` if it is a TCP SYN (not a SYN-ACK) to `addr:port`.
-fn syn_to(frame: &[u8], addr: Ipv4Address, port: u16) -> Option<IpEndpoint> {
-    let ip = crate::device::ipv4_of(frame)?;
+/// The source of `ip` if it is a TCP SYN (not a SYN-ACK) to `addr:port`.
+fn syn_to(ip: &Ipv4Packet<&[u8]>, addr: Ipv4Address, port: u16) -> Option<IpEndpoint> {
     if ip.next_header() != IpProtocol::Tcp || ip.dst_addr() != addr {
         return None;
     }
@@ -152,7 +151,7 @@ fn syn_to(frame: &[u8], addr: Ipv4Address, port: u16) -> Option<IpEndpoint> {
         .then(|| IpEndpoint::new(IpAddress::Ipv4(ip.src_addr()), tcp.src_port()))
 }
 
-/// Whether `frame` is an IPv4 packet whose source cannot be a host on the wire: 0.0.0.0, all
+/// Whether the source of IPv4 packet `ip` cannot be a host on the wire: 0.0.0.0, all
 /// ones, a multicast group, the loopback network, or, once the interface has an address
 /// (`ours`), that address or its subnet's broadcast address. RFC 1122 (3.2.1.3) has a host
 /// drop these silently. Until 2026-12-06 smoltcp took them: a SYN from 0.0.0.0, 127.0.0.1 or
@@ -163,10 +162,7 @@ fn syn_to(frame: &[u8], addr: Ipv4Address, port: u16) -> Option<IpEndpoint> {
 /// the server's address and later sends there (found by the hostile-frames proptest;
 /// `frames_from_no_host_address_are_dropped_unanswered`,
 /// `a_dhcp_reply_from_the_unspecified_address_is_dropped`).
-fn from_no_host(frame: &[u8], ours: Option<Ipv4Cidr>) -> bool {
-    let Some(ip) = crate::device::ipv4_of(frame) else {
-        return false;
-    };
+fn from_no_host(ip: &Ipv4Packet<&[u8]>, ours: Option<Ipv4Cidr>) -> bool {
     let src = ip.src_addr();
     !is_host(src)
         || src.is_loopback()
@@ -179,10 +175,13 @@ fn is_host(a: Ipv4Address) -> bool {
     !(a.is_unspecified() || a.is_broadcast() || a.is_multicast())
 }
 
-/// The IPv4 destination of `frame` if it carries an ICMP echo request.
-fn echo_request_to(frame: &[u8]) -> Option<Ipv4Address> {
-    crate::device::icmp_of(frame)
-        .and_then(|(t, dst)| (t == Icmpv4Message::EchoRequest).then_some(dst))
+/// The destination of `ip` if it carries an ICMP echo request.
+fn echo_request_to(ip: &Ipv4Packet<&[u8]>) -> Option<Ipv4Address> {
+    if ip.next_header() != IpProtocol::Icmp {
+        return None;
+    }
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+    (icmp.msg_type() == Icmpv4Message::EchoRequest).then_some(ip.dst_addr())
 }
 
 /// A TCP socket for an HTTP slot (`None`: no memory for its buffers).
@@ -747,21 +746,25 @@ impl<D: Device> Stack<D> {
     ///
     /// A packet from no host's address is dropped ([`from_no_host`]).
     fn admit(&mut self, frame: &[u8], now: Instant) -> bool {
+        // Parsed once for the three checks (ARP and other protocols: smoltcp's).
+        let Some(ip) = crate::device::ipv4_of(frame) else {
+            return true;
+        };
         // The interface's one IPv4 address (proto-ipv4 only: every address is one).
         let cidr = self.iface.ip_addrs().first().map(|c| match c {
             IpCidr::Ipv4(c) => *c,
         });
-        if from_no_host(frame, cidr) {
+        if from_no_host(&ip, cidr) {
             return false;
         }
-        let ours = self.iface.ipv4_addr();
-        if let Some(dst) = echo_request_to(frame) {
+        let ours = cidr.map(|c| c.address());
+        if let Some(dst) = echo_request_to(&ip) {
             return Some(dst) == ours;
         }
         let Some(addr) = ours else {
             return true;
         };
-        let Some(from) = syn_to(frame, addr, self.config.http_port) else {
+        let Some(from) = syn_to(&ip, addr, self.config.http_port) else {
             return true;
         };
         let held = self.slots.iter().any(|s| {
