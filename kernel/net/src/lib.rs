@@ -79,7 +79,8 @@ pub struct Config {
     pub addr: Addressing,
     /// TCP port of the HTTP server (80).
     pub http_port: u16,
-    /// UDP port of the echo service (7); 0 disables it.
+    /// UDP port of the echo service (7); 0 disables it. Not a DHCP port (67, 68): the DHCP
+    /// client's socket has 68, and the echoes are counted by their source port as they leave.
     pub udp_echo_port: u16,
     /// Number of TCP sockets listening on `http_port`: the most connections served at once.
     /// When every one is taken, a new client's SYN gets the slot of a keep-alive connection
@@ -159,7 +160,7 @@ pub enum ConfigError {
     NotEthernet,
     /// A prefix length above 32.
     BadPrefix,
-    /// `http_port` is 0.
+    /// `http_port` is 0, or `udp_echo_port` is a DHCP port (67 or 68).
     BadPort,
     /// `tcp_slots` is 0, or a TCP buffer is smaller than 64 bytes.
     BadSizes,

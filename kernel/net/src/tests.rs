@@ -427,6 +427,15 @@ fn bad_configs_are_refused() {
         }),
         Some(ConfigError::BadPort)
     );
+    for udp_echo_port in [67, 68] {
+        assert_eq!(
+            err(Config {
+                udp_echo_port,
+                ..static_config()
+            }),
+            Some(ConfigError::BadPort)
+        );
+    }
     assert_eq!(
         err(Config {
             tcp_slots: 0,
