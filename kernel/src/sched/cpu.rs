@@ -567,7 +567,13 @@ fn schedule_core<const YIELD: bool, const WATCHING: bool>() {
     // Since this CPU's last switch: a thread switched to directly runs on its caller's
     // slice (`started`), so the slice's start would make its burst the whole chain of
     // hand-offs (IPC threads drifting from hot to normal; found by review).
-    let burst = now.saturating_sub(cs.ran_since.load(Ordering::Relaxed));
+    // Wrapping, not saturating (icount `ctx.switch` -2): `ran_since` is written only by this
+    // CPU, from its own TSC read under its lock (`switch_locked`, `keep_running`,
+    // `switch_direct`, `init_this_cpu`), so it is an earlier read of the counter `now` is
+    // read from, and the kernel runs on an invariant TSC. Should that counter ever step
+    // back, the sample wraps to a huge burst, which `Ema::update` saturates: the thread is
+    // classified normal until its average decays again (a scheduling hint, no overflow).
+    let burst = now.wrapping_sub(cs.ran_since.load(Ordering::Relaxed));
     // The average's whole state is stored (`Ema::raw`): until 2026-12-02 the average divided
     // by 8 was, so every reload shrank it 8-fold and every thread was classified hot.
     let mut e = Ema::from_raw(prev.ema.load(Ordering::Relaxed));
