@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use exo_arch::apic;
 use exo_arch::syscall::{IPC_FRAME_BYTES, IpcFrame};
 use exo_arch::tsc::rdtsc;
@@ -102,9 +102,14 @@ pub struct CpuSched {
     /// xorshift state for the thieves' random start (this CPU only).
     pub(super) rng: AtomicU64,
     pub(super) switch_t0: AtomicU64,
-    /// This CPU's switches are recorded (`record_switches`): a flag here, not a CPU number
-    /// compared on every switch, so the switch path costs what it did before 2026-12-05.
-    pub(super) recording: AtomicBool,
+    /// What a switch here does besides the switch itself (`SLOW_*` bits; 0: nothing, one
+    /// test on the switch path instead of one for the timer and one for the recording:
+    /// icount `ctx.switch` -3, 2026-12-06). `SLOW_TIMER`: the scheduler uses a timer
+    /// (`TIMER`, set once by `init` before any CPU's scheduler exists, so it is copied here
+    /// at creation and never changes after). `SLOW_RECORD`: this CPU's switches are recorded
+    /// (`record_switches`: a flag here, not a CPU number compared on every switch, so the
+    /// switch path costs what it did before 2026-12-05).
+    pub(super) slow: AtomicU8,
     /// CPU the thread just switched out must move to (valid with `AFTER_MIGRATE`).
     pub(super) migrate: AtomicU32,
     /// What the thread switched to must do for the one switched out, besides releasing the
@@ -720,19 +725,25 @@ pub(super) fn switch_locked(
     bump(&cs.switches);
     crate::sched::fpu::switch_out(&cs.fpu, cs.cpu, prev_i, prev, next_i, next);
     load_context::<true>(cs, prev, next);
-    arm_timer(cs, now, next_i != idle_i);
     // What the next thread finishes for prev (prev's registers must be saved first): its
     // migration, its reaping (its state read here, under the lock: see `finish_switch`),
     // and the switch-time sample (two TSC reads only while the switch buffer records).
     let mut after = u32::from(exiting) * AFTER_EXITING;
+    // The timer and the recording in one test (`CpuSched::slow`). Inside, `arm_timer` tests
+    // `TIMER` itself and the flags are loaded again: a value kept across its call took a
+    // callee-saved register and made the compiler spill `now` (a first version measured
+    // -1 instead of -3).
+    if cs.slow.load(Ordering::Relaxed) != 0 {
+        arm_timer(cs, now, next_i != idle_i);
+        if cs.slow.load(Ordering::Relaxed) & SLOW_RECORD != 0 {
+            cs.switch_t0
+                .store(exo_arch::tsc::rdtsc_precise(), Ordering::Relaxed);
+            after |= AFTER_RECORD;
+        }
+    }
     if let Some(m) = migrate_to {
         cs.migrate.store(m.cpu, Ordering::Relaxed);
         after |= AFTER_MIGRATE;
-    }
-    if cs.recording.load(Ordering::Relaxed) {
-        cs.switch_t0
-            .store(exo_arch::tsc::rdtsc_precise(), Ordering::Relaxed);
-        after |= AFTER_RECORD;
     }
     cs.after.store(after, Ordering::Relaxed);
     // SAFETY: interrupts are off and this CPU's lock is held, so nobody else touches either
@@ -786,6 +797,11 @@ pub(super) fn pick_local(cs: &CpuSched) -> Option<(usize, &'static Tcb)> {
     cs.account_dequeue(t);
     Some((i, t))
 }
+
+/// `CpuSched::slow`: the scheduler uses a timer (`TIMER` is not `TIMER_OFF`).
+pub(super) const SLOW_TIMER: u8 = 1;
+/// `CpuSched::slow`: this CPU's switches are recorded (`record_switches`).
+pub(super) const SLOW_RECORD: u8 = 2;
 
 /// `CpuSched::after`: the thread switched out was exiting (the next one reaps it).
 pub(super) const AFTER_EXITING: u32 = 1;
@@ -956,7 +972,11 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
             0x9E37_79B9_7F4A_7C15 ^ (u64::from(cpu) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         ),
         switch_t0: AtomicU64::new(0),
-        recording: AtomicBool::new(false),
+        slow: AtomicU8::new(if TIMER.load(Ordering::Relaxed) == TIMER_OFF {
+            0
+        } else {
+            SLOW_TIMER
+        }),
         migrate: AtomicU32::new(NO_THREAD),
         after: AtomicU32::new(0),
         stacks: spin::Mutex::new(ArrayVec::new()),
@@ -1242,7 +1262,11 @@ pub fn record_switches(cpu: Option<u32>) {
         SAMPLE_N.store(0, Ordering::Relaxed);
     }
     for s in each_cpu_sched() {
-        s.recording.store(Some(s.cpu) == cpu, Ordering::Release);
+        if Some(s.cpu) == cpu {
+            s.slow.fetch_or(SLOW_RECORD, Ordering::Release);
+        } else {
+            s.slow.fetch_and(!SLOW_RECORD, Ordering::Release);
+        }
     }
 }
 
