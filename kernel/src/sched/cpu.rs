@@ -733,6 +733,11 @@ pub(super) fn switch_locked(
     // `TIMER` itself and the flags are loaded again: a value kept across its call took a
     // callee-saved register and made the compiler spill `now` (a first version measured
     // -1 instead of -3).
+    debug_assert_eq!(
+        cs.slow.load(Ordering::Relaxed) & SLOW_TIMER != 0,
+        TIMER.load(Ordering::Relaxed) != TIMER_OFF,
+        "TIMER changed after this CPU's scheduler was made"
+    );
     if cs.slow.load(Ordering::Relaxed) != 0 {
         arm_timer(cs, now, next_i != idle_i);
         if cs.slow.load(Ordering::Relaxed) & SLOW_RECORD != 0 {
