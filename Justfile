@@ -47,6 +47,12 @@ iprof-ipc func="": build
     mkdir -p out
     IPROF_TITLE="ipc.rtt.64, microvm" scripts/iprof.sh --job init --per 1000 --user-elf {{target}}/x86_64-unknown-none/release/exo-ubench --base "exo.init=/ubench exo.init_arg=0x5000000000000000" --probe "exo.init=/ubench exo.init_arg=0x50000000000003e8" --svg out/iprof-ipc.svg --mark "300:target" --mark "441:seL4 fastpath, 0 words" {{ if func != "" { "--annotate '" + func + "'" } else { "" } }}
 
+# The same for proc.spawn: /ubench's spawn profile role, 0 or 20 spawns + waits of /empty.
+iprof-spawn func="": build
+    bash scripts/mkinitrd.sh >/dev/null
+    mkdir -p out
+    IPROF_TITLE="proc.spawn, microvm" scripts/iprof.sh --job init --per 20 --user-elf {{target}}/x86_64-unknown-none/release/exo-ubench --base "exo.init=/ubench exo.init_arg=0x5300000000000000" --probe "exo.init=/ubench exo.init_arg=0x5300000000000014" --svg out/iprof-spawn.svg --mark "325242:Linux posix_spawn" {{ if func != "" { "--annotate '" + func + "'" } else { "" } }}
+
 # Core-to-core matrix and lock contention (exo.job=contended), with SVG plots in out/.
 bench-contended n="4" mode="tcg" machine="microvm": build
     scripts/bench.sh contended {{mode}} {{n}} {{machine}}

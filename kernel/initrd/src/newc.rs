@@ -338,12 +338,57 @@ impl Header {
 }
 
 /// Eight ASCII hexadecimal digits (either case), nothing else.
+///
+/// A match on the byte, not `char::to_digit(16)` (the same digits): a `spawn` reads every
+/// header of the archive (13 fields each) to find its file, and the field parse of that
+/// walk cost 21k instructions with `to_digit`, 14.5k with the match, 27k in a branch-free
+/// form over the eight bytes (icount, 13 files, `just iprof-spawn`, 2026-12-06).
 fn hex8(digits: &[u8]) -> Option<u32> {
     if digits.len() != 8 {
         return None;
     }
     digits.iter().try_fold(0u32, |acc, &d| {
-        let v = char::from(d).to_digit(16)?;
-        Some((acc << 4) | v)
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return None,
+        };
+        Some((acc << 4) | u32::from(v))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex8;
+
+    /// The reference: what `hex8` computed until 2026-12-06 (`char::to_digit(16)`).
+    fn hex8_ref(digits: &[u8]) -> Option<u32> {
+        if digits.len() != 8 {
+            return None;
+        }
+        digits.iter().try_fold(0u32, |acc, &d| {
+            Some((acc << 4) | char::from(d).to_digit(16)?)
+        })
+    }
+
+    /// Every byte value at every position of a valid field, and wrong lengths: the same
+    /// value or refusal as the reference.
+    #[test]
+    fn hex8_matches_to_digit_for_every_byte() {
+        for base in [*b"0123abcd", *b"FFFFFFFF", *b"00000000", *b"9aF0b1E7"] {
+            assert_eq!(hex8(&base), hex8_ref(&base));
+            assert!(hex8(&base).is_some());
+            for pos in 0..8 {
+                for b in 0..=255u8 {
+                    let mut d = base;
+                    d[pos] = b;
+                    assert_eq!(hex8(&d), hex8_ref(&d), "byte {b:#x} at {pos} of {base:?}");
+                }
+            }
+        }
+        for len in [0, 1, 7, 9, 16] {
+            assert_eq!(hex8(&b"0123456789abcdef"[..len]), None);
+        }
+    }
 }

@@ -8,6 +8,7 @@ use crate::harness::{Needs, SKIP, TestResult, check, join_all, ncpus, wait_for};
 use crate::ktest;
 use crate::sched::{Builder, Tid};
 use alloc::format;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +21,11 @@ ktest!(
     map_cycle
 );
 ktest!(Needs::Threads, "user.aspace_rejects_bad_ranges", bad_ranges);
+ktest!(
+    Needs::Cpus,
+    "user.initrd_archive_kept_is_the_archive_parsed_now",
+    initrd_kept
+);
 ktest!(
     Needs::Threads,
     "user.panic_holding_tables_stops_the_machine",
@@ -1124,4 +1130,44 @@ fn panic_holding_tables(s: &BootState) -> TestResult {
             "held for good"
         }
     ))
+}
+
+/// The archive `initrd::archive` keeps (validated once, 2026-12-06) is the one a fresh
+/// parse of the module's bytes gives: same entries, and every lookup of a file by path
+/// finds the same bytes in both.
+fn initrd_kept(_: &BootState) -> TestResult {
+    let (Some(bytes), Some(kept)) = (super::initrd::bytes(), super::initrd::archive()) else {
+        return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
+    };
+    let fresh = exo_initrd::Archive::parse(bytes);
+    let (kept, fresh) = match (kept, fresh) {
+        (Ok(k), Ok(f)) => (k, f),
+        (k, f) => {
+            check(k.is_err() && k.err() == f.err(), || {
+                format!("kept {:?}, parsed now {:?}", k.err(), f.err())
+            })?;
+            return Ok(());
+        }
+    };
+    check(
+        kept.len() == fresh.len() && kept.end() == fresh.end(),
+        || format!("kept {kept:?}, parsed now {fresh:?}"),
+    )?;
+    check(
+        super::initrd::archive()
+            .and_then(Result::ok)
+            .map(|a| a.end())
+            == Some(kept.end()),
+        || String::from("a second call gave another archive"),
+    )?;
+    for e in fresh.entries() {
+        let path = format!("/{}", e.name);
+        let (a, b) = (kept.find(&path), fresh.find(&path));
+        check(
+            a.map(|x| (x.data.as_ptr(), x.data.len(), x.offset))
+                == b.map(|x| (x.data.as_ptr(), x.data.len(), x.offset)),
+            || format!("{path}: the kept archive finds another entry"),
+        )?;
+    }
+    Ok(())
 }

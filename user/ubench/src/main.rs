@@ -28,6 +28,11 @@
 //! server that does not answer fails it (exit 1) within 60 s; `arg` bit 32 starts the server
 //! on a CPU that does not exist (it exits at once) and bounds the probe by 1 s, to check that.
 //!
+//! With `arg = 0x53 << 56 | n` it is the profile role of `proc.spawn`: pinned to the CPU it
+//! starts on, `n` times `spawn("/empty")` + `wait` (as the row, untimed); nothing printed,
+//! exit 0 if every `/empty` exited 0. Runs with `n = 0` and `n = 20` differ by exactly 20
+//! spawns (`just iprof-spawn`).
+//!
 //! With `arg = 0x59 << 56 | cpu << 32 | count` (cpu < 2^24, count < 2^32), it is instead that copy: it pins itself
 //! to `cpu`, yields `count` times and exits 0. With `arg = 0x1c << 56 | cpu << 32 | handle`
 //! it is the IPC server: pinned to `cpu`, it answers calls on `handle` (inherited) until
@@ -65,6 +70,8 @@ const IPC_SERVER: u64 = 0x1c;
 const FUSION_SERVER: u64 = 0x1f;
 /// Role tag in the top byte of `arg`: `n` round trips of `ipc.rtt.64` (profiling).
 const PROFILE: u64 = 0x50;
+/// Role tag in the top byte of `arg`: `n` spawns of `proc.spawn` (profiling).
+const PROFILE_SPAWN: u64 = 0x53;
 /// IPC labels: a fastpath call, a slow-path call, the end.
 const FAST: u32 = 1;
 const SLOW: u32 = 2;
@@ -92,6 +99,9 @@ fn run(arg: u64) -> i32 {
     }
     if arg >> 56 == PROFILE {
         return profile(arg);
+    }
+    if arg >> 56 == PROFILE_SPAWN {
+        return profile_spawn(arg & 0xffff_ffff);
     }
     if arg >> 56 == FUSION_SERVER {
         return fusion_server((arg >> 32) as usize & 0xff_ffff, arg as u32);
@@ -317,6 +327,32 @@ fn profile(arg: u64) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("ubench: profile role: {e} (server: {end:?})");
+            1
+        }
+    }
+}
+
+/// The profile role of `proc.spawn` (`arg = PROFILE_SPAWN << 56 | n`): `n` spawns and waits
+/// of `/empty`, on the CPU this process starts on as the row's; exit 1 at the first failure.
+fn profile_spawn(n: u64) -> i32 {
+    let cpu = exo_rt::getcpu().unwrap_or(0);
+    let run = || -> Result<(), Errno> {
+        exo_rt::pin_to_cpu(cpu)?;
+        for _ in 0..n {
+            match exo_rt::spawn("/empty", 0).and_then(exo_rt::wait)? {
+                ExitStatus::Exited(0) => {}
+                other => {
+                    eprintln!("ubench: spawn profile role: /empty ended with {other}");
+                    return Err(Errno::EIO);
+                }
+            }
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ubench: spawn profile role: {e}");
             1
         }
     }
