@@ -21,8 +21,8 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::wire::{
     ArpOperation, ArpRepr, DhcpMessageType, DhcpPacket, DhcpRepr, EthernetAddress, EthernetFrame,
-    EthernetProtocol, Icmpv4DstUnreachable, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet,
-    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr, UdpPacket,
+    Icmpv4DstUnreachable, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl,
+    TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr, UdpPacket,
 };
 
 use crate::http::Status;
@@ -868,13 +868,7 @@ impl Case {
 
     /// Notes the server's sequence numbers towards the peer, and DHCP transaction ids.
     fn watch(&mut self, frame: &[u8]) {
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            return;
-        };
-        if eth.ethertype() != EthernetProtocol::Ipv4 {
-            return;
-        }
-        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+        let Some(ip) = crate::device::ipv4_of(frame) else {
             return;
         };
         match ip.next_header() {

@@ -168,8 +168,7 @@ fn scaling(b: &mut Bench<'_>) {
     use crate::harness::bench::broken;
     let (state, count) = (b.state, &mut b.count);
     let all: Vec<CpuId> = cpus::online().map(|c| CpuId(c.hot.cpu_id)).collect();
-    // 5 ms from the barrier to the start: every participant is spinning by then.
-    SCALE_LEAD.store(state.tsc.0 / 1000 * 5, Ordering::Relaxed);
+    set_scale_lead(state.tsc.0 / 1000);
     let window = state.tsc.0 / 1000 * state.opts.contend_window_ms;
     for k in 1..=all.len().min(state.opts.contend_max as usize) {
         let mut n = arrayvec::ArrayString::<48>::new();
@@ -251,9 +250,10 @@ pub(super) fn empty_scale_rounds_for_tests(n: u32) -> u32 {
     SCALE_EMPTY_ROUNDS.swap(n, Ordering::AcqRel)
 }
 
-/// Sets the lead from the barrier to a round's start, as [`scaling`] does (`tsc_per_ms`:
-/// the TSC rate), for a test that runs [`scale_row`].
-pub(super) fn set_scale_lead_for_tests(tsc_per_ms: u64) {
+/// Sets the lead from the barrier to a round's start (`tsc_per_ms`: the TSC rate): 5 ms,
+/// every participant is spinning by then. [`scaling`] sets it, and a test that runs
+/// [`scale_row`].
+pub(super) fn set_scale_lead(tsc_per_ms: u64) {
     SCALE_LEAD.store(tsc_per_ms * 5, Ordering::Relaxed);
 }
 

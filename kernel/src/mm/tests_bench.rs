@@ -5,7 +5,7 @@
 //! with the row's injection switch (`bench::empty_scale_rounds_for_tests`).
 
 use super::bench::{
-    SCALE_TRIES, ScaleRow, empty_scale_rounds_for_tests, scale_row, set_scale_lead_for_tests,
+    SCALE_TRIES, ScaleRow, empty_scale_rounds_for_tests, scale_row, set_scale_lead,
 };
 use crate::boot::BootState;
 use crate::harness::bench::broken_count;
@@ -49,7 +49,7 @@ fn run_row(empty: u32) -> (ScaleRow, u32, u32) {
 /// 2026-12-06 no test ran the retry: the rows ran it only on a host stall. Passes at
 /// -smp 1 (the row's one CPU is the caller's).
 fn scale_row_retries(_: &BootState) -> TestResult {
-    set_scale_lead_for_tests(ms(1));
+    set_scale_lead(ms(1));
     let base = base_window();
     for n in [0, 1, SCALE_TRIES - 1] {
         let (row, left, errors) = run_row(n);
