@@ -26,6 +26,28 @@ const NONE: u64 = 1 << 9;
 /// A used 4 KiB leaf: present, or mapped without access.
 const USED: u64 = P | NONE;
 
+/// Where a user table's entries may be used, kept in software bits 52..=59 of the entry that
+/// links it (bits the MMU ignores in an entry that is no leaf): bit `52 + g` set when an entry
+/// among `64 g .. 64 g + 64` of the linked table was ever made used (a leaf mapped, a table
+/// linked), never cleared while the table stays linked; [`PageTables`] keeps the same for
+/// the PML4's lower half, by groups of 4 (`user_slots`).
+///
+/// Why: freeing a space walked all 512 entries of every table it had; a process's tables are
+/// a few, nearly empty (its image low, its stack at the top of the lower half: 9 tables and
+/// about 20,000 instructions at each process end, icount, 2026-12-06), and the walk now reads
+/// the groups marked, 64 entries each. Cheaper to keep than exact ranges or counts: a map
+/// tests one bit (its leaf's group, in the directory entry it walked through) and writes it
+/// only the first time the group is used; a table made marks its own entry's group in the
+/// link above (rare); an unmap writes nothing (a stale mark costs a read of 64 empty
+/// entries at the end, not a leak). Leaf frames could instead come from the space's list of
+/// mappings, but it keeps none (fixed maps go anywhere), and the tables need a walk anyway.
+const GROUPS_SHIFT: u64 = 52;
+
+/// The mark of entry `idx`'s group in the entry linking its table.
+const fn group_bit(idx: usize) -> u64 {
+    1 << (GROUPS_SHIFT + (idx as u64 & 511) / 64)
+}
+
 /// The frame a used 4 KiB leaf maps (inverted when it has no access, see [`NONE`]).
 fn leaf_frame(e: u64) -> u64 {
     if e & P != 0 { e & ADDR } else { !e & ADDR }
@@ -149,6 +171,10 @@ pub enum Chunk {
 pub struct PageTables {
     pml4: u64,
     nx: bool,
+    /// Lower-half PML4 entries that may be present: bit `g` covers entries `4 g .. 4 g + 4`
+    /// (see [`GROUPS_SHIFT`]); set when a user mapping makes one, cleared by
+    /// [`PageTables::detach_user_half`].
+    user_slots: u64,
 }
 
 fn entry_bits(f: Flags, nx: bool) -> u64 {
@@ -173,7 +199,11 @@ impl PageTables {
     /// An empty PML4. `nx` says whether EFER.NXE is on (else the NX bit would be reserved).
     pub fn new(fs: &mut impl FrameSource, nx: bool) -> Result<Self, MapError> {
         let pml4 = fs.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
-        Ok(PageTables { pml4, nx })
+        Ok(PageTables {
+            pml4,
+            nx,
+            user_slots: 0,
+        })
     }
 
     /// Physical address of the PML4 (the CR3 value).
@@ -197,6 +227,7 @@ impl PageTables {
         Ok(PageTables {
             pml4,
             nx: kernel.nx,
+            user_slots: 0,
         })
     }
 
@@ -222,7 +253,7 @@ impl PageTables {
         if va >= crate::layout::USER_END {
             return Err(MapError::BadAddress(va));
         }
-        let pt = self.page_table(fs, va, true)?;
+        let pt = self.user_page_table(fs, va)?;
         Self::set_leaf(pt, ((va >> 12) & 511) as usize, e, va)
     }
 
@@ -280,16 +311,75 @@ impl PageTables {
         Some((leaf_frame(v), f))
     }
 
-    /// The page table (last level) for `va`, with the levels above created as needed.
-    fn page_table(
-        &mut self,
-        fs: &mut impl FrameSource,
-        va: u64,
-        user: bool,
-    ) -> Result<u64, MapError> {
-        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, user)?;
-        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, user)?;
-        self.next(fs, pd, ((va >> 21) & 511) as usize, va, user)
+    /// The kernel page table (last level) for `va`, with the levels above created as needed.
+    fn page_table(&mut self, fs: &mut impl FrameSource, va: u64) -> Result<u64, MapError> {
+        let pdpt = self.next(fs, self.pml4, ((va >> 39) & 511) as usize, va, false)?;
+        let pd = self.next(fs, pdpt, ((va >> 30) & 511) as usize, va, false)?;
+        self.next(fs, pd, ((va >> 21) & 511) as usize, va, false)
+    }
+
+    /// [`PageTables::page_table`] for a user `va` (below `USER_END`), keeping the marks of
+    /// [`GROUPS_SHIFT`]: a table made here is linked with the group of the entry it is made
+    /// for already marked, and marks its own entry's group in the link above it (in
+    /// `user_slots` for the PML4); an existing page table's link gets the leaf's group
+    /// (the caller is about to use that leaf), the one test the usual map pays (the tables
+    /// all there). Written apart from `next` to carry the link down the walk in a register.
+    fn user_page_table(&mut self, fs: &mut impl FrameSource, va: u64) -> Result<u64, MapError> {
+        let idx = [39u64, 30, 21, 12].map(|s| ((va >> s) & 511) as usize);
+        let mut tab = self.pml4;
+        let mut link: Option<*mut u64> = None;
+        for level in 0..3 {
+            let (i, child) = (idx[level], idx[level + 1]);
+            // SAFETY: `tab` is a user table of this hierarchy reached from the PML4 through
+            // `va`'s entries (directly mapped), and `link` the present entry linking it; the
+            // caller has the tables to itself (`&mut self`, the space's lock above).
+            unsafe {
+                let e = table(tab).add(i);
+                let v = e.read_volatile();
+                if v & P != 0 {
+                    if v & PS != 0 {
+                        return Err(MapError::AlreadyMapped(va));
+                    }
+                    if v & U == 0 {
+                        return Err(MapError::MixedPrivilege(va));
+                    }
+                    if level == 2 && v & group_bit(child) == 0 {
+                        e.write_volatile(v | group_bit(child));
+                    }
+                    tab = v & ADDR;
+                } else {
+                    let f = fs.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
+                    // Intermediate entries are permissive; the leaf decides.
+                    e.write_volatile(f | P | W | U | group_bit(child));
+                    match link {
+                        Some(l) => Self::mark(l, i),
+                        None => self.user_slots |= 1 << ((i & 255) / 4),
+                    }
+                    tab = f;
+                }
+                link = Some(e);
+            }
+        }
+        Ok(tab)
+    }
+
+    /// Marks entry `idx`'s group ([`GROUPS_SHIFT`]) in `link`, if it is not yet. Only
+    /// software bits change: no translation depends on them, so there is nothing to
+    /// invalidate (an A bit a CPU's walker sets meanwhile may be lost: harmless).
+    ///
+    /// # Safety
+    ///
+    /// `link` is a present entry of this hierarchy's tables (directly mapped) that links a
+    /// user table, written only under the caller's exclusive access to the tables.
+    #[inline(always)]
+    unsafe fn mark(link: *mut u64, idx: usize) {
+        // SAFETY: the caller's.
+        unsafe {
+            let v = link.read_volatile();
+            if v & group_bit(idx) == 0 {
+                link.write_volatile(v | group_bit(idx));
+            }
+        }
     }
 
     /// The table reached from the PML4 through `va`'s entries at `shifts` (39 = PML4,
@@ -364,7 +454,7 @@ impl PageTables {
     /// page-table frame to `table_frame(pa)`; the PML4's lower entries are cleared. The
     /// caller makes sure no CPU runs on these tables (or will use translations of them).
     pub fn free_user_half(&mut self, leaf: impl FnMut(u64), table_frame: impl FnMut(u64)) {
-        self.detach_user_half().free(leaf, table_frame);
+        let _ = self.detach_user_half().free(leaf, table_frame);
     }
 
     /// Unlinks the whole lower half from the PML4 (its 256 entries cleared) and returns it:
@@ -373,25 +463,35 @@ impl PageTables {
     /// each of them; then [`DetachedUserHalf::free`] gives their frames. One pass over the
     /// tables that exist, where unmapping the range page by page costs a look for the next
     /// mapped page and an emptiness scan of its table per page.
+    /// Only the PML4 entries of the groups `user_slots` marks are read.
     pub fn detach_user_half(&mut self) -> DetachedUserHalf {
         let mut entries = [0u64; 256];
-        for (i, slot) in entries.iter_mut().enumerate() {
+        let slots = core::mem::take(&mut self.user_slots);
+        for i in groups(slots, 4) {
             // SAFETY: the PML4 of this hierarchy (directly mapped frame); lower-half entries
-            // are user tables, cleared here before any of them is handed out.
+            // are user tables, cleared here before any of them is handed out. `i` < 256.
             unsafe {
                 let e = table(self.pml4).add(i);
                 let v = e.read_volatile();
                 if v & P != 0 {
-                    *slot = v;
+                    entries[i] = v;
                     e.write_volatile(0);
                 }
             }
         }
-        DetachedUserHalf { entries }
+        // Every other lower-half entry is absent: none is made without its mark.
+        #[cfg(debug_assertions)]
+        for i in 0..256 {
+            // SAFETY: as above (reads only).
+            let v = unsafe { table(self.pml4).add(i).read_volatile() };
+            debug_assert!(v & P == 0, "PML4 entry {i} present but not marked");
+        }
+        DetachedUserHalf { entries, slots }
     }
 
     /// The next-level table under entry `idx` of `tab`, created if absent (with U when
     /// `user`; an existing entry must agree: a PML4 slot holds kernel or user mappings).
+    /// User maps walk with [`PageTables::user_page_table`] instead.
     fn next(
         &mut self,
         fs: &mut impl FrameSource,
@@ -453,7 +553,7 @@ impl PageTables {
         f: Flags,
     ) -> Result<(), MapError> {
         Self::check(va, f)?;
-        let pt = self.page_table(fs, va, false)?;
+        let pt = self.page_table(fs, va)?;
         Self::set_leaf(
             pt,
             ((va >> 12) & 511) as usize,
@@ -637,6 +737,18 @@ impl PageTables {
     }
 }
 
+/// The indices of the groups of `size` entries that `marks` has set, in order (bit `g`:
+/// entries `size * g .. size * (g + 1)`).
+fn groups(marks: u64, size: usize) -> impl Iterator<Item = usize> {
+    let mut m = marks;
+    core::iter::from_fn(move || {
+        let g = m.trailing_zeros() as usize;
+        m &= m.wrapping_sub(1);
+        (g < 64).then_some(g * size..(g + 1) * size)
+    })
+    .flatten()
+}
+
 /// The lower half of an address space, unlinked from its PML4 by
 /// [`PageTables::detach_user_half`]: its tables' frames, until [`DetachedUserHalf::free`]
 /// (dropped unfreed, they are lost).
@@ -644,33 +756,63 @@ impl PageTables {
 #[derive(Debug)]
 pub struct DetachedUserHalf {
     entries: [u64; 256],
+    /// Groups of 4 of `entries` that may be present (`PageTables::user_slots`).
+    slots: u64,
 }
 
 impl DetachedUserHalf {
     /// Every mapped user frame to `leaf(pa)`, every page-table frame to `table_frame(pa)`
     /// (a table's own frame after its entries). The caller has invalidated the lower half
-    /// on every CPU that loaded the tables, so nothing walks them any more.
-    pub fn free(self, mut leaf: impl FnMut(u64), mut table_frame: impl FnMut(u64)) {
-        fn walk(tab: u64, level: u32, leaf: &mut impl FnMut(u64), tf: &mut impl FnMut(u64)) {
-            for i in 0..512 {
+    /// on every CPU that loaded the tables, so nothing walks them any more. Each table is
+    /// read in the groups of 64 entries its link marks ([`GROUPS_SHIFT`]); returns how many
+    /// entries that read (a test bounds it).
+    pub fn free(self, mut leaf: impl FnMut(u64), mut table_frame: impl FnMut(u64)) -> u64 {
+        /// Frees table `tab` (a level `level` table, 3 = PDPT) whose link is `link`.
+        fn walk(
+            link: u64,
+            level: u32,
+            leaf: &mut impl FnMut(u64),
+            tf: &mut impl FnMut(u64),
+        ) -> u64 {
+            let tab = link & ADDR;
+            let marks = (link >> GROUPS_SHIFT) & 0xFF;
+            let mut read = 0;
+            for i in groups(marks, 64) {
                 // SAFETY: a user table frame of a detached hierarchy (directly mapped),
-                // private to its owner: no PML4 links it and no CPU caches a walk through it.
+                // private to its owner: no PML4 links it and no CPU caches a walk through
+                // it. `i` < 512.
                 let e = unsafe { table(tab).add(i).read_volatile() };
+                read += 1;
                 if level == 1 {
                     if e & USED != 0 {
                         leaf(leaf_frame(e));
                     }
                 } else if e & P != 0 {
-                    walk(e & ADDR, level - 1, leaf, tf);
-                    tf(e & ADDR);
+                    read += walk(e, level - 1, leaf, tf);
                 }
             }
+            // Every entry outside the marked groups is unused: none is made without its
+            // mark (debug builds check the whole table).
+            #[cfg(debug_assertions)]
+            for i in (0..512).filter(|i| marks & (1 << (i / 64)) == 0) {
+                let used = if level == 1 { USED } else { P };
+                // SAFETY: as above (reads only).
+                let e = unsafe { table(tab).add(i).read_volatile() };
+                debug_assert!(
+                    e & used == 0,
+                    "level {level} table {tab:#x}: entry {i} used but not marked"
+                );
+            }
+            tf(tab);
+            read
         }
-        for e in self.entries {
+        let mut read = 0;
+        for i in groups(self.slots, 4) {
+            let e = self.entries[i];
             if e & P != 0 {
-                walk(e & ADDR, 3, &mut leaf, &mut table_frame);
-                table_frame(e & ADDR);
+                read += walk(e, 3, &mut leaf, &mut table_frame);
             }
         }
+        read
     }
 }

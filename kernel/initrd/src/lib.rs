@@ -47,18 +47,21 @@
 //!
 //! Two levels of API: [`Entries`] walks the archive lazily and reports the first error where
 //! it happens; [`Archive::parse`] validates everything once, after which iteration and
-//! [`Archive::find`] are infallible.
+//! [`Archive::find`] are infallible. [`Archive::index`] builds, in storage the caller gives,
+//! a table of `find`'s answers searched in `log2(n)` comparisons instead of a walk.
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod archive;
 mod error;
+mod index;
 mod newc;
 mod path;
 
 pub use archive::{Archive, ArchiveEntries};
 pub use error::InitrdError;
+pub use index::Index;
 pub use newc::{Entries, Entry, FileType, HEADER_LEN, MAGIC_CRC, MAGIC_NEWC, TRAILER};
 pub use path::normalize;
 

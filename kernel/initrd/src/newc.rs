@@ -103,6 +103,29 @@ impl<'a> Entry<'a> {
     }
 }
 
+/// An empty regular file named `""` at offset 0: a placeholder, as in the storage an
+/// [`Index`](crate::Index) is built in.
+impl Default for Entry<'_> {
+    fn default() -> Self {
+        Self {
+            name: "",
+            raw_name: "",
+            mode: 0o100_000,
+            data: &[],
+            ino: 0,
+            uid: 0,
+            gid: 0,
+            nlink: 0,
+            mtime: 0,
+            dev_major: 0,
+            dev_minor: 0,
+            rdev_major: 0,
+            rdev_minor: 0,
+            offset: 0,
+        }
+    }
+}
+
 impl core::fmt::Debug for Entry<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Entry")

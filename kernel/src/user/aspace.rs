@@ -569,8 +569,9 @@ impl AddressSpace {
     /// Gives back every user page and this space's references to shared regions, now: its
     /// process's last thread has ended, nothing runs in ring 3 here any more, and its spare
     /// page tables. The space itself (root table, PCID) stays until the process is reaped. Until 2026-12-04 everything stayed until then, so a parent that never
-    /// waited held its ended children's memory. Interrupts on (the tables' lock).
-    pub fn release_user_memory(&self) {
+    /// waited held its ended children's memory. Interrupts on (the tables' lock). Returns
+    /// the page-table entries the walk read (a test bounds it: `DetachedUserHalf::free`).
+    pub fn release_user_memory(&self) -> u64 {
         // Shared pages first: their frames are the regions', not these tables'.
         let regions = core::mem::replace(&mut *self.shared.lock(), [(0, 0, 0); MAX_SHARED]);
         for (va, pages, tag) in regions {
@@ -589,7 +590,7 @@ impl AddressSpace {
         self.shootdown(USER_MIN, (USER_END - USER_MIN) / PAGE);
         let (mut batch, mut k) = ([0u64; 256], 0);
         let (mut pages, mut tables) = (0u64, 0u64);
-        half.free(
+        let read = half.free(
             |pa| {
                 batch[k] = pa;
                 k += 1;
@@ -623,6 +624,7 @@ impl AddressSpace {
         }
         drop(t);
         self.account.uncharge(freed);
+        read
     }
 
     /// The physical address of user address `va`, if its page is mapped with access.

@@ -315,10 +315,12 @@ pub fn on_user_return() {
     exit_if_dying();
 }
 
-/// Reserves the futex table's room up front (64 entries), so that the memory a run of
-/// processes leaves behind can be compared with what it started with.
+/// Reserves the futex table's room up front (64 entries) and builds the initrd's index (a
+/// heap table kept for good), so that the memory a run of processes leaves behind can be
+/// compared with what it started with.
 pub fn prepare() {
     super::futex::prepare();
+    let _ = super::initrd::index();
 }
 
 /// Loads `path` from the initrd and starts it with `arg` in RDI, on the CPUs of `b`
@@ -338,15 +340,15 @@ pub fn spawn_with(
     reap_orphans();
     // A malformed archive or executable is named in the log (the errno alone made a
     // corrupt initrd look like a missing file).
-    let archive = match super::initrd::archive() {
-        Some(Ok(a)) => a,
+    let index = match super::initrd::index() {
+        Some(Ok(i)) => i,
         Some(Err(e)) => {
             log::warn!("spawn {path}: the initrd is not a valid archive: {e}");
             return Err(Errno::Enoent);
         }
         None => return Err(Errno::Enoent),
     };
-    let entry = archive.find(path).ok_or(Errno::Enoent)?;
+    let entry = index.find(path).ok_or(Errno::Enoent)?;
     if entry.file_type() != exo_initrd::FileType::Regular {
         // Not a regular file: as if absent (docs/syscalls.md).
         return Err(Errno::Enoent);

@@ -23,7 +23,7 @@ ktest!(
 ktest!(Needs::Threads, "user.aspace_rejects_bad_ranges", bad_ranges);
 ktest!(
     Needs::Cpus,
-    "user.initrd_archive_kept_is_the_archive_parsed_now",
+    "user.initrd_archive_kept_and_its_index_are_the_archive_parsed_now",
     initrd_kept
 );
 ktest!(
@@ -55,6 +55,11 @@ ktest!(
     Needs::Threads,
     "user.aspace_gives_every_frame_back",
     frames_back
+);
+ktest!(
+    Needs::Threads,
+    "user.aspace_spread_teardown_reads_marked_groups_and_frees_every_frame",
+    spread_teardown
 );
 ktest!(
     Needs::Threads,
@@ -274,6 +279,92 @@ fn frames_back(_: &BootState) -> TestResult {
     let now = crate::mm::space::pcids_in_use();
     check(now == pcids, || {
         format!("PCIDs in use {pcids} before, {now} after")
+    })
+}
+
+/// Mappings (address, pages) spread over many tables: the first page a map may use, the
+/// image's usual place, pages on both sides of table and 64-entry group boundaries, the last
+/// page of the first GiB, the mmap base, other PML4 slots (1, 3, 128, 254), the stack under
+/// `STACK_TOP` (0x7FFF_FFFF_0000, 256 KiB) and the highest user page above it.
+const SPREAD: &[(u64, u64)] = &[
+    (super::aspace::USER_MIN, 1),
+    (0x40_0000, 3),
+    (0x3F_F000, 1),
+    (0x20_0000 * 64 - 0x1000, 2),
+    (0x3FFF_F000, 1),
+    (super::aspace::MMAP_BASE, 4),
+    (super::aspace::MMAP_BASE + 0x3F000, 2),
+    (0x80_0000_0000, 1),
+    (0x1FF_FFFF_F000, 1),
+    (0x4000_0000_0000, 1),
+    (0x7F7F_FFFF_F000, 1),
+    (super::loader::STACK_TOP - super::loader::STACK_SIZE, 64),
+    (USER_END - 4096, 1),
+];
+
+/// A space holding [`SPREAD`], its second page of the image and one stack page without
+/// access (a `PROT_NONE` leaf is freed too).
+fn spread_space() -> Result<AddressSpace, String> {
+    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+    for &(va, pages) in SPREAD {
+        a.map(Some(va), pages * 4096, true, false)
+            .map_err(|e| format!("map {pages} at {va:#x}: {e}"))?;
+    }
+    for va in [0x40_1000, super::loader::STACK_TOP - 4096] {
+        a.protect_flags(va, 4096, UserFlags::NONE)
+            .map_err(|e| format!("protect NONE at {va:#x}: {e}"))?;
+    }
+    Ok(a)
+}
+
+/// A space with pages over many tables gives back exactly every frame, page and table,
+/// whether its process ended (`release_user_memory`, then the space dropped) or the space
+/// was dropped with everything mapped; and the teardown read only the groups of 64 entries
+/// its tables' links mark (`exo_arch::paging::GROUPS_SHIFT`, 2026-12-06): 64 entries for
+/// each group a page of `SPREAD` uses in each table, where the walk over every entry of
+/// every table read 512 per table. Debug builds also check, table by table, that no used
+/// entry lies outside the marked groups.
+fn spread_teardown(_: &BootState) -> TestResult {
+    use alloc::collections::BTreeSet;
+    // The groups a page uses, per level: (level, the table (indices above), group).
+    let mut groups = BTreeSet::new();
+    let mut tables = BTreeSet::new();
+    let mut pages = 0;
+    for &(va, n) in SPREAD {
+        for p in (0..n).map(|k| va + k * 4096) {
+            let [i4, i3, i2, i1] = [39, 30, 21, 12].map(|s| (p >> s) & 511);
+            groups.insert((3, i4, 0, 0, i3 / 64));
+            groups.insert((2, i4, i3, 0, i2 / 64));
+            groups.insert((1, i4, i3, i2, i1 / 64));
+            tables.extend([(3, i4, 0, 0), (2, i4, i3, 0), (1, i4, i3, i2)]);
+            pages += 1;
+        }
+    }
+    let (want, whole) = (64 * groups.len() as u64, 512 * tables.len() as u64);
+    let (groups, tables) = (groups.len(), tables.len());
+    drop(spread_space()?); // warms the allocator's slabs and magazines, as `frames_back`
+    let base = free_frames()?;
+
+    let a = spread_space()?;
+    check(a.pages() == pages, || {
+        format!("{} pages mapped, want {pages}", a.pages())
+    })?;
+    let read = a.release_user_memory();
+    let left = a.pages();
+    drop(a);
+    let ended = free_frames()?;
+    check(read == want && left == 0 && ended == base, || {
+        format!(
+            "process end: read {read} entries (want {want}: {groups} groups; every entry of {tables} tables is {whole}), {left} pages left, (free + slab frames, heap objects out) {base:?} before, {ended:?} after"
+        )
+    })?;
+
+    drop(spread_space()?);
+    let dropped = free_frames()?;
+    check(dropped == base, || {
+        format!(
+            "space dropped mapped: (free + slab frames, heap objects out) {base:?} before, {dropped:?} after (a leak or a double free)"
+        )
     })
 }
 
@@ -1134,7 +1225,8 @@ fn panic_holding_tables(s: &BootState) -> TestResult {
 
 /// The archive `initrd::archive` keeps (validated once, 2026-12-06) is the one a fresh
 /// parse of the module's bytes gives: same entries, and every lookup of a file by path
-/// finds the same bytes in both.
+/// finds the same bytes in both, and in the index `spawn` searches (with a table, and
+/// without one: the walk an archive over the bound gets).
 fn initrd_kept(_: &BootState) -> TestResult {
     let (Some(bytes), Some(kept)) = (super::initrd::bytes(), super::initrd::archive()) else {
         return Err(format!("{SKIP}no initrd (scripts/qemu.sh --initrd FILE)"));
@@ -1160,14 +1252,37 @@ fn initrd_kept(_: &BootState) -> TestResult {
             == Some(kept.end()),
         || String::from("a second call gave another archive"),
     )?;
-    for e in fresh.entries() {
-        let path = format!("/{}", e.name);
-        let (a, b) = (kept.find(&path), fresh.find(&path));
-        check(
-            a.map(|x| (x.data.as_ptr(), x.data.len(), x.offset))
-                == b.map(|x| (x.data.as_ptr(), x.data.len(), x.offset)),
-            || format!("{path}: the kept archive finds another entry"),
-        )?;
+    // The index `spawn` looks names up in (2026-12-06) answers as the walk of a fresh parse,
+    // with a table (the kernel's initrd is far below `MAX_INDEXED`); an archive over the
+    // bound, or a table the heap cannot give, is walked, with the same answers.
+    let Some(Ok(index)) = super::initrd::index() else {
+        return Err(String::from("the archive is valid but its index is not"));
+    };
+    check(
+        index.is_table() || fresh.len() > super::initrd::MAX_INDEXED,
+        || format!("{} entries and no table", fresh.len()),
+    )?;
+    let over = super::initrd::index_of(kept, fresh.len().saturating_sub(1));
+    check(fresh.is_empty() || !over.is_table(), || {
+        String::from("an archive over the bound got a table")
+    })?;
+    let same = |a: Option<exo_initrd::Entry<'_>>, b: Option<exo_initrd::Entry<'_>>| {
+        a.map(|x| (x.data.as_ptr(), x.data.len(), x.offset))
+            == b.map(|x| (x.data.as_ptr(), x.data.len(), x.offset))
+    };
+    let mut paths: Vec<String> = fresh.entries().map(|e| format!("/{}", e.name)).collect();
+    paths.extend(["", "/", "/init/", "/ini", "/initx", "/nope"].map(String::from));
+    for path in &paths {
+        let b = fresh.find(path);
+        check(same(kept.find(path), b), || {
+            format!("{path}: the kept archive finds another entry")
+        })?;
+        check(same(index.find(path), b), || {
+            format!("{path}: the index finds another entry")
+        })?;
+        check(same(over.find(path), b), || {
+            format!("{path}: the walk over the bound finds another entry")
+        })?;
     }
     Ok(())
 }
