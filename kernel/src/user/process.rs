@@ -115,6 +115,54 @@ impl Proc {
 
 static PROCS: [Proc; MAX_PROCS] = [const { Proc::new() }; MAX_PROCS];
 
+/// The slots of [`PROCS`] in use, a bit each: set by the spawn that claims a slot right
+/// after its pid's claim, cleared by whoever frees it (a reap, a failed spawn) right before
+/// its pid goes back to 0, so only the slot's owner touches its bit. A slot whose bit a
+/// scan finds clear is free or being freed (its parent already reset, nobody may claim it
+/// as a waiter): nothing a scan looks for. The scans of the table (a reap's orphaning of
+/// the reaped process's children, the reaps of orphans and of stranded processes, the end
+/// of the `init` job: [`used`]) visit the slots in use only: until 2026-12-06 each looked
+/// at all [`MAX_PROCS`], the reap's about 6,000 of icount `proc.spawn`'s 138,500
+/// instructions (the kill's and the reap's scans of the thread records: `task::BY_PROC`).
+static USED: [AtomicU64; MAX_PROCS / 64] = [const { AtomicU64::new(0) }; MAX_PROCS / 64];
+
+const _: () = assert!(MAX_PROCS.is_multiple_of(64));
+
+/// Marks slot of `pid` used or free in [`USED`] (its owner only).
+fn mark_used(pid: u64, used: bool) {
+    let i = pid as usize % MAX_PROCS;
+    let bit = 1 << (i % 64);
+    if used {
+        USED[i / 64].fetch_or(bit, Ordering::AcqRel);
+    } else {
+        USED[i / 64].fetch_and(!bit, Ordering::AcqRel);
+    }
+}
+
+/// The first slot in use at or after `from`, its word read now.
+fn next_used(from: usize) -> Option<usize> {
+    let mut w = from / 64;
+    let mut bits = USED.get(w)?.load(Ordering::Acquire) & (!0u64 << (from % 64));
+    loop {
+        if bits != 0 {
+            return Some(w * 64 + bits.trailing_zeros() as usize);
+        }
+        w += 1;
+        bits = USED.get(w)?.load(Ordering::Acquire);
+    }
+}
+
+/// The slots in use, in order, each word read when the walk reaches it (as the scan of
+/// every slot's pid that came before: a slot taken ahead of the walk is visited).
+fn used() -> impl Iterator<Item = &'static Proc> {
+    let mut from = 0;
+    core::iter::from_fn(move || {
+        let i = next_used(from)?;
+        from = i + 1;
+        Some(&PROCS[i])
+    })
+}
+
 /// [`spawn`] stops here with the record set up and before it starts the first thread, so a
 /// test can wait for it, or reap another process, in that window.
 pub static SPAWN_HOLD: HoldPoint = HoldPoint::new();
@@ -131,6 +179,9 @@ pub static REAP_HOLD: HoldPoint = HoldPoint::new();
 /// [`retry_stranded`] stops here once it has claimed a process kept by its reap (`waiter`
 /// [`CLAIMED`]), before it tries to join its threads.
 pub static STRANDED_HOLD: HoldPoint = HoldPoint::new();
+/// [`thread_create`] stops here with the new thread's id claimed and counted live, before
+/// it starts the thread, so a test can kill the process while a thread is being started.
+pub static CREATE_HOLD: HoldPoint = HoldPoint::new();
 /// [`thread_ended`] of a process's last thread stops here, the process counted out (no
 /// thread left: `wait` no longer blocks), before it gives the memory back: a last thread
 /// slow to finish its end.
@@ -405,10 +456,14 @@ fn start_image(
         .charge(THREAD_FRAMES)
         .map_err(|_| refused(Errno::Enomem))?;
     let pid = task::claim_id(|id| {
-        slot(id)
+        let claimed = slot(id)
             .pid
             .compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+            .is_ok();
+        if claimed {
+            mark_used(id, true);
+        }
+        claimed
     })
     .map_err(|_| refused(Errno::Eagain))?;
     // The reservation becomes the new process's account (closed when its record is freed).
@@ -442,6 +497,7 @@ fn start_image(
             ORPHANS.fetch_sub(1, Ordering::Relaxed);
         }
         limits::close(pid);
+        mark_used(pid, false);
         p.pid.store(0, Ordering::Release);
         drop(space);
         return Err(start_errno(e));
@@ -681,6 +737,7 @@ pub fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, Errno>
         .map_err(|e| undo(start_errno(task::SpawnError::Sched(e))))?;
     let id = task::claim_id(|_| true).map_err(|_| undo(Errno::Eagain))?;
     p.live.fetch_add(1, Ordering::AcqRel);
+    CREATE_HOLD.pass();
     let started = {
         let space = p.space_read();
         match space.as_ref() {
@@ -802,7 +859,9 @@ fn reap(p: &'static Proc, deadline: u64) -> Option<u64> {
         NO_STATUS => 0x100 + 129,
         s => s,
     };
-    for q in &PROCS {
+    // Its children were all spawned by its threads, which have all counted themselves out
+    // since (`live` is 0): each child's slot was marked used before.
+    for q in used() {
         if q.pid.load(Ordering::Acquire) != 0
             && q.parent
                 .compare_exchange(pid, ORPHAN, Ordering::AcqRel, Ordering::Relaxed)
@@ -845,6 +904,7 @@ fn reap(p: &'static Proc, deadline: u64) -> Option<u64> {
     // Its share of the tables given back (what its tree still holds goes to its creator's),
     // before the slot, whose account a new process opens.
     limits::close(pid);
+    mark_used(pid, false);
     p.pid.store(0, Ordering::Release);
     Some(status)
 }
@@ -856,7 +916,7 @@ pub fn retry_stranded() -> u32 {
     if STRANDED_COUNT.load(Ordering::Relaxed) == 0 {
         return 0;
     }
-    for p in &PROCS {
+    for p in used() {
         // Claimed (`CLAIMED`, as `reap` leaves a slot it frees), so one caller at a time.
         if p.waiter
             .compare_exchange(STRANDED, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
@@ -876,6 +936,7 @@ pub fn retry_stranded() -> u32 {
         p.parent.store(0, Ordering::Relaxed);
         STRANDED_COUNT.fetch_sub(1, Ordering::Relaxed);
         limits::close(pid);
+        mark_used(pid, false);
         p.pid.store(0, Ordering::Release);
     }
     STRANDED_COUNT.load(Ordering::Relaxed)
@@ -890,7 +951,7 @@ fn reap_orphans() {
     let Some(me) = sched::current() else {
         return;
     };
-    for p in &PROCS {
+    for p in used() {
         let pid = p.pid.load(Ordering::Acquire);
         // `waiter` first (see `wait`); the claim names the process, so a slot reaped by
         // someone else and reused since these checks is not claimed.
@@ -946,6 +1007,22 @@ pub fn in_table() -> usize {
         .iter()
         .filter(|p| p.pid.load(Ordering::Acquire) != 0)
         .count()
+}
+
+/// Test support: whether the slots marked used ([`USED`]) are those with a pid (`Err`: the
+/// first that disagrees). Only meaningful while no process is spawned or reaped.
+pub fn used_map_agrees() -> Result<(), alloc::string::String> {
+    for (i, p) in PROCS.iter().enumerate() {
+        let pid = p.pid.load(Ordering::Acquire);
+        let marked = USED[i / 64].load(Ordering::Acquire) & (1 << (i % 64)) != 0;
+        if marked != (pid != 0) {
+            return Err(alloc::format!(
+                "process slot {i} (pid {pid}) is marked {}",
+                if marked { "used" } else { "free" }
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Test support: orphans not yet reaped.
@@ -1030,7 +1107,7 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
     loop {
         let mut progress = false;
         let mut running = false;
-        for p in &PROCS {
+        for p in used() {
             if p.pid.load(Ordering::Acquire) == 0 {
                 continue;
             }

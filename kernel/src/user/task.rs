@@ -20,7 +20,7 @@
 //! last thread (its pid, its kernel thread) for the new one's.
 
 use super::aspace::HoldPoint;
-use super::process;
+use super::process::{self, MAX_PROCS};
 use crate::kprintln;
 use crate::sched::{self, Builder, KILLED, SchedError, Tid};
 use crate::trap::UserFault;
@@ -92,8 +92,47 @@ impl Task {
 static TASKS: [Task; MAX_TASKS] = [const { Task::new() }; MAX_TASKS];
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Words of a process's record map ([`BY_PROC`]): a bit per record slot.
+const MAP_WORDS: usize = MAX_TASKS / 64;
+
+/// The records of each process, by its process slot (`pid % MAX_PROCS`, the process table's
+/// key): bit `i` of map `p` is set while record `i` is started for a thread whose pid falls
+/// in slot `p`. Set by [`start`] before the record is published (its `tid` the plain id),
+/// cleared by [`free`] after its `pid` is 0 and before its `tid` is, so the bits cover every
+/// started record (a reader that finds a bit clear while the record is still there finds
+/// its `pid` 0 too: of no process). Only the record's owner (its claimer, until it frees it)
+/// touches its bit, so two owners never race for one bit; a slot's map may hold bits of a
+/// standalone thread whose pid falls there (a test bed thread, no process): readers match
+/// the pid as they did scanning the table. A process's kill and reap ([`for_each_of`],
+/// [`join_all_until`]) look at its own records only (16 words and a bit per thread)
+/// instead of all [`MAX_TASKS`]: until 2026-12-06 each scanned the whole table, about
+/// 14,500 of icount `proc.spawn`'s 138,500 instructions with the process table's scan in
+/// the reap (`process::USED`).
+static BY_PROC: [[AtomicU64; MAP_WORDS]; MAX_PROCS] =
+    [const { [const { AtomicU64::new(0) }; MAP_WORDS] }; MAX_PROCS];
+
+const _: () = assert!(MAX_TASKS.is_multiple_of(64));
+
 fn slot(tid: u64) -> &'static Task {
     &TASKS[tid as usize % MAX_TASKS]
+}
+
+/// The record map ([`BY_PROC`]) of process `pid`'s slot.
+fn map_of(pid: u64) -> &'static [AtomicU64; MAP_WORDS] {
+    &BY_PROC[pid as usize % MAX_PROCS]
+}
+
+/// Calls `f(record)` for each record whose bit is set in `map`, each word read once, in
+/// sequentially consistent order (the kill's argument in [`for_each_of`]).
+fn each_in(map: &[AtomicU64; MAP_WORDS], mut f: impl FnMut(&'static Task)) {
+    for (w, word) in map.iter().enumerate() {
+        let mut bits = word.load(Ordering::SeqCst);
+        while bits != 0 {
+            let i = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            f(&TASKS[i]);
+        }
+    }
 }
 
 /// The record of thread `tid`, if it exists (started: its fields are written).
@@ -113,7 +152,12 @@ fn started(t: &Task) -> Option<u64> {
 /// looks at it sees no thread to join and no pid of its last process.
 fn free(t: &Task, tid: u64) {
     t.joiner.store(0, Ordering::Relaxed);
+    let pid = t.pid.load(Ordering::Relaxed);
     t.pid.store(0, Ordering::Relaxed);
+    // Out of its process's map once of no process, before the slot can be claimed again
+    // (a locked instruction: the `pid` store is visible before the bit is clear).
+    let i = tid as usize % MAX_TASKS;
+    map_of(pid)[i / 64].fetch_and(!(1 << (i % 64)), Ordering::SeqCst);
     if t.tid
         .compare_exchange(tid, 0, Ordering::Release, Ordering::Relaxed)
         .is_err()
@@ -133,6 +177,38 @@ pub fn records() -> usize {
         .iter()
         .filter(|t| t.tid.load(Ordering::Acquire) != 0)
         .count()
+}
+
+/// Test support: whether the record maps ([`BY_PROC`]) and the records agree: each bit set
+/// is a started record whose pid falls in that map's slot, and each started record has one
+/// (`Err`: the first disagreement). Only meaningful while no record is started or freed.
+pub fn maps_agree() -> Result<(), alloc::string::String> {
+    let mut bits = 0;
+    for (p, map) in BY_PROC.iter().enumerate() {
+        for (w, word) in map.iter().enumerate() {
+            let mut b = word.load(Ordering::Acquire);
+            bits += b.count_ones() as usize;
+            while b != 0 {
+                let i = w * 64 + b.trailing_zeros() as usize;
+                b &= b - 1;
+                let t = &TASKS[i];
+                let pid = t.pid.load(Ordering::Relaxed);
+                if started(t).is_none() || pid as usize % MAX_PROCS != p {
+                    return Err(alloc::format!(
+                        "record {i} is in the map of process slot {p} but is {:#x} of pid {pid}",
+                        t.tid.load(Ordering::Relaxed)
+                    ));
+                }
+            }
+        }
+    }
+    let started_records = TASKS.iter().filter(|t| started(t).is_some()).count();
+    if bits != started_records {
+        return Err(alloc::format!(
+            "{bits} bits in the record maps for {started_records} started records"
+        ));
+    }
+    Ok(())
 }
 
 /// Test support: the id that holds the slot of `id` (claimed or started; 0: free).
@@ -254,6 +330,10 @@ pub fn start(
     t.value.store(0, Ordering::Relaxed);
     t.clear_tid.store(0, Ordering::Relaxed);
     t.end.store(ALIVE, Ordering::Relaxed);
+    // In its process's map before it is published (see `for_each_of` for the kill that
+    // races this start); `free` takes it out if the spawn below fails.
+    let i = id as usize % MAX_TASKS;
+    map_of(pid)[i / 64].fetch_or(1 << (i % 64), Ordering::SeqCst);
     t.tid.store(id, Ordering::Release);
     let made_joinable = |k: Tid| {
         t.sched.store(k.raw(), Ordering::Release);
@@ -545,16 +625,28 @@ pub fn join(pid: u64, tid: u64, me: u64, abort: &dyn Fn() -> bool) -> Result<u64
     }
 }
 
-/// Calls `f(kernel thread)` for every thread record of process `pid`.
+/// Calls `f(kernel thread)` for every thread record of process `pid` (its map,
+/// [`BY_PROC`]), for a kill that has set the process's `dying` (sequentially consistent)
+/// before: `f` wakes the thread, which then sees `dying`. A thread being started meanwhile
+/// (`thread_create`, from a thread of the process on another CPU) may be missed, as it was
+/// by the scan of the whole table that came before: its bit is set (a locked instruction,
+/// [`start`]) after this call read that word, so after `dying` was set in the one order of
+/// sequentially consistent operations; its record is published and its kernel thread
+/// spawned after the bit, and it runs only then, so its check before ring 3 (`user_main`'s
+/// `exit_if_dying_for_return`) sees `dying` and it ends there. Likewise a record seen
+/// without its kernel thread yet (`sched` 0: its start is before `Builder::spawn_then`'s
+/// publication) is of a thread that has not run. A thread missed so never blocks in the
+/// process; every thread this finds is woken, wherever it waits (IPC, futex, sleep, join),
+/// and CPUs running the space are kicked by the caller.
 pub fn for_each_of(pid: u64, mut f: impl FnMut(Tid)) {
-    for t in &TASKS {
+    each_in(map_of(pid), |t| {
         if started(t).is_some() && t.pid.load(Ordering::Relaxed) == pid {
             let k = t.sched.load(Ordering::Acquire);
             if k != 0 {
                 f(Tid::from_raw(k));
             }
         }
-    }
+    });
 }
 
 /// How long a reap waits ([`join_all_deadline`]), for all of a process's kernel threads
@@ -588,14 +680,18 @@ pub fn set_join_all_ms(ms: u64) -> u64 {
 /// could not be joined (someone else joins them, none is known, or one had not ended by
 /// the deadline), so they may still run in the process's space: their records are kept,
 /// and the caller must not drop the space.
+///
+/// The records are those of the process's map ([`BY_PROC`]): every one was started before
+/// its thread counted itself in the process's live count, which is 0 now, so every bit is
+/// set and seen (no record of the process is started any more).
 pub fn join_all_until(pid: u64, deadline: u64) -> Result<usize, usize> {
     let (mut n, mut stuck) = (0, 0);
-    for t in &TASKS {
+    each_in(map_of(pid), |t| {
         let Some(tid) = started(t) else {
-            continue;
+            return;
         };
         if t.pid.load(Ordering::Relaxed) != pid {
-            continue;
+            return;
         }
         let k = t.sched.load(Ordering::Acquire);
         // Ended in user terms; at most finishing its switch away: a short wait. Already
@@ -611,6 +707,6 @@ pub fn join_all_until(pid: u64, deadline: u64) -> Result<usize, usize> {
         } else {
             stuck += 1;
         }
-    }
+    });
     if stuck == 0 { Ok(n) } else { Err(stuck) }
 }

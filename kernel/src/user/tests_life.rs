@@ -6,8 +6,8 @@
 
 use super::aspace::HoldPoint;
 use super::process::{
-    self, END_HOLD, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD, REAP_ALL_KILL_HOLD,
-    REAP_HOLD, SPAWN_HOLD, STRANDED_HOLD, WAIT_HOLD,
+    self, CREATE_HOLD, END_HOLD, KILL_HOLD, MAX_PROCS, ORPHAN_HOLD, REAP_ALL_HOLD,
+    REAP_ALL_KILL_HOLD, REAP_HOLD, SPAWN_HOLD, STRANDED_HOLD, WAIT_HOLD,
 };
 use super::syscall::Errno;
 use super::task::{self, FINISH_HOLD, JOIN_HOLD, JoinError, START_HOLD};
@@ -131,6 +131,11 @@ ktest!(
     "user.proc_reap_all_kills_only_the_orphan_it_adopted",
     reap_all_kill_vs_reuse
 );
+ktest!(
+    Needs::Threads,
+    "user.proc_kill_ends_every_thread_while_others_start_and_end",
+    kill_busy
+);
 
 /// Errors as the test threads return them: `ERR + errno`.
 const ERR: u64 = 1 << 32;
@@ -224,8 +229,9 @@ fn reached(h: &HoldPoint, what: &str) -> TestResult {
 }
 
 /// Runs `f`, which arms `h` (released after it in any case); then every frame and kernel
-/// thread must be back. On a failure nothing is compared: a failing case leaks what the
-/// bystander used rather than freeing what may still be in use.
+/// thread must be back, and the maps of the slots in use (`process::used_map_agrees`,
+/// `task::maps_agree`) must agree with the tables. On a failure nothing is compared: a
+/// failing case leaks what the bystander used rather than freeing what may still be in use.
 fn forced(h: &HoldPoint, f: impl FnOnce() -> TestResult) -> TestResult {
     warm()?;
     let before = free_frames()?;
@@ -241,7 +247,9 @@ fn forced(h: &HoldPoint, f: impl FnOnce() -> TestResult) -> TestResult {
         format!(
             "(frames, objects) {before:?} before, {after:?} after; kernel threads {threads} before, {threads_after} after; (buddy, slab, cached stack, retired table, large-allocation frames) {parts_before:?} before, {parts_after:?} after"
         )
-    })
+    })?;
+    process::used_map_agrees()?;
+    task::maps_agree()
 }
 
 /// Where the free frames are, and the large allocations' frames (a failed memory check
@@ -1226,5 +1234,60 @@ fn reap_all_kill_vs_reuse(s: &BootState) -> TestResult {
                 process::STATUS_ENDED_AT_SHUTDOWN
             )
         })
+    })
+}
+
+/// `/threads`' mode that starts gated threads (each blocked in a futex wait) until one is
+/// refused (`user/threads`: `UNTIL_REFUSED`).
+const THREADS_UNTIL_REFUSED: u64 = 0x12;
+/// `/threads`' churn case: 300 threads started and joined one after the other.
+const THREADS_CHURN: u64 = 6;
+/// Thread starts `kill_busy` lets go before it kills the process at the next.
+const BUSY_STARTS: usize = 12;
+
+/// A kill ends every thread of a process, found through its record map (`task::for_each_of`
+/// since 2026-12-06, not a scan of the whole table), while one of its threads is being
+/// started and others have ended; its reap frees every record through the map and its slot's
+/// bit (`process::USED`), so no bit is left once it is gone (`forced` compares the maps with
+/// the tables). Forced: `/threads` is held in a `thread_create` (`CREATE_HOLD`, its id
+/// claimed and counted live, its record not yet in the map) after [`BUSY_STARTS`] starts
+/// (`HoldPoint::arm_after`),
+/// with the threads started so far blocked in a futex wait (the gated mode) or ended and
+/// joined (churn); the kill comes in that window and cannot see the thread being started,
+/// which must then end before ring 3 (it sees `dying`). The status is SIGKILL; every frame,
+/// kernel thread and bit comes back.
+fn kill_busy(_: &BootState) -> TestResult {
+    for case in [THREADS_UNTIL_REFUSED, THREADS_CHURN] {
+        forced(&CREATE_HOLD, || kill_busy_case(case))
+            .map_err(|e| format!("/threads {case:#x}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn kill_busy_case(case: u64) -> TestResult {
+    CREATE_HOLD.arm_after(BUSY_STARTS as u32);
+    let pid = spawn("/threads", case)?;
+    reached(&CREATE_HOLD, "/threads' thread_create")?;
+    // Its threads' kernel threads the kill will find (the one being started not among them).
+    let mut found = 0;
+    task::for_each_of(pid, |_| found += 1);
+    let killed = process::kill_child(pid, 9);
+    CREATE_HOLD.release();
+    let st = bounded_wait(pid)?;
+    check(killed == Ok(()) && st == process::STATUS_SIGKILL, || {
+        format!(
+            "kill {killed:?}, status {st:#x} (want {:#x}); {found} thread(s) found",
+            process::STATUS_SIGKILL
+        )
+    })?;
+    // The main thread and, gated, each thread started before (none has ended); in churn
+    // the main thread and perhaps the last one started (joined or not yet).
+    let want = if case == THREADS_UNTIL_REFUSED {
+        BUSY_STARTS + 1..BUSY_STARTS + 2
+    } else {
+        1..3
+    };
+    check(want.contains(&found), || {
+        format!("{found} thread(s) of the process found before the kill, want {want:?}")
     })
 }
