@@ -23,8 +23,16 @@ const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 /// bits may still be used by a speculative load on affected Intel parts, and inverted they
 /// name memory above any the machine has instead of the page's data.
 const NONE: u64 = 1 << 9;
-/// A used 4 KiB leaf: present, or mapped without access.
-const USED: u64 = P | NONE;
+/// Software bit (ignored by the MMU): a user leaf mapped without its frame yet, a
+/// demand-zero page ([`PageTables::map_user_lazy_4k`]). The entry is not present; its W and
+/// NX bits hold the rights the page gets when it is brought in, [`NONE`] says it has no
+/// access (then no access bit), and its address bits are all ones (no frame: as for
+/// [`NONE`], a speculative load through it on an L1TF-affected part names memory above any
+/// the machine has, not physical page 0). The page counts as mapped (`next_mapped`,
+/// `unmap_4k`, `protect_user_4k` see it); [`PageTables::fill_lazy_4k`] gives it a frame.
+const LAZY: u64 = 1 << 10;
+/// A used 4 KiB leaf: present, mapped without access, or mapped without its frame yet.
+const USED: u64 = P | NONE | LAZY;
 
 /// Where a user table's entries may be used, kept in software bits 52..=59 of the entry that
 /// links it (bits the MMU ignores in an entry that is no leaf): bit `52 + g` set when an entry
@@ -48,9 +56,25 @@ const fn group_bit(idx: usize) -> u64 {
     1 << (GROUPS_SHIFT + (idx as u64 & 511) / 64)
 }
 
-/// The frame a used 4 KiB leaf maps (inverted when it has no access, see [`NONE`]).
-fn leaf_frame(e: u64) -> u64 {
-    if e & P != 0 { e & ADDR } else { !e & ADDR }
+/// The frame a used 4 KiB leaf maps (inverted when it has no access, see [`NONE`]); `None`
+/// for a demand-zero leaf that has none yet ([`LAZY`]).
+fn leaf_frame(e: u64) -> Option<u64> {
+    if e & P != 0 {
+        Some(e & ADDR)
+    } else if e & LAZY != 0 {
+        None
+    } else {
+        Some(!e & ADDR)
+    }
+}
+
+/// The rights a used, not-present leaf `e` keeps (a [`LAZY`] or a [`NONE`] one).
+fn not_present_rights(e: u64) -> UserFlags {
+    if e & NONE != 0 {
+        UserFlags::NONE
+    } else {
+        UserFlags::new(e & W != 0, e & NX == 0)
+    }
 }
 
 /// Permissions of a mapping. `writable && executable` is refused.
@@ -257,6 +281,61 @@ impl PageTables {
         Self::set_leaf(pt, ((va >> 12) & 511) as usize, e, va)
     }
 
+    /// Maps user page `va` without a frame: a demand-zero page ([`LAZY`]) that every access
+    /// faults on (not present) until [`PageTables::fill_lazy_4k`] gives it one, then with
+    /// rights `f`. The page tables on the way are made as for [`PageTables::map_user_4k`].
+    pub fn map_user_lazy_4k(
+        &mut self,
+        fs: &mut impl FrameSource,
+        va: u64,
+        f: UserFlags,
+    ) -> Result<(), MapError> {
+        let e = self.lazy_entry(va, f)?;
+        let pt = self.user_page_table(fs, va)?;
+        Self::set_leaf(pt, ((va >> 12) & 511) as usize, e, va)
+    }
+
+    /// The demand-zero leaf of user page `va` with rights `f` (see [`LAZY`]): the entry
+    /// [`PageTables::user_entry`] would make, not present, no frame.
+    fn lazy_entry(&self, va: u64, f: UserFlags) -> Result<u64, MapError> {
+        Ok((self.user_entry(va, 0, f)? & !(P | ADDR)) | ADDR | LAZY)
+    }
+
+    /// The rights of user page `va` if it is a demand-zero page without its frame yet
+    /// ([`PageTables::map_user_lazy_4k`]); `None` for any other page, mapped or not.
+    pub fn lazy_user_page(&self, va: u64) -> Option<UserFlags> {
+        if va >= crate::layout::USER_END {
+            return None;
+        }
+        let e = self.leaf_4k(va)?;
+        // SAFETY: `e` points at the used 4 KiB leaf of `va` in this hierarchy's tables.
+        let v = unsafe { e.read_volatile() };
+        (v & LAZY != 0).then(|| not_present_rights(v))
+    }
+
+    /// Gives demand-zero page `va` its frame `pa` (zeroed by the caller): the leaf becomes
+    /// present with the rights it kept. Returns false (nothing changed) when `va` is not a
+    /// demand-zero page with access. Nothing to invalidate: no CPU caches a translation of a
+    /// page that was not present.
+    pub fn fill_lazy_4k(&mut self, va: u64, pa: u64) -> bool {
+        if va >= crate::layout::USER_END {
+            return false;
+        }
+        let Some(e) = self.leaf_4k(va) else {
+            return false;
+        };
+        // SAFETY: `e` points at the used 4 KiB leaf of `va` in this hierarchy's tables
+        // (directly mapped); the caller holds the tables' lock, so no one else writes it.
+        unsafe {
+            let old = e.read_volatile();
+            if old & LAZY == 0 || old & NONE != 0 {
+                return false;
+            }
+            e.write_volatile((pa & ADDR) | (old & (W | NX | U)) | P);
+        }
+        true
+    }
+
     /// The leaf entry mapping user page `va` to frame `pa` with `f`.
     fn user_entry(&self, va: u64, pa: u64, f: UserFlags) -> Result<u64, MapError> {
         // Every user leaf lies below `USER_END`: checked here for the map and the protect
@@ -289,14 +368,20 @@ impl PageTables {
         // (directly mapped); the caller invalidates stale translations afterwards.
         unsafe {
             let old = e.read_volatile();
-            e.write_volatile(self.user_entry(va, leaf_frame(old), f)?);
+            // A demand-zero page stays one, with the new rights.
+            let new = match leaf_frame(old) {
+                Some(pa) => self.user_entry(va, pa, f)?,
+                None => self.lazy_entry(va, f)?,
+            };
+            e.write_volatile(new);
         }
         Ok(true)
     }
 
-    /// The frame and permissions of user page `va` if it is mapped, with access or
-    /// without ([`PageTables::translate`] sees only pages with access).
-    pub fn user_page(&self, va: u64) -> Option<(u64, UserFlags)> {
+    /// The frame (`None`: a demand-zero page without one yet) and permissions of user page
+    /// `va` if it is mapped, with access or without ([`PageTables::translate`] sees only
+    /// pages with access and a frame).
+    pub fn user_page(&self, va: u64) -> Option<(Option<u64>, UserFlags)> {
         if va >= crate::layout::USER_END {
             return None;
         }
@@ -304,7 +389,7 @@ impl PageTables {
         // SAFETY: `e` points at the used 4 KiB leaf of `va` in this hierarchy's tables.
         let v = unsafe { e.read_volatile() };
         let f = if v & P == 0 {
-            UserFlags::NONE
+            not_present_rights(v)
         } else {
             UserFlags::new(v & W != 0, v & NX == 0)
         };
@@ -453,8 +538,9 @@ impl PageTables {
     /// Frees the whole lower half: every mapped user frame goes to `leaf(pa)`, every user
     /// page-table frame to `table_frame(pa)`; the PML4's lower entries are cleared. The
     /// caller makes sure no CPU runs on these tables (or will use translations of them).
-    pub fn free_user_half(&mut self, leaf: impl FnMut(u64), table_frame: impl FnMut(u64)) {
-        let _ = self.detach_user_half().free(leaf, table_frame);
+    /// Returns the demand-zero pages dropped (mapped, no frame).
+    pub fn free_user_half(&mut self, leaf: impl FnMut(u64), table_frame: impl FnMut(u64)) -> u64 {
+        self.detach_user_half().free(leaf, table_frame).lazy
     }
 
     /// Unlinks the whole lower half from the PML4 (its 256 entries cleared) and returns it:
@@ -615,14 +701,15 @@ impl PageTables {
     }
 
     /// Unmaps the 4 KiB page at `va` (mapped by [`PageTables::map_4k`]) and flushes it from
-    /// this CPU's TLB. Returns the frame it mapped and, when that emptied its page table, the
-    /// table's frame too (unlinked from its directory): both are the caller's to free.
+    /// this CPU's TLB. Returns the frame it mapped (`None`: a demand-zero user page that had
+    /// none yet) and, when that emptied its page table, the table's frame too (unlinked from
+    /// its directory): both are the caller's to free.
     ///
     /// Other CPUs' TLBs and paging-structure caches are not flushed: the caller either never
     /// maps `va`'s 2 MiB range again (kernel stacks: stale entries then only describe addresses
     /// nobody uses) or invalidates `va` on every CPU before it frees the returned frames and
     /// maps the range again (`user::aspace` does, with a shootdown).
-    pub fn unmap_4k(&mut self, va: u64) -> Option<(u64, Option<u64>)> {
+    pub fn unmap_4k(&mut self, va: u64) -> Option<(Option<u64>, Option<u64>)> {
         let pd = self.table_of(va, &[39, 30])?;
         let pd_idx = ((va >> 21) & 511) as usize;
         // SAFETY: `pd` is a page directory of this hierarchy (directly mapped frame).
@@ -760,18 +847,32 @@ pub struct DetachedUserHalf {
     slots: u64,
 }
 
+/// What [`DetachedUserHalf::free`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freed {
+    /// Table entries read (the marked groups: a test bounds them).
+    pub read: u64,
+    /// Demand-zero pages dropped: mapped (and charged by their owner), without a frame.
+    pub lazy: u64,
+}
+
 impl DetachedUserHalf {
     /// Every mapped user frame to `leaf(pa)`, every page-table frame to `table_frame(pa)`
     /// (a table's own frame after its entries). The caller has invalidated the lower half
     /// on every CPU that loaded the tables, so nothing walks them any more. Each table is
-    /// read in the groups of 64 entries its link marks ([`GROUPS_SHIFT`]); returns how many
-    /// entries that read (a test bounds it).
-    pub fn free(self, mut leaf: impl FnMut(u64), mut table_frame: impl FnMut(u64)) -> u64 {
+    /// read in the groups of 64 entries its link marks ([`GROUPS_SHIFT`]). Returns how many
+    /// entries that read and the demand-zero pages it dropped ([`Freed`]).
+    pub fn free(self, mut leaf: impl FnMut(u64), mut table_frame: impl FnMut(u64)) -> Freed {
+        let mut lazy = 0;
+        let mut leaf = |e: Option<u64>| match e {
+            Some(pa) => leaf(pa),
+            None => lazy += 1,
+        };
         /// Frees table `tab` (a level `level` table, 3 = PDPT) whose link is `link`.
         fn walk(
             link: u64,
             level: u32,
-            leaf: &mut impl FnMut(u64),
+            leaf: &mut impl FnMut(Option<u64>),
             tf: &mut impl FnMut(u64),
         ) -> u64 {
             let tab = link & ADDR;
@@ -813,6 +914,6 @@ impl DetachedUserHalf {
                 read += walk(e, 3, &mut leaf, &mut table_frame);
             }
         }
-        read
+        Freed { read, lazy }
     }
 }

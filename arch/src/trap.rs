@@ -568,20 +568,30 @@ pub fn probe_read_u64(addr: u64) -> Result<u64, ProbeFault> {
     }
 }
 
+/// The fix-up for a page fault at `frame`'s instruction and address `cr2`, if one applies.
+fn fixup_of(frame: &TrapFrame, cr2: u64) -> Option<&'static Fixup> {
+    if frame.vector != 14 || frame.from_user() {
+        return None;
+    }
+    let f = fixups().iter().find(|f| frame.rip == f.insn)?;
+    (f.user_only == 0 || crate::usercopy::is_user_range(cr2, 1)).then_some(f)
+}
+
 /// If `frame` is a page fault at a registered instruction (see the table above) whose
 /// address `cr2` that entry accepts, points it at the entry's error path and returns true.
 pub fn fixup(frame: &mut TrapFrame, cr2: u64) -> bool {
-    if frame.vector != 14 || frame.from_user() {
-        return false;
-    }
-    for f in fixups() {
-        if frame.rip == f.insn {
-            if f.user_only != 0 && !crate::usercopy::is_user_range(cr2, 1) {
-                return false;
-            }
+    match fixup_of(frame, cr2) {
+        Some(f) => {
             frame.rip = f.fixup;
-            return true;
+            true
         }
+        None => false,
     }
-    false
+}
+
+/// Whether `frame` is a page fault of a user copy (`usercopy`) on user address `cr2`: the
+/// kernel touching user memory for a system call, where a fault is the user's to answer
+/// (its fix-up, `EFAULT`; or a demand-zero page brought in and the copy retried).
+pub fn in_user_copy(frame: &TrapFrame, cr2: u64) -> bool {
+    fixup_of(frame, cr2).is_some_and(|f| f.user_only != 0)
 }

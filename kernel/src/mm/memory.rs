@@ -502,7 +502,10 @@ fn map_stack(pages: u64) -> Result<Stack, MemError> {
 fn unmap_range(m: &mut Memory, bottom: u64, pages: u64) {
     for i in 0..pages {
         if let Some((f, table)) = m.tables.unmap_4k(bottom + i * PAGE) {
-            crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(f));
+            // A kernel stack page always has its frame (no demand-zero page here).
+            if let Some(f) = f {
+                crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(f));
+            }
             if let Some(t) = table {
                 // Emptied, unlinked from its directory: retired, not freed (see
                 // `RetiredTables`). Its second word names the slot, reused once the table

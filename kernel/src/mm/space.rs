@@ -129,7 +129,8 @@ impl Drop for Space {
     /// space on every CPU in `loaded` first (`user::aspace`), so nothing uses it.
     fn drop(&mut self) {
         let t = self.tables.get_mut();
-        t.free_user_half(
+        // Demand-zero pages have no frame: their charge goes with the owner's account.
+        let _lazy = t.free_user_half(
             |pa| crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(pa)),
             |pa| crate::mm::kalloc::free_frame(crate::mm::kalloc::Frame::from_phys(pa)),
         );

@@ -2,7 +2,9 @@
 //! and the panic path (`panic`: report, backtrace, stop every CPU, failure exit).
 //!
 //! An exception raised by ring 3 is never a kernel fault: it goes to the user-fault hook
-//! that the layer above (`user`) installs ([`set_user_fault_hook`]), which ends the thread.
+//! that the layer above (`user`) installs ([`set_user_fault_hook`]), which ends the thread;
+//! a not-present page fault at a user address (from ring 3 or a user copy) goes first to
+//! the demand-fault hook ([`set_demand_fault_hook`]), which may bring the page in.
 //!
 //! Calls down only: `sched` (the tick, #NM, killing a faulting thread), `smp`, `mm`.
 
@@ -84,6 +86,56 @@ pub fn set_user_fault_hook(h: UserFaultHook) {
     USER_FAULT.call_once(|| h);
 }
 
+/// What the kernel does with a not-present page fault at a user address (installed by
+/// `user`: a demand-zero page of the running process is brought in): the address, the
+/// error code, and whether ring 3 raised it (else a user copy in the kernel did). `true`:
+/// the page is there now and the access is retried; `false`: the fault stands (the
+/// thread's fault, or the copy's `EFAULT`). Called with interrupts off, only for a fault
+/// raised with them on; it may turn them on meanwhile (it takes the space's locks) and
+/// turns them off again before it returns.
+pub type DemandFaultHook = fn(u64, u64, bool) -> bool;
+
+static DEMAND_FAULT: spin::Once<DemandFaultHook> = spin::Once::new();
+
+/// Installs the demand-fault hook (once, before any thread enters ring 3).
+pub fn set_demand_fault_hook(h: DemandFaultHook) {
+    DEMAND_FAULT.call_once(|| h);
+}
+
+/// Page-fault error code bits: the page was present (a protection fault), and a reserved
+/// bit was set in an entry.
+const PF_PRESENT: u64 = 1;
+const PF_RESERVED: u64 = 1 << 3;
+
+/// A page fault at `cr2` that may be a demand-zero page's first touch, offered to the hook:
+/// not present, at a user address, raised by ring 3 or by a user copy (no other kernel code
+/// touches user memory), with interrupts on where it was raised (the hook takes the
+/// space's locks with them on; a copy with them off, as `write`'s into a console ring,
+/// gets its `EFAULT` and brings the pages in itself before it tries again). Returns true
+/// when the hook brought the page in (the access is retried).
+///
+/// CR2 is read once, by the caller, before this: the hook turns interrupts on, and any
+/// page fault on this CPU meanwhile (another thread's, after a switch) changes it. Read
+/// again after a refusal, it sent a user copy's fault to the kernel-fault path with
+/// another thread's address (found by the fuzzer at -smp 4: a panic at `USER_END`).
+fn demand(frame: &TrapFrame, cr2: u64) -> bool {
+    if frame.error_code & (PF_PRESENT | PF_RESERVED) != 0
+        || frame.rflags & (1 << 9) == 0
+        || !exo_percpu::installed()
+    {
+        return false;
+    }
+    let user = frame.from_user();
+    if !exo_arch::usercopy::is_user_range(cr2, 1)
+        || (!user && !exo_arch::trap::in_user_copy(frame, cr2))
+    {
+        return false;
+    }
+    DEMAND_FAULT
+        .get()
+        .is_some_and(|h| h(cr2, frame.error_code, user))
+}
+
 /// What a device interrupt runs (installed by `dev`): the index of its vector in the device
 /// range. Called after the EOI, with interrupts off.
 pub type DeviceIrqHook = fn(u8);
@@ -148,7 +200,11 @@ fn with_block_if_installed(f: impl FnOnce(&'static cpus::Block)) {
 /// is not safe; until 2026-12-05 a kernel thread with interrupts on was killed; found by
 /// review).
 fn fault(frame: &TrapFrame, v: u8) {
-    let cr2 = if v == 14 { exo_arch::cpu::cr2() } else { 0 };
+    fault_at(frame, v, if v == 14 { exo_arch::cpu::cr2() } else { 0 });
+}
+
+/// [`fault`] of a page fault at `cr2`, read before anything could change it.
+fn fault_at(frame: &TrapFrame, v: u8, cr2: u64) {
     // No thread to kill on a CPU without its per-CPU block (an AP before
     // `install_this_cpu`): the scheduler's state is read through GS.
     if !matches!(v, 8 | 18) && exo_percpu::installed() {
@@ -196,15 +252,36 @@ pub(crate) const fn is_the_threads(v: u8) -> bool {
 
 /// An exception from ring 3: to the hook (without one, like a kernel fault).
 fn user_fault(frame: &mut TrapFrame, v: u8) {
+    user_fault_at(frame, v, if v == 14 { exo_arch::cpu::cr2() } else { 0 });
+}
+
+/// [`user_fault`] with the page-fault address `addr` (0 for other vectors) read already.
+fn user_fault_at(frame: &mut TrapFrame, v: u8, addr: u64) {
     let f = UserFault {
         vector: v,
         error_code: frame.error_code,
-        addr: if v == 14 { exo_arch::cpu::cr2() } else { 0 },
+        addr,
     };
     match USER_FAULT.get() {
         Some(h) => h(frame, f),
-        None => fault(frame, v),
+        None => fault_at(frame, v, addr),
     }
+}
+
+/// A page fault raised in ring 0: a demand-zero page touched by a user copy, a user copy's
+/// other faults (its fix-up), or a kernel fault. CR2 read once, first (see [`demand`]).
+fn kernel_page_fault(frame: &mut TrapFrame) {
+    let cr2 = exo_arch::cpu::cr2();
+    if demand(frame, cr2) {
+        return;
+    }
+    if exo_arch::trap::fixup(frame, cr2) {
+        with_block_if_installed(|b| {
+            b.ext.fixups.fetch_add(1, Ordering::Relaxed);
+        });
+        return;
+    }
+    fault_at(frame, 14, cr2);
 }
 
 fn dispatch(frame: &mut TrapFrame) {
@@ -224,6 +301,13 @@ fn handle(frame: &mut TrapFrame) {
         if v >= 32 {
             USER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
         } else if is_the_threads(v) {
+            if v == 14 {
+                let cr2 = exo_arch::cpu::cr2();
+                if demand(frame, cr2) {
+                    return;
+                }
+                return user_fault_at(frame, v, cr2);
+            }
             return user_fault(frame, v);
         }
     }
@@ -241,9 +325,8 @@ fn handle(frame: &mut TrapFrame) {
         3 => with_block_if_installed(|b| {
             b.ext.breakpoints.fetch_add(1, Ordering::Relaxed);
         }),
-        14 if exo_arch::trap::fixup(frame, exo_arch::cpu::cr2()) => with_block_if_installed(|b| {
-            b.ext.fixups.fetch_add(1, Ordering::Relaxed);
-        }),
+        // Ring 0's (ring 3's went to `user_fault` above).
+        14 => kernel_page_fault(frame),
         2 => {
             // The CPU that is reporting a panic or exiting is not stopped by an NMI (one
             // from the machine monitor, a hypervisor's diagnostic, a stray LINT1): until

@@ -1,6 +1,9 @@
 //! User address spaces: anonymous mappings committed when they are made (every page gets
 //! its zeroed frame at `map`, so touching memory `map` granted never fails later and a map
-//! the kernel cannot back fails with `NoMemory`), unmapping and protection changes with a
+//! the kernel cannot back fails with `NoMemory`), or demand-zero mappings ([`AddressSpace::map_lazy`],
+//! the initial stack): charged in full when they are made as well, their frames allocated
+//! and zeroed at the first touch of each page ([`AddressSpace::fault_in`], from the page
+//! fault), unmapping and protection changes with a
 //! TLB shootdown to every CPU that may cache the old translation *before* the call returns
 //! and before any freed frame is reused, and the loader's writes into a space it is building.
 //!
@@ -33,6 +36,32 @@ pub static UNMAP_HOLD: HoldPoint = HoldPoint::new();
 /// of a range of two pages or more, so a test can let other CPUs cache that page's
 /// translation before the map fails and gives the page back.
 pub static MAP_HOLD: HoldPoint = HoldPoint::new();
+
+/// [`AddressSpace::fault_in`] stops here with a zeroed frame for a demand-zero page it
+/// found, before it takes the tables' lock again to map it, so a test can have another
+/// thread fault on the same page and map it first.
+pub static FAULT_HOLD: HoldPoint = HoldPoint::new();
+/// Demand-zero pages [`AddressSpace::fault_in`] brought in (tests, reports).
+pub static FAULTS_FILLED: AtomicU64 = AtomicU64::new(0);
+/// Times [`AddressSpace::fault_in`] found, with its frame in hand, that the page was no
+/// longer a demand-zero page to fill (another thread had brought it in, or it was unmapped
+/// or protected meanwhile) and gave the frame back.
+pub static FAULTS_RACED: AtomicU64 = AtomicU64::new(0);
+
+/// What [`AddressSpace::fault_in`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demand {
+    /// The page got its zeroed frame: retry the access.
+    Mapped,
+    /// The page is not (or no longer) a demand-zero page to fill, but something is mapped
+    /// there now (another thread brought it in): retry the access, which faults again if
+    /// the page does not allow it.
+    Retry,
+    /// No demand-zero page the access may touch: the fault stands.
+    Refused,
+    /// No frame to be had: the fault stands, for want of memory.
+    NoMemory,
+}
 
 /// Lowest address a mapping may use (the first 64 KiB stay unmapped: null-pointer guard).
 pub const USER_MIN: u64 = 0x1_0000;
@@ -249,6 +278,29 @@ impl AddressSpace {
     /// [`AddressSpace::map`] with `flags` (`UserFlags::NONE`: pages mapped, each with its
     /// zeroed frame, that every access faults on until `protect` gives access).
     pub fn map_flags(&self, va: Option<u64>, len: u64, flags: UserFlags) -> Result<u64, VmError> {
+        self.map_in::<false>(va, len, flags)
+    }
+
+    /// [`AddressSpace::map_flags`] of demand-zero pages: the same checks, the same charge
+    /// (every page, now: no overcommit, so the first touch of a page never finds the
+    /// commit limit in its way), but no frame yet. Each page is mapped without one (not
+    /// present); the first access the rights allow, from ring 3 or from a user copy in the
+    /// kernel, faults, and the fault brings in a zeroed frame ([`AddressSpace::fault_in`])
+    /// and retries the access. Until then the page counts as mapped (`pages`, `unmap`,
+    /// `protect`, fixed maps over it) but is not resident (`phys`, `read` and `write` do
+    /// not see it). Unmapping it, or the space's end, frees the frames that were brought
+    /// in and gives back the whole charge.
+    pub fn map_lazy(&self, va: Option<u64>, len: u64, flags: UserFlags) -> Result<u64, VmError> {
+        self.map_in::<true>(va, len, flags)
+    }
+
+    /// [`AddressSpace::map_flags`] (`LAZY` false) or [`AddressSpace::map_lazy`].
+    fn map_in<const LAZY: bool>(
+        &self,
+        va: Option<u64>,
+        len: u64,
+        flags: UserFlags,
+    ) -> Result<u64, VmError> {
         if flags.writable && flags.executable {
             return Err(VmError::Invalid);
         }
@@ -278,20 +330,34 @@ impl AddressSpace {
         self.account.charge(pages).map_err(|_| VmError::NoMemory)?;
         for k in 0..pages {
             let page = va + k * PAGE;
-            let r = match kalloc::alloc_frame() {
-                Err(_) => Err(VmError::NoMemory),
-                Ok(f) => {
-                    let pa = f.phys();
-                    crate::sys::zero_frame(pa);
-                    match t.map_user_4k(&mut Spares(&self.spare, &self.account), page, pa, flags) {
-                        Ok(()) => Ok(()), // the frame now belongs to the tables
-                        Err(e) => {
-                            kalloc::free_frame(f);
-                            Err(match e {
-                                MapError::AlreadyMapped(_) => VmError::Exists,
-                                MapError::OutOfFrames => VmError::NoMemory,
-                                _ => VmError::Invalid,
-                            })
+            let r = if LAZY {
+                t.map_user_lazy_4k(&mut Spares(&self.spare, &self.account), page, flags)
+                    .map_err(|e| match e {
+                        MapError::AlreadyMapped(_) => VmError::Exists,
+                        MapError::OutOfFrames => VmError::NoMemory,
+                        _ => VmError::Invalid,
+                    })
+            } else {
+                match kalloc::alloc_frame() {
+                    Err(_) => Err(VmError::NoMemory),
+                    Ok(f) => {
+                        let pa = f.phys();
+                        crate::sys::zero_frame(pa);
+                        match t.map_user_4k(
+                            &mut Spares(&self.spare, &self.account),
+                            page,
+                            pa,
+                            flags,
+                        ) {
+                            Ok(()) => Ok(()), // the frame now belongs to the tables
+                            Err(e) => {
+                                kalloc::free_frame(f);
+                                Err(match e {
+                                    MapError::AlreadyMapped(_) => VmError::Exists,
+                                    MapError::OutOfFrames => VmError::NoMemory,
+                                    _ => VmError::Invalid,
+                                })
+                            }
                         }
                     }
                 }
@@ -437,6 +503,9 @@ impl AddressSpace {
         let end = va + pages * PAGE;
         let (mut frames, mut tables) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
         let mut n = 0;
+        // Demand-zero pages unmapped without a frame: nothing to free, their charge to give
+        // back (with the last batch's).
+        let mut lazy = 0;
         // Where the pages not shot down yet start, and whether any was unmapped.
         let (mut from, mut unshot) = (va, false);
         let mut cur = va;
@@ -450,7 +519,8 @@ impl AddressSpace {
             if let Some((pa, table)) = t.unmap_4k(p) {
                 n += 1;
                 unshot = true;
-                let pa = own.then_some(pa);
+                lazy += u64::from(pa.is_none());
+                let pa = pa.filter(|_| own);
                 // An emptied page table may have emptied the directories above it too.
                 let upper = if table.is_some() {
                     t.prune(p)
@@ -491,7 +561,7 @@ impl AddressSpace {
             &mut frames,
             Some(t),
         );
-        self.account.uncharge(last);
+        self.account.uncharge(last + lazy);
         n
     }
 
@@ -590,7 +660,8 @@ impl AddressSpace {
         self.shootdown(USER_MIN, (USER_END - USER_MIN) / PAGE);
         let (mut batch, mut k) = ([0u64; 256], 0);
         let (mut pages, mut tables) = (0u64, 0u64);
-        let read = half.free(
+        // Demand-zero pages never touched: mapped and charged, no frame.
+        let done = half.free(
             |pa| {
                 batch[k] = pa;
                 k += 1;
@@ -606,8 +677,9 @@ impl AddressSpace {
             },
         );
         free_own_frames(&mut batch[..k]);
-        self.pages.fetch_sub(pages, Ordering::Relaxed);
-        self.account.uncharge(pages + tables);
+        let lazy = done.lazy;
+        self.pages.fetch_sub(pages + lazy, Ordering::Relaxed);
+        self.account.uncharge(pages + lazy + tables);
         // The spare tables too: no map comes any more. Each was emptied by a `take` that
         // shot its range down before keeping it (an unmap of the process's, or the shared
         // regions' above; a process that did neither has none).
@@ -624,7 +696,7 @@ impl AddressSpace {
         }
         drop(t);
         self.account.uncharge(freed);
-        read
+        done.read
     }
 
     /// The physical address of user address `va`, if its page is mapped with access.
@@ -635,14 +707,78 @@ impl AddressSpace {
         self.tables().translate(va).map(|(pa, _)| pa)
     }
 
-    /// The rights of the page at `va` (writable, executable), if it is mapped with access.
+    /// The rights of the page at `va` (writable, executable), if it is mapped with access
+    /// (a demand-zero page not brought in yet too: the rights it will have).
     pub fn rights(&self, va: u64) -> Option<(bool, bool)> {
         let t = self.tables();
-        t.translate(va).map(|(_, f)| (f.writable, f.executable))
+        t.translate(va)
+            .map(|(_, f)| (f.writable, f.executable))
+            .or_else(|| {
+                t.lazy_user_page(va)
+                    .filter(|f| f.accessible)
+                    .map(|f| (f.writable, f.executable))
+            })
+    }
+
+    /// A not-present page fault at user address `va` (a write if `write`, an instruction
+    /// fetch if `exec`): if its page is a demand-zero page ([`AddressSpace::map_lazy`])
+    /// whose rights allow the access, it gets a zeroed frame and the access can be retried.
+    /// Interrupts on (the tables' lock), on the faulting thread's own stack.
+    ///
+    /// The frame is allocated and zeroed without the tables' lock, then the page is looked
+    /// at again under it before it is mapped: another thread of the space may have faulted
+    /// on the same page meanwhile and brought it in (then this frame goes back, and the
+    /// access is retried on the page the other one mapped), or unmapped it, or changed its
+    /// rights ([`Demand::Retry`] then too: the retried access faults again and is judged on
+    /// what the page is now). The frame was charged when the page was mapped, so nothing is
+    /// charged here: the commit limit cannot refuse a first touch.
+    ///
+    /// The allocator can still have no frame (the charge keeps user memory within its
+    /// limit, but the kernel's own growth beyond its reserve, or a test holding memory, can
+    /// empty it): [`Demand::NoMemory`], and the caller ends the process with that reason.
+    /// The page stays a demand-zero page and nothing was taken, so nothing leaks; the
+    /// kernel goes on.
+    pub fn fault_in(&self, va: u64, write: bool, exec: bool) -> Demand {
+        let page = va & !(PAGE - 1);
+        if !(USER_MIN..USER_END).contains(&page) {
+            return Demand::Refused;
+        }
+        let allowed =
+            |f: UserFlags| f.accessible && (!write || f.writable) && (!exec || f.executable);
+        {
+            let t = self.tables();
+            match t.lazy_user_page(page) {
+                Some(f) if allowed(f) => {}
+                // Brought in by another thread since the fault (the access is retried and
+                // faults again if these rights do not allow it), or no demand-zero page.
+                _ if t.translate(page).is_some() => return Demand::Retry,
+                _ => return Demand::Refused,
+            }
+        }
+        let Ok(f) = kalloc::alloc_frame() else {
+            return Demand::NoMemory;
+        };
+        crate::sys::zero_frame(f.phys());
+        FAULT_HOLD.pass();
+        let mut t = self.tables();
+        let mapped = match t.lazy_user_page(page) {
+            Some(fl) if allowed(fl) => t.fill_lazy_4k(page, f.phys()),
+            _ => false,
+        };
+        drop(t);
+        if mapped {
+            FAULTS_FILLED.fetch_add(1, Ordering::Relaxed);
+            Demand::Mapped
+        } else {
+            kalloc::free_frame(f);
+            FAULTS_RACED.fetch_add(1, Ordering::Relaxed);
+            Demand::Retry
+        }
     }
 
     /// Copies `bytes` to user address `va` through the direct map (the loader, building a
-    /// space no thread runs yet). The pages must be mapped.
+    /// space no thread runs yet). The pages must be mapped with their frames (a demand-zero
+    /// page not brought in yet is `NotMapped` here, as for [`AddressSpace::read`]).
     pub fn write(&self, va: u64, bytes: &[u8]) -> Result<(), VmError> {
         self.each_page(va, bytes.len(), |dst, off, n| {
             crate::sys::copy_to_phys(dst, &bytes[off..off + n]);

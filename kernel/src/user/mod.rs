@@ -1,4 +1,4 @@
-//! User mode. Address spaces (`aspace`: committed anonymous mappings, protection changes and
+//! User mode. Address spaces (`aspace`: committed anonymous mappings, eager or demand-zero, protection changes and
 //! unmapping with TLB shootdowns), the initrd (`initrd`) and the ELF loader (`loader`); the
 //! system-call table and its dispatcher (`syscall`); user threads with their ids, accounting
 //! and deaths (`task`: a ring-3 fault or a bad return kills the thread with one
@@ -13,7 +13,7 @@
 //! Each process tree has a share of the process, thread, endpoint and region tables
 //! (`limits`).
 //!
-//! Calls down only: `ipc` (endpoints, handle tables), `trap` (installs the user-fault hook), `sched` (threads, pids, entering
+//! Calls down only: `ipc` (endpoints, handle tables), `trap` (installs the user-fault and demand-fault hooks), `sched` (threads, pids, entering
 //! ring 3, exit), `smp` (shootdowns), `mm` (frames, page-table roots), `console`.
 
 pub mod aspace;
@@ -36,6 +36,7 @@ mod tests_commit;
 mod tests_console;
 mod tests_futex;
 mod tests_ipc;
+mod tests_lazy;
 mod tests_life;
 mod tests_limits;
 
@@ -49,5 +50,6 @@ pub fn init() {
         release: limits::release_endpoint,
     });
     crate::trap::set_user_fault_hook(task::user_fault);
+    crate::trap::set_demand_fault_hook(task::demand_fault);
     crate::trap::set_user_return_hook(process::on_user_return);
 }

@@ -561,6 +561,14 @@ pub fn thread_ended(pid: u64, d: Death, why: &str) -> bool {
     true
 }
 
+/// The calling thread's process is killed with `status` (`why` in its `PROC` line); the
+/// caller goes on to its return to ring 3, where it ends (with every other thread).
+pub fn kill_own(status: u64, why: &str) {
+    if let Some(p) = proc(caller_pid()) {
+        kill(p, status, why);
+    }
+}
+
 /// `exit_group(code)` of process `pid`: it ends with `code` (the caller then exits).
 pub fn end_process(pid: u64, code: u64) {
     if let Some(p) = proc(pid) {

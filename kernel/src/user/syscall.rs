@@ -271,25 +271,43 @@ pub(super) fn console_thread_end() {
 /// general path would answer for a buffer shorter than one granule).
 #[inline(always)]
 fn write(fd: u64, buf: u64, len: u64) -> Result<i64, Errno> {
+    let mut faulted = false;
     if (fd == 1 || fd == 2)
         && len <= WRITE_FAULT_GRANULE as u64
         && usercopy::is_user_range(buf, len)
-        && let Some(r) = write_fast(buf, len as usize)
+        && let Some(r) = write_fast(buf, len as usize, &mut faulted)
     {
         return r;
+    }
+    if faulted {
+        return write_fast_faulted(fd, buf, len);
     }
     write_slow(fd, buf, len)
 }
 
+/// [`write_fast`]'s copy faulted. Made with interrupts off, it cannot have brought in a
+/// demand-zero page (its fault takes the space's locks): the buffer's are brought in now,
+/// and the general path copies again; without any, the fault stands (`EFAULT`, after the
+/// one faulting copy, as before).
+#[cold]
+#[inline(never)]
+fn write_fast_faulted(fd: u64, buf: u64, len: u64) -> Result<i64, Errno> {
+    if super::task::fault_in_user(buf, len) != 0 {
+        write_slow(fd, buf, len)
+    } else {
+        Err(Errno::Efault)
+    }
+}
+
 #[inline(always)]
-fn write_fast(buf: u64, len: usize) -> Option<Result<i64, Errno>> {
+fn write_fast(buf: u64, len: usize, faulted: &mut bool) -> Option<Result<i64, Errno>> {
     let g = IrqGuard::new();
     let ring = *crate::smp::cpus::local(&g)?.ext.console.get()?;
     // Our latest bytes are in this ring (and nowhere else): append.
     if ring.last_writer() != exo_percpu::kstack_top() {
         return None;
     }
-    ring.produce(&g, |p| queue_fast(p, buf, len))?
+    ring.produce(&g, |p| queue_fast(p, buf, len, faulted))?
 }
 
 #[inline(always)]
@@ -297,12 +315,15 @@ fn queue_fast(
     p: &mut exo_sync::ring::Producer<'static>,
     buf: u64,
     len: usize,
+    faulted: &mut bool,
 ) -> Option<Result<i64, Errno>> {
     let r = p.push_with(len, |dst| match usercopy::copy_from_user_prefix(dst, buf) {
         Ok(n) if n == len => Ok(()),
         _ => Err(Errno::Efault),
     })?;
-    Some(r.map(|()| len as i64))
+    // A fault: `write` answers once interrupts are on ([`write_fast_faulted`]).
+    *faulted = r.is_err();
+    r.is_ok().then_some(Ok(len as i64))
 }
 
 /// The general `write` (see [`write`]).
@@ -365,6 +386,9 @@ pub fn write_through(
         }
     };
     let mut done = 0usize;
+    // Where the copy last faulted and demand-zero pages were brought in (`usize::MAX`:
+    // never): one more try from each such place, not more.
+    let mut retried_at = usize::MAX;
     while done < len {
         let g = IrqGuard::new();
         let Some(ring) = ring_of(&g) else {
@@ -405,6 +429,16 @@ pub fn write_through(
             .unwrap_or((0, true));
         drop(g);
         done += queued;
+        // The copy ran with interrupts off, where a demand-zero page's first touch cannot
+        // bring it in (its fault takes the space's locks): it faulted. Such pages of the
+        // rest are brought in now, interrupts on, and the copy goes on from `done`.
+        if faulted
+            && retried_at != done
+            && super::task::fault_in_user(buf + done as u64, (len - done) as u64) != 0
+        {
+            retried_at = done;
+            continue;
+        }
         if faulted {
             return if done == 0 {
                 Err(Errno::Efault)

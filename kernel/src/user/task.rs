@@ -497,6 +497,12 @@ pub fn die_killed() -> ! {
 /// The trap module's hook: an exception from ring 3 kills the thread that raised it (and
 /// its process).
 pub fn user_fault(_frame: &mut TrapFrame, f: UserFault) {
+    fault_end(f, "")
+}
+
+/// Ends the running thread for fault `f` (its process with it); `more` follows the fault
+/// in the `PROC` line.
+fn fault_end(f: UserFault, more: &str) -> ! {
     let pid = exo_percpu::pid();
     if let Some(t) = current() {
         t.value.store(u64::from(f.vector), Ordering::Relaxed);
@@ -504,13 +510,92 @@ pub fn user_fault(_frame: &mut TrapFrame, f: UserFault) {
         t.error.store(f.error_code, Ordering::Relaxed);
         t.end.store(FAULTED, Ordering::Release);
     }
-    let mut why = arrayvec::ArrayString::<48>::new();
+    let mut why = arrayvec::ArrayString::<96>::new();
     let _ = if f.vector == 14 {
-        core::fmt::write(&mut why, format_args!("#PF at {:#x}", f.addr))
+        core::fmt::write(&mut why, format_args!("#PF at {:#x}{more}", f.addr))
     } else {
-        core::fmt::write(&mut why, format_args!("{}", f.mnemonic()))
+        core::fmt::write(&mut why, format_args!("{}{more}", f.mnemonic()))
     };
     finish(pid, Death::Fault(f), &why)
+}
+
+/// Why a demand-zero page could not be brought in, after the fault in the `PROC` line.
+const NO_DEMAND_FRAME: &str = ": no memory for a demand-zero page";
+
+/// The trap module's demand-fault hook: a not-present page fault at user address `addr`
+/// (error code `error`, raised by ring 3 if `user`, else by a user copy), interrupts off
+/// but on where it was raised. A demand-zero page of the running process's space is
+/// brought in ([`super::aspace::AddressSpace::fault_in`]): `true`, the access is retried.
+/// A thread of no process (a kernel test's) has no such page: `false`, as for any other
+/// fault, which then stands.
+///
+/// Without a frame for the page (see `fault_in`): from ring 3 the thread ends here, its
+/// process killed as by the `#PF` with that reason; from a user copy the process is
+/// killed with that reason and the copy fails (`EFAULT`), and the system call's return
+/// ends the thread. Nothing was taken, the kernel goes on.
+pub fn demand_fault(addr: u64, error: u64, user: bool) -> bool {
+    use super::aspace::Demand;
+    // On the thread's own stack (a page fault has no IST stack), raised with interrupts
+    // on: they may be on here too, as the space's locks want.
+    exo_arch::cpu::sti();
+    let d = process::with_current(|a| a.fault_in(addr, error & 2 != 0, error & 16 != 0));
+    exo_arch::cpu::cli();
+    match d {
+        Some(Demand::Mapped | Demand::Retry) => true,
+        Some(Demand::NoMemory) if user => fault_end(
+            UserFault {
+                vector: 14,
+                error_code: error,
+                addr,
+            },
+            NO_DEMAND_FRAME,
+        ),
+        Some(Demand::NoMemory) => {
+            exo_arch::cpu::sti();
+            no_demand_frame(addr);
+            exo_arch::cpu::cli();
+            false
+        }
+        Some(Demand::Refused) | None => false,
+    }
+}
+
+/// A user copy found no frame for the demand-zero page at `addr`: the process is killed
+/// with that reason (interrupts on).
+fn no_demand_frame(addr: u64) {
+    let mut why = arrayvec::ArrayString::<96>::new();
+    let _ = core::fmt::write(&mut why, format_args!("#PF at {addr:#x}{NO_DEMAND_FRAME}"));
+    process::kill_own(0x100 + 14, &why);
+}
+
+/// Brings in the demand-zero pages of `[va, va + len)` in the running process's space
+/// (interrupts on), in order, up to the first page that is none or cannot be (no frame:
+/// the process is killed, as for a fault). Returns how many it brought in. For a user copy
+/// made with interrupts off (`write`'s into a console ring), which a demand-zero page fails
+/// (`EFAULT`: its fault cannot take the space's locks there): the caller brings the pages
+/// in with this and copies again.
+pub fn fault_in_user(va: u64, len: u64) -> u64 {
+    use super::aspace::Demand;
+    if len == 0 || !exo_arch::usercopy::is_user_range(va, len) {
+        return 0;
+    }
+    let mut n = 0;
+    let mut page = va & !0xFFF;
+    while page < va + len {
+        match process::with_current(|a| a.fault_in(page, false, false)) {
+            Some(Demand::Mapped) => n += 1,
+            Some(Demand::NoMemory) => {
+                no_demand_frame(page);
+                break;
+            }
+            // Resident already (brought in by another thread if it was a demand-zero
+            // page); a later page may still be one.
+            Some(Demand::Retry) => {}
+            Some(Demand::Refused) | None => break,
+        }
+        page += 0x1000;
+    }
+    n
 }
 
 /// The syscall stub's hook: the return address is not a canonical user address (a
