@@ -47,6 +47,14 @@ pub static FAULTS_FILLED: AtomicU64 = AtomicU64::new(0);
 /// longer a demand-zero page to fill (another thread had brought it in, or it was unmapped
 /// or protected meanwhile) and gave the frame back.
 pub static FAULTS_RACED: AtomicU64 = AtomicU64::new(0);
+/// Test support: the page whose races (as [`FAULTS_RACED`]) [`RACES_AT_WATCHED`] counts and
+/// whose faults alone [`FAULT_HOLD`] holds (0: none counted, any held). A test that races
+/// two threads on one page looks at that page only: the process's other first touches may
+/// race too (its two threads on their shared top page: seen in a debug kernel at -smp 4,
+/// where the second thread started sooner, and the test counted two races).
+pub static RACE_WATCH: AtomicU64 = AtomicU64::new(0);
+/// Races on the page [`RACE_WATCH`] names.
+pub static RACES_AT_WATCHED: AtomicU64 = AtomicU64::new(0);
 
 /// What [`AddressSpace::fault_in`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -759,7 +767,10 @@ impl AddressSpace {
             return Demand::NoMemory;
         };
         crate::sys::zero_frame(f.phys());
-        FAULT_HOLD.pass();
+        let watched = RACE_WATCH.load(Ordering::Relaxed);
+        if watched == 0 || watched == page {
+            FAULT_HOLD.pass();
+        }
         let mut t = self.tables();
         let mapped = match t.lazy_user_page(page) {
             Some(fl) if allowed(fl) => t.fill_lazy_4k(page, f.phys()),
@@ -772,6 +783,9 @@ impl AddressSpace {
         } else {
             kalloc::free_frame(f);
             FAULTS_RACED.fetch_add(1, Ordering::Relaxed);
+            if RACE_WATCH.load(Ordering::Relaxed) == page {
+                RACES_AT_WATCHED.fetch_add(1, Ordering::Relaxed);
+            }
             Demand::Retry
         }
     }
