@@ -181,8 +181,9 @@ pub struct CpuSched {
     /// See `far_until` (`u64::MAX`: a handoff's stretch, bounded by `switches` alone).
     pub(super) far_since: AtomicU64,
     /// This CPU, idle, polls for other CPUs' sleepers (its last look found one to watch:
-    /// `idle::watch_busy_sleepers`); written by this CPU under its lock. While set,
-    /// `near_from` is 0, so its leave for work hands the watch on (`idle::busy_with_sleepers`).
+    /// `idle::watch_busy_sleepers`), or was recruited to and has not looked yet
+    /// (`idle::recruit_watcher`); written under its lock. While set, `near_from` is 0, so its
+    /// leave for work hands the watch on (`idle::busy_with_sleepers`).
     pub(super) watching: AtomicBool,
 }
 

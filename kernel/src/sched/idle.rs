@@ -136,8 +136,16 @@ pub(super) fn init_masks(n: u32) {
 /// polling then: a ping-pong or a round trip beside a bench driver's join releases it at
 /// once, and the deadline recruits no other (a benchmark's joins cost one wake-up of a
 /// halted CPU each, not a polling CPU). A busy stretch that begins later at a plain switch
-/// (a yield, a wake-up, an exit) while that deadline is still beyond the window recruits
-/// none: such a sleeper is watched again only once within the window, by the ways above.
+/// (a yield, a wake-up, an exit, the idle step's next leave for work) while that deadline
+/// is still beyond the window recruits none, and nothing bounds that sleeper's oversleep:
+/// coming within the window recruits nobody either (no code runs then), so it is woken at
+/// its CPU's next pass through its scheduler or wake IPI taken, or at the look of an idle
+/// CPU (woken for anything, or polling for sleepers of its own), whichever comes first;
+/// with every other CPU halted, for as long as the thread that began the stretch runs
+/// CPU-bound (checked 2026-12-06: 19 s late behind a 20 s spinner that a yield had
+/// switched to, q35 -smp 4). Closing that needs a poller through every busy stretch (one
+/// that polls through a driver's long join beside its own threads, as `thread.spawn`'s
+/// batches, is measured under icount) or a test on the plain switch (`ctx.switch`).
 pub(super) const WATCH_SLICES: u64 = 64;
 
 /// [`WATCH_SLICES`] in TSC ticks.
@@ -326,17 +334,48 @@ pub(super) fn no_sleepers_left(cs: &CpuSched) {
     }
 }
 
-/// Wakes one halted CPU (claimed, as a kick claims one) to watch `cs`'s sleepers.
+/// Wakes one halted CPU (claimed, as a kick claims one) to watch `cs`'s sleepers (lock of
+/// `cs` held, or none). The recruit is marked watching before it is rung (`watching`, its
+/// `near_from` 0, under its lock): its idle step looks for work before it looks at the
+/// sleepers, and one claimed for work first (a thread posted to it, work to steal) leaves
+/// through the switch that hands a watch on ([`busy_with_sleepers`]); its look, if it comes
+/// first, puts both right ([`set_watching`]). Until 2026-12-06 the recruit was only told
+/// to look (`watch_at`), and one given a thread before its look left the sleepers it was
+/// recruited for unwatched while that thread ran (found by review;
+/// `sched.watcher_claimed_for_work_before_its_look_hands_its_watch_on_without_a_timer`).
+/// Its lock is only tried (`cs`'s may be held: no two run-queue locks are waited for at
+/// once): a recruit whose lock is busy is not halted after all (its own idle step or
+/// switch holds it) or is being looked at by another CPU for an instant, and is rung
+/// unmarked, as before, while the next halted CPU is recruited too, at most
+/// [`WATCH_RECRUIT_TRIES`] in all.
 #[cold]
 fn recruit_watcher(cs: &CpuSched) {
-    if let Some(w) = halted_mask()
-        .and_then(|m| m.take_from(cs.cpu.wrapping_add(1), cs.cpu))
-        .and_then(cpu_sched)
-    {
+    let Some(m) = halted_mask() else {
+        return;
+    };
+    let mut from = cs.cpu.wrapping_add(1);
+    for _ in 0..WATCH_RECRUIT_TRIES {
+        let Some(w) = m.take_from(from, cs.cpu).and_then(cpu_sched) else {
+            return;
+        };
         w.watch_at.store(0, Ordering::Relaxed);
+        let marked = w.try_lock();
+        if marked {
+            w.watching.store(true, Ordering::Relaxed);
+            w.near_from.store(0, Ordering::Relaxed);
+            w.unlock();
+        }
         ring(w);
+        if marked {
+            return;
+        }
+        from = w.cpu.wrapping_add(1);
     }
 }
+
+/// Halted CPUs [`recruit_watcher`] claims at most for one watch (only a recruit whose lock
+/// was busy makes it claim the next).
+const WATCH_RECRUIT_TRIES: u32 = 2;
 
 /// Without a timer, an idle CPU polls for as long as its sleeper list is not empty, and
 /// that list loses an entry only at a scan, which a switch makes once the first deadline

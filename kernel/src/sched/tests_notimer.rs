@@ -304,6 +304,11 @@ ktest!(
     "sched.watcher_leaving_for_work_hands_its_watch_on_without_a_timer",
     watcher_hands_on
 );
+ktest!(
+    Needs::Threads,
+    "sched.watcher_claimed_for_work_before_its_look_hands_its_watch_on_without_a_timer",
+    watcher_claimed_before_look
+);
 
 /// How a [`sleeper_try`] makes CPU x busy while S sleeps there.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1490,6 +1495,248 @@ fn stolen_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
             "S, whose switch on CPU {x} stole T from CPU {y} and ran it with S's 20 ms \
              deadline listed, came back only when T stopped spinning (code {}, {} ms past \
              its deadline; {} sleeper rings)",
+            codes[2],
+            late / ms(1).max(1),
+            sleeper_rings() - rings0
+        )
+    })?;
+    Ok(true)
+}
+
+/// `watcher_claimed_before_look`: how far CPU w's job got (0: not begun, 1: w marked
+/// halted, 2: claimed by a watcher's recruit and a thread posted to it, 3: claimed
+/// otherwise, or not in time); the job may end (the try forces nothing, or is over).
+static CW_STAGE: AtomicU32 = AtomicU32::new(0);
+static CW_END: AtomicBool = AtomicBool::new(false);
+/// The spinner may go on; G may go on.
+static CW_SP_GO: AtomicBool = AtomicBool::new(false);
+static CW_G_GO: AtomicBool = AtomicBool::new(false);
+
+/// Blocks until `go` (woken by the test), then runs `f(arg)` unless the try is over
+/// (`CW_END`: 0 at once): a thread made ready by a wake-up, not a spawn (a spawn may
+/// reclaim retired kernel tables, whose shootdown wakes every halted CPU: one would look
+/// at x's sleepers by chance).
+fn gated(go: &AtomicBool, f: fn(u64) -> u64, arg: u64) -> u64 {
+    while !go.load(Ordering::Acquire) {
+        sched::block_unless(|| !go.load(Ordering::Acquire));
+    }
+    if CW_END.load(Ordering::Acquire) {
+        return 0;
+    }
+    f(arg)
+}
+
+fn cw_spinner(_: u64) -> u64 {
+    gated(&CW_SP_GO, sp_spinner, 0)
+}
+
+fn cw_g(w: u64) -> u64 {
+    gated(&CW_G_GO, cw_g_spinner, w)
+}
+
+/// G of [`watcher_claimed_before_look`]: as [`g_spinner`], but until S is back or the try
+/// is over (`CW_END`), not for [`WINDOW_MS`]: w stays busy past the spinner's end, so its
+/// look after G (which rings x) cannot come before x's own switch wakes S.
+fn cw_g_spinner(w: u64) -> u64 {
+    G_START.store(rdtsc().max(1), Ordering::Release);
+    let on_w = sched::this_cpu() == w as u32;
+    let d = rdtsc() + ms(3 * WINDOW_MS);
+    while S_BACK.load(Ordering::Acquire) == 0 && !CW_END.load(Ordering::Acquire) && rdtsc() < d {
+        core::hint::spin_loop();
+    }
+    if on_w { 0 } else { 3 }
+}
+
+/// The job of [`watcher_claimed_before_look`], in CPU `w`'s idle context (a mailbox
+/// request, interrupts on: a wake IPI to the idle context does nothing until its loop's
+/// next step): marks w halted, as its idle step does before it halts, and waits until a
+/// CPU claims it; if that was a watcher's recruit (`watch_at` made 0; the job made it
+/// `u64::MAX` first), also until a thread is posted to w (each wait cut short by
+/// `CW_END`). Its loop's next idle step then finds that thread before it looks at any
+/// sleeper.
+fn halted_until_claimed(w: u64) -> u64 {
+    let w = w as u32;
+    let (Some(ws), Some(m)) = (sched::cpu_sched(w), super::idle::halted_mask()) else {
+        CW_STAGE.store(3, Ordering::Release);
+        return 0;
+    };
+    exo_arch::cpu::sti();
+    ws.watch_at.store(u64::MAX, Ordering::Relaxed);
+    m.set(w);
+    CW_STAGE.store(1, Ordering::Release);
+    let d = rdtsc() + ms(WINDOW_MS);
+    let end = || CW_END.load(Ordering::Acquire) || rdtsc() >= d;
+    while m.contains(w) && !end() {
+        core::hint::spin_loop();
+    }
+    if !m.contains(w) && ws.watch_at.load(Ordering::Acquire) == 0 {
+        CW_STAGE.store(2, Ordering::Release);
+        while !ws.mailbox.is_pending() && !end() {
+            core::hint::spin_loop();
+        }
+    } else {
+        m.clear(w);
+        ws.watch_at.store(0, Ordering::Relaxed);
+        CW_STAGE.store(3, Ordering::Release);
+    }
+    exo_arch::cpu::cli();
+    0
+}
+
+/// A halted CPU recruited to watch a busy CPU's sleepers that is given a thread before its
+/// first look at them hands its watch on to another halted CPU. S, pinned to CPU x, sleeps
+/// there [`FAR_MS`] beyond the watch window (x idle, polling for it; a second of slack for
+/// what follows); CPU w, the first after x that x's recruit claims, is held in its idle
+/// context marked halted (a mailbox request: `halted_until_claimed`), every other CPU but
+/// this one halted; a spinner woken onto x makes x leave its idle loop and recruit w for
+/// S's deadline (x's busy stretch: `idle::busy_with_sleepers`); G, pinned to w, is then
+/// woken there, and w's idle step finds G before it looks at x (the interleaving of a
+/// recruit and a wake-up that reach a halted CPU together). The spinner spins up to
+/// [`WINDOW_MS`], G until the try is over, this thread busy-waits: only the halted CPU w
+/// hands its watch on to, polling through the spinner's run, can wake S in time, and S
+/// must come back while the spinner still spins (about WINDOW_MS - FAR_MS past its
+/// deadline at the latest). The spinner and G are spawned first and woken then, and the
+/// retired kernel tables reclaimed before: no spawn's reclaim wakes the halted CPUs with a
+/// shootdown meanwhile (a CPU woken looks at x's sleepers: that, and G ending with the
+/// spinner, hid the missing hand-on in a first version of this test). Until 2026-12-06 the
+/// recruit was only told to look, and one claimed for work first never did (found by
+/// review; without the fix S reports 1, back only once the spinner stopped). A try whose
+/// spinner started only after S was due, or whose w was claimed by something else (a slow
+/// host, a kernel thread's wake-up: nothing forced), is made again, at most 5 times. Needs
+/// 4 CPUs (this one, x, w, one to hand on to).
+fn watcher_claimed_before_look(_: &BootState) -> TestResult {
+    if ncpus() < 4 {
+        return Err(format!(
+            "{SKIP}needs 4 CPUs (this one busy, x, a watcher, one to hand on to)"
+        ));
+    }
+    timer_off_tries(
+        "each spinner started only after S was due, or w was not claimed by x's recruit: \
+         nothing was forced",
+        claimed_try,
+    )
+}
+
+/// One try of [`watcher_claimed_before_look`] on CPU `x`: `Ok(true)` if x's recruit
+/// claimed w, G was posted to w before its look and the spinner ran on x before S was
+/// due, and S came back while the spinner spun; `Ok(false)` if nothing was forced.
+fn claimed_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
+    // x's recruit claims the first halted CPU after x, wrapping; this one is busy.
+    let n = ncpus();
+    let Some(w) = (1..n).map(|k| (x + k) % n).find(|&c| c != me && c != x) else {
+        return Err(format!("{SKIP}no CPU w"));
+    };
+    S_DEADLINE.store(0, Ordering::Release);
+    S_BACK.store(0, Ordering::Release);
+    S_ENDED.store(false, Ordering::Release);
+    SP_START.store(0, Ordering::Release);
+    SP_DONE.store(false, Ordering::Release);
+    G_START.store(0, Ordering::Release);
+    CW_STAGE.store(0, Ordering::Release);
+    for f in [&CW_END, &CW_SP_GO, &CW_G_GO] {
+        f.store(false, Ordering::Release);
+    }
+    let spawn = |f, cpu: u32, arg| {
+        Builder::new()
+            .pin(cpu)
+            .spawn(f, arg)
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let rings0 = sleeper_rings();
+    let mut tids: Vec<Tid> = Vec::new();
+    let mut ticket = None;
+    let r = (|| -> TestResult {
+        // The spinner and G first, blocked: made ready later by wake-ups, not spawns.
+        let sp = spawn(cw_spinner, x, 0)?;
+        tids.push(sp);
+        let g = spawn(cw_g, w, u64::from(w))?;
+        tids.push(g);
+        wait_for("the spinner and G to block", 10_000, || {
+            sched::is_blocked(sp) && sched::is_blocked(g)
+        })?;
+        // No retired kernel tables left for a reclaim (its shootdown wakes halted CPUs).
+        crate::smp::tlb::reclaim_kernel_tables_waiting();
+        others_halted(&[me, x])?;
+        let job = crate::smp::cpus::post(exo_percpu::CpuId(w), halted_until_claimed, u64::from(w))
+            .map_err(|e| format!("post: {e}"))?;
+        ticket = Some(job);
+        wait_for("w's job to mark it halted", 10_000, || {
+            CW_STAGE.load(Ordering::Acquire) != 0
+        })?;
+        if CW_STAGE.load(Ordering::Acquire) != 1 {
+            return Ok(());
+        }
+        let s = spawn(s_sleeper, x, u64::from(x) | PINNED | FAR)?;
+        tids.push(s);
+        wait_for("S to sleep or end", 10_000, || {
+            (S_DEADLINE.load(Ordering::Acquire) != 0 && sched::is_blocked(s))
+                || S_ENDED.load(Ordering::Acquire)
+        })?;
+        if S_ENDED.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        CW_SP_GO.store(true, Ordering::Release);
+        check(sched::wake(sp), || "the spinner was not blocked".into())?;
+        wait_for("the spinner to start", 10_000, || {
+            SP_START.load(Ordering::Acquire) != 0
+        })?;
+        // S woken by x itself before the spinner ran (a slow host): no recruit comes.
+        if S_ENDED.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        wait_for("w to be claimed", WINDOW_MS + 5000, || {
+            CW_STAGE.load(Ordering::Acquire) >= 2
+        })?;
+        if CW_STAGE.load(Ordering::Acquire) != 2 {
+            return Ok(());
+        }
+        CW_G_GO.store(true, Ordering::Release);
+        check(sched::wake(g), || "G was not blocked".into())?;
+        wait_for("G to start", 10_000, || {
+            G_START.load(Ordering::Acquire) != 0
+        })?;
+        // Busy, not asleep: this CPU must not watch x itself.
+        let d = rdtsc() + ms(2 * WINDOW_MS);
+        while S_BACK.load(Ordering::Acquire) == 0 && !SP_DONE.load(Ordering::Acquire) && rdtsc() < d
+        {
+            core::hint::spin_loop();
+        }
+        Ok(())
+    })();
+    CW_END.store(true, Ordering::Release);
+    for (k, go) in [&CW_SP_GO, &CW_G_GO].into_iter().enumerate() {
+        go.store(true, Ordering::Release);
+        if let Some(&t) = tids.get(k) {
+            sched::wake(t);
+        }
+    }
+    if let Some(t) = ticket {
+        let _ = crate::smp::cpus::wait(t, crate::smp::time::Deadline::after_ms(WINDOW_MS + 5000));
+    }
+    // The spinner and G stop once S is back, or after WINDOW_MS.
+    let codes = join_all(&tids, 3 * WINDOW_MS);
+    r?;
+    let codes = codes?;
+    let started = SP_START.load(Ordering::Acquire);
+    let deadline = S_DEADLINE.load(Ordering::Acquire);
+    if codes.len() < 3
+        || CW_STAGE.load(Ordering::Acquire) != 2
+        || started == 0
+        || started >= deadline
+        || G_START.load(Ordering::Acquire) == 0
+    {
+        return Ok(false);
+    }
+    check(
+        codes[0] == 0 && codes[1] == 0 && matches!(codes[2], 0 | 1),
+        || format!("thread codes {codes:?} (the spinner, G, S)"),
+    )?;
+    let late = S_BACK.load(Ordering::Acquire).saturating_sub(deadline);
+    check(codes[2] == 0, || {
+        format!(
+            "S, asleep on CPU {x} behind a spinner, came back only when the spinner stopped \
+             (code {}, {} ms past its deadline; {} sleeper rings): CPU {w}, recruited to \
+             watch x and given G before its look, handed its watch on to nobody",
             codes[2],
             late / ms(1).max(1),
             sleeper_rings() - rings0
