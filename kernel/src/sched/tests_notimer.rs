@@ -331,6 +331,14 @@ enum Busy {
     FarHandOn,
 }
 
+/// Spins (busy, so this CPU never halts to watch sleepers itself) until the sleeper is back
+/// (`back` non-zero), its CPU's spinner is done, or the TSC reaches `until`.
+fn busy_until_back(back: &AtomicU64, done: &AtomicBool, until: u64) {
+    while back.load(Ordering::Acquire) == 0 && !done.load(Ordering::Acquire) && rdtsc() < until {
+        core::hint::spin_loop();
+    }
+}
+
 /// `busy_cpu_sleeper` and its variants: S's deadline (0: not asleep yet) and when it came
 /// back (0: not yet); S runs, the spinner is queued; when the spinner started (0: not yet),
 /// and whether it stopped; D may end; the sleeper rings while x held interrupts off.
@@ -675,11 +683,7 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
             }
         }
         // Busy, not asleep: this CPU must not watch x itself.
-        let d = rdtsc() + ms(2 * WINDOW_MS);
-        while S_BACK.load(Ordering::Acquire) == 0 && !SP_DONE.load(Ordering::Acquire) && rdtsc() < d
-        {
-            core::hint::spin_loop();
-        }
+        busy_until_back(&S_BACK, &SP_DONE, rdtsc() + ms(2 * WINDOW_MS));
         Ok(())
     })();
     sched::hold_wake_preemption(false);
@@ -940,13 +944,7 @@ fn handoff_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
         others_halted(&[me, x])?;
         tids.push(spawn(hh_caller, u64::from(x))?);
         // Busy, not asleep: this CPU must not watch x itself.
-        let d = rdtsc() + ms(2 * WINDOW_MS);
-        while HH_BACK.load(Ordering::Acquire) == 0
-            && !HB_DONE.load(Ordering::Acquire)
-            && rdtsc() < d
-        {
-            core::hint::spin_loop();
-        }
+        busy_until_back(&HH_BACK, &HB_DONE, rdtsc() + ms(2 * WINDOW_MS));
         Ok(())
     })();
     // B let go if H never claimed it.
@@ -1113,13 +1111,7 @@ fn window_try(self_wake: bool, me: u32, x: u32) -> Result<bool, alloc::string::S
             WS_POSTED.store(true, Ordering::Release);
         }
         // Busy, not asleep: this CPU must not watch x itself.
-        let d = rdtsc() + ms(2 * WINDOW_MS);
-        while WS_BACK.load(Ordering::Acquire) == 0
-            && !WW_DONE.load(Ordering::Acquire)
-            && rdtsc() < d
-        {
-            core::hint::spin_loop();
-        }
+        busy_until_back(&WS_BACK, &WW_DONE, rdtsc() + ms(2 * WINDOW_MS));
         Ok(())
     })();
     // W let go if it was never woken.
@@ -1246,13 +1238,7 @@ fn behind_idle_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
         others_halted(&[me, x])?;
         halted_at = rdtsc();
         // Busy, not asleep: this CPU must not watch x itself.
-        let d = b_at + ms(2 * WINDOW_MS);
-        while IB_BACK.load(Ordering::Acquire) == 0
-            && !IA_DONE.load(Ordering::Acquire)
-            && rdtsc() < d
-        {
-            core::hint::spin_loop();
-        }
+        busy_until_back(&IB_BACK, &IA_DONE, b_at + ms(2 * WINDOW_MS));
         Ok(())
     })();
     let codes = join_all(&tids, 3 * WINDOW_MS);
@@ -1453,13 +1439,7 @@ fn stolen_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
         }
         tids.push(spawn(st_sleeper, x)?);
         // Busy, not asleep: this CPU must not watch x itself.
-        let d = rdtsc() + ms(2 * WINDOW_MS);
-        while ST_BACK.load(Ordering::Acquire) == 0
-            && !ST_DONE.load(Ordering::Acquire)
-            && rdtsc() < d
-        {
-            core::hint::spin_loop();
-        }
+        busy_until_back(&ST_BACK, &ST_DONE, rdtsc() + ms(2 * WINDOW_MS));
         Ok(())
     })();
     sched::hold_wake_preemption(false);
@@ -1696,11 +1676,7 @@ fn claimed_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
             G_START.load(Ordering::Acquire) != 0
         })?;
         // Busy, not asleep: this CPU must not watch x itself.
-        let d = rdtsc() + ms(2 * WINDOW_MS);
-        while S_BACK.load(Ordering::Acquire) == 0 && !SP_DONE.load(Ordering::Acquire) && rdtsc() < d
-        {
-            core::hint::spin_loop();
-        }
+        busy_until_back(&S_BACK, &SP_DONE, rdtsc() + ms(2 * WINDOW_MS));
         Ok(())
     })();
     CW_END.store(true, Ordering::Release);
