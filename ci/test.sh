@@ -124,7 +124,10 @@ kernel_tests() {
             "${smp_line:-no SMP line}" "${KT_ONLINE:-$n}" "${missing:+; not ok:$missing}" "$d"
         # What failed first (until 2026-12-06 skip lines came first and the project's CI
         # showed twenty skips and not the failing test), then the skips, counted.
-        grep -hE '^KTEST,[^,]*,FAIL|PANIC|FAILED|qemu' "$log" "$log.err" | head -20 | sed 's/^/      | /'
+        # Not a bare 'qemu' pattern: skip reasons name 'qemu.sh --net hub', and on 2026-12-06
+        # twenty such skips filled the excerpt in place of the failing test.
+        { grep -hE '^KTEST,[^,]*,FAIL|^PANIC|FAILED' "$log"; grep -hiE 'qemu|error' "$log.err"; } \
+            | head -20 | sed 's/^/      | /'
         # What the first failing test printed before its line (its diagnostics).
         grep -m1 -B12 '^KTEST,[^,]*,FAIL' "$log" | grep -vE '^KTEST,' | sed 's/^/      |   /'
         printf '      | (%s tests skipped)\n' "$(grep -c '^KTEST,[^,]*,skip' "$log")"
