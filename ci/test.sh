@@ -508,7 +508,7 @@ scripts/qemu.sh --machine microvm --cpu max --smp 2 --mode icount --job init "${
     --log "$log" --timeout 600 >/dev/null 2>&1
 expect_log "user benchmarks (/ubench) run under icount and emit BENCH lines" "$log" 0 $? \
     '^SUITE,user,' '^BENCH,syscall.getpid,' '^BENCH,syscall.write.64,' '^BENCH,ctx.switch.as,' \
-    '^BENCH,ipc.rtt.64,' '^BENCH,ipc.rtt.64.xcore.proc,' '^BENCH,ipc.rtt.64.xcore.thread,' \
+    '^BENCH,ipc.rtt.64,' '^BENCH,mmap.4k.lazy,' '^BENCH,pf.anon.4k.lazy,' '^BENCH,ipc.rtt.64.xcore.proc,' '^BENCH,ipc.rtt.64.xcore.thread,' \
     '^BENCH,ipc.rtt.64.xcore.fusion.proc,' '^BENCH,ipc.rtt.64.xcore.fusion.thread,' '^END,user,' '^MEM,init,.*,same$'
 
 echo "== many CPUs (x2APIC ids above 255, interrupt remapping with EIM)"
@@ -806,7 +806,7 @@ fi
 # path). Until 2026-12-06 only its IPC rows were, and proc.spawn doubled unseen (153k ->
 # 302k: a process's memory released page by page; found by review).
 { cat "$bench_out/icount-1.log" "$bench_out/icount-net.log"
-  grep -E '^(SUITE,user,|BENCH,(ipc\.|ctx\.switch\.as,|proc\.spawn,|uthread\.spawn,|mmap\.4k,|pf\.anon\.4k,|syscall\.write\.64,))' \
+  grep -E '^(SUITE,user,|BENCH,(ipc\.|ctx\.switch\.as,|proc\.spawn,|uthread\.spawn,|mmap\.4k(\.lazy)?,|pf\.anon\.4k(\.lazy)?,|syscall\.write\.64,))' \
       "$out/init-ubench-icount.log" || true; } >"$bench_out/icount-gate.log"
 if scripts/check-icount.sh "$bench_out/icount-gate.log" configs/icount-baseline.csv >"$bench_out/icount-check.txt" 2>&1; then
     ok "icount regression gate (p50 within 10% of configs/icount-baseline.csv)"

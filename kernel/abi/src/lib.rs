@@ -80,6 +80,13 @@ pub const MAP_PRIVATE: u32 = 0x02;
 pub const MAP_FIXED: u32 = 0x10;
 /// `mmap`: zero-filled memory backed by no file (required; `fd` must be -1, `offset` 0).
 pub const MAP_ANONYMOUS: u32 = 0x20;
+/// `mmap` (Exo-OS's own flag, a bit Linux leaves unused): demand-zero pages. Committed in
+/// full at the call, as every map is (no overcommit: `-ENOMEM` then, never at a touch),
+/// but no frame is given until a page's first access, which faults it in zeroed; the
+/// pages never touched cost no frame and none is zeroed. Linux's own `mmap` behaves so
+/// by default; without this flag Exo-OS maps each page with its frame at once (Linux's
+/// `MAP_POPULATE`).
+pub const MAP_LAZY: u32 = 0x0100_0000;
 
 /// `futex` operation: sleep while `*uaddr == val`, for at most `*timeout` (relative,
 /// `CLOCK_MONOTONIC`; a null `timeout` waits forever).

@@ -138,6 +138,7 @@ fn the_doc_gives_the_constants_their_values() {
         ("MAP_PRIVATE", MAP_PRIVATE),
         ("MAP_FIXED", MAP_FIXED),
         ("MAP_ANONYMOUS", MAP_ANONYMOUS),
+        ("MAP_LAZY", MAP_LAZY),
     ] {
         let s = format!("`{name}` {v:#04x}");
         assert!(doc.contains(&s), "docs/syscalls.md lacks {s:?}");

@@ -580,6 +580,8 @@ const PROT_EXEC: u64 = 4;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+/// Exo-OS's own (`exo_abi::MAP_LAZY`): demand-zero pages, committed in full at the call.
+const MAP_LAZY: u64 = 0x0100_0000;
 
 fn vm_errno(e: super::aspace::VmError, fixed: bool) -> Errno {
     use super::aspace::VmError;
@@ -611,10 +613,12 @@ fn prot_flags(prot: u64) -> Result<UserFlags, Errno> {
 /// `mmap`: anonymous, private, committed now (no overcommit: a map the kernel cannot back
 /// is refused, touching a granted page never fails); W+X refused. `fd` must be -1 (its
 /// low 32 bits: an `int`) and `offset` 0, as the ABI says: until 2026-12-05 the offset was
-/// not read and fd 0 was taken (found by review; /faults checks both).
+/// not read and fd 0 was taken (found by review; /faults checks both). Each page gets its
+/// zeroed frame now, or with [`MAP_LAZY`] at its first access (`AddressSpace::map_lazy`:
+/// charged now all the same; until 2026-12-06 only the initial stack was demand-zero).
 fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Result<i64, Errno> {
     if flags & (MAP_ANONYMOUS | MAP_PRIVATE) != (MAP_ANONYMOUS | MAP_PRIVATE)
-        || flags & !(MAP_ANONYMOUS | MAP_PRIVATE | MAP_FIXED) != 0
+        || flags & !(MAP_ANONYMOUS | MAP_PRIVATE | MAP_FIXED | MAP_LAZY) != 0
         || fd as u32 != u32::MAX
         || offset != 0
         || len == 0
@@ -623,10 +627,15 @@ fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Res
     }
     let f = prot_flags(prot)?;
     let fixed = flags & MAP_FIXED != 0;
+    let at = fixed.then_some(addr);
     super::process::with_current(|a| {
-        a.map_flags(fixed.then_some(addr), len, f)
-            .map(|va| va as i64)
-            .map_err(|e| vm_errno(e, fixed))
+        if flags & MAP_LAZY != 0 {
+            a.map_lazy(at, len, f)
+        } else {
+            a.map_flags(at, len, f)
+        }
+        .map(|va| va as i64)
+        .map_err(|e| vm_errno(e, fixed))
     })
     .unwrap_or(Err(Errno::Einval))
 }

@@ -6,7 +6,8 @@
 //! charge; the guard page below the stack still kills the process.
 //!
 //! The processes run [`PROG`], a hand-assembled static executable (built into an ELF here by
-//! [`elf_of`]) whose `arg` picks what it does (see the modes below).
+//! [`elf_of`]) whose `arg` picks what it does (see the modes below), or [`MMAP_PROG`], the
+//! same for `mmap(MAP_LAZY)` from ring 3.
 
 use super::aspace::{
     AddressSpace, Demand, FAULT_HOLD, FAULTS_FILLED, RACE_WATCH, RACES_AT_WATCHED,
@@ -57,6 +58,11 @@ ktest!(
     Needs::Threads,
     "user.lazy_stack_guard_page_fault_kills_only_the_process",
     guard_page
+);
+ktest!(
+    Needs::Threads,
+    "user.mmap_lazy_pages_come_at_first_touch_and_are_charged_at_the_call",
+    mmap_lazy
 );
 
 const PAGE: u64 = 4096;
@@ -109,6 +115,62 @@ const PROG: [u8; 238] = [
     0xfe, 0xff, 0x48, 0x89, 0xc7, 0xb8, 0x3c, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x0f, 0x0b,
 ];
 
+/// The `mmap(MAP_LAZY)` program ([`mmap_lazy`]; `rbx` = [`STACK_TOP`]), assembled with GNU
+/// `as` from this listing:
+///
+/// * `arg` 0: `mmap(0, 16 pages, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LAZY, -1, 0)` (exit 1
+///   if it fails); the address at `STACK_TOP - 0xfe8`; writes `0xAB` at page 5, reads the
+///   word at page 9 into `r13`; stores 1 at `STACK_TOP - 0xff0` (ready), `sched_yield`s
+///   until the word at `STACK_TOP - 0xff8` (go) is not 0; then `clock_gettime(1, page 12)`
+///   (exit 2 if it fails), exit 3 if page 5 lost its byte, else exits with `r13` (0: a
+///   zeroed page).
+/// * `arg` 1: the same map of 1 TiB (beyond any commit limit): exit 0 if it is `-ENOMEM`, else 4.
+/// * `arg` 2: one page with flags `0x300_0022` (a bit beside `MAP_LAZY` no call knows):
+///   exit 0 if it is `-EINVAL`, else 5.
+///
+/// ```text
+///    0: movabs rbx, 0x7fffffff0000 / cmp rdi, 1 / je huge / cmp rdi, 2 / je badflag
+///   1e: xor edi, edi / mov esi, 0x10000 / mov edx, 3 / mov r10d, 0x1000022 / mov r8, -1 /
+///       xor r9d, r9d / mov eax, 9 / syscall / mov edi, 1 / test rax, rax / js ex
+///   4f: mov [rbx-0xfe8], rax / mov r12, rax / mov byte [r12+0x5000], 0xab /
+///       mov r13, [r12+0x9000] / mov qword [rbx-0xff0], 1
+///   75: w: mov eax, 24 / syscall / cmp qword [rbx-0xff8], 0 / je w
+///   86: mov edi, 1 / lea rsi, [r12+0xc000] / mov eax, 228 / syscall / mov edi, 2 /
+///       test rax, rax / jnz ex / mov edi, 3 / cmp byte [r12+0x5000], 0xab / jne ex /
+///       mov rdi, r13 / jmp ex
+///   b9: huge: movabs rsi, 0x10000000000 / mov r10d, 0x1000022 / mov edi, 4 / mov r15, -12 /
+///       jmp try
+///   d7: badflag: mov esi, 0x1000 / mov r10d, 0x3000022 / mov edi, 5 / mov r15, -22
+///   ee: try: mov r14, rdi / xor edi, edi / mov edx, 3 / mov r8, -1 / xor r9d, r9d /
+///       mov eax, 9 / syscall / mov rdi, r14 / cmp rax, r15 / jne ex / xor edi, edi
+///  113: ex: mov eax, 60 / syscall / ud2
+/// ```
+const MMAP_PROG: [u8; 284] = [
+    0x48, 0xbb, 0x00, 0x00, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x00, 0x48, 0x83, 0xff, 0x01, 0x0f, 0x84,
+    0xa5, 0x00, 0x00, 0x00, 0x48, 0x83, 0xff, 0x02, 0x0f, 0x84, 0xb9, 0x00, 0x00, 0x00, 0x31, 0xff,
+    0xbe, 0x00, 0x00, 0x01, 0x00, 0xba, 0x03, 0x00, 0x00, 0x00, 0x41, 0xba, 0x22, 0x00, 0x00, 0x01,
+    0x49, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff, 0x45, 0x31, 0xc9, 0xb8, 0x09, 0x00, 0x00, 0x00, 0x0f,
+    0x05, 0xbf, 0x01, 0x00, 0x00, 0x00, 0x48, 0x85, 0xc0, 0x0f, 0x88, 0xc4, 0x00, 0x00, 0x00, 0x48,
+    0x89, 0x83, 0x18, 0xf0, 0xff, 0xff, 0x49, 0x89, 0xc4, 0x41, 0xc6, 0x84, 0x24, 0x00, 0x50, 0x00,
+    0x00, 0xab, 0x4d, 0x8b, 0xac, 0x24, 0x00, 0x90, 0x00, 0x00, 0x48, 0xc7, 0x83, 0x10, 0xf0, 0xff,
+    0xff, 0x01, 0x00, 0x00, 0x00, 0xb8, 0x18, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x48, 0x83, 0xbb, 0x08,
+    0xf0, 0xff, 0xff, 0x00, 0x74, 0xef, 0xbf, 0x01, 0x00, 0x00, 0x00, 0x49, 0x8d, 0xb4, 0x24, 0x00,
+    0xc0, 0x00, 0x00, 0xb8, 0xe4, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xbf, 0x02, 0x00, 0x00, 0x00, 0x48,
+    0x85, 0xc0, 0x75, 0x6f, 0xbf, 0x03, 0x00, 0x00, 0x00, 0x41, 0x80, 0xbc, 0x24, 0x00, 0x50, 0x00,
+    0x00, 0xab, 0x75, 0x5f, 0x4c, 0x89, 0xef, 0xeb, 0x5a, 0x48, 0xbe, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x41, 0xba, 0x22, 0x00, 0x00, 0x01, 0xbf, 0x04, 0x00, 0x00, 0x00, 0x49, 0xc7,
+    0xc7, 0xf4, 0xff, 0xff, 0xff, 0xeb, 0x17, 0xbe, 0x00, 0x10, 0x00, 0x00, 0x41, 0xba, 0x22, 0x00,
+    0x00, 0x03, 0xbf, 0x05, 0x00, 0x00, 0x00, 0x49, 0xc7, 0xc7, 0xea, 0xff, 0xff, 0xff, 0x49, 0x89,
+    0xfe, 0x31, 0xff, 0xba, 0x03, 0x00, 0x00, 0x00, 0x49, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff, 0x45,
+    0x31, 0xc9, 0xb8, 0x09, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x4c, 0x89, 0xf7, 0x4c, 0x39, 0xf8, 0x75,
+    0x02, 0x31, 0xff, 0xb8, 0x3c, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x0f, 0x0b,
+];
+
+/// [`MMAP_PROG`]'s words: the map's address, ready, go (top stack page).
+const MM_VA: u64 = STACK_TOP - 0xfe8;
+const MM_READY: u64 = STACK_TOP - 0xff0;
+const MM_GO: u64 = STACK_TOP - 0xff8;
+
 // The program's addresses are the loader's stack.
 const _: () = assert!(STACK_TOP == 0x7fff_ffff_0000 && STACK_SIZE == 0x40000);
 
@@ -153,6 +215,12 @@ fn elf_of(code: &[u8]) -> Vec<u8> {
 fn spawn(arg: u64) -> Result<u64, String> {
     process::spawn_image("lazy", &elf_of(&PROG), arg, Builder::new(), None)
         .map_err(|e| format!("spawn of mode {arg}: {e:?}"))
+}
+
+/// Starts [`MMAP_PROG`] in mode `arg`.
+fn spawn_mmap(arg: u64) -> Result<u64, String> {
+    process::spawn_image("lazymap", &elf_of(&MMAP_PROG), arg, Builder::new(), None)
+        .map_err(|e| format!("spawn of mmap mode {arg}: {e:?}"))
 }
 
 /// Waits (30 s at most) for process `pid` to end; its status.
@@ -598,6 +666,67 @@ fn guard_page(_: &BootState) -> TestResult {
     })?;
     let n = FAULTS_FILLED.load(Ordering::Relaxed) - filled;
     check(n == 0, || format!("{n} pages brought in (want none)"))?;
+    let after = free_frames()?;
+    check(after == before, || {
+        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
+    })
+}
+
+/// [`MMAP_PROG`] mode 0, once ready: its map's address and the indices of its 16 pages
+/// that have a frame; then let go, its status.
+fn mmap_lazy_run() -> Result<((u64, Vec<u64>), u64), String> {
+    let pid = spawn_mmap(0)?;
+    let seen = wait_for("the program's ready word", 30_000, || {
+        word_of(pid, MM_READY) == Some(1)
+    })
+    .and_then(|()| {
+        let va = word_of(pid, MM_VA).ok_or("no address word")?;
+        let resident = process::with_space_of(pid, |a| {
+            (0..16)
+                .filter(|&k| a.phys(va + k * PAGE).is_some())
+                .collect()
+        })
+        .unwrap_or_default();
+        Ok((va, resident))
+    });
+    let go = put_word(pid, MM_GO, 1);
+    let status = wait(pid)?;
+    go?;
+    Ok((seen?, status))
+}
+
+/// `mmap` with `MAP_LAZY` from ring 3 ([`MMAP_PROG`]): of 16 pages mapped, only the one
+/// written and the one read have a frame (the read saw zeroes); a system call writing into
+/// a third (`clock_gettime`) brings it in; every frame is back once the process is gone.
+/// A lazy map of 1 TiB is `ENOMEM` at the call (charged whole, as every map: no
+/// overcommit), and a flag bit beside `MAP_LAZY` that no call knows is `EINVAL`.
+fn mmap_lazy(_: &BootState) -> TestResult {
+    for (mode, what) in [
+        (1, "a 1 TiB MAP_LAZY map was not ENOMEM"),
+        (
+            2,
+            "flags 0x3000022 (an unknown bit beside MAP_LAZY) were not EINVAL",
+        ),
+    ] {
+        let s = spawn_mmap(mode).and_then(wait)?;
+        check(s == 0, || format!("{what} (status {s:#x})"))?;
+    }
+    let (_, w) = mmap_lazy_run()?;
+    check(w == 0, || format!("warm-up run ended with {w:#x}"))?;
+    let before = free_frames()?;
+    let ((va, resident), status) = mmap_lazy_run()?;
+    check(va.is_multiple_of(PAGE) && va != 0, || {
+        format!("map address {va:#x}")
+    })?;
+    check(resident == [5, 9], || {
+        format!("pages with a frame after a write to page 5 and a read of page 9: {resident:?}")
+    })?;
+    check(status == 0, || {
+        format!(
+            "the program ended with {status:#x} (1: mmap failed; 2: clock_gettime into an untouched page failed; 3: page 5 lost its byte; other: page 9 was not zero)"
+        )
+    })?;
+    drop(resident); // a heap object of its own
     let after = free_frames()?;
     check(after == before, || {
         format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")

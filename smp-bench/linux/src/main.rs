@@ -23,7 +23,7 @@
 //! | `syscall.getpid` | raw `syscall` `getpid` (no glibc cache) | `user` suite, same |
 //! | `syscall.write.64` | `write` of 64 bytes to `/dev/null` | none (no `/dev/null`) |
 //! | `syscall.write.64.console` | `write` of a 64-byte line to fd 1, the serial console | `user` `syscall.write.64` (fd 1 is the console) |
-//! | `mmap.4k`, `pf.anon.4k` | raw `mmap` of one anonymous page; the first write to it (a demand-zero fault) | none: Exo-OS maps eagerly (no fault) |
+//! | `mmap.4k`, `pf.anon.4k` | raw `mmap` of one anonymous page; the first write to it (a demand-zero fault) | `user` `mmap.4k.lazy`, `pf.anon.4k.lazy` (`MAP_LAZY`: demand-zero) |
 //! | `mmap.4k.populate` | the same `mmap` with `MAP_POPULATE` (page allocated and zeroed) | `user` `mmap.4k` (eager) |
 //! | `proc.spawn` | `posix_spawn("/empty")` + `waitpid` | `user` `proc.spawn` (`spawn` + `wait`) |
 //! | `uthread.spawn` | `pthread_create` + `pthread_join`, thread returns at once | `user` suite, same |

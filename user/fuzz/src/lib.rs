@@ -493,6 +493,9 @@ pub fn bad_success(number: u64, a: &[u64; 6], ret: i64) -> bool {
                     || r < USER_MIN
                     || r.checked_add(a[1]).is_none_or(|e| e > USER_END)
                     || (a[3] & 0x10 != 0 && r != a[0])
+                    // Private and anonymous, and no flag besides MAP_FIXED and MAP_LAZY.
+                    || a[3] & 0x22 != 0x22
+                    || a[3] & !(0x32 | u64::from(exo_abi::MAP_LAZY)) != 0
                     // The ABI: fd -1 (an int) and offset 0, else EINVAL.
                     || a[4] as u32 != u32::MAX
                     || a[5] != 0
@@ -1341,6 +1344,22 @@ mod tests {
             &[0x20_0000_0000, 4096, 3, 0x32, 0, 0],
             0x10_0000_0000
         ));
+        // MAP_LAZY is a flag of the ABI; any other bit, or no MAP_ANONYMOUS, is EINVAL.
+        assert!(!bad_success(
+            nr::MMAP as u64,
+            &[0, 4096, 3, 0x100_0022, u64::MAX, 0],
+            0x10_0000_0000
+        ));
+        for flags in [0x300_0022, 0x4022, 0x02, 0x100_0002] {
+            assert!(
+                bad_success(
+                    nr::MMAP as u64,
+                    &[0, 4096, 3, flags, u64::MAX, 0],
+                    0x10_0000_0000
+                ),
+                "{flags:#x}"
+            );
+        }
         assert!(bad_success(nr::WAIT as u64, &[0; 6], 0x200));
     }
 }

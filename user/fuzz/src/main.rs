@@ -570,7 +570,12 @@ impl Ctx {
                 } else {
                     r.next_u64()
                 };
-                a[3] = r.pick(&[0x22, 0x22, 0x32, 0x32, 0x02, 0x20, 0x12, 0x30, 0x23, 0x122]);
+                // 0x100_0000: `MAP_LAZY` (demand-zero pages: the fault-in of every later
+                // call given a pointer into them, and of the stream's own touches).
+                a[3] = r.pick(&[
+                    0x22, 0x22, 0x32, 0x32, 0x02, 0x20, 0x12, 0x30, 0x23, 0x122, 0x100_0022,
+                    0x100_0022, 0x100_0032, 0x300_0022,
+                ]);
                 a[4] = r.pick(&[u64::MAX, u64::MAX, 0, 1, 0xffff_ffff]);
                 a[5] = r.pick(&[0, 0, 0, 4096, 1]);
             }

@@ -6,7 +6,7 @@ use core::sync::atomic::AtomicU32;
 
 use exo_abi::{
     CLOCK_MONOTONIC, Errno, ExitStatus, FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE, MAP_ANONYMOUS,
-    MAP_PRIVATE, Timespec, nr,
+    MAP_LAZY, MAP_PRIVATE, Timespec, nr,
 };
 
 use crate::raw::*;
@@ -68,6 +68,15 @@ pub unsafe fn mmap(addr: usize, len: usize, prot: u32, flags: u32) -> Result<usi
 pub fn map_anonymous(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
     // SAFETY: not MAP_FIXED: the kernel maps pages nothing else uses.
     let addr = unsafe { mmap(0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS) }?;
+    NonNull::new(addr as *mut u8).ok_or(Errno::EINVAL)
+}
+
+/// `len` bytes of demand-zero memory with access `prot`, where the kernel chooses
+/// (`MAP_LAZY`): committed now like [`map_anonymous`]'s, each page given its zeroed frame at
+/// its first access.
+pub fn map_anonymous_lazy(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
+    // SAFETY: not MAP_FIXED: the kernel maps pages nothing else uses.
+    let addr = unsafe { mmap(0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LAZY) }?;
     NonNull::new(addr as *mut u8).ok_or(Errno::EINVAL)
 }
 
