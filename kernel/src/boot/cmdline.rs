@@ -132,6 +132,10 @@ pub struct Options {
     /// The bring-up's own lists cannot be allocated (`exo.ap_lists_fail=1`): no AP is
     /// started, and each must be reported `CPUDOWN` with the reason.
     pub ap_lists_fail: bool,
+    /// The last online CPU starts its scheduler this long after it is asked to
+    /// (`exo.sched_start_delay_ms=N`, 0 = off; test job): as a vCPU the host keeps off its
+    /// core would. Every CPU must still have its scheduler when the tests begin.
+    pub sched_start_delay_ms: u64,
     /// The CPU table cannot be sized (`exo.cpu_table_fail=1`): no AP is started, each
     /// reported `CPUDOWN` with the reason.
     pub cpu_table_fail: bool,
@@ -218,6 +222,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         ap_stall_split: false,
         ap_alloc_fail: None,
         ap_lists_fail: false,
+        sched_start_delay_ms: 0,
         cpu_table_fail: false,
         overflow_on_cpu: None,
         double_free: None,
@@ -292,6 +297,9 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
             ("ap_alloc_fail", v) => v.parse().is_ok_and(|c| set(&mut o.ap_alloc_fail, Some(c))),
             ("ap_lists_fail", "1") => set(&mut o.ap_lists_fail, true),
             ("cpu_table_fail", "1") => set(&mut o.cpu_table_fail, true),
+            ("sched_start_delay_ms", v) => {
+                in_range(v, 0, MAX_MS).is_some_and(|ms| set(&mut o.sched_start_delay_ms, ms))
+            }
             ("double_free", "1") => set(&mut o.double_free, Some(BadFree::Object)),
             ("double_free", "frame") => set(&mut o.double_free, Some(BadFree::Frame)),
             ("double_free", "inner") => set(&mut o.double_free, Some(BadFree::Inner)),

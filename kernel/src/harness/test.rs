@@ -73,8 +73,30 @@ pub fn run(state: &BootState) -> ! {
             phase = Needs::Threads;
             // Under icount the timer does not run (see boot): no preemption, sleepers polled.
             let timer = state.opts.mode != Some(smp_bench::Mode::Icount);
+            let late = super::ncpus().saturating_sub(1);
+            if state.opts.sched_start_delay_ms > 0 && late > 0 {
+                let ticks = state
+                    .opts
+                    .sched_start_delay_ms
+                    .saturating_mul(crate::smp::time::tsc_hz() / 1000);
+                crate::sched::delay_scheduler_start(late, ticks);
+            }
             if let Err(e) = crate::sched::init(timer, 1000) {
                 kprintln!("KTEST,harness.scheduler_start,FAIL,{e}");
+                failed += 1;
+                break;
+            }
+            // Every online CPU runs its scheduler before a test counts on it (a pinned
+            // spawn there is refused otherwise): until 2026-12-06 a CPU that missed its start
+            // was only a warning, and the tests went on without it.
+            let missing: alloc::vec::Vec<u32> = crate::smp::cpus::online()
+                .map(|b| b.hot.cpu_id)
+                .filter(|&c| crate::sched::cpu_sched(c).is_none())
+                .collect();
+            if !missing.is_empty() {
+                kprintln!(
+                    "KTEST,harness.scheduler_start,FAIL,CPUs {missing:?} did not start their scheduler"
+                );
                 failed += 1;
                 break;
             }
@@ -94,6 +116,22 @@ pub fn run(state: &BootState) -> ! {
         );
         let (killed, expected) = (crate::sched::kills() - kills, super::expected_kills());
         counted_kills += killed;
+        // The harness's thread runs pinned to CPU 0 (the boot flow, `sched::init`); tests
+        // that move it put it back. Until 2026-12-06 two left it free to run anywhere, and
+        // every later test ran on whichever CPU it was moved to: a console test's ring on
+        // "this CPU" could change under it, and a shootdown test's CPU left out was lost
+        // (found by an audit for host-speed failures). Put back, and the test fails.
+        let unpinned = phase == Needs::Threads
+            && (crate::sched::pinned_to() != Some(0) || crate::sched::this_cpu() != 0);
+        if unpinned {
+            let _ = crate::sched::set_affinity(crate::sched::CpuSet::one(0));
+        }
+        let r = match r {
+            Ok(()) if unpinned => Err(alloc::string::String::from(
+                "the harness's thread was left unpinned from CPU 0 (it was put back)",
+            )),
+            r => r,
+        };
         match r {
             Err(why) if !why.starts_with(SKIP) => {
                 failed += 1;

@@ -1035,7 +1035,29 @@ pub(super) fn init_this_cpu(as_idle: bool) -> Result<(), SchedError> {
     Ok(())
 }
 
+/// How long [`init`] waits for the APs to start their schedulers, all together: a bound on
+/// a CPU that stopped answering, not a time to meet (a vCPU of a loaded host can be off its
+/// core for seconds).
+const AP_START_MS: u64 = 30_000;
+
+/// Fault injection (`exo.sched_start_delay_ms`, tests): the CPU whose scheduler start
+/// waits, plus one (0: none), and for how many TSC ticks.
+static START_DELAY: (AtomicU32, AtomicU64) = (AtomicU32::new(0), AtomicU64::new(0));
+
+/// Makes CPU `cpu` start its scheduler `ticks` TSC ticks after [`init`] asks it (a vCPU
+/// kept off its core meanwhile, as a loaded host does).
+pub fn delay_scheduler_start(cpu: u32, ticks: u64) {
+    START_DELAY.1.store(ticks, Ordering::Relaxed);
+    START_DELAY.0.store(cpu + 1, Ordering::Release);
+}
+
 pub(super) fn init_ap(_: u64) -> u64 {
+    if START_DELAY.0.load(Ordering::Acquire) == exo_percpu::cpu_id_hint().0 + 1 {
+        let until = rdtsc().saturating_add(START_DELAY.1.load(Ordering::Relaxed));
+        while rdtsc() < until {
+            core::hint::spin_loop();
+        }
+    }
     match init_this_cpu(true) {
         Ok(()) => 0,
         Err(_) => 1,
@@ -1071,19 +1093,40 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
         step: idle_step,
         woke: idle_woke,
     });
+    // Posted to every AP first, then waited for under one deadline: an AP whose vCPU the
+    // host keeps off its core for a while starts late, not never. Until 2026-12-06 each AP
+    // had 1 s in turn, and one stalled past it began the tests without its scheduler (a
+    // pinned spawn there refused) while its request still waited in its mailbox (found by
+    // an audit for host-speed failures); a request is also a round trip per AP no more.
+    let deadline = crate::smp::time::Deadline::after_ms(AP_START_MS);
+    let mut posted = Vec::new();
     for b in cpus::online() {
-        let cpu = b.hot.cpu_id;
-        if cpu == 0 {
+        let cpu = CpuId(b.hot.cpu_id);
+        if cpu.0 == 0 {
             continue;
         }
-        let r = cpus::run_on(
-            CpuId(cpu),
-            init_ap,
-            0,
-            crate::smp::time::Deadline::after_ms(1000),
-        );
+        let r = match cpus::post(cpu, init_ap, 0) {
+            Ok(t) if posted.try_reserve(1).is_ok() => {
+                posted.push(t);
+                continue;
+            }
+            Ok(t) => cpus::wait(t, deadline),
+            Err(_) => cpus::run_on(cpu, init_ap, 0, deadline),
+        };
         if r != Ok(0) {
-            log::warn!("scheduler: CPU {cpu} did not start its scheduler ({r:?})");
+            log::warn!(
+                "scheduler: CPU {} did not start its scheduler ({r:?})",
+                cpu.0
+            );
+        }
+    }
+    for t in posted {
+        let r = cpus::wait(t, deadline);
+        if r != Ok(0) {
+            log::warn!(
+                "scheduler: CPU {} did not start its scheduler ({r:?})",
+                t.cpu.0
+            );
         }
     }
     // CPU 0's idle context: a thread of its own (the boot flow is the main thread).

@@ -106,9 +106,9 @@ mod tests_tick;
 mod tests_wake;
 
 pub use cpu::{
-    Claimed, Here, counters, cpu_sched, cpus_running, current_queue, dump, init, listed_as_sleeper,
-    parked_counts, record_switches, switch_samples, this_sched, timer_counts, timer_totals,
-    wake_preemptions, wake_state,
+    Claimed, Here, counters, cpu_sched, cpus_running, current_queue, delay_scheduler_start, dump,
+    init, listed_as_sleeper, parked_counts, record_switches, switch_samples, this_sched,
+    timer_counts, timer_totals, wake_preemptions, wake_state,
 };
 pub use exo_sched::CpuSet;
 pub use held::Held;
@@ -117,7 +117,7 @@ pub use thread::{
     Builder, KILLED, STACK_POOL_CAP, Tid, age_free_slots, cached_stack_frames, cached_stacks,
     current_stack, current_uid, enter_user, exit, fpu_area, fpu_saved_on, free_cached_stacks,
     held_word, is_blocked, join, join_unless, join_until, kill_current_if_possible, kills,
-    live_threads, panic_in_exit_of_current, park_node, set_affinity, set_current_ids,
+    live_threads, panic_in_exit_of_current, park_node, pinned_to, set_affinity, set_current_ids,
     set_current_space, set_exit_hook, set_fpu_area, spawn, stack_cache_room, tid_of,
 };
 pub use wake::{

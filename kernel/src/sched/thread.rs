@@ -985,6 +985,15 @@ pub fn set_affinity(set: CpuSet) -> Result<(), SchedError> {
     Ok(())
 }
 
+/// The one CPU the calling thread is restricted to (`None`: more than one, or no
+/// scheduler): the test harness checks its own thread stays pinned to CPU 0.
+pub fn pinned_to() -> Option<u32> {
+    let _g = IrqGuard::new();
+    let cs = this_sched()?;
+    let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
+    me.affinity.lock().only()
+}
+
 /// First code of every new thread (it "returns" here from its first switch).
 pub(super) extern "sysv64" fn thread_entry(i: u64) -> ! {
     finish_switch();

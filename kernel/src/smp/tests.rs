@@ -770,7 +770,8 @@ fn wait_on_target(s: &BootState) -> TestResult {
         })
     })();
     BUSY_STOP.store(true, Ordering::Release);
-    let _ = sched::set_affinity(CpuSet::ANY);
+    // Back on CPU 0, where the harness's thread runs pinned.
+    let _ = sched::set_affinity(CpuSet::one(0));
     crate::harness::join_all(&[spinner], 30_000)?;
     r
 }
@@ -1106,7 +1107,8 @@ fn late_tlb_ipi(s: &BootState) -> TestResult {
     #[cfg(debug_assertions)]
     crate::smp::tlb::stale_hold::disarm();
     LATE_STOP.store(true, Ordering::Release);
-    let _ = sched::set_affinity(CpuSet::ANY);
+    // Back on CPU 0, where the harness's thread runs pinned.
+    let _ = sched::set_affinity(CpuSet::one(0));
     if let Ok(t) = spinner {
         crate::harness::join_all(&[t], 70_000)?;
     }
