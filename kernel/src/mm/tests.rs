@@ -134,7 +134,7 @@ fn heap_every_cpu(_: &BootState) -> TestResult {
         tickets.push(cpus::post(c, heap_job, u64::from(c.0)).map_err(|e| format!("{e}"))?);
     }
     for t in tickets {
-        let r = cpus::wait(t, Deadline::after_ms(5000)).map_err(|e| format!("{e}"))?;
+        let r = cpus::wait(t, Deadline::after_ms(30_000)).map_err(|e| format!("{e}"))?;
         check(r == 1, || format!("heap check failed on CPU {}", t.cpu.0))?;
     }
     Ok(())

@@ -453,7 +453,7 @@ fn pinned_pair(
 static FLAG: AtomicBool = AtomicBool::new(false);
 
 fn spinner(_: u64) -> u64 {
-    let deadline = rdtsc() + ms(5000);
+    let deadline = rdtsc() + ms(30_000);
     while !FLAG.load(Ordering::Acquire) {
         if rdtsc() > deadline {
             return 1;
@@ -491,10 +491,10 @@ fn preempted_by_the_tick(s: &BootState) -> TestResult {
 }
 
 /// One of the lazy-timer test's pair: once both run (else a yield finds nobody to switch
-/// to), yields `LAZY_ROUNDS` times; 1 if the other never came (5 s).
+/// to), yields `LAZY_ROUNDS` times; 1 if the other never came (30 s).
 fn yield_rounds(_: u64) -> u64 {
     LAZY_READY.fetch_add(1, Ordering::AcqRel);
-    let deadline = rdtsc() + ms(5000);
+    let deadline = rdtsc() + ms(30_000);
     while LAZY_READY.load(Ordering::Acquire) < 2 {
         if rdtsc() > deadline {
             return 1;
@@ -553,9 +553,9 @@ fn lazy_timer(s: &BootState) -> TestResult {
 }
 
 /// Spins until its own run-burst average has made it `Normal` (it is only ever put back by
-/// the slice timer, so its bursts are whole slices); 1 if that has not happened in 5 s.
+/// the slice timer, so its bursts are whole slices); 1 if that has not happened in 30 s.
 fn long_burster(_: u64) -> u64 {
-    let deadline = rdtsc() + ms(5000);
+    let deadline = rdtsc() + ms(30_000);
     while sched::current_queue() != Some(exo_sched::Queue::Normal) {
         if rdtsc() > deadline {
             return 1;
@@ -685,9 +685,9 @@ const SECRET: u8 = 0xa5;
 /// The pid the peeker takes to count as a user thread (no process has it).
 const PEEK_PID: u64 = u64::MAX - 7;
 
-/// Yields until `SCRUB_STEP` reaches `step` (5 s at most: false then).
+/// Yields until `SCRUB_STEP` reaches `step` (30 s at most: false then).
 fn yield_until_step(step: u32) -> bool {
-    let deadline = rdtsc() + ms(5000);
+    let deadline = rdtsc() + ms(30_000);
     while SCRUB_STEP.load(Ordering::Acquire) < step {
         if rdtsc() > deadline {
             return false;
@@ -774,7 +774,7 @@ fn fpu_scrub(_: &BootState) -> TestResult {
             }
             1 => {
                 let h = spawn(fpu_secret_holder)?;
-                crate::harness::wait_for("the holder to load its secret", 5000, || {
+                crate::harness::wait_for("the holder to load its secret", 30_000, || {
                     SCRUB_STEP.load(Ordering::Acquire) >= 1
                 })?;
                 join_all(&[h, spawn(fpu_peeker)?], 20_000)?
@@ -831,7 +831,7 @@ fn exhaustion(_: &BootState) -> TestResult {
     })?;
     // And the table is usable again.
     let t = sched::spawn(worker, 3).map_err(|e| format!("spawn after exhaustion: {e}"))?;
-    let c = join_all(&[t], 5000)?[0];
+    let c = join_all(&[t], 30_000)?[0];
     check(c == 10, || format!("returned {c}"))
 }
 

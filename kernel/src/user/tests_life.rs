@@ -454,7 +454,7 @@ fn wait_vs_failed_spawn(_: &BootState) -> TestResult {
         })?;
         let waited = match early {
             Some(c) => c,
-            None => join_all(&[w], 5_000).map_err(|e| {
+            None => join_all(&[w], 30_000).map_err(|e| {
                 format!("the wait for {pid}, whose spawn failed, never returned: {e}")
             })?[0],
         };
