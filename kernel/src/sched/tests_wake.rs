@@ -44,6 +44,8 @@ ktest!(
 /// `wake_preempts`: W may go on (set by the test), W ran, the spinner runs, the spinner
 /// stopped spinning; the TSC of the wake-up and of W's start.
 static WP_GO: AtomicBool = AtomicBool::new(false);
+/// The wake-up was made (set once `sched::wake` returned): the spinner's count starts.
+static WP_SENT: AtomicBool = AtomicBool::new(false);
 static WP_W_RAN: AtomicBool = AtomicBool::new(false);
 static WP_SPINNING: AtomicBool = AtomicBool::new(false);
 static WP_S_DONE: AtomicBool = AtomicBool::new(false);
@@ -69,8 +71,9 @@ fn wp_woken(_: u64) -> u64 {
 }
 
 /// S: spins (preemptible, no call into the scheduler; the first `WP_GUARD_TSC` ticks inside
-/// a preemption guard) until W has run or 2 s (`WP_SPIN_MS`) have passed since S first saw
-/// the test let W go (`WP_GO`, set right before the wake-up); 0 if it saw W run, 1 if not.
+/// a preemption guard) until W has run or S has spun 2 s (`WP_SPIN_MS`) since it first saw
+/// the wake-up made (`WP_SENT`, set once `sched::wake` returned; `WP_GO`, which lets W go,
+/// comes before it); 0 if it saw W run, 1 if not.
 /// Counted from the wake-up, not from S's start (until 2026-12-06): a host that stalled
 /// the test's CPU for S's whole spin between S's start and the wake-up (seen at -smp 64 on
 /// a loaded 2-core host: S had ended 0.3 ms before W was woken) made W run after S, a
@@ -88,13 +91,13 @@ fn wp_spinner(_: u64) -> u64 {
         WP_SPINNING.store(true, Ordering::Release);
         let end = rdtsc() + guard;
         while rdtsc() < end {
-            note_go(&WP_GO, &mut go_at);
+            note_go(&WP_SENT, &mut go_at);
             core::hint::spin_loop();
         }
         WP_GUARD_END.store(rdtsc(), Ordering::Release);
     }
     WP_SPINNING.store(true, Ordering::Release);
-    let mut saw = spin_after_go(&WP_W_RAN, &WP_GO, go_at, spin);
+    let mut saw = spin_after_go(&WP_W_RAN, &WP_SENT, go_at, spin);
     // S gives the CPU up by no means of its own: W having run at all (even past the bound,
     // once S was preempted at its end) means a preemption let it.
     saw |= WP_W_RAN.load(Ordering::Acquire);
@@ -110,17 +113,31 @@ fn note_go(go: &AtomicBool, go_at: &mut Option<u64>) {
     }
 }
 
-/// A spinner's loop (preemptible, never calling the scheduler): until `ran` is set, or
-/// `spin` TSC ticks after `go` was first seen set (`go_at`, if it already was), or 60 s if
-/// `go` never is (every test sets it, on its error paths too); whether `ran` was seen.
+/// A spinner's loop (preemptible, never calling the scheduler): until `ran` is set, or the
+/// spinner has spun `spin` TSC ticks since `go` was first seen set (`go_at`, if it already
+/// was), or 60 s if `go` never is (every test sets it, on its error paths too); whether
+/// `ran` was seen. A gap of over 10 ms between two turns of the loop (its vCPU kept off its
+/// host core, or the thread preempted by something else than the thread it waits for) is
+/// not counted: until 2026-12-06 a host stall of about 2 s after the wake-up, of this vCPU
+/// and of the timer that would apply a deferred one, could end the count before the
+/// wake-up had had any running time to preempt in (found by an audit for host-speed
+/// failures).
 fn spin_after_go(ran: &AtomicBool, go: &AtomicBool, mut go_at: Option<u64>, spin: u64) -> bool {
     let bound = rdtsc() + ms(60_000);
+    let gap = ms(10);
+    let mut last = rdtsc();
     loop {
         if ran.load(Ordering::Acquire) {
             return true;
         }
         note_go(go, &mut go_at);
         let now = rdtsc();
+        if now.saturating_sub(last) > gap
+            && let Some(t) = go_at.as_mut()
+        {
+            *t += now - last;
+        }
+        last = now;
         if now >= bound || go_at.is_some_and(|t| now >= t + spin) {
             return ran.load(Ordering::Acquire);
         }
@@ -191,7 +208,7 @@ fn wake_onto_spinner(
     report_after: u64,
     full: bool,
 ) -> Result<WakeRun, alloc::string::String> {
-    for f in [&WP_GO, &WP_W_RAN, &WP_SPINNING, &WP_S_DONE] {
+    for f in [&WP_GO, &WP_SENT, &WP_W_RAN, &WP_SPINNING, &WP_S_DONE] {
         f.store(false, Ordering::Release);
     }
     let spawn = |f| {
@@ -220,6 +237,7 @@ fn wake_onto_spinner(
         sched::force_mailbox_full(full);
         let woke = sched::wake(w);
         sched::force_mailbox_full(false);
+        WP_SENT.store(true, Ordering::Release);
         check(woke, || "W was not blocked".into())?;
         let d = rdtsc() + report_after + ms(300);
         while !WP_W_RAN.load(Ordering::Acquire) && !WP_S_DONE.load(Ordering::Acquire) && rdtsc() < d
@@ -238,6 +256,7 @@ fn wake_onto_spinner(
     if r.is_err() {
         WP_GO.store(true, Ordering::Release);
         sched::wake(w);
+        WP_SENT.store(true, Ordering::Release);
     }
     let codes = join_all(&tids, 10_000);
     sched::hold_tick_preemption(false);
@@ -448,6 +467,8 @@ ktest!(
 /// `wake_after_self_wake`: T1 may go on, U may go on, U ran, R spins, R stopped spinning.
 static SW_T1_GO: AtomicBool = AtomicBool::new(false);
 static SW_U_GO: AtomicBool = AtomicBool::new(false);
+/// U's wake-up was made (set once `sched::wake` returned): R's count starts.
+static SW_U_SENT: AtomicBool = AtomicBool::new(false);
 static SW_U_RAN: AtomicBool = AtomicBool::new(false);
 static SW_R_SPINNING: AtomicBool = AtomicBool::new(false);
 static SW_R_DONE: AtomicBool = AtomicBool::new(false);
@@ -471,7 +492,7 @@ fn sw_blocked(which: u64) -> u64 {
 /// R: wakes T1 (`t1`: a thread of its own CPU, so a post to its own mailbox before the fix),
 /// then spins (preemptible, never calling the scheduler) until U has run or 2 s passed; 0 if
 /// it saw U run, 1 if not, 2 if T1 was not blocked. The 2 s count from U's wake-up
-/// (`SW_U_GO`, set right before it), as `wp_spinner`'s.
+/// (`SW_U_SENT`, set once it was made), as `wp_spinner`'s.
 fn sw_waker(t1: u64) -> u64 {
     SW_T1_GO.store(true, Ordering::Release);
     if !sched::wake(sched::Tid::from_raw(t1)) {
@@ -480,7 +501,7 @@ fn sw_waker(t1: u64) -> u64 {
     }
     SW_R_SPINNING.store(true, Ordering::Release);
     // 2 s from U's wake-up, not from here (see `wp_spinner`).
-    let saw = spin_after_go(&SW_U_RAN, &SW_U_GO, None, ms(2000));
+    let saw = spin_after_go(&SW_U_RAN, &SW_U_SENT, None, ms(2000));
     SW_R_DONE.store(true, Ordering::Release);
     u64::from(!saw)
 }
@@ -505,7 +526,9 @@ fn sw_remote(x: u64) -> u64 {
     let ipis = |c| sched::wake_state(c).map_or(0, |w| w[4]);
     let i0 = ipis(x);
     SW_U_GO.store(true, Ordering::Release);
-    if !sched::wake(u) {
+    let woke = sched::wake(u);
+    SW_U_SENT.store(true, Ordering::Release);
+    if !woke {
         return 2;
     }
     (ipis(x) - i0) << 8
@@ -530,7 +553,14 @@ fn wake_after_self_wake(_: &BootState) -> TestResult {
         return Err(format!("{SKIP}needs 2 CPUs"));
     }
     let x = ncpus() - 1;
-    for f in [&SW_T1_GO, &SW_U_GO, &SW_U_RAN, &SW_R_SPINNING, &SW_R_DONE] {
+    for f in [
+        &SW_T1_GO,
+        &SW_U_GO,
+        &SW_U_SENT,
+        &SW_U_RAN,
+        &SW_R_SPINNING,
+        &SW_R_DONE,
+    ] {
         f.store(false, Ordering::Release);
     }
     let slice = sched::set_slice_tsc(ms(4000));
@@ -563,6 +593,7 @@ fn wake_after_self_wake(_: &BootState) -> TestResult {
     if r.is_err() {
         SW_T1_GO.store(true, Ordering::Release);
         SW_U_GO.store(true, Ordering::Release);
+        SW_U_SENT.store(true, Ordering::Release);
         for &t in &tids[..tids.len().min(2)] {
             sched::wake(t);
         }
