@@ -115,6 +115,14 @@ static SCALE_LEAD: AtomicU64 = AtomicU64::new(0);
 const SCALE_BARRIER_MS: u64 = 10_000;
 /// A participant's result when it made no pair in the window (it came after the end).
 const NO_PAIR: u64 = u64::MAX;
+/// Participants that first looked at the clock after their window's end (their vCPU kept
+/// off its core through it): what tells a test a round was empty by the host's luck.
+static SCALE_LATE: AtomicU32 = AtomicU32::new(0);
+
+/// How many participants came after their window's end so far ([`SCALE_LATE`]).
+pub(super) fn scale_late() -> u32 {
+    SCALE_LATE.load(Ordering::Relaxed)
+}
 
 /// One scaling participant (0: the caller, who opens the window once all `SCALE_K` arrived):
 /// alloc+free pairs of 64 bytes until the window ends; returns ticks per pair on this CPU,
@@ -149,6 +157,11 @@ fn scale_participant(slot: u64) -> u64 {
         core::hint::spin_loop();
     }
     let t0 = rdtsc();
+    if t0 >= end {
+        // Its vCPU was off its core from before the start to past the end.
+        SCALE_LATE.fetch_add(1, Ordering::Relaxed);
+        return NO_PAIR;
+    }
     let mut pairs = 0u64;
     while rdtsc() < end {
         for _ in 0..64 {
