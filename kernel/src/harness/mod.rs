@@ -173,6 +173,15 @@ pub fn free_frames() -> Result<(u64, u64), String> {
     try_free_frames().map_err(|e| format!("drain of every CPU's caches: {e}"))
 }
 
+/// Checks that [`free_frames`] is `before` again: every frame and heap object a test took
+/// is back (the tests of user memory end with it).
+pub fn free_frames_back(before: (u64, u64)) -> TestResult {
+    let after = free_frames()?;
+    check(after == before, || {
+        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
+    })
+}
+
 /// [`free_frames`] that allocates nothing, for a caller holding the heap empty (its error
 /// is the first CPU that did not answer, without a message).
 pub fn try_free_frames() -> Result<(u64, u64), crate::smp::cpus::RunError> {

@@ -1099,35 +1099,28 @@ pub fn init(timer: bool, slice_us: u64) -> Result<(), SchedError> {
     // pinned spawn there refused) while its request still waited in its mailbox (found by
     // an audit for host-speed failures); a request is also a round trip per AP no more.
     let deadline = crate::smp::time::Deadline::after_ms(AP_START_MS);
-    let mut posted = Vec::new();
-    for b in cpus::online() {
-        let cpu = CpuId(b.hot.cpu_id);
-        if cpu.0 == 0 {
-            continue;
-        }
-        let r = match cpus::post(cpu, init_ap, 0) {
-            Ok(t) if posted.try_reserve(1).is_ok() => {
-                posted.push(t);
-                continue;
-            }
-            Ok(t) => cpus::wait(t, deadline),
-            Err(_) => cpus::run_on(cpu, init_ap, 0, deadline),
-        };
+    let said = |cpu: CpuId, r: Result<u64, cpus::RunError>| {
         if r != Ok(0) {
             log::warn!(
                 "scheduler: CPU {} did not start its scheduler ({r:?})",
                 cpu.0
             );
         }
+    };
+    let mut posted = Vec::new();
+    for b in cpus::online() {
+        let cpu = CpuId(b.hot.cpu_id);
+        if cpu.0 == 0 {
+            continue;
+        }
+        match cpus::post(cpu, init_ap, 0) {
+            Ok(t) if posted.try_reserve(1).is_ok() => posted.push(t),
+            Ok(t) => said(cpu, cpus::wait(t, deadline)),
+            Err(_) => said(cpu, cpus::run_on(cpu, init_ap, 0, deadline)),
+        }
     }
     for t in posted {
-        let r = cpus::wait(t, deadline);
-        if r != Ok(0) {
-            log::warn!(
-                "scheduler: CPU {} did not start its scheduler ({r:?})",
-                t.cpu.0
-            );
-        }
+        said(t.cpu, cpus::wait(t, deadline));
     }
     // CPU 0's idle context: a thread of its own (the boot flow is the main thread).
     {

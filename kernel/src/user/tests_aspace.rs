@@ -4,7 +4,7 @@
 
 use super::aspace::{AddressSpace, MAP_HOLD, MMAP_BASE, UNMAP_HOLD, VmError};
 use crate::boot::BootState;
-use crate::harness::{Needs, SKIP, TestResult, check, join_all, ncpus, wait_for};
+use crate::harness::{Needs, SKIP, TestResult, check, free_frames_back, join_all, ncpus, wait_for};
 use crate::ktest;
 use crate::sched::{Builder, Tid};
 use alloc::format;
@@ -587,10 +587,7 @@ fn load_initrd(_: &BootState) -> TestResult {
         loaded += 1;
     }
     check(loaded > 0, || "the initrd holds no program".into())?;
-    let after = free_frames()?;
-    check(after == before, || {
-        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
-    })
+    free_frames_back(before)
 }
 
 /// `/init`'s image in the initrd (a skip without an initrd).
@@ -692,10 +689,7 @@ fn load_no_access_segment(_: &BootState) -> TestResult {
         )?;
     }
     drop(elf);
-    let after = free_frames()?;
-    check(after == before, || {
-        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
-    })
+    free_frames_back(before)
 }
 
 /// `kernel/elf/tests/data/rs-pie` (`build.sh` there builds it from `rs.rs`): a static PIE
@@ -747,10 +741,7 @@ fn load_static_pie(_: &BootState) -> TestResult {
     check(status == Ok(120), || {
         format!("rs-pie ended with {status:?} (want Ok(120), *TABLE[1] = b'x'; 270: a #PF)")
     })?;
-    let after = free_frames()?;
-    check(after == before, || {
-        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
-    })
+    free_frames_back(before)
 }
 
 /// The space `unmap_vs_region` shares with its unmapping thread.

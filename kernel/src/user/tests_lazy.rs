@@ -15,7 +15,9 @@ use super::aspace::{
 use super::loader::{STACK_SIZE, STACK_TOP};
 use super::process;
 use crate::boot::BootState;
-use crate::harness::{Needs, TestResult, check, free_frames, join_all, ms, wait_for};
+use crate::harness::{
+    Needs, TestResult, check, free_frames, free_frames_back, join_all, ms, wait_for,
+};
 use crate::ktest;
 use crate::sched::{self, Builder};
 use alloc::format;
@@ -381,10 +383,7 @@ fn lazy_map_cycle(_: &BootState) -> TestResult {
         format!("{} pages left (want 14)", a.pages())
     })?;
     drop(a);
-    let after = free_frames()?;
-    check(after == before, || {
-        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
-    })
+    free_frames_back(before)
 }
 
 /// With the heap empty (`Hoard`), a fault on a demand-zero page is `NoMemory` and changes
@@ -416,10 +415,7 @@ fn lazy_without_memory(_: &BootState) -> TestResult {
         format!("the fault with memory back gave {r:?}")
     })?;
     drop(a);
-    let after = free_frames()?;
-    check(after == before, || {
-        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
-    })
+    free_frames_back(before)
 }
 
 /// A freshly loaded program's stack is mapped (its rights, its charge) with no frame;
@@ -487,10 +483,7 @@ fn stack_first_touch(_: &BootState) -> TestResult {
     })?;
     let n = FAULTS_FILLED.load(Ordering::Relaxed) - filled;
     check(n == 2, || format!("{n} pages brought in (want 2)"))?;
-    let after = free_frames()?;
-    check(after == before, || {
-        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
-    })
+    free_frames_back(before)
 }
 
 /// `clock_gettime` writing into an untouched stack page and `nanosleep` reading one (user
@@ -646,10 +639,7 @@ fn two_faulters(_: &BootState) -> TestResult {
     check(n == 1, || {
         format!("{n} faulters found the page mapped (want 1)")
     })?;
-    let after = free_frames()?;
-    check(after == before, || {
-        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
-    })
+    free_frames_back(before)
 }
 
 /// A read of the page below the stack (the guard, never mapped) kills the process with a
@@ -666,10 +656,7 @@ fn guard_page(_: &BootState) -> TestResult {
     })?;
     let n = FAULTS_FILLED.load(Ordering::Relaxed) - filled;
     check(n == 0, || format!("{n} pages brought in (want none)"))?;
-    let after = free_frames()?;
-    check(after == before, || {
-        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
-    })
+    free_frames_back(before)
 }
 
 /// [`MMAP_PROG`] mode 0, once ready: its map's address and the indices of its 16 pages
@@ -727,8 +714,5 @@ fn mmap_lazy(_: &BootState) -> TestResult {
         )
     })?;
     drop(resident); // a heap object of its own
-    let after = free_frames()?;
-    check(after == before, || {
-        format!("(free + slab frames, heap objects out) {before:?} before, {after:?} after")
-    })
+    free_frames_back(before)
 }
