@@ -129,8 +129,16 @@ kernel_tests() {
         { grep -hE '^KTEST,[^,]*,FAIL|^PANIC|FAILED' "$log"; grep -hiE 'qemu|error' "$log.err"; } \
             | head -20 | sed 's/^/      | /'
         # What the first failing test printed before its line (its diagnostics).
-        grep -m1 -B12 '^KTEST,[^,]*,FAIL' "$log" | grep -vE '^KTEST,' | sed 's/^/      |   /'
+        grep -m1 -B12 '^KTEST,[^,]*,FAIL' "$log" | grep -vE '^K(TEST|RUN|TIME),' | sed 's/^/      |   /'
         printf '      | (%s tests skipped)\n' "$(grep -c '^KTEST,[^,]*,skip' "$log")"
+        # A run that hung or timed out: the test it was in (its KRUN line has no KTEST line)
+        # and the log's last lines. Until 2026-12-06 such a run's excerpt named no test.
+        local inside
+        inside=$(awk -F, '/^KRUN,/{t=$2} /^KTEST,/{if ($2 == t) t=""} END{print t}' "$log")
+        if [ -n "$inside" ]; then
+            printf '      | the run ended inside %s; its last lines:\n' "$inside"
+            tail -n 6 "$log" | sed 's/^/      |   /'
+        fi
     fi
 }
 

@@ -508,7 +508,8 @@ pub const FLUSH_CHUNK: usize = 512;
 /// loop kept its guard across this call, and every ring's hold ran with interrupts off,
 /// found by review; `user.console_idle_drain_runs_with_interrupts_on`).
 pub fn drain_idle() -> bool {
-    if IDLE_PROBE.load(Ordering::Relaxed) == PROBE_ARMED {
+    let target = IDLE_PROBE_CPU.load(Ordering::Relaxed);
+    if IDLE_PROBE.load(Ordering::Relaxed) == PROBE_ARMED && (target == 0 || target == me()) {
         let seen = if exo_arch::cpu::interrupts_enabled() {
             PROBE_ON
         } else {
@@ -559,10 +560,19 @@ const PROBE_ARMED: u8 = 1;
 const PROBE_ON: u8 = 2;
 const PROBE_OFF: u8 = 3;
 
-/// Arms the idle drain's probe: some CPU's idle loop passes [`drain_idle`] soon (see
-/// [`idle_work`]) and records whether interrupts were on.
-pub fn probe_idle_drain() {
+/// The CPU whose idle drain the probe waits for, plus one (0: any CPU's).
+static IDLE_PROBE_CPU: AtomicU32 = AtomicU32::new(0);
+
+/// Arms the idle drain's probe for CPU `cpu` (`None`: any): its idle loop passes
+/// [`drain_idle`] soon (see [`idle_work`]) and records whether interrupts were on.
+pub fn probe_idle_drain(cpu: Option<u32>) {
+    IDLE_PROBE_CPU.store(cpu.map_or(0, |c| c + 1), Ordering::Relaxed);
     IDLE_PROBE.store(PROBE_ARMED, Ordering::Release);
+}
+
+/// Disarms the idle drain's probe (a test that gave up waiting for it).
+pub fn disarm_idle_probe() {
+    IDLE_PROBE.store(PROBE_IDLE, Ordering::Release);
 }
 
 /// What the idle drain's probe saw: `Some(interrupts were on)`, `None` while it waits. A

@@ -1,6 +1,7 @@
 //! The test job (`exo.job=test`): every registered `ktest!` whose name starts with
 //! `exo.test=<prefix>` (all by default), the `Needs::Cpus` tests first, then the scheduler is
-//! started on every CPU, then the `Needs::Threads` tests; by name within each phase. One
+//! started on every CPU, then the `Needs::Threads` tests; by name within each phase. A
+//! `KRUN,<name>` line as each starts (a run that hangs or times out names its test), and one
 //! `KTEST,<name>,ok|skip,<why>|FAIL,<why>` line each, then the summary `N passed, N failed`
 //! as the last line, and the debug-exit code. A filter that selects nothing is a failure, and
 //! so is a filter piece that selects nothing (a mistyped or renamed test), and a run in which
@@ -105,6 +106,7 @@ pub fn run(state: &BootState) -> ! {
         }
         super::expect_kills(0);
         let kills = crate::sched::kills();
+        kprintln!("KRUN,{}", t.name);
         let start = exo_arch::tsc::rdtsc();
         let r = (t.run)(state);
         // How long each test ran (TSC-derived; ticks under icount): what to look at first

@@ -7,6 +7,7 @@ use super::cpu::*;
 use super::thread::*;
 use super::wake::*;
 use super::*;
+use crate::smp::cpus::IdleStep;
 use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
 use exo_percpu::IrqGuard;
@@ -493,14 +494,16 @@ pub(super) fn kick_idle_cpu(here: &CpuSched) {
     }
 }
 
-/// Called by an idle context with interrupts off: runs queued work if there is any (returns
-/// true after it ran and this context was picked again), false if the CPU may halt.
-pub fn idle_step(g: &mut IrqGuard) -> bool {
+/// Called by an idle context with interrupts off: runs queued work if there is any
+/// ([`IdleStep::Ran`] once this context is picked again), else says whether the CPU polls
+/// (without a timer, for sleepers: [`IdleStep::Poll`], or [`IdleStep::PollLook`] when the
+/// step looked at others' sleepers, and the loop at the console) or may halt.
+pub fn idle_step(g: &mut IrqGuard) -> IdleStep {
     let Some(cs) = this_sched() else {
-        return false;
+        return IdleStep::Halt;
     };
     if cs.current.load(Ordering::Relaxed) != cs.idle.load(Ordering::Relaxed) {
-        return false;
+        return IdleStep::Halt;
     }
     let work = cs.nr_ready.load(Ordering::Relaxed) > 0
         || cs.mailbox.is_pending()
@@ -529,13 +532,13 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
         // `sched.due_sleeper_on_a_busy_cpu_is_woken_without_a_timer`).
         cs.unlock();
         schedule_watching(g);
-        return true;
+        return IdleStep::Ran;
     }
     arm_timer(cs, now, false);
     if work {
         cs.unlock();
         schedule(g);
-        return true;
+        return IdleStep::Ran;
     }
     // Without a timer: polls while sleepers of its own wait (nothing else wakes them), or a
     // busy CPU's are due soon ([`watch_busy_sleepers`]), looked at no more than once a
@@ -552,7 +555,11 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
         // `pause` also ends this vCPU's turn under single-threaded icount emulation, so a
         // polling idle CPU does not hold the virtual clock hostage.
         core::hint::spin_loop();
-        return true;
+        return if look {
+            IdleStep::PollLook
+        } else {
+            IdleStep::Poll
+        };
     }
     if let Some(m) = halted_mask() {
         m.set(cs.cpu);
@@ -564,10 +571,10 @@ pub fn idle_step(g: &mut IrqGuard) -> bool {
         core::sync::atomic::fence(Ordering::SeqCst);
         if stealable_elsewhere(cs) {
             m.clear(cs.cpu);
-            return true;
+            return IdleStep::Ran;
         }
     }
-    false
+    IdleStep::Halt
 }
 
 /// Test support: whether CPU `cpu` is marked halted (in its idle loop's halt, or about to be).

@@ -519,24 +519,48 @@ fn line_drains_in_pieces(_: &BootState) -> TestResult {
 }
 
 /// The idle loop drains the console rings with interrupts on (each ring's hold of the lock
-/// turns them off for that ring alone). Until 2026-12-05 its guard lived across the drain:
-/// interrupts stayed off from the first ring to the last, whatever their number. Forced: the
-/// probe makes some idle CPU's next pass call the drain and record the interrupt flag; this
-/// thread sleeps, so its CPU goes idle.
-fn idle_drain_irqs_on(_: &BootState) -> TestResult {
-    console::probe_idle_drain();
-    let deadline = exo_arch::tsc::rdtsc() + crate::harness::ms(10_000);
-    loop {
-        if let Some(on) = console::idle_probe_result() {
-            return check(on, || {
-                "the idle loop drained the console with interrupts off".into()
-            });
+/// turns them off for that ring alone), and a CPU that polls for its sleepers instead of
+/// halting (no timer) drains them too. Until 2026-12-05 the idle loop's guard lived across
+/// the drain: interrupts stayed off from the first ring to the last, whatever their number.
+/// Until 2026-12-06 a polling CPU never drained: under icount every other CPU was halted
+/// with no timer to end it, and lines (and this test's probe) waited for nothing (CI's
+/// icount job timed out here). Forced: the probe makes this CPU's next idle drain record
+/// the interrupt flag; this thread sleeps, so its CPU goes idle; first with the timer as the
+/// run has it (a halt, or without a timer a poll), then with no timer emulated (a poll).
+fn idle_drain_irqs_on(s: &BootState) -> TestResult {
+    let me = sched::this_cpu();
+    let probe = |how: &str| -> TestResult {
+        console::probe_idle_drain(Some(me));
+        let deadline = exo_arch::tsc::rdtsc() + crate::harness::ms(10_000);
+        loop {
+            if let Some(on) = console::idle_probe_result() {
+                return check(on, || {
+                    format!("{how}: the idle loop drained the console with interrupts off")
+                });
+            }
+            if exo_arch::tsc::rdtsc() > deadline {
+                // Disarmed: a later drain must not record into the next test's probe.
+                console::disarm_idle_probe();
+                return Err(format!(
+                    "{how}: CPU {me}'s idle loop did not drain the console in 10 s"
+                ));
+            }
+            sched::sleep_us(5000);
         }
-        if exo_arch::tsc::rdtsc() > deadline {
-            return Err("no idle pass drained the console in 10 s".into());
-        }
-        sched::sleep_us(1000);
+    };
+    let timer = s.opts.mode != Some(smp_bench::Mode::Icount) && sched::timer_mode() != "off";
+    probe(if timer {
+        "with the timer"
+    } else {
+        "without a timer"
+    })?;
+    if !timer {
+        return Ok(());
     }
+    sched::emulate_timer_off(true);
+    let r = probe("with no timer emulated");
+    sched::emulate_timer_off(false);
+    r
 }
 
 /// A kernel line's own hold writes its CPU's ring (at most a piece, else it refuses and the
