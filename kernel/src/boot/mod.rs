@@ -357,6 +357,9 @@ pub fn bsp_main(start_info: u64) -> BootState {
         tsc_sync::mute(c);
     }
     tsc_sync::check_all();
+    // Its own phase: one exchange per AP against the boot CPU, the longest step of a large
+    // boot under emulation.
+    phase("tsc_sync");
     kprintln!(
         "SMP,{},{},{}",
         report.online,

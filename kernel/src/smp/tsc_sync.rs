@@ -45,8 +45,8 @@ pub fn mute(cpu: u32) {
     MUTE.store(cpu, Ordering::Relaxed);
 }
 
-/// How long a responder waits for its first exchange: it is posted while the previous AP
-/// is measured, which may take that AP's whole deadline (2 s) when it fails.
+/// How long a responder waits for its first exchange (posted just before the boot CPU
+/// starts them; a responder whose vCPU starts late finds the boot CPU gone past it and ends).
 const START_MS: u64 = 10_000;
 
 fn responder(first_seq: u64) -> u64 {
@@ -135,15 +135,16 @@ fn record(b: &cpus::Block, o: TscOffset) {
 
 /// Runs the check for every online AP and records the results in their blocks.
 ///
-/// Pipelined: the responder job of the next AP is posted before the current AP's exchanges
-/// start, so that AP's wake-up from halt (the slow part under emulation) overlaps the
-/// measurement, and no AP's completion is awaited in between (each AP has its own mailbox;
-/// all are collected at the end). The exchanges themselves stay one AP at a time against
-/// the boot CPU: every offset is direct, with its own uncertainty bound. Sequence numbers
-/// are disjoint per AP (`ROUNDS` each), so a responder that wakes early ignores the current
-/// AP's exchanges; each answers on its own line, so one that answers late (after the boot
-/// CPU gave up on it) cannot be taken for the next AP's answer. An AP whose exchange fails
-/// is measured again alone, twice at most.
+/// One AP at a time, posted just before its exchanges against the boot CPU: every offset is
+/// direct, with its own uncertainty bound, and no AP's completion is awaited in between
+/// (each has its own mailbox; all are collected at the end). Until 2026-12-06 the next AP's responder was
+/// posted before the current AP's exchanges, to overlap its wake-up from halt: it then spun
+/// through them, a third busy vCPU, and on a 2-core host the two that ping-pong waited for
+/// host time slices (`boot q35x -smp 512`: the check 2.3 s against 0.5 s posted in turn, TCG,
+/// idle host; 124 s in one CI run). Sequence numbers are disjoint per AP (`ROUNDS` each);
+/// each AP answers on its own line, so one that answers late (after the boot CPU gave up on
+/// it) cannot be taken for the next AP's answer. An AP whose exchange fails is measured
+/// again alone, twice at most.
 pub fn check_all() {
     if let Some(bsp) = cpus::get(CpuId(0)) {
         record(
@@ -158,16 +159,12 @@ pub fn check_all() {
     let aps = || cpus::online().filter(|b| b.hot.cpu_id != 0);
     let base = REQ.0.load(Ordering::Relaxed) + 1;
     let first_of = |k: usize| base + (k * ROUNDS) as u64;
-    let post = |k: usize, b: Option<&'static cpus::Block>| {
-        b.is_some_and(|b| cpus::post(CpuId(b.hot.cpu_id), responder, first_of(k)).is_ok())
-    };
-    let mut it = aps().enumerate().peekable();
-    let mut posted = post(0, it.peek().map(|&(_, b)| b));
+    let post =
+        |k: usize, b: &cpus::Block| cpus::post(CpuId(b.hot.cpu_id), responder, first_of(k)).is_ok();
     let mut n = 0;
     let (mut failed, mut ids) = (0u32, arrayvec::ArrayString::<64>::new());
-    while let Some((k, b)) = it.next() {
-        let next_posted = post(k + 1, it.peek().map(|&(_, b)| b));
-        match posted.then(|| exchange(b, first_of(k))) {
+    for (k, b) in aps().enumerate() {
+        match post(k, b).then(|| exchange(b, first_of(k))) {
             Some(Ok(o)) => record(b, o),
             _ => {
                 failed += 1;
@@ -177,7 +174,6 @@ pub fn check_all() {
                 );
             }
         }
-        posted = next_posted;
         n = k + 1;
     }
     crate::kprintln!("TSC,check,first_pass_failed,{failed},cpus,{ids}");
