@@ -575,14 +575,13 @@ mod alloc {
         out.row("free.4k", fs.stats(0));
 
         let mut ratios = Vec::new();
-        for (name, a) in [
-            (
-                "jemalloc",
-                &tikv_jemallocator::Jemalloc as &dyn GlobalAllocDyn,
-            ),
+        let allocators: &[(&str, &dyn GlobalAllocDyn)] = &[
+            #[cfg(feature = "jemalloc")]
+            ("jemalloc", &tikv_jemallocator::Jemalloc),
             ("mimalloc", &mimalloc::MiMalloc),
             ("system", &System),
-        ] {
+        ];
+        for &(name, a) in allocators {
             a.measure(s, &mut fs, overhead, l64);
             ratios.push((name, s.stats(0).map_or(0, |st| st.p50)));
             out.row(&format!("{name}.alloc.64"), s.stats(0));
