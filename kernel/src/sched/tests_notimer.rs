@@ -1322,9 +1322,12 @@ fn py_spinner(y: u64) -> u64 {
     if on_y { 0 } else { 3 }
 }
 
-/// T: started on CPU `y`, made free to run anywhere (it stays on y), yields until P runs
-/// there (at most 10 s): T is then queued on y behind P, which never yields, and no halted
-/// CPU was told (a yield offers nothing). Whoever runs it next took it from y: it notes
+/// T: started on CPU `y`, made free to run anywhere (it stays on y), spins until P is
+/// queued there, then yields until P runs (at most 10 s in all): T is then queued on y
+/// behind P, which never yields, and no halted CPU was told (a yield offers nothing). Not
+/// a yield loop from the start: P's wake-up, taken on y while T was queued in one of its
+/// yields, offered T to a halted CPU, which stole it (until 2026-12-06 most tries forced
+/// nothing: 2 to 5 tries, or a skip; now the first, TCG -smp 4, 8, 64 and icount -smp 4). Whoever runs it next took it from y: it notes
 /// where, x's switch count then and when, and spins; 0, 2 if it could not widen its
 /// affinity, 3 if it did not start on y.
 fn ty_stolen(y: u64) -> u64 {
@@ -1336,6 +1339,13 @@ fn ty_stolen(y: u64) -> u64 {
     }
     TY_READY.store(true, Ordering::Release);
     let d = rdtsc() + ms(10_000);
+    let ys = super::cpu::cpu_sched(y as u32);
+    while ys.is_some_and(|s| s.nr_ready.load(Ordering::Relaxed) == 0)
+        && !ST_STOP.load(Ordering::Acquire)
+        && rdtsc() < d
+    {
+        core::hint::spin_loop();
+    }
     while !PY_RUNS.load(Ordering::Acquire) && !ST_STOP.load(Ordering::Acquire) && rdtsc() < d {
         sched::yield_now();
     }
