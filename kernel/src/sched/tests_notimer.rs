@@ -1327,8 +1327,9 @@ fn py_spinner(y: u64) -> u64 {
 /// behind P, which never yields, and no halted CPU was told (a yield offers nothing). Not
 /// a yield loop from the start: P's wake-up, taken on y while T was queued in one of its
 /// yields, offered T to a halted CPU, which stole it (until 2026-12-06 most tries forced
-/// nothing: 2 to 5 tries, or a skip; now the first, TCG -smp 4, 8, 64 and icount -smp 4). Whoever runs it next took it from y: it notes
-/// where, x's switch count then and when, and spins; 0, 2 if it could not widen its
+/// nothing: 2 to 5 tries, or a skip; now the first, TCG -smp 4, 8, 64 and icount -smp 4).
+/// Whoever runs it next took it from y: it notes where, x's switch count then and when,
+/// and spins; 0, 2 if it could not widen its
 /// affinity, 3 if it did not start on y.
 fn ty_stolen(y: u64) -> u64 {
     if sched::set_affinity(CpuSet::ANY).is_err() {

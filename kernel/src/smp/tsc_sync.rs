@@ -137,14 +137,14 @@ fn record(b: &cpus::Block, o: TscOffset) {
 ///
 /// One AP at a time, posted just before its exchanges against the boot CPU: every offset is
 /// direct, with its own uncertainty bound, and no AP's completion is awaited in between
-/// (each has its own mailbox; all are collected at the end). Until 2026-12-06 the next AP's responder was
-/// posted before the current AP's exchanges, to overlap its wake-up from halt: it then spun
-/// through them, a third busy vCPU, and on a 2-core host the two that ping-pong waited for
-/// host time slices (`boot q35x -smp 512`: the check 2.3 s against 0.5 s posted in turn, TCG,
-/// idle host; 124 s in one CI run). Sequence numbers are disjoint per AP (`ROUNDS` each);
-/// each AP answers on its own line, so one that answers late (after the boot CPU gave up on
-/// it) cannot be taken for the next AP's answer. An AP whose exchange fails is measured
-/// again alone, twice at most.
+/// (each has its own mailbox; all are collected at the end). Until 2026-12-06 the next AP's
+/// responder was posted before the current AP's exchanges, to overlap its wake-up from
+/// halt: it then spun through them, a third busy vCPU, and on a 2-core host the two that
+/// ping-pong waited for host time slices (`boot q35x -smp 512`: the check 2.3 s against
+/// 0.5 s posted in turn, TCG, idle host; 124 s in one CI run). Sequence numbers are
+/// disjoint per AP (`ROUNDS` each); each AP answers on its own line, so one that answers
+/// late (after the boot CPU gave up on it) cannot be taken for the next AP's answer. An AP
+/// whose exchange fails is measured again alone, twice at most.
 pub fn check_all() {
     if let Some(bsp) = cpus::get(CpuId(0)) {
         record(
