@@ -186,9 +186,12 @@ host_tests
 # from `switch` fails here (unoptimized, everything lives on the stack and it would pass).
 step "context switch host tests, optimized (values kept in registers across switch)" \
     cargo test -p exo-arch --release --test context
-# One cargo run for both crates' models (their test binaries build in parallel; proptest and
-# the unit tests are left out of the loom build: until 2026-12-06 two runs, the second also
-# building and running exo-sync's doc and unit tests, which the host tests run anyway).
+# One build for both crates' models (proptest and the unit tests are left out of the loom
+# build: the host tests run them). Each crate's binary then runs its models one at a time, and
+# the two binaries run side by side: loom's executions map and unmap their stacks, and two
+# test threads in one process made the kernel's TLB shoot-downs between them the cost (exo-sched
+# 88 s wall with 2 threads against 36 s with 1, most of it system time; until 2026-12-07 the
+# step took 170-200 s, now about 45 s).
 # Each crate's binary must run models: a filter that matched none (a module renamed) would
 # pass with `0 passed` (until 2026-12-06 it did; `loom_ran_models` counts them per binary).
 loom_ran_models() { # log: every `test result:` line has at least one passed, and there are two
@@ -196,9 +199,20 @@ loom_ran_models() { # log: every `test result:` line has at least one passed, an
          END { exit !(n == 2 && z == 0) }' "$1"
 }
 loom_models() {
-    local log=$out/loom-models.log
-    env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$exo_target/loom" \
-        cargo test -p exo-sched -p exo-sync --release --lib loom_tests >"$log" 2>&1 || return 1
+    local log=$out/loom-models.log b rc=0
+    local -a bins=() pids=()
+    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$exo_target/loom" \
+        cargo test -p exo-sched -p exo-sync --release --lib --no-run >"$log" 2>&1 || return 1
+    # The test binaries cargo names (`Executable unittests src/lib.rs (<path>)`), one a crate.
+    mapfile -t bins < <(sed -n 's/^ *Executable unittests src\/lib\.rs (\(.*\))$/\1/p' "$log")
+    [ "${#bins[@]}" = 2 ] || { echo "expected two loom test binaries, got ${#bins[@]} (see $log)"; return 1; }
+    for b in "${bins[@]}"; do
+        "$b" loom_tests --test-threads=1 >"$log.$(basename "$b")" 2>&1 &
+        pids+=($!)
+    done
+    for b in "${pids[@]}"; do wait "$b" || rc=1; done
+    for b in "${bins[@]}"; do cat "$log.$(basename "$b")"; done >>"$log"
+    [ "$rc" = 0 ] || { grep -E '^(test .* FAILED|---- )' "$log"; return 1; }
     loom_ran_models "$log" || { echo "a loom test binary ran no model (see $log)"; return 1; }
     grep '^test result:' "$log"
 }

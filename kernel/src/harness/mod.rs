@@ -33,9 +33,23 @@ fn expected_kills() -> u64 {
     EXPECTED_KILLS.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// The job runs under `-icount` (set by [`run`] from the detected mode).
+static ICOUNT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether the job runs under `-icount`: guest time is instructions, no host can leave a
+/// vCPU unscheduled, so the slack a test gives a slow host is wasted there, and each guest
+/// second a CPU spends spinning costs several seconds of host time.
+pub fn icount() -> bool {
+    ICOUNT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Runs the job the command line names (`exo.job=boot|test|bench|contended`); never returns.
 pub fn run(state: &crate::boot::BootState) -> ! {
     use crate::boot::cmdline::Job;
+    ICOUNT.store(
+        state.opts.mode == Some(smp_bench::Mode::Icount),
+        core::sync::atomic::Ordering::Relaxed,
+    );
     // The kernel's own setup is done and no user space exists yet: the commit limits are
     // set now, once, and shown.
     // The scheduler's stack caches keep ended threads' stacks, charged to nobody: what

@@ -263,6 +263,15 @@ fn nothing(_: u64) -> u64 {
 fn reclaimed_after_a_flush(reclaims: u64, flushes: &[u64]) -> TestResult {
     use crate::mm::memory::retired_tables;
     use crate::smp::tlb::TABLE_RECLAIMS;
+    // A reclaim an earlier test made give up (`smp.reclaim_waits_not_for_a_busy_cpu`) holds
+    // the next try off for `RECLAIM_RETRY_MS`: the spawn below would not reclaim before that,
+    // and with no timer (icount) no idle CPU wakes to. Until 2026-12-07 the test passed only
+    // because the tests between took longer than that (it failed at icount -smp 2 once they
+    // were shortened).
+    let retry = crate::smp::tlb::reclaim_retry_at();
+    wait_for("the reclaims' retry time", 10_000, || {
+        exo_arch::tsc::rdtsc() >= retry
+    })?;
     let t = Builder::new()
         .spawn(nothing, 0)
         .map_err(|e| format!("spawn: {e}"))?;
@@ -274,9 +283,15 @@ fn reclaimed_after_a_flush(reclaims: u64, flushes: &[u64]) -> TestResult {
     })
     .is_err()
     {
+        use crate::smp::tlb;
+        let retry = tlb::reclaim_retry_at().saturating_sub(exo_arch::tsc::rdtsc());
         return Err(format!(
-            "no reclaim after the burst ({} page tables retired): tables freed at once?",
-            retired_tables()
+            "no reclaim after the burst ({} page tables retired): tables freed at once? \
+             ({} reclaims deferred, {} skipped; the next try in {} ms)",
+            retired_tables(),
+            tlb::RECLAIMS_DEFERRED.load(Ordering::Relaxed),
+            tlb::RECLAIMS_SKIPPED.load(Ordering::Relaxed),
+            retry / crate::harness::ms(1)
         ));
     }
     // Every online CPU but the initiator (it flushes itself, uncounted) answered.

@@ -616,7 +616,17 @@ fn schedule_core<const YIELD: bool, const WATCHING: bool>() {
     }
     let (next_i, next) = pick_or_idle(cs, picked, prev_i, prev, idle_i);
     if next_i == prev_i {
-        return keep_running(cs, prev, now, next_i != idle_i);
+        keep_running(cs, prev, now, next_i != idle_i);
+        if YIELD {
+            // Nothing else to run here: the caller is spinning on a yield loop (a wait for
+            // another CPU). The spin-wait hint, after the unlock: on hardware it gives an
+            // SMT sibling the core; QEMU's round-robin TCG (icount) ends this vCPU's turn at a
+            // `pause`, so the CPU waited for runs now and not after the rest of a slice of up
+            // to 100 ms of guest time (until 2026-12-07 it did: `ipc.fusion_rings_across_cpus`
+            // took 2 s of guest time under icount for its 40 forced parks, 3 ms with this).
+            core::hint::spin_loop();
+        }
+        return;
     }
     if WATCHING && next_i != idle_i {
         sleepers_left_for_work(cs, now);

@@ -158,6 +158,14 @@ pub fn reclaim_kernel_tables() -> u64 {
     reclaim_within(Some(patience))
 }
 
+/// [`reclaim_kernel_tables`] with a patience of `patience_ms` instead of this machine's:
+/// for tests that force the give-up and cannot afford the emulated patience (under icount
+/// the busy CPUs' second of guest time costs about 40 s of host time: each `pause` of the
+/// spinning CPUs ends a round-robin turn).
+pub fn reclaim_kernel_tables_within(patience_ms: u64) -> u64 {
+    reclaim_within(Some(patience_ms))
+}
+
 /// [`reclaim_kernel_tables`] that waits for every CPU with the shootdown's deadline (and
 /// stops the machine past it): for tests and frame counts that need the tables back now,
 /// whatever the host's scheduling.
@@ -266,6 +274,12 @@ static NEXT_TRY: AtomicU64 = AtomicU64::new(0);
 pub fn reclaim_due() -> bool {
     crate::mm::memory::retired_tables() >= RECLAIM_AT
         && exo_arch::tsc::rdtsc() >= NEXT_TRY.load(Ordering::Relaxed)
+}
+
+/// The TSC before which [`reclaim_due`] says no (0: no reclaim gave up yet), for tests'
+/// reports.
+pub fn reclaim_retry_at() -> u64 {
+    NEXT_TRY.load(Ordering::Relaxed)
 }
 
 /// Reclaims not tried because another reclaim or a frame count held the flag
