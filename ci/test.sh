@@ -280,8 +280,10 @@ done
 every_cpu_tests="apic.,smp.,percpu.,tsc.,trap.,timer.,mm.heap_on_every_cpu,kalloc.storm,mutex.counter_exact,sched.starts_on_every_cpu,sched.work_stealing,sched.affinity,ipc.integrity,user.cpu_setup,user.no_stale_translation"
 kernel_tests "q35x -cpu max -smp 288 (APIC ids > 255)" --machine q35x --cpu max --smp 288 --mem 1G --timeout 900 \
     --append "exo.test=$every_cpu_tests"
-# 420 s: 95-128 s in the runs of 2026-12-06, and each timer-less watcher test's try that
-# forced nothing costs 5 guest seconds, about 20 s here under icount (up to 5 tries each).
+# 420 s: 84-158 s in the runs of 2026-12-06, about 30 s since 2026-12-07 (a yield with nothing
+# to run pauses, which ends the vCPU's round-robin turn; the tests' slack for host luck is a
+# tenth under icount); each timer-less watcher test's try that forced nothing still costs 5
+# guest seconds, about 20 s here under icount (up to 5 tries each).
 kernel_tests "icount q35 -cpu max -smp 4" --mode icount --machine q35 --cpu max --smp 4 --timeout 420
 # virtio-net on a QEMU hub (what one NIC sends, the other receives): PCI through ECAM (q35),
 # PCI through ports 0xCF8 (pc), MMIO (microvm); hub-mixed gives one NIC VIRTIO_F_IN_ORDER
