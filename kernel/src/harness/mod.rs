@@ -43,6 +43,15 @@ pub fn icount() -> bool {
     ICOUNT.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// `ms` of slack a test gives a slow host (a window before what it forces, a wait that must
+/// time out), a tenth of it under icount: no host luck there, the setup takes the same few
+/// milliseconds of guest time every run, and each guest second spent spinning costs several
+/// seconds of host time (until 2026-12-07 the full slack: about 5 s of guest time, 25 s of
+/// host time, in the icount job).
+pub fn slack_ms(ms: u64) -> u64 {
+    if icount() { ms / 10 } else { ms }
+}
+
 /// Runs the job the command line names (`exo.job=boot|test|bench|contended`); never returns.
 pub fn run(state: &crate::boot::BootState) -> ! {
     use crate::boot::cmdline::Job;

@@ -376,21 +376,9 @@ const BESIDE: u64 = 1 << 17;
 /// S sleeps [`FAR_MS`] beyond the watch window ([`watch_window`]) instead of 20 ms.
 const FAR: u64 = 1 << 18;
 /// How far beyond the watch window a far sleeper's deadline lies: time for the test to
-/// set up what it forces before the deadline comes within the window ([`slack_ms`]).
+/// set up what it forces before the deadline comes within the window
+/// ([`crate::harness::slack_ms`]).
 const FAR_MS: u64 = 1000;
-
-/// `ms` of slack for a slow host, a tenth of it under icount (no host luck there: the setup
-/// takes the same few milliseconds of guest time every run, and a try that still forced
-/// nothing is made again as anywhere). Each guest second of these tests, CPUs spinning,
-/// cost 3-6 s of host time under icount (until 2026-12-07 the full slack: 4 s of guest time
-/// in four tests).
-fn slack_ms(ms: u64) -> u64 {
-    if crate::harness::icount() {
-        ms / 10
-    } else {
-        ms
-    }
-}
 
 /// The watch window (`idle::WATCH_SLICES` slices) in TSC ticks.
 fn watch_window() -> u64 {
@@ -416,7 +404,7 @@ fn s_sleeper_body(arg: u64) -> u64 {
     }
     let d = rdtsc()
         + if arg & FAR != 0 {
-            watch_window() + ms(slack_ms(FAR_MS))
+            watch_window() + ms(crate::harness::slack_ms(FAR_MS))
         } else {
             ms(20)
         };
@@ -1234,7 +1222,7 @@ fn behind_idle_woken(_: &BootState) -> TestResult {
 /// before A's deadline, A ran on x before B's and B came back while A spun, `Ok(false)`
 /// if nothing was forced.
 fn behind_idle_try(me: u32, x: u32) -> Result<bool, alloc::string::String> {
-    let a_at = rdtsc() + ms(slack_ms(1000));
+    let a_at = rdtsc() + ms(crate::harness::slack_ms(1000));
     let b_at = a_at + ms(20);
     IA_DEADLINE.store(a_at, Ordering::Release);
     IB_DEADLINE.store(b_at, Ordering::Release);

@@ -433,7 +433,7 @@ static STUCK_STATUS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU
 /// A test thread: the end of the `init` job's reap with a 200 ms grace; the status it saw
 /// for process `pid` goes to [`STUCK_STATUS`].
 fn reap_recording(pid: u64) -> u64 {
-    process::reap_all_with(200, |p, st| {
+    process::reap_all_with(crate::harness::slack_ms(200), |p, st| {
         if p == pid {
             STUCK_STATUS.store(st, core::sync::atomic::Ordering::Release);
         }
@@ -464,7 +464,7 @@ fn reap_all_leaves_stuck(_: &BootState) -> TestResult {
             format!("process {pid} not disowned")
         })?;
         end.arm();
-        let old = process::set_ended_orphan_wait_ms(300);
+        let old = process::set_ended_orphan_wait_ms(crate::harness::slack_ms(300));
         let t = Builder::new().spawn(reap_recording, pid);
         let joined = t.map_err(|x| format!("spawn: {x}")).and_then(|t| {
             crate::harness::join_all(&[t], 30_000).inspect_err(|_| unjoined = Some(t))

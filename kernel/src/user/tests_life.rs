@@ -721,7 +721,7 @@ static LINGERER_STATUS: AtomicU64 = AtomicU64::new(u64::MAX);
 /// A test thread: the end of the `init` job's reap, with a 200 ms grace.
 fn reap_with_short_grace(_: u64) -> u64 {
     let want = LINGERER.load(Ordering::Acquire);
-    process::reap_all_with(200, |pid, st| {
+    process::reap_all_with(crate::harness::slack_ms(200), |pid, st| {
         if pid == want {
             LINGERER_STATUS.store(st, Ordering::Release);
         }
@@ -976,11 +976,12 @@ fn kill_vs_reuse(_: &BootState) -> TestResult {
     })
 }
 
-/// Runs `f` with the reap's join of a process's threads waiting 300 ms instead of its
-/// default (`task::set_join_all_ms`), then puts the default back: the tests below hold a
-/// thread at its end on purpose, and the reap must give up on it soon.
+/// Runs `f` with the reap's join of a process's threads waiting 300 ms (a tenth under
+/// icount: `harness::slack_ms`) instead of its default (`task::set_join_all_ms`), then puts
+/// the default back: the tests below hold a thread at its end on purpose, and the reap must
+/// give up on it soon.
 fn with_short_reap_join<T>(f: impl FnOnce() -> T) -> T {
-    let old = task::set_join_all_ms(300);
+    let old = task::set_join_all_ms(crate::harness::slack_ms(300));
     let r = f();
     task::set_join_all_ms(old);
     r
