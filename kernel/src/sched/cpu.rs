@@ -1247,6 +1247,19 @@ pub fn offers(cpu: u32) -> u64 {
     cpu_sched(cpu).map_or(0, |s| s.offers.load(Ordering::Relaxed))
 }
 
+/// Test support: CPU `cpu`'s wake IPIs sent to it, the preemptions and the deferrals its
+/// wake-up rule made (`CpuSched::wake_ipis`, `wake_preemptions`, `wake_deferrals`), for a
+/// failing test's report.
+pub fn wake_counts(cpu: u32) -> (u64, u64, u64) {
+    cpu_sched(cpu).map_or((0, 0, 0), |s| {
+        (
+            s.wake_ipis.load(Ordering::Relaxed),
+            s.wake_preemptions.load(Ordering::Relaxed),
+            s.wake_deferrals.load(Ordering::Relaxed),
+        )
+    })
+}
+
 /// Test support: how many halted CPUs CPU `cpu` woke for stealable work
 /// (`idle::kick_idle_cpu`).
 pub fn idle_kicks(cpu: u32) -> u64 {

@@ -276,7 +276,11 @@ fn wake_preempt(cs: &CpuSched, preemptible: bool) {
     // below preempts for them, as no slice end will; one others may take is offered.
     let _ = cs.wake_sleepers(now);
     let waits = woken_waits(cs) && !wake_held();
-    let preempt = waits && preemptible && wake_floor_reached(cs, now);
+    // Without a timer nothing would look at a deferred wake-up again (`defer_wake` arms
+    // none): the floor, a throughput rule, gives way to the woken thread, which would
+    // otherwise wait for as long as the running thread runs without passing through its
+    // scheduler (until 2026-12-07 it did: under icount, and in the timer-off tests).
+    let preempt = waits && preemptible && (timer_off() || wake_floor_reached(cs, now));
     if !preempt {
         if waits {
             defer_wake(cs, now);
