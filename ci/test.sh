@@ -199,7 +199,7 @@ loom_ran_models() { # log: every `test result:` line has at least one passed, an
          END { exit !(n == 2 && z == 0) }' "$1"
 }
 loom_models() {
-    local log=$out/loom-models.log b rc=0
+    local log=$out/loom-models.log b p rc=0
     local -a bins=() pids=()
     RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$exo_target/loom" \
         cargo test -p exo-sched -p exo-sync --release --lib --no-run >"$log" 2>&1 || return 1
@@ -211,7 +211,7 @@ loom_models() {
         timeout --kill-after=10 900 "$b" loom_tests --test-threads=1 >"$log.$(basename "$b")" 2>&1 &
         pids+=($!)
     done
-    for b in "${pids[@]}"; do wait "$b" || rc=1; done
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
     for b in "${bins[@]}"; do cat "$log.$(basename "$b")"; done >>"$log"
     [ "$rc" = 0 ] || { grep -E '^(test .* FAILED|---- )' "$log"; return 1; }
     loom_ran_models "$log" || { echo "a loom test binary ran no model (see $log)"; return 1; }

@@ -276,11 +276,7 @@ fn wake_preempt(cs: &CpuSched, preemptible: bool) {
     // below preempts for them, as no slice end will; one others may take is offered.
     let _ = cs.wake_sleepers(now);
     let waits = woken_waits(cs) && !wake_held();
-    // Without a timer nothing would look at a deferred wake-up again (`defer_wake` arms
-    // none): the floor, a throughput rule, gives way to the woken thread, which would
-    // otherwise wait for as long as the running thread runs without passing through its
-    // scheduler (until 2026-12-07 it did: under icount, and in the timer-off tests).
-    let preempt = waits && preemptible && (timer_off() || wake_floor_reached(cs, now));
+    let preempt = waits && preemptible && wake_floor_reached(cs, now);
     if !preempt {
         if waits {
             defer_wake(cs, now);
@@ -349,9 +345,14 @@ fn woken_waits(cs: &CpuSched) -> bool {
 
 /// Whether the thread running on `cs` has run its floor ([`wake_floor`]) at `now`, since it
 /// was switched in (`ran_since`; a direct switch and a pick of the same thread restart it).
+/// Always, without a timer: nothing would look at a deferred wake-up again (`defer_wake`
+/// arms none), so the floor, a throughput rule, gives way to the woken thread, which would
+/// otherwise wait for as long as the running thread runs without passing through its
+/// scheduler (until 2026-12-07 it did: under icount, and in the timer-off tests;
+/// `sched.wake_before_the_floor_preempts_without_a_timer`).
 #[inline(always)]
 fn wake_floor_reached(cs: &CpuSched, now: u64) -> bool {
-    now.saturating_sub(cs.ran_since.load(Ordering::Relaxed)) >= wake_floor()
+    timer_off() || now.saturating_sub(cs.ran_since.load(Ordering::Relaxed)) >= wake_floor()
 }
 
 /// Whether a test holds wake-up preemption off (`hold_wake_preemption`): no wake-up

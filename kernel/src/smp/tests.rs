@@ -782,7 +782,7 @@ fn wait_on_target(s: &BootState) -> TestResult {
 /// reclaim gives them back. Until 2026-12-05 the reclaim waited with the shootdown's
 /// deadline (here until the job's 10 s bound; a job longer than the deadline stopped the
 /// machine).
-fn reclaim_busy_cpu(s: &BootState) -> TestResult {
+fn reclaim_busy_cpu(_: &BootState) -> TestResult {
     use crate::mm::memory;
     use crate::smp::tlb;
     let Some(b) = cpus::online().find(|b| b.hot.cpu_id != 0) else {
@@ -793,9 +793,8 @@ fn reclaim_busy_cpu(s: &BootState) -> TestResult {
     // second of guest time with two CPUs spinning on `pause`, about 40 s of host time (until
     // 2026-12-07 it was: 39 of the icount job's 87 s). No host there can leave a vCPU
     // unscheduled, which is what the longer patience is for.
-    let icount = s.opts.mode == Some(smp_bench::Mode::Icount);
     let reclaim = || {
-        if icount {
+        if crate::harness::icount() {
             tlb::reclaim_kernel_tables_within(tlb::RECLAIM_PATIENCE_MS)
         } else {
             tlb::reclaim_kernel_tables()
