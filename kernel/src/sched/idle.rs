@@ -8,7 +8,7 @@ use super::thread::*;
 use super::wake::*;
 use super::*;
 use crate::smp::cpus::IdleStep;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
 use exo_percpu::IrqGuard;
 use exo_sched::{AtomicMask, Priority, Queue};
@@ -355,23 +355,106 @@ fn recruit_watcher(cs: &CpuSched) {
         return;
     };
     let mut from = cs.cpu.wrapping_add(1);
+    // The CPU found busy by the test switch (`RECRUIT_LOCK_BUSY`), + 1 (0: none).
+    let mut injected = 0;
     for _ in 0..WATCH_RECRUIT_TRIES {
         let Some(w) = m.take_from(from, cs.cpu).and_then(cpu_sched) else {
+            publish_injected(injected, NONE_LEFT);
             return;
         };
         w.watch_at.store(0, Ordering::Relaxed);
-        let marked = w.try_lock();
+        let busy = recruit_lock_busy_now(cs.cpu);
+        let marked = !busy && w.try_lock();
         if marked {
             w.watching.store(true, Ordering::Relaxed);
             w.near_from.store(0, Ordering::Relaxed);
             w.unlock();
         }
         ring(w);
+        if busy {
+            // Nothing after it yet (what comes next, if anything, overwrites this).
+            injected = w.cpu + 1;
+            publish_injected(injected, 0);
+        } else {
+            publish_injected(injected, if marked { w.cpu + 1 } else { SECOND_BUSY });
+        }
         if marked {
             return;
         }
         from = w.cpu.wrapping_add(1);
     }
+}
+
+/// Records what a recruit that consumed [`RECRUIT_LOCK_BUSY`] did (`busy`: the CPU it found
+/// busy + 1; nothing when 0, no switch consumed): [`RECRUIT_INJECTED`], its second word
+/// first. The test reads it once x's spinner, which runs only after the switch that
+/// recruits, has ended: the last word written is there.
+#[cold]
+fn publish_injected(busy: u32, then: u32) {
+    if busy != 0 {
+        RECRUIT_INJECTED.1.store(then, Ordering::Relaxed);
+        RECRUIT_INJECTED.0.store(busy, Ordering::Release);
+    }
+}
+
+/// Test switch: CPU index + 1 whose next watcher recruit finds its first recruit's lock
+/// busy (0: off), as when that CPU's own idle step or switch holds it at that instant: a
+/// corner no test reached by chance (until 2026-12-07 untested). Consumed by that recruit.
+static RECRUIT_LOCK_BUSY: AtomicU32 = AtomicU32::new(0);
+
+/// What the recruit that consumed [`RECRUIT_LOCK_BUSY`] did: the CPU (+ 1) it found busy,
+/// and what it did next: the CPU (+ 1) it marked watching, [`NONE_LEFT`] or [`SECOND_BUSY`]
+/// (0: nothing, which is the defect the switch is there to find).
+static RECRUIT_INJECTED: (AtomicU32, AtomicU32) = (AtomicU32::new(0), AtomicU32::new(0));
+
+/// `RECRUIT_INJECTED.1`: the recruit found no other halted CPU.
+const NONE_LEFT: u32 = u32::MAX;
+/// `RECRUIT_INJECTED.1`: the next halted CPU's lock was busy too (really).
+const SECOND_BUSY: u32 = u32::MAX - 1;
+
+/// What a watcher recruit did after its first recruit's lock was found busy
+/// ([`recruit_lock_busy_for_tests`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum AfterBusy {
+    /// Nothing: no other halted CPU was taken (the defect).
+    Nothing,
+    /// This CPU was taken from the halted mask, marked watching and rung.
+    Marked(u32),
+    /// No other CPU was halted.
+    NoneLeft,
+    /// The next halted CPU's lock was busy too: rung unmarked as well.
+    SecondBusy,
+}
+
+/// Whether this recruit for CPU `cpu`'s sleepers must take its recruit's lock as busy
+/// ([`RECRUIT_LOCK_BUSY`]; consumed). One load when off (a cold path).
+#[inline(always)]
+fn recruit_lock_busy_now(cpu: u32) -> bool {
+    RECRUIT_LOCK_BUSY.load(Ordering::Relaxed) == cpu + 1
+        && RECRUIT_LOCK_BUSY
+            .compare_exchange(cpu + 1, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// Arms (`Some(cpu)`) or disarms (`None`) [`RECRUIT_LOCK_BUSY`] for the next watcher
+/// recruit for CPU `cpu`'s sleepers, and clears what the last one recorded.
+pub(crate) fn recruit_lock_busy_for_tests(cpu: Option<u32>) {
+    RECRUIT_INJECTED.0.store(0, Ordering::Relaxed);
+    RECRUIT_INJECTED.1.store(0, Ordering::Relaxed);
+    RECRUIT_LOCK_BUSY.store(cpu.map_or(0, |c| c + 1), Ordering::Release);
+}
+
+/// What the injected recruit did ([`recruit_lock_busy_for_tests`]): `None` if it has not
+/// come; else the CPU it found busy and what it did next.
+pub(crate) fn recruit_injected() -> Option<(u32, AfterBusy)> {
+    let busy = RECRUIT_INJECTED.0.load(Ordering::Acquire).checked_sub(1)?;
+    let next = match RECRUIT_INJECTED.1.load(Ordering::Acquire) {
+        0 => AfterBusy::Nothing,
+        NONE_LEFT => AfterBusy::NoneLeft,
+        SECOND_BUSY => AfterBusy::SecondBusy,
+        c => AfterBusy::Marked(c - 1),
+    };
+    Some((busy, next))
 }
 
 /// Halted CPUs [`recruit_watcher`] claims at most for one watch (only a recruit whose lock

@@ -425,6 +425,11 @@ ktest!(
     "sched.watcher_claimed_for_work_before_its_look_hands_its_watch_on_without_a_timer",
     watcher_claimed_before_look
 );
+ktest!(
+    Needs::Threads,
+    "sched.watcher_recruit_whose_lock_is_busy_recruits_the_next_without_a_timer",
+    recruit_lock_busy
+);
 
 /// How a [`sleeper_try`] makes CPU x busy while S sleeps there.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -445,6 +450,9 @@ enum Busy {
     /// As `Far`, then the watcher x's busy stretch recruited is given a CPU-bound thread
     /// of its own (G, pinned to it).
     FarHandOn,
+    /// As `AfterSleep`, the first halted CPU x's leave for the spinner recruits found with
+    /// its lock busy (`idle::recruit_lock_busy_for_tests`).
+    RecruitLocked,
 }
 
 /// Spins (busy, so this CPU never halts to watch sleepers itself) until the sleeper is back
@@ -656,6 +664,22 @@ fn watcher_hands_on(_: &BootState) -> TestResult {
     sleeper_test(Busy::FarHandOn)
 }
 
+/// As [`busy_cpu_sleeper`], the first halted CPU that x's leave for the spinner recruits to
+/// watch S found with its lock busy (forced: `idle::recruit_lock_busy_for_tests`), as when
+/// that CPU's own idle step or switch holds it at that instant: it is rung unmarked, and
+/// the next halted CPU must be taken, marked watching and rung, and S come back while the
+/// spinner spins. Until 2026-12-07 no test reached this corner. A try whose recruit found
+/// no second halted CPU (or one whose lock was really busy), or that made no recruit, is
+/// made again, at most 5 times. Needs 4 CPUs (this one busy, x, two halted).
+fn recruit_lock_busy(_: &BootState) -> TestResult {
+    if ncpus() < 4 {
+        return Err(format!(
+            "{SKIP}needs 4 CPUs (this one busy, x, two halted to recruit)"
+        ));
+    }
+    sleeper_test(Busy::RecruitLocked)
+}
+
 /// The frame of the timer-less watcher tests: a skip below 3 CPUs (this one busy, x, a
 /// halted one to watch x); the timer emulated off and the wake-up floor at 1 tick; `try_at`
 /// made at most 5 times on (this CPU, x) until it forced what it tests (`Ok(true)`), a skip
@@ -695,6 +719,10 @@ fn sleeper_test(mode: Busy) -> TestResult {
             "each spinner started only once S was due within the watch \
                             window, or no watcher was found, or G started only after S's \
                             deadline: nothing was forced"
+        }
+        Busy::RecruitLocked => {
+            "each spinner started only after S was due, or x's leave for it recruited \
+                              no watcher, or found no second halted CPU: nothing was forced"
         }
         _ => "each spinner started only after S was due: nothing was forced",
     };
@@ -737,7 +765,7 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
         others_halted(&[me, x])?;
         let arg = u64::from(x)
             | match mode {
-                Busy::AfterSleep => 0,
+                Busy::AfterSleep | Busy::RecruitLocked => 0,
                 Busy::AfterSleepPinned | Busy::IrqsOff => PINNED,
                 Busy::BesideDistant => BESIDE,
                 Busy::Far | Busy::FarHandOn => FAR,
@@ -772,6 +800,9 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
             } else {
                 0
             };
+            if mode == Busy::RecruitLocked {
+                super::idle::recruit_lock_busy_for_tests(Some(x));
+            }
             tids.push(spawn(sp_spinner, irqs_off)?);
         }
         wait_for("the spinner to start", 10_000, || {
@@ -810,6 +841,8 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
         tids.push(d);
     }
     let codes = join_all(&tids, 3 * WINDOW_MS);
+    let recruit = super::idle::recruit_injected();
+    super::idle::recruit_lock_busy_for_tests(None);
     r?;
     let codes = codes?;
     let started = SP_START.load(Ordering::Acquire);
@@ -849,6 +882,28 @@ fn sleeper_try(mode: Busy, me: u32, x: u32) -> Result<bool, alloc::string::Strin
             sleeper_rings() - rings0
         )
     })?;
+    if mode == Busy::RecruitLocked {
+        use super::idle::AfterBusy;
+        let (busy, then) = match recruit {
+            None | Some((_, AfterBusy::NoneLeft | AfterBusy::SecondBusy)) => return Ok(false),
+            Some(r) => r,
+        };
+        let AfterBusy::Marked(next) = then else {
+            return Err(format!(
+                "x's recruit found CPU {busy}'s lock busy and then took no other halted CPU \
+                 ({then:?})"
+            ));
+        };
+        check(
+            next != busy && ![me, x].contains(&next) && ![me, x].contains(&busy),
+            || {
+                format!(
+                    "x's recruit found CPU {busy}'s lock busy, then marked CPU {next} \
+                 (this CPU {me}, x {x})"
+                )
+            },
+        )?;
+    }
     if mode == Busy::IrqsOff {
         let n = IRQS_OFF_RINGS.load(Ordering::Acquire);
         check(n <= 3, || {
