@@ -53,6 +53,10 @@ iprof-spawn func="": build
     mkdir -p out
     IPROF_TITLE="proc.spawn, microvm" scripts/iprof.sh --job init --per 20 --user-elf {{target}}/x86_64-unknown-none/release/exo-ubench --base "exo.init=/ubench exo.init_arg=0x5300000000000000" --probe "exo.init=/ubench exo.init_arg=0x5300000000000014" --svg out/iprof-spawn.svg --mark "325242:Linux posix_spawn" {{ if func != "" { "--annotate '" + func + "'" } else { "" } }}
 
+# Which kernel lines the kernel's own runs execute (TCG, QEMU's translation log): out/kcov/.
+kcov runs="test net init bench" n="4": build initrd
+    scripts/kcov.sh --runs "{{runs}}" --smp {{n}}
+
 # Core-to-core matrix and lock contention (exo.job=contended), with SVG plots in out/.
 bench-contended n="4" mode="tcg" machine="microvm": build
     scripts/bench.sh contended {{mode}} {{n}} {{machine}}

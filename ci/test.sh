@@ -802,6 +802,13 @@ bench_ok "bench suite (tcg) runs, lines parse, report renders" "$bench_out/tcg-b
 scripts/qemu.sh --job contended --machine microvm --cpu max --smp 4 --append "exo.contend_window_ms=5" \
     --log "$bench_out/tcg-contended.log" >/dev/null 2>&1
 bench_ok "contended suite (tcg) runs, lines parse, report renders" "$bench_out/tcg-contended.log" "$bench_out/tcg-contended.csv" $?
+# The coverage tool (scripts/kcov.sh, `just kcov`) on its shortest run: it keeps working
+# (QEMU's translation log and objdump's line table parsed), not a coverage figure to meet.
+log="$bench_out/kcov.log"
+scripts/kcov.sh --runs bench --smp 2 --out "$bench_out/kcov" >"$log" 2>&1
+expect_log "kernel coverage tool (scripts/kcov.sh) runs: report, uncovered lines and chart written" "$log" 0 $? \
+    '^kernel line coverage \(bench, q35 -smp 2\): [1-9][0-9]* of [1-9][0-9]* lines with code ran' \
+    '^ +[0-9.]+% +[0-9]+ / [0-9]+ +kernel/src/sched$' "^kcov: wrote $bench_out/kcov/report.txt"
 log="$bench_out/bench-filter-none.log"
 scripts/qemu.sh --job bench --machine microvm --cpu max --smp 2 --append "exo.bench=no.such.group," --log "$log" >/dev/null 2>&1
 expect_log "exo.bench= that names no group (an empty piece included) is a failure, not an empty suite" "$log" 1 $? \

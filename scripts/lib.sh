@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2034,SC2154 # sourced: $root is the caller's, the variables are for it
 # Sourced by the scripts that build or boot (qemu.sh, run.sh, bench.sh, iprof.sh,
-# mkinitrd.sh, compare-linux.sh, floor-ipc.sh, ci/test.sh): what they must agree on.
+# mkinitrd.sh, compare-linux.sh, floor-ipc.sh, kcov.sh, ci/test.sh): what they must agree on.
 # Needs $root, the repository's root.
 #
 # exo_target: cargo's target folder, absolute: $CARGO_TARGET_DIR when set (a relative one is
@@ -14,3 +14,6 @@ case $exo_target in /*) ;; *) exo_target=$root/$exo_target ;; esac
 # The release kernel and the initrd mkinitrd.sh writes by default.
 exo_kernel=$exo_target/x86_64-unknown-none/release/exo
 exo_initrd=$exo_target/initrd.cpio
+# A QEMU profile's arguments (configs/qemu/$1.args: a machine or a mode), comments dropped,
+# on one line (qemu.sh, kcov.sh).
+qemu_profile() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }

@@ -72,7 +72,6 @@ if [ -n "$log" ]; then
     { mkdir -p "$(dirname "$log")" && : > "$log"; } 2>/dev/null \
         || { echo "qemu.sh: cannot write the log $log" >&2; exit 2; }
 fi
-args() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }
 # The -cpu value for mode $1 and --cpu $2: the model given, else max (host under kvm); kvm
 # adds +invtsc. Until 2026-12-06 kvm's profile hard-coded -cpu host,+invtsc and --cpu was
 # ignored under kvm without a word (found by review).
@@ -174,7 +173,7 @@ case $net in
     *) echo "qemu.sh: --net none|hub|hub-mixed|user|tap-mq" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2046
-cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"
+cmd=(qemu-system-x86_64 $(qemu_profile "$machine") $(qemu_profile "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"
      -kernel "$kernel" "${initrd_arg[@]}" -append "exo.job=$job $extra"
      -serial stdio -display none -monitor "${EXO_QEMU_MONITOR:+pipe:}${EXO_QEMU_MONITOR:-none}" -no-reboot -nodefaults
      -device isa-debug-exit,iobase=0xf4,iosize=0x04 "${net_arg[@]}")

@@ -790,10 +790,21 @@ impl Hoard {
         h
     }
 
-    /// Takes whatever the heap gained since (frames and objects freed meanwhile); returns
-    /// how many it took.
-    pub fn take_rest(&mut self) -> usize {
-        let had = self.count;
+    /// Takes every frame this CPU can get (its cache, then the buddy), and no object: the
+    /// objects the heap holds stay allocatable, as long as no size class needs a new slab
+    /// (a test of what fails when frames run out while small allocations still succeed).
+    pub fn take_frames() -> Hoard {
+        let mut h = Hoard {
+            frames: 0,
+            objects: [0; SizeClass::COUNT],
+            count: 0,
+        };
+        h.take_frames_rest();
+        h
+    }
+
+    /// The frames of [`Hoard::take_rest`].
+    fn take_frames_rest(&mut self) {
         while let Ok(f) = alloc_frame() {
             // SAFETY: the frame was just allocated for us (identity-mapped RAM); its first
             // word links it to the previous one.
@@ -801,6 +812,13 @@ impl Hoard {
             self.frames = f.0 as usize;
             self.count += 1;
         }
+    }
+
+    /// Takes whatever the heap gained since (frames and objects freed meanwhile); returns
+    /// how many it took.
+    pub fn take_rest(&mut self) -> usize {
+        let had = self.count;
+        self.take_frames_rest();
         for c in SizeClass::ALL {
             while let Some(p) = cache::alloc_or_refill(&KernelDepot, c.index()) {
                 // SAFETY: as above, for an object of at least 16 bytes.

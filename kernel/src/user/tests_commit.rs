@@ -58,6 +58,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.commit_region_whose_frames_run_out_gives_everything_back",
+    region_frames_run_out
+);
+ktest!(
+    Needs::Threads,
     "user.commit_full_region_table_charges_nothing",
     full_region_table
 );
@@ -499,6 +504,55 @@ fn full_region_table(_: &BootState) -> TestResult {
                 "the table filled with {stop:?} (want Eagain); a 1 MiB region over the limit then: {big:?} (want Err(Eagain))"
             )
         })
+    })();
+    r?;
+    all_back(g0, f0)
+}
+
+/// A region whose frames run out part-way is `ENOMEM` and gives back all it took: the
+/// frames it had got, the creator's charge and the global one, its table slot. This CPU's
+/// frames are held (`kalloc::Hoard::take_frames`: the heap's objects stay, and the region's
+/// two lists find theirs in this CPU's magazine, filled just before) but for 2, and a
+/// region of 4 pages is asked for. A try whose region was made all the same (frames freed
+/// on this CPU meanwhile) is made again, at most 5 times. Until 2026-12-07 no test ran this
+/// path (`just kcov`: the error arm of `shm::create`'s frame loop).
+fn region_frames_run_out(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    let r: TestResult = (|| {
+        let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+        let (total0, slots0) = (a.account().total(), super::shm::in_use());
+        for _ in 0..5 {
+            // The two lists' objects (4 words each), freed into this CPU's magazine.
+            drop((Vec::<u64>::with_capacity(4), Vec::<u64>::with_capacity(4)));
+            let mut hoard = kalloc::Hoard::take_frames();
+            let left = hoard.release_frames(2);
+            let got = super::shm::create(4 * PAGE, a.account(), 0);
+            drop(hoard);
+            match got {
+                Ok((t, _)) => {
+                    super::shm::release(t); // a frame came back meanwhile: nothing forced
+                    a.account().let_go_region(4);
+                    continue;
+                }
+                Err(e) => {
+                    let (total, slots) = (a.account().total(), super::shm::in_use());
+                    return check(
+                        e == Errno::Enomem && left == 2 && total == total0 && slots == slots0,
+                        || {
+                            format!(
+                                "a 4-page region with {left} frames to be had: {e:?} (want \
+                                 Enomem); the creator's charge {total0} -> {total}, regions \
+                                 in use {slots0} -> {slots}"
+                            )
+                        },
+                    );
+                }
+            }
+        }
+        Err(format!(
+            "{SKIP}5 tries, each region got its 4 frames: nothing was forced"
+        ))
     })();
     r?;
     all_back(g0, f0)

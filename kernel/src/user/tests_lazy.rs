@@ -66,6 +66,11 @@ ktest!(
     "user.mmap_lazy_pages_come_at_first_touch_and_are_charged_at_the_call",
     mmap_lazy
 );
+ktest!(
+    Needs::Threads,
+    "user.lazy_fault_without_memory_kills_only_the_process",
+    lazy_fault_without_memory
+);
 
 const PAGE: u64 = 4096;
 
@@ -715,4 +720,115 @@ fn mmap_lazy(_: &BootState) -> TestResult {
     })?;
     drop(resident); // a heap object of its own
     free_frames_back(before)
+}
+
+/// How a [`lazy_fault_without_memory`] try ended: the process's status, or the wait's error
+/// (kept raw: nothing is formatted while the heap is held empty).
+fn oom_try(
+    start: impl FnOnce() -> Result<u64, String>,
+    ready: u64,
+    go: u64,
+) -> Result<Result<u64, super::syscall::Errno>, String> {
+    let pid = start()?;
+    let seen = wait_for("the program's ready word", 30_000, || {
+        word_of(pid, ready) == Some(1)
+    });
+    if let Err(e) = seen {
+        let _ = put_word(pid, go, 1);
+        let _ = wait(pid);
+        return Err(e);
+    }
+    crate::harness::drain_all()?;
+    let hoard = crate::mm::kalloc::Hoard::take_all();
+    let went = put_word(pid, go, 1);
+    let status = process::wait_until(pid, exo_arch::tsc::rdtsc() + ms(30_000));
+    drop(hoard);
+    went?;
+    Ok(status)
+}
+
+/// A demand-zero page touched when no frame can be had kills only its process: from ring 3
+/// ([`PROG`] mode 3: two threads read a stack page nobody touched yet) and from a system
+/// call's copy into one ([`MMAP_PROG`] mode 0: `clock_gettime` into page 12 of its lazy
+/// map), each with the heap held empty (`Hoard`) from the go on. Status `0x10e` (killed by
+/// #PF, the reason `no memory for a demand-zero page`), and once memory is back every
+/// frame and object is back. Both processes run pinned to this CPU, whose caches the hoard
+/// emptied, so the fault finds no frame; a try whose fault found one anyway (freed on this
+/// CPU meanwhile: the program then ends 0) is made again, at most 5 times. Until 2026-12-07
+/// neither path ran in any test (`just kcov`: `fault_end`'s `NO_DEMAND_FRAME` and
+/// `no_demand_frame`).
+fn lazy_fault_without_memory(_: &BootState) -> TestResult {
+    let me = sched::this_cpu();
+    let pinned = || Builder::new().pin(me);
+    let ring3 = || {
+        process::spawn_image("lazy", &elf_of(&PROG), 3, pinned(), None)
+            .map_err(|e| format!("spawn of mode 3: {e:?}"))
+    };
+    let copy = || {
+        process::spawn_image("lazymap", &elf_of(&MMAP_PROG), 0, pinned(), None)
+            .map_err(|e| format!("spawn of mmap mode 0: {e:?}"))
+    };
+    // Warm-ups with memory: both end 0.
+    for (what, r) in [
+        ("mode 3", oom_try_with_memory(ring3, M3_READY, M3_GO)),
+        ("mmap mode 0", oom_try_with_memory(copy, MM_READY, MM_GO)),
+    ] {
+        let s = r?;
+        check(s == 0, || {
+            format!("warm-up run of {what} ended with {s:#x}")
+        })?;
+    }
+    for (from_ring3, what, ready, go) in [
+        (true, "a read from ring 3 (PROG mode 3)", M3_READY, M3_GO),
+        (
+            false,
+            "clock_gettime's copy into it (MMAP_PROG mode 0)",
+            MM_READY,
+            MM_GO,
+        ),
+    ] {
+        let start = || if from_ring3 { ring3() } else { copy() };
+        let mut forced = false;
+        for _ in 0..5 {
+            let before = free_frames()?;
+            let status = oom_try(start, ready, go)?
+                .map_err(|e| format!("wait for the process of {what}: {e:?}"))?;
+            free_frames_back(before)?;
+            if status == 0 {
+                continue; // the fault found a frame after all: nothing forced
+            }
+            check(status == 0x100 + 14, || {
+                format!(
+                    "the process whose demand-zero page was touched by {what} with no \
+                     memory ended with {status:#x} (want 0x10e, killed by #PF)"
+                )
+            })?;
+            forced = true;
+            break;
+        }
+        if !forced {
+            return Err(format!(
+                "{}5 tries of {what}, the fault found a frame each time: nothing forced",
+                crate::harness::SKIP
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// [`oom_try`]'s run with memory: the status.
+fn oom_try_with_memory(
+    start: impl FnOnce() -> Result<u64, String>,
+    ready: u64,
+    go: u64,
+) -> Result<u64, String> {
+    let pid = start()?;
+    let seen = wait_for("the program's ready word", 30_000, || {
+        word_of(pid, ready) == Some(1)
+    });
+    let went = put_word(pid, go, 1);
+    let status = wait(pid)?;
+    seen?;
+    went?;
+    Ok(status)
 }
