@@ -182,6 +182,10 @@ pub fn set_take_list_cap(n: usize) -> usize {
 }
 
 /// Whether list `v` of a `take` batch has room for `k` more entries (grown if it can be).
+/// Pages a take freed on their own, its lists having no room even when emptied (no memory
+/// for their first entries), for tests.
+pub static TAKES_UNLISTED: AtomicU64 = AtomicU64::new(0);
+
 fn room(v: &mut alloc::vec::Vec<u64>, k: usize) -> bool {
     #[cfg(debug_assertions)]
     {
@@ -544,6 +548,7 @@ impl AddressSpace {
                     if full(&mut frames, &mut tables) {
                         // Lists that never had room (no memory for their first entries):
                         // this page's frames go now (shot down already).
+                        TAKES_UNLISTED.fetch_add(1, Ordering::Relaxed);
                         super::futex::frames_gone(pa.as_slice());
                         pa.into_iter().chain(emptied).for_each(|f| {
                             gone += 1;

@@ -83,6 +83,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.aspace_unmap_without_memory_for_its_lists_frees_page_by_page",
+    unmap_without_memory
+);
+ktest!(
+    Needs::Threads,
     "user.aspace_huge_unmap_shoots_down_once_per_batch",
     batched_unmap
 );
@@ -1276,4 +1281,50 @@ fn initrd_kept(_: &BootState) -> TestResult {
         })?;
     }
     Ok(())
+}
+
+/// An unmap when no memory is left for its lists (the heap held empty: `kalloc::Hoard`)
+/// still unmaps every page and gives back every frame and charge: its lists never have
+/// room, so each page is shot down and freed on its own (`AddressSpace::take_with`, counted
+/// by `TAKES_UNLISTED`). Until 2026-12-07 no test ran this path (`just kcov`).
+fn unmap_without_memory(_: &BootState) -> TestResult {
+    use crate::mm::commit;
+    const P: u64 = 4096;
+    const PAGES: u64 = 8;
+    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+    // A first round warms the allocator and leaves the space its spare tables.
+    a.map(Some(PAGE_VA), PAGES * P, true, false)
+        .map_err(|e| format!("warm-up map: {e}"))?;
+    a.unmap(PAGE_VA, PAGES * P)
+        .map_err(|e| format!("warm-up unmap: {e}"))?;
+    let (f0, g0, c0) = (
+        crate::harness::free_frames()?,
+        commit::charged(),
+        a.account().total(),
+    );
+    a.map(Some(PAGE_VA), PAGES * P, true, false)
+        .map_err(|e| format!("map: {e}"))?;
+    crate::harness::drain_all()?;
+    let unlisted = super::aspace::TAKES_UNLISTED.load(Ordering::Relaxed);
+    let hoard = crate::mm::kalloc::Hoard::take_all();
+    let gone = a.unmap(PAGE_VA, PAGES * P);
+    let alone = super::aspace::TAKES_UNLISTED.load(Ordering::Relaxed) - unlisted;
+    drop(hoard);
+    let gone = gone.map_err(|e| format!("unmap with the heap empty: {e}"))?;
+    let (f1, g1, c1) = (
+        crate::harness::free_frames()?,
+        commit::charged(),
+        a.account().total(),
+    );
+    check(
+        gone == PAGES && a.pages() == 0 && alone >= 1 && (f1, g1, c1) == (f0, g0, c0),
+        || {
+            format!(
+                "unmap of {PAGES} pages with the heap empty: {gone} unmapped ({} left), {alone} \
+                 freed on their own (want at least 1); (free frames, objects) {f0:?} -> {f1:?}, \
+                 global charge {g0} -> {g1}, the space's {c0} -> {c1}",
+                a.pages()
+            )
+        },
+    )
 }
