@@ -100,13 +100,19 @@ fn start_futex_role(bits: u64) -> Result<(EpRef, u64), String> {
     }
 }
 
-/// The role process's end ([`process::wait_until`]): 60 s at most, then `ETIMEDOUT` with the
-/// futex lists, the end hold and the scheduler of every CPU printed. Until 2026-12-07 these
-/// tests waited without a deadline, and a role process that never ended held the whole test
-/// job until its timeout with no line to read (seen once, CI of 2026-12-07, in
-/// `user.futex_shared_wake_taken_by_a_dying_waiter_is_passed_on` at q35 -smp 2; not
-/// reproduced in 23 runs of the whole job and 27 of the `user.` tests there).
-fn wait_role(pid: u64) -> Result<u64, Errno> {
+/// The role process's end: ended first when the test `failed` (its main thread may wait in
+/// an IPC call the test will never answer), then waited for ([`process::wait_until`]) 60 s
+/// at most, and at that deadline `ETIMEDOUT` with the futex lists, the end hold and the
+/// scheduler of every CPU printed. Until 2026-12-07 these tests waited without a deadline,
+/// and most of them ended the process only on their success path: a failed check left it
+/// in its call and held the whole test job until its timeout with no line to read (seen
+/// once, CI of 2026-12-07, in `user.futex_shared_wake_taken_by_a_dying_waiter_is_passed_on`
+/// at q35 -smp 2, which then failed some check, unknown; not reproduced in 23 runs of the
+/// whole job and 27 of the `user.` tests there).
+fn wait_role(pid: u64, failed: bool) -> Result<u64, Errno> {
+    if failed {
+        process::end_process(pid, 9);
+    }
     let r = process::wait_until(pid, rdtsc() + ms(60_000));
     if r == Err(Errno::Etimedout) {
         crate::kprintln!(
@@ -148,7 +154,7 @@ fn futex_gone(_: &BootState) -> TestResult {
             )
         })
     })();
-    let status = wait_role(pid);
+    let status = wait_role(pid, r.is_err());
     let _ = ipc::destroy(e);
     r?;
     check(status == Ok(0), || {
@@ -194,7 +200,7 @@ fn futex_rekey(_: &BootState) -> TestResult {
         })
     })();
     hold.release();
-    let status = wait_role(pid);
+    let status = wait_role(pid, r.is_err());
     let _ = ipc::destroy(e);
     r?;
     check(status == Ok(7), || {
@@ -255,7 +261,7 @@ fn futex_lost_frame_wake(_: &BootState) -> TestResult {
         })
     })();
     release();
-    let status = wait_role(pid);
+    let status = wait_role(pid, r.is_err());
     let _ = ipc::destroy(e);
     r?;
     check(status == Ok(7), || {
@@ -313,7 +319,7 @@ fn at_listed_hold(at_hold: impl FnOnce(u64) -> TestResult) -> Result<Result<u64,
         r
     })();
     hold.release();
-    let status = wait_role(pid);
+    let status = wait_role(pid, r.is_err());
     let _ = ipc::destroy(e);
     r?;
     Ok(status)
@@ -352,7 +358,7 @@ fn futex_dying_waiter_passes_on(_: &BootState) -> TestResult {
     })();
     end.release();
     let _ = ipc::destroy(e);
-    let status = wait_role(pid);
+    let status = wait_role(pid, r.is_err());
     r?;
     check(status.is_ok(), || format!("process status {status:?}"))
 }
@@ -408,10 +414,7 @@ fn futex_fifo(_: &BootState) -> TestResult {
         }
         ipc::reply(&Msg::default()).map_err(|x| format!("reply: {x}"))
     })();
-    if r.is_err() {
-        process::end_process(pid, 9);
-    }
-    let status = wait_role(pid);
+    let status = wait_role(pid, r.is_err());
     let _ = ipc::destroy(e);
     r?;
     check(status == Ok(0), || {
