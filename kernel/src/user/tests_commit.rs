@@ -10,6 +10,7 @@
 use super::aspace::{AddressSpace, VmError};
 use super::process;
 use super::syscall::Errno;
+use super::tests_ipc::wait_bounded;
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, free_frames, ms};
 use crate::ktest;
@@ -582,7 +583,7 @@ fn threads_charged(_: &BootState) -> TestResult {
                     format!("spawn of /threads: {e:?}")
                 }
             })?;
-        let status = process::wait(pid);
+        let status = wait_bounded(pid);
         check(matches!(status, Ok(n) if (1..63).contains(&n)), || {
             format!(
                 "/threads ended with {status:?} (want Ok(n), n < 63 threads started before ENOMEM; 200: the thread limit came first, kernel stacks not charged)"
@@ -641,7 +642,7 @@ fn ended_keeps_root(_: &BootState) -> TestResult {
     let settled = ended.is_ok()
         && crate::harness::wait_for("its charge to settle", 30_000, || total() == Some(1)).is_ok();
     let left = total();
-    let status = process::wait(pid);
+    let status = wait_bounded(pid);
     check(
         matches!(kept, Some((Ok(1), before, after)) if after > before),
         || {

@@ -235,6 +235,19 @@ pub(super) fn insert(
         .map_err(|e| format!("insert: {e}"))
 }
 
+/// A test's wait for the end of process `pid` ([`process::wait_until`]), 120 s at most: at
+/// that deadline `ETIMEDOUT`, with an `INFO,user-test,...` line and the scheduler of every
+/// CPU printed. The user tests' waits had no deadline until 2026-12-07: a process that
+/// never ended held the whole test job until its timeout with no line to read.
+pub(super) fn wait_bounded(pid: u64) -> Result<u64, super::syscall::Errno> {
+    let r = process::wait_until(pid, exo_arch::tsc::rdtsc() + crate::harness::ms(120_000));
+    if r == Err(super::syscall::Errno::Etimedout) {
+        crate::kprintln!("INFO,user-test,process {pid} did not end within 120 s");
+        crate::sched::dump();
+    }
+    r
+}
+
 /// Polls `cond` (yielding) for up to `limit_ms`; whether it held.
 pub(super) fn until(limit_ms: u64, cond: impl Fn() -> bool) -> bool {
     crate::harness::wait_for("a test condition", limit_ms, cond).is_ok()
@@ -340,7 +353,7 @@ fn kill_round(how: u64, cpu: u32) -> TestResult {
     // `wait` joins the process's threads: their IPC state is settled (a thread counts as
     // ended before its exit hook has withdrawn its call), then the peer answers.
     let status = if process::ended(pid) != Some(false) {
-        process::wait(pid).map_err(|x| format!("{x:?}"))
+        wait_bounded(pid).map_err(|x| format!("{x:?}"))
     } else {
         Err("still running".into())
     };
@@ -939,7 +952,7 @@ fn parked_handle_reply(_: &BootState) -> TestResult {
         ipc::recv(e2, rdtsc() + ms(30_000)).map_err(|x| format!("sync call: {x}"))?;
         ipc::reply(&Msg::default()).map_err(|x| format!("sync reply: {x}"))?;
         let replied = join_all(&[peer], 30_000)?[0];
-        let status = process::wait(pid);
+        let status = wait_bounded(pid);
         check(replied == 0 && status == Ok(KILL_CODE), || {
             format!("replier {replied} (0: replied; 1: no call; 10+errno), process {status:?}")
         })
@@ -1036,7 +1049,7 @@ fn parked_resumes_counting_no_lock(_: &BootState) -> TestResult {
             MAP_HOLD.release();
             process::end_process(pid, KILL_CODE);
         }
-        let status = process::wait(pid);
+        let status = wait_bounded(pid);
         let step = step?;
         check(step == 0 && status == Ok(0), || {
             format!(

@@ -11,6 +11,7 @@ use super::process::{
 };
 use super::syscall::Errno;
 use super::task::{self, FINISH_HOLD, JOIN_HOLD, JoinError, START_HOLD};
+use super::tests_ipc::wait_bounded;
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, free_frames, join_all, ms, wait_for};
 use crate::ktest;
@@ -166,7 +167,7 @@ fn failing_spawner(_: u64) -> u64 {
 
 /// A test thread: waits for process `pid`; its status or `ERR + errno`.
 fn waiter(pid: u64) -> u64 {
-    code(process::wait(pid))
+    code(wait_bounded(pid))
 }
 
 /// A test thread: joins thread `tid` as a thread of process `tid`; its code, or `ERR` plus
@@ -190,7 +191,7 @@ fn warm() -> TestResult {
     process::prepare();
     for (path, arg) in [("/empty", 0), ("/threads", 0)] {
         let pid = spawn(path, arg)?;
-        let s = process::wait(pid);
+        let s = wait_bounded(pid);
         check(s == Ok(0), || format!("{path}: {s:?}"))?;
     }
     Ok(())
@@ -285,7 +286,7 @@ fn reap_vs_setup(_: &BootState) -> TestResult {
             .map_err(|e| format!("spawn: {e}"))?;
         reached(&SPAWN_HOLD, "the spawn")?;
         let claimed = task::holder_of_slot(p + 1);
-        let sp = process::wait(p);
+        let sp = wait_bounded(p);
         let kept = task::holder_of_slot(p + 1);
         SPAWN_HOLD.release();
         let n = join_all(&[a], 30_000)?[0];
@@ -309,7 +310,7 @@ fn reap_vs_setup(_: &BootState) -> TestResult {
                 task::exists(n)
             )
         })?;
-        let sn = process::wait(n);
+        let sn = wait_bounded(n);
         check(sn == Ok(0), || format!("process {n}: {sn:?}"))
     })
 }
@@ -327,7 +328,7 @@ fn join_vs_reuse(_: &BootState) -> TestResult {
                 "the join of thread {p} gave {joined:#x} (want no such thread): it joined thread {n} of process {n}, which took the slot"
             )
         })?;
-        let sn = process::wait(n);
+        let sn = wait_bounded(n);
         check(sn == Ok(0), || format!("process {n}: {sn:?}"))
     })
 }
@@ -348,7 +349,7 @@ fn across_reuse(
         .spawn(held, c)
         .map_err(|e| format!("spawn: {e}"))?;
     reached(h, what)?;
-    let sc = process::wait(c);
+    let sc = wait_bounded(c);
     task::skip_ids_to_slot_of(c);
     let n = spawn("/empty", 0)?;
     h.release();
@@ -385,8 +386,8 @@ fn orphan_reap_vs_reuse(_: &BootState) -> TestResult {
             n % MAX_PROCS as u64 == o % MAX_PROCS as u64 && m < ERR,
             || format!("process {n} is not in the slot of {o}; the held spawn: {m:#x}"),
         )?;
-        let sn = process::wait(n);
-        let sm = process::wait(m);
+        let sn = wait_bounded(n);
+        let sm = wait_bounded(m);
         check(sn == Ok(0) && sm == Ok(0), || {
             format!(
                 "process {n} (in the orphan {o}'s slot): {sn:?} (ECHILD: the held orphan reap took it); process {m}: {sm:?}"
@@ -407,7 +408,7 @@ fn orphan_reap_vs_reuse(_: &BootState) -> TestResult {
 fn wait_vs_reuse(_: &BootState) -> TestResult {
     forced(&WAIT_HOLD, || {
         let (c, n, held) = across_reuse(&WAIT_HOLD, "the wait", waiter)?;
-        let sn = process::wait(n);
+        let sn = wait_bounded(n);
         check(held == ERR + Errno::Echild as u64 && sn == Ok(0), || {
             format!(
                 "the held wait for {c} gave {held:#x} (want ECHILD); process {n}, in its slot: {sn:?}"
@@ -493,7 +494,7 @@ fn joinable_at_once(_: &BootState) -> TestResult {
             format!("the held spawn gave {spawned:#x}, not process {pid}")
         })?;
         ended?;
-        let status = process::wait(pid);
+        let status = wait_bounded(pid);
         check(status == Ok(9), || {
             format!(
                 "/threads case 4 ended with {status:?} while its spawn was held (want 9; 7 or \
@@ -594,7 +595,7 @@ fn spawn_with_one_frame(_: u64) -> u64 {
     match r {
         Err(Errno::Enomem) => 0,
         Ok(pid) => {
-            let _ = process::wait(pid);
+            let _ = wait_bounded(pid);
             1
         }
         Err(_) => 2,
@@ -680,7 +681,7 @@ fn memory_at_end(_: &BootState) -> TestResult {
             process::with_space_of(pid, |a| a.pages()) == Some(0)
         })?;
         let ended = free_frames()?;
-        let status = process::wait(pid);
+        let status = wait_bounded(pid);
         let waited = free_frames()?;
         let at_wait = waited.0.saturating_sub(ended.0);
         check(status == Ok(0) && at_wait < PAGES, || {
@@ -796,7 +797,7 @@ fn reap_all_vs_reuse(_: &BootState) -> TestResult {
         let reaped = join_all(&[r], 30_000)?[0];
         let left = process::ended(n);
         if left.is_some() {
-            let _ = process::wait(n);
+            let _ = wait_bounded(n);
         }
         check(
             n % MAX_PROCS as u64 == o % MAX_PROCS as u64 && left.is_none(),
@@ -822,7 +823,7 @@ fn kick_after_last_check(_: &BootState) -> TestResult {
     process::KILL_AFTER_CHECK.store(true, Ordering::Relaxed);
     crate::console::capture_start();
     let r =
-        spawn("/hello", 2).and_then(|pid| process::wait(pid).map_err(|e| format!("wait: {e:?}")));
+        spawn("/hello", 2).and_then(|pid| wait_bounded(pid).map_err(|e| format!("wait: {e:?}")));
     let cap = crate::console::capture_stop(|c| c.to_vec());
     let armed = process::KILL_AFTER_CHECK.swap(false, Ordering::Relaxed);
     let status = r?;
@@ -1001,7 +1002,7 @@ fn wait_vs_late_end(_: &BootState) -> TestResult {
         FINISH_HOLD.arm();
         let pid = spawn("/empty", 0)?;
         reached(&FINISH_HOLD, "/empty's end")?;
-        let status = with_short_reap_join(|| process::wait(pid));
+        let status = with_short_reap_join(|| wait_bounded(pid));
         let kept = process::retry_stranded();
         let recorded = process::ended(pid);
         let killed = (process::kill_child(pid, 0), process::kill_child(pid, 9));
@@ -1037,7 +1038,7 @@ fn kill_vs_stranded_retry(_: &BootState) -> TestResult {
         FINISH_HOLD.arm();
         let pid = spawn("/empty", 0)?;
         reached(&FINISH_HOLD, "/empty's end")?;
-        let status = with_short_reap_join(|| process::wait(pid));
+        let status = with_short_reap_join(|| wait_bounded(pid));
         STRANDED_HOLD.arm();
         let r = Builder::new().spawn(stranded_retrier, 0);
         let held = r.is_ok() && reached(&STRANDED_HOLD, "a retry of the kept process").is_ok();

@@ -20,6 +20,7 @@ use super::process::{self, MAX_PROCS};
 use super::shm::MAX_REGIONS;
 use super::syscall::Errno;
 use super::task::{self, MAX_TASKS};
+use super::tests_ipc::wait_bounded;
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, ms, wait_for};
 use crate::ipc::{self, EpRef, HandleTable, MAX_ENDPOINTS, Msg, Rights};
@@ -292,7 +293,7 @@ fn top_share(_: &BootState) -> TestResult {
             end,
         );
         let held = limits::usage(pid);
-        let status = process::wait(pid);
+        let status = wait_bounded(pid);
         check(status == Ok(0), || format!("/hog's check: {status:x?}"))?;
         ended.map_err(|e| {
             format!("{e}: its account {held:?} (want its slot and thread record of {TOP:?})")
