@@ -4,7 +4,8 @@
 #
 #   scripts/kcov.sh [--smp N] [--machine M] [--runs "test net init bench"] [--out DIR] [--top K]
 #
-# Boots the release kernel once per run under TCG with `-d in_asm` (runs: `test`, the kernel
+# Boots the release kernel once per run under TCG through qemu.sh with its translation log
+# (`EXO_QEMU_TRACE`: `-d in_asm`) read from a FIFO (runs: `test`, the kernel
 # tests with the initrd; `net`, the `net.` and `pci.` tests on two virtio-net NICs on a QEMU
 # hub; `init`, /init with its fault, thread, IPC, fuzzer (2k calls per CPU), fake-nginx and
 # watchdog suites (`exo.init_arg=0x2000000f5`); `bench`, the single-CPU benchmark suite;
@@ -48,38 +49,31 @@ mkdir -p "$out"
 work=$(mktemp -d /tmp/kcov.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-# One logged run: $1 its name (above). Its distinct translated addresses go to
+# One logged run: $1 its name (above), booted by qemu.sh with its translation log
+# ($EXO_QEMU_TRACE) read from a FIFO. Its distinct translated addresses go to
 # $work/$1.addrs.
 logged() {
-    local run=$1 fifo="$work/$1.fifo" rd=(-initrd "$exo_initrd") net=() job rc=0
+    local run=$1 fifo="$work/$1.fifo" opts=(--initrd "$exo_initrd") job=test append="" rc=0
     case $run in
-        test) job="exo.job=test" ;;
-        net) job="exo.job=test exo.test=net.,pci."
-             local nic=virtio-net-pci
-             [ "${machine%-noacpi}" = microvm ] && nic=virtio-net-device \
-                 && net=(-global virtio-mmio.force-legacy=false)
-             for i in 0 1; do
-                 net+=(-netdev "hubport,id=hp$i,hubid=0" -device "$nic,netdev=hp$i,mac=52:54:00:12:34:0$((i + 1))")
-             done ;;
-        init) job="exo.job=init exo.init_arg=0x2000000f5" ;;
-        bench) job="exo.job=bench"; rd=() ;;
+        test) ;;
+        net) append="exo.test=net.,pci."; opts+=(--net hub) ;;
+        init) job=init; append="exo.init_arg=0x2000000f5" ;;
+        bench) job=bench; opts=() ;;
         *) echo "kcov.sh: unknown run $run (test, net, init, bench)" >&2; exit 2 ;;
     esac
-    [ ${#rd[@]} = 0 ] || [ -f "$exo_initrd" ] || { echo "kcov.sh: no initrd (scripts/mkinitrd.sh)" >&2; exit 2; }
+    [ ${#opts[@]} = 0 ] || [ -f "$exo_initrd" ] || { echo "kcov.sh: no initrd (scripts/mkinitrd.sh)" >&2; exit 2; }
     mkfifo "$fifo"
     awk '/^0x[0-9a-f]+:/ { a = substr($1, 1, length($1) - 1); if (!(a in s)) { s[a] = 1; print a } }' \
         "$fifo" > "$work/$run.addrs" &
     local agg=$! start=$SECONDS
-    # shellcheck disable=SC2046
-    timeout 1800 qemu-system-x86_64 $(qemu_profile "$machine") $(qemu_profile tcg) -cpu max -smp "$smp" -m 512M \
-        -kernel "$kernel" "${rd[@]}" -append "$job" -serial "file:$work/$run.serial" \
-        -display none -monitor none -no-reboot -nodefaults \
-        -device isa-debug-exit,iobase=0xf4,iosize=0x04 "${net[@]}" -d in_asm -D "$fifo" || rc=$?
+    EXO_QEMU_TRACE=$fifo scripts/qemu.sh --kernel "$kernel" --machine "$machine" --mode tcg --smp "$smp" \
+        --job "$job" --append "$append" "${opts[@]}" --log "$work/$run.serial" --timeout 1800 \
+        >/dev/null 2>"$work/$run.err" || rc=$?
     wait "$agg"
-    # isa-debug-exit: 33 is the kernel's success. A failed run's coverage still counts.
-    if [ "$rc" != 33 ]; then
-        echo "kcov.sh: warning: the $run run ended with $rc (not the kernel's success); its coverage is kept" >&2
-        tail -3 "$work/$run.serial" >&2
+    # A failed run's coverage still counts.
+    if [ "$rc" != 0 ]; then
+        echo "kcov.sh: warning: the $run run did not end in the kernel's success (qemu.sh exit $rc); its coverage is kept" >&2
+        tail -3 "$work/$run.serial" "$work/$run.err" >&2
     fi
     echo "kcov: $run run: $(wc -l < "$work/$run.addrs") distinct addresses, $((SECONDS - start)) s" >&2
 }

@@ -14,6 +14,3 @@ case $exo_target in /*) ;; *) exo_target=$root/$exo_target ;; esac
 # The release kernel and the initrd mkinitrd.sh writes by default.
 exo_kernel=$exo_target/x86_64-unknown-none/release/exo
 exo_initrd=$exo_target/initrd.cpio
-# A QEMU profile's arguments (configs/qemu/$1.args: a machine or a mode), comments dropped,
-# on one line (qemu.sh, kcov.sh).
-qemu_profile() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }

@@ -26,6 +26,8 @@
 # $EXO_QEMU_MONITOR=PATH: the QEMU monitor on the FIFOs PATH.in and PATH.out (made by the
 # caller with mkfifo; e.g. `echo "mce 1 1 0xb600000000000000 0x5 0x1000 0" > PATH.in`
 # injects a machine check on CPU 1). Without it, no monitor.
+# $EXO_QEMU_TRACE=PATH: QEMU's translation log (`-d in_asm`: each block of guest code once,
+# as it is translated) written to PATH (a FIFO works; scripts/kcov.sh reads one).
 # Exit status: 0 when the kernel reported success (QEMU exit 33), 1 when it reported failure
 # (QEMU exit 35), 2 for anything else (triple fault exits 0, timeout, QEMU error).
 set -uo pipefail
@@ -72,6 +74,7 @@ if [ -n "$log" ]; then
     { mkdir -p "$(dirname "$log")" && : > "$log"; } 2>/dev/null \
         || { echo "qemu.sh: cannot write the log $log" >&2; exit 2; }
 fi
+args() { grep -v '^#' "$root/configs/qemu/$1.args" | tr '\n' ' '; }
 # The -cpu value for mode $1 and --cpu $2: the model given, else max (host under kvm); kvm
 # adds +invtsc. Until 2026-12-06 kvm's profile hard-coded -cpu host,+invtsc and --cpu was
 # ignored under kvm without a word (found by review).
@@ -173,10 +176,11 @@ case $net in
     *) echo "qemu.sh: --net none|hub|hub-mixed|user|tap-mq" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2046
-cmd=(qemu-system-x86_64 $(qemu_profile "$machine") $(qemu_profile "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"
+cmd=(qemu-system-x86_64 $(args "$machine") $(args "$mode") "${cpu_arg[@]}" -smp "$smp" -m "$mem"
      -kernel "$kernel" "${initrd_arg[@]}" -append "exo.job=$job $extra"
      -serial stdio -display none -monitor "${EXO_QEMU_MONITOR:+pipe:}${EXO_QEMU_MONITOR:-none}" -no-reboot -nodefaults
-     -device isa-debug-exit,iobase=0xf4,iosize=0x04 "${net_arg[@]}")
+     -device isa-debug-exit,iobase=0xf4,iosize=0x04 "${net_arg[@]}"
+     ${EXO_QEMU_TRACE:+-d in_asm -D "$EXO_QEMU_TRACE"})
 [ -n "${EXO_QEMU_VERBOSE:-}" ] && echo "+ ${cmd[*]}" >&2
 # The UART sends CRLF; logs and pipes get plain LF lines.
 if [ -n "$log" ]; then

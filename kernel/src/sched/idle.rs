@@ -388,8 +388,9 @@ fn recruit_watcher(cs: &CpuSched) {
 /// Records what a recruit that consumed [`RECRUIT_LOCK_BUSY`] did (`busy`: the CPU it found
 /// busy + 1; nothing when 0, no switch consumed): [`RECRUIT_INJECTED`], its second word
 /// first. The test reads it once x's spinner, which runs only after the switch that
-/// recruits, has ended: the last word written is there.
-#[cold]
+/// recruits, has ended: the last word written is there. Inlined: without the switch it is
+/// one test of a register in the recruit's loop, not a call.
+#[inline(always)]
 fn publish_injected(busy: u32, then: u32) {
     if busy != 0 {
         RECRUIT_INJECTED.1.store(then, Ordering::Relaxed);

@@ -181,11 +181,11 @@ pub fn set_take_list_cap(n: usize) -> usize {
     TAKE_LIST_CAP.swap(n, Ordering::Relaxed)
 }
 
-/// Whether list `v` of a `take` batch has room for `k` more entries (grown if it can be).
 /// Pages a take freed on their own, its lists having no room even when emptied (no memory
 /// for their first entries), for tests.
 pub static TAKES_UNLISTED: AtomicU64 = AtomicU64::new(0);
 
+/// Whether list `v` of a `take` batch has room for `k` more entries (grown if it can be).
 fn room(v: &mut alloc::vec::Vec<u64>, k: usize) -> bool {
     #[cfg(debug_assertions)]
     {

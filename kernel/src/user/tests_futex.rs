@@ -7,7 +7,7 @@
 
 use super::process;
 use super::syscall::Errno;
-use super::tests_ipc::{create, insert, until};
+use super::tests_ipc::{create, insert, until, wait_within};
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, ms};
 use crate::ipc::{self, EpRef, HandleTable, Msg, Rights};
@@ -113,18 +113,15 @@ fn wait_role(pid: u64, failed: bool) -> Result<u64, Errno> {
     if failed {
         process::end_process(pid, 9);
     }
-    let r = process::wait_until(pid, rdtsc() + ms(60_000));
-    if r == Err(Errno::Etimedout) {
+    wait_within(pid, 60_000, || {
         crate::kprintln!(
-            "INFO,futex-test,process {pid} did not end within 60 s: shared keys waited on {:x?}, \
-             a wait held at its end {}, wakes passed on {}",
+            "INFO,futex-test,shared keys waited on {:x?}, a wait held at its end {}, wakes \
+             passed on {}",
             super::futex::shared_waiting(),
             super::futex::WAIT_END_HOLD.reached(),
             super::futex::PASSED_ON.load(core::sync::atomic::Ordering::Relaxed)
         );
-        crate::sched::dump();
-    }
-    r
+    })
 }
 
 /// A shared futex key listed now that `before` did not hold (the role's waiter's).

@@ -240,9 +240,23 @@ pub(super) fn insert(
 /// CPU printed. The user tests' waits had no deadline until 2026-12-07: a process that
 /// never ended held the whole test job until its timeout with no line to read.
 pub(super) fn wait_bounded(pid: u64) -> Result<u64, super::syscall::Errno> {
-    let r = process::wait_until(pid, exo_arch::tsc::rdtsc() + crate::harness::ms(120_000));
+    wait_within(pid, 120_000, || {})
+}
+
+/// [`wait_bounded`] for `limit_ms`, `report` printing what the caller knows besides at the
+/// deadline.
+pub(super) fn wait_within(
+    pid: u64,
+    limit_ms: u64,
+    report: impl FnOnce(),
+) -> Result<u64, super::syscall::Errno> {
+    let r = process::wait_until(pid, exo_arch::tsc::rdtsc() + crate::harness::ms(limit_ms));
     if r == Err(super::syscall::Errno::Etimedout) {
-        crate::kprintln!("INFO,user-test,process {pid} did not end within 120 s");
+        crate::kprintln!(
+            "INFO,user-test,process {pid} did not end within {} s",
+            limit_ms / 1000
+        );
+        report();
         crate::sched::dump();
     }
     r

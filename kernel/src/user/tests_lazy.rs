@@ -722,12 +722,15 @@ fn mmap_lazy(_: &BootState) -> TestResult {
     free_frames_back(before)
 }
 
-/// How a [`lazy_fault_without_memory`] try ended: the process's status, or the wait's error
-/// (kept raw: nothing is formatted while the heap is held empty).
-fn oom_try(
+/// One run of a [`lazy_fault_without_memory`] program: started by `start`, let go (its `go`
+/// word) once it is ready (its `ready` word), with the heap held empty from then on when
+/// `empty_heap` (the other CPUs' caches drained first); its status, or the wait's error (kept
+/// raw: nothing is formatted while the heap is held empty).
+fn run_to_go(
     start: impl FnOnce() -> Result<u64, String>,
     ready: u64,
     go: u64,
+    empty_heap: bool,
 ) -> Result<Result<u64, super::syscall::Errno>, String> {
     let pid = start()?;
     let seen = wait_for("the program's ready word", 30_000, || {
@@ -738,8 +741,12 @@ fn oom_try(
         let _ = wait(pid);
         return Err(e);
     }
-    crate::harness::drain_all()?;
-    let hoard = crate::mm::kalloc::Hoard::take_all();
+    let hoard = if empty_heap {
+        crate::harness::drain_all()?;
+        Some(crate::mm::kalloc::Hoard::take_all())
+    } else {
+        None
+    };
     let went = put_word(pid, go, 1);
     let status = process::wait_until(pid, exo_arch::tsc::rdtsc() + ms(30_000));
     drop(hoard);
@@ -768,30 +775,29 @@ fn lazy_fault_without_memory(_: &BootState) -> TestResult {
         process::spawn_image("lazymap", &elf_of(&MMAP_PROG), 0, pinned(), None)
             .map_err(|e| format!("spawn of mmap mode 0: {e:?}"))
     };
+    type Start<'a> = &'a dyn Fn() -> Result<u64, String>;
+    let cases: [(&str, Start<'_>, u64, u64); 2] = [
+        ("a read from ring 3 (PROG mode 3)", &ring3, M3_READY, M3_GO),
+        (
+            "clock_gettime's copy into it (MMAP_PROG mode 0)",
+            &copy,
+            MM_READY,
+            MM_GO,
+        ),
+    ];
     // Warm-ups with memory: both end 0.
-    for (what, r) in [
-        ("mode 3", oom_try_with_memory(ring3, M3_READY, M3_GO)),
-        ("mmap mode 0", oom_try_with_memory(copy, MM_READY, MM_GO)),
-    ] {
-        let s = r?;
+    for &(what, start, ready, go) in &cases {
+        let s = run_to_go(start, ready, go, false)?
+            .map_err(|e| format!("wait for the warm-up of {what}: {e:?}"))?;
         check(s == 0, || {
             format!("warm-up run of {what} ended with {s:#x}")
         })?;
     }
-    for (from_ring3, what, ready, go) in [
-        (true, "a read from ring 3 (PROG mode 3)", M3_READY, M3_GO),
-        (
-            false,
-            "clock_gettime's copy into it (MMAP_PROG mode 0)",
-            MM_READY,
-            MM_GO,
-        ),
-    ] {
-        let start = || if from_ring3 { ring3() } else { copy() };
+    for &(what, start, ready, go) in &cases {
         let mut forced = false;
         for _ in 0..5 {
             let before = free_frames()?;
-            let status = oom_try(start, ready, go)?
+            let status = run_to_go(start, ready, go, true)?
                 .map_err(|e| format!("wait for the process of {what}: {e:?}"))?;
             free_frames_back(before)?;
             if status == 0 {
@@ -814,21 +820,4 @@ fn lazy_fault_without_memory(_: &BootState) -> TestResult {
         }
     }
     Ok(())
-}
-
-/// [`oom_try`]'s run with memory: the status.
-fn oom_try_with_memory(
-    start: impl FnOnce() -> Result<u64, String>,
-    ready: u64,
-    go: u64,
-) -> Result<u64, String> {
-    let pid = start()?;
-    let seen = wait_for("the program's ready word", 30_000, || {
-        word_of(pid, ready) == Some(1)
-    });
-    let went = put_word(pid, go, 1);
-    let status = wait(pid)?;
-    seen?;
-    went?;
-    Ok(status)
 }
