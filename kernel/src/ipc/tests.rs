@@ -335,7 +335,8 @@ fn blocked_sender(_: u64) -> u64 {
     u64::from(ipc::send(ep(), 0, &make(0, 0), rdtsc() + ms(30_000)) != Err(IpcError::Closed))
 }
 
-/// Destroying an endpoint with callers, senders or receivers queued fails them all.
+/// Destroying an endpoint with callers, senders or receivers queued fails them all; its
+/// reference stays refused when the table is filled (and its slot reused) past its end.
 fn destroy_wakes(_: &BootState) -> TestResult {
     let n = ncpus();
     let e = new_ep()?;
@@ -361,18 +362,30 @@ fn destroy_wakes(_: &BootState) -> TestResult {
         format!("threads not failed with Closed: {codes:?}")
     })?;
     // Stale references stay refused, even once the slot is reused.
+    // The table is filled to its end: the create past it is refused with `Exhausted`.
     let mut fresh = Vec::new();
-    for _ in 0..ipc::MAX_ENDPOINTS {
+    let refused = loop {
         match ipc::create() {
-            Ok(x) => fresh.push(x),
-            Err(_) => break,
+            Ok(x) if fresh.len() <= ipc::MAX_ENDPOINTS => fresh.push(x),
+            other => break other,
         }
-    }
+    };
     let stale = ipc::call(e, 0, &make(0, 0), rdtsc() + ms(10));
     let reused = fresh.iter().any(|x| x.raw() as u32 == e.raw() as u32);
-    for x in fresh {
+    let filled = fresh.len();
+    for x in fresh.into_iter().chain(refused.ok()) {
         let _ = ipc::destroy(x);
     }
+    check(refused == Err(IpcError::Exhausted), || {
+        format!("create in a full table ({filled} made): {refused:?}")
+    })?;
+    let after = ipc::create();
+    if let Ok(x) = after {
+        let _ = ipc::destroy(x);
+    }
+    check(after.is_ok(), || {
+        format!("create once the table was emptied again: {after:?}")
+    })?;
     check(stale == Err(IpcError::Closed), || {
         format!("call on a destroyed endpoint: {stale:?}")
     })?;
@@ -1269,8 +1282,14 @@ fn region_floor_enforced(_: &BootState) -> TestResult {
             format!("a second region while one is attached: {other:?}")
         })
     })();
-    let _ = ipc::destroy(e);
-    r
+    let gone = ipc::destroy(e).map_err(|x| format!("destroy: {x}"));
+    r?;
+    gone?;
+    // A region offered to a destroyed endpoint is refused and leaves the slot alone.
+    let late = ipc::set_region(e, 0x5a_0005, BIG);
+    check(late == Err(IpcError::Closed), || {
+        format!("a region for a destroyed endpoint: {late:?}")
+    })
 }
 
 /// A thread's operation count (seq) keeps 48 bits in its state word and in the reply token
