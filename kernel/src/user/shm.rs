@@ -215,8 +215,8 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
 }
 
 /// [`shm_map`] for the calling process `owner`, its space `a` (a region it creates is
-/// charged to its account and its tree) and endpoint `ep`.
-fn map_in(a: &AddressSpace, owner: u64, ep: crate::ipc::EpRef, len: u64) -> Result<i64, Errno> {
+/// charged to its account and its tree) and endpoint `ep` (also for tests).
+pub(super) fn map_in(a: &AddressSpace, owner: u64, ep: crate::ipc::EpRef, len: u64) -> Result<i64, Errno> {
     let (old, _) = crate::ipc::region(ep).map_err(|_| Errno::Epipe)?;
     let (tag, frames) = if len == 0 {
         if old == 0 {

@@ -64,6 +64,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.shm_map_of_a_region_without_frames_for_its_tables_gives_its_reference_back",
+    region_map_without_tables
+);
+ktest!(
+    Needs::Threads,
     "user.commit_full_region_table_charges_nothing",
     full_region_table
 );
@@ -555,6 +560,58 @@ fn region_frames_run_out(_: &BootState) -> TestResult {
             "{SKIP}5 tries, each region got its 4 frames: nothing was forced"
         ))
     })();
+    r?;
+    all_back(g0, f0)
+}
+
+/// `shm_map(h, 0)` of an endpoint's existing region takes a reference to it
+/// (`shm::acquire`) and maps it; a mapping that fails must give that reference back, or the
+/// region outlives its last mapping with its frames. Forced: space A makes the endpoint's
+/// region (4 pages, `shm::map_in`); space B, new, maps it with this CPU's frames held
+/// (`kalloc::Hoard::take_frames`: B has no frame for its page tables, the heap's objects
+/// stay), which must fail with `ENOMEM` and leave B's charge as it was; then A's end must
+/// free the region. A try whose mapping found its tables anyway (frames freed on this CPU
+/// meanwhile) is made again with a new space, at most 5 times. Until 2026-12-07 no test ran
+/// this arm (`just kcov`: the `else` of `map_in`'s failed mapping).
+fn region_map_without_tables(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    let e = crate::ipc::create().map_err(|x| format!("endpoint: {x}"))?;
+    let r: TestResult = (|| {
+        let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+        super::shm::map_in(&a, 0, e, 4 * PAGE)
+            .map_err(|x| format!("the creator's shm_map: {x:?}"))?;
+        let (tag, _) = crate::ipc::region(e).map_err(|x| format!("region: {x}"))?;
+        for _ in 0..5 {
+            let b = AddressSpace::new().map_err(|e| format!("second space: {e}"))?;
+            let b0 = b.account().total();
+            // The reference's copy of the frame list, freed into this CPU's magazine.
+            drop(Vec::<u64>::with_capacity(4));
+            let hoard = kalloc::Hoard::take_frames();
+            let got = super::shm::map_in(&b, 0, e, 0);
+            drop(hoard);
+            let b1 = b.account().total();
+            drop(b); // a mapping made all the same goes with it
+            if let Err(x) = got {
+                check(x == Errno::Enomem && b1 == b0, || {
+                    format!(
+                        "the second space's shm_map with no frame for its tables: {x:?} (want \
+                         Enomem); its charge {b0} -> {b1}"
+                    )
+                })?;
+                drop(a);
+                return check(!super::shm::alive(tag), || {
+                    "the region outlived its creator's mapping, its last: the failed shm_map \
+                     kept the reference it took"
+                        .into()
+                });
+            }
+        }
+        Err(format!(
+            "{SKIP}5 tries, each mapping found frames for its tables: nothing was forced"
+        ))
+    })();
+    let _ = crate::ipc::destroy(e);
     r?;
     all_back(g0, f0)
 }
