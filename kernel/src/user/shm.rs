@@ -18,7 +18,7 @@
 //! slot is charged the same way to the creating process's tree (`limits`: `EAGAIN` over its
 //! share of the table) until the region is freed.
 
-use super::aspace::AddressSpace;
+use super::aspace::{AddressSpace, HoldPoint};
 use super::syscall::Errno;
 use crate::mm::commit::{self, Account};
 use crate::mm::kalloc::{self, Frame};
@@ -214,9 +214,18 @@ pub fn shm_map(handle: u64, len: u64) -> Result<i64, Errno> {
     super::process::with_current(|a| map_in(a, owner, cap.ep, len)).unwrap_or(Err(Errno::Enomem))
 }
 
+/// [`map_in`] stops here once it has read the endpoint's floor and before it makes a
+/// region, so a test can raise the floor in that window (each try of its loop passes here).
+pub static FLOOR_HOLD: HoldPoint = HoldPoint::new();
+
 /// [`shm_map`] for the calling process `owner`, its space `a` (a region it creates is
 /// charged to its account and its tree) and endpoint `ep` (also for tests).
-pub(super) fn map_in(a: &AddressSpace, owner: u64, ep: crate::ipc::EpRef, len: u64) -> Result<i64, Errno> {
+pub(super) fn map_in(
+    a: &AddressSpace,
+    owner: u64,
+    ep: crate::ipc::EpRef,
+    len: u64,
+) -> Result<i64, Errno> {
     let (old, _) = crate::ipc::region(ep).map_err(|_| Errno::Epipe)?;
     let (tag, frames) = if len == 0 {
         if old == 0 {
@@ -240,6 +249,7 @@ pub(super) fn map_in(a: &AddressSpace, owner: u64, ep: crate::ipc::EpRef, len: u
         let mut len = len.max(crate::ipc::region_floor(ep).map_err(|_| Errno::Epipe)?);
         let mut tries = 0;
         loop {
+            FLOOR_HOLD.pass();
             let (tag, frames) = create(len, a.account(), owner)?;
             let refused = match crate::ipc::set_region(ep, tag, frames.len() as u64 * PAGE) {
                 Ok(crate::ipc::Attach::Done) => break (tag, frames),

@@ -20,6 +20,7 @@ use crate::sched::Builder;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use exo_arch::tsc::rdtsc;
 
 ktest!(
@@ -66,6 +67,11 @@ ktest!(
     Needs::Threads,
     "user.shm_map_of_a_region_without_frames_for_its_tables_gives_its_reference_back",
     region_map_without_tables
+);
+ktest!(
+    Needs::Threads,
+    "user.shm_map_whose_floor_rises_meanwhile_is_made_again_at_the_new_floor",
+    region_floor_rises
 );
 ktest!(
     Needs::Threads,
@@ -612,6 +618,94 @@ fn region_map_without_tables(_: &BootState) -> TestResult {
         ))
     })();
     let _ = crate::ipc::destroy(e);
+    r?;
+    all_back(g0, f0)
+}
+
+/// The endpoint whose floor [`floor_raiser`] raises.
+static RAISED_EP: AtomicU64 = AtomicU64::new(0);
+
+/// A test thread: once `shm_map` is held at `shm::FLOOR_HOLD`, attaches and detaches a
+/// region of `len` bytes on [`RAISED_EP`] (its floor becomes `len`, as when another process
+/// made a larger region and its last mapping ended), then lets the call go on. 0 when done;
+/// 1 the hold was never reached, 2 the attach, 3 the detach was refused.
+fn floor_raiser(len: u64) -> u64 {
+    const TAG: u64 = 0x5f_0001;
+    let hold = &super::shm::FLOOR_HOLD;
+    let d = crate::smp::time::Deadline::after_ms(30_000);
+    while !hold.reached() && !d.passed() {
+        crate::sched::yield_now();
+    }
+    let e = crate::ipc::EpRef::from_raw(RAISED_EP.load(Ordering::Acquire));
+    let code = if !hold.reached() {
+        1
+    } else if crate::ipc::set_region(e, TAG, len) != Ok(crate::ipc::Attach::Done) {
+        2
+    } else if crate::ipc::detach_region(e, TAG) != Ok(true) {
+        3
+    } else {
+        0
+    };
+    hold.release();
+    code
+}
+
+/// A region's creator reads the endpoint's floor (the largest region it had), makes a region
+/// at least that large, and attaches it; another process can raise the floor in between
+/// (its larger region made and freed), and the attach is then refused (`BelowFloor`). The
+/// creator must make the region again at the new floor, or give up with `EAGAIN` when that
+/// floor is past the largest region, and in both cases give back the refused region's
+/// frames, charge and slot. Forced: `shm_map` is held after its floor read
+/// (`shm::FLOOR_HOLD`) while a test thread attaches and detaches a larger region
+/// ([`floor_raiser`]): to 8 pages (a 4-page map must come out as 8 pages, its creator
+/// charged 8) and past `REGION_MAX` (`EAGAIN`, nothing charged, no slot taken). Until
+/// 2026-12-07 no test ran either arm (`just kcov`).
+fn region_floor_rises(_: &BootState) -> TestResult {
+    warm()?;
+    let (g0, f0) = (commit::charged(), free_frames()?);
+    let r: TestResult = (|| {
+        for (raise, want) in [
+            (8 * PAGE, Ok(8)),
+            (super::shm::REGION_MAX + PAGE, Err(Errno::Eagain)),
+        ] {
+            let e = crate::ipc::create().map_err(|x| format!("endpoint: {x}"))?;
+            RAISED_EP.store(e.raw(), Ordering::Release);
+            let a = AddressSpace::new().map_err(|e| format!("space: {e}"))?;
+            let (total0, slots0) = (a.account().total(), super::shm::in_use());
+            super::shm::FLOOR_HOLD.arm();
+            let raiser = Builder::new().spawn(floor_raiser, raise);
+            let got = super::shm::map_in(&a, 0, e, 4 * PAGE);
+            super::shm::FLOOR_HOLD.release();
+            let raised = raiser
+                .map_err(|x| format!("spawn: {x}"))
+                .and_then(|t| crate::harness::join_all(&[t], 30_000))?[0];
+            let charged = a.account().total() - total0;
+            let bound = crate::ipc::zc_bound(e).map_err(|x| format!("bound: {x}"))?;
+            let slots = super::shm::in_use();
+            drop(a);
+            let _ = crate::ipc::destroy(e);
+            let pages = got.map(|_| charged.saturating_sub(3));
+            check(raised == 0 && pages == want, || {
+                format!(
+                    "a 4-page map whose floor rose to {raise} bytes meanwhile: {got:x?}, the \
+                     creator charged {charged} (want {want:?} pages of region, and 3 of \
+                     tables if mapped); the raiser {raised} (0: raised)"
+                )
+            })?;
+            check(
+                bound == want.map_or(0, |p| p * PAGE + 1)
+                    && (want.is_ok() || (slots == slots0 && charged == 0)),
+                || {
+                    format!(
+                        "the endpoint's descriptor bound {bound}; regions in use {slots0} -> \
+                         {slots}; the creator charged {charged}"
+                    )
+                },
+            )?;
+        }
+        Ok(())
+    })();
+    super::shm::FLOOR_HOLD.release();
     r?;
     all_back(g0, f0)
 }
