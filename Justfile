@@ -94,6 +94,10 @@ ktest n="4" machine="q35" cpu="" mode="tcg": build
 test:
     bash ci/test.sh
 
+# exo-sync's host tests under Miri (a nightly toolchain with Miri; ci/setup.sh adds one).
+miri:
+    bash scripts/miri.sh
+
 # rustfmt and clippy, host and kernel target.
 check:
     cargo fmt --all --check

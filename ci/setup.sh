@@ -2,7 +2,7 @@
 # Idempotent setup for a fresh Debian bookworm machine with only Rust installed.
 # Installs: the pinned toolchain's x86_64-unknown-none target + clippy/rustfmt,
 # QEMU >= 8 (bookworm-backports; bookworm's own 7.2 has no x2APIC under TCG), `just`,
-# cpio, binutils and gcc; libc6-dev's static glibc (libc.a) for the Linux peer of
+# cpio, binutils and gcc; Miri on a nightly toolchain when one can be had (scripts/miri.sh); libc6-dev's static glibc (libc.a) for the Linux peer of
 # `just compare-linux`, and apt lists that know linux-image-amd64 (its kernel is fetched on use);
 # python3 (serve.sh's UDP echo check) and iproute2 (ip for the tap-mq runs, nstat for
 # serve.sh bench). QEMU comes from bookworm-backports on Debian only; elsewhere from the
@@ -93,6 +93,26 @@ rustup toolchain install "$tc" --profile minimal --component clippy,rustfmt \
     --target x86_64-unknown-none >/dev/null 2>&1 || true
 rustup target add --toolchain "$tc" x86_64-unknown-none >/dev/null
 rustup component add --toolchain "$tc" clippy rustfmt >/dev/null
+
+# Miri (scripts/miri.sh, the `miri` step of ci/test.sh) exists only for nightly toolchains:
+# added when a nightly can be had. Best effort: without it that step is skipped, with its
+# reason, and setup goes on.
+if bash scripts/miri.sh --check >/dev/null 2>&1; then
+    say "Miri present: $(cargo +nightly miri --version 2>/dev/null)"
+else
+    say "adding Miri (nightly toolchain, components miri and rust-src)"
+    if rustup run nightly rustc -V >/dev/null 2>&1; then
+        timeout 600 rustup component add --toolchain nightly miri rust-src >/dev/null 2>&1 || true
+    else
+        timeout 900 rustup toolchain install nightly --profile minimal \
+            --component miri,rust-src >/dev/null 2>&1 || true
+    fi
+    if miri_why=$(bash scripts/miri.sh --check); then
+        say "Miri installed: $(cargo +nightly miri --version 2>/dev/null)"
+    else
+        say "no Miri ($miri_why): the miri step of the tests will be skipped"
+    fi
+fi
 
 if command -v just >/dev/null 2>&1; then
     say "just present: $(just --version)"

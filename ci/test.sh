@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of Exo-OS, as `just test` and CI run them:
 #   1. lint: rustfmt and clippy (host and kernel target), warnings are errors;
-#   2. host tests: cargo test of the no_std crates (unit, property, concurrency);
+#   2. host tests: cargo test of the no_std crates (unit, property, concurrency), loom
+#      models, and exo-sync under Miri (skipped, with the reason, without a nightly Miri);
 #   3. kernel tests in QEMU: exo.job=test across machines (q35, pc, microvm), APIC modes
 #      (xAPIC with -cpu qemu64, x2APIC with -cpu max) and -smp 1..64, plus icount determinism;
 #   4. boot matrix: SMP,N,N on every machine and APIC mode (N in 1,2,3,4,8,16,64 on q35; 1,4,64 elsewhere);
@@ -219,6 +220,25 @@ loom_models() {
 }
 step "loom: exo-sched mailboxes (MPSC, doorbell, request results), exo-sync locks (TAS, ticket, MCS) and fusion parking" \
     loom_models
+# Miri over exo-sync's host tests (scripts/miri.sh: the crate's `unsafe`, the locks and the
+# byte ring, checked access by access against Stacked Borrows and for data races). Needs a
+# nightly toolchain with Miri (ci/setup.sh adds one when it can): skipped, with the reason,
+# without. It must run the crate's tests (at least 30: a filter that matched fewer would pass).
+miri_sync() {
+    local log=$out/miri.log
+    if ! bash scripts/miri.sh >"$log" 2>&1; then
+        grep -E '^(test .* FAILED|error|---- )' "$log" | head -20
+        return 1
+    fi
+    awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^passed/) p = $(i - 1) }
+         END { exit !(p + 0 >= 30) }' "$log" || { echo "miri ran fewer than 30 tests (see $log)"; return 1; }
+    grep '^test result:' "$log"
+}
+if miri_why=$(bash scripts/miri.sh --check); then
+    step "miri: exo-sync's locks, parking mutex and byte ring (Stacked Borrows, data races, use after free)" miri_sync
+else
+    skip "miri: exo-sync under Miri ($miri_why)"
+fi
 # The fusion models' fault injection must fail: with the mark check off, loom must report
 # the lost wake-up in each model made to find it (the wait for a reply; the wait for room,
 # since 2026-12-06: the check there had no test, found by review). loom aborts the process

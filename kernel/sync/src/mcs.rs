@@ -286,23 +286,28 @@ impl<T: ?Sized> McsLock<T> {
         let me = ptr::from_ref(node).cast_mut();
         let prev = self.tail.swap(me, Ordering::AcqRel);
         if !prev.is_null() {
-            // SAFETY: `prev` was the tail, so its owner is still in the
-            // queue: it cannot leave `release` (nor free or reuse its node)
-            // before it has seen this link, because its CAS `tail: prev →
-            // null` now fails and it waits for `prev.next`.
-            let prev = unsafe { &*prev };
             Self::wait_as_successor(prev, node);
         }
     }
 
-    /// Links behind `prev` and spins until `prev`'s owner hands over.
+    /// Links behind `prev` (the tail `node` replaced) and spins until `prev`'s
+    /// owner hands over. `prev` stays a raw pointer: its owner frees its node as
+    /// soon as it has handed over, which may be before this function returns, and
+    /// a `&McsNode` argument would assert the node lives for the whole call
+    /// (Miri, Stacked Borrows: "deallocating while item is strongly protected",
+    /// `tests::mcs_lock_is_fifo`, until 2026-12-07). Only the link's own field is
+    /// borrowed, for the one store.
     #[cold]
     #[inline(never)]
-    fn wait_as_successor(prev: &McsNode, node: &McsNode) {
+    fn wait_as_successor(prev: *const McsNode, node: &McsNode) {
+        // SAFETY: `prev` was the tail, so its owner is still in the queue: it
+        // cannot leave `release` (nor free or reuse its node) before it has seen
+        // this link, because its CAS `tail: prev → null` now fails and it waits
+        // for `prev.next`. The field reference lives for this statement only.
+        let link = unsafe { &(*prev).next };
         // `Release`: publishes `node`'s initialisation to the predecessor,
         // who writes `node.locked` after reading this link.
-        prev.next
-            .store(ptr::from_ref(node).cast_mut(), Ordering::Release);
+        link.store(ptr::from_ref(node).cast_mut(), Ordering::Release);
         while node.locked.load(Ordering::Acquire) {
             spin_loop();
         }

@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn two_threads_keep_fifo_order() {
-        const N: usize = 200_000;
+        const N: usize = if cfg!(miri) { 20_000 } else { 200_000 };
         let (mut p, mut c) = ring(64);
         let prod = std::thread::spawn(move || {
             let mut i = 0usize;

@@ -12,7 +12,9 @@ use crate::{
 };
 
 const THREADS: usize = 4;
-const ITERS: usize = 100_000;
+// Under Miri (CI's `miri` step: every access checked, about 1,000 times slower) the
+// stress and ping-pong counts are cut; what is asserted is the same.
+const ITERS: usize = if cfg!(miri) { 300 } else { 100_000 };
 
 /// A non-atomic counter plus a "someone is inside" flag that catches two
 /// holders directly (the counter catches them by lost updates).
@@ -312,7 +314,7 @@ fn mcs_node_reuse_after_leaked_guard_panics() {
 const STRESS_BUDGET: Duration = Duration::from_secs(5);
 
 /// Acquisitions every stress thread makes whatever the time.
-const MIN_ITERS: usize = 2_000;
+const MIN_ITERS: usize = if cfg!(miri) { 50 } else { 2_000 };
 
 /// Runs `op` in one stress thread (see [`STRESS_BUDGET`]); returns how often.
 fn stress_loop(start: Instant, mut op: impl FnMut()) -> usize {
@@ -725,7 +727,7 @@ mod parking {
     #[test]
     fn counter_is_exact_with_parking() {
         const THREADS: usize = 8;
-        const N: usize = 50_000;
+        const N: usize = if cfg!(miri) { 100 } else { 50_000 };
         let m = Arc::new(ParkingMutex::with_spins(0usize, StdPark::default(), 2));
         let hs: Vec<_> = (0..THREADS)
             .map(|_| {
