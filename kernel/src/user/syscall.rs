@@ -22,7 +22,7 @@
 //! code (a host test keeps the two equal).
 
 use super::task;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use exo_arch::paging::UserFlags;
 use exo_arch::syscall::SyscallFrame;
 use exo_arch::usercopy;
@@ -512,13 +512,19 @@ fn queue(
     (keep, faulted)
 }
 
+/// Test switch: [`write_without_ring`] takes this CPU for one whose ring cannot be made (no
+/// memory), so its bytes go to the UART (`user.console_write_without_a_ring_goes_to_the_uart_in_chunks`).
+pub static NO_RING_FOR_TESTS: AtomicBool = AtomicBool::new(false);
+
 /// `write` on a CPU without a console ring: make one (the `init` and `test` jobs make them
 /// all in advance: [`prepare_console_rings`]) and start over; without memory for it, the
 /// bytes go to the UART now (after every ring), in 256-byte chunks through a stack buffer.
 #[cold]
 #[inline(never)]
 fn write_without_ring(buf: u64, len: usize) -> Result<i64, Errno> {
-    if console_ring_for(crate::sched::this_cpu()).is_some() {
+    if !NO_RING_FOR_TESTS.load(Ordering::Relaxed)
+        && console_ring_for(crate::sched::this_cpu()).is_some()
+    {
         return write_slow(1, buf, len as u64);
     }
     let mut chunk = [0u8; WRITE_FAULT_GRANULE];

@@ -35,6 +35,11 @@ ktest!(
 );
 ktest!(
     Needs::Threads,
+    "user.console_write_without_a_ring_goes_to_the_uart_in_chunks",
+    without_ring
+);
+ktest!(
+    Needs::Threads,
     "user.console_user_line_before_its_proc_line",
     proc_line_after
 );
@@ -298,6 +303,59 @@ fn blocks_before_fault(_: &BootState) -> TestResult {
                 queued.len()
             )
         })?;
+    }
+    Ok(())
+}
+
+/// A `write` on a CPU that has no console ring and no memory to make one
+/// (`syscall::NO_RING_FOR_TESTS`) sends its bytes to the UART at once, in pieces of 256
+/// through a stack buffer: 600 readable bytes all go, in order, each piece whole; of a
+/// buffer whose 258th byte faults, the first 256 (the piece that copied); of one that
+/// faults at once, nothing, and `EFAULT`. Until 2026-12-07 no test ran this path (`just
+/// kcov`: `write_without_ring` never ran).
+fn without_ring(_: &BootState) -> TestResult {
+    use core::sync::atomic::Ordering;
+    testbed::enter()?;
+    let slot = Slot::claim()?;
+    const LEN: usize = 600;
+    const TEXT: &[u8] = b"a write without a ring, to the UART; ";
+    let mut data: Vec<u8> = (0..LEN).map(|i| TEXT[i % TEXT.len()]).collect();
+    data[LEN - 1] = b'\n';
+    usercopy::copy_to_user(slot.data(), &data).map_err(|_| "copy to the user page faulted")?;
+    let edge = slot.data_end() - 257;
+    usercopy::copy_to_user(edge, &data[..257]).map_err(|_| "copy to the user page faulted")?;
+    let no_ring = &super::syscall::NO_RING_FOR_TESTS;
+    no_ring.store(true, Ordering::Relaxed);
+    console::capture_start();
+    let whole = write_through(slot.data(), LEN, |_| None, || true);
+    let part = write_through(edge, 1596, |_| None, || true);
+    let none = write_through(slot.data_end(), 100, |_| None, || true);
+    let out = console::capture_stop(|c| c.to_vec());
+    no_ring.store(false, Ordering::Relaxed);
+    check(
+        whole == Ok(LEN as i64) && part == Ok(256) && none == Err(super::syscall::Errno::Efault),
+        || {
+            format!(
+                "write without a ring: {whole:?} for {LEN} readable bytes (want Ok({LEN})), \
+                 {part:?} for 257 then a fault (want Ok(256)), {none:?} for a fault at once \
+                 (want Err(Efault))"
+            )
+        },
+    )?;
+    // Each piece went out whole (one UART write under the console lock), in order; other
+    // CPUs' lines may come between pieces.
+    let mut at = 0;
+    for (k, piece) in data.chunks(256).chain(data[..256].chunks(256)).enumerate() {
+        let found = out[at..].windows(piece.len()).position(|w| w == piece);
+        let Some(i) = found else {
+            return Err(format!(
+                "piece {k} ({} bytes) not on the UART whole, in order, after byte {at} of the \
+                 {} captured",
+                piece.len(),
+                out.len()
+            ));
+        };
+        at += i + piece.len();
     }
     Ok(())
 }
