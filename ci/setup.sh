@@ -96,15 +96,16 @@ rustup component add --toolchain "$tc" clippy rustfmt >/dev/null
 
 # Miri (scripts/miri.sh, the `miri` step of ci/test.sh) exists only for nightly toolchains:
 # added when a nightly can be had. Best effort: without it that step is skipped, with its
-# reason, and setup goes on.
+# reason, and setup goes on. The downloads are bounded (3 and 5 minutes): a machine that
+# cannot reach the toolchain server loses at most that.
 if bash scripts/miri.sh --check >/dev/null 2>&1; then
     say "Miri present: $(cargo +nightly miri --version 2>/dev/null)"
 else
     say "adding Miri (nightly toolchain, components miri and rust-src)"
     if rustup run nightly rustc -V >/dev/null 2>&1; then
-        timeout 600 rustup component add --toolchain nightly miri rust-src >/dev/null 2>&1 || true
+        timeout 180 rustup component add --toolchain nightly miri rust-src >/dev/null 2>&1 || true
     else
-        timeout 900 rustup toolchain install nightly --profile minimal \
+        timeout 300 rustup toolchain install nightly --profile minimal \
             --component miri,rust-src >/dev/null 2>&1 || true
     fi
     if miri_why=$(bash scripts/miri.sh --check); then
