@@ -632,12 +632,9 @@ static RAISED_EP: AtomicU64 = AtomicU64::new(0);
 fn floor_raiser(len: u64) -> u64 {
     const TAG: u64 = 0x5f_0001;
     let hold = &super::shm::FLOOR_HOLD;
-    let d = crate::smp::time::Deadline::after_ms(30_000);
-    while !hold.reached() && !d.passed() {
-        crate::sched::yield_now();
-    }
+    let reached = super::tests_ipc::until(30_000, || hold.reached());
     let e = crate::ipc::EpRef::from_raw(RAISED_EP.load(Ordering::Acquire));
-    let code = if !hold.reached() {
+    let code = if !reached {
         1
     } else if crate::ipc::set_region(e, TAG, len) != Ok(crate::ipc::Attach::Done) {
         2

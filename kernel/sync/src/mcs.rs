@@ -295,15 +295,15 @@ impl<T: ?Sized> McsLock<T> {
     /// soon as it has handed over, which may be before this function returns, and
     /// a `&McsNode` argument would assert the node lives for the whole call
     /// (Miri, Stacked Borrows: "deallocating while item is strongly protected",
-    /// `tests::mcs_lock_is_fifo`, until 2026-12-07). Only the link's own field is
-    /// borrowed, for the one store.
+    /// `tests::mcs_lock_is_fifo`, until 2026-12-07). Only the link field is borrowed,
+    /// and used for one store only.
     #[cold]
     #[inline(never)]
     fn wait_as_successor(prev: *const McsNode, node: &McsNode) {
         // SAFETY: `prev` was the tail, so its owner is still in the queue: it
         // cannot leave `release` (nor free or reuse its node) before it has seen
         // this link, because its CAS `tail: prev → null` now fails and it waits
-        // for `prev.next`. The field reference lives for this statement only.
+        // for `prev.next`. The field reference is used for the store below only.
         let link = unsafe { &(*prev).next };
         // `Release`: publishes `node`'s initialisation to the predecessor,
         // who writes `node.locked` after reading this link.
