@@ -49,6 +49,27 @@ pub fn copy_from_phys(pa: u64, dst: &mut [u8]) {
     unsafe { core::ptr::copy_nonoverlapping(va as *const u8, dst.as_mut_ptr(), dst.len()) };
 }
 
+/// The u64 at physical `pa` (8-aligned, through the direct map), read in one access: a
+/// word a running program writes meanwhile is never seen torn, as a byte copy could see it
+/// (`copy_from_phys`' length is a variable: a `memcpy`).
+pub fn load_phys_u64(pa: u64) -> u64 {
+    assert!(pa.is_multiple_of(8), "load_phys_u64 of an unaligned word");
+    let va = exo_arch::layout::phys_to_virt(pa);
+    // SAFETY: directly mapped RAM (the caller's translation found the frame), 8-aligned (the
+    // assertion); an atomic access, so a concurrent writer is no data race on the kernel's side.
+    let w = unsafe { core::sync::atomic::AtomicU64::from_ptr(va as *mut u64) };
+    w.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Stores `v` at physical `pa` in one access; same rule as [`load_phys_u64`].
+pub fn store_phys_u64(pa: u64, v: u64) {
+    assert!(pa.is_multiple_of(8), "store_phys_u64 of an unaligned word");
+    let va = exo_arch::layout::phys_to_virt(pa);
+    // SAFETY: as for `load_phys_u64`, writing.
+    let w = unsafe { core::sync::atomic::AtomicU64::from_ptr(va as *mut u64) };
+    w.store(v, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// The `words` u64s at physical `pa` as a 'static slice (the buddy's bitmaps).
 pub fn leak_words(pa: u64, words: usize) -> &'static mut [u64] {
     let va = exo_arch::layout::phys_to_virt(pa);

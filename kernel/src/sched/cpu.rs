@@ -1686,7 +1686,7 @@ fn load_context<const IN_KERNEL: bool>(cs: &CpuSched, prev: &Tcb, next: &Tcb) {
     let space = next.space.load(Ordering::Relaxed);
     if space != 0 {
         // The space outlives its threads (`Builder::space`).
-        let s = crate::sys::leaked_ref(space as *const crate::mm::space::Space);
+        let s = super::thread::space_of(space);
         if exo_arch::tlb::current_root() != s.root() {
             s.activate(cs.cpu);
         }

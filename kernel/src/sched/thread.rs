@@ -482,8 +482,9 @@ impl Builder {
         self.affinity = set;
         self
     }
-    /// Runs in address space `space`, which must outlive the thread (its owner joins the
-    /// thread before dropping the space).
+    /// Runs in address space `space`, which must outlive the thread: its owner joins the
+    /// thread before dropping the space, and never drops it if the join fails (a thread
+    /// still running would switch to freed tables: `space_of`).
     pub fn space(mut self, space: &crate::mm::space::Space) -> Builder {
         self.space = space as *const crate::mm::space::Space as u64;
         self
@@ -840,8 +841,7 @@ pub fn enter_user(rip: u64, rsp: u64, arg: u64) -> SchedError {
         || !exo_percpu::preemptible()
         || !exo_arch::usercopy::is_user_range(rip, 1)
         || space == 0
-        || crate::sys::leaked_ref(space as *const crate::mm::space::Space).root()
-            != exo_arch::tlb::current_root()
+        || space_of(space).root() != exo_arch::tlb::current_root()
     {
         return SchedError::CannotEnterUser;
     }
@@ -1056,4 +1056,17 @@ pub fn fpu_saved_on(i: usize) -> &'static AtomicU32 {
 /// Records thread `i`'s FPU save area (set once, by the thread itself in its #NM trap).
 pub fn set_fpu_area(i: usize, area: u64) {
     tcb(i).fpu_area.store(area, Ordering::Relaxed);
+}
+
+/// The address space of a thread, from its record's word (the pointer `Builder::space`
+/// stored; not 0). Not a leaked allocation: `'static` stands for "while a thread of it may
+/// run", the rule of `Builder::space` (every thread built on a space is joined before the
+/// space is dropped, and a space whose thread did not join is never dropped), which the
+/// compiler does not check (an audit of 2026-12-07 found tests that dropped theirs after a
+/// join timed out; `user::tests_aspace::join_readers`).
+pub(super) fn space_of(word: u64) -> &'static crate::mm::space::Space {
+    // SAFETY: the word is `Builder::space`'s pointer to a live `Space` (rule above); only
+    // shared references are made from it (what a `Space` changes after its first thread is
+    // behind its lock or atomic).
+    unsafe { &*(word as *const crate::mm::space::Space) }
 }

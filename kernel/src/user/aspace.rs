@@ -812,6 +812,29 @@ impl AddressSpace {
         })
     }
 
+    /// The u64 at user address `va` (8-aligned, else `Invalid`), read through the direct map
+    /// in one access: for a word of a space whose threads run (a test watching a program),
+    /// which [`AddressSpace::read`]'s byte copy could see torn.
+    pub fn read_word(&self, va: u64) -> Result<u64, VmError> {
+        Ok(crate::sys::load_phys_u64(self.word_phys(va)?))
+    }
+
+    /// Stores `v` at user address `va` in one access; as [`AddressSpace::read_word`].
+    pub fn write_word(&self, va: u64, v: u64) -> Result<(), VmError> {
+        crate::sys::store_phys_u64(self.word_phys(va)?, v);
+        Ok(())
+    }
+
+    /// The physical address of the aligned word at `va`.
+    fn word_phys(&self, va: u64) -> Result<u64, VmError> {
+        if !va.is_multiple_of(8) {
+            return Err(VmError::Invalid);
+        }
+        let mut pa = 0;
+        self.each_page(va, 8, |p, _, _| pa = p)?;
+        Ok(pa)
+    }
+
     fn each_page(
         &self,
         va: u64,

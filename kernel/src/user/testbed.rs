@@ -149,19 +149,19 @@ impl Slot {
     pub fn data_end(&self) -> u64 {
         self.data() + DATA_PAGES * PAGE
     }
-    /// Writes the u64 at data offset `off`.
+    /// Writes the u64 at data offset `off` (8-aligned), in one access: the slot's thread may
+    /// be running (until 2026-12-07 a byte copy, which a word the thread wrote meanwhile
+    /// could tear).
     pub fn put(&self, off: u64, v: u64) -> Result<(), String> {
         as_space()?
-            .write(self.data() + off, &v.to_le_bytes())
+            .write_word(self.data() + off, v)
             .map_err(|e| format!("user data write at +{off:#x}: {e}"))
     }
-    /// Reads the u64 at data offset `off`.
+    /// Reads the u64 at data offset `off` (8-aligned), in one access.
     pub fn get(&self, off: u64) -> Result<u64, String> {
-        let mut b = [0u8; 8];
         as_space()?
-            .read(self.data() + off, &mut b)
-            .map_err(|e| format!("user data read at +{off:#x}: {e}"))?;
-        Ok(u64::from_le_bytes(b))
+            .read_word(self.data() + off)
+            .map_err(|e| format!("user data read at +{off:#x}: {e}"))
     }
 }
 

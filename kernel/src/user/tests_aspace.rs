@@ -433,8 +433,9 @@ fn reset_readers() {
     STALE.store(0, Ordering::Relaxed);
 }
 
-/// A [`reader`] in space `a` pinned on each of `cpus` (none left running on an error).
-fn spawn_readers(a: &AddressSpace, cpus: &[u32]) -> Result<Vec<Tid>, alloc::string::String> {
+/// A [`reader`] in space `a` pinned on each of `cpus` (none left running on an error, or
+/// `a` kept for ever: [`join_readers`]).
+fn spawn_readers(a: &Arc<AddressSpace>, cpus: &[u32]) -> Result<Vec<Tid>, alloc::string::String> {
     let mut tids: Vec<Tid> = Vec::new();
     for (k, &c) in cpus.iter().enumerate() {
         match Builder::new()
@@ -444,13 +445,21 @@ fn spawn_readers(a: &AddressSpace, cpus: &[u32]) -> Result<Vec<Tid>, alloc::stri
         {
             Ok(t) => tids.push(t),
             Err(e) => {
-                STOP.store(true, Ordering::Release);
-                let _ = join_all(&tids, 10_000);
+                let _ = join_readers(&tids, a);
                 return Err(format!("spawn on CPU {c}: {e}"));
             }
         }
     }
     Ok(tids)
+}
+
+/// Stops and joins the readers of space `a` ([`spawn_readers`]). When one does not end, `a`
+/// is never dropped (a clone of it forgotten): a reader still running in it would switch to
+/// a freed space once its owner returned (found by an audit, 2026-12-07: `no_stale` and
+/// `batched_unmap` dropped theirs after a join that timed out).
+fn join_readers(tids: &[Tid], a: &Arc<AddressSpace>) -> Result<Vec<u64>, String> {
+    STOP.store(true, Ordering::Release);
+    join_all(tids, 10_000).inspect_err(|_| core::mem::forget(Arc::clone(a)))
 }
 
 /// Issue 12: mappings change while threads of the space run on other CPUs; after `unmap`
@@ -469,7 +478,7 @@ fn no_stale(_: &BootState) -> TestResult {
         // make the rounds slow (each round has its own 60 s deadline, for a loaded host).
         .take(8)
         .collect();
-    let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+    let a = Arc::new(AddressSpace::new().map_err(|e| format!("new: {e}"))?);
     reset_readers();
     a.map(Some(PAGE_VA), 4096, true, false)
         .map_err(|e| format!("map: {e}"))?;
@@ -516,8 +525,7 @@ fn no_stale(_: &BootState) -> TestResult {
             break;
         }
     }
-    STOP.store(true, Ordering::Release);
-    join_all(&tids, 10_000)?;
+    join_readers(&tids, &a)?;
     result?;
     let stale = STALE.load(Ordering::Relaxed);
     check(stale == 0, || {
@@ -879,8 +887,7 @@ fn failed_map(_: &BootState) -> TestResult {
                 )
             })
         })();
-        STOP.store(true, Ordering::Release);
-        join_all(&readers, 10_000)?;
+        join_readers(&readers, &a)?;
         r?;
         let stale = STALE.load(Ordering::Relaxed);
         check(
@@ -966,7 +973,7 @@ fn batched_unmap(_: &BootState) -> TestResult {
         const LIST_CAP: usize = 64;
         let me = crate::sched::this_cpu();
         let cpus: Vec<u32> = (0..ncpus()).filter(|&c| c != me).take(1).collect();
-        let a = AddressSpace::new().map_err(|e| format!("new: {e}"))?;
+        let a = Arc::new(AddressSpace::new().map_err(|e| format!("new: {e}"))?);
         // Shootdowns of this unmap: the counter less the kernel-table reclaims meanwhile.
         let shots = || {
             tlb::SHOOTDOWNS.load(Ordering::Relaxed)
@@ -1004,8 +1011,7 @@ fn batched_unmap(_: &BootState) -> TestResult {
                 })?;
                 Ok((gone, n))
             })();
-            STOP.store(true, Ordering::Release);
-            join_all(&tids, 10_000)?;
+            join_readers(&tids, &a)?;
             let stale = STALE.load(Ordering::Relaxed);
             check(stale == 0, || {
                 format!("{stale} read(s) through a translation that unmap had removed")
