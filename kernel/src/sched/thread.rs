@@ -687,12 +687,17 @@ pub fn exit(code: u64) -> ! {
             hook(i);
         }
     }
-    let mut g = IrqGuard::new();
+    let g = IrqGuard::new();
     if let Some(cs) = this_sched() {
         let me = tcb(cs.current.load(Ordering::Relaxed) as usize);
         me.exit_code.store(code, Ordering::Relaxed);
         me.set_state(State::Exiting);
-        schedule(&mut g);
+        // This switch does not come back, and the stack it leaves is reused once the thread
+        // is reaped: no guard is left on it to drop, and no reference into it is passed
+        // across the switch (`schedule(&mut g)` passed one, which the language holds live
+        // for the whole call: found by an audit, 2026-12-07; the code is the same).
+        core::mem::forget(g);
+        super::cpu::schedule_irqs_off();
     }
     panic!("sched::exit returned (no scheduler on this CPU, or an exiting thread was resumed)");
 }
