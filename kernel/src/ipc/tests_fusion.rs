@@ -2,7 +2,10 @@
 //! paths forced (the server replies only once the client is parked, the client calls only
 //! once the server is parked, so each wake-up path runs, not just polling), a parked
 //! server woken by `close` with `Closed`, a call that times out (the server holds its reply
-//! until the client has given up) and whose late reply the next call discards.
+//! until the client has given up) and whose late reply the next call discards; the
+//! endpoint baseline (`Channel::call_endpoint`, `serve(true, ..)`: the seed's comparison
+//! point, which only `bench-contended` ran before 2026-12-07) answers the same traffic
+//! with the same replies as the rings.
 
 use super::fusion::Channel;
 use super::{IpcError, Msg};
@@ -32,6 +35,11 @@ ktest!(
     Needs::Threads,
     "ipc.fusion_channel_dropped_gives_its_endpoint_back",
     dropped_channel
+);
+ktest!(
+    Needs::Threads,
+    "ipc.fusion_baseline_answers_as_the_rings_do",
+    baseline_same
 );
 
 static CHAN: spin::Mutex<Option<Arc<Channel>>> = spin::Mutex::new(None);
@@ -104,7 +112,19 @@ fn client(_: u64) -> u64 {
     bad
 }
 
+/// The skip of a test of the rings themselves (their parking) in a kernel built without
+/// them: its channel is the endpoint, which `ipc.fusion_baseline_answers_as_the_rings_do`
+/// tests (until 2026-12-07 these failed in such a kernel, which no run booted).
+fn rings_compiled_out() -> TestResult {
+    if super::fusion::ENABLED {
+        Ok(())
+    } else {
+        Err(format!("{SKIP}fusion_rings is off: no rings to park on"))
+    }
+}
+
 fn fusion_across_cpus(_: &crate::boot::BootState) -> TestResult {
+    rings_compiled_out()?;
     if ncpus() < 2 {
         return Err(format!("{SKIP}needs 2 CPUs"));
     }
@@ -160,6 +180,7 @@ fn parked_server(_: u64) -> u64 {
 }
 
 fn close_wakes(_: &crate::boot::BootState) -> TestResult {
+    rings_compiled_out()?;
     let c = Arc::new(Channel::new().map_err(|e| format!("{e:?}"))?);
     *CHAN.lock() = Some(c.clone());
     let s = Builder::new()
@@ -238,5 +259,117 @@ fn dropped_channel(_: &crate::boot::BootState) -> TestResult {
     let after = super::live_endpoints();
     check(during == before + 2 && after == before, || {
         format!("live endpoints {before} before, {during} with two channels, {after} after")
+    })
+}
+
+/// Calls of each pass of [`baseline_same`].
+const SAME_CALLS: u64 = 500;
+
+/// The request of call `k` of [`baseline_same`]: its label and words vary with `k`.
+fn same_request(k: u64) -> Msg {
+    Msg::new(
+        (k % 1000) as u32 + 1,
+        core::array::from_fn(|i| k.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64) << 56),
+    )
+}
+
+/// The server's answer to `m`, a function of the whole request (label and every word).
+fn same_answer(m: &Msg) -> Msg {
+    let sum = m
+        .words
+        .iter()
+        .fold(u64::from(m.label), |a, w| a.rotate_left(7) ^ w);
+    let mut r = Msg::new(m.label.wrapping_mul(3), m.words);
+    r.words.iter_mut().for_each(|w| *w = w.wrapping_add(sum));
+    r
+}
+
+/// Serves [`same_answer`] through the endpoint (`arg` 1) or the rings (0) until the label
+/// 0xdead.
+fn same_server(endpoint: u64) -> u64 {
+    let Some(c) = chan() else { return 1 };
+    let r = c.serve(endpoint == 1, after_ms(60_000), |m| {
+        (m.label != 0xdead).then(|| {
+            SERVED.fetch_add(1, Ordering::Relaxed);
+            same_answer(m)
+        })
+    });
+    u64::from(r.is_err())
+}
+
+/// Digest of the replies to [`SAME_CALLS`] requests through the endpoint (`arg` 1) or the
+/// rings (0), each reply checked against [`same_answer`] (a mismatch or an error: 0).
+fn same_client(endpoint: u64) -> u64 {
+    let Some(c) = chan() else { return 0 };
+    let d = after_ms(60_000);
+    let call = |m: &Msg| {
+        if endpoint == 1 {
+            c.call_endpoint(m, d)
+        } else {
+            c.call(m, d)
+        }
+    };
+    let mut digest = 1u64;
+    for k in 0..SAME_CALLS {
+        let m = same_request(k);
+        CALLED.store(k + 1, Ordering::Relaxed);
+        match call(&m) {
+            Ok(r) if r.label == same_answer(&m).label && r.words == same_answer(&m).words => {
+                digest = r
+                    .words
+                    .iter()
+                    .fold(digest.rotate_left(5) ^ u64::from(r.label), |a, w| {
+                        a.wrapping_mul(31) ^ w
+                    });
+            }
+            _ => return 0,
+        }
+    }
+    let _ = call(&Msg::new(0xdead, [0; 8]));
+    digest | 1
+}
+
+/// Both paths of a channel give the same results: [`SAME_CALLS`] calls through the endpoint
+/// baseline, then the same calls through the rings (with 2 CPUs or more: client on CPU 0,
+/// server on the last), each reply checked and the two digests compared. At -smp 1 the
+/// baseline alone (both threads on CPU 0).
+fn baseline_same(_: &crate::boot::BootState) -> TestResult {
+    let paths: &[u64] = if ncpus() >= 2 { &[1, 0] } else { &[1] };
+    let mut digests = alloc::vec::Vec::new();
+    for &endpoint in paths {
+        let c = Arc::new(Channel::new().map_err(|e| format!("{e:?}"))?);
+        *CHAN.lock() = Some(c.clone());
+        CALLED.store(0, Ordering::Relaxed);
+        SERVED.store(0, Ordering::Relaxed);
+        let s = Builder::new()
+            .pin(ncpus() - 1)
+            .spawn(same_server, endpoint)
+            .map_err(|e| format!("{e}"))?;
+        let t = Builder::new()
+            .pin(0)
+            .spawn(same_client, endpoint)
+            .map_err(|e| format!("{e}"))?;
+        let codes = join_all(&[t, s], 60_000).map_err(|e| {
+            format!(
+                "{e}; endpoint path {endpoint}, calls made {}, served {}",
+                CALLED.load(Ordering::Relaxed),
+                SERVED.load(Ordering::Relaxed)
+            )
+        });
+        c.close();
+        *CHAN.lock() = None;
+        let codes = codes?;
+        check(codes[0] != 0 && codes[1] == 0, || {
+            format!(
+                "endpoint path {endpoint}: client {:#x} (0: a wrong reply or an error at call {}), server {}",
+                codes[0],
+                CALLED.load(Ordering::Relaxed),
+                codes[1]
+            )
+        })?;
+        digests.push(codes[0]);
+    }
+    check(digests.windows(2).all(|w| w[0] == w[1]), || {
+        format!("replies differ between the endpoint and the rings: digests {digests:x?}")
     })
 }
