@@ -18,12 +18,49 @@ use core::ops::{Deref, DerefMut};
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct Held<G>(G);
 
+/// Failed tries of [`Held::take`] between two yields.
+const TRIES_BEFORE_YIELD: u32 = 256;
+
 impl<G> Held<G> {
     /// Counts `g` (just taken by the running thread).
     #[inline(always)]
     pub fn new(g: G) -> Held<G> {
         exo_percpu::held_locks_inc();
         Held(g)
+    }
+
+    /// Takes one of these locks (`try_take`: one try) and counts it. After every
+    /// [`TRIES_BEFORE_YIELD`] failed tries the taker yields, when it may (preemptible,
+    /// interrupts on): the holder may be a thread this CPU preempted for the taker (a
+    /// wake-up preempts code holding one of these locks: it is preemptible), which, pinned
+    /// here, only this CPU can run. With a timer the tick ended the taker's slice and the
+    /// holder ran a slice later; without one (icount) nothing ever ran it again, and the
+    /// taker spun for good (found by an audit, 2026-12-07;
+    /// `sched.lock_taker_yields_to_a_holder_it_preempted`). The first try is the whole cost
+    /// when the lock is free.
+    #[inline(always)]
+    pub fn take(mut try_take: impl FnMut() -> Option<G>) -> Held<G> {
+        if let Some(g) = try_take() {
+            return Held::new(g);
+        }
+        Held::new(take_slow(try_take))
+    }
+}
+
+/// [`Held::take`] once its first try failed.
+#[cold]
+#[inline(never)]
+fn take_slow<G>(mut try_take: impl FnMut() -> Option<G>) -> G {
+    loop {
+        for _ in 0..TRIES_BEFORE_YIELD {
+            core::hint::spin_loop();
+            if let Some(g) = try_take() {
+                return g;
+            }
+        }
+        if exo_percpu::preemptible() && exo_arch::cpu::interrupts_enabled() {
+            super::yield_now();
+        }
     }
 }
 

@@ -98,6 +98,7 @@ macro_rules! injected_test {
 mod bench;
 mod tests;
 mod tests_claim;
+mod tests_held;
 mod tests_locks;
 mod tests_migrate;
 mod tests_notimer;

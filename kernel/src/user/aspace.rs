@@ -244,14 +244,14 @@ impl AddressSpace {
     /// shootdown, and one spinning here with interrupts off never answers (a thread's end
     /// did, from a trap: the fuzzer's "TLB shootdown: CPU 1 did not answer" at -smp 8).
     /// Held with interrupts on, so counted ([`Held`]): a thread failing with it is not
-    /// ended alone.
+    /// ended alone; taken by [`Held::take`], which yields to a holder this CPU preempted.
     #[track_caller]
     fn tables(&self) -> Tables<'_> {
         debug_assert!(
             exo_arch::cpu::interrupts_enabled(),
             "an address space's tables locked with interrupts off (a shootdown could deadlock)"
         );
-        Held::new(self.space.tables.lock())
+        Held::take(|| self.space.tables.try_lock())
     }
 
     /// Test switch (`exo.panic_holding_tables`): panics with the tables locked, as a bug in

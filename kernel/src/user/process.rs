@@ -102,14 +102,15 @@ impl Proc {
 impl Proc {
     /// The space, read-locked. Held with interrupts on across a kill or a thread's start,
     /// so counted ([`Held`]): a kernel thread failing with it is not ended alone (the next
-    /// writer, a reap, would spin for good).
+    /// writer, a reap, would spin for good). Taken by [`Held::take`] (it yields to a holder
+    /// this CPU preempted).
     fn space_read(&self) -> Held<spin::RwLockReadGuard<'_, Option<Box<AddressSpace>>>> {
-        Held::new(self.space_lock.read())
+        Held::take(|| self.space_lock.try_read())
     }
 
     /// The space, write-locked (counted as [`Proc::space_read`]).
     fn space_write(&self) -> Held<spin::RwLockWriteGuard<'_, Option<Box<AddressSpace>>>> {
-        Held::new(self.space_lock.write())
+        Held::take(|| self.space_lock.try_write())
     }
 }
 
