@@ -796,6 +796,10 @@ log="$out/fail-phantom-real.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.phantom_apic=1 exo.ap_timeout_ms=99999999" --log "$log" >/dev/null 2>&1
 expect_log "a phantom APIC id naming a real CPU, and a time out of range, are refused and change nothing" "$log" 0 $? '^SMP,2,2,x2apic$' \
     'exo.phantom_apic=1 ignored' 'ignored bad option "exo.ap_timeout_ms=99999999"'
+log="$out/fail-init-deadline.log"
+scripts/qemu.sh --machine q35 --cpu max --smp 2 --job init "${initrd[@]}" --append "exo.init=/threads exo.init_arg=0x11 exo.init_timeout_s=3" --log "$log" --timeout 120 >/dev/null 2>&1
+expect_log "init job: a process 1 that never ends is killed at exo.init_timeout_s, with the verdict and every frame back" "$log" 1 $? \
+    '^PROC,1,killed,SIGKILL$' '^INIT,TIMEOUT,/threads,3$' '^MEM,init,.*,same$' '^INIT,FAIL,/threads: status 0x183, killed: still running at the exo.init_timeout_s deadline$'
 log="$out/fail-bad-job.log"
 scripts/qemu.sh --machine q35 --cpu max --smp 2 --job boot --append "exo.job=tset" --log "$log" --timeout 60 >/dev/null 2>&1
 expect_log "a mistyped job fails the boot (it ran the boot job and exited with success)" "$log" 1 $? \

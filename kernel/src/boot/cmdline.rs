@@ -168,6 +168,12 @@ pub struct Options {
     pub init: arrayvec::ArrayString<128>,
     /// Init job: the argument process 1 gets in RDI (`exo.init_arg=N`, decimal or 0x-hex).
     pub init_arg: u64,
+    /// Init job: process 1 still running this many seconds after its start is killed and
+    /// the job fails with its verdict (`exo.init_timeout_s=N`, 0..=86400; 0: never; default
+    /// [`INIT_TIMEOUT_S`]). Until 2026-12-07 the job waited for it without a deadline: a
+    /// `/init` that never ended held the machine until whatever ran QEMU gave up, with no
+    /// verdict and no memory line.
+    pub init_timeout_s: u64,
     /// virtio-mmio devices the machine monitor names (`virtio_mmio.device=SIZE@BASE:IRQ`,
     /// Linux's form: QEMU's microvm without ACPI, Firecracker), up to [`MMIO_DEVICES`].
     pub virtio_mmio: arrayvec::ArrayVec<exo_virtio::mmio::CmdlineDevice, MMIO_DEVICES>,
@@ -233,6 +239,7 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
         bench_filter: arrayvec::ArrayString::new(),
         init: arrayvec::ArrayString::from("/init").unwrap_or_default(),
         init_arg: 0,
+        init_timeout_s: INIT_TIMEOUT_S,
         virtio_mmio: arrayvec::ArrayVec::new(),
         fatal: false,
     };
@@ -262,6 +269,9 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
                 Some(h) => u64::from_str_radix(h, 16).is_ok_and(|n| set(&mut o.init_arg, n)),
                 None => v.parse().is_ok_and(|n| set(&mut o.init_arg, n)),
             },
+            ("init_timeout_s", v) => {
+                in_range(v, 0, 86_400).is_some_and(|s| set(&mut o.init_timeout_s, s))
+            }
             ("apic", "xapic") => set(&mut o.allow_x2apic, false),
             ("apic", "x2apic" | "auto") => set(&mut o.allow_x2apic, true),
             ("ap_timeout_ms", v) => {
@@ -345,6 +355,11 @@ pub fn parse<'a>(cmdline: &'a str, mut bad: impl FnMut(BadOption<'a>)) -> Option
     }
     o
 }
+
+/// `exo.init_timeout_s`'s default: an hour of guest time, far past any run of this
+/// repository's programs (the longest, the fuzzer's and fake nginx's at 64 CPUs under TCG,
+/// take minutes), so only a process 1 that never ends meets it.
+pub const INIT_TIMEOUT_S: u64 = 3600;
 
 /// The largest time an option may give, in milliseconds (10 minutes: every such option is
 /// multiplied by the TSC's rate or added to a deadline, which must not wrap).

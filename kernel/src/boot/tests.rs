@@ -44,6 +44,11 @@ ktest!(
 );
 ktest!(
     Needs::Cpus,
+    "boot.cmdline_takes_the_init_deadline",
+    cmdline_init_timeout
+);
+ktest!(
+    Needs::Cpus,
     "boot.boot_ms_ends_at_the_end_of_boot",
     boot_ms_end
 );
@@ -104,6 +109,33 @@ fn cmdline_commit_limits(_: &crate::boot::BootState) -> TestResult {
         )?;
     }
     Ok(())
+}
+
+/// `exo.init_timeout_s`: seconds in 0..=86400 (0: no deadline), an hour when not given;
+/// anything else is a bad option that leaves the default (not fatal).
+fn cmdline_init_timeout(_: &crate::boot::BootState) -> TestResult {
+    use super::cmdline::{INIT_TIMEOUT_S, parse};
+    for (line, want, bad) in [
+        ("", INIT_TIMEOUT_S, 0),
+        ("exo.init_timeout_s=0", 0, 0),
+        ("exo.init_timeout_s=30", 30, 0),
+        ("exo.init_timeout_s=86400", 86_400, 0),
+        ("exo.init_timeout_s=86401", INIT_TIMEOUT_S, 1),
+        ("exo.init_timeout_s=-1", INIT_TIMEOUT_S, 1),
+        ("exo.init_timeout_s=5s", INIT_TIMEOUT_S, 1),
+    ] {
+        let mut n = 0;
+        let o = parse(line, |_| n += 1);
+        check(o.init_timeout_s == want && n == bad && !o.fatal, || {
+            format!(
+                "{line:?}: {} s, {n} bad, fatal {} (want {want}, {bad}, false)",
+                o.init_timeout_s, o.fatal
+            )
+        })?;
+    }
+    check(INIT_TIMEOUT_S == 3600, || {
+        format!("the default is {INIT_TIMEOUT_S} s, the README says an hour")
+    })
 }
 
 /// A word saying what to run that cannot be taken fails the boot (`Options::fatal`); other

@@ -108,8 +108,13 @@ fn init(state: &crate::boot::BootState) -> ! {
     let threads_before = sched::live_threads();
     let endpoints_before = crate::ipc::live_endpoints();
     let charged_before = crate::mm::commit::charged();
-    match crate::user::process::run_init(path, state.opts.init_arg) {
-        Ok(status) => {
+    let timeout_s = state.opts.init_timeout_s;
+    match crate::user::process::run_init(path, state.opts.init_arg, timeout_s) {
+        Ok(end) => {
+            let status = end.status;
+            if end.killed_at_deadline {
+                crate::kprintln!("INIT,TIMEOUT,{path},{timeout_s}");
+            }
             crate::kprintln!("INIT,{path},status,{status:#x}");
             // Which IPC paths the programs took (the CI checks the IPC suite took both
             // ends of the parked fastpath).
@@ -153,11 +158,16 @@ fn init(state: &crate::boot::BootState) -> ! {
             // The job's exit code is the verdict: process 1 exited 0 and every frame,
             // object, thread and endpoint came back (until 2026-12-04 it was success
             // whatever `/init` reported, so only a log grep saw a failed suite).
-            if status == 0 && same {
+            if status == 0 && same && !end.killed_at_deadline {
                 exit(ExitCode::Success)
             }
             crate::kprintln!(
-                "INIT,FAIL,{path}: status {status:#x}{}",
+                "INIT,FAIL,{path}: status {status:#x}{}{}",
+                if end.killed_at_deadline {
+                    ", killed: still running at the exo.init_timeout_s deadline"
+                } else {
+                    ""
+                },
                 if same { "" } else { ", memory not back" }
             );
             exit(ExitCode::Failure)

@@ -6,7 +6,7 @@
 //! their next way back to ring 3 (the CPUs running its space are interrupted, its blocked
 //! threads woken, and every sleep in the `user` layer gives up for a dying process).
 //! Its last thread's end gives its memory back (every user page, its shared regions);
-//! [`wait`] waits until no thread is left, joins them, drops the space (the root table and
+//! [`wait_until`] waits until no thread is left, joins them, drops the space (the root table and
 //! PCID; the space evicted from every CPU that ran it) and returns the status. One `PROC` line
 //! per process, printed by the thread whose end decided it.
 //!
@@ -167,7 +167,7 @@ fn used() -> impl Iterator<Item = &'static Proc> {
 /// [`spawn`] stops here with the record set up and before it starts the first thread, so a
 /// test can wait for it, or reap another process, in that window.
 pub static SPAWN_HOLD: HoldPoint = HoldPoint::new();
-/// [`wait`] stops here after its checks and before it claims the process, so a test can
+/// [`wait_until`] stops here after its checks and before it claims the process, so a test can
 /// reap the process and reuse its slot in that window.
 pub static WAIT_HOLD: HoldPoint = HoldPoint::new();
 /// `reap_orphans` stops here after it found an ended orphan and before it claims it.
@@ -805,12 +805,10 @@ pub fn thread_join(tid: u64) -> Result<u64, Errno> {
 
 /// Waits for process `pid`, a child of the caller, to end and returns its status (see the
 /// module header). Not a child (or already being waited for): `ECHILD`; the caller's own
-/// process killed meanwhile: `EINTR` (the child stays, for the next waiter).
-pub fn wait(pid: u64) -> Result<u64, Errno> {
-    wait_until(pid, u64::MAX)
-}
-
-/// [`wait`] until the TSC reaches `deadline` (`u64::MAX`: none): `ETIMEDOUT` when it passes
+/// process killed meanwhile: `EINTR` (the child stays, for the next waiter). Until the TSC
+/// reaches `deadline` (`u64::MAX`: none; the kernel's own callers always give one since
+/// 2026-12-07, when the `init` job's wait for process 1 got its deadline and the deadline-less
+/// `wait` went): `ETIMEDOUT` when it passes
 /// with the child still running, or its last thread still finishing its end (giving its
 /// memory back: see [`reap`]); the child stays, for the next waiter. Until 2026-12-05
 /// `wait` had no deadline: a child that never ended held its parent for good (init, and
@@ -982,7 +980,7 @@ fn reap_orphans() {
     }
 }
 
-/// Test support: whether process `pid` has ended (no thread left: [`wait`] would not
+/// Test support: whether process `pid` has ended (no thread left: [`wait_until`] would not
 /// block), `None` if there is no such process. Tests poll it to wait with a deadline.
 pub fn ended(pid: u64) -> Option<bool> {
     proc(pid).map(|p| p.live.load(Ordering::Acquire) == 0)
@@ -1191,12 +1189,41 @@ pub fn reap_all_with(grace_ms: u64, mut seen: impl FnMut(u64, u64)) -> usize {
 
 /// The `init` job: starts `path` as the first process with `arg`, waits for it, reaps what
 /// is left, and returns its status.
-pub fn run_init(path: &str, arg: u64) -> Result<u64, Errno> {
+pub fn run_init(path: &str, arg: u64, timeout_s: u64) -> Result<InitEnd, Errno> {
     let pid = spawn(path, arg, Builder::new())?;
-    let status = wait(pid);
+    let deadline = if timeout_s == 0 {
+        u64::MAX
+    } else {
+        Deadline::after_ms(timeout_s.saturating_mul(1000)).tsc()
+    };
+    let end = match wait_until(pid, deadline) {
+        Err(Errno::Etimedout) => {
+            // Still running at the job's deadline: ended as `kill` ends a child (the kernel
+            // is its parent), then waited for as an orphan ended at shutdown is.
+            let _ = kill_child(pid, SIGKILL);
+            let d = Deadline::after_ms(ENDED_ORPHAN_WAIT.load(Ordering::Relaxed)).tsc();
+            wait_until(pid, d).map(|status| InitEnd {
+                status,
+                killed_at_deadline: true,
+            })
+        }
+        r => r.map(|status| InitEnd {
+            status,
+            killed_at_deadline: false,
+        }),
+    };
     let orphans = reap_all();
     if orphans != 0 {
         log::info!("init: {orphans} process(es) left running were reaped");
     }
-    status
+    end
+}
+
+/// How process 1 of the `init` job ended ([`run_init`]).
+#[derive(Debug, Clone, Copy)]
+pub struct InitEnd {
+    /// Its status (as `wait` gives it).
+    pub status: u64,
+    /// It was still running at the job's deadline (`exo.init_timeout_s`) and was killed.
+    pub killed_at_deadline: bool,
 }
