@@ -1222,7 +1222,7 @@ pub fn run_init(path: &str, arg: u64, timeout_s: u64) -> Result<InitEnd, Errno> 
 /// How process 1 of the `init` job ended ([`run_init`]).
 #[derive(Debug, Clone, Copy)]
 pub struct InitEnd {
-    /// Its status (as `wait` gives it).
+    /// Its status (as [`wait_until`] gives it).
     pub status: u64,
     /// It was still running at the job's deadline (`exo.init_timeout_s`) and was killed.
     pub killed_at_deadline: bool,
