@@ -4,6 +4,7 @@
 //! the holder again.
 
 use super::Held;
+use super::tests_notimer::{DISTANT_MS, WINDOW_MS, busy_wait, cpus_for_test};
 use crate::boot::BootState;
 use crate::harness::{Needs, SKIP, TestResult, check, join_all, ms, ncpus, wait_for};
 use crate::ktest;
@@ -18,12 +19,6 @@ ktest!(
     "sched.lock_taker_yields_to_a_holder_it_preempted",
     taker_yields
 );
-
-/// How long the test gives the taker to get the lock: a bound on a broken kernel (the taker
-/// spins for good there), not a time to meet.
-const WINDOW_MS: u64 = 20_000;
-/// A deadline that must not pass during the test.
-const DISTANT_MS: u64 = 120_000;
 
 /// The lock of the test, a spin lock taken as the address-space locks are (`Held::take`).
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
@@ -70,8 +65,7 @@ fn taker_yields(_: &BootState) -> TestResult {
     if ncpus() < 2 {
         return Err(format!("{SKIP}needs 2 CPUs"));
     }
-    let me = sched::this_cpu();
-    let x = (0..ncpus()).rev().find(|&c| c != me).unwrap_or(me);
+    let (_, x) = cpus_for_test();
     for f in [&H_HOLDS, &W_GO, &W_TRYING, &W_GOT] {
         f.store(false, Ordering::Release);
     }
@@ -92,11 +86,7 @@ fn taker_yields(_: &BootState) -> TestResult {
         })?;
         W_GO.store(true, Ordering::Release);
         check(sched::wake(tids[0]), || "W was not blocked".into())?;
-        let d = rdtsc() + ms(WINDOW_MS);
-        while !W_GOT.load(Ordering::Acquire) && rdtsc() < d {
-            core::hint::spin_loop();
-        }
-        check(W_GOT.load(Ordering::Acquire), || {
+        check(busy_wait(&W_GOT, WINDOW_MS), || {
             format!(
                 "W, woken onto CPU {x} while H held the lock there, did not get it in {} s \
                  (W tried: {})",

@@ -18,9 +18,9 @@ use exo_arch::tsc::rdtsc;
 /// ring): a bound on a broken kernel, not a time to meet; every wait ends as soon as the
 /// event comes. Until 2026-12-06 2 s, which a stalled host's vCPU could run out (CI hosts
 /// run up to 64 vCPUs on two cores); a missed event still fails, later.
-const WINDOW_MS: u64 = 20_000;
+pub(super) const WINDOW_MS: u64 = 20_000;
 /// A deadline that must not pass during a test ([`WINDOW_MS`] and the waits around it).
-const DISTANT_MS: u64 = 120_000;
+pub(super) const DISTANT_MS: u64 = 120_000;
 
 ktest!(
     Needs::Threads,
@@ -40,7 +40,7 @@ ktest!(
 
 /// This CPU (where the test runs) and the CPU the threads under test are pinned to: the last
 /// one that is not this one.
-fn cpus_for_test() -> (u32, u32) {
+pub(super) fn cpus_for_test() -> (u32, u32) {
     let me = sched::this_cpu();
     let x = (0..ncpus()).rev().find(|&c| c != me).unwrap_or(me);
     (me, x)
@@ -82,7 +82,7 @@ fn others_halted_unless(busy: &[u32], gone: impl Fn() -> bool) -> TestResult {
 
 /// Waits on this CPU without leaving it idle (an idle CPU would look for work to steal
 /// itself) until `done` or `limit_ms` passed; whether `done`.
-fn busy_wait(done: &AtomicBool, limit_ms: u64) -> bool {
+pub(super) fn busy_wait(done: &AtomicBool, limit_ms: u64) -> bool {
     let d = rdtsc() + ms(limit_ms);
     while !done.load(Ordering::Acquire) && rdtsc() < d {
         core::hint::spin_loop();
